@@ -1,0 +1,47 @@
+# hpoc — two commands from a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export RAY_USAGE_STATS_ENABLED := 0
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv demo test test-fast stress bench slurm-up slurm-down clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# DeepSpeed builds against the torch above: no isolated build env.
+	$(PY) -m pip install -q --no-build-isolation deepspeed==0.19.8
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/hpoc check examples/digits/study.hpo
+	$(VENV)/bin/hpoc check examples/fashion_mnist/study.hpo
+	$(VENV)/bin/hpoc compile examples/fashion_mnist/study.hpo -o build/fashion
+	$(VENV)/bin/hpoc run examples/digits/study.hpo --local
+
+test: venv
+	$(PY) -m pytest -q tests
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slurm and not slow" tests
+
+stress: venv
+	HPOC_FUZZ_CASES=10000 $(PY) -m pytest -q -m "stress" tests
+
+bench: venv
+	$(PY) benchmarks/compile.py
+
+slurm-up:
+	bash scripts/local-slurm.sh up
+
+slurm-down:
+	bash scripts/local-slurm.sh down
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

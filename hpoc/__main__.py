@@ -1,0 +1,5 @@
+import sys
+
+from hpoc.cli import main
+
+sys.exit(main())

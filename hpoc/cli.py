@@ -1,0 +1,70 @@
+"""`hpoc` command line: one thin dispatcher; each subcommand lives in `hpoc/commands/<name>.py`.
+
+A command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
+Modules are imported only when their command runs, so `hpoc check` never pays for Ray or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module under hpoc.commands (order = order in --help)
+COMMANDS = {
+    "check": "check",
+    "compile": "compile",
+    "fmt": "fmt",
+    "convert": "convert",
+    "run": "run",
+    "submit": "submit",
+    "status": "status",
+    "results": "results",
+    "report": "report",
+    "data": "data",
+}
+
+EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
+
+
+def _available() -> dict[str, object]:
+    found = {}
+    for name, mod in COMMANDS.items():
+        try:
+            found[name] = importlib.import_module(f"hpoc.commands.{mod}")
+        except ModuleNotFoundError as exc:  # command not built yet in this checkout
+            if exc.name != f"hpoc.commands.{mod}":
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hpoc import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hpoc", description="Hyperparameter-optimisation studies on HPC clusters."
+    )
+    parser.add_argument("--version", action="version", version=f"hpoc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in _available().items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("hpoc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

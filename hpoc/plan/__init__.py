@@ -1,0 +1,55 @@
+"""The runtime plan: the only contract between compiler and runtime (see docs/plan.md).
+
+Readers call `load(path)`; the compiler calls `dumps(plan)` to get canonical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+PLAN_VERSION = 1
+
+
+class PlanError(Exception):
+    """A plan file that cannot be used: unreadable, wrong version, or invalid."""
+
+
+def canonical(plan: dict[str, Any]) -> str:
+    return json.dumps(plan, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def content_hash(plan: dict[str, Any]) -> str:
+    body = {k: v for k, v in plan.items() if k != "content_hash"}
+    return "sha256:" + hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+def dumps(plan: dict[str, Any]) -> str:
+    """Canonical text of `plan` with its content hash filled in."""
+    plan = dict(plan, content_hash=content_hash(plan))
+    return canonical(plan)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and validate a plan file; raise PlanError with a readable message."""
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such plan file (run `hpoc compile SPEC -o DIR` first)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(f"{path}: not a readable plan file: {exc}") from None
+    if not isinstance(plan, dict):
+        raise PlanError(f"{path}: not a plan (expected a JSON object)")
+    version = plan.get("plan_version")
+    if version != PLAN_VERSION:
+        raise PlanError(
+            f"{path}: plan_version {version!r} is not supported by this hpoc "
+            f"(expects {PLAN_VERSION}); recompile the spec with this hpoc"
+        )
+    from hpoc.plan.validate import validate  # schema check; kept separate for reuse
+
+    validate(plan, path)
+    return plan

@@ -1,0 +1,54 @@
+"""`hpoc report`: a self-contained static HTML report with plots (PNGs written beside it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "write a self-contained HTML report of a study, with plots"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from hpoc.commands.results import add_common
+
+    add_common(p)
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                   help="HTML file to write (default: report.html); plots are also written "
+                        "beside it as FILE-STEM-<plot>.png")
+    p.add_argument("--no-png", action="store_true",
+                   help="only write the HTML (it embeds the plots anyway)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc import __version__
+    from hpoc.commands.results import load_ranked, warn
+    from hpoc.results import ResultsError
+
+    try:
+        results, ranking = load_ranked(args)
+    except ResultsError as exc:
+        print(f"hpoc report: error: {exc}", file=sys.stderr)
+        return 2
+    warn(results, ranking, "hpoc report")
+    from hpoc.results import html, plots
+
+    figures = plots.make_plots(results, ranking)
+    out = Path(args.output)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html.render(results, ranking, figures, __version__), encoding="utf-8")
+        written = []
+        if not args.no_png:
+            for plot in figures:
+                png = out.with_name(f"{out.stem}-{plot.name}.png")
+                png.write_bytes(plot.png)
+                written.append(png.name)
+    except OSError as exc:
+        print(f"hpoc report: error: cannot write {exc.filename or out}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({len(figures)} plots, {len(ranking.trials)} trials)")
+    if written:
+        print(f"plots beside it: {', '.join(written)}")
+    return 0

@@ -1,0 +1,72 @@
+"""`hpoc results`: rank a study's trials; print a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "show a study's trials ranked by its objective (table, --json or --csv)"
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options shared with `hpoc report`."""
+    p.add_argument("target", metavar="PATH",
+                   help="build directory (with plan.json), a plan.json, or an experiment directory")
+    p.add_argument("--sort", metavar="METRIC",
+                   help="rank by this reported metric (default: the study's first objective)")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--asc", dest="ascending", action="store_true", default=None,
+                       help="smaller is better (default: from the objective)")
+    order.add_argument("--desc", dest="ascending", action="store_false",
+                       help="larger is better")
+    p.add_argument("--scope", choices=("last", "best"), default="last",
+                   help="rank by each trial's last reported value (default) or its best one")
+    p.add_argument("--status", action="append", metavar="S[,S…]",
+                   help="keep only these trials: completed, stopped, terminated, error, running, "
+                        "pending, paused (repeatable)")
+    p.add_argument("--top", type=int, metavar="N", help="show the N best trials only")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common(p)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="write JSON to stdout")
+    fmt.add_argument("--csv", action="store_true", help="write CSV (one row per trial) to stdout")
+    p.add_argument("--history", action="store_true",
+                   help="with --json: include every trial's per-epoch reports")
+    p.add_argument("--no-best", action="store_true", help="don't print the best trial's config")
+
+
+def load_ranked(args: argparse.Namespace):
+    """(results, ranking) for the common options; raises ResultsError."""
+    from hpoc.results import load, rank
+    from hpoc.results.rank import parse_statuses
+
+    results = load(args.target)
+    ranking = rank(results, sort=args.sort, ascending=args.ascending, scope=args.scope,
+                   statuses=parse_statuses(args.status), top=args.top)
+    return results, ranking
+
+
+def warn(results, ranking, prog: str) -> None:
+    for line in list(results.warnings) + list(ranking.notes):
+        print(f"{prog}: warning: {line}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.results import ResultsError
+    from hpoc.results import export, table
+
+    try:
+        results, ranking = load_ranked(args)
+    except ResultsError as exc:
+        print(f"hpoc results: error: {exc}", file=sys.stderr)
+        return 2
+    warn(results, ranking, "hpoc results")
+    if args.json:
+        sys.stdout.write(export.to_json(results, ranking, history=args.history))
+    elif args.csv:
+        sys.stdout.write(export.to_csv(results, ranking))
+    else:
+        sys.stdout.write(table.render(results, ranking, show_best=not args.no_best))
+    return 0

@@ -1,0 +1,101 @@
+"""Machine-readable exports: JSON for scripts, CSV for spreadsheets (one row per trial)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from hpoc.results.model import RAY_KEYS, Results, Trial, flatten, number
+from hpoc.results.rank import Ranking, param_names, status_label
+
+# Ray bookkeeping kept in the per-epoch history export (the rest is user metrics).
+_HISTORY_KEYS = ("training_iteration", "time_total_s", "timestamp")
+
+
+def trial_record(results: Results, ranking: Ranking, trial: Trial, rank: int,
+                 history: bool = False) -> dict[str, Any]:
+    metrics = {m: trial.value(m) for m in results.metric_names()}
+    record: dict[str, Any] = {
+        "rank": rank,
+        "trial_id": trial.trial_id,
+        "shard": trial.shard,
+        "status": trial.status,
+        "label": status_label(trial),
+        "stopped_early": trial.stopped_early,
+        "epochs": trial.epochs,
+        "score": ranking.value(trial),
+        "metrics": {k: v for k, v in metrics.items() if v is not None},
+        "config": trial.config,
+        "params": flatten(trial.config),
+        "error": trial.error,
+        "path": trial.path,
+        "wall_s": _wall(trial),
+    }
+    if history:
+        record["history"] = [
+            {k: v for k, v in row.items()
+             if k in _HISTORY_KEYS or (k not in RAY_KEYS and number(v) is not None)}
+            for row in trial.history
+        ]
+    return record
+
+
+def _wall(trial: Trial) -> float | None:
+    return number(trial.last.get("time_total_s")) if trial.history else None
+
+
+def to_dict(results: Results, ranking: Ranking, history: bool = False) -> dict[str, Any]:
+    plan_hash = results.plan.get("content_hash") if results.plan else None
+    return {
+        "study": results.study,
+        "root": str(results.root),
+        "plan_hash": plan_hash,
+        "objective": [{"name": m.name, "mode": m.mode} for m in results.metrics],
+        "sort": {"metric": ranking.metric, "mode": ranking.mode, "scope": ranking.scope},
+        "max_epochs": results.max_epochs,
+        "num_trials": ranking.total,
+        "status_counts": results.status_counts(),
+        "shards": [{"index": s.index, "path": str(s.path), "num_trials": s.num_trials,
+                    "complete": s.has_summary, "wall_s": s.wall_s} for s in results.shards],
+        "best": (trial_record(results, ranking, ranking.best, 1)
+                 if ranking.best is not None else None),
+        "trials": [trial_record(results, ranking, t, i, history)
+                   for i, t in enumerate(ranking.trials, 1)],
+        "warnings": list(results.warnings),
+    }
+
+
+def to_json(results: Results, ranking: Ranking, history: bool = False) -> str:
+    return json.dumps(to_dict(results, ranking, history), indent=2, allow_nan=False,
+                      default=str) + "\n"
+
+
+def to_csv(results: Results, ranking: Ranking) -> str:
+    metrics = results.metric_names()
+    params = param_names(results)
+    header = ["rank", "trial_id", "shard", "status", "stopped_early", "epochs", "wall_s"]
+    header += metrics + [f"config/{p}" for p in params] + ["error", "path"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for i, trial in enumerate(ranking.trials, 1):
+        flat = flatten(trial.config)
+        row: list[Any] = [i, trial.trial_id, trial.shard, trial.status,
+                          str(trial.stopped_early).lower(), trial.epochs, _cell(_wall(trial))]
+        row += [_cell(trial.value(m)) for m in metrics]
+        row += [_cell(flat.get(p)) for p in params]
+        row += [trial.error or "", trial.path or ""]
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return repr(value) if isinstance(value, float) else str(value)

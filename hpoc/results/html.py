@@ -1,0 +1,200 @@
+"""The self-contained HTML report: one file, plots inlined as base64 PNG, no external
+resource of any kind (a Content-Security-Policy in the page enforces it), so it opens from
+a cluster's shared filesystem or an e-mail attachment without a server or internet."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+from html import escape
+
+from hpoc.results.model import Results
+from hpoc.results.plots import Plot
+from hpoc.results.rank import Ranking, status_label
+from hpoc.results.table import fmt, render_best, rows
+
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+       "script-src 'unsafe-inline'")
+
+STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
+       color: #1d1d1f; background: #fafafa; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px; }
+h1 { font-size: 24px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 32px 0 8px; }
+.meta { color: #555; font-size: 13px; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 16px 0; }
+.card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; }
+.card b { display: block; font-size: 20px; }
+.warn { background: #fff4e5; border: 1px solid #f0b35a; border-radius: 6px; padding: 8px 14px; }
+pre { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px;
+      overflow-x: auto; font-size: 12.5px; }
+figure { background: #fff; border: 1px solid #ddd; border-radius: 6px; margin: 16px 0;
+         padding: 12px; }
+figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
+figcaption { color: #555; font-size: 13px; margin-top: 6px; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; white-space: nowrap; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.tablewrap { overflow-x: auto; max-height: 70vh; }
+.s-completed { color: #1f6f3f; } .s-error { color: #b00020; font-weight: 600; }
+.s-stopped-early { color: #666; } .s-running { color: #2060c0; }
+tr.best td { background: #fff8d6; }
+.columns { display: flex; gap: 16px; flex-wrap: wrap; } .columns > div { flex: 1 1 380px; }
+"""
+
+# Click a header to sort by that column (numbers numerically, "-" last).
+SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach(function (th, col) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0];
+    var asc = th.dataset.asc !== "1"; th.dataset.asc = asc ? "1" : "0";
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].textContent, y = b.cells[col].textContent;
+      if (x === "-" || y === "-") return (x === "-") - (y === "-");
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return asc ? r : -r;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def render(results: Results, ranking: Ranking, plots: list[Plot], version: str = "") -> str:
+    title = f"hpoc report: {results.study}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>",
+        f"<h1>{escape(title)}</h1>",
+        _meta(results, version),
+        _warnings(results, ranking),
+        _cards(results, ranking),
+        _best(results, ranking),
+        _plots(plots),
+        _table(results, ranking),
+        _errors(results),
+        f"</main><script>{SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def _meta(results: Results, version: str) -> str:
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    items = [f"results: <code>{escape(str(results.root))}</code>"]
+    if results.plan:
+        items.append(f"plan {escape(str(results.plan.get('content_hash', ''))[:19])}")
+    if results.sharded:
+        items.append(f"{len(results.shards)} shards")
+    items.append(f"generated {now}" + (f" by hpoc {escape(version)}" if version else ""))
+    return f'<p class="meta">{" · ".join(items)}</p>'
+
+
+def _warnings(results: Results, ranking: Ranking) -> str:
+    lines = list(results.warnings) + list(ranking.notes)
+    if not lines:
+        return ""
+    body = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return f'<div class="warn"><b>Note</b><ul>{body}</ul></div>'
+
+
+def _cards(results: Results, ranking: Ranking) -> str:
+    cards = [("trials", str(len(results.trials)))]
+    for status, n in sorted(results.status_counts().items()):
+        cards.append((status.lower(), str(n)))
+    stopped = sum(t.stopped_early for t in results.trials)
+    if stopped:
+        cards.append(("stopped early", str(stopped)))
+    if ranking.best is not None:
+        cards.append((f"best {ranking.metric}", fmt(ranking.value(ranking.best))))
+    walls = [s.wall_s for s in results.shards if s.wall_s]
+    if walls:
+        cards.append(("wall time", _duration(max(walls))))
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><b>{escape(v)}</b>{escape(k)}</div>' for k, v in cards) + "</div>"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h {rest // 60:02d}m" if h else f"{rest // 60}m {rest % 60:02d}s"
+
+
+def _best(results: Results, ranking: Ranking) -> str:
+    text = render_best(results, ranking)
+    if not text:
+        return ""
+    if ranking.best is None:
+        return f"<h2>Best trial</h2><p>{escape(text)}</p>"
+    head, _, rest = text.partition("\n\nconfig (JSON):\n")
+    config_json, _, kv = rest.partition("\n\nconfig (key = value):\n")
+    return (f"<h2>Best trial</h2><p>{escape(head.splitlines()[0])}</p>"
+            '<div class="columns">'
+            f"<div><p>Config as JSON:</p><pre>{escape(config_json)}</pre></div>"
+            f"<div><p>As <code>key = value</code> lines, to paste into a spec:</p>"
+            f"<pre>{escape(kv)}</pre></div></div>")
+
+
+def _plots(plots: list[Plot]) -> str:
+    if not plots:
+        return "<h2>Plots</h2><p>No plot: no trial has reported a metric yet.</p>"
+    out = ["<h2>Plots</h2>"]
+    for plot in plots:
+        data = base64.b64encode(plot.png).decode("ascii")
+        out.append(
+            f'<figure id="plot-{escape(plot.name)}"><img src="data:image/png;base64,{data}" '
+            f'alt="{escape(plot.title)}"><figcaption><b>{escape(plot.title)}.</b> '
+            f"{escape(plot.caption)}</figcaption></figure>")
+    return "\n".join(out)
+
+
+def _table(results: Results, ranking: Ranking) -> str:
+    header, body = rows(results, ranking)
+    status_col = header.index("status")
+    numeric = {i for i in range(len(header))
+               if all(_num(r[i]) for r in body) and i != header.index("trial")}
+    out = [f"<h2>Trials ({len(body)} of {ranking.total})</h2>",
+           '<div class="tablewrap"><table class="sortable"><thead><tr>']
+    out += [f'<th title="click to sort">{escape(h)}</th>' for h in header]
+    out.append("</tr></thead><tbody>")
+    for trial, row in zip(ranking.trials, body):
+        cls = ' class="best"' if trial is ranking.best else ""
+        cells = []
+        for i, cell in enumerate(row):
+            if i == status_col:
+                css = "s-" + status_label(trial).replace(" ", "-")
+                cells.append(f'<td class="{css}">{escape(cell)}</td>')
+            else:
+                cells.append(f'<td{" class=num" if i in numeric else ""}>{escape(cell)}</td>')
+        out.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _num(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text == "-"
+
+
+def _errors(results: Results) -> str:
+    failed = [t for t in results.trials if t.status == "ERROR"]
+    if not failed:
+        return ""
+    out = [f"<h2>Errors ({len(failed)})</h2>"]
+    for trial in failed:
+        detail = trial.error_text or trial.error or "no message kept"
+        config = json.dumps(trial.config, sort_keys=True)
+        out.append(f"<details><summary><code>{escape(trial.trial_id)}</code>: "
+                   f"{escape(trial.error or 'failed')}</summary>"
+                   f"<p>config: <code>{escape(config)}</code></p><pre>{escape(detail)}</pre>"
+                   "</details>")
+    return "\n".join(out)

@@ -1,0 +1,314 @@
+"""Read a study's results back from disk, across shards.
+
+Ray Tune's own files are the primary source: each trial directory holds `params.json` and
+`result.json` (one JSON line per report) even when the driver died before writing anything
+else. `experiment_state-*.json` adds statuses of trials Ray knew about; the runtime's
+`summary.json` (written last) adds final statuses and error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
+
+SUMMARY = "summary.json"
+# Directories under an experiment that never hold Ray trials: don't walk into them.
+_SKIP_DIRS = {"mlruns", "tensorboard", ".hpoc-locks", "__pycache__"}
+_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+_SHARD_DIR = re.compile(r"shard-(\d+)$")
+
+
+def load(target: str | Path) -> Results:
+    """Results for a build directory, a plan.json, or an experiment directory."""
+    target = Path(target)
+    if not target.exists():
+        raise ResultsError(f"{target}: no such file or directory")
+    plan, plan_path = _find_plan(target)
+    if plan is not None:
+        root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+        if not root.is_dir():
+            raise ResultsError(
+                f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
+                f"  (plan: {plan_path}; run the study first with `hpoc run` or `hpoc submit`)"
+            )
+        count = int(plan["shards"]["count"])
+        shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
+    else:
+        root = target
+        shard_dirs = _shard_dirs(root)
+    return _load_shards(root, shard_dirs, plan)
+
+
+def _find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    from hpoc.plan import PlanError, load as load_plan
+
+    if target.is_file():
+        candidate = target
+    elif (target / "plan.json").is_file():
+        candidate = target / "plan.json"
+    else:
+        return None, None
+    try:
+        return load_plan(candidate), candidate
+    except PlanError as exc:
+        raise ResultsError(str(exc)) from None
+
+
+def _shard_dirs(root: Path) -> list[tuple[int, Path]]:
+    shards = sorted(
+        (int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _SHARD_DIR.match(p.name))
+    )
+    return shards or [(0, root)]
+
+
+def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | None) -> Results:
+    trials: list[Trial] = []
+    shards: list[Shard] = []
+    warnings: list[str] = []
+    summaries: list[dict[str, Any]] = []
+    for index, path in shard_dirs:
+        if not path.is_dir():
+            warnings.append(f"shard {index}: {path} does not exist yet (not started?)")
+            continue
+        summary = _read_summary(path, warnings)
+        found = _load_trials(path, index, summary)
+        if summary is None and found:
+            warnings.append(
+                f"{path}: no {SUMMARY}: the study is still running or its driver stopped early; "
+                "statuses come from Ray's last saved state"
+            )
+        if summary is not None:
+            summaries.append(summary)
+        trials.extend(found)
+        shards.append(Shard(index, path, summary is not None, len(found),
+                            summary.get("wall_s") if summary else None))
+    if not trials:
+        where = ", ".join(str(p) for _, p in shard_dirs)
+        raise ResultsError(
+            f"no trials found in {where}\n"
+            "  (the study has not reported any results yet, or this is not an hpoc/Ray Tune "
+            "experiment directory)"
+        )
+    study = (plan["study"]["name"] if plan else None) or next(
+        (s["study"] for s in summaries if s.get("study")), root.name)
+    metrics = _metrics(plan, summaries)
+    results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
+                      plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings)
+    for trial in trials:
+        trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
+                               and 0 < trial.epochs < results.max_epochs)
+    return results
+
+
+def _metrics(plan: dict | None, summaries: list[dict[str, Any]]) -> list[Metric]:
+    source = plan["objective"]["metrics"] if plan else next(
+        (s.get("metrics") for s in summaries if s.get("metrics")), [])
+    return [Metric(m["name"], m.get("mode", "min")) for m in source or []]
+
+
+def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:
+    """Reports a trial makes when nothing stops it early, from the plan when it says so."""
+    if plan is not None:
+        limits = []
+        stop = (plan["trials"].get("stop") or {}).get("training_iteration")
+        if isinstance(stop, (int, float)):
+            limits.append(int(stop))
+        sched = plan.get("scheduler") or {}
+        max_t = (sched.get("options") or {}).get("max_t")
+        if sched.get("time_attr", "training_iteration") == "training_iteration" and isinstance(
+                max_t, (int, float)):
+            limits.append(int(max_t))
+        epochs = (plan["space"].get("constants") or {}).get("epochs")
+        if isinstance(epochs, int) and not isinstance(epochs, bool):
+            limits.append(epochs)
+        if limits:
+            return min(limits)
+    finished = [t.epochs for t in trials if t.status == "TERMINATED" and t.epochs]
+    return max(finished) if finished else None
+
+
+def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
+    file = path / SUMMARY
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.append(f"{file}: unreadable, ignored ({exc})")
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None) -> list[Trial]:
+    states = _experiment_states(path)
+    by_id: dict[str, Trial] = {}
+    for trial_dir in _trial_dirs(path):
+        trial = _read_trial_dir(trial_dir, shard, states)
+        if trial is None:
+            continue
+        old = by_id.get(trial.trial_id)
+        if old is None or len(trial.history) > len(old.history):
+            by_id[trial.trial_id] = trial
+    # Trials Ray created but that never wrote a directory (pending ones).
+    for trial_id, state in states.items():
+        if trial_id not in by_id:
+            by_id[trial_id] = Trial(trial_id, state["status"], state.get("config") or {}, shard=shard)
+    for entry in (summary or {}).get("trials") or []:
+        if not isinstance(entry, dict) or not entry.get("trial_id"):
+            continue
+        trial = by_id.get(entry["trial_id"])
+        if trial is None:
+            trial = by_id[entry["trial_id"]] = Trial(
+                entry["trial_id"], "PENDING", entry.get("config") or {}, shard=shard,
+                path=entry.get("path"))
+        if entry.get("status") in STATUSES:
+            trial.status = entry["status"]
+        if entry.get("error"):
+            trial.error = _error_line(str(entry["error"]))
+            trial.error_text = trial.error_text or str(entry["error"])
+        if not trial.config and entry.get("config"):
+            trial.config = entry["config"]
+    return sorted(by_id.values(), key=lambda t: t.trial_id)
+
+
+def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
+    """Directories holding a Ray trial; the experiment may sit one or two levels down."""
+    try:
+        children = sorted(p for p in path.iterdir() if p.is_dir())
+    except OSError:
+        return
+    for child in children:
+        if child.name in _SKIP_DIRS or child.name.startswith("checkpoint_"):
+            continue
+        if (child / "result.json").is_file() or (child / "params.json").is_file():
+            yield child
+        elif depth > 1 and not _SHARD_DIR.match(child.name):
+            yield from _trial_dirs(child, depth - 1)
+
+
+def _experiment_states(path: Path, depth: int = 3) -> dict[str, dict[str, Any]]:
+    """trial_id -> {status, config, logdir, error_file} from the newest experiment_state file
+    of every Ray experiment under `path`."""
+    states: dict[str, dict[str, Any]] = {}
+    files = sorted(path.glob("experiment_state-*.json"))
+    if files:
+        states.update(_parse_state(files[-1]))
+    if depth > 1:
+        for child in sorted(p for p in path.iterdir() if p.is_dir()):
+            if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name):
+                for trial_id, state in _experiment_states(child, depth - 1).items():
+                    states.setdefault(trial_id, state)
+    return states
+
+
+def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}  # Ray rewrites it atomically, but a copy may be cut short
+    states = {}
+    for item in data.get("trial_data") or []:
+        try:
+            trial = json.loads(item[0]) if isinstance(item, list) else item
+            if not isinstance(trial, dict) or "trial_id" not in trial:
+                continue
+            meta = json.loads(item[1]) if isinstance(item, list) and len(item) > 1 else {}
+            meta = meta if isinstance(meta, dict) else {}
+            states[trial["trial_id"]] = {
+                "status": trial.get("status") if trial.get("status") in STATUSES else "PENDING",
+                "config": trial.get("config") if isinstance(trial.get("config"), dict) else {},
+                "logdir": trial.get("relative_logdir"),
+                "start": number(meta.get("start_time")),
+                "end": number(meta.get("last_result_time")),
+            }
+        except (TypeError, ValueError, IndexError):
+            continue
+    return states
+
+
+def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Trial | None:
+    history = _read_results(trial_dir / "result.json")
+    config = _read_json(trial_dir / "params.json")
+    trial_id = next((r["trial_id"] for r in history if isinstance(r.get("trial_id"), str)), None)
+    if trial_id is None:
+        trial_id = next((tid for tid, s in states.items() if s.get("logdir") == trial_dir.name),
+                        None)
+    if trial_id is None:
+        match = _TRIAL_ID.search(trial_dir.name)
+        trial_id = match.group(1) if match else trial_dir.name
+    if not isinstance(config, dict):
+        config = (history[-1].get("config") if history else None) or \
+            (states.get(trial_id) or {}).get("config") or {}
+    error_text = _read_text(trial_dir / "error.txt")
+    state = states.get(trial_id)
+    if error_text:
+        status = "ERROR"
+    elif state is not None:
+        status = state["status"]
+    elif history and history[-1].get("done"):
+        status = "TERMINATED"
+    else:
+        status = "RUNNING" if history else "PENDING"
+    trial = Trial(trial_id=trial_id, status=status, config=config, history=history, shard=shard,
+                  path=str(trial_dir), error=_error_line(error_text) if error_text else None,
+                  error_text=error_text)
+    if state and state.get("start") and state.get("end") and history:
+        # Only trust them when they agree with result.json (a restored run restarts clocks).
+        if abs(state["end"] - (number(history[-1].get("timestamp")) or 0)) < 2:
+            trial.started_at, trial.ended_at = state["start"], state["end"]
+    return trial
+
+
+def _read_results(file: Path) -> list[dict[str, Any]]:
+    if not file.is_file():
+        return []
+    out = []
+    try:
+        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short when the job was killed mid-write
+        if isinstance(row, dict):
+            row.pop("config", None)  # repeated on every line; params.json has it
+            out.append(row)
+    return out
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _read_text(file: Path) -> str | None:
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def _error_line(text: str) -> str:
+    """The exception line of a traceback ("RuntimeError: diverged"), else its last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
+            return _one_line(line)
+    return _one_line(lines[-1]) if lines else ""
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,161 @@
+"""What a finished (or running, or crashed) study looks like once read back from disk."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Keys Ray Tune adds to every reported result; everything else numeric is a user metric.
+RAY_KEYS = frozenset({
+    "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
+    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
+    "time_since_restore", "iterations_since_restore", "timesteps_total", "episodes_total",
+    "timesteps_since_restore", "experiment_tag", "should_checkpoint", "warmup_time",
+})
+
+STATUSES = ("TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED")
+
+
+class ResultsError(Exception):
+    """Results cannot be shown: missing or empty directory, unreadable plan, bad option."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    mode: str  # "min" or "max"
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.mode == "min" else a > b
+
+
+@dataclass
+class Trial:
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)  # one dict per report
+    shard: int = 0
+    path: str | None = None
+    error: str | None = None          # one line, for tables
+    error_text: str | None = None     # full traceback when Ray kept one
+    stopped_early: bool = False
+    started_at: float | None = None   # wall-clock seconds, from Ray's state when it has them
+    ended_at: float | None = None
+
+    @property
+    def epochs(self) -> int:
+        if not self.history:
+            return 0
+        return int(self.history[-1].get("training_iteration") or len(self.history))
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+    def value(self, metric: str, scope: str = "last", mode: str = "min") -> float | None:
+        """`metric` at the last report, or its best value over all reports (scope="best")."""
+        values = [v for v in (number(r.get(metric)) for r in self.history) if v is not None]
+        if not values:
+            return None
+        if scope == "best":
+            return min(values) if mode == "min" else max(values)
+        return number(self.last.get(metric))
+
+    # result.json timestamps are whole seconds; Ray's state keeps finer start/end times.
+    @property
+    def start_ts(self) -> float | None:
+        if self.started_at is not None and self.history:
+            return self.started_at
+        if not self.history:
+            return None
+        first = self.history[0]
+        ts, took = number(first.get("timestamp")), number(first.get("time_this_iter_s")) or 0.0
+        return None if ts is None else ts - took
+
+    @property
+    def end_ts(self) -> float | None:
+        if not self.history:
+            return None
+        if self.ended_at is not None:
+            return self.ended_at
+        return number(self.last.get("timestamp"))
+
+    def metric_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for report in self.history:
+            for key, val in report.items():
+                if key not in RAY_KEYS and number(val) is not None:
+                    seen.setdefault(key)
+        return list(seen)
+
+
+@dataclass
+class Shard:
+    index: int
+    path: Path
+    has_summary: bool
+    num_trials: int
+    wall_s: float | None = None
+
+
+@dataclass
+class Results:
+    study: str
+    root: Path                      # the study's experiment directory
+    metrics: list[Metric]           # objective metrics, primary first (may be empty)
+    trials: list[Trial]
+    shards: list[Shard]
+    plan: dict[str, Any] | None = None
+    max_epochs: int | None = None   # what a trial that ran to the end reports
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def sharded(self) -> bool:
+        return len(self.shards) > 1
+
+    @property
+    def primary(self) -> Metric | None:
+        return self.metrics[0] if self.metrics else None
+
+    def metric(self, name: str) -> Metric | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    def metric_names(self) -> list[str]:
+        """Every user metric some trial reported; objective metrics first."""
+        names = {m.name: None for m in self.metrics}
+        for trial in self.trials:
+            for name in trial.metric_names():
+                names.setdefault(name)
+        return [n for n in names if any(t.value(n) is not None for t in self.trials)]
+
+    def space(self) -> list[dict[str, Any]]:
+        return list(self.plan["space"]["params"]) if self.plan else []
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for trial in self.trials:
+            counts[trial.status] = counts.get(trial.status, 0) + 1
+        return counts
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None for anything else (strings, NaN, bools)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 1}} -> {"optimizer.lr": 1}; the plan's dotted parameter names."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

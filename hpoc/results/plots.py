@@ -1,0 +1,474 @@
+"""Static plots of a study (matplotlib, Agg backend, PNG bytes).
+
+Each `*_figure` function returns a matplotlib Figure, or None when the study has nothing to
+show for it (no hyperparameters, no objective). `make_plots` renders them all.
+Figures are built with `matplotlib.figure.Figure` directly (no pyplot): no global state,
+no display needed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from hpoc.results.model import Results, Trial, flatten, number
+from hpoc.results.rank import Ranking, param_names, status_label
+
+LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
+CATEGORICAL_DOMAINS = {"choice", "grid"}
+STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "error": "#d62728",
+                 "running": "#2ca02c", "paused": "#9467bd", "pending": "#bcbd22"}
+MAX_CURVE_METRICS = 4
+# Distinct line colours for small studies; no grey (the "stopped early" marker colour).
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#bcbd22", "#1b9e77", "#d95f02", "#7570b3", "#e7298a")
+
+
+@dataclass
+class Plot:
+    name: str      # file stem, e.g. "learning-curves"
+    title: str
+    caption: str
+    png: bytes
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def png_bytes(fig: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def direction(mode: str) -> str:
+    return "lower is better" if mode == "min" else "higher is better"
+
+
+# ---------------------------------------------------------------- parameter kinds
+
+@dataclass
+class Param:
+    name: str
+    categorical: bool
+    log: bool
+    categories: list[Any]
+
+
+def params(results: Results) -> list[Param]:
+    """Searched hyperparameters with how to draw them (log axis, categories)."""
+    domains = {p["name"]: p for p in results.space()}
+    out = []
+    for name in param_names(results):
+        values = [v for v in (flatten(t.config).get(name) for t in results.trials)
+                  if v is not None]
+        spec = domains.get(name)
+        if spec is not None:
+            domain = spec["domain"]
+            categorical = domain in CATEGORICAL_DOMAINS
+            log = domain in LOG_DOMAINS
+            cats = list(spec["args"].get("categories") or spec["args"].get("values") or [])
+        else:
+            nums = [number(v) for v in values]
+            categorical = any(n is None for n in nums) or len(set(values)) <= 3
+            positive = [n for n in nums if n is not None and n > 0]
+            log = (not categorical and len(positive) == len(nums) and positive
+                   and max(positive) / min(positive) >= 100)
+            cats = []
+        if categorical:
+            seen = list(cats)
+            extra = [v for v in dict.fromkeys(_hashable(v) for v in values) if v not in seen]
+            if spec is None and all(number(v) is not None for v in extra):
+                extra.sort()
+            cats = seen + extra
+        out.append(Param(name, categorical, bool(log), cats))
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _position(param: Param, value: Any) -> float | None:
+    if value is None:
+        return None
+    if param.categorical:
+        value = _hashable(value)
+        cats = [_hashable(c) for c in param.categories]
+        return float(cats.index(value)) if value in cats else None
+    return number(value)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+# ---------------------------------------------------------------- learning curves
+
+def learning_curves_figure(results: Results, ranking: Ranking):
+    metrics = [ranking.metric] if ranking.metric else []
+    metrics += [m for m in results.metric_names() if m not in metrics]
+    metrics = metrics[:MAX_CURVE_METRICS]
+    trials = [t for t in results.trials if t.history]
+    if not metrics or not trials:
+        return None
+    cols = min(2, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig = _figure(6.0 * cols, 3.8 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    colors = {t.trial_id + str(t.shard): (PALETTE[i] if len(trials) <= len(PALETTE)
+                                          else cmap(i / max(1, len(trials) - 1)))
+              for i, t in enumerate(trials)}
+    alpha = 0.9 if len(trials) <= 20 else 0.5
+    best = ranking.best
+    for ax, metric in zip(axes, metrics):
+        for trial in trials:
+            xs, ys = _curve(trial, metric)
+            if not xs:
+                continue
+            is_best = best is not None and trial is best
+            color = colors[trial.trial_id + str(trial.shard)]
+            ax.plot(xs, ys, color=color, alpha=1.0 if is_best else alpha,
+                    linewidth=2.6 if is_best else 1.2,
+                    linestyle="--" if trial.status == "ERROR" else "-", zorder=3 if is_best else 2)
+            if trial.stopped_early:
+                ax.plot(xs[-1], ys[-1], marker="x", markersize=9, markeredgewidth=2,
+                        color="black", zorder=4)
+            elif trial.status == "ERROR":
+                ax.plot(xs[-1], ys[-1], marker="X", markersize=9, color="#d62728", zorder=4)
+            if is_best:
+                ax.plot(xs[-1], ys[-1], marker="*", markersize=14, color="gold",
+                        markeredgecolor="black", zorder=5)
+        objective = results.metric(metric)
+        ax.set_title(metric + (f" ({direction(objective.mode)})" if objective else ""))
+        ax.set_xlabel("epoch (training iteration)")
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        if results.max_epochs:
+            ax.set_xlim(0.8, results.max_epochs + 0.2)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    _curve_legend(fig, axes[0], results, best)
+    if len(trials) <= len(PALETTE):  # few enough to name each line
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=colors[t.trial_id + str(t.shard)],
+                          linestyle="--" if t.status == "ERROR" else "-",
+                          label=(f"s{t.shard} " if results.sharded else "") + t.trial_id)
+                   for t in trials]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)),
+                   fontsize="small", frameon=False)
+    return fig
+
+
+def _curve(trial: Trial, metric: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for i, row in enumerate(trial.history, 1):
+        y = number(row.get(metric))
+        if y is None:
+            continue
+        xs.append(number(row.get("training_iteration")) or float(i))
+        ys.append(y)
+    return xs, ys
+
+
+def _curve_legend(fig: Any, ax: Any, results: Results, best: Trial | None) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if any(t.stopped_early for t in results.trials):
+        handles.append(Line2D([], [], color="black", marker="x", linestyle="none",
+                              markersize=9, markeredgewidth=2, label="stopped early by scheduler"))
+    if any(t.status == "ERROR" for t in results.trials):
+        handles.append(Line2D([], [], color="#d62728", marker="X", linestyle="--",
+                              markersize=9, label="error (trial failed)"))
+    if best is not None:
+        handles.append(Line2D([], [], color="gold", marker="*", markeredgecolor="black",
+                              linestyle="none", markersize=14, label=f"best trial {best.trial_id}"))
+    if handles:
+        ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
+
+
+# ---------------------------------------------------------------- objective vs params
+
+def objective_vs_params_figure(results: Results, ranking: Ranking):
+    plist = params(results)
+    scored = [(t, ranking.value(t)) for t in results.trials]
+    scored = [(t, v) for t, v in scored if v is not None]
+    if not plist or not scored or ranking.metric is None:
+        return None
+    cols = min(3, len(plist))
+    rows = math.ceil(len(plist) / cols)
+    fig = _figure(4.4 * cols, 3.5 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    jitter = random.Random(0)
+    for ax, param in zip(axes, plist):
+        for label, color in STATUS_COLORS.items():
+            pts = [(_position(param, flatten(t.config).get(param.name)), v)
+                   for t, v in scored if status_label(t) == label]
+            pts = [(x, y) for x, y in pts if x is not None]
+            if not pts:
+                continue
+            xs = [x + (jitter.uniform(-0.15, 0.15) if param.categorical else 0.0) for x, _ in pts]
+            ax.scatter(xs, [y for _, y in pts], s=28, color=color, alpha=0.8, label=label,
+                       edgecolors="white", linewidths=0.5)
+        if ranking.best is not None:
+            x = _position(param, flatten(ranking.best.config).get(param.name))
+            if x is not None:
+                ax.scatter([x], [ranking.value(ranking.best)], marker="*", s=220, color="gold",
+                           edgecolors="black", zorder=5, label="best")
+        if param.categorical:
+            ax.set_xticks(range(len(param.categories)))
+            ax.set_xticklabels([_label(c) for c in param.categories])
+            ax.set_xlim(-0.5, len(param.categories) - 0.5)
+        elif param.log:
+            ax.set_xscale("log")
+        ax.set_xlabel(param.name + (" (log scale)" if param.log else ""))
+        ax.set_ylabel(f"{ranking.metric} ({ranking.scope})")
+        ax.grid(True, alpha=0.3)
+    for ax in axes[len(plist):]:
+        ax.set_visible(False)
+    axes[0].legend(loc="best", fontsize="small", framealpha=0.85)
+    fig.suptitle(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})")
+    return fig
+
+
+# ---------------------------------------------------------------- parallel coordinates
+
+def parallel_coordinates_figure(results: Results, ranking: Ranking):
+    plist = params(results)
+    scored = [(t, ranking.value(t)) for t in results.trials]
+    scored = [(t, v) for t, v in scored if v is not None]
+    if not plist or len(scored) < 2 or ranking.metric is None:
+        return None
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    columns: list[tuple[str, list[float | None], list[tuple[float, str]]]] = []
+    for param in plist:
+        raw = [_position(param, flatten(t.config).get(param.name)) for t, _ in scored]
+        if param.categorical:
+            n = max(1, len(param.categories) - 1)
+            norm = [None if r is None else r / n for r in raw]
+            ticks = [(i / n, _label(c)) for i, c in enumerate(param.categories)]
+        else:
+            vals = [r for r in raw if r is not None and (r > 0 or not param.log)]
+            tf = (lambda x: math.log10(x)) if param.log else (lambda x: x)
+            lo, hi = (min(map(tf, vals)), max(map(tf, vals))) if vals else (0.0, 1.0)
+            span = (hi - lo) or 1.0
+            norm = [None if r is None or (param.log and r <= 0) else (tf(r) - lo) / span
+                    for r in raw]
+            inv = (lambda u: 10 ** u) if param.log else (lambda u: u)
+            ticks = [(0.0, _label(inv(lo))), (1.0, _label(inv(hi)))] if vals else []
+        columns.append((param.name + (" (log)" if param.log else ""), norm, ticks))
+    values = [v for _, v in scored]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    columns.append((ranking.metric, [(v - lo) / span for v in values],
+                    [(0.0, _label(lo)), (1.0, _label(hi))]))
+
+    fig = _figure(max(6.0, 1.9 * len(columns)), 4.6)
+    ax = fig.subplots()
+    # Good trials in bright colours, drawn last (on top).
+    cmap = colormaps["viridis_r" if ranking.mode == "min" else "viridis"]
+    norm = Normalize(vmin=lo, vmax=hi)
+    order = sorted(range(len(scored)), key=lambda i: values[i], reverse=ranking.mode == "min")
+    xs = list(range(len(columns)))
+    for i in order:
+        ys = [col[1][i] for col in columns]
+        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=cmap(norm(values[i])),
+                alpha=0.85, linewidth=1.6)
+    for x, (name, _, ticks) in zip(xs, columns):
+        ax.axvline(x, color="black", linewidth=0.8)
+        for y, text in ticks:
+            ax.text(x + 0.04, y, text, fontsize="x-small", va="center")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([c[0] for c in columns], rotation=15)
+    ax.set_yticks([])
+    ax.set_ylim(-0.08, 1.08)
+    ax.set_xlim(-0.2, len(columns) - 0.6)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)
+    bar.set_label(f"{ranking.metric} ({direction(ranking.mode)})")
+    ax.set_title(f"Hyperparameters of {len(scored)} trials, coloured by {ranking.metric}")
+    return fig
+
+
+# ---------------------------------------------------------------- best so far
+
+def _time_unit(span_s: float) -> tuple[float, str]:
+    if span_s >= 3 * 3600:
+        return 3600.0, "hours"
+    if span_s >= 180:
+        return 60.0, "minutes"
+    return 1.0, "seconds"
+
+
+def study_start(results: Results) -> float | None:
+    starts = [t.start_ts for t in results.trials if t.start_ts is not None]
+    return min(starts) if starts else None
+
+
+def best_so_far_figure(results: Results, ranking: Ranking):
+    metric, mode = ranking.metric, ranking.mode
+    t0 = study_start(results)
+    if metric is None or t0 is None:
+        return None
+    better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
+    events = sorted((ts, v) for t in results.trials if t.status != "ERROR"
+                    for ts, v in ((number(r.get("timestamp")), number(r.get(metric)))
+                                  for r in t.history) if ts is not None and v is not None)
+    finished = sorted(((t.end_ts, ranking.value(t), t) for t in results.trials
+                       if t.end_ts is not None and ranking.value(t) is not None
+                       and t.status in ("TERMINATED", "ERROR")), key=lambda e: e[0])
+    if not events and not finished:
+        return None
+    span = max(ts for ts, _ in events) - t0 if events else 1.0
+    unit, unit_name = _time_unit(span)
+    fig = _figure(11.0, 3.8)
+    ax_time, ax_count = fig.subplots(1, 2)
+
+    xs, ys, best = [], [], None
+    for ts, v in events:
+        if best is None or better(v, best):
+            best = v
+        xs.append((ts - t0) / unit)
+        ys.append(best)
+    ax_time.step(xs, ys, where="post", color="#1f77b4", linewidth=2, label="best so far")
+    ax_time.scatter([(e[0] - t0) / unit for e in finished], [e[1] for e in finished], s=22,
+                    c=[STATUS_COLORS.get(status_label(e[2]), "#333") for e in finished],
+                    zorder=3)
+    ax_time.set_xlabel(f"time since study start ({unit_name})")
+    ax_time.set_ylabel(metric)
+    ax_time.set_title(f"best {metric} so far vs time ({direction(mode)})")
+    ax_time.grid(True, alpha=0.3)
+    ax_time.legend(handles=_status_handles(finished, "best so far"), loc="best",
+                   fontsize="small")
+
+    counts, running, best = [], [], None
+    for i, (_, v, trial) in enumerate(finished, 1):
+        if trial.status != "ERROR" and (best is None or better(v, best)):
+            best = v
+        counts.append(i)
+        running.append(best)
+    ax_count.scatter(counts, [e[1] for e in finished], s=22,
+                     c=[STATUS_COLORS.get(status_label(e[2]), "#333") for e in finished],
+                     zorder=3)
+    pts = [(c, b) for c, b in zip(counts, running) if b is not None]
+    if pts:
+        ax_count.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="#1f77b4",
+                      linewidth=2, label="best so far")
+    ax_count.set_xlabel("trials finished")
+    ax_count.set_ylabel(metric)
+    ax_count.set_title(f"best {metric} so far vs trials finished")
+    from matplotlib.ticker import MaxNLocator
+
+    ax_count.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_count.grid(True, alpha=0.3)
+    ax_count.legend(handles=_status_handles(finished, "best so far"), loc="best",
+                    fontsize="small")
+    return fig
+
+
+def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str) -> list:
+    from matplotlib.lines import Line2D
+
+    used = {status_label(e[2]) for e in finished}
+    handles = [Line2D([], [], color="#1f77b4", linewidth=2, label=line_label)]
+    handles += [Line2D([], [], color=c, marker="o", linestyle="none", label=f"trial {s}")
+                for s, c in STATUS_COLORS.items() if s in used]
+    return handles
+
+
+# ---------------------------------------------------------------- timeline / shards
+
+def timeline_figure(results: Results, ranking: Ranking):
+    t0 = study_start(results)
+    spans = [t for t in results.trials if t.start_ts is not None and t.end_ts is not None]
+    if t0 is None or not spans:
+        return None
+    spans.sort(key=lambda t: (t.shard, t.start_ts, t.trial_id))
+    span = max(t.end_ts for t in spans) - t0
+    unit, unit_name = _time_unit(span)
+    fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(spans)))
+    ax = fig.subplots()
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+
+    cmap = colormaps["tab10"]
+    shard_ids = sorted({t.shard for t in spans})
+    for y, trial in enumerate(spans):
+        left = (trial.start_ts - t0) / unit
+        width = max((trial.end_ts - trial.start_ts) / unit, span / unit / 400)
+        color = cmap(shard_ids.index(trial.shard) % 10) if results.sharded \
+            else STATUS_COLORS.get(status_label(trial), "#333")
+        ax.barh(y, width, left=left, height=0.7, color=color,
+                edgecolor="#d62728" if trial.status == "ERROR" else "none",
+                hatch="//" if trial.status == "ERROR" else None, linewidth=1.2)
+    ax.set_yticks(range(len(spans)))
+    labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in spans]
+    ax.set_yticklabels(labels, fontsize="x-small" if len(spans) > 20 else "small")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"time since study start ({unit_name})")
+    ax.grid(True, axis="x", alpha=0.3)
+    if results.sharded:
+        handles = [Patch(color=cmap(i % 10), label=f"shard {s} ({sum(t.shard == s for t in spans)}"
+                         " trials)") for i, s in enumerate(shard_ids)]
+        ax.set_title("Which shard ran which trial, and when")
+    else:
+        used = {status_label(t) for t in spans}
+        handles = [Patch(color=c, label=s) for s, c in STATUS_COLORS.items() if s in used]
+        ax.set_title("Trial timeline")
+    if results.sharded and any(t.status == "ERROR" for t in spans):
+        handles.append(Patch(facecolor="white", edgecolor="#d62728", hatch="//", label="error"))
+    ax.legend(handles=handles, loc="best", fontsize="small")
+    return fig
+
+
+# ---------------------------------------------------------------- all of them
+
+PLOTS = (
+    ("learning-curves", "Learning curves", learning_curves_figure,
+     "Every trial's reported metrics per epoch. × marks a trial the scheduler stopped early; "
+     "a dashed line ending in a red X is a trial that failed; the gold star is the best trial."),
+    ("objective-vs-params", "Objective vs hyperparameters", objective_vs_params_figure,
+     "Each dot is a trial. Log-scaled parameters use a log axis; categories are jittered."),
+    ("parallel-coordinates", "Parallel coordinates", parallel_coordinates_figure,
+     "One line per trial through its hyperparameter values, coloured by the objective."),
+    ("best-so-far", "Best so far", best_so_far_figure,
+     "How the best objective improved with wall-clock time and with the number of trials."),
+    ("timeline", "Timeline", timeline_figure,
+     "When each trial ran (and on which shard, for sharded studies)."),
+)
+
+
+def make_plots(results: Results, ranking: Ranking) -> list[Plot]:
+    out = []
+    for name, title, build, caption in PLOTS:
+        fig = build(results, ranking)
+        if fig is None:
+            continue
+        if name == "timeline" and results.sharded:
+            title = "Shards"
+        out.append(Plot(name, title, caption, png_bytes(fig)))
+    return out

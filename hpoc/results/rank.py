@@ -1,0 +1,139 @@
+"""Ranking, filtering and the best trial: shared by the table, the exports and the report."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpoc.results.model import Results, ResultsError, Trial, flatten
+
+# --status accepts Ray's statuses plus two views of TERMINATED.
+STATUS_FILTERS = ("terminated", "completed", "stopped", "error", "running", "pending", "paused")
+
+
+@dataclass
+class Ranking:
+    metric: str | None
+    mode: str                    # "min" | "max"
+    scope: str                   # "last" | "best"
+    trials: list[Trial]          # filtered, sorted, cut to --top
+    best: Trial | None           # best non-errored trial of the whole study
+    total: int                   # trials before filtering
+    notes: list[str] = field(default_factory=list)
+
+    def value(self, trial: Trial, metric: str | None = None) -> float | None:
+        metric = metric or self.metric
+        return None if metric is None else trial.value(metric, self.scope, self.mode)
+
+
+def rank(results: Results, sort: str | None = None, ascending: bool | None = None,
+         scope: str = "last", statuses: list[str] | None = None,
+         top: int | None = None) -> Ranking:
+    notes: list[str] = []
+    metric, mode = _sort_metric(results, sort, ascending, notes)
+    if scope not in ("last", "best"):
+        raise ResultsError(f"invalid scope `{scope}` (expected `last` or `best`)")
+
+    def key(trial: Trial) -> tuple:
+        value = trial.value(metric, scope, mode) if metric else None
+        # Errored trials go after the others: a value they reported before failing does
+        # not make them a result to build on.
+        return (value is None, trial.status == "ERROR",
+                0.0 if value is None else (value if mode == "min" else -value),
+                trial.shard, trial.trial_id)
+
+    ordered = sorted(results.trials, key=key)
+    candidates = [t for t in ordered if t.status != "ERROR"]
+    best = None
+    if metric and candidates and candidates[0].value(metric, scope, mode) is not None:
+        best = candidates[0]
+    shown = [t for t in ordered if _keep(t, statuses)] if statuses else ordered
+    if top is not None:
+        if top < 1:
+            raise ResultsError(f"--top must be at least 1 (got {top})")
+        shown = shown[:top]
+    return Ranking(metric, mode, scope, shown, best, len(results.trials), notes)
+
+
+def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
+                 notes: list[str]) -> tuple[str | None, str]:
+    available = results.metric_names()
+    if sort is None:
+        primary = results.primary
+        if primary is None:
+            if available:
+                notes.append("the study names no objective; rows are in trial order "
+                             f"(sort with --sort METRIC, e.g. --sort {available[0]})")
+            return None, "min"
+        sort = primary.name
+    if sort not in available:
+        hint = difflib.get_close_matches(sort, available, n=1)
+        raise ResultsError(
+            f"no trial reported a metric `{sort}`"
+            + (f"; did you mean `{hint[0]}`?" if hint else "")
+            + f"\n  reported metrics: {', '.join(available) or '(none)'}")
+    if ascending is not None:
+        return sort, "min" if ascending else "max"
+    known = results.metric(sort)
+    if known is not None:
+        return sort, known.mode
+    notes.append(f"`{sort}` is not an objective metric of the study; sorting ascending "
+                 "(smaller is better). Use --desc if larger is better")
+    return sort, "min"
+
+
+def _keep(trial: Trial, statuses: list[str]) -> bool:
+    for wanted in statuses:
+        if wanted == "completed" and trial.status == "TERMINATED" and not trial.stopped_early:
+            return True
+        if wanted == "stopped" and trial.stopped_early:
+            return True
+        if wanted.upper() == trial.status:
+            return True
+    return False
+
+
+def parse_statuses(values: list[str] | None) -> list[str] | None:
+    """--status a,b --status c -> ["a", "b", "c"]; unknown names are an error."""
+    if not values:
+        return None
+    out = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip().lower()
+            if not item:
+                continue
+            if item not in STATUS_FILTERS:
+                hint = difflib.get_close_matches(item, STATUS_FILTERS, n=1)
+                raise ResultsError(
+                    f"unknown status `{item}`" + (f"; did you mean `{hint[0]}`?" if hint else "")
+                    + f"\n  valid: {', '.join(STATUS_FILTERS)}")
+            out.append(item)
+    return out or None
+
+
+def status_label(trial: Trial) -> str:
+    if trial.status == "TERMINATED":
+        return "stopped early" if trial.stopped_early else "completed"
+    return trial.status.lower()
+
+
+def param_names(results: Results) -> list[str]:
+    """Hyperparameter columns: the plan's searched parameters, else config keys that vary."""
+    flats = [flatten(t.config) for t in results.trials]
+    if results.plan is not None:
+        names = [p["name"] for p in results.space()]
+        return [n for n in names if any(n in f for f in flats)]
+    keys: dict[str, None] = {}
+    for flat in flats:
+        for k in flat:
+            keys.setdefault(k)
+    with_config = [f for f in flats if f]
+    if len(with_config) <= 1:
+        return list(keys)
+    return [k for k in keys if len({_hashable(f.get(k)) for f in with_config}) > 1]
+
+
+def _hashable(value: Any) -> Any:
+    return repr(value) if isinstance(value, (list, dict)) else value

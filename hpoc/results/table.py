@@ -1,0 +1,129 @@
+"""Plain-text views: the ranked table and the best trial's configuration."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hpoc.results.model import Results, Trial, flatten
+from hpoc.results.rank import Ranking, param_names, status_label
+
+
+def fmt(value: Any) -> str:
+    """Short cell text: 4 significant digits for floats, JSON-ish for the rest."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def shown_metrics(results: Results, ranking: Ranking) -> list[str]:
+    names = [ranking.metric] if ranking.metric else []
+    names += [m.name for m in results.metrics if m.name not in names]
+    available = set(results.metric_names())
+    return [n for n in names if n in available]
+
+
+def epochs_cell(results: Results, trial: Trial) -> str:
+    return f"{trial.epochs}/{results.max_epochs}" if results.max_epochs else str(trial.epochs)
+
+
+def rows(results: Results, ranking: Ranking) -> tuple[list[str], list[list[str]]]:
+    metrics = shown_metrics(results, ranking)
+    params = param_names(results)
+    header = ["#", "trial"] + (["shard"] if results.sharded else []) + ["status", "epochs"]
+    header += [f"{m} ({ranking.scope})" if ranking.scope == "best" else m for m in metrics]
+    header += params
+    body = []
+    for i, trial in enumerate(ranking.trials, 1):
+        flat = flatten(trial.config)
+        row = [str(i), trial.trial_id] + ([str(trial.shard)] if results.sharded else [])
+        row += [status_label(trial), epochs_cell(results, trial)]
+        row += [fmt(ranking.value(trial, m)) for m in metrics]
+        row += [fmt(flat.get(p)) for p in params]
+        body.append(row)
+    return header, body
+
+
+def render_table(results: Results, ranking: Ranking) -> str:
+    header, body = rows(results, ranking)
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    numeric = [all(_is_num(r[i]) for r in body) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
+        return "  ".join(out).rstrip()
+
+    lines = [line(header), line(["-" * w for w in widths])] + [line(r) for r in body]
+    return "\n".join(lines)
+
+
+def _is_num(text: str) -> bool:
+    if text == "-":
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def render_summary(results: Results, ranking: Ranking) -> str:
+    counts = results.status_counts()
+    stopped = sum(t.stopped_early for t in results.trials)
+    parts = [f"{n} {s.lower()}" for s, n in sorted(counts.items())]
+    if stopped:
+        parts.append(f"{stopped} stopped early by the scheduler")
+    head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
+    if results.sharded:
+        head += f" across {len(results.shards)} shards"
+    if ranking.metric:
+        order = "smaller" if ranking.mode == "min" else "larger"
+        head += f"\nranked by {ranking.metric} ({ranking.scope} reported value, {order} is better)"
+    if len(ranking.trials) < ranking.total:
+        head += f"; showing {len(ranking.trials)} of {ranking.total}"
+    return head
+
+
+def render_errors(ranking: Ranking) -> str:
+    errored = [t for t in ranking.trials if t.status == "ERROR"]
+    if not errored:
+        return ""
+    lines = ["errors:"] + [f"  {t.trial_id}: {t.error or 'failed (no message kept)'}"
+                          for t in errored]
+    return "\n".join(lines)
+
+
+def render_best(results: Results, ranking: Ranking) -> str:
+    best = ranking.best
+    if best is None:
+        if ranking.metric is None:
+            return ""
+        return f"no best trial: no finished trial reported `{ranking.metric}`"
+    where = f" (shard {best.shard})" if results.sharded else ""
+    value = fmt(ranking.value(best))
+    lines = [f"best trial: {best.trial_id}{where}  {ranking.metric} = {value}  "
+             f"epochs {epochs_cell(results, best)}  [{status_label(best)}]"]
+    if best.path:
+        lines.append(f"  directory: {best.path}")
+    lines += ["", "config (JSON):", json.dumps(best.config, indent=2, sort_keys=True), "",
+              "config (key = value):"]
+    lines += [f"  {k} = {json.dumps(v)}" for k, v in sorted(flatten(best.config).items())]
+    return "\n".join(lines)
+
+
+def render(results: Results, ranking: Ranking, show_best: bool = True) -> str:
+    parts = [render_summary(results, ranking), "", render_table(results, ranking)]
+    errors = render_errors(ranking)
+    if errors:
+        parts += ["", errors]
+    if show_best:
+        best = render_best(results, ranking)
+        if best:
+            parts += ["", best]
+    return "\n".join(parts) + "\n"

@@ -12,7 +12,7 @@ from html import escape
 from hpoc.results.model import Results
 from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, status_label
-from hpoc.results.table import fmt, render_best, rows
+from hpoc.results.table import fmt, is_number, render_best, rows
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
        "script-src 'unsafe-inline'")
@@ -158,7 +158,7 @@ def _table(results: Results, ranking: Ranking) -> str:
     header, body = rows(results, ranking)
     status_col = header.index("status")
     numeric = {i for i in range(len(header))
-               if all(_num(r[i]) for r in body) and i != header.index("trial")}
+               if all(is_number(r[i]) for r in body) and i != header.index("trial")}
     out = [f"<h2>Trials ({len(body)} of {ranking.total})</h2>",
            '<div class="tablewrap"><table class="sortable"><thead><tr>']
     out += [f'<th title="click to sort">{escape(h)}</th>' for h in header]
@@ -175,14 +175,6 @@ def _table(results: Results, ranking: Ranking) -> str:
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
-
-
-def _num(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return text == "-"
 
 
 def _errors(results: Results) -> str:

@@ -20,6 +20,7 @@ SUMMARY = "summary.json"
 _SKIP_DIRS = {"mlruns", "tensorboard", ".hpoc-locks", "__pycache__"}
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 _SHARD_DIR = re.compile(r"shard-(\d+)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Ray colours its tracebacks
 
 
 def load(target: str | Path) -> Results:
@@ -77,9 +78,11 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         summary = _read_summary(path, warnings)
         found = _load_trials(path, index, summary)
         if summary is None and found:
+            source = ("Ray's last saved experiment state" if _experiment_states(path)
+                      else "the trial directories (Ray saved no experiment state)")
             warnings.append(
                 f"{path}: no {SUMMARY}: the study is still running or its driver stopped early; "
-                "statuses come from Ray's last saved state"
+                f"trial statuses come from {source}"
             )
         if summary is not None:
             summaries.append(summary)
@@ -244,6 +247,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Tri
         config = (history[-1].get("config") if history else None) or \
             (states.get(trial_id) or {}).get("config") or {}
     error_text = _read_text(trial_dir / "error.txt")
+    error_text = _ANSI.sub("", error_text) if error_text else None
     state = states.get(trial_id)
     if error_text:
         status = "ERROR"
@@ -252,7 +256,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Tri
     elif history and history[-1].get("done"):
         status = "TERMINATED"
     else:
-        status = "RUNNING" if history else "PENDING"
+        status = "RUNNING"  # Ray makes the directory when the trial starts
     trial = Trial(trial_id=trial_id, status=status, config=config, history=history, shard=shard,
                   path=str(trial_dir), error=_error_line(error_text) if error_text else None,
                   error_text=error_text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from hpoc.results.model import Results, Trial, flatten
@@ -53,7 +54,7 @@ def rows(results: Results, ranking: Ranking) -> tuple[list[str], list[list[str]]
 def render_table(results: Results, ranking: Ranking) -> str:
     header, body = rows(results, ranking)
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    numeric = [all(_is_num(r[i]) for r in body) for i in range(len(header))]
+    numeric = [all(is_number(r[i]) for r in body) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         out = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
@@ -63,22 +64,20 @@ def render_table(results: Results, ranking: Ranking) -> str:
     return "\n".join(lines)
 
 
-def _is_num(text: str) -> bool:
-    if text == "-":
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-$")
+
+
+def is_number(text: str) -> bool:
+    """A number cell (or "-" for none); not Python's float() rules ("13412_00007" parses)."""
+    return bool(_NUMBER.match(text)) or text in ("inf", "-inf", "nan")
 
 
 def render_summary(results: Results, ranking: Ranking) -> str:
-    counts = results.status_counts()
-    stopped = sum(t.stopped_early for t in results.trials)
-    parts = [f"{n} {s.lower()}" for s, n in sorted(counts.items())]
-    if stopped:
-        parts.append(f"{stopped} stopped early by the scheduler")
+    labels: dict[str, int] = {}
+    for trial in results.trials:
+        labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
+    order = ("completed", "stopped early", "error", "running", "paused", "pending")
+    parts = [f"{labels[k]} {k}" for k in order if k in labels]
     head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
     if results.sharded:
         head += f" across {len(results.shards)} shards"

@@ -1,0 +1,315 @@
+"""`hpoc results` and hpoc.results on real Ray Tune experiment directories."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from hpoc.cli import main
+from hpoc.results import ResultsError, load, rank
+from hpoc.results.model import Metric, Results, Trial
+from hpoc.results.rank import param_names
+
+from results_fixtures import make_plan, study_data, write_plan
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    return study_data(tmp_path_factory)
+
+
+def summary(path: Path) -> dict:
+    return json.loads((path / "summary.json").read_text())
+
+
+def cli(capsys, *argv):
+    code = main(["results", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ray_trial_dirs(exp: Path) -> dict[str, Path]:
+    """trial_id -> directory, read straight from Ray's result.json/params.json files."""
+    dirs = {}
+    for params in exp.rglob("params.json"):
+        lines = (params.parent / "result.json").read_text().splitlines()
+        if lines:
+            dirs[json.loads(lines[0])["trial_id"]] = params.parent
+    return dirs
+
+
+# ------------------------------------------------------------------ the data itself
+
+def test_generated_data_has_what_the_tests_need(data):
+    s = summary(data.single)
+    assert s["status_counts"].get("ERROR", 0) >= 1
+    epochs = [t["epochs"] for t in s["trials"] if t["status"] == "TERMINATED"]
+    assert 6 in epochs and any(e < 6 for e in epochs), "ASHA stopped no trial early"
+    assert data.gen_seconds < 90, f"generating the Ray studies took {data.gen_seconds:.0f} s"
+
+
+# ------------------------------------------------------------------ loading
+
+def test_load_one_shard_matches_ray_files(data):
+    results = load(data.build_single)
+    s = summary(data.single)
+    assert results.study == "fmnist"
+    assert [m.name for m in results.metrics] == ["val_loss", "val_accuracy"]
+    assert results.max_epochs == 6
+    by_id = {t.trial_id: t for t in results.trials}
+    assert set(by_id) == {t["trial_id"] for t in s["trials"]}
+    dirs = ray_trial_dirs(data.single)
+    for entry in s["trials"]:
+        trial = by_id[entry["trial_id"]]
+        assert trial.status == entry["status"]
+        assert trial.epochs == entry["epochs"]
+        assert trial.config == json.loads((dirs[trial.trial_id] / "params.json").read_text())
+        lines = (dirs[trial.trial_id] / "result.json").read_text().splitlines()
+        assert len(trial.history) == len(lines)
+        assert trial.value("val_loss") == pytest.approx(json.loads(lines[-1])["val_loss"])
+        assert trial.stopped_early == (entry["status"] == "TERMINATED" and entry["epochs"] < 6)
+        if entry["status"] == "ERROR":
+            assert trial.error == "RuntimeError: loss diverged (nan) at epoch 3"
+            assert 'raise RuntimeError("loss diverged' in trial.error_text
+            assert "\x1b" not in trial.error_text  # Ray's terminal colours are stripped
+        else:
+            assert trial.error is None
+
+
+def test_load_accepts_build_dir_plan_file_and_experiment_dir(data):
+    ids = {t.trial_id for t in load(data.build_single).trials}
+    assert {t.trial_id for t in load(data.build_single / "plan.json").trials} == ids
+    from_dir = load(data.single)
+    assert {t.trial_id for t in from_dir.trials} == ids
+    # Without a plan the objective comes from summary.json.
+    assert from_dir.metrics == [Metric("val_loss", "min")]
+    assert from_dir.plan is None
+
+
+def test_best_trial_is_the_one_ray_picks(data):
+    results = load(data.build_single)
+    ranking = rank(results)
+    assert ranking.metric == "val_loss" and ranking.mode == "min"
+    assert ranking.best.trial_id == summary(data.single)["best"]["trial_id"]
+    values = [ranking.value(t) for t in ranking.trials]
+    ok = [v for t, v in zip(ranking.trials, values) if t.status != "ERROR"]
+    assert ok == sorted(ok)
+    # Errored trials are ranked after every trial that did not fail.
+    statuses = [t.status for t in ranking.trials]
+    assert statuses.index("ERROR") == len(ok)
+
+
+def test_sharded_study_is_merged(data):
+    results = load(data.build_sharded)
+    s0, s1 = summary(data.sharded / "shard-0"), summary(data.sharded / "shard-1")
+    assert results.sharded and [s.index for s in results.shards] == [0, 1]
+    assert len(results.trials) == s0["num_trials"] + s1["num_trials"]
+    assert {t.shard for t in results.trials} == {0, 1}
+    assert {t.trial_id for t in results.trials if t.shard == 1} == \
+        {t["trial_id"] for t in s1["trials"]}
+    best = rank(results).best
+    candidates = [s0["best"], s1["best"]]
+    expected = min(candidates, key=lambda b: b["metrics"]["val_loss"])
+    assert best.trial_id == expected["trial_id"]
+    # Also loadable from the study directory alone (shard-* subdirectories).
+    assert len(load(data.sharded).trials) == len(results.trials)
+
+
+def test_partial_experiment_reads_ray_files_and_warns(data, capsys):
+    results = load(data.build_partial)
+    assert any("no summary.json" in w for w in results.warnings)
+    assert len(results.trials) == summary(data.single)["num_trials"]
+    running = [t for t in results.trials if t.status == "RUNNING"]
+    # The trial whose last line was cut: 4 whole reports, not marked done.
+    assert [t.epochs for t in running if t.history] == [4]
+    # The trial with no result.json at all: known from params.json, no history.
+    assert any(not t.history for t in results.trials)
+    assert not any(t.stopped_early for t in running)
+    code, out, err = cli(capsys, data.build_partial)
+    assert code == 0
+    assert "warning:" in err and "no summary.json" in err
+    assert "running" in out
+
+
+# ------------------------------------------------------------------ clear errors
+
+def test_missing_directory_is_a_clear_error(tmp_path, capsys):
+    code, out, err = cli(capsys, tmp_path / "nope")
+    assert code == 2 and out == ""
+    assert "no such file or directory" in err and "Traceback" not in err
+
+
+def test_empty_directory_is_a_clear_error(tmp_path, capsys):
+    code, _, err = cli(capsys, tmp_path)
+    assert code == 2
+    assert "no trials found" in err and "Traceback" not in err
+
+
+def test_plan_whose_study_never_ran(tmp_path, capsys):
+    build = tmp_path / "build"
+    write_plan(build, make_plan(tmp_path / "storage", "never"))
+    code, _, err = cli(capsys, build)
+    assert code == 2
+    assert "no results yet for study `never`" in err and "hpoc run" in err
+
+
+def test_bad_plan_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "plan.json").write_text("{not json")
+    code, _, err = cli(capsys, tmp_path)
+    assert code == 2 and "not a readable plan file" in err
+
+
+# ------------------------------------------------------------------ table
+
+def test_table_ranks_trials_and_prints_best_config(data, capsys):
+    code, out, err = cli(capsys, data.build_single)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    header = next(ln for ln in lines if ln.startswith("#"))
+    for col in ("trial", "status", "epochs", "val_loss", "val_accuracy", "batch_size",
+                "optimizer.lr", "optimizer.name", "dropout"):
+        assert col in header.split()
+    assert "epochs" not in header.split()[5:]  # constants are not columns
+    best = rank(load(data.build_single)).best
+    first_row = lines[lines.index(header) + 2].split()
+    assert first_row[:2] == ["1", best.trial_id]
+    assert "stopped early" in out and "error" in out
+    assert "RuntimeError: loss diverged" in out
+    # The best config round-trips through both printed forms.
+    block = out[out.index("config (JSON):") + len("config (JSON):"):
+                out.index("config (key = value):")]
+    assert json.loads(block) == best.config
+    kv = out[out.index("config (key = value):"):].splitlines()[1:]
+    pairs = dict(line.strip().split(" = ", 1) for line in kv if " = " in line)
+    assert json.loads(pairs["optimizer.lr"]) == best.config["optimizer"]["lr"]
+    assert json.loads(pairs["optimizer.name"]) == best.config["optimizer"]["name"]
+
+
+def test_sharded_table_has_a_shard_column(data, capsys):
+    code, out, _ = cli(capsys, data.build_sharded)
+    assert code == 0
+    header = next(ln for ln in out.splitlines() if ln.startswith("#"))
+    assert header.split()[:4] == ["#", "trial", "shard", "status"]
+    assert "across 2 shards" in out
+    results = load(data.build_sharded)
+    counts = f"{sum(not t.stopped_early and t.status == 'TERMINATED' for t in results.trials)}" \
+        " completed"
+    assert counts in out.splitlines()[0]
+
+
+def test_top_and_status_filters(data, capsys):
+    results = load(data.build_single)
+    errors = [t.trial_id for t in results.trials if t.status == "ERROR"]
+    stopped = [t.trial_id for t in results.trials if t.stopped_early]
+    code, out, _ = cli(capsys, data.build_single, "--csv", "--status", "error")
+    assert code == 0
+    assert sorted(r["trial_id"] for r in csv.DictReader(io.StringIO(out))) == sorted(errors)
+    code, out, _ = cli(capsys, data.build_single, "--csv", "--status", "stopped,error")
+    assert sorted(r["trial_id"] for r in csv.DictReader(io.StringIO(out))) == \
+        sorted(errors + stopped)
+    code, out, _ = cli(capsys, data.build_single, "--csv", "--top", "2")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["rank"] for r in rows] == ["1", "2"]
+    assert rows[0]["trial_id"] == rank(results).best.trial_id
+    code, _, err = cli(capsys, data.build_single, "--status", "eror")
+    assert code == 2 and "did you mean `error`" in err
+
+
+def test_sort_by_other_metrics(data, capsys):
+    code, out, err = cli(capsys, data.build_single, "--csv", "--sort", "val_accuracy")
+    assert code == 0 and err == ""
+    rows = [r for r in csv.DictReader(io.StringIO(out)) if r["status"] != "ERROR"]
+    acc = [float(r["val_accuracy"]) for r in rows]
+    assert acc == sorted(acc, reverse=True)  # objective says max
+    code, out, err = cli(capsys, data.build_single, "--csv", "--sort", "train_loss", "--desc")
+    assert code == 0 and err == ""
+    loss = [float(r["train_loss"]) for r in csv.DictReader(io.StringIO(out))
+            if r["status"] != "ERROR"]
+    assert loss == sorted(loss, reverse=True)
+    code, _, err = cli(capsys, data.build_single, "--sort", "train_loss")
+    assert code == 0 and "not an objective metric" in err
+    code, _, err = cli(capsys, data.build_single, "--sort", "val_acc")
+    assert code == 2 and "did you mean `val_accuracy`" in err
+
+
+def test_scope_best_ranks_by_best_epoch(data):
+    results = load(data.build_single)
+    ranking = rank(results, scope="best")
+    for trial in ranking.trials:
+        values = [r["val_loss"] for r in trial.history]
+        assert ranking.value(trial) == pytest.approx(min(values))
+
+
+# ------------------------------------------------------------------ exports
+
+def test_json_export(data, capsys):
+    code, out, _ = cli(capsys, data.build_sharded, "--json", "--history")
+    assert code == 0
+    doc = json.loads(out)
+    results = load(data.build_sharded)
+    assert doc["study"] == "fmnist-sharded"
+    assert doc["num_trials"] == len(results.trials) == len(doc["trials"])
+    assert doc["objective"][0] == {"name": "val_loss", "mode": "min"}
+    assert doc["best"]["trial_id"] == rank(results).best.trial_id
+    assert [t["rank"] for t in doc["trials"]] == list(range(1, len(doc["trials"]) + 1))
+    assert {t["shard"] for t in doc["trials"]} == {0, 1}
+    for record in doc["trials"]:
+        trial = next(t for t in results.trials
+                     if t.trial_id == record["trial_id"] and t.shard == record["shard"])
+        assert record["params"]["optimizer.lr"] == trial.config["optimizer"]["lr"]
+        assert [h["val_loss"] for h in record["history"]] == \
+            [r["val_loss"] for r in trial.history]
+        assert record["stopped_early"] == trial.stopped_early
+
+
+def test_csv_export(data, capsys):
+    code, out, _ = cli(capsys, data.build_single, "--csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    results = load(data.build_single)
+    assert len(rows) == len(results.trials)
+    assert {"val_loss", "config/optimizer.lr", "config/batch_size", "error"} <= set(rows[0])
+    by_id = {t.trial_id: t for t in results.trials}
+    for row in rows:
+        trial = by_id[row["trial_id"]]
+        assert float(row["config/optimizer.lr"]) == trial.config["optimizer"]["lr"]
+        assert float(row["val_loss"]) == trial.value("val_loss")
+        assert row["stopped_early"] == str(trial.stopped_early).lower()
+
+
+# ------------------------------------------------------------------ units
+
+def _trial(tid, status, config, losses, shard=0):
+    hist = [{"training_iteration": i + 1, "val_loss": v, "timestamp": 100 + i}
+            for i, v in enumerate(losses)]
+    return Trial(tid, status, config, hist, shard=shard)
+
+
+def test_param_columns_without_plan_are_the_varying_keys():
+    trials = [_trial("a", "TERMINATED", {"lr": 0.1, "epochs": 3, "opt": {"name": "sgd"}}, [1]),
+              _trial("b", "TERMINATED", {"lr": 0.2, "epochs": 3, "opt": {"name": "sgd"}}, [2])]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    assert param_names(results) == ["lr"]
+
+
+def test_unknown_scope_and_bad_top_are_errors():
+    results = Results("s", Path("."), [Metric("val_loss", "min")],
+                      [_trial("a", "TERMINATED", {}, [1.0])], [])
+    with pytest.raises(ResultsError):
+        rank(results, scope="median")
+    with pytest.raises(ResultsError):
+        rank(results, top=0)
+
+
+def test_no_best_when_every_trial_failed():
+    results = Results("s", Path("."), [Metric("val_loss", "min")],
+                      [_trial("a", "ERROR", {}, [1.0]), _trial("b", "ERROR", {}, [0.5])], [])
+    ranking = rank(results)
+    assert ranking.best is None
+    assert [t.trial_id for t in ranking.trials] == ["b", "a"]

@@ -1,0 +1,41 @@
+"""`hpoc check SPEC...`: report every problem in a study, or say it is fine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "check a study for errors (all of them at once) without writing anything"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="study file(s) (.hpo)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing when a study is fine")
+    p.add_argument("--no-warnings", action="store_true", help="do not print warnings")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.errors import run_reporting
+
+    status = 0
+    for spec in args.specs:
+        status = max(status, run_reporting(lambda: _check(spec, args)))
+    return status
+
+
+def _check(spec: str, args: argparse.Namespace) -> int:
+    from hpoc.compiler import compile_path
+    from hpoc.compiler.summary import summarize
+    from hpoc.errors import render_all
+
+    result = compile_path(spec)
+    if result.warnings and not args.no_warnings:
+        print(render_all(result.warnings), file=sys.stderr)
+    if not args.quiet:
+        name = result.plan["study"]["name"]
+        n = len(result.warnings)
+        tail = f" ({n} warning{'s' if n != 1 else ''})" if n and not args.no_warnings else ""
+        print(f"{spec}: study `{name}` is valid{tail}")
+        for line in summarize(result.plan):
+            print(f"  {line}")
+    return 0

@@ -1,0 +1,109 @@
+"""`hpoc compile SPEC -o DIR`: write plan.json and the SLURM scripts for a study."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "compile a study to DIR/plan.json and SLURM scripts"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help="study file (.hpo)")
+    p.add_argument("-o", "--out", metavar="DIR", help="output directory (default: build/<study name>)")
+    p.add_argument(
+        "--emit",
+        choices=["ast", "plan", "sbatch"],
+        help="print one stage to stdout instead of writing files (written too when -o is given)",
+    )
+    p.add_argument(
+        "--preflight-only",
+        action="store_true",
+        help="render only the preflight job (checks the cluster, runs no trials)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.errors import run_reporting
+
+    return run_reporting(lambda: _compile(args))
+
+
+def _renderer() -> Any:
+    """`hpoc.compiler.render` when it is installed in this checkout, else None."""
+    try:
+        return importlib.import_module("hpoc.compiler.render")
+    except ModuleNotFoundError as exc:
+        if exc.name != "hpoc.compiler.render":
+            raise
+        return None
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from hpoc import plan as plan_mod
+    from hpoc.compiler import compile_path
+    from hpoc.compiler.summary import summarize
+    from hpoc.dsl import ast as A
+    from hpoc.errors import render_all
+
+    result = compile_path(args.spec)
+    if result.warnings:
+        print(render_all(result.warnings), file=sys.stderr)
+    plan = result.plan
+    text = plan_mod.dumps(plan)
+    if args.emit == "ast":
+        print(A.dump(result.study))
+    elif args.emit == "plan":
+        sys.stdout.write(text)
+    if args.emit and not args.out:
+        if args.emit == "sbatch":
+            for name, body in _render(plan, Path("build", plan["study"]["name"], "plan.json"), args).items():
+                print(f"# ---- {name}")
+                sys.stdout.write(body)
+        return 0
+    out = Path(args.out) if args.out else Path("build") / plan["study"]["name"]
+    if out.exists() and not out.is_dir():
+        from hpoc.errors import HpocError
+
+        raise HpocError(f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    plan_path = out / "plan.json"
+    _write(plan_path, text)
+    written = ["plan.json"]
+    files = _render(plan, plan_path, args)
+    for name, body in sorted(files.items()):
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write(target, body, executable=name.endswith((".sh", ".sbatch")))
+        written.append(name)
+        if args.emit == "sbatch":
+            print(f"# ---- {name}")
+            sys.stdout.write(body)
+    if not args.emit:
+        print(f"compiled study `{plan['study']['name']}` into {out}/")
+        for line in summarize(plan):
+            print(f"  {line}")
+        print(f"  wrote: {', '.join(written)}")
+    return 0
+
+
+def _render(plan: dict[str, Any], plan_path: Path, args: argparse.Namespace) -> dict[str, str]:
+    render = _renderer()
+    if render is None:
+        if args.emit == "sbatch":
+            print("hpoc: note: SLURM rendering is not available in this installation", file=sys.stderr)
+        return {}
+    return render.render_all(plan, plan_path=str(plan_path.resolve()), preflight_only=args.preflight_only)
+
+
+def _write(path: Path, text: str, executable: bool = False) -> None:
+    """Write atomically, so a crash never leaves half a plan behind."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    if executable:
+        tmp.chmod(0o755)
+    os.replace(tmp, path)

@@ -1,0 +1,60 @@
+"""`hpoc fmt SPEC...`: print, check or rewrite studies in the canonical layout."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+from pathlib import Path
+
+HELP = "format studies in the canonical layout (comments are kept)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="study file(s) (.hpo)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted")
+    mode.add_argument("--write", "-w", action="store_true", help="rewrite files in place")
+    p.add_argument("--diff", action="store_true", help="with --check: show what would change")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.errors import run_reporting
+
+    status = 0
+    for spec in args.specs:
+        status = max(status, run_reporting(lambda: _fmt(spec, args)))
+    return status
+
+
+def _fmt(spec: str, args: argparse.Namespace) -> int:
+    from hpoc.dsl.format import format_study
+    from hpoc.dsl.parse import parse, read_spec
+
+    text, _ = read_spec(spec)
+    study = parse(text, spec)
+    new = format_study(study)
+    if parse(new, spec) != study:  # the layout must never change meaning
+        raise RuntimeError(f"formatting {spec} would change its meaning")
+    if args.check:
+        if new == text:
+            return 0
+        print(f"{spec}: not formatted (run `hpoc fmt --write {spec}`)", file=sys.stderr)
+        if args.diff:
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    text.splitlines(True), new.splitlines(True), f"{spec}", f"{spec} (formatted)"
+                )
+            )
+        return 2
+    if args.write:
+        if new != text:
+            path = Path(spec)
+            tmp = path.with_name(f".{path.name}.fmt{os.getpid()}")
+            tmp.write_text(new, encoding="utf-8")
+            os.replace(tmp, path)
+            print(f"formatted {spec}", file=sys.stderr)
+        return 0
+    sys.stdout.write(new)
+    return 0

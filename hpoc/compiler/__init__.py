@@ -1,0 +1,80 @@
+"""The compiler driver: the one place that chains the stages
+text → AST (`hpoc.dsl.parse`) → checked study (`check`) → plan dict (`plan`).
+
+Never imports torch, ray or deepspeed: `hpoc check` must be instant on a login node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpoc.errors import Diagnostic, SpecCheckError, SpecError
+
+__all__ = ["Result", "compile_file", "compile_source", "compile_study", "parse_file", "SpecError"]
+
+
+@dataclass
+class Result:
+    """A compiled study: the plan (without content_hash), warnings, and the AST."""
+
+    plan: dict[str, Any]
+    warnings: list[Diagnostic] = field(default_factory=list)
+    study: Any = None
+
+
+def _attach_source(diags: list[Diagnostic], text: str) -> list[Diagnostic]:
+    return [d.with_source(text) for d in diags]
+
+
+def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir: str, fmt: str = "hpo") -> Result:
+    """Check an AST and build its plan; raise SpecCheckError with all errors."""
+    from hpoc.compiler.check import check
+    from hpoc.compiler.plan import build_plan
+
+    checked = check(study, workdir=os.path.abspath(workdir))
+    diags = _attach_source(checked.diagnostics, text) if text else checked.diagnostics
+    if not checked.ok:
+        raise SpecCheckError(diags)
+    plan = build_plan(checked, file=file, fmt=fmt, sha256=sha256, workdir=workdir)
+    return Result(plan, [d for d in diags if d.severity == "warning"], study)
+
+
+def compile_text(text: str, filename: str, workdir: str, sha256: str | None = None) -> Result:
+    from hpoc.dsl.parse import parse
+
+    study = parse(text, filename)
+    digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return compile_study(study, text=text, file=filename, sha256=digest, workdir=workdir)
+
+
+def compile_path(path: str | os.PathLike[str]) -> Result:
+    """Full result (plan, warnings, AST) for a spec file."""
+    from hpoc.dsl.parse import read_spec
+
+    text, digest = read_spec(path)
+    workdir = os.path.dirname(os.path.abspath(path))
+    return compile_text(text, str(path), workdir, digest)
+
+
+def compile_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Plan dict for a .hpo file (no content_hash; `hpoc.plan.dumps` adds it).
+
+    Raises `hpoc.errors.SpecError` whose `str()` is the full report.
+    """
+    return compile_path(path).plan
+
+
+def compile_source(text: str, filename: str = "study.hpo", workdir: str = ".") -> dict[str, Any]:
+    """Plan dict for .hpo text, as if it were the file `filename` in `workdir`."""
+    return compile_text(text, filename, workdir).plan
+
+
+def parse_file(path: str | os.PathLike[str]) -> Any:
+    """The AST of a spec file (raises SpecSyntaxError)."""
+    from hpoc.dsl.parse import parse, read_spec
+
+    text, _ = read_spec(path)
+    return parse(text, str(path))

@@ -1,0 +1,223 @@
+"""Semantic checks: Study AST → `Checked` (plain values per plan section), with every
+problem collected as a diagnostic before anything fails (pydantic-style).
+
+Sections and keys come from `tables.py`; the search space lives in `space.py`;
+cross-section rules (searcher vs space, resources vs SLURM, ...) in `rules.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from hpoc.compiler import kinds as K
+from hpoc.compiler import tables as T
+from hpoc.dsl import ast as A
+from hpoc.errors import Diagnostic, did_you_mean, one_of
+
+# Error codes (docs/language.md lists them).
+UNKNOWN, DUPLICATE, TYPE, VALUE, MISSING, MISPLACED = "HP201", "HP202", "HP203", "HP204", "HP205", "HP206"
+SPACE, BOUNDS, CONDITION, SEARCHER = "HP301", "HP302", "HP303", "HP304"
+SCHEDULER, OBJECTIVE = "HP401", "HP402"
+RESOURCES, SLURM_TIME, SHARDS, SLURM = "HP501", "HP502", "HP503", "HP504"
+WARN_METRIC, WARN_SEARCH, WARN_FILE, WARN_RESOURCES = "HP801", "HP802", "HP803", "HP804"
+
+
+@dataclass
+class Checked:
+    """Normalised sections of a study (plan-shaped), plus plan path → span."""
+
+    sections: dict[str, Any] = field(default_factory=dict)
+    spans: dict[str, A.Span] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+class Checker:
+    """Collects diagnostics; `read_record` reads one section against its table."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.diagnostics: list[Diagnostic] = []
+        self.spans: dict[str, A.Span] = {}
+
+    # -- reporting
+    def report(
+        self,
+        severity: str,
+        code: str,
+        msg: str,
+        span: A.Span | None,
+        help: str | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        if span is None:
+            d = Diagnostic(msg, code, self.file, severity=severity, help=help, notes=notes)
+        else:
+            d = Diagnostic(
+                msg, code, self.file, span.line, span.col, span.end_line, span.end_col,
+                severity=severity, help=help, notes=notes,
+            )  # fmt: skip
+        self.diagnostics.append(d)
+
+    def error(self, code: str, msg: str, span: A.Span | None, help: str | None = None, notes: tuple[str, ...] = ()) -> None:
+        self.report("error", code, msg, span, help, notes)
+
+    def warn(self, code: str, msg: str, span: A.Span | None, help: str | None = None, notes: tuple[str, ...] = ()) -> None:
+        self.report("warning", code, msg, span, help, notes)
+
+    def at(self, span: A.Span | None) -> str:
+        return f"line {span.line}" if span else "elsewhere"
+
+    # -- entries of a block or map: (key, key_span, value-or-block, span)
+    def entries(self, node: A.Block | A.Map | None, where: str) -> Iterator[tuple[str, Any, Any, Any]]:
+        if node is None:
+            return
+        if isinstance(node, A.Map):
+            for p in node.entries:
+                yield p.key, p.key_span or p.span, p.value, p.span
+            return
+        for item in node.body or ():
+            if isinstance(item, A.Setting):
+                if item.condition is not None:
+                    self.error(
+                        MISPLACED,
+                        f"conditions are only allowed in `space`, not in {where}",
+                        item.condition.span,
+                        help="remove the `if` clause",
+                    )
+                yield item.key, item.key_span or item.span, item.value, item.span
+            elif isinstance(item, A.Block):
+                if item.label is not None:
+                    self.error(
+                        MISPLACED,
+                        f"`{item.kind}` inside {where} takes no label",
+                        item.label.span,
+                        help=f"write `{item.kind} {{ ... }}`",
+                    )
+                yield item.kind, item.kind_span or item.span, item, item.span
+            elif isinstance(item, A.IfBlock):
+                self.error(MISPLACED, f"`if` blocks are only allowed in `space`, not in {where}", item.span)
+            elif isinstance(item, A.Objective):
+                self.error(
+                    MISPLACED, f"`objective` belongs at the top level, not in {where}", item.span,
+                    help="move it out of the block",
+                )  # fmt: skip
+
+    def read_record(
+        self,
+        node: A.Block | A.Map | None,
+        fields: dict[str, T.F],
+        where: str,
+        path: str,
+        special: Any = None,
+    ) -> dict[str, Any]:
+        """Values of all `fields` (defaults filled in) read from `node`; errors recorded."""
+        out = {k: copy.deepcopy(f.default) for k, f in fields.items()}
+        seen: dict[str, A.Span | None] = {}
+        for key, kspan, value, span in self.entries(node, where):
+            if key in seen:
+                self.error(
+                    DUPLICATE, f"`{key}` is set twice in {where}", kspan,
+                    notes=(f"first set at {self.at(seen[key])}",), help="remove one of them",
+                )  # fmt: skip
+                continue
+            seen[key] = span
+            f = fields.get(key)
+            if f is None:
+                self.unknown_key(key, kspan, fields, where)
+                continue
+            out[key] = self.read_value(key, value, f, where, f"{path}.{key}", special)
+            if span is not None:
+                self.spans[f"{path}.{key}"] = span
+        for key, f in fields.items():
+            if f.required and key not in seen:
+                hdr = node.kind_span if isinstance(node, A.Block) else node.span if node else None
+                self.error(MISSING, f"{where} needs `{key}`", hdr, help=f"add `{key} = ...`")
+        return out
+
+    def read_value(self, key: str, value: Any, f: T.F, where: str, path: str, special: Any) -> Any:
+        if isinstance(f.kind, T.Rec):
+            if isinstance(value, A.Null):
+                return None
+            if not isinstance(value, (A.Block, A.Map)):
+                self.error(
+                    TYPE, f"`{key}` must be a `{{ ... }}` block, not {K.describe(value)}", value.span,
+                    help=f"write `{key} {{ ... }}`",
+                )  # fmt: skip
+                return copy.deepcopy(f.default)
+            if f.kind.open is not None:
+                return self.read_open(key, value, f.kind, where, path, special)
+            return self.read_record(value, f.kind.fields, f"`{key}`", path, special)
+        if isinstance(value, A.Block):
+            self.error(
+                TYPE, f"`{key}` is a setting, not a block", value.kind_span,
+                help=f"write `{key} = ...`",
+            )  # fmt: skip
+            return copy.deepcopy(f.default)
+        if isinstance(f.kind, str):  # handled by the section's own reader
+            return special(f.kind, key, value, path) if special else None
+        try:
+            return f.kind(value)
+        except K.Invalid as exc:
+            node = exc.node or value
+            self.error(TYPE if "must be" in exc.msg and " not " in exc.msg else VALUE,
+                       f"`{key}` {exc.msg}", node.span or value.span, help=exc.help)  # fmt: skip
+            return copy.deepcopy(f.default)
+
+    def read_open(self, key: str, value: Any, rec: T.Rec, where: str, path: str, special: Any) -> dict[str, Any]:
+        """A free-form map (`env`, `stop`, ...): any keys, values of one kind."""
+        out: dict[str, Any] = {}
+        for k, kspan, v, span in self.entries(value, f"`{key}`"):
+            if k in out:
+                self.error(DUPLICATE, f"`{k}` is set twice in `{key}`", kspan, help="remove one of them")
+                continue
+            if rec.key_pattern and not re.fullmatch(rec.key_pattern, k):
+                self.error(VALUE, f"`{k}` is not a valid {rec.key_what}", kspan)
+                continue
+            if isinstance(v, A.Block):
+                self.error(TYPE, f"`{k}` in `{key}` must be a value, not a block", v.kind_span)
+                continue
+            if isinstance(rec.open, str):
+                out[k] = special(rec.open, k, v, f"{path}.{k}") if special else None
+            else:
+                try:
+                    out[k] = rec.open(v)
+                except K.Invalid as exc:
+                    self.error(TYPE, f"`{k}` in `{key}` {exc.msg}", (exc.node or v).span, help=exc.help)
+                    continue
+            if span is not None:
+                self.spans[f"{path}.{k}"] = span
+        return out
+
+    def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str) -> None:
+        help = did_you_mean(key, fields)
+        if help is None:
+            home = T.key_home(key)
+            if home and home not in where:
+                help = f"`{key}` belongs in `{home}`"
+            elif fields:
+                help = f"valid keys: {one_of(fields)}"
+            else:
+                help = f"{where} takes no options"
+        self.error(UNKNOWN, f"unknown key `{key}` in {where}", span, help=help)
+
+
+def check(study: A.Study, workdir: str | None = None) -> Checked:
+    """Check a Study; the result carries every diagnostic (see `Checked.ok`)."""
+    from hpoc.compiler import rules, sections
+
+    checker = Checker(study.file)
+    found = sections.collect(checker, study)
+    out = sections.read_all(checker, found, study)
+    rules.cross_check(checker, out, found, workdir)
+    diags = sorted(
+        checker.diagnostics,
+        key=lambda d: (d.line is not None, d.line or 0, d.col or 0, d.severity != "error"),
+    )
+    return Checked(out, checker.spans, diags)

@@ -1,0 +1,249 @@
+"""Value kinds: convert one syntax value to a plain Python value or explain why not.
+
+A kind is a callable `kind(value_node) -> python value` that raises `Invalid`; its
+`expects` attribute says in words what it accepts (for messages and docs).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, Iterable
+
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean, one_of
+
+Kind = Callable[[A.Value], Any]
+
+
+class Invalid(Exception):
+    """A value of the wrong type or out of range; `msg` completes "`key` ..."."""
+
+    def __init__(self, msg: str, help: str | None = None, node: A.Node | None = None):
+        super().__init__(msg)
+        self.msg, self.help, self.node = msg, help, node
+
+
+def describe(v: A.Value) -> str:
+    """What the user wrote, in words: "a string", "the name `ddp`", "a list"."""
+    if isinstance(v, A.String):
+        text = v.value if len(v.value) <= 30 else v.value[:27] + "..."
+        return f'the string "{text}"'
+    if isinstance(v, A.Bool):
+        return f"`{'true' if v.value else 'false'}`"
+    if isinstance(v, A.Number):
+        return f"the number `{v.text or v.value}`"
+    if isinstance(v, A.Null):
+        return "`null`"
+    if isinstance(v, A.Duration):
+        return f"the duration `{v.text}`"
+    if isinstance(v, A.Size):
+        return f"the size `{v.text}`"
+    if isinstance(v, A.Clock):
+        return f"the time `{v.text}`"
+    if isinstance(v, A.Ref):
+        return f"the name `{v.path}`"
+    if isinstance(v, A.List):
+        return "a list"
+    if isinstance(v, A.Map):
+        return "a map"
+    if isinstance(v, A.Call):
+        return f"the call `{v.func}(...)`"
+    return "a block"
+
+
+def _kind(expects: str) -> Callable[[Kind], Kind]:
+    def wrap(fn: Kind) -> Kind:
+        fn.expects = expects  # type: ignore[attr-defined]
+        return fn
+
+    return wrap
+
+
+def _wrong(v: A.Value, expects: str) -> Invalid:
+    help = None
+    if isinstance(v, A.Ref) and "string" in expects:
+        help = f'quote it: "{v.path}"'
+    numeric = "number" in expects or "integer" in expects
+    if isinstance(v, A.String) and numeric and _looks_numeric(v.value):
+        help = f"remove the quotes: {v.value}"
+    if isinstance(v, A.Ref) and v.path in _PYTHON_WORDS:
+        help = f"write `{_PYTHON_WORDS[v.path]}`"
+    return Invalid(f"must be {expects}, not {describe(v)}", help, v)
+
+
+_PYTHON_WORDS = {"True": "true", "False": "false", "None": "null"}
+
+
+def _looks_numeric(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _range(value: float, lo: float | None, hi: float | None, lo_open: bool = False) -> None:
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise Invalid(f"must be {'greater than' if lo_open else 'at least'} {lo} (got {value})")
+    if hi is not None and value > hi:
+        raise Invalid(f"must be at most {hi} (got {value})")
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Kind:
+    @_kind("an integer")
+    def conv(v: A.Value) -> int:
+        if not (isinstance(v, A.Number) and isinstance(v.value, int)):
+            if isinstance(v, A.Number) and float(v.value).is_integer():
+                raise Invalid(
+                    f"must be an integer, not {describe(v)}", f"write {int(v.value)}", v
+                )
+            raise _wrong(v, "an integer")
+        _range(v.value, lo, hi)
+        return v.value
+
+    return conv
+
+
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Kind:
+    @_kind("a number")
+    def conv(v: A.Value) -> int | float:
+        if not isinstance(v, A.Number):
+            raise _wrong(v, "a number")
+        _range(v.value, lo, hi, lo_open)
+        return v.value
+
+    return conv
+
+
+@_kind("`true` or `false`")
+def boolean(v: A.Value) -> bool:
+    if isinstance(v, A.Bool):
+        return v.value
+    raise _wrong(v, "`true` or `false`")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def string(pattern: str | None = None, what: str = "", single_line: bool = True) -> Kind:
+    regex = re.compile(pattern) if pattern else None
+
+    @_kind("a string")
+    def conv(v: A.Value) -> str:
+        if not isinstance(v, A.String):
+            raise _wrong(v, "a string")
+        if single_line and _CONTROL.search(v.value):
+            raise Invalid("must be one line without control characters", None, v)
+        if regex is not None and not regex.fullmatch(v.value):
+            raise Invalid(f'is not a valid {what}: "{v.value}"', None, v)
+        return v.value
+
+    return conv
+
+
+def optional(kind: Kind) -> Kind:
+    """`null` or the kind."""
+
+    def conv(v: A.Value) -> Any:
+        return None if isinstance(v, A.Null) else kind(v)
+
+    conv.expects = f"{getattr(kind, 'expects', 'a value')} or `null`"  # type: ignore[attr-defined]
+    return conv
+
+
+def enum(values: Iterable[Any]) -> Kind:
+    """One of fixed words, written bare (`ddp`) or quoted ("ddp"); bools allowed as values."""
+    choices = list(values)
+    words = [c for c in choices if isinstance(c, str)]
+
+    @_kind(one_of(str(c).lower() if isinstance(c, bool) else c for c in choices))
+    def conv(v: A.Value) -> Any:
+        if isinstance(v, A.Bool) and v.value in [c for c in choices if isinstance(c, bool)]:
+            return v.value
+        word = v.path if isinstance(v, A.Ref) else v.value if isinstance(v, A.String) else None
+        if isinstance(word, str) and word in words:
+            return word
+        help = did_you_mean(word, words) if isinstance(word, str) else None
+        raise Invalid(f"must be {conv.expects}, not {describe(v)}", help, v)  # type: ignore[attr-defined]
+
+    return conv
+
+
+@_kind("a duration such as `90m` or `2h`, or seconds")
+def duration(v: A.Value) -> int | float:
+    if isinstance(v, A.Duration):
+        return v.seconds
+    if isinstance(v, A.Number) and not isinstance(v.value, bool):
+        return v.value
+    raise _wrong(v, "a duration such as `90m` or `2h`, or a number of seconds")
+
+
+def positive_duration(allow_zero: bool = False) -> Kind:
+    @_kind(duration.expects)  # type: ignore[attr-defined]
+    def conv(v: A.Value) -> int | float:
+        s = duration(v)
+        if s < 0 or (s == 0 and not allow_zero) or not math.isfinite(s):
+            raise Invalid(f"must be {'at least 0' if allow_zero else 'positive'} (got {s})", None, v)
+        return s
+
+    return conv
+
+
+def list_of(kind: Kind, allow_single: bool = False) -> Kind:
+    @_kind(f"a list of {getattr(kind, 'expects', 'values').removeprefix('a ').removeprefix('an ')}s")
+    def conv(v: A.Value) -> list[Any]:
+        if allow_single and not isinstance(v, A.List):
+            return [kind(v)]
+        if not isinstance(v, A.List):
+            raise _wrong(v, conv.expects)  # type: ignore[attr-defined]
+        return [kind(item) for item in v.items]
+
+    return conv
+
+
+@_kind("a literal value")
+def literal(v: A.Value) -> Any:
+    """Any literal: number, string, bool, null, list, map (durations become seconds)."""
+    if isinstance(v, (A.String, A.Number, A.Bool)):
+        return v.value
+    if isinstance(v, A.Null):
+        return None
+    if isinstance(v, A.Duration):
+        return v.seconds
+    if isinstance(v, (A.Size, A.Clock)):
+        return v.text
+    if isinstance(v, A.List):
+        return [literal(i) for i in v.items]
+    if isinstance(v, A.Map):
+        out = {}
+        for p in v.entries:
+            if p.key in out:
+                raise Invalid(f"has the key `{p.key}` twice", None, p)
+            out[p.key] = literal(p.value)
+        return out
+    if isinstance(v, A.Ref):
+        help = f"write `{_PYTHON_WORDS[v.path]}`" if v.path in _PYTHON_WORDS else None
+        raise Invalid(f"must be a literal value, not {describe(v)}", help or f'quote it: "{v.path}"', v)
+    raise Invalid(f"must be a literal value, not {describe(v)}", None, v)
+
+
+@_kind("a number")
+def any_number(v: A.Value) -> int | float:
+    if isinstance(v, A.Number):
+        return v.value
+    raise _wrong(v, "a number")
+
+
+def typed_key(value: Any) -> tuple[str, str]:
+    """Equality key that keeps `true` apart from `1` and `"1"` (for categories)."""
+    import json
+
+    tag = "b" if isinstance(value, bool) else "n" if isinstance(value, (int, float)) else "o"
+    if tag == "n":
+        return tag, repr(float(value))
+    return tag, json.dumps(value, sort_keys=True)
+
+
+def expects(kind: Kind) -> str:
+    return getattr(kind, "expects", "a value")

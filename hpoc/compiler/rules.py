@@ -1,0 +1,378 @@
+"""Rules that span sections: searcher vs space, scheduler settings, objective needs,
+resources vs the SLURM allocation, shards. Also fills defaults that depend on other
+sections (strategy, checkpoint score, SLURM per-node counts)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from hpoc.compiler import tables as T
+from hpoc.compiler.check import (
+    OBJECTIVE,
+    RESOURCES,
+    SCHEDULER,
+    SEARCHER,
+    SHARDS,
+    SLURM,
+    SLURM_TIME,
+    UNKNOWN,
+    VALUE,
+    WARN_FILE,
+    WARN_METRIC,
+    WARN_RESOURCES,
+    WARN_SEARCH,
+    Checker,
+)
+from hpoc.compiler.space import Space
+from hpoc.dsl import ast as A
+
+
+def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], workdir: str | None) -> None:
+    space: Space = out.pop("space_model")
+    out["space"] = {"params": [p.plan() for p in space.params], "constants": space.constants}
+    for i, p in enumerate(space.params):
+        if p.span:
+            ch.spans[f"space.params.{i}"] = p.span
+    for name, span in space.constant_spans.items():
+        if span:
+            ch.spans[f"space.constants.{name}"] = span
+    search_block = found.get("search", [None])[0]
+    sched_block = found.get("scheduler", [None])[0]
+    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0])
+    if not out["search"].pop("_invalid", False):
+        _searcher(ch, out, space, search_block)
+    if not out["scheduler"].pop("_invalid", False):
+        _scheduler(ch, out, space, sched_block, search_block)
+    _resources(ch, out, workdir)
+    _checkpoint(ch, out, found.get("checkpoint", [None])[0])
+    _resume_storage(ch, out)
+    _slurm(ch, out, found.get("slurm", [None])[0], workdir)
+
+
+def _label_span(block: A.Block | None) -> A.Span | None:
+    if block is None:
+        return None
+    return block.label.span if block.label is not None else block.kind_span
+
+
+# ----------------------------------------------------------------------- objective
+
+
+def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any) -> None:
+    metrics = out["objective"]["metrics"]
+    alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
+    if not metrics:
+        if alg in T.NEEDS_OBJECTIVE and not out["search"].get("_invalid"):
+            ch.error(OBJECTIVE, f"`search {alg}` needs an objective to optimise", _label_span(search),
+                     help="add `objective minimize val_loss` (or `maximize ...`)")  # fmt: skip
+        if sname != "fifo" and not out["scheduler"].get("_invalid"):
+            ch.error(OBJECTIVE, f"`scheduler {sname}` needs an objective to compare trials", _label_span(sched),
+                     help="add `objective minimize val_loss` (or `maximize ...`)")  # fmt: skip
+        return
+    if len(metrics) > 1:
+        if alg not in T.CAN_MULTI_OBJECTIVE:
+            ch.error(SEARCHER, f"`search {alg}` optimises a single metric, but the objective has {len(metrics)}",
+                     objective.span if objective else None,
+                     help="use `search optuna { sampler = nsga2 }` for several metrics, or keep one")  # fmt: skip
+        elif alg == "optuna" and out["search"]["options"].get("sampler") == "cmaes":
+            ch.error(SEARCHER, "optuna's `cmaes` sampler optimises a single metric", _label_span(search),
+                     help="use `sampler = nsga2` or `tpe` for several metrics")  # fmt: skip
+    for i, m in enumerate(metrics):
+        if m["name"] not in T.DEFAULT_METRICS:
+            ch.warn(
+                WARN_METRIC, f"metric `{m['name']}` is not reported by hpoc's default train loop",
+                ch.spans.get(f"objective.metrics.{i}"),
+                notes=(f"the default loop reports {', '.join(f'`{n}`' for n in T.DEFAULT_METRICS)}",),
+                help=f"make sure the trainer reports `{m['name']}` every epoch",
+            )  # fmt: skip
+
+
+# ------------------------------------------------------------------------ searcher
+
+
+def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
+    alg = out["search"]["algorithm"]
+    opts = out["search"]["options"]
+    for p in space.params:
+        where = p.value_span or p.span
+        if p.domain == "grid" and alg not in T.CAN_GRID:
+            ch.error(SEARCHER, f"`search {alg}` cannot search `grid` values (`{p.name}`)", where,
+                     help=f"use `choice(...)` to let {alg} pick, or `search random` to enumerate the grid")  # fmt: skip
+            continue
+        if alg == "grid" and p.domain != "grid":
+            kind = "continuous" if p.domain not in T.CATEGORICAL + T.INTEGER else "sampled"
+            help = ("replace `choice` with `grid` to enumerate it" if p.domain == "choice"
+                    else "use `grid(...)` values, or `search random` to sample it alongside the grid")  # fmt: skip
+            ch.error(SEARCHER, f"`search grid` only enumerates `grid(...)`; `{p.name}` is {kind} (`{p.domain}`)",
+                     where, help=help)  # fmt: skip
+            continue
+        if p.condition is not None and alg not in T.CAN_CONDITION:
+            ch.error(SEARCHER, f"`search {alg}` cannot handle conditional parameters (`{p.name}`)",
+                     p.cond.span if p.cond else where,
+                     help="use `search optuna` or `search random`, or drop the condition")  # fmt: skip
+        if p.domain in T.NORMAL and alg not in T.CAN_NORMAL:
+            ch.error(SEARCHER, f"`search {alg}` cannot sample normal distributions (`{p.name} = {p.domain}(...)`)",
+                     where, help="use `uniform(...)` bounds, or `search hyperopt`/`search random`")  # fmt: skip
+            continue
+        if alg == "bayesopt":
+            if p.domain in T.CATEGORICAL or p.domain in T.INTEGER:
+                ch.error(SEARCHER, f"`search bayesopt` only handles continuous parameters; `{p.name}` is `{p.domain}`",
+                         where, help="use `search optuna` (TPE is Bayesian too) or make it `uniform(...)`")  # fmt: skip
+                continue
+            if p.domain in T.LOG:
+                ch.warn(WARN_SEARCH, f"`search bayesopt` samples `{p.name}` uniformly, not on a log scale", where,
+                        help="use `search optuna` to keep the log scale")  # fmt: skip
+        if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
+            ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
+        if alg == "optuna" and p.domain == "qlograndint" and p.args["q"] != 1:
+            ch.error(SEARCHER, f"optuna cannot combine a log scale with a step `q` (`{p.name}`)", where,
+                     help="use `lograndint(...)` or `qrandint(...)`")  # fmt: skip
+        elif alg == "optuna" and p.domain == "qloguniform":
+            ch.warn(WARN_SEARCH, f"optuna ignores the quantisation `q` of `{p.name}` on a log scale", where)
+    if not space.params and alg not in ("random", "grid"):
+        ch.error(SEARCHER, f"`search {alg}` has nothing to search: `space` has no parameters",
+                 _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
+    points = opts.get("points_to_evaluate")
+    if points:
+        opts["points_to_evaluate"] = _points(ch, points, space)
+    if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
+        ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
+                 ch.spans.get("search.options.population_size"))  # fmt: skip
+
+
+def _points(ch: Checker, points: list[Any], space: Space) -> list[Any]:
+    span = ch.spans.get("search.options.points_to_evaluate")
+    names = {p.name for p in space.params}
+    out = []
+    for point in points:
+        if not isinstance(point, dict):
+            ch.error(VALUE, "each entry of `points_to_evaluate` must be a map `{ name = value }`", span)
+            return []
+        flat = _flatten(point)
+        for key in flat:
+            if key not in names:
+                from hpoc.errors import did_you_mean
+
+                ch.error(UNKNOWN, f"`points_to_evaluate` sets `{key}`, which is not a searched parameter", span,
+                         help=did_you_mean(key, names))  # fmt: skip
+        out.append(nest(flat))
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1}` → `{"a": {"b": 1}}` (the shape of a trial config)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        cur = out
+        *groups, leaf = key.split(".")
+        for g in groups:
+            cur = cur.setdefault(g, {})
+        cur[leaf] = value
+    return out
+
+
+# ----------------------------------------------------------------------- scheduler
+
+
+def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, search_block: Any) -> None:
+    name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
+    alg = out["search"]["algorithm"]
+    if name == "asha" and opts["grace_period"] > opts["max_t"]:
+        ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
+                 ch.spans.get("scheduler.options.grace_period", _label_span(block)),
+                 help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
+    if name == "bohb" and alg != "bohb":
+        ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
+                 help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip
+    if alg == "bohb" and name != "bohb":
+        ch.error(SEARCHER, "`search bohb` needs `scheduler bohb`", _label_span(search_block),
+                 help="add `scheduler bohb { max_t = ... }`")  # fmt: skip
+    if name in ("pbt", "pb2"):
+        key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
+        table = opts.get(key)
+        if not table:
+            ch.error(SCHEDULER, f"`scheduler {name}` needs `{key}`", _label_span(block),
+                     help=f"add `{key} {{ lr = {'loguniform(1e-4, 1e-1)' if name == 'pbt' else '[1e-4, 1e-1]'} }}`")  # fmt: skip
+        else:
+            known = set(space.names())
+            for pname in table:
+                if pname not in known:
+                    from hpoc.errors import did_you_mean
+
+                    ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
+                             ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                             help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip
+            opts[key] = {k: v for k, v in table.items() if v is not None}
+        if out["checkpoint"]["every"] == 0:
+            ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",
+                     ch.spans.get("checkpoint.every"), help="set `checkpoint { every = 1 }`")  # fmt: skip
+    if name in ("pbt", "pb2") and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
+        ch.error(VALUE, "`perturbation_factors` must be two numbers `[up, down]`",
+                 ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip
+
+
+# ----------------------------------------------------------------------- resources
+
+
+def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    r = out["resources"]
+    ds = r["deepspeed"]
+    if r["strategy"] is None:
+        r["strategy"] = "deepspeed" if ds is not None else "ddp"
+    elif r["strategy"] == "ddp" and ds is not None:
+        ch.error(RESOURCES, "`deepspeed` settings given, but `strategy` is `ddp`", ch.spans.get("resources.strategy"),
+                 help="set `strategy = deepspeed`, or remove the `deepspeed` block")  # fmt: skip
+    if r["strategy"] == "deepspeed":
+        ds = ds or {"zero_stage": None, "precision": None, "config": None}
+        config = ds.pop("config")
+        if config is not None:
+            path = config if os.path.isabs(config) or workdir is None else os.path.normpath(os.path.join(workdir, config))
+            if workdir is not None and not os.path.isfile(path):
+                ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
+                        ch.spans.get("resources.deepspeed.config"),
+                        notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
+            ds["config_file"] = path
+        else:
+            ds["config_file"] = None
+            if ds["zero_stage"] is None:
+                ds["zero_stage"] = 2
+            if ds["precision"] is None:
+                ds["precision"] = out["training"]["precision"]
+        r["deepspeed"] = ds
+        if r["gpus_per_worker"] == 0:
+            ch.warn(WARN_RESOURCES, "DeepSpeed without GPUs (`gpus_per_worker = 0`) runs only with a CPU accelerator",
+                    ch.spans.get("resources.strategy"), help="give workers a GPU, or use `strategy = ddp`")  # fmt: skip
+    else:
+        r["deepspeed"] = None
+    g = r["gpus_per_worker"]
+    if g != int(g):
+        if r["workers"] > 1:
+            ch.error(RESOURCES, f"fractional `gpus_per_worker` ({g}) needs `workers = 1`",
+                     ch.spans.get("resources.gpus_per_worker"),
+                     help="distributed workers each need whole GPUs; fractions share a GPU between trials")  # fmt: skip
+        elif g > 1:
+            ch.error(RESOURCES, f"`gpus_per_worker` above 1 must be whole (got {g})",
+                     ch.spans.get("resources.gpus_per_worker"))  # fmt: skip
+    elif isinstance(g, float):
+        r["gpus_per_worker"] = int(g)
+    if isinstance(r["cpus_per_worker"], float) and r["cpus_per_worker"].is_integer():
+        r["cpus_per_worker"] = int(r["cpus_per_worker"])
+
+
+def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:
+    c = out["checkpoint"]
+    metrics = out["objective"]["metrics"]
+    if c["score_attribute"] is None:
+        if metrics:
+            c["score_attribute"] = metrics[0]["name"]
+            c["score_order"] = c["score_order"] or metrics[0]["mode"]
+        elif c["score_order"] is not None:
+            ch.error(VALUE, "`score_order` needs `score_attribute`", ch.spans.get("checkpoint.score_order"))
+    elif c["score_order"] is None:
+        mode = next((m["mode"] for m in metrics if m["name"] == c["score_attribute"]), None)
+        if mode is None:
+            ch.error(VALUE, f"`score_order` is needed: `{c['score_attribute']}` is not an objective metric",
+                     ch.spans.get("checkpoint.score_attribute"), help="add `score_order = min` or `max`")  # fmt: skip
+        c["score_order"] = mode
+
+
+def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
+    res = out["resume"]
+    res["grace_s"] = res.pop("grace")
+    st = out["storage"]
+    if st["name"] is None:
+        st["name"] = out["study"]["name"]
+    t = out["trials"]
+    t["time_budget_s"] = t.pop("time_budget")
+
+
+# --------------------------------------------------------------------------- slurm
+
+
+def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    s = out.pop("slurm")
+    r = out["resources"]
+    if block is None:
+        out["slurm"] = None
+        out["shards"] = {"count": 1, "parallel": 1}
+        return
+    nodes = s["nodes"]
+    workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
+    if s["gpus_per_node"] is None:
+        s["gpus_per_node"] = math.ceil(workers * gpw / nodes) if gpw else 0
+    if s["cpus_per_node"] is None:
+        s["cpus_per_node"] = max(1, math.ceil(workers * cpw / nodes))
+    gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
+    gspan = ch.spans.get("resources.gpus_per_worker")
+    if gpw > 0 and gpn == 0:
+        ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
+                 gspan, notes=("`slurm.gpus_per_node` is 0",),
+                 help="set `gpus_per_node` in `slurm`, or `gpus_per_worker = 0`")  # fmt: skip
+    elif gpw > gpn:
+        ch.error(RESOURCES, f"a worker needs {gpw} GPUs but a node has {gpn}", gspan,
+                 help="lower `gpus_per_worker` or raise `slurm.gpus_per_node`")  # fmt: skip
+    elif cpw > cpn:
+        ch.error(RESOURCES, f"a worker needs {cpw} CPUs but a node has {cpn}",
+                 ch.spans.get("resources.cpus_per_worker"),
+                 help="lower `cpus_per_worker` or raise `slurm.cpus_per_node`")  # fmt: skip
+    else:
+        per_node = math.floor(cpn / cpw + 1e-9)
+        if gpw > 0:
+            per_node = min(per_node, math.floor(gpn / gpw + 1e-9))
+        if per_node * nodes < workers:
+            ch.error(
+                RESOURCES,
+                f"one trial needs {workers} workers × ({_fmt(cpw)} CPUs, {_fmt(gpw)} GPUs) "
+                f"= {_fmt(workers * cpw)} CPUs, {_fmt(workers * gpw)} GPUs, "
+                f"more than the job's {nodes} node(s) × ({cpn} CPUs, {gpn} GPUs) can hold",
+                ch.spans.get("resources.workers"),
+                notes=(f"a node fits {per_node} worker(s)",),
+                help="lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
+            )  # fmt: skip
+    t = s.pop("time")
+    s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
+    grace = out["resume"]["grace_s"]
+    if s["time_s"] is not None and out["resume"]["enabled"] and grace >= s["time_s"]:
+        ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
+                 ch.spans.get("resume.grace", ch.spans.get("slurm.time")))  # fmt: skip
+    for i, flag in enumerate(s["extra"]):
+        name = flag.split("=", 1)[0].split()[0] if flag.strip() else ""
+        if not name.startswith("-"):
+            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"',
+                     ch.spans.get("slurm.extra"))  # fmt: skip
+        elif name in T.MANAGED_SBATCH:
+            ch.error(SLURM, f"`extra` sets `{name}`, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
+                     ch.spans.get("slurm.extra"), help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
+    c = s["container"]
+    if c is not None and workdir and "://" not in c["image"] and not os.path.isabs(c["image"]):
+        c["image"] = os.path.normpath(os.path.join(workdir, c["image"]))
+    arr = s.pop("array") or {"shards": 1, "parallel": None}
+    count = arr["shards"]
+    parallel = arr["parallel"] if arr["parallel"] is not None else count
+    if parallel > count:
+        ch.error(SHARDS, f"`parallel` ({parallel}) cannot exceed `shards` ({count})",
+                 ch.spans.get("slurm.array.parallel"))  # fmt: skip
+        parallel = count
+    if out["trials"]["num_samples"] < count:
+        ch.error(SHARDS, f"{count} shards but only {out['trials']['num_samples']} trials: some shards would be empty",
+                 ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
+                 help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
+    out["shards"] = {"count": count, "parallel": parallel}
+    out["slurm"] = s
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+

@@ -1,0 +1,390 @@
+"""Top-level sections of a study read into plan-shaped values (one function per section)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hpoc.compiler import kinds as K
+from hpoc.compiler import tables as T
+from hpoc.compiler.check import (
+    DUPLICATE,
+    MISPLACED,
+    MISSING,
+    OBJECTIVE,
+    SLURM_TIME,
+    TYPE,
+    UNKNOWN,
+    VALUE,
+    Checker,
+)
+from hpoc.compiler.space import read_domain, read_space
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean, one_of
+
+Found = dict[str, list[Any]]  # section kind -> blocks (or Objective statements)
+
+_TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?")
+
+
+def collect(ch: Checker, study: A.Study) -> Found:
+    found: Found = {}
+    for item in study.items:
+        if isinstance(item, A.Objective):
+            kind = "objective"
+        elif isinstance(item, A.Block):
+            kind = item.kind
+            if kind not in T.TOP_LEVEL:
+                ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
+                         help=did_you_mean(kind, T.TOP_LEVEL) or f"sections: {one_of(T.TOP_LEVEL)}")  # fmt: skip
+                continue
+        elif isinstance(item, A.Setting):
+            home = T.key_home(item.key)
+            if item.key in ("name", "study"):
+                home_help = f'write `study "{K.literal(item.value) if isinstance(item.value, A.String) else "name"}"`'
+            elif home:
+                home_help = f"`{item.key}` belongs in `{home} {{ ... }}`"
+            else:
+                home_help = "settings live inside sections such as `trials { ... }`"
+            ch.error(MISPLACED, f"setting `{item.key}` outside of a section", item.key_span, help=home_help)
+            continue
+        else:
+            ch.error(MISPLACED, "`if` blocks are only allowed in `space`", item.span)
+            continue
+        if kind in found and kind not in T.REPEATABLE:
+            prev = found[kind][0]
+            ch.error(
+                DUPLICATE, f"section `{kind}` appears twice", _head(item),
+                notes=(f"first at {ch.at(prev.span)}",), help="merge them into one",
+            )  # fmt: skip
+            continue
+        found.setdefault(kind, []).append(item)
+    return found
+
+
+def _head(item: Any) -> A.Span | None:
+    return getattr(item, "kind_span", None) or item.span
+
+
+def _one(found: Found, kind: str) -> Any:
+    return found.get(kind, [None])[0]
+
+
+def _label(ch: Checker, block: A.Block | None, what: str) -> str | None:
+    if block is None:
+        return None
+    if block.label is None:
+        ch.error(MISSING, f"`{block.kind}` needs {what}", block.kind_span,
+                 help=f"write `{block.kind} <{what.split()[-1]}> {{ ... }}`")  # fmt: skip
+        return None
+    return block.label_text
+
+
+def _no_label(ch: Checker, block: A.Block | None) -> None:
+    if block is not None and block.label is not None:
+        ch.error(MISPLACED, f"section `{block.kind}` takes no label", block.label.span,
+                 help=f"write `{block.kind} {{ ... }}`")  # fmt: skip
+
+
+def read_all(ch: Checker, found: Found, study: A.Study) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    out["study"] = _study(ch, _one(found, "study"), study)
+    name = out["study"]["name"] or "study"
+    for kind in T.SECTIONS:
+        block = _one(found, kind)
+        _no_label(ch, block)
+        if block is not None and block.body is None:
+            ch.error(TYPE, f"section `{kind}` needs a body", block.span, help=f"write `{kind} {{ ... }}`")
+            block = None
+        out[kind] = ch.read_record(block, T.SECTIONS[kind], f"`{kind}`", kind, _Special(ch))
+    _no_label(ch, _one(found, "space"))
+    out["space_model"] = read_space(ch, _one(found, "space"))
+    out["objective"] = _objective(ch, found.get("objective", []))
+    out["search"] = _named(ch, _one(found, "search"), T.SEARCHERS, "search", "an algorithm", "random")
+    sched = _named(ch, _one(found, "scheduler"), T.SCHEDULERS, "scheduler", "a scheduler name", "fifo", with_time_attr=True)
+    out["scheduler"] = sched
+    out["loggers"] = _loggers(ch, found.get("logger", []), name)
+    return out
+
+
+def _study(ch: Checker, block: A.Block | None, study: A.Study) -> dict[str, Any]:
+    if block is None:
+        ch.error(MISSING, 'the study has no name', A.Span(study.file, 1, 1, 1, 1) if study.items else None,
+                 help='start the file with `study "my-study"`')  # fmt: skip
+        return {"name": None}
+    name = _label(ch, block, "a name")
+    if name is not None and not re.fullmatch(T.NAME_RE, name):
+        ch.error(VALUE, f'"{name}" is not a valid study name', block.label.span if block.label else None,
+                 help="use letters, digits, `.`, `_` and `-` (it names directories and jobs)")  # fmt: skip
+        name = None
+    for item in block.body or ():
+        ch.error(UNKNOWN, "`study` takes only a name", item.span, help=f'write `study "{name or "name"}"`')
+        break
+    if block.span:
+        ch.spans["study.name"] = block.span
+    return {"name": name}
+
+
+def _named(
+    ch: Checker,
+    block: A.Block | None,
+    table: dict[str, dict[str, T.F]],
+    kind: str,
+    what: str,
+    default: str,
+    with_time_attr: bool = False,
+) -> dict[str, Any]:
+    key = "name" if kind == "scheduler" else "algorithm"
+    result: dict[str, Any] = {key: default}
+    if with_time_attr:
+        result["time_attr"] = T.TIME_ATTR.default
+    name = _label(ch, block, what) if block is not None else default
+    if name is None:
+        name = default
+    elif name not in table:
+        ch.error(
+            UNKNOWN, f"unknown {kind} `{name}`", block.label.span if block and block.label else None,
+            help=did_you_mean(name, table) or f"{kind} is one of {one_of(table)}",
+        )  # fmt: skip
+        result["options"] = {}
+        result["_invalid"] = True
+        return result
+    result[key] = name
+    fields = dict(table[name])
+    if with_time_attr:
+        fields["time_attr"] = T.TIME_ATTR
+    options = ch.read_record(block if block and block.body else None, fields, f"`{kind} {name}`", f"{kind}.options", _Special(ch))
+    if with_time_attr:
+        result["time_attr"] = options.pop("time_attr")
+        if "scheduler.options.time_attr" in ch.spans:
+            ch.spans["scheduler.time_attr"] = ch.spans.pop("scheduler.options.time_attr")
+    result["options"] = options
+    if block is not None and block.span:
+        ch.spans[f"{kind}.{key}"] = block.span
+    return result
+
+
+def _objective(ch: Checker, stmts: list[A.Objective]) -> dict[str, Any]:
+    metrics: list[dict[str, str]] = []
+    seen: dict[str, A.Span | None] = {}
+    for stmt in stmts[:1]:
+        for i, goal in enumerate(stmt.goals):
+            if goal.metric in seen:
+                ch.error(DUPLICATE, f"metric `{goal.metric}` appears twice in `objective`", goal.span,
+                         notes=(f"first at {ch.at(seen[goal.metric])}",))  # fmt: skip
+                continue
+            if not goal.metric or _CONTROL.search(goal.metric):
+                ch.error(VALUE, "metric names must be non-empty and on one line", goal.span)
+                continue
+            seen[goal.metric] = goal.span
+            if goal.span:
+                ch.spans[f"objective.metrics.{len(metrics)}"] = goal.span
+            metrics.append({"name": goal.metric, "mode": goal.mode})
+        if not stmt.goals:
+            ch.error(OBJECTIVE, "`objective` lists no metric", stmt.span, help="write `objective minimize val_loss`")
+    return {"metrics": metrics}
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _loggers(ch: Checker, blocks: list[A.Block], study_name: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen: dict[str, A.Span | None] = {}
+    for block in blocks:
+        kind = _label(ch, block, "a kind")
+        if kind is None:
+            continue
+        if kind not in T.LOGGERS:
+            ch.error(UNKNOWN, f"unknown logger `{kind}`", block.label.span if block.label else None,
+                     help=did_you_mean(kind, T.LOGGERS) or f"loggers: {one_of(T.LOGGERS)}")  # fmt: skip
+            continue
+        if kind in seen:
+            ch.error(DUPLICATE, f"logger `{kind}` is configured twice", block.label.span if block.label else None,
+                     notes=(f"first at {ch.at(seen[kind])}",), help="merge the two blocks")  # fmt: skip
+            continue
+        seen[kind] = block.span
+        path = f"loggers.{len(out)}"
+        opts = ch.read_record(block if block.body else None, T.LOGGERS[kind], f"`logger {kind}`", path)
+        entry = {"kind": kind, "experiment_name": None, "log_freq": opts["log_freq"], "tracking_uri": None}
+        if kind == "mlflow":
+            entry["experiment_name"] = opts["experiment_name"] or study_name
+            entry["tracking_uri"] = opts["tracking_uri"]
+        if block.span:
+            ch.spans[path] = block.span
+        out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------- special value kinds
+
+
+class _Special:
+    """Readers for values whose meaning depends on more than one node type."""
+
+    def __init__(self, ch: Checker):
+        self.ch = ch
+
+    def __call__(self, kind: str, key: str, value: A.Value, path: str) -> Any:
+        return getattr(self, kind)(key, value, path)
+
+    def target(self, key: str, value: A.Value, path: str) -> dict[str, Any] | None:
+        ch = self.ch
+        if isinstance(value, A.Null):
+            return None
+        if isinstance(value, A.Call):
+            path_text, span, kwargs = value.func, value.func_span or value.span, value.kwargs
+            if value.args:
+                ch.error(TYPE, f"`{key}` takes keyword arguments only", value.args[0].span,
+                         help="write `name = value` for each argument")  # fmt: skip
+        elif isinstance(value, A.Ref):
+            path_text, span, kwargs = value.path, value.span, ()
+        elif isinstance(value, A.String):
+            path_text, span, kwargs = value.value, value.span, ()
+        else:
+            ch.error(TYPE, f"`{key}` must be a Python class such as `module:Class`, not {K.describe(value)}",
+                     value.span)  # fmt: skip
+            return None
+        if not _TARGET.fullmatch(path_text):
+            ch.error(VALUE, f'`{key}` is not a Python import path: "{path_text}"', span,
+                     help="write `package.module:Class` or `package.module.Class`")  # fmt: skip
+            return None
+        if ":" not in path_text:
+            if "." not in path_text:
+                ch.error(VALUE, f"`{key}` needs a module: `{path_text}` alone cannot be imported", span,
+                         help=f"write `module:{path_text}` (the module file beside the study)")  # fmt: skip
+                return None
+            module, _, attr = path_text.rpartition(".")
+            path_text = f"{module}:{attr}"
+        args: dict[str, Any] = {}
+        for kw in kwargs:
+            if kw.key in args:
+                ch.error(DUPLICATE, f"argument `{kw.key}` is given twice to `{key}`", kw.key_span)
+                continue
+            try:
+                args[kw.key] = K.literal(kw.value)
+            except K.Invalid as exc:
+                ch.error(TYPE, f"argument `{kw.key}` of `{key}` {exc.msg}", (exc.node or kw.value).span,
+                         help=exc.help)  # fmt: skip
+        return {"target": path_text, "args": args}
+
+    def mem(self, key: str, value: A.Value, path: str) -> str | None:
+        if isinstance(value, A.Null):
+            return None
+        if isinstance(value, A.Size):
+            return value.text
+        if isinstance(value, A.String) and re.fullmatch(r"\d+[KMGT]?", value.value):
+            return value.value
+        if isinstance(value, A.Number) and isinstance(value.value, int) and value.value >= 0:
+            return f"{value.value}M"
+        self.ch.error(TYPE, f"`mem` must be a memory size such as `64G`, not {K.describe(value)}", value.span,
+                      help="SLURM sizes are an integer with K, M, G or T (`512M`, `64G`)")  # fmt: skip
+        return None
+
+    def time(self, key: str, value: A.Value, path: str) -> dict[str, Any] | None:
+        if isinstance(value, A.Null):
+            return None
+        if isinstance(value, (A.Clock, A.String)):
+            text = value.text if isinstance(value, A.Clock) else value.value
+            seconds = slurm_seconds(text)
+            if seconds is None:
+                self.ch.error(
+                    SLURM_TIME, f'`time` is not a SLURM time: "{text}"', value.span,
+                    help="SLURM accepts MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM and D-HH:MM:SS (e.g. 02:00:00)",
+                )  # fmt: skip
+                return None
+        elif isinstance(value, A.Duration):
+            seconds = value.seconds
+            if seconds != int(seconds) or seconds % 60:
+                self.ch.error(SLURM_TIME, f"`time` must be whole minutes for SLURM (got `{value.text}`)", value.span)
+                return None
+        elif isinstance(value, A.Number) and isinstance(value.value, int):
+            seconds = value.value * 60  # SLURM reads a bare number as minutes
+        else:
+            self.ch.error(TYPE, f"`time` must be a walltime such as `02:00:00` or `2h`, not {K.describe(value)}",
+                          value.span)  # fmt: skip
+            return None
+        if seconds <= 0:
+            self.ch.error(SLURM_TIME, "`time` must be longer than zero", value.span)
+            return None
+        return {"time": format_slurm_time(int(seconds)), "time_s": int(seconds)}
+
+    def env(self, key: str, value: A.Value, path: str) -> str | None:
+        if isinstance(value, A.String):
+            if "\n" in value.value or "\x00" in value.value:
+                self.ch.error(VALUE, f"environment variable `{key}` must be one line", value.span)
+                return None
+            return value.value
+        if isinstance(value, A.Bool):
+            return "1" if value.value else "0"
+        if isinstance(value, A.Number):
+            return str(value.value)
+        self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
+                      value.span, help=f'quote it: "{getattr(value, "path", "...")}"')  # fmt: skip
+        return None
+
+    def mutation(self, key: str, value: A.Value, path: str) -> Any:
+        if isinstance(value, A.Call):
+            domain = read_domain(self.ch, value, f"mutation `{key}`")
+            if domain and domain[0] == "grid":
+                self.ch.error(TYPE, "`grid` cannot be a PBT mutation", value.span, help="use `choice(...)`")
+                return None
+            return {"domain": domain[0], "args": domain[1]} if domain else None
+        if isinstance(value, A.List) and value.items:
+            try:
+                return K.literal(value)
+            except K.Invalid as exc:
+                self.ch.error(TYPE, f"mutation `{key}` {exc.msg}", (exc.node or value).span, help=exc.help)
+                return None
+        self.ch.error(TYPE, f"mutation `{key}` must be a non-empty list or a search domain, not {K.describe(value)}",
+                      value.span, help="write `lr = loguniform(1e-4, 1e-1)` or `batch_size = [32, 64]`")  # fmt: skip
+        return None
+
+    def bounds(self, key: str, value: A.Value, path: str) -> Any:
+        if (
+            isinstance(value, A.List)
+            and len(value.items) == 2
+            and all(isinstance(i, A.Number) for i in value.items)
+        ):
+            lo, hi = (i.value for i in value.items)  # type: ignore[union-attr]
+            if lo < hi:
+                return [lo, hi]
+            self.ch.error(VALUE, f"bounds of `{key}` must be increasing (got {lo} and {hi})", value.span)
+            return None
+        self.ch.error(TYPE, f"bounds of `{key}` must be `[lower, upper]`, not {K.describe(value)}", value.span)
+        return None
+
+
+_SLURM_TIME = re.compile(
+    r"(?:(?P<d>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?)"
+    r"|(?:(?P<a>\d+)(?::(?P<b>\d+)(?::(?P<c>\d+))?)?)"
+)
+
+
+def slurm_seconds(text: str) -> int | None:
+    """Seconds of a SLURM time string (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS)."""
+    m = _SLURM_TIME.fullmatch(text.strip())
+    if not m:
+        return None
+    g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
+    if "d" in g:
+        h, mi, s = g["dh"], g.get("dm", 0), g.get("ds", 0)
+        if h > 23 or mi > 59 or s > 59:
+            return None
+        return ((g["d"] * 24 + h) * 60 + mi) * 60 + s
+    if "c" in g:  # HH:MM:SS
+        if g["b"] > 59 or g["c"] > 59:
+            return None
+        return (g["a"] * 60 + g["b"]) * 60 + g["c"]
+    if "b" in g:  # MM:SS
+        if g["b"] > 59:
+            return None
+        return g["a"] * 60 + g["b"]
+    return g["a"] * 60  # MM
+
+
+def format_slurm_time(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    return f"{days}-{h:02d}:{m:02d}:{s:02d}" if days else f"{h:02d}:{m:02d}:{s:02d}"

@@ -1,0 +1,358 @@
+"""The `space` section: search domains, constants, groups (dotted names) and conditions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpoc.compiler import kinds as K
+from hpoc.compiler import tables as T
+from hpoc.compiler.check import BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, Checker
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean, one_of
+
+
+@dataclass
+class Param:
+    """One searched parameter, plan-shaped, with the spans errors need."""
+
+    name: str
+    domain: str
+    args: dict[str, Any]
+    span: A.Span | None
+    value_span: A.Span | None
+    cond: A.Condition | None = None
+    cond_prefix: str = ""
+    condition: dict[str, Any] | None = None  # resolved: {"param": ..., "values": [...]}
+
+    def plan(self) -> dict[str, Any]:
+        return {"name": self.name, "domain": self.domain, "args": self.args, "condition": self.condition}
+
+
+@dataclass
+class Space:
+    params: list[Param] = field(default_factory=list)
+    constants: dict[str, Any] = field(default_factory=dict)
+    constant_spans: dict[str, A.Span | None] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.params] + list(self.constants)
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+def read_domain(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, Any]] | None:
+    """(domain, args with Ray Tune's names and defaults) of a domain call, or None."""
+    sig = T.DOMAINS.get(call.func)
+    span = call.func_span or call.span
+    if sig is None:
+        help = did_you_mean(call.func, T.DOMAINS) or f"search domains: {one_of(T.DOMAINS)}"
+        if ":" in call.func or "." in call.func:
+            help = f"{what} needs a search domain such as `uniform(0, 1)`, or a literal"
+        ch.error(SPACE, f"unknown search domain `{call.func}` for {what}", span, help=help)
+        return None
+    if call.func in T.CATEGORICAL:
+        return _categorical(ch, call, what)
+    names = [name for name, _, _ in sig]
+    given: dict[str, Any] = {}
+    if len(call.args) > len(sig):
+        extra = call.args[len(sig)]
+        ch.error(
+            SPACE, f"`{call.func}` takes at most {len(sig)} arguments ({', '.join(names)})",
+            extra.span, help="remove the extra arguments",
+        )  # fmt: skip
+        return None
+    for (name, _, _), node in zip(sig, call.args):
+        given[name] = node
+    for kw in call.kwargs:
+        if kw.key not in names:
+            ch.error(
+                SPACE, f"`{call.func}` has no argument `{kw.key}`", kw.key_span or kw.span,
+                help=did_you_mean(kw.key, names) or f"arguments: {', '.join(names)}",
+            )  # fmt: skip
+            return None
+        if kw.key in given:
+            ch.error(SPACE, f"`{kw.key}` is given twice to `{call.func}`", kw.key_span or kw.span)
+            return None
+        given[kw.key] = kw.value
+    args: dict[str, Any] = {}
+    ok = True
+    for name, kind, default in sig:
+        if name not in given:
+            if default is ...:
+                ch.error(
+                    SPACE, f"`{call.func}` needs `{name}` for {what}", call.span,
+                    help=f"write `{call.func}({', '.join(names)})`",
+                )  # fmt: skip
+                ok = False
+            else:
+                args[name] = default
+            continue
+        try:
+            args[name] = kind(given[name])
+        except K.Invalid as exc:
+            ch.error(TYPE, f"`{name}` of `{call.func}` {exc.msg}", given[name].span, help=exc.help)
+            ok = False
+    if not ok:
+        return None
+    return (call.func, args) if _bounds(ch, call, args, given) else None
+
+
+def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, Any]) -> bool:
+    def bad(msg: str, arg: str, help: str | None = None) -> bool:
+        node = given.get(arg)
+        ch.error(BOUNDS, msg, node.span if node is not None else call.span, help=help)
+        return False
+
+    ok = True
+    func = call.func
+    if "lower" in args and args["lower"] >= args["upper"]:
+        ok = bad(
+            f"`lower` must be less than `upper` in `{func}` (got {args['lower']} and {args['upper']})",
+            "upper", help="swap the bounds" if args["lower"] > args["upper"] else None,
+        )  # fmt: skip
+    if func in T.LOG and args["lower"] <= 0:
+        ok = bad(
+            f"`{func}` needs `lower` > 0 (got {args['lower']})", "lower",
+            help="log domains cannot reach 0; use a small positive bound such as 1e-8",
+        )  # fmt: skip
+    if "base" in args and (args["base"] <= 0 or args["base"] == 1):
+        ok = bad(f"`base` must be positive and not 1 (got {args['base']})", "base")
+    if "q" in args and args["q"] <= 0:
+        ok = bad(f"`q` must be positive (got {args['q']})", "q")
+    if "sd" in args and args["sd"] <= 0:
+        ok = bad(f"`sd` must be positive (got {args['sd']})", "sd")
+    return ok
+
+
+def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, Any]] | None:
+    key = "categories" if call.func == "choice" else "values"
+    if call.kwargs:
+        kw = call.kwargs[0]
+        ch.error(
+            SPACE, f"`{call.func}` takes its {key} as plain arguments", kw.key_span or kw.span,
+            help=f"write `{call.func}(a, b, c)`",
+        )  # fmt: skip
+        return None
+    nodes = list(call.args)
+    if len(nodes) == 1 and isinstance(nodes[0], A.List):  # `choice([a, b])` as in Ray
+        nodes = list(nodes[0].items)
+    if not nodes:
+        ch.error(BOUNDS, f"`{call.func}` needs at least one value for {what}", call.span,
+                 help=f"write `{call.func}(a, b)`")  # fmt: skip
+        return None
+    values, seen = [], {}
+    ok = True
+    for node in nodes:
+        try:
+            value = K.literal(node)
+        except K.Invalid as exc:
+            ch.error(TYPE, f"value of `{call.func}` {exc.msg}", (exc.node or node).span, help=exc.help)
+            ok = False
+            continue
+        tk = K.typed_key(value)
+        if tk in seen:
+            ch.error(DUPLICATE, f"`{call.func}` lists {K.describe(node)} twice", node.span,
+                     notes=(f"first at {ch.at(seen[tk])}",), help="remove the repeated value")  # fmt: skip
+            ok = False
+            continue
+        seen[tk] = node.span
+        values.append(value)
+    return (call.func, {key: values}) if ok else None
+
+
+def read_space(ch: Checker, block: A.Block | None) -> Space:
+    space = Space()
+    if block is None:
+        return space
+    first: dict[str, A.Span | None] = {}
+    _walk(ch, block.body or (), "", None, "", space, first)
+    _check_groups(ch, space, first)
+    _resolve_conditions(ch, space)
+    return space
+
+
+def _walk(
+    ch: Checker,
+    items: tuple[A.Item, ...],
+    prefix: str,
+    cond: A.Condition | None,
+    cond_prefix: str,
+    space: Space,
+    first: dict[str, A.Span | None],
+) -> None:
+    for item in items:
+        if isinstance(item, A.Setting):
+            _setting(ch, item, prefix, cond, cond_prefix, space, first)
+        elif isinstance(item, A.Block):
+            if item.label is not None or item.body is None:
+                ch.error(
+                    MISPLACED, f"`{item.kind} {item.label_text or ''}`: groups in `space` are written `name {{ ... }}`",
+                    item.span, help="remove the label",
+                )  # fmt: skip
+                continue
+            if not _valid_key(ch, item.kind, item.kind_span):
+                continue
+            _walk(ch, item.body, f"{prefix}{item.kind}.", cond, cond_prefix, space, first)
+        elif isinstance(item, A.IfBlock):
+            if cond is not None:
+                ch.error(
+                    CONDITION, "`if` blocks cannot be nested", item.condition.span,
+                    help="a parameter can depend on one condition; use `in [...]` for several values",
+                )  # fmt: skip
+                continue
+            _walk(ch, item.body, prefix, item.condition, prefix, space, first)
+        else:
+            ch.error(MISPLACED, "`objective` belongs at the top level, not in `space`", item.span)
+
+
+def _valid_key(ch: Checker, key: str, span: A.Span | None) -> bool:
+    if not key or any(part == "" for part in key.split(".")):
+        ch.error(SPACE, f'"{key}" is not a valid parameter name', span,
+                 help="names are non-empty; use groups or dotted names for nesting")  # fmt: skip
+        return False
+    return True
+
+
+def _setting(
+    ch: Checker,
+    item: A.Setting,
+    prefix: str,
+    cond: A.Condition | None,
+    cond_prefix: str,
+    space: Space,
+    first: dict[str, A.Span | None],
+) -> None:
+    if not _valid_key(ch, item.key, item.key_span):
+        return
+    name = prefix + item.key
+    if item.condition is not None and cond is not None:
+        ch.error(
+            CONDITION, f"`{name}` is already inside an `if` block", item.condition.span,
+            help="a parameter can depend on one condition; use `in [...]` for several values",
+        )  # fmt: skip
+        return
+    if name in first:
+        ch.error(DUPLICATE, f"parameter `{name}` is defined twice", item.key_span,
+                 notes=(f"first defined at {ch.at(first[name])}",), help="remove one of them")  # fmt: skip
+        return
+    first[name] = item.key_span
+    condition = item.condition or cond
+    cprefix = prefix if item.condition is not None else cond_prefix
+    value = item.value
+    if isinstance(value, A.Call):
+        domain = read_domain(ch, value, f"`{name}`")
+        if domain is not None:
+            space.params.append(
+                Param(name, domain[0], domain[1], item.span, value.span, condition, cprefix)
+            )
+        return
+    if condition is not None:
+        ch.error(
+            CONDITION, f"constant `{name}` cannot be conditional", condition.span,
+            help="only searched parameters (`choice`, `uniform`, ...) can have conditions",
+        )  # fmt: skip
+        return
+    if isinstance(value, A.Ref) and value.path in T.DOMAINS:
+        ch.error(SPACE, f"`{value.path}` needs arguments", value.span,
+                 help=f"write `{value.path}(...)`")  # fmt: skip
+        return
+    try:
+        space.constants[name] = K.literal(value)
+        space.constant_spans[name] = item.span
+    except K.Invalid as exc:
+        ch.error(TYPE, f"`{name}` {exc.msg}", (exc.node or value).span, help=exc.help)
+
+
+def _check_groups(ch: Checker, space: Space, first: dict[str, A.Span | None]) -> None:
+    """`a` and `a.b` cannot both exist: a trial config is a nested dict."""
+    names = sorted(first)
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            group = ".".join(parts[:i])
+            if group in first:
+                ch.error(
+                    DUPLICATE, f"`{group}` is both a parameter and a group (of `{name}`)",
+                    first[name], notes=(f"`{group}` is defined at {ch.at(first[group])}",),
+                    help="rename one of them",
+                )  # fmt: skip
+                break
+
+
+def _resolve_conditions(ch: Checker, space: Space) -> None:
+    by_name = {p.name: p for p in space.params}
+    categorical = [p.name for p in space.params if p.domain in T.CATEGORICAL]
+    for p in space.params:
+        c = p.cond
+        if c is None:
+            continue
+        target = next((n for n in (p.cond_prefix + c.param, c.param) if n in by_name or n in space.constants), None)
+        if target is None:
+            ch.error(
+                CONDITION, f"condition on unknown parameter `{c.param}`", c.param_span,
+                help=did_you_mean(c.param, categorical)
+                or (f"conditions can test {one_of(categorical)}" if categorical else "add a `choice` parameter to test"),
+            )  # fmt: skip
+            continue
+        parent = by_name.get(target)
+        if parent is None or parent.domain not in T.CATEGORICAL:
+            what = "a constant" if parent is None else f"a `{parent.domain}` parameter"
+            ch.error(
+                CONDITION, f"condition tests `{target}`, which is {what}", c.param_span,
+                help="conditions test `choice` or `grid` parameters",
+            )  # fmt: skip
+            continue
+        if parent is p:
+            ch.error(CONDITION, f"`{p.name}` cannot depend on itself", c.param_span)
+            continue
+        cats = parent.args.get("categories", parent.args.get("values", []))
+        keys = {K.typed_key(v) for v in cats}
+        values, ok = [], True
+        for node in c.values:
+            value = node.path if isinstance(node, A.Ref) else None
+            if value is None:
+                try:
+                    value = K.literal(node)
+                except K.Invalid as exc:
+                    ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
+                    ok = False
+                    continue
+            if K.typed_key(value) not in keys:
+                words = [str(v) for v in cats if isinstance(v, str)]
+                hint = did_you_mean(str(value), words) if isinstance(value, str) else None
+                ch.error(
+                    CONDITION, f"`{target}` never takes {K.describe(node)}", node.span,
+                    help=hint or f"`{target}` takes {one_of(_show(v) for v in cats)}",
+                )  # fmt: skip
+                ok = False
+                continue
+            values.append(value)
+        if ok:
+            p.condition = {"param": target, "values": values}
+    _check_cycles(ch, space)
+
+
+def _check_cycles(ch: Checker, space: Space) -> None:
+    by_name = {p.name: p for p in space.params}
+    for p in space.params:
+        seen = {p.name}
+        cur = p
+        while cur.condition is not None:
+            nxt = by_name[cur.condition["param"]]
+            if nxt.name in seen:
+                ch.error(
+                    CONDITION, f"conditions of `{p.name}` form a cycle", p.cond.span if p.cond else p.span,
+                    help="a parameter cannot (indirectly) depend on itself",
+                )  # fmt: skip
+                p.condition = None
+                break
+            seen.add(nxt.name)
+            cur = nxt
+
+
+def _show(v: Any) -> str:
+    import json
+
+    return json.dumps(v)

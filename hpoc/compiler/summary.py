@@ -1,0 +1,37 @@
+"""A few human lines describing a plan (printed by `hpoc check` and `hpoc compile`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def summarize(plan: dict[str, Any]) -> list[str]:
+    space, r, t = plan["space"], plan["resources"], plan["trials"]
+    search, sched = plan["search"], plan["scheduler"]
+    alg = search["algorithm"]
+    if alg == "optuna":
+        alg += f" ({search['options'].get('sampler')})"
+    goals = ", ".join(f"{m['mode']} {m['name']}" for m in plan["objective"]["metrics"]) or "none"
+    gpus = r["gpus_per_worker"]
+    worker = f"{r['cpus_per_worker']} CPU" + (f" + {gpus} GPU" if gpus else "")
+    lines = [
+        f"space: {_n(len(space['params']), 'parameter')}, {_n(len(space['constants']), 'constant')}"
+        f"; objective: {goals}",
+        f"search: {alg}; scheduler: {sched['name']}",
+        f"trials: {t['num_samples']}"
+        + (f" (at most {t['max_concurrent']} at once)" if t["max_concurrent"] else "")
+        + f"; each {_n(r['workers'], 'worker')} × {worker}, {r['strategy']}",
+    ]
+    s = plan["slurm"]
+    if s is not None:
+        sh = plan["shards"]
+        shards = f"; {sh['count']} array tasks ({sh['parallel']} at once)" if sh["count"] > 1 else ""
+        lines.append(
+            f"slurm: {_n(s['nodes'], 'node')} × ({s['cpus_per_node']} CPUs, {s['gpus_per_node']} GPUs)"
+            f", time {s['time'] or 'partition default'}{shards}"
+        )
+    return lines

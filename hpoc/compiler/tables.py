@@ -1,0 +1,310 @@
+"""The single source of truth for what a study may say: sections, keys, defaults,
+search algorithms, schedulers and search domains (with Ray Tune's argument names).
+
+The checker reads specs against these tables, did-you-mean suggestions come from
+them, and docs/language.md lists the same names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpoc.compiler import kinds as K
+
+
+@dataclass(frozen=True)
+class F:
+    """One key of a section: how to read its value, and its default when absent."""
+
+    kind: Any  # a kinds.Kind, or a Rec for a nested `{ ... }` record
+    default: Any = None
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Rec:
+    """A nested record written `key { ... }` or `key = { ... }`."""
+
+    fields: dict[str, F] = field(default_factory=dict)
+    open: Any = None  # kind of values for free-form maps (env, stop, ...); keys are free
+    key_pattern: str | None = None  # for free-form maps: what keys must look like
+    key_what: str = "key"
+
+
+NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths and job names
+ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:@-]*"
+
+# Metrics the default train() loop of hpoc's Trainer reports every epoch.
+DEFAULT_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch", "training_iteration")
+
+# ------------------------------------------------------------------------- domains
+
+# name -> ordered (arg, kind, default); `...` marks a required argument.
+_N = K.any_number
+_I = K.integer()
+DOMAINS: dict[str, tuple[tuple[str, Any, Any], ...]] = {
+    "uniform": (("lower", _N, ...), ("upper", _N, ...)),
+    "quniform": (("lower", _N, ...), ("upper", _N, ...), ("q", _N, ...)),
+    "loguniform": (("lower", _N, ...), ("upper", _N, ...), ("base", _N, 10)),
+    "qloguniform": (("lower", _N, ...), ("upper", _N, ...), ("q", _N, ...), ("base", _N, 10)),
+    "randn": (("mean", _N, 0.0), ("sd", _N, 1.0)),
+    "qrandn": (("mean", _N, ...), ("sd", _N, ...), ("q", _N, ...)),
+    "randint": (("lower", _I, ...), ("upper", _I, ...)),
+    "qrandint": (("lower", _I, ...), ("upper", _I, ...), ("q", _I, 1)),
+    "lograndint": (("lower", _I, ...), ("upper", _I, ...), ("base", _N, 10)),
+    "qlograndint": (("lower", _I, ...), ("upper", _I, ...), ("q", _I, ...), ("base", _N, 10)),
+    "choice": (),  # variadic: categories
+    "grid": (),  # variadic: values
+}
+CATEGORICAL = ("choice", "grid")
+QUANTIZED = ("quniform", "qloguniform", "qrandn", "qrandint", "qlograndint")
+INTEGER = ("randint", "qrandint", "lograndint", "qlograndint")
+NORMAL = ("randn", "qrandn")
+LOG = ("loguniform", "qloguniform", "lograndint", "qlograndint")
+
+# ---------------------------------------------------------------------- searchers
+
+_POINTS = F(K.list_of(K.literal), None, doc="configs to evaluate first")
+_SEED = F(K.optional(K.integer()), None, doc="random seed (mapped to Ray's own argument name)")
+SEARCHERS: dict[str, dict[str, F]] = {
+    "random": {"seed": _SEED, "points_to_evaluate": _POINTS},
+    "grid": {},
+    "optuna": {
+        "sampler": F(K.enum(["tpe", "gp", "cmaes", "nsga2", "random"]), "tpe"),
+        "seed": _SEED,
+        "n_startup_trials": F(K.optional(K.integer(0)), None),
+        "population_size": F(K.optional(K.integer(2)), None, doc="nsga2 only"),
+        "points_to_evaluate": _POINTS,
+    },
+    "hyperopt": {
+        "seed": _SEED,
+        "n_initial_points": F(K.integer(0), 20),
+        "gamma": F(K.number(0, 1, lo_open=True), 0.25),
+        "points_to_evaluate": _POINTS,
+    },
+    "bayesopt": {
+        "seed": _SEED,
+        "random_search_steps": F(K.integer(0), 10),
+        "utility_kwargs": F(K.optional(K.literal), None),
+        "patience": F(K.integer(1), 5),
+        "points_to_evaluate": _POINTS,
+    },
+    "hebo": {"seed": _SEED, "points_to_evaluate": _POINTS},
+    "nevergrad": {
+        "optimizer": F(K.string(r"[A-Za-z_][A-Za-z0-9_]*", "optimizer name"), "NGOpt"),
+        "optimizer_kwargs": F(K.optional(K.literal), None),
+        "points_to_evaluate": _POINTS,
+    },
+    "ax": {
+        "parameter_constraints": F(K.optional(K.list_of(K.string())), None),
+        "outcome_constraints": F(K.optional(K.list_of(K.string())), None),
+        "points_to_evaluate": _POINTS,
+    },
+    "bohb": {
+        "seed": _SEED,
+        "bohb_config": F(K.optional(K.literal), None),
+        "points_to_evaluate": _POINTS,
+    },
+}
+# What each searcher can explore (Ray's convert_search_space in ray/tune/search/*).
+CAN_CONDITION = ("random", "optuna")
+CAN_GRID = ("random", "grid")
+CAN_MULTI_OBJECTIVE = ("random", "grid", "optuna")
+NEEDS_OBJECTIVE = tuple(s for s in SEARCHERS if s not in ("random", "grid"))
+DROPS_QUANTIZATION = ("bayesopt", "hebo", "nevergrad", "ax", "bohb")
+CAN_NORMAL = ("random", "hyperopt")
+CAN_DISCRETE = tuple(s for s in SEARCHERS if s != "bayesopt")  # choice and integer domains
+
+# --------------------------------------------------------------------- schedulers
+
+_MAX_T = F(K.integer(1), 100, doc="longest a trial runs, in `time_attr` units")
+_RF = F(K.number(1, lo_open=True), 4, doc="fraction of trials kept at each rung is 1/rf")
+_STOP_LAST = F(K.boolean, True)
+SCHEDULERS: dict[str, dict[str, F]] = {
+    "fifo": {},
+    "asha": {
+        "max_t": _MAX_T,
+        "grace_period": F(K.integer(1), 1),
+        "reduction_factor": _RF,
+        "brackets": F(K.integer(1), 1),
+        "stop_last_trials": _STOP_LAST,
+    },
+    "hyperband": {"max_t": F(K.integer(1), 81), "reduction_factor": F(_RF.kind, 3), "stop_last_trials": _STOP_LAST},
+    "median": {
+        "grace_period": F(K.number(0), 1),
+        "min_samples_required": F(K.integer(1), 3),
+        "min_time_slice": F(K.number(0), 0),
+        "hard_stop": F(K.boolean, True),
+    },
+    "pbt": {
+        "perturbation_interval": F(K.number(0, lo_open=True), 1),
+        "burn_in_period": F(K.number(0), 0),
+        "hyperparam_mutations": F(Rec(open="mutation"), None),
+        "quantile_fraction": F(K.number(0, 0.5), 0.25),
+        "resample_probability": F(K.number(0, 1), 0.25),
+        "perturbation_factors": F(K.list_of(K.number(0, lo_open=True)), [1.2, 0.8]),
+        "log_config": F(K.boolean, True),
+        "require_attrs": F(K.boolean, True),
+        "synch": F(K.boolean, False),
+    },
+    "pb2": {
+        "perturbation_interval": F(K.number(0, lo_open=True), 1),
+        "hyperparam_bounds": F(Rec(open="bounds"), None),
+        "quantile_fraction": F(K.number(0, 0.5), 0.25),
+        "log_config": F(K.boolean, True),
+        "require_attrs": F(K.boolean, True),
+        "synch": F(K.boolean, False),
+    },
+    "bohb": {"max_t": F(K.integer(1), 81), "reduction_factor": F(_RF.kind, 3), "stop_last_trials": _STOP_LAST},
+}
+TIME_ATTR = F(
+    K.string(r"[A-Za-z_][A-Za-z0-9_/.]*", "metric name"),
+    "training_iteration",
+    doc="result key that measures progress",
+)
+
+# ----------------------------------------------------------------------- sections
+
+_TIME_RE = re.compile(r"\d+(?:-\d+(?::\d+(?::\d+)?)?|(?::\d+){0,2})")
+
+SECTIONS: dict[str, dict[str, F]] = {
+    "pipeline": {
+        "getter": F("target", None, doc="data getter step"),
+        "splitter": F("target", None, doc="train/validation splitter step"),
+        "trainer": F("target", None, required=True, doc="trainer step"),
+    },
+    "trials": {
+        "num_samples": F(K.integer(1), 1),
+        "max_concurrent": F(K.optional(K.integer(1)), None),
+        "time_budget": F(K.optional(K.positive_duration()), None),
+        "stop": F(Rec(open=K.any_number, key_what="result key"), {}),
+    },
+    "resources": {
+        "workers": F(K.integer(1), 1),
+        "cpus_per_worker": F(K.number(0, lo_open=True), 1),
+        "gpus_per_worker": F(K.number(0), 0),
+        "strategy": F(K.enum(["ddp", "deepspeed"]), None),
+        "deepspeed": F(
+            Rec(
+                {
+                    "zero_stage": F(K.optional(K.integer(0, 3)), None),
+                    "precision": F(K.optional(K.enum(["auto", "bf16", "fp16", "fp32"])), None),
+                    "config": F(K.optional(K.string()), None, doc="path to a DeepSpeed JSON"),
+                }
+            ),
+            None,
+        ),
+    },
+    "training": {
+        "precision": F(K.enum(["auto", "fp32", "bf16", "fp16"]), "auto"),
+        "compile": F(K.boolean, False),
+        "seed": F(K.optional(K.integer(0)), None),
+        "data_on_device": F(K.enum(["auto", True, False]), "auto"),
+    },
+    "failure": {"max_retries": F(K.integer(0), 2)},
+    "checkpoint": {
+        "every": F(K.integer(0), 1, doc="epochs between checkpoints; 0 = only the last"),
+        "keep": F(K.optional(K.integer(1)), 2),
+        "score_attribute": F(K.optional(K.string()), None),
+        "score_order": F(K.optional(K.enum(["min", "max"])), None),
+    },
+    "resume": {
+        "enabled": F(K.boolean, True),
+        "retry_errored": F(K.boolean, True),
+        "grace": F(K.positive_duration(allow_zero=True), 120),
+    },
+    "storage": {
+        "path": F(K.string(), "results"),
+        "name": F(K.optional(K.string(NAME_RE, "experiment name")), None),
+    },
+    "slurm": {
+        "nodes": F(K.integer(1), 1),
+        "gpus_per_node": F(K.optional(K.integer(0)), None),
+        "cpus_per_node": F(K.optional(K.integer(1)), None),
+        "mem": F("mem", None),
+        "partition": F(K.optional(K.string()), None),
+        "account": F(K.optional(K.string()), None),
+        "qos": F(K.optional(K.string()), None),
+        "time": F("time", None),
+        "constraint": F(K.optional(K.string()), None),
+        "extra": F(K.list_of(K.string(), allow_single=True), []),
+        "setup": F(K.list_of(K.string(), allow_single=True), []),
+        "env": F(Rec(open="env", key_pattern=ENV_RE, key_what="environment variable name"), {}),
+        "container": F(
+            Rec(
+                {
+                    "image": F(K.string(), None, required=True),
+                    "runtime": F(K.enum(["apptainer", "singularity"]), "apptainer"),
+                }
+            ),
+            None,
+        ),
+        "interface": F(K.optional(K.string(IFACE_RE, "network interface name")), None),
+        "python": F(K.string(), "python3"),
+        "array": F(
+            Rec({"shards": F(K.integer(1), 1), "parallel": F(K.optional(K.integer(1)), None)}),
+            None,
+        ),
+    },
+}
+LOGGERS: dict[str, dict[str, F]] = {
+    "mlflow": {
+        "experiment_name": F(K.optional(K.string()), None),
+        "log_freq": F(K.enum(["epoch", "batch"]), "epoch"),
+        "tracking_uri": F(K.optional(K.string()), None),
+    },
+    "tensorboard": {"log_freq": F(K.enum(["epoch", "batch"]), "epoch")},
+}
+
+# Blocks that carry a label: `study "name"`, `search optuna`, `scheduler asha`, `logger mlflow`.
+LABELLED = {"study": "name", "search": "algorithm", "scheduler": "name", "logger": "kind"}
+TOP_LEVEL = ("study", "pipeline", "space", "objective", *[s for s in SECTIONS if s != "pipeline"], "search", "scheduler", "logger")
+REPEATABLE = ("logger",)
+
+# #SBATCH flags hpoc writes itself; `extra` must not set them.
+MANAGED_SBATCH = {
+    "--nodes": "nodes",
+    "-N": "nodes",
+    "--gres": "gpus_per_node",
+    "--gpus-per-node": "gpus_per_node",
+    "--gpus": "gpus_per_node",
+    "-G": "gpus_per_node",
+    "--cpus-per-task": "cpus_per_node",
+    "-c": "cpus_per_node",
+    "--ntasks-per-node": "nodes",
+    "--ntasks": "nodes",
+    "-n": "nodes",
+    "--mem": "mem",
+    "--time": "time",
+    "-t": "time",
+    "--partition": "partition",
+    "-p": "partition",
+    "--account": "account",
+    "-A": "account",
+    "--qos": "qos",
+    "-q": "qos",
+    "--constraint": "constraint",
+    "-C": "constraint",
+    "--array": "array",
+    "-a": "array",
+    "--job-name": "study name",
+    "-J": "study name",
+}
+
+
+def key_home(key: str) -> str | None:
+    """The section a key belongs to (for "`x` belongs in `resources`" hints)."""
+    for section, fields in SECTIONS.items():
+        if key in fields:
+            return section
+    for name, opts in SCHEDULERS.items():
+        if key in opts:
+            return f"scheduler {name}"
+    for name, opts in SEARCHERS.items():
+        if key in opts:
+            return f"search {name}"
+    return None

@@ -1,0 +1,645 @@
+"""Text → `hpoc.dsl.ast.Study`. The only module that touches Lark; no Lark type leaves it.
+
+Every failure is a `SpecSyntaxError` with one diagnostic: unreadable files, invalid
+UTF-8, too-large files, unexpected tokens (with expected tokens in words), unclosed
+brackets and too-deep nesting. Comments are kept and attached to the nearest item so
+that `hpoc fmt` can write them back.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from hpoc.dsl import ast as A
+from hpoc.errors import Diagnostic, SpecSyntaxError, fail
+
+MAX_BYTES = 2 * 1024 * 1024  # a study is a page of text; anything bigger is a mistake
+MAX_DEPTH = 48  # nesting of brackets; the tree transformer recurses, so keep it bounded
+
+_GRAMMAR = Path(__file__).with_name("grammar.lark")
+_OPEN = {"LBRACE": "{", "LSQB": "[", "LPAR": "("}
+_CLOSE = {"RBRACE": "{", "RSQB": "[", "RPAR": "("}
+_PAIR = {"{": "}", "[": "]", "(": ")"}
+
+# Terminal name -> words for "expected ..." lists (in this order).
+_WORDS = {
+    "NAME": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "EQUAL": "`=`",
+    "_EQEQ": "`==`",
+    "IN": "`in`",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "COLON": "`:`",
+    "DOT": "`.`",
+    "COMMA": "`,`",
+    "SEMICOLON": "`;`",
+    "IF": "`if`",
+    "OBJECTIVE": "`objective`",
+    "MINIMIZE": "`minimize`",
+    "MAXIMIZE": "`maximize`",
+    "TRUE": "`true`",
+    "FALSE": "`false`",
+    "NULL": "`null`",
+    "DURATION": "a duration",
+    "SIZE": "a size",
+    "CLOCK": "a time",
+    "$END": "end of file",
+}
+_VALUE_START = {"STRING", "NUMBER", "LSQB", "TRUE", "FALSE", "NULL", "DURATION", "SIZE", "CLOCK"}
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Any:
+    from lark import Lark
+
+    return Lark(
+        _GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        strict=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={
+            "COMMENT": _on_comment,
+            **{name: _on_open for name in _OPEN},
+            **{name: _on_close for name in _CLOSE},
+        },
+        cache=_cache_path(),
+    )
+
+
+def _cache_path() -> str | bool:
+    """A private cache of the built parser (Lark pickles it; never in a shared /tmp)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "hpoc")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if os.stat(path).st_uid != os.getuid() or not os.access(path, os.W_OK):
+            return False
+    except OSError:
+        return False
+    digest = hashlib.sha256(_GRAMMAR.read_bytes()).hexdigest()[:16]
+    return os.path.join(path, f"grammar-{digest}.lark-cache")
+
+
+# ------------------------------------------------------------------ per-parse lexer state
+
+_local = threading.local()
+
+
+@dataclass
+class _State:
+    file: str
+    comments: list[tuple[int, int, str]]
+    stack: list[tuple[str, int, int]]  # open brackets: (char, line, col)
+    mismatch: tuple[str, int, int] | None = None
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int, col: int):
+        self.line, self.col = line, col
+
+
+def _on_comment(tok: Any) -> None:
+    _local.state.comments.append((tok.line, tok.column, str(tok)))
+
+
+def _on_open(tok: Any) -> Any:
+    st = _local.state
+    st.stack.append((str(tok), tok.line, tok.column))
+    if len(st.stack) > MAX_DEPTH:
+        raise _TooDeep(tok.line, tok.column)
+    return tok
+
+
+def _on_close(tok: Any) -> Any:
+    st = _local.state
+    if st.stack and st.stack[-1][0] == _CLOSE[tok.type]:
+        st.stack.pop()
+    elif st.mismatch is None:
+        st.mismatch = st.stack[-1] if st.stack else ("", 0, 0)
+    return tok
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(text, sha256 of the bytes) of a spec file; SpecSyntaxError if unusable."""
+    name = str(path)
+
+    def whole_file(msg: str, code: str = "HP001", help: str | None = None) -> NoReturn:
+        fail(Diagnostic(msg, code, name, help=help))
+
+    try:
+        if os.path.isdir(path):
+            whole_file("is a directory, not a study file", help="pass the path of a .hpo file")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        whole_file("no such file")
+    except PermissionError:
+        whole_file("permission denied")
+    except OSError as exc:
+        whole_file(f"cannot read file: {exc.strerror or exc}")
+    if len(data) > MAX_BYTES:
+        whole_file(
+            f"file is too large for a study (more than {MAX_BYTES // (1024 * 1024)} MiB)",
+            "HP002",
+        )
+    return decode(data, name), hashlib.sha256(data).hexdigest()
+
+
+def decode(data: bytes, name: str) -> str:
+    """UTF-8 text of a spec; invalid bytes are reported at their line and column."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        end = data.find(b"\n", exc.start)
+        prefix = data[start : exc.start].decode("utf-8", "replace")
+        shown = data[start : end if end >= 0 else len(data)].decode("utf-8", "replace")
+        fail(
+            Diagnostic(
+                f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+                "HP003",
+                name,
+                line,
+                len(prefix) + 1,
+                help="save the file as UTF-8",
+                source_line=shown.rstrip("\r"),
+            )
+        )
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse(text: str, file: str = "<study>") -> A.Study:
+    """Parse .hpo text into a Study (with spans and comments)."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, VisitError
+
+    if len(text) > MAX_BYTES:
+        fail(Diagnostic("text is too large for a study", "HP002", file))
+    state = _State(file, [], [])
+    _local.state = state
+    try:
+        tree = _parser().parse(text)
+        study = _ToAst(file).transform(tree)
+    except _TooDeep as exc:
+        _error(
+            text,
+            file,
+            f"brackets nested too deeply (more than {MAX_DEPTH} levels)",
+            "HP104",
+            exc.line,
+            exc.col,
+            help="flatten the value; studies never need this much nesting",
+        )
+    except UnexpectedCharacters as exc:
+        _unexpected_char(text, file, exc)
+    except UnexpectedInput as exc:
+        _unexpected_token(text, file, exc, state)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SpecSyntaxError):
+            err = exc.orig_exc
+            raise type(err)([d.with_source(text) for d in err.diagnostics]) from None
+        raise
+    finally:
+        _local.state = None
+    return _attach_comments(study, state.comments)
+
+
+def _error(
+    text: str,
+    file: str,
+    msg: str,
+    code: str,
+    line: int,
+    col: int,
+    *,
+    width: int = 1,
+    help: str | None = None,
+    notes: tuple[str, ...] = (),
+) -> NoReturn:
+    d = Diagnostic(msg, code, file, line, col, line, col + width, help=help, notes=notes)
+    fail(d.with_source(text))
+
+
+def _describe_char(ch: str) -> str:
+    return f"`{ch}`" if ch.isprintable() and ch != "`" else repr(ch)
+
+
+def _unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
+    ch = exc.char
+    help = None
+    if ch == '"':
+        msg, help = "unterminated string", "close the string with `\"` on the same line"
+    elif ch == "'":
+        msg, help = "unexpected character `'`", "strings use double quotes: \"like this\""
+    elif ch in "=!<>" and "_EQEQ" in (exc.allowed or ()):
+        msg, help = f"unexpected character {_describe_char(ch)}", "compare with `==` or `in`"
+    else:
+        msg = f"unexpected character {_describe_char(ch)}"
+        expected = _expected_words(exc.allowed or ())
+        if expected:
+            msg += f", expected {expected}"
+    _error(text, file, msg, "HP102", exc.line, exc.column, help=help)
+
+
+def _describe_token(tok: Any) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    word = _WORDS.get(tok.type)
+    if tok.type in ("NAME", "STRING", "NUMBER", "DURATION", "SIZE", "CLOCK"):
+        value = str(tok)
+        if len(value) > 40:
+            value = value[:37] + "..."
+        if tok.type == "STRING":
+            return f"string {value}"
+        return f"{word.removeprefix('a ')} `{value}`"
+    return word or f"`{tok}`"
+
+
+def _expected_words(expected: Any) -> str:
+    names = set(expected)
+    words = []
+    if names >= {"STRING", "NUMBER", "LSQB"}:
+        names -= _VALUE_START
+        words.append("a value")
+    if {"COMMA", "SEMICOLON"} & names and names - {"COMMA", "SEMICOLON", "RPAR", "RSQB"}:
+        names -= {"COMMA", "SEMICOLON"}  # optional separators: not worth listing
+    words += [_WORDS[n] for n in _WORDS if n in names]
+    words += sorted(f"`{n.lower()}`" for n in names if n not in _WORDS and not n.startswith("__"))
+    if len(words) > 8:
+        return ", ".join(words[:8]) + ", …"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
+    tok = getattr(exc, "token", None)
+    expected = set(getattr(exc, "expected", None) or ())
+    try:  # LALR merges lookaheads; ask the parser what it really accepts here
+        expected = set(exc.interactive_parser.accepts()) or expected
+    except Exception:  # noqa: BLE001 - best effort, the plain set is still right
+        pass
+    if tok is None or tok.type == "$END":
+        if state.stack:
+            ch, line, col = state.stack[-1]
+            _error(
+                text,
+                file,
+                f"unclosed `{ch}`: the file ends before it is closed",
+                "HP103",
+                line,
+                col,
+                help=f"add `{_PAIR[ch]}` where the {_OPEN_WORD[ch]} should end",
+            )
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+        if line > 1 and not lines[-1]:
+            line, col = line - 1, len(lines[-2]) + 1
+        _error(
+            text,
+            file,
+            f"unexpected end of file, expected {_expected_words(expected)}",
+            "HP103",
+            line,
+            col,
+        )
+    help = None
+    notes: tuple[str, ...] = ()
+    msg = f"unexpected {_describe_token(tok)}"
+    if tok.type in _CLOSE and state.mismatch is not None:
+        ch, line, col = state.mismatch
+        if ch:
+            msg = f"mismatched `{tok}`: `{ch}` opened at {line}:{col} is still open"
+            help = f"close it with `{_PAIR[ch]}` first"
+        else:
+            msg = f"unmatched `{tok}`: nothing is open here"
+            help = "remove it, or check the brackets above"
+        _error(text, file, msg, "HP101", tok.line, tok.column, help=help)
+    if expected:
+        msg += f", expected {_expected_words(expected)}"
+    if tok.type == "COLON" and "EQUAL" in expected:
+        help = "settings are written `key = value`, not `key: value`"
+    elif tok.type == "EQUAL" and "_EQEQ" in expected:
+        help = "compare with `==`"
+    elif "MINIMIZE" in expected:
+        help = "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+    elif "EQUAL" in expected and tok.type in _VALUE_START | {"NAME"}:
+        help = "settings are written `key = value`"
+    elif "COMMA" in expected and ("RSQB" in expected or "RPAR" in expected):
+        help = "separate items with `,`"
+    elif tok.type == "NAME" and str(tok) in ("True", "False", "None"):
+        help = f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
+    width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
+    _error(text, file, msg, "HP101", tok.line, tok.column, width=width, help=help, notes=notes)
+
+
+_OPEN_WORD = {"{": "block", "[": "list", "(": "argument list"}
+
+
+# ------------------------------------------------------------------------ tree → AST
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def _span(file: str, meta: Any) -> A.Span | None:
+    if getattr(meta, "empty", True):
+        return None
+    return A.Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(file: str, tok: Any) -> A.Span:
+    return A.Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+@dataclass(frozen=True)
+class _Suffix:
+    """An `if` clause without a body: attaches to the setting before it."""
+
+    condition: A.Condition
+    span: A.Span | None
+
+
+def _make_transformer() -> type:
+    from lark import Transformer, v_args
+
+    @v_args(meta=True)
+    class ToAst(Transformer):  # type: ignore[misc]
+        def __init__(self, file: str):
+            super().__init__()
+            self.file = file
+
+        def _sp(self, meta: Any) -> A.Span | None:
+            return _span(self.file, meta)
+
+        def _bad(self, tok: Any, msg: str, help: str | None = None) -> NoReturn:
+            d = Diagnostic(
+                msg, "HP105", self.file, tok.line, tok.column, tok.end_line, tok.end_column, help=help
+            )
+            fail(d)
+
+        # -- names
+        def dotted(self, meta: Any, names: list[Any]) -> tuple[str, A.Span | None]:
+            return ".".join(str(n) for n in names), self._sp(meta)
+
+        def key(self, meta: Any, children: list[Any]) -> tuple[str, A.Span | None]:
+            (k,) = children
+            if isinstance(k, A.String):
+                return k.value, k.span
+            return k
+
+        def ref(self, meta: Any, children: list[Any]) -> A.Ref:
+            mod, attr = children
+            path = mod[0] if attr is None else f"{mod[0]}:{attr[0]}"
+            return A.Ref(path, span=self._sp(meta))
+
+        def ref1(self, meta: Any, children: list[Any]) -> A.Ref:
+            return A.Ref(str(children[0]), span=self._sp(meta))
+
+        # -- literals
+        def string(self, meta: Any, children: list[Any]) -> A.String:
+            (tok,) = children
+            try:
+                value = json.loads(str(tok), strict=False)
+            except json.JSONDecodeError:
+                self._bad(
+                    tok,
+                    "invalid escape sequence in string",
+                    'valid escapes are \\" \\\\ \\n \\t \\r \\/ \\b \\f and \\uXXXX',
+                )
+            return A.String(value, span=self._sp(meta))
+
+        def number(self, meta: Any, children: list[Any]) -> A.Number:
+            (tok,) = children
+            text = str(tok)
+            try:
+                value: int | float = (
+                    float(text) if any(c in text for c in ".eE") else int(text)
+                )
+            except ValueError:
+                self._bad(tok, "number has too many digits")
+            if value in (float("inf"), float("-inf")):
+                self._bad(tok, "number is out of range")
+            return A.Number(value, text, span=self._sp(meta))
+
+        def duration(self, meta: Any, children: list[Any]) -> A.Duration:
+            (tok,) = children
+            seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(str(tok)))
+            if seconds == int(seconds):
+                seconds = int(seconds)
+            return A.Duration(seconds, str(tok), span=self._sp(meta))
+
+        def size(self, meta: Any, children: list[Any]) -> A.Size:
+            return A.Size(str(children[0]), span=self._sp(meta))
+
+        def clock(self, meta: Any, children: list[Any]) -> A.Clock:
+            return A.Clock(str(children[0]), span=self._sp(meta))
+
+        def true(self, meta: Any, children: list[Any]) -> A.Bool:
+            return A.Bool(True, span=self._sp(meta))
+
+        def false(self, meta: Any, children: list[Any]) -> A.Bool:
+            return A.Bool(False, span=self._sp(meta))
+
+        def null(self, meta: Any, children: list[Any]) -> A.Null:
+            return A.Null(span=self._sp(meta))
+
+        def list(self, meta: Any, children: list[Any]) -> A.List:
+            return A.List(tuple(c for c in children if c is not None), span=self._sp(meta))
+
+        def pair(self, meta: Any, children: list[Any]) -> A.Pair:
+            (key, kspan), value = children
+            return A.Pair(key, value, key_span=kspan, span=self._sp(meta))
+
+        def kwarg(self, meta: Any, children: list[Any]) -> A.Pair:
+            name, value = children
+            return A.Pair(str(name), value, key_span=_tok_span(self.file, name), span=self._sp(meta))
+
+        def map(self, meta: Any, children: list[Any]) -> A.Map:
+            return A.Map(tuple(children), span=self._sp(meta))
+
+        def call(self, meta: Any, children: list[Any]) -> A.Call:
+            func, *rest = children
+            args = [c for c in rest if c is not None and not isinstance(c, A.Pair)]
+            kwargs = [c for c in rest if isinstance(c, A.Pair)]
+            return A.Call(
+                func.path, tuple(args), tuple(kwargs), func_span=func.span, span=self._sp(meta)
+            )
+
+        # -- items
+        def setting(self, meta: Any, children: list[Any]) -> A.Setting:
+            (key, kspan), value = children
+            return A.Setting(key, value, key_span=kspan, span=self._sp(meta))
+
+        def block(self, meta: Any, children: list[Any]) -> A.Block:
+            name, label, body = children
+            return A.Block(
+                str(name),
+                label,
+                body,
+                kind_span=_tok_span(self.file, name),
+                span=self._sp(meta),
+            )
+
+        def block_bare(self, meta: Any, children: list[Any]) -> A.Block:
+            name, label = children
+            return A.Block(
+                str(name), label, None, kind_span=_tok_span(self.file, name), span=self._sp(meta)
+            )
+
+        def body(self, meta: Any, children: list[Any]) -> tuple[A.Item, ...]:
+            return _attach_suffixes(children, self.file)
+
+        def cond_eq(self, meta: Any, children: list[Any]) -> A.Condition:
+            (param, pspan), value = children
+            return A.Condition(param, (value,), "==", param_span=pspan, span=self._sp(meta))
+
+        def cond_in(self, meta: Any, children: list[Any]) -> A.Condition:
+            (param, pspan), values = children
+            return A.Condition(param, values.items, "in", param_span=pspan, span=self._sp(meta))
+
+        def if_clause(self, meta: Any, children: list[Any]) -> A.IfBlock | _Suffix:
+            cond, body = children
+            if body is None:
+                return _Suffix(cond, self._sp(meta))
+            return A.IfBlock(cond, body, span=self._sp(meta))
+
+        def goal(self, meta: Any, children: list[Any]) -> A.Goal:
+            word, metric = children
+            name = metric.value if isinstance(metric, A.String) else metric[0]
+            mode = "min" if str(word) == "minimize" else "max"
+            return A.Goal(mode, name, span=self._sp(meta))
+
+        def objective(self, meta: Any, children: list[Any]) -> A.Objective:
+            return A.Objective(tuple(children), False, span=self._sp(meta))
+
+        def objective_braced(self, meta: Any, children: list[Any]) -> A.Objective:
+            return A.Objective(tuple(children), True, span=self._sp(meta))
+
+        def start(self, meta: Any, children: list[Any]) -> A.Study:
+            return A.Study(_attach_suffixes(children, self.file), self.file, span=self._sp(meta))
+
+    return ToAst
+
+
+@functools.lru_cache(maxsize=1)
+def _transformer_class() -> type:
+    return _make_transformer()
+
+
+def _ToAst(file: str) -> Any:
+    return _transformer_class()(file)
+
+
+def _attach_suffixes(children: list[Any], file: str) -> tuple[A.Item, ...]:
+    """Merge `if` clauses without a body into the setting written just before them."""
+    out: list[Any] = []
+    for child in children:
+        if not isinstance(child, _Suffix):
+            out.append(child)
+            continue
+        prev = out[-1] if out else None
+        cond_span = child.span
+        if (
+            isinstance(prev, A.Setting)
+            and prev.condition is None
+            and prev.span is not None
+            and cond_span is not None
+            and prev.span.end_line == cond_span.line
+        ):
+            span = replace(prev.span, end_line=cond_span.end_line, end_col=cond_span.end_col)
+            out[-1] = replace(prev, condition=child.condition, span=span)
+            continue
+        where = cond_span or A.Span(file, 1, 1, 1, 2)
+        help = "write the condition after a setting on the same line, or give it a `{ ... }` body"
+        if isinstance(prev, A.Setting) and prev.condition is not None:
+            help = "combine the conditions into one (`if p in [...]`)"
+        fail(
+            Diagnostic(
+                "`if` clause is not attached to a setting",
+                "HP106",
+                file,
+                where.line,
+                where.col,
+                where.line,
+                where.col + 2,
+                help=help,
+            )
+        )
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------- comments
+
+
+class _Comments:
+    def __init__(self, comments: list[tuple[int, int, str]]):
+        self.items = sorted(comments)
+        self.i = 0
+
+    def before(self, line: int) -> tuple[str, ...]:
+        out = []
+        while self.i < len(self.items) and self.items[self.i][0] < line:
+            out.append(self.items[self.i][2])
+            self.i += 1
+        return tuple(out)
+
+    def on(self, line: int) -> str | None:
+        if self.i < len(self.items) and self.items[self.i][0] == line:
+            self.i += 1
+            return self.items[self.i - 1][2]
+        return None
+
+    def through(self, line: int) -> tuple[str, ...]:
+        return self.before(line + 1)
+
+
+def _attach_comments(study: A.Study, comments: list[tuple[int, int, str]]) -> A.Study:
+    if not comments:
+        return study
+    cs = _Comments(comments)
+    items = _attach_items(study.items, cs)
+    return replace(study, items=items, end_comments=cs.before(10**12))
+
+
+def _attach_items(items: tuple[A.Item, ...], cs: _Comments) -> tuple[A.Item, ...]:
+    out: list[A.Item] = []
+    for item in items:
+        span = item.span
+        if span is None:
+            out.append(item)
+            continue
+        lead = cs.before(span.line)
+        body = getattr(item, "body", None)
+        if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
+            trailing = cs.on(span.line)
+            new_body = _attach_items(body, cs)
+            end = cs.through(span.end_line)
+            out.append(
+                replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end)
+            )
+        else:
+            inner = cs.before(span.end_line)  # comments inside a multi-line value move up
+            trailing = cs.on(span.end_line)
+            out.append(replace(item, comments=lead + inner, trailing=trailing))
+    return tuple(out)

@@ -1,0 +1,187 @@
+"""One exception hierarchy and one diagnostic format for everything a user can get wrong.
+
+A `Diagnostic` renders rustc-style, but with the location first so editors can jump to it:
+
+    study.hpo:12:5: error: unknown key `lerning_rate` in `space` [HP201]
+       12 |     lerning_rate = loguniform(1e-5, 1e-1)
+          |     ^^^^^^^^^^^^
+      = help: did you mean `learning_rate`?
+
+Diagnostics carry their source line themselves (filled in by the driver that read the
+file), so an error can be rendered — and pickled between processes — without the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, NoReturn, Sequence
+
+_MAX_SHOWN_LINE = 160  # longer source lines are cut around the caret
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One error or warning at a place in a spec (line/col are None for whole-file problems)."""
+
+    message: str
+    code: str
+    file: str
+    line: int | None = None
+    col: int | None = None
+    end_line: int | None = None
+    end_col: int | None = None
+    severity: str = "error"  # "error" or "warning"
+    help: str | None = None
+    notes: tuple[str, ...] = ()
+    source_line: str | None = field(default=None, compare=False)
+
+    @property
+    def location(self) -> str:
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def render(self) -> str:
+        out = [f"{self.location}: {self.severity}: {self.message} [{self.code}]"]
+        if self.line is not None and self.source_line is not None:
+            out.extend(_snippet(self.line, self.col or 1, self._width(), self.source_line))
+        out.extend(f"  = note: {n}" for n in self.notes)
+        if self.help:
+            out.append(f"  = help: {self.help}")
+        return "\n".join(out)
+
+    def _width(self) -> int:
+        if self.end_line == self.line and self.end_col and self.col and self.end_col > self.col:
+            return self.end_col - self.col
+        return 1
+
+    def with_source(self, text: str) -> Diagnostic:
+        """Copy with `source_line` taken from the spec's text."""
+        if self.line is None or self.source_line is not None:
+            return self
+        lines = text.split("\n")
+        if 1 <= self.line <= len(lines):
+            return replace(self, source_line=lines[self.line - 1].rstrip("\r"))
+        return self
+
+
+def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
+    start = 0
+    if len(text) > _MAX_SHOWN_LINE:  # keep the caret visible on huge lines
+        start = max(0, col - 1 - _MAX_SHOWN_LINE // 2)
+        text = ("…" if start else "") + text[start : start + _MAX_SHOWN_LINE] + "…"
+        col = col - start + (1 if start else 0)
+    width = max(1, min(width, len(text) - col + 1))
+    gutter = str(line)
+    # Tabs are kept in the caret line so the caret lines up under the source as written.
+    pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1])
+    return [
+        f" {gutter} | {text}",
+        f" {' ' * len(gutter)} | {pad}{'^' * width}",
+    ]
+
+
+class HpocError(Exception):
+    """Base of every error hpoc reports to a user (never a traceback)."""
+
+
+class SpecError(HpocError):
+    """A spec that cannot be compiled: one or more diagnostics (errors, maybe warnings)."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__(self.render())
+
+    def __reduce__(self):  # several-argument exceptions do not pickle on their own
+        return (type(self), (self.diagnostics,))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    def render(self) -> str:
+        return render_all(self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class SpecSyntaxError(SpecError):
+    """The text is not a well-formed .hpo file (or not readable text at all)."""
+
+
+class SpecCheckError(SpecError):
+    """The file parses but means something invalid (unknown key, bad bound, …)."""
+
+
+def render_all(diagnostics: Iterable[Diagnostic]) -> str:
+    diagnostics = list(diagnostics)
+    parts = [d.render() for d in diagnostics]
+    n_err = sum(d.severity == "error" for d in diagnostics)
+    n_warn = len(diagnostics) - n_err
+    if n_err:
+        summary = f"{n_err} error{'s' if n_err != 1 else ''}"
+        if n_warn:
+            summary += f", {n_warn} warning{'s' if n_warn != 1 else ''}"
+        parts.append(f"error: could not compile the study ({summary})")
+    return "\n\n".join(parts)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """`help` text suggesting the closest candidate, or None."""
+    candidates = sorted(set(candidates))
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        if word.lower() in lowered:
+            close = [lowered[word.lower()]]
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def one_of(candidates: Iterable[str]) -> str:
+    items = [f"`{c}`" for c in candidates]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def fail(diagnostic: Diagnostic) -> NoReturn:
+    """Raise a single-diagnostic syntax error (all parse failures go through here)."""
+    raise SpecSyntaxError([diagnostic])
+
+
+def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
+    """Run a command body; turn errors into messages and exit codes (never a traceback).
+
+    0 ok, 2 spec/user-input error, 1 internal error (traceback only with HPOC_DEBUG=1).
+    """
+    import os
+    import sys
+
+    try:
+        return fn()
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    except HpocError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{prog}: error: input is nested too deeply", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except Exception as exc:  # a bug in hpoc, not in the spec
+        if os.environ.get("HPOC_DEBUG"):
+            raise
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {exc}\n"
+            f"  = note: this is a bug in hpoc; rerun with HPOC_DEBUG=1 for a traceback and report it",
+            file=sys.stderr,
+        )
+        return 1

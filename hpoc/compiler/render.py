@@ -1,0 +1,200 @@
+"""Render a plan's SLURM scripts (pure: plan in, text out; no I/O besides the templates).
+
+`render_all(plan, plan_path=...)` returns `{filename: text}`:
+
+* `job.sbatch`: brings up a private Ray cluster, checks it, runs the study driver
+  (`python -m hpoc.runtime PLAN --shard N`), tears the cluster down;
+* `preflight.sbatch`: the same without the driver, to test a site's settings cheaply.
+
+With `preflight_only=True` only `job.sbatch` is returned, and it is the preflight script.
+A plan without a `slurm` block has no scripts: `{}`.
+
+Templates live in hpoc/templates/slurm/ (one partial per section of the script). Every
+value from the plan reaches the shell through the `q` filter (`shlex.quote`); the only
+text inserted as written is what the user wrote *as shell*: `slurm.setup` lines and the
+`slurm.extra` #SBATCH flags. Both are validated here first.
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+TEMPLATE_DIR = "templates/slurm"
+SIGNAL_MARGIN_S = 10  # of the grace period, kept for teardown after the driver stopped
+MAX_SIGNAL_S = 65535  # SLURM's limit for --signal=...@seconds
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_MEM = re.compile(r"[0-9]+[KMGTkmgt]?\Z")
+_TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}\Z")
+_IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}\Z")
+_FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+CONTAINER_RUNTIMES = ("apptainer", "singularity")
+
+
+class RenderError(ValueError):
+    """The plan cannot be rendered; `problems` lists every reason as `path: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("cannot render SLURM scripts:\n  " + "\n  ".join(problems))
+
+    def __reduce__(self):  # picklable, although __init__ takes a list
+        return (RenderError, (self.problems,))
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("hpoc", TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        # bash's ${#array[@]} would open a Jinja comment: templates comment with {## ##}
+        comment_start_string="{##",
+        comment_end_string="##}",
+    )
+    env.filters["q"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def render_all(plan: Mapping[str, Any], *, plan_path: str, preflight_only: bool = False) -> dict[str, str]:
+    """The SLURM scripts of `plan`, whose plan.json will be at absolute `plan_path`."""
+    if plan.get("slurm") is None:
+        return {}
+    job = _context(plan, plan_path)
+    template = environment().get_template("job.sbatch.j2")
+    preflight = template.render(_preflight(job))
+    if preflight_only:
+        return {"job.sbatch": preflight}
+    return {"job.sbatch": template.render(job), "preflight.sbatch": preflight}
+
+
+def _preflight(job: dict[str, Any]) -> dict[str, Any]:
+    """No driver: no time-limit signal or requeue either, and its own name and logs."""
+    name = f"{job['job_name']}-preflight"
+    stem = posixpath.join(job["plan_dir"], _FILE_SAFE.sub("_", name))
+    tag = "%A_%a" if job["array"] is not None else "%j"
+    return dict(job, driver=False, job_name=name, grace_s=None, stop_wait_s=None,
+                output=f"{stem}-{tag}.out", error=f"{stem}-{tag}.err")
+
+
+def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
+    problems: list[str] = []
+    slurm = plan["slurm"]
+
+    def bad(path: str, message: str) -> None:
+        problems.append(f"{path}: {message}")
+
+    def text(path: str, value: Any, *, allow_none: bool = True) -> str | None:
+        if value is None:
+            if not allow_none:
+                bad(path, "is required")
+            return None
+        value = str(value)
+        if "\n" in value or "\r" in value or "\0" in value:
+            bad(path, "must be a single line")
+        return value
+
+    def count(path: str, value: Any, *, minimum: int, allow_none: bool = True) -> int | None:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            bad(path, f"must be an integer >= {minimum} (got {value!r})")
+            return None
+        return value
+
+    if not isinstance(plan_path, str) or not posixpath.isabs(plan_path):
+        bad("plan_path", f"must be an absolute path (got {plan_path!r})")
+        plan_path = "/plan.json"
+    text("plan_path", plan_path)
+    nodes = count("slurm.nodes", slurm["nodes"], minimum=1, allow_none=False) or 1
+    cpus = count("slurm.cpus_per_node", slurm["cpus_per_node"], minimum=1)
+    gpus = count("slurm.gpus_per_node", slurm["gpus_per_node"], minimum=0)
+    mem = text("slurm.mem", slurm["mem"])
+    if mem is not None and not _MEM.match(mem):
+        bad("slurm.mem", f"must be a number with an optional K/M/G/T suffix, like 64G (got {mem!r})")
+    time_ = text("slurm.time", slurm["time"])
+    if time_ is not None and not _TIME.match(time_):
+        bad("slurm.time", f"must be a SLURM time such as 02:00:00 or 1-00:00:00 (got {time_!r})")
+    for key in ("partition", "account", "qos", "constraint"):
+        text(f"slurm.{key}", slurm[key])
+    for i, flag in enumerate(slurm["extra"] or []):
+        if text(f"slurm.extra[{i}]", flag, allow_none=False) and not str(flag).startswith("--"):
+            bad(f"slurm.extra[{i}]", f"must be a long option starting with `--` (got {flag!r})")
+    for i, line in enumerate(slurm["setup"] or []):
+        text(f"slurm.setup[{i}]", line, allow_none=False)
+    env = sorted((slurm["env"] or {}).items())
+    for key, value in env:
+        if not _ENV_KEY.match(key):
+            bad(f"slurm.env.{key}", "is not a valid environment variable name")
+        text(f"slurm.env.{key}", value, allow_none=False)
+    interface = text("slurm.interface", slurm["interface"])
+    if interface is not None and not _IFACE.match(interface):
+        bad("slurm.interface", f"is not a network interface name (got {interface!r})")
+    container = slurm["container"]
+    if container is not None:
+        if container.get("runtime") not in CONTAINER_RUNTIMES:
+            bad("slurm.container.runtime", f"must be one of {', '.join(CONTAINER_RUNTIMES)}")
+        text("slurm.container.image", container.get("image"), allow_none=False)
+    python = text("slurm.python", slurm["python"]) or "python3"
+
+    shards = plan["shards"]
+    k = count("shards.count", shards["count"], minimum=1, allow_none=False) or 1
+    parallel = count("shards.parallel", shards["parallel"], minimum=1, allow_none=False) or 1
+    array = f"0-{k - 1}%{min(parallel, k)}" if k > 1 else None
+
+    grace = None
+    if plan["resume"]["enabled"]:
+        grace = count("resume.grace_s", plan["resume"]["grace_s"], minimum=1, allow_none=False)
+        time_s = slurm.get("time_s")
+        if grace is not None and (grace > MAX_SIGNAL_S or (time_s and grace >= time_s)):
+            bad("resume.grace_s", f"must be below the time limit and at most {MAX_SIGNAL_S} s (got {grace})")
+    study = text("study.name", plan["study"]["name"], allow_none=False) or "study"
+    if problems:
+        raise RenderError(problems)
+
+    plan_dir = posixpath.dirname(plan_path)
+    stem = posixpath.join(plan_dir, _FILE_SAFE.sub("_", study))
+    tag = "%A_%a" if array is not None else "%j"
+    binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
+    return {
+        "driver": True,
+        "study": study,
+        "job_name": study,
+        "plan_path": plan_path,
+        "plan_dir": plan_dir,
+        "plan_hash": plan.get("content_hash") or "unhashed",
+        "workdir": plan["source"]["workdir"],
+        "log_dir": posixpath.join(plan_dir, "logs"),
+        "output": f"{stem}-{tag}.out",
+        "error": f"{stem}-{tag}.err",
+        "nodes": nodes,
+        "cpus_per_node": cpus,
+        "gpus_per_node": gpus,
+        "mem": mem,
+        "partition": slurm["partition"],
+        "account": slurm["account"],
+        "qos": slurm["qos"],
+        "time": time_,
+        "constraint": slurm["constraint"],
+        "extra": list(slurm["extra"] or []),
+        "array": array,
+        "shards": k,
+        "grace_s": grace,
+        "stop_wait_s": max(grace - SIGNAL_MARGIN_S, 1) if grace else None,
+        "setup": list(slurm["setup"] or []),
+        "env": env,
+        "interface": interface,
+        "container": container,
+        "binds": binds,
+        "python": python,
+    }

@@ -1,0 +1,105 @@
+"""Small bring-up steps the job script runs on the batch node (no Ray import, fast start).
+
+    python -m hpoc.runtime.cluster init JOB_DIR
+        fresh private job directory (0700) with a new random token (0600)
+    python -m hpoc.runtime.cluster wait-head JOB_DIR --timeout S [--pid PID] [--log FILE]
+        wait until the head has written its address and its GCS port answers; print
+        the address (IP:PORT) on stdout. Fails early if the head's step (PID) is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpoc.runtime.node import HEAD_FILE, TOKEN_FILE, ensure_private_dir, write_secret
+
+POLL_S = 0.1
+
+
+def init(job_dir: Path) -> Path:
+    """A fresh job directory and token. A requeued job keeps its job id, so an old
+    directory of the same id may exist: nothing of this job runs yet, so it goes."""
+    if job_dir.is_symlink() or job_dir.is_file():
+        raise SystemExit(f"hpoc: {job_dir} exists and is not a directory")
+    if job_dir.exists():
+        if job_dir.stat().st_uid != os.getuid():
+            raise SystemExit(f"hpoc: {job_dir} belongs to another user")
+        shutil.rmtree(job_dir)
+    ensure_private_dir(job_dir)
+    token = job_dir / TOKEN_FILE
+    write_secret(token, secrets.token_hex(32))
+    return token
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A finished child that the shell has not reaped yet still answers kill(0).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | None = None) -> str:
+    deadline = time.monotonic() + timeout
+    head_file = job_dir / HEAD_FILE
+    address = None
+    see = f"; its log: {log}" if log else ""
+    while time.monotonic() < deadline:
+        if address is None and head_file.exists():
+            address = json.loads(head_file.read_text())["address"]
+        if address and _answers(address):
+            return address
+        if not _alive(pid):
+            raise SystemExit(f"hpoc: the Ray head step exited before it answered{see}")
+        time.sleep(POLL_S)
+    where = f"at {address}" if address else "(it never chose its ports)"
+    raise SystemExit(f"hpoc: the Ray head did not answer {where} within {timeout:g} s{see}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hpoc.runtime.cluster")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    p_init = sub.add_parser("init", help="fresh job directory and auth token")
+    p_init.add_argument("job_dir", type=Path)
+    p_wait = sub.add_parser("wait-head", help="wait for the Ray head; print its address")
+    p_wait.add_argument("job_dir", type=Path)
+    p_wait.add_argument("--timeout", type=float, default=300)
+    p_wait.add_argument("--pid", type=int, help="PID of the head's srun step")
+    p_wait.add_argument("--log", help="head log file, named in error messages")
+    args = p.parse_args(argv)
+    if args.cmd == "init":
+        init(args.job_dir)
+    else:
+        print(wait_head(args.job_dir, args.timeout, args.pid, args.log))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

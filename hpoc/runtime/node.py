@@ -1,0 +1,343 @@
+"""Start one Ray node of a job's private cluster: `python -m hpoc.runtime.node head|worker`.
+
+Run once per node (the SLURM script starts it with `srun -w NODE`; submitit reuses it).
+It works out everything node-specific, then replaces itself with `ray start --block`, so
+the step's PID *is* the Ray node and killing the step stops exactly this node:
+
+* a private per-job directory (0700) holding the auth token (0600); a worker on another
+  host receives the token through the HPOC_RAY_TOKEN environment variable and writes it
+  there, so the token never appears on a command line;
+* a short temp dir of its own inside it, `<job dir>/n<rank>`, where `rank` counts this
+  job's Ray nodes on this host (fake nodes share a host, and Ray's unix sockets must not);
+* the node's IP: the configured interface, else the first non-loopback IPv4 of the host;
+* a port slot from `hpoc.runtime.ports`, probed free before use;
+* CPUs, GPUs and memory from the allocation (SLURM_*), not from the whole machine.
+
+The head also writes `<job dir>/head.json` with its address before Ray starts; the
+script waits on it (`hpoc.runtime.cluster wait-head`) before starting the workers.
+
+Usage:
+    python -m hpoc.runtime.node head   --job-dir /tmp/hpoc-123 [--interface ib0]
+    python -m hpoc.runtime.node worker --job-dir /tmp/hpoc-123 --address 10.0.0.1:12288
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import ipaddress
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from hpoc.runtime import ports
+
+TOKEN_ENV = "HPOC_RAY_TOKEN"
+TOKEN_FILE = "token"
+HEAD_FILE = "head.json"
+# Ray puts "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store" under --temp-dir
+# (about 64 characters); a unix socket path holds at most 107 bytes.
+SOCKET_PATH_MAX = 107
+RAY_SOCKET_SUFFIX = 64
+OBJECT_STORE_FRACTION = 0.3
+OBJECT_STORE_MIN = 80 * 2**20  # Ray refuses less than 75 MiB
+
+
+class NodeError(Exception):
+    """A node cannot start; the message says why and what to change."""
+
+
+# ---------------------------------------------------------------- job directory and token
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` as 0700, or check that an existing one is ours and private."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        st = path.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise NodeError(f"{path} exists and is not a directory owned by this user") from None
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            raise NodeError(f"{path} must have mode 0700, has {stat.S_IMODE(st.st_mode):o}")
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write `text` to a new 0600 file (never readable by others, not even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def ensure_token(job_dir: Path, env: Mapping[str, str]) -> Path:
+    """The token file of this job on this host; written from HPOC_RAY_TOKEN if missing."""
+    ensure_private_dir(job_dir)
+    token = job_dir / TOKEN_FILE
+    if token.exists():
+        mode = stat.S_IMODE(token.stat().st_mode)
+        if mode & 0o077:
+            raise NodeError(f"{token} must not be readable by others (mode {mode:o})")
+        return token
+    if not env.get(TOKEN_ENV):
+        raise NodeError(f"no auth token: {token} is missing and {TOKEN_ENV} is not set")
+    try:
+        write_secret(token, env[TOKEN_ENV])
+    except FileExistsError:  # another node of this job on this host was faster
+        pass
+    return token
+
+
+def claim_rank(job_dir: Path, limit: int = ports.N_SLOTS) -> tuple[int, Path]:
+    """Atomically take the first free `n<rank>` temp dir: rank = Ray nodes of this job
+    already on this host (mkdir is atomic, so concurrent nodes get distinct ranks)."""
+    for rank in range(limit):
+        path = job_dir / f"n{rank}"
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return rank, path
+    raise NodeError(f"more than {limit} Ray nodes of one job on this host")
+
+
+def check_socket_room(temp_dir: Path) -> None:
+    longest = len(str(temp_dir)) + RAY_SOCKET_SUFFIX
+    if longest > SOCKET_PATH_MAX:
+        raise NodeError(
+            f"temp dir {temp_dir} is too long: Ray's socket paths under it would take "
+            f"{longest} bytes, more than the {SOCKET_PATH_MAX} a unix socket allows; "
+            "set HPOC_TMP to a shorter node-local directory"
+        )
+
+
+# ---------------------------------------------------------------- addresses
+
+
+def _ipv4_of_interface(name: str) -> str | None:
+    """Primary IPv4 of interface `name`, as `ip -4 addr show NAME` reports it."""
+    try:
+        out = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "dev", name],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    for line in out.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            return fields[fields.index("inet") + 1].split("/")[0]
+    return _ioctl_ipv4(name)  # containers often lack iproute2
+
+
+def _ioctl_ipv4(name: str) -> str | None:
+    import fcntl
+    import struct
+
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            packed = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])
+
+
+def _routable(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.version == 4 and not ip.is_loopback and not ip.is_link_local
+
+
+def node_ip(interface: str | None) -> str:
+    """The address this node's Ray listens on and advertises."""
+    if interface:
+        addr = _ipv4_of_interface(interface)
+        if not addr:
+            raise NodeError(
+                f"interface {interface!r} has no IPv4 address on {socket.gethostname()}; "
+                "fix slurm.interface in the spec (see `ip -4 addr` on a compute node)"
+            )
+        return addr
+    try:
+        out = subprocess.run(
+            ["hostname", "-I"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    candidates = out.split()
+    if not candidates:  # no `hostname -I` (minimal containers): ask every interface
+        candidates = [a for _, n in socket.if_nameindex() if (a := _ioctl_ipv4(n) or "")]
+    return next((a for a in candidates if _routable(a)), "127.0.0.1")
+
+
+# ---------------------------------------------------------------- ports
+
+
+def port_free(ip: str, port: int) -> bool:
+    """True if nothing listens on `port` (Ray binds its gRPC servers to all interfaces)."""
+    for host in ("0.0.0.0", ip):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    return False
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    raise
+    return True
+
+
+def pick_ports(job_id: int, rank: int, ip: str) -> ports.NodePorts:
+    busy: list[int] = []
+    for attempt in range(ports.MAX_ATTEMPTS):
+        candidate = ports.node_ports(job_id, rank, attempt)
+        busy = [p for p in candidate.all_ports() if not port_free(ip, p)]
+        if not busy:
+            return candidate
+        print(f"hpoc: ports {busy[:5]} of slot {candidate.slot} are taken; trying the next slot",
+              file=sys.stderr)
+    raise NodeError(f"no free port slot after {ports.MAX_ATTEMPTS} attempts (last busy: {busy[:5]})")
+
+
+# ---------------------------------------------------------------- resources
+
+
+def _int_env(env: Mapping[str, str], *names: str) -> int | None:
+    for name in names:
+        value = env.get(name, "").split("(")[0]  # "2(x3)" style values
+        if value.isdigit():
+            return int(value)
+    return None
+
+
+def allocation(env: Mapping[str, str], shm: str = "/dev/shm") -> dict[str, int | None]:
+    """CPUs, GPUs and memory (bytes) this job has on this node, from SLURM's variables."""
+    cpus = _int_env(env, "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE")
+    gpus = _int_env(env, "SLURM_GPUS_ON_NODE")
+    if gpus is None:
+        visible = env.get("CUDA_VISIBLE_DEVICES", "")
+        gpus = len([d for d in visible.split(",") if d.strip()]) if visible else 0
+    mem_mb = _int_env(env, "SLURM_MEM_PER_NODE")
+    if mem_mb is None and cpus and (per_cpu := _int_env(env, "SLURM_MEM_PER_CPU")):
+        mem_mb = per_cpu * cpus
+    memory = store = None
+    if mem_mb:
+        total = mem_mb * 2**20
+        store = int(total * OBJECT_STORE_FRACTION)
+        try:  # the object store lives in /dev/shm; more than fits there falls back to disk
+            st = os.statvfs(shm)
+            store = min(store, int(st.f_bavail * st.f_frsize * 0.9))
+        except OSError:
+            pass
+        store = max(store, OBJECT_STORE_MIN)
+        memory = max(total - store, 0)
+    return {"cpus": cpus, "gpus": gpus, "memory": memory, "object_store_memory": store}
+
+
+def resource_args(res: Mapping[str, int | None]) -> list[str]:
+    flags = {"cpus": "--num-cpus", "gpus": "--num-gpus", "memory": "--memory",
+             "object_store_memory": "--object-store-memory"}
+    return [f"{flag}={res[key]}" for key, flag in flags.items() if res[key] is not None]
+
+
+# ---------------------------------------------------------------- ray start
+
+
+def ray_start_command(
+    *, role: str, python: str, ip: str, node_ports: ports.NodePorts, temp_dir: Path,
+    node_name: str, res: Mapping[str, int | None], address: str | None,
+    client_server: bool = True,
+) -> list[str]:
+    cmd = [python, "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats",
+           f"--node-ip-address={ip}", f"--temp-dir={temp_dir}", f"--node-name={node_name}"]
+    if role == "head":
+        cmd += ["--head", "--include-dashboard=false"]
+    else:
+        cmd.append(f"--address={address}")
+    cmd += node_ports.ray_start_args(head=role == "head", client_server=client_server)
+    return cmd + resource_args(res)
+
+
+def ray_env(env: Mapping[str, str], token: Path) -> dict[str, str]:
+    out = {k: v for k, v in env.items() if k not in (TOKEN_ENV, "RAY_AUTH_TOKEN")}
+    out.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    out.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # On SIGTERM `ray start` first asks the GCS to drain this node, for up to 30 s. At
+    # teardown every node of the job stops at once and the GCS may be gone already.
+    out["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+    return out
+
+
+def write_head_file(job_dir: Path, address: str, node_name: str) -> None:
+    tmp = job_dir / f".{HEAD_FILE}.tmp"
+    tmp.write_text(json.dumps({"address": address, "node": node_name}) + "\n")
+    tmp.replace(job_dir / HEAD_FILE)  # atomic: readers never see half a file
+
+
+def _has_grpc() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("grpc") is not None
+
+
+def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Everything up to the exec: returns the `ray start` command and its environment."""
+    job_dir = Path(args.job_dir)
+    job_id = args.job_id if args.job_id is not None else _int_env(env, "SLURM_JOB_ID")
+    if job_id is None:
+        raise NodeError("no job id: pass --job-id or run inside a SLURM job")
+    token = ensure_token(job_dir, env)
+    rank, temp_dir = claim_rank(job_dir)
+    check_socket_room(temp_dir)
+    ip = node_ip(args.interface)
+    node_ports = pick_ports(job_id, rank, ip)
+    name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()
+    res = allocation(env)
+    address = f"{ip}:{node_ports.gcs}" if args.role == "head" else args.address
+    cmd = ray_start_command(
+        role=args.role, python=sys.executable, ip=ip, node_ports=node_ports, temp_dir=temp_dir,
+        node_name=name, res=res, address=address, client_server=_has_grpc(),
+    )
+    if args.role == "head":
+        write_head_file(job_dir, address, name)
+    print(
+        f"hpoc: ray {args.role} on {name}: ip={ip} ports={node_ports.gcs}-{node_ports.max_worker} "
+        f"temp={temp_dir} cpus={res['cpus']} gpus={res['gpus']} memory={res['memory']}",
+        flush=True,
+    )
+    return cmd, ray_env(env, token)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hpoc.runtime.node", description=__doc__.split("\n")[0])
+    p.add_argument("role", choices=("head", "worker"))
+    p.add_argument("--job-dir", required=True, help="private per-job directory on node-local storage")
+    p.add_argument("--address", help="head address IP:PORT (workers)")
+    p.add_argument("--job-id", type=int, help="default: $SLURM_JOB_ID")
+    p.add_argument("--node-name", help="name Ray reports for this node (default: $SLURMD_NODENAME)")
+    p.add_argument("--interface", help="network interface for Ray (default: first non-loopback IPv4)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.role == "worker" and not args.address:
+        parser().error("worker needs --address IP:PORT of the head")
+    try:
+        cmd, env = prepare(args, os.environ)
+    except (NodeError, OSError) as exc:
+        print(f"hpoc: cannot start ray {args.role}: {exc}", file=sys.stderr)
+        return 1
+    os.execve(cmd[0], cmd, env)  # the step's process becomes the Ray node
+
+
+if __name__ == "__main__":
+    sys.exit(main())

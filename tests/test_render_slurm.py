@@ -1,0 +1,286 @@
+"""SLURM script rendering: golden files, shell hygiene, quoting, validation, scale."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hpoc.compiler.render import RenderError, render_all
+from slurm_plans import FULL_SITE, plan
+
+GOLDEN = Path(__file__).parent / "golden" / "slurm"
+PLAN_PATH = "/p/project/hpo/build/plan.json"
+
+# Every variant the tests render: name -> (plan, preflight_only).
+VARIANTS = {
+    "basic": (plan(), False),
+    "full-site": (plan(**FULL_SITE), False),
+    "gpu-resume": (plan(slurm={"nodes": 1, "gpus_per_node": 4, "cpus_per_node": 24, "mem": None,
+                               "partition": "gpu", "time": "02:00:00", "time_s": 7200},
+                        resume={"enabled": True, "retry_errored": True, "grace_s": 120}), False),
+    "singularity-array": (plan(slurm={"container": {"image": "/img/x.sif", "runtime": "singularity"},
+                                      "cpus_per_node": None, "mem": None, "time": None, "time_s": None},
+                               shards={"count": 3, "parallel": 5}), False),
+    "preflight-only": (plan(**FULL_SITE), True),
+}
+
+
+@pytest.fixture(scope="session")
+def shellcheck() -> str:
+    path = shutil.which("shellcheck")
+    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "shellcheck"], capture_output=True, check=False)
+        path = shutil.which("shellcheck")
+    if path is None:
+        pytest.fail("shellcheck is required for the script tests: apt-get install shellcheck", pytrace=False)
+    return path
+
+
+def rendered(name: str) -> dict[str, str]:
+    p, preflight_only = VARIANTS[name]
+    return render_all(p, plan_path=PLAN_PATH, preflight_only=preflight_only)
+
+
+def sbatch_flags(script: str) -> list[str]:
+    """The #SBATCH options as sbatch reads them (it honours shell-style quotes)."""
+    flags = []
+    for line in script.splitlines():
+        if line.startswith("#SBATCH "):
+            flags += shlex.split(line[len("#SBATCH "):])
+    return flags
+
+
+# ---- golden files and shell hygiene --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_scripts_match_golden_files(name, update_golden):
+    for filename, text in rendered(name).items():
+        path = GOLDEN / name / filename
+        if update_golden or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            continue
+        expected = path.read_text()
+        if text != expected:
+            diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(),
+                                                  str(path), "rendered", lineterm=""))
+            pytest.fail(f"{path} differs from the rendered script:\n{diff}\n"
+                        "accept the change with: pytest tests/test_render_slurm.py --update-golden")
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_scripts_pass_bash_n_and_shellcheck(name, shellcheck, tmp_path):
+    for filename, text in rendered(name).items():
+        path = tmp_path / filename
+        path.write_text(text)
+        syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert syntax.returncode == 0, syntax.stderr
+        check = subprocess.run([shellcheck, "--severity=style", str(path)], capture_output=True, text=True)
+        assert check.returncode == 0 and not check.stdout.strip(), f"{name}/{filename}:\n{check.stdout}"
+
+
+def test_scripts_explain_themselves_section_by_section():
+    script = rendered("full-site")["job.sbatch"]
+    sections = ["# ---- 1. setup", "# ---- 2. private job directory", "# ---- teardown", "# ---- signals",
+                "# ---- 3. Ray head", "# ---- 4. Ray workers", "# ---- 5. preflight", "# ---- 6. the study"]
+    positions = [script.index(s) for s in sections]
+    assert positions == sorted(positions[:2]) + sorted(positions[2:4]) + sorted(positions[4:])
+    assert "What the job does, in order:" in script
+    comment_lines = [ln for ln in script.splitlines() if ln.lstrip().startswith("#") and not ln.startswith("#SBATCH")]
+    assert len(comment_lines) >= 40
+
+
+# ---- what the scripts contain --------------------------------------------------------
+
+
+def test_sbatch_header_carries_every_slurm_setting():
+    flags = sbatch_flags(rendered("full-site")["job.sbatch"])
+    assert flags == [
+        "--job-name=resnet-sweep", "--nodes=4", "--ntasks-per-node=1", "--cpus-per-task=32",
+        "--gres=gpu:4", "--mem=256G", "--partition=booster", "--account=hpo-proj", "--qos=normal",
+        "--time=1-00:00:00", "--constraint=gpu&ib",
+        "--output=/p/project/hpo/build/resnet-sweep-%A_%a.out",
+        "--error=/p/project/hpo/build/resnet-sweep-%A_%a.err",
+        "--array=0-3%2", "--signal=B:USR2@300", "--requeue", "--exclusive", "--mail-type=END",
+    ]
+
+
+def test_optional_settings_are_left_out_when_unset():
+    flags = sbatch_flags(rendered("singularity-array")["job.sbatch"])
+    names = {f.split("=")[0] for f in flags}
+    assert not names & {"--cpus-per-task", "--gres", "--mem", "--partition", "--account", "--qos",
+                        "--time", "--constraint", "--signal", "--requeue"}
+    assert "--array=0-2%3" in flags  # parallel is capped by the number of shards
+    assert "--output=/p/project/hpo/build/fashion-mnist-%A_%a.out" in flags
+    single = sbatch_flags(rendered("basic")["job.sbatch"])
+    assert not [f for f in single if f.startswith("--array")]
+    assert "--output=/p/project/hpo/build/fashion-mnist-%j.out" in single
+
+
+def test_preflight_script_has_no_driver_and_no_requeue():
+    files = rendered("full-site")
+    pre = files["preflight.sbatch"]
+    assert "-m hpoc.runtime.preflight" in pre and "-m hpoc.runtime \"$hpoc_plan\"" not in pre
+    assert "--signal" not in pre and "--requeue" not in pre and "hpoc_on_usr2" not in pre
+    assert "--job-name=resnet-sweep-preflight" in sbatch_flags(pre)
+    job = files["job.sbatch"]
+    assert '-m hpoc.runtime "$hpoc_plan" --shard "$hpoc_shard"' in job
+    assert "hpoc_shard=${SLURM_ARRAY_TASK_ID:-0}" in job
+    assert job.index("-m hpoc.runtime.preflight") < job.index('-m hpoc.runtime "$hpoc_plan"')
+
+
+def test_preflight_only_renders_just_the_preflight_job():
+    files = rendered("preflight-only")
+    assert list(files) == ["job.sbatch"]
+    assert files["job.sbatch"] == rendered("full-site")["preflight.sbatch"]
+
+
+def test_no_slurm_block_means_no_scripts():
+    assert render_all(plan(slurm=None), plan_path=PLAN_PATH) == {}
+
+
+def test_ray_nodes_start_through_the_shared_entry_point_one_step_per_node():
+    script = rendered("full-site")["job.sbatch"]
+    srun = script[script.index("    srun --nodes=1"):script.index('"$@" 2>>')]
+    for part in ("--ntasks=1", '-w "$node"', "--overlap", "--cpus-per-task=32", "--gres=gpu:4",
+                 '"${hpoc_py[@]}" -m hpoc.runtime.node "$role"', "--interface ib0"):
+        assert part in srun, part
+    assert 'hpoc_start_node head "$hpoc_head"' in script
+    assert 'hpoc_start_node worker "$hpoc_node" --address "$RAY_ADDRESS"' in script
+    assert "export RAY_ADDRESS" in script
+    assert re.search(r"\bray stop\b", script.replace("Never `ray stop`", "")) is None
+    assert "sleep 10" not in script and "sleep 5" not in script
+
+
+def test_security_settings_in_the_script():
+    script = rendered("full-site")["job.sbatch"]
+    assert "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=\"$hpoc_job_dir/token\"" in script
+    assert "unset RAY_AUTH_TOKEN" in script
+    assert "~/.ray" not in script and "auth_token" not in script
+    # the token only ever travels in the environment, never as an argument
+    assert '"$HPOC_RAY_TOKEN"' not in script and "$HPOC_RAY_TOKEN " not in script
+    assert "HPOC_RAY_TOKEN=$(<\"$RAY_AUTH_TOKEN_PATH\")" in script
+    assert "set -x" not in script
+
+
+def test_site_settings_container_and_interface():
+    script = rendered("full-site")["job.sbatch"]
+    assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in script
+    assert ("hpoc_py=(apptainer exec \"${hpoc_gpu_flag[@]}\" --bind '/p/project/hpo/my study' "
+            "--bind /p/project/hpo/build --bind /p/scratch/hpo/ray_results '/p/images/torch ray.sif' python3)") in script
+    assert "    module load Stages/2025 Python\n    source /p/project/hpo/venv/bin/activate\n" in script
+    assert script.index("module load") < script.index("set -u") < script.index("export NCCL_DEBUG=WARN")
+    assert "cd '/p/project/hpo/my study'" in script
+    sing = rendered("singularity-array")["job.sbatch"]
+    assert "hpoc_py=(singularity exec" in sing and "/img/x.sif" in sing
+    plain = rendered("basic")["job.sbatch"]
+    assert "apptainer" not in plain and "NCCL_SOCKET_IFNAME" not in plain and "--interface" not in plain
+
+
+def test_walltime_signal_handler_asks_the_driver_to_checkpoint_then_requeues():
+    script = rendered("gpu-resume")["job.sbatch"]
+    assert "--signal=B:USR2@120" in sbatch_flags(script) and "--requeue" in sbatch_flags(script)
+    handler = script[script.index("hpoc_on_usr2() {"):script.index("trap hpoc_on_usr2 USR2")]
+    assert 'kill -USR2 "$hpoc_driver"' in handler
+    assert "hpoc_wait_pids 110 " in handler  # grace minus the teardown margin
+    assert 'scontrol requeue "$hpoc_job_ref"' in handler
+    assert "trap hpoc_teardown EXIT" in script
+    assert "trap 'echo \"hpoc: terminated (SIGTERM)\" >&2; exit 143' TERM" in script
+    plain = rendered("basic")["job.sbatch"]
+    assert "USR2@" not in plain and "--requeue" not in plain and "hpoc_on_usr2" not in plain
+
+
+# ---- quoting ---------------------------------------------------------------------------
+
+HOSTILE = "x'; touch /tmp/hpoc-pwned; echo \"$(id)\" `id` $HOME \\ *"
+
+
+def test_every_plan_value_reaches_the_shell_quoted():
+    hostile = plan(
+        study={"name": "s" + HOSTILE},
+        source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": "/w/" + HOSTILE},
+        storage={"path": "/st/" + HOSTILE, "name": "x"},
+        slurm={"partition": "p" + HOSTILE, "account": "a" + HOSTILE, "qos": "q" + HOSTILE,
+               "constraint": "c" + HOSTILE, "env": {"EVIL": HOSTILE},
+               "container": {"image": "/i/" + HOSTILE, "runtime": "apptainer"},
+               "python": "/py/" + HOSTILE},
+    )
+    script = render_all(hostile, plan_path="/b/" + HOSTILE + "/plan.json")["job.sbatch"]
+    flags = sbatch_flags(script)
+    for flag in ("--partition=p", "--account=a", "--qos=q", "--constraint=c"):
+        assert f"{flag}{HOSTILE}" in flags
+    assert f"--job-name=s{HOSTILE}" in flags
+    # Outside #SBATCH lines, the raw value only ever appears inside its quoted form.
+    body = "\n".join(ln for ln in script.splitlines() if not ln.startswith("#"))
+    quoted = shlex.quote(HOSTILE)[1:-1]  # the inside of '...'
+    assert body.count("touch /tmp/hpoc-pwned") == body.count(quoted)
+    env_line = next(ln for ln in script.splitlines() if ln.startswith("export EVIL="))
+    out = subprocess.run(["bash", "-c", f'{env_line}; printf %s "$EVIL"'], capture_output=True, text=True)
+    assert out.stdout == HOSTILE
+    assert not Path("/tmp/hpoc-pwned").exists()
+
+
+@pytest.mark.parametrize(("section", "change", "expected"), [
+    ("slurm", {"extra": ["-x"]}, "slurm.extra[0]: must be a long option"),
+    ("slurm", {"extra": ["--comment=a\nrm -rf /"]}, "slurm.extra[0]: must be a single line"),
+    ("slurm", {"env": {"1BAD": "x"}}, "slurm.env.1BAD: is not a valid environment variable name"),
+    ("slurm", {"partition": "gpu\n#SBATCH --qos=high"}, "slurm.partition: must be a single line"),
+    ("slurm", {"mem": "lots"}, "slurm.mem: must be a number"),
+    ("slurm", {"time": "2h"}, "slurm.time: must be a SLURM time"),
+    ("slurm", {"nodes": 0}, "slurm.nodes: must be an integer >= 1"),
+    ("slurm", {"interface": "ib0; reboot"}, "slurm.interface: is not a network interface name"),
+    ("slurm", {"container": {"image": "/x.sif", "runtime": "docker"}}, "slurm.container.runtime: must be one of"),
+    ("resume", {"enabled": True, "grace_s": 600}, "resume.grace_s: must be below the time limit"),
+    ("shards", {"count": 0}, "shards.count: must be an integer >= 1"),
+])
+def test_invalid_settings_are_refused_with_their_plan_path(section, change, expected):
+    with pytest.raises(RenderError) as info:
+        render_all(plan(**{section: change}), plan_path=PLAN_PATH)
+    assert expected in str(info.value)
+
+
+def test_all_problems_are_reported_at_once_and_the_error_pickles():
+    import pickle
+
+    with pytest.raises(RenderError) as info:
+        render_all(plan(slurm={"mem": "x", "time": "y", "extra": ["z"]}), plan_path="relative/plan.json")
+    assert len(info.value.problems) == 4
+    again = pickle.loads(pickle.dumps(info.value))
+    assert again.problems == info.value.problems
+
+
+# ---- scale, determinism, purity -----------------------------------------------------------
+
+
+def test_a_64_node_16_shard_script_is_no_longer_than_a_2_node_one():
+    big = render_all(plan(slurm={"nodes": 64}, shards={"count": 16, "parallel": 4}), plan_path=PLAN_PATH)["job.sbatch"]
+    small = render_all(plan(slurm={"nodes": 2}, shards={"count": 2, "parallel": 2}), plan_path=PLAN_PATH)["job.sbatch"]
+    assert "--nodes=64" in sbatch_flags(big) and "--array=0-15%4" in sbatch_flags(big)
+    assert len(big.splitlines()) == len(small.splitlines())
+    changed = [(a, b) for a, b in zip(small.splitlines(), big.splitlines()) if a != b]
+    assert {b for _, b in changed} <= {"#SBATCH --nodes=64", "#SBATCH --array=0-15%4", "hpoc_nodes_wanted=64",
+                                       'echo "hpoc: running shard $hpoc_shard of 16"'} | {
+        ln for _, ln in changed if ln.startswith("# Edit the spec")}
+    assert 'mapfile -t hpoc_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in big
+    assert 'for hpoc_node in "${hpoc_nodes[@]}"; do' in big
+    steps = re.compile(r"^\s*(timeout \d+ )?srun ", re.M)
+    assert len(steps.findall(big)) == len(steps.findall(small)) == 2  # the per-node step, the cleanup
+
+
+def test_rendering_is_deterministic_and_independent_of_the_environment(tmp_path, monkeypatch):
+    p = plan(**FULL_SITE)
+    first = render_all(p, plan_path=PLAN_PATH)
+    reordered = dict(p, slurm=dict(p["slurm"], env=dict(reversed(list(p["slurm"]["env"].items())))))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("HOME", "/elsewhere")
+    assert render_all(reordered, plan_path=PLAN_PATH) == first
+    assert list(tmp_path.iterdir()) == []  # nothing written

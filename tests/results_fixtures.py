@@ -124,7 +124,7 @@ def study_data(tmp_path_factory) -> StudyData:
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
     started = time.monotonic()
     proc = subprocess.run([sys.executable, str(HERE / "results_gen.py"), str(base / "spec.json")],
-                          env=env, capture_output=True, text=True, timeout=240)
+                          env=env, capture_output=True, text=True, timeout=900)
     took = time.monotonic() - started
     if proc.returncode != 0 or not (single / "summary.json").is_file():
         raise RuntimeError(f"generating Ray Tune test data failed:\n{proc.stderr[-4000:]}")

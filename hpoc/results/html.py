@@ -54,7 +54,7 @@ document.querySelectorAll("table.sortable th").forEach(function (th, col) {
     rows.sort(function (a, b) {
       var x = a.cells[col].textContent, y = b.cells[col].textContent;
       if (x === "-" || y === "-") return (x === "-") - (y === "-");
-      var nx = parseFloat(x), ny = parseFloat(y);
+      var nx = x.trim() === "" ? NaN : Number(x), ny = y.trim() === "" ? NaN : Number(y);
       var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
       return asc ? r : -r;
     });
@@ -106,11 +106,12 @@ def _warnings(results: Results, ranking: Ranking) -> str:
 
 def _cards(results: Results, ranking: Ranking) -> str:
     cards = [("trials", str(len(results.trials)))]
-    for status, n in sorted(results.status_counts().items()):
-        cards.append((status.lower(), str(n)))
-    stopped = sum(t.stopped_early for t in results.trials)
-    if stopped:
-        cards.append(("stopped early", str(stopped)))
+    labels: dict[str, int] = {}
+    for trial in results.trials:
+        labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
+    for label in ("completed", "stopped early", "error", "running", "paused", "pending"):
+        if label in labels:
+            cards.append((label, str(labels[label])))
     if ranking.best is not None:
         cards.append((f"best {ranking.metric}", fmt(ranking.value(ranking.best))))
     walls = [s.wall_s for s in results.shards if s.wall_s]

@@ -1,0 +1,248 @@
+"""`hpoc report`: plots and the self-contained HTML, checked in a real headless browser."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hpoc.cli import main
+from hpoc.results import load, rank
+from hpoc.results import plots as P
+
+from results_fixtures import study_data
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    return study_data(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def report(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    assert main(["report", str(data.build_sharded), "-o", str(out)]) == 0
+    return out
+
+
+def read_png(data: bytes) -> np.ndarray:
+    import io
+
+    from matplotlib.image import imread
+
+    return imread(io.BytesIO(data), format="png")
+
+
+# ------------------------------------------------------------------ files
+
+def test_report_writes_html_and_pngs_beside_it(report, capsys):
+    html_text = report.read_text(encoding="utf-8")
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html_text)
+    names = [p[0] for p in P.PLOTS]
+    assert len(images) == len(names)
+    for name, encoded in zip(names, images):
+        png = report.with_name(f"report-{name}.png")
+        assert png.read_bytes() == base64.b64decode(encoded)
+        pixels = read_png(png.read_bytes())
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 400
+        assert pixels[..., :3].std() > 0.05, f"{png.name} looks blank"
+
+
+def test_report_has_no_external_resource(report):
+    text = report.read_text(encoding="utf-8")
+    refs = re.findall(r'(?:src|href|action)\s*=\s*["\']([^"\']*)', text, flags=re.I)
+    assert refs and all(r.startswith("data:") or r.startswith("#") for r in refs), refs
+    assert not re.search(r"url\s*\(|@import|<link|<iframe|<object|<embed", text, flags=re.I)
+    assert "http://" not in text and "https://" not in text
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+
+
+def test_report_content(report, data):
+    text = report.read_text(encoding="utf-8")
+    results = load(data.build_sharded)
+    best = rank(results).best
+    assert "hpoc report: fmnist-sharded" in text
+    assert f"best trial: {best.trial_id} (shard {best.shard})" in text
+    assert html.escape(json.dumps(best.config, indent=2, sort_keys=True)) in text
+    assert text.count("<tr") == len(results.trials) + 1
+    assert "RuntimeError: loss diverged (nan) at epoch 3" in text
+    assert '<tr class="best">' in text
+
+
+def test_report_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing"), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "no such file or directory" in err and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_respects_filters(data, tmp_path, capsys):
+    out = tmp_path / "top.html"
+    assert main(["report", str(data.build_single), "-o", str(out), "--top", "3",
+                 "--no-png"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.count("<tr") == 3 + 1
+    assert list(tmp_path.glob("*.png")) == []
+
+
+# ------------------------------------------------------------------ plots
+
+@pytest.fixture(scope="module")
+def single(data):
+    results = load(data.build_single)
+    return results, rank(results)
+
+
+def test_learning_curves_mark_stopped_and_failed_trials(single):
+    results, ranking = single
+    fig = P.learning_curves_figure(results, ranking)
+    ax = fig.axes[0]
+    assert ax.get_title() == "val_loss (lower is better)"
+    assert ax.get_xlabel() == "epoch (training iteration)" and ax.get_ylabel() == "val_loss"
+    markers = [ln.get_marker() for ln in ax.get_lines()]
+    drawn = [t for t in results.trials if t.value("val_loss") is not None]
+    assert markers.count("x") == sum(t.stopped_early for t in drawn) > 0
+    assert markers.count("X") == sum(t.status == "ERROR" for t in drawn) > 0
+    assert markers.count("*") == 1
+    # Stopped trials end early on the x axis.
+    ends = {ln.get_xdata()[-1] for ln in ax.get_lines() if ln.get_marker() == "x"}
+    assert ends and max(ends) < results.max_epochs
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "stopped early by scheduler" in legend
+
+
+def test_objective_vs_params_uses_log_axis_for_log_domains(single):
+    results, ranking = single
+    fig = P.objective_vs_params_figure(results, ranking)
+    axes = {ax.get_xlabel(): ax for ax in fig.axes if ax.get_visible()}
+    assert axes["optimizer.lr (log scale)"].get_xscale() == "log"
+    assert axes["dropout"].get_xscale() == "linear"
+    ticks = [t.get_text() for t in axes["batch_size"].get_xticklabels()]
+    assert ticks == ["32", "64", "128"]  # categories in the plan's order
+    assert all(ax.get_ylabel() == "val_loss (last)" for ax in axes.values())
+
+
+def test_parallel_coordinates_is_coloured_by_objective(single):
+    results, ranking = single
+    fig = P.parallel_coordinates_figure(results, ranking)
+    ax, bar = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "batch_size", "optimizer.name", "optimizer.lr (log)", "dropout", "val_loss"]
+    assert bar.get_ylabel() == "val_loss (lower is better)"
+    scored = [t for t in results.trials if ranking.value(t) is not None]
+    trial_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 5]  # not the axes
+    assert len(trial_lines) == len(scored)
+    # Lines are coloured by the objective: the best trial's line is drawn last, brightest.
+    colours = {tuple(ln.get_color()) for ln in trial_lines}
+    assert len(colours) > 1
+
+
+def test_best_so_far_never_gets_worse(single):
+    results, ranking = single
+    fig = P.best_so_far_figure(results, ranking)
+    ax_time, ax_count = fig.axes
+    assert "time since study start" in ax_time.get_xlabel()
+    assert ax_count.get_xlabel() == "trials finished"
+    for ax in (ax_time, ax_count):
+        step = ax.get_lines()[0].get_ydata()
+        assert all(b <= a for a, b in zip(step, step[1:]))
+    assert ax_count.get_lines()[0].get_ydata()[-1] == pytest.approx(ranking.value(ranking.best))
+
+
+def test_shard_plot_shows_which_shard_ran_what(data):
+    results = load(data.build_sharded)
+    fig = P.timeline_figure(results, rank(results))
+    ax = fig.axes[0]
+    assert "shard" in ax.get_title().lower()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    per_shard = {s.index: s.num_trials for s in results.shards}
+    assert f"shard 0 ({per_shard[0]} trials)" in legend
+    assert f"shard 1 ({per_shard[1]} trials)" in legend
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert sum(lbl.startswith("s1 ") for lbl in labels) == per_shard[1]
+
+
+# ------------------------------------------------------------------ real browser
+
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) {
+  __errors.push("error: " + (e.message || (e.target && (e.target.src || e.target.href))));
+}, true);
+document.addEventListener("securitypolicyviolation", function (e) {
+  __errors.push("csp: " + e.blockedURI);
+});
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var th = document.querySelectorAll("table.sortable th")[1];
+  th.click();
+  var ids = Array.prototype.map.call(document.querySelectorAll("table.sortable tbody tr"),
+                                     function (r) { return r.cells[1].textContent; });
+  var m = document.createElement("pre");
+  m.id = "hpoc-probe";
+  m.textContent = JSON.stringify({
+    images: imgs.length,
+    decoded: imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length,
+    errors: __errors, title: document.title, sorted_ids: ids});
+  document.body.appendChild(m);
+});
+</script>"""
+
+
+def chromium() -> str:
+    exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                if shutil.which(n)), None)
+    if exe is None:
+        if os.environ.get("HPOC_REQUIRE_BROWSER") == "1":
+            pytest.fail("HPOC_REQUIRE_BROWSER=1 but no chromium on PATH")
+        pytest.skip("chromium not installed (apt-get install chromium); the report is only "
+                    "checked in a browser where one is available (HPOC_REQUIRE_BROWSER=1 "
+                    "makes this a failure)")
+    return exe
+
+
+def run_browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_report_loads_in_headless_browser(report, tmp_path):
+    text = report.read_text(encoding="utf-8")
+    probed = tmp_path / "probed.html"
+    head_end = text.index("</title>")  # after the CSP meta: the probe obeys the same policy
+    probed.write_text(text[:head_end] + "</title>" + PROBE + text[head_end + 8:],
+                      encoding="utf-8")
+    proc = run_browser(tmp_path, "--virtual-time-budget=10000", "--dump-dom",
+                       probed.as_uri())
+    match = re.search(r'<pre id="hpoc-probe">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert match, f"probe did not run; chromium said:\n{proc.stderr[-2000:]}"
+    probe = json.loads(html.unescape(match.group(1)))
+    assert probe["errors"] == []
+    assert probe["title"] == "hpoc report: fmnist-sharded"
+    assert probe["images"] == len(P.PLOTS) and probe["decoded"] == probe["images"]
+    assert probe["sorted_ids"] == sorted(probe["sorted_ids"])  # the header click sorted it
+
+
+def test_report_screenshot_is_not_blank(report, tmp_path):
+    shot = tmp_path / "shot.png"
+    proc = run_browser(tmp_path, "--window-size=1280,2400", f"--screenshot={shot}",
+                       "--virtual-time-budget=10000", report.as_uri())
+    assert shot.is_file(), proc.stderr[-2000:]
+    pixels = read_png(shot.read_bytes())[..., :3]
+    ink = pixels.min(axis=-1) < 0.9  # anything darker than the near-white page and figures
+    assert ink.mean() > 0.02, "the page looks empty"
+    colours = np.unique((pixels.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
+    assert len(colours) > 200, "no plot seems to be drawn"

@@ -56,11 +56,11 @@ class Diagnostic:
             return self.end_col - self.col
         return 1
 
-    def with_source(self, text: str) -> Diagnostic:
-        """Copy with `source_line` taken from the spec's text."""
+    def with_source(self, text: str | Sequence[str]) -> Diagnostic:
+        """Copy with `source_line` taken from the spec's text (or its list of lines)."""
         if self.line is None or self.source_line is not None:
             return self
-        lines = text.split("\n")
+        lines = text.split("\n") if isinstance(text, str) else text
         if 1 <= self.line <= len(lines):
             return replace(self, source_line=lines[self.line - 1].rstrip("\r"))
         return self
@@ -80,6 +80,11 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
         f" {gutter} | {text}",
         f" {' ' * len(gutter)} | {pad}{'^' * width}",
     ]
+
+
+def with_sources(diagnostics: Iterable[Diagnostic], text: str) -> list[Diagnostic]:
+    lines = text.split("\n")
+    return [d.with_source(lines) for d in diagnostics]
 
 
 class HpocError(Exception):

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpoc.errors import Diagnostic, SpecCheckError, SpecError
+from hpoc.errors import Diagnostic, SpecCheckError, SpecError, with_sources
 
 __all__ = ["Result", "compile_file", "compile_source", "compile_study", "parse_file", "SpecError"]
 
@@ -25,17 +25,13 @@ class Result:
     study: Any = None
 
 
-def _attach_source(diags: list[Diagnostic], text: str) -> list[Diagnostic]:
-    return [d.with_source(text) for d in diags]
-
-
 def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir: str, fmt: str = "hpo") -> Result:
     """Check an AST and build its plan; raise SpecCheckError with all errors."""
     from hpoc.compiler.check import check
     from hpoc.compiler.plan import build_plan
 
     checked = check(study, workdir=os.path.abspath(workdir))
-    diags = _attach_source(checked.diagnostics, text) if text else checked.diagnostics
+    diags = with_sources(checked.diagnostics, text) if text else checked.diagnostics
     if not checked.ok:
         raise SpecCheckError(diags)
     plan = build_plan(checked, file=file, fmt=fmt, sha256=sha256, workdir=workdir)

@@ -22,6 +22,7 @@ UNKNOWN, DUPLICATE, TYPE, VALUE, MISSING, MISPLACED = "HP201", "HP202", "HP203",
 SPACE, BOUNDS, CONDITION, SEARCHER = "HP301", "HP302", "HP303", "HP304"
 SCHEDULER, OBJECTIVE = "HP401", "HP402"
 RESOURCES, SLURM_TIME, SHARDS, SLURM = "HP501", "HP502", "HP503", "HP504"
+MAX_DIAGNOSTICS = 50
 WARN_METRIC, WARN_SEARCH, WARN_FILE, WARN_RESOURCES = "HP801", "HP802", "HP803", "HP804"
 
 
@@ -220,4 +221,10 @@ def check(study: A.Study, workdir: str | None = None) -> Checked:
         checker.diagnostics,
         key=lambda d: (d.line is not None, d.line or 0, d.col or 0, d.severity != "error"),
     )
+    if len(diags) > MAX_DIAGNOSTICS:  # a garbage file should not print megabytes
+        rest = len(diags) - MAX_DIAGNOSTICS
+        diags = diags[:MAX_DIAGNOSTICS]
+        if not any(d.severity == "error" for d in diags):
+            diags.append(next(d for d in checker.diagnostics if d.severity == "error"))
+        diags.append(Diagnostic(f"{rest} more problems not shown", "HP200", study.file, severity="error"))
     return Checked(out, checker.spans, diags)

@@ -132,7 +132,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
         elif alg == "optuna" and p.domain == "qloguniform":
             ch.warn(WARN_SEARCH, f"optuna ignores the quantisation `q` of `{p.name}` on a log scale", where)
     if not space.params and alg not in ("random", "grid"):
-        ch.error(SEARCHER, f"`search {alg}` has nothing to search: `space` has no parameters",
+        ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     points = opts.get("points_to_evaluate")
     if points:

@@ -298,6 +298,14 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
         expected = set(exc.interactive_parser.accepts()) or expected
     except Exception:  # noqa: BLE001 - best effort, the plain set is still right
         pass
+    glued = _glued_suffix(text, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0)
+    if glued is not None:
+        line, col, number, suffix = glued
+        _error(
+            text, file, f"unexpected name `{suffix}` right after the number `{number}`", "HP101",
+            line, col, width=len(suffix),
+            help="sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)",
+        )  # fmt: skip
     if tok is None or tok.type == "$END":
         if state.stack:
             ch, line, col = state.stack[-1]
@@ -352,6 +360,40 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
     _error(text, file, msg, "HP101", tok.line, tok.column, width=width, help=help, notes=notes)
 
 
+_GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)([A-Za-z_]\w*)")
+_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd]|[KMGT])")
+
+
+def _glued_suffix(text: str, offset: int) -> tuple[int, int, str, str] | None:
+    """A name glued to a number (`64g`, `2hrs`) on the error's line or the line before.
+
+    With optional separators `mem = 64g` parses as `mem = 64` then an item `g`, so the
+    parser fails later; this finds the real mistake.
+    """
+    start = text.rfind("\n", 0, text.rfind("\n", 0, offset)) + 1
+    found = None
+    for line_start in _line_starts(text, start, offset):
+        line_end = text.find("\n", line_start)
+        line = text[line_start : line_end if line_end >= 0 else len(text)]
+        for m in _GLUED.finditer(line):
+            before = line[: m.start()]
+            if "#" in before or before.count('"') % 2 or line_start + m.start() > offset:
+                continue
+            if _VALID_GLUED.fullmatch(m.group(0).lstrip("-")):
+                continue
+            found = (text.count("\n", 0, line_start) + 1, m.start(2) + 1, m.group(1), m.group(2))
+    return found
+
+
+def _line_starts(text: str, start: int, offset: int) -> list[int]:
+    starts = [start]
+    while True:
+        nl = text.find("\n", starts[-1])
+        if nl < 0 or nl >= offset:
+            return starts
+        starts.append(nl + 1)
+
+
 _OPEN_WORD = {"{": "block", "[": "list", "(": "argument list"}
 
 
@@ -404,9 +446,10 @@ def _make_transformer() -> type:
 
         def key(self, meta: Any, children: list[Any]) -> tuple[str, A.Span | None]:
             (k,) = children
-            if isinstance(k, A.String):
-                return k.value, k.span
-            return k
+            if isinstance(k, tuple):  # dotted name
+                return k
+            s = self.string(meta, [k])  # STRING token
+            return s.value, s.span
 
         def ref(self, meta: Any, children: list[Any]) -> A.Ref:
             mod, attr = children
@@ -526,7 +569,10 @@ def _make_transformer() -> type:
 
         def goal(self, meta: Any, children: list[Any]) -> A.Goal:
             word, metric = children
-            name = metric.value if isinstance(metric, A.String) else metric[0]
+            if isinstance(metric, tuple):  # dotted name
+                name = metric[0]
+            else:  # STRING token
+                name = self.string(meta, [metric]).value
             mode = "min" if str(word) == "minimize" else "max"
             return A.Goal(mode, name, span=self._sp(meta))
 

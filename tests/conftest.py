@@ -1,0 +1,64 @@
+"""Shared pytest options. `--update-golden` rewrites expected files under tests/golden/."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite golden files under tests/golden/ from the current output",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+# ---- SLURM: tests marked `slurm` need a cluster (scripts/local-slurm.sh up). They skip
+# when there is none, except under HPOC_REQUIRE_SLURM=1 (CI), where they fail instead.
+_slurm_state: list[str | None] = []
+
+
+def slurm_problem() -> str | None:
+    """Why SLURM cannot be used here, or None when it can."""
+    if _slurm_state:
+        return _slurm_state[0]
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    local = Path(os.environ.get("HPOC_SLURM_STATE", "/tmp/hpoc-slurm"), "slurm.conf")
+    if "SLURM_CONF" not in os.environ and local.exists():
+        os.environ["SLURM_CONF"] = str(local)  # the local cluster of scripts/local-slurm.sh
+    problem = None
+    if not shutil.which("sbatch"):
+        problem = "no SLURM here (sbatch not found); start one with `scripts/local-slurm.sh up`"
+    else:
+        try:
+            run = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
+            if run.returncode != 0:
+                problem = f"SLURM does not answer (sinfo: {run.stderr.strip()}); run `scripts/local-slurm.sh up`"
+        except subprocess.TimeoutExpired:
+            problem = "SLURM does not answer (sinfo timed out); run `scripts/local-slurm.sh up`"
+    _slurm_state.append(problem)
+    return problem
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("slurm") is None:
+        return
+    problem = slurm_problem()
+    if problem is None:
+        return
+    if os.environ.get("HPOC_REQUIRE_SLURM") == "1":
+        pytest.fail(f"HPOC_REQUIRE_SLURM=1 but {problem}", pytrace=False)
+    pytest.skip(problem)

@@ -1,0 +1,47 @@
+"""Helpers for the language tests: compile text and get its diagnostics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpoc.compiler import compile_source, compile_text
+from hpoc.errors import Diagnostic, SpecError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = {
+    "fashion_mnist": ROOT / "examples/fashion_mnist/study.hpo",
+    "digits": ROOT / "examples/digits/study.hpo",
+}
+
+# The smallest valid study; tests append sections to it.
+BASE = 'study "t"\npipeline { trainer = trainer:T }\n'
+
+
+def diagnostics(text: str, workdir: str = "/tmp") -> list[Diagnostic]:
+    """All diagnostics of `text` (errors and warnings); [] when it compiles clean."""
+    try:
+        return compile_text(text, "t.hpo", workdir).warnings
+    except SpecError as exc:
+        return exc.diagnostics
+
+
+def errors(text: str) -> list[Diagnostic]:
+    return [d for d in diagnostics(text) if d.severity == "error"]
+
+
+def warnings(text: str) -> list[Diagnostic]:
+    return [d for d in diagnostics(text) if d.severity == "warning"]
+
+
+def one_error(text: str) -> Diagnostic:
+    errs = errors(text)
+    assert len(errs) == 1, "\n\n".join(d.render() for d in errs) or "no errors"
+    return errs[0]
+
+
+def plan_of(text: str, workdir: str = "/tmp") -> dict:
+    return compile_source(text, "t.hpo", workdir)
+
+
+def where(d: Diagnostic) -> tuple[int | None, int | None]:
+    return d.line, d.col

@@ -1,0 +1,453 @@
+"""Semantic checks: one test per kind of error, asserting message and line:col."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from hpo_util import BASE, diagnostics, errors, one_error, plan_of, warnings, where
+from hpoc.compiler import compile_source
+from hpoc.errors import SpecCheckError, SpecError
+
+# ------------------------------------------------------------------ names and keys
+
+
+def test_unknown_section_suggests_the_closest() -> None:
+    d = one_error(BASE + "schedular asha {}\n")
+    assert (d.code, where(d)) == ("HP201", (3, 1))
+    assert d.message == "unknown section `schedular`"
+    assert d.help == "did you mean `scheduler`?"
+
+
+def test_unknown_key_suggests_the_closest() -> None:
+    d = one_error(BASE + "trials {\n  num_samples = 2\n  max_concurent = 3\n}\n")
+    assert (d.code, where(d)) == ("HP201", (5, 3))
+    assert d.message == "unknown key `max_concurent` in `trials`"
+    assert d.help == "did you mean `max_concurrent`?"
+
+
+def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
+    d = one_error(BASE + "trials { cpus_per_worker = 3 }\n")
+    assert (where(d), d.help) == ((3, 10), "`cpus_per_worker` belongs in `resources`")
+    d = one_error(BASE + "num_samples = 3\n")
+    assert (d.code, where(d), d.message) == ("HP206", (3, 1), "setting `num_samples` outside of a section")
+    assert d.help == "`num_samples` belongs in `trials { ... }`"
+
+
+def test_unknown_searcher_scheduler_logger_and_option() -> None:
+    errs = errors(
+        BASE + "objective minimize val_loss\nsearch optuan\nscheduler ashaa\nlogger mlfow\n"
+        "search_alg = 1\n"
+    )
+    msgs = [(e.message, where(e), e.help) for e in errs]
+    assert ("unknown search `optuan`", (4, 8), "did you mean `optuna`?") in msgs
+    assert ("unknown scheduler `ashaa`", (5, 11), "did you mean `asha`?") in msgs
+    assert ("unknown logger `mlfow`", (6, 8), "did you mean `mlflow`?") in msgs
+    d = one_error(BASE + "objective minimize val_loss\nsearch optuna { samplr = tpe }\nspace { a = uniform(0, 1) }\n")
+    assert (d.message, where(d), d.help) == (
+        "unknown key `samplr` in `search optuna`", (4, 17), "did you mean `sampler`?",
+    )
+
+
+def test_wrong_option_type_and_enum() -> None:
+    d = one_error(BASE + 'objective minimize val_loss\nscheduler asha { max_t = "20" }\n')
+    assert (d.code, where(d)) == ("HP203", (4, 26))
+    assert d.message == '`max_t` must be an integer, not the string "20"'
+    assert d.help == "remove the quotes: 20"
+    d = one_error(BASE + "objective minimize val_loss\nsearch optuna { sampler = tpee }\nspace { a = uniform(0, 1) }\n")
+    assert d.message == "`sampler` must be `tpe`, `gp`, `cmaes`, `nsga2` or `random`, not the name `tpee`"
+    assert (where(d), d.help) == ((4, 27), "did you mean `tpe`?")
+    d = one_error(BASE + "trials { num_samples = 2.0 }\n")
+    assert (d.message, d.help) == ("`num_samples` must be an integer, not the number `2.0`", "write 2")
+
+
+def test_duplicates() -> None:
+    d = one_error(BASE + "trials { num_samples = 2 }\ntrials { num_samples = 3 }\n")
+    assert (d.code, where(d), d.message) == ("HP202", (4, 1), "section `trials` appears twice")
+    assert d.notes == ("first at line 3",)
+    d = one_error(BASE + "trials {\n  num_samples = 2\n  num_samples = 3\n}\n")
+    assert (where(d), d.message) == ((5, 3), "`num_samples` is set twice in `trials`")
+    d = one_error(BASE + "space {\n  lr = uniform(0, 1)\n  lr = uniform(0, 2)\n}\n")
+    assert (where(d), d.message) == ((5, 3), "parameter `lr` is defined twice")
+    d = one_error(BASE + "space {\n  opt { lr = uniform(0, 1) }\n  opt.lr = 3\n}\n")
+    assert (where(d), d.message) == ((5, 3), "parameter `opt.lr` is defined twice")
+    d = one_error(BASE + "space { a = choice(1, 2, 1) }\n")
+    assert (d.code, where(d), d.message) == ("HP202", (3, 26), "`choice` lists the number `1` twice")
+    d = one_error(BASE + "logger tensorboard\nlogger tensorboard\n")
+    assert (where(d), d.message) == ((4, 8), "logger `tensorboard` is configured twice")
+    d = one_error(BASE + "objective { minimize a  maximize a }\n")
+    assert (where(d), d.message) == ((3, 25), "metric `a` appears twice in `objective`")
+
+
+def test_parameter_and_group_with_the_same_name() -> None:
+    d = one_error(BASE + "space {\n  opt = choice(1, 2)\n  opt.lr = uniform(0, 1)\n}\n")
+    assert (where(d), d.message) == ((5, 3), "`opt` is both a parameter and a group (of `opt.lr`)")
+
+
+def test_missing_required() -> None:
+    d = one_error('study "t"\npipeline { getter = data:G }\n')
+    assert (d.code, where(d), d.message) == ("HP205", (2, 1), "`pipeline` needs `trainer`")
+    d = one_error("pipeline { trainer = t:T }\n")
+    assert (d.code, where(d), d.message) == ("HP205", (1, 1), "the study has no name")
+
+
+def test_invalid_names_and_targets() -> None:
+    d = one_error('study "my study"\npipeline { trainer = t:T }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (1, 7), '"my study" is not a valid study name')
+    d = one_error('study "t"\npipeline { trainer = Trainer }\n')
+    assert (where(d), d.message) == ((2, 22), "`trainer` needs a module: `Trainer` alone cannot be imported")
+    d = one_error('study "t"\npipeline { trainer = t:T(1) }\n')
+    assert (where(d), d.message) == ((2, 26), "`trainer` takes keyword arguments only")
+    d = one_error('study "t"\npipeline { trainer = t:T(x = foo) }\n')
+    assert (where(d), d.message, d.help) == (
+        (2, 30), "argument `x` of `trainer` must be a literal value, not the name `foo`", 'quote it: "foo"',
+    )
+
+
+def test_plan_targets_are_normalised() -> None:
+    plan = plan_of('study "t"\npipeline { trainer = pkg.mod.T(lr = 1e-5, layers = [1, 2], opts = { a = true }) }\n')
+    assert plan["pipeline"]["trainer"] == {
+        "target": "pkg.mod:T",
+        "args": {"lr": 1e-05, "layers": [1, 2], "opts": {"a": True}},
+    }
+    assert plan["pipeline"]["getter"] is None and plan["pipeline"]["splitter"] is None
+
+
+# ------------------------------------------------------------------------ the space
+
+
+def test_domain_bounds() -> None:
+    cases = [
+        ("a = uniform(1, 0)", (3, 24), "`lower` must be less than `upper` in `uniform` (got 1 and 0)"),
+        ("a = loguniform(0, 1)", (3, 24), "`loguniform` needs `lower` > 0 (got 0)"),
+        ("a = quniform(0, 1, 0)", (3, 28), "`q` must be positive (got 0)"),
+        ("a = loguniform(1, 10, base = 1)", (3, 38), "`base` must be positive and not 1 (got 1)"),
+        ("a = randn(0, -1)", (3, 22), "`sd` must be positive (got -1)"),
+        ("a = choice()", (3, 13), "`choice` needs at least one value for `a`"),
+        ("a = grid([])", (3, 13), "`grid` needs at least one value for `a`"),
+        ("a = lograndint(0, 5)", (3, 24), "`lograndint` needs `lower` > 0 (got 0)"),
+    ]
+    for src, loc, msg in cases:
+        d = one_error(BASE + f"space {{ {src} }}\n")
+        assert (d.code, where(d), d.message) == ("HP302", loc, msg), src
+
+
+def test_domain_arguments() -> None:
+    d = one_error(BASE + "space { a = unifrom(0, 1) }\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP301", (3, 13), "unknown search domain `unifrom` for `a`", "did you mean `uniform`?",
+    )
+    d = one_error(BASE + "space { a = uniform(0, 1, 2) }\n")
+    assert (where(d), d.message) == ((3, 27), "`uniform` takes at most 2 arguments (lower, upper)")
+    d = one_error(BASE + "space { a = quniform(0, 1) }\n")
+    assert (where(d), d.message) == ((3, 13), "`quniform` needs `q` for `a`")
+    d = one_error(BASE + "space { a = loguniform(1e-5, 1, bsae = 2) }\n")
+    assert (where(d), d.message, d.help) == ((3, 33), "`loguniform` has no argument `bsae`", "did you mean `base`?")
+    d = one_error(BASE + "space { a = randint(0, 1e3) }\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP203", (3, 24), "`upper` of `randint` must be an integer, not the number `1e3`", "write 1000",
+    )
+    d = one_error(BASE + "space { a = uniform }\n")
+    assert (where(d), d.message) == ((3, 13), "`uniform` needs arguments")
+
+
+def test_domain_plan_args_use_ray_names_and_defaults() -> None:
+    plan = plan_of(
+        BASE + "space {\n  a = loguniform(1e-4, 1e-1)\n  b = qrandint(1, 9)\n  c = randn()\n"
+        "  d = qlograndint(lower = 1, upper = 100, q = 1, base = 2)\n  e = choice([1, 2])\n  f = grid(1, 2)\n}\n"
+    )
+    args = {p["name"]: (p["domain"], p["args"]) for p in plan["space"]["params"]}
+    assert args == {
+        "a": ("loguniform", {"lower": 1e-4, "upper": 1e-1, "base": 10}),
+        "b": ("qrandint", {"lower": 1, "upper": 9, "q": 1}),
+        "c": ("randn", {"mean": 0.0, "sd": 1.0}),
+        "d": ("qlograndint", {"lower": 1, "upper": 100, "q": 1, "base": 2}),
+        "e": ("choice", {"categories": [1, 2]}),
+        "f": ("grid", {"values": [1, 2]}),
+    }
+
+
+def test_groups_give_dotted_names() -> None:
+    plan = plan_of(
+        BASE + "space {\n  optimizer {\n    name = choice(\"adam\", \"sgd\")\n"
+        "    momentum = uniform(0.5, 0.9) if name == \"sgd\"\n  }\n  optimizer.wd = 0.01\n}\n"
+        "search optuna\nobjective minimize val_loss\n"
+    )
+    params = plan["space"]["params"]
+    assert [p["name"] for p in params] == ["optimizer.name", "optimizer.momentum"]
+    assert params[1]["condition"] == {"param": "optimizer.name", "values": ["sgd"]}
+    assert plan["space"]["constants"] == {"optimizer.wd": 0.01}
+
+
+def test_conditions() -> None:
+    src = BASE + 'space {\n  opt = choice("adam", "sgd")\n  lr = uniform(0, 1)\n  %s\n}\n'
+    d = one_error(src % 'm = uniform(0, 1) if opt == "sdg"')
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP303", (6, 31), '`opt` never takes the string "sdg"', "did you mean `sgd`?",
+    )
+    d = one_error(src % "m = uniform(0, 1) if otp == 1")
+    assert (where(d), d.message, d.help) == ((6, 24), "condition on unknown parameter `otp`", "did you mean `opt`?")
+    d = one_error(src % "m = uniform(0, 1) if lr == 1")
+    assert (where(d), d.message) == ((6, 24), "condition tests `lr`, which is a `uniform` parameter")
+    d = one_error(src % "m = 3 if opt == sgd")
+    assert (where(d), d.message) == ((6, 12), "constant `m` cannot be conditional")
+    d = one_error(src % 'if opt == "sgd" { if opt == "adam" { m = uniform(0, 1) } }')
+    assert (where(d), d.message) == ((6, 24), "`if` blocks cannot be nested")
+    plan = plan_of(src % "if opt in [sgd] { m = uniform(0, 1), n = choice(true, false) }")
+    conds = [p["condition"] for p in plan["space"]["params"]]
+    assert conds == [None, None, {"param": "opt", "values": ["sgd"]}, {"param": "opt", "values": ["sgd"]}]
+
+
+def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
+    src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"
+    d = one_error(src)
+    assert (where(d), d.message) == ((5, 32), "`flag` never takes the number `1`")
+
+
+def test_condition_cycle() -> None:
+    src = BASE + "space {\n  a = choice(1, 2) if b == 1\n  b = choice(1, 2) if a == 1\n}\n"
+    errs = errors(src)
+    assert {(e.message, where(e)) for e in errs} == {
+        ("conditions of `a` form a cycle", (4, 23)),
+        ("conditions of `b` form a cycle", (5, 23)),
+    } or len(errs) >= 1 and errs[0].code == "HP303"
+
+
+# -------------------------------------------------------------- searcher vs space
+
+
+def test_searcher_cannot_handle_the_space() -> None:
+    obj = "objective minimize val_loss\n"
+    d = one_error(BASE + obj + "search bayesopt\nspace { opt = choice(1, 2) }\n")
+    assert (d.code, where(d)) == ("HP304", (5, 15))
+    assert d.message == "`search bayesopt` only handles continuous parameters; `opt` is `choice`"
+    assert d.help == "use `search optuna` (TPE is Bayesian too) or make it `uniform(...)`"
+    d = one_error(BASE + "search grid\nspace { lr = uniform(0, 1) }\n")
+    assert (where(d), d.message) == ((4, 14), "`search grid` only enumerates `grid(...)`; `lr` is continuous (`uniform`)")
+    d = one_error(BASE + "search grid\nspace { bs = choice(1, 2) }\n")
+    assert d.help == "replace `choice` with `grid` to enumerate it"
+    d = one_error(BASE + obj + "search hyperopt\nspace {\n  o = choice(1, 2)\n  m = uniform(0, 1) if o == 1\n}\n")
+    assert (where(d), d.message) == ((7, 24), "`search hyperopt` cannot handle conditional parameters (`m`)")
+    d = one_error(BASE + obj + "search optuna\nspace { s = grid(1, 2) }\n")
+    assert (where(d), d.message) == ((5, 13), "`search optuna` cannot search `grid` values (`s`)")
+    d = one_error(BASE + obj + "search optuna\nspace { s = randn(0, 1) }\n")
+    assert d.message == "`search optuna` cannot sample normal distributions (`s = randn(...)`)"
+    d = one_error(BASE + obj + "search optuna\nspace { s = qlograndint(1, 100, 5) }\n")
+    assert d.message == "optuna cannot combine a log scale with a step `q` (`s`)"
+    (w,) = warnings(BASE + obj + "search hebo\n")
+    assert (w.code, where(w), w.message) == ("HP802", (4, 8), "`search hebo` has nothing to search: `space` has no parameters")
+
+
+def test_searcher_warnings() -> None:
+    ws = warnings(BASE + "objective minimize val_loss\nsearch bayesopt\nspace { lr = loguniform(1e-5, 1) }\n")
+    assert [(w.code, where(w), w.message) for w in ws] == [
+        ("HP802", (5, 14), "`search bayesopt` samples `lr` uniformly, not on a log scale")
+    ]
+    ws = warnings(BASE + "objective minimize val_loss\nsearch hebo\nspace { lr = quniform(0, 1, 0.1) }\n")
+    assert [w.message for w in ws] == ["`search hebo` ignores the quantisation `q` of `lr`"]
+
+
+def test_multi_objective() -> None:
+    multi = "objective {\n  minimize val_loss\n  maximize val_accuracy\n}\n"
+    d = one_error(BASE + multi + "search hyperopt\nspace { a = uniform(0, 1) }\n")
+    assert (d.code, where(d)) == ("HP304", (3, 1))
+    assert d.message == "`search hyperopt` optimises a single metric, but the objective has 2"
+    plan = plan_of(BASE + multi + "search optuna { sampler = nsga2 }\nspace { a = uniform(0, 1) }\n")
+    assert plan["objective"]["metrics"] == [
+        {"name": "val_loss", "mode": "min"},
+        {"name": "val_accuracy", "mode": "max"},
+    ]
+    d = one_error(BASE + multi + "search optuna { sampler = cmaes }\nspace { a = uniform(0, 1) }\n")
+    assert d.message == "optuna's `cmaes` sampler optimises a single metric"
+
+
+def test_objective_needed() -> None:
+    errs = errors(BASE + "search optuna\nscheduler asha\nspace { a = uniform(0, 1) }\n")
+    assert [(e.code, where(e), e.message) for e in errs] == [
+        ("HP402", (3, 8), "`search optuna` needs an objective to optimise"),
+        ("HP402", (4, 11), "`scheduler asha` needs an objective to compare trials"),
+    ]
+    assert errs[0].help == "add `objective minimize val_loss` (or `maximize ...`)"
+
+
+def test_metric_not_reported_by_default_loop_is_a_warning() -> None:
+    (w,) = warnings(BASE + "objective maximize f1\n")
+    assert (w.code, where(w)) == ("HP801", (3, 11))
+    assert w.message == "metric `f1` is not reported by hpoc's default train loop"
+
+
+# ------------------------------------------------------------------------ scheduler
+
+
+def test_scheduler_consistency() -> None:
+    obj = "objective minimize val_loss\n"
+    d = one_error(BASE + obj + "scheduler asha { max_t = 5, grace_period = 10 }\n")
+    assert (d.code, where(d), d.message) == ("HP401", (4, 29), "`grace_period` (10) must not exceed `max_t` (5)")
+    d = one_error(BASE + obj + "scheduler asha { reduction_factor = 1 }\n")
+    assert (d.code, where(d), d.message) == ("HP204", (4, 37), "`reduction_factor` must be greater than 1 (got 1)")
+    d = one_error(BASE + obj + "scheduler bohb\nspace { a = uniform(0, 1) }\n")
+    assert (where(d), d.message) == ((4, 11), "`scheduler bohb` works only with `search bohb`")
+    d = one_error(BASE + obj + "scheduler pbt\n")
+    assert (where(d), d.message) == ((4, 11), "`scheduler pbt` needs `hyperparam_mutations`")
+    d = one_error(
+        BASE + obj + "space { lr = loguniform(1e-4, 1e-1) }\n"
+        "scheduler pbt { hyperparam_mutations { lr = loguniform(1e-4, 1e-1), bs = [1, 2] } }\n"
+    )
+    assert (d.code, where(d), d.message) == ("HP201", (5, 69), "`hyperparam_mutations` names `bs`, which is not in `space`")
+
+
+def test_pbt_plan() -> None:
+    plan = plan_of(
+        BASE + "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1), bs = choice(1, 2) }\n"
+        "scheduler pbt { perturbation_interval = 2, hyperparam_mutations { lr = loguniform(1e-4, 1e-1), bs = [1, 2] } }\n"
+    )
+    sched = plan["scheduler"]
+    assert sched["name"] == "pbt" and sched["time_attr"] == "training_iteration"
+    assert sched["options"]["hyperparam_mutations"] == {
+        "lr": {"domain": "loguniform", "args": {"lower": 1e-4, "upper": 1e-1, "base": 10}},
+        "bs": [1, 2],
+    }
+    assert sched["options"]["perturbation_interval"] == 2
+
+
+# ------------------------------------------------------------- resources and slurm
+
+
+def test_resources_must_fit_the_allocation() -> None:
+    d = one_error(
+        BASE + "resources { workers = 4, gpus_per_worker = 1, cpus_per_worker = 5 }\n"
+        "slurm { nodes = 1, gpus_per_node = 2, cpus_per_node = 40 }\n"
+    )
+    assert (d.code, where(d)) == ("HP501", (3, 13))
+    assert d.message == (
+        "one trial needs 4 workers × (5 CPUs, 1 GPUs) = 20 CPUs, 4 GPUs, "
+        "more than the job's 1 node(s) × (40 CPUs, 2 GPUs) can hold"
+    )
+    d = one_error(BASE + "resources { cpus_per_worker = 8 }\nslurm { cpus_per_node = 4 }\n")
+    assert (where(d), d.message) == ((3, 13), "a worker needs 8 CPUs but a node has 4")
+    d = one_error(BASE + "resources { gpus_per_worker = 1 }\nslurm { gpus_per_node = 0 }\n")
+    assert (where(d), d.message) == ((3, 13), "trials need GPUs (`gpus_per_worker = 1`) but the job has none")
+    d = one_error(BASE + "resources { workers = 2, gpus_per_worker = 0.5 }\n")
+    assert (where(d), d.message) == ((3, 26), "fractional `gpus_per_worker` (0.5) needs `workers = 1`")
+    plan = plan_of(BASE + "resources { workers = 8, gpus_per_worker = 1, cpus_per_worker = 4 }\nslurm { nodes = 2 }\n")
+    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == (4, 16)
+
+
+def test_deepspeed() -> None:
+    plan = plan_of(BASE + "resources { gpus_per_worker = 1, deepspeed { zero_stage = 3 } }\n")
+    assert plan["resources"]["strategy"] == "deepspeed"
+    assert plan["resources"]["deepspeed"] == {"zero_stage": 3, "precision": "auto", "config_file": None}
+    plan = plan_of(BASE + 'resources { gpus_per_worker = 1, strategy = deepspeed, deepspeed { config = "ds.json" } }\n',
+                   workdir="/work/x")  # fmt: skip
+    assert plan["resources"]["deepspeed"]["config_file"] == "/work/x/ds.json"
+    d = one_error(BASE + "resources { strategy = ddp, deepspeed { zero_stage = 1 } }\n")
+    assert (where(d), d.message) == ((3, 13), "`deepspeed` settings given, but `strategy` is `ddp`")
+    d = one_error(BASE + "resources { deepspeed { zero_stage = 4 } }\n")
+    assert (where(d), d.message) == ((3, 38), "`zero_stage` must be at most 3 (got 4)")
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("30", 1800), ("30:15", 1815), ("02:00:00", 7200), ("1-12", 129600), ("1-12:30", 131400),
+     ("2-00:00:10", 172810)],
+)  # fmt: skip
+def test_slurm_time_formats(text: str, seconds: int) -> None:
+    plan = plan_of(BASE + f'slurm {{ time = "{text}" }}\n')
+    assert plan["slurm"]["time_s"] == seconds
+
+
+def test_slurm_time_errors() -> None:
+    for bad in ('"25:61:00"', '"1:2:3:4"', '"abc"', '"1-25"', '"0"'):
+        d = one_error(BASE + f"slurm {{ time = {bad} }}\n")
+        assert (d.code, where(d)) == ("HP502", (3, 16)), bad
+    d = one_error(BASE + "slurm { time = 00:61 }\n")
+    assert d.message == '`time` is not a SLURM time: "00:61"'
+    d = one_error(BASE + "resume { grace = 10m }\nslurm { time = 5 }\n")
+    assert (where(d), d.message) == ((3, 10), "resume grace time (600 s) must be shorter than the walltime (00:05:00)")
+    assert plan_of(BASE + "slurm { time = 90m }\n")["slurm"]["time"] == "01:30:00"
+
+
+def test_shards() -> None:
+    d = one_error(BASE + "trials { num_samples = 2 }\nslurm { array { shards = 4 } }\n")
+    assert (d.code, where(d), d.message) == ("HP503", (4, 17), "4 shards but only 2 trials: some shards would be empty")
+    d = one_error(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 2, parallel = 3 } }\n")
+    assert (where(d), d.message) == ((4, 29), "`parallel` (3) cannot exceed `shards` (2)")
+    plan = plan_of(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 4, parallel = 2 } }\n")
+    assert plan["shards"] == {"count": 4, "parallel": 2}
+    assert plan["spans"]["shards.count"] == "t.hpo:4:17"
+
+
+def test_slurm_values() -> None:
+    d = one_error(BASE + 'slurm { extra = ["--time=10"] }\n')
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP504", (3, 9), "`extra` sets `--time`, which hpoc writes from `time`", "set `time` instead",
+    )
+    d = one_error(BASE + 'slurm { env = { "BAD-NAME" = "x" } }\n')
+    assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
+    d = one_error(BASE + 'slurm { partition = "gpu\\nrm -rf /" }\n')
+    assert (where(d), d.message) == ((3, 21), "`partition` must be one line without control characters")
+    d = one_error(BASE + "slurm { mem = 64g }\n")  # lowercase: the number 64, then a name
+    assert (d.code, where(d), d.message) == ("HP101", (3, 17), "unexpected name `g` right after the number `64`")
+    assert d.help.startswith("sizes are written like `64G`")
+    d = one_error(BASE + 'slurm { interface = "ib0; reboot" }\n')
+    assert d.message == '`interface` is not a valid network interface name: "ib0; reboot"'
+    plan = plan_of(
+        BASE + 'slurm {\n  mem = 64G\n  env = { NCCL_DEBUG = "WARN", OMP_NUM_THREADS = 4 }\n'
+        '  setup = "module load Python"\n  container { image = "img.sif" }\n}\n',
+        workdir="/w",
+    )
+    s = plan["slurm"]
+    assert (s["mem"], s["env"], s["setup"]) == ("64G", {"NCCL_DEBUG": "WARN", "OMP_NUM_THREADS": "4"}, ["module load Python"])
+    assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
+
+
+# ---------------------------------------------------------------- other sections
+
+
+def test_checkpoint_score_defaults_and_errors() -> None:
+    plan = plan_of(BASE + "objective maximize val_accuracy\n")
+    assert plan["checkpoint"] == {"every": 1, "keep": 2, "score_attribute": "val_accuracy", "score_order": "max"}
+    d = one_error(BASE + "checkpoint { score_attribute = \"f1\" }\n")
+    assert (where(d), d.message) == ((3, 14), "`score_order` is needed: `f1` is not an objective metric")
+
+
+def test_conditions_only_in_space_and_labels() -> None:
+    d = one_error(BASE + 'trials { num_samples = 2 if a == 1 }\n')
+    assert (d.code, where(d)) == ("HP206", (3, 29))
+    d = one_error(BASE + "trials x { num_samples = 2 }\n")
+    assert (where(d), d.message) == ((3, 8), "section `trials` takes no label")
+    d = one_error(BASE + "search { seed = 1 }\n")
+    assert (where(d), d.message) == ((3, 1), "`search` needs an algorithm")
+
+
+# --------------------------------------------------------------- error reporting
+
+
+def test_all_errors_are_reported_together_in_source_order() -> None:
+    errs = errors(
+        BASE + "trials { num_samples = 0 }\nresources { workers = -1 }\nspace { a = uniform(2, 1) }\n"
+    )
+    assert [where(e) for e in errs] == [(3, 24), (4, 23), (5, 24)]
+
+
+def test_rendered_report_and_pickling() -> None:
+    with pytest.raises(SpecCheckError) as info:
+        compile_source(BASE + "trials {\n  max_concurent = 3\n}\n", "t.hpo", "/tmp")
+    text = str(info.value)
+    assert text.splitlines()[:4] == [
+        "t.hpo:4:3: error: unknown key `max_concurent` in `trials` [HP201]",
+        " 4 |   max_concurent = 3",
+        "   |   ^^^^^^^^^^^^^",
+        "  = help: did you mean `max_concurrent`?",
+    ]
+    assert text.endswith("error: could not compile the study (1 error)")
+    clone = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(clone, SpecError) and str(clone) == text
+
+
+def test_clean_examples_have_no_diagnostics() -> None:
+    from hpo_util import EXAMPLES
+
+    for path in EXAMPLES.values():
+        assert diagnostics(path.read_text(encoding="utf-8"), str(path.parent)) == [], path

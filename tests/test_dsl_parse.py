@@ -1,0 +1,244 @@
+"""Parser: the AST it builds, spans, comments, and every kind of syntax/reading error."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from hpoc.dsl import ast as A
+from hpoc.dsl.parse import MAX_BYTES, MAX_DEPTH, parse, read_spec
+from hpoc.errors import Diagnostic, SpecError, SpecSyntaxError
+
+
+def syntax_error(text: str) -> Diagnostic:
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text, "s.hpo")
+    (d,) = info.value.diagnostics
+    return d
+
+
+# ------------------------------------------------------------------------------ AST
+
+
+def test_values_and_items() -> None:
+    study = parse(
+        'study "x"\n'
+        "search optuna { sampler = tpe, seed = 0 }\n"
+        "space {\n"
+        '  lr = loguniform(1e-5, 1e-3, base = 2)\n'
+        '  m = uniform(0.5, 0.9) if opt == "sgd"\n'
+        "  if opt in [\"a\", 1] { z = 2h; mem = 64G; t = 02:00:00 }\n"
+        "  g.h = [1, -2.5, true, false, null, { k = \"v\" }]\n"
+        "}\n"
+        "objective { minimize val_loss  maximize \"val/acc\" }\n"
+        "logger tensorboard\n",
+        "s.hpo",
+    )
+    study_block, search, space, objective, logger = study.items
+    assert study_block == A.Block("study", A.String("x"), None)
+    assert search.label == A.Ref("optuna") and search.body == (
+        A.Setting("sampler", A.Ref("tpe")),
+        A.Setting("seed", A.Number(0)),
+    )
+    lr, m, cond, g = space.body
+    assert lr.value == A.Call(
+        "loguniform", (A.Number(1e-5), A.Number(1e-3)), (A.Pair("base", A.Number(2)),)
+    )
+    assert lr.value.args[0].text == "1e-5"
+    assert m.condition == A.Condition("opt", (A.String("sgd"),), "==")
+    assert isinstance(cond, A.IfBlock) and cond.condition.op == "in"
+    z, mem, t = cond.body
+    assert z.value == A.Duration(7200, "2h") and mem.value == A.Size("64G") and t.value == A.Clock("02:00:00")
+    assert g.key == "g.h"
+    assert g.value == A.List(
+        (A.Number(1), A.Number(-2.5), A.Bool(True), A.Bool(False), A.Null(), A.Map((A.Pair("k", A.String("v")),)))
+    )
+    assert objective == A.Objective((A.Goal("min", "val_loss"), A.Goal("max", "val/acc")), braced=True)
+    assert logger == A.Block("logger", A.Ref("tensorboard"), None)
+
+
+def test_import_paths_and_durations() -> None:
+    (s,) = parse("trainer = pkg.mod:Outer.Inner(x = 1)").items
+    assert s.value.func == "pkg.mod:Outer.Inner"
+    for text, seconds in [("90m", 5400), ("1h30m", 5400), ("1.5d", 129600), ("30s", 30)]:
+        (s,) = parse(f"t = {text}").items
+        assert s.value.seconds == seconds
+
+
+def test_keywords_are_contextual() -> None:
+    # `if`/`objective`/`minimize` are only keywords where they can start something.
+    (s,) = parse("a = { if = 1, objective = 2, minimize = 3, in = 4 }").items
+    assert [p.key for p in s.value.entries] == ["if", "objective", "minimize", "in"]
+
+
+def test_spans_point_at_source() -> None:
+    study = parse('study "x"\nspace {\n  lr = uniform(0, 1)\n}\n', "s.hpo")
+    (lr,) = study.items[1].body
+    assert lr.span == A.Span("s.hpo", 3, 3, 3, 21)
+    assert lr.key_span == A.Span("s.hpo", 3, 3, 3, 5)
+    assert lr.value.func_span == A.Span("s.hpo", 3, 8, 3, 15)
+
+
+def test_comments_are_attached() -> None:
+    study = parse(
+        "# head\nstudy \"x\"  # name\nspace {  # the space\n  # lead\n  a = [1,\n  # inside\n  2]  # tail\n  # dangling\n}\n# end\n"
+    )
+    st, space = study.items
+    assert st.comments == ("# head",) and st.trailing == "# name"
+    assert space.trailing == "# the space"
+    (a,) = space.body
+    assert a.comments == ("# lead", "# inside") and a.trailing == "# tail"
+    assert space.end_comments == ("# dangling",)
+    assert study.end_comments == ("# end",)
+
+
+def test_ast_from_python() -> None:
+    v = A.from_python({"a": [1, 2.5, "x", True, None], "b": {}})
+    assert v == A.Map(
+        (
+            A.Pair("a", A.List((A.Number(1), A.Number(2.5), A.String("x"), A.Bool(True), A.Null()))),
+            A.Pair("b", A.Map(())),
+        )
+    )
+    assert A.to_python(v) == {"a": [1, 2.5, "x", True, None], "b": {}}
+    with pytest.raises(ValueError):
+        A.from_python(float("nan"))
+
+
+# --------------------------------------------------------------------- syntax errors
+
+
+def test_unexpected_token_lists_expected_words() -> None:
+    d = syntax_error('study "x"\ntrials { num_samples: 3 }')
+    assert (d.code, d.line, d.col) == ("HP101", 2, 21)
+    assert d.message == "unexpected `:`, expected a name, a string, `=`, `{` or `.`"
+    assert d.help == "settings are written `key = value`, not `key: value`"
+    assert "trials { num_samples: 3 }" in d.render()
+
+
+def test_missing_equals() -> None:
+    d = syntax_error("trials {\n  num_samples 8\n}")
+    assert (d.line, d.col) == (2, 15)
+    assert d.message.startswith("unexpected number `8`")
+    assert d.help == "settings are written `key = value`"
+
+
+def test_missing_comma_in_call() -> None:
+    d = syntax_error("space { a = uniform(0 1) }")
+    assert (d.line, d.col, d.message) == (1, 23, "unexpected number `1`, expected `)` or `,`")
+    assert d.help == "separate items with `,`"
+
+
+def test_single_equals_in_condition() -> None:
+    d = syntax_error("space { a = uniform(0, 1) if b = 1 }")
+    assert (d.line, d.col, d.help) == (1, 32, "compare with `==`")
+
+
+def test_mismatched_and_unmatched_brackets() -> None:
+    d = syntax_error("space {\n  a = [1, 2 }")
+    assert (d.line, d.col) == (2, 13)
+    assert d.message == "mismatched `}`: `[` opened at 2:7 is still open"
+    d = syntax_error('study "x" }')
+    assert (d.line, d.col, d.message) == (1, 11, "unmatched `}`: nothing is open here")
+
+
+def test_unclosed_block_points_at_opening() -> None:
+    d = syntax_error('study "x"\nspace {\n  a = 1\n')
+    assert (d.code, d.line, d.col) == ("HP103", 2, 7)
+    assert d.message == "unclosed `{`: the file ends before it is closed"
+
+
+def test_unexpected_end_of_file() -> None:
+    d = syntax_error("trials { num_samples =")
+    # the `{` is still open: report where it was opened
+    assert (d.code, d.line, d.col) == ("HP103", 1, 8)
+    d = syntax_error("x =")
+    assert (d.code, d.line, d.col) == ("HP103", 1, 4)
+    assert d.message.startswith("unexpected end of file, expected a value")
+
+
+def test_unexpected_characters() -> None:
+    d = syntax_error("study 'x'")
+    assert (d.code, d.line, d.col, d.help) == ("HP102", 1, 7, 'strings use double quotes: "like this"')
+    d = syntax_error('study "x\n')
+    assert (d.code, d.col, d.message) == ("HP102", 7, "unterminated string")
+    d = syntax_error("a = @")
+    assert (d.col, d.message) == (5, "unexpected character `@`, expected a value, a name or `{`")
+
+
+def test_python_spellings_get_a_hint() -> None:
+    d = syntax_error("objective = val_loss")
+    assert d.help == "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+
+
+def test_invalid_string_escape_and_numbers() -> None:
+    d = syntax_error('study "a\\q"')
+    assert (d.code, d.line, d.col, d.message) == ("HP105", 1, 7, "invalid escape sequence in string")
+    assert d.source_line == 'study "a\\q"'
+    d = syntax_error("a = 1e999")
+    assert (d.code, d.col, d.message) == ("HP105", 5, "number is out of range")
+    d = syntax_error("a = " + "9" * 5000)
+    assert (d.code, d.message) == ("HP105", "number has too many digits")
+
+
+def test_detached_if_clause() -> None:
+    d = syntax_error("space {\n  a = 1\n  if b == 1\n}")
+    assert (d.code, d.line, d.col) == ("HP106", 3, 3)
+    assert d.message == "`if` clause is not attached to a setting"
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    d = syntax_error("x = " + "[" * 100_000)
+    assert (d.code, d.line, d.col) == ("HP104", 1, 5 + MAX_DEPTH)
+    assert parse("x = " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1))
+
+
+def test_tabs_are_kept_in_the_caret_line() -> None:
+    d = syntax_error("trials {\n\t\tnum_samples: 3\n}")
+    lines = d.render().splitlines()
+    assert lines[1] == " 2 | \t\tnum_samples: 3"
+    assert lines[2] == "   | \t\t           ^"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_read_errors(tmp_path: Path) -> None:
+    def read_error(path: Path) -> Diagnostic:
+        with pytest.raises(SpecSyntaxError) as info:
+            read_spec(path)
+        return info.value.diagnostics[0]
+
+    d = read_error(tmp_path / "missing.hpo")
+    assert (d.code, d.line, d.message) == ("HP001", None, "no such file")
+    assert d.render().startswith(f"{tmp_path / 'missing.hpo'}: error: no such file [HP001]")
+    assert read_error(tmp_path).message == "is a directory, not a study file"
+    big = tmp_path / "big.hpo"
+    big.write_bytes(b"#" * (MAX_BYTES + 1))
+    assert read_error(big).code == "HP002"
+    bad = tmp_path / "bad.hpo"
+    bad.write_bytes('study "x"\nspace { a = "caf\xe9" }\n'.encode("latin-1"))
+    d = read_error(bad)
+    assert (d.code, d.line, d.col) == ("HP003", 2, 17)
+    assert d.message == "file is not valid UTF-8 (byte 0xe9)"
+    assert d.source_line == 'space { a = "caf\ufffd" }'
+
+
+def test_bom_and_crlf(tmp_path: Path) -> None:
+    spec = tmp_path / "s.hpo"
+    spec.write_bytes('\ufeffstudy "x"\r\nspace {\r\n  a = 1\r\n}\r\n'.encode())
+    text, digest = read_spec(spec)
+    study = parse(text)
+    assert study.items[0].label == A.String("x") and len(digest) == 64
+
+
+def test_errors_pickle() -> None:
+    with pytest.raises(SpecError) as info:
+        parse("trials { num_samples: 3 }", "s.hpo")
+    err = info.value
+    clone = pickle.loads(pickle.dumps(err))
+    assert type(clone) is SpecSyntaxError
+    assert clone.diagnostics == err.diagnostics
+    assert str(clone) == str(err)

@@ -1,0 +1,65 @@
+"""Data for the Fashion-MNIST study, read by torchvision's own FashionMNIST loader.
+
+Compute nodes have no internet, so nothing is downloaded at run time: fetch the dataset once
+on a login node with `hpoc data fetch fashion-mnist --root DIR`. A relative `root` is taken
+relative to the study's directory (the runtime runs the getter there).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+FETCH = "hpoc data fetch fashion-mnist --root {root}"
+
+
+class FashionMNISTGetter:
+    """(train, test) torchvision FashionMNIST datasets from `root` (never downloads)."""
+
+    def __init__(self, root: str = "data/fashion-mnist") -> None:
+        self.root = os.path.abspath(root)
+
+    def execute(self):
+        from torchvision.datasets import FashionMNIST
+
+        try:
+            train = FashionMNIST(self.root, train=True, download=False)
+            test = FashionMNIST(self.root, train=False, download=False)
+        except RuntimeError as exc:
+            if "not found" not in str(exc).lower():
+                raise
+            raw = os.path.join(self.root, "FashionMNIST", "raw")
+            raise FileNotFoundError(
+                f"Fashion-MNIST is not in {raw} (torchvision's layout: "
+                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…); compute nodes "
+                f"cannot download it. Fetch it once on a login node: {FETCH.format(root=self.root)}"
+            ) from None
+        return train, test
+
+
+class FashionMNISTSplitter:
+    """Split the training set into train/validation by the given proportions (fixed seed);
+    the official test set is the test split. Splits are `(images, labels)` tensors: images
+    `(N, 1, 28, 28)` uint8 (the trainer normalises them on the device), labels int64."""
+
+    def __init__(self, train_proportion: float = 0.9, validation_proportion: float = 0.1,
+                 seed: int = 0) -> None:
+        if not 0 < train_proportion <= 1 or not 0 <= validation_proportion <= 1 or \
+                train_proportion + validation_proportion > 1 + 1e-9:
+            raise ValueError("proportions must be in (0, 1] and sum to at most 1, got "
+                             f"{train_proportion} + {validation_proportion}")
+        self.train_proportion = train_proportion
+        self.validation_proportion = validation_proportion
+        self.seed = seed
+
+    def execute(self, datasets):
+        train_set, test_set = datasets
+        images, labels = train_set.data.unsqueeze(1), train_set.targets.long()
+        n = len(labels)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        n_train = int(round(self.train_proportion * n))
+        n_val = min(n - n_train, int(round(self.validation_proportion * n)))
+        train_idx, val_idx = order[:n_train], order[n_train:n_train + n_val]
+        test = (test_set.data.unsqueeze(1), test_set.targets.long())
+        return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]), test

@@ -1,0 +1,74 @@
+"""`hpoc run SPEC|PLAN`: run a study's trials (one shard) with Ray Tune.
+
+    hpoc run examples/digits/study.hpo --local     # embedded Ray on this machine
+    hpoc run build/fashion/plan.json               # inside a SLURM job (RAY_ADDRESS set)
+
+A .hpo (or .yaml) spec is compiled in this process; a plan.json is read as is.
+Without RAY_ADDRESS the run is local; `--local` forces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "run a study's trials with Ray Tune (local, or on the job's Ray cluster)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="SPEC|PLAN", help="study file (.hpo, .yaml) or a compiled plan.json")
+    p.add_argument("--local", action="store_true", default=None,
+                   help="start an embedded Ray on this machine (default when RAY_ADDRESS is unset)")
+    p.add_argument("--shard", type=int, default=0, metavar="K",
+                   help="which shard (job-array task) to run; default 0")
+    p.add_argument("--cpus", type=int, metavar="N",
+                   help="local runs: CPU slots Ray may hand out (default: this machine's cores)")
+    p.add_argument("--fresh", action="store_true",
+                   help="move a previous run of this study aside and start over "
+                        "(default: resume an interrupted run, skip a finished one)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Ray's logs and the trials' own output")
+
+
+def load_plan(target: str) -> dict[str, Any]:
+    """The plan of a spec (compiled here) or of a plan.json; raises HpocError/SpecError."""
+    from hpoc.errors import HpocError
+
+    path = Path(target)
+    if path.is_dir() and (path / "plan.json").is_file():
+        path = path / "plan.json"
+    if not path.exists():
+        raise HpocError(f"{target}: no such file")
+    if path.suffix == ".json":
+        from hpoc.plan import PlanError, load
+
+        try:
+            return load(path)
+        except PlanError as exc:
+            raise HpocError(str(exc)) from None
+    try:
+        from hpoc.compiler import compile_file
+    except ImportError as exc:  # pragma: no cover - a checkout without the compiler
+        raise HpocError(f"{target}: cannot compile specs here ({exc}); pass a plan.json") from None
+    from hpoc.plan import content_hash
+
+    plan = compile_file(path)
+    plan["content_hash"] = content_hash(plan)
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.errors import run_reporting
+
+    return run_reporting(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = load_plan(args.target)
+    from hpoc.runtime.study import RunOptions, run_study
+
+    return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
+                                      fresh=args.fresh, verbose=args.verbose,
+                                      progress=sys.stderr, out=sys.stdout))

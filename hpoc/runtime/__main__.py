@@ -1,0 +1,36 @@
+"""`python -m hpoc.runtime PLAN --shard N`: what the SLURM job scripts run on the head node."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpoc.runtime",
+        description="Run one shard of a compiled study (plan.json) on the Ray cluster in "
+                    "RAY_ADDRESS, or locally with --local.")
+    parser.add_argument("plan", help="plan.json written by `hpoc compile`")
+    parser.add_argument("--shard", type=int, default=0, help="shard index (job-array task), default 0")
+    parser.add_argument("--local", action="store_true", default=None,
+                        help="embedded Ray on this machine (default when RAY_ADDRESS is unset)")
+    parser.add_argument("--cpus", type=int, default=None, help="local: CPU slots for Ray")
+    parser.add_argument("--fresh", action="store_true", help="move a previous run aside and start over")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and the trials' output")
+    args = parser.parse_args(argv)
+
+    from hpoc.plan import PlanError, load
+    from hpoc.runtime.study import RunOptions, run_study
+
+    try:
+        plan = load(args.plan)
+    except PlanError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
+                                      fresh=args.fresh, verbose=args.verbose))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

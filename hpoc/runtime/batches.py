@@ -1,0 +1,181 @@
+"""Batches for the default training loop.
+
+In-memory data (a `(inputs, targets)` pair of tensors or arrays, or a TensorDataset) goes
+through `TensorBatches`: the tensors are put on the device once (if they fit), each epoch
+draws one index permutation, and a batch is an `index_select` - no DataLoader, no worker
+processes, no per-sample Python, no host round trip. Any other dataset goes through a
+DataLoader (with a DistributedSampler across ranks) wrapped in `DeviceLoader`.
+
+Both split the data across ranks like DistributedSampler: training pads every rank to the
+same number of samples by wrapping around (ranks must step in lockstep), validation does
+not pad (metrics are sums over exactly the samples, reduced across ranks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+Prepare = Callable[[torch.Tensor], torch.Tensor]
+
+# Device copies of datasets, reused by later trials in the same process (Tune reuses trial
+# actors): `(cpu tensor, device) -> device tensor`. The CPU tensor is kept to make the
+# identity check sound.
+_RESIDENT: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+_MAX_RESIDENT = 8
+
+
+def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
+    """The tensors behind in-memory data, or None for any other dataset."""
+    tensors = getattr(dataset, "tensors", None)  # TensorDataset and look-alikes
+    if tensors is None and isinstance(dataset, (tuple, list)):
+        tensors = dataset
+    if not isinstance(tensors, (tuple, list)) or not 1 <= len(tensors) <= 4:
+        return None
+    out = []
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            out.append(t)
+        elif type(t).__module__ == "numpy" and hasattr(t, "shape"):
+            out.append(torch.from_numpy(t))
+        else:
+            return None
+    if len({t.shape[0] for t in out}) != 1 or out[0].dim() == 0:
+        return None
+    return tuple(out)
+
+
+def num_samples(dataset: Any) -> int:
+    tensors = as_tensors(dataset)
+    return int(tensors[0].shape[0]) if tensors is not None else len(dataset)
+
+
+def _fits_on_device(tensors: Sequence[torch.Tensor], device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    need = sum(t.element_size() * t.nelement() for t in tensors)
+    free, _total = torch.cuda.mem_get_info(device)
+    return need <= 0.4 * free
+
+
+def resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    key = (id(t), str(device))
+    hit = _RESIDENT.get(key)
+    if hit is not None and hit[0] is t:
+        return hit[1]
+    moved = t.to(device)
+    if len(_RESIDENT) >= _MAX_RESIDENT:
+        _RESIDENT.clear()
+    _RESIDENT[key] = (t, moved)
+    return moved
+
+
+def default_prepare(normalize: tuple[Any, Any] | None) -> Prepare:
+    """uint8 images -> floats in [0, 1], then `(x - mean) / std` on the device.
+
+    `mean`/`std` are numbers or per-channel sequences (channel = dim 1)."""
+    cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        if normalize is not None and x.is_floating_point():
+            key = (str(x.device), x.dtype)
+            if key not in cache:
+                mean = torch.as_tensor(normalize[0], dtype=x.dtype, device=x.device)
+                std = torch.as_tensor(normalize[1], dtype=x.dtype, device=x.device)
+                if mean.dim() == 1 and x.dim() > 2:  # per channel: broadcast over H, W, ...
+                    shape = (1, -1) + (1,) * (x.dim() - 2)
+                    mean, std = mean.view(shape), std.view(shape)
+                cache[key] = (mean, std)
+            mean, std = cache[key]
+            x = (x - mean) / std
+        return x
+
+    return prepare
+
+
+class TensorBatches:
+    """One rank's batches of in-memory tensors; the first tensor is the input."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor], strategy: Any, batch_size: int, *,
+                 shuffle: bool, pad: bool, seed: int = 0, prepare: Prepare | None = None,
+                 on_device: bool | str = "auto") -> None:
+        self.strategy = strategy
+        self.batch_size = int(batch_size)
+        self.shuffle, self.pad, self.seed = shuffle, pad, int(seed)
+        self.prepare = prepare
+        self.epoch = 0
+        self.n = int(tensors[0].shape[0])
+        device = strategy.device()
+        if on_device == "auto":
+            on_device = _fits_on_device(tensors, device)
+        self.device = device if on_device else torch.device("cpu")
+        self.tensors = [resident(t, self.device) for t in tensors]
+        if self.device.type == "cpu" and device.type == "cuda":
+            self.tensors = [t.pin_memory() for t in self.tensors]
+        start, stop, step = strategy.shard(self.n, pad=pad)
+        self._positions = torch.arange(start, stop, step)
+        self.per_rank = len(self._positions)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return -(-self.per_rank // self.batch_size)
+
+    def indices(self) -> torch.Tensor:
+        """This rank's sample indices for the current epoch (same permutation on all ranks)."""
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed((self.seed * 1_000_003 + self.epoch) % (2**63))
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        return order[self._positions % self.n]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        idx = self.indices().to(self.device)
+        for start in range(0, self.per_rank, self.batch_size):
+            sel = idx[start:start + self.batch_size]
+            batch = [t.index_select(0, sel) for t in self.tensors]
+            yield self._finish(batch)
+
+    def _finish(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        device = self.strategy.device()
+        if batch[0].device != device:
+            batch = [t.to(device, non_blocking=True) for t in batch]
+        if self.prepare is not None:
+            batch[0] = self.prepare(batch[0])
+        return tuple(self.strategy.to_device(batch))
+
+
+class DeviceLoader:
+    """A DataLoader whose batches arrive on the strategy's device, prepared."""
+
+    def __init__(self, loader: Any, strategy: Any, *, seed: int = 0, shuffle: bool = False,
+                 prepare: Prepare | None = None) -> None:
+        self.loader, self.strategy, self.seed, self.shuffle = loader, strategy, seed, shuffle
+        self.prepare = prepare
+        self.dataset = loader.dataset
+        self.sampler = loader.sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        elif self.shuffle and self.loader.generator is not None:
+            self.loader.generator.manual_seed(self.seed * 1_000_003 + epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.loader:
+            batch = self.strategy.to_device(batch)
+            if self.prepare is not None and isinstance(batch, (tuple, list)) and batch:
+                batch = list(batch)
+                batch[0] = self.strategy.to_device(self.prepare(batch[0]))
+                batch = tuple(batch)
+            yield batch

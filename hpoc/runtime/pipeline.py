@@ -1,0 +1,208 @@
+"""The pipeline steps of a plan: import `module:qualname` targets and load the data once.
+
+getter -> splitter -> trainer, as in the itwinai pipelines users come from. A getter or
+splitter is any class whose instances have `execute(...)` (itwinai style) or are callable.
+The getter takes no input, the splitter takes the getter's output, and the result must be
+`(train, validation)` or `(train, validation, test)`.
+
+Import problems are reported with the target and the directory searched, before Ray starts
+(the driver imports every target once), instead of as a traceback from a remote worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Iterator
+
+ROLES = ("getter", "splitter", "trainer")
+
+
+class PipelineError(Exception):
+    """A pipeline step that cannot be imported, built or run; the message names the target."""
+
+
+def use_workdir(workdir: str | None) -> None:
+    """Put the spec's directory first on sys.path (bare module names resolve there)."""
+    if not workdir:
+        return
+    workdir = os.path.abspath(workdir)
+    if sys.path[:1] != [workdir]:
+        if workdir in sys.path:
+            sys.path.remove(workdir)
+        sys.path.insert(0, workdir)
+
+
+def _evict_shadowed(module: str, workdir: str | None) -> None:
+    """Forget an already imported module of the same top-level name from elsewhere.
+
+    Specs name their modules `data` and `trainer`; a process that ran another study (tests,
+    reused Ray workers) may hold a different `data` module in sys.modules."""
+    if not workdir:
+        return
+    top = module.split(".")[0]
+    loaded = sys.modules.get(top)
+    if loaded is None:
+        return
+    local = Path(workdir, top + ".py").exists() or Path(workdir, top, "__init__.py").exists()
+    origin = getattr(loaded, "__file__", None) or ""
+    if local and not os.path.abspath(origin).startswith(os.path.abspath(workdir) + os.sep):
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+
+
+def import_target(target: str, workdir: str | None = None, role: str = "target") -> Any:
+    """The object named by `module:qualname` (a dotted `module.Name` is accepted too)."""
+    if ":" in target:
+        module_name, _, qualname = target.partition(":")
+    else:
+        module_name, _, qualname = target.rpartition(".")
+    if not module_name or not qualname:
+        raise PipelineError(f"{role} `{target}`: expected `module:ClassName`")
+    use_workdir(workdir)
+    _evict_shadowed(module_name, workdir)
+    where = f" (searched {workdir} and the Python path)" if workdir else ""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise PipelineError(f"{role} `{target}`: no module named `{module_name}`{where}") from None
+        raise PipelineError(f"{role} `{target}`: importing `{module_name}` failed: {exc}\n"
+                            f"  help: install `{exc.name}` in the environment the study runs in"
+                            ) from None
+    except SyntaxError as exc:
+        raise PipelineError(f"{role} `{target}`: syntax error in {exc.filename}:{exc.lineno}: "
+                            f"{exc.msg}") from None
+    except Exception as exc:  # the module's own top-level code failed
+        raise PipelineError(f"{role} `{target}`: importing `{module_name}` failed: "
+                            f"{_describe(exc)}") from None
+    obj: Any = module
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+            path = getattr(module, "__file__", module_name)
+            raise PipelineError(f"{role} `{target}`: `{module_name}` ({path}) has no `{part}`{hint}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message (file:line)` at the innermost frame, without a whole traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
+    """Import every pipeline target of the plan; `{role: object}` or PipelineError."""
+    workdir = plan["source"]["workdir"]
+    out = {}
+    for role in ROLES:
+        step = plan["pipeline"].get(role)
+        if step:
+            out[role] = import_target(step["target"], workdir, role)
+    return out
+
+
+def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
+    call = getattr(obj, "execute", None) or (obj if callable(obj) else None)
+    if call is None:
+        raise PipelineError(f"{role} `{target}`: has neither `execute()` nor `__call__`")
+    try:
+        return call(*inputs)
+    except (FileNotFoundError, PipelineError) as exc:
+        raise PipelineError(f"{role} `{target}` failed: {exc}") from None
+    except Exception as exc:
+        raise PipelineError(f"{role} `{target}` failed: {_describe(exc)}") from exc
+
+
+def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:
+    cls = import_target(step["target"], workdir, role)
+    try:
+        return cls(**(step.get("args") or {}))
+    except TypeError as exc:
+        raise PipelineError(f"{role} `{step['target']}`: cannot construct it with the plan's "
+                            f"arguments {sorted((step.get('args') or {}))}: {exc}") from None
+    except (FileNotFoundError, PipelineError) as exc:
+        raise PipelineError(f"{role} `{step['target']}`: {exc}") from None
+    except Exception as exc:
+        raise PipelineError(f"{role} `{step['target']}`: constructing it failed: {_describe(exc)}"
+                            ) from exc
+
+
+@contextlib.contextmanager
+def _cwd(directory: str | None) -> Iterator[None]:
+    if not directory or not os.path.isdir(directory):
+        yield
+        return
+    before = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """Run getter and splitter in the spec's directory (relative paths in their arguments
+    resolve there); `(train, validation, test)` or None without either step."""
+    with _cwd(plan["source"]["workdir"]):
+        return _load_data(plan)
+
+
+def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    steps, workdir = plan["pipeline"], plan["source"]["workdir"]
+    out: Any = None
+    have = False
+    if steps.get("getter"):
+        getter = build("getter", steps["getter"], workdir)
+        out = _run_step(getter, "getter", steps["getter"]["target"])
+        have = True
+    if steps.get("splitter"):
+        splitter = build("splitter", steps["splitter"], workdir)
+        args = (out,) if have else ()
+        out = _run_step(splitter, "splitter", steps["splitter"]["target"], *args)
+        have = True
+    if not have:
+        return None
+    last = steps.get("splitter") or steps.get("getter")
+    return as_splits(out, f"{'splitter' if steps.get('splitter') else 'getter'} `{last['target']}`")
+
+
+def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
+    if isinstance(out, dict):
+        keys = ("train", "validation", "test")
+        if "train" in out:
+            return out["train"], out.get("validation", out.get("val")), out.get("test")
+        raise PipelineError(f"{what} returned a dict without `train` (expected keys {keys})")
+    if isinstance(out, (tuple, list)) and len(out) in (2, 3):
+        train, val, *rest = out
+        return train, val, (rest[0] if rest else None)
+    raise PipelineError(f"{what} must return (train, validation) or (train, validation, test); "
+                        f"got {type(out).__name__}"
+                        + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+
+
+# Trials that run in one process reuse the data already fetched there (Tune reuses the
+# trial actors), keyed by the object-store reference the driver created.
+_CACHE: dict[str, Any] = {}
+
+
+def fetch(ref: Any) -> Any:
+    """The data behind a Ray ObjectRef, fetched once per process."""
+    if ref is None:
+        return None
+    key = ref.hex() if hasattr(ref, "hex") else str(id(ref))
+    if key not in _CACHE:
+        import ray
+
+        _CACHE.clear()  # one study's data at a time
+        _CACHE[key] = ray.get(ref)
+    return _CACHE[key]

@@ -1,0 +1,119 @@
+"""Where a trial's results and checkpoints go, and where its last checkpoint comes from.
+
+- `TuneReporter`: a one-worker trial, running inside the Tune function trainable;
+- `TrainReporter`: a worker of a multi-worker trial (Ray Train V2); every rank reports,
+  Ray merges the ranks' checkpoint files into one directory;
+- `LocalReporter`: no Ray at all (a directory), to run a trainer by hand or in tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+_MODE = {"kind": "local"}
+
+
+def set_mode(kind: str) -> None:
+    _MODE["kind"] = kind
+
+
+def in_train_worker() -> bool:
+    return _MODE["kind"] == "train"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scratch_dir(prefix: str = "hpoc-ckpt-") -> str:
+    """A node-local directory for a checkpoint before it is handed to Ray."""
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+class Reporter:
+    def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
+        raise NotImplementedError
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        raise NotImplementedError
+
+
+class TuneReporter(Reporter):
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[str | None]:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as path:
+            yield path
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        from ray import tune
+
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+class TrainReporter(Reporter):
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[str | None]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as path:
+            yield path
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        import ray.train
+
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class LocalReporter(Reporter):
+    """Results to `<dir>/result.jsonl`, checkpoints to `<dir>/checkpoint_<n>/` (newest
+    `keep` kept). A second run on the same directory resumes from the newest checkpoint."""
+
+    def __init__(self, directory: str | os.PathLike, keep: int | None = 2) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self.history: list[dict[str, Any]] = []
+
+    def _checkpoints(self) -> list[Path]:
+        return sorted(p for p in self.dir.glob("checkpoint_*") if p.is_dir() and not p.name.endswith(".tmp"))
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[str | None]:
+        found = self._checkpoints()
+        yield str(found[-1]) if found else None
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        self.history.append(dict(metrics))
+        if checkpoint_dir:
+            existing = self._checkpoints()
+            n = int(existing[-1].name.split("_")[-1]) + 1 if existing else 0
+            final = self.dir / f"checkpoint_{n:06d}"
+            tmp = self.dir / f"checkpoint_{n:06d}.tmp"
+            shutil.copytree(checkpoint_dir, tmp)
+            os.replace(tmp, final)  # a kill mid-copy leaves no half checkpoint behind
+            if self.keep:
+                for old in self._checkpoints()[: -self.keep]:
+                    shutil.rmtree(old, ignore_errors=True)
+        with open(self.dir / "result.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(metrics, default=float) + "\n")

@@ -1,0 +1,242 @@
+"""Search algorithms and trial schedulers by name, as the plan names them.
+
+`make_searcher(plan, shard)` returns `(searcher, param_space, num_samples)`: what goes into
+`TuneConfig(search_alg=...)`, `Tuner(param_space=...)` and `TuneConfig(num_samples=...)`.
+`make_scheduler(plan)` returns a Tune scheduler. Options in the plan are the classes' own
+keyword arguments (plus `seed`, translated to each library's spelling); a wrong option or a
+library that is not installed raises `SearchError` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from typing import Any
+
+from hpoc.runtime import space as sp
+
+# algorithm -> (modules it needs, pip packages to install)
+SEARCH_LIBRARIES = {
+    "random": ((), ()),
+    "grid": ((), ()),
+    "optuna": (("optuna",), ("optuna",)),
+    "hyperopt": (("hyperopt",), ("hyperopt",)),
+    "bayesopt": (("bayes_opt",), ("bayesian-optimization",)),
+    "hebo": (("hebo",), ("HEBO",)),
+    "nevergrad": (("nevergrad",), ("nevergrad",)),
+    "ax": (("ax",), ("ax-platform",)),
+    "bohb": (("hpbandster", "ConfigSpace"), ("hpbandster", "ConfigSpace")),
+}
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2", "bohb")
+OPTUNA_SAMPLERS = {
+    "tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler",
+    "nsga2": "NSGAIISampler", "random": "RandomSampler",
+}
+# optuna samplers' extra dependencies (module, pip package)
+_OPTUNA_SAMPLER_NEEDS = {"cmaes": ("cmaes", "cmaes"), "gp": ("scipy", "scipy")}
+# Ray searcher class -> its name for the random seed
+_SEED_ARG = {
+    "hyperopt": "random_state_seed", "bayesopt": "random_state", "hebo": "random_state_seed",
+    "bohb": "seed", "optuna": "seed",
+}
+
+
+class SearchError(ValueError):
+    """A search algorithm or scheduler that cannot be built from the plan."""
+
+
+def require_libraries(algorithm: str) -> None:
+    if algorithm not in SEARCH_LIBRARIES:
+        raise SearchError(f"unknown search algorithm `{algorithm}` "
+                          f"(one of {', '.join(SEARCH_LIBRARIES)})")
+    modules, packages = SEARCH_LIBRARIES[algorithm]
+    missing = [pkg for mod, pkg in zip(modules, packages) if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise SearchError(
+            f"search algorithm `{algorithm}` needs the Python package(s) {', '.join(missing)}, "
+            f"not installed in this environment\n  help: pip install {' '.join(missing)} "
+            f"(on the compute nodes' environment too)"
+        )
+
+
+def _objective(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
+    metrics = plan["objective"]["metrics"]
+    return [m["name"] for m in metrics], [m["mode"] for m in metrics]
+
+
+def _call(what: str, cls: Any, kwargs: dict[str, Any]) -> Any:
+    """cls(**kwargs), turning an unknown option into a message listing the valid ones."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            valid = ", ".join(f"`{n}`" for n in params if n not in ("self", "metric", "mode"))
+            raise SearchError(f"{what}: unknown option(s) {', '.join(f'`{u}`' for u in unknown)}; "
+                              f"valid options are {valid}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise SearchError(f"{what}: {exc}") from None
+
+
+# ---------------------------------------------------------------- searchers
+
+
+def trials_in_shard(total: int, shard: int, shards: int) -> int:
+    return len(range(shard, total, shards))
+
+
+def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, Any], int]:
+    """(search_alg, param_space, num_samples) for shard `shard` of the plan's study.
+
+    `trials.num_samples` counts trials of the whole study; shards split them."""
+    algorithm = plan["search"]["algorithm"]
+    # The compiler lists every known option; unset ones are null.
+    options = {k: v for k, v in (plan["search"]["options"] or {}).items() if v is not None}
+    require_libraries(algorithm)
+    space = plan["space"]
+    shards = plan["shards"]["count"]
+    names, modes = _objective(plan)
+    num_samples = plan["trials"]["num_samples"]
+    seed = options.pop("seed", None)
+    if len(names) > 1 and algorithm != "optuna":
+        raise SearchError(f"search algorithm `{algorithm}` optimises one metric; "
+                          "use `optuna` for several objectives")
+
+    if algorithm in ("random", "grid"):
+        if options:
+            raise SearchError(f"search algorithm `{algorithm}`: unknown option(s) "
+                              f"{', '.join(f'`{k}`' for k in options)}; valid options are `seed`")
+        searcher = sp.make_space_sampler(
+            space, metric=names[0], mode=modes[0], num_samples=num_samples,
+            enumerate_choices=algorithm == "grid", seed=seed, shard=shard, shards=shards)
+        return searcher, {}, max(1, searcher.total_samples)
+
+    count = trials_in_shard(num_samples, shard, shards)
+    if algorithm == "optuna":
+        return _optuna(plan, options, seed, names, modes, shard), {}, count
+
+    # Ray's searchers that convert a Tune param_space themselves. They cannot express
+    # conditions: conditional parameters are searched always and dropped from configs
+    # where inactive (see space.trial_config).
+    param_space = sp.ray_domains(space, grid_as_choice=True)
+    if seed is not None:
+        options.setdefault(_SEED_ARG.get(algorithm, "seed"), _shard_seed(seed, shard))
+    metric, mode = names[0], modes[0]
+    if algorithm == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch as cls
+    elif algorithm == "bayesopt":
+        from ray.tune.search.bayesopt import BayesOptSearch as cls
+        bad = [p["name"] for p in space["params"] if p["domain"] not in ("uniform", "loguniform")]
+        if bad:
+            raise SearchError("search algorithm `bayesopt` only searches continuous "
+                              f"uniform/loguniform parameters; not {', '.join(f'`{b}`' for b in bad)}")
+    elif algorithm == "hebo":
+        from ray.tune.search.hebo import HEBOSearch as cls
+    elif algorithm == "nevergrad":
+        from ray.tune.search.nevergrad import NevergradSearch as cls
+        import nevergrad as ng
+
+        name = options.pop("optimizer", "OnePlusOne")
+        opt = getattr(ng.optimizers, str(name), None)
+        if opt is None:
+            raise SearchError(f"search algorithm `nevergrad`: unknown optimizer `{name}`")
+        options["optimizer"] = opt
+    elif algorithm == "ax":
+        from ray.tune.search.ax import AxSearch as cls
+    elif algorithm == "bohb":
+        from ray.tune.search.bohb import TuneBOHB as cls
+    else:  # pragma: no cover - require_libraries rejected it
+        raise SearchError(f"unknown search algorithm `{algorithm}`")
+    searcher = _call(f"search algorithm `{algorithm}`", cls, {"metric": metric, "mode": mode, **options})
+    return searcher, param_space, count
+
+
+def _shard_seed(seed: Any, shard: int) -> int:
+    return int(seed) + 7919 * shard  # different, reproducible streams per shard
+
+
+def _optuna(plan: dict[str, Any], options: dict[str, Any], seed: Any, names: list[str],
+            modes: list[str], shard: int) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    kind = str(options.pop("sampler", "nsga2" if len(names) > 1 else "tpe"))
+    if kind not in OPTUNA_SAMPLERS:
+        raise SearchError(f"optuna sampler `{kind}` is not one of {', '.join(OPTUNA_SAMPLERS)}")
+    need = _OPTUNA_SAMPLER_NEEDS.get(kind)
+    if need and importlib.util.find_spec(need[0]) is None:
+        raise SearchError(f"optuna sampler `{kind}` needs the Python package {need[1]}, not installed"
+                          f"\n  help: pip install {need[1]}")
+    sampler_cls = getattr(optuna.samplers, OPTUNA_SAMPLERS[kind])
+    searcher_args = {k: options.pop(k) for k in ("points_to_evaluate", "evaluated_rewards")
+                     if k in options}
+    sampler_args = dict(options)
+    if seed is not None:
+        sampler_args["seed"] = _shard_seed(seed, shard)
+    sampler = _call(f"optuna sampler `{kind}`", sampler_cls, sampler_args)
+    storage, study_name = None, None
+    if plan["shards"]["count"] > 1:
+        # Shards are separate Ray clusters; one Optuna study in a journal file on the shared
+        # storage lets each shard's sampler learn from all trials (JournalFileBackend is
+        # made for NFS, SQLite is not).
+        from pathlib import Path
+
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+        root.mkdir(parents=True, exist_ok=True)
+        storage = JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
+        study_name = plan["study"]["name"]
+    metric: Any = names if len(names) > 1 else names[0]
+    mode: Any = modes if len(modes) > 1 else modes[0]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return OptunaSearch(space=sp.optuna_space(plan["space"]), metric=metric, mode=mode,
+                        sampler=sampler, storage=storage, study_name=study_name, **searcher_args)
+
+
+# ---------------------------------------------------------------- schedulers
+
+
+def make_scheduler(plan: dict[str, Any]) -> Any:
+    from ray.tune import schedulers as s
+
+    sched = plan["scheduler"]
+    name = sched["name"]
+    options = {k: v for k, v in (sched["options"] or {}).items() if v is not None}
+    names, modes = _objective(plan)
+    common = {"time_attr": sched.get("time_attr") or "training_iteration",
+              "metric": names[0], "mode": modes[0]}
+    what = f"scheduler `{name}`"
+    if name == "fifo":
+        if options:
+            raise SearchError(f"{what} takes no options")
+        return s.FIFOScheduler()
+    if name == "asha":
+        return _call(what, s.ASHAScheduler, {**common, **options})
+    if name == "hyperband":
+        return _call(what, s.HyperBandScheduler, {**common, **options})
+    if name == "median":
+        return _call(what, s.MedianStoppingRule, {**common, **options})
+    if name == "bohb":
+        return _call(what, s.HyperBandForBOHB, {**common, **options})
+    if name == "pbt":
+        if "hyperparam_mutations" not in options:
+            options["hyperparam_mutations"] = {
+                k: v for k, v in sp.ray_domains(plan["space"], grid_as_choice=True).items()}
+        return _call(what, s.PopulationBasedTraining, {**common, **options})
+    if name == "pb2":
+        from ray.tune.schedulers.pb2 import PB2
+
+        options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
+        if not options["hyperparam_bounds"]:
+            raise SearchError(f"{what} needs numeric parameters with lower/upper bounds")
+        try:
+            return _call(what, PB2, {**common, **options})
+        except ImportError as exc:
+            raise SearchError(f"{what} needs {exc.name or 'GPy'}\n  help: pip install GPy") from None
+    raise SearchError(f"unknown scheduler `{name}` (one of {', '.join(SCHEDULERS)})")

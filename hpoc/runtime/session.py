@@ -1,0 +1,204 @@
+"""Connect the driver to Ray: an embedded local instance, or the job's cluster.
+
+Local: `ray.init()` in this process, sized to this machine (its CPUs, and its GPUs when
+there are any), a short private temp dir (Ray's unix socket paths are limited to 107 bytes),
+no dashboard, and token authentication with a fresh token in that temp dir (mode 0600) - so
+nothing is written to ~/.ray and other users on a shared login node cannot attach.
+
+Cluster: `RAY_ADDRESS` and the token (`RAY_AUTH_MODE=token`, `RAY_AUTH_TOKEN_PATH`) come from
+the job script. An unreachable head or a cluster smaller than one trial is a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+LOCAL_OBJECT_STORE_CAP = 2 * 1024**3
+
+
+class SessionError(Exception):
+    """Ray cannot be started or reached, or is too small for the study."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Session:
+    local: bool
+    address: str | None = None
+    temp_dir: str | None = None
+    _env_backup: dict[str, str | None] = field(default_factory=dict)
+
+    def close(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        for key, value in self._env_backup.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if self._env_backup:
+            _refresh_auth()
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _set_env(backup: dict[str, str | None], key: str, value: str | None) -> None:
+    if key not in backup:
+        backup[key] = os.environ.get(key)
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def _pythonpath(workdir: str | None) -> str:
+    parts = [workdir] if workdir else []
+    parts += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != workdir]
+    return os.pathsep.join(parts)
+
+
+def local_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def local_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except ImportError:
+        return 0
+
+
+def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
+                verbose: bool = False) -> Session:
+    import logging
+
+    import ray
+
+    backup: dict[str, str | None] = {}
+    _set_env(backup, "RAY_ADDRESS", None)  # never attach to someone else's cluster
+    temp = tempfile.mkdtemp(prefix="hpoc-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    token = os.path.join(temp, "token")
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    _set_env(backup, "RAY_AUTH_MODE", "token")
+    _set_env(backup, "RAY_AUTH_TOKEN_PATH", token)
+    _set_env(backup, "RAY_AUTH_TOKEN", None)
+    # Workers inherit the environment of this process: they import the spec's modules.
+    _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
+    _refresh_auth()
+    session = Session(local=True, temp_dir=temp, _env_backup=backup)
+    cpus = num_cpus or local_cpus()
+    gpus = local_gpus() if num_gpus is None else num_gpus
+    try:
+        import psutil
+
+        store = min(LOCAL_OBJECT_STORE_CAP, int(psutil.virtual_memory().available * 0.2))
+    except ImportError:
+        store = LOCAL_OBJECT_STORE_CAP
+    try:
+        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
+                 _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
+                 log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+    except Exception as exc:
+        session.close()
+        raise SessionError(f"cannot start a local Ray instance: {exc}") from exc
+    return session
+
+
+def _refresh_auth() -> None:
+    """Make this process see the auth settings just put in the environment: Ray reads them
+    once, when it is imported (maybe long before, e.g. by an earlier run in this process)."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # another Ray version: its import-time read stands
+        pass
+
+
+def _reachable(address: str, timeout: float = 5.0) -> str | None:
+    """None if a TCP connection to `host:port` works, else the reason."""
+    host, _, port = address.rpartition(":")
+    if address.startswith("ray://") or not port.isdigit():
+        return None  # let Ray judge what it accepts
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return str(exc)
+
+
+def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False) -> Session:
+    import logging
+
+    import ray
+
+    problem = _reachable(address)
+    if problem:
+        raise SessionError(
+            f"cannot reach the Ray cluster at RAY_ADDRESS={address}: {problem}\n"
+            "  help: run inside the job that started the cluster (its head must be up), or "
+            "unset RAY_ADDRESS / pass --local to run on this machine")
+    mode = os.environ.get("RAY_AUTH_MODE")
+    try:
+        ray.init(address=address, log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.WARNING,
+                 runtime_env={"env_vars": {"PYTHONPATH": _pythonpath(workdir)}})
+    except Exception as exc:
+        hint = ""
+        if mode != "token" or not (os.environ.get("RAY_AUTH_TOKEN_PATH") or os.environ.get("RAY_AUTH_TOKEN")):
+            hint = ("\n  help: the job's cluster uses token authentication: set RAY_AUTH_MODE=token "
+                    "and RAY_AUTH_TOKEN_PATH to the job's token file")
+        raise SessionError(f"cannot connect to the Ray cluster at {address}: "
+                           f"{type(exc).__name__}: {exc}{hint}") from exc
+    return Session(local=False, address=address)
+
+
+def trial_needs(plan: dict[str, Any]) -> tuple[float, float, int, float, float]:
+    """(cpu, gpu, workers, cpu per worker, gpu per worker) of one trial."""
+    res = plan["resources"]
+    workers = int(res["workers"])
+    cpw, gpw = float(res["cpus_per_worker"]), float(res["gpus_per_worker"] or 0)
+    extra = 0.01 if workers > 1 else 0.0
+    return workers * cpw + extra, workers * gpw, workers, cpw, gpw
+
+
+def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str) -> None:
+    """Raise SessionError unless the alive nodes can hold one trial's workers."""
+    cpu, gpu, workers, cpw, gpw = trial_needs(plan)
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    have_cpu = sum(r.get("CPU", 0) for r in alive)
+    have_gpu = sum(r.get("GPU", 0) for r in alive)
+    fit = 0
+    for r in alive:  # a worker's bundle must fit on one node
+        by_cpu = int(r.get("CPU", 0) // cpw) if cpw else workers
+        by_gpu = int(r.get("GPU", 0) // gpw) if gpw else workers
+        fit += min(by_cpu, by_gpu)
+    if fit >= workers and have_cpu >= cpu - 1e-9:
+        return
+    each = f"{cpw:g} CPU" + (f", {gpw:g} GPU" if gpw else "")
+    raise SessionError(
+        f"one trial needs {workers} worker(s) x ({each}); {where} has {have_cpu:g} CPU and "
+        f"{have_gpu:g} GPU on {len(alive)} node(s)\n"
+        "  help: lower `workers`/`cpus_per_worker`/`gpus_per_worker` in the study, or run it "
+        "where there is room" + (" (`--cpus N` lets a local run use more CPU slots)" if where == "this machine" else ""),
+        exit_code=2)

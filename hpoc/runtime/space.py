@@ -1,0 +1,405 @@
+"""The search space of a plan, in the shapes the searchers need.
+
+A plan lists parameters with dotted names (`optimizer.lr`), Ray Tune's domain names and
+arguments, and optional conditions. Searchers see a *flat* space keyed by those dotted names;
+a trial's config is rebuilt from whatever a searcher suggested by `trial_config`, which keeps
+only active parameters, adds the constants and nests dotted names into dicts. So every
+searcher, including ones that cannot express conditions, yields configs with the documented
+shape: a conditional parameter exists only when its condition holds.
+
+Three renderings:
+- `ray_domains(space)`: `{name: ray.tune Domain}` for Ray's own searchers and schedulers;
+- `optuna_space(space)`: a define-by-run function for `OptunaSearch(space=...)` that suggests a
+  conditional parameter only under its condition;
+- `SpaceSampler`: our random/grid searcher that does the same (Ray's BasicVariantGenerator
+  cannot leave a key out of a config).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any, Sequence
+
+DOMAINS = (
+    "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
+    "randint", "qrandint", "lograndint", "qlograndint", "choice", "grid",
+)
+DISCRETE = ("choice", "grid")
+# Optuna's CategoricalDistribution only holds these; other categories go by index.
+_OPTUNA_PRIMITIVES = (type(None), bool, int, float, str)
+
+
+class SpaceError(ValueError):
+    """A space the runtime cannot use (the compiler normally catches these first)."""
+
+
+# ---------------------------------------------------------------- configs
+
+
+def is_active(param: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Whether `param`'s condition holds given the values of the parameters decided so far.
+
+    A parent that is itself inactive is absent from `values`, so conditions chain."""
+    cond = param.get("condition")
+    if not cond:
+        return True
+    if cond["param"] not in values:
+        return False
+    return _member(values[cond["param"]], cond["values"])
+
+
+def _member(value: Any, options: Sequence[Any]) -> bool:
+    # `True in [1]` is true in Python; a condition on a bool choice must not match ints.
+    for option in options:
+        if isinstance(value, bool) or isinstance(option, bool):
+            if type(value) is type(option) and value == option:
+                return True
+        elif value == option:
+            return True
+    return False
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1, "c": 2}` -> `{"a": {"b": 1}, "c": 2}`."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = out
+        *parents, leaf = name.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpaceError(f"`{name}` nests under `{part}`, which is already a value")
+            node = child
+        node[leaf] = copy.deepcopy(value)
+    return out
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def active_values(suggested: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """The flat `{name: value}` of the parameters active under `suggested` (source order).
+
+    Searchers suggest flat configs keyed by dotted names (the space we give them is flat);
+    keys that are not parameters (Optuna's helper variables) are ignored."""
+    flat = suggested
+    values: dict[str, Any] = {}
+    for param in space["params"]:
+        name = param["name"]
+        if name in flat and is_active(param, values):
+            values[name] = _plain(flat[name])
+    return values
+
+
+def trial_config(suggested: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """The nested config a trainer sees: active parameters plus constants."""
+    values = dict(space.get("constants") or {})
+    values.update(active_values(suggested, space))
+    return nest(values)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, so configs are JSON and compare equal to plan values."""
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "shape", None) == ():
+        return item()
+    return value
+
+
+# ---------------------------------------------------------------- Ray domains
+
+
+def ray_domain(param: dict[str, Any]):
+    """The ray.tune domain of one plan parameter (a grid becomes `tune.grid_search`)."""
+    from ray import tune
+
+    d, a = param["domain"], param["args"]
+    try:
+        if d == "uniform":
+            return tune.uniform(a["lower"], a["upper"])
+        if d == "quniform":
+            return tune.quniform(a["lower"], a["upper"], a["q"])
+        # `base` does not change a log-uniform distribution (log_b x is uniform iff ln x is);
+        # Ray 2.60 deprecates the argument, so it is accepted in plans and not passed on.
+        if d == "loguniform":
+            return tune.loguniform(a["lower"], a["upper"])
+        if d == "qloguniform":
+            return tune.qloguniform(a["lower"], a["upper"], a["q"])
+        if d == "randn":
+            return tune.randn(a.get("mean", 0.0), a.get("sd", 1.0))
+        if d == "qrandn":
+            return tune.qrandn(a.get("mean", 0.0), a.get("sd", 1.0), a["q"])
+        if d == "randint":
+            return tune.randint(a["lower"], a["upper"])
+        if d == "qrandint":
+            return tune.qrandint(a["lower"], a["upper"], a.get("q", 1))
+        if d == "lograndint":
+            return tune.lograndint(a["lower"], a["upper"])
+        if d == "qlograndint":
+            return tune.qlograndint(a["lower"], a["upper"], a["q"])
+        if d == "choice":
+            return tune.choice(list(a["categories"]))
+        if d == "grid":
+            return tune.grid_search(list(a["values"]))
+    except KeyError as exc:
+        raise SpaceError(f"parameter `{param['name']}`: domain `{d}` needs argument {exc}") from None
+    raise SpaceError(f"parameter `{param['name']}`: unknown domain `{d}` (one of {', '.join(DOMAINS)})")
+
+
+def ray_domains(space: dict[str, Any], *, grid_as_choice: bool = False) -> dict[str, Any]:
+    """Flat `{name: domain}` for every parameter, conditional ones included (searchers that
+    cannot express conditions sample them always; `trial_config` drops inactive ones)."""
+    from ray import tune
+
+    out = {}
+    for p in space["params"]:
+        if grid_as_choice and p["domain"] == "grid":
+            out[p["name"]] = tune.choice(list(p["args"]["values"]))
+        else:
+            out[p["name"]] = ray_domain(p)
+    return out
+
+
+def numeric_bounds(space: dict[str, Any]) -> dict[str, list[float]]:
+    """`{name: [lower, upper]}` of the bounded numeric parameters (PB2 wants these)."""
+    return {p["name"]: [p["args"]["lower"], p["args"]["upper"]]
+            for p in space["params"] if "lower" in p["args"] and "upper" in p["args"]}
+
+
+# ---------------------------------------------------------------- Optuna
+
+
+def optuna_space(space: dict[str, Any]) -> "OptunaSpace":
+    """A define-by-run function for `OptunaSearch(space=...)` (see `OptunaSpace`)."""
+    return OptunaSpace(space["params"])
+
+
+class OptunaSpace:
+    """Define-by-run space: suggests parameters in source order and skips a conditional one
+    unless its condition holds, so Optuna never samples (nor models) an inactive parameter.
+
+    Values Optuna cannot represent directly (normal distributions, non-primitive categories,
+    quantised log scales) are suggested through a helper variable `<name>~...` and returned
+    by name. A class, not a closure: Tune pickles the searcher into the experiment state."""
+
+    def __init__(self, params: list[dict[str, Any]]) -> None:
+        self.params = copy.deepcopy(list(params))
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        derived: dict[str, Any] = {}
+        for p in self.params:
+            if not is_active(p, values):
+                continue
+            value, is_derived = _suggest(trial, p)
+            values[p["name"]] = value
+            if is_derived:
+                derived[p["name"]] = value
+        return derived
+
+
+def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
+    """(value, whether it was derived from a helper variable)."""
+    name, d, a = p["name"], p["domain"], p["args"]
+    if d in ("uniform", "quniform"):
+        q = a.get("q")
+        if q and _divides(a["upper"] - a["lower"], q):
+            return trial.suggest_float(name, a["lower"], a["upper"], step=q), False
+        if q:  # Optuna refuses a step that does not divide the range: quantise like Ray
+            u = trial.suggest_float(name + "~u", a["lower"], a["upper"])
+            return _quantize(u, q), True
+        return trial.suggest_float(name, a["lower"], a["upper"]), False
+    if d in ("loguniform", "qloguniform"):
+        if a.get("q"):
+            u = trial.suggest_float(name + "~log", a["lower"], a["upper"], log=True)
+            return _quantize(u, a["q"]), True
+        return trial.suggest_float(name, a["lower"], a["upper"], log=True), False
+    if d in ("randn", "qrandn"):
+        # Optuna has no normal prior: search the normal's quantile instead.
+        from statistics import NormalDist
+
+        u = trial.suggest_float(name + "~cdf", 1e-6, 1 - 1e-6)
+        value = NormalDist(a.get("mean", 0.0), a.get("sd", 1.0)).inv_cdf(u)
+        return (_quantize(value, a["q"]) if a.get("q") else value), True
+    if d in ("randint", "qrandint", "lograndint", "qlograndint"):
+        q = a.get("q") or 1
+        # Ray: upper is exclusive for randint/lograndint, inclusive when quantised (q given).
+        upper = a["upper"] if d.startswith("q") else a["upper"] - 1
+        log = "log" in d
+        if log and q != 1:
+            v = trial.suggest_int(name + "~log", a["lower"], upper, log=True)
+            return int(min(max(_quantize(v, q), a["lower"]), upper)), True
+        return trial.suggest_int(name, a["lower"], upper, step=q, log=log), False
+    if d in DISCRETE:
+        options = list(a["categories"] if d == "choice" else a["values"])
+        if all(isinstance(o, _OPTUNA_PRIMITIVES) for o in options) and _distinct_types_ok(options):
+            return trial.suggest_categorical(name, options), False
+        index = trial.suggest_categorical(name + "~index", list(range(len(options))))
+        return copy.deepcopy(options[index]), True
+    raise SpaceError(f"parameter `{name}`: unknown domain `{d}`")
+
+
+def _distinct_types_ok(options: list[Any]) -> bool:
+    # [1, True] would collapse in Optuna's storage (1 == True); go by index then.
+    return not (any(isinstance(o, bool) for o in options) and any(_number(o) for o in options))
+
+
+def _divides(span: float, q: float) -> bool:
+    ratio = span / q
+    return abs(ratio - round(ratio)) < 1e-9
+
+
+def _quantize(value: float, q: float) -> Any:
+    out = round(value / q) * q
+    return int(out) if isinstance(q, int) else out
+
+
+# ---------------------------------------------------------------- our random/grid searcher
+
+
+def _grid_params(params: list[dict[str, Any]], enumerate_choices: bool) -> list[dict[str, Any]]:
+    return [p for p in params if p["domain"] == "grid" or (enumerate_choices and p["domain"] == "choice")]
+
+
+def grid_points(space: dict[str, Any], *, enumerate_choices: bool = False) -> list[dict[str, Any]]:
+    """Every combination of the enumerated parameters, honouring conditions between them.
+
+    With `enumerate_choices` (search algorithm `grid`) choices are enumerated too; a
+    parameter whose condition depends on one is enumerated only where the condition holds."""
+    params = space["params"]
+    enumerated = {p["name"] for p in _grid_params(params, enumerate_choices)}
+    points: list[dict[str, Any]] = [{}]
+    for p in params:
+        if p["name"] not in enumerated:
+            continue
+        options = list(p["args"]["values"] if p["domain"] == "grid" else p["args"]["categories"])
+        cond = p.get("condition")
+        decided_by_grid = cond is None or cond["param"] in enumerated
+        nxt = []
+        for point in points:
+            if decided_by_grid and not is_active(p, point):
+                nxt.append(point)
+                continue
+            nxt.extend({**point, p["name"]: copy.deepcopy(o)} for o in options)
+        points = nxt
+    return points
+
+
+def sample_config(space: dict[str, Any], fixed: dict[str, Any], rng: Any) -> dict[str, Any]:
+    """Sample the active parameters in source order; `fixed` holds enumerated values.
+
+    Conditional parameters are sampled only when their condition holds."""
+    values: dict[str, Any] = {}
+    for p in space["params"]:
+        if not is_active(p, values):
+            continue
+        if p["name"] in fixed:
+            values[p["name"]] = fixed[p["name"]]
+        elif p["domain"] == "grid":  # conditional grid under a sampled choice: pick one
+            options = p["args"]["values"]
+            values[p["name"]] = copy.deepcopy(options[int(rng.integers(len(options)))])
+        else:
+            values[p["name"]] = _plain(ray_domain(p).sample(random_state=rng))
+    return values
+
+
+class SpaceSamplerCore:
+    """Deterministic trial -> config for random and grid search (no Ray needed).
+
+    Trial `i` of the whole study (all shards) gets grid point `i % len(points)` and random
+    values from a generator seeded by `(seed, i)`, so a config depends neither on the order
+    trials are asked for nor on how the study is sharded. Shard `k` of `n` runs the trials
+    with `i % n == k`."""
+
+    def __init__(self, space: dict[str, Any], *, num_samples: int, enumerate_choices: bool = False,
+                 seed: int | None = None, shard: int = 0, shards: int = 1) -> None:
+        import numpy as np
+
+        self.space = space
+        self.points = grid_points(space, enumerate_choices=enumerate_choices)
+        self.total = num_samples * len(self.points)
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.indices = list(range(shard, self.total, shards))
+        self.next = 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def config(self, i: int) -> dict[str, Any]:
+        import numpy as np
+
+        rng = np.random.default_rng([self.seed, i])
+        return sample_config(self.space, self.points[i % len(self.points)], rng)
+
+    def take(self) -> tuple[int, dict[str, Any]] | None:
+        if self.next >= len(self.indices):
+            return None
+        i = self.indices[self.next]
+        self.next += 1
+        return i, self.config(i)
+
+
+def make_space_sampler(space: dict[str, Any], **kwargs: Any):
+    """A ray.tune Searcher around `SpaceSamplerCore` (imports Ray only here)."""
+    from ray.tune.search import Searcher
+
+    class SpaceSampler(Searcher):
+        """Random/grid search that leaves inactive conditional parameters out."""
+
+        def __init__(self) -> None:
+            super().__init__(metric=kwargs.pop("metric", None), mode=kwargs.pop("mode", None))
+            self.core = SpaceSamplerCore(space, **kwargs)
+
+        @property
+        def total_samples(self) -> int:
+            return len(self.core)
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            if metric and not self._metric:
+                self._metric = metric
+            if mode and not self._mode:
+                self._mode = mode
+            return True
+
+        def suggest(self, trial_id: str):
+            taken = self.core.take()
+            return Searcher.FINISHED if taken is None else taken[1]
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            pass
+
+        def save(self, checkpoint_path: str) -> None:
+            with open(checkpoint_path, "wb") as fh:
+                pickle.dump({"seed": self.core.seed, "next": self.core.next}, fh)
+
+        def restore(self, checkpoint_path: str) -> None:
+            with open(checkpoint_path, "rb") as fh:
+                state = pickle.load(fh)
+            self.core.seed, self.core.next = state["seed"], state["next"]
+
+    return SpaceSampler()
+
+
+def count_grid(space: dict[str, Any], enumerate_choices: bool = False) -> int:
+    return len(grid_points(space, enumerate_choices=enumerate_choices))
+
+
+__all__ = [
+    "DOMAINS", "SpaceError", "is_active", "nest", "flatten", "trial_config", "active_values",
+    "ray_domain", "ray_domains", "numeric_bounds", "optuna_space", "grid_points",
+    "sample_config", "SpaceSamplerCore", "make_space_sampler", "count_grid",
+]
+

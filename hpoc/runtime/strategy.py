@@ -1,0 +1,536 @@
+"""Strategies: how one trial's training runs on its process(es).
+
+A `Strategy` hides single-process vs DDP vs DeepSpeed from trainer code: device placement,
+wrapping model and optimizer (`distributed`), mixed precision, backward and optimizer step
+(with gradient accumulation), sharding data across ranks, reductions, rank-0-only work and
+checkpoints (DeepSpeed's sharded ones included). Trainer code never checks which strategy
+it runs under and never moves tensors by hand.
+
+    model, optimizer, scheduler = strategy.distributed(model, optimizer, scheduler)
+    with strategy.autocast():
+        loss = loss_fn(model(x), y)
+    strategy.backward(loss)
+    strategy.step()
+
+The method names `device()`, `global_rank()`, `global_world_size()`, `local_rank()` and
+`distributed(...) -> (model, optimizer, lr_scheduler)` match itwinai's strategies, so
+trainers written for itwinai keep working.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+STATE_FILE = "state.pt"
+DS_TAG = "hpoc"
+log = logging.getLogger("hpoc.strategy")
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """`auto` -> bf16 on GPUs that support it, fp32 elsewhere; fp16 needs a GPU."""
+    precision = (precision or "auto").lower()
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return "bf16"
+        return "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        log.warning("fp16 needs a GPU; training in fp32 on %s", device)
+        return "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision `{precision}` (auto, fp32, bf16 or fp16)")
+    return precision
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _has_conv(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) for m in model.modules())
+
+
+def _unwrap(model: Any) -> Any:
+    """The user's module under DDP / DeepSpeed / torch.compile wrappers."""
+    seen = 0
+    while seen < 8:
+        seen += 1
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel) or \
+                type(model).__name__ == "DeepSpeedEngine":
+            model = model.module
+        else:
+            break
+    return model
+
+
+class Strategy:
+    """One process, one device: the strategy of a one-worker trial.
+
+    Subclasses: `DDPStrategy` (torch DistributedDataParallel; NCCL on GPU, Gloo on CPU) and
+    `DeepSpeedStrategy` (ZeRO stages). Build one with `Strategy.create(...)`."""
+
+    name = "single"
+
+    def __init__(self, *, device: torch.device | str | None = None, precision: str = "auto",
+                 grad_accumulation_steps: int = 1, compile: bool = False,
+                 channels_last: bool | str = "auto") -> None:
+        self._device = torch.device(device) if device is not None else self._default_device()
+        self.precision = resolve_precision(precision, self._device)
+        self.grad_accumulation_steps = max(1, int(grad_accumulation_steps))
+        self.compile = bool(compile)
+        self.channels_last_setting = channels_last
+        self.channels_last = False
+        self.model: Any = None
+        self.optimizer: Any = None
+        self.lr_scheduler: Any = None
+        self.batch_size: int | None = None  # hint for DeepSpeed's micro-batch size
+        self._micro = 0
+        self.scaler = None
+        if self.precision == "fp16" and self._device.type == "cuda" and self.name != "deepspeed":
+            self.scaler = torch.amp.GradScaler("cuda")
+
+    # ------------------------------------------------------------ factory
+
+    @staticmethod
+    def create(kind: str = "single", **kwargs: Any) -> "Strategy":
+        """`single`, `ddp` or `deepspeed` (`deepspeed=` takes the plan's deepspeed block)."""
+        kinds = {"single": Strategy, "ddp": DDPStrategy, "deepspeed": DeepSpeedStrategy}
+        if kind not in kinds:
+            raise ValueError(f"unknown strategy `{kind}` (one of {', '.join(kinds)})")
+        if kind != "deepspeed":
+            kwargs.pop("deepspeed", None)
+        return kinds[kind](**kwargs)
+
+    # ------------------------------------------------------------ ranks and devices
+
+    def _default_device(self) -> torch.device:
+        try:  # inside a Ray Train worker: the GPU Ray assigned to it
+            from ray.train.torch import get_device
+
+            from hpoc.runtime.report import in_train_worker
+
+            if in_train_worker():
+                return get_device()
+        except ImportError:
+            pass
+        if torch.cuda.is_available():
+            return torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+
+    @property
+    def rank(self) -> int:
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    @property
+    def local_rank(self) -> int:
+        return 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        return self._device
+
+    def global_rank(self) -> int:
+        return self.rank
+
+    def global_world_size(self) -> int:
+        return self.world_size
+
+    def local_world_size(self) -> int:
+        return int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
+
+    def is_main_worker(self) -> bool:
+        return self.is_main
+
+    def init(self) -> None:
+        """Set up the process group if needed (idempotent; Ray Train has done it already)."""
+        if self._device.type == "cuda":
+            torch.cuda.set_device(self._device)
+
+    def cleanup(self) -> None:
+        pass
+
+    # ------------------------------------------------------------ model and optimizer
+
+    def distributed(self, model: torch.nn.Module, optimizer: Any = None, lr_scheduler: Any = None,
+                    **kwargs: Any) -> tuple[Any, Any, Any]:
+        """Move `model` to the device and wrap it (and the optimizer) for this strategy."""
+        self.init()
+        model = self._place(model)
+        model = self._wrap(model, **kwargs)
+        self.model, self.optimizer, self.lr_scheduler = model, optimizer, lr_scheduler
+        return model, optimizer, lr_scheduler
+
+    def _place(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self._device)
+        setting = self.channels_last_setting
+        self.channels_last = bool(setting is True or (
+            setting == "auto" and self._device.type == "cuda" and _has_conv(model)))
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _wrap(self, model: torch.nn.Module, **kwargs: Any) -> Any:
+        return self._compiled(model)
+
+    def _compiled(self, model: Any) -> Any:
+        if not self.compile:
+            return model
+        mode = "reduce-overhead" if self._device.type == "cuda" else None
+        return torch.compile(model, mode=mode)
+
+    def unwrap(self, model: Any = None) -> Any:
+        return _unwrap(self.model if model is None else model)
+
+    # ------------------------------------------------------------ steps
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision in ("bf16", "fp16"):
+            return torch.autocast(self._device.type, dtype=_DTYPES[self.precision])
+        return contextlib.nullcontext()
+
+    def is_boundary(self, last: bool = False) -> bool:
+        """Whether the current micro-batch ends an accumulation window."""
+        return last or (self._micro + 1) % self.grad_accumulation_steps == 0
+
+    @contextlib.contextmanager
+    def micro_batch(self, last: bool = False) -> Iterator[None]:
+        """Around forward *and* backward of one micro-batch (DDP skips the gradient
+        all-reduce inside an accumulation window); `last` closes the window early."""
+        self._boundary = self.is_boundary(last)
+        yield
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.grad_accumulation_steps > 1:
+            loss = loss / self.grad_accumulation_steps
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def step(self) -> bool:
+        """Optimizer step at the end of an accumulation window; True when it stepped."""
+        boundary = getattr(self, "_boundary", None)
+        if boundary is None:
+            boundary = self.is_boundary()
+        self._boundary = None
+        self._micro += 1
+        if not boundary:
+            return False
+        self._micro = 0
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
+
+    # ------------------------------------------------------------ data
+
+    def to_device(self, batch: Any) -> Any:
+        """Tensors (in tuples/lists/dicts) onto this strategy's device, asynchronously."""
+        if isinstance(batch, torch.Tensor):
+            t = batch.to(self._device, non_blocking=True)
+            if t.is_floating_point():
+                if self.input_dtype is not None and t.dtype != self.input_dtype:
+                    t = t.to(self.input_dtype)
+                if self.channels_last and t.dim() == 4:
+                    t = t.contiguous(memory_format=torch.channels_last)
+            return t
+        if isinstance(batch, (list, tuple)):
+            out = [self.to_device(b) for b in batch]
+            return type(batch)(out) if not hasattr(batch, "_fields") else type(batch)(*out)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        return batch
+
+    @property
+    def input_dtype(self) -> torch.dtype | None:
+        """dtype floating inputs must have (DeepSpeed's half-precision engines); None = any."""
+        return None
+
+    def shard(self, n: int, *, pad: bool) -> tuple[int, int, int]:
+        """(start, stop, step) of this rank's part of `n` items; with `pad` every rank gets the
+        same count (what lockstep training needs; the short ranks wrap around)."""
+        if pad:
+            per = -(-n // self.world_size)
+            return self.rank, per * self.world_size, self.world_size
+        return self.rank, n, self.world_size
+
+    def dataloader(self, dataset: Any, batch_size: int, *, shuffle: bool = False,
+                   drop_last: bool = False, seed: int = 0, prepare: Any = None, **kwargs: Any):
+        """A DataLoader over this rank's shard whose batches arrive on the device."""
+        from hpoc.runtime.batches import DeviceLoader
+
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        sampler = None
+        if self.world_size > 1:
+            sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank,
+                                         shuffle=shuffle, seed=seed, drop_last=drop_last)
+            shuffle = False
+        generator = None
+        if shuffle:
+            generator = torch.Generator()
+            generator.manual_seed(seed)
+        kwargs.setdefault("pin_memory", self._device.type == "cuda")
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                            drop_last=drop_last, generator=generator, **kwargs)
+        return DeviceLoader(loader, self, seed=seed, shuffle=shuffle, prepare=prepare)
+
+    # ------------------------------------------------------------ collectives
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks, in place (a no-op on one process)."""
+        return tensor
+
+    def barrier(self) -> None:
+        pass
+
+    def broadcast_object(self, obj: Any) -> Any:
+        return obj
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, directory: str | os.PathLike, extra: dict[str, Any]) -> None:
+        """Model, optimizer, lr scheduler and grad scaler states plus `extra`, into
+        `directory` (rank 0 writes; every rank must call)."""
+        if self.is_main:
+            state = dict(extra)
+            state["model"] = self.unwrap().state_dict()
+            if self.optimizer is not None:
+                state["optimizer"] = self.optimizer.state_dict()
+            if self.lr_scheduler is not None and hasattr(self.lr_scheduler, "state_dict"):
+                state["lr_scheduler"] = self.lr_scheduler.state_dict()
+            if self.scaler is not None:
+                state["scaler"] = self.scaler.state_dict()
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            torch.save(state, Path(directory) / STATE_FILE)
+        self.barrier()
+
+    def load_checkpoint(self, directory: str | os.PathLike) -> dict[str, Any]:
+        """Restore what `save_checkpoint` wrote; returns the `extra` part."""
+        # Our own file: it holds RNG states that weights_only loading refuses.
+        state = torch.load(Path(directory) / STATE_FILE, map_location=self._device,
+                           weights_only=False)
+        self.unwrap().load_state_dict(state.pop("model"))
+        if "optimizer" in state and self.optimizer is not None:
+            self.optimizer.load_state_dict(state.pop("optimizer"))
+        if "lr_scheduler" in state and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
+        if "scaler" in state and self.scaler is not None:
+            self.scaler.load_state_dict(state.pop("scaler"))
+        return state
+
+    def checkpoint_files_rank_local(self) -> bool:
+        """Whether every rank writes its own checkpoint files (and must report them)."""
+        return False
+
+
+class DDPStrategy(Strategy):
+    """torch DistributedDataParallel over the processes of one trial."""
+
+    name = "ddp"
+
+    @property
+    def rank(self) -> int:
+        import torch.distributed as dist
+
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else \
+            int(os.environ.get("RANK", 0))
+
+    @property
+    def world_size(self) -> int:
+        import torch.distributed as dist
+
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else \
+            int(os.environ.get("WORLD_SIZE", 1))
+
+    @property
+    def local_rank(self) -> int:
+        try:
+            from hpoc.runtime.report import in_train_worker
+
+            if in_train_worker():
+                import ray.train
+
+                return ray.train.get_context().get_local_rank()
+        except ImportError:
+            pass
+        return int(os.environ.get("LOCAL_RANK", 0))
+
+    def backend(self) -> str:
+        return "nccl" if self._device.type == "cuda" else "gloo"
+
+    def init(self) -> None:
+        import torch.distributed as dist
+
+        super().init()
+        if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            dist.init_process_group(self.backend())  # torchrun-style env:// launch
+
+    def cleanup(self) -> None:
+        pass  # Ray Train owns the process group
+
+    def _wrap(self, model: torch.nn.Module, **kwargs: Any) -> Any:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        if self.world_size > 1:
+            ids = [self._device.index] if self._device.type == "cuda" else None
+            model = DDP(model, device_ids=ids, **kwargs)
+        return self._compiled(model)
+
+    @contextlib.contextmanager
+    def micro_batch(self, last: bool = False) -> Iterator[None]:
+        self._boundary = self.is_boundary(last)
+        no_sync = getattr(self.model, "no_sync", None)
+        if not self._boundary and no_sync is not None:
+            with no_sync():
+                yield
+        else:
+            yield
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if self.world_size > 1:
+            dist.all_reduce(tensor)
+        return tensor
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        if self.world_size > 1:
+            dist.barrier()
+
+    def broadcast_object(self, obj: Any) -> Any:
+        import torch.distributed as dist
+
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+class DeepSpeedStrategy(DDPStrategy):
+    """DeepSpeed engines with ZeRO stage 0-3; bf16/fp16 on GPU, fp32 on CPU (Gloo)."""
+
+    name = "deepspeed"
+
+    def __init__(self, *, deepspeed: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        ds = dict(deepspeed or {})
+        self.zero_stage = int(ds.get("zero_stage") or 0)
+        self.config_file = ds.get("config_file")
+        wanted = ds.get("precision") or kwargs.get("precision") or "auto"
+        self.precision = resolve_precision(wanted, self._device)
+        if self._device.type != "cuda":
+            self.precision = "fp32"  # DeepSpeed's CPU path trains in fp32
+        self.engine: Any = None
+
+    def init(self) -> None:
+        import deepspeed
+        import torch.distributed as dist
+
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        deepspeed.utils.logger.setLevel(logging.WARNING)
+        if self._device.type == "cuda":
+            torch.cuda.set_device(self._device)
+        if not dist.is_initialized():
+            if int(os.environ.get("WORLD_SIZE", 1)) == 1 and "MASTER_ADDR" not in os.environ:
+                # One process: a private group (DeepSpeed needs one even for a single rank).
+                from hpoc.runtime.report import free_port
+
+                dist.init_process_group(self.backend(), rank=0, world_size=1,
+                                        init_method=f"tcp://127.0.0.1:{free_port()}")
+        deepspeed.init_distributed(dist_backend=self.backend(), verbose=False)
+
+    def ds_config(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        config: dict[str, Any] = {}
+        if self.config_file:
+            config = json.loads(Path(self.config_file).read_text(encoding="utf-8"))
+        ours = {
+            "train_micro_batch_size_per_gpu": self.batch_size or 1,
+            "gradient_accumulation_steps": self.grad_accumulation_steps,
+            "zero_optimization": {"stage": self.zero_stage},
+            "bf16": {"enabled": self.precision == "bf16"},
+            "fp16": {"enabled": self.precision == "fp16"},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 2**31 - 1,
+            "wall_clock_breakdown": False,
+        }
+        for key, value in ours.items():  # the user's file wins, except for "auto" values
+            if config.get(key, "auto") == "auto":
+                config[key] = value
+        if config.get("train_batch_size") == "auto":
+            del config["train_batch_size"]
+        for key, value in (extra or {}).items():
+            config[key] = value
+        return config
+
+    def distributed(self, model: torch.nn.Module, optimizer: Any = None, lr_scheduler: Any = None,
+                    **kwargs: Any) -> tuple[Any, Any, Any]:
+        import deepspeed
+
+        self.init()
+        config = self.ds_config(kwargs.pop("config_params", None))
+        model = model.to(self._device)
+        # The lr scheduler stays ours: stepped per epoch like with the other strategies
+        # (DeepSpeed would step it per optimizer step) and saved in the client state.
+        engine, ds_optimizer, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=config, dist_init_required=False, **kwargs)
+        self.engine = engine
+        self.model, self.optimizer, self.lr_scheduler = engine, ds_optimizer, lr_scheduler
+        return engine, ds_optimizer, lr_scheduler
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # the engine holds the model in its precision
+
+    @property
+    def input_dtype(self) -> torch.dtype | None:
+        return _DTYPES[self.precision] if self.precision in ("bf16", "fp16") else None
+
+    @contextlib.contextmanager
+    def micro_batch(self, last: bool = False) -> Iterator[None]:
+        yield  # the engine tracks accumulation boundaries itself
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+
+    def step(self) -> bool:
+        self.engine.step()
+        return self.engine.is_gradient_accumulation_boundary()
+
+    def save_checkpoint(self, directory: str | os.PathLike, extra: dict[str, Any]) -> None:
+        # Every rank writes its own ZeRO partition; Ray merges the workers' files.
+        state = dict(extra)
+        if self.lr_scheduler is not None and hasattr(self.lr_scheduler, "state_dict"):
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        self.engine.save_checkpoint(str(directory), tag=DS_TAG, client_state=state)
+
+    def load_checkpoint(self, directory: str | os.PathLike) -> dict[str, Any]:
+        _, client_state = self.engine.load_checkpoint(
+            str(directory), tag=DS_TAG, load_optimizer_states=True,
+            load_lr_scheduler_states=False)
+        state = dict(client_state or {})
+        if "lr_scheduler" in state and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
+        return state
+
+    def checkpoint_files_rank_local(self) -> bool:
+        return True

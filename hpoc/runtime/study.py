@@ -1,0 +1,461 @@
+"""The driver: run one shard of a study from its plan.
+
+    code = run_study(plan, RunOptions(shard=0, local=True))
+
+Order matters for users: everything that can be wrong in the spec's code (pipeline imports,
+search libraries, the data itself) is checked in this process before Ray starts, so mistakes
+are one clear message instead of a traceback from a remote worker. Then Ray (local or the
+job's cluster), a capacity check, the Tuner, live progress, and `summary.json`.
+
+Stopping: SIGUSR2 or SIGTERM (sent by the job script before the walltime or on preemption)
+ends the run the way Ctrl-C does in Tune: trials stop, their checkpoints stay, the
+experiment state is saved. Running the same plan again resumes it (`Tuner.restore` on the
+same storage path and name); a finished run is not repeated unless `fresh` is set.
+
+Exit codes: 0 done (some trial succeeded), 1 every trial failed or internal error,
+2 a problem with the spec, its code or data, 75 stopped by a signal (resumable).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from hpoc.runtime import summary as summary_mod
+
+EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
+_STOP_SIGNALS = ("SIGTERM", "SIGUSR2")
+MARKER = ".hpoc-run.json"
+
+
+class StudyError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_SPEC) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunOptions:
+    shard: int = 0
+    local: bool | None = None        # None: local unless RAY_ADDRESS is set
+    num_cpus: int | None = None      # local only: CPU slots Ray may use (default: this machine's)
+    num_gpus: int | None = None      # local only: GPUs (default: those present)
+    fresh: bool = False              # move a previous run of this shard aside and start over
+    verbose: bool = False            # Ray's own logs and the workers' output on the terminal
+    progress: TextIO | None = None   # progress lines (default stderr)
+    out: TextIO | None = None        # the final report (default stdout)
+
+
+@dataclass
+class _State:
+    """What the signal handler and the Tune callbacks share with the driver (module-level so
+    callbacks restored from a pickled experiment find the current run)."""
+
+    signal: int | None = None
+    trials: list[Any] = field(default_factory=list)
+    stream: TextIO | None = None
+    retries: dict[str, int] = field(default_factory=dict)
+
+
+_STATE = _State()
+
+
+class Interrupted(Exception):
+    pass
+
+
+def experiment_dir(plan: dict[str, Any], shard: int) -> Path:
+    root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    return root / f"shard-{shard}" if plan["shards"]["count"] > 1 else root
+
+
+def plan_hash(plan: dict[str, Any]) -> str:
+    if plan.get("content_hash"):
+        return plan["content_hash"]
+    from hpoc.plan import content_hash
+
+    return content_hash(plan)
+
+
+def _say(stream: TextIO, text: str) -> None:
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# ---------------------------------------------------------------- prior runs
+
+
+def _prior_run(exp: Path, digest: str, fresh: bool, resume_enabled: bool,
+               stream: TextIO) -> str:
+    """"fresh", "restore" or "done" for an experiment directory."""
+    import json
+
+    from ray.tune import Tuner
+
+    if not exp.exists():
+        return "fresh"
+    marker = exp / MARKER
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    has_state = Tuner.can_restore(str(exp))
+    if not has_state and recorded is None:
+        return "fresh"
+    if fresh:
+        aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+        exp.rename(aside)
+        _say(stream, f"[hpoc] moved the previous run to {aside}")
+        return "fresh"
+    if recorded is not None and recorded.get("plan_hash") != digest:
+        raise StudyError(
+            f"{exp} holds a run of a different plan ({recorded.get('plan_hash')}, this plan is "
+            f"{digest})\n  help: change `storage.name`, or pass --fresh to move the old run aside")
+    previous = summary_mod.read(exp)
+    if previous is not None and not previous.get("interrupted") and previous.get("plan_hash") == digest:
+        return "done"
+    if not has_state:
+        return "fresh"
+    if not resume_enabled:
+        raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
+                         "  help: pass --fresh to move it aside and start over")
+    return "restore"
+
+
+def _write_marker(exp: Path, digest: str, shard: int) -> None:
+    import json
+
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / MARKER).write_text(json.dumps({"plan_hash": digest, "shard": shard}) + "\n",
+                              encoding="utf-8")
+
+
+# ---------------------------------------------------------------- Tune pieces
+
+
+def trial_index(trial: Any) -> int:
+    """0-based creation order of a trial in this shard (Tune's experiment tag starts with it;
+    trials from searchers have random ids, so the id cannot tell)."""
+    head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    return int(head) - 1 if head.isdigit() and int(head) > 0 else 0
+
+
+def trial_name(trial: Any) -> str:
+    return f"t{trial_index(trial):05d}_{trial.trial_id}"
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial_index(trial):05d}_{trial.trial_id}"
+
+
+def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
+    from ray import tune
+
+    from hpoc.runtime.progress import Progress, tune_callback
+
+    metric = plan["objective"]["metrics"][0]
+    progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
+    _STATE.stream = stream
+
+    return [tune_callback(progress), _make_events(progress)]
+
+
+@functools.lru_cache(maxsize=1)
+def _events_class() -> type:
+    from ray import tune
+
+    class Events(tune.Callback):
+        """Trial errors and retries as one line each; keeps the Trial objects for the summary.
+
+        State lives in the module's `_STATE`, so an instance restored from a pickled
+        experiment (Tuner.restore) reports into the current run."""
+
+        def __init__(self, progress: Any = None) -> None:
+            self.progress = progress
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            _STATE.trials = trials
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _STATE.trials = trials
+            _trial_line(trial, "errored")
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _STATE.retries[trial.trial_id] = _STATE.retries.get(trial.trial_id, 0) + 1
+            _trial_line(trial, "failed; retrying from its last checkpoint "
+                               f"(retry {_STATE.retries[trial.trial_id]})")
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            _STATE.trials = trials
+            if self.progress is not None:
+                self.progress.close()
+
+        def __reduce__(self):
+            return (_make_events, (self.progress,))
+
+    return Events
+
+
+def _make_events(progress: Any = None) -> Any:
+    return _events_class()(progress)
+
+
+def _trial_line(trial: Any, what: str) -> None:
+    stream = _STATE.stream or sys.stderr
+    error = summary_mod.trial_error(trial) if trial.status == "ERROR" else None
+    detail = f": {summary_mod.error_line(error)}" if error else ""
+    where = summary_mod._path(trial)
+    hint = f" (details: {where}/error.txt)" if error and where else ""
+    _say(stream, f"[hpoc] trial {trial.trial_id} {what}{detail}{hint}")
+
+
+def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int) -> Any:
+    from ray import tune
+
+    from hpoc.runtime.session import trial_needs
+    from hpoc.runtime.trial import DRIVER_CPU, tune_trial
+
+    res = plan["resources"]
+    trainable = tune.with_parameters(tune_trial, plan=plan, data_ref=[data_ref],
+                                     experiment_dir=str(exp), shard=shard)
+    if res["workers"] == 1:
+        resources = {"CPU": float(res["cpus_per_worker"])}
+        if res["gpus_per_worker"]:
+            resources["GPU"] = float(res["gpus_per_worker"])
+    else:
+        resources = {"CPU": DRIVER_CPU}  # the Train workers ask for their own resources
+    trial_needs(plan)
+    return tune.with_resources(trainable, resources)
+
+
+def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
+           stream: TextIO) -> Any:
+    from ray import tune
+
+    from hpoc.runtime.search import make_scheduler, make_searcher
+
+    searcher, param_space, num_samples = make_searcher(plan, shard)
+    if mode == "restore":
+        _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+        return tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
+                                  resume_errored=bool(plan["resume"]["retry_errored"]),
+                                  restart_errored=False,
+                                  param_space=param_space or None), num_samples
+    trials = plan["trials"]
+    ckpt = plan["checkpoint"]
+    tune_config = tune.TuneConfig(
+        search_alg=searcher,
+        scheduler=make_scheduler(plan),
+        num_samples=num_samples,
+        max_concurrent_trials=trials["max_concurrent"],
+        time_budget_s=trials["time_budget_s"],
+        reuse_actors=plan["resources"]["workers"] == 1,
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+    )
+    run_config = tune.RunConfig(
+        name=exp.name,
+        storage_path=str(exp.parent),
+        stop=trials["stop"] or None,
+        failure_config=tune.FailureConfig(max_failures=plan["failure"]["max_retries"] or 0),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=ckpt["keep"], checkpoint_score_attribute=ckpt["score_attribute"],
+            checkpoint_score_order=ckpt["score_order"] or "max"),
+        callbacks=_callbacks(plan, num_samples, stream),
+        verbose=0,
+        log_to_file=True,
+    )
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                      run_config=run_config), num_samples
+
+
+# ---------------------------------------------------------------- signals
+
+
+def _install_signals() -> dict[int, Any]:
+    """SIGTERM/SIGUSR2 -> Tune's own graceful stop (the handler it installs for SIGUSR1)."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        first = _STATE.signal is None
+        _STATE.signal = signum
+        tune_handler = signal.getsignal(signal.SIGUSR1)
+        if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
+            if first:
+                _say(_STATE.stream or sys.stderr,
+                     f"[hpoc] {signal.Signals(signum).name}: stopping; checkpoints are kept and "
+                     "running the plan again resumes")
+                tune_handler(signum, frame)
+            return
+        raise Interrupted()
+
+    for name in _STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, TypeError):
+            pass
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _quiet_ray(verbose: bool) -> None:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no tables; we print our own progress
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
+    if not verbose:
+        # Trial errors are printed by us, one line each, with the path to the full text.
+        for name in ("ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
+    """Run shard `options.shard` of the study; returns the exit code."""
+    opts = options or RunOptions()
+    progress_stream = opts.progress or sys.stderr
+    out = opts.out or sys.stdout
+    try:
+        return _run(plan, opts, progress_stream, out)
+    except StudyError as exc:
+        _say(sys.stderr, f"error: {exc}")
+        return exc.exit_code
+    except Interrupted:
+        _say(sys.stderr, "[hpoc] stopped before the trials started")
+        return EXIT_INTERRUPTED
+
+
+def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) -> int:
+    from hpoc.runtime import pipeline, search, session, space
+
+    started = time.monotonic()
+    _STATE.__init__()
+    _STATE.stream = stream
+    shard, shards = opts.shard, plan["shards"]["count"]
+    if not 0 <= shard < shards:
+        raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
+                         f"(0..{shards - 1})")
+    exp = experiment_dir(plan, shard)
+    digest = plan_hash(plan)
+    local = opts.local if opts.local is not None else not os.environ.get("RAY_ADDRESS")
+    _quiet_ray(opts.verbose)
+    previous_signals = _install_signals()
+    try:
+        # 1. Everything about the spec's code, before Ray.
+        try:
+            pipeline.check_imports(plan)
+            search.require_libraries(plan["search"]["algorithm"])
+            search.make_scheduler(plan)
+        except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
+            raise StudyError(str(exc)) from None
+        mode = _prior_run(exp, digest, opts.fresh, bool(plan["resume"]["enabled"]), stream)
+        if mode == "done":
+            previous = summary_mod.read(exp)
+            _say(stream, f"[hpoc] this study already ran to the end in {exp} "
+                         "(pass --fresh to run it again)")
+            _say(out, summary_mod.describe_best(previous))
+            return _exit_code(previous)
+        try:
+            data = pipeline.load_data(plan)
+        except pipeline.PipelineError as exc:
+            raise StudyError(str(exc)) from None
+
+        # 2. Ray.
+        workdir = plan["source"]["workdir"]
+        try:
+            if local:
+                ray_session = session.start_local(workdir=workdir, num_cpus=opts.num_cpus,
+                                                  num_gpus=opts.num_gpus, verbose=opts.verbose)
+            else:
+                ray_session = session.connect_cluster(os.environ["RAY_ADDRESS"], workdir=workdir,
+                                                      verbose=opts.verbose)
+        except session.SessionError as exc:
+            raise StudyError(str(exc), exc.exit_code) from None
+        try:
+            return _tune(plan, opts, ray_session, data, exp, digest, mode, started, stream, out)
+        finally:
+            ray_session.close()
+    finally:
+        _restore_signals(previous_signals)
+
+
+def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, exp: Path,
+          digest: str, mode: str, started: float, stream: TextIO, out: TextIO) -> int:
+    import ray
+
+    from hpoc.runtime import search, session, space
+
+    where = "this machine" if ray_session.local else "the cluster"
+    try:
+        session.check_capacity(plan, ray.nodes(), where)
+    except session.SessionError as exc:
+        raise StudyError(str(exc), exc.exit_code) from None
+    data_ref = ray.put(data)
+    del data
+    trainable = make_trainable(plan, data_ref, exp, opts.shard)
+    try:
+        tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream)
+    except (search.SearchError, space.SpaceError) as exc:
+        raise StudyError(str(exc)) from None
+    _write_marker(exp, digest, opts.shard)
+    where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
+    _say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
+                 f"on {where_to}; results in {exp}")
+    grid = tuner.fit()
+    trials = _STATE.trials or _trials_from_grid(grid)
+    interrupted = _STATE.signal is not None
+    result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
+                               interrupted=interrupted, experiment_dir=exp, plan_hash=digest)
+    path = summary_mod.write(result, exp)
+    _say(out, summary_mod.describe_best(result))
+    _say(out, f"summary: {path}")
+    if interrupted:
+        _say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
+        return EXIT_INTERRUPTED
+    return _exit_code(result)
+
+
+def _exit_code(summary: dict[str, Any]) -> int:
+    counts = summary.get("status_counts") or {}
+    total = summary.get("num_trials") or 0
+    if total == 0 or counts.get("ERROR", 0) == total:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+class _GridTrial:
+    """Trial-like view of a ResultGrid entry (when no callback saw the trials)."""
+
+    def __init__(self, result: Any) -> None:
+        metrics = result.metrics or {}
+        self.trial_id = metrics.get("trial_id") or Path(result.path).name
+        self.status = "ERROR" if result.error else "TERMINATED"
+        self.config = result.config or {}
+        self.last_result = metrics
+        self.path = result.path
+        self.error_file = None
+        self.error_msg = str(result.error) if result.error else None
+
+
+def _trials_from_grid(grid: Any) -> list[Any]:
+    return [_GridTrial(r) for r in grid]

@@ -1,0 +1,169 @@
+"""summary.json: what a shard of a study did, written into its experiment directory.
+
+    {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
+     "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
+     "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "path"}],
+     "wall_s", "interrupted", "experiment_dir"}
+
+Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
+nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
+`best` ranks trials by the first objective metric at their last report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hpoc.runtime.space import trial_config
+
+SUMMARY = "summary.json"
+# Keys Ray adds to every result; the rest are the user's.
+RAY_KEYS = frozenset({
+    "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
+    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
+    "time_since_restore", "iterations_since_restore", "timesteps_total", "episodes_total",
+    "timesteps_since_restore", "experiment_tag", "should_checkpoint", "warmup_time",
+    "checkpoint_path", "experiment_id",
+})
+_MAX_ERROR = 4000
+
+
+def user_metrics(result: dict[str, Any] | None) -> dict[str, Any]:
+    out = {}
+    for key, value in (result or {}).items():
+        if key in RAY_KEYS or "/" in key:
+            continue
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, (int, float)):
+            out[key] = value if math.isfinite(value) else None
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt|Exit)\b.*")
+
+
+def error_line(text: str, width: int = 240) -> str:
+    """The one line of an error text worth printing: the last `SomeError: message` line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    picks = [ln for ln in lines if _EXC_LINE.match(ln)]
+    line = (picks or lines or [""])[-1]
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def trial_error(trial: Any) -> str | None:
+    if trial.status != "ERROR" and not getattr(trial, "error_file", None):
+        return None
+    text = None
+    for attr in ("error_file", "pickled_error_file"):
+        path = getattr(trial, attr, None)
+        if path and attr == "error_file" and os.path.isfile(path):
+            text = Path(path).read_text(encoding="utf-8", errors="replace").strip()
+            break
+    if text is None:
+        msg = getattr(trial, "error_msg", None)
+        text = str(msg) if msg else ("errored" if trial.status == "ERROR" else None)
+    if text and len(text) > _MAX_ERROR:
+        text = "…" + text[-_MAX_ERROR:]
+    return text if trial.status == "ERROR" else None
+
+
+def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    result = trial.last_result or {}
+    return {
+        "trial_id": trial.trial_id,
+        "status": trial.status,
+        "config": trial_config(trial.config or {}, space),
+        "metrics": user_metrics(result),
+        "epochs": int(result.get("epoch") or result.get("training_iteration") or 0),
+        "error": trial_error(trial),
+        "path": _path(trial),
+    }
+
+
+def _path(trial: Any) -> str | None:
+    for attr in ("path", "local_path"):
+        try:
+            value = getattr(trial, attr)
+        except Exception:  # Ray raises when storage is not set up yet
+            continue
+        if value:
+            return str(value)
+    return None
+
+
+def best_entry(entries: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    scored = [e for e in entries if e["status"] != "ERROR" and _finite(e["metrics"].get(metric))]
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    best = pick(scored, key=lambda e: e["metrics"][metric])
+    return {k: best[k] for k in ("trial_id", "config", "metrics", "epochs")}
+
+
+def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
+          interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str) -> dict[str, Any]:
+    entries = [trial_entry(t, plan["space"]) for t in trials]
+    metrics = [{"name": m["name"], "mode": m["mode"]} for m in plan["objective"]["metrics"]]
+    return {
+        "study": plan["study"]["name"],
+        "shard": shard,
+        "plan_hash": plan_hash,
+        "metrics": metrics,
+        "num_trials": len(entries),
+        "status_counts": dict(sorted(Counter(e["status"] for e in entries).items())),
+        "best": best_entry(entries, metrics[0]["name"], metrics[0]["mode"]),
+        "trials": entries,
+        "wall_s": round(float(wall_s), 3),
+        "interrupted": bool(interrupted),
+        "experiment_dir": str(experiment_dir),
+    }
+
+
+def write(summary: dict[str, Any], directory: str | os.PathLike) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SUMMARY
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read(directory: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(directory) / SUMMARY
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def describe_best(summary: dict[str, Any]) -> str:
+    """Human-readable lines about the best trial, for the end of a run."""
+    best = summary.get("best")
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in summary["status_counts"].items()) or "none"
+    lines = [f"study `{summary['study']}`: {summary['num_trials']} trial(s) ({counts}) "
+             f"in {summary['wall_s']:.1f} s"]
+    if best is None:
+        lines.append("no trial reported the objective metric "
+                     f"`{summary['metrics'][0]['name']}`")
+        return "\n".join(lines)
+    name = summary["metrics"][0]["name"]
+    value = best["metrics"].get(name)
+    lines.append(f"best trial {best['trial_id']}: {name}={value:.4g} after {best['epochs']} epoch(s)")
+    lines.append("  config:  " + json.dumps(best["config"], sort_keys=True))
+    shown = " ".join(f"{k}={v:.4g}" if _finite(v) else f"{k}={v}"
+                     for k, v in best["metrics"].items() if k != "epoch")
+    lines.append("  metrics: " + shown)
+    return "\n".join(lines)

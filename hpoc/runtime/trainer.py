@@ -1,0 +1,579 @@
+"""`Trainer`: subclass it and write only the machine-learning code.
+
+    class DigitsTrainer(hpoc.Trainer):
+        def create_model(self, config):
+            return SmallCNN(hidden=config["hidden"])
+
+The runtime builds one trainer per trial process with the plan's trainer arguments, then
+sets `self.config` (the trial's hyperparameters and constants, nested by dotted name),
+`self.strategy` (see strategy.py), the data splits and the trial, and calls `train()`.
+
+Hooks, all optional except a model:
+- `create_model(config)`, `create_loss(config)`, `create_optimizer(model, config)`,
+  `create_lr_scheduler(optimizer, config)` - or all at once in
+  `create_model_loss_optimizer(config)` returning `(model, loss, optimizer[, scheduler])`;
+- `train_step(batch) -> loss` and `validation_step(batch) -> (loss, outputs)`;
+- `prepare_inputs(x)`: on-device preprocessing of an input batch (default: uint8 -> [0, 1]
+  floats, then `normalize = (mean, std)` if the class sets it);
+- `train()` itself, for a loop of your own (`train(self, config, data)` as in itwinai works).
+
+The default `train()` runs epochs of training and validation, reports `train_loss`,
+`val_loss` and (for classification) `val_accuracy` each epoch, checkpoints by the plan's
+policy and resumes from the trial's latest checkpoint - model, optimizer, lr scheduler,
+epoch and RNG state - so a retried or requeued trial continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import shutil
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hpoc.runtime.batches import TensorBatches, as_tensors, default_prepare, num_samples
+from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
+from hpoc.runtime.strategy import Strategy
+
+
+class TrainerError(Exception):
+    """A trainer that cannot run as configured; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """The trial a trainer runs for: Ray's id and name, its index in the study and its seed."""
+
+    id: str = "local"
+    name: str = "local"
+    index: int = 0
+    seed: int = 0
+    deterministic: bool = False
+
+    @staticmethod
+    def for_trial(trial_id: str, name: str | None, plan_seed: int | None, shard: int = 0) -> "TrialInfo":
+        # The runtime names trials `t<index>_<id>` (study.trial_name).
+        head = (name or "").split("_", 1)[0]
+        tail = trial_id.rsplit("_", 1)[-1]
+        index = int(head[1:]) if head[:1] == "t" and head[1:].isdigit() else (
+            int(tail) if tail.isdigit() else 0)
+        if plan_seed is None:
+            seed = zlib.crc32(trial_id.encode())  # stable across retries of this trial
+        else:
+            seed = int(plan_seed) + index + 100_003 * shard
+        return TrialInfo(trial_id, name or trial_id, index, seed, plan_seed is not None)
+
+
+class _NullTracker:
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+
+
+def rng_state() -> dict[str, Any]:
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (kind, keys.tolist(), pos, has_gauss, gauss)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any] | None) -> None:
+    import numpy as np
+
+    if not state:
+        return
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"].cpu())
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available() and \
+            len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _takes_args(method: Any) -> int:
+    """Number of positional parameters a bound method accepts (besides self)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _first_loss(out: Any) -> Any:
+    if isinstance(out, dict):
+        return out["loss"]
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    return out
+
+
+class Trainer:
+    """Base class of user trainers (see the module docstring)."""
+
+    #: `(mean, std)` applied to inputs on the device (numbers or per-channel sequences).
+    normalize: tuple[Any, Any] | None = None
+    #: "classification" adds `val_accuracy` (argmax of outputs vs integer targets).
+    task: str = "classification"
+    #: channels-last memory format on GPU for conv nets ("auto"), or True/False.
+    channels_last: bool | str = "auto"
+    #: validation batches are this many times the training batch size (no gradients kept).
+    validation_batch_factor: int = 4
+    grad_accumulation_steps: int = 1
+
+    def __init__(self, grad_accumulation_steps: int = 1, **args: Any) -> None:
+        self.args = dict(args)
+        self.grad_accumulation_steps = int(grad_accumulation_steps)
+
+    # ------------------------------------------------------------ set by the runtime
+
+    config: dict[str, Any]
+    strategy: Strategy
+    plan: dict[str, Any] | None
+    trial: TrialInfo
+    model: Any = None
+    loss: Any = None
+    optimizer: Any = None
+    lr_scheduler: Any = None
+    train_data: Any = None
+    validation_data: Any = None
+    test_data: Any = None
+
+    def bind(self, *, config: dict[str, Any], strategy: Strategy, reporter: Reporter,
+             plan: dict[str, Any] | None = None, trial: TrialInfo | None = None,
+             data: tuple[Any, Any, Any] | None = None) -> None:
+        """Attach what the runtime knows about this trial (called before `train()`)."""
+        if not hasattr(self, "args"):  # a subclass __init__ that skipped super().__init__()
+            self.args = {}
+        self.config = config
+        self.strategy = strategy
+        self.reporter = reporter
+        self.plan = plan
+        self.trial = trial or TrialInfo()
+        self.tracker: Any = None
+        self._batches: dict[str, Any] = {}
+        if data is not None:
+            self.train_data, self.validation_data, self.test_data = data
+
+    # itwinai trainers read their hyperparameters from `training_config`
+    @property
+    def training_config(self) -> dict[str, Any]:
+        return self.config
+
+    @training_config.setter
+    def training_config(self, value: dict[str, Any]) -> None:
+        self.config = value
+
+    # ------------------------------------------------------------ settings
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        """`name` from the trial config, else the trainer's plan arguments, else `default`."""
+        if name in self.config:
+            return self.config[name]
+        return self.args.get(name, default)
+
+    @property
+    def epochs(self) -> int:
+        value = self.setting("epochs")
+        if value is None and self.plan is not None:
+            stop = (self.plan["trials"].get("stop") or {}).get("training_iteration")
+            sched = self.plan.get("scheduler") or {}
+            max_t = (sched.get("options") or {}).get("max_t")
+            value = stop if stop is not None else (
+                max_t if sched.get("time_attr", "training_iteration") == "training_iteration" else None)
+        if value is None:
+            raise TrainerError("the number of epochs is not set: add `epochs` to the study's "
+                               "constants (or search it as a parameter)")
+        return int(value)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.setting("batch_size", 64))
+
+    @property
+    def seed(self) -> int:
+        return self.trial.seed
+
+    # ------------------------------------------------------------ hooks
+
+    def create_model(self, config: dict[str, Any]) -> torch.nn.Module:
+        raise TrainerError(f"{type(self).__name__} defines no model: implement "
+                           "`create_model(self, config)` (or `create_model_loss_optimizer`)")
+
+    def create_loss(self, config: dict[str, Any]) -> Any:
+        return torch.nn.CrossEntropyLoss() if self.task == "classification" else torch.nn.MSELoss()
+
+    def create_optimizer(self, model: torch.nn.Module, config: dict[str, Any]) -> Any:
+        """Adam by default; `optimizer` (or `optimizer.name`) = adam | adamw | sgd picks one,
+        `lr`/`learning_rate`, `momentum` and `weight_decay` are read from the config."""
+        opt = config.get("optimizer")
+        group = opt if isinstance(opt, dict) else {}
+        name = str(group.get("name") or (opt if isinstance(opt, str) else "adam")).lower()
+
+        def get(key: str, default: Any) -> Any:
+            for k in ([key] if key != "lr" else ["lr", "learning_rate"]):
+                if k in group:
+                    return group[k]
+                if k in config:
+                    return config[k]
+            return default
+
+        lr = float(get("lr", 1e-3))
+        wd = float(get("weight_decay", 0.0))
+        kwargs: dict[str, Any] = {}
+        # Fused kernels: one launch per step instead of one per parameter (GPU only;
+        # DeepSpeed partitions the optimizer state itself).
+        if self.strategy.device().type == "cuda" and self.strategy.name != "deepspeed":
+            kwargs["fused"] = True
+        params = model.parameters()
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd, **kwargs)
+        if name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **kwargs)
+        if name == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=float(get("momentum", 0.0)),
+                                   weight_decay=wd, **kwargs)
+        raise TrainerError(f"unknown optimizer `{name}` (adam, adamw or sgd; or override "
+                           "`create_optimizer`)")
+
+    def create_lr_scheduler(self, optimizer: Any, config: dict[str, Any]) -> Any:
+        return None
+
+    def create_model_loss_optimizer(self, config: dict[str, Any]) -> Any:
+        model = self.create_model(config).to(self.strategy.device())
+        optimizer = self.create_optimizer(model, config)
+        return model, self.create_loss(config), optimizer, self.create_lr_scheduler(optimizer, config)
+
+    def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self._prepare(x)
+
+    def train_step(self, batch: Any) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        return self.loss(self.model(x), y)
+
+    def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch[0], batch[1]
+        out = self.model(x)
+        return self.loss(out, y), out
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Extra state of your own to save in each checkpoint."""
+        return {}
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # ------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        """Model, loss, optimizer (wrapped by the strategy) and batches; idempotent."""
+        if self.tracker is None:
+            self.initialize_logger()
+        if self.model is None or self.strategy.model is None:
+            self._create_model()
+        if not self._batches:
+            self.create_dataloaders(self.train_data, self.validation_data, self.test_data)
+
+    def _create_model(self) -> None:
+        self.strategy.batch_size = self.setting("batch_size")
+        hook = self.create_model_loss_optimizer
+        made = hook(self.config) if _takes_args(hook) else hook()
+        if made is None:  # itwinai style: the hook set the attributes (maybe distributed)
+            model, optimizer, scheduler = self.model, self.optimizer, self.lr_scheduler
+        else:
+            model, self.loss, optimizer, *rest = made
+            scheduler = rest[0] if rest else None
+        if model is None:
+            raise TrainerError("create_model_loss_optimizer() returned no model")
+        if self.strategy.model is not model:
+            model, optimizer, scheduler = self.strategy.distributed(model, optimizer, scheduler)
+        self.model, self.optimizer, self.lr_scheduler = model, optimizer, scheduler
+        if self.loss is None:
+            self.loss = self.create_loss(self.config)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "_prepare_fn"):
+            self._prepare_fn = default_prepare(self.normalize)
+        return self._prepare_fn(x)
+
+    def batches(self, data: Any, *, train: bool, batch_size: int | None = None) -> Any:
+        """Device batches of this rank's part of `data` (see batches.py)."""
+        if data is None:
+            return None
+        size = batch_size or (self.batch_size if train else self.batch_size * self.validation_batch_factor)
+        tensors = as_tensors(data)
+        setting = (self.plan or {}).get("training", {}).get("data_on_device", "auto")
+        if tensors is None and setting is True:
+            tensors = _materialise(data)
+        if tensors is not None:
+            return TensorBatches(tensors, self.strategy, size, shuffle=train, pad=train,
+                                 seed=self.seed, prepare=self.prepare_inputs,
+                                 on_device=setting if setting in (True, False) else "auto")
+        return self.strategy.dataloader(data, size, shuffle=train, seed=self.seed,
+                                        prepare=self.prepare_inputs)
+
+    # itwinai names
+    def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
+                           test_dataset: Any = None) -> None:
+        self._batches = {"train": self.batches(train_dataset, train=True),
+                         "validation": self.batches(validation_dataset, train=False),
+                         "test": self.batches(test_dataset, train=False)}
+        self.train_dataloader = self._batches["train"]
+        self.validation_dataloader = self._batches["validation"]
+        self.test_dataloader = self._batches["test"]
+
+    def set_epoch(self, epoch: int) -> None:
+        for batches in self._batches.values():
+            if batches is not None and hasattr(batches, "set_epoch"):
+                batches.set_epoch(epoch)
+
+    # ------------------------------------------------------------ the default loop
+
+    def train(self) -> None:
+        self.setup()
+        if self.train_dataloader is None:
+            raise TrainerError("no training data: the plan needs a getter/splitter, or override "
+                               "`train()` to load data yourself")
+        for epoch in range(self.restore(), self.epochs):
+            self.set_epoch(epoch)
+            metrics = self.train_epoch(epoch)
+            if self.validation_dataloader is not None:
+                metrics.update(self.validation_epoch(epoch))
+            if self.lr_scheduler is not None:
+                self.lr_scheduler.step()
+            self.report(metrics, epoch=epoch)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        dev = self.strategy.device()
+        loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+        count = 0
+        batches = self.train_dataloader
+        last = len(batches) - 1
+        for i, batch in enumerate(batches):
+            with self.strategy.micro_batch(last=i == last):
+                with self.strategy.autocast():
+                    loss = _first_loss(self.train_step(batch))
+                self.strategy.backward(loss)
+            self.strategy.step()
+            n = _batch_len(batch)
+            loss_sum += loss.detach().double() * n  # stays on the device: no sync per step
+            count += n
+        totals = self.strategy.all_reduce(torch.stack([loss_sum, torch.tensor(float(count), device=dev, dtype=torch.float64)]))
+        loss_total, n_total = totals.tolist()
+        return {"train_loss": loss_total / max(n_total, 1)}
+
+    @torch.no_grad()
+    def validation_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.eval()
+        dev = self.strategy.device()
+        sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss*n, correct, n
+        classify = self.task == "classification"
+        for batch in self.validation_dataloader:
+            with self.strategy.autocast():
+                out = self.validation_step(batch)
+            loss, outputs = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
+            n = _batch_len(batch)
+            sums[0] += loss.detach().double() * n
+            sums[2] += n
+            if classify and outputs is not None and outputs.dim() == 2 and \
+                    len(batch) > 1 and not batch[1].is_floating_point():
+                sums[1] += (outputs.argmax(dim=1) == batch[1]).sum()
+        loss_total, correct, n_total = self.strategy.all_reduce(sums).tolist()
+        metrics = {"val_loss": loss_total / max(n_total, 1)}
+        if classify:
+            metrics["val_accuracy"] = correct / max(n_total, 1)
+        return metrics
+
+    # ------------------------------------------------------------ reporting
+
+    def should_checkpoint(self, epoch: int) -> bool:
+        policy = (self.plan or {}).get("checkpoint") or {"every": 1}
+        every = int(policy.get("every") or 0)
+        if every <= 0:  # checkpoints off
+            return False
+        return (epoch + 1) % every == 0 or epoch + 1 >= self.epochs
+
+    def report(self, metrics: dict[str, Any], *, epoch: int | None = None,
+               checkpoint: bool | None = None, extra: dict[str, Any] | None = None) -> None:
+        """Report one epoch's metrics (all ranks call it) and checkpoint per the plan."""
+        result = {k: _scalar(v) for k, v in metrics.items()}
+        if epoch is not None:
+            # training_iteration = epochs done, so schedulers and stop criteria count epochs
+            # even after a retried trial restarted from a checkpoint.
+            result["epoch"] = epoch + 1
+            result["training_iteration"] = epoch + 1
+        self.log_metrics({k: v for k, v in result.items() if k not in ("epoch", "training_iteration")},
+                         step=epoch)
+        if checkpoint is None:
+            checkpoint = epoch is not None and self.should_checkpoint(epoch)
+        directory = None
+        if checkpoint:
+            directory = scratch_dir()
+            self.save_checkpoint(directory, epochs_done=(epoch + 1) if epoch is not None else 0,
+                                 extra=extra)
+        try:
+            mine = directory if directory and (self.strategy.is_main or
+                                               self.strategy.checkpoint_files_rank_local()) else None
+            self.reporter.report(result, mine)
+        finally:
+            if directory:
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def save_checkpoint(self, directory: str, *, epochs_done: int, extra: dict[str, Any] | None = None) -> None:
+        state = {"epoch": epochs_done, "seed": self.seed, "rng": rng_state(),
+                 "user": self.checkpoint_state()}
+        if extra:
+            state["data"] = extra
+        self.strategy.save_checkpoint(directory, state)
+
+    def restore(self) -> int:
+        """Load the trial's latest checkpoint if there is one; the number of epochs done."""
+        with self.reporter.latest_checkpoint() as directory:
+            if directory is None:
+                return 0
+            state = self.strategy.load_checkpoint(directory)
+        set_rng_state(state.get("rng"))
+        self.load_checkpoint_state(state.get("user") or {})
+        self.restored = state
+        return int(state.get("epoch", 0))
+
+    # itwinai's name for "report and checkpoint this epoch"
+    def checkpoint_and_report(self, epoch: int, tuning_metrics: dict[str, Any],
+                              checkpointing_data: dict[str, Any] | None = None) -> None:
+        self.report(tuning_metrics, epoch=epoch, extra=checkpointing_data)
+
+    # ------------------------------------------------------------ logging (rank 0 only)
+
+    def initialize_logger(self, hyperparams: dict[str, Any] | None = None, rank: int | None = None) -> None:
+        if getattr(self, "tracker", None) is not None:
+            return
+        self.tracker = _NullTracker()
+        if self.strategy.is_main and self.plan is not None and self.plan.get("loggers"):
+            try:
+                from hpoc.runtime.tracking import open_loggers
+            except ImportError:
+                open_loggers = None
+            if open_loggers is not None:
+                self.tracker = open_loggers(self.plan, self.trial.name, self.config, self.strategy.rank)
+        self.tracker.log_params(hyperparams if hyperparams is not None else self.config)
+
+    def log(self, value: Any, name: str, kind: str = "metric", step: int | None = None,
+            **_: Any) -> None:
+        """itwinai-style logging: metrics (and params) go to the plan's loggers on rank 0."""
+        if not self.strategy.is_main:
+            return
+        if getattr(self, "tracker", None) is None:
+            self.initialize_logger()
+        if kind == "metric":
+            self.tracker.log_metric(name, _scalar(value), step)
+        elif kind in ("param", "params", "hyperparameters"):
+            self.tracker.log_params(value if isinstance(value, dict) else {name: value})
+        else:
+            hook = getattr(self.tracker, "log_artifact", None)
+            if hook is not None:
+                hook(value, name)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if not self.strategy.is_main:
+            return
+        if getattr(self, "tracker", None) is None:
+            self.initialize_logger()
+        self.tracker.log_metrics(metrics, step)
+
+    def close(self) -> None:
+        if getattr(self, "tracker", None) is not None:
+            self.tracker.close()
+
+    # ------------------------------------------------------------ entry points
+
+    def execute(self) -> None:
+        """Run `train()`: `train(self)` or the itwinai form `train(self, config, data)`."""
+        seed_everything(self.seed, self.trial.deterministic)
+        self.strategy.init()
+        try:
+            if _takes_args(self.train) >= 2:
+                self.train(self.config, (self.train_data, self.validation_data, self.test_data))
+            else:
+                self.train()
+        finally:
+            self.close()
+
+    def run_local(self, config: dict[str, Any], data: Any = None, *, directory: str | os.PathLike,
+                  plan: dict[str, Any] | None = None, strategy: Strategy | None = None,
+                  seed: int = 0, keep: int | None = 2) -> list[dict[str, Any]]:
+        """Run this trainer in this process without Ray; results and checkpoints go to
+        `directory`, and a second call with the same directory resumes. Returns the reports."""
+        from hpoc.runtime.pipeline import as_splits
+
+        reporter = LocalReporter(directory, keep=keep)
+        strategy = strategy or Strategy(precision=((plan or {}).get("training") or {}).get("precision", "auto"),
+                                        grad_accumulation_steps=self.grad_accumulation_steps,
+                                        channels_last=self.channels_last)
+        splits = as_splits(data) if data is not None else None
+        self.bind(config=config, strategy=strategy, reporter=reporter, plan=plan,
+                  trial=TrialInfo(seed=seed, deterministic=True), data=splits)
+        self.execute()
+        return reporter.history
+
+
+def _batch_len(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if isinstance(first, dict):
+        first = next(iter(first.values()))
+    return int(first.shape[0])
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().mean().item()
+    elif hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    return value
+
+
+def _materialise(dataset: Any) -> tuple[torch.Tensor, ...] | None:
+    """Stack a map-style dataset into tensors once (`data_on_device: true`). Random
+    augmentations in the dataset's transform are frozen by this - hence opt-in."""
+    from torch.utils.data import DataLoader
+
+    parts: list[list[torch.Tensor]] = []
+    for batch in DataLoader(dataset, batch_size=1024, shuffle=False):
+        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+        if not parts:
+            parts = [[] for _ in batch]
+        for store, t in zip(parts, batch):
+            store.append(torch.as_tensor(t))
+    if not parts:
+        return None
+    return tuple(torch.cat(p) for p in parts)
+
+
+__all__ = ["Trainer", "TrainerError", "TrialInfo", "num_samples"]

@@ -1,0 +1,132 @@
+"""Valid plan dicts (docs/plan.md) for the runtime tests, and a toy study to run them on.
+
+`make_plan(workdir, storage, **sections)` returns a complete plan whose trainer, getter and
+splitter live in `toy.py` (written by `write_toy(workdir)`); keyword arguments replace whole
+sections (`search={...}`) or, with a dict for a dict section, update it
+(`resources={"workers": 2}`).
+"""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from hpoc.plan import content_hash
+from hpoc.plan.validate import validate
+
+TOY = textwrap.dedent('''
+    """A toy classification study: Gaussian points, labels from a random linear map."""
+    import os
+
+    import torch
+    from torch import nn
+
+    import hpoc
+
+
+    class ToyGetter:
+        def __init__(self, n=384, dim=8, classes=3, seed=0):
+            self.n, self.dim, self.classes, self.seed = n, dim, classes, seed
+
+        def execute(self):
+            g = torch.Generator().manual_seed(self.seed)
+            x = torch.randn(self.n, self.dim, generator=g)
+            w = torch.randn(self.dim, self.classes, generator=g)
+            return x, (x @ w).argmax(dim=1)
+
+
+    class ToySplitter:
+        def __init__(self, train_proportion=0.75):
+            self.train_proportion = train_proportion
+
+        def execute(self, data):
+            x, y = data
+            k = int(len(y) * self.train_proportion)
+            return (x[:k], y[:k]), (x[k:], y[k:])
+
+
+    class ToyTrainer(hpoc.Trainer):
+        def create_model(self, config):
+            hidden = int(config.get("hidden", 16))
+            return nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+
+
+    class FailOnceTrainer(ToyTrainer):
+        """Dies right after reporting epoch `fail_after`, once per trial (a marker file
+        remembers), like a node lost mid-trial."""
+
+        def report(self, metrics, *, epoch=None, **kwargs):
+            super().report(metrics, epoch=epoch, **kwargs)
+            marker = os.path.join(self.args["marker_dir"], self.trial.id)
+            if epoch is not None and epoch + 1 == self.args["fail_after"] and not os.path.exists(marker):
+                if self.strategy.is_main:
+                    open(marker, "w").close()
+                raise RuntimeError("injected failure after epoch %d" % (epoch + 1))
+
+
+    class BrokenTrainer(ToyTrainer):
+        def create_model(self, config):
+            raise ValueError("this model cannot be built")
+''')
+
+
+def write_toy(workdir: Path) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "toy.py").write_text(TOY, encoding="utf-8")
+    return workdir
+
+
+BASE: dict[str, Any] = {
+    "plan_version": 1,
+    "source": {"file": "study.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": "/tmp"},
+    "study": {"name": "toy"},
+    "pipeline": {
+        "getter": {"target": "toy:ToyGetter", "args": {}},
+        "splitter": {"target": "toy:ToySplitter", "args": {"train_proportion": 0.75}},
+        "trainer": {"target": "toy:ToyTrainer", "args": {}},
+    },
+    "space": {
+        "params": [
+            {"name": "lr", "domain": "loguniform", "args": {"lower": 1e-3, "upper": 3e-2, "base": 10},
+             "condition": None},
+            {"name": "hidden", "domain": "choice", "args": {"categories": [8, 16]}, "condition": None},
+        ],
+        "constants": {"epochs": 3, "batch_size": 32},
+    },
+    "objective": {"metrics": [{"name": "val_accuracy", "mode": "max"}]},
+    "trials": {"num_samples": 2, "max_concurrent": 2, "time_budget_s": None, "stop": {}},
+    "search": {"algorithm": "random", "options": {"seed": 0}},
+    "scheduler": {"name": "fifo", "time_attr": "training_iteration", "options": {}},
+    "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0, "strategy": "ddp",
+                  "deepspeed": None},
+    "training": {"precision": "auto", "compile": False, "seed": 0, "data_on_device": "auto"},
+    "failure": {"max_retries": 0},
+    "checkpoint": {"every": 1, "keep": 2, "score_attribute": None, "score_order": None},
+    "resume": {"enabled": True, "retry_errored": True, "grace_s": 120},
+    "storage": {"path": "/tmp/results", "name": "toy"},
+    "loggers": [],
+    "shards": {"count": 1, "parallel": 1},
+    "slurm": None,
+    "spans": {},
+}
+
+
+def make_plan(workdir: Path, storage: Path, **sections: Any) -> dict[str, Any]:
+    plan = copy.deepcopy(BASE)
+    plan["source"]["workdir"] = str(workdir)
+    plan["storage"]["path"] = str(storage)
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(plan.get(key), dict) and not value.get("_replace"):
+            plan[key].update(copy.deepcopy(value))
+        else:
+            plan[key] = copy.deepcopy({k: v for k, v in value.items() if k != "_replace"}
+                                      if isinstance(value, dict) else value)
+    plan["content_hash"] = content_hash(plan)
+    validate(plan, "test plan")
+    return plan
+
+
+def param(name: str, domain: str, condition: dict[str, Any] | None = None, **args: Any) -> dict[str, Any]:
+    return {"name": name, "domain": domain, "args": args, "condition": condition}

@@ -1,0 +1,444 @@
+"""Experiment tracking for trials: MLflow and TensorBoard, as the plan's `loggers` ask.
+
+    parent = start_study_tracking(plan)          # driver, once: MLflow parent run (or None)
+    tracker = open_loggers(plan, trial_name, config, rank, trial_index, parent_run_id=parent)
+    tracker.log_params(config)
+    tracker.log_metrics({"train_loss": 0.4, "val_loss": 0.5}, step=epoch)
+    tracker.log_batch_metric("train_loss_batch", 0.41, step=global_batch)
+    tracker.close()
+
+Only rank 0 of a trial logs; other ranks get a tracker that does nothing. Backends are
+imported when first used, never at import time. Tracking never stops a trial: a backend that
+fails is switched off with one warning (per backend and process) and training goes on.
+
+MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one nested child
+run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
+store at `<storage.path>/<storage.name>/mlruns`. TensorBoard: one event-file directory per
+trial under `<storage.path>/<storage.name>/tensorboard/` (or the logger's tracking_uri).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+log = logging.getLogger("hpoc.tracking")
+_warned: set[str] = set()
+
+STUDY_KEY_TAG = "hpoc.study_key"
+TRIAL_TAG = "hpoc.trial"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def _warn_once(kind: str, what: str, exc: BaseException) -> None:
+    if kind in _warned:
+        return
+    _warned.add(kind)
+    log.warning("%s tracking disabled (%s failed: %s: %s); training continues",
+                kind, what, type(exc).__name__, exc)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _float(value: Any) -> float:
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+# ------------------------------------------------------------------ where things go
+
+def study_dir(plan: Mapping[str, Any]) -> Path:
+    return Path(plan["storage"]["path"]) / plan["storage"]["name"]
+
+
+def study_key(plan: Mapping[str, Any]) -> str:
+    """Identifies the study (and plan version) across shards and restarts."""
+    digest = str(plan.get("content_hash") or "").removeprefix("sha256:")
+    if not digest:
+        digest = hashlib.sha256(plan["study"]["name"].encode()).hexdigest()
+    return digest[:32]
+
+
+def _is_uri(text: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", text)) and not re.match(r"^[a-zA-Z]:\\", text)
+
+
+def _local_path(plan: Mapping[str, Any], text: str) -> Path:
+    path = Path(text.removeprefix("file://") if text.startswith("file://") else
+                text.removeprefix("file:")).expanduser()
+    return path if path.is_absolute() else Path(plan["source"]["workdir"]) / path
+
+
+def mlflow_uri(plan: Mapping[str, Any], logger: Mapping[str, Any]) -> str:
+    uri = logger.get("tracking_uri")
+    if not uri:
+        return (study_dir(plan) / "mlruns").as_uri()
+    if _is_uri(uri) and not uri.startswith("file:"):
+        return uri  # a server, a database: used as given
+    return _local_path(plan, uri).as_uri()
+
+
+def tensorboard_dir(plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str) -> Path:
+    uri = logger.get("tracking_uri")
+    base = _local_path(plan, uri) if uri else study_dir(plan) / "tensorboard"
+    if logger.get("experiment_name"):
+        base = base / _safe(logger["experiment_name"])
+    return base / _safe(trial_name)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=,+-]+", "_", str(name)).strip("._") or "trial"
+
+
+def _loggers(plan: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
+    return [lg for lg in plan.get("loggers") or [] if lg.get("kind") == kind]
+
+
+# ------------------------------------------------------------------ MLflow
+
+def _mlflow_client(uri: str):
+    if uri.startswith("file:"):
+        # MLflow 3 refuses its file store unless asked; it is the store that needs no server
+        # or database and works on a shared filesystem.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        Path(uri.removeprefix("file://").removeprefix("file:")).mkdir(parents=True, exist_ok=True)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _file_lock(uri: str, key: str, timeout_s: float = 60.0) -> Iterator[None]:
+    """Serialise find-or-create across processes and nodes for file stores: mkdir is atomic
+    on local and network filesystems. Other stores rely on de-duplication afterwards."""
+    if not uri.startswith("file:"):
+        yield
+        return
+    root = Path(uri.removeprefix("file://").removeprefix("file:"))
+    lock = root.parent / ".hpoc-locks" / f"mlflow-{root.name}-{key}"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            lock.mkdir()
+            break
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if time.time() - lock.stat().st_mtime > 2 * timeout_s:  # holder died
+                    lock.rmdir()
+                    continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lock {lock} held for more than {timeout_s:.0f} s")
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.rmdir()
+
+
+def _experiment_id(client: Any, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        # The file store does not refuse a second experiment of the same name: create it
+        # under the lock, after looking again.
+        with _file_lock(uri, "setup"):
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                try:
+                    return client.create_experiment(name)
+                except MlflowException:  # created meanwhile (a server, a database)
+                    exp = client.get_experiment_by_name(name)
+                    if exp is None:
+                        raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+def _find_parent(client: Any, exp_id: str, key: str) -> Any:
+    runs = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'",
+                              max_results=50)
+    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+    return min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+
+
+def _parent_run(client: Any, exp_id: str, plan: Mapping[str, Any], uri: str) -> str:
+    """Find or create the study's parent run; concurrent callers end up with the same one."""
+    key = study_key(plan)
+    with _file_lock(uri, "setup"):
+        found = _find_parent(client, exp_id, key)
+        if found is not None:
+            return found.info.run_id
+        tags = {STUDY_KEY_TAG: key, "hpoc.study": plan["study"]["name"],
+                "hpoc.plan_hash": str(plan.get("content_hash") or ""),
+                "hpoc.shards": str(plan.get("shards", {}).get("count", 1))}
+        run = client.create_run(exp_id, tags=tags, run_name=plan["study"]["name"])
+        oldest = _find_parent(client, exp_id, key)
+        if oldest is not None and oldest.info.run_id != run.info.run_id:
+            client.delete_run(run.info.run_id)  # lost a race (no lock on this store)
+            return oldest.info.run_id
+        with contextlib.suppress(Exception):
+            client.log_batch(run.info.run_id, params=_params(
+                {"study": plan["study"]["name"], "num_samples": plan["trials"]["num_samples"],
+                 "search": plan["search"]["algorithm"], "scheduler": plan["scheduler"]["name"],
+                 "metric": plan["objective"]["metrics"][0]["name"],
+                 "mode": plan["objective"]["metrics"][0]["mode"]}))
+        return run.info.run_id
+
+
+def _params(flat: Mapping[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    def text(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v, default=str)
+
+    return [Param(k[:250], text(v)[:6000]) for k, v in flat.items()]
+
+
+def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
+    """In the driver: create (or find) the MLflow parent run; its id goes to every trial."""
+    for logger in _loggers(plan, "mlflow"):
+        try:
+            uri = mlflow_uri(plan, logger)
+            client = _mlflow_client(uri)
+            name = logger.get("experiment_name") or plan["study"]["name"]
+            return _parent_run(client, _experiment_id(client, name, uri), plan, uri)
+        except Exception as exc:  # noqa: BLE001 — tracking must not stop the study
+            _warn_once("mlflow", "creating the study run", exc)
+    return None
+
+
+def end_study_tracking(plan: Mapping[str, Any], parent_run_id: str | None,
+                       status: str = "FINISHED") -> None:
+    if not parent_run_id:
+        return
+    for logger in _loggers(plan, "mlflow"):
+        try:
+            _mlflow_client(mlflow_uri(plan, logger)).set_terminated(parent_run_id, status)
+        except Exception as exc:  # noqa: BLE001
+            _warn_once("mlflow", "closing the study run", exc)
+        return
+
+
+class _MlflowSink:
+    kind = "mlflow"
+    BATCH_FLUSH = 200
+
+    def __init__(self, plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str,
+                 trial_index: int | None, parent_run_id: str | None) -> None:
+        self.batch = logger.get("log_freq") == "batch"
+        uri = mlflow_uri(plan, logger)
+        self.client = client = _mlflow_client(uri)
+        exp_id = _experiment_id(client, logger.get("experiment_name") or plan["study"]["name"], uri)
+        parent = parent_run_id or _parent_run(client, exp_id, plan, uri)
+        self.run_id = self._child(exp_id, parent, plan, trial_name, trial_index)
+        self.pending: list = []
+
+    def _child(self, exp_id: str, parent: str, plan: Mapping[str, Any], trial_name: str,
+               trial_index: int | None) -> str:
+        if "'" not in trial_name:  # a restarted trial goes on in its own run
+            runs = self.client.search_runs(
+                [exp_id], max_results=5,
+                filter_string=f"tags.`{TRIAL_TAG}` = '{trial_name}' and "
+                              f"tags.`{PARENT_TAG}` = '{parent}'")
+            if runs:
+                run_id = runs[0].info.run_id
+                self.client.update_run(run_id, status="RUNNING")
+                return run_id
+        tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),
+                "hpoc.study": plan["study"]["name"]}
+        if trial_index is not None:
+            tags["hpoc.trial_index"] = str(trial_index)
+        return self.client.create_run(exp_id, tags=tags, run_name=trial_name).info.run_id
+
+    def log_params(self, flat: Mapping[str, Any]) -> None:
+        items = _params(flat)
+        for i in range(0, len(items), 100):  # MLflow's per-call limit
+            self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending += [Metric(k, v, now, int(step)) for k, v in metrics.items()]
+        self.flush()
+
+    def log_batch_metric(self, name: str, value: float, step: int) -> None:
+        from mlflow.entities import Metric
+
+        self.pending.append(Metric(name, value, int(time.time() * 1000), int(step)))
+        if len(self.pending) >= self.BATCH_FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            chunk, self.pending = self.pending[:1000], self.pending[1000:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def close(self, status: str) -> None:
+        try:
+            self.flush()
+        finally:
+            self.client.set_terminated(self.run_id, status)
+
+
+# ------------------------------------------------------------------ TensorBoard
+
+def _summary_writer():
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+    except ImportError:
+        from tensorboardX import SummaryWriter
+        from tensorboardX.summary import hparams
+    return SummaryWriter, hparams
+
+
+class _TensorBoardSink:
+    kind = "tensorboard"
+
+    def __init__(self, plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str,
+                 trial_index: int | None, parent_run_id: str | None) -> None:
+        self.batch = logger.get("log_freq") == "batch"
+        writer_cls, self._hparams = _summary_writer()
+        self.logdir = tensorboard_dir(plan, logger, trial_name)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.writer = writer_cls(log_dir=str(self.logdir))
+        self.params: dict[str, Any] = {}
+        self.last: dict[str, float] = {}
+
+    def log_params(self, flat: Mapping[str, Any]) -> None:
+        self.params.update(flat)
+        lines = ["| parameter | value |", "|---|---|"]
+        lines += [f"| {k} | {json.dumps(v, default=str)} |" for k, v in sorted(flat.items())]
+        self.writer.add_text("config", "\n".join(lines), 0)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            self.writer.add_scalar(name, value, int(step))
+            self.last[name] = value
+        self.writer.flush()
+
+    def log_batch_metric(self, name: str, value: float, step: int) -> None:
+        self.writer.add_scalar(name, value, int(step))
+
+    def close(self, status: str) -> None:
+        try:
+            if self.params and self.last:
+                # HParams dashboard: this run's params against its final epoch metrics (the
+                # dashboard reads the metric series logged above under the same names).
+                hp = {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
+                      for k, v in self.params.items() if v is not None}
+                metrics = {k: v for k, v in self.last.items() if math.isfinite(v)}
+                fw = self.writer._get_file_writer()
+                for summary in self._hparams(hp, metrics):
+                    fw.add_summary(summary)
+        finally:
+            self.writer.close()
+
+
+_SINKS = {"mlflow": _MlflowSink, "tensorboard": _TensorBoardSink}
+
+
+# ------------------------------------------------------------------ the tracker
+
+class Tracker:
+    """What a trial logs to; forwards to every backend that still works."""
+
+    def __init__(self, sinks: list[Any] | None = None) -> None:
+        self._sinks = list(sinks or [])
+        self._closed = False
+
+    @property
+    def kinds(self) -> list[str]:
+        return [s.kind for s in self._sinks]
+
+    def _each(self, what: str, fn: Any, only_batch: bool = False) -> None:
+        for sink in list(self._sinks):
+            if only_batch and not sink.batch:
+                continue
+            try:
+                fn(sink)
+            except Exception as exc:  # noqa: BLE001 — never let tracking crash a trial
+                _warn_once(sink.kind, what, exc)
+                self._sinks.remove(sink)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        flat = flatten(params)
+        self._each("logging parameters", lambda s: s.log_params(flat))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        values = {}
+        for name, value in metrics.items():
+            try:
+                values[name] = _float(value)
+            except (TypeError, ValueError):
+                continue  # not a number (a string, a list): nothing to plot
+        if values:
+            self._each("logging metrics", lambda s: s.log_metrics(values, step))
+
+    def log_metric(self, name: str, value: Any, step: int) -> None:
+        self.log_metrics({name: value}, step)
+
+    def log_batch_metric(self, name: str, value: Any, step: int) -> None:
+        """Per-batch values: only for loggers with log_freq "batch" (others would drown)."""
+        if not any(s.batch for s in self._sinks):
+            return
+        try:
+            number = _float(value)
+        except (TypeError, ValueError):
+            return
+        self._each("logging batch metrics", lambda s: s.log_batch_metric(name, number, step),
+                   only_batch=True)
+
+    def close(self, status: str = "FINISHED") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._each("closing", lambda s: s.close(status))
+        self._sinks = []
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.close("FAILED" if exc_type else "FINISHED")
+
+
+def open_loggers(plan: Mapping[str, Any], trial_name: str, config: Mapping[str, Any] | None,
+                 rank: int, trial_index: int | None = None,
+                 parent_run_id: str | None = None) -> Tracker:
+    """The trial's tracker: logs `config` as params right away; a no-op off rank 0."""
+    if rank != 0 or not plan.get("loggers"):
+        return Tracker()
+    sinks = []
+    for logger in plan["loggers"]:
+        sink_cls = _SINKS.get(logger.get("kind"))
+        if sink_cls is None:
+            continue
+        try:
+            sinks.append(sink_cls(plan, logger, trial_name, trial_index, parent_run_id))
+        except Exception as exc:  # noqa: BLE001
+            _warn_once(logger.get("kind", "?"), "starting", exc)
+    tracker = Tracker(sinks)
+    if config:
+        tracker.log_params(config)
+    return tracker

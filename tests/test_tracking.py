@@ -1,0 +1,332 @@
+"""hpoc.runtime.tracking: what trials log to MLflow and TensorBoard, read back from disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpoc.runtime import tracking
+from hpoc.runtime.tracking import end_study_tracking, open_loggers, start_study_tracking
+
+from results_fixtures import REPO, make_plan
+
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings():
+    tracking._warned.clear()
+    yield
+    tracking._warned.clear()
+
+
+def plan_with(tmp_path: Path, *loggers: dict, name: str = "demo") -> dict:
+    return make_plan(tmp_path / "storage", name, loggers=list(loggers), workdir=tmp_path)
+
+
+def mlflow_logger(**kw) -> dict:
+    return {"kind": "mlflow", "experiment_name": "Demo HPO", "log_freq": "epoch",
+            "tracking_uri": None, **kw}
+
+
+def tb_logger(**kw) -> dict:
+    return {"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch",
+            "tracking_uri": None, **kw}
+
+
+def client_for(plan: dict):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking.mlflow_uri(plan, plan["loggers"][0]))
+
+
+def runs(plan: dict, experiment: str = "Demo HPO") -> list:
+    client = client_for(plan)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def train(tracker, epochs: int = 3, batches: int = 4) -> None:
+    for epoch in range(epochs):
+        for b in range(batches):
+            tracker.log_batch_metric("train_loss_batch", 1.0 / (b + 1), epoch * batches + b)
+        tracker.log_metrics({"train_loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1),
+                             "note": "not a number"}, step=epoch)
+
+
+# ------------------------------------------------------------------ MLflow
+
+def test_mlflow_parent_and_nested_trial_runs(tmp_path):
+    plan = plan_with(tmp_path, mlflow_logger(log_freq="batch"))
+    parent = start_study_tracking(plan)
+    assert parent
+    assert (tmp_path / "storage" / "demo" / "mlruns").is_dir()  # default: under the storage
+    for i, lr in enumerate((0.1, 0.01)):
+        with open_loggers(plan, f"trial_{i}", {"optimizer": {"lr": lr, "name": "adam"},
+                                               "batch_size": 32}, rank=0, trial_index=i,
+                          parent_run_id=parent) as tracker:
+            assert tracker.kinds == ["mlflow"]
+            train(tracker)
+    end_study_tracking(plan, parent)
+
+    client = client_for(plan)
+    found = {r.info.run_name: r for r in runs(plan)}
+    assert set(found) == {"demo", "trial_0", "trial_1"}
+    study = found["demo"]
+    assert study.info.run_id == parent and study.info.status == "FINISHED"
+    assert study.data.tags["hpoc.study_key"] == tracking.study_key(plan)
+    for i, lr in enumerate((0.1, 0.01)):
+        run = found[f"trial_{i}"]
+        assert run.data.tags["mlflow.parentRunId"] == parent
+        assert run.data.tags["hpoc.trial_index"] == str(i)
+        assert run.info.status == "FINISHED"
+        assert run.data.params == {"optimizer.lr": str(lr), "optimizer.name": "adam",
+                                   "batch_size": "32"}
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        assert [(m.step, m.value) for m in history] == [(0, 2.0), (1, 1.0), (2, 2.0 / 3)]
+        batch = client.get_metric_history(run.info.run_id, "train_loss_batch")
+        assert sorted(m.step for m in batch) == list(range(12))
+        assert "note" not in run.data.metrics
+
+
+def test_epoch_loggers_ignore_batch_metrics(tmp_path):
+    plan = plan_with(tmp_path, mlflow_logger(log_freq="epoch"))
+    with open_loggers(plan, "t0", {"lr": 0.1}, rank=0) as tracker:
+        train(tracker)
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t0"]
+    assert set(run.data.metrics) == {"train_loss", "val_loss"}
+
+
+def test_trials_without_a_parent_id_share_one_parent(tmp_path):
+    """Trials started in separate processes at the same moment (shards, or a driver that did
+    not create the parent) find or create one parent run, not one each."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    go = time.time() + 6  # every process imports mlflow first, then starts together
+    script = (
+        "import json, sys, time\n"
+        "from hpoc.runtime.tracking import open_loggers\n"
+        "import mlflow\n"
+        f"plan = json.load(open({str(plan_file)!r}))\n"
+        f"time.sleep(max(0, {go} - time.time()))\n"
+        "t = open_loggers(plan, 'trial_' + sys.argv[1], {'i': int(sys.argv[1])}, rank=0)\n"
+        "assert t.kinds == ['mlflow'], t.kinds\n"
+        "t.log_metric('val_loss', 1.0, 0)\n"
+        "t.close()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_ALLOW_FILE_STORE="true")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    client = client_for(plan)
+    experiments = [e for e in client.search_experiments() if e.name == "Demo HPO"]
+    assert len(experiments) == 1
+    found = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+
+
+def test_parent_race_with_a_wide_window(tmp_path, monkeypatch):
+    """Four trials look for the parent run at once and each waits before creating one: they
+    must still end up under a single parent."""
+    import threading
+
+    plan = plan_with(tmp_path, mlflow_logger())
+    assert start_study_tracking(dict(plan, loggers=[])) is None  # no MLflow logger
+    real_find = tracking._find_parent
+    barrier = threading.Barrier(4, timeout=30)
+    first_call = threading.local()
+
+    def slow_find(*args):
+        found = real_find(*args)
+        if not getattr(first_call, "done", False):
+            first_call.done = True
+            try:
+                barrier.wait(timeout=2)  # everyone has looked (unless a lock serialises them)
+            except threading.BrokenBarrierError:
+                pass
+        return found
+
+    monkeypatch.setattr(tracking, "_find_parent", slow_find)
+    trackers = [None] * 4
+
+    def trial(i):
+        trackers[i] = open_loggers(plan, f"trial_{i}", {"i": i}, rank=0)
+
+    threads = [threading.Thread(target=trial, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(t is not None and t.kinds == ["mlflow"] for t in trackers)
+    for t in trackers:
+        t.close()
+    experiments = [e for e in client_for(plan).search_experiments() if e.name == "Demo HPO"]
+    assert len(experiments) == 1  # the file store would happily make two of the same name
+    found = runs(plan)
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+
+
+def test_duplicate_parents_resolve_to_the_oldest(tmp_path):
+    plan = plan_with(tmp_path, mlflow_logger())
+    first = start_study_tracking(plan)
+    client = client_for(plan)
+    exp = client.get_experiment_by_name("Demo HPO").experiment_id
+    time.sleep(0.01)
+    client.create_run(exp, tags={"hpoc.study_key": tracking.study_key(plan)}, run_name="dup")
+    assert start_study_tracking(plan) == first
+    with open_loggers(plan, "t", {}, rank=0) as tracker:
+        tracker.log_metric("val_loss", 0.5, 0)
+    (child,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    assert child.data.tags["mlflow.parentRunId"] == first
+
+
+def test_restarted_trial_continues_its_run(tmp_path):
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    for step in (0, 1):  # the same trial, started twice (preempted, then resumed)
+        tracker = open_loggers(plan, "trial_7", {"lr": 0.1}, rank=0, parent_run_id=parent)
+        tracker.log_metric("val_loss", 1.0 - step / 2, step)
+        tracker.close()
+    trial_runs = [r for r in runs(plan) if r.info.run_name == "trial_7"]
+    assert len(trial_runs) == 1
+    history = client_for(plan).get_metric_history(trial_runs[0].info.run_id, "val_loss")
+    assert [m.step for m in history] == [0, 1]
+
+
+def test_failed_trial_marks_its_run_failed(tmp_path):
+    plan = plan_with(tmp_path, mlflow_logger())
+    with pytest.raises(RuntimeError):
+        with open_loggers(plan, "boom", {}, rank=0) as tracker:
+            tracker.log_metric("val_loss", 1.0, 0)
+            raise RuntimeError("diverged")
+    (run,) = [r for r in runs(plan) if r.info.run_name == "boom"]
+    assert run.info.status == "FAILED"
+
+
+def test_tracking_uri_is_relative_to_the_spec(tmp_path):
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri="tracking/mlruns"))
+    with open_loggers(plan, "t", {"a": 1}, rank=0) as tracker:
+        tracker.log_metric("val_loss", 1.0, 0)
+    assert (tmp_path / "tracking" / "mlruns").is_dir()
+    assert not (tmp_path / "storage" / "demo" / "mlruns").exists()
+    assert [r.info.run_name for r in runs(plan)].count("t") == 1
+
+
+# ------------------------------------------------------------------ TensorBoard
+
+def events(logdir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_event_files_per_trial(tmp_path):
+    plan = plan_with(tmp_path, tb_logger(), mlflow_logger(log_freq="batch"))
+    for i in range(2):
+        with open_loggers(plan, f"trial_{i}", {"optimizer": {"lr": 0.1 / (i + 1)}}, rank=0,
+                          trial_index=i) as tracker:
+            assert tracker.kinds == ["tensorboard", "mlflow"]
+            train(tracker)
+    for i in range(2):
+        logdir = tmp_path / "storage" / "demo" / "tensorboard" / f"trial_{i}"
+        acc = events(logdir)
+        scalars = acc.Tags()["scalars"]
+        # log_freq "epoch" for TensorBoard: no per-batch series even though MLflow has one.
+        assert "train_loss" in scalars and "val_loss" in scalars
+        assert "train_loss_batch" not in scalars
+        series = acc.Scalars("val_loss")
+        assert [e.step for e in series] == [0, 1, 2]
+        assert [e.value for e in series] == pytest.approx([2.0, 1.0, 2.0 / 3])
+        assert acc.PluginTagToContent("hparams"), "no HParams summary written"
+        text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+        assert "optimizer.lr" in text
+
+
+def test_tensorboard_batch_freq_and_custom_dir(tmp_path):
+    plan = plan_with(tmp_path, tb_logger(log_freq="batch", tracking_uri="tb",
+                                         experiment_name="My Runs"))
+    with open_loggers(plan, "trial_0", {"lr": 0.1}, rank=0) as tracker:
+        train(tracker, epochs=2, batches=3)
+    acc = events(tmp_path / "tb" / "My_Runs" / "trial_0")
+    assert [e.step for e in acc.Scalars("train_loss_batch")] == list(range(6))
+
+
+# ------------------------------------------------------------------ never in the way
+
+def test_other_ranks_log_nothing(tmp_path):
+    plan = plan_with(tmp_path, mlflow_logger(), tb_logger())
+    tracker = open_loggers(plan, "t", {"a": 1}, rank=1)
+    assert tracker.kinds == []
+    train(tracker)
+    tracker.close()
+    assert not (tmp_path / "storage").exists()
+
+
+def test_no_loggers_imports_nothing(tmp_path):
+    plan = plan_with(tmp_path)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    code = (
+        "import json, sys\n"
+        "from hpoc.runtime.tracking import open_loggers\n"
+        f"t = open_loggers(json.load(open({str(plan_file)!r})), 't', {{'a': 1}}, rank=0)\n"
+        "t.log_metric('x', 1.0, 0); t.close()\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('mlflow', 'torch', 'tensorboard', 'tensorboardX', 'ray')]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_broken_backend_warns_once_and_training_goes_on(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the tracking store should be")
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=str(blocker / "mlruns")), tb_logger())
+    caplog.set_level(logging.WARNING, logger="hpoc.tracking")
+    for i in range(3):
+        tracker = open_loggers(plan, f"trial_{i}", {"lr": 0.1}, rank=0)
+        assert tracker.kinds == ["tensorboard"]  # MLflow failed, TensorBoard still logs
+        train(tracker)
+        tracker.close()
+    warnings = [r for r in caplog.records if r.name == "hpoc.tracking"]
+    assert len(warnings) == 1
+    assert "mlflow tracking disabled" in warnings[0].getMessage()
+    assert events(tmp_path / "storage" / "demo" / "tensorboard" / "trial_2").Scalars("val_loss")
+    assert start_study_tracking(plan) is None
+
+
+def test_backend_failing_mid_trial_is_dropped(tmp_path, caplog):
+    plan = plan_with(tmp_path, tb_logger())
+    caplog.set_level(logging.WARNING, logger="hpoc.tracking")
+    tracker = open_loggers(plan, "t", {"lr": 0.1}, rank=0)
+    (sink,) = tracker._sinks
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    sink.writer.add_scalar = full_disk
+    tracker.log_metric("val_loss", 1.0, 0)  # must not raise
+    tracker.log_metric("val_loss", 0.5, 1)
+    assert tracker.kinds == []
+    tracker.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "hpoc.tracking"]
+    assert len(messages) == 1 and "No space left on device" in messages[0]

@@ -327,3 +327,11 @@ def test_no_best_when_every_trial_failed():
     ranking = rank(results)
     assert ranking.best is None
     assert [t.trial_id for t in ranking.trials] == ["b", "a"]
+
+
+def test_bookkeeping_keys_are_not_metrics():
+    trial = Trial("a", "TERMINATED", {}, [
+        {"epoch": 1, "training_iteration": 1, "val_loss": 0.5, "config/lr": 0.1,
+         "time_total_s": 1.0, "checkpoint_dir_name": "checkpoint_000000"}])
+    results = Results("s", Path("."), [Metric("val_loss", "min")], [trial], [])
+    assert results.metric_names() == ["val_loss"]

@@ -330,3 +330,16 @@ def test_backend_failing_mid_trial_is_dropped(tmp_path, caplog):
     tracker.close()
     messages = [r.getMessage() for r in caplog.records if r.name == "hpoc.tracking"]
     assert len(messages) == 1 and "No space left on device" in messages[0]
+
+
+def test_metrics_without_a_step_count_up(tmp_path):
+    plan = plan_with(tmp_path, tb_logger(log_freq="batch"))
+    with open_loggers(plan, "t", {}, rank=0) as tracker:
+        for value in (3.0, 2.0, 1.0):
+            tracker.log_metric("val_loss", value)  # itwinai-style calls may omit the step
+            tracker.log_batch_metric("loss_batch", value)
+        tracker.log_metric("val_loss", 0.5, step=10)
+    acc = events(tmp_path / "storage" / "demo" / "tensorboard" / "t")
+    assert [(e.step, e.value) for e in acc.Scalars("val_loss")] == \
+        [(0, 3.0), (1, 2.0), (2, 1.0), (10, 0.5)]
+    assert [e.step for e in acc.Scalars("loss_batch")] == [0, 1, 2]

@@ -13,6 +13,8 @@ RAY_KEYS = frozenset({
     "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
     "time_since_restore", "iterations_since_restore", "timesteps_total", "episodes_total",
     "timesteps_since_restore", "experiment_tag", "should_checkpoint", "warmup_time",
+    "checkpoint_path", "experiment_id",
+    "epoch",  # hpoc's trainer reports it beside training_iteration; an axis, not a metric
 })
 
 STATUSES = ("TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED")
@@ -87,7 +89,7 @@ class Trial:
         seen: dict[str, None] = {}
         for report in self.history:
             for key, val in report.items():
-                if key not in RAY_KEYS and number(val) is not None:
+                if key not in RAY_KEYS and "/" not in key and number(val) is not None:
                     seen.setdefault(key)
         return list(seen)
 

@@ -366,6 +366,7 @@ class Tracker:
     def __init__(self, sinks: list[Any] | None = None) -> None:
         self._sinks = list(sinks or [])
         self._closed = False
+        self._counts: dict[str, int] = {}  # steps for metrics logged without one
 
     @property
     def kinds(self) -> list[str]:
@@ -385,20 +386,29 @@ class Tracker:
         flat = flatten(params)
         self._each("logging parameters", lambda s: s.log_params(flat))
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        values = {}
+    def _step(self, name: str, step: int | None) -> int:
+        """`step`, or for a metric logged without one: how often it was logged before."""
+        count = self._counts.get(name, 0)
+        self._counts[name] = count + 1
+        return count if step is None else int(step)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if not self._sinks:
+            return
+        by_step: dict[int, dict[str, float]] = {}
         for name, value in metrics.items():
             try:
-                values[name] = _float(value)
+                number = _float(value)
             except (TypeError, ValueError):
                 continue  # not a number (a string, a list): nothing to plot
-        if values:
-            self._each("logging metrics", lambda s: s.log_metrics(values, step))
+            by_step.setdefault(self._step(name, step), {})[name] = number
+        for at, values in by_step.items():
+            self._each("logging metrics", lambda s: s.log_metrics(values, at))
 
-    def log_metric(self, name: str, value: Any, step: int) -> None:
+    def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
         self.log_metrics({name: value}, step)
 
-    def log_batch_metric(self, name: str, value: Any, step: int) -> None:
+    def log_batch_metric(self, name: str, value: Any, step: int | None = None) -> None:
         """Per-batch values: only for loggers with log_freq "batch" (others would drown)."""
         if not any(s.batch for s in self._sinks):
             return
@@ -406,7 +416,8 @@ class Tracker:
             number = _float(value)
         except (TypeError, ValueError):
             return
-        self._each("logging batch metrics", lambda s: s.log_batch_metric(name, number, step),
+        at = self._step(name, step)
+        self._each("logging batch metrics", lambda s: s.log_batch_metric(name, number, at),
                    only_batch=True)
 
     def close(self, status: str = "FINISHED") -> None:

@@ -295,8 +295,8 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     if job_id is None:
         raise NodeError("no job id: pass --job-id or run inside a SLURM job")
     token = ensure_token(job_dir, env)
+    check_socket_room(job_dir / "n00")
     rank, temp_dir = claim_rank(job_dir)
-    check_socket_room(temp_dir)
     ip = node_ip(args.interface)
     node_ports = pick_ports(job_id, rank, ip)
     name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()

@@ -1,0 +1,258 @@
+"""The per-node entry point and the batch-node helpers, without SLURM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hpoc.runtime import cluster, node, ports, preflight
+from hpoc.runtime.node import NodeError
+
+MiB = 2**20
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# ---- resources from the allocation --------------------------------------------------------
+
+
+def test_resources_come_from_the_allocation_not_the_machine():
+    res = node.allocation({"SLURM_CPUS_PER_TASK": "4", "SLURM_GPUS_ON_NODE": "2", "SLURM_MEM_PER_NODE": "8192"})
+    assert res["cpus"] == 4 and res["gpus"] == 2
+    assert res["memory"] + res["object_store_memory"] == 8192 * MiB
+    assert res["object_store_memory"] <= int(8192 * MiB * node.OBJECT_STORE_FRACTION)
+    assert node.resource_args(res) == [
+        "--num-cpus=4", "--num-gpus=2", f"--memory={res['memory']}",
+        f"--object-store-memory={res['object_store_memory']}",
+    ]
+
+
+def test_resource_fallbacks():
+    res = node.allocation({"SLURM_CPUS_ON_NODE": "8", "SLURM_MEM_PER_CPU": "1000", "CUDA_VISIBLE_DEVICES": "0,1,3"})
+    assert res["cpus"] == 8 and res["gpus"] == 3
+    assert res["memory"] + res["object_store_memory"] == 8000 * MiB
+    bare = node.allocation({})
+    assert bare == {"cpus": None, "gpus": 0, "memory": None, "object_store_memory": None}
+    assert node.resource_args(bare) == ["--num-gpus=0"]  # Ray would otherwise count the node's GPUs
+    assert node.allocation({"SLURM_CPUS_ON_NODE": "2(x3)"})["cpus"] == 2
+
+
+def test_object_store_fits_in_shared_memory(tmp_path):
+    res = node.allocation({"SLURM_MEM_PER_NODE": "1000000"}, shm=str(tmp_path))  # ~1 TB asked
+    st = os.statvfs(tmp_path)
+    assert res["object_store_memory"] <= max(st.f_bavail * st.f_frsize, node.OBJECT_STORE_MIN)
+
+
+# ---- the ray start command ------------------------------------------------------------
+
+
+def _command(role: str) -> list[str]:
+    return node.ray_start_command(
+        role=role, python="/venv/bin/python", ip="10.1.2.3", node_ports=ports.node_ports(42, 1),
+        temp_dir=Path("/tmp/hpoc-42/n1"), node_name="nodeA", res={"cpus": 2, "gpus": 0, "memory": None,
+                                                                  "object_store_memory": None},
+        address="10.1.2.0:12345" if role == "worker" else None,
+    )
+
+
+def test_head_command_pins_address_ports_temp_dir_and_turns_the_dashboard_off():
+    cmd = _command("head")
+    p = ports.node_ports(42, 1)
+    assert cmd[:6] == ["/venv/bin/python", "-m", "ray.scripts.scripts", "start", "--block", "--disable-usage-stats"]
+    for arg in ("--head", "--include-dashboard=false", "--node-ip-address=10.1.2.3", "--temp-dir=/tmp/hpoc-42/n1",
+                "--node-name=nodeA", f"--port={p.gcs}", f"--min-worker-port={p.min_worker}",
+                f"--max-worker-port={p.max_worker}", f"--dashboard-agent-listen-port={p.dashboard_agent_listen}",
+                "--num-cpus=2", "--num-gpus=0"):
+        assert arg in cmd, arg
+    assert not [a for a in cmd if a.startswith("--address")]
+
+
+def test_worker_command_joins_the_head_and_uses_no_head_only_flags():
+    cmd = _command("worker")
+    assert "--address=10.1.2.0:12345" in cmd and "--node-ip-address=10.1.2.3" in cmd
+    assert not [a for a in cmd if a.startswith(("--head", "--port=", "--include-dashboard", "--dashboard-port"))]
+
+
+def test_ray_environment_carries_the_token_path_never_the_token():
+    env = node.ray_env({"PATH": "/bin", node.TOKEN_ENV: "secret", "RAY_AUTH_TOKEN": "old"}, Path("/j/token"))
+    assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == "/j/token"
+    assert "secret" not in env.values() and "RAY_AUTH_TOKEN" not in env and node.TOKEN_ENV not in env
+    assert env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] == "0"
+
+
+# ---- job directory, token and rank ------------------------------------------------------
+
+
+def test_token_is_written_private_from_the_environment(tmp_path):
+    job = tmp_path / "hpoc-7"
+    token = node.ensure_token(job, {node.TOKEN_ENV: "abc123"})
+    assert token.read_text() == "abc123"
+    assert mode(job) == 0o700 and mode(token) == 0o600
+    assert node.ensure_token(job, {}) == token  # a second node on this host reuses it
+
+
+def test_token_problems_are_refused(tmp_path):
+    with pytest.raises(NodeError, match="HPOC_RAY_TOKEN is not set"):
+        node.ensure_token(tmp_path / "a", {})
+    loose = tmp_path / "b"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    with pytest.raises(NodeError, match="mode 0700"):
+        node.ensure_token(loose, {node.TOKEN_ENV: "x"})
+    job = tmp_path / "c"
+    node.ensure_token(job, {node.TOKEN_ENV: "x"})
+    (job / "token").chmod(0o644)
+    with pytest.raises(NodeError, match="readable by others"):
+        node.ensure_token(job, {})
+
+
+def test_ranks_are_claimed_atomically(tmp_path):
+    job = tmp_path / "hpoc-9"
+    job.mkdir(mode=0o700)
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(node.claim_rank(job)[0])) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(8))
+    assert mode(job / "n0") == 0o700
+
+
+def test_temp_dirs_too_long_for_unix_sockets_are_refused():
+    node.check_socket_room(Path("/tmp/hpoc-123456789/n3"))
+    with pytest.raises(NodeError, match="107"):
+        node.check_socket_room(Path("/scratch/" + "x" * 40 + "/hpoc-123456789/n3"))
+
+
+# ---- addresses and ports -----------------------------------------------------------------
+
+
+def test_node_ip_uses_the_interface_or_the_first_routable_address():
+    assert node.node_ip("lo") == "127.0.0.1"
+    with pytest.raises(NodeError, match="no IPv4 address"):
+        node.node_ip("nosuchif0")
+    ip = node.node_ip(None)
+    listed = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    routable = [a for a in listed if node._routable(a)]
+    assert ip == (routable[0] if routable else "127.0.0.1")
+
+
+def test_a_taken_port_moves_the_node_to_the_next_slot():
+    job = 4_000_003
+    first = ports.node_ports(job, 0)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", first.object_manager))
+        except OSError:
+            pytest.skip("port already in use on this machine")
+        s.listen()
+        assert not node.port_free("127.0.0.1", first.object_manager)
+        chosen = node.pick_ports(job, 0, "127.0.0.1")
+    assert chosen == ports.node_ports(job, 0, 1)
+    assert first.object_manager not in chosen.all_ports()
+
+
+@pytest.fixture
+def short_tmp():
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="hpt", dir="/tmp"))  # pytest's tmp_path is too long for sockets
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, capsys):
+    job = short_tmp / "hpoc-55"
+    args = argparse.Namespace(role="head", job_dir=str(job), address=None, job_id=55, node_name=None,
+                              interface="lo")
+    env = {"SLURMD_NODENAME": "node7", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"}
+    cmd, ray_env = node.prepare(args, env)
+    p = ports.node_ports(55, 0)
+    assert json.loads((job / "head.json").read_text()) == {"address": f"127.0.0.1:{p.gcs}", "node": "node7"}
+    assert cmd[0] == sys.executable and f"--temp-dir={job / 'n0'}" in cmd and "--node-name=node7" in cmd
+    assert ray_env["RAY_AUTH_TOKEN_PATH"] == str(job / "token") and node.TOKEN_ENV not in ray_env
+    assert "hpoc: ray head on node7: ip=127.0.0.1" in capsys.readouterr().out
+    args.role, args.address = "worker", f"127.0.0.1:{p.gcs}"
+    cmd, _ = node.prepare(args, env)
+    assert f"--temp-dir={job / 'n1'}" in cmd and f"--address=127.0.0.1:{p.gcs}" in cmd
+
+
+def test_node_cli_reports_problems_without_a_traceback(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(tmp_path / "j")],
+                         capture_output=True, text=True, env={**os.environ, "SLURM_JOB_ID": "3"})
+    assert run.returncode == 2 and "worker needs --address" in run.stderr
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "head", "--job-dir", str(tmp_path / "j")],
+                         capture_output=True, text=True, env={k: v for k, v in os.environ.items() if
+                                                              not k.startswith(("SLURM_", "HPOC_"))} | {"SLURM_JOB_ID": "3"})
+    assert run.returncode == 1 and run.stderr.startswith("hpoc: cannot start ray head: no auth token")
+    assert "Traceback" not in run.stderr
+
+
+# ---- batch-node helpers ------------------------------------------------------------------
+
+
+def test_init_makes_a_fresh_private_token_per_job(tmp_path):
+    job = tmp_path / "hpoc-1"
+    token = cluster.init(job)
+    first = token.read_text()
+    assert len(first) == 64 and int(first, 16) >= 0
+    assert mode(job) == 0o700 and mode(token) == 0o600
+    (job / "n0").mkdir()  # left over by an earlier run of a requeued job
+    assert cluster.init(job).read_text() != first
+    assert not (job / "n0").exists()
+
+
+def test_wait_head_returns_the_address_once_the_port_answers(tmp_path):
+    job = tmp_path / "hpoc-2"
+    cluster.init(job)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+
+        def later():
+            time.sleep(0.3)
+            node.write_head_file(job, address, "node1")
+
+        threading.Thread(target=later).start()
+        assert cluster.wait_head(job, timeout=10) == address
+
+
+def test_wait_head_fails_fast_when_the_head_step_is_gone(tmp_path):
+    job = tmp_path / "hpoc-3"
+    cluster.init(job)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    start = time.monotonic()
+    with pytest.raises(SystemExit, match="exited before it answered; its log: /l/ray-node1.log"):
+        cluster.wait_head(job, timeout=30, pid=dead.pid, log="/l/ray-node1.log")
+    assert time.monotonic() - start < 5
+    with pytest.raises(SystemExit, match="did not answer .*never chose its ports.* within 0.5 s"):
+        cluster.wait_head(job, timeout=0.5)
+
+
+def test_preflight_reads_the_steps_file(tmp_path):
+    (tmp_path / "steps").write_text("101 node1\n102 node2\nbad line\n")
+    assert preflight.read_steps(tmp_path) == [preflight.Step(101, "node1"), preflight.Step(102, "node2")]
+    assert preflight.read_steps(None) == []
+
+
+def test_preflight_needs_token_auth_in_its_environment(monkeypatch):
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(preflight.NotReady, match="RAY_AUTH_MODE=token"):
+        preflight.check("127.0.0.1:1", 1)

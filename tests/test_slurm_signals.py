@@ -1,0 +1,162 @@
+"""The job script's teardown and signal handlers, run for real in bash (no SLURM needed).
+
+The rendered script is cut into its sections; the Ray bring-up is replaced by a stand-in
+step process and the study driver by a small bash script, while the teardown, signal and
+driver sections run exactly as rendered. `scontrol` and `srun` are stand-ins that record
+their arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hpoc.compiler.render import render_all
+from slurm_plans import plan
+
+FAKE_DRIVER = """#!/bin/bash
+# stand-in for `python -m hpoc.runtime PLAN --shard N`
+echo "$$" > "$T/driver.pid"
+echo "args: $*" >> "$T/driver.log"
+trap 'echo got-usr2 >> "$T/driver.log"; [[ $ON_USR2 == ignore ]] || exit "$ON_USR2"' USR2
+trap 'echo got-term >> "$T/driver.log"; exit 143' TERM
+[[ -n ${EXIT_NOW:-} ]] && exit "$EXIT_NOW"
+while :; do sleep 0.1; done
+"""
+
+RECORDER = """#!/bin/bash
+echo "$(basename "$0") $*" >> "$T/calls.log"
+"""
+
+
+def section(script: str, start: str, end: str | None) -> str:
+    i = script.index(start)
+    return script[i:script.index(end, i)] if end else script[i:]
+
+
+def harness(tmp_path: Path, grace_s: int = 60) -> Path:
+    script = render_all(plan(resume={"enabled": True, "retry_errored": True, "grace_s": grace_s}),
+                        plan_path="/b/plan.json")["job.sbatch"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("scontrol", "srun"):
+        (bin_dir / tool).write_text(RECORDER)
+        (bin_dir / tool).chmod(0o755)
+    (tmp_path / "driver.sh").write_text(FAKE_DRIVER)
+    prelude = f"""#!/bin/bash
+set -eo pipefail
+set -u
+hpoc_nodes_wanted=2
+hpoc_job_dir={tmp_path}/jobdir
+mkdir -p "$hpoc_job_dir"
+hpoc_job_ref=77_1
+hpoc_py=(bash {tmp_path}/driver.sh)
+"""
+    fake_bringup = f"""
+# stand-in for the Ray steps: one long-running process per node
+sleep 300 &
+hpoc_steps+=("$!")
+echo "$!" > {tmp_path}/step.pid
+"""
+    body = (prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup
+            + section(script, "# ---- 6. the study", None))
+    path = tmp_path / "job.sh"
+    path.write_text(body)
+    return path
+
+
+def start(tmp_path: Path, grace_s: int = 60, **env: str) -> subprocess.Popen:
+    job = harness(tmp_path, grace_s)
+    full_env = {**os.environ, "T": str(tmp_path), "PATH": f"{tmp_path}/bin:{os.environ['PATH']}",
+                "SLURM_JOB_ID": "77", "ON_USR2": "75", **env}
+    for key in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_JOB_ID", "HPOC_KEEP_TMP"):
+        if key not in env:
+            full_env.pop(key, None)
+    proc = subprocess.Popen(["bash", str(job)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "driver.pid").exists() or not (tmp_path / "step.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.05)
+    return proc
+
+
+def alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def calls(tmp_path: Path) -> str:
+    log = tmp_path / "calls.log"
+    return log.read_text() if log.exists() else ""
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+def test_usr2_asks_the_driver_to_checkpoint_then_requeues_and_tears_down(tmp_path):
+    proc = start(tmp_path)
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == 75
+    assert "got-usr2" in (tmp_path / "driver.log").read_text()
+    assert "time limit near (SIGUSR2)" in out and "requeueing job 77_1" in out
+    assert "scontrol requeue 77_1" in calls(tmp_path)  # the array task, never the whole array
+    assert not alive(tmp_path / "step.pid") and not alive(tmp_path / "driver.pid")
+    assert "srun --overlap --nodes=2 --ntasks-per-node=1 rm -rf" in calls(tmp_path)
+    assert not (tmp_path / "jobdir").exists()
+
+
+def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path):
+    proc = start(tmp_path, ON_USR2="0")
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == 0 and "requeue" not in calls(tmp_path)
+    assert not alive(tmp_path / "step.pid")
+
+
+def test_a_driver_that_ignores_usr2_is_stopped_after_the_grace_period(tmp_path):
+    proc = start(tmp_path, grace_s=12, ON_USR2="ignore")  # waits 12 - 10 = 2 s
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert 1.5 < time.monotonic() - t0 < 30
+    assert rc == 1 and "scontrol requeue 77_1" in calls(tmp_path)
+    log = (tmp_path / "driver.log").read_text()
+    assert "got-usr2" in log and "got-term" in log  # teardown stopped it
+    assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
+
+
+def test_sigterm_stops_driver_and_steps(tmp_path):
+    proc = start(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert rc == 143 and "terminated (SIGTERM)" in out
+    assert "got-term" in (tmp_path / "driver.log").read_text()
+    assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
+    assert "requeue" not in calls(tmp_path)
+
+
+@pytest.mark.parametrize("code", ["0", "3"])
+def test_normal_exit_passes_the_driver_status_on_and_tears_down(tmp_path, code):
+    proc = start(tmp_path, EXIT_NOW=code)
+    rc, out = finish(proc)
+    assert rc == int(code) and f"study driver exited with status {code}" in out
+    assert "args: -m hpoc.runtime /b/plan.json --shard 0" in (tmp_path / "driver.log").read_text()
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_array_tasks_run_their_own_shard(tmp_path):
+    proc = start(tmp_path, EXIT_NOW="0", SLURM_ARRAY_TASK_ID="3")
+    finish(proc)
+    assert "--shard 3" in (tmp_path / "driver.log").read_text()

@@ -343,3 +343,18 @@ def test_metrics_without_a_step_count_up(tmp_path):
     assert [(e.step, e.value) for e in acc.Scalars("val_loss")] == \
         [(0, 3.0), (1, 2.0), (2, 1.0), (10, 0.5)]
     assert [e.step for e in acc.Scalars("loss_batch")] == [0, 1, 2]
+
+
+def test_ray_stopping_a_trial_is_not_a_failure(tmp_path):
+    """Ray ends a stopped trial (stop criterion, early stop) with SystemExit(0) in report()."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    with pytest.raises(SystemExit):
+        with open_loggers(plan, "stopped", {}, rank=0) as tracker:
+            tracker.log_metric("val_loss", 1.0, 0)
+            raise SystemExit(0)
+    with pytest.raises(KeyboardInterrupt):
+        with open_loggers(plan, "cancelled", {}, rank=0):
+            raise KeyboardInterrupt
+    status = {r.info.run_name: r.info.status for r in runs(plan)}
+    assert status["stopped"] == "FINISHED" and status["cancelled"] == "KILLED"
+    assert tracking.run_status(SystemExit(3)) == "FAILED"

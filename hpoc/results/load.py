@@ -173,8 +173,8 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None) -> list
         if entry.get("error"):
             trial.error = _error_line(str(entry["error"]))
             trial.error_text = trial.error_text or str(entry["error"])
-        if not trial.config and entry.get("config"):
-            trial.config = entry["config"]
+        if isinstance(entry.get("config"), dict) and entry["config"]:
+            trial.config = entry["config"]  # what the trainer saw, constants included
     return sorted(by_id.values(), key=lambda t: t.trial_id)
 
 

@@ -360,6 +360,21 @@ _SINKS = {"mlflow": _MlflowSink, "tensorboard": _TensorBoardSink}
 
 # ------------------------------------------------------------------ the tracker
 
+def run_status(exc: BaseException | None) -> str:
+    """MLflow run status for a trial that ended with `exc` (None: returned normally).
+
+    Ray Tune ends a function trainable that should stop (its stop criterion was met, or the
+    scheduler stopped it early) by raising SystemExit(0) inside `report()`: that is a
+    finished trial, not a failed one."""
+    if exc is None:
+        return "FINISHED"
+    if isinstance(exc, SystemExit) and exc.code in (0, None):
+        return "FINISHED"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED"
+    return "FAILED"
+
+
 class Tracker:
     """What a trial logs to; forwards to every backend that still works."""
 
@@ -430,8 +445,8 @@ class Tracker:
     def __enter__(self) -> "Tracker":
         return self
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.close("FAILED" if exc_type else "FINISHED")
+    def __exit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
+        self.close(run_status(exc))
 
 
 def open_loggers(plan: Mapping[str, Any], trial_name: str, config: Mapping[str, Any] | None,

@@ -114,6 +114,17 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+def _log_axis(axis: Any, set_scale: Any) -> None:
+    """Log scale with plain labels at 1-2-5 steps and unlabelled minor ticks (matplotlib's
+    default labels every minor tick of a short range, and they overlap)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    set_scale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 # ---------------------------------------------------------------- learning curves
 
 def learning_curves_figure(results: Results, ranking: Ranking):
@@ -239,7 +250,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
             ax.set_xticklabels([_label(c) for c in param.categories])
             ax.set_xlim(-0.5, len(param.categories) - 0.5)
         elif param.log:
-            ax.set_xscale("log")
+            _log_axis(ax.xaxis, ax.set_xscale)
         ax.set_xlabel(param.name + (" (log scale)" if param.log else ""))
         ax.set_ylabel(f"{ranking.metric} ({ranking.scope})")
         ax.grid(True, alpha=0.3)

@@ -1,0 +1,140 @@
+"""hpoc.runtime.progress: one live progress line, plain in logs, in place on a terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from hpoc.runtime.progress import Progress, counts, format_elapsed, format_line
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def log_progress(**kw):
+    clock = Clock()
+    stream = io.StringIO()
+    progress = Progress(stream=stream, tty=False, clock=clock, **kw)
+    return progress, stream, clock
+
+
+def test_line_content():
+    line = format_line(5, 2, 1, 1, total=9, metric="val_loss", best=0.123456,
+                       best_trial="ab_00003", elapsed=3725)
+    assert line == ("[hpoc] 01:02:05 | 6/9 trials finished (1 errored) | 2 running | "
+                    "1 pending | best val_loss=0.1235 (ab_00003)")
+    assert format_line(0, 0, 4) == "[hpoc] 00:00:00 | 0 trials finished | 0 running | 4 pending"
+    assert "best" not in format_line(1, 0, 0, best=float("nan"))
+    assert format_elapsed(-3) == "00:00:00" and format_elapsed(86400 * 2) == "48:00:00"
+
+
+def test_log_lines_are_rate_limited():
+    progress, stream, clock = log_progress(total=4, metric="loss", min_interval_s=10,
+                                           heartbeat_s=300)
+    assert progress.update(0, 2, 2)                    # the first state is always shown
+    clock.now += 1
+    assert not progress.update(1, 1, 2)                # changed, but too soon
+    clock.now += 10
+    assert progress.update(1, 1, 2, best=0.5, best_trial="t1")  # changed and due
+    clock.now += 100
+    assert not progress.update(1, 1, 2, best=0.5, best_trial="t1")  # nothing new
+    clock.now += 300
+    assert progress.update(1, 1, 2, best=0.5, best_trial="t1")  # heartbeat
+    clock.now += 1
+    assert progress.update(2, 0, 2, force=True)        # forced
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 and "\r" not in stream.getvalue()
+    assert lines[1].startswith("[hpoc] 00:00:11 | 1/4 trials finished")
+    assert lines[1].endswith("best loss=0.5 (t1)")
+
+
+def test_close_prints_the_final_state_once():
+    progress, stream, clock = log_progress(total=2, min_interval_s=10)
+    progress.update(0, 2, 0)
+    clock.now += 1
+    progress.update(2, 0, 0)  # rate-limited away...
+    progress.close()          # ...but the end state is never lost
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("[hpoc] 00:00:01 | 2/2 trials finished")
+
+
+def test_terminal_line_is_redrawn_in_place():
+    clock = Clock()
+    stream = io.StringIO()
+    progress = Progress(total=3, stream=stream, tty=True, clock=clock)
+    progress.update(0, 1, 2)
+    clock.now += 1
+    progress.update(1, 1, 1)
+    progress.close()
+    out = stream.getvalue()
+    assert out.count("\r") == 2 and out.count("\x1b[K") == 2
+    assert out.endswith("\n") and out.count("\n") == 1
+
+
+def test_default_mode_follows_the_stream():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert Progress(stream=Tty()).tty and Progress(stream=Tty()).min_interval_s < 1
+    plain = Progress(stream=io.StringIO())
+    assert not plain.tty and plain.min_interval_s >= 5
+
+
+def test_broken_stream_never_raises():
+    stream = io.StringIO()
+    stream.close()
+    progress = Progress(stream=stream, tty=False)
+    assert progress.update(1, 0, 0)  # written "successfully" into the void
+    progress.close()
+
+
+def test_progress_pickles_without_its_stream():
+    """Ray pickles callbacks into its experiment state."""
+    progress, _, _ = log_progress(total=3, metric="m")
+    progress.update(1, 1, 1)
+    copy = pickle.loads(pickle.dumps(progress))
+    assert copy.total == 3 and copy.metric == "m" and copy.stream is not None
+
+
+def test_counts_from_trials():
+    def trial(tid, status, value=None):
+        return SimpleNamespace(trial_id=tid, status=status,
+                               last_result={} if value is None else {"val_loss": value})
+
+    trials = [trial("a", "TERMINATED", 0.5), trial("b", "RUNNING", 0.3),
+              trial("c", "ERROR", 0.1), trial("d", "PENDING"), trial("e", "PAUSED")]
+    got = counts(trials, "val_loss", "min", total=8)
+    assert got == {"done": 1, "running": 1, "pending": 2 + 3, "errored": 1,
+                   "best": 0.3, "best_trial": "b"}  # an errored trial is never "best"
+    assert counts(trials, "val_loss", "max")["best_trial"] == "a"
+
+
+@pytest.mark.ray
+def test_lines_printed_during_a_real_ray_run(tmp_path_factory):
+    """The Ray Tune callback fed the printer during the generated study."""
+    from results_fixtures import study_data
+
+    data = study_data(tmp_path_factory)
+    lines = data.progress_log.read_text().splitlines()
+    summary = json.loads((data.single / "summary.json").read_text())
+    assert len(lines) >= 3
+    assert all(re.match(r"^\[hpoc\] \d\d:\d\d:\d\d \| \d+/8 trials finished", ln) for ln in lines)
+    errors = summary["status_counts"].get("ERROR", 0)
+    assert lines[-1].startswith("[hpoc] ") and "| 8/8 trials finished" in lines[-1]
+    assert f"({errors} errored)" in lines[-1] and "0 running | 0 pending" in lines[-1]
+    best = summary["best"]
+    assert best is not None
+    # Both rank the trials that did not fail by their last report.
+    assert f"best val_loss={best['metrics']['val_loss']:.4g} ({best['trial_id']})" in lines[-1]

@@ -106,3 +106,66 @@ def test_pathological_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     code, output = _check(tmp_path, text.encode("utf-8"), capsys)
     assert code in (0, 2), output
     assert "Traceback" not in output and "internal error" not in output, output
+
+
+# ------------------------------------------- semantic fuzz: real keys, random values
+
+
+def _semantic_studies() -> st.SearchStrategy[object]:
+    from test_fmt import conditions, values
+
+    from hpoc.compiler import tables as T
+    from hpoc.dsl import ast as A
+
+    domain_calls = st.builds(
+        lambda f, args: A.Call(f, tuple(args)),
+        st.sampled_from(sorted(T.DOMAINS)),
+        st.lists(st.integers(-3, 5).map(A.Number) | st.floats(-2, 2).map(A.Number) | values, max_size=4),
+    )
+    any_value = domain_calls | values
+
+    def section(name: str, fields: dict) -> st.SearchStrategy[object]:
+        keys = sorted(fields) + ["bogus"]
+        setting = st.builds(lambda k, v: A.Setting(k, v), st.sampled_from(keys), any_value)
+        nested = st.builds(
+            lambda k, b: A.Block(k, None, tuple(b)),
+            st.sampled_from(keys),
+            st.lists(st.builds(lambda k, v: A.Setting(k, v), st.sampled_from(["shards", "parallel", "zero_stage", "config", "image", "lr", "x"]), any_value), max_size=3),
+        )
+        return st.lists(setting | nested, max_size=5).map(lambda b: A.Block(name, None, tuple(b)))
+
+    space_item = st.builds(
+        lambda k, v, c: A.Setting(k, v, c),
+        st.sampled_from(["a", "b", "g.c", "opt", "a.b"]),
+        domain_calls | values,
+        st.none() | conditions,
+    )
+    labelled = st.builds(
+        lambda kind, label, body: A.Block(kind, A.Ref(label), tuple(body)),
+        st.sampled_from(["search", "scheduler", "logger"]),
+        st.sampled_from(sorted({*T.SEARCHERS, *T.SCHEDULERS, *T.LOGGERS})),
+        st.lists(st.builds(lambda k, v: A.Setting(k, v),
+                           st.sampled_from(sorted({k for t in (*T.SEARCHERS.values(), *T.SCHEDULERS.values()) for k in t})),
+                           any_value), max_size=3),
+    )  # fmt: skip
+    blocks = st.one_of(
+        *[section(name, fields) for name, fields in T.SECTIONS.items()],
+        st.lists(space_item, max_size=6).map(lambda b: A.Block("space", None, tuple(b))),
+        labelled,
+        st.builds(lambda gs: A.Objective(tuple(gs), braced=True),
+                  st.lists(st.builds(A.Goal, st.sampled_from(["min", "max"]), st.sampled_from(["val_loss", "acc"])), max_size=2)),
+    )  # fmt: skip
+    head = [A.Block("study", A.String("s"), None)]
+    return st.lists(blocks, max_size=8).map(lambda bs: A.Study(tuple(head + bs)))
+
+
+@settings(max_examples=max(20, CASES // 2), deadline=None)
+@given(study=st.deferred(_semantic_studies))
+def test_checker_never_crashes_on_well_formed_studies(study: object) -> None:
+    from hpoc.compiler import compile_study
+    from hpoc.errors import SpecCheckError
+
+    try:
+        compile_study(study, file="s.hpo", sha256="0" * 64, workdir="/tmp")
+    except SpecCheckError as exc:
+        assert exc.diagnostics and all(d.code.startswith("HP") for d in exc.diagnostics)

@@ -356,7 +356,7 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
             ch.error(SLURM, f"`extra` sets `{name}`, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
                      ch.spans.get("slurm.extra"), help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
     c = s["container"]
-    if c is not None and workdir and "://" not in c["image"] and not os.path.isabs(c["image"]):
+    if c is not None and c["image"] and workdir and "://" not in c["image"] and not os.path.isabs(c["image"]):
         c["image"] = os.path.normpath(os.path.join(workdir, c["image"]))
     arr = s.pop("array") or {"shards": 1, "parallel": None}
     count = arr["shards"]

@@ -230,7 +230,7 @@ class Study(Node):
     """A whole .hpo file: top-level items in source order."""
 
     items: tuple[Item, ...]
-    file: str = "<study>"
+    file: str = field(default="<study>", compare=False)
     end_comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 

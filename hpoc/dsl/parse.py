@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,12 +65,30 @@ _VALUE_START = {"STRING", "NUMBER", "LSQB", "TRUE", "FALSE", "NULL", "DURATION",
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Any:
+    cache = _cache_path()
+    if cache and os.path.isfile(cache) and "lark" not in sys.modules:
+        _import_lark_without_interegular()
+    from lark.exceptions import LexError
+
+    try:
+        return _build(cache)
+    except LexError as exc:  # the cache was stale and the strict check needs interegular
+        if "interegular" not in str(exc):
+            raise
+        import interegular
+        import lark.lexer
+
+        lark.lexer.interegular, lark.lexer.has_interegular = interegular, True
+        return _build(cache)
+
+
+def _build(cache: str | bool) -> Any:
     from lark import Lark
 
     return Lark(
         _GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
-        strict=True,
+        strict=True,  # grammar conflicts and terminal collisions are errors, not warnings
         propagate_positions=True,
         maybe_placeholders=True,
         lexer_callbacks={
@@ -77,8 +96,26 @@ def _parser() -> Any:
             **{name: _on_open for name in _OPEN},
             **{name: _on_close for name in _CLOSE},
         },
-        cache=_cache_path(),
+        cache=cache,
     )
+
+
+def _import_lark_without_interegular() -> None:
+    """Import Lark without interegular, which it only needs to validate a new parser.
+
+    A cached parser skips that validation, and interegular takes as long to import as
+    the rest of Lark; `hpoc check` should start instantly.
+    """
+    missing = object()
+    saved = sys.modules.get("interegular", missing)
+    sys.modules["interegular"] = None  # type: ignore[assignment]
+    try:
+        import lark  # noqa: F401
+    finally:
+        if saved is missing:
+            del sys.modules["interegular"]
+        else:
+            sys.modules["interegular"] = saved  # type: ignore[assignment]
 
 
 def _cache_path() -> str | bool:
@@ -192,6 +229,7 @@ def decode(data: bytes, name: str) -> str:
 
 def parse(text: str, file: str = "<study>") -> A.Study:
     """Parse .hpo text into a Study (with spans and comments)."""
+    parser = _parser()  # first: it decides how Lark gets imported
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, VisitError
 
     if len(text) > MAX_BYTES:
@@ -199,7 +237,7 @@ def parse(text: str, file: str = "<study>") -> A.Study:
     state = _State(file, [], [])
     _local.state = state
     try:
-        tree = _parser().parse(text)
+        tree = parser.parse(text)
         study = _ToAst(file).transform(tree)
     except _TooDeep as exc:
         _error(

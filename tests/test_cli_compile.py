@@ -1,0 +1,120 @@
+"""`hpoc check` and `hpoc compile` as a user runs them: files, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from hpo_util import EXAMPLES
+from hpoc import plan as plan_mod
+from hpoc.cli import main
+from hpoc.compiler import compile_file
+
+
+def test_check_ok_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLES["fashion_mnist"])]) == 0
+    out = capsys.readouterr().out
+    assert "study `fashion-mnist` is valid" in out
+    assert "search: optuna (tpe); scheduler: asha" in out
+    assert "slurm: 1 node × (24 CPUs, 4 GPUs), time 02:00:00" in out
+
+
+def test_check_reports_errors_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\n')
+    assert main(["check", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{spec}:3:24: error: `num_samples` must be at least 1 (got 0) [HP204]\n")
+    assert " 3 | trials { num_samples = 0 }" in err
+
+
+@pytest.mark.parametrize("name", ["missing.hpo", "."])
+def test_unreadable_specs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    assert main(["check", str(tmp_path / name)]) == 2
+    assert main(["compile", str(tmp_path / name), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "[HP001]" in err and "Traceback" not in err
+
+
+def test_internal_error_is_exit_1_without_traceback(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import hpoc.compiler
+
+    def boom(path: object) -> None:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(hpoc.compiler, "compile_path", boom)
+    monkeypatch.delenv("HPOC_DEBUG", raising=False)
+    assert main(["check", str(EXAMPLES["digits"])]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: kaput" in err and "Traceback" not in err
+
+
+def test_compile_writes_plan_and_rendered_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    calls = []
+
+    def render_all(plan: dict, *, plan_path: str, preflight_only: bool) -> dict[str, str]:
+        calls.append((plan["study"]["name"], plan_path, preflight_only))
+        return {"job.sbatch": "#!/bin/bash\n", "sub/notes.txt": "hello\n"}
+
+    fake = types.ModuleType("hpoc.compiler.render")
+    fake.render_all = render_all  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "hpoc.compiler.render", fake)
+    out = tmp_path / "build"
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out), "--preflight-only"]) == 0
+    plan_path = out / "plan.json"
+    assert calls == [("digits", str(plan_path.resolve()), True)]
+    assert plan_path.read_text() == plan_mod.dumps(compile_file(EXAMPLES["digits"]))
+    assert (out / "job.sbatch").read_text() == "#!/bin/bash\n"
+    assert (out / "job.sbatch").stat().st_mode & 0o111
+    assert (out / "sub/notes.txt").read_text() == "hello\n"
+    stdout = capsys.readouterr().out
+    assert f"compiled study `digits` into {out}/" in stdout
+    assert "wrote: plan.json, job.sbatch, sub/notes.txt" in stdout
+    assert plan_mod.load(plan_path)["study"]["name"] == "digits"
+
+
+def test_compile_without_renderer_writes_only_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hpoc.compiler.render", None)  # import fails like a missing module
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
+
+
+def test_emit_plan_and_ast(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", str(EXAMPLES["digits"]), "--emit", "plan"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["study"]["name"] == "digits"
+    assert out == plan_mod.dumps(compile_file(EXAMPLES["digits"]))
+    assert main(["compile", str(EXAMPLES["digits"]), "--emit", "ast"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Study\n") and "Call\n" in out and "func='loguniform'" in out
+
+
+def test_compile_is_deterministic(tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+    first = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == first
+    # the plan does not depend on where it is written (scripts name their plan's path)
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "plan.json").read_bytes() == first["plan.json"]
+
+
+def test_check_and_compile_do_not_import_heavy_modules(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from hpoc.cli import main\n"
+        f"assert main(['check', {str(EXAMPLES['fashion_mnist'])!r}]) == 0\n"
+        f"assert main(['compile', {str(EXAMPLES['fashion_mnist'])!r}, '-o', {str(tmp_path)!r}]) == 0\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'ray', 'deepspeed', 'optuna', 'numpy'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout

@@ -1,0 +1,209 @@
+"""`hpoc fmt`: canonical, idempotent, keeps comments, never changes the meaning."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpo_util import EXAMPLES, ROOT
+from hpoc.cli import main
+from hpoc.compiler import compile_source
+from hpoc.dsl import ast as A
+from hpoc.dsl.format import format_study
+from hpoc.dsl.parse import parse
+
+KEYWORDS = {"if", "in", "true", "false", "null", "objective", "minimize", "maximize"}
+SPECS = {**EXAMPLES, "kitchen_sink": ROOT / "tests/golden/plan/kitchen_sink.hpo"}
+
+# ------------------------------------------------------------------ AST strategies
+
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True).filter(lambda s: s not in KEYWORDS)
+dotted = st.lists(names, min_size=1, max_size=3).map(".".join)
+refs = st.builds(lambda a, b: a if b is None else f"{a}:{b}", dotted, st.none() | dotted)
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+keys = dotted | text
+comment = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20).map(lambda s: "#" + s)
+comments = st.lists(comment, max_size=2).map(tuple)
+
+units = st.lists(st.tuples(st.integers(1, 99), st.sampled_from("smhd")), min_size=1, max_size=2)
+durations = units.map(lambda us: A.Duration(sum(n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in us),
+                                            "".join(f"{n}{u}" for n, u in us)))  # fmt: skip
+scalars = st.one_of(
+    text.map(A.String),
+    st.integers(-(10**12), 10**12).map(A.Number),
+    st.floats(allow_nan=False, allow_infinity=False).map(A.Number),
+    st.booleans().map(A.Bool),
+    st.just(A.Null()),
+    durations,
+    st.sampled_from(["64G", "512M", "1T"]).map(A.Size),
+    st.sampled_from(["02:00:00", "30:15", "1-12", "1-00:00:00"]).map(A.Clock),
+    refs.map(A.Ref),
+)
+
+
+def _values(children: st.SearchStrategy[A.Value]) -> st.SearchStrategy[A.Value]:
+    pairs = st.builds(A.Pair, keys, children)
+    return st.one_of(
+        st.lists(children, max_size=4).map(lambda xs: A.List(tuple(xs))),
+        st.lists(pairs, max_size=3).map(lambda ps: A.Map(tuple(ps))),
+        st.builds(
+            lambda f, a, k: A.Call(f, tuple(a), tuple(A.Pair(n, v) for n, v in k)),
+            refs, st.lists(children, max_size=3), st.lists(st.tuples(names, children), max_size=2),
+        ),  # fmt: skip
+    )
+
+
+values = st.recursive(scalars, _values, max_leaves=12)
+conditions = st.one_of(
+    st.builds(lambda p, v: A.Condition(p, (v,), "=="), dotted, scalars),
+    st.builds(lambda p, vs: A.Condition(p, tuple(vs), "in"), dotted, st.lists(scalars, max_size=3)),
+)
+settings_ = st.builds(
+    lambda k, v, c, cm, tr: A.Setting(k, v, c, comments=cm, trailing=tr),
+    keys, values, st.none() | conditions, comments, st.none() | comment,
+)  # fmt: skip
+goals = st.builds(A.Goal, st.sampled_from(["min", "max"]), keys)
+objectives = st.lists(goals, max_size=3).flatmap(
+    lambda gs: st.builds(lambda b, cm: A.Objective(tuple(gs), braced=b or len(gs) != 1, comments=cm),
+                         st.booleans(), comments)  # fmt: skip
+)
+
+
+def _items(children: st.SearchStrategy[A.Item]) -> st.SearchStrategy[A.Item]:
+    body = st.lists(children, max_size=4).map(tuple)
+    return st.one_of(
+        st.builds(
+            lambda kind, label, b, cm, end: A.Block(kind, label, b, comments=cm, end_comments=end),
+            names, st.none() | text.map(A.String) | names.map(A.Ref), body, comments, comments,
+        ),
+        st.builds(lambda kind, label: A.Block(kind, label, None), names, text.map(A.String) | names.map(A.Ref)),
+        st.builds(lambda c, b, cm: A.IfBlock(c, b, comments=cm), conditions, body, comments),
+    )  # fmt: skip
+
+
+items = st.recursive(settings_ | objectives, _items, max_leaves=10)
+studies = st.builds(lambda its, end: A.Study(tuple(its), end_comments=end), st.lists(items, max_size=5), comments)
+
+
+def _comments_in(node: object) -> list[str]:
+    out: list[str] = []
+    if isinstance(node, A.Study):
+        for item in node.items:
+            out += _comments_in(item)
+        return out + list(node.end_comments)
+    out += list(getattr(node, "comments", ()))
+    if getattr(node, "trailing", None):
+        out.append(node.trailing)  # type: ignore[attr-defined]
+    for child in getattr(node, "body", None) or ():
+        out += _comments_in(child)
+    return out + list(getattr(node, "end_comments", ()))
+
+
+@settings(max_examples=int(os.environ.get("HPOC_FUZZ_CASES", "300")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(studies)
+def test_format_round_trips_and_is_idempotent(study: A.Study) -> None:
+    text = format_study(study)
+    reparsed = parse(text, "g.hpo")
+    assert reparsed == study, text
+    assert format_study(reparsed) == text
+    assert sorted(_comments_in(reparsed)) == sorted(_comments_in(study)), text
+
+
+# --------------------------------------------------- real studies and the plan
+
+
+def _meaning(plan: dict) -> dict:
+    return {k: v for k, v in plan.items() if k not in ("spans", "source")}
+
+
+@pytest.mark.parametrize("case", sorted(SPECS))
+def test_checked_in_studies_are_formatted(case: str) -> None:
+    text = SPECS[case].read_text(encoding="utf-8")
+    assert format_study(parse(text)) == text
+
+
+def _relayout(text: str, rng: random.Random) -> str:
+    """Same tokens, different spaces, tabs and blank lines (strings and comments intact)."""
+    out, i = [], 0
+    for m in re.finditer(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[ \t]+|\n[ \t\n]*', text):
+        out.append(text[i : m.start()])
+        tok = m.group(0)
+        if tok.startswith(("#", '"')):
+            out.append(tok)
+        elif "\n" in tok:
+            out.append("\n" * rng.randint(1, 3) + rng.choice(["", " ", "\t", "      "]))
+        else:
+            out.append(rng.choice([" ", "  ", "\t", "   \t "]))
+        i = m.end()
+    out.append(text[i:])
+    return "".join(out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=st.sampled_from(sorted(SPECS)), seed=st.integers(0, 2**32 - 1))
+def test_layout_does_not_matter(case: str, seed: int) -> None:
+    original = SPECS[case].read_text(encoding="utf-8")
+    shuffled = _relayout(original, random.Random(seed))
+    workdir = str(SPECS[case].parent)
+    assert format_study(parse(shuffled)) == original
+    assert _meaning(compile_source(shuffled, "study.hpo", workdir)) == _meaning(
+        compile_source(original, "study.hpo", workdir)
+    )
+
+
+def test_compact_and_expanded_forms_format_the_same() -> None:
+    compact = 'study "x"  # name\nsearch optuna { sampler = tpe, seed = 0 }\nspace { a = choice(1, 2); b.c = uniform(0, 1) if a == 1 }\n'
+    assert format_study(parse(compact)) == (
+        'study "x"  # name\n\n'
+        "search optuna {\n  sampler = tpe\n  seed    = 0\n}\n\n"
+        "space {\n  a   = choice(1, 2)\n  b.c = uniform(0, 1) if a == 1\n}\n"
+    )
+
+
+def test_long_values_are_spread_over_lines() -> None:
+    study = parse('slurm { setup = ["' + "a" * 50 + '", "' + "b" * 50 + '"] }')
+    assert format_study(study) == (
+        "slurm {\n  setup = [\n    \"" + "a" * 50 + "\",\n    \"" + "b" * 50 + "\",\n  ]\n}\n"
+    )
+
+
+def test_python_built_study_formats_and_compiles(tmp_path: Path) -> None:
+    study = A.Study(
+        (
+            A.Block("study", A.String("demo"), None),
+            A.Block("pipeline", None, (A.Setting("trainer", A.Ref("trainer:MyTrainer")),)),
+            A.Block("space", None, (A.Setting("lr", A.Call("loguniform", (A.Number(1e-5), A.Number(1e-3)))),)),
+            A.Objective((A.Goal("min", "val_loss"),)),
+            A.Block("slurm", None, (A.Setting("env", A.from_python({"A": "1", "B-C": 2})),)),
+        )
+    )
+    text = format_study(study)
+    assert "lr = loguniform(1e-05, 0.001)" in text and '"B-C" = 2' in text
+    assert parse(text) == study
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_check_write_and_print(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "x"\npipeline {trainer=t:T}   # the trainer\n', encoding="utf-8")
+    assert main(["fmt", "--check", str(spec)]) == 2
+    assert "not formatted" in capsys.readouterr().err
+    assert main(["fmt", str(spec)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == 'study "x"\n\npipeline {  # the trainer\n  trainer = t:T\n}\n'
+    assert spec.read_text() != printed  # printing does not touch the file
+    assert main(["fmt", "--write", str(spec)]) == 0
+    assert spec.read_text() == printed
+    assert main(["fmt", "--check", str(spec)]) == 0
+    spec.write_text("study {", encoding="utf-8")
+    assert main(["fmt", "--write", str(spec)]) == 2
+    assert spec.read_text() == "study {"  # a file with errors is left alone

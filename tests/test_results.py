@@ -335,3 +335,9 @@ def test_bookkeeping_keys_are_not_metrics():
          "time_total_s": 1.0, "checkpoint_dir_name": "checkpoint_000000"}])
     results = Results("s", Path("."), [Metric("val_loss", "min")], [trial], [])
     assert results.metric_names() == ["val_loss"]
+
+
+def test_one_shard_directory_keeps_its_shard_number(data):
+    results = load(data.sharded / "shard-1")
+    assert {t.shard for t in results.trials} == {1}
+    assert len(results.trials) == summary(data.sharded / "shard-1")["num_trials"]

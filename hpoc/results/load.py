@@ -63,7 +63,10 @@ def _shard_dirs(root: Path) -> list[tuple[int, Path]]:
     shards = sorted(
         (int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _SHARD_DIR.match(p.name))
     )
-    return shards or [(0, root)]
+    if shards:
+        return shards
+    own = _SHARD_DIR.match(root.resolve().name)  # one shard's directory, given directly
+    return [(int(own.group(1)) if own else 0, root)]
 
 
 def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | None) -> Results:
@@ -76,9 +79,10 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             warnings.append(f"shard {index}: {path} does not exist yet (not started?)")
             continue
         summary = _read_summary(path, warnings)
-        found = _load_trials(path, index, summary)
+        states = _experiment_states(path)
+        found = _load_trials(path, index, summary, states)
         if summary is None and found:
-            source = ("Ray's last saved experiment state" if _experiment_states(path)
+            source = ("Ray's last saved experiment state" if states
                       else "the trial directories (Ray saved no experiment state)")
             warnings.append(
                 f"{path}: no {SUMMARY}: the study is still running or its driver stopped early; "
@@ -146,8 +150,8 @@ def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None) -> list[Trial]:
-    states = _experiment_states(path)
+def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
+                 states: dict[str, dict[str, Any]]) -> list[Trial]:
     by_id: dict[str, Trial] = {}
     for trial_dir in _trial_dirs(path):
         trial = _read_trial_dir(trial_dir, shard, states)

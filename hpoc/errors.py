@@ -13,7 +13,6 @@ file), so an error can be rendered — and pickled between processes — without
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, NoReturn, Sequence
 
@@ -139,6 +138,8 @@ def render_all(diagnostics: Iterable[Diagnostic]) -> str:
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """`help` text suggesting the closest candidate, or None."""
+    import difflib
+
     candidates = sorted(set(candidates))
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     if not close:

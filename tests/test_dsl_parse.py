@@ -242,3 +242,21 @@ def test_errors_pickle() -> None:
     assert type(clone) is SpecSyntaxError
     assert clone.diagnostics == err.diagnostics
     assert str(clone) == str(err)
+
+
+def test_misspelt_keywords_get_did_you_mean() -> None:
+    d = syntax_error('study "x"\nobjectiv minimize val_loss\n')
+    assert (d.code, d.line, d.col, d.help) == ("HP103", 2, 27, "did you mean `objective`?")
+    d = syntax_error("space {\n  a = choice(1, 2)\n  b = uniform(0, 1) iff a == 1\n}")
+    assert (d.line, d.col, d.help) == (3, 27, "did you mean `if`?")
+    d = syntax_error("space { b = uniform(0, 1) when a == 1 }")
+    assert d.help == "did you mean `if`?"
+    d = syntax_error("objective max val_accuracy")
+    assert (d.col, d.message, d.help) == (
+        11, "unexpected name `max`, expected `{`, `minimize` or `maximize`", "did you mean `maximize`?",
+    )
+
+
+def test_name_glued_to_a_number() -> None:
+    d = syntax_error("trials {\n  time_budget = 2hrs\n  num_samples = 3\n}")
+    assert (d.line, d.col, d.message) == (2, 18, "unexpected name `hrs` right after the number `2`")

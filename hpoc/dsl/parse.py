@@ -367,6 +367,7 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
             "HP103",
             line,
             col,
+            help=_keyword_hint(text, tok),
         )
     help = None
     notes: tuple[str, ...] = ()
@@ -387,13 +388,15 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
     elif tok.type == "EQUAL" and "_EQEQ" in expected:
         help = "compare with `==`"
     elif "MINIMIZE" in expected:
-        help = "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+        help = _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
     elif "EQUAL" in expected and tok.type in _VALUE_START | {"NAME"}:
         help = "settings are written `key = value`"
     elif "COMMA" in expected and ("RSQB" in expected or "RPAR" in expected):
         help = "separate items with `,`"
     elif tok.type == "NAME" and str(tok) in ("True", "False", "None"):
         help = f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
+    if help is None:
+        help = _keyword_hint(text, tok)
     width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
     _error(text, file, msg, "HP101", tok.line, tok.column, width=width, help=help, notes=notes)
 
@@ -430,6 +433,35 @@ def _line_starts(text: str, start: int, offset: int) -> list[int]:
         if nl < 0 or nl >= offset:
             return starts
         starts.append(nl + 1)
+
+
+_KEYWORDS = ("objective", "minimize", "maximize", "if", "in")
+_SYNONYMS = {
+    "when": "if", "where": "if", "minimise": "minimize", "maximise": "maximize",
+    "min": "minimize", "max": "maximize", "objectives": "objective", "goal": "objective",
+}  # fmt: skip
+_WORD = re.compile(r'"(?:[^"\\\n]|\\.)*"|#.*|([A-Za-z_]\w*)')
+
+
+def _keyword_hint(text: str, tok: Any) -> str | None:
+    """"did you mean `objective`?" for a misspelt keyword on the error's line."""
+    if tok is None or tok.type == "$END":
+        line_no = text.rstrip().count("\n") + 1
+    else:
+        line_no = tok.line
+    lines = text.split("\n")
+    if not 1 <= line_no <= len(lines):
+        return None
+    import difflib
+
+    for m in _WORD.finditer(lines[line_no - 1]):
+        word = m.group(1)
+        if not word or word in _KEYWORDS:
+            continue
+        guess = _SYNONYMS.get(word) or next(iter(difflib.get_close_matches(word, _KEYWORDS, 1, 0.75)), None)
+        if guess:
+            return f"did you mean `{guess}`?"
+    return None
 
 
 _OPEN_WORD = {"{": "block", "[": "list", "(": "argument list"}

@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hpoc.errors import HpocError
+
 PLAN_VERSION = 1
 
 
-class PlanError(Exception):
+class PlanError(HpocError):
     """A plan file that cannot be used: unreadable, wrong version, or invalid."""
 
 

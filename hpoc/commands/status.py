@@ -1,0 +1,340 @@
+"""`hpoc status BUILD|PLAN|SPEC|JOBID`: where a study stands.
+
+    hpoc status build/digits          # jobs (SLURM state) + trials per shard + best so far
+    hpoc status 1234                  # the study a job belongs to
+    hpoc status build/digits --json   # the same, for scripts
+
+Reads the study's storage (Ray's result files and experiment state, summary.json, the
+Optuna journal of a sharded study) and, where SLURM is present, squeue and scontrol
+(sacct when the site has accounting). Never starts Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "show a study's jobs, trials done/running/pending/errored and the best so far"
+
+_JOB_ID = re.compile(r"^\d+(_\d+)?$")
+ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
+          "REQUEUE_FED", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="BUILD|PLAN|SPEC|JOBID",
+                   help="build directory, plan.json, study file, or a job id of the study")
+    p.add_argument("--json", action="store_true", help="write JSON to stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.errors import run_reporting
+
+    return run_reporting(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan, build_dir = resolve(args.target)
+    status = gather(plan, build_dir)
+    if args.json:
+        sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        sys.stdout.write(render(status))
+    return 0
+
+
+# ---------------------------------------------------------------- which study
+
+
+def resolve(target: str) -> tuple[dict[str, Any], Path]:
+    """(plan, build dir) for a build dir, plan.json, spec or job id."""
+    from hpoc.errors import HpocError
+    from hpoc.plan import PlanError, load
+
+    path = Path(target)
+    if not path.exists() and _JOB_ID.match(target):
+        plan_path = plan_of_job(target)
+        if plan_path is None:
+            raise HpocError(f"job {target}: not found, or not a job hpoc submitted "
+                            "(pass the study's build directory instead)")
+        path = plan_path
+    if path.is_dir():
+        path = path / "plan.json"
+    if not path.exists():
+        raise HpocError(f"{target}: no such file (a build directory, plan.json, study file or job id)")
+    if path.suffix == ".json":
+        try:
+            return load(path), path.resolve().parent
+        except PlanError as exc:
+            raise HpocError(str(exc)) from None
+    from hpoc.compiler import compile_path
+
+    plan = compile_path(path).plan
+    return plan, Path("build", plan["study"]["name"]).resolve()
+
+
+def plan_of_job(job_id: str) -> Path | None:
+    """The plan.json above a job's submitit files (its submission script or output)."""
+    info = _scontrol(job_id)
+    candidates = [info.get(k) for k in ("Command", "StdOut", "StdErr")]
+    for text in candidates:
+        if not text:
+            continue
+        for parent in Path(text).parents:
+            if (parent / "plan.json").is_file():
+                return parent / "plan.json"
+    for jobs_file in Path("build").glob("*/jobs.json"):  # SLURM forgot the job: our records
+        try:
+            records = json.loads(jobs_file.read_text())
+        except (OSError, ValueError):
+            continue
+        ids = {j["job_id"] for r in records for j in r.get("jobs", [])}
+        if job_id in ids or any(i.split("_")[0] == job_id for i in ids):
+            return jobs_file.parent / "plan.json"
+    return None
+
+
+# ---------------------------------------------------------------- SLURM
+
+
+def _scontrol(job_id: str) -> dict[str, str]:
+    if not shutil.which("scontrol"):
+        return {}
+    try:
+        run = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if run.returncode != 0:
+        return {}
+    line = run.stdout.splitlines()[0] if run.stdout else ""
+    return dict(re.findall(r"(\w+)=(\S*)", line))
+
+
+def slurm_states(ids: list[str]) -> dict[str, dict[str, str]]:
+    """job id -> {state, elapsed, nodes, reason}: squeue for live jobs, then scontrol
+    (jobs SLURM still remembers), then sacct where the site has accounting."""
+    out: dict[str, dict[str, str]] = {}
+    if not ids or not shutil.which("squeue"):
+        return out
+    try:
+        run = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%M|%N|%r"], capture_output=True,
+                             text=True, timeout=30)
+        lines = run.stdout.splitlines() if run.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired):
+        lines = []
+    wanted = set(ids)
+    for line in lines:
+        parts = line.split("|")
+        if len(parts) == 5 and parts[0] in wanted:
+            out[parts[0]] = {"state": parts[1], "elapsed": parts[2], "nodes": parts[3],
+                             "reason": parts[4] if parts[4] not in ("None", "") else ""}
+    for job_id in ids:
+        if job_id in out:
+            continue
+        info = _scontrol(job_id)
+        if info.get("JobState"):
+            out[job_id] = {"state": info["JobState"], "elapsed": info.get("RunTime", ""),
+                           "nodes": info.get("NodeList", ""), "reason": ""}
+        elif (acct := _sacct(job_id)) is not None:
+            out[job_id] = acct
+    return out
+
+
+def _sacct(job_id: str) -> dict[str, str] | None:
+    if not shutil.which("sacct"):
+        return None
+    try:
+        run = subprocess.run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "JobID,State,Elapsed,NodeList"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in run.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) >= 4 and parts[0] == job_id:
+            return {"state": parts[1].split()[0], "elapsed": parts[2], "nodes": parts[3], "reason": ""}
+    return None
+
+
+# ---------------------------------------------------------------- the study
+
+
+def budget(plan: dict[str, Any]) -> tuple[int, list[int | None]]:
+    """(trials of the whole study, per-shard share or None where shards share a budget)."""
+    from hpoc.runtime.shards import shared_budget
+
+    search = plan["search"]["algorithm"]
+    n, k = plan["trials"]["num_samples"], plan["shards"]["count"]
+    if search in ("random", "grid"):
+        from hpoc.runtime.space import count_grid
+
+        n *= count_grid(plan["space"], enumerate_choices=search == "grid")
+    if shared_budget(plan):
+        return n, [None] * k
+    return n, [len(range(s, n, k)) for s in range(k)]
+
+
+def gather(plan: dict[str, Any], build_dir: Path) -> dict[str, Any]:
+    from hpoc.results.model import ResultsError
+    from hpoc.runtime.shards import journal_trials, shared_budget, study_root
+    from hpoc.runtime.summary import read as read_summary
+    from hpoc.submit import read_jobs
+
+    count = plan["shards"]["count"]
+    root = study_root(plan)
+    total, shares = budget(plan)
+    metric = plan["objective"]["metrics"][0]
+
+    # Latest job per shard (jobs.json keeps every submission, oldest first).
+    latest: dict[int, dict[str, Any]] = {}
+    for record in read_jobs(build_dir):
+        for job in record.get("jobs", []):
+            latest[int(job["shard"])] = {"job_id": str(job["job_id"]), "cluster": record.get("cluster"),
+                                         "submitted": record.get("submitted")}
+    slurm_ids = [j["job_id"] for j in latest.values() if j["cluster"] == "slurm"]
+    states = slurm_states(slurm_ids)
+    for job in latest.values():
+        job.update(states.get(job["job_id"], {}))
+
+    trials_by_shard: dict[int, list[Any]] = {k: [] for k in range(count)}
+    warnings: list[str] = []
+    try:
+        from hpoc.results import load
+
+        results = load(build_dir / "plan.json") if (build_dir / "plan.json").is_file() else None
+    except ResultsError:
+        results = None
+    if results is not None:
+        for trial in results.trials:
+            trials_by_shard.setdefault(trial.shard, []).append(trial)
+
+    shards = []
+    for k in range(count):
+        exp = root / f"shard-{k}" if count > 1 else root
+        summary = read_summary(exp)
+        job = latest.get(k)
+        active = bool(job and job.get("state") in ACTIVE)
+        trials = trials_by_shard.get(k, [])
+        counts = {"done": 0, "running": 0, "pending": 0, "errored": 0}
+        for t in trials:
+            if t.status == "TERMINATED":
+                counts["done"] += 1
+            elif t.status == "ERROR":
+                counts["errored"] += 1
+            elif t.status == "RUNNING" and (active or job is None or job.get("cluster") == "local"):
+                counts["running"] += 1
+            else:
+                counts["pending"] += 1  # PENDING, PAUSED, or RUNNING when its job is gone
+        if summary and not summary.get("interrupted"):
+            state = "finished"
+        elif active:
+            state = "running" if job.get("state") == "RUNNING" else job["state"].lower()
+        elif trials or summary:
+            state = "interrupted"
+        elif job is not None and job.get("cluster") == "slurm" and not job.get("state"):
+            state = "unknown"
+        else:
+            state = "not started"
+        if shares[k] is not None and state != "finished":
+            counts["pending"] += max(0, shares[k] - len(trials))
+        best = _best(trials, metric)
+        shards.append({"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
+                       "trials": len(trials), **counts, "best": best})
+
+    totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
+    created = sum(s["trials"] for s in shards)
+    if shared_budget(plan):
+        totals["pending"] += max(0, total - created) if any(s["state"] != "finished" for s in shards) else 0
+    journal = None
+    if shared_budget(plan):
+        rows = journal_trials(plan)
+        if rows is not None:
+            budget_rows = [r for r in rows if not r["extra"]]
+            journal = {"trials": len(budget_rows), "complete": sum(r["state"] == "COMPLETE" for r in budget_rows),
+                       "per_shard": {str(k): sum(r["shard"] == k for r in budget_rows) for k in range(count)}}
+    best = _best([t for k in range(count) for t in trials_by_shard.get(k, [])], metric)
+    return {
+        "study": plan["study"]["name"], "plan_hash": plan.get("content_hash"), "storage": str(root),
+        "build_dir": str(build_dir), "search": plan["search"]["algorithm"],
+        "metric": metric, "budget": total, "shared_budget": shared_budget(plan),
+        "shards": shards, "totals": totals, "trials": created, "best": best,
+        "journal": journal, "warnings": warnings,
+        "state": _overall([s["state"] for s in shards]),
+    }
+
+
+def _overall(states: list[str]) -> str:
+    if all(s == "finished" for s in states):
+        return "finished"
+    if any(s == "running" for s in states):
+        return "running"
+    if any(s in ("pending", "requeued", "configuring") for s in states):
+        return "queued"
+    if any(s == "interrupted" for s in states):
+        return "interrupted"
+    return "not started" if all(s == "not started" for s in states) else "mixed"
+
+
+def _best(trials: list[Any], metric: dict[str, str]) -> dict[str, Any] | None:
+    name, mode = metric["name"], metric["mode"]
+    scored = [(t.value(name), t) for t in trials if t.status != "ERROR"]
+    scored = [(v, t) for v, t in scored if v is not None]
+    if not scored:
+        return None
+    value, trial = (min if mode == "min" else max)(scored, key=lambda vt: vt[0])
+    return {"trial_id": trial.trial_id, "shard": trial.shard, "value": value, "epochs": trial.epochs,
+            "status": trial.status, "config": trial.config}
+
+
+# ---------------------------------------------------------------- table
+
+
+def render(status: dict[str, Any]) -> str:
+    metric = status["metric"]["name"]
+    kind = "shared by the shards" if status["shared_budget"] else "split over the shards"
+    lines = [f"study `{status['study']}`: {status['state']}; budget {status['budget']} trial(s)"
+             + (f", {kind}" if len(status["shards"]) > 1 else "") + f" ({status['search']})",
+             f"storage: {status['storage']}"]
+    jobs = [s for s in status["shards"] if s["job"]]
+    if jobs:
+        lines.append("jobs:")
+        for s in jobs:
+            job = s["job"]
+            bits = [f"  shard {s['shard']}", f"job {job['job_id']}", job.get("state") or
+                    ("(local)" if job.get("cluster") == "local" else "(unknown to SLURM)")]
+            if job.get("elapsed"):
+                bits.append(job["elapsed"])
+            if job.get("nodes") and job.get("state") == "RUNNING":
+                bits.append(job["nodes"])
+            if job.get("reason"):
+                bits.append(f"({job['reason']})")
+            lines.append("  ".join(bits))
+    header = ["shard", "state", "done", "running", "pending", "errored", f"best {metric}"]
+    rows = [[str(s["shard"]), s["state"], str(s["done"]), str(s["running"]), str(s["pending"]),
+             str(s["errored"]), _fmt(s["best"])] for s in status["shards"]]
+    t = status["totals"]
+    rows.append(["all", status["state"], str(t["done"]), str(t["running"]), str(t["pending"]),
+                 str(t["errored"]), _fmt(status["best"])])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    best = status["best"]
+    if best:
+        lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "
+                     f"{metric}={best['value']:.4g} after {best['epochs']} epoch(s)")
+        lines.append("  config: " + json.dumps(best["config"], sort_keys=True))
+    if status["journal"]:
+        j = status["journal"]
+        per = ", ".join(f"shard {k}: {n}" for k, n in j["per_shard"].items())
+        lines.append(f"optuna journal: {j['trials']} trial(s) asked, {j['complete']} complete ({per})")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(best: dict[str, Any] | None) -> str:
+    return "-" if not best else f"{best['value']:.4g}"

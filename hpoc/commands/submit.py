@@ -1,0 +1,166 @@
+"""`hpoc submit SPEC|BUILD|PLAN`: submit a study through submitit.
+
+    hpoc submit study.hpo                  # SLURM (one job, or a job array for shards)
+    hpoc submit study.hpo --dry-run        # what would be submitted; nothing is
+    hpoc submit study.hpo --cluster local  # the same jobs on this machine
+    hpoc submit build/digits --wait        # and wait until they end
+
+Submitting an unfinished study resumes it; a finished one is not submitted again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from typing import Any
+
+HELP = "submit a study to SLURM (or this machine) through submitit"
+
+_DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+         "BOOT_FAIL", "DEADLINE", "FINISHED", "INTERRUPTED"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="SPEC|BUILD|PLAN",
+                   help="study file (.hpo, .yaml), build directory or plan.json")
+    p.add_argument("--cluster", choices=["slurm", "local"],
+                   help="where to run (default: slurm when sbatch is available and the study "
+                        "has a slurm block, else local)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the exact submission (parameters and sbatch script); submit nothing")
+    p.add_argument("-o", "--out", metavar="DIR",
+                   help="where a spec is compiled (default: build/<study name>)")
+    p.add_argument("--fresh", action="store_true",
+                   help="move the study's previous results aside and start over")
+    p.add_argument("--force", action="store_true",
+                   help="submit even if jobs of this study are already queued or running")
+    p.add_argument("--wait", action="store_true", default=None,
+                   help="wait until the jobs end (default for --cluster local)")
+    p.add_argument("--no-wait", dest="wait", action="store_false",
+                   help="return once submitted, also for --cluster local")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.errors import run_reporting
+
+    return run_reporting(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hpoc.errors import HpocError
+    from hpoc.submit import SubmitError, load_target, prepare, send
+
+    try:
+        plan, plan_path = load_target(args.target, args.out)
+        sub = prepare(plan, plan_path, args.cluster)
+        if args.dry_run:
+            print(render_dry_run(sub))
+            return 0
+        jobs = send(plan, sub, fresh=args.fresh, force=args.force)
+    except SubmitError as exc:
+        raise HpocError(str(exc)) from None
+    if not jobs:
+        print(f"study `{plan['study']['name']}` is complete; nothing submitted "
+              "(`hpoc status`, `hpoc results`; --fresh starts over)")
+        return 0
+    print(describe_jobs(plan, sub, jobs))
+    wait = args.wait if args.wait is not None else sub.cluster == "local"
+    if not wait:
+        return 0
+    return wait_for(jobs, sub)
+
+
+def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:
+    from pathlib import Path
+
+    folder = sub.folder
+    lines = [f"submitted study `{plan['study']['name']}` ({sub.cluster}): "
+             f"{len(jobs)} job(s) for {len(sub.shards)} shard(s)"]
+    for job, shard in zip(jobs, sub.shards):
+        where = folder.replace("%j", str(job.job_id))
+        lines.append(f"  shard {shard}: job {job.job_id}  logs {where}/")
+    lines.append(f"  plan: {sub.plan_path}")
+    lines.append(f"  progress: hpoc status {Path(sub.plan_path).parent}")
+    return "\n".join(lines)
+
+
+def render_dry_run(sub: Any) -> str:
+    lines = [
+        "dry run: nothing submitted",
+        f"cluster:    {sub.cluster} (submitit {sub.executor})",
+        f"plan:       {sub.plan_path}",
+        f"shards:     {len(sub.shards)}" + (f" as one job array, {sub.array_parallelism} at a time"
+                                            if sub.array else ""),
+        f"folder:     {sub.folder}  (%j = job id: job logs, submitit files, ray-<node>.log)",
+        f"python:     {sub.python}",
+        f"requeues:   up to {sub.max_num_timeout} time limits",
+        "parameters (executor.update_parameters):",
+    ]
+    for key in sorted(sub.parameters):
+        value = sub.parameters[key]
+        if key == "setup":
+            lines.append("  setup:")
+            lines.extend(f"    {line}" for line in value)
+        else:
+            lines.append(f"  {key} = {json.dumps(value)}")
+    lines.extend(f"note: {n}" for n in sub.notes)
+    if sub.cluster == "slurm":
+        lines.append("sbatch script (as submitit writes it; %j is the job id):")
+        lines.append(sbatch_text(sub))
+    return "\n".join(lines)
+
+
+def sbatch_text(sub: Any) -> str:
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = dict(sub.parameters)
+    if sub.array:
+        params["map_count"] = len(sub.shards)
+    command = " ".join([sub.python, "-u -m submitit.core._submit", shlex.quote(sub.folder)])
+    return _make_sbatch_string(command=command, folder=sub.folder, **params)
+
+
+def wait_for(jobs: list[Any], sub: Any) -> int:
+    """Poll until every job ended; 0 when all shards finished."""
+    print("waiting for the job(s) to end (Ctrl-C stops waiting, not the jobs)", file=sys.stderr)
+    try:
+        while True:
+            states = [_state(job, sub) for job in jobs]
+            if all(s in _DONE for s in states):
+                break
+            time.sleep(2)
+    except KeyboardInterrupt:
+        print("stopped waiting; the job(s) go on", file=sys.stderr)
+        return 130
+    failed = 0
+    for job, shard in zip(jobs, sub.shards):
+        ok, text = outcome(job)
+        print(f"shard {shard}: job {job.job_id}: {text}", file=sys.stderr)
+        failed += not ok
+    return 1 if failed else 0
+
+
+def outcome(job: Any) -> tuple[bool, str]:
+    """(finished?, one line) from the result file task 0 of a job wrote."""
+    from submitit.core.utils import pickle_load
+
+    task0 = job.task(0)
+    path = task0.paths.result_pickle
+    if not path.exists():
+        return False, f"ended without a result (killed?); log: {task0.paths.stdout}"
+    kind, value = pickle_load(path)
+    if kind == "success":
+        return True, "finished"
+    last = [ln for ln in str(value).strip().splitlines() if ln.strip()][-1:] or ["failed"]
+    return False, f"{last[0]} (log: {task0.paths.stdout})"
+
+
+def _state(job: Any, sub: Any) -> str:
+    if sub.cluster == "local":
+        return str(job.state).upper()
+    from hpoc.commands.status import slurm_states
+
+    return slurm_states([str(job.job_id)]).get(str(job.job_id), {}).get("state", "UNKNOWN")

@@ -1,0 +1,177 @@
+"""What a resumed study needs beyond `Tuner.restore`: two gaps of Ray Tune, closed here.
+
+1. ASHA's rungs are not saved with the experiment. A restored ASHA starts with empty rungs,
+   so every resumed trial passes its next rung unchallenged (a rung with no results has no
+   cutoff) and trials started after the resume are judged against a fraction of the
+   study's history. `ResumableASHA` rebuilds the rungs when Tune hands it the restored
+   trials: it replays each trial's reported results (`result.json`, else its last result)
+   through the same bookkeeping ASHA uses live. The rebuilt rungs equal the lost ones for
+   every trial whose results reached the storage, whatever killed the job.
+
+2. Restored trials are not held to `max_concurrent_trials`. Tune enforces that limit only
+   when it asks the searcher for new trials (ConcurrencyLimiter); every trial it restores
+   (unfinished, and errored ones when they are retried) is queued at once
+   (ray-project/ray#40652). The schedulers built here cap the trials that are running or
+   about to run: a trial added while the cap is reached waits as PAUSED, and the
+   scheduler hands PAUSED trials out one at a time as running ones end.
+
+`prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
+(FIFO, ASHA and median stopping; PBT, PB2, HyperBand and BOHB pause and resume trials
+themselves and keep Tune's behaviour). It changes the instance's class to a subclass of
+its own class, so everything else about it stays as built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RUNNING, PENDING, PAUSED = "RUNNING", "PENDING", "PAUSED"
+
+
+# ---------------------------------------------------------------- history of a trial
+
+
+def trial_history(trial: Any) -> list[dict[str, Any]]:
+    """The results a trial reported, oldest first: its `result.json` on the experiment
+    storage, else the last result Tune kept in the experiment state."""
+    for attr in ("path", "local_path"):
+        try:
+            where = getattr(trial, attr)
+        except Exception:  # noqa: BLE001 - Ray raises when the storage is not set up
+            continue
+        if not where:
+            continue
+        rows = _read_results(Path(where) / "result.json")
+        if rows:
+            return rows
+    last = getattr(getattr(trial, "run_metadata", None), "last_result", None) or {}
+    return [last] if last else []
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the kill
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _has_run(trial: Any) -> bool:
+    meta = getattr(trial, "run_metadata", None)
+    return bool(getattr(meta, "last_result", None))
+
+
+# ---------------------------------------------------------------- schedulers
+
+
+class _Capped:
+    """Keeps at most `_hpoc_cap` trials RUNNING or PENDING (None: no cap)."""
+
+    _hpoc_cap: int | None = None
+
+    def _busy(self, tune_controller: Any, exclude: Any = None) -> int:
+        return sum(1 for t in tune_controller.get_trials()
+                   if t is not exclude and t.status in (RUNNING, PENDING))
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        cap = self._hpoc_cap
+        if cap and trial.status == PENDING and self._busy(tune_controller, exclude=trial) >= cap:
+            trial.set_status(PAUSED)  # before Tune files it: it waits for choose_trial_to_run
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        cap = self._hpoc_cap
+        if cap and self._busy(tune_controller) >= cap:
+            # PENDING trials are within the cap already; nothing PAUSED may start.
+            return next((t for t in tune_controller.get_trials() if t.status == PENDING), None)
+        return super().choose_trial_to_run(tune_controller)
+
+
+class _RungReplay:
+    """Rebuilds ASHA's rungs from the results of trials Tune restores."""
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        if not _has_run(trial):
+            return  # a new trial: nothing to replay
+        bracket = self._trial_info.get(trial.trial_id)
+        if bracket is None or not self._metric_op:
+            return
+        replayed = 0
+        for row in trial_history(trial):
+            t, value = row.get(self._time_attr), row.get(self._metric)
+            if isinstance(t, (int, float)) and isinstance(value, (int, float)):
+                bracket.on_result(trial, t, self._metric_op * value)  # records; decision ignored
+                replayed += 1
+        if replayed:
+            logger.debug("ASHA: replayed %d result(s) of restored trial %s", replayed, trial.trial_id)
+
+    def rungs(self) -> list[list[tuple[float, dict[str, float]]]]:
+        """Per bracket, [(milestone, {trial_id: value})] (for tests and debugging)."""
+        return [[(m, dict(r)) for m, r in b._rungs] for b in self._brackets]
+
+
+def _classes() -> dict[str, type]:
+    from ray.tune import schedulers as s
+
+    class CappedFIFOScheduler(_Capped, s.FIFOScheduler):
+        pass
+
+    class CappedMedianStoppingRule(_Capped, s.MedianStoppingRule):
+        pass
+
+    class ResumableASHA(_Capped, _RungReplay, s.AsyncHyperBandScheduler):
+        pass
+
+    made = {}
+    for cls in (CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA):
+        cls.__module__ = __name__  # pickled by reference (Tuner.restore unpickles them)
+        cls.__qualname__ = cls.__name__
+        made[cls.__name__] = cls
+    return made
+
+
+_MADE: dict[str, type] = {}
+
+
+def _made() -> dict[str, type]:
+    if not _MADE:
+        _MADE.update(_classes())
+    return _MADE
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CappedFIFOScheduler", "CappedMedianStoppingRule", "ResumableASHA"):
+        return _made()[name]
+    raise AttributeError(name)
+
+
+def prepare_scheduler(scheduler: Any, plan: dict[str, Any]) -> Any:
+    """The plan's scheduler, resumable and capped at `trials.max_concurrent`."""
+    from ray.tune import schedulers as s
+
+    made = _made()
+    exact = type(scheduler)
+    target = {
+        s.FIFOScheduler: made["CappedFIFOScheduler"],
+        s.MedianStoppingRule: made["CappedMedianStoppingRule"],
+        s.AsyncHyperBandScheduler: made["ResumableASHA"],
+    }.get(exact)
+    if target is None:
+        return scheduler
+    scheduler.__class__ = target
+    scheduler._hpoc_cap = plan["trials"]["max_concurrent"] or None
+    return scheduler

@@ -1,0 +1,259 @@
+"""Sharded studies: one study, K shards (job-array tasks), each on a Ray cluster of its own.
+
+The study's trial budget (`trials.num_samples`) is the study's, not K times it, and no
+configuration runs twice. How that holds depends on the search algorithm:
+
+* `random`, `grid`: the trials are numbered over the whole study and shard k runs the
+  trials i with i mod K == k (`hpoc.runtime.space.SpaceSamplerCore`). A config depends
+  only on (seed, i), so the partition is exact and nothing is shared at run time.
+* `optuna`: the shards share one Optuna study in a journal file on the study's storage,
+  `<storage.path>/<storage.name>/optuna.journal` (`JournalFileBackend` appends under a
+  lock file made for NFS; SQLite is not safe there). Every shard's sampler therefore
+  learns from every shard's results, and the budget is global: a shard keeps asking for
+  trials until the study holds `num_samples` of them, so fast shards take more trials.
+  See `StudyOptunaSearch` for why that is race-free.
+* other searchers (hyperopt, bayesopt, ...): each shard searches on its own with a
+  seed of its own and runs its static share, `len(range(k, N, K))` trials.
+
+Schedulers (ASHA, HyperBand, median stopping, PBT) decide per shard: a trial is compared
+with the trials of its own shard only.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+JOURNAL = "optuna.journal"
+# User attributes hpoc puts on the Optuna trials it creates (user attributes, because
+# Optuna's system attributes are not public API).
+SHARD_ATTR = "hpoc.shard"
+RAY_TRIAL_ATTR = "hpoc.ray_trial"
+SEEN_ATTR = "hpoc.seen"          # {shard: trials complete} visible when the trial was asked
+EXTRA_ATTR = "hpoc.extra"        # set on trials that do not count against the budget
+RETRY_OF_ATTR = "hpoc.retry_of"
+
+
+def study_root(plan: dict[str, Any]) -> Path:
+    return Path(plan["storage"]["path"]) / plan["storage"]["name"]
+
+
+def journal_path(plan: dict[str, Any]) -> Path:
+    return study_root(plan) / JOURNAL
+
+
+def journal_storage(plan: dict[str, Any]) -> Any:
+    """The shared Optuna storage of a sharded study (creates the study directory)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    root = study_root(plan)
+    root.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(root / JOURNAL)))
+
+
+def shared_budget(plan: dict[str, Any]) -> bool:
+    """True when the shards draw from one global budget (Optuna on several shards)."""
+    return plan["shards"]["count"] > 1 and plan["search"]["algorithm"] == "optuna"
+
+
+def budget_rank(trials: list[Any], number: int) -> int:
+    """How many budget trials precede trial `number` (Optuna numbers are dense and unique:
+    the journal assigns them in log order under its lock)."""
+    return sum(1 for t in trials if t.number < number and EXTRA_ATTR not in t.user_attrs)
+
+
+def budget_used(trials: list[Any]) -> int:
+    return sum(1 for t in trials if EXTRA_ATTR not in t.user_attrs)
+
+
+def seen_by_shard(trials: list[Any]) -> dict[str, int]:
+    """Complete trials per shard: what a sampler asking now learns from."""
+    from optuna.trial import TrialState
+
+    seen: dict[str, int] = {}
+    for t in trials:
+        if t.state == TrialState.COMPLETE and SHARD_ATTR in t.user_attrs:
+            key = str(t.user_attrs[SHARD_ATTR])
+            seen[key] = seen.get(key, 0) + 1
+    return dict(sorted(seen.items()))
+
+
+def _optuna_search_class() -> type:
+    from ray.tune.search import Searcher
+    from ray.tune.search.optuna import OptunaSearch
+
+    class StudyOptunaSearch(OptunaSearch):
+        """OptunaSearch that keeps hpoc's bookkeeping on the Optuna trials and, for a
+        sharded study, draws trials from the study's global budget.
+
+        Budget, race-free: a shard asks Optuna for a trial first and checks second. The
+        journal numbers trials densely in the order its lock serialises the asks, so of
+        any set of concurrent asks exactly the first `budget - used` (by number) pass;
+        the others are marked extra, told FAIL (samplers ignore failed trials) and the
+        shard stops. Extra trials never count, and a trial only becomes extra after its
+        rank was already at or past the budget, so a late mark cannot let another ask
+        through.
+
+        Survival: a shard killed between asking Optuna and Ray saving its experiment
+        state leaves RUNNING Optuna trials that no Ray trial knows. When the shard runs
+        again it hands those trials (same parameters) to its next Ray trials before
+        asking for new ones, so the budget is neither lost nor exceeded.
+
+        Retried errored trials: Optuna cannot change a finished (FAIL) trial, so when a
+        trial that errored runs again and completes, its result is added as an extra
+        COMPLETE trial with the same parameters: the sampler learns from it.
+        """
+
+        def __init__(self, *args: Any, shard: int = 0, budget: int | None = None, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self._hpoc_shard = shard
+            self._hpoc_budget = budget
+            self._hpoc_orphans: list[Any] | None = None  # found once per process
+
+        def restore(self, checkpoint_path: str) -> None:
+            super().restore(checkpoint_path)
+            self._hpoc_orphans = None  # look again, against the restored trials
+
+        # ---- budget
+
+        def _trials(self) -> list[Any]:
+            return self._ot_study.get_trials(deepcopy=False)
+
+        def _orphans(self, trials: list[Any]) -> list[Any]:
+            from optuna.trial import TrialState
+
+            known = {t._trial_id for t in self._ot_trials.values()}
+            return sorted(
+                (t for t in trials
+                 if t.state == TrialState.RUNNING and EXTRA_ATTR not in t.user_attrs
+                 and t.user_attrs.get(SHARD_ATTR) == self._hpoc_shard
+                 and t._trial_id not in known),
+                key=lambda t: t.number)
+
+        def suggest(self, trial_id: str) -> Any:
+            if trial_id in self._ot_trials or self._ot_study is None:
+                return super().suggest(trial_id)
+            trials = self._trials()
+            if self._hpoc_budget is not None:
+                if self._hpoc_orphans is None:
+                    self._hpoc_orphans = self._orphans(trials)
+                    if self._hpoc_orphans:
+                        logger.info("shard %d: %d trial(s) asked before an interruption run now",
+                                    self._hpoc_shard, len(self._hpoc_orphans))
+                if self._hpoc_orphans:
+                    return self._adopt(trial_id, self._hpoc_orphans.pop(0))
+                if budget_used(trials) >= self._hpoc_budget:
+                    return Searcher.FINISHED
+            seen = seen_by_shard(trials)  # what the sampler learns from for this ask
+            config = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr(SHARD_ATTR, self._hpoc_shard)
+            ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+            ot_trial.set_user_attr(SEEN_ATTR, seen)
+            trials = self._trials()
+            if self._hpoc_budget is not None and budget_rank(trials, ot_trial.number) >= self._hpoc_budget:
+                from optuna.trial import TrialState
+
+                ot_trial.set_user_attr(EXTRA_ATTR, "over budget")
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                del self._ot_trials[trial_id]
+                return Searcher.FINISHED
+            return config
+
+        def _adopt(self, trial_id: str, frozen: Any) -> Any:
+            import optuna
+            from ray.tune.search.variant_generator import unflatten_dict
+
+            ot_trial = optuna.trial.Trial(self._ot_study, frozen._trial_id)
+            ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+            self._ot_trials[trial_id] = ot_trial
+            if callable(self._space):
+                return unflatten_dict(self._suggest_from_define_by_run_func(self._space, ot_trial))
+            return unflatten_dict(dict(frozen.params))
+
+        # ---- results
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials and result and not error and trial_id in self._ot_trials:
+                self._record_retry(trial_id, result)
+                return
+            super().on_trial_complete(trial_id, result=result, error=error)
+
+        def _record_retry(self, trial_id: str, result: dict) -> None:
+            import optuna
+            from optuna.trial import TrialState
+
+            metric = self.metric
+            values = [result.get(m) for m in metric] if isinstance(metric, list) else [result.get(metric)]
+            if any(v is None for v in values):
+                return
+            number = self._ot_trials[trial_id].number
+            old = next((t for t in self._trials() if t.number == number), None)
+            if old is None or old.state != TrialState.FAIL:
+                return
+            attrs = {EXTRA_ATTR: "retry", RETRY_OF_ATTR: old.number, SHARD_ATTR: self._hpoc_shard,
+                     RAY_TRIAL_ATTR: trial_id}
+            record = optuna.trial.create_trial(
+                params=old.params, distributions=old.distributions, user_attrs=attrs,
+                values=values, state=TrialState.COMPLETE)
+            try:
+                self._ot_study.add_trial(record)
+            except Exception as exc:  # noqa: BLE001 - a bookkeeping record must never end the study
+                logger.warning("could not record the retried trial %s with Optuna: %s", trial_id, exc)
+
+    # Pickled by reference as `hpoc.runtime.shards.StudyOptunaSearch` (module __getattr__).
+    StudyOptunaSearch.__module__ = __name__
+    StudyOptunaSearch.__qualname__ = StudyOptunaSearch.__name__
+    return StudyOptunaSearch
+
+
+_CLASS: list[type] = []
+
+
+def optuna_search(*, shard: int, budget: int | None, **kwargs: Any) -> Any:
+    """A `StudyOptunaSearch` (OptunaSearch's arguments, plus this shard and the global
+    budget, None when the shard's share is fixed)."""
+    if not _CLASS:
+        _CLASS.append(_optuna_search_class())
+    return _CLASS[0](shard=shard, budget=budget, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # Pickled searchers (Tuner.restore) refer to the class by this module's attribute.
+    if name == "StudyOptunaSearch":
+        if not _CLASS:
+            _CLASS.append(_optuna_search_class())
+        return _CLASS[0]
+    raise AttributeError(name)
+
+
+# ---------------------------------------------------------------- reading the journal
+
+
+def journal_trials(plan: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The shared study's trials as plain dicts (None without a journal): for `hpoc status`
+    and tests. Keys: number, state, params, values, shard, ray_trial, seen, extra."""
+    path = journal_path(plan)
+    if not path.exists():
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = journal_storage(plan)
+    try:
+        study = optuna.load_study(study_name=plan["study"]["name"], storage=storage)
+    except KeyError:
+        return []
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        out.append({
+            "number": t.number, "state": t.state.name, "params": dict(t.params),
+            "values": list(t.values) if t.values is not None else None,
+            "shard": t.user_attrs.get(SHARD_ATTR), "ray_trial": t.user_attrs.get(RAY_TRIAL_ATTR),
+            "seen": t.user_attrs.get(SEEN_ATTR), "extra": t.user_attrs.get(EXTRA_ATTR),
+        })
+    return out

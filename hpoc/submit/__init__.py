@@ -1,0 +1,232 @@
+"""Submit a study through submitit: `hpoc.submit("study.hpo")` -> list of submitit jobs.
+
+    jobs = hpoc.submit("examples/digits/study.hpo")             # SLURM when sbatch is here
+    jobs = hpoc.submit("build/digits", cluster="local")         # this machine
+    sub = hpoc.submit("study.hpo", dry_run=True)                # a Submission; nothing sent
+
+A spec is compiled first into `out` (default `build/<study name>`, as `hpoc compile`), a
+build directory or plan.json is used as it is. One job per shard; several shards on SLURM
+are one job array (`executor.map_array`, `shards.parallel` at a time). Every job runs
+`hpoc.submit.job.StudyJob`, which brings up the shard's own Ray cluster and runs the study
+driver. Submitting a plan whose study is unfinished resumes it; one that is complete is
+not submitted again (pass fresh=True to start over).
+
+Submitted job ids are appended to `<build dir>/jobs.json` (read by `hpoc status`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+from hpoc.submit.params import SubmitError, Submission, describe, job_comment
+
+__all__ = ["submit", "prepare", "SubmitError", "Submission", "JOBS_FILE"]
+
+JOBS_FILE = "jobs.json"
+
+
+def submit(target: str | os.PathLike, *, cluster: str | None = None, dry_run: bool = False,
+           out: str | os.PathLike | None = None, fresh: bool = False, force: bool = False) -> Any:
+    """Submit the study; returns the submitit jobs (one per shard), or the `Submission`
+    that would be sent when `dry_run` is true. Raises SubmitError (or SpecError for a
+    spec with errors)."""
+    plan, plan_path = load_target(target, out)
+    sub = prepare(plan, plan_path, cluster)
+    if dry_run:
+        return sub
+    return send(plan, sub, fresh=fresh, force=force)
+
+
+def pick_cluster(plan: dict[str, Any], cluster: str | None) -> str:
+    if cluster:
+        return cluster
+    return "slurm" if plan.get("slurm") is not None and shutil.which("sbatch") else "local"
+
+
+def prepare(plan: dict[str, Any], plan_path: Path, cluster: str | None = None) -> Submission:
+    return describe(plan, str(Path(plan_path).resolve()), pick_cluster(plan, cluster))
+
+
+# ---------------------------------------------------------------- plan in
+
+def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[dict[str, Any], Path]:
+    """(plan, absolute plan.json path) for a spec (compiled and written), a build
+    directory or a plan.json."""
+    from hpoc.plan import PlanError, load
+
+    path = Path(target)
+    if path.is_dir():
+        path = path / "plan.json"
+    if not path.exists():
+        raise SubmitError(f"{target}: no such file (a .hpo spec, a build directory or a plan.json)")
+    if path.suffix == ".json":
+        try:
+            return load(path), path.resolve()
+        except PlanError as exc:
+            raise SubmitError(str(exc)) from None
+    return _compile(path, out)
+
+
+def _compile(spec: Path, out: str | os.PathLike | None) -> tuple[dict[str, Any], Path]:
+    from hpoc import plan as plan_mod
+    from hpoc.compiler import compile_path
+
+    plan = compile_path(spec).plan
+    text = plan_mod.dumps(plan)
+    plan = json.loads(text)  # with its content hash, as jobs will read it
+    folder = Path(out) if out else Path("build") / plan["study"]["name"]
+    folder.mkdir(parents=True, exist_ok=True)
+    plan_path = (folder / "plan.json").resolve()
+    _write(plan_path, text)
+    try:  # the other backend's scripts too, so the build directory matches `hpoc compile`
+        from hpoc.compiler.render import RenderError, render_all
+
+        for name, body in render_all(plan, plan_path=str(plan_path)).items():
+            _write(folder / name, body, executable=True)
+    except (ImportError, RenderError):
+        pass
+    return plan, plan_path
+
+
+def _write(path: Path, text: str, executable: bool = False) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    if executable:
+        tmp.chmod(0o755)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- checks before sending
+
+def check_previous(plan: dict[str, Any], fresh: bool) -> str:
+    """"fresh", "resume" or "done" for the study's storage; moves it aside when `fresh`.
+
+    Refuses a storage that holds another plan's run (as the driver would, but before a
+    job waits in the queue)."""
+    from hpoc.runtime.shards import study_root
+    from hpoc.runtime.summary import read
+
+    root = study_root(plan)
+    if not root.exists() or not any(root.iterdir()):
+        return "fresh"
+    if fresh:
+        aside = root.with_name(f"{root.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+        root.rename(aside)
+        print(f"hpoc: moved the previous run to {aside}")
+        return "fresh"
+    count = plan["shards"]["count"]
+    dirs = [root / f"shard-{k}" for k in range(count)] if count > 1 else [root]
+    digest = plan.get("content_hash")
+    done = 0
+    for d in dirs:
+        try:
+            marker = json.loads((d / ".hpoc-run.json").read_text())
+        except (OSError, ValueError):
+            marker = None
+        if marker and digest and marker.get("plan_hash") != digest:
+            raise SubmitError(
+                f"{d} holds a run of a different plan ({marker.get('plan_hash')}, this plan is {digest})\n"
+                "  help: change `storage.name` in the spec, or pass --fresh to move the old run aside")
+        summary = read(d)
+        if summary and not summary.get("interrupted") and summary.get("plan_hash") == digest:
+            done += 1
+    return "done" if done == len(dirs) else "resume"
+
+
+def active_jobs(plan: dict[str, Any]) -> list[str]:
+    """Ids of queued or running jobs of this study (by the comment hpoc gives them)."""
+    if not shutil.which("squeue"):
+        return []
+    try:
+        run = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    mine = job_comment(plan)
+    return [line.split("|", 1)[0] for line in run.stdout.splitlines()
+            if line.partition("|")[2].strip() == mine]
+
+
+# ---------------------------------------------------------------- sending
+
+def make_executor(sub: Submission) -> Any:
+    import submitit
+
+    if sub.cluster == "slurm":
+        executor = submitit.SlurmExecutor(folder=sub.folder, max_num_timeout=sub.max_num_timeout,
+                                          python=sub.python)
+    else:
+        executor = submitit.LocalExecutor(folder=sub.folder, max_num_timeout=sub.max_num_timeout)
+    executor.update_parameters(**sub.parameters)
+    return executor
+
+
+def make_job(plan: dict[str, Any], sub: Submission) -> Any:
+    from hpoc.submit.job import StudyJob
+
+    grace = sub.parameters.get("signal_delay_s")
+    local_cpus = None
+    if sub.cluster == "local":
+        local_cpus = max(1, (os.cpu_count() or 1) // max(1, len(sub.shards)))
+    return StudyJob(sub.plan_path, sub.cluster, grace_s=grace, local_cpus=local_cpus)
+
+
+def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: bool = False) -> list[Any]:
+    if sub.cluster == "slurm" and not force:
+        running = active_jobs(plan)
+        if running:
+            raise SubmitError(
+                f"study `{plan['study']['name']}` already has job(s) {', '.join(running)} queued or "
+                "running; a second job would run the same shards at once\n"
+                "  help: wait for them, `scancel` them, or pass --force")
+    state = check_previous(plan, fresh)
+    if state == "done":
+        return []
+    executor = make_executor(sub)
+    job = make_job(plan, sub)
+    if len(sub.shards) == 1:
+        jobs = [executor.submit(job, sub.shards[0])]
+    else:
+        jobs = executor.map_array(job, sub.shards)
+    record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
+    return jobs
+
+
+def record_jobs(build_dir: Path, sub: Submission, jobs: list[Any], state: str) -> None:
+    path = build_dir / JOBS_FILE
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError):
+        records = []
+    records.append({
+        "cluster": sub.cluster, "submitted": round(time.time(), 3), "start": state,
+        "jobs": [{"job_id": str(j.job_id), "shard": k} for j, k in zip(jobs, sub.shards)],
+        "folder": sub.folder,
+    })
+    _write(path, json.dumps(records, indent=2) + "\n")
+
+
+def read_jobs(build_dir: Path) -> list[dict[str, Any]]:
+    try:
+        records = json.loads((Path(build_dir) / JOBS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return records if isinstance(records, list) else []
+
+
+# `import hpoc.submit` binds the *module* to `hpoc.submit`, shadowing the lazy function
+# of the same name in `hpoc/__init__.py`; calling the module calls `submit`, so
+# `hpoc.submit("study.hpo")` works either way.
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return submit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

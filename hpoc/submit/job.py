@@ -1,0 +1,286 @@
+"""What a submitit job runs on its nodes: one study shard on a Ray cluster of its own.
+
+`StudyJob(plan_path, cluster)(shard)` runs in every task of the job (one task per node).
+On SLURM, task 0 brings up the Ray head, waits for all nodes, runs the study driver
+(`python -m hpoc.runtime PLAN --shard K`, the same command job.sbatch runs) and tears
+its cluster down; the other tasks start a Ray worker each and return once the head is
+gone. The bring-up is the SLURM backend's own: `hpoc.runtime.cluster.init` (private job
+directory, fresh token), `python -m hpoc.runtime.node head|worker` (per-job port slot,
+per-node temp dir, resources from the allocation), `cluster.wait_head` and
+`preflight.check` (readiness by polling, token auth verified). Teardown stops only the
+processes this job started.
+
+The token reaches the other nodes through a 0700 directory in the job's log folder (all
+tasks start at once from one srun, so there is no earlier step to hand it over); task 0
+deletes it as soon as every node has joined.
+
+Survival: before the time limit (or on preemption) SLURM sends USR2; submitit calls
+`checkpoint`, which asks the driver to stop (Tune saves the experiment, trials keep their
+checkpoints) and hands submitit the same job to requeue. The Ray nodes ignore USR2 (SLURM
+signals every process of the step). The requeued job - or any later submission of the
+same plan - resumes the study from its storage.
+
+With submitit's local executor the driver runs with an embedded Ray on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+EXIT_INTERRUPTED = 75
+STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
+HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
+POLL_S = 0.5
+
+
+class StudyJobError(Exception):
+    """The shard did not finish; the message names the log to read."""
+
+
+def _ignore_usr2() -> None:  # preexec_fn of the Ray node processes
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+class StudyJob(submitit.helpers.Checkpointable):
+    """The callable submitit pickles: `StudyJob(plan_path, cluster)(shard)`."""
+
+    def __init__(self, plan_path: str, cluster: str = "slurm", *, grace_s: int | None = None,
+                 local_cpus: int | None = None) -> None:
+        self.plan_path = str(plan_path)
+        self.cluster = cluster
+        self.grace_s = grace_s
+        self.local_cpus = local_cpus
+        self._driver: subprocess.Popen | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._driver = None
+
+    # ---------------------------------------------------------------- submitit hooks
+
+    def __call__(self, shard: int = 0) -> dict[str, Any]:
+        if self.cluster == "local":
+            return self._run_driver(shard, dict(os.environ), local=True)
+        env = submitit.JobEnvironment()
+        if env.global_rank == 0:
+            return self._head(shard, env)
+        self._worker(env)
+        return {"shard": shard, "role": "worker", "node": _node_name()}
+
+    def checkpoint(self, shard: int = 0) -> submitit.helpers.DelayedSubmission | None:
+        """Time limit or preemption: stop the driver gracefully, then requeue this job."""
+        driver = self._driver
+        if driver is not None and driver.poll() is None:
+            print("hpoc: time limit or preemption: asking the study to checkpoint and stop", flush=True)
+            driver.send_signal(signal.SIGUSR2)
+            wait = max(1, (self.grace_s or 60) - STOP_MARGIN_S)
+            try:
+                driver.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                print(f"hpoc: the study did not stop within {wait} s; it is stopped now", flush=True)
+        if self.grace_s is None:  # resume disabled in the study: do not requeue
+            return None
+        print("hpoc: requeueing the job; the study resumes from its storage", flush=True)
+        fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
+        return submitit.helpers.DelayedSubmission(fresh, shard)
+
+    # ---------------------------------------------------------------- the driver
+
+    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool) -> dict[str, Any]:
+        cmd = [sys.executable, "-m", "hpoc.runtime", self.plan_path, "--shard", str(shard)]
+        if local:
+            cmd.append("--local")
+            if self.local_cpus:
+                cmd += ["--cpus", str(self.local_cpus)]
+            env.pop("RAY_ADDRESS", None)
+        print(f"hpoc: running shard {shard}: {' '.join(cmd)}", flush=True)
+        started = time.time()
+        self._driver = subprocess.Popen(cmd, env=env)
+        try:
+            rc = self._driver.wait()
+        finally:
+            driver, self._driver = self._driver, None
+            if driver.poll() is None:  # we are being torn down: stop it first
+                _stop(driver, 20)
+        print(f"hpoc: study driver exited with status {rc}", flush=True)
+        if rc == EXIT_INTERRUPTED:
+            raise StudyJobError(f"shard {shard} was stopped by a signal before it finished; "
+                                "submitting the same plan again resumes it")
+        if rc != 0:
+            raise StudyJobError(f"shard {shard} failed (study driver exit status {rc}); "
+                                "see this job's log")
+        return {"shard": shard, "exit_code": rc, "wall_s": round(time.time() - started, 1)}
+
+    # ---------------------------------------------------------------- task 0: head
+
+    def _head(self, shard: int, env: Any) -> dict[str, Any]:
+        from hpoc.plan import load
+        from hpoc.runtime import cluster, preflight
+
+        t0 = time.time()
+        plan = load(self.plan_path)
+        slurm = plan["slurm"] or {}
+        rdv, job_dir, log_dir = _paths(env)
+        timeout = float(os.environ.get("HPOC_BRINGUP_TIMEOUT", "300"))
+        node = _node_name()
+        head_log = log_dir / f"ray-{node}.log"
+        shutil.rmtree(rdv, ignore_errors=True)
+        rdv.mkdir(mode=0o700, parents=True)
+        head = None
+        try:
+            token = cluster.init(job_dir)
+            ray_env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+            ray_env.pop("RAY_AUTH_TOKEN", None)
+            print(f"hpoc: job {env.job_id}: starting Ray on {env.num_nodes} node(s); head on {node}",
+                  flush=True)
+            head = _start_node("head", job_dir, node, slurm.get("interface"), head_log, ray_env)
+            try:
+                address = cluster.wait_head(job_dir, timeout, head.pid, str(head_log))
+            except SystemExit as exc:  # its CLI-style failure
+                raise StudyJobError(str(exc)) from None
+            _write_secret(rdv / "token", token.read_text())
+            _write_json(rdv / "head.json", {"address": address, "node": node})
+            os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+            os.environ.pop("RAY_AUTH_TOKEN", None)
+            try:
+                nodes, cpus, gpus = preflight.check(
+                    address, env.num_nodes, cpus_per_node=slurm.get("cpus_per_node"),
+                    gpus_per_node=slurm.get("gpus_per_node") or 0, timeout=timeout)
+            except preflight.NotReady as exc:
+                raise StudyJobError(f"cluster not ready: {exc}; Ray's logs: {log_dir}") from None
+            finally:
+                (rdv / "token").unlink(missing_ok=True)  # every node has it (or never will)
+            print(f"hpoc: cluster ready nodes={nodes} cpus={cpus:g} gpus={gpus:g} "
+                  f"seconds={time.time() - t0:.1f}", flush=True)
+            ray_env["RAY_ADDRESS"] = address
+            return self._run_driver(shard, ray_env, local=False)
+        finally:
+            (rdv / "done").touch()
+            if head is not None:
+                print("hpoc: stopping Ray", flush=True)
+                _stop(head, 60)
+            if os.environ.get("HPOC_KEEP_TMP") != "1":
+                shutil.rmtree(job_dir, ignore_errors=True)
+            shutil.rmtree(rdv, ignore_errors=True)
+
+    # ---------------------------------------------------------------- other tasks: workers
+
+    def _worker(self, env: Any) -> None:
+        from hpoc.plan import load
+
+        plan = load(self.plan_path)
+        rdv, job_dir, log_dir = _paths(env)
+        timeout = float(os.environ.get("HPOC_BRINGUP_TIMEOUT", "300"))
+        node = _node_name()
+        deadline = time.monotonic() + timeout
+        while not (rdv / "head.json").exists() or not (rdv / "token").exists():
+            if (rdv / "done").exists() or time.monotonic() > deadline:
+                print(f"hpoc: no Ray head for this job within {timeout:g} s; worker on {node} exits",
+                      flush=True)
+                return
+            time.sleep(POLL_S)
+        head = json.loads((rdv / "head.json").read_text())
+        token = (rdv / "token").read_text()
+        ray_env = dict(os.environ, HPOC_RAY_TOKEN=token)
+        ray_env.pop("RAY_AUTH_TOKEN", None)
+        worker = _start_node("worker", job_dir, node, (plan["slurm"] or {}).get("interface"),
+                             log_dir / f"ray-{node}.log", ray_env, address=head["address"])
+        print(f"hpoc: Ray worker on {node} joins {head['address']}", flush=True)
+        try:
+            misses = 0
+            while worker.poll() is None:
+                if (rdv / "done").exists() or not rdv.exists():
+                    break
+                misses = 0 if _answers(head["address"]) else misses + 1
+                if misses >= HEAD_GONE_CHECKS:
+                    break
+                time.sleep(POLL_S * 2)
+        finally:
+            _stop(worker, 60)
+            if os.environ.get("HPOC_KEEP_TMP") != "1":
+                shutil.rmtree(job_dir, ignore_errors=True)
+        print(f"hpoc: Ray worker on {node} stopped", flush=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _node_name() -> str:
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def _paths(env: Any) -> tuple[Path, Path, Path]:
+    """(rendezvous dir on the shared log folder, node-local job dir, log dir) of this run.
+
+    A requeued job keeps its id, so the restart count tells its runs apart: a stale token
+    or head address of an earlier run is never read."""
+    restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    raw_id = os.environ.get("SLURM_JOB_ID") or str(env.job_id)
+    log_dir = Path(env.paths.folder)
+    rdv = log_dir / f".hpoc-rdv.{restart}"
+    name = f"hpoc-{raw_id}" + (f".{restart}" if restart else "")
+    job_dir = Path(os.environ.get("HPOC_TMP", "/tmp")) / name
+    return rdv, job_dir, log_dir
+
+
+def _start_node(role: str, job_dir: Path, node: str, interface: str | None, log: Path,
+                env: dict[str, str], address: str | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "hpoc.runtime.node", role, "--job-dir", str(job_dir),
+           "--node-name", node]
+    if interface:
+        cmd += ["--interface", interface]
+    if address:
+        cmd += ["--address", address]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=_ignore_usr2)
+
+
+def _stop(proc: subprocess.Popen, wait_s: float) -> None:
+    """TERM, wait, KILL: `ray start --block` takes its own children down on TERM."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _write_secret(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, path)

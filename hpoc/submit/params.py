@@ -1,0 +1,194 @@
+"""Plan -> what submitit submits (pure: no submitit import, no I/O).
+
+`describe(plan, plan_path, cluster)` returns a `Submission`: the executor class, the
+folder for logs, the interpreter on the nodes and the keyword arguments for
+`executor.update_parameters`. `hpoc submit --dry-run` prints exactly this, and
+`hpoc.submit.submit` builds the executor from it, so what is shown is what is sent.
+
+SLURM mapping (the same allocation as the job.sbatch backend):
+    nodes x 1 task per node; --cpus-per-task = slurm.cpus_per_node; --gres=gpu:G;
+    mem, partition, account, qos, constraint; time in minutes; slurm.extra flags as
+    additional sbatch options; slurm.setup lines, slurm.env and the interface variables
+    run before srun; the srun step gets --cpus-per-task and --gres again (srun does not
+    inherit --cpus-per-task); resume: --signal=USR2@grace_s and --requeue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+CLUSTERS = ("slurm", "local")
+MAX_TIMEOUTS = 100      # walltime requeues before submitit gives up (preemptions do not count)
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # a local run without slurm.time: a week
+DEFAULT_GRACE_S = 120
+
+
+class SubmitError(Exception):
+    """The study cannot be submitted as asked; the message says why and what to change."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Submission:
+    cluster: str                    # "slurm" or "local"
+    executor: str                   # submitit class name
+    plan_path: str                  # absolute plan.json the jobs read
+    folder: str                     # submitit folder (with %j): logs, pickles, ray-<node>.log
+    python: str                     # interpreter command on the nodes
+    parameters: dict[str, Any]      # executor.update_parameters(**parameters)
+    shards: list[int]               # one job (or array task) per shard
+    array_parallelism: int
+    max_num_timeout: int = MAX_TIMEOUTS
+    study_id: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def array(self) -> bool:
+        return self.cluster == "slurm" and len(self.shards) > 1
+
+
+def study_id(plan: dict[str, Any]) -> str:
+    """Stable id of a study's storage (what `hpoc status` and squeue comments match)."""
+    root = posixpath.join(plan["storage"]["path"], plan["storage"]["name"])
+    return hashlib.sha256(root.encode()).hexdigest()[:12]
+
+
+def job_comment(plan: dict[str, Any]) -> str:
+    return f"hpoc:{study_id(plan)}"
+
+
+def describe(plan: dict[str, Any], plan_path: str, cluster: str) -> Submission:
+    if cluster not in CLUSTERS:
+        raise SubmitError(f"unknown cluster `{cluster}` (one of {', '.join(CLUSTERS)})")
+    plan_dir = posixpath.dirname(plan_path)
+    folder = posixpath.join(plan_dir, "logs", "%j")
+    shards = list(range(plan["shards"]["count"]))
+    parallel = min(plan["shards"]["parallel"], len(shards))
+    if cluster == "local":
+        return _local(plan, plan_path, folder, shards, parallel)
+    if plan.get("slurm") is None:
+        raise SubmitError(
+            f"study `{plan['study']['name']}` has no `slurm` block, so it cannot go to SLURM\n"
+            "  help: add a `slurm { ... }` block to the spec, or pass --cluster local")
+    return _slurm(plan, plan_path, folder, shards, parallel)
+
+
+def _grace(plan: dict[str, Any]) -> int | None:
+    resume = plan["resume"]
+    return int(resume["grace_s"] or DEFAULT_GRACE_S) if resume["enabled"] else None
+
+
+def _minutes(time_s: int | None) -> int | None:
+    return None if not time_s else max(1, math.ceil(time_s / 60))
+
+
+def setup_lines(plan: dict[str, Any]) -> list[str]:
+    """Shell lines run before the job's tasks start (site setup first, as in job.sbatch)."""
+    slurm = plan["slurm"] or {}
+    lines = list(slurm.get("setup") or [])
+    for key, value in sorted((slurm.get("env") or {}).items()):
+        lines.append(f"export {key}={shlex.quote(str(value))}")
+    if slurm.get("interface"):
+        nic = shlex.quote(slurm["interface"])
+        lines.append(f"export NCCL_SOCKET_IFNAME={nic} GLOO_SOCKET_IFNAME={nic}")
+    lines.append("export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1")
+    lines.append(f"cd {shlex.quote(plan['source']['workdir'])}")
+    container = slurm.get("container")
+    if container:
+        lines.append('hpoc_gpu_flag=""')
+        lines.append("if command -v nvidia-smi >/dev/null 2>&1; then hpoc_gpu_flag=--nv; "
+                     "elif command -v rocm-smi >/dev/null 2>&1; then hpoc_gpu_flag=--rocm; fi")
+    return lines
+
+
+def python_command(plan: dict[str, Any]) -> str:
+    """The interpreter on the nodes: `slurm.python`, inside the container when there is one."""
+    slurm = plan["slurm"] or {}
+    python = slurm.get("python") or "python3"
+    container = slurm.get("container")
+    if not container:
+        return shlex.quote(python)
+    binds = list(dict.fromkeys([plan["source"]["workdir"], plan["storage"]["path"]]))
+    bind = " ".join(f"--bind {shlex.quote(b)}" for b in binds)
+    return (f"{shlex.quote(container['runtime'])} exec $hpoc_gpu_flag {bind} "
+            f"{shlex.quote(container['image'])} {shlex.quote(python)}")
+
+
+def extra_parameters(flags: list[str]) -> dict[str, Any]:
+    """`slurm.extra` (`--exclusive`, `--mail-type=END`) as submitit additional_parameters."""
+    out: dict[str, Any] = {}
+    for flag in flags:
+        if not flag.startswith("--"):
+            raise SubmitError(f"slurm.extra: `{flag}` is not a long sbatch option (`--name[=value]`)")
+        name, eq, value = flag[2:].partition("=")
+        out[name] = value if eq else True
+    return out
+
+
+def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
+           parallel: int) -> Submission:
+    slurm = plan["slurm"]
+    cpus, gpus = slurm["cpus_per_node"], slurm["gpus_per_node"]
+    params: dict[str, Any] = {
+        "job_name": plan["study"]["name"],
+        "nodes": slurm["nodes"],
+        "ntasks_per_node": 1,
+        "setup": setup_lines(plan),
+        "comment": job_comment(plan),
+        "stderr_to_stdout": False,
+    }
+    srun_args = ["--kill-on-bad-exit=0"]
+    if cpus is not None:
+        params["cpus_per_task"] = cpus
+        srun_args.append(f"--cpus-per-task={cpus}")
+    if gpus:
+        params["gres"] = f"gpu:{gpus}"
+        srun_args.append(f"--gres=gpu:{gpus}")
+    params["srun_args"] = srun_args
+    for key in ("mem", "partition", "account", "qos", "constraint"):
+        if slurm[key] is not None:
+            params[key] = slurm[key]
+    minutes = _minutes(slurm.get("time_s"))
+    if minutes is not None:
+        params["time"] = minutes
+    extra = extra_parameters(list(slurm["extra"] or []))
+    grace = _grace(plan)
+    notes = []
+    if grace is not None:
+        params["signal_delay_s"] = grace
+        extra["requeue"] = True
+        notes.append(f"USR2 {grace} s before the time limit: the study checkpoints, the job "
+                     "requeues itself and resumes")
+    if extra:
+        params["additional_parameters"] = extra
+    if len(shards) > 1:
+        params["array_parallelism"] = parallel
+    return Submission(cluster="slurm", executor="SlurmExecutor", plan_path=plan_path, folder=folder,
+                      python=python_command(plan), parameters=params, shards=shards,
+                      array_parallelism=parallel, study_id=study_id(plan), notes=notes)
+
+
+def _local(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
+           parallel: int) -> Submission:
+    slurm = plan["slurm"] or {}
+    minutes = _minutes(slurm.get("time_s")) or LOCAL_TIMEOUT_MIN
+    params: dict[str, Any] = {"timeout_min": minutes, "tasks_per_node": 1, "nodes": 1}
+    grace = _grace(plan)
+    if grace is not None:
+        params["signal_delay_s"] = min(grace, max(1, minutes * 60 - 1))
+    notes = ["this machine: each shard runs its study driver with an embedded Ray"]
+    if slurm.get("nodes", 1) > 1:
+        notes.append(f"slurm.nodes = {slurm['nodes']} is ignored here: one machine")
+    import sys
+
+    return Submission(cluster="local", executor="LocalExecutor", plan_path=plan_path, folder=folder,
+                      python=shlex.quote(sys.executable), parameters=params, shards=shards,
+                      array_parallelism=parallel, study_id=study_id(plan), notes=notes)

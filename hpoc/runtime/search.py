@@ -117,7 +117,10 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
 
     count = trials_in_shard(num_samples, shard, shards)
     if algorithm == "optuna":
-        return _optuna(plan, options, seed, names, modes, shard), {}, count
+        # Sharded: one global budget in the shared journal (hpoc.runtime.shards); Tune's
+        # own count is only an upper bound then.
+        total = num_samples if shards > 1 else count
+        return _optuna(plan, options, seed, names, modes, shard), {}, total
 
     # Ray's searchers that convert a Tune param_space themselves. They cannot express
     # conditions: conditional parameters are searched always and dropped from configs
@@ -192,11 +195,16 @@ def _optuna(plan: dict[str, Any], options: dict[str, Any], seed: Any, names: lis
         root.mkdir(parents=True, exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(root / "optuna.journal")))
         study_name = plan["study"]["name"]
+    num_samples = plan["trials"]["num_samples"]
     metric: Any = names if len(names) > 1 else names[0]
     mode: Any = modes if len(modes) > 1 else modes[0]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return OptunaSearch(space=sp.optuna_space(plan["space"]), metric=metric, mode=mode,
-                        sampler=sampler, storage=storage, study_name=study_name, **searcher_args)
+    from hpoc.runtime import shards
+
+    return shards.optuna_search(
+        shard=shard, budget=num_samples if storage is not None else None,
+        space=sp.optuna_space(plan["space"]), metric=metric, mode=mode,
+        sampler=sampler, storage=storage, study_name=study_name, **searcher_args)
 
 
 # ---------------------------------------------------------------- schedulers

@@ -242,6 +242,7 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
            stream: TextIO) -> Any:
     from ray import tune
 
+    from hpoc.runtime.resume import prepare_scheduler
     from hpoc.runtime.search import make_scheduler, make_searcher
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
@@ -255,7 +256,7 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
     ckpt = plan["checkpoint"]
     tune_config = tune.TuneConfig(
         search_alg=searcher,
-        scheduler=make_scheduler(plan),
+        scheduler=prepare_scheduler(make_scheduler(plan), plan),
         num_samples=num_samples,
         max_concurrent_trials=trials["max_concurrent"],
         time_budget_s=trials["time_budget_s"],

@@ -246,3 +246,27 @@ def test_report_screenshot_is_not_blank(report, tmp_path):
     assert ink.mean() > 0.02, "the page looks empty"
     colours = np.unique((pixels.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
     assert len(colours) > 200, "no plot seems to be drawn"
+
+
+def test_report_of_a_crashed_study(data, tmp_path, capsys):
+    """Running trials, a trial with no report at all, no summary.json: still a full report."""
+    out = tmp_path / "partial.html"
+    assert main(["report", str(data.build_partial), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "no summary.json" in err
+    text = out.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == len(P.PLOTS)
+    assert "no summary.json" in text  # the warning is in the page too
+    assert 'class="s-running"' in text
+
+
+def test_report_without_any_metric_says_so():
+    from hpoc.results import html as H
+    from hpoc.results.model import Results, Trial
+
+    results = Results("empty", Path("/x"), [], [Trial("a", "PENDING", {"lr": 0.1})], [])
+    ranking = rank(results)
+    assert P.make_plots(results, ranking) == []
+    text = H.render(results, ranking, [])
+    assert "No plot: no trial has reported a metric yet." in text
+    assert "<td>a</td>" in text

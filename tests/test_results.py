@@ -341,3 +341,12 @@ def test_one_shard_directory_keeps_its_shard_number(data):
     results = load(data.sharded / "shard-1")
     assert {t.shard for t in results.trials} == {1}
     assert len(results.trials) == summary(data.sharded / "shard-1")["num_trials"]
+
+
+def test_shards_that_have_not_started_are_reported(data, tmp_path, capsys):
+    build = tmp_path / "three"
+    write_plan(build, make_plan(data.storage, "fmnist-sharded", shards=3))
+    code, out, err = cli(capsys, build, "--no-best")
+    assert code == 0
+    assert "shard 2:" in err and "does not exist yet" in err
+    assert "across 2 shards" in out

@@ -239,6 +239,14 @@ def test_searcher_cannot_handle_the_space() -> None:
     assert (w.code, where(w), w.message) == ("HP802", (4, 8), "`search hebo` has nothing to search: `space` has no parameters")
 
 
+def test_optuna_sampler_options() -> None:
+    obj = "objective minimize val_loss\nspace { a = uniform(0, 1) }\n"
+    d = one_error(BASE + obj + "search optuna { sampler = nsga2, n_startup_trials = 5 }\n")
+    assert (d.code, where(d), d.message) == ("HP204", (5, 34), "`n_startup_trials` does not apply to `sampler = nsga2`")
+    d = one_error(BASE + obj + "search optuna { population_size = 10 }\n")
+    assert (where(d), d.message) == ((5, 17), "`population_size` only applies to `sampler = nsga2`")
+
+
 def test_searcher_warnings() -> None:
     ws = warnings(BASE + "objective minimize val_loss\nsearch bayesopt\nspace { lr = loguniform(1e-5, 1) }\n")
     assert [(w.code, where(w), w.message) for w in ws] == [
@@ -273,7 +281,7 @@ def test_objective_needed() -> None:
 
 def test_metric_not_reported_by_default_loop_is_a_warning() -> None:
     (w,) = warnings(BASE + "objective maximize f1\n")
-    assert (w.code, where(w)) == ("HP801", (3, 11))
+    assert (w.code, where(w)) == ("HP801", (3, 20))
     assert w.message == "metric `f1` is not reported by hpoc's default train loop"
 
 
@@ -289,7 +297,13 @@ def test_scheduler_consistency() -> None:
     d = one_error(BASE + obj + "scheduler bohb\nspace { a = uniform(0, 1) }\n")
     assert (where(d), d.message) == ((4, 11), "`scheduler bohb` works only with `search bohb`")
     d = one_error(BASE + obj + "scheduler pbt\n")
-    assert (where(d), d.message) == ((4, 11), "`scheduler pbt` needs `hyperparam_mutations`")
+    assert (where(d), d.message) == (
+        (4, 11), "`scheduler pbt` has nothing to mutate: no `hyperparam_mutations` and no searched parameters",
+    )
+    d = one_error(BASE + obj + "space { a = choice(1, 2) }\nscheduler pb2\n")
+    assert d.message == "`scheduler pb2` has nothing to mutate: no `hyperparam_bounds` and no bounded numeric parameters"
+    plan = plan_of(BASE + obj + "space { a = uniform(0, 1) }\nscheduler pbt\n")  # mutates the space
+    assert plan["scheduler"]["options"]["hyperparam_mutations"] is None
     d = one_error(
         BASE + obj + "space { lr = loguniform(1e-4, 1e-1) }\n"
         "scheduler pbt { hyperparam_mutations { lr = loguniform(1e-4, 1e-1), bs = [1, 2] } }\n"

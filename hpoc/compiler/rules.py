@@ -137,6 +137,9 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
     points = opts.get("points_to_evaluate")
     if points:
         opts["points_to_evaluate"] = _points(ch, points, space)
+    if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
+        ch.error(VALUE, f"`n_startup_trials` does not apply to `sampler = {opts.get('sampler')}`",
+                 ch.spans.get("search.options.n_startup_trials"), help="it applies to tpe, gp and cmaes")  # fmt: skip
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
@@ -202,9 +205,13 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
     if name in ("pbt", "pb2"):
         key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
         table = opts.get(key)
-        if not table:
-            ch.error(SCHEDULER, f"`scheduler {name}` needs `{key}`", _label_span(block),
-                     help=f"add `{key} {{ lr = {'loguniform(1e-4, 1e-1)' if name == 'pbt' else '[1e-4, 1e-1]'} }}`")  # fmt: skip
+        if not table:  # the runtime then mutates every searched parameter
+            bounded = [p for p in space.params if "lower" in p.args and "upper" in p.args]
+            if not (bounded if name == "pb2" else space.params):
+                what = "bounded numeric parameters" if name == "pb2" else "searched parameters"
+                ch.error(SCHEDULER, f"`scheduler {name}` has nothing to mutate: no `{key}` and no {what}",
+                         _label_span(block),
+                         help=f"add `{key} {{ lr = {'loguniform(1e-4, 1e-1)' if name == 'pbt' else '[1e-4, 1e-1]'} }}`")  # fmt: skip
         else:
             known = set(space.names())
             for pname in table:

@@ -178,7 +178,7 @@ def _objective(ch: Checker, stmts: list[A.Objective]) -> dict[str, Any]:
                 continue
             seen[goal.metric] = goal.span
             if goal.span:
-                ch.spans[f"objective.metrics.{len(metrics)}"] = goal.span
+                ch.spans[f"objective.metrics.{len(metrics)}"] = goal.metric_span or goal.span
             metrics.append({"name": goal.metric, "mode": goal.mode})
         if not stmt.goals:
             ch.error(OBJECTIVE, "`objective` lists no metric", stmt.span, help="write `objective minimize val_loss`")

@@ -208,6 +208,7 @@ class Goal(Node):
 
     mode: str
     metric: str
+    metric_span: Span | None = field(default=None, compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
 

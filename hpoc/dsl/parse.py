@@ -640,11 +640,11 @@ def _make_transformer() -> type:
         def goal(self, meta: Any, children: list[Any]) -> A.Goal:
             word, metric = children
             if isinstance(metric, tuple):  # dotted name
-                name = metric[0]
+                name, mspan = metric
             else:  # STRING token
-                name = self.string(meta, [metric]).value
+                name, mspan = self.string(meta, [metric]).value, _tok_span(self.file, metric)
             mode = "min" if str(word) == "minimize" else "max"
-            return A.Goal(mode, name, span=self._sp(meta))
+            return A.Goal(mode, name, metric_span=mspan, span=self._sp(meta))
 
         def objective(self, meta: Any, children: list[Any]) -> A.Objective:
             return A.Objective(tuple(children), False, span=self._sp(meta))

@@ -20,10 +20,12 @@ CASES = {**EXAMPLES, "kitchen_sink": GOLDEN / "kitchen_sink.hpo"}
 
 
 def _normalised(path: Path) -> str:
-    """Plan text with the machine-specific directory replaced by `$WORKDIR`."""
+    """Plan text with the machine-specific directory replaced by `$WORKDIR` (and the
+    content hash, which covers that directory, by `$HASH`)."""
     plan = compile_file(path)
     workdir = plan["source"]["workdir"]
     text = plan_mod.dumps(plan)
+    text = text.replace(plan_mod.content_hash(plan), "$HASH")
     return text.replace(json.dumps(workdir)[1:-1], "$WORKDIR")
 
 

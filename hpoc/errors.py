@@ -177,6 +177,10 @@ def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
     except HpocError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not hpoc: unwritable directory, full disk, ...
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{prog}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except RecursionError:
         print(f"{prog}: error: input is nested too deeply", file=sys.stderr)
         return 2

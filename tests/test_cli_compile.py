@@ -118,3 +118,13 @@ def test_check_and_compile_do_not_import_heavy_modules(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
+
+
+def test_unwritable_output_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(blocker)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hpoc: error: {blocker / 'sub'}") and "Traceback" not in err

@@ -465,3 +465,13 @@ def test_clean_examples_have_no_diagnostics() -> None:
 
     for path in EXAMPLES.values():
         assert diagnostics(path.read_text(encoding="utf-8"), str(path.parent)) == [], path
+
+
+def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRATCH", "/p/scratch/me")
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    plan = plan_of(BASE + 'storage { path = "$SCRATCH/hpo" }\nslurm { container { image = "${SCRATCH}/t.sif" } }\n')
+    assert plan["storage"]["path"] == "/p/scratch/me/hpo"
+    assert plan["slurm"]["container"]["image"] == "/p/scratch/me/t.sif"
+    d = one_error(BASE + 'storage { path = "$NOPE_NOT_SET/hpo" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")

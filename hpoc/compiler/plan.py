@@ -24,7 +24,7 @@ def build_plan(checked: Checked, *, file: str, fmt: str, sha256: str, workdir: s
     s = checked.sections
     workdir = os.path.abspath(workdir)
     storage = dict(s["storage"])
-    storage["path"] = os.path.normpath(os.path.join(workdir, os.path.expanduser(storage["path"])))
+    storage["path"] = os.path.normpath(os.path.join(workdir, storage["path"]))  # `~`, `$X`: see rules
     base = os.path.basename(file)
     spans = {}
     for path, span in sorted(checked.spans.items()):

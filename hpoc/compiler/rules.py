@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 from hpoc.compiler import tables as T
@@ -245,6 +246,7 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         ds = ds or {"zero_stage": None, "precision": None, "config": None}
         config = ds.pop("config")
         if config is not None:
+            config = expand_path(ch, config, "resources.deepspeed.config") or config
             path = config if os.path.isabs(config) or workdir is None else os.path.normpath(os.path.join(workdir, config))
             if workdir is not None and not os.path.isfile(path):
                 ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
@@ -301,6 +303,7 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     st = out["storage"]
     if st["name"] is None:
         st["name"] = out["study"]["name"]
+    st["path"] = expand_path(ch, st["path"], "storage.path") or st["path"]
     t = out["trials"]
     t["time_budget_s"] = t.pop("time_budget")
 
@@ -363,8 +366,11 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
             ch.error(SLURM, f"`extra` sets `{name}`, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
                      ch.spans.get("slurm.extra"), help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
     c = s["container"]
-    if c is not None and c["image"] and workdir and "://" not in c["image"] and not os.path.isabs(c["image"]):
-        c["image"] = os.path.normpath(os.path.join(workdir, c["image"]))
+    if c is not None and c["image"] and "://" not in c["image"]:
+        image = expand_path(ch, c["image"], "slurm.container.image") or c["image"]
+        if workdir and not os.path.isabs(image):
+            image = os.path.normpath(os.path.join(workdir, image))
+        c["image"] = image
     arr = s.pop("array") or {"shards": 1, "parallel": None}
     count = arr["shards"]
     parallel = arr["parallel"] if arr["parallel"] is not None else count
@@ -378,6 +384,20 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
     out["shards"] = {"count": count, "parallel": parallel}
     out["slurm"] = s
+
+
+_VAR = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def expand_path(ch: Checker, path: str, where: str) -> str | None:
+    """`~` and `$VARS` expanded as on the login node (`$SCRATCH/hpo`); unset ones are errors."""
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    left = _VAR.search(expanded)
+    if left:
+        ch.error(VALUE, f"`{where.rsplit('.', 1)[-1]}` uses `{left.group(0)}`, which is not set here",
+                 ch.spans.get(where), help="set it before `hpoc compile`, or write the path out")  # fmt: skip
+        return None
+    return expanded
 
 
 def _fmt(x: float) -> str:

@@ -50,7 +50,8 @@ TOY = textwrap.dedent('''
     class ToyTrainer(hpoc.Trainer):
         def create_model(self, config):
             hidden = int(config.get("hidden", 16))
-            return nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+            return nn.Sequential(nn.Linear(8, hidden), nn.ReLU(), nn.Dropout(0.1),
+                                 nn.Linear(hidden, 3))
 
 
     class FailOnceTrainer(ToyTrainer):
@@ -64,6 +65,25 @@ TOY = textwrap.dedent('''
                 if self.strategy.is_main:
                     open(marker, "w").close()
                 raise RuntimeError("injected failure after epoch %d" % (epoch + 1))
+
+
+    class KillAfterTrainer(ToyTrainer):
+        """SIGKILLs its own process right after reporting epoch `kill_after` (a node crash)."""
+
+        def report(self, metrics, *, epoch=None, **kwargs):
+            super().report(metrics, epoch=epoch, **kwargs)
+            if epoch is not None and epoch + 1 == self.args.get("kill_after"):
+                import signal
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+    class SlowTrainer(ToyTrainer):
+        """Sleeps a little per epoch, so a test can signal the run while trials are busy."""
+
+        def train_epoch(self, epoch):
+            import time
+            time.sleep(self.args.get("sleep", 1.0))
+            return super().train_epoch(epoch)
 
 
     class BrokenTrainer(ToyTrainer):
@@ -130,3 +150,49 @@ def make_plan(workdir: Path, storage: Path, **sections: Any) -> dict[str, Any]:
 
 def param(name: str, domain: str, condition: dict[str, Any] | None = None, **args: Any) -> dict[str, Any]:
     return {"name": name, "domain": domain, "args": args, "condition": condition}
+
+
+def idx_bytes(array: Any) -> bytes:
+    """An IDX file (the MNIST format): uint8 magic, dimensions, then the data."""
+    import struct
+
+    import numpy as np
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    head = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return head + array.tobytes()
+
+
+FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def fashion_files(n_train: int = 120, n_test: int = 40, seed: int = 0) -> dict[str, bytes]:
+    """Small Fashion-MNIST-format files (uncompressed), images of random noise plus a
+    class-dependent bright square so that a model can learn something."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            r, c = divmod(int(label), 5)
+            images[i, 4 + 10 * r: 12 + 10 * r, 2 + 5 * c: 6 + 5 * c] = 250
+        out[f"{prefix}-images-idx3-ubyte"] = idx_bytes(images)
+        out[f"{prefix}-labels-idx1-ubyte"] = idx_bytes(labels)
+    return out
+
+
+def write_fashion(root: Path, n_train: int = 120, n_test: int = 40) -> Path:
+    """torchvision's layout after a download: `<root>/FashionMNIST/raw/` with each file
+    gzip'd and extracted."""
+    import gzip
+
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, data in fashion_files(n_train, n_test).items():
+        (raw / name).write_bytes(data)
+        (raw / (name + ".gz")).write_bytes(gzip.compress(data, mtime=0))
+    return raw

@@ -60,6 +60,7 @@ class _State:
 
     signal: int | None = None
     trials: list[Any] = field(default_factory=list)
+    ended: set[str] = field(default_factory=set)  # trials that completed or errored
     stream: TextIO | None = None
     retries: dict[str, int] = field(default_factory=dict)
 
@@ -188,7 +189,11 @@ def _events_class() -> type:
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.trials = trials
+            _STATE.ended.add(trial.trial_id)
             _trial_line(trial, "errored")
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _STATE.ended.add(trial.trial_id)
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.retries[trial.trial_id] = _STATE.retries.get(trial.trial_id, 0) + 1
@@ -219,7 +224,8 @@ def _trial_line(trial: Any, what: str) -> None:
     _say(stream, f"[hpoc] trial {trial.trial_id} {what}{detail}{hint}")
 
 
-def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int) -> Any:
+def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
+                   parent_run_id: str | None = None) -> Any:
     from ray import tune
 
     from hpoc.runtime.session import trial_needs
@@ -227,7 +233,8 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int) -
 
     res = plan["resources"]
     trainable = tune.with_parameters(tune_trial, plan=plan, data_ref=[data_ref],
-                                     experiment_dir=str(exp), shard=shard)
+                                     experiment_dir=str(exp), shard=shard,
+                                     parent_run_id=parent_run_id)
     if res["workers"] == 1:
         resources = {"CPU": float(res["cpus_per_worker"])}
         if res["gpus_per_worker"]:
@@ -413,7 +420,9 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         raise StudyError(str(exc), exc.exit_code) from None
     data_ref = ray.put(data)
     del data
-    trainable = make_trainable(plan, data_ref, exp, opts.shard)
+    tracking = _tracking()
+    parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
+    trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run)
     try:
         tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream)
     except (search.SearchError, space.SpaceError) as exc:
@@ -425,8 +434,15 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     grid = tuner.fit()
     trials = _STATE.trials or _trials_from_grid(grid)
     interrupted = _STATE.signal is not None
+    if interrupted:
+        # Tune's clean-up marks stopped trials TERMINATED; they will resume: say PAUSED.
+        trials = [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
+                  _Relabelled(t, "PAUSED" if t.last_result else "PENDING") for t in trials]
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=digest)
+    if parent_run:
+        status = "KILLED" if interrupted else ("FAILED" if _exit_code(result) else "FINISHED")
+        tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
     _say(out, summary_mod.describe_best(result))
     _say(out, f"summary: {path}")
@@ -436,12 +452,30 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     return _exit_code(result)
 
 
+def _tracking() -> Any:
+    try:
+        from hpoc.runtime import tracking
+    except ImportError:  # tracking not part of this installation
+        return None
+    return tracking
+
+
 def _exit_code(summary: dict[str, Any]) -> int:
     counts = summary.get("status_counts") or {}
     total = summary.get("num_trials") or 0
     if total == 0 or counts.get("ERROR", 0) == total:
         return EXIT_FAILED
     return EXIT_OK
+
+
+class _Relabelled:
+    """A trial seen through another status."""
+
+    def __init__(self, trial: Any, status: str) -> None:
+        self._trial, self.status = trial, status
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
 
 
 class _GridTrial:

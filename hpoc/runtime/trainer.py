@@ -53,9 +53,11 @@ class TrialInfo:
     index: int = 0
     seed: int = 0
     deterministic: bool = False
+    parent_run_id: str | None = None  # the study's MLflow run, when tracking is on
 
     @staticmethod
-    def for_trial(trial_id: str, name: str | None, plan_seed: int | None, shard: int = 0) -> "TrialInfo":
+    def for_trial(trial_id: str, name: str | None, plan_seed: int | None, shard: int = 0,
+                  parent_run_id: str | None = None) -> "TrialInfo":
         # The runtime names trials `t<index>_<id>` (study.trial_name).
         head = (name or "").split("_", 1)[0]
         tail = trial_id.rsplit("_", 1)[-1]
@@ -65,7 +67,8 @@ class TrialInfo:
             seed = zlib.crc32(trial_id.encode())  # stable across retries of this trial
         else:
             seed = int(plan_seed) + index + 100_003 * shard
-        return TrialInfo(trial_id, name or trial_id, index, seed, plan_seed is not None)
+        return TrialInfo(trial_id, name or trial_id, index, seed, plan_seed is not None,
+                         parent_run_id)
 
 
 class _NullTracker:
@@ -78,7 +81,10 @@ class _NullTracker:
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         pass
 
-    def close(self) -> None:
+    def log_batch_metric(self, name: str, value: Any, step: int) -> None:
+        pass
+
+    def close(self, status: str = "FINISHED") -> None:
         pass
 
 
@@ -178,6 +184,7 @@ class Trainer:
         self.plan = plan
         self.trial = trial or TrialInfo()
         self.tracker: Any = None
+        self._batch_logging = False
         self._batches: dict[str, Any] = {}
         if data is not None:
             self.train_data, self.validation_data, self.test_data = data
@@ -386,6 +393,8 @@ class Trainer:
             n = _batch_len(batch)
             loss_sum += loss.detach().double() * n  # stays on the device: no sync per step
             count += n
+            if self._batch_logging:
+                self.tracker.log_batch_metric("train_loss_batch", loss.item(), epoch * (last + 1) + i)
         totals = self.strategy.all_reduce(torch.stack([loss_sum, torch.tensor(float(count), device=dev, dtype=torch.float64)]))
         loss_total, n_total = totals.tolist()
         return {"train_loss": loss_total / max(n_total, 1)}
@@ -473,17 +482,22 @@ class Trainer:
     # ------------------------------------------------------------ logging (rank 0 only)
 
     def initialize_logger(self, hyperparams: dict[str, Any] | None = None, rank: int | None = None) -> None:
+        """Open the plan's loggers (MLflow, TensorBoard) on rank 0; they log the config."""
         if getattr(self, "tracker", None) is not None:
             return
         self.tracker = _NullTracker()
-        if self.strategy.is_main and self.plan is not None and self.plan.get("loggers"):
+        self._batch_logging = False
+        loggers = (self.plan or {}).get("loggers") or []
+        if self.strategy.is_main and loggers:
             try:
                 from hpoc.runtime.tracking import open_loggers
-            except ImportError:
-                open_loggers = None
-            if open_loggers is not None:
-                self.tracker = open_loggers(self.plan, self.trial.name, self.config, self.strategy.rank)
-        self.tracker.log_params(hyperparams if hyperparams is not None else self.config)
+            except ImportError:  # a checkout without tracking: log nowhere
+                return
+            self.tracker = open_loggers(
+                self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
+                self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id)
+            # per-batch values cost a host sync per step: only when a logger asks for them
+            self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
 
     def log(self, value: Any, name: str, kind: str = "metric", step: int | None = None,
             **_: Any) -> None:
@@ -508,9 +522,9 @@ class Trainer:
             self.initialize_logger()
         self.tracker.log_metrics(metrics, step)
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
         if getattr(self, "tracker", None) is not None:
-            self.tracker.close()
+            self.tracker.close(status)
 
     # ------------------------------------------------------------ entry points
 
@@ -518,13 +532,15 @@ class Trainer:
         """Run `train()`: `train(self)` or the itwinai form `train(self, config, data)`."""
         seed_everything(self.seed, self.trial.deterministic)
         self.strategy.init()
+        status = "FAILED"
         try:
             if _takes_args(self.train) >= 2:
                 self.train(self.config, (self.train_data, self.validation_data, self.test_data))
             else:
                 self.train()
+            status = "FINISHED"
         finally:
-            self.close()
+            self.close(status)
 
     def run_local(self, config: dict[str, Any], data: Any = None, *, directory: str | os.PathLike,
                   plan: dict[str, Any] | None = None, strategy: Strategy | None = None,

@@ -56,7 +56,7 @@ def _limit_threads(cpus: float) -> None:
 
 
 def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any],
-               experiment_dir: str, shard: int) -> None:
+               experiment_dir: str, shard: int, parent_run_id: str | None = None) -> None:
     """The Tune function trainable of every trial (see `study.make_trainable`)."""
     from ray import tune
 
@@ -65,7 +65,7 @@ def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any]
     pipeline.use_workdir(plan["source"]["workdir"])
     ctx = tune.get_context()
     trial = TrialInfo.for_trial(ctx.get_trial_id(), ctx.get_trial_name(),
-                                plan["training"]["seed"], shard)
+                                plan["training"]["seed"], shard, parent_run_id)
     cfg = trial_config(config, plan["space"])
     res = plan["resources"]
     if res["workers"] == 1:

@@ -1,0 +1,72 @@
+"""`hpoc data`: fetching datasets on a machine with internet (here: a local web server)."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+
+import pytest
+
+from hpoc.cli import main
+from hpoc.commands import data as data_cmd
+from runtime_plans import fashion_files
+
+FILES = fashion_files(n_train=30, n_test=10)
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """A web server with gzip'd Fashion-MNIST-format files, as torchvision's mirror."""
+    from torchvision.datasets import FashionMNIST
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    resources = []
+    for name, payload in FILES.items():
+        blob = gzip.compress(payload, mtime=0)
+        (served / f"{name}.gz").write_bytes(blob)
+        resources.append((f"{name}.gz", hashlib.md5(blob).hexdigest()))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(FashionMNIST, "resources", resources)
+    yield server
+    server.shutdown()
+
+
+def test_fetch_downloads_into_torchvisions_layout_and_the_getter_reads_it(mirror, tmp_path, capsys):
+    root = tmp_path / "data"
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(root)]) == 0
+    raw = root / "FashionMNIST" / "raw"
+    assert f"fashion-mnist: ready in {raw}" in capsys.readouterr().out
+    for name, payload in FILES.items():
+        assert (raw / name).read_bytes() == payload  # extracted, byte for byte
+
+    from hpoc.runtime import pipeline
+
+    getter = pipeline.import_target("data:FashionMNISTGetter",
+                                    str(__import__("pathlib").Path(__file__).resolve().parent.parent
+                                        / "examples" / "fashion_mnist"))(root=str(root))
+    train, test = getter.execute()
+    assert (len(train), len(test)) == (30, 10)
+
+
+def test_fetch_without_a_reachable_mirror_explains_where_to_run_it(monkeypatch, tmp_path, capsys):
+    from torchvision.datasets import FashionMNIST
+
+    monkeypatch.setattr(FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot fetch `fashion-mnist`" in err and "login node" in err
+    assert "Traceback" not in err
+
+
+def test_list_names_the_known_datasets(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in data_cmd.DATASETS)

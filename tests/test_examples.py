@@ -1,0 +1,106 @@
+"""The shipped examples: digits end to end through the CLI, Fashion-MNIST's real loader."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpoc.runtime import pipeline
+from runtime_plans import write_fashion
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+torch.set_num_threads(1)
+
+
+def _copy_example(name: str, dest: Path) -> Path:
+    target = dest / name
+    target.mkdir(parents=True)
+    for f in (EXAMPLES / name).iterdir():
+        if f.is_file() and f.suffix in (".py", ".hpo"):
+            shutil.copy(f, target / f.name)
+    return target
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_memory_monitor_refresh_ms="0")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+@pytest.mark.ray
+def test_hpoc_run_digits_local_finds_a_good_model_in_minutes(tmp_path):
+    study = _copy_example("digits", tmp_path)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "hpoc", "run", str(study / "study.hpo"), "--local"],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((study / "results" / "digits" / "summary.json").read_text())
+    assert summary["num_trials"] == 6 and summary["status_counts"] == {"TERMINATED": 6}
+    assert summary["best"]["metrics"]["val_accuracy"] >= 0.9
+    assert f"best trial {summary['best']['trial_id']}: val_accuracy=" in done.stdout
+    for trial in summary["trials"]:  # `momentum` exists exactly when the optimizer is sgd
+        assert ("momentum" in trial["config"]) == (trial["config"]["optimizer"] == "sgd")
+    assert took < 180, took
+    assert "Traceback" not in done.stderr
+
+
+def test_digits_pipeline_splits_the_real_dataset():
+    plan = {"source": {"workdir": str(EXAMPLES / "digits")},
+            "pipeline": {"getter": {"target": "data:DigitsGetter", "args": {}},
+                         "splitter": {"target": "data:DigitsSplitter",
+                                      "args": {"train_proportion": 0.7, "validation_proportion": 0.2}},
+                         "trainer": None}}
+    train, val, test = pipeline.load_data(plan)
+    assert len(train[1]) + len(val[1]) + len(test[1]) == 1797
+    assert train[0].shape[1:] == (1, 8, 8) and float(train[0].max()) == 1.0
+    assert len(val[1]) == round(0.2 * 1797)
+    from sklearn.datasets import load_digits
+
+    # the splits partition the dataset: every image once, none lost or repeated
+    original = sorted(map(tuple, (torch.tensor(load_digits().images) / 16.0).flatten(1).tolist()))
+    parts = sorted(map(tuple, torch.cat([train[0], val[0], test[0]]).flatten(1).tolist()))
+    assert parts == original
+
+
+def _fashion_plan(root: str) -> dict:
+    return {"source": {"workdir": str(EXAMPLES / "fashion_mnist")},
+            "pipeline": {"getter": {"target": "data:FashionMNISTGetter", "args": {"root": root}},
+                         "splitter": {"target": "data:FashionMNISTSplitter",
+                                      "args": {"train_proportion": 0.75, "validation_proportion": 0.25}},
+                         "trainer": {"target": "trainer:FashionTrainer", "args": {}}}}
+
+
+def test_fashion_mnist_goes_through_torchvisions_own_loader(tmp_path):
+    write_fashion(tmp_path / "fm", n_train=64, n_test=16)
+    (xt, yt), (xv, yv), (xs, ys) = pipeline.load_data(_fashion_plan(str(tmp_path / "fm")))
+    assert (len(yt), len(yv), len(ys)) == (48, 16, 16)
+    assert xt.shape[1:] == (1, 28, 28) and xt.dtype == torch.uint8 and yt.dtype == torch.int64
+    assert int(xt.max()) == 250  # the pixels of the files, not a transformed copy
+
+    trainer = pipeline.import_target("trainer:FashionTrainer", str(EXAMPLES / "fashion_mnist"))()
+    history = trainer.run_local({"batch_size": 16, "learning_rate": 1e-3, "epochs": 1},
+                                ((xt, yt), (xv, yv)), directory=tmp_path / "run")
+    (report,) = history
+    assert report["epoch"] == 1 and 0 <= report["val_accuracy"] <= 1 and report["val_loss"] > 0
+    assert trainer.model.conv1.kernel_size == (7, 7) and trainer.model.conv1.stride == (1, 1)
+
+
+def test_missing_fashion_mnist_is_one_clear_error_naming_the_fetch_command(tmp_path):
+    study = _copy_example("fashion_mnist", tmp_path)
+    done = subprocess.run([sys.executable, "-m", "hpoc", "run", str(study / "study.hpo"), "--local"],
+                          env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    root = study / "data" / "fashion-mnist"  # the spec's relative root, from its directory
+    assert f"hpoc data fetch fashion-mnist --root {root}" in done.stderr
+    assert "getter `data:FashionMNISTGetter`" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (study / "ray_checkpoints").exists()

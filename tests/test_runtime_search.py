@@ -1,0 +1,142 @@
+"""Searchers and schedulers by name, with their options, as Ray Tune objects."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import optuna
+import pytest
+from ray.tune import schedulers as S
+from ray.tune.search.optuna import OptunaSearch
+
+from hpoc.runtime import search
+from runtime_plans import make_plan, param
+
+ROOT = Path("/nonexistent-study")
+
+
+def plan(**sections):
+    return make_plan(ROOT, ROOT / "results", **sections)
+
+
+def test_random_and_grid_use_our_condition_aware_sampler():
+    searcher, space, n = search.make_searcher(plan(trials={"num_samples": 3}))
+    assert type(searcher).__name__ == "SpaceSampler" and space == {} and n == 3
+    grid = plan(search={"algorithm": "grid", "options": {}, "_replace": True},
+                trials={"num_samples": 2})
+    searcher, space, n = search.make_searcher(grid)
+    assert n == 4  # `hidden` has two choices, enumerated, times two samples
+    configs = [searcher.suggest(str(i)) for i in range(5)]
+    assert [c["hidden"] for c in configs[:4]] == [8, 16, 8, 16]
+    assert configs[4] == "FINISHED"
+
+
+def test_shards_split_the_studys_trials():
+    sharded = plan(trials={"num_samples": 5}, shards={"count": 2, "parallel": 2})
+    assert [search.make_searcher(sharded, k)[2] for k in (0, 1)] == [3, 2]
+    optuna_plan = plan(trials={"num_samples": 5}, shards={"count": 2, "parallel": 2},
+                       search={"algorithm": "optuna", "options": {"sampler": "tpe"}, "_replace": True})
+    assert [search.make_searcher(optuna_plan, k)[2] for k in (0, 1)] == [3, 2]
+
+
+@pytest.mark.parametrize("name, cls", [("tpe", optuna.samplers.TPESampler),
+                                       ("random", optuna.samplers.RandomSampler),
+                                       ("nsga2", optuna.samplers.NSGAIISampler),
+                                       ("gp", optuna.samplers.GPSampler)])
+def test_optuna_samplers_by_name_with_seed_and_options(name, cls):
+    # the compiler writes unset options as null: they must not reach the sampler
+    options = {"sampler": name, "seed": 3, "n_startup_trials": None, "population_size": None,
+               "points_to_evaluate": None}
+    if name == "tpe":
+        options["n_startup_trials"] = 4
+    searcher, space, n = search.make_searcher(
+        plan(search={"algorithm": "optuna", "options": options, "_replace": True}))
+    assert isinstance(searcher, OptunaSearch) and space == {}
+    assert isinstance(searcher._sampler, cls)
+    if name == "tpe":
+        assert searcher._sampler._n_startup_trials == 4
+    assert searcher.metric == "val_accuracy" and searcher.mode == "max"
+
+
+def test_optuna_handles_several_objectives():
+    p = plan(objective={"metrics": [{"name": "val_loss", "mode": "min"},
+                                    {"name": "params_m", "mode": "min"}]},
+             search={"algorithm": "optuna", "options": {}, "_replace": True})
+    searcher, _, _ = search.make_searcher(p)
+    assert searcher.metric == ["val_loss", "params_m"] and searcher.mode == ["min", "min"]
+    assert isinstance(searcher._sampler, optuna.samplers.NSGAIISampler)
+    with pytest.raises(search.SearchError, match="use `optuna` for several objectives"):
+        search.make_searcher(dict(p, search={"algorithm": "random", "options": {}}))
+
+
+def test_unknown_option_lists_the_valid_ones():
+    p = plan(search={"algorithm": "optuna", "options": {"sampler": "tpe", "n_startup": 3},
+                     "_replace": True})
+    with pytest.raises(search.SearchError, match=r"unknown option\(s\) `n_startup`.*`n_startup_trials`"):
+        search.make_searcher(p)
+    with pytest.raises(search.SearchError, match="valid options are `seed`"):
+        search.make_searcher(plan(search={"algorithm": "random", "options": {"bogus": 1}, "_replace": True}))
+
+
+@pytest.mark.parametrize("algorithm, package", [
+    ("hyperopt", "hyperopt"), ("bayesopt", "bayesian-optimization"), ("hebo", "HEBO"),
+    ("nevergrad", "nevergrad"), ("ax", "ax-platform"), ("bohb", "hpbandster"),
+])
+def test_searchers_without_their_library_name_the_pip_package(algorithm, package):
+    module = search.SEARCH_LIBRARIES[algorithm][0][0]
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    p = plan(search={"algorithm": algorithm, "options": {}, "_replace": True})
+    with pytest.raises(search.SearchError) as err:
+        search.make_searcher(p)
+    assert f"pip install {package}" in str(err.value)
+    assert f"`{algorithm}`" in str(err.value)
+
+
+def test_optuna_cmaes_without_cmaes_names_the_package():
+    if importlib.util.find_spec("cmaes") is not None:
+        pytest.skip("cmaes is installed here")
+    p = plan(search={"algorithm": "optuna", "options": {"sampler": "cmaes"}, "_replace": True})
+    with pytest.raises(search.SearchError, match="pip install cmaes"):
+        search.make_searcher(p)
+
+
+def test_schedulers_by_name_get_their_options_metric_and_mode():
+    asha = search.make_scheduler(plan(scheduler={
+        "name": "asha", "time_attr": "training_iteration",
+        "options": {"max_t": 9, "grace_period": 3, "reduction_factor": 3, "brackets": 1,
+                    "stop_last_trials": None}}))
+    assert isinstance(asha, S.AsyncHyperBandScheduler)
+    assert asha._max_t == 9 and asha._reduction_factor == 3 and asha.metric == "val_accuracy"
+    assert asha._brackets[0]._rungs[-1][0] == 3  # first rung at the grace period
+    assert isinstance(search.make_scheduler(plan()), S.FIFOScheduler)
+    hb = search.make_scheduler(plan(scheduler={"name": "hyperband", "options": {"max_t": 8}}))
+    assert isinstance(hb, S.HyperBandScheduler) and hb._max_t_attr == 8
+    median = search.make_scheduler(plan(scheduler={"name": "median", "options": {"grace_period": 2}}))
+    assert isinstance(median, S.MedianStoppingRule) and median._grace_period == 2
+    bohb = search.make_scheduler(plan(scheduler={"name": "bohb", "options": {"max_t": 8}}))
+    assert isinstance(bohb, S.HyperBandForBOHB)
+
+
+def test_pbt_mutates_the_space_by_default():
+    pbt = search.make_scheduler(plan(scheduler={"name": "pbt",
+                                                "options": {"perturbation_interval": 2}}))
+    assert isinstance(pbt, S.PopulationBasedTraining)
+    assert set(pbt._hyperparam_mutations) == {"lr", "hidden"}
+    p = plan(scheduler={"name": "pb2", "options": {"perturbation_interval": 2}})
+    try:
+        pb2 = search.make_scheduler(p)
+    except search.SearchError as exc:  # PB2's own dependencies are optional
+        assert "pip install" in str(exc)
+    else:
+        assert set(pb2._hyperparam_bounds) == {"lr"}
+
+
+def test_scheduler_with_a_wrong_option_says_which():
+    with pytest.raises(search.SearchError, match="scheduler `asha`: unknown option"):
+        search.make_scheduler(plan(scheduler={"name": "asha", "options": {"max_epochs": 3}}))
+    bad = plan()
+    bad["scheduler"]["name"] = "fancy"  # the schema refuses it; the runtime still says so
+    with pytest.raises(search.SearchError, match="unknown scheduler `fancy`"):
+        search.make_scheduler(bad)

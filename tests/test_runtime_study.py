@@ -1,0 +1,197 @@
+"""Running studies end to end with a real, local Ray (2 CPUs at most)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpoc.plan import dumps
+from hpoc.runtime.study import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPEC, RunOptions, run_study
+from runtime_plans import make_plan, param, write_toy
+
+pytestmark = pytest.mark.ray
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True)
+def _ray_env(monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # Other processes on a shared test machine can fill the memory; Ray's OOM killer would
+    # then kill our trials, which is not what these tests are about.
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def _run(plan, **kw):
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=kw.pop("num_cpus", 2), progress=progress,
+                                      out=out, **kw))
+    return code, progress.getvalue(), out.getvalue()
+
+
+def _summary(plan):
+    return json.loads((Path(plan["storage"]["path"]) / plan["storage"]["name"] / "summary.json").read_text())
+
+
+def _epochs(trial):
+    lines = (Path(trial["path"]) / "result.json").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines]
+
+
+def test_a_local_study_with_asha_runs_end_to_end(tmp_path):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(
+        workdir, tmp_path / "results",
+        # Two good learning rates first, then hopeless ones: ASHA must cut those at a rung.
+        space={"params": [param("lr", "grid", values=[0.05, 0.03, 1e-6, 2e-6, 3e-6, 4e-6]),
+                          param("hidden", "choice", categories=[12, 16])],
+               "constants": {"epochs": 4, "batch_size": 32}},
+        trials={"num_samples": 1, "max_concurrent": 2},
+        scheduler={"name": "asha", "time_attr": "training_iteration",
+                   "options": {"max_t": 4, "grace_period": 1, "reduction_factor": 2, "brackets": 1}})
+    started = time.monotonic()
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress + out
+    summary = _summary(plan)
+    assert summary["num_trials"] == 6 and summary["status_counts"] == {"TERMINATED": 6}
+    assert summary["study"] == "toy" and summary["shard"] == 0
+    assert summary["plan_hash"] == plan["content_hash"]
+    assert summary["metrics"] == [{"name": "val_accuracy", "mode": "max"}]
+    assert 0 < summary["wall_s"] <= time.monotonic() - started
+    trials = summary["trials"]
+    epochs = sorted(t["epochs"] for t in trials)
+    assert epochs[0] < 4 and epochs[-1] == 4, epochs          # ASHA stopped some early
+    for t in trials:
+        assert set(t["config"]) == {"lr", "hidden", "epochs", "batch_size"}
+        assert _epochs(t) == list(range(1, t["epochs"] + 1))  # each epoch reported once
+        assert t["metrics"]["epoch"] == t["epochs"] and t["error"] is None
+    best = max(trials, key=lambda t: t["metrics"]["val_accuracy"])
+    assert summary["best"] == {k: best[k] for k in ("trial_id", "config", "metrics", "epochs")}
+    assert f"best trial {best['trial_id']}: val_accuracy=" in out
+    assert "\r" not in progress and "\x1b" not in progress     # plain lines in a log
+    assert "6/6 trials finished" in progress
+
+    # Running it again does not repeat a finished study; another plan in the same place is refused.
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK and "already ran to the end" in progress
+    assert f"best trial {best['trial_id']}" in out
+    other = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1})
+    code, _, _ = _run(other)
+    assert code == EXIT_SPEC
+
+
+def test_a_trial_that_dies_mid_way_is_retried_from_its_checkpoint(tmp_path):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(
+        workdir, tmp_path / "results", trials={"num_samples": 1},
+        space={"constants": {"epochs": 4, "batch_size": 32}},
+        pipeline={"trainer": {"target": "toy:FailOnceTrainer",
+                              "args": {"marker_dir": str(tmp_path), "fail_after": 2}}},
+        failure={"max_retries": 1})
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress
+    assert "failed; retrying from its last checkpoint" in progress
+    (trial,) = _summary(plan)["trials"]
+    assert trial["status"] == "TERMINATED" and trial["epochs"] == 4
+    assert _epochs(trial) == [1, 2, 3, 4]  # continued at epoch 3, did not start over
+
+
+def test_every_trial_failing_is_a_failed_study(tmp_path):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     pipeline={"trainer": {"target": "toy:BrokenTrainer", "args": {}}})
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED
+    summary = _summary(plan)
+    assert summary["status_counts"] == {"ERROR": 1} and summary["best"] is None
+    assert all("this model cannot be built" in t["error"] for t in summary["trials"])
+    assert "errored: ValueError: this model cannot be built" in progress
+
+
+def test_a_bad_trainer_path_fails_fast_before_ray_starts(tmp_path, capsys):
+    import ray
+
+    workdir = write_toy(tmp_path / "study")
+    for target, expected in [("toy:ToyTrainr", "did you mean `ToyTrainer`"),
+                             ("nosuchmodule:Trainer", "no module named `nosuchmodule`")]:
+        plan = make_plan(workdir, tmp_path / "results",
+                         pipeline={"trainer": {"target": target, "args": {}}})
+        started = time.monotonic()
+        code, _, _ = _run(plan)
+        err = capsys.readouterr().err
+        assert code == EXIT_SPEC
+        assert f"trainer `{target}`" in err and expected in err and str(workdir) in err
+        assert "Traceback" not in err
+        assert time.monotonic() - started < 10 and not ray.is_initialized()
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_unreachable_cluster_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # discard port: nothing listens
+    code = run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert "cannot reach the Ray cluster at RAY_ADDRESS=127.0.0.1:9" in err and "--local" in err
+
+
+def test_a_trial_bigger_than_the_machine_is_refused(tmp_path, capsys):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", resources={"workers": 2, "cpus_per_worker": 4})
+    code, _, _ = _run(plan)
+    err = capsys.readouterr().err
+    assert code == EXIT_SPEC
+    assert "one trial needs 2 worker(s) x (4 CPU); this machine has 2 CPU" in err
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sigusr2_stops_gracefully_and_the_next_run_resumes(tmp_path):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
+                     space={"constants": {"epochs": 3, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}})
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(dumps(plan))
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
+    env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    exp = tmp_path / "results" / "toy"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(p.stat().st_size for p in exp.glob("trial_*/result.json")), 120,
+                  "a first reported epoch")
+        proc.send_signal(signal.SIGUSR2)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "SIGUSR2: stopping" in err
+    first = json.loads((exp / "summary.json").read_text())
+    assert first["interrupted"] is True
+    assert first["status_counts"].get("PAUSED", 0) >= 1      # stopped mid-trial, resumable
+    assert set(first["status_counts"]) <= {"TERMINATED", "PAUSED", "PENDING"}
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == EXIT_OK, again.stderr
+    assert "resuming the interrupted run" in again.stderr
+    final = json.loads((exp / "summary.json").read_text())
+    assert final["interrupted"] is False and final["status_counts"] == {"TERMINATED": 2}
+    for trial in final["trials"]:
+        assert _epochs(trial) == [1, 2, 3]  # picked up after its last checkpoint

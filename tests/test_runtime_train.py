@@ -1,0 +1,66 @@
+"""Trials with several workers: Ray Train V2 inside Tune, DDP and DeepSpeed on CPU (Gloo)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+from runtime_plans import make_plan, write_toy
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(autouse=True)
+def _ray_env(monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def _two_worker_trial(tmp_path, strategy, deepspeed=None):
+    """One trial of 2 workers that dies after epoch 2 and is retried; returns its summary."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(
+        workdir, tmp_path / "results", trials={"num_samples": 1},
+        space={"constants": {"epochs": 3, "batch_size": 32}},
+        resources={"workers": 2, "cpus_per_worker": 0.5, "strategy": strategy, "deepspeed": deepspeed},
+        pipeline={"trainer": {"target": "toy:FailOnceTrainer",
+                              "args": {"marker_dir": str(tmp_path), "fail_after": 2}}},
+        failure={"max_retries": 1})
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    assert code == EXIT_OK, progress.getvalue()
+    assert "retrying from its last checkpoint" in progress.getvalue()
+    exp = tmp_path / "results" / "toy"
+    summary = json.loads((exp / "summary.json").read_text())
+    (trial,) = summary["trials"]
+    reports = [json.loads(x) for x in (Path(trial["path"]) / "result.json").read_text().splitlines()]
+    assert [r["epoch"] for r in reports] == [1, 2, 3]  # the retry resumed at epoch 3
+    # Checkpoints live in the trial's Train run, named after the trial (so a retry finds them).
+    run_dir = exp / "train" / trial["trial_id"]
+    assert all(r["checkpoint_path"].startswith(str(run_dir)) for r in reports)
+    return trial, run_dir
+
+
+def test_a_two_worker_ddp_trial_trains_reports_and_resumes(tmp_path):
+    trial, run_dir = _two_worker_trial(tmp_path, "ddp")
+    assert trial["status"] == "TERMINATED" and 0 <= trial["metrics"]["val_accuracy"] <= 1
+    (newest,) = [p for p in run_dir.glob("checkpoint_*") if (p / "state.pt").exists()][-1:]
+    assert newest.is_dir()
+
+
+# ZeRO-1 and ZeRO-2 checkpoints are also round-tripped without Ray in test_strategy.py.
+@pytest.mark.parametrize("stage", [pytest.param(1, marks=pytest.mark.slow), 2])
+def test_a_two_worker_deepspeed_trial_resumes_from_its_zero_checkpoint(tmp_path, stage):
+    pytest.importorskip("deepspeed")
+    trial, run_dir = _two_worker_trial(
+        tmp_path, "deepspeed", {"zero_stage": stage, "precision": None, "config_file": None})
+    assert trial["status"] == "TERMINATED"
+    shards = {p.name for p in run_dir.glob("checkpoint_*/hpoc/*")}
+    # both ranks' optimizer partitions were merged into each checkpoint
+    assert {"zero_pp_rank_0_mp_rank_00_optim_states.pt",
+            "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= shards

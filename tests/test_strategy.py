@@ -1,0 +1,183 @@
+"""Strategies: accumulation, precision, data sharding, DDP and DeepSpeed on CPU (Gloo)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from hpoc.runtime.batches import TensorBatches
+from hpoc.runtime.report import free_port
+from hpoc.runtime.strategy import DDPStrategy, DeepSpeedStrategy, Strategy, resolve_precision
+
+torch.set_num_threads(1)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    big, small = _model(), _model()
+    s1 = Strategy(grad_accumulation_steps=1)
+    m1, o1, _ = s1.distributed(big, torch.optim.SGD(big.parameters(), lr=0.1))
+    with s1.micro_batch():
+        s1.backward(nn.functional.mse_loss(m1(x), y))
+    assert s1.step()
+
+    s2 = Strategy(grad_accumulation_steps=2)
+    m2, o2, _ = s2.distributed(small, torch.optim.SGD(small.parameters(), lr=0.1))
+    stepped = []
+    for part in (slice(0, 8), slice(8, 16)):
+        with s2.micro_batch():
+            s2.backward(nn.functional.mse_loss(m2(x[part]), y[part]))
+        stepped.append(s2.step())
+    assert stepped == [False, True]
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_short_last_window_still_steps():
+    m = _model()
+    s = Strategy(grad_accumulation_steps=4)
+    m, o, _ = s.distributed(m, torch.optim.SGD(m.parameters(), lr=0.1))
+    before = [p.clone() for p in m.parameters()]
+    with s.micro_batch(last=True):
+        s.backward(m(torch.randn(2, 4)).sum())
+    assert s.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
+
+
+def test_precision_resolution(caplog):
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "fp32"
+    with caplog.at_level(logging.WARNING, logger="hpoc.strategy"):
+        assert resolve_precision("fp16", cpu) == "fp32"
+    assert "fp16 needs a GPU" in caplog.text
+    s = Strategy(precision="bf16")
+    with s.autocast():
+        out = nn.Linear(4, 4)(torch.randn(2, 4))
+    assert out.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp8", cpu)
+
+
+class _FakeRanks(Strategy):
+    def __init__(self, rank, world):
+        super().__init__()
+        self._r, self._w = rank, world
+
+    @property
+    def rank(self):
+        return self._r
+
+    @property
+    def world_size(self):
+        return self._w
+
+
+def test_batches_split_data_across_ranks_like_a_distributed_sampler():
+    x = torch.arange(10).float().unsqueeze(1)
+    seen_val, seen_train = [], []
+    for rank in range(3):
+        s = _FakeRanks(rank, 3)
+        val = TensorBatches([x], s, 2, shuffle=False, pad=False)
+        seen_val += [int(v) for b in val for v in b[0].flatten()]
+        train = TensorBatches([x], s, 2, shuffle=True, pad=True, seed=4)
+        train.set_epoch(1)
+        ranks_part = [int(v) for b in train for v in b[0].flatten()]
+        assert len(ranks_part) == 4  # ceil(10 / 3): ranks step in lockstep
+        seen_train += ranks_part
+    assert sorted(seen_val) == list(range(10))          # validation: every sample once
+    assert set(seen_train) == set(range(10)) and len(seen_train) == 12  # two wrapped around
+    a = TensorBatches([x], _FakeRanks(0, 1), 10, shuffle=True, pad=True, seed=4)
+    orders = []
+    for epoch in (0, 1, 0):
+        a.set_epoch(epoch)
+        orders.append(a.indices().tolist())
+    assert orders[0] == orders[2] != orders[1]          # a permutation per (seed, epoch)
+
+
+# ---------------------------------------------------------------- real process groups
+
+
+def _ddp_worker(rank, world, port, out, kind, stage):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        if kind == "ddp":
+            s = DDPStrategy()
+        else:
+            s = DeepSpeedStrategy(deepspeed={"zero_stage": stage, "precision": None, "config_file": None})
+            s.batch_size = 4
+        model = _model(seed=rank)  # different on purpose: wrapping must sync them
+        model, opt, _ = s.distributed(model, torch.optim.Adam(model.parameters(), lr=0.05))
+        g = torch.Generator().manual_seed(rank)
+        x, y = torch.randn(64, 4, generator=g), torch.randn(64, 1, generator=g)
+        batches = TensorBatches([x, y], s, 4, shuffle=True, pad=True, seed=0)
+        for bx, by in batches:
+            with s.micro_batch():
+                loss = nn.functional.mse_loss(model(bx), by)
+                s.backward(loss)
+            s.step()
+        total = s.all_reduce(torch.tensor([float(rank + 1)]))
+        params = torch.cat([p.detach().flatten() for p in s.unwrap().parameters()])
+        ckpt = os.path.join(out, "ckpt" if kind == "ddp" else f"ckpt-{rank}")
+        if kind != "ddp":  # each rank its own dir, merged later as Ray Train does
+            s.save_checkpoint(ckpt, {"epoch": 3})
+            dist.barrier()
+            if rank == 0:
+                import shutil
+                for r in range(world):
+                    shutil.copytree(os.path.join(out, f"ckpt-{r}"), os.path.join(out, "merged"),
+                                    dirs_exist_ok=True)
+            dist.barrier()
+            ckpt = os.path.join(out, "merged")
+        else:
+            s.save_checkpoint(ckpt, {"epoch": 3})
+        with torch.no_grad():
+            for p in s.unwrap().parameters():
+                p.add_(1.0)  # clobber, then restore
+        extra = s.load_checkpoint(ckpt)
+        restored = torch.cat([p.detach().flatten() for p in s.unwrap().parameters()])
+        torch.save({"params": params, "restored": restored, "total": total, "extra": extra,
+                    "steps": len(batches)}, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(tmp_path, kind, stage=0):
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path), kind, stage), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_ddp_ranks_stay_in_sync_and_checkpoints_round_trip(tmp_path):
+    r0, r1 = _run(tmp_path, "ddp")
+    assert torch.equal(r0["params"], r1["params"])      # one model, trained on both shards
+    assert r0["total"].item() == r1["total"].item() == 3.0
+    assert r0["steps"] == r1["steps"] == 8               # 64 samples / 2 ranks / batch 4
+    assert torch.equal(r0["restored"], r0["params"]) and torch.equal(r1["restored"], r1["params"])
+    assert r0["extra"]["epoch"] == 3
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["ckpt"]  # rank 0 wrote it
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_deepspeed_zero_trains_in_sync_and_restores_its_sharded_checkpoint(tmp_path, stage):
+    pytest.importorskip("deepspeed")
+    r0, r1 = _run(tmp_path, "deepspeed", stage)
+    assert torch.equal(r0["params"], r1["params"])
+    assert torch.equal(r0["restored"], r0["params"]) and torch.equal(r1["restored"], r1["params"])
+    assert r0["extra"]["epoch"] == 3
+    shards = sorted(p.name for p in (tmp_path / "merged" / "hpoc").iterdir())
+    assert "zero_pp_rank_0_mp_rank_00_optim_states.pt" in shards
+    assert "zero_pp_rank_1_mp_rank_00_optim_states.pt" in shards

@@ -1,0 +1,263 @@
+"""The Trainer API without Ray: default loop, metrics, checkpoints, resume, itwinai style."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import hpoc
+from hpoc.runtime import pipeline
+from hpoc.runtime.report import LocalReporter
+from hpoc.runtime.strategy import STATE_FILE, Strategy
+from hpoc.runtime.trainer import TrainerError, TrialInfo
+from runtime_plans import make_plan, write_toy
+
+torch.set_num_threads(1)
+CONFIG = {"lr": 0.02, "hidden": 16, "batch_size": 32, "epochs": 4}
+
+
+@pytest.fixture
+def toy(tmp_path):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    data = pipeline.load_data(plan)
+    return workdir, plan, data
+
+
+def trainer(workdir, name="ToyTrainer", **args):
+    return pipeline.import_target(f"toy:{name}", str(workdir))(**args)
+
+
+def test_default_loop_reports_metrics_that_match_a_manual_evaluation(toy, tmp_path):
+    workdir, plan, (train, val, _) = toy
+    history = trainer(workdir).run_local(CONFIG, (train, val), directory=tmp_path / "run", plan=plan)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert all({"train_loss", "val_loss", "val_accuracy"} <= set(r) for r in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # Evaluate the final checkpoint by hand: the same numbers, by the plain definitions.
+    last = sorted((tmp_path / "run").glob("checkpoint_*"))[-1]
+    state = torch.load(last / STATE_FILE, weights_only=False)
+    assert state["epoch"] == 4
+    model = trainer(workdir).create_model(CONFIG)
+    model.load_state_dict(state["model"])
+    model.eval()
+    with torch.no_grad():
+        logits = model(val[0])
+        loss = nn.functional.cross_entropy(logits, val[1]).item()
+        accuracy = int((logits.argmax(1) == val[1]).sum()) / len(val[1])
+    assert history[-1]["val_loss"] == pytest.approx(loss, rel=1e-5)
+    assert history[-1]["val_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+
+
+def test_same_seed_same_run_other_seed_other_run(toy, tmp_path):
+    workdir, plan, data = toy
+    runs = [trainer(workdir).run_local(CONFIG, data, directory=tmp_path / f"r{i}", plan=plan, seed=s)
+            for i, s in enumerate((5, 5, 6))]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+KILLED_RUN = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from hpoc.runtime import pipeline
+    from runtime_plans import make_plan
+    workdir, directory = sys.argv[1], sys.argv[2]
+    plan = make_plan(__import__("pathlib").Path(workdir), __import__("pathlib").Path(directory))
+    data = pipeline.load_data(plan)
+    trainer = pipeline.import_target("toy:KillAfterTrainer", workdir)(kill_after=3)
+    trainer.run_local({config}, data, directory=directory, plan=plan, seed=1)
+""")
+
+
+def test_a_killed_run_resumes_at_the_right_epoch_and_ends_as_if_never_killed(toy, tmp_path):
+    workdir, plan, data = toy
+    config = dict(CONFIG, epochs=6)
+    run_dir = tmp_path / "killed"
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN.format(config=repr(config)))
+    env = {"PYTHONPATH": str(Path(__file__).parent), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(script), str(workdir), str(run_dir)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr  # SIGKILL, mid-study
+    first = [json.loads(line)["epoch"] for line in (run_dir / "result.jsonl").read_text().splitlines()]
+    assert first == [1, 2, 3]
+
+    resumed = trainer(workdir).run_local(config, data, directory=run_dir, plan=plan, seed=1)
+    assert [r["epoch"] for r in resumed] == [4, 5, 6]
+
+    straight = trainer(workdir).run_local(config, data, directory=tmp_path / "straight", plan=plan, seed=1)
+    # model, optimizer, RNG (dropout) and data order all came back: identical numbers
+    assert resumed == straight[3:]
+    a = torch.load(sorted(run_dir.glob("checkpoint_*"))[-1] / STATE_FILE, weights_only=False)
+    b = torch.load(sorted((tmp_path / "straight").glob("checkpoint_*"))[-1] / STATE_FILE,
+                   weights_only=False)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_checkpoint_every_n_epochs_and_always_the_last(toy, tmp_path):
+    workdir, plan, data = toy
+    plan = dict(plan, checkpoint={"every": 2, "keep": None, "score_attribute": None, "score_order": None})
+    trainer(workdir).run_local(dict(CONFIG, epochs=5), data, directory=tmp_path / "run", plan=plan, keep=None)
+    epochs = [torch.load(p / STATE_FILE, weights_only=False)["epoch"]
+              for p in sorted((tmp_path / "run").glob("checkpoint_*"))]
+    assert epochs == [2, 4, 5]
+    plan["checkpoint"]["every"] = 0
+    trainer(workdir).run_local(dict(CONFIG, epochs=2), data, directory=tmp_path / "none", plan=plan)
+    assert not list((tmp_path / "none").glob("checkpoint_*"))
+
+
+class ItwinaiStyle(hpoc.Trainer):
+    """Written like the itwinai tutorial's RayTorchTrainer (minus the device moves)."""
+
+    def __init__(self, config=None, strategy="ddp", name=None, logger=None):
+        super().__init__()
+        self.logged = []
+
+    def create_model_loss_optimizer(self):
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.training_config["learning_rate"])
+        self.model, self.optimizer, _ = self.strategy.distributed(model, optimizer)
+        self.loss = nn.CrossEntropyLoss()
+
+    def log(self, value, name, kind="metric", step=None, **kw):
+        self.logged.append((name, step))
+        super().log(value, name, kind=kind, step=step)
+
+    def train(self, config, data):
+        self.training_config = config
+        self.strategy.init()
+        self.initialize_logger(hyperparams=self.training_config, rank=self.strategy.global_rank())
+        self.create_model_loss_optimizer()
+        self.create_dataloaders(train_dataset=data[0], validation_dataset=data[1], test_dataset=data[2])
+        for epoch in range(self.training_config["epochs"]):
+            if self.strategy.global_world_size() > 1:
+                self.set_epoch(epoch)
+            train_losses, val_losses = [], []
+            for images, labels in self.train_dataloader:
+                train_loss = self.loss(self.model(images), labels)
+                self.optimizer.zero_grad()
+                train_loss.backward()
+                self.optimizer.step()
+                train_losses.append(train_loss.detach().cpu().numpy())
+            for images, labels in self.validation_dataloader:
+                with torch.no_grad():
+                    val_loss = self.loss(self.model(images), labels)
+                val_losses.append(val_loss.detach().cpu().numpy())
+            self.log(sum(train_losses) / len(train_losses), "train_loss", kind="metric", step=epoch)
+            self.checkpoint_and_report(epoch, tuning_metrics={"loss": float(val_loss)},
+                                       checkpointing_data={"epoch": epoch, "val_loss": float(val_loss)})
+
+
+def test_an_itwinai_style_trainer_runs_unchanged(toy, tmp_path):
+    _, plan, data = toy
+    t = ItwinaiStyle(config={}, strategy="ddp")
+    history = t.run_local({"learning_rate": 1e-2, "batch_size": 32, "epochs": 3}, data,
+                          directory=tmp_path / "run", plan=plan)
+    assert [(r["epoch"], "loss" in r) for r in history] == [(1, True), (2, True), (3, True)]
+    assert t.logged[:3] == [("train_loss", 0), ("train_loss", 1), ("train_loss", 2)]
+    state = torch.load(sorted((tmp_path / "run").glob("checkpoint_*"))[-1] / STATE_FILE, weights_only=False)
+    assert state["data"] == {"epoch": 2, "val_loss": pytest.approx(history[-1]["loss"])}
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """A map-style dataset that is not tensors: goes through the DataLoader path."""
+
+    def __init__(self, x, y):
+        self.items = list(zip(x, y))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def test_dataloader_path_and_tensor_path_agree(toy, tmp_path):
+    workdir, plan, (train, val, _) = toy
+    results = {}
+    for kind, wrap in {"tensors": lambda d: d, "tensordataset": lambda d: torch.utils.data.TensorDataset(*d),
+                       "dataset": lambda d: ListDataset(*d)}.items():
+        t = trainer(workdir)
+        t.bind(config=dict(CONFIG, epochs=1), strategy=Strategy(), reporter=LocalReporter(tmp_path / kind),
+               plan=plan, trial=TrialInfo(seed=3), data=(wrap(train), wrap(val), None))
+        torch.manual_seed(0)
+        t.setup()
+        results[kind] = (type(t.train_dataloader).__name__, t.validation_epoch(0))
+        t.train_epoch(0)  # and training runs through either path
+    assert results["tensors"][0] == results["tensordataset"][0] == "TensorBatches"
+    assert results["dataset"][0] == "DeviceLoader"
+    assert results["tensors"][1] == results["tensordataset"][1]
+    assert results["dataset"][1]["val_accuracy"] == results["tensors"][1]["val_accuracy"]
+    assert results["dataset"][1]["val_loss"] == pytest.approx(results["tensors"][1]["val_loss"], rel=1e-6)
+
+
+def test_uint8_inputs_are_scaled_and_normalised_as_batches_are_made(tmp_path):
+    class Images(hpoc.Trainer):
+        normalize = (0.5, 0.25)
+
+        def create_model(self, config):
+            return nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+
+    x = torch.arange(8 * 4, dtype=torch.uint8).reshape(8, 1, 2, 2) * 7
+    y = torch.zeros(8, dtype=torch.long)
+    t = Images()
+    t.bind(config={"batch_size": 8, "epochs": 1}, strategy=Strategy(), reporter=LocalReporter(tmp_path),
+           plan=None, trial=TrialInfo(), data=((x, y), None, None))
+    t.setup()
+    (batch_x, batch_y), = list(t.train_dataloader)
+    order = t.train_dataloader.indices()
+    assert torch.allclose(batch_x, (x[order].float() / 255 - 0.5) / 0.25)
+    assert batch_x.dtype == torch.float32 and torch.equal(batch_y, y[order])
+
+
+def test_settings_that_are_missing_or_wrong_say_what_to_do(toy, tmp_path):
+    workdir, plan, data = toy
+    no_epochs = dict(CONFIG)
+    del no_epochs["epochs"]
+    with pytest.raises(TrainerError, match="add `epochs` to the study's constants"):
+        trainer(workdir).run_local(no_epochs, data, directory=tmp_path / "a")
+    with pytest.raises(TrainerError, match="unknown optimizer `rmsprop`"):
+        trainer(workdir).run_local(dict(CONFIG, optimizer="rmsprop"), data, directory=tmp_path / "b")
+
+    class NoModel(hpoc.Trainer):
+        pass
+
+    with pytest.raises(TrainerError, match=r"implement `create_model\(self, config\)`"):
+        NoModel().run_local(CONFIG, data, directory=tmp_path / "c")
+
+
+def test_epochs_fall_back_to_the_plans_stop_criterion(toy, tmp_path):
+    workdir, plan, data = toy
+    plan = dict(plan, trials=dict(plan["trials"], stop={"training_iteration": 2}))
+    no_epochs = {k: v for k, v in CONFIG.items() if k != "epochs"}
+    history = trainer(workdir).run_local(no_epochs, data, directory=tmp_path / "a", plan=plan)
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_default_optimizer_reads_nested_or_flat_settings(toy):
+    workdir, _, _ = toy
+    t = trainer(workdir)
+    t.strategy = Strategy()
+    model = nn.Linear(2, 2)
+    sgd = t.create_optimizer(model, {"optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.7}})
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["lr"] == 0.3 and sgd.param_groups[0]["momentum"] == 0.7
+    adam = t.create_optimizer(model, {"learning_rate": 0.01})
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["lr"] == 0.01
+
+
+def test_trial_seeds_follow_the_plan_seed_and_trial_index():
+    assert TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", 10).seed == 13
+    assert TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", 10, shard=1).seed == 13 + 100_003
+    assert TrialInfo.for_trial("46ff3_00002", "x", 0).index == 2
+    free = TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", None)
+    assert free.seed == TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", None).seed
+    assert not free.deterministic

@@ -128,3 +128,17 @@ def test_unwritable_output_is_a_user_error(tmp_path: Path, capsys: pytest.Captur
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"hpoc: error: {blocker / 'sub'}") and "Traceback" not in err
+
+
+def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\nobjective minimize f1\n')
+    assert main(["check", "--json", str(spec)]) == 2
+    diags = json.loads(capsys.readouterr().out)
+    assert [(d["severity"], d["code"], d["line"], d["col"]) for d in diags] == [
+        ("error", "HP204", 3, 24), ("warning", "HP801", 4, 20),
+    ]
+    assert diags[0]["message"] == "`num_samples` must be at least 1 (got 0)"
+    assert diags[0]["source_line"] == "trials { num_samples = 0 }"
+    assert main(["check", "--json", str(EXAMPLES["digits"])]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -12,11 +12,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="study file(s) (.hpo)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when a study is fine")
     p.add_argument("--no-warnings", action="store_true", help="do not print warnings")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the diagnostics as one JSON list on stdout (for editors and CI)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from hpoc.errors import run_reporting
 
+    if args.json:
+        return _json(args.specs)
     status = 0
     for spec in args.specs:
         status = max(status, run_reporting(lambda: _check(spec, args)))
@@ -39,3 +46,22 @@ def _check(spec: str, args: argparse.Namespace) -> int:
         for line in summarize(result.plan):
             print(f"  {line}")
     return 0
+
+
+def _json(specs: list[str]) -> int:
+    """Diagnostics of every spec as JSON: [{file, line, col, severity, code, message, ...}]."""
+    import dataclasses
+    import json
+
+    from hpoc.compiler import compile_path
+    from hpoc.errors import SpecError
+
+    out, status = [], 0
+    for spec in specs:
+        try:
+            diags = compile_path(spec).warnings
+        except SpecError as exc:
+            diags, status = exc.diagnostics, 2
+        out += [dataclasses.asdict(d) for d in diags]
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return status

@@ -356,7 +356,8 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
     grace = out["resume"]["grace_s"]
     if s["time_s"] is not None and out["resume"]["enabled"] and grace >= s["time_s"]:
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
-                 ch.spans.get("resume.grace", ch.spans.get("slurm.time")))  # fmt: skip
+                 ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
+                 help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
     for i, flag in enumerate(s["extra"]):
         name = flag.split("=", 1)[0].split()[0] if flag.strip() else ""
         if not name.startswith("-"):

@@ -109,14 +109,22 @@ def test_learning_curves_mark_stopped_and_failed_trials(single):
     ax = fig.axes[0]
     assert ax.get_title() == "val_loss (lower is better)"
     assert ax.get_xlabel() == "epoch (training iteration)" and ax.get_ylabel() == "val_loss"
-    markers = [ln.get_marker() for ln in ax.get_lines()]
+    def points(marker):
+        return [p for ln in ax.get_lines() if ln.get_marker() == marker
+                for p in zip(ln.get_xdata(), ln.get_ydata())]
+
     drawn = [t for t in results.trials if t.value("val_loss") is not None]
-    assert markers.count("x") == sum(t.stopped_early for t in drawn) > 0
-    assert markers.count("X") == sum(t.status == "ERROR" for t in drawn) > 0
-    assert markers.count("*") == 1
+    stopped = [t for t in drawn if t.stopped_early]
+    failed = [t for t in drawn if t.status == "ERROR"]
+    assert stopped and failed
+    assert sorted(points("x")) == sorted((t.epochs, t.value("val_loss")) for t in stopped)
+    assert sorted(points("X")) == sorted((t.epochs, t.value("val_loss")) for t in failed)
+    assert points("*") == [(ranking.best.epochs, ranking.value(ranking.best))]
     # Stopped trials end early on the x axis.
-    ends = {ln.get_xdata()[-1] for ln in ax.get_lines() if ln.get_marker() == "x"}
-    assert ends and max(ends) < results.max_epochs
+    assert max(x for x, _ in points("x")) < results.max_epochs
+    # Every other trial is one line of the collection; failed ones dashed.
+    (lines,) = ax.collections
+    assert len(lines.get_segments()) == len(drawn) - 1
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "stopped early by scheduler" in legend
 
@@ -140,11 +148,14 @@ def test_parallel_coordinates_is_coloured_by_objective(single):
         "batch_size", "optimizer.name", "optimizer.lr (log)", "dropout", "val_loss"]
     assert bar.get_ylabel() == "val_loss (lower is better)"
     scored = [t for t in results.trials if ranking.value(t) is not None]
-    trial_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 5]  # not the axes
-    assert len(trial_lines) == len(scored)
-    # Lines are coloured by the objective: the best trial's line is drawn last, brightest.
-    colours = {tuple(ln.get_color()) for ln in trial_lines}
-    assert len(colours) > 1
+    (lines,) = ax.collections
+    assert len(lines.get_segments()) == len(scored)
+    assert all(len(seg) == 5 for seg in lines.get_segments())  # 4 parameters + objective
+    # Coloured by the objective; the best trial is drawn last (on top) in the brightest colour.
+    colours = [tuple(c) for c in lines.get_colors()]
+    assert len(set(colours)) > 1
+    best_y = lines.get_segments()[-1][-1][1]
+    assert best_y == pytest.approx(0.0)  # objective axis: 0 = lowest val_loss
 
 
 def test_best_so_far_never_gets_worse(single):

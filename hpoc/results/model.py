@@ -113,6 +113,7 @@ class Results:
     plan: dict[str, Any] | None = None
     max_epochs: int | None = None   # what a trial that ran to the end reports
     warnings: list[str] = field(default_factory=list)
+    _names: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def sharded(self) -> bool:
@@ -127,11 +128,16 @@ class Results:
 
     def metric_names(self) -> list[str]:
         """Every user metric some trial reported; objective metrics first."""
-        names = {m.name: None for m in self.metrics}
-        for trial in self.trials:
-            for name in trial.metric_names():
-                names.setdefault(name)
-        return [n for n in names if any(t.value(n) is not None for t in self.trials)]
+        key = (len(self.trials), tuple(self.metrics))
+        if self._names is None or self._names[0] != key:  # cached: asked for per row
+            names = {m.name: None for m in self.metrics}
+            seen: set[str] = set()
+            for trial in self.trials:
+                for name in trial.metric_names():
+                    names.setdefault(name)
+                    seen.add(name)
+            self._names = (key, [n for n in names if n in seen])
+        return list(self._names[1])
 
     def space(self) -> list[dict[str, Any]]:
         return list(self.plan["space"]["params"]) if self.plan else []

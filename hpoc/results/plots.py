@@ -146,24 +146,44 @@ def learning_curves_figure(results: Results, ranking: Ranking):
               for i, t in enumerate(trials)}
     alpha = 0.9 if len(trials) <= 20 else 0.5
     best = ranking.best
+    from matplotlib.collections import LineCollection
+
     for ax, metric in zip(axes, metrics):
+        # One collection for all lines and one marker series per kind: thousands of trials
+        # still draw in about a second.
+        segments, seg_colors, seg_styles = [], [], []
+        stopped: list[tuple[float, float]] = []
+        failed: list[tuple[float, float]] = []
+        best_curve = None
         for trial in trials:
             xs, ys = _curve(trial, metric)
             if not xs:
                 continue
-            is_best = best is not None and trial is best
-            color = colors[trial.trial_id + str(trial.shard)]
-            ax.plot(xs, ys, color=color, alpha=1.0 if is_best else alpha,
-                    linewidth=2.6 if is_best else 1.2,
-                    linestyle="--" if trial.status == "ERROR" else "-", zorder=3 if is_best else 2)
+            if best is not None and trial is best:
+                best_curve = (xs, ys, colors[trial.trial_id + str(trial.shard)])
+            else:
+                segments.append(list(zip(xs, ys)))
+                seg_colors.append(colors[trial.trial_id + str(trial.shard)])
+                seg_styles.append("--" if trial.status == "ERROR" else "-")
             if trial.stopped_early:
-                ax.plot(xs[-1], ys[-1], marker="x", markersize=9, markeredgewidth=2,
-                        color="black", zorder=4)
+                stopped.append((xs[-1], ys[-1]))
             elif trial.status == "ERROR":
-                ax.plot(xs[-1], ys[-1], marker="X", markersize=9, color="#d62728", zorder=4)
-            if is_best:
-                ax.plot(xs[-1], ys[-1], marker="*", markersize=14, color="gold",
-                        markeredgecolor="black", zorder=5)
+                failed.append((xs[-1], ys[-1]))
+        if segments:
+            ax.add_collection(LineCollection(segments, colors=seg_colors, linestyles=seg_styles,
+                                             linewidths=1.2, alpha=alpha, zorder=2))
+        if best_curve is not None:
+            xs, ys, color = best_curve
+            ax.plot(xs, ys, color=color, linewidth=2.6, zorder=3)
+            ax.plot(xs[-1:], ys[-1:], marker="*", markersize=14, color="gold",
+                    markeredgecolor="black", linestyle="none", zorder=5)
+        if stopped:
+            ax.plot([p[0] for p in stopped], [p[1] for p in stopped], marker="x",
+                    markersize=9, markeredgewidth=2, color="black", linestyle="none", zorder=4)
+        if failed:
+            ax.plot([p[0] for p in failed], [p[1] for p in failed], marker="X", markersize=9,
+                    color="#d62728", linestyle="none", zorder=4)
+        ax.autoscale_view()
         objective = results.metric(metric)
         ax.set_title(metric + (f" ({direction(objective.mode)})" if objective else ""))
         ax.set_xlabel("epoch (training iteration)")
@@ -303,11 +323,14 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     norm = Normalize(vmin=lo, vmax=hi)
     order = sorted(range(len(scored)), key=lambda i: values[i], reverse=ranking.mode == "min")
     xs = list(range(len(columns)))
+    from matplotlib.collections import LineCollection
+
+    lines = []
     for i in order:
-        ys = [col[1][i] for col in columns]
-        pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=cmap(norm(values[i])),
-                alpha=0.85, linewidth=1.6)
+        pts = [(x, col[1][i]) for x, col in zip(xs, columns) if col[1][i] is not None]
+        lines.append(pts)
+    ax.add_collection(LineCollection(lines, colors=[cmap(norm(values[i])) for i in order],
+                                     linewidths=1.6, alpha=0.85))
     for x, (name, _, ticks) in zip(xs, columns):
         ax.axvline(x, color="black", linewidth=0.8)
         for y, text in ticks:
@@ -428,17 +451,26 @@ def timeline_figure(results: Results, ranking: Ranking):
 
     cmap = colormaps["tab10"]
     shard_ids = sorted({t.shard for t in spans})
+    bars: dict[bool, list[tuple[int, float, float, Any]]] = {False: [], True: []}
     for y, trial in enumerate(spans):
         left = (trial.start_ts - t0) / unit
         width = max((trial.end_ts - trial.start_ts) / unit, span / unit / 400)
         color = cmap(shard_ids.index(trial.shard) % 10) if results.sharded \
             else STATUS_COLORS.get(status_label(trial), "#333")
-        ax.barh(y, width, left=left, height=0.7, color=color,
-                edgecolor="#d62728" if trial.status == "ERROR" else "none",
-                hatch="//" if trial.status == "ERROR" else None, linewidth=1.2)
-    ax.set_yticks(range(len(spans)))
-    labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in spans]
-    ax.set_yticklabels(labels, fontsize="x-small" if len(spans) > 20 else "small")
+        bars[trial.status == "ERROR"].append((y, width, left, color))
+    for failed, group in bars.items():
+        if group:  # one call per kind: fast with thousands of trials
+            ax.barh([g[0] for g in group], [g[1] for g in group], left=[g[2] for g in group],
+                    height=0.7, color=[g[3] for g in group],
+                    edgecolor="#d62728" if failed else "none", hatch="//" if failed else None,
+                    linewidth=1.2)
+    if len(spans) <= 60:
+        ax.set_yticks(range(len(spans)))
+        labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in spans]
+        ax.set_yticklabels(labels, fontsize="x-small" if len(spans) > 20 else "small")
+    else:  # too many to name: one row per trial, unlabelled
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(spans)} trials" + (", grouped by shard" if results.sharded else ""))
     ax.invert_yaxis()
     ax.set_xlabel(f"time since study start ({unit_name})")
     ax.grid(True, axis="x", alpha=0.3)

@@ -350,3 +350,8 @@ def test_shards_that_have_not_started_are_reported(data, tmp_path, capsys):
     assert code == 0
     assert "shard 2:" in err and "does not exist yet" in err
     assert "across 2 shards" in out
+
+
+def test_history_without_json_is_refused(tmp_path, capsys):
+    code, out, err = cli(capsys, tmp_path, "--csv", "--history")
+    assert code == 2 and out == "" and "--history only applies to --json" in err

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from hpoc.results import ResultsError
     from hpoc.results import export, table
 
+    if args.history and not args.json:
+        print("hpoc results: error: --history only applies to --json output", file=sys.stderr)
+        return 2
     try:
         results, ranking = load_ranked(args)
     except ResultsError as exc:

@@ -1,0 +1,165 @@
+"""`hpoc submit`: the plan -> submitit mapping, dry runs, and real jobs (local SLURM, local)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hpoc.submit import SubmitError, load_target, prepare
+from hpoc.submit.params import describe, extra_parameters
+from slurm_plans import FULL_SITE, plan
+from submit_support import (hpoc, log_tail, ray_processes, reports, scontrol, squeue_ids, summary,
+                            wait_done, write_study)
+
+
+# ---------------------------------------------------------------- the mapping (no cluster)
+
+
+def test_a_full_site_plan_maps_onto_submitit_parameters():
+    p = plan(**FULL_SITE)
+    sub = describe(p, "/p/project/hpo/build/plan.json", "slurm")
+    params = sub.parameters
+    assert sub.executor == "SlurmExecutor" and sub.folder == "/p/project/hpo/build/logs/%j"
+    assert (params["nodes"], params["ntasks_per_node"], params["cpus_per_task"]) == (4, 1, 32)
+    assert params["gres"] == "gpu:4" and params["mem"] == "256G"
+    assert (params["partition"], params["account"], params["qos"], params["constraint"]) == \
+        ("booster", "hpo-proj", "normal", "gpu&ib")
+    assert params["time"] == 24 * 60  # minutes, as submitit counts walltime
+    assert params["signal_delay_s"] == 300  # resume.grace_s
+    assert params["additional_parameters"] == {"exclusive": True, "mail-type": "END", "requeue": True}
+    # srun does not inherit --cpus-per-task; the GPUs go to the step too
+    assert params["srun_args"] == ["--kill-on-bad-exit=0", "--cpus-per-task=32", "--gres=gpu:4"]
+    assert params["array_parallelism"] == 2 and sub.shards == [0, 1, 2, 3] and sub.array
+    # site setup first, then the spec's environment (quoted), the NIC, the workdir
+    setup = params["setup"]
+    assert setup[:2] == ["module load Stages/2025 Python", "source /p/project/hpo/venv/bin/activate"]
+    assert "export MSG='it'\"'\"'s a $test'" in setup
+    assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in setup
+    assert setup.index("cd '/p/project/hpo/my study'") > setup.index("export NCCL_DEBUG=WARN")
+    # the interpreter runs in the container, with the workdir and storage bound
+    assert sub.python.startswith("apptainer exec $hpoc_gpu_flag --bind '/p/project/hpo/my study' "
+                                 "--bind /p/scratch/hpo/ray_results ")
+    assert sub.python.endswith("'/p/images/torch ray.sif' python3")
+    assert params["comment"].startswith("hpoc:") and len(params["comment"]) == 17
+
+
+def test_resume_off_means_no_signal_and_no_requeue():
+    params = describe(plan(resume={"enabled": False}), "/b/plan.json", "slurm").parameters
+    assert "signal_delay_s" not in params
+    assert "requeue" not in (params.get("additional_parameters") or {})
+
+
+def test_the_local_executor_runs_one_node_with_the_time_limit():
+    sub = describe(plan(slurm={"nodes": 3, "time_s": 90}), "/b/plan.json", "local")
+    assert sub.executor == "LocalExecutor"
+    assert sub.parameters["timeout_min"] == 2 and sub.parameters["nodes"] == 1
+    assert any("ignored" in n for n in sub.notes)
+
+
+def test_a_study_without_slurm_block_cannot_go_to_slurm():
+    with pytest.raises(SubmitError, match="no `slurm` block") as info:
+        describe(plan(slurm=None), "/b/plan.json", "slurm")
+    assert info.value.exit_code == 2
+    assert describe(plan(slurm=None), "/b/plan.json", "local").executor == "LocalExecutor"
+
+
+def test_extra_flags_must_be_long_options():
+    assert extra_parameters(["--exclusive", "--mail-user=a@b.c"]) == {"exclusive": True, "mail-user": "a@b.c"}
+    with pytest.raises(SubmitError):
+        extra_parameters(["-N 2"])
+
+
+def test_hpoc_submit_is_callable_as_documented(tmp_path):
+    import hpoc
+
+    spec = write_study(tmp_path / "s", "callable", slurm=False)
+    sub = hpoc.submit(spec, cluster="local", dry_run=True, out=tmp_path / "build")
+    import hpoc.submit  # binds the module to the name; still callable
+
+    again = hpoc.submit(spec, cluster="local", dry_run=True, out=tmp_path / "build")
+    assert sub.parameters == again.parameters and sub.plan_path == str(tmp_path / "build" / "plan.json")
+    assert (tmp_path / "build" / "plan.json").is_file()
+
+
+# ---------------------------------------------------------------- dry run (real sbatch around)
+
+
+@pytest.mark.slurm
+def test_dry_run_prints_exactly_what_would_be_sent_and_submits_nothing(tmp_path):
+    spec = write_study(tmp_path / "s", "dry", nodes=2, shards=2, parallel=1, num_samples=4)
+    before = squeue_ids()
+    run = hpoc("submit", str(spec), "--dry-run", "-o", str(tmp_path / "build"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "dry run: nothing submitted" in out and "cluster:    slurm" in out
+    assert "shards:     2 as one job array, 1 at a time" in out
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --cpus-per-task=1",
+                 "#SBATCH --mem=1G", "#SBATCH --time=10", "#SBATCH --signal=USR2@30",
+                 "#SBATCH --requeue", "#SBATCH --array=0-1%1", "#SBATCH --job-name=dry"):
+        assert line in out.splitlines(), line
+    srun = next(ln for ln in out.splitlines() if ln.startswith("srun "))
+    assert "--cpus-per-task=1" in shlex.split(srun)
+    assert squeue_ids() == before
+    build = tmp_path / "build"
+    assert not (build / "jobs.json").exists() and not (build / "logs").exists()
+    assert not (tmp_path / "s" / "results").exists()
+
+
+# ---------------------------------------------------------------- real jobs
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_two_node_study_completes_on_the_local_slurm_cluster(tmp_path):
+    spec = write_study(tmp_path / "s", "twonode", nodes=2, num_samples=3, max_concurrent=2)
+    run = hpoc("submit", str(spec), "-o", str(tmp_path / "build"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    job_id = run.stdout.split("job ")[1].split()[0]
+    logs = tmp_path / "build" / "logs" / job_id
+    assert f"logs {logs}/" in run.stdout
+    (record,) = wait_done([job_id], 300, tmp_path / "build")
+    assert record["JobState"] == "COMPLETED", log_tail(logs)
+    out = (logs / f"{job_id}_0_log.out").read_text()
+    assert "hpoc: cluster ready nodes=2 cpus=2 gpus=0" in out
+    assert "hpoc: study driver exited with status 0" in out
+    ray_logs = sorted(logs.glob("ray-*.log"))  # one per node, named after it
+    assert len(ray_logs) == 2 and all("hpoc: ray " in p.read_text() for p in ray_logs)
+    exp = tmp_path / "s" / "results" / "twonode"
+    s = summary(exp)
+    assert s["status_counts"] == {"TERMINATED": 3} and s["interrupted"] is False
+    assert all([r["epoch"] for r in rows] == [1, 2] for rows in reports(exp).values())
+    # nothing of the job is left: Ray processes, node-local dir, token rendezvous
+    assert ray_processes(record["JobId"]) == []
+    assert not Path(f"/tmp/hpoc-{job_id}").exists()
+    assert not list(logs.glob(".hpoc-rdv*"))
+    # status of a finished study, by build directory and by job id
+    status = hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path)
+    data = json.loads(status.stdout)
+    assert data["state"] == "finished" and data["totals"] == {"done": 3, "running": 0, "pending": 0,
+                                                              "errored": 0}
+    assert data["shards"][0]["job"]["state"] == "COMPLETED"
+    assert data["best"]["value"] == max(t["metrics"]["val_accuracy"] for t in s["trials"])
+    by_id = hpoc("status", job_id, cwd=tmp_path)
+    assert by_id.returncode == 0 and "study `twonode`: finished" in by_id.stdout
+    # a finished study is not submitted again
+    again = hpoc("submit", str(tmp_path / "build"), cwd=tmp_path)
+    assert again.returncode == 0 and "nothing submitted" in again.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_cluster_local_runs_the_same_jobs_on_this_machine(tmp_path):
+    spec = write_study(tmp_path / "s", "localrun", num_samples=2, max_concurrent=1, slurm=False)
+    run = hpoc("submit", str(spec), "--cluster", "local", "-o", str(tmp_path / "build"), cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr + log_tail(tmp_path / "build")
+    assert "submitted study `localrun` (local)" in run.stdout
+    assert "shard 0: job " in run.stderr and ": finished" in run.stderr
+    s = summary(tmp_path / "s" / "results" / "localrun")
+    assert s["status_counts"] == {"TERMINATED": 2}
+    records = json.loads((tmp_path / "build" / "jobs.json").read_text())
+    assert records[-1]["cluster"] == "local" and records[-1]["jobs"][0]["shard"] == 0

@@ -47,8 +47,12 @@ def compile_text(text: str, filename: str, workdir: str, sha256: str | None = No
 
 
 def compile_path(path: str | os.PathLike[str]) -> Result:
-    """Full result (plan, warnings, AST) for a spec file."""
+    """Full result (plan, warnings, AST) for a spec file (.hpo, or an itwinai .yaml/.yml)."""
     from hpoc.dsl.parse import read_spec
+    from hpoc.yaml import compile_yaml, is_yaml
+
+    if is_yaml(path):
+        return compile_yaml(path)
 
     text, digest = read_spec(path)
     workdir = os.path.dirname(os.path.abspath(path))
@@ -71,6 +75,11 @@ def compile_source(text: str, filename: str = "study.hpo", workdir: str = ".") -
 def parse_file(path: str | os.PathLike[str]) -> Any:
     """The AST of a spec file (raises SpecSyntaxError)."""
     from hpoc.dsl.parse import parse, read_spec
+    from hpoc.yaml import is_yaml, read, translate
+
+    if is_yaml(path):
+        text, _ = read(path)
+        return translate(text, str(path), os.path.dirname(os.path.abspath(path))).study
 
     text, _ = read_spec(path)
     return parse(text, str(path))

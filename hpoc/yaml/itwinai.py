@@ -1,0 +1,414 @@
+"""An itwinai HPO config (`ray_training_pipeline`) → the Study AST a .hpo file would give.
+
+    ray_training_pipeline:
+      class_path: itwinai.pipeline.Pipeline
+      init_args:
+        steps:
+          - class_path: data.FashionMNISTGetter            -> pipeline.getter
+          - class_path: data.FashionMNISTSplitter          -> pipeline.splitter
+            init_args: {train_proportion: 0.9, ...}
+          - class_path: trainer.MyRayTorchTrainer          -> pipeline.trainer
+            init_args:
+              config:
+                scaling_config: {num_workers, use_gpu, resources_per_worker}  -> resources
+                train_loop_config: {...}                   -> space
+                tune_config: {num_samples, scheduler, search_alg}  -> trials, scheduler, search, objective
+                run_config: {storage_path, name}           -> storage (and the study name)
+              strategy: ddp                                 -> resources.strategy
+              logger: {LoggersCollection of MLFlowLogger}   -> logger mlflow
+
+Steps may also be written in the hydra style of newer itwinai (`_target_:` with the
+arguments beside it). Class paths such as `data.FashionMNISTGetter` name modules beside
+the config (the plan's workdir is the config's directory).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hpoc.compiler import tables as T
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean, one_of
+from hpoc.yaml.build import (
+    DEFAULTED,
+    IGNORED,
+    MISSING,
+    SUBSTITUTED,
+    TYPE,
+    UNKNOWN,
+    VALUE,
+    Builder,
+    block,
+)
+from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
+from hpoc.yaml.space import read_space
+from hpoc.yaml.tune import read_tune
+
+PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
+CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq")
+TRAINER_OWN = ("config", "strategy", "logger")
+LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
+_TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class Step:
+    """One pipeline step: its class path and init arguments (with spans)."""
+
+    def __init__(self, target: str, span: A.Span, args: YMap | None, node: YMap):
+        self.target, self.span, self.args, self.node = target, span, args, node
+
+    @property
+    def class_name(self) -> str:
+        return self.target.rsplit(".", 1)[-1]
+
+    def arg(self, key: str) -> YNode | None:
+        return self.args.get(key) if self.args is not None else None
+
+
+def translate(b: Builder, doc: YNode) -> A.Study:
+    """The Study for a parsed YAML document; problems go to `b.diagnostics`."""
+    study = A.Study((), b.file)
+    if not isinstance(doc, YMap):
+        b.error(TYPE, f"the config must be a mapping with the pipeline, not {describe(doc)}", doc.span,
+                help="start the file with `ray_training_pipeline:`")
+        return study
+    found = _find_pipeline(b, doc)
+    if found is None:
+        return study
+    key, kspan, pipeline = found
+    steps = _steps(b, pipeline, key)
+    if not steps:
+        if b.ok:
+            b.error(MISSING, f"`{key}` has no steps", kspan, help="list getter, splitter and trainer under `steps`")
+        return study
+    roles = _roles(b, steps, key, kspan)
+    if "trainer" not in roles:
+        return study
+    return _study(b, roles, kspan)
+
+
+def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
+    candidates = [(k, ks, v) for k, ks, v in doc.entries if isinstance(v, YMap) and _is_pipeline(v)]
+    if len(candidates) > 1:
+        with_config = [c for c in candidates if any("config" in (s.args.index if s.args else {})
+                                                    for s in _steps(Builder(b.file), c[2], c[0]))]
+        candidates = with_config or candidates
+    if not candidates:
+        keys = doc.keys()
+        close = did_you_mean(keys[0], PIPELINE_KEYS) if keys else None
+        b.error(MISSING, "no itwinai pipeline in this file", doc.span,
+                help=close or "the config needs `ray_training_pipeline:` with `class_path: itwinai.pipeline.Pipeline`"
+                " and `init_args: {steps: [...]}`")
+        return None
+    if len(candidates) > 1:
+        b.error(VALUE, f"several pipelines in this file: {one_of(c[0] for c in candidates)}", candidates[1][1],
+                help="keep the HPO pipeline only (hpoc compiles one study per file)")
+        return None
+    return candidates[0]
+
+
+def _is_pipeline(node: YMap) -> bool:
+    target = node.get("class_path") or node.get("_target_")
+    if isinstance(target, YScalar) and isinstance(target.value, str) and target.value.endswith("Pipeline"):
+        return True
+    args = node.get("init_args")
+    return "steps" in node.index or (isinstance(args, YMap) and "steps" in args.index)
+
+
+def _steps(b: Builder, pipeline: YMap, key: str) -> list[Step]:
+    style = "class_path" if "class_path" in pipeline.index else "_target_"
+    b.check_keys(pipeline, ("class_path", "init_args") if style == "class_path" else ("_target_", "steps", "name"),
+                 f"`{key}`")
+    args = b.mapping(pipeline.get("init_args"), "`init_args`") if style == "class_path" else pipeline
+    node = args.get("steps") if args is not None else None
+    if node is None:
+        return []
+    items: list[YNode]
+    if isinstance(node, YSeq):
+        items = list(node.items)
+    elif isinstance(node, YMap):  # itwinai accepts named steps too
+        items = [v for _, _, v in node.entries]
+    else:
+        b.error(TYPE, f"`steps` must be a list, not {describe(node)}", node.span)
+        return []
+    out = []
+    for item in items:
+        step = _step(b, item)
+        if step is not None:
+            out.append(step)
+    return out
+
+
+def _step(b: Builder, node: YNode) -> Step | None:
+    if not isinstance(node, YMap):
+        b.error(TYPE, f"a step must be a mapping with `class_path`, not {describe(node)}", node.span)
+        return None
+    if "class_path" in node.index:
+        b.check_keys(node, ("class_path", "init_args"), "a step",
+                     homes={k: "init_args" for k in node.keys()})
+        target_node, args = node.get("class_path"), b.mapping(node.get("init_args"), "`init_args`")
+    elif "_target_" in node.index:
+        target_node = node.get("_target_")
+        rest = tuple(e for e in node.entries if e[0] != "_target_")
+        args = YMap(rest, node.span, {k: i for i, (k, _, _) in enumerate(rest)})
+    else:
+        b.error(MISSING, "a step needs `class_path`", node.span,
+                help="write `class_path: module.ClassName` (and its arguments under `init_args`)")
+        return None
+    target = b.word(target_node, "`class_path`")
+    if target is None or target_node is None:
+        return None
+    if not _TARGET.fullmatch(target):
+        b.error(VALUE, f'`class_path` is not a Python class path: "{target}"', target_node.span,
+                help="write `module.ClassName`, e.g. `data.FashionMNISTGetter` for data.py beside the config")
+        return None
+    return Step(target, target_node.span, args, node)
+
+
+def _roles(b: Builder, steps: list[Step], key: str, kspan: A.Span) -> dict[str, Step]:
+    trainers = [i for i, s in enumerate(steps) if s.arg("config") is not None or s.class_name.endswith("Trainer")]
+    if not trainers:
+        b.error(MISSING, f"`{key}` has no trainer step", kspan,
+                help="the last step should be your RayTorchTrainer subclass with `init_args: {config: ...}`")
+        return {}
+    t = trainers[-1]
+    before, after = steps[:t], steps[t + 1:]
+    for s in after:
+        b.warn(IGNORED, f"step `{s.target}` after the trainer is not run: hpoc runs getter → splitter → trainer",
+               s.span, help="remove it, or run it on the study's results afterwards")
+    roles = {"trainer": steps[t]}
+    if len(before) > 2:
+        for s in before[:-2]:
+            b.error(VALUE, f"step `{s.target}`: hpoc pipelines have at most a getter and a splitter "
+                    "before the trainer", s.span, help="merge the data steps into the getter")
+        before = before[-2:]
+    if len(before) == 2:
+        roles["getter"], roles["splitter"] = before
+    elif len(before) == 1:
+        s = before[0]
+        is_split = "Split" in s.class_name or any(a in (s.args.index if s.args else {})
+                                                   for a in ("train_proportion", "validation_proportion"))
+        roles["splitter" if is_split else "getter"] = s
+    return roles
+
+
+def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
+    trainer = roles["trainer"]
+    config = b.mapping(trainer.arg("config"), "`config` of the trainer")
+    if config is None:
+        b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,
+                help="add `config:` with `scaling_config`, `train_loop_config`, `tune_config` and `run_config`")
+        config = YMap((), trainer.span, {})
+    b.check_keys(config, CONFIG_KEYS, "the trainer's `config`",
+                 homes={"num_samples": "tune_config", "scheduler": "tune_config", "search_alg": "tune_config",
+                        "storage_path": "run_config", "num_workers": "scaling_config"})
+    space_settings, params = read_space(b, b.mapping(config.get("train_loop_config"), "`train_loop_config`"))
+    tune = read_tune(b, config, params)
+
+    items: list[A.Item] = []
+    name, name_span = _study_name(b, tune.run_name, tune.run_name_span, kspan)
+    items.append(A.Block("study", A.String(name, span=name_span), None, kind_span=name_span, span=name_span))
+    items.append(block("pipeline", _pipeline(b, roles), kspan))
+    if space_settings:
+        items.append(block("space", space_settings, config.key_span("train_loop_config")))
+    if tune.objective is not None:
+        items.append(tune.objective)
+    if tune.trials:
+        items.append(block("trials", tune.trials, tune.trials_span))
+    if tune.search is not None:
+        items.append(tune.search)
+    if tune.scheduler is not None:
+        items.append(tune.scheduler)
+    resources = _resources(b, config, trainer)
+    if resources:
+        items.append(block("resources", resources, config.key_span("scaling_config") or trainer.span))
+    freq = config.get("checkpoint_freq")
+    if tune.checkpoint is not None:
+        items.append(tune.checkpoint)
+    elif freq is not None:
+        items.append(block("checkpoint", [b.setting("every", b.value(freq), config.key_span("checkpoint_freq"))],
+                           config.key_span("checkpoint_freq")))
+    if tune.failure is not None:
+        items.append(tune.failure)
+    storage = list(tune.storage)
+    if tune.run_name is not None and tune.run_name != name:
+        storage.append(b.setting("name", A.String(name, span=tune.run_name_span), tune.run_name_span))
+    if storage:
+        items.append(block("storage", storage, tune.storage_span))
+    items.extend(_loggers(b, trainer))
+    return A.Study(tuple(items), b.file)
+
+
+def _study_name(b: Builder, run_name: str | None, span: A.Span | None, kspan: A.Span) -> tuple[str, A.Span]:
+    """The run name (it names directories and SLURM jobs), made safe for both."""
+    if run_name is None:
+        import os
+
+        base = os.path.basename(os.path.dirname(os.path.abspath(b.file))) or "study"
+        name = _NAME_BAD.sub("-", base).strip("-._") or "study"
+        b.warn(DEFAULTED, f'`run_config` has no `name`: the study is called "{name}" '
+               "(after the config's directory)", kspan, help="add `run_config: {name: my-study}`")
+        return name, kspan
+    name = _NAME_BAD.sub("-", run_name).strip("-._") or "study"
+    if not name[0].isalnum():
+        name = "s" + name
+    if name != run_name:
+        b.warn(SUBSTITUTED, f'run name "{run_name}" is used as "{name}"', span,
+               help="names directories and jobs: use letters, digits, `.`, `_` and `-`")
+    return name, span or kspan
+
+
+def _pipeline(b: Builder, roles: dict[str, Step]) -> list[A.Item]:
+    out: list[A.Item] = []
+    for role in ("getter", "splitter", "trainer"):
+        step = roles.get(role)
+        if step is None:
+            continue
+        module, _, cls = step.target.rpartition(".")
+        func = f"{module}:{cls}"
+        args = step.args
+        if role == "trainer" and args is not None:
+            rest = tuple(e for e in args.entries if e[0] not in TRAINER_OWN)
+            args = YMap(rest, args.span, {k: i for i, (k, _, _) in enumerate(rest)})
+        kwargs = b.kwargs(args, f"`{step.target}`")
+        value: A.Value
+        if kwargs:
+            value = A.Call(func, (), kwargs, func_span=step.span, span=step.span)
+        else:
+            value = A.Ref(func, span=step.span)
+        out.append(b.setting(role, value, step.span))
+    return out
+
+
+def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
+    out: list[A.Item] = []
+    sc = b.mapping(config.get("scaling_config"), "`scaling_config`")
+    if sc is not None:
+        ignored = ("trainer_resources", "placement_strategy", "accelerator_type")
+        b.check_keys(sc, ("num_workers", "use_gpu", "resources_per_worker", *ignored), "`scaling_config`")
+        for key in ignored:
+            if key in sc.index:
+                b.warn(IGNORED, f"`{key}` is ignored: hpoc places workers itself", sc.key_span(key),
+                       help=f"remove `{key}`")
+        if "num_workers" in sc.index:
+            out.append(b.setting("workers", b.value(sc.get("num_workers")), sc.key_span("num_workers")))  # type: ignore[arg-type]
+        out.extend(_per_worker(b, sc))
+    strategy = trainer.arg("strategy")
+    if strategy is not None:
+        word = b.word(strategy, "`strategy`")
+        if word is not None:
+            kind = word.strip().lower()
+            if kind == "horovod":
+                b.error(VALUE, "the `horovod` strategy is not supported", strategy.span,
+                        help="use `strategy: ddp` (or `deepspeed`); the trainer code stays the same")
+            elif kind not in ("ddp", "deepspeed"):
+                b.error(VALUE, f"unknown strategy `{word}`", strategy.span,
+                        help=did_you_mean(kind, ["ddp", "deepspeed"]) or "use `ddp` or `deepspeed`")
+            else:
+                out.append(b.setting("strategy", A.Ref(kind, span=strategy.span), trainer.args.key_span("strategy")))  # type: ignore[union-attr]
+    return out
+
+
+def _per_worker(b: Builder, sc: YMap) -> list[A.Item]:
+    out: list[A.Item] = []
+    use_gpu_node = sc.get("use_gpu")
+    use_gpu: Any = None
+    if use_gpu_node is not None:
+        if isinstance(use_gpu_node, YScalar) and isinstance(use_gpu_node.value, bool):
+            use_gpu = use_gpu_node.value
+        else:
+            b.error(TYPE, f"`use_gpu` must be `true` or `false`, not {describe(use_gpu_node)}", use_gpu_node.span)
+    rpw = b.mapping(sc.get("resources_per_worker"), "`resources_per_worker`")
+    cpu = gpu = None
+    if rpw is not None:
+        for key, kspan, value in rpw.entries:
+            if key.upper() == "CPU":
+                cpu = (kspan, value)
+            elif key.upper() == "GPU":
+                gpu = (kspan, value)
+            else:
+                b.error(UNKNOWN, f"custom resource `{key}` is not supported", kspan,
+                        help="give workers `CPU` and `GPU` only")
+    if cpu is not None:
+        out.append(b.setting("cpus_per_worker", b.value(cpu[1]), cpu[0]))
+    gpu_value = gpu[1].value if gpu is not None and isinstance(gpu[1], YScalar) else None
+    if gpu is not None:
+        if use_gpu is True and gpu_value == 0:
+            b.error(VALUE, "`use_gpu` is true but `resources_per_worker` gives workers no GPU", gpu[0],
+                    help="set `GPU: 1` (or `use_gpu: false`)")
+        elif use_gpu is False and isinstance(gpu_value, (int, float)) and gpu_value > 0:
+            b.error(VALUE, f"`use_gpu` is false but `resources_per_worker` asks for {gpu[1].text} GPU", gpu[0],
+                    help="set `use_gpu: true` to train on the GPUs, or remove `GPU`")
+        out.append(b.setting("gpus_per_worker", b.value(gpu[1]), gpu[0]))
+    elif use_gpu is True and use_gpu_node is not None:
+        # Ray: use_gpu alone reserves one GPU per worker.
+        out.append(b.setting("gpus_per_worker", A.Number(1, "1", span=use_gpu_node.span), sc.key_span("use_gpu")))
+    return out
+
+
+def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
+    node = trainer.arg("logger")
+    if node is None or (isinstance(node, YScalar) and node.value is None):
+        return []
+    loggers = []
+    step = _step(b, node)
+    if step is None:
+        return []
+    if step.class_name == "LoggersCollection":
+        inner = step.arg("loggers")
+        if not isinstance(inner, YSeq):
+            b.error(TYPE, "`loggers` of `LoggersCollection` must be a list", (inner or step.node).span)
+            return []
+        loggers = [s for s in (_step(b, n) for n in inner.items) if s is not None]
+    else:
+        loggers = [step]
+    out: list[A.Block] = []
+    seen: set[str] = set()
+    for lg in loggers:
+        kind = LOGGERS.get(lg.class_name)
+        if kind is None:
+            b.warn(IGNORED, f"logger `{lg.class_name}` is not supported and is not used", lg.span,
+                   help=f"hpoc logs to {one_of(T.LOGGERS)}; trial progress is printed anyway")
+            continue
+        if kind in seen:
+            b.error(VALUE, f"two `{lg.class_name}` loggers", lg.span, help="keep one")
+            continue
+        seen.add(kind)
+        out.append(block("logger", _logger_options(b, lg, kind), lg.span, A.Ref(kind, span=lg.span)))
+    return out
+
+
+def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
+    body: list[A.Item] = []
+    known = ("experiment_name", "log_freq", "tracking_uri", "savedir", "run_description", "run_name",
+             "log_on_workers")
+    args = lg.args
+    if args is None:
+        return None
+    b.check_keys(args, known, f"`{lg.class_name}`")
+    for key, kspan, value in args.entries:
+        if key == "log_freq":
+            body.append(b.setting("log_freq", _log_freq(b, value), kspan))
+        elif key == "experiment_name" and kind == "mlflow":
+            body.append(b.setting(key, b.value(value), kspan))
+        elif key == "tracking_uri" and kind == "mlflow":
+            body.append(b.setting(key, b.value(value), kspan))
+        elif key == "savedir" and kind == "mlflow" and "tracking_uri" not in args.index:
+            body.append(b.setting("tracking_uri", b.value(value), kspan))
+        elif key in known and key not in ("experiment_name", "tracking_uri", "savedir"):
+            b.warn(IGNORED, f"`{key}` of `{lg.class_name}` is ignored: hpoc names runs after trials",
+                   kspan, help=f"remove `{key}`")
+        elif key in ("experiment_name", "tracking_uri", "savedir"):
+            b.warn(IGNORED, f"`{key}` is ignored for the {kind} logger", kspan, help=f"remove `{key}`")
+    return body or None
+
+
+def _log_freq(b: Builder, node: YNode) -> A.Value:
+    if isinstance(node, YScalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        b.warn(SUBSTITUTED, f"`log_freq: {node.text}` logs every {node.text} batches in itwinai; "
+               "hpoc logs every batch or every epoch: logging every batch", node.span,
+               help="write `log_freq: batch` or `log_freq: epoch`")
+        return A.Ref("batch", span=node.span)
+    return b.value(node, words=("batch", "epoch"))

@@ -1,0 +1,164 @@
+"""`train_loop_config` → the `space` section.
+
+An entry is a search domain when it is a mapping with `type`; anything else is a constant
+passed to every trial. Both vocabularies are accepted: itwinai's tutorial names
+(`options`, `min`, `max`, `stddev`, `grid_search`) and Ray Tune's own argument names
+(`categories`, `lower`, `upper`, `q`, `mean`, `sd`, `base`, `values`), for every Ray Tune
+domain. Nested mappings without `type` that hold domains become dotted names
+(`optimizer.lr`), which trials see as nested dicts, as Ray's nested param_space does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hpoc.compiler import tables as T
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean, one_of
+from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, Builder
+from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
+
+TYPE_ALIASES = {"grid_search": "grid", "sample": None, "sample_from": None, "function": None}
+ARG_ALIASES = {"min": "lower", "max": "upper", "low": "lower", "high": "upper",
+               "stddev": "sd", "std": "sd"}
+LIST_KEYS = ("categories", "options", "values")
+
+
+@dataclass
+class Param:
+    """What the rest of the translation needs to know about a searched parameter."""
+
+    name: str
+    domain: str
+    span: A.Span
+
+
+def read_space(b: Builder, node: YMap | None) -> tuple[list[A.Setting], list[Param]]:
+    settings: list[A.Setting] = []
+    params: list[Param] = []
+    if node is not None:
+        _walk(b, node, "", settings, params)
+    return settings, params
+
+
+def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params: list[Param]) -> None:
+    for key, kspan, value in node.entries:
+        name = prefix + key
+        if isinstance(value, YMap) and "type" in value.index:
+            call = read_domain(b, value, name)
+            if call is not None:
+                settings.append(A.Setting(name, call, key_span=kspan, span=kspan))
+                params.append(Param(name, call.func, kspan))
+        elif isinstance(value, YMap) and value.entries and _has_domain(value):
+            _walk(b, value, name + ".", settings, params)
+        else:
+            settings.append(A.Setting(name, b.value(value), key_span=kspan, span=kspan))
+
+
+def _has_domain(node: YNode) -> bool:
+    if isinstance(node, YMap):
+        return "type" in node.index or any(_has_domain(v) for _, _, v in node.entries)
+    return False
+
+
+def read_domain(b: Builder, node: YMap, name: str) -> A.Call | None:
+    """`{type: uniform, min: 1e-5, max: 1e-3}` → `uniform(1e-5, 1e-3)` (spans kept)."""
+    type_node = node.get("type")
+    raw = b.word(type_node, f"`type` of `{name}`")
+    if raw is None or type_node is None:
+        return None
+    func = raw.strip().lower()
+    func = TYPE_ALIASES.get(func, func)  # type: ignore[assignment]
+    if func is None:
+        b.error(SPACE, f"`{raw}` cannot be written in a config file (`{name}`)", type_node.span,
+                help="it needs Python code; use a domain such as `choice` or `uniform`")
+        return None
+    if func not in T.DOMAINS:
+        names = list(T.DOMAINS) + ["grid_search"]
+        b.error(SPACE, f"unknown search domain `{raw}` for `{name}`", type_node.span,
+                help=did_you_mean(func, names) or f"domains: {one_of(names)}")
+        return None
+    if func in T.CATEGORICAL:
+        return _categorical(b, node, name, func, type_node)
+    return _numeric(b, node, name, func, type_node)
+
+
+def _categorical(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> A.Call | None:
+    given = [(k, ks, v) for k, ks, v in node.entries if k in LIST_KEYS]
+    for key, kspan, _ in node.entries:
+        if key != "type" and key not in LIST_KEYS:
+            b.error(SPACE, f"`{func}` has no argument `{key}` (`{name}`)", kspan,
+                    help=f"list the values under `{'categories' if func == 'choice' else 'values'}`")
+    if not given:
+        b.error(MISSING, f"`{func}` needs its values for `{name}`", type_node.span,
+                help=f"add `{'categories' if func == 'choice' else 'values'}: [a, b, c]`")
+        return None
+    if len(given) > 1:
+        b.error(DUPLICATE, f"`{name}` lists its values twice (`{given[0][0]}` and `{given[1][0]}`)",
+                given[1][1], help="keep one of them")
+        return None
+    _, kspan, values = given[0]
+    if not isinstance(values, YSeq):
+        b.error(TYPE, f"values of `{name}` must be a list, not {describe(values)}", values.span,
+                help="write `[a, b, c]`")
+        return None
+    return A.Call(func, tuple(b.value(v) for v in values.items), (),
+                  func_span=type_node.span, span=node.span)
+
+
+def _numeric(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> A.Call | None:
+    sig = T.DOMAINS[func]
+    names = [n for n, _, _ in sig]
+    given: dict[str, tuple[str, YNode]] = {}
+    ok = True
+    for key, kspan, value in node.entries:
+        if key == "type":
+            continue
+        arg = ARG_ALIASES.get(key, key)
+        if arg not in names:
+            accepted = names + [a for a, t in ARG_ALIASES.items() if t in names]
+            b.error(SPACE, f"`{func}` has no argument `{key}` (`{name}`)", kspan,
+                    help=did_you_mean(key, accepted) or f"`{func}` takes {one_of(names)}")
+            ok = False
+            continue
+        if arg in given:
+            b.error(DUPLICATE, f"`{arg}` is given twice to `{name}` (`{given[arg][0]}` and `{key}`)", kspan,
+                    help="keep one of them")
+            ok = False
+            continue
+        given[arg] = (key, b.number_from_string(value))
+    for arg, _, default in sig:
+        if ok and arg not in given and default is ...:  # after a misspelt one, this is noise
+            alias = next((a for a, t in ARG_ALIASES.items() if t == arg and a in ("min", "max", "stddev")), None)
+            also = f" (or `{alias}`)" if alias else ""
+            b.error(MISSING, f"`{func}` needs `{arg}`{also} for `{name}`", type_node.span,
+                    help=f"`{func}` takes {one_of(names)}")
+            ok = False
+    if not ok:
+        return None
+    args: list[A.Value] = []
+    kwargs: list[A.Pair] = []
+    for arg, _, default in sig:  # required arguments by position, optional ones by name
+        if arg not in given:
+            continue
+        key, value = given[arg]
+        v = b.value(value)
+        if default is ... and not kwargs:
+            args.append(v)
+        else:
+            kwargs.append(A.Pair(arg, v, key_span=value.span, span=value.span))
+    return A.Call(func, tuple(args), tuple(kwargs), func_span=type_node.span, span=node.span)
+
+
+def mutation_value(b: Builder, node: YNode, name: str) -> A.Value:
+    """A PBT mutation: a list of values, or a domain mapping."""
+    if isinstance(node, YMap) and "type" in node.index:
+        call = read_domain(b, node, name)
+        if call is not None:
+            return call
+        return A.Null(span=node.span)
+    return b.value(node)
+
+
+def is_scalar_word(node: YNode | None) -> bool:
+    return isinstance(node, YScalar) and isinstance(node.value, str)

@@ -1,0 +1,359 @@
+"""`tune_config` and `run_config` → objective, trials, search, scheduler, checkpoint,
+failure and storage sections.
+
+Names and options are Ray Tune's (and itwinai's spellings of them: `bayes`, `hepo`,
+`n_random_steps`). Where the config asks for something that cannot run as written, the
+translation does what the user would want and says so in a WARNING - itwinai falls back
+silently (e.g. to random search) instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpoc.compiler import tables as T
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean, one_of
+from hpoc.yaml.build import (
+    DEFAULTED,
+    IGNORED,
+    SUBSTITUTED,
+    UNKNOWN,
+    VALUE,
+    Builder,
+    block,
+)
+from hpoc.yaml.nodes import YMap, YNode, YScalar
+from hpoc.yaml.space import Param, mutation_value
+
+SEARCH_NAMES = {
+    "random": "random", "basic": "random", "basic_variant": "random", "basicvariant": "random",
+    "variant_generator": "random", "grid": "grid", "optuna": "optuna", "hyperopt": "hyperopt",
+    "bayes": "bayesopt", "bayesopt": "bayesopt", "hebo": "hebo", "hepo": "hebo",
+    "nevergrad": "nevergrad", "ax": "ax", "bohb": "bohb", "tunebohb": "bohb",
+}
+UNSUPPORTED_SEARCH = {"zoo", "zoopt", "skopt", "dragonfly", "sigopt", "flaml", "blendsearch", "cfo"}
+SCHEDULER_NAMES = {
+    "fifo": "fifo", "asha": "asha", "async_hyperband": "asha", "asynchyperband": "asha",
+    "hyperband": "hyperband", "bohb": "bohb", "hyperbandforbohb": "bohb", "pbt": "pbt",
+    "pb2": "pb2", "median": "median", "median_stopping_rule": "median",
+    "medianstoppingrule": "median",
+}
+# Ray's argument names that hpoc spells differently, per searcher.
+_SEED_NAMES = ("seed", "random_state", "random_state_seed")
+_RANDOM_STEPS = {"bayesopt": "random_search_steps", "optuna": "n_startup_trials",
+                 "hyperopt": "n_initial_points"}
+# Whole-run knobs of Ray's RunConfig that hpoc sets itself.
+_RUN_IGNORED = ("verbose", "log_to_file", "progress_reporter", "callbacks", "sync_config")
+_TUNE_IGNORED = ("reuse_actors", "trial_name_creator", "trial_dirname_creator")
+
+
+@dataclass
+class Tune:
+    """Sections read from tune_config/run_config, in .hpo order."""
+
+    objective: A.Objective | None = None
+    trials: list[A.Setting] = field(default_factory=list)
+    trials_span: A.Span | None = None
+    search: A.Block | None = None
+    scheduler: A.Block | None = None
+    checkpoint: A.Block | None = None
+    failure: A.Block | None = None
+    storage: list[A.Item] = field(default_factory=list)
+    storage_span: A.Span | None = None
+    run_name: str | None = None
+    run_name_span: A.Span | None = None
+
+
+def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
+    out = Tune()
+    tune = b.mapping(config.get("tune_config"), "`tune_config`")
+    run = b.mapping(config.get("run_config"), "`run_config`")
+    search = sched = None
+    if tune is not None:
+        b.check_keys(tune, ("num_samples", "metric", "mode", "scheduler", "search_alg",
+                            "max_concurrent_trials", "time_budget_s", *_TUNE_IGNORED), "`tune_config`",
+                     homes={"storage_path": "run_config", "name": "run_config", "stop": "run_config"})
+        for key in _TUNE_IGNORED:
+            if key in tune.index:
+                b.warn(IGNORED, f"`{key}` is ignored: hpoc names and places trials itself",
+                       tune.key_span(key), help=f"remove `{key}`")
+        search = _named(b, tune.get("search_alg"), "search_alg")
+        sched = _named(b, tune.get("scheduler"), "scheduler")
+        out.trials_span = tune.span
+        for key, hpo_key in (("num_samples", "num_samples"), ("max_concurrent_trials", "max_concurrent"),
+                             ("time_budget_s", "time_budget")):
+            node = tune.get(key)
+            if node is not None:
+                out.trials.append(b.setting(hpo_key, b.value(node), tune.key_span(key)))
+    out.objective = _objective(b, tune, search, sched)
+    sched_name = _scheduler(b, out, sched, params)
+    _search(b, out, search, params, sched_name)
+    if run is not None:
+        _run_config(b, out, run)
+    return out
+
+
+@dataclass
+class _Named:
+    """`search_alg` or `scheduler`: its name, options (flat or under `options`), metric/mode."""
+
+    name: str | None
+    name_span: A.Span | None
+    span: A.Span
+    options: list[tuple[str, A.Span, YNode]]
+    metric: YNode | None = None
+    mode: YNode | None = None
+
+
+def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
+    if node is None or (isinstance(node, YScalar) and node.value is None):
+        return None
+    if isinstance(node, YScalar) and isinstance(node.value, str):  # `scheduler: asha`
+        return _Named(node.value, node.span, node.span, [])
+    m = b.mapping(node, f"`{what}`")
+    if m is None:
+        return None
+    name_node = m.get("name")
+    name = b.word(name_node, f"`name` of `{what}`")
+    if name_node is None:
+        b.error(VALUE, f"`{what}` needs a `name`", m.span,
+                help="e.g. `name: optuna`" if what == "search_alg" else "e.g. `name: asha`")
+    options = [(k, ks, v) for k, ks, v in m.entries if k not in ("name", "metric", "mode", "options")]
+    nested = b.mapping(m.get("options"), f"`options` of `{what}`")
+    if nested is not None:
+        flat = {k for k, _, _ in options}
+        for k, ks, v in nested.entries:
+            if k in flat:
+                b.error(VALUE, f"`{k}` is set both in `{what}` and in its `options`", ks,
+                        help="keep one of them")
+            elif k in ("metric", "mode"):
+                b.error(VALUE, f"`{k}` belongs directly in `{what}`, not in its `options`", ks)
+            else:
+                options.append((k, ks, v))
+    return _Named(name, name_node.span if name_node else None, m.span, options, m.get("metric"), m.get("mode"))
+
+
+# ------------------------------------------------------------------------- objective
+
+
+def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Named | None) -> A.Objective:
+    found: list[tuple[str, YNode | None, YNode | None]] = []
+    if search is not None:
+        found.append(("search_alg", search.metric, search.mode))
+    if sched is not None:
+        found.append(("scheduler", sched.metric, sched.mode))
+    if tune is not None:
+        found.append(("tune_config", tune.get("metric"), tune.get("mode")))
+    metric = mode = None
+    metric_node = mode_node = None
+    for where, m, md in found:
+        for node, kind in ((m, "metric"), (md, "mode")):
+            if node is None:
+                continue
+            value = b.word(node, f"`{kind}` in `{where}`")
+            if value is None:
+                continue
+            if kind == "mode" and value not in ("min", "max"):
+                b.error(VALUE, f"`mode` must be `min` or `max`, not `{value}`", node.span,
+                        help=did_you_mean(value, ["min", "max"]))
+                continue
+            first = metric_node if kind == "metric" else mode_node
+            current = metric if kind == "metric" else mode
+            if current is not None and current != value:
+                b.error(VALUE, f"`{kind}` `{value}` contradicts `{current}` set before", node.span,
+                        notes=(f"first set at line {first.span.line}",) if first else (),
+                        help=f"Ray optimises one {kind}: use `{current}` everywhere")
+                continue
+            if kind == "metric" and metric is None:
+                metric, metric_node = value, node
+            elif kind == "mode" and mode is None:
+                mode, mode_node = value, node
+    span = (metric_node or mode_node).span if (metric_node or mode_node) else (tune.span if tune else None)
+    if metric is None:
+        metric = "loss"
+        b.warn(DEFAULTED, "no `metric` is set: optimising `loss` (itwinai's default)", span,
+               help="add `metric: loss` and `mode: min` to `search_alg` (or `tune_config`)")
+    if mode is None:
+        mode = "min"
+        b.warn(DEFAULTED, f"no `mode` is set for `{metric}`: minimising it (itwinai's default)",
+               metric_node.span if metric_node else span, help="add `mode: min` or `mode: max`")
+    gspan = metric_node.span if metric_node else span
+    return A.Objective((A.Goal(mode, metric, span=gspan),), span=gspan)
+
+
+# ------------------------------------------------------------------------- scheduler
+
+
+def _scheduler(b: Builder, out: Tune, sched: _Named | None, params: list[Param]) -> str | None:
+    if sched is None or sched.name is None:
+        return None
+    name = SCHEDULER_NAMES.get(sched.name.strip().lower())
+    if name is None:
+        b.error(UNKNOWN, f"unknown scheduler `{sched.name}`", sched.name_span,
+                help=did_you_mean(sched.name.lower(), SCHEDULER_NAMES) or f"schedulers: {one_of(T.SCHEDULERS)}")
+        return None
+    body: list[A.Item] = []
+    for key, kspan, value in sched.options:
+        if key in ("hyperparam_mutations", "hyperparam_bounds") and isinstance(value, YMap):
+            pairs = []
+            for k, ks, v in value.entries:
+                val = mutation_value(b, v, k) if key == "hyperparam_mutations" else b.value(v)
+                pairs.append(A.Pair(k, val, key_span=ks, span=ks))
+            body.append(b.setting(key, A.Map(tuple(pairs), span=value.span), kspan))
+        else:
+            body.append(b.setting(key, b.value(value), kspan))
+    label = A.Ref(name, span=sched.name_span)
+    out.scheduler = block("scheduler", body or None, sched.name_span or sched.span, label)
+    return name
+
+
+# ---------------------------------------------------------------------------- search
+
+
+def _search(b: Builder, out: Tune, search: _Named | None, params: list[Param], sched: str | None) -> None:
+    if sched == "bohb" and (search is None or SEARCH_NAMES.get((search.name or "").lower()) != "bohb"):
+        if search is not None and search.name is not None:
+            b.warn(SUBSTITUTED, f"the `bohb` scheduler needs the BOHB searcher: searching with `bohb`, "
+                   f"not `{search.name}`", search.name_span,
+                   help="write `name: bohb` in `search_alg` (itwinai switches silently too)")
+        span = search.name_span if search else out.scheduler.span if out.scheduler else None
+        out.search = block("search", None, span, A.Ref("bohb", span=span))
+        return
+    if search is None or search.name is None:
+        return
+    raw = search.name.strip().lower()
+    name = SEARCH_NAMES.get(raw)
+    if name is None:
+        help = did_you_mean(raw, SEARCH_NAMES) or f"search algorithms: {one_of(T.SEARCHERS)}"
+        if raw in UNSUPPORTED_SEARCH:
+            help = "hpoc supports " + one_of(T.SEARCHERS) + "; Optuna's TPE (`name: optuna`) is a good default"
+        b.error(UNKNOWN, f"unknown search algorithm `{search.name}`", search.name_span, help=help)
+        return
+    if sched in ("pbt", "pb2") and name not in ("random", "grid"):
+        b.warn(SUBSTITUTED, f"`{sched}` explores the space itself: `search_alg` `{search.name}` is not used; "
+               "trials start from random configurations", search.name_span,
+               help="remove `search_alg` (itwinai drops it silently too)")
+        b.note_in_output("scheduler", f"`search_alg: {search.name}` dropped: {sched} explores the space itself.")
+        return
+    options = _options(b, search, name)
+    discrete = [p for p in params if p.domain in T.CATEGORICAL or p.domain in T.INTEGER]
+    if name == "bayesopt" and discrete:
+        options = _bayes_to_optuna(b, search, options, discrete)
+        name = "optuna"
+    body = [b.setting(k, v, ks) for k, ks, v in options]
+    if name == "optuna" and raw in ("bayes", "bayesopt"):
+        body.insert(0, b.setting("sampler", A.Ref("tpe", span=search.name_span), search.name_span))
+    out.search = block("search", body or None, search.name_span, A.Ref(name, span=search.name_span))
+
+
+def _options(b: Builder, search: _Named, name: str) -> list[tuple[str, A.Span, A.Value]]:
+    out: list[tuple[str, A.Span, A.Value]] = []
+    for key, kspan, value in search.options:
+        hpo = key
+        if key in _SEED_NAMES:
+            hpo = "seed"
+        elif key == "n_random_steps" and name in _RANDOM_STEPS:
+            hpo = _RANDOM_STEPS[name]
+        elif key in ("space", "evaluated_rewards", "sampler") and not (key == "sampler" and name == "optuna"):
+            b.error(VALUE, f"`{key}` of `search_alg` cannot be set in a config", kspan,
+                    help="the space comes from `train_loop_config`" if key == "space" else f"remove `{key}`")
+            continue
+        out.append((hpo, kspan, b.value(value, words=_WORDS.get(hpo, ()))))
+    return out
+
+
+_WORDS = {"sampler": ("tpe", "gp", "cmaes", "nsga2", "random")}
+
+
+def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span, A.Value]],
+                     discrete: list[Param]) -> list[tuple[str, A.Span, A.Value]]:
+    """BayesOpt models continuous parameters only: search with Optuna's TPE instead."""
+    kept: list[tuple[str, A.Span, A.Value]] = []
+    dropped: list[str] = []
+    for key, kspan, value in options:
+        if key == "random_search_steps":
+            kept.append(("n_startup_trials", kspan, value))
+        elif key in ("seed", "points_to_evaluate"):
+            kept.append((key, kspan, value))
+        else:
+            dropped.append(key)
+    names = ", ".join(f"`{p.name}` ({p.domain})" for p in discrete)
+    notes = ["BayesOpt fits a Gaussian process over continuous parameters only"]
+    if any(k == "n_startup_trials" for k, _, _ in kept):
+        notes.append("its random warm-up (`n_random_steps`) becomes Optuna's `n_startup_trials`")
+    if dropped:
+        notes.append(f"BayesOpt-only options dropped: {', '.join(f'`{d}`' for d in dropped)}")
+    b.warn(SUBSTITUTED, f"`{search.name}` (BayesOpt) cannot search {names}: using Optuna's TPE sampler "
+           "instead, which handles mixed spaces", search.name_span, notes=notes,
+           help="write `name: optuna` in `search_alg` to choose this yourself, or make every "
+                "searched parameter continuous (`uniform`, `loguniform`) to keep BayesOpt")
+    b.note_in_output("search", f"itwinai `{search.name}` (BayesOpt) cannot search {names};")
+    b.note_in_output("search", "Optuna's TPE sampler handles mixed spaces.")
+    return kept
+
+
+# ------------------------------------------------------------------------ run_config
+
+
+def _run_config(b: Builder, out: Tune, run: YMap) -> None:
+    b.check_keys(run, ("storage_path", "name", "stop", "checkpoint_config", "failure_config", *_RUN_IGNORED),
+                 "`run_config`", homes={"num_samples": "tune_config", "metric": "tune_config"})
+    for key in _RUN_IGNORED:
+        if key in run.index:
+            b.warn(IGNORED, f"`{key}` is ignored: hpoc reports progress and logs itself", run.key_span(key),
+                   help=f"remove `{key}`")
+    storage: list[A.Item] = []
+    path = run.get("storage_path")
+    if path is not None:
+        storage.append(b.setting("path", b.value(path), run.key_span("storage_path")))
+    name = run.get("name")
+    if name is not None:
+        text = b.word(name, "`name` of `run_config`")
+        if text is not None:
+            out.run_name, out.run_name_span = text, name.span
+    stop = run.get("stop")
+    if stop is not None:
+        out.trials.append(b.setting("stop", b.value(stop), run.key_span("stop")))
+    out.storage, out.storage_span = storage, run.key_span("storage_path") or run.span
+    _checkpoint_config(b, out, run)
+    _failure_config(b, out, run)
+
+
+def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
+    ck = b.mapping(run.get("checkpoint_config"), "`checkpoint_config`")
+    if ck is None:
+        return
+    names = {"num_to_keep": "keep", "checkpoint_score_attribute": "score_attribute",
+             "checkpoint_score_order": "score_order", "checkpoint_frequency": "every"}
+    b.check_keys(ck, (*names, "checkpoint_at_end"), "`checkpoint_config`")
+    body: list[A.Item] = []
+    for key, kspan, value in ck.entries:
+        if key in names:
+            body.append(b.setting(names[key], b.value(value, words=("min", "max")), kspan))
+        elif key == "checkpoint_at_end":
+            b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
+                   kspan, help="remove it")
+    if body:
+        out.checkpoint = block("checkpoint", body, run.key_span("checkpoint_config"))
+
+
+def _failure_config(b: Builder, out: Tune, run: YMap) -> None:
+    fc = b.mapping(run.get("failure_config"), "`failure_config`")
+    if fc is None:
+        return
+    b.check_keys(fc, ("max_failures", "fail_fast"), "`failure_config`")
+    node = fc.get("max_failures")
+    if "fail_fast" in fc.index:
+        b.warn(IGNORED, "`fail_fast` is ignored: hpoc finishes the other trials when one fails",
+               fc.key_span("fail_fast"), help="remove it")
+    if node is None:
+        return
+    value: Any = b.value(node)
+    if isinstance(node, YScalar) and node.value == -1:
+        b.error(VALUE, "`max_failures: -1` (retry forever) is not supported", node.span,
+                help="give a number of retries, e.g. `max_failures: 3`")
+        return
+    out.failure = block("failure", [b.setting("max_retries", value, fc.key_span("max_failures"))],
+                        run.key_span("failure_config"))

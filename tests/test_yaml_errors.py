@@ -1,0 +1,165 @@
+"""Bad itwinai configs: every problem is a diagnostic at a YAML line and column, exit 2,
+never a traceback (unreadable, empty, non-mapping, hostile and wrong configs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpoc.cli import main
+from hpoc.compiler import compile_path
+from hpoc.errors import SpecError
+from yaml_configs import EXAMPLE, write
+
+SEED = (EXAMPLE / "config.yaml").read_text(encoding="utf-8")
+
+
+def seed_with(old: str, new: str) -> str:
+    assert old in SEED, old
+    return SEED.replace(old, new, 1)
+
+
+def diagnose(tmp_path: Path, text: str | bytes):
+    path = tmp_path / "config.yaml"
+    write(tmp_path, "")
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        compile_path(path)
+    return info.value.errors
+
+
+def one(tmp_path: Path, text: str | bytes):
+    errs = diagnose(tmp_path, text)
+    assert len(errs) == 1, [e.render() for e in errs]
+    return errs[0]
+
+
+# (name, text, code, line, col, message start)
+CASES = [
+    ("not utf-8", b"ray_training_pipeline:\n  class_path: caf\xe9\n", "HP003", 2, 18,
+     "file is not valid UTF-8 (byte 0xe9)"),
+    ("empty", "", "HP110", None, None, "file is empty"),
+    ("comments only", "# nothing\n\n   # here\n", "HP110", None, None, "file is empty"),
+    ("a list", "- a\n- b\n", "HP203", 1, 1, "the config must be a mapping with the pipeline, not a list"),
+    ("a scalar", "hello\n", "HP203", 1, 1, 'the config must be a mapping with the pipeline, not the string "hello"'),
+    ("tabs", "ray_training_pipeline:\n\tclass_path: x\n", "HP110", 2, 1, "invalid YAML: while scanning for the next token found character"),
+    ("two documents", "a: 1\n---\nb: 2\n", "HP110", 2, 1, "invalid YAML: expected a single document in the stream but found another document"),
+    ("duplicate key", seed_with("              epochs: 20", "              epochs: 20\n              epochs: 30"),
+     "HP202", 28, 15, "`epochs` appears twice in this mapping"),
+    ("python tag", "ray_training_pipeline: !!python/object/apply:os.system ['true']\n", "HP112", 1, 24,
+     "unsupported YAML tag `tag:yaml.org,2002:python/object/apply:os.system`"),
+    ("custom tag", "a: !ENV ${HOME}\n", "HP112", 1, 4, "unsupported YAML tag `!ENV`"),
+    ("infinite bound", seed_with("max: 1e-3", "max: .inf"), "HP110", 26, 22, "`.inf` is not a finite number"),
+    ("no pipeline", "settings:\n  a: 1\n", "HP205", 1, 1, "no itwinai pipeline in this file"),
+    ("unknown tune key", seed_with("num_samples: 2", "num_sample: 2"), "HP201", 29, 15,
+     "unknown key `num_sample` in `tune_config`"),
+    ("unknown domain", seed_with("type: uniform", "type: unifrom"), "HP301", 24, 23,
+     "unknown search domain `unifrom` for `learning_rate`"),
+    ("missing bound", seed_with("                max: 1e-3\n", ""), "HP205", 24, 23,
+     "`uniform` needs `upper` (or `max`) for `learning_rate`"),
+    ("unknown domain argument", seed_with("max: 1e-3", "maxi: 1e-3"), "HP301", 26, 17,
+     "`uniform` has no argument `maxi` (`learning_rate`)"),
+    ("bounds swapped", seed_with("max: 1e-3", "max: 1e-6"), "HP302", 26, 22,
+     "`lower` must be less than `upper` in `uniform` (got 1e-05 and 1e-06)"),
+    ("unknown scheduler", seed_with("name: asha", "name: ashaa"), "HP201", 31, 23, "unknown scheduler `ashaa`"),
+    ("unsupported searcher", seed_with("name: bayes", "name: zoopt"), "HP201", 37, 23,
+     "unknown search algorithm `zoopt`"),
+    ("conflicting metric", seed_with("name: asha", "name: asha\n                metric: accuracy"), "HP204", 32, 25,
+     "`metric` `accuracy` contradicts `loss` set before"),
+    ("bad mode", seed_with("mode: min", "mode: minimum"), "HP204", 39, 23, "`mode` must be `min` or `max`, not `minimum`"),
+    ("checker error at yaml line", seed_with("num_workers: 4", "num_workers: 0"), "HP204", 14, 28,
+     "`workers` must be at least 1 (got 0)"),
+    ("strategy typo", seed_with("strategy: ddp", "strategy: dpp"), "HP204", 44, 21, "unknown strategy `dpp`"),
+    ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
+     "trainer `trainer.MyRayTorchTrainer` has no `config`"),
+]
+
+
+@pytest.mark.parametrize("name,text,code,line,col,message", CASES, ids=[c[0] for c in CASES])
+def test_diagnostic_at_the_yaml_position(tmp_path: Path, name, text, code, line, col, message) -> None:
+    d = one(tmp_path, text)
+    assert (d.code, d.line, d.col) == (code, line, col), d.render()
+    assert d.message.startswith(message), d.message
+    assert d.file.endswith("config.yaml")
+    if line is not None:
+        assert d.source_line is not None
+
+
+def test_errors_suggest_fixes(tmp_path: Path) -> None:
+    assert one(tmp_path, seed_with("num_samples: 2", "num_sample: 2")).help == "did you mean `num_samples`?"
+    assert one(tmp_path, seed_with("type: uniform", "type: unifrom")).help == "did you mean `uniform`?"
+    assert "optuna" in one(tmp_path, seed_with("name: bayes", "name: zoopt")).help
+    assert one(tmp_path, "ray_training_pipeline:\n\tclass_path: x\n").help == "YAML indents with spaces, not tabs"
+
+
+def test_all_translation_errors_are_reported_at_once(tmp_path: Path) -> None:
+    text = seed_with("num_samples: 2", "num_sample: 2").replace("type: uniform", "type: unifrom")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line) for e in errs] == [("HP301", 24), ("HP201", 29)]
+
+
+def test_alias_bomb_is_stopped(tmp_path: Path) -> None:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    d = one(tmp_path, "\n".join(lines) + "\n")
+    assert d.code == "HP111" and d.message == "YAML expands to more than 50000 values"
+
+
+def test_recursive_alias_is_stopped(tmp_path: Path) -> None:
+    d = one(tmp_path, "a: &a [*a]\n")
+    assert d.code == "HP111" and "nested more than" in d.message
+
+
+def test_deep_nesting_is_stopped(tmp_path: Path) -> None:
+    d = one(tmp_path, "a: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert d.code == "HP111" and "nested" in d.message
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    d = one(tmp_path, "a: [" + "1, " * 600_000 + "1]\n")
+    assert d.code in ("HP002", "HP111") and "too large" in d.message
+
+
+def test_merge_keys_are_honoured(tmp_path: Path) -> None:
+    text = seed_with("            scaling_config:\n", "            scaling_config: &sc\n").replace(
+        "              num_workers: 4\n", "              <<: {num_workers: 4, use_gpu: false}\n              num_workers: 2\n")
+    text = text.replace("              use_gpu: true\n", "")
+    text = text.replace("                GPU: 1\n", "")
+    plan = compile_path(write(tmp_path, text)).plan
+    assert (plan["resources"]["workers"], plan["resources"]["gpus_per_worker"]) == (2, 0)
+
+
+BAD_FOR_CLI = [
+    b"\xff\xfe\x00",
+    b"",
+    b"- 1\n",
+    b"a: &a [*a]\n",
+    b"ray_training_pipeline: {class_path: itwinai.pipeline.Pipeline, init_args: {steps: 3}}\n",
+    b"ray_training_pipeline: {class_path: itwinai.pipeline.Pipeline, init_args: {steps: [1, {x: 2}]}}\n",
+    b"ray_training_pipeline: {steps: [{class_path: 'not a path'}]}\n",
+    b"x: {? [a, b] : 1}\n",
+    b"a: 2001-12-14\nb: 0x1F\nc: 1:20\n",
+]
+
+
+@pytest.mark.parametrize("data", BAD_FOR_CLI, ids=range(len(BAD_FOR_CLI)))
+def test_cli_exits_2_without_traceback(tmp_path: Path, capsys, data: bytes) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(data)
+    for command in ("check", "compile", "convert"):
+        assert main([command, str(path)]) == 2, command
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "internal error" not in err
+        assert "config.yaml" in err
+
+
+def test_cli_missing_file_and_directory(tmp_path: Path, capsys) -> None:
+    assert main(["check", str(tmp_path / "nope.yaml")]) == 2
+    (tmp_path / "dir.yaml").mkdir()
+    assert main(["check", str(tmp_path / "dir.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "is a directory" in err and "Traceback" not in err

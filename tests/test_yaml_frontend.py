@@ -1,0 +1,366 @@
+"""The YAML front end: itwinai HPO configs (the seed's `ray_training_pipeline`) → plans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpoc.cli import main
+from hpoc.compiler import compile_path
+from hpoc.errors import SpecError
+from yaml_configs import EXAMPLE, config, seed, trainer_args, write
+
+
+def compiled(tmp_path: Path, doc, **kw):
+    return compile_path(write(tmp_path, doc, **kw))
+
+
+def errors_of(tmp_path: Path, doc, **kw):
+    with pytest.raises(SpecError) as info:
+        compiled(tmp_path, doc, **kw)
+    return info.value.errors
+
+
+def one_error(tmp_path: Path, doc, **kw):
+    errs = errors_of(tmp_path, doc, **kw)
+    assert len(errs) == 1, [e.render() for e in errs]
+    return errs[0]
+
+
+def codes(result) -> list[str]:
+    return [w.code for w in result.warnings]
+
+
+# --------------------------------------------------------------------- the seed's config
+
+
+def test_seed_config_compiles_to_the_tutorials_study() -> None:
+    result = compile_path(EXAMPLE / "config.yaml")
+    plan = result.plan
+    assert plan["source"]["format"] == "yaml"
+    assert plan["source"]["file"] == "config.yaml"
+    assert plan["source"]["workdir"] == str(EXAMPLE)
+    assert plan["study"]["name"] == "Virgo-HPO-Experiment"
+    assert plan["pipeline"] == {
+        "getter": {"target": "data:FashionMNISTGetter", "args": {}},
+        "splitter": {"target": "data:FashionMNISTSplitter",
+                     "args": {"train_proportion": 0.9, "validation_proportion": 0.1}},
+        "trainer": {"target": "trainer:MyRayTorchTrainer", "args": {}},
+    }
+    assert plan["space"] == {
+        "params": [
+            {"name": "batch_size", "domain": "choice", "args": {"categories": [32, 64, 128]}, "condition": None},
+            {"name": "learning_rate", "domain": "uniform", "args": {"lower": 1e-5, "upper": 1e-3},
+             "condition": None},
+        ],
+        "constants": {"epochs": 20},
+    }
+    assert plan["objective"] == {"metrics": [{"name": "loss", "mode": "min"}]}
+    assert plan["trials"]["num_samples"] == 2
+    assert plan["search"]["algorithm"] == "optuna"
+    assert plan["search"]["options"]["sampler"] == "tpe"
+    assert plan["search"]["options"]["n_startup_trials"] == 5
+    assert plan["scheduler"]["name"] == "asha"
+    assert {k: plan["scheduler"]["options"][k] for k in ("max_t", "grace_period", "reduction_factor", "brackets")} \
+        == {"max_t": 20, "grace_period": 10, "reduction_factor": 4, "brackets": 1}
+    assert plan["resources"] == {"workers": 4, "cpus_per_worker": 5, "gpus_per_worker": 1,
+                                 "strategy": "ddp", "deepspeed": None}
+    assert plan["storage"] == {"path": str(EXAMPLE / "ray_checkpoints"), "name": "Virgo-HPO-Experiment"}
+    assert plan["loggers"] == [{"kind": "mlflow", "experiment_name": "MNIST HPO Experiment",
+                                "log_freq": "batch", "tracking_uri": None}]
+    assert plan["checkpoint"]["score_attribute"] == "loss"
+    assert plan["spans"]["space.params.1"] == "config.yaml:23:15"
+
+
+def test_seed_config_warns_once_about_bayes_and_not_about_loss() -> None:
+    warnings = compile_path(EXAMPLE / "config.yaml").warnings
+    assert [w.code for w in warnings] == ["HP820"]
+    w = warnings[0]
+    assert (w.line, w.col) == (37, 23)
+    assert "`bayes` (BayesOpt) cannot search `batch_size` (choice)" in w.message
+    assert "Optuna's TPE" in w.message
+    assert "name: optuna" in w.help
+    assert any("n_startup_trials" in n for n in w.notes)
+    assert w.source_line.strip() == "name: bayes"
+
+
+def test_loss_warning_appears_when_the_trainer_does_not_report_it(tmp_path: Path) -> None:
+    path = write(tmp_path, seed(), with_code=False)
+    (tmp_path / "trainer.py").write_text("class MyRayTorchTrainer:\n    pass\n")
+    warnings = compile_path(path).warnings
+    assert "HP801" in [w.code for w in warnings]
+    (tmp_path / "trainer.py").write_text("def f(v):\n    return {'loss': v}\n")
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+
+
+def test_cli_compiles_the_seed_config_as_is(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", str(EXAMPLE / "config.yaml"), "-o", "build/s"]) == 0
+    plan = json.loads((tmp_path / "build/s/plan.json").read_text())
+    assert plan["study"]["name"] == "Virgo-HPO-Experiment"
+    assert plan["content_hash"].startswith("sha256:")
+    err = capsys.readouterr().err
+    assert "HP820" in err and "Traceback" not in err
+    assert main(["check", str(EXAMPLE / "config.yaml")]) == 0
+
+
+def test_seed_as_printed_in_the_tutorial_is_reported_at_its_line(tmp_path: Path, capsys) -> None:
+    # The rst extraction lost the indentation under `ray_training_pipeline:`.
+    broken = ("ray_training_pipeline:\nclass_path: itwinai.pipeline.Pipeline\ninit_args:\n    steps:\n"
+              "    - class_path: data.FashionMNISTGetter\n    - class_path: data.FashionMNISTSplitter\n"
+              "        init_args: \n        train_proportion: 0.9\n")
+    path = write(tmp_path, broken)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:7:18: error: invalid YAML: mapping values are not allowed here [HP110]" in err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------ search space
+
+RAY_DOMAINS = [
+    ({"type": "uniform", "lower": 0.1, "upper": 0.9}, "uniform", {"lower": 0.1, "upper": 0.9}),
+    ({"type": "quniform", "lower": 0, "upper": 1, "q": 0.25}, "quniform", {"lower": 0, "upper": 1, "q": 0.25}),
+    ({"type": "loguniform", "lower": 1e-5, "upper": 1e-2}, "loguniform",
+     {"lower": 1e-5, "upper": 1e-2, "base": 10}),
+    ({"type": "loguniform", "lower": 1, "upper": 64, "base": 2}, "loguniform", {"lower": 1, "upper": 64, "base": 2}),
+    ({"type": "qloguniform", "lower": 1e-4, "upper": 1, "q": 1e-4}, "qloguniform",
+     {"lower": 1e-4, "upper": 1, "q": 1e-4, "base": 10}),
+    ({"type": "randn", "mean": 0.5, "sd": 0.2}, "randn", {"mean": 0.5, "sd": 0.2}),
+    ({"type": "randn"}, "randn", {"mean": 0.0, "sd": 1.0}),
+    ({"type": "qrandn", "mean": 1, "sd": 2, "q": 0.5}, "qrandn", {"mean": 1, "sd": 2, "q": 0.5}),
+    ({"type": "randint", "lower": 1, "upper": 10}, "randint", {"lower": 1, "upper": 10}),
+    ({"type": "qrandint", "lower": 0, "upper": 100, "q": 5}, "qrandint", {"lower": 0, "upper": 100, "q": 5}),
+    ({"type": "lograndint", "lower": 1, "upper": 1024}, "lograndint", {"lower": 1, "upper": 1024, "base": 10}),
+    ({"type": "qlograndint", "lower": 1, "upper": 1024, "q": 2, "base": 2}, "qlograndint",
+     {"lower": 1, "upper": 1024, "q": 2, "base": 2}),
+    ({"type": "choice", "categories": ["adam", "sgd"]}, "choice", {"categories": ["adam", "sgd"]}),
+    ({"type": "grid", "values": [1, 2]}, "grid", {"values": [1, 2]}),
+]
+ITWINAI_DOMAINS = [
+    ({"type": "choice", "options": [1, 2]}, "choice", {"categories": [1, 2]}),
+    ({"type": "uniform", "min": -1, "max": 1}, "uniform", {"lower": -1, "upper": 1}),
+    ({"type": "loguniform", "min": 1e-4, "max": 1e-1}, "loguniform", {"lower": 1e-4, "upper": 1e-1, "base": 10}),
+    ({"type": "randint", "min": 2, "max": 9}, "randint", {"lower": 2, "upper": 9}),
+    ({"type": "qrandint", "min": 2, "max": 10, "q": 2}, "qrandint", {"lower": 2, "upper": 10, "q": 2}),
+    ({"type": "randn", "mean": 1, "stddev": 3}, "randn", {"mean": 1, "sd": 3}),
+    ({"type": "qrandn", "mean": 0, "stddev": 1, "q": 0.1}, "qrandn", {"mean": 0, "sd": 1, "q": 0.1}),
+    ({"type": "grid_search", "options": ["a", "b"]}, "grid", {"values": ["a", "b"]}),
+    ({"type": "Choice", "values": [True, False]}, "choice", {"categories": [True, False]}),
+]
+
+
+@pytest.mark.parametrize("spec,domain,args", RAY_DOMAINS + ITWINAI_DOMAINS,
+                         ids=[f"{d[1]}-{i}" for i, d in enumerate(RAY_DOMAINS + ITWINAI_DOMAINS)])
+def test_every_ray_domain_in_ray_and_itwinai_spelling(tmp_path: Path, spec, domain, args) -> None:
+    doc = seed()
+    config(doc)["train_loop_config"] = {"x": spec, "epochs": 2}
+    config(doc)["tune_config"]["search_alg"] = {"name": "random", "metric": "loss", "mode": "min"}
+    plan = compiled(tmp_path, doc).plan
+    assert plan["space"]["params"] == [{"name": "x", "domain": domain, "args": args, "condition": None}]
+    assert plan["space"]["constants"] == {"epochs": 2}
+
+
+def test_numbers_written_like_1e_5_are_numbers(tmp_path: Path) -> None:
+    text = (EXAMPLE / "config.yaml").read_text().replace("min: 1e-5", 'min: "1e-5"').replace(
+        "epochs: 20", "epochs: 20\n              weight_decay: 5E-4\n              tag: '1e-3'")
+    plan = compiled(tmp_path, text).plan
+    assert plan["space"]["params"][1]["args"] == {"lower": 1e-5, "upper": 1e-3}
+    assert plan["space"]["constants"] == {"epochs": 20, "weight_decay": 5e-4, "tag": "1e-3"}
+
+
+def test_nested_mappings_with_domains_become_groups(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["train_loop_config"] = {
+        "optimizer": {"name": "adam", "lr": {"type": "loguniform", "min": 1e-4, "max": 1e-2}},
+        "model": {"depth": 18, "widths": [64, 128]},
+        "epochs": 3,
+    }
+    plan = compiled(tmp_path, doc).plan
+    assert [p["name"] for p in plan["space"]["params"]] == ["optimizer.lr"]
+    assert plan["space"]["constants"] == {"optimizer.name": "adam", "model": {"depth": 18, "widths": [64, 128]},
+                                          "epochs": 3}
+
+
+# ----------------------------------------------------------------- tune and run config
+
+
+def test_scheduler_and_search_options_flat_or_under_options(tmp_path: Path) -> None:
+    flat = compiled(tmp_path / "a", seed()).plan
+    doc = seed()
+    tune = config(doc)["tune_config"]
+    tune["scheduler"] = {"name": "asha", "options": {"max_t": 20, "grace_period": 10, "reduction_factor": 4,
+                                                     "brackets": 1}}
+    tune["search_alg"] = {"name": "bayes", "metric": "loss", "mode": "min", "options": {"n_random_steps": 5}}
+    nested = compiled(tmp_path / "b", doc).plan
+    assert nested["scheduler"] == flat["scheduler"] and nested["search"] == flat["search"]
+
+
+def test_bayes_stays_bayesopt_on_a_continuous_space(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["train_loop_config"]["batch_size"] = 64
+    config(doc)["tune_config"]["search_alg"]["random_state"] = 3
+    result = compiled(tmp_path, doc)
+    assert result.plan["search"]["algorithm"] == "bayesopt"
+    assert result.plan["search"]["options"]["random_search_steps"] == 5
+    assert result.plan["search"]["options"]["seed"] == 3
+    assert "HP820" not in codes(result)
+
+
+@pytest.mark.parametrize("name,algorithm", [("optuna", "optuna"), ("hyperopt", "hyperopt"), ("hepo", "hebo"),
+                                            ("HyperOpt", "hyperopt"), ("random", "random"), ("ax", "ax")])
+def test_search_algorithm_names(tmp_path: Path, name: str, algorithm: str) -> None:
+    doc = seed()
+    doc_search = config(doc)["tune_config"]["search_alg"]
+    doc_search["name"] = name
+    del doc_search["n_random_steps"]
+    if algorithm == "hebo":
+        config(doc)["train_loop_config"]["batch_size"] = 64
+    assert compiled(tmp_path, doc).plan["search"]["algorithm"] == algorithm
+
+
+def test_pbt_drops_the_searcher_with_a_warning(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["scheduler"] = {
+        "name": "pbt", "perturbation_interval": 2,
+        "hyperparam_mutations": {"learning_rate": {"type": "loguniform", "min": 1e-5, "max": 1e-3},
+                                 "batch_size": [32, 64]},
+    }
+    result = compiled(tmp_path, doc)
+    assert result.plan["search"]["algorithm"] == "random"
+    assert result.plan["scheduler"]["options"]["hyperparam_mutations"] == {
+        "learning_rate": {"domain": "loguniform", "args": {"lower": 1e-5, "upper": 1e-3, "base": 10}},
+        "batch_size": [32, 64],
+    }
+    w = [w for w in result.warnings if w.code == "HP820"]
+    assert len(w) == 1 and "`pbt` explores the space itself" in w[0].message
+
+
+def test_bohb_scheduler_brings_its_searcher(tmp_path: Path) -> None:
+    doc = seed()
+    tune = config(doc)["tune_config"]
+    tune["scheduler"] = {"name": "bohb", "max_t": 20}
+    del tune["search_alg"]
+    tune["metric"], tune["mode"] = "loss", "min"
+    result = compiled(tmp_path, doc)
+    assert (result.plan["search"]["algorithm"], result.plan["scheduler"]["name"]) == ("bohb", "bohb")
+    assert "HP820" not in codes(result)
+
+
+def test_metric_and_mode_default_to_itwinais_with_a_warning(tmp_path: Path) -> None:
+    doc = seed()
+    del config(doc)["tune_config"]["search_alg"]
+    result = compiled(tmp_path, doc)
+    assert result.plan["objective"]["metrics"] == [{"name": "loss", "mode": "min"}]
+    assert [w.message for w in result.warnings if w.code == "HP822"] == [
+        "no `metric` is set: optimising `loss` (itwinai's default)",
+        "no `mode` is set for `loss`: minimising it (itwinai's default)",
+    ]
+
+
+def test_run_config_sections(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["max_concurrent_trials"] = 2
+    config(doc)["tune_config"]["time_budget_s"] = 3600
+    config(doc)["run_config"].update({
+        "name": "my run", "stop": {"training_iteration": 5},
+        "checkpoint_config": {"num_to_keep": 3, "checkpoint_score_attribute": "loss",
+                              "checkpoint_score_order": "min", "checkpoint_frequency": 2},
+        "failure_config": {"max_failures": 4},
+    })
+    result = compiled(tmp_path, doc)
+    plan = result.plan
+    assert plan["study"]["name"] == plan["storage"]["name"] == "my-run"
+    assert plan["trials"] == {"num_samples": 2, "max_concurrent": 2, "time_budget_s": 3600,
+                              "stop": {"training_iteration": 5}}
+    assert plan["checkpoint"] == {"every": 2, "keep": 3, "score_attribute": "loss", "score_order": "min"}
+    assert plan["failure"] == {"max_retries": 4}
+    assert any(w.code == "HP820" and 'run name "my run" is used as "my-run"' in w.message for w in result.warnings)
+
+
+# ------------------------------------------------------------------ resources, loggers
+
+
+def test_use_gpu_alone_reserves_one_gpu_per_worker(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["scaling_config"] = {"num_workers": 2, "use_gpu": True}
+    assert compiled(tmp_path, doc).plan["resources"] == {
+        "workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 1, "strategy": "ddp", "deepspeed": None}
+
+
+@pytest.mark.parametrize("use_gpu,gpu,message", [
+    (True, 0, "`use_gpu` is true but `resources_per_worker` gives workers no GPU"),
+    (False, 1, "`use_gpu` is false but `resources_per_worker` asks for 1 GPU"),
+])
+def test_use_gpu_contradicting_resources_is_an_error(tmp_path: Path, use_gpu, gpu, message) -> None:
+    doc = seed()
+    config(doc)["scaling_config"] = {"num_workers": 2, "use_gpu": use_gpu, "resources_per_worker": {"GPU": gpu}}
+    assert one_error(tmp_path, doc).message == message
+
+
+def test_deepspeed_strategy_and_cpu_workers(tmp_path: Path) -> None:
+    doc = seed()
+    trainer_args(doc)["strategy"] = "deepspeed"
+    config(doc)["scaling_config"] = {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 2}}
+    result = compiled(tmp_path, doc)
+    assert result.plan["resources"]["strategy"] == "deepspeed"
+    assert result.plan["resources"]["deepspeed"]["zero_stage"] == 2
+    assert result.plan["resources"]["gpus_per_worker"] == 0
+    assert result.plan["resources"]["cpus_per_worker"] == 2
+
+
+def test_horovod_is_refused_with_a_fix(tmp_path: Path) -> None:
+    doc = seed()
+    trainer_args(doc)["strategy"] = "horovod"
+    d = one_error(tmp_path, doc)
+    assert d.message == "the `horovod` strategy is not supported" and "strategy: ddp" in d.help
+
+
+def test_loggers(tmp_path: Path) -> None:
+    doc = seed()
+    loggers = trainer_args(doc)["logger"]["init_args"]["loggers"]
+    loggers[0]["init_args"]["log_freq"] = 10
+    loggers.append({"class_path": "itwinai.loggers.TensorBoardLogger", "init_args": {"log_freq": "epoch"}})
+    loggers.append({"class_path": "itwinai.loggers.ConsoleLogger"})
+    result = compiled(tmp_path, doc)
+    assert result.plan["loggers"] == [
+        {"kind": "mlflow", "experiment_name": "MNIST HPO Experiment", "log_freq": "batch", "tracking_uri": None},
+        {"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch", "tracking_uri": None},
+    ]
+    msgs = [w.message for w in result.warnings]
+    assert any("`log_freq: 10` logs every 10 batches in itwinai" in m for m in msgs)
+    assert "logger `ConsoleLogger` is not supported and is not used" in msgs
+
+
+def test_hydra_style_targets_give_the_same_plan(tmp_path: Path) -> None:
+    classic = compiled(tmp_path / "a", seed()).plan
+    doc = seed()
+    pipe = doc["ray_training_pipeline"]
+    steps = pipe["init_args"]["steps"]
+    hydra_steps = []
+    for step in steps:
+        s = {"_target_": step["class_path"], **step.get("init_args", {})}
+        if "logger" in s:
+            lg = s["logger"]
+            s["logger"] = {"_target_": lg["class_path"], "loggers": [
+                {"_target_": x["class_path"], **x["init_args"]} for x in lg["init_args"]["loggers"]]}
+        hydra_steps.append(s)
+    hydra = compiled(tmp_path / "b", {"hpo_training_pipeline": {"_target_": "itwinai.pipeline.Pipeline",
+                                                                 "steps": hydra_steps}}).plan
+    for key in ("pipeline", "space", "search", "scheduler", "resources", "loggers", "objective"):
+        assert hydra[key] == classic[key], key
+
+
+def test_class_paths_resolve_beside_the_config(tmp_path: Path, monkeypatch) -> None:
+    from hpoc.runtime.pipeline import import_target
+
+    sub = tmp_path / "cfg"
+    path = write(sub, seed(), with_code=False)
+    (sub / "data.py").write_text("class FashionMNISTGetter:\n    where = __file__\n")
+    monkeypatch.chdir(tmp_path)
+    plan = compile_path(Path("cfg") / "config.yaml").plan
+    assert plan["source"]["workdir"] == str(sub.resolve())
+    getter = import_target(plan["pipeline"]["getter"]["target"], plan["source"]["workdir"], "getter")
+    assert Path(getter.where) == sub / "data.py" and path.parent == sub

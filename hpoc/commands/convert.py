@@ -1,0 +1,51 @@
+"""`hpoc convert CONFIG.yaml [-o STUDY.hpo]`: an itwinai HPO config as a .hpo study.
+
+The output is in `hpoc fmt`'s layout and compiles to the same plan as the YAML (relative
+paths resolve against the .hpo file's directory: keep it beside the config). The config is
+checked first: errors exit 2 and write nothing; warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = "convert an itwinai YAML config into a .hpo study that compiles to the same plan"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="CONFIG", help="itwinai config (.yaml or .yml)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the study here (default: stdout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hpoc.errors import run_reporting
+
+    return run_reporting(lambda: _convert(args))
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from hpoc.errors import HpocError, render_all
+    from hpoc.yaml import convert, is_yaml
+
+    if not is_yaml(args.spec):
+        raise HpocError(f"{args.spec}: not a YAML config (.yaml or .yml); .hpo files need no converting")
+    text, warnings = convert(args.spec)
+    if warnings:
+        print(render_all(warnings), file=sys.stderr)
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    if out.is_dir():
+        raise HpocError(f"{out} is a directory; name the .hpo file to write")
+    if os.path.abspath(out.parent) != os.path.dirname(os.path.abspath(args.spec)):
+        print(f"hpoc: note: {out} is not beside {args.spec}: relative paths (storage, modules) "
+              f"will resolve against {out.parent.resolve()}", file=sys.stderr)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0

@@ -166,7 +166,7 @@ def _optuna_search_class() -> type:
 
         def _adopt(self, trial_id: str, frozen: Any) -> Any:
             import optuna
-            from ray.tune.search.variant_generator import unflatten_dict
+            from ray.tune.utils.util import unflatten_dict
 
             ot_trial = optuna.trial.Trial(self._ot_study, frozen._trial_id)
             ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)

@@ -1,0 +1,158 @@
+"""Sharded studies: one global budget in a shared Optuna journal, no configuration twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime_plans import make_plan, write_toy
+from submit_support import hpoc, log_tail, reports, scontrol, wait_done, write_study
+
+TESTS = Path(__file__).parent
+
+
+def sharded_plan(tmp_path: Path, shards: int = 3, num_samples: int = 10):
+    return make_plan(write_toy(tmp_path / "w"), tmp_path / "res",
+                     search={"algorithm": "optuna", "options": {"seed": 0, "sampler": "tpe"}},
+                     shards={"count": shards, "parallel": shards},
+                     trials={"num_samples": num_samples, "max_concurrent": 2})
+
+
+def searcher(plan, shard: int):
+    from hpoc.runtime.search import make_searcher
+
+    s, _, total = make_searcher(plan, shard)
+    s.set_search_properties(None, None, {})
+    return s, total
+
+
+# A shard's searcher, asking until Optuna's global budget says stop; run as its own process.
+ASKER = r'''
+import json, random, sys, time
+sys.path.insert(0, sys.argv[3])
+from test_shards import searcher
+plan = json.load(open(sys.argv[1])); shard = int(sys.argv[2])
+s, _ = searcher(plan, shard)
+got = []
+for i in range(100):
+    tid = f"s{shard}_{i}"
+    cfg = s.suggest(tid)
+    if cfg == s.FINISHED:
+        break
+    got.append(tid)
+    time.sleep(random.random() * 0.05)
+    s.on_trial_complete(tid, {"val_accuracy": random.random(), "training_iteration": 1})
+print(json.dumps(got))
+'''
+
+
+def test_concurrent_shards_draw_exactly_the_study_budget(tmp_path):
+    plan = sharded_plan(tmp_path, shards=3, num_samples=10)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    procs = [subprocess.Popen([sys.executable, "-c", ASKER, str(plan_file), str(k), str(TESTS)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for k in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    ran = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert sum(len(r) for r in ran) == 10  # the study's budget, not 3 x 10
+
+    from hpoc.runtime.shards import journal_trials
+
+    rows = journal_trials(plan)
+    counted = [r for r in rows if not r["extra"]]
+    assert len(counted) == 10 and all(r["state"] == "COMPLETE" for r in counted)
+    assert sorted(r["ray_trial"] for r in counted) == sorted(t for r in ran for t in r)
+    # every ask beyond the budget was marked and failed, never run
+    assert all(r["extra"] == "over budget" and r["state"] == "FAIL" for r in rows if r["extra"])
+    configs = {json.dumps(r["params"], sort_keys=True) for r in counted}
+    assert len(configs) == 10
+
+
+def test_a_shard_killed_after_asking_hands_the_orphaned_trial_to_its_next_run(tmp_path):
+    plan = sharded_plan(tmp_path, shards=2, num_samples=3)
+    first, total = searcher(plan, 0)
+    assert total == 3  # Tune's count is an upper bound; the journal decides
+    a = first.suggest("a")
+    first.on_trial_complete("a", {"val_accuracy": 0.5, "training_iteration": 1})
+    first.save(str(tmp_path / "state.pkl"))       # Ray saved its experiment here...
+    b = first.suggest("b")                         # ...then asked once more and died
+    del first
+
+    again, _ = searcher(plan, 0)
+    again.restore(str(tmp_path / "state.pkl"))
+    c = again.suggest("c")
+    assert c == b and c != a                       # same parameters: the orphan, not a new ask
+    other, _ = searcher(plan, 1)
+    d = other.suggest("d")                          # the last trial of the budget
+    assert again.suggest("e") == again.FINISHED and other.suggest("f") == other.FINISHED
+
+    from hpoc.runtime.shards import journal_trials
+
+    rows = [r for r in journal_trials(plan) if not r["extra"]]
+    assert len(rows) == 3
+    assert {r["ray_trial"] for r in rows} == {"a", "c", "d"} and d not in (a, b)
+
+
+def test_a_retried_trial_that_succeeds_teaches_the_sampler(tmp_path):
+    plan = sharded_plan(tmp_path, shards=2, num_samples=2)
+    s, _ = searcher(plan, 0)
+    cfg = s.suggest("t")
+    s.on_trial_complete("t", None, error=True)       # errored...
+    s.on_trial_complete("t", {"val_accuracy": 0.9, "training_iteration": 2})  # ...retried, done
+
+    from hpoc.runtime.shards import journal_trials
+
+    rows = journal_trials(plan)
+    failed = next(r for r in rows if r["ray_trial"] == "t" and not r["extra"])
+    record = next(r for r in rows if r["extra"] == "retry")
+    assert failed["state"] == "FAIL" and record["state"] == "COMPLETE"
+    assert record["params"] == failed["params"] and record["values"] == [0.9]
+    assert {k: cfg[k] for k in record["params"]} == record["params"]
+    assert len([r for r in rows if not r["extra"]]) == 1  # the record is not a budget trial
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_an_array_of_two_optuna_shards_shares_one_study_and_one_budget(tmp_path):
+    spec = write_study(tmp_path / "s", "sharded", shards=2, parallel=2, num_samples=6,
+                       max_concurrent=1, epochs=2, sleep=1.0)
+    run = hpoc("submit", str(spec), "-o", str(tmp_path / "build"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "2 job(s) for 2 shard(s)" in run.stdout
+    jobs = [line.split("job ")[1].split()[0] for line in run.stdout.splitlines() if "shard " in line
+            and " job " in line]
+    assert len(jobs) == 2 and jobs[0].endswith("_0") and jobs[1].endswith("_1")
+    records = wait_done(jobs, 420, tmp_path / "build")
+    assert all(r["JobState"] == "COMPLETED" for r in records), log_tail(tmp_path / "build")
+
+    root = tmp_path / "s" / "results" / "sharded"
+    per_shard = {k: reports(root / f"shard-{k}") for k in (0, 1)}
+    assert all(per_shard.values()), "each shard ran trials"  # both shards took part
+    assert sum(len(v) for v in per_shard.values()) == 6      # the study's budget
+    configs = [json.dumps(json.loads((root / f"shard-{k}" / name / "params.json").read_text()),
+                          sort_keys=True) for k, trials in per_shard.items() for name in trials]
+    assert len(set(configs)) == 6                            # no configuration twice
+
+    from hpoc.plan import load
+    from hpoc.runtime.shards import journal_trials
+
+    rows = [r for r in journal_trials(load(tmp_path / "build" / "plan.json")) if not r["extra"]]
+    assert len(rows) == 6 and {r["shard"] for r in rows} == {0, 1}
+    assert all(r["state"] == "COMPLETE" for r in rows)
+    # Each shard's sampler learnt from the other shard's results: the journal records what
+    # was complete, per shard, when each trial was asked.
+    for k in (0, 1):
+        saw_other = [r["seen"].get(str(1 - k), 0) for r in rows if r["shard"] == k]
+        assert max(saw_other) > 0, (k, rows)
+
+    status = json.loads(hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path).stdout)
+    assert status["state"] == "finished" and status["totals"]["done"] == 6
+    assert status["journal"]["trials"] == 6

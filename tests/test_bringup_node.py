@@ -182,8 +182,12 @@ def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, 
                               interface="lo")
     env = {"SLURMD_NODENAME": "node7", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"}
     cmd, ray_env = node.prepare(args, env)
-    p = ports.node_ports(55, 0)
-    assert json.loads((job / "head.json").read_text()) == {"address": f"127.0.0.1:{p.gcs}", "node": "node7"}
+    head = json.loads((job / "head.json").read_text())
+    # slot of job 55, or a later attempt if something on this machine holds one of its ports
+    p = next(ports.node_ports(55, 0, a) for a in range(ports.MAX_ATTEMPTS)
+             if head["address"] == f"127.0.0.1:{ports.node_ports(55, 0, a).gcs}")
+    assert head == {"address": f"127.0.0.1:{p.gcs}", "node": "node7"}
+    assert f"--port={p.gcs}" in cmd
     assert cmd[0] == sys.executable and f"--temp-dir={job / 'n0'}" in cmd and "--node-name=node7" in cmd
     assert ray_env["RAY_AUTH_TOKEN_PATH"] == str(job / "token") and node.TOKEN_ENV not in ray_env
     assert "hpoc: ray head on node7: ip=127.0.0.1" in capsys.readouterr().out
@@ -256,3 +260,25 @@ def test_preflight_needs_token_auth_in_its_environment(monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     with pytest.raises(preflight.NotReady, match="RAY_AUTH_MODE=token"):
         preflight.check("127.0.0.1:1", 1)
+
+
+def test_a_worker_waits_for_the_head_and_gives_up_with_a_clear_message(short_tmp):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RAY_"))}
+    env.update(SLURM_JOB_ID="12", HPOC_RAY_TOKEN="t" * 64, SLURMD_NODENAME="node2")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # a port nobody listens on
+        nobody = f"127.0.0.1:{s.getsockname()[1]}"
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(short_tmp / "j"),
+                          "--address", nobody, "--timeout", "0.5", "--interface", "lo"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 1
+    assert f"hpoc: cannot start ray worker: the Ray head at {nobody} did not answer within 0.5 s" in run.stderr
+    assert "hpoc: ray worker on node2: ip=127.0.0.1" in run.stdout
+    assert oct((short_tmp / "j" / "token").stat().st_mode & 0o777) == "0o600"
+
+
+def test_wait_for_head_returns_once_the_port_answers():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        node.wait_for_head(f"127.0.0.1:{s.getsockname()[1]}", timeout=5)

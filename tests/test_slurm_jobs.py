@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm_plans import READY, logs, output_of, ray_processes, sbatch, wait_jobs, wait_until, write_job
+from slurm_plans import (READY, job_records, logs, output_of, ray_processes, sbatch, wait_jobs, wait_until,
+                         write_job)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -88,8 +89,7 @@ def test_two_array_tasks_at_once_get_disjoint_ports_and_both_clean_up(tmp_path):
     array = sbatch(write_job(tmp_path, nodes=2, shards=2, parallel=2), **held(tmp_path))
     try:
         wait_until(lambda: len(ready_lines(tmp_path)) == 2, JOB_TIMEOUT, "both array tasks ready", tmp_path)
-        running = [r for r in wait_until(lambda: __import__("slurm_plans").job_records(array), 30, "records")
-                   if r["JobState"] == "RUNNING"]
+        running = [r for r in job_records(array) if r["JobState"] == "RUNNING"]
         assert len(running) == 2  # held at once, so they really ran side by side
         tasks = task_ids(running)
         addresses = {head_of(t)["address"] for t in tasks}
@@ -111,14 +111,15 @@ def test_two_array_tasks_at_once_get_disjoint_ports_and_both_clean_up(tmp_path):
 
 def test_jobs_sharing_nodes_stay_apart_and_refuse_strangers(tmp_path):
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    a = sbatch(write_job(a_dir, nodes=3), **held(a_dir))
-    b = sbatch(write_job(b_dir, nodes=3), **held(b_dir))
+    same = ["--nodelist=node[1-3]"]  # passed verbatim from slurm.extra
+    a = sbatch(write_job(a_dir, nodes=3, extra=same), **held(a_dir))
+    b = sbatch(write_job(b_dir, nodes=3, extra=same), **held(b_dir))
     try:
         for folder in (a_dir, b_dir):
             wait_until(lambda f=folder: ready_lines(f), JOB_TIMEOUT, f"job in {folder.name} ready", folder)
-        nodes_a = {n for r in __import__("slurm_plans").job_records(a) for n in [r["NodeList"]]}
-        nodes_b = {n for r in __import__("slurm_plans").job_records(b) for n in [r["NodeList"]]}
-        assert nodes_a == nodes_b == {"node[1-3]"}  # the very same nodes, at the same time
+        states = {r["JobState"] for j in (a, b) for r in job_records(j)}
+        nodes = {r["NodeList"] for j in (a, b) for r in job_records(j)}
+        assert states == {"RUNNING"} and nodes == {"node[1-3]"}  # the very same nodes, at the same time
         spans = slot_ports(a_dir) + slot_ports(b_dir)
         assert len(spans) == 6
         for i, x in enumerate(spans):

@@ -16,14 +16,22 @@ def _span(p: ports.NodePorts) -> set[int]:
     return set(p.all_ports())
 
 
-def test_slot_layout_is_inside_the_range_and_below_the_ephemeral_ports():
+RAY_DEFAULTS = {6379, 8265, 10001, 52365, *range(10002, 20000)}  # a Ray started with defaults
+
+
+def test_slots_avoid_ephemeral_ports_and_ray_defaults():
+    assert ports.N_SLOTS == 64
+    seen: set[int] = set()
+    for slot in range(ports.N_SLOTS):
+        span = set(range(ports.slot_base(slot), ports.slot_base(slot) + ports.SLOT))
+        assert 10000 <= min(span) and max(span) <= 65000
+        assert not span & set(EPHEMERAL) and not span & RAY_DEFAULTS
+        assert not span & seen
+        seen |= span
     for job in range(0, 5000, 7):
         for rank in range(6):
             p = node_ports(job, rank)
-            assert ports.LOW <= min(_span(p)) and max(_span(p)) < ports.HIGH
-            assert 10000 <= min(_span(p)) and max(_span(p)) <= 65000
-            assert not _span(p) & set(EPHEMERAL)
-            assert len(_span(p)) == ports.SLOT
+            assert len(_span(p)) == ports.SLOT and p.slot == ports.slot_index(job, rank)
 
 
 def test_every_named_port_is_distinct_and_outside_the_worker_range():
@@ -49,7 +57,7 @@ def test_ray_start_args_pin_every_port():
     assert "--ray-client-server-port" not in " ".join(p.ray_start_args(head=True, client_server=False))
 
 
-@pytest.mark.parametrize("start", [0, 1, 87, 88, 12345, 999_999_937])
+@pytest.mark.parametrize("start", [0, 1, 63, 64, 12345, 999_999_937])
 def test_consecutive_job_ids_on_one_node_per_host_never_collide(start):
     """Real clusters: one Ray node per job per host (rank 0); any N_SLOTS consecutive ids."""
     spans = [_span(node_ports(start + i, 0)) for i in range(ports.N_SLOTS)]

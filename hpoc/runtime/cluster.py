@@ -3,8 +3,10 @@
     python -m hpoc.runtime.cluster init JOB_DIR
         fresh private job directory (0700) with a new random token (0600)
     python -m hpoc.runtime.cluster wait-head JOB_DIR --timeout S [--pid PID] [--log FILE]
-        wait until the head has written its address and its GCS port answers; print
-        the address (IP:PORT) on stdout. Fails early if the head's step (PID) is gone.
+            [--address-only]
+        wait until the head has written its address and its GCS port answers (with
+        --address-only: just the address); print the address (IP:PORT) on stdout.
+        Fails early if the head's step (PID) is gone.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpoc.runtime.node import HEAD_FILE, TOKEN_FILE, ensure_private_dir, write_secret
+from hpoc.runtime.node import HEAD_FILE, TOKEN_FILE, answers, ensure_private_dir, write_secret
 
 POLL_S = 0.1
 
@@ -57,16 +58,8 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def _answers(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | None = None) -> str:
+def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | None = None,
+              address_only: bool = False) -> str:
     deadline = time.monotonic() + timeout
     head_file = job_dir / HEAD_FILE
     address = None
@@ -74,7 +67,7 @@ def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | 
     while time.monotonic() < deadline:
         if address is None and head_file.exists():
             address = json.loads(head_file.read_text())["address"]
-        if address and _answers(address):
+        if address and (address_only or answers(address)):
             return address
         if not _alive(pid):
             raise SystemExit(f"hpoc: the Ray head step exited before it answered{see}")
@@ -93,11 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_wait.add_argument("--timeout", type=float, default=300)
     p_wait.add_argument("--pid", type=int, help="PID of the head's srun step")
     p_wait.add_argument("--log", help="head log file, named in error messages")
+    p_wait.add_argument("--address-only", action="store_true", help="do not wait for the port to answer")
     args = p.parse_args(argv)
     if args.cmd == "init":
         init(args.job_dir)
     else:
-        print(wait_head(args.job_dir, args.timeout, args.pid, args.log))
+        print(wait_head(args.job_dir, args.timeout, args.pid, args.log, args.address_only))
     return 0
 
 

@@ -1,8 +1,8 @@
 """Start one Ray node of a job's private cluster: `python -m hpoc.runtime.node head|worker`.
 
 Run once per node (the SLURM script starts it with `srun -w NODE`; submitit reuses it).
-It works out everything node-specific, then replaces itself with `ray start --block`, so
-the step's PID *is* the Ray node and killing the step stops exactly this node:
+It works out everything node-specific, then runs `ray start --block` in its own process,
+so the step's PID *is* the Ray node and killing the step stops exactly this node:
 
 * a private per-job directory (0700) holding the auth token (0600); a worker on another
   host receives the token through the HPOC_RAY_TOKEN environment variable and writes it
@@ -13,8 +13,9 @@ the step's PID *is* the Ray node and killing the step stops exactly this node:
 * a port slot from `hpoc.runtime.ports`, probed free before use;
 * CPUs, GPUs and memory from the allocation (SLURM_*), not from the whole machine.
 
-The head also writes `<job dir>/head.json` with its address before Ray starts; the
-script waits on it (`hpoc.runtime.cluster wait-head`) before starting the workers.
+The head writes `<job dir>/head.json` with its address before Ray starts, so the script
+can start the workers right away: each loads Ray while the head starts, waits until the
+head's GCS answers, and only then runs `ray start`.
 
 Usage:
     python -m hpoc.runtime.node head   --job-dir /tmp/hpoc-123 [--interface ib0]
@@ -28,10 +29,12 @@ import errno
 import ipaddress
 import json
 import os
+import shlex
 import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -289,7 +292,7 @@ def _has_grpc() -> bool:
 
 
 def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-    """Everything up to the exec: returns the `ray start` command and its environment."""
+    """Everything before Ray: returns the `ray start` command and its environment."""
     job_dir = Path(args.job_dir)
     job_id = args.job_id if args.job_id is not None else _int_env(env, "SLURM_JOB_ID")
     if job_id is None:
@@ -324,7 +327,43 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job-id", type=int, help="default: $SLURM_JOB_ID")
     p.add_argument("--node-name", help="name Ray reports for this node (default: $SLURMD_NODENAME)")
     p.add_argument("--interface", help="network interface for Ray (default: first non-loopback IPv4)")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("HPOC_BRINGUP_TIMEOUT", 300)),
+                   help="seconds a worker waits for the head to answer (default: $HPOC_BRINGUP_TIMEOUT or 300)")
     return p
+
+
+def answers(address: str, timeout: float = 1.0) -> bool:
+    """True if something accepts TCP connections at IP:PORT (the head's GCS)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def wait_for_head(address: str, timeout: float, poll_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not answers(address):
+        if time.monotonic() >= deadline:
+            raise NodeError(f"the Ray head at {address} did not answer within {timeout:g} s")
+        time.sleep(poll_s)
+
+
+def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, timeout: float = 300) -> None:
+    """Run `ray start` in this very process, which thereby becomes the Ray node.
+
+    Loading Ray takes a while; a worker does it while the head is still starting and only
+    runs `ray start` once the head answers, so no fixed sleep and no lost time.
+    """
+    os.environ.clear()
+    os.environ.update(env)  # before the import: Ray reads some settings at import time
+    from ray.scripts.scripts import cli
+
+    if head is not None:
+        wait_for_head(head, timeout)
+    print(f"hpoc: {shlex.join(['ray', *cmd[3:]])}", flush=True)
+    cli.main(args=cmd[3:], prog_name="ray")  # exits with ray start's status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,10 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("worker needs --address IP:PORT of the head")
     try:
         cmd, env = prepare(args, os.environ)
+        run_ray(cmd, env, head=args.address if args.role == "worker" else None, timeout=args.timeout)
     except (NodeError, OSError) as exc:
         print(f"hpoc: cannot start ray {args.role}: {exc}", file=sys.stderr)
         return 1
-    os.execve(cmd[0], cmd, env)  # the step's process becomes the Ray node
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Port blocks for Ray nodes, so that jobs sharing a host never fight over a port.
 
 Every port a Ray node listens on is pinned. The ports come from a *slot*: a block of
-`SLOT` consecutive ports inside [`LOW`, `HIGH`). `HIGH` is 32768, the start of Linux's
-default ephemeral range (32768-60999), so outgoing connections of any program never hold
-one of our ports, and no Ray port can be taken by the kernel for somebody's client socket.
+`SLOT` (256) consecutive ports. The 64 slots lie in two regions that avoid both Linux's
+default ephemeral range (32768-60999: the kernel hands those out to client sockets of any
+program) and the ports a Ray started with defaults uses (6379, 8265, 10001, workers in
+10002-19999, 52365):
+
+    slots  0..48  in 20000-32543
+    slots 49..63  in 61000-64839
 
 A Ray node picks its slot from three numbers:
 
@@ -19,10 +23,10 @@ Why two jobs on one host do not collide (see tests/test_slurm_ports.py):
 * Two Ray nodes share a port only if they have the same slot: slots never overlap.
 * Same rank (the real-cluster case, rank 0): jobs whose ids differ by 1 .. N_SLOTS-1
   get different slots. SLURM hands out ids in sequence, so the other job sharing a host
-  would have to be N_SLOTS (88) submissions older and still running on that very host.
+  would have to be N_SLOTS (64) submissions older and still running on that very host.
 * Ranks below MAX_RANK (fake clusters): slots collide only if the ids differ by a
   multiple of RANK_STRIDE modulo N_SLOTS, so any two jobs whose ids differ by less than
-  RANK_STRIDE (22) are disjoint. The `rank // MAX_RANK` term keeps the nodes of one job
+  RANK_STRIDE (16) are disjoint. The `rank // MAX_RANK` term keeps the nodes of one job
   apart from each other for any rank below N_SLOTS.
 * The rare remaining case, and ports held by unrelated programs, are caught at start:
   the node probes its whole slot (`hpoc.runtime.node`) and moves to the next attempt.
@@ -32,11 +36,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOW = 10000
-HIGH = 32768
 SLOT = 256
-N_SLOTS = (HIGH - LOW) // SLOT  # 88
-RANK_STRIDE = 22
+REGIONS = ((20000, 32768), (61000, 65000))  # [start, end) below and above the ephemeral range
+_REGION_SLOTS = [(start, (end - start) // SLOT) for start, end in REGIONS]
+N_SLOTS = sum(n for _, n in _REGION_SLOTS)  # 49 + 15 = 64
+LOW, HIGH = REGIONS[0][0], REGIONS[-1][1]
+RANK_STRIDE = 16
 MAX_RANK = N_SLOTS // RANK_STRIDE  # 4 Ray nodes of one job per host keep the guarantee
 MAX_ATTEMPTS = 8
 FIXED = 16  # first ports of a slot: named listeners (9 used, the rest spare)
@@ -87,10 +92,19 @@ def slot_index(job_id: int, rank: int = 0, attempt: int = 0) -> int:
     return (job_id + rank * RANK_STRIDE + rank // MAX_RANK + attempt) % N_SLOTS
 
 
+def slot_base(slot: int) -> int:
+    """First port of `slot`."""
+    for start, count in _REGION_SLOTS:
+        if slot < count:
+            return start + slot * SLOT
+        slot -= count
+    raise ValueError("slot out of range")
+
+
 def node_ports(job_id: int, rank: int = 0, attempt: int = 0) -> NodePorts:
     """The ports of Ray node `rank` of job `job_id` on its host (pure)."""
     slot = slot_index(job_id, rank, attempt)
-    base = LOW + slot * SLOT
+    base = slot_base(slot)
     return NodePorts(
         slot=slot,
         gcs=base,

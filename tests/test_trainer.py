@@ -56,10 +56,16 @@ def test_default_loop_reports_metrics_that_match_a_manual_evaluation(toy, tmp_pa
     assert history[-1]["val_accuracy"] == pytest.approx(accuracy, abs=1e-9)
 
 
+def learned(history):
+    """Reports without their `perf` group (wall-clock timings differ from run to run)."""
+    return [{k: v for k, v in r.items() if k != "perf"} for r in history]
+
+
 def test_same_seed_same_run_other_seed_other_run(toy, tmp_path):
     workdir, plan, data = toy
     runs = [trainer(workdir).run_local(CONFIG, data, directory=tmp_path / f"r{i}", plan=plan, seed=s)
             for i, s in enumerate((5, 5, 6))]
+    runs = [learned(r) for r in runs]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -95,7 +101,7 @@ def test_a_killed_run_resumes_at_the_right_epoch_and_ends_as_if_never_killed(toy
 
     straight = trainer(workdir).run_local(config, data, directory=tmp_path / "straight", plan=plan, seed=1)
     # model, optimizer, RNG (dropout) and data order all came back: identical numbers
-    assert resumed == straight[3:]
+    assert learned(resumed) == learned(straight[3:])
     a = torch.load(sorted(run_dir.glob("checkpoint_*"))[-1] / STATE_FILE, weights_only=False)
     b = torch.load(sorted((tmp_path / "straight").glob("checkpoint_*"))[-1] / STATE_FILE,
                    weights_only=False)

@@ -29,6 +29,7 @@ import inspect
 import os
 import random
 import shutil
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -364,13 +365,16 @@ class Trainer:
     # ------------------------------------------------------------ the default loop
 
     def train(self) -> None:
+        _reset_peak_memory(self.strategy.device())
         self.setup()
         if self.train_dataloader is None:
             raise TrainerError("no training data: the plan needs a getter/splitter, or override "
                                "`train()` to load data yourself")
         for epoch in range(self.restore(), self.epochs):
             self.set_epoch(epoch)
+            started = time.time()
             metrics = self.train_epoch(epoch)
+            metrics["perf"] = self.perf(started, time.time())
             if self.validation_dataloader is not None:
                 metrics.update(self.validation_epoch(epoch))
             if self.lr_scheduler is not None:
@@ -397,7 +401,23 @@ class Trainer:
                 self.tracker.log_batch_metric("train_loss_batch", loss.item(), epoch * (last + 1) + i)
         totals = self.strategy.all_reduce(torch.stack([loss_sum, torch.tensor(float(count), device=dev, dtype=torch.float64)]))
         loss_total, n_total = totals.tolist()
+        self.epoch_images = int(n_total)
         return {"train_loss": loss_total / max(n_total, 1)}
+
+    def perf(self, started: float, ended: float) -> dict[str, float]:
+        """The `perf` group of an epoch's report: training seconds (wall, this rank), images
+        trained by all ranks, their rate, start/end as Unix times (to add up trials that
+        share a GPU) and, on CUDA, this process's peak allocated memory in the trial."""
+        seconds = max(ended - started, 1e-9)
+        images = getattr(self, "epoch_images", None)
+        out = {"train_s": round(seconds, 4), "train_start": started, "train_end": ended}
+        if images is not None:
+            out["train_images"] = images
+            out["images_per_s"] = round(images / seconds, 2)
+        dev = self.strategy.device()
+        if dev.type == "cuda":
+            out["max_memory_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+        return out
 
     @torch.no_grad()
     def validation_epoch(self, epoch: int) -> dict[str, float]:
@@ -558,6 +578,12 @@ class Trainer:
                   trial=TrialInfo(seed=seed, deterministic=True), data=splits)
         self.execute()
         return reporter.history
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    """Peak-memory figures count from here (trial processes are reused across trials)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def _batch_len(batch: Any) -> int:

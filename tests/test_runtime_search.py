@@ -32,12 +32,15 @@ def test_random_and_grid_use_our_condition_aware_sampler():
     assert configs[4] == "FINISHED"
 
 
-def test_shards_split_the_studys_trials():
+def test_shards_split_the_studys_trials(tmp_path):
     sharded = plan(trials={"num_samples": 5}, shards={"count": 2, "parallel": 2})
     assert [search.make_searcher(sharded, k)[2] for k in (0, 1)] == [3, 2]
-    optuna_plan = plan(trials={"num_samples": 5}, shards={"count": 2, "parallel": 2},
-                       search={"algorithm": "optuna", "options": {"sampler": "tpe"}, "_replace": True})
-    assert [search.make_searcher(optuna_plan, k)[2] for k in (0, 1)] == [3, 2]
+    optuna_plan = make_plan(ROOT, tmp_path, trials={"num_samples": 5},  # the journal goes here
+                            shards={"count": 2, "parallel": 2},
+                            search={"algorithm": "optuna", "options": {"sampler": "tpe"}, "_replace": True})
+    # Optuna shards share one study and one global budget (hpoc.runtime.shards): each
+    # shard may run up to all of it, the shared journal stops them at 5 in total.
+    assert [search.make_searcher(optuna_plan, k)[2] for k in (0, 1)] == [5, 5]
 
 
 @pytest.mark.parametrize("name, cls", [("tpe", optuna.samplers.TPESampler),

@@ -38,9 +38,11 @@ def _env() -> dict[str, str]:
 @pytest.mark.ray
 def test_hpoc_run_digits_local_finds_a_good_model_in_minutes(tmp_path):
     study = _copy_example("digits", tmp_path)
+    home = tmp_path / "home"
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "hpoc", "run", str(study / "study.hpo"), "--local"],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env=dict(_env(), HOME=str(home)), capture_output=True, text=True,
+                          timeout=300)
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     summary = json.loads((study / "results" / "digits" / "summary.json").read_text())
@@ -51,6 +53,7 @@ def test_hpoc_run_digits_local_finds_a_good_model_in_minutes(tmp_path):
         assert ("momentum" in trial["config"]) == (trial["config"]["optimizer"] == "sgd")
     assert took < 180, took
     assert "Traceback" not in done.stderr
+    assert not (home / ".ray").exists()  # the local Ray's token stays in its temp dir
 
 
 def test_digits_pipeline_splits_the_real_dataset():

@@ -48,13 +48,14 @@ def load_plan(target: str) -> dict[str, Any]:
             return load(path)
         except PlanError as exc:
             raise HpocError(str(exc)) from None
-    try:
-        from hpoc.compiler import compile_file
-    except ImportError as exc:  # pragma: no cover - a checkout without the compiler
-        raise HpocError(f"{target}: cannot compile specs here ({exc}); pass a plan.json") from None
+    from hpoc.compiler import compile_path
+    from hpoc.errors import render_all
     from hpoc.plan import content_hash
 
-    plan = compile_file(path)
+    result = compile_path(path)
+    if result.warnings:
+        print(render_all(result.warnings), file=sys.stderr)
+    plan = result.plan
     plan["content_hash"] = content_hash(plan)
     return plan
 

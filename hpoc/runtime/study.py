@@ -228,7 +228,6 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
                    parent_run_id: str | None = None) -> Any:
     from ray import tune
 
-    from hpoc.runtime.session import trial_needs
     from hpoc.runtime.trial import DRIVER_CPU, tune_trial
 
     res = plan["resources"]
@@ -241,7 +240,6 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
             resources["GPU"] = float(res["gpus_per_worker"])
     else:
         resources = {"CPU": DRIVER_CPU}  # the Train workers ask for their own resources
-    trial_needs(plan)
     return tune.with_resources(trainable, resources)
 
 

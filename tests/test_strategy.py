@@ -181,3 +181,23 @@ def test_deepspeed_zero_trains_in_sync_and_restores_its_sharded_checkpoint(tmp_p
     shards = sorted(p.name for p in (tmp_path / "merged" / "hpoc").iterdir())
     assert "zero_pp_rank_0_mp_rank_00_optim_states.pt" in shards
     assert "zero_pp_rank_1_mp_rank_00_optim_states.pt" in shards
+
+
+def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(tmp_path):
+    pytest.importorskip("deepspeed")
+    from hpoc.runtime import pipeline
+    from runtime_plans import make_plan, write_toy
+
+    workdir = write_toy(tmp_path / "study")
+    ds = {"zero_stage": 2, "precision": None, "config_file": None}
+    plan = make_plan(workdir, tmp_path / "results", resources={"strategy": "deepspeed", "deepspeed": ds})
+    data = pipeline.load_data(plan)
+    config = {"lr": 0.02, "hidden": 16, "batch_size": 32, "epochs": 2}
+    runs = []
+    for epochs in (2, 3):  # the second run finds the first one's checkpoint
+        t = pipeline.import_target("toy:ToyTrainer", str(workdir))()
+        s = Strategy.create("deepspeed", deepspeed=ds)
+        runs.append(t.run_local(dict(config, epochs=epochs), data, directory=tmp_path / "run",
+                                plan=plan, strategy=s))
+        assert type(t.model).__name__ == "DeepSpeedEngine"
+    assert [r["epoch"] for r in runs[0]] == [1, 2] and [r["epoch"] for r in runs[1]] == [3]

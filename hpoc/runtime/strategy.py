@@ -456,6 +456,8 @@ class DeepSpeedStrategy(DDPStrategy):
                 # One process: a private group (DeepSpeed needs one even for a single rank).
                 from hpoc.runtime.report import free_port
 
+                for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+                    os.environ.setdefault(key, value)
                 dist.init_process_group(self.backend(), rank=0, world_size=1,
                                         init_method=f"tcp://127.0.0.1:{free_port()}")
         deepspeed.init_distributed(dist_backend=self.backend(), verbose=False)

@@ -8,7 +8,7 @@ are one clear message instead of a traceback from a remote worker. Then Ray (loc
 job's cluster), a capacity check, the Tuner, live progress, and `summary.json`.
 
 Stopping: SIGUSR2 or SIGTERM (sent by the job script before the walltime or on preemption)
-ends the run the way Ctrl-C does in Tune: trials stop, their checkpoints stay, the
+or Ctrl-C ends the run gracefully: trials stop, their checkpoints stay, the
 experiment state is saved. Running the same plan again resumes it (`Tuner.restore` on the
 same storage path and name); a finished run is not repeated unless `fresh` is set.
 
@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from hpoc.runtime import summary as summary_mod
 
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
-_STOP_SIGNALS = ("SIGTERM", "SIGUSR2")
+_STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT")
 MARKER = ".hpoc-run.json"
 
 
@@ -289,11 +289,14 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
 
 
 def _install_signals() -> dict[int, Any]:
-    """SIGTERM/SIGUSR2 -> Tune's own graceful stop (the handler it installs for SIGUSR1)."""
+    """SIGTERM/SIGUSR2/SIGINT -> Tune's own graceful stop (the handler it installs for
+    SIGUSR1); a second Ctrl-C stops at once."""
     previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
         first = _STATE.signal is None
+        if not first and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
         _STATE.signal = signum
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
@@ -330,6 +333,9 @@ def _quiet_ray(verbose: bool) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no tables; we print our own progress
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
+    # Ctrl-C goes through our handler too (then to Tune's graceful stop), so that the run
+    # knows it was interrupted.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     if not verbose:
         # Trial errors are printed by us, one line each, with the path to the full text.
         for name in ("ray.tune", "ray.train", "ray.air"):

@@ -1,0 +1,223 @@
+"""itwinai's `RayTorchTrainer` API on hpoc's `Trainer`: an itwinai HPO trainer runs with only
+its imports changed.
+
+    from hpoc.compat.itwinai import Logger, RayDeepSpeedStrategy, RayTorchTrainer
+
+This is not a second runtime: `RayTorchTrainer` is an `hpoc.Trainer` (the runtime builds it,
+binds the trial's strategy, data and reporter, and calls `train(config, data)`), and the
+strategy classes are hpoc's own under itwinai's names. What the layer adds:
+
+- the trainer is built without itwinai's `config` argument (the study holds it): a
+  subclass `__init__(self, config, ...)` gets `config={}`;
+- `checkpoint_and_report` really checkpoints - model, optimizer, RNG and the
+  `checkpointing_data` - through hpoc's checkpoint policy (itwinai's never saves them);
+- resume: a retried or requeued trial restores its latest checkpoint when training
+  starts and runs only the epochs left (the loop sees `config["epochs"]` reduced by the
+  epochs done; epochs, log steps and `set_epoch` continue where they stopped);
+- DeepSpeed: `loss.backward()` then `optimizer.step()` as itwinai loops write it works
+  under ZeRO stages 1-3 (hpoc's default is 2); `optimizer.step()` steps the engine, so its
+  step count, gradient clipping and accumulation apply.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from hpoc.runtime.strategy import DDPStrategy, DeepSpeedStrategy, Strategy
+from hpoc.runtime.trainer import Trainer, _takes_args, seed_everything
+
+# itwinai's strategy names. Single-worker DDP trials run under hpoc's plain `Strategy`.
+RayDDPStrategy = DDPStrategy
+RayDeepSpeedStrategy = DeepSpeedStrategy
+TorchDDPStrategy = DDPStrategy
+RayTorchDistributedStrategy = DDPStrategy
+
+RESUME_FILE = "itwinai.json"  # in each checkpoint: epochs done, read before training starts
+
+
+class Logger:
+    """itwinai's logger type, for annotations only: hpoc's loggers are set in the study
+    (`logger mlflow { ... }`, or `MLFlowLogger` in the YAML config)."""
+
+
+class RayTorchTrainer(Trainer):
+    """Base class of itwinai-style HPO trainers (see the module docstring)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        try:
+            param = inspect.signature(init).parameters.get("config")
+        except (TypeError, ValueError):
+            return
+        if param is None or param.default is not inspect.Parameter.empty:
+            return
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kw: Any) -> None:
+            if not args and "config" not in kw:  # built by hpoc: the study holds the config
+                kw["config"] = {}
+            init(self, *args, **kw)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    def __init__(self, config: dict[str, Any] | None = None, strategy: str = "ddp",
+                 name: str | None = None, logger: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.itwinai_config = dict(config or {})
+        # The study's `resources.strategy` decides; `self.strategy` is the live object.
+        self.strategy_name = strategy
+        self.name = name or type(self).__name__
+        self.logger = logger
+        self._epoch_offset = 0
+
+    # ------------------------------------------------------------ config and optimizer
+
+    @property
+    def training_config(self) -> dict[str, Any]:
+        return self.__dict__.get("_training_config", getattr(self, "config", {}))
+
+    @training_config.setter
+    def training_config(self, value: dict[str, Any]) -> None:
+        self._training_config = value  # the runtime's `self.config` stays the trial's own
+
+    @property
+    def optimizer(self) -> Any:
+        return self.__dict__.get("_optimizer")
+
+    @optimizer.setter
+    def optimizer(self, value: Any) -> None:
+        engine = getattr(self.__dict__.get("strategy"), "engine", None)
+        if engine is not None and value is not None and not isinstance(value, EngineOptimizer):
+            value = EngineOptimizer(engine, value)
+        self._optimizer = value
+
+    # ------------------------------------------------------------ entry point
+
+    def execute(self) -> None:
+        if _takes_args(self.train) < 2:  # a train(self) loop of its own
+            super().execute()
+            return
+        self._epoch_offset = self._epochs_done()
+        seed_everything(self.seed, self.trial.deterministic)
+        self.strategy.init()
+        config = dict(self.config)
+        epochs = config.get("epochs")
+        if self._epoch_offset and isinstance(epochs, int) and not isinstance(epochs, bool):
+            config["epochs"] = max(0, epochs - self._epoch_offset)
+        status = "FAILED"
+        try:
+            self.train(config, (self.train_data, self.validation_data, self.test_data))
+            status = "FINISHED"
+        finally:
+            self.close(status)
+
+    def _epochs_done(self) -> int:
+        with self.reporter.latest_checkpoint() as directory:
+            if directory is None:
+                return 0
+            marker = Path(directory) / RESUME_FILE
+            if not marker.is_file():
+                return 0
+            return int(json.loads(marker.read_text(encoding="utf-8")).get("epoch", 0))
+
+    # ------------------------------------------------------------ itwinai methods
+
+    def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
+                           test_dataset: Any = None) -> None:
+        super().create_dataloaders(train_dataset, validation_dataset, test_dataset)
+        if self._epoch_offset and self.train_dataloader is not None:
+            # Restore when training starts: by then the loop has built and distributed
+            # the model and optimizer, in whatever order it does so.
+            self.train_dataloader = _RestoreFirst(self.train_dataloader, self)
+
+    def _restore_now(self) -> None:
+        if getattr(self, "_restored_epochs", None) is None:
+            self._restored_epochs = self.restore()
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch + self._epoch_offset)
+
+    def log(self, item: Any, identifier: str, kind: str = "metric", step: int | None = None,
+            batch_idx: int | None = None, **kwargs: Any) -> None:
+        super().log(item, identifier, kind=kind,
+                    step=step + self._epoch_offset if step is not None and batch_idx is None else step)
+
+    def initialize_logger(self, hyperparams: dict[str, Any] | None = None, rank: int | None = None) -> None:
+        if hyperparams is not None and hyperparams is self.__dict__.get("_training_config"):
+            hyperparams = self.config  # the trial's own values (`epochs` is not shortened)
+        super().initialize_logger(hyperparams=hyperparams, rank=rank)
+
+    def checkpoint_and_report(self, epoch: int, tuning_metrics: dict[str, Any],
+                              checkpointing_data: dict[str, Any] | None = None) -> None:
+        """Report this epoch's metrics to Tune; checkpoint per the study's policy (every
+        epoch by default), including `checkpointing_data`. Every rank must call it."""
+        self.report(tuning_metrics, epoch=epoch + self._epoch_offset,
+                    extra=_detached(checkpointing_data) if checkpointing_data else None)
+
+    def save_checkpoint(self, directory: str, *, epochs_done: int, extra: dict[str, Any] | None = None) -> None:
+        super().save_checkpoint(directory, epochs_done=epochs_done, extra=extra)
+        if self.strategy.is_main:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            (Path(directory) / RESUME_FILE).write_text(json.dumps({"epoch": epochs_done}), encoding="utf-8")
+
+
+class EngineOptimizer:
+    """DeepSpeed's optimizer as itwinai loops use it: `zero_grad()`, `loss.backward()`,
+    `step()`. The step goes through the engine; everything else reaches the optimizer."""
+
+    def __init__(self, engine: Any, optimizer: Any) -> None:
+        self.engine, self.optimizer = engine, optimizer
+
+    def step(self, closure: Any = None) -> None:
+        if closure is not None:
+            raise TypeError("DeepSpeed optimizers take no closure")
+        self.engine.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.optimizer, name)
+
+
+class _RestoreFirst:
+    """A training loader that restores the trial's checkpoint before its first batch."""
+
+    def __init__(self, loader: Any, trainer: RayTorchTrainer) -> None:
+        self._loader, self._trainer = loader, trainer
+
+    def __iter__(self) -> Iterator[Any]:
+        self._trainer._restore_now()
+        if self._trainer.train_dataloader is self:  # restored: later epochs use the loader itself
+            self._trainer.train_dataloader = self._loader
+        return iter(self._loader)
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+def _detached(data: Any) -> Any:
+    """`checkpointing_data` without autograd graphs (loss tensors), on the CPU."""
+    import torch
+
+    if isinstance(data, torch.Tensor):
+        return data.detach().cpu()
+    if isinstance(data, dict):
+        return {k: _detached(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(_detached(v) for v in data) if not hasattr(data, "_fields") else data
+    return data
+
+
+__all__ = ["Logger", "RayTorchTrainer", "RayDDPStrategy", "RayDeepSpeedStrategy", "TorchDDPStrategy",
+           "RayTorchDistributedStrategy", "EngineOptimizer", "Strategy"]

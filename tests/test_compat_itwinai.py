@@ -1,0 +1,242 @@
+"""The itwinai compatibility layer: the tutorial's `MyRayTorchTrainer` (examples/itwinai,
+imports changed only) trains, checkpoints and resumes under hpoc, with DDP and DeepSpeed.
+
+The data is generated FashionMNIST-format IDX files (tests/itwinai_data.py), read by the
+example's torchvision getter; few images, since ResNet18 on a CPU is slow.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from hpoc.compat.itwinai import EngineOptimizer, RayDeepSpeedStrategy, RayTorchTrainer
+from hpoc.runtime.strategy import Strategy
+from itwinai_data import write_fashion_mnist
+from yaml_configs import EXAMPLE, config, seed, trainer_args
+
+# ------------------------------------------------------------------------ the base class
+
+
+def test_a_trainer_requiring_config_is_built_without_it() -> None:
+    class Seedlike(RayTorchTrainer):
+        def __init__(self, config: dict, strategy: str = "ddp", name: str | None = None, logger: Any = None):
+            super().__init__(config=config, strategy=strategy, name=name, logger=logger)
+
+    assert Seedlike().itwinai_config == {}  # what the runtime does: no arguments
+    assert Seedlike({"a": 1}).itwinai_config == {"a": 1}
+    assert Seedlike(config={"b": 2}, name="n").name == "n"
+    assert Seedlike.__init__.__name__ == "__init__" and "config" in Seedlike.__init__.__wrapped__.__code__.co_varnames
+
+
+def test_strategies_built_by_the_runtime_carry_itwinais_names() -> None:
+    ds = Strategy.create("deepspeed", deepspeed={"zero_stage": 2, "precision": None, "config_file": None})
+    assert isinstance(ds, RayDeepSpeedStrategy)
+    assert not isinstance(Strategy.create("ddp"), RayDeepSpeedStrategy)
+    assert not isinstance(Strategy.create("single"), RayDeepSpeedStrategy)
+
+
+def test_engine_optimizer_steps_through_the_engine() -> None:
+    calls = []
+
+    class Engine:
+        def step(self):
+            calls.append("engine.step")
+
+    class Opt:
+        param_groups = [{"lr": 0.1}]
+
+        def zero_grad(self, set_to_none=True):
+            calls.append(f"zero_grad({set_to_none})")
+
+    opt = EngineOptimizer(Engine(), Opt())
+    opt.zero_grad()
+    opt.step()
+    assert calls == ["zero_grad(True)", "engine.step"]
+    assert opt.param_groups == [{"lr": 0.1}]
+    with pytest.raises(TypeError):
+        opt.step(lambda: 0.0)
+
+
+# ------------------------------------------------- the tutorial trainer, in this process
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fmnist")
+    write_fashion_mnist(root, n_train=8, n_test=2)
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        from data import FashionMNISTGetter, FashionMNISTSplitter
+        from trainer import MyRayTorchTrainer
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    dataset = FashionMNISTGetter(str(root)).execute()
+    assert len(dataset) == 8 and dataset[0][0].shape == (1, 28, 28)
+    return MyRayTorchTrainer, FashionMNISTSplitter(0.75, 0.25).execute(dataset)
+
+
+class _Tracker:
+    def __init__(self, params: dict) -> None:
+        self.params: list[dict] = [dict(params)]
+        self.metrics: list[tuple[str, Any, Any]] = []
+
+    def log_params(self, params):
+        self.params.append(dict(params))
+
+    def log_metric(self, name, value, step=None):
+        self.metrics.append((name, value, step))
+
+    def log_metrics(self, metrics, step=None):
+        pass
+
+    def log_batch_metric(self, name, value, step):
+        pass
+
+    def close(self, status="FINISHED"):
+        pass
+
+
+def _first_weight(trainer) -> torch.Tensor:
+    return next(trainer.strategy.unwrap().parameters()).detach().clone()
+
+
+def _run(cls, splits, directory: Path, epochs: int, monkeypatch, strategy=None):
+    trackers: list[_Tracker] = []
+
+    def open_loggers(plan, trial_name, params, *args, **kwargs):
+        trackers.append(_Tracker(params))
+        return trackers[-1]
+
+    monkeypatch.setattr("hpoc.runtime.tracking.open_loggers", open_loggers)
+    plan = {"loggers": [{"kind": "mlflow", "experiment_name": "x", "log_freq": "epoch", "tracking_uri": None}],
+            "training": {"precision": "auto", "data_on_device": "auto"}, "checkpoint": {"every": 1}}
+    trainer = cls()
+    seen: dict[str, torch.Tensor] = {}
+    restore = trainer._restore_now
+
+    def spy():
+        restore()
+        seen.setdefault("restored", _first_weight(trainer))
+        seen["calls"] = seen.get("calls", 0) + 1
+
+    trainer._restore_now = spy
+    history = trainer.run_local({"batch_size": 8, "learning_rate": 1e-3, "epochs": epochs}, splits,
+                                directory=directory, strategy=strategy, plan=plan)
+    return trainer, history, trackers[0], seen
+
+
+def test_seed_trainer_checkpoints_and_resumes(splits, tmp_path: Path, monkeypatch) -> None:
+    cls, data = splits
+    first, history, tracker, seen = _run(cls, data, tmp_path, 1, monkeypatch)
+    assert [(h["epoch"], h["training_iteration"]) for h in history] == [(1, 1)]
+    assert isinstance(history[0]["loss"], float)
+    assert not seen  # nothing to restore on a fresh start
+    ckpt = tmp_path / "checkpoint_000000"
+    assert json.loads((ckpt / "itwinai.json").read_text()) == {"epoch": 1}
+    state = torch.load(ckpt / "state.pt", weights_only=False)
+    assert state["epoch"] == 1
+    assert state["model"]["conv1.weight"].shape == (64, 1, 7, 7)  # the tutorial's ResNet18
+    assert state["optimizer"]["state"]  # Adam moments: resume continues the same optimizer
+    assert state["data"]["epoch"] == 0 and not state["data"]["loss"].requires_grad
+    assert torch.equal(state["model"]["conv1.weight"], first.strategy.unwrap().conv1.weight.detach())
+    assert [(n, s) for n, _, s in tracker.metrics] == [("train_loss", 0), ("val_loss", 0)]
+    final = _first_weight(first)
+
+    second, history, tracker, seen = _run(cls, data, tmp_path, 3, monkeypatch)
+    assert second._epoch_offset == 1
+    assert [(h["epoch"], h["training_iteration"]) for h in history] == [(2, 2), (3, 3)]
+    assert torch.equal(seen["restored"], final)  # trained on from the checkpoint's weights
+    assert seen["calls"] == 1
+    assert [(n, s) for n, _, s in tracker.metrics] == [("train_loss", 1), ("val_loss", 1),
+                                                        ("train_loss", 2), ("val_loss", 2)]
+    assert tracker.params[0]["epochs"] == 3  # the trial's own config is logged, not the rest
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_000001", "checkpoint_000002"]
+
+
+@pytest.mark.slow
+def test_seed_trainer_resumes_under_deepspeed(splits, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("deepspeed")
+    monkeypatch.setenv("LOCAL_RANK", "0")  # one process without a launcher
+    cls, data = splits
+
+    def strategy():
+        return Strategy.create("deepspeed", deepspeed={"zero_stage": 2, "precision": None, "config_file": None})
+
+    first, history, _, _ = _run(cls, data, tmp_path, 1, monkeypatch, strategy())
+    assert isinstance(first.optimizer, EngineOptimizer)
+    assert first.strategy.engine.global_steps == 1  # 6 images in one batch: steps count
+    assert (tmp_path / "checkpoint_000000" / "hpoc" / "mp_rank_00_model_states.pt").is_file()
+    final = _first_weight(first)
+    second, history, _, seen = _run(cls, data, tmp_path, 2, monkeypatch, strategy())
+    assert [h["training_iteration"] for h in history] == [2]
+    assert torch.equal(seen["restored"], final)
+
+
+# --------------------------------------------------------- 2-trial studies under Ray
+
+
+def _study(tmp_path: Path, strategy: str) -> Path:
+    for f in ("trainer.py", "data.py"):
+        shutil.copy(EXAMPLE / f, tmp_path / f)
+    write_fashion_mnist(tmp_path / "data", n_train=8, n_test=2)
+    doc = seed()
+    steps = doc["ray_training_pipeline"]["init_args"]["steps"]
+    steps[1]["init_args"] = {"train_proportion": 0.75, "validation_proportion": 0.25}
+    trainer_args(doc)["strategy"] = strategy
+    del trainer_args(doc)["logger"]
+    cfg = config(doc)
+    cfg["scaling_config"] = {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 0.5}}
+    cfg["train_loop_config"] = {"batch_size": {"type": "choice", "options": [2, 4]},
+                                "learning_rate": {"type": "uniform", "min": 1e-4, "max": 1e-3}, "epochs": 1}
+    cfg["tune_config"] = {"num_samples": 2, "max_concurrent_trials": 1,
+                          "search_alg": {"name": "optuna", "metric": "loss", "mode": "min", "seed": 0}}
+    cfg["run_config"] = {"storage_path": "results", "name": f"seed-{strategy}"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _run_study(tmp_path: Path, strategy: str, capsys) -> tuple[dict, list[Path]]:
+    from hpoc.cli import main
+
+    path = _study(tmp_path, strategy)
+    assert main(["run", str(path), "--local"]) == 0, capsys.readouterr().err[-3000:]
+    exp = tmp_path / "results" / f"seed-{strategy}"
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 2}
+    assert all(isinstance(t["metrics"]["loss"], float) and t["epochs"] == 1 for t in summary["trials"])
+    checkpoints = sorted(p for p in exp.glob("train/*/checkpoint_*") if p.is_dir())
+    assert len(checkpoints) == 2, checkpoints  # one per trial, written by checkpoint_and_report
+    for ckpt in checkpoints:
+        assert json.loads((ckpt / "itwinai.json").read_text()) == {"epoch": 1}
+    return summary, checkpoints
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_seed_study_with_ddp(tmp_path: Path, capsys) -> None:
+    _, checkpoints = _run_study(tmp_path, "ddp", capsys)
+    for ckpt in checkpoints:
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        assert state["model"]["conv1.weight"].shape == (64, 1, 7, 7)  # unwrapped from DDP
+        assert state["data"]["epoch"] == 0 and "optimizer" in state
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_seed_study_with_deepspeed(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("deepspeed")
+    _, checkpoints = _run_study(tmp_path, "deepspeed", capsys)
+    for ckpt in checkpoints:
+        files = sorted(p.name for p in (ckpt / "hpoc").iterdir())
+        # ZeRO-2: the model once, the optimizer state partitioned over both workers
+        assert files == ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                         "zero_pp_rank_1_mp_rank_00_optim_states.pt"]

@@ -9,6 +9,8 @@ For each node count, alternately submits
   (b) a job following Ray's documented SLURM template (docs.ray.io, "Deploying on
       Slurm"): head, `sleep 10`, each worker followed by `sleep 5`, then a driver that
       connects with `ray.init`: seconds from the job script's start to the connected driver.
+      The template does not wait for the workers; for comparison the benchmark's driver
+      then also reports when all nodes had joined (`template_all_joined_s`).
 Jobs run one at a time. Progress goes to stderr; the last stdout line is JSON with the
 medians and the ratio hpoc/template per node count.
 
@@ -36,6 +38,7 @@ from slurm_plans import READY, VENV_PYTHON, logs, output_of, ray_processes, sbat
 from hpoc.runtime import ports  # noqa: E402
 
 TEMPLATE_READY = re.compile(r"^template ready nodes=(\d+) seconds=(\S+)$", re.M)
+TEMPLATE_JOINED = re.compile(r"^template all joined seconds=(\S+)$", re.M)
 TIMEOUT = 600
 
 # Ray's template (doc/source/cluster/doc_code/slurm-basic.sh), kept as close as the shared
@@ -89,6 +92,9 @@ import ray, time
 ray.init(address='$ip_head', log_to_driver=False)
 alive = sum(n['Alive'] for n in ray.nodes())
 print(f'template ready nodes={{alive}} seconds={{time.time() - $t0:.1f}}', flush=True)
+while sum(n['Alive'] for n in ray.nodes()) < $SLURM_JOB_NUM_NODES:  # not in the template: for comparison
+    time.sleep(0.2)
+print(f'template all joined seconds={{time.time() - $t0:.1f}}', flush=True)
 "
 """
 
@@ -105,18 +111,19 @@ def run_hpoc(folder: Path, nodes: int) -> float:
     return float(match.group(4))
 
 
-def run_template(folder: Path, nodes: int) -> tuple[float, int]:
+def run_template(folder: Path, nodes: int) -> tuple[float, int, float]:
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "template.sbatch"
     script.write_text(TEMPLATE.format(nodes=nodes, folder=folder, python=VENV_PYTHON,
                                       ray=str(Path(VENV_PYTHON).with_name("ray"))))
     job = sbatch(script)
     (record,) = wait_jobs([job], TIMEOUT, folder)
-    match = TEMPLATE_READY.search((folder / f"template-{job}.out").read_text())
-    if not match:
+    text = (folder / f"template-{job}.out").read_text()
+    match, joined = TEMPLATE_READY.search(text), TEMPLATE_JOINED.search(text)
+    if not match or not joined:
         raise SystemExit(f"template job {job} failed ({record['JobState']}):\n{logs(folder)}")
     _reap(f"/tmp/hpoc-bench-{job}/")
-    return float(match.group(2)), int(match.group(1))
+    return float(match.group(2)), int(match.group(1)), float(joined.group(1))
 
 
 def _reap(marker: str) -> None:
@@ -141,22 +148,26 @@ def main() -> int:
     if available_nodes() < max(args.nodes):
         print(f"need {max(args.nodes)} nodes: scripts/local-slurm.sh up --nodes {max(args.nodes)}", file=sys.stderr)
         return 2
-    results: dict[int, dict[str, list]] = {n: {"hpoc": [], "template": [], "joined": []} for n in args.nodes}
+    results: dict[int, dict[str, list]] = {n: {"hpoc": [], "template": [], "joined": [], "all": []}
+                                         for n in args.nodes}
     for rep in range(args.repeat):
         for n in args.nodes:
             ours = run_hpoc(args.workdir / f"hpoc-{n}-{rep}", n)
-            theirs, joined = run_template(args.workdir / f"template-{n}-{rep}", n)
+            theirs, joined, all_joined = run_template(args.workdir / f"template-{n}-{rep}", n)
             results[n]["hpoc"].append(ours)
             results[n]["template"].append(theirs)
             results[n]["joined"].append(joined)
+            results[n]["all"].append(all_joined)
             print(f"nodes={n} rep={rep} load={os.getloadavg()[0]:.1f}: hpoc {ours:.1f} s, template {theirs:.1f} s "
-                  f"({joined}/{n} nodes joined when its driver connected)", file=sys.stderr, flush=True)
+                  f"({joined}/{n} nodes joined when its driver connected, all at {all_joined:.1f} s)",
+                  file=sys.stderr, flush=True)
     summary = {}
     for n, r in results.items():
         h, t = statistics.median(r["hpoc"]), statistics.median(r["template"])
         summary[str(n)] = {"hpoc_s": round(h, 2), "template_s": round(t, 2), "ratio": round(h / t, 3),
                            "hpoc_runs": r["hpoc"], "template_runs": r["template"],
-                           "template_nodes_joined": r["joined"]}
+                           "template_nodes_joined": r["joined"],
+                           "template_all_joined_s": round(statistics.median(r["all"]), 2)}
     medians = [summary[str(n)]["hpoc_s"] for n in args.nodes]
     out = {"benchmark": "bringup", "repeat": args.repeat, "nodes": summary, "load_avg_1m": os.getloadavg()[0],
            "hpoc_spread_s": round(max(medians) - min(medians), 2)}

@@ -51,12 +51,17 @@ def read_steps(job_dir: Path | None) -> list[Step]:
     return steps
 
 
-def alive_nodes(client, timeout: float) -> dict[str, dict[str, float]]:
-    """node name -> resources_total of every alive node."""
+def alive_nodes(client, timeout: float) -> list[tuple[str, dict[str, float]]]:
+    """(node name, resources_total) of every alive node."""
     from ray.core.generated.gcs_pb2 import GcsNodeInfo
 
     infos = client.get_all_node_info(timeout=timeout, state_filter=GcsNodeInfo.GcsNodeState.ALIVE)
-    return {info.node_name: dict(info.resources_total) for info in infos.values()}
+    return [(info.node_name, dict(info.resources_total)) for info in infos.values()]
+
+
+def _refused(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "auth" in text or "token" in text
 
 
 def wait_for_nodes(address: str, want: int, job_dir: Path | None, timeout: float):
@@ -64,23 +69,25 @@ def wait_for_nodes(address: str, want: int, job_dir: Path | None, timeout: float
 
     deadline = time.monotonic() + timeout
     steps = read_steps(job_dir)
-    client = GcsClient(address=address)
-    nodes: dict[str, dict[str, float]] = {}
+    client = None
+    nodes: list[tuple[str, dict[str, float]]] = []
     while True:
         try:
+            client = client or GcsClient(address=address)
             nodes = alive_nodes(client, timeout=max(1.0, min(5.0, deadline - time.monotonic())))
-        except Exception as exc:  # noqa: BLE001 - auth and connection errors both mean "not ready"
-            if "auth" in str(exc).lower() or "token" in str(exc).lower():
+        except Exception as exc:  # noqa: BLE001 - any failure to ask means "not ready (yet)"
+            if _refused(exc):
                 raise NotReady(f"the cluster at {address} refused our token: {exc}") from None
-            nodes = {}
+            nodes = []
         if len(nodes) >= want:
             return nodes
-        dead = [s.node for s in steps if s.node not in nodes and not _alive(s.pid)]
+        joined = {name for name, _ in nodes}
+        dead = [s.node for s in steps if s.node not in joined and not _alive(s.pid)]
         if dead:
             raise NotReady(f"the Ray step on {', '.join(dead)} exited before joining; "
                            "see its ray-<node>.log in the job's log directory")
         if time.monotonic() >= deadline:
-            missing = [s.node for s in steps if s.node not in nodes]
+            missing = [s.node for s in steps if s.node not in joined]
             named = f"; missing: {', '.join(missing)}" if missing else ""
             raise NotReady(f"only {len(nodes)} of {want} Ray nodes joined within {timeout:g} s{named}")
         time.sleep(POLL_S)
@@ -105,10 +112,10 @@ def check(address: str, want: int, *, job_dir: Path | None = None, cpus_per_node
     if os.environ.get("RAY_AUTH_MODE") != "token" or not os.environ.get("RAY_AUTH_TOKEN_PATH"):
         raise NotReady("RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH must be set")
     nodes = wait_for_nodes(address, want, job_dir, timeout)
-    cpus = sum(r.get("CPU", 0.0) for r in nodes.values())
-    gpus = sum(r.get("GPU", 0.0) for r in nodes.values())
+    cpus = sum(r.get("CPU", 0.0) for _, r in nodes)
+    gpus = sum(r.get("GPU", 0.0) for _, r in nodes)
     if len(nodes) != want:
-        raise NotReady(f"expected {want} Ray nodes, found {len(nodes)}: {', '.join(sorted(nodes))}")
+        raise NotReady(f"expected {want} Ray nodes, found {len(nodes)}: {', '.join(sorted(n for n, _ in nodes))}")
     if cpus_per_node is not None and cpus != want * cpus_per_node:
         raise NotReady(f"expected {want * cpus_per_node:g} CPUs ({cpus_per_node:g} per node), Ray sees {cpus:g}")
     if gpus_per_node is not None and gpus != want * gpus_per_node:

@@ -163,3 +163,25 @@ def test_cli_missing_file_and_directory(tmp_path: Path, capsys) -> None:
     assert main(["check", str(tmp_path / "dir.yaml")]) == 2
     err = capsys.readouterr().err
     assert "no such file" in err and "is a directory" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text,code,line,col,message,help", [
+    ("a: ${b}\nb: ${a}\n", "HP113", 1, 4, "`${...}` references go round in a circle", None),
+    ("a: ${oc.env:HOME}\n", "HP113", 1, 4, "resolver `${oc.env:HOME}` is not supported", None),
+    ("a: ${.b}\n", "HP113", 1, 4, "relative reference `${.b}` is not supported", None),
+    ("batch: 1\na:\n  b: ${bach}\n", "HP113", 3, 6, "`${bach}` refers to nothing: no `bach` there",
+     "did you mean `batch`?"),
+    ("a: [1, 2]\nb: \"x-${a}\"\n", "HP113", 2, 4, "`${a}` is a collection and cannot be part of a string", None),
+])
+def test_bad_references(tmp_path: Path, text, code, line, col, message, help) -> None:
+    d = one(tmp_path, text)
+    assert (d.code, d.line, d.col, d.message) == (code, line, col, message)
+    if help:
+        assert d.help == help
+
+
+def test_reference_bomb_is_stopped(tmp_path: Path) -> None:
+    lines = ["a0: [" + ", ".join(["x"] * 40) + "]"]
+    lines += [f"a{i}: [" + ", ".join([f'"${{a{i - 1}}}"'] * 40) + "]" for i in range(1, 6)]
+    d = one(tmp_path, "\n".join(lines) + "\n")
+    assert d.code == "HP111" and "references expand to more than" in d.message

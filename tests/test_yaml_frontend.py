@@ -29,6 +29,12 @@ def one_error(tmp_path: Path, doc, **kw):
     return errs[0]
 
 
+def resources(plan) -> dict:
+    """The resources keys the YAML sets (the compiler may add others)."""
+    keys = ("workers", "cpus_per_worker", "gpus_per_worker", "strategy", "deepspeed")
+    return {k: plan["resources"][k] for k in keys}
+
+
 def codes(result) -> list[str]:
     return [w.code for w in result.warnings]
 
@@ -65,8 +71,8 @@ def test_seed_config_compiles_to_the_tutorials_study() -> None:
     assert plan["scheduler"]["name"] == "asha"
     assert {k: plan["scheduler"]["options"][k] for k in ("max_t", "grace_period", "reduction_factor", "brackets")} \
         == {"max_t": 20, "grace_period": 10, "reduction_factor": 4, "brackets": 1}
-    assert plan["resources"] == {"workers": 4, "cpus_per_worker": 5, "gpus_per_worker": 1,
-                                 "strategy": "ddp", "deepspeed": None}
+    assert resources(plan) == {"workers": 4, "cpus_per_worker": 5, "gpus_per_worker": 1,
+                               "strategy": "ddp", "deepspeed": None}
     assert plan["storage"] == {"path": str(EXAMPLE / "ray_checkpoints"), "name": "Virgo-HPO-Experiment"}
     assert plan["loggers"] == [{"kind": "mlflow", "experiment_name": "MNIST HPO Experiment",
                                 "log_freq": "batch", "tracking_uri": None}]
@@ -286,7 +292,7 @@ def test_run_config_sections(tmp_path: Path) -> None:
 def test_use_gpu_alone_reserves_one_gpu_per_worker(tmp_path: Path) -> None:
     doc = seed()
     config(doc)["scaling_config"] = {"num_workers": 2, "use_gpu": True}
-    assert compiled(tmp_path, doc).plan["resources"] == {
+    assert resources(compiled(tmp_path, doc).plan) == {
         "workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 1, "strategy": "ddp", "deepspeed": None}
 
 
@@ -364,3 +370,20 @@ def test_class_paths_resolve_beside_the_config(tmp_path: Path, monkeypatch) -> N
     assert plan["source"]["workdir"] == str(sub.resolve())
     getter = import_target(plan["pipeline"]["getter"]["target"], plan["source"]["workdir"], "getter")
     assert Path(getter.where) == sub / "data.py" and path.parent == sub
+
+
+def test_references_to_top_level_values_are_resolved(tmp_path: Path) -> None:
+    text = (
+        "batch: 64\nlr_min: 1e-5\nname: run\n"
+        "ray_training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+        "      - class_path: trainer.MyRayTorchTrainer\n        init_args:\n          config:\n"
+        "            train_loop_config:\n              batch_size: ${batch}\n"
+        "              lr: {type: uniform, min: \"${lr_min}\", max: 1e-3}\n"
+        "              tag: \"${name}-${batch}\"\n"
+        "            tune_config: {metric: loss, mode: min}\n"
+        "            run_config: {name: \"${name}\"}\n"
+    )
+    plan = compiled(tmp_path, text).plan
+    assert plan["study"]["name"] == "run"
+    assert plan["space"]["constants"] == {"batch_size": 64, "tag": "run-64"}
+    assert plan["space"]["params"][0]["args"] == {"lower": 1e-5, "upper": 1e-3}

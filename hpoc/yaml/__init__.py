@@ -39,9 +39,10 @@ def translate(text: str, file: str, workdir: str | None = None) -> Translation:
     """Study AST of an itwinai config; raises SpecError (syntax or translation errors)."""
     from hpoc.yaml.build import Builder
     from hpoc.yaml.itwinai import translate as build_study
+    from hpoc.yaml.interpolate import resolve
     from hpoc.yaml.nodes import load
 
-    doc = load(text, file)
+    doc = resolve(load(text, file), text)
     b = Builder(file, workdir)
     study = build_study(b, doc)
     diags = _sorted(with_sources(b.diagnostics, text))

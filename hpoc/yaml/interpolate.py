@@ -1,0 +1,114 @@
+"""OmegaConf-style `${path}` references, as newer itwinai configs write them.
+
+    batch_size: 64
+    ray_training_pipeline:
+      ... train_loop_config: {batch_size: ${batch_size}}
+
+A value that is exactly `${a.b}` becomes the node at `a.b` (from the document root, typed:
+a number stays a number); `${a.b}` inside a longer string is replaced by its text.
+Resolvers (`${oc.env:HOME}`) and relative paths (`${.x}`) are reported, not guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hpoc.errors import Diagnostic, SpecSyntaxError, did_you_mean
+from hpoc.yaml.nodes import MAX_NODES, TOO_BIG, YMap, YNode, YScalar, YSeq
+
+REF = re.compile(r"\$\{([^{}]*)\}")
+INTERPOLATION = "HP113"
+MAX_HOPS = 16
+
+
+def resolve(root: YNode, text: str) -> YNode:
+    if not isinstance(root, YMap):
+        return root
+    return _Resolver(root, text).walk(root, 0)
+
+
+class _Resolver:
+    def __init__(self, root: YMap, text: str):
+        self.root, self.text = root, text
+        self.count = 0
+        self.site: YScalar | None = None  # the reference being expanded
+
+    def fail(self, node: YScalar, msg: str, help: str | None = None, code: str = INTERPOLATION) -> Any:
+        sp = node.span
+        d = Diagnostic(msg, code, sp.file, sp.line, sp.col, sp.line,
+                       sp.end_col if sp.end_line == sp.line else sp.col + 1, help=help)
+        raise SpecSyntaxError([d.with_source(self.text)])
+
+    def walk(self, node: YNode, hops: int) -> YNode:
+        self.count += 1
+        if self.count > MAX_NODES:  # references repeat subtrees, like aliases
+            self.fail(self.site or _first_scalar(node), f"`${{...}}` references expand to more than {MAX_NODES} values",
+                      help="a config never needs this many", code=TOO_BIG)
+        if isinstance(node, YMap):
+            entries = tuple((k, ks, self.walk(v, hops)) for k, ks, v in node.entries)
+            return YMap(entries, node.span, node.index)
+        if isinstance(node, YSeq):
+            return YSeq(tuple(self.walk(v, hops) for v in node.items), node.span)
+        if isinstance(node.value, str) and "${" in node.value:
+            return self.scalar(node, hops)
+        return node
+
+    def scalar(self, node: YScalar, hops: int) -> YNode:
+        if hops > MAX_HOPS:
+            self.fail(self.site or node, "`${...}` references go round in a circle",
+                      help="a value cannot refer to itself")
+        outer = self.site
+        self.site = self.site or node
+        try:
+            return self._scalar(node, hops)
+        finally:
+            self.site = outer
+
+    def _scalar(self, node: YScalar, hops: int) -> YNode:
+        whole = REF.fullmatch(node.value)
+        if whole:
+            target = self.lookup(node, whole.group(1))
+            # The referenced value, placed where the reference is (errors point here).
+            return self.walk(_moved(target, node), hops + 1)
+        def text_of(m: re.Match[str]) -> str:
+            target = self.walk(self.lookup(node, m.group(1)), hops + 1)
+            if not isinstance(target, YScalar):
+                self.fail(node, f"`${{{m.group(1)}}}` is a collection and cannot be part of a string")
+            return "null" if target.value is None else str(target.text if not isinstance(target.value, str)
+                                                           else target.value)
+        return YScalar(REF.sub(text_of, node.value), node.text, node.span, node.quoted)
+
+    def lookup(self, node: YScalar, path: str) -> YNode:
+        path = path.strip()
+        if ":" in path:
+            self.fail(node, f"resolver `${{{path}}}` is not supported", help="write the value itself")
+        if not path or path.startswith("."):
+            self.fail(node, f"relative reference `${{{path}}}` is not supported",
+                      help="refer from the top of the file: `${section.key}`")
+        cur: YNode = self.root
+        for part in path.split("."):
+            if isinstance(cur, YMap) and part in cur.index:
+                cur = cur.get(part)  # type: ignore[assignment]
+            elif isinstance(cur, YSeq) and part.isdigit() and int(part) < len(cur.items):
+                cur = cur.items[int(part)]
+            else:
+                keys = cur.keys() if isinstance(cur, YMap) else []
+                self.fail(node, f"`${{{path}}}` refers to nothing: no `{part}` there",
+                          help=did_you_mean(part, keys))
+        return cur
+
+
+def _moved(node: YNode, at: YScalar) -> YNode:
+    if isinstance(node, YScalar):
+        return YScalar(node.value, node.text, at.span, node.quoted)
+    return node
+
+
+def _first_scalar(node: YNode) -> YScalar:
+    while not isinstance(node, YScalar):
+        items = [v for _, _, v in node.entries] if isinstance(node, YMap) else list(node.items)
+        if not items:
+            return YScalar(None, "", node.span)
+        node = items[0]
+    return node

@@ -32,7 +32,7 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not slurm and not slow" tests
 
 stress: venv
-	HPOC_FUZZ_CASES=10000 $(PY) -m pytest -q -m "stress" tests
+	HPOC_STRESS=1 HPOC_FUZZ_CASES=10000 $(PY) -m pytest -q -rA -m "stress" tests
 
 bench: venv
 	$(PY) benchmarks/compile.py

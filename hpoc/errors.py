@@ -13,10 +13,12 @@ file), so an error can be rendered — and pickled between processes — without
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, NoReturn, Sequence
 
 _MAX_SHOWN_LINE = 160  # longer source lines are cut around the caret
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class Diagnostic:
         return f"{self.file}:{self.line}:{self.col}"
 
     def render(self) -> str:
-        out = [f"{self.location}: {self.severity}: {self.message} [{self.code}]"]
+        # One line per diagnostic head (editors parse it): control characters from user
+        # values (a YAML "\n") are shown escaped.
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], self.message)
+        out = [f"{self.location}: {self.severity}: {message} [{self.code}]"]
         if self.line is not None and self.source_line is not None:
             out.extend(_snippet(self.line, self.col or 1, self._width(), self.source_line))
         out.extend(f"  = note: {n}" for n in self.notes)

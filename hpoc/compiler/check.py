@@ -57,13 +57,12 @@ class Checker:
         help: str | None = None,
         notes: tuple[str, ...] = (),
     ) -> None:
-        if span is None:
-            d = Diagnostic(msg, code, self.file, severity=severity, help=help, notes=notes)
-        else:
-            d = Diagnostic(
-                msg, code, self.file, span.line, span.col, span.end_line, span.end_col,
-                severity=severity, help=help, notes=notes,
-            )  # fmt: skip
+        if span is None:  # a whole-file problem (a missing section): point at the file's start
+            span = A.Span(self.file, 1, 1, 1, 1)
+        d = Diagnostic(
+            msg, code, self.file, span.line, span.col, span.end_line, span.end_col,
+            severity=severity, help=help, notes=notes,
+        )  # fmt: skip
         self.diagnostics.append(d)
 
     def error(self, code: str, msg: str, span: A.Span | None, help: str | None = None, notes: tuple[str, ...] = ()) -> None:

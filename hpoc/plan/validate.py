@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+MAX_SHOWN = 20        # problems listed; the count says how many there are
+MAX_MESSAGE = 160     # characters of one problem (jsonschema quotes whole values)
+
 
 @functools.lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
@@ -21,10 +24,57 @@ def validate(plan: dict[str, Any], path: object = "plan") -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(plan), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"{path}: plan failed validation ({len(errors)} error(s))"]
-        for err in errors[:20]:
-            where = ".".join(str(p) for p in err.absolute_path) or "(root)"
-            lines.append(f"  {where}: {err.message}")
+    problems: dict[tuple[str, str], None] = {}
+    for err in validator.iter_errors(plan):
+        for leaf in _leaves(err):
+            where = ".".join(str(p) for p in leaf.absolute_path) or "(root)"
+            problems[(where, _short(leaf.message))] = None
+    if not problems:  # the schema holds: now what it cannot say (docs/plan.md)
+        for where, message in _contract(plan):
+            problems[(where, message)] = None
+    if problems:
+        found = sorted(problems)
+        lines = [f"{path}: plan failed validation ({len(found)} error(s))"]
+        lines += [f"  {where}: {message}" for where, message in found[:MAX_SHOWN]]
+        if len(found) > MAX_SHOWN:
+            lines.append(f"  ... and {len(found) - MAX_SHOWN} more")
         raise PlanError("\n".join(lines))
+
+
+def _contract(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rules across fields that the compiler guarantees and the runtime relies on."""
+    out = []
+    if not plan["objective"]["metrics"]:
+        if plan["search"]["algorithm"] not in ("random", "grid"):
+            out.append(("search.algorithm", f"`{plan['search']['algorithm']}` needs an objective, "
+                                            "and objective.metrics is empty"))
+        if plan["scheduler"]["name"] != "fifo":
+            out.append(("scheduler.name", f"`{plan['scheduler']['name']}` needs an objective, "
+                                          "and objective.metrics is empty"))
+    seen: dict[str, dict[str, Any]] = {}
+    for i, param in enumerate(plan["space"]["params"]):
+        if param["name"] in seen:
+            out.append((f"space.params.{i}.name", f"`{param['name']}` appears twice"))
+        cond = param["condition"]
+        parent = seen.get(cond["param"]) if cond else None
+        if cond and (parent is None or parent["domain"] not in ("choice", "grid")):
+            out.append((f"space.params.{i}.condition.param",
+                        f"`{cond['param']}` is not an earlier choice/grid parameter"))
+        seen[param["name"]] = param
+    return out
+
+
+def _leaves(err: Any) -> list[Any]:
+    """The errors that say what is wrong. A nullable section (`anyOf: [object, null]`) fails
+    as "<the whole section> is not valid under any of the given schemas"; its sub-errors
+    name the field, so those are reported instead (without the "is not null" branch)."""
+    if not err.context:
+        return [err]
+    subs = [e for e in err.context if not (e.validator == "type" and e.validator_value == "null")]
+    out = [leaf for e in subs for leaf in _leaves(e)]
+    return out or [err]
+
+
+def _short(message: str) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"

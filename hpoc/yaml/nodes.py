@@ -110,8 +110,13 @@ def load(text: str, file: str) -> YNode:
         elif "expected a single document" in msg:
             help = "keep one document in the file (remove the extra `---`)"
         _fail(file, f"invalid YAML: {msg}", SYNTAX, line, col, help=help, text=text)
-    except yaml.YAMLError as exc:
-        _fail(file, f"invalid YAML: {' '.join(str(exc).split())}", SYNTAX)
+    except yaml.YAMLError as exc:  # e.g. a ReaderError (a control character): a position only
+        pos = getattr(exc, "position", None)
+        line = col = None
+        if isinstance(pos, int) and 0 <= pos <= len(text):
+            line = text.count("\n", 0, pos) + 1
+            col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        _fail(file, f"invalid YAML: {' '.join(str(exc).split())}", SYNTAX, line, col, text=text)
     except RecursionError:
         _fail(file, "YAML is nested too deeply", TOO_BIG, help="configs never need this much nesting")
     if node is None:

@@ -78,8 +78,10 @@ def test_preflight_job_brings_up_three_nodes_and_leaves_no_ray_behind(tmp_path):
     assert len(ready) == 1, out
     nodes, cpus, gpus, seconds = ready[0]
     assert (nodes, cpus, gpus) == ("3", "3", "0") and 0 < float(seconds) < JOB_TIMEOUT
-    assert sorted(p.name for p in (tmp_path / "logs" / job).iterdir()) == [
-        "ray-node1.log", "ray-node2.log", "ray-node3.log"]
+    hosts = subprocess.run(["scontrol", "show", "hostnames", record["NodeList"]], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert len(hosts) == 3
+    assert sorted(p.name for p in (tmp_path / "logs" / job).iterdir()) == [f"ray-{h}.log" for h in sorted(hosts)]
     assert ray_processes(job) == []
     assert not Path(f"/tmp/hpoc-{job}").exists()
     assert output_of(tmp_path, ".err") == {"t-preflight-%s.err" % job: ""}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +71,11 @@ def test_engine_optimizer_steps_through_the_engine() -> None:
 def splits(tmp_path_factory):
     root = tmp_path_factory.mktemp("fmnist")
     write_fashion_mnist(root, n_train=8, n_test=2)
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        from data import FashionMNISTGetter, FashionMNISTSplitter
-        from trainer import MyRayTorchTrainer
-    finally:
-        sys.path.remove(str(EXAMPLE))
+    from hpoc.runtime.pipeline import import_target  # as the runtime imports them
+
+    FashionMNISTGetter = import_target("data:FashionMNISTGetter", str(EXAMPLE))
+    FashionMNISTSplitter = import_target("data:FashionMNISTSplitter", str(EXAMPLE))
+    MyRayTorchTrainer = import_target("trainer:MyRayTorchTrainer", str(EXAMPLE))
     dataset = FashionMNISTGetter(str(root)).execute()
     assert len(dataset) == 8 and dataset[0][0].shape == (1, 28, 28)
     return MyRayTorchTrainer, FashionMNISTSplitter(0.75, 0.25).execute(dataset)
@@ -146,6 +144,7 @@ def test_seed_trainer_checkpoints_and_resumes(splits, tmp_path: Path, monkeypatc
     assert state["model"]["conv1.weight"].shape == (64, 1, 7, 7)  # the tutorial's ResNet18
     assert state["optimizer"]["state"]  # Adam moments: resume continues the same optimizer
     assert state["data"]["epoch"] == 0 and not state["data"]["loss"].requires_grad
+    assert first.strategy_name == "ddp" and first.itwinai_config == {}
     assert torch.equal(state["model"]["conv1.weight"], first.strategy.unwrap().conv1.weight.detach())
     assert [(n, s) for n, _, s in tracker.metrics] == [("train_loss", 0), ("val_loss", 0)]
     final = _first_weight(first)
@@ -171,7 +170,7 @@ def test_seed_trainer_resumes_under_deepspeed(splits, tmp_path: Path, monkeypatc
         return Strategy.create("deepspeed", deepspeed={"zero_stage": 2, "precision": None, "config_file": None})
 
     first, history, _, _ = _run(cls, data, tmp_path, 1, monkeypatch, strategy())
-    assert isinstance(first.optimizer, EngineOptimizer)
+    assert isinstance(first.optimizer, EngineOptimizer) and first.strategy_name == "deepspeed"
     assert first.strategy.engine.global_steps == 1  # 6 images in one batch: steps count
     assert (tmp_path / "checkpoint_000000" / "hpoc" / "mp_rank_00_model_states.pt").is_file()
     final = _first_weight(first)

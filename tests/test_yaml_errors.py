@@ -185,3 +185,43 @@ def test_reference_bomb_is_stopped(tmp_path: Path) -> None:
     lines += [f"a{i}: [" + ", ".join([f'"${{a{i - 1}}}"'] * 40) + "]" for i in range(1, 6)]
     d = one(tmp_path, "\n".join(lines) + "\n")
     assert d.code == "HP111" and "references expand to more than" in d.message
+
+
+# ------------------------------------------------------------------------------ fuzzing
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_YAML_BITS = st.sampled_from([
+    ":", " ", "\n", "  ", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "!!str ", "<<: ", "${a}", "'", '"',
+    "type: choice", "options: [1, 2]", "min: 1e-5", "class_path: a.B", "init_args:", "steps:", "config:",
+    "name: bayes", "null", "true", "1e400", "-", "#", "\t", "?", "|", ">", "%YAML 1.1\n---\n",
+])
+
+
+def _compiles_or_reports(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        compile_path(path)
+    except SpecError as exc:
+        assert exc.errors, exc.diagnostics
+        assert all(d.file == str(path) for d in exc.diagnostics)
+        exc.render()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_seed_configs_never_crash(tmp_path: Path, data) -> None:
+    text = SEED
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(text)))
+        j = data.draw(st.integers(i, min(len(text), i + 40)))
+        text = text[:i] + data.draw(st.one_of(st.just(""), _YAML_BITS, st.text(max_size=5))) + text[j:]
+    _compiles_or_reports(tmp_path, text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(_YAML_BITS, max_size=30))
+def test_random_yaml_never_crashes(tmp_path: Path, parts) -> None:
+    _compiles_or_reports(tmp_path, "".join(parts))

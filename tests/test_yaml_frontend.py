@@ -387,3 +387,17 @@ def test_references_to_top_level_values_are_resolved(tmp_path: Path) -> None:
     assert plan["study"]["name"] == "run"
     assert plan["space"]["constants"] == {"batch_size": 64, "tag": "run-64"}
     assert plan["space"]["params"][0]["args"] == {"lower": 1e-5, "upper": 1e-3}
+
+
+def test_old_itwinai_checkpoint_freq(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["checkpoint_freq"] = 3
+    assert compiled(tmp_path, doc).plan["checkpoint"]["every"] == 3
+
+
+def test_a_mapping_with_type_is_a_domain(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["train_loop_config"]["model"] = {"type": "resnet", "depth": 18}
+    d = one_error(tmp_path, doc)
+    assert d.message == "unknown search domain `resnet` for `model`"
+    assert d.help.startswith("a mapping with `type` is a search domain")

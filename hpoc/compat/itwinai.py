@@ -77,6 +77,10 @@ class RayTorchTrainer(Trainer):
         self.logger = logger
         self._epoch_offset = 0
 
+    def bind(self, *, strategy: Strategy, **kwargs: Any) -> None:
+        super().bind(strategy=strategy, **kwargs)
+        self.strategy_name = "deepspeed" if isinstance(strategy, DeepSpeedStrategy) else "ddp"
+
     # ------------------------------------------------------------ config and optimizer
 
     @property

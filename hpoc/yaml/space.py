@@ -76,7 +76,7 @@ def read_domain(b: Builder, node: YMap, name: str) -> A.Call | None:
     if func not in T.DOMAINS:
         names = list(T.DOMAINS) + ["grid_search"]
         b.error(SPACE, f"unknown search domain `{raw}` for `{name}`", type_node.span,
-                help=did_you_mean(func, names) or f"domains: {one_of(names)}")
+                help=did_you_mean(func, names) or f"a mapping with `type` is a search domain: {one_of(names)}")
         return None
     if func in T.CATEGORICAL:
         return _categorical(b, node, name, func, type_node)

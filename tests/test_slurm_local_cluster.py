@@ -75,3 +75,20 @@ def test_up_is_idempotent_and_down_stops_only_its_own_daemons(tmp_path):
     finally:
         subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, env=env, timeout=60)
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_slurm_tests_skip_without_slurm_and_fail_when_slurm_is_required(tmp_path):
+    import sys
+
+    root = SCRIPT.parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "HPOC_"))}
+    env.update(PATH=str(tmp_path), HPOC_SLURM_STATE=str(tmp_path / "none"))  # no sbatch anywhere
+    target = "tests/test_slurm_local_cluster.py::test_up_is_idempotent_and_down_stops_only_its_own_daemons"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", target]
+    run = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "1 skipped" in run.stdout, run.stdout
+    assert "no SLURM here (sbatch not found)" in run.stdout
+    run = subprocess.run(cmd, cwd=root, env=dict(env, HPOC_REQUIRE_SLURM="1"), capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1 and ("1 error" in run.stdout or "1 failed" in run.stdout), run.stdout
+    assert "HPOC_REQUIRE_SLURM=1 but no SLURM here" in run.stdout

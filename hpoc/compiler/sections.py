@@ -311,7 +311,7 @@ class _Special:
 
     def env(self, key: str, value: A.Value, path: str) -> str | None:
         if isinstance(value, A.String):
-            if "\n" in value.value or "\x00" in value.value:
+            if any(c in value.value for c in "\n\r\x00"):  # what render.py refuses too
                 self.ch.error(VALUE, f"environment variable `{key}` must be one line", value.span)
                 return None
             return value.value

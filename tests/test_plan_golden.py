@@ -93,6 +93,7 @@ def test_minimal_plan_has_every_key_with_defaults() -> None:
     assert plan["trials"] == {"num_samples": 1, "max_concurrent": None, "time_budget_s": None, "stop": {}}
     assert plan["resources"] == {
         "workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0, "strategy": "ddp", "deepspeed": None,
+        "reuse_workers": False,
     }  # fmt: skip
     assert plan["training"] == {"precision": "auto", "compile": False, "seed": None, "data_on_device": "auto"}
     assert plan["failure"] == {"max_retries": 2}

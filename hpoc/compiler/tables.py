@@ -188,6 +188,7 @@ SECTIONS: dict[str, dict[str, F]] = {
         "cpus_per_worker": F(K.number(0, lo_open=True), 1),
         "gpus_per_worker": F(K.number(0), 0),
         "strategy": F(K.enum(["ddp", "deepspeed"]), None),
+        "reuse_workers": F(K.boolean, False, doc="keep multi-worker trials' processes warm"),
         "deepspeed": F(
             Rec(
                 {

@@ -228,6 +228,7 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
                    parent_run_id: str | None = None) -> Any:
     from ray import tune
 
+    from hpoc.runtime import pool
     from hpoc.runtime.trial import DRIVER_CPU, tune_trial
 
     res = plan["resources"]
@@ -238,6 +239,8 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
         resources = {"CPU": float(res["cpus_per_worker"])}
         if res["gpus_per_worker"]:
             resources["GPU"] = float(res["gpus_per_worker"])
+    elif pool.enabled(plan):
+        resources = pool.placement(plan, DRIVER_CPU)  # driver + warm workers, reserved together
     else:
         resources = {"CPU": DRIVER_CPU}  # the Train workers ask for their own resources
     return tune.with_resources(trainable, resources)
@@ -247,6 +250,7 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
            stream: TextIO) -> Any:
     from ray import tune
 
+    from hpoc.runtime import pool
     from hpoc.runtime.resume import prepare_scheduler
     from hpoc.runtime.search import make_scheduler, make_searcher
 
@@ -265,7 +269,7 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
         num_samples=num_samples,
         max_concurrent_trials=trials["max_concurrent"],
         time_budget_s=trials["time_budget_s"],
-        reuse_actors=plan["resources"]["workers"] == 1,
+        reuse_actors=plan["resources"]["workers"] == 1 or pool.enabled(plan),
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_dirname,
     )

@@ -74,6 +74,11 @@ def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any]
         data = pipeline.fetch(data_ref[0])
         run_trainer(plan, cfg, data, report.TuneReporter(), trial, distributed=False)
         return
+    from hpoc.runtime import pool
+
+    if pool.enabled(plan):  # a warm worker group instead of a Train run (pool.py)
+        pool.run_pooled_trial(plan, cfg, data_ref, trial, experiment_dir)
+        return
     _fit_train_run(plan, cfg, data_ref, trial, experiment_dir)
 
 

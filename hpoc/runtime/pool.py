@@ -1,0 +1,261 @@
+"""Warm worker groups: multi-worker trials without starting a Ray Train run per trial.
+
+With `resources.reuse_workers = true`, a multi-worker trial's Tune trainable reserves its
+driver bundle plus one bundle per worker (one placement group, so Tune still counts and
+schedules whole trials), and Tune reuses the trainable process for the next trial with the
+same resources. The first trial in that process starts `workers` PoolWorker actors in the
+placement group's bundles; they join a torch.distributed group (NCCL on GPU, Gloo on CPU)
+and import the study's code. Every later trial in that process borrows the same warm
+group: no new processes, no imports, no rendezvous, and the data already fetched (and on
+the device) stays. Each trial gets a fresh trainer - model, optimizer, loss, batches - and
+nothing else it could have changed survives it (pool_worker.TrialScope).
+
+The trainable relays rank 0's reports to Tune (`tune.report`, with the checkpoint files
+staged on shared storage under the trial's `train/<trial id>/` directory) and hands Tune's
+decision back; resuming works as for one-worker trials (Tune's latest checkpoint). A
+failed rank poisons the group: its actors are killed and the next trial starts a new one.
+Ray's own Train V2 path (trial.py) stays the default.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hpoc.runtime.pool_worker import PoolWorker
+
+POLL_S = 1.0          # how often the trainable looks at the workers while waiting for a report
+SETTLE_S = 300.0      # how long a new trial waits for the previous one to unwind
+
+
+def enabled(plan: dict[str, Any]) -> bool:
+    res = plan["resources"]
+    return int(res["workers"]) > 1 and bool(res.get("reuse_workers"))
+
+
+def backend(plan: dict[str, Any]) -> str:
+    return "nccl" if (plan["resources"]["gpus_per_worker"] or 0) > 0 else "gloo"
+
+
+def signature(plan: dict[str, Any]) -> tuple:
+    """What a warm group is good for: trials with the same shape, code and strategy."""
+    res = plan["resources"]
+    return (int(res["workers"]), float(res["cpus_per_worker"]), float(res["gpus_per_worker"] or 0),
+            res["strategy"], backend(plan), plan["source"]["workdir"])
+
+
+def worker_bundle(plan: dict[str, Any]) -> dict[str, float]:
+    res = plan["resources"]
+    bundle = {"CPU": float(res["cpus_per_worker"])}
+    if res["gpus_per_worker"]:
+        bundle["GPU"] = float(res["gpus_per_worker"])
+    return bundle
+
+
+def placement(plan: dict[str, Any], driver_cpu: float) -> Any:
+    """Tune resources of a pooled trial: its driver plus every worker, reserved together."""
+    from ray import tune
+
+    return tune.PlacementGroupFactory(
+        [{"CPU": driver_cpu}] + [worker_bundle(plan)] * int(plan["resources"]["workers"]),
+        strategy="PACK")
+
+
+@dataclass
+class WarmGroup:
+    """`workers` actors in one process group, and the trial running on them (if any)."""
+
+    key: tuple
+    workers: list[Any]
+    pids: list[int]
+    running: list[Any] = field(default_factory=list)
+    trials: int = 0
+
+    @classmethod
+    def start(cls, plan: dict[str, Any]) -> "WarmGroup":
+        import ray
+        from ray.util import get_current_placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        res = plan["resources"]
+        n = int(res["workers"])
+        actor = ray.remote(PoolWorker)
+        pg = get_current_placement_group()
+        workers = []
+        for rank in range(n):
+            opts: dict[str, Any] = {"num_cpus": float(res["cpus_per_worker"]),
+                                    "num_gpus": float(res["gpus_per_worker"] or 0),
+                                    "max_concurrency": 3, "max_restarts": 0}
+            if pg is not None and len(pg.bundle_specs) > n:
+                opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=rank + 1)
+            workers.append(actor.options(**opts).remote(rank, n))
+        group = cls(signature(plan), workers, [])
+        try:
+            where = ray.get([w.where.remote() for w in workers])
+            local = _local_ranks([w["node"] for w in where])
+            targets = [step["target"] for step in plan["pipeline"].values() if step]
+            group.pids = ray.get([
+                w.join.remote(where[0]["ip"], where[0]["port"], backend(plan), lr, lw,
+                              plan["source"]["workdir"], targets)
+                for w, (lr, lw) in zip(workers, local)])
+        except BaseException:
+            group.close()
+            raise
+        return group
+
+    def settle(self, timeout: float = SETTLE_S) -> bool:
+        """Wait for the previous trial's workers to unwind; False if they did not."""
+        import ray
+
+        if not self.running:
+            return True
+        done, pending = ray.wait(self.running, num_returns=len(self.running), timeout=timeout)
+        self.running = []
+        if pending:
+            return False
+        try:
+            ray.get(done)
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        import ray
+
+        for w in self.workers:
+            try:
+                ray.kill(w, no_restart=True)
+            except Exception:
+                pass
+        self.workers, self.running = [], []
+
+
+def _local_ranks(nodes: list[str]) -> list[tuple[int, int]]:
+    """(local rank, local world size) of each rank from the nodes the ranks run on."""
+    seen: dict[str, int] = {}
+    out = []
+    for node in nodes:
+        out.append(seen.get(node, 0))
+        seen[node] = seen.get(node, 0) + 1
+    return [(lr, seen[node]) for lr, node in zip(out, nodes)]
+
+
+# The warm group of this process (a Tune trainable that Tune reuses across trials).
+_GROUP: dict[str, WarmGroup] = {}
+
+
+def borrow(plan: dict[str, Any]) -> WarmGroup:
+    """This process's warm group for `plan`, started on first use or after a failure."""
+    group = _GROUP.get("group")
+    if group is not None and (group.key != signature(plan) or not group.settle()):
+        group.close()
+        group = None
+    if group is None:
+        group = _GROUP["group"] = WarmGroup.start(plan)
+    return group
+
+
+def discard() -> None:
+    group = _GROUP.pop("group", None)
+    if group is not None:
+        group.close()
+
+
+def run_trial(group: WarmGroup, payload: dict[str, Any],
+              on_report: Callable[[dict[str, Any], str | None], None]) -> str:
+    """Run one trial on `group`; `on_report(metrics, checkpoint_dir)` sees each report and
+    may raise (Tune's SystemExit when the trial should stop). "done" or "stopped"."""
+    import ray
+
+    token = payload["token"] = payload.get("token") or uuid.uuid4().hex
+    group.running = [w.run_trial.remote(payload) for w in group.workers]
+    group.trials += 1
+    head = group.workers[0]
+    answered = False
+    try:
+        while True:
+            event = ray.get(head.next_event.remote(token, POLL_S))
+            if event is None:
+                done, pending = ray.wait(group.running, num_returns=len(group.running), timeout=0)
+                _raise_failures(group, done)
+                if not pending:
+                    statuses = ray.get(done)
+                    group.running = []
+                    answered = True
+                    return "stopped" if "stopped" in statuses else "done"
+                continue
+            checkpoint = event["checkpoint"]
+            try:
+                on_report(event["metrics"], checkpoint)
+            finally:
+                if checkpoint:
+                    shutil.rmtree(checkpoint, ignore_errors=True)
+            head.decide.remote(token, True)
+    finally:
+        if not answered and group.workers:
+            # Tune stopped the trial (or the trainable failed): the workers leave `report()`
+            # together; the next trial waits for that in `borrow()`.
+            head.decide.remote(token, False)
+
+
+def _raise_failures(group: WarmGroup, done: list[Any]) -> None:
+    import ray
+
+    for ref in done:
+        try:
+            ray.get(ref)
+        except Exception:
+            # Other ranks may be stuck in a collective with the failed one: the group is
+            # gone. The trial fails with the rank's own error (and traceback).
+            if _GROUP.get("group") is group:
+                discard()
+            else:
+                group.close()
+            raise
+
+
+def run_pooled_trial(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,
+                     experiment_dir: str) -> None:
+    """The Tune trainable's part of a pooled multi-worker trial."""
+    from ray import tune
+
+    from hpoc.runtime.trial import train_runs_dir
+
+    group = borrow(plan)
+    checkpoint = tune.get_checkpoint()
+    with (checkpoint.as_directory() if checkpoint is not None else _nothing()) as resume_from:
+        work = payload(plan, cfg, data_ref, trial, train_runs_dir(experiment_dir) / trial.id,
+                       resume_from)
+
+        def to_tune(metrics: dict[str, Any], staged: str | None) -> None:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staged) if staged else None)
+
+        run_trial(group, work, to_tune)
+
+
+def payload(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,
+            trial_dir: Any, resume_from: str | None = None) -> dict[str, Any]:
+    """What every worker gets for one trial; `trial_dir` (on storage every node sees) holds
+    the ranks' working directories and the staged checkpoints."""
+    return {"plan": plan, "config": cfg, "data_ref": data_ref, "trial": dict(trial.__dict__),
+            "trial_dir": str(trial_dir), "resume_from": resume_from}
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
+
+
+def pids() -> list[int]:
+    """Worker pids of this process's warm group (tests and diagnostics)."""
+    group = _GROUP.get("group")
+    return list(group.pids) if group else []
+
+
+__all__ = ["WarmGroup", "borrow", "discard", "enabled", "placement", "run_trial", "run_pooled_trial"]

@@ -1,0 +1,244 @@
+"""One process of a warm worker group (see pool.py): runs trial after trial.
+
+A `PoolWorker` is a Ray actor that joins a torch.distributed group once and then runs each
+trial it is given with a fresh trainer. What a trial may leave behind is undone by
+`TrialScope`: the spec's own modules are imported afresh (their module-level state starts
+over), RNGs are seeded by the trainer, the working directory is the trial's own,
+and environment variables, `sys.path` and torch's global settings are put back afterwards.
+Kept on purpose: the process, the imports of libraries, the process group and the data.
+
+Rank 0 hands each epoch's report to the trial's Tune trainable (`next_event`) and waits
+for its decision (`decide`): continue, or stop because the scheduler or a stop criterion
+ended the trial. The decision is broadcast, so every rank leaves `report()` the same way
+- like Ray Tune's own `SystemExit(0)` - and the group stays usable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import queue
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from hpoc.runtime import pipeline, report
+
+
+class TrialStopped(SystemExit):
+    """Raised in `report()` on every rank when the trial should end (a normal end)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+
+def _torch_settings() -> dict[str, Any]:
+    import torch
+
+    out = {"dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(),
+           "threads": torch.get_num_threads(),
+           "deterministic": torch.are_deterministic_algorithms_enabled(),
+           "matmul": torch.get_float32_matmul_precision()}
+    if torch.backends.cudnn.is_available():
+        out["cudnn"] = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    return out
+
+
+def _set_torch_settings(s: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_default_dtype(s["dtype"])
+    torch.set_grad_enabled(s["grad"])
+    torch.set_num_threads(s["threads"])
+    torch.use_deterministic_algorithms(s["deterministic"])
+    torch.set_float32_matmul_precision(s["matmul"])
+    if "cudnn" in s:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = s["cudnn"]
+
+
+def forget_modules_under(directory: str) -> list[str]:
+    """Drop modules loaded from `directory` (the spec's code) so the next import runs their
+    top level again; returns their names."""
+    root = os.path.abspath(directory) + os.sep
+    names = [name for name, mod in list(sys.modules.items())
+             if os.path.abspath(getattr(mod, "__file__", None) or "/").startswith(root)]
+    for name in names:
+        del sys.modules[name]
+    return names
+
+
+@contextlib.contextmanager
+def TrialScope(workdir: str, cwd: Path) -> Iterator[None]:
+    """Run one trial in `cwd`, with the spec's modules fresh; restore the process after."""
+    env, path, here = dict(os.environ), list(sys.path), os.getcwd()
+    settings = _torch_settings()
+    forget_modules_under(workdir)
+    cwd.mkdir(parents=True, exist_ok=True)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.path[:] = path
+        _set_torch_settings(settings)
+        forget_modules_under(workdir)
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class PoolReporter(report.Reporter):
+    """Reports of one trial: checkpoint files are staged on shared storage, rank 0 passes
+    metrics and the staged directory to the trainable and waits for its decision."""
+
+    def __init__(self, worker: "PoolWorker", token: str, stage_root: Path, resume_from: str | None) -> None:
+        self.worker, self.token = worker, token
+        self.stage_root, self.resume_from = stage_root, resume_from
+        self.count = 0
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[str | None]:
+        yield self.resume_from
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        import torch.distributed as dist
+
+        self.count += 1
+        staged = self.stage_root / f"report_{self.count:06d}"
+        if checkpoint_dir:  # this rank's files (rank 0; every rank under DeepSpeed)
+            shutil.copytree(checkpoint_dir, staged, dirs_exist_ok=True)
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        if world > 1:
+            dist.barrier()  # every rank's files are in place before rank 0 hands them over
+        go: list[Any] = [None]
+        if self.worker.rank == 0:
+            self.worker.events.put({"token": self.token, "metrics": metrics,
+                                    "checkpoint": str(staged) if checkpoint_dir else None})
+            go[0] = self.worker.wait_decision(self.token)
+        if world > 1:
+            dist.broadcast_object_list(go, src=0)
+        if not go[0]:
+            raise TrialStopped()
+
+
+class PoolWorker:
+    """The actor class (pool.py wraps it with `ray.remote`)."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.rank, self.world_size = rank, world_size
+        self.events: queue.Queue = queue.Queue()
+        self.decisions: queue.Queue = queue.Queue()
+        self.trials = 0
+
+    # ------------------------------------------------------------ the group
+
+    def where(self) -> dict[str, Any]:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {"node": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(),
+                "pid": os.getpid(), "port": _free_port() if self.rank == 0 else None}
+
+    def join(self, master: str, port: int, backend: str, local_rank: int, local_world: int,
+             workdir: str, targets: list[str]) -> int:
+        """Join the process group and import what trials will need; returns the pid."""
+        from datetime import timedelta
+
+        import torch
+        import torch.distributed as dist
+
+        os.environ.update({"MASTER_ADDR": master, "MASTER_PORT": str(port), "RANK": str(self.rank),
+                           "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": str(local_rank),
+                           "LOCAL_WORLD_SIZE": str(local_world)})
+        if backend == "nccl":
+            torch.cuda.set_device(0)  # Ray gives each worker its own visible GPU
+        dist.init_process_group(backend, init_method=f"tcp://{master}:{port}", rank=self.rank,
+                                world_size=self.world_size, timeout=timedelta(minutes=30))
+        pipeline.use_workdir(workdir)
+        for target in targets:  # libraries (torch, torchvision, ...) stay imported
+            pipeline.import_target(target, workdir)
+        forget_modules_under(workdir)
+        return os.getpid()
+
+    # ------------------------------------------------------------ one trial
+
+    def run_trial(self, payload: dict[str, Any]) -> str:
+        """Train one trial; "done", or "stopped" when the trainable said stop."""
+        import torch
+        import torch.distributed as dist
+
+        from hpoc.runtime.trainer import TrialInfo
+        from hpoc.runtime.trial import run_trainer
+
+        plan, token = payload["plan"], payload["token"]
+        self._drain(token)
+        report.set_mode("pool")
+        workdir = plan["source"]["workdir"]
+        trial_dir = Path(payload["trial_dir"])
+        with TrialScope(workdir, trial_dir / f"rank_{self.rank}"):
+            pipeline.use_workdir(workdir)
+            torch.set_num_threads(max(1, int(plan["resources"]["cpus_per_worker"])))
+            check = torch.ones(1, device=self._device())
+            dist.all_reduce(check)  # the group answers, and every rank starts together
+            if int(check.item()) != self.world_size:
+                raise RuntimeError(f"process group check failed: {check.item()} != {self.world_size}")
+            data = pipeline.fetch(payload["data_ref"][0])
+            reporter = PoolReporter(self, token, trial_dir / "staging", payload.get("resume_from"))
+            self.trials += 1
+            try:
+                run_trainer(plan, payload["config"], data, reporter, TrialInfo(**payload["trial"]),
+                            distributed=True)
+            except SystemExit as exc:
+                if exc.code not in (0, None):
+                    raise RuntimeError(f"the trial called sys.exit({exc.code!r})") from None
+                return "stopped"
+            finally:
+                data = reporter = None
+        return "done"
+
+    def _device(self) -> Any:
+        import torch
+        import torch.distributed as dist
+
+        return torch.device("cuda", torch.cuda.current_device()) \
+            if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def _drain(self, token: str) -> None:
+        for q in (self.events, self.decisions):
+            while not q.empty():
+                q.get_nowait()
+
+    def next_event(self, token: str, timeout: float) -> dict[str, Any] | None:
+        """The next report of trial `token` (rank 0), or None after `timeout` seconds."""
+        try:
+            while True:
+                event = self.events.get(timeout=timeout)
+                if event["token"] == token:
+                    return event
+        except queue.Empty:
+            return None
+
+    def decide(self, token: str, go: bool) -> None:
+        self.decisions.put((token, bool(go)))
+
+    def wait_decision(self, token: str) -> bool:
+        while True:
+            got, go = self.decisions.get()
+            if got == token:
+                return go
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -88,9 +88,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             print("hpoc: time limit or preemption: asking the study to checkpoint and stop", flush=True)
             driver.send_signal(signal.SIGUSR2)
             wait = max(1, (self.grace_s or 60) - STOP_MARGIN_S)
-            try:
-                driver.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
+            if not _wait_gone(driver.pid, wait):
                 print(f"hpoc: the study did not stop within {wait} s; it is stopped now", flush=True)
         if self.grace_s is None:  # resume disabled in the study: do not requeue
             return None
@@ -111,7 +109,10 @@ class StudyJob(submitit.helpers.Checkpointable):
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)
         try:
-            rc = self._driver.wait()
+            # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
+            # checkpoint handler, which interrupts this frame, must see the driver end.
+            while (rc := self._driver.poll()) is None:
+                time.sleep(POLL_S)
         finally:
             driver, self._driver = self._driver, None
             if driver.poll() is None:  # we are being torn down: stop it first
@@ -261,6 +262,18 @@ def _stop(proc: subprocess.Popen, wait_s: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until process `pid` has ended (a zombie counts: its parent reaps it later)."""
+    from hpoc.runtime.cluster import _alive
+
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _answers(address: str) -> bool:

@@ -1,0 +1,283 @@
+"""Resuming a study: ASHA's rungs and the concurrency cap across a restore, and a study on
+the local SLURM cluster that survives a walltime signal and a hard kill."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from runtime_plans import make_plan, write_toy
+from submit_support import (cancel_afterwards, hpoc, log_tail, reports, scontrol, summary, wait_done,  # noqa: F401
+                            wait_for, write_study)
+
+
+# ---------------------------------------------------------------- fakes of Tune's objects
+
+
+class FakeTrial:
+    def __init__(self, trial_id: str, path: Path | None = None, last: dict | None = None,
+                 status: str = "PENDING") -> None:
+        self.trial_id, self.path, self.status = trial_id, str(path) if path else None, status
+        self.run_metadata = SimpleNamespace(last_result=last or {})
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+
+
+class FakeController:
+    def __init__(self) -> None:
+        self.trials: list[FakeTrial] = []
+
+    def get_trials(self):
+        return self.trials
+
+    def add(self, scheduler, trial: FakeTrial) -> None:  # what TuneController.add_trial does
+        self.trials.append(trial)
+        scheduler.on_trial_add(self, trial)
+
+
+def asha(plan=None):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from hpoc.runtime.resume import prepare_scheduler
+
+    s = ASHAScheduler(metric="acc", mode="max", max_t=8, grace_period=1, reduction_factor=2)
+    return prepare_scheduler(s, plan or {"trials": {"max_concurrent": None}}) if plan is not False else s
+
+
+def test_restored_asha_rebuilds_its_rungs_from_the_trials_results(tmp_path):
+    from ray.tune.schedulers import TrialScheduler
+
+    live, ctl = asha(False), FakeController()
+    curves = {"a": [0.5, 0.6, 0.7, 0.8], "b": [0.4, 0.45, 0.5, 0.55], "c": [0.2, 0.3, 0.31, 0.32],
+              "d": [0.6, 0.7, 0.75, 0.9], "e": [0.1, 0.2, 0.25, 0.3]}
+    history = {}
+    for name, accs in curves.items():  # the original run, trial after trial
+        trial = FakeTrial(name, tmp_path / name)
+        ctl.add(live, trial)
+        rows = []
+        for epoch, acc in enumerate(accs, 1):
+            rows.append({"training_iteration": epoch, "acc": acc})
+            if live.on_trial_result(ctl, trial, rows[-1]) == TrialScheduler.STOP:
+                break
+        live.on_trial_complete(ctl, trial, rows[-1])
+        history[name] = rows
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert any(len(r) < 4 for r in history.values())  # ASHA did stop some
+
+    restored, plain, ctl2, ctl3 = asha(), asha(False), FakeController(), FakeController()
+    for name, rows in history.items():
+        ctl2.add(restored, FakeTrial(name, tmp_path / name, last=rows[-1]))
+        ctl3.add(plain, FakeTrial(name, tmp_path / name, last=rows[-1]))
+    assert restored.rungs() == [[(m, dict(r)) for m, r in b._rungs] for b in live._brackets]
+    assert all(not r for _, r in plain._brackets[0]._rungs)  # Ray's own: history lost
+
+    # A newcomer as bad as `e` is stopped at the first rung by the rebuilt rungs only.
+    late = {"training_iteration": 1, "acc": 0.05}
+    new1, new2 = FakeTrial("f"), FakeTrial("f")
+    ctl2.add(restored, new1)
+    ctl3.add(plain, new2)
+    assert restored.on_trial_result(ctl2, new1, late) == TrialScheduler.STOP
+    assert plain.on_trial_result(ctl3, new2, late) == TrialScheduler.CONTINUE
+
+
+def test_restored_trials_wait_their_turn_under_max_concurrent():
+    from ray.tune.schedulers import FIFOScheduler
+
+    from hpoc.runtime.resume import prepare_scheduler
+
+    sched, ctl = prepare_scheduler(FIFOScheduler(), {"trials": {"max_concurrent": 2}}), FakeController()
+    trials = [FakeTrial(f"t{i}", last={"training_iteration": 1}) for i in range(4)]
+    for t in trials:  # Tune requeues all restored trials as PENDING at once
+        ctl.add(sched, t)
+    assert [t.status for t in trials] == ["PENDING", "PENDING", "PAUSED", "PAUSED"]
+    assert sched.choose_trial_to_run(ctl) is trials[0]
+    trials[0].status = trials[1].status = "RUNNING"
+    assert sched.choose_trial_to_run(ctl) is None
+    trials[0].status = "TERMINATED"
+    assert sched.choose_trial_to_run(ctl) is trials[2]
+    # without a cap nothing changes
+    free, ctl2 = prepare_scheduler(FIFOScheduler(), {"trials": {"max_concurrent": None}}), FakeController()
+    for i in range(3):
+        ctl2.add(free, FakeTrial(f"u{i}"))
+    assert all(t.status == "PENDING" for t in ctl2.trials)
+
+
+FLAKY = textwrap.dedent('''
+    import os, time
+    from toy import ToyTrainer
+
+
+    class FlakySlow(ToyTrainer):
+        """Fails once per trial after epoch 1 (a marker remembers); logs when it trains."""
+
+        def train_epoch(self, epoch):
+            log = os.path.join(self.args["marker_dir"], "spans.log")
+            with open(log, "a") as f:
+                f.write(f"{self.trial.id} {os.getpid()} begin {time.time()}\\n")
+            time.sleep(0.6)
+            out = super().train_epoch(epoch)
+            with open(log, "a") as f:
+                f.write(f"{self.trial.id} {os.getpid()} end {time.time()}\\n")
+            return out
+
+        def report(self, metrics, *, epoch=None, **kwargs):
+            super().report(metrics, epoch=epoch, **kwargs)
+            marker = os.path.join(self.args["marker_dir"], self.trial.id)
+            if epoch == 0 and not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("injected failure after epoch 1")
+''')
+
+
+def _spans(log: Path) -> list[tuple[float, float]]:
+    """(start, end) of each trial process's training, from the trainer's own log."""
+    first: dict[tuple[str, str], float] = {}
+    last: dict[tuple[str, str], float] = {}
+    for line in log.read_text().splitlines():
+        trial, pid, what, t = line.split()
+        key = (trial, pid)
+        first.setdefault(key, float(t))
+        last[key] = float(t)
+    return [(first[k], last[k]) for k in first]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(tmp_path, monkeypatch):
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workdir = write_toy(tmp_path / "w")
+    (workdir / "flaky.py").write_text(FLAKY)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    plan = make_plan(workdir, tmp_path / "res", trials={"num_samples": 2, "max_concurrent": 1},
+                     space={"constants": {"epochs": 2, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "flaky:FlakySlow", "args": {"marker_dir": str(markers)}}},
+                     resume={"enabled": True, "retry_errored": True, "grace_s": 60})
+    opts = dict(local=True, num_cpus=2, progress=io.StringIO(), out=io.StringIO())
+    run_study(plan, RunOptions(**opts))
+    exp = tmp_path / "res" / "toy"
+    assert summary(exp)["status_counts"] == {"ERROR": 2}
+    (exp / "summary.json").unlink()  # as if the driver had been killed: the next run resumes
+    log = markers / "spans.log"
+    first_run = len(_spans(log))
+    assert run_study(plan, RunOptions(**opts)) == EXIT_OK
+    final = summary(exp)
+    assert final["status_counts"] == {"TERMINATED": 2}
+    # the retried trials ran one at a time (Tune alone runs both at once: 2 CPUs)
+    spans = sorted(_spans(log)[first_run:])
+    assert len(spans) == 2
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans
+    # each continued after its checkpoint of epoch 1
+    for rows in reports(exp).values():
+        assert [r["epoch"] for r in rows] == [1, 2]
+
+
+# ---------------------------------------------------------------- on the local SLURM cluster
+
+
+def _runs(rows: list[dict]) -> list[list[int]]:
+    """Epochs reported per process, in order: one list per run of the trial."""
+    out: list[list[int]] = []
+    pid = None
+    for row in rows:
+        if row["pid"] != pid:
+            out.append([])
+            pid = row["pid"]
+        out[-1].append(row["epoch"])
+    return out
+
+
+def _trial_running_after(exp: Path, since: float) -> float | None:
+    """When a trial was first training again after `since`: the first report written since,
+    less the time that epoch took (reports carry whole seconds)."""
+    starts = [r["timestamp"] - r.get("time_this_iter_s", 0.0) for rows in reports(exp).values()
+              for r in rows if r["timestamp"] >= since]
+    return max(min(starts), since) if starts else None
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_study_survives_a_walltime_signal_and_a_hard_kill(tmp_path, cancel_afterwards):
+    spec = write_study(tmp_path / "s", "survive", num_samples=3, max_concurrent=2, cpus=2, epochs=5,
+                       sleep=1.5, grace="30s")
+    import hpoc as hpoc_api
+
+    (job,) = hpoc_api.submit(spec, out=tmp_path / "build")
+    job_id = str(job.job_id)
+    cancel_afterwards.append(job_id)
+    build, exp = tmp_path / "build", tmp_path / "s" / "results" / "survive"
+    figures = {}
+
+    def epochs_done() -> int:
+        return sum(len(rows) for rows in reports(exp).values())
+
+    wait_for(lambda: epochs_done() >= 3, 300, "trials reporting epochs", build)
+    # status of a running study
+    status = json.loads(hpoc("status", str(build), "--json", cwd=tmp_path).stdout)
+    assert status["state"] == "running" and status["shards"][0]["job"]["state"] == "RUNNING"
+    assert status["totals"]["running"] >= 1 and status["totals"]["done"] < 3
+
+    # 1. The walltime warning: USR2 to the job's tasks (what SLURM sends at --signal time).
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    t_signal = time.time()
+    requeued = wait_for(lambda: (r := scontrol(job_id)).get("Restarts") == "1"
+                        and r.get("JobState") == "PENDING" and r, 120, "the job to requeue itself", build)
+    t_requeued = time.time()
+    assert summary(exp)["interrupted"] is True
+    before = {name: _runs(rows) for name, rows in reports(exp).items()}
+    # SLURM holds a requeued job until its EligibleTime (two minutes on this cluster); the
+    # test releases it at once and records how long SLURM would have held it.
+    eligible = time.mktime(time.strptime(requeued["EligibleTime"], "%Y-%m-%dT%H:%M:%S"))
+    figures["signal_to_requeued_s"] = round(t_requeued - t_signal, 1)
+    figures["slurm_requeue_hold_s"] = round(eligible - t_requeued, 1)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    t_release = time.time()
+    t_back = wait_for(lambda: _trial_running_after(exp, t_release), 300, "a trial running after the requeue",
+                      build)
+    figures["release_to_trial_running_s"] = round(t_back - t_release, 1)
+
+    # 2. A hard kill of everything (as a node failure would), then a resubmission.
+    wait_for(lambda: epochs_done() >= sum(sum(len(r) for r in v) for v in before.values()) + 2, 300,
+             "progress after the requeue", build)
+    subprocess.run(["scancel", "--full", "--signal=KILL", job_id], check=True)
+    wait_done([job_id], 120, build)
+    killed = {name: _runs(rows) for name, rows in reports(exp).items()}
+    t_resubmit = time.time()
+    (job2,) = hpoc_api.submit(spec, out=tmp_path / "build")
+    cancel_afterwards.append(str(job2.job_id))
+    t_back = wait_for(lambda: _trial_running_after(exp, t_resubmit), 300, "a trial running after resubmitting",
+                      build)
+    figures["resubmit_to_trial_running_s"] = round(t_back - t_resubmit, 1)
+    (record,) = wait_done([str(job2.job_id)], 400, build)
+    assert record["JobState"] == "COMPLETED", log_tail(build)
+
+    final = summary(exp)
+    assert final["status_counts"] == {"TERMINATED": 3} and final["interrupted"] is False
+    after = {name: _runs(rows) for name, rows in reports(exp).items()}
+    assert len(after) == 3  # the budget: no trial added by the restarts
+    for name, runs in after.items():
+        epochs = [e for run in runs for e in run]
+        assert epochs.count(5) == 1, (name, runs)  # finished once
+        assert sorted(set(epochs)) == [1, 2, 3, 4, 5], (name, runs)
+        for prev, nxt in zip(runs, runs[1:]):
+            assert 1 < nxt[0] <= prev[-1] + 1, (name, runs)  # from a checkpoint, not from scratch
+    # After the graceful stop every interrupted trial went on exactly where it stopped.
+    for name, runs in before.items():
+        if runs and runs[-1][-1] < 5:
+            later = after[name][len(runs)]
+            assert later[0] == runs[-1][-1] + 1, (name, runs, after[name])
+    print("resume figures:", json.dumps(figures))

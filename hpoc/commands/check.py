@@ -13,6 +13,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when a study is fine")
     p.add_argument("--no-warnings", action="store_true", help="do not print warnings")
     p.add_argument(
+        "--preflight",
+        action="store_true",
+        help="also check what a job would find out too late: the pipeline imports (in a separate "
+        "Python process), the data is there, the storage path is writable, the search library "
+        "is installed",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print the diagnostics as one JSON list on stdout (for editors and CI)",
@@ -45,6 +52,10 @@ def _check(spec: str, args: argparse.Namespace) -> int:
         print(f"{spec}: study `{name}` is valid{tail}")
         for line in summarize(result.plan):
             print(f"  {line}")
+    if getattr(args, "preflight", False):  # the only path that runs user code, in a child process
+        from hpoc.runtime.login_preflight import report
+
+        return report(result.plan, quiet=args.quiet)
     return 0
 
 

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from hpoc.runtime import summary as summary_mod
 
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
+RUN_MIN_FREE_GB = 1 / 16  # on the compute node: refuse a full storage, not a small one
 _STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT")
 MARKER = ".hpoc-run.json"
 
@@ -384,6 +385,11 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             search.make_scheduler(plan)
         except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
             raise StudyError(str(exc)) from None
+        from hpoc.runtime.login_preflight import storage_problem
+
+        problem = storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
+        if problem:  # here, not as a traceback from Tune once the cluster is up
+            raise StudyError(problem)
         mode = _prior_run(exp, digest, opts.fresh, bool(plan["resume"]["enabled"]), stream)
         if mode == "done":
             previous = summary_mod.read(exp)

@@ -1,0 +1,183 @@
+"""Checks on the login node before anything is submitted: `hpoc check --preflight SPEC`.
+
+What a job would otherwise find out on the compute nodes, after queueing and bringing up
+its Ray cluster:
+
+* the pipeline targets import (getter, splitter, trainer), in a *separate* Python process
+  with the spec's directory first on sys.path - `hpoc check` itself never imports user
+  code, and an import that hangs or crashes the interpreter cannot take hpoc with it;
+* the dataset is there, when the getter says how to tell: a getter may define `check()`,
+  called on an instance built with the plan's arguments, which raises (or returns a
+  message) when its data is missing;
+* the storage path is writable (a file is created and removed in it, or in its nearest
+  existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free;
+* the search algorithm's library (and the optuna sampler's) is installed.
+
+Each problem is one line `preflight: error: ...`; `report(plan)` prints them and returns the
+exit status (0 fine, 2 problems). `storage_problem(path)` is shared with the study driver,
+which checks the storage again on the compute node before Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+IMPORT_TIMEOUT_S = float(os.environ.get("HPOC_PREFLIGHT_TIMEOUT", "120"))
+MIN_FREE_GB = float(os.environ.get("HPOC_MIN_FREE_GB", "1"))
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    what: str       # "trainer", "getter", "data", "storage", "search"
+    message: str
+
+
+# ---------------------------------------------------------------- storage
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def storage_problem(path: str | os.PathLike[str], min_free_gb: float | None = None) -> str | None:
+    """Why results cannot be written under `path`, or None. Creates nothing that stays."""
+    target = Path(path)
+    base = _nearest_existing(target)
+    if not base.is_dir():
+        return f"storage path {target}: {base} exists and is not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".hpoc-write-test-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = "" if base == target else f" (its nearest existing parent {base})"
+        return f"storage path {target}{where} is not writable: {exc.strerror or exc}"
+    need = MIN_FREE_GB if min_free_gb is None else min_free_gb
+    try:
+        st = os.statvfs(base)
+    except OSError:
+        return None
+    free_gb = st.f_bavail * st.f_frsize / 2**30
+    if free_gb < need:
+        return (f"storage path {target} has {free_gb:.2f} GiB free, less than {need:g} GiB "
+                "(checkpoints and results go there; set HPOC_MIN_FREE_GB to change the limit)")
+    return None
+
+
+# ---------------------------------------------------------------- imports and data (child)
+
+_CHILD = r'''
+import json, sys
+plan = json.loads(sys.stdin.read())
+workdir = plan["source"]["workdir"]
+sys.path.insert(0, workdir)
+import os
+os.chdir(workdir)
+from hpoc.runtime.pipeline import PipelineError, build, import_target
+out = []
+for role in ("getter", "splitter", "trainer"):
+    step = plan["pipeline"].get(role)
+    if not step:
+        continue
+    try:
+        import_target(step["target"], workdir, role)
+        out.append([True, role, f"`{step['target']}` imports"])
+    except PipelineError as exc:
+        out.append([False, role, str(exc)])
+        continue
+    except BaseException as exc:
+        out.append([False, role, f"`{step['target']}`: {type(exc).__name__}: {exc}"])
+        continue
+    if role != "getter":
+        continue
+    try:
+        getter = build(role, step, workdir)
+    except BaseException as exc:
+        out.append([False, "data", str(exc)])
+        continue
+    check = getattr(getter, "check", None)
+    if not callable(check):
+        out.append([True, "data", f"`{step['target']}` has no check(); the data is not verified here"])
+        continue
+    try:
+        problem = check()
+    except BaseException as exc:
+        problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (FileNotFoundError, OSError)) else str(exc)
+    if problem:
+        out.append([False, "data", f"`{step['target']}`: {problem}"])
+    else:
+        out.append([True, "data", f"`{step['target']}`: data present"])
+sys.stdout.write("\n@@hpoc-preflight@@" + json.dumps(out) + "\n")
+'''
+
+
+def check_pipeline(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -> list[Finding]:
+    """Import the pipeline targets (and run the getter's check) in a child Python."""
+    workdir = plan["source"]["workdir"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0")
+    env["PYTHONPATH"] = os.pathsep.join([workdir] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    if not os.path.isdir(workdir):
+        return [Finding(False, "trainer", f"the spec's directory {workdir} does not exist here")]
+    try:
+        run = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(plan), capture_output=True,
+                             text=True, timeout=timeout, cwd=workdir, env=env)
+    except subprocess.TimeoutExpired:
+        return [Finding(False, "trainer", f"importing the pipeline took more than {timeout:g} s "
+                                          "(does a module do heavy work, or wait for the network, on import?)")]
+    marker = run.stdout.rfind("@@hpoc-preflight@@")
+    if marker < 0:
+        tail = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        return [Finding(False, "trainer", f"importing the pipeline killed the Python process "
+                                          f"(exit {run.returncode}): {tail}")]
+    rows = json.loads(run.stdout[marker + len("@@hpoc-preflight@@"):])
+    return [Finding(bool(ok), what, message) for ok, what, message in rows]
+
+
+# ---------------------------------------------------------------- libraries
+
+
+def check_search(plan: dict[str, Any]) -> list[Finding]:
+    from hpoc.runtime.search import SearchError, require_libraries
+
+    algorithm = plan["search"]["algorithm"]
+    try:
+        require_libraries(algorithm)
+    except SearchError as exc:
+        return [Finding(False, "search", str(exc).replace("\n  help:", "; help:"))]
+    return [Finding(True, "search", f"`{algorithm}` is installed")]
+
+
+# ---------------------------------------------------------------- all of it
+
+
+def run_checks(plan: dict[str, Any]) -> list[Finding]:
+    found = check_pipeline(plan)
+    problem = storage_problem(plan["storage"]["path"])
+    found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
+    found += check_search(plan)
+    return found
+
+
+def report(plan: dict[str, Any], out: TextIO | None = None, quiet: bool = False) -> int:
+    out = out or sys.stdout
+    findings = run_checks(plan)
+    for f in findings:
+        if not f.ok:
+            print(f"preflight: error: {f.what}: {f.message}", file=sys.stderr)
+        elif not quiet:
+            print(f"  preflight ok: {f.what}: {f.message}", file=out)
+    bad = sum(not f.ok for f in findings)
+    if bad:
+        print(f"preflight: {bad} problem(s) found before submitting", file=sys.stderr)
+        return 2
+    return 0

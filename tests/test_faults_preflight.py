@@ -1,0 +1,179 @@
+"""What a job would find out too late is caught earlier, with one clear line each.
+
+On the login node, `hpoc check --preflight SPEC` reports (all at once, exit 2): a trainer
+that does not import, raises, hangs or kills the interpreter on import; a getter whose
+`check()` says the data is missing; a storage path that is not writable, not a directory or
+full; a search library that is not installed. On the compute node, the driver
+(`python -m hpoc.runtime PLAN`) checks imports, data and storage before Ray starts and
+exits 2 with `error: ...` - never a traceback, and no Ray started.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from fuzz_harness import run_cli
+
+MISSING_SEARCH = next((alg for alg, mod in (("hyperopt", "hyperopt"), ("hebo", "hebo"), ("nevergrad", "nevergrad"),
+                                            ("bayesopt", "bayes_opt")) if importlib.util.find_spec(mod) is None), None)
+
+GOOD_DATA = textwrap.dedent('''
+    import os
+    class Getter:
+        def __init__(self, root="data"):
+            self.root = root
+        def execute(self):
+            return ([1], [2])
+        def check(self):
+            if not os.path.isdir(self.root):
+                raise FileNotFoundError(f"{os.path.abspath(self.root)} is missing; fetch it with `hpoc data fetch`")
+''')
+TRAINERS = {
+    "ok": "class Trainer:\n    pass\n",
+    "raises": "import json\nraise RuntimeError('CUDA driver not found')\nclass Trainer: pass\n",
+    "missing-dep": "import torch_not_installed_anywhere\nclass Trainer: pass\n",
+    "syntax": "class Trainer(:\n    pass\n",
+    "hangs": "import time\ntime.sleep(600)\nclass Trainer: pass\n",
+    "kills": "import os\nos._exit(7)\n",
+    "no-class": "class Other: pass\n",
+}
+
+
+def study(folder: Path, *, trainer: str = "ok", storage: str = "results", search: str = "random",
+          data_root: str = "data") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.py").write_text(GOOD_DATA)
+    (folder / "trainer.py").write_text(TRAINERS[trainer])
+    (folder / data_root).mkdir(exist_ok=True) if data_root == "data" else None
+    spec = folder / "study.hpo"
+    spec.write_text(textwrap.dedent(f'''
+        study "pf"
+        pipeline {{
+          getter  = data:Getter(root = {json.dumps(data_root)})
+          trainer = trainer:Trainer
+        }}
+        space {{ lr = loguniform(1e-4, 1e-1), epochs = 1 }}
+        objective minimize val_loss
+        search {search}
+        storage {{ path = {json.dumps(storage)} }}
+    '''))
+    return spec
+
+
+def preflight(spec: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpoc", "check", "--preflight", "-q", str(spec)],
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, **env))
+
+
+def errors(run: subprocess.CompletedProcess) -> list[str]:
+    return [ln for ln in run.stderr.splitlines() if ln.startswith("preflight: error: ")]
+
+
+def test_a_good_study_passes(tmp_path: Path) -> None:
+    run = preflight(study(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert errors(run) == [] and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("trainer, expected", [
+    ("raises", "importing `trainer` failed: RuntimeError: CUDA driver not found"),
+    ("missing-dep", "importing `trainer` failed: No module named 'torch_not_installed_anywhere'"),
+    ("syntax", "syntax error in"),
+    ("no-class", "has no `Trainer`"),
+    ("kills", "importing the pipeline killed the Python process (exit 7)"),
+])
+def test_trainer_problems_are_one_line_each(trainer: str, expected: str, tmp_path: Path) -> None:
+    run = preflight(study(tmp_path, trainer=trainer))
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    (line,) = [ln for ln in errors(run) if "trainer" in ln]
+    assert expected in line, run.stderr
+
+
+def test_an_import_that_hangs_is_cut_off(tmp_path: Path) -> None:
+    start = time.monotonic()
+    run = preflight(study(tmp_path, trainer="hangs"), HPOC_PREFLIGHT_TIMEOUT="4")
+    assert time.monotonic() - start < 60
+    assert run.returncode == 2
+    assert any("importing the pipeline took more than 4 s" in ln for ln in errors(run)), run.stderr
+
+
+def test_everything_wrong_is_reported_at_once(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    spec = study(tmp_path / "s", trainer="raises", storage=str(blocker / "results"),
+                 search=MISSING_SEARCH or "random", data_root="nowhere")
+    run = preflight(spec)
+    assert run.returncode == 2
+    found = errors(run)
+    kinds = [ln.split(":")[2].strip() for ln in found]
+    assert sorted(kinds) == sorted(["trainer", "data", "storage"] + (["search"] if MISSING_SEARCH else [])), found
+    text = "\n".join(found)
+    assert "nowhere is missing; fetch it" in text
+    assert f"{blocker} exists and is not a directory" in text
+    if MISSING_SEARCH:
+        assert f"search algorithm `{MISSING_SEARCH}` needs the Python package" in text and "pip install" in text
+
+
+def test_unwritable_and_full_storage(tmp_path: Path) -> None:
+    from hpoc.runtime.login_preflight import storage_problem
+
+    assert storage_problem(tmp_path / "new" / "deep") is None
+    assert not (tmp_path / "new").exists()  # the check leaves nothing behind
+    assert "is not writable" in storage_problem("/proc/hpoc-results")
+    full = storage_problem(tmp_path, min_free_gb=1e9)
+    assert "GiB free, less than 1e+09 GiB" in full
+    run = preflight(study(tmp_path / "s"), HPOC_MIN_FREE_GB="1000000000")
+    assert run.returncode == 2 and any("GiB free" in ln for ln in errors(run)), run.stderr
+
+
+# ---------------------------------------------------------------- on the compute node
+
+
+def compiled(spec: Path) -> Path:
+    code, _, err = run_cli(["compile", str(spec), "-o", str(spec.parent / "build")])
+    assert code == 0, err
+    return spec.parent / "build" / "plan.json"
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ("trainer", "trainer `trainer:Trainer`: importing `trainer` failed: RuntimeError: CUDA driver not found"),
+    ("storage", "is not writable"),
+    ("data", "nowhere is missing; fetch it"),
+])
+def test_the_driver_stops_before_ray_with_one_clear_error(fault: str, expected: str, tmp_path: Path) -> None:
+    from runtime_plans import write_toy
+
+    folder = tmp_path / "s"
+    write_toy(folder)
+    spec = study(folder, trainer="raises" if fault == "trainer" else "ok",
+                 storage="/proc/hpoc-results" if fault == "storage" else "results",
+                 data_root="nowhere" if fault == "data" else "data")
+    if fault == "data":  # the getter really loads its data at run time: make it fail like a missing dataset
+        (folder / "data.py").write_text(GOOD_DATA.replace("return ([1], [2])", "self.check(); return ([1], [2])"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp_path))
+    # `python -m hpoc.runtime PLAN --local`, with ray.init booby-trapped: starting Ray fails loudly
+    driver = ("import runpy, sys, ray\n"
+              "def trap(*a, **k):\n    raise SystemExit('RAY WAS STARTED')\n"
+              "ray.init = trap\n"
+              "sys.argv = ['hpoc.runtime', sys.argv[1], '--local', '--cpus', '1']\n"
+              "runpy.run_module('hpoc.runtime', run_name='__main__', alter_sys=True)\n")
+    start = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", driver, str(compiled(spec))],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=folder)
+    took = time.monotonic() - start
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and expected in run.stderr, run.stderr
+    assert run.stderr.startswith("error: "), run.stderr
+    assert "RAY WAS STARTED" not in run.stderr
+    assert took < 120

@@ -1,4 +1,4 @@
-"""What a resumed study needs beyond `Tuner.restore`: two gaps of Ray Tune, closed here.
+"""What a resumed study needs beyond `Tuner.restore`: gaps of Ray Tune, closed here.
 
 1. ASHA's rungs are not saved with the experiment. A restored ASHA starts with empty rungs,
    so every resumed trial passes its next rung unchallenged (a rung with no results has no
@@ -14,6 +14,12 @@
    (ray-project/ray#40652). The schedulers built here cap the trials that are running or
    about to run: a trial added while the cap is reached waits as PAUSED, and the
    scheduler hands PAUSED trials out one at a time as running ones end.
+
+3. The experiment state is saved every 10 s or more, so a hard kill (node failure, SIGKILL)
+   loses what happened since. The schedulers built here also save it as soon as a trial
+   ends: a finished trial is never run again. Running trials resume from the last
+   checkpoint the saved state knows (at most one save period old); graceful stops
+   (walltime signal, preemption, scancel, scontrol requeue) save the state on the way out.
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; PBT, PB2, HyperBand and BOHB pause and resume trials
@@ -100,6 +106,28 @@ class _Capped:
         return super().choose_trial_to_run(tune_controller)
 
 
+class _SaveOnComplete:
+    """Saves Tune's experiment state right after a trial ends, not at the next periodic save
+    (every 10 s or more): a job killed hard just after a trial finished must not run that
+    trial's last epochs again. The save happens on the controller's next step, once the
+    trial is marked TERMINATED."""
+
+    _hpoc_save_pending = False
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: Any) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self._hpoc_save_pending = True
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        if self._hpoc_save_pending:
+            self._hpoc_save_pending = False
+            try:
+                tune_controller.checkpoint(force=True)
+            except Exception as exc:  # noqa: BLE001 - the periodic save still happens
+                logger.debug("could not save the experiment state early: %s", exc)
+        return super().choose_trial_to_run(tune_controller)
+
+
 class _RungReplay:
     """Rebuilds ASHA's rungs from the results of trials Tune restores."""
 
@@ -127,13 +155,13 @@ class _RungReplay:
 def _classes() -> dict[str, type]:
     from ray.tune import schedulers as s
 
-    class CappedFIFOScheduler(_Capped, s.FIFOScheduler):
+    class CappedFIFOScheduler(_SaveOnComplete, _Capped, s.FIFOScheduler):
         pass
 
-    class CappedMedianStoppingRule(_Capped, s.MedianStoppingRule):
+    class CappedMedianStoppingRule(_SaveOnComplete, _Capped, s.MedianStoppingRule):
         pass
 
-    class ResumableASHA(_Capped, _RungReplay, s.AsyncHyperBandScheduler):
+    class ResumableASHA(_SaveOnComplete, _Capped, _RungReplay, s.AsyncHyperBandScheduler):
         pass
 
     made = {}

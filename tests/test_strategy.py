@@ -96,6 +96,20 @@ def test_batches_split_data_across_ranks_like_a_distributed_sampler():
         seen_train += ranks_part
     assert sorted(seen_val) == list(range(10))          # validation: every sample once
     assert set(seen_train) == set(range(10)) and len(seen_train) == 12  # two wrapped around
+    # Without padding every rank still makes as many batches as the others (forward passes
+    # can be collective); a rank with nothing left joins with a stand-in that is not counted.
+    for n, world, size in [(9, 2, 4), (1, 2, 4), (10, 3, 3)]:
+        data = torch.arange(n).float().unsqueeze(1)
+        counted, lengths = [], set()
+        for rank in range(world):
+            val = TensorBatches([data], _FakeRanks(rank, world), size, shuffle=False, pad=False)
+            made = 0
+            for (b,) in val:
+                made += 1
+                if not val.empty:
+                    counted += [int(v) for v in b.flatten()]
+            lengths.add((made, len(val)))
+        assert len(lengths) == 1 and sorted(counted) == list(range(n)), (n, world, lengths)
     a = TensorBatches([x], _FakeRanks(0, 1), 10, shuffle=True, pad=True, seed=4)
     orders = []
     for epoch in (0, 1, 0):

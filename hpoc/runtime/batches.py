@@ -118,12 +118,17 @@ class TensorBatches:
         start, stop, step = strategy.shard(self.n, pad=pad)
         self._positions = torch.arange(start, stop, step)
         self.per_rank = len(self._positions)
+        # Every rank makes the same number of batches, also without padding: forward passes
+        # can be collective (DDP's buffer broadcast, ZeRO-3's parameter gathering).
+        largest = -(-self.n // strategy.world_size)
+        self.num_batches = max(1, -(-largest // self.batch_size)) if self.n else 0
+        self.empty = False  # True while a rank with no samples left yields a stand-in batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return -(-self.per_rank // self.batch_size)
+        return self.num_batches
 
     def indices(self) -> torch.Tensor:
         """This rank's sample indices for the current epoch (same permutation on all ranks)."""
@@ -137,10 +142,17 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         idx = self.indices().to(self.device)
-        for start in range(0, self.per_rank, self.batch_size):
-            sel = idx[start:start + self.batch_size]
+        if -(-self.per_rank // self.batch_size) == self.num_batches:
+            chunks = [idx[i:i + self.batch_size] for i in range(0, self.per_rank, self.batch_size)]
+        else:  # this rank has fewer samples: spread them over as many batches as the others
+            chunks = list(torch.tensor_split(idx, self.num_batches))
+        for sel in chunks:
+            self.empty = len(sel) == 0
+            if self.empty:  # a stand-in so this rank joins the others' forward pass
+                sel = torch.zeros(1, dtype=torch.long, device=idx.device)
             batch = [t.index_select(0, sel) for t in self.tensors]
             yield self._finish(batch)
+        self.empty = False
 
     def _finish(self, batch: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         device = self.strategy.device()

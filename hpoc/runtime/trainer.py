@@ -425,9 +425,12 @@ class Trainer:
         dev = self.strategy.device()
         sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss*n, correct, n
         classify = self.task == "classification"
-        for batch in self.validation_dataloader:
+        batches = self.validation_dataloader
+        for batch in batches:
             with self.strategy.autocast():
                 out = self.validation_step(batch)
+            if getattr(batches, "empty", False):
+                continue  # a stand-in batch of a rank with no samples left: not counted
             loss, outputs = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
             n = _batch_len(batch)
             sums[0] += loss.detach().double() * n
@@ -484,11 +487,32 @@ class Trainer:
         self.strategy.save_checkpoint(directory, state)
 
     def restore(self) -> int:
-        """Load the trial's latest checkpoint if there is one; the number of epochs done."""
+        """Load the trial's latest checkpoint if there is one; the number of epochs done.
+
+        A checkpoint that cannot be read (cut short by a full disk or a node lost while it
+        was written) is skipped with a log line: the one before it is tried next, and with
+        none left the trial starts over."""
+        from hpoc.runtime.report import checkpoint_note, older_checkpoints
+
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
-            state = self.strategy.load_checkpoint(directory)
+            state, write = None, self.strategy.is_main
+            for candidate in [directory, *older_checkpoints(directory)]:
+                try:
+                    state = self.strategy.load_checkpoint(candidate)
+                except Exception as exc:  # noqa: BLE001 - any unreadable file means "skip it"
+                    checkpoint_note(directory, f"trial {self.trial.name}: checkpoint {candidate} is "
+                                    f"unreadable ({type(exc).__name__}: {exc}); skipping it", write=write)
+                    continue
+                if candidate != directory:
+                    checkpoint_note(directory, f"trial {self.trial.name}: resuming from the earlier "
+                                    f"checkpoint {candidate} (epoch {state.get('epoch', 0)})", write=write)
+                break
+            if state is None:
+                checkpoint_note(directory, f"trial {self.trial.name}: no readable checkpoint; "
+                                "the trial starts over from epoch 0", write=write)
+                return 0
         set_rng_state(state.get("rng"))
         self.load_checkpoint_state(state.get("user") or {})
         self.restored = state

@@ -493,9 +493,18 @@ class DeepSpeedStrategy(DDPStrategy):
         config = self.ds_config(kwargs.pop("config_params", None))
         model = model.to(self._device)
         # The lr scheduler stays ours: stepped per epoch like with the other strategies
-        # (DeepSpeed would step it per optimizer step) and saved in the client state.
-        engine, ds_optimizer, _, _ = deepspeed.initialize(
-            model=model, optimizer=optimizer, config=config, dist_init_required=False, **kwargs)
+        # (DeepSpeed would step it per optimizer step) and saved in the client state. A
+        # DeepSpeed config file that defines its own optimizer or scheduler wins.
+        args: dict[str, Any] = {"model": model, "config": config, "dist_init_required": False}
+        if "optimizer" in config:
+            if optimizer is not None:
+                log.warning("the DeepSpeed config defines an optimizer; the trainer's is not used")
+            args["model_parameters"] = [p for p in model.parameters() if p.requires_grad]
+        else:
+            args["optimizer"] = optimizer
+        if "scheduler" in config:
+            lr_scheduler = None  # the engine steps its own
+        engine, ds_optimizer, _, _ = deepspeed.initialize(**args, **kwargs)
         self.engine = engine
         self.model, self.optimizer, self.lr_scheduler = engine, ds_optimizer, lr_scheduler
         return engine, ds_optimizer, lr_scheduler
@@ -528,7 +537,7 @@ class DeepSpeedStrategy(DDPStrategy):
     def load_checkpoint(self, directory: str | os.PathLike) -> dict[str, Any]:
         _, client_state = self.engine.load_checkpoint(
             str(directory), tag=DS_TAG, load_optimizer_states=True,
-            load_lr_scheduler_states=False)
+            load_lr_scheduler_states=self.engine.lr_scheduler is not None)
         state = dict(client_state or {})
         if "lr_scheduler" in state and self.lr_scheduler is not None:
             self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))

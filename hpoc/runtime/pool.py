@@ -26,8 +26,7 @@ from typing import Any, Callable
 
 from hpoc.runtime.pool_worker import PoolWorker
 
-POLL_S = 1.0          # how often the trainable looks at the workers while waiting for a report
-SETTLE_S = 300.0      # how long a new trial waits for the previous one to unwind
+SETTLE_S = 300.0  # how long to wait for ranks to unwind after rank 0 (or the previous trial)
 
 
 def enabled(plan: dict[str, Any]) -> bool:
@@ -174,19 +173,20 @@ def run_trial(group: WarmGroup, payload: dict[str, Any],
     group.running = [w.run_trial.remote(payload) for w in group.workers]
     group.trials += 1
     head = group.workers[0]
+    waiting = list(group.running)
+    event_ref = head.next_event.remote(token)
     answered = False
     try:
         while True:
-            event = ray.get(head.next_event.remote(token, POLL_S))
-            if event is None:
-                done, pending = ray.wait(group.running, num_returns=len(group.running), timeout=0)
-                _raise_failures(group, done)
-                if not pending:
-                    statuses = ray.get(done)
-                    group.running = []
-                    answered = True
-                    return "stopped" if "stopped" in statuses else "done"
+            ready, _ = ray.wait([event_ref] + waiting, num_returns=1)
+            if ready[0] != event_ref:  # a rank returned (or failed) before rank 0 said so
+                waiting.remove(ready[0])
+                _raise_failures(group, ready)
                 continue
+            event = ray.get(event_ref)
+            if event.get("end"):
+                answered = True
+                return _finish(group)
             checkpoint = event["checkpoint"]
             try:
                 on_report(event["metrics"], checkpoint)
@@ -194,11 +194,34 @@ def run_trial(group: WarmGroup, payload: dict[str, Any],
                 if checkpoint:
                     shutil.rmtree(checkpoint, ignore_errors=True)
             head.decide.remote(token, True)
+            event_ref = head.next_event.remote(token)
     finally:
         if not answered and group.workers:
             # Tune stopped the trial (or the trainable failed): the workers leave `report()`
             # together; the next trial waits for that in `borrow()`.
             head.decide.remote(token, False)
+
+
+def _finish(group: WarmGroup) -> str:
+    """Rank 0 is done: its error if it failed, else the other ranks' outcome."""
+    import ray
+
+    _raise_failures(group, group.running[:1])
+    done, pending = ray.wait(group.running, num_returns=len(group.running), timeout=SETTLE_S)
+    _raise_failures(group, done)
+    if pending:
+        discard_group(group)
+        raise RuntimeError(f"{len(pending)} worker(s) did not finish {SETTLE_S:g} s after rank 0")
+    statuses = ray.get(done)
+    group.running = []
+    return "stopped" if "stopped" in statuses else "done"
+
+
+def discard_group(group: WarmGroup) -> None:
+    if _GROUP.get("group") is group:
+        discard()
+    else:
+        group.close()
 
 
 def _raise_failures(group: WarmGroup, done: list[Any]) -> None:
@@ -210,10 +233,7 @@ def _raise_failures(group: WarmGroup, done: list[Any]) -> None:
         except Exception:
             # Other ranks may be stuck in a collective with the failed one: the group is
             # gone. The trial fails with the rank's own error (and traceback).
-            if _GROUP.get("group") is group:
-                discard()
-            else:
-                group.close()
+            discard_group(group)
             raise
 
 

@@ -248,7 +248,7 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
 
 
 def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
-           stream: TextIO) -> Any:
+           stream: TextIO, verbose: bool = False) -> Any:
     from ray import tune
 
     from hpoc.runtime import pool
@@ -284,7 +284,7 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
             checkpoint_score_order=ckpt["score_order"] or "max"),
         callbacks=_callbacks(plan, num_samples, stream),
         verbose=0,
-        log_to_file=True,
+        log_to_file=not verbose,  # trials' output in their directories, or on the terminal
     )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                       run_config=run_config), num_samples
@@ -438,7 +438,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run)
     try:
-        tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream)
+        tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     _write_marker(exp, digest, opts.shard)

@@ -133,7 +133,7 @@ def test_the_experiment_state_is_saved_as_soon_as_a_trial_ends():
     assert ctl.saves == [True]  # once, forced, on the step after the trial ended
 
 
-FLAKY = textwrap.dedent(''''
+FLAKY = textwrap.dedent('''
     import os, time
     from toy import ToyTrainer
 

@@ -122,6 +122,9 @@ def test_a_two_node_study_completes_on_the_local_slurm_cluster(tmp_path):
     job_id = run.stdout.split("job ")[1].split()[0]
     logs = tmp_path / "build" / "logs" / job_id
     assert f"logs {logs}/" in run.stdout
+    # while it is queued or running, a second submission would run the same shard twice
+    twice = hpoc("submit", str(tmp_path / "build"), cwd=tmp_path)
+    assert twice.returncode == 2 and f"already has job(s) {job_id}" in twice.stderr
     (record,) = wait_done([job_id], 300, tmp_path / "build")
     assert record["JobState"] == "COMPLETED", log_tail(logs)
     out = (logs / f"{job_id}_0_log.out").read_text()
@@ -163,3 +166,15 @@ def test_cluster_local_runs_the_same_jobs_on_this_machine(tmp_path):
     assert s["status_counts"] == {"TERMINATED": 2}
     records = json.loads((tmp_path / "build" / "jobs.json").read_text())
     assert records[-1]["cluster"] == "local" and records[-1]["jobs"][0]["shard"] == 0
+
+
+def test_local_jobs_keep_this_machines_gpus(monkeypatch):
+    from hpoc.submit import params as P
+
+    assert P.local_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == [2, 3]
+    assert P.local_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    monkeypatch.setattr(P, "local_gpus", lambda env=None: [2, 3])
+    sub = describe(plan(slurm={"gpus_per_node": 1}), "/b/plan.json", "local")
+    assert sub.parameters["gpus_per_node"] == 1 and sub.parameters["visible_gpus"] == [2, 3]
+    monkeypatch.setattr(P, "local_gpus", lambda env=None: [])
+    assert "gpus_per_node" not in describe(plan(), "/b/plan.json", "local").parameters

@@ -146,7 +146,9 @@ def active_jobs(plan: dict[str, Any]) -> list[str]:
     if not shutil.which("squeue"):
         return []
     try:
-        run = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, timeout=30)
+        # Completing jobs are on their way out (their Ray stops); everything else counts.
+        run = subprocess.run(["squeue", "-h", "-t", "PD,R,S,CF,RQ,RH,RF,RS,SI,SO,ST", "-o", "%i|%k"],
+                             capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return []
     mine = job_comment(plan)

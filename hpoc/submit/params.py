@@ -176,11 +176,38 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
                       array_parallelism=parallel, study_id=study_id(plan), notes=notes)
 
 
+def local_gpus(env: dict[str, str] | None = None) -> list[int]:
+    """This machine's GPU indices: CUDA_VISIBLE_DEVICES when it lists numbers, else the
+    devices `nvidia-smi -L` shows."""
+    import os
+    import shutil
+    import subprocess
+
+    env = os.environ if env is None else env
+    if "CUDA_VISIBLE_DEVICES" in env:
+        items = [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+        return [int(d) for d in items] if all(d.isdigit() for d in items) else list(range(len(items)))
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return list(range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
+
+
 def _local(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
            parallel: int) -> Submission:
     slurm = plan["slurm"] or {}
     minutes = _minutes(slurm.get("time_s")) or LOCAL_TIMEOUT_MIN
     params: dict[str, Any] = {"timeout_min": minutes, "tasks_per_node": 1, "nodes": 1}
+    # submitit sets CUDA_VISIBLE_DEVICES for local jobs (to nothing without gpus_per_node):
+    # hand the job this machine's GPUs, or as many of them as the study asks per node.
+    visible = local_gpus()
+    if visible:
+        wanted = slurm.get("gpus_per_node")
+        params["gpus_per_node"] = min(wanted, len(visible)) if wanted else len(visible)
+        params["visible_gpus"] = visible
     grace = _grace(plan)
     if grace is not None:
         params["signal_delay_s"] = min(grace, max(1, minutes * 60 - 1))

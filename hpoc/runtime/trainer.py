@@ -594,7 +594,9 @@ class Trainer:
         from hpoc.runtime.pipeline import as_splits
 
         reporter = LocalReporter(directory, keep=keep)
-        strategy = strategy or Strategy(precision=((plan or {}).get("training") or {}).get("precision", "auto"),
+        training = (plan or {}).get("training") or {}
+        strategy = strategy or Strategy(precision=training.get("precision", "auto"),
+                                        compile=bool(training.get("compile", False)),
                                         grad_accumulation_steps=self.grad_accumulation_steps,
                                         channels_last=self.channels_last)
         splits = as_splits(data) if data is not None else None

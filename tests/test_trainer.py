@@ -267,3 +267,31 @@ def test_trial_seeds_follow_the_plan_seed_and_trial_index():
     free = TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", None)
     assert free.seed == TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", None).seed
     assert not free.deterministic
+
+
+@pytest.mark.parametrize("raised, expected", [(None, "FINISHED"), (SystemExit(0), "FINISHED"),
+                                              (RuntimeError("boom"), "FAILED")])
+def test_tracking_run_status_follows_how_the_trial_ended(tmp_path, raised, expected):
+    # Tune ends a trial it stops (scheduler, stop criterion) with SystemExit(0) inside report():
+    # the trial's tracking run must say FINISHED, not FAILED.
+    closed = []
+
+    class Ends(hpoc.Trainer):
+        def create_model(self, config):
+            return nn.Linear(1, 1)
+
+        def train(self):
+            if raised is not None:
+                raise raised
+
+        def close(self, status="FINISHED"):
+            closed.append(status)
+
+    t = Ends()
+    t.bind(config={"epochs": 1}, strategy=Strategy(), reporter=LocalReporter(tmp_path))
+    if raised is None:
+        t.execute()
+    else:
+        with pytest.raises(type(raised)):
+            t.execute()
+    assert closed == [expected]

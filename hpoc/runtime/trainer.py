@@ -576,15 +576,19 @@ class Trainer:
         """Run `train()`: `train(self)` or the itwinai form `train(self, config, data)`."""
         seed_everything(self.seed, self.trial.deterministic)
         self.strategy.init()
-        status = "FAILED"
+        from hpoc.runtime.tracking import run_status
+
+        error: BaseException | None = None
         try:
             if _takes_args(self.train) >= 2:
                 self.train(self.config, (self.train_data, self.validation_data, self.test_data))
             else:
                 self.train()
-            status = "FINISHED"
+        except BaseException as exc:
+            error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
+            raise
         finally:
-            self.close(status)
+            self.close(run_status(error))
 
     def run_local(self, config: dict[str, Any], data: Any = None, *, directory: str | os.PathLike,
                   plan: dict[str, Any] | None = None, strategy: Strategy | None = None,

@@ -16,7 +16,8 @@ medians and the ratio hpoc/template per node count.
 
 The template needs two changes to run at all on fake nodes that share one host: every
 node gets its own --temp-dir and ports (taken from hpoc.runtime.ports), and token auth is
-switched off explicitly (RAY_AUTH_MODE=disabled) as the template has none.
+switched off explicitly (RAY_AUTH_MODE=disabled) as the template has none. (Other
+programs on this machine may hold ports, so the template's ports are probed like ours.)
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ t0=$(date +%s.%N)
 export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
 RAY={ray}
 PY={python}
-ports() {{ "$PY" -c "from hpoc.runtime.ports import node_ports as p; import sys; print(' '.join(p(int(sys.argv[1]), int(sys.argv[2])).ray_start_args(head=sys.argv[3] == 'head')))" "$SLURM_JOB_ID" "$1" "$2"; }}  # fake nodes
+ports() {{ "$PY" -c "from hpoc.runtime.node import pick_ports as p; import sys; print(' '.join(p(int(sys.argv[1]), int(sys.argv[2]), '127.0.0.1').ray_start_args(head=sys.argv[3] == 'head')))" "$SLURM_JOB_ID" "$1" "$2"; }}  # fake nodes
 tmp=/tmp/hpoc-bench-$SLURM_JOB_ID  # fake nodes: one temp dir per node
 
 nodes=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
@@ -93,6 +94,7 @@ ray.init(address='$ip_head', log_to_driver=False)
 alive = sum(n['Alive'] for n in ray.nodes())
 print(f'template ready nodes={{alive}} seconds={{time.time() - $t0:.1f}}', flush=True)
 while sum(n['Alive'] for n in ray.nodes()) < $SLURM_JOB_NUM_NODES:  # not in the template: for comparison
+    assert time.time() - $t0 < 300, 'not all nodes joined'
     time.sleep(0.2)
 print(f'template all joined seconds={{time.time() - $t0:.1f}}', flush=True)
 "

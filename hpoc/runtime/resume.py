@@ -18,8 +18,8 @@
 3. The experiment state is saved every 10 s or more, so a hard kill (node failure, SIGKILL)
    loses what happened since. The schedulers built here also save it as soon as a trial
    ends: a finished trial is never run again. Running trials resume from the last
-   checkpoint the saved state knows (at most one save period old); graceful stops
-   (walltime signal, preemption, scancel, scontrol requeue) save the state on the way out.
+   checkpoint the saved state knows (at most one save period old). A graceful stop (the
+   walltime signal) saves the state on the way out.
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; PBT, PB2, HyperBand and BOHB pause and resume trials

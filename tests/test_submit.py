@@ -166,6 +166,9 @@ def test_cluster_local_runs_the_same_jobs_on_this_machine(tmp_path):
     assert s["status_counts"] == {"TERMINATED": 2}
     records = json.loads((tmp_path / "build" / "jobs.json").read_text())
     assert records[-1]["cluster"] == "local" and records[-1]["jobs"][0]["shard"] == 0
+    status = json.loads(hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path).stdout)
+    assert status["state"] == "finished" and status["shards"][0]["job"]["state"] == "ENDED"
+    assert status["totals"]["done"] == 2
 
 
 def test_local_jobs_keep_this_machines_gpus(monkeypatch):

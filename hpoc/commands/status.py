@@ -201,6 +201,8 @@ def gather(plan: dict[str, Any], build_dir: Path) -> dict[str, Any]:
     states = slurm_states(slurm_ids)
     for job in latest.values():
         job.update(states.get(job["job_id"], {}))
+        if job["cluster"] == "local":  # the id is the pid of submitit's local controller
+            job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
 
     trials_by_shard: dict[int, list[Any]] = {k: [] for k in range(count)}
     warnings: list[str] = []
@@ -227,7 +229,7 @@ def gather(plan: dict[str, Any], build_dir: Path) -> dict[str, Any]:
                 counts["done"] += 1
             elif t.status == "ERROR":
                 counts["errored"] += 1
-            elif t.status == "RUNNING" and (active or job is None or job.get("cluster") == "local"):
+            elif t.status == "RUNNING" and (active or job is None):
                 counts["running"] += 1
             else:
                 counts["pending"] += 1  # PENDING, PAUSED, or RUNNING when its job is gone
@@ -269,6 +271,20 @@ def gather(plan: dict[str, Any], build_dir: Path) -> dict[str, Any]:
     }
 
 
+def _pid_alive(job_id: str) -> bool:
+    import os
+
+    if not job_id.isdigit():
+        return False
+    try:
+        os.kill(int(job_id), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _overall(states: list[str]) -> str:
     if all(s == "finished" for s in states):
         return "finished"
@@ -306,8 +322,9 @@ def render(status: dict[str, Any]) -> str:
         lines.append("jobs:")
         for s in jobs:
             job = s["job"]
-            bits = [f"  shard {s['shard']}", f"job {job['job_id']}", job.get("state") or
-                    ("(local)" if job.get("cluster") == "local" else "(unknown to SLURM)")]
+            where = " (this machine)" if job.get("cluster") == "local" else ""
+            bits = [f"  shard {s['shard']}", f"job {job['job_id']}{where}",
+                    job.get("state") or "(unknown to SLURM)"]
             if job.get("elapsed"):
                 bits.append(job["elapsed"])
             if job.get("nodes") and job.get("state") == "RUNNING":

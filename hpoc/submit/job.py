@@ -14,11 +14,13 @@ The token reaches the other nodes through a 0700 directory in the job's log fold
 tasks start at once from one srun, so there is no earlier step to hand it over); task 0
 deletes it as soon as every node has joined.
 
-Survival: before the time limit (or on preemption) SLURM sends USR2; submitit calls
-`checkpoint`, which asks the driver to stop (Tune saves the experiment, trials keep their
-checkpoints) and hands submitit the same job to requeue. The Ray nodes ignore USR2 (SLURM
-signals every process of the step). The requeued job - or any later submission of the
-same plan - resumes the study from its storage.
+Survival: `grace_s` before the time limit SLURM sends USR2 (`--signal=USR2@grace`);
+submitit calls `checkpoint`, which asks the driver to stop (Tune saves the experiment,
+trials keep their checkpoints) and hands submitit the same job to requeue. The Ray nodes
+ignore USR2 (SLURM signals every process of the step). SIGTERM (scancel, preemption,
+scontrol requeue) reaches every process at once and is a hard kill for the study. The
+requeued job - or any later submission of the same plan - resumes the study from its
+storage (docs/resume.md).
 
 With submitit's local executor the driver runs with an embedded Ray on this machine.
 """
@@ -82,10 +84,10 @@ class StudyJob(submitit.helpers.Checkpointable):
         return {"shard": shard, "role": "worker", "node": _node_name()}
 
     def checkpoint(self, shard: int = 0) -> submitit.helpers.DelayedSubmission | None:
-        """Time limit or preemption: stop the driver gracefully, then requeue this job."""
+        """USR2 (the time limit is near): stop the driver gracefully, then requeue this job."""
         driver = self._driver
         if driver is not None and driver.poll() is None:
-            print("hpoc: time limit or preemption: asking the study to checkpoint and stop", flush=True)
+            print("hpoc: USR2 (time limit near): asking the study to checkpoint and stop", flush=True)
             driver.send_signal(signal.SIGUSR2)
             wait = max(1, (self.grace_s or 60) - STOP_MARGIN_S)
             if not _wait_gone(driver.pid, wait):

@@ -39,6 +39,34 @@ def scratch_dir(prefix: str = "hpoc-ckpt-") -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
+def older_checkpoints(latest: str) -> list[str]:
+    """Checkpoints kept beside `latest` (same trial, `checkpoint_<n>` with a smaller n),
+    newest first: what a trial falls back to when its latest checkpoint is unreadable.
+    Empty when `latest` is not a directory on this machine's file system."""
+    path = Path(latest)
+    if not path.name.startswith("checkpoint_") or not path.parent.is_dir():
+        return []
+    older = [p for p in path.parent.glob("checkpoint_*")
+             if p.is_dir() and not p.name.endswith(".tmp") and p.name < path.name]
+    return [str(p) for p in sorted(older, reverse=True)]
+
+
+def checkpoint_note(latest: str, message: str, *, write: bool = True) -> None:
+    """A line about checkpoint recovery on stderr (the trial's log) and, when `write`, in
+    `hpoc-checkpoints.log` beside the trial's checkpoints (kept with the results)."""
+    import sys
+    import time
+
+    line = f"[hpoc] {time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+    print(line, file=sys.stderr, flush=True)
+    if write and Path(latest).parent.is_dir():
+        try:
+            with open(Path(latest).parent / "hpoc-checkpoints.log", "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        except OSError:
+            pass
+
+
 class Reporter:
     def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         raise NotImplementedError

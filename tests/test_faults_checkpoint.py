@@ -1,0 +1,129 @@
+"""A trial whose latest checkpoint is cut short or corrupt falls back to the one before it
+(or, with none readable, starts over) with a log line, and the study goes on.
+
+Without Ray: `Trainer.run_local` on a directory whose newest checkpoint is truncated.
+With Ray Tune (local): a trial truncates its own newest checkpoint(s) on the storage right
+after writing them, then crashes once; Tune retries it (failure.max_retries) and the
+retried trial resumes from the newest readable checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpoc.plan import dumps
+from runtime_plans import make_plan, write_toy
+
+CORRUPTING = textwrap.dedent('''
+    import glob, json, os, time
+    from toy import ToyTrainer
+
+    class CorruptOnceTrainer(ToyTrainer):
+        """After reporting epoch `corrupt_after`, cuts the newest `corrupt[trial index]`
+        checkpoints of this trial short (as a full disk would) and crashes - once per trial."""
+
+        def report(self, metrics, *, epoch=None, **kwargs):
+            super().report(metrics, epoch=epoch, **kwargs)
+            marker = os.path.join(self.args["marker_dir"], self.trial.id)
+            if epoch is None or epoch + 1 != self.args["corrupt_after"] or os.path.exists(marker):
+                return
+            open(marker, "w").close()
+            pattern = os.path.join(self.args["experiment_dir"], f"*{self.trial.id}*", "checkpoint_*", "state.pt")
+            # Wait until Tune's driver has logged this epoch (so it holds this checkpoint as
+            # the trial's latest): a crash racing the report would make Tune drop the result.
+            results = os.path.join(self.args["experiment_dir"], f"*{self.trial.id}*", "result.json")
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                logged = [json.loads(ln)["epoch"] for f in glob.glob(results) for ln in open(f) if ln.strip()]
+                if epoch + 1 in logged:
+                    break
+                time.sleep(0.2)
+            for path in sorted(glob.glob(pattern))[-self.args["corrupt"][self.trial.index]:]:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+                with open(path, "wb") as fh:
+                    fh.write(data[: len(data) // 3])
+            raise RuntimeError("node lost right after a checkpoint was written")
+''')
+
+
+def test_run_local_skips_a_truncated_checkpoint(tmp_path: Path) -> None:
+    """The restore logic alone: checkpoints 1..3 exist, the newest is cut short."""
+    import torch
+
+    sys.path.insert(0, str(write_toy(tmp_path / "code")))
+    try:
+        from toy import ToyGetter, ToySplitter, ToyTrainer
+    finally:
+        sys.path.pop(0)
+    data = ToySplitter().execute(ToyGetter().execute())
+    out = tmp_path / "run"
+    config = {"epochs": 3, "batch_size": 32, "lr": 0.01, "hidden": 8}
+    first = ToyTrainer().run_local(config, data, directory=out, keep=3)
+    assert [r["epoch"] for r in first] == [1, 2, 3]
+    newest = sorted(out.glob("checkpoint_*"))[-1] / "state.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    again = ToyTrainer().run_local(dict(config, epochs=5), data, directory=out, keep=3)
+    assert [r["epoch"] for r in again] == [3, 4, 5]  # resumed after epoch 2, not 3, not 0
+    log = (out / "hpoc-checkpoints.log").read_text()
+    assert "is unreadable" in log and "resuming from the earlier checkpoint" in log and "(epoch 2)" in log
+    # every checkpoint unreadable: start over, and say so
+    for state in out.glob("checkpoint_*/state.pt"):
+        state.write_bytes(b"garbage")
+    over = ToyTrainer().run_local(dict(config, epochs=2), data, directory=out, keep=3)
+    assert [r["epoch"] for r in over] == [1, 2]
+    assert "no readable checkpoint; the trial starts over from epoch 0" in (out / "hpoc-checkpoints.log").read_text()
+    assert torch.load(sorted(out.glob("checkpoint_*"))[-1] / "state.pt", weights_only=False)["epoch"] == 2
+
+
+def _epochs(trial_dir: Path) -> list[int]:
+    rows = [json.loads(ln) for ln in (trial_dir / "result.json").read_text().splitlines() if ln.strip()]
+    return [r["epoch"] for r in rows]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_tune_retries_a_trial_from_its_last_readable_checkpoint(tmp_path: Path) -> None:
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "corrupting.py").write_text(CORRUPTING)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    storage = tmp_path / "results"
+    # trial 0 loses its newest checkpoint (falls back one), trial 1 both kept ones (starts over)
+    plan = make_plan(
+        workdir, storage, study={"name": "ckpt"},
+        pipeline={"getter": {"target": "toy:ToyGetter", "args": {}},
+                  "splitter": {"target": "toy:ToySplitter", "args": {}},
+                  "trainer": {"target": "corrupting:CorruptOnceTrainer",
+                              "args": {"marker_dir": str(markers), "corrupt_after": 3, "corrupt": [1, 2],
+                                       "experiment_dir": str(storage / "toy")}}},
+        space={"constants": {"epochs": 4, "batch_size": 32}},
+        trials={"num_samples": 2, "max_concurrent": 2},
+        failure={"max_retries": 1}, checkpoint={"every": 1, "keep": 2})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp_path))
+    path = tmp_path / "plan.json"
+    path.write_text(dumps(plan))
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime", str(path), "--local", "--cpus", "2"],
+                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stderr.count("failed; retrying from its last checkpoint (retry 1)") == 2, run.stderr[-3000:]
+    summary = json.loads((storage / "toy" / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 2}
+    for trial in summary["trials"]:
+        assert trial["epochs"] == 4
+        trial_dir = Path(trial["path"])
+        log = (trial_dir / "hpoc-checkpoints.log").read_text()
+        if trial_dir.name.startswith("trial_00000_"):
+            assert _epochs(trial_dir) == [1, 2, 3, 3, 4]  # epoch 3 redone from epoch 2's checkpoint
+            assert log.count("is unreadable") == 1 and "resuming from the earlier checkpoint" in log
+        else:
+            assert _epochs(trial_dir) == [1, 2, 3, 1, 2, 3, 4]
+            assert log.count("is unreadable") == 2 and "starts over from epoch 0" in log

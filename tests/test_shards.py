@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runtime_plans import make_plan, write_toy
-from submit_support import hpoc, log_tail, reports, scontrol, wait_done, write_study
+from submit_support import hpoc, log_tail, reports, wait_done, write_study
 
 TESTS = Path(__file__).parent
 

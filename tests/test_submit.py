@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from hpoc.submit import SubmitError, load_target, prepare
+from hpoc.submit import SubmitError
 from hpoc.submit.params import describe, extra_parameters
 from slurm_plans import FULL_SITE, plan
-from submit_support import (hpoc, log_tail, ray_processes, reports, scontrol, squeue_ids, summary,
-                            wait_done, write_study)
+from submit_support import (hpoc, log_tail, ray_processes, reports, squeue_ids, summary, wait_done,
+                            write_study)
 
 
 # ---------------------------------------------------------------- the mapping (no cluster)

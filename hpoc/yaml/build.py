@@ -9,7 +9,7 @@ config says (a WARNING naming the substitution and the fix - never silently).
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Iterable
 
 from hpoc.dsl import ast as A
 from hpoc.errors import Diagnostic, did_you_mean, one_of

@@ -16,7 +16,7 @@ from hpoc.compiler import tables as T
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, Builder
-from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
+from hpoc.yaml.nodes import YMap, YNode, YSeq, describe
 
 TYPE_ALIASES = {"grid_search": "grid", "sample": None, "sample_from": None, "function": None}
 ARG_ALIASES = {"min": "lower", "max": "upper", "low": "lower", "high": "upper",
@@ -159,6 +159,3 @@ def mutation_value(b: Builder, node: YNode, name: str) -> A.Value:
         return A.Null(span=node.span)
     return b.value(node)
 
-
-def is_scalar_word(node: YNode | None) -> bool:
-    return isinstance(node, YScalar) and isinstance(node.value, str)

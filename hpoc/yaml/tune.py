@@ -77,7 +77,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
                      homes={"storage_path": "run_config", "name": "run_config", "stop": "run_config"})
         for key in _TUNE_IGNORED:
             if key in tune.index:
-                b.warn(IGNORED, f"`{key}` is ignored: hpoc names and places trials itself",
+                b.warn(IGNORED, f"`{key}` is ignored: hpoc manages trial processes and names itself",
                        tune.key_span(key), help=f"remove `{key}`")
         search = _named(b, tune.get("search_alg"), "search_alg")
         sched = _named(b, tune.get("scheduler"), "scheduler")
@@ -88,7 +88,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
             if node is not None:
                 out.trials.append(b.setting(hpo_key, b.value(node), tune.key_span(key)))
     out.objective = _objective(b, tune, search, sched)
-    sched_name = _scheduler(b, out, sched, params)
+    sched_name = _scheduler(b, out, sched)
     _search(b, out, search, params, sched_name)
     if run is not None:
         _run_config(b, out, run)
@@ -186,7 +186,7 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
 # ------------------------------------------------------------------------- scheduler
 
 
-def _scheduler(b: Builder, out: Tune, sched: _Named | None, params: list[Param]) -> str | None:
+def _scheduler(b: Builder, out: Tune, sched: _Named | None) -> str | None:
     if sched is None or sched.name is None:
         return None
     name = SCHEDULER_NAMES.get(sched.name.strip().lower())

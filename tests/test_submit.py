@@ -81,7 +81,7 @@ def test_hpoc_submit_is_callable_as_documented(tmp_path):
 
     again = hpoc.submit(spec, cluster="local", dry_run=True, out=tmp_path / "build")
     assert sub.parameters == again.parameters and sub.plan_path == str(tmp_path / "build" / "plan.json")
-    assert (tmp_path / "build" / "plan.json").is_file()
+    assert not (tmp_path / "build").exists()  # a dry run writes nothing
 
 
 # ---------------------------------------------------------------- dry run (real sbatch around)
@@ -103,9 +103,7 @@ def test_dry_run_prints_exactly_what_would_be_sent_and_submits_nothing(tmp_path)
     srun = next(ln for ln in out.splitlines() if ln.startswith("srun "))
     assert "--cpus-per-task=1" in shlex.split(srun)
     assert squeue_ids() == before
-    build = tmp_path / "build"
-    assert not (build / "jobs.json").exists() and not (build / "logs").exists()
-    assert not (tmp_path / "s" / "results").exists()
+    assert not (tmp_path / "build").exists() and not (tmp_path / "s" / "results").exists()
 
 
 # ---------------------------------------------------------------- real jobs
@@ -120,9 +118,13 @@ def test_a_two_node_study_completes_on_the_local_slurm_cluster(tmp_path):
     job_id = run.stdout.split("job ")[1].split()[0]
     logs = tmp_path / "build" / "logs" / job_id
     assert f"logs {logs}/" in run.stdout
-    # while it is queued or running, a second submission would run the same shard twice
-    twice = hpoc("submit", str(tmp_path / "build"), cwd=tmp_path)
+    # While it is queued or running, a second submission would run the same shard twice;
+    # a refused one leaves the plan the job reads alone, even from an edited spec.
+    plan_text = (tmp_path / "build" / "plan.json").read_text()
+    spec.write_text(spec.read_text().replace("num_samples    = 3", "num_samples    = 4"))
+    twice = hpoc("submit", str(spec), "-o", str(tmp_path / "build"), cwd=tmp_path)
     assert twice.returncode == 2 and f"already has job(s) {job_id}" in twice.stderr
+    assert (tmp_path / "build" / "plan.json").read_text() == plan_text
     (record,) = wait_done([job_id], 300, tmp_path / "build")
     assert record["JobState"] == "COMPLETED", log_tail(logs)
     out = (logs / f"{job_id}_0_log.out").read_text()

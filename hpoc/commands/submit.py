@@ -54,12 +54,13 @@ def _run(args: argparse.Namespace) -> int:
     from hpoc.submit import SubmitError, load_target, prepare, send
 
     try:
-        plan, plan_path = load_target(args.target, args.out)
-        sub = prepare(plan, plan_path, args.cluster)
+        found = load_target(args.target, args.out)
+        plan = found.plan
+        sub = prepare(plan, found.plan_path, args.cluster)
         if args.dry_run:
             print(render_dry_run(sub))
             return 0
-        jobs = send(plan, sub, fresh=args.fresh, force=args.force)
+        jobs = send(plan, sub, fresh=args.fresh, force=args.force, build=found)
     except SubmitError as exc:
         raise HpocError(str(exc)) from None
     if not jobs:

@@ -23,12 +23,13 @@ import subprocess
 import sys
 import time
 import types
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpoc.submit.params import SubmitError, Submission, describe, job_comment
 
-__all__ = ["submit", "prepare", "SubmitError", "Submission", "JOBS_FILE"]
+__all__ = ["submit", "prepare", "load_target", "send", "SubmitError", "Submission", "Target", "JOBS_FILE"]
 
 JOBS_FILE = "jobs.json"
 
@@ -36,13 +37,13 @@ JOBS_FILE = "jobs.json"
 def submit(target: str | os.PathLike, *, cluster: str | None = None, dry_run: bool = False,
            out: str | os.PathLike | None = None, fresh: bool = False, force: bool = False) -> Any:
     """Submit the study; returns the submitit jobs (one per shard), or the `Submission`
-    that would be sent when `dry_run` is true. Raises SubmitError (or SpecError for a
-    spec with errors)."""
-    plan, plan_path = load_target(target, out)
-    sub = prepare(plan, plan_path, cluster)
+    that would be sent when `dry_run` is true (nothing is written then). Raises
+    SubmitError (or SpecError for a spec with errors)."""
+    found = load_target(target, out)
+    sub = prepare(found.plan, found.plan_path, cluster)
     if dry_run:
         return sub
-    return send(plan, sub, fresh=fresh, force=force)
+    return send(found.plan, sub, fresh=fresh, force=force, build=found)
 
 
 def pick_cluster(plan: dict[str, Any], cluster: str | None) -> str:
@@ -57,9 +58,25 @@ def prepare(plan: dict[str, Any], plan_path: Path, cluster: str | None = None) -
 
 # ---------------------------------------------------------------- plan in
 
-def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[dict[str, Any], Path]:
-    """(plan, absolute plan.json path) for a spec (compiled and written), a build
-    directory or a plan.json."""
+@dataclass
+class Target:
+    """A plan and where jobs will read it; `files` still to write (a compiled spec's build
+    directory is written only once the submission passed its checks, so a refused one
+    never changes the plan a queued job will read)."""
+
+    plan: dict[str, Any]
+    plan_path: Path
+    files: dict[Path, tuple[str, bool]] = field(default_factory=dict)
+
+    def write(self) -> None:
+        for path, (text, executable) in self.files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write(path, text, executable)
+        self.files = {}
+
+
+def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None) -> Target:
+    """The plan of a spec (compiled, not yet written), a build directory or a plan.json."""
     from hpoc.plan import PlanError, load
 
     path = Path(target)
@@ -69,31 +86,30 @@ def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None)
         raise SubmitError(f"{target}: no such file (a .hpo spec, a build directory or a plan.json)")
     if path.suffix == ".json":
         try:
-            return load(path), path.resolve()
+            return Target(load(path), path.resolve())
         except PlanError as exc:
             raise SubmitError(str(exc)) from None
     return _compile(path, out)
 
 
-def _compile(spec: Path, out: str | os.PathLike | None) -> tuple[dict[str, Any], Path]:
+def _compile(spec: Path, out: str | os.PathLike | None) -> Target:
     from hpoc import plan as plan_mod
     from hpoc.compiler import compile_path
 
     plan = compile_path(spec).plan
     text = plan_mod.dumps(plan)
     plan = json.loads(text)  # with its content hash, as jobs will read it
-    folder = Path(out) if out else Path("build") / plan["study"]["name"]
-    folder.mkdir(parents=True, exist_ok=True)
-    plan_path = (folder / "plan.json").resolve()
-    _write(plan_path, text)
+    folder = (Path(out) if out else Path("build") / plan["study"]["name"]).resolve()
+    plan_path = folder / "plan.json"
+    files = {plan_path: (text, False)}
     try:  # the other backend's scripts too, so the build directory matches `hpoc compile`
         from hpoc.compiler.render import RenderError, render_all
 
         for name, body in render_all(plan, plan_path=str(plan_path)).items():
-            _write(folder / name, body, executable=True)
+            files[folder / name] = (body, True)
     except (ImportError, RenderError):
         pass
-    return plan, plan_path
+    return Target(plan, plan_path, files)
 
 
 def _write(path: Path, text: str, executable: bool = False) -> None:
@@ -180,7 +196,8 @@ def make_job(plan: dict[str, Any], sub: Submission) -> Any:
     return StudyJob(sub.plan_path, sub.cluster, grace_s=grace, local_cpus=local_cpus)
 
 
-def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: bool = False) -> list[Any]:
+def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: bool = False,
+         build: Target | None = None) -> list[Any]:
     if sub.cluster == "slurm" and not force:
         running = active_jobs(plan)
         if running:
@@ -189,6 +206,8 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                 "running; a second job would run the same shards at once\n"
                 "  help: wait for them, `scancel` them, or pass --force")
     state = check_previous(plan, fresh)
+    if build is not None:
+        build.write()
     if state == "done":
         return []
     executor = make_executor(sub)

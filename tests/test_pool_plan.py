@@ -32,5 +32,29 @@ def test_pooled_trials_reserve_driver_and_workers_as_one_placement_group():
     assert not pool.enabled(old)
 
 
-def test_local_ranks_count_workers_per_node():
-    assert pool._local_ranks(["a", "b", "a", "a", "b"]) == [(0, 3), (0, 2), (1, 3), (2, 3), (1, 2)]
+def test_local_ranks_count_workers_per_node_and_follow_their_gpus():
+    ranks, visible = pool._local_ranks(["a", "b", "a", "a", "b"], [[]] * 5)
+    assert ranks == [(0, 3), (0, 2), (1, 3), (2, 3), (1, 2)] and visible == [None] * 5
+    # one GPU each: a worker sees its node's workers' GPUs and is the index of its own
+    ranks, visible = pool._local_ranks(["a", "a", "b", "a"], [["3"], ["10"], ["0"], ["1"]])
+    assert visible == [["1", "3", "10"], ["1", "3", "10"], ["0"], ["1", "3", "10"]]
+    assert ranks == [(1, 3), (2, 3), (0, 1), (0, 3)]
+
+
+def test_spec_modules_are_forgotten_but_not_installed_packages_or_hpoc(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from hpoc.runtime.pool_worker import forget_modules_under
+
+    def fake(name, path):
+        module = types.ModuleType(name)
+        module.__file__ = str(path)
+        monkeypatch.setitem(sys.modules, name, module)
+
+    fake("spec_data_xyz", tmp_path / "spec_data_xyz.py")
+    fake("spec_pkg_xyz.sub", tmp_path / "spec_pkg_xyz" / "sub.py")
+    fake("venv_lib_xyz", tmp_path / ".venv/lib/python3.11/site-packages/venv_lib_xyz/__init__.py")
+    fake("hpoc.fake_xyz", tmp_path / "hpoc" / "fake_xyz.py")
+    assert sorted(forget_modules_under(str(tmp_path))) == ["spec_data_xyz", "spec_pkg_xyz.sub"]
+    assert "venv_lib_xyz" in sys.modules and "hpoc.fake_xyz" in sys.modules

@@ -94,12 +94,12 @@ class WarmGroup:
         group = cls(signature(plan), workers, [])
         try:
             where = ray.get([w.where.remote() for w in workers])
-            local = _local_ranks([w["node"] for w in where])
+            local, visible = _local_ranks([w["node"] for w in where], [w["gpus"] for w in where])
             targets = [step["target"] for step in plan["pipeline"].values() if step]
             group.pids = ray.get([
                 w.join.remote(where[0]["ip"], where[0]["port"], backend(plan), lr, lw,
-                              plan["source"]["workdir"], targets)
-                for w, (lr, lw) in zip(workers, local)])
+                              plan["source"]["workdir"], targets, gpus)
+                for w, (lr, lw), gpus in zip(workers, local, visible)])
         except BaseException:
             group.close()
             raise
@@ -132,14 +132,27 @@ class WarmGroup:
         self.workers, self.running = [], []
 
 
-def _local_ranks(nodes: list[str]) -> list[tuple[int, int]]:
-    """(local rank, local world size) of each rank from the nodes the ranks run on."""
-    seen: dict[str, int] = {}
-    out = []
-    for node in nodes:
-        out.append(seen.get(node, 0))
-        seen[node] = seen.get(node, 0) + 1
-    return [(lr, seen[node]) for lr, node in zip(out, nodes)]
+def _local_ranks(nodes: list[str], gpus: list[list[str]] | None = None
+                 ) -> tuple[list[tuple[int, int]], list[list[str] | None]]:
+    """(local rank, local world size) of each rank from the nodes the ranks run on, and the
+    GPUs each should see. With one GPU per worker, a worker sees its node's workers' GPUs
+    and its local rank is the index of its own; otherwise ranks count in order per node."""
+    gpus = gpus or [[] for _ in nodes]
+    by_node: dict[str, list[int]] = {}
+    for rank, node in enumerate(nodes):
+        by_node.setdefault(node, []).append(rank)
+    ranks: list[tuple[int, int]] = [(0, 1)] * len(nodes)
+    visible: list[list[str] | None] = [None] * len(nodes)
+    for node, members in by_node.items():
+        own = [gpus[r] for r in members]
+        if all(len(g) == 1 for g in own) and len({g[0] for g in own}) == len(own):
+            union = sorted((g[0] for g in own), key=lambda x: (len(x), x))
+            for r, g in zip(members, own):
+                ranks[r], visible[r] = (union.index(g[0]), len(members)), union
+        else:
+            for i, r in enumerate(members):
+                ranks[r] = (i, len(members))
+    return ranks, visible
 
 
 # The warm group of this process (a Tune trainable that Tune reuses across trials).

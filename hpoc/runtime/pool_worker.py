@@ -61,10 +61,15 @@ def _set_torch_settings(s: dict[str, Any]) -> None:
 
 def forget_modules_under(directory: str) -> list[str]:
     """Drop modules loaded from `directory` (the spec's code) so the next import runs their
-    top level again; returns their names."""
+    top level again; returns their names. Installed packages (a virtualenv inside the
+    study's directory) and hpoc itself are never dropped."""
     root = os.path.abspath(directory) + os.sep
-    names = [name for name, mod in list(sys.modules.items())
-             if os.path.abspath(getattr(mod, "__file__", None) or "/").startswith(root)]
+    names = []
+    for name, mod in list(sys.modules.items()):
+        path = os.path.abspath(getattr(mod, "__file__", None) or "/")
+        if path.startswith(root) and name.split(".")[0] != "hpoc" and \
+                not any(part in ("site-packages", "dist-packages") for part in Path(path).parts):
+            names.append(name)
     for name in names:
         del sys.modules[name]
     return names
@@ -164,21 +169,28 @@ class PoolWorker:
 
         ctx = ray.get_runtime_context()
         return {"node": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(),
-                "pid": os.getpid(), "port": _free_port() if self.rank == 0 else None}
+                "pid": os.getpid(), "port": _free_port() if self.rank == 0 else None,
+                "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
     def join(self, master: str, port: int, backend: str, local_rank: int, local_world: int,
-             workdir: str, targets: list[str]) -> int:
-        """Join the process group and import what trials will need; returns the pid."""
-        from datetime import timedelta
+             workdir: str, targets: list[str], visible_gpus: list[str] | None = None) -> int:
+        """Join the process group and import what trials will need; returns the pid.
 
-        import torch
-        import torch.distributed as dist
+        With GPUs, every worker sees all GPUs of its node's workers (as Ray Train does, so
+        NCCL can use peer-to-peer links) and `local_rank` is the index of its own one."""
+        from datetime import timedelta
 
         os.environ.update({"MASTER_ADDR": master, "MASTER_PORT": str(port), "RANK": str(self.rank),
                            "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": str(local_rank),
                            "LOCAL_WORLD_SIZE": str(local_world)})
+        if visible_gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible_gpus)  # before CUDA starts
+
+        import torch
+        import torch.distributed as dist
+
         if backend == "nccl":
-            torch.cuda.set_device(0)  # Ray gives each worker its own visible GPU
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend, init_method=f"tcp://{master}:{port}", rank=self.rank,
                                 world_size=self.world_size, timeout=timedelta(minutes=30))
         pipeline.use_workdir(workdir)

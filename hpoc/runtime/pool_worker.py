@@ -245,11 +245,15 @@ class PoolWorker:
         return "done"
 
     def _device(self) -> Any:
+        """This rank's device, made current in the calling thread (CUDA's current device is
+        per thread, and Ray runs actor methods in a thread pool)."""
         import torch
         import torch.distributed as dist
 
-        return torch.device("cuda", torch.cuda.current_device()) \
-            if dist.get_backend() == "nccl" else torch.device("cpu")
+        if dist.get_backend() != "nccl":
+            return torch.device("cpu")
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", torch.cuda.current_device())
 
     def _drain(self, token: str) -> None:
         for q in (self.events, self.decisions):

@@ -124,3 +124,31 @@ def median(values: list[float]) -> float:
     import statistics
 
     return statistics.median(values) if values else float("nan")
+
+
+def run_hpoc(text: str, workdir: str | Path = EXAMPLE, *, num_cpus: int | None = None,
+             num_gpus: int | None = None) -> tuple[float, list[list[dict[str, Any]]], dict[str, Any]]:
+    """Compile `text` and run it with `hpoc.runtime.run_study` on a local Ray; returns
+    (wall seconds, every trial's reports in order, summary.json)."""
+    import io
+    import time
+
+    from hpoc.compiler import compile_source
+    from hpoc.plan import content_hash
+    from hpoc.runtime.study import RunOptions, experiment_dir, run_study
+
+    plan = compile_source(text, "study.hpo", workdir=str(workdir))
+    plan["content_hash"] = content_hash(plan)
+    progress = io.StringIO()
+    started = time.monotonic()
+    code = run_study(plan, RunOptions(local=True, num_cpus=num_cpus, num_gpus=num_gpus,
+                                      progress=progress, out=io.StringIO()))
+    wall = time.monotonic() - started
+    if code != 0:
+        raise SystemExit(f"hpoc study failed ({code}):\n{progress.getvalue()}")
+    summary = json.loads((experiment_dir(plan, 0) / "summary.json").read_text())
+    reports = []
+    for trial in summary["trials"]:
+        lines = (Path(trial["path"]) / "result.json").read_text().splitlines()
+        reports.append([json.loads(line) for line in lines if line.strip()])
+    return wall, reports, summary

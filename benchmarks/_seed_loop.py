@@ -128,3 +128,36 @@ class SeedLoop:
         sync(self.device)
         return {"val_loss": loss_sum / max(n, 1), "val_accuracy": correct / max(n, 1),
                 "seconds": time.perf_counter() - start}
+
+
+def seed_rate(root: str | Path, device: torch.device, batch_size: int = 128, steps: int = 200,
+              reps: int = 3) -> dict[str, Any]:
+    """Training images/s of the seed loop (median of `reps` runs of `steps` batches, after
+    a warm-up of 10 batches) and its peak device memory."""
+    import statistics
+
+    train, val = seed_splits(root)
+    loop = SeedLoop(train, val, device, batch_size=batch_size)
+    loop.train_epoch(max_steps=10)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rates = []
+    for _ in range(reps):
+        got = loop.train_epoch(max_steps=steps)
+        rates.append(got["images"] / got["seconds"])
+    out: dict[str, Any] = {"images_per_s": statistics.median(rates), "runs": [round(r, 2) for r in rates]}
+    if device.type == "cuda":
+        out["max_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+if __name__ == "__main__":  # `python _seed_loop.py ROOT [STEPS] [BATCH]`: seed_rate as JSON
+    import json
+    import sys
+
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 128
+    device = pick_device()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # as the benchmarks' CPU runs (two threads thrash on 2 busy cores)
+    print(json.dumps(seed_rate(sys.argv[1], device, batch_size=batch, steps=steps)))

@@ -184,6 +184,7 @@ class StudyJob(submitit.helpers.Checkpointable):
 
     def _worker(self, env: Any) -> None:
         from hpoc.plan import load
+        from hpoc.runtime.node import answers
 
         plan = load(self.plan_path)
         rdv, job_dir, log_dir = _paths(env)
@@ -208,7 +209,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             while worker.poll() is None:
                 if (rdv / "done").exists() or not rdv.exists():
                     break
-                misses = 0 if _answers(head["address"]) else misses + 1
+                misses = 0 if answers(head["address"], timeout=2) else misses + 1
                 if misses >= HEAD_GONE_CHECKS:
                     break
                 time.sleep(POLL_S * 2)
@@ -276,15 +277,6 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             return False
         time.sleep(0.2)
     return True
-
-
-def _answers(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def _write_secret(path: Path, text: str) -> None:

@@ -48,6 +48,7 @@ def _variants() -> dict[str, dict]:
     doc = seed()
     trainer_args(doc)["strategy"] = "deepspeed"
     config(doc)["scaling_config"] = {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 1.5}}
+    config(doc)["tune_config"]["reuse_actors"] = True
     out["deepspeed"] = doc
     doc = seed()
     config(doc)["train_loop_config"] = {

@@ -401,3 +401,9 @@ def test_a_mapping_with_type_is_a_domain(tmp_path: Path) -> None:
     d = one_error(tmp_path, doc)
     assert d.message == "unknown search domain `resnet` for `model`"
     assert d.help.startswith("a mapping with `type` is a search domain")
+
+
+def test_reuse_actors_keeps_worker_groups_warm(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["reuse_actors"] = True
+    assert compiled(tmp_path, doc).plan["resources"]["reuse_workers"] is True

@@ -222,6 +222,8 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if tune.scheduler is not None:
         items.append(tune.scheduler)
     resources = _resources(b, config, trainer)
+    if tune.reuse is not None:
+        resources.append(tune.reuse)
     if resources:
         items.append(block("resources", resources, config.key_span("scaling_config") or trainer.span))
     freq = config.get("checkpoint_freq")

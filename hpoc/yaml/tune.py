@@ -46,7 +46,7 @@ _RANDOM_STEPS = {"bayesopt": "random_search_steps", "optuna": "n_startup_trials"
                  "hyperopt": "n_initial_points"}
 # Whole-run knobs of Ray's RunConfig that hpoc sets itself.
 _RUN_IGNORED = ("verbose", "log_to_file", "progress_reporter", "callbacks", "sync_config")
-_TUNE_IGNORED = ("reuse_actors", "trial_name_creator", "trial_dirname_creator")
+_TUNE_IGNORED = ("trial_name_creator", "trial_dirname_creator")
 
 
 @dataclass
@@ -64,6 +64,7 @@ class Tune:
     storage_span: A.Span | None = None
     run_name: str | None = None
     run_name_span: A.Span | None = None
+    reuse: A.Setting | None = None  # `reuse_actors` → resources.reuse_workers
 
 
 def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
@@ -73,12 +74,16 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
     search = sched = None
     if tune is not None:
         b.check_keys(tune, ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                            "max_concurrent_trials", "time_budget_s", *_TUNE_IGNORED), "`tune_config`",
+                            "max_concurrent_trials", "time_budget_s", "reuse_actors", *_TUNE_IGNORED),
+                     "`tune_config`",
                      homes={"storage_path": "run_config", "name": "run_config", "stop": "run_config"})
         for key in _TUNE_IGNORED:
             if key in tune.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc manages trial processes and names itself",
                        tune.key_span(key), help=f"remove `{key}`")
+        if "reuse_actors" in tune.index:  # Ray reuses trial actors; hpoc keeps worker groups warm
+            out.reuse = b.setting("reuse_workers", b.value(tune.get("reuse_actors")),  # type: ignore[arg-type]
+                                  tune.key_span("reuse_actors"))
         search = _named(b, tune.get("search_alg"), "search_alg")
         sched = _named(b, tune.get("scheduler"), "scheduler")
         out.trials_span = tune.span

@@ -284,3 +284,18 @@ def test_rendering_is_deterministic_and_independent_of_the_environment(tmp_path,
     monkeypatch.setenv("HOME", "/elsewhere")
     assert render_all(reordered, plan_path=PLAN_PATH) == first
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("restarts, suffix", [(None, ""), ("0", ""), ("2", "-r2")])
+def test_a_requeued_job_gets_a_fresh_node_directory(restarts, suffix):
+    # After a crash, worker nodes may still hold the previous run's directory and token;
+    # a requeued run (SLURM_RESTART_COUNT > 0) must not pick them up.
+    script = rendered("basic")["job.sbatch"]
+    lines = [ln for ln in script.splitlines() if "hpoc_job_dir=" in ln and "HPOC_TMP" in ln
+             or "SLURM_RESTART_COUNT" in ln]
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77", "HPOC_TMP": "/tmpx"}
+    if restarts is not None:
+        env["SLURM_RESTART_COUNT"] = restarts
+    out = subprocess.run(["bash", "-c", "\n".join(lines) + '\necho "$hpoc_job_dir"'], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "/tmpx/hpoc-77" + suffix

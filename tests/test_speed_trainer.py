@@ -121,3 +121,29 @@ def test_each_report_says_how_fast_the_epoch_trained(fashion, tmp_path):
         assert "max_memory_mb" not in perf  # CPU: no CUDA memory to report
         ends.append(perf["train_end"])
     assert ends == sorted(ends)
+
+
+def test_training_compile_runs_the_default_path_through_torch_compile(tmp_path):
+    """`training.compile = true` (CUDA graphs on GPU; inductor on CPU here) learns what eager
+    does; dropout draws differ under compile, so the numbers are close, not equal."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from hpoc.runtime import pipeline
+    from runtime_plans import make_plan, write_toy
+
+    workdir = write_toy(tmp_path / "toy")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {}
+        for compiled in (False, True):
+            plan = make_plan(workdir, tmp_path / "r", training={"compile": compiled})
+            trainer = pipeline.import_target("toy:ToyTrainer", str(workdir))()
+            history = trainer.run_local({"epochs": 3, "batch_size": 32, "lr": 0.01, "hidden": 16},
+                                        pipeline.load_data(plan), directory=tmp_path / f"c{compiled}",
+                                        plan=plan, seed=1)
+            runs[compiled] = [r["val_loss"] for r in history]
+            assert hasattr(trainer.model, "_orig_mod") == compiled
+    finally:
+        torch.set_num_threads(threads)
+    assert runs[True][-1] < runs[True][0]
+    assert runs[True] == pytest.approx(runs[False], rel=0.05)

@@ -34,8 +34,11 @@ def resnet18_1ch() -> nn.Module:
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # compares equal to hpoc's
+    return device
 
 
 def sync(device: torch.device) -> None:

@@ -5,7 +5,8 @@
 Both run the same study on the same machine, one after the other, each starting its own
 local Ray: `--trials` Fashion-MNIST ResNet18 trials (batch_size from {32, 64, 128},
 learning_rate log-uniform in [1e-5, 1e-3]; the configurations are drawn once and given to
-both sides in the same order as points to evaluate), ASHA (max_t = epochs, grace period 1, reduction factor 2), a checkpoint
+both sides in the same order as points to evaluate - hpoc's `search optuna`, Tune's basic
+variant generator), ASHA (max_t = epochs, grace period 1, reduction factor 2), a checkpoint
 each epoch, on generated Fashion-MNIST-format files.
 
 - seed: what the itwinai tutorial does - a Tune function trainable that builds a Ray
@@ -139,8 +140,11 @@ def run_seed(root: Path, storage: Path, args: argparse.Namespace, gpu: bool) -> 
                  "epochs": args.epochs}
         tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
             num_samples=args.trials, metric="loss", mode="min",
-            max_concurrent_trials=None if gpu else args.pack,
-            search_alg=BasicVariantGenerator(points_to_evaluate=configs(args.trials), random_state=0),
+            # One Train run per GPU at a time, as the seed gets (trials queued inside Train
+            # would hit its 60 s worker-group start timeout); Tune ignores
+            # max_concurrent_trials with this search algorithm, which takes it itself.
+            search_alg=BasicVariantGenerator(points_to_evaluate=configs(args.trials), random_state=0,
+                                             max_concurrent=1 if gpu else args.pack),
             scheduler=ASHAScheduler(max_t=args.epochs, grace_period=1, reduction_factor=2, brackets=1)),
             run_config=tune.RunConfig(name="seed", storage_path=str(storage), verbose=0))
         grid = tuner.fit()
@@ -162,7 +166,7 @@ def run_ours(root: Path, storage: Path, args: argparse.Namespace, gpu: bool) -> 
                        for c in configs(args.trials))
     text = study_text(root, name="hpoc", epochs=args.epochs, batch_size="choice(32, 64, 128)",
                       learning_rate="loguniform(1e-5, 1e-3)", num_samples=args.trials,
-                      search=f"search random {{ seed = 0, points_to_evaluate = [{points}] }}",
+                      search=f"search optuna {{ seed = 0, points_to_evaluate = [{points}] }}",
                       max_concurrent=args.pack, gpus_per_worker=round(1 / args.pack, 6) if gpu else 0,
                       cpus_per_worker=cpus, compile=args.compile, seed=None, scheduler=scheduler,
                       storage=storage)

@@ -147,3 +147,14 @@ def test_training_compile_runs_the_default_path_through_torch_compile(tmp_path):
         torch.set_num_threads(threads)
     assert runs[True][-1] < runs[True][0]
     assert runs[True] == pytest.approx(runs[False], rel=0.05)
+
+
+def test_dataloader_workers_follow_the_trials_cpus_on_gpu_only():
+    from hpoc.runtime.strategy import Strategy, loader_workers
+
+    assert loader_workers(torch.device("cuda", 0), 5) == 4   # the seed's 5 CPUs per worker
+    assert loader_workers(torch.device("cuda", 0), 1) == 0
+    assert loader_workers(torch.device("cuda", 0), 32) == 8
+    assert loader_workers(torch.device("cpu"), 16) == 0
+    loader = Strategy(device="cpu").dataloader(list(range(10)), 4)
+    assert loader.loader.num_workers == 0

@@ -280,11 +280,13 @@ def test_the_runtime_entry_point_refuses_broken_plans_with_exit_2(tmp_path: Path
         readable(run.stderr[len("error: "):], path)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime gap: search.make_scheduler, progress and summary "
-                                       "index objective.metrics[0]; a study without objective crashes")
 def test_the_runtime_reads_a_plan_without_objective(tmp_path: Path) -> None:
     plan = next(p for p in ALL_PLANS if not p["objective"]["metrics"])
-    from hpoc.runtime import search
+    from hpoc.runtime import search, summary
 
     search.make_scheduler(plan)
     search.make_searcher(plan, 0)
+    result = summary.build(plan, 0, [], wall_s=1.0, interrupted=False, experiment_dir=tmp_path,
+                           plan_hash="sha256:x")
+    assert result["metrics"] == [] and result["best"] is None
+    assert "no objective" in summary.describe_best(result)

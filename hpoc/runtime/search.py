@@ -60,7 +60,8 @@ def require_libraries(algorithm: str) -> None:
 
 
 def _objective(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
-    metrics = plan["objective"]["metrics"]
+    # A study without an objective runs its trials unranked (random/grid search, FIFO).
+    metrics = plan["objective"]["metrics"] or [{"name": None, "mode": None}]
     return [m["name"] for m in metrics], [m["mode"] for m in metrics]
 
 

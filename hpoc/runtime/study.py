@@ -165,7 +165,7 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
 
     from hpoc.runtime.progress import Progress, tune_callback
 
-    metric = plan["objective"]["metrics"][0]
+    metric = (plan["objective"]["metrics"] or [{"name": None, "mode": "min"}])[0]
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
     _STATE.stream = stream
 

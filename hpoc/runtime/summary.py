@@ -122,7 +122,7 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         "metrics": metrics,
         "num_trials": len(entries),
         "status_counts": dict(sorted(Counter(e["status"] for e in entries).items())),
-        "best": best_entry(entries, metrics[0]["name"], metrics[0]["mode"]),
+        "best": best_entry(entries, metrics[0]["name"], metrics[0]["mode"]) if metrics else None,
         "trials": entries,
         "wall_s": round(float(wall_s), 3),
         "interrupted": bool(interrupted),
@@ -155,6 +155,9 @@ def describe_best(summary: dict[str, Any]) -> str:
     counts = ", ".join(f"{n} {s.lower()}" for s, n in summary["status_counts"].items()) or "none"
     lines = [f"study `{summary['study']}`: {summary['num_trials']} trial(s) ({counts}) "
              f"in {summary['wall_s']:.1f} s"]
+    if not summary["metrics"]:
+        lines.append("the study has no objective: trials are not ranked")
+        return "\n".join(lines)
     if best is None:
         lines.append("no trial reported the objective metric "
                      f"`{summary['metrics'][0]['name']}`")

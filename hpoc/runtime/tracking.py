@@ -199,8 +199,9 @@ def _parent_run(client: Any, exp_id: str, plan: Mapping[str, Any], uri: str) -> 
             client.log_batch(run.info.run_id, params=_params(
                 {"study": plan["study"]["name"], "num_samples": plan["trials"]["num_samples"],
                  "search": plan["search"]["algorithm"], "scheduler": plan["scheduler"]["name"],
-                 "metric": plan["objective"]["metrics"][0]["name"],
-                 "mode": plan["objective"]["metrics"][0]["mode"]}))
+                 **({"metric": plan["objective"]["metrics"][0]["name"],
+                     "mode": plan["objective"]["metrics"][0]["mode"]}
+                    if plan["objective"]["metrics"] else {})}))
         return run.info.run_id
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz_harness import run_cli
+from fuzz_harness import ROOT, run_cli
 
 MISSING_SEARCH = next((alg for alg, mod in (("hyperopt", "hyperopt"), ("hebo", "hebo"), ("nevergrad", "nevergrad"),
                                             ("bayesopt", "bayes_opt")) if importlib.util.find_spec(mod) is None), None)
@@ -134,6 +134,22 @@ def test_unwritable_and_full_storage(tmp_path: Path) -> None:
     assert "GiB free, less than 1e+09 GiB" in full
     run = preflight(study(tmp_path / "s"), HPOC_MIN_FREE_GB="1000000000")
     assert run.returncode == 2 and any("GiB free" in ln for ln in errors(run)), run.stderr
+
+
+def test_the_fashion_mnist_example_checks_its_data(tmp_path: Path) -> None:
+    import shutil
+
+    from runtime_plans import write_fashion
+
+    study_dir = tmp_path / "fashion"
+    shutil.copytree(ROOT / "examples" / "fashion_mnist", study_dir)
+    run = preflight(study_dir / "study.hpo")
+    assert run.returncode == 2
+    (line,) = [ln for ln in errors(run) if ": data: " in ln]
+    assert "Fashion-MNIST is not in" in line and "hpoc data fetch fashion-mnist --root" in line, line
+    write_fashion(study_dir / "data" / "fashion-mnist")
+    run = preflight(study_dir / "study.hpo")
+    assert [ln for ln in errors(run) if ": data: " in ln] == [], run.stderr
 
 
 # ---------------------------------------------------------------- on the compute node

@@ -20,6 +20,16 @@ class FashionMNISTGetter:
     def __init__(self, root: str = "data/fashion-mnist") -> None:
         self.root = os.path.abspath(root)
 
+    def check(self) -> None:
+        """Is the data there? (`hpoc check --preflight` asks on the login node.)"""
+        raw = os.path.join(self.root, "FashionMNIST", "raw")
+        names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+        missing = [n for n in names if not os.path.isfile(os.path.join(raw, n))]
+        if missing:
+            raise FileNotFoundError(f"Fashion-MNIST is not in {raw} (missing {', '.join(missing)}); "
+                                    f"fetch it on a login node: {FETCH.format(root=self.root)}")
+
     def execute(self):
         from torchvision.datasets import FashionMNIST
 

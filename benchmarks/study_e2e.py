@@ -17,8 +17,12 @@ each epoch, on generated Fashion-MNIST-format files.
 - hpoc: the example study compiled and run by hpoc with one-worker trials, `--pack` of them
   per GPU (`gpus_per_worker = 1/pack`), the default train path.
 
-On CPU (no GPU) both sides run `--pack` one-CPU trials at a time on a scaled-down study;
-the figure only shows the machinery and the CPU ratio. Final JSON line: `seed_wall_s`,
+On CPU (no GPU) both sides run `--pack` one-CPU trials at a time (default 1) on a
+scaled-down study; the figure only shows the machinery and the CPU ratio. (The seed side's
+Ray gets one spare logical CPU: on the 2-core test machine a finished Train run's placement
+group still held its CPU when the next trial's run started, which then hit Train's 60 s
+worker-group start timeout over and over; with trials queued inside Train - several at a
+time - the same stall happened.) Final JSON line: `seed_wall_s`,
 `hpoc_wall_s`, `ratio` = seed / hpoc, and each side's best trial.
 """
 
@@ -127,9 +131,14 @@ def run_seed(root: Path, storage: Path, args: argparse.Namespace, gpu: bool) -> 
     from _seed_loop import seed_splits
     from hpoc.runtime import session
 
+    # Tune stops a finished trial's process asynchronously and force-kills it only after
+    # 600 s by default; until then its Train run's placement group (the GPU) stays taken.
+    os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "30")
     started = time.monotonic()
+    # CPU: one spare logical CPU - a finished Train run's placement group is released late,
+    # and without room the next run's workers never start (seen on the 2-core machine).
     s = session.start_local(workdir=str(Path(__file__).resolve().parent),
-                            num_cpus=None if gpu else args.pack + 1)
+                            num_cpus=None if gpu else args.pack + 2)
     try:
         data = seed_splits(root)
         cpus = max(1, (os.cpu_count() or 4) // 4) if gpu else 1
@@ -187,7 +196,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=None, help="default 3 on GPU, 2 on CPU")
     p.add_argument("--images", type=int, default=None,
                    help="generated training-set size (default 20000 on GPU, 360 on CPU)")
-    p.add_argument("--pack", type=int, default=None, help="hpoc trials per GPU (default 4; CPU: 2 at a time)")
+    p.add_argument("--pack", type=int, default=None,
+                   help="hpoc trials per GPU (default 4); on CPU, trials at a time on both sides (default 1)")
     p.add_argument("--compile", action="store_true", help="hpoc side: training.compile = true")
     p.add_argument("--only", choices=["seed", "hpoc"], default=None, help="run one side only")
     p.add_argument("--data", default=None)
@@ -201,7 +211,7 @@ def main() -> int:
     args.trials = args.trials or (8 if gpu else 4)
     args.epochs = args.epochs or (3 if gpu else 2)
     args.images = args.images or (20000 if gpu else 360)
-    args.pack = args.pack or (4 if gpu else 2)
+    args.pack = args.pack or (4 if gpu else 1)
     if not gpu:
         torch.set_num_threads(1)
     result: dict[str, Any] = {"benchmark": "study_e2e", "device": "cuda" if gpu else "cpu",

@@ -53,11 +53,11 @@ run() {  # run NAME SECONDS SCRIPT ARGS...
 for name in "${NAMES[@]}"; do
   case "$name" in
     throughput)          # ~1 min: 4 x 100 batches of 128 per loop
-      run throughput 100 benchmarks/trainer_throughput.py --images 12800 --reps 3 ;;
+      run throughput 90 benchmarks/trainer_throughput.py --images 12800 --reps 3 ;;
     packed)              # ~2 min: seed loop alone, then 4 and 8 trials on the GPU
       run packed 150 benchmarks/packed_trials.py --pack 4 8 --images 30000 --epochs 3 ;;
     e2e)                 # ~4 min: 8 trials x 3 epochs with ASHA, seed-style then hpoc
-      run e2e 270 benchmarks/study_e2e.py --trials 8 --epochs 3 --images 20000 --pack 4 ;;
+      run e2e 300 benchmarks/study_e2e.py --trials 8 --epochs 3 --images 12000 --pack 4 ;;
     throughput_compile)  # ~2 min: torch.compile (CUDA graphs) takes a while to build
       run throughput_compile 180 benchmarks/trainer_throughput.py --images 12800 --reps 3 --compile ;;
     packed_compile)      # ~3 min: 4 compiled trials on the GPU (each compiles its own graphs)

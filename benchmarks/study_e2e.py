@@ -99,19 +99,46 @@ def seed_loop(config: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def seed_trial(config: dict[str, Any], data: Any, storage: str, gpu: bool, cpus: int) -> None:
+def seed_trial(config: dict[str, Any], data: Any, storage: str, gpu: bool, cpus: int,
+               exclusive: bool = True) -> None:
     from ray import tune
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     per_worker = {"CPU": cpus, "GPU": 1} if gpu else {"CPU": cpus}
-    TorchTrainer(
-        seed_loop, train_loop_config={**config, "data": data, "threads": cpus},
-        scaling_config=ScalingConfig(num_workers=1, use_gpu=gpu, resources_per_worker=per_worker),
-        run_config=RunConfig(name=f"run-{tune.get_context().get_trial_id()}", storage_path=storage,
-                             callbacks=[TuneReportCallback()]),
-    ).fit()
+    if exclusive:  # one trial at a time: any worker group left is stale
+        _remove_worker_groups(set(_worker_groups()))
+    before = _worker_groups()
+    try:
+        TorchTrainer(
+            seed_loop, train_loop_config={**config, "data": data, "threads": cpus},
+            scaling_config=ScalingConfig(num_workers=1, use_gpu=gpu, resources_per_worker=per_worker),
+            run_config=RunConfig(name=f"run-{tune.get_context().get_trial_id()}", storage_path=storage,
+                                 callbacks=[TuneReportCallback()]),
+        ).fit()
+    finally:
+        _remove_worker_groups(set(_worker_groups()) - set(before))
+
+
+# Not the seed's doing, but needed for it to finish here: when ASHA stops a trial, Tune ends
+# its trainable inside `fit()` and the Train run's worker placement group is left to a
+# cleaner that needs Ray's state API (the dashboard), which the GPU image and this machine
+# lack - so the group kept its GPU/CPUs and the next trial's Train run never started. With
+# one seed trial at a time, every worker group that exists when a trial starts is stale.
+def _worker_groups() -> list[str]:
+    from ray.util import placement_group_table
+
+    return [pg for pg, info in placement_group_table().items() if info["state"] == "CREATED"
+            and any(b.get("GPU") or b.get("CPU", 0) >= 1 for b in info["bundles"].values())]
+
+
+def _remove_worker_groups(ids: set[str]) -> None:
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    for pg in ids:
+        remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg))))
 
 
 def configs(n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -131,9 +158,6 @@ def run_seed(root: Path, storage: Path, args: argparse.Namespace, gpu: bool) -> 
     from _seed_loop import seed_splits
     from hpoc.runtime import session
 
-    # Tune stops a finished trial's process asynchronously and force-kills it only after
-    # 600 s by default; until then its Train run's placement group (the GPU) stays taken.
-    os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "30")
     started = time.monotonic()
     # CPU: one spare logical CPU - a finished Train run's placement group is released late,
     # and without room the next run's workers never start (seen on the 2-core machine).
@@ -143,7 +167,8 @@ def run_seed(root: Path, storage: Path, args: argparse.Namespace, gpu: bool) -> 
         data = seed_splits(root)
         cpus = max(1, (os.cpu_count() or 4) // 4) if gpu else 1
         trainable = tune.with_resources(
-            tune.with_parameters(seed_trial, data=data, storage=str(storage / "train"), gpu=gpu, cpus=cpus),
+            tune.with_parameters(seed_trial, data=data, storage=str(storage / "train"), gpu=gpu, cpus=cpus,
+                                 exclusive=gpu or args.pack == 1),
             {"CPU": 0.01})
         space = {"batch_size": tune.choice([32, 64, 128]), "learning_rate": tune.loguniform(1e-5, 1e-3),
                  "epochs": args.epochs}

@@ -50,13 +50,18 @@ NAME_PAYLOADS = ["python3; touch PWNED_py1", "$(touch PWNED_py2)", "`touch PWNED
 STUB = r'''#!/bin/bash
 # Records every call (argv NUL-separated), then behaves just enough like the real thing.
 log="$STUB_LOG/calls"
+# background steps (head, workers) log at the same time as the foreground: one writer at a time
+exec 9>>"$log.lock"; flock 9
 { printf '%s\0' "$(basename -- "$0")" "$@"; printf '\n'; } >>"$log"
+flock -u 9; exec 9>&-
 me=$(basename -- "$0")
 case "$me" in
   scontrol)
     [[ $1 == show && $2 == hostnames ]] && echo node1
     exit 0 ;;
-  srun) exit 0 ;;
+  srun)  # the real head step runs on; here it only says it started (see wait-head below)
+    for a in "$@"; do [[ $a == head ]] && : >"$STUB_LOG/head.started"; done
+    exit 0 ;;
   apptainer|singularity)
     shift  # exec
     while [[ $1 == --* ]]; do [[ $1 == --bind ]] && shift; shift; done
@@ -68,7 +73,10 @@ esac
 case "$2" in
   hpoc.runtime.cluster)
     if [[ $3 == init ]]; then mkdir -p -m 700 "$4" && echo secret-token >"$4/token" && chmod 600 "$4/token"
-    else echo 127.0.0.1:6379; fi ;;
+    else  # like the real wait-head: answers once the head step has started
+      for _ in {1..300}; do [[ -e $STUB_LOG/head.started ]] && break; sleep 0.1; done
+      echo 127.0.0.1:6379
+    fi ;;
   hpoc.runtime.preflight) echo "hpoc: cluster ready nodes=1 cpus=1 gpus=0 seconds=0.1" ;;
   hpoc.runtime)
     env -0 >"$STUB_LOG/driver.env"

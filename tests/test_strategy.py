@@ -215,3 +215,29 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
                                 plan=plan, strategy=s))
         assert type(t.model).__name__ == "DeepSpeedEngine"
     assert [r["epoch"] for r in runs[0]] == [1, 2] and [r["epoch"] for r in runs[1]] == [3]
+
+
+def _deepspeed_in_an_existing_group(_rank, port, out):
+    # A group some earlier code made, and no LOCAL_RANK left behind: DeepSpeed must still start.
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 1, "precision": None, "config_file": None})
+    s.batch_size = 4
+    model = _model()
+    engine, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    loss = engine(torch.ones(4, 4)).sum()
+    engine.backward(loss)
+    engine.step()
+    with open(os.path.join(out, "ok"), "w") as f:
+        f.write(type(engine).__name__)
+
+
+def test_deepspeed_starts_in_a_group_made_earlier_without_local_rank(tmp_path):
+    pytest.importorskip("deepspeed")
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_deepspeed_in_an_existing_group, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    assert (tmp_path / "ok").read_text() == "DeepSpeedEngine"

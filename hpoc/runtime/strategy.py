@@ -471,6 +471,10 @@ class DeepSpeedStrategy(DDPStrategy):
                     os.environ.setdefault(key, value)
                 dist.init_process_group(self.backend(), rank=0, world_size=1,
                                         init_method=f"tcp://127.0.0.1:{free_port()}")
+        if dist.is_initialized() and dist.get_world_size() == 1:
+            # A group made earlier in this process (an earlier trial, the user's own code)
+            # may not have left LOCAL_RANK behind, and DeepSpeed refuses to start without it.
+            os.environ.setdefault("LOCAL_RANK", "0")
         deepspeed.init_distributed(dist_backend=self.backend(), verbose=False)
 
     def ds_config(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:

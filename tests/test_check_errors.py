@@ -475,3 +475,16 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert plan["slurm"]["container"]["image"] == "/p/scratch/me/t.sif"
     d = one_error(BASE + 'storage { path = "$NOPE_NOT_SET/hpo" }\n')
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
+
+
+def test_every_diagnostic_code_is_documented():
+    # Users look codes up in docs/language.md; a code added in the source must be listed there.
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    used = {m for p in (root / "hpoc").rglob("*.py")
+            for m in re.findall(r"[\"'](HP\d{3})[\"']", p.read_text(encoding="utf-8"))}
+    table = set(re.findall(r"^\| (HP\d{3}) \|", (root / "docs" / "language.md").read_text(encoding="utf-8"), re.M))
+    assert len(used) > 30
+    assert used - table == set(), "codes missing from the table in docs/language.md"

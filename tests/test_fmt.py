@@ -130,7 +130,8 @@ def test_checked_in_studies_are_formatted(case: str) -> None:
 
 
 def _relayout(text: str, rng: random.Random) -> str:
-    """Same tokens, different spaces, tabs and blank lines (strings and comments intact)."""
+    """Same tokens, different spaces and tabs, blank lines where there were some (strings and
+    comments intact)."""
     out, i = [], 0
     for m in re.finditer(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[ \t]+|\n[ \t\n]*', text):
         out.append(text[i : m.start()])
@@ -138,7 +139,10 @@ def _relayout(text: str, rng: random.Random) -> str:
         if tok.startswith(("#", '"')):
             out.append(tok)
         elif "\n" in tok:
-            out.append("\n" * rng.randint(1, 3) + rng.choice(["", " ", "\t", "      "]))
+            # a blank line stays a blank line (one or more, maybe with spaces: fmt keeps one)
+            blank = tok.count("\n") > 1
+            gap = rng.choice(["", "  ", "\t"]) + "\n" if blank else ""
+            out.append("\n" + gap * rng.randint(1, 2) + rng.choice(["", " ", "\t", "      "]))
         else:
             out.append(rng.choice([" ", "  ", "\t", "   \t "]))
         i = m.end()
@@ -207,3 +211,19 @@ def test_cli_check_write_and_print(tmp_path: Path, capsys: pytest.CaptureFixture
     spec.write_text("study {", encoding="utf-8")
     assert main(["fmt", "--write", str(spec)]) == 2
     assert spec.read_text() == "study {"  # a file with errors is left alone
+
+
+def test_blank_lines_inside_blocks_are_kept_as_groups() -> None:
+    text = (
+        'study "x"\n'
+        "trials {\n\n  num_samples = 4\n  max_concurrent = 2\n \t\n\n"
+        "  # reported\n  metric_columns = [\"a\"]\n  if a == 1 {\n    b = 1\n\n    cc = 2\n  }\n\n}\n"
+    )
+    expected = (
+        'study "x"\n\n'
+        "trials {\n  num_samples    = 4\n  max_concurrent = 2\n\n"
+        "  # reported\n  metric_columns = [\"a\"]\n  if a == 1 {\n    b = 1\n\n    cc = 2\n  }\n}\n"
+    )
+    assert format_study(parse(text)) == expected  # groups kept, each aligned on its own
+    assert format_study(parse(expected)) == expected
+    assert parse(text) == parse(expected)  # layout only: the same study

@@ -164,6 +164,7 @@ class Setting(Node):
     condition: Condition | None = None
     comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     trailing: str | None = field(default=None, compare=False, kw_only=True)
+    blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
     key_span: Span | None = field(default=None, compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
@@ -177,6 +178,7 @@ class Block(Node):
     body: tuple[Item, ...] | None = ()
     comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     trailing: str | None = field(default=None, compare=False, kw_only=True)
+    blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
     end_comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     kind_span: Span | None = field(default=None, compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
@@ -198,6 +200,7 @@ class IfBlock(Node):
     body: tuple[Item, ...]
     comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     trailing: str | None = field(default=None, compare=False, kw_only=True)
+    blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
     end_comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
@@ -220,6 +223,7 @@ class Objective(Node):
     braced: bool = False
     comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     trailing: str | None = field(default=None, compare=False, kw_only=True)
+    blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
 

@@ -1,8 +1,9 @@
 """The canonical .hpo layout (`hpoc fmt`): AST → text, keeping comments.
 
-Two-space indents, one blank line between top-level sections, `=` aligned within a
-run of one-line settings, values inline when they fit in 100 columns. Numbers keep
-their spelling (`1e-5`). Formatting is idempotent and never changes the plan.
+Two-space indents, one blank line between top-level sections, inside a block one blank
+line where the author left any (it also ends an `=`-aligned run of one-line settings),
+values inline when they fit in 100 columns. Numbers keep their spelling (`1e-5`).
+Formatting is idempotent and never changes the plan.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def _body(items: tuple[A.Item, ...], depth: int) -> list[str]:
             out.append(pad + _setting(s, width, depth))
         run.clear()
 
-    for item in items:
+    for n, item in enumerate(items):
+        if n and getattr(item, "blank_before", False):  # the author's groups stay apart
+            flush()
+            out.append("")
         if isinstance(item, A.Setting):
             run.append(item)
             continue

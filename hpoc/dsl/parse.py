@@ -260,7 +260,7 @@ def parse(text: str, file: str = "<study>") -> A.Study:
         raise
     finally:
         _local.state = None
-    return _attach_comments(study, state.comments)
+    return _attach_comments(study, state.comments, text)
 
 
 def _error(
@@ -730,32 +730,36 @@ class _Comments:
         return self.before(line + 1)
 
 
-def _attach_comments(study: A.Study, comments: list[tuple[int, int, str]]) -> A.Study:
-    if not comments:
-        return study
+def _attach_comments(study: A.Study, comments: list[tuple[int, int, str]], text: str) -> A.Study:
     cs = _Comments(comments)
-    items = _attach_items(study.items, cs)
+    # Blank lines the author left between items of a block (groups of settings) are kept.
+    blank = {n for n, line in enumerate(text.splitlines(), 1) if not line.strip()}
+    items = _attach_items(study.items, cs, blank, None)
     return replace(study, items=items, end_comments=cs.before(10**12))
 
 
-def _attach_items(items: tuple[A.Item, ...], cs: _Comments) -> tuple[A.Item, ...]:
+def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
+                  opened: int | None) -> tuple[A.Item, ...]:
     out: list[A.Item] = []
+    previous = opened  # last line of the item before (or of the block's `{`); None at top level
     for item in items:
         span = item.span
         if span is None:
             out.append(item)
             continue
+        top = cs.items[cs.i][0] if cs.i < len(cs.items) and cs.items[cs.i][0] < span.line else span.line
+        gap = previous is not None and previous != opened and any(n in blank for n in range(previous + 1, top))
         lead = cs.before(span.line)
         body = getattr(item, "body", None)
         if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
             trailing = cs.on(span.line)
-            new_body = _attach_items(body, cs)
+            new_body = _attach_items(body, cs, blank, span.line)
             end = cs.through(span.end_line)
-            out.append(
-                replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end)
-            )
+            out.append(replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end,
+                               blank_before=gap))
         else:
             inner = cs.before(span.end_line)  # comments inside a multi-line value move up
             trailing = cs.on(span.end_line)
-            out.append(replace(item, comments=lead + inner, trailing=trailing))
+            out.append(replace(item, comments=lead + inner, trailing=trailing, blank_before=gap))
+        previous = span.end_line
     return tuple(out)

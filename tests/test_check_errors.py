@@ -285,6 +285,22 @@ def test_metric_not_reported_by_default_loop_is_a_warning() -> None:
     assert w.message == "metric `f1` is not reported by hpoc's default train loop"
 
 
+def test_a_metric_the_trainer_source_reports_is_not_warned_about(tmp_path) -> None:
+    from hpoc.compiler import compile_path
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "m"\npipeline { trainer = pkg.train:T }\nobjective maximize f1\n')
+    (tmp_path / "pkg").mkdir()
+    trainer = tmp_path / "pkg" / "train.py"
+    trainer.write_text("class T:\n    def step(self):\n        return {'loss': 1.0}\n")
+    (w,) = compile_path(spec).warnings
+    assert w.code == "HP801" and w.notes[-1] == "and the trainer's module has no dict with that key"
+    trainer.write_text("class T:\n    def step(self, f):\n        self.report({'f1': f, 'n': 2})\n")
+    assert compile_path(spec).warnings == []
+    trainer.write_text("def broken(:\n")  # unreadable source: no answer, so the warning stays
+    assert [w.code for w in compile_path(spec).warnings] == ["HP801"]
+
+
 # ------------------------------------------------------------------------ scheduler
 
 

@@ -41,6 +41,9 @@ def test_seed_config_converts_to_the_same_plan(tmp_path: Path) -> None:
     assert "  learning_rate = uniform(1e-5, 1e-3)\n" in text  # numbers keep their spelling
     assert "# itwinai `bayes` (BayesOpt) cannot search `batch_size` (choice);" in text
     assert text.startswith("# Converted from config.yaml by `hpoc convert`")
+    # The seed trainer reports `loss`: the converted study says nothing about it, like the YAML.
+    assert [w.code for w in compile_path(tmp_path / "config.yaml").warnings] == ["HP820"]  # bayes
+    assert compile_path(tmp_path / "study.hpo").warnings == []  # that one is a comment now
 
 
 def _variants() -> dict[str, dict]:

@@ -26,6 +26,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
+from hpoc.compiler.metrics import trainer_metrics
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 
@@ -41,7 +42,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
             ch.spans[f"space.constants.{name}"] = span
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
-    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0])
+    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], workdir)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
     if not out["scheduler"].pop("_invalid", False):
@@ -61,7 +62,8 @@ def _label_span(block: A.Block | None) -> A.Span | None:
 # ----------------------------------------------------------------------- objective
 
 
-def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any) -> None:
+def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any,
+               workdir: str | None) -> None:
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
@@ -80,14 +82,21 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
         elif alg == "optuna" and out["search"]["options"].get("sampler") == "cmaes":
             ch.error(SEARCHER, "optuna's `cmaes` sampler optimises a single metric", _label_span(search),
                      help="use `sampler = nsga2` or `tpe` for several metrics")  # fmt: skip
-    for i, m in enumerate(metrics):
-        if m["name"] not in T.DEFAULT_METRICS:
-            ch.warn(
-                WARN_METRIC, f"metric `{m['name']}` is not reported by hpoc's default train loop",
-                ch.spans.get(f"objective.metrics.{i}"),
-                notes=(f"the default loop reports {', '.join(f'`{n}`' for n in T.DEFAULT_METRICS)}",),
-                help=f"make sure the trainer reports `{m['name']}` every epoch",
-            )  # fmt: skip
+    unknown = [(i, m) for i, m in enumerate(metrics) if m["name"] not in T.DEFAULT_METRICS]
+    reported = None
+    if unknown:  # a trainer of the user's own may report it: its source says
+        trainer = (out.get("pipeline") or {}).get("trainer") or {}
+        reported = trainer_metrics(trainer.get("target") or "", workdir)
+        unknown = [(i, m) for i, m in unknown if m["name"] not in (reported or ())]
+    for i, m in unknown:
+        notes = [f"the default loop reports {', '.join(f'`{n}`' for n in T.DEFAULT_METRICS)}"]
+        if reported is not None:
+            notes.append("and the trainer's module has no dict with that key")
+        ch.warn(
+            WARN_METRIC, f"metric `{m['name']}` is not reported by hpoc's default train loop",
+            ch.spans.get(f"objective.metrics.{i}"), notes=tuple(notes),
+            help=f"make sure the trainer reports `{m['name']}` every epoch",
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------------ searcher

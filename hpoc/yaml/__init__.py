@@ -9,7 +9,6 @@ the checker's included, is reported at the YAML line and column.
 
 from __future__ import annotations
 
-import ast as pyast
 import hashlib
 import os
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,6 @@ from hpoc.dsl import ast as A
 from hpoc.errors import Diagnostic, SpecCheckError, SpecError, with_sources
 
 SUFFIXES = (".yaml", ".yml")
-WARN_METRIC = "HP801"
 
 
 def is_yaml(path: str | os.PathLike[str]) -> bool:
@@ -92,38 +90,12 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml")
     except SpecError as exc:
         raise SpecCheckError(_sorted(tr.warnings + exc.diagnostics)) from None
-    reported = reported_metrics(result.plan)
-    checker = [d for d in result.warnings if not (d.code == WARN_METRIC and _names_any(d, reported))]
-    result.warnings = _sorted(tr.warnings + checker)
+    result.warnings = _sorted(tr.warnings + result.warnings)
     return result
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(diags, key=lambda d: (d.line is not None, d.line or 0, d.col or 0, d.severity != "error"))
-
-
-def _names_any(d: Diagnostic, metrics: set[str]) -> bool:
-    return any(f"`{m}`" in d.message for m in metrics)
-
-
-def reported_metrics(plan: dict[str, Any]) -> set[str]:
-    """Metric names the trainer's own source puts in a dict (`{"loss": ...}`), read without
-    importing it: an itwinai trainer reports what its `checkpoint_and_report` call gets."""
-    target = plan["pipeline"]["trainer"]["target"]
-    module = target.split(":", 1)[0]
-    base = os.path.join(plan["source"]["workdir"], *module.split("."))
-    for path in (base + ".py", os.path.join(base, "__init__.py")):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                tree = pyast.parse(fh.read(), path)
-        except (OSError, SyntaxError, ValueError, RecursionError):
-            continue
-        keys: set[str] = set()
-        for node in pyast.walk(tree):
-            if isinstance(node, pyast.Dict):
-                keys.update(k.value for k in node.keys if isinstance(k, pyast.Constant) and isinstance(k.value, str))
-        return keys
-    return set()
 
 
 def with_comments(study: A.Study, comments: dict[str, list[str]], header: list[str]) -> A.Study:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.plan import content_hash
+from study_jobs import wait_for
 
 VENV_PYTHON = sys.executable  # what the integration tests run on the fake nodes
 
@@ -175,13 +176,8 @@ def wait_jobs(jobs: list[str], timeout: float, folder: Path | None = None) -> li
 
 
 def wait_until(predicate, timeout: float, what: str, folder: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout} s\n{logs(folder) if folder else ''}")
+    """`wait_for` that shows the job logs under `folder` when it times out."""
+    return wait_for(predicate, timeout, what, lambda: logs(folder) if folder else "")
 
 
 def logs(folder: Path) -> str:

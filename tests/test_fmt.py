@@ -205,8 +205,11 @@ def test_cli_check_write_and_print(tmp_path: Path, capsys: pytest.CaptureFixture
     printed = capsys.readouterr().out
     assert printed == 'study "x"\n\npipeline {  # the trainer\n  trainer = t:T\n}\n'
     assert spec.read_text() != printed  # printing does not touch the file
+    spec.chmod(0o640)
     assert main(["fmt", "--write", str(spec)]) == 0
     assert spec.read_text() == printed
+    assert spec.stat().st_mode & 0o777 == 0o640  # the file keeps its permissions
+    assert [p.name for p in tmp_path.iterdir()] == ["s.hpo"]  # and nothing is left beside it
     assert main(["fmt", "--check", str(spec)]) == 0
     spec.write_text("study {", encoding="utf-8")
     assert main(["fmt", "--write", str(spec)]) == 2

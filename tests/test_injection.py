@@ -59,8 +59,9 @@ case "$me" in
   scontrol)
     [[ $1 == show && $2 == hostnames ]] && echo node1
     exit 0 ;;
-  srun)  # the real head step runs on; here it only says it started (see wait-head below)
+  srun)  # a Ray node's step runs until the teardown stops it; it says it started (wait-head)
     for a in "$@"; do [[ $a == head ]] && : >"$STUB_LOG/head.started"; done
+    for a in "$@"; do [[ $a == hpoc.runtime.node ]] && exec sleep 300; done
     exit 0 ;;
   apptainer|singularity)
     shift  # exec

@@ -55,6 +55,8 @@ hpoc_nodes_wanted=2
 hpoc_job_dir={tmp_path}/jobdir
 mkdir -p "$hpoc_job_dir"
 hpoc_job_ref=77_1
+hpoc_head=node1
+hpoc_log_dir={tmp_path}/logs
 hpoc_py=(bash {tmp_path}/driver.sh)
 """
     fake_bringup = f"""
@@ -160,3 +162,17 @@ def test_array_tasks_run_their_own_shard(tmp_path):
     proc = start(tmp_path, EXIT_NOW="0", SLURM_ARRAY_TASK_ID="3")
     finish(proc)
     assert "--shard 3" in (tmp_path / "driver.log").read_text()
+
+
+def test_a_lost_head_step_ends_the_job_at_once(tmp_path):
+    # Without the watch the driver would wait for Ray's GCS reconnect timeout (60 s).
+    proc = start(tmp_path)
+    t0 = time.monotonic()
+    os.kill(int((tmp_path / "step.pid").read_text()), signal.SIGKILL)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 10
+    assert rc == 1
+    assert f"the Ray head on node1 stopped (see {tmp_path}/logs/ray-node1.log)" in out
+    assert "got-term" in (tmp_path / "driver.log").read_text()  # the teardown stopped the driver
+    assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
+    assert "requeue" not in calls(tmp_path)

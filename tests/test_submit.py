@@ -181,3 +181,26 @@ def test_local_jobs_keep_this_machines_gpus(monkeypatch):
     assert sub.parameters["gpus_per_node"] == 1 and sub.parameters["visible_gpus"] == [2, 3]
     monkeypatch.setattr(P, "local_gpus", lambda env=None: [])
     assert "gpus_per_node" not in describe(plan(), "/b/plan.json", "local").parameters
+
+
+def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch):
+    # The head's process ends while the study runs: the job stops its driver and says so,
+    # rather than letting it wait out Ray's GCS reconnect timeout.
+    import subprocess
+    import sys
+    import time
+
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/bash\necho $$ >{tmp_path}/driver.pid\ntrap 'echo term >{tmp_path}/got; exit 143' TERM\n"
+                    "while :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    head = subprocess.Popen(["sleep", "1"])
+    t0 = time.monotonic()
+    with pytest.raises(StudyJobError, match=r"the Ray head stopped \(see .*ray-node1.log\)"):
+        StudyJob(str(tmp_path / "plan.json"))._run_driver(0, {}, local=False, head=head,
+                                                           head_log=tmp_path / "ray-node1.log")
+    assert time.monotonic() - t0 < 15
+    assert (tmp_path / "got").read_text() == "term\n"  # the driver was stopped, not left behind

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from hpoc.files import write_atomic
 
 HELP = "compile a study to DIR/plan.json and SLURM scripts"
 
@@ -101,9 +102,4 @@ def _render(plan: dict[str, Any], plan_path: Path, args: argparse.Namespace) -> 
 
 
 def _write(path: Path, text: str, executable: bool = False) -> None:
-    """Write atomically, so a crash never leaves half a plan behind."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    if executable:
-        tmp.chmod(0o755)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o755 if executable else None)

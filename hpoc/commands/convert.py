@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from hpoc.files import write_atomic
+
 HELP = "convert an itwinai YAML config into a .hpo study that compiles to the same plan"
 
 
@@ -44,8 +46,6 @@ def _convert(args: argparse.Namespace) -> int:
     if os.path.abspath(out.parent) != os.path.dirname(os.path.abspath(args.spec)):
         print(f"hpoc: note: {out} is not beside {args.spec}: relative paths (storage, modules) "
               f"will resolve against {out.parent.resolve()}", file=sys.stderr)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    write_atomic(out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 from pathlib import Path
+
+from hpoc.files import write_atomic
 
 HELP = "format studies in the canonical layout (comments are kept)"
 
@@ -51,9 +52,7 @@ def _fmt(spec: str, args: argparse.Namespace) -> int:
     if args.write:
         if new != text:
             path = Path(spec)
-            tmp = path.with_name(f".{path.name}.fmt{os.getpid()}")
-            tmp.write_text(new, encoding="utf-8")
-            os.replace(tmp, path)
+            write_atomic(path, new)  # keeps the file's permissions
             print(f"formatted {spec}", file=sys.stderr)
         return 0
     sys.stdout.write(new)

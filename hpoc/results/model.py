@@ -7,15 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpoc.runtime import summary as _summary
+from hpoc.runtime.space import flatten as flatten  # {"optimizer": {"lr": 1}} -> {"optimizer.lr": 1}
+
 # Keys Ray Tune adds to every reported result; everything else numeric is a user metric.
-RAY_KEYS = frozenset({
-    "timestamp", "checkpoint_dir_name", "done", "training_iteration", "trial_id", "date",
-    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
-    "time_since_restore", "iterations_since_restore", "timesteps_total", "episodes_total",
-    "timesteps_since_restore", "experiment_tag", "should_checkpoint", "warmup_time",
-    "checkpoint_path", "experiment_id",
-    "epoch",  # hpoc's trainer reports it beside training_iteration; an axis, not a metric
-})
+# hpoc's trainer reports `epoch` beside training_iteration: an axis, not a metric.
+RAY_KEYS = _summary.RAY_KEYS | {"epoch"}
 
 STATUSES = ("TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED")
 
@@ -155,15 +152,3 @@ def number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optimizer": {"lr": 1}} -> {"optimizer.lr": 1}; the plan's dotted parameter names."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat

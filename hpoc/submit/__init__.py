@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpoc.files import write_atomic
 from hpoc.submit.params import SubmitError, Submission, describe, job_comment
 
 __all__ = ["submit", "prepare", "load_target", "send", "SubmitError", "Submission", "Target", "JOBS_FILE"]
@@ -113,11 +114,7 @@ def _compile(spec: Path, out: str | os.PathLike | None) -> Target:
 
 
 def _write(path: Path, text: str, executable: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    if executable:
-        tmp.chmod(0o755)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o755 if executable else None)
 
 
 # ---------------------------------------------------------------- checks before sending

@@ -100,7 +100,8 @@ class StudyJob(submitit.helpers.Checkpointable):
 
     # ---------------------------------------------------------------- the driver
 
-    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool) -> dict[str, Any]:
+    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool,
+                    head: subprocess.Popen | None = None, head_log: Path | None = None) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "hpoc.runtime", self.plan_path, "--shard", str(shard)]
         if local:
             cmd.append("--local")
@@ -114,6 +115,10 @@ class StudyJob(submitit.helpers.Checkpointable):
             # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
             # checkpoint handler, which interrupts this frame, must see the driver end.
             while (rc := self._driver.poll()) is None:
+                if head is not None and head.poll() is not None:
+                    # Without its head the driver would wait out Ray's GCS reconnect timeout.
+                    raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
+                                        "submitting the same plan again resumes it")
                 time.sleep(POLL_S)
         finally:
             driver, self._driver = self._driver, None
@@ -170,7 +175,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             print(f"hpoc: cluster ready nodes={nodes} cpus={cpus:g} gpus={gpus:g} "
                   f"seconds={time.time() - t0:.1f}", flush=True)
             ray_env["RAY_ADDRESS"] = address
-            return self._run_driver(shard, ray_env, local=False)
+            return self._run_driver(shard, ray_env, local=False, head=head, head_log=head_log)
         finally:
             (rdv / "done").touch()
             if head is not None:

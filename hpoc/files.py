@@ -1,0 +1,24 @@
+"""Writing files so that a crash or a full disk never leaves half of one behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> Path:
+    """Write `text` beside `path`, then rename it over `path`. `mode` (e.g. 0o755) sets the
+    permissions; without it a file that exists keeps its own (`hpoc fmt --write`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        if mode is None and path.exists():
+            mode = path.stat().st_mode & 0o7777
+        if mode is not None:
+            tmp.chmod(mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -260,3 +260,47 @@ def test_misspelt_keywords_get_did_you_mean() -> None:
 def test_name_glued_to_a_number() -> None:
     d = syntax_error("trials {\n  time_budget = 2hrs\n  num_samples = 3\n}")
     assert (d.line, d.col, d.message) == (2, 18, "unexpected name `hrs` right after the number `2`")
+
+
+# ----------------------------------------------------- several syntax errors at once
+
+
+def syntax_errors(text: str) -> list[tuple[int, int, str]]:
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text, "s.hpo")
+    return [(d.line, d.col, d.code) for d in info.value.diagnostics]
+
+
+def test_each_broken_top_level_item_reports_its_first_error() -> None:
+    text = (
+        'study "x"\n'
+        "space {\n"
+        "  optimizer {\n"
+        '    name = choice("adam", "sgd"\n'      # `)` forgotten: `}` closes it
+        "  }\n"
+        "}\n"
+        "# a comment with a { in it\n"
+        "trials { num_samples = = 2 }\n"
+        "objective\n"
+        "  maximize val_accuracy\n"              # indented: the same item, no error
+        "resources { workers = 2 }\n"
+        'slurm { time = 2:00:00: }\n'
+    )
+    errs = syntax_errors(text)
+    assert errs == [(5, 3, "HP101"), (8, 24, "HP101"), (12, 23, "HP101")]
+    with pytest.raises(SpecSyntaxError) as info:
+        parse(text, "s.hpo")
+    later = info.value.diagnostics[1]
+    assert later.source_line == "trials { num_samples = = 2 }" and later.file == "s.hpo"
+
+
+def test_a_block_left_open_gives_no_follow_on_errors() -> None:
+    # A missing `}` moves every later item into the block: one error, not one per section.
+    text = 'study "x"\nspace {\n  a = uniform(0, 1)\ntrials { num_samples = 2 }\nresources { workers = 1 }\n'
+    assert len(syntax_errors(text)) == 1
+
+
+def test_syntax_errors_are_capped() -> None:
+    errs = syntax_errors("a = = 1\n" * 100)
+    assert len(errs) == 1 + 20
+    assert [line for line, _, _ in errs] == list(range(1, 22))

@@ -228,7 +228,98 @@ def decode(data: bytes, name: str) -> str:
 
 
 def parse(text: str, file: str = "<study>") -> A.Study:
-    """Parse .hpo text into a Study (with spans and comments)."""
+    """Parse .hpo text into a Study (with spans and comments).
+
+    On a syntax error the parse goes on at the next top-level item, so that one run
+    reports a mistake in each broken section (see `_later_errors`)."""
+    try:
+        return _parse_text(text, file)
+    except SpecSyntaxError as exc:
+        first = exc.diagnostics[0]
+        more = _later_errors(text, file, first.line) if first.line is not None else []
+        if not more:
+            raise
+        raise SpecSyntaxError([*exc.diagnostics, *more]) from None
+
+
+MAX_SYNTAX_ERRORS = 20  # after this many, more are noise
+_RECOVER_LINES, _RECOVER_ITEMS = 5000, 200  # studies are a page: don't spend time on garbage
+
+
+def _later_errors(text: str, file: str, after_line: int) -> list[Diagnostic]:
+    """The first syntax error of each top-level item that starts after the item holding
+    `after_line`, each parsed on its own (at its own line numbers).
+
+    Items are cut by brackets only (`_top_level_items`): a block left open (a missing `}`)
+    runs to the end of the file and ends the search, rather than producing follow-on
+    errors that are not real."""
+    lines = text.split("\n")
+    if len(lines) > _RECOVER_LINES:
+        return []
+    chunks = _top_level_items(text)[:_RECOVER_ITEMS]
+    holding = next((end for start, end in chunks if start <= after_line <= end), after_line)
+    found: list[Diagnostic] = []
+    for start, end in chunks:
+        if start <= holding:
+            continue
+        piece = "\n" * (start - 1) + "\n".join(lines[start - 1 : end])
+        try:
+            _parse_text(piece, file)
+        except SpecSyntaxError as exc:
+            found.extend(d.with_source(text) for d in exc.diagnostics[:1])
+            if len(found) >= MAX_SYNTAX_ERRORS:
+                break
+    return found
+
+
+def _top_level_items(text: str) -> list[tuple[int, int]]:
+    """(first line, last line) of each run of lines that forms one top-level item or a
+    group of them: it ends at a line end where every bracket opened in it is closed and
+    the next line that is not blank or a comment starts in column 1. A
+    closing bracket closes the nearest open one of its kind and any left open inside it
+    (`f(a` then `}`), the usual reading of a forgotten `)`; one with nothing to close is
+    ignored."""
+    items: list[tuple[int, int]] = []
+    stack: list[str] = []
+    line, start, ended = 1, None, None  # `ended`: the line where the current item may end
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if ch == "\n":
+            if start is not None and not stack:
+                ended = ended or line
+            line += 1
+        elif not ch.isspace():
+            if ended is not None:
+                if i == 0 or text[i - 1] == "\n":  # an indented line continues the item
+                    items.append((start, ended))
+                    start = None
+                ended = None
+            if start is None:
+                start = line
+            if ch == '"':  # strings end on their line; an unterminated one ends there too
+                j = i + 1
+                while j < n and text[j] not in '"\n':
+                    j += 2 if text[j] == "\\" else 1
+                i = j if j < n and text[j] == "\n" else j + 1
+                continue
+            if ch in "{[(":
+                stack.append(ch)
+            elif ch in "}])":
+                opener = "{[("["}])".index(ch)]
+                if opener in stack:
+                    del stack[len(stack) - 1 - stack[::-1].index(opener):]
+        i += 1
+    if start is not None:
+        items.append((start, ended or line))
+    return items
+
+
+def _parse_text(text: str, file: str) -> A.Study:
     parser = _parser()  # first: it decides how Lark gets imported
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, VisitError
 

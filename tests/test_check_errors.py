@@ -97,6 +97,8 @@ def test_invalid_names_and_targets() -> None:
     assert (d.code, where(d), d.message) == ("HP204", (1, 7), '"my study" is not a valid study name')
     d = one_error('study "t"\npipeline { trainer = Trainer }\n')
     assert (where(d), d.message) == ((2, 22), "`trainer` needs a module: `Trainer` alone cannot be imported")
+    d = one_error('study "t"\npipeline { trainer = "düata:T" }\n')  # the plan's import paths are ASCII
+    assert (where(d), d.message) == ((2, 22), '`trainer` is not a Python import path: "düata:T"')
     d = one_error('study "t"\npipeline { trainer = t:T(1) }\n')
     assert (where(d), d.message) == ((2, 26), "`trainer` takes keyword arguments only")
     d = one_error('study "t"\npipeline { trainer = t:T(x = foo) }\n')

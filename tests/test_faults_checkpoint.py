@@ -83,6 +83,40 @@ def test_run_local_skips_a_truncated_checkpoint(tmp_path: Path) -> None:
     assert torch.load(sorted(out.glob("checkpoint_*"))[-1] / "state.pt", weights_only=False)["epoch"] == 2
 
 
+def test_a_checkpoint_newer_than_the_experiment_state_is_resumed_from(tmp_path: Path, monkeypatch) -> None:
+    """A stop or kill right after a report: Tune's saved state names checkpoint n, but the
+    trial had already saved n+1 in its own directory. The trial goes on from n+1 (nothing
+    redone); a checkpoint from another trial's directory (PBT) is taken as it is."""
+    import contextlib
+
+    from hpoc.runtime import report
+
+    sys.path.insert(0, str(write_toy(tmp_path / "code")))
+    try:
+        from toy import ToyGetter, ToySplitter, ToyTrainer
+    finally:
+        sys.path.pop(0)
+    data = ToySplitter().execute(ToyGetter().execute())
+    out = tmp_path / "trial_00000_abc"
+    config = {"epochs": 3, "batch_size": 32, "lr": 0.01, "hidden": 8}
+    ToyTrainer().run_local(config, data, directory=out, keep=3)
+    stale = str(sorted(out.glob("checkpoint_*"))[0])  # what the saved state knows (epoch 1)
+
+    @contextlib.contextmanager
+    def stale_latest(self):
+        yield stale
+
+    monkeypatch.setattr(report.LocalReporter, "latest_checkpoint", stale_latest)
+    monkeypatch.setattr(report.LocalReporter, "trial_dir_name", lambda self: out.name)
+    again = ToyTrainer().run_local(dict(config, epochs=5), data, directory=out, keep=5)
+    assert [r["epoch"] for r in again] == [4, 5]  # after epoch 3, the newest saved
+    assert "resuming from the newer checkpoint" in (out / "hpoc-checkpoints.log").read_text()
+
+    monkeypatch.setattr(report.LocalReporter, "trial_dir_name", lambda self: "trial_00001_other")
+    other = ToyTrainer().run_local(dict(config, epochs=3), data, directory=tmp_path / "elsewhere", keep=3)
+    assert [r["epoch"] for r in other] == [2, 3]  # the donor's checkpoint it was given: epoch 1
+
+
 def _epochs(trial_dir: Path) -> list[int]:
     rows = [json.loads(ln) for ln in (trial_dir / "result.json").read_text().splitlines() if ln.strip()]
     return [r["epoch"] for r in rows]

@@ -74,6 +74,12 @@ CASES = [
     ("checker error at yaml line", seed_with("num_workers: 4", "num_workers: 0"), "HP204", 14, 28,
      "`workers` must be at least 1 (got 0)"),
     ("strategy typo", seed_with("strategy: ddp", "strategy: dpp"), "HP204", 44, 21, "unknown strategy `dpp`"),
+    ("non-ascii module", seed_with("class_path: data.FashionMNISTSplitter", "class_path: düata.FashionMNISTSplitter"),
+     "HP204", 6, 21, "`class_path` is not a Python class path"),
+    ("hydra non-ascii module",  # found by the YAML fuzzer: compiled, then the plan failed its schema
+     "training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n    - _target_: data.Getter\n"
+     "    - _target_: d\u00fcata.Splitter\n    - _target_: trainer.Trainer\n      config: {}\n",
+     "HP204", 5, 17, "`_target_` is not a Python class path: \"d\u00fcata.Splitter\""),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
      "trainer `trainer.MyRayTorchTrainer` has no `config`"),
 ]

@@ -396,7 +396,7 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
     out["slurm"] = s
 
 
-_VAR = re.compile(r"\$(\w+|\{[^}]*\})")
+_VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
 
 
 def expand_path(ch: Checker, path: str, where: str) -> str | None:

@@ -24,7 +24,7 @@ from hpoc.errors import did_you_mean, one_of
 
 Found = dict[str, list[Any]]  # section kind -> blocks (or Objective statements)
 
-_TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?")
+_TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?", re.ASCII)
 
 
 def collect(ch: Checker, study: A.Study) -> Found:
@@ -357,7 +357,8 @@ class _Special:
 
 _SLURM_TIME = re.compile(
     r"(?:(?P<d>\d+)-(?P<dh>\d+)(?::(?P<dm>\d+)(?::(?P<ds>\d+))?)?)"
-    r"|(?:(?P<a>\d+)(?::(?P<b>\d+)(?::(?P<c>\d+))?)?)"
+    r"|(?:(?P<a>\d+)(?::(?P<b>\d+)(?::(?P<c>\d+))?)?)",
+    re.ASCII,
 )
 
 

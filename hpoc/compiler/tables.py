@@ -169,7 +169,7 @@ TIME_ATTR = F(
 
 # ----------------------------------------------------------------------- sections
 
-_TIME_RE = re.compile(r"\d+(?:-\d+(?::\d+(?::\d+)?)?|(?::\d+){0,2})")
+_TIME_RE = re.compile(r"\d+(?:-\d+(?::\d+(?::\d+)?)?|(?::\d+){0,2})", re.ASCII)
 
 SECTIONS: dict[str, dict[str, F]] = {
     "pipeline": {

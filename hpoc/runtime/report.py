@@ -51,6 +51,22 @@ def older_checkpoints(latest: str) -> list[str]:
     return [str(p) for p in sorted(older, reverse=True)]
 
 
+def newer_checkpoints(latest: str, own_dir: str | None) -> list[str]:
+    """Checkpoints beside `latest` with a larger n, newest first, when `latest` lies in
+    the trial's own directory `own_dir` (a name): ones the trial saved after the last
+    experiment state was written (a stop or a kill soon after a report). Checkpoints a
+    trial got from another (PBT) have another parent and are taken as they are."""
+    path = Path(latest)
+    if not own_dir or path.parent.name != own_dir or not path.name.startswith("checkpoint_"):
+        return []
+    try:
+        newer = [p for p in path.parent.glob("checkpoint_*")
+                 if p.is_dir() and not p.name.endswith(".tmp") and p.name > path.name]
+    except OSError:
+        return []
+    return [str(p) for p in sorted(newer, reverse=True)]
+
+
 def checkpoint_note(latest: str, message: str, *, write: bool = True) -> None:
     """A line about checkpoint recovery on stderr (the trial's log) and, when `write`, in
     `hpoc-checkpoints.log` beside the trial's checkpoints (kept with the results)."""
@@ -71,6 +87,10 @@ class Reporter:
     def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         raise NotImplementedError
 
+    def trial_dir_name(self) -> str | None:
+        """The name of the directory the trial's own checkpoints go to, if known."""
+        return None
+
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         raise NotImplementedError
 
@@ -86,6 +106,14 @@ class TuneReporter(Reporter):
             return
         with checkpoint.as_directory() as path:
             yield path
+
+    def trial_dir_name(self) -> str | None:
+        from ray import tune
+
+        try:
+            return Path(tune.get_context().get_trial_dir()).name or None
+        except Exception:  # noqa: BLE001 - outside a Tune session, or an older Ray
+            return None
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         from ray import tune

@@ -49,7 +49,7 @@ PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pip
 CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq")
 TRAINER_OWN = ("config", "strategy", "logger")
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
-_TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -157,11 +157,12 @@ def _step(b: Builder, node: YNode) -> Step | None:
         b.error(MISSING, "a step needs `class_path`", node.span,
                 help="write `class_path: module.ClassName` (and its arguments under `init_args`)")
         return None
-    target = b.word(target_node, "`class_path`")
+    key = "class_path" if "class_path" in node.index else "_target_"
+    target = b.word(target_node, f"`{key}`")
     if target is None or target_node is None:
         return None
     if not _TARGET.fullmatch(target):
-        b.error(VALUE, f'`class_path` is not a Python class path: "{target}"', target_node.span,
+        b.error(VALUE, f'`{key}` is not a Python class path: "{target}"', target_node.span,
                 help="write `module.ClassName`, e.g. `data.FashionMNISTGetter` for data.py beside the config")
         return None
     return Step(target, target_node.span, args, node)

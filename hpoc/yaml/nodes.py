@@ -66,7 +66,7 @@ YNode = Union[YScalar, YSeq, YMap]
 
 # YAML 1.2 numbers that YAML 1.1 (PyYAML) leaves as strings: `1e-5`, `3E+2`, `+7`.
 _NUMBER_12 = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
-_HPO_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")  # what .hpo files can spell
+_HPO_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)  # what .hpo files can spell
 
 
 def span_of(file: str, node: Any) -> A.Span:

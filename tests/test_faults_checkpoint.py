@@ -83,10 +83,12 @@ def test_run_local_skips_a_truncated_checkpoint(tmp_path: Path) -> None:
     assert torch.load(sorted(out.glob("checkpoint_*"))[-1] / "state.pt", weights_only=False)["epoch"] == 2
 
 
-def test_a_checkpoint_newer_than_the_experiment_state_is_resumed_from(tmp_path: Path, monkeypatch) -> None:
-    """A stop or kill right after a report: Tune's saved state names checkpoint n, but the
-    trial had already saved n+1 in its own directory. The trial goes on from n+1 (nothing
-    redone); a checkpoint from another trial's directory (PBT) is taken as it is."""
+def test_a_trial_resumes_from_the_newest_checkpoint_its_recorded_results_name(tmp_path: Path, monkeypatch) -> None:
+    """A stop or kill right after a report: Tune's saved state names checkpoint 0 (epoch 1),
+    the trial's result.json already records epoch 2 with checkpoint 1, and checkpoint 2
+    (epoch 3) was saved but its result never recorded. The trial goes on after epoch 2:
+    nothing recorded is redone, nothing unrecorded is skipped. A checkpoint from another
+    trial's directory (PBT) is taken as it is."""
     import contextlib
 
     from hpoc.runtime import report
@@ -100,17 +102,21 @@ def test_a_checkpoint_newer_than_the_experiment_state_is_resumed_from(tmp_path: 
     out = tmp_path / "trial_00000_abc"
     config = {"epochs": 3, "batch_size": 32, "lr": 0.01, "hidden": 8}
     ToyTrainer().run_local(config, data, directory=out, keep=3)
-    stale = str(sorted(out.glob("checkpoint_*"))[0])  # what the saved state knows (epoch 1)
+    saved = sorted(out.glob("checkpoint_*"))
+    assert [p.name for p in saved] == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    rows = [{"epoch": 1, "checkpoint_dir_name": "checkpoint_000000"},
+            {"epoch": 2, "checkpoint_dir_name": "checkpoint_000001"}]
+    (out / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 3, "checkp')
 
     @contextlib.contextmanager
     def stale_latest(self):
-        yield stale
+        yield str(saved[0])
 
     monkeypatch.setattr(report.LocalReporter, "latest_checkpoint", stale_latest)
     monkeypatch.setattr(report.LocalReporter, "trial_dir_name", lambda self: out.name)
-    again = ToyTrainer().run_local(dict(config, epochs=5), data, directory=out, keep=5)
-    assert [r["epoch"] for r in again] == [4, 5]  # after epoch 3, the newest saved
-    assert "resuming from the newer checkpoint" in (out / "hpoc-checkpoints.log").read_text()
+    again = ToyTrainer().run_local(dict(config, epochs=5), data, directory=out, keep=10)
+    assert [r["epoch"] for r in again] == [3, 4, 5]
+    assert "the newest its recorded results name" in (out / "hpoc-checkpoints.log").read_text()
 
     monkeypatch.setattr(report.LocalReporter, "trial_dir_name", lambda self: "trial_00001_other")
     other = ToyTrainer().run_local(dict(config, epochs=3), data, directory=tmp_path / "elsewhere", keep=3)

@@ -100,7 +100,8 @@ def test_the_corpus_is_varied() -> None:
     assert any(p["resources"]["strategy"] == "deepspeed" for p in plans)
 
 
-@settings(max_examples=CI_CASES, **SETTINGS)
+# CI checks the same cases every run (a failure is never luck); `make stress` explores
+@settings(max_examples=CI_CASES, derandomize=True, **SETTINGS)
 @given(data=mutated_bytes(HPO_SEEDS, TOKENS))
 def test_mutated_specs_succeed_or_fail_located(workdir: Path, data: bytes) -> None:
     check_case(workdir, data)

@@ -76,7 +76,8 @@ def test_seed_configs_check_clean(config: Path, tmp_path: Path) -> None:
     assert code == 0 and "is valid" in out, err
 
 
-@settings(max_examples=YAML_CI_CASES, **SETTINGS)
+# CI checks the same cases every run (a failure is never luck); `make stress` explores
+@settings(max_examples=YAML_CI_CASES, derandomize=True, **SETTINGS)
 @given(data=mutated_bytes(YAML_SEEDS, YAML_TOKENS))
 def test_mutated_configs_succeed_or_fail_located(workdir: Path, data: bytes) -> None:
     check_case(workdir, data)

@@ -192,7 +192,8 @@ def check_edit(workdir: Path, case: tuple) -> None:
         runtime_reads_cleanly(plan, workdir)
 
 
-@settings(max_examples=PLAN_CI_CASES, **SETTINGS)
+# CI checks the same cases every run (a failure is never luck); `make stress` explores
+@settings(max_examples=PLAN_CI_CASES, derandomize=True, **SETTINGS)
 @given(case=edited())
 def test_edited_plans_are_refused_readably(workdir: Path, case: tuple) -> None:
     check_edit(workdir, case)

@@ -123,13 +123,14 @@ class RayTorchTrainer(Trainer):
             self.close(status)
 
     def _epochs_done(self) -> int:
-        from hpoc.runtime.report import newer_checkpoints
+        from hpoc.runtime.report import recorded_checkpoint
 
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
             # the checkpoint restore() will load first: a newer one the trial saved, if any
-            for candidate in [*newer_checkpoints(directory, self.reporter.trial_dir_name()), directory]:
+            recorded = recorded_checkpoint(directory, self.reporter.trial_dir_name())
+            for candidate in [recorded, directory] if recorded else [directory]:
                 marker = Path(candidate) / RESUME_FILE
                 try:
                     return int(json.loads(marker.read_text(encoding="utf-8")).get("epoch", 0))

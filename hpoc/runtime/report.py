@@ -51,20 +51,33 @@ def older_checkpoints(latest: str) -> list[str]:
     return [str(p) for p in sorted(older, reverse=True)]
 
 
-def newer_checkpoints(latest: str, own_dir: str | None) -> list[str]:
-    """Checkpoints beside `latest` with a larger n, newest first, when `latest` lies in
-    the trial's own directory `own_dir` (a name): ones the trial saved after the last
-    experiment state was written (a stop or a kill soon after a report). Checkpoints a
-    trial got from another (PBT) have another parent and are taken as they are."""
+def recorded_checkpoint(latest: str, own_dir: str | None) -> str | None:
+    """The newest checkpoint the trial's recorded results (`result.json` beside its
+    checkpoints) name, when that is newer than `latest`, the one the saved experiment
+    state knows: a stop or a kill soon after a report leaves the state behind the results.
+    Resuming there redoes nothing and loses no result; a checkpoint saved after the last
+    recorded result is not used (its epoch's result was never recorded, so it is redone).
+    None when `latest` is not in the trial's own directory `own_dir` (a name): a PBT trial
+    given another trial's checkpoint takes it as it is."""
     path = Path(latest)
     if not own_dir or path.parent.name != own_dir or not path.name.startswith("checkpoint_"):
-        return []
+        return None
+    names = []
     try:
-        newer = [p for p in path.parent.glob("checkpoint_*")
-                 if p.is_dir() and not p.name.endswith(".tmp") and p.name > path.name]
+        with open(path.parent / "result.json", encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    name = json.loads(line).get("checkpoint_dir_name")
+                except (ValueError, AttributeError):
+                    continue  # a line cut short by a kill
+                if isinstance(name, str) and name.startswith("checkpoint_"):
+                    names.append(name)
     except OSError:
-        return []
-    return [str(p) for p in sorted(newer, reverse=True)]
+        return None
+    newest = max(names, default="")
+    if newest > path.name and (path.parent / newest).is_dir():
+        return str(path.parent / newest)
+    return None
 
 
 def checkpoint_note(latest: str, message: str, *, write: bool = True) -> None:

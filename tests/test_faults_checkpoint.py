@@ -54,16 +54,21 @@ CORRUPTING = textwrap.dedent('''
 ''')
 
 
-def test_run_local_skips_a_truncated_checkpoint(tmp_path: Path) -> None:
-    """The restore logic alone: checkpoints 1..3 exist, the newest is cut short."""
-    import torch
-
+def _toy(tmp_path: Path):
+    """The toy trainer class and its data split (module imported from a fresh copy)."""
     sys.path.insert(0, str(write_toy(tmp_path / "code")))
     try:
         from toy import ToyGetter, ToySplitter, ToyTrainer
     finally:
         sys.path.pop(0)
-    data = ToySplitter().execute(ToyGetter().execute())
+    return ToyTrainer, ToySplitter().execute(ToyGetter().execute())
+
+
+def test_run_local_skips_a_truncated_checkpoint(tmp_path: Path) -> None:
+    """The restore logic alone: checkpoints 1..3 exist, the newest is cut short."""
+    import torch
+
+    ToyTrainer, data = _toy(tmp_path)
     out = tmp_path / "run"
     config = {"epochs": 3, "batch_size": 32, "lr": 0.01, "hidden": 8}
     first = ToyTrainer().run_local(config, data, directory=out, keep=3)
@@ -93,12 +98,7 @@ def test_a_trial_resumes_from_the_newest_checkpoint_its_recorded_results_name(tm
 
     from hpoc.runtime import report
 
-    sys.path.insert(0, str(write_toy(tmp_path / "code")))
-    try:
-        from toy import ToyGetter, ToySplitter, ToyTrainer
-    finally:
-        sys.path.pop(0)
-    data = ToySplitter().execute(ToyGetter().execute())
+    ToyTrainer, data = _toy(tmp_path)
     out = tmp_path / "trial_00000_abc"
     config = {"epochs": 3, "batch_size": 32, "lr": 0.01, "hidden": 8}
     ToyTrainer().run_local(config, data, directory=out, keep=3)

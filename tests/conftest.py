@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -26,6 +27,15 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 # ---- SLURM: tests marked `slurm` need a cluster (scripts/local-slurm.sh up). They skip
 # when there is none, except under HPOC_REQUIRE_SLURM=1 (CI), where they fail instead.
 _slurm_state: list[str | None] = []
+
+
+@pytest.fixture
+def cancel_afterwards():
+    """A list to put SLURM job ids in; whatever is still queued or running at the end is cancelled."""
+    ids: list[str] = []
+    yield ids
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True)
 
 
 def slurm_problem() -> str | None:

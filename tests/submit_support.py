@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "examples" / "digits"
 
@@ -173,11 +171,3 @@ def hpoc(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, "-m", "hpoc", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
-
-@pytest.fixture
-def cancel_afterwards():
-    """A list to put job ids in; whatever is still queued or running at the end is cancelled."""
-    ids: list[str] = []
-    yield ids
-    if ids:
-        subprocess.run(["scancel", *ids], capture_output=True)

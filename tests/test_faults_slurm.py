@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,14 +30,6 @@ from study_jobs import (_cmdline, _ppid, epochs_of, experiment, job_processes, r
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 JOB_TIMEOUT = 600
 RETRY = "failed; retrying from its last checkpoint"
-
-
-@pytest.fixture
-def cancel_afterwards():
-    jobs: list[str] = []
-    yield jobs
-    if jobs:
-        subprocess.run(["scancel", *jobs], capture_output=True)
 
 
 def err_text(folder: Path) -> str:

@@ -19,7 +19,6 @@ import json
 import re
 import secrets
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,14 +38,6 @@ PROBES = {"gcs": "/ray.rpc.NodeInfoGcsService/GetClusterId",
           "object_manager": "/ray.rpc.ObjectManagerService/Pull",
           "core_worker": "/ray.rpc.CoreWorkerService/NumPendingTasks"}
 ALLOWED_ALL_INTERFACES = {("gcs_server", "gcs"), ("raylet", "node_manager"), ("raylet", "object_manager")}
-
-
-@pytest.fixture
-def cancel_afterwards():
-    jobs: list[str] = []
-    yield jobs
-    if jobs:
-        subprocess.run(["scancel", *jobs], capture_output=True)
 
 
 def node_ports(folder: Path, job: str) -> list[dict]:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from runtime_plans import make_plan, write_toy
-from submit_support import (cancel_afterwards, hpoc, log_tail, reports, scontrol, summary, wait_done,  # noqa: F401
+from submit_support import (hpoc, log_tail, reports, scontrol, summary, wait_done,
                             wait_for, write_study)
 
 

@@ -94,7 +94,7 @@ def test_a_trial_resumes_from_the_newest_checkpoint_its_recorded_results_name(tm
     (epoch 3) was saved but its result never recorded. The trial goes on after epoch 2:
     nothing recorded is redone, nothing unrecorded is skipped. A checkpoint from another
     trial's directory (PBT) is taken as it is."""
-    import contextlib
+    from ray import tune
 
     from hpoc.runtime import report
 
@@ -108,17 +108,22 @@ def test_a_trial_resumes_from_the_newest_checkpoint_its_recorded_results_name(tm
             {"epoch": 2, "checkpoint_dir_name": "checkpoint_000001"}]
     (out / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 3, "checkp')
 
-    @contextlib.contextmanager
-    def stale_latest(self):
-        yield str(saved[0])
+    class Context:  # Tune's view inside a trial: its directory (the name is what counts)
+        def __init__(self, name: str) -> None:
+            self.name = name
 
-    monkeypatch.setattr(report.LocalReporter, "latest_checkpoint", stale_latest)
-    monkeypatch.setattr(report.LocalReporter, "trial_dir_name", lambda self: out.name)
+        def get_trial_dir(self) -> str:
+            return f"/tmp/ray/session/artifacts/{self.name}"
+
+    # Tune's reporter, as in a trial, with the stale checkpoint of the saved state
+    monkeypatch.setattr(report.LocalReporter, "latest_checkpoint", report.TuneReporter.latest_checkpoint)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(saved[0])))
+    monkeypatch.setattr(tune, "get_context", lambda: Context(out.name))
     again = ToyTrainer().run_local(dict(config, epochs=5), data, directory=out, keep=10)
     assert [r["epoch"] for r in again] == [3, 4, 5]
     assert "the newest its recorded results name" in (out / "hpoc-checkpoints.log").read_text()
 
-    monkeypatch.setattr(report.LocalReporter, "trial_dir_name", lambda self: "trial_00001_other")
+    monkeypatch.setattr(tune, "get_context", lambda: Context("trial_00001_other"))
     other = ToyTrainer().run_local(dict(config, epochs=3), data, directory=tmp_path / "elsewhere", keep=3)
     assert [r["epoch"] for r in other] == [2, 3]  # the donor's checkpoint it was given: epoch 1
 

@@ -123,20 +123,13 @@ class RayTorchTrainer(Trainer):
             self.close(status)
 
     def _epochs_done(self) -> int:
-        from hpoc.runtime.report import recorded_checkpoint
-
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
-            # the checkpoint restore() will load first: a newer one the trial saved, if any
-            recorded = recorded_checkpoint(directory, self.reporter.trial_dir_name())
-            for candidate in [recorded, directory] if recorded else [directory]:
-                marker = Path(candidate) / RESUME_FILE
-                try:
-                    return int(json.loads(marker.read_text(encoding="utf-8")).get("epoch", 0))
-                except (OSError, ValueError, AttributeError):
-                    continue
-            return 0
+            marker = Path(directory) / RESUME_FILE
+            if not marker.is_file():
+                return 0
+            return int(json.loads(marker.read_text(encoding="utf-8")).get("epoch", 0))
 
     # ------------------------------------------------------------ itwinai methods
 

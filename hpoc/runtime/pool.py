@@ -255,11 +255,11 @@ def run_pooled_trial(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[A
     """The Tune trainable's part of a pooled multi-worker trial."""
     from ray import tune
 
+    from hpoc.runtime.report import TuneReporter
     from hpoc.runtime.trial import train_runs_dir
 
     group = borrow(plan)
-    checkpoint = tune.get_checkpoint()
-    with (checkpoint.as_directory() if checkpoint is not None else _nothing()) as resume_from:
+    with TuneReporter().latest_checkpoint() as resume_from:  # as for one-worker trials
         work = payload(plan, cfg, data_ref, trial, train_runs_dir(experiment_dir) / trial.id,
                        resume_from)
 
@@ -275,14 +275,6 @@ def payload(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], tria
     the ranks' working directories and the staged checkpoints."""
     return {"plan": plan, "config": cfg, "data_ref": data_ref, "trial": dict(trial.__dict__),
             "trial_dir": str(trial_dir), "resume_from": resume_from}
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return False
 
 
 def pids() -> list[int]:

@@ -100,10 +100,6 @@ class Reporter:
     def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         raise NotImplementedError
 
-    def trial_dir_name(self) -> str | None:
-        """The name of the directory the trial's own checkpoints go to, if known."""
-        return None
-
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         raise NotImplementedError
 
@@ -117,16 +113,16 @@ class TuneReporter(Reporter):
         if checkpoint is None:
             yield None
             return
-        with checkpoint.as_directory() as path:
-            yield path
-
-    def trial_dir_name(self) -> str | None:
-        from ray import tune
-
         try:
-            return Path(tune.get_context().get_trial_dir()).name or None
+            own = Path(tune.get_context().get_trial_dir()).name or None
         except Exception:  # noqa: BLE001 - outside a Tune session, or an older Ray
-            return None
+            own = None
+        with checkpoint.as_directory() as path:
+            recorded = recorded_checkpoint(path, own)
+            if recorded:  # its older ones, `path` among them, stay the fallbacks
+                checkpoint_note(path, f"resuming from {recorded}, the newest its recorded results name; "
+                                f"the saved experiment state knew only {Path(path).name}")
+            yield recorded or path
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         from ray import tune

@@ -492,26 +492,20 @@ class Trainer:
         A checkpoint that cannot be read (cut short by a full disk or a node lost while it
         was written) is skipped with a log line: the one before it is tried next, and with
         none left the trial starts over."""
-        from hpoc.runtime.report import checkpoint_note, older_checkpoints, recorded_checkpoint
+        from hpoc.runtime.report import checkpoint_note, older_checkpoints
 
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
             state, write = None, self.strategy.is_main
-            recorded = recorded_checkpoint(directory, self.reporter.trial_dir_name())
-            newer = [recorded] if recorded else []
-            for candidate in [*newer, directory, *older_checkpoints(directory)]:
+            for candidate in [directory, *older_checkpoints(directory)]:
                 try:
                     state = self.strategy.load_checkpoint(candidate)
                 except Exception as exc:  # noqa: BLE001 - any unreadable file means "skip it"
                     checkpoint_note(directory, f"trial {self.trial.name}: checkpoint {candidate} is "
                                     f"unreadable ({type(exc).__name__}: {exc}); skipping it", write=write)
                     continue
-                if candidate in newer:
-                    checkpoint_note(directory, f"trial {self.trial.name}: resuming from {candidate} (epoch "
-                                    f"{state.get('epoch', 0)}), the newest its recorded results name; the "
-                                    "saved experiment state knew only an older one", write=write)
-                elif candidate != directory:
+                if candidate != directory:
                     checkpoint_note(directory, f"trial {self.trial.name}: resuming from the earlier "
                                     f"checkpoint {candidate} (epoch {state.get('epoch', 0)})", write=write)
                 break

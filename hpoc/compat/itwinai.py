@@ -115,12 +115,7 @@ class RayTorchTrainer(Trainer):
         epochs = config.get("epochs")
         if self._epoch_offset and isinstance(epochs, int) and not isinstance(epochs, bool):
             config["epochs"] = max(0, epochs - self._epoch_offset)
-        status = "FAILED"
-        try:
-            self.train(config, (self.train_data, self.validation_data, self.test_data))
-            status = "FINISHED"
-        finally:
-            self.close(status)
+        self._train_and_close(config)
 
     def _epochs_done(self) -> int:
         with self.reporter.latest_checkpoint() as directory:

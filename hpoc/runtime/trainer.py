@@ -576,12 +576,16 @@ class Trainer:
         """Run `train()`: `train(self)` or the itwinai form `train(self, config, data)`."""
         seed_everything(self.seed, self.trial.deterministic)
         self.strategy.init()
+        self._train_and_close(self.config)
+
+    def _train_and_close(self, config: dict[str, Any]) -> None:
+        """Run `train()` in either form, then close the loggers with how the trial ended."""
         from hpoc.runtime.tracking import run_status
 
         error: BaseException | None = None
         try:
             if _takes_args(self.train) >= 2:
-                self.train(self.config, (self.train_data, self.validation_data, self.test_data))
+                self.train(config, (self.train_data, self.validation_data, self.test_data))
             else:
                 self.train()
         except BaseException as exc:

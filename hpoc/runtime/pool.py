@@ -70,7 +70,6 @@ class WarmGroup:
     workers: list[Any]
     pids: list[int]
     running: list[Any] = field(default_factory=list)
-    trials: int = 0
 
     @classmethod
     def start(cls, plan: dict[str, Any]) -> "WarmGroup":
@@ -156,24 +155,28 @@ def _local_ranks(nodes: list[str], gpus: list[list[str]] | None = None
 
 
 # The warm group of this process (a Tune trainable that Tune reuses across trials).
-_GROUP: dict[str, WarmGroup] = {}
+_group: WarmGroup | None = None
 
 
 def borrow(plan: dict[str, Any]) -> WarmGroup:
     """This process's warm group for `plan`, started on first use or after a failure."""
-    group = _GROUP.get("group")
-    if group is not None and (group.key != signature(plan) or not group.settle()):
-        group.close()
-        group = None
+    global _group
+    if _group is not None and (_group.key != signature(plan) or not _group.settle()):
+        discard()
+    if _group is None:
+        _group = WarmGroup.start(plan)
+    return _group
+
+
+def discard(group: WarmGroup | None = None) -> None:
+    """Close `group` (by default this process's warm group); the next trial starts anew."""
+    global _group
+    group = group or _group
     if group is None:
-        group = _GROUP["group"] = WarmGroup.start(plan)
-    return group
-
-
-def discard() -> None:
-    group = _GROUP.pop("group", None)
-    if group is not None:
-        group.close()
+        return
+    if group is _group:
+        _group = None
+    group.close()
 
 
 def run_trial(group: WarmGroup, payload: dict[str, Any],
@@ -184,7 +187,6 @@ def run_trial(group: WarmGroup, payload: dict[str, Any],
 
     token = payload["token"] = payload.get("token") or uuid.uuid4().hex
     group.running = [w.run_trial.remote(payload) for w in group.workers]
-    group.trials += 1
     head = group.workers[0]
     waiting = list(group.running)
     event_ref = head.next_event.remote(token)
@@ -223,18 +225,11 @@ def _finish(group: WarmGroup) -> str:
     done, pending = ray.wait(group.running, num_returns=len(group.running), timeout=SETTLE_S)
     _raise_failures(group, done)
     if pending:
-        discard_group(group)
+        discard(group)
         raise RuntimeError(f"{len(pending)} worker(s) did not finish {SETTLE_S:g} s after rank 0")
     statuses = ray.get(done)
     group.running = []
     return "stopped" if "stopped" in statuses else "done"
-
-
-def discard_group(group: WarmGroup) -> None:
-    if _GROUP.get("group") is group:
-        discard()
-    else:
-        group.close()
 
 
 def _raise_failures(group: WarmGroup, done: list[Any]) -> None:
@@ -246,7 +241,7 @@ def _raise_failures(group: WarmGroup, done: list[Any]) -> None:
         except Exception:
             # Other ranks may be stuck in a collective with the failed one: the group is
             # gone. The trial fails with the rank's own error (and traceback).
-            discard_group(group)
+            discard(group)
             raise
 
 
@@ -275,12 +270,6 @@ def payload(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], tria
     the ranks' working directories and the staged checkpoints."""
     return {"plan": plan, "config": cfg, "data_ref": data_ref, "trial": dict(trial.__dict__),
             "trial_dir": str(trial_dir), "resume_from": resume_from}
-
-
-def pids() -> list[int]:
-    """Worker pids of this process's warm group (tests and diagnostics)."""
-    group = _GROUP.get("group")
-    return list(group.pids) if group else []
 
 
 __all__ = ["WarmGroup", "borrow", "discard", "enabled", "placement", "run_trial", "run_pooled_trial"]

@@ -20,7 +20,6 @@ import gc
 import os
 import queue
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -113,12 +112,6 @@ def _release(trainer: Any) -> None:
                 setattr(owner, name, None)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 class PoolReporter(report.Reporter):
     """Reports of one trial: checkpoint files are staged on shared storage, rank 0 passes
     metrics and the staged directory to the trainable and waits for its decision."""
@@ -160,7 +153,6 @@ class PoolWorker:
         self.rank, self.world_size = rank, world_size
         self.events: queue.Queue = queue.Queue()
         self.decisions: queue.Queue = queue.Queue()
-        self.trials = 0
 
     # ------------------------------------------------------------ the group
 
@@ -169,7 +161,7 @@ class PoolWorker:
 
         ctx = ray.get_runtime_context()
         return {"node": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(),
-                "pid": os.getpid(), "port": _free_port() if self.rank == 0 else None,
+                "pid": os.getpid(), "port": report.free_port("") if self.rank == 0 else None,
                 "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
     def join(self, master: str, port: int, backend: str, local_rank: int, local_world: int,
@@ -214,7 +206,7 @@ class PoolWorker:
         from hpoc.runtime.trial import build_trainer, make_strategy
 
         plan, token = payload["plan"], payload["token"]
-        self._drain(token)
+        self._drain()
         report.set_mode("pool")
         workdir = plan["source"]["workdir"]
         trial_dir = Path(payload["trial_dir"])
@@ -227,7 +219,6 @@ class PoolWorker:
                 raise RuntimeError(f"process group check failed: {check.item()} != {self.world_size}")
             data = pipeline.fetch(payload["data_ref"][0])
             reporter = PoolReporter(self, token, trial_dir / "staging", payload.get("resume_from"))
-            self.trials += 1
             trainer = build_trainer(plan)
             try:
                 strategy = make_strategy(plan, trainer, distributed=True)
@@ -255,7 +246,8 @@ class PoolWorker:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cuda", torch.cuda.current_device())
 
-    def _drain(self, token: str) -> None:
+    def _drain(self) -> None:
+        """Forget what an earlier trial left unread (a stopped trial's last report)."""
         for q in (self.events, self.decisions):
             while not q.empty():
                 q.get_nowait()
@@ -275,6 +267,3 @@ class PoolWorker:
             got, go = self.decisions.get()
             if got == token:
                 return go
-
-    def pid(self) -> int:
-        return os.getpid()

@@ -28,9 +28,10 @@ def in_train_worker() -> bool:
     return _MODE["kind"] == "train"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` now ("" for every interface: a rendezvous other nodes reach)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 

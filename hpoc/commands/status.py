@@ -272,17 +272,9 @@ def gather(plan: dict[str, Any], build_dir: Path) -> dict[str, Any]:
 
 
 def _pid_alive(job_id: str) -> bool:
-    import os
+    from hpoc.runtime.cluster import alive
 
-    if not job_id.isdigit():
-        return False
-    try:
-        os.kill(int(job_id), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return job_id.isdigit() and alive(int(job_id))
 
 
 def _overall(states: list[str]) -> str:

@@ -41,7 +41,8 @@ def init(job_dir: Path) -> Path:
     return token
 
 
-def _alive(pid: int | None) -> bool:
+def alive(pid: int | None) -> bool:
+    """Whether process `pid` still runs (None: nothing to watch, so yes)."""
     if pid is None:
         return True
     try:
@@ -69,7 +70,7 @@ def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | 
             address = json.loads(head_file.read_text())["address"]
         if address and (address_only or answers(address)):
             return address
-        if not _alive(pid):
+        if not alive(pid):
             raise SystemExit(f"hpoc: the Ray head step exited before it answered{see}")
         time.sleep(POLL_S)
     where = f"at {address}" if address else "(it never chose its ports)"

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpoc.runtime.cluster import _alive
+from hpoc.runtime.cluster import alive
 
 POLL_S = 0.2
 
@@ -82,7 +82,7 @@ def wait_for_nodes(address: str, want: int, job_dir: Path | None, timeout: float
         if len(nodes) >= want:
             return nodes
         joined = {name for name, _ in nodes}
-        dead = [s.node for s in steps if s.node not in joined and not _alive(s.pid)]
+        dead = [s.node for s in steps if s.node not in joined and not alive(s.pid)]
         if dead:
             raise NotReady(f"the Ray step on {', '.join(dead)} exited before joining; "
                            "see its ray-<node>.log in the job's log directory")

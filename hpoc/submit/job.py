@@ -274,10 +274,10 @@ def _stop(proc: subprocess.Popen, wait_s: float) -> None:
 
 def _wait_gone(pid: int, timeout: float) -> bool:
     """Wait until process `pid` has ended (a zombie counts: its parent reaps it later)."""
-    from hpoc.runtime.cluster import _alive
+    from hpoc.runtime.cluster import alive
 
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)

@@ -76,13 +76,12 @@ def storage_problem(path: str | os.PathLike[str], min_free_gb: float | None = No
 
 # ---------------------------------------------------------------- imports and data (child)
 
+MARKER = "@@hpoc-preflight@@"  # before the child's findings, after whatever user code printed
+# import_target puts the spec's directory first on sys.path; the child runs in that directory.
 _CHILD = r'''
 import json, sys
 plan = json.loads(sys.stdin.read())
 workdir = plan["source"]["workdir"]
-sys.path.insert(0, workdir)
-import os
-os.chdir(workdir)
 from hpoc.runtime.pipeline import PipelineError, build, import_target
 out = []
 for role in ("getter", "splitter", "trainer"):
@@ -117,29 +116,28 @@ for role in ("getter", "splitter", "trainer"):
         out.append([False, "data", f"`{step['target']}`: {problem}"])
     else:
         out.append([True, "data", f"`{step['target']}`: data present"])
-sys.stdout.write("\n@@hpoc-preflight@@" + json.dumps(out) + "\n")
+sys.stdout.write("\n" + sys.argv[1] + json.dumps(out) + "\n")
 '''
 
 
 def check_pipeline(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -> list[Finding]:
     """Import the pipeline targets (and run the getter's check) in a child Python."""
     workdir = plan["source"]["workdir"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0")
-    env["PYTHONPATH"] = os.pathsep.join([workdir] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if not os.path.isdir(workdir):
         return [Finding(False, "trainer", f"the spec's directory {workdir} does not exist here")]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0")
     try:
-        run = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(plan), capture_output=True,
-                             text=True, timeout=timeout, cwd=workdir, env=env)
+        run = subprocess.run([sys.executable, "-c", _CHILD, MARKER], input=json.dumps(plan),
+                             capture_output=True, text=True, timeout=timeout, cwd=workdir, env=env)
     except subprocess.TimeoutExpired:
         return [Finding(False, "trainer", f"importing the pipeline took more than {timeout:g} s "
                                           "(does a module do heavy work, or wait for the network, on import?)")]
-    marker = run.stdout.rfind("@@hpoc-preflight@@")
+    marker = run.stdout.rfind(MARKER)
     if marker < 0:
         tail = (run.stderr.strip().splitlines() or ["no output"])[-1]
         return [Finding(False, "trainer", f"importing the pipeline killed the Python process "
                                           f"(exit {run.returncode}): {tail}")]
-    rows = json.loads(run.stdout[marker + len("@@hpoc-preflight@@"):])
+    rows = json.loads(run.stdout[marker + len(MARKER):])
     return [Finding(bool(ok), what, message) for ok, what, message in rows]
 
 

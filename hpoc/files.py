@@ -7,12 +7,17 @@ from pathlib import Path
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> Path:
-    """Write `text` beside `path`, then rename it over `path`. `mode` (e.g. 0o755) sets the
-    permissions; without it a file that exists keeps its own (`hpoc fmt --write`)."""
+    """Write `text` beside `path`, then rename it over `path`. `mode` (e.g. 0o755, or 0o600
+    for a secret) sets the permissions; without it a file that exists keeps its own
+    (`hpoc fmt --write`)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        # Created with `mode` already (the umask can only take bits away): a secret is
+        # never readable by others, not even before the chmod below.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         if mode is None and path.exists():
             mode = path.stat().st_mode & 0o7777
         if mode is not None:

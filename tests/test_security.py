@@ -172,3 +172,25 @@ def test_compiled_plan_and_scripts_hold_no_token(tmp_path: Path) -> None:
     text = "".join(p.read_text() for p in (study / "build").iterdir() if p.is_file())
     assert "RAY_AUTH_TOKEN=" not in text and "HPOC_RAY_TOKEN=" not in text.replace("HPOC_RAY_TOKEN=$(", "")
     assert '"token"' not in (study / "build" / "plan.json").read_text()
+
+
+def test_an_atomic_secret_is_private_from_creation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submitit job hands the token to its workers with write_atomic(mode=0o600): the
+    temporary file is created 0600 (a chmod afterwards would leave a window), and a token
+    left by an earlier try of the job is replaced, not refused."""
+    from hpoc.files import write_atomic
+
+    created = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, flags, mode=0o777: (created.append(mode), real_open(p, flags, mode))[1])
+    old = os.umask(0)
+    try:
+        target = tmp_path / "token"
+        target.write_text("old")
+        target.chmod(0o644)
+        write_atomic(target, "new", mode=0o600)
+    finally:
+        os.umask(old)
+    assert created == [0o600]
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["token"]

@@ -40,6 +40,8 @@ from typing import Any
 
 import submitit
 
+from hpoc.files import write_atomic
+
 EXIT_INTERRUPTED = 75
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
 HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
@@ -160,8 +162,8 @@ class StudyJob(submitit.helpers.Checkpointable):
                 address = cluster.wait_head(job_dir, timeout, head.pid, str(head_log))
             except SystemExit as exc:  # its CLI-style failure
                 raise StudyJobError(str(exc)) from None
-            _write_secret(rdv / "token", token.read_text())
-            _write_json(rdv / "head.json", {"address": address, "node": node})
+            write_atomic(rdv / "token", token.read_text(), mode=0o600)
+            write_atomic(rdv / "head.json", json.dumps({"address": address, "node": node}) + "\n")
             os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
             os.environ.pop("RAY_AUTH_TOKEN", None)
             try:
@@ -282,17 +284,3 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             return False
         time.sleep(0.2)
     return True
-
-
-def _write_secret(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    os.replace(tmp, path)

@@ -332,6 +332,7 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
         if ok:
             p.condition = {"param": target, "values": values}
     _check_cycles(ch, space)
+    _parents_first(space)
 
 
 def _check_cycles(ch: Checker, space: Space) -> None:
@@ -350,6 +351,20 @@ def _check_cycles(ch: Checker, space: Space) -> None:
                 break
             seen.add(nxt.name)
             cur = nxt
+
+
+def _parents_first(space: Space) -> None:
+    """A condition may name a parameter written further down; the runtime samples in plan
+    order and needs the parent's value first (docs/plan.md). Otherwise source order."""
+    placed: set[str] = set()
+    ordered: list[Param] = []
+    while len(ordered) < len(space.params):  # no cycles are left, so each pass places one
+        for p in space.params:
+            if p.name not in placed and (p.condition is None or p.condition["param"] in placed):
+                ordered.append(p)
+                placed.add(p.name)
+                break
+    space.params[:] = ordered
 
 
 def _show(v: Any) -> str:

@@ -414,6 +414,11 @@ def test_slurm_time_errors() -> None:
     d = one_error(BASE + "resume { grace = 10m }\nslurm { time = 5 }\n")
     assert (where(d), d.message) == ((3, 10), "resume grace time (600 s) must be shorter than the walltime (00:05:00)")
     assert plan_of(BASE + "slurm { time = 90m }\n")["slurm"]["time"] == "01:30:00"
+    # the signal SLURM sends `grace` early: whole seconds, 1 to 65535 (what --signal takes)
+    for bad in ("0s", "20h", "30.5"):
+        d = one_error(BASE + f"resume {{ grace = {bad} }}\nslurm {{ time = 2-00:00:00 }}\n")
+        assert (d.code, where(d)) == ("HP204", (3, 18)), bad
+    assert plan_of(BASE + "resume { grace = 18h }\n")["resume"]["grace_s"] == 64800
 
 
 def test_shards() -> None:
@@ -439,7 +444,8 @@ def test_slurm_values() -> None:
     assert (d.code, where(d), d.message) == ("HP101", (3, 17), "unexpected name `g` right after the number `64`")
     assert d.help.startswith("sizes are written like `64G`")
     d = one_error(BASE + 'slurm { interface = "ib0; reboot" }\n')
-    assert d.message == '`interface` is not a valid network interface name: "ib0; reboot"'
+    assert d.message == '`interface` is not a valid network interface name (at most 15 characters): "ib0; reboot"'
+    assert one_error(BASE + 'slurm { interface = "a.very-long-iface0" }\n').code == "HP204"  # IFNAMSIZ
     plan = plan_of(
         BASE + 'slurm {\n  mem = 64G\n  env = { NCCL_DEBUG = "WARN", OMP_NUM_THREADS = 4 }\n'
         '  setup = "module load Python"\n  container { image = "img.sif" }\n}\n',

@@ -66,7 +66,10 @@ def test_compile_writes_plan_and_rendered_files(tmp_path: Path, monkeypatch: pyt
     fake.render_all = render_all  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "hpoc.compiler.render", fake)
     out = tmp_path / "build"
+    out.mkdir()
+    (out / "preflight.sbatch").write_text("from an earlier compile")  # would run the new plan
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out), "--preflight-only"]) == 0
+    assert not (out / "preflight.sbatch").exists()
     plan_path = out / "plan.json"
     assert calls == [("digits", str(plan_path.resolve()), True)]
     assert plan_path.read_text() == plan_mod.dumps(compile_file(EXAMPLES["digits"]))
@@ -77,6 +80,25 @@ def test_compile_writes_plan_and_rendered_files(tmp_path: Path, monkeypatch: pyt
     assert f"compiled study `digits` into {out}/" in stdout
     assert "wrote: plan.json, job.sbatch, sub/notes.txt" in stdout
     assert plan_mod.load(plan_path)["study"]["name"] == "digits"
+
+
+def test_a_compile_that_fails_to_render_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "build"
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    assert "(unhashed)" not in before["job.sbatch"]
+    assert json.loads(before["plan.json"])["content_hash"] in before["job.sbatch"]  # the plan it was made for
+
+    def render_all(plan: dict, **_: object) -> dict[str, str]:
+        raise ValueError("a rule the checker missed")
+
+    fake = types.ModuleType("hpoc.compiler.render")
+    fake.render_all = render_all  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "hpoc.compiler.render", fake)
+    spec = tmp_path / "study.hpo"
+    spec.write_text(EXAMPLES["fashion_mnist"].read_text().replace('study "fashion-mnist"', 'study "other"'))
+    assert main(["compile", str(spec), "-o", str(out)]) == 1
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
 
 
 def test_compile_without_renderer_writes_only_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from hpoc.files import write_atomic
 
 HELP = "compile a study to DIR/plan.json and SLURM scripts"
+SCRIPTS = frozenset({"job.sbatch", "preflight.sbatch"})  # every name render_all may return
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,13 +50,13 @@ def _compile(args: argparse.Namespace) -> int:
     from hpoc.compiler import compile_path
     from hpoc.compiler.summary import summarize
     from hpoc.dsl import ast as A
-    from hpoc.errors import render_all
+    from hpoc.errors import HpocError, render_all
 
     result = compile_path(args.spec)
     if result.warnings:
         print(render_all(result.warnings), file=sys.stderr)
-    plan = result.plan
-    text = plan_mod.dumps(plan)
+    text = plan_mod.dumps(result.plan)
+    plan = dict(result.plan, content_hash=plan_mod.content_hash(result.plan))
     if args.emit == "ast":
         print(A.dump(result.study))
     elif args.emit == "plan":
@@ -68,20 +69,22 @@ def _compile(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else Path("build") / plan["study"]["name"]
     if out.exists() and not out.is_dir():
-        from hpoc.errors import HpocError
-
         raise HpocError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
     plan_path = out / "plan.json"
-    _write(plan_path, text)
-    written = ["plan.json"]
-    files = _render(plan, plan_path, args)
-    for name, body in sorted(files.items()):
-        target = out / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write(target, body, executable=name.endswith((".sh", ".sbatch")))
+    if any(c in str(plan_path.resolve()) for c in "\n\r\0"):  # #SBATCH lines name it
+        raise HpocError(f"the output directory {str(out)!r} must not contain a line break")
+    # Everything is rendered before anything is written: a failure leaves the old files
+    # as they were, never a new plan beside old scripts.
+    files = {"plan.json": text, **_render(plan, plan_path, args)}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SCRIPTS - files.keys():  # from an earlier compile; they'd run the new plan
+        (out / name).unlink(missing_ok=True)
+    written = []
+    for name, body in sorted(files.items(), key=lambda kv: kv[0] != "plan.json"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        _write(out / name, body, executable=name.endswith((".sh", ".sbatch")))
         written.append(name)
-        if args.emit == "sbatch":
+        if args.emit == "sbatch" and name != "plan.json":
             print(f"# ---- {name}")
             sys.stdout.write(body)
     if not args.emit:

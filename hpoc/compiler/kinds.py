@@ -190,6 +190,18 @@ def positive_duration(allow_zero: bool = False) -> Kind:
     return conv
 
 
+def whole_seconds(lo: int, hi: int, why: str) -> Kind:
+    """A duration that must be a whole number of seconds in [lo, hi] (`why`: whose limit)."""
+    @_kind(duration.expects)  # type: ignore[attr-defined]
+    def conv(v: A.Value) -> int:
+        s = duration(v)
+        if not (math.isfinite(s) and s == int(s) and lo <= s <= hi):
+            raise Invalid(f"must be whole seconds from {lo} to {hi} ({why}), got {s}", None, v)
+        return int(s)
+
+    return conv
+
+
 def list_of(kind: Kind, allow_single: bool = False) -> Kind:
     @_kind(f"a list of {getattr(kind, 'expects', 'values').removeprefix('a ').removeprefix('an ')}s")
     def conv(v: A.Value) -> list[Any]:

@@ -36,7 +36,7 @@ class Rec:
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths and job names
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
-IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:@-]*"
+IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
 
 # Metrics the default train() loop of hpoc's Trainer reports every epoch.
 DEFAULT_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch", "training_iteration")
@@ -216,7 +216,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     "resume": {
         "enabled": F(K.boolean, True),
         "retry_errored": F(K.boolean, True),
-        "grace": F(K.positive_duration(allow_zero=True), 120),
+        "grace": F(K.whole_seconds(1, 65535, "the limit of SLURM's --signal"), 120),
     },
     "storage": {
         "path": F(K.string(), "results"),
@@ -244,7 +244,7 @@ SECTIONS: dict[str, dict[str, F]] = {
             ),
             None,
         ),
-        "interface": F(K.optional(K.string(IFACE_RE, "network interface name")), None),
+        "interface": F(K.optional(K.string(IFACE_RE, "network interface name (at most 15 characters)")), None),
         "python": F(K.string(), "python3"),
         "array": F(
             Rec({"shards": F(K.integer(1), 1), "parallel": F(K.optional(K.integer(1)), None)}),

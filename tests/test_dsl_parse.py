@@ -181,6 +181,9 @@ def test_invalid_string_escape_and_numbers() -> None:
     assert (d.code, d.col, d.message) == ("HP105", 5, "number is out of range")
     d = syntax_error("a = " + "9" * 5000)
     assert (d.code, d.message) == ("HP105", "number has too many digits")
+    d = syntax_error('a = "x\\ud800"')  # half a pair: no character, cannot be written as UTF-8
+    assert (d.code, d.col, d.message) == ("HP105", 5, "unpaired surrogate escape in string")
+    assert parse('a = "\\ud83d\\ude00"', "s.hpo").items[0].value.value == "\U0001F600"
 
 
 def test_detached_if_clause() -> None:
@@ -260,6 +263,22 @@ def test_misspelt_keywords_get_did_you_mean() -> None:
 def test_name_glued_to_a_number() -> None:
     d = syntax_error("trials {\n  time_budget = 2hrs\n  num_samples = 3\n}")
     assert (d.line, d.col, d.message) == (2, 18, "unexpected name `hrs` right after the number `2`")
+    d = syntax_error("slurm {\n  mem = 1.5G\n}")
+    assert (d.line, d.col, d.message) == (2, 12, "a size must be a whole number, not `1.5G`")
+    d = syntax_error("slurm { time = 10, mem = 64 G }")
+    assert (d.col, d.message, d.help) == (29, "space between the number `64` and its unit `G`", "write `64G`")
+    d = syntax_error("a = 1e3x")
+    assert (d.col, d.message) == (8, "unexpected name `x` right after the number `1e3`")
+
+
+def test_an_exponent_is_not_a_glued_name() -> None:
+    """The error is the missing comma; `1e-3` above it is a number, not `1` and a name `e`."""
+    d = syntax_error("space {\n  lr = loguniform(1e-5, 1E+3)\n  bs = choice(32 64)\n}")
+    assert (d.line, d.col, d.message) == (3, 18, "unexpected number `64`, expected `)` or `,`")
+    d = syntax_error("space { x = 1e-3")
+    assert (d.code, d.message) == ("HP103", "unclosed `{`: the file ends before it is closed")
+    d = syntax_error("space { a = 1 m = uniform(0, 1) b = choice(1 2) }")  # `m` is a setting here
+    assert (d.col, d.message) == (46, "unexpected number `2`, expected `)` or `,`")
 
 
 # ----------------------------------------------------- several syntax errors at once

@@ -82,6 +82,10 @@ CASES = [
      "HP204", 5, 17, "`_target_` is not a Python class path: \"d\u00fcata.Splitter\""),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
      "trainer `trainer.MyRayTorchTrainer` has no `config`"),
+    ("unpaired surrogate", seed_with("mode: min", 'mode: "min\\ud800"'), "HP110", 39, 23,
+     "unpaired surrogate escape in string"),
+    ("unpaired surrogate key", seed_with("mode: min", '"mo\\udc00de": min'), "HP110", 39, 17,
+     "unpaired surrogate escape in string"),
 ]
 
 

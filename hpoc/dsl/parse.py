@@ -429,12 +429,8 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
         pass
     glued = _glued_suffix(text, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0)
     if glued is not None:
-        line, col, number, suffix = glued
-        _error(
-            text, file, f"unexpected name `{suffix}` right after the number `{number}`", "HP101",
-            line, col, width=len(suffix),
-            help="sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)",
-        )  # fmt: skip
+        line, col, width, msg, help = glued
+        _error(text, file, msg, "HP101", line, col, width=width, help=help)
     if tok is None or tok.type == "$END":
         if state.stack:
             ch, line, col = state.stack[-1]
@@ -492,11 +488,16 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
     _error(text, file, msg, "HP101", tok.line, tok.column, width=width, help=help, notes=notes)
 
 
-_GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)([A-Za-z_]\w*)")
-_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd]|[KMGT])")
+# A number, then a name: glued (`64g`), or one unit letter after a space that ends the
+# value (`64 G }`; `a = 1 m = 2` is two settings). An exponent is part of the number (`1e-3` is not the number 1 and a name `e`).
+_GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
+                    r"([A-Za-z_]\w*|[ \t]+[KMGTsmhd](?=[ \t]*(?:[,;})\]#]|$)))")
+_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
 
 
-def _glued_suffix(text: str, offset: int) -> tuple[int, int, str, str] | None:
+def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | None:
     """A name glued to a number (`64g`, `2hrs`) on the error's line or the line before.
 
     With optional separators `mem = 64g` parses as `mem = 64` then an item `g`, so the
@@ -513,7 +514,18 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, str, str] | None:
                 continue
             if _VALID_GLUED.fullmatch(m.group(0).lstrip("-")):
                 continue
-            found = (text.count("\n", 0, line_start) + 1, m.start(2) + 1, m.group(1), m.group(2))
+            number, suffix = m.group(1), m.group(2)
+            col = m.start(2) + 1
+            if not suffix[0].isalpha() or suffix[0] == "_":  # `64 G`
+                suffix = suffix.strip()
+                col = m.start(2) + 1 + m.group(2).index(suffix)
+                msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{suffix}`"
+            elif suffix in "KMGT" and not number.lstrip("-").isdigit():
+                msg = f"a size must be a whole number, not `{number}{suffix}`"
+                help = "use a smaller unit: `1536M` rather than `1.5G`"
+            else:
+                msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
+            found = (text.count("\n", 0, line_start) + 1, col, len(suffix), msg, help)
     return found
 
 
@@ -631,6 +643,9 @@ def _make_transformer() -> type:
                     "invalid escape sequence in string",
                     'valid escapes are \\" \\\\ \\n \\t \\r \\/ \\b \\f and \\uXXXX',
                 )
+            if _SURROGATE.search(value):  # `"\ud800"`: no character, cannot be written as UTF-8
+                self._bad(tok, "unpaired surrogate escape in string",
+                          "write the character itself, or both halves of a pair: `\\ud83d\\ude00`")
             return A.String(value, span=self._sp(meta))
 
         def number(self, meta: Any, children: list[Any]) -> A.Number:

@@ -87,6 +87,9 @@ def hpo_number_text(text: str, value: Any) -> str | None:
     return text
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def load(text: str, file: str) -> YNode:
     """The single document of `text` as a YNode; SpecSyntaxError with one diagnostic."""
     import yaml
@@ -192,9 +195,15 @@ class _Converter:
         if node.tag != tag:
             self.fail(node, f"unsupported YAML tag `{node.tag}`", TAG, help="remove the tag")
 
+    def no_surrogate(self, node: Any) -> None:
+        if _SURROGATE.search(node.value):  # `"\ud800"`: half a pair, cannot be written as UTF-8
+            self.fail(node, "unpaired surrogate escape in string", SYNTAX,
+                      help="write the character itself, or both halves of a pair: `\\ud83d\\ude00`")
+
     def scalar(self, node: Any) -> YScalar:
         import yaml
 
+        self.no_surrogate(node)
         sp = span_of(self.file, node)
         quoted = node.style in ("'", '"', "|", ">")
         tag = node.tag
@@ -233,6 +242,7 @@ class _Converter:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.fail(key_node, "mapping keys must be plain names, not collections", SYNTAX)
+            self.no_surrogate(key_node)
             key = str(key_node.value)
             kspan = span_of(self.file, key_node)
             if key in index:

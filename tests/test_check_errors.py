@@ -429,6 +429,24 @@ def test_shards() -> None:
     plan = plan_of(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 4, parallel = 2 } }\n")
     assert plan["shards"] == {"count": 4, "parallel": 2}
     assert plan["spans"]["shards.count"] == "t.hpo:4:17"
+    # a grid multiplies the trials: 1 repetition of 4 x 2 points fills 4 shards
+    grid = "space { lr = grid(1, 2, 3, 4), bs = grid(8, 16) }\ntrials { num_samples = 1 }\n"
+    for search in ("search grid\n", ""):
+        plan = plan_of(BASE + grid + search + "slurm { array { shards = 4 } }\n")
+        assert plan["shards"]["count"] == 4
+    d = one_error(BASE + grid + "slurm { array { shards = 9 } }\n")
+    assert d.message == "9 shards but only 8 trials: some shards would be empty"
+    from hpoc.compiler.summary import summarize
+
+    assert "trials: 8 (1 × a grid of 8); each 1 worker × 1 CPU, ddp" in summarize(plan_of(BASE + grid))
+
+
+def test_a_grid_too_large_to_enumerate() -> None:
+    values = ", ".join(str(i) for i in range(10))
+    space = "space { " + ", ".join(f"p{i} = grid({values})" for i in range(6)) + " }\n"
+    d = one_error(BASE + space + "slurm { array { shards = 4 } }\n")  # no follow-on HP503
+    assert (d.code, where(d), d.message) == (
+        "HP304", (3, 14), "the grid has 1,000,000 points; hpoc enumerates at most 100,000")
 
 
 def test_slurm_values() -> None:

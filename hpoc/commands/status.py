@@ -169,12 +169,9 @@ def budget(plan: dict[str, Any]) -> tuple[int, list[int | None]]:
     """(trials of the whole study, per-shard share or None where shards share a budget)."""
     from hpoc.runtime.shards import shared_budget
 
-    search = plan["search"]["algorithm"]
-    n, k = plan["trials"]["num_samples"], plan["shards"]["count"]
-    if search in ("random", "grid"):
-        from hpoc.runtime.space import count_grid
+    from hpoc.plan.space import total_trials
 
-        n *= count_grid(plan["space"], enumerate_choices=search == "grid")
+    n, k = total_trials(plan), plan["shards"]["count"]
     if shared_budget(plan):
         return n, [None] * k
     return n, [len(range(s, n, k)) for s in range(k)]

@@ -29,6 +29,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.metrics import trainer_metrics
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
+from hpoc.plan.space import grid_bound, total_trials
 
 
 def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], workdir: str | None) -> None:
@@ -105,6 +106,11 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
 def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
     alg = out["search"]["algorithm"]
     opts = out["search"]["options"]
+    grid = [p for p in space.params if p.domain == "grid"]
+    if alg in T.CAN_GRID and grid_bound(out["space"]) > T.MAX_GRID_POINTS:
+        ch.error(SEARCHER, f"the grid has {grid_bound(out['space']):,} points; hpoc enumerates at most "
+                           f"{T.MAX_GRID_POINTS:,}", grid[0].value_span or grid[0].span,
+                 help="list fewer `grid` values, or sample some parameters (`choice`, `uniform`, ...)")  # fmt: skip
     for p in space.params:
         where = p.value_span or p.span
         if p.domain == "grid" and alg not in T.CAN_GRID:
@@ -388,8 +394,9 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SHARDS, f"`parallel` ({parallel}) cannot exceed `shards` ({count})",
                  ch.spans.get("slurm.array.parallel"))  # fmt: skip
         parallel = count
-    if out["trials"]["num_samples"] < count:
-        ch.error(SHARDS, f"{count} shards but only {out['trials']['num_samples']} trials: some shards would be empty",
+    trials = total_trials(out) if grid_bound(out["space"]) <= T.MAX_GRID_POINTS else count  # else HP304
+    if trials < count:
+        ch.error(SHARDS, f"{count} shards but only {trials} trials: some shards would be empty",
                  ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
     out["shards"] = {"count": count, "parallel": parallel}

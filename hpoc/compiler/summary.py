@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpoc.plan.space import total_trials
+
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _trials(plan: dict[str, Any]) -> str:
+    total, n = total_trials(plan), plan["trials"]["num_samples"]
+    return str(total) if total == n else f"{total} ({n} × a grid of {total // n})"
 
 
 def summarize(plan: dict[str, Any]) -> list[str]:
@@ -22,7 +29,7 @@ def summarize(plan: dict[str, Any]) -> list[str]:
         f"space: {_n(len(space['params']), 'parameter')}, {_n(len(space['constants']), 'constant')}"
         f"; objective: {goals}",
         f"search: {alg}; scheduler: {sched['name']}",
-        f"trials: {t['num_samples']}"
+        f"trials: {_trials(plan)}"
         + (f" (at most {t['max_concurrent']} at once)" if t["max_concurrent"] else "")
         + f"; each {_n(r['workers'], 'worker')} × {worker}, {r['strategy']}",
     ]

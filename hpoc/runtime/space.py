@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import copy
 import pickle
-from typing import Any, Sequence
+from typing import Any
+
+from hpoc.plan.space import count_grid, grid_points, is_active
 
 DOMAINS = (
     "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
@@ -35,29 +37,6 @@ class SpaceError(ValueError):
 
 
 # ---------------------------------------------------------------- configs
-
-
-def is_active(param: dict[str, Any], values: dict[str, Any]) -> bool:
-    """Whether `param`'s condition holds given the values of the parameters decided so far.
-
-    A parent that is itself inactive is absent from `values`, so conditions chain."""
-    cond = param.get("condition")
-    if not cond:
-        return True
-    if cond["param"] not in values:
-        return False
-    return _member(values[cond["param"]], cond["values"])
-
-
-def _member(value: Any, options: Sequence[Any]) -> bool:
-    # `True in [1]` is true in Python; a condition on a bool choice must not match ints.
-    for option in options:
-        if isinstance(value, bool) or isinstance(option, bool):
-            if type(value) is type(option) and value == option:
-                return True
-        elif value == option:
-            return True
-    return False
 
 
 def _number(x: Any) -> bool:
@@ -270,34 +249,6 @@ def _quantize(value: float, q: float) -> Any:
 # ---------------------------------------------------------------- our random/grid searcher
 
 
-def _grid_params(params: list[dict[str, Any]], enumerate_choices: bool) -> list[dict[str, Any]]:
-    return [p for p in params if p["domain"] == "grid" or (enumerate_choices and p["domain"] == "choice")]
-
-
-def grid_points(space: dict[str, Any], *, enumerate_choices: bool = False) -> list[dict[str, Any]]:
-    """Every combination of the enumerated parameters, honouring conditions between them.
-
-    With `enumerate_choices` (search algorithm `grid`) choices are enumerated too; a
-    parameter whose condition depends on one is enumerated only where the condition holds."""
-    params = space["params"]
-    enumerated = {p["name"] for p in _grid_params(params, enumerate_choices)}
-    points: list[dict[str, Any]] = [{}]
-    for p in params:
-        if p["name"] not in enumerated:
-            continue
-        options = list(p["args"]["values"] if p["domain"] == "grid" else p["args"]["categories"])
-        cond = p.get("condition")
-        decided_by_grid = cond is None or cond["param"] in enumerated
-        nxt = []
-        for point in points:
-            if decided_by_grid and not is_active(p, point):
-                nxt.append(point)
-                continue
-            nxt.extend({**point, p["name"]: copy.deepcopy(o)} for o in options)
-        points = nxt
-    return points
-
-
 def sample_config(space: dict[str, Any], fixed: dict[str, Any], rng: Any) -> dict[str, Any]:
     """Sample the active parameters in source order; `fixed` holds enumerated values.
 
@@ -391,10 +342,6 @@ def make_space_sampler(space: dict[str, Any], **kwargs: Any):
             self.core.seed, self.core.next = state["seed"], state["next"]
 
     return SpaceSampler()
-
-
-def count_grid(space: dict[str, Any], enumerate_choices: bool = False) -> int:
-    return len(grid_points(space, enumerate_choices=enumerate_choices))
 
 
 __all__ = [

@@ -1,0 +1,81 @@
+"""What a plan's space means, for every reader of plans: which parameters are active, and
+the points of an enumerated grid. Pure (no numpy, no Ray): the compiler counts trials with
+it, the runtime samples with it, `hpoc status` sizes the study with it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+
+def is_active(param: dict[str, Any], values: dict[str, Any]) -> bool:
+    """Whether `param`'s condition holds given the values of the parameters decided so far.
+
+    A parent that is itself inactive is absent from `values`, so conditions chain."""
+    cond = param.get("condition")
+    if not cond:
+        return True
+    if cond["param"] not in values:
+        return False
+    return _member(values[cond["param"]], cond["values"])
+
+
+def _member(value: Any, options: Sequence[Any]) -> bool:
+    # `True in [1]` is true in Python; a condition on a bool choice must not match ints.
+    for option in options:
+        if isinstance(value, bool) or isinstance(option, bool):
+            if type(value) is type(option) and value == option:
+                return True
+        elif value == option:
+            return True
+    return False
+
+
+def _grid_params(params: list[dict[str, Any]], enumerate_choices: bool) -> list[dict[str, Any]]:
+    return [p for p in params if p["domain"] == "grid" or (enumerate_choices and p["domain"] == "choice")]
+
+
+def grid_points(space: dict[str, Any], *, enumerate_choices: bool = False) -> list[dict[str, Any]]:
+    """Every combination of the enumerated parameters, honouring conditions between them.
+
+    With `enumerate_choices` (search algorithm `grid`) choices are enumerated too; a
+    parameter whose condition depends on one is enumerated only where the condition holds."""
+    params = space["params"]
+    enumerated = {p["name"] for p in _grid_params(params, enumerate_choices)}
+    points: list[dict[str, Any]] = [{}]
+    for p in params:
+        if p["name"] not in enumerated:
+            continue
+        options = list(p["args"]["values"] if p["domain"] == "grid" else p["args"]["categories"])
+        cond = p.get("condition")
+        decided_by_grid = cond is None or cond["param"] in enumerated
+        nxt = []
+        for point in points:
+            if decided_by_grid and not is_active(p, point):
+                nxt.append(point)
+                continue
+            nxt.extend({**point, p["name"]: copy.deepcopy(o)} for o in options)
+        points = nxt
+    return points
+
+
+def count_grid(space: dict[str, Any], enumerate_choices: bool = False) -> int:
+    return len(grid_points(space, enumerate_choices=enumerate_choices))
+
+
+def grid_bound(space: dict[str, Any], *, enumerate_choices: bool = False) -> int:
+    """At most this many grid points (conditions can only make fewer); counted, not built."""
+    n = 1
+    for p in _grid_params(space["params"], enumerate_choices):
+        n *= len(p["args"]["values"] if p["domain"] == "grid" else p["args"]["categories"])
+    return n
+
+
+def total_trials(plan: dict[str, Any]) -> int:
+    """Trials of the whole study: for random and grid search, `num_samples` repetitions of
+    the grid (Ray's semantics); other searchers run `num_samples` trials."""
+    algorithm = plan["search"]["algorithm"]
+    n = plan["trials"]["num_samples"]
+    if algorithm in ("random", "grid"):
+        n *= count_grid(plan["space"], enumerate_choices=algorithm == "grid")
+    return n

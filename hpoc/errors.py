@@ -141,12 +141,28 @@ def render_all(diagnostics: Iterable[Diagnostic]) -> str:
     return "\n\n".join(parts)
 
 
+# Words from other tools (or plain English) for a name hpoc spells differently; used only
+# when the name they point to is among the candidates.
+SYNONYMS = {
+    "normal": "randn", "gaussian": "randn", "categorical": "choice", "log_uniform": "loguniform",
+    "modules": "setup", "module": "setup", "gpus": "gpus_per_node", "cpus": "cpus_per_node",
+    "walltime": "time", "queue": "partition", "num_trials": "num_samples", "trials": "num_samples",
+}
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """`help` text suggesting the closest candidate, or None."""
+    """`help` text suggesting the closest candidate, or None.
+
+    A known synonym first, then a candidate the word begins (`grace` -> `grace_period`),
+    then the closest spelling."""
     import difflib
 
     candidates = sorted(set(candidates))
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    close = [SYNONYMS[word]] if SYNONYMS.get(word) in candidates else []
+    if not close and len(word) >= 3:
+        close = sorted((c for c in candidates if c.startswith(word + "_")), key=len)[:1]
+    if not close:
+        close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in candidates}
         if word.lower() in lowered:

@@ -32,6 +32,18 @@ def test_unknown_key_suggests_the_closest() -> None:
     assert d.help == "did you mean `max_concurrent`?"
 
 
+def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
+    obj = "objective minimize val_loss\n"
+    d = one_error(BASE + obj + "scheduler asha { max_t = 10, grace = 2 }\n")
+    assert d.help == "did you mean `grace_period`?"  # not `brackets`, closer by spelling
+    assert one_error(BASE + 'slurm { modules = ["x"] }\n').help == "did you mean `setup`?"
+    assert one_error(BASE + "space { l = normal(0, 1) }\n").help == "did you mean `randn`?"
+    (w,) = warnings(BASE + "objective minimize val_los\n")
+    assert (w.code, w.help) == ("HP801", "did you mean `val_loss`?")
+    d = one_error(BASE + obj + "space { bs = uniform(1, 2) }\nscheduler pb2 { hyperparam_bounds { bs = [1] } }\n")
+    assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
+
+
 def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
     d = one_error(BASE + "trials { cpus_per_worker = 3 }\n")
     assert (where(d), d.help) == ((3, 10), "`cpus_per_worker` belongs in `resources`")

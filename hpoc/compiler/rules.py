@@ -29,6 +29,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.metrics import trainer_metrics
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean
 from hpoc.plan.space import grid_bound, total_trials
 
 
@@ -96,7 +97,8 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
         ch.warn(
             WARN_METRIC, f"metric `{m['name']}` is not reported by hpoc's default train loop",
             ch.spans.get(f"objective.metrics.{i}"), notes=tuple(notes),
-            help=f"make sure the trainer reports `{m['name']}` every epoch",
+            help=did_you_mean(m["name"], (*T.DEFAULT_METRICS, *(reported or ())))
+            or f"make sure the trainer reports `{m['name']}` every epoch",
         )  # fmt: skip
 
 

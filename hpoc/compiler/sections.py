@@ -351,7 +351,11 @@ class _Special:
                 return [lo, hi]
             self.ch.error(VALUE, f"bounds of `{key}` must be increasing (got {lo} and {hi})", value.span)
             return None
-        self.ch.error(TYPE, f"bounds of `{key}` must be `[lower, upper]`, not {K.describe(value)}", value.span)
+        what = K.describe(value)
+        if isinstance(value, A.List):
+            n = len(value.items)
+            what = f"a list of {n} value{'' if n == 1 else 's'}" if n != 2 else "a list with a non-number"
+        self.ch.error(TYPE, f"bounds of `{key}` must be `[lower, upper]`, not {what}", value.span)
         return None
 
 

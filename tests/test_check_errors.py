@@ -44,6 +44,23 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
 
 
+def test_early_stopping_measured_against_the_epochs_a_trial_runs() -> None:
+    obj = "objective minimize val_loss\n"
+    (w,) = warnings(BASE + "space { lr = uniform(0, 1), epochs = 5 }\n" + obj
+                    + "scheduler asha { max_t = 100, grace_period = 10 }\n")
+    assert (w.code, where(w), w.message) == (
+        "HP805", (5, 31), "`scheduler asha` stops no trial early: `grace_period` (10) is not below `epochs` (5)")
+    (w,) = warnings(BASE + "space { lr = uniform(0, 1), epochs = choice(5, 20) }\n" + obj
+                    + "scheduler asha { max_t = 10, grace_period = 2 }\n")
+    assert (w.code, w.message, w.help) == (
+        "HP805", "every trial stops after `max_t` = 10 of its 20 `epochs`", "set `max_t = 20` (the longest a trial runs, in epochs)")
+    (w,) = warnings(BASE + "space { epochs = 1 }\n" + obj + "scheduler median\n")
+    assert w.help == "one epoch leaves nothing to stop early: raise `epochs`, or use `scheduler fifo`"
+    # fitting horizons, or epochs the space does not say: nothing to warn about
+    assert not warnings(BASE + "space { epochs = 8 }\n" + obj + "scheduler asha { max_t = 8, grace_period = 2 }\n")
+    assert not warnings(BASE + "space { lr = uniform(0, 1) }\n" + obj + "scheduler asha { grace_period = 50 }\n")
+
+
 def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
     d = one_error(BASE + "trials { cpus_per_worker = 3 }\n")
     assert (where(d), d.help) == ((3, 10), "`cpus_per_worker` belongs in `resources`")

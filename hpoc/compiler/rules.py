@@ -23,6 +23,7 @@ from hpoc.compiler.check import (
     WARN_FILE,
     WARN_METRIC,
     WARN_RESOURCES,
+    WARN_SCHEDULE,
     WARN_SEARCH,
     Checker,
 )
@@ -207,6 +208,39 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------- scheduler
 
 
+def _epochs(space: Space) -> int | None:
+    """The most epochs a trial runs, when the space says (`epochs` constant or choices)."""
+    value = space.constants.get("epochs")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    p = space.param("epochs")
+    options = p and (p.args.get("categories") or p.args.get("values"))
+    if options and all(isinstance(v, int) and not isinstance(v, bool) for v in options):
+        return max(options)
+    return None
+
+
+def _horizon(ch: Checker, name: str, opts: dict[str, Any], space: Space, block: Any) -> None:
+    """Early stopping measured in epochs (time_attr = training_iteration) against the
+    epochs a trial runs: a rung after the last epoch stops nothing, a max_t before it cuts
+    every trial short."""
+    epochs = _epochs(space)
+    if epochs is None:
+        return
+    grace = opts.get("grace_period")
+    if name in ("asha", "median") and grace is not None and grace >= epochs:
+        ch.warn(WARN_SCHEDULE, f"`scheduler {name}` stops no trial early: `grace_period` ({grace}) is not "
+                               f"below `epochs` ({epochs})",
+                ch.spans.get("scheduler.options.grace_period", _label_span(block)),
+                help=f"lower `grace_period` below {epochs}, e.g. {max(1, epochs // 4)}" if epochs > 1
+                else "one epoch leaves nothing to stop early: raise `epochs`, or use `scheduler fifo`")  # fmt: skip
+    max_t = opts.get("max_t")
+    if name in ("asha", "hyperband") and max_t is not None and max_t < epochs:
+        ch.warn(WARN_SCHEDULE, f"every trial stops after `max_t` = {max_t} of its {epochs} `epochs`",
+                ch.spans.get("scheduler.options.max_t", _label_span(block)),
+                help=f"set `max_t = {epochs}` (the longest a trial runs, in epochs)")  # fmt: skip
+
+
 def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, search_block: Any) -> None:
     name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
     alg = out["search"]["algorithm"]
@@ -214,6 +248,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
+    _horizon(ch, name, opts, space, block)
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
                  help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip

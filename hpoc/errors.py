@@ -78,12 +78,22 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
         col = col - start + (1 if start else 0)
     width = max(1, min(width, len(text) - col + 1))
     gutter = str(line)
-    # Tabs are kept in the caret line so the caret lines up under the source as written.
-    pad = "".join("\t" if c == "\t" else " " for c in text[: col - 1])
+    # The caret lines up under the source as a terminal shows it: tabs are kept, wide
+    # characters (CJK, emoji) take two cells, combining marks none.
+    pad = "".join("\t" if c == "\t" else " " * _cells(c) for c in text[: col - 1])
+    carets = sum(_cells(c) for c in text[col - 1 : col - 1 + width]) or 1
     return [
         f" {gutter} | {text}",
-        f" {' ' * len(gutter)} | {pad}{'^' * width}",
+        f" {' ' * len(gutter)} | {pad}{'^' * carets}",
     ]
+
+
+def _cells(c: str) -> int:
+    import unicodedata
+
+    if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
 
 
 def with_sources(diagnostics: Iterable[Diagnostic], text: str) -> list[Diagnostic]:

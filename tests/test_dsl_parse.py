@@ -205,6 +205,16 @@ def test_tabs_are_kept_in_the_caret_line() -> None:
     assert lines[2] == "   | \t\t           ^"
 
 
+def test_the_caret_counts_terminal_cells() -> None:
+    """Wide characters take two cells, combining accents none: the caret still points."""
+    d = syntax_error('a = "日本語" b')  # at the end of the line: 5 + 2 * 3 + 3 cells before it
+    assert d.render().splitlines()[2] == "   | " + " " * 14 + "^"
+    d = syntax_error('a = "cafe\u0301" 1 )')
+    assert d.render().splitlines()[2] == "   | " + " " * 11 + "^"
+    d = syntax_error('x = choice(1 "日本")')  # a wide token gets a caret per cell
+    assert d.render().splitlines()[2] == "   | " + " " * 13 + "^" * 6
+
+
 # --------------------------------------------------------------------------- reading
 
 

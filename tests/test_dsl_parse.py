@@ -89,7 +89,8 @@ def test_comments_are_attached() -> None:
     assert st.comments == ("# head",) and st.trailing == "# name"
     assert space.trailing == "# the space"
     (a,) = space.body
-    assert a.comments == ("# lead", "# inside") and a.trailing == "# tail"
+    assert a.comments == ("# lead",) and a.trailing == "# tail"
+    assert a.verbatim == ("[1,", "# inside", "2]")  # the value as written keeps its comment
     assert space.end_comments == ("# dangling",)
     assert study.end_comments == ("# end",)
 

@@ -230,3 +230,14 @@ def test_blank_lines_inside_blocks_are_kept_as_groups() -> None:
     assert format_study(parse(text)) == expected  # groups kept, each aligned on its own
     assert format_study(parse(expected)) == expected
     assert parse(text) == parse(expected)  # layout only: the same study
+
+
+def test_comments_inside_a_value_stay_where_they_are() -> None:
+    src = ('study "x"\nslurm {\n  time = 10\n  extra = [ # lead\n    "--exclusive",   # one\n'
+           '    "--mail-type=END" # two\n  ] # after\n}\nspace {\n    bs = choice(32, # small\n'
+           '                64)\n}\n')
+    out = format_study(parse(src))
+    assert '  extra = [ # lead\n    "--exclusive",   # one\n    "--mail-type=END" # two\n  ]  # after\n' in out
+    assert "  bs = choice(32, # small\n              64)\n" in out  # re-indented with its setting
+    assert format_study(parse(out)) == out
+    assert parse(out) == parse(src)

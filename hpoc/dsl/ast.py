@@ -165,6 +165,8 @@ class Setting(Node):
     comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     trailing: str | None = field(default=None, compare=False, kw_only=True)
     blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
+    # The value's source lines, when comments sit inside it: `hpoc fmt` keeps them in place.
+    verbatim: tuple[str, ...] | None = field(default=None, compare=False, kw_only=True)
     key_span: Span | None = field(default=None, compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
@@ -307,7 +309,7 @@ def dump(node: Any, indent: int = 0) -> str:
         (k, v)
         for k, v in vars(node).items()
         if not k.endswith("span")
-        and k not in ("comments", "trailing", "end_comments")
+        and k not in ("comments", "trailing", "end_comments", "verbatim", "blank_before")
         and not (k == "text" and isinstance(node, Number))
     ]
     simple = all(not isinstance(v, (Node, tuple)) or v == () for _, v in fields)

@@ -114,7 +114,11 @@ def _setting(s: A.Setting, width: int, depth: int) -> str:
     key = _name(s.key).ljust(width)
     cond = f" if {_condition(s.condition)}" if s.condition is not None else ""
     prefix = len(INDENT * depth) + len(key) + 3
-    return f"{key} = {_value(s.value, depth, prefix, len(cond))}{cond}{_trail(s.trailing)}"
+    if s.verbatim is not None:  # comments inside the value: as written, re-indented
+        value = "\n".join([s.verbatim[0]] + [INDENT * depth + v if v else v for v in s.verbatim[1:]])
+    else:
+        value = _value(s.value, depth, prefix, len(cond))
+    return f"{key} = {value}{cond}{_trail(s.trailing)}"
 
 
 def _trail(comment: str | None) -> str:

@@ -839,13 +839,30 @@ class _Comments:
 def _attach_comments(study: A.Study, comments: list[tuple[int, int, str]], text: str) -> A.Study:
     cs = _Comments(comments)
     # Blank lines the author left between items of a block (groups of settings) are kept.
-    blank = {n for n, line in enumerate(text.splitlines(), 1) if not line.strip()}
-    items = _attach_items(study.items, cs, blank, None)
+    lines = text.split("\n")
+    blank = {n for n, line in enumerate(lines, 1) if not line.strip()}
+    items = _attach_items(study.items, cs, blank, None, lines)
     return replace(study, items=items, end_comments=cs.before(10**12))
 
 
+def _verbatim(item: A.Item, lines: list[str]) -> tuple[str, ...] | None:
+    """A setting's value as written, its lines after the first re-indented relative to the
+    setting's own line (so `hpoc fmt` can move it and stay idempotent)."""
+    value = getattr(item, "value", None)
+    sp = value.span if isinstance(item, A.Setting) and value is not None else None
+    if sp is None or item.span is None or sp.end_line == sp.line:
+        return None
+    base = len(lines[item.span.line - 1]) - len(lines[item.span.line - 1].lstrip())
+    out = [lines[sp.line - 1][sp.col - 1:].rstrip()]
+    for n in range(sp.line + 1, sp.end_line + 1):
+        line = lines[n - 1][: sp.end_col - 1] if n == sp.end_line else lines[n - 1].rstrip()
+        indent = len(line) - len(line.lstrip())
+        out.append(" " * max(0, indent - base) + line.lstrip())
+    return tuple(out)
+
+
 def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
-                  opened: int | None) -> tuple[A.Item, ...]:
+                  opened: int | None, lines: list[str]) -> tuple[A.Item, ...]:
     out: list[A.Item] = []
     previous = opened  # last line of the item before (or of the block's `{`); None at top level
     for item in items:
@@ -859,13 +876,17 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
         body = getattr(item, "body", None)
         if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
             trailing = cs.on(span.line)
-            new_body = _attach_items(body, cs, blank, span.line)
+            new_body = _attach_items(body, cs, blank, span.line, lines)
             end = cs.through(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end,
                                blank_before=gap))
         else:
-            inner = cs.before(span.end_line)  # comments inside a multi-line value move up
+            inner = cs.before(span.end_line)  # comments inside a multi-line value
             trailing = cs.on(span.end_line)
-            out.append(replace(item, comments=lead + inner, trailing=trailing, blank_before=gap))
+            verbatim = _verbatim(item, lines) if inner else None
+            if verbatim is None:  # nowhere to keep them but above the item
+                out.append(replace(item, comments=lead + inner, trailing=trailing, blank_before=gap))
+            else:
+                out.append(replace(item, comments=lead, trailing=trailing, blank_before=gap, verbatim=verbatim))
         previous = span.end_line
     return tuple(out)

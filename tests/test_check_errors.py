@@ -413,7 +413,7 @@ def test_shards() -> None:
 def test_slurm_values() -> None:
     d = one_error(BASE + 'slurm { extra = ["--time=10"] }\n')
     assert (d.code, where(d), d.message, d.help) == (
-        "HP504", (3, 9), "`extra` sets `--time`, which hpoc writes from `time`", "set `time` instead",
+        "HP504", (3, 18), "`extra` sets `--time`, which hpoc writes from `time`", "set `time` instead",
     )
     d = one_error(BASE + 'slurm { env = { "BAD-NAME" = "x" } }\n')
     assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
@@ -432,6 +432,34 @@ def test_slurm_values() -> None:
     s = plan["slurm"]
     assert (s["mem"], s["env"], s["setup"]) == ("64G", {"NCCL_DEBUG": "WARN", "OMP_NUM_THREADS": "4"}, ["module load Python"])
     assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
+
+
+def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
+    flags = ["--output=/x/y.out", "-o/x", "--error /e", "-e", "--comment=mine", "--signal=USR1@60",
+             "--requeue", "--no-requeue", "--out=y"]
+    src = BASE + "slurm {\n  mem = 4G\n  extra = [\n" + "".join(f'    "{f}",\n' for f in flags)
+    src += '    "--mem-per-cpu=2G",\n    "--exclusive",\n  ]\n}\n'
+    errs = errors(src)
+    # One caret per offending element, on its own line.
+    assert [(e.code, where(e)) for e in errs] == [("HP504", (6 + i, 5)) for i in range(len(flags) + 1)]
+    assert errs[0].message == (
+        "`extra` sets `--output`, which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)"
+    )
+    assert errs[1].message.startswith("`extra` sets `-o`, which hpoc writes itself")
+    assert errs[4].message.startswith("`extra` sets `--comment`, which `hpoc submit` sets")
+    assert errs[7].message == "`extra` sets `--no-requeue`, which undoes the `--requeue` that resume needs"
+    assert errs[8].message.startswith("`extra` sets `--out` (short for `--output`)")
+    assert errs[9].message == "`extra` sets `--mem-per-cpu`, which sbatch refuses together with `mem`"
+    # Without resume hpoc writes no signal or requeue; without `mem`, --mem-per-cpu is the memory.
+    plan = plan_of(BASE + 'resume { enabled = false }\nslurm { extra = ["--requeue", "--mem-per-cpu=2G"] }\n')
+    assert plan["slurm"]["extra"] == ["--requeue", "--mem-per-cpu=2G"]
+
+
+def test_extra_errors_point_at_each_element() -> None:
+    errs = errors(BASE + 'slurm { extra = ["--exclusive", "--nodes=3", "--time=5"] }\n')
+    assert [(where(e), e.end_col) for e in errs] == [((3, 33), 44), ((3, 46), 56)]
+    d = one_error(BASE + 'slurm { extra = "-N3" }\n')
+    assert (where(d), d.message) == ((3, 17), "`extra` sets `-N`, which hpoc writes from `nodes`")
 
 
 # ---------------------------------------------------------------- other sections

@@ -105,7 +105,7 @@ def spec_text(value: str, name_value: str, *, container: bool, store: str = "/tm
         f"  account = {q}",
         f"  qos = {q}",
         f"  constraint = {q}",
-        f"  extra = [{quote_hpo('--comment=' + value)}]",
+        f"  extra = [{quote_hpo('--mail-user=' + value)}]",  # written verbatim (`--comment` is hpoc's)
         f"  env = {{ INJ = {q}, OTHER = \"plain\" }}",
         f"  python = {quote_hpo(name_value)}",
     ]
@@ -187,7 +187,7 @@ def test_payloads_in_every_field_stay_inert(index: int, container: bool, tmp_pat
     slurm = plan["slurm"]
     for flag in ("partition", "account", "qos", "constraint"):
         assert sbatch_values(text, flag) == [slurm[flag]], flag
-    assert [ln for ln in text.splitlines() if ln.startswith("#SBATCH --comment")] == [f"#SBATCH {slurm['extra'][0]}"]
+    assert [ln for ln in text.splitlines() if ln.startswith("#SBATCH --mail-user")] == [f"#SBATCH {slurm['extra'][0]}"]
 
     driver_env = dict(kv.split("=", 1) for kv in (log / "driver.env").read_text().split("\0") if "=" in kv)
     assert driver_env["INJ"] == value and driver_env["OTHER"] == "plain"

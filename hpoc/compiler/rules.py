@@ -367,14 +367,7 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
-    for i, flag in enumerate(s["extra"]):
-        name = flag.split("=", 1)[0].split()[0] if flag.strip() else ""
-        if not name.startswith("-"):
-            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"',
-                     ch.spans.get("slurm.extra"))  # fmt: skip
-        elif name in T.MANAGED_SBATCH:
-            ch.error(SLURM, f"`extra` sets `{name}`, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
-                     ch.spans.get("slurm.extra"), help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
+    _extra(ch, s, out["resume"]["enabled"], block)
     c = s["container"]
     if c is not None and c["image"] and "://" not in c["image"]:
         image = expand_path(ch, c["image"], "slurm.container.image") or c["image"]
@@ -394,6 +387,53 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
     out["shards"] = {"count": count, "parallel": parallel}
     out["slurm"] = s
+
+
+def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
+    """`extra` may add #SBATCH options, but not ones hpoc writes (the last line would win)."""
+    spans = _item_spans(block, "extra") or [ch.spans.get("slurm.extra")] * len(s["extra"])
+    for flag, span in zip(s["extra"], spans):
+        name = _flag_name(flag)
+        if not name:
+            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span)
+            continue
+        given, name = name, _unabbreviated(name, resume)
+        shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
+        if name in T.MANAGED_SBATCH:
+            ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
+                     span, help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
+        elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
+            why, help = T.OWNED_SBATCH.get(name) or T.RESUME_SBATCH[name]
+            ch.error(SLURM, f"`extra` sets {shown}, {why}", span, help=help)
+        elif name in T.MEM_PER_SBATCH and s["mem"] is not None:
+            ch.error(SLURM, f"`extra` sets {shown}, which sbatch refuses together with `mem`", span,
+                     help=f"remove `mem`, or remove `{given}`")  # fmt: skip
+
+
+def _flag_name(flag: str) -> str:
+    """`--time` of "--time=10" or "--time 10"; `-o` of "-o/x" (short options take glued values)."""
+    text = flag.strip()
+    if text.startswith("--"):
+        return text.split("=", 1)[0].split()[0]
+    return text[:2] if text.startswith("-") and len(text) > 1 else ""
+
+
+def _unabbreviated(name: str, resume: bool) -> str:
+    """sbatch accepts any unambiguous prefix of a long option (`--out` for `--output`)."""
+    managed = [*T.MANAGED_SBATCH, *T.OWNED_SBATCH, *T.MEM_PER_SBATCH, *(T.RESUME_SBATCH if resume else ())]
+    if name in managed or not name.startswith("--") or len(name) < 4:
+        return name
+    longer = [m for m in managed if m.startswith(name)]
+    return longer[0] if len(longer) == 1 else name
+
+
+def _item_spans(block: A.Block | None, key: str) -> list[A.Span | None]:
+    """Spans of the items of the list `key = [...]` in `block` (one span for a single value)."""
+    for item in (block.body or ()) if block is not None else ():
+        if isinstance(item, A.Setting) and item.key == key:
+            value = item.value
+            return [i.span for i in value.items] if isinstance(value, A.List) else [value.span]
+    return []
 
 
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)

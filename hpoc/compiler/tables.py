@@ -295,6 +295,25 @@ MANAGED_SBATCH = {
     "--job-name": "study name",
     "-J": "study name",
 }
+# Flags hpoc writes without a setting of their own: flag -> (what it is to hpoc, help).
+_LOG = ("which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)", "remove it")
+OWNED_SBATCH = {
+    "--output": _LOG,
+    "-o": _LOG,
+    "--error": _LOG,
+    "-e": _LOG,
+    "--comment": ("which `hpoc submit` sets: it and `hpoc status` find the study's jobs by it", "remove it"),
+}
+# Written only while `resume` is on: the walltime signal and the requeue that resume needs.
+_NO_RESUME = "remove it, or set `resume { enabled = false }`"
+RESUME_SBATCH = {
+    "--signal": ("which hpoc writes itself: resume saves the study on its `B:USR2` signal before the walltime",
+                 "set `resume { grace = ... }` to change when it comes, or `resume { enabled = false }`"),
+    "--requeue": ("which hpoc writes itself for resume", _NO_RESUME),
+    "--no-requeue": ("which undoes the `--requeue` that resume needs", _NO_RESUME),
+}
+# sbatch refuses these together with `--mem`.
+MEM_PER_SBATCH = ("--mem-per-cpu", "--mem-per-gpu")
 
 
 def key_home(key: str) -> str | None:

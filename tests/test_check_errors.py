@@ -249,6 +249,15 @@ def test_optuna_sampler_options() -> None:
     assert (where(d), d.message) == ((5, 17), "`population_size` only applies to `sampler = nsga2`")
 
 
+def test_search_seed_is_a_32_bit_unsigned_integer() -> None:
+    src = BASE + "objective minimize val_loss\nspace { lr = uniform(0, 1) }\nsearch %s { seed = %s }\n"
+    d = one_error(src % ("random", -1))
+    assert (d.code, where(d), d.message) == ("HP204", (5, 24), "`seed` must be at least 0 (got -1)")
+    d = one_error(src % ("optuna", 2**32))
+    assert d.message == "`seed` must be at most 4294967295 (got 4294967296)"
+    assert plan_of(src % ("hyperopt", 2**32 - 1))["search"]["options"]["seed"] == 2**32 - 1
+
+
 def test_searcher_warnings() -> None:
     ws = warnings(BASE + "objective minimize val_loss\nsearch bayesopt\nspace { lr = loguniform(1e-5, 1) }\n")
     assert [(w.code, where(w), w.message) for w in ws] == [

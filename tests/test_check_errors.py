@@ -258,6 +258,49 @@ def test_search_seed_is_a_32_bit_unsigned_integer() -> None:
     assert plan_of(src % ("hyperopt", 2**32 - 1))["search"]["options"]["seed"] == 2**32 - 1
 
 
+def test_points_to_evaluate_are_checked_against_the_space() -> None:
+    src = BASE + (
+        "objective minimize val_loss\n"
+        'space {\n  lr = loguniform(1e-5, 1e-3)\n  bs = choice(32, 64)\n  n = randint(1, 4)\n'
+        '  opt = choice("adam", "sgd")\n  m = uniform(0.5, 0.9) if opt == "sgd"\n  g { wd = uniform(0, 1) }\n}\n'
+        "search optuna { points_to_evaluate = [\n%s] }\n"
+    )
+    good = '  { lr = 1e-3, bs = 64, n = 3, opt = "adam", g = { wd = 0 } },\n'  # `m` is inactive: not needed
+    good += '  { lr = 1e-5, bs = 32, n = 1, opt = "sgd", m = 0.5, g.wd = 1 },\n'
+    plan = plan_of(src % good)
+    assert plan["search"]["options"]["points_to_evaluate"][1] == {
+        "lr": 1e-5, "bs": 32, "n": 1, "opt": "sgd", "m": 0.5, "g": {"wd": 1}}
+    bad = [
+        '  { lr = 1e-3, bs = 48, n = 3, opt = "adam", g.wd = 0 },\n',  # not a category
+        '  { lr = 5, bs = 32, n = 3, opt = "adam", g.wd = 0 },\n',  # above the upper bound
+        '  { lr = 1e-3, bs = 32, n = 4, opt = "adam", g.wd = 0 },\n',  # randint's upper is exclusive
+        '  { lr = "x", bs = 32, n = 3, opt = "adam", g.wd = 0 },\n',  # not a number
+        '  { lr = 1e-3, bs = 32, n = 2.0, opt = "adam", g.wd = 0 },\n',  # not an integer
+        '  { bs = 32, n = 3, opt = "adam", g.wd = 0 },\n',  # `lr` missing
+        '  { lr = 1e-3, bs = 32, n = 3, opt = "sgd", g.wd = 0 },\n',  # `m` is active: missing
+        '  { lr = 1e-3, bs = 32, n = 3, opt = "adam", g = { wd = 2 } },\n',  # in a group
+        '  { lr = 1e-3, bs = 32, n = 3, opt = "adam", g.wd = 0, lrr = 1 },\n',  # unknown
+        "  3,\n",
+    ]
+    errs = errors(src % "".join(bad))
+    got = [(e.code, where(e), e.message) for e in errs]
+    assert got == [
+        ("HP204", (13, 21), "`bs` in `points_to_evaluate` is 48, not one of its `choice` values"),
+        ("HP204", (14, 10), "`lr` in `points_to_evaluate` is 5, outside `loguniform(1e-05, 0.001)`"),
+        ("HP204", (15, 29), "`n` in `points_to_evaluate` is 4, outside `randint(1, 4)`"),
+        ("HP203", (16, 10), '`lr` in `points_to_evaluate` must be a number, not "x"'),
+        ("HP203", (17, 29), "`n` in `points_to_evaluate` must be an integer, not 2.0"),
+        ("HP205", (18, 3), "an entry of `points_to_evaluate` has no value for `lr`"),
+        ("HP205", (19, 3), "an entry of `points_to_evaluate` has no value for `m`"),
+        ("HP204", (20, 57), "`g.wd` in `points_to_evaluate` is 2, outside `uniform(0, 1)`"),
+        ("HP201", (21, 56), "`points_to_evaluate` sets `lrr`, which is not a searched parameter"),
+        ("HP204", (22, 3), "each entry of `points_to_evaluate` must be a map `{ name = value }`"),
+    ]
+    assert errs[0].help == "`bs` takes `32` or `64`"
+    assert errs[2].help == "`n` takes 1 to 3 (the upper bound of `randint` is exclusive)"
+    assert errs[4].help == "write 2"
+
+
 def test_searcher_warnings() -> None:
     ws = warnings(BASE + "objective minimize val_loss\nsearch bayesopt\nspace { lr = loguniform(1e-5, 1) }\n")
     assert [(w.code, where(w), w.message) for w in ws] == [

@@ -80,6 +80,9 @@ CASES = [
      "training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n    - _target_: data.Getter\n"
      "    - _target_: d\u00fcata.Splitter\n    - _target_: trainer.Trainer\n      config: {}\n",
      "HP204", 5, 17, "`_target_` is not a Python class path: \"d\u00fcata.Splitter\""),
+    ("point outside the space", seed_with("n_random_steps: 5", "n_random_steps: 5\n                "
+     "points_to_evaluate: [{batch_size: 48, learning_rate: 1e-4}]"), "HP204", 41, 51,
+     "`batch_size` in `points_to_evaluate` is 48, not one of its `choice` values"),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
      "trainer `trainer.MyRayTorchTrainer` has no `config`"),
 ]

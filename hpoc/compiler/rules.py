@@ -27,6 +27,7 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.metrics import trainer_metrics
+from hpoc.compiler.points import check_points
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 
@@ -146,54 +147,14 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     points = opts.get("points_to_evaluate")
     if points:
-        opts["points_to_evaluate"] = _points(ch, points, space)
+        opts["points_to_evaluate"] = check_points(ch, points, space, _setting_value(block, "points_to_evaluate"),
+                                                  ch.spans.get("search.options.points_to_evaluate"))
     if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
         ch.error(VALUE, f"`n_startup_trials` does not apply to `sampler = {opts.get('sampler')}`",
                  ch.spans.get("search.options.n_startup_trials"), help="it applies to tpe, gp and cmaes")  # fmt: skip
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
-
-
-def _points(ch: Checker, points: list[Any], space: Space) -> list[Any]:
-    span = ch.spans.get("search.options.points_to_evaluate")
-    names = {p.name for p in space.params}
-    out = []
-    for point in points:
-        if not isinstance(point, dict):
-            ch.error(VALUE, "each entry of `points_to_evaluate` must be a map `{ name = value }`", span)
-            return []
-        flat = _flatten(point)
-        for key in flat:
-            if key not in names:
-                from hpoc.errors import did_you_mean
-
-                ch.error(UNKNOWN, f"`points_to_evaluate` sets `{key}`, which is not a searched parameter", span,
-                         help=did_you_mean(key, names))  # fmt: skip
-        out.append(nest(flat))
-    return out
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """`{"a.b": 1}` → `{"a": {"b": 1}}` (the shape of a trial config)."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        cur = out
-        *groups, leaf = key.split(".")
-        for g in groups:
-            cur = cur.setdefault(g, {})
-        cur[leaf] = value
-    return out
 
 
 # ----------------------------------------------------------------------- scheduler
@@ -429,11 +390,18 @@ def _unabbreviated(name: str, resume: bool) -> str:
 
 def _item_spans(block: A.Block | None, key: str) -> list[A.Span | None]:
     """Spans of the items of the list `key = [...]` in `block` (one span for a single value)."""
+    value = _setting_value(block, key)
+    if value is None:
+        return []
+    return [i.span for i in value.items] if isinstance(value, A.List) else [value.span]
+
+
+def _setting_value(block: A.Block | None, key: str) -> A.Value | None:
+    """The value node of `key = ...` in `block` (for spans finer than the setting's)."""
     for item in (block.body or ()) if block is not None else ():
         if isinstance(item, A.Setting) and item.key == key:
-            value = item.value
-            return [i.span for i in value.items] if isinstance(value, A.List) else [value.span]
-    return []
+            return item.value
+    return None
 
 
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)

@@ -514,6 +514,32 @@ def test_extra_errors_point_at_each_element() -> None:
     assert (where(d), d.message) == ((3, 17), "`extra` sets `-N`, which hpoc writes from `nodes`")
 
 
+def test_integers_beyond_int64_and_absurd_times_and_sizes_are_errors() -> None:
+    big = "99999999999999999999999"
+    d = one_error(BASE + f"space {{ x = randint(0, {big}) }}\n")
+    assert (d.code, where(d), d.message) == (
+        "HP302", (3, 24), f"`upper` of `randint` must be at most 9223372036854775807 (got {big})")
+    d = one_error(BASE + f"space {{ x = qrandint(-{big}, 0) }}\n")
+    assert (d.code, d.message) == ("HP302", f"`lower` of `qrandint` must be at least -9223372036854775808 (got -{big})")
+    d = one_error(BASE + f"space {{ x = uniform(0, {big}) }}\n")
+    assert (d.code, d.help) == ("HP302", "write a float such as 1e30 for a number this large")
+    assert plan_of(BASE + "space { x = uniform(0, 1e30), y = randint(0, 9223372036854775807) }\n")
+    for section in (f"trials {{ num_samples = {big} }}", f"slurm {{ nodes = {big} }}",
+                    f"resources {{ cpus_per_worker = {big} }}"):
+        d = one_error(BASE + section + "\n")
+        assert (d.code, d.message.split(" must ")[1]) == ("HP204", f"be at most 9223372036854775807 (got {big})")
+    d = one_error(BASE + "slurm { time = 99999999999999999999:00:00 }\n")
+    assert (d.code, d.message) == ("HP502", "`time` must be at most 365 days (got 4166666666666666666-15:00:00)")
+    assert plan_of(BASE + "slurm { time = 365-00:00:00 }\n")["slurm"]["time_s"] == 365 * 86400
+    d = one_error(BASE + "slurm { mem = 100000000T }\n")
+    assert (d.code, where(d), d.message) == ("HP204", (3, 15), "`mem` must be at most 1024T per node (got 100000000T)")
+    assert plan_of(BASE + "slurm { mem = 1024T }\n")["slurm"]["mem"] == "1024T"
+    d = one_error(BASE + "resume { grace = 99999999999999999999999d }\n")  # was 8639999999999998927331917824 s
+    assert d.message == "`grace` must be at most 365 days (got 99999999999999999999999d)"
+    d = one_error(BASE + "trials { time_budget = 400d }\n")
+    assert d.message == "`time_budget` must be at most 365 days (got 400d)"
+
+
 # ---------------------------------------------------------------- other sections
 
 

@@ -83,14 +83,32 @@ def _looks_numeric(s: str) -> bool:
         return False
 
 
+# Integers numpy, Ray and SLURM's tools can hold; larger ones fail only when the study runs.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DURATION_S = 365 * 86400  # longer than any walltime or study budget: a typo
+
+
 def _range(value: float, lo: float | None, hi: float | None, lo_open: bool = False) -> None:
+    shown = str(value) if len(str(value)) <= 30 else str(value)[:27] + "..."
     if lo is not None and (value <= lo if lo_open else value < lo):
-        raise Invalid(f"must be {'greater than' if lo_open else 'at least'} {lo} (got {value})")
+        raise Invalid(f"must be {'greater than' if lo_open else 'at least'} {lo} (got {shown})")
     if hi is not None and value > hi:
-        raise Invalid(f"must be at most {hi} (got {value})")
+        raise Invalid(f"must be at most {hi} (got {shown})")
+
+
+def _int64(v: A.Number, help: str | None = None) -> None:
+    """An integer literal beyond int64 (a float such as 1e30 is not one)."""
+    if isinstance(v.value, int) and not INT64_MIN <= v.value <= INT64_MAX:
+        try:
+            _range(v.value, INT64_MIN, INT64_MAX)
+        except Invalid as exc:
+            raise Invalid(exc.msg, help, v) from None
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Kind:
+    lo = INT64_MIN if lo is None else lo
+    hi = INT64_MAX if hi is None else hi
+
     @_kind("an integer")
     def conv(v: A.Value) -> int:
         if not (isinstance(v, A.Number) and isinstance(v.value, int)):
@@ -110,6 +128,7 @@ def number(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
     def conv(v: A.Value) -> int | float:
         if not isinstance(v, A.Number):
             raise _wrong(v, "a number")
+        _int64(v)
         _range(v.value, lo, hi, lo_open)
         return v.value
 
@@ -185,6 +204,9 @@ def positive_duration(allow_zero: bool = False) -> Kind:
         s = duration(v)
         if s < 0 or (s == 0 and not allow_zero) or not math.isfinite(s):
             raise Invalid(f"must be {'at least 0' if allow_zero else 'positive'} (got {s})", None, v)
+        if s > MAX_DURATION_S:
+            text = v.text if isinstance(v, (A.Duration, A.Number)) and v.text else s
+            raise Invalid(f"must be at most 365 days (got {text})", None, v)
         return s
 
     return conv
@@ -231,6 +253,7 @@ def literal(v: A.Value) -> Any:
 @_kind("a number")
 def any_number(v: A.Value) -> int | float:
     if isinstance(v, A.Number):
+        _int64(v, "write a float such as 1e30 for a number this large")
         return v.value
     raise _wrong(v, "a number")
 

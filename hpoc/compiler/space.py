@@ -92,7 +92,8 @@ def read_domain(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, An
         try:
             args[name] = kind(given[name])
         except K.Invalid as exc:
-            ch.error(TYPE, f"`{name}` of `{call.func}` {exc.msg}", given[name].span, help=exc.help)
+            code = TYPE if " not " in exc.msg else BOUNDS  # a bound out of range (int64)
+            ch.error(code, f"`{name}` of `{call.func}` {exc.msg}", given[name].span, help=exc.help)
             ok = False
     if not ok:
         return None

@@ -550,6 +550,22 @@ def test_checkpoint_score_defaults_and_errors() -> None:
     assert (where(d), d.message) == ((3, 14), "`score_order` is needed: `f1` is not an objective metric")
 
 
+def test_metric_names_may_be_bare_as_in_objective() -> None:
+    # docs/language.md's own `checkpoint` example writes `score_attribute = val_loss`.
+    import re
+
+    from hpo_util import ROOT
+
+    docs = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```hpo\n(.*?)```", docs, re.S) if "score_attribute" in b]
+    plan = plan_of(BASE + "objective minimize val_loss\n" + example + "scheduler asha { time_attr = epoch }\n")
+    assert (plan["checkpoint"]["score_attribute"], plan["scheduler"]["time_attr"]) == ("val_loss", "epoch")
+    assert plan_of(BASE + 'checkpoint { score_attribute = "val/f1", score_order = max }\n')["checkpoint"][
+        "score_attribute"] == "val/f1"
+    d = one_error(BASE + "checkpoint { score_attribute = 3 }\n")
+    assert d.message == "`score_attribute` must be a metric name, not the number `3`"
+
+
 def test_conditions_only_in_space_and_labels() -> None:
     d = one_error(BASE + 'trials { num_samples = 2 if a == 1 }\n')
     assert (d.code, where(d)) == ("HP206", (3, 29))

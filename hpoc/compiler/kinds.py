@@ -161,6 +161,21 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True)
     return conv
 
 
+def metric(pattern: str | None = None) -> Kind:
+    """A metric name: bare (`val_loss`) as in `objective`, or quoted ("val/loss")."""
+    text = string(pattern, "metric name")
+
+    @_kind("a metric name")
+    def conv(v: A.Value) -> str:
+        if isinstance(v, A.Ref):
+            v = A.String(v.path, span=v.span)
+        if not isinstance(v, A.String):
+            raise _wrong(v, "a metric name")
+        return text(v)
+
+    return conv
+
+
 def optional(kind: Kind) -> Kind:
     """`null` or the kind."""
 

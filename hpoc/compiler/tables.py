@@ -163,7 +163,7 @@ SCHEDULERS: dict[str, dict[str, F]] = {
     "bohb": {"max_t": F(K.integer(1), 81), "reduction_factor": F(_RF.kind, 3), "stop_last_trials": _STOP_LAST},
 }
 TIME_ATTR = F(
-    K.string(r"[A-Za-z_][A-Za-z0-9_/.]*", "metric name"),
+    K.metric(r"[A-Za-z_][A-Za-z0-9_/.]*"),
     "training_iteration",
     doc="result key that measures progress",
 )
@@ -211,7 +211,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     "checkpoint": {
         "every": F(K.integer(0), 1, doc="epochs between checkpoints; 0 = only the last"),
         "keep": F(K.optional(K.integer(1)), 2),
-        "score_attribute": F(K.optional(K.string()), None),
+        "score_attribute": F(K.optional(K.metric()), None),
         "score_order": F(K.optional(K.enum(["min", "max"])), None),
     },
     "resume": {

@@ -617,6 +617,28 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
 
 
+def test_slurm_python_expands_like_paths_and_is_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("VENV", "/p/venv")
+    plan = plan_of(BASE + 'slurm { python = "~/venv/bin/python" }\n')
+    assert plan["slurm"]["python"] == "/home/me/venv/bin/python"
+    assert plan_of(BASE + 'slurm { python = "$VENV/bin/python" }\n')["slurm"]["python"] == "/p/venv/bin/python"
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    d = one_error(BASE + 'slurm { python = "$NOPE_NOT_SET/bin/python" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 9), "`python` uses `$NOPE_NOT_SET`, which is not set here")
+    d = one_error(BASE + 'slurm { python = "python3 -X dev" }\n')
+    assert (d.code, where(d), d.message) == (
+        "HP204", (3, 18), "`python` must be one program, not a command line")
+    assert "env" in d.help
+
+
+@pytest.mark.parametrize("key", ["python", "partition", "account", "qos", "constraint"])
+@pytest.mark.parametrize("value", ['""', '"  "'])
+def test_empty_slurm_names_are_errors(key: str, value: str) -> None:
+    d = one_error(BASE + f"slurm {{ {key} = {value} }}\n")
+    assert (d.code, d.message, d.help) == ("HP204", f"`{key}` must not be empty", "leave the setting out to use the default")
+
+
 def test_every_diagnostic_code_is_documented():
     # Users look codes up in docs/language.md; a code added in the source must be listed there.
     import re

@@ -145,7 +145,8 @@ def boolean(v: A.Value) -> bool:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def string(pattern: str | None = None, what: str = "", single_line: bool = True) -> Kind:
+def string(pattern: str | None = None, what: str = "", single_line: bool = True, blank: bool = True) -> Kind:
+    """A string; `blank=False` refuses "" and spaces only (a SLURM name or a program)."""
     regex = re.compile(pattern) if pattern else None
 
     @_kind("a string")
@@ -154,6 +155,8 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True)
             raise _wrong(v, "a string")
         if single_line and _CONTROL.search(v.value):
             raise Invalid("must be one line without control characters", None, v)
+        if not blank and not v.value.strip():
+            raise Invalid("must not be empty", "leave the setting out to use the default", v)
         if regex is not None and not regex.fullmatch(v.value):
             raise Invalid(f'is not a valid {what}: "{v.value}"', None, v)
         return v.value

@@ -329,6 +329,7 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
     _extra(ch, s, out["resume"]["enabled"], block)
+    _python(ch, s, block)
     c = s["container"]
     if c is not None and c["image"] and "://" not in c["image"]:
         image = expand_path(ch, c["image"], "slurm.container.image") or c["image"]
@@ -369,6 +370,19 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         elif name in T.MEM_PER_SBATCH and s["mem"] is not None:
             ch.error(SLURM, f"`extra` sets {shown}, which sbatch refuses together with `mem`", span,
                      help=f"remove `mem`, or remove `{given}`")  # fmt: skip
+
+
+def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
+    """The job runs `"$python" -m ...` as one quoted word: no shell expands `~` or `$HOME` there."""
+    python = expand_path(ch, s["python"], "slurm.python")
+    if python is None:
+        return
+    s["python"] = python
+    if re.search(r"\s", python):
+        value = _setting_value(block, "python")
+        ch.error(VALUE, "`python` must be one program, not a command line",
+                 value.span if value is not None else ch.spans.get("slurm.python"),
+                 help="give interpreter options through `env` (e.g. PYTHONDEVMODE = \"1\") or a wrapper script")  # fmt: skip
 
 
 def _flag_name(flag: str) -> str:

@@ -170,6 +170,7 @@ TIME_ATTR = F(
 
 # ----------------------------------------------------------------------- sections
 
+_SITE_NAME = K.string(blank=False)  # `--partition=''` is not the default partition
 _TIME_RE = re.compile(r"\d+(?:-\d+(?::\d+(?::\d+)?)?|(?::\d+){0,2})", re.ASCII)
 
 SECTIONS: dict[str, dict[str, F]] = {
@@ -228,11 +229,11 @@ SECTIONS: dict[str, dict[str, F]] = {
         "gpus_per_node": F(K.optional(K.integer(0)), None),
         "cpus_per_node": F(K.optional(K.integer(1)), None),
         "mem": F("mem", None),
-        "partition": F(K.optional(K.string()), None),
-        "account": F(K.optional(K.string()), None),
-        "qos": F(K.optional(K.string()), None),
+        "partition": F(K.optional(_SITE_NAME), None),
+        "account": F(K.optional(_SITE_NAME), None),
+        "qos": F(K.optional(_SITE_NAME), None),
         "time": F("time", None),
-        "constraint": F(K.optional(K.string()), None),
+        "constraint": F(K.optional(_SITE_NAME), None),
         "extra": F(K.list_of(K.string(), allow_single=True), []),
         "setup": F(K.list_of(K.string(), allow_single=True), []),
         "env": F(Rec(open="env", key_pattern=ENV_RE, key_what="environment variable name"), {}),
@@ -246,7 +247,7 @@ SECTIONS: dict[str, dict[str, F]] = {
             None,
         ),
         "interface": F(K.optional(K.string(IFACE_RE, "network interface name")), None),
-        "python": F(K.string(), "python3"),
+        "python": F(_SITE_NAME, "python3", doc="one program: `~` and `$VARS` expand at compile time"),
         "array": F(
             Rec({"shards": F(K.integer(1), 1), "parallel": F(K.optional(K.integer(1)), None)}),
             None,

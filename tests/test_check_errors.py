@@ -201,6 +201,18 @@ def test_conditions() -> None:
     assert conds == [None, None, {"param": "opt", "values": ["sgd"]}, {"param": "opt", "values": ["sgd"]}]
 
 
+def test_conditions_that_never_hold_or_repeat_values() -> None:
+    src = BASE + 'space {\n  opt = choice("adam", "sgd")\n  %s\n}\n'
+    d = one_error(src % "v = uniform(0, 1) if opt in []")
+    assert (d.code, where(d), d.message) == ("HP303", (5, 24), "the condition lists no values, so it never holds")
+    assert d.help == 'list the values of `opt` it needs, e.g. `if opt in ["adam"]`'
+    d = one_error(src % 't = uniform(0, 1) if opt in ["adam", "adam"]')
+    assert (d.code, where(d), d.message) == ("HP202", (5, 40), 'the condition lists the string "adam" twice')
+    # An `if` block's condition is checked once, not once per setting under it.
+    errs = errors(src % 'if opt in [adam, "sgd", sgd, "rms"] { a = uniform(0, 1), b = uniform(0, 1) }')
+    assert [(e.code, where(e)) for e in errs] == [("HP202", (5, 27)), ("HP303", (5, 32))]
+
+
 def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
     src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"
     d = one_error(src)

@@ -443,6 +443,13 @@ def test_deepspeed() -> None:
     assert (where(d), d.message) == ((3, 38), "`zero_stage` must be at most 3 (got 4)")
 
 
+def test_deepspeed_without_gpus_warns_at_what_chose_deepspeed() -> None:
+    (w,) = warnings(BASE + "\n\nresources {\n  workers = 1\n  deepspeed { zero_stage = 3 }\n}\n")
+    assert (w.code, where(w)) == ("HP804", (7, 3))  # the `deepspeed` block, not line 1
+    (w,) = warnings(BASE + "resources {\n  strategy = deepspeed\n}\n")
+    assert (w.code, where(w)) == ("HP804", (4, 3))
+
+
 @pytest.mark.parametrize(
     "text,seconds",
     [("30", 1800), ("30:15", 1815), ("02:00:00", 7200), ("1-12", 129600), ("1-12:30", 131400),

@@ -231,8 +231,10 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                 ds["precision"] = out["training"]["precision"]
         r["deepspeed"] = ds
         if r["gpus_per_worker"] == 0:
+            # At what chose DeepSpeed: `strategy`, else the `deepspeed` block that implies it.
+            where = ch.spans.get("resources.strategy") or ch.spans.get("resources.deepspeed")
             ch.warn(WARN_RESOURCES, "DeepSpeed without GPUs (`gpus_per_worker = 0`) runs only with a CPU accelerator",
-                    ch.spans.get("resources.strategy"), help="give workers a GPU, or use `strategy = ddp`")  # fmt: skip
+                    where, help="give workers a GPU, or use `strategy = ddp`")  # fmt: skip
     else:
         r["deepspeed"] = None
     g = r["gpus_per_worker"]

@@ -54,7 +54,7 @@ def _compile(args: argparse.Namespace) -> int:
     result = compile_path(args.spec)
     if result.warnings:
         print(render_all(result.warnings), file=sys.stderr)
-    plan = result.plan
+    plan = plan_mod.hashed(result.plan)  # the scripts name the hash plan.json has
     text = plan_mod.dumps(plan)
     if args.emit == "ast":
         print(A.dump(result.study))

@@ -505,6 +505,11 @@ def test_slurm_values() -> None:
     assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
 
 
+def test_env_values_are_exported_as_written() -> None:
+    plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
+    assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}
+
+
 def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
     flags = ["--output=/x/y.out", "-o/x", "--error /e", "-e", "--comment=mine", "--signal=USR1@60",
              "--requeue", "--no-requeue", "--out=y"]

@@ -326,10 +326,11 @@ class _Special:
                 self.ch.error(VALUE, f"environment variable `{key}` must be one line", value.span)
                 return None
             return value.value
+        # Exported as written: `true` stays "true" (not Python's 1), `1.50` stays "1.50".
         if isinstance(value, A.Bool):
-            return "1" if value.value else "0"
+            return "true" if value.value else "false"
         if isinstance(value, A.Number):
-            return str(value.value)
+            return value.text or str(value.value)
         self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
                       value.span, help=f'quote it: "{getattr(value, "path", "...")}"')  # fmt: skip
         return None

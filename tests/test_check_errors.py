@@ -107,6 +107,15 @@ def test_invalid_names_and_targets() -> None:
     )
 
 
+def test_names_that_make_too_long_file_names_are_errors() -> None:
+    body = 'pipeline { trainer = trainer:T }\n'
+    d = one_error(f'study "{"x" * 201}"\n' + body)
+    assert (d.code, where(d), d.message) == ("HP204", (1, 7), "the study name must be at most 200 characters (got 201)")
+    d = one_error(BASE + f'storage {{ name = "{"y" * 300}" }}\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 18), "`name` must be at most 200 characters (got 300)")
+    assert plan_of(f'study "{"x" * 200}"\n' + body)["study"]["name"] == "x" * 200
+
+
 def test_plan_targets_are_normalised() -> None:
     plan = plan_of('study "t"\npipeline { trainer = pkg.mod.T(lr = 1e-5, layers = [1, 2], opts = { a = true }) }\n')
     assert plan["pipeline"]["trainer"] == {

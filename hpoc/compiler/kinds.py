@@ -145,7 +145,8 @@ def boolean(v: A.Value) -> bool:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def string(pattern: str | None = None, what: str = "", single_line: bool = True, blank: bool = True) -> Kind:
+def string(pattern: str | None = None, what: str = "", single_line: bool = True, blank: bool = True,
+           max_len: int | None = None) -> Kind:
     """A string; `blank=False` refuses "" and spaces only (a SLURM name or a program)."""
     regex = re.compile(pattern) if pattern else None
 
@@ -157,6 +158,8 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True,
             raise Invalid("must be one line without control characters", None, v)
         if not blank and not v.value.strip():
             raise Invalid("must not be empty", "leave the setting out to use the default", v)
+        if max_len is not None and len(v.value) > max_len:
+            raise Invalid(f"must be at most {max_len} characters (got {len(v.value)})", None, v)
         if regex is not None and not regex.fullmatch(v.value):
             raise Invalid(f'is not a valid {what}: "{v.value}"', None, v)
         return v.value

@@ -117,6 +117,11 @@ def _study(ch: Checker, block: A.Block | None, study: A.Study) -> dict[str, Any]
         ch.error(VALUE, f'"{name}" is not a valid study name', block.label.span if block.label else None,
                  help="use letters, digits, `.`, `_` and `-` (it names directories and jobs)")  # fmt: skip
         name = None
+    elif name is not None and len(name) > T.NAME_MAX:
+        ch.error(VALUE, f"the study name must be at most {T.NAME_MAX} characters (got {len(name)})",
+                 block.label.span if block.label else None,
+                 help="it names directories and log files, which may have 255 bytes at most")  # fmt: skip
+        name = None
     for item in block.body or ():
         ch.error(UNKNOWN, "`study` takes only a name", item.span, help=f'write `study "{name or "name"}"`')
         break

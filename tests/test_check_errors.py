@@ -141,6 +141,15 @@ def test_invalid_names_and_targets() -> None:
     )
 
 
+def test_names_that_make_too_long_file_names_are_errors() -> None:
+    body = 'pipeline { trainer = trainer:T }\n'
+    d = one_error(f'study "{"x" * 201}"\n' + body)
+    assert (d.code, where(d), d.message) == ("HP204", (1, 7), "the study name must be at most 200 characters (got 201)")
+    d = one_error(BASE + f'storage {{ name = "{"y" * 300}" }}\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 18), "`name` must be at most 200 characters (got 300)")
+    assert plan_of(f'study "{"x" * 200}"\n' + body)["study"]["name"] == "x" * 200
+
+
 def test_plan_targets_are_normalised() -> None:
     plan = plan_of('study "t"\npipeline { trainer = pkg.mod.T(lr = 1e-5, layers = [1, 2], opts = { a = true }) }\n')
     assert plan["pipeline"]["trainer"] == {
@@ -235,6 +244,18 @@ def test_conditions() -> None:
     assert conds == [None, None, {"param": "opt", "values": ["sgd"]}, {"param": "opt", "values": ["sgd"]}]
 
 
+def test_conditions_that_never_hold_or_repeat_values() -> None:
+    src = BASE + 'space {\n  opt = choice("adam", "sgd")\n  %s\n}\n'
+    d = one_error(src % "v = uniform(0, 1) if opt in []")
+    assert (d.code, where(d), d.message) == ("HP303", (5, 24), "the condition lists no values, so it never holds")
+    assert d.help == 'list the values of `opt` it needs, e.g. `if opt in ["adam"]`'
+    d = one_error(src % 't = uniform(0, 1) if opt in ["adam", "adam"]')
+    assert (d.code, where(d), d.message) == ("HP202", (5, 40), 'the condition lists the string "adam" twice')
+    # An `if` block's condition is checked once, not once per setting under it.
+    errs = errors(src % 'if opt in [adam, "sgd", sgd, "rms"] { a = uniform(0, 1), b = uniform(0, 1) }')
+    assert [(e.code, where(e)) for e in errs] == [("HP202", (5, 27)), ("HP303", (5, 32))]
+
+
 def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
     src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"
     d = one_error(src)
@@ -292,6 +313,58 @@ def test_optuna_sampler_options() -> None:
     assert (d.code, where(d), d.message) == ("HP204", (5, 34), "`n_startup_trials` does not apply to `sampler = nsga2`")
     d = one_error(BASE + obj + "search optuna { population_size = 10 }\n")
     assert (where(d), d.message) == ((5, 17), "`population_size` only applies to `sampler = nsga2`")
+
+
+def test_search_seed_is_a_32_bit_unsigned_integer() -> None:
+    src = BASE + "objective minimize val_loss\nspace { lr = uniform(0, 1) }\nsearch %s { seed = %s }\n"
+    d = one_error(src % ("random", -1))
+    assert (d.code, where(d), d.message) == ("HP204", (5, 24), "`seed` must be at least 0 (got -1)")
+    d = one_error(src % ("optuna", 2**32))
+    assert d.message == "`seed` must be at most 4294967295 (got 4294967296)"
+    assert plan_of(src % ("hyperopt", 2**32 - 1))["search"]["options"]["seed"] == 2**32 - 1
+
+
+def test_points_to_evaluate_are_checked_against_the_space() -> None:
+    src = BASE + (
+        "objective minimize val_loss\n"
+        'space {\n  lr = loguniform(1e-5, 1e-3)\n  bs = choice(32, 64)\n  n = randint(1, 4)\n'
+        '  opt = choice("adam", "sgd")\n  m = uniform(0.5, 0.9) if opt == "sgd"\n  g { wd = uniform(0, 1) }\n}\n'
+        "search optuna { points_to_evaluate = [\n%s] }\n"
+    )
+    good = '  { lr = 1e-3, bs = 64, n = 3, opt = "adam", g = { wd = 0 } },\n'  # `m` is inactive: not needed
+    good += '  { lr = 1e-5, bs = 32, n = 1, opt = "sgd", m = 0.5, g.wd = 1 },\n'
+    plan = plan_of(src % good)
+    assert plan["search"]["options"]["points_to_evaluate"][1] == {
+        "lr": 1e-5, "bs": 32, "n": 1, "opt": "sgd", "m": 0.5, "g": {"wd": 1}}
+    bad = [
+        '  { lr = 1e-3, bs = 48, n = 3, opt = "adam", g.wd = 0 },\n',  # not a category
+        '  { lr = 5, bs = 32, n = 3, opt = "adam", g.wd = 0 },\n',  # above the upper bound
+        '  { lr = 1e-3, bs = 32, n = 4, opt = "adam", g.wd = 0 },\n',  # randint's upper is exclusive
+        '  { lr = "x", bs = 32, n = 3, opt = "adam", g.wd = 0 },\n',  # not a number
+        '  { lr = 1e-3, bs = 32, n = 2.0, opt = "adam", g.wd = 0 },\n',  # not an integer
+        '  { bs = 32, n = 3, opt = "adam", g.wd = 0 },\n',  # `lr` missing
+        '  { lr = 1e-3, bs = 32, n = 3, opt = "sgd", g.wd = 0 },\n',  # `m` is active: missing
+        '  { lr = 1e-3, bs = 32, n = 3, opt = "adam", g = { wd = 2 } },\n',  # in a group
+        '  { lr = 1e-3, bs = 32, n = 3, opt = "adam", g.wd = 0, lrr = 1 },\n',  # unknown
+        "  3,\n",
+    ]
+    errs = errors(src % "".join(bad))
+    got = [(e.code, where(e), e.message) for e in errs]
+    assert got == [
+        ("HP204", (13, 21), "`bs` in `points_to_evaluate` is 48, not one of its `choice` values"),
+        ("HP204", (14, 10), "`lr` in `points_to_evaluate` is 5, outside `loguniform(1e-05, 0.001)`"),
+        ("HP204", (15, 29), "`n` in `points_to_evaluate` is 4, outside `randint(1, 4)`"),
+        ("HP203", (16, 10), '`lr` in `points_to_evaluate` must be a number, not "x"'),
+        ("HP203", (17, 29), "`n` in `points_to_evaluate` must be an integer, not 2.0"),
+        ("HP205", (18, 3), "an entry of `points_to_evaluate` has no value for `lr`"),
+        ("HP205", (19, 3), "an entry of `points_to_evaluate` has no value for `m`"),
+        ("HP204", (20, 57), "`g.wd` in `points_to_evaluate` is 2, outside `uniform(0, 1)`"),
+        ("HP201", (21, 56), "`points_to_evaluate` sets `lrr`, which is not a searched parameter"),
+        ("HP204", (22, 3), "each entry of `points_to_evaluate` must be a map `{ name = value }`"),
+    ]
+    assert errs[0].help == "`bs` takes `32` or `64`"
+    assert errs[2].help == "`n` takes 1 to 3 (the upper bound of `randint` is exclusive)"
+    assert errs[4].help == "write 2"
 
 
 def test_searcher_warnings() -> None:
@@ -424,6 +497,13 @@ def test_deepspeed() -> None:
     assert (where(d), d.message) == ((3, 38), "`zero_stage` must be at most 3 (got 4)")
 
 
+def test_deepspeed_without_gpus_warns_at_what_chose_deepspeed() -> None:
+    (w,) = warnings(BASE + "\n\nresources {\n  workers = 1\n  deepspeed { zero_stage = 3 }\n}\n")
+    assert (w.code, where(w)) == ("HP804", (7, 3))  # the `deepspeed` block, not line 1
+    (w,) = warnings(BASE + "resources {\n  strategy = deepspeed\n}\n")
+    assert (w.code, where(w)) == ("HP804", (4, 3))
+
+
 @pytest.mark.parametrize(
     "text,seconds",
     [("30", 1800), ("30:15", 1815), ("02:00:00", 7200), ("1-12", 129600), ("1-12:30", 131400),
@@ -479,9 +559,11 @@ def test_a_grid_too_large_to_enumerate() -> None:
 
 
 def test_slurm_values() -> None:
+    d = one_error(BASE + 'slurm { extra = ["--exclusive", "-s"] }\n')  # the job script takes long ones
+    assert (d.code, where(d), d.message) == ("HP204", (3, 32), "`extra` takes long options: `-s` is a short one")
     d = one_error(BASE + 'slurm { extra = ["--time=10"] }\n')
     assert (d.code, where(d), d.message, d.help) == (
-        "HP504", (3, 9), "`extra` sets `--time`, which hpoc writes from `time`", "set `time` instead",
+        "HP504", (3, 18), "`extra` sets `--time`, which hpoc writes from `time`", "set `time` instead",
     )
     d = one_error(BASE + 'slurm { env = { "BAD-NAME" = "x" } }\n')
     assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
@@ -503,6 +585,65 @@ def test_slurm_values() -> None:
     assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
 
 
+def test_env_values_are_exported_as_written() -> None:
+    plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
+    assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}
+
+
+def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
+    flags = ["--output=/x/y.out", "-o/x", "--error /e", "-e", "--comment=mine", "--signal=USR1@60",
+             "--requeue", "--no-requeue", "--out=y"]
+    src = BASE + "slurm {\n  mem = 4G\n  extra = [\n" + "".join(f'    "{f}",\n' for f in flags)
+    src += '    "--mem-per-cpu=2G",\n    "--exclusive",\n  ]\n}\n'
+    errs = errors(src)
+    # One caret per offending element, on its own line.
+    assert [(e.code, where(e)) for e in errs] == [("HP504", (6 + i, 5)) for i in range(len(flags) + 1)]
+    assert errs[0].message == (
+        "`extra` sets `--output`, which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)"
+    )
+    assert errs[1].message.startswith("`extra` sets `-o`, which hpoc writes itself")
+    assert errs[4].message.startswith("`extra` sets `--comment`, which `hpoc submit` sets")
+    assert errs[7].message == "`extra` sets `--no-requeue`, which undoes the `--requeue` that resume needs"
+    assert errs[8].message.startswith("`extra` sets `--out` (short for `--output`)")
+    assert errs[9].message == "`extra` sets `--mem-per-cpu`, which sbatch refuses together with `mem`"
+    # Without resume hpoc writes no signal or requeue; without `mem`, --mem-per-cpu is the memory.
+    plan = plan_of(BASE + 'resume { enabled = false }\nslurm { extra = ["--requeue", "--mem-per-cpu=2G"] }\n')
+    assert plan["slurm"]["extra"] == ["--requeue", "--mem-per-cpu=2G"]
+
+
+def test_extra_errors_point_at_each_element() -> None:
+    errs = errors(BASE + 'slurm { extra = ["--exclusive", "--nodes=3", "--time=5"] }\n')
+    assert [(where(e), e.end_col) for e in errs] == [((3, 33), 44), ((3, 46), 56)]
+    d = one_error(BASE + 'slurm { extra = "-N3" }\n')
+    assert (where(d), d.message) == ((3, 17), "`extra` sets `-N`, which hpoc writes from `nodes`")
+
+
+def test_integers_beyond_int64_and_absurd_times_and_sizes_are_errors() -> None:
+    big = "99999999999999999999999"
+    d = one_error(BASE + f"space {{ x = randint(0, {big}) }}\n")
+    assert (d.code, where(d), d.message) == (
+        "HP302", (3, 24), f"`upper` of `randint` must be at most 9223372036854775807 (got {big})")
+    d = one_error(BASE + f"space {{ x = qrandint(-{big}, 0) }}\n")
+    assert (d.code, d.message) == ("HP302", f"`lower` of `qrandint` must be at least -9223372036854775808 (got -{big})")
+    d = one_error(BASE + f"space {{ x = uniform(0, {big}) }}\n")
+    assert (d.code, d.help) == ("HP302", "write a float such as 1e30 for a number this large")
+    assert plan_of(BASE + "space { x = uniform(0, 1e30), y = randint(0, 9223372036854775807) }\n")
+    for section in (f"trials {{ num_samples = {big} }}", f"slurm {{ nodes = {big} }}",
+                    f"resources {{ cpus_per_worker = {big} }}"):
+        d = one_error(BASE + section + "\n")
+        assert (d.code, d.message.split(" must ")[1]) == ("HP204", f"be at most 9223372036854775807 (got {big})")
+    d = one_error(BASE + "slurm { time = 99999999999999999999:00:00 }\n")
+    assert (d.code, d.message) == ("HP502", "`time` must be at most 365 days (got 4166666666666666666-15:00:00)")
+    assert plan_of(BASE + "slurm { time = 365-00:00:00 }\n")["slurm"]["time_s"] == 365 * 86400
+    d = one_error(BASE + "slurm { mem = 100000000T }\n")
+    assert (d.code, where(d), d.message) == ("HP204", (3, 15), "`mem` must be at most 1024T per node (got 100000000T)")
+    assert plan_of(BASE + "slurm { mem = 1024T }\n")["slurm"]["mem"] == "1024T"
+    d = one_error(BASE + "resume { grace = 99999999999999999999999d }\n")  # was 8639999999999998927331917824 s
+    assert d.message == "`grace` must be whole seconds from 1 to 65535 (the limit of SLURM's --signal), got 99999999999999999999999d"
+    d = one_error(BASE + "trials { time_budget = 400d }\n")
+    assert d.message == "`time_budget` must be at most 365 days (got 400d)"
+
+
 # ---------------------------------------------------------------- other sections
 
 
@@ -511,6 +652,22 @@ def test_checkpoint_score_defaults_and_errors() -> None:
     assert plan["checkpoint"] == {"every": 1, "keep": 2, "score_attribute": "val_accuracy", "score_order": "max"}
     d = one_error(BASE + "checkpoint { score_attribute = \"f1\" }\n")
     assert (where(d), d.message) == ((3, 14), "`score_order` is needed: `f1` is not an objective metric")
+
+
+def test_metric_names_may_be_bare_as_in_objective() -> None:
+    # docs/language.md's own `checkpoint` example writes `score_attribute = val_loss`.
+    import re
+
+    from hpo_util import ROOT
+
+    docs = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```hpo\n(.*?)```", docs, re.S) if "score_attribute" in b]
+    plan = plan_of(BASE + "objective minimize val_loss\n" + example + "scheduler asha { time_attr = epoch }\n")
+    assert (plan["checkpoint"]["score_attribute"], plan["scheduler"]["time_attr"]) == ("val_loss", "epoch")
+    assert plan_of(BASE + 'checkpoint { score_attribute = "val/f1", score_order = max }\n')["checkpoint"][
+        "score_attribute"] == "val/f1"
+    d = one_error(BASE + "checkpoint { score_attribute = 3 }\n")
+    assert d.message == "`score_attribute` must be a metric name, not the number `3`"
 
 
 def test_conditions_only_in_space_and_labels() -> None:
@@ -562,6 +719,28 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert plan["slurm"]["container"]["image"] == "/p/scratch/me/t.sif"
     d = one_error(BASE + 'storage { path = "$NOPE_NOT_SET/hpo" }\n')
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
+
+
+def test_slurm_python_expands_like_paths_and_is_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("VENV", "/p/venv")
+    plan = plan_of(BASE + 'slurm { python = "~/venv/bin/python" }\n')
+    assert plan["slurm"]["python"] == "/home/me/venv/bin/python"
+    assert plan_of(BASE + 'slurm { python = "$VENV/bin/python" }\n')["slurm"]["python"] == "/p/venv/bin/python"
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    d = one_error(BASE + 'slurm { python = "$NOPE_NOT_SET/bin/python" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 9), "`python` uses `$NOPE_NOT_SET`, which is not set here")
+    d = one_error(BASE + 'slurm { python = "python3 -X dev" }\n')
+    assert (d.code, where(d), d.message) == (
+        "HP204", (3, 18), "`python` must be one program, not a command line")
+    assert "env" in d.help
+
+
+@pytest.mark.parametrize("key", ["python", "partition", "account", "qos", "constraint"])
+@pytest.mark.parametrize("value", ['""', '"  "'])
+def test_empty_slurm_names_are_errors(key: str, value: str) -> None:
+    d = one_error(BASE + f"slurm {{ {key} = {value} }}\n")
+    assert (d.code, d.message, d.help) == ("HP204", f"`{key}` must not be empty", "leave the setting out to use the default")
 
 
 def test_every_diagnostic_code_is_documented():

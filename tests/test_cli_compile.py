@@ -128,6 +128,16 @@ def test_compile_is_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "b" / "plan.json").read_bytes() == first["plan.json"]
 
 
+def test_scripts_name_the_plans_content_hash(tmp_path: Path) -> None:
+    out = tmp_path / "build"
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
+    digest = json.loads((out / "plan.json").read_text())["content_hash"]
+    assert digest.startswith("sha256:")
+    for script in ("job.sbatch", "preflight.sbatch"):
+        head = (out / script).read_text().splitlines()[:6]
+        assert f"# Edit the spec and recompile rather than this file. Plan: {out.resolve()}/plan.json ({digest})" in head
+
+
 def test_check_and_compile_do_not_import_heavy_modules(tmp_path: Path) -> None:
     code = (
         "import sys\n"

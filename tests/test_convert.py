@@ -147,6 +147,18 @@ def test_cli_convert_refuses_errors_and_non_yaml(tmp_path: Path, capsys) -> None
     assert "not a YAML config" in capsys.readouterr().err
 
 
+def test_cli_convert_refuses_to_overwrite_its_input(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, seed())
+    before = path.read_text()
+    (tmp_path / "link.yaml").symlink_to(path)
+    for out in (path, tmp_path / "." / path.name, tmp_path / "link.yaml"):
+        assert main(["convert", str(path), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "is the config being converted; refusing to overwrite it" in err, err
+        assert "-o config.hpo" in err
+    assert path.read_text() == before
+
+
 def test_example_config_and_its_conversion_agree(tmp_path: Path) -> None:
     text, _ = convert(EXAMPLE / "config.yaml")
     hpo = EXAMPLE / ".converted-test.hpo"

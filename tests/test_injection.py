@@ -44,8 +44,9 @@ PAYLOADS = [
     "x > {P}/PWNED_redirect",
 ]
 # For `python` (a command name: no `/`), injected commands write into the working directory.
-NAME_PAYLOADS = ["python3; touch PWNED_py1", "$(touch PWNED_py2)", "`touch PWNED_py3`",
-                 "py' ; touch PWNED_py4 ; '", 'py" && touch PWNED_py5 "', "py *"]
+# `python` must be one word (a command line is refused, see REFUSED): redirections need none.
+NAME_PAYLOADS = ["python3;>PWNED_py1", "$(>PWNED_py2)", "`>PWNED_py3`",
+                 "py';>PWNED_py4;'", 'py"&&>PWNED_py5"', "py*"]
 
 STUB = r'''#!/bin/bash
 # Records every call (argv NUL-separated), then behaves just enough like the real thing.
@@ -105,7 +106,7 @@ def spec_text(value: str, name_value: str, *, container: bool, store: str = "/tm
         f"  account = {q}",
         f"  qos = {q}",
         f"  constraint = {q}",
-        f"  extra = [{quote_hpo('--comment=' + value)}]",
+        f"  extra = [{quote_hpo('--mail-user=' + value)}]",  # written verbatim (`--comment` is hpoc's)
         f"  env = {{ INJ = {q}, OTHER = \"plain\" }}",
         f"  python = {quote_hpo(name_value)}",
     ]
@@ -187,7 +188,7 @@ def test_payloads_in_every_field_stay_inert(index: int, container: bool, tmp_pat
     slurm = plan["slurm"]
     for flag in ("partition", "account", "qos", "constraint"):
         assert sbatch_values(text, flag) == [slurm[flag]], flag
-    assert [ln for ln in text.splitlines() if ln.startswith("#SBATCH --comment")] == [f"#SBATCH {slurm['extra'][0]}"]
+    assert [ln for ln in text.splitlines() if ln.startswith("#SBATCH --mail-user")] == [f"#SBATCH {slurm['extra'][0]}"]
 
     driver_env = dict(kv.split("=", 1) for kv in (log / "driver.env").read_text().split("\0") if "=" in kv)
     assert driver_env["INJ"] == value and driver_env["OTHER"] == "plain"
@@ -237,6 +238,7 @@ REFUSED = [
     ('slurm { mem = "1G $(id)" }', "must be a memory size"),
     ('slurm { time = "1:00; id" }', None),
     ('slurm { extra = ["; touch PWNED"] }', None),
+    ('slurm { python = "python3; touch PWNED" }', "must be one program, not a command line"),
 ]
 LINE_BREAKS = ["\n", "\r", "\x00", "\u2028"]
 LINE_FIELDS = ["partition", "account", "qos", "constraint", "python"]
@@ -271,6 +273,10 @@ def test_line_breaks_are_refused_located(field: str, brk: str, tmp_path: Path) -
     spec = tmp_path / "study.hpo"
     spec.write_text(f'study "inj"\npipeline {{ trainer = trainer:T }}\n{body}\n', encoding="utf-8")
     code, out, err = run_cli(["compile", str(spec), "-o", str(tmp_path / "build")])
+    if brk == "\u2028" and field == "python":  # the space makes it a command line: refused
+        assert_located(str(spec), code, err, (field, brk))
+        assert "must be one program" in err, err
+        return
     if brk == "\u2028":  # not a line break for bash: allowed, and quoted like any character
         assert code == 0, err
         script = (tmp_path / "build" / "job.sbatch").read_text()

@@ -62,6 +62,16 @@ def test_optuna_samplers_by_name_with_seed_and_options(name, cls):
     assert searcher.metric == "val_accuracy" and searcher.mode == "max"
 
 
+def test_shard_seeds_stay_valid_32_bit_seeds(tmp_path):
+    # The compiler allows seeds up to 2**32 - 1; a later shard's seed must not overflow.
+    p = make_plan(ROOT, tmp_path, shards={"count": 2, "parallel": 2},
+                  search={"algorithm": "optuna", "options": {"sampler": "tpe", "seed": 2**32 - 1},
+                          "_replace": True})
+    searcher, _, _ = search.make_searcher(p, 1)
+    assert isinstance(searcher._sampler, optuna.samplers.TPESampler)
+    assert search._shard_seed(2**32 - 1, 1) == 7918
+
+
 def test_optuna_handles_several_objectives():
     p = plan(objective={"metrics": [{"name": "val_loss", "mode": "min"},
                                     {"name": "params_m", "mode": "min"}]},

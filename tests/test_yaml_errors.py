@@ -72,7 +72,17 @@ CASES = [
      "`metric` `accuracy` contradicts `loss` set before"),
     ("bad mode", seed_with("mode: min", "mode: minimum"), "HP204", 39, 23, "`mode` must be `min` or `max`, not `minimum`"),
     ("checker error at yaml line", seed_with("num_workers: 4", "num_workers: 0"), "HP204", 14, 28,
-     "`workers` must be at least 1 (got 0)"),
+     "`num_workers` must be at least 1 (got 0)"),
+    # The checker's messages name the key as the YAML writes it, not as a .hpo file would.
+    ("checker error names the yaml key", seed_with("num_workers: 4", 'num_workers: "four"'), "HP203", 14, 28,
+     '`num_workers` must be an integer, not the string "four"'),
+    ("yaml key storage_path", seed_with("storage_path: ray_checkpoints", "storage_path: 3"), "HP203", 42, 29,
+     "`storage_path` must be a string, not the number `3`"),
+    ("yaml key CPU", seed_with("CPU: 5", "CPU: -1"), "HP204", 17, 22, "`CPU` must be greater than 0 (got -1)"),
+    ("yaml key max_concurrent_trials", seed_with("num_samples: 2", "num_samples: 2\n              "
+     "max_concurrent_trials: -2"), "HP204", 30, 38, "`max_concurrent_trials` must be at least 1 (got -2)"),
+    ("yaml key n_random_steps", seed_with("n_random_steps: 5", "n_random_steps: -5"), "HP204", 40, 33,
+     "`n_random_steps` must be at least 0 (got -5)"),
     ("strategy typo", seed_with("strategy: ddp", "strategy: dpp"), "HP204", 44, 21, "unknown strategy `dpp`"),
     ("non-ascii module", seed_with("class_path: data.FashionMNISTSplitter", "class_path: düata.FashionMNISTSplitter"),
      "HP204", 6, 21, "`class_path` is not a Python class path"),
@@ -80,6 +90,9 @@ CASES = [
      "training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n    - _target_: data.Getter\n"
      "    - _target_: d\u00fcata.Splitter\n    - _target_: trainer.Trainer\n      config: {}\n",
      "HP204", 5, 17, "`_target_` is not a Python class path: \"d\u00fcata.Splitter\""),
+    ("point outside the space", seed_with("n_random_steps: 5", "n_random_steps: 5\n                "
+     "points_to_evaluate: [{batch_size: 48, learning_rate: 1e-4}]"), "HP204", 41, 51,
+     "`batch_size` in `points_to_evaluate` is 48, not one of its `choice` values"),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
      "trainer `trainer.MyRayTorchTrainer` has no `config`"),
     ("unpaired surrogate", seed_with("mode: min", 'mode: "min\\ud800"'), "HP110", 39, 23,
@@ -188,6 +201,25 @@ def test_bad_references(tmp_path: Path, text, code, line, col, message, help) ->
     assert (d.code, d.line, d.col, d.message) == (code, line, col, message)
     if help:
         assert d.help == help
+
+
+def test_every_bad_reference_is_reported(tmp_path: Path) -> None:
+    errs = diagnose(tmp_path, 'a: "${nope1}"\nb: "${nope2}"\nc: "x-${nope3}-${.rel}"\nd: ${a}\n')
+    # `d` refers to `a`, which is reported where it is written, not again at `d`.
+    assert [(e.code, e.line, e.message) for e in errs] == [
+        ("HP113", 1, "`${nope1}` refers to nothing: no `nope1` there"),
+        ("HP113", 2, "`${nope2}` refers to nothing: no `nope2` there"),
+        ("HP113", 3, "`${nope3}` refers to nothing: no `nope3` there"),
+        ("HP113", 3, "relative reference `${.rel}` is not supported"),
+    ]
+
+
+def test_an_invalid_mode_is_not_also_reported_as_missing(tmp_path: Path) -> None:
+    path = write(tmp_path, seed_with("mode: min", "mode: minimize"))
+    with pytest.raises(SpecError) as info:
+        compile_path(path)
+    assert [d.message for d in info.value.diagnostics if d.code != "HP820"] == [
+        "`mode` must be `min` or `max`, not `minimize`"]
 
 
 def test_reference_bomb_is_stopped(tmp_path: Path) -> None:

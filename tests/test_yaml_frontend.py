@@ -286,6 +286,16 @@ def test_run_config_sections(tmp_path: Path) -> None:
     assert any(w.code == "HP820" and 'run name "my run" is used as "my-run"' in w.message for w in result.warnings)
 
 
+def test_max_concurrent_trials_0_means_no_limit_as_in_ray(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["max_concurrent_trials"] = 0
+    result = compiled(tmp_path, doc)
+    assert result.plan["trials"]["max_concurrent"] is None
+    (w,) = [w for w in result.warnings if "max_concurrent_trials" in w.message]
+    assert w.code == "HP820"
+    assert w.message == "`max_concurrent_trials: 0` means no limit in Ray: as many trials at once as resources allow"
+
+
 # ------------------------------------------------------------------ resources, loggers
 
 

@@ -55,8 +55,8 @@ def _compile(args: argparse.Namespace) -> int:
     result = compile_path(args.spec)
     if result.warnings:
         print(render_all(result.warnings), file=sys.stderr)
-    text = plan_mod.dumps(result.plan)
-    plan = dict(result.plan, content_hash=plan_mod.content_hash(result.plan))
+    plan = plan_mod.hashed(result.plan)  # the scripts name the hash plan.json has
+    text = plan_mod.dumps(plan)
     if args.emit == "ast":
         print(A.dump(result.study))
     elif args.emit == "plan":

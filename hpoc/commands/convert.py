@@ -34,6 +34,9 @@ def _convert(args: argparse.Namespace) -> int:
 
     if not is_yaml(args.spec):
         raise HpocError(f"{args.spec}: not a YAML config (.yaml or .yml); .hpo files need no converting")
+    if args.output and _same_file(args.output, args.spec):
+        raise HpocError(f"{args.output} is the config being converted; refusing to overwrite it "
+                        f"(write the study beside it, e.g. -o {Path(args.spec).with_suffix('.hpo').name})")
     text, warnings = convert(args.spec)
     if warnings:
         print(render_all(warnings), file=sys.stderr)
@@ -49,3 +52,11 @@ def _convert(args: argparse.Namespace) -> int:
     write_atomic(out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether `a` names the file `b` (through symlinks or hard links too)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()

@@ -83,14 +83,32 @@ def _looks_numeric(s: str) -> bool:
         return False
 
 
+# Integers numpy, Ray and SLURM's tools can hold; larger ones fail only when the study runs.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DURATION_S = 365 * 86400  # longer than any walltime or study budget: a typo
+
+
 def _range(value: float, lo: float | None, hi: float | None, lo_open: bool = False) -> None:
+    shown = str(value) if len(str(value)) <= 30 else str(value)[:27] + "..."
     if lo is not None and (value <= lo if lo_open else value < lo):
-        raise Invalid(f"must be {'greater than' if lo_open else 'at least'} {lo} (got {value})")
+        raise Invalid(f"must be {'greater than' if lo_open else 'at least'} {lo} (got {shown})")
     if hi is not None and value > hi:
-        raise Invalid(f"must be at most {hi} (got {value})")
+        raise Invalid(f"must be at most {hi} (got {shown})")
+
+
+def _int64(v: A.Number, help: str | None = None) -> None:
+    """An integer literal beyond int64 (a float such as 1e30 is not one)."""
+    if isinstance(v.value, int) and not INT64_MIN <= v.value <= INT64_MAX:
+        try:
+            _range(v.value, INT64_MIN, INT64_MAX)
+        except Invalid as exc:
+            raise Invalid(exc.msg, help, v) from None
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Kind:
+    lo = INT64_MIN if lo is None else lo
+    hi = INT64_MAX if hi is None else hi
+
     @_kind("an integer")
     def conv(v: A.Value) -> int:
         if not (isinstance(v, A.Number) and isinstance(v.value, int)):
@@ -110,6 +128,7 @@ def number(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
     def conv(v: A.Value) -> int | float:
         if not isinstance(v, A.Number):
             raise _wrong(v, "a number")
+        _int64(v)
         _range(v.value, lo, hi, lo_open)
         return v.value
 
@@ -126,7 +145,9 @@ def boolean(v: A.Value) -> bool:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def string(pattern: str | None = None, what: str = "", single_line: bool = True) -> Kind:
+def string(pattern: str | None = None, what: str = "", single_line: bool = True, blank: bool = True,
+           max_len: int | None = None) -> Kind:
+    """A string; `blank=False` refuses "" and spaces only (a SLURM name or a program)."""
     regex = re.compile(pattern) if pattern else None
 
     @_kind("a string")
@@ -135,9 +156,28 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True)
             raise _wrong(v, "a string")
         if single_line and _CONTROL.search(v.value):
             raise Invalid("must be one line without control characters", None, v)
+        if not blank and not v.value.strip():
+            raise Invalid("must not be empty", "leave the setting out to use the default", v)
+        if max_len is not None and len(v.value) > max_len:
+            raise Invalid(f"must be at most {max_len} characters (got {len(v.value)})", None, v)
         if regex is not None and not regex.fullmatch(v.value):
             raise Invalid(f'is not a valid {what}: "{v.value}"', None, v)
         return v.value
+
+    return conv
+
+
+def metric(pattern: str | None = None) -> Kind:
+    """A metric name: bare (`val_loss`) as in `objective`, or quoted ("val/loss")."""
+    text = string(pattern, "metric name")
+
+    @_kind("a metric name")
+    def conv(v: A.Value) -> str:
+        if isinstance(v, A.Ref):
+            v = A.String(v.path, span=v.span)
+        if not isinstance(v, A.String):
+            raise _wrong(v, "a metric name")
+        return text(v)
 
     return conv
 
@@ -185,6 +225,9 @@ def positive_duration(allow_zero: bool = False) -> Kind:
         s = duration(v)
         if s < 0 or (s == 0 and not allow_zero) or not math.isfinite(s):
             raise Invalid(f"must be {'at least 0' if allow_zero else 'positive'} (got {s})", None, v)
+        if s > MAX_DURATION_S:
+            text = v.text if isinstance(v, (A.Duration, A.Number)) and v.text else s
+            raise Invalid(f"must be at most 365 days (got {text})", None, v)
         return s
 
     return conv
@@ -196,7 +239,8 @@ def whole_seconds(lo: int, hi: int, why: str) -> Kind:
     def conv(v: A.Value) -> int:
         s = duration(v)
         if not (math.isfinite(s) and s == int(s) and lo <= s <= hi):
-            raise Invalid(f"must be whole seconds from {lo} to {hi} ({why}), got {s}", None, v)
+            text = v.text if isinstance(v, (A.Duration, A.Number)) and v.text else s
+            raise Invalid(f"must be whole seconds from {lo} to {hi} ({why}), got {text}", None, v)
         return int(s)
 
     return conv
@@ -243,6 +287,7 @@ def literal(v: A.Value) -> Any:
 @_kind("a number")
 def any_number(v: A.Value) -> int | float:
     if isinstance(v, A.Number):
+        _int64(v, "write a float such as 1e30 for a number this large")
         return v.value
     raise _wrong(v, "a number")
 

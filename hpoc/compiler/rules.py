@@ -28,6 +28,7 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.metrics import trainer_metrics
+from hpoc.compiler.points import check_points
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -155,54 +156,14 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     points = opts.get("points_to_evaluate")
     if points:
-        opts["points_to_evaluate"] = _points(ch, points, space)
+        opts["points_to_evaluate"] = check_points(ch, points, space, _setting_value(block, "points_to_evaluate"),
+                                                  ch.spans.get("search.options.points_to_evaluate"))
     if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
         ch.error(VALUE, f"`n_startup_trials` does not apply to `sampler = {opts.get('sampler')}`",
                  ch.spans.get("search.options.n_startup_trials"), help="it applies to tpe, gp and cmaes")  # fmt: skip
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
-
-
-def _points(ch: Checker, points: list[Any], space: Space) -> list[Any]:
-    span = ch.spans.get("search.options.points_to_evaluate")
-    names = {p.name for p in space.params}
-    out = []
-    for point in points:
-        if not isinstance(point, dict):
-            ch.error(VALUE, "each entry of `points_to_evaluate` must be a map `{ name = value }`", span)
-            return []
-        flat = _flatten(point)
-        for key in flat:
-            if key not in names:
-                from hpoc.errors import did_you_mean
-
-                ch.error(UNKNOWN, f"`points_to_evaluate` sets `{key}`, which is not a searched parameter", span,
-                         help=did_you_mean(key, names))  # fmt: skip
-        out.append(nest(flat))
-    return out
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """`{"a.b": 1}` → `{"a": {"b": 1}}` (the shape of a trial config)."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        cur = out
-        *groups, leaf = key.split(".")
-        for g in groups:
-            cur = cur.setdefault(g, {})
-        cur[leaf] = value
-    return out
 
 
 # ----------------------------------------------------------------------- scheduler
@@ -313,8 +274,10 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                 ds["precision"] = out["training"]["precision"]
         r["deepspeed"] = ds
         if r["gpus_per_worker"] == 0:
+            # At what chose DeepSpeed: `strategy`, else the `deepspeed` block that implies it.
+            where = ch.spans.get("resources.strategy") or ch.spans.get("resources.deepspeed")
             ch.warn(WARN_RESOURCES, "DeepSpeed without GPUs (`gpus_per_worker = 0`) runs only with a CPU accelerator",
-                    ch.spans.get("resources.strategy"), help="give workers a GPU, or use `strategy = ddp`")  # fmt: skip
+                    where, help="give workers a GPU, or use `strategy = ddp`")  # fmt: skip
     else:
         r["deepspeed"] = None
     g = r["gpus_per_worker"]
@@ -410,14 +373,8 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
-    for i, flag in enumerate(s["extra"]):
-        name = flag.split("=", 1)[0].split()[0] if flag.strip() else ""
-        if not name.startswith("-"):
-            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"',
-                     ch.spans.get("slurm.extra"))  # fmt: skip
-        elif name in T.MANAGED_SBATCH:
-            ch.error(SLURM, f"`extra` sets `{name}`, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
-                     ch.spans.get("slurm.extra"), help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
+    _extra(ch, s, out["resume"]["enabled"], block)
+    _python(ch, s, block)
     c = s["container"]
     if c is not None and c["image"] and "://" not in c["image"]:
         image = expand_path(ch, c["image"], "slurm.container.image") or c["image"]
@@ -438,6 +395,76 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
     out["shards"] = {"count": count, "parallel": parallel}
     out["slurm"] = s
+
+
+def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
+    """`extra` may add #SBATCH options, but not ones hpoc writes (the last line would win)."""
+    spans = _item_spans(block, "extra") or [ch.spans.get("slurm.extra")] * len(s["extra"])
+    for flag, span in zip(s["extra"], spans):
+        name = _flag_name(flag)
+        if not name:
+            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span)
+            continue
+        given, name = name, _unabbreviated(name, resume)
+        shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
+        if name in T.MANAGED_SBATCH:
+            ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
+                     span, help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
+        elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
+            why, help = T.OWNED_SBATCH.get(name) or T.RESUME_SBATCH[name]
+            ch.error(SLURM, f"`extra` sets {shown}, {why}", span, help=help)
+        elif name in T.MEM_PER_SBATCH and s["mem"] is not None:
+            ch.error(SLURM, f"`extra` sets {shown}, which sbatch refuses together with `mem`", span,
+                     help=f"remove `mem`, or remove `{given}`")  # fmt: skip
+        elif not given.startswith("--"):  # the job script writes `#SBATCH <flag>` as given
+            ch.error(VALUE, f"`extra` takes long options: `{given}` is a short one", span,
+                     help="write its long form, e.g. `--nodelist=...` for `-w`; see `man sbatch`")  # fmt: skip
+
+
+def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
+    """The job runs `"$python" -m ...` as one quoted word: no shell expands `~` or `$HOME` there."""
+    python = expand_path(ch, s["python"], "slurm.python")
+    if python is None:
+        return
+    s["python"] = python
+    if re.search(r"\s", python):
+        value = _setting_value(block, "python")
+        ch.error(VALUE, "`python` must be one program, not a command line",
+                 value.span if value is not None else ch.spans.get("slurm.python"),
+                 help="give interpreter options through `env` (e.g. PYTHONDEVMODE = \"1\") or a wrapper script")  # fmt: skip
+
+
+def _flag_name(flag: str) -> str:
+    """`--time` of "--time=10" or "--time 10"; `-o` of "-o/x" (short options take glued values)."""
+    text = flag.strip()
+    if text.startswith("--"):
+        return text.split("=", 1)[0].split()[0]
+    return text[:2] if text.startswith("-") and len(text) > 1 else ""
+
+
+def _unabbreviated(name: str, resume: bool) -> str:
+    """sbatch accepts any unambiguous prefix of a long option (`--out` for `--output`)."""
+    managed = [*T.MANAGED_SBATCH, *T.OWNED_SBATCH, *T.MEM_PER_SBATCH, *(T.RESUME_SBATCH if resume else ())]
+    if name in managed or not name.startswith("--") or len(name) < 4:
+        return name
+    longer = [m for m in managed if m.startswith(name)]
+    return longer[0] if len(longer) == 1 else name
+
+
+def _item_spans(block: A.Block | None, key: str) -> list[A.Span | None]:
+    """Spans of the items of the list `key = [...]` in `block` (one span for a single value)."""
+    value = _setting_value(block, key)
+    if value is None:
+        return []
+    return [i.span for i in value.items] if isinstance(value, A.List) else [value.span]
+
+
+def _setting_value(block: A.Block | None, key: str) -> A.Value | None:
+    """The value node of `key = ...` in `block` (for spans finer than the setting's)."""
+    for item in (block.body or ()) if block is not None else ():
+        if isinstance(item, A.Setting) and item.key == key:
+            return item.value
+    return None
 
 
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)

@@ -117,6 +117,11 @@ def _study(ch: Checker, block: A.Block | None, study: A.Study) -> dict[str, Any]
         ch.error(VALUE, f'"{name}" is not a valid study name', block.label.span if block.label else None,
                  help="use letters, digits, `.`, `_` and `-` (it names directories and jobs)")  # fmt: skip
         name = None
+    elif name is not None and len(name) > T.NAME_MAX:
+        ch.error(VALUE, f"the study name must be at most {T.NAME_MAX} characters (got {len(name)})",
+                 block.label.span if block.label else None,
+                 help="it names directories and log files, which may have 255 bytes at most")  # fmt: skip
+        name = None
     for item in block.body or ():
         ch.error(UNKNOWN, "`study` takes only a name", item.span, help=f'write `study "{name or "name"}"`')
         break
@@ -271,12 +276,19 @@ class _Special:
     def mem(self, key: str, value: A.Value, path: str) -> str | None:
         if isinstance(value, A.Null):
             return None
+        text = None
         if isinstance(value, A.Size):
-            return value.text
-        if isinstance(value, A.String) and re.fullmatch(r"\d+[KMGT]?", value.value):
-            return value.value
-        if isinstance(value, A.Number) and isinstance(value.value, int) and value.value >= 0:
-            return f"{value.value}M"
+            text = value.text
+        elif isinstance(value, A.String) and re.fullmatch(r"\d+[KMGT]?", value.value):
+            text = value.value
+        elif isinstance(value, A.Number) and isinstance(value.value, int) and value.value >= 0:
+            text = f"{value.value}M"
+        if text is not None:
+            if _megabytes(text) > MAX_MEM_MB:
+                self.ch.error(VALUE, f"`mem` must be at most 1024T per node (got {text})", value.span,
+                              help="`mem` is the memory of one node")  # fmt: skip
+                return None
+            return text
         self.ch.error(TYPE, f"`mem` must be a memory size such as `64G`, not {K.describe(value)}", value.span,
                       help="SLURM sizes are an integer with K, M, G or T (`512M`, `64G`)")  # fmt: skip
         return None
@@ -307,6 +319,10 @@ class _Special:
         if seconds <= 0:
             self.ch.error(SLURM_TIME, "`time` must be longer than zero", value.span)
             return None
+        if seconds > K.MAX_DURATION_S:
+            self.ch.error(SLURM_TIME, f"`time` must be at most 365 days (got {format_slurm_time(int(seconds))})",
+                          value.span)  # fmt: skip
+            return None
         return {"time": format_slurm_time(int(seconds)), "time_s": int(seconds)}
 
     def env(self, key: str, value: A.Value, path: str) -> str | None:
@@ -315,10 +331,11 @@ class _Special:
                 self.ch.error(VALUE, f"environment variable `{key}` must be one line", value.span)
                 return None
             return value.value
+        # Exported as written: `true` stays "true" (not Python's 1), `1.50` stays "1.50".
         if isinstance(value, A.Bool):
-            return "1" if value.value else "0"
+            return "true" if value.value else "false"
         if isinstance(value, A.Number):
-            return str(value.value)
+            return value.text or str(value.value)
         self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
                       value.span, help=f'quote it: "{getattr(value, "path", "...")}"')  # fmt: skip
         return None
@@ -386,6 +403,16 @@ def slurm_seconds(text: str) -> int | None:
             return None
         return g["a"] * 60 + g["b"]
     return g["a"] * 60  # MM
+
+
+MAX_MEM_MB = 1024 * 1024**2  # 1024T: more than any node has
+_MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
+
+
+def _megabytes(size: str) -> float:
+    """Megabytes of a SLURM size (`64G`; a bare number is megabytes, as sbatch reads it)."""
+    unit = size[-1] if size[-1] in _MB else "M"
+    return int(size.rstrip("KMGT")) * _MB[unit]
 
 
 def format_slurm_time(seconds: int) -> str:

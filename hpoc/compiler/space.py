@@ -92,7 +92,8 @@ def read_domain(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, An
         try:
             args[name] = kind(given[name])
         except K.Invalid as exc:
-            ch.error(TYPE, f"`{name}` of `{call.func}` {exc.msg}", given[name].span, help=exc.help)
+            code = TYPE if " not " in exc.msg else BOUNDS  # a bound out of range (int64)
+            ch.error(code, f"`{name}` of `{call.func}` {exc.msg}", given[name].span, help=exc.help)
             ok = False
     if not ok:
         return None
@@ -284,6 +285,7 @@ def _check_groups(ch: Checker, space: Space, first: dict[str, A.Span | None]) ->
 def _resolve_conditions(ch: Checker, space: Space) -> None:
     by_name = {p.name: p for p in space.params}
     categorical = [p.name for p in space.params if p.domain in T.CATEGORICAL]
+    resolved: dict[int, list[Any] | None] = {}
     for p in space.params:
         c = p.cond
         if c is None:
@@ -307,32 +309,51 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
         if parent is p:
             ch.error(CONDITION, f"`{p.name}` cannot depend on itself", c.param_span)
             continue
-        cats = parent.args.get("categories", parent.args.get("values", []))
-        keys = {K.typed_key(v) for v in cats}
-        values, ok = [], True
-        for node in c.values:
-            value = node.path if isinstance(node, A.Ref) else None
-            if value is None:
-                try:
-                    value = K.literal(node)
-                except K.Invalid as exc:
-                    ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
-                    ok = False
-                    continue
-            if K.typed_key(value) not in keys:
-                words = [str(v) for v in cats if isinstance(v, str)]
-                hint = did_you_mean(str(value), words) if isinstance(value, str) else None
-                ch.error(
-                    CONDITION, f"`{target}` never takes {K.describe(node)}", node.span,
-                    help=hint or f"`{target}` takes {one_of(_show(v) for v in cats)}",
-                )  # fmt: skip
-                ok = False
-                continue
-            values.append(value)
-        if ok:
-            p.condition = {"param": target, "values": values}
+        if id(c) not in resolved:  # an `if` block's settings share one condition: check it once
+            resolved[id(c)] = _condition_values(ch, c, target, parent)
+        if resolved[id(c)] is not None:
+            p.condition = {"param": target, "values": resolved[id(c)]}
     _check_cycles(ch, space)
     _parents_first(space)
+
+
+def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -> list[Any] | None:
+    """The values `c` tests, each one `parent` can take, none twice; None after an error."""
+    cats = parent.args.get("categories", parent.args.get("values", []))
+    if not c.values:
+        ch.error(CONDITION, "the condition lists no values, so it never holds", c.span,
+                 help=f"list the values of `{target}` it needs, e.g. `if {c.param} in [{_show(cats[0])}]`"
+                 if cats else "remove the condition")  # fmt: skip
+        return None
+    keys = {K.typed_key(v) for v in cats}
+    values, ok = [], True
+    seen: dict[tuple[str, str], A.Span | None] = {}
+    for node in c.values:
+        value = node.path if isinstance(node, A.Ref) else None
+        if value is None:
+            try:
+                value = K.literal(node)
+            except K.Invalid as exc:
+                ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
+                ok = False
+                continue
+        tk = K.typed_key(value)
+        if tk not in keys:
+            words = [str(v) for v in cats if isinstance(v, str)]
+            hint = did_you_mean(str(value), words) if isinstance(value, str) else None
+            ch.error(
+                CONDITION, f"`{target}` never takes {K.describe(node)}", node.span,
+                help=hint or f"`{target}` takes {one_of(_show(v) for v in cats)}",
+            )  # fmt: skip
+            ok = False
+        elif tk in seen:
+            ch.error(DUPLICATE, f"the condition lists {K.describe(node)} twice", node.span,
+                     notes=(f"first at {ch.at(seen[tk])}",), help="remove the repeated value")  # fmt: skip
+            ok = False
+        else:
+            seen[tk] = node.span
+            values.append(value)
+    return values if ok else None
 
 
 def _check_cycles(ch: Checker, space: Space) -> None:

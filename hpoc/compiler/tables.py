@@ -35,6 +35,7 @@ class Rec:
 
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths and job names
+NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
 
@@ -69,7 +70,8 @@ LOG = ("loguniform", "qloguniform", "lograndint", "qlograndint")
 # ---------------------------------------------------------------------- searchers
 
 _POINTS = F(K.list_of(K.literal), None, doc="configs to evaluate first")
-_SEED = F(K.optional(K.integer()), None, doc="random seed (mapped to Ray's own argument name)")
+# numpy's and the samplers' seeds are 32-bit: 0 .. 2**32 - 1.
+_SEED = F(K.optional(K.integer(0, 2**32 - 1)), None, doc="random seed (mapped to Ray's own argument name)")
 SEARCHERS: dict[str, dict[str, F]] = {
     "random": {"seed": _SEED, "points_to_evaluate": _POINTS},
     "grid": {},
@@ -163,13 +165,14 @@ SCHEDULERS: dict[str, dict[str, F]] = {
     "bohb": {"max_t": F(K.integer(1), 81), "reduction_factor": F(_RF.kind, 3), "stop_last_trials": _STOP_LAST},
 }
 TIME_ATTR = F(
-    K.string(r"[A-Za-z_][A-Za-z0-9_/.]*", "metric name"),
+    K.metric(r"[A-Za-z_][A-Za-z0-9_/.]*"),
     "training_iteration",
     doc="result key that measures progress",
 )
 
 # ----------------------------------------------------------------------- sections
 
+_SITE_NAME = K.string(blank=False)  # `--partition=''` is not the default partition
 _TIME_RE = re.compile(r"\d+(?:-\d+(?::\d+(?::\d+)?)?|(?::\d+){0,2})", re.ASCII)
 
 SECTIONS: dict[str, dict[str, F]] = {
@@ -211,7 +214,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     "checkpoint": {
         "every": F(K.integer(0), 1, doc="epochs between checkpoints; 0 = only the last"),
         "keep": F(K.optional(K.integer(1)), 2),
-        "score_attribute": F(K.optional(K.string()), None),
+        "score_attribute": F(K.optional(K.metric()), None),
         "score_order": F(K.optional(K.enum(["min", "max"])), None),
     },
     "resume": {
@@ -221,18 +224,18 @@ SECTIONS: dict[str, dict[str, F]] = {
     },
     "storage": {
         "path": F(K.string(), "results"),
-        "name": F(K.optional(K.string(NAME_RE, "experiment name")), None),
+        "name": F(K.optional(K.string(NAME_RE, "experiment name", max_len=NAME_MAX)), None),
     },
     "slurm": {
         "nodes": F(K.integer(1), 1),
         "gpus_per_node": F(K.optional(K.integer(0)), None),
         "cpus_per_node": F(K.optional(K.integer(1)), None),
         "mem": F("mem", None),
-        "partition": F(K.optional(K.string()), None),
-        "account": F(K.optional(K.string()), None),
-        "qos": F(K.optional(K.string()), None),
+        "partition": F(K.optional(_SITE_NAME), None),
+        "account": F(K.optional(_SITE_NAME), None),
+        "qos": F(K.optional(_SITE_NAME), None),
         "time": F("time", None),
-        "constraint": F(K.optional(K.string()), None),
+        "constraint": F(K.optional(_SITE_NAME), None),
         "extra": F(K.list_of(K.string(), allow_single=True), []),
         "setup": F(K.list_of(K.string(), allow_single=True), []),
         "env": F(Rec(open="env", key_pattern=ENV_RE, key_what="environment variable name"), {}),
@@ -246,7 +249,7 @@ SECTIONS: dict[str, dict[str, F]] = {
             None,
         ),
         "interface": F(K.optional(K.string(IFACE_RE, "network interface name (at most 15 characters)")), None),
-        "python": F(K.string(), "python3"),
+        "python": F(_SITE_NAME, "python3", doc="one program: `~` and `$VARS` expand at compile time"),
         "array": F(
             Rec({"shards": F(K.integer(1), 1), "parallel": F(K.optional(K.integer(1)), None)}),
             None,
@@ -296,6 +299,25 @@ MANAGED_SBATCH = {
     "--job-name": "study name",
     "-J": "study name",
 }
+# Flags hpoc writes without a setting of their own: flag -> (what it is to hpoc, help).
+_LOG = ("which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)", "remove it")
+OWNED_SBATCH = {
+    "--output": _LOG,
+    "-o": _LOG,
+    "--error": _LOG,
+    "-e": _LOG,
+    "--comment": ("which `hpoc submit` sets: it and `hpoc status` find the study's jobs by it", "remove it"),
+}
+# Written only while `resume` is on: the walltime signal and the requeue that resume needs.
+_NO_RESUME = "remove it, or set `resume { enabled = false }`"
+RESUME_SBATCH = {
+    "--signal": ("which hpoc writes itself: resume saves the study on its `B:USR2` signal before the walltime",
+                 "set `resume { grace = ... }` to change when it comes, or `resume { enabled = false }`"),
+    "--requeue": ("which hpoc writes itself for resume", _NO_RESUME),
+    "--no-requeue": ("which undoes the `--requeue` that resume needs", _NO_RESUME),
+}
+# sbatch refuses these together with `--mem`.
+MEM_PER_SBATCH = ("--mem-per-cpu", "--mem-per-gpu")
 
 
 def key_home(key: str) -> str | None:

@@ -28,10 +28,14 @@ def content_hash(plan: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
+def hashed(plan: dict[str, Any]) -> dict[str, Any]:
+    """`plan` with its content hash filled in (what plan.json holds and the scripts name)."""
+    return dict(plan, content_hash=content_hash(plan))
+
+
 def dumps(plan: dict[str, Any]) -> str:
     """Canonical text of `plan` with its content hash filled in."""
-    plan = dict(plan, content_hash=content_hash(plan))
-    return canonical(plan)
+    return canonical(hashed(plan))
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -160,7 +160,8 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
 
 
 def _shard_seed(seed: Any, shard: int) -> int:
-    return int(seed) + 7919 * shard  # different, reproducible streams per shard
+    # Different, reproducible streams per shard; wrapped to stay a valid 32-bit seed.
+    return (int(seed) + 7919 * shard) % 2**32
 
 
 def _optuna(plan: dict[str, Any], options: dict[str, Any], seed: Any, names: list[str],

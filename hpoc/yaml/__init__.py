@@ -86,12 +86,56 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
     from hpoc.compiler import compile_study
 
     digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
+    names = _yaml_names(tr.study, text)
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml")
     except SpecError as exc:
-        raise SpecCheckError(_sorted(tr.warnings + exc.diagnostics)) from None
-    result.warnings = _sorted(tr.warnings + result.warnings)
+        raise SpecCheckError(_sorted(tr.warnings + _renamed(exc.diagnostics, names))) from None
+    result.warnings = _sorted(tr.warnings + _renamed(result.warnings, names))
     return result
+
+
+# (span, .hpo key, YAML key): where the checker's messages should say what the file says.
+_Names = list[tuple[A.Span, str, str]]
+
+
+def _yaml_names(study: A.Study, text: str) -> _Names:
+    """Settings whose YAML key is spelled otherwise (`num_workers` for `workers`), with the
+    spans of that key and of its value."""
+    lines = text.split("\n")
+    out: _Names = []
+
+    def walk(items: Any) -> None:
+        for item in items:
+            if isinstance(item, A.Block):
+                walk(item.body or ())
+            elif isinstance(item, A.Setting) and item.key_span and item.key_span.line <= len(lines):
+                ks = item.key_span
+                line = lines[ks.line - 1]
+                written = line[ks.col - 1 : ks.end_col - 1].strip("\"'")
+                # Only a mapping key (a step's class path stands for `getter` too: not a key).
+                if ks.end_line == ks.line and written != item.key and line[ks.end_col - 1 :].lstrip().startswith(":"):
+                    out.extend((sp, item.key, written) for sp in (ks, item.value.span) if sp is not None)
+
+    walk(study.items)
+    return out
+
+
+def _renamed(diags: list[Diagnostic], names: _Names) -> list[Diagnostic]:
+    """The checker's diagnostics naming the YAML key at their position, not the .hpo one."""
+    out = []
+    for d in diags:
+        at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
+        if at:
+            _, hpo, yml = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))
+            old, new = f"`{hpo}`", f"`{yml}`"
+            d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
+        out.append(d)
+    return out
+
+
+def _inside(line: int, col: int, sp: A.Span) -> bool:
+    return (sp.line, sp.col) <= (line, col) and ((line, col) < (sp.end_line, sp.end_col) or (line, col) == (sp.line, sp.col))
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:

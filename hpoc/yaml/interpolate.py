@@ -23,9 +23,18 @@ MAX_HOPS = 16
 
 
 def resolve(root: YNode, text: str) -> YNode:
+    """The document with references replaced; SpecSyntaxError listing every bad one."""
     if not isinstance(root, YMap):
         return root
-    return _Resolver(root, text).walk(root, 0)
+    resolver = _Resolver(root, text)
+    out = resolver.walk(root, 0)
+    if resolver.problems:
+        raise SpecSyntaxError(list(dict.fromkeys(resolver.problems)))
+    return out
+
+
+class _Bad(Exception):
+    """A reference that cannot be resolved (recorded; the value stays as written)."""
 
 
 class _Resolver:
@@ -33,12 +42,24 @@ class _Resolver:
         self.root, self.text = root, text
         self.count = 0
         self.site: YScalar | None = None  # the reference being expanded
+        self.problems: list[Diagnostic] = []
 
-    def fail(self, node: YScalar, msg: str, help: str | None = None, code: str = INTERPOLATION) -> Any:
+    def _diagnostic(self, node: YScalar, msg: str, help: str | None, code: str) -> Diagnostic:
         sp = node.span
         d = Diagnostic(msg, code, sp.file, sp.line, sp.col, sp.line,
                        sp.end_col if sp.end_line == sp.line else sp.col + 1, help=help)
-        raise SpecSyntaxError([d.with_source(self.text)])
+        return d.with_source(self.text)
+
+    def fail(self, node: YScalar, msg: str, help: str | None = None, code: str = INTERPOLATION) -> Any:
+        """Stop at once (cycles, expansion bombs): going on would repeat the damage."""
+        raise SpecSyntaxError([*dict.fromkeys(self.problems), self._diagnostic(node, msg, help, code)])
+
+    def bad(self, node: YScalar, msg: str, help: str | None = None) -> Any:
+        """Record a bad reference and go on, so that every one is reported (once: where it is
+        written, not again where a value that holds it is referenced)."""
+        if node is self.site:
+            self.problems.append(self._diagnostic(node, msg, help, INTERPOLATION))
+        raise _Bad
 
     def walk(self, node: YNode, hops: int) -> YNode:
         self.count += 1
@@ -68,13 +89,20 @@ class _Resolver:
     def _scalar(self, node: YScalar, hops: int) -> YNode:
         whole = REF.fullmatch(node.value)
         if whole:
-            target = self.lookup(node, whole.group(1))
+            try:
+                target = self.lookup(node, whole.group(1))
+            except _Bad:
+                return node
             # The referenced value, placed where the reference is (errors point here).
             return self.walk(_moved(target, node), hops + 1)
+
         def text_of(m: re.Match[str]) -> str:
-            target = self.walk(self.lookup(node, m.group(1)), hops + 1)
-            if not isinstance(target, YScalar):
-                self.fail(node, f"`${{{m.group(1)}}}` is a collection and cannot be part of a string")
+            try:
+                target = self.walk(self.lookup(node, m.group(1)), hops + 1)
+                if not isinstance(target, YScalar):
+                    self.bad(node, f"`${{{m.group(1)}}}` is a collection and cannot be part of a string")
+            except _Bad:
+                return m.group(0)
             return "null" if target.value is None else str(target.text if not isinstance(target.value, str)
                                                            else target.value)
         return YScalar(REF.sub(text_of, node.value), node.text, node.span, node.quoted)
@@ -82,10 +110,10 @@ class _Resolver:
     def lookup(self, node: YScalar, path: str) -> YNode:
         path = path.strip()
         if ":" in path:
-            self.fail(node, f"resolver `${{{path}}}` is not supported", help="write the value itself")
+            self.bad(node, f"resolver `${{{path}}}` is not supported", help="write the value itself")
         if not path or path.startswith("."):
-            self.fail(node, f"relative reference `${{{path}}}` is not supported",
-                      help="refer from the top of the file: `${section.key}`")
+            self.bad(node, f"relative reference `${{{path}}}` is not supported",
+                     help="refer from the top of the file: `${section.key}`")
         cur: YNode = self.root
         for part in path.split("."):
             if isinstance(cur, YMap) and part in cur.index:
@@ -94,8 +122,8 @@ class _Resolver:
                 cur = cur.items[int(part)]
             else:
                 keys = cur.keys() if isinstance(cur, YMap) else []
-                self.fail(node, f"`${{{path}}}` refers to nothing: no `{part}` there",
-                          help=did_you_mean(part, keys))
+                self.bad(node, f"`${{{path}}}` refers to nothing: no `{part}` there",
+                         help=did_you_mean(part, keys))
         return cur
 
 

@@ -91,13 +91,23 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
                              ("time_budget_s", "time_budget")):
             node = tune.get(key)
             if node is not None:
-                out.trials.append(b.setting(hpo_key, b.value(node), tune.key_span(key)))
+                value = _no_limit(b, node) if key == "max_concurrent_trials" else b.value(node)
+                out.trials.append(b.setting(hpo_key, value, tune.key_span(key)))
     out.objective = _objective(b, tune, search, sched)
     sched_name = _scheduler(b, out, sched)
     _search(b, out, search, params, sched_name)
     if run is not None:
         _run_config(b, out, run)
     return out
+
+
+def _no_limit(b: Builder, node: YNode) -> A.Value:
+    """Ray reads `max_concurrent_trials: 0` as no limit; hpoc spells that `null`."""
+    if isinstance(node, YScalar) and type(node.value) in (int, float) and node.value == 0:
+        b.warn(SUBSTITUTED, "`max_concurrent_trials: 0` means no limit in Ray: as many trials at once as "
+               "resources allow", node.span, help="write `max_concurrent_trials: null` (or leave it out)")
+        return A.Null(span=node.span)
+    return b.value(node)
 
 
 @dataclass
@@ -153,6 +163,7 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
         found.append(("tune_config", tune.get("metric"), tune.get("mode")))
     metric = mode = None
     metric_node = mode_node = None
+    bad_mode = False  # an invalid mode is an error already: no "no mode is set" besides it
     for where, m, md in found:
         for node, kind in ((m, "metric"), (md, "mode")):
             if node is None:
@@ -163,6 +174,7 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
             if kind == "mode" and value not in ("min", "max"):
                 b.error(VALUE, f"`mode` must be `min` or `max`, not `{value}`", node.span,
                         help=did_you_mean(value, ["min", "max"]))
+                bad_mode = True
                 continue
             first = metric_node if kind == "metric" else mode_node
             current = metric if kind == "metric" else mode
@@ -182,8 +194,9 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
                help="add `metric: loss` and `mode: min` to `search_alg` (or `tune_config`)")
     if mode is None:
         mode = "min"
-        b.warn(DEFAULTED, f"no `mode` is set for `{metric}`: minimising it (itwinai's default)",
-               metric_node.span if metric_node else span, help="add `mode: min` or `mode: max`")
+        if not bad_mode:
+            b.warn(DEFAULTED, f"no `mode` is set for `{metric}`: minimising it (itwinai's default)",
+                   metric_node.span if metric_node else span, help="add `mode: min` or `mode: max`")
     gspan = metric_node.span if metric_node else span
     return A.Objective((A.Goal(mode, metric, span=gspan),), span=gspan)
 

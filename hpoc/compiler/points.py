@@ -1,0 +1,123 @@
+"""`points_to_evaluate`: each entry is a trial config the searcher runs first.
+
+Optuna (`enqueue_trial`) and HyperOpt only find a bad point when the study runs: a category
+not in `choice` or a string for a number raises there, and HyperOpt needs every parameter.
+So each entry must set every parameter that is active in it, each value within its domain.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from hpoc.compiler import kinds as K
+from hpoc.compiler import tables as T
+from hpoc.compiler.check import MISSING, TYPE, UNKNOWN, VALUE, Checker
+from hpoc.compiler.space import Param, Space
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean, one_of
+
+WHAT = "`points_to_evaluate`"
+
+
+def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | None,
+                 span: A.Span | None) -> list[Any]:
+    """The entries nested like trial configs; every problem reported at its key or value."""
+    entries = node.items if isinstance(node, A.List) else ()
+    by_name = {p.name: p for p in space.params}
+    out = []
+    for i, point in enumerate(points):
+        entry = entries[i] if i < len(entries) else None
+        where = entry.span if entry is not None and entry.span else span
+        if not isinstance(point, dict):
+            ch.error(VALUE, f"each entry of {WHAT} must be a map `{{ name = value }}`", where)
+            continue
+        flat = _flatten(point)
+        nodes = dict(_flat_nodes(entry)) if isinstance(entry, A.Map) else {}
+        for key, value in flat.items():
+            kspan, vnode = nodes.get(key, (where, None))
+            p = by_name.get(key)
+            if p is None:
+                ch.error(UNKNOWN, f"{WHAT} sets `{key}`, which is not a searched parameter", kspan,
+                         help=did_you_mean(key, by_name))  # fmt: skip
+                continue
+            _value(ch, p, value, (vnode.span if vnode is not None else None) or kspan)
+        for p in space.params:
+            if p.name not in flat and _active(p, flat, by_name):
+                ch.error(MISSING, f"an entry of {WHAT} has no value for `{p.name}`", where,
+                         help=f"add `{p.name} = ...`: a point sets every parameter that exists in it")  # fmt: skip
+        out.append(nest(flat))
+    return out
+
+
+def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
+    a = p.args
+    if p.domain in T.CATEGORICAL:
+        cats = a.get("categories", a.get("values", []))
+        if K.typed_key(value) not in {K.typed_key(c) for c in cats}:
+            ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, not one of its `{p.domain}` values", span,
+                     help=f"`{p.name}` takes {one_of(_show(c) for c in cats)}")  # fmt: skip
+        return
+    whole = p.domain in T.INTEGER
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or (whole and not isinstance(value, int)):
+        kind = "an integer" if whole else "a number"
+        help = f"write {int(value)}" if whole and isinstance(value, float) and value.is_integer() else None
+        ch.error(TYPE, f"`{p.name}` in {WHAT} must be {kind}, not {_show(value)}", span, help=help)
+        return
+    if "lower" not in a:  # randn, qrandn: any number
+        return
+    exclusive = p.domain in ("randint", "lograndint")  # Ray's upper bound is exclusive there
+    if value < a["lower"] or value > a["upper"] or (exclusive and value == a["upper"]):
+        help = f"`{p.name}` takes values from {a['lower']} to {a['upper']}"
+        if exclusive:
+            help = f"`{p.name}` takes {a['lower']} to {a['upper'] - 1} (the upper bound of `{p.domain}` is exclusive)"
+        ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, outside `{p.domain}({a['lower']}, {a['upper']})`",
+                 span, help=help)  # fmt: skip
+
+
+def _active(p: Param, flat: dict[str, Any], by_name: dict[str, Param]) -> bool:
+    """Whether `p` exists in the trial `flat` describes (an unresolved condition: no)."""
+    if p.cond is not None and p.condition is None:  # its condition is an error already
+        return False
+    if p.condition is None:
+        return True
+    parent = by_name[p.condition["param"]]
+    if parent.name not in flat:  # reported as missing itself (or inactive too)
+        return False
+    keys = {K.typed_key(v) for v in p.condition["values"]}
+    return K.typed_key(flat[parent.name]) in keys and _active(parent, flat, by_name)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _flat_nodes(m: A.Map, prefix: str = "") -> Iterator[tuple[str, tuple[A.Span | None, A.Value]]]:
+    """(dotted name, (key span, value node)) of a point, as `_flatten` names its values."""
+    for pair in m.entries:
+        if isinstance(pair.value, A.Map) and pair.value.entries:
+            yield from _flat_nodes(pair.value, f"{prefix}{pair.key}.")
+        else:
+            yield f"{prefix}{pair.key}", (pair.key_span or pair.span, pair.value)
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1}` → `{"a": {"b": 1}}` (the shape of a trial config)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        cur = out
+        *groups, leaf = key.split(".")
+        for g in groups:
+            cur = cur.setdefault(g, {})
+        cur[leaf] = value
+    return out
+
+
+def _show(v: Any) -> str:
+    return json.dumps(v)

@@ -560,7 +560,7 @@ def test_a_grid_too_large_to_enumerate() -> None:
 
 def test_slurm_values() -> None:
     d = one_error(BASE + 'slurm { extra = ["--exclusive", "-s"] }\n')  # the job script takes long ones
-    assert (d.code, where(d), d.message) == ("HP204", (3, 32), "`extra` takes long options: `-s` is a short one")
+    assert (d.code, where(d), d.message) == ("HP204", (3, 33), "`extra` takes long options: `-s` is a short one")
     d = one_error(BASE + 'slurm { extra = ["--time=10"] }\n')
     assert (d.code, where(d), d.message, d.help) == (
         "HP504", (3, 18), "`extra` sets `--time`, which hpoc writes from `time`", "set `time` instead",

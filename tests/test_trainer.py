@@ -295,3 +295,15 @@ def test_tracking_run_status_follows_how_the_trial_ended(tmp_path, raised, expec
         with pytest.raises(type(raised)):
             t.execute()
     assert closed == [expected]
+
+
+def test_a_report_without_the_objective_names_what_was_reported(toy, tmp_path):
+    """Ray would stop the whole study with a traceback; the trial says what is wrong."""
+    workdir, plan, data = toy
+    plan = dict(plan, objective={"metrics": [{"name": "accuracy", "mode": "max"}]})
+    with pytest.raises(TrainerError) as info:
+        trainer(workdir).run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    message = str(info.value)
+    assert "but not `accuracy`, the objective's metric; did you mean `val_accuracy`?" in message
+    assert "`train_loss`" in message and "`val_loss`" in message
+    assert not list((tmp_path / "run").glob("checkpoint_*"))  # it stops before saving anything

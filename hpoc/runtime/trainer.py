@@ -457,6 +457,7 @@ class Trainer:
                checkpoint: bool | None = None, extra: dict[str, Any] | None = None) -> None:
         """Report one epoch's metrics (all ranks call it) and checkpoint per the plan."""
         result = {k: _scalar(v) for k, v in metrics.items()}
+        _require_objective(self.plan, result)
         if epoch is not None:
             # training_iteration = epochs done, so schedulers and stop criteria count epochs
             # even after a retried trial restarted from a checkpoint.
@@ -625,6 +626,21 @@ def _batch_len(batch: Any) -> int:
     if isinstance(first, dict):
         first = next(iter(first.values()))
     return int(first.shape[0])
+
+
+def _require_objective(plan: dict[str, Any] | None, result: dict[str, Any]) -> None:
+    """Searchers and schedulers need the objective in every report; Ray would stop the
+    whole study with a traceback. A mistake of the trainer (or the spec): say which."""
+    wanted = [m["name"] for m in ((plan or {}).get("objective") or {}).get("metrics") or ()]
+    missing = [name for name in wanted if name not in result]
+    if missing:
+        from hpoc.errors import did_you_mean
+
+        hint = did_you_mean(missing[0], list(result))
+        raise TrainerError(
+            f"the trainer reported {', '.join(f'`{k}`' for k in sorted(result)) or 'nothing'} but not "
+            f"{', '.join(f'`{m}`' for m in missing)}, the objective's metric"
+            + (f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
 
 
 def _scalar(value: Any) -> Any:

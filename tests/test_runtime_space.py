@@ -10,7 +10,7 @@ import pytest
 from ray.tune.search import sample as rs
 
 from hpoc.runtime import space as sp
-from runtime_plans import param
+from runtime_plans import make_plan, param, write_toy
 
 SGD = {"param": "optimizer.name", "values": ["sgd"]}
 DIGITS_SPACE = {
@@ -119,6 +119,25 @@ def test_sampler_is_deterministic_and_independent_of_sharding():
     assert sorted(i for i, _ in pieces) == list(range(10))
     assert dict(pieces) == dict(every)
     assert [len(s) for s in shards] == [4, 3, 3]
+
+
+def test_points_to_evaluate_are_the_first_trials_of_random_search(tmp_path):
+    """Within the budget, whichever shard runs them; a parameter a point leaves out is sampled."""
+    from hpoc.runtime import search
+
+    points = [{"lr": 0.05, "batch_size": 64, "optimizer": {"name": "sgd", "momentum": 0.6}},
+              {"lr": 0.002, "batch_size": 16}]
+    whole = sp.SpaceSamplerCore(DIGITS_SPACE, num_samples=5, seed=3, points_to_evaluate=points)
+    configs = [whole.config(i) for i in range(5)]
+    assert len(whole) == 5
+    assert configs[0] == {"lr": 0.05, "batch_size": 64, "optimizer.name": "sgd", "optimizer.momentum": 0.6}
+    assert configs[1]["lr"] == 0.002 and configs[1]["batch_size"] == 16 and "optimizer.name" in configs[1]
+    shard1 = sp.SpaceSamplerCore(DIGITS_SPACE, num_samples=5, seed=3, shard=1, shards=2, points_to_evaluate=points)
+    assert shard1.take() == (1, configs[1])
+    plan = make_plan(write_toy(tmp_path / "s"), tmp_path / "r")
+    plan["search"] = {"algorithm": "random", "options": {"seed": 1, "points_to_evaluate": [{"lr": 0.01}]}}
+    searcher, _, total = search.make_searcher(plan)  # was refused: unknown option
+    assert searcher.core.config(0)["lr"] == 0.01
 
 
 def test_grid_search_enumerates_choices_and_honours_conditions():

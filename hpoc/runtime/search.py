@@ -108,12 +108,15 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
                           "use `optuna` for several objectives")
 
     if algorithm in ("random", "grid"):
+        points = options.pop("points_to_evaluate", None) or ()
         if options:
             raise SearchError(f"search algorithm `{algorithm}`: unknown option(s) "
-                              f"{', '.join(f'`{k}`' for k in options)}; valid options are `seed`")
+                              f"{', '.join(f'`{k}`' for k in options)}; valid options are `seed`, "
+                              "`points_to_evaluate`")
         searcher = sp.make_space_sampler(
             space, metric=names[0], mode=modes[0], num_samples=num_samples,
-            enumerate_choices=algorithm == "grid", seed=seed, shard=shard, shards=shards)
+            enumerate_choices=algorithm == "grid", seed=seed, shard=shard, shards=shards,
+            points_to_evaluate=points)
         return searcher, {}, max(1, searcher.total_samples)
 
     count = trials_in_shard(num_samples, shard, shards)

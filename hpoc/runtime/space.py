@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from typing import Any
+from typing import Any, Sequence
 
 from hpoc.plan.space import count_grid, grid_points, is_active
 
@@ -267,19 +267,37 @@ def sample_config(space: dict[str, Any], fixed: dict[str, Any], rng: Any) -> dic
     return values
 
 
+def _given(point: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """The values a nested `point` gives the space's (dotted) parameters; a value may be a
+    dict itself (a choice of dicts), so the names lead, not the point's shape."""
+    out = {}
+    for p in space["params"]:
+        node: Any = point
+        for part in p["name"].split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            out[p["name"]] = copy.deepcopy(node)
+    return out
+
+
 class SpaceSamplerCore:
     """Deterministic trial -> config for random and grid search (no Ray needed).
 
     Trial `i` of the whole study (all shards) gets grid point `i % len(points)` and random
     values from a generator seeded by `(seed, i)`, so a config depends neither on the order
     trials are asked for nor on how the study is sharded. Shard `k` of `n` runs the trials
-    with `i % n == k`."""
+    with `i % n == k`. `points_to_evaluate` (nested configs) are the first trials, within
+    the budget; a parameter one leaves out is sampled."""
 
     def __init__(self, space: dict[str, Any], *, num_samples: int, enumerate_choices: bool = False,
-                 seed: int | None = None, shard: int = 0, shards: int = 1) -> None:
+                 seed: int | None = None, shard: int = 0, shards: int = 1,
+                 points_to_evaluate: Sequence[dict[str, Any]] = ()) -> None:
         import numpy as np
 
         self.space = space
+        self.first = [_given(point, space) for point in points_to_evaluate]
         self.points = grid_points(space, enumerate_choices=enumerate_choices)
         self.total = num_samples * len(self.points)
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
@@ -293,7 +311,8 @@ class SpaceSamplerCore:
         import numpy as np
 
         rng = np.random.default_rng([self.seed, i])
-        return sample_config(self.space, self.points[i % len(self.points)], rng)
+        fixed = self.first[i] if i < len(self.first) else self.points[i % len(self.points)]
+        return sample_config(self.space, fixed, rng)
 
     def take(self) -> tuple[int, dict[str, Any]] | None:
         if self.next >= len(self.indices):

@@ -53,3 +53,12 @@ def test_runtime_entry_point_refuses_bad_plans_and_shards(tmp_path, capsys):
     good.write_text(dumps(make_plan(tmp_path, tmp_path / "res")))
     assert runtime_main([str(good), "--shard", "3", "--local"]) == 2
     assert "shard 3 does not exist: the study has 1 shard(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-2", "0", "two"])
+def test_cpus_must_be_a_positive_count(value, capsys):
+    """Ray would fail with 'Resource quantities must be nonnegative' (or take 0 as all)."""
+    with pytest.raises(SystemExit) as info:
+        main(["run", "study.hpo", "--local", "--cpus", value])
+    assert info.value.code == 2
+    assert "argument --cpus:" in capsys.readouterr().err

@@ -23,13 +23,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start an embedded Ray on this machine (default when RAY_ADDRESS is unset)")
     p.add_argument("--shard", type=int, default=0, metavar="K",
                    help="which shard (job-array task) to run; default 0")
-    p.add_argument("--cpus", type=int, metavar="N",
+    p.add_argument("--cpus", type=_positive, metavar="N",
                    help="local runs: CPU slots Ray may hand out (default: this machine's cores)")
     p.add_argument("--fresh", action="store_true",
                    help="move a previous run of this study aside and start over "
                         "(default: resume an interrupted run, skip a finished one)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show Ray's logs and the trials' own output")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
 
 
 def load_plan(target: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from hpoc.compiler.check import MISSING, TYPE, UNKNOWN, VALUE, Checker
 from hpoc.compiler.space import Param, Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
+from hpoc.plan.space import flatten, nest
 
 WHAT = "`points_to_evaluate`"
 
@@ -32,7 +33,7 @@ def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | N
         if not isinstance(point, dict):
             ch.error(VALUE, f"each entry of {WHAT} must be a map `{{ name = value }}`", where)
             continue
-        flat = _flatten(point)
+        flat = flatten(point)
         nodes = dict(_flat_nodes(entry)) if isinstance(entry, A.Map) else {}
         for key, value in flat.items():
             kspan, vnode = nodes.get(key, (where, None))
@@ -88,35 +89,13 @@ def _active(p: Param, flat: dict[str, Any], by_name: dict[str, Param]) -> bool:
     return K.typed_key(flat[parent.name]) in keys and _active(parent, flat, by_name)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _flat_nodes(m: A.Map, prefix: str = "") -> Iterator[tuple[str, tuple[A.Span | None, A.Value]]]:
-    """(dotted name, (key span, value node)) of a point, as `_flatten` names its values."""
+    """(dotted name, (key span, value node)) of a point, as `flatten` names its values."""
     for pair in m.entries:
         if isinstance(pair.value, A.Map) and pair.value.entries:
             yield from _flat_nodes(pair.value, f"{prefix}{pair.key}.")
         else:
             yield f"{prefix}{pair.key}", (pair.key_span or pair.span, pair.value)
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """`{"a.b": 1}` → `{"a": {"b": 1}}` (the shape of a trial config)."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        cur = out
-        *groups, leaf = key.split(".")
-        for g in groups:
-            cur = cur.setdefault(g, {})
-        cur[leaf] = value
-    return out
 
 
 def _show(v: Any) -> str:

@@ -1,11 +1,42 @@
-"""What a plan's space means, for every reader of plans: which parameters are active, and
-the points of an enumerated grid. Pure (no numpy, no Ray): the compiler counts trials with
-it, the runtime samples with it, `hpoc status` sizes the study with it."""
+"""What a plan's space means, for every reader of plans: config shapes (dotted names
+nested and flattened), which parameters are active, the points of an enumerated grid.
+Pure (no numpy, no Ray): the compiler checks and counts with it, the runtime samples with
+it, `hpoc status` sizes the study with it."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any, Sequence
+
+
+class SpaceError(ValueError):
+    """A space the runtime cannot use (the compiler normally catches these first)."""
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1, "c": 2}` -> `{"a": {"b": 1}, "c": 2}`."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = out
+        *parents, leaf = name.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpaceError(f"`{name}` nests under `{part}`, which is already a value")
+            node = child
+        node[leaf] = copy.deepcopy(value)
+    return out
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
 
 
 def is_active(param: dict[str, Any], values: dict[str, Any]) -> bool:

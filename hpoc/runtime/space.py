@@ -21,7 +21,7 @@ import copy
 import pickle
 from typing import Any, Sequence
 
-from hpoc.plan.space import count_grid, grid_points, is_active
+from hpoc.plan.space import SpaceError, count_grid, flatten, grid_points, is_active, nest
 
 DOMAINS = (
     "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
@@ -32,41 +32,11 @@ DISCRETE = ("choice", "grid")
 _OPTUNA_PRIMITIVES = (type(None), bool, int, float, str)
 
 
-class SpaceError(ValueError):
-    """A space the runtime cannot use (the compiler normally catches these first)."""
-
-
 # ---------------------------------------------------------------- configs
 
 
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """`{"a.b": 1, "c": 2}` -> `{"a": {"b": 1}, "c": 2}`."""
-    out: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = out
-        *parents, leaf = name.split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise SpaceError(f"`{name}` nests under `{part}`, which is already a value")
-            node = child
-        node[leaf] = copy.deepcopy(value)
-    return out
-
-
-def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in nested.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def active_values(suggested: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:

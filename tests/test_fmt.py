@@ -241,3 +241,10 @@ def test_comments_inside_a_value_stay_where_they_are() -> None:
     assert "  bs = choice(32, # small\n              64)\n" in out  # re-indented with its setting
     assert format_study(parse(out)) == out
     assert parse(out) == parse(src)
+
+
+def test_comments_on_objective_goals_stay_on_their_goal() -> None:
+    src = 'study "x"\nobjective { # o\n  # lead\n  minimize val_loss # m\n  maximize val_accuracy\n  # end\n}\n'
+    out = format_study(parse(src))
+    assert out.endswith("objective {  # o\n  # lead\n  minimize val_loss  # m\n  maximize val_accuracy\n  # end\n}\n")
+    assert format_study(parse(out)) == out

@@ -213,6 +213,8 @@ class Goal(Node):
 
     mode: str
     metric: str
+    comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
+    trailing: str | None = field(default=None, compare=False, kw_only=True)
     metric_span: Span | None = field(default=None, compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
@@ -226,6 +228,7 @@ class Objective(Node):
     comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     trailing: str | None = field(default=None, compare=False, kw_only=True)
     blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
+    end_comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
 

@@ -57,7 +57,9 @@ def _item(item: A.Item, depth: int) -> str:
             lines.append(f"{pad}objective {goals[0]}{_trail(item.trailing)}")
         else:
             lines.append(f"{pad}objective {{{_trail(item.trailing)}")
-            lines += [pad + INDENT + g for g in goals]
+            for g, text in zip(item.goals, goals):
+                lines += _lead(g.comments, pad + INDENT) + [pad + INDENT + text + _trail(g.trailing)]
+            lines += _lead(item.end_comments, pad + INDENT)
             lines.append(pad + "}")
         return "\n".join(lines)
     if isinstance(item, A.IfBlock):

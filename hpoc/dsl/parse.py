@@ -880,6 +880,17 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
             end = cs.through(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end,
                                blank_before=gap))
+        elif isinstance(item, A.Objective) and item.braced:
+            trailing = cs.on(span.line)
+            goals = []
+            for g in item.goals:
+                if g.span is None or g.span.line == span.line:
+                    goals.append(g)
+                    continue
+                goals.append(replace(g, comments=cs.before(g.span.line), trailing=cs.on(g.span.end_line)))
+            end = cs.through(span.end_line)
+            out.append(replace(item, comments=lead, trailing=trailing, goals=tuple(goals), end_comments=end,
+                               blank_before=gap))
         else:
             inner = cs.before(span.end_line)  # comments inside a multi-line value
             trailing = cs.on(span.end_line)

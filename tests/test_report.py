@@ -281,3 +281,22 @@ def test_report_without_any_metric_says_so():
     text = H.render(results, ranking, [])
     assert "No plot: no trial has reported a metric yet." in text
     assert "<td>a</td>" in text
+
+
+def test_best_star_sits_on_the_best_trials_own_jittered_dot():
+    from hpoc.results.model import Metric, Results, Trial
+
+    space = {"params": [{"name": "hidden", "domain": "choice",
+                         "args": {"categories": [32, 64]}, "condition": None}]}
+    trials = [Trial(f"t{i}", "TERMINATED", {"hidden": h},
+                    [{"training_iteration": 1, "val_loss": loss}])
+              for i, (h, loss) in enumerate([(32, 0.5), (64, 0.2), (32, 0.4), (64, 0.3)])]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [],
+                      plan={"space": space})
+    ranking = rank(results)
+    (ax,) = [a for a in P.objective_vs_params_figure(results, ranking).axes if a.get_visible()]
+    dots = [tuple(p) for c in ax.collections if c.get_label() != "best"
+            for p in c.get_offsets()]
+    (star,) = [tuple(c.get_offsets()[0]) for c in ax.collections if c.get_label() == "best"]
+    assert star[1] == 0.2 and star != (1.0, 0.2)  # jittered, not at the category itself
+    assert star in dots

@@ -14,6 +14,7 @@ from hpoc.results import ResultsError, load, rank
 from hpoc.results.model import Metric, Results, Trial
 from hpoc.results.rank import param_names
 
+from results_dirs import age, run_lock, summary as write_summary, trial_dir
 from results_fixtures import make_plan, study_data, write_plan
 
 pytestmark = pytest.mark.ray
@@ -355,3 +356,27 @@ def test_shards_that_have_not_started_are_reported(data, tmp_path, capsys):
 def test_history_without_json_is_refused(tmp_path, capsys):
     code, out, err = cli(capsys, tmp_path, "--csv", "--history")
     assert code == 2 and out == "" and "--history only applies to --json" in err
+
+
+# ------------------------------------------------------------------ hand-made directories
+
+def test_json_plan_hash_comes_from_summary_without_a_plan(tmp_path, capsys):
+    exp = tmp_path / "results" / "digits"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    write_summary(exp, "digits", [], plan_hash="sha256:feed")
+    code, out, _ = cli(capsys, exp, "--json")
+    assert code == 0 and json.loads(out)["plan_hash"] == "sha256:feed"
+
+
+def test_csv_writes_nan_for_a_diverged_trial_and_nothing_for_a_missing_value(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": float("nan")}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.9}])
+    trial_dir(exp, "aaaaa_00002", {"lr": 0.3}, [{"val_loss": 0.4}])
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--csv")
+    rows = {r["trial_id"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert code == 0
+    assert rows["aaaaa_00000"]["val_loss"] == "nan"
+    assert rows["aaaaa_00001"]["val_loss"] == "0.3"
+    assert rows["aaaaa_00002"]["val_acc"] == ""

@@ -47,11 +47,10 @@ def _wall(trial: Trial) -> float | None:
 
 
 def to_dict(results: Results, ranking: Ranking, history: bool = False) -> dict[str, Any]:
-    plan_hash = results.plan.get("content_hash") if results.plan else None
     return {
         "study": results.study,
         "root": str(results.root),
-        "plan_hash": plan_hash,
+        "plan_hash": results.plan_hash,
         "objective": [{"name": m.name, "mode": m.mode} for m in results.metrics],
         "sort": {"metric": ranking.metric, "mode": ranking.mode, "scope": ranking.scope},
         "max_epochs": results.max_epochs,
@@ -84,11 +83,20 @@ def to_csv(results: Results, ranking: Ranking) -> str:
         flat = flatten(trial.config)
         row: list[Any] = [i, trial.trial_id, trial.shard, trial.status,
                           str(trial.stopped_early).lower(), trial.epochs, _cell(_wall(trial))]
-        row += [_cell(trial.value(m)) for m in metrics]
+        row += [_metric_cell(trial, m) for m in metrics]
         row += [_cell(flat.get(p)) for p in params]
         row += [trial.error or "", trial.path or ""]
         writer.writerow(row)
     return buf.getvalue()
+
+
+def _metric_cell(trial: Trial, metric: str) -> str:
+    """The last reported value; `nan`/`inf` when it diverged, empty when never reported."""
+    value = trial.value(metric)
+    raw = trial.last.get(metric)
+    if value is None and isinstance(raw, float) and not isinstance(raw, bool):
+        return repr(raw)  # non-finite: 'nan', 'inf', '-inf'
+    return _cell(value)
 
 
 def _cell(value: Any) -> str:

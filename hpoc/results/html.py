@@ -88,8 +88,8 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
 def _meta(results: Results, version: str) -> str:
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     items = [f"results: <code>{escape(str(results.root))}</code>"]
-    if results.plan:
-        items.append(f"plan {escape(str(results.plan.get('content_hash', ''))[:19])}")
+    if results.plan_hash:
+        items.append(f"plan {escape(results.plan_hash[:19])}")
     if results.sharded:
         items.append(f"{len(results.shards)} shards")
     items.append(f"generated {now}" + (f" by hpoc {escape(version)}" if version else ""))

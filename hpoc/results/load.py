@@ -103,8 +103,11 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     study = (plan["study"]["name"] if plan else None) or next(
         (s["study"] for s in summaries if s.get("study")), root.name)
     metrics = _metrics(plan, summaries)
+    plan_hash = (plan or {}).get("content_hash") or next(
+        (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
-                      plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings)
+                      plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
+                      plan_hash=plan_hash)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)

@@ -110,6 +110,7 @@ class Results:
     plan: dict[str, Any] | None = None
     max_epochs: int | None = None   # what a trial that ran to the end reports
     warnings: list[str] = field(default_factory=list)
+    plan_hash: str | None = None    # the plan's, else the one summary.json recorded
     _names: tuple | None = field(default=None, repr=False, compare=False)
 
     @property

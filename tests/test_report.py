@@ -300,3 +300,17 @@ def test_best_star_sits_on_the_best_trials_own_jittered_dot():
     (star,) = [tuple(c.get_offsets()[0]) for c in ax.collections if c.get_label() == "best"]
     assert star[1] == 0.2 and star != (1.0, 0.2)  # jittered, not at the category itself
     assert star in dots
+
+
+def test_report_labels_a_trial_that_reported_nothing(tmp_path, capsys):
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [])
+    summary(exp, "s", [{"trial_id": t, "status": "TERMINATED"} for t in ("aaaaa_00000", "aaaaa_00001")])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out), "--no-png"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert '<td class="s-no-reports">no reports</td>' in text
+    assert "<b>1</b>no reports" in text

@@ -380,3 +380,24 @@ def test_csv_writes_nan_for_a_diverged_trial_and_nothing_for_a_missing_value(tmp
     assert rows["aaaaa_00000"]["val_loss"] == "nan"
     assert rows["aaaaa_00001"]["val_loss"] == "0.3"
     assert rows["aaaaa_00002"]["val_acc"] == ""
+
+
+def test_a_trial_that_reported_nothing_is_no_reports_not_completed(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [])
+    write_summary(exp, "s", [{"trial_id": "aaaaa_00001", "status": "TERMINATED"},
+                             {"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 no reports)" in out
+    assert [ln.split()[2:4] for ln in out.splitlines() if "aaaaa_00001" in ln] == [["no", "reports"]]
+    code, out, _ = cli(capsys, exp, "--csv")
+    rows = {r["trial_id"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert rows["aaaaa_00001"]["label"] == "no reports"
+    assert rows["aaaaa_00000"]["label"] == "completed"
+    code, out, _ = cli(capsys, exp, "--json")
+    assert [t["label"] for t in json.loads(out)["trials"]] == ["completed", "no reports"]
+    code, out, _ = cli(capsys, exp, "--json", "--status", "completed")
+    assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00000"]
+    code, out, _ = cli(capsys, exp, "--json", "--status", "no-reports")
+    assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00001"]

@@ -74,14 +74,14 @@ def to_json(results: Results, ranking: Ranking, history: bool = False) -> str:
 def to_csv(results: Results, ranking: Ranking) -> str:
     metrics = results.metric_names()
     params = param_names(results)
-    header = ["rank", "trial_id", "shard", "status", "stopped_early", "epochs", "wall_s"]
+    header = ["rank", "trial_id", "shard", "status", "label", "stopped_early", "epochs", "wall_s"]
     header += metrics + [f"config/{p}" for p in params] + ["error", "path"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for i, trial in enumerate(ranking.trials, 1):
         flat = flatten(trial.config)
-        row: list[Any] = [i, trial.trial_id, trial.shard, trial.status,
+        row: list[Any] = [i, trial.trial_id, trial.shard, trial.status, status_label(trial),
                           str(trial.stopped_early).lower(), trial.epochs, _cell(_wall(trial))]
         row += [_metric_cell(trial, m) for m in metrics]
         row += [_cell(flat.get(p)) for p in params]

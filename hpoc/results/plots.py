@@ -19,8 +19,9 @@ from hpoc.results.rank import Ranking, param_names, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
 CATEGORICAL_DOMAINS = {"choice", "grid"}
-STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "error": "#d62728",
-                 "running": "#2ca02c", "paused": "#9467bd", "pending": "#bcbd22"}
+STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "no reports": "#c7c7c7",
+                 "error": "#d62728", "running": "#2ca02c", "paused": "#9467bd",
+                 "pending": "#bcbd22"}
 MAX_CURVE_METRICS = 4
 # Distinct line colours for small studies; no grey (the "stopped early" marker colour).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",

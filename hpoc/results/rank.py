@@ -8,8 +8,9 @@ from typing import Any
 
 from hpoc.results.model import Results, ResultsError, Trial, flatten
 
-# --status accepts Ray's statuses plus two views of TERMINATED.
-STATUS_FILTERS = ("terminated", "completed", "stopped", "error", "running", "pending", "paused")
+# --status accepts Ray's statuses plus three views of TERMINATED.
+STATUS_FILTERS = ("terminated", "completed", "stopped", "no-reports", "error", "running",
+                  "pending", "paused")
 
 
 @dataclass
@@ -85,7 +86,8 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
 
 def _keep(trial: Trial, statuses: list[str]) -> bool:
     for wanted in statuses:
-        if wanted == "completed" and trial.status == "TERMINATED" and not trial.stopped_early:
+        if wanted in ("completed", "no-reports") and \
+                status_label(trial) == wanted.replace("-", " "):
             return True
         if wanted == "stopped" and trial.stopped_early:
             return True
@@ -115,6 +117,8 @@ def parse_statuses(values: list[str] | None) -> list[str] | None:
 
 def status_label(trial: Trial) -> str:
     if trial.status == "TERMINATED":
+        if not trial.history:  # ended without one report: nothing to rank it by
+            return "no reports"
         return "stopped early" if trial.stopped_early else "completed"
     return trial.status.lower()
 

@@ -314,3 +314,16 @@ def test_report_labels_a_trial_that_reported_nothing(tmp_path, capsys):
     text = out.read_text(encoding="utf-8")
     assert '<td class="s-no-reports">no reports</td>' in text
     assert "<b>1</b>no reports" in text
+
+
+def test_report_before_the_first_report(tmp_path, capsys):
+    from results_dirs import trial_dir
+    from results_fixtures import make_plan, write_plan
+
+    storage = tmp_path / "storage"
+    trial_dir(storage / "slow", "aaaaa_00000", {"batch_size": 32}, [], done=False)
+    write_plan(tmp_path / "build", make_plan(storage, "slow"))
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "build"), "-o", str(out)]) == 0
+    assert "no trial has reported the objective" in capsys.readouterr().err
+    assert "No plot: no trial has reported a metric yet." in out.read_text(encoding="utf-8")

@@ -401,3 +401,24 @@ def test_a_trial_that_reported_nothing_is_no_reports_not_completed(tmp_path, cap
     assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00000"]
     code, out, _ = cli(capsys, exp, "--json", "--status", "no-reports")
     assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00001"]
+
+
+def test_before_the_first_report_both_entry_points_show_the_table(tmp_path, capsys):
+    """A plan names the objective, but no trial has reported yet: table and a warning."""
+    storage = tmp_path / "storage"
+    plan = make_plan(storage, "slow")
+    for i in range(2):
+        trial_dir(storage / "slow", f"aaaaa_0000{i}", {"batch_size": 32, "dropout": 0.1 * i}, [],
+                  done=False)
+    write_plan(tmp_path / "build", plan)
+    for target in (tmp_path / "build", storage / "slow"):
+        code, out, err = cli(capsys, target)
+        assert code == 0, err
+        assert "2 trials (2 running)" in out
+        assert "no summary.json" in err
+    code, _, err = cli(capsys, tmp_path / "build")
+    assert "no trial has reported the objective `val_loss` yet" in err
+    code, _, err = cli(capsys, tmp_path / "build", "--sort", "val_acc")
+    assert code == 2 and "no trial reported a metric `val_acc`" in err
+    code, out, _ = cli(capsys, tmp_path / "build", "--json")
+    assert code == 0 and json.loads(out)["best"] is None

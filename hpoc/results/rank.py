@@ -67,6 +67,12 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
                 notes.append("the study names no objective; rows are in trial order "
                              f"(sort with --sort METRIC, e.g. --sort {available[0]})")
             return None, "min"
+        if primary.name not in available:
+            # Before the first report (or a trainer that never reports it): the table still
+            # shows where the trials stand; only an explicit --sort is an error.
+            notes.append(f"no trial has reported the objective `{primary.name}` yet; rows are in "
+                         f"trial order (reported metrics: {', '.join(available) or 'none'})")
+            return primary.name, primary.mode
         sort = primary.name
     if sort not in available:
         hint = difflib.get_close_matches(sort, available, n=1)

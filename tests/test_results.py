@@ -422,3 +422,69 @@ def test_before_the_first_report_both_entry_points_show_the_table(tmp_path, caps
     assert code == 2 and "no trial reported a metric `val_acc`" in err
     code, out, _ = cli(capsys, tmp_path / "build", "--json")
     assert code == 0 and json.loads(out)["best"] is None
+
+
+SPEC = '''study "tiny"
+pipeline { trainer = trainer:Trainer }
+space { lr = grid(0.1, 0.01)
+        epochs = 2 }
+objective maximize val_accuracy
+search grid
+storage { path = "results", name = "tiny" }
+'''
+
+
+def test_a_spec_is_read_from_the_storage_it_names(tmp_path, capsys, monkeypatch):
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1, "epochs": 2}, [{"val_accuracy": 0.5}] * 2)
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01, "epochs": 2}, [{"val_accuracy": 0.7}] * 2)
+    write_summary(exp, "tiny", [], metric="val_accuracy", mode="max")
+    monkeypatch.chdir(tmp_path / "results")  # the spec's storage is relative to the spec
+    code, out, err = cli(capsys, tmp_path / "study.hpo", "--no-best")
+    assert code == 0, err
+    assert "study `tiny`: 2 trials (2 completed)" in out
+    assert "ranked by val_accuracy" in out
+    assert out.index("aaaaa_00001") < out.index("aaaaa_00000")
+    assert main(["report", str(tmp_path / "study.hpo"), "-o", str(tmp_path / "r.html"),
+                 "--no-png"]) == 0
+
+
+def test_a_spec_that_does_not_compile_says_so(tmp_path, capsys):
+    (tmp_path / "study.hpo").write_text("study \"x\"\nspace { lr = bogus(1) }\n")
+    code, _, err = cli(capsys, tmp_path / "study.hpo")
+    assert code == 2 and "the spec does not compile" in err and "JSON" not in err
+
+
+def _finished_study(storage: Path, name: str, n: int) -> Path:
+    exp = storage / name
+    for i in range(n):
+        trial_dir(exp, f"bbbbb_0000{i}", {"lr": i}, [{"val_loss": 1.0 / (i + 1)}])
+    write_summary(exp, name, [])
+    return exp
+
+
+def test_a_storage_path_holding_several_studies_is_refused(tmp_path, capsys):
+    storage = tmp_path / "results"
+    _finished_study(storage, "flaky", 3)
+    _finished_study(storage, "allfail", 2)
+    code, out, err = cli(capsys, storage)
+    assert code == 2 and out == ""
+    assert "holds 2 studies: allfail, flaky; pass one of them" in err
+    assert main(["report", str(storage), "-o", str(tmp_path / "r.html")]) == 2
+
+
+def test_a_storage_path_holding_one_study_reads_it(tmp_path, capsys):
+    storage = tmp_path / "results"
+    _finished_study(storage, "flaky", 3)
+    code, out, err = cli(capsys, storage, "--no-best")
+    assert code == 0 and "study `flaky`: 3 trials (3 completed)" in out
+    assert "holds one study, flaky: showing it" in err and "no summary.json" not in err
+
+
+def test_the_specs_own_directory_reads_the_study_below_it(tmp_path, capsys):
+    _finished_study(tmp_path / "results", "flaky", 3)
+    (tmp_path / "study.hpo").write_text(SPEC)
+    code, out, err = cli(capsys, tmp_path, "--no-best")
+    assert code == 0 and "study `flaky`: 3 trials" in out
+    assert f"{tmp_path} holds one study, results/flaky: showing it" in err

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
+from hpoc.results.source import find_plan, study_dir
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -24,39 +25,29 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Ray colours its tracebacks
 
 
 def load(target: str | Path) -> Results:
-    """Results for a build directory, a plan.json, or an experiment directory."""
+    """Results for a build directory, a plan.json, a spec, or an experiment directory."""
     target = Path(target)
     if not target.exists():
         raise ResultsError(f"{target}: no such file or directory")
-    plan, plan_path = _find_plan(target)
+    plan, plan_path = find_plan(target)
     if plan is not None:
-        root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
-        if not root.is_dir():
-            raise ResultsError(
-                f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
-                f"  (plan: {plan_path}; run the study first with `hpoc run` or `hpoc submit`)"
-            )
-        count = int(plan["shards"]["count"])
-        shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
-    else:
-        root = target
-        shard_dirs = _shard_dirs(root)
-    return _load_shards(root, shard_dirs, plan)
+        return load_plan(plan, plan_path)
+    warnings: list[str] = []
+    root = study_dir(target, warnings)
+    return _load_shards(root, _shard_dirs(root), None, warnings)
 
 
-def _find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
-    from hpoc.plan import PlanError, load as load_plan
-
-    if target.is_file():
-        candidate = target
-    elif (target / "plan.json").is_file():
-        candidate = target / "plan.json"
-    else:
-        return None, None
-    try:
-        return load_plan(candidate), candidate
-    except PlanError as exc:
-        raise ResultsError(str(exc)) from None
+def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
+    """Results of the study a plan describes, from the storage it names."""
+    root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    if not root.is_dir():
+        raise ResultsError(
+            f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
+            f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`)"
+        )
+    count = int(plan["shards"]["count"])
+    shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
+    return _load_shards(root, shard_dirs, plan, [])
 
 
 def _shard_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -69,10 +60,10 @@ def _shard_dirs(root: Path) -> list[tuple[int, Path]]:
     return [(int(own.group(1)) if own else 0, root)]
 
 
-def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | None) -> Results:
+def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | None,
+                 warnings: list[str]) -> Results:
     trials: list[Trial] = []
     shards: list[Shard] = []
-    warnings: list[str] = []
     summaries: list[dict[str, Any]] = []
     for index, path in shard_dirs:
         if not path.is_dir():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -488,3 +490,58 @@ def test_the_specs_own_directory_reads_the_study_below_it(tmp_path, capsys):
     code, out, err = cli(capsys, tmp_path, "--no-best")
     assert code == 0 and "study `flaky`: 3 trials" in out
     assert f"{tmp_path} holds one study, results/flaky: showing it" in err
+
+
+# ------------------------------------------------------------------ a run in progress
+
+def _resumed_study(tmp_path: Path) -> Path:
+    """An interrupted run's summary.json (trials paused), then a resumed run that trains."""
+    exp = tmp_path / "results" / "other"
+    a = trial_dir(exp, "ccccc_00000", {"lr": 0.001}, [{"val_loss": 0.9}] * 3, done=False)
+    b = trial_dir(exp, "ccccc_00001", {"lr": 0.01}, [{"val_loss": 0.8}] * 2, done=False)
+    c = trial_dir(exp, "ccccc_00002", {"lr": 0.1}, [{"val_loss": 0.7}] * 2, done=False)
+    old = write_summary(exp, "other", [{"trial_id": t, "status": "PAUSED"}
+                                       for t in ("ccccc_00000", "ccccc_00001", "ccccc_00002")],
+                        interrupted=True)
+    for path in (old, c / "result.json"):
+        age(path, 600)  # c has not reported since the resume
+    run_lock(exp, started=time.time() - 60)
+    return exp
+
+
+def test_a_live_run_makes_an_older_summary_stale(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]} == {
+        "ccccc_00000": "RUNNING", "ccccc_00001": "RUNNING", "ccccc_00002": "PENDING"}
+    assert doc["shards"][0]["run"]["pid"] == os.getpid()
+    assert doc["shards"][0]["complete"] is False
+    assert "a run is in progress (pid" in err
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(2 running, 1 pending)" in out and "running now: pid" in out
+
+
+def test_a_dead_run_lock_is_not_a_live_run(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)  # no such process
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert doc["shards"][0]["run"] is None
+    assert "summary.json is from an earlier run" in err
+    assert {t["status"] for t in doc["trials"]} == {"RUNNING"}  # as Ray's files say
+
+
+def test_a_run_lock_on_another_host_counts_as_live(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    run_lock(exp, pid=1, host="node-that-is-not-here", started=time.time() - 60)
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "running now: pid 1 on node-that-is-not-here" in out
+
+
+def test_a_plan_marker_without_pid_is_no_lock(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    (exp / ".hpoc-run.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0}))
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(3 paused)" in out and "running now" not in out

@@ -57,7 +57,9 @@ def to_dict(results: Results, ranking: Ranking, history: bool = False) -> dict[s
         "num_trials": ranking.total,
         "status_counts": results.status_counts(),
         "shards": [{"index": s.index, "path": str(s.path), "num_trials": s.num_trials,
-                    "complete": s.has_summary, "wall_s": s.wall_s} for s in results.shards],
+                    "complete": s.has_summary, "wall_s": s.wall_s,
+                    "run": s.run.to_dict() if s.run is not None else None}
+                   for s in results.shards],
         "best": (trial_record(results, ranking, ranking.best, 1)
                  if ranking.best is not None else None),
         "trials": [trial_record(results, ranking, t, i, history)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import find_plan, study_dir
 
@@ -69,28 +70,39 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         if not path.is_dir():
             warnings.append(f"shard {index}: {path} does not exist yet (not started?)")
             continue
+        lock = live.read_lock(path)
+        running = lock if lock is not None and lock.alive else None
         summary = _read_summary(path, warnings)
+        # A summary older than the run in progress (or the last one, if it crashed) is an
+        # earlier run's: its statuses are out of date; its study name and metrics still hold.
+        stale = summary is not None and live.older(path / SUMMARY, lock)
         states = _experiment_states(path)
-        found = _load_trials(path, index, summary, states)
-        if summary is None and found:
-            source = ("Ray's last saved experiment state" if states
-                      else "the trial directories (Ray saved no experiment state)")
-            warnings.append(
-                f"{path}: no {SUMMARY}: the study is still running or its driver stopped early; "
-                f"trial statuses come from {source}"
-            )
+        found = _load_trials(path, index, None if stale else summary, states)
+        if running is not None:
+            live.refresh(found, running)
+        source = ("Ray's last saved experiment state" if states
+                  else "the trial directories (Ray saved no experiment state)")
+        if running is not None:
+            warnings.append(f"{path}: a run is in progress ({running.describe()}); "
+                            f"trial statuses come from {source} and the trials' reports")
+        elif (summary is None or stale) and found:
+            why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
+                   "stopped without writing one" if stale else
+                   f"no {SUMMARY}: the study is still running or its driver stopped early")
+            warnings.append(f"{path}: {why}; trial statuses come from {source}")
         if summary is not None:
             summaries.append(summary)
         trials.extend(found)
-        shards.append(Shard(index, path, summary is not None, len(found),
-                            summary.get("wall_s") if summary else None))
+        complete = summary is not None and not stale
+        shards.append(Shard(index, path, complete, len(found),
+                            summary.get("wall_s") if complete else None, run=running))
     if not trials:
         where = ", ".join(str(p) for _, p in shard_dirs)
-        raise ResultsError(
-            f"no trials found in {where}\n"
-            "  (the study has not reported any results yet, or this is not an hpoc/Ray Tune "
-            "experiment directory)"
-        )
+        runs = [s.run.describe() for s in shards if s.run is not None]
+        why = (f"a run is in progress ({'; '.join(runs)}) and has not started a trial yet"
+               if runs else "the study has not reported any results yet, or this is not an "
+               "hpoc/Ray Tune experiment directory")
+        raise ResultsError(f"no trials found in {where}\n  ({why})")
     study = (plan["study"]["name"] if plan else None) or next(
         (s["study"] for s in summaries if s.get("study")), root.name)
     metrics = _metrics(plan, summaries)
@@ -157,7 +169,8 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
     # Trials Ray created but that never wrote a directory (pending ones).
     for trial_id, state in states.items():
         if trial_id not in by_id:
-            by_id[trial_id] = Trial(trial_id, state["status"], state.get("config") or {}, shard=shard)
+            by_id[trial_id] = Trial(trial_id, state["status"], state.get("config") or {}, shard=shard,
+                                    state_saved=state.get("saved"))
     for entry in (summary or {}).get("trials") or []:
         if not isinstance(entry, dict) or not entry.get("trial_id"):
             continue
@@ -209,6 +222,7 @@ def _experiment_states(path: Path, depth: int = 3) -> dict[str, dict[str, Any]]:
 def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
+        saved = file.stat().st_mtime
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}  # Ray rewrites it atomically, but a copy may be cut short
     states = {}
@@ -220,6 +234,7 @@ def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
             meta = json.loads(item[1]) if isinstance(item, list) and len(item) > 1 else {}
             meta = meta if isinstance(meta, dict) else {}
             states[trial["trial_id"]] = {
+                "saved": saved,
                 "status": trial.get("status") if trial.get("status") in STATUSES else "PENDING",
                 "config": trial.get("config") if isinstance(trial.get("config"), dict) else {},
                 "logdir": trial.get("relative_logdir"),
@@ -257,7 +272,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Tri
         status = "RUNNING"  # Ray makes the directory when the trial starts
     trial = Trial(trial_id=trial_id, status=status, config=config, history=history, shard=shard,
                   path=str(trial_dir), error=_error_line(error_text) if error_text else None,
-                  error_text=error_text)
+                  error_text=error_text, state_saved=(state or {}).get("saved"))
     if state and state.get("start") and state.get("end") and history:
         # Only trust them when they agree with result.json (a restored run restarts clocks).
         if abs(state["end"] - (number(history[-1].get("timestamp")) or 0)) < 2:

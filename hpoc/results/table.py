@@ -81,6 +81,10 @@ def render_summary(results: Results, ranking: Ranking) -> str:
     head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
     if results.sharded:
         head += f" across {len(results.shards)} shards"
+    for shard in results.shards:
+        if shard.run is not None:
+            head += (f"\nrunning now{f' (shard {shard.index})' if results.sharded else ''}: "
+                     f"{shard.run.describe()}")
     if ranking.metric:
         order = "smaller" if ranking.mode == "min" else "larger"
         head += f"\nranked by {ranking.metric} ({ranking.scope} reported value, {order} is better)"

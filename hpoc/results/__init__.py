@@ -5,6 +5,7 @@ memory), or an experiment directory (or the storage path above one), and merges 
 """
 
 from hpoc.results.load import load as load
+from hpoc.results.load import load_plan as load_plan
 from hpoc.results.model import Metric as Metric
 from hpoc.results.model import Results as Results
 from hpoc.results.model import ResultsError as ResultsError

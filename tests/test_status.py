@@ -94,3 +94,20 @@ def test_a_live_local_run_is_running_despite_an_older_interrupted_summary(tmp_pa
         assert doc["shards"][0]["run"]["host"]
     code, out, _ = status(capsys, build)
     assert "runs in progress:\n  shard 0  pid" in out and "this machine" in out
+
+
+def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    (exp / "summary.json").unlink()
+    run_lock(exp, pid=1, host="gpu-node-7", started=time.time() - 60)
+    build = tmp_path / "build"
+    plan = make_plan(tmp_path / "results", "tiny")
+    plan["trials"]["num_samples"] = 3
+    write_plan(build, plan)
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "running" and doc["shards"][0]["run"]["host"] == "gpu-node-7"
+    # The same lock, but the job that ran the driver is gone (killed: the lock stayed).
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "local", "submitted": 0,
+                                                  "jobs": [{"shard": 0, "job_id": "999999999"}]}]))
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "interrupted" and doc["shards"][0]["run"] is None

@@ -282,6 +282,9 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     trials = [t for t in results.trials if t.shard == k] if results is not None else []
     lock = read_lock(exp)
     run = lock if lock is not None and lock.alive else None  # a driver runs now (local too)
+    ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
+    if run is not None and not run.here and ended:
+        run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
     summary = read_summary(exp)
     if summary is not None and older(exp / "summary.json", lock):
         summary = None  # an earlier run's: the run since has not ended

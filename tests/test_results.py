@@ -545,3 +545,17 @@ def test_a_plan_marker_without_pid_is_no_lock(tmp_path, capsys):
     (exp / ".hpoc-run.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0}))
     code, out, _ = cli(capsys, exp, "--no-best")
     assert "(3 paused)" in out and "running now" not in out
+
+
+def test_a_live_run_trusts_ray_state_saved_during_it(tmp_path, capsys):
+    """Ray's state written after the run started knows best (a trial the cap holds back
+    is PAUSED); only an older state is second-guessed."""
+    exp = _resumed_study(tmp_path)
+    trial = {"trial_id": "ccccc_00002", "status": "PAUSED", "config": {"lr": 0.1}}
+    (exp / "experiment_state-2024.json").write_text(
+        json.dumps({"trial_data": [[json.dumps(trial), json.dumps({})]]}))
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "PAUSED"
+    age(exp / "experiment_state-2024.json", 600)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "PENDING"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpoc.results.model import Trial
 from hpoc.results.source import RUN_MARKER
 
 _UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
@@ -77,12 +78,11 @@ def _written_since(file: Path, lock: RunLock) -> bool:
         return False
 
 
-def refresh(trials: list[Any], lock: RunLock) -> None:
+def refresh(trials: list[Trial], lock: RunLock) -> None:
     """Statuses of unfinished trials during a live run, where Ray's saved state predates it:
     running when the trial reported since the run started, else pending."""
     for trial in trials:
-        saved = getattr(trial, "state_saved", None)
-        if saved is not None and saved >= lock.started:
+        if trial.state_saved is not None and trial.state_saved >= lock.started:
             continue  # Ray saved this trial's state during this run: it knows best
         fresh = bool(trial.path) and _written_since(Path(trial.path) / "result.json", lock)
         if trial.status in _UNFINISHED:

@@ -281,3 +281,49 @@ def test_report_without_any_metric_says_so():
     text = H.render(results, ranking, [])
     assert "No plot: no trial has reported a metric yet." in text
     assert "<td>a</td>" in text
+
+
+def test_best_star_sits_on_the_best_trials_own_jittered_dot():
+    from hpoc.results.model import Metric, Results, Trial
+
+    space = {"params": [{"name": "hidden", "domain": "choice",
+                         "args": {"categories": [32, 64]}, "condition": None}]}
+    trials = [Trial(f"t{i}", "TERMINATED", {"hidden": h},
+                    [{"training_iteration": 1, "val_loss": loss}])
+              for i, (h, loss) in enumerate([(32, 0.5), (64, 0.2), (32, 0.4), (64, 0.3)])]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [],
+                      plan={"space": space})
+    ranking = rank(results)
+    (ax,) = [a for a in P.objective_vs_params_figure(results, ranking).axes if a.get_visible()]
+    dots = [tuple(p) for c in ax.collections if c.get_label() != "best"
+            for p in c.get_offsets()]
+    (star,) = [tuple(c.get_offsets()[0]) for c in ax.collections if c.get_label() == "best"]
+    assert star[1] == 0.2 and star != (1.0, 0.2)  # jittered, not at the category itself
+    assert star in dots
+
+
+def test_report_labels_a_trial_that_reported_nothing(tmp_path, capsys):
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [])
+    summary(exp, "s", [{"trial_id": t, "status": "TERMINATED"} for t in ("aaaaa_00000", "aaaaa_00001")])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out), "--no-png"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert '<td class="s-no-reports">no reports</td>' in text
+    assert "<b>1</b>no reports" in text
+
+
+def test_report_before_the_first_report(tmp_path, capsys):
+    from results_dirs import trial_dir
+    from results_fixtures import make_plan, write_plan
+
+    storage = tmp_path / "storage"
+    trial_dir(storage / "slow", "aaaaa_00000", {"batch_size": 32}, [], done=False)
+    write_plan(tmp_path / "build", make_plan(storage, "slow"))
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "build"), "-o", str(out)]) == 0
+    assert "no trial has reported the objective" in capsys.readouterr().err
+    assert "No plot: no trial has reported a metric yet." in out.read_text(encoding="utf-8")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from hpoc.results import ResultsError, load, rank
 from hpoc.results.model import Metric, Results, Trial
 from hpoc.results.rank import param_names
 
+from results_dirs import age, run_lock, summary as write_summary, trial_dir
 from results_fixtures import make_plan, study_data, write_plan
 
 pytestmark = pytest.mark.ray
@@ -355,3 +358,204 @@ def test_shards_that_have_not_started_are_reported(data, tmp_path, capsys):
 def test_history_without_json_is_refused(tmp_path, capsys):
     code, out, err = cli(capsys, tmp_path, "--csv", "--history")
     assert code == 2 and out == "" and "--history only applies to --json" in err
+
+
+# ------------------------------------------------------------------ hand-made directories
+
+def test_json_plan_hash_comes_from_summary_without_a_plan(tmp_path, capsys):
+    exp = tmp_path / "results" / "digits"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    write_summary(exp, "digits", [], plan_hash="sha256:feed")
+    code, out, _ = cli(capsys, exp, "--json")
+    assert code == 0 and json.loads(out)["plan_hash"] == "sha256:feed"
+
+
+def test_csv_writes_nan_for_a_diverged_trial_and_nothing_for_a_missing_value(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": float("nan")}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.9}])
+    trial_dir(exp, "aaaaa_00002", {"lr": 0.3}, [{"val_loss": 0.4}])
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--csv")
+    rows = {r["trial_id"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert code == 0
+    assert rows["aaaaa_00000"]["val_loss"] == "nan"
+    assert rows["aaaaa_00001"]["val_loss"] == "0.3"
+    assert rows["aaaaa_00002"]["val_acc"] == ""
+
+
+def test_a_trial_that_reported_nothing_is_no_reports_not_completed(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [])
+    write_summary(exp, "s", [{"trial_id": "aaaaa_00001", "status": "TERMINATED"},
+                             {"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 no reports)" in out
+    assert [ln.split()[2:4] for ln in out.splitlines() if "aaaaa_00001" in ln] == [["no", "reports"]]
+    code, out, _ = cli(capsys, exp, "--csv")
+    rows = {r["trial_id"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert rows["aaaaa_00001"]["label"] == "no reports"
+    assert rows["aaaaa_00000"]["label"] == "completed"
+    code, out, _ = cli(capsys, exp, "--json")
+    assert [t["label"] for t in json.loads(out)["trials"]] == ["completed", "no reports"]
+    code, out, _ = cli(capsys, exp, "--json", "--status", "completed")
+    assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00000"]
+    code, out, _ = cli(capsys, exp, "--json", "--status", "no-reports")
+    assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00001"]
+
+
+def test_before_the_first_report_both_entry_points_show_the_table(tmp_path, capsys):
+    """A plan names the objective, but no trial has reported yet: table and a warning."""
+    storage = tmp_path / "storage"
+    plan = make_plan(storage, "slow")
+    for i in range(2):
+        trial_dir(storage / "slow", f"aaaaa_0000{i}", {"batch_size": 32, "dropout": 0.1 * i}, [],
+                  done=False)
+    write_plan(tmp_path / "build", plan)
+    for target in (tmp_path / "build", storage / "slow"):
+        code, out, err = cli(capsys, target)
+        assert code == 0, err
+        assert "2 trials (2 running)" in out
+        assert "no summary.json" in err
+    code, _, err = cli(capsys, tmp_path / "build")
+    assert "no trial has reported the objective `val_loss` yet" in err
+    code, _, err = cli(capsys, tmp_path / "build", "--sort", "val_acc")
+    assert code == 2 and "no trial reported a metric `val_acc`" in err
+    code, out, _ = cli(capsys, tmp_path / "build", "--json")
+    assert code == 0 and json.loads(out)["best"] is None
+
+
+SPEC = '''study "tiny"
+pipeline { trainer = trainer:Trainer }
+space { lr = grid(0.1, 0.01)
+        epochs = 2 }
+objective maximize val_accuracy
+search grid
+storage { path = "results", name = "tiny" }
+'''
+
+
+def test_a_spec_is_read_from_the_storage_it_names(tmp_path, capsys, monkeypatch):
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1, "epochs": 2}, [{"val_accuracy": 0.5}] * 2)
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01, "epochs": 2}, [{"val_accuracy": 0.7}] * 2)
+    write_summary(exp, "tiny", [], metric="val_accuracy", mode="max")
+    monkeypatch.chdir(tmp_path / "results")  # the spec's storage is relative to the spec
+    code, out, err = cli(capsys, tmp_path / "study.hpo", "--no-best")
+    assert code == 0, err
+    assert "study `tiny`: 2 trials (2 completed)" in out
+    assert "ranked by val_accuracy" in out
+    assert out.index("aaaaa_00001") < out.index("aaaaa_00000")
+    assert main(["report", str(tmp_path / "study.hpo"), "-o", str(tmp_path / "r.html"),
+                 "--no-png"]) == 0
+
+
+def test_a_spec_that_does_not_compile_says_so(tmp_path, capsys):
+    (tmp_path / "study.hpo").write_text("study \"x\"\nspace { lr = bogus(1) }\n")
+    code, _, err = cli(capsys, tmp_path / "study.hpo")
+    assert code == 2 and "the spec does not compile" in err and "JSON" not in err
+
+
+def _finished_study(storage: Path, name: str, n: int) -> Path:
+    exp = storage / name
+    for i in range(n):
+        trial_dir(exp, f"bbbbb_0000{i}", {"lr": i}, [{"val_loss": 1.0 / (i + 1)}])
+    write_summary(exp, name, [])
+    return exp
+
+
+def test_a_storage_path_holding_several_studies_is_refused(tmp_path, capsys):
+    storage = tmp_path / "results"
+    _finished_study(storage, "flaky", 3)
+    _finished_study(storage, "allfail", 2)
+    code, out, err = cli(capsys, storage)
+    assert code == 2 and out == ""
+    assert "holds 2 studies: allfail, flaky; pass one of them" in err
+    assert main(["report", str(storage), "-o", str(tmp_path / "r.html")]) == 2
+
+
+def test_a_storage_path_holding_one_study_reads_it(tmp_path, capsys):
+    storage = tmp_path / "results"
+    _finished_study(storage, "flaky", 3)
+    code, out, err = cli(capsys, storage, "--no-best")
+    assert code == 0 and "study `flaky`: 3 trials (3 completed)" in out
+    assert "holds one study, flaky: showing it" in err and "no summary.json" not in err
+
+
+def test_the_specs_own_directory_reads_the_study_below_it(tmp_path, capsys):
+    _finished_study(tmp_path / "results", "flaky", 3)
+    (tmp_path / "study.hpo").write_text(SPEC)
+    code, out, err = cli(capsys, tmp_path, "--no-best")
+    assert code == 0 and "study `flaky`: 3 trials" in out
+    assert f"{tmp_path} holds one study, results/flaky: showing it" in err
+
+
+# ------------------------------------------------------------------ a run in progress
+
+def _resumed_study(tmp_path: Path) -> Path:
+    """An interrupted run's summary.json (trials paused), then a resumed run that trains."""
+    exp = tmp_path / "results" / "other"
+    a = trial_dir(exp, "ccccc_00000", {"lr": 0.001}, [{"val_loss": 0.9}] * 3, done=False)
+    b = trial_dir(exp, "ccccc_00001", {"lr": 0.01}, [{"val_loss": 0.8}] * 2, done=False)
+    c = trial_dir(exp, "ccccc_00002", {"lr": 0.1}, [{"val_loss": 0.7}] * 2, done=False)
+    old = write_summary(exp, "other", [{"trial_id": t, "status": "PAUSED"}
+                                       for t in ("ccccc_00000", "ccccc_00001", "ccccc_00002")],
+                        interrupted=True)
+    for path in (old, c / "result.json"):
+        age(path, 600)  # c has not reported since the resume
+    run_lock(exp, started=time.time() - 60)
+    return exp
+
+
+def test_a_live_run_makes_an_older_summary_stale(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]} == {
+        "ccccc_00000": "RUNNING", "ccccc_00001": "RUNNING", "ccccc_00002": "PENDING"}
+    assert doc["shards"][0]["run"]["pid"] == os.getpid()
+    assert doc["shards"][0]["complete"] is False
+    assert "a run is in progress (pid" in err
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(2 running, 1 pending)" in out and "running now: pid" in out
+
+
+def test_a_dead_run_lock_is_not_a_live_run(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)  # no such process
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert doc["shards"][0]["run"] is None
+    assert "summary.json is from an earlier run" in err
+    assert {t["status"] for t in doc["trials"]} == {"RUNNING"}  # as Ray's files say
+
+
+def test_a_run_lock_on_another_host_counts_as_live(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    run_lock(exp, pid=1, host="node-that-is-not-here", started=time.time() - 60)
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "running now: pid 1 on node-that-is-not-here" in out
+
+
+def test_a_plan_marker_without_pid_is_no_lock(tmp_path, capsys):
+    exp = _resumed_study(tmp_path)
+    (exp / ".hpoc-run.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0}))
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(3 paused)" in out and "running now" not in out
+
+
+def test_a_live_run_trusts_ray_state_saved_during_it(tmp_path, capsys):
+    """Ray's state written after the run started knows best (a trial the cap holds back
+    is PAUSED); only an older state is second-guessed."""
+    exp = _resumed_study(tmp_path)
+    trial = {"trial_id": "ccccc_00002", "status": "PAUSED", "config": {"lr": 0.1}}
+    (exp / "experiment_state-2024.json").write_text(
+        json.dumps({"trial_data": [[json.dumps(trial), json.dumps({})]]}))
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "PAUSED"
+    age(exp / "experiment_state-2024.json", 600)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "PENDING"

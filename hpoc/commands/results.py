@@ -11,7 +11,8 @@ HELP = "show a study's trials ranked by its objective (table, --json or --csv)"
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options shared with `hpoc report`."""
     p.add_argument("target", metavar="PATH",
-                   help="build directory (with plan.json), a plan.json, or an experiment directory")
+                   help="build directory (with plan.json), a plan.json, a spec (.hpo, .yaml), "
+                        "or an experiment directory")
     p.add_argument("--sort", metavar="METRIC",
                    help="rank by this reported metric (default: the study's first objective)")
     order = p.add_mutually_exclusive_group()
@@ -22,8 +23,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scope", choices=("last", "best"), default="last",
                    help="rank by each trial's last reported value (default) or its best one")
     p.add_argument("--status", action="append", metavar="S[,S…]",
-                   help="keep only these trials: completed, stopped, terminated, error, running, "
-                        "pending, paused (repeatable)")
+                   help="keep only these trials: completed, stopped, no-reports, terminated, error, "
+                        "running, pending, paused (repeatable)")
     p.add_argument("--top", type=int, metavar="N", help="show the N best trials only")
 
 

@@ -1,6 +1,8 @@
-"""`hpoc status BUILD|PLAN|SPEC|JOBID`: where a study stands.
+"""`hpoc status BUILD|PLAN|SPEC|EXPDIR|JOBID`: where a study stands.
 
     hpoc status build/digits          # jobs (SLURM state) + trials per shard + best so far
+    hpoc status study.hpo             # compiled in memory; reads the storage it names
+    hpoc status results/digits        # an experiment directory (no plan: no budget)
     hpoc status 1234                  # the study a job belongs to
     hpoc status build/digits --json   # the same, for scripts
 
@@ -28,8 +30,9 @@ ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEU
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="BUILD|PLAN|SPEC|JOBID",
-                   help="build directory, plan.json, study file, or a job id of the study")
+    p.add_argument("target", metavar="BUILD|PLAN|SPEC|EXPDIR|JOBID",
+                   help="build directory, plan.json, study file, experiment directory, "
+                        "or a job id of the study")
     p.add_argument("--json", action="store_true", help="write JSON to stdout")
 
 
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     plan, build_dir = resolve(args.target)
-    status = gather(plan, build_dir)
+    status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
     else:
@@ -52,8 +55,9 @@ def _run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- which study
 
 
-def resolve(target: str) -> tuple[dict[str, Any], Path]:
-    """(plan, build dir) for a build dir, plan.json, spec or job id."""
+def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
+    """(plan, build dir or None) for a build dir, plan.json, spec or job id; (None,
+    experiment dir) for a directory without plan.json."""
     from hpoc.errors import HpocError
     from hpoc.plan import PlanError, load
 
@@ -64,19 +68,32 @@ def resolve(target: str) -> tuple[dict[str, Any], Path]:
             raise HpocError(f"job {target}: not found, or not a job hpoc submitted "
                             "(pass the study's build directory instead)")
         path = plan_path
-    if path.is_dir():
-        path = path / "plan.json"
     if not path.exists():
-        raise HpocError(f"{target}: no such file (a build directory, plan.json, study file or job id)")
+        raise HpocError(f"{target}: no such file or directory (a build directory, plan.json, "
+                        "study file, experiment directory or job id)")
+    if path.is_dir():
+        if not (path / "plan.json").is_file():
+            return None, path
+        path = path / "plan.json"
     if path.suffix == ".json":
         try:
             return load(path), path.resolve().parent
         except PlanError as exc:
             raise HpocError(str(exc)) from None
     from hpoc.compiler import compile_path
+    from hpoc.plan import content_hash
+    from hpoc.runtime.shards import study_root
 
     plan = compile_path(path).plan
-    return plan, Path("build", plan["study"]["name"]).resolve()
+    plan["content_hash"] = content_hash(plan)
+    # `hpoc submit SPEC` keeps its job records in ./build/<study>; a local run keeps none.
+    # Either way the trials are where the spec says: in its storage.
+    build = Path("build", plan["study"]["name"]).resolve()
+    try:
+        same = study_root(load(build / "plan.json")) == study_root(plan)
+    except (PlanError, KeyError, TypeError):
+        same = False
+    return plan, build if same else None
 
 
 def plan_of_job(job_id: str) -> Path | None:
@@ -177,74 +194,22 @@ def budget(plan: dict[str, Any]) -> tuple[int, list[int | None]]:
     return n, [len(range(s, n, k)) for s in range(k)]
 
 
-def gather(plan: dict[str, Any], build_dir: Path) -> dict[str, Any]:
+def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
+    from hpoc.results import load_plan
     from hpoc.results.model import ResultsError
     from hpoc.runtime.shards import journal_trials, shared_budget, study_root
-    from hpoc.runtime.summary import read as read_summary
-    from hpoc.submit import read_jobs
 
     count = plan["shards"]["count"]
     root = study_root(plan)
     total, shares = budget(plan)
     metric = plan["objective"]["metrics"][0]
-
-    # Latest job per shard (jobs.json keeps every submission, oldest first).
-    latest: dict[int, dict[str, Any]] = {}
-    for record in read_jobs(build_dir):
-        for job in record.get("jobs", []):
-            latest[int(job["shard"])] = {"job_id": str(job["job_id"]), "cluster": record.get("cluster"),
-                                         "submitted": record.get("submitted")}
-    slurm_ids = [j["job_id"] for j in latest.values() if j["cluster"] == "slurm"]
-    states = slurm_states(slurm_ids)
-    for job in latest.values():
-        job.update(states.get(job["job_id"], {}))
-        if job["cluster"] == "local":  # the id is the pid of submitit's local controller
-            job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
-
-    trials_by_shard: dict[int, list[Any]] = {k: [] for k in range(count)}
-    warnings: list[str] = []
+    latest = _latest_jobs(build_dir)
     try:
-        from hpoc.results import load
-
-        results = load(build_dir / "plan.json") if (build_dir / "plan.json").is_file() else None
+        results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
-        results = None
-    if results is not None:
-        for trial in results.trials:
-            trials_by_shard.setdefault(trial.shard, []).append(trial)
-
-    shards = []
-    for k in range(count):
-        exp = root / f"shard-{k}" if count > 1 else root
-        summary = read_summary(exp)
-        job = latest.get(k)
-        active = bool(job and job.get("state") in ACTIVE)
-        trials = trials_by_shard.get(k, [])
-        counts = {"done": 0, "running": 0, "pending": 0, "errored": 0}
-        for t in trials:
-            if t.status == "TERMINATED":
-                counts["done"] += 1
-            elif t.status == "ERROR":
-                counts["errored"] += 1
-            elif t.status == "RUNNING" and (active or job is None):
-                counts["running"] += 1
-            else:
-                counts["pending"] += 1  # PENDING, PAUSED, or RUNNING when its job is gone
-        if summary and not summary.get("interrupted"):
-            state = "finished"
-        elif active:
-            state = "running" if job.get("state") == "RUNNING" else job["state"].lower()
-        elif trials or summary:
-            state = "interrupted"
-        elif job is not None and job.get("cluster") == "slurm" and not job.get("state"):
-            state = "unknown"
-        else:
-            state = "not started"
-        if shares[k] is not None and state != "finished":
-            counts["pending"] += max(0, shares[k] - len(trials))
-        best = _best(trials, metric)
-        shards.append({"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
-                       "trials": len(trials), **counts, "best": best})
+        results = None  # not started yet
+    shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, results, latest.get(k),
+                     shares[k], metric) for k in range(count)]
 
     totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
     created = sum(s["trials"] for s in shards)
@@ -257,15 +222,100 @@ def gather(plan: dict[str, Any], build_dir: Path) -> dict[str, Any]:
             budget_rows = [r for r in rows if not r["extra"]]
             journal = {"trials": len(budget_rows), "complete": sum(r["state"] == "COMPLETE" for r in budget_rows),
                        "per_shard": {str(k): sum(r["shard"] == k for r in budget_rows) for k in range(count)}}
-    best = _best([t for k in range(count) for t in trials_by_shard.get(k, [])], metric)
     return {
         "study": plan["study"]["name"], "plan_hash": plan.get("content_hash"), "storage": str(root),
-        "build_dir": str(build_dir), "search": plan["search"]["algorithm"],
+        "build_dir": str(build_dir) if build_dir else None, "search": plan["search"]["algorithm"],
         "metric": metric, "budget": total, "shared_budget": shared_budget(plan),
-        "shards": shards, "totals": totals, "trials": created, "best": best,
-        "journal": journal, "warnings": warnings,
+        "shards": shards, "totals": totals, "trials": created,
+        "best": _best(results.trials if results else [], metric),
+        "journal": journal, "warnings": list(results.warnings) if results else [],
         "state": _overall([s["state"] for s in shards]),
     }
+
+
+def gather_dir(exp: Path) -> dict[str, Any]:
+    """Status of an experiment directory read without a plan: no budget, no jobs."""
+    from hpoc.errors import HpocError
+    from hpoc.results import load
+    from hpoc.results.model import ResultsError
+
+    try:
+        results = load(exp)
+    except ResultsError as exc:
+        raise HpocError(str(exc)) from None
+    primary = results.primary
+    metric = {"name": primary.name, "mode": primary.mode} if primary else None
+    shards = [_shard(s.index, s.path, results, None, None, metric) for s in results.shards]
+    totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
+    return {
+        "study": results.study, "plan_hash": results.plan_hash, "storage": str(results.root),
+        "build_dir": None, "search": None, "metric": metric, "budget": None,
+        "shared_budget": False, "shards": shards, "totals": totals,
+        "trials": len(results.trials), "best": _best(results.trials, metric), "journal": None,
+        "warnings": list(results.warnings), "state": _overall([s["state"] for s in shards]),
+    }
+
+
+def _latest_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
+    """Latest job per shard (jobs.json keeps every submission, oldest first), with its state."""
+    from hpoc.submit import read_jobs
+
+    latest: dict[int, dict[str, Any]] = {}
+    for record in read_jobs(build_dir) if build_dir else []:
+        for job in record.get("jobs", []):
+            latest[int(job["shard"])] = {"job_id": str(job["job_id"]), "cluster": record.get("cluster"),
+                                         "submitted": record.get("submitted")}
+    slurm_ids = [j["job_id"] for j in latest.values() if j["cluster"] == "slurm"]
+    states = slurm_states(slurm_ids)
+    for job in latest.values():
+        job.update(states.get(job["job_id"], {}))
+        if job["cluster"] == "local":  # the id is the pid of submitit's local controller
+            job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
+    return latest
+
+
+def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
+           metric: dict[str, str] | None) -> dict[str, Any]:
+    from hpoc.results.live import older, read_lock
+    from hpoc.runtime.summary import read as read_summary
+
+    trials = [t for t in results.trials if t.shard == k] if results is not None else []
+    lock = read_lock(exp)
+    run = lock if lock is not None and lock.alive else None  # a driver runs now (local too)
+    ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
+    if run is not None and not run.here and ended:
+        run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
+    summary = read_summary(exp)
+    if summary is not None and older(exp / "summary.json", lock):
+        summary = None  # an earlier run's: the run since has not ended
+    active = bool(job and job.get("state") in ACTIVE) or run is not None
+    counts = {"done": 0, "running": 0, "pending": 0, "errored": 0}
+    for t in trials:
+        if t.status == "TERMINATED":
+            counts["done"] += 1
+        elif t.status == "ERROR":
+            counts["errored"] += 1
+        elif t.status == "RUNNING" and (active or job is None):
+            counts["running"] += 1
+        else:
+            counts["pending"] += 1  # PENDING, PAUSED, or RUNNING when its job is gone
+    if run is not None:
+        state = "running"
+    elif summary and not summary.get("interrupted"):
+        state = "finished"
+    elif active:
+        state = "running" if job.get("state") == "RUNNING" else job["state"].lower()
+    elif trials or summary:
+        state = "interrupted"
+    elif job is not None and job.get("cluster") == "slurm" and not job.get("state"):
+        state = "unknown"
+    else:
+        state = "not started"
+    if share is not None and state != "finished":
+        counts["pending"] += max(0, share - len(trials))
+    return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
+            "run": run.to_dict() if run is not None else None,
+            "trials": len(trials), **counts, "best": _best(trials, metric)}
 
 
 def _pid_alive(job_id: str) -> bool:
@@ -286,7 +336,9 @@ def _overall(states: list[str]) -> str:
     return "not started" if all(s == "not started" for s in states) else "mixed"
 
 
-def _best(trials: list[Any], metric: dict[str, str]) -> dict[str, Any] | None:
+def _best(trials: list[Any], metric: dict[str, str] | None) -> dict[str, Any] | None:
+    if metric is None:
+        return None
     name, mode = metric["name"], metric["mode"]
     scored = [(t.value(name), t) for t in trials if t.status != "ERROR"]
     scored = [(v, t) for v, t in scored if v is not None]
@@ -301,11 +353,20 @@ def _best(trials: list[Any], metric: dict[str, str]) -> dict[str, Any] | None:
 
 
 def render(status: dict[str, Any]) -> str:
-    metric = status["metric"]["name"]
+    metric = status["metric"]["name"] if status["metric"] else "(no objective)"
     kind = "shared by the shards" if status["shared_budget"] else "split over the shards"
-    lines = [f"study `{status['study']}`: {status['state']}; budget {status['budget']} trial(s)"
-             + (f", {kind}" if len(status["shards"]) > 1 else "") + f" ({status['search']})",
+    if status["budget"] is None:
+        head = "budget unknown (read without a plan)"
+    else:
+        head = (f"budget {status['budget']} trial(s)"
+                + (f", {kind}" if len(status["shards"]) > 1 else "") + f" ({status['search']})")
+    lines = [f"study `{status['study']}`: {status['state']}; {head}",
              f"storage: {status['storage']}"]
+    runs = [s for s in status["shards"] if s.get("run")]
+    if runs:
+        lines.append("runs in progress:")
+        for s in runs:
+            lines.append(f"  shard {s['shard']}  {_describe_run(s['run'])}")
     jobs = [s for s in status["shards"] if s["job"]]
     if jobs:
         lines.append("jobs:")
@@ -340,6 +401,12 @@ def render(status: dict[str, Any]) -> str:
         per = ", ".join(f"shard {k}: {n}" for k, n in j["per_shard"].items())
         lines.append(f"optuna journal: {j['trials']} trial(s) asked, {j['complete']} complete ({per})")
     return "\n".join(lines) + "\n"
+
+
+def _describe_run(run: dict[str, Any]) -> str:
+    from hpoc.results.live import RunLock
+
+    return RunLock(**run).describe()
 
 
 def _fmt(best: dict[str, Any] | None) -> str:

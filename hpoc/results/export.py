@@ -47,18 +47,19 @@ def _wall(trial: Trial) -> float | None:
 
 
 def to_dict(results: Results, ranking: Ranking, history: bool = False) -> dict[str, Any]:
-    plan_hash = results.plan.get("content_hash") if results.plan else None
     return {
         "study": results.study,
         "root": str(results.root),
-        "plan_hash": plan_hash,
+        "plan_hash": results.plan_hash,
         "objective": [{"name": m.name, "mode": m.mode} for m in results.metrics],
         "sort": {"metric": ranking.metric, "mode": ranking.mode, "scope": ranking.scope},
         "max_epochs": results.max_epochs,
         "num_trials": ranking.total,
         "status_counts": results.status_counts(),
         "shards": [{"index": s.index, "path": str(s.path), "num_trials": s.num_trials,
-                    "complete": s.has_summary, "wall_s": s.wall_s} for s in results.shards],
+                    "complete": s.has_summary, "wall_s": s.wall_s,
+                    "run": s.run.to_dict() if s.run is not None else None}
+                   for s in results.shards],
         "best": (trial_record(results, ranking, ranking.best, 1)
                  if ranking.best is not None else None),
         "trials": [trial_record(results, ranking, t, i, history)
@@ -75,20 +76,29 @@ def to_json(results: Results, ranking: Ranking, history: bool = False) -> str:
 def to_csv(results: Results, ranking: Ranking) -> str:
     metrics = results.metric_names()
     params = param_names(results)
-    header = ["rank", "trial_id", "shard", "status", "stopped_early", "epochs", "wall_s"]
+    header = ["rank", "trial_id", "shard", "status", "label", "stopped_early", "epochs", "wall_s"]
     header += metrics + [f"config/{p}" for p in params] + ["error", "path"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for i, trial in enumerate(ranking.trials, 1):
         flat = flatten(trial.config)
-        row: list[Any] = [i, trial.trial_id, trial.shard, trial.status,
+        row: list[Any] = [i, trial.trial_id, trial.shard, trial.status, status_label(trial),
                           str(trial.stopped_early).lower(), trial.epochs, _cell(_wall(trial))]
-        row += [_cell(trial.value(m)) for m in metrics]
+        row += [_metric_cell(trial, m) for m in metrics]
         row += [_cell(flat.get(p)) for p in params]
         row += [trial.error or "", trial.path or ""]
         writer.writerow(row)
     return buf.getvalue()
+
+
+def _metric_cell(trial: Trial, metric: str) -> str:
+    """The last reported value; `nan`/`inf` when it diverged, empty when never reported."""
+    value = trial.value(metric)
+    raw = trial.last.get(metric)
+    if value is None and isinstance(raw, float) and not isinstance(raw, bool):
+        return repr(raw)  # non-finite: 'nan', 'inf', '-inf'
+    return _cell(value)
 
 
 def _cell(value: Any) -> str:

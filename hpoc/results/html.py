@@ -39,7 +39,7 @@ th { background: #f0f0f0; cursor: pointer; user-select: none; position: sticky; 
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .tablewrap { overflow-x: auto; max-height: 70vh; }
 .s-completed { color: #1f6f3f; } .s-error { color: #b00020; font-weight: 600; }
-.s-stopped-early { color: #666; } .s-running { color: #2060c0; }
+.s-stopped-early, .s-no-reports { color: #666; } .s-running { color: #2060c0; }
 tr.best td { background: #fff8d6; }
 .columns { display: flex; gap: 16px; flex-wrap: wrap; } .columns > div { flex: 1 1 380px; }
 """
@@ -88,8 +88,8 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
 def _meta(results: Results, version: str) -> str:
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     items = [f"results: <code>{escape(str(results.root))}</code>"]
-    if results.plan:
-        items.append(f"plan {escape(str(results.plan.get('content_hash', ''))[:19])}")
+    if results.plan_hash:
+        items.append(f"plan {escape(results.plan_hash[:19])}")
     if results.sharded:
         items.append(f"{len(results.shards)} shards")
     items.append(f"generated {now}" + (f" by hpoc {escape(version)}" if version else ""))
@@ -109,7 +109,8 @@ def _cards(results: Results, ranking: Ranking) -> str:
     labels: dict[str, int] = {}
     for trial in results.trials:
         labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    for label in ("completed", "stopped early", "error", "running", "paused", "pending"):
+    for label in ("completed", "stopped early", "no reports", "error", "running", "paused",
+                  "pending"):
         if label in labels:
             cards.append((label, str(labels[label])))
     if ranking.best is not None:

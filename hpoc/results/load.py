@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
+from hpoc.results.source import find_plan, study_dir
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -24,39 +26,29 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Ray colours its tracebacks
 
 
 def load(target: str | Path) -> Results:
-    """Results for a build directory, a plan.json, or an experiment directory."""
+    """Results for a build directory, a plan.json, a spec, or an experiment directory."""
     target = Path(target)
     if not target.exists():
         raise ResultsError(f"{target}: no such file or directory")
-    plan, plan_path = _find_plan(target)
+    plan, plan_path = find_plan(target)
     if plan is not None:
-        root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
-        if not root.is_dir():
-            raise ResultsError(
-                f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
-                f"  (plan: {plan_path}; run the study first with `hpoc run` or `hpoc submit`)"
-            )
-        count = int(plan["shards"]["count"])
-        shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
-    else:
-        root = target
-        shard_dirs = _shard_dirs(root)
-    return _load_shards(root, shard_dirs, plan)
+        return load_plan(plan, plan_path)
+    warnings: list[str] = []
+    root = study_dir(target, warnings)
+    return _load_shards(root, _shard_dirs(root), None, warnings)
 
 
-def _find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
-    from hpoc.plan import PlanError, load as load_plan
-
-    if target.is_file():
-        candidate = target
-    elif (target / "plan.json").is_file():
-        candidate = target / "plan.json"
-    else:
-        return None, None
-    try:
-        return load_plan(candidate), candidate
-    except PlanError as exc:
-        raise ResultsError(str(exc)) from None
+def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
+    """Results of the study a plan describes, from the storage it names."""
+    root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    if not root.is_dir():
+        raise ResultsError(
+            f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
+            f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`)"
+        )
+    count = int(plan["shards"]["count"])
+    shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
+    return _load_shards(root, shard_dirs, plan, [])
 
 
 def _shard_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -69,42 +61,56 @@ def _shard_dirs(root: Path) -> list[tuple[int, Path]]:
     return [(int(own.group(1)) if own else 0, root)]
 
 
-def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | None) -> Results:
+def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | None,
+                 warnings: list[str]) -> Results:
     trials: list[Trial] = []
     shards: list[Shard] = []
-    warnings: list[str] = []
     summaries: list[dict[str, Any]] = []
     for index, path in shard_dirs:
         if not path.is_dir():
             warnings.append(f"shard {index}: {path} does not exist yet (not started?)")
             continue
+        lock = live.read_lock(path)
+        running = lock if lock is not None and lock.alive else None
         summary = _read_summary(path, warnings)
+        # A summary older than the run in progress (or the last one, if it crashed) is an
+        # earlier run's: its statuses are out of date; its study name and metrics still hold.
+        stale = summary is not None and live.older(path / SUMMARY, lock)
         states = _experiment_states(path)
-        found = _load_trials(path, index, summary, states)
-        if summary is None and found:
-            source = ("Ray's last saved experiment state" if states
-                      else "the trial directories (Ray saved no experiment state)")
-            warnings.append(
-                f"{path}: no {SUMMARY}: the study is still running or its driver stopped early; "
-                f"trial statuses come from {source}"
-            )
+        found = _load_trials(path, index, None if stale else summary, states)
+        if running is not None:
+            live.refresh(found, running)
+        source = ("Ray's last saved experiment state" if states
+                  else "the trial directories (Ray saved no experiment state)")
+        if running is not None:
+            warnings.append(f"{path}: a run is in progress ({running.describe()}); "
+                            f"trial statuses come from {source} and the trials' reports")
+        elif (summary is None or stale) and found:
+            why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
+                   "stopped without writing one" if stale else
+                   f"no {SUMMARY}: the study is still running or its driver stopped early")
+            warnings.append(f"{path}: {why}; trial statuses come from {source}")
         if summary is not None:
             summaries.append(summary)
         trials.extend(found)
-        shards.append(Shard(index, path, summary is not None, len(found),
-                            summary.get("wall_s") if summary else None))
+        complete = summary is not None and not stale
+        shards.append(Shard(index, path, complete, len(found),
+                            summary.get("wall_s") if complete else None, run=running))
     if not trials:
         where = ", ".join(str(p) for _, p in shard_dirs)
-        raise ResultsError(
-            f"no trials found in {where}\n"
-            "  (the study has not reported any results yet, or this is not an hpoc/Ray Tune "
-            "experiment directory)"
-        )
+        runs = [s.run.describe() for s in shards if s.run is not None]
+        why = (f"a run is in progress ({'; '.join(runs)}) and has not started a trial yet"
+               if runs else "the study has not reported any results yet, or this is not an "
+               "hpoc/Ray Tune experiment directory")
+        raise ResultsError(f"no trials found in {where}\n  ({why})")
     study = (plan["study"]["name"] if plan else None) or next(
         (s["study"] for s in summaries if s.get("study")), root.name)
     metrics = _metrics(plan, summaries)
+    plan_hash = (plan or {}).get("content_hash") or next(
+        (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
-                      plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings)
+                      plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
+                      plan_hash=plan_hash)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)
@@ -163,7 +169,8 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
     # Trials Ray created but that never wrote a directory (pending ones).
     for trial_id, state in states.items():
         if trial_id not in by_id:
-            by_id[trial_id] = Trial(trial_id, state["status"], state.get("config") or {}, shard=shard)
+            by_id[trial_id] = Trial(trial_id, state["status"], state.get("config") or {}, shard=shard,
+                                    state_saved=state.get("saved"))
     for entry in (summary or {}).get("trials") or []:
         if not isinstance(entry, dict) or not entry.get("trial_id"):
             continue
@@ -215,6 +222,7 @@ def _experiment_states(path: Path, depth: int = 3) -> dict[str, dict[str, Any]]:
 def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
+        saved = file.stat().st_mtime
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}  # Ray rewrites it atomically, but a copy may be cut short
     states = {}
@@ -226,6 +234,7 @@ def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
             meta = json.loads(item[1]) if isinstance(item, list) and len(item) > 1 else {}
             meta = meta if isinstance(meta, dict) else {}
             states[trial["trial_id"]] = {
+                "saved": saved,
                 "status": trial.get("status") if trial.get("status") in STATUSES else "PENDING",
                 "config": trial.get("config") if isinstance(trial.get("config"), dict) else {},
                 "logdir": trial.get("relative_logdir"),
@@ -263,7 +272,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Tri
         status = "RUNNING"  # Ray makes the directory when the trial starts
     trial = Trial(trial_id=trial_id, status=status, config=config, history=history, shard=shard,
                   path=str(trial_dir), error=_error_line(error_text) if error_text else None,
-                  error_text=error_text)
+                  error_text=error_text, state_saved=(state or {}).get("saved"))
     if state and state.get("start") and state.get("end") and history:
         # Only trust them when they agree with result.json (a restored run restarts clocks).
         if abs(state["end"] - (number(history[-1].get("timestamp")) or 0)) < 2:

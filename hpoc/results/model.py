@@ -43,6 +43,7 @@ class Trial:
     stopped_early: bool = False
     started_at: float | None = None   # wall-clock seconds, from Ray's state when it has them
     ended_at: float | None = None
+    state_saved: float | None = None  # when Ray saved the experiment state its status is from
 
     @property
     def epochs(self) -> int:
@@ -98,6 +99,7 @@ class Shard:
     has_summary: bool
     num_trials: int
     wall_s: float | None = None
+    run: Any = None                 # live.RunLock of the run going on in it, if any
 
 
 @dataclass
@@ -110,6 +112,7 @@ class Results:
     plan: dict[str, Any] | None = None
     max_epochs: int | None = None   # what a trial that ran to the end reports
     warnings: list[str] = field(default_factory=list)
+    plan_hash: str | None = None    # the plan's, else the one summary.json recorded
     _names: tuple | None = field(default=None, repr=False, compare=False)
 
     @property

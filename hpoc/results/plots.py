@@ -19,8 +19,9 @@ from hpoc.results.rank import Ranking, param_names, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
 CATEGORICAL_DOMAINS = {"choice", "grid"}
-STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "error": "#d62728",
-                 "running": "#2ca02c", "paused": "#9467bd", "pending": "#bcbd22"}
+STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "no reports": "#c7c7c7",
+                 "error": "#d62728", "running": "#2ca02c", "paused": "#9467bd",
+                 "pending": "#bcbd22"}
 MAX_CURVE_METRICS = 4
 # Distinct line colours for small studies; no grey (the "stopped early" marker colour).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -251,20 +252,22 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     jitter = random.Random(0)
     for ax, param in zip(axes, plist):
+        best_x = None
         for label, color in STATUS_COLORS.items():
-            pts = [(_position(param, flatten(t.config).get(param.name)), v)
+            pts = [(t, _position(param, flatten(t.config).get(param.name)), v)
                    for t, v in scored if status_label(t) == label]
-            pts = [(x, y) for x, y in pts if x is not None]
+            pts = [(t, x, y) for t, x, y in pts if x is not None]
             if not pts:
                 continue
-            xs = [x + (jitter.uniform(-0.15, 0.15) if param.categorical else 0.0) for x, _ in pts]
-            ax.scatter(xs, [y for _, y in pts], s=28, color=color, alpha=0.8, label=label,
+            xs = [x + (jitter.uniform(-0.15, 0.15) if param.categorical else 0.0)
+                  for _, x, _ in pts]
+            # The star goes on the best trial's own (jittered) dot, not beside it.
+            best_x = next((x for (t, _, _), x in zip(pts, xs) if t is ranking.best), best_x)
+            ax.scatter(xs, [y for _, _, y in pts], s=28, color=color, alpha=0.8, label=label,
                        edgecolors="white", linewidths=0.5)
-        if ranking.best is not None:
-            x = _position(param, flatten(ranking.best.config).get(param.name))
-            if x is not None:
-                ax.scatter([x], [ranking.value(ranking.best)], marker="*", s=220, color="gold",
-                           edgecolors="black", zorder=5, label="best")
+        if best_x is not None:
+            ax.scatter([best_x], [ranking.value(ranking.best)], marker="*", s=220, color="gold",
+                       edgecolors="black", zorder=5, label="best")
         if param.categorical:
             ax.set_xticks(range(len(param.categories)))
             ax.set_xticklabels([_label(c) for c in param.categories])

@@ -8,8 +8,9 @@ from typing import Any
 
 from hpoc.results.model import Results, ResultsError, Trial, flatten
 
-# --status accepts Ray's statuses plus two views of TERMINATED.
-STATUS_FILTERS = ("terminated", "completed", "stopped", "error", "running", "pending", "paused")
+# --status accepts Ray's statuses plus three views of TERMINATED.
+STATUS_FILTERS = ("terminated", "completed", "stopped", "no-reports", "error", "running",
+                  "pending", "paused")
 
 
 @dataclass
@@ -66,6 +67,12 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
                 notes.append("the study names no objective; rows are in trial order "
                              f"(sort with --sort METRIC, e.g. --sort {available[0]})")
             return None, "min"
+        if primary.name not in available:
+            # Before the first report (or a trainer that never reports it): the table still
+            # shows where the trials stand; only an explicit --sort is an error.
+            notes.append(f"no trial has reported the objective `{primary.name}` yet; rows are in "
+                         f"trial order (reported metrics: {', '.join(available) or 'none'})")
+            return primary.name, primary.mode
         sort = primary.name
     if sort not in available:
         hint = difflib.get_close_matches(sort, available, n=1)
@@ -85,7 +92,8 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
 
 def _keep(trial: Trial, statuses: list[str]) -> bool:
     for wanted in statuses:
-        if wanted == "completed" and trial.status == "TERMINATED" and not trial.stopped_early:
+        if wanted in ("completed", "no-reports") and \
+                status_label(trial) == wanted.replace("-", " "):
             return True
         if wanted == "stopped" and trial.stopped_early:
             return True
@@ -115,6 +123,8 @@ def parse_statuses(values: list[str] | None) -> list[str] | None:
 
 def status_label(trial: Trial) -> str:
     if trial.status == "TERMINATED":
+        if not trial.history:  # ended without one report: nothing to rank it by
+            return "no reports"
         return "stopped early" if trial.stopped_early else "completed"
     return trial.status.lower()
 

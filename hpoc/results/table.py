@@ -76,11 +76,15 @@ def render_summary(results: Results, ranking: Ranking) -> str:
     labels: dict[str, int] = {}
     for trial in results.trials:
         labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    order = ("completed", "stopped early", "error", "running", "paused", "pending")
+    order = ("completed", "stopped early", "no reports", "error", "running", "paused", "pending")
     parts = [f"{labels[k]} {k}" for k in order if k in labels]
     head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
     if results.sharded:
         head += f" across {len(results.shards)} shards"
+    for shard in results.shards:
+        if shard.run is not None:
+            head += (f"\nrunning now{f' (shard {shard.index})' if results.sharded else ''}: "
+                     f"{shard.run.describe()}")
     if ranking.metric:
         order = "smaller" if ranking.mode == "min" else "larger"
         head += f"\nranked by {ranking.metric} ({ranking.scope} reported value, {order} is better)"

@@ -1,0 +1,91 @@
+"""A run in progress: the driver's lock file, and what it makes stale.
+
+While a run is live the driver keeps `<experiment dir>/.hpoc-run.json` =
+{"pid", "host", "started" (epoch seconds), "shard"} and removes it when the run ends. Files
+older than `started` (summary.json, Ray's experiment state) describe an earlier run: a
+resumed study's old summary says "interrupted" and its trials "paused" while they train.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpoc.results.model import Trial
+from hpoc.results.source import RUN_MARKER
+
+_UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
+
+
+@dataclass(frozen=True)
+class RunLock:
+    pid: int
+    host: str
+    started: float
+    shard: int
+    alive: bool  # the pid runs (another host's run cannot be checked: taken as alive)
+
+    @property
+    def here(self) -> bool:
+        return self.host == socket.gethostname()
+
+    def describe(self) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        where = "this machine" if self.here else self.host
+        return f"pid {self.pid} on {where}, started {since}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "host": self.host, "started": self.started,
+                "shard": self.shard, "alive": self.alive}
+
+
+def read_lock(exp: Path) -> RunLock | None:
+    """The lock of the run that last started in `exp`, or None. A marker without a pid (the
+    plan record older drivers leave) is no lock."""
+    try:
+        data = json.loads((exp / RUN_MARKER).read_text(encoding="utf-8"))
+        pid, host, started = int(data["pid"]), str(data["host"]), float(data["started"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    shard = data.get("shard") if isinstance(data.get("shard"), int) else 0
+    return RunLock(pid, host, started, shard, _alive(pid) if host == socket.gethostname() else True)
+
+
+def _alive(pid: int) -> bool:
+    from hpoc.runtime.cluster import alive
+
+    return pid > 0 and alive(pid)
+
+
+def older(file: Path, lock: RunLock | None) -> bool:
+    """Whether `file` was written before the locked run started (so by an earlier run)."""
+    if lock is None:
+        return False
+    try:
+        return file.stat().st_mtime < lock.started
+    except OSError:
+        return False
+
+
+def _written_since(file: Path, lock: RunLock) -> bool:
+    try:
+        return file.stat().st_mtime >= lock.started
+    except OSError:
+        return False
+
+
+def refresh(trials: list[Trial], lock: RunLock) -> None:
+    """Statuses of unfinished trials during a live run, where Ray's saved state predates it:
+    running when the trial reported since the run started, else pending."""
+    for trial in trials:
+        if trial.state_saved is not None and trial.state_saved >= lock.started:
+            continue  # Ray saved this trial's state during this run: it knows best
+        fresh = bool(trial.path) and _written_since(Path(trial.path) / "result.json", lock)
+        if trial.status in _UNFINISHED:
+            trial.status = "RUNNING" if fresh else "PENDING"
+        elif trial.status == "ERROR" and fresh and older(Path(trial.path) / "error.txt", lock):
+            trial.status = "RUNNING"  # retried (retry_errored): the old error.txt stays

@@ -1,0 +1,97 @@
+"""What a results PATH names: a plan (build directory, plan.json, or a spec compiled here)
+or one study's experiment directory, also when PATH is the storage path above several."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from hpoc.results.model import ResultsError
+
+SPEC_SUFFIXES = (".hpo", ".yaml", ".yml")
+RUN_MARKER = ".hpoc-run.json"  # written by the driver into each experiment directory
+_SHARD_DIR = re.compile(r"shard-(\d+)$")
+
+
+def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """(plan, where it came from), or (None, None) for a directory without plan.json."""
+    if target.is_file():
+        candidate = target
+    elif (target / "plan.json").is_file():
+        candidate = target / "plan.json"
+    else:
+        return None, None
+    if candidate.suffix.lower() in SPEC_SUFFIXES:
+        return spec_plan(candidate), candidate
+    from hpoc.plan import PlanError, load as load_plan
+
+    try:
+        return load_plan(candidate), candidate
+    except PlanError as exc:
+        raise ResultsError(str(exc)) from None
+
+
+def spec_plan(path: Path) -> dict[str, Any]:
+    """The plan of a spec, compiled in memory (as `hpoc run SPEC` does): where it stores."""
+    from hpoc.compiler import compile_path
+    from hpoc.errors import HpocError
+    from hpoc.plan import content_hash
+
+    try:
+        plan = compile_path(path).plan
+    except HpocError as exc:
+        raise ResultsError(f"{path}: the spec does not compile:\n{exc}") from None
+    plan["content_hash"] = content_hash(plan)
+    return plan
+
+
+def study_dir(target: Path, warnings: list[str]) -> Path:
+    """`target`, or the one study below it; a storage path holding several is an error
+    (merging them would mix unrelated trials and epoch counts)."""
+    if _is_study(target) or _has_trials(target):
+        return target
+    studies = sorted(_studies_below(target))
+    names = [str(c.relative_to(target)) for c in studies]
+    if len(studies) > 1:
+        raise ResultsError(f"{target} holds {len(studies)} studies: {', '.join(names)}; "
+                           f"pass one of them (e.g. {studies[0]})")
+    if studies:
+        warnings.append(f"{target} holds one study, {names[0]}: showing it")
+        return studies[0]
+    return target
+
+
+def _studies_below(path: Path, depth: int = 2) -> list[Path]:
+    """Experiment directories in `path` or one level further (a spec's directory holds
+    `results/<name>`)."""
+    out = []
+    for child in _children(path):
+        if _is_study(child):
+            out.append(child)
+        elif depth > 1 and child.name not in ("mlruns", "tensorboard", "__pycache__"):
+            out += _studies_below(child, depth - 1)
+    return out
+
+
+def _children(path: Path) -> list[Path]:
+    try:
+        return [c for c in path.iterdir() if c.is_dir()]
+    except OSError:
+        return []
+
+
+def _is_study(path: Path) -> bool:
+    """An experiment directory hpoc's driver made: it leaves summary.json or its run marker
+    there, and a sharded study keeps one per shard-<k>/."""
+    if (path / "summary.json").is_file() or (path / RUN_MARKER).is_file():
+        return True
+    return any(_SHARD_DIR.match(c.name) and _is_study(c) for c in _children(path))
+
+
+def _has_trials(path: Path) -> bool:
+    """Ray's own experiment: its state file, or trial directories right inside."""
+    if any(path.glob("experiment_state-*.json")):
+        return True
+    return any((c / "result.json").is_file() or (c / "params.json").is_file()
+               for c in _children(path))

@@ -1,0 +1,61 @@
+"""Hand-made experiment directories, laid out as Ray Tune and hpoc's driver leave them.
+
+Cheaper than running studies (results_fixtures.py) when a test needs one exact situation:
+a trial that reported nothing, a NaN, a stale summary.json, a run lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+
+def trial_dir(exp: Path, trial_id: str, config: dict[str, Any], reports: list[dict[str, Any]],
+              *, done: bool = True, error: str | None = None) -> Path:
+    """One trial: params.json, result.json (one line per report), error.txt if it failed."""
+    index = int(trial_id.split("_")[1])
+    path = exp / f"trainable_{trial_id}_{index}_lr={config.get('lr')}"
+    path.mkdir(parents=True)
+    (path / "params.json").write_text(json.dumps(config))
+    lines = []
+    for i, report in enumerate(reports, 1):
+        row = {"training_iteration": i, "trial_id": trial_id, "timestamp": 1000 + i,
+               "time_total_s": float(i), "done": done and i == len(reports), **report}
+        lines.append(json.dumps(row))  # NaN is written as NaN, as Ray does
+    (path / "result.json").write_text("".join(line + "\n" for line in lines))
+    if error:
+        (path / "error.txt").write_text(f"Traceback (most recent call last):\n{error}\n")
+    return path
+
+
+def summary(exp: Path, study: str, trials: list[dict[str, Any]], *, interrupted: bool = False,
+            metric: str = "val_loss", mode: str = "min", plan_hash: str = "sha256:abc") -> Path:
+    """summary.json as the driver writes it when a shard ends."""
+    data = {"study": study, "shard": 0, "plan_hash": plan_hash,
+            "metrics": [{"name": metric, "mode": mode}], "num_trials": len(trials),
+            "status_counts": {}, "best": None, "trials": trials, "wall_s": 1.0,
+            "interrupted": interrupted, "experiment_dir": str(exp)}
+    path = exp / "summary.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def run_lock(exp: Path, *, pid: int | None = None, host: str | None = None,
+             started: float | None = None, shard: int = 0) -> Path:
+    """The driver's .hpoc-run.json while a run is live (this process by default)."""
+    path = exp / ".hpoc-run.json"
+    path.write_text(json.dumps({"pid": os.getpid() if pid is None else pid,
+                                "host": host or socket.gethostname(),
+                                "started": time.time() if started is None else started,
+                                "shard": shard}))
+    return path
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make a file look `seconds` old."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))

@@ -1,0 +1,113 @@
+"""`hpoc status` on local runs: a spec reads its storage, an experiment directory works, and
+a live run (its lock file) shows as running. No Ray, no SLURM: hand-made directories."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from hpoc.cli import main
+
+from results_dirs import age, run_lock, summary, trial_dir
+from results_fixtures import make_plan, write_plan
+
+SPEC = '''study "tiny"
+pipeline { trainer = trainer:Trainer }
+space { lr = grid(0.1, 0.01, 0.001)
+        epochs = 2 }
+objective maximize val_accuracy
+search grid
+storage { path = "results", name = "tiny" }
+'''
+
+
+def status(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["status", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def finished_local_run(tmp_path: Path) -> Path:
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    for i, acc in enumerate((0.5, 0.7, 0.6)):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1 / 10 ** i, "epochs": 2},
+                  [{"val_accuracy": acc}] * 2)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"}
+                          for i in range(3)], metric="val_accuracy", mode="max")
+    return exp
+
+
+def test_a_spec_reads_the_storage_it_names_not_a_build_dir(tmp_path, capsys, monkeypatch):
+    finished_local_run(tmp_path)
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no ./build/tiny here: a local run writes none
+    code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert doc["state"] == "finished" and doc["totals"]["done"] == 3
+    assert doc["best"]["value"] == 0.7 and doc["build_dir"] is None
+    # A stale build directory of another storage changes nothing.
+    write_plan(elsewhere / "build" / "tiny", make_plan(tmp_path / "stale", "tiny"))
+    doc = json.loads(status(capsys, tmp_path / "study.hpo", "--json")[1])
+    assert doc["totals"]["done"] == 3 and doc["build_dir"] is None
+
+
+def test_an_experiment_directory_is_accepted(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "study `tiny`: finished; budget unknown (read without a plan)" in out
+    assert "best so far: trial aaaaa_00001 (shard 0) val_accuracy=0.7" in out
+
+
+def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
+    code, _, err = status(capsys, tmp_path / "nope")
+    assert code == 2 and "no such file or directory" in err
+
+
+def test_a_live_local_run_is_running_despite_an_older_interrupted_summary(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "PAUSED"} for i in range(3)],
+            interrupted=True, metric="val_accuracy", mode="max")
+    age(exp / "summary.json", 600)
+    for i in range(3):  # resumed: two trials train, one has not reported since
+        trial = next(exp.glob(f"*aaaaa_0000{i}*"))
+        (trial / "result.json").write_text(
+            json.dumps({"training_iteration": 1, "trial_id": f"aaaaa_0000{i}",
+                        "val_accuracy": 0.5, "done": False}) + "\n")
+        if i == 2:
+            age(trial / "result.json", 600)
+    run_lock(exp, started=time.time() - 60)
+    build = tmp_path / "build"
+    plan = make_plan(tmp_path / "results", "tiny")
+    plan["trials"]["num_samples"] = 3
+    write_plan(build, plan)
+    for target in (build, exp):
+        code, out, err = status(capsys, target, "--json")
+        doc = json.loads(out)
+        assert code == 0, err
+        assert doc["state"] == "running"
+        assert (doc["totals"]["running"], doc["totals"]["pending"]) == (2, 1)
+        assert doc["shards"][0]["run"]["host"]
+    code, out, _ = status(capsys, build)
+    assert "runs in progress:\n  shard 0  pid" in out and "this machine" in out
+
+
+def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    (exp / "summary.json").unlink()
+    run_lock(exp, pid=1, host="gpu-node-7", started=time.time() - 60)
+    build = tmp_path / "build"
+    plan = make_plan(tmp_path / "results", "tiny")
+    plan["trials"]["num_samples"] = 3
+    write_plan(build, plan)
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "running" and doc["shards"][0]["run"]["host"] == "gpu-node-7"
+    # The same lock, but the job that ran the driver is gone (killed: the lock stayed).
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "local", "submitted": 0,
+                                                  "jobs": [{"shard": 0, "job_id": "999999999"}]}]))
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "interrupted" and doc["shards"][0]["run"] is None

@@ -169,7 +169,16 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
     _STATE.stream = stream
 
-    return [tune_callback(progress), _make_events(progress)]
+    return [tune_callback(progress, _as_seen), _make_events(progress)]
+
+
+def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
+    """(trials, stopped): after a stop, Tune's clean-up marks the trials it stopped
+    TERMINATED; they will resume, so they are PAUSED (PENDING if they never reported)."""
+    if _STATE.signal is None:
+        return trials, False
+    return [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
+            _Relabelled(t, "PAUSED" if t.last_result else "PENDING") for t in trials], True
 
 
 @functools.lru_cache(maxsize=1)
@@ -447,11 +456,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
                  f"on {where_to}; results in {exp}")
     grid = tuner.fit()
     trials = _STATE.trials or _trials_from_grid(grid)
-    interrupted = _STATE.signal is not None
-    if interrupted:
-        # Tune's clean-up marks stopped trials TERMINATED; they will resume: say PAUSED.
-        trials = [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
-                  _Relabelled(t, "PAUSED" if t.last_result else "PENDING") for t in trials]
+    trials, interrupted = _as_seen(trials)
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=digest)
     if parent_run:

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hpoc.runtime import marker
 from hpoc.runtime import summary as summary_mod
 
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
 RUN_MIN_FREE_GB = 1 / 16  # on the compute node: refuse a full storage, not a small one
 _STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT")
-MARKER = ".hpoc-run.json"
 
 
 class StudyError(Exception):
@@ -97,20 +97,14 @@ def _say(stream: TextIO, text: str) -> None:
 # ---------------------------------------------------------------- prior runs
 
 
-def _prior_run(exp: Path, digest: str, fresh: bool, resume_enabled: bool,
+def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                stream: TextIO) -> str:
     """"fresh", "restore" or "done" for an experiment directory."""
-    import json
-
     from ray.tune import Tuner
 
     if not exp.exists():
         return "fresh"
-    marker = exp / MARKER
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        recorded = None
+    recorded = marker.read(exp)
     has_state = Tuner.can_restore(str(exp))
     if not has_state and recorded is None:
         return "fresh"
@@ -119,12 +113,14 @@ def _prior_run(exp: Path, digest: str, fresh: bool, resume_enabled: bool,
         exp.rename(aside)
         _say(stream, f"[hpoc] moved the previous run to {aside}")
         return "fresh"
-    if recorded is not None and recorded.get("plan_hash") != digest:
-        raise StudyError(
-            f"{exp} holds a run of a different plan ({recorded.get('plan_hash')}, this plan is "
-            f"{digest})\n  help: change `storage.name`, or pass --fresh to move the old run aside")
+    parts = marker.differences(recorded, fp) if recorded is not None else None
+    if parts is not None:
+        raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: undo that "
+                         "change to resume, change `storage.name`, or pass --fresh to move the "
+                         "old run aside")
     previous = summary_mod.read(exp)
-    if previous is not None and not previous.get("interrupted") and previous.get("plan_hash") == digest:
+    if previous is not None and not previous.get("interrupted") and (
+            recorded is not None or previous.get("plan_hash") == fp["plan_hash"]):
         return "done"
     if not has_state:
         return "fresh"
@@ -132,14 +128,6 @@ def _prior_run(exp: Path, digest: str, fresh: bool, resume_enabled: bool,
         raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
                          "  help: pass --fresh to move it aside and start over")
     return "restore"
-
-
-def _write_marker(exp: Path, digest: str, shard: int) -> None:
-    import json
-
-    exp.mkdir(parents=True, exist_ok=True)
-    (exp / MARKER).write_text(json.dumps({"plan_hash": digest, "shard": shard}) + "\n",
-                              encoding="utf-8")
 
 
 # ---------------------------------------------------------------- Tune pieces
@@ -382,7 +370,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
                          f"(0..{shards - 1})")
     exp = experiment_dir(plan, shard)
-    digest = plan_hash(plan)
+    fp = marker.fingerprint(plan, plan_hash(plan))
     local = opts.local if opts.local is not None else not os.environ.get("RAY_ADDRESS")
     _quiet_ray(opts.verbose)
     previous_signals = _install_signals()
@@ -399,7 +387,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         problem = storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
         if problem:  # here, not as a traceback from Tune once the cluster is up
             raise StudyError(problem)
-        mode = _prior_run(exp, digest, opts.fresh, bool(plan["resume"]["enabled"]), stream)
+        mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]), stream)
         if mode == "done":
             previous = summary_mod.read(exp)
             _say(stream, f"[hpoc] this study already ran to the end in {exp} "
@@ -423,7 +411,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         except session.SessionError as exc:
             raise StudyError(str(exc), exc.exit_code) from None
         try:
-            return _tune(plan, opts, ray_session, data, exp, digest, mode, started, stream, out)
+            return _tune(plan, opts, ray_session, data, exp, fp, mode, started, stream, out)
         finally:
             ray_session.close()
     finally:
@@ -431,7 +419,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
 
 
 def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, exp: Path,
-          digest: str, mode: str, started: float, stream: TextIO, out: TextIO) -> int:
+          fp: dict[str, Any], mode: str, started: float, stream: TextIO, out: TextIO) -> int:
     import ray
 
     from hpoc.runtime import search, session, space
@@ -450,7 +438,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
-    _write_marker(exp, digest, opts.shard)
+    marker.write(exp, fp, opts.shard)
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
     _say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
@@ -458,7 +446,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     trials = _STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
-                               interrupted=interrupted, experiment_dir=exp, plan_hash=digest)
+                               interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"])
     if parent_run:
         status = "KILLED" if interrupted else ("FAILED" if _exit_code(result) else "FINISHED")
         tracking.end_study_tracking(plan, parent_run, status)

@@ -124,6 +124,7 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
 
     Refuses a storage that holds another plan's run (as the driver would, but before a
     job waits in the queue)."""
+    from hpoc.runtime import marker
     from hpoc.runtime.shards import study_root
     from hpoc.runtime.summary import read
 
@@ -138,18 +139,18 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
     count = plan["shards"]["count"]
     dirs = [root / f"shard-{k}" for k in range(count)] if count > 1 else [root]
     digest = plan.get("content_hash")
+    fp = marker.fingerprint(plan, digest) if digest else None
     done = 0
     for d in dirs:
-        try:
-            marker = json.loads((d / ".hpoc-run.json").read_text())
-        except (OSError, ValueError):
-            marker = None
-        if marker and digest and marker.get("plan_hash") != digest:
+        recorded = marker.read(d)
+        parts = marker.differences(recorded, fp) if recorded and fp else None
+        if parts is not None:
             raise SubmitError(
-                f"{d} holds a run of a different plan ({marker.get('plan_hash')}, this plan is {digest})\n"
-                "  help: change `storage.name` in the spec, or pass --fresh to move the old run aside")
+                marker.describe(d, recorded, fp, parts) + "\n  help: undo that change to "
+                "resume, change `storage.name` in the spec, or pass --fresh to move the old run aside")
         summary = read(d)
-        if summary and not summary.get("interrupted") and summary.get("plan_hash") == digest:
+        if summary and not summary.get("interrupted") and (
+                (recorded and fp) or summary.get("plan_hash") == digest):
             done += 1
     return "done" if done == len(dirs) else "resume"
 

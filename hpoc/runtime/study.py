@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpoc.runtime import marker
+from hpoc.runtime import marker, runlock
 from hpoc.runtime import summary as summary_mod
 
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
@@ -98,8 +98,9 @@ def _say(stream: TextIO, text: str) -> None:
 
 
 def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
-               stream: TextIO) -> str:
-    """"fresh", "restore" or "done" for an experiment directory."""
+               stream: TextIO, lock: runlock.Lock | None = None) -> str:
+    """"fresh", "restore" or "done" for an experiment directory (whose `lock` this run holds,
+    so a live run is never moved aside)."""
     from ray.tune import Tuner
 
     if not exp.exists():
@@ -112,6 +113,9 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
         exp.rename(aside)
         _say(stream, f"[hpoc] moved the previous run to {aside}")
+        if lock is not None:  # it went aside with the directory
+            (aside / runlock.LOCK).unlink(missing_ok=True)
+            _lock(lock, stream)
         return "fresh"
     parts = marker.differences(recorded, fp) if recorded is not None else None
     if parts is not None:
@@ -128,6 +132,13 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
                          "  help: pass --fresh to move it aside and start over")
     return "restore"
+
+
+def _lock(lock: runlock.Lock, stream: TextIO) -> None:
+    try:
+        lock.acquire(lambda line: _say(stream, line))
+    except runlock.Busy as exc:
+        raise StudyError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- Tune pieces
@@ -374,6 +385,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     local = opts.local if opts.local is not None else not os.environ.get("RAY_ADDRESS")
     _quiet_ray(opts.verbose)
     previous_signals = _install_signals()
+    lock = runlock.Lock(exp, shard)
     try:
         # 1. Everything about the spec's code, before Ray.
         try:
@@ -387,7 +399,10 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         problem = storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
         if problem:  # here, not as a traceback from Tune once the cluster is up
             raise StudyError(problem)
-        mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]), stream)
+        # One driver per experiment directory, before looking at (or moving) what is there.
+        marker.migrate_legacy(exp)
+        _lock(lock, stream)
+        mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]), stream, lock)
         if mode == "done":
             previous = summary_mod.read(exp)
             _say(stream, f"[hpoc] this study already ran to the end in {exp} "
@@ -415,6 +430,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         finally:
             ray_session.close()
     finally:
+        lock.release()
         _restore_signals(previous_signals)
 
 

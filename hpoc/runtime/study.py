@@ -7,13 +7,15 @@ search libraries, the data itself) is checked in this process before Ray starts,
 are one clear message instead of a traceback from a remote worker. Then Ray (local or the
 job's cluster), a capacity check, the Tuner, live progress, and `summary.json`.
 
-Stopping: SIGUSR2 or SIGTERM (sent by the job script before the walltime or on preemption)
-or Ctrl-C ends the run gracefully: trials stop, their checkpoints stay, the
-experiment state is saved. Running the same plan again resumes it (`Tuner.restore` on the
-same storage path and name); a finished run is not repeated unless `fresh` is set.
+Stopping: SIGUSR2 or SIGTERM (sent by the job script before the walltime or on preemption),
+SIGHUP (the terminal closed) or Ctrl-C ends the run gracefully: trials stop, their
+checkpoints stay, the experiment state is saved. Running the same plan again resumes it
+(`Tuner.restore` on the same storage path and name); a finished run is not repeated unless
+`fresh` is set.
 
 Exit codes: 0 done (some trial succeeded), 1 every trial failed or internal error,
-2 a problem with the spec, its code or data, 75 stopped by a signal (resumable).
+2 a problem with the spec, its code or data, 75 stopped by a signal (resumable),
+128 + the signal's number when one came before any trial started (130 for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from hpoc.runtime import summary as summary_mod
 
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
 RUN_MIN_FREE_GB = 1 / 16  # on the compute node: refuse a full storage, not a small one
-_STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT")
+_STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP")
 
 
 class StudyError(Exception):
@@ -64,13 +66,16 @@ class _State:
     ended: set[str] = field(default_factory=set)  # trials that completed or errored
     stream: TextIO | None = None
     retries: dict[str, int] = field(default_factory=dict)
+    mode: str = "fresh"       # what _prior_run decided
+    defer: bool = False       # inside ray.init: note a signal, act on it once init returns
 
 
 _STATE = _State()
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """A stop signal before the trials started. Not an Exception, so that no `except
+    Exception` on its way (the getter's, Ray's) reports it as a failure."""
 
 
 def experiment_dir(plan: dict[str, Any], shard: int) -> Path:
@@ -311,6 +316,8 @@ def _install_signals() -> dict[int, Any]:
         if not first and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         _STATE.signal = signum
+        if _STATE.defer:
+            return  # an exception inside ray.init would leave its processes behind
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
             if first:
@@ -366,8 +373,12 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
         _say(sys.stderr, f"error: {exc}")
         return exc.exit_code
     except Interrupted:
-        _say(sys.stderr, "[hpoc] stopped before the trials started")
-        return EXIT_INTERRUPTED
+        if _STATE.mode == "restore":
+            _say(sys.stderr, "[hpoc] interrupted before the trials restarted; run the same "
+                             "plan again to resume")
+            return EXIT_INTERRUPTED
+        _say(sys.stderr, "[hpoc] interrupted before any trial started; nothing to resume")
+        return 128 + (_STATE.signal or signal.SIGINT)
 
 
 def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) -> int:
@@ -402,7 +413,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # One driver per experiment directory, before looking at (or moving) what is there.
         marker.migrate_legacy(exp)
         _lock(lock, stream)
-        mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]), stream, lock)
+        mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
+                                        stream, lock)
         if mode == "done":
             previous = summary_mod.read(exp)
             _say(stream, f"[hpoc] this study already ran to the end in {exp} "
@@ -416,6 +428,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
 
         # 2. Ray.
         workdir = plan["source"]["workdir"]
+        _STATE.defer = True
         try:
             if local:
                 ray_session = session.start_local(workdir=workdir, num_cpus=opts.num_cpus,
@@ -425,7 +438,14 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                                                       verbose=opts.verbose)
         except session.SessionError as exc:
             raise StudyError(str(exc), exc.exit_code) from None
+        finally:
+            _STATE.defer = False
         try:
+            # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
+            # handler, which aborts the process): take the stop signals back.
+            _install_signals()
+            if _STATE.signal is not None:
+                raise Interrupted()
             return _tune(plan, opts, ray_session, data, exp, fp, mode, started, stream, out)
         finally:
             ray_session.close()

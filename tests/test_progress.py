@@ -116,9 +116,39 @@ def test_counts_from_trials():
     trials = [trial("a", "TERMINATED", 0.5), trial("b", "RUNNING", 0.3),
               trial("c", "ERROR", 0.1), trial("d", "PENDING"), trial("e", "PAUSED")]
     got = counts(trials, "val_loss", "min", total=8)
-    assert got == {"done": 1, "running": 1, "pending": 2 + 3, "errored": 1,
+    assert got == {"done": 1, "running": 1, "pending": 2 + 3, "errored": 1, "paused": 0,
                    "best": 0.3, "best_trial": "b"}  # an errored trial is never "best"
     assert counts(trials, "val_loss", "max")["best_trial"] == "a"
+
+
+def test_paused_trials_after_a_stop_are_neither_finished_nor_pending():
+    def trial(tid, status):
+        return SimpleNamespace(trial_id=tid, status=status, last_result={"val_loss": 0.5})
+
+    trials = [trial("a", "TERMINATED"), trial("b", "PAUSED"), trial("c", "PAUSED")]
+    got = counts(trials, "val_loss", "min", total=3, stopped=True)
+    assert (got["done"], got["paused"], got["pending"]) == (1, 2, 0)
+    line = format_line(**{k: v for k, v in got.items() if k not in ("best", "best_trial")},
+                       total=3)
+    assert "1/3 trials finished | 0 running | 0 pending | 2 paused" in line
+    assert "paused" not in format_line(1, 0, 0, total=1)
+
+
+def test_the_driver_shows_trials_stopped_by_a_signal_as_paused(monkeypatch):
+    """Tune marks the trials it stopped TERMINATED; the progress line must not count them
+    as finished (it said "2/2 trials finished" after Ctrl-C)."""
+    from hpoc.runtime import study
+
+    def trial(tid, status, reported=True):
+        return SimpleNamespace(trial_id=tid, status=status,
+                               last_result={"val_loss": 0.5} if reported else {})
+
+    trials = [trial("a", "TERMINATED"), trial("b", "TERMINATED"), trial("c", "TERMINATED", False)]
+    monkeypatch.setattr(study, "_STATE", study._State(signal=2, ended={"a"}))
+    seen, stopped = study._as_seen(trials)
+    assert stopped and [t.status for t in seen] == ["TERMINATED", "PAUSED", "PENDING"]
+    got = counts(seen, "val_loss", "min", total=3, stopped=True)
+    assert (got["done"], got["paused"], got["pending"]) == (1, 1, 1)
 
 
 @pytest.mark.ray

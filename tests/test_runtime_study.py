@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,3 +196,62 @@ def test_sigusr2_stops_gracefully_and_the_next_run_resumes(tmp_path):
     assert final["interrupted"] is False and final["status_counts"] == {"TERMINATED": 2}
     for trial in final["trials"]:
         assert _epochs(trial) == [1, 2, 3]  # picked up after its last checkpoint
+
+
+def _temp_dir_of(pid):
+    """The private /tmp/hpoc-XXXX of a local run (its Ray processes name it)."""
+    import psutil
+
+    for child in psutil.Process(pid).children(recursive=True):
+        for part in child.cmdline():
+            found = re.search(r"(/tmp/hpoc-[^/\s]+)/", part)
+            if found:
+                return found.group(1)
+    return None
+
+
+@pytest.mark.slow
+def test_sigterm_and_sighup_stop_gracefully_release_everything_and_resume(tmp_path):
+    """Ray's failure-signal handler (installed by ray.init) used to abort the driver on
+    SIGTERM (exit 134, no summary); SIGHUP was not handled at all."""
+    from hpoc.runtime import runlock
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
+                     space={"constants": {"epochs": 8, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}})
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(dumps(plan))
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
+    env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    exp = tmp_path / "results" / "toy"
+    reported = len
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        before = sum(reported(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            _wait_for(lambda: sum(reported(p.read_text().splitlines())
+                                  for p in exp.glob("trial_*/result.json")) > before, 120,
+                      "a newly reported epoch")
+            assert runlock.holder(exp)["pid"] == proc.pid  # a second run would refuse
+            temp = _temp_dir_of(proc.pid)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode == EXIT_INTERRUPTED, err
+        assert f"{signal.Signals(sig).name}: stopping" in err
+        assert re.search(r"\| [01]/2 trials finished \| 0 running \| 0 pending \| [12] paused", err), err
+        summary = json.loads((exp / "summary.json").read_text())
+        assert summary["interrupted"] is True and summary["status_counts"].get("PAUSED", 0) >= 1
+        assert not (exp / runlock.LOCK).exists()
+        assert temp and not os.path.exists(temp)
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == EXIT_OK, again.stderr
+    final = json.loads((exp / "summary.json").read_text())
+    assert final["interrupted"] is False and final["status_counts"] == {"TERMINATED": 2}
+    for trial in final["trials"]:
+        assert _epochs(trial) == list(range(1, 9))  # continued after each stop

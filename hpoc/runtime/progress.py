@@ -29,13 +29,15 @@ def format_elapsed(seconds: float) -> str:
 def format_line(done: int, running: int, pending: int, errored: int = 0, *,
                 total: int | None = None, metric: str | None = None,
                 best: float | None = None, best_trial: str | None = None,
-                elapsed: float = 0.0, prefix: str = "hpoc") -> str:
+                elapsed: float = 0.0, prefix: str = "hpoc", paused: int = 0) -> str:
     finished = done + errored
     count = f"{finished}/{total} trials finished" if total else f"{finished} trials finished"
     if errored:
         count += f" ({errored} errored)"
     parts = [f"[{prefix}] {format_elapsed(elapsed)}", count, f"{running} running",
              f"{pending} pending"]
+    if paused:  # stopped by a signal, resumable: neither finished nor waiting to start
+        parts.append(f"{paused} paused")
     if best is not None and math.isfinite(best):
         name = metric or "best"
         parts.append(f"best {name}={best:.4g}" + (f" ({best_trial})" if best_trial else ""))
@@ -63,14 +65,14 @@ class Progress:
 
     def update(self, done: int, running: int, pending: int, errored: int = 0,
                best: float | None = None, best_trial: str | None = None,
-               elapsed: float | None = None, force: bool = False) -> bool:
+               elapsed: float | None = None, force: bool = False, paused: int = 0) -> bool:
         """Record the current counts; print if due. Returns whether a line was written."""
         now = self.clock()
-        self._state = (done, running, pending, errored, best, best_trial)
+        self._state = (done, running, pending, errored, paused, best, best_trial)
         self._line = format_line(done, running, pending, errored, total=self.total,
                                  metric=self.metric, best=best, best_trial=best_trial,
                                  elapsed=now - self.started if elapsed is None else elapsed,
-                                 prefix=self.prefix)
+                                 prefix=self.prefix, paused=paused)
         since = None if self._last_print is None else now - self._last_print
         changed = self._state != self._printed_state
         due = (force or since is None or (changed and since >= self.min_interval_s)
@@ -123,12 +125,15 @@ def _isatty(stream: Any) -> bool:
 
 
 def counts(trials: list[Any], metric: str | None, mode: str = "min",
-           total: int | None = None) -> dict[str, Any]:
+           total: int | None = None, stopped: bool = False) -> dict[str, Any]:
     """Progress.update() keyword arguments from Ray Tune Trial objects; trials the searcher
-    has not created yet count as pending when `total` is known."""
-    out: dict[str, Any] = {"done": 0, "running": 0, "pending": 0, "errored": 0,
+    has not created yet count as pending when `total` is known. Once the run is `stopped`
+    (by a signal), PAUSED trials are paused, not waiting for resources."""
+    out: dict[str, Any] = {"done": 0, "running": 0, "pending": 0, "errored": 0, "paused": 0,
                            "best": None, "best_trial": None}
     key = {"TERMINATED": "done", "ERROR": "errored", "RUNNING": "running"}
+    if stopped:
+        key["PAUSED"] = "paused"
     for trial in trials:
         out[key.get(trial.status, "pending")] += 1  # PENDING and PAUSED wait for resources
         value = (trial.last_result or {}).get(metric) if metric else None
@@ -142,16 +147,23 @@ def counts(trials: list[Any], metric: str | None, mode: str = "min",
     return out
 
 
-def tune_callback(progress: Progress):
-    """A ray.tune.Callback that drives `progress` (pass it in RunConfig(callbacks=[...]))."""
+def tune_callback(progress: Progress, view: Callable[[list], tuple[list, bool]] | None = None):
+    """A ray.tune.Callback that drives `progress` (pass it in RunConfig(callbacks=[...])).
+
+    `view(trials) -> (trials, stopped)` shows the trials as the driver sees them: after a
+    stop, Tune calls the trials it stopped TERMINATED, the driver PAUSED. It must be a
+    module-level function: Ray pickles the callback into the experiment state."""
     from ray.tune import Callback
+
+    def line(trials: list) -> dict[str, Any]:
+        trials, stopped = view(trials) if view else (trials, False)
+        return counts(trials, progress.metric, progress.mode, progress.total, stopped)
 
     class ProgressCallback(Callback):
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-            progress.update(**counts(trials, progress.metric, progress.mode, progress.total))
+            progress.update(**line(trials))
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
-            progress.update(**counts(trials, progress.metric, progress.mode, progress.total),
-                            force=True)
+            progress.update(**line(trials), force=True)
 
     return ProgressCallback()

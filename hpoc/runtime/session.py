@@ -11,6 +11,7 @@ the job script. An unreachable head or a cluster smaller than one trial is a cle
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -38,19 +39,28 @@ class Session:
     _env_backup: dict[str, str | None] = field(default_factory=dict)
 
     def close(self) -> None:
+        """Stop Ray (its processes, when local) and remove the temp dir. Safe to call twice;
+        the temp dir (with the token) goes even when a second Ctrl-C cuts Ray's shutdown
+        short, and at exit should close() itself never run."""
         import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
-        for key, value in self._env_backup.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if self._env_backup:
-            _refresh_auth()
-        if self.temp_dir:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        atexit.unregister(self.close)
+        try:
+            # Also after an interrupted ray.init, which may have started processes already.
+            if ray.is_initialized() or getattr(ray._private.worker, "_global_node", None):
+                ray.shutdown()
+        finally:
+            for key, value in self._env_backup.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if self._env_backup:
+                self._env_backup = {}
+                _refresh_auth()
+            if self.temp_dir:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
+                self.temp_dir = None
 
 
 def _set_env(backup: dict[str, str | None], key: str, value: str | None) -> None:
@@ -104,6 +114,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
     _refresh_auth()
     session = Session(local=True, temp_dir=temp, _env_backup=backup)
+    atexit.register(session.close)
     cpus = num_cpus or local_cpus()
     gpus = local_gpus() if num_gpus is None else num_gpus
     try:
@@ -120,6 +131,9 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     except Exception as exc:
         session.close()
         raise SessionError(f"cannot start a local Ray instance: {exc}") from exc
+    except BaseException:  # interrupted: stop what ray.init started so far
+        session.close()
+        raise
     return session
 
 
@@ -163,7 +177,11 @@ def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False)
         ray.init(address=address, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.WARNING,
                  runtime_env={"env_vars": {"PYTHONPATH": _pythonpath(workdir)}})
-    except Exception as exc:
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # interrupted: let go of what init set up
+            if ray.is_initialized():
+                ray.shutdown()
+            raise
         hint = ""
         if mode != "token" or not (os.environ.get("RAY_AUTH_TOKEN_PATH") or os.environ.get("RAY_AUTH_TOKEN")):
             hint = ("\n  help: the job's cluster uses token authentication: set RAY_AUTH_MODE=token "

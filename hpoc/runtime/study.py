@@ -7,13 +7,15 @@ search libraries, the data itself) is checked in this process before Ray starts,
 are one clear message instead of a traceback from a remote worker. Then Ray (local or the
 job's cluster), a capacity check, the Tuner, live progress, and `summary.json`.
 
-Stopping: SIGUSR2 or SIGTERM (sent by the job script before the walltime or on preemption)
-or Ctrl-C ends the run gracefully: trials stop, their checkpoints stay, the
-experiment state is saved. Running the same plan again resumes it (`Tuner.restore` on the
-same storage path and name); a finished run is not repeated unless `fresh` is set.
+Stopping: SIGUSR2 or SIGTERM (sent by the job script before the walltime or on preemption),
+SIGHUP (the terminal closed) or Ctrl-C ends the run gracefully: trials stop, their
+checkpoints stay, the experiment state is saved. Running the same plan again resumes it
+(`Tuner.restore` on the same storage path and name); a finished run is not repeated unless
+`fresh` is set.
 
 Exit codes: 0 done (some trial succeeded), 1 every trial failed or internal error,
-2 a problem with the spec, its code or data, 75 stopped by a signal (resumable).
+2 a problem with the spec, its code or data, 75 stopped by a signal (resumable),
+128 + the signal's number when one came before any trial started (130 for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hpoc.runtime import marker, runlock
 from hpoc.runtime import summary as summary_mod
 
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
 RUN_MIN_FREE_GB = 1 / 16  # on the compute node: refuse a full storage, not a small one
-_STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT")
-MARKER = ".hpoc-run.json"
+_STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP")
 
 
 class StudyError(Exception):
@@ -64,13 +66,16 @@ class _State:
     ended: set[str] = field(default_factory=set)  # trials that completed or errored
     stream: TextIO | None = None
     retries: dict[str, int] = field(default_factory=dict)
+    mode: str = "fresh"       # what _prior_run decided
+    defer: bool = False       # inside ray.init: note a signal, act on it once init returns
 
 
 _STATE = _State()
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """A stop signal before the trials started. Not an Exception, so that no `except
+    Exception` on its way (the getter's, Ray's) reports it as a failure."""
 
 
 def experiment_dir(plan: dict[str, Any], shard: int) -> Path:
@@ -97,20 +102,15 @@ def _say(stream: TextIO, text: str) -> None:
 # ---------------------------------------------------------------- prior runs
 
 
-def _prior_run(exp: Path, digest: str, fresh: bool, resume_enabled: bool,
-               stream: TextIO) -> str:
-    """"fresh", "restore" or "done" for an experiment directory."""
-    import json
-
+def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
+               stream: TextIO, lock: runlock.Lock | None = None) -> str:
+    """"fresh", "restore" or "done" for an experiment directory (whose `lock` this run holds,
+    so a live run is never moved aside)."""
     from ray.tune import Tuner
 
     if not exp.exists():
         return "fresh"
-    marker = exp / MARKER
-    try:
-        recorded = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        recorded = None
+    recorded = marker.read(exp)
     has_state = Tuner.can_restore(str(exp))
     if not has_state and recorded is None:
         return "fresh"
@@ -118,13 +118,18 @@ def _prior_run(exp: Path, digest: str, fresh: bool, resume_enabled: bool,
         aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
         exp.rename(aside)
         _say(stream, f"[hpoc] moved the previous run to {aside}")
+        if lock is not None:  # it went aside with the directory
+            (aside / runlock.LOCK).unlink(missing_ok=True)
+            _lock(lock, stream)
         return "fresh"
-    if recorded is not None and recorded.get("plan_hash") != digest:
-        raise StudyError(
-            f"{exp} holds a run of a different plan ({recorded.get('plan_hash')}, this plan is "
-            f"{digest})\n  help: change `storage.name`, or pass --fresh to move the old run aside")
+    parts = marker.differences(recorded, fp) if recorded is not None else None
+    if parts is not None:
+        raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: undo that "
+                         "change to resume, change `storage.name`, or pass --fresh to move the "
+                         "old run aside")
     previous = summary_mod.read(exp)
-    if previous is not None and not previous.get("interrupted") and previous.get("plan_hash") == digest:
+    if previous is not None and not previous.get("interrupted") and (
+            recorded is not None or previous.get("plan_hash") == fp["plan_hash"]):
         return "done"
     if not has_state:
         return "fresh"
@@ -134,12 +139,11 @@ def _prior_run(exp: Path, digest: str, fresh: bool, resume_enabled: bool,
     return "restore"
 
 
-def _write_marker(exp: Path, digest: str, shard: int) -> None:
-    import json
-
-    exp.mkdir(parents=True, exist_ok=True)
-    (exp / MARKER).write_text(json.dumps({"plan_hash": digest, "shard": shard}) + "\n",
-                              encoding="utf-8")
+def _lock(lock: runlock.Lock, stream: TextIO) -> None:
+    try:
+        lock.acquire(lambda line: _say(stream, line))
+    except runlock.Busy as exc:
+        raise StudyError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- Tune pieces
@@ -169,7 +173,16 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
     _STATE.stream = stream
 
-    return [tune_callback(progress), _make_events(progress)]
+    return [tune_callback(progress, _as_seen), _make_events(progress)]
+
+
+def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
+    """(trials, stopped): after a stop, Tune's clean-up marks the trials it stopped
+    TERMINATED; they will resume, so they are PAUSED (PENDING if they never reported)."""
+    if _STATE.signal is None:
+        return trials, False
+    return [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
+            _Relabelled(t, "PAUSED" if t.last_result else "PENDING") for t in trials], True
 
 
 @functools.lru_cache(maxsize=1)
@@ -303,6 +316,8 @@ def _install_signals() -> dict[int, Any]:
         if not first and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         _STATE.signal = signum
+        if _STATE.defer:
+            return  # an exception inside ray.init would leave its processes behind
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
             if first:
@@ -358,8 +373,12 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
         _say(sys.stderr, f"error: {exc}")
         return exc.exit_code
     except Interrupted:
-        _say(sys.stderr, "[hpoc] stopped before the trials started")
-        return EXIT_INTERRUPTED
+        if _STATE.mode == "restore":
+            _say(sys.stderr, "[hpoc] interrupted before the trials restarted; run the same "
+                             "plan again to resume")
+            return EXIT_INTERRUPTED
+        _say(sys.stderr, "[hpoc] interrupted before any trial started; nothing to resume")
+        return 128 + (_STATE.signal or signal.SIGINT)
 
 
 def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) -> int:
@@ -373,10 +392,11 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
                          f"(0..{shards - 1})")
     exp = experiment_dir(plan, shard)
-    digest = plan_hash(plan)
+    fp = marker.fingerprint(plan, plan_hash(plan))
     local = opts.local if opts.local is not None else not os.environ.get("RAY_ADDRESS")
     _quiet_ray(opts.verbose)
     previous_signals = _install_signals()
+    lock = runlock.Lock(exp, shard)
     try:
         # 1. Everything about the spec's code, before Ray.
         try:
@@ -390,7 +410,11 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         problem = storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
         if problem:  # here, not as a traceback from Tune once the cluster is up
             raise StudyError(problem)
-        mode = _prior_run(exp, digest, opts.fresh, bool(plan["resume"]["enabled"]), stream)
+        # One driver per experiment directory, before looking at (or moving) what is there.
+        marker.migrate_legacy(exp)
+        _lock(lock, stream)
+        mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
+                                        stream, lock)
         if mode == "done":
             previous = summary_mod.read(exp)
             _say(stream, f"[hpoc] this study already ran to the end in {exp} "
@@ -404,6 +428,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
 
         # 2. Ray.
         workdir = plan["source"]["workdir"]
+        _STATE.defer = True
         try:
             if local:
                 ray_session = session.start_local(workdir=workdir, num_cpus=opts.num_cpus,
@@ -413,16 +438,24 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                                                       verbose=opts.verbose)
         except session.SessionError as exc:
             raise StudyError(str(exc), exc.exit_code) from None
+        finally:
+            _STATE.defer = False
         try:
-            return _tune(plan, opts, ray_session, data, exp, digest, mode, started, stream, out)
+            # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
+            # handler, which aborts the process): take the stop signals back.
+            _install_signals()
+            if _STATE.signal is not None:
+                raise Interrupted()
+            return _tune(plan, opts, ray_session, data, exp, fp, mode, started, stream, out)
         finally:
             ray_session.close()
     finally:
+        lock.release()
         _restore_signals(previous_signals)
 
 
 def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, exp: Path,
-          digest: str, mode: str, started: float, stream: TextIO, out: TextIO) -> int:
+          fp: dict[str, Any], mode: str, started: float, stream: TextIO, out: TextIO) -> int:
     import ray
 
     from hpoc.runtime import search, session, space
@@ -441,19 +474,15 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
-    _write_marker(exp, digest, opts.shard)
+    marker.write(exp, fp, opts.shard)
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
     _say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
     grid = tuner.fit()
     trials = _STATE.trials or _trials_from_grid(grid)
-    interrupted = _STATE.signal is not None
-    if interrupted:
-        # Tune's clean-up marks stopped trials TERMINATED; they will resume: say PAUSED.
-        trials = [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
-                  _Relabelled(t, "PAUSED" if t.last_result else "PENDING") for t in trials]
+    trials, interrupted = _as_seen(trials)
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
-                               interrupted=interrupted, experiment_dir=exp, plan_hash=digest)
+                               interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"])
     if parent_run:
         status = "KILLED" if interrupted else ("FAILED" if _exit_code(result) else "FINISHED")
         tracking.end_study_tracking(plan, parent_run, status)

@@ -124,32 +124,37 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
 
     Refuses a storage that holds another plan's run (as the driver would, but before a
     job waits in the queue)."""
+    from hpoc.runtime import marker, runlock
     from hpoc.runtime.shards import study_root
     from hpoc.runtime.summary import read
 
     root = study_root(plan)
     if not root.exists() or not any(root.iterdir()):
         return "fresh"
+    count = plan["shards"]["count"]
+    dirs = [root / f"shard-{k}" for k in range(count)] if count > 1 else [root]
+    for d in dirs:  # a live `hpoc run` of it: never move it aside or run a job beside it
+        live = runlock.holder(d)
+        if live:
+            raise SubmitError(runlock.describe(d, live))
     if fresh:
         aside = root.with_name(f"{root.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
         root.rename(aside)
         print(f"hpoc: moved the previous run to {aside}")
         return "fresh"
-    count = plan["shards"]["count"]
-    dirs = [root / f"shard-{k}" for k in range(count)] if count > 1 else [root]
     digest = plan.get("content_hash")
+    fp = marker.fingerprint(plan, digest) if digest else None
     done = 0
     for d in dirs:
-        try:
-            marker = json.loads((d / ".hpoc-run.json").read_text())
-        except (OSError, ValueError):
-            marker = None
-        if marker and digest and marker.get("plan_hash") != digest:
+        recorded = marker.read(d)
+        parts = marker.differences(recorded, fp) if recorded and fp else None
+        if parts is not None:
             raise SubmitError(
-                f"{d} holds a run of a different plan ({marker.get('plan_hash')}, this plan is {digest})\n"
-                "  help: change `storage.name` in the spec, or pass --fresh to move the old run aside")
+                marker.describe(d, recorded, fp, parts) + "\n  help: undo that change to "
+                "resume, change `storage.name` in the spec, or pass --fresh to move the old run aside")
         summary = read(d)
-        if summary and not summary.get("interrupted") and summary.get("plan_hash") == digest:
+        if summary and not summary.get("interrupted") and (
+                (recorded and fp) or summary.get("plan_hash") == digest):
             done += 1
     return "done" if done == len(dirs) else "resume"
 

@@ -1,0 +1,106 @@
+"""Which plan an experiment directory holds, so that a run resumes only the same study.
+
+`<experiment dir>/.hpoc-plan.json`, written when a run starts:
+
+    {"plan_hash": "sha256:…", "run_hash": "sha256:…", "parts": {"space": "…", …}, "shard": 0}
+
+`plan_hash` is the plan's content hash. Resume compares `run_hash` instead: the hash of the
+plan without what does not change what the trials run (`COSMETIC`), so that a comment, a
+`hpoc fmt -w` or a longer walltime does not block a resume. `parts` hashes each top-level
+part of that plan, to say which parts a refused plan changed.
+
+Before the run lock took its name, this file was `.hpoc-run.json` with only `plan_hash` and
+`shard`; such a marker still matches the exact same plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+PLAN_MARKER = ".hpoc-plan.json"
+LEGACY_MARKER = ".hpoc-run.json"  # now the run lock (hpoc.runtime.runlock)
+
+# Paths into the plan that only say where it came from or how the SLURM job is sized:
+# the spec's text and file name, error locations, the job's allocation and signal timing.
+COSMETIC = (("content_hash",), ("spans",), ("source", "sha256"), ("source", "file"),
+            ("source", "format"), ("slurm",), ("resume", "grace_s"))
+
+
+def _hash(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def runnable(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan without its COSMETIC paths."""
+    out = json.loads(json.dumps(plan))
+    for path in COSMETIC:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
+
+
+def fingerprint(plan: dict[str, Any], full_hash: str) -> dict[str, Any]:
+    body = runnable(plan)
+    return {"plan_hash": full_hash, "run_hash": _hash(body),
+            "parts": {key: _hash(value) for key, value in sorted(body.items())}}
+
+
+def read(exp: Path) -> dict[str, Any] | None:
+    """The recorded fingerprint, or a legacy marker's {"plan_hash", "shard"}, or None."""
+    for name in (PLAN_MARKER, LEGACY_MARKER):
+        try:
+            recorded = json.loads((exp / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(recorded, dict) and "plan_hash" in recorded:  # the lock has no plan_hash
+            return recorded
+    return None
+
+
+def write(exp: Path, fp: dict[str, Any], shard: int) -> None:
+    exp.mkdir(parents=True, exist_ok=True)
+    tmp = exp / f"{PLAN_MARKER}.tmp"
+    tmp.write_text(json.dumps(dict(fp, shard=shard)) + "\n", encoding="utf-8")
+    tmp.replace(exp / PLAN_MARKER)
+
+
+def migrate_legacy(exp: Path) -> None:
+    """Move a legacy marker's content to PLAN_MARKER so that the run lock can take its name."""
+    legacy = exp / LEGACY_MARKER
+    try:
+        recorded = json.loads(legacy.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(recorded, dict) or "plan_hash" not in recorded:
+        return  # a run lock
+    if not (exp / PLAN_MARKER).exists():
+        write(exp, {"plan_hash": recorded["plan_hash"]}, recorded.get("shard", 0))
+    legacy.unlink(missing_ok=True)
+
+
+def differences(recorded: dict[str, Any], fp: dict[str, Any]) -> list[str] | None:
+    """None when `recorded` is a run of the same plan; else the top-level parts that differ
+    (empty when the marker is too old to tell)."""
+    if recorded.get("plan_hash") == fp["plan_hash"]:
+        return None
+    if "run_hash" not in recorded:  # a legacy marker: only the exact plan matches
+        return []
+    if recorded["run_hash"] == fp["run_hash"]:
+        return None
+    old, new = recorded.get("parts") or {}, fp["parts"]
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
+    what = (f"the plans differ in {', '.join(f'`{p}`' for p in parts)}" if parts else
+            "it was recorded by an older hpoc, which kept only the plan's full hash, so "
+            "even a comment in the spec counts")
+    return (f"{exp} holds a run of a different plan ({recorded.get('plan_hash')}, this plan is "
+            f"{fp['plan_hash']}): {what}")

@@ -1,0 +1,219 @@
+"""The run lock: at most one driver per experiment directory.
+
+`<experiment dir>/.hpoc-run.json` = {"pid": int, "host": str, "started": float (epoch s),
+"shard": int}, plus "slurm_job" (str) and "slurm_restart" (int) inside a SLURM job. The
+driver creates it exclusively (O_EXCL) before it looks at the directory, touches it every
+HEARTBEAT_S while it runs, and removes it when it exits. Two drivers writing one experiment
+corrupt it (each restores the other's live trials), so a second run refuses.
+
+A lock left by a driver that died (SIGKILL, node crash) is stale and taken over:
+- same host: its pid is gone, or is another process now (started after the lock);
+- another host: it was written by an earlier start of this very SLURM job (a requeue: same
+  job id, higher restart count), or by a SLURM job that squeue says is no longer running
+  (a node crash, then a new job), or its heartbeat is older than STALE_S.
+Anything else is live, even a driver stopped with Ctrl-Z.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+LOCK = ".hpoc-run.json"
+HEARTBEAT_S = 60.0
+STALE_S = 15 * 60.0  # generous: clocks of the nodes may disagree, shared storage may lag
+
+
+class Busy(Exception):
+    """Another driver runs this experiment."""
+
+
+def _me(shard: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(),
+                            "started": time.time(), "shard": shard}
+    if os.environ.get("SLURM_JOB_ID"):
+        info["slurm_job"] = os.environ["SLURM_JOB_ID"]
+        info["slurm_restart"] = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    return info
+
+
+def _pid_is(pid: int, started: float) -> bool:
+    """Whether `pid` is alive and is the process that wrote a lock at `started`."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time() <= started + 1.0
+    except ImportError:
+        return True
+    except psutil.Error:
+        return False
+
+
+def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
+    """Why the lock `info`, last touched `age_s` ago, is stale; None while it is live."""
+    pid, host = info.get("pid"), info.get("host")
+    if not isinstance(pid, int) or not isinstance(host, str):
+        return None if age_s < 10 else "it is unreadable"  # maybe being written right now
+    if host == socket.gethostname():
+        if pid == os.getpid():
+            return "it is this process's own"
+        if not _pid_is(pid, float(info.get("started") or 0)):
+            return f"process {pid} is gone"
+        return None
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and info.get("slurm_job") == job and \
+            int(os.environ.get("SLURM_RESTART_COUNT") or 0) > int(info.get("slurm_restart") or 0):
+        return f"an earlier start of this SLURM job ({job}) wrote it"
+    if info.get("slurm_job") and _slurm_job_running(str(info["slurm_job"])) is False:
+        return f"its SLURM job {info['slurm_job']} is no longer running"
+    if age_s > STALE_S:
+        return f"its heartbeat stopped {age_s / 60:.0f} min ago"
+    return None
+
+
+def _slurm_job_running(job: str) -> bool | None:
+    """Whether SLURM runs `job`; None when squeue cannot tell (not installed, no answer)."""
+    if not shutil.which("squeue"):
+        return None
+    try:
+        run = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if run.returncode != 0:
+        return False if "invalid job id" in run.stderr.lower() else None
+    return any(state in ("RUNNING", "COMPLETING", "STOPPED", "SUSPENDED")
+               for state in run.stdout.split())
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any], float] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = {}
+    return text, info if isinstance(info, dict) else {}, age
+
+
+def holder(exp: Path) -> dict[str, Any] | None:
+    """The live lock of `exp`, or None."""
+    read = _read(exp / LOCK)
+    if read is None or stale_reason(read[1], read[2]) is not None:
+        return None
+    return read[1]
+
+
+def describe(exp: Path, info: dict[str, Any]) -> str:
+    who = f"pid {info.get('pid')} on {info.get('host')}"
+    if info.get("slurm_job"):
+        who += f", SLURM job {info['slurm_job']}"
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("started") or 0)))
+    return (f"{exp} is in use by another `hpoc run` ({who}, since {since})\n"
+            f"  help: wait for it to end or stop it (it can be resumed); if no such run exists "
+            f"any more, delete {exp / LOCK}")
+
+
+class Lock:
+    """The lock of one experiment directory, held by this process until release()."""
+
+    def __init__(self, exp: Path, shard: int) -> None:
+        self.exp, self.shard = exp, shard
+        self.path = exp / LOCK
+        self._made: list[Path] = []  # directories this lock created (removed when left empty)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, say: Callable[[str], None]) -> None:
+        """Create the lock or take over a stale one; raise Busy for a live one."""
+        for _ in range(5):
+            self._mkdirs()
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                read = _read(self.path)
+                if read is None:
+                    continue  # its holder just left
+                text, info, age = read
+                reason = stale_reason(info, age)
+                if reason is None:
+                    raise Busy(describe(self.exp, info)) from None
+                say(f"[hpoc] taking over the lock of a run that is no longer running "
+                    f"({reason}): {self.path}")
+                self._drop_stale(text)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(_me(self.shard)) + "\n")
+            self._start_heartbeat()
+            atexit.register(self.release)  # should an exception skip the driver's own release
+            return
+        raise Busy(f"{self.exp}: cannot take its run lock {self.path} (other runs keep "
+                   "taking it)")
+
+    def release(self) -> None:
+        atexit.unregister(self.release)
+        self._stop.set()
+        read = _read(self.path)
+        if read is not None and read[1].get("pid") == os.getpid() \
+                and read[1].get("host") == socket.gethostname():
+            self.path.unlink(missing_ok=True)
+        for d in reversed(self._made):  # a run that stopped before writing anything
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        self._made = []
+
+    def _mkdirs(self) -> None:
+        missing = []
+        d = self.exp
+        while not d.exists():
+            missing.append(d)
+            d = d.parent
+        self.exp.mkdir(parents=True, exist_ok=True)
+        self._made += reversed(missing)
+
+    def _drop_stale(self, text: str) -> None:
+        """Remove the stale lock whose content is `text`, never a new holder's lock."""
+        grab = self.path.with_name(f"{LOCK}.{os.getpid()}.stale")
+        try:
+            os.rename(self.path, grab)
+        except FileNotFoundError:
+            return
+        try:
+            if grab.read_text(encoding="utf-8") != text:  # a new holder's: put it back
+                os.link(grab, self.path)
+        except OSError:
+            pass
+        grab.unlink(missing_ok=True)
+
+    def _start_heartbeat(self) -> None:
+        def beat() -> None:
+            while not self._stop.wait(HEARTBEAT_S):
+                try:
+                    os.utime(self.path)
+                except OSError:
+                    pass
+
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=beat, name="hpoc-run-lock", daemon=True)
+        self._thread.start()

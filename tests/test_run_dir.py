@@ -1,0 +1,211 @@
+"""What a run finds in its experiment directory: which plan ran there, and whether another
+run is using it (no Ray started)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpoc.commands.run import load_plan
+from hpoc.plan import content_hash
+from hpoc.runtime import marker, runlock
+from hpoc.runtime.study import RunOptions, StudyError, _prior_run, experiment_dir, plan_hash, run_study
+from hpoc.submit import SubmitError, check_previous
+from runtime_plans import make_plan, write_toy
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def spec(tmp_path):
+    study = tmp_path / "digits"
+    shutil.copytree(EXAMPLES / "digits", study, ignore=shutil.ignore_patterns("results", "build"))
+    return study / "study.hpo"
+
+
+def _finished_run(plan, exp):
+    """An experiment directory as a finished run of `plan` leaves it."""
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
+    (exp / "summary.json").write_text(json.dumps(
+        {"study": "digits", "plan_hash": plan_hash(plan), "interrupted": False, "num_trials": 1,
+         "status_counts": {"TERMINATED": 1}, "trials": [], "best": None}))
+
+
+def _prior(plan, exp):
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    return _prior_run(exp, fp, False, True, io.StringIO())
+
+
+def test_comments_layout_and_the_walltime_do_not_change_the_plan_a_run_resumes(spec, tmp_path):
+    first = load_plan(str(spec))
+    exp = tmp_path / "exp"
+    _finished_run(first, exp)
+    text = spec.read_text()
+    spec.write_text("# lr sweep for the paper\n" + text.replace("time", "time   ", 1) + "\n\n")
+    edited = load_plan(str(spec))
+    edited["slurm"]["time"] = "02:00:00"  # a longer walltime for the rest of the study
+    assert edited["content_hash"] != first["content_hash"]
+    assert marker.fingerprint(edited, "x")["run_hash"] == marker.fingerprint(first, "y")["run_hash"]
+    assert _prior(edited, exp) == "done"  # not "holds a run of a different plan"
+
+
+def test_a_real_change_is_refused_naming_the_parts_that_differ(spec, tmp_path):
+    first = load_plan(str(spec))
+    exp = tmp_path / "exp"
+    _finished_run(first, exp)
+    changed = json.loads(json.dumps(first))
+    changed["space"]["params"][0]["args"]["upper"] = 0.1
+    changed["trials"]["num_samples"] += 1
+    changed["content_hash"] = content_hash(changed)
+    with pytest.raises(StudyError, match="different plan") as err:
+        _prior(changed, exp)
+    assert "the plans differ in `space`, `trials`" in str(err.value)
+    assert "source" not in str(err.value) and "spans" not in str(err.value)
+
+
+def test_a_marker_of_an_older_hpoc_still_matches_the_exact_plan(spec, tmp_path):
+    plan = load_plan(str(spec))
+    exp = tmp_path / "exp"
+    _finished_run(plan, exp)
+    (exp / marker.PLAN_MARKER).unlink()
+    (exp / ".hpoc-run.json").write_text(json.dumps({"plan_hash": plan_hash(plan), "shard": 0}))
+    assert _prior(plan, exp) == "done"
+    spec.write_text("# a comment\n" + spec.read_text())
+    with pytest.raises(StudyError, match="recorded by an older hpoc"):
+        _prior(load_plan(str(spec)), exp)
+    marker.migrate_legacy(exp)  # what a new run does before it takes the lock's name
+    assert not (exp / ".hpoc-run.json").exists()
+    assert marker.read(exp)["plan_hash"] == plan_hash(plan) and _prior(plan, exp) == "done"
+
+
+def test_hpoc_submit_compares_plans_the_same_way(spec, tmp_path):
+    plan = load_plan(str(spec))
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    _finished_run(plan, exp)
+    spec.write_text("# a comment\n" + spec.read_text())
+    assert check_previous(load_plan(str(spec)), fresh=False) == "done"
+    changed = load_plan(str(spec))
+    changed["search"]["options"]["seed"] = 7
+    changed["content_hash"] = content_hash(changed)
+    with pytest.raises(SubmitError, match="the plans differ in `search`"):
+        check_previous(changed, fresh=False)
+
+
+# ---------------------------------------------------------------- the run lock
+
+
+def _lock_file(exp, **info):
+    exp.mkdir(parents=True, exist_ok=True)
+    base = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "shard": 0}
+    (exp / runlock.LOCK).write_text(json.dumps(dict(base, **info)))
+
+
+@pytest.fixture
+def other_process():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.2)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_live_run_on_this_host_keeps_its_lock(tmp_path, other_process):
+    exp = tmp_path / "exp"
+    _lock_file(exp, pid=other_process.pid)
+    with pytest.raises(runlock.Busy) as err:
+        runlock.Lock(exp, 0).acquire(print)
+    assert f"is in use by another `hpoc run` (pid {other_process.pid} on " in str(err.value)
+    assert str(exp / ".hpoc-run.json") in str(err.value)  # how to proceed if it is wrong
+
+
+def test_a_dead_or_recycled_pid_leaves_a_stale_lock_that_is_taken_over(tmp_path, other_process):
+    exp = tmp_path / "exp"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    # a lock older than the live process that has its pid now: pid reuse, not the holder
+    for info in ({"pid": dead.pid}, {"pid": other_process.pid, "started": time.time() - 3600}):
+        _lock_file(exp, **info)
+        notes = []
+        lock = runlock.Lock(exp, 3)
+        lock.acquire(notes.append)
+        assert "taking over the lock of a run that is no longer running" in notes[0]
+        held = json.loads((exp / runlock.LOCK).read_text())
+        assert held["pid"] == os.getpid() and held["shard"] == 3
+        assert set(held) >= {"pid", "host", "started", "shard"}
+        lock.release()
+        assert not (exp / runlock.LOCK).exists()
+
+
+def test_another_hosts_lock_is_live_until_its_job_restarts_or_its_heartbeat_stops(
+        tmp_path, monkeypatch):
+    exp = tmp_path / "exp"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue: it cannot tell
+    _lock_file(exp, host="node-elsewhere", pid=1, slurm_job="42", slurm_restart=0)
+    with pytest.raises(runlock.Busy, match="pid 1 on node-elsewhere, SLURM job 42"):
+        runlock.Lock(exp, 0).acquire(print)
+    # the same job requeued after its node crashed
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    notes = []
+    lock = runlock.Lock(exp, 0)
+    lock.acquire(notes.append)
+    assert "earlier start of this SLURM job (42)" in notes[0]
+    assert json.loads((exp / runlock.LOCK).read_text())["slurm_restart"] == 1
+    lock.release()
+    # a new job after a crash: squeue says the old one has ended
+    monkeypatch.delenv("SLURM_JOB_ID")
+    (tmp_path / "squeue").write_text(
+        "#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1\n")
+    (tmp_path / "squeue").chmod(0o755)
+    _lock_file(exp, host="node-elsewhere", pid=1, slurm_job="42")
+    assert runlock.holder(exp) is None
+    # no SLURM job to ask about: live until the heartbeat is old
+    _lock_file(exp, host="node-elsewhere", pid=1)
+    assert runlock.holder(exp)["host"] == "node-elsewhere"
+    old = time.time() - runlock.STALE_S - 60
+    os.utime(exp / runlock.LOCK, (old, old))
+    assert runlock.holder(exp) is None
+
+
+def test_hpoc_run_refuses_a_live_run_and_fresh_does_not_move_it(tmp_path, other_process, capsys):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    exp = experiment_dir(plan, 0)
+    _lock_file(exp, pid=other_process.pid)
+    (exp / "experiment_state-x.json").write_text("{}")
+    for fresh in (False, True):
+        code = run_study(plan, RunOptions(local=True, fresh=fresh, progress=io.StringIO(),
+                                          out=io.StringIO()))
+        err = capsys.readouterr().err
+        assert code == 2 and f"in use by another `hpoc run` (pid {other_process.pid}" in err
+        assert err.count("\n") == 2  # the error and how to proceed
+    assert sorted(p.name for p in exp.iterdir()) == [".hpoc-run.json", "experiment_state-x.json"]
+    assert [p.name for p in exp.parent.iterdir()] == ["toy"]  # nothing moved aside
+
+
+def test_a_run_that_fails_early_leaves_no_lock_and_no_empty_directory(tmp_path, capsys):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"getter": {"target": "toy:ToyGetter", "args": {"nope": 1}}})
+    code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+    assert code == 2 and "getter `toy:ToyGetter`" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "toy").exists()
+
+
+def test_hpoc_submit_refuses_while_a_local_run_is_live(spec, other_process):
+    plan = load_plan(str(spec))
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    _lock_file(exp, pid=other_process.pid)
+    for fresh in (False, True):
+        with pytest.raises(SubmitError, match="in use by another `hpoc run`"):
+            check_previous(plan, fresh=fresh)
+    assert (exp / runlock.LOCK).exists()

@@ -1,0 +1,117 @@
+"""Signals before the trials start, and clean-up when a stop is cut short."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from hpoc.runtime import session as session_mod
+from hpoc.runtime.study import RunOptions, run_study
+from runtime_plans import make_plan, write_toy
+
+GETTER = '''
+import os, signal, time
+from toy import ToyGetter
+
+class InterruptedGetter(ToyGetter):
+    """Ctrl-C while the data loads."""
+    def execute(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        return super().execute()
+'''
+
+
+@pytest.fixture(autouse=True)
+def _ray_env(monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def test_ctrl_c_while_the_getter_loads_is_an_interruption_not_a_getter_error(tmp_path, capsys):
+    import ray
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "slowdata.py").write_text(GETTER)
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"getter": {"target": "slowdata:InterruptedGetter", "args": {}}})
+    code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert "interrupted before any trial started; nothing to resume" in err
+    assert "failed" not in err and "study.py" not in err
+    assert not ray.is_initialized() and not (tmp_path / "results" / "toy").exists()
+
+
+def test_a_second_ctrl_c_during_rays_shutdown_still_removes_the_temp_dir(monkeypatch):
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="hpoc-test-")
+    Path(temp, "token").write_text("secret")
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+
+    def shutdown(**kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "before")
+    s = session_mod.Session(local=True, temp_dir=temp, _env_backup={"RAY_AUTH_TOKEN_PATH": "old"})
+    with pytest.raises(KeyboardInterrupt):
+        s.close()
+    assert not os.path.exists(temp) and os.environ["RAY_AUTH_TOKEN_PATH"] == "old"
+
+
+def test_the_temp_dir_goes_at_exit_when_close_never_ran(tmp_path):
+    """Exits where the driver's own clean-up is skipped (an exception in a `finally`)."""
+    import subprocess
+    import sys
+
+    code = ("import ray\n"
+            "ray.init = lambda **kw: None  # no Ray needed to test the clean-up\n"
+            "from hpoc.runtime.session import start_local\n"
+            "print(start_local(workdir=None).temp_dir, flush=True)\n"
+            "raise SystemExit(3)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stderr
+    temp = run.stdout.strip()
+    assert temp.startswith("/tmp/hpoc-") and not os.path.exists(temp)
+
+
+@pytest.mark.ray
+def test_ctrl_c_while_local_ray_starts_stops_every_ray_process(tmp_path, capsys, monkeypatch):
+    import psutil
+    import ray
+    from ray._private import node
+
+    seen = {}
+    start = node.Node.start_ray_processes
+
+    def start_then_ctrl_c(self):
+        start(self)
+        seen["session"] = self.get_session_dir_path()
+        os.kill(os.getpid(), signal.SIGINT)  # lands while ray.init is still connecting
+
+    monkeypatch.setattr(node.Node, "start_ray_processes", start_then_ctrl_c)
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=io.StringIO(),
+                                      out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert "interrupted before any trial started; nothing to resume" in err
+    assert "cannot start a local Ray instance" not in err
+    temp = re.match(r"(/tmp/hpoc-[^/]+)/", seen["session"]).group(1)
+    assert not ray.is_initialized() and not os.path.exists(temp)
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(temp in part for part in proc.info["cmdline"] or []):
+            left.append(proc)
+    gone, alive = psutil.wait_procs(left, timeout=15)
+    assert not alive, [p.info["cmdline"][:2] for p in alive]

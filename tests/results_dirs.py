@@ -46,9 +46,10 @@ def summary(exp: Path, study: str, trials: list[dict[str, Any]], *, interrupted:
 
 def run_lock(exp: Path, *, pid: int | None = None, host: str | None = None,
              started: float | None = None, shard: int = 0) -> Path:
-    """The driver's .hpoc-run.json while a run is live (this process by default)."""
+    """The driver's .hpoc-run.json while a run is live (by default held by pid 1: alive and
+    older than any `started`; not this process, whose own lock a driver would take over)."""
     path = exp / ".hpoc-run.json"
-    path.write_text(json.dumps({"pid": os.getpid() if pid is None else pid,
+    path.write_text(json.dumps({"pid": 1 if pid is None else pid,
                                 "host": host or socket.gethostname(),
                                 "started": time.time() if started is None else started,
                                 "shard": shard}))

@@ -8,7 +8,6 @@ resumed study's old summary says "interrupted" and its trials "paused" while the
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.results.model import Trial
-from hpoc.results.source import RUN_MARKER
 
 _UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
 
@@ -27,7 +25,7 @@ class RunLock:
     host: str
     started: float
     shard: int
-    alive: bool  # the pid runs (another host's run cannot be checked: taken as alive)
+    alive: bool  # the run goes on (runlock's rule)
 
     @property
     def here(self) -> bool:
@@ -44,21 +42,21 @@ class RunLock:
 
 
 def read_lock(exp: Path) -> RunLock | None:
-    """The lock of the run that last started in `exp`, or None. A marker without a pid (the
-    plan record older drivers leave) is no lock."""
+    """The lock of the run that last started in `exp`, or None. Whether it is alive is the
+    driver's own rule (`hpoc.runtime.runlock`): a dead pid here, an ended SLURM job or a
+    stopped heartbeat elsewhere. A marker without a pid (older drivers' plan record) is no lock."""
+    from hpoc.runtime import runlock
+
+    found = runlock.read(exp)
+    if found is None:
+        return None
+    data, live = found
     try:
-        data = json.loads((exp / RUN_MARKER).read_text(encoding="utf-8"))
         pid, host, started = int(data["pid"]), str(data["host"]), float(data["started"])
-    except (OSError, ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return None
     shard = data.get("shard") if isinstance(data.get("shard"), int) else 0
-    return RunLock(pid, host, started, shard, _alive(pid) if host == socket.gethostname() else True)
-
-
-def _alive(pid: int) -> bool:
-    from hpoc.runtime.cluster import alive
-
-    return pid > 0 and alive(pid)
+    return RunLock(pid, host, started, shard, live)
 
 
 def older(file: Path, lock: RunLock | None) -> bool:

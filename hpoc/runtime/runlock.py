@@ -113,12 +113,19 @@ def _read(path: Path) -> tuple[str, dict[str, Any], float] | None:
     return text, info if isinstance(info, dict) else {}, age
 
 
+def read(exp: Path) -> tuple[dict[str, Any], bool] | None:
+    """The lock of `exp` and whether it is live (`hpoc status` and `hpoc results` ask too);
+    None without one."""
+    found = _read(exp / LOCK)
+    if found is None:
+        return None
+    return found[1], stale_reason(found[1], found[2]) is None
+
+
 def holder(exp: Path) -> dict[str, Any] | None:
     """The live lock of `exp`, or None."""
-    read = _read(exp / LOCK)
-    if read is None or stale_reason(read[1], read[2]) is not None:
-        return None
-    return read[1]
+    found = read(exp)
+    return found[0] if found is not None and found[1] else None
 
 
 def describe(exp: Path, info: dict[str, Any]) -> str:

@@ -255,3 +255,19 @@ def test_sigterm_and_sighup_stop_gracefully_release_everything_and_resume(tmp_pa
     assert final["interrupted"] is False and final["status_counts"] == {"TERMINATED": 2}
     for trial in final["trials"]:
         assert _epochs(trial) == list(range(1, 9))  # continued after each stop
+
+
+def test_a_trial_line_names_the_values_searched_for_it(monkeypatch):
+    """'fails for one lr' is seen at once: errors and retries show the trial's searched values."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import study
+
+    out = io.StringIO()
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr", "optimizer.name", "depth"]))
+    trial = SimpleNamespace(trial_id="ab12", status="RUNNING", config={
+        "lr": 0.123456, "optimizer": {"name": "sgd"}, "depth": 3, "epochs": 5}, path=None, local_path=None)
+    study._trial_line(trial, "failed; retrying from its last checkpoint (retry 1)")
+    assert out.getvalue().strip() == (
+        "[hpoc] trial ab12 (lr=0.1235, optimizer.name='sgd', depth=3) failed; retrying from its last "
+        "checkpoint (retry 1)")

@@ -68,6 +68,7 @@ class _State:
     retries: dict[str, int] = field(default_factory=dict)
     mode: str = "fresh"       # what _prior_run decided
     defer: bool = False       # inside ray.init: note a signal, act on it once init returns
+    params: list[str] = field(default_factory=list)  # searched names: an error line shows them
 
 
 _STATE = _State()
@@ -172,8 +173,30 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     metric = (plan["objective"]["metrics"] or [{"name": None, "mode": "min"}])[0]
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
     _STATE.stream = stream
+    _STATE.params = [p["name"] for p in plan["space"]["params"]]
 
-    return [tune_callback(progress, _as_seen), _make_events(progress)]
+    return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
+
+
+@functools.lru_cache(maxsize=1)
+def _quiet_class() -> type:
+    from ray.tune.progress_reporter import TrialProgressCallback
+
+    class Quiet(TrialProgressCallback):
+        """Ray adds its own TrialProgressCallback unless one is given; even at verbose=0 it
+        prints "Trial ... completed. Last result: {...}". Our progress line says it all."""
+
+        def _print(self, msg: str) -> None:
+            pass
+
+        def __reduce__(self):  # restorable from a pickled experiment, like Events
+            return (_make_quiet, ())
+
+    return Quiet
+
+
+def _make_quiet() -> Any:
+    return _quiet_class()()
 
 
 def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
@@ -235,7 +258,21 @@ def _trial_line(trial: Any, what: str) -> None:
     detail = f": {summary_mod.error_line(error)}" if error else ""
     where = summary_mod._path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
-    _say(stream, f"[hpoc] trial {trial.trial_id} {what}{detail}{hint}")
+    _say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
+
+
+def _searched(trial: Any) -> str:
+    """` (lr=0.1, batch_size=64)`: the values searched for this trial, so that an error
+    that comes with some values only is seen at once."""
+    from hpoc.plan.space import flatten
+
+    flat = flatten(getattr(trial, "config", None) or {})
+    shown = [f"{name}={_short(flat[name])}" for name in _STATE.params if name in flat]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
 
 
 def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,

@@ -164,6 +164,7 @@ class ItwinaiStyle(hpoc.Trainer):
 
 def test_an_itwinai_style_trainer_runs_unchanged(toy, tmp_path):
     _, plan, data = toy
+    plan = dict(plan, objective={"metrics": [{"name": "loss", "mode": "min"}]})  # what it reports
     t = ItwinaiStyle(config={}, strategy="ddp")
     history = t.run_local({"learning_rate": 1e-2, "batch_size": 32, "epochs": 3}, data,
                           directory=tmp_path / "run", plan=plan)

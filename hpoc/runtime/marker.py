@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hpoc.files import write_atomic
+
 PLAN_MARKER = ".hpoc-plan.json"
 LEGACY_MARKER = ".hpoc-run.json"  # now the run lock (hpoc.runtime.runlock)
 
@@ -66,9 +68,7 @@ def read(exp: Path) -> dict[str, Any] | None:
 
 def write(exp: Path, fp: dict[str, Any], shard: int) -> None:
     exp.mkdir(parents=True, exist_ok=True)
-    tmp = exp / f"{PLAN_MARKER}.tmp"
-    tmp.write_text(json.dumps(dict(fp, shard=shard)) + "\n", encoding="utf-8")
-    tmp.replace(exp / PLAN_MARKER)
+    write_atomic(exp / PLAN_MARKER, json.dumps(dict(fp, shard=shard)) + "\n")
 
 
 def migrate_legacy(exp: Path) -> None:

@@ -248,3 +248,8 @@ def test_comments_on_objective_goals_stay_on_their_goal() -> None:
     out = format_study(parse(src))
     assert out.endswith("objective {  # o\n  # lead\n  minimize val_loss  # m\n  maximize val_accuracy\n  # end\n}\n")
     assert format_study(parse(out)) == out
+
+
+def test_a_crlf_file_formats_to_lf_lines_only() -> None:
+    out = format_study(parse('study "x"\r\nspace {\r\n\tlr = 1 # c\r\n}\r\n'))
+    assert "\r" not in out and "lr = 1  # c\n" in out

@@ -151,7 +151,7 @@ class _TooDeep(Exception):
 
 
 def _on_comment(tok: Any) -> None:
-    _local.state.comments.append((tok.line, tok.column, str(tok)))
+    _local.state.comments.append((tok.line, tok.column, str(tok).rstrip("\r")))  # CRLF files
 
 
 def _on_open(tok: Any) -> Any:
@@ -492,7 +492,7 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
 # value (`64 G }`; `a = 1 m = 2` is two settings). An exponent is part of the number (`1e-3` is not the number 1 and a name `e`).
 _GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
                     r"([A-Za-z_]\w*|[ \t]+[KMGTsmhd](?=[ \t]*(?:[,;})\]#]|$)))")
-_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]")
+_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]B?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
 

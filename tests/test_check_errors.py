@@ -752,6 +752,7 @@ def test_slurm_python_expands_like_paths_and_is_one_program(monkeypatch: pytest.
     assert (d.code, where(d), d.message) == (
         "HP204", (3, 18), "`python` must be one program, not a command line")
     assert "env" in d.help
+    assert plan_of(BASE + 'slurm { python = "/home/me/My Envs/bin/python" }\n')  # quoted as one word
 
 
 @pytest.mark.parametrize("key", ["python", "partition", "account", "qos", "constraint"])

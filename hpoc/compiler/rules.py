@@ -432,8 +432,8 @@ def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
     if python is None:
         return
     s["python"] = python
-    # `python3 -X dev`, `python3; x`: a command line; a path with a space is still one program
-    if re.search(r"\s-|[;|&<>`'\"]", python) or python != python.strip():
+    # `python3 -X dev`, `python3; x`: a command line; a path with a space is one program
+    if python != python.strip() or re.search(r"\s", python) and re.search(r"\s-|[;|&<>`]", python):
         value = _setting_value(block, "python")
         ch.error(VALUE, "`python` must be one program, not a command line",
                  value.span if value is not None else ch.spans.get("slurm.python"),

@@ -433,7 +433,8 @@ def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
         return
     s["python"] = python
     # `python3 -X dev`, `python3; x`: a command line; a path with a space is one program
-    if python != python.strip() or re.search(r"\s", python) and re.search(r"\s-|[;|&<>`]", python):
+    if python != python.strip() or re.search(r"[^\S ]", python) or \
+            " " in python and re.search(r" -|[;|&<>`]", python):
         value = _setting_value(block, "python")
         ch.error(VALUE, "`python` must be one program, not a command line",
                  value.span if value is not None else ch.spans.get("slurm.python"),

@@ -875,21 +875,26 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
         lead = cs.before(span.line)
         body = getattr(item, "body", None)
         if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
-            trailing = cs.on(span.line)
+            # A comment on the line of `}` follows it (nothing can follow a comment).
+            one_line = span.end_line == span.line  # `trials { ... }  # note`: after the `}`
+            trailing = None if one_line else cs.on(span.line)
+            closing = cs.on(span.line) if one_line else None
             new_body = _attach_items(body, cs, blank, span.line, lines)
-            end = cs.through(span.end_line)
+            end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end,
+                               closing=closing if one_line else cs.on(span.end_line),
                                blank_before=gap))
         elif isinstance(item, A.Objective) and item.braced:
-            trailing = cs.on(span.line)
+            trailing = cs.on(span.line) if span.end_line != span.line else None
             goals = []
             for g in item.goals:
                 if g.span is None or g.span.line == span.line:
                     goals.append(g)
                     continue
                 goals.append(replace(g, comments=cs.before(g.span.line), trailing=cs.on(g.span.end_line)))
-            end = cs.through(span.end_line)
+            end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, goals=tuple(goals), end_comments=end,
+                               closing=cs.on(span.end_line),
                                blank_before=gap))
         else:
             inner = cs.before(span.end_line)  # comments inside a multi-line value

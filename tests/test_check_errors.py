@@ -53,12 +53,18 @@ def test_early_stopping_measured_against_the_epochs_a_trial_runs() -> None:
     (w,) = warnings(BASE + "space { lr = uniform(0, 1), epochs = choice(5, 20) }\n" + obj
                     + "scheduler asha { max_t = 10, grace_period = 2 }\n")
     assert (w.code, w.message, w.help) == (
-        "HP805", "every trial stops after `max_t` = 10 of its 20 `epochs`", "set `max_t = 20` (the longest a trial runs, in epochs)")
+        "HP805", "trials stop at `max_t` = 10, before their 20 `epochs`",
+        "set `max_t = 20` (the longest a trial runs, in epochs), or `stop_last_trials = false`")
     (w,) = warnings(BASE + "space { epochs = 1 }\n" + obj + "scheduler median\n")
     assert w.help == "one epoch leaves nothing to stop early: raise `epochs`, or use `scheduler fifo`"
     # fitting horizons, or epochs the space does not say: nothing to warn about
     assert not warnings(BASE + "space { epochs = 8 }\n" + obj + "scheduler asha { max_t = 8, grace_period = 2 }\n")
     assert not warnings(BASE + "space { lr = uniform(0, 1) }\n" + obj + "scheduler asha { grace_period = 50 }\n")
+    # measured in seconds, or letting the survivors run on: no relation to epochs
+    assert not warnings(BASE + "space { epochs = 20 }\n" + obj
+                        + "scheduler asha { time_attr = time_total_s, max_t = 7200, grace_period = 600 }\n")
+    assert not warnings(BASE + "space { epochs = 100 }\n" + obj
+                        + "scheduler asha { max_t = 27, grace_period = 1, stop_last_trials = false }\n")
 
 
 def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
@@ -524,9 +530,13 @@ def test_slurm_time_errors() -> None:
     assert (where(d), d.message) == ((3, 10), "resume grace time (600 s) must be shorter than the walltime (00:05:00)")
     assert plan_of(BASE + "slurm { time = 90m }\n")["slurm"]["time"] == "01:30:00"
     # the signal SLURM sends `grace` early: whole seconds, 1 to 65535 (what --signal takes)
-    for bad in ("0s", "20h", "30.5"):
+    for bad in ("20h", "30.5"):
         d = one_error(BASE + f"resume {{ grace = {bad} }}\nslurm {{ time = 2-00:00:00 }}\n")
         assert (d.code, where(d)) == ("HP204", (3, 18)), bad
+    d = one_error(BASE + "resume { grace = 0s }\nslurm { time = 2-00:00:00 }\n")
+    assert (d.code, where(d), d.message) == (
+        "HP502", (3, 10), "resume needs a `grace` of at least 1 s to save before the walltime")
+    assert plan_of(BASE + "resume { enabled = false, grace = 0 }\nslurm { time = 10 }\n")  # no --signal then
     assert plan_of(BASE + "resume { grace = 18h }\n")["resume"]["grace_s"] == 64800
 
 
@@ -556,6 +566,14 @@ def test_a_grid_too_large_to_enumerate() -> None:
     d = one_error(BASE + space + "slurm { array { shards = 4 } }\n")  # no follow-on HP503
     assert (d.code, where(d), d.message) == (
         "HP304", (3, 14), "the grid has 1,000,000 points; hpoc enumerates at most 100,000")
+
+
+def test_mem_takes_the_spellings_sbatch_takes() -> None:
+    """sbatch reads the unit in any case, with an optional B; the plan keeps one spelling."""
+    for written, plan in (('"64GB"', "64G"), ('"64g"', "64G"), ('"500MB"', "500M"), ("64GB", "64G"),
+                          ("64G", "64G"), ("4000", "4000M")):
+        assert plan_of(BASE + f"slurm {{ mem = {written} }}\n")["slurm"]["mem"] == plan, written
+    assert one_error(BASE + 'slurm { mem = "64 G" }\n').code == "HP203"
 
 
 def test_slurm_values() -> None:
@@ -639,7 +657,7 @@ def test_integers_beyond_int64_and_absurd_times_and_sizes_are_errors() -> None:
     assert (d.code, where(d), d.message) == ("HP204", (3, 15), "`mem` must be at most 1024T per node (got 100000000T)")
     assert plan_of(BASE + "slurm { mem = 1024T }\n")["slurm"]["mem"] == "1024T"
     d = one_error(BASE + "resume { grace = 99999999999999999999999d }\n")  # was 8639999999999998927331917824 s
-    assert d.message == "`grace` must be whole seconds from 1 to 65535 (the limit of SLURM's --signal), got 99999999999999999999999d"
+    assert d.message == "`grace` must be whole seconds from 0 to 65535 (the limit of SLURM's --signal), got 99999999999999999999999d"
     d = one_error(BASE + "trials { time_budget = 400d }\n")
     assert d.message == "`time_budget` must be at most 365 days (got 400d)"
 
@@ -734,6 +752,7 @@ def test_slurm_python_expands_like_paths_and_is_one_program(monkeypatch: pytest.
     assert (d.code, where(d), d.message) == (
         "HP204", (3, 18), "`python` must be one program, not a command line")
     assert "env" in d.help
+    assert plan_of(BASE + 'slurm { python = "/home/me/My Envs/bin/python" }\n')  # quoted as one word
 
 
 @pytest.mark.parametrize("key", ["python", "partition", "account", "qos", "constraint"])

@@ -203,7 +203,7 @@ def test_cli_check_write_and_print(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "not formatted" in capsys.readouterr().err
     assert main(["fmt", str(spec)]) == 0
     printed = capsys.readouterr().out
-    assert printed == 'study "x"\n\npipeline {  # the trainer\n  trainer = t:T\n}\n'
+    assert printed == 'study "x"\n\npipeline {\n  trainer = t:T\n}  # the trainer\n'
     assert spec.read_text() != printed  # printing does not touch the file
     spec.chmod(0o640)
     assert main(["fmt", "--write", str(spec)]) == 0
@@ -247,4 +247,18 @@ def test_comments_on_objective_goals_stay_on_their_goal() -> None:
     src = 'study "x"\nobjective { # o\n  # lead\n  minimize val_loss # m\n  maximize val_accuracy\n  # end\n}\n'
     out = format_study(parse(src))
     assert out.endswith("objective {  # o\n  # lead\n  minimize val_loss  # m\n  maximize val_accuracy\n  # end\n}\n")
+    assert format_study(parse(out)) == out
+
+
+def test_a_crlf_file_formats_to_lf_lines_only() -> None:
+    out = format_study(parse('study "x"\r\nspace {\r\n\tlr = 1 # c\r\n}\r\n'))
+    assert "\r" not in out and "lr = 1  # c\n" in out
+
+
+def test_a_comment_after_a_closing_brace_stays_after_it() -> None:
+    src = ('study "x"\ntrials { num_samples = 10 } # note\nspace {\n  opt = choice("a", "b")\n'
+           '  if opt == "a" {\n    m = uniform(0, 1)\n  } # end if\n} # end space\n')
+    out = format_study(parse(src))
+    assert "trials {\n  num_samples = 10\n}  # note\n" in out
+    assert "  }  # end if\n}  # end space\n" in out
     assert format_study(parse(out)) == out

@@ -95,6 +95,8 @@ CASES = [
      "`batch_size` in `points_to_evaluate` is 48, not one of its `choice` values"),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
      "trainer `trainer.MyRayTorchTrainer` has no `config`"),
+    ("dotted train_loop_config key", seed_with("              epochs: 20", "              train.epochs: 20"),
+     "HP204", 27, 15, "`train.epochs` holds a `.`: the trial's config would nest it"),
     ("unpaired surrogate", seed_with("mode: min", 'mode: "min\\ud800"'), "HP110", 39, 23,
      "unpaired surrogate escape in string"),
     ("unpaired surrogate key", seed_with("mode: min", '"mo\\udc00de": min'), "HP110", 39, 17,

@@ -181,12 +181,13 @@ def _epochs(space: Space) -> int | None:
     return None
 
 
-def _horizon(ch: Checker, name: str, opts: dict[str, Any], space: Space, block: Any) -> None:
+def _horizon(ch: Checker, sched: dict[str, Any], space: Space, block: Any) -> None:
     """Early stopping measured in epochs (time_attr = training_iteration) against the
     epochs a trial runs: a rung after the last epoch stops nothing, a max_t before it cuts
-    every trial short."""
+    trials short. Other time_attrs (seconds) have no relation to epochs."""
+    name, opts = sched["name"], sched["options"]
     epochs = _epochs(space)
-    if epochs is None:
+    if epochs is None or sched.get("time_attr", "training_iteration") not in ("training_iteration", "epoch"):
         return
     grace = opts.get("grace_period")
     if name in ("asha", "median") and grace is not None and grace >= epochs:
@@ -196,10 +197,11 @@ def _horizon(ch: Checker, name: str, opts: dict[str, Any], space: Space, block: 
                 help=f"lower `grace_period` below {epochs}, e.g. {max(1, epochs // 4)}" if epochs > 1
                 else "one epoch leaves nothing to stop early: raise `epochs`, or use `scheduler fifo`")  # fmt: skip
     max_t = opts.get("max_t")
-    if name in ("asha", "hyperband") and max_t is not None and max_t < epochs:
-        ch.warn(WARN_SCHEDULE, f"every trial stops after `max_t` = {max_t} of its {epochs} `epochs`",
+    if name in ("asha", "hyperband") and max_t is not None and max_t < epochs and opts.get("stop_last_trials", True):
+        ch.warn(WARN_SCHEDULE, f"trials stop at `max_t` = {max_t}, before their {epochs} `epochs`",
                 ch.spans.get("scheduler.options.max_t", _label_span(block)),
-                help=f"set `max_t = {epochs}` (the longest a trial runs, in epochs)")  # fmt: skip
+                help=f"set `max_t = {epochs}` (the longest a trial runs, in epochs), "
+                     "or `stop_last_trials = false`")  # fmt: skip
 
 
 def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, search_block: Any) -> None:
@@ -209,7 +211,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
-    _horizon(ch, name, opts, space, block)
+    _horizon(ch, out["scheduler"], space, block)
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
                  help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip
@@ -369,7 +371,10 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
     t = s.pop("time")
     s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
     grace = out["resume"]["grace_s"]
-    if s["time_s"] is not None and out["resume"]["enabled"] and grace >= s["time_s"]:
+    if out["resume"]["enabled"] and grace < 1:  # `--signal=B:USR2@0` would never warn the job
+        ch.error(SLURM_TIME, "resume needs a `grace` of at least 1 s to save before the walltime",
+                 ch.spans.get("resume.grace"), help="the default is 2m; or set `enabled = false`")  # fmt: skip
+    elif s["time_s"] is not None and out["resume"]["enabled"] and grace >= s["time_s"]:
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
@@ -427,7 +432,9 @@ def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
     if python is None:
         return
     s["python"] = python
-    if re.search(r"\s", python):
+    # `python3 -X dev`, `python3; x`: a command line; a path with a space is one program
+    if python != python.strip() or re.search(r"[^\S ]", python) or \
+            " " in python and re.search(r" -|[;|&<>`]", python):
         value = _setting_value(block, "python")
         ch.error(VALUE, "`python` must be one program, not a command line",
                  value.span if value is not None else ch.spans.get("slurm.python"),

@@ -277,10 +277,11 @@ class _Special:
         if isinstance(value, A.Null):
             return None
         text = None
-        if isinstance(value, A.Size):
-            text = value.text
-        elif isinstance(value, A.String) and re.fullmatch(r"\d+[KMGT]?", value.value):
-            text = value.value
+        written = value.text if isinstance(value, A.Size) else value.value if isinstance(value, A.String) else None
+        # sbatch reads the unit in any case, with an optional B (`64GB`, `500mb`): one spelling here
+        m = re.fullmatch(r"(\d+)(?:([KMGTkmgt])[Bb]?)?", written) if isinstance(written, str) else None
+        if m:
+            text = m.group(1) + (m.group(2) or "").upper()
         elif isinstance(value, A.Number) and isinstance(value.value, int) and value.value >= 0:
             text = f"{value.value}M"
         if text is not None:
@@ -290,7 +291,7 @@ class _Special:
                 return None
             return text
         self.ch.error(TYPE, f"`mem` must be a memory size such as `64G`, not {K.describe(value)}", value.span,
-                      help="SLURM sizes are an integer with K, M, G or T (`512M`, `64G`)")  # fmt: skip
+                      help="a whole number with K, M, G or T (`512M`, `64G`); without one, megabytes")  # fmt: skip
         return None
 
     def time(self, key: str, value: A.Value, path: str) -> dict[str, Any] | None:

@@ -220,7 +220,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     "resume": {
         "enabled": F(K.boolean, True),
         "retry_errored": F(K.boolean, True),
-        "grace": F(K.whole_seconds(1, 65535, "the limit of SLURM's --signal"), 120),
+        "grace": F(K.whole_seconds(0, 65535, "the limit of SLURM's --signal"), 120),
     },
     "storage": {
         "path": F(K.string(), "results"),

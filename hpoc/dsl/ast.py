@@ -182,6 +182,7 @@ class Block(Node):
     trailing: str | None = field(default=None, compare=False, kw_only=True)
     blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
     end_comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
+    closing: str | None = field(default=None, compare=False, kw_only=True)  # a comment after `}`
     kind_span: Span | None = field(default=None, compare=False, kw_only=True)
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
@@ -204,6 +205,7 @@ class IfBlock(Node):
     trailing: str | None = field(default=None, compare=False, kw_only=True)
     blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
     end_comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
+    closing: str | None = field(default=None, compare=False, kw_only=True)  # a comment after `}`
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
 
@@ -229,6 +231,7 @@ class Objective(Node):
     trailing: str | None = field(default=None, compare=False, kw_only=True)
     blank_before: bool = field(default=False, compare=False, kw_only=True)  # kept by `hpoc fmt`
     end_comments: tuple[str, ...] = field(default=(), compare=False, kw_only=True)
+    closing: str | None = field(default=None, compare=False, kw_only=True)  # a comment after `}`
     span: Span | None = field(default=None, compare=False, kw_only=True)
 
 
@@ -312,7 +315,7 @@ def dump(node: Any, indent: int = 0) -> str:
         (k, v)
         for k, v in vars(node).items()
         if not k.endswith("span")
-        and k not in ("comments", "trailing", "end_comments", "verbatim", "blank_before")
+        and k not in ("comments", "trailing", "end_comments", "closing", "verbatim", "blank_before")
         and not (k == "text" and isinstance(node, Number))
     ]
     simple = all(not isinstance(v, (Node, tuple)) or v == () for _, v in fields)

@@ -60,7 +60,7 @@ def _item(item: A.Item, depth: int) -> str:
             for g, text in zip(item.goals, goals):
                 lines += _lead(g.comments, pad + INDENT) + [pad + INDENT + text + _trail(g.trailing)]
             lines += _lead(item.end_comments, pad + INDENT)
-            lines.append(pad + "}")
+            lines.append(pad + "}" + _trail(item.closing))
         return "\n".join(lines)
     if isinstance(item, A.IfBlock):
         head = f"if {_condition(item.condition)}"
@@ -77,12 +77,12 @@ def _braced(head: str, body: tuple[A.Item, ...], item: A.Block | A.IfBlock, dept
     pad = INDENT * depth
     lines = _lead(item.comments, pad)
     if not body and not item.end_comments:
-        lines.append(f"{pad}{head} {{}}{_trail(item.trailing)}")
+        lines.append(f"{pad}{head} {{}}{_trail(item.trailing or item.closing)}")
         return "\n".join(lines)
     lines.append(f"{pad}{head} {{{_trail(item.trailing)}")
     lines += _body(body, depth + 1)
     lines += _lead(item.end_comments, pad + INDENT)
-    lines.append(pad + "}")
+    lines.append(pad + "}" + _trail(item.closing))
     return "\n".join(lines)
 
 

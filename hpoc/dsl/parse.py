@@ -151,7 +151,7 @@ class _TooDeep(Exception):
 
 
 def _on_comment(tok: Any) -> None:
-    _local.state.comments.append((tok.line, tok.column, str(tok)))
+    _local.state.comments.append((tok.line, tok.column, str(tok).rstrip("\r")))  # CRLF files
 
 
 def _on_open(tok: Any) -> Any:
@@ -492,7 +492,7 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
 # value (`64 G }`; `a = 1 m = 2` is two settings). An exponent is part of the number (`1e-3` is not the number 1 and a name `e`).
 _GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
                     r"([A-Za-z_]\w*|[ \t]+[KMGTsmhd](?=[ \t]*(?:[,;})\]#]|$)))")
-_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]")
+_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]B?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
 
@@ -875,21 +875,26 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
         lead = cs.before(span.line)
         body = getattr(item, "body", None)
         if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
-            trailing = cs.on(span.line)
+            # A comment on the line of `}` follows it (nothing can follow a comment).
+            one_line = span.end_line == span.line  # `trials { ... }  # note`: after the `}`
+            trailing = None if one_line else cs.on(span.line)
+            closing = cs.on(span.line) if one_line else None
             new_body = _attach_items(body, cs, blank, span.line, lines)
-            end = cs.through(span.end_line)
+            end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end,
+                               closing=closing if one_line else cs.on(span.end_line),
                                blank_before=gap))
         elif isinstance(item, A.Objective) and item.braced:
-            trailing = cs.on(span.line)
+            trailing = cs.on(span.line) if span.end_line != span.line else None
             goals = []
             for g in item.goals:
                 if g.span is None or g.span.line == span.line:
                     goals.append(g)
                     continue
                 goals.append(replace(g, comments=cs.before(g.span.line), trailing=cs.on(g.span.end_line)))
-            end = cs.through(span.end_line)
+            end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, goals=tuple(goals), end_comments=end,
+                               closing=cs.on(span.end_line),
                                blank_before=gap))
         else:
             inner = cs.before(span.end_line)  # comments inside a multi-line value

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hpoc.compiler import tables as T
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, Builder
+from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, VALUE, Builder
 from hpoc.yaml.nodes import YMap, YNode, YSeq, describe
 
 TYPE_ALIASES = {"grid_search": "grid", "sample": None, "sample_from": None, "function": None}
@@ -44,6 +44,12 @@ def read_space(b: Builder, node: YMap | None) -> tuple[list[A.Setting], list[Par
 def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params: list[Param]) -> None:
     for key, kspan, value in node.entries:
         name = prefix + key
+        if "." in key:  # hpoc nests dotted names; Ray hands the trainer this key as it is
+            b.error(VALUE, f"`{key}` holds a `.`: the trial's config would nest it "
+                           f"(config[\"{key.split('.')[0]}\"][...]), where Ray passes config[\"{key}\"]",
+                    kspan, help=f"nest it as a mapping and read it nested, or rename it "
+                                f"(`{key.replace('.', '_')}`)")
+            continue
         if isinstance(value, YMap) and "type" in value.index:
             call = read_domain(b, value, name)
             if call is not None:

@@ -163,17 +163,22 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_sigusr2_stops_gracefully_and_the_next_run_resumes(tmp_path):
+def _slow_toy_run(tmp_path, epochs):
+    """(command, environment, experiment dir) of a local run of 2 one-second-epoch trials."""
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
-                     space={"constants": {"epochs": 3, "batch_size": 32}},
+                     space={"constants": {"epochs": epochs, "batch_size": 32}},
                      pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}})
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(dumps(plan))
     cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
     env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
     env.pop("RAY_ADDRESS", None)
-    exp = tmp_path / "results" / "toy"
+    return cmd, env, tmp_path / "results" / "toy"
+
+
+def test_sigusr2_stops_gracefully_and_the_next_run_resumes(tmp_path):
+    cmd, env, exp = _slow_toy_run(tmp_path, epochs=3)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: any(p.stat().st_size for p in exp.glob("trial_*/result.json")), 120,
@@ -216,16 +221,7 @@ def test_sigterm_and_sighup_stop_gracefully_release_everything_and_resume(tmp_pa
     SIGTERM (exit 134, no summary); SIGHUP was not handled at all."""
     from hpoc.runtime import runlock
 
-    workdir = write_toy(tmp_path / "study")
-    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
-                     space={"constants": {"epochs": 8, "batch_size": 32}},
-                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}})
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(dumps(plan))
-    cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
-    env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
-    env.pop("RAY_ADDRESS", None)
-    exp = tmp_path / "results" / "toy"
+    cmd, env, exp = _slow_toy_run(tmp_path, epochs=8)
     reported = len
     for sig in (signal.SIGTERM, signal.SIGHUP):
         before = sum(reported(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))

@@ -232,8 +232,6 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
             known = set(space.names())
             for pname in table:
                 if pname not in known:
-                    from hpoc.errors import did_you_mean
-
                     ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
                              ch.spans.get(f"scheduler.options.{key}.{pname}"),
                              help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.results.model import ResultsError
+from hpoc.runtime.runlock import LOCK as RUN_MARKER  # the driver's lock, in each experiment dir
 
 SPEC_SUFFIXES = (".hpo", ".yaml", ".yml")
-RUN_MARKER = ".hpoc-run.json"  # written by the driver into each experiment directory
 _SHARD_DIR = re.compile(r"shard-(\d+)$")
 
 

@@ -47,12 +47,10 @@ def _me(shard: int) -> dict[str, Any]:
 
 def _pid_is(pid: int, started: float) -> bool:
     """Whether `pid` is alive and is the process that wrote a lock at `started`."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    from hpoc.runtime.cluster import alive
+
+    if not alive(pid):  # gone, or a zombie nobody reaped
         return False
-    except PermissionError:  # someone else's process
-        return True
     try:
         import psutil
 

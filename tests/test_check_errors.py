@@ -373,6 +373,19 @@ def test_points_to_evaluate_are_checked_against_the_space() -> None:
     assert errs[4].help == "write 2"
 
 
+def test_points_to_evaluate_need_only_parameters_whose_condition_chain_holds() -> None:
+    src = BASE + (
+        "objective minimize val_loss\n"
+        'space {\n  opt = choice("adam", "sgd")\n  k = choice(1, 2) if opt == "sgd"\n'
+        "  j = uniform(0, 1) if k == 2\n}\n"
+        "search optuna { points_to_evaluate = [%s] }\n"
+    )
+    # `k` is set but inactive (opt is adam), so `j` below it does not exist either.
+    assert plan_of(src % '{ opt = "adam", k = 2 }')["search"]["options"]["points_to_evaluate"]
+    got = [e.message for e in errors(src % '{ opt = "sgd", k = 2 }')]
+    assert got == ["an entry of `points_to_evaluate` has no value for `j`"]
+
+
 def test_searcher_warnings() -> None:
     ws = warnings(BASE + "objective minimize val_loss\nsearch bayesopt\nspace { lr = loguniform(1e-5, 1) }\n")
     assert [(w.code, where(w), w.message) for w in ws] == [

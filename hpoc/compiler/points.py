@@ -16,7 +16,7 @@ from hpoc.compiler.check import MISSING, TYPE, UNKNOWN, VALUE, Checker
 from hpoc.compiler.space import Param, Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.plan.space import flatten, nest
+from hpoc.plan.space import flatten, is_active, nest
 
 WHAT = "`points_to_evaluate`"
 
@@ -43,8 +43,8 @@ def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | N
                          help=did_you_mean(key, by_name))  # fmt: skip
                 continue
             _value(ch, p, value, (vnode.span if vnode is not None else None) or kspan)
-        for p in space.params:
-            if p.name not in flat and _active(p, flat, by_name):
+        for p in _active(space, flat):
+            if p.name not in flat:
                 ch.error(MISSING, f"an entry of {WHAT} has no value for `{p.name}`", where,
                          help=f"add `{p.name} = ...`: a point sets every parameter that exists in it")  # fmt: skip
         out.append(nest(flat))
@@ -76,17 +76,20 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
                  span, help=help)  # fmt: skip
 
 
-def _active(p: Param, flat: dict[str, Any], by_name: dict[str, Param]) -> bool:
-    """Whether `p` exists in the trial `flat` describes (an unresolved condition: no)."""
-    if p.cond is not None and p.condition is None:  # its condition is an error already
-        return False
-    if p.condition is None:
-        return True
-    parent = by_name[p.condition["param"]]
-    if parent.name not in flat:  # reported as missing itself (or inactive too)
-        return False
-    keys = {K.typed_key(v) for v in p.condition["values"]}
-    return K.typed_key(flat[parent.name]) in keys and _active(parent, flat, by_name)
+def _active(space: Space, flat: dict[str, Any]) -> list[Param]:
+    """The parameters that exist in the trial `flat` describes. The space is parents-first,
+    so a parent is decided before its children; an unresolved condition (an error already)
+    makes its parameter absent."""
+    values: dict[str, Any] = {}
+    active = []
+    for p in space.params:
+        if p.cond is not None and p.condition is None:
+            continue
+        if is_active(p.plan(), values):
+            active.append(p)
+            if p.name in flat:
+                values[p.name] = flat[p.name]
+    return active
 
 
 def _flat_nodes(m: A.Map, prefix: str = "") -> Iterator[tuple[str, tuple[A.Span | None, A.Value]]]:

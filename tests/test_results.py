@@ -452,6 +452,26 @@ def test_a_spec_is_read_from_the_storage_it_names(tmp_path, capsys, monkeypatch)
                  "--no-png"]) == 0
 
 
+def test_results_of_another_plan_under_the_same_name_are_flagged(tmp_path, capsys, monkeypatch):
+    from hpoc.results.source import find_plan
+    from hpoc.runtime import marker
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1, "epochs": 2}, [{"val_accuracy": 0.5}] * 2)
+    write_summary(exp, "tiny", [], metric="val_accuracy", mode="max")
+    plan, _ = find_plan(spec)
+    marker.write(exp, marker.fingerprint(plan, plan["content_hash"]), 0)
+    spec.write_text("# a comment changes nothing that runs\n" + SPEC)
+    code, _, err = cli(capsys, spec, "--no-best")
+    assert code == 0 and "different plan" not in err, err
+    spec.write_text(SPEC.replace("grid(0.1, 0.01)", "grid(0.5, 0.05)"))
+    code, out, err = cli(capsys, spec, "--no-best")
+    assert code == 0 and "aaaaa_00000" in out
+    assert "holds a run of a different plan" in err and "the plans differ in `space`" in err, err
+
+
 def test_a_spec_that_does_not_compile_says_so(tmp_path, capsys):
     (tmp_path / "study.hpo").write_text("study \"x\"\nspace { lr = bogus(1) }\n")
     code, _, err = cli(capsys, tmp_path / "study.hpo")

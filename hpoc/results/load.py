@@ -66,10 +66,13 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     trials: list[Trial] = []
     shards: list[Shard] = []
     summaries: list[dict[str, Any]] = []
+    fp = _fingerprint(plan)
     for index, path in shard_dirs:
         if not path.is_dir():
             warnings.append(f"shard {index}: {path} does not exist yet (not started?)")
             continue
+        if fp is not None and (other := _other_plan(path, fp)):
+            warnings.append(other)
         lock = live.read_lock(path)
         running = lock if lock is not None and lock.alive else None
         summary = _read_summary(path, warnings)
@@ -115,6 +118,25 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)
     return results
+
+
+def _fingerprint(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    from hpoc.plan import content_hash
+    from hpoc.runtime import marker
+
+    return marker.fingerprint(plan, plan.get("content_hash") or content_hash(plan)) if plan else None
+
+
+def _other_plan(path: Path, fp: dict[str, Any]) -> str | None:
+    """Why the trials in `path` are not this plan's: another spec with the same study name
+    and storage ran there (`hpoc run` refuses to resume it; results only show it)."""
+    from hpoc.runtime import marker
+
+    recorded = marker.read(path)
+    parts = marker.differences(recorded, fp) if recorded is not None else None
+    if parts is None:
+        return None
+    return marker.describe(path, recorded, fp, parts) + "; the trials shown are that run's"
 
 
 def _metrics(plan: dict | None, summaries: list[dict[str, Any]]) -> list[Metric]:

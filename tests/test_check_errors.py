@@ -490,6 +490,18 @@ def test_resources_must_fit_the_allocation() -> None:
     assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == (4, 16)
 
 
+@pytest.mark.parametrize(
+    "resources,nodes,per_node",
+    [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth
+     ("workers = 3, cpus_per_worker = 2, gpus_per_worker = 1", 2, (2, 4)),  # 2 + 1 workers
+     ("workers = 5, cpus_per_worker = 1.5", 2, (0, 5))],
+)  # fmt: skip
+def test_default_node_sizes_hold_whole_workers(resources: str, nodes: int, per_node: tuple[int, int]) -> None:
+    """The defaults fit the trial they were made for (they were split by CPU, not by worker)."""
+    plan = plan_of(BASE + f"resources {{ {resources} }}\nslurm {{ nodes = {nodes} }}\n")
+    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == per_node
+
+
 def test_deepspeed() -> None:
     plan = plan_of(BASE + "resources { gpus_per_worker = 1, deepspeed { zero_stage = 3 } }\n")
     assert plan["resources"]["strategy"] == "deepspeed"

@@ -335,10 +335,13 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         return
     nodes = s["nodes"]
     workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
+    # Defaults: room for the trial's workers spread evenly, whole workers per node (a
+    # worker's CPUs and GPUs cannot be split between nodes).
+    spread = math.ceil(workers / nodes)
     if s["gpus_per_node"] is None:
-        s["gpus_per_node"] = math.ceil(workers * gpw / nodes) if gpw else 0
+        s["gpus_per_node"] = math.ceil(spread * gpw) if gpw else 0
     if s["cpus_per_node"] is None:
-        s["cpus_per_node"] = max(1, math.ceil(workers * cpw / nodes))
+        s["cpus_per_node"] = max(1, math.ceil(spread * cpw))
     gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
     gspan = ch.spans.get("resources.gpus_per_worker")
     if gpw > 0 and gpn == 0:

@@ -487,13 +487,38 @@ def test_resources_must_fit_the_allocation() -> None:
     d = one_error(BASE + "resources { workers = 2, gpus_per_worker = 0.5 }\n")
     assert (where(d), d.message) == ((3, 26), "fractional `gpus_per_worker` (0.5) needs `workers = 1`")
     plan = plan_of(BASE + "resources { workers = 8, gpus_per_worker = 1, cpus_per_worker = 4 }\nslurm { nodes = 2 }\n")
-    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == (4, 16)
+    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == (4, 17)  # + the driver
+
+
+def test_a_distributed_trial_leaves_room_for_its_driver() -> None:
+    """Its Tune actor takes 0.01 CPU on one node: 4 x 12 CPUs on one 48-CPU node never start."""
+    d = one_error(BASE + "resources { workers = 4, gpus_per_worker = 1, cpus_per_worker = 12 }\n"
+                  "slurm { nodes = 1, gpus_per_node = 4, cpus_per_node = 48 }\n")  # fmt: skip
+    assert (d.code, where(d)) == ("HP501", (3, 13))
+    assert d.message == (
+        "one trial needs 4 workers × (12 CPUs, 1 GPUs) = 48 CPUs, 4 GPUs, plus 0.01 CPU for the "
+        "trial's driver, more than the job's 1 node(s) × (48 CPUs, 4 GPUs) can hold"
+    )
+    assert d.notes == ("a node fits 4 worker(s), the node that also runs the driver 3",)
+    # on two nodes the driver has room; a one-worker trial runs in the driver itself
+    plan_of(BASE + "resources { workers = 4, gpus_per_worker = 1, cpus_per_worker = 12 }\n"
+            "slurm { nodes = 2, gpus_per_node = 2, cpus_per_node = 25 }\n")  # fmt: skip
+    plan_of(BASE + "resources { cpus_per_worker = 48 }\nslurm { cpus_per_node = 48 }\n")
+    plan = plan_of(BASE + "resources { workers = 2 }\nslurm { nodes = 1 }\n")
+    assert plan["slurm"]["cpus_per_node"] == 3  # the default has room too
+
+
+def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
+    from hpoc.compiler.tables import TRIAL_DRIVER_CPU
+    from hpoc.runtime.trial import DRIVER_CPU
+
+    assert TRIAL_DRIVER_CPU == DRIVER_CPU
 
 
 @pytest.mark.parametrize(
     "resources,nodes,per_node",
     [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth
-     ("workers = 3, cpus_per_worker = 2, gpus_per_worker = 1", 2, (2, 4)),  # 2 + 1 workers
+     ("workers = 3, cpus_per_worker = 2, gpus_per_worker = 1", 2, (2, 5)),  # 2 + 1 workers, driver
      ("workers = 5, cpus_per_worker = 1.5", 2, (0, 5))],
 )  # fmt: skip
 def test_default_node_sizes_hold_whole_workers(resources: str, nodes: int, per_node: tuple[int, int]) -> None:

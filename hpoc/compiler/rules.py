@@ -336,12 +336,14 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
     nodes = s["nodes"]
     workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
     # Defaults: room for the trial's workers spread evenly, whole workers per node (a
-    # worker's CPUs and GPUs cannot be split between nodes).
+    # worker's CPUs and GPUs cannot be split between nodes), and for a distributed trial's
+    # driver beside them.
     spread = math.ceil(workers / nodes)
+    driver = T.TRIAL_DRIVER_CPU if workers > 1 else 0
     if s["gpus_per_node"] is None:
         s["gpus_per_node"] = math.ceil(spread * gpw) if gpw else 0
     if s["cpus_per_node"] is None:
-        s["cpus_per_node"] = max(1, math.ceil(spread * cpw))
+        s["cpus_per_node"] = max(1, math.ceil(spread * cpw + driver))
     gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
     gspan = ch.spans.get("resources.gpus_per_worker")
     if gpw > 0 and gpn == 0:
@@ -357,17 +359,26 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
                  help="lower `cpus_per_worker` or raise `slurm.cpus_per_node`")  # fmt: skip
     else:
         per_node = math.floor(cpn / cpw + 1e-9)
+        # The driver's CPUs come first, on one of the nodes: Ray never places the last
+        # worker where they left too little, and the trial waits for it forever.
+        with_driver = math.floor((cpn - driver) / cpw + 1e-9)
         if gpw > 0:
             per_node = min(per_node, math.floor(gpn / gpw + 1e-9))
-        if per_node * nodes < workers:
+            with_driver = min(with_driver, per_node)
+        if per_node * (nodes - 1) + with_driver < workers:
+            # Enough in total but for the driver: say so, or "48 CPUs, more than 48" puzzles.
+            by_driver = per_node * nodes >= workers
             ch.error(
                 RESOURCES,
                 f"one trial needs {workers} workers × ({_fmt(cpw)} CPUs, {_fmt(gpw)} GPUs) "
-                f"= {_fmt(workers * cpw)} CPUs, {_fmt(workers * gpw)} GPUs, "
-                f"more than the job's {nodes} node(s) × ({cpn} CPUs, {gpn} GPUs) can hold",
+                f"= {_fmt(workers * cpw)} CPUs, {_fmt(workers * gpw)} GPUs"
+                + (f", plus {_fmt(driver)} CPU for the trial's driver" if by_driver else "")
+                + f", more than the job's {nodes} node(s) × ({cpn} CPUs, {gpn} GPUs) can hold",
                 ch.spans.get("resources.workers"),
-                notes=(f"a node fits {per_node} worker(s)",),
-                help="lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
+                notes=(f"a node fits {per_node} worker(s)"
+                       + (f", the node that also runs the driver {with_driver}" if by_driver else ""),),
+                help="leave room for the driver: lower `cpus_per_worker` or raise `slurm.cpus_per_node`"
+                if by_driver else "lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
             )  # fmt: skip
     t = s.pop("time")
     s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)

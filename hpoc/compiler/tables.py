@@ -39,6 +39,10 @@ NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 2
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
 
+# CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/trial.py
+# DRIVER_CPU): it takes a node's CPUs beside the trial's workers.
+TRIAL_DRIVER_CPU = 0.01
+
 # Metrics the default train() loop of hpoc's Trainer reports every epoch.
 DEFAULT_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch", "training_iteration")
 

@@ -160,6 +160,14 @@ def test_ray_nodes_start_through_the_shared_entry_point_one_step_per_node():
     assert "sleep 10" not in script and "sleep 5" not in script
 
 
+def test_every_srun_step_gets_the_script_s_environment():
+    """`#SBATCH --export=NONE` (or a site's SLURM_EXPORT_ENV=NONE) reaches srun through
+    SLURM_EXPORT_ENV: without --export=ALL the workers would start without the token."""
+    for script in rendered("full-site").values():
+        sruns = [line for line in script.splitlines() if re.match(r"\s*(timeout \d+ )?srun ", line)]
+        assert len(sruns) == 2 and all("--export=ALL" in line for line in sruns), sruns
+
+
 def test_security_settings_in_the_script():
     script = rendered("full-site")["job.sbatch"]
     assert "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=\"$hpoc_job_dir/token\"" in script

@@ -31,7 +31,7 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     assert params["signal_delay_s"] == 300  # resume.grace_s
     assert params["additional_parameters"] == {"exclusive": True, "mail-type": "END", "requeue": True}
     # srun does not inherit --cpus-per-task; the GPUs go to the step too
-    assert params["srun_args"] == ["--kill-on-bad-exit=0", "--cpus-per-task=32", "--gres=gpu:4"]
+    assert params["srun_args"] == ["--export=ALL", "--kill-on-bad-exit=0", "--cpus-per-task=32", "--gres=gpu:4"]
     assert params["array_parallelism"] == 2 and sub.shards == [0, 1, 2, 3] and sub.array
     # site setup first, then the spec's environment (quoted), the NIC, the workdir
     setup = params["setup"]

@@ -145,7 +145,9 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
         "comment": job_comment(plan),
         "stderr_to_stdout": False,
     }
-    srun_args = ["--kill-on-bad-exit=0"]
+    # --export=ALL: the tasks need the setup's environment even under `sbatch --export=NONE`
+    # (a site default or `extra`), which srun would inherit through SLURM_EXPORT_ENV.
+    srun_args = ["--export=ALL", "--kill-on-bad-exit=0"]
     if cpus is not None:
         params["cpus_per_task"] = cpus
         srun_args.append(f"--cpus-per-task={cpus}")

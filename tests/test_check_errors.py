@@ -666,6 +666,19 @@ def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
     assert plan["slurm"]["extra"] == ["--requeue", "--mem-per-cpu=2G"]
 
 
+@pytest.mark.parametrize(
+    "flag,setting",
+    [("--tasks-per-node=2", "nodes"), ("--ntasks-per-gpu=1", "nodes"), ("--gpus-per-task=1", "gpus_per_node"),
+     ("--gpus-per-socket=2", "gpus_per_node"), ("--cpus-per-gpu=8", "cpus_per_node")],
+)  # fmt: skip
+def test_extra_may_not_ask_for_tasks_cpus_or_gpus_another_way(flag: str, setting: str) -> None:
+    """`--tasks-per-node=2` is sbatch's other name for --ntasks-per-node (and, last, would win);
+    the others conflict with the allocation hpoc writes or are refused by sbatch with it."""
+    d = one_error(BASE + f'slurm {{ extra = ["{flag}"] }}\n')
+    name = flag.split("=")[0]
+    assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, which hpoc writes from `{setting}`")
+
+
 def test_extra_errors_point_at_each_element() -> None:
     errs = errors(BASE + 'slurm { extra = ["--exclusive", "--nodes=3", "--time=5"] }\n')
     assert [(where(e), e.end_col) for e in errs] == [((3, 33), 44), ((3, 46), 56)]

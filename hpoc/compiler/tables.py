@@ -282,9 +282,14 @@ MANAGED_SBATCH = {
     "--gpus-per-node": "gpus_per_node",
     "--gpus": "gpus_per_node",
     "-G": "gpus_per_node",
+    "--gpus-per-task": "gpus_per_node",  # GPUs asked another way: twice, or in conflict
+    "--gpus-per-socket": "gpus_per_node",
     "--cpus-per-task": "cpus_per_node",
     "-c": "cpus_per_node",
+    "--cpus-per-gpu": "cpus_per_node",  # sbatch: exclusive with --cpus-per-task
     "--ntasks-per-node": "nodes",
+    "--tasks-per-node": "nodes",  # sbatch's other name for --ntasks-per-node: it would win
+    "--ntasks-per-gpu": "nodes",  # sbatch: exclusive with --ntasks-per-node
     "--ntasks": "nodes",
     "-n": "nodes",
     "--mem": "mem",

@@ -193,6 +193,15 @@ def test_site_settings_container_and_interface():
     assert "apptainer" not in plain and "NCCL_SOCKET_IFNAME" not in plain and "--interface" not in plain
 
 
+def test_env_sets_the_nccl_interfaces_itself_and_interface_keeps_ray_s():
+    """LUMI: NCCL over all four Slingshot NICs, Ray's node address on one of them."""
+    p = plan(slurm={"interface": "hsn0", "env": {"NCCL_SOCKET_IFNAME": "hsn0,hsn1,hsn2,hsn3"}})
+    script = render_all(p, plan_path=PLAN_PATH)["job.sbatch"]
+    assert "export NCCL_SOCKET_IFNAME=hsn0,hsn1,hsn2,hsn3\n" in script
+    assert "export GLOO_SOCKET_IFNAME=hsn0\n" in script and "NCCL_SOCKET_IFNAME=hsn0 " not in script
+    assert "--interface hsn0" in script
+
+
 def test_walltime_signal_handler_asks_the_driver_to_checkpoint_then_requeues():
     script = rendered("gpu-resume")["job.sbatch"]
     assert "--signal=B:USR2@120" in sbatch_flags(script) and "--requeue" in sbatch_flags(script)

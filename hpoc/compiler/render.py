@@ -38,6 +38,17 @@ _FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 CONTAINER_RUNTIMES = ("apptainer", "singularity")
 
 
+NIC_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
+
+
+def nic_env(slurm: Mapping[str, Any]) -> list[str]:
+    """The NIC variables `slurm.interface` sets: those `slurm.env` does not set itself (a list
+    such as `hsn0,hsn1,hsn2,hsn3` for NCCL, while Ray's node address needs one interface)."""
+    if slurm.get("interface") is None:
+        return []
+    return [key for key in NIC_ENV if key not in (slurm.get("env") or {})]
+
+
 class RenderError(ValueError):
     """The plan cannot be rendered; `problems` lists every reason as `path: message`."""
 
@@ -194,6 +205,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "setup": list(slurm["setup"] or []),
         "env": env,
         "interface": interface,
+        "nic_env": nic_env(slurm),
         "container": container,
         "binds": binds,
         "python": python,

@@ -96,9 +96,11 @@ def setup_lines(plan: dict[str, Any]) -> list[str]:
     lines = list(slurm.get("setup") or [])
     for key, value in sorted((slurm.get("env") or {}).items()):
         lines.append(f"export {key}={shlex.quote(str(value))}")
-    if slurm.get("interface"):
+    from hpoc.compiler.render import nic_env
+
+    if nics := nic_env(slurm):
         nic = shlex.quote(slurm["interface"])
-        lines.append(f"export NCCL_SOCKET_IFNAME={nic} GLOO_SOCKET_IFNAME={nic}")
+        lines.append("export " + " ".join(f"{key}={nic}" for key in nics))
     lines.append("export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1")
     lines.append(f"cd {shlex.quote(plan['source']['workdir'])}")
     container = slurm.get("container")

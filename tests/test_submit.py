@@ -102,6 +102,7 @@ def test_dry_run_prints_exactly_what_would_be_sent_and_submits_nothing(tmp_path)
         assert line in out.splitlines(), line
     srun = next(ln for ln in out.splitlines() if ln.startswith("srun "))
     assert "--cpus-per-task=1" in shlex.split(srun)
+    assert "--wckey" not in out  # submitit's default wckey, refused where wckeys are enforced
     assert squeue_ids() == before
     assert not (tmp_path / "build").exists() and not (tmp_path / "s" / "results").exists()
 

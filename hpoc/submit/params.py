@@ -146,6 +146,9 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
         "setup": setup_lines(plan),
         "comment": job_comment(plan),
         "stderr_to_stdout": False,
+        # submitit's default `--wckey=submitit` is refused where a site enforces wckeys, and
+        # job.sbatch sets none: a wckey comes from `extra` only
+        "wckey": None,
     }
     # --export=ALL: the tasks need the setup's environment even under `sbatch --export=NONE`
     # (a site default or `extra`), which srun would inherit through SLURM_EXPORT_ENV.

@@ -640,6 +640,18 @@ def test_slurm_values() -> None:
     assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
 
 
+def test_container_cannot_bind_paths_with_commas_or_colons() -> None:
+    """apptainer's --bind reads `src[:dest[:opts]][,more]`: such a path would bind something else."""
+    d = one_error(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { container = { image = "/x.sif" } }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 11))
+    assert d.message == ('the container cannot bind `storage.path` "/p/scratch/run:1,2": apptainer reads `,` and `:` '
+                         "in --bind as separators")
+    (d,) = [e for e in diagnostics(BASE + 'slurm { container = { image = "/x.sif" } }\n', workdir="/p/a,b")
+            if e.severity == "error"]
+    assert d.message.startswith('the container cannot bind the study\'s directory "/p/a,b"')
+    plan_of(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { nodes = 1 }\n')  # no container, no bind
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}

@@ -49,6 +49,11 @@ def nic_env(slurm: Mapping[str, Any]) -> list[str]:
     return [key for key in NIC_ENV if key not in (slurm.get("env") or {})]
 
 
+def bindable(path: str) -> bool:
+    """Whether `--bind PATH` binds PATH: apptainer reads `src[:dest[:opts]][,more]`."""
+    return "," not in path and ":" not in path
+
+
 class RenderError(ValueError):
     """The plan cannot be rendered; `problems` lists every reason as `path: message`."""
 
@@ -177,6 +182,13 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     stem = posixpath.join(plan_dir, _FILE_SAFE.sub("_", study))
     tag = "%A_%a" if array is not None else "%j"
     binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
+    if container is not None:
+        for path in binds:
+            if not bindable(path):
+                bad("slurm.container", f"cannot bind {path!r}: {container['runtime']} reads `,` and `:` in "
+                    "--bind as separators (move the study, build or storage directory)")
+    if problems:
+        raise RenderError(problems)
     return {
         "driver": True,
         "study": study,

@@ -398,6 +398,13 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         if workdir and not os.path.isabs(image):
             image = os.path.normpath(os.path.join(workdir, image))
         c["image"] = image
+    if c is not None:  # the job binds these into the container (the build directory: hpoc compile)
+        for what, path, span in (("the study's directory", workdir, ch.spans.get("slurm.container")),
+                                 ("`storage.path`", out["storage"]["path"], ch.spans.get("storage.path"))):
+            if path and ("," in path or ":" in path):
+                ch.error(VALUE, f'the container cannot bind {what} "{path}": {c["runtime"]} reads `,` and `:` '
+                         "in --bind as separators", span or ch.spans.get("slurm.container"),
+                         help="use a path without `,` and `:`")  # fmt: skip
     arr = s.pop("array") or {"shards": 1, "parallel": None}
     count = arr["shards"]
     parallel = arr["parallel"] if arr["parallel"] is not None else count

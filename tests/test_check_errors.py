@@ -640,6 +640,28 @@ def test_slurm_values() -> None:
     assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
 
 
+def test_gpu_type_asks_for_typed_gpus() -> None:
+    """Sites that need `--gres=gpu:a100:4` say so with `gpu_type`; `extra` may not set --gres."""
+    plan = plan_of(BASE + 'resources { gpus_per_worker = 1 }\nslurm { gpu_type = "a100" }\n')
+    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["gpu_type"]) == (1, "a100")
+    assert plan_of(BASE + "slurm { nodes = 1 }\n")["slurm"]["gpu_type"] is None
+    from hpoc.compiler.summary import summarize
+
+    assert "slurm: 1 node × (1 CPUs, 1 a100 GPUs), time partition default" in summarize(plan)
+    d = one_error(BASE + 'slurm { gpu_type = "a100:4" }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 20))
+    assert d.message.startswith('`gpu_type` is not a valid GPU type (letters, digits')
+    d = one_error(BASE + 'slurm { gpus_per_node = 0, gpu_type = "h100" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 28), '`gpu_type` is "h100", but the job asks for no GPUs')
+    d = one_error(BASE + 'slurm { extra = ["--gres=gpu:a100:4"] }\n')
+    assert d.help == "set `gpus_per_node` instead (and `gpu_type` for typed GPUs: `gpu:a100:4`)"
+    from hpoc.dsl.format import format_study
+    from hpoc.dsl.parse import parse
+
+    formatted = format_study(parse(BASE + 'slurm { gpus_per_node = 4, gpu_type = "a100" }\n', "t.hpo"))
+    assert plan_of(formatted)["slurm"]["gpu_type"] == "a100"  # `hpoc fmt` keeps it
+
+
 def test_container_cannot_bind_paths_with_commas_or_colons() -> None:
     """apptainer's --bind reads `src[:dest[:opts]][,more]`: such a path would bind something else."""
     d = one_error(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { container = { image = "/x.sif" } }\n')

@@ -160,6 +160,20 @@ def test_ray_nodes_start_through_the_shared_entry_point_one_step_per_node():
     assert "sleep 10" not in script and "sleep 5" not in script
 
 
+def test_gpu_type_reaches_the_header_and_every_step():
+    """`--gres=gpu:a100:4` where a site needs typed GPUs; plans from before `gpu_type` render gpu:N."""
+    p = plan(**FULL_SITE)
+    p["slurm"]["gpu_type"] = "a100"
+    for script in render_all(p, plan_path=PLAN_PATH).values():
+        assert "--gres=gpu:a100:4" in sbatch_flags(script)
+        assert "        --gres=gpu:a100:4 \\\n" in script  # the srun step of each Ray node
+    assert "gpu_type" not in plan()["slurm"] and "--gres=gpu:4" in sbatch_flags(rendered("full-site")["job.sbatch"])
+    for kind, gpus, expected in (("a:1", 4, "slurm.gpu_type: is not a GPU type"),
+                                 ("a100", 0, "slurm.gpu_type: needs GPUs")):
+        with pytest.raises(RenderError, match=expected):
+            render_all(plan(slurm={"gpu_type": kind, "gpus_per_node": gpus}), plan_path=PLAN_PATH)
+
+
 def test_every_srun_step_gets_the_script_s_environment():
     """`#SBATCH --export=NONE` (or a site's SLURM_EXPORT_ENV=NONE) reaches srun through
     SLURM_EXPORT_ENV: without --export=ALL the workers would start without the token."""

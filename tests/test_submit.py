@@ -46,6 +46,13 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     assert params["comment"].startswith("hpoc:") and len(params["comment"]) == 17
 
 
+def test_gpu_type_asks_submitit_for_typed_gpus():
+    p = plan(**FULL_SITE)
+    p["slurm"]["gpu_type"] = "h100_80gb"
+    params = describe(p, "/p/project/hpo/build/plan.json", "slurm").parameters
+    assert params["gres"] == "gpu:h100_80gb:4" and "--gres=gpu:h100_80gb:4" in params["srun_args"]
+
+
 def test_resume_off_means_no_signal_and_no_requeue():
     params = describe(plan(resume={"enabled": False}), "/b/plan.json", "slurm").parameters
     assert "signal_delay_s" not in params

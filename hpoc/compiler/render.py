@@ -34,6 +34,7 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MEM = re.compile(r"[0-9]+[KMGTkmgt]?\Z")
 _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}\Z")
 _IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}\Z")
+_GRES_TYPE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 CONTAINER_RUNTIMES = ("apptainer", "singularity")
 
@@ -47,6 +48,16 @@ def nic_env(slurm: Mapping[str, Any]) -> list[str]:
     if slurm.get("interface") is None:
         return []
     return [key for key in NIC_ENV if key not in (slurm.get("env") or {})]
+
+
+def gres(slurm: Mapping[str, Any]) -> str | None:
+    """The `--gres` value of the job and its steps: `gpu:N`, or `gpu:TYPE:N` with
+    `slurm.gpu_type` (absent in plans from before it existed); None without GPUs."""
+    gpus = slurm.get("gpus_per_node")
+    if not gpus:
+        return None
+    kind = slurm.get("gpu_type")
+    return f"gpu:{kind}:{gpus}" if kind else f"gpu:{gpus}"
 
 
 def bindable(path: str) -> bool:
@@ -135,6 +146,11 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     nodes = count("slurm.nodes", slurm["nodes"], minimum=1, allow_none=False) or 1
     cpus = count("slurm.cpus_per_node", slurm["cpus_per_node"], minimum=1)
     gpus = count("slurm.gpus_per_node", slurm["gpus_per_node"], minimum=0)
+    gpu_type = text("slurm.gpu_type", slurm.get("gpu_type"))
+    if gpu_type is not None and not _GRES_TYPE.match(gpu_type):
+        bad("slurm.gpu_type", f"is not a GPU type: letters, digits, `_`, `-`, `.` (got {gpu_type!r})")
+    elif gpu_type is not None and not gpus:
+        bad("slurm.gpu_type", f"needs GPUs, but gpus_per_node is {gpus!r}")
     mem = text("slurm.mem", slurm["mem"])
     if mem is not None and not _MEM.match(mem):
         bad("slurm.mem", f"must be a number with an optional K/M/G/T suffix, like 64G (got {mem!r})")
@@ -203,6 +219,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "nodes": nodes,
         "cpus_per_node": cpus,
         "gpus_per_node": gpus,
+        "gres": gres(slurm),
         "mem": mem,
         "partition": slurm["partition"],
         "account": slurm["account"],

@@ -345,6 +345,10 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
     if s["cpus_per_node"] is None:
         s["cpus_per_node"] = max(1, math.ceil(spread * cpw + driver))
     gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
+    if s["gpu_type"] is not None and gpn == 0:  # `--gres=gpu:a100:0` asks for nothing
+        ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but the job asks for no GPUs',
+                 ch.spans.get("slurm.gpu_type"), notes=("`slurm.gpus_per_node` is 0",),
+                 help="set `gpus_per_node` (or `gpus_per_worker` in `resources`), or remove `gpu_type`")  # fmt: skip
     gspan = ch.spans.get("resources.gpus_per_worker")
     if gpw > 0 and gpn == 0:
         ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
@@ -432,8 +436,11 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         given, name = name, _unabbreviated(name, resume)
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
         if name in T.MANAGED_SBATCH:
+            help = f"set `{T.MANAGED_SBATCH[name]}` instead"
+            if T.MANAGED_SBATCH[name] == "gpus_per_node":
+                help += " (and `gpu_type` for typed GPUs: `gpu:a100:4`)"
             ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
-                     span, help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
+                     span, help=help)  # fmt: skip
         elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
             why, help = T.OWNED_SBATCH.get(name) or T.RESUME_SBATCH[name]
             ch.error(SLURM, f"`extra` sets {shown}, {why}", span, help=help)

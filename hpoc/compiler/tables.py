@@ -38,6 +38,7 @@ NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
+GRES_TYPE_RE = r"[A-Za-z0-9_.-]+"  # a gres type (`a100`, `h100_80gb`): `--gres=gpu:TYPE:N`
 
 # CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/trial.py
 # DRIVER_CPU): it takes a node's CPUs beside the trial's workers.
@@ -233,6 +234,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     "slurm": {
         "nodes": F(K.integer(1), 1),
         "gpus_per_node": F(K.optional(K.integer(0)), None),
+        "gpu_type": F(K.optional(K.string(GRES_TYPE_RE, "GPU type (letters, digits, `_`, `-`, `.`)")), None),
         "cpus_per_node": F(K.optional(K.integer(1)), None),
         "mem": F("mem", None),
         "partition": F(K.optional(_SITE_NAME), None),

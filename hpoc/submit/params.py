@@ -6,7 +6,7 @@ folder for logs, the interpreter on the nodes and the keyword arguments for
 `hpoc.submit.submit` builds the executor from it, so what is shown is what is sent.
 
 SLURM mapping (the same allocation as the job.sbatch backend):
-    nodes x 1 task per node; --cpus-per-task = slurm.cpus_per_node; --gres=gpu:G;
+    nodes x 1 task per node; --cpus-per-task = slurm.cpus_per_node; --gres=gpu[:TYPE]:G;
     mem, partition, account, qos, constraint; time in minutes; slurm.extra flags as
     additional sbatch options; slurm.setup lines, slurm.env and the interface variables
     run before srun; the srun step gets --cpus-per-task and --gres again (srun does not
@@ -138,7 +138,7 @@ def extra_parameters(flags: list[str]) -> dict[str, Any]:
 def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
            parallel: int) -> Submission:
     slurm = plan["slurm"]
-    cpus, gpus = slurm["cpus_per_node"], slurm["gpus_per_node"]
+    cpus = slurm["cpus_per_node"]
     params: dict[str, Any] = {
         "job_name": plan["study"]["name"],
         "nodes": slurm["nodes"],
@@ -156,9 +156,11 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
     if cpus is not None:
         params["cpus_per_task"] = cpus
         srun_args.append(f"--cpus-per-task={cpus}")
-    if gpus:
-        params["gres"] = f"gpu:{gpus}"
-        srun_args.append(f"--gres=gpu:{gpus}")
+    from hpoc.compiler.render import gres
+
+    if gpu_gres := gres(slurm):  # gpu:N, or gpu:TYPE:N with slurm.gpu_type
+        params["gres"] = gpu_gres
+        srun_args.append(f"--gres={gpu_gres}")
     params["srun_args"] = srun_args
     for key in ("mem", "partition", "account", "qos", "constraint"):
         if slurm[key] is not None:

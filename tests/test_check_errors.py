@@ -662,6 +662,18 @@ def test_gpu_type_asks_for_typed_gpus() -> None:
     assert plan_of(formatted)["slurm"]["gpu_type"] == "a100"  # `hpoc fmt` keeps it
 
 
+def test_sbatch_names_may_not_hold_a_backslash() -> None:
+    """sbatch unescapes `\\` in #SBATCH lines even inside quotes: `--account='my\\proj'` is `myproj`."""
+    errs = errors(BASE + 'slurm {\n  account = "my\\\\proj"\n  partition = "gpu"\n  qos = "a\\\\b"\n}\n')
+    assert [(e.code, where(e), e.message) for e in errs] == [
+        ("HP204", (4, 13), "`account` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted"),
+        ("HP204", (6, 9), "`qos` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted"),
+    ]
+    assert plan_of(BASE + 'slurm { constraint = "gpu&(a100|h100)" }\n')["slurm"]["constraint"] == "gpu&(a100|h100)"
+    # the study name is the job name: it is restricted to letters, digits, `.`, `_`, `-` anyway
+    assert one_error('study "a\\\\b"\npipeline { trainer = trainer:T }\n').message == '"a\\b" is not a valid study name'
+
+
 def test_container_cannot_bind_paths_with_commas_or_colons() -> None:
     """apptainer's --bind reads `src[:dest[:opts]][,more]`: such a path would bind something else."""
     d = one_error(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { container = { image = "/x.sif" } }\n')

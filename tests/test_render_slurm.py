@@ -232,27 +232,28 @@ def test_walltime_signal_handler_asks_the_driver_to_checkpoint_then_requeues():
 # ---- quoting ---------------------------------------------------------------------------
 
 HOSTILE = "x'; touch /tmp/hpoc-pwned; echo \"$(id)\" `id` $HOME \\ *"
+SBATCH_HOSTILE = HOSTILE.replace("\\", "")  # sbatch reads `\\` in #SBATCH lines: refused there
 
 
 def test_every_plan_value_reaches_the_shell_quoted():
     hostile = plan(
-        study={"name": "s" + HOSTILE},
+        study={"name": "s" + SBATCH_HOSTILE},
         source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": "/w/" + HOSTILE},
         storage={"path": "/st/" + HOSTILE, "name": "x"},
-        slurm={"partition": "p" + HOSTILE, "account": "a" + HOSTILE, "qos": "q" + HOSTILE,
-               "constraint": "c" + HOSTILE, "env": {"EVIL": HOSTILE},
+        slurm={"partition": "p" + SBATCH_HOSTILE, "account": "a" + SBATCH_HOSTILE, "qos": "q" + SBATCH_HOSTILE,
+               "constraint": "c" + SBATCH_HOSTILE, "env": {"EVIL": HOSTILE},
                "container": {"image": "/i/" + HOSTILE, "runtime": "apptainer"},
                "python": "/py/" + HOSTILE},
     )
-    script = render_all(hostile, plan_path="/b/" + HOSTILE + "/plan.json")["job.sbatch"]
+    script = render_all(hostile, plan_path="/b/" + SBATCH_HOSTILE + "/plan.json")["job.sbatch"]
     flags = sbatch_flags(script)
     for flag in ("--partition=p", "--account=a", "--qos=q", "--constraint=c"):
-        assert f"{flag}{HOSTILE}" in flags
-    assert f"--job-name=s{HOSTILE}" in flags
+        assert f"{flag}{SBATCH_HOSTILE}" in flags
+    assert f"--job-name=s{SBATCH_HOSTILE}" in flags
     # Outside #SBATCH lines, the raw value only ever appears inside its quoted form.
     body = "\n".join(ln for ln in script.splitlines() if not ln.startswith("#"))
-    quoted = shlex.quote(HOSTILE)[1:-1]  # the inside of '...'
-    assert body.count("touch /tmp/hpoc-pwned") == body.count(quoted)
+    quoted = [shlex.quote(h)[1:-1] for h in (HOSTILE, SBATCH_HOSTILE)]  # the inside of '...'
+    assert body.count("touch /tmp/hpoc-pwned") == sum(body.count(q) for q in quoted)
     env_line = next(ln for ln in script.splitlines() if ln.startswith("export EVIL="))
     out = subprocess.run(["bash", "-c", f'{env_line}; printf %s "$EVIL"'], capture_output=True, text=True)
     assert out.stdout == HOSTILE
@@ -276,6 +277,29 @@ def test_invalid_settings_are_refused_with_their_plan_path(section, change, expe
     with pytest.raises(RenderError) as info:
         render_all(plan(**{section: change}), plan_path=PLAN_PATH)
     assert expected in str(info.value)
+
+
+def test_a_percent_in_the_build_directory_stays_a_percent_in_the_log_paths():
+    """sbatch expands `%j`, `%x`, `%u`... in --output/--error; `%%` is its literal `%`."""
+    files = render_all(plan(shards={"count": 2, "parallel": 1}), plan_path="/p/run%x 100%/plan.json")
+    for name, stem in (("job.sbatch", "fashion-mnist"), ("preflight.sbatch", "fashion-mnist-preflight")):
+        flags = sbatch_flags(files[name])
+        assert f"--output=/p/run%%x 100%%/{stem}-%A_%a.out" in flags
+        assert f"--error=/p/run%%x 100%%/{stem}-%A_%a.err" in flags
+    assert "hpoc_log_dir='/p/run%x 100%/logs'/" in files["job.sbatch"]  # not an sbatch pattern
+
+
+def test_backslashes_are_refused_where_sbatch_would_drop_them():
+    """sbatch unescapes `\\` in #SBATCH lines even inside single quotes (`'a\\b'` reads `ab`)."""
+    p = plan(study={"name": "s\\x"}, slurm={"partition": "p\\x", "constraint": "c\\x"})
+    with pytest.raises(RenderError) as info:
+        render_all(p, plan_path="/b\\x/plan.json")
+    assert [problem.split(":")[0] for problem in info.value.problems] == [
+        "slurm.partition", "slurm.constraint", "study.name", "plan_path"]
+    assert "must not contain `\\`: sbatch drops it from #SBATCH lines" in info.value.problems[0]
+    # elsewhere a backslash is quoted like any character
+    render_all(plan(source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": "/w\\x"},
+                    slurm={"env": {"A": "\\"}}), plan_path=PLAN_PATH)
 
 
 def test_container_paths_that_bind_would_split_are_refused():

@@ -65,6 +65,16 @@ def bindable(path: str) -> bool:
     return "," not in path and ":" not in path
 
 
+# sbatch reads `\` in an #SBATCH line as an escape even inside single quotes
+# (`--partition='a\b'` asks for partition `ab`): such values cannot be written there.
+_BACKSLASH = "must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted"
+
+
+def _log_path(path: str) -> str:
+    """`path` for sbatch's --output/--error, which expand `%j`, `%x`, ...: `%%` is a literal `%`."""
+    return path.replace("%", "%%")
+
+
 class RenderError(ValueError):
     """The plan cannot be rendered; `problems` lists every reason as `path: message`."""
 
@@ -108,7 +118,7 @@ def render_all(plan: Mapping[str, Any], *, plan_path: str, preflight_only: bool 
 def _preflight(job: dict[str, Any]) -> dict[str, Any]:
     """No driver: no time-limit signal or requeue either, and its own name and logs."""
     name = f"{job['job_name']}-preflight"
-    stem = posixpath.join(job["plan_dir"], _FILE_SAFE.sub("_", name))
+    stem = posixpath.join(_log_path(job["plan_dir"]), _FILE_SAFE.sub("_", name))
     tag = "%A_%a" if job["array"] is not None else "%j"
     return dict(job, driver=False, job_name=name, grace_s=None, stop_wait_s=None,
                 output=f"{stem}-{tag}.out", error=f"{stem}-{tag}.err")
@@ -158,7 +168,8 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     if time_ is not None and not _TIME.match(time_):
         bad("slurm.time", f"must be a SLURM time such as 02:00:00 or 1-00:00:00 (got {time_!r})")
     for key in ("partition", "account", "qos", "constraint"):
-        text(f"slurm.{key}", slurm[key])
+        if "\\" in (text(f"slurm.{key}", slurm[key]) or ""):
+            bad(f"slurm.{key}", _BACKSLASH)
     for i, flag in enumerate(slurm["extra"] or []):
         if text(f"slurm.extra[{i}]", flag, allow_none=False) and not str(flag).startswith("--"):
             bad(f"slurm.extra[{i}]", f"must be a long option starting with `--` (got {flag!r})")
@@ -191,11 +202,16 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         if grace is not None and (grace > MAX_SIGNAL_S or (time_s and grace >= time_s)):
             bad("resume.grace_s", f"must be below the time limit and at most {MAX_SIGNAL_S} s (got {grace})")
     study = text("study.name", plan["study"]["name"], allow_none=False) or "study"
+    if "\\" in study:  # the #SBATCH --job-name
+        bad("study.name", _BACKSLASH)
+    if "\\" in plan_path:  # the #SBATCH --output/--error paths
+        bad("plan_path", "must not contain `\\`: sbatch drops it from #SBATCH lines, so the job's "
+            "logs would go elsewhere (use another build directory)")
     if problems:
         raise RenderError(problems)
 
     plan_dir = posixpath.dirname(plan_path)
-    stem = posixpath.join(plan_dir, _FILE_SAFE.sub("_", study))
+    stem = posixpath.join(_log_path(plan_dir), _FILE_SAFE.sub("_", study))
     tag = "%A_%a" if array is not None else "%j"
     binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
     if container is not None:

@@ -394,6 +394,13 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
+    for key in ("partition", "account", "qos", "constraint"):
+        # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
+        if s[key] is not None and "\\" in s[key]:
+            value = _setting_value(block, key)
+            ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
+                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
+                     help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
     _extra(ch, s, out["resume"]["enabled"], block)
     _python(ch, s, block)
     c = s["container"]

@@ -562,7 +562,23 @@ def test_slurm_time_errors() -> None:
         d = one_error(BASE + f"slurm {{ time = {bad} }}\n")
         assert (d.code, where(d)) == ("HP502", (3, 16)), bad
     d = one_error(BASE + "slurm { time = 00:61 }\n")
-    assert d.message == '`time` is not a SLURM time: "00:61"'
+    assert (d.message, d.help) == ('`time` "00:61": seconds must be below 60 (got 61)',
+                                   "write `00:01:01` for the same walltime")
+    assert one_error(BASE + 'slurm { time = "1:2:3:4" }\n').message == '`time` is not a SLURM time: "1:2:3:4"'
+
+
+@pytest.mark.parametrize(
+    "text,problem,same",
+    [("00:90:00", "minutes must be below 60 (got 90)", "01:30:00"),
+     ("1:60", "seconds must be below 60 (got 60)", "00:02:00"),
+     ("1-24", "hours must be below 24 (got 24)", "2-00:00:00"),
+     ("2-03:75", "minutes must be below 60 (got 75)", "2-04:15:00")],
+)  # fmt: skip
+def test_slurm_time_fields_out_of_range_say_what_is_wrong(text: str, problem: str, same: str) -> None:
+    """SLURM refuses `00:90:00`; the message names the field and gives the time meant."""
+    d = one_error(BASE + f"slurm {{ time = {text} }}\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP502", (3, 16), f'`time` "{text}": {problem}', f"write `{same}` for the same walltime")
     d = one_error(BASE + "resume { grace = 10m }\nslurm { time = 5 }\n")
     assert (where(d), d.message) == ((3, 10), "resume grace time (600 s) must be shorter than the walltime (00:05:00)")
     assert plan_of(BASE + "slurm { time = 90m }\n")["slurm"]["time"] == "01:30:00"

@@ -613,6 +613,16 @@ def test_shards() -> None:
     assert "trials: 8 (1 × a grid of 8); each 1 worker × 1 CPU, ddp" in summarize(plan_of(BASE + grid))
 
 
+def test_a_job_array_beyond_slurms_default_max_array_size_warns() -> None:
+    """MaxArraySize defaults to 1001 (indices 0-1000): sbatch refuses `--array=0-1500` there."""
+    (w,) = warnings(BASE + "trials { num_samples = 3000 }\nslurm { array { shards = 1500 } }\n")
+    assert (w.code, where(w)) == ("HP806", (4, 17))
+    assert w.message == ("1500 shards make a job array of 1500 tasks; SLURM's default MaxArraySize (1001) "
+                         "allows at most 1001")
+    assert w.help == "lower `shards` to 1001 or fewer, unless the site allows more"
+    assert warnings(BASE + "trials { num_samples = 3000 }\nslurm { array { shards = 1001 } }\n") == []
+
+
 def test_a_grid_too_large_to_enumerate() -> None:
     values = ", ".join(str(i) for i in range(10))
     space = "space { " + ", ".join(f"p{i} = grid({values})" for i in range(6)) + " }\n"

@@ -20,6 +20,7 @@ from hpoc.compiler.check import (
     SLURM_TIME,
     UNKNOWN,
     VALUE,
+    WARN_ARRAY,
     WARN_FILE,
     WARN_METRIC,
     WARN_RESOURCES,
@@ -428,6 +429,12 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SHARDS, f"{count} shards but only {trials} trials: some shards would be empty",
                  ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
+    if count > T.SLURM_MAX_ARRAY_SIZE:  # sbatch refuses `--array=0-1499` under the default
+        ch.warn(WARN_ARRAY, f"{count} shards make a job array of {count} tasks; SLURM's default MaxArraySize "
+                            f"({T.SLURM_MAX_ARRAY_SIZE}) allows at most {T.SLURM_MAX_ARRAY_SIZE}",
+                ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
+                notes=("sites may raise it: `scontrol show config | grep MaxArraySize` shows this cluster's",),
+                help=f"lower `shards` to {T.SLURM_MAX_ARRAY_SIZE} or fewer, unless the site allows more")  # fmt: skip
     out["shards"] = {"count": count, "parallel": parallel}
     out["slurm"] = s
 

@@ -40,6 +40,9 @@ ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
 GRES_TYPE_RE = r"[A-Za-z0-9_.-]+"  # a gres type (`a100`, `h100_80gb`): `--gres=gpu:TYPE:N`
 
+# SLURM's default MaxArraySize: array indices up to 1000, so at most 1001 shards (sites may raise it).
+SLURM_MAX_ARRAY_SIZE = 1001
+
 # CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/trial.py
 # DRIVER_CPU): it takes a node's CPUs beside the trial's workers.
 TRIAL_DRIVER_CPU = 0.01

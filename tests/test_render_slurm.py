@@ -87,6 +87,20 @@ def test_scripts_pass_bash_n_and_shellcheck(name, shellcheck, tmp_path):
         assert check.returncode == 0 and not check.stdout.strip(), f"{name}/{filename}:\n{check.stdout}"
 
 
+def test_shellcheck_skips_the_users_setup_lines_and_only_those(shellcheck, tmp_path):
+    """Site lines such as `export X=$(whoami)` (SC2155) are the site's business; hpoc's own
+    lines around them stay checked."""
+    setup = ["export X=$(whoami)", "cd $HOME", "A=`date`", "source ~/site.sh", "read line"]
+    script = render_all(plan(slurm={"setup": setup}), plan_path=PLAN_PATH)["job.sbatch"]
+    block = script[script.index("# shellcheck disable=all\n{\n"):script.index("\n}\nset -u")]
+    assert block.splitlines()[2:] == [f"    {line}" for line in setup]  # the directive covers these alone
+    path = tmp_path / "job.sbatch"
+    for text, clean in ((script, True), (script.replace("\nset -u\n", "\nset -u\necho $hpoc_probe\n"), False)):
+        path.write_text(text)
+        check = subprocess.run([shellcheck, "--severity=style", str(path)], capture_output=True, text=True)
+        assert (check.returncode == 0) == clean, check.stdout
+
+
 def test_scripts_explain_themselves_section_by_section():
     script = rendered("full-site")["job.sbatch"]
     sections = ["# ---- 1. setup", "# ---- 2. private job directory", "# ---- teardown", "# ---- signals",

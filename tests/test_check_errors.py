@@ -500,7 +500,44 @@ def test_resources_must_fit_the_allocation() -> None:
     d = one_error(BASE + "resources { workers = 2, gpus_per_worker = 0.5 }\n")
     assert (where(d), d.message) == ((3, 26), "fractional `gpus_per_worker` (0.5) needs `workers = 1`")
     plan = plan_of(BASE + "resources { workers = 8, gpus_per_worker = 1, cpus_per_worker = 4 }\nslurm { nodes = 2 }\n")
-    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == (4, 16)
+    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == (4, 17)  # + the driver
+
+
+def test_a_distributed_trial_leaves_room_for_its_driver() -> None:
+    """Its Tune actor takes 0.01 CPU on one node: 4 x 12 CPUs on one 48-CPU node never start."""
+    d = one_error(BASE + "resources { workers = 4, gpus_per_worker = 1, cpus_per_worker = 12 }\n"
+                  "slurm { nodes = 1, gpus_per_node = 4, cpus_per_node = 48 }\n")  # fmt: skip
+    assert (d.code, where(d)) == ("HP501", (3, 13))
+    assert d.message == (
+        "one trial needs 4 workers × (12 CPUs, 1 GPUs) = 48 CPUs, 4 GPUs, plus 0.01 CPU for the "
+        "trial's driver, more than the job's 1 node(s) × (48 CPUs, 4 GPUs) can hold"
+    )
+    assert d.notes == ("a node fits 4 worker(s), the node that also runs the driver 3",)
+    # on two nodes the driver has room; a one-worker trial runs in the driver itself
+    plan_of(BASE + "resources { workers = 4, gpus_per_worker = 1, cpus_per_worker = 12 }\n"
+            "slurm { nodes = 2, gpus_per_node = 2, cpus_per_node = 25 }\n")  # fmt: skip
+    plan_of(BASE + "resources { cpus_per_worker = 48 }\nslurm { cpus_per_node = 48 }\n")
+    plan = plan_of(BASE + "resources { workers = 2 }\nslurm { nodes = 1 }\n")
+    assert plan["slurm"]["cpus_per_node"] == 3  # the default has room too
+
+
+def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
+    from hpoc.compiler.tables import TRIAL_DRIVER_CPU
+    from hpoc.runtime.trial import DRIVER_CPU
+
+    assert TRIAL_DRIVER_CPU == DRIVER_CPU
+
+
+@pytest.mark.parametrize(
+    "resources,nodes,per_node",
+    [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth
+     ("workers = 3, cpus_per_worker = 2, gpus_per_worker = 1", 2, (2, 5)),  # 2 + 1 workers, driver
+     ("workers = 5, cpus_per_worker = 1.5", 2, (0, 5))],
+)  # fmt: skip
+def test_default_node_sizes_hold_whole_workers(resources: str, nodes: int, per_node: tuple[int, int]) -> None:
+    """The defaults fit the trial they were made for (they were split by CPU, not by worker)."""
+    plan = plan_of(BASE + f"resources {{ {resources} }}\nslurm {{ nodes = {nodes} }}\n")
+    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == per_node
 
 
 def test_deepspeed() -> None:
@@ -538,7 +575,23 @@ def test_slurm_time_errors() -> None:
         d = one_error(BASE + f"slurm {{ time = {bad} }}\n")
         assert (d.code, where(d)) == ("HP502", (3, 16)), bad
     d = one_error(BASE + "slurm { time = 00:61 }\n")
-    assert d.message == '`time` is not a SLURM time: "00:61"'
+    assert (d.message, d.help) == ('`time` "00:61": seconds must be below 60 (got 61)',
+                                   "write `00:01:01` for the same walltime")
+    assert one_error(BASE + 'slurm { time = "1:2:3:4" }\n').message == '`time` is not a SLURM time: "1:2:3:4"'
+
+
+@pytest.mark.parametrize(
+    "text,problem,same",
+    [("00:90:00", "minutes must be below 60 (got 90)", "01:30:00"),
+     ("1:60", "seconds must be below 60 (got 60)", "00:02:00"),
+     ("1-24", "hours must be below 24 (got 24)", "2-00:00:00"),
+     ("2-03:75", "minutes must be below 60 (got 75)", "2-04:15:00")],
+)  # fmt: skip
+def test_slurm_time_fields_out_of_range_say_what_is_wrong(text: str, problem: str, same: str) -> None:
+    """SLURM refuses `00:90:00`; the message names the field and gives the time meant."""
+    d = one_error(BASE + f"slurm {{ time = {text} }}\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP502", (3, 16), f'`time` "{text}": {problem}', f"write `{same}` for the same walltime")
     d = one_error(BASE + "resume { grace = 10m }\nslurm { time = 5 }\n")
     assert (where(d), d.message) == ((3, 10), "resume grace time (600 s) must be shorter than the walltime (00:05:00)")
     assert plan_of(BASE + "slurm { time = 90m }\n")["slurm"]["time"] == "01:30:00"
@@ -571,6 +624,16 @@ def test_shards() -> None:
     from hpoc.compiler.summary import summarize
 
     assert "trials: 8 (1 × a grid of 8); each 1 worker × 1 CPU, ddp" in summarize(plan_of(BASE + grid))
+
+
+def test_a_job_array_beyond_slurms_default_max_array_size_warns() -> None:
+    """MaxArraySize defaults to 1001 (indices 0-1000): sbatch refuses `--array=0-1500` there."""
+    (w,) = warnings(BASE + "trials { num_samples = 3000 }\nslurm { array { shards = 1500 } }\n")
+    assert (w.code, where(w)) == ("HP806", (4, 17))
+    assert w.message == ("1500 shards make a job array of 1500 tasks; SLURM's default MaxArraySize (1001) "
+                         "allows at most 1001")
+    assert w.help == "lower `shards` to 1001 or fewer, unless the site allows more"
+    assert warnings(BASE + "trials { num_samples = 3000 }\nslurm { array { shards = 1001 } }\n") == []
 
 
 def test_a_grid_too_large_to_enumerate() -> None:
@@ -616,6 +679,52 @@ def test_slurm_values() -> None:
     assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
 
 
+def test_gpu_type_asks_for_typed_gpus() -> None:
+    """Sites that need `--gres=gpu:a100:4` say so with `gpu_type`; `extra` may not set --gres."""
+    plan = plan_of(BASE + 'resources { gpus_per_worker = 1 }\nslurm { gpu_type = "a100" }\n')
+    assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["gpu_type"]) == (1, "a100")
+    assert plan_of(BASE + "slurm { nodes = 1 }\n")["slurm"]["gpu_type"] is None
+    from hpoc.compiler.summary import summarize
+
+    assert "slurm: 1 node × (1 CPUs, 1 a100 GPUs), time partition default" in summarize(plan)
+    d = one_error(BASE + 'slurm { gpu_type = "a100:4" }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 20))
+    assert d.message.startswith('`gpu_type` is not a valid GPU type (letters, digits')
+    d = one_error(BASE + 'slurm { gpus_per_node = 0, gpu_type = "h100" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 28), '`gpu_type` is "h100", but the job asks for no GPUs')
+    d = one_error(BASE + 'slurm { extra = ["--gres=gpu:a100:4"] }\n')
+    assert d.help == "set `gpus_per_node` instead (and `gpu_type` for typed GPUs: `gpu:a100:4`)"
+    from hpoc.dsl.format import format_study
+    from hpoc.dsl.parse import parse
+
+    formatted = format_study(parse(BASE + 'slurm { gpus_per_node = 4, gpu_type = "a100" }\n', "t.hpo"))
+    assert plan_of(formatted)["slurm"]["gpu_type"] == "a100"  # `hpoc fmt` keeps it
+
+
+def test_sbatch_names_may_not_hold_a_backslash() -> None:
+    """sbatch unescapes `\\` in #SBATCH lines even inside quotes: `--account='my\\proj'` is `myproj`."""
+    errs = errors(BASE + 'slurm {\n  account = "my\\\\proj"\n  partition = "gpu"\n  qos = "a\\\\b"\n}\n')
+    assert [(e.code, where(e), e.message) for e in errs] == [
+        ("HP204", (4, 13), "`account` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted"),
+        ("HP204", (6, 9), "`qos` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted"),
+    ]
+    assert plan_of(BASE + 'slurm { constraint = "gpu&(a100|h100)" }\n')["slurm"]["constraint"] == "gpu&(a100|h100)"
+    # the study name is the job name: it is restricted to letters, digits, `.`, `_`, `-` anyway
+    assert one_error('study "a\\\\b"\npipeline { trainer = trainer:T }\n').message == '"a\\b" is not a valid study name'
+
+
+def test_container_cannot_bind_paths_with_commas_or_colons() -> None:
+    """apptainer's --bind reads `src[:dest[:opts]][,more]`: such a path would bind something else."""
+    d = one_error(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { container = { image = "/x.sif" } }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 11))
+    assert d.message == ('the container cannot bind `storage.path` "/p/scratch/run:1,2": apptainer reads `,` and `:` '
+                         "in --bind as separators")
+    (d,) = [e for e in diagnostics(BASE + 'slurm { container = { image = "/x.sif" } }\n', workdir="/p/a,b")
+            if e.severity == "error"]
+    assert d.message.startswith('the container cannot bind the study\'s directory "/p/a,b"')
+    plan_of(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { nodes = 1 }\n')  # no container, no bind
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}
@@ -640,6 +749,19 @@ def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
     # Without resume hpoc writes no signal or requeue; without `mem`, --mem-per-cpu is the memory.
     plan = plan_of(BASE + 'resume { enabled = false }\nslurm { extra = ["--requeue", "--mem-per-cpu=2G"] }\n')
     assert plan["slurm"]["extra"] == ["--requeue", "--mem-per-cpu=2G"]
+
+
+@pytest.mark.parametrize(
+    "flag,setting",
+    [("--tasks-per-node=2", "nodes"), ("--ntasks-per-gpu=1", "nodes"), ("--gpus-per-task=1", "gpus_per_node"),
+     ("--gpus-per-socket=2", "gpus_per_node"), ("--cpus-per-gpu=8", "cpus_per_node")],
+)  # fmt: skip
+def test_extra_may_not_ask_for_tasks_cpus_or_gpus_another_way(flag: str, setting: str) -> None:
+    """`--tasks-per-node=2` is sbatch's other name for --ntasks-per-node (and, last, would win);
+    the others conflict with the allocation hpoc writes or are refused by sbatch with it."""
+    d = one_error(BASE + f'slurm {{ extra = ["{flag}"] }}\n')
+    name = flag.split("=")[0]
+    assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, which hpoc writes from `{setting}`")
 
 
 def test_extra_errors_point_at_each_element() -> None:

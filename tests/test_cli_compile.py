@@ -162,6 +162,28 @@ def test_unwritable_output_is_a_user_error(tmp_path: Path, capsys: pytest.Captur
     assert err.startswith(f"hpoc: error: {blocker / 'sub'}") and "Traceback" not in err
 
 
+def test_an_output_directory_the_container_cannot_bind_is_a_user_error(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "s"\npipeline { trainer = t:T }\nslurm { container = { image = "/x.sif" } }\n')
+    assert main(["compile", str(spec), "-o", str(tmp_path / "b:1")]) == 2
+    err = capsys.readouterr().err
+    assert "must not contain `,` or `:`" in err and "bug in hpoc" not in err
+    assert not (tmp_path / "b:1").exists()
+    assert main(["compile", str(spec), "-o", str(tmp_path / "b1")]) == 0
+
+
+def test_an_output_directory_with_a_backslash_is_a_user_error(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """#SBATCH --output names it, and sbatch drops a `\\` there even inside quotes."""
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "s"\npipeline { trainer = t:T }\nslurm { nodes = 1 }\n')
+    assert main(["compile", str(spec), "-o", str(tmp_path / "b\\1")]) == 2
+    err = capsys.readouterr().err
+    assert "must not contain `\\`" in err and "bug in hpoc" not in err
+    assert not (tmp_path / "b\\1").exists()
+
+
 def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\nobjective minimize f1\n')

@@ -95,6 +95,7 @@ def quote_hpo(value: str) -> str:
 
 def spec_text(value: str, name_value: str, *, container: bool, store: str = "/tmp/hpoc-inj") -> str:
     q = quote_hpo(value)
+    sq = quote_hpo(value.replace("\\", ""))  # sbatch reads `\` in #SBATCH lines: refused there (REFUSED)
     image = quote_hpo("/img/" + value)
     lines = [
         'study "inj"',
@@ -102,10 +103,10 @@ def spec_text(value: str, name_value: str, *, container: bool, store: str = "/tm
         # `$NAME` in a storage path expands at compile time (documented), so no `$` here
         f"storage {{ path = {quote_hpo(store + '/' + value.replace('$', '_'))} }}",
         "slurm {",
-        f"  partition = {q}",
-        f"  account = {q}",
-        f"  qos = {q}",
-        f"  constraint = {q}",
+        f"  partition = {sq}",
+        f"  account = {sq}",
+        f"  qos = {sq}",
+        f"  constraint = {sq}",
         f"  extra = [{quote_hpo('--mail-user=' + value)}]",  # written verbatim (`--comment` is hpoc's)
         f"  env = {{ INJ = {q}, OTHER = \"plain\" }}",
         f"  python = {quote_hpo(name_value)}",
@@ -238,6 +239,7 @@ REFUSED = [
     ('slurm { mem = "1G $(id)" }', "must be a memory size"),
     ('slurm { time = "1:00; id" }', None),
     ('slurm { extra = ["; touch PWNED"] }', None),
+    ('slurm { partition = "x\\\\\'; touch PWNED; #" }', "must not contain `\\`"),
     ('slurm { python = "python3; touch PWNED" }', "must be one program, not a command line"),
 ]
 LINE_BREAKS = ["\n", "\r", "\x00", "\u2028"]

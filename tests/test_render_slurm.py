@@ -87,6 +87,20 @@ def test_scripts_pass_bash_n_and_shellcheck(name, shellcheck, tmp_path):
         assert check.returncode == 0 and not check.stdout.strip(), f"{name}/{filename}:\n{check.stdout}"
 
 
+def test_shellcheck_skips_the_users_setup_lines_and_only_those(shellcheck, tmp_path):
+    """Site lines such as `export X=$(whoami)` (SC2155) are the site's business; hpoc's own
+    lines around them stay checked."""
+    setup = ["export X=$(whoami)", "cd $HOME", "A=`date`", "source ~/site.sh", "read line"]
+    script = render_all(plan(slurm={"setup": setup}), plan_path=PLAN_PATH)["job.sbatch"]
+    block = script[script.index("# shellcheck disable=all\n{\n"):script.index("\n}\nset -u")]
+    assert block.splitlines()[2:] == [f"    {line}" for line in setup]  # the directive covers these alone
+    path = tmp_path / "job.sbatch"
+    for text, clean in ((script, True), (script.replace("\nset -u\n", "\nset -u\necho $hpoc_probe\n"), False)):
+        path.write_text(text)
+        check = subprocess.run([shellcheck, "--severity=style", str(path)], capture_output=True, text=True)
+        assert (check.returncode == 0) == clean, check.stdout
+
+
 def test_scripts_explain_themselves_section_by_section():
     script = rendered("full-site")["job.sbatch"]
     sections = ["# ---- 1. setup", "# ---- 2. private job directory", "# ---- teardown", "# ---- signals",
@@ -160,6 +174,28 @@ def test_ray_nodes_start_through_the_shared_entry_point_one_step_per_node():
     assert "sleep 10" not in script and "sleep 5" not in script
 
 
+def test_gpu_type_reaches_the_header_and_every_step():
+    """`--gres=gpu:a100:4` where a site needs typed GPUs; plans from before `gpu_type` render gpu:N."""
+    p = plan(**FULL_SITE)
+    p["slurm"]["gpu_type"] = "a100"
+    for script in render_all(p, plan_path=PLAN_PATH).values():
+        assert "--gres=gpu:a100:4" in sbatch_flags(script)
+        assert "        --gres=gpu:a100:4 \\\n" in script  # the srun step of each Ray node
+    assert "gpu_type" not in plan()["slurm"] and "--gres=gpu:4" in sbatch_flags(rendered("full-site")["job.sbatch"])
+    for kind, gpus, expected in (("a:1", 4, "slurm.gpu_type: is not a GPU type"),
+                                 ("a100", 0, "slurm.gpu_type: needs GPUs")):
+        with pytest.raises(RenderError, match=expected):
+            render_all(plan(slurm={"gpu_type": kind, "gpus_per_node": gpus}), plan_path=PLAN_PATH)
+
+
+def test_every_srun_step_gets_the_script_s_environment():
+    """`#SBATCH --export=NONE` (or a site's SLURM_EXPORT_ENV=NONE) reaches srun through
+    SLURM_EXPORT_ENV: without --export=ALL the workers would start without the token."""
+    for script in rendered("full-site").values():
+        sruns = [line for line in script.splitlines() if re.match(r"\s*(timeout \d+ )?srun ", line)]
+        assert len(sruns) == 2 and all("--export=ALL" in line for line in sruns), sruns
+
+
 def test_security_settings_in_the_script():
     script = rendered("full-site")["job.sbatch"]
     assert "export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=\"$hpoc_job_dir/token\"" in script
@@ -185,6 +221,15 @@ def test_site_settings_container_and_interface():
     assert "apptainer" not in plain and "NCCL_SOCKET_IFNAME" not in plain and "--interface" not in plain
 
 
+def test_env_sets_the_nccl_interfaces_itself_and_interface_keeps_ray_s():
+    """LUMI: NCCL over all four Slingshot NICs, Ray's node address on one of them."""
+    p = plan(slurm={"interface": "hsn0", "env": {"NCCL_SOCKET_IFNAME": "hsn0,hsn1,hsn2,hsn3"}})
+    script = render_all(p, plan_path=PLAN_PATH)["job.sbatch"]
+    assert "export NCCL_SOCKET_IFNAME=hsn0,hsn1,hsn2,hsn3\n" in script
+    assert "export GLOO_SOCKET_IFNAME=hsn0\n" in script and "NCCL_SOCKET_IFNAME=hsn0 " not in script
+    assert "--interface hsn0" in script
+
+
 def test_walltime_signal_handler_asks_the_driver_to_checkpoint_then_requeues():
     script = rendered("gpu-resume")["job.sbatch"]
     assert "--signal=B:USR2@120" in sbatch_flags(script) and "--requeue" in sbatch_flags(script)
@@ -201,27 +246,28 @@ def test_walltime_signal_handler_asks_the_driver_to_checkpoint_then_requeues():
 # ---- quoting ---------------------------------------------------------------------------
 
 HOSTILE = "x'; touch /tmp/hpoc-pwned; echo \"$(id)\" `id` $HOME \\ *"
+SBATCH_HOSTILE = HOSTILE.replace("\\", "")  # sbatch reads `\\` in #SBATCH lines: refused there
 
 
 def test_every_plan_value_reaches_the_shell_quoted():
     hostile = plan(
-        study={"name": "s" + HOSTILE},
+        study={"name": "s" + SBATCH_HOSTILE},
         source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": "/w/" + HOSTILE},
         storage={"path": "/st/" + HOSTILE, "name": "x"},
-        slurm={"partition": "p" + HOSTILE, "account": "a" + HOSTILE, "qos": "q" + HOSTILE,
-               "constraint": "c" + HOSTILE, "env": {"EVIL": HOSTILE},
+        slurm={"partition": "p" + SBATCH_HOSTILE, "account": "a" + SBATCH_HOSTILE, "qos": "q" + SBATCH_HOSTILE,
+               "constraint": "c" + SBATCH_HOSTILE, "env": {"EVIL": HOSTILE},
                "container": {"image": "/i/" + HOSTILE, "runtime": "apptainer"},
                "python": "/py/" + HOSTILE},
     )
-    script = render_all(hostile, plan_path="/b/" + HOSTILE + "/plan.json")["job.sbatch"]
+    script = render_all(hostile, plan_path="/b/" + SBATCH_HOSTILE + "/plan.json")["job.sbatch"]
     flags = sbatch_flags(script)
     for flag in ("--partition=p", "--account=a", "--qos=q", "--constraint=c"):
-        assert f"{flag}{HOSTILE}" in flags
-    assert f"--job-name=s{HOSTILE}" in flags
+        assert f"{flag}{SBATCH_HOSTILE}" in flags
+    assert f"--job-name=s{SBATCH_HOSTILE}" in flags
     # Outside #SBATCH lines, the raw value only ever appears inside its quoted form.
     body = "\n".join(ln for ln in script.splitlines() if not ln.startswith("#"))
-    quoted = shlex.quote(HOSTILE)[1:-1]  # the inside of '...'
-    assert body.count("touch /tmp/hpoc-pwned") == body.count(quoted)
+    quoted = [shlex.quote(h)[1:-1] for h in (HOSTILE, SBATCH_HOSTILE)]  # the inside of '...'
+    assert body.count("touch /tmp/hpoc-pwned") == sum(body.count(q) for q in quoted)
     env_line = next(ln for ln in script.splitlines() if ln.startswith("export EVIL="))
     out = subprocess.run(["bash", "-c", f'{env_line}; printf %s "$EVIL"'], capture_output=True, text=True)
     assert out.stdout == HOSTILE
@@ -245,6 +291,38 @@ def test_invalid_settings_are_refused_with_their_plan_path(section, change, expe
     with pytest.raises(RenderError) as info:
         render_all(plan(**{section: change}), plan_path=PLAN_PATH)
     assert expected in str(info.value)
+
+
+def test_a_percent_in_the_build_directory_stays_a_percent_in_the_log_paths():
+    """sbatch expands `%j`, `%x`, `%u`... in --output/--error; `%%` is its literal `%`."""
+    files = render_all(plan(shards={"count": 2, "parallel": 1}), plan_path="/p/run%x 100%/plan.json")
+    for name, stem in (("job.sbatch", "fashion-mnist"), ("preflight.sbatch", "fashion-mnist-preflight")):
+        flags = sbatch_flags(files[name])
+        assert f"--output=/p/run%%x 100%%/{stem}-%A_%a.out" in flags
+        assert f"--error=/p/run%%x 100%%/{stem}-%A_%a.err" in flags
+    assert "hpoc_log_dir='/p/run%x 100%/logs'/" in files["job.sbatch"]  # not an sbatch pattern
+
+
+def test_backslashes_are_refused_where_sbatch_would_drop_them():
+    """sbatch unescapes `\\` in #SBATCH lines even inside single quotes (`'a\\b'` reads `ab`)."""
+    p = plan(study={"name": "s\\x"}, slurm={"partition": "p\\x", "constraint": "c\\x"})
+    with pytest.raises(RenderError) as info:
+        render_all(p, plan_path="/b\\x/plan.json")
+    assert [problem.split(":")[0] for problem in info.value.problems] == [
+        "slurm.partition", "slurm.constraint", "study.name", "plan_path"]
+    assert "must not contain `\\`: sbatch drops it from #SBATCH lines" in info.value.problems[0]
+    # elsewhere a backslash is quoted like any character
+    render_all(plan(source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": "/w\\x"},
+                    slurm={"env": {"A": "\\"}}), plan_path=PLAN_PATH)
+
+
+def test_container_paths_that_bind_would_split_are_refused():
+    """`--bind /p/run:1,2` would bind /p/run to `1` and `2` as a second source."""
+    p = plan(slurm={"container": {"image": "/x.sif", "runtime": "apptainer"}},
+             storage={"path": "/p/scratch/run:1,2", "name": "x"})
+    with pytest.raises(RenderError, match=r"slurm.container: cannot bind '/p/scratch/run:1,2': apptainer reads"):
+        render_all(p, plan_path=PLAN_PATH)
+    render_all(plan(storage={"path": "/p/scratch/run:1,2", "name": "x"}), plan_path=PLAN_PATH)  # no container
 
 
 def test_all_problems_are_reported_at_once_and_the_error_pickles():

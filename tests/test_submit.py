@@ -31,7 +31,7 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     assert params["signal_delay_s"] == 300  # resume.grace_s
     assert params["additional_parameters"] == {"exclusive": True, "mail-type": "END", "requeue": True}
     # srun does not inherit --cpus-per-task; the GPUs go to the step too
-    assert params["srun_args"] == ["--kill-on-bad-exit=0", "--cpus-per-task=32", "--gres=gpu:4"]
+    assert params["srun_args"] == ["--export=ALL", "--kill-on-bad-exit=0", "--cpus-per-task=32", "--gres=gpu:4"]
     assert params["array_parallelism"] == 2 and sub.shards == [0, 1, 2, 3] and sub.array
     # site setup first, then the spec's environment (quoted), the NIC, the workdir
     setup = params["setup"]
@@ -44,6 +44,13 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
                                  "--bind /p/scratch/hpo/ray_results ")
     assert sub.python.endswith("'/p/images/torch ray.sif' python3")
     assert params["comment"].startswith("hpoc:") and len(params["comment"]) == 17
+
+
+def test_gpu_type_asks_submitit_for_typed_gpus():
+    p = plan(**FULL_SITE)
+    p["slurm"]["gpu_type"] = "h100_80gb"
+    params = describe(p, "/p/project/hpo/build/plan.json", "slurm").parameters
+    assert params["gres"] == "gpu:h100_80gb:4" and "--gres=gpu:h100_80gb:4" in params["srun_args"]
 
 
 def test_resume_off_means_no_signal_and_no_requeue():
@@ -102,6 +109,7 @@ def test_dry_run_prints_exactly_what_would_be_sent_and_submits_nothing(tmp_path)
         assert line in out.splitlines(), line
     srun = next(ln for ln in out.splitlines() if ln.startswith("srun "))
     assert "--cpus-per-task=1" in shlex.split(srun)
+    assert "--wckey" not in out  # submitit's default wckey, refused where wckeys are enforced
     assert squeue_ids() == before
     assert not (tmp_path / "build").exists() and not (tmp_path / "s" / "results").exists()
 

@@ -73,6 +73,12 @@ def _compile(args: argparse.Namespace) -> int:
     plan_path = out / "plan.json"
     if any(c in str(plan_path.resolve()) for c in "\n\r\0"):  # #SBATCH lines name it
         raise HpocError(f"the output directory {str(out)!r} must not contain a line break")
+    if plan["slurm"] and "\\" in str(plan_path.resolve()):  # sbatch drops it from #SBATCH --output
+        raise HpocError(f"the output directory {str(out)!r} must not contain `\\`: sbatch reads it as an "
+                        "escape in #SBATCH lines, so the job's logs would go elsewhere")
+    if plan["slurm"] and plan["slurm"]["container"] and any(c in str(plan_path.resolve().parent) for c in ",:"):
+        raise HpocError(f"the output directory {str(out)!r} must not contain `,` or `:`: the job binds it "
+                        "into the container, and --bind reads them as separators")
     # Everything is rendered before anything is written: a failure leaves the old files
     # as they were, never a new plan beside old scripts.
     files = {"plan.json": text, **_render(plan, plan_path, args)}

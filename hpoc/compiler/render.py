@@ -34,8 +34,45 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MEM = re.compile(r"[0-9]+[KMGTkmgt]?\Z")
 _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}\Z")
 _IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}\Z")
+_GRES_TYPE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 CONTAINER_RUNTIMES = ("apptainer", "singularity")
+
+
+NIC_ENV = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
+
+
+def nic_env(slurm: Mapping[str, Any]) -> list[str]:
+    """The NIC variables `slurm.interface` sets: those `slurm.env` does not set itself (a list
+    such as `hsn0,hsn1,hsn2,hsn3` for NCCL, while Ray's node address needs one interface)."""
+    if slurm.get("interface") is None:
+        return []
+    return [key for key in NIC_ENV if key not in (slurm.get("env") or {})]
+
+
+def gres(slurm: Mapping[str, Any]) -> str | None:
+    """The `--gres` value of the job and its steps: `gpu:N`, or `gpu:TYPE:N` with
+    `slurm.gpu_type` (absent in plans from before it existed); None without GPUs."""
+    gpus = slurm.get("gpus_per_node")
+    if not gpus:
+        return None
+    kind = slurm.get("gpu_type")
+    return f"gpu:{kind}:{gpus}" if kind else f"gpu:{gpus}"
+
+
+def bindable(path: str) -> bool:
+    """Whether `--bind PATH` binds PATH: apptainer reads `src[:dest[:opts]][,more]`."""
+    return "," not in path and ":" not in path
+
+
+# sbatch reads `\` in an #SBATCH line as an escape even inside single quotes
+# (`--partition='a\b'` asks for partition `ab`): such values cannot be written there.
+_BACKSLASH = "must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted"
+
+
+def _log_path(path: str) -> str:
+    """`path` for sbatch's --output/--error, which expand `%j`, `%x`, ...: `%%` is a literal `%`."""
+    return path.replace("%", "%%")
 
 
 class RenderError(ValueError):
@@ -81,7 +118,7 @@ def render_all(plan: Mapping[str, Any], *, plan_path: str, preflight_only: bool 
 def _preflight(job: dict[str, Any]) -> dict[str, Any]:
     """No driver: no time-limit signal or requeue either, and its own name and logs."""
     name = f"{job['job_name']}-preflight"
-    stem = posixpath.join(job["plan_dir"], _FILE_SAFE.sub("_", name))
+    stem = posixpath.join(_log_path(job["plan_dir"]), _FILE_SAFE.sub("_", name))
     tag = "%A_%a" if job["array"] is not None else "%j"
     return dict(job, driver=False, job_name=name, grace_s=None, stop_wait_s=None,
                 output=f"{stem}-{tag}.out", error=f"{stem}-{tag}.err")
@@ -119,6 +156,11 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     nodes = count("slurm.nodes", slurm["nodes"], minimum=1, allow_none=False) or 1
     cpus = count("slurm.cpus_per_node", slurm["cpus_per_node"], minimum=1)
     gpus = count("slurm.gpus_per_node", slurm["gpus_per_node"], minimum=0)
+    gpu_type = text("slurm.gpu_type", slurm.get("gpu_type"))
+    if gpu_type is not None and not _GRES_TYPE.match(gpu_type):
+        bad("slurm.gpu_type", f"is not a GPU type: letters, digits, `_`, `-`, `.` (got {gpu_type!r})")
+    elif gpu_type is not None and not gpus:
+        bad("slurm.gpu_type", f"needs GPUs, but gpus_per_node is {gpus!r}")
     mem = text("slurm.mem", slurm["mem"])
     if mem is not None and not _MEM.match(mem):
         bad("slurm.mem", f"must be a number with an optional K/M/G/T suffix, like 64G (got {mem!r})")
@@ -126,7 +168,8 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     if time_ is not None and not _TIME.match(time_):
         bad("slurm.time", f"must be a SLURM time such as 02:00:00 or 1-00:00:00 (got {time_!r})")
     for key in ("partition", "account", "qos", "constraint"):
-        text(f"slurm.{key}", slurm[key])
+        if "\\" in (text(f"slurm.{key}", slurm[key]) or ""):
+            bad(f"slurm.{key}", _BACKSLASH)
     for i, flag in enumerate(slurm["extra"] or []):
         if text(f"slurm.extra[{i}]", flag, allow_none=False) and not str(flag).startswith("--"):
             bad(f"slurm.extra[{i}]", f"must be a long option starting with `--` (got {flag!r})")
@@ -159,13 +202,25 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         if grace is not None and (grace > MAX_SIGNAL_S or (time_s and grace >= time_s)):
             bad("resume.grace_s", f"must be below the time limit and at most {MAX_SIGNAL_S} s (got {grace})")
     study = text("study.name", plan["study"]["name"], allow_none=False) or "study"
+    if "\\" in study:  # the #SBATCH --job-name
+        bad("study.name", _BACKSLASH)
+    if "\\" in plan_path:  # the #SBATCH --output/--error paths
+        bad("plan_path", "must not contain `\\`: sbatch drops it from #SBATCH lines, so the job's "
+            "logs would go elsewhere (use another build directory)")
     if problems:
         raise RenderError(problems)
 
     plan_dir = posixpath.dirname(plan_path)
-    stem = posixpath.join(plan_dir, _FILE_SAFE.sub("_", study))
+    stem = posixpath.join(_log_path(plan_dir), _FILE_SAFE.sub("_", study))
     tag = "%A_%a" if array is not None else "%j"
     binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
+    if container is not None:
+        for path in binds:
+            if not bindable(path):
+                bad("slurm.container", f"cannot bind {path!r}: {container['runtime']} reads `,` and `:` in "
+                    "--bind as separators (move the study, build or storage directory)")
+    if problems:
+        raise RenderError(problems)
     return {
         "driver": True,
         "study": study,
@@ -180,6 +235,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "nodes": nodes,
         "cpus_per_node": cpus,
         "gpus_per_node": gpus,
+        "gres": gres(slurm),
         "mem": mem,
         "partition": slurm["partition"],
         "account": slurm["account"],
@@ -194,6 +250,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "setup": list(slurm["setup"] or []),
         "env": env,
         "interface": interface,
+        "nic_env": nic_env(slurm),
         "container": container,
         "binds": binds,
         "python": python,

@@ -20,6 +20,7 @@ from hpoc.compiler.check import (
     SLURM_TIME,
     UNKNOWN,
     VALUE,
+    WARN_ARRAY,
     WARN_FILE,
     WARN_METRIC,
     WARN_RESOURCES,
@@ -335,11 +336,20 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         return
     nodes = s["nodes"]
     workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
+    # Defaults: room for the trial's workers spread evenly, whole workers per node (a
+    # worker's CPUs and GPUs cannot be split between nodes), and for a distributed trial's
+    # driver beside them.
+    spread = math.ceil(workers / nodes)
+    driver = T.TRIAL_DRIVER_CPU if workers > 1 else 0
     if s["gpus_per_node"] is None:
-        s["gpus_per_node"] = math.ceil(workers * gpw / nodes) if gpw else 0
+        s["gpus_per_node"] = math.ceil(spread * gpw) if gpw else 0
     if s["cpus_per_node"] is None:
-        s["cpus_per_node"] = max(1, math.ceil(workers * cpw / nodes))
+        s["cpus_per_node"] = max(1, math.ceil(spread * cpw + driver))
     gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
+    if s["gpu_type"] is not None and gpn == 0:  # `--gres=gpu:a100:0` asks for nothing
+        ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but the job asks for no GPUs',
+                 ch.spans.get("slurm.gpu_type"), notes=("`slurm.gpus_per_node` is 0",),
+                 help="set `gpus_per_node` (or `gpus_per_worker` in `resources`), or remove `gpu_type`")  # fmt: skip
     gspan = ch.spans.get("resources.gpus_per_worker")
     if gpw > 0 and gpn == 0:
         ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
@@ -354,17 +364,26 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
                  help="lower `cpus_per_worker` or raise `slurm.cpus_per_node`")  # fmt: skip
     else:
         per_node = math.floor(cpn / cpw + 1e-9)
+        # The driver's CPUs come first, on one of the nodes: Ray never places the last
+        # worker where they left too little, and the trial waits for it forever.
+        with_driver = math.floor((cpn - driver) / cpw + 1e-9)
         if gpw > 0:
             per_node = min(per_node, math.floor(gpn / gpw + 1e-9))
-        if per_node * nodes < workers:
+            with_driver = min(with_driver, per_node)
+        if per_node * (nodes - 1) + with_driver < workers:
+            # Enough in total but for the driver: say so, or "48 CPUs, more than 48" puzzles.
+            by_driver = per_node * nodes >= workers
             ch.error(
                 RESOURCES,
                 f"one trial needs {workers} workers × ({_fmt(cpw)} CPUs, {_fmt(gpw)} GPUs) "
-                f"= {_fmt(workers * cpw)} CPUs, {_fmt(workers * gpw)} GPUs, "
-                f"more than the job's {nodes} node(s) × ({cpn} CPUs, {gpn} GPUs) can hold",
+                f"= {_fmt(workers * cpw)} CPUs, {_fmt(workers * gpw)} GPUs"
+                + (f", plus {_fmt(driver)} CPU for the trial's driver" if by_driver else "")
+                + f", more than the job's {nodes} node(s) × ({cpn} CPUs, {gpn} GPUs) can hold",
                 ch.spans.get("resources.workers"),
-                notes=(f"a node fits {per_node} worker(s)",),
-                help="lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
+                notes=(f"a node fits {per_node} worker(s)"
+                       + (f", the node that also runs the driver {with_driver}" if by_driver else ""),),
+                help="leave room for the driver: lower `cpus_per_worker` or raise `slurm.cpus_per_node`"
+                if by_driver else "lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
             )  # fmt: skip
     t = s.pop("time")
     s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
@@ -376,6 +395,13 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
+    for key in ("partition", "account", "qos", "constraint"):
+        # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
+        if s[key] is not None and "\\" in s[key]:
+            value = _setting_value(block, key)
+            ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
+                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
+                     help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
     _extra(ch, s, out["resume"]["enabled"], block)
     _python(ch, s, block)
     c = s["container"]
@@ -384,6 +410,13 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         if workdir and not os.path.isabs(image):
             image = os.path.normpath(os.path.join(workdir, image))
         c["image"] = image
+    if c is not None:  # the job binds these into the container (the build directory: hpoc compile)
+        for what, path, span in (("the study's directory", workdir, ch.spans.get("slurm.container")),
+                                 ("`storage.path`", out["storage"]["path"], ch.spans.get("storage.path"))):
+            if path and ("," in path or ":" in path):
+                ch.error(VALUE, f'the container cannot bind {what} "{path}": {c["runtime"]} reads `,` and `:` '
+                         "in --bind as separators", span or ch.spans.get("slurm.container"),
+                         help="use a path without `,` and `:`")  # fmt: skip
     arr = s.pop("array") or {"shards": 1, "parallel": None}
     count = arr["shards"]
     parallel = arr["parallel"] if arr["parallel"] is not None else count
@@ -396,6 +429,12 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SHARDS, f"{count} shards but only {trials} trials: some shards would be empty",
                  ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
+    if count > T.SLURM_MAX_ARRAY_SIZE:  # sbatch refuses `--array=0-1499` under the default
+        ch.warn(WARN_ARRAY, f"{count} shards make a job array of {count} tasks; SLURM's default MaxArraySize "
+                            f"({T.SLURM_MAX_ARRAY_SIZE}) allows at most {T.SLURM_MAX_ARRAY_SIZE}",
+                ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
+                notes=("sites may raise it: `scontrol show config | grep MaxArraySize` shows this cluster's",),
+                help=f"lower `shards` to {T.SLURM_MAX_ARRAY_SIZE} or fewer, unless the site allows more")  # fmt: skip
     out["shards"] = {"count": count, "parallel": parallel}
     out["slurm"] = s
 
@@ -411,8 +450,11 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         given, name = name, _unabbreviated(name, resume)
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
         if name in T.MANAGED_SBATCH:
+            help = f"set `{T.MANAGED_SBATCH[name]}` instead"
+            if T.MANAGED_SBATCH[name] == "gpus_per_node":
+                help += " (and `gpu_type` for typed GPUs: `gpu:a100:4`)"
             ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
-                     span, help=f"set `{T.MANAGED_SBATCH[name]}` instead")  # fmt: skip
+                     span, help=help)  # fmt: skip
         elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
             why, help = T.OWNED_SBATCH.get(name) or T.RESUME_SBATCH[name]
             ch.error(SLURM, f"`extra` sets {shown}, {why}", span, help=help)

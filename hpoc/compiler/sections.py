@@ -299,7 +299,11 @@ class _Special:
             return None
         if isinstance(value, (A.Clock, A.String)):
             text = value.text if isinstance(value, A.Clock) else value.value
-            seconds = slurm_seconds(text)
+            seconds, problem = slurm_time(text)
+            if problem is not None:  # `00:90:00`: say which field, and what it would be
+                self.ch.error(SLURM_TIME, f'`time` "{text}": {problem}', value.span,
+                              help=f"write `{format_slurm_time(seconds)}` for the same walltime")  # fmt: skip
+                return None
             if seconds is None:
                 self.ch.error(
                     SLURM_TIME, f'`time` is not a SLURM time: "{text}"', value.span,
@@ -386,24 +390,32 @@ _SLURM_TIME = re.compile(
 
 def slurm_seconds(text: str) -> int | None:
     """Seconds of a SLURM time string (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS)."""
+    seconds, problem = slurm_time(text)
+    return None if problem else seconds
+
+
+def slurm_time(text: str) -> tuple[int | None, str | None]:
+    """(seconds, None) of a SLURM time string; (None, None) when it is not one; and
+    (seconds it would mean, what is wrong) when a field is out of range (`00:90:00`:
+    "minutes must be below 60"), which SLURM refuses too."""
     m = _SLURM_TIME.fullmatch(text.strip())
     if not m:
-        return None
+        return None, None
     g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
     if "d" in g:
-        h, mi, s = g["dh"], g.get("dm", 0), g.get("ds", 0)
-        if h > 23 or mi > 59 or s > 59:
-            return None
-        return ((g["d"] * 24 + h) * 60 + mi) * 60 + s
-    if "c" in g:  # HH:MM:SS
-        if g["b"] > 59 or g["c"] > 59:
-            return None
-        return (g["a"] * 60 + g["b"]) * 60 + g["c"]
-    if "b" in g:  # MM:SS
-        if g["b"] > 59:
-            return None
-        return g["a"] * 60 + g["b"]
-    return g["a"] * 60  # MM
+        d, h, mi, s = g["d"], g["dh"], g.get("dm", 0), g.get("ds", 0)
+    elif "c" in g:  # HH:MM:SS
+        d, h, mi, s = 0, g["a"], g["b"], g["c"]
+    elif "b" in g:  # MM:SS (the minutes may be any number)
+        d, h, mi, s = 0, 0, g["a"], g["b"]
+    else:  # MM
+        d, h, mi, s = 0, 0, g["a"], 0
+    seconds = ((d * 24 + h) * 60 + mi) * 60 + s
+    limits = [("hours", h, 24, "d" in g), ("minutes", mi, 60, "c" in g or "dm" in g), ("seconds", s, 60, True)]
+    for unit, value, limit, bounded in limits:
+        if bounded and value >= limit:
+            return seconds, f"{unit} must be below {limit} (got {value})"
+    return seconds, None
 
 
 MAX_MEM_MB = 1024 * 1024**2  # 1024T: more than any node has

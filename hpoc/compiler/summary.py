@@ -38,7 +38,8 @@ def summarize(plan: dict[str, Any]) -> list[str]:
         sh = plan["shards"]
         shards = f"; {sh['count']} array tasks ({sh['parallel']} at once)" if sh["count"] > 1 else ""
         lines.append(
-            f"slurm: {_n(s['nodes'], 'node')} × ({s['cpus_per_node']} CPUs, {s['gpus_per_node']} GPUs)"
+            f"slurm: {_n(s['nodes'], 'node')} × ({s['cpus_per_node']} CPUs, {s['gpus_per_node']} "
+            f"{s['gpu_type'] + ' ' if s.get('gpu_type') else ''}GPUs)"
             f", time {s['time'] or 'partition default'}{shards}"
         )
     return lines

@@ -38,6 +38,14 @@ NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
+GRES_TYPE_RE = r"[A-Za-z0-9_.-]+"  # a gres type (`a100`, `h100_80gb`): `--gres=gpu:TYPE:N`
+
+# SLURM's default MaxArraySize: array indices up to 1000, so at most 1001 shards (sites may raise it).
+SLURM_MAX_ARRAY_SIZE = 1001
+
+# CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/trial.py
+# DRIVER_CPU): it takes a node's CPUs beside the trial's workers.
+TRIAL_DRIVER_CPU = 0.01
 
 # Metrics the default train() loop of hpoc's Trainer reports every epoch.
 DEFAULT_METRICS = ("train_loss", "val_loss", "val_accuracy", "epoch", "training_iteration")
@@ -229,6 +237,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     "slurm": {
         "nodes": F(K.integer(1), 1),
         "gpus_per_node": F(K.optional(K.integer(0)), None),
+        "gpu_type": F(K.optional(K.string(GRES_TYPE_RE, "GPU type (letters, digits, `_`, `-`, `.`)")), None),
         "cpus_per_node": F(K.optional(K.integer(1)), None),
         "mem": F("mem", None),
         "partition": F(K.optional(_SITE_NAME), None),
@@ -278,9 +287,14 @@ MANAGED_SBATCH = {
     "--gpus-per-node": "gpus_per_node",
     "--gpus": "gpus_per_node",
     "-G": "gpus_per_node",
+    "--gpus-per-task": "gpus_per_node",  # GPUs asked another way: twice, or in conflict
+    "--gpus-per-socket": "gpus_per_node",
     "--cpus-per-task": "cpus_per_node",
     "-c": "cpus_per_node",
+    "--cpus-per-gpu": "cpus_per_node",  # sbatch: exclusive with --cpus-per-task
     "--ntasks-per-node": "nodes",
+    "--tasks-per-node": "nodes",  # sbatch's other name for --ntasks-per-node: it would win
+    "--ntasks-per-gpu": "nodes",  # sbatch: exclusive with --ntasks-per-node
     "--ntasks": "nodes",
     "-n": "nodes",
     "--mem": "mem",

@@ -6,7 +6,7 @@ folder for logs, the interpreter on the nodes and the keyword arguments for
 `hpoc.submit.submit` builds the executor from it, so what is shown is what is sent.
 
 SLURM mapping (the same allocation as the job.sbatch backend):
-    nodes x 1 task per node; --cpus-per-task = slurm.cpus_per_node; --gres=gpu:G;
+    nodes x 1 task per node; --cpus-per-task = slurm.cpus_per_node; --gres=gpu[:TYPE]:G;
     mem, partition, account, qos, constraint; time in minutes; slurm.extra flags as
     additional sbatch options; slurm.setup lines, slurm.env and the interface variables
     run before srun; the srun step gets --cpus-per-task and --gres again (srun does not
@@ -96,9 +96,11 @@ def setup_lines(plan: dict[str, Any]) -> list[str]:
     lines = list(slurm.get("setup") or [])
     for key, value in sorted((slurm.get("env") or {}).items()):
         lines.append(f"export {key}={shlex.quote(str(value))}")
-    if slurm.get("interface"):
+    from hpoc.compiler.render import nic_env
+
+    if nics := nic_env(slurm):
         nic = shlex.quote(slurm["interface"])
-        lines.append(f"export NCCL_SOCKET_IFNAME={nic} GLOO_SOCKET_IFNAME={nic}")
+        lines.append("export " + " ".join(f"{key}={nic}" for key in nics))
     lines.append("export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1")
     lines.append(f"cd {shlex.quote(plan['source']['workdir'])}")
     container = slurm.get("container")
@@ -136,7 +138,7 @@ def extra_parameters(flags: list[str]) -> dict[str, Any]:
 def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
            parallel: int) -> Submission:
     slurm = plan["slurm"]
-    cpus, gpus = slurm["cpus_per_node"], slurm["gpus_per_node"]
+    cpus = slurm["cpus_per_node"]
     params: dict[str, Any] = {
         "job_name": plan["study"]["name"],
         "nodes": slurm["nodes"],
@@ -144,14 +146,21 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
         "setup": setup_lines(plan),
         "comment": job_comment(plan),
         "stderr_to_stdout": False,
+        # submitit's default `--wckey=submitit` is refused where a site enforces wckeys, and
+        # job.sbatch sets none: a wckey comes from `extra` only
+        "wckey": None,
     }
-    srun_args = ["--kill-on-bad-exit=0"]
+    # --export=ALL: the tasks need the setup's environment even under `sbatch --export=NONE`
+    # (a site default or `extra`), which srun would inherit through SLURM_EXPORT_ENV.
+    srun_args = ["--export=ALL", "--kill-on-bad-exit=0"]
     if cpus is not None:
         params["cpus_per_task"] = cpus
         srun_args.append(f"--cpus-per-task={cpus}")
-    if gpus:
-        params["gres"] = f"gpu:{gpus}"
-        srun_args.append(f"--gres=gpu:{gpus}")
+    from hpoc.compiler.render import gres
+
+    if gpu_gres := gres(slurm):  # gpu:N, or gpu:TYPE:N with slurm.gpu_type
+        params["gres"] = gpu_gres
+        srun_args.append(f"--gres={gpu_gres}")
     params["srun_args"] = srun_args
     for key in ("mem", "partition", "account", "qos", "constraint"):
         if slurm[key] is not None:

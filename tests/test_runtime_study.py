@@ -122,7 +122,8 @@ def test_a_bad_trainer_path_fails_fast_before_ray_starts(tmp_path, capsys):
 
     workdir = write_toy(tmp_path / "study")
     for target, expected in [("toy:ToyTrainr", "did you mean `ToyTrainer`"),
-                             ("nosuchmodule:Trainer", "no module named `nosuchmodule`")]:
+                             ("nosuchmodule:Trainer", "no module named `nosuchmodule`"),
+                             ("toy:ToyGetter", "does not subclass `hpoc.Trainer`")]:
         plan = make_plan(workdir, tmp_path / "results",
                          pipeline={"trainer": {"target": target, "args": {}}})
         started = time.monotonic()

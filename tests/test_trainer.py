@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -239,6 +240,35 @@ def test_settings_that_are_missing_or_wrong_say_what_to_do(toy, tmp_path):
 
     with pytest.raises(TrainerError, match=r"implement `create_model\(self, config\)`"):
         NoModel().run_local(CONFIG, data, directory=tmp_path / "c")
+
+
+def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(toy, tmp_path):
+    """Not an AttributeError deep in hpoc, nor a dead Ray worker: the user's file and line."""
+    _, _, data = toy
+
+    class NotAModule(hpoc.Trainer):
+        def create_model(self, config):
+            return lambda x: x
+
+    with pytest.raises(TrainerError, match=r"^create_model\(\) \(.*test_trainer\.py:\d+\) returned "
+                                           r"function, not a torch\.nn\.Module$"):
+        NotAModule().run_local(CONFIG, data, directory=tmp_path / "a")
+
+    class AllAtOnce(hpoc.Trainer):
+        def create_model_loss_optimizer(self, config):
+            return "model", nn.MSELoss(), None
+
+    with pytest.raises(TrainerError, match=r"^create_model_loss_optimizer\(\) \(.*\) returned str"):
+        AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "b")
+
+    for code, shown in [(3, "sys.exit(3)"), (None, "sys.exit()"), ("bad width", "sys.exit('bad width')")]:
+        class Exits(hpoc.Trainer):
+            def create_model(self, config):
+                sys.exit(code)
+
+        with pytest.raises(TrainerError, match=rf"the trainer called {re.escape(shown)} at "
+                                               r".*test_trainer\.py:\d+: raise an exception"):
+            Exits().run_local(CONFIG, data, directory=tmp_path / "c")
 
 
 def test_epochs_fall_back_to_the_plans_stop_criterion(toy, tmp_path):

@@ -268,3 +268,34 @@ def test_a_trial_line_names_the_values_searched_for_it(monkeypatch):
     assert out.getvalue().strip() == (
         "[hpoc] trial ab12 (lr=0.1235, optimizer.name='sgd', depth=3) failed; retrying from its last "
         "checkpoint (retry 1)")
+
+
+def test_a_trial_error_line_names_the_users_file_and_line(monkeypatch, tmp_path):
+    """A KeyError from the trainer is found at once: the innermost frame of the study's own
+    code, not Ray's or hpoc's, is on the line."""
+    from types import SimpleNamespace
+
+    import ray
+
+    from hpoc.runtime import study
+
+    user = tmp_path / "mytrainer.py"
+    hpoc_file = Path(study.__file__).with_name("trainer.py")
+    ray_file = Path(ray.__file__).with_name("worker.py")
+    error = tmp_path / "error.txt"
+    error.write_text(f'''Failure # 1
+Traceback (most recent call last):
+  File "{ray_file}", line 10, in run
+  File "{hpoc_file}", line 278, in create_model_loss_optimizer
+  File "{user}", line 7, in create_model
+    return nn.Linear(64, config["hidden"])
+  File "{hpoc_file}", line 20, in __getitem__
+KeyError: 'hidden'
+''')
+    out = io.StringIO()
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"]))
+    trial = SimpleNamespace(trial_id="ab12", status="ERROR", config={"lr": 0.5}, error_file=str(error),
+                            path=str(tmp_path), local_path=None)
+    study._trial_line(trial, "errored")
+    assert out.getvalue().strip() == (
+        f"[hpoc] trial ab12 (lr=0.5) errored: KeyError: 'hidden' at {user}:7 (details: {tmp_path}/error.txt)")

@@ -299,3 +299,30 @@ KeyError: 'hidden'
     study._trial_line(trial, "errored")
     assert out.getvalue().strip() == (
         f"[hpoc] trial ab12 (lr=0.5) errored: KeyError: 'hidden' at {user}:7 (details: {tmp_path}/error.txt)")
+
+
+def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
+    """Not "no trial reported the objective metric" when every trial failed, or reported NaN."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import summary
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+
+    def report(*trials):
+        built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=False,
+                              experiment_dir=tmp_path, plan_hash="sha256:0")
+        return summary.describe_best(built).splitlines()[-1]
+
+    def trial(status, **result):
+        return SimpleNamespace(trial_id="t1", status=status, config={}, last_result=result, path=None,
+                               local_path=None, error_file=None, error_msg="boom")
+
+    assert report(trial("ERROR"), trial("ERROR")) == (
+        "no trial reported the objective metric `val_accuracy`: every trial failed (see the errors above "
+        "and each trial's error.txt)")
+    assert report(trial("TERMINATED", val_accuracy=float("nan")), trial("ERROR")) == (
+        "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
+        "try a smaller learning rate)")
+    assert report(trial("TERMINATED", train_loss=1.0)) == "no trial reported the objective metric `val_accuracy`"

@@ -178,8 +178,18 @@ def describe_best(summary: dict[str, Any]) -> str:
         lines.append("the study has no objective: trials are not ranked")
         return "\n".join(lines)
     if best is None:
-        lines.append("no trial reported the objective metric "
-                     f"`{summary['metrics'][0]['name']}`")
+        name = summary["metrics"][0]["name"]
+        trials = summary.get("trials") or []
+        ran = [t for t in trials if t.get("status") != "ERROR"]
+        nan = [t for t in ran if name in (t.get("metrics") or {})]  # reported, not finite
+        if trials and not ran:
+            lines.append(f"no trial reported the objective metric `{name}`: every trial failed "
+                         "(see the errors above and each trial's error.txt)")
+        elif nan:
+            lines.append(f"no trial reported a finite `{name}`: {len(nan)} trial(s) reported NaN "
+                         "or inf (training diverged? try a smaller learning rate)")
+        else:
+            lines.append(f"no trial reported the objective metric `{name}`")
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)

@@ -338,3 +338,16 @@ def test_a_report_without_the_objective_names_what_was_reported(toy, tmp_path):
     assert "but not `accuracy`, the objective's metric; did you mean `val_accuracy`?" in message
     assert "`train_loss`" in message and "`val_loss`" in message
     assert not list((tmp_path / "run").glob("checkpoint_*"))  # it stops before saving anything
+
+
+def test_a_study_module_named_like_a_standard_module_does_not_replace_it(tmp_path, monkeypatch):
+    """The runtime forgets a same-named module loaded from elsewhere, but never Python's own:
+    torch and Ray would get the study's `random.py` for the rest of the process."""
+    import random
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(sys.modules, "random", random)
+    (tmp_path / "random.py").write_text("class Getter:\n    pass\n")
+    with pytest.raises(pipeline.PipelineError, match="has no `Getter`"):
+        pipeline.import_target("random:Getter", str(tmp_path), "getter")
+    assert sys.modules["random"] is random

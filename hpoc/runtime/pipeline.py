@@ -48,7 +48,7 @@ def _evict_shadowed(module: str, workdir: str | None) -> None:
         return
     top = module.split(".")[0]
     loaded = sys.modules.get(top)
-    if loaded is None:
+    if loaded is None or top in sys.stdlib_module_names:  # never swap out Python's own
         return
     local = Path(workdir, top + ".py").exists() or Path(workdir, top, "__init__.py").exists()
     origin = getattr(loaded, "__file__", None) or ""

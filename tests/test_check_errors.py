@@ -908,3 +908,16 @@ def test_every_diagnostic_code_is_documented():
     table = set(re.findall(r"^\| (HP\d{3}) \|", (root / "docs" / "language.md").read_text(encoding="utf-8"), re.M))
     assert len(used) > 30
     assert used - table == set(), "codes missing from the table in docs/language.md"
+
+
+def test_a_study_module_named_like_a_standard_module_is_an_error(tmp_path) -> None:
+    """`random.py` beside the study replaces Python's `random` for torch and Ray: refused, located."""
+    spec = 'study "t"\npipeline {\n  getter  = random:Getter\n  trainer = trainer:T\n}\n'
+    assert diagnostics(spec, str(tmp_path)) == []  # no such file beside it: the real module
+    (tmp_path / "random.py").write_text("class Getter: pass\n")
+    (d,) = diagnostics(spec, str(tmp_path))
+    assert (d.code, where(d), d.message) == (
+        "HP204", (3, 13), "the study's module `random` has the name of Python's `random` module")
+    assert d.help == "rename random.py (e.g. to `my_random.py`) and `getter` with it"
+    (tmp_path / "trainer.py").write_text("class T: pass\n")  # not a standard module name
+    assert [x.message for x in diagnostics(spec, str(tmp_path))] == [d.message]

@@ -122,7 +122,8 @@ def test_a_bad_trainer_path_fails_fast_before_ray_starts(tmp_path, capsys):
 
     workdir = write_toy(tmp_path / "study")
     for target, expected in [("toy:ToyTrainr", "did you mean `ToyTrainer`"),
-                             ("nosuchmodule:Trainer", "no module named `nosuchmodule`")]:
+                             ("nosuchmodule:Trainer", "no module named `nosuchmodule`"),
+                             ("toy:ToyGetter", "does not subclass `hpoc.Trainer`")]:
         plan = make_plan(workdir, tmp_path / "results",
                          pipeline={"trainer": {"target": target, "args": {}}})
         started = time.monotonic()
@@ -267,3 +268,61 @@ def test_a_trial_line_names_the_values_searched_for_it(monkeypatch):
     assert out.getvalue().strip() == (
         "[hpoc] trial ab12 (lr=0.1235, optimizer.name='sgd', depth=3) failed; retrying from its last "
         "checkpoint (retry 1)")
+
+
+def test_a_trial_error_line_names_the_users_file_and_line(monkeypatch, tmp_path):
+    """A KeyError from the trainer is found at once: the innermost frame of the study's own
+    code, not Ray's or hpoc's, is on the line."""
+    from types import SimpleNamespace
+
+    import ray
+
+    from hpoc.runtime import study
+
+    user = tmp_path / "mytrainer.py"
+    hpoc_file = Path(study.__file__).with_name("trainer.py")
+    ray_file = Path(ray.__file__).with_name("worker.py")
+    error = tmp_path / "error.txt"
+    error.write_text(f'''Failure # 1
+Traceback (most recent call last):
+  File "{ray_file}", line 10, in run
+  File "{hpoc_file}", line 278, in create_model_loss_optimizer
+  File "{user}", line 7, in create_model
+    return nn.Linear(64, config["hidden"])
+  File "{hpoc_file}", line 20, in __getitem__
+KeyError: 'hidden'
+''')
+    out = io.StringIO()
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"]))
+    trial = SimpleNamespace(trial_id="ab12", status="ERROR", config={"lr": 0.5}, error_file=str(error),
+                            path=str(tmp_path), local_path=None)
+    study._trial_line(trial, "errored")
+    assert out.getvalue().strip() == (
+        f"[hpoc] trial ab12 (lr=0.5) errored: KeyError: 'hidden' at {user}:7 (details: {tmp_path}/error.txt)")
+
+
+def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
+    """Not "no trial reported the objective metric" when every trial failed, or reported NaN."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import summary
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+
+    def report(*trials):
+        built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=False,
+                              experiment_dir=tmp_path, plan_hash="sha256:0")
+        return summary.describe_best(built).splitlines()[-1]
+
+    def trial(status, **result):
+        return SimpleNamespace(trial_id="t1", status=status, config={}, last_result=result, path=None,
+                               local_path=None, error_file=None, error_msg="boom")
+
+    assert report(trial("ERROR"), trial("ERROR")) == (
+        "no trial reported the objective metric `val_accuracy`: every trial failed (see the errors above "
+        "and each trial's error.txt)")
+    assert report(trial("TERMINATED", val_accuracy=float("nan")), trial("ERROR")) == (
+        "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
+        "try a smaller learning rate)")
+    assert report(trial("TERMINATED", train_loss=1.0)) == "no trial reported the objective metric `val_accuracy`"

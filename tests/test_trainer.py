@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -241,6 +242,35 @@ def test_settings_that_are_missing_or_wrong_say_what_to_do(toy, tmp_path):
         NoModel().run_local(CONFIG, data, directory=tmp_path / "c")
 
 
+def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(toy, tmp_path):
+    """Not an AttributeError deep in hpoc, nor a dead Ray worker: the user's file and line."""
+    _, _, data = toy
+
+    class NotAModule(hpoc.Trainer):
+        def create_model(self, config):
+            return lambda x: x
+
+    with pytest.raises(TrainerError, match=r"^create_model\(\) \(.*test_trainer\.py:\d+\) returned "
+                                           r"function, not a torch\.nn\.Module$"):
+        NotAModule().run_local(CONFIG, data, directory=tmp_path / "a")
+
+    class AllAtOnce(hpoc.Trainer):
+        def create_model_loss_optimizer(self, config):
+            return "model", nn.MSELoss(), None
+
+    with pytest.raises(TrainerError, match=r"^create_model_loss_optimizer\(\) \(.*\) returned str"):
+        AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "b")
+
+    for code, shown in [(3, "sys.exit(3)"), (None, "sys.exit()"), ("bad width", "sys.exit('bad width')")]:
+        class Exits(hpoc.Trainer):
+            def create_model(self, config):
+                sys.exit(code)
+
+        with pytest.raises(TrainerError, match=rf"the trainer called {re.escape(shown)} at "
+                                               r".*test_trainer\.py:\d+: raise an exception"):
+            Exits().run_local(CONFIG, data, directory=tmp_path / "c")
+
+
 def test_epochs_fall_back_to_the_plans_stop_criterion(toy, tmp_path):
     workdir, plan, data = toy
     plan = dict(plan, trials=dict(plan["trials"], stop={"training_iteration": 2}))
@@ -308,3 +338,16 @@ def test_a_report_without_the_objective_names_what_was_reported(toy, tmp_path):
     assert "but not `accuracy`, the objective's metric; did you mean `val_accuracy`?" in message
     assert "`train_loss`" in message and "`val_loss`" in message
     assert not list((tmp_path / "run").glob("checkpoint_*"))  # it stops before saving anything
+
+
+def test_a_study_module_named_like_a_standard_module_does_not_replace_it(tmp_path, monkeypatch):
+    """The runtime forgets a same-named module loaded from elsewhere, but never Python's own:
+    torch and Ray would get the study's `random.py` for the rest of the process."""
+    import random
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(sys.modules, "random", random)
+    (tmp_path / "random.py").write_text("class Getter:\n    pass\n")
+    with pytest.raises(pipeline.PipelineError, match="has no `Getter`"):
+        pipeline.import_target("random:Getter", str(tmp_path), "getter")
+    assert sys.modules["random"] is random

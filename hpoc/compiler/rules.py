@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from typing import Any
 
 from hpoc.compiler import tables as T
@@ -52,6 +53,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
         _searcher(ch, out, space, search_block)
     if not out["scheduler"].pop("_invalid", False):
         _scheduler(ch, out, space, sched_block, search_block)
+    _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     _resources(ch, out, workdir)
     _checkpoint(ch, out, found.get("checkpoint", [None])[0])
     _resume_storage(ch, out)
@@ -246,6 +248,31 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
 
 
 # ----------------------------------------------------------------------- resources
+
+
+# ----------------------------------------------------------------------- pipeline
+
+# Modules the runtime itself imports: a study module of the same name replaces them.
+_TAKEN = frozenset(sys.stdlib_module_names) | {"hpoc", "ray", "torch", "numpy"}
+
+
+def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """A study module named like a standard or runtime module (`random.py`, `queue.py`)
+    breaks Python itself once the study's directory is first on the path."""
+    for role, step in (out.get("pipeline") or {}).items():
+        top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
+        if workdir is None or top not in _TAKEN:
+            continue
+        for local, shown in ((os.path.join(workdir, top + ".py"), top + ".py"),
+                             (os.path.join(workdir, top, "__init__.py"), top + "/")):
+            if os.path.isfile(local):
+                value = _setting_value(block, role)
+                span = getattr(value, "func_span", None) or getattr(value, "span", None)
+                ch.error(VALUE, f"the study's module `{top}` has the name of Python's `{top}` module",
+                         span or ch.spans.get(f"pipeline.{role}"),
+                         notes=(f"{local} would replace it for every library the study imports",),
+                         help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
+                break
 
 
 def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:

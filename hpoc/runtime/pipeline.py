@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -47,7 +48,7 @@ def _evict_shadowed(module: str, workdir: str | None) -> None:
         return
     top = module.split(".")[0]
     loaded = sys.modules.get(top)
-    if loaded is None:
+    if loaded is None or top in sys.stdlib_module_names:  # never swap out Python's own
         return
     local = Path(workdir, top + ".py").exists() or Path(workdir, top, "__init__.py").exists()
     origin = getattr(loaded, "__file__", None) or ""
@@ -108,7 +109,27 @@ def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
         step = plan["pipeline"].get(role)
         if step:
             out[role] = import_target(step["target"], workdir, role)
+    if "trainer" in out:
+        _require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"])
     return out
+
+
+def _require_trainer_class(obj: Any, target: str) -> None:
+    """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
+    an AttributeError from every trial."""
+    from hpoc.runtime.trainer import Trainer
+
+    if isinstance(obj, type) and issubclass(obj, Trainer):
+        return
+    name = getattr(obj, "__name__", target.rpartition(":")[2])
+    try:
+        where = f" ({inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]})"
+    except (TypeError, OSError):
+        where = ""
+    what = "a class that does not subclass `hpoc.Trainer`" if isinstance(obj, type) else \
+        f"a {type(obj).__name__}, not a class"
+    raise PipelineError(f"trainer `{target}`{where} is {what}\n"
+                        f"  help: write `class {name}(hpoc.Trainer):` (docs/trainer.md)")
 
 
 def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:

@@ -255,7 +255,10 @@ def _make_events(progress: Any = None) -> Any:
 def _trial_line(trial: Any, what: str) -> None:
     stream = _STATE.stream or sys.stderr
     error = summary_mod.trial_error(trial) if trial.status == "ERROR" else None
-    detail = f": {summary_mod.error_line(error)}" if error else ""
+    detail = ""
+    if error:
+        line, at = summary_mod.error_line(error), summary_mod.error_where(error)
+        detail = f": {line}" + (f" at {at}" if at and at not in line else "")
     where = summary_mod._path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
     _say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import sysconfig
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,24 @@ def error_line(text: str, width: int = 240) -> str:
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
     line = (picks or lines or [""])[-1]
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)')
+_NOT_USER = tuple(os.path.normpath(p) + os.sep for p in {
+    sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
+    sysconfig.get_paths()["platlib"], str(Path(__file__).parents[1])})
+
+
+def error_where(text: str) -> str | None:
+    """`file:line` of the innermost traceback frame in the study's own code (not Python's,
+    an installed package's or hpoc's), or None."""
+    frames = [m.groups() for m in map(_FRAME.match, text.splitlines()) if m]
+    for path, line in reversed(frames):
+        norm = os.path.normpath(path)
+        if not path.startswith("<") and not norm.startswith(_NOT_USER) and \
+                "site-packages" not in norm.split(os.sep):
+            return f"{path}:{line}"
+    return None
 
 
 def trial_error(trial: Any) -> str | None:
@@ -159,8 +178,18 @@ def describe_best(summary: dict[str, Any]) -> str:
         lines.append("the study has no objective: trials are not ranked")
         return "\n".join(lines)
     if best is None:
-        lines.append("no trial reported the objective metric "
-                     f"`{summary['metrics'][0]['name']}`")
+        name = summary["metrics"][0]["name"]
+        trials = summary.get("trials") or []
+        ran = [t for t in trials if t.get("status") != "ERROR"]
+        nan = [t for t in ran if name in (t.get("metrics") or {})]  # reported, not finite
+        if trials and not ran:
+            lines.append(f"no trial reported the objective metric `{name}`: every trial failed "
+                         "(see the errors above and each trial's error.txt)")
+        elif nan:
+            lines.append(f"no trial reported a finite `{name}`: {len(nan)} trial(s) reported NaN "
+                         "or inf (training diverged? try a smaller learning rate)")
+        else:
+            lines.append(f"no trial reported the objective metric `{name}`")
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)

@@ -275,7 +275,8 @@ class Trainer:
         return None
 
     def create_model_loss_optimizer(self, config: dict[str, Any]) -> Any:
-        model = self.create_model(config).to(self.strategy.device())
+        model = _require_module(self.create_model(config), self.create_model)
+        model = model.to(self.strategy.device())
         optimizer = self.create_optimizer(model, config)
         return model, self.create_loss(config), optimizer, self.create_lr_scheduler(optimizer, config)
 
@@ -320,6 +321,7 @@ class Trainer:
             scheduler = rest[0] if rest else None
         if model is None:
             raise TrainerError("create_model_loss_optimizer() returned no model")
+        _require_module(model, hook)
         if self.strategy.model is not model:
             model, optimizer, scheduler = self.strategy.distributed(model, optimizer, scheduler)
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, scheduler
@@ -589,8 +591,16 @@ class Trainer:
                 self.train(config, (self.train_data, self.validation_data, self.test_data))
             else:
                 self.train()
-        except BaseException as exc:
+        except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
+            if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost
+                error = TrainerError(f"the trainer called sys.exit({'' if exc.code is None else repr(exc.code)})"
+                                     f"{_raised_at(exc)}: raise an exception to fail the trial, "
+                                     "or return from train() to end it")
+                raise error from None
+            raise
+        except BaseException as exc:
+            error = exc
             raise
         finally:
             self.close(run_status(error))
@@ -619,6 +629,31 @@ def _reset_peak_memory(device: torch.device) -> None:
     """Peak-memory figures count from here (trial processes are reused across trials)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def _source_line(fn: Any) -> str:
+    """` (file.py:12)` where `fn` is defined, or ""."""
+    try:
+        fn = inspect.unwrap(getattr(fn, "__func__", fn))
+        return f" ({inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]})"
+    except (TypeError, OSError):
+        return ""
+
+
+def _raised_at(exc: BaseException) -> str:
+    """` at file.py:12`: the innermost frame of `exc`, or ""."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+
+
+def _require_module(model: Any, hook: Any) -> Any:
+    """A model that is not an `nn.Module` fails later with an AttributeError deep in hpoc."""
+    if not isinstance(model, torch.nn.Module):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_model')}(){_source_line(hook)} returned "
+                           f"{type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def _batch_len(batch: Any) -> int:

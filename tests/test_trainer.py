@@ -351,3 +351,17 @@ def test_a_study_module_named_like_a_standard_module_does_not_replace_it(tmp_pat
     with pytest.raises(pipeline.PipelineError, match="has no `Getter`"):
         pipeline.import_target("random:Getter", str(tmp_path), "getter")
     assert sys.modules["random"] is random
+
+
+def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
+    """Without a splitter the getter's pair is (train, validation): an (x, y) pair would train
+    on the images and "validate" on the labels, failing every trial in a shape error."""
+    import numpy as np
+
+    x, y = np.zeros((10, 4)), np.zeros(10)
+    with pytest.raises(pipeline.PipelineError, match=r"10 rows, shaped \(10, 4\) and \(10,\): that is \(inputs"):
+        pipeline.as_splits((x, y), "getter `data:Get`")
+    # Two splits (same rank), splits as (x, y) pairs, and three arrays stay what they were.
+    assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
+    assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y
+    assert pipeline.as_splits((x, x, x))[2] is x

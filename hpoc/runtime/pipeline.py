@@ -204,11 +204,30 @@ def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
             return out["train"], out.get("validation", out.get("val")), out.get("test")
         raise PipelineError(f"{what} returned a dict without `train` (expected keys {keys})")
     if isinstance(out, (tuple, list)) and len(out) in (2, 3):
+        if len(out) == 2 and (pair := _inputs_and_targets(*out)):
+            raise PipelineError(
+                f"{what} returned two arrays of {pair[0][0]} rows, shaped {pair[0]} and {pair[1]}: "
+                "that is (inputs, targets), not (train, validation) splits\n"
+                "  help: add a splitter to `pipeline`, or return "
+                "`{\"train\": (x_train, y_train), \"validation\": (x_val, y_val)}`")
         train, val, *rest = out
         return train, val, (rest[0] if rest else None)
     raise PipelineError(f"{what} must return (train, validation) or (train, validation, test); "
                         f"got {type(out).__name__}"
                         + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+
+
+def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The shapes of `a` and `b` when they look like one dataset's inputs and targets: two
+    arrays with as many rows but of different rank (two splits share their rank)."""
+    sa, sb = getattr(a, "shape", None), getattr(b, "shape", None)
+    try:
+        sa, sb = tuple(int(n) for n in sa), tuple(int(n) for n in sb)
+    except TypeError:
+        return None
+    if sa and sb and sa[0] == sb[0] and len(sa) != len(sb):
+        return sa, sb
+    return None
 
 
 # Trials that run in one process reuse the data already fetched there (Tune reuses the

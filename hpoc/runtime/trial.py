@@ -55,6 +55,20 @@ def _limit_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
+def trial_storage_dir(ctx: Any, experiment_dir: str) -> str:
+    """The trial's directory in the experiment directory, beside its result.json and
+    checkpoints (Tune's `get_trial_dir()` is a local staging folder); created now."""
+    try:
+        path = Path(ctx.get_storage().trial_fs_path)
+    except Exception:  # noqa: BLE001 - no storage context: the name study.trial_dirname gives
+        name = ctx.get_trial_name()
+        path = Path("trial_" + name[1:] if name.startswith("t") else name)
+    if not path.is_absolute():
+        path = Path(experiment_dir) / path.name
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any],
                experiment_dir: str, shard: int, parent_run_id: str | None = None) -> None:
     """The Tune function trainable of every trial (see `study.make_trainable`)."""
@@ -62,10 +76,14 @@ def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any]
 
     from hpoc.runtime.trainer import TrialInfo
 
+    # Tune made its temporary per-trial folder the working directory; trials run in the
+    # spec's directory instead, and write their own files to `trial.dir` on storage.
     pipeline.use_workdir(plan["source"]["workdir"])
+    pipeline.enter_workdir(plan["source"]["workdir"])
     ctx = tune.get_context()
     trial = TrialInfo.for_trial(ctx.get_trial_id(), ctx.get_trial_name(),
-                                plan["training"]["seed"], shard, parent_run_id)
+                                plan["training"]["seed"], shard, parent_run_id,
+                                directory=trial_storage_dir(ctx, experiment_dir))
     cfg = trial_config(config, plan["space"])
     res = plan["resources"]
     if res["workers"] == 1:
@@ -122,6 +140,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     report.set_mode("train")
     plan = loop_config["plan"]
     pipeline.use_workdir(plan["source"]["workdir"])
+    pipeline.enter_workdir(plan["source"]["workdir"])  # not Ray Train's temporary folder
     _limit_threads(plan["resources"]["cpus_per_worker"])
     data = pipeline.fetch(loop_config["data_ref"][0])
     run_trainer(plan, loop_config["config"], data, report.TrainReporter(),

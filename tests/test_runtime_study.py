@@ -105,6 +105,22 @@ def test_a_trial_that_dies_mid_way_is_retried_from_its_checkpoint(tmp_path):
     assert _epochs(trial) == [1, 2, 3, 4]  # continued at epoch 3, did not start over
 
 
+def test_a_trainer_mistake_is_not_retried(tmp_path):
+    """A TrainerError fails the same way every time: one quick re-run, not max_retries."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "mistake.py").write_text("from toy import ToyTrainer\n\nclass ListTrainer(ToyTrainer):\n"
+                                        "    def create_model(self, config):\n        return [1]\n")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     pipeline={"trainer": {"target": "mistake:ListTrainer", "args": {}}},
+                     failure={"max_retries": 3})
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED
+    assert "retrying" not in progress
+    assert re.search(r"errored: \S*TrainerError: create_model\(\) \(.*mistake.py:4\) returned list", progress)
+    (trial,) = _summary(plan)["trials"]
+    assert (Path(trial["path"]) / "error.txt").read_text().count("Failure #") == 2
+
+
 def test_every_trial_failing_is_a_failed_study(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},

@@ -70,11 +70,14 @@ def trial_storage_dir(ctx: Any, experiment_dir: str) -> str:
 
 
 def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any],
-               experiment_dir: str, shard: int, parent_run_id: str | None = None) -> None:
-    """The Tune function trainable of every trial (see `study.make_trainable`)."""
+               experiment_dir: str, shard: int, parent_run_id: str | None = None,
+               run: str | None = None) -> None:
+    """The Tune function trainable of every trial (see `study.make_trainable`); `run` is
+    the driver's token for this `hpoc run` (retry.py)."""
     from ray import tune
 
-    from hpoc.runtime.trainer import TrialInfo
+    from hpoc.runtime import retry
+    from hpoc.runtime.trainer import TrainerError, TrialInfo
 
     # Tune made its temporary per-trial folder the working directory; trials run in the
     # spec's directory instead, and write their own files to `trial.dir` on storage.
@@ -84,6 +87,20 @@ def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any]
     trial = TrialInfo.for_trial(ctx.get_trial_id(), ctx.get_trial_name(),
                                 plan["training"]["seed"], shard, parent_run_id,
                                 directory=trial_storage_dir(ctx, experiment_dir))
+    failed = retry.recorded(trial.dir, run)
+    if failed is not None:  # a retry of a deterministic failure: the same error, now
+        raise TrainerError(failed)
+    try:
+        _run_trial(plan, config, data_ref, trial, experiment_dir)
+    except BaseException as exc:
+        error = retry.deterministic(exc)
+        if error is not None:
+            retry.record(trial.dir, run, error)
+        raise
+
+
+def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any], trial: Any,
+               experiment_dir: str) -> None:
     cfg = trial_config(config, plan["space"])
     res = plan["resources"]
     if res["workers"] == 1:

@@ -342,3 +342,26 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")
     assert report(trial("TERMINATED", train_loss=1.0)) == "no trial reported the objective metric `val_accuracy`"
+
+
+def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
+    """All NaN/inf (training diverged) is no result: exit 1, as when every trial failed."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import study, summary
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+
+    def code(*results, objective=True):
+        trials = [SimpleNamespace(trial_id=f"t{i}", status="TERMINATED", config={}, last_result=r,
+                                  path=None, local_path=None, error_file=None, error_msg=None)
+                  for i, r in enumerate(results)]
+        p = plan if objective else {**plan, "objective": {"metrics": []}}
+        return study._exit_code(summary.build(p, 0, trials, wall_s=1.0, interrupted=False,
+                                              experiment_dir=tmp_path, plan_hash="sha256:0"))
+
+    nan, inf = float("nan"), float("inf")
+    assert code({"val_accuracy": nan}, {"val_accuracy": inf}) == EXIT_FAILED
+    assert code({"val_accuracy": nan}, {"val_accuracy": 0.5}) == EXIT_OK
+    assert code({"val_accuracy": nan}, objective=False) == EXIT_OK  # nothing to rank by

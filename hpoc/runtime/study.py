@@ -13,7 +13,8 @@ checkpoints stay, the experiment state is saved. Running the same plan again res
 (`Tuner.restore` on the same storage path and name); a finished run is not repeated unless
 `fresh` is set.
 
-Exit codes: 0 done (some trial succeeded), 1 every trial failed or internal error,
+Exit codes: 0 done (some trial succeeded), 1 every trial failed, none gave a finite
+objective, or an internal error,
 2 a problem with the spec, its code or data, 75 stopped by a signal (resumable),
 128 + the signal's number when one came before any trial started (130 for Ctrl-C).
 """
@@ -571,6 +572,8 @@ def _exit_code(summary: dict[str, Any]) -> int:
     total = summary.get("num_trials") or 0
     if total == 0 or counts.get("ERROR", 0) == total:
         return EXIT_FAILED
+    if summary.get("metrics") and summary.get("best") is None:
+        return EXIT_FAILED  # no trial gave a finite objective (NaN or inf: training diverged)
     return EXIT_OK
 
 

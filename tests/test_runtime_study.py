@@ -365,3 +365,25 @@ def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
     assert code({"val_accuracy": nan}, {"val_accuracy": inf}) == EXIT_FAILED
     assert code({"val_accuracy": nan}, {"val_accuracy": 0.5}) == EXIT_OK
     assert code({"val_accuracy": nan}, objective=False) == EXIT_OK  # nothing to rank by
+
+
+def test_the_driver_says_it_loads_the_data_before_the_getter_runs(tmp_path, monkeypatch):
+    """A slow getter (and Ray's start after it) is not silent: one line names the steps."""
+    from hpoc.runtime import pipeline
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    progress = io.StringIO()
+
+    def load_data(plan):  # stop the run where the data would load
+        raise pipeline.PipelineError("stopped here")
+
+    monkeypatch.setattr(pipeline, "load_data", load_data)
+    code = run_study(plan, RunOptions(local=True, progress=progress, out=io.StringIO()))
+    assert code == EXIT_SPEC
+    assert progress.getvalue() == "[hpoc] loading data: toy:ToyGetter → toy:ToySplitter\n"
+    from hpoc.runtime.study import _loading_line
+
+    no_splitter = {**plan, "pipeline": {**plan["pipeline"], "splitter": None}}
+    assert _loading_line(no_splitter) == "[hpoc] loading data: toy:ToyGetter"
+    assert _loading_line({**plan, "pipeline": {"trainer": plan["pipeline"]["trainer"]}}) is None

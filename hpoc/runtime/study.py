@@ -485,6 +485,9 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                          "(pass --fresh to run it again)")
             _say(out, summary_mod.describe_best(previous))
             return _exit_code(previous)
+        loading = _loading_line(plan)
+        if loading:  # a getter may take a while, and Ray's start after it too
+            _say(stream, loading)
         try:
             data = pipeline.load_data(plan)
         except pipeline.PipelineError as exc:
@@ -516,6 +519,13 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     finally:
         lock.release()
         _restore_signals(previous_signals)
+
+
+def _loading_line(plan: dict[str, Any]) -> str | None:
+    """`[hpoc] loading data: data:Getter → data:Splitter`, or None without either step."""
+    steps = [plan["pipeline"].get(role) for role in ("getter", "splitter")]
+    targets = [step["target"] for step in steps if step]
+    return f"[hpoc] loading data: {' → '.join(targets)}" if targets else None
 
 
 def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, exp: Path,

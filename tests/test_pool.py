@@ -39,7 +39,7 @@ LEAKY = textwrap.dedent('''
             dist.all_reduce(one)
             self.probe = {
                 "starts": STARTS[0], "env": os.environ.get("HPOC_LEAK_PROBE", ""),
-                "file_before": os.path.exists("leak.txt"), "cwd": os.getcwd(),
+                "file_before": (self.trial_dir / f"leak_{self.strategy.rank}.txt").exists(), "cwd": os.getcwd(),
                 "py_rand": random.random(), "np_rand": float(np.random.rand()),
                 "torch_rand": float(torch.rand(1)),
                 "optimizer_state": len(self.optimizer.state),
@@ -50,7 +50,7 @@ LEAKY = textwrap.dedent('''
             }
             # what a careless trial leaves behind
             os.environ["HPOC_LEAK_PROBE"] = "leaked"
-            with open("leak.txt", "w") as fh:
+            with open(self.trial_dir / f"leak_{self.strategy.rank}.txt", "w") as fh:
                 fh.write("x")
             super().train()
             torch.set_default_dtype(torch.float64)
@@ -106,7 +106,8 @@ def run(group, plan, data_ref, tmp_path, name, seed, on_report=None, epochs=2):
         if on_report:
             on_report(metrics, checkpoint)
 
-    trial = TrialInfo(id=name, name=name, seed=seed, deterministic=True)
+    (tmp_path / name).mkdir(exist_ok=True)
+    trial = TrialInfo(id=name, name=name, seed=seed, deterministic=True, dir=str(tmp_path / name))
     cfg = {"epochs": epochs, "batch_size": 32, "lr": 0.01, "hidden": 8}
     status = pool.run_trial(group, pool.payload(plan, cfg, [data_ref], trial, tmp_path / name), collect)
     return status, reports
@@ -143,11 +144,11 @@ def test_trials_on_a_warm_group_start_clean_and_match_a_fresh_group(ray_session,
     for probe in (pa, pb, pc, pd):
         assert probe["starts"] == 1           # the spec's modules were imported afresh
         assert probe["env"] == ""             # environment restored
-        assert not probe["file_before"]       # each trial has its own working directory
+        assert not probe["file_before"]       # each trial has its own directory
+        assert probe["cwd"] == str(ray_session)  # and runs in the study's
         assert probe["optimizer_state"] == 0  # new optimizer
         assert probe["group"] == 2.0 and probe["backend"] == "gloo"
         assert probe["dtype"] == "torch.float32" and probe["grad"] and not probe["leaked_path"]
-    assert len({pa["cwd"], pb["cwd"], pc["cwd"]}) == 3
     # same seed, warm or fresh group: same RNG streams, same initial weights, same training
     keys = ("py_rand", "np_rand", "torch_rand", "weights")
     assert [pa[k] for k in keys] == [pb[k] for k in keys] == [pd[k] for k in keys]

@@ -105,6 +105,22 @@ def test_a_trial_that_dies_mid_way_is_retried_from_its_checkpoint(tmp_path):
     assert _epochs(trial) == [1, 2, 3, 4]  # continued at epoch 3, did not start over
 
 
+def test_a_trainer_mistake_is_not_retried(tmp_path):
+    """A TrainerError fails the same way every time: one quick re-run, not max_retries."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "mistake.py").write_text("from toy import ToyTrainer\n\nclass ListTrainer(ToyTrainer):\n"
+                                        "    def create_model(self, config):\n        return [1]\n")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     pipeline={"trainer": {"target": "mistake:ListTrainer", "args": {}}},
+                     failure={"max_retries": 3})
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED
+    assert "retrying" not in progress
+    assert re.search(r"errored: \S*TrainerError: create_model\(\) \(.*mistake.py:4\) returned list", progress)
+    (trial,) = _summary(plan)["trials"]
+    assert (Path(trial["path"]) / "error.txt").read_text().count("Failure #") == 2
+
+
 def test_every_trial_failing_is_a_failed_study(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
@@ -326,3 +342,48 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")
     assert report(trial("TERMINATED", train_loss=1.0)) == "no trial reported the objective metric `val_accuracy`"
+
+
+def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
+    """All NaN/inf (training diverged) is no result: exit 1, as when every trial failed."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import study, summary
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+
+    def code(*results, objective=True):
+        trials = [SimpleNamespace(trial_id=f"t{i}", status="TERMINATED", config={}, last_result=r,
+                                  path=None, local_path=None, error_file=None, error_msg=None)
+                  for i, r in enumerate(results)]
+        p = plan if objective else {**plan, "objective": {"metrics": []}}
+        return study._exit_code(summary.build(p, 0, trials, wall_s=1.0, interrupted=False,
+                                              experiment_dir=tmp_path, plan_hash="sha256:0"))
+
+    nan, inf = float("nan"), float("inf")
+    assert code({"val_accuracy": nan}, {"val_accuracy": inf}) == EXIT_FAILED
+    assert code({"val_accuracy": nan}, {"val_accuracy": 0.5}) == EXIT_OK
+    assert code({"val_accuracy": nan}, objective=False) == EXIT_OK  # nothing to rank by
+
+
+def test_the_driver_says_it_loads_the_data_before_the_getter_runs(tmp_path, monkeypatch):
+    """A slow getter (and Ray's start after it) is not silent: one line names the steps."""
+    from hpoc.runtime import pipeline
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    progress = io.StringIO()
+
+    def load_data(plan):  # stop the run where the data would load
+        raise pipeline.PipelineError("stopped here")
+
+    monkeypatch.setattr(pipeline, "load_data", load_data)
+    code = run_study(plan, RunOptions(local=True, progress=progress, out=io.StringIO()))
+    assert code == EXIT_SPEC
+    assert progress.getvalue() == "[hpoc] loading data: toy:ToyGetter → toy:ToySplitter\n"
+    from hpoc.runtime.study import _loading_line
+
+    no_splitter = {**plan, "pipeline": {**plan["pipeline"], "splitter": None}}
+    assert _loading_line(no_splitter) == "[hpoc] loading data: toy:ToyGetter"
+    assert _loading_line({**plan, "pipeline": {"trainer": plan["pipeline"]["trainer"]}}) is None

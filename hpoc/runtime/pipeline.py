@@ -102,13 +102,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
-    """Import every pipeline target of the plan; `{role: object}` or PipelineError."""
+    """Import every pipeline target of the plan; `{role: object}` or PipelineError. In the
+    spec's directory, where the trials import them too."""
     workdir = plan["source"]["workdir"]
     out = {}
-    for role in ROLES:
-        step = plan["pipeline"].get(role)
-        if step:
-            out[role] = import_target(step["target"], workdir, role)
+    with _cwd(workdir):
+        for role in ROLES:
+            step = plan["pipeline"].get(role)
+            if step:
+                out[role] = import_target(step["target"], workdir, role)
     if "trainer" in out:
         _require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"])
     return out
@@ -156,6 +158,13 @@ def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:
     except Exception as exc:
         raise PipelineError(f"{role} `{step['target']}`: constructing it failed: {_describe(exc)}"
                             ) from exc
+
+
+def enter_workdir(workdir: str | None) -> None:
+    """Make the spec's directory this process's working directory (every trial runs there,
+    as the getter does: a trainer's relative paths resolve as in the spec's arguments)."""
+    if workdir and os.path.isdir(workdir):
+        os.chdir(workdir)
 
 
 @contextlib.contextmanager

@@ -267,7 +267,7 @@ def run_pooled_trial(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[A
 def payload(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,
             trial_dir: Any, resume_from: str | None = None) -> dict[str, Any]:
     """What every worker gets for one trial; `trial_dir` (on storage every node sees) holds
-    the ranks' working directories and the staged checkpoints."""
+    the staged checkpoints."""
     return {"plan": plan, "config": cfg, "data_ref": data_ref, "trial": dict(trial.__dict__),
             "trial_dir": str(trial_dir), "resume_from": resume_from}
 

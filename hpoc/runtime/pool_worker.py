@@ -3,8 +3,9 @@
 A `PoolWorker` is a Ray actor that joins a torch.distributed group once and then runs each
 trial it is given with a fresh trainer. What a trial may leave behind is undone by
 `TrialScope`: the spec's own modules are imported afresh (their module-level state starts
-over), RNGs are seeded by the trainer, the working directory is the trial's own,
-and environment variables, `sys.path` and torch's global settings are put back afterwards.
+over), RNGs are seeded by the trainer, the working directory is the spec's (as for every
+trial; a trainer's own files go to `trainer.trial_dir`), and environment variables,
+`sys.path` and torch's global settings are put back afterwards.
 Kept on purpose: the process, the imports of libraries, the process group and the data.
 
 Rank 0 hands each epoch's report to the trial's Tune trainable (`next_event`) and waits
@@ -75,13 +76,13 @@ def forget_modules_under(directory: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def TrialScope(workdir: str, cwd: Path) -> Iterator[None]:
-    """Run one trial in `cwd`, with the spec's modules fresh; restore the process after."""
+def TrialScope(workdir: str) -> Iterator[None]:
+    """Run one trial in the spec's directory `workdir`, with the spec's modules fresh;
+    restore the process after."""
     env, path, here = dict(os.environ), list(sys.path), os.getcwd()
     settings = _torch_settings()
     forget_modules_under(workdir)
-    cwd.mkdir(parents=True, exist_ok=True)
-    os.chdir(cwd)
+    pipeline.enter_workdir(workdir)
     try:
         yield
     finally:
@@ -186,6 +187,7 @@ class PoolWorker:
         dist.init_process_group(backend, init_method=f"tcp://{master}:{port}", rank=self.rank,
                                 world_size=self.world_size, timeout=timedelta(minutes=30))
         pipeline.use_workdir(workdir)
+        pipeline.enter_workdir(workdir)  # the spec's modules' top level runs there too
         import torch.nn.parallel  # noqa: F401  (DDP, on the first trial's path)
 
         import hpoc.runtime.trial  # noqa: F401
@@ -210,7 +212,7 @@ class PoolWorker:
         report.set_mode("pool")
         workdir = plan["source"]["workdir"]
         trial_dir = Path(payload["trial_dir"])
-        with TrialScope(workdir, trial_dir / f"rank_{self.rank}"):
+        with TrialScope(workdir):
             pipeline.use_workdir(workdir)
             torch.set_num_threads(max(1, int(plan["resources"]["cpus_per_worker"])))
             check = torch.ones(1, device=self._device())

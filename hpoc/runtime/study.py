@@ -13,7 +13,8 @@ checkpoints stay, the experiment state is saved. Running the same plan again res
 (`Tuner.restore` on the same storage path and name); a finished run is not repeated unless
 `fresh` is set.
 
-Exit codes: 0 done (some trial succeeded), 1 every trial failed or internal error,
+Exit codes: 0 done (some trial succeeded), 1 every trial failed, none gave a finite
+objective, or an internal error,
 2 a problem with the spec, its code or data, 75 stopped by a signal (resumable),
 128 + the signal's number when one came before any trial started (130 for Ctrl-C).
 """
@@ -26,6 +27,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -69,6 +71,8 @@ class _State:
     mode: str = "fresh"       # what _prior_run decided
     defer: bool = False       # inside ray.init: note a signal, act on it once init returns
     params: list[str] = field(default_factory=list)  # searched names: an error line shows them
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)  # this `hpoc run` (retry.py)
+    experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
 
 
 _STATE = _State()
@@ -233,8 +237,16 @@ def _events_class() -> type:
             _STATE.ended.add(trial.trial_id)
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            from hpoc.runtime import retry
+
+            if retry.recorded(summary_mod._path(trial), _STATE.run) is not None:
+                # A deterministic error: the retry Tune has queued fails at once with it
+                # (retry.py); none after that. Its "errored" line follows.
+                trial.max_failures = 0
+                return
             _STATE.retries[trial.trial_id] = _STATE.retries.get(trial.trial_id, 0) + 1
-            _trial_line(trial, "failed; retrying from its last checkpoint "
+            start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
+            _trial_line(trial, f"failed; retrying from {start} "
                                f"(retry {_STATE.retries[trial.trial_id]})")
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
@@ -250,6 +262,18 @@ def _events_class() -> type:
 
 def _make_events(progress: Any = None) -> Any:
     return _events_class()(progress)
+
+
+def _has_checkpoint(trial: Any) -> bool:
+    """Whether a retry of `trial` resumes from a checkpoint: Tune's, or that of the trial's
+    own Ray Train run (multi-worker trials without a warm group)."""
+    if getattr(trial, "checkpoint", None) is not None:
+        return True
+    if _STATE.experiment is None:
+        return False
+    from hpoc.runtime.trial import train_runs_dir
+
+    return any(train_runs_dir(_STATE.experiment).joinpath(trial.trial_id).glob("checkpoint_*"))
 
 
 def _trial_line(trial: Any, what: str) -> None:
@@ -279,7 +303,7 @@ def _short(value: Any) -> str:
 
 
 def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
-                   parent_run_id: str | None = None) -> Any:
+                   parent_run_id: str | None = None, run: str | None = None) -> Any:
     from ray import tune
 
     from hpoc.runtime import pool
@@ -288,7 +312,7 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
     res = plan["resources"]
     trainable = tune.with_parameters(tune_trial, plan=plan, data_ref=[data_ref],
                                      experiment_dir=str(exp), shard=shard,
-                                     parent_run_id=parent_run_id)
+                                     parent_run_id=parent_run_id, run=run)
     if res["workers"] == 1:
         resources = {"CPU": float(res["cpus_per_worker"])}
         if res["gpus_per_worker"]:
@@ -431,7 +455,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     if not 0 <= shard < shards:
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
                          f"(0..{shards - 1})")
-    exp = experiment_dir(plan, shard)
+    exp = _STATE.experiment = experiment_dir(plan, shard)
     fp = marker.fingerprint(plan, plan_hash(plan))
     local = opts.local if opts.local is not None else not os.environ.get("RAY_ADDRESS")
     _quiet_ray(opts.verbose)
@@ -461,6 +485,9 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                          "(pass --fresh to run it again)")
             _say(out, summary_mod.describe_best(previous))
             return _exit_code(previous)
+        loading = _loading_line(plan)
+        if loading:  # a getter may take a while, and Ray's start after it too
+            _say(stream, loading)
         try:
             data = pipeline.load_data(plan)
         except pipeline.PipelineError as exc:
@@ -494,6 +521,13 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         _restore_signals(previous_signals)
 
 
+def _loading_line(plan: dict[str, Any]) -> str | None:
+    """`[hpoc] loading data: data:Getter → data:Splitter`, or None without either step."""
+    steps = [plan["pipeline"].get(role) for role in ("getter", "splitter")]
+    targets = [step["target"] for step in steps if step]
+    return f"[hpoc] loading data: {' → '.join(targets)}" if targets else None
+
+
 def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, exp: Path,
           fp: dict[str, Any], mode: str, started: float, stream: TextIO, out: TextIO) -> int:
     import ray
@@ -509,7 +543,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     del data
     tracking = _tracking()
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
-    trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run)
+    trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, _STATE.run)
     try:
         tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose)
     except (search.SearchError, space.SpaceError) as exc:
@@ -548,6 +582,8 @@ def _exit_code(summary: dict[str, Any]) -> int:
     total = summary.get("num_trials") or 0
     if total == 0 or counts.get("ERROR", 0) == total:
         return EXIT_FAILED
+    if summary.get("metrics") and summary.get("best") is None:
+        return EXIT_FAILED  # no trial gave a finite objective (NaN or inf: training diverged)
     return EXIT_OK
 
 

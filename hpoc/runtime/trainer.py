@@ -32,6 +32,7 @@ import shutil
 import time
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,10 +56,11 @@ class TrialInfo:
     seed: int = 0
     deterministic: bool = False
     parent_run_id: str | None = None  # the study's MLflow run, when tracking is on
+    dir: str | None = None  # the trial's own directory in the experiment directory
 
     @staticmethod
     def for_trial(trial_id: str, name: str | None, plan_seed: int | None, shard: int = 0,
-                  parent_run_id: str | None = None) -> "TrialInfo":
+                  parent_run_id: str | None = None, directory: str | None = None) -> "TrialInfo":
         # The runtime names trials `t<index>_<id>` (study.trial_name).
         head = (name or "").split("_", 1)[0]
         tail = trial_id.rsplit("_", 1)[-1]
@@ -69,7 +71,7 @@ class TrialInfo:
         else:
             seed = int(plan_seed) + index + 100_003 * shard
         return TrialInfo(trial_id, name or trial_id, index, seed, plan_seed is not None,
-                         parent_run_id)
+                         parent_run_id, directory)
 
 
 class _NullTracker:
@@ -172,6 +174,7 @@ class Trainer:
     train_data: Any = None
     validation_data: Any = None
     test_data: Any = None
+    trial_dir: Path | None = None
 
     def bind(self, *, config: dict[str, Any], strategy: Strategy, reporter: Reporter,
              plan: dict[str, Any] | None = None, trial: TrialInfo | None = None,
@@ -184,6 +187,9 @@ class Trainer:
         self.reporter = reporter
         self.plan = plan
         self.trial = trial or TrialInfo()
+        # The trial's own output directory, kept with its results (the working directory,
+        # the spec's, is shared by every trial); None when the runtime gave none.
+        self.trial_dir = Path(self.trial.dir) if self.trial.dir else None
         self.tracker: Any = None
         self._batch_logging = False
         self._batches: dict[str, Any] = {}
@@ -620,7 +626,7 @@ class Trainer:
                                         channels_last=self.channels_last)
         splits = as_splits(data) if data is not None else None
         self.bind(config=config, strategy=strategy, reporter=reporter, plan=plan,
-                  trial=TrialInfo(seed=seed, deterministic=True), data=splits)
+                  trial=TrialInfo(seed=seed, deterministic=True, dir=str(reporter.dir)), data=splits)
         self.execute()
         return reporter.history
 

@@ -56,17 +56,52 @@ def _limit_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
+def trial_storage_dir(ctx: Any, experiment_dir: str) -> str:
+    """The trial's directory in the experiment directory, beside its result.json and
+    checkpoints (Tune's `get_trial_dir()` is a local staging folder); created now."""
+    try:
+        path = Path(ctx.get_storage().trial_fs_path)
+    except Exception:  # noqa: BLE001 - no storage context: the name study.trial_dirname gives
+        name = ctx.get_trial_name()
+        path = Path("trial_" + name[1:] if name.startswith("t") else name)
+    if not path.is_absolute():
+        path = Path(experiment_dir) / path.name
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any],
-               experiment_dir: str, shard: int, parent_run_id: str | None = None) -> None:
-    """The Tune function trainable of every trial (see `study.make_trainable`)."""
+               experiment_dir: str, shard: int, parent_run_id: str | None = None,
+               run: str | None = None) -> None:
+    """The Tune function trainable of every trial (see `study.make_trainable`); `run` is
+    the driver's token for this `hpoc run` (retry.py)."""
     from ray import tune
 
-    from hpoc.runtime.trainer import TrialInfo
+    from hpoc.runtime import retry
+    from hpoc.runtime.trainer import TrainerError, TrialInfo
 
+    # Tune made its temporary per-trial folder the working directory; trials run in the
+    # spec's directory instead, and write their own files to `trial.dir` on storage.
     pipeline.use_workdir(plan["source"]["workdir"])
+    pipeline.enter_workdir(plan["source"]["workdir"])
     ctx = tune.get_context()
     trial = TrialInfo.for_trial(ctx.get_trial_id(), ctx.get_trial_name(),
-                                plan["training"]["seed"], shard, parent_run_id)
+                                plan["training"]["seed"], shard, parent_run_id,
+                                directory=trial_storage_dir(ctx, experiment_dir))
+    failed = retry.recorded(trial.dir, run)
+    if failed is not None:  # a retry of a deterministic failure: the same error, now
+        raise TrainerError(failed)
+    try:
+        _run_trial(plan, config, data_ref, trial, experiment_dir)
+    except BaseException as exc:
+        error = retry.deterministic(exc)
+        if error is not None:
+            retry.record(trial.dir, run, error)
+        raise
+
+
+def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any], trial: Any,
+               experiment_dir: str) -> None:
     cfg = trial_config(config, plan["space"])
     res = plan["resources"]
     if res["workers"] == 1:
@@ -123,6 +158,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     report.set_mode("train")
     plan = loop_config["plan"]
     pipeline.use_workdir(plan["source"]["workdir"])
+    pipeline.enter_workdir(plan["source"]["workdir"])  # not Ray Train's temporary folder
     _limit_threads(plan["resources"]["cpus_per_worker"])
     data = pipeline.fetch(loop_config["data_ref"][0])
     run_trainer(plan, loop_config["config"], data, report.TrainReporter(),

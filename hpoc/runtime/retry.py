@@ -1,0 +1,67 @@
+"""Trials that fail with a deterministic error are not retried.
+
+`failure.max_retries` lets Tune retry a failed trial, and Ray's FailureConfig retries every
+error alike. A `TrainerError` (a wrong return type, sys.exit, a missing objective, ...)
+fails the same way every time: the trial that raises one records its message in its own
+directory (`MARKER`), and a retry of it that finds the record fails at once with the same
+message, before fetching data or building a model; the driver then stops retrying it.
+
+A record holds the token of the `hpoc run` that wrote it: a later run (a resumed study, the
+code fixed in between) ignores it and runs the trial again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MARKER = "hpoc-no-retry.json"
+
+
+def deterministic(exc: BaseException | None) -> Any:
+    """The `TrainerError` behind `exc` - raised here, in a pooled worker (a RayTaskError)
+    or in a Ray Train worker (a WorkerGroupError) - or None."""
+    from hpoc.runtime.trainer import TrainerError
+
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)  # RayTaskError: the worker's own exception
+        if isinstance(cause, TrainerError):
+            return cause
+        if isinstance(e, TrainerError):
+            return e
+        todo.append(cause if isinstance(cause, BaseException) else None)
+        failures = getattr(e, "worker_failures", None)
+        if isinstance(failures, dict):
+            todo.extend(failures.values())
+    return None
+
+
+def record(directory: str | None, run: str | None, error: BaseException) -> None:
+    if not directory or not run:
+        return
+    from hpoc.files import write_atomic
+
+    try:
+        write_atomic(Path(directory) / MARKER, json.dumps({"run": run, "error": str(error)}))
+    except OSError:
+        pass  # no record: the trial is retried as any other
+
+
+def recorded(directory: str | None, run: str | None) -> str | None:
+    """The message of the deterministic error this run's trial in `directory` failed with."""
+    if not directory or not run:
+        return None
+    try:
+        data = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("run") != run:
+        return None
+    return str(data.get("error", ""))

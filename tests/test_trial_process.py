@@ -1,0 +1,179 @@
+"""What a trial process does before and around the trainer (hpoc/runtime/trial.py,
+pool_worker.py), tested without starting Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from hpoc.runtime import pipeline, report, trial
+from hpoc.runtime.trainer import Trainer, TrialInfo
+from runtime_plans import make_plan, write_toy
+
+
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """The process starts in another directory (as Ray's workers do); torch's thread count
+    and the report mode are put back afterwards."""
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    threads = torch.get_num_threads()
+    yield here
+    torch.set_num_threads(threads)
+    report.set_mode("local")
+
+
+def _fake_tune(monkeypatch, trial_fs_path):
+    import ray.tune
+
+    def storage():
+        if trial_fs_path is None:
+            raise RuntimeError("no storage context")
+        return SimpleNamespace(trial_fs_path=trial_fs_path)
+
+    ctx = SimpleNamespace(get_trial_id=lambda: "ab12", get_trial_name=lambda: "t00003_ab12",
+                          get_storage=storage)
+    monkeypatch.setattr(ray.tune, "get_context", lambda: ctx)
+    return ctx
+
+
+def test_every_trial_runs_in_the_study_directory_and_knows_its_own_directory(tmp_path, elsewhere,
+                                                                            monkeypatch):
+    from hpoc.runtime.pool_worker import TrialScope
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "widths.json").write_text("[8]")
+    (workdir / "reader.py").write_text(  # reads a relative file when imported
+        "import json\nfrom toy import ToyTrainer\nWIDTHS = json.load(open('widths.json'))\n"
+        "class ReadingTrainer(ToyTrainer):\n    pass\n")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"trainer": {"target": "reader:ReadingTrainer", "args": {}}})
+    exp = tmp_path / "results" / "toy"
+    seen = []
+    monkeypatch.setattr(trial, "run_trainer", lambda plan, cfg, data, reporter, info, **kw:
+                        seen.append((os.getcwd(), info)))
+
+    pipeline.check_imports(plan)  # the driver imports the trainer's module there too
+    assert os.getcwd() == str(elsewhere)
+
+    # a one-worker trial (in Tune's trial process)
+    _fake_tune(monkeypatch, str(exp / "trial_00003_ab12"))
+    trial.tune_trial({"lr": 0.01, "hidden": 8}, plan, [None], str(exp), 0)
+    cwd, info = seen[-1]
+    assert cwd == str(workdir)
+    assert info.dir == str(exp / "trial_00003_ab12") and Path(info.dir).is_dir()
+    # the same directory when Ray gives no storage context
+    assert trial.trial_storage_dir(_fake_tune(monkeypatch, None), str(exp)) == info.dir
+
+    # a Ray Train worker of a multi-worker trial
+    os.chdir(elsewhere)
+    trial.train_worker({"plan": plan, "config": {}, "data_ref": [None], "trial": dict(info.__dict__)})
+    assert seen[-1] == (str(workdir), info)
+
+    # a warm pool worker
+    os.chdir(elsewhere)
+    with TrialScope(str(workdir)):
+        assert os.getcwd() == str(workdir)
+    assert os.getcwd() == str(elsewhere)
+
+    # and the trainer sees its own directory
+    trainer = Trainer()
+    trainer.bind(config={}, strategy=None, reporter=None, trial=info)
+    assert trainer.trial_dir == Path(info.dir)
+    trainer.bind(config={}, strategy=None, reporter=None, trial=TrialInfo())
+    assert trainer.trial_dir is None
+
+
+def test_a_deterministic_error_is_recorded_and_its_retry_fails_at_once(tmp_path, elsewhere,
+                                                                       monkeypatch):
+    from hpoc.runtime import retry
+    from hpoc.runtime.trainer import TrainerError
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    exp = tmp_path / "results" / "toy"
+    _fake_tune(monkeypatch, str(exp / "trial_00003_ab12"))
+    calls = []
+
+    def failing(error):
+        def run(*args, **kw):
+            calls.append(error)
+            raise error
+        return run
+
+    def attempt(run):
+        trial.tune_trial({"lr": 0.01, "hidden": 8}, plan, [None], str(exp), 0, run=run)
+
+    # an ordinary error leaves no record: Tune retries it as configured
+    monkeypatch.setattr(trial, "run_trainer", failing(KeyError("hidden")))
+    with pytest.raises(KeyError):
+        attempt("run1")
+    assert not (exp / "trial_00003_ab12" / retry.MARKER).exists()
+
+    # a TrainerError is recorded; this run's retry fails at once with the same message
+    monkeypatch.setattr(trial, "run_trainer", failing(TrainerError("create_model() returned a list")))
+    monkeypatch.setattr(pipeline, "fetch", lambda ref: calls.append("fetch"))
+    calls.clear()
+    with pytest.raises(TrainerError):
+        attempt("run1")
+    assert len(calls) == 2 and calls[0] == "fetch"
+    calls.clear()
+    with pytest.raises(TrainerError, match=r"^create_model\(\) returned a list$"):
+        attempt("run1")
+    assert calls == []  # no data fetched, no trainer built
+    # another run (resumed after the code was fixed) tries it again
+    monkeypatch.setattr(trial, "run_trainer", lambda *a, **kw: calls.append("trained"))
+    attempt("run2")
+    assert calls == ["fetch", "trained"]
+
+
+def test_deterministic_errors_are_found_behind_ray_wrappers():
+    from hpoc.runtime.retry import deterministic
+    from hpoc.runtime.trainer import TrainerError
+
+    error = TrainerError("sys.exit(1)")
+    task_error = RuntimeError("RayTaskError(TrainerError): ...")
+    task_error.cause = error  # a pooled worker's failure, through ray.get
+    group_error = RuntimeError("Training failed")
+    group_error.worker_failures = {0: task_error, 1: RuntimeError("gloo timeout")}  # Ray Train V2
+    assert deterministic(error) is error
+    assert deterministic(task_error) is error and deterministic(group_error) is error
+    assert deterministic(KeyError("x")) is None
+    group_error.worker_failures = {1: RuntimeError("gloo timeout")}
+    assert deterministic(group_error) is None
+
+
+def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
+    import io
+
+    from hpoc.runtime import retry, study
+
+    out = io.StringIO()
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=[], run="run1",
+                                                      experiment=tmp_path))
+    events = study._make_events()
+
+    def trial_(checkpoint=None, path=None):
+        return SimpleNamespace(trial_id="ab12", status="PENDING", config={}, path=path,
+                               local_path=None, checkpoint=checkpoint, max_failures=2)
+
+    events.on_trial_recover(0, [], trial_())
+    events.on_trial_recover(0, [], trial_(checkpoint=object()))
+    (tmp_path / "train" / "cd34" / "checkpoint_2024").mkdir(parents=True)  # a Ray Train run's
+    events.on_trial_recover(0, [], SimpleNamespace(**{**vars(trial_()), "trial_id": "cd34"}))
+    assert out.getvalue().splitlines() == [
+        "[hpoc] trial ab12 failed; retrying from the start (retry 1)",
+        "[hpoc] trial ab12 failed; retrying from its last checkpoint (retry 2)",
+        "[hpoc] trial cd34 failed; retrying from its last checkpoint (retry 1)"]
+
+    # a deterministic error: no retry line, and none after the retry Tune queued
+    (tmp_path / "t").mkdir()
+    retry.record(str(tmp_path / "t"), "run1", ValueError("the same every time"))
+    deterministic = trial_(path=str(tmp_path / "t"))
+    events.on_trial_recover(0, [], deterministic)
+    assert deterministic.max_failures == 0 and len(out.getvalue().splitlines()) == 3

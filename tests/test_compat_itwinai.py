@@ -179,10 +179,10 @@ def test_seed_trainer_resumes_under_deepspeed(splits, tmp_path: Path, monkeypatc
     assert torch.equal(seen["restored"], final)
 
 
-# --------------------------------------------------------- 2-trial studies under Ray
+# ------------------------------------------------------------- studies under Ray
 
 
-def _study(tmp_path: Path, strategy: str) -> Path:
+def _study(tmp_path: Path, strategy: str, trials: int) -> Path:
     for f in ("trainer.py", "data.py"):
         shutil.copy(EXAMPLE / f, tmp_path / f)
     write_fashion_mnist(tmp_path / "data", n_train=8, n_test=2)
@@ -195,7 +195,7 @@ def _study(tmp_path: Path, strategy: str) -> Path:
     cfg["scaling_config"] = {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 0.5}}
     cfg["train_loop_config"] = {"batch_size": {"type": "choice", "options": [2, 4]},
                                 "learning_rate": {"type": "uniform", "min": 1e-4, "max": 1e-3}, "epochs": 1}
-    cfg["tune_config"] = {"num_samples": 2, "max_concurrent_trials": 1,
+    cfg["tune_config"] = {"num_samples": trials, "max_concurrent_trials": 1,
                           "search_alg": {"name": "optuna", "metric": "loss", "mode": "min", "seed": 0}}
     cfg["run_config"] = {"storage_path": "results", "name": f"seed-{strategy}"}
     path = tmp_path / "config.yaml"
@@ -203,17 +203,17 @@ def _study(tmp_path: Path, strategy: str) -> Path:
     return path
 
 
-def _run_study(tmp_path: Path, strategy: str, capsys) -> tuple[dict, list[Path]]:
+def _run_study(tmp_path: Path, strategy: str, capsys, trials: int) -> tuple[dict, list[Path]]:
     from hpoc.cli import main
 
-    path = _study(tmp_path, strategy)
+    path = _study(tmp_path, strategy, trials)
     assert main(["run", str(path), "--local"]) == 0, capsys.readouterr().err[-3000:]
     exp = tmp_path / "results" / f"seed-{strategy}"
     summary = json.loads((exp / "summary.json").read_text())
-    assert summary["status_counts"] == {"TERMINATED": 2}
+    assert summary["status_counts"] == {"TERMINATED": trials}
     assert all(isinstance(t["metrics"]["loss"], float) and t["epochs"] == 1 for t in summary["trials"])
     checkpoints = sorted(p for p in exp.glob("train/*/checkpoint_*") if p.is_dir())
-    assert len(checkpoints) == 2, checkpoints  # one per trial, written by checkpoint_and_report
+    assert len(checkpoints) == trials, checkpoints  # one per trial, written by checkpoint_and_report
     for ckpt in checkpoints:
         assert json.loads((ckpt / "itwinai.json").read_text()) == {"epoch": 1}
     return summary, checkpoints
@@ -222,7 +222,7 @@ def _run_study(tmp_path: Path, strategy: str, capsys) -> tuple[dict, list[Path]]
 @pytest.mark.ray
 @pytest.mark.slow
 def test_seed_study_with_ddp(tmp_path: Path, capsys) -> None:
-    _, checkpoints = _run_study(tmp_path, "ddp", capsys)
+    _, checkpoints = _run_study(tmp_path, "ddp", capsys, trials=2)  # a second trial after the first
     for ckpt in checkpoints:
         state = torch.load(ckpt / "state.pt", weights_only=False)
         assert state["model"]["conv1.weight"].shape == (64, 1, 7, 7)  # unwrapped from DDP
@@ -233,7 +233,7 @@ def test_seed_study_with_ddp(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_seed_study_with_deepspeed(tmp_path: Path, capsys) -> None:
     pytest.importorskip("deepspeed")
-    _, checkpoints = _run_study(tmp_path, "deepspeed", capsys)
+    _, checkpoints = _run_study(tmp_path, "deepspeed", capsys, trials=1)
     for ckpt in checkpoints:
         files = sorted(p.name for p in (ckpt / "hpoc").iterdir())
         # ZeRO-2: the model once, the optimizer state partitioned over both workers

@@ -98,7 +98,7 @@ def job_of(pid: int, jobs: list[str]) -> str | None:
 def test_two_studies_share_nodes_without_touching(tmp_path: Path, cancel_afterwards: list[str]) -> None:
     names = ("iso-a", "iso-b")
     folders = {n: tmp_path / n for n in names}
-    scripts = {n: study_job(folders[n], name=n, nodes=2, num_samples=3, max_concurrent=2, epochs=5, sleep=1.5,
+    scripts = {n: study_job(folders[n], name=n, nodes=2, num_samples=2, max_concurrent=2, epochs=5, sleep=1.5,
                             extra=("--nodelist=node[1-2]",)) for n in names}
     jobs = {n: sbatch(scripts[n]) for n in names}
     cancel_afterwards += list(jobs.values())
@@ -190,7 +190,7 @@ def test_two_studies_share_nodes_without_touching(tmp_path: Path, cancel_afterwa
         (record,) = wait_jobs([jobs[n]], JOB_TIMEOUT, folders[n] / "build")
         assert record["JobState"] == "COMPLETED" and record["ExitCode"] == "0:0", logs(folders[n] / "build")
         result = summary(exps[n])
-        assert result["num_trials"] == 3 and result["status_counts"] == {"TERMINATED": 3}
+        assert result["num_trials"] == 2 and result["status_counts"] == {"TERMINATED": 2}
         assert ray_processes(jobs[n]) == [] and not Path(f"/tmp/hpoc-{jobs[n]}").exists()
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.stat().st_size < 50_000_000:

@@ -184,6 +184,34 @@ def test_an_output_directory_with_a_backslash_is_a_user_error(tmp_path: Path,
     assert not (tmp_path / "b\\1").exists()
 
 
+def test_emit_sbatch_without_out_checks_the_default_build_directory(tmp_path: Path, monkeypatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`--emit sbatch` alone renders for ./build/<study>: the same checks, no internal error."""
+    here = tmp_path / "a:b"
+    here.mkdir()
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "s"\npipeline { trainer = t:T }\nslurm { container = { image = "/x.sif" } }\n')
+    monkeypatch.chdir(here)
+    assert main(["compile", str(spec), "--emit", "sbatch"]) == 2
+    err = capsys.readouterr().err
+    assert "must not contain `,` or `:`" in err and "bug in hpoc" not in err
+
+
+def test_a_plan_the_renderer_refuses_is_a_user_error(tmp_path: Path, monkeypatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from hpoc.compiler import render
+
+    def refuse(*args, **kwargs):
+        raise render.RenderError(["slurm.partition: refused"])
+
+    monkeypatch.setattr(render, "render_all", refuse)
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "s"\npipeline { trainer = t:T }\nslurm { nodes = 1 }\n')
+    assert main(["compile", str(spec), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "slurm.partition: refused" in err and "bug in hpoc" not in err
+
+
 def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\nobjective minimize f1\n')

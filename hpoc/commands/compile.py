@@ -63,7 +63,9 @@ def _compile(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     if args.emit and not args.out:
         if args.emit == "sbatch":
-            for name, body in _render(plan, Path("build", plan["study"]["name"], "plan.json"), args).items():
+            plan_path = Path("build", plan["study"]["name"], "plan.json")
+            _check_out(plan, plan_path.parent)
+            for name, body in _render(plan, plan_path, args).items():
                 print(f"# ---- {name}")
                 sys.stdout.write(body)
         return 0
@@ -71,14 +73,7 @@ def _compile(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise HpocError(f"{out} exists and is not a directory")
     plan_path = out / "plan.json"
-    if any(c in str(plan_path.resolve()) for c in "\n\r\0"):  # #SBATCH lines name it
-        raise HpocError(f"the output directory {str(out)!r} must not contain a line break")
-    if plan["slurm"] and "\\" in str(plan_path.resolve()):  # sbatch drops it from #SBATCH --output
-        raise HpocError(f"the output directory {str(out)!r} must not contain `\\`: sbatch reads it as an "
-                        "escape in #SBATCH lines, so the job's logs would go elsewhere")
-    if plan["slurm"] and plan["slurm"]["container"] and any(c in str(plan_path.resolve().parent) for c in ",:"):
-        raise HpocError(f"the output directory {str(out)!r} must not contain `,` or `:`: the job binds it "
-                        "into the container, and --bind reads them as separators")
+    _check_out(plan, out)
     # Everything is rendered before anything is written: a failure leaves the old files
     # as they were, never a new plan beside old scripts.
     files = {"plan.json": text, **_render(plan, plan_path, args)}
@@ -101,13 +96,34 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out(plan: dict[str, Any], out: Path) -> None:
+    """The output directory's name must survive the #SBATCH lines and `--bind` that name it."""
+    from hpoc.errors import HpocError
+
+    where = str((out / "plan.json").resolve())
+    if any(c in where for c in "\n\r\0"):
+        raise HpocError(f"the output directory {str(out)!r} must not contain a line break")
+    if plan["slurm"] and "\\" in where:  # sbatch drops it from #SBATCH --output
+        raise HpocError(f"the output directory {str(out)!r} must not contain `\\`: sbatch reads it as an "
+                        "escape in #SBATCH lines, so the job's logs would go elsewhere")
+    render = _renderer()
+    if plan["slurm"] and plan["slurm"]["container"] and render and not render.bindable(str(Path(where).parent)):
+        raise HpocError(f"the output directory {str(out)!r} must not contain `,` or `:`: the job binds it "
+                        "into the container, and --bind reads them as separators")
+
+
 def _render(plan: dict[str, Any], plan_path: Path, args: argparse.Namespace) -> dict[str, str]:
+    from hpoc.errors import HpocError
+
     render = _renderer()
     if render is None:
         if args.emit == "sbatch":
             print("hpoc: note: SLURM rendering is not available in this installation", file=sys.stderr)
         return {}
-    return render.render_all(plan, plan_path=str(plan_path.resolve()), preflight_only=args.preflight_only)
+    try:
+        return render.render_all(plan, plan_path=str(plan_path.resolve()), preflight_only=args.preflight_only)
+    except render.RenderError as exc:  # a hand-edited plan.json, or a place the checks missed
+        raise HpocError(str(exc)) from None
 
 
 def _write(path: Path, text: str, executable: bool = False) -> None:

@@ -177,3 +177,10 @@ def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     deterministic = trial_(path=str(tmp_path / "t"))
     events.on_trial_recover(0, [], deterministic)
     assert deterministic.max_failures == 0 and len(out.getvalue().splitlines()) == 3
+    events.on_trial_start(0, [], deterministic)  # the queued retry starts: still none after it
+    assert deterministic.max_failures == 0
+
+    # A later run (new token, code fixed): the trial Tune restored with 0 gets the plan's retries.
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=[], run="run2", max_retries=2))
+    study._make_events().on_trial_start(0, [], deterministic)
+    assert deterministic.max_failures == 2

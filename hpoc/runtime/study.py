@@ -72,6 +72,7 @@ class _State:
     defer: bool = False       # inside ray.init: note a signal, act on it once init returns
     params: list[str] = field(default_factory=list)  # searched names: an error line shows them
     run: str = field(default_factory=lambda: uuid.uuid4().hex)  # this `hpoc run` (retry.py)
+    max_retries: int = 0      # the plan's; a trial restored from an earlier run may hold 0
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
 
 
@@ -178,6 +179,7 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
     _STATE.stream = stream
     _STATE.params = [p["name"] for p in plan["space"]["params"]]
+    _STATE.max_retries = plan["failure"]["max_retries"] or 0
 
     return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
 
@@ -236,12 +238,21 @@ def _events_class() -> type:
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.ended.add(trial.trial_id)
 
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            from hpoc.runtime import retry
+
+            # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
+            # with retry_errored) gives it the plan's retries again.
+            if retry.recorded(summary_mod._path(trial), _STATE.run) is None:
+                trial.max_failures = _STATE.max_retries
+
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import retry
 
             if retry.recorded(summary_mod._path(trial), _STATE.run) is not None:
                 # A deterministic error: the retry Tune has queued fails at once with it
-                # (retry.py); none after that. Its "errored" line follows.
+                # (retry.py); none after that (on_trial_start restores the plan's
+                # retries in a later run). Its "errored" line follows.
                 trial.max_failures = 0
                 return
             _STATE.retries[trial.trial_id] = _STATE.retries.get(trial.trial_id, 0) + 1

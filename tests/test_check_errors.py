@@ -523,7 +523,7 @@ def test_a_distributed_trial_leaves_room_for_its_driver() -> None:
 
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
-    from hpoc.runtime.trial import DRIVER_CPU
+    from hpoc.runtime.session import DRIVER_CPU
 
     assert TRIAL_DRIVER_CPU == DRIVER_CPU
 

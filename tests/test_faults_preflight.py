@@ -38,12 +38,13 @@ GOOD_DATA = textwrap.dedent('''
                 raise FileNotFoundError(f"{os.path.abspath(self.root)} is missing; fetch it with `hpoc data fetch`")
 ''')
 TRAINERS = {
-    "ok": "class Trainer:\n    pass\n",
+    "ok": "import hpoc\nclass Trainer(hpoc.Trainer):\n    pass\n",
     "raises": "import json\nraise RuntimeError('CUDA driver not found')\nclass Trainer: pass\n",
     "missing-dep": "import torch_not_installed_anywhere\nclass Trainer: pass\n",
     "syntax": "class Trainer(:\n    pass\n",
     "hangs": "import time\ntime.sleep(600)\nclass Trainer: pass\n",
     "kills": "import os\nos._exit(7)\n",
+    "bare": "class Trainer:\n    pass\n",
     "no-class": "class Other: pass\n",
 }
 
@@ -89,6 +90,7 @@ def test_a_good_study_passes(tmp_path: Path) -> None:
     ("missing-dep", "importing `trainer` failed: No module named 'torch_not_installed_anywhere'"),
     ("syntax", "syntax error in"),
     ("no-class", "has no `Trainer`"),
+    ("bare", "is a class that does not subclass `hpoc.Trainer`"),
     ("kills", "importing the pipeline killed the Python process (exit 7)"),
 ])
 def test_trainer_problems_are_one_line_each(trainer: str, expected: str, tmp_path: Path) -> None:
@@ -190,6 +192,7 @@ def test_the_driver_stops_before_ray_with_one_clear_error(fault: str, expected: 
     took = time.monotonic() - start
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr and expected in run.stderr, run.stderr
-    assert run.stderr.startswith("error: "), run.stderr
+    said = [line for line in run.stderr.splitlines() if not line.startswith("[hpoc] loading data: ")]
+    assert said[0].startswith("error: "), run.stderr  # the error first, after the progress line
     assert "RAY WAS STARTED" not in run.stderr
     assert took < 120

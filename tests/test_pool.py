@@ -40,6 +40,7 @@ LEAKY = textwrap.dedent('''
             self.probe = {
                 "starts": STARTS[0], "env": os.environ.get("HPOC_LEAK_PROBE", ""),
                 "file_before": (self.trial_dir / f"leak_{self.strategy.rank}.txt").exists(), "cwd": os.getcwd(),
+                "trial_dir": str(self.trial_dir),
                 "py_rand": random.random(), "np_rand": float(np.random.rand()),
                 "torch_rand": float(torch.rand(1)),
                 "optimizer_state": len(self.optimizer.state),
@@ -144,11 +145,12 @@ def test_trials_on_a_warm_group_start_clean_and_match_a_fresh_group(ray_session,
     for probe in (pa, pb, pc, pd):
         assert probe["starts"] == 1           # the spec's modules were imported afresh
         assert probe["env"] == ""             # environment restored
-        assert not probe["file_before"]       # each trial has its own directory
+        assert not probe["file_before"]       # no earlier trial wrote into its directory
         assert probe["cwd"] == str(ray_session)  # and runs in the study's
         assert probe["optimizer_state"] == 0  # new optimizer
         assert probe["group"] == 2.0 and probe["backend"] == "gloo"
         assert probe["dtype"] == "torch.float32" and probe["grad"] and not probe["leaked_path"]
+    assert len({p["trial_dir"] for p in (pa, pb, pc, pd)}) == 4  # each trial has its own directory
     # same seed, warm or fresh group: same RNG streams, same initial weights, same training
     keys = ("py_rand", "np_rand", "torch_rand", "weights")
     assert [pa[k] for k in keys] == [pb[k] for k in keys] == [pd[k] for k in keys]

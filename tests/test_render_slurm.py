@@ -325,6 +325,14 @@ def test_container_paths_that_bind_would_split_are_refused():
     render_all(plan(storage={"path": "/p/scratch/run:1,2", "name": "x"}), plan_path=PLAN_PATH)  # no container
 
 
+def test_a_bind_problem_is_reported_with_the_others():
+    p = plan(slurm={"partition": "p\\x", "container": {"image": "/x.sif", "runtime": "apptainer"}},
+             storage={"path": "/p/run:1", "name": "x"})
+    with pytest.raises(RenderError) as info:
+        render_all(p, plan_path=PLAN_PATH)
+    assert [problem.split(":")[0] for problem in info.value.problems] == ["slurm.partition", "slurm.container"]
+
+
 def test_all_problems_are_reported_at_once_and_the_error_pickles():
     import pickle
 

@@ -98,6 +98,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _check_out(plan: dict[str, Any], out: Path) -> None:
     """The output directory's name must survive the #SBATCH lines and `--bind` that name it."""
+    from hpoc.compiler.tables import bindable
     from hpoc.errors import HpocError
 
     where = str((out / "plan.json").resolve())
@@ -106,8 +107,7 @@ def _check_out(plan: dict[str, Any], out: Path) -> None:
     if plan["slurm"] and "\\" in where:  # sbatch drops it from #SBATCH --output
         raise HpocError(f"the output directory {str(out)!r} must not contain `\\`: sbatch reads it as an "
                         "escape in #SBATCH lines, so the job's logs would go elsewhere")
-    render = _renderer()
-    if plan["slurm"] and plan["slurm"]["container"] and render and not render.bindable(str(Path(where).parent)):
+    if plan["slurm"] and plan["slurm"]["container"] and not bindable(str(Path(where).parent)):
         raise HpocError(f"the output directory {str(out)!r} must not contain `,` or `:`: the job binds it "
                         "into the container, and --bind reads them as separators")
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import jinja2
 
+from hpoc.compiler import tables as T
+
 TEMPLATE_DIR = "templates/slurm"
 SIGNAL_MARGIN_S = 10  # of the grace period, kept for teardown after the driver stopped
 MAX_SIGNAL_S = 65535  # SLURM's limit for --signal=...@seconds
@@ -34,7 +36,7 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _MEM = re.compile(r"[0-9]+[KMGTkmgt]?\Z")
 _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}\Z")
 _IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}\Z")
-_GRES_TYPE = re.compile(r"[A-Za-z0-9_.-]+\Z")
+_GRES_TYPE = re.compile(T.GRES_TYPE_RE + r"\Z")
 _FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 CONTAINER_RUNTIMES = ("apptainer", "singularity")
 
@@ -58,11 +60,6 @@ def gres(slurm: Mapping[str, Any]) -> str | None:
         return None
     kind = slurm.get("gpu_type")
     return f"gpu:{kind}:{gpus}" if kind else f"gpu:{gpus}"
-
-
-def bindable(path: str) -> bool:
-    """Whether `--bind PATH` binds PATH: apptainer reads `src[:dest[:opts]][,more]`."""
-    return "," not in path and ":" not in path
 
 
 # sbatch reads `\` in an #SBATCH line as an escape even inside single quotes
@@ -207,20 +204,17 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     if "\\" in plan_path:  # the #SBATCH --output/--error paths
         bad("plan_path", "must not contain `\\`: sbatch drops it from #SBATCH lines, so the job's "
             "logs would go elsewhere (use another build directory)")
-    if problems:
-        raise RenderError(problems)
-
     plan_dir = posixpath.dirname(plan_path)
-    stem = posixpath.join(_log_path(plan_dir), _FILE_SAFE.sub("_", study))
-    tag = "%A_%a" if array is not None else "%j"
     binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
     if container is not None:
         for path in binds:
-            if not bindable(path):
-                bad("slurm.container", f"cannot bind {path!r}: {container['runtime']} reads `,` and `:` in "
+            if not T.bindable(path):
+                bad("slurm.container", f"cannot bind {path!r}: {container.get('runtime')} reads `,` and `:` in "
                     "--bind as separators (move the study, build or storage directory)")
     if problems:
         raise RenderError(problems)
+    stem = posixpath.join(_log_path(plan_dir), _FILE_SAFE.sub("_", study))
+    tag = "%A_%a" if array is not None else "%j"
     return {
         "driver": True,
         "study": study,

@@ -247,9 +247,6 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                  ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip
 
 
-# ----------------------------------------------------------------------- resources
-
-
 # ----------------------------------------------------------------------- pipeline
 
 # Modules the runtime itself imports: a study module of the same name replaces them.
@@ -273,6 +270,9 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
                          notes=(f"{local} would replace it for every library the study imports",),
                          help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
                 break
+
+
+# ----------------------------------------------------------------------- resources
 
 
 def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
@@ -440,7 +440,7 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
     if c is not None:  # the job binds these into the container (the build directory: hpoc compile)
         for what, path, span in (("the study's directory", workdir, ch.spans.get("slurm.container")),
                                  ("`storage.path`", out["storage"]["path"], ch.spans.get("storage.path"))):
-            if path and ("," in path or ":" in path):
+            if path and not T.bindable(path):
                 ch.error(VALUE, f'the container cannot bind {what} "{path}": {c["runtime"]} reads `,` and `:` '
                          "in --bind as separators", span or ch.spans.get("slurm.container"),
                          help="use a path without `,` and `:`")  # fmt: skip

@@ -43,7 +43,12 @@ GRES_TYPE_RE = r"[A-Za-z0-9_.-]+"  # a gres type (`a100`, `h100_80gb`): `--gres=
 # SLURM's default MaxArraySize: array indices up to 1000, so at most 1001 shards (sites may raise it).
 SLURM_MAX_ARRAY_SIZE = 1001
 
-# CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/trial.py
+def bindable(path: str) -> bool:
+    """Whether `--bind PATH` binds PATH: apptainer reads `src[:dest[:opts]][,more]`."""
+    return "," not in path and ":" not in path
+
+
+# CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/session.py
 # DRIVER_CPU): it takes a node's CPUs beside the trial's workers.
 TRIAL_DRIVER_CPU = 0.01
 

@@ -67,12 +67,13 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     shards: list[Shard] = []
     summaries: list[dict[str, Any]] = []
     fp = _fingerprint(plan)
+    others: list[str] = []  # shards that hold another plan's run: said once
     for index, path in shard_dirs:
         if not path.is_dir():
             warnings.append(f"shard {index}: {path} does not exist yet (not started?)")
             continue
         if fp is not None and (other := _other_plan(path, fp)):
-            warnings.append(other)
+            others.append(other)
         lock = live.read_lock(path)
         running = lock if lock is not None and lock.alive else None
         summary = _read_summary(path, warnings)
@@ -99,6 +100,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         complete = summary is not None and not stale
         shards.append(Shard(index, path, complete, len(found),
                             summary.get("wall_s") if complete else None, run=running))
+    if others:
+        warnings.insert(0, others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else ""))
     if not trials:
         where = ", ".join(str(p) for _, p in shard_dirs)
         runs = [s.run.describe() for s in shards if s.run is not None]

@@ -82,14 +82,16 @@ _CHILD = r'''
 import json, sys
 plan = json.loads(sys.stdin.read())
 workdir = plan["source"]["workdir"]
-from hpoc.runtime.pipeline import PipelineError, build, import_target
+from hpoc.runtime.pipeline import PipelineError, build, import_target, require_trainer_class
 out = []
 for role in ("getter", "splitter", "trainer"):
     step = plan["pipeline"].get(role)
     if not step:
         continue
     try:
-        import_target(step["target"], workdir, role)
+        obj = import_target(step["target"], workdir, role)
+        if role == "trainer":
+            require_trainer_class(obj, step["target"])
         out.append([True, role, f"`{step['target']}` imports"])
     except PipelineError as exc:
         out.append([False, role, str(exc)])

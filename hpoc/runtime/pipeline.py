@@ -112,11 +112,11 @@ def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
             if step:
                 out[role] = import_target(step["target"], workdir, role)
     if "trainer" in out:
-        _require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"])
+        require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"])
     return out
 
 
-def _require_trainer_class(obj: Any, target: str) -> None:
+def require_trainer_class(obj: Any, target: str) -> None:
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
     an AttributeError from every trial."""
     from hpoc.runtime.trainer import Trainer
@@ -232,7 +232,7 @@ def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...
     sa, sb = getattr(a, "shape", None), getattr(b, "shape", None)
     try:
         sa, sb = tuple(int(n) for n in sa), tuple(int(n) for n in sb)
-    except TypeError:
+    except (TypeError, ValueError):  # no shape, or unknown sizes (a dask array's NaN)
         return None
     if sa and sb and sa[0] == sb[0] and len(sa) != len(sb):
         return sa, sb

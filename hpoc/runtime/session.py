@@ -191,12 +191,17 @@ def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False)
     return Session(local=False, address=address)
 
 
+# Tune refuses {"CPU": 0}; the driver of a Train run needs next to nothing. It sits on a
+# node beside the trial's workers (hpoc/compiler/tables.py TRIAL_DRIVER_CPU checks the fit).
+DRIVER_CPU = 0.01
+
+
 def trial_needs(plan: dict[str, Any]) -> tuple[float, float, int, float, float]:
     """(cpu, gpu, workers, cpu per worker, gpu per worker) of one trial."""
     res = plan["resources"]
     workers = int(res["workers"])
     cpw, gpw = float(res["cpus_per_worker"]), float(res["gpus_per_worker"] or 0)
-    extra = 0.01 if workers > 1 else 0.0
+    extra = DRIVER_CPU if workers > 1 else 0.0
     return workers * cpw + extra, workers * gpw, workers, cpw, gpw
 
 

@@ -318,7 +318,8 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
     from ray import tune
 
     from hpoc.runtime import pool
-    from hpoc.runtime.trial import DRIVER_CPU, tune_trial
+    from hpoc.runtime.session import DRIVER_CPU
+    from hpoc.runtime.trial import tune_trial
 
     res = plan["resources"]
     trainable = tune.with_parameters(tune_trial, plan=plan, data_ref=[data_ref],

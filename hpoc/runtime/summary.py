@@ -184,7 +184,7 @@ def describe_best(summary: dict[str, Any]) -> str:
         nan = [t for t in ran if name in (t.get("metrics") or {})]  # reported, not finite
         if trials and not ran:
             lines.append(f"no trial reported the objective metric `{name}`: every trial failed "
-                         "(see the errors above and each trial's error.txt)")
+                         "(each trial's error.txt says why)")
         elif nan:
             lines.append(f"no trial reported a finite `{name}`: {len(nan)} trial(s) reported NaN "
                          "or inf (training diverged? try a smaller learning rate)")

@@ -647,11 +647,14 @@ def _source_line(fn: Any) -> str:
 
 
 def _raised_at(exc: BaseException) -> str:
-    """` at file.py:12`: the innermost frame of `exc`, or ""."""
+    """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
+    library that called sys.exit for it, such as argparse), or ""."""
     import traceback
 
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    from hpoc.runtime.summary import error_where
+
+    at = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    return f" at {at}" if at else ""
 
 
 def _require_module(model: Any, hook: Any) -> Any:

@@ -17,9 +17,6 @@ from hpoc.runtime import pipeline, report
 from hpoc.runtime.space import trial_config
 from hpoc.runtime.strategy import Strategy
 
-DRIVER_CPU = 0.01  # Tune refuses {"CPU": 0}; the driver of a Train run needs next to nothing
-# (hpoc/compiler/tables.py TRIAL_DRIVER_CPU: the compiler checks that trials fit with it)
-
 
 def train_runs_dir(experiment_dir: str | os.PathLike) -> Path:
     return Path(experiment_dir) / "train"

@@ -68,6 +68,9 @@ def _reader_gone(stream: object) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hpoc.console import setup_streams
+
+    setup_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

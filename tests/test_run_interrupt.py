@@ -84,6 +84,39 @@ def test_the_temp_dir_goes_at_exit_when_close_never_ran(tmp_path):
     assert temp.startswith("/tmp/hpoc-") and not os.path.exists(temp)
 
 
+def test_checkpoints_being_saved_live_in_the_local_runs_temp_dir(monkeypatch):
+    """A trial killed mid-save (SIGKILL, OOM) used to leave `/tmp/hpoc-ckpt-*` behind."""
+    import ray
+
+    from hpoc.runtime.report import scratch_dir
+
+    seen = {}
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))  # no Ray needed
+    monkeypatch.delenv("HPOC_SCRATCH", raising=False)
+    s = session_mod.start_local(workdir=None, num_cpus=1)
+    try:
+        scratch = os.environ["HPOC_SCRATCH"]
+        assert scratch.startswith(s.temp_dir + os.sep)
+        assert seen["runtime_env"]["env_vars"]["HPOC_SCRATCH"] == scratch  # the trials see it
+        kept = scratch_dir()  # what a killed trial leaves
+        assert kept.startswith(scratch + os.sep)
+    finally:
+        s.close()
+    assert not os.path.exists(kept) and "HPOC_SCRATCH" not in os.environ
+
+
+def test_a_scratch_dir_that_cannot_be_made_falls_back_to_the_system_temp_dir(tmp_path, monkeypatch):
+    from hpoc.runtime.report import scratch_dir
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("HPOC_SCRATCH", str(tmp_path / "file" / "scratch"))
+    d = scratch_dir()
+    try:
+        assert Path(d).parent == Path(tempfile.gettempdir())
+    finally:
+        os.rmdir(d)
+
+
 @pytest.mark.ray
 def test_ctrl_c_while_local_ray_starts_stops_every_ray_process(tmp_path, capsys, monkeypatch):
     import psutil

@@ -110,8 +110,10 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "RAY_AUTH_MODE", "token")
     _set_env(backup, "RAY_AUTH_TOKEN_PATH", token)
     _set_env(backup, "RAY_AUTH_TOKEN", None)
-    # Workers inherit the environment of this process: they import the spec's modules.
+    # Workers inherit the environment of this process: they import the spec's modules, and
+    # put checkpoints being saved in the temp dir (removed at close, even after a kill -9).
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
+    _set_env(backup, "HPOC_SCRATCH", os.path.join(temp, "scratch"))
     _refresh_auth()
     session = Session(local=True, temp_dir=temp, _env_backup=backup)
     atexit.register(session.close)
@@ -127,7 +129,8 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
         ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
                  _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
                  log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"],
+                                           "HPOC_SCRATCH": os.environ["HPOC_SCRATCH"]}})
     except Exception as exc:
         session.close()
         raise SessionError(f"cannot start a local Ray instance: {exc}") from exc

@@ -97,12 +97,51 @@ def test_checkpoints_being_saved_live_in_the_local_runs_temp_dir(monkeypatch):
     try:
         scratch = os.environ["HPOC_SCRATCH"]
         assert scratch.startswith(s.temp_dir + os.sep)
+        owner = Path(s.temp_dir, session_mod.OWNER).read_text()
+        assert f'"pid": {os.getpid()}' in owner  # so a later run can sweep it after a kill -9
         assert seen["runtime_env"]["env_vars"]["HPOC_SCRATCH"] == scratch  # the trials see it
         kept = scratch_dir()  # what a killed trial leaves
         assert kept.startswith(scratch + os.sep)
     finally:
         s.close()
     assert not os.path.exists(kept) and "HPOC_SCRATCH" not in os.environ
+
+
+def test_temp_dirs_of_killed_local_runs_are_swept_and_nothing_else(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.2)
+    host, now = socket.gethostname(), time.time()
+
+    def temp(name, owner=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "token").write_text("t")
+        if owner is not None:
+            (d / session_mod.OWNER).write_text(json.dumps(owner))
+        return d
+
+    try:
+        killed = temp("hpoc-killed01", {"pid": dead.pid, "host": host, "started": now})
+        temp("hpoc-running1", {"pid": live.pid, "host": host, "started": now})
+        temp("hpoc-otherhst", {"pid": dead.pid, "host": "elsewhere", "started": now})
+        temp("hpoc-4242")  # a SLURM job directory: no owner file
+        temp("hpoc-garbled1", None).joinpath(session_mod.OWNER).write_text("{")
+        (tmp_path / "hpoc-link").symlink_to(killed)
+        (tmp_path / "hpoc-notes.md").write_text("")
+        assert session_mod.sweep_stale_temp_dirs(str(tmp_path)) == [str(killed)]
+    finally:
+        live.kill()
+        live.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hpoc-4242", "hpoc-garbled1", "hpoc-link", "hpoc-notes.md", "hpoc-otherhst", "hpoc-running1"]
 
 
 def test_a_scratch_dir_that_cannot_be_made_falls_back_to_the_system_temp_dir(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ def _me(shard: int) -> dict[str, Any]:
     return info
 
 
-def _pid_is(pid: int, started: float) -> bool:
+def pid_is(pid: int, started: float) -> bool:
     """Whether `pid` is alive and is the process that wrote a lock at `started`."""
     from hpoc.runtime.cluster import alive
 
@@ -69,7 +69,7 @@ def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
     if host == socket.gethostname():
         if pid == os.getpid():
             return "it is this process's own"
-        if not _pid_is(pid, float(info.get("started") or 0)):
+        if not pid_is(pid, float(info.get("started") or 0)):
             return f"process {pid} is gone"
         return None
     job = os.environ.get("SLURM_JOB_ID")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> module under hpoc.commands (order = order in --help)
@@ -54,7 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reader_gone(stream: object) -> bool:
+    """True when `stream` is a pipe whose reader has closed it (`hpoc ... | head -1`)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(stream.fileno(), 0)  # POLLERR is always reported
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    from hpoc.console import setup_streams
+
+    setup_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -62,7 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpoc: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _reader_gone(sys.stdout):  # some other pipe: an error, not `| head`
+            print(f"hpoc: error: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        # The reader of our output went away: stop quietly, and point stdout at /dev/null
+        # so that the flush at exit does not print "Exception ignored ... BrokenPipeError".
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (AttributeError, OSError, ValueError):
+            pass
         return 0
 
 

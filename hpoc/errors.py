@@ -208,6 +208,10 @@ def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
     except HpocError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, BrokenPipeError):
+        # Before OSError, of which BrokenPipeError is one: a reader that went away (`| head`)
+        # is no error of the user's; the CLI ends quietly.
+        raise
     except OSError as exc:  # the environment, not hpoc: unwritable directory, full disk, ...
         where = f" {exc.filename}" if exc.filename else ""
         print(f"{prog}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
@@ -215,8 +219,6 @@ def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
     except RecursionError:
         print(f"{prog}: error: input is nested too deeply", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, BrokenPipeError):
-        raise
     except Exception as exc:  # a bug in hpoc, not in the spec
         if os.environ.get("HPOC_DEBUG"):
             raise

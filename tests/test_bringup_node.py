@@ -191,6 +191,7 @@ def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, 
     assert f"--port={p.gcs}" in cmd
     assert cmd[0] == sys.executable and f"--temp-dir={job / 'n0'}" in cmd and "--node-name=node7" in cmd
     assert ray_env["RAY_AUTH_TOKEN_PATH"] == str(job / "token") and node.TOKEN_ENV not in ray_env
+    assert ray_env["HPOC_SCRATCH"] == str(job / "scratch")  # removed with the job directory
     assert "hpoc: ray head on node7: ip=127.0.0.1" in capsys.readouterr().out
     args.role, args.address = "worker", f"127.0.0.1:{p.gcs}"
     cmd, _ = node.prepare(args, env)

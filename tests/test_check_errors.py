@@ -135,6 +135,10 @@ def test_missing_required() -> None:
 def test_invalid_names_and_targets() -> None:
     d = one_error('study "my study"\npipeline { trainer = t:T }\n')
     assert (d.code, where(d), d.message) == ("HP204", (1, 7), '"my study" is not a valid study name')
+    d = one_error('study "t"\npipeline { trainer = t:T }\nstorage { name = "digits café" }\n')
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP204", (3, 18), '`name` is not a valid experiment name: "digits café"',
+        "use letters, digits, `.`, `_` and `-` (it names directories and jobs)")
     d = one_error('study "t"\npipeline { trainer = Trainer }\n')
     assert (where(d), d.message) == ((2, 22), "`trainer` needs a module: `Trainer` alone cannot be imported")
     d = one_error('study "t"\npipeline { trainer = "düata:T" }\n')  # the plan's import paths are ASCII

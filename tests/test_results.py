@@ -156,6 +156,27 @@ def test_missing_directory_is_a_clear_error(tmp_path, capsys):
     assert "no such file or directory" in err and "Traceback" not in err
 
 
+def test_a_directory_deleted_while_it_is_read_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    """`hpoc run --fresh` (or a clean-up) moves the experiment away while `hpoc results`,
+    `report` or `status` reads it: an error naming it, not a FileNotFoundError traceback."""
+    import importlib
+    import shutil
+
+    load_mod = importlib.import_module("hpoc.results.load")
+    exp = tmp_path / "exp"
+    trial_dir(exp, "a0000_00000", {"lr": 0.1}, [{"loss": 1.0}])
+    scan = load_mod._experiment_states
+
+    def deleted_meanwhile(path, *args, **kw):
+        shutil.rmtree(exp, ignore_errors=True)
+        return scan(path, *args, **kw)
+
+    monkeypatch.setattr(load_mod, "_experiment_states", deleted_meanwhile)
+    code, out, err = cli(capsys, exp)
+    assert code == 2 and out == "", err
+    assert f"{exp} disappeared while its results were read" in err and "Traceback" not in err
+
+
 def test_empty_directory_is_a_clear_error(tmp_path, capsys):
     code, _, err = cli(capsys, tmp_path)
     assert code == 2

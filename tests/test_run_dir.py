@@ -201,6 +201,29 @@ def test_a_run_that_fails_early_leaves_no_lock_and_no_empty_directory(tmp_path, 
     assert not (tmp_path / "results" / "toy").exists()
 
 
+@pytest.mark.parametrize("file", ["results", "results/toy"])
+def test_a_storage_path_or_experiment_dir_that_is_a_file_is_named_not_a_lock_error(
+        tmp_path, capsys, file):
+    """Not `error: .../.hpoc-run.json: Not a directory` from releasing a lock never taken."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / file).write_text("not a directory")
+    code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{tmp_path / file} exists and is not a directory" in err
+    assert ".hpoc-run.json" not in err
+    assert (tmp_path / file).read_text() == "not a directory"
+
+
+def test_releasing_a_lock_never_taken_touches_nothing(tmp_path):
+    (tmp_path / "exp").write_text("a file")
+    runlock.Lock(tmp_path / "exp" / "shard-0", 0).release()  # no NotADirectoryError
+    assert runlock.read(tmp_path / "exp") is None
+    assert (tmp_path / "exp").read_text() == "a file"
+
+
 def test_hpoc_submit_refuses_while_a_local_run_is_live(spec, other_process):
     plan = load_plan(str(spec))
     exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]

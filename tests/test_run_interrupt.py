@@ -84,6 +84,78 @@ def test_the_temp_dir_goes_at_exit_when_close_never_ran(tmp_path):
     assert temp.startswith("/tmp/hpoc-") and not os.path.exists(temp)
 
 
+def test_checkpoints_being_saved_live_in_the_local_runs_temp_dir(monkeypatch):
+    """A trial killed mid-save (SIGKILL, OOM) used to leave `/tmp/hpoc-ckpt-*` behind."""
+    import ray
+
+    from hpoc.runtime.report import scratch_dir
+
+    seen = {}
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))  # no Ray needed
+    monkeypatch.delenv("HPOC_SCRATCH", raising=False)
+    s = session_mod.start_local(workdir=None, num_cpus=1)
+    try:
+        scratch = os.environ["HPOC_SCRATCH"]
+        assert scratch.startswith(s.temp_dir + os.sep)
+        owner = Path(s.temp_dir, session_mod.OWNER).read_text()
+        assert f'"pid": {os.getpid()}' in owner  # so a later run can sweep it after a kill -9
+        assert seen["runtime_env"]["env_vars"]["HPOC_SCRATCH"] == scratch  # the trials see it
+        kept = scratch_dir()  # what a killed trial leaves
+        assert kept.startswith(scratch + os.sep)
+    finally:
+        s.close()
+    assert not os.path.exists(kept) and "HPOC_SCRATCH" not in os.environ
+
+
+def test_temp_dirs_of_killed_local_runs_are_swept_and_nothing_else(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(0.2)
+    host, now = socket.gethostname(), time.time()
+
+    def temp(name, owner=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "token").write_text("t")
+        if owner is not None:
+            (d / session_mod.OWNER).write_text(json.dumps(owner))
+        return d
+
+    try:
+        killed = temp("hpoc-killed01", {"pid": dead.pid, "host": host, "started": now})
+        temp("hpoc-running1", {"pid": live.pid, "host": host, "started": now})
+        temp("hpoc-otherhst", {"pid": dead.pid, "host": "elsewhere", "started": now})
+        temp("hpoc-4242")  # a SLURM job directory: no owner file
+        temp("hpoc-garbled1", None).joinpath(session_mod.OWNER).write_text("{")
+        (tmp_path / "hpoc-link").symlink_to(killed)
+        (tmp_path / "hpoc-notes.md").write_text("")
+        assert session_mod.sweep_stale_temp_dirs(str(tmp_path)) == [str(killed)]
+    finally:
+        live.kill()
+        live.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hpoc-4242", "hpoc-garbled1", "hpoc-link", "hpoc-notes.md", "hpoc-otherhst", "hpoc-running1"]
+
+
+def test_a_scratch_dir_that_cannot_be_made_falls_back_to_the_system_temp_dir(tmp_path, monkeypatch):
+    from hpoc.runtime.report import scratch_dir
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("HPOC_SCRATCH", str(tmp_path / "file" / "scratch"))
+    d = scratch_dir()
+    try:
+        assert Path(d).parent == Path(tempfile.gettempdir())
+    finally:
+        os.rmdir(d)
+
+
 @pytest.mark.ray
 def test_ctrl_c_while_local_ray_starts_stops_every_ray_process(tmp_path, capsys, monkeypatch):
     import psutil

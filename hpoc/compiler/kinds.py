@@ -146,8 +146,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def string(pattern: str | None = None, what: str = "", single_line: bool = True, blank: bool = True,
-           max_len: int | None = None) -> Kind:
-    """A string; `blank=False` refuses "" and spaces only (a SLURM name or a program)."""
+           max_len: int | None = None, hint: str | None = None) -> Kind:
+    """A string; `blank=False` refuses "" and spaces only (a SLURM name or a program); `hint`
+    is the help of a value that does not match `pattern`."""
     regex = re.compile(pattern) if pattern else None
 
     @_kind("a string")
@@ -161,7 +162,7 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True,
         if max_len is not None and len(v.value) > max_len:
             raise Invalid(f"must be at most {max_len} characters (got {len(v.value)})", None, v)
         if regex is not None and not regex.fullmatch(v.value):
-            raise Invalid(f'is not a valid {what}: "{v.value}"', None, v)
+            raise Invalid(f'is not a valid {what}: "{v.value}"', hint, v)
         return v.value
 
     return conv

@@ -115,7 +115,7 @@ def _study(ch: Checker, block: A.Block | None, study: A.Study) -> dict[str, Any]
     name = _label(ch, block, "a name")
     if name is not None and not re.fullmatch(T.NAME_RE, name):
         ch.error(VALUE, f'"{name}" is not a valid study name', block.label.span if block.label else None,
-                 help="use letters, digits, `.`, `_` and `-` (it names directories and jobs)")  # fmt: skip
+                 help=T.NAME_HELP)  # fmt: skip
         name = None
     elif name is not None and len(name) > T.NAME_MAX:
         ch.error(VALUE, f"the study name must be at most {T.NAME_MAX} characters (got {len(name)})",

@@ -35,6 +35,7 @@ class Rec:
 
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths and job names
+NAME_HELP = "use letters, digits, `.`, `_` and `-` (it names directories and jobs)"
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
@@ -237,7 +238,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     },
     "storage": {
         "path": F(K.string(), "results"),
-        "name": F(K.optional(K.string(NAME_RE, "experiment name", max_len=NAME_MAX)), None),
+        "name": F(K.optional(K.string(NAME_RE, "experiment name", max_len=NAME_MAX, hint=NAME_HELP)), None),
     },
     "slurm": {
         "nodes": F(K.integer(1), 1),

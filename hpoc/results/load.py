@@ -8,6 +8,7 @@ else. `experiment_state-*.json` adds statuses of trials Ray knew about; the runt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -34,8 +35,9 @@ def load(target: str | Path) -> Results:
     if plan is not None:
         return load_plan(plan, plan_path)
     warnings: list[str] = []
-    root = study_dir(target, warnings)
-    return _load_shards(root, _shard_dirs(root), None, warnings)
+    with _vanishing(target):
+        root = study_dir(target, warnings)
+        return _load_shards(root, _shard_dirs(root), None, warnings)
 
 
 def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
@@ -48,7 +50,22 @@ def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
         )
     count = int(plan["shards"]["count"])
     shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
-    return _load_shards(root, shard_dirs, plan, [])
+    with _vanishing(root):
+        return _load_shards(root, shard_dirs, plan, [])
+
+
+@contextlib.contextmanager
+def _vanishing(root: Path) -> Iterator[None]:
+    """A directory deleted or moved while it is read (`hpoc run --fresh` moves a run aside,
+    a user cleans up) is a ResultsError naming it, not a traceback."""
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        gone = exc.filename or root
+        what = f"{root} disappeared while its" if str(gone) == str(root) else \
+            f"{gone} disappeared while the"
+        raise ResultsError(f"{what} results were read (moved or deleted meanwhile?)\n"
+                           "  help: run the command again") from None
 
 
 def _shard_dirs(root: Path) -> list[tuple[int, Path]]:

@@ -7,6 +7,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hpoc.console import setup_streams
+
+    setup_streams()
     parser = argparse.ArgumentParser(
         prog="python -m hpoc.runtime",
         description="Run one shard of a compiled study (plan.json) on the Ray cluster in "

@@ -272,6 +272,9 @@ def ray_start_command(
 def ray_env(env: Mapping[str, str], token: Path) -> dict[str, str]:
     out = {k: v for k, v in env.items() if k not in (TOKEN_ENV, "RAY_AUTH_TOKEN")}
     out.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    # Trials save checkpoints in the job directory (the teardown removes it on every node,
+    # also after a trial was killed mid-save), not in /tmp.
+    out["HPOC_SCRATCH"] = str(token.parent / "scratch")
     out.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # On SIGTERM `ray start` first asks the GCS to drain this node, for up to 30 s. At
     # teardown every node of the job stops at once and the GCS may be gone already.

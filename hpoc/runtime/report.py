@@ -35,8 +35,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+SCRATCH_ENV = "HPOC_SCRATCH"
+
+
 def scratch_dir(prefix: str = "hpoc-ckpt-") -> str:
-    """A node-local directory for a checkpoint before it is handed to Ray."""
+    """A node-local directory for a checkpoint before it is handed to Ray.
+
+    Under $HPOC_SCRATCH when set: the local run's private temp dir, or the job's directory
+    on this node. Both are removed when the run or job ends, so a trial killed while it holds
+    one (SIGKILL, the OOM killer, a lost node) leaves no checkpoint-sized directory in /tmp."""
+    base = os.environ.get(SCRATCH_ENV)
+    if base:
+        try:
+            os.makedirs(base, mode=0o700, exist_ok=True)
+            return tempfile.mkdtemp(prefix=prefix, dir=base)
+        except OSError:  # gone or unwritable: the system's temp dir still works
+            pass
     return tempfile.mkdtemp(prefix=prefix)
 
 

@@ -45,7 +45,7 @@ def _me(shard: int) -> dict[str, Any]:
     return info
 
 
-def _pid_is(pid: int, started: float) -> bool:
+def pid_is(pid: int, started: float) -> bool:
     """Whether `pid` is alive and is the process that wrote a lock at `started`."""
     from hpoc.runtime.cluster import alive
 
@@ -69,7 +69,7 @@ def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
     if host == socket.gethostname():
         if pid == os.getpid():
             return "it is this process's own"
-        if not _pid_is(pid, float(info.get("started") or 0)):
+        if not pid_is(pid, float(info.get("started") or 0)):
             return f"process {pid} is gone"
         return None
     job = os.environ.get("SLURM_JOB_ID")
@@ -102,7 +102,7 @@ def _read(path: Path) -> tuple[str, dict[str, Any], float] | None:
     try:
         text = path.read_text(encoding="utf-8")
         age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no lock; the directory may be a file
         return None
     try:
         info = json.loads(text)
@@ -145,6 +145,7 @@ class Lock:
         self._made: list[Path] = []  # directories this lock created (removed when left empty)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held = False
 
     def acquire(self, say: Callable[[str], None]) -> None:
         """Create the lock or take over a stale one; raise Busy for a live one."""
@@ -166,6 +167,7 @@ class Lock:
                 continue
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(json.dumps(_me(self.shard)) + "\n")
+            self._held = True
             self._start_heartbeat()
             atexit.register(self.release)  # should an exception skip the driver's own release
             return
@@ -175,7 +177,10 @@ class Lock:
     def release(self) -> None:
         atexit.unregister(self.release)
         self._stop.set()
-        read = _read(self.path)
+        # Only a lock this process took: a run that stopped before (a storage path that is
+        # a file, say) must not fail again here, hiding why it stopped.
+        read = _read(self.path) if self._held else None
+        self._held = False
         if read is not None and read[1].get("pid") == os.getpid() \
                 and read[1].get("host") == socket.gethostname():
             self.path.unlink(missing_ok=True)

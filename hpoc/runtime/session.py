@@ -12,11 +12,15 @@ the job script. An unreachable head or a cluster smaller than one trial is a cle
 from __future__ import annotations
 
 import atexit
+import glob
+import json
 import os
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +106,10 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
 
     backup: dict[str, str | None] = {}
     _set_env(backup, "RAY_ADDRESS", None)  # never attach to someone else's cluster
-    temp = tempfile.mkdtemp(prefix="hpoc-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    root = "/tmp" if os.path.isdir("/tmp") else None
+    sweep_stale_temp_dirs(root or tempfile.gettempdir())
+    temp = tempfile.mkdtemp(prefix="hpoc-", dir=root)
+    _write_owner(temp)
     token = os.path.join(temp, "token")
     fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -110,8 +117,10 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "RAY_AUTH_MODE", "token")
     _set_env(backup, "RAY_AUTH_TOKEN_PATH", token)
     _set_env(backup, "RAY_AUTH_TOKEN", None)
-    # Workers inherit the environment of this process: they import the spec's modules.
+    # Workers inherit the environment of this process: they import the spec's modules, and
+    # put checkpoints being saved in the temp dir (removed at close, even after a kill -9).
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
+    _set_env(backup, "HPOC_SCRATCH", os.path.join(temp, "scratch"))
     _refresh_auth()
     session = Session(local=True, temp_dir=temp, _env_backup=backup)
     atexit.register(session.close)
@@ -127,7 +136,8 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
         ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
                  _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
                  log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"],
+                                           "HPOC_SCRATCH": os.environ["HPOC_SCRATCH"]}})
     except Exception as exc:
         session.close()
         raise SessionError(f"cannot start a local Ray instance: {exc}") from exc
@@ -135,6 +145,42 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
         session.close()
         raise
     return session
+
+
+OWNER = "owner.json"  # in a local run's temp dir: the driver that made it
+
+
+def _write_owner(temp: str) -> None:
+    with open(os.path.join(temp, OWNER), "w", encoding="utf-8") as fh:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, fh)
+
+
+def sweep_stale_temp_dirs(root: str) -> list[str]:
+    """Remove the temp dirs of this user's local runs whose driver is gone; the removed paths.
+
+    A driver killed with SIGKILL (or by the OOM killer) cannot remove its temp dir: its Ray
+    processes stop by themselves, but the token, Ray's logs and spilled objects and the
+    checkpoints being saved stay in /tmp. Only a directory with an `owner.json` of this host,
+    owned by this user, is a candidate: never another user's, never a SLURM job directory
+    (`hpoc-<job id>`, which has no owner file), never a live run's."""
+    from hpoc.runtime.runlock import pid_is
+
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(root), "hpoc-*")):
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            with open(os.path.join(path, OWNER), encoding="utf-8") as fh:
+                info = json.load(fh)
+            pid, started = int(info["pid"]), float(info["started"])
+            if info["host"] != socket.gethostname() or pid == os.getpid() or pid_is(pid, started):
+                continue
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def _refresh_auth() -> None:

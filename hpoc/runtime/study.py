@@ -483,7 +483,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             raise StudyError(str(exc)) from None
         from hpoc.runtime.login_preflight import storage_problem
 
-        problem = storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
+        problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
+                   or _not_a_directory(exp, Path(plan["storage"]["path"])))
         if problem:  # here, not as a traceback from Tune once the cluster is up
             raise StudyError(problem)
         # One driver per experiment directory, before looking at (or moving) what is there.
@@ -531,6 +532,19 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     finally:
         lock.release()
         _restore_signals(previous_signals)
+
+
+def _not_a_directory(exp: Path, storage: Path) -> str | None:
+    """Why the experiment directory cannot be one: it, or a directory between it and the
+    storage path, is a file. None when it is (or can be made) a directory."""
+    for d in (exp, *exp.parents):
+        if d == storage:
+            return None
+        if d.exists() and not d.is_dir():
+            where = "" if d == exp else f": {d}"
+            return (f"experiment directory {exp}{where} exists and is not a directory\n"
+                    f"  help: move {d} away, or change `storage.name` in the study")
+    return None
 
 
 def _loading_line(plan: dict[str, Any]) -> str | None:

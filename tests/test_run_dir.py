@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -232,3 +233,24 @@ def test_hpoc_submit_refuses_while_a_local_run_is_live(spec, other_process):
         with pytest.raises(SubmitError, match="in use by another `hpoc run`"):
             check_previous(plan, fresh=fresh)
     assert (exp / runlock.LOCK).exists()
+
+
+def test_a_local_runs_temp_dir_honours_hpoc_tmp_when_ray_fits_there(tmp_path, monkeypatch):
+    from hpoc.runtime import session
+
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    assert session.temp_root() == "/tmp"
+    short = tempfile.mkdtemp(prefix="h", dir="/tmp")  # pytest's tmp_path is too long for Ray
+    try:
+        monkeypatch.setenv("HPOC_TMP", short)
+        assert session.temp_root() == short
+    finally:
+        os.rmdir(short)
+    monkeypatch.setenv("HPOC_TMP", str(tmp_path / "missing"))
+    with pytest.raises(session.SessionError, match="is not a writable directory"):
+        session.temp_root()
+    deep = tmp_path / ("d" * 60)
+    deep.mkdir()
+    monkeypatch.setenv("HPOC_TMP", str(deep))
+    with pytest.raises(session.SessionError, match="too long: Ray's socket paths"):
+        session.temp_root()

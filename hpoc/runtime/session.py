@@ -98,6 +98,24 @@ def local_gpus() -> int:
         return 0
 
 
+def temp_root() -> str | None:
+    """Where a local run's private temp dir goes: HPOC_TMP (as for SLURM jobs; e.g. a
+    node-local disk where /tmp is small), else /tmp, whose short path leaves room for Ray's
+    unix socket paths (a long TMPDIR would not)."""
+    from hpoc.runtime.node import NodeError, check_socket_room
+
+    root = os.environ.get("HPOC_TMP")
+    if root:
+        if not os.path.isdir(root) or not os.access(root, os.W_OK | os.X_OK):
+            raise SessionError(f"HPOC_TMP={root} is not a writable directory", exit_code=2)
+        try:
+            check_socket_room(os.path.join(root, "hpoc-xxxxxxxx"))
+        except NodeError as exc:
+            raise SessionError(str(exc), exit_code=2) from None
+        return root
+    return "/tmp" if os.path.isdir("/tmp") else None
+
+
 def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
                 verbose: bool = False) -> Session:
     import logging
@@ -106,7 +124,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
 
     backup: dict[str, str | None] = {}
     _set_env(backup, "RAY_ADDRESS", None)  # never attach to someone else's cluster
-    root = "/tmp" if os.path.isdir("/tmp") else None
+    root = temp_root()
     sweep_stale_temp_dirs(root or tempfile.gettempdir())
     temp = tempfile.mkdtemp(prefix="hpoc-", dir=root)
     _write_owner(temp)

@@ -115,7 +115,7 @@ def test_usr2_asks_the_driver_to_checkpoint_then_requeues_and_tears_down(tmp_pat
     assert "time limit near (SIGUSR2)" in out and "requeueing job 77_1" in out
     assert "scontrol requeue 77_1" in calls(tmp_path)  # the array task, never the whole array
     assert not alive(tmp_path / "step.pid") and not alive(tmp_path / "driver.pid")
-    assert "srun --overlap --nodes=2 --ntasks-per-node=1 rm -rf" in calls(tmp_path)
+    assert "srun --overlap --export=ALL --nodes=2 --ntasks-per-node=1 rm -rf" in calls(tmp_path)
     assert not (tmp_path / "jobdir").exists()
 
 

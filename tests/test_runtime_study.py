@@ -194,32 +194,6 @@ def _slow_toy_run(tmp_path, epochs):
     return cmd, env, tmp_path / "results" / "toy"
 
 
-def test_sigusr2_stops_gracefully_and_the_next_run_resumes(tmp_path):
-    cmd, env, exp = _slow_toy_run(tmp_path, epochs=3)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: any(p.stat().st_size for p in exp.glob("trial_*/result.json")), 120,
-                  "a first reported epoch")
-        proc.send_signal(signal.SIGUSR2)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "SIGUSR2: stopping" in err
-    first = json.loads((exp / "summary.json").read_text())
-    assert first["interrupted"] is True
-    assert first["status_counts"].get("PAUSED", 0) >= 1      # stopped mid-trial, resumable
-    assert set(first["status_counts"]) <= {"TERMINATED", "PAUSED", "PENDING"}
-
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert again.returncode == EXIT_OK, again.stderr
-    assert "resuming the interrupted run" in again.stderr
-    final = json.loads((exp / "summary.json").read_text())
-    assert final["interrupted"] is False and final["status_counts"] == {"TERMINATED": 2}
-    for trial in final["trials"]:
-        assert _epochs(trial) == [1, 2, 3]  # picked up after its last checkpoint
-
-
 def _temp_dir_of(pid):
     """The private /tmp/hpoc-XXXX of a local run (its Ray processes name it)."""
     import psutil
@@ -233,14 +207,15 @@ def _temp_dir_of(pid):
 
 
 @pytest.mark.slow
-def test_sigterm_and_sighup_stop_gracefully_release_everything_and_resume(tmp_path):
-    """Ray's failure-signal handler (installed by ray.init) used to abort the driver on
+def test_usr2_term_and_hup_stop_gracefully_release_everything_and_resume(tmp_path):
+    """USR2 (the walltime warning), TERM and HUP each stop a run that the next one resumes.
+    Ray's failure-signal handler (installed by ray.init) used to abort the driver on
     SIGTERM (exit 134, no summary); SIGHUP was not handled at all."""
     from hpoc.runtime import runlock
 
     cmd, env, exp = _slow_toy_run(tmp_path, epochs=8)
     reported = len
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGUSR2, signal.SIGTERM, signal.SIGHUP):
         before = sum(reported(p.read_text().splitlines()) for p in exp.glob("trial_*/result.json"))
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
@@ -264,10 +239,11 @@ def test_sigterm_and_sighup_stop_gracefully_release_everything_and_resume(tmp_pa
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert again.returncode == EXIT_OK, again.stderr
+    assert "resuming the interrupted run" in again.stderr
     final = json.loads((exp / "summary.json").read_text())
     assert final["interrupted"] is False and final["status_counts"] == {"TERMINATED": 2}
     for trial in final["trials"]:
-        assert _epochs(trial) == list(range(1, 9))  # continued after each stop
+        assert _epochs(trial) == list(range(1, 9))  # continued after each stop, from its checkpoint
 
 
 def test_a_trial_line_names_the_values_searched_for_it(monkeypatch):

@@ -182,7 +182,7 @@ def test_seed_trainer_resumes_under_deepspeed(splits, tmp_path: Path, monkeypatc
 # ------------------------------------------------------------- studies under Ray
 
 
-def _study(tmp_path: Path, strategy: str, trials: int) -> Path:
+def _study(tmp_path: Path, strategy: str, trials: int, epochs: int, stop: dict | None) -> Path:
     for f in ("trainer.py", "data.py"):
         shutil.copy(EXAMPLE / f, tmp_path / f)
     write_fashion_mnist(tmp_path / "data", n_train=8, n_test=2)
@@ -194,39 +194,49 @@ def _study(tmp_path: Path, strategy: str, trials: int) -> Path:
     cfg = config(doc)
     cfg["scaling_config"] = {"num_workers": 2, "use_gpu": False, "resources_per_worker": {"CPU": 0.5}}
     cfg["train_loop_config"] = {"batch_size": {"type": "choice", "options": [2, 4]},
-                                "learning_rate": {"type": "uniform", "min": 1e-4, "max": 1e-3}, "epochs": 1}
+                                "learning_rate": {"type": "uniform", "min": 1e-4, "max": 1e-3}, "epochs": epochs}
     cfg["tune_config"] = {"num_samples": trials, "max_concurrent_trials": 1,
                           "search_alg": {"name": "optuna", "metric": "loss", "mode": "min", "seed": 0}}
     cfg["run_config"] = {"storage_path": "results", "name": f"seed-{strategy}"}
+    if stop:
+        cfg["run_config"]["stop"] = stop
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
 
 
-def _run_study(tmp_path: Path, strategy: str, capsys, trials: int) -> tuple[dict, list[Path]]:
+def _run_study(tmp_path: Path, strategy: str, capsys, trials: int, epochs: int = 1,
+               stop: dict | None = None) -> tuple[dict, list[Path]]:
     from hpoc.cli import main
 
-    path = _study(tmp_path, strategy, trials)
-    assert main(["run", str(path), "--local"]) == 0, capsys.readouterr().err[-3000:]
+    path = _study(tmp_path, strategy, trials, epochs, stop)
+    # Two CPUs: a trial's 2 workers take one, so a second trial needs what the first reserved.
+    assert main(["run", str(path), "--local", "--cpus", "2"]) == 0, capsys.readouterr().err[-3000:]
     exp = tmp_path / "results" / f"seed-{strategy}"
     summary = json.loads((exp / "summary.json").read_text())
     assert summary["status_counts"] == {"TERMINATED": trials}
-    assert all(isinstance(t["metrics"]["loss"], float) and t["epochs"] == 1 for t in summary["trials"])
+    done = [t["epochs"] for t in summary["trials"]]
+    assert all(isinstance(t["metrics"]["loss"], float) for t in summary["trials"])
+    # `stop` ends a trial after its first report; the Train run has gone on meanwhile
+    assert done == [1] * trials if not stop else all(1 <= n < epochs for n in done), done
     checkpoints = sorted(p for p in exp.glob("train/*/checkpoint_*") if p.is_dir())
-    assert len(checkpoints) == trials, checkpoints  # one per trial, written by checkpoint_and_report
-    for ckpt in checkpoints:
-        assert json.loads((ckpt / "itwinai.json").read_text()) == {"epoch": 1}
+    assert len(checkpoints) >= trials and len({p.parent for p in checkpoints}) == trials, checkpoints
+    for ckpt in checkpoints:  # written by checkpoint_and_report, one per epoch
+        assert json.loads((ckpt / "itwinai.json").read_text())["epoch"] >= 1
     return summary, checkpoints
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_seed_study_with_ddp(tmp_path: Path, capsys) -> None:
-    _, checkpoints = _run_study(tmp_path, "ddp", capsys, trials=2)  # a second trial after the first
+    # Tune ends each trial (`stop`) while its Train run is still going: the second trial needs
+    # the workers the first one reserved (their placement group outlived it, and the study hung).
+    _, checkpoints = _run_study(tmp_path, "ddp", capsys, trials=2, epochs=20, stop={"training_iteration": 1})
     for ckpt in checkpoints:
         state = torch.load(ckpt / "state.pt", weights_only=False)
         assert state["model"]["conv1.weight"].shape == (64, 1, 7, 7)  # unwrapped from DDP
-        assert state["data"]["epoch"] == 0 and "optimizer" in state
+        epoch = json.loads((ckpt / "itwinai.json").read_text())["epoch"]
+        assert state["data"]["epoch"] == epoch - 1 and "optimizer" in state
 
 
 @pytest.mark.ray

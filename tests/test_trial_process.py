@@ -184,3 +184,36 @@ def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=[], run="run2", max_retries=2))
     study._make_events().on_trial_start(0, [], deterministic)
     assert deterministic.max_failures == 2
+
+
+def test_only_groups_whose_creator_actor_died_are_orphans():
+    """Ray frees a group when its creator actor *and* job are gone: the study's job lives on."""
+    from ray.core.generated import gcs_pb2
+
+    from hpoc.runtime.orphans import orphaned
+
+    State = gcs_pb2.PlacementGroupTableData.PlacementGroupState
+
+    def pg(n, actor=b"\x01" * 16, dead=True, state=State.CREATED, detached=False):
+        return gcs_pb2.PlacementGroupTableData(placement_group_id=bytes([n]) * 18, creator_actor_id=actor,
+                                               creator_actor_dead=dead, state=state, is_detached=detached)
+
+    table = [pg(1),                                  # a Train run's: its controller was killed
+             pg(2, dead=False),                      # a live run's
+             pg(3, actor=b"\xff" * 16),              # the driver's own (Tune's trial groups)
+             pg(4, actor=b""),
+             pg(5, state=State.REMOVED),
+             pg(6, detached=True),
+             pg(7, state=State.PENDING)]            # still waiting for resources: never will
+    assert orphaned(table) == [bytes([1]) * 18, bytes([7]) * 18]
+
+
+def test_train_runs_start_without_trains_placement_group_cleaner():
+    from ray.train import ScalingConfig
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    from hpoc.runtime.trial import train_run_class
+
+    run = train_run_class()(lambda config: None, scaling_config=ScalingConfig(num_workers=2))
+    kinds = [type(c) for c in run._create_default_callbacks()]
+    assert kinds and PlacementGroupCleanerCallback not in kinds

@@ -73,10 +73,12 @@ class _State:
     params: list[str] = field(default_factory=list)  # searched names: an error line shows them
     run: str = field(default_factory=lambda: uuid.uuid4().hex)  # this `hpoc run` (retry.py)
     max_retries: int = 0      # the plan's; a trial restored from an earlier run may hold 0
+    sweep_at: float | None = None  # next look for orphaned placement groups (orphans.py)
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
 
 
 _STATE = _State()
+ORPHAN_SWEEP_S = 2.0
 
 
 class Interrupted(BaseException):
@@ -180,6 +182,8 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     _STATE.stream = stream
     _STATE.params = [p["name"] for p in plan["space"]["params"]]
     _STATE.max_retries = plan["failure"]["max_retries"] or 0
+    if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
+        _STATE.sweep_at = 0.0
 
     return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
 
@@ -229,6 +233,14 @@ def _events_class() -> type:
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
             _STATE.trials = trials
+            if _STATE.sweep_at is not None and time.monotonic() >= _STATE.sweep_at:
+                from hpoc.runtime import orphans
+
+                _STATE.sweep_at = time.monotonic() + ORPHAN_SWEEP_S
+                try:
+                    orphans.release()  # a trial Tune ended left its workers' group reserved
+                except Exception:  # noqa: BLE001 - the GCS is going away; the next look retries
+                    pass
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.trials = trials

@@ -9,6 +9,7 @@ again - and `TuneReportCallback` forwards rank 0's reports to Tune.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
 def _fit_train_run(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,
                    experiment_dir: str) -> None:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
     res, ckpt = plan["resources"], plan["checkpoint"]
@@ -126,7 +127,7 @@ def _fit_train_run(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any
     per_worker: dict[str, float] = {"CPU": res["cpus_per_worker"]}
     if use_gpu:
         per_worker["GPU"] = res["gpus_per_worker"]
-    trainer = TorchTrainer(
+    trainer = train_run_class()(
         train_worker,
         train_loop_config={"plan": plan, "config": cfg, "data_ref": data_ref,
                            "trial": trial.__dict__},
@@ -146,6 +147,24 @@ def _fit_train_run(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any
         ),
     )
     trainer.fit()
+
+
+@functools.lru_cache(maxsize=1)
+def train_run_class() -> type:
+    """Ray's TorchTrainer without Train's placement-group cleaner: a detached actor per run
+    that asks Ray's dashboard (not started here) whether the run's controller is alive. It
+    could never act, and one was left behind by every trial Tune ended early (a process,
+    and a share of the head node that runs out). The driver frees what a trial Tune ended
+    left reserved instead (orphans.py)."""
+    from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+    class TrainRun(TorchTrainer):
+        def _create_default_callbacks(self) -> list:
+            return [c for c in super()._create_default_callbacks()
+                    if not isinstance(c, PlacementGroupCleanerCallback)]
+
+    return TrainRun
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:

@@ -78,6 +78,9 @@ CASES = [
      '`num_workers` must be an integer, not the string "four"'),
     ("yaml key storage_path", seed_with("storage_path: ray_checkpoints", "storage_path: 3"), "HP203", 42, 29,
      "`storage_path` must be a string, not the number `3`"),
+    # Ray writes to s3:// or gs://; as a path it would silently become a local directory.
+    ("storage_path URI", seed_with("storage_path: ray_checkpoints", "storage_path: s3://bucket/hpo"), "HP204", 42, 15,
+     '`storage_path` is a URI ("s3://bucket/hpo"): remote storage is not supported'),
     ("yaml key CPU", seed_with("CPU: 5", "CPU: -1"), "HP204", 17, 22, "`CPU` must be greater than 0 (got -1)"),
     ("yaml key max_concurrent_trials", seed_with("num_samples: 2", "num_samples: 2\n              "
      "max_concurrent_trials: -2"), "HP204", 30, 38, "`max_concurrent_trials` must be at least 1 (got -2)"),

@@ -346,6 +346,10 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     st = out["storage"]
     if st["name"] is None:
         st["name"] = out["study"]["name"]
+    if _URI.match(st["path"]):  # Ray would write there; as a path it would be a local directory
+        ch.error(VALUE, f'`path` is a URI ("{st["path"]}"): remote storage is not supported',
+                 ch.spans.get("storage.path"),
+                 help="give a directory on a filesystem every node shares, e.g. \"$SCRATCH/hpo\"")  # fmt: skip
     st["path"] = expand_path(ch, st["path"], "storage.path") or st["path"]
     t = out["trials"]
     t["time_budget_s"] = t.pop("time_budget")
@@ -542,6 +546,7 @@ def _setting_value(block: A.Block | None, key: str) -> A.Value | None:
 
 
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, file://: Ray's storage URIs
 
 
 def expand_path(ch: Checker, path: str, where: str) -> str | None:

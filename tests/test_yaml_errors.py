@@ -96,6 +96,14 @@ CASES = [
     ("point outside the space", seed_with("n_random_steps: 5", "n_random_steps: 5\n                "
      "points_to_evaluate: [{batch_size: 48, learning_rate: 1e-4}]"), "HP204", 41, 51,
      "`batch_size` in `points_to_evaluate` is 48, not one of its `choice` values"),
+    # Steps are checked against their module's source (never imported): a wrong class or
+    # argument would otherwise fail in every trial, after `hpoc check` said the study is valid.
+    ("trainer class typo", seed_with("trainer.MyRayTorchTrainer", "trainer.MyRayTrainer"), "HP204", 10, 21,
+     "trainer: `trainer` (trainer.py) defines no `MyRayTrainer`"),
+    ("trainer argument it does not take", seed_with("strategy: ddp", "strategy: ddp\n          random_seed: 3"),
+     "HP204", 45, 11, "trainer: `MyRayTorchTrainer` (trainer.py) takes no argument `random_seed`"),
+    ("splitter argument typo", seed_with("train_proportion: 0.9", "train_proportio: 0.9"), "HP204", 8, 11,
+     "splitter: `FashionMNISTSplitter` (data.py) takes no argument `train_proportio`"),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
      "trainer `trainer.MyRayTorchTrainer` has no `config`"),
     ("dotted train_loop_config key", seed_with("              epochs: 20", "              train.epochs: 20"),
@@ -272,3 +280,22 @@ def test_mutated_seed_configs_never_crash(tmp_path: Path, data) -> None:
 @given(parts=st.lists(_YAML_BITS, max_size=30))
 def test_random_yaml_never_crashes(tmp_path: Path, parts) -> None:
     _compiles_or_reports(tmp_path, "".join(parts))
+
+
+def test_steps_are_checked_against_their_source_only_when_it_is_certain(tmp_path: Path) -> None:
+    """Required arguments, a misspelt module beside the config (a warning: it may be
+    installed where the study runs), and modules whose names the source cannot tell."""
+    write(tmp_path, "")
+    data = tmp_path / "data.py"
+    data.write_text("class FashionMNISTGetter:\n    def __init__(self, root):\n        pass\n\n\n"
+                    "class FashionMNISTSplitter:\n    def __init__(self, **kw):\n        pass\n")
+    (d,) = diagnose(tmp_path, SEED)
+    assert (d.line, d.col, d.message) == (5, 21, "getter: `FashionMNISTGetter` (data.py) needs `root`: "
+                                                 "hpoc builds it with the step's arguments only")
+    data.write_text("from json import *\n")  # any name may come from there: no answer
+    path = tmp_path / "config.yaml"
+    assert [w.code for w in compile_path(path).warnings] == ["HP820"]
+    path.write_text(SEED.replace("trainer.MyRayTorchTrainer", "trainers.MyRayTorchTrainer"))
+    w = next(w for w in compile_path(path).warnings if w.code == "HP803")
+    assert (w.line, w.message, w.help) == (10, "trainer: no module `trainers` beside the spec, nor installed here",
+                                           "did you mean `trainer`?")

@@ -31,6 +31,7 @@ from hpoc.compiler.check import (
 )
 from hpoc.compiler.metrics import trainer_metrics
 from hpoc.compiler.points import check_points
+from hpoc.compiler.targets import check_step
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -259,6 +260,7 @@ _TAKEN = frozenset(sys.stdlib_module_names) | {"hpoc", "ray", "torch", "numpy"}
 def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
     """A study module named like a standard or runtime module (`random.py`, `queue.py`)
     breaks Python itself once the study's directory is first on the path."""
+    _step_sources(ch, out, block, workdir)
     for role, step in (out.get("pipeline") or {}).items():
         top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
         if workdir is None or top not in _TAKEN:
@@ -273,6 +275,25 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
                          notes=(f"{local} would replace it for every library the study imports",),
                          help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
                 break
+
+
+def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """A class its module does not define, or arguments its `__init__` does not take, fail
+    in every trial: say so now, from the module's source (never imported here)."""
+    for role, step in (out.get("pipeline") or {}).items():
+        if not step or not step.get("target"):
+            continue
+        value = _setting_value(block, role)
+        at = getattr(value, "func_span", None) or getattr(value, "span", None) or ch.spans.get(f"pipeline.{role}")
+        keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
+        # The compat trainer is built without the itwinai `config` (the study holds it).
+        supplied = ("config",) if role == "trainer" else ()
+        for p in check_step(step["target"], list(step.get("args") or {}), workdir, supplied):
+            where = keys.get(p.arg) if p.arg else None
+            if p.warning:
+                ch.warn(WARN_FILE, f"{role}: {p.message}", where or at, help=p.help)
+            else:
+                ch.error(VALUE, f"{role}: {p.message}", where or at, help=p.help)
 
 
 def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:

@@ -110,6 +110,8 @@ def _init(node: ast.AST, names: dict[str, ast.AST], depth: int = 0) -> ast.argum
         return node.args
     if not isinstance(node, ast.ClassDef) or node.decorator_list or node.keywords or depth > 8:
         return None
+    if any(isinstance(item, (ast.If, ast.Try, ast.With, ast.For)) for item in node.body):
+        return None  # `__init__` may be defined conditionally
     for item in node.body:
         if isinstance(item, ast.FunctionDef) and item.name == "__init__":
             if item.decorator_list or not item.args.args:

@@ -81,6 +81,10 @@ CASES = [
     # Ray writes to s3:// or gs://; as a path it would silently become a local directory.
     ("storage_path URI", seed_with("storage_path: ray_checkpoints", "storage_path: s3://bucket/hpo"), "HP204", 42, 15,
      '`storage_path` is a URI ("s3://bucket/hpo"): remote storage is not supported'),
+    # Ray also takes a stopper function or class: Python code, refused with a YAML hint (not .hpo's).
+    ("stop that is not a mapping", seed_with("name: Virgo-HPO-Experiment", "name: Virgo-HPO-Experiment\n"
+     "              stop: stoppers.plateau"), "HP203", 44, 21,
+     '`stop` must be a mapping of result keys to limits, not the string "stoppers.plateau"'),
     ("yaml key CPU", seed_with("CPU: 5", "CPU: -1"), "HP204", 17, 22, "`CPU` must be greater than 0 (got -1)"),
     ("yaml key max_concurrent_trials", seed_with("num_samples: 2", "num_samples: 2\n              "
      "max_concurrent_trials: -2"), "HP204", 30, 38, "`max_concurrent_trials` must be at least 1 (got -2)"),

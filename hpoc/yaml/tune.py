@@ -19,12 +19,13 @@ from hpoc.yaml.build import (
     DEFAULTED,
     IGNORED,
     SUBSTITUTED,
+    TYPE,
     UNKNOWN,
     VALUE,
     Builder,
     block,
 )
-from hpoc.yaml.nodes import YMap, YNode, YScalar
+from hpoc.yaml.nodes import YMap, YNode, YScalar, describe
 from hpoc.yaml.space import Param, mutation_value
 
 SEARCH_NAMES = {
@@ -332,7 +333,11 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
         if text is not None:
             out.run_name, out.run_name_span = text, name.span
     stop = run.get("stop")
-    if stop is not None:
+    if stop is not None and not isinstance(stop, YMap) and not (isinstance(stop, YScalar) and stop.value is None):
+        # Ray also takes a function or a Stopper object: Python code, which a config cannot hold.
+        b.error(TYPE, f"`stop` must be a mapping of result keys to limits, not {describe(stop)}", stop.span,
+                help="write e.g. `stop: {training_iteration: 10}`; a stopper function or class needs Python code")
+    elif stop is not None:
         out.trials.append(b.setting("stop", b.value(stop), run.key_span("stop")))
     out.storage, out.storage_span = storage, run.key_span("storage_path") or run.span
     _checkpoint_config(b, out, run)

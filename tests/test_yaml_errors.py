@@ -64,7 +64,10 @@ CASES = [
     ("unknown domain argument", seed_with("max: 1e-3", "maxi: 1e-3"), "HP301", 26, 17,
      "`uniform` has no argument `maxi` (`learning_rate`)"),
     ("bounds swapped", seed_with("max: 1e-3", "max: 1e-6"), "HP302", 26, 22,
-     "`lower` must be less than `upper` in `uniform` (got 1e-05 and 1e-06)"),
+     "`min` must be less than `max` in `uniform` (got 1e-05 and 1e-06)"),  # as the YAML names them
+    ("randn stddev", seed_with("type: uniform\n                min: 1e-5\n                max: 1e-3",
+                               "type: randn\n                mean: 0\n                stddev: -1"), "HP302", 26, 25,
+     "`stddev` must be positive (got -1)"),
     ("unknown scheduler", seed_with("name: asha", "name: ashaa"), "HP201", 31, 23, "unknown scheduler `ashaa`"),
     ("unsupported searcher", seed_with("name: bayes", "name: zoopt"), "HP201", 37, 23,
      "unknown search algorithm `zoopt`"),

@@ -31,6 +31,7 @@ class Translation:
     study: A.Study
     warnings: list[Diagnostic] = field(default_factory=list)
     comments: dict[str, list[str]] = field(default_factory=dict)
+    names: list[tuple[A.Span, str, str]] = field(default_factory=list)  # Builder.names
 
 
 def translate(text: str, file: str, workdir: str | None = None) -> Translation:
@@ -46,7 +47,7 @@ def translate(text: str, file: str, workdir: str | None = None) -> Translation:
     diags = _sorted(with_sources(b.diagnostics, text))
     if not b.ok:
         raise SpecCheckError(diags)
-    return Translation(study, diags, b.comments)
+    return Translation(study, diags, b.comments, b.names)
 
 
 def read(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -86,7 +87,7 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
     from hpoc.compiler import compile_study
 
     digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
-    names = _yaml_names(tr.study, text)
+    names = _yaml_names(tr.study, text) + tr.names
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml")
     except SpecError as exc:
@@ -127,9 +128,12 @@ def _renamed(diags: list[Diagnostic], names: _Names) -> list[Diagnostic]:
     for d in diags:
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
         if at:
-            _, hpo, yml = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))
-            old, new = f"`{hpo}`", f"`{yml}`"
-            d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
+            best = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))[0]
+            # Every name recorded at that span: a domain's `lower` and `upper` are `min` and `max`.
+            for sp, hpo, yml in at:
+                if sp == best:
+                    old, new = f"`{hpo}`", f"`{yml}`"
+                    d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
         out.append(d)
     return out
 

@@ -306,3 +306,16 @@ def test_steps_are_checked_against_their_source_only_when_it_is_certain(tmp_path
     w = next(w for w in compile_path(path).warnings if w.code == "HP803")
     assert (w.line, w.message, w.help) == (10, "trainer: no module `trainers` beside the spec, nor installed here",
                                            "did you mean `trainer`?")
+
+
+def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
+    """Settings named away from their own line, and suggested fixes, are what the YAML would say."""
+    d = one(tmp_path, seed_with("GPU: 1", "GPU: 0.5"))
+    assert d.message == "fractional `GPU` (0.5) needs `num_workers: 1`"  # not `workers = 1`
+    path = write(tmp_path, seed_with("epochs: 20", "epochs: 1").replace("grace_period: 10", "grace_period: 1"))
+    w = next(w for w in compile_path(path).warnings if w.code == "HP805")
+    assert w.message.startswith("`scheduler: {name: asha}` stops no trial early")
+    assert w.help.endswith("or use `scheduler: {name: fifo}`")
+    from hpoc.yaml import yaml_words
+    assert yaml_words("add `lr = loguniform(1e-5, 1e-2)` to `space`") == \
+        "add `lr: {type: loguniform, min: 1e-5, max: 1e-2}` to `train_loop_config`"

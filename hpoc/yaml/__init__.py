@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -134,8 +135,39 @@ def _renamed(diags: list[Diagnostic], names: _Names) -> list[Diagnostic]:
                 if sp == best:
                     old, new = f"`{hpo}`", f"`{yml}`"
                     d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
+        d = replace(d, message=yaml_words(d.message), help=d.help and yaml_words(d.help),
+                    notes=tuple(yaml_words(n) for n in d.notes))
         out.append(d)
     return out
+
+
+# .hpo settings the YAML always spells otherwise (hpoc/yaml/itwinai.py, tune.py), named in
+# the checker's messages away from their own line (`fractional GPU needs `workers = 1``).
+_ALWAYS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": "GPU",
+           "max_concurrent": "max_concurrent_trials", "time_budget": "time_budget_s",
+           "max_retries": "max_failures", "keep": "num_to_keep", "score_attribute": "checkpoint_score_attribute",
+           "score_order": "checkpoint_score_order", "reuse_workers": "reuse_actors", "space": "train_loop_config"}
+_SECTION = re.compile(r"`(search|scheduler) (\w+)`")
+_SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
+_DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
+
+
+def yaml_words(text: str) -> str:
+    """A checker message with its .hpo snippets in YAML: `search optuna` is `search_alg:
+    {name: optuna}`, `workers = 1` is `num_workers: 1`, `lr = uniform(a, b)` is
+    `lr: {type: uniform, min: a, max: b}`."""
+    def section(m: re.Match[str]) -> str:
+        return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}}}`"
+
+    def setting(m: re.Match[str]) -> str:
+        key, value = _ALWAYS.get(m.group(1), m.group(1)), m.group(2)
+        domain = _DOMAIN.fullmatch(value)
+        if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
+            value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
+        return f"`{key}: {value}`"
+
+    text = _SETTING.sub(setting, _SECTION.sub(section, text))
+    return re.sub(r"`(\w+)`", lambda m: f"`{_ALWAYS.get(m.group(1), m.group(1))}`", text)
 
 
 def _inside(line: int, col: int, sp: A.Span) -> bool:

@@ -319,3 +319,14 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     from hpoc.yaml import yaml_words
     assert yaml_words("add `lr = loguniform(1e-5, 1e-2)` to `space`") == \
         "add `lr: {type: loguniform, min: 1e-5, max: 1e-2}` to `train_loop_config`"
+
+
+def test_a_stop_value_on_a_minimised_objective_is_warned_about(tmp_path: Path) -> None:
+    """Ray stops once `loss` >= 0.1: meant as "until loss falls to 0.1", it ends every trial at once."""
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment",
+                                     "name: Virgo-HPO-Experiment\n              stop: {loss: 0.1, training_iteration: 5}"))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP805"]
+    assert (w.line, w.col) == (44, 22) and w.message.startswith("`stop` ends a trial once `loss` is 0.1 or more")
+    text = path.read_text().replace("mode: min", "mode: max")  # maximised: reaching it is the goal
+    path = write(tmp_path, text)
+    assert "HP805" not in [w.code for w in compile_path(path).warnings]

@@ -50,6 +50,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], workdir)
+    _stop_on_objective(ch, out)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
     if not out["scheduler"].pop("_invalid", False):
@@ -106,6 +107,21 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
             help=did_you_mean(m["name"], (*T.DEFAULT_METRICS, *(reported or ())))
             or f"make sure the trainer reports `{m['name']}` every epoch",
         )  # fmt: skip
+
+
+def _stop_on_objective(ch: Checker, out: dict[str, Any]) -> None:
+    """Ray ends a trial once a result *reaches* a `stop` value (>=). On a minimised metric
+    that is almost always meant the other way round (`stop = { loss = 0.1 }`): trials whose
+    loss starts above 0.1 would all end at their first report."""
+    stop = out["trials"].get("stop") or {}
+    for m in out["objective"]["metrics"]:
+        limit = stop.get(m["name"])
+        if m["mode"] == "min" and isinstance(limit, (int, float)) and not isinstance(limit, bool):
+            ch.warn(WARN_SCHEDULE, f"`stop` ends a trial once `{m['name']}` is {limit:g} or more (Ray's rule), "
+                    f"but `{m['name']}` is minimised: trials above it stop at their first report",
+                    ch.spans.get(f"trials.stop.{m['name']}") or ch.spans.get("trials.stop"),
+                    help=f"stop on a metric that rises (`training_iteration`, an accuracy), or remove "
+                         f"`{m['name']}` from `stop`")  # fmt: skip
 
 
 # ------------------------------------------------------------------------ searcher

@@ -330,3 +330,14 @@ def test_a_stop_value_on_a_minimised_objective_is_warned_about(tmp_path: Path) -
     text = path.read_text().replace("mode: min", "mode: max")  # maximised: reaching it is the goal
     path = write(tmp_path, text)
     assert "HP805" not in [w.code for w in compile_path(path).warnings]
+
+
+def test_num_to_keep_without_a_score_attribute_says_which_checkpoints_are_kept(tmp_path: Path) -> None:
+    """Ray keeps the most recent N; hpoc ranks by the objective: said, not silently changed."""
+    ck = "name: Virgo-HPO-Experiment\n              checkpoint_config: {num_to_keep: 3%s}"
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % ""))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP820" and "num_to_keep" in w.message]
+    assert (w.line, w.col, w.message) == (44, 35, "`num_to_keep: 3` keeps the best checkpoints by the objective "
+                                                  "metric, not the most recent as in Ray")
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % ", checkpoint_score_attribute: loss"))
+    assert not [w for w in compile_path(path).warnings if "num_to_keep" in w.message]

@@ -358,6 +358,14 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
         elif key == "checkpoint_at_end":
             b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
                    kspan, help="remove it")
+    keep = ck.get("num_to_keep")
+    if (keep is not None and "checkpoint_score_attribute" not in ck.index
+            and not (isinstance(keep, YScalar) and keep.value is None)):
+        # Ray keeps the most recent ones then; hpoc ranks them by the objective metric.
+        b.warn(SUBSTITUTED, f"`num_to_keep: {keep.text if isinstance(keep, YScalar) else '...'}` keeps the best "
+               "checkpoints by the objective metric, not the most recent as in Ray", ck.key_span("num_to_keep"),
+               help="name the metric to rank by with `checkpoint_score_attribute` (and "
+                    "`checkpoint_score_order`) to choose it yourself")
     if body:
         out.checkpoint = block("checkpoint", body, run.key_span("checkpoint_config"))
 

@@ -88,6 +88,8 @@ CASES = [
     ("stop that is not a mapping", seed_with("name: Virgo-HPO-Experiment", "name: Virgo-HPO-Experiment\n"
      "              stop: stoppers.plateau"), "HP203", 44, 21,
      '`stop` must be a mapping of result keys to limits, not the string "stoppers.plateau"'),
+    ("num_samples -1", seed_with("num_samples: 2", "num_samples: -1"), "HP204", 29, 28,
+     "`num_samples: -1` (sample without end) is not supported"),
     ("yaml key CPU", seed_with("CPU: 5", "CPU: -1"), "HP204", 17, 22, "`CPU` must be greater than 0 (got -1)"),
     ("yaml key max_concurrent_trials", seed_with("num_samples: 2", "num_samples: 2\n              "
      "max_concurrent_trials: -2"), "HP204", 30, 38, "`max_concurrent_trials` must be at least 1 (got -2)"),

@@ -91,6 +91,12 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
         for key, hpo_key in (("num_samples", "num_samples"), ("max_concurrent_trials", "max_concurrent"),
                              ("time_budget_s", "time_budget")):
             node = tune.get(key)
+            if key == "num_samples" and isinstance(node, YScalar) and type(node.value) is int and node.value == -1:
+                # Ray: sample until `time_budget_s` or forever; hpoc runs a planned number of trials.
+                b.error(VALUE, "`num_samples: -1` (sample without end) is not supported", node.span,
+                        help="give the number of trials, e.g. `num_samples: 50` (with `time_budget_s` "
+                             "to stop starting new ones after a while)")
+                continue
             if node is not None:
                 value = _no_limit(b, node) if key == "max_concurrent_trials" else b.value(node)
                 out.trials.append(b.setting(hpo_key, value, tune.key_span(key)))

@@ -321,6 +321,7 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     from hpoc.yaml import yaml_words
     assert yaml_words("add `lr = loguniform(1e-5, 1e-2)` to `space`") == \
         "add `lr: {type: loguniform, min: 1e-5, max: 1e-2}` to `train_loop_config`"
+    assert yaml_words("only enumerates `grid(...)`") == "only enumerates `type: grid_search`"
 
 
 def test_a_stop_value_on_a_minimised_objective_is_warned_about(tmp_path: Path) -> None:

@@ -166,7 +166,7 @@ def yaml_words(text: str) -> str:
             value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
         return f"`{key}: {value}`"
 
-    text = _SETTING.sub(setting, _SECTION.sub(section, text))
+    text = _SETTING.sub(setting, _SECTION.sub(section, text)).replace("`grid(...)`", "`type: grid_search`")
     return re.sub(r"`(\w+)`", lambda m: f"`{_ALWAYS.get(m.group(1), m.group(1))}`", text)
 
 

@@ -43,9 +43,10 @@ TRAINERS = {
     "missing-dep": "import torch_not_installed_anywhere\nclass Trainer: pass\n",
     "syntax": "class Trainer(:\n    pass\n",
     "hangs": "import time\ntime.sleep(600)\nclass Trainer: pass\n",
-    "kills": "import os\nos._exit(7)\n",
+    "kills": "import os\nos._exit(7)\nclass Trainer: pass\n",
     "bare": "class Trainer:\n    pass\n",
-    "no-class": "class Other: pass\n",
+    # `import *` hides what the module defines from the compiler's look at its source.
+    "no-class": "from json import *\nclass Other: pass\n",
 }
 
 

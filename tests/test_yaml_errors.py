@@ -64,7 +64,10 @@ CASES = [
     ("unknown domain argument", seed_with("max: 1e-3", "maxi: 1e-3"), "HP301", 26, 17,
      "`uniform` has no argument `maxi` (`learning_rate`)"),
     ("bounds swapped", seed_with("max: 1e-3", "max: 1e-6"), "HP302", 26, 22,
-     "`lower` must be less than `upper` in `uniform` (got 1e-05 and 1e-06)"),
+     "`min` must be less than `max` in `uniform` (got 1e-05 and 1e-06)"),  # as the YAML names them
+    ("randn stddev", seed_with("type: uniform\n                min: 1e-5\n                max: 1e-3",
+                               "type: randn\n                mean: 0\n                stddev: -1"), "HP302", 26, 25,
+     "`stddev` must be positive (got -1)"),
     ("unknown scheduler", seed_with("name: asha", "name: ashaa"), "HP201", 31, 23, "unknown scheduler `ashaa`"),
     ("unsupported searcher", seed_with("name: bayes", "name: zoopt"), "HP201", 37, 23,
      "unknown search algorithm `zoopt`"),
@@ -78,6 +81,15 @@ CASES = [
      '`num_workers` must be an integer, not the string "four"'),
     ("yaml key storage_path", seed_with("storage_path: ray_checkpoints", "storage_path: 3"), "HP203", 42, 29,
      "`storage_path` must be a string, not the number `3`"),
+    # Ray writes to s3:// or gs://; as a path it would silently become a local directory.
+    ("storage_path URI", seed_with("storage_path: ray_checkpoints", "storage_path: s3://bucket/hpo"), "HP204", 42, 15,
+     '`storage_path` is a URI ("s3://bucket/hpo"): remote storage is not supported'),
+    # Ray also takes a stopper function or class: Python code, refused with a YAML hint (not .hpo's).
+    ("stop that is not a mapping", seed_with("name: Virgo-HPO-Experiment", "name: Virgo-HPO-Experiment\n"
+     "              stop: stoppers.plateau"), "HP203", 44, 21,
+     '`stop` must be a mapping of result keys to limits, not the string "stoppers.plateau"'),
+    ("num_samples -1", seed_with("num_samples: 2", "num_samples: -1"), "HP204", 29, 28,
+     "`num_samples: -1` (sample without end) is not supported"),
     ("yaml key CPU", seed_with("CPU: 5", "CPU: -1"), "HP204", 17, 22, "`CPU` must be greater than 0 (got -1)"),
     ("yaml key max_concurrent_trials", seed_with("num_samples: 2", "num_samples: 2\n              "
      "max_concurrent_trials: -2"), "HP204", 30, 38, "`max_concurrent_trials` must be at least 1 (got -2)"),
@@ -93,6 +105,14 @@ CASES = [
     ("point outside the space", seed_with("n_random_steps: 5", "n_random_steps: 5\n                "
      "points_to_evaluate: [{batch_size: 48, learning_rate: 1e-4}]"), "HP204", 41, 51,
      "`batch_size` in `points_to_evaluate` is 48, not one of its `choice` values"),
+    # Steps are checked against their module's source (never imported): a wrong class or
+    # argument would otherwise fail in every trial, after `hpoc check` said the study is valid.
+    ("trainer class typo", seed_with("trainer.MyRayTorchTrainer", "trainer.MyRayTrainer"), "HP204", 10, 21,
+     "trainer: `trainer` (trainer.py) defines no `MyRayTrainer`"),
+    ("trainer argument it does not take", seed_with("strategy: ddp", "strategy: ddp\n          random_seed: 3"),
+     "HP204", 45, 11, "trainer: `MyRayTorchTrainer` (trainer.py) takes no argument `random_seed`"),
+    ("splitter argument typo", seed_with("train_proportion: 0.9", "train_proportio: 0.9"), "HP204", 8, 11,
+     "splitter: `FashionMNISTSplitter` (data.py) takes no argument `train_proportio`"),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,
      "trainer `trainer.MyRayTorchTrainer` has no `config`"),
     ("dotted train_loop_config key", seed_with("              epochs: 20", "              train.epochs: 20"),
@@ -269,3 +289,58 @@ def test_mutated_seed_configs_never_crash(tmp_path: Path, data) -> None:
 @given(parts=st.lists(_YAML_BITS, max_size=30))
 def test_random_yaml_never_crashes(tmp_path: Path, parts) -> None:
     _compiles_or_reports(tmp_path, "".join(parts))
+
+
+def test_steps_are_checked_against_their_source_only_when_it_is_certain(tmp_path: Path) -> None:
+    """Required arguments, a misspelt module beside the config (a warning: it may be
+    installed where the study runs), and modules whose names the source cannot tell."""
+    write(tmp_path, "")
+    data = tmp_path / "data.py"
+    data.write_text("class FashionMNISTGetter:\n    def __init__(self, root):\n        pass\n\n\n"
+                    "class FashionMNISTSplitter:\n    def __init__(self, **kw):\n        pass\n")
+    (d,) = diagnose(tmp_path, SEED)
+    assert (d.line, d.col, d.message) == (5, 21, "getter: `FashionMNISTGetter` (data.py) needs `root`: "
+                                                 "hpoc builds it with the step's arguments only")
+    data.write_text("from json import *\n")  # any name may come from there: no answer
+    path = tmp_path / "config.yaml"
+    assert [w.code for w in compile_path(path).warnings] == ["HP820"]
+    path.write_text(SEED.replace("trainer.MyRayTorchTrainer", "trainers.MyRayTorchTrainer"))
+    w = next(w for w in compile_path(path).warnings if w.code == "HP803")
+    assert (w.line, w.message, w.help) == (10, "trainer: no module `trainers` beside the spec, nor installed here",
+                                           "did you mean `trainer`?")
+
+
+def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
+    """Settings named away from their own line, and suggested fixes, are what the YAML would say."""
+    d = one(tmp_path, seed_with("GPU: 1", "GPU: 0.5"))
+    assert d.message == "fractional `GPU` (0.5) needs `num_workers: 1`"  # not `workers = 1`
+    path = write(tmp_path, seed_with("epochs: 20", "epochs: 1").replace("grace_period: 10", "grace_period: 1"))
+    w = next(w for w in compile_path(path).warnings if w.code == "HP805")
+    assert w.message.startswith("`scheduler: {name: asha}` stops no trial early")
+    assert w.help.endswith("or use `scheduler: {name: fifo}`")
+    from hpoc.yaml import yaml_words
+    assert yaml_words("add `lr = loguniform(1e-5, 1e-2)` to `space`") == \
+        "add `lr: {type: loguniform, min: 1e-5, max: 1e-2}` to `train_loop_config`"
+    assert yaml_words("only enumerates `grid(...)`") == "only enumerates `type: grid_search`"
+
+
+def test_a_stop_value_on_a_minimised_objective_is_warned_about(tmp_path: Path) -> None:
+    """Ray stops once `loss` >= 0.1: meant as "until loss falls to 0.1", it ends every trial at once."""
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment",
+                                     "name: Virgo-HPO-Experiment\n              stop: {loss: 0.1, training_iteration: 5}"))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP805"]
+    assert (w.line, w.col) == (44, 22) and w.message.startswith("`stop` ends a trial once `loss` is 0.1 or more")
+    text = path.read_text().replace("mode: min", "mode: max")  # maximised: reaching it is the goal
+    path = write(tmp_path, text)
+    assert "HP805" not in [w.code for w in compile_path(path).warnings]
+
+
+def test_num_to_keep_without_a_score_attribute_says_which_checkpoints_are_kept(tmp_path: Path) -> None:
+    """Ray keeps the most recent N; hpoc ranks by the objective: said, not silently changed."""
+    ck = "name: Virgo-HPO-Experiment\n              checkpoint_config: {num_to_keep: 3%s}"
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % ""))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP820" and "num_to_keep" in w.message]
+    assert (w.line, w.col, w.message) == (44, 35, "`num_to_keep: 3` keeps the best checkpoints by the objective "
+                                                  "metric, not the most recent as in Ray")
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % ", checkpoint_score_attribute: loss"))
+    assert not [w for w in compile_path(path).warnings if "num_to_keep" in w.message]

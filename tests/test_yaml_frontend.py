@@ -97,7 +97,7 @@ def test_loss_warning_appears_when_the_trainer_does_not_report_it(tmp_path: Path
     (tmp_path / "trainer.py").write_text("class MyRayTorchTrainer:\n    pass\n")
     warnings = compile_path(path).warnings
     assert "HP801" in [w.code for w in warnings]
-    (tmp_path / "trainer.py").write_text("def f(v):\n    return {'loss': v}\n")
+    (tmp_path / "trainer.py").write_text("class MyRayTorchTrainer:\n    pass\n\n\ndef f(v):\n    return {'loss': v}\n")
     assert "HP801" not in [w.code for w in compile_path(path).warnings]
 
 
@@ -374,7 +374,8 @@ def test_class_paths_resolve_beside_the_config(tmp_path: Path, monkeypatch) -> N
 
     sub = tmp_path / "cfg"
     path = write(sub, seed(), with_code=False)
-    (sub / "data.py").write_text("class FashionMNISTGetter:\n    where = __file__\n")
+    (sub / "data.py").write_text("class FashionMNISTGetter:\n    where = __file__\n\n\nclass FashionMNISTSplitter:\n"
+                                 "    def __init__(self, train_proportion, validation_proportion):\n        pass\n")
     monkeypatch.chdir(tmp_path)
     plan = compile_path(Path("cfg") / "config.yaml").plan
     assert plan["source"]["workdir"] == str(sub.resolve())

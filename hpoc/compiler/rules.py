@@ -31,6 +31,7 @@ from hpoc.compiler.check import (
 )
 from hpoc.compiler.metrics import trainer_metrics
 from hpoc.compiler.points import check_points
+from hpoc.compiler.targets import check_step
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -49,6 +50,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], workdir)
+    _stop_on_objective(ch, out)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
     if not out["scheduler"].pop("_invalid", False):
@@ -105,6 +107,21 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
             help=did_you_mean(m["name"], (*T.DEFAULT_METRICS, *(reported or ())))
             or f"make sure the trainer reports `{m['name']}` every epoch",
         )  # fmt: skip
+
+
+def _stop_on_objective(ch: Checker, out: dict[str, Any]) -> None:
+    """Ray ends a trial once a result *reaches* a `stop` value (>=). On a minimised metric
+    that is almost always meant the other way round (`stop = { loss = 0.1 }`): trials whose
+    loss starts above 0.1 would all end at their first report."""
+    stop = out["trials"].get("stop") or {}
+    for m in out["objective"]["metrics"]:
+        limit = stop.get(m["name"])
+        if m["mode"] == "min" and isinstance(limit, (int, float)) and not isinstance(limit, bool):
+            ch.warn(WARN_SCHEDULE, f"`stop` ends a trial once `{m['name']}` is {limit:g} or more (Ray's rule), "
+                    f"but `{m['name']}` is minimised: trials above it stop at their first report",
+                    ch.spans.get(f"trials.stop.{m['name']}") or ch.spans.get("trials.stop"),
+                    help=f"stop on a metric that rises (`training_iteration`, an accuracy), or remove "
+                         f"`{m['name']}` from `stop`")  # fmt: skip
 
 
 # ------------------------------------------------------------------------ searcher
@@ -256,6 +273,7 @@ _TAKEN = frozenset(sys.stdlib_module_names) | {"hpoc", "ray", "torch", "numpy"}
 def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
     """A study module named like a standard or runtime module (`random.py`, `queue.py`)
     breaks Python itself once the study's directory is first on the path."""
+    _step_sources(ch, out, block, workdir)
     for role, step in (out.get("pipeline") or {}).items():
         top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
         if workdir is None or top not in _TAKEN:
@@ -270,6 +288,25 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
                          notes=(f"{local} would replace it for every library the study imports",),
                          help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
                 break
+
+
+def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """A class its module does not define, or arguments its `__init__` does not take, fail
+    in every trial: say so now, from the module's source (never imported here)."""
+    for role, step in (out.get("pipeline") or {}).items():
+        if not step or not step.get("target"):
+            continue
+        value = _setting_value(block, role)
+        at = getattr(value, "func_span", None) or getattr(value, "span", None) or ch.spans.get(f"pipeline.{role}")
+        keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
+        # The compat trainer is built without the itwinai `config` (the study holds it).
+        supplied = ("config",) if role == "trainer" else ()
+        for p in check_step(step["target"], list(step.get("args") or {}), workdir, supplied):
+            where = keys.get(p.arg) if p.arg else None
+            if p.warning:
+                ch.warn(WARN_FILE, f"{role}: {p.message}", where or at, help=p.help)
+            else:
+                ch.error(VALUE, f"{role}: {p.message}", where or at, help=p.help)
 
 
 # ----------------------------------------------------------------------- resources
@@ -346,6 +383,10 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     st = out["storage"]
     if st["name"] is None:
         st["name"] = out["study"]["name"]
+    if _URI.match(st["path"]):  # Ray would write there; as a path it would be a local directory
+        ch.error(VALUE, f'`path` is a URI ("{st["path"]}"): remote storage is not supported',
+                 ch.spans.get("storage.path"),
+                 help="give a directory on a filesystem every node shares, e.g. \"$SCRATCH/hpo\"")  # fmt: skip
     st["path"] = expand_path(ch, st["path"], "storage.path") or st["path"]
     t = out["trials"]
     t["time_budget_s"] = t.pop("time_budget")
@@ -542,6 +583,7 @@ def _setting_value(block: A.Block | None, key: str) -> A.Value | None:
 
 
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, file://: Ray's storage URIs
 
 
 def expand_path(ch: Checker, path: str, where: str) -> str | None:

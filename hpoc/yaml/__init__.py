@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +32,7 @@ class Translation:
     study: A.Study
     warnings: list[Diagnostic] = field(default_factory=list)
     comments: dict[str, list[str]] = field(default_factory=dict)
+    names: list[tuple[A.Span, str, str]] = field(default_factory=list)  # Builder.names
 
 
 def translate(text: str, file: str, workdir: str | None = None) -> Translation:
@@ -46,7 +48,7 @@ def translate(text: str, file: str, workdir: str | None = None) -> Translation:
     diags = _sorted(with_sources(b.diagnostics, text))
     if not b.ok:
         raise SpecCheckError(diags)
-    return Translation(study, diags, b.comments)
+    return Translation(study, diags, b.comments, b.names)
 
 
 def read(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -86,7 +88,7 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
     from hpoc.compiler import compile_study
 
     digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
-    names = _yaml_names(tr.study, text)
+    names = _yaml_names(tr.study, text) + tr.names
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml")
     except SpecError as exc:
@@ -127,11 +129,45 @@ def _renamed(diags: list[Diagnostic], names: _Names) -> list[Diagnostic]:
     for d in diags:
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
         if at:
-            _, hpo, yml = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))
-            old, new = f"`{hpo}`", f"`{yml}`"
-            d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
+            best = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))[0]
+            # Every name recorded at that span: a domain's `lower` and `upper` are `min` and `max`.
+            for sp, hpo, yml in at:
+                if sp == best:
+                    old, new = f"`{hpo}`", f"`{yml}`"
+                    d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
+        d = replace(d, message=yaml_words(d.message), help=d.help and yaml_words(d.help),
+                    notes=tuple(yaml_words(n) for n in d.notes))
         out.append(d)
     return out
+
+
+# .hpo settings the YAML always spells otherwise (hpoc/yaml/itwinai.py, tune.py), named in
+# the checker's messages away from their own line (`fractional GPU needs `workers = 1``).
+_ALWAYS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": "GPU",
+           "max_concurrent": "max_concurrent_trials", "time_budget": "time_budget_s",
+           "max_retries": "max_failures", "keep": "num_to_keep", "score_attribute": "checkpoint_score_attribute",
+           "score_order": "checkpoint_score_order", "reuse_workers": "reuse_actors", "space": "train_loop_config"}
+_SECTION = re.compile(r"`(search|scheduler) (\w+)`")
+_SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
+_DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
+
+
+def yaml_words(text: str) -> str:
+    """A checker message with its .hpo snippets in YAML: `search optuna` is `search_alg:
+    {name: optuna}`, `workers = 1` is `num_workers: 1`, `lr = uniform(a, b)` is
+    `lr: {type: uniform, min: a, max: b}`."""
+    def section(m: re.Match[str]) -> str:
+        return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}}}`"
+
+    def setting(m: re.Match[str]) -> str:
+        key, value = _ALWAYS.get(m.group(1), m.group(1)), m.group(2)
+        domain = _DOMAIN.fullmatch(value)
+        if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
+            value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
+        return f"`{key}: {value}`"
+
+    text = _SETTING.sub(setting, _SECTION.sub(section, text)).replace("`grid(...)`", "`type: grid_search`")
+    return re.sub(r"`(\w+)`", lambda m: f"`{_ALWAYS.get(m.group(1), m.group(1))}`", text)
 
 
 def _inside(line: int, col: int, sp: A.Span) -> bool:

@@ -31,6 +31,8 @@ class Builder:
         self.workdir = workdir
         self.diagnostics: list[Diagnostic] = []
         self.comments: dict[str, list[str]] = {}  # section kind -> comments for `hpoc convert`
+        # (span, .hpo name, YAML name): the checker's messages at `span` say the YAML's name.
+        self.names: list[tuple[A.Span, str, str]] = []
 
     # -- reporting
     def report(self, severity: str, code: str, msg: str, span: A.Span | None,

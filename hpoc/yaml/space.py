@@ -142,6 +142,11 @@ def _numeric(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> 
             ok = False
     if not ok:
         return None
+    # `min`/`max`/`stddev` are `lower`/`upper`/`sd` to the checker: its messages at any of
+    # this domain's values (`lower` must be less than `upper`) name them as written.
+    renamed = [(arg, key) for arg, (key, _) in given.items() if key != arg]
+    for at in [type_node.span] + [v.span for _, v in given.values()]:
+        b.names.extend((at, arg, key) for arg, key in renamed)
     args: list[A.Value] = []
     kwargs: list[A.Pair] = []
     for arg, _, default in sig:  # required arguments by position, optional ones by name

@@ -19,12 +19,13 @@ from hpoc.yaml.build import (
     DEFAULTED,
     IGNORED,
     SUBSTITUTED,
+    TYPE,
     UNKNOWN,
     VALUE,
     Builder,
     block,
 )
-from hpoc.yaml.nodes import YMap, YNode, YScalar
+from hpoc.yaml.nodes import YMap, YNode, YScalar, describe
 from hpoc.yaml.space import Param, mutation_value
 
 SEARCH_NAMES = {
@@ -90,6 +91,12 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
         for key, hpo_key in (("num_samples", "num_samples"), ("max_concurrent_trials", "max_concurrent"),
                              ("time_budget_s", "time_budget")):
             node = tune.get(key)
+            if key == "num_samples" and isinstance(node, YScalar) and type(node.value) is int and node.value == -1:
+                # Ray: sample until `time_budget_s` or forever; hpoc runs a planned number of trials.
+                b.error(VALUE, "`num_samples: -1` (sample without end) is not supported", node.span,
+                        help="give the number of trials, e.g. `num_samples: 50` (with `time_budget_s` "
+                             "to stop starting new ones after a while)")
+                continue
             if node is not None:
                 value = _no_limit(b, node) if key == "max_concurrent_trials" else b.value(node)
                 out.trials.append(b.setting(hpo_key, value, tune.key_span(key)))
@@ -332,7 +339,11 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
         if text is not None:
             out.run_name, out.run_name_span = text, name.span
     stop = run.get("stop")
-    if stop is not None:
+    if stop is not None and not isinstance(stop, YMap) and not (isinstance(stop, YScalar) and stop.value is None):
+        # Ray also takes a function or a Stopper object: Python code, which a config cannot hold.
+        b.error(TYPE, f"`stop` must be a mapping of result keys to limits, not {describe(stop)}", stop.span,
+                help="write e.g. `stop: {training_iteration: 10}`; a stopper function or class needs Python code")
+    elif stop is not None:
         out.trials.append(b.setting("stop", b.value(stop), run.key_span("stop")))
     out.storage, out.storage_span = storage, run.key_span("storage_path") or run.span
     _checkpoint_config(b, out, run)
@@ -353,6 +364,14 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
         elif key == "checkpoint_at_end":
             b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
                    kspan, help="remove it")
+    keep = ck.get("num_to_keep")
+    if (keep is not None and "checkpoint_score_attribute" not in ck.index
+            and not (isinstance(keep, YScalar) and keep.value is None)):
+        # Ray keeps the most recent ones then; hpoc ranks them by the objective metric.
+        b.warn(SUBSTITUTED, f"`num_to_keep: {keep.text if isinstance(keep, YScalar) else '...'}` keeps the best "
+               "checkpoints by the objective metric, not the most recent as in Ray", ck.key_span("num_to_keep"),
+               help="name the metric to rank by with `checkpoint_score_attribute` (and "
+                    "`checkpoint_score_order`) to choose it yourself")
     if body:
         out.checkpoint = block("checkpoint", body, run.key_span("checkpoint_config"))
 

@@ -1,0 +1,160 @@
+"""Pipeline steps checked against their source, without importing it.
+
+A step is built as `Class(**arguments)` in every trial (hpoc/runtime/pipeline.py), so a
+class the module does not define, or an argument its `__init__` does not take, fails only
+when the study runs. When the module is a Python file under the study's directory, its
+syntax tree answers both at compile time. Whatever the tree cannot tell for certain (an
+`__init__` inherited from another module, `**kwargs`, decorators, `import *`, a module
+`__getattr__`) is not reported.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Iterable
+
+from hpoc.errors import did_you_mean, one_of
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A step that cannot be built: `arg` names the argument at fault (None: the target)."""
+
+    message: str
+    help: str | None = None
+    arg: str | None = None
+    warning: bool = False
+
+
+def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: Iterable[str] = ()) -> list[Problem]:
+    """Problems building `target` (`pkg.mod:Name`) with keyword `args`; `supplied` are
+    arguments the runtime adds itself (the compat trainer's `config`)."""
+    module, _, qual = target.partition(":")
+    if not workdir or not module or not qual:
+        return []
+    found = _module(workdir, module)
+    if found is None:
+        return _missing_module(module, workdir)
+    path, tree = found
+    if tree is None or "." in qual:
+        return []
+    names = _bindings(tree)
+    if names is None:  # `import *` or a module `__getattr__`: any name may exist
+        return []
+    shown = os.path.relpath(path, workdir)
+    if qual not in names:
+        defined = [n for n, node in names.items() if isinstance(node, (ast.ClassDef, ast.FunctionDef))]
+        return [Problem(f"`{module}` ({shown}) defines no `{qual}`",
+                        did_you_mean(qual, defined) or (f"it defines {one_of(defined)}" if defined else None))]
+    init = _init(names[qual], names)
+    if init is None:
+        return []
+    return _arguments(init, list(args), set(supplied), f"`{qual}`", shown)
+
+
+def _module(workdir: str, module: str) -> tuple[str, ast.Module | None] | None:
+    """(path, tree) of the module's file under `workdir`; tree None when unreadable."""
+    base = os.path.join(workdir, *module.split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(path):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    return path, ast.parse(fh.read(), path)
+            except (OSError, SyntaxError, ValueError, RecursionError):
+                return path, None
+    return None
+
+
+def _missing_module(module: str, workdir: str) -> list[Problem]:
+    """A misspelt module beside the spec (`trainers` for trainer.py); an installed one is fine."""
+    top = module.split(".")[0]
+    try:
+        local = [f[:-3] for f in os.listdir(workdir) if f.endswith(".py") and f[:-3].isidentifier()]
+    except OSError:
+        return []
+    close = did_you_mean(top, local)
+    if close is None or top in local or importlib.util.find_spec(top) is not None:
+        return []
+    return [Problem(f"no module `{module}` beside the spec, nor installed here", close, warning=True)]
+
+
+def _bindings(tree: ast.Module) -> dict[str, ast.AST] | None:
+    """Top-level names of a module and what binds them; None when names are dynamic."""
+    out: dict[str, ast.AST] = {}
+    for node in tree.body:
+        for sub in ast.walk(node) if isinstance(node, (ast.If, ast.Try)) else (node,):
+            if isinstance(sub, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                if sub.name == "__getattr__" and sub in tree.body:
+                    return None
+                out.setdefault(sub.name, sub)
+            elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+                for alias in sub.names:
+                    if alias.name == "*":
+                        return None
+                    out.setdefault(alias.asname or alias.name.split(".")[0], sub)
+            elif isinstance(sub, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = sub.targets if isinstance(sub, ast.Assign) else [sub.target]
+                for t in targets:
+                    for n in ast.walk(t):
+                        if isinstance(n, ast.Name):
+                            out.setdefault(n.id, sub)
+    return out
+
+
+def _init(node: ast.AST, names: dict[str, ast.AST], depth: int = 0) -> ast.arguments | None:
+    """The parameters building `node` takes (after `self`), when the module says for sure."""
+    if isinstance(node, ast.FunctionDef) and not node.decorator_list:
+        return node.args
+    if not isinstance(node, ast.ClassDef) or node.decorator_list or node.keywords or depth > 8:
+        return None
+    if any(isinstance(item, (ast.If, ast.Try, ast.With, ast.For)) for item in node.body):
+        return None  # `__init__` may be defined conditionally
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            if item.decorator_list or not item.args.args:
+                return None
+            a = item.args
+            return ast.arguments(posonlyargs=a.posonlyargs[1:] if a.posonlyargs else [],
+                                 args=a.args[1:] if not a.posonlyargs else a.args, vararg=a.vararg,
+                                 kwonlyargs=a.kwonlyargs, kw_defaults=a.kw_defaults, kwarg=a.kwarg,
+                                 defaults=a.defaults)
+        if isinstance(item, (ast.FunctionDef, ast.Assign)) and _defines(item, ("__new__", "__signature__")):
+            return None
+    # Inherited: only from one class of this module (another module's __init__ is unknown).
+    if len(node.bases) == 1 and isinstance(node.bases[0], ast.Name):
+        base = names.get(node.bases[0].id)
+        if isinstance(base, ast.ClassDef):
+            return _init(base, names, depth + 1)
+    if not node.bases:  # `object.__init__`: no arguments
+        return ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[], kw_defaults=[],
+                             kwarg=None, defaults=[])
+    return None
+
+
+def _defines(item: ast.AST, names: tuple[str, ...]) -> bool:
+    if isinstance(item, ast.FunctionDef):
+        return item.name in names
+    return any(isinstance(t, ast.Name) and t.id in names for t in getattr(item, "targets", ()))
+
+
+def _arguments(a: ast.arguments, given: list[str], supplied: set[str], what: str, shown: str) -> list[Problem]:
+    keyword = [p.arg for p in a.args] + [p.arg for p in a.kwonlyargs]
+    out: list[Problem] = []
+    if a.kwarg is None:
+        for arg in given:
+            if arg not in keyword:
+                out.append(Problem(f"{what} ({shown}) takes no argument `{arg}`",
+                                   did_you_mean(arg, keyword) or (f"it takes {one_of(keyword)}" if keyword
+                                                                  else "it takes no arguments"), arg))
+    required = [p.arg for p in a.posonlyargs]
+    required += [p.arg for p in a.args[: len(a.args) - len(a.defaults)]]
+    required += [p.arg for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is None]
+    missing = [r for r in required if r not in given and r not in supplied]
+    if missing and not a.posonlyargs and not out:  # after a misspelt argument, this is noise
+        listed = ", ".join(f"`{m}`" for m in missing)
+        out.append(Problem(f"{what} ({shown}) needs {listed}: hpoc builds it with the step's arguments only",
+                           f"give {'it' if len(missing) == 1 else 'them'} in the step's arguments"))
+    return out

@@ -194,9 +194,10 @@ def test_only_groups_whose_creator_actor_died_are_orphans():
 
     State = gcs_pb2.PlacementGroupTableData.PlacementGroupState
 
-    def pg(n, actor=b"\x01" * 16, dead=True, state=State.CREATED, detached=False):
+    def pg(n, actor=b"\x01" * 16, dead=True, state=State.CREATED, detached=False, job=b"\x02\x00\x00\x00"):
         return gcs_pb2.PlacementGroupTableData(placement_group_id=bytes([n]) * 18, creator_actor_id=actor,
-                                               creator_actor_dead=dead, state=state, is_detached=detached)
+                                               creator_actor_dead=dead, state=state, is_detached=detached,
+                                               creator_job_id=job)
 
     table = [pg(1),                                  # a Train run's: its controller was killed
              pg(2, dead=False),                      # a live run's
@@ -204,8 +205,9 @@ def test_only_groups_whose_creator_actor_died_are_orphans():
              pg(4, actor=b""),
              pg(5, state=State.REMOVED),
              pg(6, detached=True),
-             pg(7, state=State.PENDING)]            # still waiting for resources: never will
-    assert orphaned(table) == [bytes([1]) * 18, bytes([7]) * 18]
+             pg(7, state=State.PENDING),             # still waiting for resources: never will
+             pg(8, job=b"\x03\x00\x00\x00")]          # another job's, on a shared cluster
+    assert orphaned(table, b"\x02\x00\x00\x00") == [bytes([1]) * 18, bytes([7]) * 18]
 
 
 def test_train_runs_start_without_trains_placement_group_cleaner():

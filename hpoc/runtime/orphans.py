@@ -19,9 +19,10 @@ _NIL_ACTOR = b"\xff" * 16
 _LIVE_STATES = ("PENDING", "PREPARED", "CREATED", "RESCHEDULING")
 
 
-def orphaned(table: list[Any]) -> list[bytes]:
-    """Ids of the groups in `table` (GCS `PlacementGroupTableData`) whose creator actor is
-    dead: never a detached group, nor one the driver made (no creator actor; Tune's own)."""
+def orphaned(table: list[Any], job: bytes) -> list[bytes]:
+    """Ids of the groups of `job` in `table` (GCS `PlacementGroupTableData`) whose creator
+    actor is dead: never a detached group, nor one the driver made (no creator actor: Tune's
+    own), nor another job's (a cluster the study shares)."""
     from ray.core.generated import gcs_pb2
 
     states = gcs_pb2.PlacementGroupTableData.PlacementGroupState
@@ -30,7 +31,7 @@ def orphaned(table: list[Any]) -> list[bytes]:
     for pg in table:
         actor = bytes(pg.creator_actor_id)
         if (pg.state in live and not pg.is_detached and pg.creator_actor_dead
-                and actor and actor != _NIL_ACTOR[: len(actor)]):
+                and bytes(pg.creator_job_id) == job and actor and actor != _NIL_ACTOR[: len(actor)]):
             out.append(bytes(pg.placement_group_id))
     return out
 
@@ -45,7 +46,8 @@ def release() -> int:
     accessor = state._connect_and_get_accessor()
     table = [gcs_pb2.PlacementGroupTableData.FromString(raw) for raw in accessor.get_placement_group_table()]
     removed = 0
-    for pg_id in orphaned(table):
+    job = ray.get_runtime_context().get_job_id()
+    for pg_id in orphaned(table, bytes.fromhex(job)):
         try:
             remove_placement_group(PlacementGroup(ray.PlacementGroupID(pg_id)))
             removed += 1

@@ -219,10 +219,13 @@ def _run_study(tmp_path: Path, strategy: str, capsys, trials: int, epochs: int =
     assert all(isinstance(t["metrics"]["loss"], float) for t in summary["trials"])
     # `stop` ends a trial after its first report; the Train run has gone on meanwhile
     assert done == [1] * trials if not stop else all(1 <= n < epochs for n in done), done
-    checkpoints = sorted(p for p in exp.glob("train/*/checkpoint_*") if p.is_dir())
-    assert len(checkpoints) >= trials and len({p.parent for p in checkpoints}) == trials, checkpoints
-    for ckpt in checkpoints:  # written by checkpoint_and_report, one per epoch
-        assert json.loads((ckpt / "itwinai.json").read_text())["epoch"] >= 1
+    # Each trial's first checkpoint, written by checkpoint_and_report with its first report
+    # (a later one may be cut off half-written where `stop` killed the run).
+    runs = sorted(p for p in exp.glob("train/*") if p.is_dir())
+    checkpoints = [min(run.glob("checkpoint_*")) for run in runs]
+    assert len(checkpoints) == trials, runs
+    for ckpt in checkpoints:
+        assert json.loads((ckpt / "itwinai.json").read_text()) == {"epoch": 1}
     return summary, checkpoints
 
 
@@ -235,8 +238,7 @@ def test_seed_study_with_ddp(tmp_path: Path, capsys) -> None:
     for ckpt in checkpoints:
         state = torch.load(ckpt / "state.pt", weights_only=False)
         assert state["model"]["conv1.weight"].shape == (64, 1, 7, 7)  # unwrapped from DDP
-        epoch = json.loads((ckpt / "itwinai.json").read_text())["epoch"]
-        assert state["data"]["epoch"] == epoch - 1 and "optimizer" in state
+        assert state["data"]["epoch"] == 0 and "optimizer" in state
 
 
 @pytest.mark.ray

@@ -55,7 +55,7 @@ MODULE = textwrap.dedent('''
     import os, pathlib
     pathlib.Path(os.environ.get("MARKER_DIR", "."), "IMPORTED_{name}").write_text(str(os.getpid()))
 
-    class {cls}:
+    class {cls}{base}:
         def execute(self):
             return ([1], [2])
         def check(self):
@@ -67,8 +67,10 @@ def write_study(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "study.hpo").write_text(SPEC)
     (folder / "config.yaml").write_text(CONFIG)
-    (folder / "data.py").write_text(MODULE.replace("{name}", "data").replace("{cls}", "Getter"))
-    (folder / "trainer.py").write_text(MODULE.replace("{name}", "trainer").replace("{cls}", "Trainer")
+    (folder / "data.py").write_text(MODULE.replace("{name}", "data").replace("{cls}", "Getter")
+                                    .replace("{base}", ""))
+    (folder / "trainer.py").write_text("import hpoc\n" + MODULE.replace("{name}", "trainer")
+                                       .replace("{cls}", "Trainer").replace("{base}", "(hpoc.Trainer)")
                                        + "    def checkpoint_and_report(self, e, m):\n        pass\n")
 
 

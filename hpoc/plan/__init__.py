@@ -28,6 +28,11 @@ def content_hash(plan: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
+def plan_hash(plan: dict[str, Any]) -> str:
+    """The hash plan.json records, or the one it would record."""
+    return plan.get("content_hash") or content_hash(plan)
+
+
 def hashed(plan: dict[str, Any]) -> dict[str, Any]:
     """`plan` with its content hash filled in (what plan.json holds and the scripts name)."""
     return dict(plan, content_hash=content_hash(plan))

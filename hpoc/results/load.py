@@ -141,10 +141,10 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
 
 
 def _fingerprint(plan: dict[str, Any] | None) -> dict[str, Any] | None:
-    from hpoc.plan import content_hash
+    from hpoc.plan import plan_hash
     from hpoc.runtime import marker
 
-    return marker.fingerprint(plan, plan.get("content_hash") or content_hash(plan)) if plan else None
+    return marker.fingerprint(plan, plan_hash(plan)) if plan else None
 
 
 def _other_plan(path: Path, fp: dict[str, Any]) -> str | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hpoc.plan import plan_hash
 from hpoc.runtime import marker, runlock
 from hpoc.runtime import summary as summary_mod
 
@@ -89,14 +90,6 @@ class Interrupted(BaseException):
 def experiment_dir(plan: dict[str, Any], shard: int) -> Path:
     root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
     return root / f"shard-{shard}" if plan["shards"]["count"] > 1 else root
-
-
-def plan_hash(plan: dict[str, Any]) -> str:
-    if plan.get("content_hash"):
-        return plan["content_hash"]
-    from hpoc.plan import content_hash
-
-    return content_hash(plan)
 
 
 def _say(stream: TextIO, text: str) -> None:

@@ -482,6 +482,23 @@ def test_pbt_plan() -> None:
         "bs": [1, 2],
     }
     assert sched["options"]["perturbation_interval"] == 2
+    assert plan["checkpoint"]["keep"] == 4  # the default of 2 is too few to clone from
+
+
+def test_population_schedulers_search_randomly_and_keep_checkpoints_to_clone() -> None:
+    study = BASE + "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1) }\n"
+    for sched in ("pbt", "pb2"):
+        d = one_error(study + f"search optuna\nscheduler {sched}\n")
+        assert d.code == "HP401" and where(d) == (5, 8)
+        assert d.message == (f"`scheduler {sched}` chooses the trials' hyperparameters itself; Ray Tune runs "
+                             "it with `search random` or `search grid` only, not `search optuna`")
+        assert plan_of(study + f"search random\nscheduler {sched}\n")["checkpoint"]["keep"] == 4
+        [w] = warnings(study + f"scheduler {sched}\ncheckpoint {{ keep = 2 }}\n")
+        assert w.code == "HP805" and where(w) == (6, 14) and "latest may be deleted" in w.message
+        assert not warnings(study + f"scheduler {sched}\ncheckpoint {{ keep = 3 }}\n")
+        assert plan_of(study + f"scheduler {sched}\ncheckpoint {{ keep = null }}\n")["checkpoint"]["keep"] is None
+    # other schedulers keep the default
+    assert plan_of(study + "scheduler asha\n")["checkpoint"]["keep"] == 2
 
 
 # ------------------------------------------------------------- resources and slurm

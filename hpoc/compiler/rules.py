@@ -259,9 +259,33 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         if out["checkpoint"]["every"] == 0:
             ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",
                      ch.spans.get("checkpoint.every"), help="set `checkpoint { every = 1 }`")  # fmt: skip
+        if alg not in ("random", "grid") and alg != "bohb":  # bohb has its own error above
+            ch.error(SCHEDULER, f"`scheduler {name}` chooses the trials' hyperparameters itself; "
+                     f"Ray Tune runs it with `search random` or `search grid` only, not `search {alg}`",
+                     _label_span(search_block), help="use `search random { seed = 0 }`, "
+                     "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
+        _population_checkpoints(ch, out, name)
     if name in ("pbt", "pb2") and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
         ch.error(VALUE, "`perturbation_factors` must be two numbers `[up, down]`",
                  ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip
+
+
+# A trial that exploits another loads that trial's latest checkpoint: with only the two
+# best kept, the latest may already be gone (Ray warns at `num_to_keep <= 2`).
+POPULATION_KEEP = 4
+
+
+def _population_checkpoints(ch: Checker, out: dict[str, Any], name: str) -> None:
+    keep = out["checkpoint"]["keep"]
+    if keep is None or keep > 2:
+        return
+    span = ch.spans.get("checkpoint.keep")
+    if span is None:  # the default of 2 is too few here
+        out["checkpoint"]["keep"] = POPULATION_KEEP
+        return
+    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones trials' latest checkpoints; with `keep = {keep}` "
+            "a trial's latest may be deleted before another trial clones it", span,
+            help=f"keep {POPULATION_KEEP} or more (the default under `scheduler {name}`)")  # fmt: skip
 
 
 # ----------------------------------------------------------------------- pipeline

@@ -28,6 +28,8 @@ SEARCH_LIBRARIES = {
     "bohb": (("hpbandster", "ConfigSpace"), ("hpbandster", "ConfigSpace")),
 }
 SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2", "bohb")
+# Schedulers that choose configurations themselves: Tune allows no search algorithm with them.
+POPULATION_SCHEDULERS = ("pbt", "pb2")
 OPTUNA_SAMPLERS = {
     "tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler",
     "nsga2": "NSGAIISampler", "random": "RandomSampler",
@@ -113,10 +115,13 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
             raise SearchError(f"search algorithm `{algorithm}`: unknown option(s) "
                               f"{', '.join(f'`{k}`' for k in options)}; valid options are `seed`, "
                               "`points_to_evaluate`")
-        searcher = sp.make_space_sampler(
-            space, metric=names[0], mode=modes[0], num_samples=num_samples,
-            enumerate_choices=algorithm == "grid", seed=seed, shard=shard, shards=shards,
-            points_to_evaluate=points)
+        sampled = dict(num_samples=num_samples, enumerate_choices=algorithm == "grid", seed=seed,
+                       shard=shard, shards=shards, points_to_evaluate=points)
+        if plan["scheduler"]["name"] in POPULATION_SCHEDULERS:
+            # Tune runs PBT/PB2 only under its BasicVariantGenerator: our sampler's configs
+            # (same seed, same shard split) become that generator's fixed points.
+            return sp.fixed_trials(sp.SpaceSamplerCore(space, **sampled))
+        searcher = sp.make_space_sampler(space, metric=names[0], mode=modes[0], **sampled)
         return searcher, {}, max(1, searcher.total_samples)
 
     count = trials_in_shard(num_samples, shard, shards)
@@ -238,9 +243,13 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
     if name == "bohb":
         return _call(what, s.HyperBandForBOHB, {**common, **options})
     if name == "pbt":
-        if "hyperparam_mutations" not in options:
+        if "hyperparam_mutations" in options:
+            # The plan writes a domain as {domain, args}; a list of values stays a list.
             options["hyperparam_mutations"] = {
-                k: v for k, v in sp.ray_domains(plan["space"], grid_as_choice=True).items()}
+                k: sp.ray_domain({"name": k, **v}) if isinstance(v, dict) and "domain" in v else v
+                for k, v in options["hyperparam_mutations"].items()}
+        else:
+            options["hyperparam_mutations"] = sp.ray_domains(plan["space"], grid_as_choice=True)
         return _call(what, s.PopulationBasedTraining, {**common, **options})
     if name == "pb2":
         from ray.tune.schedulers.pb2 import PB2

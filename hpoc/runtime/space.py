@@ -333,7 +333,39 @@ def make_space_sampler(space: dict[str, Any], **kwargs: Any):
     return SpaceSampler()
 
 
+# The config key that numbers a trial in `fixed_trials` (not a parameter: trial_config drops it).
+TRIAL_KEY = "__hpoc_trial"
+
+
+class _Pick:
+    """`tune.sample_from` for one parameter: its value in the trial's precomputed config
+    (None where the parameter is inactive; trial_config leaves it out)."""
+
+    def __init__(self, configs: list[dict[str, Any]], name: str) -> None:
+        self.configs, self.name = configs, name
+
+    def __call__(self, spec: Any) -> Any:
+        return copy.deepcopy(self.configs[spec.config[TRIAL_KEY]].get(self.name))
+
+
+def fixed_trials(core: SpaceSamplerCore) -> tuple[Any, dict[str, Any], int]:
+    """(search_alg, param_space, num_samples) that run `core`'s configs through Tune's
+    BasicVariantGenerator, the only search algorithm PBT and PB2 accept. Each trial gets an
+    index (one of `points_to_evaluate`) and every parameter is a top-level key, so PBT can
+    mutate it; the configs stay exactly those of our random/grid sampler."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    configs = [core.config(i) for i in core.indices]
+    names = [p["name"] for p in core.space["params"]]
+    param_space: dict[str, Any] = {TRIAL_KEY: tune.randint(0, max(1, len(configs)))}
+    param_space.update({name: tune.sample_from(_Pick(configs, name)) for name in names})
+    points = [{TRIAL_KEY: i} for i in range(len(configs))]
+    return BasicVariantGenerator(points_to_evaluate=points), param_space, len(configs)
+
+
 __all__ = [
+    "TRIAL_KEY", "fixed_trials",
     "DOMAINS", "SpaceError", "is_active", "nest", "flatten", "trial_config", "active_values",
     "ray_domain", "ray_domains", "numeric_bounds", "optuna_space", "grid_points",
     "sample_config", "SpaceSamplerCore", "make_space_sampler", "count_grid",

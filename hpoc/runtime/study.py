@@ -153,7 +153,13 @@ def _lock(lock: runlock.Lock, stream: TextIO) -> None:
 def trial_index(trial: Any) -> int:
     """0-based creation order of a trial in this shard (Tune's experiment tag starts with it;
     trials from searchers have random ids, so the id cannot tell)."""
+    from hpoc.runtime.space import TRIAL_KEY
+
     head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    if TRIAL_KEY in (getattr(trial, "config", None) or {}):
+        # space.fixed_trials: Tune's BasicVariantGenerator counts from 0 (a searcher from 1).
+        # Not the key's value: PBT copies a donor's whole config, that key included.
+        return int(head) if head.isdigit() else 0
     return int(head) - 1 if head.isdigit() and int(head) > 0 else 0
 
 

@@ -490,7 +490,7 @@ class Trainer:
 
     def save_checkpoint(self, directory: str, *, epochs_done: int, extra: dict[str, Any] | None = None) -> None:
         state = {"epoch": epochs_done, "seed": self.seed, "rng": rng_state(),
-                 "user": self.checkpoint_state()}
+                 "user": self.checkpoint_state(), "config": self.config}
         if extra:
             state["data"] = extra
         self.strategy.save_checkpoint(directory, state)
@@ -506,6 +506,7 @@ class Trainer:
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
+            fresh = _optimizer_settings(self.strategy.optimizer)  # from this trial's config
             state, write = None, self.strategy.is_main
             for candidate in [directory, *older_checkpoints(directory)]:
                 try:
@@ -522,6 +523,10 @@ class Trainer:
                 checkpoint_note(directory, f"trial {self.trial.name}: no readable checkpoint; "
                                 "the trial starts over from epoch 0", write=write)
                 return 0
+        if state.get("config") is not None and state["config"] != self.config:
+            # Another trial's checkpoint (PBT's exploit): its weights, this trial's
+            # hyperparameters; the optimizer state just loaded carries the donor's.
+            _apply_optimizer_settings(self.strategy.optimizer, self.strategy.lr_scheduler, fresh)
         set_rng_state(state.get("rng"))
         self.load_checkpoint_state(state.get("user") or {})
         self.restored = state
@@ -629,6 +634,33 @@ class Trainer:
                   trial=TrialInfo(seed=seed, deterministic=True, dir=str(reporter.dir)), data=splits)
         self.execute()
         return reporter.history
+
+
+def _optimizer_settings(optimizer: Any) -> list[dict[str, Any]]:
+    """Each param group's hyperparameters (lr, momentum, betas, ...), without its tensors."""
+    groups = getattr(optimizer, "param_groups", None) or []
+    return [{k: v for k, v in g.items() if k != "params" and isinstance(v, (bool, int, float, tuple))}
+            for g in groups]
+
+
+def _apply_optimizer_settings(optimizer: Any, scheduler: Any, fresh: list[dict[str, Any]]) -> None:
+    """Put `fresh` hyperparameters into a loaded optimizer. Under an LR scheduler the
+    learning rate keeps its place in the schedule: the new base lr times the factor the
+    schedule had reached (`lr / initial_lr` of the loaded state)."""
+    groups = getattr(optimizer, "param_groups", None) or []
+    bases = []
+    for group, new in zip(groups, fresh):
+        base = new.get("initial_lr", new.get("lr"))
+        factor = 1.0
+        if "initial_lr" in group and group["initial_lr"]:
+            factor = group["lr"] / group["initial_lr"]
+            group["initial_lr"] = base
+        group.update({k: v for k, v in new.items() if k not in ("lr", "initial_lr")})
+        if base is not None:
+            group["lr"] = base * factor
+        bases.append(base)
+    if scheduler is not None and hasattr(scheduler, "base_lrs") and len(bases) == len(scheduler.base_lrs):
+        scheduler.base_lrs = bases
 
 
 def _reset_peak_memory(device: torch.device) -> None:

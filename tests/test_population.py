@@ -1,0 +1,123 @@
+"""Population-based schedulers (PBT): trials take over each other's checkpoints with new
+hyperparameters, and the trainer must train with those, not with the donor's."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpoc.compiler import compile_source
+from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+from hpoc.runtime.trainer import _apply_optimizer_settings, _optimizer_settings
+from runtime_plans import write_toy
+
+LR_TRAINER = textwrap.dedent('''
+    from toy import ToyTrainer
+
+
+    class LrTrainer(ToyTrainer):
+        """Reports the learning rate its optimizer really used in each epoch."""
+
+        def train_epoch(self, epoch):
+            metrics = super().train_epoch(epoch)
+            metrics["lr_used"] = self.optimizer.param_groups[0]["lr"]
+            metrics["momentum_used"] = self.optimizer.param_groups[0]["momentum"]
+            return metrics
+''')
+
+SPEC = '''study "pop"
+pipeline {
+  getter   = toy:ToyGetter
+  splitter = toy:ToySplitter
+  trainer  = lr_trainer:LrTrainer
+}
+space {
+  lr         = loguniform(1e-3, 3e-1)
+  momentum   = uniform(0.1, 0.9)
+  optimizer  = "sgd"
+  epochs     = 6
+  batch_size = 32
+}
+objective maximize val_accuracy
+trials { num_samples = 4 }
+search random { seed = 3 }
+scheduler pbt {
+  perturbation_interval = 2
+  quantile_fraction     = 0.5
+  synch                 = true   # all four reach each perturbation: an exploit is certain
+  hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }
+}
+resources { cpus_per_worker = 0.5 }
+checkpoint { keep = 4 }
+storage { path = "results", name = "pop" }
+'''
+
+
+@pytest.mark.ray
+def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
+    plan = compile_source(SPEC, "study.hpo", str(workdir))
+    plan["storage"]["path"] = str(tmp_path / "results")
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
+    assert code == EXIT_OK, progress.getvalue() + out.getvalue()
+    exp = tmp_path / "results" / "pop"
+    # Two of four trials are in the lower half at each perturbation: they exploit.
+    exploits = [json.loads(line) for line in (exp / "pbt_global.txt").read_text().splitlines()]
+    assert exploits
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["status_counts"] == {"TERMINATED": 4}
+    dirs = sorted(Path(t["path"]).name for t in summary["trials"])
+    assert [d.split("_")[1] for d in dirs] == ["00000", "00001", "00002", "00003"], dirs
+    changed = 0
+    for trial in summary["trials"]:
+        rows = [json.loads(line) for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
+        epochs = [r["epoch"] for r in rows]  # an exploit goes on from the donor's epoch
+        assert epochs[0] == 1 and epochs == sorted(set(epochs)) and epochs[-1] <= 6, epochs
+        for row in rows:  # every epoch trained with the config Tune recorded for it
+            assert row["lr_used"] == pytest.approx(row["config"]["lr"]), row
+            assert row["momentum_used"] == pytest.approx(row["config"]["momentum"]), row
+            assert "__hpoc_trial" not in trial["config"]
+        changed += len({r["config"]["lr"] for r in rows}) > 1
+    assert changed, "no trial's learning rate was mutated"
+
+
+def _sgd(lr: float, momentum: float, scheduler: bool):
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5) if scheduler else None
+    return opt, sched
+
+
+def test_new_hyperparameters_replace_the_loaded_ones() -> None:
+    donor, _ = _sgd(0.1, 0.9, scheduler=False)
+    opt, _ = _sgd(0.01, 0.5, scheduler=False)
+    fresh = _optimizer_settings(opt)
+    opt.load_state_dict(donor.state_dict())
+    assert opt.param_groups[0]["lr"] == 0.1  # what loading alone does
+    _apply_optimizer_settings(opt, None, fresh)
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["momentum"] == 0.5
+
+
+def test_a_new_learning_rate_keeps_its_place_in_the_schedule() -> None:
+    donor, donor_sched = _sgd(0.1, 0.9, scheduler=True)
+    for _ in range(2):
+        donor.step()
+        donor_sched.step()  # 0.1 -> 0.025: a quarter of the base
+    opt, sched = _sgd(0.04, 0.9, scheduler=True)
+    fresh = _optimizer_settings(opt)
+    opt.load_state_dict(donor.state_dict())
+    sched.load_state_dict(donor_sched.state_dict())
+    _apply_optimizer_settings(opt, sched, fresh)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert sched.base_lrs == [0.04]
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # the schedule goes on from there

@@ -181,6 +181,7 @@ def test_an_output_directory_with_a_backslash_is_a_user_error(tmp_path: Path,
     assert main(["compile", str(spec), "-o", str(tmp_path / "b\\1")]) == 2
     err = capsys.readouterr().err
     assert "must not contain `\\`" in err and "bug in hpoc" not in err
+    assert "the build directory" in err and "use another build directory" in err
     assert not (tmp_path / "b\\1").exists()
 
 

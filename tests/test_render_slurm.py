@@ -320,7 +320,7 @@ def test_container_paths_that_bind_would_split_are_refused():
     """`--bind /p/run:1,2` would bind /p/run to `1` and `2` as a second source."""
     p = plan(slurm={"container": {"image": "/x.sif", "runtime": "apptainer"}},
              storage={"path": "/p/scratch/run:1,2", "name": "x"})
-    with pytest.raises(RenderError, match=r"slurm.container: cannot bind '/p/scratch/run:1,2': apptainer reads"):
+    with pytest.raises(RenderError, match=r"slurm.container: cannot bind '/p/scratch/run:1,2': it must not contain `,` or `:`, which apptainer reads"):
         render_all(p, plan_path=PLAN_PATH)
     render_all(plan(storage={"path": "/p/scratch/run:1,2", "name": "x"}), plan_path=PLAN_PATH)  # no container
 

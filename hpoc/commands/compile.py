@@ -64,7 +64,6 @@ def _compile(args: argparse.Namespace) -> int:
     if args.emit and not args.out:
         if args.emit == "sbatch":
             plan_path = Path("build", plan["study"]["name"], "plan.json")
-            _check_out(plan, plan_path.parent)
             for name, body in _render(plan, plan_path, args).items():
                 print(f"# ---- {name}")
                 sys.stdout.write(body)
@@ -73,7 +72,6 @@ def _compile(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise HpocError(f"{out} exists and is not a directory")
     plan_path = out / "plan.json"
-    _check_out(plan, out)
     # Everything is rendered before anything is written: a failure leaves the old files
     # as they were, never a new plan beside old scripts.
     files = {"plan.json": text, **_render(plan, plan_path, args)}
@@ -94,22 +92,6 @@ def _compile(args: argparse.Namespace) -> int:
             print(f"  {line}")
         print(f"  wrote: {', '.join(written)}")
     return 0
-
-
-def _check_out(plan: dict[str, Any], out: Path) -> None:
-    """The output directory's name must survive the #SBATCH lines and `--bind` that name it."""
-    from hpoc.compiler.tables import bindable
-    from hpoc.errors import HpocError
-
-    where = str((out / "plan.json").resolve())
-    if any(c in where for c in "\n\r\0"):
-        raise HpocError(f"the output directory {str(out)!r} must not contain a line break")
-    if plan["slurm"] and "\\" in where:  # sbatch drops it from #SBATCH --output
-        raise HpocError(f"the output directory {str(out)!r} must not contain `\\`: sbatch reads it as an "
-                        "escape in #SBATCH lines, so the job's logs would go elsewhere")
-    if plan["slurm"] and plan["slurm"]["container"] and not bindable(str(Path(where).parent)):
-        raise HpocError(f"the output directory {str(out)!r} must not contain `,` or `:`: the job binds it "
-                        "into the container, and --bind reads them as separators")
 
 
 def _render(plan: dict[str, Any], plan_path: Path, args: argparse.Namespace) -> dict[str, str]:

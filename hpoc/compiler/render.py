@@ -201,16 +201,17 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     study = text("study.name", plan["study"]["name"], allow_none=False) or "study"
     if "\\" in study:  # the #SBATCH --job-name
         bad("study.name", _BACKSLASH)
-    if "\\" in plan_path:  # the #SBATCH --output/--error paths
-        bad("plan_path", "must not contain `\\`: sbatch drops it from #SBATCH lines, so the job's "
-            "logs would go elsewhere (use another build directory)")
     plan_dir = posixpath.dirname(plan_path)
+    if "\\" in plan_path:  # the #SBATCH --output/--error paths
+        bad("plan_path", f"the build directory {plan_dir!r} must not contain `\\`: sbatch drops it from "
+            "#SBATCH lines, so the job's logs would go elsewhere (use another build directory)")
     binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
     if container is not None:
         for path in binds:
             if not T.bindable(path):
-                bad("slurm.container", f"cannot bind {path!r}: {container.get('runtime')} reads `,` and `:` in "
-                    "--bind as separators (move the study, build or storage directory)")
+                bad("slurm.container", f"cannot bind {path!r}: it must not contain `,` or `:`, which "
+                    f"{container.get('runtime')} reads as separators in --bind (move the study, build "
+                    "or storage directory)")
     if problems:
         raise RenderError(problems)
     stem = posixpath.join(_log_path(plan_dir), _FILE_SAFE.sub("_", study))

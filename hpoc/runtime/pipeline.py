@@ -167,6 +167,13 @@ def enter_workdir(workdir: str | None) -> None:
         os.chdir(workdir)
 
 
+def adopt_workdir(workdir: str | None) -> None:
+    """Where a trial's code runs: the spec's directory first on sys.path and as the working
+    directory (not the temporary folder Ray Tune or Ray Train made current)."""
+    use_workdir(workdir)
+    enter_workdir(workdir)
+
+
 @contextlib.contextmanager
 def _cwd(directory: str | None) -> Iterator[None]:
     if not directory or not os.path.isdir(directory):

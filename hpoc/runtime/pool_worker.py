@@ -82,7 +82,7 @@ def TrialScope(workdir: str) -> Iterator[None]:
     env, path, here = dict(os.environ), list(sys.path), os.getcwd()
     settings = _torch_settings()
     forget_modules_under(workdir)
-    pipeline.enter_workdir(workdir)
+    pipeline.adopt_workdir(workdir)
     try:
         yield
     finally:
@@ -186,8 +186,7 @@ class PoolWorker:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend, init_method=f"tcp://{master}:{port}", rank=self.rank,
                                 world_size=self.world_size, timeout=timedelta(minutes=30))
-        pipeline.use_workdir(workdir)
-        pipeline.enter_workdir(workdir)  # the spec's modules' top level runs there too
+        pipeline.adopt_workdir(workdir)  # the spec's modules' top level runs there too
         import torch.nn.parallel  # noqa: F401  (DDP, on the first trial's path)
 
         import hpoc.runtime.trial  # noqa: F401
@@ -213,7 +212,6 @@ class PoolWorker:
         workdir = plan["source"]["workdir"]
         trial_dir = Path(payload["trial_dir"])
         with TrialScope(workdir):
-            pipeline.use_workdir(workdir)
             torch.set_num_threads(max(1, int(plan["resources"]["cpus_per_worker"])))
             check = torch.ones(1, device=self._device())
             dist.all_reduce(check)  # the group answers, and every rank starts together

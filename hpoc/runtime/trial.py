@@ -80,8 +80,7 @@ def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any]
 
     # Tune made its temporary per-trial folder the working directory; trials run in the
     # spec's directory instead, and write their own files to `trial.dir` on storage.
-    pipeline.use_workdir(plan["source"]["workdir"])
-    pipeline.enter_workdir(plan["source"]["workdir"])
+    pipeline.adopt_workdir(plan["source"]["workdir"])
     ctx = tune.get_context()
     trial = TrialInfo.for_trial(ctx.get_trial_id(), ctx.get_trial_name(),
                                 plan["training"]["seed"], shard, parent_run_id,
@@ -173,8 +172,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 
     report.set_mode("train")
     plan = loop_config["plan"]
-    pipeline.use_workdir(plan["source"]["workdir"])
-    pipeline.enter_workdir(plan["source"]["workdir"])  # not Ray Train's temporary folder
+    pipeline.adopt_workdir(plan["source"]["workdir"])
     _limit_threads(plan["resources"]["cpus_per_worker"])
     data = pipeline.fetch(loop_config["data_ref"][0])
     run_trainer(plan, loop_config["config"], data, report.TrainReporter(),

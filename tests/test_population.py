@@ -121,3 +121,41 @@ def test_a_new_learning_rate_keeps_its_place_in_the_schedule() -> None:
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # the schedule goes on from there
+
+
+class _RestartingTrial:
+    """What Ray's loggers look at when a trial with a checkpoint starts again."""
+
+    def __init__(self, staging: Path, storage: Path) -> None:
+        import pyarrow.fs
+
+        self.trial_id, self.status, self.config = "abcde_00000", "PENDING", {"lr": 0.1}
+        self.checkpoint, self.max_failures = object(), 0
+        self.local_path, self.path = str(staging), str(storage)
+        self.storage = type("S", (), {"trial_fs_path": str(storage),
+                                      "storage_filesystem": pyarrow.fs.LocalFileSystem()})()
+
+    def init_local_path(self) -> None:
+        Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.ray
+def test_a_paused_trial_keeps_the_reports_made_since_the_last_save(tmp_path: Path) -> None:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from hpoc.runtime.study import _make_events
+
+    staging, storage = tmp_path / "staging", tmp_path / "storage"
+    staging.mkdir()
+    storage.mkdir()
+    rows = "".join(json.dumps({"training_iteration": i, "val_loss": 1.0 / i}) + "\n" for i in (1, 2))
+    (staging / "result.json").write_text(rows)
+    (storage / "result.json").write_text("")  # Tune saved the experiment before any report
+    trial = _RestartingTrial(staging, storage)
+    # PBT (synch) pauses the trial after epoch 2 and starts it again before the next save:
+    # hpoc's callbacks run before Ray's loggers, which copy the storage's file back.
+    _make_events().on_trial_start(0, [trial], trial)
+    JsonLoggerCallback().on_trial_start(0, [trial], trial)
+    CSVLoggerCallback().on_trial_start(0, [trial], trial)
+    assert (staging / "result.json").read_text() == rows
+    assert (storage / "result.json").read_text() == rows

@@ -250,7 +250,9 @@ def _events_class() -> type:
             _STATE.ended.add(trial.trial_id)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from hpoc.runtime import retry
+            from hpoc.runtime import resume, retry
+
+            resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.

@@ -214,7 +214,13 @@ def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
     if _STATE.signal is None:
         return trials, False
     return [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
-            _Relabelled(t, "PAUSED" if t.last_result else "PENDING") for t in trials], True
+            _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
+
+
+def _reported(trial: Any) -> bool:
+    """Whether a trial reported once: Ray's `last_result` is never empty (before the first
+    report it holds the trial id and auto-filled keys); every report has an iteration."""
+    return "training_iteration" in (trial.last_result or {})
 
 
 @functools.lru_cache(maxsize=1)

@@ -159,3 +159,55 @@ def test_a_paused_trial_keeps_the_reports_made_since_the_last_save(tmp_path: Pat
     CSVLoggerCallback().on_trial_start(0, [trial], trial)
     assert (staging / "result.json").read_text() == rows
     assert (storage / "result.json").read_text() == rows
+
+
+@pytest.mark.ray
+def test_a_restored_run_keeps_the_config_an_exploit_gave(tmp_path: Path) -> None:
+    """Tune rebuilds a restored trial's config from its unresolved one (the sample_from
+    placeholders of space.fixed_trials): an exploited trial went back to its first config."""
+    import copy as _copy
+
+    from ray.tune.experiment import Trial
+    from ray.tune.impl.placeholder import create_resolvers_map, inject_placeholders
+
+    from hpoc.runtime import space as sp
+    from hpoc.runtime.search import make_scheduler, make_searcher
+
+    plan = compile_source(SPEC.replace("lr_trainer:LrTrainer", "toy:ToyTrainer"), "study.hpo",
+                          str(write_toy(tmp_path / "study")))
+    _, param_space, _ = make_searcher(plan)
+    resolvers = create_resolvers_map()
+    unresolved = inject_placeholders(_copy.deepcopy(param_space), resolvers)
+    assert resolvers  # the placeholders Tune resolves again on restore
+
+    def trial(index: int) -> Trial:  # as BasicVariantGenerator makes them
+        from ray.tune import PlacementGroupFactory
+
+        t = Trial("__fake", stub=True, trial_id=f"t{index}",
+                  config={**unresolved, sp.TRIAL_KEY: index},
+                  placement_group_factory=PlacementGroupFactory([{"CPU": 1}]))
+        t.resolve_config_placeholders(resolvers)
+        t.set_status(Trial.PAUSED)
+        return t
+
+    weak, strong = trial(0), trial(1)
+    first = dict(weak.config)
+    pbt = make_scheduler(plan)
+    pbt._log_config = False  # pbt_policy files need a storage
+    controller = type("C", (), {"search_alg": None})()
+    for t, score in ((weak, 0.1), (strong, 0.9)):
+        pbt.on_trial_add(controller, t)
+        pbt._trial_state[t].last_score = score
+    pbt._exploit(controller, weak, strong)  # synch: paused trials are not paused again
+    exploited = dict(weak.config)
+    assert exploited[sp.TRIAL_KEY] == 1 and exploited != first
+
+    # What a restored run does: the trial comes back from the saved experiment state, and
+    # TuneController.add_trial rebuilds its config, then hands it to the scheduler.
+    restored = Trial.__new__(Trial)
+    restored.__dict__.update(json.loads(weak.get_json_state()[0]))
+    restored.run_metadata = weak.run_metadata  # saved beside the state
+    restored.resolve_config_placeholders(resolvers)
+    assert restored.config == first  # Tune's rebuild: the config before the exploit
+    make_scheduler(plan).on_trial_add(controller, restored)
+    assert restored.config == exploited

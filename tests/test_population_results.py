@@ -129,3 +129,21 @@ def test_the_run_summary_keeps_each_trials_own_metrics_and_config(tmp_path) -> N
     # The live progress line does not credit B with A's value (B has not reported since).
     got = counts([a, b], "val_loss", "min")
     assert got["best_trial"] == "aaaaa_00000"
+
+
+def test_reports_made_again_after_going_back_to_a_checkpoint_replace_the_old_ones(tmp_path, capsys) -> None:
+    """A trial resumed from an older checkpoint (hard kill, restored PBT trial) appends the
+    iterations it trains again: they replace the earlier ones (no curve going backwards)."""
+    exp = tmp_path / "results" / "again"
+    _trial(exp, "bbbbb_00000", [(0.9, A), (0.5, A), (0.1, A), (0.05, A)], A)
+    file = exp / "trial_00000_bbbbb_00000" / "result.json"
+    with file.open("a") as fh:  # back to the checkpoint of iteration 1
+        for i, loss in ((2, 0.6), (3, 0.4)):
+            fh.write(json.dumps({"training_iteration": i, "trial_id": "bbbbb_00000",
+                                 "val_loss": loss, "config": B_EXPLOITS_A}) + "\n")
+    code, out, err = _results(capsys, str(exp), "--sort", "val_loss", "--scope", "best",
+                              "--json", "--history")
+    assert code == 0, err
+    trial = json.loads(out)["trials"][0]
+    assert [r["training_iteration"] for r in trial["history"]] == [1, 2, 3]
+    assert trial["epochs"] == 3 and trial["score"] == 0.4  # not the superseded 0.05

@@ -315,7 +315,7 @@ def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:
 
 def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
                     space: dict[str, Any] | None = None) -> Trial | None:
-    history, configs = _read_results(trial_dir / "result.json")
+    history, configs = _supersede(*_read_results(trial_dir / "result.json"))
     configs = [None if c is None else clean_config(c, space) for c in configs]
     config = _read_json(trial_dir / "params.json")
     trial_id = next((r["trial_id"] for r in history if isinstance(r.get("trial_id"), str)), None)
@@ -375,6 +375,21 @@ def _read_results(file: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
             configs.append(config if isinstance(config, dict) else None)
             out.append(row)
     return out, configs
+
+
+def _supersede(rows: list[dict[str, Any]], configs: list[Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The reports of the trial's final line of training. A trial that went back to an
+    earlier checkpoint (a resume after a hard kill, or a restored PBT trial) reports those
+    iterations again, appended to result.json; the new reports replace the old ones from
+    that iteration on, so the curve, the epochs and `--scope best` follow what it became."""
+    kept: list[tuple[dict[str, Any], Any]] = []
+    for row, config in zip(rows, configs):
+        it = number(row.get("training_iteration"))
+        if it is not None:
+            while kept and (number(kept[-1][0].get("training_iteration")) or 0) >= it:
+                kept.pop()
+        kept.append((row, config))
+    return [r for r, _ in kept], [c for _, c in kept]
 
 
 def _read_json(file: Path) -> Any:

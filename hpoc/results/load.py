@@ -296,13 +296,13 @@ def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:
     """A config Ray recorded, as the trainer saw it: with the plan, its active parameters and
     constants, nested (`trial_config`); without, hpoc's internal trial key and the inactive
     parameters that the PBT/PB2 configs carry as None left out, dotted names nested."""
-    from hpoc.runtime.space import TRIAL_KEY, nest, trial_config
+    from hpoc.runtime.space import TRIAL_KEY, flatten, nest, trial_config
 
     if not isinstance(config, dict):
         return {}
     if space is not None:
-        try:
-            return trial_config(config, space)
+        try:  # searchers hand Tune flat (dotted names) or nested configs
+            return trial_config({**flatten(config), **config}, space)
         except Exception:  # noqa: BLE001 - a config of another shape: shown as recorded
             pass
     internal = TRIAL_KEY in config

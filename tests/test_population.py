@@ -211,3 +211,18 @@ def test_a_restored_run_keeps_the_config_an_exploit_gave(tmp_path: Path) -> None
     assert restored.config == first  # Tune's rebuild: the config before the exploit
     make_scheduler(plan).on_trial_add(controller, restored)
     assert restored.config == exploited
+
+
+def test_pbt_keeps_the_latest_checkpoints_not_the_best(tmp_path: Path) -> None:
+    """An exploiting trial loads the donor's latest checkpoint once it gets a CPU; keeping
+    the best ones deleted a latest one that scored worse meanwhile (the trial errored with
+    "Could not recover from checkpoint as it does not exist on storage anymore")."""
+    workdir = write_toy(tmp_path / "study")
+    plan = compile_source(SPEC.replace("checkpoint { keep = 4 }\n", ""), "study.hpo", str(workdir))
+    assert plan["checkpoint"]["keep"] == 4 and plan["checkpoint"]["score_attribute"] is None
+    chosen = compile_source(SPEC.replace("checkpoint { keep = 4 }", "checkpoint { score_attribute = val_accuracy }"),
+                            "study.hpo", str(workdir))
+    assert chosen["checkpoint"]["score_attribute"] == "val_accuracy"  # the user's choice stands
+    asha = compile_source(SPEC.split("scheduler pbt")[0] + "scheduler asha { max_t = 6 }\n"
+                          + SPEC.split("resources {")[1].join(["resources {", ""]), "study.hpo", str(workdir))
+    assert asha["checkpoint"]["score_attribute"] == "val_accuracy"

@@ -226,3 +226,22 @@ def test_pbt_keeps_the_latest_checkpoints_not_the_best(tmp_path: Path) -> None:
     asha = compile_source(SPEC.split("scheduler pbt")[0] + "scheduler asha { max_t = 6 }\n"
                           + SPEC.split("resources {")[1].join(["resources {", ""]), "study.hpo", str(workdir))
     assert asha["checkpoint"]["score_attribute"] == "val_accuracy"
+
+
+def test_an_interrupted_synchronous_population_is_not_resumed_to_hang(tmp_path: Path, monkeypatch,
+                                                                     capsys) -> None:
+    """Restored synch PBT trials, each at its own epoch, waited for one another forever
+    ("0 running | 4 pending" for good): the run says so and stops instead."""
+    from hpoc.runtime import study
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
+    plan = compile_source(SPEC, "study.hpo", str(workdir))
+    plan["storage"]["path"] = str(tmp_path / "results")
+    monkeypatch.setattr(study, "_prior_run", lambda *a, **k: "restore")
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=progress, out=out))
+    text = progress.getvalue() + out.getvalue() + capsys.readouterr().err
+    assert code == study.EXIT_SPEC, text
+    assert "synch = true" in text and "--fresh" in text and "Traceback" not in text
+    assert not (tmp_path / "results" / "pop" / ".hpoc-run.json").exists()  # the lock is let go

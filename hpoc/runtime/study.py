@@ -140,6 +140,21 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     return "restore"
 
 
+def _refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:
+    """A synchronous PBT/PB2 study cannot resume: Ray's scheduler does not save when the
+    population last synchronised, and the restored trials, each at its own epoch, wait for
+    one another forever (nothing runs, nothing ends). Better said now than an allocation
+    spent waiting."""
+    sched = plan.get("scheduler") or {}
+    if sched.get("name") in ("pbt", "pb2") and (sched.get("options") or {}).get("synch"):
+        raise StudyError(
+            f"{exp}: this interrupted `scheduler {sched['name']}` study has `synch = true`, and "
+            "Ray Tune cannot resume a synchronous population (the restored trials would wait "
+            "for each other forever)\n"
+            "  help: run it again from the start with `--fresh`, or use `synch = false` "
+            "(asynchronous PBT resumes) with a new `storage.name`")
+
+
 def _lock(lock: runlock.Lock, stream: TextIO) -> None:
     try:
         lock.acquire(lambda line: _say(stream, line))
@@ -511,6 +526,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         _lock(lock, stream)
         mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
                                         stream, lock)
+        if mode == "restore":
+            _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
             _say(stream, f"[hpoc] this study already ran to the end in {exp} "

@@ -121,3 +121,127 @@ def test_a_new_learning_rate_keeps_its_place_in_the_schedule() -> None:
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # the schedule goes on from there
+
+
+class _RestartingTrial:
+    """What Ray's loggers look at when a trial with a checkpoint starts again."""
+
+    def __init__(self, staging: Path, storage: Path) -> None:
+        import pyarrow.fs
+
+        self.trial_id, self.status, self.config = "abcde_00000", "PENDING", {"lr": 0.1}
+        self.checkpoint, self.max_failures = object(), 0
+        self.local_path, self.path = str(staging), str(storage)
+        self.storage = type("S", (), {"trial_fs_path": str(storage),
+                                      "storage_filesystem": pyarrow.fs.LocalFileSystem()})()
+
+    def init_local_path(self) -> None:
+        Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.ray
+def test_a_paused_trial_keeps_the_reports_made_since_the_last_save(tmp_path: Path) -> None:
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from hpoc.runtime.study import _make_events
+
+    staging, storage = tmp_path / "staging", tmp_path / "storage"
+    staging.mkdir()
+    storage.mkdir()
+    rows = "".join(json.dumps({"training_iteration": i, "val_loss": 1.0 / i}) + "\n" for i in (1, 2))
+    (staging / "result.json").write_text(rows)
+    (storage / "result.json").write_text("")  # Tune saved the experiment before any report
+    trial = _RestartingTrial(staging, storage)
+    # PBT (synch) pauses the trial after epoch 2 and starts it again before the next save:
+    # hpoc's callbacks run before Ray's loggers, which copy the storage's file back.
+    _make_events().on_trial_start(0, [trial], trial)
+    JsonLoggerCallback().on_trial_start(0, [trial], trial)
+    CSVLoggerCallback().on_trial_start(0, [trial], trial)
+    assert (staging / "result.json").read_text() == rows
+    assert (storage / "result.json").read_text() == rows
+
+
+@pytest.mark.ray
+def test_a_restored_run_keeps_the_config_an_exploit_gave(tmp_path: Path) -> None:
+    """Tune rebuilds a restored trial's config from its unresolved one (the sample_from
+    placeholders of space.fixed_trials): an exploited trial went back to its first config."""
+    import copy as _copy
+
+    from ray.tune.experiment import Trial
+    from ray.tune.impl.placeholder import create_resolvers_map, inject_placeholders
+
+    from hpoc.runtime import space as sp
+    from hpoc.runtime.search import make_scheduler, make_searcher
+
+    plan = compile_source(SPEC.replace("lr_trainer:LrTrainer", "toy:ToyTrainer"), "study.hpo",
+                          str(write_toy(tmp_path / "study")))
+    _, param_space, _ = make_searcher(plan)
+    resolvers = create_resolvers_map()
+    unresolved = inject_placeholders(_copy.deepcopy(param_space), resolvers)
+    assert resolvers  # the placeholders Tune resolves again on restore
+
+    def trial(index: int) -> Trial:  # as BasicVariantGenerator makes them
+        from ray.tune import PlacementGroupFactory
+
+        t = Trial("__fake", stub=True, trial_id=f"t{index}",
+                  config={**unresolved, sp.TRIAL_KEY: index},
+                  placement_group_factory=PlacementGroupFactory([{"CPU": 1}]))
+        t.resolve_config_placeholders(resolvers)
+        t.set_status(Trial.PAUSED)
+        return t
+
+    weak, strong = trial(0), trial(1)
+    first = dict(weak.config)
+    pbt = make_scheduler(plan)
+    pbt._log_config = False  # pbt_policy files need a storage
+    controller = type("C", (), {"search_alg": None})()
+    for t, score in ((weak, 0.1), (strong, 0.9)):
+        pbt.on_trial_add(controller, t)
+        pbt._trial_state[t].last_score = score
+    pbt._exploit(controller, weak, strong)  # synch: paused trials are not paused again
+    exploited = dict(weak.config)
+    assert exploited[sp.TRIAL_KEY] == 1 and exploited != first
+
+    # What a restored run does: the trial comes back from the saved experiment state, and
+    # TuneController.add_trial rebuilds its config, then hands it to the scheduler.
+    restored = Trial.__new__(Trial)
+    restored.__dict__.update(json.loads(weak.get_json_state()[0]))
+    restored.run_metadata = weak.run_metadata  # saved beside the state
+    restored.resolve_config_placeholders(resolvers)
+    assert restored.config == first  # Tune's rebuild: the config before the exploit
+    make_scheduler(plan).on_trial_add(controller, restored)
+    assert restored.config == exploited
+
+
+def test_pbt_keeps_the_latest_checkpoints_not_the_best(tmp_path: Path) -> None:
+    """An exploiting trial loads the donor's latest checkpoint once it gets a CPU; keeping
+    the best ones deleted a latest one that scored worse meanwhile (the trial errored with
+    "Could not recover from checkpoint as it does not exist on storage anymore")."""
+    workdir = write_toy(tmp_path / "study")
+    plan = compile_source(SPEC.replace("checkpoint { keep = 4 }\n", ""), "study.hpo", str(workdir))
+    assert plan["checkpoint"]["keep"] == 4 and plan["checkpoint"]["score_attribute"] is None
+    chosen = compile_source(SPEC.replace("checkpoint { keep = 4 }", "checkpoint { score_attribute = val_accuracy }"),
+                            "study.hpo", str(workdir))
+    assert chosen["checkpoint"]["score_attribute"] == "val_accuracy"  # the user's choice stands
+    asha = compile_source(SPEC.split("scheduler pbt")[0] + "scheduler asha { max_t = 6 }\n"
+                          + SPEC.split("resources {")[1].join(["resources {", ""]), "study.hpo", str(workdir))
+    assert asha["checkpoint"]["score_attribute"] == "val_accuracy"
+
+
+def test_an_interrupted_synchronous_population_is_not_resumed_to_hang(tmp_path: Path, monkeypatch,
+                                                                     capsys) -> None:
+    """Restored synch PBT trials, each at its own epoch, waited for one another forever
+    ("0 running | 4 pending" for good): the run says so and stops instead."""
+    from hpoc.runtime import study
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
+    plan = compile_source(SPEC, "study.hpo", str(workdir))
+    plan["storage"]["path"] = str(tmp_path / "results")
+    monkeypatch.setattr(study, "_prior_run", lambda *a, **k: "restore")
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=progress, out=out))
+    text = progress.getvalue() + out.getvalue() + capsys.readouterr().err
+    assert code == study.EXIT_SPEC, text
+    assert "synch = true" in text and "--fresh" in text and "Traceback" not in text
+    assert not (tmp_path / "results" / "pop" / ".hpoc-run.json").exists()  # the lock is let go

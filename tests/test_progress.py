@@ -140,8 +140,10 @@ def test_the_driver_shows_trials_stopped_by_a_signal_as_paused(monkeypatch):
     from hpoc.runtime import study
 
     def trial(tid, status, reported=True):
+        # Ray's last_result before the first report: the trial id and auto-filled keys.
         return SimpleNamespace(trial_id=tid, status=status,
-                               last_result={"val_loss": 0.5} if reported else {})
+                               last_result={"trial_id": tid, "val_loss": 0.5, "training_iteration": 1}
+                               if reported else {"trial_id": tid, "date": "2026-11-28", "pid": 7})
 
     trials = [trial("a", "TERMINATED"), trial("b", "TERMINATED"), trial("c", "TERMINATED", False)]
     monkeypatch.setattr(study, "_STATE", study._State(signal=2, ended={"a"}))

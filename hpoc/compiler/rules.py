@@ -387,8 +387,14 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
 def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:
     c = out["checkpoint"]
     metrics = out["objective"]["metrics"]
+    population = (out.get("scheduler") or {}).get("name") in ("pbt", "pb2")
     if c["score_attribute"] is None:
-        if metrics:
+        if population:
+            # Keep the latest `keep` checkpoints: a trial exploits another's latest one, and
+            # keeping the best would delete a latest one that scores worse before the
+            # exploiting trial, waiting for a CPU, loads it ("does not exist on storage").
+            pass
+        elif metrics:
             c["score_attribute"] = metrics[0]["name"]
             c["score_order"] = c["score_order"] or metrics[0]["mode"]
         elif c["score_order"] is not None:

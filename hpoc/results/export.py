@@ -27,12 +27,16 @@ def trial_record(results: Results, ranking: Ranking, trial: Trial, rank: int,
         "epochs": trial.epochs,
         "score": ranking.value(trial),
         "metrics": {k: v for k, v in metrics.items() if v is not None},
-        "config": trial.config,
-        "params": flatten(trial.config),
+        "config": ranking.config(trial),
+        "params": flatten(ranking.config(trial)),
         "error": trial.error,
         "path": trial.path,
         "wall_s": _wall(trial),
     }
+    schedule = trial.config_schedule()
+    if schedule:  # PBT, PB2: the config changed while the trial ran
+        record["config_schedule"] = [{"from_epoch": a, "to_epoch": b, "config": c}
+                                     for a, b, c in schedule]
     if history:
         record["history"] = [
             {k: v for k, v in row.items()
@@ -82,7 +86,7 @@ def to_csv(results: Results, ranking: Ranking) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for i, trial in enumerate(ranking.trials, 1):
-        flat = flatten(trial.config)
+        flat = flatten(ranking.config(trial))
         row: list[Any] = [i, trial.trial_id, trial.shard, trial.status, status_label(trial),
                           str(trial.stopped_early).lower(), trial.epochs, _cell(_wall(trial))]
         row += [_metric_cell(trial, m) for m in metrics]

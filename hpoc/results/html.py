@@ -136,7 +136,10 @@ def _best(results: Results, ranking: Ranking) -> str:
         return f"<h2>Best trial</h2><p>{escape(text)}</p>"
     head, _, rest = text.partition("\n\nconfig (JSON):\n")
     config_json, _, kv = rest.partition("\n\nconfig (key = value):\n")
+    schedule = "\n".join(ln.strip() for ln in head.splitlines()[1:]
+                         if ln.strip() and not ln.strip().startswith("directory:"))
     return (f"<h2>Best trial</h2><p>{escape(head.splitlines()[0])}</p>"
+            + (f"<pre>{escape(schedule)}</pre>" if schedule else "") +
             '<div class="columns">'
             f"<div><p>Config as JSON:</p><pre>{escape(config_json)}</pre></div>"
             f"<div><p>As <code>key = value</code> lines, to paste into a spec:</p>"

@@ -98,7 +98,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
         stale = summary is not None and live.older(path / SUMMARY, lock)
         states = _experiment_states(path)
-        found = _load_trials(path, index, None if stale else summary, states)
+        found = _load_trials(path, index, None if stale else summary, states,
+                             plan["space"] if plan else None)
         if running is not None:
             live.refresh(found, running)
         source = ("Ray's last saved experiment state" if states
@@ -199,10 +200,10 @@ def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
 
 
 def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
-                 states: dict[str, dict[str, Any]]) -> list[Trial]:
+                 states: dict[str, dict[str, Any]], space: dict[str, Any] | None = None) -> list[Trial]:
     by_id: dict[str, Trial] = {}
     for trial_dir in _trial_dirs(path):
-        trial = _read_trial_dir(trial_dir, shard, states)
+        trial = _read_trial_dir(trial_dir, shard, states, space)
         if trial is None:
             continue
         old = by_id.get(trial.trial_id)
@@ -211,23 +212,26 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
     # Trials Ray created but that never wrote a directory (pending ones).
     for trial_id, state in states.items():
         if trial_id not in by_id:
-            by_id[trial_id] = Trial(trial_id, state["status"], state.get("config") or {}, shard=shard,
-                                    state_saved=state.get("saved"))
+            by_id[trial_id] = Trial(trial_id, state["status"], clean_config(state.get("config"), space),
+                                    shard=shard, state_saved=state.get("saved"))
     for entry in (summary or {}).get("trials") or []:
         if not isinstance(entry, dict) or not entry.get("trial_id"):
             continue
         trial = by_id.get(entry["trial_id"])
         if trial is None:
             trial = by_id[entry["trial_id"]] = Trial(
-                entry["trial_id"], "PENDING", entry.get("config") or {}, shard=shard,
+                entry["trial_id"], "PENDING", clean_config(entry.get("config"), space), shard=shard,
                 path=entry.get("path"))
         if entry.get("status") in STATUSES:
             trial.status = entry["status"]
         if entry.get("error"):
             trial.error = _error_line(str(entry["error"]))
             trial.error_text = trial.error_text or str(entry["error"])
-        if isinstance(entry.get("config"), dict) and entry["config"]:
-            trial.config = entry["config"]  # what the trainer saw, constants included
+        if isinstance(entry.get("config"), dict) and entry["config"] and not any(trial.configs):
+            # What the trainer saw, constants included. The reports' own configs win: under
+            # PBT the trial's final config can be one it never trained with (an exploit
+            # after its last epoch).
+            trial.config = entry["config"]
     return sorted(by_id.values(), key=lambda t: t.trial_id)
 
 
@@ -288,8 +292,31 @@ def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
     return states
 
 
-def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Trial | None:
-    history = _read_results(trial_dir / "result.json")
+def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:
+    """A config Ray recorded, as the trainer saw it: with the plan, its active parameters and
+    constants, nested (`trial_config`); without, hpoc's internal trial key and the inactive
+    parameters that the PBT/PB2 configs carry as None left out, dotted names nested."""
+    from hpoc.runtime.space import TRIAL_KEY, flatten, nest, trial_config
+
+    if not isinstance(config, dict):
+        return {}
+    if space is not None:
+        try:  # searchers hand Tune flat (dotted names) or nested configs
+            return trial_config({**flatten(config), **config}, space)
+        except Exception:  # noqa: BLE001 - a config of another shape: shown as recorded
+            pass
+    internal = TRIAL_KEY in config
+    flat = {k: v for k, v in config.items() if k != TRIAL_KEY and not (internal and v is None)}
+    try:
+        return nest(flat) if any("." in k for k in flat) else flat
+    except Exception:  # noqa: BLE001
+        return flat
+
+
+def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
+                    space: dict[str, Any] | None = None) -> Trial | None:
+    history, configs = _supersede(*_read_results(trial_dir / "result.json"))
+    configs = [None if c is None else clean_config(c, space) for c in configs]
     config = _read_json(trial_dir / "params.json")
     trial_id = next((r["trial_id"] for r in history if isinstance(r.get("trial_id"), str)), None)
     if trial_id is None:
@@ -298,9 +325,12 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Tri
     if trial_id is None:
         match = _TRIAL_ID.search(trial_dir.name)
         trial_id = match.group(1) if match else trial_dir.name
-    if not isinstance(config, dict):
-        config = (history[-1].get("config") if history else None) or \
-            (states.get(trial_id) or {}).get("config") or {}
+    if configs and configs[-1] is not None:
+        config = configs[-1]  # what its last report was trained with (PBT changes it)
+    elif isinstance(config, dict):
+        config = clean_config(config, space)
+    else:
+        config = clean_config((states.get(trial_id) or {}).get("config"), space)
     error_text = _read_text(trial_dir / "error.txt")
     error_text = _ANSI.sub("", error_text) if error_text else None
     state = states.get(trial_id)
@@ -314,7 +344,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Tri
         status = "RUNNING"  # Ray makes the directory when the trial starts
     trial = Trial(trial_id=trial_id, status=status, config=config, history=history, shard=shard,
                   path=str(trial_dir), error=_error_line(error_text) if error_text else None,
-                  error_text=error_text, state_saved=(state or {}).get("saved"))
+                  error_text=error_text, state_saved=(state or {}).get("saved"), configs=configs)
     if state and state.get("start") and state.get("end") and history:
         # Only trust them when they agree with result.json (a restored run restarts clocks).
         if abs(state["end"] - (number(history[-1].get("timestamp")) or 0)) < 2:
@@ -322,14 +352,16 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict]) -> Tri
     return trial
 
 
-def _read_results(file: Path) -> list[dict[str, Any]]:
+def _read_results(file: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """(reports, the config each was trained with, None where the line has none)."""
+    out: list[dict[str, Any]] = []
+    configs: list[dict[str, Any] | None] = []
     if not file.is_file():
-        return []
-    out = []
+        return out, configs
     try:
         lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        return []
+        return out, configs
     for line in lines:
         line = line.strip()
         if not line:
@@ -339,9 +371,25 @@ def _read_results(file: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a line cut short when the job was killed mid-write
         if isinstance(row, dict):
-            row.pop("config", None)  # repeated on every line; params.json has it
+            config = row.pop("config", None)  # repeated on every line: kept apart
+            configs.append(config if isinstance(config, dict) else None)
             out.append(row)
-    return out
+    return out, configs
+
+
+def _supersede(rows: list[dict[str, Any]], configs: list[Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The reports of the trial's final line of training. A trial that went back to an
+    earlier checkpoint (a resume after a hard kill, or a restored PBT trial) reports those
+    iterations again, appended to result.json; the new reports replace the old ones from
+    that iteration on, so the curve, the epochs and `--scope best` follow what it became."""
+    kept: list[tuple[dict[str, Any], Any]] = []
+    for row, config in zip(rows, configs):
+        it = number(row.get("training_iteration"))
+        if it is not None:
+            while kept and (number(kept[-1][0].get("training_iteration")) or 0) >= it:
+                kept.pop()
+        kept.append((row, config))
+    return [r for r, _ in kept], [c for _, c in kept]
 
 
 def _read_json(file: Path) -> Any:

@@ -44,6 +44,9 @@ class Trial:
     started_at: float | None = None   # wall-clock seconds, from Ray's state when it has them
     ended_at: float | None = None
     state_saved: float | None = None  # when Ray saved the experiment state its status is from
+    # The config each report was trained with (parallel to `history`; None where result.json
+    # did not say). A population scheduler (PBT, PB2) changes a trial's config while it runs.
+    configs: list[dict[str, Any] | None] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
@@ -63,6 +66,38 @@ class Trial:
         if scope == "best":
             return min(values) if mode == "min" else max(values)
         return number(self.last.get(metric))
+
+    def report_index(self, metric: str | None, scope: str = "last", mode: str = "min") -> int | None:
+        """Index in `history` of the report `value` takes (the first best one for scope="best")."""
+        if not self.history:
+            return None
+        if scope != "best" or metric is None:
+            return len(self.history) - 1
+        scored = [(v, i) for i, v in enumerate(number(r.get(metric)) for r in self.history)
+                  if v is not None]
+        if not scored:
+            return len(self.history) - 1
+        return min(scored, key=lambda vi: (vi[0] if mode == "min" else -vi[0], vi[1]))[1]
+
+    def config_at(self, index: int | None) -> dict[str, Any]:
+        """The config report `index` was trained with; `config` when unknown."""
+        if index is not None and 0 <= index < len(self.configs) and self.configs[index] is not None:
+            return self.configs[index]
+        return self.config
+
+    def config_schedule(self) -> list[tuple[int, int, dict[str, Any]]]:
+        """[(first epoch, last epoch, config)] when the trial's config changed while it ran
+        (PBT, PB2), one entry per stretch of reports with the same config; else []."""
+        spans: list[tuple[int, int, dict[str, Any]]] = []
+        for row, config in zip(self.history, self.configs):
+            if config is None:
+                continue
+            epoch = int(number(row.get("training_iteration")) or 0)
+            if spans and spans[-1][2] == config:
+                spans[-1] = (spans[-1][0], epoch, config)
+            else:
+                spans.append((epoch, epoch, config))
+        return spans if len(spans) > 1 else []
 
     # result.json timestamps are whole seconds; Ray's state keeps finer start/end times.
     @property

@@ -27,6 +27,12 @@ class Ranking:
         metric = metric or self.metric
         return None if metric is None else trial.value(metric, self.scope, self.mode)
 
+    def config(self, trial: Trial) -> dict[str, Any]:
+        """The config of the report the ranking takes: a population scheduler (PBT, PB2)
+        changes a trial's config as it runs, so its best report may have another config than
+        its last one."""
+        return trial.config_at(trial.report_index(self.metric, self.scope, self.mode))
+
 
 def rank(results: Results, sort: str | None = None, ascending: bool | None = None,
          scope: str = "last", statuses: list[str] | None = None,

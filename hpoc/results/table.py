@@ -42,7 +42,7 @@ def rows(results: Results, ranking: Ranking) -> tuple[list[str], list[list[str]]
     header += params
     body = []
     for i, trial in enumerate(ranking.trials, 1):
-        flat = flatten(trial.config)
+        flat = flatten(ranking.config(trial))
         row = [str(i), trial.trial_id] + ([str(trial.shard)] if results.sharded else [])
         row += [status_label(trial), epochs_cell(results, trial)]
         row += [fmt(ranking.value(trial, m)) for m in metrics]
@@ -114,10 +114,32 @@ def render_best(results: Results, ranking: Ranking) -> str:
              f"epochs {epochs_cell(results, best)}  [{status_label(best)}]"]
     if best.path:
         lines.append(f"  directory: {best.path}")
-    lines += ["", "config (JSON):", json.dumps(best.config, indent=2, sort_keys=True), "",
+    config = ranking.config(best)
+    lines += schedule_lines(ranking, best)
+    lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True), "",
               "config (key = value):"]
-    lines += [f"  {k} = {json.dumps(v)}" for k, v in sorted(flatten(best.config).items())]
+    lines += [f"  {k} = {json.dumps(v)}" for k, v in sorted(flatten(config).items())]
     return "\n".join(lines)
+
+
+def schedule_lines(ranking: Ranking, trial: Trial) -> list[str]:
+    """For a trial whose config changed while it ran (PBT, PB2): which config trained which
+    epochs. Only the keys that changed are listed; the config printed is the ranked report's."""
+    spans = trial.config_schedule()
+    if not spans:
+        return []
+    flats = [flatten(c) for _, _, c in spans]
+    keys = sorted({k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1})
+    index = trial.report_index(ranking.metric, ranking.scope, ranking.mode)
+    epoch = trial.history[index].get("training_iteration") if index is not None else None
+    lines = ["", f"  its config changed during the run (the scheduler moved it onto other trials' "
+             f"checkpoints); the config below is the one epoch {epoch} was trained with:"]
+    for (first, last, _), flat in zip(spans, flats):
+        epochs = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        changed = ", ".join(f"{k}={json.dumps(flat.get(k))}" for k in keys)
+        lines.append(f"    {epochs}: {changed}")
+    lines.append("  (retraining from scratch with one fixed config is not what produced this result)")
+    return lines
 
 
 def render(results: Results, ranking: Ranking, show_best: bool = True) -> str:

@@ -136,7 +136,11 @@ def counts(trials: list[Any], metric: str | None, mode: str = "min",
         key["PAUSED"] = "paused"
     for trial in trials:
         out[key.get(trial.status, "pending")] += 1  # PENDING and PAUSED wait for resources
-        value = (trial.last_result or {}).get(metric) if metric else None
+        result = trial.last_result or {}
+        # A PBT/PB2 trial that exploits another holds the donor's last result until it
+        # reports again: the value is the donor's (counted with the donor), not its own.
+        own = result.get("trial_id") in (None, trial.trial_id)
+        value = result.get(metric) if metric and own else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and math.isfinite(value) and trial.status != "ERROR":
             if out["best"] is None or (value < out["best"] if mode == "min"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,44 @@ def prepare_scheduler(scheduler: Any, plan: dict[str, Any]) -> Any:
     scheduler.__class__ = target
     scheduler._hpoc_cap = plan["trials"]["max_concurrent"] or None
     return scheduler
+
+
+# ---------------------------------------------------------------- a trial's logs on restart
+
+# What Ray's JSON and CSV loggers copy back from the storage when a trial restarts.
+_TRIAL_LOGS = ("result.json", "progress.csv")
+
+
+def push_trial_logs(trial: Any) -> list[str]:
+    """Bring the storage's copy of a restarting trial's logs up to date with the driver's.
+
+    Ray's loggers write into a staging folder that Tune copies to the storage only when it
+    saves the experiment (every 10 s or more). When a trial with a checkpoint starts again
+    (PBT/PB2 exploits, HyperBand and synchronous PBT pause and resume it within one run),
+    the loggers first copy the storage's file back over the staging one: reports made since
+    the last save were lost (a PBT trial's result.json began at epoch 3). Called from a
+    callback that runs before the loggers'. Returns the files it copied."""
+    if not getattr(trial, "checkpoint", None):
+        return []  # the loggers restore nothing then
+    try:
+        if type(trial.storage.storage_filesystem).__name__ != "LocalFileSystem":
+            return []  # hpoc's storage is a path; another filesystem is left to Ray
+        local, remote = Path(trial.local_path), Path(trial.storage.trial_fs_path)
+    except Exception:  # noqa: BLE001 - storage not set up yet
+        return []
+    copied = []
+    for name in _TRIAL_LOGS:
+        src, dst = local / name, remote / name
+        try:
+            if not src.is_file() or (dst.exists() and src.samefile(dst)):
+                continue
+            if dst.is_file() and dst.stat().st_size >= src.stat().st_size:
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{name}.hpoc-tmp")
+            tmp.write_bytes(src.read_bytes())
+            os.replace(tmp, dst)
+            copied.append(name)
+        except OSError as exc:  # the loggers go on as before
+            logger.debug("could not update %s: %s", dst, exc)
+    return copied

@@ -250,9 +250,11 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
                 for k, v in options["hyperparam_mutations"].items()}
         else:
             options["hyperparam_mutations"] = sp.ray_domains(plan["space"], grid_as_choice=True)
-        return _call(what, s.PopulationBasedTraining, {**common, **options})
+        from hpoc.runtime.population import PBT
+
+        return _call(what, PBT, {**common, **options})
     if name == "pb2":
-        from ray.tune.schedulers.pb2 import PB2
+        from hpoc.runtime.population import PB2
 
         options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
         if not options["hyperparam_bounds"]:

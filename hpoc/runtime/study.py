@@ -140,6 +140,21 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     return "restore"
 
 
+def _refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:
+    """A synchronous PBT/PB2 study cannot resume: Ray's scheduler does not save when the
+    population last synchronised, and the restored trials, each at its own epoch, wait for
+    one another forever (nothing runs, nothing ends). Better said now than an allocation
+    spent waiting."""
+    sched = plan.get("scheduler") or {}
+    if sched.get("name") in ("pbt", "pb2") and (sched.get("options") or {}).get("synch"):
+        raise StudyError(
+            f"{exp}: this interrupted `scheduler {sched['name']}` study has `synch = true`, and "
+            "Ray Tune cannot resume a synchronous population (the restored trials would wait "
+            "for each other forever)\n"
+            "  help: run it again from the start with `--fresh`, or use `synch = false` "
+            "(asynchronous PBT resumes) with a new `storage.name`")
+
+
 def _lock(lock: runlock.Lock, stream: TextIO) -> None:
     try:
         lock.acquire(lambda line: _say(stream, line))
@@ -214,7 +229,13 @@ def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
     if _STATE.signal is None:
         return trials, False
     return [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
-            _Relabelled(t, "PAUSED" if t.last_result else "PENDING") for t in trials], True
+            _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
+
+
+def _reported(trial: Any) -> bool:
+    """Whether a trial reported once: Ray's `last_result` is never empty (before the first
+    report it holds the trial id and auto-filled keys); every report has an iteration."""
+    return "training_iteration" in (trial.last_result or {})
 
 
 @functools.lru_cache(maxsize=1)
@@ -250,7 +271,9 @@ def _events_class() -> type:
             _STATE.ended.add(trial.trial_id)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from hpoc.runtime import retry
+            from hpoc.runtime import resume, retry
+
+            resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
@@ -503,6 +526,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         _lock(lock, stream)
         mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
                                         stream, lock)
+        if mode == "restore":
+            _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
             _say(stream, f"[hpoc] this study already ran to the end in {exp} "

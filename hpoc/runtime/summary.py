@@ -97,12 +97,37 @@ def trial_error(trial: Any) -> str | None:
     return text if trial.status == "ERROR" else None
 
 
-def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+def own_last_result(trial: Any) -> dict[str, Any]:
+    """The trial's own last report. When PBT/PB2 make a trial exploit another one, Tune
+    hands it the donor's last result with the donor's checkpoint: a trial exploited after
+    its last epoch would show the donor's metrics. Its result.json has its own."""
     result = trial.last_result or {}
+    if result.get("trial_id") in (None, trial.trial_id):
+        return result
+    path = _path(trial)
+    try:
+        lines = (Path(path) / "result.json").read_text(encoding="utf-8").splitlines() if path else []
+    except OSError:
+        lines = []
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short
+        if isinstance(row, dict) and row.get("trial_id") == trial.trial_id:
+            return row
+    return {}
+
+
+def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    result = own_last_result(trial)
+    # The config its last report was trained with: PBT/PB2 change a trial's config, and an
+    # exploit after its last epoch leaves one it never trained with.
+    config = result.get("config") if isinstance(result.get("config"), dict) else None
     return {
         "trial_id": trial.trial_id,
         "status": trial.status,
-        "config": trial_config(trial.config or {}, space),
+        "config": trial_config(config or trial.config or {}, space),
         "metrics": user_metrics(result),
         "epochs": int(result.get("epoch") or result.get("training_iteration") or 0),
         "error": trial_error(trial),

@@ -15,7 +15,7 @@ import copy
 from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
-from ray.tune.schedulers.pb2 import PB2 as RayPB2  # GPy is imported when PB2 explores
+from ray.tune.schedulers.pb2 import PB2 as RayPB2
 
 SAVED = "_hpoc_config"  # attribute of a ray.tune Trial, kept in Tune's experiment state
 

@@ -259,8 +259,8 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
         options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
         if not options["hyperparam_bounds"]:
             raise SearchError(f"{what} needs numeric parameters with lower/upper bounds")
-        try:
-            return _call(what, PB2, {**common, **options})
-        except ImportError as exc:
-            raise SearchError(f"{what} needs {exc.name or 'GPy'}\n  help: pip install GPy") from None
+        if importlib.util.find_spec("sklearn") is None:  # Ray's PB2 models with its GP
+            raise SearchError(f"{what} needs the Python package scikit-learn, not installed"
+                              "\n  help: pip install scikit-learn")
+        return _call(what, PB2, {**common, **options})
     raise SearchError(f"unknown scheduler `{name}` (one of {', '.join(SCHEDULERS)})")

@@ -146,7 +146,7 @@ def test_pb2_without_scikit_learn_names_the_package(monkeypatch):
     monkeypatch.setattr(search.importlib.util, "find_spec",
                         lambda name, *a: None if name == "sklearn" else real(name, *a))
     p = plan(scheduler={"name": "pb2", "options": {"perturbation_interval": 2}})
-    with pytest.raises(search.SearchError, match="needs the Python package scikit-learn.*pip install scikit-learn"):
+    with pytest.raises(search.SearchError, match="(?s)needs the Python package scikit-learn.*pip install scikit-learn"):
         search.make_scheduler(p)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,7 @@ def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, mon
         rows = [json.loads(line) for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
         epochs = [r["epoch"] for r in rows]  # an exploit goes on from the donor's epoch
         assert epochs[0] == 1 and epochs == sorted(set(epochs)) and epochs[-1] <= 6, epochs
+        assert epochs[-1] == trial["metrics"]["epoch"], (epochs, trial["metrics"])  # no row lost
         for row in rows:  # every epoch trained with the config Tune recorded for it
             assert row["lr_used"] == pytest.approx(row["config"]["lr"]), row
             assert row["momentum_used"] == pytest.approx(row["config"]["momentum"]), row
@@ -121,3 +123,56 @@ def test_a_new_learning_rate_keeps_its_place_in_the_schedule() -> None:
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # the schedule goes on from there
+
+
+class _Trial:
+    """What Ray's JsonLoggerCallback reads of a trial: a driver-side staging directory and
+    the storage directory it is synced to (a lagging copy)."""
+
+    def __init__(self, staging: Path, storage: Path) -> None:
+        import pyarrow.fs
+
+        self.config = {"lr": 0.1}
+        self.local_path = str(staging)
+        staging.mkdir(parents=True)  # Ray creates it when the trial is set up
+        self.checkpoint = object()  # it has one: Ray then copies result.json from the storage
+        self.storage = SimpleNamespace(trial_fs_path=str(storage),
+                                       storage_filesystem=pyarrow.fs.LocalFileSystem())
+
+    def init_local_path(self) -> None:
+        Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+
+def test_a_trial_paused_and_resumed_on_the_same_driver_keeps_all_its_result_rows(tmp_path):
+    """PBT (and HyperBand, and the max_concurrent cap) pause and resume trials. Ray's
+    result.json writer copied the storage's lagging copy over the driver's file at every
+    start, losing the rows in between (seen on SLURM: a finished PBT trial's result.json
+    ended at epoch 4 of 6, `hpoc results` said "stopped early")."""
+    from hpoc.runtime import study
+
+    logger = next(c for c in study._callbacks(_plan_for_callbacks(), 1, io.StringIO())
+                  if type(c).__name__ == "JsonLogger")
+    storage = tmp_path / "results" / "trial_0"
+    trial = _Trial(tmp_path / "staging" / "trial_0", storage)
+    logger.log_trial_start(trial)
+    logger.log_trial_result(1, trial, {"training_iteration": 1})
+    storage.mkdir(parents=True)
+    (storage / "result.json").write_text(json.dumps({"training_iteration": 1}) + "\n")  # synced
+    logger.log_trial_result(2, trial, {"training_iteration": 2})  # not synced yet
+    logger.log_trial_start(trial)  # paused and resumed
+    logger.log_trial_result(3, trial, {"training_iteration": 3})
+    logger.log_trial_end(trial)
+    rows = [json.loads(line)["training_iteration"]
+            for line in (tmp_path / "staging" / "trial_0" / "result.json").read_text().splitlines()]
+    assert rows == [1, 2, 3]
+    # A driver that resumes the study (a new staging directory) starts from the storage's copy.
+    fresh = _Trial(tmp_path / "staging2" / "trial_0", storage)
+    logger.log_trial_start(fresh)
+    logger.log_trial_end(fresh)
+    assert (tmp_path / "staging2" / "trial_0" / "result.json").read_text() == (storage / "result.json").read_text()
+
+
+def _plan_for_callbacks() -> dict:
+    from runtime_plans import make_plan
+
+    return make_plan(Path("/nonexistent"), Path("/nonexistent/results"))

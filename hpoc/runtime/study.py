@@ -184,7 +184,36 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
         _STATE.sweep_at = 0.0
 
-    return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
+    return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet(),
+            _make_json_logger()]
+
+
+@functools.lru_cache(maxsize=1)
+def _json_logger_class() -> type:
+    from ray.tune.logger import JsonLoggerCallback
+
+    class JsonLogger(JsonLoggerCallback):
+        """Ray's `result.json` writer, except that a trial starting again on this driver keeps
+        the file this driver has been writing. PBT, HyperBand and the max_concurrent cap pause
+        and resume trials, and Ray copies the storage's copy of the file over the driver's at
+        every start: that copy lags by up to a sync period, so the rows in between were lost
+        (a PBT trial's result.json began at epoch 3, or ended at the epoch it exploited
+        another, and `hpoc results` called finished trials "stopped early"). A driver that
+        resumes a study has no such file yet and starts from the storage's copy, as before."""
+
+        def _restore_from_remote(self, file_name: str, trial: Any) -> None:
+            if Path(trial.local_path, file_name).exists():
+                return
+            super()._restore_from_remote(file_name, trial)
+
+        def __reduce__(self):  # restorable from a pickled experiment, like Events
+            return (_make_json_logger, ())
+
+    return JsonLogger
+
+
+def _make_json_logger() -> Any:
+    return _json_logger_class()()
 
 
 @functools.lru_cache(maxsize=1)

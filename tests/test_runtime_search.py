@@ -187,3 +187,12 @@ def test_pbt_moves_categorical_parameters_between_their_values_and_keeps_conditi
         assert new["width"] in (8, 16) and isinstance(new["momentum"], float)
         trainer_sees = sp.trial_config(new, space)
         assert ("momentum" in trainer_sees) == (new["optimizer"] == "sgd")
+
+
+def test_pbt_trials_keep_max_concurrent():
+    """Tune ignores `max_concurrent_trials` for PBT's BasicVariantGenerator (it caps Searchers
+    only): multi-worker trials all started at once and waited for their workers' resources."""
+    p = plan(scheduler={"name": "pbt", "options": {"perturbation_interval": 2}},
+             trials={"num_samples": 6, "max_concurrent": 2})
+    generator, _, n = search.make_searcher(p)
+    assert n == 6 and generator.max_concurrent == 2

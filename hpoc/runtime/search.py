@@ -120,7 +120,7 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
         if plan["scheduler"]["name"] in POPULATION_SCHEDULERS:
             # Tune runs PBT/PB2 only under its BasicVariantGenerator: our sampler's configs
             # (same seed, same shard split) become that generator's fixed points.
-            return sp.fixed_trials(sp.SpaceSamplerCore(space, **sampled))
+            return sp.fixed_trials(sp.SpaceSamplerCore(space, **sampled), plan["trials"]["max_concurrent"])
         searcher = sp.make_space_sampler(space, metric=names[0], mode=modes[0], **sampled)
         return searcher, {}, max(1, searcher.total_samples)
 

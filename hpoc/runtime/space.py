@@ -366,7 +366,7 @@ class _Pick:
         return copy.deepcopy(self.configs[spec.config[TRIAL_KEY]].get(self.name))
 
 
-def fixed_trials(core: SpaceSamplerCore) -> tuple[Any, dict[str, Any], int]:
+def fixed_trials(core: SpaceSamplerCore, max_concurrent: int | None = None) -> tuple[Any, dict[str, Any], int]:
     """(search_alg, param_space, num_samples) that run `core`'s configs through Tune's
     BasicVariantGenerator, the only search algorithm PBT and PB2 accept. Each trial gets an
     index (one of `points_to_evaluate`) and every parameter is a top-level key, so PBT can
@@ -380,7 +380,10 @@ def fixed_trials(core: SpaceSamplerCore) -> tuple[Any, dict[str, Any], int]:
     param_space: dict[str, Any] = {TRIAL_KEY: tune.randint(0, max(1, len(configs)))}
     param_space.update({name: tune.sample_from(_Pick(configs, name)) for name in names})
     points = [{TRIAL_KEY: i} for i in range(len(configs))]
-    return BasicVariantGenerator(points_to_evaluate=points), param_space, len(configs)
+    # Tune applies `max_concurrent_trials` to a Searcher only (it ignores it for this
+    # generator, with a warning): the generator caps the trials itself.
+    generator = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent or 0)
+    return generator, param_space, len(configs)
 
 
 __all__ = [

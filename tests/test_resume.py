@@ -159,6 +159,39 @@ FLAKY = textwrap.dedent('''
 ''')
 
 
+def test_pbt_clones_the_donors_latest_checkpoint_once_the_noted_one_is_deleted(tmp_path, monkeypatch):
+    """Seen on SLURM after a walltime resume: PBT cloned a checkpoint `checkpoint.keep` had
+    deleted since the donor was last in the upper quantile, and the exploiting trial errored
+    ("Could not recover from checkpoint as it does not exist on storage anymore")."""
+    from ray.train import Checkpoint
+    from ray.tune import schedulers as S
+
+    from hpoc.runtime.resume import prepare_scheduler
+
+    pbt = prepare_scheduler(S.PopulationBasedTraining(metric="acc", mode="max", perturbation_interval=2,
+                                                          hyperparam_mutations={"lr": [0.1, 0.2]}),
+                            {"trials": {"max_concurrent": None}})
+    cloned = []
+    monkeypatch.setattr(S.PopulationBasedTraining, "_exploit",
+                        lambda self, ctl, trial, donor: cloned.append(self._trial_state[donor].last_checkpoint.path))
+    latest = tmp_path / "trial_3" / "checkpoint_000045"
+    latest.mkdir(parents=True)
+    donor, trial = FakeTrial("3"), FakeTrial("1")
+    donor.checkpoint = Checkpoint(str(latest))
+    pbt._trial_state[donor] = SimpleNamespace(last_checkpoint=Checkpoint(str(tmp_path / "trial_3" / "checkpoint_000037")))
+    pbt._exploit(FakeController(), trial, donor)
+    assert cloned == [str(latest)]
+    pbt._exploit(FakeController(), trial, donor)  # the noted one exists now: as Ray does
+    assert cloned == [str(latest)] * 2
+    donor.checkpoint = None
+    pbt._trial_state[donor].last_checkpoint = Checkpoint(str(tmp_path / "gone"))
+    pbt._exploit(FakeController(), trial, donor)  # nothing to clone: no exploit, no error
+    assert len(cloned) == 2
+    import pickle
+
+    assert type(pickle.loads(pickle.dumps(pbt))).__name__ == "LiveDonorPBT"  # Tuner.restore unpickles it
+
+
 def _spans(log: Path) -> list[tuple[float, float]]:
     """(start, end) of each trial process's training, from the trainer's own log."""
     first: dict[tuple[str, str], float] = {}

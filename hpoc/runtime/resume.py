@@ -21,9 +21,15 @@
    checkpoint the saved state knows (at most one save period old). A graceful stop (the
    walltime signal) saves the state on the way out.
 
+4. PBT and PB2 clone the checkpoint they noted when the donor was last in the upper
+   quantile. After a resume (or a donor paused for a while) that checkpoint can be one
+   `checkpoint.keep` has deleted since, and the exploiting trial errored ("Could not recover
+   from checkpoint as it does not exist on storage anymore"). The schedulers built here
+   clone the donor's latest checkpoint instead when the noted one is gone.
+
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
-(FIFO, ASHA and median stopping; PBT, PB2, HyperBand and BOHB pause and resume trials
-themselves and keep Tune's behaviour). It changes the instance's class to a subclass of
+(1-3: FIFO, ASHA and median stopping; PBT, PB2, HyperBand and BOHB pause and resume trials
+themselves and keep Tune's behaviour there; 4: PBT and PB2). It changes the instance's class to a subclass of
 its own class, so everything else about it stays as built.
 """
 
@@ -152,6 +158,31 @@ class _RungReplay:
         return [[(m, dict(r)) for m, r in b._rungs] for b in self._brackets]
 
 
+def _checkpoint_exists(checkpoint: Any) -> bool:
+    path, fs = getattr(checkpoint, "path", None), getattr(checkpoint, "filesystem", None)
+    if not path or fs is None:
+        return False
+    import pyarrow.fs
+
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+class _LiveDonor:
+    """PBT/PB2: clone the donor's latest checkpoint when the one noted at its last
+    upper-quantile step has been deleted (`checkpoint.keep`); skip the exploit if it has none."""
+
+    def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+        state = self._trial_state[trial_to_clone]
+        if not _checkpoint_exists(state.last_checkpoint):
+            latest = trial_to_clone.checkpoint
+            if not _checkpoint_exists(latest):
+                logger.info("[pbt] trial %s has no checkpoint left to clone; %s goes on as it is",
+                            trial_to_clone.trial_id, trial.trial_id)
+                return
+            state.last_checkpoint = latest
+        super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+
+
 def _classes() -> dict[str, type]:
     from ray.tune import schedulers as s
 
@@ -164,8 +195,21 @@ def _classes() -> dict[str, type]:
     class ResumableASHA(_SaveOnComplete, _Capped, _RungReplay, s.AsyncHyperBandScheduler):
         pass
 
+    class LiveDonorPBT(_LiveDonor, s.PopulationBasedTraining):
+        pass
+
+    classes: list[type] = [CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA, LiveDonorPBT]
+    try:
+        from ray.tune.schedulers.pb2 import PB2
+    except ImportError:  # PB2's own dependencies are optional
+        pass
+    else:
+        class LiveDonorPB2(_LiveDonor, PB2):
+            pass
+
+        classes.append(LiveDonorPB2)
     made = {}
-    for cls in (CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA):
+    for cls in classes:
         cls.__module__ = __name__  # pickled by reference (Tuner.restore unpickles them)
         cls.__qualname__ = cls.__name__
         made[cls.__name__] = cls
@@ -182,7 +226,8 @@ def _made() -> dict[str, type]:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("CappedFIFOScheduler", "CappedMedianStoppingRule", "ResumableASHA"):
+    if name in ("CappedFIFOScheduler", "CappedMedianStoppingRule", "ResumableASHA", "LiveDonorPBT",
+                "LiveDonorPB2"):
         return _made()[name]
     raise AttributeError(name)
 
@@ -193,6 +238,9 @@ def prepare_scheduler(scheduler: Any, plan: dict[str, Any]) -> Any:
 
     made = _made()
     exact = type(scheduler)
+    if exact is s.PopulationBasedTraining or (type(scheduler).__name__ == "PB2" and "LiveDonorPB2" in made):
+        scheduler.__class__ = made["LiveDonorPBT" if exact is s.PopulationBasedTraining else "LiveDonorPB2"]
+        return scheduler
     target = {
         s.FIFOScheduler: made["CappedFIFOScheduler"],
         s.MedianStoppingRule: made["CappedMedianStoppingRule"],

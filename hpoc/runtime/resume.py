@@ -21,11 +21,13 @@
    checkpoint the saved state knows (at most one save period old). A graceful stop (the
    walltime signal) saves the state on the way out.
 
-4. PBT and PB2 clone the checkpoint they noted when the donor was last in the upper
-   quantile. After a resume (or a donor paused for a while) that checkpoint can be one
-   `checkpoint.keep` has deleted since, and the exploiting trial errored ("Could not recover
-   from checkpoint as it does not exist on storage anymore"). The schedulers built here
-   clone the donor's latest checkpoint instead when the noted one is gone.
+4. PBT and PB2 restore an exploiting trial from the donor's checkpoint, which the donor's
+   `checkpoint.keep` may delete before the trial starts again (it waits while paused, or
+   until a resumed study restores it): the trial errored ("Could not recover from checkpoint
+   as it does not exist on storage anymore") or started over. The schedulers built here
+   give the exploiting trial its own copy (`exploited-<donor dir>-<checkpoint>` in its
+   directory, the newest only), and clone the donor's latest checkpoint when the noted one
+   is already gone.
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (1-3: FIFO, ASHA and median stopping; PBT, PB2, HyperBand and BOHB pause and resume trials
@@ -167,20 +169,55 @@ def _checkpoint_exists(checkpoint: Any) -> bool:
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+EXPLOIT_PREFIX = "exploited-"
+
+
+def _own_copy(checkpoint: Any, trial: Any) -> Any:
+    """A copy of a donor's checkpoint in the exploiting trial's directory (the only one kept
+    there), or the checkpoint itself when the trial has no directory yet."""
+    import shutil
+
+    from ray.train import Checkpoint
+
+    if not getattr(trial, "path", None):
+        return checkpoint
+    own = Path(trial.path)
+    dest = own / f"{EXPLOIT_PREFIX}{Path(checkpoint.path).parent.name}-{Path(checkpoint.path).name}"
+    own.mkdir(parents=True, exist_ok=True)
+    tmp = own / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint.path, tmp)
+    for old in own.glob(f"{EXPLOIT_PREFIX}*"):  # the trial restores from its newest copy only
+        if old != dest:
+            shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return Checkpoint(str(dest))
+
+
 class _LiveDonor:
-    """PBT/PB2: clone the donor's latest checkpoint when the one noted at its last
-    upper-quantile step has been deleted (`checkpoint.keep`); skip the exploit if it has none."""
+    """PBT/PB2: the exploiting trial restores from its own copy of the donor's checkpoint.
+    The donor's own is subject to the donor's `checkpoint.keep`: it was deleted before a
+    paused exploiting trial started again, or before a resumed study restored it ("Could
+    not recover from checkpoint as it does not exist on storage anymore", or a trial that
+    started over from epoch 0). A noted checkpoint already deleted is replaced by the
+    donor's latest; with none left the exploit is skipped."""
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
         state = self._trial_state[trial_to_clone]
-        if not _checkpoint_exists(state.last_checkpoint):
-            latest = trial_to_clone.checkpoint
-            if not _checkpoint_exists(latest):
+        noted = state.last_checkpoint
+        if not _checkpoint_exists(noted):
+            noted = trial_to_clone.checkpoint
+            if not _checkpoint_exists(noted):
                 logger.info("[pbt] trial %s has no checkpoint left to clone; %s goes on as it is",
                             trial_to_clone.trial_id, trial.trial_id)
                 return
-            state.last_checkpoint = latest
-        super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+            state.last_checkpoint = noted
+        state.last_checkpoint = _own_copy(noted, trial)
+        try:
+            super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+        finally:
+            state.last_checkpoint = noted  # the donor's own, for the next trial that clones it
 
 
 def _classes() -> dict[str, type]:

@@ -113,7 +113,7 @@ READY = re.compile(r"^hpoc: cluster ready nodes=(\d+) cpus=(\S+) gpus=(\S+) seco
 
 
 def write_job(folder: Path, *, nodes: int = 3, shards: int = 1, parallel: int = 1,
-              preflight_only: bool = True, **slurm: Any) -> Path:
+              preflight_only: bool = True, resume: bool = False, **slurm: Any) -> Path:
     """Render a short job for the local cluster into `folder`; return the script path."""
     from hpoc import plan as plan_mod
     from hpoc.compiler.render import render_all
@@ -124,6 +124,7 @@ def write_job(folder: Path, *, nodes: int = 3, shards: int = 1, parallel: int = 
         source={"file": "t.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": REPO},
         storage={"path": str(folder / "results"), "name": "t"},
         shards={"count": shards, "parallel": parallel},
+        resume={"enabled": resume, "grace_s": 60},
         slurm={"nodes": nodes, "cpus_per_node": 1, "mem": "1G", "time": "00:10:00", "time_s": 600,
                "python": VENV_PYTHON, **slurm},
     )

@@ -942,3 +942,16 @@ def test_a_study_module_named_like_a_standard_module_is_an_error(tmp_path) -> No
     assert d.help == "rename random.py (e.g. to `my_random.py`) and `getter` with it"
     (tmp_path / "trainer.py").write_text("class T: pass\n")  # not a standard module name
     assert [x.message for x in diagnostics(spec, str(tmp_path))] == [d.message]
+
+
+def test_population_schedulers_need_multi_worker_trials_that_hand_their_checkpoints_to_tune() -> None:
+    """A multi-worker trial is a Ray Train run whose checkpoints Tune never sees: on SLURM,
+    PBT with `workers = 2` ran as a plain random search (no exploit, nothing said)."""
+    study = BASE + "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1) }\n"
+    for sched in ("pbt", "pb2"):
+        d = one_error(study + f"scheduler {sched}\nresources {{ workers = 2 }}\n")
+        assert d.code == "HP401" and where(d) == (6, 13), d.render()
+        assert "no trial would ever exploit another" in d.message and "reuse_workers = true" in d.help
+        plan = plan_of(study + f"scheduler {sched}\nresources {{ workers = 2, reuse_workers = true }}\n")
+        assert plan["resources"]["reuse_workers"] is True
+    assert not errors(study + "scheduler asha\nresources { workers = 2 }\n")

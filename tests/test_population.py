@@ -81,6 +81,7 @@ def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, mon
         rows = [json.loads(line) for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
         epochs = [r["epoch"] for r in rows]  # an exploit goes on from the donor's epoch
         assert epochs[0] == 1 and epochs == sorted(set(epochs)) and epochs[-1] <= 6, epochs
+        assert epochs[-1] == trial["metrics"]["epoch"], (epochs, trial["metrics"])  # no row lost
         for row in rows:  # every epoch trained with the config Tune recorded for it
             assert row["lr_used"] == pytest.approx(row["config"]["lr"]), row
             assert row["momentum_used"] == pytest.approx(row["config"]["momentum"]), row

@@ -123,7 +123,9 @@ def test_sbatch_header_carries_every_slurm_setting():
         "--time=1-00:00:00", "--constraint=gpu&ib",
         "--output=/p/project/hpo/build/resnet-sweep-%A_%a.out",
         "--error=/p/project/hpo/build/resnet-sweep-%A_%a.err",
-        "--array=0-3%2", "--signal=B:USR2@300", "--requeue", "--exclusive", "--mail-type=END",
+        "--array=0-3%2", "--signal=B:USR2@300", "--requeue",
+        "--open-mode=append",  # a requeued job keeps the log of the run before it
+        "--exclusive", "--mail-type=END",
     ]
 
 
@@ -131,7 +133,7 @@ def test_optional_settings_are_left_out_when_unset():
     flags = sbatch_flags(rendered("singularity-array")["job.sbatch"])
     names = {f.split("=")[0] for f in flags}
     assert not names & {"--cpus-per-task", "--gres", "--mem", "--partition", "--account", "--qos",
-                        "--time", "--constraint", "--signal", "--requeue"}
+                        "--time", "--constraint", "--signal", "--requeue", "--open-mode"}
     assert "--array=0-2%3" in flags  # parallel is capped by the number of shards
     assert "--output=/p/project/hpo/build/fashion-mnist-%A_%a.out" in flags
     single = sbatch_flags(rendered("basic")["job.sbatch"])

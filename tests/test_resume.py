@@ -159,6 +159,55 @@ FLAKY = textwrap.dedent('''
 ''')
 
 
+def test_an_exploiting_pbt_trial_restores_from_its_own_copy_of_the_donors_checkpoint(tmp_path, monkeypatch):
+    """Seen on SLURM after a walltime resume: the exploiting trial restored from the donor's
+    checkpoint after the donor's `checkpoint.keep` had deleted it, and errored ("Could not
+    recover from checkpoint as it does not exist on storage anymore") or started over."""
+    from ray.train import Checkpoint
+    from ray.tune import schedulers as S
+
+    from hpoc.runtime.population import PBT
+    from hpoc.runtime.resume import prepare_scheduler
+
+    pbt = prepare_scheduler(PBT(metric="acc", mode="max", perturbation_interval=2,
+                                hyperparam_mutations={"lr": [0.1, 0.2]}),
+                            {"trials": {"max_concurrent": None}})
+    cloned = []
+    monkeypatch.setattr(S.PopulationBasedTraining, "_exploit",
+                        lambda self, ctl, trial, donor: cloned.append(self._trial_state[donor].last_checkpoint.path))
+    donor_dir, own = tmp_path / "trial_3", tmp_path / "trial_1"
+    for n in (37, 45):
+        (donor_dir / f"checkpoint_{n:06d}").mkdir(parents=True)
+        (donor_dir / f"checkpoint_{n:06d}" / "state.pt").write_text(str(n))
+    donor, trial = FakeTrial("3", donor_dir), FakeTrial("1", own)
+    trial.config = {"lr": 0.2}
+    donor.checkpoint = Checkpoint(str(donor_dir / "checkpoint_000045"))
+    noted = Checkpoint(str(donor_dir / "checkpoint_000037"))
+    pbt._trial_state[donor] = SimpleNamespace(last_checkpoint=noted)
+
+    pbt._exploit(FakeController(), trial, donor)
+    copy = own / "exploited-trial_3-checkpoint_000037"
+    assert cloned == [str(copy)] and (copy / "state.pt").read_text() == "37"
+    assert pbt._trial_state[donor].last_checkpoint is noted  # the donor's own stays noted
+    assert trial._hpoc_config == {"lr": 0.2}  # recorded for a resumed run (population.py)
+    (donor_dir / "checkpoint_000037" / "state.pt").unlink()
+    (donor_dir / "checkpoint_000037").rmdir()  # the donor's keep deletes it: the copy remains
+    assert (copy / "state.pt").read_text() == "37"
+
+    pbt._exploit(FakeController(), trial, donor)  # the noted one is gone: the donor's latest
+    newer = own / "exploited-trial_3-checkpoint_000045"
+    assert cloned[-1] == str(newer) and (newer / "state.pt").read_text() == "45"
+    assert not copy.exists()  # one copy per trial
+
+    donor.checkpoint = None
+    pbt._trial_state[donor].last_checkpoint = Checkpoint(str(tmp_path / "gone"))
+    pbt._exploit(FakeController(), trial, donor)  # nothing to clone: no exploit, no error
+    assert len(cloned) == 2
+    import pickle
+
+    assert type(pickle.loads(pickle.dumps(pbt))) is PBT  # Tuner.restore unpickles it
+
+
 def _spans(log: Path) -> list[tuple[float, float]]:
     """(start, end) of each trial process's training, from the trainer's own log."""
     first: dict[tuple[str, str], float] = {}

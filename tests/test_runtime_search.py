@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -11,6 +12,7 @@ from ray.tune import schedulers as S
 from ray.tune.search.optuna import OptunaSearch
 
 from hpoc.runtime import search
+from hpoc.runtime import space as sp
 from runtime_plans import make_plan, param
 
 ROOT = Path("/nonexistent-study")
@@ -157,3 +159,44 @@ def test_scheduler_with_a_wrong_option_says_which():
     bad["scheduler"]["name"] = "fancy"  # the schema refuses it; the runtime still says so
     with pytest.raises(search.SearchError, match="unknown scheduler `fancy`"):
         search.make_scheduler(bad)
+
+
+def test_pbt_moves_categorical_parameters_between_their_values_and_keeps_conditions():
+    """A choice is mutated within its categories (as a Ray domain, PBT multiplied it:
+    batch_size 64 became 77, a string raised TypeError), and a conditional parameter that is
+    inactive in a trial still has a value PBT can perturb (None * 1.2 raised TypeError)."""
+    from ray.tune.schedulers.pbt import _explore
+
+    space = {"params": [
+        param("lr", "loguniform", lower=1e-3, upper=3e-2, base=10),
+        param("batch_size", "choice", categories=[32, 64]),
+        param("optimizer", "choice", categories=["adam", "sgd"]),
+        param("momentum", "uniform", {"param": "optimizer", "values": ["sgd"]},
+              lower=0.5, upper=0.95),
+        param("width", "grid", values=[8, 16]),
+    ], "constants": {"epochs": 4}}
+    p = plan(space=space, scheduler={"name": "pbt", "options": {"perturbation_interval": 2}},
+             trials={"num_samples": 8})
+    pbt = search.make_scheduler(p)
+    assert pbt._hyperparam_mutations["batch_size"] == [32, 64]
+    assert pbt._hyperparam_mutations["optimizer"] == ["adam", "sgd"]
+    _, param_space, n = search.make_searcher(p)
+    configs = [{k: v.func(SimpleNamespace(config={sp.TRIAL_KEY: i}))
+                for k, v in param_space.items() if k != sp.TRIAL_KEY} for i in range(n)]
+    assert {c["optimizer"] for c in configs} == {"adam", "sgd"}
+    assert all(isinstance(c["momentum"], float) for c in configs)
+    for config in configs * 10:
+        new, _ = _explore(config, pbt._hyperparam_mutations, 0.25, (1.2, 0.8), None)
+        assert new["batch_size"] in (32, 64) and new["optimizer"] in ("adam", "sgd")
+        assert new["width"] in (8, 16) and isinstance(new["momentum"], float)
+        trainer_sees = sp.trial_config(new, space)
+        assert ("momentum" in trainer_sees) == (new["optimizer"] == "sgd")
+
+
+def test_pbt_trials_keep_max_concurrent():
+    """Tune ignores `max_concurrent_trials` for PBT's BasicVariantGenerator (it caps Searchers
+    only): multi-worker trials all started at once and waited for their workers' resources."""
+    p = plan(scheduler={"name": "pbt", "options": {"perturbation_interval": 2}},
+             trials={"num_samples": 6, "max_concurrent": 2})
+    generator, _, n = search.make_searcher(p)
+    assert n == 6 and generator.max_concurrent == 2

@@ -178,3 +178,23 @@ def test_failed_bringup_names_the_problem_and_cleans_up(tmp_path):
     assert "hpoc: the Ray head did not answer" in err and "within 0.2 s" in err
     assert "ray-node1.log" in err
     assert ray_processes(job) == [] and not Path(f"/tmp/hpoc-{job}").exists()
+
+
+def test_a_requeued_job_keeps_the_log_of_its_run_before(tmp_path):
+    """A resumable job requeues itself at the walltime; the requeued run (same job id, same
+    `--output`) overwrote the first run's log, its USR2 and requeue lines included."""
+    first = 'if [ "${SLURM_RESTART_COUNT:-0}" = 0 ]; then echo "run one"; scontrol requeue "$SLURM_JOB_ID"; sleep 60; fi'
+    script = write_job(tmp_path, nodes=1, preflight_only=False, resume=True,
+                       setup=[first, 'echo "run two"; exit 0'])
+    job = sbatch(script)
+    try:
+        wait_until(lambda: any(r.get("Restarts") == "1" and r.get("JobState") == "PENDING"
+                               for r in job_records(job)), 60, "the job requeued", tmp_path)
+        # SLURM holds a requeued job for ~2 minutes; let it start now.
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+        (record,) = wait_jobs([job], 60, tmp_path)
+    finally:
+        subprocess.run(["scancel", job], capture_output=True, timeout=30)
+    assert record["JobState"] == "COMPLETED"
+    out = "".join(output_of(tmp_path).values())
+    assert "run one" in out and "run two" in out, out

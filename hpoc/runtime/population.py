@@ -1,23 +1,35 @@
-"""PBT and PB2 as hpoc runs them: Ray's schedulers, plus what a resumed run needs.
+"""PBT and PB2 as hpoc runs them: Ray's schedulers, with two gaps closed.
 
-An exploit gives a trial a new config (`Trial.set_config`), but when a run is restored,
-Tune rebuilds every trial's config from its *unresolved* one (the `tune.sample_from`
-placeholders of `space.fixed_trials`) as it adds the trial: a trial that had exploited
-another went back to its first config, and the resumed run trained a config PBT had dropped.
-So each exploit also records the new config on the trial (saved with it in the experiment
-state), and the scheduler puts it back when Tune adds the restored trial, right after that
-rebuild.
+1. A resumed run trained configs PBT had dropped. An exploit gives a trial a new config
+   (`Trial.set_config`), but when a run is restored, Tune rebuilds every trial's config from
+   its *unresolved* one (the `tune.sample_from` placeholders of `space.fixed_trials`) as it
+   adds the trial: a trial that had exploited another went back to its first config. So each
+   exploit also records the new config on the trial (saved with it in the experiment state),
+   and the scheduler puts it back when Tune adds the restored trial, right after that rebuild.
+
+2. An exploiting trial restores from the donor's checkpoint, which the donor's
+   `checkpoint.keep` may delete before the trial starts again (it waits while paused, or
+   until a resumed study restores it): the trial errored ("Could not recover from checkpoint
+   as it does not exist on storage anymore") or started over. The exploiting trial gets its
+   own copy (`exploited-<donor dir>-<checkpoint>` in its directory, the newest only), and the
+   donor's latest checkpoint is cloned when the noted one is already gone.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
 
+logger = logging.getLogger(__name__)
+
 SAVED = "_hpoc_config"  # attribute of a ray.tune Trial, kept in Tune's experiment state
+EXPLOIT_PREFIX = "exploited-"
 
 
 def keep_config(trial: Any) -> None:
@@ -35,21 +47,64 @@ def restore_config(trial: Any) -> None:
         trial.set_config(copy.deepcopy(saved))
 
 
-class PBT(PopulationBasedTraining):
+def _checkpoint_exists(checkpoint: Any) -> bool:
+    path, fs = getattr(checkpoint, "path", None), getattr(checkpoint, "filesystem", None)
+    if not path or fs is None:
+        return False
+    import pyarrow.fs
+
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def _own_copy(checkpoint: Any, trial: Any) -> Any:
+    """A copy of a donor's checkpoint in the exploiting trial's directory (the only one kept
+    there), or the checkpoint itself when the trial has no directory yet."""
+    from ray.train import Checkpoint
+
+    if not getattr(trial, "path", None):
+        return checkpoint
+    own = Path(trial.path)
+    dest = own / f"{EXPLOIT_PREFIX}{Path(checkpoint.path).parent.name}-{Path(checkpoint.path).name}"
+    own.mkdir(parents=True, exist_ok=True)
+    tmp = own / f".{dest.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint.path, tmp)
+    for old in own.glob(f"{EXPLOIT_PREFIX}*"):  # the trial restores from its newest copy only
+        if old != dest:
+            shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return Checkpoint(str(dest))
+
+
+class _Population:
+    """What hpoc adds to Ray's PBT and PB2 (see the module's docstring)."""
+
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         restore_config(trial)
-        super().on_trial_add(tune_controller, trial)
+        super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
-        super()._exploit(tune_controller, trial, trial_to_clone)
+        state = self._trial_state[trial_to_clone]  # type: ignore[attr-defined]
+        noted = state.last_checkpoint
+        if not _checkpoint_exists(noted):
+            noted = trial_to_clone.checkpoint
+            if not _checkpoint_exists(noted):
+                logger.info("[pbt] trial %s has no checkpoint left to clone; %s goes on as it is",
+                            trial_to_clone.trial_id, trial.trial_id)
+                return
+            state.last_checkpoint = noted
+        state.last_checkpoint = _own_copy(noted, trial)
+        try:
+            super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]
+        finally:
+            state.last_checkpoint = noted  # the donor's own, for the next trial that clones it
         keep_config(trial)
 
 
-class PB2(RayPB2):
-    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        restore_config(trial)
-        super().on_trial_add(tune_controller, trial)
+class PBT(_Population, PopulationBasedTraining):
+    pass
 
-    def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
-        super()._exploit(tune_controller, trial, trial_to_clone)
-        keep_config(trial)
+
+class PB2(_Population, RayPB2):
+    pass

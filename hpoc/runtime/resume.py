@@ -22,9 +22,10 @@
    walltime signal) saves the state on the way out.
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
-(FIFO, ASHA and median stopping; PBT, PB2, HyperBand and BOHB pause and resume trials
-themselves and keep Tune's behaviour). It changes the instance's class to a subclass of
-its own class, so everything else about it stays as built.
+(FIFO, ASHA and median stopping; HyperBand and BOHB pause and resume trials themselves and
+keep Tune's behaviour there; PBT and PB2's own gaps are closed in `population.py`). It
+changes the instance's class to a subclass of its own class, so everything else about it
+stays as built.
 """
 
 from __future__ import annotations
@@ -165,8 +166,9 @@ def _classes() -> dict[str, type]:
     class ResumableASHA(_SaveOnComplete, _Capped, _RungReplay, s.AsyncHyperBandScheduler):
         pass
 
+    classes: list[type] = [CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA]
     made = {}
-    for cls in (CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA):
+    for cls in classes:
         cls.__module__ = __name__  # pickled by reference (Tuner.restore unpickles them)
         cls.__qualname__ = cls.__name__
         made[cls.__name__] = cls

@@ -120,7 +120,7 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
         if plan["scheduler"]["name"] in POPULATION_SCHEDULERS:
             # Tune runs PBT/PB2 only under its BasicVariantGenerator: our sampler's configs
             # (same seed, same shard split) become that generator's fixed points.
-            return sp.fixed_trials(sp.SpaceSamplerCore(space, **sampled))
+            return sp.fixed_trials(sp.SpaceSamplerCore(space, **sampled), plan["trials"]["max_concurrent"])
         searcher = sp.make_space_sampler(space, metric=names[0], mode=modes[0], **sampled)
         return searcher, {}, max(1, searcher.total_samples)
 
@@ -220,6 +220,18 @@ def _optuna(plan: dict[str, Any], options: dict[str, Any], seed: Any, names: lis
 # ---------------------------------------------------------------- schedulers
 
 
+def _pbt_mutation(param: dict[str, Any]) -> Any:
+    """What PBT mutates a parameter with. A categorical one (`choice`, `grid`) is its list of
+    values: PBT resamples from it or moves to a neighbouring value. As a Ray domain, PBT would
+    multiply the value by its perturbation factors (batch_size 64 became 77, a string
+    category raised TypeError in the scheduler)."""
+    if param["domain"] == "choice":
+        return list(param["args"]["categories"])
+    if param["domain"] == "grid":
+        return list(param["args"]["values"])
+    return sp.ray_domain(param)
+
+
 def make_scheduler(plan: dict[str, Any]) -> Any:
     from ray.tune import schedulers as s
 
@@ -246,10 +258,10 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
         if "hyperparam_mutations" in options:
             # The plan writes a domain as {domain, args}; a list of values stays a list.
             options["hyperparam_mutations"] = {
-                k: sp.ray_domain({"name": k, **v}) if isinstance(v, dict) and "domain" in v else v
+                k: _pbt_mutation({"name": k, **v}) if isinstance(v, dict) and "domain" in v else v
                 for k, v in options["hyperparam_mutations"].items()}
         else:
-            options["hyperparam_mutations"] = sp.ray_domains(plan["space"], grid_as_choice=True)
+            options["hyperparam_mutations"] = {p["name"]: _pbt_mutation(p) for p in plan["space"]["params"]}
         from hpoc.runtime.population import PBT
 
         return _call(what, PBT, {**common, **options})

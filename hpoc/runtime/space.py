@@ -284,6 +284,24 @@ class SpaceSamplerCore:
         fixed = self.first[i] if i < len(self.first) else self.points[i % len(self.points)]
         return sample_config(self.space, fixed, rng)
 
+    def full_config(self, i: int) -> dict[str, Any]:
+        """`config(i)` plus a value for every inactive parameter (its own generator, so the
+        active values stay those of `config(i)`). PBT mutates every parameter of a config and
+        may switch a condition on: each needs a value (trial_config drops inactive ones)."""
+        import numpy as np
+
+        values = self.config(i)
+        rng = np.random.default_rng([self.seed, i, 1])
+        for p in self.space["params"]:
+            if p["name"] in values:
+                continue
+            if p["domain"] == "grid":
+                options = p["args"]["values"]
+                values[p["name"]] = copy.deepcopy(options[int(rng.integers(len(options)))])
+            else:
+                values[p["name"]] = _plain(ray_domain(p).sample(random_state=rng))
+        return values
+
     def take(self) -> tuple[int, dict[str, Any]] | None:
         if self.next >= len(self.indices):
             return None
@@ -339,7 +357,7 @@ TRIAL_KEY = "__hpoc_trial"
 
 class _Pick:
     """`tune.sample_from` for one parameter: its value in the trial's precomputed config
-    (None where the parameter is inactive; trial_config leaves it out)."""
+    (inactive ones too: trial_config leaves them out)."""
 
     def __init__(self, configs: list[dict[str, Any]], name: str) -> None:
         self.configs, self.name = configs, name
@@ -348,20 +366,24 @@ class _Pick:
         return copy.deepcopy(self.configs[spec.config[TRIAL_KEY]].get(self.name))
 
 
-def fixed_trials(core: SpaceSamplerCore) -> tuple[Any, dict[str, Any], int]:
+def fixed_trials(core: SpaceSamplerCore, max_concurrent: int | None = None) -> tuple[Any, dict[str, Any], int]:
     """(search_alg, param_space, num_samples) that run `core`'s configs through Tune's
     BasicVariantGenerator, the only search algorithm PBT and PB2 accept. Each trial gets an
     index (one of `points_to_evaluate`) and every parameter is a top-level key, so PBT can
-    mutate it; the configs stay exactly those of our random/grid sampler."""
+    mutate it; the configs stay exactly those of our random/grid sampler (plus values for
+    inactive parameters, which trial_config drops)."""
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    configs = [core.config(i) for i in core.indices]
+    configs = [core.full_config(i) for i in core.indices]
     names = [p["name"] for p in core.space["params"]]
     param_space: dict[str, Any] = {TRIAL_KEY: tune.randint(0, max(1, len(configs)))}
     param_space.update({name: tune.sample_from(_Pick(configs, name)) for name in names})
     points = [{TRIAL_KEY: i} for i in range(len(configs))]
-    return BasicVariantGenerator(points_to_evaluate=points), param_space, len(configs)
+    # Tune applies `max_concurrent_trials` to a Searcher only (it ignores it for this
+    # generator, with a warning): the generator caps the trials itself.
+    generator = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent or 0)
+    return generator, param_space, len(configs)
 
 
 __all__ = [

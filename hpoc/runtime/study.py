@@ -391,7 +391,8 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
         search_alg=searcher,
         scheduler=prepare_scheduler(make_scheduler(plan), plan),
         num_samples=num_samples,
-        max_concurrent_trials=trials["max_concurrent"],
+        # PBT/PB2's generator holds the cap itself (space.fixed_trials).
+        max_concurrent_trials=None if _is_generator(searcher) else trials["max_concurrent"],
         time_budget_s=trials["time_budget_s"],
         reuse_actors=plan["resources"]["workers"] == 1 or pool.enabled(plan),
         trial_name_creator=trial_name,

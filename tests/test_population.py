@@ -121,3 +121,40 @@ def test_a_new_learning_rate_keeps_its_place_in_the_schedule() -> None:
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # the schedule goes on from there
+
+
+def test_a_restarted_trial_keeps_the_results_it_reported_since_the_last_sync(tmp_path: Path) -> None:
+    """PBT's exploit (HyperBand's pause, a retry) starts a trial again from a checkpoint;
+    Tune's result.json writer then copied the experiment directory's copy, synced now and
+    then, over the driver's newer one: the lines reported in between were lost."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs
+
+    from hpoc.runtime.study import _make_json_logger
+
+    class Trial(SimpleNamespace):
+        __hash__ = object.__hash__
+
+    staging, synced = tmp_path / "staging", tmp_path / "storage"
+    staging.mkdir()
+    synced.mkdir()
+    (synced / "result.json").write_text('{"epoch": 1}\n')  # the last sync
+    trial = Trial(local_path=str(staging), checkpoint=object(), config={"lr": 0.1},
+                  init_local_path=lambda: None,
+                  storage=SimpleNamespace(trial_fs_path=str(synced),
+                                          storage_filesystem=pyarrow.fs.LocalFileSystem()))
+    logger = _make_json_logger()
+    (staging / "result.json").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    logger.log_trial_start(trial)  # the restart
+    logger.log_trial_result(3, trial, {"epoch": 3})
+    logger.log_trial_end(trial)
+    epochs = [json.loads(line)["epoch"] for line in (staging / "result.json").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    # A driver with no staging copy (a resumed run) still starts from the synced one.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    trial.local_path = str(fresh)
+    logger.log_trial_start(trial)
+    logger.log_trial_end(trial)
+    assert (fresh / "result.json").read_text() == '{"epoch": 1}\n'

@@ -184,7 +184,8 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
         _STATE.sweep_at = 0.0
 
-    return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
+    return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet(),
+            _make_json_logger()]
 
 
 @functools.lru_cache(maxsize=1)
@@ -206,6 +207,37 @@ def _quiet_class() -> type:
 
 def _make_quiet() -> Any:
     return _quiet_class()()
+
+
+@functools.lru_cache(maxsize=1)
+def _json_logger_class() -> type:
+    from ray.tune.logger import JsonLoggerCallback
+
+    class Results(JsonLoggerCallback):
+        """Tune's `result.json` writer, without losing lines when a trial restarts.
+
+        Tune writes a trial's results to a staging copy on the driver and syncs it to the
+        experiment directory now and then. Each time a trial starts again from a checkpoint
+        (PBT's exploit, HyperBand's pause, a retry) Tune's writer first copies the synced
+        file over the staging one: the lines reported since the last sync were lost (a
+        trial's history in `hpoc results`, and what ASHA replays on resume). In this driver
+        the staging copy is the newest; only a driver that has none (a resumed run) needs
+        the synced one."""
+
+        def _restore_from_remote(self, file_name: str, trial: Any) -> None:
+            local = Path(trial.local_path, file_name)
+            if local.is_file() and local.stat().st_size > 0:
+                return
+            super()._restore_from_remote(file_name, trial)
+
+        def __reduce__(self):  # restorable from a pickled experiment, like Events
+            return (_make_json_logger, ())
+
+    return Results
+
+
+def _make_json_logger() -> Any:
+    return _json_logger_class()()
 
 
 def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:

@@ -1,6 +1,6 @@
 """Warm worker groups: multi-worker trials without starting a Ray Train run per trial.
 
-With `resources.reuse_workers = true`, a multi-worker trial's Tune trainable reserves its
+With `resources.reuse_workers = true` (and always under PBT/PB2), a multi-worker trial's Tune trainable reserves its
 driver bundle plus one bundle per worker (one placement group, so Tune still counts and
 schedules whole trials), and Tune reuses the trainable process for the next trial with the
 same resources. The first trial in that process starts `workers` PoolWorker actors in the
@@ -25,13 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from hpoc.runtime.pool_worker import PoolWorker
+from hpoc.runtime.search import POPULATION_SCHEDULERS
 
 SETTLE_S = 300.0  # how long to wait for ranks to unwind after rank 0 (or the previous trial)
 
 
 def enabled(plan: dict[str, Any]) -> bool:
+    """Whether multi-worker trials run on warm groups: with `reuse_workers`, and always
+    under PBT/PB2. Those clone a trial from the checkpoints Tune holds; a Ray Train run
+    keeps its checkpoints to itself (Tune gets only their paths), so PBT found nothing to
+    clone and never exploited - the trials only paused and restarted."""
     res = plan["resources"]
-    return int(res["workers"]) > 1 and bool(res.get("reuse_workers"))
+    return int(res["workers"]) > 1 and (bool(res.get("reuse_workers"))
+                                        or plan["scheduler"]["name"] in POPULATION_SCHEDULERS)
 
 
 def backend(plan: dict[str, Any]) -> str:

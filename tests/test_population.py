@@ -89,6 +89,34 @@ def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, mon
     assert changed, "no trial's learning rate was mutated"
 
 
+@pytest.mark.ray
+def test_pbt_exploits_multi_worker_trials(tmp_path: Path, monkeypatch) -> None:
+    """Two-worker trials (no `reuse_workers`): their checkpoints must reach Tune, or PBT
+    has nothing to clone."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
+    spec = (SPEC.replace("epochs     = 6", "epochs     = 4")
+            .replace("resources { cpus_per_worker = 0.5 }", "resources { workers = 2, cpus_per_worker = 0.25 }"))
+    plan = compile_source(spec, "study.hpo", str(workdir))
+    plan["storage"]["path"] = str(tmp_path / "results")
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
+    assert code == EXIT_OK, progress.getvalue() + out.getvalue()
+    exp = tmp_path / "results" / "pop"
+    assert (exp / "pbt_global.txt").is_file(), "PBT never exploited"
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 4}
+    changed = 0
+    for trial in summary["trials"]:
+        rows = [json.loads(line) for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2, 3, 4], rows
+        for row in rows:
+            assert row["lr_used"] == pytest.approx(row["config"]["lr"]), row
+        changed += len({r["config"]["lr"] for r in rows}) > 1
+    assert changed, "no trial's learning rate was mutated"
+
+
 def _sgd(lr: float, momentum: float, scheduler: bool):
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)

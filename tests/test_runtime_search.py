@@ -153,3 +153,21 @@ def test_scheduler_with_a_wrong_option_says_which():
     bad["scheduler"]["name"] = "fancy"  # the schema refuses it; the runtime still says so
     with pytest.raises(search.SearchError, match="unknown scheduler `fancy`"):
         search.make_scheduler(bad)
+
+
+def test_a_missing_optuna_sampler_package_is_found_before_ray(monkeypatch):
+    """`hpoc check --preflight` said `optuna` is installed and the run failed only once Ray
+    was up (after `--fresh` had moved the old run aside) when the sampler's package was
+    missing."""
+    from hpoc.runtime.login_preflight import check_search
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "cmaes" else real(name, *a))
+    p = plan(search={"algorithm": "optuna", "options": {"sampler": "cmaes"}, "_replace": True})
+    with pytest.raises(search.SearchError, match="pip install cmaes"):
+        search.require_search(p)
+    [finding] = check_search(p)
+    assert not finding.ok and "pip install cmaes" in finding.message
+    tpe = plan(search={"algorithm": "optuna", "options": {"sampler": "tpe"}, "_replace": True})
+    assert check_search(tpe)[0].ok and search.require_search(tpe) == "optuna (tpe)"

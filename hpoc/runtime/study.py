@@ -520,7 +520,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # 1. Everything about the spec's code, before Ray.
         try:
             pipeline.check_imports(plan)
-            search.require_libraries(plan["search"]["algorithm"])
+            search.require_search(plan)
             search.make_scheduler(plan)
         except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
             raise StudyError(str(exc)) from None

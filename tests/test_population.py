@@ -186,3 +186,53 @@ def test_a_restarted_trial_keeps_the_results_it_reported_since_the_last_sync(tmp
     logger.log_trial_start(trial)
     logger.log_trial_end(trial)
     assert (fresh / "result.json").read_text() == '{"epoch": 1}\n'
+
+
+def test_pbt_mutates_choices_and_conditional_parameters_of_the_space():
+    """Default mutations of a space with a `choice` and a conditional parameter: PBT
+    multiplied the category by 1.2 and the inactive parameter's None (TypeError: the run
+    ended with an internal error at the first exploit)."""
+    import random
+
+    from ray.tune.schedulers.pbt import _explore
+
+    from hpoc.runtime import search, space as sp
+
+    spec = SPEC.replace('''  lr         = loguniform(1e-3, 3e-1)
+  momentum   = uniform(0.1, 0.9)
+  optimizer  = "sgd"''', '''  optimizer {
+    name     = choice("sgd", "adam")
+    lr       = loguniform(1e-3, 1e-1)
+    momentum = uniform(0.1, 0.9) if name == "sgd"
+  }''').replace("hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }", "")
+    plan = compile_source(spec, "study.hpo", "/tmp")
+    pbt = search.make_scheduler(plan)
+    assert pbt._hyperparam_mutations["optimizer.name"] == ["sgd", "adam"]
+    _, param_space, n = search.make_searcher(plan)
+    picks = {k: v for k, v in param_space.items() if k != sp.TRIAL_KEY}
+    configs = [{k: v.func(type("Spec", (), {"config": {sp.TRIAL_KEY: i}})()) for k, v in picks.items()}
+               for i in range(n)]
+    adam = [c for c in configs if c["optimizer.name"] == "adam"]
+    assert adam and all(isinstance(c["optimizer.momentum"], float) for c in configs), configs
+    assert "momentum" not in sp.trial_config(adam[0], plan["space"])["optimizer"]  # still inactive
+    random.seed(0)
+    for config in configs * 5:
+        new, _ = _explore(config, pbt._hyperparam_mutations, 0.25, [1.2, 0.8], None)
+        assert new["optimizer.name"] in ("sgd", "adam")
+        if new["optimizer.name"] == "sgd":
+            assert isinstance(sp.trial_config(new, plan["space"])["optimizer"]["momentum"], float)
+
+
+def test_the_summary_gives_the_config_a_trials_last_result_was_trained_with():
+    """An exploit at a trial's last epoch gives it a new config it never trains with; its
+    metrics are those of the config in its last result."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime.summary import trial_entry
+
+    space = {"params": [{"name": "lr", "domain": "uniform", "args": {"lower": 0, "upper": 1},
+                         "condition": None}], "constants": {"epochs": 6}}
+    trial = SimpleNamespace(trial_id="t", status="TERMINATED", config={"lr": 0.9},
+                            last_result={"val_accuracy": 0.5, "epoch": 6, "config": {"lr": 0.1}},
+                            path=None, local_path=None, error_file=None, error_msg=None)
+    assert trial_entry(trial, space)["config"] == {"epochs": 6, "lr": 0.1}

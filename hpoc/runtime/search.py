@@ -262,10 +262,11 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
         if "hyperparam_mutations" in options:
             # The plan writes a domain as {domain, args}; a list of values stays a list.
             options["hyperparam_mutations"] = {
-                k: sp.ray_domain({"name": k, **v}) if isinstance(v, dict) and "domain" in v else v
+                k: sp.mutation(sp.ray_domain({"name": k, **v})) if isinstance(v, dict) and "domain" in v else v
                 for k, v in options["hyperparam_mutations"].items()}
         else:
-            options["hyperparam_mutations"] = sp.ray_domains(plan["space"], grid_as_choice=True)
+            options["hyperparam_mutations"] = {
+                k: sp.mutation(v) for k, v in sp.ray_domains(plan["space"], grid_as_choice=True).items()}
         return _call(what, s.PopulationBasedTraining, {**common, **options})
     if name == "pb2":
         from ray.tune.schedulers.pb2 import PB2

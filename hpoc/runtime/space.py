@@ -348,6 +348,37 @@ class _Pick:
         return copy.deepcopy(self.configs[spec.config[TRIAL_KEY]].get(self.name))
 
 
+def _every_param(config: dict[str, Any], space: dict[str, Any], index: int) -> dict[str, Any]:
+    """`config` with a value for the inactive conditional parameters too (drawn from their
+    domains, reproducibly per trial): PBT mutates every key it is given, and a None crashed
+    it (`None * 1.2`); a mutation that makes the condition hold finds a value there.
+    `trial_config` still leaves inactive parameters out of what the trainer sees."""
+    import numpy as np
+
+    out = dict(config)
+    rng = np.random.default_rng([index, 0x5EED])
+    for p in space["params"]:
+        if out.get(p["name"]) is None:
+            if p["domain"] == "grid":
+                options = p["args"]["values"]
+                out[p["name"]] = copy.deepcopy(options[int(rng.integers(len(options)))])
+            else:
+                out[p["name"]] = _plain(ray_domain(p).sample(random_state=rng))
+    return out
+
+
+def mutation(value: Any) -> Any:
+    """A PBT mutation in Ray's terms: a categorical domain (`choice`, `grid`) as the list
+    of its values - PBT moves along a list, and multiplied a category by 1.2 otherwise."""
+    from ray.tune.search.sample import Categorical
+
+    if isinstance(value, Categorical):
+        return list(value.categories)
+    if isinstance(value, dict) and "grid_search" in value:
+        return list(value["grid_search"])
+    return value
+
+
 def fixed_trials(core: SpaceSamplerCore) -> tuple[Any, dict[str, Any], int]:
     """(search_alg, param_space, num_samples) that run `core`'s configs through Tune's
     BasicVariantGenerator, the only search algorithm PBT and PB2 accept. Each trial gets an
@@ -356,7 +387,7 @@ def fixed_trials(core: SpaceSamplerCore) -> tuple[Any, dict[str, Any], int]:
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    configs = [core.config(i) for i in core.indices]
+    configs = [_every_param(core.config(i), core.space, i) for i in core.indices]
     names = [p["name"] for p in core.space["params"]]
     param_space: dict[str, Any] = {TRIAL_KEY: tune.randint(0, max(1, len(configs)))}
     param_space.update({name: tune.sample_from(_Pick(configs, name)) for name in names})

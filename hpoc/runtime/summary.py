@@ -99,10 +99,13 @@ def trial_error(trial: Any) -> str | None:
 
 def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
     result = trial.last_result or {}
+    # The config its last result was trained with: under PBT, a trial's own config may be
+    # one it was given after that (an exploit at its last epoch) and never trained with.
+    trained = result.get("config")
     return {
         "trial_id": trial.trial_id,
         "status": trial.status,
-        "config": trial_config(trial.config or {}, space),
+        "config": trial_config(trained if isinstance(trained, dict) else (trial.config or {}), space),
         "metrics": user_metrics(result),
         "epochs": int(result.get("epoch") or result.get("training_iteration") or 0),
         "error": trial_error(trial),

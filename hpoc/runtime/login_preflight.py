@@ -164,6 +164,13 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     problem = storage_problem(plan["storage"]["path"])
     found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
     found += check_search(plan)
+    if plan.get("loggers"):
+        from hpoc.runtime.tracking import missing_libraries
+
+        problem = missing_libraries(plan)
+        kinds = ", ".join(lg["kind"] for lg in plan["loggers"])
+        found.append(Finding(problem is None, "loggers",
+                             (problem or "").replace("\n  help:", "; help:") or f"{kinds} installed"))
     return found
 
 

@@ -524,6 +524,10 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             search.make_scheduler(plan)
         except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
             raise StudyError(str(exc)) from None
+        tracking = _tracking()
+        missing = tracking.missing_libraries(plan) if tracking else None
+        if missing:
+            raise StudyError(missing)
         from hpoc.runtime.login_preflight import storage_problem
 
         problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)

@@ -949,9 +949,11 @@ def test_population_schedulers_need_multi_worker_trials_that_hand_their_checkpoi
     PBT with `workers = 2` ran as a plain random search (no exploit, nothing said)."""
     study = BASE + "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1) }\n"
     for sched in ("pbt", "pb2"):
-        d = one_error(study + f"scheduler {sched}\nresources {{ workers = 2 }}\n")
-        assert d.code == "HP401" and where(d) == (6, 13), d.render()
-        assert "no trial would ever exploit another" in d.message and "reuse_workers = true" in d.help
-        plan = plan_of(study + f"scheduler {sched}\nresources {{ workers = 2, reuse_workers = true }}\n")
-        assert plan["resources"]["reuse_workers"] is True
-    assert not errors(study + "scheduler asha\nresources { workers = 2 }\n")
+        d = one_error(study + f"scheduler {sched}\nresources {{ workers = 2, reuse_workers = false }}\n")
+        assert d.code == "HP401" and where(d) == (6, 27), d.render()
+        assert "no trial would ever exploit another" in d.message and "defaults to true" in d.help
+        for given in ("", ", reuse_workers = true"):
+            plan = plan_of(study + f"scheduler {sched}\nresources {{ workers = 2{given} }}\n")
+            assert plan["resources"]["reuse_workers"] is True
+    asha = plan_of(study + "scheduler asha\nresources { workers = 2 }\n")
+    assert asha["resources"]["reuse_workers"] is False  # elsewhere the default stays

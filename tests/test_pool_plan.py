@@ -58,3 +58,16 @@ def test_spec_modules_are_forgotten_but_not_installed_packages_or_hpoc(tmp_path,
     fake("hpoc.fake_xyz", tmp_path / "hpoc" / "fake_xyz.py")
     assert sorted(forget_modules_under(str(tmp_path))) == ["spec_data_xyz", "spec_pkg_xyz.sub"]
     assert "venv_lib_xyz" in sys.modules and "hpoc.fake_xyz" in sys.modules
+
+
+def test_population_schedulers_run_multi_worker_trials_on_warm_groups():
+    """PBT/PB2 clone the checkpoints Tune holds; a Ray Train run's stay with the run (Tune
+    sees their paths only), so PBT never exploited a multi-worker trial: it only paused and
+    restarted them. Warm groups hand their checkpoints to Tune."""
+    pbt = "\nspace { lr = loguniform(1e-4, 1e-1) }\nobjective maximize acc\nscheduler %s\n"
+    for name in ("pbt", "pb2"):
+        plan = compile_source(SPEC % "" + pbt % name)
+        assert plan["resources"]["reuse_workers"] is True and pool.enabled(plan), name
+    assert not pool.enabled(compile_source(SPEC % "" + pbt % "asha"))
+    one = compile_source(SPEC.replace("workers = 2", "workers = 1") % "" + pbt % "pbt")
+    assert not pool.enabled(one)

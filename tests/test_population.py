@@ -90,6 +90,34 @@ def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, mon
     assert changed, "no trial's learning rate was mutated"
 
 
+@pytest.mark.ray
+def test_pbt_exploits_multi_worker_trials(tmp_path: Path, monkeypatch) -> None:
+    """Two-worker trials (`reuse_workers` left to its default, true under PBT): their
+    checkpoints must reach Tune, or PBT has nothing to clone."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
+    spec = (SPEC.replace("epochs     = 6", "epochs     = 4")
+            .replace("resources { cpus_per_worker = 0.5 }", "resources { workers = 2, cpus_per_worker = 0.25 }"))
+    plan = compile_source(spec, "study.hpo", str(workdir))
+    plan["storage"]["path"] = str(tmp_path / "results")
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
+    assert code == EXIT_OK, progress.getvalue() + out.getvalue()
+    exp = tmp_path / "results" / "pop"
+    assert (exp / "pbt_global.txt").is_file(), "PBT never exploited"
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 4}
+    changed = 0
+    for trial in summary["trials"]:
+        rows = [json.loads(line) for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2, 3, 4], rows
+        for row in rows:
+            assert row["lr_used"] == pytest.approx(row["config"]["lr"]), row
+        changed += len({r["config"]["lr"] for r in rows}) > 1
+    assert changed, "no trial's learning rate was mutated"
+
+
 def _sgd(lr: float, momentum: float, scheduler: bool):
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
@@ -246,3 +274,53 @@ def test_an_interrupted_synchronous_population_is_not_resumed_to_hang(tmp_path: 
     assert code == study.EXIT_SPEC, text
     assert "synch = true" in text and "--fresh" in text and "Traceback" not in text
     assert not (tmp_path / "results" / "pop" / ".hpoc-run.json").exists()  # the lock is let go
+
+
+def test_pbt_mutates_choices_and_conditional_parameters_of_the_space():
+    """Default mutations of a space with a `choice` and a conditional parameter: PBT
+    multiplied the category by 1.2 and the inactive parameter's None (TypeError: the run
+    ended with an internal error at the first exploit)."""
+    import random
+
+    from ray.tune.schedulers.pbt import _explore
+
+    from hpoc.runtime import search, space as sp
+
+    spec = SPEC.replace('''  lr         = loguniform(1e-3, 3e-1)
+  momentum   = uniform(0.1, 0.9)
+  optimizer  = "sgd"''', '''  optimizer {
+    name     = choice("sgd", "adam")
+    lr       = loguniform(1e-3, 1e-1)
+    momentum = uniform(0.1, 0.9) if name == "sgd"
+  }''').replace("hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }", "")
+    plan = compile_source(spec, "study.hpo", "/tmp")
+    pbt = search.make_scheduler(plan)
+    assert pbt._hyperparam_mutations["optimizer.name"] == ["sgd", "adam"]
+    _, param_space, n = search.make_searcher(plan)
+    picks = {k: v for k, v in param_space.items() if k != sp.TRIAL_KEY}
+    configs = [{k: v.func(type("Spec", (), {"config": {sp.TRIAL_KEY: i}})()) for k, v in picks.items()}
+               for i in range(n)]
+    adam = [c for c in configs if c["optimizer.name"] == "adam"]
+    assert adam and all(isinstance(c["optimizer.momentum"], float) for c in configs), configs
+    assert "momentum" not in sp.trial_config(adam[0], plan["space"])["optimizer"]  # still inactive
+    random.seed(0)
+    for config in configs * 5:
+        new, _ = _explore(config, pbt._hyperparam_mutations, 0.25, [1.2, 0.8], None)
+        assert new["optimizer.name"] in ("sgd", "adam")
+        if new["optimizer.name"] == "sgd":
+            assert isinstance(sp.trial_config(new, plan["space"])["optimizer"]["momentum"], float)
+
+
+def test_the_summary_gives_the_config_a_trials_last_result_was_trained_with():
+    """An exploit at a trial's last epoch gives it a new config it never trains with; its
+    metrics are those of the config in its last result."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime.summary import trial_entry
+
+    space = {"params": [{"name": "lr", "domain": "uniform", "args": {"lower": 0, "upper": 1},
+                         "condition": None}], "constants": {"epochs": 6}}
+    trial = SimpleNamespace(trial_id="t", status="TERMINATED", config={"lr": 0.9},
+                            last_result={"val_accuracy": 0.5, "epoch": 6, "config": {"lr": 0.1}},
+                            path=None, local_path=None, error_file=None, error_msg=None)
+    assert trial_entry(trial, space)["config"] == {"epochs": 6, "lr": 0.1}

@@ -200,3 +200,21 @@ def test_pbt_trials_keep_max_concurrent():
              trials={"num_samples": 6, "max_concurrent": 2})
     generator, _, n = search.make_searcher(p)
     assert n == 6 and generator.max_concurrent == 2
+
+
+def test_a_missing_optuna_sampler_package_is_found_before_ray(monkeypatch):
+    """`hpoc check --preflight` said `optuna` is installed and the run failed only once Ray
+    was up (after `--fresh` had moved the old run aside) when the sampler's package was
+    missing."""
+    from hpoc.runtime.login_preflight import check_search
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "cmaes" else real(name, *a))
+    p = plan(search={"algorithm": "optuna", "options": {"sampler": "cmaes"}, "_replace": True})
+    with pytest.raises(search.SearchError, match="pip install cmaes"):
+        search.require_search(p)
+    [finding] = check_search(p)
+    assert not finding.ok and "pip install cmaes" in finding.message
+    tpe = plan(search={"algorithm": "optuna", "options": {"sampler": "tpe"}, "_replace": True})
+    assert check_search(tpe)[0].ok and search.require_search(tpe) == "optuna (tpe)"

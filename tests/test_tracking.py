@@ -358,3 +358,28 @@ def test_ray_stopping_a_trial_is_not_a_failure(tmp_path):
     status = {r.info.run_name: r.info.status for r in runs(plan)}
     assert status["stopped"] == "FINISHED" and status["cancelled"] == "KILLED"
     assert tracking.run_status(SystemExit(3)) == "FAILED"
+
+
+def test_a_logger_without_its_library_is_an_error_before_ray(tmp_path, monkeypatch, capsys):
+    """At run time a logger that fails only warns; a missing library meant a study that ran
+    for hours without the tracking it asked for. `hpoc check --preflight` and the driver
+    (before Ray starts) say so."""
+    import importlib.util
+
+    from hpoc.runtime.login_preflight import run_checks
+    from hpoc.runtime.study import EXIT_SPEC, RunOptions, run_study
+    from runtime_plans import make_plan as runtime_plan, write_toy
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] == "mlflow" else real(name, *a))
+    workdir = write_toy(tmp_path / "study")
+    plan = runtime_plan(workdir, tmp_path / "results", loggers=[mlflow_logger(), tb_logger()])
+    problem = tracking.missing_libraries(plan)
+    assert "`logger mlflow`" in problem and "pip install mlflow-skinny" in problem
+    assert "tensorboard" not in problem.split("help:")[0]
+    [found] = [f for f in run_checks(plan) if f.what == "loggers"]
+    assert not found.ok and "pip install mlflow-skinny" in found.message
+    assert run_study(plan, RunOptions(local=True, num_cpus=1)) == EXIT_SPEC
+    assert "pip install mlflow-skinny" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "toy").exists()  # stopped before anything ran

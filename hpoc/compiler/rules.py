@@ -268,13 +268,17 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         res = out["resources"]
         if res["workers"] > 1 and not res.get("reuse_workers"):
             # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
-            # path to Tune): PBT finds nothing to clone and never exploits.
-            ch.error(SCHEDULER, f"`scheduler {name}` clones checkpoints between trials, but a trial with "
-                     f"`workers = {res['workers']}` runs as a Ray Train run whose checkpoints Tune does not "
-                     "see: no trial would ever exploit another",
-                     ch.spans.get("resources.workers", _label_span(block)),
-                     help="set `reuse_workers = true` in `resources` (its trials hand their checkpoints "
-                     "to Tune), or use `scheduler asha`")  # fmt: skip
+            # path to Tune): PBT finds nothing to clone and never exploits. Warm worker
+            # groups hand theirs to Tune, so they are the default here.
+            span = ch.spans.get("resources.reuse_workers")
+            if span is None:
+                res["reuse_workers"] = True
+            else:
+                ch.error(SCHEDULER, f"`scheduler {name}` clones checkpoints between trials, but with "
+                         f"`reuse_workers = false` a trial of {res['workers']} workers runs as a Ray Train run "
+                         "whose checkpoints Tune does not see: no trial would ever exploit another", span,
+                         help="remove `reuse_workers = false` (under this scheduler it defaults to true), "
+                         "or use `scheduler asha`")  # fmt: skip
     if name in ("pbt", "pb2") and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
         ch.error(VALUE, "`perturbation_factors` must be two numbers `[up, down]`",
                  ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip

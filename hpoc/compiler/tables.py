@@ -226,7 +226,7 @@ SECTIONS: dict[str, dict[str, F]] = {
     },
     "failure": {"max_retries": F(K.integer(0), 2)},
     "checkpoint": {
-        "every": F(K.integer(0), 1, doc="epochs between checkpoints; 0 = only the last"),
+        "every": F(K.integer(0), 1, doc="epochs between checkpoints (and the last); 0 = none"),
         "keep": F(K.optional(K.integer(1)), 2),
         "score_attribute": F(K.optional(K.metric()), None),
         "score_order": F(K.optional(K.enum(["min", "max"])), None),

@@ -147,14 +147,13 @@ def check_pipeline(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -> l
 
 
 def check_search(plan: dict[str, Any]) -> list[Finding]:
-    from hpoc.runtime.search import SearchError, require_libraries
+    from hpoc.runtime.search import SearchError, require_search
 
-    algorithm = plan["search"]["algorithm"]
     try:
-        require_libraries(algorithm)
+        what = require_search(plan)
     except SearchError as exc:
         return [Finding(False, "search", str(exc).replace("\n  help:", "; help:"))]
-    return [Finding(True, "search", f"`{algorithm}` is installed")]
+    return [Finding(True, "search", f"`{what}` is installed")]
 
 
 # ---------------------------------------------------------------- all of it
@@ -165,6 +164,13 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     problem = storage_problem(plan["storage"]["path"])
     found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
     found += check_search(plan)
+    if plan.get("loggers"):
+        from hpoc.runtime.tracking import missing_libraries
+
+        problem = missing_libraries(plan)
+        kinds = ", ".join(lg["kind"] for lg in plan["loggers"])
+        found.append(Finding(problem is None, "loggers",
+                             (problem or "").replace("\n  help:", "; help:") or f"{kinds} installed"))
     return found
 
 

@@ -1,6 +1,6 @@
 """Warm worker groups: multi-worker trials without starting a Ray Train run per trial.
 
-With `resources.reuse_workers = true`, a multi-worker trial's Tune trainable reserves its
+With `resources.reuse_workers = true` (the default under PBT/PB2), a multi-worker trial's Tune trainable reserves its
 driver bundle plus one bundle per worker (one placement group, so Tune still counts and
 schedules whole trials), and Tune reuses the trainable process for the next trial with the
 same resources. The first trial in that process starts `workers` PoolWorker actors in the
@@ -30,6 +30,9 @@ SETTLE_S = 300.0  # how long to wait for ranks to unwind after rank 0 (or the pr
 
 
 def enabled(plan: dict[str, Any]) -> bool:
+    """Whether multi-worker trials run on warm groups (`reuse_workers`, which the compiler
+    makes the default under PBT/PB2: those clone the checkpoints Tune holds, and a Ray
+    Train run keeps its own to itself)."""
     res = plan["resources"]
     return int(res["workers"]) > 1 and bool(res.get("reuse_workers"))
 

@@ -61,6 +61,22 @@ def require_libraries(algorithm: str) -> None:
         )
 
 
+def require_search(plan: dict[str, Any]) -> str:
+    """`require_libraries` for the plan's search, and its optuna sampler's extra package;
+    what is searched with (`optuna (cmaes)`), for messages."""
+    algorithm = plan["search"]["algorithm"]
+    require_libraries(algorithm)
+    if algorithm != "optuna":
+        return algorithm
+    kind = str((plan["search"].get("options") or {}).get("sampler")
+               or ("nsga2" if len(plan["objective"]["metrics"] or ()) > 1 else "tpe"))
+    need = _OPTUNA_SAMPLER_NEEDS.get(kind)
+    if need and importlib.util.find_spec(need[0]) is None:
+        raise SearchError(f"optuna sampler `{kind}` needs the Python package {need[1]}, not installed"
+                          f"\n  help: pip install {need[1]} (on the compute nodes' environment too)")
+    return f"optuna ({kind})"
+
+
 def _objective(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
     # A study without an objective runs its trials unranked (random/grid search, FIFO).
     metrics = plan["objective"]["metrics"] or [{"name": None, "mode": None}]

@@ -512,10 +512,14 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # 1. Everything about the spec's code, before Ray.
         try:
             pipeline.check_imports(plan)
-            search.require_libraries(plan["search"]["algorithm"])
+            search.require_search(plan)
             search.make_scheduler(plan)
         except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
             raise StudyError(str(exc)) from None
+        tracking = _tracking()
+        missing = tracking.missing_libraries(plan) if tracking else None
+        if missing:
+            raise StudyError(missing)
         from hpoc.runtime.login_preflight import storage_problem
 
         problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
@@ -615,9 +619,17 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
     _say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
+    fit_started = time.monotonic()
     grid = tuner.fit()
     trials = _STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
+    budget = plan["trials"]["time_budget_s"]
+    if budget and not interrupted and time.monotonic() - fit_started >= budget:
+        # Tune ends the whole experiment at the budget: running trials stop where they are.
+        unstarted = [t for t in trials if not getattr(t, "last_result", None)]
+        _say(stream, f"[hpoc] time budget of {budget:g} s reached: trials still running were "
+                     f"stopped where they were; {max(total - len(trials), 0) + len(unstarted)} "
+                     f"of {total} trial(s) never reported")
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"])
     if parent_run:

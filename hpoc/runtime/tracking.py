@@ -214,6 +214,33 @@ def _params(flat: Mapping[str, Any]) -> list:
     return [Param(k[:250], text(v)[:6000]) for k, v in flat.items()]
 
 
+# logger kind -> (modules, any one of which will do; the pip package to install)
+LOGGER_LIBRARIES = {
+    "mlflow": (("mlflow",), "mlflow-skinny"),
+    "tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+}
+
+
+def missing_libraries(plan: Mapping[str, Any]) -> str | None:
+    """Why a `logger` block of the study cannot log here (its library is not installed), or
+    None. Found before Ray starts: at run time a logger that fails only warns, and the
+    study would run for hours without the tracking asked for."""
+    import importlib.util
+
+    problems = []
+    for logger in plan.get("loggers") or ():
+        modules, package = LOGGER_LIBRARIES.get(logger.get("kind"), ((), ""))
+        if modules and all(importlib.util.find_spec(m) is None for m in modules):
+            problems.append((logger["kind"], package))
+    if not problems:
+        return None
+    kinds = ", ".join(f"`logger {k}`" for k, _ in problems)
+    packages = " ".join(p for _, p in problems)
+    return (f"{kinds} needs the Python package(s) {packages.replace(' ', ', ')}, not installed in this "
+            f"environment\n  help: pip install {packages} (on the compute nodes' environment too), "
+            "or remove the logger block")
+
+
 def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
     """In the driver: create (or find) the MLflow parent run; its id goes to every trial."""
     for logger in _loggers(plan, "mlflow"):

@@ -950,7 +950,7 @@ def test_population_schedulers_need_multi_worker_trials_that_hand_their_checkpoi
     study = BASE + "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1) }\n"
     for sched in ("pbt", "pb2"):
         d = one_error(study + f"scheduler {sched}\nresources {{ workers = 2, reuse_workers = false }}\n")
-        assert d.code == "HP401" and where(d) == (6, 27), d.render()
+        assert d.code == "HP401" and where(d) == (6, 26), d.render()
         assert "no trial would ever exploit another" in d.message and "defaults to true" in d.help
         for given in ("", ", reuse_workers = true"):
             plan = plan_of(study + f"scheduler {sched}\nresources {{ workers = 2{given} }}\n")

@@ -227,6 +227,11 @@ def test_a_restored_run_keeps_the_config_an_exploit_gave(tmp_path: Path) -> None
     for t, score in ((weak, 0.1), (strong, 0.9)):
         pbt.on_trial_add(controller, t)
         pbt._trial_state[t].last_score = score
+    from ray.train import Checkpoint
+
+    saved = tmp_path / "trial_1" / "checkpoint_000002"
+    saved.mkdir(parents=True)
+    pbt._trial_state[strong].last_checkpoint = Checkpoint(str(saved))  # there is one to clone
     pbt._exploit(controller, weak, strong)  # synch: paused trials are not paused again
     exploited = dict(weak.config)
     assert exploited[sp.TRIAL_KEY] == 1 and exploited != first

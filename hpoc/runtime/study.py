@@ -202,6 +202,12 @@ def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
 
 
+def _is_generator(searcher: Any) -> bool:
+    from ray.tune.search import BasicVariantGenerator
+
+    return isinstance(searcher, BasicVariantGenerator)
+
+
 @functools.lru_cache(maxsize=1)
 def _quiet_class() -> type:
     from ray.tune.progress_reporter import TrialProgressCallback

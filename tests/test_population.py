@@ -58,16 +58,26 @@ storage { path = "results", name = "pop" }
 '''
 
 
+def _study(tmp_path: Path, spec: str) -> dict:
+    """The plan of `spec` on the toy study, with the LrTrainer beside it."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
+    plan = compile_source(spec, "study.hpo", str(workdir))
+    plan["storage"]["path"] = str(tmp_path / "results")
+    return plan
+
+
+def _run(plan: dict, num_cpus: int = 2) -> tuple[int, str]:
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=num_cpus, progress=progress, out=out))
+    return code, progress.getvalue() + out.getvalue()
+
+
 @pytest.mark.ray
 def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    workdir = write_toy(tmp_path / "study")
-    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
-    plan = compile_source(SPEC, "study.hpo", str(workdir))
-    plan["storage"]["path"] = str(tmp_path / "results")
-    progress, out = io.StringIO(), io.StringIO()
-    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
-    assert code == EXIT_OK, progress.getvalue() + out.getvalue()
+    code, text = _run(_study(tmp_path, SPEC))
+    assert code == EXIT_OK, text
     exp = tmp_path / "results" / "pop"
     # Two of four trials are in the lower half at each perturbation: they exploit.
     exploits = [json.loads(line) for line in (exp / "pbt_global.txt").read_text().splitlines()]
@@ -95,15 +105,10 @@ def test_pbt_exploits_multi_worker_trials(tmp_path: Path, monkeypatch) -> None:
     """Two-worker trials (`reuse_workers` left to its default, true under PBT): their
     checkpoints must reach Tune, or PBT has nothing to clone."""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    workdir = write_toy(tmp_path / "study")
-    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
     spec = (SPEC.replace("epochs     = 6", "epochs     = 4")
             .replace("resources { cpus_per_worker = 0.5 }", "resources { workers = 2, cpus_per_worker = 0.25 }"))
-    plan = compile_source(spec, "study.hpo", str(workdir))
-    plan["storage"]["path"] = str(tmp_path / "results")
-    progress, out = io.StringIO(), io.StringIO()
-    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
-    assert code == EXIT_OK, progress.getvalue() + out.getvalue()
+    code, text = _run(_study(tmp_path, spec))
+    assert code == EXIT_OK, text
     exp = tmp_path / "results" / "pop"
     assert (exp / "pbt_global.txt").is_file(), "PBT never exploited"
     summary = json.loads((exp / "summary.json").read_text())
@@ -268,14 +273,10 @@ def test_an_interrupted_synchronous_population_is_not_resumed_to_hang(tmp_path: 
     ("0 running | 4 pending" for good): the run says so and stops instead."""
     from hpoc.runtime import study
 
-    workdir = write_toy(tmp_path / "study")
-    (workdir / "lr_trainer.py").write_text(LR_TRAINER, encoding="utf-8")
-    plan = compile_source(SPEC, "study.hpo", str(workdir))
-    plan["storage"]["path"] = str(tmp_path / "results")
+    plan = _study(tmp_path, SPEC)
     monkeypatch.setattr(study, "_prior_run", lambda *a, **k: "restore")
-    progress, out = io.StringIO(), io.StringIO()
-    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=progress, out=out))
-    text = progress.getvalue() + out.getvalue() + capsys.readouterr().err
+    code, text = _run(plan, num_cpus=1)
+    text += capsys.readouterr().err
     assert code == study.EXIT_SPEC, text
     assert "synch = true" in text and "--fresh" in text and "Traceback" not in text
     assert not (tmp_path / "results" / "pop" / ".hpoc-run.json").exists()  # the lock is let go

@@ -227,14 +227,17 @@ def sample_config(space: dict[str, Any], fixed: dict[str, Any], rng: Any) -> dic
     for p in space["params"]:
         if not is_active(p, values):
             continue
-        if p["name"] in fixed:
-            values[p["name"]] = fixed[p["name"]]
-        elif p["domain"] == "grid":  # conditional grid under a sampled choice: pick one
-            options = p["args"]["values"]
-            values[p["name"]] = copy.deepcopy(options[int(rng.integers(len(options)))])
-        else:
-            values[p["name"]] = _plain(ray_domain(p).sample(random_state=rng))
+        values[p["name"]] = fixed[p["name"]] if p["name"] in fixed else _draw(p, rng)
     return values
+
+
+def _draw(param: dict[str, Any], rng: Any) -> Any:
+    """One random value of `param` (a grid not enumerated, e.g. under a condition: one of
+    its values)."""
+    if param["domain"] == "grid":
+        options = param["args"]["values"]
+        return copy.deepcopy(options[int(rng.integers(len(options)))])
+    return _plain(ray_domain(param).sample(random_state=rng))
 
 
 def _given(point: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
@@ -293,13 +296,8 @@ class SpaceSamplerCore:
         values = self.config(i)
         rng = np.random.default_rng([self.seed, i, 1])
         for p in self.space["params"]:
-            if p["name"] in values:
-                continue
-            if p["domain"] == "grid":
-                options = p["args"]["values"]
-                values[p["name"]] = copy.deepcopy(options[int(rng.integers(len(options)))])
-            else:
-                values[p["name"]] = _plain(ray_domain(p).sample(random_state=rng))
+            if p["name"] not in values:
+                values[p["name"]] = _draw(p, rng)
         return values
 
     def take(self) -> tuple[int, dict[str, Any]] | None:

@@ -330,3 +330,40 @@ def test_the_summary_gives_the_config_a_trials_last_result_was_trained_with():
                             last_result={"val_accuracy": 0.5, "epoch": 6, "config": {"lr": 0.1}},
                             path=None, local_path=None, error_file=None, error_msg=None)
     assert trial_entry(trial, space)["config"] == {"epochs": 6, "lr": 0.1}
+
+
+def test_a_trial_at_its_last_epoch_is_not_exploited(tmp_path: Path, monkeypatch) -> None:
+    """An exploit after a trial's last epoch gave it a config it never trained and restarted
+    it for nothing (`hpoc results` then said "stopped early")."""
+    from types import SimpleNamespace
+
+    from ray.train import Checkpoint
+    from ray.tune import schedulers as S
+
+    from hpoc.runtime.search import make_scheduler
+
+    class Trial(SimpleNamespace):
+        __hash__ = object.__hash__
+
+    cloned = []
+    monkeypatch.setattr(S.PopulationBasedTraining, "_exploit", lambda self, ctl, trial, donor: cloned.append(trial))
+    saved = tmp_path / "trial_1" / "checkpoint_000004"
+    saved.mkdir(parents=True)
+    plan = _study(tmp_path, SPEC)
+    for spec, final in ((SPEC, 6), (SPEC.replace("epochs     = 6", "epochs     = choice(3, 8)"), None)):
+        plan = compile_source(spec, "study.hpo", plan["source"]["workdir"])
+        pbt = make_scheduler(plan)
+        assert pbt.hpoc_epochs == final
+        for epochs, epoch, exploited in ((6, 4, True), (6, 6, False), (8, 6, True), (3, 3, False)):
+            if final is not None and epochs != final:
+                continue
+            trial = Trial(trial_id="t0", config={"lr": 0.1, "epochs": epochs} if final is None else {"lr": 0.1},
+                          path=str(tmp_path / "trial_0"))
+            donor = Trial(trial_id="t1", checkpoint=None)
+            pbt._trial_state = {
+                trial: SimpleNamespace(last_result={"epoch": epoch, "config": trial.config}),
+                donor: SimpleNamespace(last_checkpoint=Checkpoint(str(saved))),
+            }
+            cloned.clear()
+            pbt._exploit(None, trial, donor)
+            assert (cloned == [trial]) == exploited, (spec, epochs, epoch)

@@ -7,7 +7,11 @@
    exploit also records the new config on the trial (saved with it in the experiment state),
    and the scheduler puts it back when Tune adds the restored trial, right after that rebuild.
 
-2. An exploiting trial restores from the donor's checkpoint, which the donor's
+2. An exploit at a trial's last epoch gave it a config it never trained with and restarted
+   it for nothing: `hpoc results` showed it "stopped early" with its last metrics. A trial
+   that has reported its last epoch is left as it is (`final_epochs`).
+
+3. An exploiting trial restores from the donor's checkpoint, which the donor's
    `checkpoint.keep` may delete before the trial starts again (it waits while paused, or
    until a resumed study restores it): the trial errored ("Could not recover from checkpoint
    as it does not exist on storage anymore") or started over. The exploiting trial gets its
@@ -77,14 +81,40 @@ def _own_copy(checkpoint: Any, trial: Any) -> Any:
     return Checkpoint(str(dest))
 
 
+def final_epochs(plan: dict[str, Any]) -> int | None:
+    """The epochs a trial trains when `epochs` is not searched (as `Trainer.epochs` finds
+    them: the constant, the trainer's argument, a `stop` on training_iteration); None when
+    the plan does not say (a trainer of one's own)."""
+    value = (plan["space"].get("constants") or {}).get("epochs")
+    if value is None:
+        value = (plan["pipeline"]["trainer"].get("args") or {}).get("epochs")
+    if value is None:
+        value = (plan["trials"].get("stop") or {}).get("training_iteration")
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 class _Population:
     """What hpoc adds to Ray's PBT and PB2 (see the module's docstring)."""
+
+    hpoc_epochs: int | None = None  # set by search.make_scheduler: final_epochs(plan)
+
+    def _ended(self, trial: Any) -> bool:
+        """Whether `trial`'s result at this perturbation was its last epoch."""
+        result = self._trial_state[trial].last_result or {}  # type: ignore[attr-defined]
+        config = result.get("config") if isinstance(result.get("config"), dict) else trial.config
+        final = (config or {}).get("epochs", self.hpoc_epochs)  # a searched `epochs` first
+        done = result.get("epoch", result.get("training_iteration"))
+        return (isinstance(final, (int, float)) and isinstance(done, (int, float))
+                and not isinstance(done, bool) and done >= final)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         restore_config(trial)
         super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+        if self._ended(trial):
+            logger.info("[pbt] trial %s reported its last epoch; no exploit", trial.trial_id)
+            return
         state = self._trial_state[trial_to_clone]  # type: ignore[attr-defined]
         noted = state.last_checkpoint
         if not _checkpoint_exists(noted):

@@ -278,11 +278,13 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
                 for k, v in options["hyperparam_mutations"].items()}
         else:
             options["hyperparam_mutations"] = {p["name"]: _pbt_mutation(p) for p in plan["space"]["params"]}
-        from hpoc.runtime.population import PBT
+        from hpoc.runtime.population import PBT, final_epochs
 
-        return _call(what, PBT, {**common, **options})
+        pbt = _call(what, PBT, {**common, **options})
+        pbt.hpoc_epochs = final_epochs(plan)
+        return pbt
     if name == "pb2":
-        from hpoc.runtime.population import PB2
+        from hpoc.runtime.population import PB2, final_epochs
 
         options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
         if not options["hyperparam_bounds"]:
@@ -290,5 +292,7 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
         if importlib.util.find_spec("sklearn") is None:  # Ray's PB2 models with its GP
             raise SearchError(f"{what} needs the Python package scikit-learn, not installed"
                               "\n  help: pip install scikit-learn")
-        return _call(what, PB2, {**common, **options})
+        pb2 = _call(what, PB2, {**common, **options})
+        pb2.hpoc_epochs = final_epochs(plan)
+        return pb2
     raise SearchError(f"unknown scheduler `{name}` (one of {', '.join(SCHEDULERS)})")

@@ -100,7 +100,8 @@ class _Population:
 
     def _ended(self, trial: Any) -> bool:
         """Whether `trial`'s result at this perturbation was its last epoch."""
-        result = self._trial_state[trial].last_result or {}  # type: ignore[attr-defined]
+        state = self._trial_state.get(trial)  # type: ignore[attr-defined]
+        result = getattr(state, "last_result", None) or {}
         config = result.get("config") if isinstance(result.get("config"), dict) else trial.config
         final = (config or {}).get("epochs", self.hpoc_epochs)  # a searched `epochs` first
         done = result.get("epoch", result.get("training_iteration"))

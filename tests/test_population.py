@@ -252,6 +252,47 @@ def test_a_restored_run_keeps_the_config_an_exploit_gave(tmp_path: Path) -> None
     assert restored.config == exploited
 
 
+@pytest.mark.ray
+def test_a_restored_run_without_a_seed_keeps_the_configs_its_trials_trained_with(tmp_path: Path) -> None:
+    """Tune rebuilds restored trials' configs with the restoring run's placeholders: without
+    `search { seed }` its sampler draws with a new seed, and every restored trial (not only
+    exploited ones) resumed its checkpoint with a config it had never trained with."""
+    import copy as _copy
+
+    from ray.tune import PlacementGroupFactory
+    from ray.tune.experiment import Trial
+    from ray.tune.impl.placeholder import create_resolvers_map, inject_placeholders
+
+    from hpoc.runtime import space as sp
+    from hpoc.runtime.search import make_scheduler, make_searcher
+
+    plan = compile_source(SPEC.replace("lr_trainer:LrTrainer", "toy:ToyTrainer").replace("search random { seed = 3 }\n", ""),
+                          "study.hpo", str(write_toy(tmp_path / "study")))
+    assert not (plan["search"]["options"] or {}).get("seed")
+
+    def resolvers_and_unresolved():  # what each run (first, restoring) hands Tune
+        _, param_space, _ = make_searcher(plan)
+        resolvers = create_resolvers_map()
+        return resolvers, inject_placeholders(_copy.deepcopy(param_space), resolvers)
+
+    first_run, restoring_run = resolvers_and_unresolved(), resolvers_and_unresolved()
+    resolvers, unresolved = first_run
+    trial = Trial("__fake", stub=True, trial_id="t0", config={**unresolved, sp.TRIAL_KEY: 0},
+                  placement_group_factory=PlacementGroupFactory([{"CPU": 1}]))
+    trial.resolve_config_placeholders(resolvers)  # TuneController.add_trial, then the scheduler
+    controller = type("C", (), {"search_alg": None})()
+    make_scheduler(plan).on_trial_add(controller, trial)
+    trained = dict(trial.config)
+
+    restored = Trial.__new__(Trial)
+    restored.__dict__.update(json.loads(trial.get_json_state()[0]))
+    restored.run_metadata = trial.run_metadata
+    restored.resolve_config_placeholders(restoring_run[0])
+    assert restored.config != trained  # the new seed's draw (what Tune alone resumed with)
+    make_scheduler(plan).on_trial_add(controller, restored)
+    assert restored.config == trained
+
+
 def test_pbt_keeps_the_latest_checkpoints_not_the_best(tmp_path: Path) -> None:
     """An exploiting trial loads the donor's latest checkpoint once it gets a CPU; keeping
     the best ones deleted a latest one that scored worse meanwhile (the trial errored with

@@ -16,8 +16,10 @@ from hpoc.runtime.progress import counts
 
 from results_fixtures import make_plan, write_plan
 
+# `momentum` (if optimizer.name == "sgd" in a spec) is inactive: PBT configs still carry a
+# value for it (space.SpaceSamplerCore.full_config), which only the plan can tell apart.
 A = {"__hpoc_trial": 0, "batch_size": 32, "optimizer.name": "adam", "optimizer.lr": 0.01,
-     "dropout": 0.1, "momentum": None}
+     "dropout": 0.1, "optimizer.momentum": 0.9}
 B = {**A, "__hpoc_trial": 1, "optimizer.lr": 0.05, "dropout": 0.3}
 B_EXPLOITS_A = {**A, "optimizer.lr": 0.02}     # B took A's checkpoint at epoch 2, lr perturbed
 NEVER_TRAINED = {**A, "optimizer.lr": 0.0001}  # an exploit after B's last epoch
@@ -54,7 +56,7 @@ def test_the_best_config_is_the_one_its_reports_were_trained_with(tmp_path, caps
     exp = _pbt_study(tmp_path)  # no summary.json: the driver was killed
     code, out, err = _results(capsys, str(exp), "--sort", "val_loss")
     assert code == 0, err
-    assert "__hpoc_trial" not in out and "null" not in out  # internal key, inactive params
+    assert "__hpoc_trial" not in out  # the internal key
     best = out[out.index("best trial:"):]
     assert "aaaaa_00001" in best.splitlines()[0]
     config = best[best.index("config (JSON):"):]
@@ -66,12 +68,14 @@ def test_the_best_config_is_the_one_its_reports_were_trained_with(tmp_path, caps
     data = json.loads(out)
     assert "__hpoc_trial" not in out
     assert data["best"]["config"]["optimizer"]["lr"] == 0.02
+    # No plan (an experiment directory): the inactive parameter's value is shown as recorded.
+    assert data["best"]["config"]["optimizer"]["momentum"] == 0.9
     assert [s["from_epoch"] for s in data["best"]["config_schedule"]] == [1, 3]
     assert "config_schedule" not in data["trials"][1]  # A's config never changed
 
     code, out, _ = _results(capsys, str(exp), "--sort", "val_loss", "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert not any("__hpoc" in k for k in rows[0]) and "config/momentum" not in rows[0]
+    assert not any("__hpoc" in k for k in rows[0])
     assert rows[0]["config/optimizer.lr"] == "0.02"
 
 
@@ -90,6 +94,9 @@ def test_scope_best_shows_the_config_of_the_best_report(tmp_path, capsys) -> Non
 def test_a_plan_and_a_summary_do_not_bring_back_a_config_never_trained(tmp_path, capsys) -> None:
     exp = _pbt_study(tmp_path)
     plan = make_plan(tmp_path / "results", "pop")
+    plan["space"]["params"].append({"name": "optimizer.momentum", "domain": "uniform",
+                                    "args": {"lower": 0.5, "upper": 0.99},
+                                    "condition": {"param": "optimizer.name", "values": ["sgd"]}})
     build = write_plan(tmp_path / "build", plan)
     # The driver's summary.json took the trial's final config (Ray's) before the fix.
     entry = {"trial_id": "aaaaa_00001", "status": "TERMINATED", "metrics": {"val_loss": 0.3},
@@ -103,7 +110,15 @@ def test_a_plan_and_a_summary_do_not_bring_back_a_config_never_trained(tmp_path,
     best = json.loads(out)["best"]
     assert best["trial_id"] == "aaaaa_00001"
     assert best["config"] == {"batch_size": 32, "dropout": 0.1, "epochs": 6,
-                              "optimizer": {"lr": 0.02, "name": "adam"}}
+                              "optimizer": {"lr": 0.02, "name": "adam"}}  # momentum: inactive
+
+
+def test_without_a_plan_only_the_internal_key_is_left_out() -> None:
+    """A None value is a value (`choice(null, ...)`); PBT configs carry no None placeholders."""
+    from hpoc.results.load import clean_config
+
+    assert clean_config({"__hpoc_trial": 3, "warmup": None, "optimizer.lr": 0.1}, None) == \
+        {"warmup": None, "optimizer": {"lr": 0.1}}
 
 
 def _ray_trial(path: Path, trial_id: str, last_result: dict, config: dict):

@@ -218,3 +218,20 @@ def test_a_missing_optuna_sampler_package_is_found_before_ray(monkeypatch):
     assert not finding.ok and "pip install cmaes" in finding.message
     tpe = plan(search={"algorithm": "optuna", "options": {"sampler": "tpe"}, "_replace": True})
     assert check_search(tpe)[0].ok and search.require_search(tpe) == "optuna (tpe)"
+
+
+def test_pbt_configs_resolve_without_ray_s_deprecated_spec_fallback(caplog):
+    """Ray calls a sample_from function with the config first; `_Pick` took a spec only, so
+    every parameter of every trial went through Ray's fallback and its deprecation warning."""
+    from ray.tune.search.sample import Function
+
+    p = plan(scheduler={"name": "pbt", "options": {"perturbation_interval": 2}},
+             trials={"num_samples": 3})
+    _, param_space, n = search.make_searcher(p)
+    picks = {k: v for k, v in param_space.items() if k != sp.TRIAL_KEY}
+    assert picks and all(isinstance(v, Function) for v in picks.values())
+    with caplog.at_level("WARNING"):
+        got = [{k: v.sample(config={sp.TRIAL_KEY: i}) for k, v in picks.items()} for i in range(n)]
+    assert "deprecated" not in caplog.text, caplog.text
+    assert got == [{k: v.func(SimpleNamespace(config={sp.TRIAL_KEY: i})) for k, v in picks.items()}
+                   for i in range(n)]  # the spec form gives the same values

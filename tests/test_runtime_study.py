@@ -380,3 +380,16 @@ def test_a_time_budget_ends_the_study_and_says_so(tmp_path):
     summary = _summary(plan)
     assert summary["num_trials"] < 4 or any(t["epochs"] < 30 for t in summary["trials"]), summary
     assert re.search(r"time budget of 6 s reached: .* [1-4] of 4 trial\(s\) never reported", progress), progress
+
+
+def test_the_time_budget_line_counts_trials_that_started_but_never_reported():
+    """Ray's `last_result` is never empty (it holds the trial id before any report): a
+    started trial that never reported counted as reported."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime.study import _budget_line
+
+    trials = [SimpleNamespace(last_result={"trial_id": "a", "training_iteration": 3}),
+              SimpleNamespace(last_result={"trial_id": "b"}),  # started, cut off before its first report
+              SimpleNamespace(last_result={})]
+    assert _budget_line(6, 4, trials).endswith("; 3 of 4 trial(s) never reported")

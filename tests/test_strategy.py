@@ -241,3 +241,33 @@ def test_deepspeed_starts_in_a_group_made_earlier_without_local_rank(tmp_path):
 
     mp.spawn(_deepspeed_in_an_existing_group, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
     assert (tmp_path / "ok").read_text() == "DeepSpeedEngine"
+
+
+def test_a_checkpoint_of_another_optimizer_gives_its_weights_and_a_fresh_optimizer(tmp_path):
+    """PBT mutates `optimizer.name`: an exploiting trial with Adam loads a donor's SGD
+    checkpoint. Adam cannot load SGD's state (KeyError 'step'), which made the checkpoint
+    look unreadable and the trial start over from epoch 0."""
+    torch.manual_seed(0)
+    donor = Strategy(device="cpu")
+    model = nn.Linear(4, 1)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    donor.distributed(model, sgd)
+    nn.functional.mse_loss(model(torch.ones(2, 4)), torch.zeros(2, 1)).backward()
+    sgd.step()
+    donor.save_checkpoint(tmp_path / "ckpt", {"epoch": 3})
+
+    own = Strategy(device="cpu")
+    mine = nn.Linear(4, 1)
+    adam = torch.optim.Adam(mine.parameters(), lr=0.01)
+    own.distributed(mine, adam)
+    assert own.load_checkpoint(tmp_path / "ckpt") == {"epoch": 3}
+    assert torch.equal(mine.weight, model.weight)  # the donor's weights
+    assert not adam.state and adam.param_groups[0]["lr"] == 0.01  # a fresh Adam
+    nn.functional.mse_loss(mine(torch.ones(2, 4)), torch.zeros(2, 1)).backward()
+    adam.step()
+
+    same = Strategy(device="cpu")  # the same kind of optimizer: its state is loaded
+    other = nn.Linear(4, 1)
+    same.distributed(other, torch.optim.SGD(other.parameters(), lr=0.5, momentum=0.1))
+    same.load_checkpoint(tmp_path / "ckpt")
+    assert same.optimizer.state and same.optimizer.param_groups[0]["lr"] == 0.1

@@ -294,8 +294,9 @@ def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
 
 def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:
     """A config Ray recorded, as the trainer saw it: with the plan, its active parameters and
-    constants, nested (`trial_config`); without, hpoc's internal trial key and the inactive
-    parameters that the PBT/PB2 configs carry as None left out, dotted names nested."""
+    constants, nested (`trial_config`); without, hpoc's internal trial key left out and
+    dotted names nested. (PBT/PB2 configs give inactive conditional parameters a value, see
+    `space.SpaceSamplerCore.full_config`: only the plan tells them from active ones.)"""
     from hpoc.runtime.space import TRIAL_KEY, flatten, nest, trial_config
 
     if not isinstance(config, dict):
@@ -305,8 +306,7 @@ def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:
             return trial_config({**flatten(config), **config}, space)
         except Exception:  # noqa: BLE001 - a config of another shape: shown as recorded
             pass
-    internal = TRIAL_KEY in config
-    flat = {k: v for k, v in config.items() if k != TRIAL_KEY and not (internal and v is None)}
+    flat = {k: v for k, v in config.items() if k != TRIAL_KEY}
     try:
         return nest(flat) if any("." in k for k in flat) else flat
     except Exception:  # noqa: BLE001

@@ -1,11 +1,14 @@
 """PBT and PB2 as hpoc runs them: Ray's schedulers, with two gaps closed.
 
-1. A resumed run trained configs PBT had dropped. An exploit gives a trial a new config
-   (`Trial.set_config`), but when a run is restored, Tune rebuilds every trial's config from
-   its *unresolved* one (the `tune.sample_from` placeholders of `space.fixed_trials`) as it
-   adds the trial: a trial that had exploited another went back to its first config. So each
-   exploit also records the new config on the trial (saved with it in the experiment state),
-   and the scheduler puts it back when Tune adds the restored trial, right after that rebuild.
+1. A resumed run trained configs PBT had dropped, or never drew. An exploit gives a trial a
+   new config (`Trial.set_config`), but when a run is restored, Tune rebuilds every trial's
+   config from its *unresolved* one (the `tune.sample_from` placeholders of
+   `space.fixed_trials`) as it adds the trial: a trial that had exploited another went back
+   to its first config. And those placeholders are the restoring run's: without a
+   `search { seed }` its sampler draws with a new seed, so every restored trial got a config
+   it had never trained with. So each trial's config is recorded on it when Tune first adds
+   it and after each exploit (saved with it in the experiment state), and the scheduler puts
+   it back when Tune adds the restored trial, right after that rebuild.
 
 2. An exploit at a trial's last epoch gave it a config it never trained with and restarted
    it for nothing: `hpoc results` showed it "stopped early" with its last metrics. A trial
@@ -44,11 +47,14 @@ def keep_config(trial: Any) -> None:
         invalidate()
 
 
-def restore_config(trial: Any) -> None:
-    """Give a restored trial back the config its last exploit gave it."""
+def restore_config(trial: Any) -> bool:
+    """Give a restored trial back the config recorded with it; whether one was."""
     saved = getattr(trial, SAVED, None)
-    if isinstance(saved, dict) and saved and trial.config != saved:
+    if not (isinstance(saved, dict) and saved):
+        return False
+    if trial.config != saved:
         trial.set_config(copy.deepcopy(saved))
+    return True
 
 
 def _checkpoint_exists(checkpoint: Any) -> bool:
@@ -109,7 +115,8 @@ class _Population:
                 and not isinstance(done, bool) and done >= final)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
-        restore_config(trial)
+        if not restore_config(trial):
+            keep_config(trial)  # a new trial: the config it starts with
         super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
@@ -124,7 +131,6 @@ class _Population:
                 logger.info("[pbt] trial %s has no checkpoint left to clone; %s goes on as it is",
                             trial_to_clone.trial_id, trial.trial_id)
                 return
-            state.last_checkpoint = noted
         state.last_checkpoint = _own_copy(noted, trial)
         try:
             super()._exploit(tune_controller, trial, trial_to_clone)  # type: ignore[misc]

@@ -166,9 +166,8 @@ def _classes() -> dict[str, type]:
     class ResumableASHA(_SaveOnComplete, _Capped, _RungReplay, s.AsyncHyperBandScheduler):
         pass
 
-    classes: list[type] = [CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA]
     made = {}
-    for cls in classes:
+    for cls in (CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA):
         cls.__module__ = __name__  # pickled by reference (Tuner.restore unpickles them)
         cls.__qualname__ = cls.__name__
         made[cls.__name__] = cls

@@ -70,11 +70,15 @@ def require_search(plan: dict[str, Any]) -> str:
         return algorithm
     kind = str((plan["search"].get("options") or {}).get("sampler")
                or ("nsga2" if len(plan["objective"]["metrics"] or ()) > 1 else "tpe"))
+    _require_sampler_package(kind)
+    return f"optuna ({kind})"
+
+
+def _require_sampler_package(kind: str) -> None:
     need = _OPTUNA_SAMPLER_NEEDS.get(kind)
     if need and importlib.util.find_spec(need[0]) is None:
         raise SearchError(f"optuna sampler `{kind}` needs the Python package {need[1]}, not installed"
                           f"\n  help: pip install {need[1]} (on the compute nodes' environment too)")
-    return f"optuna ({kind})"
 
 
 def _objective(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -196,10 +200,7 @@ def _optuna(plan: dict[str, Any], options: dict[str, Any], seed: Any, names: lis
     kind = str(options.pop("sampler", "nsga2" if len(names) > 1 else "tpe"))
     if kind not in OPTUNA_SAMPLERS:
         raise SearchError(f"optuna sampler `{kind}` is not one of {', '.join(OPTUNA_SAMPLERS)}")
-    need = _OPTUNA_SAMPLER_NEEDS.get(kind)
-    if need and importlib.util.find_spec(need[0]) is None:
-        raise SearchError(f"optuna sampler `{kind}` needs the Python package {need[1]}, not installed"
-                          f"\n  help: pip install {need[1]}")
+    _require_sampler_package(kind)
     sampler_cls = getattr(optuna.samplers, OPTUNA_SAMPLERS[kind])
     searcher_args = {k: options.pop(k) for k in ("points_to_evaluate", "evaluated_rewards")
                      if k in options}

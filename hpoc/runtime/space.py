@@ -360,8 +360,11 @@ class _Pick:
     def __init__(self, configs: list[dict[str, Any]], name: str) -> None:
         self.configs, self.name = configs, name
 
-    def __call__(self, spec: Any) -> Any:
-        return copy.deepcopy(self.configs[spec.config[TRIAL_KEY]].get(self.name))
+    def __call__(self, config: Any) -> Any:
+        # Ray 2.60 calls it with the trial's config; only when that raises does it retry with
+        # a spec (`spec.config`), logging a deprecation warning per parameter and trial.
+        config = getattr(config, "config", config)
+        return copy.deepcopy(self.configs[config[TRIAL_KEY]].get(self.name))
 
 
 def fixed_trials(core: SpaceSamplerCore, max_concurrent: int | None = None) -> tuple[Any, dict[str, Any], int]:

@@ -325,6 +325,7 @@ class Strategy:
             state["model"] = self.unwrap().state_dict()
             if self.optimizer is not None:
                 state["optimizer"] = self.optimizer.state_dict()
+                state["optimizer_class"] = type(self.optimizer).__qualname__
             if self.lr_scheduler is not None and hasattr(self.lr_scheduler, "state_dict"):
                 state["lr_scheduler"] = self.lr_scheduler.state_dict()
             if self.scaler is not None:
@@ -339,8 +340,17 @@ class Strategy:
         state = torch.load(Path(directory) / STATE_FILE, map_location=self._device,
                            weights_only=False)
         self.unwrap().load_state_dict(state.pop("model"))
-        if "optimizer" in state and self.optimizer is not None:
-            self.optimizer.load_state_dict(state.pop("optimizer"))
+        saved, kind = state.pop("optimizer", None), state.pop("optimizer_class", None)
+        if saved is not None and self.optimizer is not None:
+            if kind is not None and kind != type(self.optimizer).__qualname__:
+                # Another trial's checkpoint (a PBT/PB2 exploit that mutated the optimizer's
+                # name): its state does not fit this optimizer (Adam cannot load SGD's, and
+                # the failed load read as an unreadable checkpoint: the trial started over).
+                # The weights are the other trial's; this optimizer starts fresh on them.
+                log.info("checkpoint %s: its optimizer is %s, this trial's %s: optimizer state "
+                         "not loaded", directory, kind, type(self.optimizer).__qualname__)
+            else:
+                self.optimizer.load_state_dict(saved)
         if "lr_scheduler" in state and self.lr_scheduler is not None:
             self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
         if "scaler" in state and self.scaler is not None:

@@ -238,6 +238,14 @@ def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
             _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
 
 
+def _budget_line(budget: float, total: int, trials: list[Any]) -> str:
+    """Tune ends the whole experiment at the budget: running trials stop where they are,
+    and trials it never created or that never reported count as not reported."""
+    silent = max(total - len(trials), 0) + sum(not _reported(t) for t in trials)
+    return (f"[hpoc] time budget of {budget:g} s reached: trials still running were stopped "
+            f"where they were; {silent} of {total} trial(s) never reported")
+
+
 def _reported(trial: Any) -> bool:
     """Whether a trial reported once: Ray's `last_result` is never empty (before the first
     report it holds the trial id and auto-filled keys); every report has an iteration."""
@@ -631,11 +639,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
     if budget and not interrupted and time.monotonic() - fit_started >= budget:
-        # Tune ends the whole experiment at the budget: running trials stop where they are.
-        unstarted = [t for t in trials if not getattr(t, "last_result", None)]
-        _say(stream, f"[hpoc] time budget of {budget:g} s reached: trials still running were "
-                     f"stopped where they were; {max(total - len(trials), 0) + len(unstarted)} "
-                     f"of {total} trial(s) never reported")
+        _say(stream, _budget_line(budget, total, trials))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"])
     if parent_run:

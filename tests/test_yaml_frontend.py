@@ -244,6 +244,22 @@ def test_pbt_drops_the_searcher_with_a_warning(tmp_path: Path) -> None:
     assert len(w) == 1 and "`pbt` explores the space itself" in w[0].message
 
 
+@pytest.mark.parametrize("name", ["pbt", "pb2"])
+def test_num_to_keep_under_pbt_keeps_the_latest_without_saying_otherwise(tmp_path: Path, name: str) -> None:
+    """Ray keeps the most recent checkpoints, and so does hpoc under PBT/PB2: no HP820
+    claiming the best are kept (it contradicted HP805 on the same key)."""
+    doc = seed()
+    tune = config(doc)["tune_config"]
+    del tune["search_alg"]
+    tune["metric"], tune["mode"] = "loss", "min"
+    tune["scheduler"] = {"name": name, "perturbation_interval": 2}
+    config(doc)["run_config"]["checkpoint_config"] = {"num_to_keep": 2}
+    result = compiled(tmp_path, doc)
+    assert result.plan["checkpoint"]["keep"] == 2 and result.plan["checkpoint"]["score_attribute"] is None
+    assert [w.code for w in result.warnings if "num_to_keep" in w.message] == ["HP805"], \
+        [w.render() for w in result.warnings]
+
+
 def test_bohb_scheduler_brings_its_searcher(tmp_path: Path) -> None:
     doc = seed()
     tune = config(doc)["tune_config"]

@@ -365,7 +365,9 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
             b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
                    kspan, help="remove it")
     keep = ck.get("num_to_keep")
-    if (keep is not None and "checkpoint_score_attribute" not in ck.index
+    population = out.scheduler is not None and isinstance(out.scheduler.label, A.Ref) and \
+        out.scheduler.label.path in ("pbt", "pb2")  # the latest are kept there, as in Ray
+    if (keep is not None and "checkpoint_score_attribute" not in ck.index and not population
             and not (isinstance(keep, YScalar) and keep.value is None)):
         # Ray keeps the most recent ones then; hpoc ranks them by the objective metric.
         b.warn(SUBSTITUTED, f"`num_to_keep: {keep.text if isinstance(keep, YScalar) else '...'}` keeps the best "

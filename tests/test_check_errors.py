@@ -574,6 +574,28 @@ def test_deepspeed() -> None:
     assert (where(d), d.message) == ((3, 38), "`zero_stage` must be at most 3 (got 4)")
 
 
+@pytest.mark.parametrize("section, searched, warned", [
+    ('"optimizer": {"type": "Adam", "params": {"lr": 0.001}}', "lr = loguniform(1e-4, 1e-2), wd = uniform(0, 1)", "`lr`"),
+    ('"scheduler": {"type": "WarmupLR", "params": {"warmup_max_lr": 0.001}}', "learning_rate = uniform(1e-4, 1e-2)", "`learning_rate`"),
+    ('"optimizer": {"type": "Adam"}', "hidden = choice(8, 16)", None),     # nothing it overrides is searched
+    ('"zero_optimization": {"stage": 1}', "lr = loguniform(1e-4, 1e-2)", None),  # the trainer's optimizer
+])  # fmt: skip
+def test_deepspeed_config_owning_the_optimizer_warns_about_searched_lr(tmp_path, section, searched, warned) -> None:
+    """A DeepSpeed config with its own optimizer or scheduler trains every trial with the file's
+    learning rate: the searched `lr`, and PBT's mutations of it, never reached training, silently."""
+    (tmp_path / "ds.json").write_text("{" + section + "}", encoding="utf-8")
+    text = (BASE + f"space {{ {searched} }}\nscheduler pbt {{ perturbation_interval = 1 }}\n"
+            'resources { gpus_per_worker = 1, workers = 2, deepspeed { config = "ds.json" } }\n')
+    found = [d for d in diagnostics(text, str(tmp_path)) if "DeepSpeed config" in d.message]
+    if warned is None:
+        assert found == []
+        return
+    (w,) = found
+    assert (w.code, w.severity, where(w)) == ("HP804", "warning", (5, 59))  # at `config`
+    assert f"the searched {warned} never reaches training" in w.message
+    assert w.notes == ("`pbt` mutates it, to no effect: every exploit trains on with the file's values",)
+
+
 def test_deepspeed_without_gpus_warns_at_what_chose_deepspeed() -> None:
     (w,) = warnings(BASE + "\n\nresources {\n  workers = 1\n  deepspeed { zero_stage = 3 }\n}\n")
     assert (w.code, where(w)) == ("HP804", (7, 3))  # the `deepspeed` block, not line 1

@@ -179,6 +179,33 @@ def test_seed_trainer_resumes_under_deepspeed(splits, tmp_path: Path, monkeypatc
     assert torch.equal(seen["restored"], final)
 
 
+@pytest.mark.slow
+def test_seed_trainer_under_deepspeed_takes_its_own_lr_from_another_trials_checkpoint(
+        splits, tmp_path: Path, monkeypatch) -> None:
+    """PBT's exploit under DeepSpeed (ZeRO-2): the engine loads the other trial's optimizer
+    state, lr included; the trial must train on with its own lr (the engine's optimizer
+    forwards `param_groups` to the torch optimizer that steps)."""
+    pytest.importorskip("deepspeed")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr("hpoc.runtime.tracking.open_loggers", lambda *a, **k: _Tracker({}))
+    cls, data = splits
+    plan = {"training": {"precision": "auto", "data_on_device": "auto"}, "checkpoint": {"every": 1}}
+
+    def run(lr: float, epochs: int):
+        trainer = cls()
+        strategy = Strategy.create("deepspeed", deepspeed={"zero_stage": 2, "precision": None, "config_file": None})
+        trainer.run_local({"batch_size": 8, "learning_rate": lr, "epochs": epochs}, data,
+                          directory=tmp_path, strategy=strategy, plan=plan)
+        return trainer
+
+    run(1e-3, 1)  # the donor's checkpoint, lr 1e-3 in its optimizer state
+    exploiting = run(2.5e-4, 2)
+    assert exploiting._restored_epochs == 1
+    engine_optimizer = exploiting.strategy.optimizer
+    assert [g["lr"] for g in engine_optimizer.param_groups] == [2.5e-4]
+    assert [g["lr"] for g in engine_optimizer.optimizer.param_groups] == [2.5e-4]  # the one that steps
+
+
 # ------------------------------------------------------------- studies under Ray
 
 

@@ -244,6 +244,48 @@ def test_pbt_drops_the_searcher_with_a_warning(tmp_path: Path) -> None:
     assert len(w) == 1 and "`pbt` explores the space itself" in w[0].message
 
 
+def test_nested_mutations_and_bounds_name_the_nested_parameters(tmp_path: Path) -> None:
+    """Ray nests `hyperparam_mutations` (and PB2's bounds) as the config is nested: the YAML's
+    nested mapping is the space's dotted names (it was refused: "names `optim`, which is not
+    in `train_loop_config`", "must be a non-empty list or a search domain, not a map")."""
+    doc = seed()
+    tune = config(doc)["tune_config"]
+    del tune["search_alg"]
+    tune["metric"], tune["mode"] = "loss", "min"
+    config(doc)["train_loop_config"]["optim"] = {"wd": {"type": "uniform", "min": 0.0, "max": 0.1},
+                                                 "beta": {"type": "uniform", "min": 0.8, "max": 0.99}}
+    tune["scheduler"] = {"name": "pbt", "hyperparam_mutations": {
+        "learning_rate": {"type": "loguniform", "min": 1e-5, "max": 1e-3},
+        "optim": {"wd": [0.0, 0.01], "beta": {"type": "uniform", "min": 0.8, "max": 0.9}}}}
+    plan = compiled(tmp_path, doc).plan
+    assert plan["scheduler"]["options"]["hyperparam_mutations"] == {
+        "learning_rate": {"domain": "loguniform", "args": {"lower": 1e-5, "upper": 1e-3, "base": 10}},
+        "optim.wd": [0.0, 0.01],
+        "optim.beta": {"domain": "uniform", "args": {"lower": 0.8, "upper": 0.9}},
+    }
+    tune["scheduler"] = {"name": "pb2", "hyperparam_bounds": {"optim": {"wd": [0.0, 0.1]}}}
+    assert compiled(tmp_path, doc).plan["scheduler"]["options"]["hyperparam_bounds"] == {"optim.wd": [0.0, 0.1]}
+    tune["scheduler"] = {"name": "pbt", "hyperparam_mutations": {"optim": {"decay": [0.1]}}}
+    (err,) = errors_of(tmp_path, doc)  # a misspelt nested name is found at its own key
+    assert "`optim.decay`" in err.message and err.code == "HP201", err.render()
+
+
+@pytest.mark.parametrize("name", ["pbt", "pb2"])
+def test_num_to_keep_under_pbt_keeps_the_latest_without_saying_otherwise(tmp_path: Path, name: str) -> None:
+    """Ray keeps the most recent checkpoints, and so does hpoc under PBT/PB2: no HP820
+    claiming the best are kept (it contradicted HP805 on the same key)."""
+    doc = seed()
+    tune = config(doc)["tune_config"]
+    del tune["search_alg"]
+    tune["metric"], tune["mode"] = "loss", "min"
+    tune["scheduler"] = {"name": name, "perturbation_interval": 2}
+    config(doc)["run_config"]["checkpoint_config"] = {"num_to_keep": 2}
+    result = compiled(tmp_path, doc)
+    assert result.plan["checkpoint"]["keep"] == 2 and result.plan["checkpoint"]["score_attribute"] is None
+    assert [w.code for w in result.warnings if "num_to_keep" in w.message] == ["HP805"], \
+        [w.render() for w in result.warnings]
+
+
 def test_bohb_scheduler_brings_its_searcher(tmp_path: Path) -> None:
     doc = seed()
     tune = config(doc)["tune_config"]

@@ -368,6 +368,8 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                 ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
                         ch.spans.get("resources.deepspeed.config"),
                         notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
+            elif workdir is not None:
+                _deepspeed_owns_optimizer(ch, out, config, path)
             ds["config_file"] = path
         else:
             ds["config_file"] = None
@@ -396,6 +398,45 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         r["gpus_per_worker"] = int(g)
     if isinstance(r["cpus_per_worker"], float) and r["cpus_per_worker"].is_integer():
         r["cpus_per_worker"] = int(r["cpus_per_worker"])
+
+
+# Searched names a DeepSpeed config's own `optimizer` / `scheduler` section overrides.
+_OPTIMIZER_KEYS = ("lr", "learning_rate", "momentum", "weight_decay", "betas", "eps")
+_LR_KEYS = ("lr", "learning_rate")
+
+
+def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:
+    """A DeepSpeed config with an `optimizer` (or `scheduler`) section trains every trial
+    with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            ds = json.load(f)
+    except (OSError, ValueError):
+        return  # DeepSpeed says what is wrong with the file when the study runs
+    if not isinstance(ds, dict):
+        return
+    searched = [p["name"] for p in out["space"]["params"]]
+    owners = []
+    if "optimizer" in ds:
+        owners.append(("optimizer", [n for n in searched if n.rsplit(".", 1)[-1] in _OPTIMIZER_KEYS]))
+    if "scheduler" in ds:
+        owners.append(("scheduler", [n for n in searched if n.rsplit(".", 1)[-1] in _LR_KEYS]))
+    names = list(dict.fromkeys(n for _, ns in owners for n in ns))
+    if not names:
+        return
+    sections = " and ".join(f"`{k}`" for k, ns in owners if ns)
+    listed = ", ".join(f"`{n}`" for n in names)
+    sched = (out.get("scheduler") or {}).get("name")
+    them, verb = ("it", "reaches") if len(names) == 1 else ("them", "reach")
+    notes = (f"`{sched}` mutates {them}, to no effect: every exploit trains on with the file's values",) \
+        if sched in ("pbt", "pb2") else ()
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own {sections}: the searched {listed} '
+            f"never {verb} training (every trial uses the file's values)",
+            ch.spans.get("resources.deepspeed.config"), notes=notes,
+            help=f"remove {sections} from the DeepSpeed config so that the trainer's optimizer, built from the "
+                 "trial's config, is used; or stop searching them")  # fmt: skip
 
 
 def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:

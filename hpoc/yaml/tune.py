@@ -222,16 +222,27 @@ def _scheduler(b: Builder, out: Tune, sched: _Named | None) -> str | None:
     body: list[A.Item] = []
     for key, kspan, value in sched.options:
         if key in ("hyperparam_mutations", "hyperparam_bounds") and isinstance(value, YMap):
-            pairs = []
-            for k, ks, v in value.entries:
-                val = mutation_value(b, v, k) if key == "hyperparam_mutations" else b.value(v)
-                pairs.append(A.Pair(k, val, key_span=ks, span=ks))
+            pairs: list[A.Pair] = []
+            _mutations(b, key, value, "", pairs)
             body.append(b.setting(key, A.Map(tuple(pairs), span=value.span), kspan))
         else:
             body.append(b.setting(key, b.value(value), kspan))
     label = A.Ref(name, span=sched.name_span)
     out.scheduler = block("scheduler", body or None, sched.name_span or sched.span, label)
     return name
+
+
+def _mutations(b: Builder, key: str, node: YMap, prefix: str, pairs: list[A.Pair]) -> None:
+    """`hyperparam_mutations` / `hyperparam_bounds` entries; a mapping without `type` nests
+    them as Ray's do (`optimizer: {lr: [...]}` for a nested `train_loop_config`): its
+    entries are the dotted names the space gives those parameters (`optimizer.lr`)."""
+    for k, ks, v in node.entries:
+        name = prefix + k
+        if isinstance(v, YMap) and "type" not in v.index and v.entries:
+            _mutations(b, key, v, name + ".", pairs)
+            continue
+        val = mutation_value(b, v, name) if key == "hyperparam_mutations" else b.value(v)
+        pairs.append(A.Pair(name, val, key_span=ks, span=ks))
 
 
 # ---------------------------------------------------------------------------- search
@@ -365,7 +376,9 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
             b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
                    kspan, help="remove it")
     keep = ck.get("num_to_keep")
-    if (keep is not None and "checkpoint_score_attribute" not in ck.index
+    population = out.scheduler is not None and isinstance(out.scheduler.label, A.Ref) and \
+        out.scheduler.label.path in ("pbt", "pb2")  # the latest are kept there, as in Ray
+    if (keep is not None and "checkpoint_score_attribute" not in ck.index and not population
             and not (isinstance(keep, YScalar) and keep.value is None)):
         # Ray keeps the most recent ones then; hpoc ranks them by the objective metric.
         b.warn(SUBSTITUTED, f"`num_to_keep: {keep.text if isinstance(keep, YScalar) else '...'}` keeps the best "

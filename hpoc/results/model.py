@@ -60,12 +60,9 @@ class Trial:
 
     def value(self, metric: str, scope: str = "last", mode: str = "min") -> float | None:
         """`metric` at the last report, or its best value over all reports (scope="best")."""
-        values = [v for v in (number(r.get(metric)) for r in self.history) if v is not None]
-        if not values:
+        if all(number(r.get(metric)) is None for r in self.history):
             return None
-        if scope == "best":
-            return min(values) if mode == "min" else max(values)
-        return number(self.last.get(metric))
+        return number(self.history[self.report_index(metric, scope, mode)].get(metric))  # type: ignore[index]
 
     def report_index(self, metric: str | None, scope: str = "last", mode: str = "min") -> int | None:
         """Index in `history` of the report `value` takes (the first best one for scope="best")."""

@@ -145,8 +145,10 @@ def _refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:
     population last synchronised, and the restored trials, each at its own epoch, wait for
     one another forever (nothing runs, nothing ends). Better said now than an allocation
     spent waiting."""
+    from hpoc.runtime.search import POPULATION_SCHEDULERS
+
     sched = plan.get("scheduler") or {}
-    if sched.get("name") in ("pbt", "pb2") and (sched.get("options") or {}).get("synch"):
+    if sched.get("name") in POPULATION_SCHEDULERS and (sched.get("options") or {}).get("synch"):
         raise StudyError(
             f"{exp}: this interrupted `scheduler {sched['name']}` study has `synch = true`, and "
             "Ray Tune cannot resume a synchronous population (the restored trials would wait "

@@ -235,3 +235,9 @@ def test_pbt_configs_resolve_without_ray_s_deprecated_spec_fallback(caplog):
     assert "deprecated" not in caplog.text, caplog.text
     assert got == [{k: v.func(SimpleNamespace(config={sp.TRIAL_KEY: i})) for k, v in picks.items()}
                    for i in range(n)]  # the spec form gives the same values
+
+
+def test_the_runtime_and_the_compiler_name_the_same_population_schedulers():
+    from hpoc.compiler import tables
+
+    assert search.POPULATION_SCHEDULERS == tables.POPULATION

@@ -238,7 +238,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
     if alg == "bohb" and name != "bohb":
         ch.error(SEARCHER, "`search bohb` needs `scheduler bohb`", _label_span(search_block),
                  help="add `scheduler bohb { max_t = ... }`")  # fmt: skip
-    if name in ("pbt", "pb2"):
+    if name in T.POPULATION:
         key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
         table = opts.get(key)
         if not table:  # the runtime then mutates every searched parameter
@@ -279,7 +279,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                          "whose checkpoints Tune does not see: no trial would ever exploit another", span,
                          help="remove `reuse_workers = false` (under this scheduler it defaults to true), "
                          "or use `scheduler asha`")  # fmt: skip
-    if name in ("pbt", "pb2") and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
+    if name in T.POPULATION and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
         ch.error(VALUE, "`perturbation_factors` must be two numbers `[up, down]`",
                  ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip
 
@@ -431,7 +431,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
     sched = (out.get("scheduler") or {}).get("name")
     them, verb = ("it", "reaches") if len(names) == 1 else ("them", "reach")
     notes = (f"`{sched}` mutates {them}, to no effect: every exploit trains on with the file's values",) \
-        if sched in ("pbt", "pb2") else ()
+        if sched in T.POPULATION else ()
     ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own {sections}: the searched {listed} '
             f"never {verb} training (every trial uses the file's values)",
             ch.spans.get("resources.deepspeed.config"), notes=notes,
@@ -442,7 +442,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
 def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:
     c = out["checkpoint"]
     metrics = out["objective"]["metrics"]
-    population = (out.get("scheduler") or {}).get("name") in ("pbt", "pb2")
+    population = (out.get("scheduler") or {}).get("name") in T.POPULATION
     if c["score_attribute"] is None:
         if population:
             # Keep the latest `keep` checkpoints: a trial exploits another's latest one, and

@@ -138,6 +138,9 @@ CAN_DISCRETE = tuple(s for s in SEARCHERS if s != "bayesopt")  # choice and inte
 
 # --------------------------------------------------------------------- schedulers
 
+# Schedulers that choose configurations and clone checkpoints between trials themselves.
+POPULATION = ("pbt", "pb2")
+
 _MAX_T = F(K.integer(1), 100, doc="longest a trial runs, in `time_attr` units")
 _RF = F(K.number(1, lo_open=True), 4, doc="fraction of trials kept at each rung is 1/rf")
 _STOP_LAST = F(K.boolean, True)

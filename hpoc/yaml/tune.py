@@ -267,7 +267,7 @@ def _search(b: Builder, out: Tune, search: _Named | None, params: list[Param], s
             help = "hpoc supports " + one_of(T.SEARCHERS) + "; Optuna's TPE (`name: optuna`) is a good default"
         b.error(UNKNOWN, f"unknown search algorithm `{search.name}`", search.name_span, help=help)
         return
-    if sched in ("pbt", "pb2") and name not in ("random", "grid"):
+    if sched in T.POPULATION and name not in ("random", "grid"):
         b.warn(SUBSTITUTED, f"`{sched}` explores the space itself: `search_alg` `{search.name}` is not used; "
                "trials start from random configurations", search.name_span,
                help="remove `search_alg` (itwinai drops it silently too)")
@@ -377,7 +377,7 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
                    kspan, help="remove it")
     keep = ck.get("num_to_keep")
     population = out.scheduler is not None and isinstance(out.scheduler.label, A.Ref) and \
-        out.scheduler.label.path in ("pbt", "pb2")  # the latest are kept there, as in Ray
+        out.scheduler.label.path in T.POPULATION  # the latest are kept there, as in Ray
     if (keep is not None and "checkpoint_score_attribute" not in ck.index and not population
             and not (isinstance(keep, YScalar) and keep.value is None)):
         # Ray keeps the most recent ones then; hpoc ranks them by the objective metric.

@@ -1,9 +1,12 @@
-"""Writing files so that a crash or a full disk never leaves half of one behind."""
+"""Writing files so that a crash or a full disk never leaves half of one behind, and reading
+back those that others append to (a kill can cut their last line short)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> Path:
@@ -27,3 +30,22 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (Ray Tune's `result.json`), oldest first.
+    Lines that are not a whole JSON object are skipped: a trial killed mid-write leaves
+    half a line. A file missing or unreadable reads as no lines."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

@@ -116,6 +116,10 @@ def test_token_problems_are_refused(tmp_path):
     (job / "token").chmod(0o644)
     with pytest.raises(NodeError, match="readable by others"):
         node.ensure_token(job, {})
+    # The script chose the job directory's base on the batch node; another node lacks it.
+    with pytest.raises(NodeError, match=r"missing does not exist on .*: the job directory's base "
+                       r"\(HPOC_TMP, or the job's TMPDIR\) must exist on every node"):
+        node.ensure_token(tmp_path / "missing" / "hpoc-7", {node.TOKEN_ENV: "x"})
 
 
 def test_ranks_are_claimed_atomically(tmp_path):

@@ -23,7 +23,9 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -130,11 +132,15 @@ def stubs(tmp_path: Path) -> Path:
 
 def run_job(script: Path, stubs: Path, log: Path, cwd: Path) -> subprocess.CompletedProcess:
     log.mkdir(exist_ok=True)
+    # short: the script refuses a job directory that leaves Ray's unix socket paths no room
+    jobtmp = tempfile.mkdtemp(prefix="hj", dir="/tmp")
     env = {"PATH": f"{stubs}:/usr/bin:/bin", "HOME": str(cwd), "STUB_LOG": str(log), "STUB_DIR": str(stubs),
            "SLURM_JOB_ID": "4242", "SLURMD_NODENAME": "node1", "SLURM_JOB_NODELIST": "node1",
-           "HPOC_TMP": str(cwd / "jobtmp"), "LANG": "C.UTF-8"}
-    (cwd / "jobtmp").mkdir(exist_ok=True)
-    return subprocess.run(["bash", str(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+           "HPOC_TMP": jobtmp, "LANG": "C.UTF-8"}
+    try:
+        return subprocess.run(["bash", str(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(jobtmp, ignore_errors=True)
 
 
 def calls(log: Path) -> list[list[str]]:
@@ -204,8 +210,9 @@ def test_payloads_in_every_field_stay_inert(index: int, container: bool, tmp_pat
         assert runs and not interpreters
         for c in runs:
             binds = [c[i + 1] for i, a in enumerate(c) if a == "--bind"]
-            assert binds == list(dict.fromkeys([plan["source"]["workdir"], str(script.parent),
-                                                plan["storage"]["path"]]))
+            # run_job's HPOC_TMP first, the plan's paths after it
+            assert binds[0].startswith("/tmp/hj") and binds[1:] == list(dict.fromkeys([
+                plan["source"]["workdir"], str(script.parent), plan["storage"]["path"]]))
             rest = c[c.index(binds[-1]) + 1:]
             assert rest[:2] == [slurm["container"]["image"], name_value], c
     else:

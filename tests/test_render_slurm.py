@@ -8,10 +8,12 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from hpoc.compiler import tables as T
 from hpoc.compiler.render import RenderError, render_all
 from slurm_plans import FULL_SITE, plan
 
@@ -212,7 +214,7 @@ def test_security_settings_in_the_script():
 def test_site_settings_container_and_interface():
     script = rendered("full-site")["job.sbatch"]
     assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in script
-    assert ("hpoc_py=(apptainer exec \"${hpoc_gpu_flag[@]}\" --bind '/p/project/hpo/my study' "
+    assert ("hpoc_py=(apptainer exec \"${hpoc_gpu_flag[@]}\" \"${hpoc_tmp_bind[@]}\" --bind '/p/project/hpo/my study' "
             "--bind /p/project/hpo/build --bind /p/scratch/hpo/ray_results '/p/images/torch ray.sif' python3)") in script
     assert "    module load Stages/2025 Python\n    source /p/project/hpo/venv/bin/activate\n" in script
     assert script.index("module load") < script.index("set -u") < script.index("export NCCL_DEBUG=WARN")
@@ -374,16 +376,119 @@ def test_rendering_is_deterministic_and_independent_of_the_environment(tmp_path,
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+# ---- where the job directory goes (the script run up to `cluster init`) ----------------
+
+
+@pytest.fixture
+def short_dir():
+    """A directory with a short path (under /tmp) for TMPDIR and HPOC_TMP."""
+    path = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False) -> tuple[int, str, str]:
+    """Run the job script until `python -m hpoc.runtime.cluster init JOB_DIR`, which a stub
+    records (with a container: the stub runtime's whole command line) and fails:
+    (exit status, the recorded command line, stderr)."""
+    stub = tmp_path / "bin" / ("apptainer" if container else "python3")
+    stub.parent.mkdir(exist_ok=True)
+    stub.write_text('#!/bin/sh\necho "$@" >"$0.args"\nexit 3\n')
+    stub.chmod(0o755)
+    args = Path(f"{stub}.args")
+    args.unlink(missing_ok=True)
+    slurm = {"nodes": 2, "python": "python3",
+             "container": {"image": "/i.sif", "runtime": "apptainer"} if container else None}
+    p = plan(source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)},
+             storage={"path": str(tmp_path / "results"), "name": "s"}, slurm=slurm)
+    script = tmp_path / "job.sbatch"
+    script.write_text(render_all(p, plan_path=str(tmp_path / "plan.json"))["job.sbatch"])
+    base = {"PATH": f"{stub.parent}:{os.environ['PATH']}", "SLURM_JOB_ID": "77"}
+    run = subprocess.run(["bash", str(script)], env={**base, **env}, capture_output=True, text=True,
+                         timeout=60)
+    return run.returncode, args.read_text().strip() if args.exists() else "", run.stderr
+
+
+def job_dir_of(tmp_path: Path, **env: str) -> str:
+    """The job directory the script picks; the submitit launcher picks the same base."""
+    from hpoc.runtime.node import job_dir_base
+
+    code, args, err = run_to_init(tmp_path, env)
+    assert code == 3 and "-m hpoc.runtime.cluster init " in args, err
+    job_dir = args.rsplit(" ", 1)[1]
+    base, name = job_dir.rsplit("/", 1)
+    assert job_dir_base({"SLURM_JOB_ID": "77", **env}, name) == base
+    return job_dir
+
+
 @pytest.mark.parametrize("restarts, suffix", [(None, ""), ("0", ""), ("2", "-r2")])
-def test_a_requeued_job_gets_a_fresh_node_directory(restarts, suffix):
+def test_a_requeued_job_gets_a_fresh_node_directory(tmp_path, short_dir, restarts, suffix):
     # After a crash, worker nodes may still hold the previous run's directory and token;
     # a requeued run (SLURM_RESTART_COUNT > 0) must not pick them up.
-    script = rendered("basic")["job.sbatch"]
-    lines = [ln for ln in script.splitlines() if "hpoc_job_dir=" in ln and "HPOC_TMP" in ln
-             or "SLURM_RESTART_COUNT" in ln]
-    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77", "HPOC_TMP": "/tmpx"}
+    env = {"HPOC_TMP": str(short_dir)}
     if restarts is not None:
         env["SLURM_RESTART_COUNT"] = restarts
-    out = subprocess.run(["bash", "-c", "\n".join(lines) + '\necho "$hpoc_job_dir"'], env=env,
-                         capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "/tmpx/hpoc-77" + suffix
+    assert job_dir_of(tmp_path, **env) == f"{short_dir}/hpoc-77" + suffix
+
+
+def test_the_job_directory_goes_to_the_jobs_own_tmpdir(tmp_path, short_dir):
+    """A TMPDIR named after the job (a site's prolog makes one on every node) is used; one
+    without the job id may be the submitting shell's (SLURM creates that on every node and
+    never removes it, and it may be on a shared file system): /tmp then, as is SLURM's
+    TMPDIR when the site sets none. HPOC_TMP wins over all."""
+    own = short_dir / "job77"
+    for path in (own, short_dir / "mine", short_dir / "job770", short_dir / "a70_3"):
+        path.mkdir()
+    assert job_dir_of(tmp_path) == "/tmp/hpoc-77"
+    assert job_dir_of(tmp_path, TMPDIR="/tmp") == "/tmp/hpoc-77"
+    assert job_dir_of(tmp_path, TMPDIR=str(own)) == f"{own}/hpoc-77"
+    assert job_dir_of(tmp_path, TMPDIR=f"{own}/", SLURM_RESTART_COUNT="1") == f"{own}/hpoc-77-r1"
+    assert job_dir_of(tmp_path, TMPDIR=str(own), HPOC_TMP=str(short_dir)) == f"{short_dir}/hpoc-77"
+    for other in ("mine", "job770", "job77x"):  # not the job's, or missing
+        assert job_dir_of(tmp_path, TMPDIR=str(short_dir / other)) == "/tmp/hpoc-77"
+    own.chmod(0o500)
+    if os.access(own, os.W_OK):  # root writes anyway
+        own.chmod(0o700)
+    else:
+        assert job_dir_of(tmp_path, TMPDIR=str(own)) == "/tmp/hpoc-77"
+        own.chmod(0o700)
+    array = {"SLURM_ARRAY_JOB_ID": "70", "SLURM_ARRAY_TASK_ID": "3", "TMPDIR": str(short_dir / "a70_3")}
+    assert job_dir_of(tmp_path, **array) == f"{short_dir}/a70_3/hpoc-77"
+
+
+def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_refused(tmp_path, short_dir):
+    from hpoc.runtime.node import NodeError, check_socket_room
+
+    fits = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77")) + "77")
+    longer = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77") + 1) + "77")
+    for path in (fits, longer):
+        path.mkdir()
+    assert len(f"{fits}/hpoc-77") == T.JOB_DIR_MAX
+    check_socket_room(Path(f"{fits}/hpoc-77") / "n00")  # the node entry point's own check
+    with pytest.raises(NodeError):
+        check_socket_room(Path(f"{longer}/hpoc-77") / "n00")
+    assert job_dir_of(tmp_path, TMPDIR=str(fits)) == f"{fits}/hpoc-77"
+    code, args, err = run_to_init(tmp_path, {"TMPDIR": str(longer)})
+    assert args.endswith(" /tmp/hpoc-77")
+    assert f"hpoc: TMPDIR={longer} is too long for Ray's unix socket paths; the job directory goes to /tmp" in err
+    code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(longer)})
+    assert code == 2 and not args
+    assert f"hpoc: HPOC_TMP={longer} is too long" in err and f"at most {len(str(fits))} characters" in err
+    code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir / "missing")})
+    assert code == 2 and "is not a writable directory" in err
+
+
+def test_a_container_binds_the_job_directorys_base_unless_it_is_tmp(tmp_path, short_dir):
+    own = short_dir / "job77"
+    own.mkdir()
+    code, args, err = run_to_init(tmp_path, {"TMPDIR": str(own)}, container=True)
+    assert code == 3 and f"--bind {own} " in args and args.endswith(f"init {own}/hpoc-77"), err
+    code, args, err = run_to_init(tmp_path, {}, container=True)
+    assert code == 3 and "--bind /tmp " not in args and args.endswith("init /tmp/hpoc-77"), err
+
+
+
+def test_the_scripts_job_directory_limit_is_the_node_entry_points():
+    from hpoc.runtime import node
+
+    assert T.JOB_DIR_MAX == node.JOB_DIR_MAX

@@ -109,6 +109,33 @@ def test_searchers_without_their_library_name_the_pip_package(algorithm, package
     assert f"`{algorithm}`" in str(err.value)
 
 
+def test_one_library_check_serves_searchers_and_loggers(monkeypatch):
+    """A searcher needs all its modules; a logger any one of its own (tensorboardX serves
+    `logger tensorboard`). Both name the pip packages to install, once each."""
+    from hpoc.runtime import tracking
+
+    gone = {"hpbandster", "ConfigSpace", "tensorboard", "mlflow"}
+    faked = gone | {"tensorboardX"}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        (None if name in gone else object()) if name in faked else real(name, *a)))
+    with pytest.raises(search.SearchError) as err:
+        search.require_libraries("bohb")
+    assert str(err.value).startswith(
+        "search algorithm `bohb` needs the Python packages hpbandster, ConfigSpace, not installed")
+    assert "help: pip install hpbandster ConfigSpace (on the compute nodes' environment too)" in str(err.value)
+    gone.discard("ConfigSpace")
+    with pytest.raises(search.SearchError, match=r"(?s)the Python package hpbandster, .*pip install hpbandster \("):
+        search.require_libraries("bohb")
+    loggers = [{"kind": "tensorboard"}, {"kind": "mlflow"}, {"kind": "mlflow"}]
+    assert tracking.missing_libraries({"loggers": loggers}) == (
+        "`logger mlflow` needs the Python package mlflow-skinny, not installed in this environment\n"
+        "  help: pip install mlflow-skinny (on the compute nodes' environment too), "
+        "or remove the logger block")
+    gone.discard("mlflow")
+    assert tracking.missing_libraries({"loggers": loggers}) is None
+
+
 def test_optuna_cmaes_without_cmaes_names_the_package():
     if importlib.util.find_spec("cmaes") is not None:
         pytest.skip("cmaes is installed here")
@@ -144,8 +171,8 @@ def test_pbt_mutates_the_space_by_default():
 
 
 def test_pb2_without_scikit_learn_names_the_package(monkeypatch):
-    real = search.importlib.util.find_spec
-    monkeypatch.setattr(search.importlib.util, "find_spec",
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "sklearn" else real(name, *a))
     p = plan(scheduler={"name": "pb2", "options": {"perturbation_interval": 2}})
     with pytest.raises(search.SearchError, match="(?s)needs the Python package scikit-learn.*pip install scikit-learn"):

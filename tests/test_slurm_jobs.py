@@ -198,3 +198,18 @@ def test_a_requeued_job_keeps_the_log_of_its_run_before(tmp_path):
     assert record["JobState"] == "COMPLETED"
     out = "".join(output_of(tmp_path).values())
     assert "run one" in out and "run two" in out, out
+
+
+def test_a_job_named_tmpdir_holds_the_job_directory_on_every_node(tmp_path):
+    """As a site's prolog would (fake nodes share this host): TMPDIR named after the job.
+    Every Ray node's temp dir is under it, and teardown removes the job directory."""
+    job = sbatch(write_job(tmp_path, nodes=2, setup=['export TMPDIR=/tmp/hj-"$SLURM_JOB_ID"',
+                                                     'mkdir -p "$TMPDIR"']))
+    try:
+        (record,) = wait_jobs([job], JOB_TIMEOUT, tmp_path)
+        assert record["JobState"] == "COMPLETED", logs(tmp_path)
+        temps = re.findall(r"^hpoc: ray \w+ on \S+: .* temp=(\S+)", logs(tmp_path), re.M)
+        assert sorted(temps) == [f"/tmp/hj-{job}/hpoc-{job}/n{k}" for k in (0, 1)]
+        assert not Path(f"/tmp/hj-{job}/hpoc-{job}").exists() and not Path(f"/tmp/hpoc-{job}").exists()
+    finally:
+        subprocess.run(["rm", "-rf", f"/tmp/hj-{job}"], check=False)

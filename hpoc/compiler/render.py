@@ -248,5 +248,6 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "nic_env": nic_env(slurm),
         "container": container,
         "binds": binds,
+        "job_dir_max": T.JOB_DIR_MAX,
         "python": python,
     }

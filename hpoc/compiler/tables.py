@@ -49,6 +49,11 @@ def bindable(path: str) -> bool:
     return "," not in path and ":" not in path
 
 
+# Longest SLURM job directory (`<base>/hpoc-<job id>`): Ray's unix sockets go under its
+# `n<rank>` temp dirs with about 64 more characters, and a socket path holds at most 107
+# bytes (hpoc/runtime/node.py JOB_DIR_MAX, tested equal).
+JOB_DIR_MAX = 107 - 64 - len("/n00")
+
 # CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/session.py
 # DRIVER_CPU): it takes a node's CPUs beside the trial's workers.
 TRIAL_DRIVER_CPU = 0.01

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpoc.files import read_json_lines
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import find_plan, study_dir
@@ -354,27 +355,9 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
 
 def _read_results(file: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
     """(reports, the config each was trained with, None where the line has none)."""
-    out: list[dict[str, Any]] = []
-    configs: list[dict[str, Any] | None] = []
-    if not file.is_file():
-        return out, configs
-    try:
-        lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return out, configs
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short when the job was killed mid-write
-        if isinstance(row, dict):
-            config = row.pop("config", None)  # repeated on every line: kept apart
-            configs.append(config if isinstance(config, dict) else None)
-            out.append(row)
-    return out, configs
+    out = read_json_lines(file)
+    configs = [row.pop("config", None) for row in out]  # repeated on every line: kept apart
+    return out, [c if isinstance(c, dict) else None for c in configs]
 
 
 def _supersede(rows: list[dict[str, Any]], configs: list[Any]) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -29,6 +29,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 import shlex
 import socket
 import stat
@@ -47,6 +48,7 @@ HEAD_FILE = "head.json"
 # (about 64 characters); a unix socket path holds at most 107 bytes.
 SOCKET_PATH_MAX = 107
 RAY_SOCKET_SUFFIX = 64
+JOB_DIR_MAX = SOCKET_PATH_MAX - RAY_SOCKET_SUFFIX - len("/n00")  # a job dir, its `n<rank>` inside
 OBJECT_STORE_FRACTION = 0.3
 OBJECT_STORE_MIN = 80 * 2**20  # Ray refuses less than 75 MiB
 
@@ -62,6 +64,9 @@ def ensure_private_dir(path: Path) -> None:
     """Create `path` as 0700, or check that an existing one is ours and private."""
     try:
         path.mkdir(mode=0o700)
+    except FileNotFoundError:  # the job script checked the base on the batch node only
+        raise NodeError(f"{path.parent} does not exist on {socket.gethostname()}: the job directory's "
+                        "base (HPOC_TMP, or the job's TMPDIR) must exist on every node of the job") from None
     except FileExistsError:
         st = path.lstat()
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
@@ -106,6 +111,23 @@ def claim_rank(job_dir: Path, limit: int = ports.N_SLOTS) -> tuple[int, Path]:
             continue
         return rank, path
     raise NodeError(f"more than {limit} Ray nodes of one job on this host")
+
+
+def job_dir_base(env: Mapping[str, str], name: str) -> str:
+    """Where the job directory `name` goes on this node, as the job script picks it
+    (hpoc/templates/slurm/setup.j2, which says why): HPOC_TMP; else the job's own TMPDIR
+    (its path names the job) when `TMPDIR/name` leaves Ray's sockets room; else /tmp."""
+    if env.get("HPOC_TMP"):
+        return env["HPOC_TMP"]
+    tmpdir = env.get("TMPDIR") or ""
+    ids = [env.get("SLURM_JOB_ID")]
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        ids.append(f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}")
+    own = any(re.search(rf"(^|[^0-9]){re.escape(i)}([^0-9]|$)", tmpdir) for i in ids if i)
+    if own and not set(",:") & set(tmpdir) and os.path.isdir(tmpdir) and \
+            os.access(tmpdir, os.W_OK) and len(tmpdir) + len(name) < JOB_DIR_MAX:
+        return tmpdir.rstrip("/")
+    return "/tmp"
 
 
 def check_socket_room(temp_dir: Path) -> None:

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpoc.files import read_json_lines
+
 _MODE = {"kind": "local"}
 
 
@@ -77,18 +79,9 @@ def recorded_checkpoint(latest: str, own_dir: str | None) -> str | None:
     path = Path(latest)
     if not own_dir or path.parent.name != own_dir or not path.name.startswith("checkpoint_"):
         return None
-    names = []
-    try:
-        with open(path.parent / "result.json", encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    name = json.loads(line).get("checkpoint_dir_name")
-                except (ValueError, AttributeError):
-                    continue  # a line cut short by a kill
-                if isinstance(name, str) and name.startswith("checkpoint_"):
-                    names.append(name)
-    except OSError:
-        return None
+    names = [name for row in read_json_lines(path.parent / "result.json")
+             if isinstance(name := row.get("checkpoint_dir_name"), str)
+             and name.startswith("checkpoint_")]
     newest = max(names, default="")
     if newest > path.name and (path.parent / newest).is_dir():
         return str(path.parent / newest)

@@ -30,11 +30,12 @@ stays as built.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from hpoc.files import read_json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -54,27 +55,11 @@ def trial_history(trial: Any) -> list[dict[str, Any]]:
             continue
         if not where:
             continue
-        rows = _read_results(Path(where) / "result.json")
+        rows = read_json_lines(Path(where) / "result.json")
         if rows:
             return rows
     last = getattr(getattr(trial, "run_metadata", None), "last_result", None) or {}
     return [last] if last else []
-
-
-def _read_results(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by the kill
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def _has_run(trial: Any) -> bool:

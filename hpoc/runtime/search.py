@@ -9,10 +9,10 @@ library that is not installed raises `SearchError` with a message that says what
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from typing import Any
 
+from hpoc.runtime import packages
 from hpoc.runtime import space as sp
 
 # algorithm -> (modules it needs, pip packages to install)
@@ -34,8 +34,8 @@ OPTUNA_SAMPLERS = {
     "tpe": "TPESampler", "gp": "GPSampler", "cmaes": "CmaEsSampler",
     "nsga2": "NSGAIISampler", "random": "RandomSampler",
 }
-# optuna samplers' extra dependencies (module, pip package)
-_OPTUNA_SAMPLER_NEEDS = {"cmaes": ("cmaes", "cmaes"), "gp": ("scipy", "scipy")}
+# optuna samplers' extra dependencies (modules, pip package)
+_OPTUNA_SAMPLER_NEEDS = {"cmaes": (("cmaes",), "cmaes"), "gp": (("scipy",), "scipy")}
 # Ray searcher class -> its name for the random seed
 _SEED_ARG = {
     "hyperopt": "random_state_seed", "bayesopt": "random_state", "hebo": "random_state_seed",
@@ -51,14 +51,10 @@ def require_libraries(algorithm: str) -> None:
     if algorithm not in SEARCH_LIBRARIES:
         raise SearchError(f"unknown search algorithm `{algorithm}` "
                           f"(one of {', '.join(SEARCH_LIBRARIES)})")
-    modules, packages = SEARCH_LIBRARIES[algorithm]
-    missing = [pkg for mod, pkg in zip(modules, packages) if importlib.util.find_spec(mod) is None]
+    modules, pips = SEARCH_LIBRARIES[algorithm]
+    missing = packages.missing({mod: ((mod,), pip) for mod, pip in zip(modules, pips)})
     if missing:
-        raise SearchError(
-            f"search algorithm `{algorithm}` needs the Python package(s) {', '.join(missing)}, "
-            f"not installed in this environment\n  help: pip install {' '.join(missing)} "
-            f"(on the compute nodes' environment too)"
-        )
+        raise SearchError(packages.install_hint(f"search algorithm `{algorithm}`", missing.values()))
 
 
 def require_search(plan: dict[str, Any]) -> str:
@@ -75,10 +71,8 @@ def require_search(plan: dict[str, Any]) -> str:
 
 
 def _require_sampler_package(kind: str) -> None:
-    need = _OPTUNA_SAMPLER_NEEDS.get(kind)
-    if need and importlib.util.find_spec(need[0]) is None:
-        raise SearchError(f"optuna sampler `{kind}` needs the Python package {need[1]}, not installed"
-                          f"\n  help: pip install {need[1]} (on the compute nodes' environment too)")
+    if missing := packages.missing({k: n for k, n in _OPTUNA_SAMPLER_NEEDS.items() if k == kind}):
+        raise SearchError(packages.install_hint(f"optuna sampler `{kind}`", missing.values()))
 
 
 def _objective(plan: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -290,9 +284,9 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
         options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
         if not options["hyperparam_bounds"]:
             raise SearchError(f"{what} needs numeric parameters with lower/upper bounds")
-        if importlib.util.find_spec("sklearn") is None:  # Ray's PB2 models with its GP
-            raise SearchError(f"{what} needs the Python package scikit-learn, not installed"
-                              "\n  help: pip install scikit-learn")
+        # Ray's PB2 models with its GP
+        if missing := packages.missing({"pb2": (("sklearn",), "scikit-learn")}):
+            raise SearchError(packages.install_hint(what, missing.values()))
         pb2 = _call(what, PB2, {**common, **options})
         pb2.hpoc_epochs = final_epochs(plan)
         return pb2

@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hpoc.files import read_json_lines
 from hpoc.runtime.space import trial_config
 
 SUMMARY = "summary.json"
@@ -105,18 +106,8 @@ def own_last_result(trial: Any) -> dict[str, Any]:
     if result.get("trial_id") in (None, trial.trial_id):
         return result
     path = _path(trial)
-    try:
-        lines = (Path(path) / "result.json").read_text(encoding="utf-8").splitlines() if path else []
-    except OSError:
-        lines = []
-    for line in reversed(lines):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut short
-        if isinstance(row, dict) and row.get("trial_id") == trial.trial_id:
-            return row
-    return {}
+    rows = read_json_lines(Path(path) / "result.json") if path else []
+    return next((row for row in reversed(rows) if row.get("trial_id") == trial.trial_id), {})
 
 
 def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:

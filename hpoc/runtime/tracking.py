@@ -225,20 +225,14 @@ def missing_libraries(plan: Mapping[str, Any]) -> str | None:
     """Why a `logger` block of the study cannot log here (its library is not installed), or
     None. Found before Ray starts: at run time a logger that fails only warns, and the
     study would run for hours without the tracking asked for."""
-    import importlib.util
+    from hpoc.runtime import packages
 
-    problems = []
-    for logger in plan.get("loggers") or ():
-        modules, package = LOGGER_LIBRARIES.get(logger.get("kind"), ((), ""))
-        if modules and all(importlib.util.find_spec(m) is None for m in modules):
-            problems.append((logger["kind"], package))
-    if not problems:
+    kinds = [lg.get("kind") for lg in plan.get("loggers") or ()]
+    missing = packages.missing({k: LOGGER_LIBRARIES[k] for k in kinds if k in LOGGER_LIBRARIES})
+    if not missing:
         return None
-    kinds = ", ".join(f"`logger {k}`" for k, _ in problems)
-    packages = " ".join(p for _, p in problems)
-    return (f"{kinds} needs the Python package(s) {packages.replace(' ', ', ')}, not installed in this "
-            f"environment\n  help: pip install {packages} (on the compute nodes' environment too), "
-            "or remove the logger block")
+    what = ", ".join(f"`logger {k}`" for k in missing)
+    return packages.install_hint(what, missing.values(), ", or remove the logger block")
 
 
 def start_study_tracking(plan: Mapping[str, Any]) -> str | None:

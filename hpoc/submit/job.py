@@ -244,7 +244,9 @@ def _paths(env: Any) -> tuple[Path, Path, Path]:
     log_dir = Path(env.paths.folder)
     rdv = log_dir / f".hpoc-rdv.{restart}"
     name = f"hpoc-{raw_id}" + (f".{restart}" if restart else "")
-    job_dir = Path(os.environ.get("HPOC_TMP", "/tmp")) / name
+    from hpoc.runtime.node import job_dir_base
+
+    job_dir = Path(job_dir_base(os.environ, name)) / name
     return rdv, job_dir, log_dir
 
 

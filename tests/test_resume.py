@@ -241,6 +241,9 @@ def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(t
     exp = tmp_path / "res" / "toy"
     assert summary(exp)["status_counts"] == {"ERROR": 2}
     (exp / "summary.json").unlink()  # as if the driver had been killed: the next run resumes
+    for result in exp.glob("*/result.json"):  # ... in the middle of writing a report
+        with open(result, "ab") as f:
+            f.write(b'{"epoch": 2, "val_acc')
     log = markers / "spans.log"
     first_run = len(_spans(log))
     assert run_study(plan, RunOptions(**opts)) == EXIT_OK
@@ -353,3 +356,19 @@ def test_a_study_survives_a_walltime_signal_and_a_hard_kill(tmp_path, cancel_aft
             later = after[name][len(runs)]
             assert later[0] == runs[-1][-1] + 1, (name, runs, after[name])
     print("resume figures:", json.dumps(figures))
+
+
+def test_a_cut_last_line_is_dropped_before_a_resume_appends(tmp_path):
+    from hpoc.runtime.resume import mend_cut_logs
+
+    whole, cut = tmp_path / "a" / "result.json", tmp_path / "b" / "progress.csv"
+    for path in (whole, cut):
+        path.parent.mkdir()
+    whole.write_text('{"epoch": 1}\n')
+    cut.write_bytes(b"epoch,loss\n1,0.5\n2,0.\xc3")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "result.json").write_bytes(b'{"epo')  # nothing whole at all
+    assert sorted(mend_cut_logs(tmp_path)) == [cut, tmp_path / "c" / "result.json"]
+    assert whole.read_text() == '{"epoch": 1}\n'
+    assert cut.read_bytes() == b"epoch,loss\n1,0.5\n"
+    assert (tmp_path / "c" / "result.json").read_bytes() == b""

@@ -198,6 +198,27 @@ def prepare_scheduler(scheduler: Any, plan: dict[str, Any]) -> Any:
 _TRIAL_LOGS = ("result.json", "progress.csv")
 
 
+def mend_cut_logs(exp: Path) -> list[Path]:
+    """Drop the half-written last line a hard kill leaves in a trial's logs.
+
+    Ray's loggers append to them when the trial resumes: its first new report would join
+    the cut line and be lost to every reader. The cut line itself cannot be recovered.
+    Returns the files mended."""
+    mended = []
+    for name in _TRIAL_LOGS:
+        for path in exp.glob(f"*/{name}"):
+            try:
+                with open(path, "rb+") as f:
+                    data = f.read()
+                    if not data or data.endswith(b"\n"):
+                        continue
+                    f.truncate(data.rfind(b"\n") + 1)
+                mended.append(path)
+            except OSError as exc:  # an unreadable log loses what it lost before
+                logger.debug("could not mend %s: %s", path, exc)
+    return mended
+
+
 def push_trial_logs(trial: Any) -> list[str]:
     """Bring the storage's copy of a restarting trial's logs up to date with the driver's.
 

@@ -391,12 +391,13 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
     from ray import tune
 
     from hpoc.runtime import pool
-    from hpoc.runtime.resume import prepare_scheduler
+    from hpoc.runtime.resume import mend_cut_logs, prepare_scheduler
     from hpoc.runtime.search import make_scheduler, make_searcher
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode == "restore":
         _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+        mend_cut_logs(exp)
         return tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
                                   resume_errored=bool(plan["resume"]["retry_errored"]),
                                   restart_errored=False,

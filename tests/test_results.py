@@ -571,7 +571,21 @@ def test_a_dead_run_lock_is_not_a_live_run(tmp_path, capsys):
     doc = json.loads(out)
     assert doc["shards"][0]["run"] is None
     assert "summary.json is from an earlier run" in err
-    assert {t["status"] for t in doc["trials"]} == {"RUNNING"}  # as Ray's files say
+    # Nothing trains: the trials Ray last saw running wait for the next run.
+    assert {t["status"] for t in doc["trials"]} == {"PAUSED"}
+
+
+def test_a_killed_runs_trials_are_paused_not_running(tmp_path, capsys):
+    """scancel / a hard kill: no summary.json, the driver's lock stays behind, Ray's last
+    state says RUNNING. Nothing runs, so results must not say so."""
+    exp = tmp_path / "results" / "killed"
+    trial_dir(exp, "ddddd_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "ddddd_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    lock = run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "slurm_job": "678"}))
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
+    assert "(SLURM job 678" in err and "running the same plan again resumes them" in err
 
 
 def test_a_run_lock_on_another_host_counts_as_live(tmp_path, capsys):

@@ -11,7 +11,7 @@ import pytest
 from hpoc.submit import SubmitError
 from hpoc.submit.params import describe, extra_parameters
 from slurm_plans import FULL_SITE, plan
-from submit_support import (hpoc, log_tail, ray_processes, reports, squeue_ids, summary, wait_done,
+from submit_support import (fake_squeue, hpoc, log_tail, ray_processes, reports, squeue_ids, summary, wait_done,
                             write_study)
 
 
@@ -89,6 +89,23 @@ def test_hpoc_submit_is_callable_as_documented(tmp_path):
     again = hpoc.submit(spec, cluster="local", dry_run=True, out=tmp_path / "build")
     assert sub.parameters == again.parameters and sub.plan_path == str(tmp_path / "build" / "plan.json")
     assert not (tmp_path / "build").exists()  # a dry run writes nothing
+
+
+def test_submit_refuses_to_recompile_a_plan_a_queued_job_will_read(tmp_path, monkeypatch, capsys):
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "queued")
+    build = tmp_path / "build"
+    assert main(["compile", str(spec), "-o", str(build)]) == 0
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"77_1|PENDING|0:00||BeginTime|1|{build / 'logs' / '.submission_file_x.sh'}"])
+    spec.write_text(spec.read_text().replace("num_samples    = 3", "num_samples    = 4"))
+    before = (build / "plan.json").read_text()
+    capsys.readouterr()
+    assert main(["submit", str(spec), "-o", str(build), "--cluster", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "is read by SLURM job(s) 77_1 (PENDING)" in err and "or pass --force" in err
+    assert (build / "plan.json").read_text() == before
 
 
 # ---------------------------------------------------------------- dry run (real sbatch around)

@@ -29,6 +29,7 @@ from typing import Any
 
 from hpoc.files import write_atomic
 from hpoc.submit.params import SubmitError, Submission, describe, job_comment
+from hpoc.submit.queue import plan_in_use
 
 __all__ = ["submit", "prepare", "load_target", "send", "SubmitError", "Submission", "Target", "JOBS_FILE"]
 
@@ -207,6 +208,10 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                 f"study `{plan['study']['name']}` already has job(s) {', '.join(running)} queued or "
                 "running; a second job would run the same shards at once\n"
                 "  help: wait for them, `scancel` them, or pass --force")
+    if build is not None and not force:
+        text = build.files.get(Path(sub.plan_path), ("", False))[0]
+        if text and (why := plan_in_use(Path(sub.plan_path), text)):
+            raise SubmitError(why + ", or pass --force")
     state = check_previous(plan, fresh)
     if build is not None:
         build.write()

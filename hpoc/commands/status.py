@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     plan, build_dir = resolve(args.target)
     status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    status["next"] = next_steps(status, args.target)
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
     else:
@@ -271,7 +272,24 @@ def _latest_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
         job.update(states.get(job["job_id"], {}))
         if job["cluster"] == "local":  # the id is the pid of submitit's local controller
             job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
+    for shard, job in _sbatch_jobs(build_dir).items():
+        if latest.get(shard, {}).get("state") not in ACTIVE:
+            latest[shard] = job
     return latest
+
+
+def _sbatch_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
+    """Queued or running `sbatch BUILD/job.sbatch` jobs by shard (the array task id):
+    jobs.json has only what `hpoc submit` sent."""
+    from hpoc.submit.queue import build_jobs
+
+    found: dict[int, dict[str, Any]] = {}
+    for job in build_jobs(build_dir) if build_dir else []:
+        if Path(job["script"]).name == "job.sbatch":
+            found[job["task"] or 0] = {"cluster": "slurm", "submitted": None, "sbatch": True,
+                                       **{k: job[k] for k in ("job_id", "state", "elapsed",
+                                                              "nodes", "reason")}}
+    return found
 
 
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
@@ -349,6 +367,46 @@ def _best(trials: list[Any], metric: dict[str, str] | None) -> dict[str, Any] | 
             "status": trial.status, "config": trial.config}
 
 
+# ---------------------------------------------------------------- what to do next
+
+
+def next_steps(status: dict[str, Any], target: str) -> list[str]:
+    """What the user can do now, as commands (the study's own paths in them)."""
+    shards, build = status["shards"], status["build_dir"]
+    steps = []
+    for s in shards:
+        job = s["job"] or {}
+        if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
+            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
+                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
+                         "StartTime=now` starts it sooner)")
+    stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
+               or (s["state"] == "not started" and status["state"] != "not started")]
+    if stopped and status["state"] not in ("running", "queued"):
+        steps.append("resume: " + _resume_command(status, stopped, target)
+                     + " (finished trials are kept; the others continue from their checkpoints)")
+    elif stopped:
+        steps.append(f"shard(s) {', '.join(map(str, stopped))} stopped: once the other jobs end, "
+                     + _resume_command(status, stopped, target) + " resumes them")
+    if status["state"] == "finished":
+        where = build or target
+        steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
+    return steps
+
+
+def _resume_command(status: dict[str, Any], stopped: list[int], target: str) -> str:
+    from hpoc.submit import JOBS_FILE
+
+    build = status["build_dir"]
+    if build is None:
+        return f"run the study again as you started it (`hpoc run {target} --local`, `hpoc submit`)"
+    if (Path(build) / JOBS_FILE).is_file() or not (Path(build) / "job.sbatch").is_file():
+        return f"`hpoc submit {build}`"
+    if len(status["shards"]) == 1:
+        return f"`sbatch {build}/job.sbatch`"
+    return f"`sbatch --array={','.join(map(str, stopped))} {build}/job.sbatch`"
+
+
 # ---------------------------------------------------------------- table
 
 
@@ -400,6 +458,7 @@ def render(status: dict[str, Any]) -> str:
         j = status["journal"]
         per = ", ".join(f"shard {k}: {n}" for k, n in j["per_shard"].items())
         lines.append(f"optuna journal: {j['trials']} trial(s) asked, {j['complete']} complete ({per})")
+    lines.extend(f"next: {step}" for step in status.get("next", []))
     return "\n".join(lines) + "\n"
 
 

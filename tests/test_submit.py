@@ -108,6 +108,44 @@ def test_submit_refuses_to_recompile_a_plan_a_queued_job_will_read(tmp_path, mon
     assert (build / "plan.json").read_text() == before
 
 
+def test_resubmitting_a_sharded_study_sends_only_its_unfinished_shards(tmp_path, monkeypatch, capsys):
+    """After one array task was cancelled, `hpoc submit` again sent every shard: the finished
+    one's job brought a Ray cluster up only to learn there was nothing to do."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import study_root
+
+    spec = write_study(tmp_path / "s", "resub", shards=3, parallel=3, search="random", num_samples=6)
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    found.write()
+    plan = load(found.plan_path)
+    fp = marker.fingerprint(plan, plan["content_hash"])
+    for k in range(3):
+        marker.write(study_root(plan) / f"shard-{k}", fp, k)
+    (study_root(plan) / "shard-1" / "summary.json").write_text(json.dumps(
+        {"study": "resub", "plan_hash": plan["content_hash"], "interrupted": False}))
+    sent = []
+
+    class Executor:
+        def submit(self, job, shard):
+            sent.append([shard])
+            return type("Job", (), {"job_id": "9"})()
+
+        def map_array(self, job, shards):
+            sent.append(list(shards))
+            return [type("Job", (), {"job_id": f"9_{i}"})() for i in range(len(shards))]
+
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Executor())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    sub = submit_mod.prepare(plan, found.plan_path, "slurm")
+    jobs = submit_mod.send(plan, sub, build=found)
+    assert sent == [[0, 2]] and len(jobs) == 2 and sub.shards == [0, 2]
+    assert "shard(s) 1 ran to the end: not submitted again" in capsys.readouterr().out
+    records = json.loads((tmp_path / "build" / "jobs.json").read_text())
+    assert records[-1]["jobs"] == [{"job_id": "9_0", "shard": 0}, {"job_id": "9_1", "shard": 2}]
+
+
 # ---------------------------------------------------------------- dry run (real sbatch around)
 
 

@@ -204,7 +204,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     root = study_root(plan)
     total, shares = budget(plan)
     metric = plan["objective"]["metrics"][0]
-    latest = _latest_jobs(build_dir)
+    latest = _latest_jobs(build_dir, plan)
     try:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
@@ -231,6 +231,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "best": _best(results.trials if results else [], metric),
         "journal": journal, "warnings": list(results.warnings) if results else [],
         "state": _overall([s["state"] for s in shards]),
+        "submitted_by_hpoc": any(j.get("submitted") is not None for j in latest.values()),
     }
 
 
@@ -257,12 +258,16 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     }
 
 
-def _latest_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
+def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Latest job per shard (jobs.json keeps every submission, oldest first), with its state."""
     from hpoc.submit import read_jobs
+    from hpoc.submit.params import study_id
 
     latest: dict[int, dict[str, Any]] = {}
+    mine = study_id(plan)
     for record in read_jobs(build_dir) if build_dir else []:
+        if record.get("study_id", mine) != mine:
+            continue  # submitted before the build dir was compiled for another storage
         for job in record.get("jobs", []):
             latest[int(job["shard"])] = {"job_id": str(job["job_id"]), "cluster": record.get("cluster"),
                                          "submitted": record.get("submitted")}
@@ -349,8 +354,9 @@ def _overall(states: list[str]) -> str:
         return "running"
     if any(s in ("pending", "requeued", "configuring") for s in states):
         return "queued"
-    if any(s == "interrupted" for s in states):
-        return "interrupted"
+    if any(s in ("interrupted", "unknown") for s in states) or (
+            "finished" in states and "not started" in states):
+        return "interrupted"  # some shards ran, others stopped (or never started)
     return "not started" if all(s == "not started" for s in states) else "mixed"
 
 
@@ -395,12 +401,10 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
 
 
 def _resume_command(status: dict[str, Any], stopped: list[int], target: str) -> str:
-    from hpoc.submit import JOBS_FILE
-
     build = status["build_dir"]
     if build is None:
         return f"run the study again as you started it (`hpoc run {target} --local`, `hpoc submit`)"
-    if (Path(build) / JOBS_FILE).is_file() or not (Path(build) / "job.sbatch").is_file():
+    if status.get("submitted_by_hpoc") or not (Path(build) / "job.sbatch").is_file():
         return f"`hpoc submit {build}`"
     if len(status["shards"]) == 1:
         return f"`sbatch {build}/job.sbatch`"

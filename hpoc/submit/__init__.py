@@ -245,6 +245,7 @@ def record_jobs(build_dir: Path, sub: Submission, jobs: list[Any], state: str) -
         records = []
     records.append({
         "cluster": sub.cluster, "submitted": round(time.time(), 3), "start": state,
+        "study_id": sub.study_id,  # the storage: a recompiled build dir may hold another
         "jobs": [{"job_id": str(j.job_id), "shard": k} for j, k in zip(jobs, sub.shards)],
         "folder": sub.folder,
     })

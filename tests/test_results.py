@@ -582,10 +582,11 @@ def test_a_killed_runs_trials_are_paused_not_running(tmp_path, capsys):
     trial_dir(exp, "ddddd_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
     trial_dir(exp, "ddddd_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
     lock = run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)
-    lock.write_text(json.dumps({**json.loads(lock.read_text()), "slurm_job": "678"}))
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "slurm_job": "679",
+                                "slurm_task": "678_1"}))  # an array task: its own job id
     code, out, err = cli(capsys, exp, "--no-best")
     assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
-    assert "(SLURM job 678" in err and "running the same plan again resumes them" in err
+    assert "(SLURM job 678_1" in err and "running the same plan again resumes them" in err
 
 
 def test_a_run_lock_on_another_host_counts_as_live(tmp_path, capsys):

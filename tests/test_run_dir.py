@@ -162,6 +162,13 @@ def test_another_hosts_lock_is_live_until_its_job_restarts_or_its_heartbeat_stop
     assert "earlier start of this SLURM job (42)" in notes[0]
     assert json.loads((exp / runlock.LOCK).read_text())["slurm_restart"] == 1
     lock.release()
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "41")  # an array task: squeue says 41_1
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    lock = runlock.Lock(exp, 0)
+    lock.acquire(notes.append)
+    assert json.loads((exp / runlock.LOCK).read_text())["slurm_task"] == "41_1"
+    lock.release()
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID")
     # a new job after a crash: squeue says the old one has ended
     monkeypatch.delenv("SLURM_JOB_ID")
     (tmp_path / "squeue").write_text(

@@ -58,7 +58,7 @@ def read_lock(exp: Path) -> RunLock | None:
     except (ValueError, TypeError, KeyError):
         return None
     shard = data.get("shard") if isinstance(data.get("shard"), int) else 0
-    job = data.get("slurm_job")
+    job = data.get("slurm_task") or data.get("slurm_job")
     return RunLock(pid, host, started, shard, live, str(job) if job else None)
 
 

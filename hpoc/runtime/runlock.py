@@ -1,8 +1,9 @@
 """The run lock: at most one driver per experiment directory.
 
 `<experiment dir>/.hpoc-run.json` = {"pid": int, "host": str, "started": float (epoch s),
-"shard": int}, plus "slurm_job" (str) and "slurm_restart" (int) inside a SLURM job. The
-driver creates it exclusively (O_EXCL) before it looks at the directory, touches it every
+"shard": int}, plus "slurm_job" (str) and "slurm_restart" (int) inside a SLURM job, and
+"slurm_task" (`ARRAYID_TASK`, as squeue names it) in an array task. The driver creates it
+exclusively (O_EXCL) before it looks at the directory, touches it every
 HEARTBEAT_S while it runs, and removes it when it exits. Two drivers writing one experiment
 corrupt it (each restores the other's live trials), so a second run refuses.
 
@@ -42,6 +43,8 @@ def _me(shard: int) -> dict[str, Any]:
     if os.environ.get("SLURM_JOB_ID"):
         info["slurm_job"] = os.environ["SLURM_JOB_ID"]
         info["slurm_restart"] = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if os.environ.get("SLURM_ARRAY_JOB_ID"):  # how squeue and the user name the task
+            info["slurm_task"] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     return info
 
 

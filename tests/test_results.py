@@ -589,6 +589,30 @@ def test_a_killed_runs_trials_are_paused_not_running(tmp_path, capsys):
     assert "(SLURM job 678_1" in err and "running the same plan again resumes them" in err
 
 
+def test_an_earlier_runs_summary_is_stale_even_when_ray_copied_it_since(tmp_path, capsys):
+    """Seen on SLURM: walltime stop (summary: interrupted, trials paused), requeued run
+    finishes trials, scancel. Ray had copied its staging folder, the old summary.json
+    included, over the storage: its mtime was newer than the lock, so results trusted it
+    and showed trials that had finished as `paused`."""
+    exp = tmp_path / "results" / "requeued"
+    trial_dir(exp, "eeeee_00000", {"lr": 0.01}, [{"val_loss": 0.4}] * 3)  # done since
+    old = write_summary(exp, "requeued", [{"trial_id": "eeeee_00000", "status": "PAUSED"}],
+                        interrupted=True)
+    lock = run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)  # killed
+    old.write_text(json.dumps({**json.loads(old.read_text()),
+                               "run_started": time.time() - 600}))  # fresh mtime
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0 and "summary.json is from an earlier run" in err
+    assert [t["status"] for t in doc["trials"]] == ["TERMINATED"]
+    # The run that holds the lock wrote it: it is current, whatever its mtime.
+    started = json.loads(lock.read_text())["started"]
+    old.write_text(json.dumps({**json.loads(old.read_text()), "run_started": started}))
+    age(old, 600)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [t["status"] for t in doc["trials"]] == ["PAUSED"]
+
+
 def test_a_run_lock_on_another_host_counts_as_live(tmp_path, capsys):
     exp = _resumed_study(tmp_path)
     run_lock(exp, pid=1, host="node-that-is-not-here", started=time.time() - 60)

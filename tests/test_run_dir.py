@@ -261,3 +261,17 @@ def test_a_local_runs_temp_dir_honours_hpoc_tmp_when_ray_fits_there(tmp_path, mo
     monkeypatch.setenv("HPOC_TMP", str(deep))
     with pytest.raises(session.SessionError, match="too long: Ray's socket paths"):
         session.temp_root()
+
+
+def test_a_run_knows_when_it_started_from_its_own_lock_only(tmp_path, other_process):
+    """summary.json records it (`run_started`): readers tell which run wrote the summary
+    even when Ray has copied the file since (its mtime moves)."""
+    exp = tmp_path / "exp"
+    lock = runlock.Lock(exp, 0)
+    lock.acquire(print)
+    started = json.loads((exp / runlock.LOCK).read_text())["started"]
+    assert runlock.own_start(exp) == started
+    lock.release()
+    assert runlock.own_start(exp) is None
+    _lock_file(exp, pid=other_process.pid)
+    assert runlock.own_start(exp) is None

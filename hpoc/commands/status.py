@@ -299,7 +299,7 @@ def _sbatch_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
 
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
-    from hpoc.results.live import older, read_lock
+    from hpoc.results.live import earlier_summary, read_lock
     from hpoc.runtime.summary import read as read_summary
 
     trials = [t for t in results.trials if t.shard == k] if results is not None else []
@@ -309,7 +309,7 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     if run is not None and not run.here and ended:
         run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
     summary = read_summary(exp)
-    if summary is not None and older(exp / "summary.json", lock):
+    if earlier_summary(summary, exp / "summary.json", lock):
         summary = None  # an earlier run's: the run since has not ended
     active = bool(job and job.get("state") in ACTIVE) or run is not None
     counts = {"done": 0, "running": 0, "pending": 0, "errored": 0}

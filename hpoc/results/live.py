@@ -70,6 +70,17 @@ def stopped(trials: list[Trial]) -> None:
             trial.status = "PAUSED"
 
 
+def earlier_summary(summary: dict[str, Any] | None, file: Path, lock: RunLock | None) -> bool:
+    """Whether `summary` (read from `file`) was written by a run before the locked one. It
+    names its run (`run_started`, the lock's `started`); older drivers' by its mtime."""
+    if summary is None or lock is None:
+        return False
+    started = summary.get("run_started")
+    if isinstance(started, (int, float)):
+        return abs(started - lock.started) > 1e-3
+    return older(file, lock)
+
+
 def older(file: Path, lock: RunLock | None) -> bool:
     """Whether `file` was written before the locked run started (so by an earlier run)."""
     if lock is None:

@@ -96,7 +96,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         summary = _read_summary(path, warnings)
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
-        stale = summary is not None and live.older(path / SUMMARY, lock)
+        stale = live.earlier_summary(summary, path / SUMMARY, lock)
         states = _experiment_states(path)
         found = _load_trials(path, index, None if stale else summary, states,
                              plan["space"] if plan else None)

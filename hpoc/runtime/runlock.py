@@ -123,6 +123,16 @@ def read(exp: Path) -> tuple[dict[str, Any], bool] | None:
     return found[1], stale_reason(found[1], found[2]) is None
 
 
+def own_start(exp: Path) -> float | None:
+    """When this process's run of `exp` started (its lock's `started`), or None."""
+    found = _read(exp / LOCK)
+    if found is None or found[1].get("pid") != os.getpid() \
+            or found[1].get("host") != socket.gethostname():
+        return None
+    started = found[1].get("started")
+    return float(started) if isinstance(started, (int, float)) else None
+
+
 def holder(exp: Path) -> dict[str, Any] | None:
     """The live lock of `exp`, or None."""
     found = read(exp)

@@ -643,7 +643,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     if budget and not interrupted and time.monotonic() - fit_started >= budget:
         _say(stream, _budget_line(budget, total, trials))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
-                               interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"])
+                               interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
+                               run_started=runlock.own_start(exp))
     if parent_run:
         status = "KILLED" if interrupted else ("FAILED" if _exit_code(result) else "FINISHED")
         tracking.end_study_tracking(plan, parent_run, status)

@@ -269,6 +269,9 @@ def _events_class() -> type:
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
             _STATE.trials = trials
+            if _STATE.signal is None:  # finished before this run (restored) or during it;
+                # after a signal Tune marks the trials it stops TERMINATED too (_as_seen)
+                _STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
             if _STATE.sweep_at is not None and time.monotonic() >= _STATE.sweep_at:
                 from hpoc.runtime import orphans
 

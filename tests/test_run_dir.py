@@ -275,3 +275,27 @@ def test_a_run_knows_when_it_started_from_its_own_lock_only(tmp_path, other_proc
     assert runlock.own_start(exp) is None
     _lock_file(exp, pid=other_process.pid)
     assert runlock.own_start(exp) is None
+
+
+def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_process, capsys):
+    """A resubmitted array's finished task, or the study submitted twice, brought a whole Ray
+    cluster up only for the driver to stop at once (job.sbatch now asks first)."""
+    from hpoc.runtime import __main__ as entry
+    from hpoc.runtime.before import BUSY, DONE, GO, verdict
+
+    plan = load_plan(str(spec))
+    exp = experiment_dir(plan, 0)
+    assert verdict(plan, 0) == (GO, "")  # nothing ran yet
+    exp.mkdir(parents=True)
+    _finished_run(plan, exp)
+    code, why = verdict(plan, 0)
+    assert code == DONE and "already ran to the end" in why
+    (exp / "summary.json").write_text(json.dumps({"interrupted": True}))
+    assert verdict(plan, 0)[0] == GO  # interrupted: the job resumes it
+    _lock_file(exp, pid=other_process.pid)
+    code, why = verdict(plan, 0)
+    assert code == BUSY and f"pid {other_process.pid}" in why
+    plan_file = spec.parent / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    assert entry.main([str(plan_file), "--shard", "0", "--before-ray"]) == BUSY
+    assert "hpoc: error: " in capsys.readouterr().err

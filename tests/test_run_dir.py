@@ -151,7 +151,7 @@ def test_another_hosts_lock_is_live_until_its_job_restarts_or_its_heartbeat_stop
     exp = tmp_path / "exp"
     monkeypatch.setenv("PATH", str(tmp_path))  # no squeue: it cannot tell
     _lock_file(exp, host="node-elsewhere", pid=1, slurm_job="42", slurm_restart=0)
-    with pytest.raises(runlock.Busy, match="pid 1 on node-elsewhere, SLURM job 42"):
+    with pytest.raises(runlock.Busy, match="another run \\(a SLURM job\\) \\(pid 1 on node-elsewhere, SLURM job 42"):
         runlock.Lock(exp, 0).acquire(print)
     # the same job requeued after its node crashed
     monkeypatch.setenv("SLURM_JOB_ID", "42")

@@ -141,10 +141,12 @@ def holder(exp: Path) -> dict[str, Any] | None:
 
 def describe(exp: Path, info: dict[str, Any]) -> str:
     who = f"pid {info.get('pid')} on {info.get('host')}"
+    kind = "`hpoc run`"
     if info.get("slurm_job"):
         who += f", SLURM job {info.get('slurm_task') or info['slurm_job']}"
+        kind = "run (a SLURM job)"
     since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("started") or 0)))
-    return (f"{exp} is in use by another `hpoc run` ({who}, since {since})\n"
+    return (f"{exp} is in use by another {kind} ({who}, since {since})\n"
             f"  help: wait for it to end or stop it (it can be resumed); if no such run exists "
             f"any more, delete {exp / LOCK}")
 

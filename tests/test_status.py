@@ -151,6 +151,11 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert "scontrol update JobId=700_1 StartTime=now" in out and "next: resume" not in out
     doc = json.loads(status(capsys, build, "--json")[1])
     assert doc["shards"][1]["job"]["job_id"] == "700_1" and len(doc["next"]) == 1
+    fake_squeue(monkeypatch, tmp_path / "bin",  # submitted twice: the running job counts
+                [f"702_1|RUNNING|0:40|node1|None|1|{build}/job.sbatch",
+                 f"703_1|PENDING|0:00||Resources|1|{build}/job.sbatch"])
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["shards"][1]["job"]["job_id"] == "702_1"
 
 
 def test_a_shard_cancelled_before_it_started_and_old_job_records_of_another_storage(

@@ -290,8 +290,11 @@ def _sbatch_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
 
     found: dict[int, dict[str, Any]] = {}
     for job in build_jobs(build_dir) if build_dir else []:
+        shard = job["task"] or 0
+        if shard in found and found[shard]["state"] == "RUNNING":
+            continue  # submitted twice: the running one is the one that counts
         if Path(job["script"]).name == "job.sbatch":
-            found[job["task"] or 0] = {"cluster": "slurm", "submitted": None, "sbatch": True,
+            found[shard] = {"cluster": "slurm", "submitted": None, "sbatch": True,
                                        **{k: job[k] for k in ("job_id", "state", "elapsed",
                                                               "nodes", "reason")}}
     return found

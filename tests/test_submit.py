@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,11 @@ def test_resubmitting_a_sharded_study_sends_only_its_unfinished_shards(tmp_path,
         marker.write(study_root(plan) / f"shard-{k}", fp, k)
     (study_root(plan) / "shard-1" / "summary.json").write_text(json.dumps(
         {"study": "resub", "plan_hash": plan["content_hash"], "interrupted": False}))
+    from hpoc.cli import main
+
+    assert main(["submit", str(found.plan_path.parent), "--dry-run", "--cluster", "local"]) == 0
+    out = capsys.readouterr().out
+    assert "shards:     2\n" in out and "note: shard(s) 1 ran to the end: not submitted again" in out
     sent = []
 
     class Executor:
@@ -144,6 +150,11 @@ def test_resubmitting_a_sharded_study_sends_only_its_unfinished_shards(tmp_path,
     assert "shard(s) 1 ran to the end: not submitted again" in capsys.readouterr().out
     records = json.loads((tmp_path / "build" / "jobs.json").read_text())
     assert records[-1]["jobs"] == [{"job_id": "9_0", "shard": 0}, {"job_id": "9_1", "shard": 2}]
+    for k in (0, 2):
+        shutil.copy(study_root(plan) / "shard-1" / "summary.json", study_root(plan) / f"shard-{k}")
+    capsys.readouterr()
+    assert main(["submit", str(found.plan_path.parent), "--dry-run", "--cluster", "local"]) == 0
+    assert "is complete; nothing would be submitted" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- dry run (real sbatch around)

@@ -225,3 +225,29 @@ def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert diags[0]["source_line"] == "trials { num_samples = 0 }"
     assert main(["check", "--json", str(EXAMPLES["digits"])]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_compile_refuses_to_replace_a_plan_a_queued_job_will_read(tmp_path, capsys, monkeypatch):
+    """A requeued job runs build/plan.json again: recompiling another study there made the
+    job resume the new study (and never the one it was submitted for)."""
+    from submit_support import fake_squeue
+
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "x"\npipeline { trainer = t:T }\nspace { lr = choice(1, 2) }\n'
+                    'objective minimize loss\nslurm { nodes = 1 }\n')
+    build = tmp_path / "build"
+    assert main(["compile", str(spec), "-o", str(build)]) == 0
+    fake_squeue(monkeypatch, tmp_path / "bin", [
+        f"682|PENDING|0:00||BeginTime|N/A|{build / 'job.sbatch'}",
+        f"690|RUNNING|0:10|node2|None|N/A|{tmp_path / 'other' / 'job.sbatch'}"])
+    assert main(["compile", str(spec), "-o", str(build)]) == 0  # the same plan: harmless
+    before = (build / "plan.json").read_text()
+    spec.write_text(spec.read_text().replace('"x"', '"y"'))
+    capsys.readouterr()
+    assert main(["compile", str(spec), "-o", str(build)]) == 2
+    err = capsys.readouterr().err
+    assert "is read by SLURM job(s) 682 (PENDING):" in err and "690" not in err
+    assert "help: compile into another directory (-o)" in err
+    assert (build / "plan.json").read_text() == before
+    assert main(["compile", str(spec), "-o", str(build), "--force"]) == 0
+    assert '"y"' in (build / "plan.json").read_text()

@@ -153,6 +153,24 @@ def test_the_driver_shows_trials_stopped_by_a_signal_as_paused(monkeypatch):
     assert (got["done"], got["paused"], got["pending"]) == (1, 1, 1)
 
 
+def test_trials_a_resumed_run_restored_finished_stay_finished_after_a_signal(monkeypatch):
+    """A study interrupted twice (walltime, requeue, walltime): the second run's summary
+    called every trial finished in the first run PAUSED (hpoc status: done 6 of 37)."""
+    from hpoc.runtime import study
+
+    def trial(tid, status):
+        return SimpleNamespace(trial_id=tid, status=status,
+                               last_result={"val_loss": 0.5, "training_iteration": 2})
+
+    restored = [trial("old", "TERMINATED"), trial("new", "RUNNING")]
+    monkeypatch.setattr(study, "_STATE", study._State())
+    study._make_events().on_step_end(1, restored)  # Tune's first step of the resumed run
+    study._STATE.signal = 12
+    stopped = [restored[0], trial("new", "TERMINATED")]  # Tune stopped "new" at the signal
+    seen, _ = study._as_seen(stopped)
+    assert [t.status for t in seen] == ["TERMINATED", "PAUSED"]
+
+
 @pytest.mark.ray
 def test_lines_printed_during_a_real_ray_run(tmp_path_factory):
     """The Ray Tune callback fed the printer during the generated study."""

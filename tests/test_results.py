@@ -571,7 +571,46 @@ def test_a_dead_run_lock_is_not_a_live_run(tmp_path, capsys):
     doc = json.loads(out)
     assert doc["shards"][0]["run"] is None
     assert "summary.json is from an earlier run" in err
-    assert {t["status"] for t in doc["trials"]} == {"RUNNING"}  # as Ray's files say
+    # Nothing trains: the trials Ray last saw running wait for the next run.
+    assert {t["status"] for t in doc["trials"]} == {"PAUSED"}
+
+
+def test_a_killed_runs_trials_are_paused_not_running(tmp_path, capsys):
+    """scancel / a hard kill: no summary.json, the driver's lock stays behind, Ray's last
+    state says RUNNING. Nothing runs, so results must not say so."""
+    exp = tmp_path / "results" / "killed"
+    trial_dir(exp, "ddddd_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "ddddd_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    lock = run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "slurm_job": "679",
+                                "slurm_task": "678_1"}))  # an array task: its own job id
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
+    assert "(SLURM job 678_1" in err and "running the same plan again resumes them" in err
+
+
+def test_an_earlier_runs_summary_is_stale_even_when_ray_copied_it_since(tmp_path, capsys):
+    """Seen on SLURM: walltime stop (summary: interrupted, trials paused), requeued run
+    finishes trials, scancel. Ray had copied its staging folder, the old summary.json
+    included, over the storage: its mtime was newer than the lock, so results trusted it
+    and showed trials that had finished as `paused`."""
+    exp = tmp_path / "results" / "requeued"
+    trial_dir(exp, "eeeee_00000", {"lr": 0.01}, [{"val_loss": 0.4}] * 3)  # done since
+    old = write_summary(exp, "requeued", [{"trial_id": "eeeee_00000", "status": "PAUSED"}],
+                        interrupted=True)
+    lock = run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)  # killed
+    old.write_text(json.dumps({**json.loads(old.read_text()),
+                               "run_started": time.time() - 600}))  # fresh mtime
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0 and "summary.json is from an earlier run" in err
+    assert [t["status"] for t in doc["trials"]] == ["TERMINATED"]
+    # The run that holds the lock wrote it: it is current, whatever its mtime.
+    started = json.loads(lock.read_text())["started"]
+    old.write_text(json.dumps({**json.loads(old.read_text()), "run_started": started}))
+    age(old, 600)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [t["status"] for t in doc["trials"]] == ["PAUSED"]
 
 
 def test_a_run_lock_on_another_host_counts_as_live(tmp_path, capsys):

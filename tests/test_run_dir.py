@@ -151,7 +151,7 @@ def test_another_hosts_lock_is_live_until_its_job_restarts_or_its_heartbeat_stop
     exp = tmp_path / "exp"
     monkeypatch.setenv("PATH", str(tmp_path))  # no squeue: it cannot tell
     _lock_file(exp, host="node-elsewhere", pid=1, slurm_job="42", slurm_restart=0)
-    with pytest.raises(runlock.Busy, match="pid 1 on node-elsewhere, SLURM job 42"):
+    with pytest.raises(runlock.Busy, match="another run \\(a SLURM job\\) \\(pid 1 on node-elsewhere, SLURM job 42"):
         runlock.Lock(exp, 0).acquire(print)
     # the same job requeued after its node crashed
     monkeypatch.setenv("SLURM_JOB_ID", "42")
@@ -162,6 +162,13 @@ def test_another_hosts_lock_is_live_until_its_job_restarts_or_its_heartbeat_stop
     assert "earlier start of this SLURM job (42)" in notes[0]
     assert json.loads((exp / runlock.LOCK).read_text())["slurm_restart"] == 1
     lock.release()
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "41")  # an array task: squeue says 41_1
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    lock = runlock.Lock(exp, 0)
+    lock.acquire(notes.append)
+    assert json.loads((exp / runlock.LOCK).read_text())["slurm_task"] == "41_1"
+    lock.release()
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID")
     # a new job after a crash: squeue says the old one has ended
     monkeypatch.delenv("SLURM_JOB_ID")
     (tmp_path / "squeue").write_text(
@@ -254,3 +261,41 @@ def test_a_local_runs_temp_dir_honours_hpoc_tmp_when_ray_fits_there(tmp_path, mo
     monkeypatch.setenv("HPOC_TMP", str(deep))
     with pytest.raises(session.SessionError, match="too long: Ray's socket paths"):
         session.temp_root()
+
+
+def test_a_run_knows_when_it_started_from_its_own_lock_only(tmp_path, other_process):
+    """summary.json records it (`run_started`): readers tell which run wrote the summary
+    even when Ray has copied the file since (its mtime moves)."""
+    exp = tmp_path / "exp"
+    lock = runlock.Lock(exp, 0)
+    lock.acquire(print)
+    started = json.loads((exp / runlock.LOCK).read_text())["started"]
+    assert runlock.own_start(exp) == started
+    lock.release()
+    assert runlock.own_start(exp) is None
+    _lock_file(exp, pid=other_process.pid)
+    assert runlock.own_start(exp) is None
+
+
+def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_process, capsys):
+    """A resubmitted array's finished task, or the study submitted twice, brought a whole Ray
+    cluster up only for the driver to stop at once (job.sbatch now asks first)."""
+    from hpoc.runtime import __main__ as entry
+    from hpoc.runtime.before import BUSY, DONE, GO, verdict
+
+    plan = load_plan(str(spec))
+    exp = experiment_dir(plan, 0)
+    assert verdict(plan, 0) == (GO, "")  # nothing ran yet
+    exp.mkdir(parents=True)
+    _finished_run(plan, exp)
+    code, why = verdict(plan, 0)
+    assert code == DONE and "already ran to the end" in why
+    (exp / "summary.json").write_text(json.dumps({"interrupted": True}))
+    assert verdict(plan, 0)[0] == GO  # interrupted: the job resumes it
+    _lock_file(exp, pid=other_process.pid)
+    code, why = verdict(plan, 0)
+    assert code == BUSY and f"pid {other_process.pid}" in why
+    plan_file = spec.parent / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    assert entry.main([str(plan_file), "--shard", "0", "--before-ray"]) == BUSY
+    assert "hpoc: error: " in capsys.readouterr().err

@@ -61,6 +61,7 @@ def test_an_experiment_directory_is_accepted(tmp_path, capsys):
     assert code == 0, err
     assert "study `tiny`: finished; budget unknown (read without a plan)" in out
     assert "best so far: trial aaaaa_00001 (shard 0) val_accuracy=0.7" in out
+    assert out.endswith(f"next: results: hpoc results {exp}; report: hpoc report {exp} -o report.html\n")
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
@@ -111,3 +112,72 @@ def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
                                                   "jobs": [{"shard": 0, "job_id": "999999999"}]}]))
     doc = json.loads(status(capsys, build, "--json")[1])
     assert doc["state"] == "interrupted" and doc["shards"][0]["run"] is None
+
+
+def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
+        tmp_path, capsys, monkeypatch):
+    """`sbatch build/job.sbatch` records no job: status found none, counted the killed
+    shard's trial as running, and never said how to resume."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=2)
+    plan["trials"]["num_samples"] = 4
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    done = storage / "arr" / "shard-0"
+    for i in (0, 2):
+        trial_dir(done, f"aaaaa_0000{i}", {"dropout": 0.1 * i}, [{"val_loss": 0.5 - 0.1 * i}] * 6)
+    summary(done, "arr", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in (0, 2)])
+    killed = storage / "arr" / "shard-1"
+    trial_dir(killed, "bbbbb_00001", {"dropout": 0.2}, [{"val_loss": 0.6}] * 2, done=False)
+    lock = run_lock(killed, pid=2 ** 22 + 12345, started=time.time() - 60, shard=1)
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "slurm_job": "700"}))
+
+    fake_squeue(monkeypatch, tmp_path / "bin", [])  # scancel'ed: SLURM is done with it
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "study `arr`: interrupted" in out and "\njobs:" not in out
+    assert "1      interrupted  0     0        2        0" in out  # nothing runs
+    assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out
+
+    fake_squeue(monkeypatch, tmp_path / "bin",  # requeued: held by SLURM for a while
+                [f"700_1|PENDING|0:00||BeginTime|1|{build}/job.sbatch",
+                 f"701|RUNNING|0:10|node2|None|N/A|{tmp_path}/elsewhere/job.sbatch"])
+    code, out, err = status(capsys, build)
+    assert "jobs:\n  shard 1  job 700_1  PENDING  0:00  (BeginTime)\n" in out and "701" not in out
+    assert "study `arr`: queued" in out and "1      pending " in out
+    assert "next: job 700_1 waits for its begin time" in out
+    assert "scontrol update JobId=700_1 StartTime=now" in out and "next: resume" not in out
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["shards"][1]["job"]["job_id"] == "700_1" and len(doc["next"]) == 1
+    fake_squeue(monkeypatch, tmp_path / "bin",  # submitted twice: the running job counts
+                [f"702_1|RUNNING|0:40|node1|None|1|{build}/job.sbatch",
+                 f"703_1|PENDING|0:00||Resources|1|{build}/job.sbatch"])
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["shards"][1]["job"]["job_id"] == "702_1"
+
+
+def test_a_shard_cancelled_before_it_started_and_old_job_records_of_another_storage(
+        tmp_path, capsys, monkeypatch):
+    """jobs.json outlives a recompile into the same build dir: its jobs were shown for the
+    new study's shards ("job 688_1 (unknown to SLURM)"), and finished + never started
+    read as `mixed`."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=2)
+    plan["trials"]["num_samples"] = 4
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    (build / "jobs.json").write_text(json.dumps([{
+        "cluster": "slurm", "submitted": 0, "study_id": "0123456789ab",
+        "jobs": [{"job_id": "688_0", "shard": 0}, {"job_id": "688_1", "shard": 1}]}]))
+    done = storage / "arr" / "shard-0"
+    trial_dir(done, "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+    summary(done, "arr", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "688" not in out and "study `arr`: interrupted" in out
+    assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out

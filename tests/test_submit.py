@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from hpoc.submit import SubmitError
 from hpoc.submit.params import describe, extra_parameters
 from slurm_plans import FULL_SITE, plan
-from submit_support import (hpoc, log_tail, ray_processes, reports, squeue_ids, summary, wait_done,
+from submit_support import (fake_squeue, hpoc, log_tail, ray_processes, reports, squeue_ids, summary, wait_done,
                             write_study)
 
 
@@ -89,6 +90,71 @@ def test_hpoc_submit_is_callable_as_documented(tmp_path):
     again = hpoc.submit(spec, cluster="local", dry_run=True, out=tmp_path / "build")
     assert sub.parameters == again.parameters and sub.plan_path == str(tmp_path / "build" / "plan.json")
     assert not (tmp_path / "build").exists()  # a dry run writes nothing
+
+
+def test_submit_refuses_to_recompile_a_plan_a_queued_job_will_read(tmp_path, monkeypatch, capsys):
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "queued")
+    build = tmp_path / "build"
+    assert main(["compile", str(spec), "-o", str(build)]) == 0
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"77_1|PENDING|0:00||BeginTime|1|{build / 'logs' / '.submission_file_x.sh'}"])
+    spec.write_text(spec.read_text().replace("num_samples    = 3", "num_samples    = 4"))
+    before = (build / "plan.json").read_text()
+    capsys.readouterr()
+    assert main(["submit", str(spec), "-o", str(build), "--cluster", "slurm"]) == 2
+    err = capsys.readouterr().err
+    assert "is read by SLURM job(s) 77_1 (PENDING)" in err and "or pass --force" in err
+    assert (build / "plan.json").read_text() == before
+
+
+def test_resubmitting_a_sharded_study_sends_only_its_unfinished_shards(tmp_path, monkeypatch, capsys):
+    """After one array task was cancelled, `hpoc submit` again sent every shard: the finished
+    one's job brought a Ray cluster up only to learn there was nothing to do."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import study_root
+
+    spec = write_study(tmp_path / "s", "resub", shards=3, parallel=3, search="random", num_samples=6)
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    found.write()
+    plan = load(found.plan_path)
+    fp = marker.fingerprint(plan, plan["content_hash"])
+    for k in range(3):
+        marker.write(study_root(plan) / f"shard-{k}", fp, k)
+    (study_root(plan) / "shard-1" / "summary.json").write_text(json.dumps(
+        {"study": "resub", "plan_hash": plan["content_hash"], "interrupted": False}))
+    from hpoc.cli import main
+
+    assert main(["submit", str(found.plan_path.parent), "--dry-run", "--cluster", "local"]) == 0
+    out = capsys.readouterr().out
+    assert "shards:     2\n" in out and "note: shard(s) 1 ran to the end: not submitted again" in out
+    sent = []
+
+    class Executor:
+        def submit(self, job, shard):
+            sent.append([shard])
+            return type("Job", (), {"job_id": "9"})()
+
+        def map_array(self, job, shards):
+            sent.append(list(shards))
+            return [type("Job", (), {"job_id": f"9_{i}"})() for i in range(len(shards))]
+
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Executor())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    sub = submit_mod.prepare(plan, found.plan_path, "slurm")
+    jobs = submit_mod.send(plan, sub, build=found)
+    assert sent == [[0, 2]] and len(jobs) == 2 and sub.shards == [0, 2]
+    assert "shard(s) 1 ran to the end: not submitted again" in capsys.readouterr().out
+    records = json.loads((tmp_path / "build" / "jobs.json").read_text())
+    assert records[-1]["jobs"] == [{"job_id": "9_0", "shard": 0}, {"job_id": "9_1", "shard": 2}]
+    for k in (0, 2):
+        shutil.copy(study_root(plan) / "shard-1" / "summary.json", study_root(plan) / f"shard-{k}")
+    capsys.readouterr()
+    assert main(["submit", str(found.plan_path.parent), "--dry-run", "--cluster", "local"]) == 0
+    assert "is complete; nothing would be submitted" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- dry run (real sbatch around)

@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="print one stage to stdout instead of writing files (written too when -o is given)",
     )
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="write another plan even where queued or running SLURM jobs will read it",
+    )
+    p.add_argument(
         "--preflight-only",
         action="store_true",
         help="render only the preflight job (checks the cluster, runs no trials)",
@@ -51,6 +56,7 @@ def _compile(args: argparse.Namespace) -> int:
     from hpoc.compiler.summary import summarize
     from hpoc.dsl import ast as A
     from hpoc.errors import HpocError, render_all
+    from hpoc.submit.queue import plan_in_use
 
     result = compile_path(args.spec)
     if result.warnings:
@@ -75,6 +81,8 @@ def _compile(args: argparse.Namespace) -> int:
     # Everything is rendered before anything is written: a failure leaves the old files
     # as they were, never a new plan beside old scripts.
     files = {"plan.json": text, **_render(plan, plan_path, args)}
+    if not args.force and (why := plan_in_use(plan_path, text)):
+        raise HpocError(why + ", or pass --force")
     out.mkdir(parents=True, exist_ok=True)
     for name in SCRIPTS - files.keys():  # from an earlier compile; they'd run the new plan
         (out / name).unlink(missing_ok=True)

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     plan, build_dir = resolve(args.target)
     status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    status["next"] = next_steps(status, args.target)
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
     else:
@@ -203,7 +204,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     root = study_root(plan)
     total, shares = budget(plan)
     metric = plan["objective"]["metrics"][0]
-    latest = _latest_jobs(build_dir)
+    latest = _latest_jobs(build_dir, plan)
     try:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
@@ -230,6 +231,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "best": _best(results.trials if results else [], metric),
         "journal": journal, "warnings": list(results.warnings) if results else [],
         "state": _overall([s["state"] for s in shards]),
+        "submitted_by_hpoc": any(j.get("submitted") is not None for j in latest.values()),
     }
 
 
@@ -256,12 +258,16 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     }
 
 
-def _latest_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
+def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Latest job per shard (jobs.json keeps every submission, oldest first), with its state."""
     from hpoc.submit import read_jobs
+    from hpoc.submit.params import study_id
 
     latest: dict[int, dict[str, Any]] = {}
+    mine = study_id(plan)
     for record in read_jobs(build_dir) if build_dir else []:
+        if record.get("study_id", mine) != mine:
+            continue  # submitted before the build dir was compiled for another storage
         for job in record.get("jobs", []):
             latest[int(job["shard"])] = {"job_id": str(job["job_id"]), "cluster": record.get("cluster"),
                                          "submitted": record.get("submitted")}
@@ -271,12 +277,32 @@ def _latest_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
         job.update(states.get(job["job_id"], {}))
         if job["cluster"] == "local":  # the id is the pid of submitit's local controller
             job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
+    for shard, job in _sbatch_jobs(build_dir).items():
+        if latest.get(shard, {}).get("state") not in ACTIVE:
+            latest[shard] = job
     return latest
+
+
+def _sbatch_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
+    """Queued or running `sbatch BUILD/job.sbatch` jobs by shard (the array task id):
+    jobs.json has only what `hpoc submit` sent."""
+    from hpoc.submit.queue import build_jobs
+
+    found: dict[int, dict[str, Any]] = {}
+    for job in build_jobs(build_dir) if build_dir else []:
+        shard = job["task"] or 0
+        if shard in found and found[shard]["state"] == "RUNNING":
+            continue  # submitted twice: the running one is the one that counts
+        if Path(job["script"]).name == "job.sbatch":
+            found[shard] = {"cluster": "slurm", "submitted": None, "sbatch": True,
+                                       **{k: job[k] for k in ("job_id", "state", "elapsed",
+                                                              "nodes", "reason")}}
+    return found
 
 
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
-    from hpoc.results.live import older, read_lock
+    from hpoc.results.live import earlier_summary, read_lock
     from hpoc.runtime.summary import read as read_summary
 
     trials = [t for t in results.trials if t.shard == k] if results is not None else []
@@ -286,7 +312,7 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     if run is not None and not run.here and ended:
         run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
     summary = read_summary(exp)
-    if summary is not None and older(exp / "summary.json", lock):
+    if earlier_summary(summary, exp / "summary.json", lock):
         summary = None  # an earlier run's: the run since has not ended
     active = bool(job and job.get("state") in ACTIVE) or run is not None
     counts = {"done": 0, "running": 0, "pending": 0, "errored": 0}
@@ -331,8 +357,9 @@ def _overall(states: list[str]) -> str:
         return "running"
     if any(s in ("pending", "requeued", "configuring") for s in states):
         return "queued"
-    if any(s == "interrupted" for s in states):
-        return "interrupted"
+    if any(s in ("interrupted", "unknown") for s in states) or (
+            "finished" in states and "not started" in states):
+        return "interrupted"  # some shards ran, others stopped (or never started)
     return "not started" if all(s == "not started" for s in states) else "mixed"
 
 
@@ -347,6 +374,44 @@ def _best(trials: list[Any], metric: dict[str, str] | None) -> dict[str, Any] | 
     value, trial = (min if mode == "min" else max)(scored, key=lambda vt: vt[0])
     return {"trial_id": trial.trial_id, "shard": trial.shard, "value": value, "epochs": trial.epochs,
             "status": trial.status, "config": trial.config}
+
+
+# ---------------------------------------------------------------- what to do next
+
+
+def next_steps(status: dict[str, Any], target: str) -> list[str]:
+    """What the user can do now, as commands (the study's own paths in them)."""
+    shards, build = status["shards"], status["build_dir"]
+    steps = []
+    for s in shards:
+        job = s["job"] or {}
+        if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
+            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
+                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
+                         "StartTime=now` starts it sooner)")
+    stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
+               or (s["state"] == "not started" and status["state"] != "not started")]
+    if stopped and status["state"] not in ("running", "queued"):
+        steps.append("resume: " + _resume_command(status, stopped, target)
+                     + " (finished trials are kept; the others continue from their checkpoints)")
+    elif stopped:
+        steps.append(f"shard(s) {', '.join(map(str, stopped))} stopped: once the other jobs end, "
+                     + _resume_command(status, stopped, target) + " resumes them")
+    if status["state"] == "finished":
+        where = build or target
+        steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
+    return steps
+
+
+def _resume_command(status: dict[str, Any], stopped: list[int], target: str) -> str:
+    build = status["build_dir"]
+    if build is None:
+        return f"run the study again as you started it (`hpoc run {target} --local`, `hpoc submit`)"
+    if status.get("submitted_by_hpoc") or not (Path(build) / "job.sbatch").is_file():
+        return f"`hpoc submit {build}`"
+    if len(status["shards"]) == 1:
+        return f"`sbatch {build}/job.sbatch`"
+    return f"`sbatch --array={','.join(map(str, stopped))} {build}/job.sbatch`"
 
 
 # ---------------------------------------------------------------- table
@@ -400,6 +465,7 @@ def render(status: dict[str, Any]) -> str:
         j = status["journal"]
         per = ", ".join(f"shard {k}: {n}" for k, n in j["per_shard"].items())
         lines.append(f"optuna journal: {j['trials']} trial(s) asked, {j['complete']} complete ({per})")
+    lines.extend(f"next: {step}" for step in status.get("next", []))
     return "\n".join(lines) + "\n"
 
 

@@ -58,6 +58,10 @@ def _run(args: argparse.Namespace) -> int:
         plan = found.plan
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.dry_run:
+            if not args.fresh and not _only_unfinished(plan, sub):
+                print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "
+                      "submitted (--fresh starts over)")
+                return 0
             print(render_dry_run(sub))
             return 0
         jobs = send(plan, sub, fresh=args.fresh, force=args.force, build=found)
@@ -72,6 +76,21 @@ def _run(args: argparse.Namespace) -> int:
     if not wait:
         return 0
     return wait_for(jobs, sub)
+
+
+def _only_unfinished(plan: dict[str, Any], sub: Any) -> bool:
+    """Keep in `sub` the shards a real submission would send (as `send` does); False when
+    none is left."""
+    from hpoc.submit import previous_run
+
+    state, finished = previous_run(plan, fresh=False)
+    if state == "done":
+        return False
+    if finished:
+        sub.shards = [k for k in sub.shards if k not in finished]
+        sub.notes.append(f"shard(s) {', '.join(map(str, sorted(finished)))} ran to the end: "
+                         "not submitted again")
+    return True
 
 
 def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:

@@ -26,6 +26,7 @@ class RunLock:
     started: float
     shard: int
     alive: bool  # the run goes on (runlock's rule)
+    slurm_job: str | None = None  # the driver's SLURM job, inside one
 
     @property
     def here(self) -> bool:
@@ -34,11 +35,12 @@ class RunLock:
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
         where = "this machine" if self.here else self.host
-        return f"pid {self.pid} on {where}, started {since}"
+        job = f" (SLURM job {self.slurm_job})" if self.slurm_job else ""
+        return f"pid {self.pid} on {where}{job}, started {since}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "host": self.host, "started": self.started,
-                "shard": self.shard, "alive": self.alive}
+                "shard": self.shard, "alive": self.alive, "slurm_job": self.slurm_job}
 
 
 def read_lock(exp: Path) -> RunLock | None:
@@ -56,7 +58,27 @@ def read_lock(exp: Path) -> RunLock | None:
     except (ValueError, TypeError, KeyError):
         return None
     shard = data.get("shard") if isinstance(data.get("shard"), int) else 0
-    return RunLock(pid, host, started, shard, live)
+    job = data.get("slurm_task") or data.get("slurm_job")
+    return RunLock(pid, host, started, shard, live, str(job) if job else None)
+
+
+def stopped(trials: list[Trial]) -> None:
+    """Statuses after a run that ended without its summary (killed: its lock is dead):
+    nothing trains now, so a trial Ray last saw RUNNING is PAUSED until the plan runs again."""
+    for trial in trials:
+        if trial.status == "RUNNING":
+            trial.status = "PAUSED"
+
+
+def earlier_summary(summary: dict[str, Any] | None, file: Path, lock: RunLock | None) -> bool:
+    """Whether `summary` (read from `file`) was written by a run before the locked one. It
+    names its run (`run_started`, the lock's `started`); older drivers' by its mtime."""
+    if summary is None or lock is None:
+        return False
+    started = summary.get("run_started")
+    if isinstance(started, (int, float)):
+        return abs(started - lock.started) > 1e-3
+    return older(file, lock)
 
 
 def older(file: Path, lock: RunLock | None) -> bool:

@@ -97,12 +97,14 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         summary = _read_summary(path, warnings)
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
-        stale = summary is not None and live.older(path / SUMMARY, lock)
+        stale = live.earlier_summary(summary, path / SUMMARY, lock)
         states = _experiment_states(path)
         found = _load_trials(path, index, None if stale else summary, states,
                              plan["space"] if plan else None)
         if running is not None:
             live.refresh(found, running)
+        elif lock is not None and (summary is None or stale):
+            live.stopped(found)  # the last run died (a dead lock stayed): nothing runs
         source = ("Ray's last saved experiment state" if states
                   else "the trial directories (Ray saved no experiment state)")
         if running is not None:
@@ -111,8 +113,12 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         elif (summary is None or stale) and found:
             why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
                    "stopped without writing one" if stale else
+                   f"no {SUMMARY}: the last run ({lock.describe()}) stopped without "
+                   "writing one (killed, or its job ended)" if lock is not None else
                    f"no {SUMMARY}: the study is still running or its driver stopped early")
-            warnings.append(f"{path}: {why}; trial statuses come from {source}")
+            then = ("; its unfinished trials are paused: running the same plan again resumes "
+                    "them" if lock is not None else "")
+            warnings.append(f"{path}: {why}; trial statuses come from {source}{then}")
         if summary is not None:
             summaries.append(summary)
         trials.extend(found)

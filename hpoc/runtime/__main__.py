@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="embedded Ray on this machine (default when RAY_ADDRESS is unset)")
     parser.add_argument("--cpus", type=int, default=None, help="local: CPU slots for Ray")
     parser.add_argument("--fresh", action="store_true", help="move a previous run aside and start over")
+    parser.add_argument("--before-ray", action="store_true",
+                        help="only say whether the shard has anything to do (exit 0), ran to the "
+                             "end (3) or is run by another driver (2); see hpoc/runtime/before.py")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and the trials' output")
     args = parser.parse_args(argv)
 
@@ -31,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     except PlanError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.before_ray:
+        from hpoc.runtime import before
+
+        return before.main(plan, args.shard)
     return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
                                       fresh=args.fresh, verbose=args.verbose))
 

@@ -1,8 +1,9 @@
 """The run lock: at most one driver per experiment directory.
 
 `<experiment dir>/.hpoc-run.json` = {"pid": int, "host": str, "started": float (epoch s),
-"shard": int}, plus "slurm_job" (str) and "slurm_restart" (int) inside a SLURM job. The
-driver creates it exclusively (O_EXCL) before it looks at the directory, touches it every
+"shard": int}, plus "slurm_job" (str) and "slurm_restart" (int) inside a SLURM job, and
+"slurm_task" (`ARRAYID_TASK`, as squeue names it) in an array task. The driver creates it
+exclusively (O_EXCL) before it looks at the directory, touches it every
 HEARTBEAT_S while it runs, and removes it when it exits. Two drivers writing one experiment
 corrupt it (each restores the other's live trials), so a second run refuses.
 
@@ -42,6 +43,8 @@ def _me(shard: int) -> dict[str, Any]:
     if os.environ.get("SLURM_JOB_ID"):
         info["slurm_job"] = os.environ["SLURM_JOB_ID"]
         info["slurm_restart"] = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if os.environ.get("SLURM_ARRAY_JOB_ID"):  # how squeue and the user name the task
+            info["slurm_task"] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     return info
 
 
@@ -120,6 +123,16 @@ def read(exp: Path) -> tuple[dict[str, Any], bool] | None:
     return found[1], stale_reason(found[1], found[2]) is None
 
 
+def own_start(exp: Path) -> float | None:
+    """When this process's run of `exp` started (its lock's `started`), or None."""
+    found = _read(exp / LOCK)
+    if found is None or found[1].get("pid") != os.getpid() \
+            or found[1].get("host") != socket.gethostname():
+        return None
+    started = found[1].get("started")
+    return float(started) if isinstance(started, (int, float)) else None
+
+
 def holder(exp: Path) -> dict[str, Any] | None:
     """The live lock of `exp`, or None."""
     found = read(exp)
@@ -128,10 +141,12 @@ def holder(exp: Path) -> dict[str, Any] | None:
 
 def describe(exp: Path, info: dict[str, Any]) -> str:
     who = f"pid {info.get('pid')} on {info.get('host')}"
+    kind = "`hpoc run`"
     if info.get("slurm_job"):
-        who += f", SLURM job {info['slurm_job']}"
+        who += f", SLURM job {info.get('slurm_task') or info['slurm_job']}"
+        kind = "run (a SLURM job)"
     since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("started") or 0)))
-    return (f"{exp} is in use by another `hpoc run` ({who}, since {since})\n"
+    return (f"{exp} is in use by another {kind} ({who}, since {since})\n"
             f"  help: wait for it to end or stop it (it can be resumed); if no such run exists "
             f"any more, delete {exp / LOCK}")
 

@@ -269,6 +269,9 @@ def _events_class() -> type:
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
             _STATE.trials = trials
+            if _STATE.signal is None:  # finished before this run (restored) or during it;
+                # after a signal Tune marks the trials it stops TERMINATED too (_as_seen)
+                _STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
             if _STATE.sweep_at is not None and time.monotonic() >= _STATE.sweep_at:
                 from hpoc.runtime import orphans
 
@@ -644,7 +647,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     if budget and not interrupted and time.monotonic() - fit_started >= budget:
         _say(stream, _budget_line(budget, total, trials))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
-                               interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"])
+                               interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
+                               run_started=runlock.own_start(exp))
     if parent_run:
         status = "KILLED" if interrupted else ("FAILED" if _exit_code(result) else "FINISHED")
         tracking.end_study_tracking(plan, parent_run, status)

@@ -147,7 +147,8 @@ def best_entry(entries: list[dict[str, Any]], metric: str, mode: str) -> dict[st
 
 
 def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
-          interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str) -> dict[str, Any]:
+          interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
+          run_started: float | None = None) -> dict[str, Any]:
     entries = [trial_entry(t, plan["space"]) for t in trials]
     metrics = [{"name": m["name"], "mode": m["mode"]} for m in plan["objective"]["metrics"]]
     return {
@@ -162,6 +163,9 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         "wall_s": round(float(wall_s), 3),
         "interrupted": bool(interrupted),
         "experiment_dir": str(experiment_dir),
+        # The run lock's `started`: which run wrote this. Its mtime cannot tell: Ray copies
+        # a resumed run's staging folder, old summary.json included, back over the storage.
+        "run_started": run_started,
     }
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from hpoc.files import write_atomic
 from hpoc.submit.params import SubmitError, Submission, describe, job_comment
+from hpoc.submit.queue import plan_in_use
 
 __all__ = ["submit", "prepare", "load_target", "send", "SubmitError", "Submission", "Target", "JOBS_FILE"]
 
@@ -124,13 +125,19 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
 
     Refuses a storage that holds another plan's run (as the driver would, but before a
     job waits in the queue)."""
+    state, _ = previous_run(plan, fresh)
+    return state
+
+
+def previous_run(plan: dict[str, Any], fresh: bool) -> tuple[str, set[int]]:
+    """check_previous's answer and the shards that ran to the end."""
     from hpoc.runtime import marker, runlock
     from hpoc.runtime.shards import study_root
     from hpoc.runtime.summary import read
 
     root = study_root(plan)
     if not root.exists() or not any(root.iterdir()):
-        return "fresh"
+        return "fresh", set()
     count = plan["shards"]["count"]
     dirs = [root / f"shard-{k}" for k in range(count)] if count > 1 else [root]
     for d in dirs:  # a live `hpoc run` of it: never move it aside or run a job beside it
@@ -141,11 +148,11 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
         aside = root.with_name(f"{root.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
         root.rename(aside)
         print(f"hpoc: moved the previous run to {aside}")
-        return "fresh"
+        return "fresh", set()
     digest = plan.get("content_hash")
     fp = marker.fingerprint(plan, digest) if digest else None
-    done = 0
-    for d in dirs:
+    done: set[int] = set()
+    for k, d in enumerate(dirs):
         recorded = marker.read(d)
         parts = marker.differences(recorded, fp) if recorded and fp else None
         if parts is not None:
@@ -155,8 +162,8 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
         summary = read(d)
         if summary and not summary.get("interrupted") and (
                 (recorded and fp) or summary.get("plan_hash") == digest):
-            done += 1
-    return "done" if done == len(dirs) else "resume"
+            done.add(k)
+    return ("done" if len(done) == len(dirs) else "resume"), done
 
 
 def active_jobs(plan: dict[str, Any]) -> list[str]:
@@ -207,11 +214,19 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                 f"study `{plan['study']['name']}` already has job(s) {', '.join(running)} queued or "
                 "running; a second job would run the same shards at once\n"
                 "  help: wait for them, `scancel` them, or pass --force")
-    state = check_previous(plan, fresh)
+    if build is not None and not force:
+        text = build.files.get(Path(sub.plan_path), ("", False))[0]
+        if text and (why := plan_in_use(Path(sub.plan_path), text)):
+            raise SubmitError(why + ", or pass --force")
+    state, finished = previous_run(plan, fresh)
     if build is not None:
         build.write()
     if state == "done":
         return []
+    if finished:  # a job for a finished shard would start a cluster only to stop it
+        sub.shards = [k for k in sub.shards if k not in finished]
+        print(f"hpoc: shard(s) {', '.join(map(str, sorted(finished)))} ran to the end: "
+              "not submitted again")
     executor = make_executor(sub)
     job = make_job(plan, sub)
     if len(sub.shards) == 1:
@@ -230,6 +245,7 @@ def record_jobs(build_dir: Path, sub: Submission, jobs: list[Any], state: str) -
         records = []
     records.append({
         "cluster": sub.cluster, "submitted": round(time.time(), 3), "start": state,
+        "study_id": sub.study_id,  # the storage: a recompiled build dir may hold another
         "jobs": [{"job_id": str(j.job_id), "shard": k} for j, k in zip(jobs, sub.shards)],
         "folder": sub.folder,
     })

@@ -1,0 +1,40 @@
+"""`python -m hpoc.runtime PLAN --shard K --before-ray`: whether a job has anything to do,
+asked before it brings a Ray cluster up (seconds, no Ray import).
+
+Exit 0: go on. 3: the shard already ran to the end (a resubmitted array's finished task).
+2: another run holds the shard's lock (the study submitted twice). The driver asks both
+again when it starts; this only spares the job a cluster it would not use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+GO, BUSY, DONE = 0, 2, 3
+
+
+def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker, runlock
+    from hpoc.runtime.summary import read
+
+    root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    exp = root / f"shard-{shard}" if plan["shards"]["count"] > 1 else root
+    live = runlock.holder(exp)
+    if live:
+        return BUSY, runlock.describe(exp, live)
+    recorded, summary = marker.read(exp), read(exp)
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    same = recorded is not None and marker.differences(recorded, fp) is None
+    if summary and not summary.get("interrupted") and same:
+        return DONE, f"{exp} already ran to the end (`hpoc results`; --fresh starts over)"
+    return GO, ""
+
+
+def main(plan: dict[str, Any], shard: int) -> int:
+    code, why = verdict(plan, shard)
+    if why:
+        print(f"hpoc: {'error: ' if code == BUSY else ''}{why}", file=sys.stderr)
+    return code

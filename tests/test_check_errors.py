@@ -120,6 +120,17 @@ def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
     assert not warnings(_sched("epochs = 10", "num_samples = 13", "scheduler hyperband { time_attr = time_total_s }"))
 
 
+def test_pausing_schedulers_need_checkpoints_to_resume_from() -> None:
+    # HyperBand paused a trial after epoch 2 and it trained epochs 1, 2 again (result.json)
+    (w,) = warnings(_sched("epochs = 4", "num_samples = 6", "scheduler hyperband { max_t = 4, reduction_factor = 2 }",
+                           "checkpoint { every = 0 }\n"))
+    assert (w.code, where(w), w.help) == ("HP805", (7, 14), "set `checkpoint { every = 1 }`")
+    assert w.message == ("`scheduler hyperband` pauses trials and resumes them from their latest checkpoint, "
+                         "but `checkpoint.every` is 0: a paused trial starts over from its first epoch")
+    assert not warnings(_sched("epochs = 4", "num_samples = 6", "scheduler asha { max_t = 4 }",
+                               "checkpoint { every = 0 }\n"))  # ASHA only stops trials
+
+
 def test_population_scheduler_that_never_reaches_a_perturbation() -> None:
     (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 6", "num_samples = 4", "scheduler pbt { perturbation_interval = 6 }"))
     assert (w.code, where(w), w.message, w.help) == (

@@ -19,6 +19,12 @@ TUNE_TIME_KEYS = ("training_iteration", "time_total_s", "time_this_iter_s", "tim
                   "iterations_since_restore", "timestamp")
 _EPOCH_TIME = ("training_iteration", "epoch")  # time_attrs counted in epochs (hpoc reports both)
 _HYPERBAND = ("hyperband", "bohb")
+# When Ray's scheduler pauses a trial (it resumes later, from its checkpoint).
+_PAUSING = {
+    "hyperband": "HyperBand pauses a trial that reaches its bracket's next milestone before the others",
+    "bohb": "BOHB pauses a trial that reaches its bracket's next milestone before the others",
+    "median": "the median rule pauses a trial, while others wait to start, until enough others reach its epoch",
+}
 _MAX_BRACKETS, _MAX_BAND = 64, 1_000_000  # beyond: no HyperBand rule (reduction factor near 1)
 
 
@@ -43,6 +49,11 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
         ch.warn(WARN_SCHEDULE, f"`scheduler {name}` {what}: it compares trials, and the study runs one{per}",
                 trials_span, help="raise `trials.num_samples`, or use `scheduler fifo`")  # fmt: skip
         return
+    if name in _PAUSING and out["checkpoint"]["every"] == 0:
+        ch.warn(WARN_SCHEDULE, f"`scheduler {name}` pauses trials and resumes them from their latest "
+                "checkpoint, but `checkpoint.every` is 0: a paused trial starts over from its first epoch",
+                ch.spans.get("checkpoint.every") or label, notes=(_PAUSING[name],),
+                help="set `checkpoint { every = 1 }`")  # fmt: skip
     if name == "median" and n <= opts["min_samples_required"]:
         need = opts["min_samples_required"]
         ch.warn(WARN_SCHEDULE, f"`scheduler median` stops no trial: it compares a trial with at least "

@@ -149,6 +149,9 @@ def test_a_time_attr_nobody_reports(tmp_path) -> None:
     (w,) = warnings(_sched("epochs = 10", "num_samples = 8", "scheduler hyperband { max_t = 10, time_attr = time_total }"))
     assert (w.notes[0], w.help) == ("Ray's `hyperband` fails the study at the first result without it",
                                     "did you mean `time_total_s`?")
+    (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 8",
+                           "scheduler pbt { time_attr = step, require_attrs = false }"))
+    assert w.notes[0] == "Ray's `pbt` skips every result without it: it would exploit nothing"
     # Tune's own keys, hpoc's `epoch`, and a key the trainer's module reports
     for attr in ("time_total_s", "epoch", "training_iteration"):
         assert not warnings(_sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}"))

@@ -73,9 +73,19 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
                 break
 
 
+# What Ray's scheduler does with a result that lacks its time_attr (PBT/PB2: the default).
+_MISSING_TIME = {
+    "asha": "skips every result without it: it would stop no trial",
+    "median": "skips every result without it: it would stop no trial",
+    "hyperband": "fails the study at the first result without it",
+    "bohb": "fails the study at the first result without it",
+}
+
+
 def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: str | None) -> None:
     """A time_attr nobody reports: ASHA and median skip every result (stop nothing),
-    HyperBand fails the study (KeyError), PBT fails the trials (`require_attrs`)."""
+    HyperBand (KeyError) and PBT (`require_attrs`) fail the study: Tune runs schedulers in
+    its driver loop."""
     sched = out["scheduler"]
     attr = sched.get("time_attr") or "training_iteration"
     if attr in TUNE_TIME_KEYS or attr in T.DEFAULT_METRICS:
@@ -85,11 +95,9 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: 
     if reported is not None and attr in reported:
         return
     name = sched["name"]
-    effect = {"asha": "skips every result without it: it would stop no trial",
-              "median": "skips every result without it: it would stop no trial",
-              "hyperband": "fails the study at the first result without it",
-              "bohb": "fails the study at the first result without it"}.get(
-        name, "fails a trial at its first result without it (`require_attrs`)")
+    effect = _MISSING_TIME.get(name, "fails the study at the first result without it (`require_attrs`)")
+    if name in T.POPULATION and sched["options"].get("require_attrs") is False:
+        effect = "skips every result without it: it would exploit nothing"
     notes = [f"Ray's `{name}` {effect}",
              f"Tune adds {', '.join(f'`{k}`' for k in TUNE_TIME_KEYS[:3])}; hpoc's loop reports `epoch`"]
     if reported is not None:

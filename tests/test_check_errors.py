@@ -160,6 +160,15 @@ def test_a_time_attr_nobody_reports(tmp_path) -> None:
     assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
 
 
+def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
+    d = one_error(BASE + "objective minimize val_loss\nscheduler asha { metric = val_accuracy }\n")
+    assert (d.code, where(d), d.message) == ("HP201", (4, 18), "unknown key `metric` in `scheduler asha`")
+    assert d.help == ("the search and the scheduler use the study's objective (its first metric): "
+                      "`objective minimize val_loss` or `objective maximize val_accuracy`")
+    assert one_error(BASE + "objective minimize val_loss\nsearch optuna { mode = max }\n"
+                     "space { a = uniform(0, 1) }\n").help.startswith("the search and the scheduler use")
+
+
 def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
     d = one_error(BASE + "trials { cpus_per_worker = 3 }\n")
     assert (where(d), d.help) == ((3, 10), "`cpus_per_worker` belongs in `resources`")

@@ -42,6 +42,8 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
         return  # HP304 already
     shards = out["shards"]["count"]
     n = total_trials(out) // max(1, shards)  # the smallest shard's trials
+    if n < 1:
+        return  # more shards than trials: HP503 already
     per = " per shard" if shards > 1 else ""
     trials_span = ch.spans.get("trials.num_samples") or label
     if n == 1:

@@ -45,11 +45,11 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
 
 
 def test_early_stopping_measured_against_the_epochs_a_trial_runs() -> None:
-    obj = "objective minimize val_loss\n"
+    obj = "objective minimize val_loss\ntrials { num_samples = 8 }\n"
     (w,) = warnings(BASE + "space { lr = uniform(0, 1), epochs = 5 }\n" + obj
                     + "scheduler asha { max_t = 100, grace_period = 10 }\n")
     assert (w.code, where(w), w.message) == (
-        "HP805", (5, 31), "`scheduler asha` stops no trial early: `grace_period` (10) is not below `epochs` (5)")
+        "HP805", (6, 31), "`scheduler asha` stops no trial early: `grace_period` (10) is not below `epochs` (5)")
     (w,) = warnings(BASE + "space { lr = uniform(0, 1), epochs = choice(5, 20) }\n" + obj
                     + "scheduler asha { max_t = 10, grace_period = 2 }\n")
     assert (w.code, w.message, w.help) == (
@@ -65,6 +65,108 @@ def test_early_stopping_measured_against_the_epochs_a_trial_runs() -> None:
                         + "scheduler asha { time_attr = time_total_s, max_t = 7200, grace_period = 600 }\n")
     assert not warnings(BASE + "space { epochs = 100 }\n" + obj
                         + "scheduler asha { max_t = 27, grace_period = 1, stop_last_trials = false }\n")
+
+
+def _sched(space: str, trials: str, scheduler: str, extra: str = "") -> str:
+    """A study whose line 3 is `space`, 4 the objective, 5 `trials`, 6 the scheduler."""
+    return (BASE + f"space {{ {space} }}\nobjective maximize val_accuracy\ntrials {{ {trials} }}\n"
+            + scheduler + "\n" + extra)
+
+
+def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
+    # Ray's schedulers compare trials: one trial leaves nothing to compare (per shard)
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 1", "scheduler asha"))
+    assert (w.code, where(w), w.message, w.help) == (
+        "HP805", (5, 10), "`scheduler asha` stops no trial early: it compares trials, and the study runs one",
+        "raise `trials.num_samples`, or use `scheduler fifo`")
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 4", "scheduler pbt", 'slurm { array { shards = 4 } }\n'))
+    assert w.message == "`scheduler pbt` exploits nothing: it compares trials, and the study runs one per shard"
+    # MedianStoppingRule needs `min_samples_required` *other* trials past the same point
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 3", "scheduler median { min_samples_required = 3 }"))
+    assert (w.code, where(w), w.message, w.help) == (
+        "HP805", (6, 20), "`scheduler median` stops no trial: it compares a trial with at least "
+        "`min_samples_required` (3) others, and 3 trials leave 2",
+        "lower `min_samples_required` to 2, or run more than 3 trials")
+    assert not warnings(_sched("epochs = 10", "num_samples = 4", "scheduler median"))
+    # ASHA compares a trial with those before it at the same rung: two trials are enough,
+    # whatever the reduction factor
+    assert not warnings(_sched("epochs = 10", "num_samples = 2", "scheduler asha { max_t = 10, reduction_factor = 4 }"))
+    # ...but its only rung at max_t is where every trial stops anyway
+    (w,) = warnings(_sched("lr = uniform(0, 1)", "num_samples = 8", "scheduler asha { max_t = 4, grace_period = 4 }"))
+    assert (where(w), w.message) == (
+        (6, 29), "`scheduler asha` stops no trial early: `grace_period` equals `max_t` (4), where every trial ends anyway")
+    assert not warnings(_sched("lr = uniform(0, 1)", "num_samples = 8",
+                               "scheduler asha { max_t = 4, grace_period = 4, stop_last_trials = false }"))
+
+
+def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
+    # Ray's HyperBand fills bracket s = 0 first: its trials all run to max_t. max_t = 10,
+    # rf = 3: 3 trials there, then 5 halved after 3 epochs (2 kept): 6 trials stop one.
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 5", "scheduler hyperband { max_t = 10 }"))
+    assert (w.code, where(w), w.message) == ("HP805", (6, 23), "`scheduler hyperband` stops no trial early with 5 trials")
+    assert w.notes == ("Ray's HyperBand fills its brackets in turn: the first takes 3 trials and runs each to "
+                       "`max_t` (10) without comparing them",)
+    assert w.help == "run at least 6 trials, or use `scheduler asha`"
+    assert not warnings(_sched("epochs = 10", "num_samples = 6", "scheduler hyperband { max_t = 10 }"))
+    # max_t above the epochs: the default 81 halves first after 27 epochs, then 9
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 13", "scheduler hyperband"))
+    assert (where(w), w.help) == ((5, 10), "run at least 19 trials, or lower `max_t` to the 10 epochs a trial "
+                                           "runs, or use `scheduler asha`")
+    assert w.notes[1] == "the next compares trials after 27 epochs, and they train 10"
+    # BOHB fills its most aggressive bracket first
+    assert not warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 5", "scheduler bohb { max_t = 10 }",
+                               "search bohb\n"))
+    # measured in seconds: no relation to epochs, only to the trials
+    assert not warnings(_sched("epochs = 10", "num_samples = 13", "scheduler hyperband { time_attr = time_total_s }"))
+
+
+def test_pausing_schedulers_need_checkpoints_to_resume_from() -> None:
+    # HyperBand paused a trial after epoch 2 and it trained epochs 1, 2 again (result.json)
+    (w,) = warnings(_sched("epochs = 4", "num_samples = 6", "scheduler hyperband { max_t = 4, reduction_factor = 2 }",
+                           "checkpoint { every = 0 }\n"))
+    assert (w.code, where(w), w.help) == ("HP805", (7, 14), "set `checkpoint { every = 1 }`")
+    assert w.message == ("`scheduler hyperband` pauses trials and resumes them from their latest checkpoint, "
+                         "but `checkpoint.every` is 0: a paused trial starts over from its first epoch")
+    assert not warnings(_sched("epochs = 4", "num_samples = 6", "scheduler asha { max_t = 4 }",
+                               "checkpoint { every = 0 }\n"))  # ASHA only stops trials
+
+
+def test_population_scheduler_that_never_reaches_a_perturbation() -> None:
+    (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 6", "num_samples = 4", "scheduler pbt { perturbation_interval = 6 }"))
+    assert (w.code, where(w), w.message, w.help) == (
+        "HP805", (6, 17), "`scheduler pbt` never exploits a trial: `perturbation_interval` (6) is not below `epochs` (6)",
+        "lower `perturbation_interval` below 6")
+    (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 6", "num_samples = 4", "scheduler pbt { burn_in_period = 8 }"))
+    assert "`burn_in_period` (8)" in w.message
+    assert not warnings(_sched("lr = uniform(0, 1), epochs = 6", "num_samples = 4", "scheduler pbt { perturbation_interval = 5 }"))
+
+
+def test_a_time_attr_nobody_reports(tmp_path) -> None:
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 8", "scheduler asha { time_attr = step }"))
+    assert (w.code, where(w), w.message) == (
+        "HP801", (6, 18), "`time_attr` `step` is not reported by hpoc's default train loop or by Tune")
+    assert w.notes[0] == "Ray's `asha` skips every result without it: it would stop no trial"
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 8", "scheduler hyperband { max_t = 10, time_attr = time_total }"))
+    assert (w.notes[0], w.help) == ("Ray's `hyperband` fails the study at the first result without it",
+                                    "did you mean `time_total_s`?")
+    (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 8",
+                           "scheduler pbt { time_attr = step, require_attrs = false }"))
+    assert w.notes[0] == "Ray's `pbt` skips every result without it: it would exploit nothing"
+    # Tune's own keys, hpoc's `epoch`, and a key the trainer's module reports
+    for attr in ("time_total_s", "epoch", "training_iteration"):
+        assert not warnings(_sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}"))
+    (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'step': 1})\n", encoding="utf-8")
+    text = _sched("epochs = 10", "num_samples = 8", "scheduler asha { time_attr = step }")
+    assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
+
+
+def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
+    d = one_error(BASE + "objective minimize val_loss\nscheduler asha { metric = val_accuracy }\n")
+    assert (d.code, where(d), d.message) == ("HP201", (4, 18), "unknown key `metric` in `scheduler asha`")
+    assert d.help == ("the search and the scheduler use the study's objective (its first metric): "
+                      "`objective minimize val_loss` or `objective maximize val_accuracy`")
+    assert one_error(BASE + "objective minimize val_loss\nsearch optuna { mode = max }\n"
+                     "space { a = uniform(0, 1) }\n").help.startswith("the search and the scheduler use")
 
 
 def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
@@ -493,9 +595,9 @@ def test_population_schedulers_search_randomly_and_keep_checkpoints_to_clone() -
         assert d.message == (f"`scheduler {sched}` chooses the trials' hyperparameters itself; Ray Tune runs "
                              "it with `search random` or `search grid` only, not `search optuna`")
         assert plan_of(study + f"search random\nscheduler {sched}\n")["checkpoint"]["keep"] == 4
-        [w] = warnings(study + f"scheduler {sched}\ncheckpoint {{ keep = 2 }}\n")
+        [w] = warnings(study + f"scheduler {sched}\ncheckpoint {{ keep = 2 }}\ntrials {{ num_samples = 4 }}\n")
         assert w.code == "HP805" and where(w) == (6, 14) and "latest may be deleted" in w.message
-        assert not warnings(study + f"scheduler {sched}\ncheckpoint {{ keep = 3 }}\n")
+        assert not warnings(study + f"scheduler {sched}\ncheckpoint {{ keep = 3 }}\ntrials {{ num_samples = 4 }}\n")
         assert plan_of(study + f"scheduler {sched}\ncheckpoint {{ keep = null }}\n")["checkpoint"]["keep"] is None
     # other schedulers keep the default
     assert plan_of(study + "scheduler asha\n")["checkpoint"]["keep"] == 2

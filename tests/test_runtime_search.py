@@ -144,6 +144,23 @@ def test_optuna_cmaes_without_cmaes_names_the_package():
         search.make_searcher(p)
 
 
+@pytest.mark.parametrize("cls", [S.HyperBandScheduler, S.HyperBandForBOHB])
+def test_the_compiler_fills_hyperband_brackets_as_ray_does(cls, caplog):
+    """HP805's count of the trials HyperBand can stop rests on Ray's bracket filling."""
+    from hpoc.compiler.early_stop import brackets
+
+    caplog.set_level("WARNING")  # Ray logs each bracket it skips as too small
+    for max_t in (1, 2, 4, 6, 10, 27, 81):
+        for eta in (2, 2.5, 3, 4):
+            for n in (1, 3, 5, 8, 13, 40):
+                hb = cls(metric="m", mode="max", max_t=max_t, reduction_factor=eta)
+                for _ in range(n):
+                    hb.on_trial_add(None, object())
+                ray_brackets = [(b._halves, b._r0, b._n0, len(b._live_trials))
+                                for band in hb._hyperbands for b in band if b is not None]
+                assert brackets(max_t, eta, n, cls is S.HyperBandForBOHB) == ray_brackets, (max_t, eta, n)
+
+
 def test_schedulers_by_name_get_their_options_metric_and_mode():
     asha = search.make_scheduler(plan(scheduler={
         "name": "asha", "time_attr": "training_iteration",

@@ -67,3 +67,31 @@ def test_a_two_worker_deepspeed_trial_saves_every_ranks_zero_partition(tmp_path,
     # both ranks' optimizer partitions were merged into each checkpoint
     assert {"zero_pp_rank_0_mp_rank_00_optim_states.pt",
             "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= shards
+
+
+# HyperBand pauses a trial that reaches its bracket's milestone before the others, and
+# resumes it later: max_t = 4, rf = 2 put trials 4-6 in a bracket halved after epoch 2.
+# A Train run per trial takes ~3 min here: under `make stress` only.
+@pytest.mark.slow
+@pytest.mark.parametrize("reuse", [pytest.param(False, marks=pytest.mark.stress), True],
+                         ids=["train-run", "warm-group"])
+def test_hyperband_resumes_a_paused_two_worker_trial_from_its_checkpoint(tmp_path, reuse):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(
+        workdir, tmp_path / "results", trials={"num_samples": 6, "max_concurrent": None},
+        space={"constants": {"epochs": 4, "batch_size": 32}},
+        scheduler={"name": "hyperband", "time_attr": "training_iteration",
+                   "options": {"max_t": 4, "reduction_factor": 2, "stop_last_trials": None}},
+        resources={"workers": 2, "cpus_per_worker": 0.5, "strategy": "ddp", "reuse_workers": reuse})
+    progress = io.StringIO()
+    # room for all six at once: the bracket's trials run together, the first at epoch 2 waits
+    code = run_study(plan, RunOptions(local=True, num_cpus=8, progress=progress, out=io.StringIO()))
+    assert code == EXIT_OK, progress.getvalue()
+    summary = json.loads((tmp_path / "results" / "toy" / "summary.json").read_text())
+    resumed = 0
+    for trial in summary["trials"]:
+        reports = [json.loads(x) for x in (Path(trial["path"]) / "result.json").read_text().splitlines()]
+        epochs = [r["epoch"] for r in reports]
+        assert epochs == list(range(1, len(epochs) + 1)), (trial["trial_id"], epochs)  # never epoch 1 again
+        resumed += any(r["iterations_since_restore"] < r["training_iteration"] for r in reports)
+    assert resumed, "no trial was paused and resumed"

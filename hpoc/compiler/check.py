@@ -198,6 +198,10 @@ class Checker:
 
     def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str) -> None:
         help = did_you_mean(key, fields)
+        if key in ("metric", "mode") and where.startswith(("`scheduler", "`search")):
+            # Ray's own argument names: here the study's objective says both, once for all.
+            help = ("the search and the scheduler use the study's objective (its first metric): "
+                    "`objective minimize val_loss` or `objective maximize val_accuracy`")
         if help is None:
             home = T.key_home(key)
             if home and home not in where:

@@ -10,6 +10,7 @@ import re
 import sys
 from typing import Any
 
+from hpoc.compiler import early_stop
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (
     OBJECTIVE,
@@ -53,13 +54,16 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _stop_on_objective(ch, out)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
-    if not out["scheduler"].pop("_invalid", False):
+    sched_ok = not out["scheduler"].pop("_invalid", False)
+    if sched_ok:
         _scheduler(ch, out, space, sched_block, search_block)
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     _resources(ch, out, workdir)
     _checkpoint(ch, out, found.get("checkpoint", [None])[0])
     _resume_storage(ch, out)
     _slurm(ch, out, found.get("slurm", [None])[0], workdir)
+    if sched_ok and out["objective"]["metrics"]:  # each shard's scheduler: its trials
+        early_stop.check(ch, out, _epochs(space), _label_span(sched_block), workdir)
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -201,6 +205,12 @@ def _epochs(space: Space) -> int | None:
     return None
 
 
+def _beyond_epochs(sched: dict[str, Any], space: Space, t: int) -> bool:
+    """Whether `t` (in `time_attr` units) is at or after the last epoch (_horizon says so)."""
+    epochs = _epochs(space)
+    return epochs is not None and t >= epochs and sched.get("time_attr", "training_iteration") in ("training_iteration", "epoch")
+
+
 def _horizon(ch: Checker, sched: dict[str, Any], space: Space, block: Any) -> None:
     """Early stopping measured in epochs (time_attr = training_iteration) against the
     epochs a trial runs: a rung after the last epoch stops nothing, a max_t before it cuts
@@ -231,6 +241,13 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
+    elif name == "asha" and opts["grace_period"] == opts["max_t"] and opts["stop_last_trials"] \
+            and not _beyond_epochs(out["scheduler"], space, opts["grace_period"]):
+        # Ray's only rung is then at max_t, where every trial is stopped before it is compared.
+        ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early: `grace_period` equals `max_t` "
+                f"({opts['max_t']}), where every trial ends anyway",
+                ch.spans.get("scheduler.options.grace_period", _label_span(block)),
+                help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
     _horizon(ch, out["scheduler"], space, block)
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),

@@ -1,0 +1,185 @@
+"""Early-stopping schedulers that cannot act with the study's trials or metrics (HP805,
+HP801). Each rule follows what Ray Tune's scheduler does (ray/tune/schedulers/), not
+the papers: where Tune does something reasonable, nothing is said."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hpoc.compiler import tables as T
+from hpoc.compiler.check import WARN_METRIC, WARN_SCHEDULE, Checker
+from hpoc.compiler.metrics import trainer_metrics
+from hpoc.dsl import ast as A
+from hpoc.errors import did_you_mean
+from hpoc.plan.space import grid_bound, total_trials
+
+# Result keys Tune adds to every report of a trainable, whatever it reports itself.
+TUNE_TIME_KEYS = ("training_iteration", "time_total_s", "time_this_iter_s", "time_since_restore",
+                  "iterations_since_restore", "timestamp")
+_EPOCH_TIME = ("training_iteration", "epoch")  # time_attrs counted in epochs (hpoc reports both)
+_HYPERBAND = ("hyperband", "bohb")
+# When Ray's scheduler pauses a trial (it resumes later, from its checkpoint).
+_PAUSING = {
+    "hyperband": "HyperBand pauses a trial that reaches its bracket's next milestone before the others",
+    "bohb": "BOHB pauses a trial that reaches its bracket's next milestone before the others",
+    "median": "the median rule pauses a trial, while others wait to start, until enough others reach its epoch",
+}
+_MAX_BRACKETS, _MAX_BAND = 64, 1_000_000  # beyond: no HyperBand rule (reduction factor near 1)
+
+
+def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None,
+          workdir: str | None) -> None:
+    """After the shards are known: what each shard's scheduler can compare."""
+    sched = out["scheduler"]
+    name, opts = sched["name"], sched["options"]
+    if name == "fifo":
+        return
+    _time_attr(ch, out, label, workdir)
+    time_attr = sched.get("time_attr") or "training_iteration"
+    horizon = epochs if time_attr in _EPOCH_TIME else None
+    if grid_bound(out["space"]) > T.MAX_GRID_POINTS:
+        return  # HP304 already
+    shards = out["shards"]["count"]
+    n = total_trials(out) // max(1, shards)  # the smallest shard's trials
+    if n < 1:
+        return  # more shards than trials: HP503 already
+    per = " per shard" if shards > 1 else ""
+    trials_span = ch.spans.get("trials.num_samples") or label
+    if n == 1:
+        what = "exploits nothing" if name in T.POPULATION else "stops no trial early"
+        ch.warn(WARN_SCHEDULE, f"`scheduler {name}` {what}: it compares trials, and the study runs one{per}",
+                trials_span, help="raise `trials.num_samples`, or use `scheduler fifo`")  # fmt: skip
+        return
+    if name in _PAUSING and out["checkpoint"]["every"] == 0:
+        ch.warn(WARN_SCHEDULE, f"`scheduler {name}` pauses trials and resumes them from their latest "
+                "checkpoint, but `checkpoint.every` is 0: a paused trial starts over from its first epoch",
+                ch.spans.get("checkpoint.every") or label, notes=(_PAUSING[name],),
+                help="set `checkpoint { every = 1 }`")  # fmt: skip
+    if name == "median" and n <= opts["min_samples_required"]:
+        need = opts["min_samples_required"]
+        ch.warn(WARN_SCHEDULE, f"`scheduler median` stops no trial: it compares a trial with at least "
+                f"`min_samples_required` ({need}) others, and {n} trials{per} leave {n - 1}",
+                ch.spans.get("scheduler.options.min_samples_required") or trials_span,
+                help=f"lower `min_samples_required` to {n - 1}, or run more than {need} trials{per}")  # fmt: skip
+    if name in _HYPERBAND:
+        _hyperband(ch, name, opts, n, horizon, per, trials_span)
+    if name in T.POPULATION and horizon is not None:
+        for key in ("perturbation_interval", "burn_in_period"):
+            value = opts.get(key)
+            if value is not None and value >= horizon:
+                ch.warn(WARN_SCHEDULE, f"`scheduler {name}` never exploits a trial: `{key}` ({value:g}) is not "
+                        f"below `epochs` ({horizon})", ch.spans.get(f"scheduler.options.{key}") or label,
+                        notes=("a trial is perturbed once it has trained that long, and not at its last epoch",),
+                        help=f"lower `{key}` below {horizon}")  # fmt: skip
+                break
+
+
+# What Ray's scheduler does with a result that lacks its time_attr (PBT/PB2: the default).
+_MISSING_TIME = {
+    "asha": "skips every result without it: it would stop no trial",
+    "median": "skips every result without it: it would stop no trial",
+    "hyperband": "fails the study at the first result without it",
+    "bohb": "fails the study at the first result without it",
+}
+
+
+def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: str | None) -> None:
+    """A time_attr nobody reports: ASHA and median skip every result (stop nothing),
+    HyperBand (KeyError) and PBT (`require_attrs`) fail the study: Tune runs schedulers in
+    its driver loop."""
+    sched = out["scheduler"]
+    attr = sched.get("time_attr") or "training_iteration"
+    if attr in TUNE_TIME_KEYS or attr in T.DEFAULT_METRICS:
+        return
+    trainer = (out.get("pipeline") or {}).get("trainer") or {}
+    reported = trainer_metrics(trainer.get("target") or "", workdir)
+    if reported is not None and attr in reported:
+        return
+    name = sched["name"]
+    effect = _MISSING_TIME.get(name, "fails the study at the first result without it (`require_attrs`)")
+    if name in T.POPULATION and sched["options"].get("require_attrs") is False:
+        effect = "skips every result without it: it would exploit nothing"
+    notes = [f"Ray's `{name}` {effect}",
+             f"Tune adds {', '.join(f'`{k}`' for k in TUNE_TIME_KEYS[:3])}; hpoc's loop reports `epoch`"]
+    if reported is not None:
+        notes.append("and the trainer's module has no dict with that key")
+    ch.warn(WARN_METRIC, f"`time_attr` `{attr}` is not reported by hpoc's default train loop or by Tune",
+            ch.spans.get("scheduler.time_attr") or label, notes=tuple(notes),
+            help=did_you_mean(attr, (*TUNE_TIME_KEYS, *T.DEFAULT_METRICS, *(reported or ())))
+            or f"make sure the trainer reports `{attr}` every epoch")  # fmt: skip
+
+
+# ------------------------------------------------------------------------ hyperband
+
+
+def band(max_t: int, eta: float, bohb: bool) -> list[tuple[int, int, int]]:
+    """(s, r0, n0) of the brackets of one band, in the order Ray's HyperBandScheduler
+    (s = 0, 1, ...: its first bracket halves nothing) or HyperBandForBOHB (s from the
+    largest) fills them: n0 trials each, first halving after r0."""
+    s_max_1 = int(round(math.log(max_t) / math.log(eta))) + 1
+    order = range(s_max_1 - 1, -1, -1) if bohb else range(s_max_1)
+    return [(s, int(max_t * eta ** (-s)), int(math.ceil(s_max_1 / (s + 1) * eta ** s)))
+            for s in order if int(max_t * eta ** (-s)) > 0]  # Ray skips a bracket too small
+
+
+def brackets(max_t: int, eta: float, trials: int, bohb: bool) -> list[tuple[int, int, int, int]]:
+    """(s, r0, n0, trials in it) of each bracket `trials` added one after another fill."""
+    out: list[tuple[int, int, int, int]] = []
+    left = trials
+    while left > 0:  # bands repeat
+        for s, r0, n0 in band(max_t, eta, bohb):
+            out.append((s, r0, n0, min(n0, left)))
+            left -= min(n0, left)
+            if left == 0:
+                break
+    return out
+
+
+def bracket_stops(s: int, r0: int, n0: int, trials: int, max_t: int, eta: float, horizon: int | None) -> bool:
+    """Whether a bracket of `trials` stops one at a halving before they end (`horizon`)."""
+    live, n, r = trials, n0, r0
+    for _ in range(s):  # a bracket halves s times, at r0, r0 * eta, ...
+        if horizon is not None and r >= horizon:
+            return False  # the trials finished (or report their last epoch) before
+        n = int(math.ceil(n / eta))
+        if live > n:
+            return True
+        r = int(min(r * eta, max_t))
+    return False
+
+
+def stops_any(max_t: int, eta: float, trials: int, bohb: bool, horizon: int | None) -> bool:
+    # A whole band holds every kind of bracket: more trials than that stop nothing new.
+    trials = min(trials, sum(n0 for _, _, n0 in band(max_t, eta, bohb)))
+    return any(bracket_stops(s, r0, n0, k, max_t, eta, horizon)
+               for s, r0, n0, k in brackets(max_t, eta, trials, bohb))
+
+
+def _hyperband(ch: Checker, name: str, opts: dict[str, Any], n: int, horizon: int | None, per: str,
+               trials_span: A.Span | None) -> None:
+    max_t, eta = opts["max_t"], opts["reduction_factor"]
+    bohb = name == "bohb"
+    size = sum(b[2] for b in band(max_t, eta, bohb)) if math.log(max_t) / math.log(eta) < _MAX_BRACKETS else 0
+    if not size or size > _MAX_BAND or stops_any(max_t, eta, n, bohb, horizon):
+        return  # (a reduction factor near 1 makes bands too large to reason about)
+    filled = brackets(max_t, eta, min(n, size), bohb)
+    s, r0, n0, _ = filled[0]
+    notes = []
+    if s == 0:
+        notes.append(f"Ray's HyperBand fills its brackets in turn: the first takes {n0} trials and runs "
+                     f"each to `max_t` ({max_t}) without comparing them")
+    later = [b for b in filled if b[0] > 0]
+    if horizon is not None and later and all(b[1] >= horizon for b in later):
+        notes.append(f"the next compares trials after {later[0][1]} epochs, and they train {horizon}")
+    need = None  # the fewest trials that stop one (more trials never stop fewer)
+    if stops_any(max_t, eta, size, bohb, horizon):
+        lo, need = n + 1, size
+        while lo < need:
+            mid = (lo + need) // 2
+            lo, need = (lo, mid) if stops_any(max_t, eta, mid, bohb, horizon) else (mid + 1, need)
+    lower = f"lower `max_t` to the {horizon} epochs a trial runs" if horizon is not None and max_t > horizon else None
+    help = ", or ".join(x for x in (f"run at least {need} trials{per}" if need else None, lower,
+                                   "use `scheduler asha`") if x)
+    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` stops no trial early with {n} trials{per}",
+            ch.spans.get("scheduler.options.max_t") or trials_span, notes=tuple(notes), help=help)  # fmt: skip

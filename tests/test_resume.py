@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import subprocess
 import textwrap
 import time
@@ -115,6 +116,33 @@ def test_restored_trials_wait_their_turn_under_max_concurrent():
     assert all(t.status == "PENDING" for t in ctl2.trials)
 
 
+@pytest.mark.parametrize("name", ["pbt", "pb2"])
+def test_restored_population_trials_wait_their_turn_under_max_concurrent(name):
+    """A resumed PBT study (errored trials retried) ran all four restored trials at once
+    under `max_concurrent = 1`: their generator caps only the trials it makes."""
+    from hpoc.runtime.resume import prepare_scheduler
+    from hpoc.runtime.search import make_scheduler
+
+    plan = make_plan(Path("/tmp"), Path("/tmp/res"), trials={"num_samples": 4, "max_concurrent": 1},
+                     scheduler={"name": name, "time_attr": "training_iteration",
+                                "options": {"perturbation_interval": 2}})
+    sched, ctl = prepare_scheduler(make_scheduler(plan), plan), FakeController()
+    ctl.search_alg = None
+    trials = [FakeTrial(f"t{i}", last={"training_iteration": 1}) for i in range(3)]
+    for t in trials:  # Tune requeues all restored trials as PENDING at once
+        t.config, t.evaluated_params, t.experiment_tag = {"lr": 0.01, "hidden": 8, "__hpoc_trial": 0}, {}, t.trial_id
+        t.run_metadata.checkpoint_manager = SimpleNamespace(checkpoint_config=SimpleNamespace(num_to_keep=4))
+        ctl.add(sched, t)
+    assert [t.status for t in trials] == ["PENDING", "PAUSED", "PAUSED"]
+    assert sched.choose_trial_to_run(ctl) is trials[0]
+    trials[0].status = "RUNNING"
+    assert sched.choose_trial_to_run(ctl) is None
+    trials[0].status = "PAUSED"  # PBT pauses it at a perturbation: the others take turns
+    assert sched.choose_trial_to_run(ctl) in trials
+    assert type(pickle.loads(pickle.dumps(sched)))._hpoc_cap is None  # the cap is the instance's
+    assert pickle.loads(pickle.dumps(sched))._hpoc_cap == 1  # Tuner.restore unpickles it
+
+
 def test_the_experiment_state_is_saved_as_soon_as_a_trial_ends():
     from ray.tune.schedulers import FIFOScheduler
 
@@ -203,7 +231,6 @@ def test_an_exploiting_pbt_trial_restores_from_its_own_copy_of_the_donors_checkp
     pbt._trial_state[donor].last_checkpoint = Checkpoint(str(tmp_path / "gone"))
     pbt._exploit(FakeController(), trial, donor)  # nothing to clone: no exploit, no error
     assert len(cloned) == 2
-    import pickle
 
     assert type(pickle.loads(pickle.dumps(pbt))) is PBT  # Tuner.restore unpickles it
 

@@ -20,6 +20,13 @@
    as it does not exist on storage anymore") or started over. The exploiting trial gets its
    own copy (`exploited-<donor dir>-<checkpoint>` in its directory, the newest only), and the
    donor's latest checkpoint is cloned when the noted one is already gone.
+
+4. A resumed study started every restored trial at once (all errored ones, with
+   `resume.retry_errored`), whatever `trials.max_concurrent`: the generator that caps these
+   schedulers' trials (`space.fixed_trials`) caps only those it makes. PBT and PB2 take
+   resume.py's cap (set by `prepare_scheduler`) and its early save of a finished trial.
+   Trials over the cap wait PAUSED, so PBT time-shares: at each perturbation a running
+   trial yields to the least-trained waiting one.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
+
+from hpoc.runtime.resume import Capped, SaveOnComplete
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +148,9 @@ class _Population:
         keep_config(trial)
 
 
-class PBT(_Population, PopulationBasedTraining):
+class PBT(SaveOnComplete, Capped, _Population, PopulationBasedTraining):
     pass
 
 
-class PB2(_Population, RayPB2):
+class PB2(SaveOnComplete, Capped, _Population, RayPB2):
     pass

@@ -23,9 +23,9 @@
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; HyperBand and BOHB pause and resume trials themselves and
-keep Tune's behaviour there; PBT and PB2's own gaps are closed in `population.py`). It
-changes the instance's class to a subclass of its own class, so everything else about it
-stays as built.
+keep Tune's behaviour there). It changes the instance's class to a subclass of its own
+class, so everything else about it stays as built. hpoc's PBT and PB2 (`population.py`)
+have gaps 2 and 3 closed in their classes; `prepare_scheduler` sets their cap.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _has_run(trial: Any) -> bool:
 # ---------------------------------------------------------------- schedulers
 
 
-class _Capped:
+class Capped:
     """Keeps at most `_hpoc_cap` trials RUNNING or PENDING (None: no cap)."""
 
     _hpoc_cap: int | None = None
@@ -108,7 +108,7 @@ class _Capped:
         return super().choose_trial_to_run(tune_controller)
 
 
-class _SaveOnComplete:
+class SaveOnComplete:
     """Saves Tune's experiment state right after a trial ends, not at the next periodic save
     (every 10 s or more): a job killed hard just after a trial finished must not run that
     trial's last epochs again. The save happens on the controller's next step, once the
@@ -157,13 +157,13 @@ class _RungReplay:
 def _classes() -> dict[str, type]:
     from ray.tune import schedulers as s
 
-    class CappedFIFOScheduler(_SaveOnComplete, _Capped, s.FIFOScheduler):
+    class CappedFIFOScheduler(SaveOnComplete, Capped, s.FIFOScheduler):
         pass
 
-    class CappedMedianStoppingRule(_SaveOnComplete, _Capped, s.MedianStoppingRule):
+    class CappedMedianStoppingRule(SaveOnComplete, Capped, s.MedianStoppingRule):
         pass
 
-    class ResumableASHA(_SaveOnComplete, _Capped, _RungReplay, s.AsyncHyperBandScheduler):
+    class ResumableASHA(SaveOnComplete, Capped, _RungReplay, s.AsyncHyperBandScheduler):
         pass
 
     made = {}
@@ -193,6 +193,9 @@ def prepare_scheduler(scheduler: Any, plan: dict[str, Any]) -> Any:
     """The plan's scheduler, resumable and capped at `trials.max_concurrent`."""
     from ray.tune import schedulers as s
 
+    if isinstance(scheduler, Capped):  # population.PBT / PB2
+        scheduler._hpoc_cap = plan["trials"]["max_concurrent"] or None
+        return scheduler
     made = _made()
     exact = type(scheduler)
     target = {

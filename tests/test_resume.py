@@ -3,6 +3,7 @@ the local SLURM cluster that survives a walltime signal and a hard kill."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import pickle
@@ -218,6 +219,8 @@ def test_an_exploiting_pbt_trial_restores_from_its_own_copy_of_the_donors_checkp
     assert cloned == [str(copy)] and (copy / "state.pt").read_text() == "37"
     assert pbt._trial_state[donor].last_checkpoint is noted  # the donor's own stays noted
     assert trial._hpoc_config == {"lr": 0.2}  # recorded for a resumed run (population.py)
+    # hard links, not a copy the Tune driver waits for (the donor's file, not a new one)
+    assert (copy / "state.pt").samefile(donor_dir / "checkpoint_000037" / "state.pt")
     (donor_dir / "checkpoint_000037" / "state.pt").unlink()
     (donor_dir / "checkpoint_000037").rmdir()  # the donor's keep deletes it: the copy remains
     assert (copy / "state.pt").read_text() == "37"
@@ -227,10 +230,19 @@ def test_an_exploiting_pbt_trial_restores_from_its_own_copy_of_the_donors_checkp
     assert cloned[-1] == str(newer) and (newer / "state.pt").read_text() == "45"
     assert not copy.exists()  # one copy per trial
 
+    def no_links(src, dst):  # a storage without hard links, or another file system
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr("os.link", no_links)
+    pbt._trial_state[donor].last_checkpoint = Checkpoint(str(donor_dir / "checkpoint_000045"))
+    pbt._exploit(FakeController(), trial, donor)  # copied instead
+    assert (newer / "state.pt").read_text() == "45"
+    assert not (newer / "state.pt").samefile(donor_dir / "checkpoint_000045" / "state.pt")
+
     donor.checkpoint = None
     pbt._trial_state[donor].last_checkpoint = Checkpoint(str(tmp_path / "gone"))
     pbt._exploit(FakeController(), trial, donor)  # nothing to clone: no exploit, no error
-    assert len(cloned) == 2
+    assert len(cloned) == 3
 
     assert type(pickle.loads(pickle.dumps(pbt))) is PBT  # Tuner.restore unpickles it
 

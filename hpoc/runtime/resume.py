@@ -221,10 +221,11 @@ def push_trial_logs(trial: Any) -> list[str]:
 
     Ray's loggers write into a staging folder that Tune copies to the storage only when it
     saves the experiment (every 10 s or more). When a trial with a checkpoint starts again
-    (PBT/PB2 exploits, HyperBand and synchronous PBT pause and resume it within one run),
-    the loggers first copy the storage's file back over the staging one: reports made since
-    the last save were lost (a PBT trial's result.json began at epoch 3). Called from a
-    callback that runs before the loggers'. Returns the files it copied."""
+    (PBT/PB2 exploits, HyperBand and synchronous PBT pause and resume it within one run, and
+    a failed trial is retried), the loggers first copy the storage's file back over the
+    staging one: reports made since the last save were lost (a PBT trial's result.json
+    began at epoch 3; a trial retried after failing at epoch 3 reported 1, 2, 4, 5).
+    Called from a callback that runs before the loggers'. Returns the files it copied."""
     if not getattr(trial, "checkpoint", None):
         return []  # the loggers restore nothing then
     try:

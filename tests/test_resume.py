@@ -294,6 +294,49 @@ def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(t
         assert [r["epoch"] for r in rows] == [1, 2]
 
 
+def _peak_epochs(log: Path) -> int:
+    """The most epochs trained at the same moment, from the trainer's begin/end lines."""
+    events = sorted((float(t), 1 if what == "begin" else -1)
+                    for _, _, what, t in (line.split() for line in log.read_text().splitlines()))
+    peak = now = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_resumed_pbt_study_keeps_max_concurrent(tmp_path, monkeypatch):
+    """All four errored trials of a PBT study ran again at once under `max_concurrent = 1`
+    (the generator that caps PBT's trials does not see restored ones)."""
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workdir = write_toy(tmp_path / "w")
+    (workdir / "flaky.py").write_text(FLAKY)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    plan = make_plan(workdir, tmp_path / "res", trials={"num_samples": 4, "max_concurrent": 1},
+                     space={"constants": {"epochs": 4, "batch_size": 32}},
+                     resources={"cpus_per_worker": 0.5},  # room for all four at once
+                     scheduler={"name": "pbt", "time_attr": "training_iteration",
+                                "options": {"perturbation_interval": 2}},
+                     checkpoint={"every": 1, "keep": 4},
+                     pipeline={"trainer": {"target": "flaky:FlakySlow", "args": {"marker_dir": str(markers)}}},
+                     resume={"enabled": True, "retry_errored": True, "grace_s": 60})
+    opts = dict(local=True, num_cpus=2, progress=io.StringIO(), out=io.StringIO())
+    run_study(plan, RunOptions(**opts))
+    exp = tmp_path / "res" / "toy"
+    assert summary(exp)["status_counts"] == {"ERROR": 4}
+    (exp / "summary.json").unlink()  # as if the driver had been killed: the next run resumes
+    (markers / "spans.log").rename(markers / "first.log")
+    assert run_study(plan, RunOptions(**opts)) == EXIT_OK
+    assert summary(exp)["status_counts"] == {"TERMINATED": 4}
+    assert _peak_epochs(markers / "spans.log") == 1
+
+
 # ---------------------------------------------------------------- on the local SLURM cluster
 
 

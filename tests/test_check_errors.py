@@ -603,6 +603,38 @@ def test_population_schedulers_search_randomly_and_keep_checkpoints_to_clone() -
     assert plan_of(study + "scheduler asha\n")["checkpoint"]["keep"] == 2
 
 
+def test_population_perturbations_must_fall_on_checkpoints(tmp_path, monkeypatch, capsys) -> None:
+    """Ray's PBT clones the checkpoint a donor reported at its perturbation: with
+    `perturbation_interval = 2` and `every = 3` a 6-epoch study ran without one exploit."""
+    from hpoc.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trainer.py").write_text("class T:\n    pass\n")
+    study = BASE + "objective maximize val_accuracy\nspace { lr = loguniform(1e-4, 1e-1), epochs = 6 }\n"
+
+    def check(tail: str) -> str:
+        (tmp_path / "s.hpo").write_text(study + tail + "trials { num_samples = 4 }\n")
+        assert main(["check", "s.hpo"]) == 0
+        return capsys.readouterr().err
+
+    err = check("scheduler pbt { perturbation_interval = 2 }\ncheckpoint { every = 3 }\n")
+    assert err.startswith("s.hpo:6:14: warning: `scheduler pbt` clones the checkpoint a trial reports at a "
+                          "perturbation (every 2 epochs), but trials checkpoint every 3 epochs: no trial ever "
+                          "exploits another in its 6 epochs [HP805]"), err
+    assert "= note: PBT skips an exploit when the donor's report at the perturbation has no checkpoint" in err
+    assert "= help: set `checkpoint { every = 1 }`, or a `perturbation_interval` that is a multiple of 3" in err
+    err = check("scheduler pb2 { perturbation_interval = 1 }\ncheckpoint { every = 2 }\n")
+    assert "s.hpo:6:14: warning:" in err and "only every 2 epochs, not every 1" in err
+    err = check("scheduler pbt { perturbation_interval = 30, time_attr = time_total_s, synch = true }\n"
+                "checkpoint { every = 2 }\n")
+    assert "(every 30 `time_total_s`)" in err and "trials repeat the epochs since their latest checkpoint" in err
+    assert "synchronous PBT pauses every trial" in err and "= help: set `checkpoint { every = 1 }`\n" in err
+    for fine in ("scheduler pbt { perturbation_interval = 4 }\ncheckpoint { every = 2 }\n",
+                 "scheduler pbt { perturbation_interval = 3 }\n",
+                 "scheduler asha\ncheckpoint { every = 3 }\n"):
+        assert "HP805" not in check(fine), fine
+
+
 # ------------------------------------------------------------- resources and slurm
 
 

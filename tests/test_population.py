@@ -140,6 +140,21 @@ def test_new_hyperparameters_replace_the_loaded_ones() -> None:
     assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["momentum"] == 0.5
 
 
+def test_without_an_lr_scheduler_a_new_learning_rate_keeps_the_donors_factor() -> None:
+    """A scheduler that keeps no `initial_lr` (ReduceLROnPlateau), or lr changed by hand:
+    the factor is the loaded lr over the lr the donor's optimizer was built with."""
+    donor, _ = _sgd(0.1, 0.9, scheduler=False)
+    donor.param_groups[0]["lr"] = 0.025
+    opt, _ = _sgd(0.12, 0.5, scheduler=False)
+    fresh = _optimizer_settings(opt)
+    opt.load_state_dict(donor.state_dict())
+    _apply_optimizer_settings(opt, None, fresh, [0.1])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.03) and opt.param_groups[0]["momentum"] == 0.5
+    opt.load_state_dict(donor.state_dict())
+    _apply_optimizer_settings(opt, None, fresh, None)  # a checkpoint from before: as it was
+    assert opt.param_groups[0]["lr"] == 0.12
+
+
 def test_a_new_learning_rate_keeps_its_place_in_the_schedule() -> None:
     donor, donor_sched = _sgd(0.1, 0.9, scheduler=True)
     for _ in range(2):
@@ -155,6 +170,45 @@ def test_a_new_learning_rate_keeps_its_place_in_the_schedule() -> None:
     opt.step()
     sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005)  # the schedule goes on from there
+
+
+PLATEAU_TRAINER = textwrap.dedent('''
+    import torch
+    from toy import ToyTrainer
+
+
+    class PlateauTrainer(ToyTrainer):
+        """Halves its learning rate after every epoch (a plateau that never improves)."""
+
+        def create_lr_scheduler(self, optimizer, config):
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0, threshold=10.0)
+
+        def train_epoch(self, epoch):
+            metrics = super().train_epoch(epoch)
+            metrics["lr_used"] = self.optimizer.param_groups[0]["lr"]
+            return metrics
+''')
+
+
+def test_reduce_lr_on_plateau_keeps_its_reductions_through_an_exploit(tmp_path: Path) -> None:
+    """The default loop called ReduceLROnPlateau's `step()` without the loss it watches
+    (TypeError). And an exploit put the new lr in as it was: the donor's reductions were
+    dropped (0.0125 became 0.12, not 0.015) while the plateau's state stayed the donor's."""
+    import shutil
+
+    from hpoc.runtime import pipeline
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "plateau.py").write_text(PLATEAU_TRAINER, encoding="utf-8")
+    data = (torch.randn(96, 8), torch.randint(0, 3, (96,))), (torch.randn(32, 8), torch.randint(0, 3, (32,)))
+    trainer = pipeline.import_target("plateau:PlateauTrainer", str(workdir))
+    donor = trainer().run_local({"lr": 0.1, "epochs": 3, "batch_size": 32}, data, directory=tmp_path / "donor")
+    assert [r["lr_used"] for r in donor] == pytest.approx([0.1, 0.05, 0.025])  # then 0.0125
+    own = tmp_path / "exploiting"
+    shutil.copytree(tmp_path / "donor" / "checkpoint_000002", own / "checkpoint_000000")
+    rows = trainer().run_local({"lr": 0.12, "epochs": 5, "batch_size": 32}, data, directory=own)  # PBT's 1.2
+    assert [r["epoch"] for r in rows] == [4, 5]
+    assert [r["lr_used"] for r in rows] == pytest.approx([0.015, 0.0075])
 
 
 class _RestartingTrial:

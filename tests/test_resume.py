@@ -3,8 +3,10 @@ the local SLURM cluster that survives a walltime signal and a hard kill."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import pickle
 import subprocess
 import textwrap
 import time
@@ -115,6 +117,33 @@ def test_restored_trials_wait_their_turn_under_max_concurrent():
     assert all(t.status == "PENDING" for t in ctl2.trials)
 
 
+@pytest.mark.parametrize("name", ["pbt", "pb2"])
+def test_restored_population_trials_wait_their_turn_under_max_concurrent(name):
+    """A resumed PBT study (errored trials retried) ran all four restored trials at once
+    under `max_concurrent = 1`: their generator caps only the trials it makes."""
+    from hpoc.runtime.resume import prepare_scheduler
+    from hpoc.runtime.search import make_scheduler
+
+    plan = make_plan(Path("/tmp"), Path("/tmp/res"), trials={"num_samples": 4, "max_concurrent": 1},
+                     scheduler={"name": name, "time_attr": "training_iteration",
+                                "options": {"perturbation_interval": 2}})
+    sched, ctl = prepare_scheduler(make_scheduler(plan), plan), FakeController()
+    ctl.search_alg = None
+    trials = [FakeTrial(f"t{i}", last={"training_iteration": 1}) for i in range(3)]
+    for t in trials:  # Tune requeues all restored trials as PENDING at once
+        t.config, t.evaluated_params, t.experiment_tag = {"lr": 0.01, "hidden": 8, "__hpoc_trial": 0}, {}, t.trial_id
+        t.run_metadata.checkpoint_manager = SimpleNamespace(checkpoint_config=SimpleNamespace(num_to_keep=4))
+        ctl.add(sched, t)
+    assert [t.status for t in trials] == ["PENDING", "PAUSED", "PAUSED"]
+    assert sched.choose_trial_to_run(ctl) is trials[0]
+    trials[0].status = "RUNNING"
+    assert sched.choose_trial_to_run(ctl) is None
+    trials[0].status = "PAUSED"  # PBT pauses it at a perturbation: the others take turns
+    assert sched.choose_trial_to_run(ctl) in trials
+    assert type(pickle.loads(pickle.dumps(sched)))._hpoc_cap is None  # the cap is the instance's
+    assert pickle.loads(pickle.dumps(sched))._hpoc_cap == 1  # Tuner.restore unpickles it
+
+
 def test_the_experiment_state_is_saved_as_soon_as_a_trial_ends():
     from ray.tune.schedulers import FIFOScheduler
 
@@ -190,6 +219,8 @@ def test_an_exploiting_pbt_trial_restores_from_its_own_copy_of_the_donors_checkp
     assert cloned == [str(copy)] and (copy / "state.pt").read_text() == "37"
     assert pbt._trial_state[donor].last_checkpoint is noted  # the donor's own stays noted
     assert trial._hpoc_config == {"lr": 0.2}  # recorded for a resumed run (population.py)
+    # hard links, not a copy the Tune driver waits for (the donor's file, not a new one)
+    assert (copy / "state.pt").samefile(donor_dir / "checkpoint_000037" / "state.pt")
     (donor_dir / "checkpoint_000037" / "state.pt").unlink()
     (donor_dir / "checkpoint_000037").rmdir()  # the donor's keep deletes it: the copy remains
     assert (copy / "state.pt").read_text() == "37"
@@ -199,11 +230,19 @@ def test_an_exploiting_pbt_trial_restores_from_its_own_copy_of_the_donors_checkp
     assert cloned[-1] == str(newer) and (newer / "state.pt").read_text() == "45"
     assert not copy.exists()  # one copy per trial
 
+    def no_links(src, dst):  # a storage without hard links, or another file system
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr("os.link", no_links)
+    pbt._trial_state[donor].last_checkpoint = Checkpoint(str(donor_dir / "checkpoint_000045"))
+    pbt._exploit(FakeController(), trial, donor)  # copied instead
+    assert (newer / "state.pt").read_text() == "45"
+    assert not (newer / "state.pt").samefile(donor_dir / "checkpoint_000045" / "state.pt")
+
     donor.checkpoint = None
     pbt._trial_state[donor].last_checkpoint = Checkpoint(str(tmp_path / "gone"))
     pbt._exploit(FakeController(), trial, donor)  # nothing to clone: no exploit, no error
-    assert len(cloned) == 2
-    import pickle
+    assert len(cloned) == 3
 
     assert type(pickle.loads(pickle.dumps(pbt))) is PBT  # Tuner.restore unpickles it
 
@@ -256,6 +295,49 @@ def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(t
     # each continued after its checkpoint of epoch 1
     for rows in reports(exp).values():
         assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def _peak_epochs(log: Path) -> int:
+    """The most epochs trained at the same moment, from the trainer's begin/end lines."""
+    events = sorted((float(t), 1 if what == "begin" else -1)
+                    for _, _, what, t in (line.split() for line in log.read_text().splitlines()))
+    peak = now = 0
+    for _, step in events:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_resumed_pbt_study_keeps_max_concurrent(tmp_path, monkeypatch):
+    """All four errored trials of a PBT study ran again at once under `max_concurrent = 1`
+    (the generator that caps PBT's trials does not see restored ones)."""
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workdir = write_toy(tmp_path / "w")
+    (workdir / "flaky.py").write_text(FLAKY)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    plan = make_plan(workdir, tmp_path / "res", trials={"num_samples": 4, "max_concurrent": 1},
+                     space={"constants": {"epochs": 4, "batch_size": 32}},
+                     resources={"cpus_per_worker": 0.5},  # room for all four at once
+                     scheduler={"name": "pbt", "time_attr": "training_iteration",
+                                "options": {"perturbation_interval": 2}},
+                     checkpoint={"every": 1, "keep": 4},
+                     pipeline={"trainer": {"target": "flaky:FlakySlow", "args": {"marker_dir": str(markers)}}},
+                     resume={"enabled": True, "retry_errored": True, "grace_s": 60})
+    opts = dict(local=True, num_cpus=2, progress=io.StringIO(), out=io.StringIO())
+    run_study(plan, RunOptions(**opts))
+    exp = tmp_path / "res" / "toy"
+    assert summary(exp)["status_counts"] == {"ERROR": 4}
+    (exp / "summary.json").unlink()  # as if the driver had been killed: the next run resumes
+    (markers / "spans.log").rename(markers / "first.log")
+    assert run_study(plan, RunOptions(**opts)) == EXIT_OK
+    assert summary(exp)["status_counts"] == {"TERMINATED": 4}
+    assert _peak_epochs(markers / "spans.log") == 1
 
 
 # ---------------------------------------------------------------- on the local SLURM cluster

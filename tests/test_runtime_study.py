@@ -89,20 +89,23 @@ def test_a_local_study_with_asha_runs_end_to_end(tmp_path):
     assert code == EXIT_SPEC
 
 
-def test_a_trial_that_dies_mid_way_is_retried_from_its_checkpoint(tmp_path):
+def test_a_trial_that_dies_mid_way_is_retried_from_its_checkpoint(tmp_path, monkeypatch):
+    # Tune saves the experiment (and with it the trial's logs) rarely: the retry's loggers
+    # copied the storage's older result.json back (epochs 1, 2, 4, 5; resume.push_trial_logs).
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1000")
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(
         workdir, tmp_path / "results", trials={"num_samples": 1},
-        space={"constants": {"epochs": 4, "batch_size": 32}},
+        space={"constants": {"epochs": 5, "batch_size": 32}},
         pipeline={"trainer": {"target": "toy:FailOnceTrainer",
-                              "args": {"marker_dir": str(tmp_path), "fail_after": 2}}},
+                              "args": {"marker_dir": str(tmp_path), "fail_after": 3}}},
         failure={"max_retries": 1})
     code, progress, out = _run(plan)
     assert code == EXIT_OK, progress
     assert "failed; retrying from its last checkpoint" in progress
     (trial,) = _summary(plan)["trials"]
-    assert trial["status"] == "TERMINATED" and trial["epochs"] == 4
-    assert _epochs(trial) == [1, 2, 3, 4]  # continued at epoch 3, did not start over
+    assert trial["status"] == "TERMINATED" and trial["epochs"] == 5
+    assert _epochs(trial) == [1, 2, 3, 4, 5]  # continued at epoch 4, did not start over, lost no row
 
 
 def test_a_trainer_mistake_is_not_retried(tmp_path):

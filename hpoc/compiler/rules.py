@@ -282,6 +282,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                      _label_span(search_block), help="use `search random { seed = 0 }`, "
                      "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
         _population_checkpoints(ch, out, name)
+        _perturbation_checkpoints(ch, out, space, block)
         res = out["resources"]
         if res["workers"] > 1 and not res.get("reuse_workers"):
             # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
@@ -317,6 +318,41 @@ def _population_checkpoints(ch: Checker, out: dict[str, Any], name: str) -> None
     ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones trials' latest checkpoints; with `keep = {keep}` "
             "a trial's latest may be deleted before another trial clones it", span,
             help=f"keep {POPULATION_KEEP} or more (the default under `scheduler {name}`)")  # fmt: skip
+
+
+def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
+    """Ray's PBT clones what a donor reported at its perturbation: a function trainable's
+    "save" is its last report. With no checkpoint there, asynchronous PBT skips the exploit;
+    synchronous PBT pauses every trial, which then restarts from its latest checkpoint (or
+    epoch 0) and clones an older one (seen: `every = 3`, interval 2, 6 epochs: epochs 1, 2
+    and 4 trained twice). So perturbations must fall on checkpoint epochs."""
+    sched = out["scheduler"]
+    every, interval = out["checkpoint"]["every"], sched["options"].get("perturbation_interval")
+    if not every or every == 1 or interval is None:
+        return
+    by_epoch = sched.get("time_attr", "training_iteration") in ("training_iteration", "epoch")
+    whole = by_epoch and float(interval).is_integer()
+    if whole and int(interval) % every == 0:
+        return
+    name, epochs = sched["name"], _epochs(space)
+    if sched["options"].get("synch"):
+        when = "trials repeat the epochs since their latest checkpoint at each perturbation between checkpoints"
+        note = ("synchronous PBT pauses every trial at a perturbation; without a checkpoint there a trial "
+                "restarts from its latest one (or from scratch), and an exploiting trial clones the donor's latest")
+    else:
+        note = "PBT skips an exploit when the donor's report at the perturbation has no checkpoint"
+        when = "most perturbations cannot exploit"
+        if whole:
+            lcm = math.lcm(int(interval), every)
+            when = (f"no trial ever exploits another in its {epochs} epochs" if epochs is not None and lcm >= epochs
+                    else f"trials exploit others only every {lcm} epochs, not every {int(interval)}")
+    unit = "epochs" if by_epoch else f"`{sched.get('time_attr')}`"
+    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones the checkpoint a trial reports at a perturbation "
+            f"(every {interval:g} {unit}), but trials checkpoint every {every} epochs: {when}",
+            ch.spans.get("checkpoint.every") or ch.spans.get("scheduler.options.perturbation_interval")
+            or _label_span(block), notes=(note,),
+            help=f"set `checkpoint {{ every = 1 }}`"
+                 + (f", or a `perturbation_interval` that is a multiple of {every}" if by_epoch else ""))  # fmt: skip
 
 
 # ----------------------------------------------------------------------- pipeline

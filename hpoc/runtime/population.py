@@ -18,20 +18,31 @@
    `checkpoint.keep` may delete before the trial starts again (it waits while paused, or
    until a resumed study restores it): the trial errored ("Could not recover from checkpoint
    as it does not exist on storage anymore") or started over. The exploiting trial gets its
-   own copy (`exploited-<donor dir>-<checkpoint>` in its directory, the newest only), and the
-   donor's latest checkpoint is cloned when the noted one is already gone.
+   own copy (`exploited-<donor dir>-<checkpoint>` in its directory, the newest only; hard
+   links where possible), and the donor's latest checkpoint is cloned when the noted one is
+   already gone.
+
+4. A resumed study started every restored trial at once (all errored ones, with
+   `resume.retry_errored`), whatever `trials.max_concurrent`: the generator that caps these
+   schedulers' trials (`space.fixed_trials`) caps only those it makes. PBT and PB2 take
+   resume.py's cap (set by `prepare_scheduler`) and its early save of a finished trial.
+   Trials over the cap wait PAUSED, so PBT time-shares: at each perturbation a running
+   trial yields to the least-trained waiting one.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
+
+from hpoc.runtime.resume import Capped, SaveOnComplete
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +77,22 @@ def _checkpoint_exists(checkpoint: Any) -> bool:
     return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link when `dst` can share `src`'s file system, else a copy. The Tune driver
+    waits while an exploit copies, and a checkpoint can be gigabytes; a link is instant.
+    Sharing the files is safe: Ray persists each checkpoint into a new directory and nothing
+    rewrites a persisted file in place, and the donor's `keep` deleting its checkpoint only
+    unlinks its own names."""
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system (EXDEV), or one without hard links
+        shutil.copy2(src, dst)
+
+
 def _own_copy(checkpoint: Any, trial: Any) -> Any:
-    """A copy of a donor's checkpoint in the exploiting trial's directory (the only one kept
-    there), or the checkpoint itself when the trial has no directory yet."""
+    """A copy of a donor's checkpoint (hard links where possible) in the exploiting trial's
+    directory (the only one kept there), or the checkpoint itself when the trial has no
+    directory yet."""
     from ray.train import Checkpoint
 
     if not getattr(trial, "path", None):
@@ -78,7 +102,7 @@ def _own_copy(checkpoint: Any, trial: Any) -> Any:
     own.mkdir(parents=True, exist_ok=True)
     tmp = own / f".{dest.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint.path, tmp)
+    shutil.copytree(checkpoint.path, tmp, copy_function=_link_or_copy)
     for old in own.glob(f"{EXPLOIT_PREFIX}*"):  # the trial restores from its newest copy only
         if old != dest:
             shutil.rmtree(old, ignore_errors=True)
@@ -139,9 +163,9 @@ class _Population:
         keep_config(trial)
 
 
-class PBT(_Population, PopulationBasedTraining):
+class PBT(SaveOnComplete, Capped, _Population, PopulationBasedTraining):
     pass
 
 
-class PB2(_Population, RayPB2):
+class PB2(SaveOnComplete, Capped, _Population, RayPB2):
     pass

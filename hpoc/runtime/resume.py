@@ -23,9 +23,9 @@
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; HyperBand and BOHB pause and resume trials themselves and
-keep Tune's behaviour there; PBT and PB2's own gaps are closed in `population.py`). It
-changes the instance's class to a subclass of its own class, so everything else about it
-stays as built.
+keep Tune's behaviour there). It changes the instance's class to a subclass of its own
+class, so everything else about it stays as built. hpoc's PBT and PB2 (`population.py`)
+have gaps 2 and 3 closed in their classes; `prepare_scheduler` sets their cap.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _has_run(trial: Any) -> bool:
 # ---------------------------------------------------------------- schedulers
 
 
-class _Capped:
+class Capped:
     """Keeps at most `_hpoc_cap` trials RUNNING or PENDING (None: no cap)."""
 
     _hpoc_cap: int | None = None
@@ -93,7 +93,7 @@ class _Capped:
         return super().choose_trial_to_run(tune_controller)
 
 
-class _SaveOnComplete:
+class SaveOnComplete:
     """Saves Tune's experiment state right after a trial ends, not at the next periodic save
     (every 10 s or more): a job killed hard just after a trial finished must not run that
     trial's last epochs again. The save happens on the controller's next step, once the
@@ -142,13 +142,13 @@ class _RungReplay:
 def _classes() -> dict[str, type]:
     from ray.tune import schedulers as s
 
-    class CappedFIFOScheduler(_SaveOnComplete, _Capped, s.FIFOScheduler):
+    class CappedFIFOScheduler(SaveOnComplete, Capped, s.FIFOScheduler):
         pass
 
-    class CappedMedianStoppingRule(_SaveOnComplete, _Capped, s.MedianStoppingRule):
+    class CappedMedianStoppingRule(SaveOnComplete, Capped, s.MedianStoppingRule):
         pass
 
-    class ResumableASHA(_SaveOnComplete, _Capped, _RungReplay, s.AsyncHyperBandScheduler):
+    class ResumableASHA(SaveOnComplete, Capped, _RungReplay, s.AsyncHyperBandScheduler):
         pass
 
     made = {}
@@ -178,6 +178,9 @@ def prepare_scheduler(scheduler: Any, plan: dict[str, Any]) -> Any:
     """The plan's scheduler, resumable and capped at `trials.max_concurrent`."""
     from ray.tune import schedulers as s
 
+    if isinstance(scheduler, Capped):  # population.PBT / PB2
+        scheduler._hpoc_cap = plan["trials"]["max_concurrent"] or None
+        return scheduler
     made = _made()
     exact = type(scheduler)
     target = {
@@ -224,10 +227,11 @@ def push_trial_logs(trial: Any) -> list[str]:
 
     Ray's loggers write into a staging folder that Tune copies to the storage only when it
     saves the experiment (every 10 s or more). When a trial with a checkpoint starts again
-    (PBT/PB2 exploits, HyperBand and synchronous PBT pause and resume it within one run),
-    the loggers first copy the storage's file back over the staging one: reports made since
-    the last save were lost (a PBT trial's result.json began at epoch 3). Called from a
-    callback that runs before the loggers'. Returns the files it copied."""
+    (PBT/PB2 exploits, HyperBand and synchronous PBT pause and resume it within one run, and
+    a failed trial is retried), the loggers first copy the storage's file back over the
+    staging one: reports made since the last save were lost (a PBT trial's result.json
+    began at epoch 3; a trial retried after failing at epoch 3 reported 1, 2, 4, 5).
+    Called from a callback that runs before the loggers'. Returns the files it copied."""
     if not getattr(trial, "checkpoint", None):
         return []  # the loggers restore nothing then
     try:

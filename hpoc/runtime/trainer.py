@@ -386,7 +386,7 @@ class Trainer:
             if self.validation_dataloader is not None:
                 metrics.update(self.validation_epoch(epoch))
             if self.lr_scheduler is not None:
-                self.lr_scheduler.step()
+                _step_lr_scheduler(self.lr_scheduler, metrics)
             self.report(metrics, epoch=epoch)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -491,6 +491,8 @@ class Trainer:
     def save_checkpoint(self, directory: str, *, epochs_done: int, extra: dict[str, Any] | None = None) -> None:
         state = {"epoch": epochs_done, "seed": self.seed, "rng": rng_state(),
                  "user": self.checkpoint_state(), "config": self.config}
+        if getattr(self, "_built_lrs", None):  # what an exploiting trial scales its lr by
+            state["built_lrs"] = self._built_lrs
         if extra:
             state["data"] = extra
         self.strategy.save_checkpoint(directory, state)
@@ -503,10 +505,11 @@ class Trainer:
         none left the trial starts over."""
         from hpoc.runtime.report import checkpoint_note, older_checkpoints
 
+        fresh = _optimizer_settings(self.strategy.optimizer)  # from this trial's config
+        self._built_lrs = [g.get("initial_lr", g.get("lr")) for g in fresh]
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
-            fresh = _optimizer_settings(self.strategy.optimizer)  # from this trial's config
             state, write = None, self.strategy.is_main
             for candidate in [directory, *older_checkpoints(directory)]:
                 try:
@@ -526,7 +529,8 @@ class Trainer:
         if state.get("config") is not None and state["config"] != self.config:
             # Another trial's checkpoint (PBT's exploit): its weights, this trial's
             # hyperparameters; the optimizer state just loaded carries the donor's.
-            _apply_optimizer_settings(self.strategy.optimizer, self.strategy.lr_scheduler, fresh)
+            _apply_optimizer_settings(self.strategy.optimizer, self.strategy.lr_scheduler, fresh,
+                                      state.get("built_lrs"))
         set_rng_state(state.get("rng"))
         self.load_checkpoint_state(state.get("user") or {})
         self.restored = state
@@ -636,6 +640,20 @@ class Trainer:
         return reporter.history
 
 
+def _step_lr_scheduler(scheduler: Any, metrics: dict[str, Any]) -> None:
+    """One epoch's step. ReduceLROnPlateau needs a value to watch (`step()` raised
+    TypeError): the epoch's `val_loss`, else its `train_loss`."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        value = metrics.get("val_loss", metrics.get("train_loss"))
+        if value is None:
+            raise TrainerError("ReduceLROnPlateau needs a loss to watch, and this epoch reported neither "
+                               "`val_loss` nor `train_loss`: report one, or step the scheduler in your "
+                               "own `train()`")
+        scheduler.step(float(value))
+    else:
+        scheduler.step()
+
+
 def _optimizer_settings(optimizer: Any) -> list[dict[str, Any]]:
     """Each param group's hyperparameters (lr, momentum, betas, ...), without its tensors."""
     groups = getattr(optimizer, "param_groups", None) or []
@@ -643,18 +661,25 @@ def _optimizer_settings(optimizer: Any) -> list[dict[str, Any]]:
             for g in groups]
 
 
-def _apply_optimizer_settings(optimizer: Any, scheduler: Any, fresh: list[dict[str, Any]]) -> None:
-    """Put `fresh` hyperparameters into a loaded optimizer. Under an LR scheduler the
-    learning rate keeps its place in the schedule: the new base lr times the factor the
-    schedule had reached (`lr / initial_lr` of the loaded state)."""
+def _apply_optimizer_settings(optimizer: Any, scheduler: Any, fresh: list[dict[str, Any]],
+                              donor_lrs: list[Any] | None = None) -> None:
+    """Put `fresh` hyperparameters into a loaded optimizer. The learning rate keeps the
+    factor the donor's training had reached: the new base lr times the loaded `lr` over the
+    donor's base, which is `initial_lr` under a torch LR scheduler, else the lr the donor's
+    optimizer was built with (`donor_lrs`, saved in its checkpoint): ReduceLROnPlateau keeps
+    its reductions (its state, `best` and counters, is the donor's too). Without either, the
+    new base lr as it is."""
     groups = getattr(optimizer, "param_groups", None) or []
+    donor_lrs = donor_lrs if donor_lrs and len(donor_lrs) == len(groups) else [None] * len(groups)
     bases = []
-    for group, new in zip(groups, fresh):
+    for group, new, donor_base in zip(groups, fresh, donor_lrs):
         base = new.get("initial_lr", new.get("lr"))
         factor = 1.0
         if "initial_lr" in group and group["initial_lr"]:
             factor = group["lr"] / group["initial_lr"]
             group["initial_lr"] = base
+        elif isinstance(donor_base, (int, float)) and donor_base and isinstance(group.get("lr"), (int, float)):
+            factor = group["lr"] / donor_base
         group.update({k: v for k, v in new.items() if k not in ("lr", "initial_lr")})
         if base is not None:
             group["lr"] = base * factor

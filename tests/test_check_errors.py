@@ -188,6 +188,26 @@ def test_domain_bounds() -> None:
         assert (d.code, where(d), d.message) == ("HP302", loc, msg), src
 
 
+def test_quantised_bounds_must_be_multiples_of_q() -> None:
+    # Ray raises at the first sample (mid-run) for these; Optuna would step from `lower`.
+    cases = [
+        ("a = quniform(0.1, 1.1, 0.5)", (3, 22), "`lower` of `quniform` must be a multiple of `q` = 0.5 (got 0.1)",
+         "write `quniform(0.5, 1.0, 0.5)`: values are multiples of `q`"),
+        ("a = quniform(0, 1, 0.3)", (3, 25), "`upper` of `quniform` must be a multiple of `q` = 0.3 (got 1)",
+         "write `quniform(0.0, 0.9, 0.3)`: values are multiples of `q`"),
+        ("a = qloguniform(1e-4, 0.15, 0.1)", (3, 25), "`lower` of `qloguniform` must be a multiple of `q` = 0.1 (got 0.0001)",
+         "values are multiples of `q`; choose bounds that are"),
+        ("a = qrandint(5, 7, 4)", (3, 28), "`qrandint(5, 7, 4)` has no multiple of `q` = 4 between its bounds",
+         "values are multiples of `q`; widen the bounds or use a smaller `q`"),
+    ]
+    for src, loc, msg, help in cases:
+        d = one_error(BASE + f"space {{ {src} }}\n")
+        assert (d.code, where(d), d.message, d.help) == ("HP302", loc, msg, help), src
+    plan = plan_of(BASE + "space { a = quniform(0, 0.5, 0.05)\n b = qrandint(1, 10, 4)\n"
+                   " c = qloguniform(1e-6, 1e-2, 1e-6) }\n")
+    assert [p["domain"] for p in plan["space"]["params"]] == ["quniform", "qrandint", "qloguniform"]
+
+
 def test_domain_arguments() -> None:
     d = one_error(BASE + "space { a = unifrom(0, 1) }\n")
     assert (d.code, where(d), d.message, d.help) == (

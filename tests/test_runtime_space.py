@@ -216,6 +216,20 @@ def test_optuna_space_covers_every_domain_with_rays_bounds():
     assert {c["g"] for c in configs} == {4, 8}
 
 
+@pytest.mark.parametrize("p, values", [
+    (param("a", "qrandint", lower=1, upper=10, q=4), {4, 8}),      # multiples of q, not 1, 5, 9
+    (param("a", "qrandint", lower=-7, upper=10, q=5), {-5, 0, 5, 10}),
+    (param("a", "qrandint", lower=1, upper=4, q=1), {1, 2, 3, 4}),  # upper inclusive with q = 1 too
+    (param("a", "qlograndint", lower=1, upper=4, q=1), {1, 2, 3, 4}),
+])
+def test_random_and_optuna_sample_the_same_quantised_integers(p, values):
+    space = {"params": [p], "constants": {}}
+    drawn = {sp.sample_config(space, {}, np.random.default_rng([0, i]))["a"] for i in range(300)}
+    suggested = {sp.trial_config(v, space)["a"] for _, v in _optuna_trials(space, 300)}
+    assert drawn == suggested == values
+    assert all(type(v) is int for v in drawn | suggested)
+
+
 def test_optuna_space_survives_pickling():
     import pickle
 

@@ -93,12 +93,15 @@ def ray_domain(param: dict[str, Any]):
             return tune.qrandn(a.get("mean", 0.0), a.get("sd", 1.0), a["q"])
         if d == "randint":
             return tune.randint(a["lower"], a["upper"])
+        # Quantised integer domains include `upper` (docs/language.md); Ray 2.60 leaves it
+        # out when q == 1, so that case is asked for with `upper + 1`.
         if d == "qrandint":
-            return tune.qrandint(a["lower"], a["upper"], a.get("q", 1))
+            q = a.get("q", 1)
+            return tune.qrandint(a["lower"], a["upper"] + (q == 1), q)
         if d == "lograndint":
             return tune.lograndint(a["lower"], a["upper"])
         if d == "qlograndint":
-            return tune.qlograndint(a["lower"], a["upper"], a["q"])
+            return tune.qlograndint(a["lower"], a["upper"] + (a["q"] == 1), a["q"])
         if d == "choice":
             return tune.choice(list(a["categories"]))
         if d == "grid":
@@ -185,13 +188,16 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
         return (_quantize(value, a["q"]) if a.get("q") else value), True
     if d in ("randint", "qrandint", "lograndint", "qlograndint"):
         q = a.get("q") or 1
-        # Ray: upper is exclusive for randint/lograndint, inclusive when quantised (q given).
+        # upper is exclusive for randint/lograndint, inclusive when quantised; the values are
+        # the multiples of q within the bounds, as Ray samples them (Optuna would step from
+        # `lower`: qrandint(1, 10, 4) gave 1, 5, 9 instead of 4, 8).
         upper = a["upper"] if d.startswith("q") else a["upper"] - 1
+        lower, upper = -(-a["lower"] // q) * q, upper // q * q
         log = "log" in d
         if log and q != 1:
-            v = trial.suggest_int(name + "~log", a["lower"], upper, log=True)
-            return int(min(max(_quantize(v, q), a["lower"]), upper)), True
-        return trial.suggest_int(name, a["lower"], upper, step=q, log=log), False
+            v = trial.suggest_int(name + "~log", a["lower"], a["upper"], log=True)
+            return int(min(max(_quantize(v, q), lower), upper)), True
+        return trial.suggest_int(name, lower, upper, step=q, log=log), False
     if d in DISCRETE:
         options = list(a["categories"] if d == "choice" else a["values"])
         if all(isinstance(o, _OPTUNA_PRIMITIVES) for o in options) and _distinct_types_ok(options):

@@ -166,11 +166,6 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                         help="use `search optuna` to keep the log scale")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
-        if alg == "optuna" and p.domain == "qlograndint" and p.args["q"] != 1:
-            ch.error(SEARCHER, f"optuna cannot combine a log scale with a step `q` (`{p.name}`)", where,
-                     help="use `lograndint(...)` or `qrandint(...)`")  # fmt: skip
-        elif alg == "optuna" and p.domain == "qloguniform":
-            ch.warn(WARN_SEARCH, f"optuna ignores the quantisation `q` of `{p.name}` on a log scale", where)
     if not space.params and alg not in ("random", "grid"):
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip

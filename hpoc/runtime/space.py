@@ -207,6 +207,44 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
     raise SpaceError(f"parameter `{name}`: unknown domain `{d}`")
 
 
+def optuna_point(point: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """A nested `points_to_evaluate` config as the Optuna parameters `OptunaSpace` suggests
+    (dotted names, helper variables): `enqueue_trial` fixes parameters by those names, so a
+    point given as the trainer sees it left `optimizer.lr`, a map choice's `~index` and the
+    like to be sampled."""
+    given, values, out = _given(point, space), {}, {}
+    for p in space["params"]:
+        if p["name"] in given and is_active(p, values):
+            values[p["name"]] = given[p["name"]]
+            out.update(_optuna_fixed(p, given[p["name"]]))
+    return out
+
+
+def _optuna_fixed(p: dict[str, Any], value: Any) -> dict[str, Any]:
+    """{optuna name: value} that makes `_suggest(trial, p)` return `value` (mirrors it)."""
+    name, d, a = p["name"], p["domain"], p["args"]
+    if d in ("uniform", "quniform") and a.get("q") and not _divides(a["upper"] - a["lower"], a["q"]):
+        return {name + "~u": value}
+    if d == "qloguniform" or (d == "qlograndint" and a["q"] != 1):
+        return {name + "~log": value}
+    if d in ("randn", "qrandn"):
+        from statistics import NormalDist
+
+        u = NormalDist(a.get("mean", 0.0), a.get("sd", 1.0)).cdf(value)
+        return {name + "~cdf": min(max(u, 1e-6), 1 - 1e-6)}
+    if d in DISCRETE:
+        options = list(a["categories"] if d == "choice" else a["values"])
+        if not (all(isinstance(o, _OPTUNA_PRIMITIVES) for o in options) and _distinct_types_ok(options)):
+            index = next(i for i, o in enumerate(options) if _same(o, value))
+            return {name + "~index": index}
+    return {name: value}
+
+
+def _same(a: Any, b: Any) -> bool:
+    # the compiler's typed comparison: 1, 1.0 and True are different categories
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
 def _distinct_types_ok(options: list[Any]) -> bool:
     # [1, True] would collapse in Optuna's storage (1 == True); go by index then.
     return not (any(isinstance(o, bool) for o in options) and any(_number(o) for o in options))

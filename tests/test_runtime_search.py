@@ -298,3 +298,28 @@ search optuna { seed = 0, points_to_evaluate = [
     first = sp.trial_config(searcher.suggest("t0"), plan["space"])
     assert first == point and type(first["flag"]) is int
     assert sp.trial_config(searcher.suggest("t1"), plan["space"]) != point
+
+
+def test_sharded_optuna_runs_each_point_once(tmp_path):
+    """The shards share one Optuna study: every shard enqueuing the points ran each K times
+    (and shard 0 again whenever it resumed)."""
+    from hpoc.compiler import compile_source
+
+    spec = f"""study "pts"
+pipeline {{ trainer = t:T }}
+space {{ lr = loguniform(1e-4, 1e-1) }}
+objective maximize val_accuracy
+trials {{ num_samples = 8 }}
+search optuna {{ seed = 0, points_to_evaluate = [{{ lr = 0.001 }}] }}
+storage {{ path = "{tmp_path}" }}
+slurm {{ array {{ shards = 3 }} }}
+"""
+    plan = compile_source(spec, "pts.hpo", str(tmp_path))
+    configs = []
+    for shard in (0, 1, 2, 0):  # the last: shard 0 resumed
+        searcher, param_space, _ = search.make_searcher(plan, shard)
+        searcher.set_search_properties(None, None, param_space)
+        for i in range(2):
+            configs.append(searcher.suggest(f"s{len(configs)}"))
+            searcher.on_trial_complete(f"s{len(configs) - 1}", {"val_accuracy": 0.5})
+    assert [c["lr"] for c in configs].count(0.001) == 1

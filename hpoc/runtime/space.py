@@ -169,7 +169,8 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
     if d in ("uniform", "quniform"):
         q = a.get("q")
         if q and _divides(a["upper"] - a["lower"], q):
-            return trial.suggest_float(name, a["lower"], a["upper"], step=q), False
+            value = trial.suggest_float(name, a["lower"], a["upper"], step=q)
+            return _quantize(value, q), _quantize(value, q) != value
         if q:  # Optuna refuses a step that does not divide the range: quantise like Ray
             u = trial.suggest_float(name + "~u", a["lower"], a["upper"])
             return _quantize(u, q), True
@@ -196,7 +197,7 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
         log = "log" in d
         if log and q != 1:
             v = trial.suggest_int(name + "~log", a["lower"], a["upper"], log=True)
-            return int(min(max(_quantize(v, q), lower), upper)), True
+            return int(min(max(round(v / q) * q, lower), upper)), True
         return trial.suggest_int(name, lower, upper, step=q, log=log), False
     if d in DISCRETE:
         options = list(a["categories"] if d == "choice" else a["values"])
@@ -255,9 +256,17 @@ def _divides(span: float, q: float) -> bool:
     return abs(ratio - round(ratio)) < 1e-9
 
 
-def _quantize(value: float, q: float) -> Any:
-    out = round(value / q) * q
-    return int(out) if isinstance(q, int) else out
+def _quantize(value: float, q: float) -> float:
+    """The multiple of `q` nearest `value`, with `q`'s decimals: 0.3, not Ray's and Optuna's
+    0.30000000000000004 (a float domain's value stays a float, as Ray casts it)."""
+    return float(round(round(value / q) * q, _decimals(q))) + 0.0  # + 0.0: no -0.0
+
+
+def _decimals(q: float) -> int:
+    from decimal import Decimal
+
+    exponent = Decimal(repr(float(q))).as_tuple().exponent
+    return max(0, -int(exponent)) if isinstance(exponent, int) else 0
 
 
 # ---------------------------------------------------------------- our random/grid searcher
@@ -281,7 +290,10 @@ def _draw(param: dict[str, Any], rng: Any) -> Any:
     if param["domain"] == "grid":
         options = param["args"]["values"]
         return copy.deepcopy(options[int(rng.integers(len(options)))])
-    return _plain(ray_domain(param).sample(random_state=rng))
+    value = _plain(ray_domain(param).sample(random_state=rng))
+    if param["domain"] in ("quniform", "qloguniform", "qrandn"):
+        return _quantize(value, param["args"]["q"])
+    return value
 
 
 def _given(point: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:

@@ -361,7 +361,7 @@ def test_points_to_evaluate_are_checked_against_the_space() -> None:
         "objective minimize val_loss\n"
         'space {\n  lr = loguniform(1e-5, 1e-3)\n  bs = choice(32, 64)\n  n = randint(1, 4)\n'
         '  opt = choice("adam", "sgd")\n  m = uniform(0.5, 0.9) if opt == "sgd"\n  g { wd = uniform(0, 1) }\n}\n'
-        "search optuna { points_to_evaluate = [\n%s] }\n"
+        "search optuna { points_to_evaluate = [\n%s] }\ntrials { num_samples = 10 }\n"
     )
     good = '  { lr = 1e-3, bs = 64, n = 3, opt = "adam", g = { wd = 0 } },\n'  # `m` is inactive: not needed
     good += '  { lr = 1e-5, bs = 32, n = 1, opt = "sgd", m = 0.5, g.wd = 1 },\n'
@@ -397,6 +397,27 @@ def test_points_to_evaluate_are_checked_against_the_space() -> None:
     assert errs[0].help == "`bs` takes `32` or `64`"
     assert errs[2].help == "`n` takes 1 to 3 (the upper bound of `randint` is exclusive)"
     assert errs[4].help == "write 2"
+
+
+def test_points_to_evaluate_run_within_the_budget_on_the_grid_of_q() -> None:
+    src = BASE + (
+        "objective minimize val_loss\n"
+        'space {\n  w = qrandint(32, 256, 32)\n  r = quniform(0, 1, 0.1)\n  e = choice({ b1 = 0.9 }, "s")\n}\n'
+        "search random { points_to_evaluate = [%s] }\ntrials { num_samples = 2 }\n"
+    )
+    # a parameter whose value is a map is given whole (it was split into `e.b1`)
+    plan = plan_of(src % '{ w = 64, r = 0.3, e = { b1 = 0.9 } }, { w = 32, r = 1, e = "s" }')
+    assert plan["search"]["options"]["points_to_evaluate"][0] == {"w": 64, "r": 0.3, "e": {"b1": 0.9}}
+    errs = errors(src % '{ w = 50, r = 0.25, e = "s" }, { w = 32, r = 0, e = "s" }, { w = 32, r = 0, e = "s" }')
+    assert [(e.code, where(e), e.message, e.help) for e in errs] == [
+        ("HP204", (9, 45), "`w` in `points_to_evaluate` is 50, not a multiple of `q` = 32",
+         "the values of `qrandint` are multiples of `q`: write 64"),
+        ("HP204", (9, 53), "`r` in `points_to_evaluate` is 0.25, not a multiple of `q` = 0.1",
+         "the values of `quniform` are multiples of `q`: write 0.2"),
+        ("HP204", (9, 98), "`points_to_evaluate` lists 3 points but the study runs 2 trial(s): "
+                           "this one and those after it never run",
+         "raise `trials.num_samples`, or remove points: they count toward it"),
+    ]
 
 
 def test_points_to_evaluate_need_only_parameters_whose_condition_chain_holds() -> None:

@@ -172,7 +172,8 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
     points = opts.get("points_to_evaluate")
     if points:
         opts["points_to_evaluate"] = check_points(ch, points, space, _setting_value(block, "points_to_evaluate"),
-                                                  ch.spans.get("search.options.points_to_evaluate"))
+                                                  ch.spans.get("search.options.points_to_evaluate"),
+                                                  total_trials(out))
     if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
         ch.error(VALUE, f"`n_startup_trials` does not apply to `sampler = {opts.get('sampler')}`",
                  ch.spans.get("search.options.n_startup_trials"), help="it applies to tpe, gp and cmaes")  # fmt: skip

@@ -290,6 +290,26 @@ def test_domain_bounds() -> None:
         assert (d.code, where(d), d.message) == ("HP302", loc, msg), src
 
 
+def test_quantised_bounds_must_be_multiples_of_q() -> None:
+    # Ray raises at the first sample (mid-run) for these; Optuna would step from `lower`.
+    cases = [
+        ("a = quniform(0.1, 1.1, 0.5)", (3, 22), "`lower` of `quniform` must be a multiple of `q` = 0.5 (got 0.1)",
+         "write `quniform(0.5, 1.0, 0.5)`: values are multiples of `q`"),
+        ("a = quniform(0, 1, 0.3)", (3, 25), "`upper` of `quniform` must be a multiple of `q` = 0.3 (got 1)",
+         "write `quniform(0.0, 0.9, 0.3)`: values are multiples of `q`"),
+        ("a = qloguniform(1e-4, 0.15, 0.1)", (3, 25), "`lower` of `qloguniform` must be a multiple of `q` = 0.1 (got 0.0001)",
+         "values are multiples of `q`; choose bounds that are"),
+        ("a = qrandint(5, 7, 4)", (3, 28), "`qrandint(5, 7, 4)` has no multiple of `q` = 4 between its bounds",
+         "values are multiples of `q`; widen the bounds or use a smaller `q`"),
+    ]
+    for src, loc, msg, help in cases:
+        d = one_error(BASE + f"space {{ {src} }}\n")
+        assert (d.code, where(d), d.message, d.help) == ("HP302", loc, msg, help), src
+    plan = plan_of(BASE + "space { a = quniform(0, 0.5, 0.05)\n b = qrandint(1, 10, 4)\n"
+                   " c = qloguniform(1e-6, 1e-2, 1e-6) }\n")
+    assert [p["domain"] for p in plan["space"]["params"]] == ["quniform", "qrandint", "qloguniform"]
+
+
 def test_domain_arguments() -> None:
     d = one_error(BASE + "space { a = unifrom(0, 1) }\n")
     assert (d.code, where(d), d.message, d.help) == (
@@ -413,8 +433,10 @@ def test_searcher_cannot_handle_the_space() -> None:
     assert (where(d), d.message) == ((5, 13), "`search optuna` cannot search `grid` values (`s`)")
     d = one_error(BASE + obj + "search optuna\nspace { s = randn(0, 1) }\n")
     assert d.message == "`search optuna` cannot sample normal distributions (`s = randn(...)`)"
-    d = one_error(BASE + obj + "search optuna\nspace { s = qlograndint(1, 100, 5) }\n")
-    assert d.message == "optuna cannot combine a log scale with a step `q` (`s`)"
+    # hpoc's Optuna space quantises a log-scale value itself (runtime.space._suggest):
+    # neither an error nor a warning that `q` is ignored
+    spec = BASE + obj + "search optuna\nspace { s = qlograndint(1, 100, 5)\n r = qloguniform(1e-3, 1, 1e-3) }\n"
+    assert diagnostics(spec) == [] and plan_of(spec)["search"]["algorithm"] == "optuna"
     (w,) = warnings(BASE + obj + "search hebo\n")
     assert (w.code, where(w), w.message) == ("HP802", (4, 8), "`search hebo` has nothing to search: `space` has no parameters")
 
@@ -441,7 +463,7 @@ def test_points_to_evaluate_are_checked_against_the_space() -> None:
         "objective minimize val_loss\n"
         'space {\n  lr = loguniform(1e-5, 1e-3)\n  bs = choice(32, 64)\n  n = randint(1, 4)\n'
         '  opt = choice("adam", "sgd")\n  m = uniform(0.5, 0.9) if opt == "sgd"\n  g { wd = uniform(0, 1) }\n}\n'
-        "search optuna { points_to_evaluate = [\n%s] }\n"
+        "search optuna { points_to_evaluate = [\n%s] }\ntrials { num_samples = 10 }\n"
     )
     good = '  { lr = 1e-3, bs = 64, n = 3, opt = "adam", g = { wd = 0 } },\n'  # `m` is inactive: not needed
     good += '  { lr = 1e-5, bs = 32, n = 1, opt = "sgd", m = 0.5, g.wd = 1 },\n'
@@ -477,6 +499,27 @@ def test_points_to_evaluate_are_checked_against_the_space() -> None:
     assert errs[0].help == "`bs` takes `32` or `64`"
     assert errs[2].help == "`n` takes 1 to 3 (the upper bound of `randint` is exclusive)"
     assert errs[4].help == "write 2"
+
+
+def test_points_to_evaluate_run_within_the_budget_on_the_grid_of_q() -> None:
+    src = BASE + (
+        "objective minimize val_loss\n"
+        'space {\n  w = qrandint(32, 256, 32)\n  r = quniform(0, 1, 0.1)\n  e = choice({ b1 = 0.9 }, "s")\n}\n'
+        "search random { points_to_evaluate = [%s] }\ntrials { num_samples = 2 }\n"
+    )
+    # a parameter whose value is a map is given whole (it was split into `e.b1`)
+    plan = plan_of(src % '{ w = 64, r = 0.3, e = { b1 = 0.9 } }, { w = 32, r = 1, e = "s" }')
+    assert plan["search"]["options"]["points_to_evaluate"][0] == {"w": 64, "r": 0.3, "e": {"b1": 0.9}}
+    errs = errors(src % '{ w = 50, r = 0.25, e = "s" }, { w = 32, r = 0, e = "s" }, { w = 32, r = 0, e = "s" }')
+    assert [(e.code, where(e), e.message, e.help) for e in errs] == [
+        ("HP204", (9, 45), "`w` in `points_to_evaluate` is 50, not a multiple of `q` = 32",
+         "the values of `qrandint` are multiples of `q`: write 64"),
+        ("HP204", (9, 53), "`r` in `points_to_evaluate` is 0.25, not a multiple of `q` = 0.1",
+         "the values of `quniform` are multiples of `q`: write 0.2"),
+        ("HP204", (9, 98), "`points_to_evaluate` lists 3 points but the study runs 2 trial(s): "
+                           "this one and those after it never run",
+         "raise `trials.num_samples`, or remove points: they count toward it"),
+    ]
 
 
 def test_points_to_evaluate_need_only_parameters_whose_condition_chain_holds() -> None:

@@ -639,3 +639,34 @@ def test_a_live_run_trusts_ray_state_saved_during_it(tmp_path, capsys):
     age(exp / "experiment_state-2024.json", 600)
     doc = json.loads(cli(capsys, exp, "--json")[1])
     assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "PENDING"
+
+
+def test_dict_valued_choice_stays_whole_and_the_best_config_pastes_back(tmp_path, capsys):
+    """A `choice` of maps is one parameter: its column, `params` and CSV cell hold the map
+    (not `-` beside keys no parameter has), and the `key = value` block is .hpo that checks."""
+    from hpoc.compiler import compile_source
+
+    storage = tmp_path / "storage"
+    plan = make_plan(storage, "maps")
+    plan["space"]["params"].append({"name": "optimizer.betas", "domain": "choice", "condition": None,
+                                    "args": {"categories": [{"b1": 0.9, "b2": 0.999}, None]}})
+    config = {"batch_size": 32, "dropout": 0.25, "epochs": 6,
+              "optimizer": {"name": "adam", "lr": 1e-05, "betas": {"b1": 0.9, "b2": 0.999}}}
+    trial_dir(storage / "maps", "aaaaa_00000", config, [{"val_loss": 0.5}])
+    write_plan(tmp_path / "build", plan)
+    code, out, err = cli(capsys, tmp_path / "build")
+    assert code == 0, err
+    header, _, row = out.splitlines()[3:6]
+    assert (header.split()[-1], row.split()[-1]) == ("optimizer.betas", '{"b1":0.9,"b2":0.999}')
+    kv = out[out.index("config (key = value):"):].splitlines()[1:]
+    assert "optimizer.betas = { b1 = 0.9, b2 = 0.999 }" in [line.strip() for line in kv]
+    spec = 'study "s"\npipeline { trainer = t:T }\nspace {\n' + "\n".join(kv) + "\n}\n"
+    assert compile_source(spec, "s.hpo", str(tmp_path))["space"]["constants"] == {
+        "batch_size": 32, "dropout": 0.25, "epochs": 6, "optimizer.name": "adam",
+        "optimizer.lr": 1e-05, "optimizer.betas": {"b1": 0.9, "b2": 0.999}}
+    code, out, _ = cli(capsys, tmp_path / "build", "--json")
+    assert json.loads(out)["trials"][0]["params"]["optimizer.betas"] == {"b1": 0.9, "b2": 0.999}
+    code, out, _ = cli(capsys, tmp_path / "build", "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert json.loads(rows[0]["config/optimizer.betas"]) == {"b1": 0.9, "b2": 0.999}
+

@@ -285,3 +285,58 @@ def test_the_runtime_and_the_compiler_name_the_same_population_schedulers():
     from hpoc.compiler import tables
 
     assert search.POPULATION_SCHEDULERS == tables.POPULATION
+
+
+def test_optuna_runs_points_to_evaluate_as_written(tmp_path):
+    """Points are nested trainer configs; Optuna fixes parameters by its own names (dotted,
+    or a helper such as `extra~index` for a choice of maps): each value must reach the trial."""
+    from hpoc.compiler import compile_source
+
+    point = {"optimizer": {"lr": 0.001}, "width": 64, "extra": [1, 2], "flag": 1,
+             "ratio": 0.005, "opt": "sgd", "momentum": 0.7}
+    spec = """study "pts"
+pipeline { trainer = t:T }
+space {
+  optimizer.lr = loguniform(1e-4, 1e-1)
+  width = qrandint(32, 256, 32)
+  extra = choice({ a = 1 }, [1, 2], "s")
+  flag = choice(true, 1)
+  ratio = qloguniform(1e-3, 1, 1e-3)
+  opt = choice("adam", "sgd")
+  momentum = uniform(0.5, 0.9) if opt == "sgd"
+}
+objective maximize val_accuracy
+search optuna { seed = 0, points_to_evaluate = [
+  { optimizer = { lr = 0.001 }, width = 64, extra = [1, 2], flag = 1, ratio = 0.005, opt = "sgd", momentum = 0.7 }] }
+"""
+    plan = compile_source(spec, "pts.hpo", str(tmp_path))
+    searcher, param_space, _ = search.make_searcher(plan)
+    searcher.set_search_properties(None, None, param_space)
+    first = sp.trial_config(searcher.suggest("t0"), plan["space"])
+    assert first == point and type(first["flag"]) is int
+    assert sp.trial_config(searcher.suggest("t1"), plan["space"]) != point
+
+
+def test_sharded_optuna_runs_each_point_once(tmp_path):
+    """The shards share one Optuna study: every shard enqueuing the points ran each K times
+    (and shard 0 again whenever it resumed)."""
+    from hpoc.compiler import compile_source
+
+    spec = f"""study "pts"
+pipeline {{ trainer = t:T }}
+space {{ lr = loguniform(1e-4, 1e-1) }}
+objective maximize val_accuracy
+trials {{ num_samples = 8 }}
+search optuna {{ seed = 0, points_to_evaluate = [{{ lr = 0.001 }}] }}
+storage {{ path = "{tmp_path}" }}
+slurm {{ array {{ shards = 3 }} }}
+"""
+    plan = compile_source(spec, "pts.hpo", str(tmp_path))
+    configs = []
+    for shard in (0, 1, 2, 0):  # the last: shard 0 resumed
+        searcher, param_space, _ = search.make_searcher(plan, shard)
+        searcher.set_search_properties(None, None, param_space)
+        for i in range(2):
+            configs.append(searcher.suggest(f"s{len(configs)}"))
+            searcher.on_trial_complete(f"s{len(configs) - 1}", {"val_accuracy": 0.5})
+    assert [c["lr"] for c in configs].count(0.001) == 1

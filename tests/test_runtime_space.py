@@ -216,6 +216,36 @@ def test_optuna_space_covers_every_domain_with_rays_bounds():
     assert {c["g"] for c in configs} == {4, 8}
 
 
+@pytest.mark.parametrize("p, values", [
+    (param("a", "qrandint", lower=1, upper=10, q=4), {4, 8}),      # multiples of q, not 1, 5, 9
+    (param("a", "qrandint", lower=-7, upper=10, q=5), {-5, 0, 5, 10}),
+    (param("a", "qrandint", lower=1, upper=4, q=1), {1, 2, 3, 4}),  # upper inclusive with q = 1 too
+    (param("a", "qlograndint", lower=1, upper=4, q=1), {1, 2, 3, 4}),
+])
+def test_random_and_optuna_sample_the_same_quantised_integers(p, values):
+    space = {"params": [p], "constants": {}}
+    drawn = {sp.sample_config(space, {}, np.random.default_rng([0, i]))["a"] for i in range(300)}
+    suggested = {sp.trial_config(v, space)["a"] for _, v in _optuna_trials(space, 300)}
+    assert drawn == suggested == values
+    assert all(type(v) is int for v in drawn | suggested)
+
+
+def test_quantised_floats_are_the_multiples_of_q_as_written():
+    """0.3, not 0.30000000000000004 (what Ray and Optuna compute): the trainer, the results
+    and the pasted best config see the value a person would write; floats stay floats."""
+    space = {"params": [param("a", "quniform", lower=0, upper=1, q=0.1),
+                        param("b", "qloguniform", lower=5e-5, upper=1e-2, q=5e-5),
+                        param("c", "qrandn", mean=0, sd=2, q=1),
+                        param("d", "quniform", lower=0, upper=10, q=2)], "constants": {}}
+    drawn = [sp.sample_config(space, {}, np.random.default_rng([0, i])) for i in range(300)]
+    suggested = [sp.trial_config(v, space) for _, v in _optuna_trials(space, 300)]
+    for config in drawn + suggested:
+        assert all(type(v) is float for v in config.values())
+        assert len(repr(config["a"])) <= 3 and repr(config["c"]) != "-0.0"
+        assert config["b"] == float(f"{config['b']:.6g}") and config["d"] in (0, 2, 4, 6, 8, 10)
+    assert {c["a"] for c in drawn} == {c["a"] for c in suggested} == {round(0.1 * k, 1) for k in range(11)}
+
+
 def test_optuna_space_survives_pickling():
     import pickle
 

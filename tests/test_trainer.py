@@ -295,6 +295,9 @@ def test_trial_seeds_follow_the_plan_seed_and_trial_index():
     assert TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", 10).seed == 13
     assert TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", 10, shard=1).seed == 13 + 100_003
     assert TrialInfo.for_trial("46ff3_00002", "x", 0).index == 2
+    # random/grid: trial 3 of shard 1 of 2 is trial 7 of the study, seeded as in one shard
+    assert TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", 10, shard=1, shards=2).seed == 17
+    assert TrialInfo.for_trial("ab12cd34", "t00007_ab12cd34", 10, shards=1).seed == 17
     free = TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", None)
     assert free.seed == TrialInfo.for_trial("ab12cd34", "t00003_ab12cd34", None).seed
     assert not free.deterministic

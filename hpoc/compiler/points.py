@@ -8,6 +8,7 @@ So each entry must set every parameter that is active in it, each value within i
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Iterator
 
 from hpoc.compiler import kinds as K
@@ -22,19 +23,25 @@ WHAT = "`points_to_evaluate`"
 
 
 def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | None,
-                 span: A.Span | None) -> list[Any]:
-    """The entries nested like trial configs; every problem reported at its key or value."""
+                 span: A.Span | None, trials: int | None = None) -> list[Any]:
+    """The entries nested like trial configs; every problem reported at its key or value.
+    `trials`: how many the study runs (points past it would never run)."""
     entries = node.items if isinstance(node, A.List) else ()
     by_name = {p.name: p for p in space.params}
     out = []
     for i, point in enumerate(points):
         entry = entries[i] if i < len(entries) else None
         where = entry.span if entry is not None and entry.span else span
+        if trials is not None and i == trials:
+            ch.error(VALUE, f"{WHAT} lists {len(points)} points but the study runs {trials} trial(s): "
+                            f"this one and those after it never run", where,
+                     help="raise `trials.num_samples`, or remove points: they count toward it")  # fmt: skip
         if not isinstance(point, dict):
             ch.error(VALUE, f"each entry of {WHAT} must be a map `{{ name = value }}`", where)
             continue
-        flat = flatten(point)
-        nodes = dict(_flat_nodes(entry)) if isinstance(entry, A.Map) else {}
+        # a parameter's value may be a map itself (`choice({ b1 = 0.9 }, ...)`): keep it whole
+        flat = flatten(point, keep=by_name)
+        nodes = dict(_flat_nodes(entry, keep=by_name)) if isinstance(entry, A.Map) else {}
         for key, value in flat.items():
             kspan, vnode = nodes.get(key, (where, None))
             p = by_name.get(key)
@@ -65,8 +72,8 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
         help = f"write {int(value)}" if whole and isinstance(value, float) and value.is_integer() else None
         ch.error(TYPE, f"`{p.name}` in {WHAT} must be {kind}, not {_show(value)}", span, help=help)
         return
-    if "lower" not in a:  # randn, qrandn: any number
-        return
+    if "lower" not in a:  # randn, qrandn: any number (a multiple of q)
+        a = {**a, "lower": -math.inf, "upper": math.inf}
     exclusive = p.domain in ("randint", "lograndint")  # Ray's upper bound is exclusive there
     if value < a["lower"] or value > a["upper"] or (exclusive and value == a["upper"]):
         help = f"`{p.name}` takes values from {a['lower']} to {a['upper']}"
@@ -74,6 +81,10 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
             help = f"`{p.name}` takes {a['lower']} to {a['upper'] - 1} (the upper bound of `{p.domain}` is exclusive)"
         ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, outside `{p.domain}({a['lower']}, {a['upper']})`",
                  span, help=help)  # fmt: skip
+    elif "q" in a and not math.isclose(value / a["q"], round(value / a["q"])):
+        near = round(value / a["q"]) * a["q"]
+        ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, not a multiple of `q` = {a['q']}", span,
+                 help=f"the values of `{p.domain}` are multiples of `q`: write {_show(round(near, 12))}")  # fmt: skip
 
 
 def _active(space: Space, flat: dict[str, Any]) -> list[Param]:
@@ -92,11 +103,11 @@ def _active(space: Space, flat: dict[str, Any]) -> list[Param]:
     return active
 
 
-def _flat_nodes(m: A.Map, prefix: str = "") -> Iterator[tuple[str, tuple[A.Span | None, A.Value]]]:
+def _flat_nodes(m: A.Map, prefix: str = "", keep: Any = ()) -> Iterator[tuple[str, tuple[A.Span | None, A.Value]]]:
     """(dotted name, (key span, value node)) of a point, as `flatten` names its values."""
     for pair in m.entries:
-        if isinstance(pair.value, A.Map) and pair.value.entries:
-            yield from _flat_nodes(pair.value, f"{prefix}{pair.key}.")
+        if isinstance(pair.value, A.Map) and pair.value.entries and f"{prefix}{pair.key}" not in keep:
+            yield from _flat_nodes(pair.value, f"{prefix}{pair.key}.", keep)
         else:
             yield f"{prefix}{pair.key}", (pair.key_span or pair.span, pair.value)
 

@@ -170,18 +170,14 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                         help="use `search optuna` to keep the log scale")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
-        if alg == "optuna" and p.domain == "qlograndint" and p.args["q"] != 1:
-            ch.error(SEARCHER, f"optuna cannot combine a log scale with a step `q` (`{p.name}`)", where,
-                     help="use `lograndint(...)` or `qrandint(...)`")  # fmt: skip
-        elif alg == "optuna" and p.domain == "qloguniform":
-            ch.warn(WARN_SEARCH, f"optuna ignores the quantisation `q` of `{p.name}` on a log scale", where)
     if not space.params and alg not in ("random", "grid"):
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     points = opts.get("points_to_evaluate")
     if points:
         opts["points_to_evaluate"] = check_points(ch, points, space, _setting_value(block, "points_to_evaluate"),
-                                                  ch.spans.get("search.options.points_to_evaluate"))
+                                                  ch.spans.get("search.options.points_to_evaluate"),
+                                                  total_trials(out))
     if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
         ch.error(VALUE, f"`n_startup_trials` does not apply to `sampler = {opts.get('sampler')}`",
                  ch.spans.get("search.options.n_startup_trials"), help="it applies to tpe, gp and cmaes")  # fmt: skip

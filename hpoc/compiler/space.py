@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +125,38 @@ def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, An
         ok = bad(f"`q` must be positive (got {args['q']})", "q")
     if "sd" in args and args["sd"] <= 0:
         ok = bad(f"`sd` must be positive (got {args['sd']})", "sd")
+    if ok and "q" in args and "lower" in args:
+        ok = _quantum(bad, func, args)
     return ok
+
+
+def _on_grid(x: float, q: float) -> bool:
+    # Ray's own test (ray.tune.search.sample: Float.quantized)
+    return math.isclose(x / q, round(x / q))
+
+
+def _quantum(bad: Any, func: str, args: dict[str, Any]) -> bool:
+    """Values are the multiples of `q` within the bounds (Ray's rule). Ray refuses a float
+    domain whose bounds are not multiples (ValueError at the first sample, mid-run), and an
+    integer one with no multiple inside; Optuna would step from `lower` instead."""
+    lo, hi, q = args["lower"], args["upper"], args["q"]
+    first, last = math.ceil(lo / q - 1e-9) * q, math.floor(hi / q + 1e-9) * q
+    fix = f"write `{func}({_num(first)}, {_num(last)}, {_num(q)})`" if first < last else None
+    if func in T.INTEGER:
+        if first > hi:
+            return bad(f"`{func}({lo}, {hi}, {q})` has no multiple of `q` = {q} between its bounds",
+                       "q", help="values are multiples of `q`; widen the bounds or use a smaller `q`")
+        return True
+    for arg in ("lower", "upper"):
+        if not _on_grid(args[arg], q):
+            return bad(f"`{arg}` of `{func}` must be a multiple of `q` = {_num(q)} (got {_num(args[arg])})",
+                       arg, help=(fix + ": values are multiples of `q`") if fix else
+                       "values are multiples of `q`; choose bounds that are")
+    return True
+
+
+def _num(x: float) -> str:
+    return repr(round(x, 12)) if isinstance(x, float) else str(x)
 
 
 def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, Any]] | None:

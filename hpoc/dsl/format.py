@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from hpoc.dsl import ast as A
 
@@ -26,6 +27,11 @@ def format_study(study: A.Study) -> str:
     if study.end_comments:
         text += ("\n\n" if text else "") + "\n".join(study.end_comments)
     return text + "\n" if text else ""
+
+
+def format_setting(key: str, value: Any) -> str:
+    """`key = value` for a plain Python value, as a spec writes it (one line)."""
+    return f"{_name(key)} = {_flat(A.from_python(value))}"
 
 
 def _name(key: str) -> str:

@@ -28,12 +28,14 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(nested: dict[str, Any], prefix: str = "", keep: Any = ()) -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; a name in `keep` (a parameter whose values are
+    dicts, `choice({...}, ...)`) keeps its value whole."""
     out: dict[str, Any] = {}
     for key, value in nested.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
+        if isinstance(value, dict) and value and name not in keep:
+            out.update(flatten(value, name + ".", keep))
         else:
             out[name] = value
     return out

@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from hpoc.results.model import RAY_KEYS, Results, Trial, flatten, number
+from hpoc.results.model import RAY_KEYS, Results, Trial, number
 from hpoc.results.rank import Ranking, param_names, status_label
 
 # Ray bookkeeping kept in the per-epoch history export (the rest is user metrics).
@@ -28,7 +28,7 @@ def trial_record(results: Results, ranking: Ranking, trial: Trial, rank: int,
         "score": ranking.value(trial),
         "metrics": {k: v for k, v in metrics.items() if v is not None},
         "config": ranking.config(trial),
-        "params": flatten(ranking.config(trial)),
+        "params": results.flat(ranking.config(trial)),
         "error": trial.error,
         "path": trial.path,
         "wall_s": _wall(trial),
@@ -86,7 +86,7 @@ def to_csv(results: Results, ranking: Ranking) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for i, trial in enumerate(ranking.trials, 1):
-        flat = flatten(ranking.config(trial))
+        flat = results.flat(ranking.config(trial))
         row: list[Any] = [i, trial.trial_id, trial.shard, trial.status, status_label(trial),
                           str(trial.stopped_early).lower(), trial.epochs, _cell(_wall(trial))]
         row += [_metric_cell(trial, m) for m in metrics]

@@ -310,7 +310,8 @@ def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     if space is not None:
         try:  # searchers hand Tune flat (dotted names) or nested configs
-            return trial_config({**flatten(config), **config}, space)
+            keep = {p["name"] for p in space["params"]}
+            return trial_config({**flatten(config, keep=keep), **config}, space)
         except Exception:  # noqa: BLE001 - a config of another shape: shown as recorded
             pass
     flat = {k: v for k, v in config.items() if k != TRIAL_KEY}

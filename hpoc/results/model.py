@@ -174,6 +174,11 @@ class Results:
     def space(self) -> list[dict[str, Any]]:
         return list(self.plan["space"]["params"]) if self.plan else []
 
+    def flat(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A config by dotted names; a parameter's value stays whole (a dict from a
+        `choice`, which plain flattening would split into keys no parameter has)."""
+        return flatten(config, keep={p["name"] for p in self.space()})
+
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for trial in self.trials:

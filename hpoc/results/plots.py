@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from hpoc.results.model import Results, Trial, flatten, number
+from hpoc.results.model import Results, Trial, number
 from hpoc.results.rank import Ranking, param_names, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
@@ -70,7 +70,7 @@ def params(results: Results) -> list[Param]:
     domains = {p["name"]: p for p in results.space()}
     out = []
     for name in param_names(results):
-        values = [v for v in (flatten(t.config).get(name) for t in results.trials)
+        values = [v for v in (results.flat(t.config).get(name) for t in results.trials)
                   if v is not None]
         spec = domains.get(name)
         if spec is not None:
@@ -254,7 +254,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
     for ax, param in zip(axes, plist):
         best_x = None
         for label, color in STATUS_COLORS.items():
-            pts = [(t, _position(param, flatten(t.config).get(param.name)), v)
+            pts = [(t, _position(param, results.flat(t.config).get(param.name)), v)
                    for t, v in scored if status_label(t) == label]
             pts = [(t, x, y) for t, x, y in pts if x is not None]
             if not pts:
@@ -298,7 +298,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
 
     columns: list[tuple[str, list[float | None], list[tuple[float, str]]]] = []
     for param in plist:
-        raw = [_position(param, flatten(t.config).get(param.name)) for t, _ in scored]
+        raw = [_position(param, results.flat(t.config).get(param.name)) for t, _ in scored]
         if param.categorical:
             n = max(1, len(param.categories) - 1)
             norm = [None if r is None else r / n for r in raw]

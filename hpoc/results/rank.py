@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpoc.results.model import Results, ResultsError, Trial, flatten
+from hpoc.results.model import Results, ResultsError, Trial
 
 # --status accepts Ray's statuses plus three views of TERMINATED.
 STATUS_FILTERS = ("terminated", "completed", "stopped", "no-reports", "error", "running",
@@ -137,7 +137,7 @@ def status_label(trial: Trial) -> str:
 
 def param_names(results: Results) -> list[str]:
     """Hyperparameter columns: the plan's searched parameters, else config keys that vary."""
-    flats = [flatten(t.config) for t in results.trials]
+    flats = [results.flat(t.config) for t in results.trials]
     if results.plan is not None:
         names = [p["name"] for p in results.space()]
         return [n for n in names if any(n in f for f in flats)]

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from hpoc.dsl.format import format_setting
 from hpoc.results.model import Results, Trial, flatten
 from hpoc.results.rank import Ranking, param_names, status_label
 
@@ -42,7 +43,7 @@ def rows(results: Results, ranking: Ranking) -> tuple[list[str], list[list[str]]
     header += params
     body = []
     for i, trial in enumerate(ranking.trials, 1):
-        flat = flatten(ranking.config(trial))
+        flat = results.flat(ranking.config(trial))
         row = [str(i), trial.trial_id] + ([str(trial.shard)] if results.sharded else [])
         row += [status_label(trial), epochs_cell(results, trial)]
         row += [fmt(ranking.value(trial, m)) for m in metrics]
@@ -118,7 +119,8 @@ def render_best(results: Results, ranking: Ranking) -> str:
     lines += schedule_lines(ranking, best)
     lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True), "",
               "config (key = value):"]
-    lines += [f"  {k} = {json.dumps(v)}" for k, v in sorted(flatten(config).items())]
+    # .hpo syntax, not JSON: a dict value pastes as `{ a = 1 }` (JSON's `{"a": 1}` does not parse)
+    lines += [f"  {format_setting(k, v)}" for k, v in sorted(results.flat(config).items())]
     return "\n".join(lines)
 
 

@@ -198,6 +198,9 @@ def _optuna(plan: dict[str, Any], options: dict[str, Any], seed: Any, names: lis
     sampler_cls = getattr(optuna.samplers, OPTUNA_SAMPLERS[kind])
     searcher_args = {k: options.pop(k) for k in ("points_to_evaluate", "evaluated_rewards")
                      if k in options}
+    if "points_to_evaluate" in searcher_args:
+        searcher_args["points_to_evaluate"] = [
+            sp.optuna_point(point, plan["space"]) for point in searcher_args["points_to_evaluate"]]
     sampler_args = dict(options)
     if seed is not None:
         sampler_args["seed"] = _shard_seed(seed, shard)

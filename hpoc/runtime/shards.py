@@ -109,10 +109,16 @@ def _optuna_search_class() -> type:
         """
 
         def __init__(self, *args: Any, shard: int = 0, budget: int | None = None, **kwargs: Any):
+            # Ray enqueues the points each time a searcher is made: in a shared study that
+            # was once per shard and per resumed run. Shard 0 enqueues them, once.
+            points = kwargs.pop("points_to_evaluate", None) if budget is not None else None
             super().__init__(*args, **kwargs)
             self._hpoc_shard = shard
             self._hpoc_budget = budget
             self._hpoc_orphans: list[Any] | None = None  # found once per process
+            if points and shard == 0 and self._ot_study is not None:
+                for point in points:
+                    self._ot_study.enqueue_trial(point, skip_if_exists=True)
 
         def restore(self, checkpoint_path: str) -> None:
             super().restore(checkpoint_path)

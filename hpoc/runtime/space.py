@@ -93,12 +93,15 @@ def ray_domain(param: dict[str, Any]):
             return tune.qrandn(a.get("mean", 0.0), a.get("sd", 1.0), a["q"])
         if d == "randint":
             return tune.randint(a["lower"], a["upper"])
+        # Quantised integer domains include `upper` (docs/language.md); Ray 2.60 leaves it
+        # out when q == 1, so that case is asked for with `upper + 1`.
         if d == "qrandint":
-            return tune.qrandint(a["lower"], a["upper"], a.get("q", 1))
+            q = a.get("q", 1)
+            return tune.qrandint(a["lower"], a["upper"] + (q == 1), q)
         if d == "lograndint":
             return tune.lograndint(a["lower"], a["upper"])
         if d == "qlograndint":
-            return tune.qlograndint(a["lower"], a["upper"], a["q"])
+            return tune.qlograndint(a["lower"], a["upper"] + (a["q"] == 1), a["q"])
         if d == "choice":
             return tune.choice(list(a["categories"]))
         if d == "grid":
@@ -166,7 +169,8 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
     if d in ("uniform", "quniform"):
         q = a.get("q")
         if q and _divides(a["upper"] - a["lower"], q):
-            return trial.suggest_float(name, a["lower"], a["upper"], step=q), False
+            value = trial.suggest_float(name, a["lower"], a["upper"], step=q)
+            return _quantize(value, q), _quantize(value, q) != value
         if q:  # Optuna refuses a step that does not divide the range: quantise like Ray
             u = trial.suggest_float(name + "~u", a["lower"], a["upper"])
             return _quantize(u, q), True
@@ -185,13 +189,16 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
         return (_quantize(value, a["q"]) if a.get("q") else value), True
     if d in ("randint", "qrandint", "lograndint", "qlograndint"):
         q = a.get("q") or 1
-        # Ray: upper is exclusive for randint/lograndint, inclusive when quantised (q given).
+        # upper is exclusive for randint/lograndint, inclusive when quantised; the values are
+        # the multiples of q within the bounds, as Ray samples them (Optuna would step from
+        # `lower`: qrandint(1, 10, 4) gave 1, 5, 9 instead of 4, 8).
         upper = a["upper"] if d.startswith("q") else a["upper"] - 1
+        lower, upper = -(-a["lower"] // q) * q, upper // q * q
         log = "log" in d
         if log and q != 1:
-            v = trial.suggest_int(name + "~log", a["lower"], upper, log=True)
-            return int(min(max(_quantize(v, q), a["lower"]), upper)), True
-        return trial.suggest_int(name, a["lower"], upper, step=q, log=log), False
+            v = trial.suggest_int(name + "~log", a["lower"], a["upper"], log=True)
+            return int(min(max(round(v / q) * q, lower), upper)), True
+        return trial.suggest_int(name, lower, upper, step=q, log=log), False
     if d in DISCRETE:
         options = list(a["categories"] if d == "choice" else a["values"])
         if all(isinstance(o, _OPTUNA_PRIMITIVES) for o in options) and _distinct_types_ok(options):
@@ -199,6 +206,44 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
         index = trial.suggest_categorical(name + "~index", list(range(len(options))))
         return copy.deepcopy(options[index]), True
     raise SpaceError(f"parameter `{name}`: unknown domain `{d}`")
+
+
+def optuna_point(point: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:
+    """A nested `points_to_evaluate` config as the Optuna parameters `OptunaSpace` suggests
+    (dotted names, helper variables): `enqueue_trial` fixes parameters by those names, so a
+    point given as the trainer sees it left `optimizer.lr`, a map choice's `~index` and the
+    like to be sampled."""
+    given, values, out = _given(point, space), {}, {}
+    for p in space["params"]:
+        if p["name"] in given and is_active(p, values):
+            values[p["name"]] = given[p["name"]]
+            out.update(_optuna_fixed(p, given[p["name"]]))
+    return out
+
+
+def _optuna_fixed(p: dict[str, Any], value: Any) -> dict[str, Any]:
+    """{optuna name: value} that makes `_suggest(trial, p)` return `value` (mirrors it)."""
+    name, d, a = p["name"], p["domain"], p["args"]
+    if d in ("uniform", "quniform") and a.get("q") and not _divides(a["upper"] - a["lower"], a["q"]):
+        return {name + "~u": value}
+    if d == "qloguniform" or (d == "qlograndint" and a["q"] != 1):
+        return {name + "~log": value}
+    if d in ("randn", "qrandn"):
+        from statistics import NormalDist
+
+        u = NormalDist(a.get("mean", 0.0), a.get("sd", 1.0)).cdf(value)
+        return {name + "~cdf": min(max(u, 1e-6), 1 - 1e-6)}
+    if d in DISCRETE:
+        options = list(a["categories"] if d == "choice" else a["values"])
+        if not (all(isinstance(o, _OPTUNA_PRIMITIVES) for o in options) and _distinct_types_ok(options)):
+            index = next(i for i, o in enumerate(options) if _same(o, value))
+            return {name + "~index": index}
+    return {name: value}
+
+
+def _same(a: Any, b: Any) -> bool:
+    # the compiler's typed comparison: 1, 1.0 and True are different categories
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
 
 
 def _distinct_types_ok(options: list[Any]) -> bool:
@@ -211,9 +256,17 @@ def _divides(span: float, q: float) -> bool:
     return abs(ratio - round(ratio)) < 1e-9
 
 
-def _quantize(value: float, q: float) -> Any:
-    out = round(value / q) * q
-    return int(out) if isinstance(q, int) else out
+def _quantize(value: float, q: float) -> float:
+    """The multiple of `q` nearest `value`, with `q`'s decimals: 0.3, not Ray's and Optuna's
+    0.30000000000000004 (a float domain's value stays a float, as Ray casts it)."""
+    return float(round(round(value / q) * q, _decimals(q))) + 0.0  # + 0.0: no -0.0
+
+
+def _decimals(q: float) -> int:
+    from decimal import Decimal
+
+    exponent = Decimal(repr(float(q))).as_tuple().exponent
+    return max(0, -int(exponent)) if isinstance(exponent, int) else 0
 
 
 # ---------------------------------------------------------------- our random/grid searcher
@@ -237,7 +290,10 @@ def _draw(param: dict[str, Any], rng: Any) -> Any:
     if param["domain"] == "grid":
         options = param["args"]["values"]
         return copy.deepcopy(options[int(rng.integers(len(options)))])
-    return _plain(ray_domain(param).sample(random_state=rng))
+    value = _plain(ray_domain(param).sample(random_state=rng))
+    if param["domain"] in ("quniform", "qloguniform", "qrandn"):
+        return _quantize(value, param["args"]["q"])
+    return value
 
 
 def _given(point: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,11 @@ class TrialInfo:
 
     @staticmethod
     def for_trial(trial_id: str, name: str | None, plan_seed: int | None, shard: int = 0,
-                  parent_run_id: str | None = None, directory: str | None = None) -> "TrialInfo":
+                  parent_run_id: str | None = None, directory: str | None = None,
+                  shards: int | None = None) -> "TrialInfo":
+        """`shards`: given for random/grid search, whose trial `index` of shard k is trial
+        `k + shards * index` of the study (space.SpaceSamplerCore): seeded by that number,
+        a config trains the same however many shards run the study."""
         # The runtime names trials `t<index>_<id>` (study.trial_name).
         head = (name or "").split("_", 1)[0]
         tail = trial_id.rsplit("_", 1)[-1]
@@ -68,6 +72,8 @@ class TrialInfo:
             int(tail) if tail.isdigit() else 0)
         if plan_seed is None:
             seed = zlib.crc32(trial_id.encode())  # stable across retries of this trial
+        elif shards is not None:
+            seed = int(plan_seed) + shard + shards * index
         else:
             seed = int(plan_seed) + index + 100_003 * shard
         return TrialInfo(trial_id, name or trial_id, index, seed, plan_seed is not None,

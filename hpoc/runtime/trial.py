@@ -84,7 +84,9 @@ def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any]
     ctx = tune.get_context()
     trial = TrialInfo.for_trial(ctx.get_trial_id(), ctx.get_trial_name(),
                                 plan["training"]["seed"], shard, parent_run_id,
-                                directory=trial_storage_dir(ctx, experiment_dir))
+                                directory=trial_storage_dir(ctx, experiment_dir),
+                                shards=plan["shards"]["count"] if plan["search"]["algorithm"] in ("random", "grid")
+                                else None)
     failed = retry.recorded(trial.dir, run)
     if failed is not None:  # a retry of a deterministic failure: the same error, now
         raise TrainerError(failed)

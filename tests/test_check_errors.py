@@ -672,6 +672,9 @@ def test_population_perturbations_must_fall_on_checkpoints(tmp_path, monkeypatch
                 "checkpoint { every = 2 }\n")
     assert "(every 30 `time_total_s`)" in err and "trials repeat the epochs since their latest checkpoint" in err
     assert "synchronous PBT pauses every trial" in err and "= help: set `checkpoint { every = 1 }`\n" in err
+    # an interval past the last epoch perturbs nothing: one warning says so, not two
+    err = check("scheduler pbt { perturbation_interval = 7 }\ncheckpoint { every = 2 }\n")
+    assert err.count("HP805") == 1 and "never exploits a trial: `perturbation_interval` (7)" in err, err
     for fine in ("scheduler pbt { perturbation_interval = 4 }\ncheckpoint { every = 2 }\n",
                  "scheduler pbt { perturbation_interval = 3 }\n",
                  "scheduler asha\ncheckpoint { every = 3 }\n"):

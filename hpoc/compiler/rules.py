@@ -331,6 +331,8 @@ def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], space: Space, bl
     if whole and int(interval) % every == 0:
         return
     name, epochs = sched["name"], _epochs(space)
+    if by_epoch and epochs is not None and interval >= epochs:
+        return  # no perturbation at all: early_stop.check says so (HP805)
     if sched["options"].get("synch"):
         when = "trials repeat the epochs since their latest checkpoint at each perturbation between checkpoints"
         note = ("synchronous PBT pauses every trial at a perturbation; without a checkpoint there a trial "

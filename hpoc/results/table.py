@@ -120,8 +120,15 @@ def render_best(results: Results, ranking: Ranking) -> str:
     lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True), "",
               "config (key = value):"]
     # .hpo syntax, not JSON: a dict value pastes as `{ a = 1 }` (JSON's `{"a": 1}` does not parse)
-    lines += [f"  {format_setting(k, v)}" for k, v in sorted(results.flat(config).items())]
+    lines += [f"  {_setting(k, v)}" for k, v in sorted(results.flat(config).items())]
     return "\n".join(lines)
+
+
+def _setting(key: str, value: Any) -> str:
+    try:
+        return format_setting(key, value)
+    except (ValueError, TypeError):  # NaN, infinity: the spec language has no literal for them
+        return f"{key} = {json.dumps(value)}  # not expressible in a .hpo file"
 
 
 def schedule_lines(ranking: Ranking, trial: Trial) -> list[str]:

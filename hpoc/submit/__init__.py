@@ -132,14 +132,14 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
 def previous_run(plan: dict[str, Any], fresh: bool) -> tuple[str, set[int]]:
     """check_previous's answer and the shards that ran to the end."""
     from hpoc.runtime import marker, runlock
-    from hpoc.runtime.shards import study_root
+    from hpoc.runtime.shards import experiment_dir, study_root
     from hpoc.runtime.summary import read
 
     root = study_root(plan)
     if not root.exists() or not any(root.iterdir()):
         return "fresh", set()
     count = plan["shards"]["count"]
-    dirs = [root / f"shard-{k}" for k in range(count)] if count > 1 else [root]
+    dirs = [experiment_dir(plan, k) for k in range(count)]
     for d in dirs:  # a live `hpoc run` of it: never move it aside or run a job beside it
         live = runlock.holder(d)
         if live:

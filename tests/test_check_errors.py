@@ -81,6 +81,13 @@ def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
         "raise `trials.num_samples`, or use `scheduler fifo`")
     (w,) = warnings(_sched("epochs = 10", "num_samples = 4", "scheduler pbt", 'slurm { array { shards = 4 } }\n'))
     assert w.message == "`scheduler pbt` exploits nothing: it compares trials, and the study runs one per shard"
+    # said once: what else would keep it from acting (a single rung, perturbations between
+    # checkpoints) is no second warning
+    (w,) = warnings(_sched("lr = uniform(0, 1)", "num_samples = 1", "scheduler asha { max_t = 4, grace_period = 4 }"))
+    assert w.message.endswith("it compares trials, and the study runs one")
+    (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 1", "scheduler pbt { perturbation_interval = 3 }",
+                           "checkpoint { every = 2 }\n"))
+    assert w.message.endswith("it compares trials, and the study runs one")
     # MedianStoppingRule needs `min_samples_required` *other* trials past the same point
     (w,) = warnings(_sched("epochs = 10", "num_samples = 3", "scheduler median { min_samples_required = 3 }"))
     assert (w.code, where(w), w.message, w.help) == (
@@ -672,6 +679,9 @@ def test_population_perturbations_must_fall_on_checkpoints(tmp_path, monkeypatch
                 "checkpoint { every = 2 }\n")
     assert "(every 30 `time_total_s`)" in err and "trials repeat the epochs since their latest checkpoint" in err
     assert "synchronous PBT pauses every trial" in err and "= help: set `checkpoint { every = 1 }`\n" in err
+    # an interval past the last epoch perturbs nothing: one warning says so, not two
+    err = check("scheduler pbt { perturbation_interval = 7 }\ncheckpoint { every = 2 }\n")
+    assert err.count("HP805") == 1 and "never exploits a trial: `perturbation_interval` (7)" in err, err
     for fine in ("scheduler pbt { perturbation_interval = 4 }\ncheckpoint { every = 2 }\n",
                  "scheduler pbt { perturbation_interval = 3 }\n",
                  "scheduler asha\ncheckpoint { every = 3 }\n"):

@@ -162,3 +162,23 @@ def test_reports_made_again_after_going_back_to_a_checkpoint_replace_the_old_one
     trial = json.loads(out)["trials"][0]
     assert [r["training_iteration"] for r in trial["history"]] == [1, 2, 3]
     assert trial["epochs"] == 3 and trial["score"] == 0.4  # not the superseded 0.05
+
+
+def test_a_map_valued_parameter_changed_by_an_exploit_is_listed_whole(tmp_path, capsys) -> None:
+    """The best trial's config schedule split a `choice` of maps into keys no parameter has
+    (`optimizer.betas.b1=0.9`), unlike the table and the key = value lines."""
+    storage = tmp_path / "results"
+    plan = make_plan(storage, "pop")
+    plan["space"]["params"].append({"name": "optimizer.betas", "domain": "choice", "condition": None,
+                                    "args": {"categories": [{"b1": 0.9, "b2": 0.999}, {"b1": 0.8, "b2": 0.999}]}})
+    write_plan(tmp_path / "build", plan)
+    a = {**A, "optimizer.betas": {"b1": 0.9, "b2": 0.999}}
+    b = {**B, "optimizer.betas": {"b1": 0.8, "b2": 0.999}}
+    b_exploits = {**a, "optimizer.lr": 0.02}
+    _trial(storage / "pop", "aaaaa_00000", [(0.9, a), (0.5, a)], a)
+    _trial(storage / "pop", "aaaaa_00001", [(1.5, b), (0.2, b_exploits)], b_exploits)
+    code, out, err = _results(capsys, str(tmp_path / "build"), "--sort", "val_loss")
+    assert code == 0, err
+    best = out[out.index("best trial:"):]
+    assert 'epoch 1: dropout=0.3, optimizer.betas={"b1": 0.8, "b2": 0.999}, optimizer.lr=0.05' in best, best
+    assert "betas.b1" not in best

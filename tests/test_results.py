@@ -670,3 +670,17 @@ def test_dict_valued_choice_stays_whole_and_the_best_config_pastes_back(tmp_path
     rows = list(csv.DictReader(io.StringIO(out)))
     assert json.loads(rows[0]["config/optimizer.betas"]) == {"b1": 0.9, "b2": 0.999}
 
+
+
+def test_a_config_value_no_spec_can_write_does_not_break_the_best_trial(tmp_path, capsys):
+    """A NaN in the best config (Ray's JSON keeps it) made `hpoc results` fail with
+    "nan cannot be written in a .hpo file"; its `key = value` line falls back to JSON."""
+    storage = tmp_path / "storage"
+    plan = make_plan(storage, "nan")
+    config = {"batch_size": 32, "dropout": float("nan"), "epochs": 6}
+    trial_dir(storage / "nan", "aaaaa_00000", config, [{"val_loss": 0.5}])
+    write_plan(tmp_path / "build", plan)
+    code, out, err = cli(capsys, tmp_path / "build")
+    assert code == 0, err
+    kv = [line.strip() for line in out[out.index("config (key = value):"):].splitlines()[1:]]
+    assert "dropout = NaN  # not expressible in a .hpo file" in kv and "epochs = 6" in kv

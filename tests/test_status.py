@@ -181,3 +181,21 @@ def test_a_shard_cancelled_before_it_started_and_old_job_records_of_another_stor
     assert code == 0, err
     assert "688" not in out and "study `arr`: interrupted" in out
     assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out
+
+
+def test_next_step_commands_quote_a_build_dir_with_a_space(tmp_path, capsys, monkeypatch):
+    """The next-step lines are commands to paste: `sbatch my build/job.sbatch` ran
+    `my` with arguments."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "my build"
+    plan = make_plan(storage, "arr", shards=2)
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    done = storage / "arr" / "shard-0"
+    trial_dir(done, "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+    summary(done, "arr", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert f"next: resume: `sbatch --array=1 '{build}/job.sbatch'`" in out, out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -398,7 +399,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         steps.append(f"shard(s) {', '.join(map(str, stopped))} stopped: once the other jobs end, "
                      + _resume_command(status, stopped, target) + " resumes them")
     if status["state"] == "finished":
-        where = build or target
+        where = shlex.quote(build or target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
     return steps
 
@@ -406,12 +407,13 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
 def _resume_command(status: dict[str, Any], stopped: list[int], target: str) -> str:
     build = status["build_dir"]
     if build is None:
-        return f"run the study again as you started it (`hpoc run {target} --local`, `hpoc submit`)"
+        return f"run the study again as you started it (`hpoc run {shlex.quote(target)} --local`, `hpoc submit`)"
     if status.get("submitted_by_hpoc") or not (Path(build) / "job.sbatch").is_file():
-        return f"`hpoc submit {build}`"
+        return f"`hpoc submit {shlex.quote(build)}`"
+    script = shlex.quote(f"{build}/job.sbatch")  # the user pastes it into a shell
     if len(status["shards"]) == 1:
-        return f"`sbatch {build}/job.sbatch`"
-    return f"`sbatch --array={','.join(map(str, stopped))} {build}/job.sbatch`"
+        return f"`sbatch {script}`"
+    return f"`sbatch --array={','.join(map(str, stopped))} {script}`"
 
 
 # ---------------------------------------------------------------- table

@@ -81,15 +81,13 @@ def _run(args: argparse.Namespace) -> int:
 def _only_unfinished(plan: dict[str, Any], sub: Any) -> bool:
     """Keep in `sub` the shards a real submission would send (as `send` does); False when
     none is left."""
-    from hpoc.submit import previous_run
+    from hpoc.submit import previous_run, skip_finished
 
     state, finished = previous_run(plan, fresh=False)
     if state == "done":
         return False
-    if finished:
-        sub.shards = [k for k in sub.shards if k not in finished]
-        sub.notes.append(f"shard(s) {', '.join(map(str, sorted(finished)))} ran to the end: "
-                         "not submitted again")
+    if note := skip_finished(sub, finished):
+        sub.notes.append(note)
     return True
 
 

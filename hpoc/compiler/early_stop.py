@@ -29,28 +29,29 @@ _MAX_BRACKETS, _MAX_BAND = 64, 1_000_000  # beyond: no HyperBand rule (reduction
 
 
 def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None,
-          workdir: str | None) -> None:
-    """After the shards are known: what each shard's scheduler can compare."""
+          workdir: str | None) -> bool:
+    """After the shards are known: what each shard's scheduler can compare. False when it
+    has at most one trial to compare (said here, or an error already)."""
     sched = out["scheduler"]
     name, opts = sched["name"], sched["options"]
     if name == "fifo":
-        return
+        return True
     _time_attr(ch, out, label, workdir)
     time_attr = sched.get("time_attr") or "training_iteration"
     horizon = epochs if time_attr in _EPOCH_TIME else None
     if grid_bound(out["space"]) > T.MAX_GRID_POINTS:
-        return  # HP304 already
+        return True  # HP304 already
     shards = out["shards"]["count"]
     n = total_trials(out) // max(1, shards)  # the smallest shard's trials
     if n < 1:
-        return  # more shards than trials: HP503 already
+        return False  # more shards than trials: HP503 already
     per = " per shard" if shards > 1 else ""
     trials_span = ch.spans.get("trials.num_samples") or label
     if n == 1:
         what = "exploits nothing" if name in T.POPULATION else "stops no trial early"
         ch.warn(WARN_SCHEDULE, f"`scheduler {name}` {what}: it compares trials, and the study runs one{per}",
                 trials_span, help="raise `trials.num_samples`, or use `scheduler fifo`")  # fmt: skip
-        return
+        return False
     if name in _PAUSING and out["checkpoint"]["every"] == 0:
         ch.warn(WARN_SCHEDULE, f"`scheduler {name}` pauses trials and resumes them from their latest "
                 "checkpoint, but `checkpoint.every` is 0: a paused trial starts over from its first epoch",
@@ -73,6 +74,7 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
                         notes=("a trial is perturbed once it has trained that long, and not at its last epoch",),
                         help=f"lower `{key}` below {horizon}")  # fmt: skip
                 break
+    return True
 
 
 # What Ray's scheduler does with a result that lacks its time_attr (PBT/PB2: the default).

@@ -62,8 +62,14 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _checkpoint(ch, out, found.get("checkpoint", [None])[0])
     _resume_storage(ch, out)
     _slurm(ch, out, found.get("slurm", [None])[0], workdir)
-    if sched_ok and out["objective"]["metrics"]:  # each shard's scheduler: its trials
-        early_stop.check(ch, out, _epochs(space), _label_span(sched_block), workdir)
+    # Each shard's scheduler: its trials. Where it has one trial to compare, that is said
+    # once; what else keeps it from acting would be a second warning for one cause.
+    compares = sched_ok and (not out["objective"]["metrics"] or early_stop.check(
+        ch, out, _epochs(space), _label_span(sched_block), workdir))
+    if compares and out["scheduler"]["name"] == "asha":
+        _asha_one_rung(ch, out, space, sched_block)
+    if compares and out["scheduler"]["name"] in T.POPULATION:
+        _perturbation_checkpoints(ch, out, space, sched_block)
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -237,13 +243,6 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
-    elif name == "asha" and opts["grace_period"] == opts["max_t"] and opts["stop_last_trials"] \
-            and not _beyond_epochs(out["scheduler"], space, opts["grace_period"]):
-        # Ray's only rung is then at max_t, where every trial is stopped before it is compared.
-        ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early: `grace_period` equals `max_t` "
-                f"({opts['max_t']}), where every trial ends anyway",
-                ch.spans.get("scheduler.options.grace_period", _label_span(block)),
-                help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
     _horizon(ch, out["scheduler"], space, block)
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
@@ -278,7 +277,6 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                      _label_span(search_block), help="use `search random { seed = 0 }`, "
                      "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
         _population_checkpoints(ch, out, name)
-        _perturbation_checkpoints(ch, out, space, block)
         res = out["resources"]
         if res["workers"] > 1 and not res.get("reuse_workers"):
             # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
@@ -316,6 +314,17 @@ def _population_checkpoints(ch: Checker, out: dict[str, Any], name: str) -> None
             help=f"keep {POPULATION_KEEP} or more (the default under `scheduler {name}`)")  # fmt: skip
 
 
+def _asha_one_rung(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
+    opts = out["scheduler"]["options"]
+    if opts["grace_period"] == opts["max_t"] and opts["stop_last_trials"] \
+            and not _beyond_epochs(out["scheduler"], space, opts["grace_period"]):
+        # Ray's only rung is then at max_t, where every trial is stopped before it is compared.
+        ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early: `grace_period` equals `max_t` "
+                f"({opts['max_t']}), where every trial ends anyway",
+                ch.spans.get("scheduler.options.grace_period", _label_span(block)),
+                help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
+
+
 def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
     """Ray's PBT clones what a donor reported at its perturbation: a function trainable's
     "save" is its last report. With no checkpoint there, asynchronous PBT skips the exploit;
@@ -331,6 +340,8 @@ def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], space: Space, bl
     if whole and int(interval) % every == 0:
         return
     name, epochs = sched["name"], _epochs(space)
+    if by_epoch and epochs is not None and interval >= epochs:
+        return  # no perturbation at all: early_stop.check says so (HP805)
     if sched["options"].get("synch"):
         when = "trials repeat the epochs since their latest checkpoint at each perturbation between checkpoints"
         note = ("synchronous PBT pauses every trial at a perturbation; without a checkpoint there a trial "

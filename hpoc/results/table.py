@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from hpoc.dsl.format import format_setting
-from hpoc.results.model import Results, Trial, flatten
+from hpoc.results.model import Results, Trial
 from hpoc.results.rank import Ranking, param_names, status_label
 
 
@@ -116,21 +116,28 @@ def render_best(results: Results, ranking: Ranking) -> str:
     if best.path:
         lines.append(f"  directory: {best.path}")
     config = ranking.config(best)
-    lines += schedule_lines(ranking, best)
+    lines += schedule_lines(results, ranking, best)
     lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True), "",
               "config (key = value):"]
     # .hpo syntax, not JSON: a dict value pastes as `{ a = 1 }` (JSON's `{"a": 1}` does not parse)
-    lines += [f"  {format_setting(k, v)}" for k, v in sorted(results.flat(config).items())]
+    lines += [f"  {_setting(k, v)}" for k, v in sorted(results.flat(config).items())]
     return "\n".join(lines)
 
 
-def schedule_lines(ranking: Ranking, trial: Trial) -> list[str]:
+def _setting(key: str, value: Any) -> str:
+    try:
+        return format_setting(key, value)
+    except (ValueError, TypeError):  # NaN, infinity: the spec language has no literal for them
+        return f"{key} = {json.dumps(value)}  # not expressible in a .hpo file"
+
+
+def schedule_lines(results: Results, ranking: Ranking, trial: Trial) -> list[str]:
     """For a trial whose config changed while it ran (PBT, PB2): which config trained which
     epochs. Only the keys that changed are listed; the config printed is the ranked report's."""
     spans = trial.config_schedule()
     if not spans:
         return []
-    flats = [flatten(c) for _, _, c in spans]
+    flats = [results.flat(c) for _, _, c in spans]
     keys = sorted({k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1})
     index = trial.report_index(ranking.metric, ranking.scope, ranking.mode)
     epoch = trial.history[index].get("training_iteration") if index is not None else None

@@ -9,7 +9,6 @@ again when it starts; this only spares the job a cluster it would not use.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 GO, BUSY, DONE = 0, 2, 3
@@ -18,10 +17,10 @@ GO, BUSY, DONE = 0, 2, 3
 def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker, runlock
+    from hpoc.runtime.shards import experiment_dir
     from hpoc.runtime.summary import read
 
-    root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
-    exp = root / f"shard-{shard}" if plan["shards"]["count"] > 1 else root
+    exp = experiment_dir(plan, shard)
     live = runlock.holder(exp)
     if live:
         return BUSY, runlock.describe(exp, live)

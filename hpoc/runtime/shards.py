@@ -41,6 +41,12 @@ def study_root(plan: dict[str, Any]) -> Path:
     return Path(plan["storage"]["path"]) / plan["storage"]["name"]
 
 
+def experiment_dir(plan: dict[str, Any], shard: int) -> Path:
+    """Where shard `shard` runs: the study root, or its `shard-<k>` when there are several."""
+    root = study_root(plan)
+    return root / f"shard-{shard}" if plan["shards"]["count"] > 1 else root
+
+
 def journal_path(plan: dict[str, Any]) -> Path:
     return study_root(plan) / JOURNAL
 

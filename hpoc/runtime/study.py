@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from hpoc.plan import plan_hash
 from hpoc.runtime import marker, runlock
 from hpoc.runtime import summary as summary_mod
+from hpoc.runtime.shards import experiment_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
 RUN_MIN_FREE_GB = 1 / 16  # on the compute node: refuse a full storage, not a small one
@@ -85,11 +86,6 @@ ORPHAN_SWEEP_S = 2.0
 class Interrupted(BaseException):
     """A stop signal before the trials started. Not an Exception, so that no `except
     Exception` on its way (the getter's, Ray's) reports it as a failure."""
-
-
-def experiment_dir(plan: dict[str, Any], shard: int) -> Path:
-    root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
-    return root / f"shard-{shard}" if plan["shards"]["count"] > 1 else root
 
 
 def _say(stream: TextIO, text: str) -> None:

@@ -132,14 +132,14 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
 def previous_run(plan: dict[str, Any], fresh: bool) -> tuple[str, set[int]]:
     """check_previous's answer and the shards that ran to the end."""
     from hpoc.runtime import marker, runlock
-    from hpoc.runtime.shards import study_root
+    from hpoc.runtime.shards import experiment_dir, study_root
     from hpoc.runtime.summary import read
 
     root = study_root(plan)
     if not root.exists() or not any(root.iterdir()):
         return "fresh", set()
     count = plan["shards"]["count"]
-    dirs = [root / f"shard-{k}" for k in range(count)] if count > 1 else [root]
+    dirs = [experiment_dir(plan, k) for k in range(count)]
     for d in dirs:  # a live `hpoc run` of it: never move it aside or run a job beside it
         live = runlock.holder(d)
         if live:
@@ -223,10 +223,8 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         build.write()
     if state == "done":
         return []
-    if finished:  # a job for a finished shard would start a cluster only to stop it
-        sub.shards = [k for k in sub.shards if k not in finished]
-        print(f"hpoc: shard(s) {', '.join(map(str, sorted(finished)))} ran to the end: "
-              "not submitted again")
+    if note := skip_finished(sub, finished):
+        print(f"hpoc: {note}")
     executor = make_executor(sub)
     job = make_job(plan, sub)
     if len(sub.shards) == 1:
@@ -235,6 +233,15 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         jobs = executor.map_array(job, sub.shards)
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs
+
+
+def skip_finished(sub: Submission, finished: set[int]) -> str | None:
+    """Drop from `sub` the shards that ran to the end (a job for one would start a cluster
+    only to stop it); the line that says so, or None."""
+    if not finished:
+        return None
+    sub.shards = [k for k in sub.shards if k not in finished]
+    return f"shard(s) {', '.join(map(str, sorted(finished)))} ran to the end: not submitted again"
 
 
 def record_jobs(build_dir: Path, sub: Submission, jobs: list[Any], state: str) -> None:

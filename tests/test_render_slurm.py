@@ -387,14 +387,15 @@ def short_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False) -> tuple[int, str, str]:
+def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
+                before: int = 0) -> tuple[int, str, str]:
     """Run the job script until `python -m hpoc.runtime.cluster init JOB_DIR`, which a stub
     records (with a container: the stub runtime's whole command line) and fails:
     (exit status, the recorded command line, stderr)."""
     stub = tmp_path / "bin" / ("apptainer" if container else "python3")
     stub.parent.mkdir(exist_ok=True)
     # The shard check before Ray (--before-ray) finds work to do; `cluster init` fails.
-    stub.write_text('#!/bin/sh\ncase "$*" in *--before-ray*) exit 0;; esac\necho "$@" >"$0.args"\nexit 3\n')
+    stub.write_text(f'#!/bin/sh\ncase "$*" in *--before-ray*) exit {before};; esac\necho "$@" >"$0.args"\nexit 3\n')
     stub.chmod(0o755)
     args = Path(f"{stub}.args")
     args.unlink(missing_ok=True)
@@ -493,3 +494,17 @@ def test_the_scripts_job_directory_limit_is_the_node_entry_points():
     from hpoc.runtime import node
 
     assert T.JOB_DIR_MAX == node.JOB_DIR_MAX
+
+
+@pytest.mark.parametrize("answer, code, said", [
+    (3, 0, None), (4, 2, None), (5, 1, None),
+    (1, 3, "check before Ray failed (exit 1); starting anyway"),  # a crash of the check: go on
+    (2, 3, "check before Ray failed (exit 2); starting anyway")])
+def test_the_job_acts_on_the_answer_before_ray_and_goes_past_a_crash(tmp_path, short_dir, answer, code, said):
+    """3 done, 4 busy, 5 done but failed; anything else is no answer (an older hpoc on the
+    nodes, a crash) and the job goes on to `cluster init` (which the stub fails with 3)."""
+    got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir)}, before=answer)
+    assert got == code, err
+    assert ("cluster init" in args) == (code == 3)
+    if said:
+        assert said in err, err

@@ -281,7 +281,7 @@ def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_
     """A resubmitted array's finished task, or the study submitted twice, brought a whole Ray
     cluster up only for the driver to stop at once (job.sbatch now asks first)."""
     from hpoc.runtime import __main__ as entry
-    from hpoc.runtime.before import BUSY, DONE, GO, verdict
+    from hpoc.runtime.before import BUSY, DONE, FAILED, GO, verdict
 
     plan = load_plan(str(spec))
     exp = experiment_dir(plan, 0)
@@ -290,6 +290,10 @@ def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_
     _finished_run(plan, exp)
     code, why = verdict(plan, 0)
     assert code == DONE and "already ran to the end" in why
+    failed = json.loads((exp / "summary.json").read_text())
+    (exp / "summary.json").write_text(json.dumps({**failed, "status_counts": {"ERROR": 1}}))
+    code, why = verdict(plan, 0)  # ended, every trial failed: the job fails as the driver would
+    assert code == FAILED and "no trial succeeded" in why
     (exp / "summary.json").write_text(json.dumps({"interrupted": True}))
     assert verdict(plan, 0)[0] == GO  # interrupted: the job resumes it
     _lock_file(exp, pid=other_process.pid)

@@ -1,9 +1,11 @@
 """`python -m hpoc.runtime PLAN --shard K --before-ray`: whether a job has anything to do,
 asked before it brings a Ray cluster up (seconds, no Ray import).
 
-Exit 0: go on. 3: the shard already ran to the end (a resubmitted array's finished task).
-2: another run holds the shard's lock (the study submitted twice). The driver asks both
-again when it starts; this only spares the job a cluster it would not use.
+Exit 0: go on. 3: the shard already ran to the end (a resubmitted array's finished task);
+5: it did, and no trial succeeded (the job fails, as the driver would have). 4: another
+run holds the shard's lock (the study submitted twice). The driver asks again when it
+starts; this only spares the job a cluster it would not use. Codes of their own, so that
+the job script tells an answer from a crash of this check (which it goes past).
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-GO, BUSY, DONE = 0, 2, 3
+GO, DONE, BUSY, FAILED = 0, 3, 4, 5
 
 
 def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker, runlock
     from hpoc.runtime.shards import experiment_dir
-    from hpoc.runtime.summary import read
+    from hpoc.runtime.summary import exit_code, read
 
     exp = experiment_dir(plan, shard)
     live = runlock.holder(exp)
@@ -28,6 +30,9 @@ def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
     fp = marker.fingerprint(plan, plan_hash(plan))
     same = recorded is not None and marker.differences(recorded, fp) is None
     if summary and not summary.get("interrupted") and same:
+        if exit_code(summary):
+            return FAILED, (f"{exp} already ran to the end and no trial succeeded "
+                            "(`hpoc results` shows why; --fresh starts over)")
         return DONE, f"{exp} already ran to the end (`hpoc results`; --fresh starts over)"
     return GO, ""
 
@@ -35,5 +40,5 @@ def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
 def main(plan: dict[str, Any], shard: int) -> int:
     code, why = verdict(plan, shard)
     if why:
-        print(f"hpoc: {'error: ' if code == BUSY else ''}{why}", file=sys.stderr)
+        print(f"hpoc: {'error: ' if code in (BUSY, FAILED) else ''}{why}", file=sys.stderr)
     return code

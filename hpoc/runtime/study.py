@@ -554,7 +554,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             _say(stream, f"[hpoc] this study already ran to the end in {exp} "
                          "(pass --fresh to run it again)")
             _say(out, summary_mod.describe_best(previous))
-            return _exit_code(previous)
+            return summary_mod.exit_code(previous)
         loading = _loading_line(plan)
         if loading:  # a getter may take a while, and Ray's start after it too
             _say(stream, loading)
@@ -646,7 +646,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
                                run_started=runlock.own_start(exp))
     if parent_run:
-        status = "KILLED" if interrupted else ("FAILED" if _exit_code(result) else "FINISHED")
+        status = "KILLED" if interrupted else ("FAILED" if summary_mod.exit_code(result) else "FINISHED")
         tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
     _say(out, summary_mod.describe_best(result))
@@ -654,7 +654,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     if interrupted:
         _say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
         return EXIT_INTERRUPTED
-    return _exit_code(result)
+    return summary_mod.exit_code(result)
 
 
 def _tracking() -> Any:
@@ -663,16 +663,6 @@ def _tracking() -> Any:
     except ImportError:  # tracking not part of this installation
         return None
     return tracking
-
-
-def _exit_code(summary: dict[str, Any]) -> int:
-    counts = summary.get("status_counts") or {}
-    total = summary.get("num_trials") or 0
-    if total == 0 or counts.get("ERROR", 0) == total:
-        return EXIT_FAILED
-    if summary.get("metrics") and summary.get("best") is None:
-        return EXIT_FAILED  # no trial gave a finite objective (NaN or inf: training diverged)
-    return EXIT_OK
 
 
 class _Relabelled:

@@ -36,6 +36,18 @@ RAY_KEYS = frozenset({
 _MAX_ERROR = 4000
 
 
+def exit_code(summary: dict[str, Any]) -> int:
+    """The driver's exit status for a run that ended with `summary`: 0 when some trial
+    succeeded, 1 when every trial failed or none gave a finite objective (diverged)."""
+    counts = summary.get("status_counts") or {}
+    total = summary.get("num_trials") or 0
+    if total == 0 or counts.get("ERROR", 0) == total:
+        return 1
+    if summary.get("metrics") and summary.get("best") is None:
+        return 1  # no trial gave a finite objective (NaN or inf: training diverged)
+    return 0
+
+
 def user_metrics(result: dict[str, Any] | None) -> dict[str, Any]:
     out = {}
     for key, value in (result or {}).items():

@@ -278,3 +278,24 @@ def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch):
                                                            head_log=tmp_path / "ray-node1.log")
     assert time.monotonic() - t0 < 15
     assert (tmp_path / "got").read_text() == "term\n"  # the driver was stopped, not left behind
+
+
+def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
+    """A site's whole queue (tens of thousands of jobs) answers in seconds and loads the
+    controller; hpoc only ever looks for its own jobs."""
+    import getpass
+
+    from submit_support import fake_squeue
+
+    from hpoc.commands.status import slurm_states
+    from hpoc.submit import active_jobs
+    from hpoc.submit.queue import build_jobs
+
+    bin_dir = tmp_path / "bin"
+    fake_squeue(monkeypatch, bin_dir, [])
+    build_jobs(tmp_path)
+    slurm_states(["12"])
+    active_jobs({"study": "s", "storage": {"path": str(tmp_path), "name": "s"}})
+    asked = (bin_dir / "asked").read_text().splitlines()
+    assert len(asked) >= 3
+    assert all(f"-u {getpass.getuser()} " in line for line in asked), asked

@@ -142,12 +142,9 @@ def slurm_states(ids: list[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     if not ids or not shutil.which("squeue"):
         return out
-    try:
-        run = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T|%M|%N|%r"], capture_output=True,
-                             text=True, timeout=30)
-        lines = run.stdout.splitlines() if run.returncode == 0 else []
-    except (OSError, subprocess.TimeoutExpired):
-        lines = []
+    from hpoc.submit.queue import squeue
+
+    lines = squeue("%i|%T|%M|%N|%r", "-r") or []
     wanted = set(ids)
     for line in lines:
         parts = line.split("|")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import types
@@ -168,16 +167,11 @@ def previous_run(plan: dict[str, Any], fresh: bool) -> tuple[str, set[int]]:
 
 def active_jobs(plan: dict[str, Any]) -> list[str]:
     """Ids of queued or running jobs of this study (by the comment hpoc gives them)."""
-    if not shutil.which("squeue"):
-        return []
-    try:
-        # Completing jobs are on their way out (their Ray stops); everything else counts.
-        run = subprocess.run(["squeue", "-h", "-t", "PD,R,S,CF,RQ,RH,RF,RS,SI,SO,ST", "-o", "%i|%k"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
+    from hpoc.submit.queue import squeue
+
+    # Completing jobs are on their way out (their Ray stops); everything else counts.
     mine = job_comment(plan)
-    return [line.split("|", 1)[0] for line in run.stdout.splitlines()
+    return [line.split("|", 1)[0] for line in squeue("%i|%k", "-t", "PD,R,S,CF,RQ,RH,RF,RS,SI,SO,ST") or ()
             if line.partition("|")[2].strip() == mine]
 
 

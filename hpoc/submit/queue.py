@@ -7,6 +7,7 @@ job reads `build/s/plan.json` when it starts, and again when it is requeued.
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,21 +17,27 @@ _FORMAT = "%i|%T|%M|%N|%r|%K|%o"
 DONE_SOON = {"COMPLETING"}  # its driver has stopped: it will not read the plan again
 
 
+def squeue(fmt: str, *args: str) -> list[str] | None:
+    """squeue's rows (`-o fmt`) of this user's jobs, or None when squeue cannot tell (not
+    installed, no answer). Only ours: on a site with tens of thousands of queued jobs the
+    whole queue takes seconds and loads the controller, and other users' jobs are not
+    ours to guard or show."""
+    if not shutil.which("squeue"):
+        return None
+    try:
+        run = subprocess.run(["squeue", "-h", "-u", getpass.getuser(), "-o", fmt, *args],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired, KeyError):  # KeyError: a uid without a name
+        return None
+    return run.stdout.splitlines() if run.returncode == 0 else None
+
+
 def build_jobs(build_dir: Path) -> list[dict[str, Any]]:
     """squeue's jobs whose batch script lies in `build_dir`, array tasks one by one:
     {job_id, state, elapsed, nodes, reason, task (array task id or None), script}."""
-    if not shutil.which("squeue"):
-        return []
-    try:
-        run = subprocess.run(["squeue", "-h", "-r", "-o", _FORMAT], capture_output=True,
-                             text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if run.returncode != 0:
-        return []
     root = Path(build_dir).resolve()
     jobs = []
-    for line in run.stdout.splitlines():
+    for line in squeue(_FORMAT, "-r") or ():
         parts = line.split("|", 6)
         if len(parts) != 7:
             continue

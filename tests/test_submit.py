@@ -299,3 +299,32 @@ def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
     asked = (bin_dir / "asked").read_text().splitlines()
     assert len(asked) >= 3
     assert all(f"-u {getpass.getuser()} " in line for line in asked), asked
+
+
+def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypatch, capsys):
+    """`hpoc submit --fresh` moved the old run aside, then sbatch refused (a wrong partition):
+    no new run, and the old one was gone from where `hpoc results` looks."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import study_root
+
+    spec = write_study(tmp_path / "s", "again")
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    found.write()
+    plan = load(found.plan_path)
+    root = study_root(plan)
+    marker.write(root, marker.fingerprint(plan, plan["content_hash"]), 0)
+    kept = sorted(p.name for p in root.iterdir())
+
+    def refuse(sub):
+        raise RuntimeError("sbatch: error: invalid partition specified: gpu")
+
+    monkeypatch.setattr(submit_mod, "make_executor", refuse)
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    sub = submit_mod.prepare(plan, found.plan_path, "slurm")
+    with pytest.raises(RuntimeError, match="invalid partition"):
+        submit_mod.send(plan, sub, fresh=True, build=found)
+    assert sorted(p.name for p in root.iterdir()) == kept
+    assert not list(root.parent.glob(f"{root.name}.prev-*"))
+    assert "moved the previous run back" in capsys.readouterr().out

@@ -128,6 +128,21 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
     return state
 
 
+# Runs moved aside by --fresh in this process: put back when the submission then fails.
+_MOVED: dict[Path, Path] = {}
+
+
+def _put_back(root: Path) -> None:
+    aside = _MOVED.pop(root, None)
+    if aside is None or not aside.exists():
+        return
+    if root.exists() and not any(root.iterdir()):
+        root.rmdir()
+    if not root.exists():
+        aside.rename(root)
+        print(f"hpoc: the submission failed: moved the previous run back to {root}")
+
+
 def previous_run(plan: dict[str, Any], fresh: bool) -> tuple[str, set[int]]:
     """check_previous's answer and the shards that ran to the end."""
     from hpoc.runtime import marker, runlock
@@ -146,6 +161,7 @@ def previous_run(plan: dict[str, Any], fresh: bool) -> tuple[str, set[int]]:
     if fresh:
         aside = root.with_name(f"{root.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
         root.rename(aside)
+        _MOVED[root] = aside
         print(f"hpoc: moved the previous run to {aside}")
         return "fresh", set()
     digest = plan.get("content_hash")
@@ -219,12 +235,18 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         return []
     if note := skip_finished(sub, finished):
         print(f"hpoc: {note}")
-    executor = make_executor(sub)
-    job = make_job(plan, sub)
-    if len(sub.shards) == 1:
-        jobs = [executor.submit(job, sub.shards[0])]
-    else:
-        jobs = executor.map_array(job, sub.shards)
+    try:
+        executor = make_executor(sub)
+        job = make_job(plan, sub)
+        if len(sub.shards) == 1:
+            jobs = [executor.submit(job, sub.shards[0])]
+        else:
+            jobs = executor.map_array(job, sub.shards)
+    except BaseException:  # sbatch refused (a wrong partition, say): --fresh undone
+        from hpoc.runtime.shards import study_root
+
+        _put_back(study_root(plan))
+        raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs
 

@@ -327,7 +327,7 @@ def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
     """All NaN/inf (training diverged) is no result: exit 1, as when every trial failed."""
     from types import SimpleNamespace
 
-    from hpoc.runtime import study, summary
+    from hpoc.runtime import summary
 
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results")
@@ -337,7 +337,7 @@ def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
                                   path=None, local_path=None, error_file=None, error_msg=None)
                   for i, r in enumerate(results)]
         p = plan if objective else {**plan, "objective": {"metrics": []}}
-        return study._exit_code(summary.build(p, 0, trials, wall_s=1.0, interrupted=False,
+        return summary.exit_code(summary.build(p, 0, trials, wall_s=1.0, interrupted=False,
                                               experiment_dir=tmp_path, plan_hash="sha256:0"))
 
     nan, inf = float("nan"), float("inf")

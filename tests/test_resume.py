@@ -259,11 +259,9 @@ def _spans(log: Path) -> list[tuple[float, float]]:
     return [(first[k], last[k]) for k in first]
 
 
-@pytest.mark.ray
-@pytest.mark.slow
-def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(tmp_path, monkeypatch):
-    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
-
+def _flaky_plan(tmp_path: Path, monkeypatch, **settings) -> tuple[dict, Path]:
+    """A toy study of FlakySlow trials, resumable with errored trials retried, and the
+    folder its trainer logs to."""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -271,10 +269,19 @@ def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(t
     (workdir / "flaky.py").write_text(FLAKY)
     markers = tmp_path / "markers"
     markers.mkdir()
-    plan = make_plan(workdir, tmp_path / "res", trials={"num_samples": 2, "max_concurrent": 1},
-                     space={"constants": {"epochs": 2, "batch_size": 32}},
+    plan = make_plan(workdir, tmp_path / "res",
                      pipeline={"trainer": {"target": "flaky:FlakySlow", "args": {"marker_dir": str(markers)}}},
-                     resume={"enabled": True, "retry_errored": True, "grace_s": 60})
+                     resume={"enabled": True, "retry_errored": True, "grace_s": 60}, **settings)
+    return plan, markers
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(tmp_path, monkeypatch):
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+
+    plan, markers = _flaky_plan(tmp_path, monkeypatch, trials={"num_samples": 2, "max_concurrent": 1},
+                                space={"constants": {"epochs": 2, "batch_size": 32}})
     opts = dict(local=True, num_cpus=2, progress=io.StringIO(), out=io.StringIO())
     run_study(plan, RunOptions(**opts))
     exp = tmp_path / "res" / "toy"
@@ -315,20 +322,12 @@ def test_a_resumed_pbt_study_keeps_max_concurrent(tmp_path, monkeypatch):
     (the generator that caps PBT's trials does not see restored ones)."""
     from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
 
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    workdir = write_toy(tmp_path / "w")
-    (workdir / "flaky.py").write_text(FLAKY)
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    plan = make_plan(workdir, tmp_path / "res", trials={"num_samples": 4, "max_concurrent": 1},
-                     space={"constants": {"epochs": 4, "batch_size": 32}},
-                     resources={"cpus_per_worker": 0.5},  # room for all four at once
-                     scheduler={"name": "pbt", "time_attr": "training_iteration",
-                                "options": {"perturbation_interval": 2}},
-                     checkpoint={"every": 1, "keep": 4},
-                     pipeline={"trainer": {"target": "flaky:FlakySlow", "args": {"marker_dir": str(markers)}}},
-                     resume={"enabled": True, "retry_errored": True, "grace_s": 60})
+    plan, markers = _flaky_plan(tmp_path, monkeypatch, trials={"num_samples": 4, "max_concurrent": 1},
+                                space={"constants": {"epochs": 4, "batch_size": 32}},
+                                resources={"cpus_per_worker": 0.5},  # room for all four at once
+                                scheduler={"name": "pbt", "time_attr": "training_iteration",
+                                           "options": {"perturbation_interval": 2}},
+                                checkpoint={"every": 1, "keep": 4})
     opts = dict(local=True, num_cpus=2, progress=io.StringIO(), out=io.StringIO())
     run_study(plan, RunOptions(**opts))
     exp = tmp_path / "res" / "toy"

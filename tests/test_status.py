@@ -158,13 +158,21 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert doc["shards"][1]["job"]["job_id"] == "702_1"
 
 
+def _shard_0_done(storage, bin_dir, monkeypatch) -> None:
+    """Shard 0 of study `arr` ran to the end, shard 1 never started; SLURM knows no job."""
+    from submit_support import fake_squeue
+
+    done = storage / "arr" / "shard-0"
+    trial_dir(done, "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+    summary(done, "arr", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
+    fake_squeue(monkeypatch, bin_dir, [])
+
+
 def test_a_shard_cancelled_before_it_started_and_old_job_records_of_another_storage(
         tmp_path, capsys, monkeypatch):
     """jobs.json outlives a recompile into the same build dir: its jobs were shown for the
     new study's shards ("job 688_1 (unknown to SLURM)"), and finished + never started
     read as `mixed`."""
-    from submit_support import fake_squeue
-
     storage, build = tmp_path / "results", tmp_path / "build"
     plan = make_plan(storage, "arr", shards=2)
     plan["trials"]["num_samples"] = 4
@@ -173,10 +181,7 @@ def test_a_shard_cancelled_before_it_started_and_old_job_records_of_another_stor
     (build / "jobs.json").write_text(json.dumps([{
         "cluster": "slurm", "submitted": 0, "study_id": "0123456789ab",
         "jobs": [{"job_id": "688_0", "shard": 0}, {"job_id": "688_1", "shard": 1}]}]))
-    done = storage / "arr" / "shard-0"
-    trial_dir(done, "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
-    summary(done, "arr", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
-    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _shard_0_done(storage, tmp_path / "bin", monkeypatch)
     code, out, err = status(capsys, build)
     assert code == 0, err
     assert "688" not in out and "study `arr`: interrupted" in out
@@ -186,16 +191,11 @@ def test_a_shard_cancelled_before_it_started_and_old_job_records_of_another_stor
 def test_next_step_commands_quote_a_build_dir_with_a_space(tmp_path, capsys, monkeypatch):
     """The next-step lines are commands to paste: `sbatch my build/job.sbatch` ran
     `my` with arguments."""
-    from submit_support import fake_squeue
-
     storage, build = tmp_path / "results", tmp_path / "my build"
     plan = make_plan(storage, "arr", shards=2)
     write_plan(build, plan)
     (build / "job.sbatch").write_text("#!/bin/bash\n")
-    done = storage / "arr" / "shard-0"
-    trial_dir(done, "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
-    summary(done, "arr", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
-    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _shard_0_done(storage, tmp_path / "bin", monkeypatch)
     code, out, err = status(capsys, build)
     assert code == 0, err
     assert f"next: resume: `sbatch --array=1 '{build}/job.sbatch'`" in out, out

@@ -83,7 +83,7 @@ def _only_unfinished(plan: dict[str, Any], sub: Any) -> bool:
     none is left."""
     from hpoc.submit import previous_run, skip_finished
 
-    state, finished = previous_run(plan, fresh=False)
+    state, finished = previous_run(plan)
     if state == "done":
         return False
     if note := skip_finished(sub, finished):

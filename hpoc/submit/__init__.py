@@ -124,46 +124,62 @@ def check_previous(plan: dict[str, Any], fresh: bool) -> str:
 
     Refuses a storage that holds another plan's run (as the driver would, but before a
     job waits in the queue)."""
-    state, _ = previous_run(plan, fresh)
-    return state
+    if fresh:
+        move_aside(plan)
+        return "fresh"
+    return previous_run(plan)[0]
 
 
-# Runs moved aside by --fresh in this process: put back when the submission then fails.
-_MOVED: dict[Path, Path] = {}
+def _refuse_live(plan: dict[str, Any]) -> list[Path]:
+    """The study's experiment directories; SubmitError when a live run holds one (never
+    move it aside or run a job beside it)."""
+    from hpoc.runtime import runlock
+    from hpoc.runtime.shards import experiment_dir
+
+    dirs = [experiment_dir(plan, k) for k in range(plan["shards"]["count"])]
+    for d in dirs:
+        live = runlock.holder(d)
+        if live:
+            raise SubmitError(runlock.describe(d, live))
+    return dirs
 
 
-def _put_back(root: Path) -> None:
-    aside = _MOVED.pop(root, None)
-    if aside is None or not aside.exists():
-        return
+def move_aside(plan: dict[str, Any]) -> Path | None:
+    """--fresh: the study's storage moved aside (where to), or None when there was none."""
+    from hpoc.runtime.shards import study_root
+
+    root = study_root(plan)
+    if not root.exists() or not any(root.iterdir()):
+        return None
+    _refuse_live(plan)
+    aside = root.with_name(f"{root.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+    root.rename(aside)
+    print(f"hpoc: moved the previous run to {aside}")
+    return aside
+
+
+def _put_back(plan: dict[str, Any], aside: Path) -> None:
+    """Undo move_aside after a failed submission (unless something new is there)."""
+    from hpoc.runtime.shards import study_root
+
+    root = study_root(plan)
     if root.exists() and not any(root.iterdir()):
         root.rmdir()
-    if not root.exists():
+    if aside.exists() and not root.exists():
         aside.rename(root)
         print(f"hpoc: the submission failed: moved the previous run back to {root}")
 
 
-def previous_run(plan: dict[str, Any], fresh: bool) -> tuple[str, set[int]]:
-    """check_previous's answer and the shards that ran to the end."""
-    from hpoc.runtime import marker, runlock
-    from hpoc.runtime.shards import experiment_dir, study_root
+def previous_run(plan: dict[str, Any]) -> tuple[str, set[int]]:
+    """check_previous's answer (without --fresh) and the shards that ran to the end."""
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import study_root
     from hpoc.runtime.summary import read
 
     root = study_root(plan)
     if not root.exists() or not any(root.iterdir()):
         return "fresh", set()
-    count = plan["shards"]["count"]
-    dirs = [experiment_dir(plan, k) for k in range(count)]
-    for d in dirs:  # a live `hpoc run` of it: never move it aside or run a job beside it
-        live = runlock.holder(d)
-        if live:
-            raise SubmitError(runlock.describe(d, live))
-    if fresh:
-        aside = root.with_name(f"{root.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
-        root.rename(aside)
-        _MOVED[root] = aside
-        print(f"hpoc: moved the previous run to {aside}")
-        return "fresh", set()
+    dirs = _refuse_live(plan)
     digest = plan.get("content_hash")
     fp = marker.fingerprint(plan, digest) if digest else None
     done: set[int] = set()
@@ -228,7 +244,8 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         text = build.files.get(Path(sub.plan_path), ("", False))[0]
         if text and (why := plan_in_use(Path(sub.plan_path), text)):
             raise SubmitError(why + ", or pass --force")
-    state, finished = previous_run(plan, fresh)
+    aside = move_aside(plan) if fresh else None
+    state, finished = ("fresh", set()) if fresh else previous_run(plan)
     if build is not None:
         build.write()
     if state == "done":
@@ -243,9 +260,8 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         else:
             jobs = executor.map_array(job, sub.shards)
     except BaseException:  # sbatch refused (a wrong partition, say): --fresh undone
-        from hpoc.runtime.shards import study_root
-
-        _put_back(study_root(plan))
+        if aside is not None:
+            _put_back(plan, aside)
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs

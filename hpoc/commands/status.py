@@ -136,21 +136,19 @@ def _scontrol(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", line))
 
 
-def slurm_states(ids: list[str]) -> dict[str, dict[str, str]]:
-    """job id -> {state, elapsed, nodes, reason}: squeue for live jobs, then scontrol
-    (jobs SLURM still remembers), then sacct where the site has accounting."""
+def slurm_states(ids: list[str], queued: list[dict[str, Any]] | None = None) -> dict[str, dict[str, str]]:
+    """job id -> {state, elapsed, nodes, reason}: squeue for live jobs (`queued`, the user's
+    jobs when the caller has them already), then scontrol (jobs SLURM still remembers),
+    then sacct where the site has accounting."""
     out: dict[str, dict[str, str]] = {}
     if not ids or not shutil.which("squeue"):
         return out
-    from hpoc.submit.queue import squeue
+    from hpoc.submit.queue import user_jobs
 
-    lines = squeue("%i|%T|%M|%N|%r", "-r") or []
     wanted = set(ids)
-    for line in lines:
-        parts = line.split("|")
-        if len(parts) == 5 and parts[0] in wanted:
-            out[parts[0]] = {"state": parts[1], "elapsed": parts[2], "nodes": parts[3],
-                             "reason": parts[4] if parts[4] not in ("None", "") else ""}
+    for job in user_jobs() if queued is None else queued:
+        if job["job_id"] in wanted:
+            out[job["job_id"]] = {k: job[k] for k in ("state", "elapsed", "nodes", "reason")}
     for job_id in ids:
         if job_id in out:
             continue
@@ -269,32 +267,34 @@ def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict
         for job in record.get("jobs", []):
             latest[int(job["shard"])] = {"job_id": str(job["job_id"]), "cluster": record.get("cluster"),
                                          "submitted": record.get("submitted")}
+    from hpoc.submit.queue import user_jobs
+
     slurm_ids = [j["job_id"] for j in latest.values() if j["cluster"] == "slurm"]
-    states = slurm_states(slurm_ids)
+    queued = user_jobs() if build_dir is not None or slurm_ids else []  # one squeue for both
+    states = slurm_states(slurm_ids, queued)
     for job in latest.values():
         job.update(states.get(job["job_id"], {}))
         if job["cluster"] == "local":  # the id is the pid of submitit's local controller
             job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
-    for shard, job in _sbatch_jobs(build_dir).items():
+    for shard, job in _sbatch_jobs(build_dir, queued).items():
         if latest.get(shard, {}).get("state") not in ACTIVE:
             latest[shard] = job
     return latest
 
 
-def _sbatch_jobs(build_dir: Path | None) -> dict[int, dict[str, Any]]:
+def _sbatch_jobs(build_dir: Path | None, queued: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """Queued or running `sbatch BUILD/job.sbatch` jobs by shard (the array task id):
     jobs.json has only what `hpoc submit` sent."""
     from hpoc.submit.queue import build_jobs
 
     found: dict[int, dict[str, Any]] = {}
-    for job in build_jobs(build_dir) if build_dir else []:
+    for job in build_jobs(build_dir, queued) if build_dir else []:
         shard = job["task"] or 0
         if shard in found and found[shard]["state"] == "RUNNING":
             continue  # submitted twice: the running one is the one that counts
         if Path(job["script"]).name == "job.sbatch":
             found[shard] = {"cluster": "slurm", "submitted": None, "sbatch": True,
-                                       **{k: job[k] for k in ("job_id", "state", "elapsed",
-                                                              "nodes", "reason")}}
+                            **{k: job[k] for k in ("job_id", "state", "elapsed", "nodes", "reason")}}
     return found
 
 

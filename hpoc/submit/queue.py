@@ -32,22 +32,26 @@ def squeue(fmt: str, *args: str) -> list[str] | None:
     return run.stdout.splitlines() if run.returncode == 0 else None
 
 
-def build_jobs(build_dir: Path) -> list[dict[str, Any]]:
-    """squeue's jobs whose batch script lies in `build_dir`, array tasks one by one:
-    {job_id, state, elapsed, nodes, reason, task (array task id or None), script}."""
-    root = Path(build_dir).resolve()
+def user_jobs() -> list[dict[str, Any]]:
+    """This user's queued and running jobs, array tasks one by one: {job_id, state, elapsed,
+    nodes, reason, task (array task id or None), script}."""
     jobs = []
     for line in squeue(_FORMAT, "-r") or ():
         parts = line.split("|", 6)
         if len(parts) != 7:
             continue
         job_id, state, elapsed, nodes, reason, task, script = parts
-        if not _inside(script, root) or Path(script).name == "preflight.sbatch":
-            continue
         jobs.append({"job_id": job_id, "state": state, "elapsed": elapsed, "nodes": nodes,
                      "reason": "" if reason in ("None", "") else reason,
                      "task": int(task) if task.isdigit() else None, "script": script})
     return jobs
+
+
+def build_jobs(build_dir: Path, jobs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Of `jobs` (default: user_jobs()), those whose batch script lies in `build_dir`."""
+    root = Path(build_dir).resolve()
+    return [j for j in (user_jobs() if jobs is None else jobs)
+            if _inside(j["script"], root) and Path(j["script"]).name != "preflight.sbatch"]
 
 
 def _inside(script: str, root: Path) -> bool:

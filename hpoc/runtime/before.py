@@ -20,16 +20,17 @@ def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker, runlock
     from hpoc.runtime.shards import experiment_dir
-    from hpoc.runtime.summary import exit_code, read
+    from hpoc.runtime.summary import exit_code, finished_run
 
     exp = experiment_dir(plan, shard)
     live = runlock.holder(exp)
     if live:
         return BUSY, runlock.describe(exp, live)
-    recorded, summary = marker.read(exp), read(exp)
-    fp = marker.fingerprint(plan, plan_hash(plan))
-    same = recorded is not None and marker.differences(recorded, fp) is None
-    if summary and not summary.get("interrupted") and same:
+    recorded, digest = marker.read(exp), plan_hash(plan)
+    if recorded is not None and marker.differences(recorded, marker.fingerprint(plan, digest)) is not None:
+        return GO, ""  # another plan's run: the driver refuses it, with the differences
+    summary = finished_run(exp, recorded, digest)
+    if summary is not None:
         if exit_code(summary):
             return FAILED, (f"{exp} already ran to the end and no trial succeeded "
                             "(`hpoc results` shows why; --fresh starts over)")

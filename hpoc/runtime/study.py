@@ -124,9 +124,7 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: undo that "
                          "change to resume, change `storage.name`, or pass --fresh to move the "
                          "old run aside")
-    previous = summary_mod.read(exp)
-    if previous is not None and not previous.get("interrupted") and (
-            recorded is not None or previous.get("plan_hash") == fp["plan_hash"]):
+    if summary_mod.finished_run(exp, recorded, fp["plan_hash"]) is not None:
         return "done"
     if not has_state:
         return "fresh"

@@ -200,6 +200,16 @@ def read(directory: str | os.PathLike) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | None) -> dict[str, Any] | None:
+    """The summary of a run of this plan that ran to the end in `directory`, or None. The
+    caller has refused a marker (`recorded`) of another plan; without a marker (a run
+    before markers), the summary's own plan hash must match."""
+    summary = read(directory)
+    if summary is None or summary.get("interrupted"):
+        return None
+    return summary if recorded is not None or summary.get("plan_hash") == plan_hash else None
+
+
 def describe_best(summary: dict[str, Any]) -> str:
     """Human-readable lines about the best trial, for the end of a run."""
     best = summary.get("best")

@@ -174,7 +174,7 @@ def previous_run(plan: dict[str, Any]) -> tuple[str, set[int]]:
     """check_previous's answer (without --fresh) and the shards that ran to the end."""
     from hpoc.runtime import marker
     from hpoc.runtime.shards import study_root
-    from hpoc.runtime.summary import read
+    from hpoc.runtime.summary import finished_run
 
     root = study_root(plan)
     if not root.exists() or not any(root.iterdir()):
@@ -190,9 +190,7 @@ def previous_run(plan: dict[str, Any]) -> tuple[str, set[int]]:
             raise SubmitError(
                 marker.describe(d, recorded, fp, parts) + "\n  help: undo that change to "
                 "resume, change `storage.name` in the spec, or pass --fresh to move the old run aside")
-        summary = read(d)
-        if summary and not summary.get("interrupted") and (
-                (recorded and fp) or summary.get("plan_hash") == digest):
+        if finished_run(d, recorded if fp else None, digest) is not None:
             done.add(k)
     return ("done" if len(done) == len(dirs) else "resume"), done
 

@@ -212,10 +212,14 @@ def mend_cut_logs(exp: Path) -> list[Path]:
         for path in exp.glob(f"*/{name}"):
             try:
                 with open(path, "rb+") as f:
-                    data = f.read()
-                    if not data or data.endswith(b"\n"):
+                    end = f.seek(0, os.SEEK_END)
+                    if end == 0:
                         continue
-                    f.truncate(data.rfind(b"\n") + 1)
+                    f.seek(end - 1)
+                    if f.read(1) == b"\n":
+                        continue  # whole: the common case reads one byte, not the log
+                    f.seek(0)
+                    f.truncate(f.read().rfind(b"\n") + 1)
                 mended.append(path)
             except OSError as exc:  # an unreadable log loses what it lost before
                 logger.debug("could not mend %s: %s", path, exc)

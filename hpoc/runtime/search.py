@@ -71,7 +71,8 @@ def require_search(plan: dict[str, Any]) -> str:
 
 
 def _require_sampler_package(kind: str) -> None:
-    if missing := packages.missing({k: n for k, n in _OPTUNA_SAMPLER_NEEDS.items() if k == kind}):
+    need = _OPTUNA_SAMPLER_NEEDS.get(kind)
+    if need and (missing := packages.missing({kind: need})):
         raise SearchError(packages.install_hint(f"optuna sampler `{kind}`", missing.values()))
 
 

@@ -85,6 +85,9 @@ def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
     # checkpoints) is no second warning
     (w,) = warnings(_sched("lr = uniform(0, 1)", "num_samples = 1", "scheduler asha { max_t = 4, grace_period = 4 }"))
     assert w.message.endswith("it compares trials, and the study runs one")
+    for sched in ("asha { max_t = 10, grace_period = 6 }", "median { grace_period = 6 }"):  # grace past epochs
+        (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 5", "num_samples = 1", "scheduler " + sched))
+        assert w.message.endswith("it compares trials, and the study runs one"), sched
     (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 1", "scheduler pbt { perturbation_interval = 3 }",
                            "checkpoint { every = 2 }\n"))
     assert w.message.endswith("it compares trials, and the study runs one")

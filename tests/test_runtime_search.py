@@ -184,7 +184,9 @@ def test_pbt_mutates_the_space_by_default():
     assert isinstance(pbt, S.PopulationBasedTraining)
     assert set(pbt._hyperparam_mutations) == {"lr", "hidden"}
     p = plan(scheduler={"name": "pb2", "options": {"perturbation_interval": 2}})
-    assert set(search.make_scheduler(p)._hyperparam_bounds) == {"lr"}
+    pb2 = search.make_scheduler(p)
+    assert set(pb2._hyperparam_bounds) == {"lr"}
+    assert pbt.hpoc_epochs == pb2.hpoc_epochs == 3  # neither exploits at the last epoch
 
 
 def test_pb2_without_scikit_learn_names_the_package(monkeypatch):

@@ -254,3 +254,11 @@ def test_optuna_space_survives_pickling():
     trial = study.ask()
     define(trial)
     assert "lr" in trial.params
+
+
+def test_a_point_names_its_own_category_where_python_equality_would_merge_two():
+    """The compiler keeps `[1]` and `[true]` apart (two categories); the point `c = [true]`
+    was enqueued as the index of `[1]` (Python's `[True] == [1]`)."""
+    space = {"params": [param("c", "choice", categories=[[1], [True]])], "constants": {}}
+    assert sp.optuna_point({"c": [True]}, space) == {"c~index": 1}
+    assert sp.optuna_point({"c": [1]}, space) == {"c~index": 0}

@@ -51,17 +51,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from hpoc.errors import HpocError
-    from hpoc.submit import SubmitError, load_target, prepare, send
+    from hpoc.submit import SubmitError, load_target, prepare, send, unfinished
 
     try:
         found = load_target(args.target, args.out)
         plan = found.plan
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.dry_run:
-            if not args.fresh and not _only_unfinished(plan, sub):
+            state, note = unfinished(plan, sub, args.fresh)  # as `send` would, moving nothing
+            if state == "done":
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "
                       "submitted (--fresh starts over)")
                 return 0
+            if note:
+                sub.notes.append(note)
             print(render_dry_run(sub))
             return 0
         jobs = send(plan, sub, fresh=args.fresh, force=args.force, build=found)
@@ -76,19 +79,6 @@ def _run(args: argparse.Namespace) -> int:
     if not wait:
         return 0
     return wait_for(jobs, sub)
-
-
-def _only_unfinished(plan: dict[str, Any], sub: Any) -> bool:
-    """Keep in `sub` the shards a real submission would send (as `send` does); False when
-    none is left."""
-    from hpoc.submit import previous_run, skip_finished
-
-    state, finished = previous_run(plan)
-    if state == "done":
-        return False
-    if note := skip_finished(sub, finished):
-        sub.notes.append(note)
-    return True
 
 
 def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:

@@ -1,6 +1,7 @@
-"""Early-stopping schedulers that cannot act with the study's trials or metrics (HP805,
-HP801). Each rule follows what Ray Tune's scheduler does (ray/tune/schedulers/), not
-the papers: where Tune does something reasonable, nothing is said."""
+"""Schedulers that cannot act with the study's epochs, trials, checkpoints or metrics
+(HP805, HP801): every such rule lives here, so that one cause gives one warning. Each
+rule follows what Ray Tune's scheduler does (ray/tune/schedulers/), not the papers: where
+Tune does something reasonable, nothing is said."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import WARN_METRIC, WARN_SCHEDULE, Checker
 from hpoc.compiler.metrics import trainer_metrics
+from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
 from hpoc.plan.space import grid_bound, total_trials
@@ -26,19 +28,72 @@ _PAUSING = {
     "median": "the median rule pauses a trial, while others wait to start, until enough others reach its epoch",
 }
 _MAX_BRACKETS, _MAX_BAND = 64, 1_000_000  # beyond: no HyperBand rule (reduction factor near 1)
+# A trial that exploits another loads that trial's latest checkpoint: with only the two
+# best kept, the latest may already be gone (Ray warns at `num_to_keep <= 2`).
+POPULATION_KEEP = 4
+
+
+def epochs_of(space: Space) -> int | None:
+    """The most epochs a trial runs, when the space says (`epochs` constant or choices)."""
+    value = space.constants.get("epochs")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    p = space.param("epochs")
+    options = p and (p.args.get("categories") or p.args.get("values"))
+    if options and all(isinstance(v, int) and not isinstance(v, bool) for v in options):
+        return max(options)
+    return None
+
+
+def _by_epoch(sched: dict[str, Any]) -> bool:
+    return (sched.get("time_attr") or "training_iteration") in _EPOCH_TIME
+
+
+def _horizon(sched: dict[str, Any], epochs: int | None) -> int | None:
+    """The last epoch in `time_attr` units; None where they are not epochs (seconds)."""
+    return epochs if _by_epoch(sched) else None
+
+
+def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None) -> None:
+    """Before the shards are known, what holds whatever the trials: a `max_t` before the
+    last epoch cuts every trial short; PBT clones checkpoints that must still be kept."""
+    sched = out["scheduler"]
+    name, opts = sched["name"], sched["options"]
+    horizon, max_t = _horizon(sched, epochs), opts.get("max_t")
+    if name in ("asha", "hyperband") and horizon is not None and max_t is not None and max_t < horizon \
+            and opts.get("stop_last_trials", True):
+        ch.warn(WARN_SCHEDULE, f"trials stop at `max_t` = {max_t}, before their {horizon} `epochs`",
+                ch.spans.get("scheduler.options.max_t", label),
+                help=f"set `max_t = {horizon}` (the longest a trial runs, in epochs), "
+                     "or `stop_last_trials = false`")  # fmt: skip
+    if name in T.POPULATION:
+        _population_keep(ch, out, name)
 
 
 def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None,
-          workdir: str | None) -> bool:
-    """After the shards are known: what each shard's scheduler can compare. False when it
-    has at most one trial to compare (said here, or an error already)."""
+          workdir: str | None) -> None:
+    """After the shards are known: what keeps each shard's scheduler from acting. A shard
+    with one trial to compare is the cause to fix first, and then the only one said."""
+    sched = out["scheduler"]
+    name = sched["name"]
+    if name == "fifo":
+        return
+    horizon = _horizon(sched, epochs)
+    if out["objective"]["metrics"]:  # (without, its missing objective is an error already)
+        _time_attr(ch, out, label, workdir)
+        if not _trials(ch, out, horizon, label):
+            return
+    if name in ("asha", "median"):
+        _grace(ch, sched, horizon, label)
+    if name in T.POPULATION:
+        _perturbation_checkpoints(ch, out, epochs, label)
+
+
+def _trials(ch: Checker, out: dict[str, Any], horizon: int | None, label: A.Span | None) -> bool:
+    """What each shard's scheduler can compare. False when it has at most one trial to
+    compare (said here, or an error already)."""
     sched = out["scheduler"]
     name, opts = sched["name"], sched["options"]
-    if name == "fifo":
-        return True
-    _time_attr(ch, out, label, workdir)
-    time_attr = sched.get("time_attr") or "training_iteration"
-    horizon = epochs if time_attr in _EPOCH_TIME else None
     if grid_bound(out["space"]) > T.MAX_GRID_POINTS:
         return True  # HP304 already
     shards = out["shards"]["count"]
@@ -75,6 +130,38 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
                         help=f"lower `{key}` below {horizon}")  # fmt: skip
                 break
     return True
+
+
+def _grace(ch: Checker, sched: dict[str, Any], horizon: int | None, label: A.Span | None) -> None:
+    """ASHA and median compare no trial before `grace_period`: at or after the last
+    epoch, or (ASHA) at `max_t`, where every trial is stopped before it is compared."""
+    name, opts = sched["name"], sched["options"]
+    grace = opts.get("grace_period")
+    if grace is not None and horizon is not None and grace >= horizon:
+        ch.warn(WARN_SCHEDULE, f"`scheduler {name}` stops no trial early: `grace_period` ({grace}) is not "
+                               f"below `epochs` ({horizon})",
+                ch.spans.get("scheduler.options.grace_period", label),
+                help=f"lower `grace_period` below {horizon}, e.g. {max(1, horizon // 4)}" if horizon > 1
+                else "one epoch leaves nothing to stop early: raise `epochs`, or use `scheduler fifo`")  # fmt: skip
+    elif name == "asha" and grace == opts["max_t"] and opts["stop_last_trials"]:
+        # Ray's only rung is then at max_t.
+        ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early: `grace_period` equals `max_t` "
+                f"({opts['max_t']}), where every trial ends anyway",
+                ch.spans.get("scheduler.options.grace_period", label),
+                help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
+
+
+def _population_keep(ch: Checker, out: dict[str, Any], name: str) -> None:
+    keep = out["checkpoint"]["keep"]
+    if keep is None or keep > 2:
+        return
+    span = ch.spans.get("checkpoint.keep")
+    if span is None:  # the default of 2 is too few here
+        out["checkpoint"]["keep"] = POPULATION_KEEP
+        return
+    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones trials' latest checkpoints; with `keep = {keep}` "
+            "a trial's latest may be deleted before another trial clones it", span,
+            help=f"keep {POPULATION_KEEP} or more (the default under `scheduler {name}`)")  # fmt: skip
 
 
 # What Ray's scheduler does with a result that lacks its time_attr (PBT/PB2: the default).
@@ -185,3 +272,40 @@ def _hyperband(ch: Checker, name: str, opts: dict[str, Any], n: int, horizon: in
                                    "use `scheduler asha`") if x)
     ch.warn(WARN_SCHEDULE, f"`scheduler {name}` stops no trial early with {n} trials{per}",
             ch.spans.get("scheduler.options.max_t") or trials_span, notes=tuple(notes), help=help)  # fmt: skip
+
+
+def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None) -> None:
+    """Ray's PBT clones what a donor reported at its perturbation: a function trainable's
+    "save" is its last report. With no checkpoint there, asynchronous PBT skips the exploit;
+    synchronous PBT pauses every trial, which then restarts from its latest checkpoint (or
+    epoch 0) and clones an older one (seen: `every = 3`, interval 2, 6 epochs: epochs 1, 2
+    and 4 trained twice). So perturbations must fall on checkpoint epochs."""
+    sched = out["scheduler"]
+    every, interval = out["checkpoint"]["every"], sched["options"].get("perturbation_interval")
+    if not every or every == 1 or interval is None:
+        return
+    by_epoch = _by_epoch(sched)
+    whole = by_epoch and float(interval).is_integer()
+    if whole and int(interval) % every == 0:
+        return
+    name = sched["name"]
+    if by_epoch and epochs is not None and interval >= epochs:
+        return  # no perturbation at all: _trials says so
+    if sched["options"].get("synch"):
+        when = "trials repeat the epochs since their latest checkpoint at each perturbation between checkpoints"
+        note = ("synchronous PBT pauses every trial at a perturbation; without a checkpoint there a trial "
+                "restarts from its latest one (or from scratch), and an exploiting trial clones the donor's latest")
+    else:
+        note = "PBT skips an exploit when the donor's report at the perturbation has no checkpoint"
+        when = "most perturbations cannot exploit"
+        if whole:
+            lcm = math.lcm(int(interval), every)
+            when = (f"no trial ever exploits another in its {epochs} epochs" if epochs is not None and lcm >= epochs
+                    else f"trials exploit others only every {lcm} epochs, not every {int(interval)}")
+    unit = "epochs" if by_epoch else f"`{sched.get('time_attr')}`"
+    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones the checkpoint a trial reports at a perturbation "
+            f"(every {interval:g} {unit}), but trials checkpoint every {every} epochs: {when}",
+            ch.spans.get("checkpoint.every") or ch.spans.get("scheduler.options.perturbation_interval")
+            or label, notes=(note,),
+            help=f"set `checkpoint {{ every = 1 }}`"
+                 + (f", or a `perturbation_interval` that is a multiple of {every}" if by_epoch else ""))  # fmt: skip

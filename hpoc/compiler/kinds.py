@@ -293,15 +293,5 @@ def any_number(v: A.Value) -> int | float:
     raise _wrong(v, "a number")
 
 
-def typed_key(value: Any) -> tuple[str, str]:
-    """Equality key that keeps `true` apart from `1` and `"1"` (for categories)."""
-    import json
-
-    tag = "b" if isinstance(value, bool) else "n" if isinstance(value, (int, float)) else "o"
-    if tag == "n":
-        return tag, repr(float(value))
-    return tag, json.dumps(value, sort_keys=True)
-
-
 def expects(kind: Kind) -> str:
     return getattr(kind, "expects", "a value")

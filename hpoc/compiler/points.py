@@ -11,13 +11,12 @@ import json
 import math
 from typing import Any, Iterator
 
-from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import MISSING, TYPE, UNKNOWN, VALUE, Checker
 from hpoc.compiler.space import Param, Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.plan.space import flatten, is_active, nest
+from hpoc.plan.space import flatten, is_active, nest, on_grid, typed_key
 
 WHAT = "`points_to_evaluate`"
 
@@ -62,7 +61,7 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
     a = p.args
     if p.domain in T.CATEGORICAL:
         cats = a.get("categories", a.get("values", []))
-        if K.typed_key(value) not in {K.typed_key(c) for c in cats}:
+        if typed_key(value) not in {typed_key(c) for c in cats}:
             ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, not one of its `{p.domain}` values", span,
                      help=f"`{p.name}` takes {one_of(_show(c) for c in cats)}")  # fmt: skip
         return
@@ -81,7 +80,7 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
             help = f"`{p.name}` takes {a['lower']} to {a['upper'] - 1} (the upper bound of `{p.domain}` is exclusive)"
         ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, outside `{p.domain}({a['lower']}, {a['upper']})`",
                  span, help=help)  # fmt: skip
-    elif "q" in a and not math.isclose(value / a["q"], round(value / a["q"])):
+    elif "q" in a and not on_grid(value, a["q"]):
         near = round(value / a["q"]) * a["q"]
         ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, not a multiple of `q` = {a['q']}", span,
                  help=f"the values of `{p.domain}` are multiples of `q`: write {_show(round(near, 12))}")  # fmt: skip

@@ -62,14 +62,8 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _checkpoint(ch, out, found.get("checkpoint", [None])[0])
     _resume_storage(ch, out)
     _slurm(ch, out, found.get("slurm", [None])[0], workdir)
-    # Each shard's scheduler: its trials. Where it has one trial to compare, that is said
-    # once; what else keeps it from acting would be a second warning for one cause.
-    compares = sched_ok and (not out["objective"]["metrics"] or early_stop.check(
-        ch, out, _epochs(space), _label_span(sched_block), workdir))
-    if compares and out["scheduler"]["name"] == "asha":
-        _asha_one_rung(ch, out, space, sched_block)
-    if compares and out["scheduler"]["name"] in T.POPULATION:
-        _perturbation_checkpoints(ch, out, space, sched_block)
+    if sched_ok:  # each shard's scheduler: its trials
+        early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), workdir)
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -195,47 +189,6 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
 # ----------------------------------------------------------------------- scheduler
 
 
-def _epochs(space: Space) -> int | None:
-    """The most epochs a trial runs, when the space says (`epochs` constant or choices)."""
-    value = space.constants.get("epochs")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    p = space.param("epochs")
-    options = p and (p.args.get("categories") or p.args.get("values"))
-    if options and all(isinstance(v, int) and not isinstance(v, bool) for v in options):
-        return max(options)
-    return None
-
-
-def _beyond_epochs(sched: dict[str, Any], space: Space, t: int) -> bool:
-    """Whether `t` (in `time_attr` units) is at or after the last epoch (_horizon says so)."""
-    epochs = _epochs(space)
-    return epochs is not None and t >= epochs and sched.get("time_attr", "training_iteration") in ("training_iteration", "epoch")
-
-
-def _horizon(ch: Checker, sched: dict[str, Any], space: Space, block: Any) -> None:
-    """Early stopping measured in epochs (time_attr = training_iteration) against the
-    epochs a trial runs: a rung after the last epoch stops nothing, a max_t before it cuts
-    trials short. Other time_attrs (seconds) have no relation to epochs."""
-    name, opts = sched["name"], sched["options"]
-    epochs = _epochs(space)
-    if epochs is None or sched.get("time_attr", "training_iteration") not in ("training_iteration", "epoch"):
-        return
-    grace = opts.get("grace_period")
-    if name in ("asha", "median") and grace is not None and grace >= epochs:
-        ch.warn(WARN_SCHEDULE, f"`scheduler {name}` stops no trial early: `grace_period` ({grace}) is not "
-                               f"below `epochs` ({epochs})",
-                ch.spans.get("scheduler.options.grace_period", _label_span(block)),
-                help=f"lower `grace_period` below {epochs}, e.g. {max(1, epochs // 4)}" if epochs > 1
-                else "one epoch leaves nothing to stop early: raise `epochs`, or use `scheduler fifo`")  # fmt: skip
-    max_t = opts.get("max_t")
-    if name in ("asha", "hyperband") and max_t is not None and max_t < epochs and opts.get("stop_last_trials", True):
-        ch.warn(WARN_SCHEDULE, f"trials stop at `max_t` = {max_t}, before their {epochs} `epochs`",
-                ch.spans.get("scheduler.options.max_t", _label_span(block)),
-                help=f"set `max_t = {epochs}` (the longest a trial runs, in epochs), "
-                     "or `stop_last_trials = false`")  # fmt: skip
-
-
 def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, search_block: Any) -> None:
     name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
     alg = out["search"]["algorithm"]
@@ -243,7 +196,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
-    _horizon(ch, out["scheduler"], space, block)
+    early_stop.settings(ch, out, early_stop.epochs_of(space), _label_span(block))
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
                  help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip
@@ -276,7 +229,6 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                      f"Ray Tune runs it with `search random` or `search grid` only, not `search {alg}`",
                      _label_span(search_block), help="use `search random { seed = 0 }`, "
                      "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
-        _population_checkpoints(ch, out, name)
         res = out["resources"]
         if res["workers"] > 1 and not res.get("reuse_workers"):
             # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
@@ -294,72 +246,6 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
     if name in T.POPULATION and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
         ch.error(VALUE, "`perturbation_factors` must be two numbers `[up, down]`",
                  ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip
-
-
-# A trial that exploits another loads that trial's latest checkpoint: with only the two
-# best kept, the latest may already be gone (Ray warns at `num_to_keep <= 2`).
-POPULATION_KEEP = 4
-
-
-def _population_checkpoints(ch: Checker, out: dict[str, Any], name: str) -> None:
-    keep = out["checkpoint"]["keep"]
-    if keep is None or keep > 2:
-        return
-    span = ch.spans.get("checkpoint.keep")
-    if span is None:  # the default of 2 is too few here
-        out["checkpoint"]["keep"] = POPULATION_KEEP
-        return
-    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones trials' latest checkpoints; with `keep = {keep}` "
-            "a trial's latest may be deleted before another trial clones it", span,
-            help=f"keep {POPULATION_KEEP} or more (the default under `scheduler {name}`)")  # fmt: skip
-
-
-def _asha_one_rung(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
-    opts = out["scheduler"]["options"]
-    if opts["grace_period"] == opts["max_t"] and opts["stop_last_trials"] \
-            and not _beyond_epochs(out["scheduler"], space, opts["grace_period"]):
-        # Ray's only rung is then at max_t, where every trial is stopped before it is compared.
-        ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early: `grace_period` equals `max_t` "
-                f"({opts['max_t']}), where every trial ends anyway",
-                ch.spans.get("scheduler.options.grace_period", _label_span(block)),
-                help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
-
-
-def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
-    """Ray's PBT clones what a donor reported at its perturbation: a function trainable's
-    "save" is its last report. With no checkpoint there, asynchronous PBT skips the exploit;
-    synchronous PBT pauses every trial, which then restarts from its latest checkpoint (or
-    epoch 0) and clones an older one (seen: `every = 3`, interval 2, 6 epochs: epochs 1, 2
-    and 4 trained twice). So perturbations must fall on checkpoint epochs."""
-    sched = out["scheduler"]
-    every, interval = out["checkpoint"]["every"], sched["options"].get("perturbation_interval")
-    if not every or every == 1 or interval is None:
-        return
-    by_epoch = sched.get("time_attr", "training_iteration") in ("training_iteration", "epoch")
-    whole = by_epoch and float(interval).is_integer()
-    if whole and int(interval) % every == 0:
-        return
-    name, epochs = sched["name"], _epochs(space)
-    if by_epoch and epochs is not None and interval >= epochs:
-        return  # no perturbation at all: early_stop.check says so (HP805)
-    if sched["options"].get("synch"):
-        when = "trials repeat the epochs since their latest checkpoint at each perturbation between checkpoints"
-        note = ("synchronous PBT pauses every trial at a perturbation; without a checkpoint there a trial "
-                "restarts from its latest one (or from scratch), and an exploiting trial clones the donor's latest")
-    else:
-        note = "PBT skips an exploit when the donor's report at the perturbation has no checkpoint"
-        when = "most perturbations cannot exploit"
-        if whole:
-            lcm = math.lcm(int(interval), every)
-            when = (f"no trial ever exploits another in its {epochs} epochs" if epochs is not None and lcm >= epochs
-                    else f"trials exploit others only every {lcm} epochs, not every {int(interval)}")
-    unit = "epochs" if by_epoch else f"`{sched.get('time_attr')}`"
-    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones the checkpoint a trial reports at a perturbation "
-            f"(every {interval:g} {unit}), but trials checkpoint every {every} epochs: {when}",
-            ch.spans.get("checkpoint.every") or ch.spans.get("scheduler.options.perturbation_interval")
-            or _label_span(block), notes=(note,),
-            help=f"set `checkpoint {{ every = 1 }}`"
-                 + (f", or a `perturbation_interval` that is a multiple of {every}" if by_epoch else ""))  # fmt: skip
 
 
 # ----------------------------------------------------------------------- pipeline

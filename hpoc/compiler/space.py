@@ -11,6 +11,7 @@ from hpoc.compiler import tables as T
 from hpoc.compiler.check import BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, Checker
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
+from hpoc.plan.space import on_grid, typed_key
 
 
 @dataclass
@@ -130,11 +131,6 @@ def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, An
     return ok
 
 
-def _on_grid(x: float, q: float) -> bool:
-    # Ray's own test (ray.tune.search.sample: Float.quantized)
-    return math.isclose(x / q, round(x / q))
-
-
 def _quantum(bad: Any, func: str, args: dict[str, Any]) -> bool:
     """Values are the multiples of `q` within the bounds (Ray's rule). Ray refuses a float
     domain whose bounds are not multiples (ValueError at the first sample, mid-run), and an
@@ -148,7 +144,7 @@ def _quantum(bad: Any, func: str, args: dict[str, Any]) -> bool:
                        "q", help="values are multiples of `q`; widen the bounds or use a smaller `q`")
         return True
     for arg in ("lower", "upper"):
-        if not _on_grid(args[arg], q):
+        if not on_grid(args[arg], q):
             return bad(f"`{arg}` of `{func}` must be a multiple of `q` = {_num(q)} (got {_num(args[arg])})",
                        arg, help=(fix + ": values are multiples of `q`") if fix else
                        "values are multiples of `q`; choose bounds that are")
@@ -184,7 +180,7 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
             ch.error(TYPE, f"value of `{call.func}` {exc.msg}", (exc.node or node).span, help=exc.help)
             ok = False
             continue
-        tk = K.typed_key(value)
+        tk = typed_key(value)
         if tk in seen:
             ch.error(DUPLICATE, f"`{call.func}` lists {K.describe(node)} twice", node.span,
                      notes=(f"first at {ch.at(seen[tk])}",), help="remove the repeated value")  # fmt: skip
@@ -357,7 +353,7 @@ def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -
                  help=f"list the values of `{target}` it needs, e.g. `if {c.param} in [{_show(cats[0])}]`"
                  if cats else "remove the condition")  # fmt: skip
         return None
-    keys = {K.typed_key(v) for v in cats}
+    keys = {typed_key(v) for v in cats}
     values, ok = [], True
     seen: dict[tuple[str, str], A.Span | None] = {}
     for node in c.values:
@@ -369,7 +365,7 @@ def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -
                 ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
                 ok = False
                 continue
-        tk = K.typed_key(value)
+        tk = typed_key(value)
         if tk not in keys:
             words = [str(v) for v in cats if isinstance(v, str)]
             hint = did_you_mean(str(value), words) if isinstance(value, str) else None

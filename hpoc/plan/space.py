@@ -6,7 +6,10 @@ it, `hpoc status` sizes the study with it."""
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+import json
+import math
+import numbers
+from typing import Any
 
 
 class SpaceError(ValueError):
@@ -50,18 +53,28 @@ def is_active(param: dict[str, Any], values: dict[str, Any]) -> bool:
         return True
     if cond["param"] not in values:
         return False
-    return _member(values[cond["param"]], cond["values"])
+    key = typed_key(values[cond["param"]])
+    return any(typed_key(o) == key for o in cond["values"])
 
 
-def _member(value: Any, options: Sequence[Any]) -> bool:
-    # `True in [1]` is true in Python; a condition on a bool choice must not match ints.
-    for option in options:
-        if isinstance(value, bool) or isinstance(option, bool):
-            if type(value) is type(option) and value == option:
-                return True
-        elif value == option:
-            return True
-    return False
+def typed_key(value: Any) -> tuple[str, str]:
+    """Equality key of a category value (hashable), the one rule for what a category is:
+    `true` is not `1` or `"1"` (Python's `True == 1`), 1 and 1.0 are one number."""
+    tag = "b" if isinstance(value, bool) else "n" if isinstance(value, numbers.Real) else "o"
+    if tag == "n":
+        return tag, repr(float(value))
+    return tag, json.dumps(value, sort_keys=True)
+
+
+def same_category(a: Any, b: Any) -> bool:
+    return typed_key(a) == typed_key(b)
+
+
+def on_grid(x: float, q: float) -> bool:
+    """Whether `x` is a multiple of `q`, by Ray's own test (ray.tune.search.sample:
+    Float.quantized): the compiler asks it of a quantised domain's bounds, the runtime of
+    its range (whether Optuna's steps from `lower` are Ray's multiples)."""
+    return math.isclose(x / q, round(x / q))
 
 
 def _grid_params(params: list[dict[str, Any]], enumerate_choices: bool) -> list[dict[str, Any]]:

@@ -269,29 +269,24 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
         return _call(what, s.MedianStoppingRule, {**common, **options})
     if name == "bohb":
         return _call(what, s.HyperBandForBOHB, {**common, **options})
-    if name == "pbt":
-        if "hyperparam_mutations" in options:
+    if name in ("pbt", "pb2"):
+        from hpoc.runtime.population import PB2, PBT, final_epochs
+
+        if name == "pb2":
+            options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
+            if not options["hyperparam_bounds"]:
+                raise SearchError(f"{what} needs numeric parameters with lower/upper bounds")
+            # Ray's PB2 models with its GP
+            if missing := packages.missing({"pb2": (("sklearn",), "scikit-learn")}):
+                raise SearchError(packages.install_hint(what, missing.values()))
+        elif "hyperparam_mutations" in options:
             # The plan writes a domain as {domain, args}; a list of values stays a list.
             options["hyperparam_mutations"] = {
                 k: _pbt_mutation({"name": k, **v}) if isinstance(v, dict) and "domain" in v else v
                 for k, v in options["hyperparam_mutations"].items()}
         else:
             options["hyperparam_mutations"] = {p["name"]: _pbt_mutation(p) for p in plan["space"]["params"]}
-        from hpoc.runtime.population import PBT, final_epochs
-
-        pbt = _call(what, PBT, {**common, **options})
-        pbt.hpoc_epochs = final_epochs(plan)
-        return pbt
-    if name == "pb2":
-        from hpoc.runtime.population import PB2, final_epochs
-
-        options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
-        if not options["hyperparam_bounds"]:
-            raise SearchError(f"{what} needs numeric parameters with lower/upper bounds")
-        # Ray's PB2 models with its GP
-        if missing := packages.missing({"pb2": (("sklearn",), "scikit-learn")}):
-            raise SearchError(packages.install_hint(what, missing.values()))
-        pb2 = _call(what, PB2, {**common, **options})
-        pb2.hpoc_epochs = final_epochs(plan)
-        return pb2
+        population = _call(what, PBT if name == "pbt" else PB2, {**common, **options})
+        population.hpoc_epochs = final_epochs(plan)
+        return population
     raise SearchError(f"unknown scheduler `{name}` (one of {', '.join(SCHEDULERS)})")

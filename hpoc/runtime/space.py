@@ -21,7 +21,8 @@ import copy
 import pickle
 from typing import Any, Sequence
 
-from hpoc.plan.space import SpaceError, count_grid, flatten, grid_points, is_active, nest
+from hpoc.plan.space import (SpaceError, count_grid, flatten, grid_points, is_active, nest, on_grid,
+                              same_category)
 
 DOMAINS = (
     "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
@@ -168,7 +169,7 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
     name, d, a = p["name"], p["domain"], p["args"]
     if d in ("uniform", "quniform"):
         q = a.get("q")
-        if q and _divides(a["upper"] - a["lower"], q):
+        if q and on_grid(a["upper"] - a["lower"], q):
             value = trial.suggest_float(name, a["lower"], a["upper"], step=q)
             return _quantize(value, q), _quantize(value, q) != value
         if q:  # Optuna refuses a step that does not divide the range: quantise like Ray
@@ -224,7 +225,7 @@ def optuna_point(point: dict[str, Any], space: dict[str, Any]) -> dict[str, Any]
 def _optuna_fixed(p: dict[str, Any], value: Any) -> dict[str, Any]:
     """{optuna name: value} that makes `_suggest(trial, p)` return `value` (mirrors it)."""
     name, d, a = p["name"], p["domain"], p["args"]
-    if d in ("uniform", "quniform") and a.get("q") and not _divides(a["upper"] - a["lower"], a["q"]):
+    if d in ("uniform", "quniform") and a.get("q") and not on_grid(a["upper"] - a["lower"], a["q"]):
         return {name + "~u": value}
     if d == "qloguniform" or (d == "qlograndint" and a["q"] != 1):
         return {name + "~log": value}
@@ -236,24 +237,14 @@ def _optuna_fixed(p: dict[str, Any], value: Any) -> dict[str, Any]:
     if d in DISCRETE:
         options = list(a["categories"] if d == "choice" else a["values"])
         if not (all(isinstance(o, _OPTUNA_PRIMITIVES) for o in options) and _distinct_types_ok(options)):
-            index = next(i for i, o in enumerate(options) if _same(o, value))
+            index = next(i for i, o in enumerate(options) if same_category(o, value))
             return {name + "~index": index}
     return {name: value}
-
-
-def _same(a: Any, b: Any) -> bool:
-    # the compiler's typed comparison: 1, 1.0 and True are different categories
-    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
 
 
 def _distinct_types_ok(options: list[Any]) -> bool:
     # [1, True] would collapse in Optuna's storage (1 == True); go by index then.
     return not (any(isinstance(o, bool) for o in options) and any(_number(o) for o in options))
-
-
-def _divides(span: float, q: float) -> bool:
-    ratio = span / q
-    return abs(ratio - round(ratio)) < 1e-9
 
 
 def _quantize(value: float, q: float) -> float:

@@ -243,12 +243,12 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         if text and (why := plan_in_use(Path(sub.plan_path), text)):
             raise SubmitError(why + ", or pass --force")
     aside = move_aside(plan) if fresh else None
-    state, finished = ("fresh", set()) if fresh else previous_run(plan)
+    state, note = unfinished(plan, sub, fresh)
     if build is not None:
         build.write()
     if state == "done":
         return []
-    if note := skip_finished(sub, finished):
+    if note:
         print(f"hpoc: {note}")
     try:
         executor = make_executor(sub)
@@ -263,6 +263,16 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs
+
+
+def unfinished(plan: dict[str, Any], sub: Submission, fresh: bool) -> tuple[str, str | None]:
+    """What `send` (and `hpoc submit --dry-run`) sends: the start ("fresh", "resume", or
+    "done": nothing) and, keeping in `sub` only the shards that did not run to the end,
+    the line that says which were dropped. `fresh` moves nothing aside here."""
+    state, finished = ("fresh", set()) if fresh else previous_run(plan)
+    if state == "done":
+        return state, None
+    return state, skip_finished(sub, finished)
 
 
 def skip_finished(sub: Submission, finished: set[int]) -> str | None:

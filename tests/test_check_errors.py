@@ -91,6 +91,13 @@ def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
     (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 1", "scheduler pbt { perturbation_interval = 3 }",
                            "checkpoint { every = 2 }\n"))
     assert w.message.endswith("it compares trials, and the study runs one")
+    (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 1", "scheduler pbt",  # keep: no donor
+                           "checkpoint { every = 1, keep = 2 }\n"))
+    assert w.message.endswith("it compares trials, and the study runs one")
+    # a PBT that never perturbs: that is the warning, not also its interval between checkpoints
+    (w,) = warnings(_sched("lr = uniform(0, 1), epochs = 6", "num_samples = 4",
+                           "scheduler pbt { perturbation_interval = 3, burn_in_period = 6 }", "checkpoint { every = 2 }\n"))
+    assert w.message.startswith("`scheduler pbt` never exploits a trial: `burn_in_period` (6)")
     # MedianStoppingRule needs `min_samples_required` *other* trials past the same point
     (w,) = warnings(_sched("epochs = 10", "num_samples = 3", "scheduler median { min_samples_required = 3 }"))
     assert (w.code, where(w), w.message, w.help) == (

@@ -56,7 +56,7 @@ def _horizon(sched: dict[str, Any], epochs: int | None) -> int | None:
 
 def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None) -> None:
     """Before the shards are known, what holds whatever the trials: a `max_t` before the
-    last epoch cuts every trial short; PBT clones checkpoints that must still be kept."""
+    last epoch cuts every trial short; PBT's default keeps enough checkpoints to clone."""
     sched = out["scheduler"]
     name, opts = sched["name"], sched["options"]
     horizon, max_t = _horizon(sched, epochs), opts.get("max_t")
@@ -66,8 +66,8 @@ def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span
                 ch.spans.get("scheduler.options.max_t", label),
                 help=f"set `max_t = {horizon}` (the longest a trial runs, in epochs), "
                      "or `stop_last_trials = false`")  # fmt: skip
-    if name in T.POPULATION:
-        _population_keep(ch, out, name)
+    if name in T.POPULATION and ch.spans.get("checkpoint.keep") is None:
+        _population_default_keep(out)
 
 
 def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None,
@@ -86,6 +86,7 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
     if name in ("asha", "median"):
         _grace(ch, sched, horizon, label)
     if name in T.POPULATION:
+        _population_keep(ch, out, name)
         _perturbation_checkpoints(ch, out, epochs, label)
 
 
@@ -151,13 +152,17 @@ def _grace(ch: Checker, sched: dict[str, Any], horizon: int | None, label: A.Spa
                 help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
 
 
-def _population_keep(ch: Checker, out: dict[str, Any], name: str) -> None:
+def _population_default_keep(out: dict[str, Any]) -> None:
+    """The default of 2 kept checkpoints is too few for a trial to clone another's."""
     keep = out["checkpoint"]["keep"]
-    if keep is None or keep > 2:
-        return
-    span = ch.spans.get("checkpoint.keep")
-    if span is None:  # the default of 2 is too few here
+    if keep is not None and keep <= 2:
         out["checkpoint"]["keep"] = POPULATION_KEEP
+
+
+def _population_keep(ch: Checker, out: dict[str, Any], name: str) -> None:
+    """A `keep` the user set that is too few (said only where trials are compared)."""
+    keep, span = out["checkpoint"]["keep"], ch.spans.get("checkpoint.keep")
+    if keep is None or keep > 2 or span is None:
         return
     ch.warn(WARN_SCHEDULE, f"`scheduler {name}` clones trials' latest checkpoints; with `keep = {keep}` "
             "a trial's latest may be deleted before another trial clones it", span,
@@ -289,7 +294,7 @@ def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], epochs: int | No
     if whole and int(interval) % every == 0:
         return
     name = sched["name"]
-    if by_epoch and epochs is not None and interval >= epochs:
+    if by_epoch and epochs is not None and max(interval, sched["options"].get("burn_in_period") or 0) >= epochs:
         return  # no perturbation at all: _trials says so
     if sched["options"].get("synch"):
         when = "trials repeat the epochs since their latest checkpoint at each perturbation between checkpoints"

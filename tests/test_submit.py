@@ -131,6 +131,7 @@ def test_resubmitting_a_sharded_study_sends_only_its_unfinished_shards(tmp_path,
     assert main(["submit", str(found.plan_path.parent), "--dry-run", "--cluster", "local"]) == 0
     out = capsys.readouterr().out
     assert "shards:     2\n" in out and "note: shard(s) 1 ran to the end: not submitted again" in out
+    assert submit_mod.submit(found.plan_path.parent, cluster="local", dry_run=True).shards == [0, 2]  # the API too
     sent = []
 
     class Executor:
@@ -155,6 +156,7 @@ def test_resubmitting_a_sharded_study_sends_only_its_unfinished_shards(tmp_path,
     capsys.readouterr()
     assert main(["submit", str(found.plan_path.parent), "--dry-run", "--cluster", "local"]) == 0
     assert "is complete; nothing would be submitted" in capsys.readouterr().out
+    assert submit_mod.submit(found.plan_path.parent, cluster="local", dry_run=True).shards == []
 
 
 # ---------------------------------------------------------------- dry run (real sbatch around)

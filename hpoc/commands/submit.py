@@ -51,20 +51,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from hpoc.errors import HpocError
-    from hpoc.submit import SubmitError, load_target, prepare, send, unfinished
+    from hpoc.submit import SubmitError, load_target, prepare, send, would_send
 
     try:
         found = load_target(args.target, args.out)
         plan = found.plan
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.dry_run:
-            state, note = unfinished(plan, sub, args.fresh)  # as `send` would, moving nothing
-            if state == "done":
+            if not would_send(plan, sub, args.fresh).shards:
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "
                       "submitted (--fresh starts over)")
                 return 0
-            if note:
-                sub.notes.append(note)
             print(render_dry_run(sub))
             return 0
         jobs = send(plan, sub, fresh=args.fresh, force=args.force, build=found)

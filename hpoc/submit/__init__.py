@@ -38,12 +38,13 @@ JOBS_FILE = "jobs.json"
 def submit(target: str | os.PathLike, *, cluster: str | None = None, dry_run: bool = False,
            out: str | os.PathLike | None = None, fresh: bool = False, force: bool = False) -> Any:
     """Submit the study; returns the submitit jobs (one per shard), or the `Submission`
-    that would be sent when `dry_run` is true (nothing is written then). Raises
-    SubmitError (or SpecError for a spec with errors)."""
+    that would be sent when `dry_run` is true (nothing is written then: its shards are
+    those that did not run to the end, none for a complete study). Raises SubmitError (or
+    SpecError for a spec with errors)."""
     found = load_target(target, out)
     sub = prepare(found.plan, found.plan_path, cluster)
     if dry_run:
-        return sub
+        return would_send(found.plan, sub, fresh)
     return send(found.plan, sub, fresh=fresh, force=force, build=found)
 
 
@@ -273,6 +274,16 @@ def unfinished(plan: dict[str, Any], sub: Submission, fresh: bool) -> tuple[str,
     if state == "done":
         return state, None
     return state, skip_finished(sub, finished)
+
+
+def would_send(plan: dict[str, Any], sub: Submission, fresh: bool) -> Submission:
+    """`sub` as `send` would send it (no shards for a complete study), moving nothing."""
+    state, note = unfinished(plan, sub, fresh)
+    if state == "done":
+        sub.shards = []
+    elif note:
+        sub.notes.append(note)
+    return sub
 
 
 def skip_finished(sub: Submission, finished: set[int]) -> str | None:

@@ -395,7 +395,10 @@ def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
     stub = tmp_path / "bin" / ("apptainer" if container else "python3")
     stub.parent.mkdir(exist_ok=True)
     # The shard check before Ray (--before-ray) finds work to do; `cluster init` fails.
-    stub.write_text(f'#!/bin/sh\ncase "$*" in *--before-ray*) exit {before};; esac\necho "$@" >"$0.args"\nexit 3\n')
+    # It records whether the claim's holder is the job script (the stub's parent).
+    stub.write_text(f'#!/bin/sh\ncase "$*" in *--before-ray*)\n'
+                    f'  [ "${{*##*--before-ray --claim }}" = "$PPID" ] && echo claimed-for-the-script >"$0.before"\n'
+                    f'  exit {before};; esac\necho "$@" >"$0.args"\nexit 3\n')
     stub.chmod(0o755)
     args = Path(f"{stub}.args")
     args.unlink(missing_ok=True)
@@ -505,6 +508,7 @@ def test_the_job_acts_on_the_answer_before_ray_and_goes_past_a_crash(tmp_path, s
     nodes, a crash) and the job goes on to `cluster init` (which the stub fails with 3)."""
     got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir)}, before=answer)
     assert got == code, err
+    assert (tmp_path / "bin" / "python3.before").read_text() == "claimed-for-the-script\n"
     assert ("cluster init" in args) == (code == 3)
     if said:
         assert said in err, err

@@ -462,7 +462,7 @@ def test_the_job_directory_goes_to_the_jobs_own_tmpdir(tmp_path, short_dir):
 
 
 def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_refused(tmp_path, short_dir):
-    from hpoc.runtime.node import NodeError, check_socket_room
+    from hpoc.runtime.node import NodeError, check_socket_room, job_dir
 
     fits = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77")) + "77")
     longer = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77") + 1) + "77")
@@ -479,8 +479,16 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(longer)})
     assert code == 2 and not args
     assert f"hpoc: HPOC_TMP={longer} is too long" in err and f"at most {len(str(fits))} characters" in err
+    # The submitit launcher's rule (hpoc.runtime.node.job_dir) is the script's, word for word.
+    assert str(job_dir({"HPOC_TMP": str(fits)}, "hpoc-77")) == f"{fits}/hpoc-77"
+    with pytest.raises(NodeError) as refused:
+        job_dir({"HPOC_TMP": str(longer)}, "hpoc-77")
+    assert f"hpoc: {refused.value}\n" in err, err
     code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir / "missing")})
     assert code == 2 and "is not a writable directory" in err
+    with pytest.raises(NodeError) as refused:
+        job_dir({"HPOC_TMP": str(short_dir / "missing")}, "hpoc-77")
+    assert f"hpoc: {refused.value}\n" in err, err
 
 
 def test_a_container_binds_the_job_directorys_base_unless_it_is_tmp(tmp_path, short_dir):

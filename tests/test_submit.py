@@ -280,6 +280,36 @@ def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch):
     assert (tmp_path / "got").read_text() == "term\n"  # the driver was stopped, not left behind
 
 
+def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
+    """job.sbatch refuses it at once; the submitit job went on until the Ray head's own
+    check of its socket paths failed on the node."""
+    from types import SimpleNamespace
+
+    import hpoc.submit.job as job_mod
+    from hpoc.runtime import cluster
+    from hpoc.plan import dumps
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    def bring_up(*args, **kwargs):
+        raise AssertionError("Ray was brought up")
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0})))
+    long = tmp_path / ("x" * 60)  # tmp_path itself is long already
+    long.mkdir()
+    monkeypatch.setenv("HPOC_TMP", str(long))
+    monkeypatch.setenv("SLURM_JOB_ID", "1234567")
+    monkeypatch.setattr(cluster, "init", bring_up)
+    monkeypatch.setattr(job_mod, "_start_node", bring_up)
+    env = SimpleNamespace(global_rank=0, job_id="1234567", num_nodes=2,
+                          paths=SimpleNamespace(folder=str(tmp_path / "logs")))
+    job = StudyJob(str(tmp_path / "plan.json"))
+    for task in (lambda: job._head(0, env), lambda: job._worker(env)):
+        with pytest.raises(StudyJobError, match=rf"HPOC_TMP={long} is too long: .* choose a "
+                                                r"node-local directory of at most \d+ characters"):
+            task()
+    assert not (tmp_path / "logs").exists()
+
+
 def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
     """A site's whole queue (tens of thousands of jobs) answers in seconds and loads the
     controller; hpoc only ever looks for its own jobs."""

@@ -238,16 +238,19 @@ def _paths(env: Any) -> tuple[Path, Path, Path]:
     """(rendezvous dir on the shared log folder, node-local job dir, log dir) of this run.
 
     A requeued job keeps its id, so the restart count tells its runs apart: a stale token
-    or head address of an earlier run is never read."""
+    or head address of an earlier run is never read. A job directory the job script would
+    refuse (HPOC_TMP too long, say) fails the job here, before any Ray starts."""
+    from hpoc.runtime.node import NodeError, job_dir
+
     restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     raw_id = os.environ.get("SLURM_JOB_ID") or str(env.job_id)
     log_dir = Path(env.paths.folder)
     rdv = log_dir / f".hpoc-rdv.{restart}"
     name = f"hpoc-{raw_id}" + (f".{restart}" if restart else "")
-    from hpoc.runtime.node import job_dir_base
-
-    job_dir = Path(job_dir_base(os.environ, name)) / name
-    return rdv, job_dir, log_dir
+    try:
+        return rdv, job_dir(os.environ, name), log_dir
+    except NodeError as exc:
+        raise StudyJobError(str(exc)) from None
 
 
 def _start_node(role: str, job_dir: Path, node: str, interface: str | None, log: Path,

@@ -10,7 +10,8 @@ the job script tells an answer from a crash of this check (which it goes past).
 With `--claim PID` (the job script's shell) a GO also takes the shard's run lock for this
 SLURM job (runlock.claim): of two jobs of one shard that start together, the second gets 4
 instead of a Ray cluster. Its driver takes the claim over; `--release-claim` (the job
-script's teardown) removes one that no driver took.
+script's teardown) removes one that no driver took. The `hpoc submit` job asks the same
+(`check`), for its own process.
 """
 
 from __future__ import annotations
@@ -44,10 +45,16 @@ def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
     return GO, ""
 
 
-def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None) -> int:
+def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None) -> tuple[int, str]:
+    """verdict(), and with `claim_pid` the shard claimed for this SLURM job on a GO."""
     code, why = verdict(plan, shard)
     if code == GO and claim_pid:
         code, why = _claim(plan, shard, claim_pid)
+    return code, why
+
+
+def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None) -> int:
+    code, why = check(plan, shard, claim_pid)
     if why:
         print(f"hpoc: {'error: ' if code in (BUSY, FAILED) else ''}{why}", file=sys.stderr)
     return code

@@ -65,7 +65,7 @@ def _claim(plan: dict[str, Any], shard: int, pid: int) -> tuple[int, str]:
     from hpoc.runtime.shards import experiment_dir
 
     if not os.environ.get("SLURM_JOB_ID"):
-        return GO, ""  # only a SLURM job's driver knows the claim for its own
+        return GO, ""  # outside SLURM no driver would know the claim for its own
     exp = experiment_dir(plan, shard)
     try:
         runlock.claim(exp, shard, pid, lambda line: print(line, file=sys.stderr))

@@ -8,6 +8,8 @@
   are not run again, interrupted ones go on from a checkpoint, all trials end TERMINATED.
 * A trainer that fails to import on the compute node: the job log has one clear error, the
   job exits non-zero, no Ray process of the job is left.
+* The same job.sbatch submitted twice, both jobs starting at once: only one brings Ray up,
+  the other exits 2 before Ray, naming the first; no claim on the shard is left behind.
 
 Figures (printed, see docs/reliability.md): trials retried, seconds from the kill to the
 retry, seconds from resubmission to the resumed run.
@@ -18,12 +20,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from slurm_plans import logs, output_of, ray_processes, sbatch, wait_jobs
+from slurm_plans import job_env, logs, output_of, ray_processes, sbatch, wait_jobs
 from study_jobs import (_cmdline, _ppid, epochs_of, experiment, job_processes, raylet_of, reports, study_job,
                         summary, wait_for)
 
@@ -181,3 +184,30 @@ def test_a_trainer_that_fails_to_import_on_the_node_fails_the_job_cleanly(tmp_pa
     assert "hpoc: study driver exited with status 2" in out
     assert ray_processes(job) == [] and not Path(f"/tmp/hpoc-{job}").exists()
     json.loads((folder / "build" / "plan.json").read_text())  # untouched
+
+
+def test_two_jobs_of_one_shard_started_at_once_bring_ray_up_once(tmp_path: Path,
+                                                                 cancel_afterwards: list[str]) -> None:
+    """Both used to start a Ray cluster: the check before Ray only read the run lock, which
+    the driver took after bring-up. The winner's trainer fails to import, so that it ends
+    soon after its Ray came up (and its claim must still go)."""
+    folder = tmp_path / "s"
+    script = study_job(folder, name="twice", nodes=1, num_samples=1, trainer="broken:Trainer")
+    (folder / "code" / "broken.py").write_text("raise ImportError('not this time')\n")
+    jobs = []
+    for _ in range(2):  # held, then released together: one scheduling pass starts both
+        out = subprocess.run(["sbatch", "--hold", "--parsable", str(script)], cwd=script.parent,
+                             env=job_env(), capture_output=True, text=True, check=True, timeout=60)
+        jobs.append(out.stdout.strip().split(";")[0])
+        cancel_afterwards.append(jobs[-1])
+    subprocess.run(["scontrol", "release", ",".join(jobs)], check=True, timeout=60)
+    records = wait_jobs(jobs, 120, folder / "build")
+    assert {r["ExitCode"] for r in records} == {"2:0"}, records
+    outs = output_of(folder / "build")
+    up = [j for j in jobs if "starting Ray on" in outs[f"twice-{j}.out"]]
+    assert len(up) == 1, outs
+    (other,) = set(jobs) - set(up)
+    err = (folder / "build" / f"twice-{other}.err").read_text()
+    assert f"is in use by another run (a SLURM job starting its Ray cluster) (pid " in err, err
+    assert f"SLURM job {up[0]}, since" in err, err
+    assert not (folder / "results").exists()  # the winner's teardown dropped its claim

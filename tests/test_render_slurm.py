@@ -395,7 +395,10 @@ def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
     stub = tmp_path / "bin" / ("apptainer" if container else "python3")
     stub.parent.mkdir(exist_ok=True)
     # The shard check before Ray (--before-ray) finds work to do; `cluster init` fails.
-    stub.write_text(f'#!/bin/sh\ncase "$*" in *--before-ray*) exit {before};; esac\necho "$@" >"$0.args"\nexit 3\n')
+    # It records whether the claim's holder is the job script (the stub's parent).
+    stub.write_text(f'#!/bin/sh\ncase "$*" in *--before-ray*)\n'
+                    f'  [ "${{*##*--before-ray --claim }}" = "$PPID" ] && echo claimed-for-the-script >"$0.before"\n'
+                    f'  exit {before};; esac\necho "$@" >"$0.args"\nexit 3\n')
     stub.chmod(0o755)
     args = Path(f"{stub}.args")
     args.unlink(missing_ok=True)
@@ -459,7 +462,7 @@ def test_the_job_directory_goes_to_the_jobs_own_tmpdir(tmp_path, short_dir):
 
 
 def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_refused(tmp_path, short_dir):
-    from hpoc.runtime.node import NodeError, check_socket_room
+    from hpoc.runtime.node import NodeError, check_socket_room, job_dir
 
     fits = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77")) + "77")
     longer = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77") + 1) + "77")
@@ -476,8 +479,16 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(longer)})
     assert code == 2 and not args
     assert f"hpoc: HPOC_TMP={longer} is too long" in err and f"at most {len(str(fits))} characters" in err
+    # The submitit launcher's rule (hpoc.runtime.node.job_dir) is the script's, word for word.
+    assert str(job_dir({"HPOC_TMP": str(fits)}, "hpoc-77")) == f"{fits}/hpoc-77"
+    with pytest.raises(NodeError) as refused:
+        job_dir({"HPOC_TMP": str(longer)}, "hpoc-77")
+    assert f"hpoc: {refused.value}\n" in err, err
     code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir / "missing")})
     assert code == 2 and "is not a writable directory" in err
+    with pytest.raises(NodeError) as refused:
+        job_dir({"HPOC_TMP": str(short_dir / "missing")}, "hpoc-77")
+    assert f"hpoc: {refused.value}\n" in err, err
 
 
 def test_a_container_binds_the_job_directorys_base_unless_it_is_tmp(tmp_path, short_dir):
@@ -505,6 +516,7 @@ def test_the_job_acts_on_the_answer_before_ray_and_goes_past_a_crash(tmp_path, s
     nodes, a crash) and the job goes on to `cluster init` (which the stub fails with 3)."""
     got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir)}, before=answer)
     assert got == code, err
+    assert (tmp_path / "bin" / "python3.before").read_text() == "claimed-for-the-script\n"
     assert ("cluster init" in args) == (code == 3)
     if said:
         assert said in err, err

@@ -303,3 +303,122 @@ def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_
     plan_file.write_text(json.dumps(plan))
     assert entry.main([str(plan_file), "--shard", "0", "--before-ray"]) == BUSY
     assert "hpoc: error: " in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- a job's claim before Ray
+
+
+def _as_job(monkeypatch, job, restart=0):
+    monkeypatch.setenv("SLURM_JOB_ID", job)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", str(restart))
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+
+
+def _squeue_says(monkeypatch, bin_dir, running):
+    """squeue on PATH: every job RUNNING, or none known (None: no squeue at all)."""
+    bin_dir.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    if running is None:
+        return
+    body = "echo RUNNING" if running else "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1"
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\n{body}\n")
+    (bin_dir / "squeue").chmod(0o755)
+
+
+def test_two_jobs_of_one_shard_before_ray_only_one_claims_it(spec, other_process, monkeypatch, capsys):
+    """Two sbatch of one shard starting together both brought a Ray cluster up: the check
+    before Ray only read the lock, and only the driver (after bring-up) took it."""
+    from hpoc.runtime import __main__ as entry
+    from hpoc.runtime.before import BUSY, GO
+
+    plan = load_plan(str(spec))
+    plan_file = spec.parent / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    exp = experiment_dir(plan, 0)
+    args = [str(plan_file), "--shard", "0", "--before-ray", "--claim", str(other_process.pid)]
+    _as_job(monkeypatch, "101")
+    assert entry.main(args) == GO
+    held = json.loads((exp / runlock.LOCK).read_text())
+    assert held["claim"] is True and held["pid"] == other_process.pid and held["slurm_job"] == "101"
+    assert [Path(d) for d in held["made"]] == [exp.parent, exp]  # the claim made them
+    _as_job(monkeypatch, "102")  # the same script submitted again, started the same second
+    capsys.readouterr()
+    assert entry.main(args) == BUSY
+    err = capsys.readouterr().err
+    assert "in use by another run (a SLURM job starting its Ray cluster) (pid " \
+           f"{other_process.pid} on {socket.gethostname()}, SLURM job 101" in err, err
+    assert json.loads((exp / runlock.LOCK).read_text())["slurm_job"] == "101"
+    monkeypatch.delenv("SLURM_JOB_ID")  # a local `hpoc run` of the study is refused too
+    with pytest.raises(runlock.Busy):
+        runlock.Lock(exp, 0).acquire(print)
+
+
+def test_the_driver_of_the_claiming_job_takes_the_claim_over(tmp_path, other_process, monkeypatch):
+    exp = tmp_path / "results" / "exp"
+    _as_job(monkeypatch, "101", restart=2)
+    runlock.claim(exp, 0, other_process.pid, print)
+    lock = runlock.Lock(exp, 0)
+    lock.acquire(print)  # the claim is live for everyone else, and the driver's own
+    held = json.loads((exp / runlock.LOCK).read_text())
+    assert held["pid"] == os.getpid() and "claim" not in held and held["slurm_restart"] == 2
+    assert runlock.release_claim(exp) is False  # the teardown leaves the driver's lock alone
+    assert (exp / runlock.LOCK).exists()
+    lock.release()  # a driver that stops early leaves nothing: the claim's directories go too
+    assert not (tmp_path / "results").exists()
+    runlock.claim(exp, 0, other_process.pid, print)
+    _as_job(monkeypatch, "101", restart=1)  # not this start's claim (nor an earlier one's)
+    with pytest.raises(runlock.Busy):
+        runlock.Lock(exp, 0).acquire(print)
+
+
+def test_a_claim_no_driver_took_is_released_by_its_own_job_only(tmp_path, other_process, monkeypatch):
+    """Ray's bring-up failed: the teardown frees the shard at once, not when the claim
+    turns stale."""
+    exp = tmp_path / "results" / "exp"
+    _as_job(monkeypatch, "101")
+    runlock.claim(exp, 0, other_process.pid, print)
+    _as_job(monkeypatch, "102")
+    assert runlock.release_claim(exp) is False and (exp / runlock.LOCK).exists()
+    _as_job(monkeypatch, "101")
+    assert runlock.release_claim(exp) is True
+    assert not (tmp_path / "results").exists()  # and the directories it made
+    exp.mkdir(parents=True)
+    _lock_file(exp, pid=other_process.pid, slurm_job="101", slurm_restart=0)  # a driver's
+    assert runlock.release_claim(exp) is False and (exp / runlock.LOCK).exists()
+
+
+def test_a_claim_is_stale_once_its_job_is_gone(tmp_path, monkeypatch):
+    exp = tmp_path / "exp"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _as_job(monkeypatch, "101")
+    runlock.claim(exp, 0, dead.pid, print)  # this host: its job script is gone
+    _as_job(monkeypatch, "102")
+    notes = []
+    runlock.claim(exp, 0, os.getpid(), notes.append)
+    assert "process " in notes[0] and "is gone" in notes[0]
+    # another host: no heartbeat, so live while squeue says its job runs, however old
+    old = time.time() - runlock.STALE_S - 60
+    _lock_file(exp, host="node-elsewhere", pid=1, slurm_job="101", slurm_restart=0, claim=True)
+    os.utime(exp / runlock.LOCK, (old, old))
+    _squeue_says(monkeypatch, tmp_path / "bin", running=True)
+    assert runlock.holder(exp)["slurm_job"] == "101"
+    _squeue_says(monkeypatch, tmp_path / "bin", running=False)  # its job ended
+    assert runlock.holder(exp) is None
+    (tmp_path / "bin" / "squeue").unlink()  # squeue cannot tell: the heartbeat rule
+    assert runlock.holder(exp) is None
+    os.utime(exp / runlock.LOCK)
+    assert runlock.holder(exp)["slurm_job"] == "101"
+    _as_job(monkeypatch, "101", restart=1)  # its own job, requeued
+    assert runlock.holder(exp) is None
+
+
+def test_no_claim_outside_a_slurm_job(spec, other_process, monkeypatch):
+    """Only a SLURM job's driver takes a claim over: a claim anywhere else would lock the
+    study against its own driver."""
+    from hpoc.runtime.before import GO, main
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    plan = load_plan(str(spec))
+    assert main(plan, 0, other_process.pid) == GO
+    assert runlock.read(experiment_dir(plan, 0)) is None

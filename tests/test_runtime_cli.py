@@ -62,3 +62,82 @@ def test_cpus_must_be_a_positive_count(value, capsys):
         main(["run", "study.hpo", "--local", "--cpus", value])
     assert info.value.code == 2
     assert "argument --cpus:" in capsys.readouterr().err
+
+
+# ---- a local run beside a SLURM job of the same experiment ------------------------------
+
+
+@pytest.fixture
+def spec_and_build(tmp_path):
+    """The digits study copied to tmp_path and compiled into tmp_path/build."""
+    import shutil
+
+    study = tmp_path / "digits"
+    shutil.copytree(EXAMPLES / "digits", study, ignore=shutil.ignore_patterns("results", "build"))
+    assert main(["compile", str(study / "study.hpo"), "-o", str(tmp_path / "build")]) == 0
+    return study / "study.hpo", tmp_path / "build"
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """Whether `hpoc run` went on to run the study (it is not run)."""
+    import hpoc.runtime.study
+
+    calls = []
+    monkeypatch.setattr(hpoc.runtime.study, "run_study", lambda plan, opts: calls.append(opts) or 0)
+    return calls
+
+
+def test_a_local_run_refuses_while_a_slurm_job_will_run_the_same_experiment(
+        spec_and_build, tmp_path, monkeypatch, capsys, ran):
+    """It used to start silently: then either it was refused (the job held the shard) or the
+    queued job, once started, exited at once as a failed job."""
+    from submit_support import fake_squeue
+
+    spec, build = spec_and_build
+    other = tmp_path / "other"
+    (other / "logs").mkdir(parents=True)
+    (other / "plan.json").write_text(dumps(make_plan(tmp_path, tmp_path / "elsewhere")))
+    rows = [f"690|RUNNING|0:10|node2|None|N/A|{other / 'logs' / '.submission_file_x.sh'}",  # other storage
+            f"691|PENDING|0:00||Priority|N/A|{build / 'preflight.sbatch'}",  # brings up Ray only
+            f"692|COMPLETING|0:10|node1|None|N/A|{build / 'job.sbatch'}",  # its driver has stopped
+            f"693|RUNNING|0:10|node1|None|N/A|/home/me/other.sbatch"]
+    fake_squeue(monkeypatch, tmp_path / "bin", rows)
+    capsys.readouterr()
+    assert main(["run", str(spec), "--local"]) == 0 and len(ran) == 1
+    fake_squeue(monkeypatch, tmp_path / "bin", [*rows, f"682|PENDING|0:00||Priority|N/A|{build / 'job.sbatch'}"])
+    assert main(["run", str(spec), "--local"]) == 2 and len(ran) == 1
+    err = capsys.readouterr().err
+    exp = experiment_dir(load_plan(str(spec)), 0)
+    assert f"hpoc: error: SLURM job(s) 682 (PENDING) will run this study in {exp}, where this run " \
+           "would write: whichever comes second stops at once" in err, err
+    assert "help: wait for the job(s) or `scancel` them" in err and "pass --force" in err
+    assert main(["run", str(build), "--local", "--force"]) == 0 and len(ran) == 2
+    monkeypatch.setenv("SLURM_JOB_ID", "682")  # `hpoc run` inside that very job
+    assert main(["run", str(spec), "--local"]) == 0 and len(ran) == 3
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # a job's driver, not a local run
+    assert main(["run", str(spec)]) == 0 and len(ran) == 4
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))  # no squeue: it cannot tell
+    assert main(["run", str(spec), "--local"]) == 0 and len(ran) == 5
+
+
+def test_only_jobs_of_the_same_shard_count(tmp_path):
+    """job.sbatch's array task is its shard; `hpoc submit` records its jobs' shards (a
+    resubmission's array task 0 may be shard 2); a job it did not record may run any."""
+    from hpoc.submit.queue import experiment_jobs
+
+    plan = make_plan(tmp_path, tmp_path / "results", shards={"count": 3, "parallel": 3})
+    build = tmp_path / "build"
+    (build / "logs" / "50_0").mkdir(parents=True)
+    (build / "plan.json").write_text(dumps(plan))
+    (build / "jobs.json").write_text('[{"jobs": [{"job_id": "50_0", "shard": 2}]}]')
+
+    def job(job_id, task, script):
+        return {"job_id": job_id, "state": "PENDING", "task": task, "script": str(build / script)}
+
+    jobs = [job("40_1", 1, "job.sbatch"), job("40_2", 2, "job.sbatch"),
+            job("50_0", 0, "logs/50_0/.submission_file_a.sh"), job("51", None, "logs/.submission_file_b.sh")]
+    assert [j["job_id"] for j in experiment_jobs(plan, 2, jobs)] == ["40_2", "50_0", "51"]
+    assert [j["job_id"] for j in experiment_jobs(plan, 0, jobs)] == ["51"]

@@ -20,7 +20,12 @@ from hpoc.compiler.render import render_all
 from slurm_plans import plan
 
 FAKE_DRIVER = """#!/bin/bash
-# stand-in for `python -m hpoc.runtime PLAN --shard N`
+# stand-in for `python -m hpoc.runtime PLAN --shard N` (and for its --release-claim)
+if [[ $* == *--release-claim* ]]; then
+    kill -0 "$(<"$T/driver.pid")" 2>/dev/null && echo "driver still running" >> "$T/calls.log"
+    echo "release $*" >> "$T/calls.log"
+    exit 0
+fi
 echo "$$" > "$T/driver.pid"
 echo "args: $*" >> "$T/driver.log"
 trap 'echo got-usr2 >> "$T/driver.log"; [[ $ON_USR2 == ignore ]] || exit "$ON_USR2"' USR2
@@ -58,6 +63,7 @@ hpoc_job_ref=77_1
 hpoc_head=node1
 hpoc_log_dir={tmp_path}/logs
 hpoc_py=(bash {tmp_path}/driver.sh)
+hpoc_claimed=${{CLAIMED:-0}}  # what the check before Ray leaves
 """
     fake_bringup = f"""
 # stand-in for the Ray steps: one long-running process per node
@@ -157,6 +163,19 @@ def test_normal_exit_passes_the_driver_status_on_and_tears_down(tmp_path, code):
     assert rc == int(code) and f"study driver exited with status {code}" in out
     assert "args: -m hpoc.runtime /b/plan.json --shard 0" in (tmp_path / "driver.log").read_text()
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+@pytest.mark.parametrize("claimed", ["1", "0"])
+def test_the_teardown_frees_the_jobs_claim_on_its_shard_once_the_driver_stopped(tmp_path, claimed):
+    """A claim taken before Ray (and not yet taken over by a driver that started) must not
+    outlive a job whose Ray failed; no claim, nothing to free."""
+    proc = start(tmp_path, CLAIMED=claimed, SLURM_ARRAY_TASK_ID="2")
+    os.kill(int((tmp_path / "step.pid").read_text()), signal.SIGKILL)
+    rc, out = finish(proc)
+    assert rc == 1 and "got-term" in (tmp_path / "driver.log").read_text()
+    released = [ln for ln in calls(tmp_path).splitlines() if ln.startswith(("release", "driver"))]
+    assert released == (["release -m hpoc.runtime /b/plan.json --shard 2 --release-claim"]
+                        if claimed == "1" else [])
 
 
 def test_array_tasks_run_their_own_shard(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -280,6 +281,81 @@ def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch):
                                                            head_log=tmp_path / "ray-node1.log")
     assert time.monotonic() - t0 < 15
     assert (tmp_path / "got").read_text() == "term\n"  # the driver was stopped, not left behind
+
+
+def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
+    """job.sbatch refuses it at once; the submitit job went on until the Ray head's own
+    check of its socket paths failed on the node."""
+    from types import SimpleNamespace
+
+    import hpoc.submit.job as job_mod
+    from hpoc.runtime import cluster
+    from hpoc.plan import dumps
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    def bring_up(*args, **kwargs):
+        raise AssertionError("Ray was brought up")
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0})))
+    long = tmp_path / ("x" * 60)  # tmp_path itself is long already
+    long.mkdir()
+    monkeypatch.setenv("HPOC_TMP", str(long))
+    monkeypatch.setenv("SLURM_JOB_ID", "1234567")
+    monkeypatch.setattr(cluster, "init", bring_up)
+    monkeypatch.setattr(job_mod, "_start_node", bring_up)
+    env = SimpleNamespace(global_rank=0, job_id="1234567", num_nodes=2,
+                          paths=SimpleNamespace(folder=str(tmp_path / "logs")))
+    job = StudyJob(str(tmp_path / "plan.json"))
+    for task in (lambda: job._head(0, env), lambda: job._worker(env)):
+        with pytest.raises(StudyJobError, match=rf"HPOC_TMP={long} is too long: .* choose a "
+                                                r"node-local directory of at most \d+ characters"):
+            task()
+    assert not (tmp_path / "logs").exists()
+
+
+def test_the_submitit_job_asks_before_ray_and_claims_the_shard(tmp_path, monkeypatch):
+    """As job.sbatch: a shard that another run holds gets no cluster, and the job's claim
+    on its shard does not outlive a bring-up that failed."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from hpoc.plan import dumps
+    from hpoc.runtime import cluster, runlock
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    exp = tmp_path / "results" / "t"
+    seen = []
+
+    def bring_up(job_dir):
+        seen.append(json.loads((exp / runlock.LOCK).read_text()))
+        raise StudyJobError("no Ray today")
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0},
+                                                   storage={"path": str(tmp_path / "results"), "name": "t"})))
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "501")
+    monkeypatch.setattr(cluster, "init", bring_up)
+    env = SimpleNamespace(global_rank=0, job_id="501", num_nodes=2,
+                          paths=SimpleNamespace(folder=str(tmp_path / "logs")))
+    job = StudyJob(str(tmp_path / "plan.json"))
+    with pytest.raises(StudyJobError, match="no Ray today"):
+        job._head(0, env)
+    assert seen[0]["claim"] is True and seen[0]["pid"] == os.getpid() and seen[0]["slurm_job"] == "501"
+    assert not (tmp_path / "results").exists()  # claim dropped, with the directories it made
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        monkeypatch.setenv("SLURM_JOB_ID", "500")
+        runlock.claim(exp, 0, other.pid, print)  # another job of the shard got there first
+        monkeypatch.setenv("SLURM_JOB_ID", "501")
+        with pytest.raises(StudyJobError, match=r"in use by another run \(a SLURM job starting its Ray "
+                                                r"cluster\) \(pid \d+ on .*, SLURM job 500"):
+            job._head(0, env)
+        assert len(seen) == 1  # no bring-up
+        assert (tmp_path / "logs" / ".hpoc-rdv.0" / "done").exists()  # the workers stop waiting
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):

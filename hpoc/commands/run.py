@@ -4,12 +4,15 @@
     hpoc run build/fashion/plan.json               # inside a SLURM job (RAY_ADDRESS set)
 
 A .hpo (or .yaml) spec is compiled in this process; a plan.json is read as is.
-Without RAY_ADDRESS the run is local; `--local` forces it.
+Without RAY_ADDRESS the run is local; `--local` forces it. A local run refuses while a
+queued or running SLURM job of this user will run the same shard of the same experiment
+(`--force` runs it anyway): whichever of the two comes second would stop at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="move a previous run of this study aside and start over "
                         "(default: resume an interrupted run, skip a finished one)")
+    p.add_argument("--force", action="store_true",
+                   help="local runs: run even if a queued or running SLURM job will run the "
+                        "same shard of this study's storage")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show Ray's logs and the trials' own output")
 
@@ -78,8 +84,29 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     plan = load_plan(args.target)
+    local = args.local if args.local is not None else not os.environ.get("RAY_ADDRESS")
+    if local and not args.force:
+        refuse_beside_jobs(plan, args.shard)
     from hpoc.runtime.study import RunOptions, run_study
 
     return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
                                       fresh=args.fresh, verbose=args.verbose,
                                       progress=sys.stderr, out=sys.stdout))
+
+
+def refuse_beside_jobs(plan: dict[str, Any], shard: int) -> None:
+    """HpocError when a queued or running SLURM job will run this shard's experiment. The
+    run lock keeps the experiment safe either way, but one of the two then stops at once:
+    this run (the job holds the shard) or the job, later, as a failed job (this run holds
+    it) - or the job finds the study done. No squeue here: nothing to tell."""
+    from hpoc.errors import HpocError
+    from hpoc.runtime.shards import experiment_dir
+    from hpoc.submit.queue import describe, experiment_jobs
+
+    jobs = experiment_jobs(plan, shard)
+    if jobs:
+        raise HpocError(
+            f"SLURM job(s) {describe(jobs)} will run this study in {experiment_dir(plan, shard)}, "
+            "where this run would write: whichever comes second stops at once\n"
+            "  help: wait for the job(s) or `scancel` them, change `storage.name` to run a copy "
+            "here, or pass --force to run it anyway")

@@ -22,7 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="move a previous run aside and start over")
     parser.add_argument("--before-ray", action="store_true",
                         help="only say whether the shard has anything to do (exit 0), ran to the "
-                             "end (3) or is run by another driver (2); see hpoc/runtime/before.py")
+                             "end (3), is run by another driver (4) or ran and failed (5); see "
+                             "hpoc/runtime/before.py")
+    parser.add_argument("--claim", type=int, metavar="PID",
+                        help="with --before-ray: on exit 0, hold the shard's run lock for this "
+                             "SLURM job (PID: the job script) until its driver takes it over")
+    parser.add_argument("--release-claim", action="store_true",
+                        help="remove this SLURM job's claim that no driver took over")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and the trials' output")
     args = parser.parse_args(argv)
 
@@ -37,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.before_ray:
         from hpoc.runtime import before
 
-        return before.main(plan, args.shard)
+        return before.main(plan, args.shard, args.claim)
+    if args.release_claim:
+        from hpoc.runtime import before
+
+        return before.release(plan, args.shard)
     return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
                                       fresh=args.fresh, verbose=args.verbose))
 

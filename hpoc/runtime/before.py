@@ -6,10 +6,17 @@ Exit 0: go on. 3: the shard already ran to the end (a resubmitted array's finish
 run holds the shard's lock (the study submitted twice). The driver asks again when it
 starts; this only spares the job a cluster it would not use. Codes of their own, so that
 the job script tells an answer from a crash of this check (which it goes past).
+
+With `--claim PID` (the job script's shell) a GO also takes the shard's run lock for this
+SLURM job (runlock.claim): of two jobs of one shard that start together, the second gets 4
+instead of a Ray cluster. Its driver takes the claim over; `--release-claim` (the job
+script's teardown) removes one that no driver took. The `hpoc submit` job asks the same
+(`check`), for its own process.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -38,8 +45,40 @@ def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
     return GO, ""
 
 
-def main(plan: dict[str, Any], shard: int) -> int:
+def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None) -> tuple[int, str]:
+    """verdict(), and with `claim_pid` the shard claimed for this SLURM job on a GO."""
     code, why = verdict(plan, shard)
+    if code == GO and claim_pid:
+        code, why = _claim(plan, shard, claim_pid)
+    return code, why
+
+
+def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None) -> int:
+    code, why = check(plan, shard, claim_pid)
     if why:
         print(f"hpoc: {'error: ' if code in (BUSY, FAILED) else ''}{why}", file=sys.stderr)
     return code
+
+
+def _claim(plan: dict[str, Any], shard: int, pid: int) -> tuple[int, str]:
+    from hpoc.runtime import runlock
+    from hpoc.runtime.shards import experiment_dir
+
+    if not os.environ.get("SLURM_JOB_ID"):
+        return GO, ""  # outside SLURM no driver would know the claim for its own
+    exp = experiment_dir(plan, shard)
+    try:
+        runlock.claim(exp, shard, pid, lambda line: print(line, file=sys.stderr))
+    except runlock.Busy as exc:
+        return BUSY, str(exc)
+    except OSError:
+        pass  # storage the driver cannot use either: it says why, located
+    return GO, ""
+
+
+def release(plan: dict[str, Any], shard: int) -> int:
+    from hpoc.runtime import runlock
+    from hpoc.runtime.shards import experiment_dir
+
+    runlock.release_claim(experiment_dir(plan, shard))
+    return 0

@@ -130,6 +130,21 @@ def job_dir_base(env: Mapping[str, str], name: str) -> str:
     return "/tmp"
 
 
+def job_dir(env: Mapping[str, str], name: str) -> Path:
+    """The job directory `name` on this node under job_dir_base, refused (NodeError) as the
+    job script refuses it (setup.j2, the same limit: tests/test_render_slurm.py): an HPOC_TMP
+    that is not a writable directory, or too long for Ray's unix socket paths under it."""
+    base = job_dir_base(env, name)
+    path = f"{base.rstrip('/')}/{name}"
+    if env.get("HPOC_TMP") and not (os.path.isdir(base) and os.access(base, os.W_OK)):
+        raise NodeError(f"HPOC_TMP={base} is not a writable directory")
+    if len(path) > JOB_DIR_MAX:
+        raise NodeError(f"HPOC_TMP={base} is too long: Ray's unix socket paths under {path} would "
+                        f"exceed {SOCKET_PATH_MAX} bytes; choose a node-local directory of at most "
+                        f"{JOB_DIR_MAX - len(name) - 1} characters")
+    return Path(path)
+
+
 def check_socket_room(temp_dir: Path) -> None:
     longest = len(str(temp_dir)) + RAY_SOCKET_SUFFIX
     if longest > SOCKET_PATH_MAX:

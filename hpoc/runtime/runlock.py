@@ -13,6 +13,13 @@ A lock left by a driver that died (SIGKILL, node crash) is stale and taken over:
   job id, higher restart count), or by a SLURM job that squeue says is no longer running
   (a node crash, then a new job), or its heartbeat is older than STALE_S.
 Anything else is live, even a driver stopped with Ctrl-Z.
+
+A SLURM job claims the lock before it brings Ray up (`claim`, from the job script's check
+before Ray), so that of two jobs of one shard started at once only one starts a cluster.
+A claim has `"claim": true` and, as its pid, the job script's shell (alive while the job
+is); it has no heartbeat, so on another host it is live while squeue says its job runs.
+The driver of the same job and restart takes it over (`Lock.acquire`); the job script's
+teardown removes a claim no driver took (`release_claim`: Ray never came up).
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ class Busy(Exception):
     """Another driver runs this experiment."""
 
 
-def _me(shard: int) -> dict[str, Any]:
-    info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(),
+def _me(shard: int, pid: int | None = None) -> dict[str, Any]:
+    info: dict[str, Any] = {"pid": pid or os.getpid(), "host": socket.gethostname(),
                             "started": time.time(), "shard": shard}
     if os.environ.get("SLURM_JOB_ID"):
         info["slurm_job"] = os.environ["SLURM_JOB_ID"]
@@ -79,8 +86,11 @@ def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
     if job and info.get("slurm_job") == job and \
             int(os.environ.get("SLURM_RESTART_COUNT") or 0) > int(info.get("slurm_restart") or 0):
         return f"an earlier start of this SLURM job ({job}) wrote it"
-    if info.get("slurm_job") and _slurm_job_running(str(info["slurm_job"])) is False:
+    running = _slurm_job_running(str(info["slurm_job"])) if info.get("slurm_job") else None
+    if running is False:
         return f"its SLURM job {info['slurm_job']} is no longer running"
+    if running and info.get("claim"):  # no heartbeat: live while its job runs
+        return None
     if age_s > STALE_S:
         return f"its heartbeat stopped {age_s / 60:.0f} min ago"
     return None
@@ -139,12 +149,42 @@ def holder(exp: Path) -> dict[str, Any] | None:
     return found[0] if found is not None and found[1] else None
 
 
+def _own_claim(info: dict[str, Any]) -> bool:
+    """Whether `info` is a claim by this very start of this SLURM job (its driver's to take)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return bool(info.get("claim")) and bool(job) and str(info.get("slurm_job")) == job and \
+        info.get("slurm_restart") == int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+def claim(exp: Path, shard: int, holder_pid: int, say: Callable[[str], None]) -> None:
+    """Take the lock of `exp` for this SLURM job before it brings Ray up, held by the job
+    script's shell `holder_pid`; raise Busy when another run holds it."""
+    Lock(exp, shard)._create(dict(_me(shard, holder_pid), claim=True), say)
+
+
+def release_claim(exp: Path) -> bool:
+    """Remove this job's claim on `exp` that no driver took over (the job ends before its
+    driver ran), and the directories it made if left empty; whether there was one."""
+    found = _read(exp / LOCK)
+    if found is None or not _own_claim(found[1]):
+        return False
+    (exp / LOCK).unlink(missing_ok=True)
+    for d in reversed([Path(m) for m in found[1].get("made") or ()]):
+        try:
+            d.rmdir()
+        except OSError:
+            break
+    return True
+
+
 def describe(exp: Path, info: dict[str, Any]) -> str:
     who = f"pid {info.get('pid')} on {info.get('host')}"
     kind = "`hpoc run`"
     if info.get("slurm_job"):
         who += f", SLURM job {info.get('slurm_task') or info['slurm_job']}"
         kind = "run (a SLURM job)"
+        if info.get("claim"):  # the pid is the job script's
+            kind = "run (a SLURM job starting its Ray cluster)"
     since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("started") or 0)))
     return (f"{exp} is in use by another {kind} ({who}, since {since})\n"
             f"  help: wait for it to end or stop it (it can be resumed); if no such run exists "
@@ -163,7 +203,14 @@ class Lock:
         self._held = False
 
     def acquire(self, say: Callable[[str], None]) -> None:
-        """Create the lock or take over a stale one; raise Busy for a live one."""
+        """Create the lock, or take over this job's claim or a stale lock; raise Busy for a
+        live one."""
+        self._create(_me(self.shard), say)
+        self._held = True
+        self._start_heartbeat()
+        atexit.register(self.release)  # should an exception skip the driver's own release
+
+    def _create(self, info: dict[str, Any], say: Callable[[str], None]) -> None:
         for _ in range(5):
             self._mkdirs()
             try:
@@ -172,22 +219,30 @@ class Lock:
                 read = _read(self.path)
                 if read is None:
                     continue  # its holder just left
-                text, info, age = read
-                reason = stale_reason(info, age)
+                text, held, age = read
+                if _own_claim(held):  # live for everyone else, so nobody replaces it meanwhile
+                    self._made = [Path(m) for m in held.get("made") or ()]
+                    self._replace(info)
+                    return
+                reason = stale_reason(held, age)
                 if reason is None:
-                    raise Busy(describe(self.exp, info)) from None
+                    raise Busy(describe(self.exp, held)) from None
                 say(f"[hpoc] taking over the lock of a run that is no longer running "
                     f"({reason}): {self.path}")
                 self._drop_stale(text)
                 continue
+            if info.get("claim"):  # for whoever ends the claim: the driver or release_claim
+                info = dict(info, made=[str(d) for d in self._made])
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(_me(self.shard)) + "\n")
-            self._held = True
-            self._start_heartbeat()
-            atexit.register(self.release)  # should an exception skip the driver's own release
+                fh.write(json.dumps(info) + "\n")
             return
         raise Busy(f"{self.exp}: cannot take its run lock {self.path} (other runs keep "
                    "taking it)")
+
+    def _replace(self, info: dict[str, Any]) -> None:
+        new = self.path.with_name(f"{LOCK}.{os.getpid()}.new")
+        new.write_text(json.dumps(info) + "\n", encoding="utf-8")
+        os.replace(new, self.path)  # atomic: the lock never goes missing
 
     def release(self) -> None:
         atexit.unregister(self.release)

@@ -7,8 +7,10 @@ its cluster down; the other tasks start a Ray worker each and return once the he
 gone. The bring-up is the SLURM backend's own: `hpoc.runtime.cluster.init` (private job
 directory, fresh token), `python -m hpoc.runtime.node head|worker` (per-job port slot,
 per-node temp dir, resources from the allocation), `cluster.wait_head` and
-`preflight.check` (readiness by polling, token auth verified). Teardown stops only the
-processes this job started.
+`preflight.check` (readiness by polling, token auth verified). Before any of it, task 0
+asks what job.sbatch asks before Ray (hpoc/runtime/before.py): a shard that ran to the end
+or that another run holds gets no cluster, and a go claims the shard for this job.
+Teardown stops only the processes this job started.
 
 The token reaches the other nodes through a 0700 directory in the job's log folder (all
 tasks start at once from one srun, so there is no earlier step to hand it over); task 0
@@ -139,12 +141,23 @@ class StudyJob(submitit.helpers.Checkpointable):
 
     def _head(self, shard: int, env: Any) -> dict[str, Any]:
         from hpoc.plan import load
-        from hpoc.runtime import cluster, preflight
+        from hpoc.runtime import before, cluster, preflight, runlock
+        from hpoc.runtime.shards import experiment_dir
 
         t0 = time.time()
         plan = load(self.plan_path)
         slurm = plan["slurm"] or {}
         rdv, job_dir, log_dir = _paths(env)
+        # As job.sbatch: nothing to do, or another run holds the shard, needs no Ray; a go
+        # claims the shard for this job (its driver takes the claim over).
+        code, why = before.check(plan, shard, claim_pid=os.getpid())
+        if code != before.GO:
+            rdv.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (rdv / "done").touch()  # left in place: the other tasks stop waiting for a head
+            if code != before.DONE:
+                raise StudyJobError(why)
+            print(f"hpoc: nothing to do: {why}", flush=True)
+            return {"shard": shard, "exit_code": 0, "wall_s": 0.0}
         timeout = float(os.environ.get("HPOC_BRINGUP_TIMEOUT", "300"))
         node = _node_name()
         head_log = log_dir / f"ray-{node}.log"
@@ -186,6 +199,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             if os.environ.get("HPOC_KEEP_TMP") != "1":
                 shutil.rmtree(job_dir, ignore_errors=True)
             shutil.rmtree(rdv, ignore_errors=True)
+            runlock.release_claim(experiment_dir(plan, shard))  # unless a driver took it
 
     # ---------------------------------------------------------------- other tasks: workers
 
@@ -238,16 +252,19 @@ def _paths(env: Any) -> tuple[Path, Path, Path]:
     """(rendezvous dir on the shared log folder, node-local job dir, log dir) of this run.
 
     A requeued job keeps its id, so the restart count tells its runs apart: a stale token
-    or head address of an earlier run is never read."""
+    or head address of an earlier run is never read. A job directory the job script would
+    refuse (HPOC_TMP too long, say) fails the job here, before any Ray starts."""
+    from hpoc.runtime.node import NodeError, job_dir
+
     restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     raw_id = os.environ.get("SLURM_JOB_ID") or str(env.job_id)
     log_dir = Path(env.paths.folder)
     rdv = log_dir / f".hpoc-rdv.{restart}"
     name = f"hpoc-{raw_id}" + (f".{restart}" if restart else "")
-    from hpoc.runtime.node import job_dir_base
-
-    job_dir = Path(job_dir_base(os.environ, name)) / name
-    return rdv, job_dir, log_dir
+    try:
+        return rdv, job_dir(os.environ, name), log_dir
+    except NodeError as exc:
+        raise StudyJobError(str(exc)) from None
 
 
 def _start_node(role: str, job_dir: Path, node: str, interface: str | None, log: Path,

@@ -2,12 +2,14 @@
 
 `sbatch build/s/job.sbatch` records nothing, but squeue knows each job's batch script
 (`%o`): `build/s/job.sbatch`, or submitit's `build/s/logs/.submission_file_*.sh`. Every such
-job reads `build/s/plan.json` when it starts, and again when it is requeued.
+job reads `build/s/plan.json` when it starts, and again when it is requeued, so that
+plan also says which experiment the job will run (`experiment_jobs`).
 """
 
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -85,3 +87,66 @@ def plan_in_use(plan_path: Path, text: str) -> str | None:
     return (f"{plan_path} is read by SLURM job(s) {describe(jobs)}: each reads it when it "
             "starts or is requeued, so another plan here would run in their place\n"
             "  help: compile into another directory (-o), wait for the jobs or `scancel` them")
+
+
+def experiment_jobs(plan: dict[str, Any], shard: int,
+                    jobs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Of `jobs` (default: user_jobs()), those queued or running that will run shard `shard`
+    of `plan`'s experiment (the same storage), whatever build directory they were submitted
+    from: the plan.json beside (or above) each job's script says where it runs, its array
+    task (job.sbatch) or jobs.json (`hpoc submit`) which shard. This very job never counts."""
+    from hpoc.runtime.shards import experiment_dir
+
+    target = experiment_dir(plan, shard).resolve()
+    me = {os.environ.get("SLURM_JOB_ID"),
+          f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"}
+    plans: dict[Path, dict[str, Any] | None] = {}
+    found = []
+    for job in user_jobs() if jobs is None else jobs:
+        if job["state"] in DONE_SOON or job["job_id"] in me:
+            continue
+        build = _build_dir(job["script"])
+        if build is None:
+            continue
+        if build not in plans:
+            plans[build] = _plan_of(build)
+        other = plans[build]
+        if other is not None and any(experiment_dir(other, k).resolve() == target
+                                     for k in _shards_of(job, build, other)):
+            found.append(job)
+    return found
+
+
+def _build_dir(script: str) -> Path | None:
+    """The build directory of a job's batch script: job.sbatch lies in it, submitit's
+    submission files in its logs/ (or logs/<job id>/)."""
+    path = Path(script)
+    if not path.is_absolute() or path.name == "preflight.sbatch":
+        return None
+    for d in list(path.parents)[:3]:
+        if (d / "plan.json").is_file():
+            return d
+    return None
+
+
+def _plan_of(build: Path) -> dict[str, Any] | None:
+    from hpoc.plan import PlanError, load
+
+    try:
+        return load(build / "plan.json")
+    except (PlanError, OSError):
+        return None
+
+
+def _shards_of(job: dict[str, Any], build: Path, plan: dict[str, Any]) -> list[int]:
+    """The shards `job` may run: job.sbatch's array task is its shard; `hpoc submit` records
+    its jobs' shards in jobs.json (array tasks of a resubmission are not the shards)."""
+    if Path(job["script"]).name == "job.sbatch":
+        return [job["task"] or 0]
+    from hpoc.submit import read_jobs
+
+    for record in read_jobs(build):
+        for sent in record.get("jobs", []):
+            if str(sent.get("job_id")) == job["job_id"] and isinstance(sent.get("shard"), int):
+                return [sent["shard"]]
+    return list(range(plan["shards"]["count"]))  # it cannot tell: any of them

@@ -270,17 +270,18 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
     if name == "bohb":
         return _call(what, s.HyperBandForBOHB, {**common, **options})
     if name == "pbt":
-        if "hyperparam_mutations" in options:
-            # The plan writes a domain as {domain, args}; a list of values stays a list.
-            options["hyperparam_mutations"] = {
-                k: _pbt_mutation({"name": k, **v}) if isinstance(v, dict) and "domain" in v else v
-                for k, v in options["hyperparam_mutations"].items()}
-        else:
-            options["hyperparam_mutations"] = {p["name"]: _pbt_mutation(p) for p in plan["space"]["params"]}
+        # The plan writes a domain as {domain, args}; a list of values stays a list.
+        mutations = {k: {"name": k, **v} if isinstance(v, dict) and "domain" in v else v
+                     for k, v in options.get("hyperparam_mutations", {}).items()} \
+            or {p["name"]: p for p in plan["space"]["params"]}
+        options["hyperparam_mutations"] = {
+            k: _pbt_mutation(v) if isinstance(v, dict) else v for k, v in mutations.items()}
         from hpoc.runtime.population import PBT, final_epochs
 
         pbt = _call(what, PBT, {**common, **options})
         pbt.hpoc_epochs = final_epochs(plan)
+        # a new value lies on the domain it is mutated with (space.snap)
+        pbt.hpoc_domains = {k: v for k, v in mutations.items() if isinstance(v, dict)}
         return pbt
     if name == "pb2":
         from hpoc.runtime.population import PB2, final_epochs
@@ -293,5 +294,9 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
             raise SearchError(packages.install_hint(what, missing.values()))
         pb2 = _call(what, PB2, {**common, **options})
         pb2.hpoc_epochs = final_epochs(plan)
+        # PB2 picks within its bounds (the space's, or those given): on the space's grid
+        params = {p["name"]: p for p in plan["space"]["params"]}
+        pb2.hpoc_domains = {k: {**params[k], "args": {**params[k]["args"], "lower": lo, "upper": hi}}
+                            for k, (lo, hi) in options["hyperparam_bounds"].items() if k in params}
         return pb2
     raise SearchError(f"unknown scheduler `{name}` (one of {', '.join(SCHEDULERS)})")

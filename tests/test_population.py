@@ -462,3 +462,25 @@ def test_a_trial_at_its_last_epoch_is_not_exploited(tmp_path: Path, monkeypatch)
             cloned.clear()
             pbt._exploit(None, trial, donor)
             assert (cloned == [trial]) == exploited, (spec, epochs, epoch)
+
+
+@pytest.mark.ray
+def test_pbt_trials_train_on_the_declared_grid(tmp_path: Path, monkeypatch) -> None:
+    """PBT multiplied a quantised value by 1.2 or 0.8 (`ratio` 0.3 became 0.36000000000000004,
+    `hidden` 16 became 19) or resampled it as 0.30000000000000004: every config a trial
+    trains with must be one the space declares."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    spec = (SPEC.replace("epochs     = 6", "epochs     = 4")  # one perturbation, at epoch 2
+            .replace("  batch_size = 32\n", "  batch_size = 32\n  hidden = qrandint(8, 32, 8)\n"
+                         "  ratio = quniform(0.1, 0.9, 0.1)\n")
+            .replace("  hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }\n", ""))
+    code, text = _run(_study(tmp_path, spec))
+    assert code == EXIT_OK, text
+    summary = json.loads((tmp_path / "results" / "pop" / "summary.json").read_text())
+    configs = [json.loads(line)["config"] for trial in summary["trials"]
+               for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
+    assert len({(c["hidden"], c["ratio"]) for c in configs}) > 4, "nothing was mutated"  # 4 drawn
+    for c in configs:
+        assert type(c["hidden"]) is int and c["hidden"] in (8, 16, 24, 32), c
+        assert c["ratio"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), c
+        assert 1e-3 <= c["lr"] <= 3e-1 and 0.1 <= c["momentum"] <= 0.9, c

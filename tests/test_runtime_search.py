@@ -342,3 +342,117 @@ slurm {{ array {{ shards = 3 }} }}
             configs.append(searcher.suggest(f"s{len(configs)}"))
             searcher.on_trial_complete(f"s{len(configs) - 1}", {"val_accuracy": 0.5})
     assert [c["lr"] for c in configs].count(0.001) == 1
+
+
+QUANTISED = [
+    param("ratio", "quniform", lower=0.1, upper=0.9, q=0.1),
+    param("wd", "qloguniform", lower=1e-4, upper=1e-2, q=1e-4, base=10),
+    param("width", "qrandint", lower=32, upper=256, q=32),
+    param("steps", "qlograndint", lower=10, upper=1000, q=10, base=10),
+    param("depth", "qrandint", lower=1, upper=4, q=1),  # q = 1: `upper` included
+    param("layers", "randint", lower=2, upper=8),  # `upper` left out
+    param("dropout", "uniform", lower=0.0, upper=0.5),
+    param("lr", "loguniform", lower=1e-3, upper=3e-2, base=10),
+    param("shift", "qrandn", mean=0.0, sd=1.0, q=0.25),
+]
+
+
+def _on_the_declared_grid(config):
+    """Every value where its domain puts it: in bounds, a multiple of q with q's decimals, an
+    int for an integer domain."""
+    assert isinstance(config["ratio"], float) and 0.1 <= config["ratio"] <= 0.9, config
+    assert config["ratio"] == round(config["ratio"], 1), config  # 0.36000000000000004: no
+    assert isinstance(config["wd"], float) and 1e-4 <= config["wd"] <= 1e-2, config
+    assert config["wd"] == round(config["wd"], 4), config
+    assert type(config["width"]) is int and config["width"] in range(32, 257, 32), config
+    assert type(config["steps"]) is int and config["steps"] in range(10, 1001, 10), config
+    assert type(config["depth"]) is int and config["depth"] in range(1, 5), config
+    assert type(config["layers"]) is int and config["layers"] in range(2, 8), config
+    assert isinstance(config["dropout"], float) and 0.0 <= config["dropout"] <= 0.5, config
+    assert isinstance(config["lr"], float) and 1e-3 <= config["lr"] <= 3e-2, config
+    assert config["shift"] == round(config["shift"] * 4) / 4, config
+
+
+@pytest.mark.parametrize("mutations", [None, "given"])
+def test_pbt_keeps_every_mutation_on_the_declared_grid_and_bounds(mutations):
+    """Ray's explore step multiplies a value by 1.2 or 0.8 (quniform's 0.3 became
+    0.36000000000000004, qrandint's 32 became 38, a bound was crossed) and resamples from
+    Ray's domain (0.30000000000000004): each value PBT hands a trial must be one the space
+    declares."""
+    import random
+
+    options = {"perturbation_interval": 2, "resample_probability": 0.5}
+    if mutations:  # a `hyperparam_mutations` table of domains, as the plan writes it
+        options["hyperparam_mutations"] = {p["name"]: {"domain": p["domain"], "args": p["args"]}
+                                           for p in QUANTISED}
+    p = plan(space={"params": QUANTISED, "constants": {"epochs": 4}},
+             scheduler={"name": "pbt", "options": options}, trials={"num_samples": 4})
+    pbt = search.make_scheduler(p)
+    _, param_space, n = search.make_searcher(p)
+    configs = [{k: v.func(SimpleNamespace(config={sp.TRIAL_KEY: i}))
+                for k, v in param_space.items() if k != sp.TRIAL_KEY} for i in range(n)]
+    random.seed(0)
+    for _ in range(50):
+        nxt = []
+        for config in configs:
+            _on_the_declared_grid(config)
+            new, _ = pbt._get_new_config(SimpleNamespace(config=config), SimpleNamespace(config=config))
+            nxt.append(new)
+        configs = nxt  # mutations of mutations: values walk to the bounds and past them
+    for config in configs:
+        _on_the_declared_grid(config)
+
+
+def test_pb2_picks_values_on_the_declared_grid_and_models_those():
+    """PB2's model picks any point within the bounds (`quniform`'s 0.7342, a float32 for
+    `lr`, `randint`'s excluded upper bound): the trial gets the nearest declared value, and
+    PB2 records that value for the trial's next improvement, not the one it picked."""
+    import numpy as np
+    import pandas as pd
+
+    p = plan(space={"params": QUANTISED, "constants": {"epochs": 4}},
+             scheduler={"name": "pb2", "options": {"perturbation_interval": 2}}, trials={"num_samples": 4})
+    pb2 = search.make_scheduler(p)
+    _, param_space, n = search.make_searcher(p)
+    configs = [{k: v.func(SimpleNamespace(config={sp.TRIAL_KEY: i}))
+                for k, v in param_space.items() if k != sp.TRIAL_KEY} for i in range(n)]
+    trials = [type("Trial", (), {"config": c, "__str__": lambda self, i=i: f"t{i}"})()
+              for i, c in enumerate(configs)]
+    names = list(pb2._hyperparam_bounds_flat)
+    assert "shift" not in names  # unbounded: PB2 leaves it as it is
+    # what PB2 records at each report: trial, time, the config's values, reward
+    pb2.data = pd.DataFrame([[f"t{i}", t] + [c[k] for k in names] + [float(i * t)]
+                             for t in (1, 2, 3) for i, c in enumerate(configs)],
+                            columns=["Trial", "Time", *names, "Reward"])
+    np.random.seed(0)
+    new, _ = pb2._get_new_config(trials[0], trials[3])  # a GP fit: slow, once
+    _on_the_declared_grid(new)
+    assert pb2.data.iloc[-1][names].tolist() == [new[k] for k in names]
+    assert pb2.current[-1].tolist() == [new[k] for k in names]
+
+
+def test_a_pbt_perturbation_moves_a_grid_value_at_least_one_step():
+    """On a grid, 16 * 1.2 and 16 * 0.8 both round back to 16 (q = 8): a perturbation must
+    still move the value, one step the factor's way, and stop at a bound."""
+    import random
+
+    space = {"params": [param("hidden", "qrandint", lower=8, upper=32, q=8),
+                        param("ratio", "quniform", lower=0.1, upper=0.9, q=0.1),
+                        param("layers", "randint", lower=1, upper=4)], "constants": {}}
+    pbt = search.make_scheduler(plan(space=space, scheduler={"name": "pbt", "options": {
+        "perturbation_interval": 2, "resample_probability": 0.0}}))
+    random.seed(0)
+    seen = {}
+    for old in ({"hidden": 16, "ratio": 0.2, "layers": 1}, {"hidden": 32, "ratio": 0.9, "layers": 3}):
+        for _ in range(40):
+            new, ops = pbt._get_new_config(None, SimpleNamespace(config=old))
+            for name in old:
+                seen.setdefault((name, old[name], ops[name]), set()).add(new[name])
+    assert seen == {
+        ("hidden", 16, "* 1.2"): {24}, ("hidden", 16, "* 0.8"): {8},
+        ("ratio", 0.2, "* 1.2"): {0.3}, ("ratio", 0.2, "* 0.8"): {0.1},
+        ("layers", 1, "* 1.2"): {2}, ("layers", 1, "* 0.8"): {1},  # at its lower bound
+        ("hidden", 32, "* 1.2"): {32}, ("hidden", 32, "* 0.8"): {24},  # 25.6: rounds to 24
+        ("ratio", 0.9, "* 1.2"): {0.9}, ("ratio", 0.9, "* 0.8"): {0.7},  # 0.72
+        ("layers", 3, "* 1.2"): {3}, ("layers", 3, "* 0.8"): {2},  # randint leaves out 4
+    }

@@ -95,3 +95,50 @@ def test_hyperband_resumes_a_paused_two_worker_trial_from_its_checkpoint(tmp_pat
         assert epochs == list(range(1, len(epochs) + 1)), (trial["trial_id"], epochs)  # never epoch 1 again
         resumed += any(r["iterations_since_restore"] < r["training_iteration"] for r in reports)
     assert resumed, "no trial was paused and resumed"
+
+
+STEP_LOG = '''
+import os, time
+from toy import ToyTrainer
+
+
+class StepLog(ToyTrainer):
+    """Logs each training step (0.1 s) and each report its rank made, with the time."""
+
+    def _log(self, line):
+        with open(os.path.join(self.args["log_dir"], "rank%d.log" % self.strategy.rank), "a") as fh:
+            fh.write(line + "\\n")
+
+    def train_step(self, batch):
+        time.sleep(0.1)
+        self._log("step")
+        return super().train_step(batch)
+
+    def report(self, metrics, *, epoch=None, **kwargs):
+        super().report(metrics, epoch=epoch, **kwargs)
+        self._log("reported %d" % (epoch + 1))
+'''
+
+
+def test_a_train_run_that_tune_stops_trains_no_further_epoch(tmp_path):
+    """A Train run's controller collected its workers' reports every 2 s (Ray's default)
+    and the workers trained on meanwhile: ASHA stopped this trial at `max_t` = 2 when its
+    second report reached Tune, by then the workers had trained all of epoch 3 (9 steps
+    of 0.1 s each). Now the stop reaches them within a few steps."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "steplog.py").write_text(STEP_LOG, encoding="utf-8")
+    plan = make_plan(
+        workdir, tmp_path / "results", trials={"num_samples": 1},
+        space={"constants": {"epochs": 6, "batch_size": 16}},  # 9 steps per rank and epoch
+        pipeline={"trainer": {"target": "steplog:StepLog", "args": {"log_dir": str(tmp_path)}}},
+        scheduler={"name": "asha", "time_attr": "training_iteration",
+                   "options": {"max_t": 2, "grace_period": 1}},
+        resources={"workers": 2, "cpus_per_worker": 0.5, "strategy": "ddp", "reuse_workers": False})
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    assert code == EXIT_OK, progress.getvalue()
+    for rank in (0, 1):
+        lines = (tmp_path / f"rank{rank}.log").read_text().splitlines()
+        assert lines[:10] == ["step"] * 9 + ["reported 1"], lines[:10]
+        after = lines[lines.index("reported 2") + 1:]
+        assert len(after) < 9 and "reported 3" not in after, (rank, after)

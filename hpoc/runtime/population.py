@@ -28,6 +28,12 @@
    resume.py's cap (set by `prepare_scheduler`) and its early save of a finished trial.
    Trials over the cap wait PAUSED, so PBT time-shares: at each perturbation a running
    trial yields to the least-trained waiting one.
+
+5. PBT's explore step multiplies a value by a perturbation factor or resamples it from
+   Ray's domain, and PB2 picks any point within its bounds: `quniform(0.1, 0.9, 0.1)` gave
+   0.36000000000000004 or 0.48, `qrandint(32, 256, 32)` gave 38, and values left their
+   bounds. Each new value is moved to the nearest one its domain declares (`space.snap`),
+   and PB2's model records the point the trial then trains with.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
 
 from hpoc.runtime.resume import Capped, SaveOnComplete
+from hpoc.runtime.space import grid_step, snap
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +134,7 @@ class _Population:
     """What hpoc adds to Ray's PBT and PB2 (see the module's docstring)."""
 
     hpoc_epochs: int | None = None  # set by search.make_scheduler: final_epochs(plan)
+    hpoc_domains: dict[str, dict[str, Any]] = {}  # and the plan domains of the mutated params
 
     def _ended(self, trial: Any) -> bool:
         """Whether `trial`'s result at this perturbation was its last epoch."""
@@ -142,6 +150,22 @@ class _Population:
         if not restore_config(trial):
             keep_config(trial)  # a new trial: the config it starts with
         super().on_trial_add(tune_controller, trial)  # type: ignore[misc]
+
+    def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
+        config, operations = super()._get_new_config(trial, trial_to_clone)  # type: ignore[misc]
+        for name, param in self.hpoc_domains.items():
+            if name not in config:
+                continue
+            old, new = trial_to_clone.config.get(name), snap(param, config[name])
+            op, step = operations.get(name), grid_step(param)
+            if new == old and step and isinstance(op, str) and op.startswith("* "):
+                # A factor that rounds back to the donor's value (16 * 1.2 on a grid of 8)
+                # would leave a small value unperturbable: one step the factor's way.
+                factor = float(op[2:])
+                up = old * factor > old if old else factor > 1
+                new = snap(param, old + step if up else old - step)
+            config[name] = new
+        return config, operations
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
         if self._ended(trial):
@@ -168,4 +192,17 @@ class PBT(SaveOnComplete, Capped, _Population, PopulationBasedTraining):
 
 
 class PB2(SaveOnComplete, Capped, _Population, RayPB2):
-    pass
+    def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
+        rows = len(self.data)
+        config, operations = super()._get_new_config(trial, trial_to_clone)
+        # Ray's PB2 noted the point its model chose, before the snap: as a row of the new
+        # config (with the donor's reward, the base of the trial's next improvement) and in
+        # the batch of points chosen at this step. Both must be the point trained, or the
+        # trial's next report is not matched to its config's row.
+        names = list(self._hyperparam_bounds_flat)
+        point = [config[name] for name in names]
+        if len(self.data) > rows:
+            self.data.loc[self.data.index[-1], names] = point
+        if self.current is not None:
+            self.current[-1] = point
+        return config, operations

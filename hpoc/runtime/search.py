@@ -272,6 +272,7 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
     if name in ("pbt", "pb2"):
         from hpoc.runtime.population import PB2, PBT, final_epochs
 
+        params = {p["name"]: p for p in plan["space"]["params"]}
         if name == "pb2":
             options.setdefault("hyperparam_bounds", sp.numeric_bounds(plan["space"]))
             if not options["hyperparam_bounds"]:
@@ -279,14 +280,18 @@ def make_scheduler(plan: dict[str, Any]) -> Any:
             # Ray's PB2 models with its GP
             if missing := packages.missing({"pb2": (("sklearn",), "scikit-learn")}):
                 raise SearchError(packages.install_hint(what, missing.values()))
-        elif "hyperparam_mutations" in options:
-            # The plan writes a domain as {domain, args}; a list of values stays a list.
-            options["hyperparam_mutations"] = {
-                k: _pbt_mutation({"name": k, **v}) if isinstance(v, dict) and "domain" in v else v
-                for k, v in options["hyperparam_mutations"].items()}
+            # PB2 picks within its bounds (the space's, or those given): on the space's grid
+            domains = {k: {**params[k], "args": {**params[k]["args"], "lower": lo, "upper": hi}}
+                       for k, (lo, hi) in options["hyperparam_bounds"].items() if k in params}
         else:
-            options["hyperparam_mutations"] = {p["name"]: _pbt_mutation(p) for p in plan["space"]["params"]}
+            # The plan writes a domain as {domain, args}; a list of values stays a list.
+            mutations = {k: {"name": k, **v} if isinstance(v, dict) and "domain" in v else v
+                         for k, v in options.get("hyperparam_mutations", {}).items()} or params
+            options["hyperparam_mutations"] = {
+                k: _pbt_mutation(v) if isinstance(v, dict) else v for k, v in mutations.items()}
+            domains = {k: v for k, v in mutations.items() if isinstance(v, dict)}
         population = _call(what, PBT if name == "pbt" else PB2, {**common, **options})
         population.hpoc_epochs = final_epochs(plan)
+        population.hpoc_domains = domains  # a new value lies on its domain (space.snap)
         return population
     raise SearchError(f"unknown scheduler `{name}` (one of {', '.join(SCHEDULERS)})")

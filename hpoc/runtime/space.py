@@ -18,6 +18,7 @@ Three renderings:
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from typing import Any, Sequence
 
@@ -189,16 +190,13 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
         value = NormalDist(a.get("mean", 0.0), a.get("sd", 1.0)).inv_cdf(u)
         return (_quantize(value, a["q"]) if a.get("q") else value), True
     if d in ("randint", "qrandint", "lograndint", "qlograndint"):
-        q = a.get("q") or 1
-        # upper is exclusive for randint/lograndint, inclusive when quantised; the values are
-        # the multiples of q within the bounds, as Ray samples them (Optuna would step from
+        # The multiples of q within the bounds, as Ray samples them (Optuna would step from
         # `lower`: qrandint(1, 10, 4) gave 1, 5, 9 instead of 4, 8).
-        upper = a["upper"] if d.startswith("q") else a["upper"] - 1
-        lower, upper = -(-a["lower"] // q) * q, upper // q * q
+        lower, upper, q = _int_grid(d, a)
         log = "log" in d
         if log and q != 1:
             v = trial.suggest_int(name + "~log", a["lower"], a["upper"], log=True)
-            return int(min(max(round(v / q) * q, lower), upper)), True
+            return snap(p, v), True
         return trial.suggest_int(name, lower, upper, step=q, log=log), False
     if d in DISCRETE:
         options = list(a["categories"] if d == "choice" else a["values"])
@@ -245,6 +243,42 @@ def _optuna_fixed(p: dict[str, Any], value: Any) -> dict[str, Any]:
 def _distinct_types_ok(options: list[Any]) -> bool:
     # [1, True] would collapse in Optuna's storage (1 == True); go by index then.
     return not (any(isinstance(o, bool) for o in options) and any(_number(o) for o in options))
+
+
+INT_DOMAINS = ("randint", "qrandint", "lograndint", "qlograndint")
+
+
+def _int_grid(d: str, a: dict[str, Any]) -> tuple[int, int, int]:
+    """(first, last, q): an integer domain's values are the multiples of q from first to
+    last (upper is exclusive for randint/lograndint, inclusive when quantised)."""
+    q = a.get("q") or 1
+    upper = a["upper"] if d.startswith("q") else a["upper"] - 1
+    return -(-a["lower"] // q) * q, upper // q * q, q
+
+
+def snap(param: dict[str, Any], value: Any) -> Any:
+    """`value` made one of `param`'s values: inside its bounds, on its `q` grid with `q`'s
+    decimals, an int for an integer domain. PBT's explore step multiplies values by its
+    perturbation factors and PB2 picks any point within bounds; neither knows the grid."""
+    d, a = param["domain"], param["args"]
+    if d in DISCRETE or not _number(value):
+        return value
+    if d in INT_DOMAINS:
+        lower, upper, q = _int_grid(d, a)
+        return int(min(max(round(value / q) * q, lower), upper))
+    q = a.get("q")
+    if "lower" in a:
+        lower, upper = a["lower"], a["upper"]
+        if q:  # the multiples of q within the bounds
+            lower, upper = math.ceil(lower / q - 1e-9) * q, math.floor(upper / q + 1e-9) * q
+        value = min(max(value, lower), upper)
+    return _quantize(value, q) if q else float(value)
+
+
+def grid_step(param: dict[str, Any]) -> Any:
+    """The distance between neighbouring values of a quantised or integer domain; None for
+    a continuous or categorical one."""
+    return (param["args"].get("q") or 1) if param["domain"] in INT_DOMAINS else param["args"].get("q")
 
 
 def _quantize(value: float, q: float) -> float:
@@ -437,7 +471,7 @@ def fixed_trials(core: SpaceSamplerCore, max_concurrent: int | None = None) -> t
 __all__ = [
     "TRIAL_KEY", "fixed_trials",
     "DOMAINS", "SpaceError", "is_active", "nest", "flatten", "trial_config", "active_values",
-    "ray_domain", "ray_domains", "numeric_bounds", "optuna_space", "grid_points",
+    "ray_domain", "ray_domains", "numeric_bounds", "snap", "grid_step", "optuna_space", "grid_points",
     "sample_config", "SpaceSamplerCore", "make_space_sampler", "count_grid",
 ]
 

@@ -117,12 +117,21 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
     _fit_train_run(plan, cfg, data_ref, trial, experiment_dir)
 
 
+# How often a Train run's controller collects its workers' reports (Ray's default: 2 s).
+# Tune decides on a report only once it has it, and the workers train on meanwhile: a trial
+# Tune stopped or paused had trained up to 2 s more, a whole epoch when epochs are short
+# (a worker's next report waits for the previous one to be collected).
+POLL_S = 0.2
+
+
 def _fit_train_run(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,
                    experiment_dir: str) -> None:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    # Ray passes it on to the run's controller (a setting of the user's own stays)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", str(POLL_S))
     res, ckpt = plan["resources"], plan["checkpoint"]
     use_gpu = (res["gpus_per_worker"] or 0) > 0
     per_worker: dict[str, float] = {"CPU": res["cpus_per_worker"]}

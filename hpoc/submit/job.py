@@ -46,6 +46,7 @@ from hpoc.files import write_atomic
 
 EXIT_INTERRUPTED = 75
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
+HEAD_LOST_STOP_S = 3     # the driver's graceful stop hangs without the head's GCS
 HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
 POLL_S = 0.5
 
@@ -115,19 +116,22 @@ class StudyJob(submitit.helpers.Checkpointable):
         print(f"hpoc: running shard {shard}: {' '.join(cmd)}", flush=True)
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)
+        stop_s = 20
         try:
             # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
             # checkpoint handler, which interrupts this frame, must see the driver end.
             while (rc := self._driver.poll()) is None:
                 if head is not None and head.poll() is not None:
-                    # Without its head the driver would wait out Ray's GCS reconnect timeout.
+                    # Without its head the driver would wait out Ray's GCS reconnect timeout,
+                    # and its graceful stop too (Tune frees placement groups through the GCS).
+                    stop_s = HEAD_LOST_STOP_S
                     raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
                                         "submitting the same plan again resumes it")
                 time.sleep(POLL_S)
         finally:
             driver, self._driver = self._driver, None
             if driver.poll() is None:  # we are being torn down: stop it first
-                _stop(driver, 20)
+                _stop(driver, stop_s)
         print(f"hpoc: study driver exited with status {rc}", flush=True)
         if rc == EXIT_INTERRUPTED:
             raise StudyJobError(f"shard {shard} was stopped by a signal before it finished; "

@@ -216,7 +216,7 @@ def test_a_two_node_study_completes_on_the_local_slurm_cluster(tmp_path):
     # nothing of the job is left: Ray processes, node-local dir, token rendezvous
     assert ray_processes(record["JobId"]) == []
     assert not Path(f"/tmp/hpoc-{job_id}").exists()
-    assert not list(logs.glob(".hpoc-rdv*"))
+    assert [p.name for p in logs.glob(".hpoc-rdv*/*")] == ["done"]  # no token, no address
     # status of a finished study, by build directory and by job id
     status = hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path)
     data = json.loads(status.stdout)
@@ -410,3 +410,42 @@ def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypa
     assert sorted(p.name for p in root.iterdir()) == kept
     assert not list(root.parent.glob(f"{root.name}.prev-*"))
     assert "moved the previous run back" in capsys.readouterr().out
+
+
+def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch):
+    """Task 0 removed its 'done' signal right after writing it, so the other tasks (which
+    poll for it) missed it and waited out HPOC_BRINGUP_TIMEOUT for a head that never came."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from hpoc.plan import dumps
+    from hpoc.runtime import cluster
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    def bring_up(job_dir):
+        time.sleep(1)  # the worker task waits meanwhile
+        raise StudyJobError("no Ray today")
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0},
+                                                   storage={"path": str(tmp_path / "results"), "name": "t"})))
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "502")
+    monkeypatch.setenv("HPOC_BRINGUP_TIMEOUT", "30")
+    monkeypatch.setattr(cluster, "init", bring_up)
+    logs = tmp_path / "logs"
+
+    def env(rank):
+        return SimpleNamespace(global_rank=rank, job_id="502", num_nodes=2, paths=SimpleNamespace(folder=str(logs)))
+
+    job = StudyJob(str(tmp_path / "plan.json"))
+    ended = []
+    worker = threading.Thread(target=lambda: (job._worker(env(1)), ended.append(time.monotonic())))
+    worker.start()
+    with pytest.raises(StudyJobError, match="no Ray today"):
+        job._head(0, env(0))
+    failed = time.monotonic()
+    worker.join(timeout=35)
+    assert ended and ended[0] - failed < 5, "the worker task waited for the bring-up timeout"
+    rdv = logs / ".hpoc-rdv.0"
+    assert (rdv / "done").exists() and sorted(p.name for p in rdv.iterdir()) == ["done"]  # no token left

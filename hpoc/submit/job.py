@@ -14,7 +14,8 @@ Teardown stops only the processes this job started.
 
 The token reaches the other nodes through a 0700 directory in the job's log folder (all
 tasks start at once from one srun, so there is no earlier step to hand it over); task 0
-deletes it as soon as every node has joined.
+deletes it as soon as every node has joined. When task 0 ends, a `done` file there (kept:
+the tasks poll for it) tells the other tasks to stop their Ray worker, or to stop waiting.
 
 Survival: `grace_s` before the time limit SLURM sends USR2 (`--signal=USR2@grace`);
 submitit calls `checkpoint`, which asks the driver to stop (Tune saves the experiment,
@@ -196,13 +197,16 @@ class StudyJob(submitit.helpers.Checkpointable):
             ray_env["RAY_ADDRESS"] = address
             return self._run_driver(shard, ray_env, local=False, head=head, head_log=head_log)
         finally:
+            # Left in place (the token gone): the other tasks poll for it, and a signal
+            # removed at once was missed, so they waited out the bring-up timeout.
             (rdv / "done").touch()
+            for name in ("token", "head.json"):
+                (rdv / name).unlink(missing_ok=True)
             if head is not None:
                 print("hpoc: stopping Ray", flush=True)
                 _stop(head, 60)
             if os.environ.get("HPOC_KEEP_TMP") != "1":
                 shutil.rmtree(job_dir, ignore_errors=True)
-            shutil.rmtree(rdv, ignore_errors=True)
             runlock.release_claim(experiment_dir(plan, shard))  # unless a driver took it
 
     # ---------------------------------------------------------------- other tasks: workers

@@ -412,7 +412,7 @@ def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypa
     assert "moved the previous run back" in capsys.readouterr().out
 
 
-def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch):
+def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):
     """Task 0 removed its 'done' signal right after writing it, so the other tasks (which
     poll for it) missed it and waited out HPOC_BRINGUP_TIMEOUT for a head that never came."""
     import threading
@@ -441,11 +441,13 @@ def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypat
     job = StudyJob(str(tmp_path / "plan.json"))
     ended = []
     worker = threading.Thread(target=lambda: (job._worker(env(1)), ended.append(time.monotonic())))
+    capsys.readouterr()
     worker.start()
     with pytest.raises(StudyJobError, match="no Ray today"):
         job._head(0, env(0))
     failed = time.monotonic()
     worker.join(timeout=35)
     assert ended and ended[0] - failed < 5, "the worker task waited for the bring-up timeout"
+    assert "task 0 ended without a Ray head for this job; worker on " in capsys.readouterr().out
     rdv = logs / ".hpoc-rdv.0"
     assert (rdv / "done").exists() and sorted(p.name for p in rdv.iterdir()) == ["done"]  # no token left

@@ -221,7 +221,11 @@ class StudyJob(submitit.helpers.Checkpointable):
         node = _node_name()
         deadline = time.monotonic() + timeout
         while not (rdv / "head.json").exists() or not (rdv / "token").exists():
-            if (rdv / "done").exists() or time.monotonic() > deadline:
+            if (rdv / "done").exists():
+                print(f"hpoc: task 0 ended without a Ray head for this job; worker on {node} exits",
+                      flush=True)
+                return
+            if time.monotonic() > deadline:
                 print(f"hpoc: no Ray head for this job within {timeout:g} s; worker on {node} exits",
                       flush=True)
                 return

@@ -135,8 +135,9 @@ def test_a_killed_driver_or_head_resumes_on_resubmission(victim: str, tmp_path: 
     assert record["JobState"] == "FAILED", record  # the job says the study did not finish
     assert ray_processes(first) == [] and not Path(f"/tmp/hpoc-{first}").exists()
     assert summary(exp) is None or summary(exp)["interrupted"]
-    if victim == "head":  # the job watches its head: no waiting out Ray's 60 s GCS timeout
-        assert "the Ray head on " in err_text(folder) and t_ended - t_kill < 30, t_ended - t_kill
+    if victim == "head":  # the job watches its head: no waiting out Ray's 60 s GCS timeout,
+        # nor 20 s for a driver whose graceful stop hangs without the GCS (about 4 s here)
+        assert "the Ray head on " in err_text(folder) and t_ended - t_kill < 12, t_ended - t_kill
 
     t_submit = time.monotonic()
     second = sbatch(script)

@@ -29,7 +29,7 @@ fi
 echo "$$" > "$T/driver.pid"
 echo "args: $*" >> "$T/driver.log"
 trap 'echo got-usr2 >> "$T/driver.log"; [[ $ON_USR2 == ignore ]] || exit "$ON_USR2"' USR2
-trap 'echo got-term >> "$T/driver.log"; exit 143' TERM
+trap 'echo got-term >> "$T/driver.log"; [[ ${ON_TERM:-} == ignore ]] || exit 143' TERM
 [[ -n ${EXIT_NOW:-} ]] && exit "$EXIT_NOW"
 while :; do sleep 0.1; done
 """
@@ -196,3 +196,17 @@ def test_a_lost_head_step_ends_the_job_at_once(tmp_path):
     assert "got-term" in (tmp_path / "driver.log").read_text()  # the teardown stopped the driver
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
     assert "requeue" not in calls(tmp_path)
+
+
+def test_a_driver_stuck_without_its_head_is_killed_after_a_few_seconds(tmp_path):
+    """The real driver's graceful stop hangs once the head's GCS is gone (Tune frees its
+    placement groups through it); the job waited 20 s for it before killing it."""
+    proc = start(tmp_path, ON_TERM="ignore")
+    t0 = time.monotonic()
+    os.kill(int((tmp_path / "step.pid").read_text()), signal.SIGKILL)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 8
+    assert rc == 1 and "the Ray head on node1 stopped" in out
+    assert "got-term" in (tmp_path / "driver.log").read_text()  # asked first, then killed
+    assert "the study driver did not stop within 3 s; killing it" in out
+    assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()

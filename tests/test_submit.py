@@ -216,7 +216,7 @@ def test_a_two_node_study_completes_on_the_local_slurm_cluster(tmp_path):
     # nothing of the job is left: Ray processes, node-local dir, token rendezvous
     assert ray_processes(record["JobId"]) == []
     assert not Path(f"/tmp/hpoc-{job_id}").exists()
-    assert not list(logs.glob(".hpoc-rdv*"))
+    assert [p.name for p in logs.glob(".hpoc-rdv*/*")] == ["done"]  # no token, no address
     # status of a finished study, by build directory and by job id
     status = hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path)
     data = json.loads(status.stdout)
@@ -260,9 +260,11 @@ def test_local_jobs_keep_this_machines_gpus(monkeypatch):
     assert "gpus_per_node" not in describe(plan(), "/b/plan.json", "local").parameters
 
 
-def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("on_term", ["exit 143", ":"])
+def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch, on_term):
     # The head's process ends while the study runs: the job stops its driver and says so,
-    # rather than letting it wait out Ray's GCS reconnect timeout.
+    # rather than letting it wait out Ray's GCS reconnect timeout. A driver that does not
+    # stop on SIGTERM (the real one hangs in Tune's cleanup without the GCS) is killed soon.
     import subprocess
     import sys
     import time
@@ -270,7 +272,7 @@ def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch):
     from hpoc.submit.job import StudyJob, StudyJobError
 
     fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/bash\necho $$ >{tmp_path}/driver.pid\ntrap 'echo term >{tmp_path}/got; exit 143' TERM\n"
+    fake.write_text(f"#!/bin/bash\necho $$ >{tmp_path}/driver.pid\ntrap 'echo term >{tmp_path}/got; {on_term}' TERM\n"
                     "while :; do sleep 0.1; done\n")
     fake.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(fake))
@@ -279,8 +281,10 @@ def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch):
     with pytest.raises(StudyJobError, match=r"the Ray head stopped \(see .*ray-node1.log\)"):
         StudyJob(str(tmp_path / "plan.json"))._run_driver(0, {}, local=False, head=head,
                                                            head_log=tmp_path / "ray-node1.log")
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 10
     assert (tmp_path / "got").read_text() == "term\n"  # the driver was stopped, not left behind
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "driver.pid").read_text()), 0)
 
 
 def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
@@ -406,3 +410,44 @@ def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypa
     assert sorted(p.name for p in root.iterdir()) == kept
     assert not list(root.parent.glob(f"{root.name}.prev-*"))
     assert "moved the previous run back" in capsys.readouterr().out
+
+
+def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):
+    """Task 0 removed its 'done' signal right after writing it, so the other tasks (which
+    poll for it) missed it and waited out HPOC_BRINGUP_TIMEOUT for a head that never came."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from hpoc.plan import dumps
+    from hpoc.runtime import cluster
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    def bring_up(job_dir):
+        time.sleep(1)  # the worker task waits meanwhile
+        raise StudyJobError("no Ray today")
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0},
+                                                   storage={"path": str(tmp_path / "results"), "name": "t"})))
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "502")
+    monkeypatch.setenv("HPOC_BRINGUP_TIMEOUT", "30")
+    monkeypatch.setattr(cluster, "init", bring_up)
+    logs = tmp_path / "logs"
+
+    def env(rank):
+        return SimpleNamespace(global_rank=rank, job_id="502", num_nodes=2, paths=SimpleNamespace(folder=str(logs)))
+
+    job = StudyJob(str(tmp_path / "plan.json"))
+    ended = []
+    worker = threading.Thread(target=lambda: (job._worker(env(1)), ended.append(time.monotonic())))
+    capsys.readouterr()
+    worker.start()
+    with pytest.raises(StudyJobError, match="no Ray today"):
+        job._head(0, env(0))
+    failed = time.monotonic()
+    worker.join(timeout=35)
+    assert ended and ended[0] - failed < 5, "the worker task waited for the bring-up timeout"
+    assert "task 0 ended without a Ray head for this job; worker on " in capsys.readouterr().out
+    rdv = logs / ".hpoc-rdv.0"
+    assert (rdv / "done").exists() and sorted(p.name for p in rdv.iterdir()) == ["done"]  # no token left

@@ -14,7 +14,8 @@ Teardown stops only the processes this job started.
 
 The token reaches the other nodes through a 0700 directory in the job's log folder (all
 tasks start at once from one srun, so there is no earlier step to hand it over); task 0
-deletes it as soon as every node has joined.
+deletes it as soon as every node has joined. When task 0 ends, a `done` file there (kept:
+the tasks poll for it) tells the other tasks to stop their Ray worker, or to stop waiting.
 
 Survival: `grace_s` before the time limit SLURM sends USR2 (`--signal=USR2@grace`);
 submitit calls `checkpoint`, which asks the driver to stop (Tune saves the experiment,
@@ -46,6 +47,7 @@ from hpoc.files import write_atomic
 
 EXIT_INTERRUPTED = 75
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
+HEAD_LOST_STOP_S = 3     # the driver's graceful stop hangs without the head's GCS
 HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
 POLL_S = 0.5
 
@@ -115,19 +117,22 @@ class StudyJob(submitit.helpers.Checkpointable):
         print(f"hpoc: running shard {shard}: {' '.join(cmd)}", flush=True)
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)
+        stop_s = 20
         try:
             # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
             # checkpoint handler, which interrupts this frame, must see the driver end.
             while (rc := self._driver.poll()) is None:
                 if head is not None and head.poll() is not None:
-                    # Without its head the driver would wait out Ray's GCS reconnect timeout.
+                    # Without its head the driver would wait out Ray's GCS reconnect timeout,
+                    # and its graceful stop too (Tune frees placement groups through the GCS).
+                    stop_s = HEAD_LOST_STOP_S
                     raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
                                         "submitting the same plan again resumes it")
                 time.sleep(POLL_S)
         finally:
             driver, self._driver = self._driver, None
             if driver.poll() is None:  # we are being torn down: stop it first
-                _stop(driver, 20)
+                _stop(driver, stop_s)
         print(f"hpoc: study driver exited with status {rc}", flush=True)
         if rc == EXIT_INTERRUPTED:
             raise StudyJobError(f"shard {shard} was stopped by a signal before it finished; "
@@ -192,13 +197,16 @@ class StudyJob(submitit.helpers.Checkpointable):
             ray_env["RAY_ADDRESS"] = address
             return self._run_driver(shard, ray_env, local=False, head=head, head_log=head_log)
         finally:
+            # Left in place (the token gone): the other tasks poll for it, and a signal
+            # removed at once was missed, so they waited out the bring-up timeout.
             (rdv / "done").touch()
+            for name in ("token", "head.json"):
+                (rdv / name).unlink(missing_ok=True)
             if head is not None:
                 print("hpoc: stopping Ray", flush=True)
                 _stop(head, 60)
             if os.environ.get("HPOC_KEEP_TMP") != "1":
                 shutil.rmtree(job_dir, ignore_errors=True)
-            shutil.rmtree(rdv, ignore_errors=True)
             runlock.release_claim(experiment_dir(plan, shard))  # unless a driver took it
 
     # ---------------------------------------------------------------- other tasks: workers
@@ -213,7 +221,11 @@ class StudyJob(submitit.helpers.Checkpointable):
         node = _node_name()
         deadline = time.monotonic() + timeout
         while not (rdv / "head.json").exists() or not (rdv / "token").exists():
-            if (rdv / "done").exists() or time.monotonic() > deadline:
+            if (rdv / "done").exists():
+                print(f"hpoc: task 0 ended without a Ray head for this job; worker on {node} exits",
+                      flush=True)
+                return
+            if time.monotonic() > deadline:
                 print(f"hpoc: no Ray head for this job within {timeout:g} s; worker on {node} exits",
                       flush=True)
                 return

@@ -1,0 +1,127 @@
+"""What README.md and docs/*.md name must exist: the tests they cite, the diagnostic codes,
+the `hpoc` command-line flags, the plan keys of docs/plan.md, and their `.hpo` examples parse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from hpoc.dsl.parse import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def code_lines(doc: str) -> list[str]:
+    """Inline code spans, lines of fenced blocks and of indented blocks: where commands are."""
+    spans = re.findall(r"`([^`\n]+)`", doc)
+    fenced = [line for block in re.findall(r"```[a-z]*\n(.*?)```", doc, re.S) for line in block.splitlines()]
+    indented = [line[4:] for line in doc.splitlines() if line.startswith("    ")]
+    return spans + fenced + indented
+
+
+def cited_tests(doc: str) -> set[tuple[str | None, str]]:
+    """(file or None, test name) for every test a doc names: `tests/f.py::test_x` or `test_x`."""
+    cited = {(f, name) for f, name in re.findall(r"(tests/\w+\.py)::(test_\w+)", doc)}
+    named = {name for _, name in cited}
+    # a bare `test_x` (also in a list after a `file::` one); `test_dataset=` is an argument
+    cited |= {(None, name) for name in re.findall(r"`(test_\w+)(?:\[\w+\])?`", doc) if name not in named}
+    return cited
+
+
+def test_every_test_the_docs_cite_exists():
+    defined = {p.name: set(re.findall(r"^def (test_\w+)", text(p), re.M)) for p in (ROOT / "tests").glob("test_*.py")}
+    everywhere = set().union(*defined.values())
+    missing = []
+    for doc in DOCS:
+        for file, name in cited_tests(text(doc)):
+            found = everywhere if file is None else defined.get(Path(file).name, set())
+            if name.removesuffix("_stress") not in found and name not in found:
+                missing.append(f"{doc.name}: {file or ''}::{name}")
+    assert len({n for d in DOCS for _, n in cited_tests(text(d))}) > 20
+    assert missing == []
+
+
+def test_every_diagnostic_code_the_docs_cite_exists():
+    # The other direction (every code in the source is in docs/language.md's table) is
+    # test_check_errors.py::test_every_diagnostic_code_is_documented.
+    used = {m for p in (ROOT / "hpoc").rglob("*.py") for m in re.findall(r"[\"'](HP\d{3})[\"']", text(p))}
+    cited = {(doc.name, code) for doc in DOCS for code in re.findall(r"\bHP\d{3}\b", text(doc))}
+    assert len(cited) > 30
+    assert sorted((d, c) for d, c in cited if c not in used) == []
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    found = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _options(sub)
+    return found
+
+
+def test_every_hpoc_command_and_flag_the_docs_show_exists():
+    from hpoc.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    wrong, checked = [], 0
+    for doc in DOCS:
+        for line in code_lines(text(doc)):
+            for command, rest in re.findall(r"\bhpoc ([a-z]+)\b([^#]*)", line):
+                if command not in commands.choices:
+                    wrong.append(f"{doc.name}: unknown command `hpoc {command}` in `{line}`")
+                    continue
+                for flag in re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", rest):
+                    checked += 1
+                    if flag not in _options(commands.choices[command]):
+                        wrong.append(f"{doc.name}: `hpoc {command}` has no `{flag}` (in `{line}`)")
+    assert checked > 20
+    assert wrong == []
+
+
+def _closed_objects(schema: dict):
+    """The object schemas (with their alternatives) that list every key they allow."""
+    for alternative in [schema, *schema.get("anyOf", [])]:
+        if "properties" in alternative and alternative.get("additionalProperties") is False:
+            yield alternative
+
+
+def test_the_plan_example_in_plan_md_has_exactly_the_schemas_keys():
+    block = re.search(r"```jsonc\n(.*?)```", text(ROOT / "docs" / "plan.md"), re.S).group(1)
+    example = json.loads(re.sub(r"//[^\n]*", "", block))
+    schema = json.loads(text(ROOT / "hpoc" / "plan" / "schema.json"))
+    differences, compared = [], []
+
+    def compare(value, node: dict, path: str) -> None:
+        if isinstance(value, list) and "items" in node:
+            for item in value:
+                compare(item, node["items"], path + "[]")
+        if not isinstance(value, dict):
+            return
+        for closed in _closed_objects(node):
+            compared.append(path)
+            keys = set(closed["properties"])
+            if set(value) != keys:
+                differences.append((path, sorted(set(value) - keys), sorted(keys - set(value))))
+            for key in set(value) & keys:
+                compare(value[key], closed["properties"][key], f"{path}.{key}")
+
+    compare(example, schema, "plan")
+    assert len(compared) > 15
+    assert differences == []  # (where, keys only in plan.md, keys only in the schema)
+
+
+@pytest.mark.parametrize("doc", ["language.md", "performance.md"])
+def test_the_hpo_examples_parse(doc):
+    blocks = re.findall(r"```hpo\n(.*?)```", text(ROOT / "docs" / doc), re.S)
+    assert blocks
+    for block in blocks:
+        parse(block, doc)  # raises SpecSyntaxError with the location

@@ -849,6 +849,8 @@ def test_slurm_time_fields_out_of_range_say_what_is_wrong(text: str, problem: st
 def test_shards() -> None:
     d = one_error(BASE + "trials { num_samples = 2 }\nslurm { array { shards = 4 } }\n")
     assert (d.code, where(d), d.message) == ("HP503", (4, 17), "4 shards but only 2 trials: some shards would be empty")
+    d = one_error(BASE + "trials { num_samples = 1 }\nslurm { array { shards = 2 } }\n")
+    assert d.message == "2 shards but only 1 trial: some shards would be empty"
     d = one_error(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 2, parallel = 3 } }\n")
     assert (where(d), d.message) == ((4, 29), "`parallel` (3) cannot exceed `shards` (2)")
     plan = plan_of(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 4, parallel = 2 } }\n")

@@ -525,7 +525,7 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         parallel = count
     trials = total_trials(out) if grid_bound(out["space"]) <= T.MAX_GRID_POINTS else count  # else HP304
     if trials < count:
-        ch.error(SHARDS, f"{count} shards but only {trials} trials: some shards would be empty",
+        ch.error(SHARDS, f"{count} shards but only {trials} trial{'s' if trials != 1 else ''}: some shards would be empty",
                  ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
     if count > T.SLURM_MAX_ARRAY_SIZE:  # sbatch refuses `--array=0-1499` under the default

@@ -391,6 +391,25 @@ def test_json_plan_hash_comes_from_summary_without_a_plan(tmp_path, capsys):
     assert code == 0 and json.loads(out)["plan_hash"] == "sha256:feed"
 
 
+def test_an_experiment_dir_alone_shows_the_configs_with_the_studys_constants(tmp_path, capsys):
+    """Ray records only the sampled values; the run's plan marker records the space, so the
+    best config read from the experiment directory pastes back whole (`epochs` included)."""
+    from hpoc.compiler import compile_source
+    from hpoc.runtime import marker
+
+    space = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                           "space { lr = loguniform(1e-3, 1e-1), epochs = 6 }\n", "d.hpo", str(tmp_path))["space"]
+    exp = tmp_path / "results" / "d"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
+    write_summary(exp, "d", [])
+    code, out, _ = cli(capsys, exp)
+    assert code == 0 and "epochs = 6" not in out  # an older run: no space recorded
+    marker.write(exp, {"plan_hash": "sha256:abc", "run_hash": "sha256:abc", "parts": {}}, 0, space)
+    assert load(exp).trials[0].config == {"lr": 0.01, "epochs": 6}
+    code, out, _ = cli(capsys, exp)
+    assert code == 0 and "epochs = 6" in out and "lr = 0.01" in out
+
+
 def test_csv_writes_nan_for_a_diverged_trial_and_nothing_for_a_missing_value(tmp_path, capsys):
     exp = tmp_path / "exp"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": float("nan")}])

@@ -79,6 +79,10 @@ def test_a_local_study_with_asha_runs_end_to_end(tmp_path):
     assert f"best trial {best['trial_id']}: val_accuracy=" in out
     assert "\r" not in progress and "\x1b" not in progress     # plain lines in a log
     assert "6/6 trials finished" in progress
+    from hpoc.results import load
+
+    by_id = {t.trial_id: t.config for t in load(summary["experiment_dir"]).trials}  # no plan
+    assert by_id == {t["trial_id"]: t["config"] for t in trials}  # constants included
 
     # Running it again does not repeat a finished study; another plan in the same place is refused.
     code, progress, out = _run(plan)

@@ -100,7 +100,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         stale = live.earlier_summary(summary, path / SUMMARY, lock)
         states = _experiment_states(path)
         found = _load_trials(path, index, None if stale else summary, states,
-                             plan["space"] if plan else None)
+                             plan["space"] if plan else _recorded_space(path))
         if running is not None:
             live.refresh(found, running)
         elif lock is not None and (summary is None or stale):
@@ -171,6 +171,14 @@ def _metrics(plan: dict | None, summaries: list[dict[str, Any]]) -> list[Metric]
     source = plan["objective"]["metrics"] if plan else next(
         (s.get("metrics") for s in summaries if s.get("metrics")), [])
     return [Metric(m["name"], m.get("mode", "min")) for m in source or []]
+
+
+def _recorded_space(path: Path) -> dict[str, Any] | None:
+    """The space the run in `path` recorded in its plan marker (read without a plan)."""
+    from hpoc.runtime import marker
+
+    space = (marker.read(path) or {}).get("space")
+    return space if isinstance(space, dict) and isinstance(space.get("params"), list) else None
 
 
 def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:

@@ -2,7 +2,8 @@
 
 `<experiment dir>/.hpoc-plan.json`, written when a run starts:
 
-    {"plan_hash": "sha256:…", "run_hash": "sha256:…", "parts": {"space": "…", …}, "shard": 0}
+    {"plan_hash": "sha256:…", "run_hash": "sha256:…", "parts": {"space": "…", …}, "shard": 0,
+     "space": {…the plan's space…}}
 
 `plan_hash` is the plan's content hash. Resume compares `run_hash` instead: the hash of the
 plan without what does not change what the trials run (`COSMETIC`), so that a comment, a
@@ -66,9 +67,12 @@ def read(exp: Path) -> dict[str, Any] | None:
     return None
 
 
-def write(exp: Path, fp: dict[str, Any], shard: int) -> None:
+def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | None = None) -> None:
+    """The fingerprint, and the plan's space: what `hpoc results DIR` needs to show the
+    configs as the trainer saw them (Ray records only the sampled values, no constants)."""
     exp.mkdir(parents=True, exist_ok=True)
-    write_atomic(exp / PLAN_MARKER, json.dumps(dict(fp, shard=shard)) + "\n")
+    record = dict(fp, shard=shard, **({"space": space} if space is not None else {}))
+    write_atomic(exp / PLAN_MARKER, json.dumps(record) + "\n")
 
 
 def migrate_legacy(exp: Path) -> None:

@@ -629,7 +629,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
-    marker.write(exp, fp, opts.shard)
+    marker.write(exp, fp, opts.shard, plan["space"])
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
     _say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")

@@ -368,3 +368,20 @@ def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
     assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
     assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y
     assert pipeline.as_splits((x, x, x))[2] is x
+
+
+@pytest.mark.parametrize("proportion, split", [(1.0, "validation"), (0.0, "train")])
+def test_an_empty_split_is_refused_when_the_data_loads(tmp_path, proportion, split):
+    """An empty validation split made every trial report val_loss = 0 and val_accuracy = 0
+    (so a minimised val_loss ranked any trial best); an empty training split trained nothing."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", pipeline={
+        "splitter": {"target": "toy:ToySplitter", "args": {"train_proportion": proportion}}})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    assert f"splitter `toy:ToySplitter` returned an empty {split} split (0 samples)" in str(info.value)
+    assert "help:" in str(info.value)
+    # No validation at all (None) stays allowed: a trainer of its own may not validate.
+    assert pipeline.as_splits(((torch.zeros(4, 2), torch.zeros(4)), None))[1] is None
+    with pytest.raises(pipeline.PipelineError, match="empty validation split"):
+        pipeline.as_splits({"train": (torch.zeros(4, 2), torch.zeros(4)), "validation": []})

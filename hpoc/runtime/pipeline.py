@@ -214,6 +214,13 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
 
 
 def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
+    splits = _splits(out, what)
+    _require_samples(splits[0], "train", what)
+    _require_samples(splits[1], "validation", what)
+    return splits
+
+
+def _splits(out: Any, what: str) -> tuple[Any, Any, Any]:
     if isinstance(out, dict):
         keys = ("train", "validation", "test")
         if "train" in out:
@@ -231,6 +238,25 @@ def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
     raise PipelineError(f"{what} must return (train, validation) or (train, validation, test); "
                         f"got {type(out).__name__}"
                         + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+
+
+def _require_samples(split: Any, name: str, what: str) -> None:
+    """An empty split trains nothing, or validates nothing: the default loop's val_loss and
+    val_accuracy are then 0 in every trial, and a minimised val_loss ranks any trial best."""
+    if split is None:
+        return
+    from hpoc.runtime.batches import num_samples
+
+    try:
+        n = num_samples(split)
+    except Exception:  # noqa: BLE001 - no length (an iterable dataset): nothing to check
+        return
+    if n == 0:
+        raise PipelineError(
+            f"{what} returned an empty {name} split (0 samples)\n"
+            f"  help: check the data and the splitter's proportions"
+            + (", or give None as the validation split if the trainer does not validate"
+               if name == "validation" else ""))
 
 
 def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:

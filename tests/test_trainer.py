@@ -385,3 +385,20 @@ def test_an_empty_split_is_refused_when_the_data_loads(tmp_path, proportion, spl
     assert pipeline.as_splits(((torch.zeros(4, 2), torch.zeros(4)), None))[1] is None
     with pytest.raises(pipeline.PipelineError, match="empty validation split"):
         pipeline.as_splits({"train": (torch.zeros(4, 2), torch.zeros(4)), "validation": []})
+
+
+@pytest.mark.parametrize("value", ["0.93", None, [0.9, 0.1]])
+def test_an_objective_that_is_not_a_number_names_the_value(toy, tmp_path, value):
+    """A string or None objective was taken, then ended the study as "NaN or inf (training
+    diverged?)" and `hpoc results` said the objective was never reported."""
+    workdir, plan, data = toy
+    plan = dict(plan, objective={"metrics": [{"name": "val_accuracy", "mode": "max"}]})
+
+    class Stringly(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def report(self, metrics, **kwargs):
+            super().report(dict(metrics, val_accuracy=value), **kwargs)
+
+    with pytest.raises(TrainerError) as info:
+        Stringly().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    assert f"the objective's metric `val_accuracy` must be a number; the trainer reported {value!r} " \
+           f"({type(value).__name__})" in str(info.value)

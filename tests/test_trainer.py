@@ -402,3 +402,56 @@ def test_an_objective_that_is_not_a_number_names_the_value(toy, tmp_path, value)
         Stringly().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
     assert f"the objective's metric `val_accuracy` must be a number; the trainer reported {value!r} " \
            f"({type(value).__name__})" in str(info.value)
+
+
+def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
+    """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
+    from hpoc.runtime.hooks import hook_problems
+
+    class Wrong(hpoc.Trainer):
+        def create_model(self):
+            pass
+
+        def train_step(self, x, y):
+            pass
+
+        def validation_step(self, batch, extra=0, *more, flag=True):  # callable as hpoc calls it
+            pass
+
+        @staticmethod
+        def create_loss(config):
+            pass
+
+    problems = hook_problems(Wrong)
+    assert [p.split(" (")[0] for p in problems] == ["`create_model(self)`", "`train_step(self, x, y)`"]
+    assert f"({__file__}:" in problems[0] and problems[0].endswith("must be `create_model(self, config)`")
+    with pytest.raises(pipeline.PipelineError, match=r"must be `train_step\(self, batch\)`: hpoc calls these hooks so"):
+        pipeline.require_trainer_class(Wrong, "t:Wrong")
+
+    # A hook that only the trainer's own code calls may take anything.
+    class OwnLoop(Wrong):
+        def train(self):
+            pass
+
+    class OwnModels(hpoc.Trainer):
+        def create_model_loss_optimizer(self):
+            return self.create_model()
+
+        def create_model(self):
+            pass
+
+    assert hook_problems(OwnLoop) == [] and hook_problems(OwnModels) == []
+
+
+@pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
+def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
+    from hpoc.runtime.hooks import hook_problems
+
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / example))
+    for name in ("trainer", "data"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    module = importlib.import_module("trainer")
+    classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, hpoc.Trainer)]
+    assert classes and all(hook_problems(c) == [] for c in classes)

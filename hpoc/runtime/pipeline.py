@@ -122,6 +122,13 @@ def require_trainer_class(obj: Any, target: str) -> None:
     from hpoc.runtime.trainer import Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
+        from hpoc.runtime.hooks import hook_problems
+
+        problems = hook_problems(obj)
+        if problems:
+            raise PipelineError(f"trainer `{target}`: {'; '.join(problems)}: hpoc calls "
+                                f"{'this hook' if len(problems) == 1 else 'these hooks'} so\n"
+                                "  help: docs/trainer.md (Hooks) lists them with their arguments")
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
     try:

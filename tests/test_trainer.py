@@ -455,3 +455,18 @@ def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     module = importlib.import_module("trainer")
     classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, hpoc.Trainer)]
     assert classes and all(hook_problems(c) == [] for c in classes)
+
+
+def test_a_getter_failing_inside_a_library_names_the_studys_line_too(tmp_path):
+    """torchvision's reader of a corrupt IDX file fails in an assert of its own: its file
+    and line alone did not say which line of the study's code read what."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text("import json\n\nclass Getter:\n    def execute(self):\n"
+                                       "        return json.loads('{truncated')\n")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"getter": {"target": "reader:Getter", "args": {}}, "splitter": None})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    message = str(info.value)
+    assert message.startswith("getter `reader:Getter` failed: JSONDecodeError: ")
+    assert "json/decoder.py:" in message and f", called from {workdir / 'reader.py'}:5)" in message

@@ -95,10 +95,17 @@ def import_target(target: str, workdir: str | None = None, role: str = "target")
 
 
 def _describe(exc: BaseException) -> str:
-    """`Type: message (file:line)` at the innermost frame, without a whole traceback."""
+    """`Type: message (file:line)` at the innermost frame, without a whole traceback; when
+    that is a library's (torchvision's reader of a truncated file), also the study's own
+    line that called it."""
+    from hpoc.runtime.summary import error_where
+
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    own = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    if own and own != where:
+        where += f", called from {own}"
+    return f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
 
 
 def check_imports(plan: dict[str, Any]) -> dict[str, Any]:

@@ -152,9 +152,16 @@ def test_the_fashion_mnist_example_checks_its_data(tmp_path: Path) -> None:
     assert run.returncode == 2
     (line,) = [ln for ln in errors(run) if ": data: " in ln]
     assert "Fashion-MNIST is not in" in line and "hpoc data fetch fashion-mnist --root" in line, line
-    write_fashion(study_dir / "data" / "fashion-mnist")
+    raw = write_fashion(study_dir / "data" / "fashion-mnist")
     run = preflight(study_dir / "study.hpo")
     assert [ln for ln in errors(run) if ": data: " in ln] == [], run.stderr
+    # A file cut short (an interrupted copy): torchvision would fail in a reshape.
+    labels = raw / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:20])
+    run = preflight(study_dir / "study.hpo")
+    (line,) = [ln for ln in errors(run) if ": data: " in ln]
+    assert f"Fashion-MNIST is damaged: {labels} is cut short (20 bytes; its header says 48)" in line, line
+    assert "fetch it again on a login node" in line
 
 
 # ---------------------------------------------------------------- on the compute node

@@ -396,3 +396,19 @@ def test_the_time_budget_line_counts_trials_that_started_but_never_reported():
               SimpleNamespace(last_result={"trial_id": "b"}),  # started, cut off before its first report
               SimpleNamespace(last_result={})]
     assert _budget_line(6, 4, trials).endswith("; 3 of 4 trial(s) never reported")
+
+
+def test_splits_that_cannot_be_pickled_are_named_not_an_internal_error(tmp_path, capsys):
+    """Ray pickles the splits to share them: a generator made `hpoc: internal error` (exit 1,
+    "a bug in hpoc") with the whole data's repr, hundreds of lines of tensors."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lazy.py").write_text("from toy import ToySplitter\n\nclass Lazy(ToySplitter):\n"
+                                     "    def execute(self, data):\n        train, val = super().execute(data)\n"
+                                     "        return (row for row in train), val\n")
+    plan = make_plan(workdir, tmp_path / "results", pipeline={"splitter": {"target": "lazy:Lazy", "args": {}}})
+    code, _, _ = _run(plan, num_cpus=1)
+    err = capsys.readouterr().err
+    assert code == EXIT_SPEC, err
+    assert err.startswith("error: the train split from splitter `lazy:Lazy` cannot be sent to the trials: "
+                          "TypeError: cannot pickle 'generator' object\n  help: Ray pickles the splits"), err
+    assert len(err.splitlines()) == 2

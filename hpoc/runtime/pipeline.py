@@ -286,6 +286,35 @@ def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...
     return None
 
 
+def unshareable(plan: dict[str, Any], data: Any, exc: BaseException) -> str:
+    """Why the splits cannot go to the trials (Ray could not pickle them), naming the step
+    and the splits at fault; Ray's own message holds the whole data's repr."""
+    from ray import cloudpickle
+
+    def fails(split: Any) -> bool:  # pickled into nothing: arrays are not copied
+        try:
+            cloudpickle.CloudPickler(_Sink(), protocol=5, buffer_callback=lambda b: None).dump(split)
+        except Exception:  # noqa: BLE001 - whatever pickling raises, this split is at fault
+            return True
+        return False
+
+    cause = exc.__cause__ or exc
+    bad = [name for name, split in zip(("train", "validation", "test"), data or ())
+           if split is not None and fails(split)]
+    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
+    what = f"the {' and '.join(bad)} split{'s' if len(bad) > 1 else ''}" if bad else "the data"
+    reason = str(cause).splitlines()[0][:200] if str(cause) else ""
+    return (f"{what} from {role} `{plan['pipeline'][role]['target']}` cannot be sent to the trials: "
+            f"{type(cause).__name__}: {reason}\n"
+            "  help: Ray pickles the splits to share them; return tensors, arrays, lists or a "
+            "Dataset that pickles (not a generator, an open file or a lock)")
+
+
+class _Sink:
+    def write(self, b: Any) -> int:
+        return len(b)
+
+
 # Trials that run in one process reuse the data already fetched there (Tune reuses the
 # trial actors), keyed by the object-store reference the driver created.
 _CACHE: dict[str, Any] = {}

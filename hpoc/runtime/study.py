@@ -613,14 +613,17 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
           fp: dict[str, Any], mode: str, started: float, stream: TextIO, out: TextIO) -> int:
     import ray
 
-    from hpoc.runtime import search, session, space
+    from hpoc.runtime import pipeline, search, session, space
 
     where = "this machine" if ray_session.local else "the cluster"
     try:
         session.check_capacity(plan, ray.nodes(), where)
     except session.SessionError as exc:
         raise StudyError(str(exc), exc.exit_code) from None
-    data_ref = ray.put(data)
+    try:
+        data_ref = ray.put(data)
+    except TypeError as exc:  # Ray pickles the splits to share them with every trial
+        raise StudyError(pipeline.unshareable(plan, data, exc)) from None
     del data
     tracking = _tracking()
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None

@@ -549,8 +549,11 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
-            _say(stream, f"[hpoc] this study already ran to the end in {exp} "
-                         "(pass --fresh to run it again)")
+            errored = (previous.get("status_counts") or {}).get("ERROR", 0)
+            # Fixed the trainer after some trials failed? Only a new run trains them again.
+            _say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
+                f"with {errored} errored trial(s); a finished study does not retry them: pass "
+                "--fresh to run every trial again" if errored else "(pass --fresh to run it again)"))
             _say(out, summary_mod.describe_best(previous))
             return summary_mod.exit_code(previous)
         loading = _loading_line(plan)

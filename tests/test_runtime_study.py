@@ -321,6 +321,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")
     assert report(trial("TERMINATED", train_loss=1.0)) == "no trial reported the objective metric `val_accuracy`"
+    # A train() of the user's own that never calls self.report(): said, not just "no objective".
+    assert report(trial("TERMINATED"), trial("ERROR")) == (
+        "no trial reported the objective metric `val_accuracy`: 1 trial(s) ended without reporting "
+        "once (does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every epoch?)")
 
 
 def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):

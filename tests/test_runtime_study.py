@@ -416,3 +416,33 @@ def test_splits_that_cannot_be_pickled_are_named_not_an_internal_error(tmp_path,
     assert err.startswith("error: the train split from splitter `lazy:Lazy` cannot be sent to the trials: "
                           "TypeError: cannot pickle 'generator' object\n  help: Ray pickles the splits"), err
     assert len(err.splitlines()) == 2
+
+
+def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
+    """A hung trial (a deadlock, a sleep) showed only as "1 running", for ever: there is no
+    per-trial time limit. Quiet for 10 of its longest epochs (at least 10 min; 30 min before
+    a first report), it is named once."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import stall, study
+
+    now = [0.0]
+    out = io.StringIO()
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"],
+                                                      watch=stall.StallWatch(lambda: now[0])))
+    events = study._make_events()
+    hung, fine, new = (SimpleNamespace(trial_id=i, status="RUNNING", config={"lr": 0.5}, path=None,
+                                       local_path=None) for i in ("aa_1", "aa_2", "aa_3"))
+    for trial in (hung, fine, new):
+        study._STATE.watch.started(trial.trial_id)
+    events.on_trial_result(0, [], hung, {"time_this_iter_s": 90.0})
+    for t in (60, 120, 899, 1000, 1799, 1801, 5000):
+        now[0] = float(t)
+        events.on_trial_result(0, [], fine, {"time_this_iter_s": 1.0})  # reports all the time
+        events.on_step_end(0, [hung, fine, new])
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "[hpoc] trial aa_1 (lr=0.5) has not reported for 17 min (its epochs took 90 s at most): stuck? "
+        "There is no per-trial time limit; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it",
+        "[hpoc] trial aa_3 (lr=0.5) has not reported for 30 min (it has not reported yet): stuck? "
+        "There is no per-trial time limit; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it"]

@@ -70,3 +70,19 @@ def test_list_names_the_known_datasets(capsys):
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in data_cmd.DATASETS)
+
+
+def test_fetch_replaces_a_file_cut_short_and_idx_problem_says_why(mirror, tmp_path, capsys):
+    """torchvision's download skips raw files that exist: a file cut short (a copy or an
+    extraction interrupted) stayed, and `fetch` said "ready"."""
+    root = tmp_path / "data"
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(root)]) == 0
+    images = root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    whole = images.read_bytes()
+    assert data_cmd.idx_problem(images) is None
+    images.write_bytes(whole[:100])
+    assert data_cmd.idx_problem(images) == f"{images} is cut short (100 bytes; its header says {len(whole)})"
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(root)]) == 0
+    assert images.read_bytes() == whole
+    images.write_bytes(b"PK\x03\x04" + whole[4:])
+    assert "is not an IDX file of bytes (its header is 504b0304)" in data_cmd.idx_problem(images)

@@ -45,6 +45,7 @@ TRAINERS = {
     "hangs": "import time\ntime.sleep(600)\nclass Trainer: pass\n",
     "kills": "import os\nos._exit(7)\nclass Trainer: pass\n",
     "bare": "class Trainer:\n    pass\n",
+    "hook": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_model(self):\n        pass\n",
     # `import *` hides what the module defines from the compiler's look at its source.
     "no-class": "from json import *\nclass Other: pass\n",
 }
@@ -92,6 +93,7 @@ def test_a_good_study_passes(tmp_path: Path) -> None:
     ("syntax", "syntax error in"),
     ("no-class", "has no `Trainer`"),
     ("bare", "is a class that does not subclass `hpoc.Trainer`"),
+    ("hook", "`create_model(self)` (%s:3) must be `create_model(self, config)`: hpoc calls this hook so"),
     ("kills", "importing the pipeline killed the Python process (exit 7)"),
 ])
 def test_trainer_problems_are_one_line_each(trainer: str, expected: str, tmp_path: Path) -> None:
@@ -99,7 +101,7 @@ def test_trainer_problems_are_one_line_each(trainer: str, expected: str, tmp_pat
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     (line,) = [ln for ln in errors(run) if "trainer" in ln]
-    assert expected in line, run.stderr
+    assert expected.replace("%s", str(tmp_path / "trainer.py")) in line, run.stderr
 
 
 def test_an_import_that_hangs_is_cut_off(tmp_path: Path) -> None:
@@ -150,9 +152,16 @@ def test_the_fashion_mnist_example_checks_its_data(tmp_path: Path) -> None:
     assert run.returncode == 2
     (line,) = [ln for ln in errors(run) if ": data: " in ln]
     assert "Fashion-MNIST is not in" in line and "hpoc data fetch fashion-mnist --root" in line, line
-    write_fashion(study_dir / "data" / "fashion-mnist")
+    raw = write_fashion(study_dir / "data" / "fashion-mnist")
     run = preflight(study_dir / "study.hpo")
     assert [ln for ln in errors(run) if ": data: " in ln] == [], run.stderr
+    # A file cut short (an interrupted copy): torchvision would fail in a reshape.
+    labels = raw / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:20])
+    run = preflight(study_dir / "study.hpo")
+    (line,) = [ln for ln in errors(run) if ": data: " in ln]
+    assert f"Fashion-MNIST is damaged: {labels} is cut short (20 bytes; its header says 48)" in line, line
+    assert "fetch it again on a login node" in line
 
 
 # ---------------------------------------------------------------- on the compute node
@@ -166,6 +175,7 @@ def compiled(spec: Path) -> Path:
 
 @pytest.mark.parametrize("fault, expected", [
     ("trainer", "trainer `trainer:Trainer`: importing `trainer` failed: RuntimeError: CUDA driver not found"),
+    ("hook", "`create_model(self)` ("),  # every trial and its retries would fail in a TypeError
     ("storage", "is not writable"),
     ("data", "nowhere is missing; fetch it"),
 ])
@@ -174,7 +184,7 @@ def test_the_driver_stops_before_ray_with_one_clear_error(fault: str, expected: 
 
     folder = tmp_path / "s"
     write_toy(folder)
-    spec = study(folder, trainer="raises" if fault == "trainer" else "ok",
+    spec = study(folder, trainer={"trainer": "raises", "hook": "hook"}.get(fault, "ok"),
                  storage="/proc/hpoc-results" if fault == "storage" else "results",
                  data_root="nowhere" if fault == "data" else "data")
     if fault == "data":  # the getter really loads its data at run time: make it fail like a missing dataset

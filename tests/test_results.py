@@ -703,3 +703,18 @@ def test_a_config_value_no_spec_can_write_does_not_break_the_best_trial(tmp_path
     assert code == 0, err
     kv = [line.strip() for line in out[out.index("config (key = value):"):].splitlines()[1:]]
     assert "dropout = NaN  # not expressible in a .hpo file" in kv and "epochs = 6" in kv
+
+
+def test_the_table_shows_nan_for_a_diverged_trial_and_a_dash_for_a_missing_value(tmp_path, capsys):
+    """Both were "-": a diverged trial looked like one that never reported the metric."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": float("nan")}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.3}, {"val_loss": 0.2}])
+    trial_dir(exp, "aaaaa_00002", {"lr": float("inf")}, [{"val_loss": 0.1}, {"val_loss": float("-inf")}])
+    trial_dir(exp, "aaaaa_00003", {"lr": 0.3}, [{"val_acc": 0.8}, {"val_acc": 0.9}])
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--no-best")
+    cells = {line.split()[1]: line.split()[-2:] for line in out.splitlines() if "aaaaa_" in line}
+    assert code == 0
+    assert cells == {"aaaaa_00001": ["0.2", "0.2"], "aaaaa_00000": ["nan", "0.1"],
+                     "aaaaa_00002": ["-inf", "inf"], "aaaaa_00003": ["-", "0.3"]}, out

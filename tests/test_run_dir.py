@@ -422,3 +422,21 @@ def test_no_claim_outside_a_slurm_job(spec, other_process, monkeypatch):
     plan = load_plan(str(spec))
     assert main(plan, 0, other_process.pid) == GO
     assert runlock.read(experiment_dir(plan, 0)) is None
+
+
+def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tmp_path):
+    """The user fixes the trainer after some trials failed and runs the study again: it said
+    only "already ran to the end", as if the errored trials were done with."""
+    from hpoc.runtime.study import RunOptions, run_study
+
+    plan = load_plan(str(spec))
+    exp = experiment_dir(plan, 0)
+    exp.mkdir(parents=True)
+    _finished_run(plan, exp)
+    summary = json.loads((exp / "summary.json").read_text())
+    (exp / "summary.json").write_text(json.dumps({**summary, "num_trials": 3, "wall_s": 1.0, "metrics": [],
+                                                  "status_counts": {"TERMINATED": 1, "ERROR": 2}}))
+    progress = io.StringIO()
+    assert run_study(plan, RunOptions(local=True, progress=progress, out=io.StringIO())) == 0
+    assert (f"already ran to the end in {exp} with 2 errored trial(s); a finished study does not retry "
+            "them: pass --fresh to run every trial again") in progress.getvalue()

@@ -325,6 +325,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")
     assert report(trial("TERMINATED", train_loss=1.0)) == "no trial reported the objective metric `val_accuracy`"
+    # A train() of the user's own that never calls self.report(): said, not just "no objective".
+    assert report(trial("TERMINATED"), trial("ERROR")) == (
+        "no trial reported the objective metric `val_accuracy`: 1 trial(s) ended without reporting "
+        "once (does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every epoch?)")
 
 
 def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
@@ -400,3 +404,49 @@ def test_the_time_budget_line_counts_trials_that_started_but_never_reported():
               SimpleNamespace(last_result={"trial_id": "b"}),  # started, cut off before its first report
               SimpleNamespace(last_result={})]
     assert _budget_line(6, 4, trials).endswith("; 3 of 4 trial(s) never reported")
+
+
+def test_splits_that_cannot_be_pickled_are_named_not_an_internal_error(tmp_path, capsys):
+    """Ray pickles the splits to share them: a generator made `hpoc: internal error` (exit 1,
+    "a bug in hpoc") with the whole data's repr, hundreds of lines of tensors."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "lazy.py").write_text("from toy import ToySplitter\n\nclass Lazy(ToySplitter):\n"
+                                     "    def execute(self, data):\n        train, val = super().execute(data)\n"
+                                     "        return (row for row in train), val\n")
+    plan = make_plan(workdir, tmp_path / "results", pipeline={"splitter": {"target": "lazy:Lazy", "args": {}}})
+    code, _, _ = _run(plan, num_cpus=1)
+    err = capsys.readouterr().err
+    assert code == EXIT_SPEC, err
+    assert err.startswith("error: the train split from splitter `lazy:Lazy` cannot be sent to the trials: "
+                          "TypeError: cannot pickle 'generator' object\n  help: Ray pickles the splits"), err
+    assert len(err.splitlines()) == 2
+
+
+def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
+    """A hung trial (a deadlock, a sleep) showed only as "1 running", for ever: there is no
+    per-trial time limit. Quiet for 10 of its longest epochs (at least 10 min; 30 min before
+    a first report), it is named once."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import stall, study
+
+    now = [0.0]
+    out = io.StringIO()
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"],
+                                                      watch=stall.StallWatch(lambda: now[0])))
+    events = study._make_events()
+    hung, fine, new = (SimpleNamespace(trial_id=i, status="RUNNING", config={"lr": 0.5}, path=None,
+                                       local_path=None) for i in ("aa_1", "aa_2", "aa_3"))
+    for trial in (hung, fine, new):
+        study._STATE.watch.started(trial.trial_id)
+    events.on_trial_result(0, [], hung, {"time_this_iter_s": 90.0})
+    for t in (60, 120, 899, 1000, 1799, 1801, 5000):
+        now[0] = float(t)
+        events.on_trial_result(0, [], fine, {"time_this_iter_s": 1.0})  # reports all the time
+        events.on_step_end(0, [hung, fine, new])
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "[hpoc] trial aa_1 (lr=0.5) has not reported for 17 min (its epochs took 90 s at most): stuck? "
+        "There is no per-trial time limit; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it",
+        "[hpoc] trial aa_3 (lr=0.5) has not reported for 30 min (it has not reported yet): stuck? "
+        "There is no per-trial time limit; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it"]

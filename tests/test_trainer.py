@@ -368,3 +368,105 @@ def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
     assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
     assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y
     assert pipeline.as_splits((x, x, x))[2] is x
+
+
+@pytest.mark.parametrize("proportion, split", [(1.0, "validation"), (0.0, "train")])
+def test_an_empty_split_is_refused_when_the_data_loads(tmp_path, proportion, split):
+    """An empty validation split made every trial report val_loss = 0 and val_accuracy = 0
+    (so a minimised val_loss ranked any trial best); an empty training split trained nothing."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", pipeline={
+        "splitter": {"target": "toy:ToySplitter", "args": {"train_proportion": proportion}}})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    assert f"splitter `toy:ToySplitter` returned an empty {split} split (0 samples)" in str(info.value)
+    assert "help:" in str(info.value)
+    # No validation at all (None) stays allowed: a trainer of its own may not validate.
+    assert pipeline.as_splits(((torch.zeros(4, 2), torch.zeros(4)), None))[1] is None
+    with pytest.raises(pipeline.PipelineError, match="empty validation split"):
+        pipeline.as_splits({"train": (torch.zeros(4, 2), torch.zeros(4)), "validation": []})
+
+
+@pytest.mark.parametrize("value", ["0.93", None, [0.9, 0.1]])
+def test_an_objective_that_is_not_a_number_names_the_value(toy, tmp_path, value):
+    """A string or None objective was taken, then ended the study as "NaN or inf (training
+    diverged?)" and `hpoc results` said the objective was never reported."""
+    workdir, plan, data = toy
+    plan = dict(plan, objective={"metrics": [{"name": "val_accuracy", "mode": "max"}]})
+
+    class Stringly(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def report(self, metrics, **kwargs):
+            super().report(dict(metrics, val_accuracy=value), **kwargs)
+
+    with pytest.raises(TrainerError) as info:
+        Stringly().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    assert f"the objective's metric `val_accuracy` must be a number; the trainer reported {value!r} " \
+           f"({type(value).__name__})" in str(info.value)
+
+
+def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
+    """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
+    from hpoc.runtime.hooks import hook_problems
+
+    class Wrong(hpoc.Trainer):
+        def create_model(self):
+            pass
+
+        def train_step(self, x, y):
+            pass
+
+        def validation_step(self, batch, extra=0, *more, flag=True):  # callable as hpoc calls it
+            pass
+
+        @staticmethod
+        def create_loss(config):
+            pass
+
+    problems = hook_problems(Wrong)
+    assert [p.split(" (")[0] for p in problems] == ["`create_model(self)`", "`train_step(self, x, y)`"]
+    assert f"({__file__}:" in problems[0] and problems[0].endswith("must be `create_model(self, config)`")
+    with pytest.raises(pipeline.PipelineError, match=r"must be `train_step\(self, batch\)`: hpoc calls these hooks so"):
+        pipeline.require_trainer_class(Wrong, "t:Wrong")
+
+    # A hook that only the trainer's own code calls may take anything.
+    class OwnLoop(Wrong):
+        def train(self):
+            pass
+
+    class OwnModels(hpoc.Trainer):
+        def create_model_loss_optimizer(self):
+            return self.create_model()
+
+        def create_model(self):
+            pass
+
+    assert hook_problems(OwnLoop) == [] and hook_problems(OwnModels) == []
+
+
+@pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
+def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
+    from hpoc.runtime.hooks import hook_problems
+
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / example))
+    for name in ("trainer", "data"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    module = importlib.import_module("trainer")
+    classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, hpoc.Trainer)]
+    assert classes and all(hook_problems(c) == [] for c in classes)
+
+
+def test_a_getter_failing_inside_a_library_names_the_studys_line_too(tmp_path):
+    """torchvision's reader of a corrupt IDX file fails in an assert of its own: its file
+    and line alone did not say which line of the study's code read what."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text("import json\n\nclass Getter:\n    def execute(self):\n"
+                                       "        return json.loads('{truncated')\n")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"getter": {"target": "reader:Getter", "args": {}}, "splitter": None})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    message = str(info.value)
+    assert message.startswith("getter `reader:Getter` failed: JSONDecodeError: ")
+    assert "json/decoder.py:" in message and f", called from {workdir / 'reader.py'}:5)" in message

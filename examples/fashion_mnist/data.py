@@ -21,17 +21,24 @@ class FashionMNISTGetter:
         self.root = os.path.abspath(root)
 
     def check(self) -> None:
-        """Is the data there? (`hpoc check --preflight` asks on the login node.)"""
+        """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""
+        from hpoc.commands.data import IDX_FILES, idx_problem
+
         raw = os.path.join(self.root, "FashionMNIST", "raw")
-        names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-        missing = [n for n in names if not os.path.isfile(os.path.join(raw, n))]
+        missing = [n for n in IDX_FILES if not os.path.isfile(os.path.join(raw, n))]
         if missing:
             raise FileNotFoundError(f"Fashion-MNIST is not in {raw} (missing {', '.join(missing)}); "
                                     f"fetch it on a login node: {FETCH.format(root=self.root)}")
+        damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
+        if damaged:  # torchvision would fail on it in an assert or a reshape
+            raise OSError(f"Fashion-MNIST is damaged: {'; '.join(damaged)}; fetch it again on a "
+                          f"login node (damaged files are replaced): {FETCH.format(root=self.root)}")
 
     def execute(self):
         from torchvision.datasets import FashionMNIST
+
+        if os.path.isdir(os.path.join(self.root, "FashionMNIST", "raw")):
+            self.check()
 
         try:
             train = FashionMNIST(self.root, train=True, download=False)

@@ -14,20 +14,49 @@ from typing import Any, Callable
 HELP = "download a known dataset (on a login node; compute nodes have no internet)"
 
 
-def _fashion_mnist(root: str) -> str:
-    from torchvision.datasets import FashionMNIST
-
-    for train in (True, False):
-        FashionMNIST(root, train=train, download=True)
-    return os.path.join(root, "FashionMNIST", "raw")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _mnist(root: str) -> str:
-    from torchvision.datasets import MNIST
+def idx_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why an IDX file (MNIST's format) cannot be read whole, or None. Its header gives the
+    dimensions, so a file cut short (a copy or an extraction interrupted) or overwritten
+    shows without reading the data."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 4:
+                return f"{path} is not an IDX file of bytes (its header is {head.hex() or 'empty'})"
+            dims = fh.read(4 * head[3])
+            size = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if len(dims) < 4 * head[3]:
+        return f"{path} is cut short ({size} bytes, inside its header)"
+    items = 1
+    for i in range(head[3]):
+        items *= int.from_bytes(dims[4 * i:4 * i + 4], "big")
+    want = 4 + len(dims) + items
+    if size != want:
+        return f"{path} is {'cut short' if size < want else 'too long'} ({size} bytes; its header says {want})"
+    return None
 
-    for train in (True, False):
-        MNIST(root, train=train, download=True)
-    return os.path.join(root, "MNIST", "raw")
+
+def _idx_dataset(cls_name: str, folder: str) -> Callable[[str], str]:
+    def fetch(root: str) -> str:
+        import torchvision.datasets
+
+        raw = os.path.join(root, folder, "raw")
+        for path in (os.path.join(raw, n) for n in IDX_FILES):
+            if os.path.exists(path) and idx_problem(path):
+                os.remove(path)  # torchvision keeps a file that exists, then fails reading it
+        for train in (True, False):
+            getattr(torchvision.datasets, cls_name)(root, train=train, download=True)
+        bad = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
+        if bad:
+            raise OSError("; ".join(bad))
+        return raw
+    return fetch
 
 
 def _digits(root: str) -> str:
@@ -40,8 +69,9 @@ def _digits(root: str) -> str:
 # name -> (description, fetch(root) -> where it is)
 DATASETS: dict[str, tuple[str, Callable[[str], str]]] = {
     "fashion-mnist": ("Zalando Fashion-MNIST, 70,000 28x28 images (torchvision layout, 30 MB)",
-                      _fashion_mnist),
-    "mnist": ("MNIST handwritten digits, 70,000 28x28 images (torchvision layout, 12 MB)", _mnist),
+                      _idx_dataset("FashionMNIST", "FashionMNIST")),
+    "mnist": ("MNIST handwritten digits, 70,000 28x28 images (torchvision layout, 12 MB)",
+              _idx_dataset("MNIST", "MNIST")),
     "digits": ("scikit-learn's 1,797 8x8 digits (bundled)", _digits),
 }
 

@@ -46,10 +46,19 @@ def rows(results: Results, ranking: Ranking) -> tuple[list[str], list[list[str]]
         flat = results.flat(ranking.config(trial))
         row = [str(i), trial.trial_id] + ([str(trial.shard)] if results.sharded else [])
         row += [status_label(trial), epochs_cell(results, trial)]
-        row += [fmt(ranking.value(trial, m)) for m in metrics]
+        row += [_metric_cell(ranking, trial, m) for m in metrics]
         row += [fmt(flat.get(p)) for p in params]
         body.append(row)
     return header, body
+
+
+def _metric_cell(ranking: Ranking, trial: Trial, metric: str) -> str:
+    """`nan`/`inf` for a diverged trial (not ranked, but shown: "-" is never reported)."""
+    value = ranking.value(trial, metric)
+    raw = trial.last.get(metric)
+    if value is None and isinstance(raw, float):
+        return repr(raw)
+    return fmt(value)
 
 
 def render_table(results: Results, ranking: Ranking) -> str:

@@ -95,10 +95,17 @@ def import_target(target: str, workdir: str | None = None, role: str = "target")
 
 
 def _describe(exc: BaseException) -> str:
-    """`Type: message (file:line)` at the innermost frame, without a whole traceback."""
+    """`Type: message (file:line)` at the innermost frame, without a whole traceback; when
+    that is a library's (torchvision's reader of a truncated file), also the study's own
+    line that called it."""
+    from hpoc.runtime.summary import error_where
+
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    own = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    if own and own != where:
+        where += f", called from {own}"
+    return f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
 
 
 def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +129,13 @@ def require_trainer_class(obj: Any, target: str) -> None:
     from hpoc.runtime.trainer import Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
+        from hpoc.runtime.hooks import hook_problems
+
+        problems = hook_problems(obj)
+        if problems:
+            raise PipelineError(f"trainer `{target}`: {'; '.join(problems)}: hpoc calls "
+                                f"{'this hook' if len(problems) == 1 else 'these hooks'} so\n"
+                                "  help: docs/trainer.md (Hooks) lists them with their arguments")
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
     try:
@@ -214,6 +228,13 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
 
 
 def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
+    splits = _splits(out, what)
+    _require_samples(splits[0], "train", what)
+    _require_samples(splits[1], "validation", what)
+    return splits
+
+
+def _splits(out: Any, what: str) -> tuple[Any, Any, Any]:
     if isinstance(out, dict):
         keys = ("train", "validation", "test")
         if "train" in out:
@@ -233,6 +254,25 @@ def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
                         + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
 
 
+def _require_samples(split: Any, name: str, what: str) -> None:
+    """An empty split trains nothing, or validates nothing: the default loop's val_loss and
+    val_accuracy are then 0 in every trial, and a minimised val_loss ranks any trial best."""
+    if split is None:
+        return
+    from hpoc.runtime.batches import num_samples
+
+    try:
+        n = num_samples(split)
+    except Exception:  # noqa: BLE001 - no length (an iterable dataset): nothing to check
+        return
+    if n == 0:
+        raise PipelineError(
+            f"{what} returned an empty {name} split (0 samples)\n"
+            f"  help: check the data and the splitter's proportions"
+            + (", or give None as the validation split if the trainer does not validate"
+               if name == "validation" else ""))
+
+
 def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The shapes of `a` and `b` when they look like one dataset's inputs and targets: two
     arrays with as many rows but of different rank (two splits share their rank)."""
@@ -244,6 +284,35 @@ def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...
     if sa and sb and sa[0] == sb[0] and len(sa) != len(sb):
         return sa, sb
     return None
+
+
+def unshareable(plan: dict[str, Any], data: Any, exc: BaseException) -> str:
+    """Why the splits cannot go to the trials (Ray could not pickle them), naming the step
+    and the splits at fault; Ray's own message holds the whole data's repr."""
+    from ray import cloudpickle
+
+    def fails(split: Any) -> bool:  # pickled into nothing: arrays are not copied
+        try:
+            cloudpickle.CloudPickler(_Sink(), protocol=5, buffer_callback=lambda b: None).dump(split)
+        except Exception:  # noqa: BLE001 - whatever pickling raises, this split is at fault
+            return True
+        return False
+
+    cause = exc.__cause__ or exc
+    bad = [name for name, split in zip(("train", "validation", "test"), data or ())
+           if split is not None and fails(split)]
+    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
+    what = f"the {' and '.join(bad)} split{'s' if len(bad) > 1 else ''}" if bad else "the data"
+    reason = str(cause).splitlines()[0][:200] if str(cause) else ""
+    return (f"{what} from {role} `{plan['pipeline'][role]['target']}` cannot be sent to the trials: "
+            f"{type(cause).__name__}: {reason}\n"
+            "  help: Ray pickles the splits to share them; return tensors, arrays, lists or a "
+            "Dataset that pickles (not a generator, an open file or a lock)")
+
+
+class _Sink:
+    def write(self, b: Any) -> int:
+        return len(b)
 
 
 # Trials that run in one process reuse the data already fetched there (Tune reuses the

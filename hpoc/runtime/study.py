@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import marker, runlock
+from hpoc.runtime import marker, runlock, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -77,6 +77,7 @@ class _State:
     max_retries: int = 0      # the plan's; a trial restored from an earlier run may hold 0
     sweep_at: float | None = None  # next look for orphaned placement groups (orphans.py)
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
+    watch: stall.StallWatch = field(default_factory=stall.StallWatch)  # trials gone quiet
 
 
 _STATE = _State()
@@ -266,6 +267,9 @@ def _events_class() -> type:
             if _STATE.signal is None:  # finished before this run (restored) or during it;
                 # after a signal Tune marks the trials it stops TERMINATED too (_as_seen)
                 _STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
+                for trial, quiet_s, longest in _STATE.watch.quiet(trials):
+                    _say(_STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
+                                                      f"{stall.describe(quiet_s, longest)}")
             if _STATE.sweep_at is not None and time.monotonic() >= _STATE.sweep_at:
                 from hpoc.runtime import orphans
 
@@ -283,10 +287,14 @@ def _events_class() -> type:
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.ended.add(trial.trial_id)
 
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            _STATE.watch.reported(trial.trial_id, result)
+
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume, retry
 
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
+            _STATE.watch.started(trial.trial_id)
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
@@ -549,8 +557,11 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
-            _say(stream, f"[hpoc] this study already ran to the end in {exp} "
-                         "(pass --fresh to run it again)")
+            errored = (previous.get("status_counts") or {}).get("ERROR", 0)
+            # Fixed the trainer after some trials failed? Only a new run trains them again.
+            _say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
+                f"with {errored} errored trial(s); a finished study does not retry them: pass "
+                "--fresh to run every trial again" if errored else "(pass --fresh to run it again)"))
             _say(out, summary_mod.describe_best(previous))
             return summary_mod.exit_code(previous)
         loading = _loading_line(plan)
@@ -613,14 +624,17 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
           fp: dict[str, Any], mode: str, started: float, stream: TextIO, out: TextIO) -> int:
     import ray
 
-    from hpoc.runtime import search, session, space
+    from hpoc.runtime import pipeline, search, session, space
 
     where = "this machine" if ray_session.local else "the cluster"
     try:
         session.check_capacity(plan, ray.nodes(), where)
     except session.SessionError as exc:
         raise StudyError(str(exc), exc.exit_code) from None
-    data_ref = ray.put(data)
+    try:
+        data_ref = ray.put(data)
+    except TypeError as exc:  # Ray pickles the splits to share them with every trial
+        raise StudyError(pipeline.unshareable(plan, data, exc)) from None
     del data
     tracking = _tracking()
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None

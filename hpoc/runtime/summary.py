@@ -224,12 +224,17 @@ def describe_best(summary: dict[str, Any]) -> str:
         trials = summary.get("trials") or []
         ran = [t for t in trials if t.get("status") != "ERROR"]
         nan = [t for t in ran if name in (t.get("metrics") or {})]  # reported, not finite
+        silent = [t for t in ran if not t.get("metrics")]
         if trials and not ran:
             lines.append(f"no trial reported the objective metric `{name}`: every trial failed "
                          "(each trial's error.txt says why)")
         elif nan:
             lines.append(f"no trial reported a finite `{name}`: {len(nan)} trial(s) reported NaN "
                          "or inf (training diverged? try a smaller learning rate)")
+        elif silent and len(silent) == len(ran):
+            lines.append(f"no trial reported the objective metric `{name}`: {len(silent)} trial(s) "
+                         "ended without reporting once (does the trainer's `train()` call "
+                         "`self.report(metrics, epoch=epoch)` every epoch?)")
         else:
             lines.append(f"no trial reported the objective metric `{name}`")
         return "\n".join(lines)

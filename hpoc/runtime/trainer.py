@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import reprlib
 import shutil
 import time
 import zlib
@@ -748,6 +749,12 @@ def _require_objective(plan: dict[str, Any] | None, result: dict[str, Any]) -> N
             f"the trainer reported {', '.join(f'`{k}`' for k in sorted(result)) or 'nothing'} but not "
             f"{', '.join(f'`{m}`' for m in missing)}, the objective's metric"
             + (f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
+    for name in wanted:  # searchers rank by it: a string or None read as "never reported"
+        value = result[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TrainerError(f"the objective's metric `{name}` must be a number; the trainer reported "
+                               f"{reprlib.repr(value)} ({type(value).__name__}): report a float (`float(x)`, "
+                               "`tensor.item()`)")
 
 
 def _scalar(value: Any) -> Any:

@@ -1,0 +1,61 @@
+"""A trainer's hooks checked against the calls the default loop makes, before Ray starts.
+
+`def create_model(self):` fails every trial with a TypeError, and every retry of it, after a
+cluster and a worker per trial came up. The driver (and `hpoc check --preflight`) imports the
+trainer anyway: its class says it at once. Only hooks hpoc itself calls are checked: one the
+trainer's own code calls instead (it overrides the method that calls it) may take anything.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+# hook -> (the arguments hpoc passes, the methods whose override means hpoc no longer calls it)
+_MODEL = ("train", "setup", "_create_model", "create_model_loss_optimizer")
+HOOKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "create_model": (("config",), _MODEL),
+    "create_loss": (("config",), _MODEL),
+    "create_optimizer": (("model", "config"), _MODEL),
+    "create_lr_scheduler": (("optimizer", "config"), _MODEL),
+    "train_step": (("batch",), ("train", "train_epoch")),
+    "validation_step": (("batch",), ("train", "validation_epoch")),
+    "prepare_inputs": (("x",), ("train", "setup", "create_dataloaders")),
+    "checkpoint_state": ((), ("save_checkpoint",)),
+    "load_checkpoint_state": (("state",), ("restore",)),
+}
+
+
+def hook_problems(cls: type) -> list[str]:
+    """`name(self, ...)` (file:line) must be ...: each hook of `cls` hpoc cannot call."""
+    out = []
+    for name, (args, callers) in HOOKS.items():
+        if not _users(cls, name) or any(_users(cls, c) for c in callers):
+            continue
+        raw = inspect.getattr_static(cls, name)
+        func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+        if not inspect.isfunction(func) or hasattr(func, "__wrapped__"):
+            continue  # a decorated or callable object: its real signature is unknown
+        try:
+            sig = inspect.signature(func)
+            sig.bind(*([] if isinstance(raw, staticmethod) else [None]), *[None] * len(args))
+        except TypeError:
+            out.append(f"`{name}{sig}`{_where(func)} must be `{name}({', '.join(('self', *args))})`")
+        except ValueError:
+            continue
+    return out
+
+
+def _users(cls: type, name: str) -> bool:
+    """Whether `name` comes from a class of the user's (not from hpoc's own classes)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return not (klass.__module__ or "").startswith("hpoc.")
+    return False
+
+
+def _where(func: Any) -> str:
+    try:
+        return f" ({inspect.getsourcefile(func)}:{inspect.getsourcelines(func)[1]})"
+    except (TypeError, OSError):
+        return ""

@@ -344,3 +344,15 @@ def test_num_to_keep_without_a_score_attribute_says_which_checkpoints_are_kept(t
                                                   "metric, not the most recent as in Ray")
     path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % ", checkpoint_score_attribute: loss"))
     assert not [w for w in compile_path(path).warnings if "num_to_keep" in w.message]
+
+
+def test_a_ray_tune_call_written_as_a_value_is_an_error_not_a_constant(tmp_path: Path) -> None:
+    text = seed_with("batch_size:\n                type: choice\n                options: [32, 64, 128]",
+                     "batch_size: tune.choice([32, 64, 128])").replace(
+        "epochs: 20", 'epochs: 20\n              lr2: "ray.tune.loguniform(1e-5, 1e-3)"\n'
+                      "              act: relu(x)")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.col) for e in errs] == [("HP301", 20, 27), ("HP301", 26, 20)]
+    assert errs[0].message.startswith("`tune.choice([32, 64, 128])` is Python code")
+    assert errs[0].help == "write `batch_size: {type: choice, categories: [32, 64, 128]}`"
+    assert errs[1].help == "write `lr2: {type: loguniform, lower: 1e-5, upper: 1e-3}`"

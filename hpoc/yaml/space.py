@@ -10,13 +10,14 @@ domain. Nested mappings without `type` that hold domains become dotted names
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hpoc.compiler import tables as T
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, VALUE, Builder
-from hpoc.yaml.nodes import YMap, YNode, YSeq, describe
+from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 
 TYPE_ALIASES = {"grid_search": "grid", "sample": None, "sample_from": None, "function": None}
 ARG_ALIASES = {"min": "lower", "max": "upper", "low": "lower", "high": "upper",
@@ -57,8 +58,40 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
                 params.append(Param(name, call.func, kspan))
         elif isinstance(value, YMap) and value.entries and _has_domain(value):
             _walk(b, value, name + ".", settings, params)
+        elif _python_domain(b, value, name):
+            continue
         else:
             settings.append(A.Setting(name, b.value(value), key_span=kspan, span=kspan))
+
+
+# `tune.choice([32, 64])` written as a value: a string to YAML, Python code to the user.
+_PY_DOMAIN = re.compile(r"\s*(?:ray\.)?(?:tune\.)?(\w+)\s*\((.*)\)\s*", re.S)
+
+
+def _python_domain(b: Builder, node: YNode, name: str) -> bool:
+    """An error for a Ray Tune call written as a string (it would reach trials as that string)."""
+    if not (isinstance(node, YScalar) and isinstance(node.value, str)):
+        return False
+    m = _PY_DOMAIN.fullmatch(node.value)
+    text = node.value.strip()
+    func = m.group(1).lower() if m else ""
+    if not m or not (text.startswith(("tune.", "ray.tune.")) or func in T.DOMAINS or func in TYPE_ALIASES):
+        return False
+    func = TYPE_ALIASES.get(func, func) or "sample_from"
+    if func in T.CATEGORICAL:
+        hint = f"`{name}: {{type: {'choice' if func == 'choice' else 'grid_search'}, " \
+               f"{'categories' if func == 'choice' else 'values'}: {m.group(2).strip()}}}`"
+    elif func in T.DOMAINS:
+        args = [a.strip() for a in m.group(2).split(",")]
+        names = [n for n, _, _ in T.DOMAINS[func]]
+        pairs = ", ".join(f"{n}: {a}" for n, a in zip(names, args) if a)
+        hint = f"`{name}: {{type: {func}, {pairs}}}`" if "=" not in m.group(2) else \
+            f"`{name}: {{type: {func}, ...}}` with {one_of(names)}"
+    else:
+        hint = "a domain such as `{type: choice, categories: [...]}`: functions need Python code"
+    b.error(SPACE, f"`{text}` is Python code, which a config cannot hold: `{name}` would be this string "
+                   "in every trial, not searched", node.span, help=f"write {hint}")
+    return True
 
 
 def _has_domain(node: YNode) -> bool:

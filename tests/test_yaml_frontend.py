@@ -460,3 +460,48 @@ def test_reuse_actors_keeps_worker_groups_warm(tmp_path: Path) -> None:
     doc = seed()
     config(doc)["tune_config"]["reuse_actors"] = True
     assert compiled(tmp_path, doc).plan["resources"]["reuse_workers"] is True
+
+
+def test_ray_classes_named_by_target_or_class_path_give_the_same_plan(tmp_path: Path) -> None:
+    """Newer itwinai writes Ray's objects hydra-style (`_target_: ray.tune.TuneConfig`,
+    `_target_: ray.tune.schedulers.ASHAScheduler`, `_target_: ray.tune.choice`); jsonargparse
+    users write `class_path` + `init_args`."""
+    doc = seed()
+    cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]
+    cfg["tune_config"]["search_alg"] = {"name": "optuna", "metric": "loss", "mode": "min", "seed": 3}
+    classic = compiled(tmp_path / "a", doc).plan
+    tune = cfg["tune_config"]
+    cfg["scaling_config"]["_target_"] = "ray.train.ScalingConfig"
+    tune["_target_"] = "ray.tune.TuneConfig"
+    cfg["run_config"]["_target_"] = "ray.tune.RunConfig"
+    sched = {k: v for k, v in tune["scheduler"].items() if k != "name"}
+    tune["scheduler"] = {"_target_": "ray.tune.schedulers.ASHAScheduler", **sched}
+    tune["search_alg"] = {"class_path": "ray.tune.search.optuna.OptunaSearch",
+                          "init_args": {"metric": "loss", "mode": "min", "seed": 3}}
+    cfg["train_loop_config"]["batch_size"] = {"_target_": "ray.tune.choice", "categories": [32, 64, 128]}
+    cfg["train_loop_config"]["learning_rate"] = {"_target_": "ray.tune.uniform", "lower": 1e-5, "upper": 1e-3}
+    targeted = compiled(tmp_path / "b", doc).plan
+    for key in ("space", "search", "scheduler", "resources", "trials", "objective"):
+        assert targeted[key] == classic[key], key
+    assert targeted["storage"]["name"] == classic["storage"]["name"]
+
+
+def test_a_target_naming_the_wrong_ray_class_is_an_error(tmp_path: Path) -> None:
+    doc = seed()
+    tune = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]["tune_config"]
+    tune["_target_"] = "ray.tune.RunConfig"
+    tune["scheduler"] = {"_target_": "ray.tune.schedulers.ASHAScheduer", "max_t": 20}
+    tune["search_alg"] = {"_target_": "ray.tune.search.ConcurrencyLimiter", "metric": "loss", "mode": "min"}
+    write(tmp_path, doc)
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    msgs = [(e.code, e.message, e.help) for e in info.value.errors]
+    assert msgs == [
+        ("HP204", "`_target_` of `scheduler` must be a Ray class (`FIFOScheduler`, `ASHAScheduler`, "
+         "`AsyncHyperBandScheduler`, `HyperBandScheduler`, `HyperBandForBOHB`, `PopulationBasedTraining`, `PB2` "
+         "or `MedianStoppingRule`), not `ray.tune.schedulers.ASHAScheduer`", "did you mean `ASHAScheduler`?"),
+        ("HP204", "`ConcurrencyLimiter` wraps a searcher, which a config cannot build",
+         "name the searcher itself and limit trials with `max_concurrent_trials` in `tune_config`"),
+        ("HP204", "`_target_` of `tune_config` must be a Ray class (`TuneConfig`), not `ray.tune.RunConfig`",
+         "did you mean `TuneConfig`?"),
+    ], msgs

@@ -290,7 +290,8 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
     sc = b.mapping(config.get("scaling_config"), "`scaling_config`")
     if sc is not None:
         ignored = ("trainer_resources", "placement_strategy", "accelerator_type")
-        b.check_keys(sc, ("num_workers", "use_gpu", "resources_per_worker", *ignored), "`scaling_config`")
+        b.check_keys(sc, ("num_workers", "use_gpu", "resources_per_worker", *ignored), "`scaling_config`",
+                     ray_class="ScalingConfig")
         for key in ignored:
             if key in sc.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc places workers itself", sc.key_span(key),

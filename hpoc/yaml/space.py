@@ -51,6 +51,7 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
                     kspan, help=f"nest it as a mapping and read it nested, or rename it "
                                 f"(`{key.replace('.', '_')}`)")
             continue
+        value = hydra_domain(value)
         if isinstance(value, YMap) and "type" in value.index:
             call = read_domain(b, value, name)
             if call is not None:
@@ -94,7 +95,22 @@ def _python_domain(b: Builder, node: YNode, name: str) -> bool:
     return True
 
 
+def hydra_domain(node: YNode) -> YNode:
+    """`{_target_: ray.tune.choice, categories: [...]}` (hydra, as newer itwinai writes a Ray
+    domain) as `{type: choice, categories: [...]}`; any other node as it is."""
+    target = node.get("_target_") if isinstance(node, YMap) and "type" not in node.index else None
+    if not (isinstance(target, YScalar) and isinstance(target.value, str)):
+        return node
+    m = re.fullmatch(r"(?:ray\.)?tune(?:\.search\.sample)?\.(\w+)", target.value.strip())
+    if m is None:
+        return node
+    entries = tuple(("type", ks, YScalar(m.group(1), m.group(1), target.span)) if k == "_target_" else (k, ks, v)
+                    for k, ks, v in node.entries)  # type: ignore[union-attr]
+    return YMap(entries, node.span, {k: i for i, (k, _, _) in enumerate(entries)})  # type: ignore[union-attr]
+
+
 def _has_domain(node: YNode) -> bool:
+    node = hydra_domain(node)
     if isinstance(node, YMap):
         return "type" in node.index or any(_has_domain(v) for _, _, v in node.entries)
     return False
@@ -196,6 +212,7 @@ def _numeric(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> 
 
 def mutation_value(b: Builder, node: YNode, name: str) -> A.Value:
     """A PBT mutation: a list of values, or a domain mapping."""
+    node = hydra_domain(node)
     if isinstance(node, YMap) and "type" in node.index:
         call = read_domain(b, node, name)
         if call is not None:

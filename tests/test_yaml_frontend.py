@@ -505,3 +505,16 @@ def test_a_target_naming_the_wrong_ray_class_is_an_error(tmp_path: Path) -> None
         ("HP204", "`_target_` of `tune_config` must be a Ray class (`TuneConfig`), not `ray.tune.RunConfig`",
          "did you mean `TuneConfig`?"),
     ], msgs
+
+
+def test_torch_config_is_accepted_and_what_hpoc_cannot_honour_is_warned_about(tmp_path: Path) -> None:
+    doc = seed()  # workers have a GPU: hpoc uses NCCL
+    cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]
+    cfg["torch_config"] = {"_target_": "ray.train.torch.TorchConfig", "backend": "nccl"}
+    before = {(w.code, w.line) for w in compiled(tmp_path / "a", seed()).warnings}
+    assert {(w.code, w.line) for w in compiled(tmp_path / "b", doc).warnings} == before
+    cfg["torch_config"] = {"backend": "gloo", "timeout_s": 600}
+    new = [w for w in compiled(tmp_path / "c", doc).warnings if (w.code, w.line) not in before]
+    assert [(w.code, w.message) for w in new] == [
+        ("HP820", "`backend: gloo` is not used: hpoc's workers use `nccl` (NCCL with GPUs)"),
+        ("HP821", "`timeout_s` is ignored: hpoc sets up the process group itself")]

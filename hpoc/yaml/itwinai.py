@@ -46,7 +46,7 @@ from hpoc.yaml.space import read_space
 from hpoc.yaml.tune import read_tune
 
 PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
-CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq")
+CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config")
 TRAINER_OWN = ("config", "strategy", "logger")
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
 _TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
@@ -299,6 +299,7 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
         if "num_workers" in sc.index:
             out.append(b.setting("workers", b.value(sc.get("num_workers")), sc.key_span("num_workers")))  # type: ignore[arg-type]
         out.extend(_per_worker(b, sc))
+    _torch_config(b, config, out)
     strategy = trainer.arg("strategy")
     if strategy is not None:
         word = b.word(strategy, "`strategy`")
@@ -313,6 +314,28 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
             else:
                 out.append(b.setting("strategy", A.Ref(kind, span=strategy.span), trainer.args.key_span("strategy")))  # type: ignore[union-attr]
     return out
+
+
+def _torch_config(b: Builder, config: YMap, resources: list[A.Item]) -> None:
+    """Ray's TorchConfig: hpoc picks the process group backend itself (NCCL with GPUs, Gloo
+    without) and uses its own timeouts, so any other setting is a warning naming it."""
+    tc = b.mapping(config.get("torch_config"), "`torch_config`")
+    if tc is None:
+        return
+    b.check_keys(tc, ("backend", "init_method", "timeout_s"), "`torch_config`", ray_class="TorchConfig")
+    gpus = next((i.value for i in resources if isinstance(i, A.Setting) and i.key == "gpus_per_worker"), None)
+    uses = "nccl" if isinstance(gpus, A.Number) and gpus.value > 0 else "gloo"
+    node = tc.get("backend")
+    if node is not None:
+        word = b.word(node, "`backend`")
+        if word is not None and word.strip().lower() != uses:
+            b.warn(SUBSTITUTED, f"`backend: {word}` is not used: hpoc's workers use `{uses}` "
+                   f"({'NCCL with GPUs' if uses == 'nccl' else 'Gloo without GPUs'})", node.span,
+                   help="remove `backend` (hpoc picks NCCL when workers have a GPU, Gloo otherwise)")
+    for key in ("init_method", "timeout_s"):
+        if key in tc.index:
+            b.warn(IGNORED, f"`{key}` is ignored: hpoc sets up the process group itself", tc.key_span(key),
+                   help=f"remove `{key}`")
 
 
 def _per_worker(b: Builder, sc: YMap) -> list[A.Item]:

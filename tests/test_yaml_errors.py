@@ -213,6 +213,8 @@ def test_cli_missing_file_and_directory(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("text,code,line,col,message,help", [
     ("a: ${b}\nb: ${a}\n", "HP113", 1, 4, "`${...}` references go round in a circle", None),
     ("a: ${oc.env:HOME}\n", "HP113", 1, 4, "resolver `${oc.env:HOME}` is not supported", None),
+    ("a: ${itwinai.cwd:}/ray\n", "HP113", 1, 4, "resolver `${itwinai.cwd:}` is not supported",
+     "drop it: relative paths (`storage_path: ray_checkpoints`) resolve against the config's directory"),
     ("a: ${.b}\n", "HP113", 1, 4, "relative reference `${.b}` is not supported", None),
     ("batch: 1\na:\n  b: ${bach}\n", "HP113", 3, 6, "`${bach}` refers to nothing: no `bach` there",
      "did you mean `batch`?"),
@@ -356,3 +358,16 @@ def test_a_ray_tune_call_written_as_a_value_is_an_error_not_a_constant(tmp_path:
     assert errs[0].message.startswith("`tune.choice([32, 64, 128])` is Python code")
     assert errs[0].help == "write `batch_size: {type: choice, categories: [32, 64, 128]}`"
     assert errs[1].help == "write `lr2: {type: loguniform, lower: 1e-5, upper: 1e-3}`"
+
+
+def test_the_newer_itwinai_trainer_layout_is_named_not_reported_as_a_missing_config(tmp_path: Path) -> None:
+    text = ("hpo_training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n"
+            "    - _target_: data.FashionMNISTGetter\n    - _target_: trainer.MyRayTorchTrainer\n"
+            "      config: null\n      epochs: 2\n      ray_scaling_config:\n"
+            "        _target_: ray.train.ScalingConfig\n        num_workers: 1\n"
+            "      ray_search_space:\n        batch_size: {type: choice, categories: [32, 64]}\n")
+    d = one(tmp_path, text)
+    assert (d.code, d.line, d.col) == ("HP204", 8, 7), d.render()
+    assert d.message == "`ray_scaling_config` is the layout of itwinai's newer `TorchTrainer`, which hpoc does not run"
+    assert d.help.startswith("move them under the trainer's `config:`: `ray_scaling_config` as `scaling_config`, "
+                             "`ray_search_space` as `train_loop_config`")

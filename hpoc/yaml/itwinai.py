@@ -197,6 +197,10 @@ def _roles(b: Builder, steps: list[Step], key: str, kspan: A.Span) -> dict[str, 
 
 def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     trainer = roles["trainer"]
+    newer = [k for k in _NEWER_LAYOUT if trainer.args is not None and k in trainer.args.index]
+    if newer:
+        _newer_layout(b, trainer, newer)
+        return A.Study((), b.file)
     config = b.mapping(trainer.arg("config"), "`config` of the trainer")
     if config is None:
         b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,
@@ -242,6 +246,23 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
         items.append(block("storage", storage, tune.storage_span))
     items.extend(_loggers(b, trainer))
     return A.Study(tuple(items), b.file)
+
+
+# itwinai >= 0.3's TorchTrainer takes Ray's objects as its own arguments (with `ray_search_space`
+# the space); hpoc reads RayTorchTrainer's `config` (the tutorial's, hpoc.compat.itwinai's).
+_NEWER_LAYOUT = {"ray_scaling_config": "scaling_config", "ray_tune_config": "tune_config",
+                 "ray_run_config": "run_config", "ray_search_space": "train_loop_config",
+                 "ray_torch_config": "torch_config"}
+
+
+def _newer_layout(b: Builder, trainer: Step, keys: list[str]) -> None:
+    moves = ", ".join(f"`{k}` as `{_NEWER_LAYOUT[k]}`" for k in keys)
+    b.error(VALUE, f"`{keys[0]}` is the layout of itwinai's newer `TorchTrainer`, which hpoc does not run",
+            trainer.args.key_span(keys[0]),  # type: ignore[union-attr]
+            notes=("hpoc runs trainers written against `RayTorchTrainer` (`train(self, config, data)`), "
+                   "imported from `hpoc.compat.itwinai`",),
+            help=f"move them under the trainer's `config:`: {moves}; constants such as `epochs` go "
+                 "into `train_loop_config` too")
 
 
 def _study_name(b: Builder, run_name: str | None, span: A.Span | None, kspan: A.Span) -> tuple[str, A.Span]:

@@ -85,9 +85,9 @@ def _python_domain(b: Builder, node: YNode, name: str) -> bool:
     elif func in T.DOMAINS:
         args = [a.strip() for a in m.group(2).split(",")]
         names = [n for n, _, _ in T.DOMAINS[func]]
-        pairs = ", ".join(f"{n}: {a}" for n, a in zip(names, args) if a)
-        hint = f"`{name}: {{type: {func}, {pairs}}}`" if "=" not in m.group(2) else \
-            f"`{name}: {{type: {func}, ...}}` with {one_of(names)}"
+        pairs = ", ".join(f"{a.split('=', 1)[0].strip()}: {a.split('=', 1)[1].strip()}" if "=" in a
+                          else f"{n}: {a}" for n, a in zip(names, args) if a)  # q=8 keeps its name
+        hint = f"`{name}: {{type: {func}, {pairs}}}`"
     else:
         hint = "a domain such as `{type: choice, categories: [...]}`: functions need Python code"
     b.error(SPACE, f"`{text}` is Python code, which a config cannot hold: `{name}` would be this string "

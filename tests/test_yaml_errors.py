@@ -324,6 +324,15 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     assert yaml_words("add `lr = loguniform(1e-5, 1e-2)` to `space`") == \
         "add `lr: {type: loguniform, min: 1e-5, max: 1e-2}` to `train_loop_config`"
     assert yaml_words("only enumerates `grid(...)`") == "only enumerates `type: grid_search`"
+    # a bare domain call in a hint is a domain mapping; `uniform(...)` stays as it is
+    assert yaml_words("write `choice(a, b)`") == "write `{type: choice, categories: [a, b]}`"
+    assert yaml_words("write `qrandint(16, 64, 16)`") == "write `{type: qrandint, lower: 16, upper: 64, q: 16}`"
+    assert yaml_words("use `uniform(...)` bounds") == "use `uniform(...)` bounds"
+    d = one(tmp_path, seed_with("options: [32, 64, 128]", "options: []"))
+    assert d.help == "write `{type: choice, categories: [a, b]}`"
+    d = one(tmp_path, seed_with("type: uniform", "type: lograndint").replace("min: 1e-5", "min: 0")
+            .replace("max: 1e-3", "max: 64"))
+    assert d.help == "log domains cannot reach 0; use a small positive bound such as 1"
 
 
 def test_a_stop_value_on_a_minimised_objective_is_warned_about(tmp_path: Path) -> None:

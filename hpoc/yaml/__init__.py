@@ -149,6 +149,7 @@ _ALWAYS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker"
            "score_order": "checkpoint_score_order", "reuse_workers": "reuse_actors", "space": "train_loop_config"}
 _SECTION = re.compile(r"`(search|scheduler) (\w+)`")
 _SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
+_CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
 
 
@@ -166,7 +167,22 @@ def yaml_words(text: str) -> str:
             value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
         return f"`{key}: {value}`"
 
+    def call(m: re.Match[str]) -> str:  # a bare domain call in a hint: `choice(a, b)`
+        from hpoc.compiler import tables as T
+
+        func, inner = m.group(1), m.group(2).strip()
+        if func not in T.DOMAINS or inner == "...":
+            return m.group(0)
+        args = [a.strip() for a in inner.split(",")] if inner else []
+        if func in T.CATEGORICAL:
+            key, kind = ("categories", "choice") if func == "choice" else ("values", "grid_search")
+            return f"`{{type: {kind}, {key}: [{', '.join(args)}]}}`"
+        names = [n for n, _, _ in T.DOMAINS[func]]
+        pairs = "".join(f", {n}: {'...' if a == n else a}" for n, a in zip(names, args))
+        return f"`{{type: {func}{pairs}}}`"
+
     text = _SETTING.sub(setting, _SECTION.sub(section, text)).replace("`grid(...)`", "`type: grid_search`")
+    text = _CALL.sub(call, text)
     return re.sub(r"`(\w+)`", lambda m: f"`{_ALWAYS.get(m.group(1), m.group(1))}`", text)
 
 

@@ -422,3 +422,21 @@ def test_no_claim_outside_a_slurm_job(spec, other_process, monkeypatch):
     plan = load_plan(str(spec))
     assert main(plan, 0, other_process.pid) == GO
     assert runlock.read(experiment_dir(plan, 0)) is None
+
+
+
+def test_a_yaml_configs_run_errors_name_its_keys(spec, tmp_path, capsys, monkeypatch):
+    """`run_config.name` and `num_workers` to the user of a YAML config, not .hpo's
+    `storage.name` and `workers`; a .hpo study's errors keep its own words."""
+    import hpoc.runtime.study as study
+    from yaml_configs import seed, write
+
+    def refuse(*_):
+        raise StudyError("it differs\n  help: change `storage.name`, or lower `workers`")
+
+    monkeypatch.setattr(study, "_run", refuse)
+    yaml_plan = load_plan(str(write(tmp_path / "cfg", seed())))
+    assert run_study(yaml_plan, RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
+    assert "help: change `run_config.name`, or lower `num_workers`" in capsys.readouterr().err
+    assert run_study(load_plan(str(spec)), RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
+    assert "help: change `storage.name`, or lower `workers`" in capsys.readouterr().err

@@ -518,3 +518,14 @@ def test_torch_config_is_accepted_and_what_hpoc_cannot_honour_is_warned_about(tm
     assert [(w.code, w.message) for w in new] == [
         ("HP820", "`backend: gloo` is not used: hpoc's workers use `nccl` (NCCL with GPUs)"),
         ("HP821", "`timeout_s` is ignored: hpoc sets up the process group itself")]
+
+
+def test_a_name_may_be_rays_class(tmp_path: Path) -> None:
+    doc = seed()
+    tune = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]["tune_config"]
+    tune["search_alg"] = {"name": "optuna", "metric": "loss", "mode": "min"}
+    classic = compiled(tmp_path / "a", doc).plan
+    tune["search_alg"]["name"] = "OptunaSearch"
+    tune["scheduler"]["name"] = "ray.tune.schedulers.ASHAScheduler"
+    named = compiled(tmp_path / "b", doc).plan
+    assert (named["search"], named["scheduler"]) == (classic["search"], classic["scheduler"])

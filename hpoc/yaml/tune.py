@@ -258,7 +258,8 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
 def _scheduler(b: Builder, out: Tune, sched: _Named | None) -> str | None:
     if sched is None or sched.name is None:
         return None
-    name = SCHEDULER_NAMES.get(sched.name.strip().lower())
+    written = sched.name.strip()
+    name = SCHEDULER_NAMES.get(written.lower()) or SCHEDULER_CLASSES.get(written.rsplit(".", 1)[-1])
     if name is None:
         b.error(UNKNOWN, f"unknown scheduler `{sched.name}`", sched.name_span,
                 help=did_you_mean(sched.name.lower(), SCHEDULER_NAMES) or f"schedulers: {one_of(T.SCHEDULERS)}")
@@ -305,6 +306,9 @@ def _search(b: Builder, out: Tune, search: _Named | None, params: list[Param], s
     if search is None or search.name is None:
         return
     raw = search.name.strip().lower()
+    cls = SEARCH_CLASSES.get(search.name.strip().rsplit(".", 1)[-1])  # `name: OptunaSearch`
+    if raw not in SEARCH_NAMES and cls is not None:
+        raw = cls.lower()
     name = SEARCH_NAMES.get(raw)
     if name is None:
         help = did_you_mean(raw, SEARCH_NAMES) or f"search algorithms: {one_of(T.SEARCHERS)}"

@@ -328,6 +328,8 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     assert yaml_words("write `choice(a, b)`") == "write `{type: choice, categories: [a, b]}`"
     assert yaml_words("write `qrandint(16, 64, 16)`") == "write `{type: qrandint, lower: 16, upper: 64, q: 16}`"
     assert yaml_words("use `uniform(...)` bounds") == "use `uniform(...)` bounds"
+    assert yaml_words("raise `trials.num_samples`, or change `storage.name`; `space.snap`") == \
+        "raise `num_samples`, or change `run_config.name`; `space.snap`"
     d = one(tmp_path, seed_with("options: [32, 64, 128]", "options: []"))
     assert d.help == "write `{type: choice, categories: [a, b]}`"
     d = one(tmp_path, seed_with("type: uniform", "type: lograndint").replace("min: 1e-5", "min: 0")

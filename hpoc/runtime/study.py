@@ -494,7 +494,7 @@ def _in_spec_words(plan: dict[str, Any], text: str) -> str:
         return text
     from hpoc.yaml import yaml_words  # text only: no compiler run
 
-    return yaml_words(text.replace("`storage.name`", "`run_config.name`"))
+    return yaml_words(text)
 
 
 def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:

@@ -147,6 +147,10 @@ _ALWAYS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker"
            "max_concurrent": "max_concurrent_trials", "time_budget": "time_budget_s",
            "max_retries": "max_failures", "keep": "num_to_keep", "score_attribute": "checkpoint_score_attribute",
            "score_order": "checkpoint_score_order", "reuse_workers": "reuse_actors", "space": "train_loop_config"}
+# `section.key` names in the checker's hints, as the YAML writes them.
+_DOTTED = {"trials.num_samples": "num_samples", "trials.max_concurrent": "max_concurrent_trials",
+           "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
+           "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
 _SECTION = re.compile(r"`(search|scheduler) (\w+)`")
 _SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
@@ -183,6 +187,7 @@ def yaml_words(text: str) -> str:
 
     text = _SETTING.sub(setting, _SECTION.sub(section, text)).replace("`grid(...)`", "`type: grid_search`")
     text = _CALL.sub(call, text)
+    text = re.sub(r"`(\w+\.\w+)`", lambda m: f"`{_DOTTED.get(m.group(1), m.group(1))}`", text)
     return re.sub(r"`(\w+)`", lambda m: f"`{_ALWAYS.get(m.group(1), m.group(1))}`", text)
 
 

@@ -383,3 +383,10 @@ def test_the_newer_itwinai_trainer_layout_is_named_not_reported_as_a_missing_con
     assert d.message == "`ray_scaling_config` is the layout of itwinai's newer `TorchTrainer`, which hpoc does not run"
     assert d.help.startswith("move them under the trainer's `config:`: `ray_scaling_config` as `scaling_config`, "
                              "`ray_search_space` as `train_loop_config`")
+
+
+def test_a_run_name_of_the_wrong_type_is_one_error_not_also_a_missing_name(tmp_path: Path) -> None:
+    write(tmp_path, seed_with("name: Virgo-HPO-Experiment", "name: 42"))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    assert [(d.code, d.line) for d in info.value.diagnostics if d.code != "HP820"] == [("HP203", 43)]

@@ -272,8 +272,9 @@ def _study_name(b: Builder, run_name: str | None, span: A.Span | None, kspan: A.
 
         base = os.path.basename(os.path.dirname(os.path.abspath(b.file))) or "study"
         name = _NAME_BAD.sub("-", base).strip("-._") or "study"
-        b.warn(DEFAULTED, f'`run_config` has no `name`: the study is called "{name}" '
-               "(after the config's directory)", kspan, help="add `run_config: {name: my-study}`")
+        if span is None:  # else the name written is not a string: an error already
+            b.warn(DEFAULTED, f'`run_config` has no `name`: the study is called "{name}" '
+                   "(after the config's directory)", kspan, help="add `run_config: {name: my-study}`")
         return name, kspan
     name = _NAME_BAD.sub("-", run_name).strip("-._") or "study"
     if not name[0].isalnum():

@@ -395,9 +395,7 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
         storage.append(b.setting("path", b.value(path), run.key_span("storage_path")))
     name = run.get("name")
     if name is not None:
-        text = b.word(name, "`name` of `run_config`")
-        if text is not None:
-            out.run_name, out.run_name_span = text, name.span
+        out.run_name, out.run_name_span = b.word(name, "`name` of `run_config`"), name.span
     stop = run.get("stop")
     if stop is not None and not isinstance(stop, YMap) and not (isinstance(stop, YScalar) and stop.value is None):
         # Ray also takes a function or a Stopper object: Python code, which a config cannot hold.

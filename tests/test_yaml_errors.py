@@ -390,3 +390,9 @@ def test_a_run_name_of_the_wrong_type_is_one_error_not_also_a_missing_name(tmp_p
     with pytest.raises(SpecError) as info:
         compile_path(tmp_path / "config.yaml")
     assert [(d.code, d.line) for d in info.value.diagnostics if d.code != "HP820"] == [("HP203", 43)]
+
+
+def test_a_null_metric_or_mode_is_unset_as_in_ray(tmp_path: Path) -> None:
+    path = write(tmp_path, seed_with("mode: min", "mode: null"))
+    assert [(w.code, w.message) for w in compile_path(path).warnings if w.code == "HP822"] == [
+        ("HP822", "no `mode` is set for `loss`: minimising it (itwinai's default)")]

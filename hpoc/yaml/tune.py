@@ -217,7 +217,7 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
     bad_mode = False  # an invalid mode is an error already: no "no mode is set" besides it
     for where, m, md in found:
         for node, kind in ((m, "metric"), (md, "mode")):
-            if node is None:
+            if node is None or (isinstance(node, YScalar) and node.value is None):  # Ray's default: unset
                 continue
             value = b.word(node, f"`{kind}` in `{where}`")
             if value is None:

@@ -529,3 +529,15 @@ def test_a_name_may_be_rays_class(tmp_path: Path) -> None:
     tune["scheduler"]["name"] = "ray.tune.schedulers.ASHAScheduler"
     named = compiled(tmp_path / "b", doc).plan
     assert (named["search"], named["scheduler"]) == (classic["search"], classic["scheduler"])
+
+
+def test_checkpoint_freq_is_kept_beside_a_checkpoint_config(tmp_path: Path) -> None:
+    doc = seed()
+    cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]
+    cfg["checkpoint_freq"] = 2
+    cfg["run_config"]["checkpoint_config"] = {"num_to_keep": 2, "checkpoint_score_attribute": "loss"}
+    ck = compiled(tmp_path / "a", doc).plan["checkpoint"]
+    assert (ck["every"], ck["keep"]) == (2, 2), ck
+    cfg["run_config"]["checkpoint_config"]["checkpoint_frequency"] = 1
+    assert [(e.code, e.message) for e in errors_of(tmp_path / "b", doc)] == [
+        ("HP202", "`checkpoint_freq` is set both here and as `checkpoint_frequency` in `checkpoint_config`")]

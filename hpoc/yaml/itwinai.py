@@ -25,6 +25,7 @@ the config (the plan's workdir is the config's directory).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from hpoc.compiler import tables as T
@@ -32,6 +33,7 @@ from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import (
     DEFAULTED,
+    DUPLICATE,
     IGNORED,
     MISSING,
     SUBSTITUTED,
@@ -232,11 +234,17 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if resources:
         items.append(block("resources", resources, config.key_span("scaling_config") or trainer.span))
     freq = config.get("checkpoint_freq")
+    every = b.setting("every", b.value(freq), config.key_span("checkpoint_freq")) if freq is not None else None
     if tune.checkpoint is not None:
-        items.append(tune.checkpoint)
-    elif freq is not None:
-        items.append(block("checkpoint", [b.setting("every", b.value(freq), config.key_span("checkpoint_freq"))],
-                           config.key_span("checkpoint_freq")))
+        body = list(tune.checkpoint.body or ())
+        if every is not None and any(isinstance(i, A.Setting) and i.key == "every" for i in body):
+            b.error(DUPLICATE, "`checkpoint_freq` is set both here and as `checkpoint_frequency` in "
+                    "`checkpoint_config`", config.key_span("checkpoint_freq"), help="keep one of them")
+        elif every is not None:  # both say how to checkpoint: one section holds them
+            body.append(every)
+        items.append(replace(tune.checkpoint, body=tuple(body)))
+    elif every is not None:
+        items.append(block("checkpoint", [every], config.key_span("checkpoint_freq")))
     if tune.failure is not None:
         items.append(tune.failure)
     storage = list(tune.storage)

@@ -396,3 +396,9 @@ def test_a_null_metric_or_mode_is_unset_as_in_ray(tmp_path: Path) -> None:
     path = write(tmp_path, seed_with("mode: min", "mode: null"))
     assert [(w.code, w.message) for w in compile_path(path).warnings if w.code == "HP822"] == [
         ("HP822", "no `mode` is set for `loss`: minimising it (itwinai's default)")]
+
+
+def test_a_reference_inside_text_is_a_string_and_the_hint_says_so(tmp_path: Path) -> None:
+    d = one(tmp_path, "x: 2\n" + seed_with("max_t: 20", "max_t: ${x}0"))
+    assert (d.code, d.line, d.message) == ("HP203", 33, '`max_t` must be an integer, not the string "20"')
+    assert d.help.startswith("a `${...}` reference within other text gives a string"), d.help

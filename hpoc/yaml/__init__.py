@@ -92,8 +92,8 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml")
     except SpecError as exc:
-        raise SpecCheckError(_sorted(tr.warnings + _renamed(exc.diagnostics, names))) from None
-    result.warnings = _sorted(tr.warnings + _renamed(result.warnings, names))
+        raise SpecCheckError(_sorted(tr.warnings + _renamed(exc.diagnostics, names, text))) from None
+    result.warnings = _sorted(tr.warnings + _renamed(result.warnings, names, text))
     return result
 
 
@@ -123,10 +123,16 @@ def _yaml_names(study: A.Study, text: str) -> _Names:
     return out
 
 
-def _renamed(diags: list[Diagnostic], names: _Names) -> list[Diagnostic]:
+def _renamed(diags: list[Diagnostic], names: _Names, text: str = "") -> list[Diagnostic]:
     """The checker's diagnostics naming the YAML key at their position, not the .hpo one."""
     out = []
+    lines = text.split("\n")
     for d in diags:
+        if d.help and d.help.startswith("remove the quotes") and d.line and d.line <= len(lines) \
+                and "${" in lines[d.line - 1][(d.col or 1) - 1 : (d.end_col or 0) - 1 if d.end_col else None]:
+            # no quotes there: `${a}0` is a string, as in OmegaConf
+            d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
+                                "or the reference alone (`${...}` to a number is that number)")
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
         if at:
             best = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))[0]

@@ -402,3 +402,10 @@ def test_a_reference_inside_text_is_a_string_and_the_hint_says_so(tmp_path: Path
     d = one(tmp_path, "x: 2\n" + seed_with("max_t: 20", "max_t: ${x}0"))
     assert (d.code, d.line, d.message) == ("HP203", 33, '`max_t` must be an integer, not the string "20"')
     assert d.help.startswith("a `${...}` reference within other text gives a string"), d.help
+
+
+def test_an_invalid_num_samples_is_one_error_not_also_a_single_trial_warning(tmp_path: Path) -> None:
+    write(tmp_path, seed_with("num_samples: 2", "num_samples: two"))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    assert [(d.code, d.line) for d in info.value.diagnostics if d.code != "HP820"] == [("HP203", 29)]

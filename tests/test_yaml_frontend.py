@@ -541,3 +541,13 @@ def test_checkpoint_freq_is_kept_beside_a_checkpoint_config(tmp_path: Path) -> N
     cfg["run_config"]["checkpoint_config"]["checkpoint_frequency"] = 1
     assert [(e.code, e.message) for e in errors_of(tmp_path / "b", doc)] == [
         ("HP202", "`checkpoint_freq` is set both here and as `checkpoint_frequency` in `checkpoint_config`")]
+
+
+def test_a_metric_the_itwinai_loop_only_logs_is_warned_about(tmp_path: Path) -> None:
+    """The tutorial's loop logs `val_loss` but reports only `{"loss": ...}` to Tune."""
+    doc = seed()
+    assert not [w for w in compiled(tmp_path / "a", doc).warnings if w.code == "HP801"]
+    config(doc)["tune_config"]["search_alg"]["metric"] = "val_loss"
+    w = [w for w in compiled(tmp_path / "b", doc).warnings if w.code == "HP801"]
+    assert [(x.message, x.help) for x in w] == [
+        ("metric `val_loss` is not reported to Tune by the trainer", "did you mean `loss`?")]

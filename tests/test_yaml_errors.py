@@ -57,6 +57,8 @@ CASES = [
     ("no pipeline", "settings:\n  a: 1\n", "HP205", 1, 1, "no itwinai pipeline in this file"),
     ("unknown tune key", seed_with("num_samples: 2", "num_sample: 2"), "HP201", 29, 15,
      "unknown key `num_sample` in `tune_config`"),
+    ("unknown pipeline argument", seed_with("  init_args:\n    steps:", "  init_args:\n    name: p\n    step: 1\n    steps:"),
+     "HP201", 5, 5, "unknown key `step` in `init_args` of `ray_training_pipeline`"),
     ("unknown domain", seed_with("type: uniform", "type: unifrom"), "HP301", 24, 23,
      "unknown search domain `unifrom` for `learning_rate`"),
     ("missing bound", seed_with("                max: 1e-3\n", ""), "HP205", 24, 23,

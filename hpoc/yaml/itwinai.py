@@ -124,6 +124,8 @@ def _steps(b: Builder, pipeline: YMap, key: str) -> list[Step]:
     b.check_keys(pipeline, ("class_path", "init_args") if style == "class_path" else ("_target_", "steps", "name"),
                  f"`{key}`")
     args = b.mapping(pipeline.get("init_args"), "`init_args`") if style == "class_path" else pipeline
+    if style == "class_path" and args is not None:  # itwinai's Pipeline takes `steps` and `name`
+        b.check_keys(args, ("steps", "name"), f"`init_args` of `{key}`")
     node = args.get("steps") if args is not None else None
     if node is None:
         return []

@@ -59,6 +59,8 @@ CASES = [
      "unknown key `num_sample` in `tune_config`"),
     ("unknown pipeline argument", seed_with("  init_args:\n    steps:", "  init_args:\n    name: p\n    step: 1\n    steps:"),
      "HP201", 5, 5, "unknown key `step` in `init_args` of `ray_training_pipeline`"),
+    ("unknown LoggersCollection argument", seed_with("              loggers:", "              loger: 1\n              loggers:"),
+     "HP201", 48, 15, "unknown key `loger` in `LoggersCollection`"),
     ("unknown domain", seed_with("type: uniform", "type: unifrom"), "HP301", 24, 23,
      "unknown search domain `unifrom` for `learning_rate`"),
     ("missing bound", seed_with("                max: 1e-3\n", ""), "HP205", 24, 23,

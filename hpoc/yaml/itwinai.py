@@ -416,6 +416,8 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
     if step is None:
         return []
     if step.class_name == "LoggersCollection":
+        if step.args is not None:
+            b.check_keys(step.args, ("loggers",), "`LoggersCollection`")
         inner = step.arg("loggers")
         if not isinstance(inner, YSeq):
             b.error(TYPE, "`loggers` of `LoggersCollection` must be a list", (inner or step.node).span)

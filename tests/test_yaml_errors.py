@@ -332,6 +332,8 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     assert yaml_words("write `choice(a, b)`") == "write `{type: choice, categories: [a, b]}`"
     assert yaml_words("write `qrandint(16, 64, 16)`") == "write `{type: qrandint, lower: 16, upper: 64, q: 16}`"
     assert yaml_words("use `uniform(...)` bounds") == "use `uniform(...)` bounds"
+    assert yaml_words("add `scheduler bohb { max_t = ... }`, or `search optuna { sampler = nsga2 }`") == \
+        "add `scheduler: {name: bohb, max_t: ...}`, or `search_alg: {name: optuna, sampler: nsga2}`"
     assert yaml_words("raise `trials.num_samples`, or change `storage.name`; `space.snap`") == \
         "raise `num_samples`, or change `run_config.name`; `space.snap`"
     d = one(tmp_path, seed_with("options: [32, 64, 128]", "options: []"))

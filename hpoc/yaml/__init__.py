@@ -157,7 +157,7 @@ _ALWAYS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker"
 _DOTTED = {"trials.num_samples": "num_samples", "trials.max_concurrent": "max_concurrent_trials",
            "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
            "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
-_SECTION = re.compile(r"`(search|scheduler) (\w+)`")
+_SECTION = re.compile(r"`(search|scheduler) (\w+)(?: \{ ([^`{}]*) \})?`")
 _SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
@@ -167,8 +167,10 @@ def yaml_words(text: str) -> str:
     """A checker message with its .hpo snippets in YAML: `search optuna` is `search_alg:
     {name: optuna}`, `workers = 1` is `num_workers: 1`, `lr = uniform(a, b)` is
     `lr: {type: uniform, min: a, max: b}`."""
-    def section(m: re.Match[str]) -> str:
-        return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}}}`"
+    def section(m: re.Match[str]) -> str:  # options too: `scheduler bohb { max_t = ... }`
+        opts = "".join(f", {k.strip()}: {v.strip()}" for k, _, v in
+                       (o.partition("=") for o in (m.group(3) or "").split(";") if o.strip()))
+        return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}{opts}}}`"
 
     def setting(m: re.Match[str]) -> str:
         key, value = _ALWAYS.get(m.group(1), m.group(1)), m.group(2)

@@ -334,6 +334,9 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     assert yaml_words("use `uniform(...)` bounds") == "use `uniform(...)` bounds"
     assert yaml_words("add `scheduler bohb { max_t = ... }`, or `search optuna { sampler = nsga2 }`") == \
         "add `scheduler: {name: bohb, max_t: ...}`, or `search_alg: {name: optuna, sampler: nsga2}`"
+    assert yaml_words("set `checkpoint { every = 1 }`; add `hyperparam_mutations { lr = loguniform(1e-4, 1e-1) }`") \
+        == "set `checkpoint_config: {checkpoint_frequency: 1}`; add " \
+           "`hyperparam_mutations: {lr: {type: loguniform, min: 1e-4, max: 1e-1}}`"
     assert yaml_words("raise `trials.num_samples`, or change `storage.name`; `space.snap`") == \
         "raise `num_samples`, or change `run_config.name`; `space.snap`"
     d = one(tmp_path, seed_with("options: [32, 64, 128]", "options: []"))
@@ -415,3 +418,15 @@ def test_an_invalid_num_samples_is_one_error_not_also_a_single_trial_warning(tmp
     with pytest.raises(SpecError) as info:
         compile_path(tmp_path / "config.yaml")
     assert [(d.code, d.line) for d in info.value.diagnostics if d.code != "HP820"] == [("HP203", 29)]
+
+
+def test_a_fix_for_a_setting_names_the_key_the_config_used(tmp_path: Path) -> None:
+    """`checkpoint_freq: 1` where the config wrote `checkpoint_freq` (not a `checkpoint_config`
+    that would then set the frequency twice)."""
+    text = seed_with("name: asha", "name: pbt\n                perturbation_interval: 1").replace(
+        "                max_t: 20\n                grace_period: 10\n                reduction_factor: 4\n"
+        "                brackets: 1\n", "").replace("            run_config:", "            checkpoint_freq: 0\n"
+                                                   "            run_config:")
+    d = next(e for e in diagnose(tmp_path, text) if e.code == "HP401")
+    assert (d.message, d.help) == ("`scheduler: {name: pbt}` copies checkpoints between trials, but "
+                                   "`checkpoint_freq` is 0", "set `checkpoint_freq: 1`")

@@ -139,8 +139,10 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str = "") -> list[Dia
             # Every name recorded at that span: a domain's `lower` and `upper` are `min` and `max`.
             for sp, hpo, yml in at:
                 if sp == best:
-                    old, new = f"`{hpo}`", f"`{yml}`"
-                    d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
+                    old = re.compile(rf"`(?:\w+\.)?{re.escape(hpo)}`")  # `every` or `checkpoint.every`
+                    fix = re.compile(rf"`\w+ \{{ {re.escape(hpo)} = ([^`{{}}]*) \}}`")  # `checkpoint { every = 1 }`
+                    d = replace(d, message=old.sub(f"`{yml}`", d.message),
+                                help=d.help and fix.sub(rf"`{yml}: \1`", old.sub(f"`{yml}`", d.help)))
         d = replace(d, message=yaml_words(d.message), help=d.help and yaml_words(d.help),
                     notes=tuple(yaml_words(n) for n in d.notes))
         out.append(d)
@@ -159,6 +161,7 @@ _DOTTED = {"trials.num_samples": "num_samples", "trials.max_concurrent": "max_co
            "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
 _SECTION = re.compile(r"`(search|scheduler) (\w+)(?: \{ ([^`{}]*) \})?`")
 _SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
+_NESTED = re.compile(r"`(checkpoint|hyperparam_mutations|hyperparam_bounds) \{ (\w+) = ([^`{}]*) \}`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
 
@@ -193,6 +196,16 @@ def yaml_words(text: str) -> str:
         pairs = "".join(f", {n}: {'...' if a == n else a}" for n, a in zip(names, args))
         return f"`{{type: {func}{pairs}}}`"
 
+    def nested(m: re.Match[str]) -> str:  # `checkpoint { every = 1 }`, `hyperparam_mutations { lr = ... }`
+        key, inner, value = m.group(1), m.group(2), m.group(3).strip()
+        domain = _DOMAIN.fullmatch(value)
+        if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
+            value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
+        if key == "checkpoint":
+            return f"`checkpoint_config: {{{_DOTTED.get('checkpoint.' + inner, inner)}: {value}}}`"
+        return f"`{key}: {{{inner}: {value}}}`"
+
+    text = _NESTED.sub(nested, text)
     text = _SETTING.sub(setting, _SECTION.sub(section, text)).replace("`grid(...)`", "`type: grid_search`")
     text = _CALL.sub(call, text)
     text = re.sub(r"`(\w+\.\w+)`", lambda m: f"`{_DOTTED.get(m.group(1), m.group(1))}`", text)

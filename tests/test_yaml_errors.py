@@ -372,13 +372,16 @@ def test_a_ray_tune_call_written_as_a_value_is_an_error_not_a_constant(tmp_path:
     text = seed_with("batch_size:\n                type: choice\n                options: [32, 64, 128]",
                      "batch_size: tune.choice([32, 64, 128])").replace(
         "epochs: 20", 'epochs: 20\n              lr2: "ray.tune.loguniform(1e-5, 1e-3)"\n'
-                      "              act: relu(x)\n              width: tune.qrandint(8, 64, q=8)")
+                      "              act: relu(x)\n              width: tune.qrandint(8, 64, q=8)\n"
+                      '              opt: {name: adam, lr: "tune.loguniform(1e-4, 1e-2)"}')
     errs = diagnose(tmp_path, text)
-    assert [(e.code, e.line, e.col) for e in errs] == [("HP301", 20, 27), ("HP301", 26, 20), ("HP301", 28, 22)]
+    assert [(e.code, e.line, e.col) for e in errs] == [("HP301", 20, 27), ("HP301", 26, 20), ("HP301", 28, 22), ("HP301", 29, 37)]
     assert errs[0].message.startswith("`tune.choice([32, 64, 128])` is Python code")
     assert errs[0].help == "write `batch_size: {type: choice, categories: [32, 64, 128]}`"
     assert errs[1].help == "write `lr2: {type: loguniform, lower: 1e-5, upper: 1e-3}`"
     assert errs[2].help == "write `width: {type: qrandint, lower: 8, upper: 64, q: 8}`"
+    assert "`opt.lr` would be this string" in errs[3].message  # nested in a mapping of constants
+    assert errs[3].help == "write `lr: {type: loguniform, lower: 1e-4, upper: 1e-2}`"
 
 
 def test_the_newer_itwinai_trainer_layout_is_named_not_reported_as_a_missing_config(tmp_path: Path) -> None:

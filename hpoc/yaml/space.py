@@ -79,15 +79,16 @@ def _python_domain(b: Builder, node: YNode, name: str) -> bool:
     if not m or not (text.startswith(("tune.", "ray.tune.")) or func in T.DOMAINS or func in TYPE_ALIASES):
         return False
     func = TYPE_ALIASES.get(func, func) or "sample_from"
+    key = name.rsplit(".", 1)[-1]  # the key as written where it is nested
     if func in T.CATEGORICAL:
-        hint = f"`{name}: {{type: {'choice' if func == 'choice' else 'grid_search'}, " \
+        hint = f"`{key}: {{type: {'choice' if func == 'choice' else 'grid_search'}, " \
                f"{'categories' if func == 'choice' else 'values'}: {m.group(2).strip()}}}`"
     elif func in T.DOMAINS:
         args = [a.strip() for a in m.group(2).split(",")]
         names = [n for n, _, _ in T.DOMAINS[func]]
         pairs = ", ".join(f"{a.split('=', 1)[0].strip()}: {a.split('=', 1)[1].strip()}" if "=" in a
                           else f"{n}: {a}" for n, a in zip(names, args) if a)  # q=8 keeps its name
-        hint = f"`{name}: {{type: {func}, {pairs}}}`"
+        hint = f"`{key}: {{type: {func}, {pairs}}}`"
     else:
         hint = "a domain such as `{type: choice, categories: [...]}`: functions need Python code"
     b.error(SPACE, f"`{text}` is Python code, which a config cannot hold: `{name}` would be this string "
@@ -113,7 +114,9 @@ def _has_domain(node: YNode) -> bool:
     node = hydra_domain(node)
     if isinstance(node, YMap):
         return "type" in node.index or any(_has_domain(v) for _, _, v in node.entries)
-    return False
+    # a nested `tune.choice(...)` string: walked, so that it is reported
+    return isinstance(node, YScalar) and isinstance(node.value, str) and \
+        node.value.strip().startswith(("tune.", "ray.tune.")) and _PY_DOMAIN.fullmatch(node.value) is not None
 
 
 def read_domain(b: Builder, node: YMap, name: str) -> A.Call | None:

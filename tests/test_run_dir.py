@@ -440,3 +440,20 @@ def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tm
     assert run_study(plan, RunOptions(local=True, progress=progress, out=io.StringIO())) == 0
     assert (f"already ran to the end in {exp} with 2 errored trial(s); a finished study does not retry "
             "them: pass --fresh to run every trial again") in progress.getvalue()
+
+
+def test_a_yaml_configs_run_errors_name_its_keys(spec, tmp_path, capsys, monkeypatch):
+    """`run_config.name` and `num_workers` to the user of a YAML config, not .hpo's
+    `storage.name` and `workers`; a .hpo study's errors keep its own words."""
+    import hpoc.runtime.study as study
+    from yaml_configs import seed, write
+
+    def refuse(*_):
+        raise StudyError("it differs\n  help: change `storage.name`, or lower `workers`")
+
+    monkeypatch.setattr(study, "_run", refuse)
+    yaml_plan = load_plan(str(write(tmp_path / "cfg", seed())))
+    assert run_study(yaml_plan, RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
+    assert "help: change `run_config.name`, or lower `num_workers`" in capsys.readouterr().err
+    assert run_study(load_plan(str(spec)), RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
+    assert "help: change `storage.name`, or lower `workers`" in capsys.readouterr().err

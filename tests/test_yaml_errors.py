@@ -57,6 +57,10 @@ CASES = [
     ("no pipeline", "settings:\n  a: 1\n", "HP205", 1, 1, "no itwinai pipeline in this file"),
     ("unknown tune key", seed_with("num_samples: 2", "num_sample: 2"), "HP201", 29, 15,
      "unknown key `num_sample` in `tune_config`"),
+    ("unknown pipeline argument", seed_with("  init_args:\n    steps:", "  init_args:\n    name: p\n    step: 1\n    steps:"),
+     "HP201", 5, 5, "unknown key `step` in `init_args` of `ray_training_pipeline`"),
+    ("unknown LoggersCollection argument", seed_with("              loggers:", "              loger: 1\n              loggers:"),
+     "HP201", 48, 15, "unknown key `loger` in `LoggersCollection`"),
     ("unknown domain", seed_with("type: uniform", "type: unifrom"), "HP301", 24, 23,
      "unknown search domain `unifrom` for `learning_rate`"),
     ("missing bound", seed_with("                max: 1e-3\n", ""), "HP205", 24, 23,
@@ -213,6 +217,8 @@ def test_cli_missing_file_and_directory(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("text,code,line,col,message,help", [
     ("a: ${b}\nb: ${a}\n", "HP113", 1, 4, "`${...}` references go round in a circle", None),
     ("a: ${oc.env:HOME}\n", "HP113", 1, 4, "resolver `${oc.env:HOME}` is not supported", None),
+    ("a: ${itwinai.cwd:}/ray\n", "HP113", 1, 4, "resolver `${itwinai.cwd:}` is not supported",
+     "drop it: relative paths (`storage_path: ray_checkpoints`) resolve against the config's directory"),
     ("a: ${.b}\n", "HP113", 1, 4, "relative reference `${.b}` is not supported", None),
     ("batch: 1\na:\n  b: ${bach}\n", "HP113", 3, 6, "`${bach}` refers to nothing: no `bach` there",
      "did you mean `batch`?"),
@@ -322,6 +328,22 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     assert yaml_words("add `lr = loguniform(1e-5, 1e-2)` to `space`") == \
         "add `lr: {type: loguniform, min: 1e-5, max: 1e-2}` to `train_loop_config`"
     assert yaml_words("only enumerates `grid(...)`") == "only enumerates `type: grid_search`"
+    # a bare domain call in a hint is a domain mapping; `uniform(...)` stays as it is
+    assert yaml_words("write `choice(a, b)`") == "write `{type: choice, categories: [a, b]}`"
+    assert yaml_words("write `qrandint(16, 64, 16)`") == "write `{type: qrandint, lower: 16, upper: 64, q: 16}`"
+    assert yaml_words("use `uniform(...)` bounds") == "use `uniform(...)` bounds"
+    assert yaml_words("add `scheduler bohb { max_t = ... }`, or `search optuna { sampler = nsga2 }`") == \
+        "add `scheduler: {name: bohb, max_t: ...}`, or `search_alg: {name: optuna, sampler: nsga2}`"
+    assert yaml_words("set `checkpoint { every = 1 }`; add `hyperparam_mutations { lr = loguniform(1e-4, 1e-1) }`") \
+        == "set `checkpoint_config: {checkpoint_frequency: 1}`; add " \
+           "`hyperparam_mutations: {lr: {type: loguniform, min: 1e-4, max: 1e-1}}`"
+    assert yaml_words("raise `trials.num_samples`, or change `storage.name`; `space.snap`") == \
+        "raise `num_samples`, or change `run_config.name`; `space.snap`"
+    d = one(tmp_path, seed_with("options: [32, 64, 128]", "options: []"))
+    assert d.help == "write `{type: choice, categories: [a, b]}`"
+    d = one(tmp_path, seed_with("type: uniform", "type: lograndint").replace("min: 1e-5", "min: 0")
+            .replace("max: 1e-3", "max: 64"))
+    assert d.help == "log domains cannot reach 0; use a small positive bound such as 1"
 
 
 def test_a_stop_value_on_a_minimised_objective_is_warned_about(tmp_path: Path) -> None:
@@ -344,3 +366,70 @@ def test_num_to_keep_without_a_score_attribute_says_which_checkpoints_are_kept(t
                                                   "metric, not the most recent as in Ray")
     path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % ", checkpoint_score_attribute: loss"))
     assert not [w for w in compile_path(path).warnings if "num_to_keep" in w.message]
+
+
+def test_a_ray_tune_call_written_as_a_value_is_an_error_not_a_constant(tmp_path: Path) -> None:
+    text = seed_with("batch_size:\n                type: choice\n                options: [32, 64, 128]",
+                     "batch_size: tune.choice([32, 64, 128])").replace(
+        "epochs: 20", 'epochs: 20\n              lr2: "ray.tune.loguniform(1e-5, 1e-3)"\n'
+                      "              act: relu(x)\n              width: tune.qrandint(8, 64, q=8)\n"
+                      '              opt: {name: adam, lr: "tune.loguniform(1e-4, 1e-2)"}')
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.col) for e in errs] == [("HP301", 20, 27), ("HP301", 26, 20), ("HP301", 28, 22), ("HP301", 29, 37)]
+    assert errs[0].message.startswith("`tune.choice([32, 64, 128])` is Python code")
+    assert errs[0].help == "write `batch_size: {type: choice, categories: [32, 64, 128]}`"
+    assert errs[1].help == "write `lr2: {type: loguniform, lower: 1e-5, upper: 1e-3}`"
+    assert errs[2].help == "write `width: {type: qrandint, lower: 8, upper: 64, q: 8}`"
+    assert "`opt.lr` would be this string" in errs[3].message  # nested in a mapping of constants
+    assert errs[3].help == "write `lr: {type: loguniform, lower: 1e-4, upper: 1e-2}`"
+
+
+def test_the_newer_itwinai_trainer_layout_is_named_not_reported_as_a_missing_config(tmp_path: Path) -> None:
+    text = ("hpo_training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n"
+            "    - _target_: data.FashionMNISTGetter\n    - _target_: trainer.MyRayTorchTrainer\n"
+            "      config: null\n      epochs: 2\n      ray_scaling_config:\n"
+            "        _target_: ray.train.ScalingConfig\n        num_workers: 1\n"
+            "      ray_search_space:\n        batch_size: {type: choice, categories: [32, 64]}\n")
+    d = one(tmp_path, text)
+    assert (d.code, d.line, d.col) == ("HP204", 8, 7), d.render()
+    assert d.message == "`ray_scaling_config` is the layout of itwinai's newer `TorchTrainer`, which hpoc does not run"
+    assert d.help.startswith("move them under the trainer's `config:`: `ray_scaling_config` as `scaling_config`, "
+                             "`ray_search_space` as `train_loop_config`")
+
+
+def test_a_run_name_of_the_wrong_type_is_one_error_not_also_a_missing_name(tmp_path: Path) -> None:
+    write(tmp_path, seed_with("name: Virgo-HPO-Experiment", "name: 42"))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    assert [(d.code, d.line) for d in info.value.diagnostics if d.code != "HP820"] == [("HP203", 43)]
+
+
+def test_a_null_metric_or_mode_is_unset_as_in_ray(tmp_path: Path) -> None:
+    path = write(tmp_path, seed_with("mode: min", "mode: null"))
+    assert [(w.code, w.message) for w in compile_path(path).warnings if w.code == "HP822"] == [
+        ("HP822", "no `mode` is set for `loss`: minimising it (itwinai's default)")]
+
+
+def test_a_reference_inside_text_is_a_string_and_the_hint_says_so(tmp_path: Path) -> None:
+    d = one(tmp_path, "x: 2\n" + seed_with("max_t: 20", "max_t: ${x}0"))
+    assert (d.code, d.line, d.message) == ("HP203", 33, '`max_t` must be an integer, not the string "20"')
+    assert d.help.startswith("a `${...}` reference within other text gives a string"), d.help
+
+
+def test_an_invalid_num_samples_is_one_error_not_also_a_single_trial_warning(tmp_path: Path) -> None:
+    write(tmp_path, seed_with("num_samples: 2", "num_samples: two"))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    assert [(d.code, d.line) for d in info.value.diagnostics if d.code != "HP820"] == [("HP203", 29)]
+
+
+def test_a_fix_for_a_setting_names_the_key_the_config_used(tmp_path: Path) -> None:
+    """`checkpoint_freq: 1` where the config wrote `checkpoint_freq` (not a `checkpoint_config`
+    that would then set the frequency twice)."""
+    text = seed_with("name: asha", "name: pbt\n                perturbation_interval: 1").replace(
+        "                max_t: 20\n                grace_period: 10\n                reduction_factor: 4\n"
+        "                brackets: 1\n", "").replace("            run_config:", "            checkpoint_freq: 0\n"
+                                                   "            run_config:")
+    d = next(e for e in diagnose(tmp_path, text) if e.code == "HP401")
+    assert (d.message, d.help) == ("`scheduler: {name: pbt}` copies checkpoints between trials, but "
+                                   "`checkpoint_freq` is 0", "set `checkpoint_freq: 1`")

@@ -460,3 +460,94 @@ def test_reuse_actors_keeps_worker_groups_warm(tmp_path: Path) -> None:
     doc = seed()
     config(doc)["tune_config"]["reuse_actors"] = True
     assert compiled(tmp_path, doc).plan["resources"]["reuse_workers"] is True
+
+
+def test_ray_classes_named_by_target_or_class_path_give_the_same_plan(tmp_path: Path) -> None:
+    """Newer itwinai writes Ray's objects hydra-style (`_target_: ray.tune.TuneConfig`,
+    `_target_: ray.tune.schedulers.ASHAScheduler`, `_target_: ray.tune.choice`); jsonargparse
+    users write `class_path` + `init_args`."""
+    doc = seed()
+    cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]
+    cfg["tune_config"]["search_alg"] = {"name": "optuna", "metric": "loss", "mode": "min", "seed": 3}
+    classic = compiled(tmp_path / "a", doc).plan
+    tune = cfg["tune_config"]
+    cfg["scaling_config"]["_target_"] = "ray.train.ScalingConfig"
+    tune["_target_"] = "ray.tune.TuneConfig"
+    cfg["run_config"]["_target_"] = "ray.tune.RunConfig"
+    sched = {k: v for k, v in tune["scheduler"].items() if k != "name"}
+    tune["scheduler"] = {"_target_": "ray.tune.schedulers.ASHAScheduler", **sched}
+    tune["search_alg"] = {"class_path": "ray.tune.search.optuna.OptunaSearch",
+                          "init_args": {"metric": "loss", "mode": "min", "seed": 3}}
+    cfg["train_loop_config"]["batch_size"] = {"_target_": "ray.tune.choice", "categories": [32, 64, 128]}
+    cfg["train_loop_config"]["learning_rate"] = {"_target_": "ray.tune.uniform", "lower": 1e-5, "upper": 1e-3}
+    targeted = compiled(tmp_path / "b", doc).plan
+    for key in ("space", "search", "scheduler", "resources", "trials", "objective"):
+        assert targeted[key] == classic[key], key
+    assert targeted["storage"]["name"] == classic["storage"]["name"]
+
+
+def test_a_target_naming_the_wrong_ray_class_is_an_error(tmp_path: Path) -> None:
+    doc = seed()
+    tune = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]["tune_config"]
+    tune["_target_"] = "ray.tune.RunConfig"
+    tune["scheduler"] = {"_target_": "ray.tune.schedulers.ASHAScheduer", "max_t": 20}
+    tune["search_alg"] = {"_target_": "ray.tune.search.ConcurrencyLimiter", "metric": "loss", "mode": "min"}
+    write(tmp_path, doc)
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    msgs = [(e.code, e.message, e.help) for e in info.value.errors]
+    assert msgs == [
+        ("HP204", "`_target_` of `scheduler` must be a Ray class (`FIFOScheduler`, `ASHAScheduler`, "
+         "`AsyncHyperBandScheduler`, `HyperBandScheduler`, `HyperBandForBOHB`, `PopulationBasedTraining`, `PB2` "
+         "or `MedianStoppingRule`), not `ray.tune.schedulers.ASHAScheduer`", "did you mean `ASHAScheduler`?"),
+        ("HP204", "`ConcurrencyLimiter` wraps a searcher, which a config cannot build",
+         "name the searcher itself and limit trials with `max_concurrent_trials` in `tune_config`"),
+        ("HP204", "`_target_` of `tune_config` must be a Ray class (`TuneConfig`), not `ray.tune.RunConfig`",
+         "did you mean `TuneConfig`?"),
+    ], msgs
+
+
+def test_torch_config_is_accepted_and_what_hpoc_cannot_honour_is_warned_about(tmp_path: Path) -> None:
+    doc = seed()  # workers have a GPU: hpoc uses NCCL
+    cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]
+    cfg["torch_config"] = {"_target_": "ray.train.torch.TorchConfig", "backend": "nccl"}
+    before = {(w.code, w.line) for w in compiled(tmp_path / "a", seed()).warnings}
+    assert {(w.code, w.line) for w in compiled(tmp_path / "b", doc).warnings} == before
+    cfg["torch_config"] = {"backend": "gloo", "timeout_s": 600}
+    new = [w for w in compiled(tmp_path / "c", doc).warnings if (w.code, w.line) not in before]
+    assert [(w.code, w.message) for w in new] == [
+        ("HP820", "`backend: gloo` is not used: hpoc's workers use `nccl` (NCCL with GPUs)"),
+        ("HP821", "`timeout_s` is ignored: hpoc sets up the process group itself")]
+
+
+def test_a_name_may_be_rays_class(tmp_path: Path) -> None:
+    doc = seed()
+    tune = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]["tune_config"]
+    tune["search_alg"] = {"name": "optuna", "metric": "loss", "mode": "min"}
+    classic = compiled(tmp_path / "a", doc).plan
+    tune["search_alg"]["name"] = "OptunaSearch"
+    tune["scheduler"]["name"] = "ray.tune.schedulers.ASHAScheduler"
+    named = compiled(tmp_path / "b", doc).plan
+    assert (named["search"], named["scheduler"]) == (classic["search"], classic["scheduler"])
+
+
+def test_checkpoint_freq_is_kept_beside_a_checkpoint_config(tmp_path: Path) -> None:
+    doc = seed()
+    cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]
+    cfg["checkpoint_freq"] = 2
+    cfg["run_config"]["checkpoint_config"] = {"num_to_keep": 2, "checkpoint_score_attribute": "loss"}
+    ck = compiled(tmp_path / "a", doc).plan["checkpoint"]
+    assert (ck["every"], ck["keep"]) == (2, 2), ck
+    cfg["run_config"]["checkpoint_config"]["checkpoint_frequency"] = 1
+    assert [(e.code, e.message) for e in errors_of(tmp_path / "b", doc)] == [
+        ("HP202", "`checkpoint_freq` is set both here and as `checkpoint_frequency` in `checkpoint_config`")]
+
+
+def test_a_metric_the_itwinai_loop_only_logs_is_warned_about(tmp_path: Path) -> None:
+    """The tutorial's loop logs `val_loss` but reports only `{"loss": ...}` to Tune."""
+    doc = seed()
+    assert not [w for w in compiled(tmp_path / "a", doc).warnings if w.code == "HP801"]
+    config(doc)["tune_config"]["search_alg"]["metric"] = "val_loss"
+    w = [w for w in compiled(tmp_path / "b", doc).warnings if w.code == "HP801"]
+    assert [(x.message, x.help) for x in w] == [
+        ("metric `val_loss` is not reported to Tune by the trainer", "did you mean `loss`?")]

@@ -47,6 +47,7 @@ class Checker:
         self.file = file
         self.diagnostics: list[Diagnostic] = []
         self.spans: dict[str, A.Span] = {}
+        self.invalid: set[str] = set()  # paths whose value was an error (the default stands in)
 
     # -- reporting
     def report(
@@ -166,6 +167,7 @@ class Checker:
         try:
             return f.kind(value)
         except K.Invalid as exc:
+            self.invalid.add(path)
             node = exc.node or value
             self.error(TYPE if "must be" in exc.msg and " not " in exc.msg else VALUE,
                        f"`{key}` {exc.msg}", node.span or value.span, help=exc.help)  # fmt: skip

@@ -97,6 +97,8 @@ def _trials(ch: Checker, out: dict[str, Any], horizon: int | None, label: A.Span
     name, opts = sched["name"], sched["options"]
     if grid_bound(out["space"]) > T.MAX_GRID_POINTS:
         return True  # HP304 already
+    if "trials.num_samples" in ch.invalid:
+        return False  # its error is enough: the default of 1 stands in for it
     shards = out["shards"]["count"]
     n = total_trials(out) // max(1, shards)  # the smallest shard's trials
     if n < 1:

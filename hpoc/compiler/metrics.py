@@ -33,3 +33,61 @@ def trainer_metrics(target: str, workdir: str | None) -> set[str] | None:
                 keys.update(k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
         return keys
     return None
+
+
+def reported_by_loop(target: str, workdir: str | None) -> set[str] | None:
+    """What an itwinai-style trainer reports to Tune: its own `train` loop hands Tune only
+    the dicts it passes to `checkpoint_and_report` (what it `self.log`s or checkpoints is
+    not reported), so hpoc's default loop metrics do not apply. None when the module has no
+    such call, or one whose dict is not written out in the function that makes the call."""
+    tree = _module_tree(target, workdir)
+    if tree is None:
+        return None
+    keys: set[str] = set()
+    found = False
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        assigned: dict[str, set[str]] = {}
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+                for t in node.targets:
+                    if isinstance(t, ast.Name):
+                        assigned.setdefault(t.id, set()).update(_dict_keys(node.value) or ())
+        for node in ast.walk(fn):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "checkpoint_and_report"):
+                continue
+            arg = next((k.value for k in node.keywords if k.arg == "tuning_metrics"),
+                       node.args[1] if len(node.args) > 1 else None)
+            if isinstance(arg, ast.Dict) and _dict_keys(arg) is not None:
+                keys |= _dict_keys(arg)  # type: ignore[operator]
+            elif isinstance(arg, ast.Name) and arg.id in assigned:
+                keys |= assigned[arg.id]
+            else:
+                return None
+            found = True
+    return keys | {"epoch", "training_iteration"} if found else None
+
+
+def _dict_keys(node: ast.Dict) -> set[str] | None:
+    """String keys of a dict display; None if one is computed or `**`-spread."""
+    out = set()
+    for k in node.keys:
+        if not (isinstance(k, ast.Constant) and isinstance(k.value, str)):
+            return None
+        out.add(k.value)
+    return out
+
+
+def _module_tree(target: str, workdir: str | None) -> ast.Module | None:
+    if not workdir or not target:
+        return None
+    base = os.path.join(workdir, *target.split(":", 1)[0].split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return ast.parse(fh.read(), path)
+        except (OSError, SyntaxError, ValueError, RecursionError):
+            continue
+    return None

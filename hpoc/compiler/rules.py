@@ -30,7 +30,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
-from hpoc.compiler.metrics import trainer_metrics
+from hpoc.compiler.metrics import reported_by_loop, trainer_metrics
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.space import Space
@@ -95,11 +95,22 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
         elif alg == "optuna" and out["search"]["options"].get("sampler") == "cmaes":
             ch.error(SEARCHER, "optuna's `cmaes` sampler optimises a single metric", _label_span(search),
                      help="use `sampler = nsga2` or `tpe` for several metrics")  # fmt: skip
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    own = reported_by_loop(target, workdir)
+    if own is not None:  # an itwinai-style loop of its own: only what it hands Tune counts
+        for i, m in enumerate(metrics):
+            if m["name"] not in own:
+                ch.warn(WARN_METRIC, f"metric `{m['name']}` is not reported to Tune by the trainer",
+                        ch.spans.get(f"objective.metrics.{i}"),
+                        notes=(f"its loop reports {', '.join(f'`{n}`' for n in sorted(own))} with "
+                               "`checkpoint_and_report` (what it `self.log`s goes to the loggers only)",),
+                        help=did_you_mean(m["name"], sorted(own))
+                        or f"add `{m['name']}` to the metrics the trainer passes to `checkpoint_and_report`")
+        return
     unknown = [(i, m) for i, m in enumerate(metrics) if m["name"] not in T.DEFAULT_METRICS]
     reported = None
     if unknown:  # a trainer of the user's own may report it: its source says
-        trainer = (out.get("pipeline") or {}).get("trainer") or {}
-        reported = trainer_metrics(trainer.get("target") or "", workdir)
+        reported = trainer_metrics(target, workdir)
         unknown = [(i, m) for i, m in unknown if m["name"] not in (reported or ())]
     for i, m in unknown:
         notes = [f"the default loop reports {', '.join(f'`{n}`' for n in T.DEFAULT_METRICS)}"]

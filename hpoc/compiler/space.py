@@ -118,7 +118,8 @@ def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, An
     if func in T.LOG and args["lower"] <= 0:
         ok = bad(
             f"`{func}` needs `lower` > 0 (got {args['lower']})", "lower",
-            help="log domains cannot reach 0; use a small positive bound such as 1e-8",
+            help="log domains cannot reach 0; use a small positive bound such as "
+                 + ("1" if func in T.INTEGER else "1e-8"),
         )  # fmt: skip
     if "base" in args and (args["base"] <= 0 or args["base"] == 1):
         ok = bad(f"`base` must be positive and not 1 (got {args['base']})", "base")

@@ -495,6 +495,16 @@ def _quiet_ray(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _in_spec_words(plan: dict[str, Any], text: str) -> str:
+    """An error's settings as the study's file names them: a YAML config says `num_workers`
+    and `run_config.name` where a .hpo file says `workers` and `storage.name`."""
+    if (plan.get("source") or {}).get("format") != "yaml":
+        return text
+    from hpoc.yaml import yaml_words  # text only: no compiler run
+
+    return yaml_words(text)
+
+
 def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
     """Run shard `options.shard` of the study; returns the exit code."""
     opts = options or RunOptions()
@@ -503,7 +513,7 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
     try:
         return _run(plan, opts, progress_stream, out)
     except StudyError as exc:
-        _say(sys.stderr, f"error: {exc}")
+        _say(sys.stderr, f"error: {_in_spec_words(plan, str(exc))}")
         return exc.exit_code
     except Interrupted:
         if _STATE.mode == "restore":

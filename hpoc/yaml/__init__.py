@@ -92,8 +92,8 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml")
     except SpecError as exc:
-        raise SpecCheckError(_sorted(tr.warnings + _renamed(exc.diagnostics, names))) from None
-    result.warnings = _sorted(tr.warnings + _renamed(result.warnings, names))
+        raise SpecCheckError(_sorted(tr.warnings + _renamed(exc.diagnostics, names, text))) from None
+    result.warnings = _sorted(tr.warnings + _renamed(result.warnings, names, text))
     return result
 
 
@@ -123,18 +123,26 @@ def _yaml_names(study: A.Study, text: str) -> _Names:
     return out
 
 
-def _renamed(diags: list[Diagnostic], names: _Names) -> list[Diagnostic]:
+def _renamed(diags: list[Diagnostic], names: _Names, text: str = "") -> list[Diagnostic]:
     """The checker's diagnostics naming the YAML key at their position, not the .hpo one."""
     out = []
+    lines = text.split("\n")
     for d in diags:
+        if d.help and d.help.startswith("remove the quotes") and d.line and d.line <= len(lines) \
+                and "${" in lines[d.line - 1][(d.col or 1) - 1 : (d.end_col or 0) - 1 if d.end_col else None]:
+            # no quotes there: `${a}0` is a string, as in OmegaConf
+            d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
+                                "or the reference alone (`${...}` to a number is that number)")
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
         if at:
             best = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))[0]
             # Every name recorded at that span: a domain's `lower` and `upper` are `min` and `max`.
             for sp, hpo, yml in at:
                 if sp == best:
-                    old, new = f"`{hpo}`", f"`{yml}`"
-                    d = replace(d, message=d.message.replace(old, new), help=d.help and d.help.replace(old, new))
+                    old = re.compile(rf"`(?:\w+\.)?{re.escape(hpo)}`")  # `every` or `checkpoint.every`
+                    fix = re.compile(rf"`\w+ \{{ {re.escape(hpo)} = ([^`{{}}]*) \}}`")  # `checkpoint { every = 1 }`
+                    d = replace(d, message=old.sub(f"`{yml}`", d.message),
+                                help=d.help and fix.sub(rf"`{yml}: \1`", old.sub(f"`{yml}`", d.help)))
         d = replace(d, message=yaml_words(d.message), help=d.help and yaml_words(d.help),
                     notes=tuple(yaml_words(n) for n in d.notes))
         out.append(d)
@@ -147,8 +155,14 @@ _ALWAYS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker"
            "max_concurrent": "max_concurrent_trials", "time_budget": "time_budget_s",
            "max_retries": "max_failures", "keep": "num_to_keep", "score_attribute": "checkpoint_score_attribute",
            "score_order": "checkpoint_score_order", "reuse_workers": "reuse_actors", "space": "train_loop_config"}
-_SECTION = re.compile(r"`(search|scheduler) (\w+)`")
+# `section.key` names in the checker's hints, as the YAML writes them.
+_DOTTED = {"trials.num_samples": "num_samples", "trials.max_concurrent": "max_concurrent_trials",
+           "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
+           "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
+_SECTION = re.compile(r"`(search|scheduler) (\w+)(?: \{ ([^`{}]*) \})?`")
 _SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
+_NESTED = re.compile(r"`(checkpoint|hyperparam_mutations|hyperparam_bounds) \{ (\w+) = ([^`{}]*) \}`")
+_CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
 
 
@@ -156,8 +170,10 @@ def yaml_words(text: str) -> str:
     """A checker message with its .hpo snippets in YAML: `search optuna` is `search_alg:
     {name: optuna}`, `workers = 1` is `num_workers: 1`, `lr = uniform(a, b)` is
     `lr: {type: uniform, min: a, max: b}`."""
-    def section(m: re.Match[str]) -> str:
-        return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}}}`"
+    def section(m: re.Match[str]) -> str:  # options too: `scheduler bohb { max_t = ... }`
+        opts = "".join(f", {k.strip()}: {v.strip()}" for k, _, v in
+                       (o.partition("=") for o in (m.group(3) or "").split(";") if o.strip()))
+        return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}{opts}}}`"
 
     def setting(m: re.Match[str]) -> str:
         key, value = _ALWAYS.get(m.group(1), m.group(1)), m.group(2)
@@ -166,7 +182,33 @@ def yaml_words(text: str) -> str:
             value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
         return f"`{key}: {value}`"
 
+    def call(m: re.Match[str]) -> str:  # a bare domain call in a hint: `choice(a, b)`
+        from hpoc.compiler import tables as T
+
+        func, inner = m.group(1), m.group(2).strip()
+        if func not in T.DOMAINS or inner == "...":
+            return m.group(0)
+        args = [a.strip() for a in inner.split(",")] if inner else []
+        if func in T.CATEGORICAL:
+            key, kind = ("categories", "choice") if func == "choice" else ("values", "grid_search")
+            return f"`{{type: {kind}, {key}: [{', '.join(args)}]}}`"
+        names = [n for n, _, _ in T.DOMAINS[func]]
+        pairs = "".join(f", {n}: {'...' if a == n else a}" for n, a in zip(names, args))
+        return f"`{{type: {func}{pairs}}}`"
+
+    def nested(m: re.Match[str]) -> str:  # `checkpoint { every = 1 }`, `hyperparam_mutations { lr = ... }`
+        key, inner, value = m.group(1), m.group(2), m.group(3).strip()
+        domain = _DOMAIN.fullmatch(value)
+        if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
+            value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
+        if key == "checkpoint":
+            return f"`checkpoint_config: {{{_DOTTED.get('checkpoint.' + inner, inner)}: {value}}}`"
+        return f"`{key}: {{{inner}: {value}}}`"
+
+    text = _NESTED.sub(nested, text)
     text = _SETTING.sub(setting, _SECTION.sub(section, text)).replace("`grid(...)`", "`type: grid_search`")
+    text = _CALL.sub(call, text)
+    text = re.sub(r"`(\w+\.\w+)`", lambda m: f"`{_DOTTED.get(m.group(1), m.group(1))}`", text)
     return re.sub(r"`(\w+)`", lambda m: f"`{_ALWAYS.get(m.group(1), m.group(1))}`", text)
 
 

@@ -20,6 +20,7 @@ SPACE = "HP301"
 # Warnings of the YAML front end (docs/migrating-from-itwinai.md lists them).
 SUBSTITUTED, IGNORED, DEFAULTED = "HP820", "HP821", "HP822"
 
+_RAY_HOME = {"ScalingConfig": "ray.train"}  # where a Ray class is usually imported from (else ray.tune)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -72,11 +73,16 @@ class Builder:
         return node
 
     def check_keys(self, node: YMap, known: Iterable[str], where: str,
-                   homes: dict[str, str] | None = None) -> None:
-        """An error for each key of `node` that is not in `known`."""
+                   homes: dict[str, str] | None = None, ray_class: str | None = None) -> None:
+        """An error for each key of `node` that is not in `known`. With `ray_class`, the
+        mapping may name that Ray class in hydra's `_target_` (`ray.tune.TuneConfig`), as
+        itwinai's configs do."""
         known = list(known)
-        for key, kspan, _ in node.entries:
+        for key, kspan, value in node.entries:
             if key in known:
+                continue
+            if key == "_target_" and ray_class is not None:
+                self.ray_target(value, (ray_class,), where)
                 continue
             help = did_you_mean(key, known)
             if help is None and homes and key in homes:
@@ -84,6 +90,22 @@ class Builder:
             if help is None:
                 help = f"{where} takes {one_of(known)}" if known else f"{where} takes no keys"
             self.error(UNKNOWN, f"unknown key `{key}` in {where}", kspan, help=help)
+
+    def ray_target(self, node: YNode, classes: Iterable[str], where: str) -> str | None:
+        """The class name a `_target_: ray.<...>.<Class>` names when it is one of `classes`;
+        an error otherwise."""
+        text = self.word(node, f"`_target_` of {where}")
+        if text is None:
+            return None
+        parts = text.strip().split(".")
+        classes = list(classes)
+        if len(parts) > 1 and parts[0] == "ray" and parts[-1] in classes:
+            return parts[-1]
+        self.error(VALUE, f"`_target_` of {where} must be a Ray class ({one_of(classes)}), not `{text}`",
+                   node.span, help=did_you_mean(parts[-1], classes) or
+                   (f"write `_target_: {_RAY_HOME.get(classes[0], 'ray.tune')}.{classes[0]}` or leave it out"
+                    if len(classes) == 1 else f"or write `name:` instead of `_target_`"))
+        return None
 
     def word(self, node: YNode | None, where: str) -> str | None:
         """A string scalar's value, else an error."""

@@ -110,7 +110,10 @@ class _Resolver:
     def lookup(self, node: YScalar, path: str) -> YNode:
         path = path.strip()
         if ":" in path:
-            self.bad(node, f"resolver `${{{path}}}` is not supported", help="write the value itself")
+            help = "write the value itself"
+            if path.split(":")[0].strip() == "itwinai.cwd":  # itwinai's newer configs root paths there
+                help = "drop it: relative paths (`storage_path: ray_checkpoints`) resolve against the config's directory"
+            self.bad(node, f"resolver `${{{path}}}` is not supported", help=help)
         if not path or path.startswith("."):
             self.bad(node, f"relative reference `${{{path}}}` is not supported",
                      help="refer from the top of the file: `${section.key}`")

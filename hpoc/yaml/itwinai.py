@@ -25,6 +25,7 @@ the config (the plan's workdir is the config's directory).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from hpoc.compiler import tables as T
@@ -32,6 +33,7 @@ from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import (
     DEFAULTED,
+    DUPLICATE,
     IGNORED,
     MISSING,
     SUBSTITUTED,
@@ -46,7 +48,7 @@ from hpoc.yaml.space import read_space
 from hpoc.yaml.tune import read_tune
 
 PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
-CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq")
+CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config")
 TRAINER_OWN = ("config", "strategy", "logger")
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
 _TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
@@ -122,6 +124,8 @@ def _steps(b: Builder, pipeline: YMap, key: str) -> list[Step]:
     b.check_keys(pipeline, ("class_path", "init_args") if style == "class_path" else ("_target_", "steps", "name"),
                  f"`{key}`")
     args = b.mapping(pipeline.get("init_args"), "`init_args`") if style == "class_path" else pipeline
+    if style == "class_path" and args is not None:  # itwinai's Pipeline takes `steps` and `name`
+        b.check_keys(args, ("steps", "name"), f"`init_args` of `{key}`")
     node = args.get("steps") if args is not None else None
     if node is None:
         return []
@@ -197,6 +201,10 @@ def _roles(b: Builder, steps: list[Step], key: str, kspan: A.Span) -> dict[str, 
 
 def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     trainer = roles["trainer"]
+    newer = [k for k in _NEWER_LAYOUT if trainer.args is not None and k in trainer.args.index]
+    if newer:
+        _newer_layout(b, trainer, newer)
+        return A.Study((), b.file)
     config = b.mapping(trainer.arg("config"), "`config` of the trainer")
     if config is None:
         b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,
@@ -228,11 +236,17 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if resources:
         items.append(block("resources", resources, config.key_span("scaling_config") or trainer.span))
     freq = config.get("checkpoint_freq")
+    every = b.setting("every", b.value(freq), config.key_span("checkpoint_freq")) if freq is not None else None
     if tune.checkpoint is not None:
-        items.append(tune.checkpoint)
-    elif freq is not None:
-        items.append(block("checkpoint", [b.setting("every", b.value(freq), config.key_span("checkpoint_freq"))],
-                           config.key_span("checkpoint_freq")))
+        body = list(tune.checkpoint.body or ())
+        if every is not None and any(isinstance(i, A.Setting) and i.key == "every" for i in body):
+            b.error(DUPLICATE, "`checkpoint_freq` is set both here and as `checkpoint_frequency` in "
+                    "`checkpoint_config`", config.key_span("checkpoint_freq"), help="keep one of them")
+        elif every is not None:  # both say how to checkpoint: one section holds them
+            body.append(every)
+        items.append(replace(tune.checkpoint, body=tuple(body)))
+    elif every is not None:
+        items.append(block("checkpoint", [every], config.key_span("checkpoint_freq")))
     if tune.failure is not None:
         items.append(tune.failure)
     storage = list(tune.storage)
@@ -244,6 +258,23 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     return A.Study(tuple(items), b.file)
 
 
+# itwinai >= 0.3's TorchTrainer takes Ray's objects as its own arguments (with `ray_search_space`
+# the space); hpoc reads RayTorchTrainer's `config` (the tutorial's, hpoc.compat.itwinai's).
+_NEWER_LAYOUT = {"ray_scaling_config": "scaling_config", "ray_tune_config": "tune_config",
+                 "ray_run_config": "run_config", "ray_search_space": "train_loop_config",
+                 "ray_torch_config": "torch_config"}
+
+
+def _newer_layout(b: Builder, trainer: Step, keys: list[str]) -> None:
+    moves = ", ".join(f"`{k}` as `{_NEWER_LAYOUT[k]}`" for k in keys)
+    b.error(VALUE, f"`{keys[0]}` is the layout of itwinai's newer `TorchTrainer`, which hpoc does not run",
+            trainer.args.key_span(keys[0]),  # type: ignore[union-attr]
+            notes=("hpoc runs trainers written against `RayTorchTrainer` (`train(self, config, data)`), "
+                   "imported from `hpoc.compat.itwinai`",),
+            help=f"move them under the trainer's `config:`: {moves}; constants such as `epochs` go "
+                 "into `train_loop_config` too")
+
+
 def _study_name(b: Builder, run_name: str | None, span: A.Span | None, kspan: A.Span) -> tuple[str, A.Span]:
     """The run name (it names directories and SLURM jobs), made safe for both."""
     if run_name is None:
@@ -251,8 +282,9 @@ def _study_name(b: Builder, run_name: str | None, span: A.Span | None, kspan: A.
 
         base = os.path.basename(os.path.dirname(os.path.abspath(b.file))) or "study"
         name = _NAME_BAD.sub("-", base).strip("-._") or "study"
-        b.warn(DEFAULTED, f'`run_config` has no `name`: the study is called "{name}" '
-               "(after the config's directory)", kspan, help="add `run_config: {name: my-study}`")
+        if span is None:  # else the name written is not a string: an error already
+            b.warn(DEFAULTED, f'`run_config` has no `name`: the study is called "{name}" '
+                   "(after the config's directory)", kspan, help="add `run_config: {name: my-study}`")
         return name, kspan
     name = _NAME_BAD.sub("-", run_name).strip("-._") or "study"
     if not name[0].isalnum():
@@ -290,7 +322,8 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
     sc = b.mapping(config.get("scaling_config"), "`scaling_config`")
     if sc is not None:
         ignored = ("trainer_resources", "placement_strategy", "accelerator_type")
-        b.check_keys(sc, ("num_workers", "use_gpu", "resources_per_worker", *ignored), "`scaling_config`")
+        b.check_keys(sc, ("num_workers", "use_gpu", "resources_per_worker", *ignored), "`scaling_config`",
+                     ray_class="ScalingConfig")
         for key in ignored:
             if key in sc.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc places workers itself", sc.key_span(key),
@@ -298,6 +331,7 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
         if "num_workers" in sc.index:
             out.append(b.setting("workers", b.value(sc.get("num_workers")), sc.key_span("num_workers")))  # type: ignore[arg-type]
         out.extend(_per_worker(b, sc))
+    _torch_config(b, config, out)
     strategy = trainer.arg("strategy")
     if strategy is not None:
         word = b.word(strategy, "`strategy`")
@@ -312,6 +346,28 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
             else:
                 out.append(b.setting("strategy", A.Ref(kind, span=strategy.span), trainer.args.key_span("strategy")))  # type: ignore[union-attr]
     return out
+
+
+def _torch_config(b: Builder, config: YMap, resources: list[A.Item]) -> None:
+    """Ray's TorchConfig: hpoc picks the process group backend itself (NCCL with GPUs, Gloo
+    without) and uses its own timeouts, so any other setting is a warning naming it."""
+    tc = b.mapping(config.get("torch_config"), "`torch_config`")
+    if tc is None:
+        return
+    b.check_keys(tc, ("backend", "init_method", "timeout_s"), "`torch_config`", ray_class="TorchConfig")
+    gpus = next((i.value for i in resources if isinstance(i, A.Setting) and i.key == "gpus_per_worker"), None)
+    uses = "nccl" if isinstance(gpus, A.Number) and gpus.value > 0 else "gloo"
+    node = tc.get("backend")
+    if node is not None:
+        word = b.word(node, "`backend`")
+        if word is not None and word.strip().lower() != uses:
+            b.warn(SUBSTITUTED, f"`backend: {word}` is not used: hpoc's workers use `{uses}` "
+                   f"({'NCCL with GPUs' if uses == 'nccl' else 'Gloo without GPUs'})", node.span,
+                   help="remove `backend` (hpoc picks NCCL when workers have a GPU, Gloo otherwise)")
+    for key in ("init_method", "timeout_s"):
+        if key in tc.index:
+            b.warn(IGNORED, f"`{key}` is ignored: hpoc sets up the process group itself", tc.key_span(key),
+                   help=f"remove `{key}`")
 
 
 def _per_worker(b: Builder, sc: YMap) -> list[A.Item]:
@@ -360,6 +416,8 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
     if step is None:
         return []
     if step.class_name == "LoggersCollection":
+        if step.args is not None:
+            b.check_keys(step.args, ("loggers",), "`LoggersCollection`")
         inner = step.arg("loggers")
         if not isinstance(inner, YSeq):
             b.error(TYPE, "`loggers` of `LoggersCollection` must be a list", (inner or step.node).span)

@@ -10,13 +10,14 @@ domain. Nested mappings without `type` that hold domains become dotted names
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hpoc.compiler import tables as T
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, VALUE, Builder
-from hpoc.yaml.nodes import YMap, YNode, YSeq, describe
+from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 
 TYPE_ALIASES = {"grid_search": "grid", "sample": None, "sample_from": None, "function": None}
 ARG_ALIASES = {"min": "lower", "max": "upper", "low": "lower", "high": "upper",
@@ -50,6 +51,7 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
                     kspan, help=f"nest it as a mapping and read it nested, or rename it "
                                 f"(`{key.replace('.', '_')}`)")
             continue
+        value = hydra_domain(value)
         if isinstance(value, YMap) and "type" in value.index:
             call = read_domain(b, value, name)
             if call is not None:
@@ -57,14 +59,64 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
                 params.append(Param(name, call.func, kspan))
         elif isinstance(value, YMap) and value.entries and _has_domain(value):
             _walk(b, value, name + ".", settings, params)
+        elif _python_domain(b, value, name):
+            continue
         else:
             settings.append(A.Setting(name, b.value(value), key_span=kspan, span=kspan))
 
 
+# `tune.choice([32, 64])` written as a value: a string to YAML, Python code to the user.
+_PY_DOMAIN = re.compile(r"\s*(?:ray\.)?(?:tune\.)?(\w+)\s*\((.*)\)\s*", re.S)
+
+
+def _python_domain(b: Builder, node: YNode, name: str) -> bool:
+    """An error for a Ray Tune call written as a string (it would reach trials as that string)."""
+    if not (isinstance(node, YScalar) and isinstance(node.value, str)):
+        return False
+    m = _PY_DOMAIN.fullmatch(node.value)
+    text = node.value.strip()
+    func = m.group(1).lower() if m else ""
+    if not m or not (text.startswith(("tune.", "ray.tune.")) or func in T.DOMAINS or func in TYPE_ALIASES):
+        return False
+    func = TYPE_ALIASES.get(func, func) or "sample_from"
+    key = name.rsplit(".", 1)[-1]  # the key as written where it is nested
+    if func in T.CATEGORICAL:
+        hint = f"`{key}: {{type: {'choice' if func == 'choice' else 'grid_search'}, " \
+               f"{'categories' if func == 'choice' else 'values'}: {m.group(2).strip()}}}`"
+    elif func in T.DOMAINS:
+        args = [a.strip() for a in m.group(2).split(",")]
+        names = [n for n, _, _ in T.DOMAINS[func]]
+        pairs = ", ".join(f"{a.split('=', 1)[0].strip()}: {a.split('=', 1)[1].strip()}" if "=" in a
+                          else f"{n}: {a}" for n, a in zip(names, args) if a)  # q=8 keeps its name
+        hint = f"`{key}: {{type: {func}, {pairs}}}`"
+    else:
+        hint = "a domain such as `{type: choice, categories: [...]}`: functions need Python code"
+    b.error(SPACE, f"`{text}` is Python code, which a config cannot hold: `{name}` would be this string "
+                   "in every trial, not searched", node.span, help=f"write {hint}")
+    return True
+
+
+def hydra_domain(node: YNode) -> YNode:
+    """`{_target_: ray.tune.choice, categories: [...]}` (hydra, as newer itwinai writes a Ray
+    domain) as `{type: choice, categories: [...]}`; any other node as it is."""
+    target = node.get("_target_") if isinstance(node, YMap) and "type" not in node.index else None
+    if not (isinstance(target, YScalar) and isinstance(target.value, str)):
+        return node
+    m = re.fullmatch(r"(?:ray\.)?tune(?:\.search\.sample)?\.(\w+)", target.value.strip())
+    if m is None:
+        return node
+    entries = tuple(("type", ks, YScalar(m.group(1), m.group(1), target.span)) if k == "_target_" else (k, ks, v)
+                    for k, ks, v in node.entries)  # type: ignore[union-attr]
+    return YMap(entries, node.span, {k: i for i, (k, _, _) in enumerate(entries)})  # type: ignore[union-attr]
+
+
 def _has_domain(node: YNode) -> bool:
+    node = hydra_domain(node)
     if isinstance(node, YMap):
         return "type" in node.index or any(_has_domain(v) for _, _, v in node.entries)
-    return False
+    # a nested `tune.choice(...)` string: walked, so that it is reported
+    return isinstance(node, YScalar) and isinstance(node.value, str) and \
+        node.value.strip().startswith(("tune.", "ray.tune.")) and _PY_DOMAIN.fullmatch(node.value) is not None
 
 
 def read_domain(b: Builder, node: YMap, name: str) -> A.Call | None:
@@ -163,6 +215,7 @@ def _numeric(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> 
 
 def mutation_value(b: Builder, node: YNode, name: str) -> A.Value:
     """A PBT mutation: a list of values, or a domain mapping."""
+    node = hydra_domain(node)
     if isinstance(node, YMap) and "type" in node.index:
         call = read_domain(b, node, name)
         if call is not None:

@@ -17,6 +17,7 @@ from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import (
     DEFAULTED,
+    DUPLICATE,
     IGNORED,
     SUBSTITUTED,
     TYPE,
@@ -26,7 +27,7 @@ from hpoc.yaml.build import (
     block,
 )
 from hpoc.yaml.nodes import YMap, YNode, YScalar, describe
-from hpoc.yaml.space import Param, mutation_value
+from hpoc.yaml.space import Param, hydra_domain, mutation_value
 
 SEARCH_NAMES = {
     "random": "random", "basic": "random", "basic_variant": "random", "basicvariant": "random",
@@ -40,6 +41,18 @@ SCHEDULER_NAMES = {
     "hyperband": "hyperband", "bohb": "bohb", "hyperbandforbohb": "bohb", "pbt": "pbt",
     "pb2": "pb2", "median": "median", "median_stopping_rule": "median",
     "medianstoppingrule": "median",
+}
+# Ray's classes, as hydra's `_target_` (or jsonargparse's `class_path`) names them.
+SEARCH_CLASSES = {
+    "BasicVariantGenerator": "random", "OptunaSearch": "optuna", "HyperOptSearch": "hyperopt",
+    "BayesOptSearch": "bayesopt", "HEBOSearch": "hebo", "NevergradSearch": "nevergrad", "AxSearch": "ax",
+    "TuneBOHB": "bohb", "ZOOptSearch": "zoopt", "SkOptSearch": "skopt", "DragonflySearch": "dragonfly",
+    "SigOptSearch": "sigopt", "BlendSearch": "blendsearch", "CFO": "cfo", "ConcurrencyLimiter": "ConcurrencyLimiter",
+}
+SCHEDULER_CLASSES = {
+    "FIFOScheduler": "fifo", "ASHAScheduler": "asha", "AsyncHyperBandScheduler": "asha",
+    "HyperBandScheduler": "hyperband", "HyperBandForBOHB": "bohb", "PopulationBasedTraining": "pbt",
+    "PB2": "pb2", "MedianStoppingRule": "median",
 }
 # Ray's argument names that hpoc spells differently, per searcher.
 _SEED_NAMES = ("seed", "random_state", "random_state_seed")
@@ -76,7 +89,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
     if tune is not None:
         b.check_keys(tune, ("num_samples", "metric", "mode", "scheduler", "search_alg",
                             "max_concurrent_trials", "time_budget_s", "reuse_actors", *_TUNE_IGNORED),
-                     "`tune_config`",
+                     "`tune_config`", ray_class="TuneConfig",
                      homes={"storage_path": "run_config", "name": "run_config", "stop": "run_config"})
         for key in _TUNE_IGNORED:
             if key in tune.index:
@@ -137,6 +150,9 @@ def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
     m = b.mapping(node, f"`{what}`")
     if m is None:
         return None
+    m = _class_style(b, m, what)
+    if m is None:
+        return None
     name_node = m.get("name")
     name = b.word(name_node, f"`name` of `{what}`")
     if name_node is None:
@@ -157,6 +173,34 @@ def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
     return _Named(name, name_node.span if name_node else None, m.span, options, m.get("metric"), m.get("mode"))
 
 
+def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
+    """`{_target_: ray.tune.schedulers.ASHAScheduler, max_t: 20}` (hydra, newer itwinai) or
+    `{class_path: ..., init_args: {...}}` (jsonargparse) as `{name: asha, max_t: 20}`."""
+    key = "_target_" if "_target_" in m.index else "class_path" if "class_path" in m.index else None
+    if key is None:
+        return m
+    classes = SEARCH_CLASSES if what == "search_alg" else SCHEDULER_CLASSES
+    target = m.get(key)
+    cls = b.ray_target(target, classes, f"`{what}`")  # type: ignore[arg-type]
+    if "name" in m.index:
+        b.error(DUPLICATE, f"`{what}` has both `name` and `{key}`", m.key_span("name"), help="keep one of them")
+    entries = [e for e in m.entries if e[0] not in (key, "name")]
+    if key == "class_path":
+        args = b.mapping(m.get("init_args"), "`init_args`")
+        extra = [e for e in entries if e[0] != "init_args"]
+        for k, ks, _ in extra:
+            b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `{what}`", ks,
+                    help="put the class's arguments under `init_args`")
+        entries = list(args.entries) if args is not None else []
+    if cls is None or classes[cls] == "ConcurrencyLimiter":
+        if cls is not None:
+            b.error(VALUE, "`ConcurrencyLimiter` wraps a searcher, which a config cannot build", target.span,  # type: ignore[union-attr]
+                    help="name the searcher itself and limit trials with `max_concurrent_trials` in `tune_config`")
+        return None
+    entries.insert(0, ("name", m.key_span(key), YScalar(classes[cls], classes[cls], target.span)))  # type: ignore[union-attr,arg-type]
+    return YMap(tuple(entries), m.span, {k: i for i, (k, _, _) in enumerate(entries)})
+
+
 # ------------------------------------------------------------------------- objective
 
 
@@ -173,7 +217,7 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
     bad_mode = False  # an invalid mode is an error already: no "no mode is set" besides it
     for where, m, md in found:
         for node, kind in ((m, "metric"), (md, "mode")):
-            if node is None:
+            if node is None or (isinstance(node, YScalar) and node.value is None):  # Ray's default: unset
                 continue
             value = b.word(node, f"`{kind}` in `{where}`")
             if value is None:
@@ -214,7 +258,8 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
 def _scheduler(b: Builder, out: Tune, sched: _Named | None) -> str | None:
     if sched is None or sched.name is None:
         return None
-    name = SCHEDULER_NAMES.get(sched.name.strip().lower())
+    written = sched.name.strip()
+    name = SCHEDULER_NAMES.get(written.lower()) or SCHEDULER_CLASSES.get(written.rsplit(".", 1)[-1])
     if name is None:
         b.error(UNKNOWN, f"unknown scheduler `{sched.name}`", sched.name_span,
                 help=did_you_mean(sched.name.lower(), SCHEDULER_NAMES) or f"schedulers: {one_of(T.SCHEDULERS)}")
@@ -238,6 +283,7 @@ def _mutations(b: Builder, key: str, node: YMap, prefix: str, pairs: list[A.Pair
     entries are the dotted names the space gives those parameters (`optimizer.lr`)."""
     for k, ks, v in node.entries:
         name = prefix + k
+        v = hydra_domain(v)
         if isinstance(v, YMap) and "type" not in v.index and v.entries:
             _mutations(b, key, v, name + ".", pairs)
             continue
@@ -260,6 +306,9 @@ def _search(b: Builder, out: Tune, search: _Named | None, params: list[Param], s
     if search is None or search.name is None:
         return
     raw = search.name.strip().lower()
+    cls = SEARCH_CLASSES.get(search.name.strip().rsplit(".", 1)[-1])  # `name: OptunaSearch`
+    if raw not in SEARCH_NAMES and cls is not None:
+        raw = cls.lower()
     name = SEARCH_NAMES.get(raw)
     if name is None:
         help = did_you_mean(raw, SEARCH_NAMES) or f"search algorithms: {one_of(T.SEARCHERS)}"
@@ -335,7 +384,7 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
 
 def _run_config(b: Builder, out: Tune, run: YMap) -> None:
     b.check_keys(run, ("storage_path", "name", "stop", "checkpoint_config", "failure_config", *_RUN_IGNORED),
-                 "`run_config`", homes={"num_samples": "tune_config", "metric": "tune_config"})
+                 "`run_config`", homes={"num_samples": "tune_config", "metric": "tune_config"}, ray_class="RunConfig")
     for key in _RUN_IGNORED:
         if key in run.index:
             b.warn(IGNORED, f"`{key}` is ignored: hpoc reports progress and logs itself", run.key_span(key),
@@ -346,9 +395,7 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
         storage.append(b.setting("path", b.value(path), run.key_span("storage_path")))
     name = run.get("name")
     if name is not None:
-        text = b.word(name, "`name` of `run_config`")
-        if text is not None:
-            out.run_name, out.run_name_span = text, name.span
+        out.run_name, out.run_name_span = b.word(name, "`name` of `run_config`"), name.span
     stop = run.get("stop")
     if stop is not None and not isinstance(stop, YMap) and not (isinstance(stop, YScalar) and stop.value is None):
         # Ray also takes a function or a Stopper object: Python code, which a config cannot hold.
@@ -367,7 +414,7 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
         return
     names = {"num_to_keep": "keep", "checkpoint_score_attribute": "score_attribute",
              "checkpoint_score_order": "score_order", "checkpoint_frequency": "every"}
-    b.check_keys(ck, (*names, "checkpoint_at_end"), "`checkpoint_config`")
+    b.check_keys(ck, (*names, "checkpoint_at_end"), "`checkpoint_config`", ray_class="CheckpointConfig")
     body: list[A.Item] = []
     for key, kspan, value in ck.entries:
         if key in names:
@@ -393,7 +440,7 @@ def _failure_config(b: Builder, out: Tune, run: YMap) -> None:
     fc = b.mapping(run.get("failure_config"), "`failure_config`")
     if fc is None:
         return
-    b.check_keys(fc, ("max_failures", "fail_fast"), "`failure_config`")
+    b.check_keys(fc, ("max_failures", "fail_fast"), "`failure_config`", ray_class="FailureConfig")
     node = fc.get("max_failures")
     if "fail_fast" in fc.index:
         b.warn(IGNORED, "`fail_fast` is ignored: hpoc finishes the other trials when one fails",

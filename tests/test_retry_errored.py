@@ -39,11 +39,11 @@ def _run(plan, **kw):
     return code, progress.getvalue() + out.getvalue()
 
 
-def _flaky_plan(tmp_path, bug=True):
+def _flaky_plan(tmp_path, bug=True, hidden=(8, 16)):
     workdir = write_toy(tmp_path / "study")
     (workdir / "flaky.py").write_text(f"BUG = {bug}\n" + FLAKY, encoding="utf-8")
     return make_plan(workdir, tmp_path / "results", trials={"num_samples": 1, "max_concurrent": 2},
-                     space={"params": [param("hidden", "grid", values=[8, 16])],
+                     space={"params": [param("hidden", "grid", values=list(hidden))],
                             "constants": {"epochs": 3, "batch_size": 32, "lr": 0.01}},
                      pipeline={"trainer": {"target": "flaky:FlakyTrainer", "args": {}}})
 
@@ -95,6 +95,24 @@ def test_only_the_errored_trials_run_again_from_scratch(tmp_path, capsys):
                       space=plan["space"], pipeline=plan["pipeline"])
     code, text = _run(other, retry_errored=rerun.SCRATCH)  # another plan: still refused
     assert code == EXIT_SPEC and "the plans differ in `trials`" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_from_checkpoint_an_errored_trial_continues_after_its_last_checkpoint(tmp_path):
+    plan = _flaky_plan(tmp_path, hidden=[16])  # only the trial that fails
+    code, text = _run(plan)
+    (trial,) = _trials(plan).values()
+    assert trial["status"] == "ERROR" and _epochs(trial) == [1, 2], text
+    first = (Path(trial["path"]) / "result.json").read_text().splitlines()
+    (Path(plan["source"]["workdir"]) / "flaky.py").write_text("BUG = False\n" + FLAKY)
+    code, text = _run(plan, retry_errored=rerun.CHECKPOINT)
+    assert code == EXIT_OK and "again from their last checkpoint" in text, text
+    (trial,) = _trials(plan).values()
+    assert trial["status"] == "TERMINATED" and trial["error"] is None
+    rows = (Path(trial["path"]) / "result.json").read_text().splitlines()
+    assert rows[:2] == first and [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]  # epoch 3 only
+    assert sorted(p.name for p in (Path(trial["path"]) / "before-retry-1").iterdir()) == [
+        "error.pkl", "error.txt"]  # its reports and checkpoints stay where they were
 
 
 @pytest.mark.ray

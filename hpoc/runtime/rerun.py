@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ENV = "HPOC_RETRY_ERRORED"
 SCRATCH, CHECKPOINT = "scratch", "checkpoint"
@@ -62,6 +62,31 @@ def errored(exp: Path) -> dict[str, Path]:
         if isinstance(trial, dict) and trial.get("status") == "ERROR" and trial.get("trial_id"):
             out[str(trial["trial_id"])] = exp / str(trial.get("relative_logdir") or "")
     return out
+
+
+def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,
+            say: Callable[[str], None]) -> tuple[str | None, set[str]]:
+    """Before `Tuner.restore` ("restore": an interrupted run, "retry": a finished one): the
+    retry mode the restore uses (None: errored trials stay errored) and the trials to start
+    from scratch. `retry` is --retry-errored's; `plan_retries` the plan's
+    `resume.retry_errored`, which retries an interrupted run's from their checkpoint."""
+    asked = retry
+    if mode == "restore":
+        retry = retry or (CHECKPOINT if plan_retries else None)
+    trials = errored(exp) if retry else {}
+    if not trials:
+        if asked:
+            say("[hpoc] no errored trial to retry")
+        return None, set()
+    scratch = retry == SCRATCH
+    how = "from scratch" if scratch else "from their last checkpoint"
+    if mode == "retry":
+        say(f"[hpoc] this study ran to the end in {exp}; running its {len(trials)} errored "
+            f"trial(s) again {how}; the finished trials are kept")
+    else:
+        say(f"[hpoc] its {len(trials)} errored trial(s) run again {how}")
+    set_aside(exp, trials, scratch)
+    return retry, set(trials) if scratch else set()
 
 
 def set_aside(exp: Path, trials: dict[str, Path], scratch: bool) -> None:

@@ -401,31 +401,6 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
     return tune.with_resources(trainable, resources)
 
 
-def _retry_errored(exp: Path, mode: str, retry: str | None, plan_retries: bool,
-                   stream: TextIO) -> str | None:
-    """Say what a restore does, and prepare the errored trials it retries: --retry-errored's
-    (`retry`), or an interrupted run's under `resume.retry_errored` (`plan_retries`)."""
-    asked = retry
-    if mode == "restore":
-        _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
-        retry = retry or (rerun.CHECKPOINT if plan_retries else None)
-    errored = rerun.errored(exp) if retry else {}
-    if not errored:
-        if asked:
-            _say(stream, "[hpoc] no errored trial to retry")
-        return None
-    scratch = retry == rerun.SCRATCH
-    how = "from scratch" if scratch else "from their last checkpoint"
-    if mode == "retry":
-        _say(stream, f"[hpoc] this study ran to the end in {exp}; running its {len(errored)} "
-                     f"errored trial(s) again {how}; the finished trials are kept")
-    else:
-        _say(stream, f"[hpoc] its {len(errored)} errored trial(s) run again {how}")
-    rerun.set_aside(exp, errored, scratch)
-    _STATE.start_over = set(errored) if scratch else set()
-    return retry
-
-
 def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
            stream: TextIO, verbose: bool = False, retry: str | None = None) -> Any:
     from ray import tune
@@ -436,7 +411,10 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
-        retry = _retry_errored(exp, mode, retry, bool(plan["resume"]["retry_errored"]), stream)
+        if mode == "restore":
+            _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+        retry, _STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
+                                                 lambda line: _say(stream, line))
         mend_cut_logs(exp)
         # Errored trials are resumed, keeping their ids (a restart would give them new ones,
         # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.

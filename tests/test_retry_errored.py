@@ -270,3 +270,24 @@ def test_a_retried_trial_leaves_what_it_had_in_before_retry(tmp_path):
     assert not (exp / "train" / "t2").exists()
     assert sorted(p.name for p in (exp / "trial_0").iterdir()) == [  # a finished trial: untouched
         "checkpoint_000000", "error.txt", "params.json", "progress.csv", "result.json"]
+
+
+def test_an_interrupted_run_retries_its_errored_trials_as_asked(tmp_path):
+    """The plan's `resume.retry_errored` retries an interrupted run's errored trials from
+    their checkpoint; --retry-errored does so even without it, and from scratch by default."""
+    exp = tmp_path / "exp"
+    _state(exp, ["PAUSED", "ERROR"])
+    for i in range(2):
+        (exp / f"trial_{i}").mkdir()
+        (exp / f"trial_{i}" / "error.txt").write_text("old")
+    said = []
+    assert rerun.prepare(exp, "restore", None, False, said.append) == (None, set())
+    assert said == [] and (exp / "trial_1" / "error.txt").exists()  # stays errored, as it was
+    assert rerun.prepare(exp, "restore", None, True, said.append) == (rerun.CHECKPOINT, set())
+    assert said == ["[hpoc] its 1 errored trial(s) run again from their last checkpoint"]
+    assert (exp / "trial_1" / "before-retry-1" / "error.txt").exists()
+    assert (exp / "trial_0" / "error.txt").exists()  # not an errored trial: untouched
+    assert rerun.prepare(exp, "restore", rerun.SCRATCH, False, said.append) == (rerun.SCRATCH, {"t1"})
+    _state(exp, ["PAUSED"])
+    assert rerun.prepare(exp, "restore", rerun.SCRATCH, True, said.append) == (None, set())
+    assert said[-1] == "[hpoc] no errored trial to retry"

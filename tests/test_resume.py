@@ -302,6 +302,11 @@ def test_errored_trials_retried_on_resume_keep_max_concurrent_and_their_epochs(t
     # each continued after its checkpoint of epoch 1
     for rows in reports(exp).values():
         assert [r["epoch"] for r in rows] == [1, 2]
+    # their old error is kept aside: it made `hpoc results` show them with it, retried or not
+    from hpoc.results import load
+
+    assert all(t.error is None and t.status == "TERMINATED" for t in load(exp).trials)
+    assert len(list(exp.glob("*/before-retry-1/error.txt"))) == 2
 
 
 def _peak_epochs(log: Path) -> int:

@@ -439,7 +439,8 @@ def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tm
     progress = io.StringIO()
     assert run_study(plan, RunOptions(local=True, progress=progress, out=io.StringIO())) == 0
     assert (f"already ran to the end in {exp} with 2 errored trial(s); a finished study does not retry "
-            "them: pass --fresh to run every trial again") in progress.getvalue()
+            "them: pass --retry-errored to run only those again (after fixing what failed), or "
+            "--fresh to run every trial again") in progress.getvalue()
 
 
 def test_a_yaml_configs_run_errors_name_its_keys(spec, tmp_path, capsys, monkeypatch):

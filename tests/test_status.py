@@ -64,6 +64,18 @@ def test_an_experiment_directory_is_accepted(tmp_path, capsys):
     assert out.endswith(f"next: results: hpoc results {exp}; report: hpoc report {exp} -o report.html\n")
 
 
+def test_a_finished_study_with_errored_trials_says_how_to_run_only_those_again(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR" if i else "TERMINATED"}
+                          for i in range(3)], metric="val_accuracy", mode="max")
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0, err
+    assert out.endswith(f"next: 2 errored trial(s): once what made them fail is fixed, `hpoc run "
+                        f"{tmp_path / 'study.hpo'} --local --retry-errored` (or `hpoc submit {tmp_path / 'study.hpo'} "
+                        "--retry-errored`) runs only those again "
+                        "(finished trials are kept)\n")
+
+
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
     code, _, err = status(capsys, tmp_path / "nope")
     assert code == 2 and "no such file or directory" in err
@@ -199,3 +211,15 @@ def test_next_step_commands_quote_a_build_dir_with_a_space(tmp_path, capsys, mon
     code, out, err = status(capsys, build)
     assert code == 0, err
     assert f"next: resume: `sbatch --array=1 '{build}/job.sbatch'`" in out, out
+
+
+def test_the_retry_hint_is_the_command_the_study_was_started_with(tmp_path):
+    from hpoc.commands.status import _retry_command
+
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    status = {"build_dir": str(build), "shards": [{"shard": 0}, {"shard": 1}]}
+    assert _retry_command(status, [1], "x") == f"`HPOC_RETRY_ERRORED=1 sbatch --array=1 {build}/job.sbatch`"
+    status["submitted_by_hpoc"] = True
+    assert _retry_command(status, [1], "x") == f"`hpoc submit {build} --retry-errored`"

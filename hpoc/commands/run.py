@@ -4,7 +4,8 @@
     hpoc run build/fashion/plan.json               # inside a SLURM job (RAY_ADDRESS set)
 
 A .hpo (or .yaml) spec is compiled in this process; a plan.json is read as is.
-Without RAY_ADDRESS the run is local; `--local` forces it. A local run refuses while a
+Without RAY_ADDRESS the run is local; `--local` forces it. `--retry-errored` (or
+HPOC_RETRY_ERRORED=1) runs only the errored trials of the run there again (rerun.py). A local run refuses while a
 queued or running SLURM job of this user will run the same shard of the same experiment
 (`--force` runs it anyway): whichever of the two comes second would stop at once.
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+RETRY_ENV = "HPOC_RETRY_ERRORED"  # hpoc.runtime.rerun.ENV (not imported: a light CLI)
 HELP = "run a study's trials with Ray Tune (local, or on the job's Ray cluster)"
 
 
@@ -31,11 +33,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="move a previous run of this study aside and start over "
                         "(default: resume an interrupted run, skip a finished one)")
+    add_retry_arguments(p)
     p.add_argument("--force", action="store_true",
                    help="local runs: run even if a queued or running SLURM job will run the "
                         "same shard of this study's storage")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show Ray's logs and the trials' own output")
+
+
+def add_retry_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retry-errored", action="store_true",
+                   help="run only the errored trials of a finished (or interrupted) run again, "
+                        "from scratch (after fixing what made them fail); finished trials are "
+                        f"kept. Also set by {RETRY_ENV}=1")
+    p.add_argument("--from-checkpoint", action="store_true",
+                   help="with --retry-errored: continue the errored trials from their last "
+                        f"checkpoint instead ({RETRY_ENV}=checkpoint)")
+
+
+def retry_mode(args: argparse.Namespace) -> str | None:
+    """--retry-errored's mode (rerun.SCRATCH/CHECKPOINT), else HPOC_RETRY_ERRORED's; raises
+    HpocError for a misuse."""
+    from hpoc.errors import HpocError
+    from hpoc.runtime import rerun
+
+    if args.from_checkpoint and not args.retry_errored:
+        raise HpocError("--from-checkpoint only goes with --retry-errored")
+    if args.retry_errored:
+        mode = rerun.CHECKPOINT if args.from_checkpoint else rerun.SCRATCH
+    else:
+        try:
+            mode = rerun.mode_from_env()
+        except rerun.RetryError as exc:
+            raise HpocError(str(exc)) from None
+    if mode and getattr(args, "fresh", False):
+        raise HpocError("--retry-errored reruns the errored trials of the run there, --fresh "
+                        "moves that run aside: pass one of them")
+    return mode
 
 
 def _positive(text: str) -> int:
@@ -83,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    retry = retry_mode(args)
     plan = load_plan(args.target)
     local = args.local if args.local is not None else not os.environ.get("RAY_ADDRESS")
     if local and not args.force:
@@ -91,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
 
     return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
                                       fresh=args.fresh, verbose=args.verbose,
-                                      progress=sys.stderr, out=sys.stdout))
+                                      retry_errored=retry, progress=sys.stderr, out=sys.stdout))
 
 
 def refuse_beside_jobs(plan: dict[str, Any], shard: int) -> None:

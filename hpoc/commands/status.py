@@ -398,7 +398,24 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "finished":
         where = shlex.quote(build or target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
+        errored = [s["shard"] for s in shards if s["errored"]]
+        if errored:
+            steps.append(f"{sum(s['errored'] for s in shards)} errored trial(s): once what made "
+                         "them fail is fixed, " + _retry_command(status, errored, target)
+                         + " runs only those again (finished trials are kept)")
     return steps
+
+
+def _retry_command(status: dict[str, Any], errored: list[int], target: str) -> str:
+    """The command that runs the errored trials of these shards again (docs/resume.md)."""
+    build = status["build_dir"]
+    if build is None:
+        t = shlex.quote(target)
+        return f"`hpoc run {t} --local --retry-errored` (or `hpoc submit {t} --retry-errored`)"
+    command = _resume_command(status, errored, target)
+    if "sbatch" in command:
+        return "`HPOC_RETRY_ERRORED=1 " + command[1:]
+    return command[:-1] + " --retry-errored`"
 
 
 def _resume_command(status: dict[str, Any], stopped: list[int], target: str) -> str:

@@ -5,7 +5,8 @@
     hpoc submit study.hpo --cluster local  # the same jobs on this machine
     hpoc submit build/digits --wait        # and wait until they end
 
-Submitting an unfinished study resumes it; a finished one is not submitted again.
+Submitting an unfinished study resumes it; a finished one is not submitted again, unless
+`--retry-errored` asks its errored trials to run again (only the shards that have some).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where a spec is compiled (default: build/<study name>)")
     p.add_argument("--fresh", action="store_true",
                    help="move the study's previous results aside and start over")
+    from hpoc.commands.run import add_retry_arguments
+
+    add_retry_arguments(p)
     p.add_argument("--force", action="store_true",
                    help="submit even if jobs of this study are already queued or running")
     p.add_argument("--wait", action="store_true", default=None,
@@ -50,26 +54,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from hpoc.commands.run import retry_mode
     from hpoc.errors import HpocError
     from hpoc.submit import SubmitError, load_target, prepare, send, would_send
 
+    retry = retry_mode(args)
+    nothing = "no shard has an errored trial to retry" if retry else "--fresh starts over"
     try:
         found = load_target(args.target, args.out)
         plan = found.plan
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.dry_run:
-            if not would_send(plan, sub, args.fresh).shards:
+            if not would_send(plan, sub, args.fresh, retry).shards:
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "
-                      "submitted (--fresh starts over)")
+                      f"submitted ({nothing})")
                 return 0
             print(render_dry_run(sub))
             return 0
-        jobs = send(plan, sub, fresh=args.fresh, force=args.force, build=found)
+        jobs = send(plan, sub, fresh=args.fresh, force=args.force, build=found, retry=retry)
     except SubmitError as exc:
         raise HpocError(str(exc)) from None
     if not jobs:
         print(f"study `{plan['study']['name']}` is complete; nothing submitted "
-              "(`hpoc status`, `hpoc results`; --fresh starts over)")
+              f"(`hpoc status`, `hpoc results`; {nothing})")
         return 0
     print(describe_jobs(plan, sub, jobs))
     wait = args.wait if args.wait is not None else sub.cluster == "local"

@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="embedded Ray on this machine (default when RAY_ADDRESS is unset)")
     parser.add_argument("--cpus", type=int, default=None, help="local: CPU slots for Ray")
     parser.add_argument("--fresh", action="store_true", help="move a previous run aside and start over")
+    from hpoc.commands.run import add_retry_arguments, retry_mode
+
+    add_retry_arguments(parser)
     parser.add_argument("--before-ray", action="store_true",
                         help="only say whether the shard has anything to do (exit 0), ran to the "
                              "end (3), is run by another driver (4) or ran and failed (5); see "
@@ -32,24 +35,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="show Ray's and the trials' output")
     args = parser.parse_args(argv)
 
+    from hpoc.errors import HpocError
     from hpoc.plan import PlanError, load
     from hpoc.runtime.study import RunOptions, run_study
 
     try:
         plan = load(args.plan)
-    except PlanError as exc:
+        retry = retry_mode(args)
+    except (PlanError, HpocError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.before_ray:
         from hpoc.runtime import before
 
-        return before.main(plan, args.shard, args.claim)
+        return before.main(plan, args.shard, args.claim, retry)
     if args.release_claim:
         from hpoc.runtime import before
 
         return before.release(plan, args.shard)
     return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
-                                      fresh=args.fresh, verbose=args.verbose))
+                                      fresh=args.fresh, verbose=args.verbose,
+                                      retry_errored=retry))
 
 
 if __name__ == "__main__":

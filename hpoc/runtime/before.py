@@ -2,7 +2,9 @@
 asked before it brings a Ray cluster up (seconds, no Ray import).
 
 Exit 0: go on. 3: the shard already ran to the end (a resubmitted array's finished task);
-5: it did, and no trial succeeded (the job fails, as the driver would have). 4: another
+5: it did, and no trial succeeded (the job fails, as the driver would have). With
+HPOC_RETRY_ERRORED (or --retry-errored) a shard that ran to the end with errored trials is
+a GO: its driver runs them again (rerun.py). 4: another
 run holds the shard's lock (the study submitted twice). The driver asks again when it
 starts; this only spares the job a cluster it would not use. Codes of their own, so that
 the job script tells an answer from a crash of this check (which it goes past).
@@ -23,7 +25,9 @@ from typing import Any
 GO, DONE, BUSY, FAILED = 0, 3, 4, 5
 
 
-def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
+def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple[int, str]:
+    """The answer for a shard; `retry` (--retry-errored, HPOC_RETRY_ERRORED): a shard that
+    ran to the end with errored trials has something to do."""
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker, runlock
     from hpoc.runtime.shards import experiment_dir
@@ -38,6 +42,11 @@ def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
         return GO, ""  # another plan's run: the driver refuses it, with the differences
     summary = finished_run(exp, recorded, digest)
     if summary is not None:
+        if retry and (summary.get("status_counts") or {}).get("ERROR"):
+            return GO, ""
+        if retry:
+            return (FAILED if exit_code(summary) else DONE), (
+                f"{exp} already ran to the end with no errored trial: nothing to retry")
         if exit_code(summary):
             return FAILED, (f"{exp} already ran to the end and no trial succeeded "
                             "(`hpoc results` shows why; --fresh starts over)")
@@ -45,16 +54,18 @@ def verdict(plan: dict[str, Any], shard: int) -> tuple[int, str]:
     return GO, ""
 
 
-def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None) -> tuple[int, str]:
+def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
+          retry: str | None = None) -> tuple[int, str]:
     """verdict(), and with `claim_pid` the shard claimed for this SLURM job on a GO."""
-    code, why = verdict(plan, shard)
+    code, why = verdict(plan, shard, retry)
     if code == GO and claim_pid:
         code, why = _claim(plan, shard, claim_pid)
     return code, why
 
 
-def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None) -> int:
-    code, why = check(plan, shard, claim_pid)
+def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
+         retry: str | None = None) -> int:
+    code, why = check(plan, shard, claim_pid, retry)
     if why:
         print(f"hpoc: {'error: ' if code in (BUSY, FAILED) else ''}{why}", file=sys.stderr)
     return code

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import marker, runlock, stall
+from hpoc.runtime import marker, rerun, runlock, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -55,6 +55,7 @@ class RunOptions:
     num_cpus: int | None = None      # local only: CPU slots Ray may use (default: this machine's)
     num_gpus: int | None = None      # local only: GPUs (default: those present)
     fresh: bool = False              # move a previous run of this shard aside and start over
+    retry_errored: str | None = None  # rerun.SCRATCH/CHECKPOINT: run the errored trials again
     verbose: bool = False            # Ray's own logs and the workers' output on the terminal
     progress: TextIO | None = None   # progress lines (default stderr)
     out: TextIO | None = None        # the final report (default stdout)
@@ -77,6 +78,7 @@ class _State:
     max_retries: int = 0      # the plan's; a trial restored from an earlier run may hold 0
     sweep_at: float | None = None  # next look for orphaned placement groups (orphans.py)
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
+    start_over: set[str] = field(default_factory=set)  # errored trials retried from scratch
     watch: stall.StallWatch = field(default_factory=stall.StallWatch)  # trials gone quiet
 
 
@@ -101,16 +103,21 @@ def _say(stream: TextIO, text: str) -> None:
 
 
 def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
-               stream: TextIO, lock: runlock.Lock | None = None) -> str:
-    """"fresh", "restore" or "done" for an experiment directory (whose `lock` this run holds,
-    so a live run is never moved aside)."""
+               stream: TextIO, lock: runlock.Lock | None = None, retry: str | None = None) -> str:
+    """"fresh", "restore", "retry" (a finished run's errored trials) or "done" for an
+    experiment directory (whose `lock` this run holds, so a live run is never moved aside)."""
     from ray.tune import Tuner
 
-    if not exp.exists():
-        return "fresh"
-    recorded = marker.read(exp)
-    has_state = Tuner.can_restore(str(exp))
+    if retry and fresh:
+        raise StudyError("--retry-errored reruns the errored trials of the run there, --fresh "
+                         "moves that run aside: pass one of them")
+    recorded = marker.read(exp) if exp.exists() else None
+    has_state = exp.exists() and Tuner.can_restore(str(exp))
     if not has_state and recorded is None:
+        if retry:
+            raise StudyError(f"--retry-errored: {exp} holds no earlier run of this study, so no "
+                             "errored trial to run again\n  help: run the study without "
+                             "--retry-errored (or HPOC_RETRY_ERRORED) first")
         return "fresh"
     if fresh:
         aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -126,7 +133,7 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                          "change to resume, change `storage.name`, or pass --fresh to move the "
                          "old run aside")
     if summary_mod.finished_run(exp, recorded, fp["plan_hash"]) is not None:
-        return "done"
+        return "retry" if retry and has_state and rerun.errored(exp) else "done"
     if not has_state:
         return "fresh"
     if not resume_enabled:
@@ -293,6 +300,9 @@ def _events_class() -> type:
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume, retry
 
+            if trial.trial_id in _STATE.start_over:  # --retry-errored: before Ray restores it
+                _STATE.start_over.discard(trial.trial_id)
+                rerun.start_over(trial)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             _STATE.watch.started(trial.trial_id)
 
@@ -392,7 +402,7 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
 
 
 def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
-           stream: TextIO, verbose: bool = False) -> Any:
+           stream: TextIO, verbose: bool = False, retry: str | None = None) -> Any:
     from ray import tune
 
     from hpoc.runtime import pool
@@ -400,11 +410,16 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
     from hpoc.runtime.search import make_scheduler, make_searcher
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
-    if mode == "restore":
-        _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+    if mode in ("restore", "retry"):
+        if mode == "restore":
+            _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+        retry, _STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
+                                                 lambda line: _say(stream, line))
         mend_cut_logs(exp)
+        # Errored trials are resumed, keeping their ids (a restart would give them new ones,
+        # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.
         return tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
-                                  resume_errored=bool(plan["resume"]["retry_errored"]),
+                                  resume_errored=bool(retry),
                                   restart_errored=False,
                                   param_space=param_space or None), num_samples
     trials = plan["trials"]
@@ -516,7 +531,7 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
         _say(sys.stderr, f"error: {_in_spec_words(plan, str(exc))}")
         return exc.exit_code
     except Interrupted:
-        if _STATE.mode == "restore":
+        if _STATE.mode in ("restore", "retry"):
             _say(sys.stderr, "[hpoc] interrupted before the trials restarted; run the same "
                              "plan again to resume")
             return EXIT_INTERRUPTED
@@ -562,16 +577,18 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         marker.migrate_legacy(exp)
         _lock(lock, stream)
         mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                        stream, lock)
-        if mode == "restore":
+                                        stream, lock, opts.retry_errored)
+        if mode in ("restore", "retry"):
             _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
             errored = (previous.get("status_counts") or {}).get("ERROR", 0)
-            # Fixed the trainer after some trials failed? Only a new run trains them again.
+            # Fixed the trainer after some trials failed? --retry-errored trains them again.
             _say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
+                "with no errored trial: nothing to retry" if opts.retry_errored else
                 f"with {errored} errored trial(s); a finished study does not retry them: pass "
-                "--fresh to run every trial again" if errored else "(pass --fresh to run it again)"))
+                "--retry-errored to run only those again (after fixing what failed), or --fresh "
+                "to run every trial again" if errored else "(pass --fresh to run it again)"))
             _say(out, summary_mod.describe_best(previous))
             return summary_mod.exit_code(previous)
         loading = _loading_line(plan)
@@ -650,7 +667,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, _STATE.run)
     try:
-        tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose)
+        tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose,
+                              opts.retry_errored)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])

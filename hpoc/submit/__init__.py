@@ -36,16 +36,19 @@ JOBS_FILE = "jobs.json"
 
 
 def submit(target: str | os.PathLike, *, cluster: str | None = None, dry_run: bool = False,
-           out: str | os.PathLike | None = None, fresh: bool = False, force: bool = False) -> Any:
+           out: str | os.PathLike | None = None, fresh: bool = False, force: bool = False,
+           retry_errored: str | None = None) -> Any:
     """Submit the study; returns the submitit jobs (one per shard), or the `Submission`
     that would be sent when `dry_run` is true (nothing is written then: its shards are
     those that did not run to the end, none for a complete study). Raises SubmitError (or
-    SpecError for a spec with errors)."""
+    SpecError for a spec with errors). `retry_errored` ("scratch" or "checkpoint", as
+    `hpoc submit --retry-errored`) submits the shards with errored trials, whose jobs run
+    only those again."""
     found = load_target(target, out)
     sub = prepare(found.plan, found.plan_path, cluster)
     if dry_run:
-        return would_send(found.plan, sub, fresh)
-    return send(found.plan, sub, fresh=fresh, force=force, build=found)
+        return would_send(found.plan, sub, fresh, retry_errored)
+    return send(found.plan, sub, fresh=fresh, force=force, build=found, retry=retry_errored)
 
 
 def pick_cluster(plan: dict[str, Any], cluster: str | None) -> str:
@@ -171,8 +174,9 @@ def _put_back(plan: dict[str, Any], aside: Path) -> None:
         print(f"hpoc: the submission failed: moved the previous run back to {root}")
 
 
-def previous_run(plan: dict[str, Any]) -> tuple[str, set[int]]:
-    """check_previous's answer (without --fresh) and the shards that ran to the end."""
+def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, set[int]]:
+    """check_previous's answer (without --fresh) and the shards that ran to the end (with
+    `retry`, --retry-errored: to the end with no errored trial)."""
     from hpoc.runtime import marker
     from hpoc.runtime.shards import study_root
     from hpoc.runtime.summary import finished_run
@@ -191,7 +195,8 @@ def previous_run(plan: dict[str, Any]) -> tuple[str, set[int]]:
             raise SubmitError(
                 marker.describe(d, recorded, fp, parts) + "\n  help: undo that change to "
                 "resume, change `storage.name` in the spec, or pass --fresh to move the old run aside")
-        if finished_run(d, recorded if fp else None, digest) is not None:
+        summary = finished_run(d, recorded if fp else None, digest)
+        if summary is not None and not (retry and (summary.get("status_counts") or {}).get("ERROR")):
             done.add(k)
     return ("done" if len(done) == len(dirs) else "resume"), done
 
@@ -220,18 +225,19 @@ def make_executor(sub: Submission) -> Any:
     return executor
 
 
-def make_job(plan: dict[str, Any], sub: Submission) -> Any:
+def make_job(plan: dict[str, Any], sub: Submission, retry: str | None = None) -> Any:
     from hpoc.submit.job import StudyJob
 
     grace = sub.parameters.get("signal_delay_s")
     local_cpus = None
     if sub.cluster == "local":
         local_cpus = max(1, (os.cpu_count() or 1) // max(1, len(sub.shards)))
-    return StudyJob(sub.plan_path, sub.cluster, grace_s=grace, local_cpus=local_cpus)
+    return StudyJob(sub.plan_path, sub.cluster, grace_s=grace, local_cpus=local_cpus,
+                    retry_errored=retry)
 
 
 def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: bool = False,
-         build: Target | None = None) -> list[Any]:
+         build: Target | None = None, retry: str | None = None) -> list[Any]:
     if sub.cluster == "slurm" and not force:
         running = active_jobs(plan)
         if running:
@@ -244,7 +250,7 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         if text and (why := plan_in_use(Path(sub.plan_path), text)):
             raise SubmitError(why + ", or pass --force")
     aside = move_aside(plan) if fresh else None
-    state, note = unfinished(plan, sub, fresh)
+    state, note = unfinished(plan, sub, fresh, retry)
     if build is not None:
         build.write()
     if state == "done":
@@ -253,7 +259,7 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         print(f"hpoc: {note}")
     try:
         executor = make_executor(sub)
-        job = make_job(plan, sub)
+        job = make_job(plan, sub, retry)
         if len(sub.shards) == 1:
             jobs = [executor.submit(job, sub.shards[0])]
         else:
@@ -266,19 +272,21 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
     return jobs
 
 
-def unfinished(plan: dict[str, Any], sub: Submission, fresh: bool) -> tuple[str, str | None]:
+def unfinished(plan: dict[str, Any], sub: Submission, fresh: bool,
+               retry: str | None = None) -> tuple[str, str | None]:
     """What `send` (and `hpoc submit --dry-run`) sends: the start ("fresh", "resume", or
     "done": nothing) and, keeping in `sub` only the shards that did not run to the end,
     the line that says which were dropped. `fresh` moves nothing aside here."""
-    state, finished = ("fresh", set()) if fresh else previous_run(plan)
+    state, finished = ("fresh", set()) if fresh else previous_run(plan, retry)
     if state == "done":
         return state, None
     return state, skip_finished(sub, finished)
 
 
-def would_send(plan: dict[str, Any], sub: Submission, fresh: bool) -> Submission:
+def would_send(plan: dict[str, Any], sub: Submission, fresh: bool,
+               retry: str | None = None) -> Submission:
     """`sub` as `send` would send it (no shards for a complete study), moving nothing."""
-    state, note = unfinished(plan, sub, fresh)
+    state, note = unfinished(plan, sub, fresh, retry)
     if state == "done":
         sub.shards = []
     elif note:

@@ -64,11 +64,12 @@ class StudyJob(submitit.helpers.Checkpointable):
     """The callable submitit pickles: `StudyJob(plan_path, cluster)(shard)`."""
 
     def __init__(self, plan_path: str, cluster: str = "slurm", *, grace_s: int | None = None,
-                 local_cpus: int | None = None) -> None:
+                 local_cpus: int | None = None, retry_errored: str | None = None) -> None:
         self.plan_path = str(plan_path)
         self.cluster = cluster
         self.grace_s = grace_s
         self.local_cpus = local_cpus
+        self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -101,6 +102,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         if self.grace_s is None:  # resume disabled in the study: do not requeue
             return None
         print("hpoc: requeueing the job; the study resumes from its storage", flush=True)
+        # Without retry_errored: the requeued job resumes this run, errored trials as the
+        # plan's `resume.retry_errored` says (a retry from scratch is not started over).
         fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
         return submitit.helpers.DelayedSubmission(fresh, shard)
 
@@ -109,6 +112,8 @@ class StudyJob(submitit.helpers.Checkpointable):
     def _run_driver(self, shard: int, env: dict[str, str], *, local: bool,
                     head: subprocess.Popen | None = None, head_log: Path | None = None) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "hpoc.runtime", self.plan_path, "--shard", str(shard)]
+        if getattr(self, "retry_errored", None):  # (a job pickled by an older hpoc has none)
+            cmd += ["--retry-errored"] + (["--from-checkpoint"] if self.retry_errored == "checkpoint" else [])
         if local:
             cmd.append("--local")
             if self.local_cpus:
@@ -155,7 +160,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         rdv, job_dir, log_dir = _paths(env)
         # As job.sbatch: nothing to do, or another run holds the shard, needs no Ray; a go
         # claims the shard for this job (its driver takes the claim over).
-        code, why = before.check(plan, shard, claim_pid=os.getpid())
+        code, why = before.check(plan, shard, claim_pid=os.getpid(),
+                                 retry=getattr(self, "retry_errored", None))
         if code != before.GO:
             rdv.mkdir(mode=0o700, parents=True, exist_ok=True)
             (rdv / "done").touch()  # left in place: the other tasks stop waiting for a head

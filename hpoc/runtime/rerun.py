@@ -1,0 +1,132 @@
+"""`--retry-errored`: run only a study's errored trials again, after their bug is fixed.
+
+    hpoc run study.hpo --local --retry-errored                    # from scratch
+    hpoc run study.hpo --local --retry-errored --from-checkpoint  # from their last checkpoint
+    HPOC_RETRY_ERRORED=1 sbatch build/s/job.sbatch                # the job's driver reads it
+
+The driver reopens the run (`Tuner.restore`, errored trials resumed, finished ones kept) -
+a finished run too, which otherwise is not run again. From scratch is the default: a
+checkpoint written by the code that failed may hold what the bug did. A trial keeps its id
+and directory either way (searchers know it by its id); what it left there is moved into
+`before-retry-<n>/` inside its directory, so that its reports, curve and status are the
+new run's: its error files always, and from scratch its reports and checkpoints too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+ENV = "HPOC_RETRY_ERRORED"
+SCRATCH, CHECKPOINT = "scratch", "checkpoint"
+_ON = {"1", "true", "yes", "on", SCRATCH}
+_OFF = {"", "0", "false", "no", "off"}
+_ERROR_FILES = ("error.txt", "error.pkl")
+_REPORTS = ("result.json", "progress.csv", "events.out.tfevents")
+
+
+class RetryError(ValueError):
+    pass
+
+
+def mode_from_env(environ: Any = os.environ) -> str | None:
+    """SCRATCH, CHECKPOINT or None (unset) from HPOC_RETRY_ERRORED."""
+    value = str(environ.get(ENV, "")).strip().lower()
+    if value in _OFF:
+        return None
+    if value in _ON:
+        return SCRATCH
+    if value == CHECKPOINT:
+        return CHECKPOINT
+    raise RetryError(f"{ENV}={environ.get(ENV)!r} is not a valid value\n  help: `1` retries the "
+                     "errored trials from scratch, `checkpoint` from their last checkpoint, "
+                     "`0` or unset not at all")
+
+
+def errored(exp: Path) -> dict[str, Path]:
+    """trial id -> directory of the trials Ray's newest saved experiment state in `exp` has
+    as ERROR: the trials a restore retries."""
+    files = sorted(exp.glob("experiment_state-*.json"))
+    try:
+        data = json.loads(files[-1].read_text(encoding="utf-8")) if files else {}
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for item in data.get("trial_data") or []:
+        try:
+            trial = json.loads(item[0])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if isinstance(trial, dict) and trial.get("status") == "ERROR" and trial.get("trial_id"):
+            out[str(trial["trial_id"])] = exp / str(trial.get("relative_logdir") or "")
+    return out
+
+
+def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,
+            say: Callable[[str], None]) -> tuple[str | None, set[str]]:
+    """Before `Tuner.restore` ("restore": an interrupted run, "retry": a finished one): the
+    retry mode the restore uses (None: errored trials stay errored) and the trials to start
+    from scratch. `retry` is --retry-errored's; `plan_retries` the plan's
+    `resume.retry_errored`, which retries an interrupted run's from their checkpoint."""
+    asked = retry
+    if mode == "restore":
+        retry = retry or (CHECKPOINT if plan_retries else None)
+    trials = errored(exp) if retry else {}
+    if not trials:
+        if asked:
+            say("[hpoc] no errored trial to retry")
+        return None, set()
+    scratch = retry == SCRATCH
+    how = "from scratch" if scratch else "from their last checkpoint"
+    if mode == "retry":
+        say(f"[hpoc] this study ran to the end in {exp}; running its {len(trials)} errored "
+            f"trial(s) again {how}; the finished trials are kept")
+    else:
+        say(f"[hpoc] its {len(trials)} errored trial(s) run again {how}")
+    set_aside(exp, trials, scratch)
+    return retry, set(trials) if scratch else set()
+
+
+def set_aside(exp: Path, trials: dict[str, Path], scratch: bool) -> None:
+    """Move what the errored `trials` left in their directories into `before-retry-<n>/`:
+    the error files (a successful retry would still read as errored), and for a retry from
+    scratch the reports, checkpoints and (multi-worker trials) their Ray Train run."""
+    from hpoc.runtime.trial import train_runs_dir
+
+    for trial_id, where in trials.items():
+        if not where.is_dir() or where == exp:
+            continue
+        names = [*_ERROR_FILES]
+        if scratch:
+            names += [p.name for p in where.iterdir()
+                      if p.name.startswith(("checkpoint_", *_REPORTS))]
+        moving = [where / n for n in dict.fromkeys(names) if (where / n).exists()]
+        train = train_runs_dir(exp) / trial_id
+        if scratch and train.is_dir():
+            moving.append(train)
+        if not moving:
+            continue
+        n = 1
+        while (where / f"before-retry-{n}").exists():
+            n += 1
+        aside = where / f"before-retry-{n}"
+        aside.mkdir()
+        for path in moving:
+            path.rename(aside / ("train-run" if path == train else path.name))
+
+
+def start_over(trial: Any) -> None:
+    """Make Ray start a restored `trial` from scratch: no checkpoint, no earlier results
+    (what `Trial.reset()` gives a new trial, keeping this one's id)."""
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    old = trial.run_metadata
+    fresh = _TrainingRunMetadata()
+    fresh.checkpoint_manager = _CheckpointManager(
+        checkpoint_config=old.checkpoint_manager.checkpoint_config)
+    fresh.start_time = old.start_time
+    trial.run_metadata = fresh
+    trial.restore_path = None

@@ -1,0 +1,293 @@
+"""`--retry-errored`: a finished study's errored trials run again once their bug is fixed;
+its finished trials are kept (a real local Ray, 2 CPUs)."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpoc.runtime import rerun
+from hpoc.runtime.study import EXIT_OK, EXIT_SPEC, RunOptions, run_study
+from runtime_plans import make_plan, param, write_toy
+
+FLAKY = textwrap.dedent('''
+    from toy import ToyTrainer
+
+    class FlakyTrainer(ToyTrainer):
+        def report(self, metrics, *, epoch=None, **kwargs):
+            super().report(metrics, epoch=epoch, **kwargs)
+            if BUG and self.config["hidden"] == 16 and epoch is not None and epoch + 1 == 2:
+                raise RuntimeError("a bug for hidden=16")
+''')
+
+
+@pytest.fixture(autouse=True)
+def _ray_env(monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(rerun.ENV, raising=False)
+
+
+def _run(plan, **kw):
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out, **kw))
+    return code, progress.getvalue() + out.getvalue()
+
+
+def _flaky_plan(tmp_path, bug=True, hidden=(8, 16)):
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "flaky.py").write_text(f"BUG = {bug}\n" + FLAKY, encoding="utf-8")
+    return make_plan(workdir, tmp_path / "results", trials={"num_samples": 1, "max_concurrent": 2},
+                     space={"params": [param("hidden", "grid", values=list(hidden))],
+                            "constants": {"epochs": 3, "batch_size": 32, "lr": 0.01}},
+                     pipeline={"trainer": {"target": "flaky:FlakyTrainer", "args": {}}})
+
+
+def _trials(plan):
+    summary = json.loads((Path(plan["storage"]["path"]) / "toy" / "summary.json").read_text())
+    return {t["config"]["hidden"]: t for t in summary["trials"]}
+
+
+def _epochs(trial):
+    rows = (Path(trial["path"]) / "result.json").read_text().splitlines()
+    return [json.loads(row)["epoch"] for row in rows]
+
+
+@pytest.mark.ray
+def test_only_the_errored_trials_run_again_from_scratch(tmp_path, capsys):
+    plan = _flaky_plan(tmp_path)
+    code, text = _run(plan)
+    assert code == EXIT_OK, text
+    before = _trials(plan)
+    assert {h: t["status"] for h, t in before.items()} == {8: "TERMINATED", 16: "ERROR"}
+    kept = {h: (Path(before[h]["path"]) / "result.json").read_bytes() for h in (8,)}
+    code, text = _run(plan)  # not fixed, not asked: the finished study says how to retry
+    assert "--retry-errored" in text and "1 errored trial(s)" in text
+
+    (Path(plan["source"]["workdir"]) / "flaky.py").write_text("BUG = False\n" + FLAKY)  # the fix
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)
+    assert code == EXIT_OK, text
+    assert "running its 1 errored trial(s) again from scratch" in text
+    after = _trials(plan)
+    assert {h: t["status"] for h, t in after.items()} == dict.fromkeys((8, 16), "TERMINATED")
+    assert {h: t["trial_id"] for h, t in after.items()} == {h: t["trial_id"] for h, t in before.items()}
+    # not run again: not one report more
+    assert (Path(after[8]["path"]) / "result.json").read_bytes() == kept[8]
+    retried = after[16]
+    assert _epochs(retried) == [1, 2, 3] and retried["error"] is None  # from epoch 1 again
+    old = Path(retried["path"]) / "before-retry-1"
+    assert "a bug for hidden=16" in (old / "error.txt").read_text()
+    assert [json.loads(r)["epoch"] for r in (old / "result.json").read_text().splitlines()] == [1, 2]
+    from hpoc.results import load
+
+    shown = {t.config["hidden"]: t for t in load(plan["storage"]["path"] + "/toy").trials}
+    assert shown[16].status == "TERMINATED" and shown[16].error is None and shown[16].epochs == 3
+
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)  # nothing left to retry
+    assert code == EXIT_OK and "no errored trial: nothing to retry" in text
+    assert _trials(plan)[16]["path"] == retried["path"] and _epochs(retried) == [1, 2, 3]
+    other = make_plan(Path(plan["source"]["workdir"]), tmp_path / "results", trials={"num_samples": 2},
+                      space=plan["space"], pipeline=plan["pipeline"])
+    code, text = _run(other, retry_errored=rerun.SCRATCH)  # another plan: still refused
+    assert code == EXIT_SPEC and "the plans differ in `trials`" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_from_checkpoint_an_errored_trial_continues_after_its_last_checkpoint(tmp_path):
+    plan = _flaky_plan(tmp_path, hidden=[16])  # only the trial that fails
+    code, text = _run(plan)
+    (trial,) = _trials(plan).values()
+    assert trial["status"] == "ERROR" and _epochs(trial) == [1, 2], text
+    first = (Path(trial["path"]) / "result.json").read_text().splitlines()
+    (Path(plan["source"]["workdir"]) / "flaky.py").write_text("BUG = False\n" + FLAKY)
+    code, text = _run(plan, retry_errored=rerun.CHECKPOINT)
+    assert code == EXIT_OK and "again from their last checkpoint" in text, text
+    (trial,) = _trials(plan).values()
+    assert trial["status"] == "TERMINATED" and trial["error"] is None
+    rows = (Path(trial["path"]) / "result.json").read_text().splitlines()
+    assert rows[:2] == first and [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]  # epoch 3 only
+    assert sorted(p.name for p in (Path(trial["path"]) / "before-retry-1").iterdir()) == [
+        "error.pkl", "error.txt"]  # its reports and checkpoints stay where they were
+
+
+@pytest.mark.ray
+def test_retry_errored_refuses_a_study_that_never_ran(tmp_path, capsys):
+
+    plan = _flaky_plan(tmp_path)
+    code, _ = _run(plan, retry_errored=rerun.SCRATCH)
+    assert code == EXIT_SPEC and "holds no earlier run of this study" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "toy" / "summary.json").exists()
+
+
+# ---------------------------------------------------------------- without Ray
+
+
+def _state(exp, statuses):
+    """Ray's saved experiment state with trials of these statuses (`t0`, `t1`, ...)."""
+    rows = [[json.dumps({"trial_id": f"t{i}", "status": s, "relative_logdir": f"trial_{i}"}), "{}"]
+            for i, s in enumerate(statuses)]
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": rows}))
+
+
+def _finished(plan, statuses):
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import experiment_dir
+
+    exp = experiment_dir(plan, 0)
+    _state(exp, statuses)
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
+    counts = {s: statuses.count(s) for s in set(statuses)}
+    (exp / "summary.json").write_text(json.dumps(
+        {"study": "toy", "plan_hash": plan_hash(plan), "interrupted": False, "metrics": [],
+         "num_trials": len(statuses), "status_counts": counts, "trials": [], "best": None,
+         "wall_s": 1.0}))
+    return exp
+
+
+def test_the_environment_variable_says_how_to_retry(monkeypatch):
+    assert rerun.mode_from_env({}) is None
+    for value, mode in [("1", rerun.SCRATCH), ("scratch", rerun.SCRATCH), ("True", rerun.SCRATCH),
+                        ("checkpoint", rerun.CHECKPOINT), ("0", None), ("", None)]:
+        assert rerun.mode_from_env({rerun.ENV: value}) == mode, value
+    with pytest.raises(rerun.RetryError, match="HPOC_RETRY_ERRORED='latest' is not a valid value"):
+        rerun.mode_from_env({rerun.ENV: "latest"})
+
+
+def test_the_job_check_before_ray_goes_on_for_errored_trials_when_asked(tmp_path, monkeypatch, capsys):
+    from hpoc.plan import dumps
+    from hpoc.runtime import __main__ as entry
+    from hpoc.runtime.before import DONE, GO
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(dumps(plan))
+    ask = [str(plan_file), "--shard", "0", "--before-ray"]
+    _finished(plan, ["TERMINATED", "ERROR"])
+    assert entry.main(ask) == DONE  # as before: the job ends, nothing to do
+    monkeypatch.setenv(rerun.ENV, "1")  # HPOC_RETRY_ERRORED=1 sbatch build/s/job.sbatch
+    assert entry.main(ask) == GO
+    monkeypatch.delenv(rerun.ENV)
+    assert entry.main([*ask, "--retry-errored", "--from-checkpoint"]) == GO
+    _finished(plan, ["ERROR", "ERROR"])  # every trial failed: retrying is what is left to do
+    assert entry.main([*ask, "--retry-errored"]) == GO
+    _finished(plan, ["TERMINATED", "TERMINATED"])
+    capsys.readouterr()
+    assert entry.main([*ask, "--retry-errored"]) == DONE
+    assert "no errored trial: nothing to retry" in capsys.readouterr().err
+    monkeypatch.setenv(rerun.ENV, "sometimes")
+    assert entry.main(ask) == 2 and "is not a valid value" in capsys.readouterr().err
+
+
+def test_the_cli_refuses_what_does_not_go_together(tmp_path, monkeypatch, capsys):
+    from hpoc.cli import main
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    plan_file = tmp_path / "plan.json"
+    from hpoc.plan import dumps
+
+    plan_file.write_text(dumps(plan))
+    for args, said in [(["--from-checkpoint"], "--from-checkpoint only goes with --retry-errored"),
+                       (["--retry-errored", "--fresh"], "pass one of them")]:
+        for command in ("run", "submit"):
+            assert main([command, str(plan_file), *args]) == 2, (command, args)
+            assert said in capsys.readouterr().err
+    monkeypatch.setenv(rerun.ENV, "maybe")
+    assert main(["run", str(plan_file), "--local"]) == 2
+    assert "HPOC_RETRY_ERRORED='maybe'" in capsys.readouterr().err
+
+
+def test_a_study_that_never_ran_has_nothing_to_retry(tmp_path):
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+    from hpoc.runtime.study import StudyError, _prior_run
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    exp = tmp_path / "results" / "toy"
+    with pytest.raises(StudyError, match="holds no earlier run of this study"):
+        _prior_run(exp, fp, False, True, io.StringIO(), retry=rerun.SCRATCH)
+    assert _prior_run(exp, fp, False, True, io.StringIO()) == "fresh"
+
+
+def test_submit_sends_only_the_shards_with_errored_trials(tmp_path):
+    from hpoc.submit import previous_run
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    _finished(plan, ["TERMINATED", "ERROR"])
+    assert previous_run(plan) == ("done", {0})
+    assert previous_run(plan, rerun.SCRATCH) == ("resume", set())
+    _finished(plan, ["TERMINATED"])
+    assert previous_run(plan, rerun.SCRATCH) == ("done", {0})
+
+
+def test_a_submitted_job_asks_its_driver_to_retry(tmp_path, monkeypatch):
+    from hpoc.submit import job, make_job, prepare
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    sub = prepare(plan, tmp_path / "plan.json", "local")
+    ran = []
+
+    class Driver:
+        def __init__(self, cmd, env):
+            ran.append(cmd)
+            self.pid = 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(job.subprocess, "Popen", Driver)
+    for retry, flags in [(None, []), (rerun.SCRATCH, ["--retry-errored"]),
+                         (rerun.CHECKPOINT, ["--retry-errored", "--from-checkpoint"])]:
+        make_job(plan, sub, retry)(0)
+        assert [a for a in ran[-1] if a.startswith("--retry") or a == "--from-checkpoint"] == flags
+
+
+def test_a_retried_trial_leaves_what_it_had_in_before_retry(tmp_path):
+    exp = tmp_path / "exp"
+    _state(exp, ["TERMINATED", "ERROR", "ERROR"])
+    for i in range(3):
+        trial = exp / f"trial_{i}"
+        (trial / "checkpoint_000000").mkdir(parents=True)
+        for name in ("result.json", "progress.csv", "error.txt", "params.json"):
+            (trial / name).write_text(name)
+    (exp / "train" / "t2" / "checkpoint_0").mkdir(parents=True)  # a multi-worker trial's Train run
+    errored = rerun.errored(exp)
+    assert errored == {"t1": exp / "trial_1", "t2": exp / "trial_2"}
+    rerun.set_aside(exp, {"t1": errored["t1"]}, scratch=False)  # from its checkpoint
+    assert sorted(p.name for p in (exp / "trial_1" / "before-retry-1").iterdir()) == ["error.txt"]
+    assert (exp / "trial_1" / "checkpoint_000000").is_dir()
+    rerun.set_aside(exp, {"t2": errored["t2"]}, scratch=True)
+    assert sorted(p.name for p in (exp / "trial_2" / "before-retry-1").iterdir()) == [
+        "checkpoint_000000", "error.txt", "progress.csv", "result.json", "train-run"]
+    assert sorted(p.name for p in (exp / "trial_2").iterdir()) == ["before-retry-1", "params.json"]
+    assert not (exp / "train" / "t2").exists()
+    assert sorted(p.name for p in (exp / "trial_0").iterdir()) == [  # a finished trial: untouched
+        "checkpoint_000000", "error.txt", "params.json", "progress.csv", "result.json"]
+
+
+def test_an_interrupted_run_retries_its_errored_trials_as_asked(tmp_path):
+    """The plan's `resume.retry_errored` retries an interrupted run's errored trials from
+    their checkpoint; --retry-errored does so even without it, and from scratch by default."""
+    exp = tmp_path / "exp"
+    _state(exp, ["PAUSED", "ERROR"])
+    for i in range(2):
+        (exp / f"trial_{i}").mkdir()
+        (exp / f"trial_{i}" / "error.txt").write_text("old")
+    said = []
+    assert rerun.prepare(exp, "restore", None, False, said.append) == (None, set())
+    assert said == [] and (exp / "trial_1" / "error.txt").exists()  # stays errored, as it was
+    assert rerun.prepare(exp, "restore", None, True, said.append) == (rerun.CHECKPOINT, set())
+    assert said == ["[hpoc] its 1 errored trial(s) run again from their last checkpoint"]
+    assert (exp / "trial_1" / "before-retry-1" / "error.txt").exists()
+    assert (exp / "trial_0" / "error.txt").exists()  # not an errored trial: untouched
+    assert rerun.prepare(exp, "restore", rerun.SCRATCH, False, said.append) == (rerun.SCRATCH, {"t1"})
+    _state(exp, ["PAUSED"])
+    assert rerun.prepare(exp, "restore", rerun.SCRATCH, True, said.append) == (None, set())
+    assert said[-1] == "[hpoc] no errored trial to retry"

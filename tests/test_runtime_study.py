@@ -142,10 +142,10 @@ class WrongDtype(ToyTrainer):
 """
 
 
-def _wrong_dtype_plan(tmp_path, **failure):
+def _wrong_dtype_plan(tmp_path, samples, **failure):
     workdir = write_toy(tmp_path / "study")
     (workdir / "wrongdtype.py").write_text(WRONG_DTYPE)
-    return make_plan(workdir, tmp_path / "results", trials={"num_samples": 6, "max_concurrent": 2},
+    return make_plan(workdir, tmp_path / "results", trials={"num_samples": samples, "max_concurrent": 2},
                      space={"constants": {"epochs": 1, "batch_size": 32}},
                      pipeline={"trainer": {"target": "wrongdtype:WrongDtype",
                                            "args": {"fixed": str(tmp_path / "fixed")}}},
@@ -153,7 +153,7 @@ def _wrong_dtype_plan(tmp_path, **failure):
 
 
 def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fixed(tmp_path):
-    plan = _wrong_dtype_plan(tmp_path, fail_fast=3)
+    plan = _wrong_dtype_plan(tmp_path, 6, fail_fast=3)
     started = time.monotonic()
     code, progress, out = _run(plan)
     assert code == EXIT_FAILED, progress
@@ -179,8 +179,7 @@ def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fix
 
 
 def test_fail_fast_off_runs_every_trial(tmp_path):
-    plan = _wrong_dtype_plan(tmp_path, fail_fast=0)
-    plan["trials"]["num_samples"] = 5
+    plan = _wrong_dtype_plan(tmp_path, 5, fail_fast=0)
     code, progress, out = _run(plan)
     assert code == EXIT_FAILED
     assert "failed with the same error" not in progress

@@ -160,8 +160,8 @@ def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fix
     assert time.monotonic() - started < 40
     assert progress.count("failed with the same error") == 1
     stop = progress[progress.index("failed with the same error"):]
-    assert "all of the first 3 trials to end failed with the same error, and no trial reported " \
-           "`val_accuracy`: stopping the study" in progress
+    assert "[hpoc] stopped: all of the first 3 trials to end failed with the same error, and no " \
+           "trial reported `val_accuracy`\n" in progress
     assert stop.count("RuntimeError: expected target dtype to be Long or Byte, but got Float") == 1
     assert re.search(r"--> \S*wrongdtype\.py:10\n", stop)
     assert "help: every trial failed the same way; fix the trainer and run the same command " \

@@ -76,8 +76,7 @@ class FailFast:
         n, metric = len(self.ended), f"`{self.metric}`" if self.metric else "anything"
         first = "the only trial" if n == 1 else f"all of the first {n} trials to end"
         details = summary_mod._path(last)
-        lines = [f"{first} failed with the same error, and no trial reported {metric}: "
-                 "stopping the study",
+        lines = [f"{first} failed with the same error, and no trial reported {metric}",
                  f"  {summary_mod.error_line(text)}"]
         if where:
             lines.append(f"  --> {where}")

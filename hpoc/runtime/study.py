@@ -345,11 +345,10 @@ def _fail_fast(trial: Any, trials: list[Any]) -> None:
     if _STATE.fail_fast is None or _STATE.stopping:
         return  # after a stop: a trial Tune's clean-up ended
     verdict = _STATE.fail_fast.trial_ended(trial, trials)
-    if verdict is None:
-        return
-    _STATE.failed = verdict
-    _say(_STATE.stream or sys.stderr, f"[hpoc] {verdict}")
-    _stop_tune(signal.SIGUSR1, None)
+    if verdict is not None and _stop_tune(signal.SIGUSR1, None):
+        _STATE.failed = verdict  # said in full, with a hint, once the trials have stopped
+        _say(_STATE.stream or sys.stderr, "[hpoc] stopping the study: its first trials all "
+                                          "failed the same way")
 
 
 def _stop_tune(signum: int, frame: Any) -> bool:
@@ -692,13 +691,14 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
                                run_started=runlock.own_start(exp), stopped=_STATE.failed)
     if parent_run:
-        status = "KILLED" if interrupted else ("FAILED" if summary_mod.exit_code(result) else "FINISHED")
+        status = "FAILED" if _STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
+            else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
     _say(out, summary_mod.describe_best(result))
     _say(out, f"summary: {path}")
     if _STATE.failed:
-        _say(stream, failfast.hint(plan))
+        _say(stream, f"[hpoc] stopped: {_STATE.failed}\n{failfast.hint(plan)}")
         return EXIT_FAILED
     if interrupted:
         _say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")

@@ -22,6 +22,8 @@ def test_the_same_error_is_the_same_whatever_numbers_and_addresses_it_holds():
     a = signature(_text("RuntimeError: expected scalar type Long but found Float (device 0, 0x7f3a12)", 11))
     b = signature(_text("RuntimeError: expected scalar type Long but found Float (device 3, 0xdeadbeef)", 97))
     assert a == b and a is not None
+    assert signature("RayTaskError(RuntimeError): ray::Pool.run() (pid=7, actor_id=8c3f2a1b9e0d)") == \
+        signature("RayTaskError(RuntimeError): ray::Pool.run() (pid=9, actor_id=c0ffee12deadbeef)")
     assert "RuntimeError: expected scalar type Long but found Float" in a
 
 

@@ -8,7 +8,7 @@ and no trial has reported the objective yet, the driver stops the study as on a 
 stop (resumable: fixed code resumes it) and says why once.
 
 Two errors are the same when their exception line (type and message) is, once the numbers,
-addresses and the trial's own id and directory in it are masked: "CUDA error on device 3"
+addresses, Ray's ids and the trial's own id and directory in it are masked: "CUDA error on device 3"
 and "... device 1" are one error, "expected Long" and "expected Float" are two.
 """
 
@@ -22,7 +22,8 @@ from hpoc.runtime import summary as summary_mod
 
 DEFAULT = 3  # `failure.fail_fast` of plans compiled before it existed
 
-_HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
+# 0x7f3a…, and ids: Ray's actor, task and trial ids (8+ hex digits, one a digit at least)
+_HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b")
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 

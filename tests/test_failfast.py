@@ -72,9 +72,12 @@ def test_the_first_k_trials_failing_the_same_way_stop_the_study_once():
     assert "--> /home/u/study/train.py:42" in message
 
 
-def test_fewer_trials_than_k_all_failing_stop_the_study():
-    trials = [_failed("1"), _failed("2")]
-    assert _run(FailFast(k=3, total=2, metric=None), trials)[1] is not None
+def test_a_study_of_k_trials_or_fewer_has_nothing_left_to_stop():
+    trials = [_failed("1"), _failed("2"), _failed("3")]
+    assert _run(FailFast(k=3, total=3, metric=None), trials) == [None] * 3
+    assert _run(FailFast(k=3, total=2, metric=None), trials[:2]) == [None] * 2
+    assert _run(FailFast(k=1, total=9, metric=None), trials)[0].startswith(
+        "the first trial to end failed with the same error, and no trial reported anything")
 
 
 def test_no_stop_when_the_errors_differ_a_trial_succeeded_or_it_is_off():

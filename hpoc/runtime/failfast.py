@@ -3,9 +3,9 @@
 A deterministic bug in the trainer (labels of the wrong dtype, a typo in a key) fails every
 trial, and each failure is retried: a 64-trial study would spend its whole allocation
 writing the same traceback 64 x (1 + max_retries) times. When the first K trials to end
-(K = `fail_fast`, or all trials if there are fewer) all ended in ERROR with the same error,
-and no trial has reported the objective yet, the driver stops the study as on a walltime
-stop (resumable: fixed code resumes it) and says why once.
+(K = `fail_fast`) all ended in ERROR with the same error, and no trial has reported the
+objective yet, the driver stops the study as on a walltime stop (resumable: fixed code
+resumes it) and says why once. A study of K trials or fewer has nothing left to stop then.
 
 Two errors are the same when their exception line (type and message) is, once the numbers,
 addresses, Ray's ids and the trial's own id and directory in it are masked: "CUDA error on device 3"
@@ -48,7 +48,7 @@ class FailFast:
 
     @property
     def limit(self) -> int:
-        return min(self.k, self.total) if self.k else 0
+        return self.k if 0 < self.k < self.total else 0  # 0: nothing would be left to stop
 
     def trial_ended(self, trial: Any, trials: list[Any]) -> str | None:
         """Note that `trial` ended (completed or errored); the message when the study
@@ -75,7 +75,7 @@ class FailFast:
         text = self.ended[0][2] or ""
         where = summary_mod.error_where(text)
         n, metric = len(self.ended), f"`{self.metric}`" if self.metric else "anything"
-        first = "the only trial" if n == 1 else f"all of the first {n} trials to end"
+        first = "the first trial to end" if n == 1 else f"all of the first {n} trials to end"
         details = summary_mod._path(last)
         lines = [f"{first} failed with the same error, and no trial reported {metric}",
                  f"  {summary_mod.error_line(text)}"]

@@ -168,8 +168,9 @@ def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fix
            "again" in stop
     summary = _summary(plan)
     assert summary["interrupted"] and "failed with the same error" in summary["stopped"]
-    assert summary["status_counts"]["ERROR"] == 3 and summary["num_trials"] < 6, summary["status_counts"]
-    assert "TERMINATED" not in summary["status_counts"]  # the running ones are paused, not done
+    # the others never ran to the end: paused (running when it stopped) or pending
+    assert summary["status_counts"]["ERROR"] == 3, summary["status_counts"]
+    assert set(summary["status_counts"]) <= {"ERROR", "PAUSED", "PENDING"}, summary["status_counts"]
 
     (tmp_path / "fixed").touch()  # the fix: the same plan resumes, retrying the failed trials
     code, progress, out = _run(plan)

@@ -96,7 +96,7 @@ def test_minimal_plan_has_every_key_with_defaults() -> None:
         "reuse_workers": False,
     }  # fmt: skip
     assert plan["training"] == {"precision": "auto", "compile": False, "seed": None, "data_on_device": "auto"}
-    assert plan["failure"] == {"max_retries": 2}
+    assert plan["failure"] == {"max_retries": 2, "fail_fast": 3}
     assert plan["checkpoint"] == {"every": 1, "keep": 2, "score_attribute": None, "score_order": None}
     assert plan["resume"] == {"enabled": True, "retry_errored": True, "grace_s": 120}
     assert plan["storage"] == {"path": "/w/results", "name": "t"}

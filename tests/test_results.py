@@ -353,6 +353,20 @@ def test_no_best_when_every_trial_failed():
     assert [t.trial_id for t in ranking.trials] == ["b", "a"]
 
 
+def test_identical_errors_of_many_trials_are_listed_once_with_a_count():
+    from hpoc.results.table import render_errors
+
+    trials = [_trial(f"t{i}", "ERROR", {}, [1.0 + i]) for i in range(5)] + [_trial("k", "ERROR", {}, [9.0])]
+    for t in trials:
+        t.error = "RuntimeError: expected target dtype to be Long or Byte, but got Float"
+    trials[-1].error = "KeyError: 'label'"
+    ranking = rank(Results("s", Path("."), [Metric("val_loss", "min")], trials, []))
+    assert render_errors(ranking).splitlines() == [
+        "errors:",
+        "  5 trials (t0, t1, t2, …): RuntimeError: expected target dtype to be Long or Byte, but got Float",
+        "  k: KeyError: 'label'"]
+
+
 def test_bookkeeping_keys_are_not_metrics():
     trial = Trial("a", "TERMINATED", {}, [
         {"epoch": 1, "training_iteration": 1, "val_loss": 0.5, "config/lr": 0.1,

@@ -128,6 +128,66 @@ def test_a_trainer_mistake_is_not_retried(tmp_path):
     assert (Path(trial["path"]) / "error.txt").read_text().count("Failure #") == 2
 
 
+WRONG_DTYPE = """import os
+
+import torch
+from toy import ToyTrainer
+
+
+class WrongDtype(ToyTrainer):
+    def create_model(self, config):
+        if not os.path.exists(self.args["fixed"]):
+            torch.nn.functional.nll_loss(torch.randn(4, 3), torch.zeros(4))  # float labels
+        return super().create_model(config)
+"""
+
+
+def _wrong_dtype_plan(tmp_path, samples, **failure):
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "wrongdtype.py").write_text(WRONG_DTYPE)
+    return make_plan(workdir, tmp_path / "results", trials={"num_samples": samples, "max_concurrent": 2},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "wrongdtype:WrongDtype",
+                                           "args": {"fixed": str(tmp_path / "fixed")}}},
+                     failure=failure)
+
+
+def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fixed(tmp_path):
+    plan = _wrong_dtype_plan(tmp_path, 6, fail_fast=3)
+    started = time.monotonic()
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED, progress
+    assert time.monotonic() - started < 40
+    assert progress.count("failed with the same error") == 1
+    stop = progress[progress.index("failed with the same error"):]
+    assert "[hpoc] stopped: all of the first 3 trials to end failed with the same error, and no " \
+           "trial reported `val_accuracy`\n" in progress
+    assert stop.count("RuntimeError: expected target dtype to be Long or Byte, but got Float") == 1
+    assert re.search(r"--> \S*wrongdtype\.py:10\n", stop)
+    assert "help: every trial failed the same way; fix the trainer and run the same command " \
+           "again" in stop
+    summary = _summary(plan)
+    assert summary["interrupted"] and "failed with the same error" in summary["stopped"]
+    # the others never ran to the end: paused (running when it stopped) or pending
+    assert summary["status_counts"]["ERROR"] == 3, summary["status_counts"]
+    assert set(summary["status_counts"]) <= {"ERROR", "PAUSED", "PENDING"}, summary["status_counts"]
+
+    (tmp_path / "fixed").touch()  # the fix: the same plan resumes, retrying the failed trials
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress
+    summary = _summary(plan)
+    assert summary["status_counts"] == {"TERMINATED": 6} and summary["stopped"] is None
+
+
+def test_fail_fast_off_runs_every_trial(tmp_path):
+    plan = _wrong_dtype_plan(tmp_path, 5, fail_fast=0)
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED
+    assert "failed with the same error" not in progress
+    summary = _summary(plan)
+    assert summary["status_counts"] == {"ERROR": 5} and not summary["interrupted"]
+
+
 def test_every_trial_failing_is_a_failed_study(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},

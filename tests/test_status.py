@@ -109,6 +109,19 @@ def test_a_live_local_run_is_running_despite_an_older_interrupted_summary(tmp_pa
     assert "runs in progress:\n  shard 0  pid" in out and "this machine" in out
 
 
+def test_a_study_that_failed_fast_says_why_before_how_to_resume(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    why = ("all of the first 3 trials to end failed with the same error, and no trial reported "
+           "`val_accuracy`\n  KeyError: 'label'\n  --> /s/train.py:9")
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR"} for i in range(3)],
+            interrupted=True, metric="val_accuracy", mode="max", stopped=why)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "next: shard 0 stopped itself: all of the first 3 trials to end failed with the same " \
+           "error, and no trial reported `val_accuracy` (KeyError: 'label'); " \
+           "fix the trainer, then resume\nnext: resume: " in out
+
+
 def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
     exp = finished_local_run(tmp_path)
     (exp / "summary.json").unlink()

@@ -324,7 +324,7 @@ def test_run_config_sections(tmp_path: Path) -> None:
     assert plan["trials"] == {"num_samples": 2, "max_concurrent": 2, "time_budget_s": 3600,
                               "stop": {"training_iteration": 5}}
     assert plan["checkpoint"] == {"every": 2, "keep": 3, "score_attribute": "loss", "score_order": "min"}
-    assert plan["failure"] == {"max_retries": 4}
+    assert plan["failure"] == {"max_retries": 4, "fail_fast": 3}
     assert any(w.code == "HP820" and 'run name "my run" is used as "my-run"' in w.message for w in result.warnings)
 
 

@@ -337,8 +337,9 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
         state = "not started"
     if share is not None and state != "finished":
         counts["pending"] += max(0, share - len(trials))
+    why = summary.get("stopped") if summary and state == "interrupted" else None
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
-            "run": run.to_dict() if run is not None else None,
+            "run": run.to_dict() if run is not None else None, "stopped": why,
             "trials": len(trials), **counts, "best": _best(trials, metric)}
 
 
@@ -387,6 +388,12 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
             steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
                          f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
                          "StartTime=now` starts it sooner)")
+    for s in shards:
+        if s.get("stopped"):  # the driver stopped it (failfast.py): resuming alone fails again
+            why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
+            error = f" ({why[1]})" if why[1] else ""
+            steps.append(f"shard {s['shard']} stopped itself: {why[0]}{error}; fix the trainer, "
+                         "then resume")
     stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
                or (s["state"] == "not started" and status["state"] != "not started")]
     if stopped and status["state"] not in ("running", "queued"):

@@ -232,7 +232,10 @@ SECTIONS: dict[str, dict[str, F]] = {
         "seed": F(K.optional(K.integer(0)), None),
         "data_on_device": F(K.enum(["auto", True, False]), "auto"),
     },
-    "failure": {"max_retries": F(K.integer(0), 2)},
+    "failure": {
+        "max_retries": F(K.integer(0), 2),
+        "fail_fast": F(K.integer(0), 3, doc="stop when the first N trials fail the same way; 0 = off"),
+    },
     "checkpoint": {
         "every": F(K.integer(0), 1, doc="epochs between checkpoints (and the last); 0 = none"),
         "keep": F(K.optional(K.integer(1)), 2),

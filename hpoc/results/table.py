@@ -103,12 +103,21 @@ def render_summary(results: Results, ranking: Ranking) -> str:
     return head
 
 
-def render_errors(ranking: Ranking) -> str:
-    errored = [t for t in ranking.trials if t.status == "ERROR"]
-    if not errored:
+def render_errors(ranking: Ranking, ids_shown: int = 3) -> str:
+    """One line per distinct error: a bug that failed 64 trials is one line, not 64."""
+    groups: dict[str, list[str]] = {}
+    for t in ranking.trials:
+        if t.status == "ERROR":
+            groups.setdefault(t.error or "failed (no message kept)", []).append(t.trial_id)
+    if not groups:
         return ""
-    lines = ["errors:"] + [f"  {t.trial_id}: {t.error or 'failed (no message kept)'}"
-                          for t in errored]
+    lines = ["errors:"]
+    for error, ids in groups.items():
+        if len(ids) == 1:
+            lines.append(f"  {ids[0]}: {error}")
+            continue
+        more = ", …" if len(ids) > ids_shown else ""
+        lines.append(f"  {len(ids)} trials ({', '.join(ids[:ids_shown])}{more}): {error}")
     return "\n".join(lines)
 
 

@@ -26,10 +26,12 @@ from hpoc.files import write_atomic
 PLAN_MARKER = ".hpoc-plan.json"
 LEGACY_MARKER = ".hpoc-run.json"  # now the run lock (hpoc.runtime.runlock)
 
-# Paths into the plan that only say where it came from or how the SLURM job is sized:
-# the spec's text and file name, error locations, the job's allocation and signal timing.
+# Paths into the plan that only say where it came from, how the SLURM job is sized or when
+# the driver gives up: the spec's text and file name, error locations, the job's allocation
+# and signal timing, `failure.fail_fast` (turned off to resume a study it stopped; absent
+# from plans before it).
 COSMETIC = (("content_hash",), ("spans",), ("source", "sha256"), ("source", "file"),
-            ("source", "format"), ("slurm",), ("resume", "grace_s"))
+            ("source", "format"), ("slurm",), ("resume", "grace_s"), ("failure", "fail_fast"))
 
 
 def _hash(value: Any) -> str:

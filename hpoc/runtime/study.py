@@ -13,8 +13,11 @@ checkpoints stay, the experiment state is saved. Running the same plan again res
 (`Tuner.restore` on the same storage path and name); a finished run is not repeated unless
 `fresh` is set.
 
+Fail fast (failfast.py): when the first trials to end all failed the same way, the study
+stops as on a signal, with exit 1.
+
 Exit codes: 0 done (some trial succeeded), 1 every trial failed, none gave a finite
-objective, or an internal error,
+objective, the study failed fast, or an internal error,
 2 a problem with the spec, its code or data, 75 stopped by a signal (resumable),
 128 + the signal's number when one came before any trial started (130 for Ctrl-C).
 """
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import marker, rerun, runlock, stall
+from hpoc.runtime import failfast, marker, rerun, runlock, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -80,6 +83,12 @@ class _State:
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
     start_over: set[str] = field(default_factory=set)  # errored trials retried from scratch
     watch: stall.StallWatch = field(default_factory=stall.StallWatch)  # trials gone quiet
+    fail_fast: failfast.FailFast | None = None
+    failed: str | None = None  # why the study stopped itself (failfast.py)
+
+    @property
+    def stopping(self) -> bool:
+        return self.signal is not None or self.failed is not None
 
 
 _STATE = _State()
@@ -236,7 +245,7 @@ def _make_quiet() -> Any:
 def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
     """(trials, stopped): after a stop, Tune's clean-up marks the trials it stopped
     TERMINATED; they will resume, so they are PAUSED (PENDING if they never reported)."""
-    if _STATE.signal is None:
+    if not _STATE.stopping:
         return trials, False
     return [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
             _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
@@ -271,8 +280,8 @@ def _events_class() -> type:
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
             _STATE.trials = trials
-            if _STATE.signal is None:  # finished before this run (restored) or during it;
-                # after a signal Tune marks the trials it stops TERMINATED too (_as_seen)
+            if not _STATE.stopping:  # finished before this run (restored) or during it;
+                # after a stop Tune marks the trials it stops TERMINATED too (_as_seen)
                 _STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
                 for trial, quiet_s, longest in _STATE.watch.quiet(trials):
                     _say(_STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
@@ -290,9 +299,11 @@ def _events_class() -> type:
             _STATE.trials = trials
             _STATE.ended.add(trial.trial_id)
             _trial_line(trial, "errored")
+            _fail_fast(trial, trials)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.ended.add(trial.trial_id)
+            _fail_fast(trial, trials)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             _STATE.watch.reported(trial.trial_id, result)
@@ -338,6 +349,25 @@ def _events_class() -> type:
 
 def _make_events(progress: Any = None) -> Any:
     return _events_class()(progress)
+
+
+def _fail_fast(trial: Any, trials: list[Any]) -> None:
+    if _STATE.fail_fast is None or _STATE.stopping:
+        return  # after a stop: a trial Tune's clean-up ended
+    verdict = _STATE.fail_fast.trial_ended(trial, trials)
+    if verdict is not None and _stop_tune(signal.SIGUSR1, None):
+        _STATE.failed = verdict  # said in full, with a hint, once the trials have stopped
+        _say(_STATE.stream or sys.stderr, "[hpoc] stopping the study: its first trials all "
+                                          "failed the same way")
+
+
+def _stop_tune(signum: int, frame: Any) -> bool:
+    """Tune's own graceful stop (the handler it installs for SIGUSR1), when it is running."""
+    tune_handler = signal.getsignal(signal.SIGUSR1)
+    if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
+        tune_handler(signum, frame)
+        return True
+    return False
 
 
 def _has_checkpoint(trial: Any) -> bool:
@@ -472,7 +502,7 @@ def _install_signals() -> dict[int, Any]:
                 _say(_STATE.stream or sys.stderr,
                      f"[hpoc] {signal.Signals(signum).name}: stopping; checkpoints are kept and "
                      "running the plan again resumes")
-                tune_handler(signum, frame)
+                _stop_tune(signum, frame)
             return
         raise Interrupted()
 
@@ -672,6 +702,9 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
+    metrics = plan["objective"]["metrics"]
+    _STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
+                                         metrics[0]["name"] if metrics else None)
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
     _say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
@@ -684,13 +717,17 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         _say(stream, _budget_line(budget, total, trials))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
-                               run_started=runlock.own_start(exp))
+                               run_started=runlock.own_start(exp), stopped=_STATE.failed)
     if parent_run:
-        status = "KILLED" if interrupted else ("FAILED" if summary_mod.exit_code(result) else "FINISHED")
+        status = "FAILED" if _STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
+            else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
     _say(out, summary_mod.describe_best(result))
     _say(out, f"summary: {path}")
+    if _STATE.failed:
+        _say(stream, f"[hpoc] stopped: {_STATE.failed}\n{failfast.hint(plan)}")
+        return EXIT_FAILED
     if interrupted:
         _say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
         return EXIT_INTERRUPTED

@@ -3,11 +3,12 @@
     {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
      "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "path"}],
-     "wall_s", "interrupted", "experiment_dir"}
+     "wall_s", "interrupted", "stopped", "experiment_dir"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
-`best` ranks trials by the first objective metric at their last report.
+`best` ranks trials by the first objective metric at their last report. `stopped` says why
+the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def best_entry(entries: list[dict[str, Any]], metric: str, mode: str) -> dict[st
 
 def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
-          run_started: float | None = None) -> dict[str, Any]:
+          run_started: float | None = None, stopped: str | None = None) -> dict[str, Any]:
     entries = [trial_entry(t, plan["space"]) for t in trials]
     metrics = [{"name": m["name"], "mode": m["mode"]} for m in plan["objective"]["metrics"]]
     return {
@@ -174,6 +175,7 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         "trials": entries,
         "wall_s": round(float(wall_s), 3),
         "interrupted": bool(interrupted),
+        "stopped": stopped,
         "experiment_dir": str(experiment_dir),
         # The run lock's `started`: which run wrote this. Its mtime cannot tell: Ray copies
         # a resumed run's staging folder, old summary.json included, back over the storage.

@@ -443,7 +443,8 @@ def _failure_config(b: Builder, out: Tune, run: YMap) -> None:
     b.check_keys(fc, ("max_failures", "fail_fast"), "`failure_config`", ray_class="FailureConfig")
     node = fc.get("max_failures")
     if "fail_fast" in fc.index:
-        b.warn(IGNORED, "`fail_fast` is ignored: hpoc finishes the other trials when one fails",
+        b.warn(IGNORED, "`fail_fast` is ignored: hpoc finishes the other trials when one fails, and stops "
+               "the study only when its first trials all fail the same way (`failure.fail_fast`)",
                fc.key_span("fail_fast"), help="remove it")
     if node is None:
         return

@@ -1,0 +1,106 @@
+"""The fail-fast rule (hpoc/runtime/failfast.py) on trials made up here: no Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hpoc.runtime.failfast import FailFast, hint, signature
+
+TRACE = """Failure # 1 (occurred at 2026-11-29_00:31:{sec:02d})
+ray::ImplicitFunc.train() (pid={pid}, ip=10.0.0.{ip}, actor_id=ab{pid}cd, repr=func)
+  File "/home/u/study/train.py", line 42, in train_epoch
+    loss = self.loss_fn(out, y)
+{error}
+"""
+
+
+def _text(error: str, pid: int = 1234) -> str:
+    return TRACE.format(sec=pid % 60, pid=pid, ip=pid % 250, error=error)
+
+
+def test_the_same_error_is_the_same_whatever_numbers_and_addresses_it_holds():
+    a = signature(_text("RuntimeError: expected scalar type Long but found Float (device 0, 0x7f3a12)", 11))
+    b = signature(_text("RuntimeError: expected scalar type Long but found Float (device 3, 0xdeadbeef)", 97))
+    assert a == b and a is not None
+    assert signature("RayTaskError(RuntimeError): ray::Pool.run() (pid=7, actor_id=8c3f2a1b9e0d)") == \
+        signature("RayTaskError(RuntimeError): ray::Pool.run() (pid=9, actor_id=c0ffee12deadbeef)")
+    assert "RuntimeError: expected scalar type Long but found Float" in a
+
+
+def test_another_type_or_message_is_another_error():
+    base = signature(_text("RuntimeError: expected scalar type Long but found Float"))
+    assert signature(_text("RuntimeError: expected scalar type Float but found Long")) != base
+    assert signature(_text("TypeError: expected scalar type Long but found Float")) != base
+    assert signature(_text("ValueError: lr=0.1 too large")) == signature(_text("ValueError: lr=3e-05 too large"))
+    assert signature("") is None and signature(None) is None and signature("errored") is None
+
+
+def test_the_trials_own_id_and_directory_do_not_make_errors_differ():
+    def err(tid):
+        return _text(f"FileNotFoundError: /r/toy/trial_00001_{tid}/ckpt.pt not found ({tid})")
+
+    assert signature(err("a1b2c"), "a1b2c", "/r/toy/trial_00001_a1b2c") == \
+        signature(err("ffe0d"), "ffe0d", "/r/toy/trial_00001_ffe0d")
+
+
+@dataclass
+class Trial:
+    trial_id: str
+    status: str = "ERROR"
+    error_msg: str | None = None
+    last_result: dict = field(default_factory=dict)
+    path: str | None = None
+    error_file: str | None = None
+
+
+def _failed(tid: str, error: str = "RuntimeError: expected scalar type Long but found Float") -> Trial:
+    return Trial(tid, error_msg=_text(error, pid=int(tid, 16)))
+
+
+def _run(rule: FailFast, trials: list[Trial]) -> list[str | None]:
+    return [rule.trial_ended(t, trials) for t in trials]
+
+
+def test_the_first_k_trials_failing_the_same_way_stop_the_study_once():
+    trials = [_failed(f"{i:x}") for i in range(1, 6)]
+    verdicts = _run(FailFast(k=3, total=64, metric="val_loss"), trials)
+    assert verdicts[:2] == [None, None] and verdicts[3:] == [None, None]
+    message = verdicts[2]
+    assert message.count("RuntimeError: expected scalar type Long but found Float") == 1
+    assert "all of the first 3 trials to end failed with the same error" in message
+    assert "no trial reported `val_loss`" in message
+    assert "--> /home/u/study/train.py:42" in message
+
+
+def test_a_study_of_k_trials_or_fewer_has_nothing_left_to_stop():
+    trials = [_failed("1"), _failed("2"), _failed("3")]
+    assert _run(FailFast(k=3, total=3, metric=None), trials) == [None] * 3
+    assert _run(FailFast(k=3, total=2, metric=None), trials[:2]) == [None] * 2
+    assert _run(FailFast(k=1, total=9, metric=None), trials)[0].startswith(
+        "the first trial to end failed with the same error, and no trial reported anything")
+
+
+def test_no_stop_when_the_errors_differ_a_trial_succeeded_or_it_is_off():
+    other = _failed("2", "KeyError: 'label'")
+    assert _run(FailFast(k=3, total=8, metric="acc"), [_failed("1"), other, _failed("3")]) == [None] * 3
+    # the first 3 to end decide: a 4th failing like the others does not fire it later
+    mixed = [_failed("1"), other, _failed("3"), _failed("4")]
+    assert _run(FailFast(k=3, total=8, metric="acc"), mixed) == [None] * 4
+    done = Trial("2", status="TERMINATED", last_result={"acc": 0.5, "training_iteration": 1})
+    assert _run(FailFast(k=3, total=8, metric="acc"), [_failed("1"), done, _failed("3")]) == [None] * 3
+    # a trial still running that reported the objective: the error comes with some configs
+    running = Trial("9", status="RUNNING", last_result={"acc": 0.1, "training_iteration": 1})
+    rule = FailFast(k=2, total=8, metric="acc")
+    assert [rule.trial_ended(t, [running, *failed]) for failed in [[_failed("1"), _failed("2")]]
+            for t in failed] == [None, None]
+    assert _run(FailFast(k=0, total=8, metric="acc"), [_failed(f"{i}") for i in range(1, 9)]) == [None] * 8
+
+
+def test_the_hint_follows_the_resume_settings():
+    plan = {"resume": {"enabled": True, "retry_errored": True}}
+    assert "run the same command again: the study resumes and retries the failed trials" in hint(plan)
+    assert "fail_fast = 0" in hint(plan)
+    plan["resume"]["retry_errored"] = False
+    assert "--fresh" in hint(plan) and "retry_errored = false" in hint(plan)
+    plan["resume"]["enabled"] = False
+    assert "--fresh" in hint(plan)

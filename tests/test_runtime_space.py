@@ -97,6 +97,13 @@ def test_conditions_compare_bools_and_numbers_strictly():
     assert sp.is_active({"condition": {"param": "n", "values": [2]}}, {"n": 2.0})
 
 
+def test_conditions_take_a_searchers_numpy_scalars():
+    cond = {"param": "flag", "values": [True]}
+    assert sp.is_active({"condition": cond}, {"flag": np.bool_(True)})
+    assert not sp.is_active({"condition": {"param": "flag", "values": [1]}}, {"flag": np.bool_(True)})
+    assert sp.is_active({"condition": {"param": "n", "values": [2]}}, {"n": np.int64(2)})
+
+
 def test_random_sampler_samples_conditional_params_only_under_their_condition():
     core = sp.SpaceSamplerCore(DIGITS_SPACE, num_samples=300, seed=1)
     configs = [core.take()[1] for _ in range(300)]

@@ -17,22 +17,14 @@ import os
 def trainer_metrics(target: str, workdir: str | None) -> set[str] | None:
     """String keys of the dicts in the module of `target` (`pkg.mod:Class`); None if the
     module is not a readable Python file under `workdir`."""
-    if not workdir or not target:
+    tree = _module_tree(target, workdir)
+    if tree is None:
         return None
-    module = target.split(":", 1)[0]
-    base = os.path.join(workdir, *module.split("."))
-    for path in (base + ".py", os.path.join(base, "__init__.py")):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                tree = ast.parse(fh.read(), path)
-        except (OSError, SyntaxError, ValueError, RecursionError):
-            continue
-        keys: set[str] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Dict):
-                keys.update(k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
-        return keys
-    return None
+    keys: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys.update(k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+    return keys
 
 
 def reported_by_loop(target: str, workdir: str | None) -> set[str] | None:
@@ -48,12 +40,7 @@ def reported_by_loop(target: str, workdir: str | None) -> set[str] | None:
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        assigned: dict[str, set[str]] = {}
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
-                for t in node.targets:
-                    if isinstance(t, ast.Name):
-                        assigned.setdefault(t.id, set()).update(_dict_keys(node.value) or ())
+        assigned = _written_dicts(fn)
         for node in ast.walk(fn):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "checkpoint_and_report"):
@@ -62,12 +49,40 @@ def reported_by_loop(target: str, workdir: str | None) -> set[str] | None:
                        node.args[1] if len(node.args) > 1 else None)
             if isinstance(arg, ast.Dict) and _dict_keys(arg) is not None:
                 keys |= _dict_keys(arg)  # type: ignore[operator]
-            elif isinstance(arg, ast.Name) and arg.id in assigned:
-                keys |= assigned[arg.id]
+            elif isinstance(arg, ast.Name) and assigned.get(arg.id) is not None:
+                keys |= assigned[arg.id]  # type: ignore[operator]
             else:
                 return None
             found = True
     return keys | {"epoch", "training_iteration"} if found else None
+
+
+def _written_dicts(fn: ast.AST) -> dict[str, set[str] | None]:
+    """Each name `fn` binds to a dict: the string keys it can hold, or None where they are
+    not all written out (`m = {}` then `m[name] = x`, `m.update(...)`, `m = f()`)."""
+    out: dict[str, set[str] | None] = {}
+
+    def add(name: str, keys: set[str] | None) -> None:
+        old = out.get(name, set())
+        out[name] = None if old is None or keys is None else old | keys
+
+    for node in ast.walk(fn):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            value = node.value
+            if value is None:  # `m: dict` declares, binds nothing
+                continue
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(t, ast.Name):
+                    whole = isinstance(value, ast.Dict) and not isinstance(node, ast.AugAssign)
+                    add(t.id, _dict_keys(value) if whole else None)  # type: ignore[arg-type]
+                elif isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name):
+                    key = t.slice
+                    add(t.value.id, {key.value} if isinstance(key, ast.Constant)
+                        and isinstance(key.value, str) else None)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and isinstance(node.func.value, ast.Name) and node.func.attr in ("update", "setdefault"):
+            add(node.func.value.id, None)
+    return out
 
 
 def _dict_keys(node: ast.Dict) -> set[str] | None:

@@ -60,6 +60,8 @@ def is_active(param: dict[str, Any], values: dict[str, Any]) -> bool:
 def typed_key(value: Any) -> tuple[str, str]:
     """Equality key of a category value (hashable), the one rule for what a category is:
     `true` is not `1` or `"1"` (Python's `True == 1`), 1 and 1.0 are one number."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # a searcher's numpy scalar (json cannot write numpy's bool)
     tag = "b" if isinstance(value, bool) else "n" if isinstance(value, numbers.Real) else "o"
     if tag == "n":
         return tag, repr(float(value))

@@ -1,0 +1,35 @@
+"""What a trainer reports to Tune, read from its source (hpoc/compiler/metrics.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpoc.compiler.metrics import reported_by_loop
+
+BASE = {"epoch", "training_iteration"}
+
+
+def loop(tmp_path: Path, body: str) -> set[str] | None:
+    (tmp_path / "mytrainer.py").write_text(
+        "class T:\n    def train(self, config, data):\n"
+        + "".join(f"        {line}\n" for line in body.splitlines()))
+    return reported_by_loop("mytrainer:T", str(tmp_path))
+
+
+def test_the_keys_of_a_dict_written_out_are_reported(tmp_path: Path) -> None:
+    assert loop(tmp_path, 'self.checkpoint_and_report(1, tuning_metrics={"loss": 1.0})') == BASE | {"loss"}
+    assert loop(tmp_path, 'm = {"loss": 1.0}\nm["acc"] = 2.0\n'
+                          "self.checkpoint_and_report(1, m)") == BASE | {"loss", "acc"}
+
+
+@pytest.mark.parametrize("body", [
+    # keys added where the source does not spell them: it cannot tell (no warning)
+    "m = {}\nm[name] = 1.0\nself.checkpoint_and_report(1, tuning_metrics=m)",
+    'm = {}\nm.update(loss=1.0)\nself.checkpoint_and_report(1, tuning_metrics=m)',
+    'm = {key: 1.0}\nself.checkpoint_and_report(1, tuning_metrics=m)',
+    'm = {"loss": 1.0}\nm = other()\nself.checkpoint_and_report(1, tuning_metrics=m)',
+])
+def test_a_dict_filled_otherwise_says_nothing(tmp_path: Path, body: str) -> None:
+    assert loop(tmp_path, body) is None

@@ -347,6 +347,11 @@ def test_the_submitit_job_asks_before_ray_and_claims_the_shard(tmp_path, monkeyp
         job._head(0, env)
     assert seen[0]["claim"] is True and seen[0]["pid"] == os.getpid() and seen[0]["slurm_job"] == "501"
     assert not (tmp_path / "results").exists()  # claim dropped, with the directories it made
+    monkeypatch.setenv("HPOC_BRINGUP_TIMEOUT", "5m")  # fails before the bring-up's cleanup
+    with pytest.raises(StudyJobError, match="HPOC_BRINGUP_TIMEOUT='5m' is not a number of seconds"):
+        job._head(0, env)
+    assert not (exp / runlock.LOCK).exists()  # no claim left for the shard's next job
+    monkeypatch.delenv("HPOC_BRINGUP_TIMEOUT")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         monkeypatch.setenv("SLURM_JOB_ID", "500")

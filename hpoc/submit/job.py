@@ -158,22 +158,22 @@ class StudyJob(submitit.helpers.Checkpointable):
         plan = load(self.plan_path)
         slurm = plan["slurm"] or {}
         rdv, job_dir, log_dir = _paths(env)
+        # All that may fail before the claim below: the `finally` that drops it comes after.
+        timeout = _bringup_timeout()
+        node = _node_name()
+        head_log = log_dir / f"ray-{node}.log"
+        shutil.rmtree(rdv, ignore_errors=True)
+        rdv.mkdir(mode=0o700, parents=True)
         # As job.sbatch: nothing to do, or another run holds the shard, needs no Ray; a go
         # claims the shard for this job (its driver takes the claim over).
         code, why = before.check(plan, shard, claim_pid=os.getpid(),
                                  retry=getattr(self, "retry_errored", None))
         if code != before.GO:
-            rdv.mkdir(mode=0o700, parents=True, exist_ok=True)
             (rdv / "done").touch()  # left in place: the other tasks stop waiting for a head
             if code != before.DONE:
                 raise StudyJobError(why)
             print(f"hpoc: nothing to do: {why}", flush=True)
             return {"shard": shard, "exit_code": 0, "wall_s": 0.0}
-        timeout = float(os.environ.get("HPOC_BRINGUP_TIMEOUT", "300"))
-        node = _node_name()
-        head_log = log_dir / f"ray-{node}.log"
-        shutil.rmtree(rdv, ignore_errors=True)
-        rdv.mkdir(mode=0o700, parents=True)
         head = None
         try:
             token = cluster.init(job_dir)
@@ -223,7 +223,7 @@ class StudyJob(submitit.helpers.Checkpointable):
 
         plan = load(self.plan_path)
         rdv, job_dir, log_dir = _paths(env)
-        timeout = float(os.environ.get("HPOC_BRINGUP_TIMEOUT", "300"))
+        timeout = _bringup_timeout()
         node = _node_name()
         deadline = time.monotonic() + timeout
         while not (rdv / "head.json").exists() or not (rdv / "token").exists():
@@ -321,3 +321,12 @@ def _wait_gone(pid: int, timeout: float) -> bool:
             return False
         time.sleep(0.2)
     return True
+
+
+def _bringup_timeout() -> float:
+    """HPOC_BRINGUP_TIMEOUT, seconds (default 300), as the job script reads it."""
+    text = os.environ.get("HPOC_BRINGUP_TIMEOUT", "300")
+    try:
+        return float(text)
+    except ValueError:
+        raise StudyJobError(f"HPOC_BRINGUP_TIMEOUT={text!r} is not a number of seconds") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,20 @@ def test_only_jobs_of_the_same_shard_count(tmp_path):
             job("50_0", 0, "logs/50_0/.submission_file_a.sh"), job("51", None, "logs/.submission_file_b.sh")]
     assert [j["job_id"] for j in experiment_jobs(plan, 2, jobs)] == ["40_2", "50_0", "51"]
     assert [j["job_id"] for j in experiment_jobs(plan, 0, jobs)] == ["51"]
+
+
+def test_a_hung_squeue_holds_a_local_run_up_only_briefly(tmp_path, monkeypatch):
+    """Every local run asks squeue first; a controller that does not answer must not stall
+    it for squeue's 30 s."""
+    from hpoc.submit import queue
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text("#!/bin/sh\nexec sleep 30\n")
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(queue, "LOCAL_CHECK_S", 0.5)
+    started = time.monotonic()
+    assert queue.experiment_jobs({"storage": {"path": str(tmp_path), "name": "s"},
+                                  "shards": {"count": 1}}, 0) == []
+    assert time.monotonic() - started < 10

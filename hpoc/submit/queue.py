@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 _FORMAT = "%i|%T|%M|%N|%r|%K|%o"
-DONE_SOON = {"COMPLETING"}  # its driver has stopped: it will not read the plan again
+DONE_SOON = {"COMPLETING"}
+LOCAL_CHECK_S = 5.0  # a check before a local run: a hung controller must not hold it up long  # its driver has stopped: it will not read the plan again
 
 
-def squeue(fmt: str, *args: str) -> list[str] | None:
+def squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | None:
     """squeue's rows (`-o fmt`) of this user's jobs, or None when squeue cannot tell (not
     installed, no answer). Only ours: on a site with tens of thousands of queued jobs the
     whole queue takes seconds and loads the controller, and other users' jobs are not
@@ -28,17 +29,17 @@ def squeue(fmt: str, *args: str) -> list[str] | None:
         return None
     try:
         run = subprocess.run(["squeue", "-h", "-u", getpass.getuser(), "-o", fmt, *args],
-                             capture_output=True, text=True, timeout=30)
+                             capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired, KeyError):  # KeyError: a uid without a name
         return None
     return run.stdout.splitlines() if run.returncode == 0 else None
 
 
-def user_jobs() -> list[dict[str, Any]]:
+def user_jobs(timeout: float = 30) -> list[dict[str, Any]]:
     """This user's queued and running jobs, array tasks one by one: {job_id, state, elapsed,
     nodes, reason, task (array task id or None), script}."""
     jobs = []
-    for line in squeue(_FORMAT, "-r") or ():
+    for line in squeue(_FORMAT, "-r", timeout=timeout) or ():
         parts = line.split("|", 6)
         if len(parts) != 7:
             continue
@@ -102,7 +103,7 @@ def experiment_jobs(plan: dict[str, Any], shard: int,
           f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"}
     plans: dict[Path, dict[str, Any] | None] = {}
     found = []
-    for job in user_jobs() if jobs is None else jobs:
+    for job in user_jobs(timeout=LOCAL_CHECK_S) if jobs is None else jobs:
         if job["state"] in DONE_SOON or job["job_id"] in me:
             continue
         build = _build_dir(job["script"])

@@ -13,7 +13,6 @@ queued or running SLURM job of this user will run the same shard of the same exp
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,14 +118,13 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     retry = retry_mode(args)
     plan = load_plan(args.target)
-    local = args.local if args.local is not None else not os.environ.get("RAY_ADDRESS")
-    if local and not args.force:
-        refuse_beside_jobs(plan, args.shard)
     from hpoc.runtime.study import RunOptions, run_study
 
-    return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
-                                      fresh=args.fresh, verbose=args.verbose,
-                                      retry_errored=retry, progress=sys.stderr, out=sys.stdout))
+    opts = RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus, fresh=args.fresh,
+                      verbose=args.verbose, retry_errored=retry, progress=sys.stderr, out=sys.stdout)
+    if opts.is_local and not args.force:
+        refuse_beside_jobs(plan, args.shard)
+    return run_study(plan, opts)
 
 
 def refuse_beside_jobs(plan: dict[str, Any], shard: int) -> None:

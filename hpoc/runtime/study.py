@@ -63,6 +63,10 @@ class RunOptions:
     progress: TextIO | None = None   # progress lines (default stderr)
     out: TextIO | None = None        # the final report (default stdout)
 
+    @property
+    def is_local(self) -> bool:
+        return self.local if self.local is not None else not os.environ.get("RAY_ADDRESS")
+
 
 @dataclass
 class _State:
@@ -581,7 +585,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                          f"(0..{shards - 1})")
     exp = _STATE.experiment = experiment_dir(plan, shard)
     fp = marker.fingerprint(plan, plan_hash(plan))
-    local = opts.local if opts.local is not None else not os.environ.get("RAY_ADDRESS")
+    local = opts.is_local
     _quiet_ray(opts.verbose)
     previous_signals = _install_signals()
     lock = runlock.Lock(exp, shard)

@@ -22,7 +22,7 @@ class FashionMNISTGetter:
 
     def check(self) -> None:
         """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""
-        from hpoc.commands.data import IDX_FILES, idx_problem
+        from hpoc.idx import IDX_FILES, idx_problem
 
         raw = os.path.join(self.root, "FashionMNIST", "raw")
         missing = [n for n in IDX_FILES if not os.path.isfile(os.path.join(raw, n))]

@@ -440,7 +440,14 @@ def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
         def create_model(self):
             pass
 
-    assert hook_problems(OwnLoop) == [] and hook_problems(OwnModels) == []
+    class OwnBatches(hpoc.Trainer):  # its own batches() never calls prepare_inputs
+        def batches(self, data, *, train, batch_size=None):
+            return data
+
+        def prepare_inputs(self, x, scale):
+            pass
+
+    assert hook_problems(OwnLoop) == [] and hook_problems(OwnModels) == [] and hook_problems(OwnBatches) == []
 
 
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])

@@ -20,7 +20,7 @@ HOOKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "create_lr_scheduler": (("optimizer", "config"), _MODEL),
     "train_step": (("batch",), ("train", "train_epoch")),
     "validation_step": (("batch",), ("train", "validation_epoch")),
-    "prepare_inputs": (("x",), ("train", "setup", "create_dataloaders")),
+    "prepare_inputs": (("x",), ("train", "setup", "create_dataloaders", "batches")),
     "checkpoint_state": ((), ("save_checkpoint",)),
     "load_checkpoint_state": (("state",), ("restore",)),
 }

@@ -49,3 +49,29 @@ def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def saved_trials(path: str | os.PathLike[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(trial, run metadata) of each trial in one `experiment_state-*.json` Ray Tune saved.
+    Ray rewrites it atomically, but a copy may be cut short: what cannot be read is skipped
+    (an unreadable file reads as no trials)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    out = []
+    for item in (data.get("trial_data") or []) if isinstance(data, dict) else []:
+        try:
+            trial = json.loads(item[0]) if isinstance(item, list) else item
+            meta = json.loads(item[1]) if isinstance(item, list) and len(item) > 1 else {}
+        except (TypeError, ValueError, IndexError):
+            continue
+        if isinstance(trial, dict) and trial.get("trial_id"):
+            out.append((trial, meta if isinstance(meta, dict) else {}))
+    return out
+
+
+def newest_state(exp: str | os.PathLike[str]) -> Path | None:
+    """The experiment state Ray saved last in `exp` (its name carries the time)."""
+    files = sorted(Path(exp).glob("experiment_state-*.json"))
+    return files[-1] if files else None

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.files import read_json_lines
+from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import find_plan, study_dir
@@ -269,9 +269,9 @@ def _experiment_states(path: Path, depth: int = 3) -> dict[str, dict[str, Any]]:
     """trial_id -> {status, config, logdir, error_file} from the newest experiment_state file
     of every Ray experiment under `path`."""
     states: dict[str, dict[str, Any]] = {}
-    files = sorted(path.glob("experiment_state-*.json"))
-    if files:
-        states.update(_parse_state(files[-1]))
+    newest = newest_state(path)
+    if newest is not None:
+        states.update(_parse_state(newest))
     if depth > 1:
         for child in sorted(p for p in path.iterdir() if p.is_dir()):
             if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name):
@@ -282,29 +282,17 @@ def _experiment_states(path: Path, depth: int = 3) -> dict[str, dict[str, Any]]:
 
 def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
         saved = file.stat().st_mtime
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}  # Ray rewrites it atomically, but a copy may be cut short
-    states = {}
-    for item in data.get("trial_data") or []:
-        try:
-            trial = json.loads(item[0]) if isinstance(item, list) else item
-            if not isinstance(trial, dict) or "trial_id" not in trial:
-                continue
-            meta = json.loads(item[1]) if isinstance(item, list) and len(item) > 1 else {}
-            meta = meta if isinstance(meta, dict) else {}
-            states[trial["trial_id"]] = {
-                "saved": saved,
-                "status": trial.get("status") if trial.get("status") in STATUSES else "PENDING",
-                "config": trial.get("config") if isinstance(trial.get("config"), dict) else {},
-                "logdir": trial.get("relative_logdir"),
-                "start": number(meta.get("start_time")),
-                "end": number(meta.get("last_result_time")),
-            }
-        except (TypeError, ValueError, IndexError):
-            continue
-    return states
+    except OSError:
+        return {}
+    return {trial["trial_id"]: {
+        "saved": saved,
+        "status": trial.get("status") if trial.get("status") in STATUSES else "PENDING",
+        "config": trial.get("config") if isinstance(trial.get("config"), dict) else {},
+        "logdir": trial.get("relative_logdir"),
+        "start": number(meta.get("start_time")),
+        "end": number(meta.get("last_result_time")),
+    } for trial, meta in saved_trials(file)}
 
 
 def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,10 +14,11 @@ new run's: its error files always, and from scratch its reports and checkpoints 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
+
+from hpoc.files import newest_state, saved_trials
 
 ENV = "HPOC_RETRY_ERRORED"
 SCRATCH, CHECKPOINT = "scratch", "checkpoint"
@@ -48,20 +49,10 @@ def mode_from_env(environ: Any = os.environ) -> str | None:
 def errored(exp: Path) -> dict[str, Path]:
     """trial id -> directory of the trials Ray's newest saved experiment state in `exp` has
     as ERROR: the trials a restore retries."""
-    files = sorted(exp.glob("experiment_state-*.json"))
-    try:
-        data = json.loads(files[-1].read_text(encoding="utf-8")) if files else {}
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for item in data.get("trial_data") or []:
-        try:
-            trial = json.loads(item[0])
-        except (TypeError, ValueError, IndexError):
-            continue
-        if isinstance(trial, dict) and trial.get("status") == "ERROR" and trial.get("trial_id"):
-            out[str(trial["trial_id"])] = exp / str(trial.get("relative_logdir") or "")
-    return out
+    newest = newest_state(exp)
+    return {str(trial["trial_id"]): exp / str(trial.get("relative_logdir") or "")
+            for trial, _ in (saved_trials(newest) if newest is not None else ())
+            if trial.get("status") == "ERROR"}
 
 
 def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,

@@ -43,7 +43,7 @@ class FailFast:
     k: int                      # 0: off
     total: int                  # trials in this shard
     metric: str | None          # the first objective metric; None: any report counts
-    ended: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    ended: list[tuple[str | None, str | None, str | None]] = field(default_factory=list)  # (dir, sig, text)
     verdict: str | None = None  # the message, once the rule fired
 
     @property
@@ -56,13 +56,14 @@ class FailFast:
         if not self.limit or self.verdict or len(self.ended) >= self.limit:
             return None
         text = summary_mod.trial_error(trial) if trial.status == "ERROR" else None
-        self.ended.append((trial.trial_id, signature(text, trial.trial_id, summary_mod._path(trial)), text))
+        path = summary_mod.trial_path(trial)
+        self.ended.append((path, signature(text, trial.trial_id, path), text))
         if len(self.ended) < self.limit or any(self._succeeded(t) for t in trials):
             return None
         sigs = {sig for _, sig, _ in self.ended}
         if len(sigs) != 1 or None in sigs:
             return None
-        self.verdict = self._describe(trial)
+        self.verdict = self._describe()
         return self.verdict
 
     def _succeeded(self, trial: Any) -> bool:
@@ -71,12 +72,12 @@ class FailFast:
             return "training_iteration" in result
         return self.metric in result
 
-    def _describe(self, last: Any) -> str:
-        text = self.ended[0][2] or ""
+    def _describe(self) -> str:
+        details, _, text = self.ended[0]  # the error shown is the first trial's: its file
+        text = text or ""
         where = summary_mod.error_where(text)
         n, metric = len(self.ended), f"`{self.metric}`" if self.metric else "anything"
         first = "the first trial to end" if n == 1 else f"all of the first {n} trials to end"
-        details = summary_mod._path(last)
         lines = [f"{first} failed with the same error, and no trial reported {metric}",
                  f"  {summary_mod.error_line(text)}"]
         if where:

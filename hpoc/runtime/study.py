@@ -323,13 +323,13 @@ def _events_class() -> type:
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
-            if retry.recorded(summary_mod._path(trial), _STATE.run) is None:
+            if retry.recorded(summary_mod.trial_path(trial), _STATE.run) is None:
                 trial.max_failures = _STATE.max_retries
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import retry
 
-            if retry.recorded(summary_mod._path(trial), _STATE.run) is not None:
+            if retry.recorded(summary_mod.trial_path(trial), _STATE.run) is not None:
                 # A deterministic error: the retry Tune has queued fails at once with it
                 # (retry.py); none after that (on_trial_start restores the plan's
                 # retries in a later run). Its "errored" line follows.
@@ -393,7 +393,7 @@ def _trial_line(trial: Any, what: str) -> None:
     if error:
         line, at = summary_mod.error_line(error), summary_mod.error_where(error)
         detail = f": {line}" + (f" at {at}" if at and at not in line else "")
-    where = summary_mod._path(trial)
+    where = summary_mod.trial_path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
     _say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
 

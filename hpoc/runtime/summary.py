@@ -118,7 +118,7 @@ def own_last_result(trial: Any) -> dict[str, Any]:
     result = trial.last_result or {}
     if result.get("trial_id") in (None, trial.trial_id):
         return result
-    path = _path(trial)
+    path = trial_path(trial)
     rows = read_json_lines(Path(path) / "result.json") if path else []
     return next((row for row in reversed(rows) if row.get("trial_id") == trial.trial_id), {})
 
@@ -135,11 +135,11 @@ def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
         "metrics": user_metrics(result),
         "epochs": int(result.get("epoch") or result.get("training_iteration") or 0),
         "error": trial_error(trial),
-        "path": _path(trial),
+        "path": trial_path(trial),
     }
 
 
-def _path(trial: Any) -> str | None:
+def trial_path(trial: Any) -> str | None:
     for attr in ("path", "local_path"):
         try:
             value = getattr(trial, attr)

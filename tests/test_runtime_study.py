@@ -154,10 +154,8 @@ def _wrong_dtype_plan(tmp_path, samples, **failure):
 
 def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fixed(tmp_path):
     plan = _wrong_dtype_plan(tmp_path, 6, fail_fast=3)
-    started = time.monotonic()
     code, progress, out = _run(plan)
     assert code == EXIT_FAILED, progress
-    assert time.monotonic() - started < 40
     assert progress.count("failed with the same error") == 1
     stop = progress[progress.index("failed with the same error"):]
     assert "[hpoc] stopped: all of the first 3 trials to end failed with the same error, and no " \

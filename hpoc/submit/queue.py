@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 _FORMAT = "%i|%T|%M|%N|%r|%K|%o"
-DONE_SOON = {"COMPLETING"}
-LOCAL_CHECK_S = 5.0  # a check before a local run: a hung controller must not hold it up long  # its driver has stopped: it will not read the plan again
+DONE_SOON = {"COMPLETING"}  # its driver has stopped: it will not read the plan again
+LOCAL_CHECK_S = 5.0  # a check before a local run: a hung controller must not hold it up long
 
 
 def squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | None:

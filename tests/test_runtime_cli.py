@@ -144,6 +144,24 @@ def test_only_jobs_of_the_same_shard_count(tmp_path):
     assert [j["job_id"] for j in experiment_jobs(plan, 0, jobs)] == ["51"]
 
 
+def test_jobs_json_is_read_once_per_build(tmp_path, monkeypatch):
+    """A submitit array shows in squeue task by task: one jobs.json read for all of them."""
+    import hpoc.submit
+    from hpoc.submit.queue import experiment_jobs
+
+    plan = make_plan(tmp_path, tmp_path / "results", shards={"count": 3, "parallel": 3})
+    build = tmp_path / "build"
+    (build / "logs").mkdir(parents=True)
+    (build / "plan.json").write_text(dumps(plan))
+    reads = []
+    monkeypatch.setattr(hpoc.submit, "read_jobs", lambda b: reads.append(b) or
+                        [{"jobs": [{"job_id": f"60_{k}", "shard": k} for k in range(3)]}])
+    jobs = [{"job_id": f"60_{k}", "state": "PENDING", "task": k,
+             "script": str(build / "logs" / ".submission_file_a.sh")} for k in range(3)]
+    assert [j["job_id"] for j in experiment_jobs(plan, 1, jobs)] == ["60_1"]
+    assert len(reads) == 1
+
+
 def test_a_hung_squeue_holds_a_local_run_up_only_briefly(tmp_path, monkeypatch):
     """Every local run asks squeue first; a controller that does not answer must not stall
     it for squeue's 30 s."""

@@ -236,3 +236,13 @@ def test_the_retry_hint_is_the_command_the_study_was_started_with(tmp_path):
     assert _retry_command(status, [1], "x") == f"`HPOC_RETRY_ERRORED=1 sbatch --array=1 {build}/job.sbatch`"
     status["submitted_by_hpoc"] = True
     assert _retry_command(status, [1], "x") == f"`hpoc submit {build} --retry-errored`"
+
+
+def test_the_retry_hint_of_a_build_whose_path_says_sbatch(tmp_path):
+    """The hint is built, not patched: a path with "sbatch" in it is still `hpoc submit`."""
+    from hpoc.commands.status import _retry_command
+
+    build = tmp_path / "sbatch-runs"
+    build.mkdir()
+    status = {"build_dir": str(build), "shards": [{"shard": 0}], "submitted_by_hpoc": True}
+    assert _retry_command(status, [0], "x") == f"`hpoc submit {build} --retry-errored`"

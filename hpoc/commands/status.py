@@ -415,26 +415,24 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
 
 def _retry_command(status: dict[str, Any], errored: list[int], target: str) -> str:
     """The command that runs the errored trials of these shards again (docs/resume.md)."""
+    return _resume_command(status, errored, target, retry=True)
+
+
+def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
+                    retry: bool = False) -> str:
     build = status["build_dir"]
+    flag, env = (" --retry-errored", "HPOC_RETRY_ERRORED=1 ") if retry else ("", "")
     if build is None:
         t = shlex.quote(target)
-        return f"`hpoc run {t} --local --retry-errored` (or `hpoc submit {t} --retry-errored`)"
-    command = _resume_command(status, errored, target)
-    if "sbatch" in command:
-        return "`HPOC_RETRY_ERRORED=1 " + command[1:]
-    return command[:-1] + " --retry-errored`"
-
-
-def _resume_command(status: dict[str, Any], stopped: list[int], target: str) -> str:
-    build = status["build_dir"]
-    if build is None:
-        return f"run the study again as you started it (`hpoc run {shlex.quote(target)} --local`, `hpoc submit`)"
+        if retry:
+            return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`)"
+        return f"run the study again as you started it (`hpoc run {t} --local`, `hpoc submit`)"
     if status.get("submitted_by_hpoc") or not (Path(build) / "job.sbatch").is_file():
-        return f"`hpoc submit {shlex.quote(build)}`"
+        return f"`hpoc submit {shlex.quote(build)}{flag}`"
     script = shlex.quote(f"{build}/job.sbatch")  # the user pastes it into a shell
     if len(status["shards"]) == 1:
-        return f"`sbatch {script}`"
-    return f"`sbatch --array={','.join(map(str, stopped))} {script}`"
+        return f"`{env}sbatch {script}`"
+    return f"`{env}sbatch --array={','.join(map(str, stopped))} {script}`"
 
 
 # ---------------------------------------------------------------- table

@@ -113,7 +113,9 @@ class StudyJob(submitit.helpers.Checkpointable):
                     head: subprocess.Popen | None = None, head_log: Path | None = None) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "hpoc.runtime", self.plan_path, "--shard", str(shard)]
         if getattr(self, "retry_errored", None):  # (a job pickled by an older hpoc has none)
-            cmd += ["--retry-errored"] + (["--from-checkpoint"] if self.retry_errored == "checkpoint" else [])
+            from hpoc.runtime.rerun import CHECKPOINT
+
+            cmd += ["--retry-errored"] + (["--from-checkpoint"] if self.retry_errored == CHECKPOINT else [])
         if local:
             cmd.append("--local")
             if self.local_cpus:

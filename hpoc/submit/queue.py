@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 _FORMAT = "%i|%T|%M|%N|%r|%K|%o"
-DONE_SOON = {"COMPLETING"}
-LOCAL_CHECK_S = 5.0  # a check before a local run: a hung controller must not hold it up long  # its driver has stopped: it will not read the plan again
+DONE_SOON = {"COMPLETING"}  # its driver has stopped: it will not read the plan again
+LOCAL_CHECK_S = 5.0  # a check before a local run: a hung controller must not hold it up long
 
 
 def squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | None:
@@ -102,6 +102,7 @@ def experiment_jobs(plan: dict[str, Any], shard: int,
     me = {os.environ.get("SLURM_JOB_ID"),
           f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"}
     plans: dict[Path, dict[str, Any] | None] = {}
+    sent: dict[Path, dict[str, int]] = {}  # jobs.json of each build, read once
     found = []
     for job in user_jobs(timeout=LOCAL_CHECK_S) if jobs is None else jobs:
         if job["state"] in DONE_SOON or job["job_id"] in me:
@@ -113,7 +114,7 @@ def experiment_jobs(plan: dict[str, Any], shard: int,
             plans[build] = _plan_of(build)
         other = plans[build]
         if other is not None and any(experiment_dir(other, k).resolve() == target
-                                     for k in _shards_of(job, build, other)):
+                                     for k in _shards_of(job, build, other, sent)):
             found.append(job)
     return found
 
@@ -139,15 +140,21 @@ def _plan_of(build: Path) -> dict[str, Any] | None:
         return None
 
 
-def _shards_of(job: dict[str, Any], build: Path, plan: dict[str, Any]) -> list[int]:
+def _shards_of(job: dict[str, Any], build: Path, plan: dict[str, Any],
+               sent: dict[Path, dict[str, int]]) -> list[int]:
     """The shards `job` may run: job.sbatch's array task is its shard; `hpoc submit` records
-    its jobs' shards in jobs.json (array tasks of a resubmission are not the shards)."""
+    its jobs' shards in jobs.json (array tasks of a resubmission are not the shards), read
+    into `sent` (build -> job id -> shard) the first time a build needs it."""
     if Path(job["script"]).name == "job.sbatch":
         return [job["task"] or 0]
-    from hpoc.submit import read_jobs
+    if build not in sent:
+        from hpoc.submit import read_jobs
 
-    for record in read_jobs(build):
-        for sent in record.get("jobs", []):
-            if str(sent.get("job_id")) == job["job_id"] and isinstance(sent.get("shard"), int):
-                return [sent["shard"]]
+        sent[build] = {}
+        for record in read_jobs(build):
+            for one in record.get("jobs", []):
+                if isinstance(one.get("shard"), int):
+                    sent[build].setdefault(str(one.get("job_id")), one["shard"])
+    if job["job_id"] in sent[build]:
+        return [sent[build][job["job_id"]]]
     return list(range(plan["shards"]["count"]))  # it cannot tell: any of them

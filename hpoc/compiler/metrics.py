@@ -11,6 +11,7 @@ directory (an installed package) gives no answer.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 
 
@@ -102,7 +103,14 @@ def _module_tree(target: str, workdir: str | None) -> ast.Module | None:
     for path in (base + ".py", os.path.join(base, "__init__.py")):
         try:
             with open(path, encoding="utf-8") as fh:
-                return ast.parse(fh.read(), path)
+                return _parse(fh.read(), path)
         except (OSError, SyntaxError, ValueError, RecursionError):
             continue
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(text: str, path: str) -> ast.Module:
+    # One compile asks up to three times (loop metrics, dict keys, time_attr); keyed by the
+    # text, an edited module is parsed anew. Callers only read the tree.
+    return ast.parse(text, path)

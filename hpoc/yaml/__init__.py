@@ -123,7 +123,7 @@ def _yaml_names(study: A.Study, text: str) -> _Names:
     return out
 
 
-def _renamed(diags: list[Diagnostic], names: _Names, text: str = "") -> list[Diagnostic]:
+def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnostic]:
     """The checker's diagnostics naming the YAML key at their position, not the .hpo one."""
     out = []
     lines = text.split("\n")

@@ -33,3 +33,20 @@ def test_the_keys_of_a_dict_written_out_are_reported(tmp_path: Path) -> None:
 ])
 def test_a_dict_filled_otherwise_says_nothing(tmp_path: Path, body: str) -> None:
     assert loop(tmp_path, body) is None
+
+
+def test_a_module_asked_again_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ast
+
+    from hpoc.compiler import metrics
+
+    calls: list[str] = []
+    real = ast.parse
+    monkeypatch.setattr(metrics.ast, "parse", lambda text, path, *a: calls.append(path) or real(text, path, *a))
+    metrics._parse.cache_clear()
+    body = 'self.checkpoint_and_report(1, tuning_metrics={"loss": 1.0})'
+    assert loop(tmp_path, body) == BASE | {"loss"}
+    assert metrics.trainer_metrics("mytrainer:T", str(tmp_path)) == {"loss"}
+    assert len(calls) == 1
+    assert loop(tmp_path, body.replace("loss", "acc")) == BASE | {"acc"}  # edited: read anew
+    assert len(calls) == 2

@@ -11,6 +11,7 @@ directory (an installed package) gives no answer.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 
 
@@ -40,19 +41,22 @@ def reported_by_loop(target: str, workdir: str | None) -> set[str] | None:
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        assigned = _written_dicts(fn)
+        assigned: dict[str, set[str] | None] | None = None  # only for a function that reports
         for node in ast.walk(fn):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "checkpoint_and_report"):
                 continue
             arg = next((k.value for k in node.keywords if k.arg == "tuning_metrics"),
                        node.args[1] if len(node.args) > 1 else None)
-            if isinstance(arg, ast.Dict) and _dict_keys(arg) is not None:
-                keys |= _dict_keys(arg)  # type: ignore[operator]
-            elif isinstance(arg, ast.Name) and assigned.get(arg.id) is not None:
-                keys |= assigned[arg.id]  # type: ignore[operator]
-            else:
+            written = None
+            if isinstance(arg, ast.Dict):
+                written = _dict_keys(arg)
+            elif isinstance(arg, ast.Name):
+                assigned = _written_dicts(fn) if assigned is None else assigned
+                written = assigned.get(arg.id)
+            if written is None:
                 return None
+            keys |= written
             found = True
     return keys | {"epoch", "training_iteration"} if found else None
 
@@ -102,7 +106,14 @@ def _module_tree(target: str, workdir: str | None) -> ast.Module | None:
     for path in (base + ".py", os.path.join(base, "__init__.py")):
         try:
             with open(path, encoding="utf-8") as fh:
-                return ast.parse(fh.read(), path)
+                return _parse(fh.read(), path)
         except (OSError, SyntaxError, ValueError, RecursionError):
             continue
     return None
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(text: str, path: str) -> ast.Module:
+    # One compile asks up to three times (loop metrics, dict keys, time_attr); keyed by the
+    # text, an edited module is parsed anew. Callers only read the tree.
+    return ast.parse(text, path)

@@ -123,7 +123,7 @@ def _yaml_names(study: A.Study, text: str) -> _Names:
     return out
 
 
-def _renamed(diags: list[Diagnostic], names: _Names, text: str = "") -> list[Diagnostic]:
+def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnostic]:
     """The checker's diagnostics naming the YAML key at their position, not the .hpo one."""
     out = []
     lines = text.split("\n")
@@ -166,6 +166,14 @@ _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
 
 
+def _range(value: str) -> str:
+    """`uniform(a, b)` as `{type: uniform, min: a, max: b}`; any other value as it is."""
+    domain = _DOMAIN.fullmatch(value)
+    if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
+        return f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
+    return value
+
+
 def yaml_words(text: str) -> str:
     """A checker message with its .hpo snippets in YAML: `search optuna` is `search_alg:
     {name: optuna}`, `workers = 1` is `num_workers: 1`, `lr = uniform(a, b)` is
@@ -176,11 +184,7 @@ def yaml_words(text: str) -> str:
         return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}{opts}}}`"
 
     def setting(m: re.Match[str]) -> str:
-        key, value = _ALWAYS.get(m.group(1), m.group(1)), m.group(2)
-        domain = _DOMAIN.fullmatch(value)
-        if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
-            value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
-        return f"`{key}: {value}`"
+        return f"`{_ALWAYS.get(m.group(1), m.group(1))}: {_range(m.group(2))}`"
 
     def call(m: re.Match[str]) -> str:  # a bare domain call in a hint: `choice(a, b)`
         from hpoc.compiler import tables as T
@@ -197,10 +201,7 @@ def yaml_words(text: str) -> str:
         return f"`{{type: {func}{pairs}}}`"
 
     def nested(m: re.Match[str]) -> str:  # `checkpoint { every = 1 }`, `hyperparam_mutations { lr = ... }`
-        key, inner, value = m.group(1), m.group(2), m.group(3).strip()
-        domain = _DOMAIN.fullmatch(value)
-        if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
-            value = f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
+        key, inner, value = m.group(1), m.group(2), _range(m.group(3).strip())
         if key == "checkpoint":
             return f"`checkpoint_config: {{{_DOTTED.get('checkpoint.' + inner, inner)}: {value}}}`"
         return f"`{key}: {{{inner}: {value}}}`"

@@ -616,7 +616,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
-            errored = (previous.get("status_counts") or {}).get("ERROR", 0)
+            errored = summary_mod.errored(previous)
             # Fixed the trainer after some trials failed? --retry-errored trains them again.
             _say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
                 "with no errored trial: nothing to retry" if opts.retry_errored else

@@ -122,8 +122,7 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     from ray.tune import Tuner
 
     if retry and fresh:
-        raise StudyError("--retry-errored reruns the errored trials of the run there, --fresh "
-                         "moves that run aside: pass one of them")
+        raise StudyError(rerun.WITH_FRESH)
     recorded = marker.read(exp) if exp.exists() else None
     has_state = exp.exists() and Tuner.can_restore(str(exp))
     if not has_state and recorded is None:

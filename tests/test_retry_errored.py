@@ -216,6 +216,14 @@ def test_a_study_that_never_ran_has_nothing_to_retry(tmp_path):
     assert _prior_run(exp, fp, False, True, io.StringIO()) == "fresh"
 
 
+def test_the_driver_refuses_retry_with_fresh_too(tmp_path, capsys):
+    """run_study's callers pass no CLI: the driver refuses what the CLI refuses."""
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    code = run_study(plan, RunOptions(local=True, fresh=True, retry_errored=rerun.SCRATCH))
+    assert code == EXIT_SPEC
+    assert "pass one of them" in capsys.readouterr().err
+
+
 def test_submit_sends_only_the_shards_with_errored_trials(tmp_path):
     from hpoc.submit import previous_run
 

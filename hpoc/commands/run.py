@@ -66,8 +66,7 @@ def retry_mode(args: argparse.Namespace) -> str | None:
         except rerun.RetryError as exc:
             raise HpocError(str(exc)) from None
     if mode and getattr(args, "fresh", False):
-        raise HpocError("--retry-errored reruns the errored trials of the run there, --fresh "
-                        "moves that run aside: pass one of them")
+        raise HpocError(rerun.WITH_FRESH)
     return mode
 
 

@@ -26,6 +26,9 @@ _ON = {"1", "true", "yes", "on", SCRATCH}
 _OFF = {"", "0", "false", "no", "off"}
 _ERROR_FILES = ("error.txt", "error.pkl")
 _REPORTS = ("result.json", "progress.csv", "events.out.tfevents")
+# The CLI refuses both flags; the driver too, for callers of run_study.
+WITH_FRESH = ("--retry-errored reruns the errored trials of the run there, --fresh moves that "
+              "run aside: pass one of them")
 
 
 class RetryError(ValueError):

@@ -122,8 +122,7 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     from ray.tune import Tuner
 
     if retry and fresh:
-        raise StudyError("--retry-errored reruns the errored trials of the run there, --fresh "
-                         "moves that run aside: pass one of them")
+        raise StudyError(rerun.WITH_FRESH)
     recorded = marker.read(exp) if exp.exists() else None
     has_state = exp.exists() and Tuner.can_restore(str(exp))
     if not has_state and recorded is None:
@@ -616,7 +615,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
-            errored = (previous.get("status_counts") or {}).get("ERROR", 0)
+            errored = summary_mod.errored(previous)
             # Fixed the trainer after some trials failed? --retry-errored trains them again.
             _say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
                 "with no errored trial: nothing to retry" if opts.retry_errored else

@@ -40,13 +40,17 @@ _MAX_ERROR = 4000
 def exit_code(summary: dict[str, Any]) -> int:
     """The driver's exit status for a run that ended with `summary`: 0 when some trial
     succeeded, 1 when every trial failed or none gave a finite objective (diverged)."""
-    counts = summary.get("status_counts") or {}
     total = summary.get("num_trials") or 0
-    if total == 0 or counts.get("ERROR", 0) == total:
+    if total == 0 or errored(summary) == total:
         return 1
     if summary.get("metrics") and summary.get("best") is None:
         return 1  # no trial gave a finite objective (NaN or inf: training diverged)
     return 0
+
+
+def errored(summary: dict[str, Any]) -> int:
+    """How many trials `summary` counts as ERROR: those --retry-errored runs again."""
+    return int((summary.get("status_counts") or {}).get("ERROR") or 0)
 
 
 def user_metrics(result: dict[str, Any] | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from hpoc.plan import content_hash
 from hpoc.runtime import marker, runlock
 from hpoc.runtime.study import RunOptions, StudyError, _prior_run, experiment_dir, plan_hash, run_study
 from hpoc.submit import SubmitError, check_previous
-from runtime_plans import make_plan, write_toy
+from runtime_plans import make_plan, saved_state, write_toy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -436,6 +436,7 @@ def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tm
     exp = experiment_dir(plan, 0)
     exp.mkdir(parents=True)
     _finished_run(plan, exp)
+    saved_state(exp, ["TERMINATED", "ERROR", "ERROR"])  # what --retry-errored would run again
     summary = json.loads((exp / "summary.json").read_text())
     (exp / "summary.json").write_text(json.dumps({**summary, "num_trials": 3, "wall_s": 1.0, "metrics": [],
                                                   "status_counts": {"TERMINATED": 1, "ERROR": 2}}))

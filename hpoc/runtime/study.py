@@ -548,12 +548,11 @@ def _quiet_ray(verbose: bool) -> None:
 
 def _in_spec_words(plan: dict[str, Any], text: str) -> str:
     """An error's settings as the study's file names them: a YAML config says `num_workers`
-    and `run_config.name` where a .hpo file says `workers` and `storage.name`."""
-    if (plan.get("source") or {}).get("format") != "yaml":
-        return text
-    from hpoc.yaml import yaml_words  # text only: no compiler run
+    and `run_config.name` where a .hpo file says `workers` and `storage.name` (the plan's
+    `source.words`; absent in plans compiled before it existed)."""
+    from hpoc.plan.words import respell
 
-    return yaml_words(text)
+    return respell(text, (plan.get("source") or {}).get("words"))
 
 
 def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:

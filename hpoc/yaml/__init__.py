@@ -180,17 +180,15 @@ def yaml_words(text: str) -> str:
     config writes it (`lr = uniform(a, b)` is `lr: {type: uniform, min: a, max: b}`)."""
     def call(m: re.Match[str]) -> str:  # a bare domain call in a hint: `choice(a, b)`
         from hpoc.compiler import tables as T
+        from hpoc.yaml.space import domain_map
 
         func, inner = m.group(1), m.group(2).strip()
         if func not in T.DOMAINS or inner == "...":
             return m.group(0)
         args = [a.strip() for a in inner.split(",")] if inner else []
-        if func in T.CATEGORICAL:
-            key, kind = ("categories", "choice") if func == "choice" else ("values", "grid_search")
-            return f"`{{type: {kind}, {key}: [{', '.join(args)}]}}`"
-        names = [n for n, _, _ in T.DOMAINS[func]]
-        pairs = "".join(f", {n}: {'...' if a == n else a}" for n, a in zip(names, args))
-        return f"`{{type: {func}{pairs}}}`"
+        if func in T.CATEGORICAL:  # .hpo's `choice(a, b)` takes the values, Ray's the list
+            args = [f"[{', '.join(args)}]"]
+        return f"`{domain_map(func, args)}`"
 
     def nested(m: re.Match[str]) -> str:  # `checkpoint { every = 1 }`, `hyperparam_mutations { lr = ... }`
         key, inner, value = m.group(1), m.group(2), _range(m.group(3).strip())

@@ -9,6 +9,7 @@ sections (`search={...}`) or, with a dict for a dict section, update it
 from __future__ import annotations
 
 import copy
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,17 @@ def make_plan(workdir: Path, storage: Path, **sections: Any) -> dict[str, Any]:
 
 def param(name: str, domain: str, condition: dict[str, Any] | None = None, **args: Any) -> dict[str, Any]:
     return {"name": name, "domain": domain, "args": args, "condition": condition}
+
+
+def saved_state(exp: Path, statuses: list[str]) -> Path:
+    """Ray's saved experiment state in `exp`, with trials of these statuses (`t0` in
+    `trial_0`, ...), and the file that makes it restorable."""
+    rows = [[json.dumps({"trial_id": f"t{i}", "status": s, "relative_logdir": f"trial_{i}"}), "{}"]
+            for i, s in enumerate(statuses)]
+    exp.mkdir(parents=True, exist_ok=True)
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": rows}))
+    (exp / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
+    return exp
 
 
 def idx_bytes(array: Any) -> bytes:

@@ -177,6 +177,30 @@ def test_a_time_attr_nobody_reports(tmp_path) -> None:
     assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
 
 
+def test_a_time_attr_a_loop_of_its_own_does_not_report(tmp_path) -> None:
+    """As for the objective's metrics (HP801): a trainer with a loop of its own reports to
+    Tune only what it passes to `checkpoint_and_report`, not another dict of its module nor
+    hpoc's default loop metrics."""
+    (tmp_path / "trainer.py").write_text(
+        "class T:\n    def train(self):\n        self.log({'step': 1})\n"
+        "        self.checkpoint_and_report(1, tuning_metrics={'val_accuracy': 0.5})\n", encoding="utf-8")
+
+    def said(attr):
+        text = _sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}")
+        return [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
+
+    for attr in ("step", "train_loss"):
+        (w,) = said(attr)
+        assert (w.code, where(w), w.message) == (
+            "HP801", (6, 18), f"`time_attr` `{attr}` is not reported to Tune by the trainer, nor added by Tune")
+    assert w.notes == ("Ray's `asha` skips every result without it: it would stop no trial",
+                       "Tune adds `training_iteration`, `time_total_s`, `time_this_iter_s`; the trainer's "
+                       "loop reports `epoch`, `training_iteration`, `val_accuracy` with `checkpoint_and_report`")
+    assert w.help == "add `train_loss` to the metrics the trainer passes to `checkpoint_and_report`"
+    for attr in ("epoch", "val_accuracy", "time_total_s"):
+        assert not said(attr), attr
+
+
 def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
     d = one_error(BASE + "objective minimize val_loss\nscheduler asha { metric = val_accuracy }\n")
     assert (d.code, where(d), d.message) == ("HP201", (4, 18), "unknown key `metric` in `scheduler asha`")

@@ -12,7 +12,7 @@ import pytest
 
 from hpoc.runtime import rerun
 from hpoc.runtime.study import EXIT_OK, EXIT_SPEC, RunOptions, run_study
-from runtime_plans import make_plan, param, write_toy
+from runtime_plans import make_plan, param, saved_state, write_toy
 
 FLAKY = textwrap.dedent('''
     from toy import ToyTrainer
@@ -127,23 +127,17 @@ def test_retry_errored_refuses_a_study_that_never_ran(tmp_path, capsys):
 # ---------------------------------------------------------------- without Ray
 
 
-def _state(exp, statuses):
-    """Ray's saved experiment state with trials of these statuses (`t0`, `t1`, ...)."""
-    rows = [[json.dumps({"trial_id": f"t{i}", "status": s, "relative_logdir": f"trial_{i}"}), "{}"]
-            for i, s in enumerate(statuses)]
-    exp.mkdir(parents=True, exist_ok=True)
-    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": rows}))
-
-
-def _finished(plan, statuses):
+def _finished(plan, statuses, counts=None):
+    """A run of `plan` that ran to the end: Ray's state has `statuses`; its summary counts
+    `counts` (by default the same)."""
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
     from hpoc.runtime.shards import experiment_dir
 
     exp = experiment_dir(plan, 0)
-    _state(exp, statuses)
+    saved_state(exp, statuses)
     marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
-    counts = {s: statuses.count(s) for s in set(statuses)}
+    counts = counts or {s: statuses.count(s) for s in set(statuses)}
     (exp / "summary.json").write_text(json.dumps(
         {"study": "toy", "plan_hash": plan_hash(plan), "interrupted": False, "metrics": [],
          "num_trials": len(statuses), "status_counts": counts, "trials": [], "best": None,
@@ -235,6 +229,42 @@ def test_submit_sends_only_the_shards_with_errored_trials(tmp_path):
     assert previous_run(plan, rerun.SCRATCH) == ("done", {0})
 
 
+@pytest.mark.parametrize("statuses, counts", [
+    (["TERMINATED", "TERMINATED"], {"TERMINATED": 1, "ERROR": 1}),
+    (["TERMINATED", "ERROR"], {"TERMINATED": 2}),
+    (["TERMINATED", "ERROR"], None),
+])
+def test_the_driver_the_job_check_and_submit_agree_on_what_to_retry(tmp_path, monkeypatch, statuses,
+                                                                     counts):
+    """All three read Ray's saved state (rerun.errored), the driver once: a summary that counts
+    otherwise sent a job whose driver had nothing to retry, or none for one that had."""
+    from hpoc import files
+    from hpoc.runtime import study
+    from hpoc.runtime.before import GO, verdict
+    from hpoc.submit import previous_run
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    _finished(plan, statuses, counts)
+    reads = []
+    monkeypatch.setattr(rerun, "saved_trials", lambda path: reads.append(path) or files.saved_trials(path))
+
+    def retrying(plan, exp):  # the driver chose to restore: stop before Ray
+        raise study.StudyError("retrying")
+
+    monkeypatch.setattr(study, "_refuse_synch_population", retrying)
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)
+    driver = "error: retrying" in err.getvalue()
+    assert driver == ("ERROR" in statuses) and len(reads) == 1, text + err.getvalue()
+    assert (verdict(plan, 0, rerun.SCRATCH)[0] == GO) == driver
+    assert (previous_run(plan, rerun.SCRATCH)[1] == set()) == driver
+    if not driver:
+        assert code == EXIT_OK and "no errored trial: nothing to retry" in text
+    (_finished(plan, statuses, counts) / "tuner.pkl").unlink()  # nothing Ray could restore
+    assert verdict(plan, 0, rerun.SCRATCH)[0] != GO and previous_run(plan, rerun.SCRATCH)[1] == {0}
+
+
 def test_a_submitted_job_asks_its_driver_to_retry(tmp_path, monkeypatch):
     from hpoc.submit import job, make_job, prepare
 
@@ -259,7 +289,7 @@ def test_a_submitted_job_asks_its_driver_to_retry(tmp_path, monkeypatch):
 
 def test_a_retried_trial_leaves_what_it_had_in_before_retry(tmp_path):
     exp = tmp_path / "exp"
-    _state(exp, ["TERMINATED", "ERROR", "ERROR"])
+    saved_state(exp, ["TERMINATED", "ERROR", "ERROR"])
     for i in range(3):
         trial = exp / f"trial_{i}"
         (trial / "checkpoint_000000").mkdir(parents=True)
@@ -284,18 +314,21 @@ def test_an_interrupted_run_retries_its_errored_trials_as_asked(tmp_path):
     """The plan's `resume.retry_errored` retries an interrupted run's errored trials from
     their checkpoint; --retry-errored does so even without it, and from scratch by default."""
     exp = tmp_path / "exp"
-    _state(exp, ["PAUSED", "ERROR"])
+    saved_state(exp, ["PAUSED", "ERROR"])
     for i in range(2):
         (exp / f"trial_{i}").mkdir()
         (exp / f"trial_{i}" / "error.txt").write_text("old")
-    said = []
-    assert rerun.prepare(exp, "restore", None, False, said.append) == (None, set())
+    said, errored = [], rerun.errored(exp)
+    assert errored == {"t1": exp / "trial_1"}
+    assert rerun.prepare(exp, "restore", None, False, errored, said.append) == (None, set())
     assert said == [] and (exp / "trial_1" / "error.txt").exists()  # stays errored, as it was
-    assert rerun.prepare(exp, "restore", None, True, said.append) == (rerun.CHECKPOINT, set())
+    assert rerun.prepare(exp, "restore", None, True, errored, said.append) == (rerun.CHECKPOINT, set())
     assert said == ["[hpoc] its 1 errored trial(s) run again from their last checkpoint"]
     assert (exp / "trial_1" / "before-retry-1" / "error.txt").exists()
     assert (exp / "trial_0" / "error.txt").exists()  # not an errored trial: untouched
-    assert rerun.prepare(exp, "restore", rerun.SCRATCH, False, said.append) == (rerun.SCRATCH, {"t1"})
-    _state(exp, ["PAUSED"])
-    assert rerun.prepare(exp, "restore", rerun.SCRATCH, True, said.append) == (None, set())
+    assert rerun.prepare(exp, "restore", rerun.SCRATCH, False, errored, said.append) == (
+        rerun.SCRATCH, {"t1"})
+    saved_state(exp, ["PAUSED"])
+    assert rerun.prepare(exp, "restore", rerun.SCRATCH, True, rerun.errored(exp), said.append) == (
+        None, set())
     assert said[-1] == "[hpoc] no errored trial to retry"

@@ -21,7 +21,7 @@ from hpoc.plan import content_hash
 from hpoc.runtime import marker, runlock
 from hpoc.runtime.study import RunOptions, StudyError, _prior_run, experiment_dir, plan_hash, run_study
 from hpoc.submit import SubmitError, check_previous
-from runtime_plans import make_plan, write_toy
+from runtime_plans import make_plan, saved_state, write_toy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -436,6 +436,7 @@ def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tm
     exp = experiment_dir(plan, 0)
     exp.mkdir(parents=True)
     _finished_run(plan, exp)
+    saved_state(exp, ["TERMINATED", "ERROR", "ERROR"])  # what --retry-errored would run again
     summary = json.loads((exp / "summary.json").read_text())
     (exp / "summary.json").write_text(json.dumps({**summary, "num_trials": 3, "wall_s": 1.0, "metrics": [],
                                                   "status_counts": {"TERMINATED": 1, "ERROR": 2}}))
@@ -448,16 +449,25 @@ def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tm
 
 def test_a_yaml_configs_run_errors_name_its_keys(spec, tmp_path, capsys, monkeypatch):
     """`run_config.name` and `num_workers` to the user of a YAML config, not .hpo's
-    `storage.name` and `workers`; a .hpo study's errors keep its own words."""
+    `storage.name` and `workers`; a .hpo study's errors keep its own words. The runtime
+    reads those words from the plan (`source.words`), not from the YAML front end."""
+    import sys
+
     import hpoc.runtime.study as study
     from yaml_configs import seed, write
 
     def refuse(*_):
-        raise StudyError("it differs\n  help: change `storage.name`, or lower `workers`")
+        raise StudyError("this `scheduler pbt` study has `synch = true`\n"
+                         "  help: change `storage.name`, or lower `workers`")
 
     monkeypatch.setattr(study, "_run", refuse)
-    yaml_plan = load_plan(str(write(tmp_path / "cfg", seed())))
+    yaml_plan, hpo_plan = load_plan(str(write(tmp_path / "cfg", seed()))), load_plan(str(spec))
+    assert yaml_plan["source"]["words"]["storage.name"] == "run_config.name"
+    monkeypatch.setitem(sys.modules, "hpoc.yaml", None)  # importing it fails
     assert run_study(yaml_plan, RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
-    assert "help: change `run_config.name`, or lower `num_workers`" in capsys.readouterr().err
-    assert run_study(load_plan(str(spec)), RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
-    assert "help: change `storage.name`, or lower `workers`" in capsys.readouterr().err
+    assert ("this `scheduler: {name: pbt}` study has `synch: true`\n"
+            "  help: change `run_config.name`, or lower `num_workers`") in capsys.readouterr().err
+    for plan in (hpo_plan, {**yaml_plan, "source": {**yaml_plan["source"], "words": None}}):
+        assert plan["source"]["words"] is None
+        assert run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
+        assert "help: change `storage.name`, or lower `workers`" in capsys.readouterr().err

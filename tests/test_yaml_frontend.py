@@ -10,7 +10,7 @@ import pytest
 from hpoc.cli import main
 from hpoc.compiler import compile_path
 from hpoc.errors import SpecError
-from yaml_configs import EXAMPLE, config, seed, trainer_args, write
+from yaml_configs import EXAMPLE, comparable, config, seed, trainer_args, write
 
 
 def compiled(tmp_path: Path, doc, **kw):
@@ -326,6 +326,41 @@ def test_run_config_sections(tmp_path: Path) -> None:
     assert plan["checkpoint"] == {"every": 2, "keep": 3, "score_attribute": "loss", "score_order": "min"}
     assert plan["failure"] == {"max_retries": 4, "fail_fast": 3}
     assert any(w.code == "HP820" and 'run name "my run" is used as "my-run"' in w.message for w in result.warnings)
+
+
+@pytest.mark.parametrize("section, key", [
+    ("run_config", "name"), ("run_config", "storage_path"), ("run_config", "stop"),
+    ("tune_config", "num_samples"), ("tune_config", "max_concurrent_trials"), ("tune_config", "reuse_actors"),
+    ("scaling_config", "num_workers"), ("scaling_config", "use_gpu"), (("scaling_config", "resources_per_worker"), "CPU"),
+    (("tune_config", "scheduler"), "max_t"), (("tune_config", "search_alg"), "n_random_steps"),
+    (("run_config", "checkpoint_config"), "checkpoint_frequency"), (("run_config", "failure_config"), "max_failures"),
+    ((), "checkpoint_freq"),
+])
+def test_a_null_setting_is_unset_as_if_left_out(tmp_path: Path, section, key) -> None:
+    """As in Ray (and as `metric: null` always was): `key: null` takes the default;
+    `run_config: {name: null}` was an error ("must be a name, not null")."""
+    def at(doc):
+        out = config(doc)
+        for part in (section,) if isinstance(section, str) else section:
+            out = out.setdefault(part, {})
+        return out
+
+    absent, null = seed(), seed()
+    at(absent).pop(key, None)
+    at(null)[key] = None
+    left_out = compile_path(write(tmp_path, absent))
+    nulled = compile_path(write(tmp_path, null))  # the same file: the same default name
+    assert comparable(nulled.plan) == comparable(left_out.plan)
+    assert [w.message for w in nulled.warnings] == [w.message for w in left_out.warnings]
+
+
+def test_num_to_keep_null_keeps_every_checkpoint_as_in_ray(tmp_path: Path) -> None:
+    """Ray's own meaning of `num_to_keep: None`, which hpoc's `keep = null` shares."""
+    doc = seed()
+    config(doc)["run_config"]["checkpoint_config"] = {"num_to_keep": None}
+    assert compile_path(write(tmp_path, doc)).plan["checkpoint"]["keep"] is None
+    del config(doc)["run_config"]["checkpoint_config"]
+    assert compile_path(write(tmp_path, doc)).plan["checkpoint"]["keep"] == 2
 
 
 def test_max_concurrent_trials_0_means_no_limit_as_in_ray(tmp_path: Path) -> None:

@@ -25,8 +25,10 @@ class Result:
     study: Any = None
 
 
-def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir: str, fmt: str = "hpo") -> Result:
-    """Check an AST and build its plan; raise SpecCheckError with all errors."""
+def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir: str, fmt: str = "hpo",
+                  words: dict[str, str] | None = None) -> Result:
+    """Check an AST and build its plan; raise SpecCheckError with all errors. `words`: the
+    .hpo names a front end's format spells otherwise (the plan's `source.words`)."""
     from hpoc.compiler.check import check
     from hpoc.compiler.plan import build_plan
 
@@ -34,7 +36,7 @@ def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir
     diags = with_sources(checked.diagnostics, text) if text else checked.diagnostics
     if not checked.ok:
         raise SpecCheckError(diags)
-    plan = build_plan(checked, file=file, fmt=fmt, sha256=sha256, workdir=workdir)
+    plan = build_plan(checked, file=file, fmt=fmt, sha256=sha256, workdir=workdir, words=words)
     return Result(plan, [d for d in diags if d.severity == "warning"], study)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import WARN_METRIC, WARN_SCHEDULE, Checker
-from hpoc.compiler.metrics import trainer_metrics
+from hpoc.compiler.metrics import reported_by_loop, trainer_metrics
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -183,25 +183,37 @@ _MISSING_TIME = {
 def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: str | None) -> None:
     """A time_attr nobody reports: ASHA and median skip every result (stop nothing),
     HyperBand (KeyError) and PBT (`require_attrs`) fail the study: Tune runs schedulers in
-    its driver loop."""
+    its driver loop. As for the objective's metrics (rules.py), a trainer with a loop of
+    its own reports only what it passes to `checkpoint_and_report`."""
     sched = out["scheduler"]
     attr = sched.get("time_attr") or "training_iteration"
-    if attr in TUNE_TIME_KEYS or attr in T.DEFAULT_METRICS:
+    if attr in TUNE_TIME_KEYS:
         return
-    trainer = (out.get("pipeline") or {}).get("trainer") or {}
-    reported = trainer_metrics(trainer.get("target") or "", workdir)
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    own = reported_by_loop(target, workdir)
+    if own is None and attr in T.DEFAULT_METRICS:
+        return
+    reported = own if own is not None else trainer_metrics(target, workdir)
     if reported is not None and attr in reported:
         return
     name = sched["name"]
     effect = _MISSING_TIME.get(name, "fails the study at the first result without it (`require_attrs`)")
     if name in T.POPULATION and sched["options"].get("require_attrs") is False:
         effect = "skips every result without it: it would exploit nothing"
-    notes = [f"Ray's `{name}` {effect}",
-             f"Tune adds {', '.join(f'`{k}`' for k in TUNE_TIME_KEYS[:3])}; hpoc's loop reports `epoch`"]
+    tune_adds = f"Tune adds {', '.join(f'`{k}`' for k in TUNE_TIME_KEYS[:3])}"
+    span = ch.spans.get("scheduler.time_attr") or label
+    if own is not None:
+        ch.warn(WARN_METRIC, f"`time_attr` `{attr}` is not reported to Tune by the trainer, nor added by Tune", span,
+                notes=(f"Ray's `{name}` {effect}", f"{tune_adds}; the trainer's loop reports "
+                       f"{', '.join(f'`{n}`' for n in sorted(own))} with `checkpoint_and_report`"),
+                help=did_you_mean(attr, (*TUNE_TIME_KEYS, *sorted(own)))
+                or f"add `{attr}` to the metrics the trainer passes to `checkpoint_and_report`")  # fmt: skip
+        return
+    notes = [f"Ray's `{name}` {effect}", f"{tune_adds}; hpoc's loop reports `epoch`"]
     if reported is not None:
         notes.append("and the trainer's module has no dict with that key")
     ch.warn(WARN_METRIC, f"`time_attr` `{attr}` is not reported by hpoc's default train loop or by Tune",
-            ch.spans.get("scheduler.time_attr") or label, notes=tuple(notes),
+            span, notes=tuple(notes),
             help=did_you_mean(attr, (*TUNE_TIME_KEYS, *T.DEFAULT_METRICS, *(reported or ())))
             or f"make sure the trainer reports `{attr}` every epoch")  # fmt: skip
 

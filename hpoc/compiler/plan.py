@@ -19,7 +19,8 @@ _SPAN_RENAMES = {
 }
 
 
-def build_plan(checked: Checked, *, file: str, fmt: str, sha256: str, workdir: str) -> dict[str, Any]:
+def build_plan(checked: Checked, *, file: str, fmt: str, sha256: str, workdir: str,
+               words: dict[str, str] | None = None) -> dict[str, Any]:
     """The plan for a checked study (caller has made sure `checked.ok`)."""
     s = checked.sections
     workdir = os.path.abspath(workdir)
@@ -31,7 +32,8 @@ def build_plan(checked: Checked, *, file: str, fmt: str, sha256: str, workdir: s
         spans[_SPAN_RENAMES.get(path, path)] = f"{base}:{span.line}:{span.col}"
     return {
         "plan_version": PLAN_VERSION,
-        "source": {"file": base, "format": fmt, "sha256": sha256, "workdir": workdir},
+        "source": {"file": base, "format": fmt, "sha256": sha256, "workdir": workdir,
+                   "words": dict(sorted(words.items())) if words is not None else None},
         "study": s["study"],
         "pipeline": s["pipeline"],
         "space": s["space"],

@@ -29,9 +29,9 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
     """The answer for a shard; `retry` (--retry-errored, HPOC_RETRY_ERRORED): a shard that
     ran to the end with errored trials has something to do."""
     from hpoc.plan import plan_hash
-    from hpoc.runtime import marker, runlock
+    from hpoc.runtime import marker, rerun, runlock
     from hpoc.runtime.shards import experiment_dir
-    from hpoc.runtime.summary import errored, exit_code, finished_run
+    from hpoc.runtime.summary import exit_code, finished_run
 
     exp = experiment_dir(plan, shard)
     live = runlock.holder(exp)
@@ -42,7 +42,7 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
         return GO, ""  # another plan's run: the driver refuses it, with the differences
     summary = finished_run(exp, recorded, digest)
     if summary is not None:
-        if retry and errored(summary):
+        if retry and rerun.errored(exp):
             return GO, ""
         if retry:
             return (FAILED if exit_code(summary) else DONE), (

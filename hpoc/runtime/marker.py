@@ -27,11 +27,12 @@ PLAN_MARKER = ".hpoc-plan.json"
 LEGACY_MARKER = ".hpoc-run.json"  # now the run lock (hpoc.runtime.runlock)
 
 # Paths into the plan that only say where it came from, how the SLURM job is sized or when
-# the driver gives up: the spec's text and file name, error locations, the job's allocation
-# and signal timing, `failure.fail_fast` (turned off to resume a study it stopped; absent
-# from plans before it).
+# the driver gives up: the spec's text, file name and wording, error locations, the job's
+# allocation and signal timing, `failure.fail_fast` (turned off to resume a study it
+# stopped; absent from plans before it).
 COSMETIC = (("content_hash",), ("spans",), ("source", "sha256"), ("source", "file"),
-            ("source", "format"), ("slurm",), ("resume", "grace_s"), ("failure", "fail_fast"))
+            ("source", "format"), ("source", "words"), ("slurm",), ("resume", "grace_s"),
+            ("failure", "fail_fast"))
 
 
 def _hash(value: Any) -> str:

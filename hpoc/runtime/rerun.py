@@ -10,6 +10,10 @@ checkpoint written by the code that failed may hold what the bug did. A trial ke
 and directory either way (searchers know it by its id); what it left there is moved into
 `before-retry-<n>/` inside its directory, so that its reports, curve and status are the
 new run's: its error files always, and from scratch its reports and checkpoints too.
+
+Which trials those are is `errored(exp)` alone, for the driver, the job's check before Ray
+(before.py) and `hpoc submit --retry-errored`, so that none of them sends a job or a retry
+the driver would not run. The driver reads it once, when it starts.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ _ON = {"1", "true", "yes", "on", SCRATCH}
 _OFF = {"", "0", "false", "no", "off"}
 _ERROR_FILES = ("error.txt", "error.pkl")
 _REPORTS = ("result.json", "progress.csv", "events.out.tfevents")
+_TUNER = "tuner.pkl"  # what Tuner.can_restore looks for: without it nothing is restored
 # The CLI refuses both flags; the driver too, for callers of run_study.
 WITH_FRESH = ("--retry-errored reruns the errored trials of the run there, --fresh moves that "
               "run aside: pass one of them")
@@ -51,23 +56,24 @@ def mode_from_env(environ: Any = os.environ) -> str | None:
 
 def errored(exp: Path) -> dict[str, Path]:
     """trial id -> directory of the trials Ray's newest saved experiment state in `exp` has
-    as ERROR: the trials a restore retries."""
-    newest = newest_state(exp)
+    as ERROR: the trials a restore retries (none without a restorable run). No Ray import."""
+    newest = newest_state(exp) if (exp / _TUNER).is_file() else None
     return {str(trial["trial_id"]): exp / str(trial.get("relative_logdir") or "")
             for trial, _ in (saved_trials(newest) if newest is not None else ())
             if trial.get("status") == "ERROR"}
 
 
 def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,
-            say: Callable[[str], None]) -> tuple[str | None, set[str]]:
+            trials: dict[str, Path], say: Callable[[str], None]) -> tuple[str | None, set[str]]:
     """Before `Tuner.restore` ("restore": an interrupted run, "retry": a finished one): the
     retry mode the restore uses (None: errored trials stay errored) and the trials to start
     from scratch. `retry` is --retry-errored's; `plan_retries` the plan's
-    `resume.retry_errored`, which retries an interrupted run's from their checkpoint."""
+    `resume.retry_errored`, which retries an interrupted run's from their checkpoint;
+    `trials` is errored(exp), read when the driver started."""
     asked = retry
     if mode == "restore":
         retry = retry or (CHECKPOINT if plan_retries else None)
-    trials = errored(exp) if retry else {}
+    trials = trials if retry else {}
     if not trials:
         if asked:
             say("[hpoc] no errored trial to retry")

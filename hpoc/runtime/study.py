@@ -86,6 +86,7 @@ class _State:
     sweep_at: float | None = None  # next look for orphaned placement groups (orphans.py)
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
     start_over: set[str] = field(default_factory=set)  # errored trials retried from scratch
+    errored: dict[str, Path] = field(default_factory=dict)  # rerun.errored, read at start-up
     watch: stall.StallWatch = field(default_factory=stall.StallWatch)  # trials gone quiet
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py)
@@ -116,9 +117,11 @@ def _say(stream: TextIO, text: str) -> None:
 
 
 def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
-               stream: TextIO, lock: runlock.Lock | None = None, retry: str | None = None) -> str:
+               stream: TextIO, lock: runlock.Lock | None = None, retry: str | None = None,
+               errored: dict[str, Path] | None = None) -> str:
     """"fresh", "restore", "retry" (a finished run's errored trials) or "done" for an
-    experiment directory (whose `lock` this run holds, so a live run is never moved aside)."""
+    experiment directory (whose `lock` this run holds, so a live run is never moved aside);
+    `errored` is rerun.errored(exp)."""
     from ray.tune import Tuner
 
     if retry and fresh:
@@ -145,7 +148,7 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                          "change to resume, change `storage.name`, or pass --fresh to move the "
                          "old run aside")
     if summary_mod.finished_run(exp, recorded, fp["plan_hash"]) is not None:
-        return "retry" if retry and has_state and rerun.errored(exp) else "done"
+        return "retry" if retry and errored else "done"
     if not has_state:
         return "fresh"
     if not resume_enabled:
@@ -447,7 +450,7 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
         if mode == "restore":
             _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
         retry, _STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
-                                                 lambda line: _say(stream, line))
+                                                 _STATE.errored, lambda line: _say(stream, line))
         mend_cut_logs(exp)
         # Errored trials are resumed, keeping their ids (a restart would give them new ones,
         # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.
@@ -545,12 +548,11 @@ def _quiet_ray(verbose: bool) -> None:
 
 def _in_spec_words(plan: dict[str, Any], text: str) -> str:
     """An error's settings as the study's file names them: a YAML config says `num_workers`
-    and `run_config.name` where a .hpo file says `workers` and `storage.name`."""
-    if (plan.get("source") or {}).get("format") != "yaml":
-        return text
-    from hpoc.yaml import yaml_words  # text only: no compiler run
+    and `run_config.name` where a .hpo file says `workers` and `storage.name` (the plan's
+    `source.words`; absent in plans compiled before it existed)."""
+    from hpoc.plan.words import respell
 
-    return yaml_words(text)
+    return respell(text, (plan.get("source") or {}).get("words"))
 
 
 def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
@@ -609,13 +611,14 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # One driver per experiment directory, before looking at (or moving) what is there.
         marker.migrate_legacy(exp)
         _lock(lock, stream)
+        _STATE.errored = rerun.errored(exp)  # read once, for _prior_run and the restore
         mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                        stream, lock, opts.retry_errored)
+                                        stream, lock, opts.retry_errored, _STATE.errored)
         if mode in ("restore", "retry"):
             _refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
-            errored = summary_mod.errored(previous)
+            errored = len(_STATE.errored)
             # Fixed the trainer after some trials failed? --retry-errored trains them again.
             _say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
                 "with no errored trial: nothing to retry" if opts.retry_errored else

@@ -49,7 +49,8 @@ def exit_code(summary: dict[str, Any]) -> int:
 
 
 def errored(summary: dict[str, Any]) -> int:
-    """How many trials `summary` counts as ERROR: those --retry-errored runs again."""
+    """How many trials `summary` counts as ERROR (which ones --retry-errored runs again is
+    rerun.errored's answer, from Ray's saved state)."""
     return int((summary.get("status_counts") or {}).get("ERROR") or 0)
 
 

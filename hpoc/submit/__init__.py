@@ -177,9 +177,9 @@ def _put_back(plan: dict[str, Any], aside: Path) -> None:
 def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, set[int]]:
     """check_previous's answer (without --fresh) and the shards that ran to the end (with
     `retry`, --retry-errored: to the end with no errored trial)."""
-    from hpoc.runtime import marker
+    from hpoc.runtime import marker, rerun
     from hpoc.runtime.shards import study_root
-    from hpoc.runtime.summary import errored, finished_run
+    from hpoc.runtime.summary import finished_run
 
     root = study_root(plan)
     if not root.exists() or not any(root.iterdir()):
@@ -196,7 +196,7 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
                 marker.describe(d, recorded, fp, parts) + "\n  help: undo that change to "
                 "resume, change `storage.name` in the spec, or pass --fresh to move the old run aside")
         summary = finished_run(d, recorded if fp else None, digest)
-        if summary is not None and not (retry and errored(summary)):
+        if summary is not None and not (retry and rerun.errored(d)):
             done.add(k)
     return ("done" if len(done) == len(dirs) else "resume"), done
 

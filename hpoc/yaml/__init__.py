@@ -17,6 +17,7 @@ from typing import Any
 
 from hpoc.dsl import ast as A
 from hpoc.errors import Diagnostic, SpecCheckError, SpecError, with_sources
+from hpoc.plan.words import respell
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -90,7 +91,8 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
     digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
     names = _yaml_names(tr.study, text) + tr.names
     try:
-        result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml")
+        result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml",
+                               words=WORDS)
     except SpecError as exc:
         raise SpecCheckError(_sorted(tr.warnings + _renamed(exc.diagnostics, names, text))) from None
     result.warnings = _sorted(tr.warnings + _renamed(result.warnings, names, text))
@@ -149,18 +151,17 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
     return out
 
 
-# .hpo settings the YAML always spells otherwise (hpoc/yaml/itwinai.py, tune.py), named in
-# the checker's messages away from their own line (`fractional GPU needs `workers = 1``).
-_ALWAYS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": "GPU",
-           "max_concurrent": "max_concurrent_trials", "time_budget": "time_budget_s",
-           "max_retries": "max_failures", "keep": "num_to_keep", "score_attribute": "checkpoint_score_attribute",
-           "score_order": "checkpoint_score_order", "reuse_workers": "reuse_actors", "space": "train_loop_config"}
-# `section.key` names in the checker's hints, as the YAML writes them.
-_DOTTED = {"trials.num_samples": "num_samples", "trials.max_concurrent": "max_concurrent_trials",
-           "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
-           "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
-_SECTION = re.compile(r"`(search|scheduler) (\w+)(?: \{ ([^`{}]*) \})?`")
-_SETTING = re.compile(r"`([\w.]+) = ([^`]*)`")
+# .hpo names the YAML always spells otherwise (hpoc/yaml/itwinai.py, tune.py), named in the
+# checker's messages away from their own line (`fractional GPU needs `workers = 1``), and
+# `section.key` names in its hints; the plan keeps them for the runtime (`source.words`).
+WORDS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": "GPU",
+         "max_concurrent": "max_concurrent_trials", "time_budget": "time_budget_s",
+         "max_retries": "max_failures", "keep": "num_to_keep", "score_attribute": "checkpoint_score_attribute",
+         "score_order": "checkpoint_score_order", "reuse_workers": "reuse_actors", "space": "train_loop_config",
+         "search": "search_alg",
+         "trials.num_samples": "num_samples", "trials.max_concurrent": "max_concurrent_trials",
+         "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
+         "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
 _NESTED = re.compile(r"`(checkpoint|hyperparam_mutations|hyperparam_bounds) \{ (\w+) = ([^`{}]*) \}`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
@@ -175,42 +176,28 @@ def _range(value: str) -> str:
 
 
 def yaml_words(text: str) -> str:
-    """A checker message with its .hpo snippets in YAML: `search optuna` is `search_alg:
-    {name: optuna}`, `workers = 1` is `num_workers: 1`, `lr = uniform(a, b)` is
-    `lr: {type: uniform, min: a, max: b}`."""
-    def section(m: re.Match[str]) -> str:  # options too: `scheduler bohb { max_t = ... }`
-        opts = "".join(f", {k.strip()}: {v.strip()}" for k, _, v in
-                       (o.partition("=") for o in (m.group(3) or "").split(";") if o.strip()))
-        return f"`{'search_alg' if m.group(1) == 'search' else 'scheduler'}: {{name: {m.group(2)}{opts}}}`"
-
-    def setting(m: re.Match[str]) -> str:
-        return f"`{_ALWAYS.get(m.group(1), m.group(1))}: {_range(m.group(2))}`"
-
+    """A checker message with its .hpo snippets in YAML: respell's, and a domain as the
+    config writes it (`lr = uniform(a, b)` is `lr: {type: uniform, min: a, max: b}`)."""
     def call(m: re.Match[str]) -> str:  # a bare domain call in a hint: `choice(a, b)`
         from hpoc.compiler import tables as T
+        from hpoc.yaml.space import domain_map
 
         func, inner = m.group(1), m.group(2).strip()
         if func not in T.DOMAINS or inner == "...":
             return m.group(0)
         args = [a.strip() for a in inner.split(",")] if inner else []
-        if func in T.CATEGORICAL:
-            key, kind = ("categories", "choice") if func == "choice" else ("values", "grid_search")
-            return f"`{{type: {kind}, {key}: [{', '.join(args)}]}}`"
-        names = [n for n, _, _ in T.DOMAINS[func]]
-        pairs = "".join(f", {n}: {'...' if a == n else a}" for n, a in zip(names, args))
-        return f"`{{type: {func}{pairs}}}`"
+        if func in T.CATEGORICAL:  # .hpo's `choice(a, b)` takes the values, Ray's the list
+            args = [f"[{', '.join(args)}]"]
+        return f"`{domain_map(func, args)}`"
 
     def nested(m: re.Match[str]) -> str:  # `checkpoint { every = 1 }`, `hyperparam_mutations { lr = ... }`
         key, inner, value = m.group(1), m.group(2), _range(m.group(3).strip())
         if key == "checkpoint":
-            return f"`checkpoint_config: {{{_DOTTED.get('checkpoint.' + inner, inner)}: {value}}}`"
+            return f"`checkpoint_config: {{{WORDS.get('checkpoint.' + inner, inner)}: {value}}}`"
         return f"`{key}: {{{inner}: {value}}}`"
 
-    text = _NESTED.sub(nested, text)
-    text = _SETTING.sub(setting, _SECTION.sub(section, text)).replace("`grid(...)`", "`type: grid_search`")
-    text = _CALL.sub(call, text)
-    text = re.sub(r"`(\w+\.\w+)`", lambda m: f"`{_DOTTED.get(m.group(1), m.group(1))}`", text)
-    return re.sub(r"`(\w+)`", lambda m: f"`{_ALWAYS.get(m.group(1), m.group(1))}`", text)
+    text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid(...)`", "`type: grid_search`")
+    return _CALL.sub(call, text)
 
 
 def _inside(line: int, col: int, sp: A.Span) -> bool:

@@ -65,12 +65,18 @@ class Builder:
     # -- shapes
     def mapping(self, node: YNode | None, where: str) -> YMap | None:
         """`node` if it is a mapping (None when absent or null); an error otherwise."""
-        if node is None or (isinstance(node, YScalar) and node.value is None):
+        if self.given(node) is None:
             return None
         if not isinstance(node, YMap):
             self.error(TYPE, f"{where} must be a mapping, not {describe(node)}", node.span)
             return None
         return node
+
+    @staticmethod
+    def given(node: YNode | None) -> YNode | None:
+        """An optional setting's value; None when absent or null: as in Ray, a null setting
+        is unset and takes the default (not a value of its own)."""
+        return None if node is None or (isinstance(node, YScalar) and node.value is None) else node
 
     def check_keys(self, node: YMap, known: Iterable[str], where: str,
                    homes: dict[str, str] | None = None, ray_class: str | None = None) -> None:

@@ -235,7 +235,7 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
         resources.append(tune.reuse)
     if resources:
         items.append(block("resources", resources, config.key_span("scaling_config") or trainer.span))
-    freq = config.get("checkpoint_freq")
+    freq = b.given(config.get("checkpoint_freq"))
     every = b.setting("every", b.value(freq), config.key_span("checkpoint_freq")) if freq is not None else None
     if tune.checkpoint is not None:
         body = list(tune.checkpoint.body or ())
@@ -328,8 +328,9 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
             if key in sc.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc places workers itself", sc.key_span(key),
                        help=f"remove `{key}`")
-        if "num_workers" in sc.index:
-            out.append(b.setting("workers", b.value(sc.get("num_workers")), sc.key_span("num_workers")))  # type: ignore[arg-type]
+        workers = b.given(sc.get("num_workers"))
+        if workers is not None:
+            out.append(b.setting("workers", b.value(workers), sc.key_span("num_workers")))
         out.extend(_per_worker(b, sc))
     _torch_config(b, config, out)
     strategy = trainer.arg("strategy")
@@ -372,7 +373,7 @@ def _torch_config(b: Builder, config: YMap, resources: list[A.Item]) -> None:
 
 def _per_worker(b: Builder, sc: YMap) -> list[A.Item]:
     out: list[A.Item] = []
-    use_gpu_node = sc.get("use_gpu")
+    use_gpu_node = b.given(sc.get("use_gpu"))
     use_gpu: Any = None
     if use_gpu_node is not None:
         if isinstance(use_gpu_node, YScalar) and isinstance(use_gpu_node.value, bool):
@@ -383,6 +384,8 @@ def _per_worker(b: Builder, sc: YMap) -> list[A.Item]:
     cpu = gpu = None
     if rpw is not None:
         for key, kspan, value in rpw.entries:
+            if b.given(value) is None:
+                continue  # unset: Ray's default
             if key.upper() == "CPU":
                 cpu = (kspan, value)
             elif key.upper() == "GPU":

@@ -80,20 +80,28 @@ def _python_domain(b: Builder, node: YNode, name: str) -> bool:
         return False
     func = TYPE_ALIASES.get(func, func) or "sample_from"
     key = name.rsplit(".", 1)[-1]  # the key as written where it is nested
-    if func in T.CATEGORICAL:
-        hint = f"`{key}: {{type: {'choice' if func == 'choice' else 'grid_search'}, " \
-               f"{'categories' if func == 'choice' else 'values'}: {m.group(2).strip()}}}`"
+    if func in T.CATEGORICAL:  # tune.choice takes the list
+        hint = f"`{key}: {domain_map(func, [m.group(2).strip()])}`"
     elif func in T.DOMAINS:
-        args = [a.strip() for a in m.group(2).split(",")]
-        names = [n for n, _, _ in T.DOMAINS[func]]
-        pairs = ", ".join(f"{a.split('=', 1)[0].strip()}: {a.split('=', 1)[1].strip()}" if "=" in a
-                          else f"{n}: {a}" for n, a in zip(names, args) if a)  # q=8 keeps its name
-        hint = f"`{key}: {{type: {func}, {pairs}}}`"
+        hint = f"`{key}: {domain_map(func, [a.strip() for a in m.group(2).split(',')])}`"
     else:
         hint = "a domain such as `{type: choice, categories: [...]}`: functions need Python code"
     b.error(SPACE, f"`{text}` is Python code, which a config cannot hold: `{name}` would be this string "
                    "in every trial, not searched", node.span, help=f"write {hint}")
     return True
+
+
+def domain_map(func: str, args: list[str]) -> str:
+    """A Ray Tune domain as a config writes it: `{type: qrandint, lower: 16, upper: 64, q: 16}`.
+    `args` as written: a categorical's one list (`[a, b]`); a keyword argument (`q=8`) keeps
+    its name; one written as its parameter's name (`uniform(lower, upper)`) stands for `...`."""
+    if func in T.CATEGORICAL:
+        key, kind = ("categories", "choice") if func == "choice" else ("values", "grid_search")
+        return f"{{type: {kind}, {key}: {args[0] if args else '[]'}}}"
+    names = [n for n, _, _ in T.DOMAINS[func]]
+    pairs = "".join(f", {a.split('=', 1)[0].strip()}: {a.split('=', 1)[1].strip()}" if "=" in a
+                    else f", {n}: {'...' if a == n else a}" for n, a in zip(names, args) if a)
+    return f"{{type: {func}{pairs}}}"
 
 
 def hydra_domain(node: YNode) -> YNode:

@@ -95,15 +95,15 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
             if key in tune.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc manages trial processes and names itself",
                        tune.key_span(key), help=f"remove `{key}`")
-        if "reuse_actors" in tune.index:  # Ray reuses trial actors; hpoc keeps worker groups warm
-            out.reuse = b.setting("reuse_workers", b.value(tune.get("reuse_actors")),  # type: ignore[arg-type]
-                                  tune.key_span("reuse_actors"))
+        reuse = b.given(tune.get("reuse_actors"))
+        if reuse is not None:  # Ray reuses trial actors; hpoc keeps worker groups warm
+            out.reuse = b.setting("reuse_workers", b.value(reuse), tune.key_span("reuse_actors"))
         search = _named(b, tune.get("search_alg"), "search_alg")
         sched = _named(b, tune.get("scheduler"), "scheduler")
         out.trials_span = tune.span
         for key, hpo_key in (("num_samples", "num_samples"), ("max_concurrent_trials", "max_concurrent"),
                              ("time_budget_s", "time_budget")):
-            node = tune.get(key)
+            node = b.given(tune.get(key))
             if key == "num_samples" and isinstance(node, YScalar) and type(node.value) is int and node.value == -1:
                 # Ray: sample until `time_budget_s` or forever; hpoc runs a planned number of trials.
                 b.error(VALUE, "`num_samples: -1` (sample without end) is not supported", node.span,
@@ -158,7 +158,8 @@ def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
     if name_node is None:
         b.error(VALUE, f"`{what}` needs a `name`", m.span,
                 help="e.g. `name: optuna`" if what == "search_alg" else "e.g. `name: asha`")
-    options = [(k, ks, v) for k, ks, v in m.entries if k not in ("name", "metric", "mode", "options")]
+    options = [(k, ks, v) for k, ks, v in m.entries
+               if k not in ("name", "metric", "mode", "options") and b.given(v) is not None]
     nested = b.mapping(m.get("options"), f"`options` of `{what}`")
     if nested is not None:
         flat = {k for k, _, _ in options}
@@ -168,7 +169,7 @@ def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
                         help="keep one of them")
             elif k in ("metric", "mode"):
                 b.error(VALUE, f"`{k}` belongs directly in `{what}`, not in its `options`", ks)
-            else:
+            elif b.given(v) is not None:
                 options.append((k, ks, v))
     return _Named(name, name_node.span if name_node else None, m.span, options, m.get("metric"), m.get("mode"))
 
@@ -390,14 +391,14 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
             b.warn(IGNORED, f"`{key}` is ignored: hpoc reports progress and logs itself", run.key_span(key),
                    help=f"remove `{key}`")
     storage: list[A.Item] = []
-    path = run.get("storage_path")
+    path = b.given(run.get("storage_path"))
     if path is not None:
         storage.append(b.setting("path", b.value(path), run.key_span("storage_path")))
-    name = run.get("name")
+    name = b.given(run.get("name"))
     if name is not None:
         out.run_name, out.run_name_span = b.word(name, "`name` of `run_config`"), name.span
-    stop = run.get("stop")
-    if stop is not None and not isinstance(stop, YMap) and not (isinstance(stop, YScalar) and stop.value is None):
+    stop = b.given(run.get("stop"))
+    if stop is not None and not isinstance(stop, YMap):
         # Ray also takes a function or a Stopper object: Python code, which a config cannot hold.
         b.error(TYPE, f"`stop` must be a mapping of result keys to limits, not {describe(stop)}", stop.span,
                 help="write e.g. `stop: {training_iteration: 10}`; a stopper function or class needs Python code")
@@ -417,6 +418,8 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
     b.check_keys(ck, (*names, "checkpoint_at_end"), "`checkpoint_config`", ray_class="CheckpointConfig")
     body: list[A.Item] = []
     for key, kspan, value in ck.entries:
+        if key in names and key != "num_to_keep" and b.given(value) is None:
+            continue  # unset; `num_to_keep: null` is Ray's own "keep every checkpoint"
         if key in names:
             body.append(b.setting(names[key], b.value(value, words=("min", "max")), kspan))
         elif key == "checkpoint_at_end":
@@ -441,7 +444,7 @@ def _failure_config(b: Builder, out: Tune, run: YMap) -> None:
     if fc is None:
         return
     b.check_keys(fc, ("max_failures", "fail_fast"), "`failure_config`", ray_class="FailureConfig")
-    node = fc.get("max_failures")
+    node = b.given(fc.get("max_failures"))
     if "fail_fast" in fc.index:
         b.warn(IGNORED, "`fail_fast` is ignored: hpoc finishes the other trials when one fails, and stops "
                "the study only when its first trials all fail the same way (`failure.fail_fast`)",

@@ -54,10 +54,11 @@ def test_a_two_worker_ddp_trial_trains_reports_and_resumes(tmp_path):
 
 
 # Resuming from ZeRO-1/2 checkpoints merged from both ranks is tested without Ray in
-# test_strategy.py (a retry costs a second worker-group start here); the slow variant
-# does it through Ray Train as well.
+# test_strategy.py (a retry costs a second worker-group start here); `make stress` does it
+# through Ray Train as well.
 # ZeRO-1 plain; ZeRO-2 through a retry (a plain ZeRO-2 run is its first half).
-@pytest.mark.parametrize("stage, fail", [(1, False), pytest.param(2, True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("stage, fail", [(1, False), pytest.param(2, True, marks=[pytest.mark.slow,
+                                                                                  pytest.mark.stress])])
 def test_a_two_worker_deepspeed_trial_saves_every_ranks_zero_partition(tmp_path, stage, fail):
     pytest.importorskip("deepspeed")
     trial, run_dir = _two_worker_trial(

@@ -1178,3 +1178,12 @@ def test_population_schedulers_need_multi_worker_trials_that_hand_their_checkpoi
             assert plan["resources"]["reuse_workers"] is True
     asha = plan_of(study + "scheduler asha\nresources { workers = 2 }\n")
     assert asha["resources"]["reuse_workers"] is False  # elsewhere the default stays
+
+
+def test_null_where_a_setting_takes_no_null_says_to_leave_it_out() -> None:
+    d = one_error(BASE + "trials { num_samples = null }\n")
+    assert (d.code, where(d), d.message) == ("HP203", (3, 24), "`num_samples` must be an integer, not `null`")
+    assert d.help == "leave `num_samples` out for its default, `1`"
+    d = one_error(BASE + "resources { strategy = null }\n")
+    assert d.help == "leave `strategy` out for its default"
+    assert one_error(BASE + "training { compile = null }\n").help == "leave `compile` out for its default, `false`"

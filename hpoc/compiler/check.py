@@ -169,8 +169,13 @@ class Checker:
         except K.Invalid as exc:
             self.invalid.add(path)
             node = exc.node or value
+            help = exc.help
+            if help is None and isinstance(value, A.Null):  # `null` is not "the default" here
+                d = str(f.default).lower() if isinstance(f.default, bool) else f.default
+                shown = f", `{d}`" if isinstance(d, (int, float, str)) else ""
+                help = f"leave `{key}` out for its default{shown}"
             self.error(TYPE if "must be" in exc.msg and " not " in exc.msg else VALUE,
-                       f"`{key}` {exc.msg}", node.span or value.span, help=exc.help)  # fmt: skip
+                       f"`{key}` {exc.msg}", node.span or value.span, help=help)  # fmt: skip
             return copy.deepcopy(f.default)
 
     def read_open(self, key: str, value: Any, rec: T.Rec, where: str, path: str, special: Any) -> dict[str, Any]:

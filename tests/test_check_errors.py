@@ -1187,3 +1187,10 @@ def test_null_where_a_setting_takes_no_null_says_to_leave_it_out() -> None:
     d = one_error(BASE + "resources { strategy = null }\n")
     assert d.help == "leave `strategy` out for its default"
     assert one_error(BASE + "training { compile = null }\n").help == "leave `compile` out for its default, `false`"
+
+
+def test_a_space_whose_domains_all_have_errors_is_not_called_empty() -> None:
+    (d,) = diagnostics(BASE + 'space { lr = loguniform("a", 1e-2) }\nobjective minimize val_loss\nsearch optuna\n')
+    assert d.message == '`lower` of `loguniform` must be a number, not the string "a"'
+    (w,) = warnings(BASE + "space { epochs = 2 }\nobjective minimize val_loss\nsearch optuna\n")
+    assert w.message == "`search optuna` has nothing to search: `space` has no parameters"

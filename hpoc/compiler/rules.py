@@ -181,7 +181,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                         help="use `search optuna` to keep the log scale")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
-    if not space.params and alg not in ("random", "grid"):
+    if not space.params and not space.invalid and alg not in ("random", "grid"):
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     points = opts.get("points_to_evaluate")

@@ -1194,3 +1194,13 @@ def test_a_space_whose_domains_all_have_errors_is_not_called_empty() -> None:
     assert d.message == '`lower` of `loguniform` must be a number, not the string "a"'
     (w,) = warnings(BASE + "space { epochs = 2 }\nobjective minimize val_loss\nsearch optuna\n")
     assert w.message == "`search optuna` has nothing to search: `space` has no parameters"
+
+
+def test_cmaes_warns_about_parameters_it_leaves_to_random_sampling() -> None:
+    space = ('space { lr = loguniform(1e-4, 1e-1), bs = choice(32, 64), '
+             'm = uniform(0, 1) if bs == 32 }\nobjective minimize val_loss\n')
+    ws = warnings(BASE + space + "search optuna { sampler = cmaes }\n")
+    assert [(w.code, where(w)) for w in ws if "cmaes" in w.message] == [("HP802", (3, 43)), ("HP802", (3, 63))]
+    assert ws[0].message == ("optuna's `cmaes` sampler picks `bs` at random: CMA-ES models only numeric "
+                             "parameters that every trial has")
+    assert not [w for w in warnings(BASE + space + "search optuna { sampler = tpe }\n") if "cmaes" in w.message]

@@ -179,6 +179,11 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
             if p.domain in T.LOG:
                 ch.warn(WARN_SEARCH, f"`search bayesopt` samples `{p.name}` uniformly, not on a log scale", where,
                         help="use `search optuna` to keep the log scale")  # fmt: skip
+        if alg == "optuna" and opts.get("sampler") == "cmaes" and (p.domain in T.CATEGORICAL or p.condition):
+            # optuna's CmaEsSampler leaves these to its independent (random) sampler
+            ch.warn(WARN_SEARCH, f"optuna's `cmaes` sampler picks `{p.name}` at random: CMA-ES models only "
+                                 "numeric parameters that every trial has", where,
+                    help="use `sampler = tpe`, which models choices and conditional parameters too")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
     if not space.params and not space.invalid and alg not in ("random", "grid"):

@@ -280,6 +280,11 @@ def test_name_glued_to_a_number() -> None:
     assert (d.col, d.message, d.help) == (29, "space between the number `64` and its unit `G`", "write `64G`")
     d = syntax_error("a = 1e3x")
     assert (d.col, d.message) == (8, "unexpected name `x` right after the number `1e3`")
+    d = syntax_error("trials { num_samples = 1_000 }")
+    assert (d.col, d.message, d.help) == (
+        24, "digits are not grouped with `_` in `1_000`", "write `1000`")
+    d = syntax_error("a = 3_gpus")
+    assert (d.col, d.message) == (6, "unexpected name `_gpus` right after the number `3`")
 
 
 def test_an_exponent_is_not_a_glued_name() -> None:

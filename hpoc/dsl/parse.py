@@ -515,17 +515,21 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             if _VALID_GLUED.fullmatch(m.group(0).lstrip("-")):
                 continue
             number, suffix = m.group(1), m.group(2)
-            col = m.start(2) + 1
-            if not suffix[0].isalpha() or suffix[0] == "_":  # `64 G`
+            col, width = m.start(2) + 1, len(suffix)
+            if re.fullmatch(r"(?:_\d+)+", suffix):  # `1_000`, as Python would allow
+                col, width = m.start(1) + 1, len(m.group(0))
+                msg, help = f"digits are not grouped with `_` in `{number}{suffix}`", \
+                    f"write `{number}{suffix.replace('_', '')}`"
+            elif suffix[0] in " \t":  # `64 G`
                 suffix = suffix.strip()
-                col = m.start(2) + 1 + m.group(2).index(suffix)
+                col, width = m.start(2) + 1 + m.group(2).index(suffix), len(suffix)
                 msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{suffix}`"
             elif suffix in "KMGT" and not number.lstrip("-").isdigit():
                 msg = f"a size must be a whole number, not `{number}{suffix}`"
                 help = "use a smaller unit: `1536M` rather than `1.5G`"
             else:
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
-            found = (text.count("\n", 0, line_start) + 1, col, len(suffix), msg, help)
+            found = (text.count("\n", 0, line_start) + 1, col, width, msg, help)
     return found
 
 

@@ -865,15 +865,23 @@ def _verbatim(item: A.Item, lines: list[str]) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def _starts_on(items: Any, line: int) -> bool:
+    """Whether the first of `items` (items or goals) starts on `line`."""
+    return bool(items) and items[0].span is not None and items[0].span.line == line
+
+
 def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
-                  opened: int | None, lines: list[str]) -> tuple[A.Item, ...]:
+                  opened: int | None, lines: list[str], closed: int | None = None) -> tuple[A.Item, ...]:
     out: list[A.Item] = []
     previous = opened  # last line of the item before (or of the block's `{`); None at top level
-    for item in items:
+    for k, item in enumerate(items):
         span = item.span
         if span is None:
             out.append(item)
             continue
+        # A comment ends its line: it is about the last item there (`x = 1, y = 2  # on y`),
+        # or follows the `}` of the block that ends there.
+        owns_end = not _starts_on(items[k + 1:], span.end_line) and span.end_line != closed
         top = cs.items[cs.i][0] if cs.i < len(cs.items) and cs.items[cs.i][0] < span.line else span.line
         gap = previous is not None and previous != opened and any(n in blank for n in range(previous + 1, top))
         lead = cs.before(span.line)
@@ -881,28 +889,30 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
         if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
             # A comment on the line of `}` follows it (nothing can follow a comment).
             one_line = span.end_line == span.line  # `trials { ... }  # note`: after the `}`
-            trailing = None if one_line else cs.on(span.line)
-            closing = cs.on(span.line) if one_line else None
-            new_body = _attach_items(body, cs, blank, span.line, lines)
+            trailing = None if one_line or _starts_on(body, span.line) else cs.on(span.line)
+            new_body = _attach_items(body, cs, blank, span.line, lines, span.end_line)
             end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end,
-                               closing=closing if one_line else cs.on(span.end_line),
+                               closing=cs.on(span.end_line) if owns_end else None,
                                blank_before=gap))
         elif isinstance(item, A.Objective) and item.braced:
-            trailing = cs.on(span.line) if span.end_line != span.line else None
+            one_line = span.end_line == span.line
+            trailing = None if one_line or _starts_on(item.goals, span.line) else cs.on(span.line)
             goals = []
-            for g in item.goals:
-                if g.span is None or g.span.line == span.line:
+            for j, g in enumerate(item.goals):
+                if g.span is None or one_line:
                     goals.append(g)
                     continue
-                goals.append(replace(g, comments=cs.before(g.span.line), trailing=cs.on(g.span.end_line)))
+                last = not _starts_on(item.goals[j + 1:], g.span.end_line) and g.span.end_line != span.end_line
+                goals.append(replace(g, comments=cs.before(g.span.line),
+                                     trailing=cs.on(g.span.end_line) if last else None))
             end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, goals=tuple(goals), end_comments=end,
-                               closing=cs.on(span.end_line),
+                               closing=cs.on(span.end_line) if owns_end else None,
                                blank_before=gap))
         else:
             inner = cs.before(span.end_line)  # comments inside a multi-line value
-            trailing = cs.on(span.end_line)
+            trailing = cs.on(span.end_line) if owns_end else None
             verbatim = _verbatim(item, lines) if inner else None
             if verbatim is None:  # nowhere to keep them but above the item
                 out.append(replace(item, comments=lead + inner, trailing=trailing, blank_before=gap))

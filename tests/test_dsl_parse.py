@@ -339,3 +339,14 @@ def test_syntax_errors_are_capped() -> None:
     errs = syntax_errors("a = = 1\n" * 100)
     assert len(errs) == 1 + 20
     assert [line for line, _, _ in errs] == list(range(1, 22))
+
+
+def test_numbers_as_other_languages_write_them_get_the_hpo_spelling() -> None:
+    d = syntax_error("space { c = .5 }")
+    assert (d.col, d.help) == (13, "write `0.5`")
+    d = syntax_error("space { c = 5. }")
+    assert (d.col, d.help) == (14, "write `5.0` or `5`")
+    d = syntax_error("space { c = +3 }")
+    assert (d.col, d.help) == (13, "write `3`: numbers take no `+`")
+    d = syntax_error("study 42\n")
+    assert (d.col, d.help) == (7, 'the study name is a string: `study "42"`')

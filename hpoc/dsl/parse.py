@@ -388,6 +388,9 @@ def _unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         expected = _expected_words(exc.allowed or ())
         if expected:
             msg += f", expected {expected}"
+        number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
+        if number:
+            help = f"write `{number.group(1)}`: numbers take no `+`"
     _error(text, file, msg, "HP102", exc.line, exc.column, help=help)
 
 
@@ -476,12 +479,21 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
         help = "compare with `==`"
     elif "MINIMIZE" in expected:
         help = _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+    elif tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):
+        help = f'the study name is a string: `study "{tok}"`'
     elif "EQUAL" in expected and tok.type in _VALUE_START | {"NAME"}:
         help = "settings are written `key = value`"
     elif "COMMA" in expected and ("RSQB" in expected or "RPAR" in expected):
         help = "separate items with `,`"
     elif tok.type == "NAME" and str(tok) in ("True", "False", "None"):
         help = f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
+    elif tok.type == "DOT":  # `.5` and `5.`, as Python and YAML allow
+        before, after = text[: tok.start_pos], text[tok.end_pos:]
+        if re.match(r"\d", after) and not re.search(r"[\w.]$", before):
+            help = f"write `0.{re.match(r'[0-9]+', after).group(0)}`"  # type: ignore[union-attr]
+        elif re.search(r"(?<![\w.])\d+$", before):
+            whole = re.search(r"\d+$", before).group(0)  # type: ignore[union-attr]
+            help = f"write `{whole}.0` or `{whole}`"
     if help is None:
         help = _keyword_hint(text, tok)
     width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1

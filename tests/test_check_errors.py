@@ -1204,3 +1204,16 @@ def test_cmaes_warns_about_parameters_it_leaves_to_random_sampling() -> None:
     assert ws[0].message == ("optuna's `cmaes` sampler picks `bs` at random: CMA-ES models only numeric "
                              "parameters that every trial has")
     assert not [w for w in warnings(BASE + space + "search optuna { sampler = tpe }\n") if "cmaes" in w.message]
+
+
+def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:
+    # Ray logs an error at every checkpoint and ranks them all -inf: `keep` keeps arbitrary ones
+    obj = "objective minimize val_loss\n"
+    (w,) = warnings(BASE + obj + "checkpoint { score_attribute = val_los, score_order = min }\n")
+    assert (w.code, where(w)) == ("HP801", (4, 14))
+    assert w.message == "`score_attribute` `val_los` is not reported by hpoc's default train loop or by Tune"
+    assert w.help == "did you mean `val_loss`?"
+    d = one_error(BASE + obj + "checkpoint { score_attribute = val_los }\n")
+    assert d.help == "did you mean `val_loss`? otherwise add `score_order = min` or `max`"
+    assert not warnings(BASE + obj + "checkpoint { score_attribute = val_accuracy, score_order = max }\n")
+    assert not warnings(BASE + obj + "checkpoint { score_attribute = training_iteration, score_order = max }\n")

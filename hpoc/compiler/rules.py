@@ -59,7 +59,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
         _scheduler(ch, out, space, sched_block, search_block)
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     _resources(ch, out, workdir)
-    _checkpoint(ch, out, found.get("checkpoint", [None])[0])
+    _checkpoint(ch, out, found.get("checkpoint", [None])[0], workdir)
     _resume_storage(ch, out)
     _slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
@@ -401,7 +401,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
                  "trial's config, is used; or stop searching them")  # fmt: skip
 
 
-def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:
+def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
     c = out["checkpoint"]
     metrics = out["objective"]["metrics"]
     population = (out.get("scheduler") or {}).get("name") in T.POPULATION
@@ -419,9 +419,32 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:
     elif c["score_order"] is None:
         mode = next((m["mode"] for m in metrics if m["name"] == c["score_attribute"]), None)
         if mode is None:
+            typo = did_you_mean(c["score_attribute"], [m["name"] for m in metrics])
             ch.error(VALUE, f"`score_order` is needed: `{c['score_attribute']}` is not an objective metric",
-                     ch.spans.get("checkpoint.score_attribute"), help="add `score_order = min` or `max`")  # fmt: skip
+                     ch.spans.get("checkpoint.score_attribute"),
+                     help=f"{typo} otherwise add `score_order = min` or `max`" if typo
+                     else "add `score_order = min` or `max`")  # fmt: skip
+            if typo:
+                return
         c["score_order"] = mode
+    if c["score_attribute"] is not None:
+        _score_reported(ch, out, c["score_attribute"], workdir)
+
+
+def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
+    """A score nobody reports: Ray logs an error at each checkpoint and scores them all
+    -inf, so `keep` keeps arbitrary ones."""
+    known = (*T.DEFAULT_METRICS, *early_stop.TUNE_TIME_KEYS, *(m["name"] for m in out["objective"]["metrics"]))
+    if attr in known:
+        return
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    reported = reported_by_loop(target, workdir) or trainer_metrics(target, workdir)
+    if reported is not None and attr in reported:
+        return
+    ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported by hpoc's default train loop "
+                         "or by Tune", ch.spans.get("checkpoint.score_attribute"),
+            notes=("Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones",),
+            help=did_you_mean(attr, (*known, *(reported or ()))) or f"make sure the trainer reports `{attr}`")  # fmt: skip
 
 
 def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:

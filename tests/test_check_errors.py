@@ -1217,3 +1217,13 @@ def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:
     assert d.help == "did you mean `val_loss`? otherwise add `score_order = min` or `max`"
     assert not warnings(BASE + obj + "checkpoint { score_attribute = val_accuracy, score_order = max }\n")
     assert not warnings(BASE + obj + "checkpoint { score_attribute = training_iteration, score_order = max }\n")
+
+
+def test_pb2_bounds_on_a_choice_are_refused() -> None:
+    # PB2 picks any number between the bounds: 37.4 for a batch size of 16, 32 or 64
+    d = one_error(BASE + "space { lr = loguniform(1e-3, 1e-1), bs = choice(16, 32, 64) }\n"
+                  "objective minimize val_loss\ntrials { num_samples = 4 }\n"
+                  "scheduler pb2 { hyperparam_bounds { lr = [1e-3, 1e-1], bs = [16, 64] } }\n")
+    assert (d.code, where(d)) == ("HP401", (6, 56))
+    assert d.message == "`scheduler pb2` picks numbers between bounds, but `bs` is a `choice` parameter"
+    assert d.help == "give `bs` a numeric domain (`qrandint`, `uniform`, ...), or let `scheduler pbt` mutate it"

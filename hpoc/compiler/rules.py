@@ -232,10 +232,17 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         else:
             known = set(space.names())
             for pname in table:
+                param = space.param(pname)
                 if pname not in known:
                     ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
                              ch.spans.get(f"scheduler.options.{key}.{pname}"),
                              help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip
+                elif name == "pb2" and param is not None and param.domain in T.CATEGORICAL:
+                    # the value it picks is no category: `snap` keeps categorical values as they are
+                    ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
+                             f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                             help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
+                                  "or let `scheduler pbt` mutate it")  # fmt: skip
             opts[key] = {k: v for k, v in table.items() if v is not None}
         if out["checkpoint"]["every"] == 0:
             ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",

@@ -273,3 +273,12 @@ def test_a_comment_stays_with_the_last_item_on_its_line() -> None:
     assert "  x = 1\n  y = 2  # about y\n" in out
     assert out.endswith("objective {\n  minimize val_loss  # m\n  maximize val_accuracy\n}\n")
     assert format_study(parse(out)) == out
+
+
+def test_fmt_of_a_yaml_config_points_to_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("ray_training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n", encoding="utf-8")
+    assert main(["fmt", "--write", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "is a YAML config" in err and f"hpoc convert {config}" in err and "HP101" not in err
+    assert config.read_text(encoding="utf-8").startswith("ray_training_pipeline:")

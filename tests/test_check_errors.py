@@ -1227,3 +1227,16 @@ def test_pb2_bounds_on_a_choice_are_refused() -> None:
     assert (d.code, where(d)) == ("HP401", (6, 56))
     assert d.message == "`scheduler pb2` picks numbers between bounds, but `bs` is a `choice` parameter"
     assert d.help == "give `bs` a numeric domain (`qrandint`, `uniform`, ...), or let `scheduler pbt` mutate it"
+
+
+def test_population_quantile_fraction_of_zero_exploits_nothing() -> None:
+    # Ray puts ceil(n * 0) = 0 trials in each quantile: nobody exploits, nobody is copied
+    head = BASE + "space { lr = uniform(0.001, 0.1), epochs = 6 }\nobjective minimize val_loss\ntrials { num_samples = 8 }\n"
+    (w,) = warnings(head + "scheduler pbt { quantile_fraction = 0 }\n")
+    assert (w.code, where(w)) == ("HP805", (6, 17))
+    assert w.message == ("`scheduler pbt` never exploits a trial: with `quantile_fraction = 0` no trial is in "
+                         "the bottom quantile")
+    assert w.help == "raise `quantile_fraction` above 0 (Ray's default is 0.25, at most 0.5)"
+    (w,) = warnings(head + "scheduler pb2 { quantile_fraction = 0.0 }\n")
+    assert w.code == "HP805"
+    assert not warnings(head + "scheduler pbt { quantile_fraction = 0.01 }\n")

@@ -125,6 +125,8 @@ def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
                        "`max_t` (10) without comparing them",)
     assert w.help == "run at least 6 trials, or use `scheduler asha`"
     assert not warnings(_sched("epochs = 10", "num_samples = 6", "scheduler hyperband { max_t = 10 }"))
+    w = warnings(_sched("epochs = 1", "num_samples = 30", "scheduler hyperband { max_t = 1 }"))[-1]
+    assert "the first takes 1 trial and runs it to `max_t` (1) without comparing it" in w.notes[0]
     # max_t above the epochs: the default 81 halves first after 27 epochs, then 9
     (w,) = warnings(_sched("epochs = 10", "num_samples = 13", "scheduler hyperband"))
     assert (where(w), w.help) == ((5, 10), "run at least 19 trials, or lower `max_t` to the 10 epochs a trial "

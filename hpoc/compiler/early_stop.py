@@ -267,8 +267,9 @@ def _hyperband(ch: Checker, name: str, opts: dict[str, Any], n: int, horizon: in
     s, r0, n0, _ = filled[0]
     notes = []
     if s == 0:
-        notes.append(f"Ray's HyperBand fills its brackets in turn: the first takes {n0} trials and runs "
-                     f"each to `max_t` ({max_t}) without comparing them")
+        them = "trials and runs each" if n0 > 1 else "trial and runs it"
+        notes.append(f"Ray's HyperBand fills its brackets in turn: the first takes {n0} {them} "
+                     f"to `max_t` ({max_t}) without comparing {'them' if n0 > 1 else 'it'}")
     later = [b for b in filled if b[0] > 0]
     if horizon is not None and later and all(b[1] >= horizon for b in later):
         notes.append(f"the next compares trials after {later[0][1]} epochs, and they train {horizon}")

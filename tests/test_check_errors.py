@@ -1242,3 +1242,14 @@ def test_population_quantile_fraction_of_zero_exploits_nothing() -> None:
     (w,) = warnings(head + "scheduler pb2 { quantile_fraction = 0.0 }\n")
     assert w.code == "HP805"
     assert not warnings(head + "scheduler pbt { quantile_fraction = 0.01 }\n")
+
+
+def test_ray_and_trainer_words_point_to_the_hpo_key_and_section() -> None:
+    obj = "objective minimize val_loss\n"
+    assert one_error(BASE + obj + "search optuna { n_trials = 4 }\n").help == "write `num_samples` in `trials`"
+    assert one_error(BASE + "checkpoint { num_to_keep = 2 }\n").help == "did you mean `keep`?"
+    assert one_error(BASE + "checkpoint { checkpoint_frequency = 2 }\n").help == "did you mean `every`?"
+    assert one_error(BASE + "trials { max_concurrent_trials = 2 }\n").help == "did you mean `max_concurrent`?"
+    d = one_error(BASE + "training { epochs = 3 }\n")
+    assert d.help == "values the trainer reads are constants in `space`: `space { epochs = ... }`"
+    assert one_error(BASE + "trials { batch_size = 3 }\n").help.startswith("values the trainer reads")

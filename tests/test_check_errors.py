@@ -1253,3 +1253,13 @@ def test_ray_and_trainer_words_point_to_the_hpo_key_and_section() -> None:
     d = one_error(BASE + "training { epochs = 3 }\n")
     assert d.help == "values the trainer reads are constants in `space`: `space { epochs = ... }`"
     assert one_error(BASE + "trials { batch_size = 3 }\n").help.startswith("values the trainer reads")
+
+
+def test_a_broken_objective_is_reported_once_not_again_by_search_and_scheduler() -> None:
+    rest = "search optuna\nscheduler asha\n"
+    (d,) = errors(BASE + 'objective { minimize "" }\n' + rest)
+    assert d.message == "metric names must be non-empty and on one line"
+    (d,) = errors(BASE + "objective {}\n" + rest)
+    assert d.message == "`objective` lists no metric"
+    assert [d.message for d in errors(BASE + rest)] == [
+        "`search optuna` needs an objective to optimise", "`scheduler asha` needs an objective to compare trials"]

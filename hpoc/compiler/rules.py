@@ -80,6 +80,8 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
+        if objective is not None:  # written, but with no valid metric: its own error says so
+            return
         if alg in T.NEEDS_OBJECTIVE and not out["search"].get("_invalid"):
             ch.error(OBJECTIVE, f"`search {alg}` needs an objective to optimise", _label_span(search),
                      help="add `objective minimize val_loss` (or `maximize ...`)")  # fmt: skip

@@ -350,3 +350,15 @@ def test_numbers_as_other_languages_write_them_get_the_hpo_spelling() -> None:
     assert (d.col, d.help) == (13, "write `3`: numbers take no `+`")
     d = syntax_error("study 42\n")
     assert (d.col, d.help) == (7, 'the study name is a string: `study "42"`')
+
+
+def test_a_goal_without_its_metric_on_the_line_is_reported_there() -> None:
+    # newlines are not significant: the next line's first word would become the metric
+    d = syntax_error('study "x"\nobjective minimize\nsearch optuna { seed = 0 }\n')
+    assert (d.code, d.line, d.col) == ("HP101", 2, 19)
+    assert d.message == "`minimize` needs its metric on the same line"
+    assert d.help == "write `objective minimize val_loss`"
+    d = syntax_error('study "x"\nobjective maximize  # the accuracy\nsearch optuna\n')
+    assert (d.line, d.col, d.help) == (2, 19, "write `objective maximize val_accuracy`")
+    d = syntax_error('study "x"\nobjective {\n  minimize\n  val_loss\n}\n')
+    assert (d.line, d.col, d.help) == (3, 11, "write `minimize val_loss`")

@@ -325,6 +325,7 @@ def _parse_text(text: str, file: str) -> A.Study:
 
     if len(text) > MAX_BYTES:
         fail(Diagnostic("text is too large for a study", "HP002", file))
+    _goal_alone(text, file)
     state = _State(file, [], [])
     _local.state = state
     try:
@@ -352,6 +353,21 @@ def _parse_text(text: str, file: str) -> A.Study:
     finally:
         _local.state = None
     return _attach_comments(study, state.comments, text)
+
+
+# A goal keyword that ends its line: newlines are not significant, so the next line's first
+# word would be taken as the metric (`objective minimize` then `search optuna` on the next).
+_GOAL_ALONE = re.compile(r"^([ \t]*(?:objective[ \t]+)?)(minimize|maximize)[ \t]*(?:#[^\n]*)?$", re.M)
+
+
+def _goal_alone(text: str, file: str) -> None:
+    for m in _GOAL_ALONE.finditer(text):
+        if m.group(1).strip() or text.rfind("{", 0, m.start()) > text.rfind("}", 0, m.start()):
+            line = text.count("\n", 0, m.start()) + 1
+            word = m.group(2)
+            example = f"{word} {'val_loss' if word == 'minimize' else 'val_accuracy'}"
+            _error(text, file, f"`{word}` needs its metric on the same line", "HP101", line, m.end(2) + 1
+                   - m.start(), help=f"write `{m.group(1).strip() + ' ' if m.group(1).strip() else ''}{example}`")
 
 
 def _error(

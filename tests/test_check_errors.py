@@ -1263,3 +1263,16 @@ def test_a_broken_objective_is_reported_once_not_again_by_search_and_scheduler()
     assert d.message == "`objective` lists no metric"
     assert [d.message for d in errors(BASE + rest)] == [
         "`search optuna` needs an objective to optimise", "`scheduler asha` needs an objective to compare trials"]
+
+
+def test_deepspeed_settings_the_config_file_overrides_are_warned_about(tmp_path) -> None:
+    # the runtime fills in only what the file leaves out (or sets to "auto")
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 1}, "bf16": {"enabled": true}}', encoding="utf-8")
+    text = BASE + ('resources { gpus_per_worker = 1, deepspeed { config = "ds.json", zero_stage = 3, '
+                   'precision = fp16 } }\n')
+    ws = [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+    assert [(where(w), w.message) for w in ws] == [
+        ((3, 66), 'the DeepSpeed config "ds.json" sets `zero_optimization`: `zero_stage = 3` is not used'),
+        ((3, 82), 'the DeepSpeed config "ds.json" sets `bf16`: `precision = fp16` is not used')]
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": "auto"}}', encoding="utf-8")
+    assert not [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]

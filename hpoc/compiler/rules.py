@@ -388,6 +388,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
         return  # DeepSpeed says what is wrong with the file when the study runs
     if not isinstance(ds, dict):
         return
+    _deepspeed_overridden(ch, out, config, ds)
     searched = [p["name"] for p in out["space"]["params"]]
     owners = []
     if "optimizer" in ds:
@@ -408,6 +409,18 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
             ch.spans.get("resources.deepspeed.config"), notes=notes,
             help=f"remove {sections} from the DeepSpeed config so that the trainer's optimizer, built from the "
                  "trial's config, is used; or stop searching them")  # fmt: skip
+
+
+def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+    """`zero_stage`/`precision` beside a config file that sets them: the file wins (the
+    runtime fills in only what it leaves out or sets to "auto")."""
+    ours = out["resources"]["deepspeed"] or {}
+    for key, sections in (("zero_stage", ("zero_optimization",)), ("precision", ("bf16", "fp16"))):
+        set_in = [k for k in sections if isinstance(ds.get(k), dict) and "auto" not in ds[k].values()]
+        if ours.get(key) is not None and set_in and ch.spans.get(f"resources.deepspeed.{key}"):
+            ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{set_in[0]}`: `{key} = {ours[key]}` '
+                    "is not used", ch.spans.get(f"resources.deepspeed.{key}"),
+                    help=f"remove `{key}`, or `{set_in[0]}` from the DeepSpeed config")  # fmt: skip
 
 
 def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:

@@ -1276,3 +1276,10 @@ def test_deepspeed_settings_the_config_file_overrides_are_warned_about(tmp_path)
         ((3, 82), 'the DeepSpeed config "ds.json" sets `bf16`: `precision = fp16` is not used')]
     (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": "auto"}}', encoding="utf-8")
     assert not [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+
+
+def test_a_study_block_without_a_name_is_told_the_one_line_form() -> None:
+    ds = errors('study { name = "x" }\npipeline { trainer = trainer:T }\n')
+    assert [(d.message, d.help) for d in ds] == [
+        ("`study` needs a name", 'write `study "my-study"`'),
+        ("`study` takes only a name", 'write `study "name"`')]

@@ -157,6 +157,9 @@ SYNONYMS = {
     "normal": "randn", "gaussian": "randn", "categorical": "choice", "log_uniform": "loguniform",
     "modules": "setup", "module": "setup", "gpus": "gpus_per_node", "cpus": "cpus_per_node",
     "walltime": "time", "queue": "partition", "num_trials": "num_samples", "trials": "num_samples",
+    "n_trials": "num_samples", "num_to_keep": "keep", "checkpoint_frequency": "every",
+    "checkpoint_freq": "every", "frequency": "every", "max_concurrent_trials": "max_concurrent",
+    "time_budget_s": "time_budget", "max_failures": "max_retries", "num_workers": "workers",
 }
 
 

@@ -125,6 +125,8 @@ def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
                        "`max_t` (10) without comparing them",)
     assert w.help == "run at least 6 trials, or use `scheduler asha`"
     assert not warnings(_sched("epochs = 10", "num_samples = 6", "scheduler hyperband { max_t = 10 }"))
+    w = warnings(_sched("epochs = 1", "num_samples = 30", "scheduler hyperband { max_t = 1 }"))[-1]
+    assert "the first takes 1 trial and runs it to `max_t` (1) without comparing it" in w.notes[0]
     # max_t above the epochs: the default 81 halves first after 27 epochs, then 9
     (w,) = warnings(_sched("epochs = 10", "num_samples = 13", "scheduler hyperband"))
     assert (where(w), w.help) == ((5, 10), "run at least 19 trials, or lower `max_t` to the 10 epochs a trial "
@@ -1202,3 +1204,106 @@ def test_population_schedulers_need_multi_worker_trials_that_hand_their_checkpoi
             assert plan["resources"]["reuse_workers"] is True
     asha = plan_of(study + "scheduler asha\nresources { workers = 2 }\n")
     assert asha["resources"]["reuse_workers"] is False  # elsewhere the default stays
+
+
+def test_null_where_a_setting_takes_no_null_says_to_leave_it_out() -> None:
+    d = one_error(BASE + "trials { num_samples = null }\n")
+    assert (d.code, where(d), d.message) == ("HP203", (3, 24), "`num_samples` must be an integer, not `null`")
+    assert d.help == "leave `num_samples` out for its default, `1`"
+    d = one_error(BASE + "resources { strategy = null }\n")
+    assert d.help == "leave `strategy` out for its default"
+    assert one_error(BASE + "training { compile = null }\n").help == "leave `compile` out for its default, `false`"
+
+
+def test_a_space_whose_domains_all_have_errors_is_not_called_empty() -> None:
+    (d,) = diagnostics(BASE + 'space { lr = loguniform("a", 1e-2) }\nobjective minimize val_loss\nsearch optuna\n')
+    assert d.message == '`lower` of `loguniform` must be a number, not the string "a"'
+    (w,) = warnings(BASE + "space { epochs = 2 }\nobjective minimize val_loss\nsearch optuna\n")
+    assert w.message == "`search optuna` has nothing to search: `space` has no parameters"
+
+
+def test_cmaes_warns_about_parameters_it_leaves_to_random_sampling() -> None:
+    space = ('space { lr = loguniform(1e-4, 1e-1), bs = choice(32, 64), '
+             'm = uniform(0, 1) if bs == 32 }\nobjective minimize val_loss\n')
+    ws = warnings(BASE + space + "search optuna { sampler = cmaes }\n")
+    assert [(w.code, where(w)) for w in ws if "cmaes" in w.message] == [("HP802", (3, 43)), ("HP802", (3, 63))]
+    assert ws[0].message == ("optuna's `cmaes` sampler picks `bs` at random: CMA-ES models only numeric "
+                             "parameters that every trial has")
+    assert not [w for w in warnings(BASE + space + "search optuna { sampler = tpe }\n") if "cmaes" in w.message]
+
+
+def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:
+    # Ray logs an error at every checkpoint and ranks them all -inf: `keep` keeps arbitrary ones
+    obj = "objective minimize val_loss\n"
+    (w,) = warnings(BASE + obj + "checkpoint { score_attribute = val_los, score_order = min }\n")
+    assert (w.code, where(w)) == ("HP801", (4, 14))
+    assert w.message == "`score_attribute` `val_los` is not reported by hpoc's default train loop or by Tune"
+    assert w.help == "did you mean `val_loss`?"
+    d = one_error(BASE + obj + "checkpoint { score_attribute = val_los }\n")
+    assert d.help == "did you mean `val_loss`? otherwise add `score_order = min` or `max`"
+    assert not warnings(BASE + obj + "checkpoint { score_attribute = val_accuracy, score_order = max }\n")
+    assert not warnings(BASE + obj + "checkpoint { score_attribute = training_iteration, score_order = max }\n")
+
+
+def test_pb2_bounds_on_a_choice_are_refused() -> None:
+    # PB2 picks any number between the bounds: 37.4 for a batch size of 16, 32 or 64
+    d = one_error(BASE + "space { lr = loguniform(1e-3, 1e-1), bs = choice(16, 32, 64) }\n"
+                  "objective minimize val_loss\ntrials { num_samples = 4 }\n"
+                  "scheduler pb2 { hyperparam_bounds { lr = [1e-3, 1e-1], bs = [16, 64] } }\n")
+    assert (d.code, where(d)) == ("HP401", (6, 56))
+    assert d.message == "`scheduler pb2` picks numbers between bounds, but `bs` is a `choice` parameter"
+    assert d.help == "give `bs` a numeric domain (`qrandint`, `uniform`, ...), or let `scheduler pbt` mutate it"
+
+
+def test_population_quantile_fraction_of_zero_exploits_nothing() -> None:
+    # Ray puts ceil(n * 0) = 0 trials in each quantile: nobody exploits, nobody is copied
+    head = BASE + "space { lr = uniform(0.001, 0.1), epochs = 6 }\nobjective minimize val_loss\ntrials { num_samples = 8 }\n"
+    (w,) = warnings(head + "scheduler pbt { quantile_fraction = 0 }\n")
+    assert (w.code, where(w)) == ("HP805", (6, 17))
+    assert w.message == ("`scheduler pbt` never exploits a trial: with `quantile_fraction = 0` no trial is in "
+                         "the bottom quantile")
+    assert w.help == "raise `quantile_fraction` above 0 (Ray's default is 0.25, at most 0.5)"
+    (w,) = warnings(head + "scheduler pb2 { quantile_fraction = 0.0 }\n")
+    assert w.code == "HP805"
+    assert not warnings(head + "scheduler pbt { quantile_fraction = 0.01 }\n")
+
+
+def test_ray_and_trainer_words_point_to_the_hpo_key_and_section() -> None:
+    obj = "objective minimize val_loss\n"
+    assert one_error(BASE + obj + "search optuna { n_trials = 4 }\n").help == "write `num_samples` in `trials`"
+    assert one_error(BASE + "checkpoint { num_to_keep = 2 }\n").help == "did you mean `keep`?"
+    assert one_error(BASE + "checkpoint { checkpoint_frequency = 2 }\n").help == "did you mean `every`?"
+    assert one_error(BASE + "trials { max_concurrent_trials = 2 }\n").help == "did you mean `max_concurrent`?"
+    d = one_error(BASE + "training { epochs = 3 }\n")
+    assert d.help == "values the trainer reads are constants in `space`: `space { epochs = ... }`"
+    assert one_error(BASE + "trials { batch_size = 3 }\n").help.startswith("values the trainer reads")
+
+
+def test_a_broken_objective_is_reported_once_not_again_by_search_and_scheduler() -> None:
+    rest = "search optuna\nscheduler asha\n"
+    (d,) = errors(BASE + 'objective { minimize "" }\n' + rest)
+    assert d.message == "metric names must be non-empty and on one line"
+    (d,) = errors(BASE + "objective {}\n" + rest)
+    assert d.message == "`objective` lists no metric"
+    assert [d.message for d in errors(BASE + rest)] == [
+        "`search optuna` needs an objective to optimise", "`scheduler asha` needs an objective to compare trials"]
+
+
+def test_deepspeed_settings_the_config_file_overrides_are_warned_about(tmp_path) -> None:
+    # the runtime fills in only what the file leaves out (or sets to "auto")
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 1}, "bf16": {"enabled": true}}', encoding="utf-8")
+    text = BASE + ('resources { gpus_per_worker = 1, deepspeed { config = "ds.json", zero_stage = 3, '
+                   'precision = fp16 } }\n')
+    ws = [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+    assert [(where(w), w.message) for w in ws] == [
+        ((3, 66), 'the DeepSpeed config "ds.json" sets `zero_optimization`: `zero_stage = 3` is not used'),
+        ((3, 82), 'the DeepSpeed config "ds.json" sets `bf16`: `precision = fp16` is not used')]
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": "auto"}}', encoding="utf-8")
+    assert not [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+
+
+def test_a_study_block_without_a_name_is_told_the_one_line_form() -> None:
+    ds = errors('study { name = "x" }\npipeline { trainer = trainer:T }\n')
+    assert [(d.message, d.help) for d in ds] == [
+        ("`study` needs a name", 'write `study "my-study"`'),
+        ("`study` takes only a name", 'write `study "name"`')]

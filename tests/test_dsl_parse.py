@@ -280,6 +280,11 @@ def test_name_glued_to_a_number() -> None:
     assert (d.col, d.message, d.help) == (29, "space between the number `64` and its unit `G`", "write `64G`")
     d = syntax_error("a = 1e3x")
     assert (d.col, d.message) == (8, "unexpected name `x` right after the number `1e3`")
+    d = syntax_error("trials { num_samples = 1_000 }")
+    assert (d.col, d.message, d.help) == (
+        24, "digits are not grouped with `_` in `1_000`", "write `1000`")
+    d = syntax_error("a = 3_gpus")
+    assert (d.col, d.message) == (6, "unexpected name `_gpus` right after the number `3`")
 
 
 def test_an_exponent_is_not_a_glued_name() -> None:
@@ -334,3 +339,26 @@ def test_syntax_errors_are_capped() -> None:
     errs = syntax_errors("a = = 1\n" * 100)
     assert len(errs) == 1 + 20
     assert [line for line, _, _ in errs] == list(range(1, 22))
+
+
+def test_numbers_as_other_languages_write_them_get_the_hpo_spelling() -> None:
+    d = syntax_error("space { c = .5 }")
+    assert (d.col, d.help) == (13, "write `0.5`")
+    d = syntax_error("space { c = 5. }")
+    assert (d.col, d.help) == (14, "write `5.0` or `5`")
+    d = syntax_error("space { c = +3 }")
+    assert (d.col, d.help) == (13, "write `3`: numbers take no `+`")
+    d = syntax_error("study 42\n")
+    assert (d.col, d.help) == (7, 'the study name is a string: `study "42"`')
+
+
+def test_a_goal_without_its_metric_on_the_line_is_reported_there() -> None:
+    # newlines are not significant: the next line's first word would become the metric
+    d = syntax_error('study "x"\nobjective minimize\nsearch optuna { seed = 0 }\n')
+    assert (d.code, d.line, d.col) == ("HP101", 2, 19)
+    assert d.message == "`minimize` needs its metric on the same line"
+    assert d.help == "write `objective minimize val_loss`"
+    d = syntax_error('study "x"\nobjective maximize  # the accuracy\nsearch optuna\n')
+    assert (d.line, d.col, d.help) == (2, 19, "write `objective maximize val_accuracy`")
+    d = syntax_error('study "x"\nobjective {\n  minimize\n  val_loss\n}\n')
+    assert (d.line, d.col, d.help) == (3, 11, "write `minimize val_loss`")

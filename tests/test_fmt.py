@@ -262,3 +262,23 @@ def test_a_comment_after_a_closing_brace_stays_after_it() -> None:
     assert "trials {\n  num_samples = 10\n}  # note\n" in out
     assert "  }  # end if\n}  # end space\n" in out
     assert format_study(parse(out)) == out
+
+
+def test_a_comment_stays_with_the_last_item_on_its_line() -> None:
+    # `group { a = 1 # c`: the comment is about `a`, not the group; `x = 1, y = 2 # c` about `y`
+    src = ('study "x"\nspace {\n  group { a = 1 # about a\n    b = 2\n  }\n  x = 1, y = 2 # about y\n}\n'
+           'objective { minimize val_loss # m\n  maximize val_accuracy\n}\n')
+    out = format_study(parse(src))
+    assert "  group {\n    a = 1  # about a\n    b = 2\n  }\n" in out
+    assert "  x = 1\n  y = 2  # about y\n" in out
+    assert out.endswith("objective {\n  minimize val_loss  # m\n  maximize val_accuracy\n}\n")
+    assert format_study(parse(out)) == out
+
+
+def test_fmt_of_a_yaml_config_points_to_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("ray_training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n", encoding="utf-8")
+    assert main(["fmt", "--write", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "is a YAML config" in err and f"hpoc convert {config}" in err and "HP101" not in err
+    assert config.read_text(encoding="utf-8").startswith("ray_training_pipeline:")

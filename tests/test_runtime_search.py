@@ -82,7 +82,16 @@ def test_optuna_handles_several_objectives():
     assert searcher.metric == ["val_loss", "params_m"] and searcher.mode == ["min", "min"]
     assert isinstance(searcher._sampler, optuna.samplers.NSGAIISampler)
     with pytest.raises(search.SearchError, match="use `optuna` for several objectives"):
-        search.make_searcher(dict(p, search={"algorithm": "random", "options": {}}))
+        search.make_searcher(dict(p, search={"algorithm": "hyperopt", "options": {}}))
+
+
+def test_random_and_grid_run_with_several_objectives():
+    # the compiler accepts them (they optimise nothing); the first metric ranks
+    p = plan(objective={"metrics": [{"name": "val_loss", "mode": "min"},
+                                    {"name": "val_accuracy", "mode": "max"}]},
+             search={"algorithm": "random", "options": {"seed": 0}, "_replace": True})
+    searcher, _, total = search.make_searcher(p)
+    assert (searcher.metric, searcher.mode, total) == ("val_loss", "min", p["trials"]["num_samples"])
 
 
 def test_unknown_option_lists_the_valid_ones():

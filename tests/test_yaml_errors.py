@@ -85,7 +85,7 @@ CASES = [
     ("unsupported searcher", seed_with("name: bayes", "name: zoopt"), "HP201", 37, 23,
      "unknown search algorithm `zoopt`"),
     ("conflicting metric", seed_with("name: asha", "name: asha\n                metric: accuracy"), "HP204", 32, 25,
-     "`metric` `accuracy` contradicts `loss` set before"),
+     "`metric` `accuracy` contradicts `loss` (`search_alg`, line 39)"),
     ("bad mode", seed_with("mode: min", "mode: minimum"), "HP204", 39, 23, "`mode` must be `min` or `max`, not `minimum`"),
     ("checker error at yaml line", seed_with("num_workers: 4", "num_workers: 0"), "HP204", 14, 28,
      "`num_workers` must be at least 1 (got 0)"),
@@ -252,8 +252,8 @@ def test_every_bad_reference_is_reported(tmp_path: Path) -> None:
 
 
 def test_an_invalid_mode_is_not_also_reported_as_missing(tmp_path: Path) -> None:
-    assert [d.message for d in reported(tmp_path, seed_with("mode: min", "mode: minimize"))] == [
-        "`mode` must be `min` or `max`, not `minimize`"]
+    assert [(d.message, d.help) for d in reported(tmp_path, seed_with("mode: min", "mode: minimize"))] == [
+        ("`mode` must be `min` or `max`, not `minimize`", "did you mean `min`?")]
 
 
 def test_reference_bomb_is_stopped(tmp_path: Path) -> None:

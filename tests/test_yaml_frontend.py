@@ -169,6 +169,26 @@ def test_every_ray_domain_in_ray_and_itwinai_spelling(tmp_path: Path, spec, doma
     assert plan["space"]["constants"] == {"epochs": 2}
 
 
+def test_rays_own_grid_search_mapping_is_a_grid(tmp_path: Path) -> None:
+    # what `tune.grid_search([...])` is in a saved param_space: Ray enumerates it; as a
+    # constant every trial would get the dict itself as its batch size
+    doc = seed()
+    config(doc)["train_loop_config"] = {"batch_size": {"grid_search": [32, 64]},
+                                        "model": {"depth": {"grid_search": [18, 34]}}, "epochs": 2}
+    config(doc)["tune_config"]["search_alg"] = {"name": "random", "metric": "loss", "mode": "min"}
+    plan = compiled(tmp_path, doc).plan
+    assert [(p["name"], p["domain"], p["args"]) for p in plan["space"]["params"]] == [
+        ("batch_size", "grid", {"values": [32, 64]}), ("model.depth", "grid", {"values": [18, 34]})]
+    assert plan["space"]["constants"] == {"epochs": 2}
+
+
+def test_rays_grid_search_mapping_needs_a_list(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["train_loop_config"] = {"batch_size": {"grid_search": 32}, "epochs": 2}
+    err = one_error(tmp_path, doc)
+    assert "values of `batch_size` must be a list" in err.message
+
+
 def test_numbers_written_like_1e_5_are_numbers(tmp_path: Path) -> None:
     text = (EXAMPLE / "config.yaml").read_text().replace("min: 1e-5", 'min: "1e-5"').replace(
         "epochs: 20", "epochs: 20\n              weight_decay: 5E-4\n              tag: '1e-3'")

@@ -32,7 +32,12 @@ def run(args: argparse.Namespace) -> int:
 def _fmt(spec: str, args: argparse.Namespace) -> int:
     from hpoc.dsl.format import format_study
     from hpoc.dsl.parse import parse, read_spec
+    from hpoc.errors import HpocError
+    from hpoc.yaml import is_yaml
 
+    if is_yaml(spec):  # read as .hpo, its first `:` would be the error
+        raise HpocError(f"{spec} is a YAML config, not a .hpo study: `hpoc convert {spec}` writes it as one, "
+                        "in this layout")
     text, _ = read_spec(spec)
     study = parse(text, spec)
     new = format_study(study)

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
 from hpoc.dsl import ast as A
-from hpoc.errors import Diagnostic, did_you_mean, one_of
+from hpoc.errors import SYNONYMS, Diagnostic, did_you_mean, one_of
 
 # Error codes (docs/language.md lists them).
 UNKNOWN, DUPLICATE, TYPE, VALUE, MISSING, MISPLACED = "HP201", "HP202", "HP203", "HP204", "HP205", "HP206"
@@ -24,6 +24,10 @@ SCHEDULER, OBJECTIVE = "HP401", "HP402"
 RESOURCES, SLURM_TIME, SHARDS, SLURM = "HP501", "HP502", "HP503", "HP504"
 MAX_DIAGNOSTICS = 50
 WARN_METRIC, WARN_SEARCH, WARN_FILE, WARN_RESOURCES = "HP801", "HP802", "HP803", "HP804"
+# Settings of a training loop that a new user writes in `training` or `trials`: the trainer
+# reads them from the trial config, which `space` makes.
+TRAINER_VALUES = ("epochs", "max_epochs", "num_epochs", "lr", "learning_rate", "batch_size", "weight_decay",
+                  "momentum", "optimizer", "dropout")
 WARN_SCHEDULE, WARN_ARRAY = "HP805", "HP806"
 
 
@@ -169,8 +173,13 @@ class Checker:
         except K.Invalid as exc:
             self.invalid.add(path)
             node = exc.node or value
+            help = exc.help
+            if help is None and isinstance(value, A.Null):  # `null` is not "the default" here
+                d = str(f.default).lower() if isinstance(f.default, bool) else f.default
+                shown = f", `{d}`" if isinstance(d, (int, float, str)) else ""
+                help = f"leave `{key}` out for its default{shown}"
             self.error(TYPE if "must be" in exc.msg and " not " in exc.msg else VALUE,
-                       f"`{key}` {exc.msg}", node.span or value.span, help=exc.help)  # fmt: skip
+                       f"`{key}` {exc.msg}", node.span or value.span, help=help)  # fmt: skip
             return copy.deepcopy(f.default)
 
     def read_open(self, key: str, value: Any, rec: T.Rec, where: str, path: str, special: Any) -> dict[str, Any]:
@@ -200,6 +209,12 @@ class Checker:
 
     def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str) -> None:
         help = did_you_mean(key, fields)
+        other = SYNONYMS.get(key)
+        home = T.key_home(other) if other and other not in fields else None
+        if home and home not in where:  # Ray's word for a key of another section (`n_trials`)
+            help = f"write `{other}` in `{home}`"
+        elif help is None and key in TRAINER_VALUES and where != "`space`":
+            help = f"values the trainer reads are constants in `space`: `space {{ {key} = ... }}`"
         if key in ("metric", "mode") and where.startswith(("`scheduler", "`search")):
             # Ray's own argument names: here the study's objective says both, once for all.
             help = ("the search and the scheduler use the study's objective (its first metric): "

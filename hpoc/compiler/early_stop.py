@@ -123,7 +123,11 @@ def _trials(ch: Checker, out: dict[str, Any], horizon: int | None, label: A.Span
                 help=f"lower `min_samples_required` to {n - 1}, or run more than {need} trials{per}")  # fmt: skip
     if name in _HYPERBAND:
         _hyperband(ch, name, opts, n, horizon, per, trials_span)
-    if name in T.POPULATION and horizon is not None:
+    if name in T.POPULATION and opts.get("quantile_fraction") == 0:  # Ray's quantiles: ceil(n * 0) trials
+        ch.warn(WARN_SCHEDULE, f"`scheduler {name}` never exploits a trial: with `quantile_fraction = 0` no trial "
+                "is in the bottom quantile", ch.spans.get("scheduler.options.quantile_fraction") or label,
+                help="raise `quantile_fraction` above 0 (Ray's default is 0.25, at most 0.5)")  # fmt: skip
+    elif name in T.POPULATION and horizon is not None:
         for key in ("perturbation_interval", "burn_in_period"):
             value = opts.get(key)
             if value is not None and value >= horizon:
@@ -275,8 +279,9 @@ def _hyperband(ch: Checker, name: str, opts: dict[str, Any], n: int, horizon: in
     s, r0, n0, _ = filled[0]
     notes = []
     if s == 0:
-        notes.append(f"Ray's HyperBand fills its brackets in turn: the first takes {n0} trials and runs "
-                     f"each to `max_t` ({max_t}) without comparing them")
+        them = "trials and runs each" if n0 > 1 else "trial and runs it"
+        notes.append(f"Ray's HyperBand fills its brackets in turn: the first takes {n0} {them} "
+                     f"to `max_t` ({max_t}) without comparing {'them' if n0 > 1 else 'it'}")
     later = [b for b in filled if b[0] > 0]
     if horizon is not None and later and all(b[1] >= horizon for b in later):
         notes.append(f"the next compares trials after {later[0][1]} epochs, and they train {horizon}")

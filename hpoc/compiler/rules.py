@@ -59,7 +59,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
         _scheduler(ch, out, space, sched_block, search_block)
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     _resources(ch, out, workdir)
-    _checkpoint(ch, out, found.get("checkpoint", [None])[0])
+    _checkpoint(ch, out, found.get("checkpoint", [None])[0], workdir)
     _resume_storage(ch, out)
     _slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
@@ -80,6 +80,8 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
+        if objective is not None:  # written, but with no valid metric: its own error says so
+            return
         if alg in T.NEEDS_OBJECTIVE and not out["search"].get("_invalid"):
             ch.error(OBJECTIVE, f"`search {alg}` needs an objective to optimise", _label_span(search),
                      help="add `objective minimize val_loss` (or `maximize ...`)")  # fmt: skip
@@ -179,9 +181,14 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
             if p.domain in T.LOG:
                 ch.warn(WARN_SEARCH, f"`search bayesopt` samples `{p.name}` uniformly, not on a log scale", where,
                         help="use `search optuna` to keep the log scale")  # fmt: skip
+        if alg == "optuna" and opts.get("sampler") == "cmaes" and (p.domain in T.CATEGORICAL or p.condition):
+            # optuna's CmaEsSampler leaves these to its independent (random) sampler
+            ch.warn(WARN_SEARCH, f"optuna's `cmaes` sampler picks `{p.name}` at random: CMA-ES models only "
+                                 "numeric parameters that every trial has", where,
+                    help="use `sampler = tpe`, which models choices and conditional parameters too")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
-    if not space.params and alg not in ("random", "grid"):
+    if not space.params and not space.invalid and alg not in ("random", "grid"):
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     points = opts.get("points_to_evaluate")
@@ -227,10 +234,17 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         else:
             known = set(space.names())
             for pname in table:
+                param = space.param(pname)
                 if pname not in known:
                     ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
                              ch.spans.get(f"scheduler.options.{key}.{pname}"),
                              help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip
+                elif name == "pb2" and param is not None and param.domain in T.CATEGORICAL:
+                    # the value it picks is no category: `snap` keeps categorical values as they are
+                    ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
+                             f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                             help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
+                                  "or let `scheduler pbt` mutate it")  # fmt: skip
             opts[key] = {k: v for k, v in table.items() if v is not None}
         if out["checkpoint"]["every"] == 0:
             ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",
@@ -374,6 +388,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
         return  # DeepSpeed says what is wrong with the file when the study runs
     if not isinstance(ds, dict):
         return
+    _deepspeed_overridden(ch, out, config, ds)
     searched = [p["name"] for p in out["space"]["params"]]
     owners = []
     if "optimizer" in ds:
@@ -396,7 +411,19 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
                  "trial's config, is used; or stop searching them")  # fmt: skip
 
 
-def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:
+def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+    """`zero_stage`/`precision` beside a config file that sets them: the file wins (the
+    runtime fills in only what it leaves out or sets to "auto")."""
+    ours = out["resources"]["deepspeed"] or {}
+    for key, sections in (("zero_stage", ("zero_optimization",)), ("precision", ("bf16", "fp16"))):
+        set_in = [k for k in sections if isinstance(ds.get(k), dict) and "auto" not in ds[k].values()]
+        if ours.get(key) is not None and set_in and ch.spans.get(f"resources.deepspeed.{key}"):
+            ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{set_in[0]}`: `{key} = {ours[key]}` '
+                    "is not used", ch.spans.get(f"resources.deepspeed.{key}"),
+                    help=f"remove `{key}`, or `{set_in[0]}` from the DeepSpeed config")  # fmt: skip
+
+
+def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
     c = out["checkpoint"]
     metrics = out["objective"]["metrics"]
     population = (out.get("scheduler") or {}).get("name") in T.POPULATION
@@ -414,9 +441,32 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any) -> None:
     elif c["score_order"] is None:
         mode = next((m["mode"] for m in metrics if m["name"] == c["score_attribute"]), None)
         if mode is None:
+            typo = did_you_mean(c["score_attribute"], [m["name"] for m in metrics])
             ch.error(VALUE, f"`score_order` is needed: `{c['score_attribute']}` is not an objective metric",
-                     ch.spans.get("checkpoint.score_attribute"), help="add `score_order = min` or `max`")  # fmt: skip
+                     ch.spans.get("checkpoint.score_attribute"),
+                     help=f"{typo} otherwise add `score_order = min` or `max`" if typo
+                     else "add `score_order = min` or `max`")  # fmt: skip
+            if typo:
+                return
         c["score_order"] = mode
+    if c["score_attribute"] is not None:
+        _score_reported(ch, out, c["score_attribute"], workdir)
+
+
+def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
+    """A score nobody reports: Ray logs an error at each checkpoint and scores them all
+    -inf, so `keep` keeps arbitrary ones."""
+    known = (*T.DEFAULT_METRICS, *early_stop.TUNE_TIME_KEYS, *(m["name"] for m in out["objective"]["metrics"]))
+    if attr in known:
+        return
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    reported = reported_by_loop(target, workdir) or trainer_metrics(target, workdir)
+    if reported is not None and attr in reported:
+        return
+    ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported by hpoc's default train loop "
+                         "or by Tune", ch.spans.get("checkpoint.score_attribute"),
+            notes=("Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones",),
+            help=did_you_mean(attr, (*known, *(reported or ()))) or f"make sure the trainer reports `{attr}`")  # fmt: skip
 
 
 def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:

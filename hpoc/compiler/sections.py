@@ -75,7 +75,8 @@ def _label(ch: Checker, block: A.Block | None, what: str) -> str | None:
         return None
     if block.label is None:
         ch.error(MISSING, f"`{block.kind}` needs {what}", block.kind_span,
-                 help=f"write `{block.kind} <{what.split()[-1]}> {{ ... }}`")  # fmt: skip
+                 help='write `study "my-study"`' if block.kind == "study"  # it takes no `{ ... }`
+                 else f"write `{block.kind} <{what.split()[-1]}> {{ ... }}`")  # fmt: skip
         return None
     return block.label_text
 

@@ -36,6 +36,7 @@ class Space:
     params: list[Param] = field(default_factory=list)
     constants: dict[str, Any] = field(default_factory=dict)
     constant_spans: dict[str, A.Span | None] = field(default_factory=dict)
+    invalid: int = 0  # domains left out for their errors
 
     def names(self) -> list[str]:
         return [p.name for p in self.params] + list(self.constants)
@@ -277,6 +278,8 @@ def _setting(
             space.params.append(
                 Param(name, domain[0], domain[1], item.span, value.span, condition, cprefix)
             )
+        else:
+            space.invalid += 1
         return
     if condition is not None:
         ch.error(

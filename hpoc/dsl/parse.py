@@ -325,6 +325,7 @@ def _parse_text(text: str, file: str) -> A.Study:
 
     if len(text) > MAX_BYTES:
         fail(Diagnostic("text is too large for a study", "HP002", file))
+    _goal_alone(text, file)
     state = _State(file, [], [])
     _local.state = state
     try:
@@ -352,6 +353,21 @@ def _parse_text(text: str, file: str) -> A.Study:
     finally:
         _local.state = None
     return _attach_comments(study, state.comments, text)
+
+
+# A goal keyword that ends its line: newlines are not significant, so the next line's first
+# word would be taken as the metric (`objective minimize` then `search optuna` on the next).
+_GOAL_ALONE = re.compile(r"^([ \t]*(?:objective[ \t]+)?)(minimize|maximize)[ \t]*(?:#[^\n]*)?$", re.M)
+
+
+def _goal_alone(text: str, file: str) -> None:
+    for m in _GOAL_ALONE.finditer(text):
+        if m.group(1).strip() or text.rfind("{", 0, m.start()) > text.rfind("}", 0, m.start()):
+            line = text.count("\n", 0, m.start()) + 1
+            word = m.group(2)
+            example = f"{word} {'val_loss' if word == 'minimize' else 'val_accuracy'}"
+            _error(text, file, f"`{word}` needs its metric on the same line", "HP101", line, m.end(2) + 1
+                   - m.start(), help=f"write `{m.group(1).strip() + ' ' if m.group(1).strip() else ''}{example}`")
 
 
 def _error(
@@ -388,6 +404,9 @@ def _unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         expected = _expected_words(exc.allowed or ())
         if expected:
             msg += f", expected {expected}"
+        number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
+        if number:
+            help = f"write `{number.group(1)}`: numbers take no `+`"
     _error(text, file, msg, "HP102", exc.line, exc.column, help=help)
 
 
@@ -476,12 +495,21 @@ def _unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn
         help = "compare with `==`"
     elif "MINIMIZE" in expected:
         help = _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+    elif tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):
+        help = f'the study name is a string: `study "{tok}"`'
     elif "EQUAL" in expected and tok.type in _VALUE_START | {"NAME"}:
         help = "settings are written `key = value`"
     elif "COMMA" in expected and ("RSQB" in expected or "RPAR" in expected):
         help = "separate items with `,`"
     elif tok.type == "NAME" and str(tok) in ("True", "False", "None"):
         help = f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
+    elif tok.type == "DOT":  # `.5` and `5.`, as Python and YAML allow
+        before, after = text[: tok.start_pos], text[tok.end_pos:]
+        if re.match(r"\d", after) and not re.search(r"[\w.]$", before):
+            help = f"write `0.{re.match(r'[0-9]+', after).group(0)}`"  # type: ignore[union-attr]
+        elif re.search(r"(?<![\w.])\d+$", before):
+            whole = re.search(r"\d+$", before).group(0)  # type: ignore[union-attr]
+            help = f"write `{whole}.0` or `{whole}`"
     if help is None:
         help = _keyword_hint(text, tok)
     width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
@@ -515,17 +543,21 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             if _VALID_GLUED.fullmatch(m.group(0).lstrip("-")):
                 continue
             number, suffix = m.group(1), m.group(2)
-            col = m.start(2) + 1
-            if not suffix[0].isalpha() or suffix[0] == "_":  # `64 G`
+            col, width = m.start(2) + 1, len(suffix)
+            if re.fullmatch(r"(?:_\d+)+", suffix):  # `1_000`, as Python would allow
+                col, width = m.start(1) + 1, len(m.group(0))
+                msg, help = f"digits are not grouped with `_` in `{number}{suffix}`", \
+                    f"write `{number}{suffix.replace('_', '')}`"
+            elif suffix[0] in " \t":  # `64 G`
                 suffix = suffix.strip()
-                col = m.start(2) + 1 + m.group(2).index(suffix)
+                col, width = m.start(2) + 1 + m.group(2).index(suffix), len(suffix)
                 msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{suffix}`"
             elif suffix in "KMGT" and not number.lstrip("-").isdigit():
                 msg = f"a size must be a whole number, not `{number}{suffix}`"
                 help = "use a smaller unit: `1536M` rather than `1.5G`"
             else:
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
-            found = (text.count("\n", 0, line_start) + 1, col, len(suffix), msg, help)
+            found = (text.count("\n", 0, line_start) + 1, col, width, msg, help)
     return found
 
 
@@ -861,15 +893,23 @@ def _verbatim(item: A.Item, lines: list[str]) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def _starts_on(items: Any, line: int) -> bool:
+    """Whether the first of `items` (items or goals) starts on `line`."""
+    return bool(items) and items[0].span is not None and items[0].span.line == line
+
+
 def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
-                  opened: int | None, lines: list[str]) -> tuple[A.Item, ...]:
+                  opened: int | None, lines: list[str], closed: int | None = None) -> tuple[A.Item, ...]:
     out: list[A.Item] = []
     previous = opened  # last line of the item before (or of the block's `{`); None at top level
-    for item in items:
+    for k, item in enumerate(items):
         span = item.span
         if span is None:
             out.append(item)
             continue
+        # A comment ends its line: it is about the last item there (`x = 1, y = 2  # on y`),
+        # or follows the `}` of the block that ends there.
+        owns_end = not _starts_on(items[k + 1:], span.end_line) and span.end_line != closed
         top = cs.items[cs.i][0] if cs.i < len(cs.items) and cs.items[cs.i][0] < span.line else span.line
         gap = previous is not None and previous != opened and any(n in blank for n in range(previous + 1, top))
         lead = cs.before(span.line)
@@ -877,28 +917,30 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
         if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
             # A comment on the line of `}` follows it (nothing can follow a comment).
             one_line = span.end_line == span.line  # `trials { ... }  # note`: after the `}`
-            trailing = None if one_line else cs.on(span.line)
-            closing = cs.on(span.line) if one_line else None
-            new_body = _attach_items(body, cs, blank, span.line, lines)
+            trailing = None if one_line or _starts_on(body, span.line) else cs.on(span.line)
+            new_body = _attach_items(body, cs, blank, span.line, lines, span.end_line)
             end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, body=new_body, end_comments=end,
-                               closing=closing if one_line else cs.on(span.end_line),
+                               closing=cs.on(span.end_line) if owns_end else None,
                                blank_before=gap))
         elif isinstance(item, A.Objective) and item.braced:
-            trailing = cs.on(span.line) if span.end_line != span.line else None
+            one_line = span.end_line == span.line
+            trailing = None if one_line or _starts_on(item.goals, span.line) else cs.on(span.line)
             goals = []
-            for g in item.goals:
-                if g.span is None or g.span.line == span.line:
+            for j, g in enumerate(item.goals):
+                if g.span is None or one_line:
                     goals.append(g)
                     continue
-                goals.append(replace(g, comments=cs.before(g.span.line), trailing=cs.on(g.span.end_line)))
+                last = not _starts_on(item.goals[j + 1:], g.span.end_line) and g.span.end_line != span.end_line
+                goals.append(replace(g, comments=cs.before(g.span.line),
+                                     trailing=cs.on(g.span.end_line) if last else None))
             end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, goals=tuple(goals), end_comments=end,
-                               closing=cs.on(span.end_line),
+                               closing=cs.on(span.end_line) if owns_end else None,
                                blank_before=gap))
         else:
             inner = cs.before(span.end_line)  # comments inside a multi-line value
-            trailing = cs.on(span.end_line)
+            trailing = cs.on(span.end_line) if owns_end else None
             verbatim = _verbatim(item, lines) if inner else None
             if verbatim is None:  # nowhere to keep them but above the item
                 out.append(replace(item, comments=lead + inner, trailing=trailing, blank_before=gap))

@@ -114,15 +114,16 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
     algorithm = plan["search"]["algorithm"]
     # The compiler lists every known option; unset ones are null.
     options = {k: v for k, v in (plan["search"]["options"] or {}).items() if v is not None}
+    names, modes = _objective(plan)
+    # random and grid optimise nothing: several metrics are only reported and ranked
+    if len(names) > 1 and algorithm not in ("optuna", "random", "grid"):
+        raise SearchError(f"search algorithm `{algorithm}` optimises one metric; "
+                          "use `optuna` for several objectives")
     require_libraries(algorithm)
     space = plan["space"]
     shards = plan["shards"]["count"]
-    names, modes = _objective(plan)
     num_samples = plan["trials"]["num_samples"]
     seed = options.pop("seed", None)
-    if len(names) > 1 and algorithm != "optuna":
-        raise SearchError(f"search algorithm `{algorithm}` optimises one metric; "
-                          "use `optuna` for several objectives")
 
     if algorithm in ("random", "grid"):
         points = options.pop("points_to_evaluate", None) or ()

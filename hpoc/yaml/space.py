@@ -1,7 +1,7 @@
 """`train_loop_config` → the `space` section.
 
-An entry is a search domain when it is a mapping with `type`; anything else is a constant
-passed to every trial. Both vocabularies are accepted: itwinai's tutorial names
+An entry is a search domain when it is a mapping with `type` (or Ray's `{grid_search: [...]}`);
+anything else is a constant passed to every trial. Both vocabularies are accepted: itwinai's tutorial names
 (`options`, `min`, `max`, `stddev`, `grid_search`) and Ray Tune's own argument names
 (`categories`, `lower`, `upper`, `q`, `mean`, `sd`, `base`, `values`), for every Ray Tune
 domain. Nested mappings without `type` that hold domains become dotted names
@@ -106,7 +106,12 @@ def domain_map(func: str, args: list[str]) -> str:
 
 def hydra_domain(node: YNode) -> YNode:
     """`{_target_: ray.tune.choice, categories: [...]}` (hydra, as newer itwinai writes a Ray
-    domain) as `{type: choice, categories: [...]}`; any other node as it is."""
+    domain) and `{grid_search: [...]}` (what `tune.grid_search` returns, which Ray's
+    param_space enumerates) as `{type: ..., ...}`; any other node as it is."""
+    if isinstance(node, YMap) and node.keys() == ["grid_search"]:
+        (_, kspan, values), = node.entries
+        return YMap((("type", kspan, YScalar("grid_search", "grid_search", kspan)), ("values", kspan, values)),
+                    node.span, {"type": 0, "values": 1})
     target = node.get("_target_") if isinstance(node, YMap) and "type" not in node.index else None
     if not (isinstance(target, YScalar) and isinstance(target.value, str)):
         return node

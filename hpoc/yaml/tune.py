@@ -216,6 +216,7 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
     metric = mode = None
     metric_node = mode_node = None
     bad_mode = False  # an invalid mode is an error already: no "no mode is set" besides it
+    set_in: dict[str, str] = {}  # the section that set the metric / mode first
     for where, m, md in found:
         for node, kind in ((m, "metric"), (md, "mode")):
             if node is None or (isinstance(node, YScalar) and node.value is None):  # Ray's default: unset
@@ -224,17 +225,20 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
             if value is None:
                 continue
             if kind == "mode" and value not in ("min", "max"):
+                word = value.lower()[:3]  # `minimize`, as .hpo spells it: far from `min` by edits
                 b.error(VALUE, f"`mode` must be `min` or `max`, not `{value}`", node.span,
-                        help=did_you_mean(value, ["min", "max"]))
+                        help=f"did you mean `{word}`?" if word in ("min", "max") else did_you_mean(value, ["min", "max"]))
                 bad_mode = True
                 continue
             first = metric_node if kind == "metric" else mode_node
             current = metric if kind == "metric" else mode
             if current is not None and current != value:
-                b.error(VALUE, f"`{kind}` `{value}` contradicts `{current}` set before", node.span,
-                        notes=(f"first set at line {first.span.line}",) if first else (),
+                at = f" (`{set_in[kind]}`, line {first.span.line})" if first else ""
+                b.error(VALUE, f"`{kind}` `{value}` contradicts `{current}`{at}", node.span,
                         help=f"Ray optimises one {kind}: use `{current}` everywhere")
                 continue
+            if current is None:
+                set_in[kind] = where
             if kind == "metric" and metric is None:
                 metric, metric_node = value, node
             elif kind == "mode" and mode is None:

@@ -128,6 +128,48 @@ def test_a_trainer_mistake_is_not_retried(tmp_path):
     assert (Path(trial["path"]) / "error.txt").read_text().count("Failure #") == 2
 
 
+REPEATS = """import os
+
+from toy import ToyTrainer
+
+
+class Repeats(ToyTrainer):
+    def create_model(self, config):
+        attempts = os.path.join(self.args["dir"], str(config["hidden"]))
+        n = len(open(attempts).read()) if os.path.exists(attempts) else 0
+        open(attempts, "a").write("x")
+        if config["hidden"] == 12:  # a bug of this config: every attempt fails alike
+            raise TypeError("unsupported width")
+        if config["hidden"] == 16 and n < 2:  # a different failure each time: a flaky node
+            raise RuntimeError(f"rank {n} lost")
+        return super().create_model(config)
+"""
+
+
+def test_a_retry_that_fails_the_same_way_is_not_retried_again(tmp_path):
+    """A deterministic error retried `max_retries` times wasted the allocation: after two
+    identical failures at the same point the trial errors, saying so; errors that differ
+    are retried as before, and the other trials go on."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "repeats.py").write_text(REPEATS)
+    plan = make_plan(workdir, tmp_path / "results",
+                     space={"params": [param("hidden", "grid", values=[12, 16, 20])],
+                            "constants": {"epochs": 1, "batch_size": 32}},
+                     trials={"num_samples": 1, "max_concurrent": 2},
+                     pipeline={"trainer": {"target": "repeats:Repeats", "args": {"dir": str(tmp_path)}}},
+                     failure={"max_retries": 3, "fail_fast": 0})
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress + out
+    by_width = {t["config"]["hidden"]: t for t in _summary(plan)["trials"]}
+    assert (tmp_path / "12").read_text() == "xx", progress  # two attempts, not 1 + max_retries
+    assert by_width[12]["status"] == "ERROR"
+    assert ("failed the same way twice: TypeError: unsupported width; not retried again"
+            in by_width[12]["error"].splitlines()[-1]), by_width[12]["error"]
+    assert (tmp_path / "16").read_text() == "xxx" and by_width[16]["status"] == "TERMINATED"
+    assert by_width[20]["status"] == "TERMINATED"
+    assert re.search(r"trial \S+ \(hidden=12\) errored: \S*TrainerError: failed the same way twice", progress)
+
+
 WRONG_DTYPE = """import os
 
 import torch

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import failfast, marker, rerun, runlock, stall
+from hpoc.runtime import failfast, marker, rerun, retry, runlock, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -89,6 +89,8 @@ class _State:
     watch: stall.StallWatch = field(default_factory=stall.StallWatch)  # trials gone quiet
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py)
+    repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
+    reports: dict[str, int] = field(default_factory=dict)  # trial id -> reports of this attempt
 
     @property
     def stopping(self) -> bool:
@@ -310,6 +312,7 @@ def _events_class() -> type:
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             _STATE.watch.reported(trial.trial_id, result)
+            _STATE.reports[trial.trial_id] = _STATE.reports.get(trial.trial_id, 0) + 1
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume, retry
@@ -319,6 +322,7 @@ def _events_class() -> type:
                 rerun.start_over(trial)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             _STATE.watch.started(trial.trial_id)
+            _STATE.reports[trial.trial_id] = 0
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
@@ -326,9 +330,12 @@ def _events_class() -> type:
                 trial.max_failures = _STATE.max_retries
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from hpoc.runtime import retry
-
-            if retry.recorded(summary_mod.trial_path(trial), _STATE.run) is not None:
+            path = summary_mod.trial_path(trial)
+            line = _STATE.repeats.same_again(trial.trial_id, retry.last_failure(trial.error_file),
+                                             _failed_after(trial), path)
+            if line is not None:  # Tune decided before any callback: its queued retry ends it
+                retry.record(path, _STATE.run, retry.same_way_twice(line))
+            if retry.recorded(path, _STATE.run) is not None:
                 # A deterministic error: the retry Tune has queued fails at once with it
                 # (retry.py); none after that (on_trial_start restores the plan's
                 # retries in a later run). Its "errored" line follows.
@@ -371,6 +378,14 @@ def _stop_tune(signum: int, frame: Any) -> bool:
         tune_handler(signum, frame)
         return True
     return False
+
+
+def _failed_after(trial: Any) -> int:
+    """The last report (training iteration) before an attempt of `trial` failed: its own
+    last one, or the one its checkpoint holds (restored, last_result is that), or 0."""
+    if _STATE.reports.get(trial.trial_id) or getattr(trial, "checkpoint", None) is not None:
+        return int((trial.last_result or {}).get("training_iteration") or 0)
+    return 0
 
 
 def _has_checkpoint(trial: Any) -> bool:

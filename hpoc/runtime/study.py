@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import failfast, marker, rerun, retry, runlock, stall
+from hpoc.runtime import failfast, marker, rerun, retry, runlock, stall, timelimit
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -308,11 +308,14 @@ def _events_class() -> type:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.ended.add(trial.trial_id)
+            if trial.trial_id in timelimit.LIMITS.stopped:
+                _trial_line(trial, f"stopped: time limit of {timelimit.LIMITS.limit:g} s reached")
             _fail_fast(trial, trials)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             _STATE.watch.reported(trial.trial_id, result)
             _STATE.reports[trial.trial_id] = _STATE.reports.get(trial.trial_id, 0) + 1
+            timelimit.LIMITS.reported(trial.trial_id, result)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume, retry
@@ -323,6 +326,7 @@ def _events_class() -> type:
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             _STATE.watch.started(trial.trial_id)
             _STATE.reports[trial.trial_id] = 0
+            timelimit.LIMITS.started(trial)
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
@@ -479,7 +483,9 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
         # PBT/PB2's generator holds the cap itself (space.fixed_trials).
         max_concurrent_trials=None if _is_generator(searcher) else trials["max_concurrent"],
         time_budget_s=trials["time_budget_s"],
-        reuse_actors=plan["resources"]["workers"] == 1 or pool.enabled(plan),
+        # A trial stopped at its time limit may still be busy: its process cannot be reused.
+        reuse_actors=(plan["resources"]["workers"] == 1 or pool.enabled(plan))
+        and not plan["trials"].get("time_limit_s"),
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_dirname,
     )
@@ -720,6 +726,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
+    timelimit.LIMITS.__init__(plan["trials"].get("time_limit_s"))
     metrics = plan["objective"]["metrics"]
     _STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
                                          metrics[0]["name"] if metrics else None)

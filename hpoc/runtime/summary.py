@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.files import read_json_lines
+from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
 
 SUMMARY = "summary.json"
@@ -139,6 +140,7 @@ def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
         "metrics": user_metrics(result),
         "epochs": int(result.get("epoch") or result.get("training_iteration") or 0),
         "error": trial_error(trial),
+        "stopped": timelimit.reason(trial_path(trial)) if trial.status == "TERMINATED" else None,
         "path": trial_path(trial),
     }
 

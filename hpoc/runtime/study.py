@@ -318,7 +318,7 @@ def _events_class() -> type:
             timelimit.LIMITS.reported(trial.trial_id, result)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from hpoc.runtime import resume, retry
+            from hpoc.runtime import resume
 
             if trial.trial_id in _STATE.start_over:  # --retry-errored: before Ray restores it
                 _STATE.start_over.discard(trial.trial_id)
@@ -335,8 +335,8 @@ def _events_class() -> type:
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             path = summary_mod.trial_path(trial)
-            line = _STATE.repeats.same_again(trial.trial_id, retry.last_failure(trial.error_file),
-                                             _failed_after(trial), path)
+            error = retry.last_failure(getattr(trial, "error_file", None))
+            line = _STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
             if line is not None:  # Tune decided before any callback: its queued retry ends it
                 retry.record(path, _STATE.run, retry.same_way_twice(line))
             if retry.recorded(path, _STATE.run) is not None:
@@ -388,7 +388,7 @@ def _failed_after(trial: Any) -> int:
     """The last report (training iteration) before an attempt of `trial` failed: its own
     last one, or the one its checkpoint holds (restored, last_result is that), or 0."""
     if _STATE.reports.get(trial.trial_id) or getattr(trial, "checkpoint", None) is not None:
-        return int((trial.last_result or {}).get("training_iteration") or 0)
+        return int((getattr(trial, "last_result", None) or {}).get("training_iteration") or 0)
     return 0
 
 

@@ -9,8 +9,9 @@ again reaches its limit too.
 Tune stops one trial only when a result or a scheduler asks it to, and only schedulers are
 handed the controller (`stop_trial`): the schedulers hpoc builds (resume.py, population.py)
 ask `due()` on every controller step, stop those trials as completed (the searcher and the
-scheduler see their last report, their checkpoints stay) and then kill the trial's process,
-which a hung epoch would keep from stopping (Tune waits 10 min for it otherwise). With a
+scheduler see their last report, their checkpoints stay) and then kill the trial's process:
+a hung epoch keeps it from stopping, as its main thread waits for the epoch's report (by
+Ray's source, Tune would force it after `TUNE_FORCE_TRIAL_CLEANUP_S`, 10 min). With a
 limit Tune does not reuse trial processes: a stopped one may still be busy, and its reuse
 would fail the next trial. The reason is written into the trial's directory (`MARKER`), so
 that `hpoc status`/`results` say why the trial ended.

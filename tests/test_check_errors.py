@@ -872,6 +872,27 @@ def test_slurm_time_fields_out_of_range_say_what_is_wrong(text: str, problem: st
     assert plan_of(BASE + "resume { grace = 18h }\n")["resume"]["grace_s"] == 64800
 
 
+def test_a_trial_time_limit_is_a_positive_duration_and_warned_when_the_walltime_ends_first() -> None:
+    assert plan_of(BASE + "trials { time_limit = 30m }\n")["trials"]["time_limit_s"] == 1800
+    assert plan_of(BASE)["trials"]["time_limit_s"] is None
+    assert plan_of(BASE + "trials { time_limit = 90 }\n")["trials"]["time_limit_s"] == 90  # seconds
+    d = one_error(BASE + "trials { time_limit = 0s }\n")
+    assert (d.code, where(d), d.message) == ("HP204", (3, 23), "`time_limit` must be positive (got 0)")
+    d = one_error(BASE + 'trials { time_limit = "soon" }\n')
+    assert (d.code, where(d)) == ("HP203", (3, 23))
+    assert "a duration such as `90m` or `2h`" in d.message
+    d = one_error(BASE + "trials { time_limit = 400d }\n")
+    assert d.message == "`time_limit` must be at most 365 days (got 400d)"
+    spec = BASE + "trials {\n  time_limit = 3h\n}\nslurm { time = 02:00:00 }\n"
+    (w,) = [d for d in warnings(spec) if d.code == "HP807"]
+    assert where(w) == (4, 3)
+    assert w.message == ("a trial's `time_limit` (10800 s) is not shorter than the job's walltime "
+                         "(02:00:00): the walltime stops the trial first")
+    assert w.help == "lower `time_limit`, or raise `slurm.time`"
+    assert not [d for d in warnings(spec.replace("3h", "1h")) if d.code == "HP807"]
+    assert plan_of(spec)["spans"]["trials.time_limit_s"] == "t.hpo:4:3"
+
+
 def test_shards() -> None:
     d = one_error(BASE + "trials { num_samples = 2 }\nslurm { array { shards = 4 } }\n")
     assert (d.code, where(d), d.message) == ("HP503", (4, 17), "4 shards but only 2 trials: some shards would be empty")

@@ -90,7 +90,8 @@ def test_minimal_plan_has_every_key_with_defaults() -> None:
     assert plan["search"] == {"algorithm": "random", "options": {"seed": None, "points_to_evaluate": None}}
     assert plan["scheduler"] == {"name": "fifo", "time_attr": "training_iteration", "options": {}}
     assert plan["objective"] == {"metrics": []}
-    assert plan["trials"] == {"num_samples": 1, "max_concurrent": None, "time_budget_s": None, "stop": {}}
+    assert plan["trials"] == {"num_samples": 1, "max_concurrent": None, "time_budget_s": None,
+                              "time_limit_s": None, "stop": {}}
     assert plan["resources"] == {
         "workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0, "strategy": "ddp", "deepspeed": None,
         "reuse_workers": False,

@@ -405,6 +405,24 @@ def test_json_plan_hash_comes_from_summary_without_a_plan(tmp_path, capsys):
     assert code == 0 and json.loads(out)["plan_hash"] == "sha256:feed"
 
 
+def test_a_trial_stopped_at_its_time_limit_says_so(tmp_path, capsys):
+    """It ended TERMINATED, like a completed one: the table says why it has fewer epochs."""
+    from hpoc.runtime import timelimit
+
+    exp = tmp_path / "results" / "digits"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    slow = trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.6}])
+    timelimit.record(str(slow), 30)
+    code, out, _ = cli(capsys, exp)
+    assert code == 0
+    assert "1 completed, 1 time limit" in out
+    row = next(line for line in out.splitlines() if "aaaaa_00001" in line)
+    assert "time limit" in row
+    code, out, _ = cli(capsys, exp, "--json")
+    labels = {t["trial_id"]: t["label"] for t in json.loads(out)["trials"]}
+    assert labels == {"aaaaa_00000": "completed", "aaaaa_00001": "time limit"}
+
+
 def test_an_experiment_dir_alone_shows_the_configs_with_the_studys_constants(tmp_path, capsys):
     """Ray records only the sampled values; the run's plan marker records the space, so the
     best config read from the experiment directory pastes back whole (`epochs` included)."""

@@ -128,6 +128,83 @@ def test_a_trainer_mistake_is_not_retried(tmp_path):
     assert (Path(trial["path"]) / "error.txt").read_text().count("Failure #") == 2
 
 
+HANGS = """import time
+
+from toy import ToyTrainer
+
+
+class Hangs(ToyTrainer):
+    def train_epoch(self, epoch):
+        if self.config["hidden"] == 12 and epoch == 1:  # its second epoch never ends
+            time.sleep(150)
+        return super().train_epoch(epoch)
+"""
+
+
+def test_a_trial_over_its_time_limit_is_stopped_even_when_it_never_reports_again(tmp_path):
+    """A trial hung inside an epoch held its CPU until the study ended: at `time_limit` it
+    is stopped (not errored), says why, and the other trials run to the end."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "hangs.py").write_text(HANGS)
+    plan = make_plan(workdir, tmp_path / "results",
+                     space={"params": [param("hidden", "grid", values=[12, 16, 20])],
+                            "constants": {"epochs": 2, "batch_size": 32}},
+                     trials={"num_samples": 1, "max_concurrent": 2, "time_limit_s": 20},
+                     pipeline={"trainer": {"target": "hangs:Hangs", "args": {}}})
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress + out
+    by_width = {t["config"]["hidden"]: t for t in _summary(plan)["trials"]}
+    hung = by_width[12]  # (on a loaded machine it may not have reported its first epoch)
+    assert (hung["status"], hung["stopped"], hung["error"]) == ("TERMINATED", "time limit", None), progress
+    assert hung["epochs"] <= 1, progress  # stopped inside its second epoch, not after the hang
+    assert re.search(r"trial \S+ \(hidden=12\) stopped: time limit of 20 s reached", progress), progress
+    for width in (16, 20):
+        assert (by_width[width]["status"], by_width[width]["stopped"], by_width[width]["epochs"]) == \
+            ("TERMINATED", None, 2), progress
+
+
+REPEATS = """import os
+
+from toy import ToyTrainer
+
+
+class Repeats(ToyTrainer):
+    def create_model(self, config):
+        attempts = os.path.join(self.args["dir"], str(config["hidden"]))
+        n = len(open(attempts).read()) if os.path.exists(attempts) else 0
+        open(attempts, "a").write("x")
+        if config["hidden"] == 12:  # a bug of this config: every attempt fails alike
+            raise TypeError("unsupported width")
+        if config["hidden"] == 16 and n < 2:  # a different failure each time: a flaky node
+            raise RuntimeError(f"rank {n} lost")
+        return super().create_model(config)
+"""
+
+
+def test_a_retry_that_fails_the_same_way_is_not_retried_again(tmp_path):
+    """A deterministic error retried `max_retries` times wasted the allocation: after two
+    identical failures at the same point the trial errors, saying so; errors that differ
+    are retried as before, and the other trials go on."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "repeats.py").write_text(REPEATS)
+    plan = make_plan(workdir, tmp_path / "results",
+                     space={"params": [param("hidden", "grid", values=[12, 16, 20])],
+                            "constants": {"epochs": 1, "batch_size": 32}},
+                     trials={"num_samples": 1, "max_concurrent": 2},
+                     pipeline={"trainer": {"target": "repeats:Repeats", "args": {"dir": str(tmp_path)}}},
+                     failure={"max_retries": 3, "fail_fast": 0})
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress + out
+    by_width = {t["config"]["hidden"]: t for t in _summary(plan)["trials"]}
+    assert (tmp_path / "12").read_text() == "xx", progress  # two attempts, not 1 + max_retries
+    assert by_width[12]["status"] == "ERROR"
+    assert ("failed the same way twice: TypeError: unsupported width; not retried again"
+            in by_width[12]["error"].splitlines()[-1]), by_width[12]["error"]
+    assert (tmp_path / "16").read_text() == "xxx" and by_width[16]["status"] == "TERMINATED"
+    assert by_width[20]["status"] == "TERMINATED"
+    assert re.search(r"trial \S+ \(hidden=12\) errored: \S*TrainerError: failed the same way twice", progress)
+
+
 WRONG_DTYPE = """import os
 
 import torch
@@ -482,8 +559,8 @@ def test_splits_that_cannot_be_pickled_are_named_not_an_internal_error(tmp_path,
 
 
 def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
-    """A hung trial (a deadlock, a sleep) showed only as "1 running", for ever: there is no
-    per-trial time limit. Quiet for 10 of its longest epochs (at least 10 min; 30 min before
+    """A hung trial (a deadlock, a sleep) showed only as "1 running", for ever (without a
+    `trials.time_limit`). Quiet for 10 of its longest epochs (at least 10 min; 30 min before
     a first report), it is named once."""
     from types import SimpleNamespace
 
@@ -506,6 +583,6 @@ def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines == [
         "[hpoc] trial aa_1 (lr=0.5) has not reported for 17 min (its epochs took 90 s at most): stuck? "
-        "There is no per-trial time limit; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it",
+        "`trials { time_limit = ... }` stops such a trial; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it",
         "[hpoc] trial aa_3 (lr=0.5) has not reported for 30 min (it has not reported yet): stuck? "
-        "There is no per-trial time limit; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it"]
+        "`trials { time_limit = ... }` stops such a trial; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it"]

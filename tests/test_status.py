@@ -76,6 +76,18 @@ def test_a_finished_study_with_errored_trials_says_how_to_run_only_those_again(t
                         "(finished trials are kept)\n")
 
 
+def test_trials_stopped_at_their_time_limit_are_named(tmp_path, capsys):
+    from hpoc.runtime import timelimit
+
+    exp = finished_local_run(tmp_path)
+    timelimit.record(str(next(exp.glob("*aaaaa_00002*"))), 60)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "1 of the done trial(s) stopped at their time limit (`trials.time_limit`)" in out
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert [s["time_limit"] for s in doc["shards"]] == [1] and doc["totals"]["done"] == 3
+
+
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
     code, _, err = status(capsys, tmp_path / "nope")
     assert code == 2 and "no such file or directory" in err

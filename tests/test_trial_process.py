@@ -219,3 +219,46 @@ def test_train_runs_start_without_trains_placement_group_cleaner():
     run = train_run_class()(lambda config: None, scaling_config=ScalingConfig(num_workers=2))
     kinds = [type(c) for c in run._create_default_callbacks()]
     assert kinds and PlacementGroupCleanerCallback not in kinds
+
+
+def test_a_failure_is_the_same_again_only_with_the_same_error_at_the_same_point(tmp_path):
+    """Two attempts of a trial: same exception type and message (its object addresses
+    aside), failed after the same report. Anything else is retried as before."""
+    from hpoc.runtime.retry import Repeats, last_failure
+
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 1 (occurred at 2026-01-01_00-00-00)\nTraceback ...\n"
+                     "TypeError: bad <object at 0x7f00aa>\n"
+                     "Failure # 2 (occurred at 2026-01-01_00-01-00)\nTraceback ...\n"
+                     "TypeError: bad <object at 0x7f00bb>\n")
+    assert last_failure(str(error)) == "Traceback ...\nTypeError: bad <object at 0x7f00bb>"
+    assert last_failure(str(tmp_path / "none.txt")) is None
+
+    r = Repeats()
+    assert r.same_again("t1", "TypeError: bad <object at 0x7f00aa>", 2, None) is None  # the first
+    assert r.same_again("t1", "TypeError: bad <object at 0x7f00bb>", 2, None) == "TypeError: bad <object at 0x7f00bb>"
+    assert r.same_again("t2", "RuntimeError: rank 0 lost", 0, None) is None
+    assert r.same_again("t2", "RuntimeError: rank 1 lost", 0, None) is None          # differs
+    assert r.same_again("t3", "ValueError: nan loss", 1, None) is None
+    assert r.same_again("t3", "ValueError: nan loss", 3, None) is None               # later point
+    assert r.same_again("t4", "OSError: stale file handle", 1, None) is None
+    assert r.same_again("t4", "RuntimeError: NCCL timeout", 1, None) is None         # another error
+    assert r.same_again("t4", "RuntimeError: NCCL timeout", 1, None) is not None     # then the same twice
+
+
+def test_the_point_of_a_failure_is_the_last_report_of_that_attempt_or_its_checkpoints(monkeypatch):
+    """A retry from scratch that fails before its first report failed at 0, whatever the
+    attempt before it reported (Tune keeps that last result); one from a checkpoint, at
+    the checkpoint's report (Tune restores last_result from it)."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import study
+
+    monkeypatch.setattr(study, "_STATE", study._State())
+    trial = SimpleNamespace(trial_id="t", checkpoint=None, last_result={"training_iteration": 3})
+    study._STATE.reports["t"] = 0
+    assert study._failed_after(trial) == 0
+    trial.checkpoint = object()
+    assert study._failed_after(trial) == 3
+    trial.checkpoint, study._STATE.reports["t"] = None, 3
+    assert study._failed_after(trial) == 3

@@ -341,7 +341,7 @@ def test_run_config_sections(tmp_path: Path) -> None:
     result = compiled(tmp_path, doc)
     plan = result.plan
     assert plan["study"]["name"] == plan["storage"]["name"] == "my-run"
-    assert plan["trials"] == {"num_samples": 2, "max_concurrent": 2, "time_budget_s": 3600,
+    assert plan["trials"] == {"num_samples": 2, "max_concurrent": 2, "time_budget_s": 3600, "time_limit_s": None,
                               "stop": {"training_iteration": 5}}
     assert plan["checkpoint"] == {"every": 2, "keep": 3, "score_attribute": "loss", "score_order": "min"}
     assert plan["failure"] == {"max_retries": 4, "fail_fast": 3}

@@ -338,9 +338,10 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     if share is not None and state != "finished":
         counts["pending"] += max(0, share - len(trials))
     why = summary.get("stopped") if summary and state == "interrupted" else None
+    timed_out = sum(1 for t in trials if t.status == "TERMINATED" and t.stopped_by == "time limit")
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
-            "trials": len(trials), **counts, "best": _best(trials, metric)}
+            "trials": len(trials), **counts, "time_limit": timed_out, "best": _best(trials, metric)}
 
 
 def _pid_alive(job_id: str) -> bool:
@@ -477,6 +478,9 @@ def render(status: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
+    if timed_out:
+        lines.append(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)")
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "

@@ -15,6 +15,7 @@ _SPAN_RENAMES = {
     "slurm.array": "shards",
     "resume.grace": "resume.grace_s",
     "trials.time_budget": "trials.time_budget_s",
+    "trials.time_limit": "trials.time_limit_s",
     "resources.deepspeed.config": "resources.deepspeed.config_file",
 }
 

@@ -28,6 +28,7 @@ from hpoc.compiler.check import (
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
+    WARN_TIME,
     Checker,
 )
 from hpoc.compiler.metrics import reported_by_loop, trainer_metrics
@@ -482,6 +483,7 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     st["path"] = expand_path(ch, st["path"], "storage.path") or st["path"]
     t = out["trials"]
     t["time_budget_s"] = t.pop("time_budget")
+    t["time_limit_s"] = t.pop("time_limit")
 
 
 # --------------------------------------------------------------------------- slurm
@@ -555,6 +557,11 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
+    limit = out["trials"]["time_limit_s"]
+    if limit is not None and s["time_s"] is not None and limit >= s["time_s"]:
+        ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "
+                           f"({s['time']}): the walltime stops the trial first",
+                ch.spans.get("trials.time_limit"), help="lower `time_limit`, or raise `slurm.time`")  # fmt: skip
     for key in ("partition", "account", "qos", "constraint"):
         # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
         if s[key] is not None and "\\" in s[key]:

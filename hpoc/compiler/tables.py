@@ -207,6 +207,7 @@ SECTIONS: dict[str, dict[str, F]] = {
         "num_samples": F(K.integer(1), 1),
         "max_concurrent": F(K.optional(K.integer(1)), None),
         "time_budget": F(K.optional(K.positive_duration()), None),
+        "time_limit": F(K.optional(K.positive_duration()), None, doc="wall-clock limit of one trial"),
         "stop": F(Rec(open=K.any_number, key_what="result key"), {}),
     },
     "resources": {

@@ -39,7 +39,7 @@ th { background: #f0f0f0; cursor: pointer; user-select: none; position: sticky; 
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .tablewrap { overflow-x: auto; max-height: 70vh; }
 .s-completed { color: #1f6f3f; } .s-error { color: #b00020; font-weight: 600; }
-.s-stopped-early, .s-no-reports { color: #666; } .s-running { color: #2060c0; }
+.s-stopped-early, .s-time-limit, .s-no-reports { color: #666; } .s-running { color: #2060c0; }
 tr.best td { background: #fff8d6; }
 .columns { display: flex; gap: 16px; flex-wrap: wrap; } .columns > div { flex: 1 1 380px; }
 """
@@ -109,7 +109,7 @@ def _cards(results: Results, ranking: Ranking) -> str:
     labels: dict[str, int] = {}
     for trial in results.trials:
         labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    for label in ("completed", "stopped early", "no reports", "error", "running", "paused",
+    for label in ("completed", "stopped early", "time limit", "no reports", "error", "running", "paused",
                   "pending"):
         if label in labels:
             cards.append((label, str(labels[label])))

@@ -18,6 +18,7 @@ from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import find_plan, study_dir
+from hpoc.runtime import timelimit
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -239,6 +240,8 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
                 path=entry.get("path"))
         if entry.get("status") in STATUSES:
             trial.status = entry["status"]
+        if isinstance(entry.get("stopped"), str):
+            trial.stopped_by = entry["stopped"]
         if entry.get("error"):
             trial.error = _error_line(str(entry["error"]))
             trial.error_text = trial.error_text or str(entry["error"])
@@ -348,7 +351,8 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
         status = "RUNNING"  # Ray makes the directory when the trial starts
     trial = Trial(trial_id=trial_id, status=status, config=config, history=history, shard=shard,
                   path=str(trial_dir), error=_error_line(error_text) if error_text else None,
-                  error_text=error_text, state_saved=(state or {}).get("saved"), configs=configs)
+                  error_text=error_text, state_saved=(state or {}).get("saved"), configs=configs,
+                  stopped_by=timelimit.reason(str(trial_dir)))
     if state and state.get("start") and state.get("end") and history:
         # Only trust them when they agree with result.json (a restored run restarts clocks).
         if abs(state["end"] - (number(history[-1].get("timestamp")) or 0)) < 2:

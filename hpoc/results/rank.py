@@ -129,6 +129,8 @@ def parse_statuses(values: list[str] | None) -> list[str] | None:
 
 def status_label(trial: Trial) -> str:
     if trial.status == "TERMINATED":
+        if trial.stopped_by:  # "time limit": said even when it never reported
+            return trial.stopped_by
         if not trial.history:  # ended without one report: nothing to rank it by
             return "no reports"
         return "stopped early" if trial.stopped_early else "completed"

@@ -86,7 +86,7 @@ def render_summary(results: Results, ranking: Ranking) -> str:
     labels: dict[str, int] = {}
     for trial in results.trials:
         labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    order = ("completed", "stopped early", "no reports", "error", "running", "paused", "pending")
+    order = ("completed", "stopped early", "time limit", "no reports", "error", "running", "paused", "pending")
     parts = [f"{labels[k]} {k}" for k in order if k in labels]
     head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
     if results.sharded:

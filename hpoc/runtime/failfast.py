@@ -27,15 +27,18 @@ _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b")
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
-def signature(text: str | None, trial_id: str | None = None, path: str | None = None) -> str | None:
-    """What two trials failing the same way share in their error text, or None (no text)."""
+def signature(text: str | None, trial_id: str | None = None, path: str | None = None,
+              numbers: bool = True) -> str | None:
+    """What two trials failing the same way share in their error text, or None (no text);
+    `numbers=False` keeps the numbers (two failures of one trial: retry.Repeats)."""
     line = summary_mod.error_line(text or "")
     if not line or line == "errored":
         return None
     # Longest first: the directory holds the trial id.
     for own in sorted(filter(None, (path, trial_id)), key=len, reverse=True):
         line = line.replace(own, "<trial>")
-    return _NUMBER.sub("<n>", _HEX.sub("<addr>", line))
+    line = _HEX.sub("<addr>", line)
+    return _NUMBER.sub("<n>", line) if numbers else line
 
 
 @dataclass

@@ -49,6 +49,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
 
 from hpoc.runtime.resume import Capped, SaveOnComplete
+from hpoc.runtime.timelimit import TimeLimited
 from hpoc.runtime.space import grid_step, snap
 
 logger = logging.getLogger(__name__)
@@ -187,11 +188,11 @@ class _Population:
         keep_config(trial)
 
 
-class PBT(SaveOnComplete, Capped, _Population, PopulationBasedTraining):
+class PBT(TimeLimited, SaveOnComplete, Capped, _Population, PopulationBasedTraining):
     pass
 
 
-class PB2(SaveOnComplete, Capped, _Population, RayPB2):
+class PB2(TimeLimited, SaveOnComplete, Capped, _Population, RayPB2):
     def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
         rows = len(self.data)
         config, operations = super()._get_new_config(trial, trial_to_clone)

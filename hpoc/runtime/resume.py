@@ -23,7 +23,8 @@
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; HyperBand and BOHB pause and resume trials themselves and
-keep Tune's behaviour there). It changes the instance's class to a subclass of its own
+keep Tune's behaviour there), and each of them, HyperBand and BOHB too, stops trials at
+`trials.time_limit` (timelimit.py). It changes the instance's class to a subclass of its own
 class, so everything else about it stays as built. hpoc's PBT and PB2 (`population.py`)
 have gaps 2 and 3 closed in their classes; `prepare_scheduler` sets their cap.
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.files import read_json_lines
+from hpoc.runtime.timelimit import TimeLimited
 
 logger = logging.getLogger(__name__)
 
@@ -142,17 +144,23 @@ class _RungReplay:
 def _classes() -> dict[str, type]:
     from ray.tune import schedulers as s
 
-    class CappedFIFOScheduler(SaveOnComplete, Capped, s.FIFOScheduler):
+    class CappedFIFOScheduler(TimeLimited, SaveOnComplete, Capped, s.FIFOScheduler):
         pass
 
-    class CappedMedianStoppingRule(SaveOnComplete, Capped, s.MedianStoppingRule):
+    class CappedMedianStoppingRule(TimeLimited, SaveOnComplete, Capped, s.MedianStoppingRule):
         pass
 
-    class ResumableASHA(SaveOnComplete, Capped, _RungReplay, s.AsyncHyperBandScheduler):
+    class ResumableASHA(TimeLimited, SaveOnComplete, Capped, _RungReplay, s.AsyncHyperBandScheduler):
+        pass
+
+    class TimedHyperBand(TimeLimited, s.HyperBandScheduler):
+        pass
+
+    class TimedBOHB(TimeLimited, s.HyperBandForBOHB):
         pass
 
     made = {}
-    for cls in (CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA):
+    for cls in (CappedFIFOScheduler, CappedMedianStoppingRule, ResumableASHA, TimedHyperBand, TimedBOHB):
         cls.__module__ = __name__  # pickled by reference (Tuner.restore unpickles them)
         cls.__qualname__ = cls.__name__
         made[cls.__name__] = cls
@@ -169,7 +177,7 @@ def _made() -> dict[str, type]:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("CappedFIFOScheduler", "CappedMedianStoppingRule", "ResumableASHA"):
+    if name in ("CappedFIFOScheduler", "CappedMedianStoppingRule", "ResumableASHA", "TimedHyperBand", "TimedBOHB"):
         return _made()[name]
     raise AttributeError(name)
 
@@ -187,6 +195,8 @@ def prepare_scheduler(scheduler: Any, plan: dict[str, Any]) -> Any:
         s.FIFOScheduler: made["CappedFIFOScheduler"],
         s.MedianStoppingRule: made["CappedMedianStoppingRule"],
         s.AsyncHyperBandScheduler: made["ResumableASHA"],
+        s.HyperBandScheduler: made["TimedHyperBand"],
+        s.HyperBandForBOHB: made["TimedBOHB"],
     }.get(exact)
     if target is None:
         return scheduler

@@ -6,6 +6,9 @@ fails the same way every time: the trial that raises one records its message in 
 directory (`MARKER`), and a retry of it that finds the record fails at once with the same
 message, before fetching data or building a model; the driver then stops retrying it.
 
+A retry that fails with the same exception at the same point as the attempt before it
+(`Repeats`) is recorded the same way, so that it is not retried again.
+
 A record holds the token of the `hpoc run` that wrote it: a later run (a resumed study, the
 code fixed in between) ignores it and runs the trial again.
 """
@@ -13,6 +16,7 @@ code fixed in between) ignores it and runs the trial again.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,7 @@ def deterministic(exc: BaseException | None) -> Any:
     return None
 
 
-def record(directory: str | None, run: str | None, error: BaseException) -> None:
+def record(directory: str | None, run: str | None, error: BaseException | str) -> None:
     if not directory or not run:
         return
     from hpoc.files import write_atomic
@@ -65,3 +69,43 @@ def recorded(directory: str | None, run: str | None) -> str | None:
     if not isinstance(data, dict) or data.get("run") != run:
         return None
     return str(data.get("error", ""))
+
+
+# ------------------------------------------------------------ the same failure twice
+
+_FAILURE = re.compile(r"^Failure # \d+ \(occurred at [^)\n]*\)$", re.MULTILINE)
+
+
+def last_failure(error_file: str | None) -> str | None:
+    """The text of the latest failure in a trial's `error.txt` (Tune appends each one)."""
+    try:
+        text = Path(error_file).read_text(encoding="utf-8", errors="replace") if error_file else ""
+    except OSError:
+        return None
+    return _FAILURE.split(text)[-1].strip() or None
+
+
+class Repeats:
+    """Any error is retried, a bug too (its type cannot tell it from a lost node); but a
+    retry that fails with the same exception (type and message; addresses and ids aside)
+    before the same report as the attempt before it will fail so on every retry. Per trial,
+    the last failure's (signature, point), this run only."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[str, int]] = {}
+
+    def same_again(self, trial_id: str, text: str | None, point: int, path: str | None) -> str | None:
+        """Note a failure of `trial_id` before report `point + 1`; the error line when the
+        attempt before failed the same way at the same point."""
+        from hpoc.runtime import failfast, summary
+
+        sig = failfast.signature(text, trial_id, path, numbers=False)
+        before = self.last.pop(trial_id, None)
+        if sig is None:
+            return None
+        self.last[trial_id] = (sig, point)
+        return summary.error_line(text or "") if before == (sig, point) else None
+
+
+def same_way_twice(line: str) -> str:
+    return f"failed the same way twice: {line}; not retried again"

@@ -1,8 +1,8 @@
 """Trials that stop reporting, said once each in the run's output.
 
 A trial that hangs (a deadlock, a collective waiting for a lost rank, a `sleep`) holds its
-CPUs and GPUs until the study ends: there is no per-trial time limit, and the progress line
-only shows it as running. The driver names it once it has been quiet for much longer than
+CPUs and GPUs until the study ends, or its `trials.time_limit` (timelimit.py), and the
+progress line only shows it as running. The driver names it once it has been quiet for much longer than
 its epochs took, so that whoever watches the log can stop the study (the checkpoints are
 kept, and a rerun resumes).
 """
@@ -52,5 +52,5 @@ class StallWatch:
 
 def describe(quiet_s: float, longest: float | None) -> str:
     took = f"its epochs took {longest:.3g} s at most" if longest is not None else "it has not reported yet"
-    return (f"has not reported for {quiet_s / 60:.0f} min ({took}): stuck? There is no per-trial "
-            "time limit; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it")
+    return (f"has not reported for {quiet_s / 60:.0f} min ({took}): stuck? "
+            "`trials { time_limit = ... }` stops such a trial; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import failfast, marker, rerun, runlock, stall
+from hpoc.runtime import failfast, marker, rerun, retry, runlock, stall, timelimit
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -90,6 +90,8 @@ class _State:
     watch: stall.StallWatch = field(default_factory=stall.StallWatch)  # trials gone quiet
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py)
+    repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
+    reports: dict[str, int] = field(default_factory=dict)  # trial id -> reports of this attempt
 
     @property
     def stopping(self) -> bool:
@@ -309,19 +311,25 @@ def _events_class() -> type:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.ended.add(trial.trial_id)
+            if trial.trial_id in timelimit.LIMITS.stopped:
+                _trial_line(trial, f"stopped: time limit of {timelimit.LIMITS.limit:g} s reached")
             _fail_fast(trial, trials)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             _STATE.watch.reported(trial.trial_id, result)
+            _STATE.reports[trial.trial_id] = _STATE.reports.get(trial.trial_id, 0) + 1
+            timelimit.LIMITS.reported(trial.trial_id, result)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from hpoc.runtime import resume, retry
+            from hpoc.runtime import resume
 
             if trial.trial_id in _STATE.start_over:  # --retry-errored: before Ray restores it
                 _STATE.start_over.discard(trial.trial_id)
                 rerun.start_over(trial)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             _STATE.watch.started(trial.trial_id)
+            _STATE.reports[trial.trial_id] = 0
+            timelimit.LIMITS.started(trial)
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
@@ -329,9 +337,12 @@ def _events_class() -> type:
                 trial.max_failures = _STATE.max_retries
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from hpoc.runtime import retry
-
-            if retry.recorded(summary_mod.trial_path(trial), _STATE.run) is not None:
+            path = summary_mod.trial_path(trial)
+            error = retry.last_failure(getattr(trial, "error_file", None))
+            line = _STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
+            if line is not None:  # Tune decided before any callback: its queued retry ends it
+                retry.record(path, _STATE.run, retry.same_way_twice(line))
+            if retry.recorded(path, _STATE.run) is not None:
                 # A deterministic error: the retry Tune has queued fails at once with it
                 # (retry.py); none after that (on_trial_start restores the plan's
                 # retries in a later run). Its "errored" line follows.
@@ -374,6 +385,14 @@ def _stop_tune(signum: int, frame: Any) -> bool:
         tune_handler(signum, frame)
         return True
     return False
+
+
+def _failed_after(trial: Any) -> int:
+    """The last report (training iteration) before an attempt of `trial` failed: its own
+    last one, or the one its checkpoint holds (restored, last_result is that), or 0."""
+    if _STATE.reports.get(trial.trial_id) or getattr(trial, "checkpoint", None) is not None:
+        return int((getattr(trial, "last_result", None) or {}).get("training_iteration") or 0)
+    return 0
 
 
 def _has_checkpoint(trial: Any) -> bool:
@@ -467,7 +486,9 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
         # PBT/PB2's generator holds the cap itself (space.fixed_trials).
         max_concurrent_trials=None if _is_generator(searcher) else trials["max_concurrent"],
         time_budget_s=trials["time_budget_s"],
-        reuse_actors=plan["resources"]["workers"] == 1 or pool.enabled(plan),
+        # A trial stopped at its time limit may still be busy: its process cannot be reused.
+        reuse_actors=(plan["resources"]["workers"] == 1 or pool.enabled(plan))
+        and not plan["trials"].get("time_limit_s"),
         trial_name_creator=trial_name,
         trial_dirname_creator=trial_dirname,
     )
@@ -708,6 +729,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
+    timelimit.LIMITS.__init__(plan["trials"].get("time_limit_s"))
     metrics = plan["objective"]["metrics"]
     _STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
                                          metrics[0]["name"] if metrics else None)

@@ -2,12 +2,13 @@
 
     {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
-     "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "path"}],
+     "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"}],
      "wall_s", "interrupted", "stopped", "experiment_dir"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
-`best` ranks trials by the first objective metric at their last report. `stopped` says why
+`best` ranks trials by the first objective metric at their last report. A trial's `stopped`
+is why hpoc stopped it ("time limit": timelimit.py), or null. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.files import read_json_lines
+from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
 
 SUMMARY = "summary.json"
@@ -140,6 +142,7 @@ def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
         "metrics": user_metrics(result),
         "epochs": int(result.get("epoch") or result.get("training_iteration") or 0),
         "error": trial_error(trial),
+        "stopped": timelimit.reason(trial_path(trial)) if trial.status == "TERMINATED" else None,
         "path": trial_path(trial),
     }
 

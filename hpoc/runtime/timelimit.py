@@ -1,0 +1,115 @@
+"""Trials stopped at `trials.time_limit`.
+
+A trial whose config makes it very slow (a huge batch) or that hangs inside an epoch would
+hold its CPUs and GPUs until the job's walltime. A trial's running time is what Ray counts
+(`time_total_s` of its last report, which a retry or resume from a checkpoint goes on from)
+plus the time since that report or since the attempt started: a trial that never reports
+again reaches its limit too.
+
+Tune stops one trial only when a result or a scheduler asks it to, and only schedulers are
+handed the controller (`stop_trial`): the schedulers hpoc builds (resume.py, population.py)
+ask `due()` on every controller step, stop those trials as completed (the searcher and the
+scheduler see their last report, their checkpoints stay) and then kill the trial's process:
+a hung epoch keeps it from stopping, as its main thread waits for the epoch's report (by
+Ray's source, Tune would force it after `TUNE_FORCE_TRIAL_CLEANUP_S`, 10 min). With a
+limit Tune does not reuse trial processes: a stopped one may still be busy, and its reuse
+would fail the next trial. The reason is written into the trial's directory (`MARKER`), so
+that `hpoc status`/`results` say why the trial ended.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+MARKER = "hpoc-stopped.json"
+REASON = "time limit"
+
+
+class Limits:
+    def __init__(self, limit_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.clock = limit_s, clock
+        self.base: dict[str, tuple[float, float]] = {}  # trial id -> (seconds run, at clock time)
+        self.stopped: set[str] = set()
+
+    def started(self, trial: Any) -> None:
+        # From a checkpoint Ray's time_total_s goes on from the checkpoint's (last_result
+        # holds at least that much); from scratch it starts at 0.
+        resumed = getattr(trial, "checkpoint", None) is not None
+        run = (getattr(trial, "last_result", None) or {}).get("time_total_s") if resumed else 0
+        self.base[trial.trial_id] = (float(run or 0), self.clock())
+
+    def reported(self, trial_id: str, result: dict[str, Any]) -> None:
+        run = result.get("time_total_s")
+        if isinstance(run, (int, float)):
+            self.base[trial_id] = (float(run), self.clock())
+
+    def due(self, trials: list[Any]) -> list[Any]:
+        """Running trials at their limit that were not stopped yet (each once)."""
+        if not self.limit:
+            return []
+        now, out = self.clock(), []
+        for trial in trials:
+            base = self.base.get(trial.trial_id)
+            if trial.status != "RUNNING" or base is None or trial.trial_id in self.stopped:
+                continue
+            if base[0] + now - base[1] >= self.limit:
+                self.stopped.add(trial.trial_id)
+                out.append(trial)
+        return out
+
+
+LIMITS = Limits()  # the current run's (study.py sets it); module-level: schedulers are pickled
+
+
+def stop_due(tune_controller: Any) -> None:
+    """Stop the trials at their limit (from a scheduler's `choose_trial_to_run`)."""
+    for trial in LIMITS.due(tune_controller.get_trials()):
+        actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+        record(_path(trial), LIMITS.limit)
+        tune_controller.stop_trial(trial)
+        if actor is not None:
+            import ray
+
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+
+
+def record(directory: str | None, limit_s: float | None) -> None:
+    if not directory:
+        return
+    from hpoc.files import write_atomic
+
+    try:
+        write_atomic(Path(directory) / MARKER, json.dumps({"reason": REASON, "limit_s": limit_s}))
+    except OSError:
+        pass  # the trial still stops; only the reason is not shown
+
+
+def reason(directory: str | None) -> str | None:
+    """Why the trial in `directory` was stopped by hpoc, or None."""
+    if not directory:
+        return None
+    try:
+        data = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(data.get("reason")) if isinstance(data, dict) and data.get("reason") else None
+
+
+def _path(trial: Any) -> str | None:
+    from hpoc.runtime.summary import trial_path
+
+    return trial_path(trial)
+
+
+class TimeLimited:
+    """Scheduler mixin: stops trials at their time limit on every controller step."""
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        stop_due(tune_controller)
+        return super().choose_trial_to_run(tune_controller)  # type: ignore[misc]

@@ -149,7 +149,7 @@ def test_a_trial_over_its_time_limit_is_stopped_even_when_it_never_reports_again
     plan = make_plan(workdir, tmp_path / "results",
                      space={"params": [param("hidden", "grid", values=[12, 16, 20])],
                             "constants": {"epochs": 2, "batch_size": 32}},
-                     trials={"num_samples": 1, "max_concurrent": 2, "time_limit_s": 20},
+                     trials={"num_samples": 1, "max_concurrent": 2, "time_limit_s": 12},
                      pipeline={"trainer": {"target": "hangs:Hangs", "args": {}}})
     code, progress, out = _run(plan)
     assert code == EXIT_OK, progress + out
@@ -157,7 +157,7 @@ def test_a_trial_over_its_time_limit_is_stopped_even_when_it_never_reports_again
     hung = by_width[12]  # (on a loaded machine it may not have reported its first epoch)
     assert (hung["status"], hung["stopped"], hung["error"]) == ("TERMINATED", "time limit", None), progress
     assert hung["epochs"] <= 1, progress  # stopped inside its second epoch, not after the hang
-    assert re.search(r"trial \S+ \(hidden=12\) stopped: time limit of 20 s reached", progress), progress
+    assert re.search(r"trial \S+ \(hidden=12\) stopped: time limit of 12 s reached", progress), progress
     for width in (16, 20):
         assert (by_width[width]["status"], by_width[width]["stopped"], by_width[width]["epochs"]) == \
             ("TERMINATED", None, 2), progress

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -271,3 +272,14 @@ def test_a_checkpoint_of_another_optimizer_gives_its_weights_and_a_fresh_optimiz
     same.distributed(other, torch.optim.SGD(other.parameters(), lr=0.5, momentum=0.1))
     same.load_checkpoint(tmp_path / "ckpt")
     assert same.optimizer.state and same.optimizer.param_groups[0]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("file, ours, stage", [({}, None, 2), ({"zero_optimization": {"stage": 3}}, None, 3),
+                                               ({}, 1, 1)])
+def test_a_deepspeed_config_file_without_a_zero_stage_gets_the_default_not_stage_0(tmp_path, file, ours, stage):
+    """With a config file the plan's `zero_stage` is null unless the spec sets it; a file
+    that sets none trained under ZeRO stage 0, which refuses a plain `loss.backward()`."""
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": ours, "precision": None, "config_file": str(path)})
+    assert s.ds_config()["zero_optimization"]["stage"] == stage

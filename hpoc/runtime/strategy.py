@@ -448,6 +448,9 @@ class DDPStrategy(Strategy):
         return box[0]
 
 
+DEFAULT_ZERO_STAGE = 2  # as the compiler's default (docs/language.md)
+
+
 class DeepSpeedStrategy(DDPStrategy):
     """DeepSpeed engines with ZeRO stage 0-3; bf16/fp16 on GPU, fp32 on CPU (Gloo)."""
 
@@ -456,7 +459,9 @@ class DeepSpeedStrategy(DDPStrategy):
     def __init__(self, *, deepspeed: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         ds = dict(deepspeed or {})
-        self.zero_stage = int(ds.get("zero_stage") or 0)
+        # None with a config file: the file's stage, else the documented default (DeepSpeed
+        # 0.19 refuses a plain `loss.backward()` under stage 0).
+        self.zero_stage = int(ds["zero_stage"]) if ds.get("zero_stage") is not None else DEFAULT_ZERO_STAGE
         self.config_file = ds.get("config_file")
         wanted = ds.get("precision") or kwargs.get("precision") or "auto"
         self.precision = resolve_precision(wanted, self._device)

@@ -1163,6 +1163,17 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
 
 
+def test_a_path_for_an_unknown_user_or_an_empty_path_is_an_error() -> None:
+    """`~nouser/x` stayed a relative folder named `~nouser` beside the spec; `""` was the
+    spec's own folder."""
+    d = one_error(BASE + 'storage { path = "~no_such_user_hpoc/x" }\n')
+    assert (d.code, where(d), d.message) == (
+        "HP204", (3, 11), "`path` starts with `~no_such_user_hpoc`, but there is no user `no_such_user_hpoc` here")
+    d = one_error(BASE + 'storage { path = "" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` is empty")
+    d = one_error(BASE + 'resources { deepspeed { config = " " } }\n')
+    assert d.message == "`config` is empty"
+
 def test_slurm_python_expands_like_paths_and_is_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", "/home/me")
     monkeypatch.setenv("VENV", "/p/venv")

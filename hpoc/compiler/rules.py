@@ -686,11 +686,21 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, file://: Ray's
 
 
 def expand_path(ch: Checker, path: str, where: str) -> str | None:
-    """`~` and `$VARS` expanded as on the login node (`$SCRATCH/hpo`); unset ones are errors."""
+    """`~` and `$VARS` expanded as on the login node (`$SCRATCH/hpo`); unset ones, unknown
+    users and an empty path are errors."""
+    key = where.rsplit('.', 1)[-1]
+    if not path.strip():
+        ch.error(VALUE, f"`{key}` is empty", ch.spans.get(where), help='write a path, e.g. "results"')
+        return None
     expanded = os.path.expanduser(os.path.expandvars(path))
+    if expanded.startswith("~"):  # expanduser keeps `~name/...` when there is no such user
+        user = expanded[1:].split("/", 1)[0]
+        ch.error(VALUE, f"`{key}` starts with `~{user}`, but there is no user `{user}` here",
+                 ch.spans.get(where), help="write `~/...` for your home, or the path out")  # fmt: skip
+        return None
     left = _VAR.search(expanded)
     if left:
-        ch.error(VALUE, f"`{where.rsplit('.', 1)[-1]}` uses `{left.group(0)}`, which is not set here",
+        ch.error(VALUE, f"`{key}` uses `{left.group(0)}`, which is not set here",
                  ch.spans.get(where), help="set it before `hpoc compile`, or write the path out")  # fmt: skip
         return None
     return expanded

@@ -48,8 +48,10 @@ def harness(tmp_path: Path, grace_s: int = 60) -> Path:
     script = render_all(plan(resume={"enabled": True, "retry_errored": True, "grace_s": grace_s}),
                         plan_path="/b/plan.json")["job.sbatch"]
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     for tool in ("scontrol", "srun"):
+        if (bin_dir / tool).exists():  # a test's own stand-in
+            continue
         (bin_dir / tool).write_text(RECORDER)
         (bin_dir / tool).chmod(0o755)
     (tmp_path / "driver.sh").write_text(FAKE_DRIVER)
@@ -123,6 +125,23 @@ def test_usr2_asks_the_driver_to_checkpoint_then_requeues_and_tears_down(tmp_pat
     assert not alive(tmp_path / "step.pid") and not alive(tmp_path / "driver.pid")
     assert "srun --overlap --export=ALL --nodes=2 --ntasks-per-node=1 rm -rf" in calls(tmp_path)
     assert not (tmp_path / "jobdir").exists()
+
+
+def test_the_sigterm_that_follows_a_requeue_does_not_cut_the_teardown_short(tmp_path):
+    """SLURM answers `scontrol requeue` with SIGTERM to the batch shell, which then was in
+    its teardown with the default action: it died there, leaving /tmp/hpoc-JOB (token and
+    all) on every node. Here the SIGTERM lands while the teardown removes the job directory
+    on the other nodes."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text(RECORDER + '[[ $* == *"rm -rf"* ]] && kill -TERM "$(<"$T/job.pid")"\n'
+                                           "sleep 0.5\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    proc = start(tmp_path)
+    (tmp_path / "job.pid").write_text(str(proc.pid))
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == 75 and "signal during teardown: finishing it first" in out, out
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 
 def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path):

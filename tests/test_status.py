@@ -246,3 +246,39 @@ def test_the_retry_hint_of_a_build_whose_path_says_sbatch(tmp_path):
     build.mkdir()
     status = {"build_dir": str(build), "shards": [{"shard": 0}], "submitted_by_hpoc": True}
     assert _retry_command(status, [0], "x") == f"`hpoc submit {build} --retry-errored`"
+
+
+def _fake_scontrol(bin_dir: Path, states: dict[str, str]) -> None:
+    """`scontrol show job -o ID` that knows `states` (job id -> state) and nothing else."""
+    cases = "".join(f'  {job}) echo "JobId={job} JobState={state} RunTime=00:00:02 NodeList=node1";;\n'
+                    for job, state in states.items())
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\ncase "$4" in\n{cases}  *) exit 1;;\nesac\n')
+    (bin_dir / "scontrol").chmod(0o755)
+
+
+def test_an_sbatch_job_that_failed_before_its_study_started_says_why(tmp_path, capsys, monkeypatch):
+    """Such a job is in no queue once it ended: status said "not started" and nothing
+    else, the why being in the job's .err beside plan.json."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    head = ("hpoc: the Ray head step exited before it answered: ModuleNotFoundError: No module "
+            f"named 'ray'; its log: {build}/logs/936/ray-node1.log")
+    (build / "tiny-935.err").write_text("hpoc: slurm.setup failed (exit 127) at: module load X\n")
+    (build / "tiny-936.err").write_text(f"{head}\n")
+    (build / "tiny-preflight-937.err").write_text("hpoc: not this one\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"936": "FAILED"})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "jobs:\n  shard 0  job 936  FAILED  00:00:02\n" in out and "0      not started" in out
+    assert f"next: job 936 FAILED: {head} (its output: {build}/tiny-936.err)\n" in out
+    _fake_scontrol(tmp_path / "bin", {})  # SLURM has forgotten it: the file still says why
+    assert "job 936  ENDED\n" in status(capsys, build)[1]
+    # A later job ran to the end (the study finished, or it had nothing to do): no failure shown.
+    (build / "tiny-1001.err").write_text("[hpoc] 00:00:18 | 2/2 trials finished\n")
+    _fake_scontrol(tmp_path / "bin", {"1001": "COMPLETED"})
+    out = status(capsys, build)[1]
+    assert "jobs:" not in out and "936" not in out and "next: job" not in out

@@ -207,6 +207,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         results = None  # not started yet
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, results, latest.get(k),
                      shares[k], metric) for k in range(count)]
+    _ended_sbatch_jobs(build_dir, plan["study"]["name"], shards)
 
     totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
     created = sum(s["trials"] for s in shards)
@@ -298,6 +299,26 @@ def _sbatch_jobs(build_dir: Path | None, queued: list[dict[str, Any]]) -> dict[i
     return found
 
 
+def _ended_sbatch_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]) -> None:
+    """An `sbatch BUILD/job.sbatch` job that ended is in no queue: a shard that did not run
+    to the end shows its newest one (from its .err beside plan.json) and why it ended."""
+    from hpoc.commands import joblogs
+
+    logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
+    for s in shards:
+        job, log = s["job"], logged.get(s["shard"])
+        if log is None or s["state"] in ("finished", "running") or (job or {}).get("state") in ACTIVE:
+            continue
+        if job is not None and int(job["job_id"].split("_")[0]) > int(log["job_id"].split("_")[0]):
+            continue  # a later job (hpoc submit's) ended after it
+        state = slurm_states([log["job_id"]]).get(log["job_id"], {"state": "ENDED"})
+        if state["state"] == "COMPLETED":
+            continue
+        # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
+        why = joblogs.why(log["err"]) if state["state"] != "CANCELLED" else None
+        s["job"] = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state, "why": why}
+
+
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, read_lock
@@ -382,6 +403,11 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
     steps = []
+    for s in shards:
+        job = s["job"] or {}
+        if job.get("why"):
+            said = "ended" if job["state"] == "ENDED" else job["state"]
+            steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
     for s in shards:
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":

@@ -417,6 +417,31 @@ def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypa
     assert "moved the previous run back" in capsys.readouterr().out
 
 
+def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, monkeypatch, capsys):
+    """cpus_per_node above what the partition's nodes have: `hpoc submit` printed sbatch's
+    words, then "hpoc: internal error: FailedJobError ... this is a bug in hpoc"."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    refusal = ("sbatch: error: CPU count per node can not be satisfied\n"
+               "sbatch: error: Batch job submission failed: Requested node configuration is not available")
+
+    class Refusing:
+        def submit(self, *args):
+            raise FailedJobError(refusal)
+
+    spec = write_study(tmp_path / "s", "big")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err, err
+    assert ("hpoc: error: sbatch refused the job, nothing was submitted: Batch job submission failed: "
+            "Requested node configuration is not available\n  help: compare the spec's `slurm` block") in err
+
+
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):
     """Task 0 removed its 'done' signal right after writing it, so the other tasks (which
     poll for it) missed it and waited out HPOC_BRINGUP_TIMEOUT for a head that never came."""

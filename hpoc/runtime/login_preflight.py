@@ -168,13 +168,16 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     could never start is refused rather than left pending forever."""
     import shutil
 
-    from hpoc.compiler.render import render_all
+    from hpoc.compiler.render import RenderError, render_all
 
     if plan.get("slurm") is None or shutil.which("sbatch") is None:
         return []
     with tempfile.TemporaryDirectory(prefix="hpoc-preflight-") as tmp:
         script = Path(tmp, "job.sbatch")
-        script.write_text(render_all(plan, plan_path=os.path.join(tmp, "plan.json"))["job.sbatch"])
+        try:
+            script.write_text(render_all(plan, plan_path=os.path.join(tmp, "plan.json"))["job.sbatch"])
+        except RenderError as exc:
+            return [Finding(False, "slurm", "; ".join(exc.problems))]
         try:
             run = subprocess.run(["sbatch", "--test-only", str(script)], capture_output=True, text=True,
                                  timeout=timeout)

@@ -175,6 +175,21 @@ def test_sigterm_stops_driver_and_steps(tmp_path):
     assert "requeue" not in calls(tmp_path)
 
 
+def test_sigterm_with_the_head_gone_gives_the_driver_seconds_not_20(tmp_path):
+    """scancel and the time limit signal every step at once: the head's srun ends with the
+    script's SIGTERM, and the driver's graceful stop then hangs without the GCS. The job
+    waited 20 s for it, and SLURM's SIGKILL (KillWait, 30 s) came before the job directory
+    was removed."""
+    proc = start(tmp_path, ON_TERM="ignore")
+    t0 = time.monotonic()
+    os.kill(int((tmp_path / "step.pid").read_text()), signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 10
+    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out
+    assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
+
+
 @pytest.mark.parametrize("code", ["0", "3"])
 def test_normal_exit_passes_the_driver_status_on_and_tears_down(tmp_path, code):
     proc = start(tmp_path, EXIT_NOW=code)

@@ -282,3 +282,15 @@ def test_an_sbatch_job_that_failed_before_its_study_started_says_why(tmp_path, c
     _fake_scontrol(tmp_path / "bin", {"1001": "COMPLETED"})
     out = status(capsys, build)[1]
     assert "jobs:" not in out and "936" not in out and "next: job" not in out
+
+
+def test_a_job_that_is_completing_is_still_running_not_mixed(tmp_path, capsys, monkeypatch):
+    """At its time limit a job is COMPLETING for up to KillWait: the study read `mixed`."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"965|COMPLETING|1:05|node1|TimeLimit|N/A|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    assert out.startswith("study `tiny`: running;") and "job 965  COMPLETING  1:05  (TimeLimit)" in out

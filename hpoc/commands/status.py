@@ -373,9 +373,10 @@ def _pid_alive(job_id: str) -> bool:
 def _overall(states: list[str]) -> str:
     if all(s == "finished" for s in states):
         return "finished"
-    if any(s == "running" for s in states):
+    # A shard whose job is in another SLURM state than RUNNING shows that state (lowercase).
+    if any(s in ("running", "completing", "signaling", "stage_out", "resizing") for s in states):
         return "running"
-    if any(s in ("pending", "requeued", "configuring") for s in states):
+    if any(s in ("pending", "requeued", "configuring", "requeue_hold", "requeue_fed") for s in states):
         return "queued"
     if any(s in ("interrupted", "unknown") for s in states) or (
             "finished" in states and "not started" in states):

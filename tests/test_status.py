@@ -294,3 +294,24 @@ def test_a_job_that_is_completing_is_still_running_not_mixed(tmp_path, capsys, m
     fake_squeue(monkeypatch, tmp_path / "bin", [f"965|COMPLETING|1:05|node1|TimeLimit|N/A|{build}/job.sbatch"])
     out = status(capsys, build)[1]
     assert out.startswith("study `tiny`: running;") and "job 965  COMPLETING  1:05  (TimeLimit)" in out
+
+
+def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, monkeypatch):
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    write_plan(build, plan)
+    from hpoc.submit.params import study_id
+
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "968", "shard": 0}]}]))
+    log = build / "logs" / "968" / "968_0_log.err"
+    log.parent.mkdir(parents=True)
+    log.write_text("slurm_script: line 20: module: command not found\n"
+                   "hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"968": "FAILED"})
+    out = status(capsys, build)[1]
+    assert ("next: job 968 FAILED: hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python "
+            f"(its output: {log})\n") in out

@@ -207,7 +207,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         results = None  # not started yet
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, results, latest.get(k),
                      shares[k], metric) for k in range(count)]
-    _ended_sbatch_jobs(build_dir, plan["study"]["name"], shards)
+    _ended_jobs(build_dir, plan["study"]["name"], shards)
 
     totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
     created = sum(s["trials"] for s in shards)
@@ -299,24 +299,34 @@ def _sbatch_jobs(build_dir: Path | None, queued: list[dict[str, Any]]) -> dict[i
     return found
 
 
-def _ended_sbatch_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]) -> None:
-    """An `sbatch BUILD/job.sbatch` job that ended is in no queue: a shard that did not run
-    to the end shows its newest one (from its .err beside plan.json) and why it ended."""
+def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]) -> None:
+    """Why the newest job of a shard that did not run to the end ended, from its .err. An
+    `sbatch BUILD/job.sbatch` job that ended is in no queue: it is found by its .err beside
+    plan.json; an `hpoc submit` job's is submitit's task-0 log."""
     from hpoc.commands import joblogs
 
     logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
     for s in shards:
         job, log = s["job"], logged.get(s["shard"])
-        if log is None or s["state"] in ("finished", "running") or (job or {}).get("state") in ACTIVE:
+        if s["state"] in ("finished", "running") or (job or {}).get("state") in ACTIVE:
             continue
-        if job is not None and int(job["job_id"].split("_")[0]) > int(log["job_id"].split("_")[0]):
-            continue  # a later job (hpoc submit's) ended after it
-        state = slurm_states([log["job_id"]]).get(log["job_id"], {"state": "ENDED"})
-        if state["state"] == "COMPLETED":
+        if log is not None and (job is None or _base_id(job) <= _base_id(log)):
+            state = slurm_states([log["job_id"]]).get(log["job_id"], {"state": "ENDED"})
+            if state["state"] == "COMPLETED":
+                continue
+            s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
+        elif job is not None and job.get("cluster") == "slurm" and build_dir is not None:
+            job["err"] = str(build_dir / "logs" / job["job_id"] / f"{job['job_id']}_0_log.err")
+        else:
             continue
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
-        why = joblogs.why(log["err"]) if state["state"] != "CANCELLED" else None
-        s["job"] = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state, "why": why}
+        if job.get("state") not in ("COMPLETED", "CANCELLED"):
+            job["why"] = joblogs.why(job["err"])
+
+
+def _base_id(job: dict[str, Any]) -> int:
+    head = str(job["job_id"]).split("_")[0]
+    return int(head) if head.isdigit() else -1
 
 
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
@@ -407,7 +417,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     for s in shards:
         job = s["job"] or {}
         if job.get("why"):
-            said = "ended" if job["state"] == "ENDED" else job["state"]
+            said = job["state"] if job.get("state") not in (None, "ENDED") else "ended"
             steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
     for s in shards:
         job = s["job"] or {}

@@ -190,6 +190,23 @@ def test_sigterm_with_the_head_gone_gives_the_driver_seconds_not_20(tmp_path):
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
 
 
+def test_sigterm_with_the_heads_gcs_gone_gives_the_driver_seconds_not_20(tmp_path):
+    """The head's srun outlives its GCS while Ray shuts down (seconds, on the local
+    cluster): the GCS no longer taking connections counts as the head gone."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start(tmp_path, ON_TERM="ignore", RAY_ADDRESS=f"127.0.0.1:{port}")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 10
+    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out
+    assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
+
+
 @pytest.mark.parametrize("code", ["0", "3"])
 def test_normal_exit_passes_the_driver_status_on_and_tears_down(tmp_path, code):
     proc = start(tmp_path, EXIT_NOW=code)

@@ -315,3 +315,22 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
     out = status(capsys, build)[1]
     assert ("next: job 968 FAILED: hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python "
             f"(its output: {log})\n") in out
+
+
+def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, capsys, monkeypatch):
+    """`sbatch --array=0,1,2 job.sbatch` replaces the script's `--array=0-3%2`: the stopped
+    shards all ran at once, past `parallel`."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=4)
+    plan["shards"]["parallel"] = 2
+    plan["trials"]["num_samples"] = 4
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    done = storage / "arr" / "shard-3"
+    trial_dir(done, "aaaaa_00003", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+    summary(done, "arr", [{"trial_id": "aaaaa_00003", "status": "TERMINATED"}])
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    out = status(capsys, build)[1]
+    assert f"next: resume: `sbatch --array=0,1,2%2 {build}/job.sbatch`" in out

@@ -223,6 +223,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     return {
         "study": plan["study"]["name"], "plan_hash": plan.get("content_hash"), "storage": str(root),
         "build_dir": str(build_dir) if build_dir else None, "search": plan["search"]["algorithm"],
+        "parallel": plan["shards"]["parallel"],
         "metric": metric, "budget": total, "shared_budget": shared_budget(plan),
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
@@ -469,7 +470,10 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     script = shlex.quote(f"{build}/job.sbatch")  # the user pastes it into a shell
     if len(status["shards"]) == 1:
         return f"`{env}sbatch {script}`"
-    return f"`{env}sbatch --array={','.join(map(str, stopped))} {script}`"
+    # `--array` on the command line replaces the script's, `%P` (shards at once) included.
+    parallel = status.get("parallel") or len(stopped)
+    limit = f"%{parallel}" if parallel < len(stopped) else ""
+    return f"`{env}sbatch --array={','.join(map(str, stopped))}{limit} {script}`"
 
 
 # ---------------------------------------------------------------- table

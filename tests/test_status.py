@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from hpoc.cli import main
 
 from results_dirs import age, run_lock, summary, trial_dir
@@ -334,3 +336,18 @@ def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, c
     fake_squeue(monkeypatch, tmp_path / "bin", [])
     out = status(capsys, build)[1]
     assert f"next: resume: `sbatch --array=0,1,2%2 {build}/job.sbatch`" in out
+
+
+@pytest.mark.parametrize("lines, why", [
+    (["[hpoc] loading data", "error: trainer `t:T`: importing `t` failed: ImportError: libcudart.so.12",
+      "[hpoc] 00:00:01 | 0/2 trials finished"], "error: trainer `t:T`: importing `t` failed: ImportError: libcudart.so.12"),
+    (["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad"], "ValueError: bad"),
+    (["slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***",
+      "hpoc: terminated (SIGTERM)", "hpoc: signal during teardown: finishing it first"],
+     "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***"),
+    (["[hpoc] 00:00:18 | 2/2 trials finished"], None)])
+def test_the_line_that_says_why_a_job_ended(tmp_path, lines, why):
+    from hpoc.commands import joblogs
+
+    (tmp_path / "x.err").write_text("\n".join(lines) + "\n")
+    assert joblogs.why(str(tmp_path / "x.err")) == why

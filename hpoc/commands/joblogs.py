@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-# What says why a job ended, in its .err: hpoc's own lines, SLURM's, a traceback's last line.
-_WHY = re.compile(r"hpoc: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
+# What says why a job ended, in its .err: hpoc's own lines (the driver's `error: ...`),
+# SLURM's, a traceback's last line.
+_WHY = re.compile(r"hpoc: |error: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
 _NOISE = ("hpoc: signal during teardown", "hpoc: stopping", "hpoc: terminated (SIGTERM)")
 TAIL_BYTES = 16384
 

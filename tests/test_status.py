@@ -351,3 +351,20 @@ def test_the_line_that_says_why_a_job_ended(tmp_path, lines, why):
 
     (tmp_path / "x.err").write_text("\n".join(lines) + "\n")
     assert joblogs.why(str(tmp_path / "x.err")) == why
+
+
+def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, capsys, monkeypatch):
+    """sbatch takes a job that asks for more nodes or time than the partition allows (the
+    default EnforcePartLimits=NO) and it pends forever: status showed `(PartitionNodeLimit)`
+    and nothing else."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||PartitionNodeLimit|N/A|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    assert ("next: job 979 will not start as asked (PartitionNodeLimit: more nodes than the partition "
+            "allows): `scancel 979`, change `nodes` in the spec's `slurm` block, compile and submit again") in out
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"980|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
+    assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do

@@ -411,6 +411,26 @@ def _best(trials: list[Any], metric: dict[str, str] | None) -> dict[str, Any] | 
 # ---------------------------------------------------------------- what to do next
 
 
+# Pending reasons that waiting does not end (EnforcePartLimits=NO, the default, lets sbatch
+# take such a job, and it pends forever): reason -> (what is wrong, the spec's setting).
+NEVER_STARTS = {
+    "PartitionNodeLimit": ("more nodes than the partition allows", "nodes"),
+    "PartitionTimeLimit": ("a longer time limit than the partition allows", "time"),
+    "QOSMaxWallDurationPerJobLimit": ("a longer time limit than the QOS allows", "time"),
+    "AssocMaxWallDurationPerJobLimit": ("a longer time limit than the account allows", "time"),
+    "QOSMaxNodePerJobLimit": ("more nodes than the QOS allows", "nodes"),
+    "AssocMaxNodesPerJobLimit": ("more nodes than the account allows", "nodes"),
+    "QOSMaxCpuPerJobLimit": ("more CPUs than the QOS allows", "cpus_per_node"),
+    "AssocMaxCpuPerJobLimit": ("more CPUs than the account allows", "cpus_per_node"),
+    "QOSMaxGRESPerJob": ("more GPUs than the QOS allows", "gpus_per_node"),
+    "AssocMaxGRESPerJob": ("more GPUs than the account allows", "gpus_per_node"),
+    "QOSMaxMemoryPerJob": ("more memory than the QOS allows", "mem"),
+    "BadConstraints": ("a constraint no node of the partition satisfies", "constraint"),
+    "InvalidQOS": ("a QOS the account may not use", "qos"),
+    "InvalidAccount": ("an account that is not valid here", "account"),
+}
+
+
 def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
@@ -422,6 +442,11 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
             steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
     for s in shards:
         job = s["job"] or {}
+        if job.get("state") == "PENDING" and job.get("reason") in NEVER_STARTS:
+            what, key = NEVER_STARTS[job["reason"]]
+            steps.append(f"job {job['job_id']} will not start as asked ({job['reason']}: {what}): "
+                         f"`scancel {job['job_id']}`, change `{key}` in the spec's `slurm` block, "
+                         "compile and submit again")
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
                          f"job about 2 minutes (`scontrol update JobId={job['job_id']} "

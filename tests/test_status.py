@@ -368,3 +368,15 @@ def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, caps
             "allows): `scancel 979`, change `nodes` in the spec's `slurm` block, compile and submit again") in out
     fake_squeue(monkeypatch, tmp_path / "bin", [f"980|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
     assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do
+
+
+def test_the_newest_job_output_of_each_shard_is_found(tmp_path):
+    from hpoc.commands import joblogs
+
+    for name in ("arr-700_0.err", "arr-700_1.err", "arr-702_1.err", "arr-99_1.err", "arr-preflight-703_0.err",
+                 "other-704_0.err", "arr-705_0.out"):
+        (tmp_path / name).write_text("")
+    found = joblogs.newest(tmp_path, "arr")
+    assert {k: v["job_id"] for k, v in found.items()} == {0: "700_0", 1: "702_1"}
+    assert found[1]["err"] == str(tmp_path / "arr-702_1.err")
+    assert joblogs.newest(tmp_path / "missing", "arr") == {}

@@ -38,11 +38,13 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     assert params["array_parallelism"] == 2 and sub.shards == [0, 1, 2, 3] and sub.array
     # site setup first, then the spec's environment (quoted), the NIC, the workdir
     setup = params["setup"]
-    assert setup[3:7] == ["module load Stages/2025 Python", "source /p/project/hpo/venv/bin/activate",
+    assert setup[0] == "cd '/p/project/hpo/my study'"  # relative paths in setup lines: the spec's directory's
+    assert setup[4:8] == ["module load Stages/2025 Python", "source /p/project/hpo/venv/bin/activate",
                           "set +e", "trap - EXIT"]
     assert "export MSG='it'\"'\"'s a $test'" in setup
     assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in setup
-    assert setup.index("cd '/p/project/hpo/my study'") > setup.index("export NCCL_DEBUG=WARN")
+    cds = [i for i, line in enumerate(setup) if line == "cd '/p/project/hpo/my study'"]
+    assert cds[-1] > setup.index("export NCCL_DEBUG=WARN")  # again after the setup lines, which may cd
     # the interpreter runs in the container, with the workdir and storage bound
     assert sub.python.startswith("apptainer exec $hpoc_gpu_flag --bind '/p/project/hpo/my study' "
                                  "--bind /p/scratch/hpo/ray_results ")

@@ -95,7 +95,8 @@ def setup_lines(plan: dict[str, Any]) -> list[str]:
     slurm = plan["slurm"] or {}
     lines = []
     if slurm.get("setup"):  # submitit's script has no `set -e`: a failing line went unnoticed
-        lines += ['hpoc_setup_failed() { (($1 == 0)) || echo "hpoc: slurm.setup failed (exit $1) at: $2" >&2; }',
+        lines += [f"cd {shlex.quote(plan['source']['workdir'])}",  # relative paths: the spec's directory's
+                  'hpoc_setup_failed() { (($1 == 0)) || echo "hpoc: slurm.setup failed (exit $1) at: $2" >&2; }',
                   """trap 'hpoc_setup_failed $? "$BASH_COMMAND"' EXIT""", "set -e",
                   *slurm["setup"], "set +e", "trap - EXIT"]
     for key, value in sorted((slurm.get("env") or {}).items()):

@@ -231,3 +231,7 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan())
     assert found.ok and found.message == "sbatch accepts the job (Job 42 to start at 2026-11-29T02:39:44 using 2 processors)"
     assert check_sbatch(plan(slurm=None)) == []  # no SLURM block: nothing to ask
+    # sbatch installed but no cluster to ask (no configuration here): not a problem of the job
+    fake.write_text('#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n')
+    (found,) = check_sbatch(plan())
+    assert found.ok and found.message.startswith("not asked: sbatch cannot reach a SLURM controller here")

@@ -162,6 +162,11 @@ def check_search(plan: dict[str, Any]) -> list[Finding]:
 # ---------------------------------------------------------------- SLURM
 
 
+# sbatch could not ask (no configuration, no controller): no answer about the job.
+_UNREACHABLE = ("fatal:", "Unable to contact slurm controller", "Zero Bytes were transmitted",
+                "Could not establish a configuration source")
+
+
 def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     """`sbatch --test-only` of the job script: sbatch refuses there what it would refuse at
     submission (a node too small for `cpus_per_node`, an unknown account), and a job that
@@ -184,6 +189,8 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return [Finding(False, "slurm", f"sbatch --test-only did not answer: {exc}")]
     said = [line.strip() for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+    if run.returncode != 0 and any(word in line for line in said for word in _UNREACHABLE):
+        return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
     if run.returncode != 0:
         why = "; ".join(line.removeprefix("sbatch: error: ") for line in said) or f"exit {run.returncode}"
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; compare the `slurm` block "

@@ -254,6 +254,16 @@ def test_wait_head_fails_fast_when_the_head_step_is_gone(tmp_path):
     assert time.monotonic() - start < 5
     with pytest.raises(SystemExit, match="did not answer .*never chose its ports.* within 0.5 s"):
         cluster.wait_head(job, timeout=0.5)
+    # Its log's last line says why (a Python without Ray on the nodes): the job's .err said
+    # only "exited before it answered", and the why was in another file.
+    log = tmp_path / "ray-node1.log"
+    log.write_text("hpoc: ray head on node1: ip=10.0.0.1 ports=20000-20255\nTraceback (most recent call "
+                   "last):\n  File \"node.py\", line 401\nModuleNotFoundError: No module named 'ray'\n"
+                   "srun: error: node1: task 0: Exited with exit code 1\n")
+    with pytest.raises(SystemExit) as got:
+        cluster.wait_head(job, timeout=30, pid=dead.pid, log=str(log))
+    assert str(got.value) == ("hpoc: the Ray head step exited before it answered: ModuleNotFoundError: "
+                              f"No module named 'ray'; its log: {log}")
 
 
 def test_preflight_reads_the_steps_file(tmp_path):

@@ -968,6 +968,23 @@ def test_slurm_values() -> None:
     assert s["container"] == {"image": "/w/img.sif", "runtime": "apptainer"}
 
 
+def test_an_extra_option_sbatch_would_read_as_several_words_is_refused() -> None:
+    """sbatch splits an #SBATCH line into words as a shell does and refused the whole job
+    script ("Invalid directive found in batch script: b") at submission."""
+    d = one_error(BASE + 'slurm { extra = ["--exclusive", "--reservation=a b"] }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 33))
+    assert d.message == ('`extra` option "--reservation=a b" is 2 words to sbatch, which refuses the job script '
+                         '("Invalid directive found in batch script: b")')
+    assert d.help == "quote the value, as on a command line: \"--reservation='...'\""
+    d = one_error(BASE + 'slurm { extra = ["--reservation=$(touch x) y"] }\n')
+    assert d.message.endswith("(\"Invalid directive found in batch script: x)\")")
+    assert one_error(BASE + 'slurm { extra = ["--reservation=\'a b"] }\n').message.endswith(
+        "has a quote that is not closed: sbatch would refuse the job script")
+    fine = ["--reservation='maint window'", "--reservation maint", "--exclusive  # the site asks for it", "--mail-type=END,FAIL"]
+    plan = plan_of(BASE + "slurm { extra = [" + ", ".join(f'"{f}"' for f in fine) + "] }\n")
+    assert plan["slurm"]["extra"] == fine
+
+
 def test_gpu_type_asks_for_typed_gpus() -> None:
     """Sites that need `--gres=gpu:a100:4` say so with `gpu_type`; `extra` may not set --gres."""
     plan = plan_of(BASE + 'resources { gpus_per_worker = 1 }\nslurm { gpu_type = "a100" }\n')

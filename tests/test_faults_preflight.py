@@ -207,3 +207,31 @@ def test_the_driver_stops_before_ray_with_one_clear_error(fault: str, expected: 
     assert said[0].startswith("error: "), run.stderr  # the error first, after the progress line
     assert "RAY WAS STARTED" not in run.stderr
     assert took < 120
+
+
+def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeypatch) -> None:
+    """A partition whose nodes have fewer CPUs than `cpus_per_node`: sbatch refuses the job
+    only when it is submitted; `--preflight` asks `sbatch --test-only` first."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    refuse = ("sbatch: error: CPU count per node can not be satisfied\n"
+              "sbatch: error: Batch job submission failed: Requested node configuration is not available")
+    fake.write_text(f'#!/bin/sh\necho "$1" >"$0.args"; cp "$2" "$0.script"\necho "{refuse}" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    (found,) = check_sbatch(plan(slurm={"cpus_per_node": 64}))
+    assert not found.ok and found.message.startswith(
+        "sbatch would refuse the job: CPU count per node can not be satisfied; Batch job submission failed: "
+        "Requested node configuration is not available; compare the `slurm` block")
+    assert Path(f"{fake}.args").read_text() == "--test-only\n"  # nothing is submitted
+    assert "#SBATCH --cpus-per-task=64\n" in Path(f"{fake}.script").read_text()
+    fake.write_text('#!/bin/sh\necho "sbatch: Job 42 to start at 2026-11-29T02:39:44 using 2 processors" >&2\n')
+    (found,) = check_sbatch(plan())
+    assert found.ok and found.message == "sbatch accepts the job (Job 42 to start at 2026-11-29T02:39:44 using 2 processors)"
+    assert check_sbatch(plan(slurm=None)) == []  # no SLURM block: nothing to ask
+    # sbatch installed but no cluster to ask (no configuration here): not a problem of the job
+    fake.write_text('#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n')
+    (found,) = check_sbatch(plan())
+    assert found.ok and found.message.startswith("not asked: sbatch cannot reach a SLURM controller here")

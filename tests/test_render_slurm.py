@@ -94,13 +94,46 @@ def test_shellcheck_skips_the_users_setup_lines_and_only_those(shellcheck, tmp_p
     lines around them stay checked."""
     setup = ["export X=$(whoami)", "cd $HOME", "A=`date`", "source ~/site.sh", "read line"]
     script = render_all(plan(slurm={"setup": setup}), plan_path=PLAN_PATH)["job.sbatch"]
-    block = script[script.index("# shellcheck disable=all\n{\n"):script.index("\n}\nset -u")]
+    block = script[script.index("# shellcheck disable=all\n{\n"):script.index("\n}\ntrap - EXIT\nset -u")]
     assert block.splitlines()[2:] == [f"    {line}" for line in setup]  # the directive covers these alone
     path = tmp_path / "job.sbatch"
     for text, clean in ((script, True), (script.replace("\nset -u\n", "\nset -u\necho $hpoc_probe\n"), False)):
         path.write_text(text)
         check = subprocess.run([shellcheck, "--severity=style", str(path)], capture_output=True, text=True)
         assert (check.returncode == 0) == clean, check.stdout
+
+
+@pytest.mark.parametrize("line, code, at", [
+    ("hpoc_no_such_module load Stages/2025", 127, "hpoc_no_such_module load Stages/2025"),
+    ("source /nonexistent/venv/bin/activate", 1, "source /nonexistent/venv/bin/activate"),
+    ("hpoc_fails() { false; }; hpoc_fails", 1, "false")])
+def test_a_failing_setup_line_stops_the_job_and_is_named(tmp_path, line, code, at):
+    """bash's own words ("line 35: module: command not found", or nothing at all for a
+    function that fails) did not say that the spec's setup stopped the job."""
+    setup = ["echo first", "if false; then echo no; fi", "true || false", line, "echo never"]
+    script = tmp_path / "job.sbatch"
+    p = plan(slurm={"setup": setup}, source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64,
+                                             "workdir": str(tmp_path)})
+    script.write_text(render_all(p, plan_path=PLAN_PATH)["job.sbatch"])
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                         env={"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77"})
+    assert run.returncode == code and run.stdout == "first\n", run.stderr
+    assert f"hpoc: slurm.setup failed (exit {code}) at: {at}\n" in run.stderr
+
+
+def test_setup_lines_run_in_the_specs_directory_wherever_sbatch_ran(tmp_path):
+    """`source .venv/bin/activate` (docs/language.md's example) ran in sbatch's working
+    directory: submitted from the build directory, it failed."""
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "marker.txt").write_text("in the spec's directory\n")
+    p = plan(slurm={"setup": ["cat marker.txt", "exit 7"]},
+             source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(study)})
+    script = tmp_path / "job.sbatch"
+    script.write_text(render_all(p, plan_path=PLAN_PATH)["job.sbatch"])
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env={"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77"})
+    assert run.returncode == 7 and run.stdout == "in the spec's directory\n", run.stderr
 
 
 def test_scripts_explain_themselves_section_by_section():

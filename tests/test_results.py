@@ -189,6 +189,8 @@ def test_plan_whose_study_never_ran(tmp_path, capsys):
     code, _, err = cli(capsys, build)
     assert code == 2
     assert "no results yet for study `never`" in err and "hpoc run" in err
+    # A job may be queued, or have failed before its first trial (`sbatch job.sbatch`): say where to look.
+    assert f"`hpoc status {build}` shows its jobs, queued or failed)" in err
 
 
 def test_bad_plan_file_is_a_clear_error(tmp_path, capsys):

@@ -445,8 +445,8 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results")
 
-    def report(*trials):
-        built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=False,
+    def report(*trials, interrupted=False):
+        built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=interrupted,
                               experiment_dir=tmp_path, plan_hash="sha256:0")
         return summary.describe_best(built).splitlines()[-1]
 
@@ -465,6 +465,11 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     assert report(trial("TERMINATED"), trial("ERROR")) == (
         "no trial reported the objective metric `val_accuracy`: 1 trial(s) ended without reporting "
         "once (does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every epoch?)")
+    # A walltime stop before the first epoch ended: the trials have not had their turn; it
+    # said "ended without reporting once" and blamed the trainer.
+    assert report(trial("PENDING"), trial("RUNNING"), interrupted=True) == (
+        "no trial has reported the objective metric `val_accuracy` yet: the run stopped before "
+        "any did; running the same plan again resumes it")
 
 
 def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):

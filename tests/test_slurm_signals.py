@@ -48,8 +48,10 @@ def harness(tmp_path: Path, grace_s: int = 60) -> Path:
     script = render_all(plan(resume={"enabled": True, "retry_errored": True, "grace_s": grace_s}),
                         plan_path="/b/plan.json")["job.sbatch"]
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     for tool in ("scontrol", "srun"):
+        if (bin_dir / tool).exists():  # a test's own stand-in
+            continue
         (bin_dir / tool).write_text(RECORDER)
         (bin_dir / tool).chmod(0o755)
     (tmp_path / "driver.sh").write_text(FAKE_DRIVER)
@@ -125,6 +127,23 @@ def test_usr2_asks_the_driver_to_checkpoint_then_requeues_and_tears_down(tmp_pat
     assert not (tmp_path / "jobdir").exists()
 
 
+def test_the_sigterm_that_follows_a_requeue_does_not_cut_the_teardown_short(tmp_path):
+    """SLURM answers `scontrol requeue` with SIGTERM to the batch shell, which then was in
+    its teardown with the default action: it died there, leaving /tmp/hpoc-JOB (token and
+    all) on every node. Here the SIGTERM lands while the teardown removes the job directory
+    on the other nodes."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text(RECORDER + '[[ $* == *"rm -rf"* ]] && kill -TERM "$(<"$T/job.pid")"\n'
+                                           "sleep 0.5\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    proc = start(tmp_path)
+    (tmp_path / "job.pid").write_text(str(proc.pid))
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == 75 and "signal during teardown: finishing it first" in out, out
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
 def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path):
     proc = start(tmp_path, ON_USR2="0")
     proc.send_signal(signal.SIGUSR2)
@@ -154,6 +173,38 @@ def test_sigterm_stops_driver_and_steps(tmp_path):
     assert "got-term" in (tmp_path / "driver.log").read_text()
     assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
     assert "requeue" not in calls(tmp_path)
+
+
+def test_sigterm_with_the_head_gone_gives_the_driver_seconds_not_20(tmp_path):
+    """scancel and the time limit signal every step at once: the head's srun ends with the
+    script's SIGTERM, and the driver's graceful stop then hangs without the GCS. The job
+    waited 20 s for it, and SLURM's SIGKILL (KillWait, 30 s) came before the job directory
+    was removed."""
+    proc = start(tmp_path, ON_TERM="ignore")
+    t0 = time.monotonic()
+    os.kill(int((tmp_path / "step.pid").read_text()), signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 10
+    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out
+    assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_sigterm_with_the_heads_gcs_gone_gives_the_driver_seconds_not_20(tmp_path):
+    """The head's srun outlives its GCS while Ray shuts down (seconds, on the local
+    cluster): the GCS no longer taking connections counts as the head gone."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = start(tmp_path, ON_TERM="ignore", RAY_ADDRESS=f"127.0.0.1:{port}")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 10
+    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out
+    assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
 
 
 @pytest.mark.parametrize("code", ["0", "3"])

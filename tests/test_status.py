@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from hpoc.cli import main
 
 from results_dirs import age, run_lock, summary, trial_dir
@@ -258,3 +260,135 @@ def test_the_retry_hint_of_a_build_whose_path_says_sbatch(tmp_path):
     build.mkdir()
     status = {"build_dir": str(build), "shards": [{"shard": 0}], "submitted_by_hpoc": True}
     assert _retry_command(status, [0], "x") == f"`hpoc submit {build} --retry-errored`"
+
+
+def _fake_scontrol(bin_dir: Path, states: dict[str, str]) -> None:
+    """`scontrol show job -o ID` that knows `states` (job id -> state) and nothing else."""
+    cases = "".join(f'  {job}) echo "JobId={job} JobState={state} RunTime=00:00:02 NodeList=node1";;\n'
+                    for job, state in states.items())
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\ncase "$4" in\n{cases}  *) exit 1;;\nesac\n')
+    (bin_dir / "scontrol").chmod(0o755)
+
+
+def test_an_sbatch_job_that_failed_before_its_study_started_says_why(tmp_path, capsys, monkeypatch):
+    """Such a job is in no queue once it ended: status said "not started" and nothing
+    else, the why being in the job's .err beside plan.json."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    head = ("hpoc: the Ray head step exited before it answered: ModuleNotFoundError: No module "
+            f"named 'ray'; its log: {build}/logs/936/ray-node1.log")
+    (build / "tiny-935.err").write_text("hpoc: slurm.setup failed (exit 127) at: module load X\n")
+    (build / "tiny-936.err").write_text(f"{head}\n")
+    (build / "tiny-preflight-937.err").write_text("hpoc: not this one\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"936": "FAILED"})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "jobs:\n  shard 0  job 936  FAILED  00:00:02\n" in out and "0      not started" in out
+    assert f"next: job 936 FAILED: {head} (its output: {build}/tiny-936.err)\n" in out
+    _fake_scontrol(tmp_path / "bin", {})  # SLURM has forgotten it: the file still says why
+    assert "job 936  ENDED\n" in status(capsys, build)[1]
+    # A later job ran to the end (the study finished, or it had nothing to do): no failure shown.
+    (build / "tiny-1001.err").write_text("[hpoc] 00:00:18 | 2/2 trials finished\n")
+    _fake_scontrol(tmp_path / "bin", {"1001": "COMPLETED"})
+    out = status(capsys, build)[1]
+    assert "jobs:" not in out and "936" not in out and "next: job" not in out
+
+
+def test_a_job_that_is_completing_is_still_running_not_mixed(tmp_path, capsys, monkeypatch):
+    """At its time limit a job is COMPLETING for up to KillWait: the study read `mixed`."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"965|COMPLETING|1:05|node1|TimeLimit|N/A|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    assert out.startswith("study `tiny`: running;") and "job 965  COMPLETING  1:05  (TimeLimit)" in out
+
+
+def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, monkeypatch):
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    write_plan(build, plan)
+    from hpoc.submit.params import study_id
+
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "968", "shard": 0}]}]))
+    log = build / "logs" / "968" / "968_0_log.err"
+    log.parent.mkdir(parents=True)
+    log.write_text("slurm_script: line 20: module: command not found\n"
+                   "hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"968": "FAILED"})
+    out = status(capsys, build)[1]
+    assert ("next: job 968 FAILED: hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python "
+            f"(its output: {log})\n") in out
+
+
+def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, capsys, monkeypatch):
+    """`sbatch --array=0,1,2 job.sbatch` replaces the script's `--array=0-3%2`: the stopped
+    shards all ran at once, past `parallel`."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=4)
+    plan["shards"]["parallel"] = 2
+    plan["trials"]["num_samples"] = 4
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    done = storage / "arr" / "shard-3"
+    trial_dir(done, "aaaaa_00003", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+    summary(done, "arr", [{"trial_id": "aaaaa_00003", "status": "TERMINATED"}])
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    out = status(capsys, build)[1]
+    assert f"next: resume: `sbatch --array=0,1,2%2 {build}/job.sbatch`" in out
+
+
+@pytest.mark.parametrize("lines, why", [
+    (["[hpoc] loading data", "error: trainer `t:T`: importing `t` failed: ImportError: libcudart.so.12",
+      "[hpoc] 00:00:01 | 0/2 trials finished"], "error: trainer `t:T`: importing `t` failed: ImportError: libcudart.so.12"),
+    (["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad"], "ValueError: bad"),
+    (["slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***",
+      "hpoc: terminated (SIGTERM)", "hpoc: signal during teardown: finishing it first"],
+     "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***"),
+    (["[hpoc] 00:00:18 | 2/2 trials finished"], None)])
+def test_the_line_that_says_why_a_job_ended(tmp_path, lines, why):
+    from hpoc.commands import joblogs
+
+    (tmp_path / "x.err").write_text("\n".join(lines) + "\n")
+    assert joblogs.why(str(tmp_path / "x.err")) == why
+
+
+def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, capsys, monkeypatch):
+    """sbatch takes a job that asks for more nodes or time than the partition allows (the
+    default EnforcePartLimits=NO) and it pends forever: status showed `(PartitionNodeLimit)`
+    and nothing else."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||PartitionNodeLimit|N/A|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    assert ("next: job 979 will not start as asked (PartitionNodeLimit: more nodes than the partition "
+            "allows): `scancel 979`, change `nodes` in the spec's `slurm` block, compile and submit again") in out
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"980|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
+    assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do
+
+
+def test_the_newest_job_output_of_each_shard_is_found(tmp_path):
+    from hpoc.commands import joblogs
+
+    for name in ("arr-700_0.err", "arr-700_1.err", "arr-702_1.err", "arr-99_1.err", "arr-preflight-703_0.err",
+                 "other-704_0.err", "arr-705_0.out"):
+        (tmp_path / name).write_text("")
+    found = joblogs.newest(tmp_path, "arr")
+    assert {k: v["job_id"] for k, v in found.items()} == {0: "700_0", 1: "702_1"}
+    assert found[1]["err"] == str(tmp_path / "arr-702_1.err")
+    assert joblogs.newest(tmp_path / "missing", "arr") == {}

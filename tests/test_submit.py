@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,13 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     assert params["array_parallelism"] == 2 and sub.shards == [0, 1, 2, 3] and sub.array
     # site setup first, then the spec's environment (quoted), the NIC, the workdir
     setup = params["setup"]
-    assert setup[:2] == ["module load Stages/2025 Python", "source /p/project/hpo/venv/bin/activate"]
+    assert setup[0] == "cd '/p/project/hpo/my study'"  # relative paths in setup lines: the spec's directory's
+    assert setup[4:8] == ["module load Stages/2025 Python", "source /p/project/hpo/venv/bin/activate",
+                          "set +e", "trap - EXIT"]
     assert "export MSG='it'\"'\"'s a $test'" in setup
     assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in setup
-    assert setup.index("cd '/p/project/hpo/my study'") > setup.index("export NCCL_DEBUG=WARN")
+    cds = [i for i, line in enumerate(setup) if line == "cd '/p/project/hpo/my study'"]
+    assert cds[-1] > setup.index("export NCCL_DEBUG=WARN")  # again after the setup lines, which may cd
     # the interpreter runs in the container, with the workdir and storage bound
     assert sub.python.startswith("apptainer exec $hpoc_gpu_flag --bind '/p/project/hpo/my study' "
                                  "--bind /p/scratch/hpo/ray_results ")
@@ -415,6 +419,49 @@ def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypa
     assert sorted(p.name for p in root.iterdir()) == kept
     assert not list(root.parent.glob(f"{root.name}.prev-*"))
     assert "moved the previous run back" in capsys.readouterr().out
+
+
+def test_a_failing_setup_line_stops_the_submitit_job_and_is_named(tmp_path):
+    """submitit's batch script has no `set -e`: a `module load` that failed went unnoticed,
+    and the job ran on with the wrong environment (the system Python, without Ray)."""
+    from hpoc.submit.params import setup_lines
+
+    p = plan(slurm={"setup": ["echo first", "if false; then :; fi", "hpoc_no_such_module load X", "echo never"],
+                    "container": None})
+    script = tmp_path / "job.sh"
+    script.write_text("\n".join(["#!/bin/bash", *setup_lines(p), "echo srun"]) + "\n")
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 127 and run.stdout == "first\n", run.stderr
+    assert "hpoc: slurm.setup failed (exit 127) at: hpoc_no_such_module load X\n" in run.stderr
+    p["slurm"]["setup"] = ["echo first"]  # and once it is done, the script runs as submitit's does
+    script.write_text("\n".join(["#!/bin/bash", *setup_lines(p), "false", "echo srun"]) + "\n")
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and run.stdout == "first\nsrun\n" and "hpoc:" not in run.stderr
+
+
+def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, monkeypatch, capsys):
+    """cpus_per_node above what the partition's nodes have: `hpoc submit` printed sbatch's
+    words, then "hpoc: internal error: FailedJobError ... this is a bug in hpoc"."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    refusal = ("sbatch: error: CPU count per node can not be satisfied\n"
+               "sbatch: error: Batch job submission failed: Requested node configuration is not available")
+
+    class Refusing:
+        def submit(self, *args):
+            raise FailedJobError(refusal)
+
+    spec = write_study(tmp_path / "s", "big")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err, err
+    assert ("hpoc: error: sbatch refused the job, nothing was submitted: Batch job submission failed: "
+            "Requested node configuration is not available\n  help: compare the spec's `slurm` block") in err
 
 
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):

@@ -207,6 +207,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         results = None  # not started yet
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, results, latest.get(k),
                      shares[k], metric) for k in range(count)]
+    _ended_jobs(build_dir, plan["study"]["name"], shards)
 
     totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
     created = sum(s["trials"] for s in shards)
@@ -222,6 +223,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     return {
         "study": plan["study"]["name"], "plan_hash": plan.get("content_hash"), "storage": str(root),
         "build_dir": str(build_dir) if build_dir else None, "search": plan["search"]["algorithm"],
+        "parallel": plan["shards"]["parallel"],
         "metric": metric, "budget": total, "shared_budget": shared_budget(plan),
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
@@ -298,6 +300,36 @@ def _sbatch_jobs(build_dir: Path | None, queued: list[dict[str, Any]]) -> dict[i
     return found
 
 
+def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]) -> None:
+    """Why the newest job of a shard that did not run to the end ended, from its .err. An
+    `sbatch BUILD/job.sbatch` job that ended is in no queue: it is found by its .err beside
+    plan.json; an `hpoc submit` job's is submitit's task-0 log."""
+    from hpoc.commands import joblogs
+
+    logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
+    for s in shards:
+        job, log = s["job"], logged.get(s["shard"])
+        if s["state"] in ("finished", "running") or (job or {}).get("state") in ACTIVE:
+            continue
+        if log is not None and (job is None or _base_id(job) <= _base_id(log)):
+            state = slurm_states([log["job_id"]]).get(log["job_id"], {"state": "ENDED"})
+            if state["state"] == "COMPLETED":
+                continue
+            s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
+        elif job is not None and job.get("cluster") == "slurm" and build_dir is not None:
+            job["err"] = str(build_dir / "logs" / job["job_id"] / f"{job['job_id']}_0_log.err")
+        else:
+            continue
+        # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
+        if job.get("state") not in ("COMPLETED", "CANCELLED"):
+            job["why"] = joblogs.why(job["err"])
+
+
+def _base_id(job: dict[str, Any]) -> int:
+    head = str(job["job_id"]).split("_")[0]
+    return int(head) if head.isdigit() else -1
+
+
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, read_lock
@@ -353,9 +385,10 @@ def _pid_alive(job_id: str) -> bool:
 def _overall(states: list[str]) -> str:
     if all(s == "finished" for s in states):
         return "finished"
-    if any(s == "running" for s in states):
+    # A shard whose job is in another SLURM state than RUNNING shows that state (lowercase).
+    if any(s in ("running", "completing", "signaling", "stage_out", "resizing") for s in states):
         return "running"
-    if any(s in ("pending", "requeued", "configuring") for s in states):
+    if any(s in ("pending", "requeued", "configuring", "requeue_hold", "requeue_fed") for s in states):
         return "queued"
     if any(s in ("interrupted", "unknown") for s in states) or (
             "finished" in states and "not started" in states):
@@ -379,12 +412,42 @@ def _best(trials: list[Any], metric: dict[str, str] | None) -> dict[str, Any] | 
 # ---------------------------------------------------------------- what to do next
 
 
+# Pending reasons that waiting does not end (EnforcePartLimits=NO, the default, lets sbatch
+# take such a job, and it pends forever): reason -> (what is wrong, the spec's setting).
+NEVER_STARTS = {
+    "PartitionNodeLimit": ("more nodes than the partition allows", "nodes"),
+    "PartitionTimeLimit": ("a longer time limit than the partition allows", "time"),
+    "QOSMaxWallDurationPerJobLimit": ("a longer time limit than the QOS allows", "time"),
+    "AssocMaxWallDurationPerJobLimit": ("a longer time limit than the account allows", "time"),
+    "QOSMaxNodePerJobLimit": ("more nodes than the QOS allows", "nodes"),
+    "AssocMaxNodesPerJobLimit": ("more nodes than the account allows", "nodes"),
+    "QOSMaxCpuPerJobLimit": ("more CPUs than the QOS allows", "cpus_per_node"),
+    "AssocMaxCpuPerJobLimit": ("more CPUs than the account allows", "cpus_per_node"),
+    "QOSMaxGRESPerJob": ("more GPUs than the QOS allows", "gpus_per_node"),
+    "AssocMaxGRESPerJob": ("more GPUs than the account allows", "gpus_per_node"),
+    "QOSMaxMemoryPerJob": ("more memory than the QOS allows", "mem"),
+    "BadConstraints": ("a constraint no node of the partition satisfies", "constraint"),
+    "InvalidQOS": ("a QOS the account may not use", "qos"),
+    "InvalidAccount": ("an account that is not valid here", "account"),
+}
+
+
 def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
     steps = []
     for s in shards:
         job = s["job"] or {}
+        if job.get("why"):
+            said = job["state"] if job.get("state") not in (None, "ENDED") else "ended"
+            steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
+    for s in shards:
+        job = s["job"] or {}
+        if job.get("state") == "PENDING" and job.get("reason") in NEVER_STARTS:
+            what, key = NEVER_STARTS[job["reason"]]
+            steps.append(f"job {job['job_id']} will not start as asked ({job['reason']}: {what}): "
+                         f"`scancel {job['job_id']}`, change `{key}` in the spec's `slurm` block, "
+                         "compile and submit again")
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
                          f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
@@ -433,7 +496,10 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     script = shlex.quote(f"{build}/job.sbatch")  # the user pastes it into a shell
     if len(status["shards"]) == 1:
         return f"`{env}sbatch {script}`"
-    return f"`{env}sbatch --array={','.join(map(str, stopped))} {script}`"
+    # `--array` on the command line replaces the script's, `%P` (shards at once) included.
+    parallel = status.get("parallel") or len(stopped)
+    limit = f"%{parallel}" if parallel < len(stopped) else ""
+    return f"`{env}sbatch --array={','.join(map(str, stopped))}{limit} {script}`"
 
 
 # ---------------------------------------------------------------- table

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 import sys
 from typing import Any
 
@@ -631,6 +632,9 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         elif not given.startswith("--"):  # the job script writes `#SBATCH <flag>` as given
             ch.error(VALUE, f"`extra` takes long options: `{given}` is a short one", span,
                      help="write its long form, e.g. `--nodelist=...` for `-w`; see `man sbatch`")  # fmt: skip
+        elif problem := _sbatch_words(flag):
+            ch.error(VALUE, f'`extra` option "{flag}" {problem}', span,
+                     help=f"quote the value, as on a command line: \"{given}='...'\"")  # fmt: skip
 
 
 def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
@@ -646,6 +650,21 @@ def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
         ch.error(VALUE, "`python` must be one program, not a command line",
                  value.span if value is not None else ch.spans.get("slurm.python"),
                  help="give interpreter options through `env` (e.g. PYTHONDEVMODE = \"1\") or a wrapper script")  # fmt: skip
+
+
+def _sbatch_words(flag: str) -> str | None:
+    """Why sbatch would refuse `#SBATCH <flag>`, or None: it splits the line into words as a
+    shell does (quotes kept together, `#` starting a comment) and refuses a word too many
+    ("Invalid directive found in batch script: b" for `--comment=a b`)."""
+    try:
+        words = shlex.split(flag, comments=True)
+    except ValueError:
+        return "has a quote that is not closed: sbatch would refuse the job script"
+    allowed = 1 if "=" in words[0] else 2  # `--name=value`, or `--name value`
+    if len(words) > allowed:
+        return (f"is {len(words)} words to sbatch, which refuses the job script "
+                f'("Invalid directive found in batch script: {words[allowed]}")')
+    return None
 
 
 def _flag_name(flag: str) -> str:

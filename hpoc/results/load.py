@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,7 +49,9 @@ def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
     if not root.is_dir():
         raise ResultsError(
             f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
-            f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`)"
+            f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`"
+            + (f"; `hpoc status {shlex.quote(str(Path(origin).parent))}` shows its jobs, queued or failed"
+               if origin else "") + ")"
         )
     count = int(plan["shards"]["count"])
     shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]

@@ -71,10 +71,28 @@ def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | 
         if address and (address_only or answers(address)):
             return address
         if not alive(pid):
-            raise SystemExit(f"hpoc: the Ray head step exited before it answered{see}")
+            why = last_error(log)
+            raise SystemExit(f"hpoc: the Ray head step exited before it answered"
+                             f"{f': {why}' if why else ''}{see}")
         time.sleep(POLL_S)
     where = f"at {address}" if address else "(it never chose its ports)"
     raise SystemExit(f"hpoc: the Ray head did not answer {where} within {timeout:g} s{see}")
+
+
+def last_error(log: str | None, limit: int = 300) -> str | None:
+    """The last line of a step's log that is not srun's own (a traceback's last line: "No
+    module named 'ray'" where the nodes' Python lacks it), so the job's .err says why."""
+    try:
+        with open(log or "", "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        line = line.strip()
+        if line and not line.startswith(("srun:", "slurmstepd")):
+            return line if len(line) <= limit else line[:limit] + "…"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

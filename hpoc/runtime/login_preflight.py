@@ -11,7 +11,10 @@ its Ray cluster:
   message) when its data is missing;
 * the storage path is writable (a file is created and removed in it, or in its nearest
   existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free;
-* the search algorithm's library (and the optuna sampler's) is installed.
+* the search algorithm's library (and the optuna sampler's) is installed;
+* with a `slurm` block and `sbatch` here: the site accepts the job as written
+  (`sbatch --test-only` of the job script: partition, account, qos, CPUs, memory, GPUs and
+  time limit against what the partition's nodes have; nothing is submitted).
 
 Each problem is one line `preflight: error: ...`; `report(plan)` prints them and returns the
 exit status (0 fine, 2 problems). `storage_problem(path)` is shared with the study driver,
@@ -156,6 +159,46 @@ def check_search(plan: dict[str, Any]) -> list[Finding]:
     return [Finding(True, "search", f"`{what}` is installed")]
 
 
+# ---------------------------------------------------------------- SLURM
+
+
+# sbatch could not ask (no configuration, no controller): no answer about the job.
+_UNREACHABLE = ("fatal:", "Unable to contact slurm controller", "Zero Bytes were transmitted",
+                "Could not establish a configuration source")
+
+
+def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
+    """`sbatch --test-only` of the job script: sbatch refuses there what it would refuse at
+    submission (a node too small for `cpus_per_node`, an unknown account), and a job that
+    could never start is refused rather than left pending forever."""
+    import shutil
+
+    from hpoc.compiler.render import RenderError, render_all
+
+    if plan.get("slurm") is None or shutil.which("sbatch") is None:
+        return []
+    with tempfile.TemporaryDirectory(prefix="hpoc-preflight-") as tmp:
+        script = Path(tmp, "job.sbatch")
+        try:
+            script.write_text(render_all(plan, plan_path=os.path.join(tmp, "plan.json"))["job.sbatch"])
+        except RenderError as exc:
+            return [Finding(False, "slurm", "; ".join(exc.problems))]
+        try:
+            run = subprocess.run(["sbatch", "--test-only", str(script)], capture_output=True, text=True,
+                                 timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return [Finding(False, "slurm", f"sbatch --test-only did not answer: {exc}")]
+    said = [line.strip() for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+    if run.returncode != 0 and any(word in line for line in said for word in _UNREACHABLE):
+        return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
+    if run.returncode != 0:
+        why = "; ".join(line.removeprefix("sbatch: error: ") for line in said) or f"exit {run.returncode}"
+        return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; compare the `slurm` block "
+                                        "with what the site offers (`sinfo -o '%P %c %m %G %l'`)")]
+    return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
+                                                               else "--test-only") + ")")]
+
+
 # ---------------------------------------------------------------- all of it
 
 
@@ -164,6 +207,7 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     problem = storage_problem(plan["storage"]["path"])
     found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
     found += check_search(plan)
+    found += check_sbatch(plan)
     if plan.get("loggers"):
         from hpoc.runtime.tracking import missing_libraries
 

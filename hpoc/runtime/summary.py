@@ -234,7 +234,9 @@ def describe_best(summary: dict[str, Any]) -> str:
         trials = summary.get("trials") or []
         ran = [t for t in trials if t.get("status") != "ERROR"]
         nan = [t for t in ran if name in (t.get("metrics") or {})]  # reported, not finite
-        silent = [t for t in ran if not t.get("metrics")]
+        # Only a trial that ended without a report points at the trainer: one a walltime
+        # stop left PENDING or RUNNING has not had its turn yet.
+        silent = [t for t in ran if not t.get("metrics") and t.get("status") == "TERMINATED"]
         if trials and not ran:
             lines.append(f"no trial reported the objective metric `{name}`: every trial failed "
                          "(each trial's error.txt says why)")
@@ -245,6 +247,9 @@ def describe_best(summary: dict[str, Any]) -> str:
             lines.append(f"no trial reported the objective metric `{name}`: {len(silent)} trial(s) "
                          "ended without reporting once (does the trainer's `train()` call "
                          "`self.report(metrics, epoch=epoch)` every epoch?)")
+        elif summary.get("interrupted"):
+            lines.append(f"no trial has reported the objective metric `{name}` yet: the run stopped "
+                         "before any did; running the same plan again resumes it")
         else:
             lines.append(f"no trial reported the objective metric `{name}`")
         return "\n".join(lines)

@@ -264,9 +264,15 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
             jobs = [executor.submit(job, sub.shards[0])]
         else:
             jobs = executor.map_array(job, sub.shards)
-    except BaseException:  # sbatch refused (a wrong partition, say): --fresh undone
+    except BaseException as exc:  # sbatch refused (a wrong partition, say): --fresh undone
         if aside is not None:
             _put_back(plan, aside)
+        if type(exc).__name__ == "FailedJobError":  # submitit's: sbatch said no (on stderr above)
+            lines = [line for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
+            raise SubmitError(
+                f"sbatch refused the job, nothing was submitted: {lines[-1].removeprefix('sbatch: error: ')}\n"
+                "  help: compare the spec's `slurm` block (partition, account, qos, cpus_per_node, "
+                "gpus_per_node, mem, time) with what the site offers: `sinfo -o '%P %c %m %G %l'`") from None
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs

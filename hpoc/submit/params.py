@@ -93,7 +93,12 @@ def _minutes(time_s: int | None) -> int | None:
 def setup_lines(plan: dict[str, Any]) -> list[str]:
     """Shell lines run before the job's tasks start (site setup first, as in job.sbatch)."""
     slurm = plan["slurm"] or {}
-    lines = list(slurm.get("setup") or [])
+    lines = []
+    if slurm.get("setup"):  # submitit's script has no `set -e`: a failing line went unnoticed
+        lines += [f"cd {shlex.quote(plan['source']['workdir'])}",  # relative paths: the spec's directory's
+                  'hpoc_setup_failed() { (($1 == 0)) || echo "hpoc: slurm.setup failed (exit $1) at: $2" >&2; }',
+                  """trap 'hpoc_setup_failed $? "$BASH_COMMAND"' EXIT""", "set -e",
+                  *slurm["setup"], "set +e", "trap - EXIT"]
     for key, value in sorted((slurm.get("env") or {}).items()):
         lines.append(f"export {key}={shlex.quote(str(value))}")
     from hpoc.compiler.render import nic_env

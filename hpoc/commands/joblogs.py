@@ -1,0 +1,54 @@
+"""The output files of `sbatch BUILD/job.sbatch` jobs, for `hpoc status`.
+
+Such a job is recorded nowhere but in squeue while it is queued or running. Once it has
+ended, its `<study>-<job id>.err` (`<study>-<array id>_<task>.err` for a shard of an array)
+beside plan.json is what is left: it names the job, and its last error line says why the
+job failed (a setup line, a Ray head that died, SLURM's own `*** JOB … CANCELLED ***`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+# What says why a job ended, in its .err: hpoc's own lines (the driver's `error: ...`),
+# SLURM's, a traceback's last line.
+_WHY = re.compile(r"hpoc: |error: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
+_NOISE = ("hpoc: signal during teardown", "hpoc: stopping", "hpoc: terminated (SIGTERM)")
+TAIL_BYTES = 16384
+
+
+def newest(build_dir: Path, study: str) -> dict[int, dict[str, Any]]:
+    """shard -> {job_id, err} of the newest job whose .err lies in `build_dir`."""
+    pattern = re.compile(re.escape(study) + r"-(\d+)(?:_(\d+))?\.err")
+    found: dict[int, tuple[int, dict[str, Any]]] = {}
+    try:
+        names = [p.name for p in build_dir.iterdir()]
+    except OSError:
+        return {}
+    for name in names:
+        m = pattern.fullmatch(name)
+        if m is None:
+            continue
+        base, task = int(m.group(1)), m.group(2)
+        shard = int(task) if task is not None else 0
+        job_id = f"{base}_{task}" if task is not None else str(base)
+        if shard not in found or base > found[shard][0]:
+            found[shard] = (base, {"job_id": job_id, "err": str(build_dir / name)})
+    return {shard: job for shard, (_, job) in found.items()}
+
+
+def why(err: str) -> str | None:
+    """The last line of the job's .err that says why it ended (None: none does)."""
+    try:
+        with open(err, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - TAIL_BYTES))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        line = line.strip()
+        if _WHY.match(line) and not line.startswith(_NOISE):
+            return line if len(line) <= 400 else line[:400] + "…"
+    return None

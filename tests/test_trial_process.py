@@ -246,6 +246,21 @@ def test_a_failure_is_the_same_again_only_with_the_same_error_at_the_same_point(
     assert r.same_again("t4", "RuntimeError: NCCL timeout", 1, None) is not None     # then the same twice
 
 
+@pytest.mark.parametrize("text", [
+    "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.\n"
+    "\tclass_name: ImplicitFunc\nThe actor is dead because its node has died. Node Id: <id>",
+    "ray.train.WorkerGroupError: Worker group failed\nray.exceptions.ActorDiedError: The actor died "
+    "unexpectedly before finishing this task.",
+    "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.",
+    "torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1970, remote process exited"])
+def test_a_lost_node_or_worker_is_retried_however_often_it_happens_at_the_same_point(text):
+    """Two node losses before the same report look alike, ids aside; the next attempt may
+    run on another node."""
+    from hpoc.runtime.retry import Repeats
+
+    r = Repeats()
+    assert [r.same_again("t", text, 2, None) for _ in range(3)] == [None, None, None]
+
 def test_the_point_of_a_failure_is_the_last_report_of_that_attempt_or_its_checkpoints(monkeypatch):
     """A retry from scratch that fails before its first report failed at 0, whatever the
     attempt before it reported (Tune keeps that last result); one from a checkpoint, at

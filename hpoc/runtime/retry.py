@@ -85,11 +85,21 @@ def last_failure(error_file: str | None) -> str | None:
     return _FAILURE.split(text)[-1].strip() or None
 
 
+# What a lost node, a killed worker or a peer rank gone looks like: the same text every time
+# (ids aside), yet the next attempt may well run elsewhere, so these are always retried.
+# Ray's memory monitor (OutOfMemoryError) kills for what the node's other users hold too.
+_INFRASTRUCTURE = re.compile(
+    r"\bray\.exceptions\.(ActorDiedError|ActorUnavailableError|NodeDiedError|WorkerCrashedError|"
+    r"LocalRayletDiedError|RaySystemError|OwnerDiedError|ObjectLostError|OutOfMemoryError)\b|"
+    r"\b(DistBackendError|DistNetworkError)\b")
+
+
 class Repeats:
     """Any error is retried, a bug too (its type cannot tell it from a lost node); but a
     retry that fails with the same exception (type and message; addresses and ids aside)
-    before the same report as the attempt before it will fail so on every retry. Per trial,
-    the last failure's (signature, point), this run only."""
+    before the same report as the attempt before it will fail so on every retry, unless
+    the exception is the cluster's (`_INFRASTRUCTURE`). Per trial, the last failure's
+    (signature, point), this run only."""
 
     def __init__(self) -> None:
         self.last: dict[str, tuple[str, int]] = {}
@@ -101,7 +111,7 @@ class Repeats:
 
         sig = failfast.signature(text, trial_id, path, numbers=False)
         before = self.last.pop(trial_id, None)
-        if sig is None:
+        if sig is None or _INFRASTRUCTURE.search(text or ""):
             return None
         self.last[trial_id] = (sig, point)
         return summary.error_line(text or "") if before == (sig, point) else None

@@ -458,16 +458,24 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
 def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
     """A score nobody reports: Ray logs an error at each checkpoint and scores them all
     -inf, so `keep` keeps arbitrary ones."""
-    known = (*T.DEFAULT_METRICS, *early_stop.TUNE_TIME_KEYS, *(m["name"] for m in out["objective"]["metrics"]))
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    own = reported_by_loop(target, workdir)  # a loop of its own: not hpoc's default metrics
+    known = (*(T.DEFAULT_METRICS if own is None else ()), *early_stop.TUNE_TIME_KEYS,
+             *(m["name"] for m in out["objective"]["metrics"]))
     if attr in known:
         return
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    reported = reported_by_loop(target, workdir) or trainer_metrics(target, workdir)
+    reported = own if own is not None else trainer_metrics(target, workdir)
     if reported is not None and attr in reported:
         return
+    note = "Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones"
+    span = ch.spans.get("checkpoint.score_attribute")
+    if own is not None:
+        ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported to Tune by the trainer, nor added by Tune",
+                span, notes=(note,), help=did_you_mean(attr, (*known, *sorted(own)))
+                or f"add `{attr}` to the metrics the trainer passes to `checkpoint_and_report`")  # fmt: skip
+        return
     ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported by hpoc's default train loop "
-                         "or by Tune", ch.spans.get("checkpoint.score_attribute"),
-            notes=("Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones",),
+                         "or by Tune", span, notes=(note,),
             help=did_you_mean(attr, (*known, *(reported or ()))) or f"make sure the trainer reports `{attr}`")  # fmt: skip
 
 

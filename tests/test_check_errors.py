@@ -1369,6 +1369,11 @@ def test_deepspeed_settings_the_config_file_overrides_are_warned_about(tmp_path)
         ((3, 82), 'the DeepSpeed config "ds.json" sets `bf16`: `precision = fp16` is not used')]
     (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": "auto"}}', encoding="utf-8")
     assert not [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+    # an "auto" elsewhere in the section does not make the file's stage the spec's
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 1, "reduce_bucket_size": "auto"}}',
+                                      encoding="utf-8")
+    (w,) = [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+    assert w.message == 'the DeepSpeed config "ds.json" sets `zero_optimization`: `zero_stage = 3` is not used'
 
 
 def test_a_study_block_without_a_name_is_told_the_one_line_form() -> None:

@@ -1374,6 +1374,10 @@ def test_deepspeed_settings_the_config_file_overrides_are_warned_about(tmp_path)
                                       encoding="utf-8")
     (w,) = [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
     assert w.message == 'the DeepSpeed config "ds.json" sets `zero_optimization`: `zero_stage = 3` is not used'
+    # a section that agrees with the spec overrides nothing: bf16 off, fp16 on (the runtime's)
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 3}, "bf16": {"enabled": false}}',
+                                      encoding="utf-8")
+    assert not [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
 
 
 def test_a_study_block_without_a_name_is_told_the_one_line_form() -> None:

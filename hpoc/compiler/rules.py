@@ -417,10 +417,17 @@ def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dic
     """`zero_stage`/`precision` beside a config file that sets them: the file wins (the
     runtime fills in only what it leaves out or sets to "auto")."""
     ours = out["resources"]["deepspeed"] or {}
+    precision = ours.get("precision")
+    # what the spec's value puts in each section (None: decided at run time, `auto`)
+    spec = {"zero_optimization": ours.get("zero_stage"),
+            "bf16": precision == "bf16" if precision != "auto" else None,
+            "fp16": precision == "fp16" if precision != "auto" else None}
     for key, field, sections in (("zero_stage", "stage", ("zero_optimization",)),
                                  ("precision", "enabled", ("bf16", "fp16"))):
-        # the section wins unless its own setting is "auto" (without it: DeepSpeed's default)
-        set_in = [k for k in sections if isinstance(ds.get(k), dict) and ds[k].get(field) != "auto"]
+        # the section wins unless its own setting is "auto" (without it: DeepSpeed's default);
+        # one that says what the spec says overrides nothing
+        set_in = [k for k in sections if isinstance(ds.get(k), dict) and ds[k].get(field) != "auto"
+                  and ds[k].get(field) != spec[k]]
         if ours.get(key) is not None and set_in and ch.spans.get(f"resources.deepspeed.{key}"):
             ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{set_in[0]}`: `{key} = {ours[key]}` '
                     "is not used", ch.spans.get(f"resources.deepspeed.{key}"),

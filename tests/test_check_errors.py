@@ -1294,6 +1294,26 @@ def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:
     assert not warnings(BASE + obj + "checkpoint { score_attribute = training_iteration, score_order = max }\n")
 
 
+def test_a_score_attribute_a_loop_of_its_own_does_not_report(tmp_path) -> None:
+    """As for time_attr: a trainer with a loop of its own reports only what it passes to
+    `checkpoint_and_report`, not hpoc's default loop metrics (`train_loss`)."""
+    (tmp_path / "trainer.py").write_text(
+        "class T:\n    def train(self):\n"
+        "        self.checkpoint_and_report(1, tuning_metrics={'val_accuracy': 0.5})\n", encoding="utf-8")
+
+    def said(attr):
+        text = _sched("epochs = 10", "num_samples = 2", "scheduler fifo",
+                      f"checkpoint {{ score_attribute = {attr}, score_order = min }}\n")
+        return [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
+
+    (w,) = said("train_loss")
+    assert (w.code, where(w), w.message) == (
+        "HP801", (7, 14), "`score_attribute` `train_loss` is not reported to Tune by the trainer, nor added by Tune")
+    assert w.help == "add `train_loss` to the metrics the trainer passes to `checkpoint_and_report`"
+    for attr in ("val_accuracy", "training_iteration"):
+        assert not said(attr), attr
+
+
 def test_pb2_bounds_on_a_choice_are_refused() -> None:
     # PB2 picks any number between the bounds: 37.4 for a batch size of 16, 32 or 64
     d = one_error(BASE + "space { lr = loguniform(1e-3, 1e-1), bs = choice(16, 32, 64) }\n"
@@ -1348,6 +1368,15 @@ def test_deepspeed_settings_the_config_file_overrides_are_warned_about(tmp_path)
         ((3, 66), 'the DeepSpeed config "ds.json" sets `zero_optimization`: `zero_stage = 3` is not used'),
         ((3, 82), 'the DeepSpeed config "ds.json" sets `bf16`: `precision = fp16` is not used')]
     (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": "auto"}}', encoding="utf-8")
+    assert not [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+    # an "auto" elsewhere in the section does not make the file's stage the spec's
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 1, "reduce_bucket_size": "auto"}}',
+                                      encoding="utf-8")
+    (w,) = [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
+    assert w.message == 'the DeepSpeed config "ds.json" sets `zero_optimization`: `zero_stage = 3` is not used'
+    # a section that agrees with the spec overrides nothing: bf16 off, fp16 on (the runtime's)
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 3}, "bf16": {"enabled": false}}',
+                                      encoding="utf-8")
     assert not [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP804"]
 
 

@@ -362,3 +362,11 @@ def test_a_goal_without_its_metric_on_the_line_is_reported_there() -> None:
     assert (d.line, d.col, d.help) == (2, 19, "write `objective maximize val_accuracy`")
     d = syntax_error('study "x"\nobjective {\n  minimize\n  val_loss\n}\n')
     assert (d.line, d.col, d.help) == (3, 11, "write `minimize val_loss`")
+
+
+def test_a_study_without_its_name_does_not_take_the_next_section_as_it() -> None:
+    # `study` then `pipeline { ... }` read as `study pipeline { ... }`: "takes only a name"
+    d = syntax_error('study\npipeline { trainer = trainer:T }\n')
+    assert (d.code, d.line, d.col) == ("HP101", 1, 6)
+    assert d.message == "`study` needs its name on the same line"
+    assert d.help == 'write `study "my-study"`; the `pipeline { ... }` below would be taken as the name'

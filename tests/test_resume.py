@@ -161,6 +161,24 @@ def test_the_experiment_state_is_saved_as_soon_as_a_trial_ends():
     assert ctl.saves == [True]  # once, forced, on the step after the trial ended
 
 
+def test_median_stopping_goes_on_after_a_trial_stopped_before_its_first_report():
+    """A trial stopped at `trials.time_limit` before it reported completes with an empty
+    result; Ray's median rule kept it and failed the study at the next result (KeyError)."""
+    from ray.tune.schedulers import MedianStoppingRule
+
+    from hpoc.runtime.resume import prepare_scheduler
+
+    rule = MedianStoppingRule(metric="acc", mode="max", time_attr="training_iteration", grace_period=1,
+                              min_samples_required=1)
+    sched, ctl = prepare_scheduler(rule, {"trials": {"max_concurrent": None}}), FakeController()
+    ctl.get_live_trials = ctl.get_trials
+    hung, other = FakeTrial("hung", status="RUNNING"), FakeTrial("other", status="RUNNING")
+    ctl.add(sched, hung)
+    ctl.add(sched, other)
+    sched.on_trial_complete(ctl, hung, {})
+    assert sched.on_trial_result(ctl, other, {"training_iteration": 2, "acc": 0.5}) == "CONTINUE"
+
+
 FLAKY = textwrap.dedent('''
     import os, time
     from toy import ToyTrainer

@@ -283,3 +283,15 @@ def test_a_deepspeed_config_file_without_a_zero_stage_gets_the_default_not_stage
     path.write_text(json.dumps(file))
     s = DeepSpeedStrategy(deepspeed={"zero_stage": ours, "precision": None, "config_file": str(path)})
     assert s.ds_config()["zero_optimization"]["stage"] == stage
+
+
+def test_auto_values_inside_a_deepspeed_config_files_sections_are_filled_in(tmp_path):
+    """`"zero_optimization": {"stage": "auto", ...}` (as HF-style files write it): the spec's
+    zero_stage, as HP804 promises; DeepSpeed itself read "auto" as stage 0."""
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": "auto", "overlap_comm": True},
+                                "bf16": {"enabled": "auto"}}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 3, "precision": None, "config_file": str(path)})
+    config = s.ds_config()
+    assert config["zero_optimization"] == {"stage": 3, "overlap_comm": True}
+    assert config["bf16"] == {"enabled": s.precision == "bf16"}

@@ -50,3 +50,32 @@ def test_no_limit_stops_nothing_and_only_running_trials_are_due():
     limits.started(paused)
     limits.clock = lambda: 5.0
     assert limits.due([paused]) == []
+
+
+def test_trials_stopped_at_their_limit_before_a_report_are_not_blamed_on_the_trainer(tmp_path):
+    """A hung first epoch stopped at the limit is no trainer that never calls self.report()."""
+    from hpoc.runtime import summary
+    from runtime_plans import make_plan, write_toy
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+
+    def last_line(*trials):
+        built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=False,
+                              experiment_dir=tmp_path, plan_hash="sha256:0")
+        return summary.describe_best(built).splitlines()[-1]
+
+    def trial(tid, limited):
+        path = tmp_path / tid
+        path.mkdir()
+        if limited:
+            timelimit.record(str(path), 5.0)
+        return SimpleNamespace(trial_id=tid, status="TERMINATED", config={}, last_result={}, path=str(path),
+                               local_path=str(path), error_file=None, error_msg=None)
+
+    assert last_line(trial("a", True), trial("b", True)) == (
+        "no trial reported the objective metric `val_accuracy`: 2 trial(s) reached their time limit "
+        "(`trials.time_limit`) before their first report")
+    assert last_line(trial("c", True), trial("d", False)) == (
+        "no trial reported the objective metric `val_accuracy`: 1 trial(s) ended without reporting "
+        "once (does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every epoch?); "
+        "1 reached the time limit first")

@@ -417,8 +417,17 @@ def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dic
     """`zero_stage`/`precision` beside a config file that sets them: the file wins (the
     runtime fills in only what it leaves out or sets to "auto")."""
     ours = out["resources"]["deepspeed"] or {}
-    for key, sections in (("zero_stage", ("zero_optimization",)), ("precision", ("bf16", "fp16"))):
-        set_in = [k for k in sections if isinstance(ds.get(k), dict) and "auto" not in ds[k].values()]
+    precision = ours.get("precision")
+    # what the spec's value puts in each section (None: decided at run time, `auto`)
+    spec = {"zero_optimization": ours.get("zero_stage"),
+            "bf16": precision == "bf16" if precision != "auto" else None,
+            "fp16": precision == "fp16" if precision != "auto" else None}
+    for key, field, sections in (("zero_stage", "stage", ("zero_optimization",)),
+                                 ("precision", "enabled", ("bf16", "fp16"))):
+        # the section wins unless its own setting is "auto" (without it: DeepSpeed's default);
+        # one that says what the spec says overrides nothing
+        set_in = [k for k in sections if isinstance(ds.get(k), dict) and ds[k].get(field) != "auto"
+                  and ds[k].get(field) != spec[k]]
         if ours.get(key) is not None and set_in and ch.spans.get(f"resources.deepspeed.{key}"):
             ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{set_in[0]}`: `{key} = {ours[key]}` '
                     "is not used", ch.spans.get(f"resources.deepspeed.{key}"),
@@ -458,16 +467,24 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
 def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
     """A score nobody reports: Ray logs an error at each checkpoint and scores them all
     -inf, so `keep` keeps arbitrary ones."""
-    known = (*T.DEFAULT_METRICS, *early_stop.TUNE_TIME_KEYS, *(m["name"] for m in out["objective"]["metrics"]))
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    own = reported_by_loop(target, workdir)  # a loop of its own: not hpoc's default metrics
+    known = (*(T.DEFAULT_METRICS if own is None else ()), *early_stop.TUNE_TIME_KEYS,
+             *(m["name"] for m in out["objective"]["metrics"]))
     if attr in known:
         return
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    reported = reported_by_loop(target, workdir) or trainer_metrics(target, workdir)
+    reported = own if own is not None else trainer_metrics(target, workdir)
     if reported is not None and attr in reported:
         return
+    note = "Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones"
+    span = ch.spans.get("checkpoint.score_attribute")
+    if own is not None:
+        ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported to Tune by the trainer, nor added by Tune",
+                span, notes=(note,), help=did_you_mean(attr, (*known, *sorted(own)))
+                or f"add `{attr}` to the metrics the trainer passes to `checkpoint_and_report`")  # fmt: skip
+        return
     ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported by hpoc's default train loop "
-                         "or by Tune", ch.spans.get("checkpoint.score_attribute"),
-            notes=("Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones",),
+                         "or by Tune", span, notes=(note,),
             help=did_you_mean(attr, (*known, *(reported or ()))) or f"make sure the trainer reports `{attr}`")  # fmt: skip
 
 

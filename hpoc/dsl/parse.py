@@ -325,7 +325,7 @@ def _parse_text(text: str, file: str) -> A.Study:
 
     if len(text) > MAX_BYTES:
         fail(Diagnostic("text is too large for a study", "HP002", file))
-    _goal_alone(text, file)
+    _keyword_alone(text, file)
     state = _State(file, [], [])
     _local.state = state
     try:
@@ -360,7 +360,15 @@ def _parse_text(text: str, file: str) -> A.Study:
 _GOAL_ALONE = re.compile(r"^([ \t]*(?:objective[ \t]+)?)(minimize|maximize)[ \t]*(?:#[^\n]*)?$", re.M)
 
 
-def _goal_alone(text: str, file: str) -> None:
+# `study` alone on its line, a section after it: `study pipeline { ... }` to the grammar.
+_STUDY_ALONE = re.compile(r"^([ \t]*study)[ \t]*(?:#[^\n]*)?\n\s*([A-Za-z_]\w*)[ \t]*\{", re.M)
+
+
+def _keyword_alone(text: str, file: str) -> None:
+    for m in _STUDY_ALONE.finditer(text):
+        _error(text, file, "`study` needs its name on the same line", "HP101", text.count("\n", 0, m.start()) + 1,
+               len(m.group(1)) + 1, help=f'write `study "my-study"`; the `{m.group(2)} {{ ... }}` below would be '
+               "taken as the name")
     for m in _GOAL_ALONE.finditer(text):
         if m.group(1).strip() or text.rfind("{", 0, m.start()) > text.rfind("}", 0, m.start()):
             line = text.count("\n", 0, m.start()) + 1

@@ -117,6 +117,16 @@ class SaveOnComplete:
         return super().choose_trial_to_run(tune_controller)
 
 
+class _ReportedOnly:
+    """Ray's median rule keeps each completed trial's last result and reads its `time_attr`
+    and metric at every later result; a trial stopped at its time limit (timelimit.py)
+    before it reported completes with an empty one, which raised a KeyError there."""
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: Any) -> None:
+        if self._time_attr in (result or {}) and self._metric in result:  # as on_trial_result asks
+            super().on_trial_complete(tune_controller, trial, result)
+
+
 class _RungReplay:
     """Rebuilds ASHA's rungs from the results of trials Tune restores."""
 
@@ -147,7 +157,7 @@ def _classes() -> dict[str, type]:
     class CappedFIFOScheduler(TimeLimited, SaveOnComplete, Capped, s.FIFOScheduler):
         pass
 
-    class CappedMedianStoppingRule(TimeLimited, SaveOnComplete, Capped, s.MedianStoppingRule):
+    class CappedMedianStoppingRule(TimeLimited, SaveOnComplete, Capped, _ReportedOnly, s.MedianStoppingRule):
         pass
 
     class ResumableASHA(TimeLimited, SaveOnComplete, Capped, _RungReplay, s.AsyncHyperBandScheduler):

@@ -509,6 +509,9 @@ class DeepSpeedStrategy(DDPStrategy):
         for key, value in ours.items():  # the user's file wins, except for "auto" values
             if config.get(key, "auto") == "auto":
                 config[key] = value
+            elif isinstance(value, dict) and isinstance(config[key], dict):
+                # inside a section too (`"stage": "auto"`): DeepSpeed reads that "auto" as stage 0
+                config[key] = {k: value[k] if v == "auto" and k in value else v for k, v in config[key].items()}
         if config.get("train_batch_size") == "auto":
             del config["train_batch_size"]
         for key, value in (extra or {}).items():

@@ -237,16 +237,21 @@ def describe_best(summary: dict[str, Any]) -> str:
         # Only a trial that ended without a report points at the trainer: one a walltime
         # stop left PENDING or RUNNING has not had its turn yet.
         silent = [t for t in ran if not t.get("metrics") and t.get("status") == "TERMINATED"]
+        timed = sum(1 for t in silent if t.get("stopped"))  # a hung first epoch, not the trainer
         if trials and not ran:
             lines.append(f"no trial reported the objective metric `{name}`: every trial failed "
                          "(each trial's error.txt says why)")
         elif nan:
             lines.append(f"no trial reported a finite `{name}`: {len(nan)} trial(s) reported NaN "
                          "or inf (training diverged? try a smaller learning rate)")
+        elif silent and len(silent) == len(ran) and timed == len(silent):
+            lines.append(f"no trial reported the objective metric `{name}`: {timed} trial(s) reached "
+                         "their time limit (`trials.time_limit`) before their first report")
         elif silent and len(silent) == len(ran):
-            lines.append(f"no trial reported the objective metric `{name}`: {len(silent)} trial(s) "
+            lines.append(f"no trial reported the objective metric `{name}`: {len(silent) - timed} trial(s) "
                          "ended without reporting once (does the trainer's `train()` call "
-                         "`self.report(metrics, epoch=epoch)` every epoch?)")
+                         "`self.report(metrics, epoch=epoch)` every epoch?)"
+                         + (f"; {timed} reached the time limit first" if timed else ""))
         elif summary.get("interrupted"):
             lines.append(f"no trial has reported the objective metric `{name}` yet: the run stopped "
                          "before any did; running the same plan again resumes it")

@@ -184,7 +184,7 @@ def short_tmp():
 def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, capsys):
     job = short_tmp / "hpoc-55"
     args = argparse.Namespace(role="head", job_dir=str(job), address=None, job_id=55, node_name=None,
-                              interface="lo")
+                              interface="lo", gpus=None)
     env = {"SLURMD_NODENAME": "node7", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"}
     cmd, ray_env = node.prepare(args, env)
     head = json.loads((job / "head.json").read_text())
@@ -200,6 +200,10 @@ def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, 
     args.role, args.address = "worker", f"127.0.0.1:{p.gcs}"
     cmd, _ = node.prepare(args, env)
     assert f"--temp-dir={job / 'n1'}" in cmd and f"--address=127.0.0.1:{p.gcs}" in cmd
+    assert "--num-gpus=0" in cmd  # SLURM's count: none here
+    args.gpus = 4  # a job that asked SLURM for no GPUs (gpu_request = none): the plan's count
+    cmd, _ = node.prepare(args, env | {"SLURM_GPUS_ON_NODE": "0"})
+    assert "--num-gpus=4" in cmd and "--num-gpus=0" not in cmd
 
 
 def test_node_cli_reports_problems_without_a_traceback(tmp_path):

@@ -1007,6 +1007,34 @@ def test_gpu_type_asks_for_typed_gpus() -> None:
     assert plan_of(formatted)["slurm"]["gpu_type"] == "a100"  # `hpoc fmt` keeps it
 
 
+def test_gpu_request_chooses_how_the_job_asks_for_gpus() -> None:
+    """`--gres` by default; `per_node` and `none` for sites that want `--gpus-per-node` or no flag."""
+    assert plan_of(BASE + "slurm { nodes = 1 }\n")["slurm"]["gpu_request"] == "gres"
+    for word in ("gres", "per_node", "none"):
+        assert plan_of(BASE + f"slurm {{ gpu_request = {word} }}\n")["slurm"]["gpu_request"] == word
+    d = one_error(BASE + "slurm { gpu_request = per_nod }\n")
+    assert (d.code, where(d), d.help) == ("HP203", (3, 23), "did you mean `per_node`?")
+    assert d.message == "`gpu_request` must be `gres`, `per_node` or `none`, not the name `per_nod`"
+    d = one_error(BASE + 'slurm { gpus_per_node = 4, gpu_type = "a100", gpu_request = none }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 28))
+    assert d.message == '`gpu_type` is "a100", but `gpu_request = none` asks for no GPUs'
+    typed = plan_of(BASE + 'slurm { gpus_per_node = 4, gpu_type = "a100", gpu_request = per_node }\n')
+    assert (typed["slurm"]["gpu_type"], typed["slurm"]["gpu_request"]) == ("a100", "per_node")
+    from hpoc.compiler.summary import summarize
+
+    assert "slurm: 1 node × (1 CPUs, 4 a100 GPUs by --gpus-per-node), time" in "\n".join(summarize(typed))
+    none = plan_of(BASE + "slurm { gpus_per_node = 4, gpu_request = none }\n")
+    assert "(1 CPUs, 4 GPUs not asked of SLURM)" in "\n".join(summarize(none))
+    d = one_error(BASE + 'slurm { extra = ["--gpus-per-node=4"] }\n')
+    assert (d.code, d.help) == ("HP504", "set `gpus_per_node` instead, with `gpu_request = per_node` to have "
+                                         "it written as `--gpus-per-node=N`")
+    from hpoc.dsl.format import format_study
+    from hpoc.dsl.parse import parse
+
+    formatted = format_study(parse(BASE + "slurm { gpus_per_node = 4, gpu_request = none }\n", "t.hpo"))
+    assert plan_of(formatted)["slurm"]["gpu_request"] == "none"  # `hpoc fmt` keeps it
+
+
 def test_sbatch_names_may_not_hold_a_backslash() -> None:
     """sbatch unescapes `\\` in #SBATCH lines even inside quotes: `--account='my\\proj'` is `myproj`."""
     errs = errors(BASE + 'slurm {\n  account = "my\\\\proj"\n  partition = "gpu"\n  qos = "a\\\\b"\n}\n')

@@ -31,6 +31,11 @@ VARIANTS = {
                                       "cpus_per_node": None, "mem": None, "time": None, "time_s": None},
                                shards={"count": 3, "parallel": 5}), False),
     "preflight-only": (plan(**FULL_SITE), True),
+    # LUMI-style `--gpus-per-node`, and a whole-node partition that takes no GPU option
+    "gpus-per-node": (plan(slurm={"gpus_per_node": 8, "gpu_type": "mi250", "gpu_request": "per_node",
+                                  "cpus_per_node": 56, "extra": ["--exclusive"]}), False),
+    "gpus-none": (plan(slurm={"gpus_per_node": 8, "gpu_request": "none", "partition": "standard-g",
+                              "extra": ["--exclusive"]}), False),
 }
 
 
@@ -223,6 +228,25 @@ def test_gpu_type_reaches_the_header_and_every_step():
                                  ("a100", 0, "slurm.gpu_type: needs GPUs")):
         with pytest.raises(RenderError, match=expected):
             render_all(plan(slurm={"gpu_type": kind, "gpus_per_node": gpus}), plan_path=PLAN_PATH)
+
+
+def test_gpu_request_chooses_the_gpu_option_of_the_job_and_its_steps():
+    """per_node: `--gpus-per-node` for the job and each Ray node's step (never `--gres` beside
+    it); none: no GPU option at all, and each Ray node is told the plan's GPU count."""
+    for script in rendered("gpus-per-node").values():
+        assert "--gpus-per-node=mi250:8" in sbatch_flags(script) and "--gres=" not in script
+        assert "        --gpus-per-node=mi250:8 \\\n" in script  # the srun step of each Ray node
+        assert "        --gpus " not in script  # Ray counts the step's GPUs (SLURM_GPUS_ON_NODE)
+    for script in rendered("gpus-none").values():
+        assert not [f for f in sbatch_flags(script) if f.startswith(("--gres", "--gpus"))]
+        assert "--gres" not in script and "--gpus-per-node=" not in script
+        assert "        --gpus 8 \\\n" in script  # to hpoc.runtime.node, for both roles
+        assert "--gpus-per-node 8" in script  # the preflight still expects them all
+    assert "        --gpus " not in rendered("full-site")["job.sbatch"]
+    with pytest.raises(RenderError, match="slurm.gpu_request: must be one of gres, per_node, none"):
+        render_all(plan(slurm={"gpu_request": "all"}), plan_path=PLAN_PATH)
+    with pytest.raises(RenderError, match="slurm.gpu_type: needs a GPU request"):
+        render_all(plan(slurm={"gpus_per_node": 2, "gpu_type": "a100", "gpu_request": "none"}), plan_path=PLAN_PATH)
 
 
 def test_every_srun_step_gets_the_script_s_environment():

@@ -59,6 +59,33 @@ def test_gpu_type_asks_submitit_for_typed_gpus():
     assert params["gres"] == "gpu:h100_80gb:4" and "--gres=gpu:h100_80gb:4" in params["srun_args"]
 
 
+@pytest.mark.parametrize("request_, kind, job, step", [
+    ("per_node", None, {"gpus_per_node": 4}, "--gpus-per-node=4"),
+    ("per_node", "mi250", {"gpus_per_node": "mi250:4"}, "--gpus-per-node=mi250:4"),
+    ("none", None, {}, None),
+])
+def test_gpu_request_chooses_submitits_gpu_option(request_, kind, job, step, tmp_path, monkeypatch):
+    """As job.sbatch: the job and its srun step ask the same way; under `none` not at all, and
+    the Ray nodes are told the plan's count (SLURM tells them none)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from hpoc.submit import job as job_mod
+
+    p = plan(**FULL_SITE)
+    p["slurm"].update(gpu_request=request_, gpu_type=kind)
+    params = describe(p, "/p/project/hpo/build/plan.json", "slurm").parameters
+    assert {k: params[k] for k in ("gres", "gpus_per_node") if k in params} == job
+    assert [a for a in params["srun_args"] if "gpu" in a] == ([step] if step else [])
+    script = _make_sbatch_string(command="python x", folder="/f", **params).splitlines()
+    asks = [line.split()[0] for line in script if "--gres" in line or "--gpus" in line]
+    assert asks == (["#SBATCH", "srun"] if step else [])
+    assert not step or (f"#SBATCH {step}" in script and f" {step} python x" in script[-1])
+    started = []
+    monkeypatch.setattr(job_mod.subprocess, "Popen", lambda cmd, **kw: started.append(cmd))
+    job_mod._start_node("worker", tmp_path / "j", "n1", p["slurm"], tmp_path / "log", {}, address="a:1")
+    assert (started[0][started[0].index("--gpus") + 1] == "4") if request_ == "none" else "--gpus" not in started[0]
+
+
 def test_resume_off_means_no_signal_and_no_requeue():
     params = describe(plan(resume={"enabled": False}), "/b/plan.json", "slurm").parameters
     assert "signal_delay_s" not in params

@@ -52,14 +52,27 @@ def nic_env(slurm: Mapping[str, Any]) -> list[str]:
     return [key for key in NIC_ENV if key not in (slurm.get("env") or {})]
 
 
-def gres(slurm: Mapping[str, Any]) -> str | None:
-    """The `--gres` value of the job and its steps: `gpu:N`, or `gpu:TYPE:N` with
-    `slurm.gpu_type` (absent in plans from before it existed); None without GPUs."""
+def gpu_option(slurm: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The GPU option of the job and its steps as (name, value): `("gres", "gpu:N")` (with
+    `slurm.gpu_type`: `gpu:TYPE:N`), `("gpus-per-node", "N")` (`TYPE:N`) under
+    `gpu_request = per_node`; None without GPUs or under `none`. Plans from before
+    `gpu_type`/`gpu_request` existed lack them: untyped `--gres`."""
     gpus = slurm.get("gpus_per_node")
-    if not gpus:
+    request = slurm.get("gpu_request") or "gres"
+    if not gpus or request == "none":
         return None
     kind = slurm.get("gpu_type")
-    return f"gpu:{kind}:{gpus}" if kind else f"gpu:{gpus}"
+    if request == "per_node":
+        return "gpus-per-node", f"{kind}:{gpus}" if kind else str(gpus)
+    return "gres", f"gpu:{kind}:{gpus}" if kind else f"gpu:{gpus}"
+
+
+def node_gpus(slurm: Mapping[str, Any]) -> int | None:
+    """The GPU count a Ray node is told, or None to take SLURM's (`SLURM_GPUS_ON_NODE`):
+    under `gpu_request = none` SLURM knows of no GPUs, so the plan's count is the node's."""
+    if (slurm.get("gpu_request") or "gres") == "none" and slurm.get("gpus_per_node"):
+        return slurm["gpus_per_node"]
+    return None
 
 
 # sbatch reads `\` in an #SBATCH line as an escape even inside single quotes
@@ -158,6 +171,11 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         bad("slurm.gpu_type", f"is not a GPU type: letters, digits, `_`, `-`, `.` (got {gpu_type!r})")
     elif gpu_type is not None and not gpus:
         bad("slurm.gpu_type", f"needs GPUs, but gpus_per_node is {gpus!r}")
+    request = slurm.get("gpu_request") or "gres"
+    if request not in T.GPU_REQUESTS:
+        bad("slurm.gpu_request", f"must be one of {', '.join(T.GPU_REQUESTS)} (got {request!r})")
+    elif gpu_type is not None and request == "none":
+        bad("slurm.gpu_type", "needs a GPU request, but gpu_request is 'none'")
     mem = text("slurm.mem", slurm["mem"])
     if mem is not None and not _MEM.match(mem):
         bad("slurm.mem", f"must be a number with an optional K/M/G/T suffix, like 64G (got {mem!r})")
@@ -230,7 +248,8 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "nodes": nodes,
         "cpus_per_node": cpus,
         "gpus_per_node": gpus,
-        "gres": gres(slurm),
+        "gpu_option": gpu_option(slurm),
+        "node_gpus": node_gpus(slurm),
         "mem": mem,
         "partition": slurm["partition"],
         "account": slurm["account"],

@@ -530,6 +530,10 @@ def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) ->
         ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but the job asks for no GPUs',
                  ch.spans.get("slurm.gpu_type"), notes=("`slurm.gpus_per_node` is 0",),
                  help="set `gpus_per_node` (or `gpus_per_worker` in `resources`), or remove `gpu_type`")  # fmt: skip
+    elif s["gpu_type"] is not None and s["gpu_request"] == "none":  # no request to carry the type
+        ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but `gpu_request = none` asks for no GPUs',
+                 ch.spans.get("slurm.gpu_type"),
+                 help="remove `gpu_type`, or set `gpu_request` to `gres` or `per_node`")  # fmt: skip
     gspan = ch.spans.get("resources.gpus_per_worker")
     if gpw > 0 and gpn == 0:
         ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
@@ -637,7 +641,8 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         if name in T.MANAGED_SBATCH:
             help = f"set `{T.MANAGED_SBATCH[name]}` instead"
             if T.MANAGED_SBATCH[name] == "gpus_per_node":
-                help += " (and `gpu_type` for typed GPUs: `gpu:a100:4`)"
+                help += (" (and `gpu_type` for typed GPUs: `gpu:a100:4`)" if name == "--gres" else
+                         ", with `gpu_request = per_node` to have it written as `--gpus-per-node=N`")
             ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
                      span, help=help)  # fmt: skip
         elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):

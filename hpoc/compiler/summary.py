@@ -6,6 +6,9 @@ from typing import Any
 
 from hpoc.plan.space import total_trials
 
+# How the job asks for its GPUs, when not the usual --gres (slurm.gpu_request).
+_GPU_REQUEST = {"per_node": " by --gpus-per-node", "none": " not asked of SLURM"}
+
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
@@ -39,7 +42,8 @@ def summarize(plan: dict[str, Any]) -> list[str]:
         shards = f"; {sh['count']} array tasks ({sh['parallel']} at once)" if sh["count"] > 1 else ""
         lines.append(
             f"slurm: {_n(s['nodes'], 'node')} × ({s['cpus_per_node']} CPUs, {s['gpus_per_node']} "
-            f"{s['gpu_type'] + ' ' if s.get('gpu_type') else ''}GPUs)"
+            f"{s['gpu_type'] + ' ' if s.get('gpu_type') else ''}GPUs"
+            f"{_GPU_REQUEST.get(s.get('gpu_request') or 'gres', '') if s['gpus_per_node'] else ''})"
             f", time {s['time'] or 'partition default'}{shards}"
         )
     return lines

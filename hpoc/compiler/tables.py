@@ -40,6 +40,9 @@ NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 2
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
 GRES_TYPE_RE = r"[A-Za-z0-9_.-]+"  # a gres type (`a100`, `h100_80gb`): `--gres=gpu:TYPE:N`
+# How a job asks for its GPUs: `--gres=gpu:N` (default), `--gpus-per-node=N`, or not at all
+# (a partition that hands out whole nodes with their GPUs).
+GPU_REQUESTS = ("gres", "per_node", "none")
 
 # SLURM's default MaxArraySize: array indices up to 1000, so at most 1001 shards (sites may raise it).
 SLURM_MAX_ARRAY_SIZE = 1001
@@ -256,6 +259,7 @@ SECTIONS: dict[str, dict[str, F]] = {
         "nodes": F(K.integer(1), 1),
         "gpus_per_node": F(K.optional(K.integer(0)), None),
         "gpu_type": F(K.optional(K.string(GRES_TYPE_RE, "GPU type (letters, digits, `_`, `-`, `.`)")), None),
+        "gpu_request": F(K.enum(GPU_REQUESTS), "gres", doc="--gres, --gpus-per-node, or no GPU option"),
         "cpus_per_node": F(K.optional(K.integer(1)), None),
         "mem": F("mem", None),
         "partition": F(K.optional(_SITE_NAME), None),

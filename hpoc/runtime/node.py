@@ -11,7 +11,8 @@ so the step's PID *is* the Ray node and killing the step stops exactly this node
   job's Ray nodes on this host (fake nodes share a host, and Ray's unix sockets must not);
 * the node's IP: the configured interface, else the first non-loopback IPv4 of the host;
 * a port slot from `hpoc.runtime.ports`, probed free before use;
-* CPUs, GPUs and memory from the allocation (SLURM_*), not from the whole machine.
+* CPUs, GPUs and memory from the allocation (SLURM_*), not from the whole machine (`--gpus N`
+  for a job that asked SLURM for none: `slurm.gpu_request = none`).
 
 The head writes `<job dir>/head.json` with its address before Ray starts, so the script
 can start the workers right away: each loads Ray while the head starts, waits until the
@@ -344,6 +345,8 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     node_ports = pick_ports(job_id, rank, ip)
     name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()
     res = allocation(env)
+    if args.gpus is not None:  # a job that asked SLURM for no GPUs (gpu_request = none)
+        res["gpus"] = args.gpus
     address = f"{ip}:{node_ports.gcs}" if args.role == "head" else args.address
     cmd = ray_start_command(
         role=args.role, python=sys.executable, ip=ip, node_ports=node_ports, temp_dir=temp_dir,
@@ -367,6 +370,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--job-id", type=int, help="default: $SLURM_JOB_ID")
     p.add_argument("--node-name", help="name Ray reports for this node (default: $SLURMD_NODENAME)")
     p.add_argument("--interface", help="network interface for Ray (default: first non-loopback IPv4)")
+    p.add_argument("--gpus", type=int, help="GPUs of this node for Ray (default: $SLURM_GPUS_ON_NODE, "
+                   "else the devices in $CUDA_VISIBLE_DEVICES)")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("HPOC_BRINGUP_TIMEOUT", 300)),
                    help="seconds a worker waits for the head to answer (default: $HPOC_BRINGUP_TIMEOUT or 300)")
     return p

@@ -183,7 +183,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             ray_env.pop("RAY_AUTH_TOKEN", None)
             print(f"hpoc: job {env.job_id}: starting Ray on {env.num_nodes} node(s); head on {node}",
                   flush=True)
-            head = _start_node("head", job_dir, node, slurm.get("interface"), head_log, ray_env)
+            head = _start_node("head", job_dir, node, slurm, head_log, ray_env)
             try:
                 address = cluster.wait_head(job_dir, timeout, head.pid, str(head_log))
             except SystemExit as exc:  # its CLI-style failure
@@ -242,8 +242,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         token = (rdv / "token").read_text()
         ray_env = dict(os.environ, HPOC_RAY_TOKEN=token)
         ray_env.pop("RAY_AUTH_TOKEN", None)
-        worker = _start_node("worker", job_dir, node, (plan["slurm"] or {}).get("interface"),
-                             log_dir / f"ray-{node}.log", ray_env, address=head["address"])
+        worker = _start_node("worker", job_dir, node, plan["slurm"] or {}, log_dir / f"ray-{node}.log",
+                             ray_env, address=head["address"])
         print(f"hpoc: Ray worker on {node} joins {head['address']}", flush=True)
         try:
             misses = 0
@@ -287,12 +287,16 @@ def _paths(env: Any) -> tuple[Path, Path, Path]:
         raise StudyJobError(str(exc)) from None
 
 
-def _start_node(role: str, job_dir: Path, node: str, interface: str | None, log: Path,
+def _start_node(role: str, job_dir: Path, node: str, slurm: dict[str, Any], log: Path,
                 env: dict[str, str], address: str | None = None) -> subprocess.Popen:
+    from hpoc.compiler.render import node_gpus
+
     cmd = [sys.executable, "-m", "hpoc.runtime.node", role, "--job-dir", str(job_dir),
            "--node-name", node]
-    if interface:
-        cmd += ["--interface", interface]
+    if slurm.get("interface"):
+        cmd += ["--interface", slurm["interface"]]
+    if (gpus := node_gpus(slurm)) is not None:  # gpu_request = none: SLURM tells no count
+        cmd += ["--gpus", str(gpus)]
     if address:
         cmd += ["--address", address]
     log.parent.mkdir(parents=True, exist_ok=True)

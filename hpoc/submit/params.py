@@ -6,10 +6,11 @@ folder for logs, the interpreter on the nodes and the keyword arguments for
 `hpoc.submit.submit` builds the executor from it, so what is shown is what is sent.
 
 SLURM mapping (the same allocation as the job.sbatch backend):
-    nodes x 1 task per node; --cpus-per-task = slurm.cpus_per_node; --gres=gpu[:TYPE]:G;
+    nodes x 1 task per node; --cpus-per-task = slurm.cpus_per_node; --gres=gpu[:TYPE]:G
+    (--gpus-per-node=[TYPE:]G, or nothing, as slurm.gpu_request says);
     mem, partition, account, qos, constraint; time in minutes; slurm.extra flags as
     additional sbatch options; slurm.setup lines, slurm.env and the interface variables
-    run before srun; the srun step gets --cpus-per-task and --gres again (srun does not
+    run before srun; the srun step gets --cpus-per-task and the GPU option again (srun does not
     inherit --cpus-per-task); resume: --signal=USR2@grace_s and --requeue.
 """
 
@@ -161,11 +162,13 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
     if cpus is not None:
         params["cpus_per_task"] = cpus
         srun_args.append(f"--cpus-per-task={cpus}")
-    from hpoc.compiler.render import gres
+    from hpoc.compiler.render import gpu_option
 
-    if gpu_gres := gres(slurm):  # gpu:N, or gpu:TYPE:N with slurm.gpu_type
-        params["gres"] = gpu_gres
-        srun_args.append(f"--gres={gpu_gres}")
+    # --gres=gpu[:TYPE]:N, or --gpus-per-node=[TYPE:]N (gpu_request = per_node), as job.sbatch
+    if option := gpu_option(slurm):
+        name, value = option
+        params[name.replace("-", "_")] = int(value) if value.isdigit() else value
+        srun_args.append(f"--{name}={value}")
     params["srun_args"] = srun_args
     for key in ("mem", "partition", "account", "qos", "constraint"):
         if slurm[key] is not None:

@@ -109,7 +109,8 @@ def spec_text(value: str, name_value: str, *, container: bool, store: str = "/tm
         f"  account = {sq}",
         f"  qos = {sq}",
         f"  constraint = {sq}",
-        f"  extra = [{quote_hpo('--mail-user=' + value)}]",  # written verbatim (`--comment` is hpoc's)
+        # written verbatim (`--comment` is hpoc's), quoted as its check asks: sbatch splits words
+        f"  extra = [{quote_hpo('--mail-user=' + shlex.quote(value))}]",
         f"  env = {{ INJ = {q}, OTHER = \"plain\" }}",
         f"  python = {quote_hpo(name_value)}",
     ]

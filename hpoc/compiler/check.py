@@ -2,7 +2,8 @@
 problem collected as a diagnostic before anything fails (pydantic-style).
 
 Sections and keys come from `tables.py`; the search space lives in `space.py`;
-cross-section rules (searcher vs space, resources vs SLURM, ...) in `rules.py`.
+cross-section rules (searcher vs space, resources, ...) in `rules.py`, the `slurm` block
+against the resources in `slurm.py`.
 """
 
 from __future__ import annotations

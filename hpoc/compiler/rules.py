@@ -1,13 +1,11 @@
 """Rules that span sections: searcher vs space, scheduler settings, objective needs,
-resources vs the SLURM allocation, shards. Also fills defaults that depend on other
-sections (strategy, checkpoint score, SLURM per-node counts)."""
+resources, checkpoints, storage; the `slurm` block's are in slurm.py. Also fills defaults
+that depend on other sections (strategy, checkpoint score)."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import shlex
 import sys
 from typing import Any
 
@@ -18,24 +16,21 @@ from hpoc.compiler.check import (
     RESOURCES,
     SCHEDULER,
     SEARCHER,
-    SHARDS,
-    SLURM,
-    SLURM_TIME,
     UNKNOWN,
     VALUE,
-    WARN_ARRAY,
     WARN_FILE,
     WARN_METRIC,
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
-    WARN_TIME,
     Checker,
 )
 from hpoc.compiler.metrics import reported_by_loop, trainer_metrics
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
+from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import Space
+from hpoc.compiler.values import expand_path, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
 from hpoc.plan.space import grid_bound, total_trials
@@ -63,7 +58,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _resources(ch, out, workdir)
     _checkpoint(ch, out, found.get("checkpoint", [None])[0], workdir)
     _resume_storage(ch, out)
-    _slurm(ch, out, found.get("slurm", [None])[0], workdir)
+    check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
         early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), workdir)
 
@@ -195,7 +190,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     points = opts.get("points_to_evaluate")
     if points:
-        opts["points_to_evaluate"] = check_points(ch, points, space, _setting_value(block, "points_to_evaluate"),
+        opts["points_to_evaluate"] = check_points(ch, points, space, setting_value(block, "points_to_evaluate"),
                                                   ch.spans.get("search.options.points_to_evaluate"),
                                                   total_trials(out))
     if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
@@ -292,7 +287,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
         for local, shown in ((os.path.join(workdir, top + ".py"), top + ".py"),
                              (os.path.join(workdir, top, "__init__.py"), top + "/")):
             if os.path.isfile(local):
-                value = _setting_value(block, role)
+                value = setting_value(block, role)
                 span = getattr(value, "func_span", None) or getattr(value, "span", None)
                 ch.error(VALUE, f"the study's module `{top}` has the name of Python's `{top}` module",
                          span or ch.spans.get(f"pipeline.{role}"),
@@ -307,7 +302,7 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
     for role, step in (out.get("pipeline") or {}).items():
         if not step or not step.get("target"):
             continue
-        value = _setting_value(block, role)
+        value = setting_value(block, role)
         at = getattr(value, "func_span", None) or getattr(value, "span", None) or ch.spans.get(f"pipeline.{role}")
         keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
         # The compat trainer is built without the itwinai `config` (the study holds it).
@@ -504,249 +499,4 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     t["time_limit_s"] = t.pop("time_limit")
 
 
-# --------------------------------------------------------------------------- slurm
-
-
-def _slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
-    s = out.pop("slurm")
-    r = out["resources"]
-    if block is None:
-        out["slurm"] = None
-        out["shards"] = {"count": 1, "parallel": 1}
-        return
-    nodes = s["nodes"]
-    workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
-    # Defaults: room for the trial's workers spread evenly, whole workers per node (a
-    # worker's CPUs and GPUs cannot be split between nodes), and for a distributed trial's
-    # driver beside them.
-    spread = math.ceil(workers / nodes)
-    driver = T.TRIAL_DRIVER_CPU if workers > 1 else 0
-    if s["gpus_per_node"] is None:
-        s["gpus_per_node"] = math.ceil(spread * gpw) if gpw else 0
-    if s["cpus_per_node"] is None:
-        s["cpus_per_node"] = max(1, math.ceil(spread * cpw + driver))
-    gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
-    if s["gpu_type"] is not None and gpn == 0:  # `--gres=gpu:a100:0` asks for nothing
-        ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but the job asks for no GPUs',
-                 ch.spans.get("slurm.gpu_type"), notes=("`slurm.gpus_per_node` is 0",),
-                 help="set `gpus_per_node` (or `gpus_per_worker` in `resources`), or remove `gpu_type`")  # fmt: skip
-    elif s["gpu_type"] is not None and s["gpu_request"] == "none":  # no request to carry the type
-        ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but `gpu_request = none` asks for no GPUs',
-                 ch.spans.get("slurm.gpu_type"),
-                 help="remove `gpu_type`, or set `gpu_request` to `gres` or `per_node`")  # fmt: skip
-    gspan = ch.spans.get("resources.gpus_per_worker")
-    if gpw > 0 and gpn == 0:
-        ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
-                 gspan, notes=("`slurm.gpus_per_node` is 0",),
-                 help="set `gpus_per_node` in `slurm`, or `gpus_per_worker = 0`")  # fmt: skip
-    elif gpw > gpn:
-        ch.error(RESOURCES, f"a worker needs {gpw} GPUs but a node has {gpn}", gspan,
-                 help="lower `gpus_per_worker` or raise `slurm.gpus_per_node`")  # fmt: skip
-    elif cpw > cpn:
-        ch.error(RESOURCES, f"a worker needs {cpw} CPUs but a node has {cpn}",
-                 ch.spans.get("resources.cpus_per_worker"),
-                 help="lower `cpus_per_worker` or raise `slurm.cpus_per_node`")  # fmt: skip
-    else:
-        per_node = math.floor(cpn / cpw + 1e-9)
-        # The driver's CPUs come first, on one of the nodes: Ray never places the last
-        # worker where they left too little, and the trial waits for it forever.
-        with_driver = math.floor((cpn - driver) / cpw + 1e-9)
-        if gpw > 0:
-            per_node = min(per_node, math.floor(gpn / gpw + 1e-9))
-            with_driver = min(with_driver, per_node)
-        if per_node * (nodes - 1) + with_driver < workers:
-            # Enough in total but for the driver: say so, or "48 CPUs, more than 48" puzzles.
-            by_driver = per_node * nodes >= workers
-            ch.error(
-                RESOURCES,
-                f"one trial needs {workers} workers × ({_fmt(cpw)} CPUs, {_fmt(gpw)} GPUs) "
-                f"= {_fmt(workers * cpw)} CPUs, {_fmt(workers * gpw)} GPUs"
-                + (f", plus {_fmt(driver)} CPU for the trial's driver" if by_driver else "")
-                + f", more than the job's {nodes} node(s) × ({cpn} CPUs, {gpn} GPUs) can hold",
-                ch.spans.get("resources.workers"),
-                notes=(f"a node fits {per_node} worker(s)"
-                       + (f", the node that also runs the driver {with_driver}" if by_driver else ""),),
-                help="leave room for the driver: lower `cpus_per_worker` or raise `slurm.cpus_per_node`"
-                if by_driver else "lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
-            )  # fmt: skip
-    t = s.pop("time")
-    s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
-    grace = out["resume"]["grace_s"]
-    if out["resume"]["enabled"] and grace < 1:  # `--signal=B:USR2@0` would never warn the job
-        ch.error(SLURM_TIME, "resume needs a `grace` of at least 1 s to save before the walltime",
-                 ch.spans.get("resume.grace"), help="the default is 2m; or set `enabled = false`")  # fmt: skip
-    elif s["time_s"] is not None and out["resume"]["enabled"] and grace >= s["time_s"]:
-        ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
-                 ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
-                 help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
-    limit = out["trials"]["time_limit_s"]
-    if limit is not None and s["time_s"] is not None and limit >= s["time_s"]:
-        ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "
-                           f"({s['time']}): the walltime stops the trial first",
-                ch.spans.get("trials.time_limit"), help="lower `time_limit`, or raise `slurm.time`")  # fmt: skip
-    for key in ("partition", "account", "qos", "constraint"):
-        # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
-        if s[key] is not None and "\\" in s[key]:
-            value = _setting_value(block, key)
-            ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
-                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
-                     help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
-    _extra(ch, s, out["resume"]["enabled"], block)
-    _python(ch, s, block)
-    c = s["container"]
-    if c is not None and c["image"] and "://" not in c["image"]:
-        image = expand_path(ch, c["image"], "slurm.container.image") or c["image"]
-        if workdir and not os.path.isabs(image):
-            image = os.path.normpath(os.path.join(workdir, image))
-        c["image"] = image
-    if c is not None:  # the job binds these into the container (the build directory: hpoc compile)
-        for what, path, span in (("the study's directory", workdir, ch.spans.get("slurm.container")),
-                                 ("`storage.path`", out["storage"]["path"], ch.spans.get("storage.path"))):
-            if path and not T.bindable(path):
-                ch.error(VALUE, f'the container cannot bind {what} "{path}": {c["runtime"]} reads `,` and `:` '
-                         "in --bind as separators", span or ch.spans.get("slurm.container"),
-                         help="use a path without `,` and `:`")  # fmt: skip
-    arr = s.pop("array") or {"shards": 1, "parallel": None}
-    count = arr["shards"]
-    parallel = arr["parallel"] if arr["parallel"] is not None else count
-    if parallel > count:
-        ch.error(SHARDS, f"`parallel` ({parallel}) cannot exceed `shards` ({count})",
-                 ch.spans.get("slurm.array.parallel"))  # fmt: skip
-        parallel = count
-    trials = total_trials(out) if grid_bound(out["space"]) <= T.MAX_GRID_POINTS else count  # else HP304
-    if trials < count:
-        ch.error(SHARDS, f"{count} shards but only {trials} trial{'s' if trials != 1 else ''}: some shards would be empty",
-                 ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
-                 help="lower `shards` or raise `trials.num_samples`")  # fmt: skip
-    if count > T.SLURM_MAX_ARRAY_SIZE:  # sbatch refuses `--array=0-1499` under the default
-        ch.warn(WARN_ARRAY, f"{count} shards make a job array of {count} tasks; SLURM's default MaxArraySize "
-                            f"({T.SLURM_MAX_ARRAY_SIZE}) allows at most {T.SLURM_MAX_ARRAY_SIZE}",
-                ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
-                notes=("sites may raise it: `scontrol show config | grep MaxArraySize` shows this cluster's",),
-                help=f"lower `shards` to {T.SLURM_MAX_ARRAY_SIZE} or fewer, unless the site allows more")  # fmt: skip
-    out["shards"] = {"count": count, "parallel": parallel}
-    out["slurm"] = s
-
-
-def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
-    """`extra` may add #SBATCH options, but not ones hpoc writes (the last line would win)."""
-    spans = _item_spans(block, "extra") or [ch.spans.get("slurm.extra")] * len(s["extra"])
-    for flag, span in zip(s["extra"], spans):
-        name = _flag_name(flag)
-        if not name:
-            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span)
-            continue
-        given, name = name, _unabbreviated(name, resume)
-        shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
-        if name in T.MANAGED_SBATCH:
-            help = f"set `{T.MANAGED_SBATCH[name]}` instead"
-            if T.MANAGED_SBATCH[name] == "gpus_per_node":
-                help += (" (and `gpu_type` for typed GPUs: `gpu:a100:4`)" if name == "--gres" else
-                         ", with `gpu_request = per_node` to have it written as `--gpus-per-node=N`")
-            ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
-                     span, help=help)  # fmt: skip
-        elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
-            why, help = T.OWNED_SBATCH.get(name) or T.RESUME_SBATCH[name]
-            ch.error(SLURM, f"`extra` sets {shown}, {why}", span, help=help)
-        elif name in T.MEM_PER_SBATCH and s["mem"] is not None:
-            ch.error(SLURM, f"`extra` sets {shown}, which sbatch refuses together with `mem`", span,
-                     help=f"remove `mem`, or remove `{given}`")  # fmt: skip
-        elif not given.startswith("--"):  # the job script writes `#SBATCH <flag>` as given
-            ch.error(VALUE, f"`extra` takes long options: `{given}` is a short one", span,
-                     help="write its long form, e.g. `--nodelist=...` for `-w`; see `man sbatch`")  # fmt: skip
-        elif problem := _sbatch_words(flag):
-            ch.error(VALUE, f'`extra` option "{flag}" {problem}', span,
-                     help=f"quote the value, as on a command line: \"{given}='...'\"")  # fmt: skip
-
-
-def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
-    """The job runs `"$python" -m ...` as one quoted word: no shell expands `~` or `$HOME` there."""
-    python = expand_path(ch, s["python"], "slurm.python")
-    if python is None:
-        return
-    s["python"] = python
-    # `python3 -X dev`, `python3; x`: a command line; a path with a space is one program
-    if python != python.strip() or re.search(r"[^\S ]", python) or \
-            " " in python and re.search(r" -|[;|&<>`]", python):
-        value = _setting_value(block, "python")
-        ch.error(VALUE, "`python` must be one program, not a command line",
-                 value.span if value is not None else ch.spans.get("slurm.python"),
-                 help="give interpreter options through `env` (e.g. PYTHONDEVMODE = \"1\") or a wrapper script")  # fmt: skip
-
-
-def _sbatch_words(flag: str) -> str | None:
-    """Why sbatch would refuse `#SBATCH <flag>`, or None: it splits the line into words as a
-    shell does (quotes kept together, `#` starting a comment) and refuses a word too many
-    ("Invalid directive found in batch script: b" for `--comment=a b`)."""
-    try:
-        words = shlex.split(flag, comments=True)
-    except ValueError:
-        return "has a quote that is not closed: sbatch would refuse the job script"
-    allowed = 1 if "=" in words[0] else 2  # `--name=value`, or `--name value`
-    if len(words) > allowed:
-        return (f"is {len(words)} words to sbatch, which refuses the job script "
-                f'("Invalid directive found in batch script: {words[allowed]}")')
-    return None
-
-
-def _flag_name(flag: str) -> str:
-    """`--time` of "--time=10" or "--time 10"; `-o` of "-o/x" (short options take glued values)."""
-    text = flag.strip()
-    if text.startswith("--"):
-        return text.split("=", 1)[0].split()[0]
-    return text[:2] if text.startswith("-") and len(text) > 1 else ""
-
-
-def _unabbreviated(name: str, resume: bool) -> str:
-    """sbatch accepts any unambiguous prefix of a long option (`--out` for `--output`)."""
-    managed = [*T.MANAGED_SBATCH, *T.OWNED_SBATCH, *T.MEM_PER_SBATCH, *(T.RESUME_SBATCH if resume else ())]
-    if name in managed or not name.startswith("--") or len(name) < 4:
-        return name
-    longer = [m for m in managed if m.startswith(name)]
-    return longer[0] if len(longer) == 1 else name
-
-
-def _item_spans(block: A.Block | None, key: str) -> list[A.Span | None]:
-    """Spans of the items of the list `key = [...]` in `block` (one span for a single value)."""
-    value = _setting_value(block, key)
-    if value is None:
-        return []
-    return [i.span for i in value.items] if isinstance(value, A.List) else [value.span]
-
-
-def _setting_value(block: A.Block | None, key: str) -> A.Value | None:
-    """The value node of `key = ...` in `block` (for spans finer than the setting's)."""
-    for item in (block.body or ()) if block is not None else ():
-        if isinstance(item, A.Setting) and item.key == key:
-            return item.value
-    return None
-
-
-_VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, file://: Ray's storage URIs
-
-
-def expand_path(ch: Checker, path: str, where: str) -> str | None:
-    """`~` and `$VARS` expanded as on the login node (`$SCRATCH/hpo`); unset ones, unknown
-    users and an empty path are errors."""
-    key = where.rsplit('.', 1)[-1]
-    if not path.strip():
-        ch.error(VALUE, f"`{key}` is empty", ch.spans.get(where), help='write a path, e.g. "results"')
-        return None
-    expanded = os.path.expanduser(os.path.expandvars(path))
-    if expanded.startswith("~"):  # expanduser keeps `~name/...` when there is no such user
-        user = expanded[1:].split("/", 1)[0]
-        ch.error(VALUE, f"`{key}` starts with `~{user}`, but there is no user `{user}` here",
-                 ch.spans.get(where), help="write `~/...` for your home, or the path out")  # fmt: skip
-        return None
-    left = _VAR.search(expanded)
-    if left:
-        ch.error(VALUE, f"`{key}` uses `{left.group(0)}`, which is not set here",
-                 ch.spans.get(where), help="set it before `hpoc compile`, or write the path out")  # fmt: skip
-        return None
-    return expanded
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-

@@ -729,7 +729,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
-    timelimit.LIMITS.__init__(plan["trials"].get("time_limit_s"))
+    timelimit.LIMITS = timelimit.Limits(plan["trials"].get("time_limit_s"))  # this run's, read by stop_due
     metrics = plan["objective"]["metrics"]
     _STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
                                          metrics[0]["name"] if metrics else None)

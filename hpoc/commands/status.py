@@ -307,12 +307,15 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
     from hpoc.commands import joblogs
 
     logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
-    for s in shards:
-        job, log = s["job"], logged.get(s["shard"])
-        if s["state"] in ("finished", "running") or (job or {}).get("state") in ACTIVE:
-            continue
-        if log is not None and (job is None or _base_id(job) <= _base_id(log)):
-            state = slurm_states([log["job_id"]]).get(log["job_id"], {"state": "ENDED"})
+    ended = [s for s in shards
+             if s["state"] not in ("finished", "running") and (s["job"] or {}).get("state") not in ACTIVE]
+    newer = {s["shard"]: log for s in ended if (log := logged.get(s["shard"])) is not None
+             and (s["job"] is None or _base_id(s["job"]) <= _base_id(log))}
+    states = slurm_states([log["job_id"] for log in newer.values()])  # one query for all shards
+    for s in ended:
+        job, log = s["job"], newer.get(s["shard"])
+        if log is not None:
+            state = states.get(log["job_id"], {"state": "ENDED"})
             if state["state"] == "COMPLETED":
                 continue
             s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}

@@ -79,11 +79,15 @@ TOY = textwrap.dedent('''
 
 
     class SlowTrainer(ToyTrainer):
-        """Sleeps a little per epoch, so a test can signal the run while trials are busy."""
+        """Sleeps a little per epoch, so a test can signal the run while trials are busy;
+        after its first epoch, waits while the file `hold` exists (a test looks at the run)."""
 
         def train_epoch(self, epoch):
+            import os
             import time
             time.sleep(self.args.get("sleep", 1.0))
+            while epoch >= 1 and self.args.get("hold") and os.path.exists(self.args["hold"]):
+                time.sleep(0.2)
             return super().train_epoch(epoch)
 
 

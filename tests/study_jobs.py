@@ -23,7 +23,8 @@ from runtime_plans import make_plan, write_toy
 
 def study_job(folder: Path, *, name: str, nodes: int = 2, num_samples: int = 4, max_concurrent: int = 2,
               epochs: int = 4, sleep: float = 1.0, max_retries: int = 1, extra: tuple[str, ...] = (),
-              time_limit: str = "00:20:00", trainer: str = "toy:SlowTrainer") -> Path:
+              time_limit: str = "00:20:00", trainer: str = "toy:SlowTrainer",
+              hold: Path | None = None) -> Path:
     from hpoc.compiler.render import render_all
     from hpoc.plan import dumps
 
@@ -37,7 +38,8 @@ def study_job(folder: Path, *, name: str, nodes: int = 2, num_samples: int = 4, 
         workdir, folder / "results", study={"name": name},
         pipeline={"getter": {"target": "toy:ToyGetter", "args": {}},
                   "splitter": {"target": "toy:ToySplitter", "args": {}},
-                  "trainer": {"target": trainer, "args": {"sleep": sleep}}},
+                  "trainer": {"target": trainer,
+                              "args": {"sleep": sleep, **({"hold": str(hold)} if hold else {})}}},
         space={"constants": {"epochs": epochs, "batch_size": 32}},
         trials={"num_samples": num_samples, "max_concurrent": max_concurrent},
         failure={"max_retries": max_retries}, checkpoint={"every": 1, "keep": 2},

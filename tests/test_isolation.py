@@ -98,8 +98,10 @@ def job_of(pid: int, jobs: list[str]) -> str | None:
 def test_two_studies_share_nodes_without_touching(tmp_path: Path, cancel_afterwards: list[str]) -> None:
     names = ("iso-a", "iso-b")
     folders = {n: tmp_path / n for n in names}
-    scripts = {n: study_job(folders[n], name=n, nodes=2, num_samples=2, max_concurrent=2, epochs=5, sleep=1.5,
-                            extra=("--nodelist=node[1-2]",)) for n in names}
+    hold = tmp_path / "hold"  # trials wait after their first epoch until the looking is done
+    hold.touch()
+    scripts = {n: study_job(folders[n], name=n, nodes=2, num_samples=2, max_concurrent=2, epochs=3, sleep=1.0,
+                            extra=("--nodelist=node[1-2]",), hold=hold) for n in names}
     jobs = {n: sbatch(scripts[n]) for n in names}
     cancel_afterwards += list(jobs.values())
     exps = {n: experiment(folders[n], n) for n in names}
@@ -186,6 +188,7 @@ def test_two_studies_share_nodes_without_touching(tmp_path: Path, cancel_afterwa
         assert f"on {address}; results in" in err, err  # the driver attached to its own head
 
     # ---- both complete, all trials accounted for, nothing left, no token anywhere
+    hold.unlink()
     for n in names:
         (record,) = wait_jobs([jobs[n]], JOB_TIMEOUT, folders[n] / "build")
         assert record["JobState"] == "COMPLETED" and record["ExitCode"] == "0:0", logs(folders[n] / "build")

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -226,6 +227,53 @@ def test_a_storage_path_or_experiment_dir_that_is_a_file_is_named_not_a_lock_err
     assert f"{tmp_path / file} exists and is not a directory" in err
     assert ".hpoc-run.json" not in err
     assert (tmp_path / file).read_text() == "not a directory"
+
+
+def test_a_lock_being_written_is_read_once_complete_and_never_as_pid_none(
+        tmp_path, other_process, monkeypatch):
+    """Two jobs of one shard start together: one reads the lock the other is still writing
+    (an exclusive create, then the write, where the filesystem has no hard links)."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / runlock.LOCK).write_text("")
+    writer = threading.Timer(0.3, _lock_file, (exp,), {"pid": other_process.pid})
+    writer.start()
+    with pytest.raises(runlock.Busy) as err:
+        runlock.Lock(exp, 0).acquire(print)
+    writer.join()
+    assert f"(pid {other_process.pid} on {socket.gethostname()}, since " in str(err.value)
+    # one that stays damaged is named as such, not as "pid None on None, since 1970"
+    monkeypatch.setattr(runlock, "PARTIAL_WAIT_S", 0.2)
+    (exp / runlock.LOCK).write_text('{"pid": ')
+    with pytest.raises(runlock.Busy) as err:
+        runlock.Lock(exp, 0).acquire(print)
+    assert "None" not in str(err.value) and "1970" not in str(err.value)
+    assert f"its run lock {exp / runlock.LOCK} is incomplete" in str(err.value)
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_new_lock_appears_whole(tmp_path, monkeypatch, links):
+    """Created complete (hard-linked in), or where links fail, created exclusively and
+    written: either way, with no private file left behind."""
+    exp = tmp_path / "exp"
+    seen = []
+    real_link = os.link
+
+    def link(src, dst):
+        seen.append(Path(src).read_text())  # the content is there before the name is
+        if not links:
+            raise PermissionError(1, "Operation not permitted")
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+    lock = runlock.Lock(exp, 2)
+    lock.acquire(print)
+    assert json.loads(seen[0])["pid"] == os.getpid()
+    held = json.loads((exp / runlock.LOCK).read_text())
+    assert held["pid"] == os.getpid() and held["shard"] == 2
+    assert sorted(p.name for p in exp.iterdir()) == [runlock.LOCK]
+    lock.release()
+    assert not (exp / runlock.LOCK).exists()
 
 
 def test_releasing_a_lock_never_taken_touches_nothing(tmp_path):

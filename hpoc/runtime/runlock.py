@@ -3,7 +3,8 @@
 `<experiment dir>/.hpoc-run.json` = {"pid": int, "host": str, "started": float (epoch s),
 "shard": int}, plus "slurm_job" (str) and "slurm_restart" (int) inside a SLURM job, and
 "slurm_task" (`ARRAYID_TASK`, as squeue names it) in an array task. The driver creates it
-exclusively (O_EXCL) before it looks at the directory, touches it every
+exclusively, whole (hard-linked from a private file, so nobody reads it half written;
+O_EXCL where links are not allowed), before it looks at the directory, touches it every
 HEARTBEAT_S while it runs, and removes it when it exits. Two drivers writing one experiment
 corrupt it (each restores the other's live trials), so a second run refuses.
 
@@ -38,6 +39,7 @@ from typing import Any, Callable
 LOCK = ".hpoc-run.json"
 HEARTBEAT_S = 60.0
 STALE_S = 15 * 60.0  # generous: clocks of the nodes may disagree, shared storage may lag
+PARTIAL_WAIT_S = 2.0  # how long a lock another run is writing may stay incomplete
 
 
 class Busy(Exception):
@@ -71,10 +73,14 @@ def pid_is(pid: int, started: float) -> bool:
         return False
 
 
+def _complete(info: dict[str, Any]) -> bool:
+    return isinstance(info.get("pid"), int) and isinstance(info.get("host"), str)
+
+
 def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
     """Why the lock `info`, last touched `age_s` ago, is stale; None while it is live."""
     pid, host = info.get("pid"), info.get("host")
-    if not isinstance(pid, int) or not isinstance(host, str):
+    if not _complete(info):
         return None if age_s < 10 else "it is unreadable"  # maybe being written right now
     if host == socket.gethostname():
         if pid == os.getpid():
@@ -112,16 +118,21 @@ def _slurm_job_running(job: str) -> bool | None:
 
 
 def _read(path: Path) -> tuple[str, dict[str, Any], float] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-        age = time.time() - path.stat().st_mtime
-    except (FileNotFoundError, NotADirectoryError):  # no lock; the directory may be a file
-        return None
-    try:
-        info = json.loads(text)
-    except ValueError:
-        info = {}
-    return text, info if isinstance(info, dict) else {}, age
+    deadline = time.monotonic() + PARTIAL_WAIT_S
+    while True:
+        try:
+            text = path.read_text(encoding="utf-8")
+            age = time.time() - path.stat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):  # no lock; the directory may be a file
+            return None
+        try:
+            info = json.loads(text)
+        except ValueError:
+            info = {}
+        info = info if isinstance(info, dict) else {}
+        if _complete(info) or age >= 10 or time.monotonic() >= deadline:
+            return text, info, age
+        time.sleep(0.05)  # another run is writing it (a filesystem without hard links)
 
 
 def read(exp: Path) -> tuple[dict[str, Any], bool] | None:
@@ -178,6 +189,10 @@ def release_claim(exp: Path) -> bool:
 
 
 def describe(exp: Path, info: dict[str, Any]) -> str:
+    help_ = (f"  help: wait for it to end or stop it (it can be resumed); if no such run exists "
+             f"any more, delete {exp / LOCK}")
+    if not _complete(info):  # still being written, or damaged: say so, not "pid None"
+        return f"{exp} is in use by another run (its run lock {exp / LOCK} is incomplete)\n{help_}"
     who = f"pid {info.get('pid')} on {info.get('host')}"
     kind = "`hpoc run`"
     if info.get("slurm_job"):
@@ -185,10 +200,10 @@ def describe(exp: Path, info: dict[str, Any]) -> str:
         kind = "run (a SLURM job)"
         if info.get("claim"):  # the pid is the job script's
             kind = "run (a SLURM job starting its Ray cluster)"
-    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("started") or 0)))
-    return (f"{exp} is in use by another {kind} ({who}, since {since})\n"
-            f"  help: wait for it to end or stop it (it can be resumed); if no such run exists "
-            f"any more, delete {exp / LOCK}")
+    since = ""
+    if isinstance(info.get("started"), (int, float)):
+        since = ", since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(info["started"]))
+    return f"{exp} is in use by another {kind} ({who}{since})\n{help_}"
 
 
 class Lock:
@@ -213,31 +228,48 @@ class Lock:
     def _create(self, info: dict[str, Any], say: Callable[[str], None]) -> None:
         for _ in range(5):
             self._mkdirs()
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                read = _read(self.path)
-                if read is None:
-                    continue  # its holder just left
-                text, held, age = read
-                if _own_claim(held):  # live for everyone else, so nobody replaces it meanwhile
-                    self._made = [Path(m) for m in held.get("made") or ()]
-                    self._replace(info)
-                    return
-                reason = stale_reason(held, age)
-                if reason is None:
-                    raise Busy(describe(self.exp, held)) from None
-                say(f"[hpoc] taking over the lock of a run that is no longer running "
-                    f"({reason}): {self.path}")
-                self._drop_stale(text)
-                continue
             if info.get("claim"):  # for whoever ends the claim: the driver or release_claim
                 info = dict(info, made=[str(d) for d in self._made])
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(info) + "\n")
-            return
+            if self._create_exclusive(json.dumps(info) + "\n"):
+                return
+            read = _read(self.path)
+            if read is None:
+                continue  # its holder just left
+            text, held, age = read
+            if _own_claim(held):  # live for everyone else, so nobody replaces it meanwhile
+                self._made = [Path(m) for m in held.get("made") or ()]
+                self._replace(info)
+                return
+            reason = stale_reason(held, age)
+            if reason is None:
+                raise Busy(describe(self.exp, held)) from None
+            say(f"[hpoc] taking over the lock of a run that is no longer running "
+                f"({reason}): {self.path}")
+            self._drop_stale(text)
         raise Busy(f"{self.exp}: cannot take its run lock {self.path} (other runs keep "
                    "taking it)")
+
+    def _create_exclusive(self, content: str) -> bool:
+        """Create the lock with `content` unless it exists. Linked in whole from a private
+        file, so a run reading it never sees it empty or half written."""
+        tmp = self.path.with_name(f"{LOCK}.{os.getpid()}.{threading.get_ident()}.new")
+        tmp.write_text(content, encoding="utf-8")
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here: exclusive create, then write
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        return True
 
     def _replace(self, info: dict[str, Any]) -> None:
         new = self.path.with_name(f"{LOCK}.{os.getpid()}.new")

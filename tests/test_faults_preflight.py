@@ -235,3 +235,9 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     fake.write_text('#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n')
     (found,) = check_sbatch(plan())
     assert found.ok and found.message.startswith("not asked: sbatch cannot reach a SLURM controller here")
+    # ...but a fatal word about the job's own options is a refusal (as sbatch 23 says it)
+    fake.write_text('#!/bin/sh\necho "sbatch: fatal: --mem, --mem-per-cpu, and --mem-per-gpu are mutually '
+                    'exclusive." >&2\nexit 1\n')
+    (found,) = check_sbatch(plan(slurm={"extra": ["--mem-per-cpu=1G"]}))
+    assert not found.ok and found.message.startswith(
+        "sbatch would refuse the job: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -162,9 +163,11 @@ def check_search(plan: dict[str, Any]) -> list[Finding]:
 # ---------------------------------------------------------------- SLURM
 
 
-# sbatch could not ask (no configuration, no controller): no answer about the job.
-_UNREACHABLE = ("fatal:", "Unable to contact slurm controller", "Zero Bytes were transmitted",
-                "Could not establish a configuration source")
+# sbatch could not ask (no configuration, no controller): no answer about the job. Not any
+# "fatal:": sbatch says that of the job's own options too (`--mem` with `--mem-per-cpu`).
+_UNREACHABLE = ("Unable to contact slurm controller", "Zero Bytes were transmitted",
+                "Could not establish a configuration source", "Unable to process configuration file",
+                "Socket timed out", "Connection refused")
 
 
 def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
@@ -192,7 +195,8 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     if run.returncode != 0 and any(word in line for line in said for word in _UNREACHABLE):
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
     if run.returncode != 0:
-        why = "; ".join(line.removeprefix("sbatch: error: ") for line in said) or f"exit {run.returncode}"
+        why = "; ".join(re.sub(r"^sbatch: (error|fatal): ", "", line) for line in said) \
+            or f"exit {run.returncode}"
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; compare the `slurm` block "
                                         "with what the site offers (`sinfo -o '%P %c %m %G %l'`)")]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said

@@ -464,6 +464,23 @@ def test_a_claim_is_stale_once_its_job_is_gone(tmp_path, monkeypatch):
     assert runlock.holder(exp) is None
 
 
+def test_a_job_in_a_pid_namespace_of_its_own_keeps_its_claim_while_it_runs(tmp_path, monkeypatch):
+    """A job in a container with its own PID namespace: its job script's pid means nothing
+    on the host, so its claim is live while SLURM runs the job, not "process gone"."""
+    exp = tmp_path / "exp"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _lock_file(exp, pid=dead.pid, slurm_job="101", slurm_restart=0, claim=True)
+    _squeue_says(monkeypatch, tmp_path / "bin", running=True)
+    _as_job(monkeypatch, "102")
+    with pytest.raises(runlock.Busy, match="SLURM job 101"):
+        runlock.claim(exp, 0, os.getpid(), print)
+    _squeue_says(monkeypatch, tmp_path / "bin", running=False)  # the job ended
+    notes = []
+    runlock.claim(exp, 0, os.getpid(), notes.append)
+    assert f"process {dead.pid} is gone" in notes[0]
+
+
 def test_no_claim_outside_a_slurm_job(spec, other_process, monkeypatch):
     """Only a SLURM job's driver takes a claim over: a claim anywhere else would lock the
     study against its own driver."""

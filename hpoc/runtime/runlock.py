@@ -9,7 +9,9 @@ HEARTBEAT_S while it runs, and removes it when it exits. Two drivers writing one
 corrupt it (each restores the other's live trials), so a second run refuses.
 
 A lock left by a driver that died (SIGKILL, node crash) is stale and taken over:
-- same host: its pid is gone, or is another process now (started after the lock);
+- same host: its pid is gone, or is another process now (started after the lock), and
+  the SLURM job that wrote it, if any, is not running (a job in a container may have a
+  PID namespace of its own, where its pid means nothing here);
 - another host: it was written by an earlier start of this very SLURM job (a requeue: same
   job id, higher restart count), or by a SLURM job that squeue says is no longer running
   (a node crash, then a new job), or its heartbeat is older than STALE_S.
@@ -85,9 +87,12 @@ def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
     if host == socket.gethostname():
         if pid == os.getpid():
             return "it is this process's own"
-        if not pid_is(pid, float(info.get("started") or 0)):
-            return f"process {pid} is gone"
-        return None
+        if pid_is(pid, float(info.get("started") or 0)):
+            return None
+        job = info.get("slurm_job")
+        if job and str(job) != os.environ.get("SLURM_JOB_ID") and _slurm_job_running(str(job)):
+            return None  # its job runs, in a PID namespace of its own (a container)
+        return f"process {pid} is gone"
     job = os.environ.get("SLURM_JOB_ID")
     if job and info.get("slurm_job") == job and \
             int(os.environ.get("SLURM_RESTART_COUNT") or 0) > int(info.get("slurm_restart") or 0):

@@ -28,6 +28,8 @@ _STUDY_ALONE = re.compile(r"^([ \t]*study)[ \t]*(?:#[^\n]*)?\n\s*([A-Za-z_]\w*)[
 
 
 def keyword_alone(text: str, file: str) -> None:
+    """Fail where `study`, `minimize` or `maximize` ends its line: the grammar would take
+    the next line's first word as its argument and report the mistake too late."""
     for m in _STUDY_ALONE.finditer(text):
         fail_at(text, file, "`study` needs its name on the same line", "HP101", text.count("\n", 0, m.start()) + 1,
                 len(m.group(1)) + 1, help=f'write `study "my-study"`; the `{m.group(2)} {{ ... }}` below would be '
@@ -53,6 +55,7 @@ def fail_at(
     help: str | None = None,
     notes: tuple[str, ...] = (),
 ) -> NoReturn:
+    """Fail with one diagnostic at `line`:`col`, `width` columns wide, its line shown."""
     d = Diagnostic(msg, code, file, line, col, line, col + width, help=help, notes=notes)
     fail(d.with_source(text))
 
@@ -62,6 +65,7 @@ def _describe_char(ch: str) -> str:
 
 
 def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
+    """Fail for a character that starts no token (Lark's `UnexpectedCharacters`)."""
     ch = exc.char
     help = None
     if ch == '"':
@@ -111,6 +115,8 @@ def _expected_words(expected: Any) -> str:
 
 
 def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
+    """Fail for a token the grammar does not accept there, or the end of the file; the
+    lexer's `state` tells which bracket is left open or mismatched."""
     tok = getattr(exc, "token", None)
     expected = set(getattr(exc, "expected", None) or ())
     try:  # LALR merges lookaheads; ask the parser what it really accepts here

@@ -19,6 +19,12 @@ def syntax_error(text: str) -> Diagnostic:
     return d
 
 
+def error_at(text: str) -> tuple[str, int | None, int | None, str, str | None]:
+    """(code, line, column, message, help) of the one syntax error in `text`."""
+    d = syntax_error(text)
+    return d.code, d.line, d.col, d.message, d.help
+
+
 # ------------------------------------------------------------------------------ AST
 
 
@@ -146,9 +152,9 @@ def test_mismatched_and_unmatched_brackets() -> None:
 
 
 def test_unclosed_block_points_at_opening() -> None:
-    d = syntax_error('study "x"\nspace {\n  a = 1\n')
-    assert (d.code, d.line, d.col) == ("HP103", 2, 7)
-    assert d.message == "unclosed `{`: the file ends before it is closed"
+    assert error_at('study "x"\nspace {\n  a = 1\n') == (
+        "HP103", 2, 7, "unclosed `{`: the file ends before it is closed", "add `}` where the block should end"
+    )
 
 
 def test_unexpected_end_of_file() -> None:
@@ -188,9 +194,10 @@ def test_invalid_string_escape_and_numbers() -> None:
 
 
 def test_detached_if_clause() -> None:
-    d = syntax_error("space {\n  a = 1\n  if b == 1\n}")
-    assert (d.code, d.line, d.col) == ("HP106", 3, 3)
-    assert d.message == "`if` clause is not attached to a setting"
+    assert error_at("space {\n  a = 1\n  if b == 1\n}") == (
+        "HP106", 3, 3, "`if` clause is not attached to a setting",
+        "write the condition after a setting on the same line, or give it a `{ ... }` body",
+    )
 
 
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
@@ -354,19 +361,20 @@ def test_numbers_as_other_languages_write_them_get_the_hpo_spelling() -> None:
 
 def test_a_goal_without_its_metric_on_the_line_is_reported_there() -> None:
     # newlines are not significant: the next line's first word would become the metric
-    d = syntax_error('study "x"\nobjective minimize\nsearch optuna { seed = 0 }\n')
-    assert (d.code, d.line, d.col) == ("HP101", 2, 19)
-    assert d.message == "`minimize` needs its metric on the same line"
-    assert d.help == "write `objective minimize val_loss`"
-    d = syntax_error('study "x"\nobjective maximize  # the accuracy\nsearch optuna\n')
-    assert (d.line, d.col, d.help) == (2, 19, "write `objective maximize val_accuracy`")
-    d = syntax_error('study "x"\nobjective {\n  minimize\n  val_loss\n}\n')
-    assert (d.line, d.col, d.help) == (3, 11, "write `minimize val_loss`")
+    assert error_at('study "x"\nobjective minimize\nsearch optuna { seed = 0 }\n') == (
+        "HP101", 2, 19, "`minimize` needs its metric on the same line", "write `objective minimize val_loss`"
+    )
+    assert error_at('study "x"\nobjective maximize  # the accuracy\nsearch optuna\n') == (
+        "HP101", 2, 19, "`maximize` needs its metric on the same line", "write `objective maximize val_accuracy`"
+    )
+    assert error_at('study "x"\nobjective {\n  minimize\n  val_loss\n}\n') == (
+        "HP101", 3, 11, "`minimize` needs its metric on the same line", "write `minimize val_loss`"
+    )
 
 
 def test_a_study_without_its_name_does_not_take_the_next_section_as_it() -> None:
     # `study` then `pipeline { ... }` read as `study pipeline { ... }`: "takes only a name"
-    d = syntax_error('study\npipeline { trainer = trainer:T }\n')
-    assert (d.code, d.line, d.col) == ("HP101", 1, 6)
-    assert d.message == "`study` needs its name on the same line"
-    assert d.help == 'write `study "my-study"`; the `pipeline { ... }` below would be taken as the name'
+    assert error_at('study\npipeline { trainer = trainer:T }\n') == (
+        "HP101", 1, 6, "`study` needs its name on the same line",
+        'write `study "my-study"`; the `pipeline { ... }` below would be taken as the name',
+    )

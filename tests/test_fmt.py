@@ -216,6 +216,13 @@ def test_cli_check_write_and_print(tmp_path: Path, capsys: pytest.CaptureFixture
     assert spec.read_text() == "study {"  # a file with errors is left alone
 
 
+def formatted(src: str) -> str:
+    """`hpoc fmt` of `src`, checked to be a fixed point: formatting the output changes nothing."""
+    out = format_study(parse(src))
+    assert format_study(parse(out)) == out
+    return out
+
+
 def test_blank_lines_inside_blocks_are_kept_as_groups() -> None:
     text = (
         'study "x"\n'
@@ -227,8 +234,7 @@ def test_blank_lines_inside_blocks_are_kept_as_groups() -> None:
         "trials {\n  num_samples    = 4\n  max_concurrent = 2\n\n"
         "  # reported\n  metric_columns = [\"a\"]\n  if a == 1 {\n    b = 1\n\n    cc = 2\n  }\n}\n"
     )
-    assert format_study(parse(text)) == expected  # groups kept, each aligned on its own
-    assert format_study(parse(expected)) == expected
+    assert formatted(text) == expected  # groups kept, each aligned on its own
     assert parse(text) == parse(expected)  # layout only: the same study
 
 
@@ -236,18 +242,16 @@ def test_comments_inside_a_value_stay_where_they_are() -> None:
     src = ('study "x"\nslurm {\n  time = 10\n  extra = [ # lead\n    "--exclusive",   # one\n'
            '    "--mail-type=END" # two\n  ] # after\n}\nspace {\n    bs = choice(32, # small\n'
            '                64)\n}\n')
-    out = format_study(parse(src))
+    out = formatted(src)
     assert '  extra = [ # lead\n    "--exclusive",   # one\n    "--mail-type=END" # two\n  ]  # after\n' in out
     assert "  bs = choice(32, # small\n              64)\n" in out  # re-indented with its setting
-    assert format_study(parse(out)) == out
     assert parse(out) == parse(src)
 
 
 def test_comments_on_objective_goals_stay_on_their_goal() -> None:
     src = 'study "x"\nobjective { # o\n  # lead\n  minimize val_loss # m\n  maximize val_accuracy\n  # end\n}\n'
-    out = format_study(parse(src))
+    out = formatted(src)
     assert out.endswith("objective {  # o\n  # lead\n  minimize val_loss  # m\n  maximize val_accuracy\n  # end\n}\n")
-    assert format_study(parse(out)) == out
 
 
 def test_a_crlf_file_formats_to_lf_lines_only() -> None:
@@ -258,21 +262,19 @@ def test_a_crlf_file_formats_to_lf_lines_only() -> None:
 def test_a_comment_after_a_closing_brace_stays_after_it() -> None:
     src = ('study "x"\ntrials { num_samples = 10 } # note\nspace {\n  opt = choice("a", "b")\n'
            '  if opt == "a" {\n    m = uniform(0, 1)\n  } # end if\n} # end space\n')
-    out = format_study(parse(src))
+    out = formatted(src)
     assert "trials {\n  num_samples = 10\n}  # note\n" in out
     assert "  }  # end if\n}  # end space\n" in out
-    assert format_study(parse(out)) == out
 
 
 def test_a_comment_stays_with_the_last_item_on_its_line() -> None:
     # `group { a = 1 # c`: the comment is about `a`, not the group; `x = 1, y = 2 # c` about `y`
     src = ('study "x"\nspace {\n  group { a = 1 # about a\n    b = 2\n  }\n  x = 1, y = 2 # about y\n}\n'
            'objective { minimize val_loss # m\n  maximize val_accuracy\n}\n')
-    out = format_study(parse(src))
+    out = formatted(src)
     assert "  group {\n    a = 1  # about a\n    b = 2\n  }\n" in out
     assert "  x = 1\n  y = 2  # about y\n" in out
     assert out.endswith("objective {\n  minimize val_loss  # m\n  maximize val_accuracy\n}\n")
-    assert format_study(parse(out)) == out
 
 
 def test_fmt_of_a_yaml_config_points_to_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

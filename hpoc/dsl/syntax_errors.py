@@ -1,0 +1,275 @@
+"""Syntax-error diagnostics: a failed Lark parse in the user's words.
+
+Each function raises one `SpecSyntaxError` at the real mistake rather than where Lark
+stopped: keywords cut from their argument by a line end, names glued to numbers (`64g`),
+unclosed or mismatched brackets, and likely misspelt keywords. Lark's exceptions are
+read duck-typed, so this module never imports Lark.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from hpoc.dsl.terminals import CLOSE, OPEN_WORD, PAIR, VALUE_START, WORDS
+from hpoc.errors import Diagnostic, fail
+
+if TYPE_CHECKING:
+    from hpoc.dsl.parse import _State
+
+
+# A goal keyword that ends its line: newlines are not significant, so the next line's first
+# word would be taken as the metric (`objective minimize` then `search optuna` on the next).
+_GOAL_ALONE = re.compile(r"^([ \t]*(?:objective[ \t]+)?)(minimize|maximize)[ \t]*(?:#[^\n]*)?$", re.M)
+
+
+# `study` alone on its line, a section after it: `study pipeline { ... }` to the grammar.
+_STUDY_ALONE = re.compile(r"^([ \t]*study)[ \t]*(?:#[^\n]*)?\n\s*([A-Za-z_]\w*)[ \t]*\{", re.M)
+
+
+def keyword_alone(text: str, file: str) -> None:
+    """Fail where `study`, `minimize` or `maximize` ends its line: the grammar would take
+    the next line's first word as its argument and report the mistake too late."""
+    for m in _STUDY_ALONE.finditer(text):
+        fail_at(text, file, "`study` needs its name on the same line", "HP101", text.count("\n", 0, m.start()) + 1,
+                len(m.group(1)) + 1, help=f'write `study "my-study"`; the `{m.group(2)} {{ ... }}` below would be '
+                "taken as the name")
+    for m in _GOAL_ALONE.finditer(text):
+        if m.group(1).strip() or text.rfind("{", 0, m.start()) > text.rfind("}", 0, m.start()):
+            line = text.count("\n", 0, m.start()) + 1
+            word = m.group(2)
+            example = f"{word} {'val_loss' if word == 'minimize' else 'val_accuracy'}"
+            fail_at(text, file, f"`{word}` needs its metric on the same line", "HP101", line, m.end(2) + 1
+                    - m.start(), help=f"write `{m.group(1).strip() + ' ' if m.group(1).strip() else ''}{example}`")
+
+
+def fail_at(
+    text: str,
+    file: str,
+    msg: str,
+    code: str,
+    line: int,
+    col: int,
+    *,
+    width: int = 1,
+    help: str | None = None,
+    notes: tuple[str, ...] = (),
+) -> NoReturn:
+    """Fail with one diagnostic at `line`:`col`, `width` columns wide, its line shown."""
+    d = Diagnostic(msg, code, file, line, col, line, col + width, help=help, notes=notes)
+    fail(d.with_source(text))
+
+
+def _describe_char(ch: str) -> str:
+    return f"`{ch}`" if ch.isprintable() and ch != "`" else repr(ch)
+
+
+def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
+    """Fail for a character that starts no token (Lark's `UnexpectedCharacters`)."""
+    ch = exc.char
+    help = None
+    if ch == '"':
+        msg, help = "unterminated string", "close the string with `\"` on the same line"
+    elif ch == "'":
+        msg, help = "unexpected character `'`", "strings use double quotes: \"like this\""
+    elif ch in "=!<>" and "_EQEQ" in (exc.allowed or ()):
+        msg, help = f"unexpected character {_describe_char(ch)}", "compare with `==` or `in`"
+    else:
+        msg = f"unexpected character {_describe_char(ch)}"
+        expected = _expected_words(exc.allowed or ())
+        if expected:
+            msg += f", expected {expected}"
+        number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
+        if number:
+            help = f"write `{number.group(1)}`: numbers take no `+`"
+    fail_at(text, file, msg, "HP102", exc.line, exc.column, help=help)
+
+
+def _describe_token(tok: Any) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    word = WORDS.get(tok.type)
+    if tok.type in ("NAME", "STRING", "NUMBER", "DURATION", "SIZE", "CLOCK"):
+        value = str(tok)
+        if len(value) > 40:
+            value = value[:37] + "..."
+        if tok.type == "STRING":
+            return f"string {value}"
+        return f"{word.removeprefix('a ')} `{value}`"
+    return word or f"`{tok}`"
+
+
+def _expected_words(expected: Any) -> str:
+    names = set(expected)
+    words = []
+    if names >= {"STRING", "NUMBER", "LSQB"}:
+        names -= VALUE_START
+        words.append("a value")
+    if {"COMMA", "SEMICOLON"} & names and names - {"COMMA", "SEMICOLON", "RPAR", "RSQB"}:
+        names -= {"COMMA", "SEMICOLON"}  # optional separators: not worth listing
+    words += [WORDS[n] for n in WORDS if n in names]
+    words += sorted(f"`{n.lower()}`" for n in names if n not in WORDS and not n.startswith("__"))
+    if len(words) > 8:
+        return ", ".join(words[:8]) + ", …"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
+    """Fail for a token the grammar does not accept there, or the end of the file; the
+    lexer's `state` tells which bracket is left open or mismatched."""
+    tok = getattr(exc, "token", None)
+    expected = set(getattr(exc, "expected", None) or ())
+    try:  # LALR merges lookaheads; ask the parser what it really accepts here
+        expected = set(exc.interactive_parser.accepts()) or expected
+    except Exception:  # noqa: BLE001 - best effort, the plain set is still right
+        pass
+    glued = _glued_suffix(text, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0)
+    if glued is not None:
+        line, col, width, msg, help = glued
+        fail_at(text, file, msg, "HP101", line, col, width=width, help=help)
+    if tok is None or tok.type == "$END":
+        if state.stack:
+            ch, line, col = state.stack[-1]
+            fail_at(
+                text,
+                file,
+                f"unclosed `{ch}`: the file ends before it is closed",
+                "HP103",
+                line,
+                col,
+                help=f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end",
+            )
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+        if line > 1 and not lines[-1]:
+            line, col = line - 1, len(lines[-2]) + 1
+        fail_at(
+            text,
+            file,
+            f"unexpected end of file, expected {_expected_words(expected)}",
+            "HP103",
+            line,
+            col,
+            help=_keyword_hint(text, tok),
+        )
+    help = None
+    notes: tuple[str, ...] = ()
+    msg = f"unexpected {_describe_token(tok)}"
+    if tok.type in CLOSE and state.mismatch is not None:
+        ch, line, col = state.mismatch
+        if ch:
+            msg = f"mismatched `{tok}`: `{ch}` opened at {line}:{col} is still open"
+            help = f"close it with `{PAIR[ch]}` first"
+        else:
+            msg = f"unmatched `{tok}`: nothing is open here"
+            help = "remove it, or check the brackets above"
+        fail_at(text, file, msg, "HP101", tok.line, tok.column, help=help)
+    if expected:
+        msg += f", expected {_expected_words(expected)}"
+    if tok.type == "COLON" and "EQUAL" in expected:
+        help = "settings are written `key = value`, not `key: value`"
+    elif tok.type == "EQUAL" and "_EQEQ" in expected:
+        help = "compare with `==`"
+    elif "MINIMIZE" in expected:
+        help = _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+    elif tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):
+        help = f'the study name is a string: `study "{tok}"`'
+    elif "EQUAL" in expected and tok.type in VALUE_START | {"NAME"}:
+        help = "settings are written `key = value`"
+    elif "COMMA" in expected and ("RSQB" in expected or "RPAR" in expected):
+        help = "separate items with `,`"
+    elif tok.type == "NAME" and str(tok) in ("True", "False", "None"):
+        help = f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
+    elif tok.type == "DOT":  # `.5` and `5.`, as Python and YAML allow
+        before, after = text[: tok.start_pos], text[tok.end_pos:]
+        if re.match(r"\d", after) and not re.search(r"[\w.]$", before):
+            help = f"write `0.{re.match(r'[0-9]+', after).group(0)}`"  # type: ignore[union-attr]
+        elif re.search(r"(?<![\w.])\d+$", before):
+            whole = re.search(r"\d+$", before).group(0)  # type: ignore[union-attr]
+            help = f"write `{whole}.0` or `{whole}`"
+    if help is None:
+        help = _keyword_hint(text, tok)
+    width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
+    fail_at(text, file, msg, "HP101", tok.line, tok.column, width=width, help=help, notes=notes)
+
+
+# A number, then a name: glued (`64g`), or one unit letter after a space that ends the
+# value (`64 G }`; `a = 1 m = 2` is two settings). An exponent is part of the number (`1e-3` is not the number 1 and a name `e`).
+_GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
+                    r"([A-Za-z_]\w*|[ \t]+[KMGTsmhd](?=[ \t]*(?:[,;})\]#]|$)))")
+_VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]B?")
+_UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
+
+
+def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | None:
+    """A name glued to a number (`64g`, `2hrs`) on the error's line or the line before.
+
+    With optional separators `mem = 64g` parses as `mem = 64` then an item `g`, so the
+    parser fails later; this finds the real mistake.
+    """
+    start = text.rfind("\n", 0, text.rfind("\n", 0, offset)) + 1
+    found = None
+    for line_start in _line_starts(text, start, offset):
+        line_end = text.find("\n", line_start)
+        line = text[line_start : line_end if line_end >= 0 else len(text)]
+        for m in _GLUED.finditer(line):
+            before = line[: m.start()]
+            if "#" in before or before.count('"') % 2 or line_start + m.start() > offset:
+                continue
+            if _VALID_GLUED.fullmatch(m.group(0).lstrip("-")):
+                continue
+            number, suffix = m.group(1), m.group(2)
+            col, width = m.start(2) + 1, len(suffix)
+            if re.fullmatch(r"(?:_\d+)+", suffix):  # `1_000`, as Python would allow
+                col, width = m.start(1) + 1, len(m.group(0))
+                msg, help = f"digits are not grouped with `_` in `{number}{suffix}`", \
+                    f"write `{number}{suffix.replace('_', '')}`"
+            elif suffix[0] in " \t":  # `64 G`
+                suffix = suffix.strip()
+                col, width = m.start(2) + 1 + m.group(2).index(suffix), len(suffix)
+                msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{suffix}`"
+            elif suffix in "KMGT" and not number.lstrip("-").isdigit():
+                msg = f"a size must be a whole number, not `{number}{suffix}`"
+                help = "use a smaller unit: `1536M` rather than `1.5G`"
+            else:
+                msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
+            found = (text.count("\n", 0, line_start) + 1, col, width, msg, help)
+    return found
+
+
+def _line_starts(text: str, start: int, offset: int) -> list[int]:
+    starts = [start]
+    while True:
+        nl = text.find("\n", starts[-1])
+        if nl < 0 or nl >= offset:
+            return starts
+        starts.append(nl + 1)
+
+
+_KEYWORDS = ("objective", "minimize", "maximize", "if", "in")
+_SYNONYMS = {
+    "when": "if", "where": "if", "minimise": "minimize", "maximise": "maximize",
+    "min": "minimize", "max": "maximize", "objectives": "objective", "goal": "objective",
+}  # fmt: skip
+_WORD = re.compile(r'"(?:[^"\\\n]|\\.)*"|#.*|([A-Za-z_]\w*)')
+
+
+def _keyword_hint(text: str, tok: Any) -> str | None:
+    """"did you mean `objective`?" for a misspelt keyword on the error's line."""
+    if tok is None or tok.type == "$END":
+        line_no = text.rstrip().count("\n") + 1
+    else:
+        line_no = tok.line
+    lines = text.split("\n")
+    if not 1 <= line_no <= len(lines):
+        return None
+    import difflib
+
+    for m in _WORD.finditer(lines[line_no - 1]):
+        word = m.group(1)
+        if not word or word in _KEYWORDS:
+            continue
+        guess = _SYNONYMS.get(word) or next(iter(difflib.get_close_matches(word, _KEYWORDS, 1, 0.75)), None)
+        if guess:
+            return f"did you mean `{guess}`?"
+    return None

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hpoc.files import trial_path
 from hpoc.plan import plan_hash
 from hpoc.runtime import failfast, marker, rerun, retry, runlock, stall, timelimit
 from hpoc.runtime import summary as summary_mod
@@ -333,11 +334,11 @@ def _events_class() -> type:
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
-            if retry.recorded(summary_mod.trial_path(trial), _STATE.run) is None:
+            if retry.recorded(trial_path(trial), _STATE.run) is None:
                 trial.max_failures = _STATE.max_retries
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            path = summary_mod.trial_path(trial)
+            path = trial_path(trial)
             error = retry.last_failure(getattr(trial, "error_file", None))
             line = _STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
             if line is not None:  # Tune decided before any callback: its queued retry ends it
@@ -414,7 +415,7 @@ def _trial_line(trial: Any, what: str) -> None:
     if error:
         line, at = summary_mod.error_line(error), summary_mod.error_where(error)
         detail = f": {line}" + (f" at {at}" if at and at not in line else "")
-    where = summary_mod.trial_path(trial)
+    where = trial_path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
     _say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
 

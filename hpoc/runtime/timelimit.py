@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from hpoc.files import trial_path, write_atomic
+
 MARKER = "hpoc-stopped.json"
 REASON = "time limit"
 
@@ -68,7 +70,7 @@ def stop_due(tune_controller: Any) -> None:
     """Stop the trials at their limit (from a scheduler's `choose_trial_to_run`)."""
     for trial in LIMITS.due(tune_controller.get_trials()):
         actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
-        record(_path(trial), LIMITS.limit)
+        record(trial_path(trial), LIMITS.limit)
         tune_controller.stop_trial(trial)
         if actor is not None:
             import ray
@@ -82,8 +84,6 @@ def stop_due(tune_controller: Any) -> None:
 def record(directory: str | None, limit_s: float | None) -> None:
     if not directory:
         return
-    from hpoc.files import write_atomic
-
     try:
         write_atomic(Path(directory) / MARKER, json.dumps({"reason": REASON, "limit_s": limit_s}))
     except OSError:
@@ -99,12 +99,6 @@ def reason(directory: str | None) -> str | None:
     except (OSError, ValueError):
         return None
     return str(data.get("reason")) if isinstance(data, dict) and data.get("reason") else None
-
-
-def _path(trial: Any) -> str | None:
-    from hpoc.runtime.summary import trial_path
-
-    return trial_path(trial)
 
 
 class TimeLimited:

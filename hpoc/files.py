@@ -75,3 +75,15 @@ def newest_state(exp: str | os.PathLike[str]) -> Path | None:
     """The experiment state Ray saved last in `exp` (its name carries the time)."""
     files = sorted(Path(exp).glob("experiment_state-*.json"))
     return files[-1] if files else None
+
+
+def trial_path(trial: Any) -> str | None:
+    """A Tune trial's directory, or None before it has one."""
+    for attr in ("path", "local_path"):
+        try:
+            value = getattr(trial, attr)
+        except Exception:  # Ray raises when storage is not set up yet
+            continue
+        if value:
+            return str(value)
+    return None

@@ -569,17 +569,17 @@ def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
     a first report), it is named once."""
     from types import SimpleNamespace
 
-    from hpoc.runtime import stall, study
+    from hpoc.runtime import clock, study
 
     now = [0.0]
     out = io.StringIO()
-    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"],
-                                                      watch=stall.StallWatch(lambda: now[0])))
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"]))
+    monkeypatch.setattr(clock, "TIMES", clock.TrialTimes(clock=lambda: now[0]))
     events = study._make_events()
     hung, fine, new = (SimpleNamespace(trial_id=i, status="RUNNING", config={"lr": 0.5}, path=None,
                                        local_path=None) for i in ("aa_1", "aa_2", "aa_3"))
     for trial in (hung, fine, new):
-        study._STATE.watch.started(trial.trial_id)
+        clock.TIMES.started(trial)
     events.on_trial_result(0, [], hung, {"time_this_iter_s": 90.0})
     for t in (60, 120, 899, 1000, 1799, 1801, 5000):
         now[0] = float(t)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from hpoc.runtime import timelimit
+from hpoc.runtime import clock, timelimit
 
 
 def _trial(tid, status="RUNNING", checkpoint=None, last_result=None):
@@ -14,42 +14,42 @@ def _trial(tid, status="RUNNING", checkpoint=None, last_result=None):
 
 def test_a_trial_is_due_at_its_limit_even_without_a_report_and_only_once():
     now = [0.0]
-    limits = timelimit.Limits(10, clock=lambda: now[0])
+    times = clock.TrialTimes(10, clock=lambda: now[0])
     hung, busy = _trial("a"), _trial("b")
-    limits.started(hung)
-    limits.started(busy)
+    times.started(hung)
+    times.started(busy)
     now[0] = 6.0
-    limits.reported("b", {"time_total_s": 4.0})  # started late: Ray counted 4 s of it
+    times.reported("b", {"time_total_s": 4.0})  # started late: Ray counted 4 s of it
     now[0] = 9.9
-    assert limits.due([hung, busy]) == []
+    assert timelimit.due(times, [hung, busy]) == []
     now[0] = 10.0
-    assert limits.due([hung, busy]) == [hung]  # never reported: counted from its start
+    assert timelimit.due(times, [hung, busy]) == [hung]  # never reported: counted from its start
     now[0] = 11.9
-    assert limits.due([hung, busy]) == []      # said once; busy is at 4 + 5.9 s
+    assert timelimit.due(times, [hung, busy]) == []      # said once; busy is at 4 + 5.9 s
     now[0] = 12.0
-    assert limits.due([hung, busy]) == [busy]
+    assert timelimit.due(times, [hung, busy]) == [busy]
 
 
 def test_a_retry_from_a_checkpoint_goes_on_from_its_time_and_one_from_scratch_starts_over():
     now = [0.0]
-    limits = timelimit.Limits(10, clock=lambda: now[0])
+    times = clock.TrialTimes(10, clock=lambda: now[0])
     resumed = _trial("a", checkpoint=object(), last_result={"time_total_s": 8.0})
     fresh = _trial("b", last_result={"time_total_s": 8.0})  # the failed attempt's last report
-    limits.started(resumed)
-    limits.started(fresh)
+    times.started(resumed)
+    times.started(fresh)
     now[0] = 2.0
-    assert limits.due([resumed, fresh]) == [resumed]
+    assert timelimit.due(times, [resumed, fresh]) == [resumed]
 
 
 def test_no_limit_stops_nothing_and_only_running_trials_are_due():
-    limits = timelimit.Limits(None, clock=lambda: 1e9)
-    limits.started(_trial("a"))
-    assert limits.due([_trial("a")]) == []
-    limits = timelimit.Limits(1, clock=lambda: 0.0)
+    times = clock.TrialTimes(None, clock=lambda: 1e9)
+    times.started(_trial("a"))
+    assert timelimit.due(times, [_trial("a")]) == []
+    times = clock.TrialTimes(1, clock=lambda: 0.0)
     paused = _trial("p", status="PAUSED")
-    limits.started(paused)
-    limits.clock = lambda: 5.0
-    assert limits.due([paused]) == []
+    times.started(paused)
+    times.clock = lambda: 5.0
+    assert timelimit.due(times, [paused]) == []
 
 
 def test_trials_stopped_at_their_limit_before_a_report_are_not_blamed_on_the_trainer(tmp_path):

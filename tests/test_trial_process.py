@@ -267,13 +267,14 @@ def test_the_point_of_a_failure_is_the_last_report_of_that_attempt_or_its_checkp
     the checkpoint's report (Tune restores last_result from it)."""
     from types import SimpleNamespace
 
-    from hpoc.runtime import study
+    from hpoc.runtime import clock, study
 
-    monkeypatch.setattr(study, "_STATE", study._State())
+    monkeypatch.setattr(clock, "TIMES", clock.TrialTimes())
     trial = SimpleNamespace(trial_id="t", checkpoint=None, last_result={"training_iteration": 3})
-    study._STATE.reports["t"] = 0
+    clock.TIMES.started(trial)
     assert study._failed_after(trial) == 0
     trial.checkpoint = object()
     assert study._failed_after(trial) == 3
-    trial.checkpoint, study._STATE.reports["t"] = None, 3
+    trial.checkpoint = None
+    clock.TIMES.reported("t", {"training_iteration": 1})
     assert study._failed_after(trial) == 3

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpoc.files import trial_path
 from hpoc.runtime import summary as summary_mod
 
 DEFAULT = 3  # `failure.fail_fast` of plans compiled before it existed
@@ -59,7 +60,7 @@ class FailFast:
         if not self.limit or self.verdict or len(self.ended) >= self.limit:
             return None
         text = summary_mod.trial_error(trial) if trial.status == "ERROR" else None
-        path = summary_mod.trial_path(trial)
+        path = trial_path(trial)
         self.ended.append((path, signature(text, trial.trial_id, path), text))
         if len(self.ended) < self.limit or any(self._succeeded(t) for t in trials):
             return None

@@ -9,45 +9,24 @@ kept, and a rerun resumes).
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+from typing import Any
+
+from hpoc.runtime.clock import TrialTime, TrialTimes
 
 FIRST_REPORT_S = 1800.0  # before a trial's first report: loading, compiling may be slow
 MIN_QUIET_S = 600.0
 EPOCHS = 10  # quiet for this many of its longest epochs
 
 
-class StallWatch:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.since: dict[str, float] = {}     # trial id -> its start or last report
-        self.longest: dict[str, float] = {}   # trial id -> its longest epoch, seconds
-        self.said: set[str] = set()
+def quiet(times: TrialTimes, trials: list[Any]) -> list[tuple[Any, float, float | None]]:
+    """(trial, seconds quiet, longest epoch or None) for each running trial quiet too long
+    that was not named since its start or last report."""
+    now = times.clock()
 
-    def started(self, trial_id: str) -> None:
-        self.since[trial_id] = self.clock()
-        self.said.discard(trial_id)
+    def stuck(t: TrialTime) -> bool:
+        return now - t.at > (FIRST_REPORT_S if t.longest is None else max(MIN_QUIET_S, EPOCHS * t.longest))
 
-    def reported(self, trial_id: str, result: dict[str, Any]) -> None:
-        self.started(trial_id)
-        took = result.get("time_this_iter_s")
-        if isinstance(took, (int, float)):
-            self.longest[trial_id] = max(self.longest.get(trial_id, 0.0), float(took))
-
-    def quiet(self, trials: list[Any]) -> list[tuple[Any, float, float | None]]:
-        """(trial, seconds quiet, longest epoch or None) for each running trial quiet too
-        long that was not named yet."""
-        now, out = self.clock(), []
-        for trial in trials:
-            since = self.since.get(trial.trial_id)
-            if trial.status != "RUNNING" or since is None or trial.trial_id in self.said:
-                continue
-            longest = self.longest.get(trial.trial_id)
-            limit = FIRST_REPORT_S if longest is None else max(MIN_QUIET_S, EPOCHS * longest)
-            if now - since > limit:
-                self.said.add(trial.trial_id)
-                out.append((trial, now - since, longest))
-        return out
+    return [(trial, now - t.at, t.longest) for trial, t in times.once(trials, "named", stuck)]
 
 
 def describe(quiet_s: float, longest: float | None) -> str:

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from hpoc.files import trial_path
 from hpoc.plan import plan_hash
-from hpoc.runtime import failfast, marker, rerun, retry, runlock, stall, timelimit
+from hpoc.runtime import clock, failfast, marker, rerun, retry, runlock, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -87,11 +88,9 @@ class _State:
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
     start_over: set[str] = field(default_factory=set)  # errored trials retried from scratch
     errored: dict[str, Path] = field(default_factory=dict)  # rerun.errored, read at start-up
-    watch: stall.StallWatch = field(default_factory=stall.StallWatch)  # trials gone quiet
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py)
     repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
-    reports: dict[str, int] = field(default_factory=dict)  # trial id -> reports of this attempt
 
     @property
     def stopping(self) -> bool:
@@ -291,7 +290,7 @@ def _events_class() -> type:
             if not _STATE.stopping:  # finished before this run (restored) or during it;
                 # after a stop Tune marks the trials it stops TERMINATED too (_as_seen)
                 _STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
-                for trial, quiet_s, longest in _STATE.watch.quiet(trials):
+                for trial, quiet_s, longest in stall.quiet(clock.TIMES, trials):
                     _say(_STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
                                                       f"{stall.describe(quiet_s, longest)}")
             if _STATE.sweep_at is not None and time.monotonic() >= _STATE.sweep_at:
@@ -311,14 +310,12 @@ def _events_class() -> type:
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _STATE.ended.add(trial.trial_id)
-            if trial.trial_id in timelimit.LIMITS.stopped:
-                _trial_line(trial, f"stopped: time limit of {timelimit.LIMITS.limit:g} s reached")
+            if clock.TIMES.of(trial.trial_id).stopped:
+                _trial_line(trial, f"stopped: time limit of {clock.TIMES.limit_s:g} s reached")
             _fail_fast(trial, trials)
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            _STATE.watch.reported(trial.trial_id, result)
-            _STATE.reports[trial.trial_id] = _STATE.reports.get(trial.trial_id, 0) + 1
-            timelimit.LIMITS.reported(trial.trial_id, result)
+            clock.TIMES.reported(trial.trial_id, result)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume
@@ -327,17 +324,15 @@ def _events_class() -> type:
                 _STATE.start_over.discard(trial.trial_id)
                 rerun.start_over(trial)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
-            _STATE.watch.started(trial.trial_id)
-            _STATE.reports[trial.trial_id] = 0
-            timelimit.LIMITS.started(trial)
+            clock.TIMES.started(trial)
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
-            if retry.recorded(summary_mod.trial_path(trial), _STATE.run) is None:
+            if retry.recorded(trial_path(trial), _STATE.run) is None:
                 trial.max_failures = _STATE.max_retries
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            path = summary_mod.trial_path(trial)
+            path = trial_path(trial)
             error = retry.last_failure(getattr(trial, "error_file", None))
             line = _STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
             if line is not None:  # Tune decided before any callback: its queued retry ends it
@@ -390,7 +385,7 @@ def _stop_tune(signum: int, frame: Any) -> bool:
 def _failed_after(trial: Any) -> int:
     """The last report (training iteration) before an attempt of `trial` failed: its own
     last one, or the one its checkpoint holds (restored, last_result is that), or 0."""
-    if _STATE.reports.get(trial.trial_id) or getattr(trial, "checkpoint", None) is not None:
+    if clock.TIMES.of(trial.trial_id).reports or getattr(trial, "checkpoint", None) is not None:
         return int((getattr(trial, "last_result", None) or {}).get("training_iteration") or 0)
     return 0
 
@@ -414,7 +409,7 @@ def _trial_line(trial: Any, what: str) -> None:
     if error:
         line, at = summary_mod.error_line(error), summary_mod.error_where(error)
         detail = f": {line}" + (f" at {at}" if at and at not in line else "")
-    where = summary_mod.trial_path(trial)
+    where = trial_path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
     _say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
 
@@ -729,7 +724,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
-    timelimit.LIMITS = timelimit.Limits(plan["trials"].get("time_limit_s"))  # this run's, read by stop_due
+    clock.TIMES = clock.TrialTimes(plan["trials"].get("time_limit_s"))  # this run's
     metrics = plan["objective"]["metrics"]
     _STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
                                          metrics[0]["name"] if metrics else None)

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hpoc.files import read_json_lines
+from hpoc.files import read_json_lines, trial_path
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
 
@@ -145,17 +145,6 @@ def trial_entry(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
         "stopped": timelimit.reason(trial_path(trial)) if trial.status == "TERMINATED" else None,
         "path": trial_path(trial),
     }
-
-
-def trial_path(trial: Any) -> str | None:
-    for attr in ("path", "local_path"):
-        try:
-            value = getattr(trial, attr)
-        except Exception:  # Ray raises when storage is not set up yet
-            continue
-        if value:
-            return str(value)
-    return None
 
 
 def best_entry(entries: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:

@@ -20,55 +20,29 @@ that `hpoc status`/`results` say why the trial ended.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from hpoc.files import trial_path, write_atomic
+from hpoc.runtime import clock
 
 MARKER = "hpoc-stopped.json"
 REASON = "time limit"
 
 
-class Limits:
-    def __init__(self, limit_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.clock = limit_s, clock
-        self.base: dict[str, tuple[float, float]] = {}  # trial id -> (seconds run, at clock time)
-        self.stopped: set[str] = set()
-
-    def started(self, trial: Any) -> None:
-        # From a checkpoint Ray's time_total_s goes on from the checkpoint's (last_result
-        # holds at least that much); from scratch it starts at 0.
-        resumed = getattr(trial, "checkpoint", None) is not None
-        run = (getattr(trial, "last_result", None) or {}).get("time_total_s") if resumed else 0
-        self.base[trial.trial_id] = (float(run or 0), self.clock())
-
-    def reported(self, trial_id: str, result: dict[str, Any]) -> None:
-        run = result.get("time_total_s")
-        if isinstance(run, (int, float)):
-            self.base[trial_id] = (float(run), self.clock())
-
-    def due(self, trials: list[Any]) -> list[Any]:
-        """Running trials at their limit that were not stopped yet (each once)."""
-        if not self.limit:
-            return []
-        now, out = self.clock(), []
-        for trial in trials:
-            base = self.base.get(trial.trial_id)
-            if trial.status != "RUNNING" or base is None or trial.trial_id in self.stopped:
-                continue
-            if base[0] + now - base[1] >= self.limit:
-                self.stopped.add(trial.trial_id)
-                out.append(trial)
-        return out
-
-
-LIMITS = Limits()  # the current run's (study.py sets it); module-level: schedulers are pickled
+def due(times: clock.TrialTimes, trials: list[Any]) -> list[Any]:
+    """Running trials at their limit that were not stopped yet (each once)."""
+    if not times.limit_s:
+        return []
+    now = times.clock()
+    return [trial for trial, _ in times.once(trials, "stopped", lambda t: t.running_s(now) >= times.limit_s)]
 
 
 def stop_due(tune_controller: Any) -> None:
     """Stop the trials at their limit (from a scheduler's `choose_trial_to_run`)."""
-    for trial in LIMITS.due(tune_controller.get_trials()):
+    for trial in due(clock.TIMES, tune_controller.get_trials()):
         actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
-        record(_path(trial), LIMITS.limit)
+        record(trial_path(trial), clock.TIMES.limit_s)
         tune_controller.stop_trial(trial)
         if actor is not None:
             import ray
@@ -82,8 +56,6 @@ def stop_due(tune_controller: Any) -> None:
 def record(directory: str | None, limit_s: float | None) -> None:
     if not directory:
         return
-    from hpoc.files import write_atomic
-
     try:
         write_atomic(Path(directory) / MARKER, json.dumps({"reason": REASON, "limit_s": limit_s}))
     except OSError:
@@ -99,12 +71,6 @@ def reason(directory: str | None) -> str | None:
     except (OSError, ValueError):
         return None
     return str(data.get("reason")) if isinstance(data, dict) and data.get("reason") else None
-
-
-def _path(trial: Any) -> str | None:
-    from hpoc.runtime.summary import trial_path
-
-    return trial_path(trial)
 
 
 class TimeLimited:

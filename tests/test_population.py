@@ -231,7 +231,7 @@ class _RestartingTrial:
 def test_a_paused_trial_keeps_the_reports_made_since_the_last_save(tmp_path: Path) -> None:
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from hpoc.runtime.study import _make_events
+    from hpoc.runtime.watch import _make_events
 
     staging, storage = tmp_path / "staging", tmp_path / "storage"
     staging.mkdir()

@@ -137,7 +137,7 @@ def test_paused_trials_after_a_stop_are_neither_finished_nor_pending():
 def test_the_driver_shows_trials_stopped_by_a_signal_as_paused(monkeypatch):
     """Tune marks the trials it stopped TERMINATED; the progress line must not count them
     as finished (it said "2/2 trials finished" after Ctrl-C)."""
-    from hpoc.runtime import study
+    from hpoc.runtime import watch
 
     def trial(tid, status, reported=True):
         # Ray's last_result before the first report: the trial id and auto-filled keys.
@@ -146,8 +146,8 @@ def test_the_driver_shows_trials_stopped_by_a_signal_as_paused(monkeypatch):
                                if reported else {"trial_id": tid, "date": "2026-11-28", "pid": 7})
 
     trials = [trial("a", "TERMINATED"), trial("b", "TERMINATED"), trial("c", "TERMINATED", False)]
-    monkeypatch.setattr(study, "_STATE", study._State(signal=2, ended={"a"}))
-    seen, stopped = study._as_seen(trials)
+    monkeypatch.setattr(watch, "_STATE", watch._State(signal=2, ended={"a"}))
+    seen, stopped = watch._as_seen(trials)
     assert stopped and [t.status for t in seen] == ["TERMINATED", "PAUSED", "PENDING"]
     got = counts(seen, "val_loss", "min", total=3, stopped=True)
     assert (got["done"], got["paused"], got["pending"]) == (1, 1, 1)
@@ -156,18 +156,18 @@ def test_the_driver_shows_trials_stopped_by_a_signal_as_paused(monkeypatch):
 def test_trials_a_resumed_run_restored_finished_stay_finished_after_a_signal(monkeypatch):
     """A study interrupted twice (walltime, requeue, walltime): the second run's summary
     called every trial finished in the first run PAUSED (hpoc status: done 6 of 37)."""
-    from hpoc.runtime import study
+    from hpoc.runtime import watch
 
     def trial(tid, status):
         return SimpleNamespace(trial_id=tid, status=status,
                                last_result={"val_loss": 0.5, "training_iteration": 2})
 
     restored = [trial("old", "TERMINATED"), trial("new", "RUNNING")]
-    monkeypatch.setattr(study, "_STATE", study._State())
-    study._make_events().on_step_end(1, restored)  # Tune's first step of the resumed run
-    study._STATE.signal = 12
+    monkeypatch.setattr(watch, "_STATE", watch._State())
+    watch._make_events().on_step_end(1, restored)  # Tune's first step of the resumed run
+    watch._STATE.signal = 12
     stopped = [restored[0], trial("new", "TERMINATED")]  # Tune stopped "new" at the signal
-    seen, _ = study._as_seen(stopped)
+    seen, _ = watch._as_seen(stopped)
     assert [t.status for t in seen] == ["TERMINATED", "PAUSED"]
 
 

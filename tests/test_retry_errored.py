@@ -200,7 +200,8 @@ def test_the_cli_refuses_what_does_not_go_together(tmp_path, monkeypatch, capsys
 def test_a_study_that_never_ran_has_nothing_to_retry(tmp_path):
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
-    from hpoc.runtime.study import StudyError, _prior_run
+    from hpoc.runtime.prior import _prior_run
+    from hpoc.runtime.study import StudyError
 
     plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
     fp = marker.fingerprint(plan, plan_hash(plan))

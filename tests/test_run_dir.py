@@ -20,7 +20,8 @@ import pytest
 from hpoc.commands.run import load_plan
 from hpoc.plan import content_hash
 from hpoc.runtime import marker, runlock
-from hpoc.runtime.study import RunOptions, StudyError, _prior_run, experiment_dir, plan_hash, run_study
+from hpoc.runtime.prior import _prior_run
+from hpoc.runtime.study import RunOptions, StudyError, experiment_dir, plan_hash, run_study
 from hpoc.submit import SubmitError, check_previous
 from runtime_plans import make_plan, saved_state, write_toy
 
@@ -90,6 +91,20 @@ def test_a_marker_of_an_older_hpoc_still_matches_the_exact_plan(spec, tmp_path):
     marker.migrate_legacy(exp)  # what a new run does before it takes the lock's name
     assert not (exp / ".hpoc-run.json").exists()
     assert marker.read(exp)["plan_hash"] == plan_hash(plan) and _prior(plan, exp) == "done"
+
+
+@pytest.mark.parametrize("where, name", [("tuner", "trial_name"), ("tuner", "trial_dirname"),
+                                         ("watch", "_as_seen"), ("watch", "_make_events"),
+                                         ("watch", "_make_quiet")])
+def test_a_run_saved_by_an_older_hpoc_finds_its_callbacks_again(where, name):
+    """Ray pickles the trial-name creators and the callbacks into the experiment (tuner.pkl)
+    by module and name, and `Tuner.restore` unpickles them: a run interrupted while they
+    lived in hpoc.runtime.study resumes after an upgrade only if that name still leads to them."""
+    import importlib
+    import pickle
+
+    saved = f"chpoc.runtime.study\n{name}\n.".encode()  # as a tuner.pkl refers to it
+    assert pickle.loads(saved) is getattr(importlib.import_module(f"hpoc.runtime.{where}"), name)
 
 
 def test_hpoc_submit_compares_plans_the_same_way(spec, tmp_path):

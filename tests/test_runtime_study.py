@@ -393,13 +393,13 @@ def test_a_trial_line_names_the_values_searched_for_it(monkeypatch):
     """'fails for one lr' is seen at once: errors and retries show the trial's searched values."""
     from types import SimpleNamespace
 
-    from hpoc.runtime import study
+    from hpoc.runtime import watch
 
     out = io.StringIO()
-    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr", "optimizer.name", "depth"]))
+    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=["lr", "optimizer.name", "depth"]))
     trial = SimpleNamespace(trial_id="ab12", status="RUNNING", config={
         "lr": 0.123456, "optimizer": {"name": "sgd"}, "depth": 3, "epochs": 5}, path=None, local_path=None)
-    study._trial_line(trial, "failed; retrying from its last checkpoint (retry 1)")
+    watch._trial_line(trial, "failed; retrying from its last checkpoint (retry 1)")
     assert out.getvalue().strip() == (
         "[hpoc] trial ab12 (lr=0.1235, optimizer.name='sgd', depth=3) failed; retrying from its last "
         "checkpoint (retry 1)")
@@ -412,10 +412,10 @@ def test_a_trial_error_line_names_the_users_file_and_line(monkeypatch, tmp_path)
 
     import ray
 
-    from hpoc.runtime import study
+    from hpoc.runtime import watch
 
     user = tmp_path / "mytrainer.py"
-    hpoc_file = Path(study.__file__).with_name("trainer.py")
+    hpoc_file = Path(watch.__file__).with_name("trainer.py")
     ray_file = Path(ray.__file__).with_name("worker.py")
     error = tmp_path / "error.txt"
     error.write_text(f'''Failure # 1
@@ -428,10 +428,10 @@ Traceback (most recent call last):
 KeyError: 'hidden'
 ''')
     out = io.StringIO()
-    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"]))
+    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=["lr"]))
     trial = SimpleNamespace(trial_id="ab12", status="ERROR", config={"lr": 0.5}, error_file=str(error),
                             path=str(tmp_path), local_path=None)
-    study._trial_line(trial, "errored")
+    watch._trial_line(trial, "errored")
     assert out.getvalue().strip() == (
         f"[hpoc] trial ab12 (lr=0.5) errored: KeyError: 'hidden' at {user}:7 (details: {tmp_path}/error.txt)")
 
@@ -539,7 +539,7 @@ def test_the_time_budget_line_counts_trials_that_started_but_never_reported():
     started trial that never reported counted as reported."""
     from types import SimpleNamespace
 
-    from hpoc.runtime.study import _budget_line
+    from hpoc.runtime.watch import _budget_line
 
     trials = [SimpleNamespace(last_result={"trial_id": "a", "training_iteration": 3}),
               SimpleNamespace(last_result={"trial_id": "b"}),  # started, cut off before its first report
@@ -569,13 +569,13 @@ def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
     a first report), it is named once."""
     from types import SimpleNamespace
 
-    from hpoc.runtime import clock, study
+    from hpoc.runtime import clock, watch
 
     now = [0.0]
     out = io.StringIO()
-    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=["lr"]))
+    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=["lr"]))
     monkeypatch.setattr(clock, "TIMES", clock.TrialTimes(clock=lambda: now[0]))
-    events = study._make_events()
+    events = watch._make_events()
     hung, fine, new = (SimpleNamespace(trial_id=i, status="RUNNING", config={"lr": 0.5}, path=None,
                                        local_path=None) for i in ("aa_1", "aa_2", "aa_3"))
     for trial in (hung, fine, new):

@@ -151,12 +151,12 @@ def test_deterministic_errors_are_found_behind_ray_wrappers():
 def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     import io
 
-    from hpoc.runtime import retry, study
+    from hpoc.runtime import retry, watch
 
     out = io.StringIO()
-    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=[], run="run1",
+    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=[], run="run1",
                                                       experiment=tmp_path))
-    events = study._make_events()
+    events = watch._make_events()
 
     def trial_(checkpoint=None, path=None):
         return SimpleNamespace(trial_id="ab12", status="PENDING", config={}, path=path,
@@ -181,8 +181,8 @@ def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     assert deterministic.max_failures == 0
 
     # A later run (new token, code fixed): the trial Tune restored with 0 gets the plan's retries.
-    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=[], run="run2", max_retries=2))
-    study._make_events().on_trial_start(0, [], deterministic)
+    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=[], run="run2", max_retries=2))
+    watch._make_events().on_trial_start(0, [], deterministic)
     assert deterministic.max_failures == 2
 
 
@@ -267,14 +267,14 @@ def test_the_point_of_a_failure_is_the_last_report_of_that_attempt_or_its_checkp
     the checkpoint's report (Tune restores last_result from it)."""
     from types import SimpleNamespace
 
-    from hpoc.runtime import clock, study
+    from hpoc.runtime import clock, watch
 
     monkeypatch.setattr(clock, "TIMES", clock.TrialTimes())
     trial = SimpleNamespace(trial_id="t", checkpoint=None, last_result={"training_iteration": 3})
     clock.TIMES.started(trial)
-    assert study._failed_after(trial) == 0
+    assert watch._failed_after(trial) == 0
     trial.checkpoint = object()
-    assert study._failed_after(trial) == 3
+    assert watch._failed_after(trial) == 3
     trial.checkpoint = None
     clock.TIMES.reported("t", {"training_iteration": 1})
-    assert study._failed_after(trial) == 3
+    assert watch._failed_after(trial) == 3

@@ -1,6 +1,6 @@
 """Each trial's time in this run, one record per trial: fed by the driver's Tune callback
-(study.py), read by the stall check (stall.py), the time limit (timelimit.py) and the point
-an attempt failed at (study.py). `TIMES` is module-level, set by each run: the schedulers
+(watch.py), read by the stall check (stall.py), the time limit (timelimit.py) and the point
+an attempt failed at (watch.py). `TIMES` is module-level, set by each run: the schedulers
 that stop trials at their limit are pickled with the experiment."""
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class TrialInfo:
         """`shards`: given for random/grid search, whose trial `index` of shard k is trial
         `k + shards * index` of the study (space.SpaceSamplerCore): seeded by that number,
         a config trains the same however many shards run the study."""
-        # The runtime names trials `t<index>_<id>` (study.trial_name).
+        # The runtime names trials `t<index>_<id>` (tuner.trial_name).
         head = (name or "").split("_", 1)[0]
         tail = trial_id.rsplit("_", 1)[-1]
         index = int(head[1:]) if head[:1] == "t" and head[1:].isdigit() else (

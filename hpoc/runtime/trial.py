@@ -59,7 +59,7 @@ def trial_storage_dir(ctx: Any, experiment_dir: str) -> str:
     checkpoints (Tune's `get_trial_dir()` is a local staging folder); created now."""
     try:
         path = Path(ctx.get_storage().trial_fs_path)
-    except Exception:  # noqa: BLE001 - no storage context: the name study.trial_dirname gives
+    except Exception:  # noqa: BLE001 - no storage context: the name tuner.trial_dirname gives
         name = ctx.get_trial_name()
         path = Path("trial_" + name[1:] if name.startswith("t") else name)
     if not path.is_absolute():
@@ -71,7 +71,7 @@ def trial_storage_dir(ctx: Any, experiment_dir: str) -> str:
 def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any],
                experiment_dir: str, shard: int, parent_run_id: str | None = None,
                run: str | None = None) -> None:
-    """The Tune function trainable of every trial (see `study.make_trainable`); `run` is
+    """The Tune function trainable of every trial (see `tuner.make_trainable`); `run` is
     the driver's token for this `hpoc run` (retry.py)."""
     from ray import tune
 

@@ -1,0 +1,78 @@
+"""What an earlier run left in the experiment directory decides this one: start fresh,
+resume it, retry its errored trials, say it is done, or refuse (the plan changed, resume
+disabled, a synchronous population). The driver holds the run lock before it looks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from hpoc.runtime import marker, rerun, runlock
+from hpoc.runtime import summary as summary_mod
+from hpoc.runtime.exits import StudyError, _say
+
+
+def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
+               stream: TextIO, lock: runlock.Lock | None = None, retry: str | None = None,
+               errored: dict[str, Path] | None = None) -> str:
+    """"fresh", "restore", "retry" (a finished run's errored trials) or "done" for an
+    experiment directory (whose `lock` this run holds, so a live run is never moved aside);
+    `errored` is rerun.errored(exp)."""
+    from ray.tune import Tuner
+
+    if retry and fresh:
+        raise StudyError(rerun.WITH_FRESH)
+    recorded = marker.read(exp) if exp.exists() else None
+    has_state = exp.exists() and Tuner.can_restore(str(exp))
+    if not has_state and recorded is None:
+        if retry:
+            raise StudyError(f"--retry-errored: {exp} holds no earlier run of this study, so no "
+                             "errored trial to run again\n  help: run the study without "
+                             "--retry-errored (or HPOC_RETRY_ERRORED) first")
+        return "fresh"
+    if fresh:
+        aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+        exp.rename(aside)
+        _say(stream, f"[hpoc] moved the previous run to {aside}")
+        if lock is not None:  # it went aside with the directory
+            (aside / runlock.LOCK).unlink(missing_ok=True)
+            _lock(lock, stream)
+        return "fresh"
+    parts = marker.differences(recorded, fp) if recorded is not None else None
+    if parts is not None:
+        raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: undo that "
+                         "change to resume, change `storage.name`, or pass --fresh to move the "
+                         "old run aside")
+    if summary_mod.finished_run(exp, recorded, fp["plan_hash"]) is not None:
+        return "retry" if retry and errored else "done"
+    if not has_state:
+        return "fresh"
+    if not resume_enabled:
+        raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
+                         "  help: pass --fresh to move it aside and start over")
+    return "restore"
+
+
+def _refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:
+    """A synchronous PBT/PB2 study cannot resume: Ray's scheduler does not save when the
+    population last synchronised, and the restored trials, each at its own epoch, wait for
+    one another forever (nothing runs, nothing ends). Better said now than an allocation
+    spent waiting."""
+    from hpoc.runtime.search import POPULATION_SCHEDULERS
+
+    sched = plan.get("scheduler") or {}
+    if sched.get("name") in POPULATION_SCHEDULERS and (sched.get("options") or {}).get("synch"):
+        raise StudyError(
+            f"{exp}: this interrupted `scheduler {sched['name']}` study has `synch = true`, and "
+            "Ray Tune cannot resume a synchronous population (the restored trials would wait "
+            "for each other forever)\n"
+            "  help: run it again from the start with `--fresh`, or use `synch = false` "
+            "(asynchronous PBT resumes) with a new `storage.name`")
+
+
+def _lock(lock: runlock.Lock, stream: TextIO) -> None:
+    try:
+        lock.acquire(lambda line: _say(stream, line))
+    except runlock.Busy as exc:
+        raise StudyError(str(exc)) from None

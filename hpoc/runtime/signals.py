@@ -1,0 +1,53 @@
+"""The stop signals (the job script's before the walltime, a closed terminal, Ctrl-C) turned
+into Tune's graceful stop, so that a stopped run keeps its checkpoints and resumes."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from hpoc.runtime.exits import Interrupted, _say
+from hpoc.runtime.watch import _STATE, _stop_tune
+
+_STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP")
+
+
+def _install_signals() -> dict[int, Any]:
+    """SIGTERM/SIGUSR2/SIGINT -> Tune's own graceful stop (the handler it installs for
+    SIGUSR1); a second Ctrl-C stops at once."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        first = _STATE.signal is None
+        if not first and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        _STATE.signal = signum
+        if _STATE.defer:
+            return  # an exception inside ray.init would leave its processes behind
+        tune_handler = signal.getsignal(signal.SIGUSR1)
+        if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
+            if first:
+                _say(_STATE.stream or sys.stderr,
+                     f"[hpoc] {signal.Signals(signum).name}: stopping; checkpoints are kept and "
+                     "running the plan again resumes")
+                _stop_tune(signum, frame)
+            return
+        raise Interrupted()
+
+    for name in _STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, TypeError):
+            pass

@@ -1,0 +1,113 @@
+"""The Ray Tune Tuner of a run: the trainable with the resources of one trial, the trials'
+names, and a new Tuner or one restored from the experiment directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TextIO
+
+from hpoc.runtime import rerun
+from hpoc.runtime.exits import _say
+from hpoc.runtime.watch import _STATE, _callbacks
+
+
+def trial_index(trial: Any) -> int:
+    """0-based creation order of a trial in this shard (Tune's experiment tag starts with it;
+    trials from searchers have random ids, so the id cannot tell)."""
+    from hpoc.runtime.space import TRIAL_KEY
+
+    head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    if TRIAL_KEY in (getattr(trial, "config", None) or {}):
+        # space.fixed_trials: Tune's BasicVariantGenerator counts from 0 (a searcher from 1).
+        # Not the key's value: PBT copies a donor's whole config, that key included.
+        return int(head) if head.isdigit() else 0
+    return int(head) - 1 if head.isdigit() and int(head) > 0 else 0
+
+
+def trial_name(trial: Any) -> str:
+    return f"t{trial_index(trial):05d}_{trial.trial_id}"
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial_index(trial):05d}_{trial.trial_id}"
+
+
+def _is_generator(searcher: Any) -> bool:
+    from ray.tune.search import BasicVariantGenerator
+
+    return isinstance(searcher, BasicVariantGenerator)
+
+
+def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
+                   parent_run_id: str | None = None, run: str | None = None) -> Any:
+    from ray import tune
+
+    from hpoc.runtime import pool
+    from hpoc.runtime.session import DRIVER_CPU
+    from hpoc.runtime.trial import tune_trial
+
+    res = plan["resources"]
+    trainable = tune.with_parameters(tune_trial, plan=plan, data_ref=[data_ref],
+                                     experiment_dir=str(exp), shard=shard,
+                                     parent_run_id=parent_run_id, run=run)
+    if res["workers"] == 1:
+        resources = {"CPU": float(res["cpus_per_worker"])}
+        if res["gpus_per_worker"]:
+            resources["GPU"] = float(res["gpus_per_worker"])
+    elif pool.enabled(plan):
+        resources = pool.placement(plan, DRIVER_CPU)  # driver + warm workers, reserved together
+    else:
+        resources = {"CPU": DRIVER_CPU}  # the Train workers ask for their own resources
+    return tune.with_resources(trainable, resources)
+
+
+def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
+           stream: TextIO, verbose: bool = False, retry: str | None = None) -> Any:
+    from ray import tune
+
+    from hpoc.runtime import pool
+    from hpoc.runtime.resume import mend_cut_logs, prepare_scheduler
+    from hpoc.runtime.search import make_scheduler, make_searcher
+
+    searcher, param_space, num_samples = make_searcher(plan, shard)
+    if mode in ("restore", "retry"):
+        if mode == "restore":
+            _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+        retry, _STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
+                                                 _STATE.errored, lambda line: _say(stream, line))
+        mend_cut_logs(exp)
+        # Errored trials are resumed, keeping their ids (a restart would give them new ones,
+        # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.
+        return tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
+                                  resume_errored=bool(retry),
+                                  restart_errored=False,
+                                  param_space=param_space or None), num_samples
+    trials = plan["trials"]
+    ckpt = plan["checkpoint"]
+    tune_config = tune.TuneConfig(
+        search_alg=searcher,
+        scheduler=prepare_scheduler(make_scheduler(plan), plan),
+        num_samples=num_samples,
+        # PBT/PB2's generator holds the cap itself (space.fixed_trials).
+        max_concurrent_trials=None if _is_generator(searcher) else trials["max_concurrent"],
+        time_budget_s=trials["time_budget_s"],
+        # A trial stopped at its time limit may still be busy: its process cannot be reused.
+        reuse_actors=(plan["resources"]["workers"] == 1 or pool.enabled(plan))
+        and not plan["trials"].get("time_limit_s"),
+        trial_name_creator=trial_name,
+        trial_dirname_creator=trial_dirname,
+    )
+    run_config = tune.RunConfig(
+        name=exp.name,
+        storage_path=str(exp.parent),
+        stop=trials["stop"] or None,
+        failure_config=tune.FailureConfig(max_failures=plan["failure"]["max_retries"] or 0),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=ckpt["keep"], checkpoint_score_attribute=ckpt["score_attribute"],
+            checkpoint_score_order=ckpt["score_order"] or "max"),
+        callbacks=_callbacks(plan, num_samples, stream),
+        verbose=0,
+        log_to_file=not verbose,  # trials' output in their directories, or on the terminal
+    )
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
+                      run_config=run_config), num_samples

@@ -1,0 +1,282 @@
+"""The Tune callbacks that watch the trials for the driver: one line per error, retry,
+stall or time limit, fail fast, the sweep of orphaned placement groups, and how the trials
+look after a stop.
+
+Their state is the module-level `_STATE`, shared with the signal handler (signals.py) and
+the driver (study.py): Ray pickles the callbacks into the experiment, and one restored by
+`Tuner.restore` must report into the current run. Those modules hold it by name, so a run
+resets it in place (`_STATE.__init__()`) and never rebinds it."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from hpoc.files import trial_path
+from hpoc.runtime import clock, failfast, rerun, retry, stall
+from hpoc.runtime import summary as summary_mod
+from hpoc.runtime.exits import _say
+
+
+@dataclass
+class _State:
+    """What the signal handler and the Tune callbacks share with the driver (module-level so
+    callbacks restored from a pickled experiment find the current run)."""
+
+    signal: int | None = None
+    trials: list[Any] = field(default_factory=list)
+    ended: set[str] = field(default_factory=set)  # trials that completed or errored
+    stream: TextIO | None = None
+    retries: dict[str, int] = field(default_factory=dict)
+    mode: str = "fresh"       # what _prior_run decided
+    defer: bool = False       # inside ray.init: note a signal, act on it once init returns
+    params: list[str] = field(default_factory=list)  # searched names: an error line shows them
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)  # this `hpoc run` (retry.py)
+    max_retries: int = 0      # the plan's; a trial restored from an earlier run may hold 0
+    sweep_at: float | None = None  # next look for orphaned placement groups (orphans.py)
+    experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
+    start_over: set[str] = field(default_factory=set)  # errored trials retried from scratch
+    errored: dict[str, Path] = field(default_factory=dict)  # rerun.errored, read at start-up
+    fail_fast: failfast.FailFast | None = None
+    failed: str | None = None  # why the study stopped itself (failfast.py)
+    repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
+
+    @property
+    def stopping(self) -> bool:
+        return self.signal is not None or self.failed is not None
+
+
+_STATE = _State()
+ORPHAN_SWEEP_S = 2.0
+
+
+def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
+    from ray import tune
+
+    from hpoc.runtime.progress import Progress, tune_callback
+
+    metric = (plan["objective"]["metrics"] or [{"name": None, "mode": "min"}])[0]
+    progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
+    _STATE.stream = stream
+    _STATE.params = [p["name"] for p in plan["space"]["params"]]
+    _STATE.max_retries = plan["failure"]["max_retries"] or 0
+    if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
+        _STATE.sweep_at = 0.0
+
+    return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
+
+
+@functools.lru_cache(maxsize=1)
+def _quiet_class() -> type:
+    from ray.tune.progress_reporter import TrialProgressCallback
+
+    class Quiet(TrialProgressCallback):
+        """Ray adds its own TrialProgressCallback unless one is given; even at verbose=0 it
+        prints "Trial ... completed. Last result: {...}". Our progress line says it all."""
+
+        def _print(self, msg: str) -> None:
+            pass
+
+        def __reduce__(self):  # restorable from a pickled experiment, like Events
+            return (_make_quiet, ())
+
+    return Quiet
+
+
+def _make_quiet() -> Any:
+    return _quiet_class()()
+
+
+def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
+    """(trials, stopped): after a stop, Tune's clean-up marks the trials it stopped
+    TERMINATED; they will resume, so they are PAUSED (PENDING if they never reported)."""
+    if not _STATE.stopping:
+        return trials, False
+    return [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
+            _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
+
+
+def _budget_line(budget: float, total: int, trials: list[Any]) -> str:
+    """Tune ends the whole experiment at the budget: running trials stop where they are,
+    and trials it never created or that never reported count as not reported."""
+    silent = max(total - len(trials), 0) + sum(not _reported(t) for t in trials)
+    return (f"[hpoc] time budget of {budget:g} s reached: trials still running were stopped "
+            f"where they were; {silent} of {total} trial(s) never reported")
+
+
+def _reported(trial: Any) -> bool:
+    """Whether a trial reported once: Ray's `last_result` is never empty (before the first
+    report it holds the trial id and auto-filled keys); every report has an iteration."""
+    return "training_iteration" in (trial.last_result or {})
+
+
+@functools.lru_cache(maxsize=1)
+def _events_class() -> type:
+    from ray import tune
+
+    class Events(tune.Callback):
+        """Trial errors and retries as one line each; keeps the Trial objects for the summary.
+
+        State lives in the module's `_STATE`, so an instance restored from a pickled
+        experiment (Tuner.restore) reports into the current run."""
+
+        def __init__(self, progress: Any = None) -> None:
+            self.progress = progress
+
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            _STATE.trials = trials
+            if not _STATE.stopping:  # finished before this run (restored) or during it;
+                # after a stop Tune marks the trials it stops TERMINATED too (_as_seen)
+                _STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
+                for trial, quiet_s, longest in stall.quiet(clock.TIMES, trials):
+                    _say(_STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
+                                                      f"{stall.describe(quiet_s, longest)}")
+            if _STATE.sweep_at is not None and time.monotonic() >= _STATE.sweep_at:
+                from hpoc.runtime import orphans
+
+                _STATE.sweep_at = time.monotonic() + ORPHAN_SWEEP_S
+                try:
+                    orphans.release()  # a trial Tune ended left its workers' group reserved
+                except Exception:  # noqa: BLE001 - the GCS is going away; the next look retries
+                    pass
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _STATE.trials = trials
+            _STATE.ended.add(trial.trial_id)
+            _trial_line(trial, "errored")
+            _fail_fast(trial, trials)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            _STATE.ended.add(trial.trial_id)
+            if clock.TIMES.of(trial.trial_id).stopped:
+                _trial_line(trial, f"stopped: time limit of {clock.TIMES.limit_s:g} s reached")
+            _fail_fast(trial, trials)
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            clock.TIMES.reported(trial.trial_id, result)
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            from hpoc.runtime import resume
+
+            if trial.trial_id in _STATE.start_over:  # --retry-errored: before Ray restores it
+                _STATE.start_over.discard(trial.trial_id)
+                rerun.start_over(trial)
+            resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
+            clock.TIMES.started(trial)
+
+            # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
+            # with retry_errored) gives it the plan's retries again.
+            if retry.recorded(trial_path(trial), _STATE.run) is None:
+                trial.max_failures = _STATE.max_retries
+
+        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            path = trial_path(trial)
+            error = retry.last_failure(getattr(trial, "error_file", None))
+            line = _STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
+            if line is not None:  # Tune decided before any callback: its queued retry ends it
+                retry.record(path, _STATE.run, retry.same_way_twice(line))
+            if retry.recorded(path, _STATE.run) is not None:
+                # A deterministic error: the retry Tune has queued fails at once with it
+                # (retry.py); none after that (on_trial_start restores the plan's
+                # retries in a later run). Its "errored" line follows.
+                trial.max_failures = 0
+                return
+            _STATE.retries[trial.trial_id] = _STATE.retries.get(trial.trial_id, 0) + 1
+            start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
+            _trial_line(trial, f"failed; retrying from {start} "
+                               f"(retry {_STATE.retries[trial.trial_id]})")
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            _STATE.trials = trials
+            if self.progress is not None:
+                self.progress.close()
+
+        def __reduce__(self):
+            return (_make_events, (self.progress,))
+
+    return Events
+
+
+def _make_events(progress: Any = None) -> Any:
+    return _events_class()(progress)
+
+
+def _fail_fast(trial: Any, trials: list[Any]) -> None:
+    if _STATE.fail_fast is None or _STATE.stopping:
+        return  # after a stop: a trial Tune's clean-up ended
+    verdict = _STATE.fail_fast.trial_ended(trial, trials)
+    if verdict is not None and _stop_tune(signal.SIGUSR1, None):
+        _STATE.failed = verdict  # said in full, with a hint, once the trials have stopped
+        _say(_STATE.stream or sys.stderr, "[hpoc] stopping the study: its first trials all "
+                                          "failed the same way")
+
+
+def _stop_tune(signum: int, frame: Any) -> bool:
+    """Tune's own graceful stop (the handler it installs for SIGUSR1), when it is running."""
+    tune_handler = signal.getsignal(signal.SIGUSR1)
+    if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
+        tune_handler(signum, frame)
+        return True
+    return False
+
+
+def _failed_after(trial: Any) -> int:
+    """The last report (training iteration) before an attempt of `trial` failed: its own
+    last one, or the one its checkpoint holds (restored, last_result is that), or 0."""
+    if clock.TIMES.of(trial.trial_id).reports or getattr(trial, "checkpoint", None) is not None:
+        return int((getattr(trial, "last_result", None) or {}).get("training_iteration") or 0)
+    return 0
+
+
+def _has_checkpoint(trial: Any) -> bool:
+    """Whether a retry of `trial` resumes from a checkpoint: Tune's, or that of the trial's
+    own Ray Train run (multi-worker trials without a warm group)."""
+    if getattr(trial, "checkpoint", None) is not None:
+        return True
+    if _STATE.experiment is None:
+        return False
+    from hpoc.runtime.trial import train_runs_dir
+
+    return any(train_runs_dir(_STATE.experiment).joinpath(trial.trial_id).glob("checkpoint_*"))
+
+
+def _trial_line(trial: Any, what: str) -> None:
+    stream = _STATE.stream or sys.stderr
+    error = summary_mod.trial_error(trial) if trial.status == "ERROR" else None
+    detail = ""
+    if error:
+        line, at = summary_mod.error_line(error), summary_mod.error_where(error)
+        detail = f": {line}" + (f" at {at}" if at and at not in line else "")
+    where = trial_path(trial)
+    hint = f" (details: {where}/error.txt)" if error and where else ""
+    _say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
+
+
+def _searched(trial: Any) -> str:
+    """` (lr=0.1, batch_size=64)`: the values searched for this trial, so that an error
+    that comes with some values only is seen at once."""
+    from hpoc.plan.space import flatten
+
+    flat = flatten(getattr(trial, "config", None) or {})
+    shown = [f"{name}={_short(flat[name])}" for name in _STATE.params if name in flat]
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+
+
+class _Relabelled:
+    """A trial seen through another status."""
+
+    def __init__(self, trial: Any, status: str) -> None:
+        self._trial, self.status = trial, status
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)

@@ -477,3 +477,24 @@ def test_a_getter_failing_inside_a_library_names_the_studys_line_too(tmp_path):
     message = str(info.value)
     assert message.startswith("getter `reader:Getter` failed: JSONDecodeError: ")
     assert "json/decoder.py:" in message and f", called from {workdir / 'reader.py'}:5)" in message
+
+
+class _Linear(hpoc.Trainer):
+    def create_model(self, config):
+        return nn.Linear(3, 1)
+
+
+def test_task_regression_from_the_spec_trains_with_mse_and_a_one_output_classifier_fails(tmp_path):
+    """`trainer = trainer:T(task = "regression")` is how a spec says it; left out, a one-output
+    model under CrossEntropyLoss reported val_loss = 0 every epoch and ranked best."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    data = ((x[:48], y[:48]), (x[48:], y[48:]))
+    config = {"lr": 0.05, "batch_size": 16, "epochs": 2}
+    history = _Linear(task="regression").run_local(config, data, directory=tmp_path / "a")
+    assert history[-1]["val_loss"] > 0 and "val_accuracy" not in history[-1]
+    with pytest.raises(TrainerError, match=r'one output .* always 0: .*task = "regression"'):
+        _Linear().run_local(config, data, directory=tmp_path / "b")
+    with pytest.raises(ValueError, match="task = 'regresion': it must be one of"):
+        _Linear(task="regresion")

@@ -151,12 +151,16 @@ def _first_loss(out: Any) -> Any:
     return out
 
 
+TASKS = ("classification", "regression")
+
+
 class Trainer:
     """Base class of user trainers (see the module docstring)."""
 
     #: `(mean, std)` applied to inputs on the device (numbers or per-channel sequences).
     normalize: tuple[Any, Any] | None = None
-    #: "classification" adds `val_accuracy` (argmax of outputs vs integer targets).
+    #: "classification" adds `val_accuracy` (argmax of outputs vs integer targets);
+    #: "regression" trains with MSELoss. Also a trainer argument: `MyTrainer(task = "regression")`.
     task: str = "classification"
     #: channels-last memory format on GPU for conv nets ("auto"), or True/False.
     channels_last: bool | str = "auto"
@@ -167,6 +171,10 @@ class Trainer:
     def __init__(self, grad_accumulation_steps: int = 1, **args: Any) -> None:
         self.args = dict(args)
         self.grad_accumulation_steps = int(grad_accumulation_steps)
+        if "task" in args:
+            if args["task"] not in TASKS:
+                raise ValueError(f"task = {args['task']!r}: it must be one of {', '.join(map(repr, TASKS))}")
+            self.task = args["task"]
 
     # ------------------------------------------------------------ set by the runtime
 
@@ -450,6 +458,13 @@ class Trainer:
             n = _batch_len(batch)
             sums[0] += loss.detach().double() * n
             sums[2] += n
+            if classify and isinstance(self.loss, torch.nn.CrossEntropyLoss) and \
+                    outputs is not None and outputs.dim() == 2 and outputs.shape[1] == 1:
+                # softmax over one logit is 1: the loss is 0 whatever the model does
+                raise TrainerError("the model has one output and the loss is CrossEntropyLoss, "
+                                   "which is then always 0: for regression set `task = "
+                                   "\"regression\"` (a trainer argument in the spec, or a class "
+                                   "attribute) to train with MSELoss, or return one output per class")
             if classify and outputs is not None and outputs.dim() == 2 and \
                     len(batch) > 1 and not batch[1].is_floating_point():
                 sums[1] += (outputs.argmax(dim=1) == batch[1]).sum()

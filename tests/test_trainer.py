@@ -498,3 +498,35 @@ def test_task_regression_from_the_spec_trains_with_mse_and_a_one_output_classifi
         _Linear().run_local(config, data, directory=tmp_path / "b")
     with pytest.raises(ValueError, match="task = 'regresion': it must be one of"):
         _Linear(task="regresion")
+
+
+def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path):
+    """Its own metric, averaged over the validation samples, is reported (and can be the
+    objective); a return value hpoc cannot read names the hook and what to return."""
+    workdir, _, (train, val, _) = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class OwnMetric(base):
+        def validation_step(self, batch):
+            x, y = batch
+            out = self.model(x)
+            return {"loss": self.loss(out, y), "outputs": out,
+                    "val_err": (out.argmax(1) != y).float().mean()}
+
+    history = OwnMetric().run_local(CONFIG, (train, val), directory=tmp_path / "a")
+    assert all(r["val_err"] == pytest.approx(1 - r["val_accuracy"], abs=1e-6) for r in history)
+
+    class NoLoss(base):
+        def validation_step(self, batch):
+            return {"f1": 0.5}
+
+    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*test_trainer\.py:\d+\) "
+                                           r"returned a dict without `loss` \(keys: f1\)"):
+        NoLoss().run_local(CONFIG, (train, val), directory=tmp_path / "b")
+
+    class Nothing(base):
+        def validation_step(self, batch):
+            self.loss(self.model(batch[0]), batch[1])
+
+    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*\) returned NoneType: return "):
+        Nothing().run_local(CONFIG, (train, val), directory=tmp_path / "c")

@@ -12,7 +12,8 @@ Hooks, all optional except a model:
 - `create_model(config)`, `create_loss(config)`, `create_optimizer(model, config)`,
   `create_lr_scheduler(optimizer, config)` - or all at once in
   `create_model_loss_optimizer(config)` returning `(model, loss, optimizer[, scheduler])`;
-- `train_step(batch) -> loss` and `validation_step(batch) -> (loss, outputs)`;
+- `train_step(batch) -> loss` and `validation_step(batch) -> (loss, outputs)` (or a dict
+  with `loss`, maybe `outputs`, and metrics of yours, averaged over the samples);
 - `prepare_inputs(x)`: on-device preprocessing of an input batch (default: uint8 -> [0, 1]
   floats, then `normalize = (mean, std)` if the class sets it);
 - `train()` itself, for a loop of your own (`train(self, config, data)` as in itwinai works).
@@ -447,16 +448,22 @@ class Trainer:
         self.model.eval()
         dev = self.strategy.device()
         sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss*n, correct, n
+        mine: dict[str, torch.Tensor] = {}  # the metrics of a validation_step's dict, times n
         classify = self.task == "classification"
         batches = self.validation_dataloader
         for batch in batches:
             with self.strategy.autocast():
                 out = self.validation_step(batch)
-            if getattr(batches, "empty", False):
+            loss, outputs, extra = _validation_parts(out, self.validation_step)
+            empty = getattr(batches, "empty", False)
+            for name, value in extra.items():  # every rank sums the same names, even one
+                total = mine.setdefault(name, torch.zeros((), device=dev, dtype=torch.float64))
+                if not empty:
+                    total += _metric_tensor(value, name, dev) * _batch_len(batch)
+            if empty:
                 continue  # a stand-in batch of a rank with no samples left: not counted
-            loss, outputs = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
             n = _batch_len(batch)
-            sums[0] += loss.detach().double() * n
+            sums[0] += _metric_tensor(loss, "loss", dev) * n
             sums[2] += n
             if classify and isinstance(self.loss, torch.nn.CrossEntropyLoss) and \
                     outputs is not None and outputs.dim() == 2 and outputs.shape[1] == 1:
@@ -468,10 +475,13 @@ class Trainer:
             if classify and outputs is not None and outputs.dim() == 2 and \
                     len(batch) > 1 and not batch[1].is_floating_point():
                 sums[1] += (outputs.argmax(dim=1) == batch[1]).sum()
-        loss_total, correct, n_total = self.strategy.all_reduce(sums).tolist()
+        names = sorted(mine)
+        totals = self.strategy.all_reduce(torch.cat([sums, *(mine[k].reshape(1) for k in names)]))
+        loss_total, correct, n_total, *extra_totals = totals.tolist()
         metrics = {"val_loss": loss_total / max(n_total, 1)}
         if classify:
             metrics["val_accuracy"] = correct / max(n_total, 1)
+        metrics.update((k, v / max(n_total, 1)) for k, v in zip(names, extra_totals))
         return metrics
 
     # ------------------------------------------------------------ reporting
@@ -742,6 +752,33 @@ def _require_module(model: Any, hook: Any) -> Any:
         raise TrainerError(f"{getattr(hook, '__name__', 'create_model')}(){_source_line(hook)} returned "
                            f"{type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """`(loss, outputs, metrics)` of what `validation_step` returned: `(loss, outputs)`, a
+    loss, or a dict with `loss`, maybe `outputs`, and metrics of the trainer's own."""
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise TrainerError(f"validation_step(){_source_line(hook)} returned a dict without "
+                               f"`loss` (keys: {', '.join(map(str, out)) or 'none'}): add the "
+                               "batch's loss as `loss`")
+        return out["loss"], out.get("outputs"), {k: v for k, v in out.items() if k not in ("loss", "outputs")}
+    if isinstance(out, (tuple, list)) and out:
+        return out[0], (out[1] if len(out) > 1 else None), {}
+    if isinstance(out, (torch.Tensor, int, float)) and not isinstance(out, bool):
+        return out, None, {}
+    raise TrainerError(f"validation_step(){_source_line(hook)} returned {type(out).__name__}: "
+                       "return `(loss, outputs)`, the loss, or a dict with `loss` and metrics "
+                       "of yours (`{\"loss\": loss, \"val_f1\": f1}`)")
+
+
+def _metric_tensor(value: Any, name: str, device: torch.device) -> torch.Tensor:
+    """A batch's value of a validation metric as a float64 scalar on the device."""
+    try:
+        return torch.as_tensor(value, device=device).detach().double().mean()
+    except (TypeError, ValueError, RuntimeError):
+        raise TrainerError(f"validation_step() returned `{name}` = {reprlib.repr(value)}: "
+                           "a validation metric must be a number or a tensor") from None
 
 
 def _batch_len(batch: Any) -> int:

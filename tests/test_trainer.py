@@ -530,3 +530,17 @@ def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path
 
     with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*\) returned NoneType: return "):
         Nothing().run_local(CONFIG, (train, val), directory=tmp_path / "c")
+
+
+def test_val_accuracy_is_left_out_when_no_batch_gave_outputs_to_judge(toy, tmp_path):
+    """A validation_step that returns only its loss reported val_accuracy = 0: a model that
+    is never right, to whoever reads the table or ranks by it."""
+    workdir, _, (train, val, _) = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class LossOnly(base):
+        def validation_step(self, batch):
+            return self.loss(self.model(batch[0]), batch[1])
+
+    history = LossOnly().run_local(CONFIG, (train, val), directory=tmp_path / "a")
+    assert "val_loss" in history[-1] and "val_accuracy" not in history[-1]

@@ -447,7 +447,7 @@ class Trainer:
     def validation_epoch(self, epoch: int) -> dict[str, float]:
         self.model.eval()
         dev = self.strategy.device()
-        sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss*n, correct, n
+        sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss*n, correct, n, n judged
         mine: dict[str, torch.Tensor] = {}  # the metrics of a validation_step's dict, times n
         classify = self.task == "classification"
         batches = self.validation_dataloader
@@ -475,12 +475,15 @@ class Trainer:
             if classify and outputs is not None and outputs.dim() == 2 and \
                     len(batch) > 1 and not batch[1].is_floating_point():
                 sums[1] += (outputs.argmax(dim=1) == batch[1]).sum()
+                sums[3] += n
         names = sorted(mine)
         totals = self.strategy.all_reduce(torch.cat([sums, *(mine[k].reshape(1) for k in names)]))
-        loss_total, correct, n_total, *extra_totals = totals.tolist()
+        loss_total, correct, n_total, n_judged, *extra_totals = totals.tolist()
         metrics = {"val_loss": loss_total / max(n_total, 1)}
-        if classify:
-            metrics["val_accuracy"] = correct / max(n_total, 1)
+        if classify and (n_judged or not n_total):
+            # not without outputs to judge (a validation_step that returns only the loss,
+            # float labels): 0 would read as a model that is always wrong
+            metrics["val_accuracy"] = correct / max(n_judged, 1)
         metrics.update((k, v / max(n_total, 1)) for k, v in zip(names, extra_totals))
         return metrics
 

@@ -364,6 +364,9 @@ def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
     x, y = np.zeros((10, 4)), np.zeros(10)
     with pytest.raises(pipeline.PipelineError, match=r"10 rows, shaped \(10, 4\) and \(10,\): that is \(inputs"):
         pipeline.as_splits((x, y), "getter `data:Get`")
+    # a regression target kept as a column has the inputs' rank: still (inputs, targets)
+    with pytest.raises(pipeline.PipelineError, match=r"shaped \(10, 4\) and \(10, 1\): that is"):
+        pipeline.as_splits((x, y.reshape(-1, 1)), "getter `data:Get`")
     # Two splits (same rank), splits as (x, y) pairs, and three arrays stay what they were.
     assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
     assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y

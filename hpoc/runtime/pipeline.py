@@ -275,13 +275,14 @@ def _require_samples(split: Any, name: str, what: str) -> None:
 
 def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The shapes of `a` and `b` when they look like one dataset's inputs and targets: two
-    arrays with as many rows but of different rank (two splits share their rank)."""
+    arrays with as many rows but of different rank or row shape (`(N, 10)` and `(N, 1)`);
+    two splits of one dataset share the row shape."""
     sa, sb = getattr(a, "shape", None), getattr(b, "shape", None)
     try:
         sa, sb = tuple(int(n) for n in sa), tuple(int(n) for n in sb)
     except (TypeError, ValueError):  # no shape, or unknown sizes (a dask array's NaN)
         return None
-    if sa and sb and sa[0] == sb[0] and len(sa) != len(sb):
+    if sa and sb and sa[0] == sb[0] and sa[1:] != sb[1:]:
         return sa, sb
     return None
 

@@ -445,10 +445,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results")
 
-    def report(*trials, interrupted=False):
+    def report(*trials, interrupted=False, budget_s=None):
         built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=interrupted,
                               experiment_dir=tmp_path, plan_hash="sha256:0")
-        return summary.describe_best(built).splitlines()[-1]
+        return summary.describe_best(built, budget_s).splitlines()[-1]
 
     def trial(status, **result):
         return SimpleNamespace(trial_id="t1", status=status, config={}, last_result=result, path=None,
@@ -465,6 +465,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     assert report(trial("TERMINATED"), trial("ERROR")) == (
         "no trial reported the objective metric `val_accuracy`: 1 trial(s) ended without reporting "
         "once (does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every epoch?)")
+    # The time budget stopped them before their first report: not the trainer's fault.
+    assert report(trial("TERMINATED"), budget_s=10) == (
+        "no trial reported the objective metric `val_accuracy`: the time budget "
+        "(`trials.time_budget`, 10 s) ended the study before any did")
     # A walltime stop before the first epoch ended: the trials have not had their turn; it
     # said "ended without reporting once" and blamed the trainer.
     assert report(trial("PENDING"), trial("RUNNING"), interrupted=True) == (

@@ -738,7 +738,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     trials = _STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
-    if budget and not interrupted and time.monotonic() - fit_started >= budget:
+    budget_reached = bool(budget) and not interrupted and time.monotonic() - fit_started >= budget
+    if budget_reached:
         _say(stream, _budget_line(budget, total, trials))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
@@ -748,7 +749,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
             else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
-    _say(out, summary_mod.describe_best(result))
+    _say(out, summary_mod.describe_best(result, budget if budget_reached else None))
     _say(out, f"summary: {path}")
     if _STATE.failed:
         _say(stream, f"[hpoc] stopped: {_STATE.failed}\n{failfast.hint(plan)}")

@@ -482,6 +482,27 @@ def test_a_getter_failing_inside_a_library_names_the_studys_line_too(tmp_path):
     assert "json/decoder.py:" in message and f", called from {workdir / 'reader.py'}:5)" in message
 
 
+
+def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """Run from another directory, `np.load("data/x.npy")` said only "No such file": not
+    that it resolves in the spec's directory, nor which line opened it. A getter's own
+    FileNotFoundError (how to fetch the data) is shown as it is."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text(
+        "class Getter:\n    def execute(self):\n        return open('data/x.npy').read()\n\n"
+        "class Told:\n    def execute(self):\n        raise FileNotFoundError('run fetch.py first')\n")
+    monkeypatch.chdir(tmp_path)
+    for getter, expected in [
+            ("reader:Getter", f"getter `reader:Getter` failed: [Errno 2] No such file or directory: "
+                              f"'data/x.npy' (relative to {workdir}, the spec's directory) at "
+                              f"{workdir / 'reader.py'}:3"),
+            ("reader:Told", "getter `reader:Told` failed: run fetch.py first")]:
+        plan = make_plan(workdir, tmp_path / "results",
+                         pipeline={"getter": {"target": getter, "args": {}}, "splitter": None})
+        with pytest.raises(pipeline.PipelineError) as info:
+            pipeline.load_data(plan)
+        assert str(info.value) == expected
+
 class _Linear(hpoc.Trainer):
     def create_model(self, config):
         return nn.Linear(3, 1)

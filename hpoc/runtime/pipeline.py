@@ -154,10 +154,27 @@ def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
         raise PipelineError(f"{role} `{target}`: has neither `execute()` nor `__call__`")
     try:
         return call(*inputs)
-    except (FileNotFoundError, PipelineError) as exc:
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{role} `{target}` failed: {_missing(exc)}") from None
+    except PipelineError as exc:
         raise PipelineError(f"{role} `{target}` failed: {exc}") from None
     except Exception as exc:
         raise PipelineError(f"{role} `{target}` failed: {_describe(exc)}") from exc
+
+
+def _missing(exc: FileNotFoundError) -> str:
+    """A step's own FileNotFoundError says how to get the data: shown as it is. One the OS
+    raised (`np.load("data/x.npy")`) names only a path: also where a relative one was looked
+    for (the spec's directory, wherever hpoc was started) and the study's line."""
+    if exc.errno is None or exc.filename is None:
+        return str(exc)
+    from hpoc.runtime.summary import error_where
+
+    text = str(exc)
+    if not os.path.isabs(os.fsdecode(exc.filename)):
+        text += f" (relative to {os.getcwd()}, the spec's directory)"
+    own = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    return text + (f" at {own}" if own else "")
 
 
 def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:

@@ -271,6 +271,36 @@ def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(t
             Exits().run_local(CONFIG, data, directory=tmp_path / "c")
 
 
+def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(toy, tmp_path):
+    """`return None` from create_optimizer, or a scheduler's name, failed every trial with
+    "'NoneType' object has no attribute 'step'" from inside hpoc's loop."""
+    workdir, _, data = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class NoOptimizer(base):
+        def create_optimizer(self, model, config):
+            torch.optim.Adam(model.parameters())
+
+    with pytest.raises(TrainerError, match=r"^create_optimizer\(\) \(.*test_trainer\.py:\d+\) returned "
+                                           r"NoneType as the optimizer, not a torch optimizer"):
+        NoOptimizer().run_local(CONFIG, data, directory=tmp_path / "a")
+
+    class NamedScheduler(base):
+        def create_lr_scheduler(self, optimizer, config):
+            return "cosine"
+
+    with pytest.raises(TrainerError, match=r"^create_lr_scheduler\(\) \(.*\) returned str as the lr "
+                                           r"scheduler: return a torch LR scheduler"):
+        NamedScheduler().run_local(CONFIG, data, directory=tmp_path / "b")
+
+    class AllAtOnce(base):
+        def create_model_loss_optimizer(self, config):
+            return self.create_model(config), nn.CrossEntropyLoss(), "adam"
+
+    with pytest.raises(TrainerError, match=r"^create_model_loss_optimizer\(\) \(.*\) returned str as the "
+                                           r"optimizer"):
+        AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "c")
+
 def test_epochs_fall_back_to_the_plans_stop_criterion(toy, tmp_path):
     workdir, plan, data = toy
     plan = dict(plan, trials=dict(plan["trials"], stop={"training_iteration": 2}))

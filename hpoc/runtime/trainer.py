@@ -299,8 +299,11 @@ class Trainer:
     def create_model_loss_optimizer(self, config: dict[str, Any]) -> Any:
         model = _require_module(self.create_model(config), self.create_model)
         model = model.to(self.strategy.device())
-        optimizer = self.create_optimizer(model, config)
-        return model, self.create_loss(config), optimizer, self.create_lr_scheduler(optimizer, config)
+        optimizer = _require_optimizer(self.create_optimizer(model, config), self.create_optimizer,
+                                       self.strategy)
+        scheduler = _require_scheduler(self.create_lr_scheduler(optimizer, config),
+                                       self.create_lr_scheduler)
+        return model, self.create_loss(config), optimizer, scheduler
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return self._prepare(x)
@@ -344,6 +347,9 @@ class Trainer:
         if model is None:
             raise TrainerError("create_model_loss_optimizer() returned no model")
         _require_module(model, hook)
+        if made is not None:
+            _require_optimizer(optimizer, hook, self.strategy)
+            _require_scheduler(scheduler, hook)
         if self.strategy.model is not model:
             model, optimizer, scheduler = self.strategy.distributed(model, optimizer, scheduler)
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, scheduler
@@ -782,6 +788,26 @@ def _metric_tensor(value: Any, name: str, device: torch.device) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         raise TrainerError(f"validation_step() returned `{name}` = {reprlib.repr(value)}: "
                            "a validation metric must be a number or a tensor") from None
+
+
+def _require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
+    """An optimizer hpoc cannot step fails in its loop, an AttributeError without the
+    user's line. None is DeepSpeed's: its config file's optimizer then."""
+    if optimizer is None and strategy.name == "deepspeed":
+        return optimizer
+    if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_optimizer')}(){_source_line(hook)} "
+                           f"returned {type(optimizer).__name__} as the optimizer, not a torch "
+                           "optimizer (`torch.optim.Adam(model.parameters(), lr=...)`)")
+    return optimizer
+
+
+def _require_scheduler(scheduler: Any, hook: Any) -> Any:
+    if scheduler is not None and not hasattr(scheduler, "step"):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_lr_scheduler')}(){_source_line(hook)} "
+                           f"returned {type(scheduler).__name__} as the lr scheduler: return a torch "
+                           "LR scheduler (`torch.optim.lr_scheduler.StepLR(optimizer, ...)`), or None")
+    return scheduler
 
 
 def _batch_len(batch: Any) -> int:

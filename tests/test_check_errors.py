@@ -431,6 +431,12 @@ def test_conditions_that_never_hold_or_repeat_values() -> None:
     assert [(e.code, where(e)) for e in errs] == [("HP202", (5, 27)), ("HP303", (5, 32))]
 
 
+def test_a_condition_on_a_parameter_whose_domain_is_wrong_is_not_a_second_error() -> None:
+    """`choice(adam, sgd)` is one mistake (unquoted names): the condition on it said the
+    parameter did not exist, sending the reader to look for a typo that is not there."""
+    src = BASE + 'space {\n  opt { name = choice("adam", sdg) }\n  m = uniform(0, 1) if opt.name == "adam"\n}\n'
+    assert [(e.code, where(e)) for e in errors(src)] == [("HP203", (4, 31))]
+
 def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
     src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"
     d = one_error(src)

@@ -203,6 +203,19 @@ def test_a_time_attr_a_loop_of_its_own_does_not_report(tmp_path) -> None:
         assert not said(attr), attr
 
 
+def test_a_stop_key_nobody_reports(tmp_path) -> None:
+    """`stop = { epochs = 2 }` (hpoc reports `epoch`): Ray skips a criterion no result
+    holds, so every trial ran all its epochs and nothing said why."""
+    src = BASE + "space { epochs = 3 }\nobjective minimize val_loss\ntrials { stop = { %s } }\n"
+    (w,) = warnings(src % "epochs = 2")
+    assert (w.code, where(w), w.message, w.help) == (
+        "HP801", (5, 19), "`stop` key `epochs` is not reported by hpoc's default train loop or by Tune",
+        "did you mean `epoch`?")
+    assert w.notes == ("Ray skips a stop criterion that no result holds: it would stop no trial",)
+    assert not warnings(src % "training_iteration = 2, epoch = 2, val_accuracy = 0.9, time_total_s = 60")
+    (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'val_f1': 1})\n", encoding="utf-8")
+    assert not [d for d in diagnostics(src % "val_f1 = 0.9", str(tmp_path)) if d.severity == "warning"]
+
 def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
     d = one_error(BASE + "objective minimize val_loss\nscheduler asha { metric = val_accuracy }\n")
     assert (d.code, where(d), d.message) == ("HP201", (4, 18), "unknown key `metric` in `scheduler asha`")

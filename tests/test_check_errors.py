@@ -288,6 +288,10 @@ def test_missing_required() -> None:
     assert (d.code, where(d), d.message) == ("HP205", (2, 1), "`pipeline` needs `trainer`")
     d = one_error("pipeline { trainer = t:T }\n")
     assert (d.code, where(d), d.message) == ("HP205", (1, 1), "the study has no name")
+    # no pipeline at all (`pipline` misspelt is its own error): not "`pipeline` needs `trainer`"
+    d = one_error('study "t"\nspace { lr = uniform(0, 1) }\n')
+    assert (d.code, d.message, d.help) == ("HP205", "the study has no `pipeline` block (with `trainer`)",
+                                           "add `pipeline { trainer = ... }`")
 
 
 def test_invalid_names_and_targets() -> None:

@@ -598,3 +598,19 @@ def test_val_accuracy_is_left_out_when_no_batch_gave_outputs_to_judge(toy, tmp_p
 
     history = LossOnly().run_local(CONFIG, (train, val), directory=tmp_path / "a")
     assert "val_loss" in history[-1] and "val_accuracy" not in history[-1]
+
+
+
+def test_numpy_float64_arrays_train_as_float32(tmp_path):
+    """NumPy's default dtype met a float32 model in "mat1 and mat2 must have the same
+    dtype" on the first batch of every trial."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))
+    y = x @ np.array([[1.0], [-2.0], [0.5]])
+    assert x.dtype == y.dtype == np.float64
+    data = ((x[:48], y[:48]), (x[48:], y[48:]))
+    history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2}, data,
+                                                   directory=tmp_path / "a")
+    assert history[-1]["val_loss"] > 0

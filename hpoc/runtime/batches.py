@@ -27,7 +27,8 @@ _MAX_RESIDENT = 8
 
 
 def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
-    """The tensors behind in-memory data, or None for any other dataset."""
+    """The tensors behind in-memory data, or None for any other dataset; NumPy float64
+    arrays become torch's default float dtype."""
     tensors = getattr(dataset, "tensors", None)  # TensorDataset and look-alikes
     if tensors is None and isinstance(dataset, (tuple, list)):
         tensors = dataset
@@ -38,7 +39,10 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
         if isinstance(t, torch.Tensor):
             out.append(t)
         elif type(t).__module__ == "numpy" and hasattr(t, "shape"):
-            out.append(torch.from_numpy(t))
+            t = torch.from_numpy(t)
+            # NumPy's default float64 is rarely what the model is built in: torch's default
+            # (float32) met float64 inputs or targets in a dtype error on the first batch
+            out.append(t.to(torch.get_default_dtype()) if t.dtype == torch.float64 else t)
         else:
             return None
     if len({t.shape[0] for t in out}) != 1 or out[0].dim() == 0:

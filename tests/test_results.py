@@ -578,6 +578,17 @@ def test_a_storage_path_holding_one_study_reads_it(tmp_path, capsys):
     assert "holds one study, flaky: showing it" in err and "no summary.json" not in err
 
 
+def test_runs_that_fresh_moved_aside_are_not_other_studies(tmp_path, capsys):
+    """After one `hpoc run --fresh`, `hpoc results .` in the spec's directory was refused:
+    "holds 2 studies: results/flaky, results/flaky.prev-…"."""
+    _finished_study(tmp_path / "results", "flaky", 3)
+    _finished_study(tmp_path / "results", "flaky.prev-20261129-073710", 2)
+    code, out, err = cli(capsys, tmp_path, "--no-best")
+    assert code == 0 and "study `flaky`: 3 trials" in out
+    assert (f"{tmp_path} holds one study, results/flaky: showing it (not its 1 earlier run(s) "
+            "that `--fresh` moved aside)") in err
+
+
 def test_the_specs_own_directory_reads_the_study_below_it(tmp_path, capsys):
     _finished_study(tmp_path / "results", "flaky", 3)
     (tmp_path / "study.hpo").write_text(SPEC)

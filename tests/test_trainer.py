@@ -614,3 +614,22 @@ def test_numpy_float64_arrays_train_as_float32(tmp_path):
     history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2}, data,
                                                    directory=tmp_path / "a")
     assert history[-1]["val_loss"] > 0
+
+
+def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_path):
+    """Every trial failed with "the number of epochs is not set" once Ray was up; the
+    driver (and `hpoc check --preflight`) has the trainer class and the plan at hand."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", space={"constants": {"batch_size": 32}})
+    with pytest.raises(pipeline.PipelineError, match=r"^trainer `toy:ToyTrainer` runs hpoc's default "
+                                                     r"loop, and the number of epochs is not set: add `epochs`"):
+        pipeline.check_imports(plan)
+    # given another way (stop criterion, a trainer argument), or a loop of the trainer's own
+    for sections in ({"trials": {"stop": {"training_iteration": 2}}},
+                     {"pipeline": {"trainer": {"target": "toy:ToyTrainer", "args": {"epochs": 2}}}}):
+        pipeline.check_imports(make_plan(workdir, tmp_path / "results",
+                                         space={"constants": {"batch_size": 32}}, **sections))
+    (workdir / "own.py").write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    def train(self):\n"
+                                    "        self.report({'val_accuracy': 1.0})\n")
+    pipeline.check_imports(make_plan(workdir, tmp_path / "results", space={"constants": {}},
+                                     pipeline={"trainer": {"target": "own:T", "args": {}}}))

@@ -119,14 +119,15 @@ def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
             if step:
                 out[role] = import_target(step["target"], workdir, role)
     if "trainer" in out:
-        require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"])
+        require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"], plan)
     return out
 
 
-def require_trainer_class(obj: Any, target: str) -> None:
+def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = None) -> None:
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
-    an AttributeError from every trial."""
-    from hpoc.runtime.trainer import Trainer
+    an AttributeError from every trial; nor a TrainerError from every trial that `plan`
+    gives hpoc's loop no number of epochs."""
+    from hpoc.runtime.trainer import NO_EPOCHS, Trainer, epochs_missing
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
         from hpoc.runtime.hooks import hook_problems
@@ -136,6 +137,8 @@ def require_trainer_class(obj: Any, target: str) -> None:
             raise PipelineError(f"trainer `{target}`: {'; '.join(problems)}: hpoc calls "
                                 f"{'this hook' if len(problems) == 1 else 'these hooks'} so\n"
                                 "  help: docs/trainer.md (Hooks) lists them with their arguments")
+        if plan is not None and epochs_missing(obj, plan):
+            raise PipelineError(f"trainer `{target}` runs hpoc's default loop, and {NO_EPOCHS}")
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
     try:

@@ -153,6 +153,31 @@ def _first_loss(out: Any) -> Any:
 
 
 TASKS = ("classification", "regression")
+NO_EPOCHS = ("the number of epochs is not set: add `epochs` to the study's constants (or search "
+             "it as a parameter)")
+
+
+def plan_epochs(plan: dict[str, Any]) -> Any:
+    """The epochs of a trial whose config and trainer arguments give none: the plan's
+    `stop.training_iteration`, else its scheduler's `max_t` counted in epochs; or None."""
+    stop = (plan["trials"].get("stop") or {}).get("training_iteration")
+    sched = plan.get("scheduler") or {}
+    max_t = (sched.get("options") or {}).get("max_t")
+    return stop if stop is not None else (
+        max_t if sched.get("time_attr", "training_iteration") == "training_iteration" else None)
+
+
+def epochs_missing(cls: type, plan: dict[str, Any]) -> bool:
+    """Whether hpoc's loop would fail every trial of `plan` at its start for want of a
+    number of epochs (a trainer that overrides the loop, or how it reads settings, may
+    need none)."""
+    if any(getattr(cls, name, None) is not getattr(Trainer, name) for name in ("train", "epochs", "setting")):
+        return False
+    space = plan.get("space") or {}
+    args = (plan["pipeline"]["trainer"].get("args") or {})
+    given = "epochs" in (space.get("constants") or {}) or "epochs" in args or \
+        any(p.get("name") == "epochs" for p in space.get("params") or ())
+    return not given and plan_epochs(plan) is None
 
 
 class Trainer:
@@ -233,14 +258,9 @@ class Trainer:
     def epochs(self) -> int:
         value = self.setting("epochs")
         if value is None and self.plan is not None:
-            stop = (self.plan["trials"].get("stop") or {}).get("training_iteration")
-            sched = self.plan.get("scheduler") or {}
-            max_t = (sched.get("options") or {}).get("max_t")
-            value = stop if stop is not None else (
-                max_t if sched.get("time_attr", "training_iteration") == "training_iteration" else None)
+            value = plan_epochs(self.plan)
         if value is None:
-            raise TrainerError("the number of epochs is not set: add `epochs` to the study's "
-                               "constants (or search it as a parameter)")
+            raise TrainerError(NO_EPOCHS)
         return int(value)
 
     @property

@@ -633,3 +633,19 @@ def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_p
                                     "        self.report({'val_accuracy': 1.0})\n")
     pipeline.check_imports(make_plan(workdir, tmp_path / "results", space={"constants": {}},
                                      pipeline={"trainer": {"target": "own:T", "args": {}}}))
+
+
+
+def test_a_train_step_that_returns_no_tensor_names_the_hook(toy, tmp_path):
+    """`return loss.item()` (or no return) failed in hpoc's loop with "'float' object has no
+    attribute 'backward'", without the user's line."""
+    workdir, _, data = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class Item(base):
+        def train_step(self, batch):
+            return self.loss(self.model(batch[0]), batch[1]).item()
+
+    with pytest.raises(TrainerError, match=r"^train_step\(\) \(.*test_trainer\.py:\d+\) returned float: "
+                                           r"return the batch's loss as a tensor"):
+        Item().run_local(CONFIG, data, directory=tmp_path / "a")

@@ -442,6 +442,10 @@ class Trainer:
             with self.strategy.micro_batch(last=i == last):
                 with self.strategy.autocast():
                     loss = _first_loss(self.train_step(batch))
+                if not isinstance(loss, torch.Tensor):
+                    raise TrainerError(f"train_step(){_source_line(self.train_step)} returned "
+                                       f"{type(loss).__name__}: return the batch's loss as a tensor "
+                                       "(not `loss.item()`), to train on")
                 self.strategy.backward(loss)
             self.strategy.step()
             n = _batch_len(batch)

@@ -615,6 +615,21 @@ def test_numpy_float64_arrays_train_as_float32(tmp_path):
                                                    directory=tmp_path / "a")
     assert history[-1]["val_loss"] > 0
 
+    class Rows(torch.utils.data.Dataset):  # not arrays: batched by a DataLoader
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+
+    history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2},
+                                                   (Rows(x[:48], y[:48]), Rows(x[48:], y[48:])),
+                                                   directory=tmp_path / "b")
+    assert history[-1]["val_loss"] > 0
+
 
 def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_path):
     """Every trial failed with "the number of epochs is not set" once Ray was up; the

@@ -76,7 +76,8 @@ def resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def default_prepare(normalize: tuple[Any, Any] | None) -> Prepare:
-    """uint8 images -> floats in [0, 1], then `(x - mean) / std` on the device.
+    """uint8 images -> floats in [0, 1] (float64 -> torch's default float), then
+    `(x - mean) / std` on the device.
 
     `mean`/`std` are numbers or per-channel sequences (channel = dim 1)."""
     cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -84,6 +85,8 @@ def default_prepare(normalize: tuple[Any, Any] | None) -> Prepare:
     def prepare(x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
+        elif x.dtype == torch.float64:  # NumPy's default, from a Dataset's __getitem__
+            x = x.to(torch.get_default_dtype())
         if normalize is not None and x.is_floating_point():
             key = (str(x.device), x.dtype)
             if key not in cache:

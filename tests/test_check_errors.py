@@ -652,7 +652,7 @@ def test_a_metric_the_trainer_source_reports_is_not_warned_about(tmp_path) -> No
     trainer.write_text("class T:\n    def step(self, f):\n        self.report({'f1': f, 'n': 2})\n")
     assert compile_path(spec).warnings == []
     trainer.write_text("def broken(:\n")  # unreadable source: no answer, so the warning stays
-    assert [w.code for w in compile_path(spec).warnings] == ["HP801"]
+    assert [w.code for w in compile_path(spec).warnings] == ["HP803", "HP801"]  # and it is said
 
 
 # ------------------------------------------------------------------------ scheduler
@@ -1436,3 +1436,13 @@ def test_a_study_block_without_a_name_is_told_the_one_line_form() -> None:
     assert [(d.message, d.help) for d in ds] == [
         ("`study` needs a name", 'write `study "my-study"`'),
         ("`study` takes only a name", 'write `study "name"`')]
+
+
+def test_a_pipeline_module_that_does_not_parse_is_a_warning(tmp_path) -> None:
+    """`hpoc check` said "valid" of a study whose trainer.py has a syntax error: every run
+    then failed at its first import. A warning (the Python that runs it may be newer)."""
+    (tmp_path / "trainer.py").write_text("import hpoc\nclass T(hpoc.Trainer)\n    pass\n")
+    (d,) = diagnostics(BASE, str(tmp_path))
+    assert (d.severity, d.code, where(d), d.message) == (
+        "warning", "HP803", (2, 22), "trainer: `trainer` (trainer.py:2) has a syntax error: expected ':'")
+    assert d.help == "importing it would fail in every run; `python -m py_compile trainer.py` shows where"

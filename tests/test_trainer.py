@@ -664,3 +664,23 @@ def test_a_train_step_that_returns_no_tensor_names_the_hook(toy, tmp_path):
     with pytest.raises(TrainerError, match=r"^train_step\(\) \(.*test_trainer\.py:\d+\) returned float: "
                                            r"return the batch's loss as a tensor"):
         Item().run_local(CONFIG, data, directory=tmp_path / "a")
+
+
+def test_numeric_pandas_frames_are_data_as_arrays_are(tmp_path):
+    """A getter reading a CSV returns DataFrames and Series: every trial failed in the
+    DataLoader's collate ("found <class 'pandas.DataFrame'>")."""
+    pd = pytest.importorskip("pandas")
+    import numpy as np
+
+    from hpoc.runtime.batches import as_tensors
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(64, 3)), columns=["a", "b", "c"])
+    df["y"] = df.a - 2 * df.b + 0.5 * df.c
+    x, y = as_tensors((df[["a", "b", "c"]], df["y"]))
+    assert x.shape == (64, 3) and x.dtype == torch.float32 and torch.allclose(y.double(), torch.tensor(df["y"].to_numpy()))
+    assert as_tensors((df.assign(name="x"), df["y"])) is None  # a string column: not tensors
+    data = ((df[["a", "b", "c"]][:48], df[["y"]][:48]), (df[["a", "b", "c"]][48:], df[["y"]][48:]))
+    history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2}, data,
+                                                   directory=tmp_path / "a")
+    assert history[-1]["val_loss"] > 0

@@ -27,8 +27,8 @@ _MAX_RESIDENT = 8
 
 
 def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
-    """The tensors behind in-memory data, or None for any other dataset; NumPy float64
-    arrays become torch's default float dtype."""
+    """The tensors behind in-memory data (tensors, NumPy arrays, numeric pandas frames and
+    series), or None for any other dataset; float64 becomes torch's default float dtype."""
     tensors = getattr(dataset, "tensors", None)  # TensorDataset and look-alikes
     if tensors is None and isinstance(dataset, (tuple, list)):
         tensors = dataset
@@ -38,8 +38,11 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
     for t in tensors:
         if isinstance(t, torch.Tensor):
             out.append(t)
-        elif type(t).__module__ == "numpy" and hasattr(t, "shape"):
-            t = torch.from_numpy(t)
+        elif type(t).__module__.split(".")[0] in ("numpy", "pandas") and hasattr(t, "shape"):
+            array = t.to_numpy() if hasattr(t, "to_numpy") else t  # a DataFrame or Series
+            if getattr(array, "dtype", None) is None or array.dtype.kind not in "biuf":
+                return None  # strings or mixed columns: not tensors
+            t = torch.from_numpy(array.copy() if not array.flags.writeable else array)
             # NumPy's default float64 is rarely what the model is built in: torch's default
             # (float32) met float64 inputs or targets in a dtype error on the first batch
             out.append(t.to(torch.get_default_dtype()) if t.dtype == torch.float64 else t)

@@ -483,6 +483,30 @@ def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     assert hook_problems(OwnLoop) == [] and hook_problems(OwnModels) == [] and hook_problems(OwnBatches) == []
 
 
+def test_a_misspelt_hook_is_named_before_any_trial():
+    """`create_lr_schedular` was never called: the study trained without a scheduler and
+    nothing said so."""
+    from hpoc.runtime.hooks import near_misses
+
+    class Typos(hpoc.Trainer):
+        def create_model(self, config):
+            pass
+
+        def create_lr_schedular(self, optimizer, config):
+            pass
+
+        def validaton_step(self, batch):
+            pass
+
+        def build_layers(self):  # a helper of the user's own: not a hook's name
+            pass
+
+    said = near_misses(Typos)
+    assert [m.split(" (")[0] for m in said] == ["`create_lr_schedular`", "`validaton_step`"]
+    assert f"({__file__}:" in said[0] and said[0].endswith(
+        "is not a hook hpoc calls (did you mean `create_lr_scheduler`?): the default "
+        "`create_lr_scheduler` runs instead")
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems

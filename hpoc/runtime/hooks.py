@@ -8,6 +8,7 @@ trainer's own code calls instead (it overrides the method that calls it) may tak
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any
 
@@ -43,6 +44,25 @@ def hook_problems(cls: type) -> list[str]:
             out.append(f"`{name}{sig}`{_where(func)} must be `{name}({', '.join(('self', *args))})`")
         except ValueError:
             continue
+    return out
+
+
+def near_misses(cls: type) -> list[str]:
+    """Methods of the user's named like a misspelt hook: hpoc never calls them, and the
+    default it calls instead runs without a word (`create_lr_schedular`: no scheduler)."""
+    from hpoc.runtime.trainer import Trainer
+
+    out = []
+    for klass in cls.__mro__:
+        if (klass.__module__ or "").startswith("hpoc.") or klass is object:
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or hasattr(Trainer, name) or not inspect.isfunction(value):
+                continue
+            close = difflib.get_close_matches(name, (*HOOKS, "train"), n=1, cutoff=0.85)
+            if close:
+                out.append(f"`{name}`{_where(value)} is not a hook hpoc calls (did you mean "
+                           f"`{close[0]}`?): the default `{close[0]}` runs instead")
     return out
 
 

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 
 from hpoc.files import trial_path
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, marker, rerun, retry, runlock, stall
+from hpoc.runtime import clock, failfast, hooks, marker, rerun, retry, runlock, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.shards import experiment_dir
 
@@ -611,7 +611,9 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     try:
         # 1. Everything about the spec's code, before Ray.
         try:
-            pipeline.check_imports(plan)
+            trainer_cls = pipeline.check_imports(plan).get("trainer")
+            for line in hooks.near_misses(trainer_cls) if isinstance(trainer_cls, type) else ():
+                _say(stream, f"[hpoc] warning: trainer: {line}")
             search.require_search(plan)
             search.make_scheduler(plan)
         except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:

@@ -261,11 +261,11 @@ class Trainer:
             value = plan_epochs(self.plan)
         if value is None:
             raise TrainerError(NO_EPOCHS)
-        return int(value)
+        return _count("epochs", value, 0)
 
     @property
     def batch_size(self) -> int:
-        return int(self.setting("batch_size", 64))
+        return _count("batch_size", self.setting("batch_size", 64), 1)
 
     @property
     def seed(self) -> int:
@@ -832,6 +832,20 @@ def _require_scheduler(scheduler: Any, hook: Any) -> Any:
                            f"returned {type(scheduler).__name__} as the lr scheduler: return a torch "
                            "LR scheduler (`torch.optim.lr_scheduler.StepLR(optimizer, ...)`), or None")
     return scheduler
+
+
+def _count(name: str, value: Any, least: int) -> int:
+    """`epochs` or `batch_size` as the loop uses it: 2.5 epochs were 2, and a batch size
+    of 0 a ZeroDivisionError deep in the batching."""
+    try:
+        number = int(value) if not isinstance(value, bool) else None
+        whole = number is not None and number == float(value)
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or number < least:
+        raise TrainerError(f"`{name}` is {reprlib.repr(value)}: it must be a whole number of at "
+                           f"least {least} (set in the study's `space`, or the trainer's arguments)")
+    return number
 
 
 def _batch_len(batch: Any) -> int:

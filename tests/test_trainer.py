@@ -405,6 +405,11 @@ def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
     assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
     assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y
     assert pipeline.as_splits((x, x, x))[2] is x
+    # a dict key hpoc does not read was a missing validation split, and every trial then
+    # failed for want of val_loss
+    with pytest.raises(pipeline.PipelineError, match=r"returned a dict with the key 'valid', which hpoc "
+                                                     r"does not read .*; did you mean `validation`\?"):
+        pipeline.as_splits({"train": (x, y), "valid": (x, y)}, "getter `data:Get`")
 
 
 @pytest.mark.parametrize("proportion, split", [(1.0, "validation"), (0.0, "train")])

@@ -257,6 +257,15 @@ def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
 def _splits(out: Any, what: str) -> tuple[Any, Any, Any]:
     if isinstance(out, dict):
         keys = ("train", "validation", "test")
+        other = [k for k in out if k not in (*keys, "val")]
+        if other and "validation" not in out and "val" not in out:
+            # `valid`, `eval`: read as no validation split, and the trials lack val_loss
+            from hpoc.errors import did_you_mean
+
+            hint = did_you_mean(str(other[0]), keys) if isinstance(other[0], str) else None
+            raise PipelineError(f"{what} returned a dict with the key {other[0]!r}, which hpoc does not "
+                                f"read (keys: train, validation or val, test)"
+                                + (f"; {hint}" if hint else ""))
         if "train" in out:
             return out["train"], out.get("validation", out.get("val")), out.get("test")
         raise PipelineError(f"{what} returned a dict without `train` (expected keys {keys})")

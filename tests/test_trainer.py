@@ -681,6 +681,14 @@ def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_p
                                     "        self.report({'val_accuracy': 1.0})\n")
     pipeline.check_imports(make_plan(workdir, tmp_path / "results", space={"constants": {}},
                                      pipeline={"trainer": {"target": "own:T", "args": {}}}))
+    # no getter nor splitter: the default loop has no data (said from every trial, after Ray)
+    no_data = {"pipeline": {"getter": None, "splitter": None, "_replace": True,
+                            "trainer": {"target": "toy:ToyTrainer", "args": {}}}}
+    with pytest.raises(pipeline.PipelineError, match=r"^trainer `toy:ToyTrainer` runs hpoc's default "
+                                                     r"loop, which has no training data: the plan needs"):
+        pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
+    no_data["pipeline"]["trainer"]["target"] = "own:T"
+    pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
 
 
 

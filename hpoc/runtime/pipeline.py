@@ -127,7 +127,7 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
     an AttributeError from every trial; nor a TrainerError from every trial that `plan`
     gives hpoc's loop no number of epochs."""
-    from hpoc.runtime.trainer import NO_EPOCHS, Trainer, epochs_missing
+    from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer, data_missing, epochs_missing
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
         from hpoc.runtime.hooks import hook_problems
@@ -139,6 +139,8 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
                                 "  help: docs/trainer.md (Hooks) lists them with their arguments")
         if plan is not None and epochs_missing(obj, plan):
             raise PipelineError(f"trainer `{target}` runs hpoc's default loop, and {NO_EPOCHS}")
+        if plan is not None and data_missing(obj, plan):
+            raise PipelineError(f"trainer `{target}` runs hpoc's default loop, which has {NO_DATA}")
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
     try:

@@ -153,6 +153,8 @@ def _first_loss(out: Any) -> Any:
 
 
 TASKS = ("classification", "regression")
+NO_DATA = ("no training data: the plan needs a getter/splitter, or override `train()` to load "
+           "data yourself")
 NO_EPOCHS = ("the number of epochs is not set: add `epochs` to the study's constants (or search "
              "it as a parameter)")
 
@@ -178,6 +180,16 @@ def epochs_missing(cls: type, plan: dict[str, Any]) -> bool:
     given = "epochs" in (space.get("constants") or {}) or "epochs" in args or \
         any(p.get("name") == "epochs" for p in space.get("params") or ())
     return not given and plan_epochs(plan) is None
+
+
+def data_missing(cls: type, plan: dict[str, Any]) -> bool:
+    """Whether hpoc's loop would find no training data in every trial of `plan`: no getter
+    nor splitter, and a trainer that loads none itself."""
+    steps = plan["pipeline"]
+    if steps.get("getter") or steps.get("splitter"):
+        return False
+    return all(getattr(cls, name, None) is getattr(Trainer, name)
+               for name in ("train", "setup", "create_dataloaders"))
 
 
 class Trainer:
@@ -418,8 +430,7 @@ class Trainer:
         _reset_peak_memory(self.strategy.device())
         self.setup()
         if self.train_dataloader is None:
-            raise TrainerError("no training data: the plan needs a getter/splitter, or override "
-                               "`train()` to load data yourself")
+            raise TrainerError(NO_DATA)
         for epoch in range(self.restore(), self.epochs):
             self.set_epoch(epoch)
             started = time.time()

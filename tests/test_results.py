@@ -653,6 +653,20 @@ def test_a_killed_runs_trials_are_paused_not_running(tmp_path, capsys):
     assert "(SLURM job 678_1" in err and "running the same plan again resumes them" in err
 
 
+def test_a_run_stopped_at_once_leaves_its_trials_paused_not_running(tmp_path, capsys):
+    """A second Ctrl-C: the driver removes its lock and exits without a summary.json; Ray's
+    last state said RUNNING, and results and status said so of trials nothing trained."""
+    exp = tmp_path / "results" / "twice"
+    trial_dir(exp, "fffff_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "fffff_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert "(1 completed, 1 running)" in out  # a bare Ray Tune directory: nothing tells
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0}))
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
+    assert "the last run stopped at once" in err and "running the same plan again resumes them" in err
+
+
 def test_an_earlier_runs_summary_is_stale_even_when_ray_copied_it_since(tmp_path, capsys):
     """Seen on SLURM: walltime stop (summary: interrupted, trials paused), requeued run
     finishes trials, scancel. Ray had copied its staging folder, the old summary.json

@@ -297,6 +297,14 @@ def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(t
                                            r"scheduler: return a torch LR scheduler"):
         NamedScheduler().run_local(CONFIG, data, directory=tmp_path / "b")
 
+    class NamedLoss(base):
+        def create_loss(self, config):
+            return "cross_entropy"
+
+    with pytest.raises(TrainerError, match=r"^create_loss\(\) \(.*\) returned str as the loss: return a "
+                                           r"callable"):
+        NamedLoss().run_local(CONFIG, data, directory=tmp_path / "d")
+
     class AllAtOnce(base):
         def create_model_loss_optimizer(self, config):
             return self.create_model(config), nn.CrossEntropyLoss(), "adam"

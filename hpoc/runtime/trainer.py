@@ -335,7 +335,7 @@ class Trainer:
                                        self.strategy)
         scheduler = _require_scheduler(self.create_lr_scheduler(optimizer, config),
                                        self.create_lr_scheduler)
-        return model, self.create_loss(config), optimizer, scheduler
+        return model, _require_loss(self.create_loss(config), self.create_loss), optimizer, scheduler
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return self._prepare(x)
@@ -386,7 +386,7 @@ class Trainer:
             model, optimizer, scheduler = self.strategy.distributed(model, optimizer, scheduler)
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, scheduler
         if self.loss is None:
-            self.loss = self.create_loss(self.config)
+            self.loss = _require_loss(self.create_loss(self.config), self.create_loss)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if not hasattr(self, "_prepare_fn"):
@@ -835,6 +835,15 @@ def _require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
                            f"returned {type(optimizer).__name__} as the optimizer, not a torch "
                            "optimizer (`torch.optim.Adam(model.parameters(), lr=...)`)")
     return optimizer
+
+
+def _require_loss(loss: Any, hook: Any) -> Any:
+    """A loss the default steps cannot call failed in them: "'str' object is not callable"."""
+    if not callable(loss):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_loss')}(){_source_line(hook)} returned "
+                           f"{type(loss).__name__} as the loss: return a callable such as "
+                           "`torch.nn.CrossEntropyLoss()`")
+    return loss
 
 
 def _require_scheduler(scheduler: Any, hook: Any) -> Any:

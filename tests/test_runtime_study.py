@@ -128,6 +128,23 @@ def test_a_trainer_mistake_is_not_retried(tmp_path):
     assert (Path(trial["path"]) / "error.txt").read_text().count("Failure #") == 2
 
 
+def test_what_a_trial_prints_is_kept_in_its_directory(tmp_path):
+    """A newcomer's print() went to a staging folder in the run's temp directory, removed
+    at the end: neither on the terminal (without -v) nor with the results."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "loud.py").write_text("from toy import ToyTrainer\n\nclass Loud(ToyTrainer):\n"
+                                     "    def create_model(self, config):\n"
+                                     "        print('building hidden', config['hidden'])\n"
+                                     "        return super().create_model(config)\n")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     pipeline={"trainer": {"target": "loud:Loud", "args": {}}},
+                     space={"constants": {"epochs": 1, "batch_size": 32}})
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress + out
+    (trial,) = _summary(plan)["trials"]
+    assert "building hidden" in (Path(trial["path"]) / "stdout").read_text()
+
+
 HANGS = """import time
 
 from toy import ToyTrainer

@@ -127,10 +127,10 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
     an AttributeError from every trial; nor a TrainerError from every trial that `plan`
     gives hpoc's loop no number of epochs."""
-    from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer, data_missing, epochs_missing
+    from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
-        from hpoc.runtime.hooks import hook_problems
+        from hpoc.runtime.hooks import data_missing, epochs_missing, hook_problems
 
         problems = hook_problems(obj)
         if problems:

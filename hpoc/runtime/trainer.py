@@ -169,29 +169,6 @@ def plan_epochs(plan: dict[str, Any]) -> Any:
         max_t if sched.get("time_attr", "training_iteration") == "training_iteration" else None)
 
 
-def epochs_missing(cls: type, plan: dict[str, Any]) -> bool:
-    """Whether hpoc's loop would fail every trial of `plan` at its start for want of a
-    number of epochs (a trainer that overrides the loop, or how it reads settings, may
-    need none)."""
-    if any(getattr(cls, name, None) is not getattr(Trainer, name) for name in ("train", "epochs", "setting")):
-        return False
-    space = plan.get("space") or {}
-    args = (plan["pipeline"]["trainer"].get("args") or {})
-    given = "epochs" in (space.get("constants") or {}) or "epochs" in args or \
-        any(p.get("name") == "epochs" for p in space.get("params") or ())
-    return not given and plan_epochs(plan) is None
-
-
-def data_missing(cls: type, plan: dict[str, Any]) -> bool:
-    """Whether hpoc's loop would find no training data in every trial of `plan`: no getter
-    nor splitter, and a trainer that loads none itself."""
-    steps = plan["pipeline"]
-    if steps.get("getter") or steps.get("splitter"):
-        return False
-    return all(getattr(cls, name, None) is getattr(Trainer, name)
-               for name in ("train", "setup", "create_dataloaders"))
-
-
 class Trainer:
     """Base class of user trainers (see the module docstring)."""
 

@@ -203,6 +203,19 @@ def test_a_time_attr_a_loop_of_its_own_does_not_report(tmp_path) -> None:
         assert not said(attr), attr
 
 
+def test_a_stop_key_nobody_reports(tmp_path) -> None:
+    """`stop = { epochs = 2 }` (hpoc reports `epoch`): Ray skips a criterion no result
+    holds, so every trial ran all its epochs and nothing said why."""
+    src = BASE + "space { epochs = 3 }\nobjective minimize val_loss\ntrials { stop = { %s } }\n"
+    (w,) = warnings(src % "epochs = 2")
+    assert (w.code, where(w), w.message, w.help) == (
+        "HP801", (5, 19), "`stop` key `epochs` is not reported by hpoc's default train loop or by Tune",
+        "did you mean `epoch`?")
+    assert w.notes == ("Ray skips a stop criterion that no result holds: it would stop no trial",)
+    assert not warnings(src % "training_iteration = 2, epoch = 2, val_accuracy = 0.9, time_total_s = 60")
+    (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'val_f1': 1})\n", encoding="utf-8")
+    assert not [d for d in diagnostics(src % "val_f1 = 0.9", str(tmp_path)) if d.severity == "warning"]
+
 def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
     d = one_error(BASE + "objective minimize val_loss\nscheduler asha { metric = val_accuracy }\n")
     assert (d.code, where(d), d.message) == ("HP201", (4, 18), "unknown key `metric` in `scheduler asha`")
@@ -275,6 +288,10 @@ def test_missing_required() -> None:
     assert (d.code, where(d), d.message) == ("HP205", (2, 1), "`pipeline` needs `trainer`")
     d = one_error("pipeline { trainer = t:T }\n")
     assert (d.code, where(d), d.message) == ("HP205", (1, 1), "the study has no name")
+    # no pipeline at all (`pipline` misspelt is its own error): not "`pipeline` needs `trainer`"
+    d = one_error('study "t"\nspace { lr = uniform(0, 1) }\n')
+    assert (d.code, d.message, d.help) == ("HP205", "the study has no `pipeline` block (with `trainer`)",
+                                           "add `pipeline { trainer = ... }`")
 
 
 def test_invalid_names_and_targets() -> None:
@@ -430,6 +447,12 @@ def test_conditions_that_never_hold_or_repeat_values() -> None:
     errs = errors(src % 'if opt in [adam, "sgd", sgd, "rms"] { a = uniform(0, 1), b = uniform(0, 1) }')
     assert [(e.code, where(e)) for e in errs] == [("HP202", (5, 27)), ("HP303", (5, 32))]
 
+
+def test_a_condition_on_a_parameter_whose_domain_is_wrong_is_not_a_second_error() -> None:
+    """`choice(adam, sgd)` is one mistake (unquoted names): the condition on it said the
+    parameter did not exist, sending the reader to look for a typo that is not there."""
+    src = BASE + 'space {\n  opt { name = choice("adam", sdg) }\n  m = uniform(0, 1) if opt.name == "adam"\n}\n'
+    assert [(e.code, where(e)) for e in errors(src)] == [("HP203", (4, 31))]
 
 def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
     src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"
@@ -629,7 +652,7 @@ def test_a_metric_the_trainer_source_reports_is_not_warned_about(tmp_path) -> No
     trainer.write_text("class T:\n    def step(self, f):\n        self.report({'f1': f, 'n': 2})\n")
     assert compile_path(spec).warnings == []
     trainer.write_text("def broken(:\n")  # unreadable source: no answer, so the warning stays
-    assert [w.code for w in compile_path(spec).warnings] == ["HP801"]
+    assert [w.code for w in compile_path(spec).warnings] == ["HP803", "HP801"]  # and it is said
 
 
 # ------------------------------------------------------------------------ scheduler
@@ -1413,3 +1436,13 @@ def test_a_study_block_without_a_name_is_told_the_one_line_form() -> None:
     assert [(d.message, d.help) for d in ds] == [
         ("`study` needs a name", 'write `study "my-study"`'),
         ("`study` takes only a name", 'write `study "name"`')]
+
+
+def test_a_pipeline_module_that_does_not_parse_is_a_warning(tmp_path) -> None:
+    """`hpoc check` said "valid" of a study whose trainer.py has a syntax error: every run
+    then failed at its first import. A warning (the Python that runs it may be newer)."""
+    (tmp_path / "trainer.py").write_text("import hpoc\nclass T(hpoc.Trainer)\n    pass\n")
+    (d,) = diagnostics(BASE, str(tmp_path))
+    assert (d.severity, d.code, where(d), d.message) == (
+        "warning", "HP803", (2, 22), "trainer: `trainer` (trainer.py:2) has a syntax error: expected ':'")
+    assert d.help == "importing it would fail in every run; `python -m py_compile trainer.py` shows where"

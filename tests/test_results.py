@@ -578,6 +578,17 @@ def test_a_storage_path_holding_one_study_reads_it(tmp_path, capsys):
     assert "holds one study, flaky: showing it" in err and "no summary.json" not in err
 
 
+def test_runs_that_fresh_moved_aside_are_not_other_studies(tmp_path, capsys):
+    """After one `hpoc run --fresh`, `hpoc results .` in the spec's directory was refused:
+    "holds 2 studies: results/flaky, results/flaky.prev-…"."""
+    _finished_study(tmp_path / "results", "flaky", 3)
+    _finished_study(tmp_path / "results", "flaky.prev-20261129-073710", 2)
+    code, out, err = cli(capsys, tmp_path, "--no-best")
+    assert code == 0 and "study `flaky`: 3 trials" in out
+    assert (f"{tmp_path} holds one study, results/flaky: showing it (not its 1 earlier run(s) "
+            "that `--fresh` moved aside)") in err
+
+
 def test_the_specs_own_directory_reads_the_study_below_it(tmp_path, capsys):
     _finished_study(tmp_path / "results", "flaky", 3)
     (tmp_path / "study.hpo").write_text(SPEC)
@@ -640,6 +651,20 @@ def test_a_killed_runs_trials_are_paused_not_running(tmp_path, capsys):
     code, out, err = cli(capsys, exp, "--no-best")
     assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
     assert "(SLURM job 678_1" in err and "running the same plan again resumes them" in err
+
+
+def test_a_run_stopped_at_once_leaves_its_trials_paused_not_running(tmp_path, capsys):
+    """A second Ctrl-C: the driver removes its lock and exits without a summary.json; Ray's
+    last state said RUNNING, and results and status said so of trials nothing trained."""
+    exp = tmp_path / "results" / "twice"
+    trial_dir(exp, "fffff_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "fffff_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert "(1 completed, 1 running)" in out  # a bare Ray Tune directory: nothing tells
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0}))
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
+    assert "the last run stopped at once" in err and "running the same plan again resumes them" in err
 
 
 def test_an_earlier_runs_summary_is_stale_even_when_ray_copied_it_since(tmp_path, capsys):

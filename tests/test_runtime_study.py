@@ -128,6 +128,23 @@ def test_a_trainer_mistake_is_not_retried(tmp_path):
     assert (Path(trial["path"]) / "error.txt").read_text().count("Failure #") == 2
 
 
+def test_what_a_trial_prints_is_kept_in_its_directory(tmp_path):
+    """A newcomer's print() went to a staging folder in the run's temp directory, removed
+    at the end: neither on the terminal (without -v) nor with the results."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "loud.py").write_text("from toy import ToyTrainer\n\nclass Loud(ToyTrainer):\n"
+                                     "    def create_model(self, config):\n"
+                                     "        print('building hidden', config['hidden'])\n"
+                                     "        return super().create_model(config)\n")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     pipeline={"trainer": {"target": "loud:Loud", "args": {}}},
+                     space={"constants": {"epochs": 1, "batch_size": 32}})
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress + out
+    (trial,) = _summary(plan)["trials"]
+    assert "building hidden" in (Path(trial["path"]) / "stdout").read_text()
+
+
 HANGS = """import time
 
 from toy import ToyTrainer
@@ -445,10 +462,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results")
 
-    def report(*trials, interrupted=False):
+    def report(*trials, interrupted=False, budget_s=None):
         built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=interrupted,
                               experiment_dir=tmp_path, plan_hash="sha256:0")
-        return summary.describe_best(built).splitlines()[-1]
+        return summary.describe_best(built, budget_s).splitlines()[-1]
 
     def trial(status, **result):
         return SimpleNamespace(trial_id="t1", status=status, config={}, last_result=result, path=None,
@@ -465,6 +482,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     assert report(trial("TERMINATED"), trial("ERROR")) == (
         "no trial reported the objective metric `val_accuracy`: 1 trial(s) ended without reporting "
         "once (does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every epoch?)")
+    # The time budget stopped them before their first report: not the trainer's fault.
+    assert report(trial("TERMINATED"), budget_s=10) == (
+        "no trial reported the objective metric `val_accuracy`: the time budget "
+        "(`trials.time_budget`, 10 s) ended the study before any did")
     # A walltime stop before the first epoch ended: the trials have not had their turn; it
     # said "ended without reporting once" and blamed the trainer.
     assert report(trial("PENDING"), trial("RUNNING"), interrupted=True) == (

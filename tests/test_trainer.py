@@ -234,6 +234,10 @@ def test_settings_that_are_missing_or_wrong_say_what_to_do(toy, tmp_path):
         trainer(workdir).run_local(no_epochs, data, directory=tmp_path / "a")
     with pytest.raises(TrainerError, match="unknown optimizer `rmsprop`"):
         trainer(workdir).run_local(dict(CONFIG, optimizer="rmsprop"), data, directory=tmp_path / "b")
+    # 2.5 epochs trained 2 without a word; a batch size of 0 failed deep in the batching
+    for key, value in [("epochs", 2.5), ("batch_size", 0), ("batch_size", -4), ("epochs", "two")]:
+        with pytest.raises(TrainerError, match=rf"^`{key}` is .*: it must be a whole number of at least"):
+            trainer(workdir).run_local(dict(CONFIG, **{key: value}), data, directory=tmp_path / "d")
 
     class NoModel(hpoc.Trainer):
         pass
@@ -270,6 +274,44 @@ def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(t
                                                r".*test_trainer\.py:\d+: raise an exception"):
             Exits().run_local(CONFIG, data, directory=tmp_path / "c")
 
+
+def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(toy, tmp_path):
+    """`return None` from create_optimizer, or a scheduler's name, failed every trial with
+    "'NoneType' object has no attribute 'step'" from inside hpoc's loop."""
+    workdir, _, data = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class NoOptimizer(base):
+        def create_optimizer(self, model, config):
+            torch.optim.Adam(model.parameters())
+
+    with pytest.raises(TrainerError, match=r"^create_optimizer\(\) \(.*test_trainer\.py:\d+\) returned "
+                                           r"NoneType as the optimizer, not a torch optimizer"):
+        NoOptimizer().run_local(CONFIG, data, directory=tmp_path / "a")
+
+    class NamedScheduler(base):
+        def create_lr_scheduler(self, optimizer, config):
+            return "cosine"
+
+    with pytest.raises(TrainerError, match=r"^create_lr_scheduler\(\) \(.*\) returned str as the lr "
+                                           r"scheduler: return a torch LR scheduler"):
+        NamedScheduler().run_local(CONFIG, data, directory=tmp_path / "b")
+
+    class NamedLoss(base):
+        def create_loss(self, config):
+            return "cross_entropy"
+
+    with pytest.raises(TrainerError, match=r"^create_loss\(\) \(.*\) returned str as the loss: return a "
+                                           r"callable"):
+        NamedLoss().run_local(CONFIG, data, directory=tmp_path / "d")
+
+    class AllAtOnce(base):
+        def create_model_loss_optimizer(self, config):
+            return self.create_model(config), nn.CrossEntropyLoss(), "adam"
+
+    with pytest.raises(TrainerError, match=r"^create_model_loss_optimizer\(\) \(.*\) returned str as the "
+                                           r"optimizer"):
+        AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "c")
 
 def test_epochs_fall_back_to_the_plans_stop_criterion(toy, tmp_path):
     workdir, plan, data = toy
@@ -364,10 +406,18 @@ def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
     x, y = np.zeros((10, 4)), np.zeros(10)
     with pytest.raises(pipeline.PipelineError, match=r"10 rows, shaped \(10, 4\) and \(10,\): that is \(inputs"):
         pipeline.as_splits((x, y), "getter `data:Get`")
+    # a regression target kept as a column has the inputs' rank: still (inputs, targets)
+    with pytest.raises(pipeline.PipelineError, match=r"shaped \(10, 4\) and \(10, 1\): that is"):
+        pipeline.as_splits((x, y.reshape(-1, 1)), "getter `data:Get`")
     # Two splits (same rank), splits as (x, y) pairs, and three arrays stay what they were.
     assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
     assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y
     assert pipeline.as_splits((x, x, x))[2] is x
+    # a dict key hpoc does not read was a missing validation split, and every trial then
+    # failed for want of val_loss
+    with pytest.raises(pipeline.PipelineError, match=r"returned a dict with the key 'valid', which hpoc "
+                                                     r"does not read .*; did you mean `validation`\?"):
+        pipeline.as_splits({"train": (x, y), "valid": (x, y)}, "getter `data:Get`")
 
 
 @pytest.mark.parametrize("proportion, split", [(1.0, "validation"), (0.0, "train")])
@@ -450,6 +500,30 @@ def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     assert hook_problems(OwnLoop) == [] and hook_problems(OwnModels) == [] and hook_problems(OwnBatches) == []
 
 
+def test_a_misspelt_hook_is_named_before_any_trial():
+    """`create_lr_schedular` was never called: the study trained without a scheduler and
+    nothing said so."""
+    from hpoc.runtime.hooks import near_misses
+
+    class Typos(hpoc.Trainer):
+        def create_model(self, config):
+            pass
+
+        def create_lr_schedular(self, optimizer, config):
+            pass
+
+        def validaton_step(self, batch):
+            pass
+
+        def build_layers(self):  # a helper of the user's own: not a hook's name
+            pass
+
+    said = near_misses(Typos)
+    assert [m.split(" (")[0] for m in said] == ["`create_lr_schedular`", "`validaton_step`"]
+    assert f"({__file__}:" in said[0] and said[0].endswith(
+        "is not a hook hpoc calls (did you mean `create_lr_scheduler`?): the default "
+        "`create_lr_scheduler` runs instead")
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems
@@ -477,3 +551,185 @@ def test_a_getter_failing_inside_a_library_names_the_studys_line_too(tmp_path):
     message = str(info.value)
     assert message.startswith("getter `reader:Getter` failed: JSONDecodeError: ")
     assert "json/decoder.py:" in message and f", called from {workdir / 'reader.py'}:5)" in message
+
+
+
+def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    """Run from another directory, `np.load("data/x.npy")` said only "No such file": not
+    that it resolves in the spec's directory, nor which line opened it. A getter's own
+    FileNotFoundError (how to fetch the data) is shown as it is."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text(
+        "class Getter:\n    def execute(self):\n        return open('data/x.npy').read()\n\n"
+        "class Told:\n    def execute(self):\n        raise FileNotFoundError('run fetch.py first')\n")
+    monkeypatch.chdir(tmp_path)
+    for getter, expected in [
+            ("reader:Getter", f"getter `reader:Getter` failed: [Errno 2] No such file or directory: "
+                              f"'data/x.npy' (relative to {workdir}, the spec's directory) at "
+                              f"{workdir / 'reader.py'}:3"),
+            ("reader:Told", "getter `reader:Told` failed: run fetch.py first")]:
+        plan = make_plan(workdir, tmp_path / "results",
+                         pipeline={"getter": {"target": getter, "args": {}}, "splitter": None})
+        with pytest.raises(pipeline.PipelineError) as info:
+            pipeline.load_data(plan)
+        assert str(info.value) == expected
+
+class _Linear(hpoc.Trainer):
+    def create_model(self, config):
+        return nn.Linear(3, 1)
+
+
+def test_task_regression_from_the_spec_trains_with_mse_and_a_one_output_classifier_fails(tmp_path):
+    """`trainer = trainer:T(task = "regression")` is how a spec says it; left out, a one-output
+    model under CrossEntropyLoss reported val_loss = 0 every epoch and ranked best."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    data = ((x[:48], y[:48]), (x[48:], y[48:]))
+    config = {"lr": 0.05, "batch_size": 16, "epochs": 2}
+    history = _Linear(task="regression").run_local(config, data, directory=tmp_path / "a")
+    assert history[-1]["val_loss"] > 0 and "val_accuracy" not in history[-1]
+    with pytest.raises(TrainerError, match=r'one output .* always 0: .*task = "regression"'):
+        _Linear().run_local(config, data, directory=tmp_path / "b")
+    with pytest.raises(ValueError, match="task = 'regresion': it must be one of"):
+        _Linear(task="regresion")
+
+
+def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path):
+    """Its own metric, averaged over the validation samples, is reported (and can be the
+    objective); a return value hpoc cannot read names the hook and what to return."""
+    workdir, _, (train, val, _) = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class OwnMetric(base):
+        def validation_step(self, batch):
+            x, y = batch
+            out = self.model(x)
+            return {"loss": self.loss(out, y), "outputs": out,
+                    "val_err": (out.argmax(1) != y).float().mean()}
+
+    history = OwnMetric().run_local(CONFIG, (train, val), directory=tmp_path / "a")
+    assert all(r["val_err"] == pytest.approx(1 - r["val_accuracy"], abs=1e-6) for r in history)
+
+    class NoLoss(base):
+        def validation_step(self, batch):
+            return {"f1": 0.5}
+
+    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*test_trainer\.py:\d+\) "
+                                           r"returned a dict without `loss` \(keys: f1\)"):
+        NoLoss().run_local(CONFIG, (train, val), directory=tmp_path / "b")
+
+    class Nothing(base):
+        def validation_step(self, batch):
+            self.loss(self.model(batch[0]), batch[1])
+
+    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*\) returned NoneType: return "):
+        Nothing().run_local(CONFIG, (train, val), directory=tmp_path / "c")
+
+
+def test_val_accuracy_is_left_out_when_no_batch_gave_outputs_to_judge(toy, tmp_path):
+    """A validation_step that returns only its loss reported val_accuracy = 0: a model that
+    is never right, to whoever reads the table or ranks by it."""
+    workdir, _, (train, val, _) = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class LossOnly(base):
+        def validation_step(self, batch):
+            return self.loss(self.model(batch[0]), batch[1])
+
+    history = LossOnly().run_local(CONFIG, (train, val), directory=tmp_path / "a")
+    assert "val_loss" in history[-1] and "val_accuracy" not in history[-1]
+
+
+
+def test_numpy_float64_arrays_train_as_float32(tmp_path):
+    """NumPy's default dtype met a float32 model in "mat1 and mat2 must have the same
+    dtype" on the first batch of every trial."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))
+    y = x @ np.array([[1.0], [-2.0], [0.5]])
+    assert x.dtype == y.dtype == np.float64
+    data = ((x[:48], y[:48]), (x[48:], y[48:]))
+    history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2}, data,
+                                                   directory=tmp_path / "a")
+    assert history[-1]["val_loss"] > 0
+
+    class Rows(torch.utils.data.Dataset):  # not arrays: batched by a DataLoader
+        def __init__(self, x, y):
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+
+    history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2},
+                                                   (Rows(x[:48], y[:48]), Rows(x[48:], y[48:])),
+                                                   directory=tmp_path / "b")
+    assert history[-1]["val_loss"] > 0
+
+
+def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_path):
+    """Every trial failed with "the number of epochs is not set" once Ray was up; the
+    driver (and `hpoc check --preflight`) has the trainer class and the plan at hand."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", space={"constants": {"batch_size": 32}})
+    with pytest.raises(pipeline.PipelineError, match=r"^trainer `toy:ToyTrainer` runs hpoc's default "
+                                                     r"loop, and the number of epochs is not set: add `epochs`"):
+        pipeline.check_imports(plan)
+    # given another way (stop criterion, a trainer argument), or a loop of the trainer's own
+    for sections in ({"trials": {"stop": {"training_iteration": 2}}},
+                     {"pipeline": {"trainer": {"target": "toy:ToyTrainer", "args": {"epochs": 2}}}}):
+        pipeline.check_imports(make_plan(workdir, tmp_path / "results",
+                                         space={"constants": {"batch_size": 32}}, **sections))
+    (workdir / "own.py").write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    def train(self):\n"
+                                    "        self.report({'val_accuracy': 1.0})\n")
+    pipeline.check_imports(make_plan(workdir, tmp_path / "results", space={"constants": {}},
+                                     pipeline={"trainer": {"target": "own:T", "args": {}}}))
+    # no getter nor splitter: the default loop has no data (said from every trial, after Ray)
+    no_data = {"pipeline": {"getter": None, "splitter": None, "_replace": True,
+                            "trainer": {"target": "toy:ToyTrainer", "args": {}}}}
+    with pytest.raises(pipeline.PipelineError, match=r"^trainer `toy:ToyTrainer` runs hpoc's default "
+                                                     r"loop, which has no training data: the plan needs"):
+        pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
+    no_data["pipeline"]["trainer"]["target"] = "own:T"
+    pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
+
+
+
+def test_a_train_step_that_returns_no_tensor_names_the_hook(toy, tmp_path):
+    """`return loss.item()` (or no return) failed in hpoc's loop with "'float' object has no
+    attribute 'backward'", without the user's line."""
+    workdir, _, data = toy
+    base = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class Item(base):
+        def train_step(self, batch):
+            return self.loss(self.model(batch[0]), batch[1]).item()
+
+    with pytest.raises(TrainerError, match=r"^train_step\(\) \(.*test_trainer\.py:\d+\) returned float: "
+                                           r"return the batch's loss as a tensor"):
+        Item().run_local(CONFIG, data, directory=tmp_path / "a")
+
+
+def test_numeric_pandas_frames_are_data_as_arrays_are(tmp_path):
+    """A getter reading a CSV returns DataFrames and Series: every trial failed in the
+    DataLoader's collate ("found <class 'pandas.DataFrame'>")."""
+    pd = pytest.importorskip("pandas")
+    import numpy as np
+
+    from hpoc.runtime.batches import as_tensors
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(64, 3)), columns=["a", "b", "c"])
+    df["y"] = df.a - 2 * df.b + 0.5 * df.c
+    x, y = as_tensors((df[["a", "b", "c"]], df["y"]))
+    assert x.shape == (64, 3) and x.dtype == torch.float32 and torch.allclose(y.double(), torch.tensor(df["y"].to_numpy()))
+    assert as_tensors((df.assign(name="x"), df["y"])) is None  # a string column: not tensors
+    data = ((df[["a", "b", "c"]][:48], df[["y"]][:48]), (df[["a", "b", "c"]][48:], df[["y"]][48:]))
+    history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2}, data,
+                                                   directory=tmp_path / "a")
+    assert history[-1]["val_loss"] > 0

@@ -148,6 +148,31 @@ def test_deterministic_errors_are_found_behind_ray_wrappers():
     assert deterministic(group_error) is None
 
 
+def test_the_retry_line_names_the_error_it_retries_after(tmp_path, monkeypatch):
+    """'failed; retrying' alone sent the user to error.txt to learn why; the docs promise
+    each retry line names the error."""
+    import io
+
+    from hpoc.runtime import study
+
+    out = io.StringIO()
+    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=[], run="run1",
+                                                      experiment=tmp_path))
+    trial_dir = tmp_path / "trial_00000_ab12"
+    trial_dir.mkdir()
+    (trial_dir / "error.txt").write_text(
+        "Failure # 1 (occurred at 2026-11-29_07-38-29)\nTraceback (most recent call last):\n"
+        f'  File "{tmp_path}/trainer.py", line 8, in create_model\n'
+        "KeyError: 'model'\n")
+    trial = SimpleNamespace(trial_id="ab12", status="PENDING", config={}, path=str(trial_dir),
+                            local_path=None, checkpoint=None, max_failures=2,
+                            error_file=str(trial_dir / "error.txt"))
+    study._make_events().on_trial_recover(0, [], trial)
+    assert out.getvalue().strip() == (
+        f"[hpoc] trial ab12 failed; retrying from the start (retry 1): KeyError: 'model' at "
+        f"{tmp_path}/trainer.py:8 (details: {trial_dir}/error.txt)")
+
+
 def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     import io
 

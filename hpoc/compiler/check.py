@@ -145,7 +145,11 @@ class Checker:
         for key, f in fields.items():
             if f.required and key not in seen:
                 hdr = node.kind_span if isinstance(node, A.Block) else node.span if node else None
-                self.error(MISSING, f"{where} needs `{key}`", hdr, help=f"add `{key} = ...`")
+                if node is None:  # the whole block is missing (or misspelt: said already)
+                    self.error(MISSING, f"the study has no {where} block (with `{key}`)", hdr,
+                               help=f"add `{path} {{ {key} = ... }}`")
+                else:
+                    self.error(MISSING, f"{where} needs `{key}`", hdr, help=f"add `{key} = ...`")
         return out
 
     def read_value(self, key: str, value: Any, f: T.F, where: str, path: str, special: Any) -> Any:

@@ -222,6 +222,29 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: 
             or f"make sure the trainer reports `{attr}` every epoch")  # fmt: skip
 
 
+def stop_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """A `stop` key no report carries is skipped by Ray (a log line at most): the trials
+    run on to their last epoch, as if the criterion were not there (`epochs` for `epoch`)."""
+    stop = out["trials"].get("stop") or {}
+    if not stop:
+        return
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    own = reported_by_loop(target, workdir)
+    known = (*TUNE_TIME_KEYS, *(T.DEFAULT_METRICS if own is None else ()),
+             *(m["name"] for m in out["objective"]["metrics"]))
+    reported = own if own is not None else trainer_metrics(target, workdir)
+    for key in stop:
+        if key in known or "/" in key or (reported is not None and key in reported):
+            continue  # ("perf/train_s": a nested value, as Tune flattens it)
+        by = "to Tune by the trainer, nor added by Tune" if own is not None else \
+            "by hpoc's default train loop or by Tune"
+        ch.warn(WARN_METRIC, f"`stop` key `{key}` is not reported {by}",
+                ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
+                notes=("Ray skips a stop criterion that no result holds: it would stop no trial",),
+                help=did_you_mean(key, (*known, *sorted(reported or ())))
+                or f"make sure the trainer reports `{key}` every epoch")  # fmt: skip
+
+
 # ------------------------------------------------------------------------ hyperband
 
 

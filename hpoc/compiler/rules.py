@@ -49,6 +49,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     sched_block = found.get("scheduler", [None])[0]
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], workdir)
     _stop_on_objective(ch, out)
+    early_stop.stop_keys(ch, out, workdir)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
     sched_ok = not out["scheduler"].pop("_invalid", False)

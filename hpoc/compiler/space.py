@@ -36,7 +36,7 @@ class Space:
     params: list[Param] = field(default_factory=list)
     constants: dict[str, Any] = field(default_factory=dict)
     constant_spans: dict[str, A.Span | None] = field(default_factory=dict)
-    invalid: int = 0  # domains left out for their errors
+    invalid: set[str] = field(default_factory=set)  # parameters left out for their domain's errors
 
     def names(self) -> list[str]:
         return [p.name for p in self.params] + list(self.constants)
@@ -279,7 +279,7 @@ def _setting(
                 Param(name, domain[0], domain[1], item.span, value.span, condition, cprefix)
             )
         else:
-            space.invalid += 1
+            space.invalid.add(name)
         return
     if condition is not None:
         ch.error(
@@ -322,7 +322,10 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
         c = p.cond
         if c is None:
             continue
-        target = next((n for n in (p.cond_prefix + c.param, c.param) if n in by_name or n in space.constants), None)
+        names = (p.cond_prefix + c.param, c.param)
+        target = next((n for n in names if n in by_name or n in space.constants), None)
+        if target is None and any(n in space.invalid for n in names):
+            continue  # its domain's error is reported: the parameter is not unknown
         if target is None:
             ch.error(
                 CONDITION, f"condition on unknown parameter `{c.param}`", c.param_span,

@@ -39,12 +39,16 @@ def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: 
     if found is None:
         return _missing_module(module, workdir)
     path, tree = found
+    shown = os.path.relpath(path, workdir)
+    if isinstance(tree, SyntaxError):  # a warning: the Python that runs it may be newer
+        return [Problem(f"`{module}` ({shown}:{tree.lineno}) has a syntax error: {tree.msg}",
+                        "importing it would fail in every run; `python -m py_compile "
+                        f"{shown}` shows where", warning=True)]
     if tree is None or "." in qual:
         return []
     names = _bindings(tree)
     if names is None:  # `import *` or a module `__getattr__`: any name may exist
         return []
-    shown = os.path.relpath(path, workdir)
     if qual not in names:
         defined = [n for n, node in names.items() if isinstance(node, (ast.ClassDef, ast.FunctionDef))]
         return [Problem(f"`{module}` ({shown}) defines no `{qual}`",
@@ -55,15 +59,18 @@ def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: 
     return _arguments(init, list(args), set(supplied), f"`{qual}`", shown)
 
 
-def _module(workdir: str, module: str) -> tuple[str, ast.Module | None] | None:
-    """(path, tree) of the module's file under `workdir`; tree None when unreadable."""
+def _module(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
+    """(path, tree) of the module's file under `workdir`; tree None when unreadable, the
+    SyntaxError when it does not parse."""
     base = os.path.join(workdir, *module.split("."))
     for path in (base + ".py", os.path.join(base, "__init__.py")):
         if os.path.isfile(path):
             try:
                 with open(path, encoding="utf-8") as fh:
                     return path, ast.parse(fh.read(), path)
-            except (OSError, SyntaxError, ValueError, RecursionError):
+            except SyntaxError as exc:
+                return path, exc
+            except (OSError, ValueError, RecursionError):
                 return path, None
     return None
 

@@ -105,9 +105,12 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         states = _experiment_states(path)
         found = _load_trials(path, index, None if stale else summary, states,
                              plan["space"] if plan else _recorded_space(path))
+        # hpoc's driver ran here (its plan marker) but holds no lock and left no summary:
+        # stopped at once (a second Ctrl-C), so nothing trains its trials either
+        unlocked = lock is None and summary is None and _hpoc_ran(path)
         if running is not None:
             live.refresh(found, running)
-        elif lock is not None and (summary is None or stale):
+        elif (lock is not None and (summary is None or stale)) or unlocked:
             live.stopped(found)  # the last run died (a dead lock stayed): nothing runs
         source = ("Ray's last saved experiment state" if states
                   else "the trial directories (Ray saved no experiment state)")
@@ -119,9 +122,11 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                    "stopped without writing one" if stale else
                    f"no {SUMMARY}: the last run ({lock.describe()}) stopped without "
                    "writing one (killed, or its job ended)" if lock is not None else
+                   f"no {SUMMARY}: the last run stopped at once, without writing one (a second "
+                   "Ctrl-C)" if unlocked else
                    f"no {SUMMARY}: the study is still running or its driver stopped early")
             then = ("; its unfinished trials are paused: running the same plan again resumes "
-                    "them" if lock is not None else "")
+                    "them" if lock is not None or unlocked else "")
             warnings.append(f"{path}: {why}; trial statuses come from {source}{then}")
         if summary is not None:
             summaries.append(summary)
@@ -150,6 +155,14 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)
     return results
+
+
+def _hpoc_ran(path: Path) -> bool:
+    """Whether an hpoc driver ran in `path` (it records its plan there before any trial):
+    unlike a bare Ray Tune directory, it holds a lock whenever a run is live."""
+    from hpoc.runtime import marker
+
+    return marker.read(path) is not None
 
 
 def _fingerprint(plan: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -51,15 +51,27 @@ def study_dir(target: Path, warnings: list[str]) -> Path:
     (merging them would mix unrelated trials and epoch counts)."""
     if _is_study(target) or _has_trials(target):
         return target
-    studies = sorted(_studies_below(target))
+    found = sorted(_studies_below(target))
+    studies = [c for c in found if not _moved_aside(c, found)]
     names = [str(c.relative_to(target)) for c in studies]
     if len(studies) > 1:
         raise ResultsError(f"{target} holds {len(studies)} studies: {', '.join(names)}; "
                            f"pass one of them (e.g. {studies[0]})")
     if studies:
-        warnings.append(f"{target} holds one study, {names[0]}: showing it")
+        aside = len(found) - len(studies)
+        warnings.append(f"{target} holds one study, {names[0]}: showing it"
+                        + (f" (not its {aside} earlier run(s) that `--fresh` moved aside)" if aside else ""))
         return studies[0]
     return target
+
+
+_ASIDE = re.compile(r"(.+)\.prev-\d{8}-\d{6}$")  # `hpoc run --fresh` renames the old run so
+
+
+def _moved_aside(path: Path, studies: list[Path]) -> bool:
+    """An earlier run of one of `studies` (another run of the same study, not a study)."""
+    m = _ASIDE.match(path.name)
+    return bool(m) and path.with_name(m.group(1)) in studies
 
 
 def _studies_below(path: Path, depth: int = 2) -> list[Path]:

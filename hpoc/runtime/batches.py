@@ -27,7 +27,8 @@ _MAX_RESIDENT = 8
 
 
 def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
-    """The tensors behind in-memory data, or None for any other dataset."""
+    """The tensors behind in-memory data (tensors, NumPy arrays, numeric pandas frames and
+    series), or None for any other dataset; float64 becomes torch's default float dtype."""
     tensors = getattr(dataset, "tensors", None)  # TensorDataset and look-alikes
     if tensors is None and isinstance(dataset, (tuple, list)):
         tensors = dataset
@@ -37,8 +38,14 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
     for t in tensors:
         if isinstance(t, torch.Tensor):
             out.append(t)
-        elif type(t).__module__ == "numpy" and hasattr(t, "shape"):
-            out.append(torch.from_numpy(t))
+        elif type(t).__module__.split(".")[0] in ("numpy", "pandas") and hasattr(t, "shape"):
+            array = t.to_numpy() if hasattr(t, "to_numpy") else t  # a DataFrame or Series
+            if getattr(array, "dtype", None) is None or array.dtype.kind not in "biuf":
+                return None  # strings or mixed columns: not tensors
+            t = torch.from_numpy(array.copy() if not array.flags.writeable else array)
+            # NumPy's default float64 is rarely what the model is built in: torch's default
+            # (float32) met float64 inputs or targets in a dtype error on the first batch
+            out.append(t.to(torch.get_default_dtype()) if t.dtype == torch.float64 else t)
         else:
             return None
     if len({t.shape[0] for t in out}) != 1 or out[0].dim() == 0:
@@ -72,7 +79,8 @@ def resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def default_prepare(normalize: tuple[Any, Any] | None) -> Prepare:
-    """uint8 images -> floats in [0, 1], then `(x - mean) / std` on the device.
+    """uint8 images -> floats in [0, 1] (float64 -> torch's default float), then
+    `(x - mean) / std` on the device.
 
     `mean`/`std` are numbers or per-channel sequences (channel = dim 1)."""
     cache: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -80,6 +88,8 @@ def default_prepare(normalize: tuple[Any, Any] | None) -> Prepare:
     def prepare(x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
+        elif x.dtype == torch.float64:  # NumPy's default, from a Dataset's __getitem__
+            x = x.to(torch.get_default_dtype())
         if normalize is not None and x.is_floating_point():
             key = (str(x.device), x.dtype)
             if key not in cache:

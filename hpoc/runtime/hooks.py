@@ -1,4 +1,5 @@
-"""A trainer's hooks checked against the calls the default loop makes, before Ray starts.
+"""A trainer's hooks checked against the calls the default loop makes, before Ray starts
+(and whether the plan gives that loop its epochs and data).
 
 `def create_model(self):` fails every trial with a TypeError, and every retry of it, after a
 cluster and a worker per trial came up. The driver (and `hpoc check --preflight`) imports the
@@ -8,6 +9,7 @@ trainer's own code calls instead (it overrides the method that calls it) may tak
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any
 
@@ -43,6 +45,52 @@ def hook_problems(cls: type) -> list[str]:
             out.append(f"`{name}{sig}`{_where(func)} must be `{name}({', '.join(('self', *args))})`")
         except ValueError:
             continue
+    return out
+
+
+def epochs_missing(cls: type, plan: dict[str, Any]) -> bool:
+    """Whether hpoc's loop would fail every trial of `plan` at its start for want of a
+    number of epochs (a trainer that overrides the loop, or how it reads settings, may
+    need none)."""
+    from hpoc.runtime.trainer import Trainer, plan_epochs
+
+    if any(getattr(cls, name, None) is not getattr(Trainer, name) for name in ("train", "epochs", "setting")):
+        return False
+    space = plan.get("space") or {}
+    args = (plan["pipeline"]["trainer"].get("args") or {})
+    given = "epochs" in (space.get("constants") or {}) or "epochs" in args or \
+        any(p.get("name") == "epochs" for p in space.get("params") or ())
+    return not given and plan_epochs(plan) is None
+
+
+def data_missing(cls: type, plan: dict[str, Any]) -> bool:
+    """Whether hpoc's loop would find no training data in every trial of `plan`: no getter
+    nor splitter, and a trainer that loads none itself."""
+    from hpoc.runtime.trainer import Trainer
+
+    steps = plan["pipeline"]
+    if steps.get("getter") or steps.get("splitter"):
+        return False
+    return all(getattr(cls, name, None) is getattr(Trainer, name)
+               for name in ("train", "setup", "create_dataloaders"))
+
+
+def near_misses(cls: type) -> list[str]:
+    """Methods of the user's named like a misspelt hook: hpoc never calls them, and the
+    default it calls instead runs without a word (`create_lr_schedular`: no scheduler)."""
+    from hpoc.runtime.trainer import Trainer
+
+    out = []
+    for klass in cls.__mro__:
+        if (klass.__module__ or "").startswith("hpoc.") or klass is object:
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("_") or hasattr(Trainer, name) or not inspect.isfunction(value):
+                continue
+            close = difflib.get_close_matches(name, (*HOOKS, "train"), n=1, cutoff=0.85)
+            if close:
+                out.append(f"`{name}`{_where(value)} is not a hook hpoc calls (did you mean "
+                           f"`{close[0]}`?): the default `{close[0]}` runs instead")
     return out
 
 

@@ -95,7 +95,7 @@ for role in ("getter", "splitter", "trainer"):
     try:
         obj = import_target(step["target"], workdir, role)
         if role == "trainer":
-            require_trainer_class(obj, step["target"])
+            require_trainer_class(obj, step["target"], plan)
         out.append([True, role, f"`{step['target']}` imports"])
     except PipelineError as exc:
         out.append([False, role, str(exc)])

@@ -119,23 +119,28 @@ def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
             if step:
                 out[role] = import_target(step["target"], workdir, role)
     if "trainer" in out:
-        require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"])
+        require_trainer_class(out["trainer"], plan["pipeline"]["trainer"]["target"], plan)
     return out
 
 
-def require_trainer_class(obj: Any, target: str) -> None:
+def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = None) -> None:
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
-    an AttributeError from every trial."""
-    from hpoc.runtime.trainer import Trainer
+    an AttributeError from every trial; nor a TrainerError from every trial that `plan`
+    gives hpoc's loop no number of epochs."""
+    from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
-        from hpoc.runtime.hooks import hook_problems
+        from hpoc.runtime.hooks import data_missing, epochs_missing, hook_problems
 
         problems = hook_problems(obj)
         if problems:
             raise PipelineError(f"trainer `{target}`: {'; '.join(problems)}: hpoc calls "
                                 f"{'this hook' if len(problems) == 1 else 'these hooks'} so\n"
                                 "  help: docs/trainer.md (Hooks) lists them with their arguments")
+        if plan is not None and epochs_missing(obj, plan):
+            raise PipelineError(f"trainer `{target}` runs hpoc's default loop, and {NO_EPOCHS}")
+        if plan is not None and data_missing(obj, plan):
+            raise PipelineError(f"trainer `{target}` runs hpoc's default loop, which has {NO_DATA}")
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
     try:
@@ -154,10 +159,27 @@ def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
         raise PipelineError(f"{role} `{target}`: has neither `execute()` nor `__call__`")
     try:
         return call(*inputs)
-    except (FileNotFoundError, PipelineError) as exc:
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{role} `{target}` failed: {_missing(exc)}") from None
+    except PipelineError as exc:
         raise PipelineError(f"{role} `{target}` failed: {exc}") from None
     except Exception as exc:
         raise PipelineError(f"{role} `{target}` failed: {_describe(exc)}") from exc
+
+
+def _missing(exc: FileNotFoundError) -> str:
+    """A step's own FileNotFoundError says how to get the data: shown as it is. One the OS
+    raised (`np.load("data/x.npy")`) names only a path: also where a relative one was looked
+    for (the spec's directory, wherever hpoc was started) and the study's line."""
+    if exc.errno is None or exc.filename is None:
+        return str(exc)
+    from hpoc.runtime.summary import error_where
+
+    text = str(exc)
+    if not os.path.isabs(os.fsdecode(exc.filename)):
+        text += f" (relative to {os.getcwd()}, the spec's directory)"
+    own = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    return text + (f" at {own}" if own else "")
 
 
 def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:
@@ -237,6 +259,15 @@ def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
 def _splits(out: Any, what: str) -> tuple[Any, Any, Any]:
     if isinstance(out, dict):
         keys = ("train", "validation", "test")
+        other = [k for k in out if k not in (*keys, "val")]
+        if other and "validation" not in out and "val" not in out:
+            # `valid`, `eval`: read as no validation split, and the trials lack val_loss
+            from hpoc.errors import did_you_mean
+
+            hint = did_you_mean(str(other[0]), keys) if isinstance(other[0], str) else None
+            raise PipelineError(f"{what} returned a dict with the key {other[0]!r}, which hpoc does not "
+                                f"read (keys: train, validation or val, test)"
+                                + (f"; {hint}" if hint else ""))
         if "train" in out:
             return out["train"], out.get("validation", out.get("val")), out.get("test")
         raise PipelineError(f"{what} returned a dict without `train` (expected keys {keys})")
@@ -275,13 +306,14 @@ def _require_samples(split: Any, name: str, what: str) -> None:
 
 def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """The shapes of `a` and `b` when they look like one dataset's inputs and targets: two
-    arrays with as many rows but of different rank (two splits share their rank)."""
+    arrays with as many rows but of different rank or row shape (`(N, 10)` and `(N, 1)`);
+    two splits of one dataset share the row shape."""
     sa, sb = getattr(a, "shape", None), getattr(b, "shape", None)
     try:
         sa, sb = tuple(int(n) for n in sa), tuple(int(n) for n in sb)
     except (TypeError, ValueError):  # no shape, or unknown sizes (a dask array's NaN)
         return None
-    if sa and sb and sa[0] == sb[0] and len(sa) != len(sb):
+    if sa and sb and sa[0] == sb[0] and sa[1:] != sb[1:]:
         return sa, sb
     return None
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, marker, rerun, runlock
+from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, Interrupted, StudyError, _say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -132,7 +132,9 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     try:
         # 1. Everything about the spec's code, before Ray.
         try:
-            pipeline.check_imports(plan)
+            trainer_cls = pipeline.check_imports(plan).get("trainer")
+            for line in hooks.near_misses(trainer_cls) if isinstance(trainer_cls, type) else ():
+                _say(stream, f"[hpoc] warning: trainer: {line}")
             search.require_search(plan)
             search.make_scheduler(plan)
         except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
@@ -259,7 +261,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     trials = _STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
-    if budget and not interrupted and time.monotonic() - fit_started >= budget:
+    budget_reached = bool(budget) and not interrupted and time.monotonic() - fit_started >= budget
+    if budget_reached:
         _say(stream, _budget_line(budget, total, trials))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
@@ -269,7 +272,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
             else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
-    _say(out, summary_mod.describe_best(result))
+    _say(out, summary_mod.describe_best(result, budget if budget_reached else None))
     _say(out, f"summary: {path}")
     if _STATE.failed:
         _say(stream, f"[hpoc] stopped: {_STATE.failed}\n{failfast.hint(plan)}")

@@ -209,8 +209,9 @@ def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | N
     return summary if recorded is not None or summary.get("plan_hash") == plan_hash else None
 
 
-def describe_best(summary: dict[str, Any]) -> str:
-    """Human-readable lines about the best trial, for the end of a run."""
+def describe_best(summary: dict[str, Any], budget_s: float | None = None) -> str:
+    """Human-readable lines about the best trial, for the end of a run; `budget_s`: the
+    study's time budget, when it ended the run (the trials did not end by themselves)."""
     best = summary.get("best")
     counts = ", ".join(f"{n} {s.lower()}" for s, n in summary["status_counts"].items()) or "none"
     lines = [f"study `{summary['study']}`: {summary['num_trials']} trial(s) ({counts}) "
@@ -233,6 +234,9 @@ def describe_best(summary: dict[str, Any]) -> str:
         elif nan:
             lines.append(f"no trial reported a finite `{name}`: {len(nan)} trial(s) reported NaN "
                          "or inf (training diverged? try a smaller learning rate)")
+        elif silent and len(silent) == len(ran) and budget_s:
+            lines.append(f"no trial reported the objective metric `{name}`: the time budget "
+                         f"(`trials.time_budget`, {budget_s:g} s) ended the study before any did")
         elif silent and len(silent) == len(ran) and timed == len(silent):
             lines.append(f"no trial reported the objective metric `{name}`: {timed} trial(s) reached "
                          "their time limit (`trials.time_limit`) before their first report")

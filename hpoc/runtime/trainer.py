@@ -12,7 +12,8 @@ Hooks, all optional except a model:
 - `create_model(config)`, `create_loss(config)`, `create_optimizer(model, config)`,
   `create_lr_scheduler(optimizer, config)` - or all at once in
   `create_model_loss_optimizer(config)` returning `(model, loss, optimizer[, scheduler])`;
-- `train_step(batch) -> loss` and `validation_step(batch) -> (loss, outputs)`;
+- `train_step(batch) -> loss` and `validation_step(batch) -> (loss, outputs)` (or a dict
+  with `loss`, maybe `outputs`, and metrics of yours, averaged over the samples);
 - `prepare_inputs(x)`: on-device preprocessing of an input batch (default: uint8 -> [0, 1]
   floats, then `normalize = (mean, std)` if the class sets it);
 - `train()` itself, for a loop of your own (`train(self, config, data)` as in itwinai works).
@@ -151,12 +152,30 @@ def _first_loss(out: Any) -> Any:
     return out
 
 
+TASKS = ("classification", "regression")
+NO_DATA = ("no training data: the plan needs a getter/splitter, or override `train()` to load "
+           "data yourself")
+NO_EPOCHS = ("the number of epochs is not set: add `epochs` to the study's constants (or search "
+             "it as a parameter)")
+
+
+def plan_epochs(plan: dict[str, Any]) -> Any:
+    """The epochs of a trial whose config and trainer arguments give none: the plan's
+    `stop.training_iteration`, else its scheduler's `max_t` counted in epochs; or None."""
+    stop = (plan["trials"].get("stop") or {}).get("training_iteration")
+    sched = plan.get("scheduler") or {}
+    max_t = (sched.get("options") or {}).get("max_t")
+    return stop if stop is not None else (
+        max_t if sched.get("time_attr", "training_iteration") == "training_iteration" else None)
+
+
 class Trainer:
     """Base class of user trainers (see the module docstring)."""
 
     #: `(mean, std)` applied to inputs on the device (numbers or per-channel sequences).
     normalize: tuple[Any, Any] | None = None
-    #: "classification" adds `val_accuracy` (argmax of outputs vs integer targets).
+    #: "classification" adds `val_accuracy` (argmax of outputs vs integer targets);
+    #: "regression" trains with MSELoss. Also a trainer argument: `MyTrainer(task = "regression")`.
     task: str = "classification"
     #: channels-last memory format on GPU for conv nets ("auto"), or True/False.
     channels_last: bool | str = "auto"
@@ -167,6 +186,10 @@ class Trainer:
     def __init__(self, grad_accumulation_steps: int = 1, **args: Any) -> None:
         self.args = dict(args)
         self.grad_accumulation_steps = int(grad_accumulation_steps)
+        if "task" in args:
+            if args["task"] not in TASKS:
+                raise ValueError(f"task = {args['task']!r}: it must be one of {', '.join(map(repr, TASKS))}")
+            self.task = args["task"]
 
     # ------------------------------------------------------------ set by the runtime
 
@@ -224,19 +247,14 @@ class Trainer:
     def epochs(self) -> int:
         value = self.setting("epochs")
         if value is None and self.plan is not None:
-            stop = (self.plan["trials"].get("stop") or {}).get("training_iteration")
-            sched = self.plan.get("scheduler") or {}
-            max_t = (sched.get("options") or {}).get("max_t")
-            value = stop if stop is not None else (
-                max_t if sched.get("time_attr", "training_iteration") == "training_iteration" else None)
+            value = plan_epochs(self.plan)
         if value is None:
-            raise TrainerError("the number of epochs is not set: add `epochs` to the study's "
-                               "constants (or search it as a parameter)")
-        return int(value)
+            raise TrainerError(NO_EPOCHS)
+        return _count("epochs", value, 0)
 
     @property
     def batch_size(self) -> int:
-        return int(self.setting("batch_size", 64))
+        return _count("batch_size", self.setting("batch_size", 64), 1)
 
     @property
     def seed(self) -> int:
@@ -290,8 +308,11 @@ class Trainer:
     def create_model_loss_optimizer(self, config: dict[str, Any]) -> Any:
         model = _require_module(self.create_model(config), self.create_model)
         model = model.to(self.strategy.device())
-        optimizer = self.create_optimizer(model, config)
-        return model, self.create_loss(config), optimizer, self.create_lr_scheduler(optimizer, config)
+        optimizer = _require_optimizer(self.create_optimizer(model, config), self.create_optimizer,
+                                       self.strategy)
+        scheduler = _require_scheduler(self.create_lr_scheduler(optimizer, config),
+                                       self.create_lr_scheduler)
+        return model, _require_loss(self.create_loss(config), self.create_loss), optimizer, scheduler
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return self._prepare(x)
@@ -335,11 +356,14 @@ class Trainer:
         if model is None:
             raise TrainerError("create_model_loss_optimizer() returned no model")
         _require_module(model, hook)
+        if made is not None:
+            _require_optimizer(optimizer, hook, self.strategy)
+            _require_scheduler(scheduler, hook)
         if self.strategy.model is not model:
             model, optimizer, scheduler = self.strategy.distributed(model, optimizer, scheduler)
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, scheduler
         if self.loss is None:
-            self.loss = self.create_loss(self.config)
+            self.loss = _require_loss(self.create_loss(self.config), self.create_loss)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if not hasattr(self, "_prepare_fn"):
@@ -383,8 +407,7 @@ class Trainer:
         _reset_peak_memory(self.strategy.device())
         self.setup()
         if self.train_dataloader is None:
-            raise TrainerError("no training data: the plan needs a getter/splitter, or override "
-                               "`train()` to load data yourself")
+            raise TrainerError(NO_DATA)
         for epoch in range(self.restore(), self.epochs):
             self.set_epoch(epoch)
             started = time.time()
@@ -407,6 +430,10 @@ class Trainer:
             with self.strategy.micro_batch(last=i == last):
                 with self.strategy.autocast():
                     loss = _first_loss(self.train_step(batch))
+                if not isinstance(loss, torch.Tensor):
+                    raise TrainerError(f"train_step(){_source_line(self.train_step)} returned "
+                                       f"{type(loss).__name__}: return the batch's loss as a tensor "
+                                       "(not `loss.item()`), to train on")
                 self.strategy.backward(loss)
             self.strategy.step()
             n = _batch_len(batch)
@@ -438,25 +465,44 @@ class Trainer:
     def validation_epoch(self, epoch: int) -> dict[str, float]:
         self.model.eval()
         dev = self.strategy.device()
-        sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss*n, correct, n
+        sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss*n, correct, n, n judged
+        mine: dict[str, torch.Tensor] = {}  # the metrics of a validation_step's dict, times n
         classify = self.task == "classification"
         batches = self.validation_dataloader
         for batch in batches:
             with self.strategy.autocast():
                 out = self.validation_step(batch)
-            if getattr(batches, "empty", False):
+            loss, outputs, extra = _validation_parts(out, self.validation_step)
+            empty = getattr(batches, "empty", False)
+            for name, value in extra.items():  # every rank sums the same names, even one
+                total = mine.setdefault(name, torch.zeros((), device=dev, dtype=torch.float64))
+                if not empty:
+                    total += _metric_tensor(value, name, dev) * _batch_len(batch)
+            if empty:
                 continue  # a stand-in batch of a rank with no samples left: not counted
-            loss, outputs = (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
             n = _batch_len(batch)
-            sums[0] += loss.detach().double() * n
+            sums[0] += _metric_tensor(loss, "loss", dev) * n
             sums[2] += n
+            if classify and isinstance(self.loss, torch.nn.CrossEntropyLoss) and \
+                    outputs is not None and outputs.dim() == 2 and outputs.shape[1] == 1:
+                # softmax over one logit is 1: the loss is 0 whatever the model does
+                raise TrainerError("the model has one output and the loss is CrossEntropyLoss, "
+                                   "which is then always 0: for regression set `task = "
+                                   "\"regression\"` (a trainer argument in the spec, or a class "
+                                   "attribute) to train with MSELoss, or return one output per class")
             if classify and outputs is not None and outputs.dim() == 2 and \
                     len(batch) > 1 and not batch[1].is_floating_point():
                 sums[1] += (outputs.argmax(dim=1) == batch[1]).sum()
-        loss_total, correct, n_total = self.strategy.all_reduce(sums).tolist()
+                sums[3] += n
+        names = sorted(mine)
+        totals = self.strategy.all_reduce(torch.cat([sums, *(mine[k].reshape(1) for k in names)]))
+        loss_total, correct, n_total, n_judged, *extra_totals = totals.tolist()
         metrics = {"val_loss": loss_total / max(n_total, 1)}
-        if classify:
-            metrics["val_accuracy"] = correct / max(n_total, 1)
+        if classify and (n_judged or not n_total):
+            # not without outputs to judge (a validation_step that returns only the loss,
+            # float labels): 0 would read as a model that is always wrong
+            metrics["val_accuracy"] = correct / max(n_judged, 1)
+        metrics.update((k, v / max(n_total, 1)) for k, v in zip(names, extra_totals))
         return metrics
 
     # ------------------------------------------------------------ reporting
@@ -727,6 +773,76 @@ def _require_module(model: Any, hook: Any) -> Any:
         raise TrainerError(f"{getattr(hook, '__name__', 'create_model')}(){_source_line(hook)} returned "
                            f"{type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """`(loss, outputs, metrics)` of what `validation_step` returned: `(loss, outputs)`, a
+    loss, or a dict with `loss`, maybe `outputs`, and metrics of the trainer's own."""
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise TrainerError(f"validation_step(){_source_line(hook)} returned a dict without "
+                               f"`loss` (keys: {', '.join(map(str, out)) or 'none'}): add the "
+                               "batch's loss as `loss`")
+        return out["loss"], out.get("outputs"), {k: v for k, v in out.items() if k not in ("loss", "outputs")}
+    if isinstance(out, (tuple, list)) and out:
+        return out[0], (out[1] if len(out) > 1 else None), {}
+    if isinstance(out, (torch.Tensor, int, float)) and not isinstance(out, bool):
+        return out, None, {}
+    raise TrainerError(f"validation_step(){_source_line(hook)} returned {type(out).__name__}: "
+                       "return `(loss, outputs)`, the loss, or a dict with `loss` and metrics "
+                       "of yours (`{\"loss\": loss, \"val_f1\": f1}`)")
+
+
+def _metric_tensor(value: Any, name: str, device: torch.device) -> torch.Tensor:
+    """A batch's value of a validation metric as a float64 scalar on the device."""
+    try:
+        return torch.as_tensor(value, device=device).detach().double().mean()
+    except (TypeError, ValueError, RuntimeError):
+        raise TrainerError(f"validation_step() returned `{name}` = {reprlib.repr(value)}: "
+                           "a validation metric must be a number or a tensor") from None
+
+
+def _require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
+    """An optimizer hpoc cannot step fails in its loop, an AttributeError without the
+    user's line. None is DeepSpeed's: its config file's optimizer then."""
+    if optimizer is None and strategy.name == "deepspeed":
+        return optimizer
+    if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_optimizer')}(){_source_line(hook)} "
+                           f"returned {type(optimizer).__name__} as the optimizer, not a torch "
+                           "optimizer (`torch.optim.Adam(model.parameters(), lr=...)`)")
+    return optimizer
+
+
+def _require_loss(loss: Any, hook: Any) -> Any:
+    """A loss the default steps cannot call failed in them: "'str' object is not callable"."""
+    if not callable(loss):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_loss')}(){_source_line(hook)} returned "
+                           f"{type(loss).__name__} as the loss: return a callable such as "
+                           "`torch.nn.CrossEntropyLoss()`")
+    return loss
+
+
+def _require_scheduler(scheduler: Any, hook: Any) -> Any:
+    if scheduler is not None and not hasattr(scheduler, "step"):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_lr_scheduler')}(){_source_line(hook)} "
+                           f"returned {type(scheduler).__name__} as the lr scheduler: return a torch "
+                           "LR scheduler (`torch.optim.lr_scheduler.StepLR(optimizer, ...)`), or None")
+    return scheduler
+
+
+def _count(name: str, value: Any, least: int) -> int:
+    """`epochs` or `batch_size` as the loop uses it: 2.5 epochs were 2, and a batch size
+    of 0 a ZeroDivisionError deep in the batching."""
+    try:
+        number = int(value) if not isinstance(value, bool) else None
+        whole = number is not None and number == float(value)
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or number < least:
+        raise TrainerError(f"`{name}` is {reprlib.repr(value)}: it must be a whole number of at "
+                           f"least {least} (set in the study's `space`, or the trainer's arguments)")
+    return number
 
 
 def _batch_len(batch: Any) -> int:

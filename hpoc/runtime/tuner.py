@@ -108,6 +108,9 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
         callbacks=_callbacks(plan, num_samples, stream),
         verbose=0,
         log_to_file=not verbose,  # trials' output in their directories, or on the terminal
+        # Those files are written in the trial's working directory, a staging folder under
+        # the run's temp directory: without this they were removed with it, unread.
+        sync_config=tune.SyncConfig(sync_artifacts=True),
     )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,
                       run_config=run_config), num_samples

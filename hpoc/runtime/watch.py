@@ -190,7 +190,7 @@ def _events_class() -> type:
             _STATE.retries[trial.trial_id] = _STATE.retries.get(trial.trial_id, 0) + 1
             start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
             _trial_line(trial, f"failed; retrying from {start} "
-                               f"(retry {_STATE.retries[trial.trial_id]})")
+                               f"(retry {_STATE.retries[trial.trial_id]})", error=error)
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             _STATE.trials = trials
@@ -246,9 +246,11 @@ def _has_checkpoint(trial: Any) -> bool:
     return any(train_runs_dir(_STATE.experiment).joinpath(trial.trial_id).glob("checkpoint_*"))
 
 
-def _trial_line(trial: Any, what: str) -> None:
+def _trial_line(trial: Any, what: str, error: str | None = None) -> None:
+    """`error`: the failure a retry follows (the trial is no longer ERROR by then)."""
     stream = _STATE.stream or sys.stderr
-    error = summary_mod.trial_error(trial) if trial.status == "ERROR" else None
+    if error is None and trial.status == "ERROR":
+        error = summary_mod.trial_error(trial)
     detail = ""
     if error:
         line, at = summary_mod.error_line(error), summary_mod.error_where(error)

@@ -153,10 +153,10 @@ def test_the_retry_line_names_the_error_it_retries_after(tmp_path, monkeypatch):
     each retry line names the error."""
     import io
 
-    from hpoc.runtime import study
+    from hpoc.runtime import watch
 
     out = io.StringIO()
-    monkeypatch.setattr(study, "_STATE", study._State(stream=out, params=[], run="run1",
+    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=[], run="run1",
                                                       experiment=tmp_path))
     trial_dir = tmp_path / "trial_00000_ab12"
     trial_dir.mkdir()
@@ -167,7 +167,7 @@ def test_the_retry_line_names_the_error_it_retries_after(tmp_path, monkeypatch):
     trial = SimpleNamespace(trial_id="ab12", status="PENDING", config={}, path=str(trial_dir),
                             local_path=None, checkpoint=None, max_failures=2,
                             error_file=str(trial_dir / "error.txt"))
-    study._make_events().on_trial_recover(0, [], trial)
+    watch._make_events().on_trial_recover(0, [], trial)
     assert out.getvalue().strip() == (
         f"[hpoc] trial ab12 failed; retrying from the start (retry 1): KeyError: 'model' at "
         f"{tmp_path}/trainer.py:8 (details: {trial_dir}/error.txt)")

@@ -44,6 +44,22 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
 
 
+def test_an_objective_whose_name_says_the_other_direction_is_a_warning() -> None:
+    """`maximize val_loss` searches for the worst models and ranks them first, silently."""
+    (w,) = warnings(BASE + "objective maximize val_loss\n")
+    assert (w.code, where(w)) == ("HP809", (3, 20))
+    assert w.message == ("`val_loss` is maximised, but its name says lower is better: the study "
+                         "would search for the worst models and rank them first")
+    assert w.help.startswith("write `minimize val_loss`")
+    (w,) = warnings(BASE + "objective { minimize val_accuracy, minimize val_loss }\n")
+    assert (w.code, w.message.split(" is ")[0]) == ("HP809", "`val_accuracy`")
+    # names that say nothing, or say it both ways, or negated: no opinion
+    for goal in ("maximize val_loss_neg", "minimize my_metric", "maximize val_accuracy",
+                 "minimize val_loss", "maximize reward", "maximize acc_minus_loss"):
+        assert [w.code for w in warnings(BASE + f"objective {goal}\n")
+                if w.code == "HP809"] == [], goal
+
+
 def test_early_stopping_measured_against_the_epochs_a_trial_runs() -> None:
     obj = "objective minimize val_loss\ntrials { num_samples = 8 }\n"
     (w,) = warnings(BASE + "space { lr = uniform(0, 1), epochs = 5 }\n" + obj

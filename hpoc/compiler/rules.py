@@ -23,6 +23,7 @@ from hpoc.compiler.check import (
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
+    WARN_DIRECTION,
     Checker,
 )
 from hpoc.compiler.metrics import reported_by_loop, trainer_metrics
@@ -49,6 +50,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     sched_block = found.get("scheduler", [None])[0]
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], workdir)
     _stop_on_objective(ch, out)
+    _objective_direction(ch, out)
     early_stop.stop_keys(ch, out, workdir)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
@@ -122,6 +124,30 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
             help=did_you_mean(m["name"], (*T.DEFAULT_METRICS, *(reported or ())))
             or f"make sure the trainer reports `{m['name']}` every epoch",
         )  # fmt: skip
+
+
+# Words of a metric's name that say which way it is better. A reversed objective runs the
+# whole study towards the worst model and ranks it first, without an error anywhere.
+_FALLS = {"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer"}
+_RISES = {"accuracy", "acc", "f1", "auc", "auroc", "precision", "recall", "r2", "bleu", "iou",
+          "dice", "map"}
+_NEGATED = {"neg", "negative", "minus", "inv", "inverse", "1"}
+
+
+def _objective_direction(ch: Checker, out: dict[str, Any]) -> None:
+    for i, m in enumerate(out["objective"]["metrics"]):
+        words = set(re.split(r"[^a-z0-9]+", m["name"].lower()))
+        if words & _NEGATED or (words & _FALLS and words & _RISES):
+            continue
+        better = "lower" if words & _FALLS else "higher" if words & _RISES else None
+        if (better, m["mode"]) not in (("lower", "max"), ("higher", "min")):
+            continue
+        goal = "minimize" if better == "lower" else "maximize"
+        ch.warn(WARN_DIRECTION, f"`{m['name']}` is {m['mode']}imised, but its name says {better} is better: "
+                f"the study would search for the worst models and rank them first",
+                ch.spans.get(f"objective.metrics.{i}"),
+                help=f"write `{goal} {m['name']}` (if {m['mode']}imising is really meant, "
+                     "this warning can be ignored)")  # fmt: skip
 
 
 def _stop_on_objective(ch: Checker, out: dict[str, Any]) -> None:

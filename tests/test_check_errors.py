@@ -44,6 +44,25 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
 
 
+def test_epochs_and_batch_size_are_whole_numbers_from_one() -> None:
+    """`epochs = 2.5` trained 2 epochs silently; `batch_size = 0` failed every trial in Ray."""
+    cases = {
+        "epochs = 2.5": ("HP203", "`epochs` must be a whole number of at least 1, not 2.5"),
+        "batch_size = 0": ("HP203", "`batch_size` must be a whole number of at least 1, not 0"),
+        "epochs = true": ("HP203", "`epochs` must be a whole number of at least 1, not true"),
+        "batch_size = choice(32, 0.5)": ("HP203", "`batch_size` must take whole numbers of at least 1, not 0.5"),
+        "epochs = uniform(1, 5)": ("HP203", "`epochs = uniform(...)` draws fractional values"),
+        "batch_size = quniform(16, 64, 16)": ("HP203", "`batch_size = quniform(...)` draws fractional values"),
+        "batch_size = qrandint(0, 64, 16)": ("HP302", "`batch_size` may be drawn as 0"),
+    }
+    for setting, (code, message) in cases.items():
+        d = one_error(BASE + f"space {{ {setting} }}\nobjective minimize val_loss\n")
+        assert (d.code, d.message) == (code, message), setting
+    for fine in ("epochs = 3", "epochs = choice(2, 4)", "batch_size = qrandint(16, 64, 16)",
+                 "batch_size = grid(8, 16)", "data.batch_size = 0.5"):  # a group's: not the loop's
+        assert errors(BASE + f"space {{ {fine} }}\nobjective minimize val_loss\n") == [], fine
+
+
 def test_an_objective_whose_name_says_the_other_direction_is_a_warning() -> None:
     """`maximize val_loss` searches for the worst models and ranks them first, silently."""
     (w,) = warnings(BASE + "objective maximize val_loss\n")

@@ -201,7 +201,39 @@ def read_space(ch: Checker, block: A.Block | None) -> Space:
     _walk(ch, block.body or (), "", None, "", space, first)
     _check_groups(ch, space, first)
     _resolve_conditions(ch, space)
+    _check_counts(ch, space)
     return space
+
+
+# What the default train loop counts with: `epochs = 2.5` trained 2 epochs without a word, and
+# `batch_size = 0` failed every trial once Ray ran it.
+COUNTS = ("epochs", "batch_size")
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _check_counts(ch: Checker, space: Space) -> None:
+    for name in COUNTS:
+        help = f"`{name}` counts, so it takes whole numbers from 1 up"
+        if name in space.constants and not _whole(space.constants[name]):
+            ch.error(TYPE, f"`{name}` must be a whole number of at least 1, not {_show(space.constants[name])}",
+                     space.constant_spans.get(name), help=help)
+        p = space.param(name)
+        if p is None:
+            continue
+        if p.domain in T.CATEGORICAL:
+            bad = [v for v in p.args.get("categories", p.args.get("values", [])) if not _whole(v)]
+            if bad:
+                ch.error(TYPE, f"`{name}` must take whole numbers of at least 1, not {_show(bad[0])}",
+                         p.value_span or p.span, help=help)
+        elif p.domain not in T.INTEGER:
+            ch.error(TYPE, f"`{name} = {p.domain}(...)` draws fractional values", p.value_span or p.span,
+                     help=f"use `randint`, `qrandint` or `choice` for `{name}`")
+        elif not _whole(p.args.get("lower")):
+            ch.error(BOUNDS, f"`{name}` may be drawn as {_show(p.args.get('lower'))}", p.value_span or p.span,
+                     help=help)
 
 
 def _walk(

@@ -46,6 +46,8 @@ TRAINERS = {
     "kills": "import os\nos._exit(7)\nclass Trainer: pass\n",
     "bare": "class Trainer:\n    pass\n",
     "hook": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_model(self):\n        pass\n",
+    "typo": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_lr_schedular(self, optimizer, config):\n"
+            "        pass\n",
     # `import *` hides what the module defines from the compiler's look at its source.
     "no-class": "from json import *\nclass Other: pass\n",
 }
@@ -102,6 +104,13 @@ def test_trainer_problems_are_one_line_each(trainer: str, expected: str, tmp_pat
     assert "Traceback" not in run.stderr
     (line,) = [ln for ln in errors(run) if "trainer" in ln]
     assert expected.replace("%s", str(tmp_path / "trainer.py")) in line, run.stderr
+
+
+def test_a_misspelt_hook_is_a_warning_on_the_login_node_too(tmp_path: Path) -> None:
+    run = preflight(study(tmp_path, trainer="typo"))
+    assert run.returncode == 0 and errors(run) == [], run.stderr
+    assert (f"preflight: warning: trainer: `create_lr_schedular` ({tmp_path / 'trainer.py'}:3) is not a hook hpoc calls "
+            "(did you mean `create_lr_scheduler`?)") in run.stderr, run.stderr
 
 
 def test_an_import_that_hangs_is_cut_off(tmp_path: Path) -> None:

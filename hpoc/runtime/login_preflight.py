@@ -16,7 +16,7 @@ its Ray cluster:
   (`sbatch --test-only` of the job script: partition, account, qos, CPUs, memory, GPUs and
   time limit against what the partition's nodes have; nothing is submitted).
 
-Each problem is one line `preflight: error: ...`; `report(plan)` prints them and returns the
+Each problem is one line `preflight: error: ...` (a warning `preflight: warning: ...`); `report(plan)` prints them and returns the
 exit status (0 fine, 2 problems). `storage_problem(path)` is shared with the study driver,
 which checks the storage again on the compute node before Ray starts.
 """
@@ -42,6 +42,7 @@ class Finding:
     ok: bool
     what: str       # "trainer", "getter", "data", "storage", "search"
     message: str
+    warning: bool = False  # ok, but said even with -q (a misspelt hook)
 
 
 # ---------------------------------------------------------------- storage
@@ -97,6 +98,9 @@ for role in ("getter", "splitter", "trainer"):
         if role == "trainer":
             require_trainer_class(obj, step["target"], plan)
         out.append([True, role, f"`{step['target']}` imports"])
+        if role == "trainer" and isinstance(obj, type):  # what `hpoc run` warns of as it starts
+            from hpoc.runtime.hooks import near_misses
+            out += [["warning", role, line] for line in near_misses(obj)]
     except PipelineError as exc:
         out.append([False, role, str(exc)])
         continue
@@ -144,7 +148,7 @@ def check_pipeline(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -> l
         return [Finding(False, "trainer", f"importing the pipeline killed the Python process "
                                           f"(exit {run.returncode}): {tail}")]
     rows = json.loads(run.stdout[marker + len(MARKER):])
-    return [Finding(bool(ok), what, message) for ok, what, message in rows]
+    return [Finding(bool(ok), what, message, warning=ok == "warning") for ok, what, message in rows]
 
 
 # ---------------------------------------------------------------- libraries
@@ -228,6 +232,8 @@ def report(plan: dict[str, Any], out: TextIO | None = None, quiet: bool = False)
     for f in findings:
         if not f.ok:
             print(f"preflight: error: {f.what}: {f.message}", file=sys.stderr)
+        elif f.warning:
+            print(f"preflight: warning: {f.what}: {f.message}", file=sys.stderr)
         elif not quiet:
             print(f"  preflight ok: {f.what}: {f.message}", file=out)
     bad = sum(not f.ok for f in findings)

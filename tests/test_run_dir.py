@@ -527,6 +527,37 @@ def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tm
             "--fresh to run every trial again") in progress.getvalue()
 
 
+def test_fresh_moves_the_earlier_run_aside_only_once_the_data_has_loaded(tmp_path, monkeypatch, capsys):
+    """`hpoc run --fresh` moved the earlier run aside, then the getter failed: the user was
+    left with only `<name>.prev-*` and no run."""
+    from hpoc.runtime import session
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "broken.py").write_text(
+        "class Getter:\n    def execute(self):\n        raise FileNotFoundError('data/train.npz')\n")
+    good = make_plan(workdir, tmp_path / "results")
+    exp = experiment_dir(good, 0)
+    exp.mkdir(parents=True)
+    _finished_run(good, exp)
+    broken = make_plan(workdir, tmp_path / "results",
+                       pipeline={"getter": {"target": "broken:Getter", "args": {}}})
+    progress = io.StringIO()
+    assert run_study(broken, RunOptions(local=True, fresh=True, progress=progress, out=io.StringIO())) == 2
+    assert "data/train.npz" in capsys.readouterr().err and "moved the previous run" not in progress.getvalue()
+    assert (exp / "summary.json").exists() and not list(exp.parent.glob("*.prev-*"))
+    assert not (exp / runlock.LOCK).exists()
+
+    def no_ray(**_):  # the data loaded: the move has happened by the time Ray starts
+        raise session.SessionError("no Ray in this test")
+
+    monkeypatch.setattr(session, "start_local", no_ray)
+    progress = io.StringIO()
+    run_study(good, RunOptions(local=True, fresh=True, progress=progress, out=io.StringIO()))
+    (aside,) = exp.parent.glob(f"{exp.name}.prev-*")
+    assert f"moved the previous run to {aside}" in progress.getvalue()
+    assert (aside / "summary.json").exists() and not (aside / runlock.LOCK).exists()
+
+
 def test_a_yaml_configs_run_errors_name_its_keys(spec, tmp_path, capsys, monkeypatch):
     """`run_config.name` and `num_workers` to the user of a YAML config, not .hpo's
     `storage.name` and `workers`; a .hpo study's errors keep its own words. The runtime

@@ -14,11 +14,11 @@ from hpoc.runtime.exits import StudyError, _say
 
 
 def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
-               stream: TextIO, lock: runlock.Lock | None = None, retry: str | None = None,
-               errored: dict[str, Path] | None = None) -> str:
-    """"fresh", "restore", "retry" (a finished run's errored trials) or "done" for an
-    experiment directory (whose `lock` this run holds, so a live run is never moved aside);
-    `errored` is rerun.errored(exp)."""
+               stream: TextIO, retry: str | None = None, errored: dict[str, Path] | None = None) -> str:
+    """"fresh", "aside" (--fresh over an earlier run: `move_aside` once the data has loaded,
+    so that a getter that fails leaves it where it was), "restore", "retry" (a finished run's
+    errored trials) or "done" for an experiment directory (whose run lock this run holds, so
+    a live run is never moved aside); `errored` is rerun.errored(exp)."""
     from ray.tune import Tuner
 
     if retry and fresh:
@@ -32,13 +32,7 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                              "--retry-errored (or HPOC_RETRY_ERRORED) first")
         return "fresh"
     if fresh:
-        aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
-        exp.rename(aside)
-        _say(stream, f"[hpoc] moved the previous run to {aside}")
-        if lock is not None:  # it went aside with the directory
-            (aside / runlock.LOCK).unlink(missing_ok=True)
-            _lock(lock, stream)
-        return "fresh"
+        return "aside"
     parts = marker.differences(recorded, fp) if recorded is not None else None
     if parts is not None:
         raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: undo that "
@@ -52,6 +46,16 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
                          "  help: pass --fresh to move it aside and start over")
     return "restore"
+
+
+def move_aside(exp: Path, stream: TextIO, lock: runlock.Lock | None = None) -> None:
+    """--fresh: the earlier run goes to `<exp>.prev-<time>`; this run keeps its lock on `exp`."""
+    aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+    exp.rename(aside)
+    _say(stream, f"[hpoc] moved the previous run to {aside}")
+    if lock is not None:  # it went aside with the directory
+        (aside / runlock.LOCK).unlink(missing_ok=True)
+        _lock(lock, stream)
 
 
 def _refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:

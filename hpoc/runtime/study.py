@@ -41,7 +41,7 @@ from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, Interrupted, StudyError, _say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
-from hpoc.runtime.prior import _lock, _prior_run, _refuse_synch_population
+from hpoc.runtime.prior import _lock, _prior_run, _refuse_synch_population, move_aside
 from hpoc.runtime.shards import experiment_dir
 from hpoc.runtime.signals import _install_signals, _restore_signals
 from hpoc.runtime.tuner import _tuner, make_trainable
@@ -154,7 +154,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         _lock(lock, stream)
         _STATE.errored = rerun.errored(exp)  # read once, for _prior_run and the restore
         mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                        stream, lock, opts.retry_errored, _STATE.errored)
+                                        stream, opts.retry_errored, _STATE.errored)
         if mode in ("restore", "retry"):
             _refuse_synch_population(plan, exp)
         if mode == "done":
@@ -175,6 +175,9 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             data = pipeline.load_data(plan)
         except pipeline.PipelineError as exc:
             raise StudyError(str(exc)) from None
+        if mode == "aside":  # only now: a getter that fails leaves the earlier run in place
+            move_aside(exp, stream, lock)
+            mode = _STATE.mode = "fresh"
 
         # 2. Ray.
         workdir = plan["source"]["workdir"]

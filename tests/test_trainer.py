@@ -672,6 +672,34 @@ def test_numpy_float64_arrays_train_as_float32(tmp_path):
     assert history[-1]["val_loss"] > 0
 
 
+def test_epochs_or_batch_size_inside_a_group_is_said_before_any_trial(tmp_path):
+    """`data { batch_size = choice(16, 32) }`: the default loop reads `batch_size` at the
+    config's top level, so every trial trained with 64 and the search searched nothing."""
+    from hpoc.runtime.hooks import warnings
+
+    workdir = write_toy(tmp_path / "study")
+    trainer = pipeline.import_target("toy:ToyTrainer", str(workdir))
+    space = {"constants": {"epochs": 2}, "params": [
+        {"name": "data.batch_size", "domain": "choice", "args": {"categories": [16, 32]}, "condition": None}]}
+    plan = make_plan(workdir, tmp_path / "results", space=dict(space, _replace=True))
+    (said,) = warnings(trainer, plan)
+    assert said == ("`data.batch_size` is inside a group, and hpoc's default loop reads `batch_size` "
+                    "at the top of the config only: it never sees it (write `batch_size = ...` "
+                    "outside the group)")
+    # also at the top level, or a trainer that reads its settings itself: nothing to say
+    both = dict(space, constants={"epochs": 2, "batch_size": 8}, _replace=True)
+    assert warnings(trainer, make_plan(workdir, tmp_path / "results", space=both)) == []
+    (workdir / "own.py").write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    @property\n"
+                                    "    def batch_size(self):\n        return self.config['data']['batch_size']\n")
+    assert warnings(pipeline.import_target("own:T", str(workdir)), plan) == []
+    # epochs only in a group: no number of epochs at all, and the error says where it went
+    grouped = make_plan(workdir, tmp_path / "results", space={"constants": {"train.epochs": 3}, "params": [],
+                                                              "_replace": True})
+    with pytest.raises(pipeline.PipelineError, match=r"the number of epochs is not set: .*\(`train.epochs` "
+                                                     r"is inside a group: the loop reads `epochs` at the top"):
+        pipeline.check_imports(grouped)
+
+
 def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_path):
     """Every trial failed with "the number of epochs is not set" once Ray was up; the
     driver (and `hpoc check --preflight`) has the trainer class and the plan at hand."""

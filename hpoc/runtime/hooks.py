@@ -56,11 +56,43 @@ def epochs_missing(cls: type, plan: dict[str, Any]) -> bool:
 
     if any(getattr(cls, name, None) is not getattr(Trainer, name) for name in ("train", "epochs", "setting")):
         return False
+    return not _given(plan, "epochs") and plan_epochs(plan) is None
+
+
+def _names(plan: dict[str, Any]) -> list[str]:
     space = plan.get("space") or {}
-    args = (plan["pipeline"]["trainer"].get("args") or {})
-    given = "epochs" in (space.get("constants") or {}) or "epochs" in args or \
-        any(p.get("name") == "epochs" for p in space.get("params") or ())
-    return not given and plan_epochs(plan) is None
+    return [*(space.get("constants") or {}), *(p.get("name") for p in space.get("params") or ())]
+
+
+def _given(plan: dict[str, Any], name: str) -> bool:
+    """Whether the trial config (or the trainer's arguments) has `name` at its top level."""
+    return name in _names(plan) or name in (plan["pipeline"]["trainer"].get("args") or {})
+
+
+def grouped(plan: dict[str, Any], name: str) -> list[str]:
+    """The space's names for `name` inside a group (`data.batch_size`)."""
+    return [n for n in _names(plan) if n.endswith("." + name)]
+
+
+def ignored_in_groups(cls: type, plan: dict[str, Any]) -> list[str]:
+    """`data.batch_size = choice(16, 32)`: hpoc's loop reads `batch_size` at the config's top
+    level, so every trial trained with the default 64 and the search searched nothing."""
+    from hpoc.runtime.trainer import Trainer
+
+    out = []
+    for name in ("epochs", "batch_size"):
+        if _given(plan, name) or \
+                any(getattr(cls, m, None) is not getattr(Trainer, m) for m in ("train", name, "setting")):
+            continue
+        out += [f"`{g}` is inside a group, and hpoc's default loop reads `{name}` at the top of "
+                f"the config only: it never sees it (write `{name} = ...` outside the group)"
+                for g in grouped(plan, name)]
+    return out
+
+
+def warnings(cls: type, plan: dict[str, Any] | None) -> list[str]:
+    """What `hpoc run` (as it starts) and `hpoc check --preflight` warn of in a trainer."""
+    return near_misses(cls) + (ignored_in_groups(cls, plan) if plan is not None else [])
 
 
 def data_missing(cls: type, plan: dict[str, Any]) -> bool:

@@ -99,8 +99,8 @@ for role in ("getter", "splitter", "trainer"):
             require_trainer_class(obj, step["target"], plan)
         out.append([True, role, f"`{step['target']}` imports"])
         if role == "trainer" and isinstance(obj, type):  # what `hpoc run` warns of as it starts
-            from hpoc.runtime.hooks import near_misses
-            out += [["warning", role, line] for line in near_misses(obj)]
+            from hpoc.runtime.hooks import warnings
+            out += [["warning", role, line] for line in warnings(obj, plan)]
     except PipelineError as exc:
         out.append([False, role, str(exc)])
         continue

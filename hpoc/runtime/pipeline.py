@@ -130,7 +130,7 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
     from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
-        from hpoc.runtime.hooks import data_missing, epochs_missing, hook_problems
+        from hpoc.runtime.hooks import data_missing, epochs_missing, grouped, hook_problems
 
         problems = hook_problems(obj)
         if problems:
@@ -138,7 +138,9 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
                                 f"{'this hook' if len(problems) == 1 else 'these hooks'} so\n"
                                 "  help: docs/trainer.md (Hooks) lists them with their arguments")
         if plan is not None and epochs_missing(obj, plan):
-            raise PipelineError(f"trainer `{target}` runs hpoc's default loop, and {NO_EPOCHS}")
+            inside = "".join(f" (`{g}` is inside a group: the loop reads `epochs` at the top of "
+                             "the config)" for g in grouped(plan, "epochs")[:1])
+            raise PipelineError(f"trainer `{target}` runs hpoc's default loop, and {NO_EPOCHS}{inside}")
         if plan is not None and data_missing(obj, plan):
             raise PipelineError(f"trainer `{target}` runs hpoc's default loop, which has {NO_DATA}")
         return

@@ -445,7 +445,7 @@ def short_dir():
 
 
 def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
-                before: int = 0) -> tuple[int, str, str]:
+                before: int = 0, imports: bool = True) -> tuple[int, str, str]:
     """Run the job script until `python -m hpoc.runtime.cluster init JOB_DIR`, which a stub
     records (with a container: the stub runtime's whole command line) and fails:
     (exit status, the recorded command line, stderr)."""
@@ -453,9 +453,12 @@ def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
     stub.parent.mkdir(exist_ok=True)
     # The shard check before Ray (--before-ray) finds work to do; `cluster init` fails.
     # It records whether the claim's holder is the job script (the stub's parent).
+    # `python -c 'import ...'` succeeds, or fails as a python without hpoc does.
+    probe = "exit 0" if imports else "echo \"ModuleNotFoundError: No module named 'hpoc'\" >&2; exit 1"
     stub.write_text(f'#!/bin/sh\ncase "$*" in *--before-ray*)\n'
                     f'  [ "${{*##*--before-ray --claim }}" = "$PPID" ] && echo claimed-for-the-script >"$0.before"\n'
-                    f'  exit {before};; esac\necho "$@" >"$0.args"\nexit 3\n')
+                    f'  exit {before};;\n*"-c import "*) {probe};; esac\n'
+                    f'echo "$@" >"$0.args"\nexit 3\n')
     stub.chmod(0o755)
     args = Path(f"{stub}.args")
     args.unlink(missing_ok=True)
@@ -577,3 +580,14 @@ def test_the_job_acts_on_the_answer_before_ray_and_goes_past_a_crash(tmp_path, s
     assert ("cluster init" in args) == (code == 3)
     if said:
         assert said in err, err
+
+
+def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_path, short_dir):
+    """`python -m hpoc.runtime` cannot even start: the job says which setting to fix rather
+    than going on to fail at each later step with Python's own words."""
+    got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir), "SLURMD_NODENAME": "node7"},
+                                 before=1, imports=False)
+    assert got == 2 and not args, err
+    assert ("hpoc: error: python3 on node7 cannot run hpoc (ModuleNotFoundError: No module named 'hpoc'): "
+            "set slurm.python") in err, err
+    assert "starting anyway" not in err

@@ -357,7 +357,15 @@ def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, c
     (["slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***",
       "hpoc: terminated (SIGTERM)", "hpoc: signal during teardown: finishing it first"],
      "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***"),
-    (["[hpoc] 00:00:18 | 2/2 trials finished"], None)])
+    (["[hpoc] 00:00:18 | 2/2 trials finished"], None),
+    # The job went on after the warning; what failed next is why it ended.
+    (["hpoc: warning: the check before Ray failed (exit 2); starting anyway",
+      "/usr/bin/python3: Error while finding module specification for 'hpoc.runtime.cluster' "
+      "(ModuleNotFoundError: No module named 'hpoc.runtime.cluster')"],
+     "/usr/bin/python3: Error while finding module specification for 'hpoc.runtime.cluster' "
+     "(ModuleNotFoundError: No module named 'hpoc.runtime.cluster')"),
+    (["/var/spool/job00012/slurm_script: line 96: /opt/env/bin/python: No such file or directory"],
+     "/var/spool/job00012/slurm_script: line 96: /opt/env/bin/python: No such file or directory")])
 def test_the_line_that_says_why_a_job_ended(tmp_path, lines, why):
     from hpoc.commands import joblogs
 

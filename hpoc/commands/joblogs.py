@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 # What says why a job ended, in its .err: hpoc's own lines (the driver's `error: ...`),
-# SLURM's, a traceback's last line.
-_WHY = re.compile(r"hpoc: |error: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
-_NOISE = ("hpoc: signal during teardown", "hpoc: stopping", "hpoc: terminated (SIGTERM)")
+# SLURM's, a traceback's last line, Python's when `python -m MODULE` cannot start, bash's
+# for a program it cannot find. A warning is not why: the job went on after it.
+_WHY = re.compile(r"hpoc: |error: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b"
+                  r"|\S+: (Error while finding module specification|No module named )"
+                  r"|\S+: line \d+: .*: (command not found|No such file or directory)$")
+_NOISE = ("hpoc: signal during teardown", "hpoc: stopping", "hpoc: terminated (SIGTERM)", "hpoc: warning:")
 TAIL_BYTES = 16384
 
 

@@ -224,7 +224,8 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan(slurm={"cpus_per_node": 64}))
     assert not found.ok and found.message.startswith(
         "sbatch would refuse the job: CPU count per node can not be satisfied; Batch job submission failed: "
-        "Requested node configuration is not available; compare the `slurm` block")
+        "Requested node configuration is not available; check `slurm.cpus_per_node = 64`, `slurm.nodes = 2`, "
+        "`slurm.mem = 1G` in study.hpo")
     assert Path(f"{fake}.args").read_text() == "--test-only\n"  # nothing is submitted
     assert "#SBATCH --cpus-per-task=64\n" in Path(f"{fake}.script").read_text()
     fake.write_text('#!/bin/sh\necho "sbatch: Job 42 to start at 2026-11-29T02:39:44 using 2 processors" >&2\n')
@@ -241,3 +242,26 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan(slurm={"extra": ["--mem-per-cpu=1G"]}))
     assert not found.ok and found.message.startswith(
         "sbatch would refuse the job: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.")
+
+
+@pytest.mark.parametrize("refuse, slurm, named", [
+    ("sbatch: error: invalid partition specified: gpu-time-limit\nallocation failure: Invalid partition name specified",
+     {"partition": "gpu-time-limit"}, '`slurm.partition = "gpu-time-limit"`'),
+    ("allocation failure: Invalid feature specification", {"constraint": "bigmem"},
+     '`slurm.constraint = "bigmem"`'),
+    ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+     {"account": "proj1"}, '`slurm.account = "proj1"`'),
+    ("allocation failure: Requested node configuration is not available", {"nodes": 5, "cpus_per_node": 8},
+     "`slurm.nodes = 5`, `slurm.cpus_per_node = 8`, `slurm.mem = 1G`")])
+def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, refuse, slurm, named) -> None:
+    """sbatch's words ("Invalid feature specification") named no setting of the spec."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "{refuse}" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    (found,) = check_sbatch(plan(slurm=slurm))
+    assert not found.ok and f"; check {named} in study.hpo with what the site offers (`sinfo" in found.message, \
+        found.message

@@ -488,7 +488,8 @@ def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, m
     err = capsys.readouterr().err
     assert code == 2 and "internal error" not in err, err
     assert ("hpoc: error: sbatch refused the job, nothing was submitted: Batch job submission failed: "
-            "Requested node configuration is not available\n  help: compare the spec's `slurm` block") in err
+            "Requested node configuration is not available\n  help: check `slurm.cpus_per_node = 1`, "
+            "`slurm.nodes = 1`, `slurm.mem = 1G` in study.hpo with what the site offers: `sinfo") in err
 
 
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):

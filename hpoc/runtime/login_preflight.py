@@ -176,6 +176,7 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     could never start is refused rather than left pending forever."""
     import shutil
 
+    from hpoc.compiler import refusal
     from hpoc.compiler.render import RenderError, render_all
 
     if plan.get("slurm") is None or shutil.which("sbatch") is None:
@@ -197,8 +198,11 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     if run.returncode != 0:
         why = "; ".join(re.sub(r"^sbatch: (error|fatal): ", "", line) for line in said) \
             or f"exit {run.returncode}"
-        return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; compare the `slurm` block "
-                                        "with what the site offers (`sinfo -o '%P %c %m %G %l'`)")]
+        named = refusal.settings_named(why, plan["slurm"])
+        check = f"check {', '.join(named)} in {plan['source']['file']}" if named else \
+            "compare the `slurm` block"
+        return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
+                                        f"with what the site offers (`{refusal.SINFO}`)")]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
                                                                else "--test-only") + ")")]
 

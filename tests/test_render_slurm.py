@@ -591,3 +591,9 @@ def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_
     assert ("hpoc: error: python3 on node7 cannot run hpoc (ModuleNotFoundError: No module named 'hpoc'): "
             "set slurm.python") in err, err
     assert "starting anyway" not in err
+    # In a container, the runtime or the image is as likely the cause as the python in it.
+    got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir), "SLURMD_NODENAME": "node7"},
+                                 container=True, before=1, imports=False)
+    assert got == 2 and not args, err
+    assert ("hpoc: error: python3 in /i.sif on node7 cannot run hpoc (ModuleNotFoundError: No module named "
+            "'hpoc'): make `apptainer` available in slurm.setup") in err, err

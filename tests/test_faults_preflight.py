@@ -265,3 +265,34 @@ def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, re
     (found,) = check_sbatch(plan(slurm=slurm))
     assert not found.ok and f"; check {named} in study.hpo with what the site offers (`sinfo" in found.message, \
         found.message
+
+
+def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
+    """A `slurm.python` without hpoc or Ray, or a container image that is not there, was
+    found only on the compute node, after the job had waited in the queue."""
+    from hpoc.runtime.login_preflight import check_interpreter
+    from slurm_plans import plan
+
+    source = {"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)}
+    bare = tmp_path / "bare-python"
+    bare.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'hpoc'\" >&2\nexit 1\n")
+    bare.chmod(0o755)
+    (found,) = check_interpreter(plan(source=source, slurm={"python": str(bare), "setup": []}))
+    assert not found.ok and found.message == (
+        f"slurm.python {bare} cannot run hpoc (ModuleNotFoundError: No module named 'hpoc'); "
+        "set it to the python of the environment hpoc is installed in")
+    (found,) = check_interpreter(plan(source=source, slurm={"python": "env/bin/python", "setup": []}))
+    assert not found.ok and found.message.startswith("slurm.python env/bin/python does not exist here")
+    (found,) = check_interpreter(plan(source=source, slurm={"python": sys.executable, "setup": []}))
+    assert found.ok, found.message
+    # After `module load ...` it may well start: only its existence is checked.
+    (found,) = check_interpreter(plan(source=source, slurm={"python": str(bare), "setup": ["module load X"]}))
+    assert found.ok and "imports not tried" in found.message
+    assert check_interpreter(plan(source=source, slurm={"python": "python3"})) == []  # the nodes' PATH
+    image = {"image": "img/torch.sif", "runtime": "apptainer"}
+    (found,) = check_interpreter(plan(source=source, slurm={"container": image}))
+    assert not found.ok and found.message == "slurm.container.image img/torch.sif does not exist here"
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "torch.sif").write_bytes(b"")
+    (found,) = check_interpreter(plan(source=source, slurm={"container": image}))
+    assert found.ok

@@ -329,6 +329,13 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
     out = status(capsys, build)[1]
     assert ("next: job 968 FAILED: hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python "
             f"(its output: {log})\n") in out
+    # The nodes' python without submitit: Python's words, and what to change.
+    no_submitit = ("/usr/bin/python3: Error while finding module specification for 'submitit.core._submit' "
+                   "(ModuleNotFoundError: No module named 'submitit')")
+    log.write_text(f"{no_submitit}\nsrun: error: node1: task 0: Exited with exit code 1\n")
+    out = status(capsys, build)[1]
+    assert (f"next: job 968 FAILED: {no_submitit} (its output: {log})\n"
+            "next: the python on the nodes lacks it: set `slurm.python`") in out, out
 
 
 def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, capsys, monkeypatch):

@@ -55,3 +55,16 @@ def why(err: str) -> str | None:
         if _WHY.match(line) and not line.startswith(_NOISE):
             return line if len(line) <= 400 else line[:400] + "…"
     return None
+
+
+# Python itself saying that `python -m MODULE` cannot start: the nodes' interpreter lacks a
+# package hpoc's job needs (hpoc, submitit, Ray), not the study's code.
+_NO_PACKAGE = re.compile(r"\S+: (Error while finding module specification|No module named )")
+
+
+def advice(why: str) -> str | None:
+    """What to change when the reason a job ended is its interpreter, else None."""
+    if _NO_PACKAGE.match(why):
+        return ("the python on the nodes lacks it: set `slurm.python` to the python of the environment "
+                "hpoc is installed in, or activate that environment in `slurm.setup`")
+    return None

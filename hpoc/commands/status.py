@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hpoc.commands import joblogs
+
 HELP = "show a study's jobs, trials done/running/pending/errored and the best so far"
 
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
@@ -304,8 +306,6 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
     """Why the newest job of a shard that did not run to the end ended, from its .err. An
     `sbatch BUILD/job.sbatch` job that ended is in no queue: it is found by its .err beside
     plan.json; an `hpoc submit` job's is submitit's task-0 log."""
-    from hpoc.commands import joblogs
-
     logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
     ended = [s for s in shards
              if s["state"] not in ("finished", "running") and (s["job"] or {}).get("state") not in ACTIVE]
@@ -444,6 +444,8 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         if job.get("why"):
             said = job["state"] if job.get("state") not in (None, "ENDED") else "ended"
             steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
+            if (fix := joblogs.advice(job["why"])) is not None:
+                steps.append(fix)
     for s in shards:
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") in NEVER_STARTS:

@@ -407,3 +407,29 @@ def test_the_newest_job_output_of_each_shard_is_found(tmp_path):
     assert {k: v["job_id"] for k, v in found.items()} == {0: "700_0", 1: "702_1"}
     assert found[1]["err"] == str(tmp_path / "arr-702_1.err")
     assert joblogs.newest(tmp_path / "missing", "arr") == {}
+
+
+def test_another_specs_run_in_the_same_storage_is_not_shown_as_this_studys(tmp_path, capsys):
+    """Two specs with the same storage: status of the one that never ran showed the other's
+    trials as its own, `finished`, and `next: results` - not a word of the other plan."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    other = SPEC.replace("grid(0.1, 0.01, 0.001)", "grid(0.5, 0.05, 0.005)")
+    (tmp_path / "other.hpo").write_text(other)
+    from hpoc.results.source import spec_plan
+
+    ran = spec_plan(tmp_path / "other.hpo")
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0, err
+    assert f"\nwarning: {exp} holds a run of a different plan (" in out
+    assert "the plans differ in `space`; the trials shown are that run's\n" in out
+    assert out.endswith("next: this plan cannot run there: give the spec a `storage.name` of its own, "
+                        "or move that run aside with `--fresh`\n"), out
+    doc = json.loads(status(capsys, tmp_path / "study.hpo", "--json")[1])
+    assert "holds a run of a different plan" in doc["other_plan"]
+    # The spec that ran reads its own run as before.
+    out = status(capsys, tmp_path / "other.hpo")[1]
+    assert "warning:" not in out and "next: results:" in out

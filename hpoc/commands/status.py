@@ -230,6 +230,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
         "journal": journal, "warnings": list(results.warnings) if results else [],
+        "other_plan": results.other_plan if results else None,
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": any(j.get("submitted") is not None for j in latest.values()),
     }
@@ -446,6 +447,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
             steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
             if (fix := joblogs.advice(job["why"])) is not None:
                 steps.append(fix)
+    if status.get("other_plan"):  # the states and results are that run's: nothing to resume
+        return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
+                        "or move that run aside with `--fresh`"]
     for s in shards:
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") in NEVER_STARTS:
@@ -520,6 +524,8 @@ def render(status: dict[str, Any]) -> str:
                 + (f", {kind}" if len(status["shards"]) > 1 else "") + f" ({status['search']})")
     lines = [f"study `{status['study']}`: {status['state']}; {head}",
              f"storage: {status['storage']}"]
+    if status.get("other_plan"):  # another spec with this storage ran there: its trials follow
+        lines.append(f"warning: {status['other_plan']}")
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

@@ -289,6 +289,7 @@ def test_an_sbatch_job_that_failed_before_its_study_started_says_why(tmp_path, c
     assert code == 0, err
     assert "jobs:\n  shard 0  job 936  FAILED  00:00:02\n" in out and "0      not started" in out
     assert f"next: job 936 FAILED: {head} (its output: {build}/tiny-936.err)\n" in out
+    assert out.endswith(f"next: submit it again: `sbatch {build}/job.sbatch`\n"), out
     _fake_scontrol(tmp_path / "bin", {})  # SLURM has forgotten it: the file still says why
     assert "job 936  ENDED\n" in status(capsys, build)[1]
     # A later job ran to the end (the study finished, or it had nothing to do): no failure shown.
@@ -433,3 +434,22 @@ def test_another_specs_run_in_the_same_storage_is_not_shown_as_this_studys(tmp_p
     # The spec that ran reads its own run as before.
     out = status(capsys, tmp_path / "other.hpo")[1]
     assert "warning:" not in out and "next: results:" in out
+
+
+def test_a_study_whose_job_was_cancelled_before_it_started_says_how_to_start_it(tmp_path, capsys, monkeypatch):
+    """scancel during bring-up: `not started`, the job CANCELLED, and no `next:` line."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    (build / "tiny-98.err").write_text("slurmstepd-node1: error: *** JOB 98 ON node1 CANCELLED AT "
+                                       "2026-11-29T08:24:02 ***\nhpoc: terminated (SIGTERM)\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"98": "CANCELLED"})
+    out = status(capsys, build)[1]
+    assert "job 98  CANCELLED" in out and "0      not started" in out
+    assert out.endswith(f"next: submit it again: `sbatch {build}/job.sbatch`\n"), out
+    # While a job of it is queued, there is nothing to do but wait.
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"99|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
+    assert "next:" not in status(capsys, build)[1]

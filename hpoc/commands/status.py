@@ -469,7 +469,11 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
                          "then resume")
     stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
                or (s["state"] == "not started" and status["state"] != "not started")]
-    if stopped and status["state"] not in ("running", "queued"):
+    ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
+    if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
+        # Every job it had ended before a trial started (cancelled, failed at bring-up).
+        steps.append("submit it again: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")
     elif stopped:

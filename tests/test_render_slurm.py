@@ -364,6 +364,23 @@ def test_a_percent_in_the_build_directory_stays_a_percent_in_the_log_paths():
     assert "hpoc_log_dir='/p/run%x 100%/logs'/" in files["job.sbatch"]  # not an sbatch pattern
 
 
+def test_a_percent_in_the_build_directory_stays_a_percent_in_the_ray_node_logs(tmp_path):
+    """srun reads `%x` in --output as the job name too: the head's step could not open
+    `.../run%x/logs/77/ray-node1.log` and the job failed before Ray started."""
+    build = tmp_path / "run%x 100%"
+    (build / "logs" / "77").mkdir(parents=True)
+    script = render_all(plan(), plan_path=f"{build}/plan.json")["job.sbatch"]
+    start = script.index("hpoc_start_node() {")
+    function = script[start:script.index("\n}\n", start) + 3]
+    log_dir = next(line for line in script.splitlines() if line.startswith("hpoc_log_dir="))
+    test = tmp_path / "t.sh"
+    test.write_text(f"srun() {{ printf '%s\\n' \"$@\" | grep -- --output; }}\nSLURM_JOB_ID=77\n"
+                    f"hpoc_py=(python3)\nhpoc_job_dir={tmp_path}\nhpoc_steps=()\n{log_dir}\n{function}"
+                    "hpoc_start_node head node1\nwait\n")
+    run = subprocess.run(["bash", str(test)], capture_output=True, text=True, timeout=30)
+    assert run.stdout == f"--output={tmp_path}/run%%x 100%%/logs/77/ray-node1.log\n", run.stdout + run.stderr
+
+
 def test_backslashes_are_refused_where_sbatch_would_drop_them():
     """sbatch unescapes `\\` in #SBATCH lines even inside single quotes (`'a\\b'` reads `ab`)."""
     p = plan(study={"name": "s\\x"}, slurm={"partition": "p\\x", "constraint": "c\\x"})

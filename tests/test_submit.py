@@ -92,6 +92,16 @@ def test_resume_off_means_no_signal_and_no_requeue():
     assert "requeue" not in (params.get("additional_parameters") or {})
 
 
+def test_a_percent_in_the_build_directory_is_refused_before_sbatch():
+    """sbatch read `%x` in submitit's --output as the job name: the job failed to launch
+    (JobLaunchFailure) with no log at all, and status could say nothing but FAILED."""
+    with pytest.raises(SubmitError) as refused:
+        describe(plan(), "/p/my study %x/build/s/plan.json", "slurm")
+    assert str(refused.value).startswith("the build directory /p/my study %x/build/s contains `%`")
+    assert "-o DIR" in str(refused.value)
+    assert describe(plan(), "/p/my study %x/build/s/plan.json", "local").cluster == "local"
+
+
 def test_the_local_executor_runs_one_node_with_the_time_limit():
     sub = describe(plan(slurm={"nodes": 3, "time_s": 90}), "/b/plan.json", "local")
     assert sub.executor == "LocalExecutor"

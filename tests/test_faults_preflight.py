@@ -285,6 +285,13 @@ def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None
     assert not found.ok and found.message.startswith("slurm.python env/bin/python does not exist here")
     (found,) = check_interpreter(plan(source=source, slurm={"python": sys.executable, "setup": []}))
     assert found.ok, found.message
+    # It runs with the spec's `env`, as the job does (a PYTHONPATH set there, say).
+    env_python = tmp_path / "env-python"
+    env_python.write_text('#!/bin/sh\n[ "$HPOC_SITE_X" = "a b" ] && exit 0\necho "ImportError: no X" >&2; exit 1\n')
+    env_python.chmod(0o755)
+    (found,) = check_interpreter(plan(source=source, slurm={"python": str(env_python), "setup": [],
+                                                            "env": {"HPOC_SITE_X": "a b"}}))
+    assert found.ok, found.message
     # After `module load ...` it may well start: only its existence is checked.
     (found,) = check_interpreter(plan(source=source, slurm={"python": str(bare), "setup": ["module load X"]}))
     assert found.ok and "imports not tried" in found.message

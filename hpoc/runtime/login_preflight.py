@@ -237,9 +237,10 @@ def check_interpreter(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -
                                          "python of the environment hpoc is installed in")]
     if slurm.get("setup"):  # module loads may be what lets it start: not judged without them
         return [Finding(True, "python", f"{python} exists (imports not tried: slurm.setup runs first)")]
+    env = dict(os.environ, **{k: str(v) for k, v in (slurm.get("env") or {}).items()})  # as the job exports
     try:
         run = subprocess.run([path, "-c", "import hpoc.runtime, ray"], capture_output=True, text=True,
-                             timeout=timeout, cwd=workdir)
+                             timeout=timeout, cwd=workdir, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [Finding(False, "python", f"slurm.python {python} does not run: {exc}")]
     if run.returncode != 0:

@@ -951,6 +951,20 @@ def test_a_trial_time_limit_is_a_positive_duration_and_warned_when_the_walltime_
     assert plan_of(spec)["spans"]["trials.time_limit_s"] == "t.hpo:4:3"
 
 
+def test_a_walltime_that_leaves_no_time_to_train_is_warned() -> None:
+    """`time = 1m` with `grace = 30s` compiled silently, and the job requeued itself every
+    30 s, for ever, without finishing an epoch."""
+    spec = BASE + "resume { grace = 30s }\nslurm {\n  time = 1m\n}\n"
+    (w,) = [d for d in warnings(spec) if d.code == "HP808"]
+    assert where(w) == (5, 3)
+    assert w.message.startswith("the job has 30 s before the walltime signal (`time` 00:01:00 minus "
+                                "`resume.grace` 30 s)")
+    assert w.help == "raise `slurm.time` to 00:03:30 or more, or lower `resume { grace = ... }`"
+    assert not [d for d in warnings(spec.replace("1m", "4m")) if d.code == "HP808"]
+    no_resume = spec.replace("grace = 30s", "enabled = false")  # no signal, no requeue
+    assert not [d for d in warnings(no_resume) if d.code == "HP808"]
+
+
 def test_shards() -> None:
     d = one_error(BASE + "trials { num_samples = 2 }\nslurm { array { shards = 4 } }\n")
     assert (d.code, where(d), d.message) == ("HP503", (4, 17), "4 shards but only 2 trials: some shards would be empty")

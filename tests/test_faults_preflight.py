@@ -233,7 +233,8 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan(slurm={"cpus_per_node": 64}))
     assert not found.ok and found.message.startswith(
         "sbatch would refuse the job: CPU count per node can not be satisfied; Batch job submission failed: "
-        "Requested node configuration is not available; compare the `slurm` block")
+        "Requested node configuration is not available; check `slurm.cpus_per_node = 64`, `slurm.nodes = 2`, "
+        "`slurm.mem = 1G` in study.hpo")
     assert Path(f"{fake}.args").read_text() == "--test-only\n"  # nothing is submitted
     assert "#SBATCH --cpus-per-task=64\n" in Path(f"{fake}.script").read_text()
     fake.write_text('#!/bin/sh\necho "sbatch: Job 42 to start at 2026-11-29T02:39:44 using 2 processors" >&2\n')
@@ -250,3 +251,64 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan(slurm={"extra": ["--mem-per-cpu=1G"]}))
     assert not found.ok and found.message.startswith(
         "sbatch would refuse the job: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.")
+
+
+@pytest.mark.parametrize("refuse, slurm, named", [
+    ("sbatch: error: invalid partition specified: gpu-time-limit\nallocation failure: Invalid partition name specified",
+     {"partition": "gpu-time-limit"}, '`slurm.partition = "gpu-time-limit"`'),
+    ("allocation failure: Invalid feature specification", {"constraint": "bigmem"},
+     '`slurm.constraint = "bigmem"`'),
+    ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
+     {"account": "proj1"}, '`slurm.account = "proj1"`'),
+    ("allocation failure: Requested node configuration is not available", {"nodes": 5, "cpus_per_node": 8},
+     "`slurm.nodes = 5`, `slurm.cpus_per_node = 8`, `slurm.mem = 1G`")])
+def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, refuse, slurm, named) -> None:
+    """sbatch's words ("Invalid feature specification") named no setting of the spec."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "{refuse}" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    (found,) = check_sbatch(plan(slurm=slurm))
+    assert not found.ok and f"; check {named} in study.hpo with what the site offers (`sinfo" in found.message, \
+        found.message
+
+
+def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
+    """A `slurm.python` without hpoc or Ray, or a container image that is not there, was
+    found only on the compute node, after the job had waited in the queue."""
+    from hpoc.runtime.login_preflight import check_interpreter
+    from slurm_plans import plan
+
+    source = {"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)}
+    bare = tmp_path / "bare-python"
+    bare.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'hpoc'\" >&2\nexit 1\n")
+    bare.chmod(0o755)
+    (found,) = check_interpreter(plan(source=source, slurm={"python": str(bare), "setup": []}))
+    assert not found.ok and found.message == (
+        f"slurm.python {bare} cannot run hpoc (ModuleNotFoundError: No module named 'hpoc'); "
+        "set it to the python of the environment hpoc is installed in")
+    (found,) = check_interpreter(plan(source=source, slurm={"python": "env/bin/python", "setup": []}))
+    assert not found.ok and found.message.startswith("slurm.python env/bin/python does not exist here")
+    (found,) = check_interpreter(plan(source=source, slurm={"python": sys.executable, "setup": []}))
+    assert found.ok, found.message
+    # It runs with the spec's `env`, as the job does (a PYTHONPATH set there, say).
+    env_python = tmp_path / "env-python"
+    env_python.write_text('#!/bin/sh\n[ "$HPOC_SITE_X" = "a b" ] && exit 0\necho "ImportError: no X" >&2; exit 1\n')
+    env_python.chmod(0o755)
+    (found,) = check_interpreter(plan(source=source, slurm={"python": str(env_python), "setup": [],
+                                                            "env": {"HPOC_SITE_X": "a b"}}))
+    assert found.ok, found.message
+    # After `module load ...` it may well start: only its existence is checked.
+    (found,) = check_interpreter(plan(source=source, slurm={"python": str(bare), "setup": ["module load X"]}))
+    assert found.ok and "imports not tried" in found.message
+    assert check_interpreter(plan(source=source, slurm={"python": "python3"})) == []  # the nodes' PATH
+    image = {"image": "img/torch.sif", "runtime": "apptainer"}
+    (found,) = check_interpreter(plan(source=source, slurm={"container": image}))
+    assert not found.ok and found.message == "slurm.container.image img/torch.sif does not exist here"
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "torch.sif").write_bytes(b"")
+    (found,) = check_interpreter(plan(source=source, slurm={"container": image}))
+    assert found.ok

@@ -364,6 +364,23 @@ def test_a_percent_in_the_build_directory_stays_a_percent_in_the_log_paths():
     assert "hpoc_log_dir='/p/run%x 100%/logs'/" in files["job.sbatch"]  # not an sbatch pattern
 
 
+def test_a_percent_in_the_build_directory_stays_a_percent_in_the_ray_node_logs(tmp_path):
+    """srun reads `%x` in --output as the job name too: the head's step could not open
+    `.../run%x/logs/77/ray-node1.log` and the job failed before Ray started."""
+    build = tmp_path / "run%x 100%"
+    (build / "logs" / "77").mkdir(parents=True)
+    script = render_all(plan(), plan_path=f"{build}/plan.json")["job.sbatch"]
+    start = script.index("hpoc_start_node() {")
+    function = script[start:script.index("\n}\n", start) + 3]
+    log_dir = next(line for line in script.splitlines() if line.startswith("hpoc_log_dir="))
+    test = tmp_path / "t.sh"
+    test.write_text(f"srun() {{ printf '%s\\n' \"$@\" | grep -- --output; }}\nSLURM_JOB_ID=77\n"
+                    f"hpoc_py=(python3)\nhpoc_job_dir={tmp_path}\nhpoc_steps=()\n{log_dir}\n{function}"
+                    "hpoc_start_node head node1\nwait\n")
+    run = subprocess.run(["bash", str(test)], capture_output=True, text=True, timeout=30)
+    assert run.stdout == f"--output={tmp_path}/run%%x 100%%/logs/77/ray-node1.log\n", run.stdout + run.stderr
+
+
 def test_backslashes_are_refused_where_sbatch_would_drop_them():
     """sbatch unescapes `\\` in #SBATCH lines even inside single quotes (`'a\\b'` reads `ab`)."""
     p = plan(study={"name": "s\\x"}, slurm={"partition": "p\\x", "constraint": "c\\x"})
@@ -445,7 +462,7 @@ def short_dir():
 
 
 def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
-                before: int = 0) -> tuple[int, str, str]:
+                before: int = 0, imports: bool = True) -> tuple[int, str, str]:
     """Run the job script until `python -m hpoc.runtime.cluster init JOB_DIR`, which a stub
     records (with a container: the stub runtime's whole command line) and fails:
     (exit status, the recorded command line, stderr)."""
@@ -453,9 +470,12 @@ def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
     stub.parent.mkdir(exist_ok=True)
     # The shard check before Ray (--before-ray) finds work to do; `cluster init` fails.
     # It records whether the claim's holder is the job script (the stub's parent).
+    # `python -c 'import ...'` succeeds, or fails as a python without hpoc does.
+    probe = "exit 0" if imports else "echo \"ModuleNotFoundError: No module named 'hpoc'\" >&2; exit 1"
     stub.write_text(f'#!/bin/sh\ncase "$*" in *--before-ray*)\n'
                     f'  [ "${{*##*--before-ray --claim }}" = "$PPID" ] && echo claimed-for-the-script >"$0.before"\n'
-                    f'  exit {before};; esac\necho "$@" >"$0.args"\nexit 3\n')
+                    f'  exit {before};;\n*"-c import "*) {probe};; esac\n'
+                    f'echo "$@" >"$0.args"\nexit 3\n')
     stub.chmod(0o755)
     args = Path(f"{stub}.args")
     args.unlink(missing_ok=True)
@@ -577,3 +597,20 @@ def test_the_job_acts_on_the_answer_before_ray_and_goes_past_a_crash(tmp_path, s
     assert ("cluster init" in args) == (code == 3)
     if said:
         assert said in err, err
+
+
+def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_path, short_dir):
+    """`python -m hpoc.runtime` cannot even start: the job says which setting to fix rather
+    than going on to fail at each later step with Python's own words."""
+    got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir), "SLURMD_NODENAME": "node7"},
+                                 before=1, imports=False)
+    assert got == 2 and not args, err
+    assert ("hpoc: error: python3 on node7 cannot run hpoc (ModuleNotFoundError: No module named 'hpoc'): "
+            "set slurm.python") in err, err
+    assert "starting anyway" not in err
+    # In a container, the runtime or the image is as likely the cause as the python in it.
+    got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir), "SLURMD_NODENAME": "node7"},
+                                 container=True, before=1, imports=False)
+    assert got == 2 and not args, err
+    assert ("hpoc: error: python3 in /i.sif on node7 cannot run hpoc (ModuleNotFoundError: No module named "
+            "'hpoc'): make `apptainer` available in slurm.setup") in err, err

@@ -289,6 +289,7 @@ def test_an_sbatch_job_that_failed_before_its_study_started_says_why(tmp_path, c
     assert code == 0, err
     assert "jobs:\n  shard 0  job 936  FAILED  00:00:02\n" in out and "0      not started" in out
     assert f"next: job 936 FAILED: {head} (its output: {build}/tiny-936.err)\n" in out
+    assert out.endswith(f"next: submit it again: `sbatch {build}/job.sbatch`\n"), out
     _fake_scontrol(tmp_path / "bin", {})  # SLURM has forgotten it: the file still says why
     assert "job 936  ENDED\n" in status(capsys, build)[1]
     # A later job ran to the end (the study finished, or it had nothing to do): no failure shown.
@@ -329,6 +330,13 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
     out = status(capsys, build)[1]
     assert ("next: job 968 FAILED: hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python "
             f"(its output: {log})\n") in out
+    # The nodes' python without submitit: Python's words, and what to change.
+    no_submitit = ("/usr/bin/python3: Error while finding module specification for 'submitit.core._submit' "
+                   "(ModuleNotFoundError: No module named 'submitit')")
+    log.write_text(f"{no_submitit}\nsrun: error: node1: task 0: Exited with exit code 1\n")
+    out = status(capsys, build)[1]
+    assert (f"next: job 968 FAILED: {no_submitit} (its output: {log})\n"
+            "next: the python on the nodes lacks it: set `slurm.python`") in out, out
 
 
 def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, capsys, monkeypatch):
@@ -357,7 +365,15 @@ def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, c
     (["slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***",
       "hpoc: terminated (SIGTERM)", "hpoc: signal during teardown: finishing it first"],
      "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***"),
-    (["[hpoc] 00:00:18 | 2/2 trials finished"], None)])
+    (["[hpoc] 00:00:18 | 2/2 trials finished"], None),
+    # The job went on after the warning; what failed next is why it ended.
+    (["hpoc: warning: the check before Ray failed (exit 2); starting anyway",
+      "/usr/bin/python3: Error while finding module specification for 'hpoc.runtime.cluster' "
+      "(ModuleNotFoundError: No module named 'hpoc.runtime.cluster')"],
+     "/usr/bin/python3: Error while finding module specification for 'hpoc.runtime.cluster' "
+     "(ModuleNotFoundError: No module named 'hpoc.runtime.cluster')"),
+    (["/var/spool/job00012/slurm_script: line 96: /opt/env/bin/python: No such file or directory"],
+     "/var/spool/job00012/slurm_script: line 96: /opt/env/bin/python: No such file or directory")])
 def test_the_line_that_says_why_a_job_ended(tmp_path, lines, why):
     from hpoc.commands import joblogs
 
@@ -392,3 +408,48 @@ def test_the_newest_job_output_of_each_shard_is_found(tmp_path):
     assert {k: v["job_id"] for k, v in found.items()} == {0: "700_0", 1: "702_1"}
     assert found[1]["err"] == str(tmp_path / "arr-702_1.err")
     assert joblogs.newest(tmp_path / "missing", "arr") == {}
+
+
+def test_another_specs_run_in_the_same_storage_is_not_shown_as_this_studys(tmp_path, capsys):
+    """Two specs with the same storage: status of the one that never ran showed the other's
+    trials as its own, `finished`, and `next: results` - not a word of the other plan."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    other = SPEC.replace("grid(0.1, 0.01, 0.001)", "grid(0.5, 0.05, 0.005)")
+    (tmp_path / "other.hpo").write_text(other)
+    from hpoc.results.source import spec_plan
+
+    ran = spec_plan(tmp_path / "other.hpo")
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0, err
+    assert f"\nwarning: {exp} holds a run of a different plan (" in out
+    assert "the plans differ in `space`; the trials shown are that run's\n" in out
+    assert out.endswith("next: this plan cannot run there: give the spec a `storage.name` of its own, "
+                        "or move that run aside with `--fresh`\n"), out
+    doc = json.loads(status(capsys, tmp_path / "study.hpo", "--json")[1])
+    assert "holds a run of a different plan" in doc["other_plan"]
+    # The spec that ran reads its own run as before.
+    out = status(capsys, tmp_path / "other.hpo")[1]
+    assert "warning:" not in out and "next: results:" in out
+
+
+def test_a_study_whose_job_was_cancelled_before_it_started_says_how_to_start_it(tmp_path, capsys, monkeypatch):
+    """scancel during bring-up: `not started`, the job CANCELLED, and no `next:` line."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    (build / "tiny-98.err").write_text("slurmstepd-node1: error: *** JOB 98 ON node1 CANCELLED AT "
+                                       "2026-11-29T08:24:02 ***\nhpoc: terminated (SIGTERM)\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"98": "CANCELLED"})
+    out = status(capsys, build)[1]
+    assert "job 98  CANCELLED" in out and "0      not started" in out
+    assert out.endswith(f"next: submit it again: `sbatch {build}/job.sbatch`\n"), out
+    # While a job of it is queued, there is nothing to do but wait.
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"99|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
+    assert "next:" not in status(capsys, build)[1]

@@ -92,6 +92,16 @@ def test_resume_off_means_no_signal_and_no_requeue():
     assert "requeue" not in (params.get("additional_parameters") or {})
 
 
+def test_a_percent_in_the_build_directory_is_refused_before_sbatch():
+    """sbatch read `%x` in submitit's --output as the job name: the job failed to launch
+    (JobLaunchFailure) with no log at all, and status could say nothing but FAILED."""
+    with pytest.raises(SubmitError) as refused:
+        describe(plan(), "/p/my study %x/build/s/plan.json", "slurm")
+    assert str(refused.value).startswith("the build directory /p/my study %x/build/s contains `%`")
+    assert "-o DIR" in str(refused.value)
+    assert describe(plan(), "/p/my study %x/build/s/plan.json", "local").cluster == "local"
+
+
 def test_the_local_executor_runs_one_node_with_the_time_limit():
     sub = describe(plan(slurm={"nodes": 3, "time_s": 90}), "/b/plan.json", "local")
     assert sub.executor == "LocalExecutor"
@@ -488,7 +498,8 @@ def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, m
     err = capsys.readouterr().err
     assert code == 2 and "internal error" not in err, err
     assert ("hpoc: error: sbatch refused the job, nothing was submitted: Batch job submission failed: "
-            "Requested node configuration is not available\n  help: compare the spec's `slurm` block") in err
+            "Requested node configuration is not available\n  help: check `slurm.cpus_per_node = 1`, "
+            "`slurm.nodes = 1`, `slurm.mem = 1G` in study.hpo with what the site offers: `sinfo") in err
 
 
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 # What says why a job ended, in its .err: hpoc's own lines (the driver's `error: ...`),
-# SLURM's, a traceback's last line.
-_WHY = re.compile(r"hpoc: |error: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
-_NOISE = ("hpoc: signal during teardown", "hpoc: stopping", "hpoc: terminated (SIGTERM)")
+# SLURM's, a traceback's last line, Python's when `python -m MODULE` cannot start, bash's
+# for a program it cannot find. A warning is not why: the job went on after it.
+_WHY = re.compile(r"hpoc: |error: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b"
+                  r"|\S+: (Error while finding module specification|No module named )"
+                  r"|\S+: line \d+: .*: (command not found|No such file or directory)$")
+_NOISE = ("hpoc: signal during teardown", "hpoc: stopping", "hpoc: terminated (SIGTERM)", "hpoc: warning:")
 TAIL_BYTES = 16384
 
 
@@ -51,4 +54,17 @@ def why(err: str) -> str | None:
         line = line.strip()
         if _WHY.match(line) and not line.startswith(_NOISE):
             return line if len(line) <= 400 else line[:400] + "…"
+    return None
+
+
+# Python itself saying that `python -m MODULE` cannot start: the nodes' interpreter lacks a
+# package hpoc's job needs (hpoc, submitit, Ray), not the study's code.
+_NO_PACKAGE = re.compile(r"\S+: (Error while finding module specification|No module named )")
+
+
+def advice(why: str) -> str | None:
+    """What to change when the reason a job ended is its interpreter, else None."""
+    if _NO_PACKAGE.match(why):
+        return ("the python on the nodes lacks it: set `slurm.python` to the python of the environment "
+                "hpoc is installed in, or activate that environment in `slurm.setup`")
     return None

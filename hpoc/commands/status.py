@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hpoc.commands import joblogs
+
 HELP = "show a study's jobs, trials done/running/pending/errored and the best so far"
 
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
@@ -228,6 +230,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
         "journal": journal, "warnings": list(results.warnings) if results else [],
+        "other_plan": results.other_plan if results else None,
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": any(j.get("submitted") is not None for j in latest.values()),
     }
@@ -304,8 +307,6 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
     """Why the newest job of a shard that did not run to the end ended, from its .err. An
     `sbatch BUILD/job.sbatch` job that ended is in no queue: it is found by its .err beside
     plan.json; an `hpoc submit` job's is submitit's task-0 log."""
-    from hpoc.commands import joblogs
-
     logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
     ended = [s for s in shards
              if s["state"] not in ("finished", "running") and (s["job"] or {}).get("state") not in ACTIVE]
@@ -444,6 +445,11 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         if job.get("why"):
             said = job["state"] if job.get("state") not in (None, "ENDED") else "ended"
             steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
+            if (fix := joblogs.advice(job["why"])) is not None:
+                steps.append(fix)
+    if status.get("other_plan"):  # the states and results are that run's: nothing to resume
+        return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
+                        "or move that run aside with `--fresh`"]
     for s in shards:
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") in NEVER_STARTS:
@@ -463,7 +469,11 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
                          "then resume")
     stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
                or (s["state"] == "not started" and status["state"] != "not started")]
-    if stopped and status["state"] not in ("running", "queued"):
+    ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
+    if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
+        # Every job it had ended before a trial started (cancelled, failed at bring-up).
+        steps.append("submit it again: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")
     elif stopped:
@@ -518,6 +528,8 @@ def render(status: dict[str, Any]) -> str:
                 + (f", {kind}" if len(status["shards"]) > 1 else "") + f" ({status['search']})")
     lines = [f"study `{status['study']}`: {status['state']}; {head}",
              f"storage: {status['storage']}"]
+    if status.get("other_plan"):  # another spec with this storage ran there: its trials follow
+        lines.append(f"warning: {status['other_plan']}")
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

@@ -29,7 +29,7 @@ WARN_METRIC, WARN_SEARCH, WARN_FILE, WARN_RESOURCES = "HP801", "HP802", "HP803",
 # reads them from the trial config, which `space` makes.
 TRAINER_VALUES = ("epochs", "max_epochs", "num_epochs", "lr", "learning_rate", "batch_size", "weight_decay",
                   "momentum", "optimizer", "dropout")
-WARN_SCHEDULE, WARN_ARRAY, WARN_TIME = "HP805", "HP806", "HP807"
+WARN_SCHEDULE, WARN_ARRAY, WARN_TIME, WARN_WALLTIME = "HP805", "HP806", "HP807", "HP808"
 WARN_DIRECTION = "HP809"
 
 

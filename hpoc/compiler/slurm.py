@@ -10,9 +10,13 @@ import shlex
 from typing import Any
 
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_TIME, Checker
+from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_TIME,
+                                  WARN_WALLTIME, Checker)
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
+
+
+MIN_RUN_S = 180  # seconds of a job before its walltime signal, below which HP808 warns
 
 
 def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
@@ -87,6 +91,17 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
         ch.error(SLURM_TIME, f"resume grace time ({grace} s) must be shorter than the walltime ({s['time']})",
                  ch.spans.get("resume.grace", ch.spans.get("slurm.time")),
                  help="lower `resume { grace = ... }` or raise `slurm.time`")  # fmt: skip
+    elif s["time_s"] is not None and out["resume"]["enabled"] and s["time_s"] - grace < MIN_RUN_S:
+        # Each run spends about a minute bringing Ray up and restoring before it trains: with
+        # less left before USR2 it may requeue forever without finishing an epoch.
+        least = MIN_RUN_S + grace
+        ch.warn(WARN_WALLTIME, f"the job has {s['time_s'] - grace} s before the walltime signal "
+                               f"(`time` {s['time']} minus `resume.grace` {grace} s); starting Ray and the "
+                               "study takes about a minute, so each run may be requeued before a trial "
+                               "trains an epoch, over and over",
+                ch.spans.get("slurm.time"),
+                help=f"raise `slurm.time` to {least // 3600:02d}:{least % 3600 // 60:02d}:{least % 60:02d} "
+                     "or more, or lower `resume { grace = ... }`")  # fmt: skip
     limit = out["trials"]["time_limit_s"]
     if limit is not None and s["time_s"] is not None and limit >= s["time_s"]:
         ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "

@@ -134,8 +134,10 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         complete = summary is not None and not stale
         shards.append(Shard(index, path, complete, len(found),
                             summary.get("wall_s") if complete else None, run=running))
-    if others:
-        warnings.insert(0, others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else ""))
+    other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
+        if others else None
+    if other_plan:
+        warnings.insert(0, other_plan)
     if not trials:
         where = ", ".join(str(p) for _, p in shard_dirs)
         runs = [s.run.describe() for s in shards if s.run is not None]
@@ -150,7 +152,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
                       plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
-                      plan_hash=plan_hash)
+                      plan_hash=plan_hash, other_plan=other_plan)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)

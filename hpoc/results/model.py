@@ -146,6 +146,7 @@ class Results:
     max_epochs: int | None = None   # what a trial that ran to the end reports
     warnings: list[str] = field(default_factory=list)
     plan_hash: str | None = None    # the plan's, else the one summary.json recorded
+    other_plan: str | None = None   # why the trials are another plan's run (same storage), if so
     _names: tuple | None = field(default=None, repr=False, compare=False)
 
     @property

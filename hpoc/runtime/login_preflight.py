@@ -12,6 +12,8 @@ its Ray cluster:
 * the storage path is writable (a file is created and removed in it, or in its nearest
   existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free;
 * the search algorithm's library (and the optuna sampler's) is installed;
+* the compute nodes' interpreter: a `slurm.python` path imports hpoc and Ray (exists, when
+  `slurm.setup` has to run first), a container image exists;
 * with a `slurm` block and `sbatch` here: the site accepts the job as written
   (`sbatch --test-only` of the job script: partition, account, qos, CPUs, memory, GPUs and
   time limit against what the partition's nodes have; nothing is submitted).
@@ -180,6 +182,7 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     could never start is refused rather than left pending forever."""
     import shutil
 
+    from hpoc.compiler import refusal
     from hpoc.compiler.render import RenderError, render_all
 
     if plan.get("slurm") is None or shutil.which("sbatch") is None:
@@ -201,10 +204,54 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     if run.returncode != 0:
         why = "; ".join(re.sub(r"^sbatch: (error|fatal): ", "", line) for line in said) \
             or f"exit {run.returncode}"
-        return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; compare the `slurm` block "
-                                        "with what the site offers (`sinfo -o '%P %c %m %G %l'`)")]
+        named = refusal.settings_named(why, plan["slurm"])
+        check = f"check {', '.join(named)} in {plan['source']['file']}" if named else \
+            "compare the `slurm` block"
+        return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
+                                        f"with what the site offers (`{refusal.SINFO}`)")]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
                                                                else "--test-only") + ")")]
+
+
+# ---------------------------------------------------------------- the nodes' interpreter
+
+
+def check_interpreter(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -> list[Finding]:
+    """The container image, or a `slurm.python` given as a path, as the job will use it:
+    without this the job finds out on the node, after the queue. A bare `python3` is left
+    alone: which one it is depends on the nodes' PATH after `slurm.setup`."""
+    slurm = plan.get("slurm")
+    if not slurm:
+        return []
+    workdir = plan["source"]["workdir"]
+    container = slurm.get("container")
+    if container:
+        image = container["image"]
+        if "://" in image:  # docker://, oras://: pulled on the node
+            return []
+        if os.path.exists(os.path.join(workdir, image)):
+            return [Finding(True, "python", f"container image {image} exists")]
+        return [Finding(False, "python", f"slurm.container.image {image} does not exist here")]
+    python = slurm.get("python") or "python3"
+    if "/" not in python:
+        return []
+    path = os.path.join(workdir, python)
+    if not os.path.exists(path):
+        return [Finding(False, "python", f"slurm.python {python} does not exist here; set it to the "
+                                         "python of the environment hpoc is installed in")]
+    if slurm.get("setup"):  # module loads may be what lets it start: not judged without them
+        return [Finding(True, "python", f"{python} exists (imports not tried: slurm.setup runs first)")]
+    env = dict(os.environ, **{k: str(v) for k, v in (slurm.get("env") or {}).items()})  # as the job exports
+    try:
+        run = subprocess.run([path, "-c", "import hpoc.runtime, ray"], capture_output=True, text=True,
+                             timeout=timeout, cwd=workdir, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [Finding(False, "python", f"slurm.python {python} does not run: {exc}")]
+    if run.returncode != 0:
+        said = (run.stderr.strip().splitlines() or [f"exit {run.returncode}"])[-1]
+        return [Finding(False, "python", f"slurm.python {python} cannot run hpoc ({said}); set it to the "
+                                         "python of the environment hpoc is installed in")]
+    return [Finding(True, "python", f"{python} imports hpoc and Ray")]
 
 
 # ---------------------------------------------------------------- all of it
@@ -215,6 +262,7 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     problem = storage_problem(plan["storage"]["path"])
     found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
     found += check_search(plan)
+    found += check_interpreter(plan)
     found += check_sbatch(plan)
     if plan.get("loggers"):
         from hpoc.runtime.tracking import missing_libraries

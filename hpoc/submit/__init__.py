@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpoc.compiler import refusal
 from hpoc.files import write_atomic
 from hpoc.submit.params import SubmitError, Submission, describe, job_comment
 from hpoc.submit.queue import plan_in_use
@@ -269,10 +270,13 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
             _put_back(plan, aside)
         if type(exc).__name__ == "FailedJobError":  # submitit's: sbatch said no (on stderr above)
             lines = [line for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
+            named = refusal.settings_named("\n".join(lines), plan["slurm"])
+            check = f"check {', '.join(named)} in {plan['source']['file']}" if named else \
+                "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, " \
+                "gpus_per_node, mem, time)"
             raise SubmitError(
                 f"sbatch refused the job, nothing was submitted: {lines[-1].removeprefix('sbatch: error: ')}\n"
-                "  help: compare the spec's `slurm` block (partition, account, qos, cpus_per_node, "
-                "gpus_per_node, mem, time) with what the site offers: `sinfo -o '%P %c %m %G %l'`") from None
+                f"  help: {check} with what the site offers: `{refusal.SINFO}`") from None
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs

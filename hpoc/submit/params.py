@@ -79,6 +79,12 @@ def describe(plan: dict[str, Any], plan_path: str, cluster: str) -> Submission:
         raise SubmitError(
             f"study `{plan['study']['name']}` has no `slurm` block, so it cannot go to SLURM\n"
             "  help: add a `slurm { ... }` block to the spec, or pass --cluster local")
+    if "%" in plan_dir:  # submitit cannot escape it: it fills in %j itself
+        raise SubmitError(
+            f"the build directory {plan_dir} contains `%`, which sbatch and srun read as a pattern in "
+            "the jobs' log paths (`%x` is the job name): the job would fail to launch without a line "
+            "of output\n  help: submit into a directory without `%` (-o DIR), or compile and "
+            "`sbatch BUILD/job.sbatch`, whose log paths escape it")
     return _slurm(plan, plan_path, folder, shards, parallel)
 
 

@@ -1,0 +1,48 @@
+"""Which `slurm` settings an sbatch refusal is about, so that `hpoc check --preflight` and
+`hpoc submit` name them with their values instead of leaving the user to map sbatch's words
+("Invalid feature specification") onto the spec."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# What the site offers, with the columns these settings are checked against: partition,
+# CPUs and memory per node, GPUs (gres), features (for `constraint`), time limit.
+SINFO = "sinfo -o '%P %c %m %G %f %l'"
+
+# Words of sbatch's refusal (lower case) -> the settings they are about, most specific first.
+_ABOUT = (
+    (("partition",), ("partition",)),
+    (("account",), ("account",)),
+    (("qos",), ("qos",)),
+    (("feature", "constraint"), ("constraint",)),
+    (("gres", "generic resource"), ("gpus_per_node", "gpu_type", "gpu_request")),
+    (("time limit",), ("time",)),
+    (("memory", "--mem"), ("mem",)),
+    (("cpu count",), ("cpus_per_node",)),
+    (("node configuration", "node count"), ("nodes", "cpus_per_node", "gpus_per_node", "mem")),
+)
+
+
+def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
+    """`slurm.NAME = VALUE` for each setting the refusal `said` is about that the plan sets."""
+    slurm = slurm or {}
+    for name in _QUOTED:  # sbatch repeats them ("invalid partition specified: gpu-a"): not its words
+        if slurm.get(name):
+            said = said.replace(slurm[name], "")
+    said = said.lower()
+    names: list[str] = []
+    for words, settings in _ABOUT:
+        if any(word in said for word in words):
+            names += [name for name in settings if name not in names]
+    return [f"`slurm.{name} = {_value(name, slurm[name])}`" for name in names
+            if slurm.get(name) not in (None, "", 0)]
+
+
+def _value(name: str, value: Any) -> str:
+    """As the spec writes it: names quoted, sizes, times and keywords bare (`mem = 200G`)."""
+    return json.dumps(value) if name in _QUOTED else str(value)
+
+
+_QUOTED = {"partition", "account", "qos", "constraint", "gpu_type"}

@@ -356,6 +356,8 @@ def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_
     _finished_run(plan, exp)
     code, why = verdict(plan, 0)
     assert code == DONE and "already ran to the end" in why
+    assert f"to start over: `hpoc submit {spec} --fresh`, or move {exp} aside and resubmit" in why
+    assert "; --fresh" not in why  # a job has no --fresh of its own
     failed = json.loads((exp / "summary.json").read_text())
     (exp / "summary.json").write_text(json.dumps({**failed, "status_counts": {"ERROR": 1}}))
     code, why = verdict(plan, 0)  # ended, every trial failed: the job fails as the driver would

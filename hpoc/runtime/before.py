@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 GO, DONE, BUSY, FAILED = 0, 3, 4, 5
@@ -47,11 +48,18 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
         if retry:
             return (FAILED if exit_code(summary) else DONE), (
                 f"{exp} already ran to the end with no errored trial: nothing to retry")
+        # A job has no --fresh of its own: say what starts the study over from a login node.
+        over = f"to start over: `hpoc submit {_spec(plan)} --fresh`, or move {exp} aside and resubmit"
         if exit_code(summary):
             return FAILED, (f"{exp} already ran to the end and no trial succeeded "
-                            "(`hpoc results` shows why; --fresh starts over)")
-        return DONE, f"{exp} already ran to the end (`hpoc results`; --fresh starts over)"
+                            f"(`hpoc results` shows why; {over})")
+        return DONE, f"{exp} already ran to the end (`hpoc results`; {over})"
     return GO, ""
+
+
+def _spec(plan: dict[str, Any]) -> str:
+    source = plan.get("source") or {}
+    return str(Path(source.get("workdir") or ".") / (source.get("file") or "study.hpo"))
 
 
 def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,

@@ -269,6 +269,18 @@ def test_a_failure_is_the_same_again_only_with_the_same_error_at_the_same_point(
     assert r.same_again("t4", "OSError: stale file handle", 1, None) is None
     assert r.same_again("t4", "RuntimeError: NCCL timeout", 1, None) is None         # another error
     assert r.same_again("t4", "RuntimeError: NCCL timeout", 1, None) is not None     # then the same twice
+    # the line names the user's frame: the retry that ends the trial raises from hpoc's code
+    user = f'Traceback (most recent call last):\n  File "{tmp_path}/trainer.py", line 9, in create_model\nKeyError: \'depth\''
+    r.same_again("t5", user, 0, None)
+    assert r.same_again("t5", user, 0, None) == f"KeyError: 'depth' at {tmp_path}/trainer.py:9"
+
+
+def test_an_error_line_of_hpocs_own_trainer_error_is_its_sentence():
+    from hpoc.runtime.summary import error_line
+
+    assert error_line("Traceback ...\nhpoc.runtime.trainer.TrainerError: failed the same way twice: KeyError: "
+                      "'depth'; not retried again") == "failed the same way twice: KeyError: 'depth'; not retried again"
+    assert error_line("Traceback ...\nValueError: bad") == "ValueError: bad"  # others keep their class
 
 
 @pytest.mark.parametrize("text", [

@@ -114,7 +114,10 @@ class Repeats:
         if sig is None or _INFRASTRUCTURE.search(text or ""):
             return None
         self.last[trial_id] = (sig, point)
-        return summary.error_line(text or "") if before == (sig, point) else None
+        if before != (sig, point):
+            return None
+        where = summary.error_where(text or "")  # the retry that ends it has no user frame
+        return summary.error_line(text or "") + (f" at {where}" if where else "")
 
 
 def same_way_twice(line: str) -> str:

@@ -72,6 +72,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+_OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
@@ -79,7 +80,8 @@ def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
-    line = (picks or lines or [""])[-1]
+    # hpoc's own TrainerError says its sentence for the user: its class path is noise there
+    line = _OWN_ERROR.sub("", (picks or lines or [""])[-1])
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

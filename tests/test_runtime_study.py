@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hpoc.plan import dumps
+from hpoc.plan import content_hash, dumps
 from hpoc.runtime.study import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPEC, RunOptions, run_study
 from runtime_plans import make_plan, param, write_toy
 
@@ -406,6 +406,36 @@ def test_term_and_hup_stop_gracefully_release_everything_and_resume(tmp_path):
     assert final["interrupted"] is False and final["status_counts"] == {"TERMINATED": 2}
     for trial in final["trials"]:
         assert _epochs(trial) == list(range(1, 7))  # continued after each stop, from its checkpoint
+
+
+def test_runs_the_walltime_stops_before_any_report_end_the_requeues(tmp_path):
+    """A job whose walltime ends before any epoch does checkpoints nothing and requeued itself
+    forever. The third such run in a row exits EXIT_NO_PROGRESS, which the job scripts do
+    not requeue."""
+    from hpoc.plan import EXIT_NO_PROGRESS
+    from hpoc.runtime import walltime
+
+    cmd, env, exp = _slow_toy_run(tmp_path, epochs=2)
+    plan = json.loads(Path(cmd[3]).read_text())
+    plan["pipeline"]["trainer"]["args"]["sleep"] = 20.0  # no epoch ends before the walltime
+    plan["content_hash"] = content_hash(plan)
+    Path(cmd[3]).write_text(dumps(plan))
+    exp.mkdir(parents=True)
+    (exp / walltime.FILE).write_text("2\n")  # two runs like it before this one
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: list(exp.glob("trial_*")), 120, "a trial to start")
+        time.sleep(1)
+        proc.send_signal(signal.SIGUSR2)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_NO_PROGRESS, err
+    assert "the walltime stopped 3 runs in a row before any trial reported an epoch: not requeued" in err
+    assert (exp / walltime.FILE).read_text().strip() == "3"
+    # a run with a report starts the count again
+    assert walltime.after_stop(exp, progressed=True) == 0 and not (exp / walltime.FILE).exists()
+    assert [walltime.after_stop(exp, progressed=False) for _ in range(2)] == [1, 2]
 
 
 def test_a_trial_line_names_the_values_searched_for_it(monkeypatch):

@@ -27,6 +27,7 @@ from typing import Any
 import jinja2
 
 from hpoc.compiler import tables as T
+from hpoc.plan import EXIT_NO_PROGRESS
 
 TEMPLATE_DIR = "templates/slurm"
 SIGNAL_MARGIN_S = 10  # of the grace period, kept for teardown after the driver stopped
@@ -261,6 +262,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "shards": k,
         "grace_s": grace,
         "stop_wait_s": max(grace - SIGNAL_MARGIN_S, 1) if grace else None,
+        "no_progress_rc": EXIT_NO_PROGRESS,
         "setup": list(slurm["setup"] or []),
         "env": env,
         "interface": interface,

@@ -13,6 +13,9 @@ from typing import Any
 from hpoc.errors import HpocError
 
 PLAN_VERSION = 1
+# The driver's exit status the job scripts act on: stopped by the walltime again before any
+# trial reported (runtime/walltime.py), so the job is not requeued.
+EXIT_NO_PROGRESS = 76
 
 
 class PlanError(HpocError):

@@ -28,6 +28,7 @@ class TrialTimes:
     def __init__(self, limit_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit_s, self.clock = limit_s, clock  # limit_s: the run's trials.time_limit
         self.trials: dict[str, TrialTime] = {}
+        self.reported_any = False  # a report in this run (walltime.py)
 
     def started(self, trial: Any) -> None:
         # From a checkpoint Ray's time_total_s goes on from the checkpoint's (last_result
@@ -39,6 +40,7 @@ class TrialTimes:
 
     def reported(self, trial_id: str, result: dict[str, Any]) -> None:
         now = self.clock()
+        self.reported_any = True
         old = self.trials.get(trial_id, TrialTime(at=now))
         run, took = result.get("time_total_s"), result.get("time_this_iter_s")
         self.trials[trial_id] = replace(

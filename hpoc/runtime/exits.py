@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from hpoc.plan import EXIT_NO_PROGRESS  # noqa: F401 - the job scripts act on it (walltime.py)
+
 EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
 
 

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock
+from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock, walltime
 from hpoc.runtime import summary as summary_mod
-from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, Interrupted, StudyError, _say
+from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, _say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
 from hpoc.runtime.prior import _lock, _prior_run, _refuse_synch_population, move_aside
 from hpoc.runtime.shards import experiment_dir
@@ -280,6 +280,11 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     if _STATE.failed:
         _say(stream, f"[hpoc] stopped: {_STATE.failed}\n{failfast.hint(plan)}")
         return EXIT_FAILED
+    if interrupted and _STATE.signal == signal.SIGUSR2:  # the walltime: the job requeues
+        idle = walltime.after_stop(exp, clock.TIMES.reported_any)
+        if idle >= walltime.MAX_IDLE_RUNS:
+            _say(stream, walltime.message(idle))
+            return EXIT_NO_PROGRESS
     if interrupted:
         _say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
         return EXIT_INTERRUPTED

@@ -44,6 +44,7 @@ from typing import Any
 import submitit
 
 from hpoc.files import write_atomic
+from hpoc.plan import EXIT_NO_PROGRESS
 
 EXIT_INTERRUPTED = 75
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
@@ -101,6 +102,8 @@ class StudyJob(submitit.helpers.Checkpointable):
                 print(f"hpoc: the study did not stop within {wait} s; it is stopped now", flush=True)
         if self.grace_s is None:  # resume disabled in the study: do not requeue
             return None
+        if driver is not None and driver.poll() == EXIT_NO_PROGRESS:  # said why (walltime.py)
+            return None
         print("hpoc: requeueing the job; the study resumes from its storage", flush=True)
         # Without retry_errored: the requeued job resumes this run, errored trials as the
         # plan's `resume.retry_errored` says (a retry from scratch is not started over).
@@ -141,6 +144,9 @@ class StudyJob(submitit.helpers.Checkpointable):
             if driver.poll() is None:  # we are being torn down: stop it first
                 _stop(driver, stop_s)
         print(f"hpoc: study driver exited with status {rc}", flush=True)
+        if rc == EXIT_NO_PROGRESS:
+            raise StudyJobError(f"shard {shard}: the walltime stopped runs in a row before any trial "
+                                "reported; not requeued (raise `slurm.time`; submitting again resumes it)")
         if rc == EXIT_INTERRUPTED:
             raise StudyJobError(f"shard {shard} was stopped by a signal before it finished; "
                                 "submitting the same plan again resumes it")

@@ -234,8 +234,10 @@ def test_settings_that_are_missing_or_wrong_say_what_to_do(toy, tmp_path):
         trainer(workdir).run_local(no_epochs, data, directory=tmp_path / "a")
     with pytest.raises(TrainerError, match="unknown optimizer `rmsprop`"):
         trainer(workdir).run_local(dict(CONFIG, optimizer="rmsprop"), data, directory=tmp_path / "b")
-    # 2.5 epochs trained 2 without a word; a batch size of 0 failed deep in the batching
-    for key, value in [("epochs", 2.5), ("batch_size", 0), ("batch_size", -4), ("epochs", "two")]:
+    # 2.5 epochs trained 2 without a word; a batch size of 0 failed deep in the batching;
+    # 0 epochs reported nothing, which the check refuses in the spec too
+    for key, value in [("epochs", 2.5), ("batch_size", 0), ("batch_size", -4), ("epochs", "two"),
+                       ("epochs", 0), ("epochs", float("inf"))]:
         with pytest.raises(TrainerError, match=rf"^`{key}` is .*: it must be a whole number of at least"):
             trainer(workdir).run_local(dict(CONFIG, **{key: value}), data, directory=tmp_path / "d")
 

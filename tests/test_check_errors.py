@@ -72,9 +72,12 @@ def test_an_objective_whose_name_says_the_other_direction_is_a_warning() -> None
     assert w.help.startswith("write `minimize val_loss`")
     (w,) = warnings(BASE + "objective { minimize val_accuracy, minimize val_loss }\n")
     assert (w.code, w.message.split(" is ")[0]) == ("HP809", "`val_accuracy`")
+    for goal in ("minimize top_1_accuracy", 'minimize "acc@1"'):  # a 1 that negates nothing
+        assert "HP809" in [w.code for w in warnings(BASE + f"objective {goal}\n")], goal
     # names that say nothing, or say it both ways, or negated: no opinion
     for goal in ("maximize val_loss_neg", "minimize my_metric", "maximize val_accuracy",
-                 "minimize val_loss", "maximize reward", "maximize acc_minus_loss"):
+                 "minimize val_loss", "maximize reward", "maximize acc_minus_loss",
+                 'minimize "1-accuracy"'):
         assert [w.code for w in warnings(BASE + f"objective {goal}\n")
                 if w.code == "HP809"] == [], goal
 

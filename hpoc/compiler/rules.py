@@ -128,13 +128,15 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
 _FALLS = {"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer"}
 _RISES = {"accuracy", "acc", "f1", "auc", "auroc", "precision", "recall", "r2", "bleu", "iou",
           "dice", "map"}
-_NEGATED = {"neg", "negative", "minus", "inv", "inverse", "1"}
+_NEGATED = {"neg", "negative", "minus", "inv", "inverse"}
 
 
 def _objective_direction(ch: Checker, out: dict[str, Any]) -> None:
     for i, m in enumerate(out["objective"]["metrics"]):
-        words = set(re.split(r"[^a-z0-9]+", m["name"].lower()))
-        if words & _NEGATED or (words & _FALLS and words & _RISES):
+        split = re.split(r"[^a-z0-9]+", m["name"].lower())
+        words = set(split)
+        # a leading 1 negates (`1-accuracy`); elsewhere it counts (`top_1_accuracy`, `acc@1`)
+        if words & _NEGATED or split[0] == "1" or (words & _FALLS and words & _RISES):
             continue
         better = "lower" if words & _FALLS else "higher" if words & _RISES else None
         if (better, m["mode"]) not in (("lower", "max"), ("higher", "min")):

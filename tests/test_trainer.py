@@ -596,6 +596,12 @@ def test_task_regression_from_the_spec_trains_with_mse_and_a_one_output_classifi
     with pytest.raises(ValueError, match="task = 'regresion': it must be one of"):
         _Linear(task="regresion")
 
+    class Misspelt(_Linear):  # the class attribute trained with MSELoss and no accuracy, silently
+        task = "clasification"
+
+    with pytest.raises(ValueError, match="task = 'clasification': it must be one of"):
+        Misspelt()
+
 
 def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path):
     """Its own metric, averaged over the validation samples, is reported (and can be the

@@ -186,10 +186,10 @@ class Trainer:
     def __init__(self, grad_accumulation_steps: int = 1, **args: Any) -> None:
         self.args = dict(args)
         self.grad_accumulation_steps = int(grad_accumulation_steps)
-        if "task" in args:
-            if args["task"] not in TASKS:
-                raise ValueError(f"task = {args['task']!r}: it must be one of {', '.join(map(repr, TASKS))}")
-            self.task = args["task"]
+        task = args.get("task", self.task)  # the spec's argument, else the class attribute
+        if task not in TASKS:
+            raise ValueError(f"task = {task!r}: it must be one of {', '.join(map(repr, TASKS))}")
+        self.task = task
 
     # ------------------------------------------------------------ set by the runtime
 

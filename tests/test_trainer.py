@@ -315,6 +315,7 @@ def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(t
                                            r"optimizer"):
         AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "c")
 
+
 def test_epochs_fall_back_to_the_plans_stop_criterion(toy, tmp_path):
     workdir, plan, data = toy
     plan = dict(plan, trials=dict(plan["trials"], stop={"training_iteration": 2}))
@@ -526,6 +527,7 @@ def test_a_misspelt_hook_is_named_before_any_trial():
         "is not a hook hpoc calls (did you mean `create_lr_scheduler`?): the default "
         "`create_lr_scheduler` runs instead")
 
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems
@@ -555,7 +557,6 @@ def test_a_getter_failing_inside_a_library_names_the_studys_line_too(tmp_path):
     assert "json/decoder.py:" in message and f", called from {workdir / 'reader.py'}:5)" in message
 
 
-
 def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_path, monkeypatch):
     """Run from another directory, `np.load("data/x.npy")` said only "No such file": not
     that it resolves in the spec's directory, nor which line opened it. A getter's own
@@ -575,6 +576,7 @@ def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_p
         with pytest.raises(pipeline.PipelineError) as info:
             pipeline.load_data(plan)
         assert str(info.value) == expected
+
 
 class _Linear(hpoc.Trainer):
     def create_model(self, config):
@@ -649,7 +651,6 @@ def test_val_accuracy_is_left_out_when_no_batch_gave_outputs_to_judge(toy, tmp_p
     assert "val_loss" in history[-1] and "val_accuracy" not in history[-1]
 
 
-
 def test_numpy_float64_arrays_train_as_float32(tmp_path):
     """NumPy's default dtype met a float32 model in "mat1 and mat2 must have the same
     dtype" on the first batch of every trial."""
@@ -705,7 +706,6 @@ def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_p
         pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
     no_data["pipeline"]["trainer"]["target"] = "own:T"
     pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
-
 
 
 def test_a_train_step_that_returns_no_tensor_names_the_hook(toy, tmp_path):

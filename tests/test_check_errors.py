@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 
 import numpy as np
 
@@ -1484,3 +1485,12 @@ def test_a_pipeline_module_that_does_not_parse_is_a_warning(tmp_path) -> None:
     assert (d.severity, d.code, where(d), d.message) == (
         "warning", "HP803", (2, 22), "trainer: `trainer` (trainer.py:2) has a syntax error: expected ':'")
     assert d.help == "importing it would fail in every run; `python -m py_compile trainer.py` shows where"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10's parser raises ValueError for a NUL")
+def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
+    """A NUL byte has no line of its own: not "(trainer.py:None)"."""
+    (tmp_path / "trainer.py").write_text("import hpoc\n\0\n")
+    (d,) = diagnostics(BASE, str(tmp_path))
+    assert d.message == ("trainer: `trainer` (trainer.py) has a syntax error: source code string "
+                         "cannot contain null bytes")

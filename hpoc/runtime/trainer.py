@@ -186,10 +186,11 @@ class Trainer:
     def __init__(self, grad_accumulation_steps: int = 1, **args: Any) -> None:
         self.args = dict(args)
         self.grad_accumulation_steps = int(grad_accumulation_steps)
-        task = args.get("task", self.task)  # the spec's argument, else the class attribute
+        task = args.get("task", self.task)  # the spec's argument, else the class's own
         if task not in TASKS:
             raise ValueError(f"task = {task!r}: it must be one of {', '.join(map(repr, TASKS))}")
-        self.task = task
+        if "task" in args:
+            self.task = task
 
     # ------------------------------------------------------------ set by the runtime
 

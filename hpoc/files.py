@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +89,17 @@ def trial_path(trial: Any) -> str | None:
         if value:
             return str(value)
     return None
+
+
+_ASIDE = re.compile(r"(.+)\.prev-\d{8}-\d{6}$")
+
+
+def aside_path(path: Path) -> Path:
+    """Where `--fresh` moves an earlier run: `<name>.prev-<date>-<time>` beside it."""
+    return path.with_name(f"{path.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def moved_aside_from(path: Path) -> Path | None:
+    """The path an `aside_path` was made from, or None for any other name."""
+    m = _ASIDE.match(path.name)
+    return path.with_name(m.group(1)) if m else None

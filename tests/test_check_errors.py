@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 
 import numpy as np
 
@@ -72,9 +73,12 @@ def test_an_objective_whose_name_says_the_other_direction_is_a_warning() -> None
     assert w.help.startswith("write `minimize val_loss`")
     (w,) = warnings(BASE + "objective { minimize val_accuracy, minimize val_loss }\n")
     assert (w.code, w.message.split(" is ")[0]) == ("HP809", "`val_accuracy`")
+    for goal in ("minimize top_1_accuracy", 'minimize "acc@1"'):  # a 1 that negates nothing
+        assert "HP809" in [w.code for w in warnings(BASE + f"objective {goal}\n")], goal
     # names that say nothing, or say it both ways, or negated: no opinion
     for goal in ("maximize val_loss_neg", "minimize my_metric", "maximize val_accuracy",
-                 "minimize val_loss", "maximize reward", "maximize acc_minus_loss"):
+                 "minimize val_loss", "maximize reward", "maximize acc_minus_loss",
+                 'minimize "1-accuracy"'):
         assert [w.code for w in warnings(BASE + f"objective {goal}\n")
                 if w.code == "HP809"] == [], goal
 
@@ -1495,3 +1499,12 @@ def test_a_pipeline_module_that_does_not_parse_is_a_warning(tmp_path) -> None:
     assert (d.severity, d.code, where(d), d.message) == (
         "warning", "HP803", (2, 22), "trainer: `trainer` (trainer.py:2) has a syntax error: expected ':'")
     assert d.help == "importing it would fail in every run; `python -m py_compile trainer.py` shows where"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10's parser raises ValueError for a NUL")
+def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
+    """A NUL byte has no line of its own: not "(trainer.py:None)"."""
+    (tmp_path / "trainer.py").write_text("import hpoc\n\0\n")
+    (d,) = diagnostics(BASE, str(tmp_path))
+    assert d.message == ("trainer: `trainer` (trainer.py) has a syntax error: source code string "
+                         "cannot contain null bytes")

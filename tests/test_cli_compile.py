@@ -215,7 +215,7 @@ def test_a_plan_the_renderer_refuses_is_a_user_error(tmp_path: Path, monkeypatch
 
 def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.hpo"
-    spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\nobjective minimize f1\n')
+    spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\nobjective minimize score\n')
     assert main(["check", "--json", str(spec)]) == 2
     diags = json.loads(capsys.readouterr().out)
     assert [(d["severity"], d["code"], d["line"], d["col"]) for d in diags] == [

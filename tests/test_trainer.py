@@ -234,8 +234,10 @@ def test_settings_that_are_missing_or_wrong_say_what_to_do(toy, tmp_path):
         trainer(workdir).run_local(no_epochs, data, directory=tmp_path / "a")
     with pytest.raises(TrainerError, match="unknown optimizer `rmsprop`"):
         trainer(workdir).run_local(dict(CONFIG, optimizer="rmsprop"), data, directory=tmp_path / "b")
-    # 2.5 epochs trained 2 without a word; a batch size of 0 failed deep in the batching
-    for key, value in [("epochs", 2.5), ("batch_size", 0), ("batch_size", -4), ("epochs", "two")]:
+    # 2.5 epochs trained 2 without a word; a batch size of 0 failed deep in the batching;
+    # 0 epochs reported nothing, which the check refuses in the spec too
+    for key, value in [("epochs", 2.5), ("batch_size", 0), ("batch_size", -4), ("epochs", "two"),
+                       ("epochs", 0), ("epochs", float("inf"))]:
         with pytest.raises(TrainerError, match=rf"^`{key}` is .*: it must be a whole number of at least"):
             trainer(workdir).run_local(dict(CONFIG, **{key: value}), data, directory=tmp_path / "d")
 
@@ -312,6 +314,7 @@ def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(t
     with pytest.raises(TrainerError, match=r"^create_model_loss_optimizer\(\) \(.*\) returned str as the "
                                            r"optimizer"):
         AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "c")
+
 
 def test_epochs_fall_back_to_the_plans_stop_criterion(toy, tmp_path):
     workdir, plan, data = toy
@@ -524,6 +527,7 @@ def test_a_misspelt_hook_is_named_before_any_trial():
         "is not a hook hpoc calls (did you mean `create_lr_scheduler`?): the default "
         "`create_lr_scheduler` runs instead")
 
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems
@@ -553,7 +557,6 @@ def test_a_getter_failing_inside_a_library_names_the_studys_line_too(tmp_path):
     assert "json/decoder.py:" in message and f", called from {workdir / 'reader.py'}:5)" in message
 
 
-
 def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_path, monkeypatch):
     """Run from another directory, `np.load("data/x.npy")` said only "No such file": not
     that it resolves in the spec's directory, nor which line opened it. A getter's own
@@ -574,6 +577,7 @@ def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_p
             pipeline.load_data(plan)
         assert str(info.value) == expected
 
+
 class _Linear(hpoc.Trainer):
     def create_model(self, config):
         return nn.Linear(3, 1)
@@ -593,6 +597,12 @@ def test_task_regression_from_the_spec_trains_with_mse_and_a_one_output_classifi
         _Linear().run_local(config, data, directory=tmp_path / "b")
     with pytest.raises(ValueError, match="task = 'regresion': it must be one of"):
         _Linear(task="regresion")
+
+    class Misspelt(_Linear):  # the class attribute trained with MSELoss and no accuracy, silently
+        task = "clasification"
+
+    with pytest.raises(ValueError, match="task = 'clasification': it must be one of"):
+        Misspelt()
 
 
 def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path):
@@ -639,7 +649,6 @@ def test_val_accuracy_is_left_out_when_no_batch_gave_outputs_to_judge(toy, tmp_p
 
     history = LossOnly().run_local(CONFIG, (train, val), directory=tmp_path / "a")
     assert "val_loss" in history[-1] and "val_accuracy" not in history[-1]
-
 
 
 def test_numpy_float64_arrays_train_as_float32(tmp_path):
@@ -725,7 +734,6 @@ def test_a_plan_without_epochs_for_the_default_loop_stops_before_any_trial(tmp_p
         pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
     no_data["pipeline"]["trainer"]["target"] = "own:T"
     pipeline.check_imports(make_plan(workdir, tmp_path / "results", **no_data))
-
 
 
 def test_a_train_step_that_returns_no_tensor_names_the_hook(toy, tmp_path):

@@ -10,7 +10,7 @@ from typing import Any
 
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import WARN_METRIC, WARN_SCHEDULE, Checker
-from hpoc.compiler.metrics import reported_by_loop, trainer_metrics
+from hpoc.compiler.metrics import study_reports
 from hpoc.compiler.space import Space
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -193,11 +193,9 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: 
     attr = sched.get("time_attr") or "training_iteration"
     if attr in TUNE_TIME_KEYS:
         return
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    own = reported_by_loop(target, workdir)
+    own, reported = study_reports(out, workdir)
     if own is None and attr in T.DEFAULT_METRICS:
         return
-    reported = own if own is not None else trainer_metrics(target, workdir)
     if reported is not None and attr in reported:
         return
     name = sched["name"]
@@ -228,11 +226,9 @@ def stop_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     stop = out["trials"].get("stop") or {}
     if not stop:
         return
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    own = reported_by_loop(target, workdir)
+    own, reported = study_reports(out, workdir)
     known = (*TUNE_TIME_KEYS, *(T.DEFAULT_METRICS if own is None else ()),
              *(m["name"] for m in out["objective"]["metrics"]))
-    reported = own if own is not None else trainer_metrics(target, workdir)
     for key in stop:
         if key in known or "/" in key or (reported is not None and key in reported):
             continue  # ("perf/train_s": a nested value, as Tune flattens it)

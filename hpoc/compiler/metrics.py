@@ -13,6 +13,16 @@ from __future__ import annotations
 import ast
 import functools
 import os
+from typing import Any
+
+
+def study_reports(out: dict[str, Any], workdir: str | None) -> tuple[set[str] | None, set[str] | None]:
+    """`(own, reported)` for the study's trainer: what a loop of its own hands Tune
+    (`reported_by_loop`; None: hpoc's default loop reports), and the keys it may report
+    (`own`, else its module's dict keys; None: its source is not readable)."""
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    own = reported_by_loop(target, workdir)
+    return own, own if own is not None else trainer_metrics(target, workdir)
 
 
 def trainer_metrics(target: str, workdir: str | None) -> set[str] | None:

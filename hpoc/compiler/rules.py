@@ -18,15 +18,15 @@ from hpoc.compiler.check import (
     SEARCHER,
     UNKNOWN,
     VALUE,
+    WARN_DIRECTION,
     WARN_FILE,
     WARN_METRIC,
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
-    WARN_DIRECTION,
     Checker,
 )
-from hpoc.compiler.metrics import reported_by_loop, trainer_metrics
+from hpoc.compiler.metrics import study_reports
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
@@ -97,8 +97,7 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
         elif alg == "optuna" and out["search"]["options"].get("sampler") == "cmaes":
             ch.error(SEARCHER, "optuna's `cmaes` sampler optimises a single metric", _label_span(search),
                      help="use `sampler = nsga2` or `tpe` for several metrics")  # fmt: skip
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    own = reported_by_loop(target, workdir)
+    own, reported = study_reports(out, workdir)
     if own is not None:  # an itwinai-style loop of its own: only what it hands Tune counts
         for i, m in enumerate(metrics):
             if m["name"] not in own:
@@ -109,11 +108,9 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
                         help=did_you_mean(m["name"], sorted(own))
                         or f"add `{m['name']}` to the metrics the trainer passes to `checkpoint_and_report`")
         return
-    unknown = [(i, m) for i, m in enumerate(metrics) if m["name"] not in T.DEFAULT_METRICS]
-    reported = None
-    if unknown:  # a trainer of the user's own may report it: its source says
-        reported = trainer_metrics(target, workdir)
-        unknown = [(i, m) for i, m in unknown if m["name"] not in (reported or ())]
+    # not hpoc's default metrics: a trainer of the user's own may report it, its source says
+    unknown = [(i, m) for i, m in enumerate(metrics)
+               if m["name"] not in T.DEFAULT_METRICS and m["name"] not in (reported or ())]
     for i, m in unknown:
         notes = [f"the default loop reports {', '.join(f'`{n}`' for n in T.DEFAULT_METRICS)}"]
         if reported is not None:
@@ -131,13 +128,15 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
 _FALLS = {"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl", "wer", "cer"}
 _RISES = {"accuracy", "acc", "f1", "auc", "auroc", "precision", "recall", "r2", "bleu", "iou",
           "dice", "map"}
-_NEGATED = {"neg", "negative", "minus", "inv", "inverse", "1"}
+_NEGATED = {"neg", "negative", "minus", "inv", "inverse"}
 
 
 def _objective_direction(ch: Checker, out: dict[str, Any]) -> None:
     for i, m in enumerate(out["objective"]["metrics"]):
-        words = set(re.split(r"[^a-z0-9]+", m["name"].lower()))
-        if words & _NEGATED or (words & _FALLS and words & _RISES):
+        split = re.split(r"[^a-z0-9]+", m["name"].lower())
+        words = set(split)
+        # a leading 1 negates (`1-accuracy`); elsewhere it counts (`top_1_accuracy`, `acc@1`)
+        if words & _NEGATED or split[0] == "1" or (words & _FALLS and words & _RISES):
             continue
         better = "lower" if words & _FALLS else "higher" if words & _RISES else None
         if (better, m["mode"]) not in (("lower", "max"), ("higher", "min")):
@@ -489,14 +488,10 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
 def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
     """A score nobody reports: Ray logs an error at each checkpoint and scores them all
     -inf, so `keep` keeps arbitrary ones."""
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    own = reported_by_loop(target, workdir)  # a loop of its own: not hpoc's default metrics
+    own, reported = study_reports(out, workdir)  # own: a loop of its own, not hpoc's metrics
     known = (*(T.DEFAULT_METRICS if own is None else ()), *early_stop.TUNE_TIME_KEYS,
              *(m["name"] for m in out["objective"]["metrics"]))
-    if attr in known:
-        return
-    reported = own if own is not None else trainer_metrics(target, workdir)
-    if reported is not None and attr in reported:
+    if attr in known or (reported is not None and attr in reported):
         return
     note = "Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones"
     span = ch.spans.get("checkpoint.score_attribute")

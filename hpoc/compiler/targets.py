@@ -41,7 +41,8 @@ def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: 
     path, tree = found
     shown = os.path.relpath(path, workdir)
     if isinstance(tree, SyntaxError):  # a warning: the Python that runs it may be newer
-        return [Problem(f"`{module}` ({shown}:{tree.lineno}) has a syntax error: {tree.msg}",
+        at = f":{tree.lineno}" if tree.lineno else ""  # none for a NUL byte
+        return [Problem(f"`{module}` ({shown}{at}) has a syntax error: {tree.msg}",
                         "importing it would fail in every run; `python -m py_compile "
                         f"{shown}` shows where", warning=True)]
     if tree is None or "." in qual:

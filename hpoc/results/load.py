@@ -111,7 +111,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         if running is not None:
             live.refresh(found, running)
         elif (lock is not None and (summary is None or stale)) or unlocked:
-            live.stopped(found)  # the last run died (a dead lock stayed): nothing runs
+            live.stopped(found)  # the last run died (a dead lock stayed) or quit at once: nothing runs
         source = ("Ray's last saved experiment state" if states
                   else "the trial directories (Ray saved no experiment state)")
         if running is not None:

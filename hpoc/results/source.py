@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hpoc.files import moved_aside_from
 from hpoc.results.model import ResultsError
 from hpoc.runtime.runlock import LOCK as RUN_MARKER  # the driver's lock, in each experiment dir
 
@@ -65,13 +66,9 @@ def study_dir(target: Path, warnings: list[str]) -> Path:
     return target
 
 
-_ASIDE = re.compile(r"(.+)\.prev-\d{8}-\d{6}$")  # `hpoc run --fresh` renames the old run so
-
-
 def _moved_aside(path: Path, studies: list[Path]) -> bool:
     """An earlier run of one of `studies` (another run of the same study, not a study)."""
-    m = _ASIDE.match(path.name)
-    return bool(m) and path.with_name(m.group(1)) in studies
+    return moved_aside_from(path) in studies
 
 
 def _studies_below(path: Path, depth: int = 2) -> list[Path]:

@@ -4,10 +4,10 @@ disabled, a synchronous population). The driver holds the run lock before it loo
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from hpoc.files import aside_path
 from hpoc.runtime import marker, rerun, runlock
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import StudyError, _say
@@ -50,7 +50,7 @@ def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
 
 def move_aside(exp: Path, stream: TextIO, lock: runlock.Lock | None = None) -> None:
     """--fresh: the earlier run goes to `<exp>.prev-<time>`; this run keeps its lock on `exp`."""
-    aside = exp.with_name(f"{exp.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside = aside_path(exp)
     exp.rename(aside)
     _say(stream, f"[hpoc] moved the previous run to {aside}")
     if lock is not None:  # it went aside with the directory

@@ -41,7 +41,8 @@ from typing import Any, Callable
 LOCK = ".hpoc-run.json"
 HEARTBEAT_S = 60.0
 STALE_S = 15 * 60.0  # generous: clocks of the nodes may disagree, shared storage may lag
-PARTIAL_WAIT_S = 2.0  # how long a lock another run is writing may stay incomplete
+PARTIAL_WAIT_S = 2.0  # how long a reader waits for an incomplete lock to be completed
+WRITING_S = 10.0  # an incomplete lock younger than this may be being written: not stale
 
 
 class Busy(Exception):
@@ -83,7 +84,7 @@ def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
     """Why the lock `info`, last touched `age_s` ago, is stale; None while it is live."""
     pid, host = info.get("pid"), info.get("host")
     if not _complete(info):
-        return None if age_s < 10 else "it is unreadable"  # maybe being written right now
+        return None if age_s < WRITING_S else "it is unreadable"
     if host == socket.gethostname():
         if pid == os.getpid():
             return "it is this process's own"
@@ -135,7 +136,7 @@ def _read(path: Path) -> tuple[str, dict[str, Any], float] | None:
         except ValueError:
             info = {}
         info = info if isinstance(info, dict) else {}
-        if _complete(info) or age >= 10 or time.monotonic() >= deadline:
+        if _complete(info) or age >= WRITING_S or time.monotonic() >= deadline:
             return text, info, age
         time.sleep(0.05)  # another run is writing it (a filesystem without hard links)
 

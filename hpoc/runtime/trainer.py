@@ -186,10 +186,11 @@ class Trainer:
     def __init__(self, grad_accumulation_steps: int = 1, **args: Any) -> None:
         self.args = dict(args)
         self.grad_accumulation_steps = int(grad_accumulation_steps)
+        task = args.get("task", self.task)  # the spec's argument, else the class's own
+        if task not in TASKS:
+            raise ValueError(f"task = {task!r}: it must be one of {', '.join(map(repr, TASKS))}")
         if "task" in args:
-            if args["task"] not in TASKS:
-                raise ValueError(f"task = {args['task']!r}: it must be one of {', '.join(map(repr, TASKS))}")
-            self.task = args["task"]
+            self.task = task
 
     # ------------------------------------------------------------ set by the runtime
 
@@ -250,7 +251,7 @@ class Trainer:
             value = plan_epochs(self.plan)
         if value is None:
             raise TrainerError(NO_EPOCHS)
-        return _count("epochs", value, 0)
+        return _count("epochs", value, 1)
 
     @property
     def batch_size(self) -> int:
@@ -832,12 +833,12 @@ def _require_scheduler(scheduler: Any, hook: Any) -> Any:
 
 
 def _count(name: str, value: Any, least: int) -> int:
-    """`epochs` or `batch_size` as the loop uses it: 2.5 epochs were 2, and a batch size
-    of 0 a ZeroDivisionError deep in the batching."""
+    """`epochs` or `batch_size` as the loop uses it: 2.5 epochs were 2, 0 epochs a trial
+    that reports nothing, and a batch size of 0 a ZeroDivisionError deep in the batching."""
     try:
         number = int(value) if not isinstance(value, bool) else None
         whole = number is not None and number == float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
         whole = False
     if not whole or number < least:
         raise TrainerError(f"`{name}` is {reprlib.repr(value)}: it must be a whole number of at "

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.compiler import refusal
-from hpoc.files import write_atomic
+from hpoc.files import aside_path, write_atomic
 from hpoc.submit.params import SubmitError, Submission, describe, job_comment
 from hpoc.submit.queue import plan_in_use
 
@@ -157,7 +157,7 @@ def move_aside(plan: dict[str, Any]) -> Path | None:
     if not root.exists() or not any(root.iterdir()):
         return None
     _refuse_live(plan)
-    aside = root.with_name(f"{root.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside = aside_path(root)
     root.rename(aside)
     print(f"hpoc: moved the previous run to {aside}")
     return aside

@@ -541,3 +541,27 @@ def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypat
     assert "task 0 ended without a Ray head for this job; worker on " in capsys.readouterr().out
     rdv = logs / ".hpoc-rdv.0"
     assert (rdv / "done").exists() and sorted(p.name for p in rdv.iterdir()) == ["done"]  # no token left
+
+
+@pytest.mark.parametrize("driver_rc, requeued", [(75, True), (76, False)])
+def test_the_submitit_job_requeues_after_usr2_unless_the_study_made_no_progress(tmp_path, driver_rc, requeued):
+    """The driver exits 76 after the third walltime stop in a row with no epoch reported
+    (runtime/walltime.py): requeueing again would only repeat it."""
+    import sys
+
+    import submitit
+
+    from hpoc.submit.job import StudyJob
+
+    job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
+    job._driver = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGUSR2, lambda *a: sys.exit({driver_rc}))\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert job._driver.stdout.readline() == "ready\n"
+        again = job.checkpoint(0)
+    finally:
+        job._driver.kill()
+    assert job._driver.wait() == driver_rc
+    assert isinstance(again, submitit.helpers.DelayedSubmission) == requeued

@@ -91,12 +91,18 @@ def trial_path(trial: Any) -> str | None:
     return None
 
 
-_ASIDE = re.compile(r"(.+)\.prev-\d{8}-\d{6}$")
+_ASIDE = re.compile(r"(.+)\.prev-\d{8}-\d{6}(?:-\d+)?$")
 
 
 def aside_path(path: Path) -> Path:
-    """Where `--fresh` moves an earlier run: `<name>.prev-<date>-<time>` beside it."""
-    return path.with_name(f"{path.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+    """Where `--fresh` moves an earlier run: `<name>.prev-<date>-<time>` beside it (`-2`,
+    `-3`, ... after it when runs were moved aside within the same second)."""
+    base = path.with_name(f"{path.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside, n = base, 1
+    while aside.exists():
+        n += 1
+        aside = base.with_name(f"{base.name}-{n}")
+    return aside
 
 
 def moved_aside_from(path: Path) -> Path | None:

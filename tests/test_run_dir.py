@@ -584,3 +584,17 @@ def test_a_yaml_configs_run_errors_name_its_keys(spec, tmp_path, capsys, monkeyp
         assert plan["source"]["words"] is None
         assert run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO())) == 2
         assert "help: change `storage.name`, or lower `workers`" in capsys.readouterr().err
+
+def test_runs_moved_aside_within_one_second_get_names_of_their_own(tmp_path):
+    from hpoc.files import aside_path, moved_aside_from
+
+    exp = tmp_path / "digits"
+    names = []
+    for _ in range(3):  # faster than the clock's second: each still finds a free name
+        exp.mkdir()
+        (exp / "summary.json").write_text("{}")
+        aside = aside_path(exp)
+        exp.rename(aside)
+        names.append(aside.name)
+    assert len(set(names)) == 3
+    assert all(moved_aside_from(tmp_path / n) == exp for n in names)

@@ -629,6 +629,13 @@ def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path
                                            r"returned a dict without `loss` \(keys: f1\)"):
         NoLoss().run_local(CONFIG, (train, val), directory=tmp_path / "b")
 
+    class Clash(base):  # would have replaced hpoc's val_loss (or Tune's epoch, done, ...)
+        def validation_step(self, batch):
+            return {"loss": self.loss(self.model(batch[0]), batch[1]), "val_loss": 0.0}
+
+    with pytest.raises(TrainerError, match=r"returned `val_loss`, a name hpoc or Ray Tune reports itself"):
+        Clash().run_local(CONFIG, (train, val), directory=tmp_path / "d")
+
     class Nothing(base):
         def validation_step(self, batch):
             self.loss(self.model(batch[0]), batch[1])

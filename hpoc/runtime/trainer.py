@@ -776,6 +776,13 @@ def _require_module(model: Any, hook: Any) -> Any:
     return model
 
 
+# A validation_step's own metric of one of these names would replace hpoc's or Tune's.
+_TAKEN_METRICS = {"val_loss", "val_accuracy", "train_loss", "epoch", "done", "training_iteration",
+                  "time_this_iter_s", "time_total_s", "time_since_restore", "timestamp", "trial_id",
+                  "iterations_since_restore", "should_checkpoint", "config", "date", "hostname",
+                  "node_ip", "pid"}
+
+
 def _validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
     """`(loss, outputs, metrics)` of what `validation_step` returned: `(loss, outputs)`, a
     loss, or a dict with `loss`, maybe `outputs`, and metrics of the trainer's own."""
@@ -784,6 +791,11 @@ def _validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
             raise TrainerError(f"validation_step(){_source_line(hook)} returned a dict without "
                                f"`loss` (keys: {', '.join(map(str, out)) or 'none'}): add the "
                                "batch's loss as `loss`")
+        taken = sorted(k for k in out if k in _TAKEN_METRICS)
+        if taken:
+            raise TrainerError(f"validation_step(){_source_line(hook)} returned `{taken[0]}`, a name hpoc "
+                               "or Ray Tune reports itself (`val_loss` is the mean of `loss`, "
+                               "`val_accuracy` of the outputs' argmax): give your metric another name")
         return out["loss"], out.get("outputs"), {k: v for k, v in out.items() if k not in ("loss", "outputs")}
     if isinstance(out, (tuple, list)) and out:
         return out[0], (out[1] if len(out) > 1 else None), {}

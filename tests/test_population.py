@@ -369,7 +369,7 @@ def test_an_interrupted_synchronous_population_is_not_resumed_to_hang(tmp_path: 
     from hpoc.runtime import study
 
     plan = _study(tmp_path, SPEC)
-    monkeypatch.setattr(study, "_prior_run", lambda *a, **k: "restore")
+    monkeypatch.setattr(study, "prior_run", lambda *a, **k: "restore")
     code, text = _run(plan, num_cpus=1)
     text += capsys.readouterr().err
     assert code == study.EXIT_SPEC, text

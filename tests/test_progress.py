@@ -146,7 +146,7 @@ def test_the_driver_shows_trials_stopped_by_a_signal_as_paused(monkeypatch):
                                if reported else {"trial_id": tid, "date": "2026-11-28", "pid": 7})
 
     trials = [trial("a", "TERMINATED"), trial("b", "TERMINATED"), trial("c", "TERMINATED", False)]
-    monkeypatch.setattr(watch, "_STATE", watch._State(signal=2, ended={"a"}))
+    monkeypatch.setattr(watch, "STATE", watch._State(signal=2, ended={"a"}))
     seen, stopped = watch._as_seen(trials)
     assert stopped and [t.status for t in seen] == ["TERMINATED", "PAUSED", "PENDING"]
     got = counts(seen, "val_loss", "min", total=3, stopped=True)
@@ -163,9 +163,9 @@ def test_trials_a_resumed_run_restored_finished_stay_finished_after_a_signal(mon
                                last_result={"val_loss": 0.5, "training_iteration": 2})
 
     restored = [trial("old", "TERMINATED"), trial("new", "RUNNING")]
-    monkeypatch.setattr(watch, "_STATE", watch._State())
+    monkeypatch.setattr(watch, "STATE", watch._State())
     watch._make_events().on_step_end(1, restored)  # Tune's first step of the resumed run
-    watch._STATE.signal = 12
+    watch.STATE.signal = 12
     stopped = [restored[0], trial("new", "TERMINATED")]  # Tune stopped "new" at the signal
     seen, _ = watch._as_seen(stopped)
     assert [t.status for t in seen] == ["TERMINATED", "PAUSED"]

@@ -200,15 +200,15 @@ def test_the_cli_refuses_what_does_not_go_together(tmp_path, monkeypatch, capsys
 def test_a_study_that_never_ran_has_nothing_to_retry(tmp_path):
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
-    from hpoc.runtime.prior import _prior_run
+    from hpoc.runtime.prior import prior_run
     from hpoc.runtime.study import StudyError
 
     plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
     fp = marker.fingerprint(plan, plan_hash(plan))
     exp = tmp_path / "results" / "toy"
     with pytest.raises(StudyError, match="holds no earlier run of this study"):
-        _prior_run(exp, fp, False, True, io.StringIO(), retry=rerun.SCRATCH)
-    assert _prior_run(exp, fp, False, True, io.StringIO()) == "fresh"
+        prior_run(exp, fp, False, True, io.StringIO(), retry=rerun.SCRATCH)
+    assert prior_run(exp, fp, False, True, io.StringIO()) == "fresh"
 
 
 def test_the_driver_refuses_retry_with_fresh_too(tmp_path, capsys):
@@ -252,7 +252,7 @@ def test_the_driver_the_job_check_and_submit_agree_on_what_to_retry(tmp_path, mo
     def retrying(plan, exp):  # the driver chose to restore: stop before Ray
         raise study.StudyError("retrying")
 
-    monkeypatch.setattr(study, "_refuse_synch_population", retrying)
+    monkeypatch.setattr(study, "refuse_synch_population", retrying)
     err = io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
     code, text = _run(plan, retry_errored=rerun.SCRATCH)

@@ -20,7 +20,7 @@ import pytest
 from hpoc.commands.run import load_plan
 from hpoc.plan import content_hash
 from hpoc.runtime import marker, runlock
-from hpoc.runtime.prior import _prior_run
+from hpoc.runtime.prior import prior_run
 from hpoc.runtime.study import RunOptions, StudyError, experiment_dir, plan_hash, run_study
 from hpoc.submit import SubmitError, check_previous
 from runtime_plans import make_plan, saved_state, write_toy
@@ -45,7 +45,7 @@ def _finished_run(plan, exp):
 
 def _prior(plan, exp):
     fp = marker.fingerprint(plan, plan_hash(plan))
-    return _prior_run(exp, fp, False, True, io.StringIO())
+    return prior_run(exp, fp, False, True, io.StringIO())
 
 
 def test_comments_layout_and_the_walltime_do_not_change_the_plan_a_run_resumes(spec, tmp_path):

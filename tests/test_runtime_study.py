@@ -445,7 +445,7 @@ def test_a_trial_line_names_the_values_searched_for_it(monkeypatch):
     from hpoc.runtime import watch
 
     out = io.StringIO()
-    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=["lr", "optimizer.name", "depth"]))
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=["lr", "optimizer.name", "depth"]))
     trial = SimpleNamespace(trial_id="ab12", status="RUNNING", config={
         "lr": 0.123456, "optimizer": {"name": "sgd"}, "depth": 3, "epochs": 5}, path=None, local_path=None)
     watch._trial_line(trial, "failed; retrying from its last checkpoint (retry 1)")
@@ -477,7 +477,7 @@ Traceback (most recent call last):
 KeyError: 'hidden'
 ''')
     out = io.StringIO()
-    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=["lr"]))
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=["lr"]))
     trial = SimpleNamespace(trial_id="ab12", status="ERROR", config={"lr": 0.5}, error_file=str(error),
                             path=str(tmp_path), local_path=None)
     watch._trial_line(trial, "errored")
@@ -626,7 +626,7 @@ def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
 
     now = [0.0]
     out = io.StringIO()
-    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=["lr"]))
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=["lr"]))
     monkeypatch.setattr(clock, "TIMES", clock.TrialTimes(clock=lambda: now[0]))
     events = watch._make_events()
     hung, fine, new = (SimpleNamespace(trial_id=i, status="RUNNING", config={"lr": 0.5}, path=None,

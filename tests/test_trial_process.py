@@ -156,7 +156,7 @@ def test_the_retry_line_names_the_error_it_retries_after(tmp_path, monkeypatch):
     from hpoc.runtime import watch
 
     out = io.StringIO()
-    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=[], run="run1",
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=[], run="run1",
                                                       experiment=tmp_path))
     trial_dir = tmp_path / "trial_00000_ab12"
     trial_dir.mkdir()
@@ -179,7 +179,7 @@ def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     from hpoc.runtime import retry, watch
 
     out = io.StringIO()
-    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=[], run="run1",
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=[], run="run1",
                                                       experiment=tmp_path))
     events = watch._make_events()
 
@@ -206,7 +206,7 @@ def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     assert deterministic.max_failures == 0
 
     # A later run (new token, code fixed): the trial Tune restored with 0 gets the plan's retries.
-    monkeypatch.setattr(watch, "_STATE", watch._State(stream=out, params=[], run="run2", max_retries=2))
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=[], run="run2", max_retries=2))
     watch._make_events().on_trial_start(0, [], deterministic)
     assert deterministic.max_failures == 2
 

@@ -1,5 +1,5 @@
 """How a run ends, as the user sees it: the driver's exit codes, the two exceptions that
-carry one up to `run_study`, and `_say`, its one way to write a line (a closed terminal
+carry one up to `run_study`, and `say`, its one way to write a line (a closed terminal
 must not turn a stop into a traceback)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Interrupted(BaseException):
     Exception` on its way (the getter's, Ray's) reports it as a failure."""
 
 
-def _say(stream: TextIO, text: str) -> None:
+def say(stream: TextIO, text: str) -> None:
     try:
         stream.write(text + "\n")
         stream.flush()

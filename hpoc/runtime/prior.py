@@ -10,10 +10,10 @@ from typing import Any, TextIO
 from hpoc.files import aside_path
 from hpoc.runtime import marker, rerun, runlock
 from hpoc.runtime import summary as summary_mod
-from hpoc.runtime.exits import StudyError, _say
+from hpoc.runtime.exits import StudyError, say
 
 
-def _prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
+def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                stream: TextIO, retry: str | None = None, errored: dict[str, Path] | None = None) -> str:
     """"fresh", "aside" (--fresh over an earlier run: `move_aside` once the data has loaded,
     so that a getter that fails leaves it where it was), "restore", "retry" (a finished run's
@@ -52,13 +52,13 @@ def move_aside(exp: Path, stream: TextIO, lock: runlock.Lock | None = None) -> N
     """--fresh: the earlier run goes to `<exp>.prev-<time>`; this run keeps its lock on `exp`."""
     aside = aside_path(exp)
     exp.rename(aside)
-    _say(stream, f"[hpoc] moved the previous run to {aside}")
+    say(stream, f"[hpoc] moved the previous run to {aside}")
     if lock is not None:  # it went aside with the directory
         (aside / runlock.LOCK).unlink(missing_ok=True)
-        _lock(lock, stream)
+        take_lock(lock, stream)
 
 
-def _refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:
+def refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:
     """A synchronous PBT/PB2 study cannot resume: Ray's scheduler does not save when the
     population last synchronised, and the restored trials, each at its own epoch, wait for
     one another forever (nothing runs, nothing ends). Better said now than an allocation
@@ -75,8 +75,8 @@ def _refuse_synch_population(plan: dict[str, Any], exp: Path) -> None:
             "(asynchronous PBT resumes) with a new `storage.name`")
 
 
-def _lock(lock: runlock.Lock, stream: TextIO) -> None:
+def take_lock(lock: runlock.Lock, stream: TextIO) -> None:
     try:
-        lock.acquire(lambda line: _say(stream, line))
+        lock.acquire(lambda line: say(stream, line))
     except runlock.Busy as exc:
         raise StudyError(str(exc)) from None

@@ -7,31 +7,31 @@ import signal
 import sys
 from typing import Any
 
-from hpoc.runtime.exits import Interrupted, _say
-from hpoc.runtime.watch import _STATE, _stop_tune
+from hpoc.runtime.exits import Interrupted, say
+from hpoc.runtime.watch import STATE, stop_tune
 
 _STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP")
 
 
-def _install_signals() -> dict[int, Any]:
+def install_signals() -> dict[int, Any]:
     """SIGTERM/SIGUSR2/SIGINT -> Tune's own graceful stop (the handler it installs for
     SIGUSR1); a second Ctrl-C stops at once."""
     previous: dict[int, Any] = {}
 
     def handler(signum: int, frame: Any) -> None:
-        first = _STATE.signal is None
+        first = STATE.signal is None
         if not first and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
-        _STATE.signal = signum
-        if _STATE.defer:
+        STATE.signal = signum
+        if STATE.defer:
             return  # an exception inside ray.init would leave its processes behind
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
             if first:
-                _say(_STATE.stream or sys.stderr,
+                say(STATE.stream or sys.stderr,
                      f"[hpoc] {signal.Signals(signum).name}: stopping; checkpoints are kept and "
                      "running the plan again resumes")
-                _stop_tune(signum, frame)
+                stop_tune(signum, frame)
             return
         raise Interrupted()
 
@@ -45,7 +45,7 @@ def _install_signals() -> dict[int, Any]:
     return previous
 
 
-def _restore_signals(previous: dict[int, Any]) -> None:
+def restore_signals(previous: dict[int, Any]) -> None:
     for sig, handler in previous.items():
         try:
             signal.signal(sig, handler)

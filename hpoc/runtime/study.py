@@ -39,13 +39,13 @@ from typing import Any, TextIO
 from hpoc.plan import plan_hash
 from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock, walltime
 from hpoc.runtime import summary as summary_mod
-from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, _say
+from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
-from hpoc.runtime.prior import _lock, _prior_run, _refuse_synch_population, move_aside
+from hpoc.runtime.prior import move_aside, prior_run, refuse_synch_population, take_lock
 from hpoc.runtime.shards import experiment_dir
-from hpoc.runtime.signals import _install_signals, _restore_signals
-from hpoc.runtime.tuner import _tuner, make_trainable
-from hpoc.runtime.watch import _STATE, _as_seen, _budget_line
+from hpoc.runtime.signals import install_signals, restore_signals
+from hpoc.runtime.tuner import build_tuner, make_trainable
+from hpoc.runtime.watch import STATE, _as_seen, _budget_line
 
 # Ray pickles the callbacks and the trial-name creators into the experiment (tuner.pkl) by
 # module and name: a run saved while they lived here resumes only if they are still found here.
@@ -102,39 +102,39 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
     try:
         return _run(plan, opts, progress_stream, out)
     except StudyError as exc:
-        _say(sys.stderr, f"error: {_in_spec_words(plan, str(exc))}")
+        say(sys.stderr, f"error: {_in_spec_words(plan, str(exc))}")
         return exc.exit_code
     except Interrupted:
-        if _STATE.mode in ("restore", "retry"):
-            _say(sys.stderr, "[hpoc] interrupted before the trials restarted; run the same "
+        if STATE.mode in ("restore", "retry"):
+            say(sys.stderr, "[hpoc] interrupted before the trials restarted; run the same "
                              "plan again to resume")
             return EXIT_INTERRUPTED
-        _say(sys.stderr, "[hpoc] interrupted before any trial started; nothing to resume")
-        return 128 + (_STATE.signal or signal.SIGINT)
+        say(sys.stderr, "[hpoc] interrupted before any trial started; nothing to resume")
+        return 128 + (STATE.signal or signal.SIGINT)
 
 
 def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) -> int:
     from hpoc.runtime import pipeline, search, session, space
 
     started = time.monotonic()
-    _STATE.__init__()
-    _STATE.stream = stream
+    STATE.__init__()
+    STATE.stream = stream
     shard, shards = opts.shard, plan["shards"]["count"]
     if not 0 <= shard < shards:
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
                          f"(0..{shards - 1})")
-    exp = _STATE.experiment = experiment_dir(plan, shard)
+    exp = STATE.experiment = experiment_dir(plan, shard)
     fp = marker.fingerprint(plan, plan_hash(plan))
     local = opts.is_local
     _quiet_ray(opts.verbose)
-    previous_signals = _install_signals()
+    previous_signals = install_signals()
     lock = runlock.Lock(exp, shard)
     try:
         # 1. Everything about the spec's code, before Ray.
         try:
             trainer_cls = pipeline.check_imports(plan).get("trainer")
             for line in hooks.warnings(trainer_cls, plan) if isinstance(trainer_cls, type) else ():
-                _say(stream, f"[hpoc] warning: trainer: {line}")
+                say(stream, f"[hpoc] warning: trainer: {line}")
             search.require_search(plan)
             search.make_scheduler(plan)
         except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
@@ -151,37 +151,37 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             raise StudyError(problem)
         # One driver per experiment directory, before looking at (or moving) what is there.
         marker.migrate_legacy(exp)
-        _lock(lock, stream)
-        _STATE.errored = rerun.errored(exp)  # read once, for _prior_run and the restore
-        mode = _STATE.mode = _prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                        stream, opts.retry_errored, _STATE.errored)
+        take_lock(lock, stream)
+        STATE.errored = rerun.errored(exp)  # read once, for prior_run and the restore
+        mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
+                                        stream, opts.retry_errored, STATE.errored)
         if mode in ("restore", "retry"):
-            _refuse_synch_population(plan, exp)
+            refuse_synch_population(plan, exp)
         if mode == "done":
             previous = summary_mod.read(exp)
-            errored = len(_STATE.errored)
+            errored = len(STATE.errored)
             # Fixed the trainer after some trials failed? --retry-errored trains them again.
-            _say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
+            say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
                 "with no errored trial: nothing to retry" if opts.retry_errored else
                 f"with {errored} errored trial(s); a finished study does not retry them: pass "
                 "--retry-errored to run only those again (after fixing what failed), or --fresh "
                 "to run every trial again" if errored else "(pass --fresh to run it again)"))
-            _say(out, summary_mod.describe_best(previous))
+            say(out, summary_mod.describe_best(previous))
             return summary_mod.exit_code(previous)
         loading = _loading_line(plan)
         if loading:  # a getter may take a while, and Ray's start after it too
-            _say(stream, loading)
+            say(stream, loading)
         try:
             data = pipeline.load_data(plan)
         except pipeline.PipelineError as exc:
             raise StudyError(str(exc)) from None
         if mode == "aside":  # only now: a getter that fails leaves the earlier run in place
             move_aside(exp, stream, lock)
-            mode = _STATE.mode = "fresh"
+            mode = STATE.mode = "fresh"
 
         # 2. Ray.
         workdir = plan["source"]["workdir"]
-        _STATE.defer = True
+        STATE.defer = True
         try:
             if local:
                 ray_session = session.start_local(workdir=workdir, num_cpus=opts.num_cpus,
@@ -192,19 +192,19 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         except session.SessionError as exc:
             raise StudyError(str(exc), exc.exit_code) from None
         finally:
-            _STATE.defer = False
+            STATE.defer = False
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
             # handler, which aborts the process): take the stop signals back.
-            _install_signals()
-            if _STATE.signal is not None:
+            install_signals()
+            if STATE.signal is not None:
                 raise Interrupted()
             return _tune(plan, opts, ray_session, data, exp, fp, mode, started, stream, out)
         finally:
             ray_session.close()
     finally:
         lock.release()
-        _restore_signals(previous_signals)
+        restore_signals(previous_signals)
 
 
 def _not_a_directory(exp: Path, storage: Path) -> str | None:
@@ -245,48 +245,48 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     del data
     tracking = _tracking()
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
-    trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, _STATE.run)
+    trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, STATE.run)
     try:
-        tuner, total = _tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose,
+        tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose,
                               opts.retry_errored)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
     clock.TIMES = clock.TrialTimes(plan["trials"].get("time_limit_s"))  # this run's
     metrics = plan["objective"]["metrics"]
-    _STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
+    STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
                                          metrics[0]["name"] if metrics else None)
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
-    _say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
+    say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
     fit_started = time.monotonic()
     grid = tuner.fit()
-    trials = _STATE.trials or _trials_from_grid(grid)
+    trials = STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
     budget_reached = bool(budget) and not interrupted and time.monotonic() - fit_started >= budget
     if budget_reached:
-        _say(stream, _budget_line(budget, total, trials))
+        say(stream, _budget_line(budget, total, trials))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
-                               run_started=runlock.own_start(exp), stopped=_STATE.failed)
+                               run_started=runlock.own_start(exp), stopped=STATE.failed)
     if parent_run:
-        status = "FAILED" if _STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
+        status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
-    _say(out, summary_mod.describe_best(result, budget if budget_reached else None))
-    _say(out, f"summary: {path}")
-    if _STATE.failed:
-        _say(stream, f"[hpoc] stopped: {_STATE.failed}\n{failfast.hint(plan)}")
+    say(out, summary_mod.describe_best(result, budget if budget_reached else None))
+    say(out, f"summary: {path}")
+    if STATE.failed:
+        say(stream, f"[hpoc] stopped: {STATE.failed}\n{failfast.hint(plan)}")
         return EXIT_FAILED
-    if interrupted and _STATE.signal == signal.SIGUSR2:  # the walltime: the job requeues
+    if interrupted and STATE.signal == signal.SIGUSR2:  # the walltime: the job requeues
         idle = walltime.after_stop(exp, clock.TIMES.reported_any)
         if idle >= walltime.MAX_IDLE_RUNS:
-            _say(stream, walltime.message(idle))
+            say(stream, walltime.message(idle))
             return EXIT_NO_PROGRESS
     if interrupted:
-        _say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
+        say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
         return EXIT_INTERRUPTED
     return summary_mod.exit_code(result)
 

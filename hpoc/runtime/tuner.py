@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.runtime import rerun
-from hpoc.runtime.exits import _say
-from hpoc.runtime.watch import _STATE, _callbacks
+from hpoc.runtime.exits import say
+from hpoc.runtime.watch import STATE, watch_callbacks
 
 
 def trial_index(trial: Any) -> int:
@@ -61,7 +61,7 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
     return tune.with_resources(trainable, resources)
 
 
-def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
+def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
            stream: TextIO, verbose: bool = False, retry: str | None = None) -> Any:
     from ray import tune
 
@@ -72,9 +72,9 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
         if mode == "restore":
-            _say(stream, f"[hpoc] resuming the interrupted run in {exp}")
-        retry, _STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
-                                                 _STATE.errored, lambda line: _say(stream, line))
+            say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+        retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
+                                                 STATE.errored, lambda line: say(stream, line))
         mend_cut_logs(exp)
         # Errored trials are resumed, keeping their ids (a restart would give them new ones,
         # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.
@@ -105,7 +105,7 @@ def _tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: st
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=ckpt["keep"], checkpoint_score_attribute=ckpt["score_attribute"],
             checkpoint_score_order=ckpt["score_order"] or "max"),
-        callbacks=_callbacks(plan, num_samples, stream),
+        callbacks=watch_callbacks(plan, num_samples, stream),
         verbose=0,
         log_to_file=not verbose,  # trials' output in their directories, or on the terminal
         # Those files are written in the trial's working directory, a staging folder under

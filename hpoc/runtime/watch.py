@@ -2,10 +2,10 @@
 stall or time limit, fail fast, the sweep of orphaned placement groups, and how the trials
 look after a stop.
 
-Their state is the module-level `_STATE`, shared with the signal handler (signals.py) and
+Their state is the module-level `STATE`, shared with the signal handler (signals.py) and
 the driver (study.py): Ray pickles the callbacks into the experiment, and one restored by
 `Tuner.restore` must report into the current run. Those modules hold it by name, so a run
-resets it in place (`_STATE.__init__()`) and never rebinds it."""
+resets it in place (`STATE.__init__()`) and never rebinds it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from hpoc.files import trial_path
 from hpoc.runtime import clock, failfast, rerun, retry, stall
 from hpoc.runtime import summary as summary_mod
-from hpoc.runtime.exits import _say
+from hpoc.runtime.exits import say
 
 
 @dataclass
@@ -34,7 +34,7 @@ class _State:
     ended: set[str] = field(default_factory=set)  # trials that completed or errored
     stream: TextIO | None = None
     retries: dict[str, int] = field(default_factory=dict)
-    mode: str = "fresh"       # what _prior_run decided
+    mode: str = "fresh"       # what prior_run decided
     defer: bool = False       # inside ray.init: note a signal, act on it once init returns
     params: list[str] = field(default_factory=list)  # searched names: an error line shows them
     run: str = field(default_factory=lambda: uuid.uuid4().hex)  # this `hpoc run` (retry.py)
@@ -52,22 +52,22 @@ class _State:
         return self.signal is not None or self.failed is not None
 
 
-_STATE = _State()
+STATE = _State()
 ORPHAN_SWEEP_S = 2.0
 
 
-def _callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
+def watch_callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     from ray import tune
 
     from hpoc.runtime.progress import Progress, tune_callback
 
     metric = (plan["objective"]["metrics"] or [{"name": None, "mode": "min"}])[0]
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
-    _STATE.stream = stream
-    _STATE.params = [p["name"] for p in plan["space"]["params"]]
-    _STATE.max_retries = plan["failure"]["max_retries"] or 0
+    STATE.stream = stream
+    STATE.params = [p["name"] for p in plan["space"]["params"]]
+    STATE.max_retries = plan["failure"]["max_retries"] or 0
     if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
-        _STATE.sweep_at = 0.0
+        STATE.sweep_at = 0.0
 
     return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
 
@@ -96,9 +96,9 @@ def _make_quiet() -> Any:
 def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
     """(trials, stopped): after a stop, Tune's clean-up marks the trials it stopped
     TERMINATED; they will resume, so they are PAUSED (PENDING if they never reported)."""
-    if not _STATE.stopping:
+    if not STATE.stopping:
         return trials, False
-    return [t if t.trial_id in _STATE.ended or t.status == "ERROR" else
+    return [t if t.trial_id in STATE.ended or t.status == "ERROR" else
             _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
 
 
@@ -123,37 +123,37 @@ def _events_class() -> type:
     class Events(tune.Callback):
         """Trial errors and retries as one line each; keeps the Trial objects for the summary.
 
-        State lives in the module's `_STATE`, so an instance restored from a pickled
+        State lives in the module's `STATE`, so an instance restored from a pickled
         experiment (Tuner.restore) reports into the current run."""
 
         def __init__(self, progress: Any = None) -> None:
             self.progress = progress
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-            _STATE.trials = trials
-            if not _STATE.stopping:  # finished before this run (restored) or during it;
+            STATE.trials = trials
+            if not STATE.stopping:  # finished before this run (restored) or during it;
                 # after a stop Tune marks the trials it stops TERMINATED too (_as_seen)
-                _STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
+                STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
                 for trial, quiet_s, longest in stall.quiet(clock.TIMES, trials):
-                    _say(_STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
+                    say(STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
                                                       f"{stall.describe(quiet_s, longest)}")
-            if _STATE.sweep_at is not None and time.monotonic() >= _STATE.sweep_at:
+            if STATE.sweep_at is not None and time.monotonic() >= STATE.sweep_at:
                 from hpoc.runtime import orphans
 
-                _STATE.sweep_at = time.monotonic() + ORPHAN_SWEEP_S
+                STATE.sweep_at = time.monotonic() + ORPHAN_SWEEP_S
                 try:
                     orphans.release()  # a trial Tune ended left its workers' group reserved
                 except Exception:  # noqa: BLE001 - the GCS is going away; the next look retries
                     pass
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            _STATE.trials = trials
-            _STATE.ended.add(trial.trial_id)
+            STATE.trials = trials
+            STATE.ended.add(trial.trial_id)
             _trial_line(trial, "errored")
             _fail_fast(trial, trials)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            _STATE.ended.add(trial.trial_id)
+            STATE.ended.add(trial.trial_id)
             if clock.TIMES.of(trial.trial_id).stopped:
                 _trial_line(trial, f"stopped: time limit of {clock.TIMES.limit_s:g} s reached")
             _fail_fast(trial, trials)
@@ -164,36 +164,36 @@ def _events_class() -> type:
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume
 
-            if trial.trial_id in _STATE.start_over:  # --retry-errored: before Ray restores it
-                _STATE.start_over.discard(trial.trial_id)
+            if trial.trial_id in STATE.start_over:  # --retry-errored: before Ray restores it
+                STATE.start_over.discard(trial.trial_id)
                 rerun.start_over(trial)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             clock.TIMES.started(trial)
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
-            if retry.recorded(trial_path(trial), _STATE.run) is None:
-                trial.max_failures = _STATE.max_retries
+            if retry.recorded(trial_path(trial), STATE.run) is None:
+                trial.max_failures = STATE.max_retries
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             path = trial_path(trial)
             error = retry.last_failure(getattr(trial, "error_file", None))
-            line = _STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
+            line = STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
             if line is not None:  # Tune decided before any callback: its queued retry ends it
-                retry.record(path, _STATE.run, retry.same_way_twice(line))
-            if retry.recorded(path, _STATE.run) is not None:
+                retry.record(path, STATE.run, retry.same_way_twice(line))
+            if retry.recorded(path, STATE.run) is not None:
                 # A deterministic error: the retry Tune has queued fails at once with it
                 # (retry.py); none after that (on_trial_start restores the plan's
                 # retries in a later run). Its "errored" line follows.
                 trial.max_failures = 0
                 return
-            _STATE.retries[trial.trial_id] = _STATE.retries.get(trial.trial_id, 0) + 1
+            STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
             start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
             _trial_line(trial, f"failed; retrying from {start} "
-                               f"(retry {_STATE.retries[trial.trial_id]})", error=error)
+                               f"(retry {STATE.retries[trial.trial_id]})", error=error)
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
-            _STATE.trials = trials
+            STATE.trials = trials
             if self.progress is not None:
                 self.progress.close()
 
@@ -208,16 +208,16 @@ def _make_events(progress: Any = None) -> Any:
 
 
 def _fail_fast(trial: Any, trials: list[Any]) -> None:
-    if _STATE.fail_fast is None or _STATE.stopping:
+    if STATE.fail_fast is None or STATE.stopping:
         return  # after a stop: a trial Tune's clean-up ended
-    verdict = _STATE.fail_fast.trial_ended(trial, trials)
-    if verdict is not None and _stop_tune(signal.SIGUSR1, None):
-        _STATE.failed = verdict  # said in full, with a hint, once the trials have stopped
-        _say(_STATE.stream or sys.stderr, "[hpoc] stopping the study: its first trials all "
+    verdict = STATE.fail_fast.trial_ended(trial, trials)
+    if verdict is not None and stop_tune(signal.SIGUSR1, None):
+        STATE.failed = verdict  # said in full, with a hint, once the trials have stopped
+        say(STATE.stream or sys.stderr, "[hpoc] stopping the study: its first trials all "
                                           "failed the same way")
 
 
-def _stop_tune(signum: int, frame: Any) -> bool:
+def stop_tune(signum: int, frame: Any) -> bool:
     """Tune's own graceful stop (the handler it installs for SIGUSR1), when it is running."""
     tune_handler = signal.getsignal(signal.SIGUSR1)
     if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
@@ -239,16 +239,16 @@ def _has_checkpoint(trial: Any) -> bool:
     own Ray Train run (multi-worker trials without a warm group)."""
     if getattr(trial, "checkpoint", None) is not None:
         return True
-    if _STATE.experiment is None:
+    if STATE.experiment is None:
         return False
     from hpoc.runtime.trial import train_runs_dir
 
-    return any(train_runs_dir(_STATE.experiment).joinpath(trial.trial_id).glob("checkpoint_*"))
+    return any(train_runs_dir(STATE.experiment).joinpath(trial.trial_id).glob("checkpoint_*"))
 
 
 def _trial_line(trial: Any, what: str, error: str | None = None) -> None:
     """`error`: the failure a retry follows (the trial is no longer ERROR by then)."""
-    stream = _STATE.stream or sys.stderr
+    stream = STATE.stream or sys.stderr
     if error is None and trial.status == "ERROR":
         error = summary_mod.trial_error(trial)
     detail = ""
@@ -257,7 +257,7 @@ def _trial_line(trial: Any, what: str, error: str | None = None) -> None:
         detail = f": {line}" + (f" at {at}" if at and at not in line else "")
     where = trial_path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
-    _say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
+    say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
 
 
 def _searched(trial: Any) -> str:
@@ -266,7 +266,7 @@ def _searched(trial: Any) -> str:
     from hpoc.plan.space import flatten
 
     flat = flatten(getattr(trial, "config", None) or {})
-    shown = [f"{name}={_short(flat[name])}" for name in _STATE.params if name in flat]
+    shown = [f"{name}={_short(flat[name])}" for name in STATE.params if name in flat]
     return f" ({', '.join(shown)})" if shown else ""
 
 

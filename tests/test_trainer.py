@@ -291,21 +291,16 @@ def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(t
                                            r"NoneType as the optimizer, not a torch optimizer"):
         NoOptimizer().run_local(CONFIG, data, directory=tmp_path / "a")
 
-    class NamedScheduler(base):
-        def create_lr_scheduler(self, optimizer, config):
-            return "cosine"
+    named = {"create_lr_scheduler": ("cosine", "the lr scheduler: return a torch LR scheduler"),
+             "create_loss": ("cross_entropy", "the loss: return a callable")}
+    for hook, (name, says) in named.items():  # a name where the object belongs
+        def returns(self, *args, name=name):
+            return name
 
-    with pytest.raises(TrainerError, match=r"^create_lr_scheduler\(\) \(.*\) returned str as the lr "
-                                           r"scheduler: return a torch LR scheduler"):
-        NamedScheduler().run_local(CONFIG, data, directory=tmp_path / "b")
-
-    class NamedLoss(base):
-        def create_loss(self, config):
-            return "cross_entropy"
-
-    with pytest.raises(TrainerError, match=r"^create_loss\(\) \(.*\) returned str as the loss: return a "
-                                           r"callable"):
-        NamedLoss().run_local(CONFIG, data, directory=tmp_path / "d")
+        returns.__name__ = hook
+        trainer = type("Named", (base,), {hook: returns})()
+        with pytest.raises(TrainerError, match=rf"^{hook}\(\) \(.*\) returned str as {says}"):
+            trainer.run_local(CONFIG, data, directory=tmp_path / hook)
 
     class AllAtOnce(base):
         def create_model_loss_optimizer(self, config):

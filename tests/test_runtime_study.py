@@ -523,6 +523,11 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     assert report(trial("PENDING"), trial("RUNNING"), interrupted=True) == (
         "no trial has reported the objective metric `val_accuracy` yet: the run stopped before "
         "any did; running the same plan again resumes it")
+    # a stop that left trials Ray never made: "2 trial(s)" read as a budget of 2
+    built = summary.build(plan, 0, [trial("PAUSED"), trial("PENDING")], wall_s=1.0, interrupted=True,
+                          experiment_dir=tmp_path, plan_hash="sha256:0")
+    assert summary.describe_best(built, planned=4).startswith("study `toy`: 2 of 4 trial(s) (")
+    assert summary.describe_best(built, planned=2).startswith("study `toy`: 2 trial(s) (")
 
 
 def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):

@@ -211,12 +211,14 @@ def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | N
     return summary if recorded is not None or summary.get("plan_hash") == plan_hash else None
 
 
-def describe_best(summary: dict[str, Any], budget_s: float | None = None) -> str:
+def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:
     """Human-readable lines about the best trial, for the end of a run; `budget_s`: the
-    study's time budget, when it ended the run (the trials did not end by themselves)."""
+    study's time budget, when it ended the run (the trials did not end by themselves);
+    `planned`: the shard's number of trials, said when a stop left some never started."""
     best = summary.get("best")
     counts = ", ".join(f"{n} {s.lower()}" for s, n in summary["status_counts"].items()) or "none"
-    lines = [f"study `{summary['study']}`: {summary['num_trials']} trial(s) ({counts}) "
+    of = f" of {planned}" if planned and planned > summary["num_trials"] else ""
+    lines = [f"study `{summary['study']}`: {summary['num_trials']}{of} trial(s) ({counts}) "
              f"in {summary['wall_s']:.1f} s"]
     if not summary["metrics"]:
         lines.append("the study has no objective: trials are not ranked")

@@ -366,6 +366,13 @@ def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, c
       "hpoc: terminated (SIGTERM)", "hpoc: signal during teardown: finishing it first"],
      "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***"),
     (["[hpoc] 00:00:18 | 2/2 trials finished"], None),
+    # the job stopped requeueing itself (runtime/walltime.py)
+    (["[hpoc] 00:09:50 | 0/2 trials finished | 2 running", "hpoc: time limit near (SIGUSR2): asking the study "
+      "to checkpoint and stop", "error: the walltime stopped 3 runs in a row before any trial reported an "
+      "epoch: not requeued, as the next run would do the same", "  help: raise `slurm.time`",
+      "hpoc: signal during teardown: finishing it first"],
+     "error: the walltime stopped 3 runs in a row before any trial reported an epoch: not requeued, as "
+     "the next run would do the same"),
     # The job went on after the warning; what failed next is why it ended.
     (["hpoc: warning: the check before Ray failed (exit 2); starting anyway",
       "/usr/bin/python3: Error while finding module specification for 'hpoc.runtime.cluster' "

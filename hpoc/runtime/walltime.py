@@ -35,7 +35,8 @@ def after_stop(exp: Path, progressed: bool) -> int:
 
 
 def message(idle: int) -> str:
-    return (f"[hpoc] the walltime stopped {idle} runs in a row before any trial reported an epoch: "
+    # `error: ` first: `hpoc status` takes such a line from the job's .err as why it ended
+    return (f"error: the walltime stopped {idle} runs in a row before any trial reported an epoch: "
             "not requeued, as the next run would do the same\n"
             "  help: raise `slurm.time` (or lower `resume.grace`), or make an epoch shorter; "
             "submitting again resumes the study")

@@ -42,6 +42,7 @@ import torch
 from hpoc.runtime.batches import TensorBatches, as_tensors, default_prepare, num_samples
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.strategy import Strategy
+from hpoc.runtime.summary import RAY_KEYS
 
 
 class TrainerError(Exception):
@@ -776,11 +777,8 @@ def _require_module(model: Any, hook: Any) -> Any:
     return model
 
 
-# A validation_step's own metric of one of these names would replace hpoc's or Tune's.
-_TAKEN_METRICS = {"val_loss", "val_accuracy", "train_loss", "epoch", "done", "training_iteration",
-                  "time_this_iter_s", "time_total_s", "time_since_restore", "timestamp", "trial_id",
-                  "iterations_since_restore", "should_checkpoint", "config", "date", "hostname",
-                  "node_ip", "pid"}
+# A validation_step's own metric of one of these names would replace hpoc's or Ray's.
+_TAKEN_METRICS = RAY_KEYS | {"val_loss", "val_accuracy", "train_loss", "epoch"}
 
 
 def _validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:

@@ -686,7 +686,7 @@ def test_numpy_float64_arrays_train_as_float32(tmp_path):
 def test_epochs_or_batch_size_inside_a_group_is_said_before_any_trial(tmp_path):
     """`data { batch_size = choice(16, 32) }`: the default loop reads `batch_size` at the
     config's top level, so every trial trained with 64 and the search searched nothing."""
-    from hpoc.runtime.hooks import warnings
+    from hpoc.runtime.hooks import trainer_warnings as warnings
 
     workdir = write_toy(tmp_path / "study")
     trainer = pipeline.import_target("toy:ToyTrainer", str(workdir))

@@ -90,9 +90,12 @@ def ignored_in_groups(cls: type, plan: dict[str, Any]) -> list[str]:
     return out
 
 
-def warnings(cls: type, plan: dict[str, Any] | None) -> list[str]:
-    """What `hpoc run` (as it starts) and `hpoc check --preflight` warn of in a trainer."""
-    return near_misses(cls) + (ignored_in_groups(cls, plan) if plan is not None else [])
+def trainer_warnings(trainer: Any, plan: dict[str, Any] | None) -> list[str]:
+    """What `hpoc run` (as it starts) and `hpoc check --preflight` warn of in a trainer
+    class (nothing for anything else: its import error is said elsewhere)."""
+    if not isinstance(trainer, type):
+        return []
+    return near_misses(trainer) + (ignored_in_groups(trainer, plan) if plan is not None else [])
 
 
 def data_missing(cls: type, plan: dict[str, Any]) -> bool:

@@ -100,9 +100,9 @@ for role in ("getter", "splitter", "trainer"):
         if role == "trainer":
             require_trainer_class(obj, step["target"], plan)
         out.append([True, role, f"`{step['target']}` imports"])
-        if role == "trainer" and isinstance(obj, type):  # what `hpoc run` warns of as it starts
-            from hpoc.runtime.hooks import warnings
-            out += [["warning", role, line] for line in warnings(obj, plan)]
+        if role == "trainer":  # what `hpoc run` warns of as it starts
+            from hpoc.runtime.hooks import trainer_warnings
+            out += [["warning", role, line] for line in trainer_warnings(obj, plan)]
     except PipelineError as exc:
         out.append([False, role, str(exc)])
         continue

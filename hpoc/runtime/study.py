@@ -133,7 +133,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # 1. Everything about the spec's code, before Ray.
         try:
             trainer_cls = pipeline.check_imports(plan).get("trainer")
-            for line in hooks.warnings(trainer_cls, plan) if isinstance(trainer_cls, type) else ():
+            for line in hooks.trainer_warnings(trainer_cls, plan):
                 say(stream, f"[hpoc] warning: trainer: {line}")
             search.require_search(plan)
             search.make_scheduler(plan)

@@ -490,8 +490,34 @@ def test_conditions_that_never_hold_or_repeat_values() -> None:
 def test_a_condition_on_a_parameter_whose_domain_is_wrong_is_not_a_second_error() -> None:
     """`choice(adam, sgd)` is one mistake (unquoted names): the condition on it said the
     parameter did not exist, sending the reader to look for a typo that is not there."""
-    src = BASE + 'space {\n  opt { name = choice("adam", sdg) }\n  m = uniform(0, 1) if opt.name == "adam"\n}\n'
+    src = BASE + 'space {\n  opt { name = choice("adam", None) }\n  m = uniform(0, 1) if opt.name == "adam"\n}\n'
     assert [(e.code, where(e)) for e in errors(src)] == [("HP203", (4, 31))]
+
+
+def test_a_bare_word_is_a_string_wherever_the_space_takes_a_value() -> None:
+    """`if opt == sgd` read the word as "sgd" while `choice(adam, sgd)` was refused: the
+    docs call a bare word the same as its string, so every value of the space does."""
+    src = BASE + ("space {\n  opt = choice(adam, sgd, torch.optim.SGD)\n  act = relu\n"
+                  "  m = uniform(0.5, 0.9) if opt in [sgd, torch.optim.SGD]\n  lr = uniform(0, 1)\n}\n"
+                  "objective minimize val_loss\ntrials { num_samples = 4 }\n"
+                  "search random { points_to_evaluate = [{ opt = sgd, m = 0.6, lr = 0.1 }] }\n")
+    plan = plan_of(src)
+    assert plan["space"]["params"][0]["args"] == {"categories": ["adam", "sgd", "torch.optim.SGD"]}
+    assert plan["space"]["params"][1]["condition"] == {"param": "opt", "values": ["sgd", "torch.optim.SGD"]}
+    assert plan["space"]["constants"] == {"act": "relu"}
+    assert plan["search"]["options"]["points_to_evaluate"] == [{"opt": "sgd", "m": 0.6, "lr": 0.1}]
+    assert plan_of(src.replace('choice(adam, sgd, torch.optim.SGD)', 'choice("adam", "sgd", "torch.optim.SGD")')
+                   )["space"] == plan["space"]
+    pbt = BASE + ("space { opt = choice(adam, sgd), lr = uniform(0, 1) }\nobjective minimize val_loss\n"
+                  "trials { num_samples = 4 }\nscheduler pbt { hyperparam_mutations { opt = [adam, sgd] } }\n")
+    assert plan_of(pbt)["scheduler"]["options"]["hyperparam_mutations"] == {"opt": ["adam", "sgd"]}
+    # Python's spellings stay refused, with the word to write: a string "True" would surprise
+    d = one_error(BASE + "space { flag = choice(True, false) }\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP203", (3, 23), "value of `choice` must be a literal value, not the name `True`", "write `true`")
+    d = one_error(BASE + "space { flag = choice(true, false), x = uniform(0, 1) if flag == True }\n")
+    assert (d.code, d.message, d.help) == ("HP203", "condition value must be a literal value, not the name `True`",
+                                           "write `true`")
 
 def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
     src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"

@@ -262,6 +262,17 @@ def list_of(kind: Kind, allow_single: bool = False) -> Kind:
 @_kind("a literal value")
 def literal(v: A.Value) -> Any:
     """Any literal: number, string, bool, null, list, map (durations become seconds)."""
+    return _literal(v, words=False)
+
+
+@_kind("a literal value")
+def space_value(v: A.Value) -> Any:
+    """A value a parameter takes (a constant, a `choice` value, a point, a mutation): a
+    literal, or a bare word as its string, as a condition reads it (`if opt == sgd`)."""
+    return _literal(v, words=True)
+
+
+def _literal(v: A.Value, words: bool) -> Any:
     if isinstance(v, (A.String, A.Number, A.Bool)):
         return v.value
     if isinstance(v, A.Null):
@@ -271,17 +282,20 @@ def literal(v: A.Value) -> Any:
     if isinstance(v, (A.Size, A.Clock)):
         return v.text
     if isinstance(v, A.List):
-        return [literal(i) for i in v.items]
+        return [_literal(i, words) for i in v.items]
     if isinstance(v, A.Map):
         out = {}
         for p in v.entries:
             if p.key in out:
                 raise Invalid(f"has the key `{p.key}` twice", None, p)
-            out[p.key] = literal(p.value)
+            out[p.key] = _literal(p.value, words)
         return out
     if isinstance(v, A.Ref):
-        help = f"write `{_PYTHON_WORDS[v.path]}`" if v.path in _PYTHON_WORDS else None
-        raise Invalid(f"must be a literal value, not {describe(v)}", help or f'quote it: "{v.path}"', v)
+        if v.path in _PYTHON_WORDS:  # Python's spelling: a string "True" would be a silent surprise
+            raise Invalid(f"must be a literal value, not {describe(v)}", f"write `{_PYTHON_WORDS[v.path]}`", v)
+        if words:
+            return v.path
+        raise Invalid(f"must be a literal value, not {describe(v)}", f'quote it: "{v.path}"', v)
     raise Invalid(f"must be a literal value, not {describe(v)}", None, v)
 
 

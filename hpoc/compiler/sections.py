@@ -355,7 +355,7 @@ class _Special:
             return {"domain": domain[0], "args": domain[1]} if domain else None
         if isinstance(value, A.List) and value.items:
             try:
-                return K.literal(value)
+                return K.space_value(value)
             except K.Invalid as exc:
                 self.ch.error(TYPE, f"mutation `{key}` {exc.msg}", (exc.node or value).span, help=exc.help)
                 return None

@@ -177,7 +177,7 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
     ok = True
     for node in nodes:
         try:
-            value = K.literal(node)
+            value = K.space_value(node)
         except K.Invalid as exc:
             ch.error(TYPE, f"value of `{call.func}` {exc.msg}", (exc.node or node).span, help=exc.help)
             ok = False
@@ -324,7 +324,7 @@ def _setting(
                  help=f"write `{value.path}(...)`")  # fmt: skip
         return
     try:
-        space.constants[name] = K.literal(value)
+        space.constants[name] = K.space_value(value)
         space.constant_spans[name] = item.span
     except K.Invalid as exc:
         ch.error(TYPE, f"`{name}` {exc.msg}", (exc.node or value).span, help=exc.help)
@@ -396,14 +396,12 @@ def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -
     values, ok = [], True
     seen: dict[tuple[str, str], A.Span | None] = {}
     for node in c.values:
-        value = node.path if isinstance(node, A.Ref) else None
-        if value is None:
-            try:
-                value = K.literal(node)
-            except K.Invalid as exc:
-                ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
-                ok = False
-                continue
+        try:
+            value = K.space_value(node)
+        except K.Invalid as exc:
+            ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
+            ok = False
+            continue
         tk = typed_key(value)
         if tk not in keys:
             words = [str(v) for v in cats if isinstance(v, str)]

@@ -91,7 +91,7 @@ LOG = ("loguniform", "qloguniform", "lograndint", "qlograndint")
 
 # ---------------------------------------------------------------------- searchers
 
-_POINTS = F(K.list_of(K.literal), None, doc="configs to evaluate first")
+_POINTS = F(K.list_of(K.space_value), None, doc="configs to evaluate first")
 # numpy's and the samplers' seeds are 32-bit: 0 .. 2**32 - 1.
 _SEED = F(K.optional(K.integer(0, 2**32 - 1)), None, doc="random seed (mapped to Ray's own argument name)")
 SEARCHERS: dict[str, dict[str, F]] = {

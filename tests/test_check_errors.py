@@ -494,6 +494,15 @@ def test_a_condition_on_a_parameter_whose_domain_is_wrong_is_not_a_second_error(
     assert [(e.code, where(e)) for e in errors(src)] == [("HP203", (4, 31))]
 
 
+def test_a_point_or_mutation_naming_a_parameter_whose_domain_is_wrong_is_not_a_second_error() -> None:
+    """`loguniform(0, ...)` is one mistake: the point and the mutation naming the parameter
+    said it was not in `space`, three errors for one."""
+    src = BASE + ("space { lr = loguniform(0, 0.1), epochs = 4 }\nobjective minimize val_loss\n"
+                  "trials { num_samples = 4 }\nsearch random { points_to_evaluate = [{ lr = 0.01 }] }\n")
+    for sched in ("pbt { hyperparam_mutations { lr = [0.1, 0.01] } }", "pb2 { hyperparam_bounds { lr = [0.01, 0.1] } }"):
+        assert [(e.code, where(e)) for e in errors(src + f"scheduler {sched}\n")] == [("HP302", (3, 25))], sched
+
+
 def test_a_bare_word_is_a_string_wherever_the_space_takes_a_value() -> None:
     """`if opt == sgd` read the word as "sgd" while `choice(adam, sgd)` was refused: the
     docs call a bare word the same as its string, so every value of the space does."""

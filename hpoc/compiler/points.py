@@ -45,6 +45,8 @@ def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | N
             kspan, vnode = nodes.get(key, (where, None))
             p = by_name.get(key)
             if p is None:
+                if key in space.invalid:  # its domain's error is reported: the name is not unknown
+                    continue
                 ch.error(UNKNOWN, f"{WHAT} sets `{key}`, which is not a searched parameter", kspan,
                          help=did_you_mean(key, by_name))  # fmt: skip
                 continue

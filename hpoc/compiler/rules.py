@@ -258,6 +258,8 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
             known = set(space.names())
             for pname in table:
                 param = space.param(pname)
+                if pname in space.invalid:
+                    continue  # its domain's error is reported: the name is not unknown
                 if pname not in known:
                     ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
                              ch.spans.get(f"scheduler.options.{key}.{pname}"),

@@ -755,6 +755,16 @@ def test_scheduler_consistency() -> None:
     assert (d.code, where(d), d.message) == ("HP201", (5, 69), "`hyperparam_mutations` names `bs`, which is not in `space`")
 
 
+def test_an_empty_mutation_table_is_the_default_not_an_empty_one() -> None:
+    """`hyperparam_bounds {}` was checked as absent but reached the plan as `{}`: the
+    runtime's PB2 then had no bounds and refused to start, after the job was queued."""
+    head = BASE + "objective minimize val_loss\nspace { lr = uniform(0.001, 0.1), epochs = 4 }\ntrials { num_samples = 4 }\n"
+    for sched, key in (("pb2", "hyperparam_bounds"), ("pbt", "hyperparam_mutations")):
+        plan = plan_of(head + f"scheduler {sched} {{ {key} {{}} }}\n")
+        assert plan["scheduler"] == plan_of(head + f"scheduler {sched}\n")["scheduler"], sched
+        assert plan["scheduler"]["options"][key] is None
+
+
 def test_pbt_plan() -> None:
     plan = plan_of(
         BASE + "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1), bs = choice(1, 2) }\n"

@@ -248,6 +248,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
         table = opts.get(key)
         if not table:  # the runtime then mutates every searched parameter
+            opts[key] = None  # `{}` too: PB2 given no bounds would refuse to start
             bounded = [p for p in space.params if "lower" in p.args and "upper" in p.args]
             if not (bounded if name == "pb2" else space.params):
                 what = "bounded numeric parameters" if name == "pb2" else "searched parameters"

@@ -33,6 +33,18 @@ def test_unknown_key_suggests_the_closest() -> None:
     assert d.help == "did you mean `max_concurrent`?"
 
 
+def test_another_algorithms_option_is_named_as_such_not_sent_to_a_section() -> None:
+    """`search nevergrad { seed = 1 }` was told "`seed` belongs in `training`", whose seed
+    makes trials deterministic and seeds no search."""
+    obj = "objective minimize val_loss\nspace { x = uniform(0, 1) }\n"
+    d = one_error(BASE + obj + "search nevergrad { seed = 1 }\n")
+    assert (d.code, where(d), d.message) == ("HP201", (5, 20), "unknown key `seed` in `search nevergrad`")
+    assert d.help == ("`search nevergrad` takes no `seed`; it is an option of `search random`, `search optuna`, "
+                      "`search hyperopt`, `search bayesopt`, `search hebo` or `search bohb`")
+    d = one_error(BASE + obj + "scheduler hyperband { grace_period = 1 }\n")
+    assert d.help == "`scheduler hyperband` takes no `grace_period`; it is an option of `scheduler asha` or `scheduler median`"
+
+
 def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     obj = "objective minimize val_loss\n"
     d = one_error(BASE + obj + "scheduler asha { max_t = 10, grace = 2 }\n")

@@ -143,6 +143,19 @@ def test_single_equals_in_condition() -> None:
     assert (d.line, d.col, d.help) == (1, 32, "compare with `==`")
 
 
+def test_conditions_joined_with_and_or_are_named_where_they_are_joined() -> None:
+    """`if a == 1 and b == 2` failed at the second `==`, "expected a name, a string, ...":
+    the grammar had read `and b` as a block."""
+    for src, col, word in (
+        ('space { m = uniform(0, 1) if opt == "adam" and lr == 1 }', 44, "and"),
+        ('space { m = uniform(0, 1) if opt == "a or b" or opt == "c" }', 46, "or"),
+        ("space { m = uniform(0, 1) if opt in [a] && x == 1 }", 41, "&&"),
+    ):
+        d = syntax_error(src)
+        assert (d.code, d.line, d.col, d.message) == ("HP101", 1, col, f"conditions cannot be combined with `{word}`"), src
+        assert d.help.startswith("a parameter depends on one condition")
+
+
 def test_mismatched_and_unmatched_brackets() -> None:
     d = syntax_error("space {\n  a = [1, 2 }")
     assert (d.line, d.col) == (2, 13)

@@ -540,6 +540,18 @@ def test_a_bare_word_is_a_string_wherever_the_space_takes_a_value() -> None:
     assert (d.code, d.message, d.help) == ("HP203", "condition value must be a literal value, not the name `True`",
                                            "write `true`")
 
+def test_a_hint_listing_a_long_choice_stays_one_readable_line() -> None:
+    """A condition or point off a `choice` of 5000 values got a 38,000-character help."""
+    values = ", ".join(str(i) for i in range(5000))
+    src = BASE + f"space {{ x = choice({values}), y = uniform(0, 1) if x == 99999 }}\n"
+    assert one_error(src).help == "`x` takes `0`, `1`, `2`, `3`, `4`, `5`, `6`, `7`, `8`, `9` or 4990 more"
+    src = BASE + (f"space {{ x = choice({values}) }}\nobjective minimize val_loss\ntrials {{ num_samples = 2 }}\n"
+                  "search random { points_to_evaluate = [{ x = -1 }] }\n")
+    assert one_error(src).help.endswith("`9` or 4990 more")
+    short = BASE + 'space { x = choice("a", "b"), y = uniform(0, 1) if x == "c" }\n'
+    assert one_error(short).help == '`x` takes `"a"` or `"b"`'
+
+
 def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
     src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"
     d = one_error(src)

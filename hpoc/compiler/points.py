@@ -65,7 +65,7 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
         cats = a.get("categories", a.get("values", []))
         if typed_key(value) not in {typed_key(c) for c in cats}:
             ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, not one of its `{p.domain}` values", span,
-                     help=f"`{p.name}` takes {one_of(_show(c) for c in cats)}")  # fmt: skip
+                     help=f"`{p.name}` takes {one_of((_show(c) for c in cats), limit=10)}")  # fmt: skip
         return
     whole = p.domain in T.INTEGER
     if not isinstance(value, (int, float)) or isinstance(value, bool) or (whole and not isinstance(value, int)):

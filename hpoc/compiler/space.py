@@ -408,7 +408,7 @@ def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -
             hint = did_you_mean(str(value), words) if isinstance(value, str) else None
             ch.error(
                 CONDITION, f"`{target}` never takes {K.describe(node)}", node.span,
-                help=hint or f"`{target}` takes {one_of(_show(v) for v in cats)}",
+                help=hint or f"`{target}` takes {one_of((_show(v) for v in cats), limit=10)}",
             )  # fmt: skip
             ok = False
         elif tk in seen:

@@ -57,6 +57,13 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
 
 
+def test_a_duration_written_as_a_walltime_or_quoted_gets_the_duration_to_write() -> None:
+    d = one_error(BASE + "trials { time_budget = 02:00:00 }\n")
+    assert (d.code, where(d), d.help) == ("HP203", (3, 24), "write `2h`")
+    assert one_error(BASE + "resume { grace = 1-01:30:05 }\n").help == "write `1d1h30m5s`"
+    assert one_error(BASE + 'trials { time_limit = "30m" }\n').help == "remove the quotes: 30m"
+
+
 def test_epochs_and_batch_size_are_whole_numbers_from_one() -> None:
     """`epochs = 2.5` trained 2 epochs silently; `batch_size = 0` failed every trial in Ray."""
     cases = {

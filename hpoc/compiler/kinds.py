@@ -217,7 +217,25 @@ def duration(v: A.Value) -> int | float:
         return v.seconds
     if isinstance(v, A.Number) and not isinstance(v.value, bool):
         return v.value
-    raise _wrong(v, "a duration such as `90m` or `2h`, or a number of seconds")
+    wrong = _wrong(v, "a duration such as `90m` or `2h`, or a number of seconds")
+    if isinstance(v, A.Clock):  # a walltime, as `slurm.time` takes it
+        from hpoc.compiler.sections import slurm_seconds
+
+        seconds = slurm_seconds(v.text)
+        wrong.help = f"write `{_duration_text(seconds)}`" if seconds else None
+    elif isinstance(v, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", v.value):
+        wrong.help = f"remove the quotes: {v.value}"
+    raise wrong
+
+
+def _duration_text(seconds: int) -> str:
+    """`5400` as `1h30m`: how a duration is written."""
+    parts, rest = [], seconds
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, rest = divmod(rest, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
 
 
 def positive_duration(allow_zero: bool = False) -> Kind:

@@ -358,7 +358,10 @@ def test_invalid_names_and_targets() -> None:
     d = one_error('study "t"\npipeline { trainer = t:T }\nstorage { name = "digits café" }\n')
     assert (d.code, where(d), d.message, d.help) == (
         "HP204", (3, 18), '`name` is not a valid experiment name: "digits café"',
-        "use letters, digits, `.`, `_` and `-` (it names directories and jobs)")
+        "use ASCII letters and digits, `.`, `_` and `-`, starting with a letter or digit (it names directories and jobs)")
+    # "été" is letters, and "_t" letters and `_`: the hint says what they are not
+    for name in ("été", "_t"):
+        assert one_error(f'study "{name}"\npipeline {{ trainer = t:T }}\n').help.startswith("use ASCII letters"), name
     d = one_error('study "t"\npipeline { trainer = Trainer }\n')
     assert (where(d), d.message) == ((2, 22), "`trainer` needs a module: `Trainer` alone cannot be imported")
     d = one_error('study "t"\npipeline { trainer = "düata:T" }\n')  # the plan's import paths are ASCII

@@ -35,7 +35,8 @@ class Rec:
 
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths and job names
-NAME_HELP = "use letters, digits, `.`, `_` and `-` (it names directories and jobs)"
+NAME_HELP = ("use ASCII letters and digits, `.`, `_` and `-`, starting with a letter or digit "
+             "(it names directories and jobs)")
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters

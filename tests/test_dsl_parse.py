@@ -156,6 +156,15 @@ def test_conditions_joined_with_and_or_are_named_where_they_are_joined() -> None
         assert d.help.startswith("a parameter depends on one condition")
 
 
+def test_an_unexpected_character_says_what_may_follow_there() -> None:
+    """After `2` in a call the lexer allowed `}`, `]`, names and strings (states shared with
+    maps and lists); the parser accepts only `,` or `)` there."""
+    d = syntax_error("space { t = randint(0, 2**40) }")
+    assert (d.code, d.col, d.message) == ("HP102", 25, "unexpected character `*`, expected `)` or `,`")
+    assert d.help == "values are literals, not expressions: write the result"
+    assert syntax_error("space { t = [1, 2/3] }").message == "unexpected character `/`, expected `]` or `,`"
+
+
 def test_mismatched_and_unmatched_brackets() -> None:
     d = syntax_error("space {\n  a = [1, 2 }")
     assert (d.line, d.col) == (2, 13)

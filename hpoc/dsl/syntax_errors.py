@@ -95,12 +95,19 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         msg, help = f"unexpected character {_describe_char(ch)}", "compare with `==` or `in`"
     else:
         msg = f"unexpected character {_describe_char(ch)}"
-        expected = _expected_words(exc.allowed or ())
+        allowed = set(exc.allowed or ())
+        try:  # the lexer's set merges the contexts that share a state (`}`, `]` inside a call)
+            allowed = set(exc.interactive_parser.accepts()) or allowed
+        except Exception:  # noqa: BLE001 - best effort, the lexer's set is still a hint
+            pass
+        expected = _expected_words(allowed)
         if expected:
             msg += f", expected {expected}"
         number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
         if number:
             help = f"write `{number.group(1)}`: numbers take no `+`"
+        elif ch in "*/+" and re.search(r"[\w.)]\s*$", text[: exc.pos_in_stream]):
+            help = "values are literals, not expressions: write the result"
     fail_at(text, file, msg, "HP102", exc.line, exc.column, help=help)
 
 

@@ -411,6 +411,20 @@ def test_domain_bounds() -> None:
         assert (d.code, where(d), d.message) == ("HP302", loc, msg), src
 
 
+def test_an_integer_domain_of_one_value_is_a_warning() -> None:
+    """`randint(1, 2)` reads as 1 or 2 but is always 1: the trials all train the same value."""
+    (w,) = warnings(BASE + "space { a = randint(1, 2) }\n")
+    assert (w.code, where(w), w.message) == ("HP810", (3, 13), "`randint(1, 2)` only ever gives 1")
+    assert w.help == "`randint`'s upper bound is exclusive: `randint(1, 3)` gives 1 and 2"
+    (w,) = warnings(BASE + "space { a = qlograndint(3, 5, 4) }\n")
+    assert w.message == "`qlograndint(3, 5, 4)` only ever gives 4"
+    for fine in ("randint(1, 3)", "qrandint(4, 8, 4)", "lograndint(1, 3)", "uniform(1, 2)"):
+        assert not warnings(BASE + f"space {{ a = {fine} }}\n"), fine
+    d = one_error(BASE + "space { a = randint(3, 3) }\n")
+    assert d.help == ("for the one value 3, write the constant `3` (`randint`'s upper bound is exclusive: "
+                      "`randint(3, 4)` also gives only 3)")
+
+
 def test_quantised_bounds_must_be_multiples_of_q() -> None:
     # Ray raises at the first sample (mid-run) for these; Optuna would step from `lower`.
     cases = [

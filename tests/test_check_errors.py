@@ -1119,6 +1119,9 @@ def test_slurm_values() -> None:
     )
     d = one_error(BASE + 'slurm { env = { "BAD-NAME" = "x" } }\n')
     assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
+    d = one_error(BASE + "slurm { env = { X = [1] } }\n")  # a list has no quotes to add
+    assert (d.message, d.help) == ("environment variable `X` must be a string or number, not a list", None)
+    assert errors(BASE + "slurm { env = { Y = auto } }\n")[0].help == 'quote it: "auto"'
     d = one_error(BASE + 'slurm { partition = "gpu\\nrm -rf /" }\n')
     assert (where(d), d.message) == ((3, 21), "`partition` must be one line without control characters")
     d = one_error(BASE + "slurm { mem = 64g }\n")  # lowercase: the number 64, then a name

@@ -343,7 +343,7 @@ class _Special:
         if isinstance(value, A.Number):
             return value.text or str(value.value)
         self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
-                      value.span, help=f'quote it: "{getattr(value, "path", "...")}"')  # fmt: skip
+                      value.span, help=f'quote it: "{value.path}"' if isinstance(value, A.Ref) else None)  # fmt: skip
         return None
 
     def mutation(self, key: str, value: A.Value, path: str) -> Any:

@@ -1481,6 +1481,19 @@ def test_cmaes_warns_about_parameters_it_leaves_to_random_sampling() -> None:
     assert not [w for w in warnings(BASE + space + "search optuna { sampler = tpe }\n") if "cmaes" in w.message]
 
 
+def test_gp_and_nsga2_warn_about_conditional_parameters_they_leave_to_random_sampling() -> None:
+    """Optuna's GPSampler and NSGAIISampler model the intersection search space: a
+    parameter some trials lack goes to their random sampler, every trial, with no word."""
+    space = ('space { lr = loguniform(1e-4, 1e-1), bs = choice(32, 64), '
+             'm = uniform(0, 1) if bs == 32 }\nobjective minimize val_loss\n')
+    for sampler in ("gp", "nsga2"):
+        ws = [w for w in warnings(BASE + space + f"search optuna {{ sampler = {sampler} }}\n") if w.code == "HP802"]
+        assert [where(w) for w in ws] == [(3, 63)], sampler  # `bs`, a choice, they model
+        assert ws[0].message == (f"optuna's `{sampler}` sampler picks `m` at random: it models only parameters "
+                                 "that every trial has")
+        assert ws[0].help == "use `sampler = tpe`, which models conditional parameters too"
+
+
 def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:
     # Ray logs an error at every checkpoint and ranks them all -inf: `keep` keeps arbitrary ones
     obj = "objective minimize val_loss\n"

@@ -209,6 +209,12 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
             ch.warn(WARN_SEARCH, f"optuna's `cmaes` sampler picks `{p.name}` at random: CMA-ES models only "
                                  "numeric parameters that every trial has", where,
                     help="use `sampler = tpe`, which models choices and conditional parameters too")  # fmt: skip
+        elif alg == "optuna" and opts.get("sampler") in ("gp", "nsga2") and p.condition:
+            # GPSampler and NSGAIISampler model the parameters every trial has (Optuna's
+            # intersection search space); the others go to their random sampler
+            ch.warn(WARN_SEARCH, f"optuna's `{opts['sampler']}` sampler picks `{p.name}` at random: it models "
+                                 "only parameters that every trial has", where,
+                    help="use `sampler = tpe`, which models conditional parameters too")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
     if not space.params and not space.invalid and alg not in ("random", "grid"):

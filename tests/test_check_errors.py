@@ -83,6 +83,13 @@ def test_epochs_and_batch_size_are_whole_numbers_from_one() -> None:
         assert errors(BASE + f"space {{ {fine} }}\nobjective minimize val_loss\n") == [], fine
 
 
+def test_an_epochs_value_that_is_an_error_brings_no_scheduler_warning() -> None:
+    """`epochs = 0` is one mistake; ASHA's "grace_period (1) is not below epochs (0)" was a second."""
+    for epochs in ("0", "-2", "choice(0, 4)"):
+        src = BASE + f"space {{ epochs = {epochs} }}\nobjective minimize val_loss\ntrials {{ num_samples = 4 }}\n"
+        assert [d.code for d in diagnostics(src + "scheduler asha { max_t = 3 }\n")] == ["HP203"], epochs
+
+
 def test_an_objective_whose_name_says_the_other_direction_is_a_warning() -> None:
     """`maximize val_loss` searches for the worst models and ranks them first, silently."""
     (w,) = warnings(BASE + "objective maximize val_loss\n")

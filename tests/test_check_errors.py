@@ -1074,6 +1074,9 @@ def test_shards() -> None:
     assert (d.code, where(d), d.message) == ("HP503", (4, 17), "4 shards but only 2 trials: some shards would be empty")
     d = one_error(BASE + "trials { num_samples = 1 }\nslurm { array { shards = 2 } }\n")
     assert d.message == "2 shards but only 1 trial: some shards would be empty"
+    # `num_samples = 0` is the mistake; the default 1 standing in for it makes no second one
+    d = one_error(BASE + "trials { num_samples = 0 }\nslurm { array { shards = 2 } }\n")
+    assert d.message == "`num_samples` must be at least 1 (got 0)"
     d = one_error(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 2, parallel = 3 } }\n")
     assert (where(d), d.message) == ((4, 29), "`parallel` (3) cannot exceed `shards` (2)")
     plan = plan_of(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 4, parallel = 2 } }\n")

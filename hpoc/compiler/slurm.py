@@ -137,7 +137,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                  ch.spans.get("slurm.array.parallel"))  # fmt: skip
         parallel = count
     trials = total_trials(out) if grid_bound(out["space"]) <= T.MAX_GRID_POINTS else count  # else HP304
-    if trials < count:
+    if trials < count and "trials.num_samples" not in ch.invalid:  # not the default standing in for an error
         ch.error(SHARDS, f"{count} shards but only {trials} trial{'s' if trials != 1 else ''}: some shards would be empty",
                  ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip

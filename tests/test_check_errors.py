@@ -1094,6 +1094,19 @@ def test_shards() -> None:
     assert "trials: 8 (1 × a grid of 8); each 1 worker × 1 CPU, ddp" in summarize(plan_of(BASE + grid))
 
 
+def test_a_slurm_count_or_grace_that_is_an_error_is_not_judged_again_by_its_default() -> None:
+    """`nodes = "2"` is one mistake: the default 1 standing in for it made the trial not
+    fit; a wrong `grace` made the default 120 s warn about the walltime."""
+    head = BASE + "objective minimize val_loss\nspace { lr = uniform(0, 1), epochs = 4 }\n"
+    cases = {
+        'resources { workers = 2, cpus_per_worker = 4 }\nslurm { nodes = "2", cpus_per_node = 4 }\n': (6, 17),
+        'resources { workers = "2", gpus_per_worker = 1 }\nslurm { gpus_per_node = 1, nodes = 2 }\n': (5, 23),
+        'trials { num_samples = 8 }\nresume { grace = "5m" }\nslurm { time = 4m }\n': (6, 18),
+    }
+    for tail, at in cases.items():
+        assert [(d.code, where(d)) for d in diagnostics(head + tail)] == [("HP203", at)], tail
+
+
 def test_a_job_array_beyond_slurms_default_max_array_size_warns() -> None:
     """MaxArraySize defaults to 1001 (indices 0-1000): sbatch refuses `--array=0-1500` there."""
     (w,) = warnings(BASE + "trials { num_samples = 3000 }\nslurm { array { shards = 1500 } }\n")

@@ -1334,6 +1334,10 @@ def test_checkpoint_score_defaults_and_errors() -> None:
     assert plan["checkpoint"] == {"every": 1, "keep": 2, "score_attribute": "val_accuracy", "score_order": "max"}
     d = one_error(BASE + "checkpoint { score_attribute = \"f1\" }\n")
     assert (where(d), d.message) == ((3, 14), "`score_order` is needed: `f1` is not an objective metric")
+    # "" names no metric: one error there, not a missing score_order and an unreported ``
+    d = one_error(BASE + 'checkpoint { score_attribute = "" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 32), "`score_attribute` must not be empty")
+    assert [d.code for d in diagnostics(BASE + 'checkpoint { score_attribute = "" }\n')] == ["HP204"]
 
 
 def test_metric_names_may_be_bare_as_in_objective() -> None:

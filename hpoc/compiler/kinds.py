@@ -170,7 +170,7 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True,
 
 def metric(pattern: str | None = None) -> Kind:
     """A metric name: bare (`val_loss`) as in `objective`, or quoted ("val/loss")."""
-    text = string(pattern, "metric name")
+    text = string(pattern, "metric name", blank=False)  # "" names nothing Ray could report
 
     @_kind("a metric name")
     def conv(v: A.Value) -> str:

@@ -64,6 +64,13 @@ def test_a_duration_written_as_a_walltime_or_quoted_gets_the_duration_to_write()
     assert one_error(BASE + 'trials { time_limit = "30m" }\n').help == "remove the quotes: 30m"
 
 
+def test_a_quoted_or_capitalised_boolean_gets_the_word_to_write() -> None:
+    d = one_error(BASE + 'training { compile = "true" }\n')
+    assert (d.code, where(d), d.help) == ("HP203", (3, 22), "write `true`, without quotes")
+    assert one_error(BASE + 'training { data_on_device = "False" }\n').help == "write `false`, without quotes"
+    assert one_error(BASE + "training { data_on_device = True }\n").help == "write `true`"
+
+
 def test_epochs_and_batch_size_are_whole_numbers_from_one() -> None:
     """`epochs = 2.5` trained 2 epochs silently; `batch_size = 0` failed every trial in Ray."""
     cases = {

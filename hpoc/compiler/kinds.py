@@ -69,6 +69,8 @@ def _wrong(v: A.Value, expects: str) -> Invalid:
         help = f"remove the quotes: {v.value}"
     if isinstance(v, A.Ref) and v.path in _PYTHON_WORDS:
         help = f"write `{_PYTHON_WORDS[v.path]}`"
+    if isinstance(v, A.String) and "`true`" in expects and v.value.strip().lower() in ("true", "false"):
+        help = f"write `{v.value.strip().lower()}`, without quotes"
     return Invalid(f"must be {expects}, not {describe(v)}", help, v)
 
 
@@ -206,6 +208,8 @@ def enum(values: Iterable[Any]) -> Kind:
         if isinstance(word, str) and word in words:
             return word
         help = did_you_mean(word, words) if isinstance(word, str) else None
+        if isinstance(word, str) and word.strip().lower() in ("true", "false") and any(isinstance(c, bool) for c in choices):
+            help = f"write `{word.strip().lower()}`" + (", without quotes" if isinstance(v, A.String) else "")
         raise Invalid(f"must be {conv.expects}, not {describe(v)}", help, v)  # type: ignore[attr-defined]
 
     return conv

@@ -183,8 +183,12 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{close[0]}`?" if close else None
 
 
-def one_of(candidates: Iterable[str]) -> str:
+def one_of(candidates: Iterable[str], limit: int | None = None) -> str:
+    """"`a`, `b` or `c`"; past `limit` items, the first ones and how many more (a `choice`
+    may list thousands of values: its hint stays one readable line)."""
     items = [f"`{c}`" for c in candidates]
+    if limit is not None and len(items) > limit:
+        return ", ".join(items[:limit]) + f" or {len(items) - limit} more"
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " or " + items[-1]

@@ -33,6 +33,18 @@ def test_unknown_key_suggests_the_closest() -> None:
     assert d.help == "did you mean `max_concurrent`?"
 
 
+def test_another_algorithms_option_is_named_as_such_not_sent_to_a_section() -> None:
+    """`search nevergrad { seed = 1 }` was told "`seed` belongs in `training`", whose seed
+    makes trials deterministic and seeds no search."""
+    obj = "objective minimize val_loss\nspace { x = uniform(0, 1) }\n"
+    d = one_error(BASE + obj + "search nevergrad { seed = 1 }\n")
+    assert (d.code, where(d), d.message) == ("HP201", (5, 20), "unknown key `seed` in `search nevergrad`")
+    assert d.help == ("`search nevergrad` takes no `seed`; it is an option of `search random`, `search optuna`, "
+                      "`search hyperopt`, `search bayesopt`, `search hebo` or `search bohb`")
+    d = one_error(BASE + obj + "scheduler hyperband { grace_period = 1 }\n")
+    assert d.help == "`scheduler hyperband` takes no `grace_period`; it is an option of `scheduler asha` or `scheduler median`"
+
+
 def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     obj = "objective minimize val_loss\n"
     d = one_error(BASE + obj + "scheduler asha { max_t = 10, grace = 2 }\n")
@@ -43,6 +55,20 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     assert (w.code, w.help) == ("HP801", "did you mean `val_loss`?")
     d = one_error(BASE + obj + "space { bs = uniform(1, 2) }\nscheduler pb2 { hyperparam_bounds { bs = [1] } }\n")
     assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
+
+
+def test_a_duration_written_as_a_walltime_or_quoted_gets_the_duration_to_write() -> None:
+    d = one_error(BASE + "trials { time_budget = 02:00:00 }\n")
+    assert (d.code, where(d), d.help) == ("HP203", (3, 24), "write `2h`")
+    assert one_error(BASE + "resume { grace = 1-01:30:05 }\n").help == "write `1d1h30m5s`"
+    assert one_error(BASE + 'trials { time_limit = "30m" }\n').help == "remove the quotes: 30m"
+
+
+def test_a_quoted_or_capitalised_boolean_gets_the_word_to_write() -> None:
+    d = one_error(BASE + 'training { compile = "true" }\n')
+    assert (d.code, where(d), d.help) == ("HP203", (3, 22), "write `true`, without quotes")
+    assert one_error(BASE + 'training { data_on_device = "False" }\n').help == "write `false`, without quotes"
+    assert one_error(BASE + "training { data_on_device = True }\n").help == "write `true`"
 
 
 def test_epochs_and_batch_size_are_whole_numbers_from_one() -> None:
@@ -62,6 +88,13 @@ def test_epochs_and_batch_size_are_whole_numbers_from_one() -> None:
     for fine in ("epochs = 3", "epochs = choice(2, 4)", "batch_size = qrandint(16, 64, 16)",
                  "batch_size = grid(8, 16)", "data.batch_size = 0.5"):  # a group's: not the loop's
         assert errors(BASE + f"space {{ {fine} }}\nobjective minimize val_loss\n") == [], fine
+
+
+def test_an_epochs_value_that_is_an_error_brings_no_scheduler_warning() -> None:
+    """`epochs = 0` is one mistake; ASHA's "grace_period (1) is not below epochs (0)" was a second."""
+    for epochs in ("0", "-2", "choice(0, 4)"):
+        src = BASE + f"space {{ epochs = {epochs} }}\nobjective minimize val_loss\ntrials {{ num_samples = 4 }}\n"
+        assert [d.code for d in diagnostics(src + "scheduler asha { max_t = 3 }\n")] == ["HP203"], epochs
 
 
 def test_an_objective_whose_name_says_the_other_direction_is_a_warning() -> None:
@@ -339,7 +372,10 @@ def test_invalid_names_and_targets() -> None:
     d = one_error('study "t"\npipeline { trainer = t:T }\nstorage { name = "digits café" }\n')
     assert (d.code, where(d), d.message, d.help) == (
         "HP204", (3, 18), '`name` is not a valid experiment name: "digits café"',
-        "use letters, digits, `.`, `_` and `-` (it names directories and jobs)")
+        "use ASCII letters and digits, `.`, `_` and `-`, starting with a letter or digit (it names directories and jobs)")
+    # "été" is letters, and "_t" letters and `_`: the hint says what they are not
+    for name in ("été", "_t"):
+        assert one_error(f'study "{name}"\npipeline {{ trainer = t:T }}\n').help.startswith("use ASCII letters"), name
     d = one_error('study "t"\npipeline { trainer = Trainer }\n')
     assert (where(d), d.message) == ((2, 22), "`trainer` needs a module: `Trainer` alone cannot be imported")
     d = one_error('study "t"\npipeline { trainer = "düata:T" }\n')  # the plan's import paths are ASCII
@@ -387,6 +423,20 @@ def test_domain_bounds() -> None:
     for src, loc, msg in cases:
         d = one_error(BASE + f"space {{ {src} }}\n")
         assert (d.code, where(d), d.message) == ("HP302", loc, msg), src
+
+
+def test_an_integer_domain_of_one_value_is_a_warning() -> None:
+    """`randint(1, 2)` reads as 1 or 2 but is always 1: the trials all train the same value."""
+    (w,) = warnings(BASE + "space { a = randint(1, 2) }\n")
+    assert (w.code, where(w), w.message) == ("HP810", (3, 13), "`randint(1, 2)` only ever gives 1")
+    assert w.help == "`randint`'s upper bound is exclusive: `randint(1, 3)` gives 1 and 2"
+    (w,) = warnings(BASE + "space { a = qlograndint(3, 5, 4) }\n")
+    assert w.message == "`qlograndint(3, 5, 4)` only ever gives 4"
+    for fine in ("randint(1, 3)", "qrandint(4, 8, 4)", "lograndint(1, 3)", "uniform(1, 2)"):
+        assert not warnings(BASE + f"space {{ a = {fine} }}\n"), fine
+    d = one_error(BASE + "space { a = randint(3, 3) }\n")
+    assert d.help == ("for the one value 3, write the constant `3` (`randint`'s upper bound is exclusive: "
+                      "`randint(3, 4)` also gives only 3)")
 
 
 def test_quantised_bounds_must_be_multiples_of_q() -> None:
@@ -490,8 +540,55 @@ def test_conditions_that_never_hold_or_repeat_values() -> None:
 def test_a_condition_on_a_parameter_whose_domain_is_wrong_is_not_a_second_error() -> None:
     """`choice(adam, sgd)` is one mistake (unquoted names): the condition on it said the
     parameter did not exist, sending the reader to look for a typo that is not there."""
-    src = BASE + 'space {\n  opt { name = choice("adam", sdg) }\n  m = uniform(0, 1) if opt.name == "adam"\n}\n'
+    src = BASE + 'space {\n  opt { name = choice("adam", None) }\n  m = uniform(0, 1) if opt.name == "adam"\n}\n'
     assert [(e.code, where(e)) for e in errors(src)] == [("HP203", (4, 31))]
+
+
+def test_a_point_or_mutation_naming_a_parameter_whose_domain_is_wrong_is_not_a_second_error() -> None:
+    """`loguniform(0, ...)` is one mistake: the point and the mutation naming the parameter
+    said it was not in `space`, three errors for one."""
+    src = BASE + ("space { lr = loguniform(0, 0.1), epochs = 4 }\nobjective minimize val_loss\n"
+                  "trials { num_samples = 4 }\nsearch random { points_to_evaluate = [{ lr = 0.01 }] }\n")
+    for sched in ("pbt { hyperparam_mutations { lr = [0.1, 0.01] } }", "pb2 { hyperparam_bounds { lr = [0.01, 0.1] } }"):
+        assert [(e.code, where(e)) for e in errors(src + f"scheduler {sched}\n")] == [("HP302", (3, 25))], sched
+
+
+def test_a_bare_word_is_a_string_wherever_the_space_takes_a_value() -> None:
+    """`if opt == sgd` read the word as "sgd" while `choice(adam, sgd)` was refused: the
+    docs call a bare word the same as its string, so every value of the space does."""
+    src = BASE + ("space {\n  opt = choice(adam, sgd, torch.optim.SGD)\n  act = relu\n"
+                  "  m = uniform(0.5, 0.9) if opt in [sgd, torch.optim.SGD]\n  lr = uniform(0, 1)\n}\n"
+                  "objective minimize val_loss\ntrials { num_samples = 4 }\n"
+                  "search random { points_to_evaluate = [{ opt = sgd, m = 0.6, lr = 0.1 }] }\n")
+    plan = plan_of(src)
+    assert plan["space"]["params"][0]["args"] == {"categories": ["adam", "sgd", "torch.optim.SGD"]}
+    assert plan["space"]["params"][1]["condition"] == {"param": "opt", "values": ["sgd", "torch.optim.SGD"]}
+    assert plan["space"]["constants"] == {"act": "relu"}
+    assert plan["search"]["options"]["points_to_evaluate"] == [{"opt": "sgd", "m": 0.6, "lr": 0.1}]
+    assert plan_of(src.replace('choice(adam, sgd, torch.optim.SGD)', 'choice("adam", "sgd", "torch.optim.SGD")')
+                   )["space"] == plan["space"]
+    pbt = BASE + ("space { opt = choice(adam, sgd), lr = uniform(0, 1) }\nobjective minimize val_loss\n"
+                  "trials { num_samples = 4 }\nscheduler pbt { hyperparam_mutations { opt = [adam, sgd] } }\n")
+    assert plan_of(pbt)["scheduler"]["options"]["hyperparam_mutations"] == {"opt": ["adam", "sgd"]}
+    # Python's spellings stay refused, with the word to write: a string "True" would surprise
+    d = one_error(BASE + "space { flag = choice(True, false) }\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP203", (3, 23), "value of `choice` must be a literal value, not the name `True`", "write `true`")
+    d = one_error(BASE + "space { flag = choice(true, false), x = uniform(0, 1) if flag == True }\n")
+    assert (d.code, d.message, d.help) == ("HP203", "condition value must be a literal value, not the name `True`",
+                                           "write `true`")
+
+def test_a_hint_listing_a_long_choice_stays_one_readable_line() -> None:
+    """A condition or point off a `choice` of 5000 values got a 38,000-character help."""
+    values = ", ".join(str(i) for i in range(5000))
+    src = BASE + f"space {{ x = choice({values}), y = uniform(0, 1) if x == 99999 }}\n"
+    assert one_error(src).help == "`x` takes `0`, `1`, `2`, `3`, `4`, `5`, `6`, `7`, `8`, `9` or 4990 more"
+    src = BASE + (f"space {{ x = choice({values}) }}\nobjective minimize val_loss\ntrials {{ num_samples = 2 }}\n"
+                  "search random { points_to_evaluate = [{ x = -1 }] }\n")
+    assert one_error(src).help.endswith("`9` or 4990 more")
+    short = BASE + 'space { x = choice("a", "b"), y = uniform(0, 1) if x == "c" }\n'
+    assert one_error(short).help == '`x` takes `"a"` or `"b"`'
+
 
 def test_condition_on_a_bool_choice_keeps_types_apart() -> None:
     src = BASE + "space {\n  flag = choice(true, false)\n  x = uniform(0, 1) if flag == 1\n}\n"
@@ -718,6 +815,16 @@ def test_scheduler_consistency() -> None:
         "scheduler pbt { hyperparam_mutations { lr = loguniform(1e-4, 1e-1), bs = [1, 2] } }\n"
     )
     assert (d.code, where(d), d.message) == ("HP201", (5, 69), "`hyperparam_mutations` names `bs`, which is not in `space`")
+
+
+def test_an_empty_mutation_table_is_the_default_not_an_empty_one() -> None:
+    """`hyperparam_bounds {}` was checked as absent but reached the plan as `{}`: the
+    runtime's PB2 then had no bounds and refused to start, after the job was queued."""
+    head = BASE + "objective minimize val_loss\nspace { lr = uniform(0.001, 0.1), epochs = 4 }\ntrials { num_samples = 4 }\n"
+    for sched, key in (("pb2", "hyperparam_bounds"), ("pbt", "hyperparam_mutations")):
+        plan = plan_of(head + f"scheduler {sched} {{ {key} {{}} }}\n")
+        assert plan["scheduler"] == plan_of(head + f"scheduler {sched}\n")["scheduler"], sched
+        assert plan["scheduler"]["options"][key] is None
 
 
 def test_pbt_plan() -> None:
@@ -974,6 +1081,9 @@ def test_shards() -> None:
     assert (d.code, where(d), d.message) == ("HP503", (4, 17), "4 shards but only 2 trials: some shards would be empty")
     d = one_error(BASE + "trials { num_samples = 1 }\nslurm { array { shards = 2 } }\n")
     assert d.message == "2 shards but only 1 trial: some shards would be empty"
+    # `num_samples = 0` is the mistake; the default 1 standing in for it makes no second one
+    d = one_error(BASE + "trials { num_samples = 0 }\nslurm { array { shards = 2 } }\n")
+    assert d.message == "`num_samples` must be at least 1 (got 0)"
     d = one_error(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 2, parallel = 3 } }\n")
     assert (where(d), d.message) == ((4, 29), "`parallel` (3) cannot exceed `shards` (2)")
     plan = plan_of(BASE + "trials { num_samples = 8 }\nslurm { array { shards = 4, parallel = 2 } }\n")
@@ -989,6 +1099,19 @@ def test_shards() -> None:
     from hpoc.compiler.summary import summarize
 
     assert "trials: 8 (1 × a grid of 8); each 1 worker × 1 CPU, ddp" in summarize(plan_of(BASE + grid))
+
+
+def test_a_slurm_count_or_grace_that_is_an_error_is_not_judged_again_by_its_default() -> None:
+    """`nodes = "2"` is one mistake: the default 1 standing in for it made the trial not
+    fit; a wrong `grace` made the default 120 s warn about the walltime."""
+    head = BASE + "objective minimize val_loss\nspace { lr = uniform(0, 1), epochs = 4 }\n"
+    cases = {
+        'resources { workers = 2, cpus_per_worker = 4 }\nslurm { nodes = "2", cpus_per_node = 4 }\n': (6, 17),
+        'resources { workers = "2", gpus_per_worker = 1 }\nslurm { gpus_per_node = 1, nodes = 2 }\n': (5, 23),
+        'trials { num_samples = 8 }\nresume { grace = "5m" }\nslurm { time = 4m }\n': (6, 18),
+    }
+    for tail, at in cases.items():
+        assert [(d.code, where(d)) for d in diagnostics(head + tail)] == [("HP203", at)], tail
 
 
 def test_a_job_array_beyond_slurms_default_max_array_size_warns() -> None:
@@ -1026,6 +1149,9 @@ def test_slurm_values() -> None:
     )
     d = one_error(BASE + 'slurm { env = { "BAD-NAME" = "x" } }\n')
     assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
+    d = one_error(BASE + "slurm { env = { X = [1] } }\n")  # a list has no quotes to add
+    assert (d.message, d.help) == ("environment variable `X` must be a string or number, not a list", None)
+    assert errors(BASE + "slurm { env = { Y = auto } }\n")[0].help == 'quote it: "auto"'
     d = one_error(BASE + 'slurm { partition = "gpu\\nrm -rf /" }\n')
     assert (where(d), d.message) == ((3, 21), "`partition` must be one line without control characters")
     d = one_error(BASE + "slurm { mem = 64g }\n")  # lowercase: the number 64, then a name
@@ -1215,6 +1341,10 @@ def test_checkpoint_score_defaults_and_errors() -> None:
     assert plan["checkpoint"] == {"every": 1, "keep": 2, "score_attribute": "val_accuracy", "score_order": "max"}
     d = one_error(BASE + "checkpoint { score_attribute = \"f1\" }\n")
     assert (where(d), d.message) == ((3, 14), "`score_order` is needed: `f1` is not an objective metric")
+    # "" names no metric: one error there, not a missing score_order and an unreported ``
+    d = one_error(BASE + 'checkpoint { score_attribute = "" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 32), "`score_attribute` must not be empty")
+    assert [d.code for d in diagnostics(BASE + 'checkpoint { score_attribute = "" }\n')] == ["HP204"]
 
 
 def test_metric_names_may_be_bare_as_in_objective() -> None:
@@ -1383,6 +1513,19 @@ def test_cmaes_warns_about_parameters_it_leaves_to_random_sampling() -> None:
     assert ws[0].message == ("optuna's `cmaes` sampler picks `bs` at random: CMA-ES models only numeric "
                              "parameters that every trial has")
     assert not [w for w in warnings(BASE + space + "search optuna { sampler = tpe }\n") if "cmaes" in w.message]
+
+
+def test_gp_and_nsga2_warn_about_conditional_parameters_they_leave_to_random_sampling() -> None:
+    """Optuna's GPSampler and NSGAIISampler model the intersection search space: a
+    parameter some trials lack goes to their random sampler, every trial, with no word."""
+    space = ('space { lr = loguniform(1e-4, 1e-1), bs = choice(32, 64), '
+             'm = uniform(0, 1) if bs == 32 }\nobjective minimize val_loss\n')
+    for sampler in ("gp", "nsga2"):
+        ws = [w for w in warnings(BASE + space + f"search optuna {{ sampler = {sampler} }}\n") if w.code == "HP802"]
+        assert [where(w) for w in ws] == [(3, 63)], sampler  # `bs`, a choice, they model
+        assert ws[0].message == (f"optuna's `{sampler}` sampler picks `m` at random: it models only parameters "
+                                 "that every trial has")
+        assert ws[0].help == "use `sampler = tpe`, which models conditional parameters too"
 
 
 def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:

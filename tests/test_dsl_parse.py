@@ -143,6 +143,28 @@ def test_single_equals_in_condition() -> None:
     assert (d.line, d.col, d.help) == (1, 32, "compare with `==`")
 
 
+def test_conditions_joined_with_and_or_are_named_where_they_are_joined() -> None:
+    """`if a == 1 and b == 2` failed at the second `==`, "expected a name, a string, ...":
+    the grammar had read `and b` as a block."""
+    for src, col, word in (
+        ('space { m = uniform(0, 1) if opt == "adam" and lr == 1 }', 44, "and"),
+        ('space { m = uniform(0, 1) if opt == "a or b" or opt == "c" }', 46, "or"),
+        ("space { m = uniform(0, 1) if opt in [a] && x == 1 }", 41, "&&"),
+    ):
+        d = syntax_error(src)
+        assert (d.code, d.line, d.col, d.message) == ("HP101", 1, col, f"conditions cannot be combined with `{word}`"), src
+        assert d.help.startswith("a parameter depends on one condition")
+
+
+def test_an_unexpected_character_says_what_may_follow_there() -> None:
+    """After `2` in a call the lexer allowed `}`, `]`, names and strings (states shared with
+    maps and lists); the parser accepts only `,` or `)` there."""
+    d = syntax_error("space { t = randint(0, 2**40) }")
+    assert (d.code, d.col, d.message) == ("HP102", 25, "unexpected character `*`, expected `)` or `,`")
+    assert d.help == "values are literals, not expressions: write the result"
+    assert syntax_error("space { t = [1, 2/3] }").message == "unexpected character `/`, expected `]` or `,`"
+
+
 def test_mismatched_and_unmatched_brackets() -> None:
     d = syntax_error("space {\n  a = [1, 2 }")
     assert (d.line, d.col) == (2, 13)

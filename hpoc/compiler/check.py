@@ -30,7 +30,7 @@ WARN_METRIC, WARN_SEARCH, WARN_FILE, WARN_RESOURCES = "HP801", "HP802", "HP803",
 TRAINER_VALUES = ("epochs", "max_epochs", "num_epochs", "lr", "learning_rate", "batch_size", "weight_decay",
                   "momentum", "optimizer", "dropout")
 WARN_SCHEDULE, WARN_ARRAY, WARN_TIME, WARN_WALLTIME = "HP805", "HP806", "HP807", "HP808"
-WARN_DIRECTION = "HP809"
+WARN_DIRECTION, WARN_ONE_VALUE = "HP809", "HP810"
 
 
 @dataclass
@@ -225,6 +225,13 @@ class Checker:
             # Ray's own argument names: here the study's objective says both, once for all.
             help = ("the search and the scheduler use the study's objective (its first metric): "
                     "`objective minimize val_loss` or `objective maximize val_accuracy`")
+        kind, _, name = where.strip("`").partition(" ")
+        algorithms = {"search": T.SEARCHERS, "scheduler": T.SCHEDULERS}.get(kind, {})
+        others = [f"{kind} {n}" for n, opts in algorithms.items() if key in opts and n != name]
+        if help is None and others:
+            # another algorithm's option, not the section of the same name (`training.seed`
+            # makes trials deterministic; it does not seed nevergrad's search)
+            help = f"{where} takes no `{key}`; it is an option of {one_of(others)}"
         if help is None:
             home = T.key_home(key)
             if home and home not in where:

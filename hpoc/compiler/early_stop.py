@@ -34,13 +34,17 @@ POPULATION_KEEP = 4
 
 
 def epochs_of(space: Space) -> int | None:
-    """The most epochs a trial runs, when the space says (`epochs` constant or choices)."""
+    """The most epochs a trial runs, when the space says (`epochs` constant or choices);
+    None for a value that is an error already (`epochs = 0`): no warnings follow from it."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
     value = space.constants.get("epochs")
-    if isinstance(value, int) and not isinstance(value, bool):
+    if whole(value):
         return value
     p = space.param("epochs")
     options = p and (p.args.get("categories") or p.args.get("values"))
-    if options and all(isinstance(v, int) and not isinstance(v, bool) for v in options):
+    if options and all(whole(v) for v in options):
         return max(options)
     return None
 

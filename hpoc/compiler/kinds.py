@@ -69,6 +69,8 @@ def _wrong(v: A.Value, expects: str) -> Invalid:
         help = f"remove the quotes: {v.value}"
     if isinstance(v, A.Ref) and v.path in _PYTHON_WORDS:
         help = f"write `{_PYTHON_WORDS[v.path]}`"
+    if isinstance(v, A.String) and "`true`" in expects and v.value.strip().lower() in ("true", "false"):
+        help = f"write `{v.value.strip().lower()}`, without quotes"
     return Invalid(f"must be {expects}, not {describe(v)}", help, v)
 
 
@@ -170,7 +172,7 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True,
 
 def metric(pattern: str | None = None) -> Kind:
     """A metric name: bare (`val_loss`) as in `objective`, or quoted ("val/loss")."""
-    text = string(pattern, "metric name")
+    text = string(pattern, "metric name", blank=False)  # "" names nothing Ray could report
 
     @_kind("a metric name")
     def conv(v: A.Value) -> str:
@@ -206,6 +208,8 @@ def enum(values: Iterable[Any]) -> Kind:
         if isinstance(word, str) and word in words:
             return word
         help = did_you_mean(word, words) if isinstance(word, str) else None
+        if isinstance(word, str) and word.strip().lower() in ("true", "false") and any(isinstance(c, bool) for c in choices):
+            help = f"write `{word.strip().lower()}`" + (", without quotes" if isinstance(v, A.String) else "")
         raise Invalid(f"must be {conv.expects}, not {describe(v)}", help, v)  # type: ignore[attr-defined]
 
     return conv
@@ -217,7 +221,25 @@ def duration(v: A.Value) -> int | float:
         return v.seconds
     if isinstance(v, A.Number) and not isinstance(v.value, bool):
         return v.value
-    raise _wrong(v, "a duration such as `90m` or `2h`, or a number of seconds")
+    wrong = _wrong(v, "a duration such as `90m` or `2h`, or a number of seconds")
+    if isinstance(v, A.Clock):  # a walltime, as `slurm.time` takes it
+        from hpoc.compiler.sections import slurm_seconds
+
+        seconds = slurm_seconds(v.text)
+        wrong.help = f"write `{_duration_text(seconds)}`" if seconds else None
+    elif isinstance(v, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", v.value):
+        wrong.help = f"remove the quotes: {v.value}"
+    raise wrong
+
+
+def _duration_text(seconds: int) -> str:
+    """`5400` as `1h30m`: how a duration is written."""
+    parts, rest = [], seconds
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, rest = divmod(rest, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
 
 
 def positive_duration(allow_zero: bool = False) -> Kind:
@@ -262,6 +284,17 @@ def list_of(kind: Kind, allow_single: bool = False) -> Kind:
 @_kind("a literal value")
 def literal(v: A.Value) -> Any:
     """Any literal: number, string, bool, null, list, map (durations become seconds)."""
+    return _literal(v, words=False)
+
+
+@_kind("a literal value")
+def space_value(v: A.Value) -> Any:
+    """A value a parameter takes (a constant, a `choice` value, a point, a mutation): a
+    literal, or a bare word as its string, as a condition reads it (`if opt == sgd`)."""
+    return _literal(v, words=True)
+
+
+def _literal(v: A.Value, words: bool) -> Any:
     if isinstance(v, (A.String, A.Number, A.Bool)):
         return v.value
     if isinstance(v, A.Null):
@@ -271,17 +304,20 @@ def literal(v: A.Value) -> Any:
     if isinstance(v, (A.Size, A.Clock)):
         return v.text
     if isinstance(v, A.List):
-        return [literal(i) for i in v.items]
+        return [_literal(i, words) for i in v.items]
     if isinstance(v, A.Map):
         out = {}
         for p in v.entries:
             if p.key in out:
                 raise Invalid(f"has the key `{p.key}` twice", None, p)
-            out[p.key] = literal(p.value)
+            out[p.key] = _literal(p.value, words)
         return out
     if isinstance(v, A.Ref):
-        help = f"write `{_PYTHON_WORDS[v.path]}`" if v.path in _PYTHON_WORDS else None
-        raise Invalid(f"must be a literal value, not {describe(v)}", help or f'quote it: "{v.path}"', v)
+        if v.path in _PYTHON_WORDS:  # Python's spelling: a string "True" would be a silent surprise
+            raise Invalid(f"must be a literal value, not {describe(v)}", f"write `{_PYTHON_WORDS[v.path]}`", v)
+        if words:
+            return v.path
+        raise Invalid(f"must be a literal value, not {describe(v)}", f'quote it: "{v.path}"', v)
     raise Invalid(f"must be a literal value, not {describe(v)}", None, v)
 
 

@@ -45,6 +45,8 @@ def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | N
             kspan, vnode = nodes.get(key, (where, None))
             p = by_name.get(key)
             if p is None:
+                if key in space.invalid:  # its domain's error is reported: the name is not unknown
+                    continue
                 ch.error(UNKNOWN, f"{WHAT} sets `{key}`, which is not a searched parameter", kspan,
                          help=did_you_mean(key, by_name))  # fmt: skip
                 continue
@@ -63,7 +65,7 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
         cats = a.get("categories", a.get("values", []))
         if typed_key(value) not in {typed_key(c) for c in cats}:
             ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, not one of its `{p.domain}` values", span,
-                     help=f"`{p.name}` takes {one_of(_show(c) for c in cats)}")  # fmt: skip
+                     help=f"`{p.name}` takes {one_of((_show(c) for c in cats), limit=10)}")  # fmt: skip
         return
     whole = p.domain in T.INTEGER
     if not isinstance(value, (int, float)) or isinstance(value, bool) or (whole and not isinstance(value, int)):

@@ -209,6 +209,12 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
             ch.warn(WARN_SEARCH, f"optuna's `cmaes` sampler picks `{p.name}` at random: CMA-ES models only "
                                  "numeric parameters that every trial has", where,
                     help="use `sampler = tpe`, which models choices and conditional parameters too")  # fmt: skip
+        elif alg == "optuna" and opts.get("sampler") in ("gp", "nsga2") and p.condition:
+            # GPSampler and NSGAIISampler model the parameters every trial has (Optuna's
+            # intersection search space); the others go to their random sampler
+            ch.warn(WARN_SEARCH, f"optuna's `{opts['sampler']}` sampler picks `{p.name}` at random: it models "
+                                 "only parameters that every trial has", where,
+                    help="use `sampler = tpe`, which models conditional parameters too")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
     if not space.params and not space.invalid and alg not in ("random", "grid"):
@@ -248,6 +254,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
         table = opts.get(key)
         if not table:  # the runtime then mutates every searched parameter
+            opts[key] = None  # `{}` too: PB2 given no bounds would refuse to start
             bounded = [p for p in space.params if "lower" in p.args and "upper" in p.args]
             if not (bounded if name == "pb2" else space.params):
                 what = "bounded numeric parameters" if name == "pb2" else "searched parameters"
@@ -258,6 +265,8 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
             known = set(space.names())
             for pname in table:
                 param = space.param(pname)
+                if pname in space.invalid:
+                    continue  # its domain's error is reported: the name is not unknown
                 if pname not in known:
                     ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
                              ch.spans.get(f"scheduler.options.{key}.{pname}"),

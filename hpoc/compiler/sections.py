@@ -343,7 +343,7 @@ class _Special:
         if isinstance(value, A.Number):
             return value.text or str(value.value)
         self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
-                      value.span, help=f'quote it: "{getattr(value, "path", "...")}"')  # fmt: skip
+                      value.span, help=f'quote it: "{value.path}"' if isinstance(value, A.Ref) else None)  # fmt: skip
         return None
 
     def mutation(self, key: str, value: A.Value, path: str) -> Any:
@@ -355,7 +355,7 @@ class _Special:
             return {"domain": domain[0], "args": domain[1]} if domain else None
         if isinstance(value, A.List) and value.items:
             try:
-                return K.literal(value)
+                return K.space_value(value)
             except K.Invalid as exc:
                 self.ch.error(TYPE, f"mutation `{key}` {exc.msg}", (exc.node or value).span, help=exc.help)
                 return None

@@ -38,7 +38,10 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
     if s["cpus_per_node"] is None:
         s["cpus_per_node"] = max(1, math.ceil(spread * cpw + driver))
     gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
-    if s["gpu_type"] is not None and gpn == 0:  # `--gres=gpu:a100:0` asks for nothing
+    # A count that is an error already has its default standing in: no fit is judged on it.
+    counts_known = not ch.invalid & {"slurm.nodes", "slurm.gpus_per_node", "slurm.cpus_per_node",
+                                     "resources.workers", "resources.cpus_per_worker", "resources.gpus_per_worker"}
+    if s["gpu_type"] is not None and gpn == 0 and counts_known:  # `--gres=gpu:a100:0` asks for nothing
         ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but the job asks for no GPUs',
                  ch.spans.get("slurm.gpu_type"), notes=("`slurm.gpus_per_node` is 0",),
                  help="set `gpus_per_node` (or `gpus_per_worker` in `resources`), or remove `gpu_type`")  # fmt: skip
@@ -47,7 +50,9 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                  ch.spans.get("slurm.gpu_type"),
                  help="remove `gpu_type`, or set `gpu_request` to `gres` or `per_node`")  # fmt: skip
     gspan = ch.spans.get("resources.gpus_per_worker")
-    if gpw > 0 and gpn == 0:
+    if not counts_known:
+        pass
+    elif gpw > 0 and gpn == 0:
         ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
                  gspan, notes=("`slurm.gpus_per_node` is 0",),
                  help="set `gpus_per_node` in `slurm`, or `gpus_per_worker = 0`")  # fmt: skip
@@ -84,7 +89,9 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
     t = s.pop("time")
     s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
     grace = out["resume"]["grace_s"]
-    if out["resume"]["enabled"] and grace < 1:  # `--signal=B:USR2@0` would never warn the job
+    if "resume.grace" in ch.invalid:
+        pass  # its error is reported; the default standing in says nothing of the walltime
+    elif out["resume"]["enabled"] and grace < 1:  # `--signal=B:USR2@0` would never warn the job
         ch.error(SLURM_TIME, "resume needs a `grace` of at least 1 s to save before the walltime",
                  ch.spans.get("resume.grace"), help="the default is 2m; or set `enabled = false`")  # fmt: skip
     elif s["time_s"] is not None and out["resume"]["enabled"] and grace >= s["time_s"]:
@@ -137,7 +144,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                  ch.spans.get("slurm.array.parallel"))  # fmt: skip
         parallel = count
     trials = total_trials(out) if grid_bound(out["space"]) <= T.MAX_GRID_POINTS else count  # else HP304
-    if trials < count:
+    if trials < count and "trials.num_samples" not in ch.invalid:  # not the default standing in for an error
         ch.error(SHARDS, f"{count} shards but only {trials} trial{'s' if trials != 1 else ''}: some shards would be empty",
                  ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
                  help="lower `shards` or raise `trials.num_samples`")  # fmt: skip

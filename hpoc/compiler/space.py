@@ -8,7 +8,7 @@ from typing import Any
 
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, Checker
+from hpoc.compiler.check import BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ONE_VALUE, Checker
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import on_grid, typed_key
@@ -112,10 +112,11 @@ def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, An
     ok = True
     func = call.func
     if "lower" in args and args["lower"] >= args["upper"]:
-        ok = bad(
-            f"`lower` must be less than `upper` in `{func}` (got {args['lower']} and {args['upper']})",
-            "upper", help="swap the bounds" if args["lower"] > args["upper"] else None,
-        )  # fmt: skip
+        lo = args["lower"]
+        help = "swap the bounds" if lo > args["upper"] else f"for the one value {lo}, write the constant `{lo}`"
+        if lo == args["upper"] and func in ("randint", "lograndint"):
+            help += f" (`{func}`'s upper bound is exclusive: `{func}({lo}, {lo + 1})` also gives only {lo})"
+        ok = bad(f"`lower` must be less than `upper` in `{func}` (got {lo} and {args['upper']})", "upper", help=help)
     if func in T.LOG and args["lower"] <= 0:
         ok = bad(
             f"`{func}` needs `lower` > 0 (got {args['lower']})", "lower",
@@ -130,7 +131,25 @@ def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, An
         ok = bad(f"`sd` must be positive (got {args['sd']})", "sd")
     if ok and "q" in args and "lower" in args:
         ok = _quantum(bad, func, args)
+    if ok and func in T.INTEGER:
+        _one_value(ch, call, args)
     return ok
+
+
+def _one_value(ch: Checker, call: A.Call, args: dict[str, Any]) -> None:
+    """An integer domain that holds one value searches nothing: `randint(1, 2)` is always 1
+    (its upper bound is exclusive), `qrandint(1, 5, 4)` always 4."""
+    lo, hi, q = args["lower"], args["upper"], args.get("q", 1)
+    if call.func in ("randint", "lograndint"):
+        first, count = lo, hi - lo
+        help = f"`{call.func}`'s upper bound is exclusive: `{call.func}({lo}, {hi + 1})` gives {lo} and {hi}"
+    else:
+        first = -(-lo // q) * q  # the first multiple of q from lo (integers: no float rounding)
+        count = (hi - first) // q + 1
+        help = f"values are the multiples of `q` = {q} between the bounds; widen them or use a smaller `q`"
+    if count == 1:
+        shown = ", ".join(str(args[k]) for k in ("lower", "upper", "q") if k in args)
+        ch.warn(WARN_ONE_VALUE, f"`{call.func}({shown})` only ever gives {first}", call.span, help=help)
 
 
 def _quantum(bad: Any, func: str, args: dict[str, Any]) -> bool:
@@ -177,7 +196,7 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
     ok = True
     for node in nodes:
         try:
-            value = K.literal(node)
+            value = K.space_value(node)
         except K.Invalid as exc:
             ch.error(TYPE, f"value of `{call.func}` {exc.msg}", (exc.node or node).span, help=exc.help)
             ok = False
@@ -324,7 +343,7 @@ def _setting(
                  help=f"write `{value.path}(...)`")  # fmt: skip
         return
     try:
-        space.constants[name] = K.literal(value)
+        space.constants[name] = K.space_value(value)
         space.constant_spans[name] = item.span
     except K.Invalid as exc:
         ch.error(TYPE, f"`{name}` {exc.msg}", (exc.node or value).span, help=exc.help)
@@ -396,21 +415,19 @@ def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -
     values, ok = [], True
     seen: dict[tuple[str, str], A.Span | None] = {}
     for node in c.values:
-        value = node.path if isinstance(node, A.Ref) else None
-        if value is None:
-            try:
-                value = K.literal(node)
-            except K.Invalid as exc:
-                ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
-                ok = False
-                continue
+        try:
+            value = K.space_value(node)
+        except K.Invalid as exc:
+            ch.error(TYPE, f"condition value {exc.msg}", node.span, help=exc.help)
+            ok = False
+            continue
         tk = typed_key(value)
         if tk not in keys:
             words = [str(v) for v in cats if isinstance(v, str)]
             hint = did_you_mean(str(value), words) if isinstance(value, str) else None
             ch.error(
                 CONDITION, f"`{target}` never takes {K.describe(node)}", node.span,
-                help=hint or f"`{target}` takes {one_of(_show(v) for v in cats)}",
+                help=hint or f"`{target}` takes {one_of((_show(v) for v in cats), limit=10)}",
             )  # fmt: skip
             ok = False
         elif tk in seen:

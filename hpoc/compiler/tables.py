@@ -35,7 +35,8 @@ class Rec:
 
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths and job names
-NAME_HELP = "use letters, digits, `.`, `_` and `-` (it names directories and jobs)"
+NAME_HELP = ("use ASCII letters and digits, `.`, `_` and `-`, starting with a letter or digit "
+             "(it names directories and jobs)")
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
@@ -91,7 +92,7 @@ LOG = ("loguniform", "qloguniform", "lograndint", "qlograndint")
 
 # ---------------------------------------------------------------------- searchers
 
-_POINTS = F(K.list_of(K.literal), None, doc="configs to evaluate first")
+_POINTS = F(K.list_of(K.space_value), None, doc="configs to evaluate first")
 # numpy's and the samplers' seeds are 32-bit: 0 .. 2**32 - 1.
 _SEED = F(K.optional(K.integer(0, 2**32 - 1)), None, doc="random seed (mapped to Ray's own argument name)")
 SEARCHERS: dict[str, dict[str, F]] = {

@@ -60,12 +60,31 @@ def fail_at(
     fail(d.with_source(text))
 
 
+# `if a == 1 and b == 2`: the grammar takes `and b` for a block and fails at the `==` after it.
+_COMBINED = re.compile(r"\bif\s+[\w.]+\s*(?:==|in\b)[^#]*?\s(and|or|&&|\|\|)(?=\s)")
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+
+
+def combined_condition(text: str, file: str, line: int) -> None:
+    """Fail at an `and`/`or` that joins two conditions on `line`: the language has none."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return
+    masked = _STRING.sub(lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', lines[line - 1])
+    m = _COMBINED.search(masked.split("#", 1)[0])
+    if m:
+        fail_at(text, file, f"conditions cannot be combined with `{m.group(1)}`", "HP101", line, m.start(1) + 1,
+                width=len(m.group(1)), help="a parameter depends on one condition: `if p == v`, or `if p in [v, w]` "
+                "for several values of one parameter")
+
+
 def _describe_char(ch: str) -> str:
     return f"`{ch}`" if ch.isprintable() and ch != "`" else repr(ch)
 
 
 def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
     """Fail for a character that starts no token (Lark's `UnexpectedCharacters`)."""
+    combined_condition(text, file, exc.line)
     ch = exc.char
     help = None
     if ch == '"':
@@ -76,12 +95,19 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         msg, help = f"unexpected character {_describe_char(ch)}", "compare with `==` or `in`"
     else:
         msg = f"unexpected character {_describe_char(ch)}"
-        expected = _expected_words(exc.allowed or ())
+        allowed = set(exc.allowed or ())
+        try:  # the lexer's set merges the contexts that share a state (`}`, `]` inside a call)
+            allowed = set(exc.interactive_parser.accepts()) or allowed
+        except Exception:  # noqa: BLE001 - best effort, the lexer's set is still a hint
+            pass
+        expected = _expected_words(allowed)
         if expected:
             msg += f", expected {expected}"
         number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
         if number:
             help = f"write `{number.group(1)}`: numbers take no `+`"
+        elif ch in "*/+" and re.search(r"[\w.)]\s*$", text[: exc.pos_in_stream]):
+            help = "values are literals, not expressions: write the result"
     fail_at(text, file, msg, "HP102", exc.line, exc.column, help=help)
 
 
@@ -123,6 +149,8 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
         expected = set(exc.interactive_parser.accepts()) or expected
     except Exception:  # noqa: BLE001 - best effort, the plain set is still right
         pass
+    if tok is not None and tok.type != "$END":
+        combined_condition(text, file, tok.line)
     glued = _glued_suffix(text, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0)
     if glued is not None:
         line, col, width, msg, help = glued

@@ -731,10 +731,31 @@ def test_points_to_evaluate_need_only_parameters_whose_condition_chain_holds() -
         "  j = uniform(0, 1) if k == 2\n}\n"
         "search optuna { points_to_evaluate = [%s] }\n"
     )
-    # `k` is set but inactive (opt is adam), so `j` below it does not exist either.
-    assert plan_of(src % '{ opt = "adam", k = 2 }')["search"]["options"]["points_to_evaluate"]
+    # with opt = adam, `k` does not exist, nor `j` below it: the point needs neither
+    assert plan_of(src % '{ opt = "adam" }')["search"]["options"]["points_to_evaluate"] == [{"opt": "adam"}]
     got = [e.message for e in errors(src % '{ opt = "sgd", k = 2 }')]
     assert got == ["an entry of `points_to_evaluate` has no value for `j`"]
+
+
+def test_a_point_may_not_set_a_parameter_its_own_values_switch_off() -> None:
+    # The searcher drops such a value without a word: the trial would run without it.
+    src = BASE + (
+        "objective minimize val_loss\n"
+        "space {\n  opt = choice(adam, sgd)\n  k = choice(1, 2) if opt == sgd\n"
+        "  j = uniform(0, 1) if k in [2]\n}\n"
+        "search optuna { points_to_evaluate = [%s] }\ntrials { num_samples = 2 }\n"
+    )
+    errs = errors(src % "{ opt = adam, k = 2 }, { opt = sgd, k = 1, j = 0.5 }")
+    assert [(e.code, where(e), e.message, e.help) for e in errs] == [
+        ("HP204", (9, 53), "`points_to_evaluate` sets `k`, which does not exist in this point: it exists only "
+                           'when `opt` is "sgd", and the point sets `opt = "adam"`',
+         'remove `k` from this point, or set `opt` to "sgd"'),
+        ("HP204", (9, 82), "`points_to_evaluate` sets `j`, which does not exist in this point: it exists only "
+                           "when `k` is 2, and the point sets `k = 1`",
+         "remove `j` from this point, or set `k` to 2"),
+    ]
+    d = one_error(src % "{ opt = adam, j = 0.5 }")
+    assert d.message.endswith("it exists only when `k` is 2, and the point has no `k` in use")
 
 
 def test_searcher_warnings() -> None:

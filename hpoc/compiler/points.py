@@ -51,7 +51,11 @@ def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | N
                          help=did_you_mean(key, by_name))  # fmt: skip
                 continue
             _value(ch, p, value, (vnode.span if vnode is not None else None) or kspan)
-        for p in _active(space, flat):
+        active = _active(space, flat)
+        for p in space.params:
+            if p.name in flat and p.condition is not None and p not in active:
+                _inactive(ch, p, flat, nodes.get(p.name, (where, None))[0])
+        for p in active:
             if p.name not in flat:
                 ch.error(MISSING, f"an entry of {WHAT} has no value for `{p.name}`", where,
                          help=f"add `{p.name} = ...`: a point sets every parameter that exists in it")  # fmt: skip
@@ -86,6 +90,18 @@ def _value(ch: Checker, p: Param, value: Any, span: A.Span | None) -> None:
         near = round(value / a["q"]) * a["q"]
         ch.error(VALUE, f"`{p.name}` in {WHAT} is {_show(value)}, not a multiple of `q` = {a['q']}", span,
                  help=f"the values of `{p.domain}` are multiples of `q`: write {_show(round(near, 12))}")  # fmt: skip
+
+
+def _inactive(ch: Checker, p: Param, flat: dict[str, Any], span: A.Span | None) -> None:
+    """A value for a parameter whose condition the point's own values make false: the
+    searcher drops it without a word, so the trial runs without what the user wrote."""
+    cond = p.condition or {}
+    parent = cond.get("param")
+    wants = " or ".join(_show(v) for v in cond.get("values", ()))
+    has = f"sets `{parent} = {_show(flat[parent])}`" if parent in flat else f"has no `{parent}` in use"
+    ch.error(VALUE, f"{WHAT} sets `{p.name}`, which does not exist in this point: it exists only when "
+                    f"`{parent}` is {wants}, and the point {has}", span,
+             help=f"remove `{p.name}` from this point, or set `{parent}` to {wants}")  # fmt: skip
 
 
 def _active(space: Space, flat: dict[str, Any]) -> list[Param]:

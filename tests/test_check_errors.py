@@ -955,6 +955,31 @@ def test_a_distributed_trial_leaves_room_for_its_driver() -> None:
     assert plan["slurm"]["cpus_per_node"] == 3  # the default has room too
 
 
+@pytest.mark.parametrize("resources, slurm, cap, held, help", [
+    # 0.7 of a GPU each: one trial per GPU, not two (the CPUs hold 8)
+    ("gpus_per_worker = 0.7", "gpus_per_node = 1, cpus_per_node = 8", 2, 1,
+     "or, for 2 at once, lower `gpus_per_worker` to 0.5 (trials share a GPU)"),
+    # the default `cpus_per_node` is sized for one trial
+    ("gpus_per_worker = 0.5", "gpus_per_node = 1", 2, 1, "or, for 2 at once, raise `slurm.cpus_per_node` to 2"),
+    ("gpus_per_worker = 0.6", "gpus_per_node = 1", 3, 1, "or, for 3 at once, raise `slurm.cpus_per_node` to 3 "
+                                                       "and lower `gpus_per_worker` to 0.33 (trials share a GPU)"),
+    ("workers = 2, gpus_per_worker = 1", "nodes = 2, gpus_per_node = 2, cpus_per_node = 16", 3, 2,
+     "or, for 3 at once, raise `slurm.gpus_per_node` or `slurm.nodes`"),
+    # two workers and their driver's 0.01 CPU: 8 CPUs hold three trials, not four
+    ("workers = 2, cpus_per_worker = 1", "cpus_per_node = 8", 4, 3,
+     "or, for 4 at once, raise `slurm.cpus_per_node` to 9"),
+])  # fmt: skip
+def test_max_concurrent_above_what_the_job_holds_is_a_warning(resources, slurm, cap, held, help) -> None:
+    """Ray queues the trials that do not fit without a word: the user asked for more at once."""
+    src = BASE + f"resources {{ {resources} }}\nslurm {{ {slurm} }}\ntrials {{ max_concurrent = %d }}\n"
+    [w] = warnings(src % cap)
+    assert (w.code, where(w)) == ("HP804", (5, 10))
+    assert w.message.startswith(f"`max_concurrent = {cap}`, but the job holds {held} trial(s) at once (")
+    assert w.message.endswith("): the others wait")
+    assert w.help == f"lower `max_concurrent` to {held}; {help}"
+    assert not warnings(src % held)
+
+
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
     from hpoc.runtime.session import DRIVER_CPU

@@ -10,13 +10,40 @@ import shlex
 from typing import Any
 
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_TIME,
-                                  WARN_WALLTIME, Checker)
+from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
+                                  WARN_TIME, WARN_WALLTIME, Checker)
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
 
 MIN_RUN_S = 180  # seconds of a job before its walltime signal, below which HP808 warns
+
+
+def _concurrency(ch: Checker, out: dict[str, Any], nodes: int, cpn: float, gpn: int, per_node: int) -> None:
+    """`max_concurrent` above what the job holds at once: Ray queues the rest without a word
+    (0.7 of a GPU each is one trial per GPU, not two; the default `cpus_per_node` fits one trial)."""
+    r, cap = out["resources"], out["trials"]["max_concurrent"]
+    workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
+    driver = T.TRIAL_DRIVER_CPU if workers > 1 else 0
+    cpus = workers * cpw + driver  # one trial's
+    held = min(per_node * nodes // workers, math.floor(nodes * cpn / cpus + 1e-9))
+    if cap is None or cap <= held:
+        return
+    each = f"{fmt_number(cpw)} CPU" + ("s" if cpw != 1 else "")
+    if gpw:
+        each += f", {fmt_number(gpw)} GPU" + ("s" if gpw != 1 else "")
+    each = f"{workers} workers × ({each})" if workers > 1 else each
+    fixes = []  # what makes room for `cap` trials, all of them together
+    if min(math.floor(cpn / cpw + 1e-9) * nodes // workers, math.floor(nodes * cpn / cpus + 1e-9)) < cap:
+        fixes.append(f"raise `slurm.cpus_per_node` to {math.ceil(max(math.ceil(cap * workers / nodes) * cpw, cap * cpus / nodes) - 1e-9)}")
+    if gpw and math.floor(gpn / gpw + 1e-9) * nodes // workers < cap:
+        share = math.floor(gpn / math.ceil(cap / nodes) * 100 + 1e-9) / 100  # two decimals, rounded down to fit
+        fixes.append(f"lower `gpus_per_worker` to {fmt_number(share)} (trials share a GPU)"
+                     if workers == 1 and share >= 1 / 16 else "raise `slurm.gpus_per_node` or `slurm.nodes`")
+    help = f"lower `max_concurrent` to {held}; or, for {cap} at once, {' and '.join(fixes)}"
+    ch.warn(WARN_RESOURCES, f"`max_concurrent = {cap}`, but the job holds {held} trial(s) at once "
+                            f"({each} each; {nodes} node(s) × ({fmt_number(cpn)} CPUs, {gpn} GPUs)): "
+                            "the others wait", ch.spans.get("trials.max_concurrent"), help=help)  # fmt: skip
 
 
 def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
@@ -86,6 +113,8 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                 help="leave room for the driver: lower `cpus_per_worker` or raise `slurm.cpus_per_node`"
                 if by_driver else "lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
             )  # fmt: skip
+        else:
+            _concurrency(ch, out, nodes, cpn, gpn, per_node)
     t = s.pop("time")
     s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
     grace = out["resume"]["grace_s"]

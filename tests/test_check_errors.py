@@ -288,6 +288,20 @@ def test_a_stop_key_nobody_reports(tmp_path) -> None:
     (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'val_f1': 1})\n", encoding="utf-8")
     assert not [d for d in diagnostics(src % "val_f1 = 0.9", str(tmp_path)) if d.severity == "warning"]
 
+
+@pytest.mark.parametrize("stop", ["training_iteration = 0", "epoch = 0.5", "time_total_s = 0"])
+def test_a_stop_every_first_report_reaches_is_a_warning(stop: str) -> None:
+    """`training_iteration = 0` reads like "no limit"; Ray ends every trial at its first report."""
+    src = BASE + "space { epochs = 3 }\nobjective minimize val_loss\ntrials { stop = { %s } }\n"
+    (w,) = warnings(src % stop)
+    key, value = stop.split(" = ")
+    assert (w.code, where(w)) == ("HP805", (5, 19))
+    assert w.message == (f"`stop = {{ {stop} }}` ends every trial at its first report "
+                         f"(Ray stops a trial once `{key}` reaches {value})")
+    assert w.help == f"remove `{key}` from `stop` for no limit"
+    assert not warnings(src % "training_iteration = 1, epoch = 1, time_total_s = 0.5")
+
+
 def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
     d = one_error(BASE + "objective minimize val_loss\nscheduler asha { metric = val_accuracy }\n")
     assert (d.code, where(d), d.message) == ("HP201", (4, 18), "unknown key `metric` in `scheduler asha`")

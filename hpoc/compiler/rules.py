@@ -149,11 +149,23 @@ def _objective_direction(ch: Checker, out: dict[str, Any]) -> None:
                      "this warning can be ignored)")  # fmt: skip
 
 
+# Counters every report carries, and their least value in a trial's first report: a `stop`
+# at or below it ends each trial there (`training_iteration = 0` reads like "no limit").
+_COUNTERS = {"training_iteration": 1, "epoch": 1, "time_total_s": 0}
+
+
 def _stop_on_objective(ch: Checker, out: dict[str, Any]) -> None:
     """Ray ends a trial once a result *reaches* a `stop` value (>=). On a minimised metric
     that is almost always meant the other way round (`stop = { loss = 0.1 }`): trials whose
     loss starts above 0.1 would all end at their first report."""
     stop = out["trials"].get("stop") or {}
+    for key, first in _COUNTERS.items():
+        limit = stop.get(key)
+        if isinstance(limit, (int, float)) and not isinstance(limit, bool) and (limit < first or limit <= 0):
+            ch.warn(WARN_SCHEDULE, f"`stop = {{ {key} = {limit:g} }}` ends every trial at its first report "
+                    f"(Ray stops a trial once `{key}` reaches {limit:g})",
+                    ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
+                    help=f"remove `{key}` from `stop` for no limit")  # fmt: skip
     for m in out["objective"]["metrics"]:
         limit = stop.get(m["name"])
         if m["mode"] == "min" and isinstance(limit, (int, float)) and not isinstance(limit, bool):

@@ -435,3 +435,15 @@ def test_a_fix_for_a_setting_names_the_key_the_config_used(tmp_path: Path) -> No
     d = next(e for e in diagnose(tmp_path, text) if e.code == "HP401")
     assert (d.message, d.help) == ("`scheduler: {name: pbt}` copies checkpoints between trials, but "
                                    "`checkpoint_freq` is 0", "set `checkpoint_freq: 1`")
+
+
+def test_a_misspelt_domain_type_is_an_error_not_a_constant_mapping(tmp_path: Path) -> None:
+    """`tpye: uniform` would hand every trial the dict `{tpye: uniform, min: ..., max: ...}`
+    as its learning rate; a mapping of constants (`opt: {name: adam}`) stays one."""
+    text = seed_with("type: uniform", "tpye: uniform").replace(
+        "epochs: 20", "epochs: 20\n              opt: {name: adam, momentum: 0.9}\n"
+                      "              sched: {step: {Type: choice, options: [1, 2]}}")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.col) for e in errs] == [("HP201", 24, 17), ("HP201", 29, 30)]
+    assert errs[0].message == "unknown key `tpye` in `learning_rate`" and errs[0].help == "did you mean `type`?"
+    assert errs[1].message == "unknown key `Type` in `sched.step`"

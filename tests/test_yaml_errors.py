@@ -447,3 +447,17 @@ def test_a_misspelt_domain_type_is_an_error_not_a_constant_mapping(tmp_path: Pat
     assert [(e.code, e.line, e.col) for e in errs] == [("HP201", 24, 17), ("HP201", 29, 30)]
     assert errs[0].message == "unknown key `tpye` in `learning_rate`" and errs[0].help == "did you mean `type`?"
     assert errs[1].message == "unknown key `Type` in `sched.step`"
+
+
+def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
+    plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+             "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+             "        init_args: {strategy: ddp}\n")
+    write(tmp_path, SEED + plain)
+    assert compile_path(tmp_path / "config.yaml").plan["study"]["name"] == "Virgo-HPO-Experiment"
+    second = SEED.replace("ray_training_pipeline:", "hpo_training_pipeline:")
+    d = one(tmp_path, SEED + second)
+    assert (d.line, d.message) == (
+        53, "several HPO pipelines (with a trainer `config`) in this file: `ray_training_pipeline` "
+            "or `hpo_training_pipeline`")
+    assert "a file of its own" in d.help

@@ -93,7 +93,8 @@ def translate(b: Builder, doc: YNode) -> A.Study:
 
 def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
     candidates = [(k, ks, v) for k, ks, v in doc.entries if isinstance(v, YMap) and _is_pipeline(v)]
-    if len(candidates) > 1:
+    with_config: list[Any] = []
+    if len(candidates) > 1:  # the HPO pipeline is the one whose trainer has a `config`
         with_config = [c for c in candidates if any("config" in (s.args.index if s.args else {})
                                                     for s in _steps(Builder(b.file), c[2], c[0]))]
         candidates = with_config or candidates
@@ -105,8 +106,9 @@ def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
                 " and `init_args: {steps: [...]}`")
         return None
     if len(candidates) > 1:
-        b.error(VALUE, f"several pipelines in this file: {one_of(c[0] for c in candidates)}", candidates[1][1],
-                help="keep the HPO pipeline only (hpoc compiles one study per file)")
+        kind = "HPO pipelines (with a trainer `config`)" if with_config else "pipelines"
+        b.error(VALUE, f"several {kind} in this file: {one_of(c[0] for c in candidates)}", candidates[1][1],
+                help="hpoc compiles one study per file: give each of them a file of its own")
         return None
     return candidates[0]
 

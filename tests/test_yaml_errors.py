@@ -461,3 +461,24 @@ def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_p
         53, "several HPO pipelines (with a trainer `config`) in this file: `ray_training_pipeline` "
             "or `hpo_training_pipeline`")
     assert "a file of its own" in d.help
+
+
+def test_a_step_argument_of_the_wrong_type_is_an_error_where_its_annotation_says_so(tmp_path: Path) -> None:
+    """As jsonargparse refuses it in itwinai; the step would fail in every run."""
+    d = one(tmp_path, seed_with("train_proportion: 0.9", "train_proportion: ninety"))
+    assert (d.line, d.col, d.message) == (8, 11, "splitter: `FashionMNISTSplitter` (data.py) takes "
+                                                 '`train_proportion: float`, not the string "ninety"')
+    # int for float, None, and annotations it cannot be sure of are accepted
+    write(tmp_path, "")
+    (tmp_path / "data.py").write_text(
+        "from typing import Optional\n\n\nclass FashionMNISTGetter:\n"
+        "    def __init__(self, a: 'int | None' = 1, b: Optional[str] = None, c: list = (), d: float = 0):\n"
+        "        pass\n\n\nclass FashionMNISTSplitter:\n"
+        "    def __init__(self, train_proportion: float, validation_proportion: float = 0.0):\n"
+        "        pass\n")
+    getter = "      - class_path: data.FashionMNISTGetter\n"
+    ok = getter + "        init_args: {a: null, b: x, c: 3, d: 2}\n"
+    assert compile_path(write(tmp_path, SEED.replace(getter, ok)))
+    bad = getter + "        init_args: {a: 1.5, b: 3, d: true}\n"
+    errs = diagnose(tmp_path, SEED.replace(getter, bad))
+    assert [e.message.split(", not ")[1] for e in errs] == ["the number `1.5`", "the number `3`", "`true`"]

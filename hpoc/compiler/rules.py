@@ -333,7 +333,7 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
         # The compat trainer is built without the itwinai `config` (the study holds it).
         supplied = ("config",) if role == "trainer" else ()
-        for p in check_step(step["target"], list(step.get("args") or {}), workdir, supplied):
+        for p in check_step(step["target"], dict(step.get("args") or {}), workdir, supplied):
             where = keys.get(p.arg) if p.arg else None
             if p.warning:
                 ch.warn(WARN_FILE, f"{role}: {p.message}", where or at, help=p.help)

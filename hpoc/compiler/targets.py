@@ -30,8 +30,9 @@ class Problem:
 
 
 def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: Iterable[str] = ()) -> list[Problem]:
-    """Problems building `target` (`pkg.mod:Name`) with keyword `args`; `supplied` are
-    arguments the runtime adds itself (the compat trainer's `config`)."""
+    """Problems building `target` (`pkg.mod:Name`) with keyword `args` (a mapping: their
+    values are checked against plain annotations too); `supplied` are arguments the
+    runtime adds itself (the compat trainer's `config`)."""
     module, _, qual = target.partition(":")
     if not workdir or not module or not qual:
         return []
@@ -57,7 +58,10 @@ def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: 
     init = _init(names[qual], names)
     if init is None:
         return []
-    return _arguments(init, list(args), set(supplied), f"`{qual}`", shown)
+    problems = _arguments(init, list(args), set(supplied), f"`{qual}`", shown)
+    if isinstance(args, dict) and not problems:
+        problems = _types(init, args, f"`{qual}`", shown)
+    return problems
 
 
 def _module(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
@@ -165,4 +169,57 @@ def _arguments(a: ast.arguments, given: list[str], supplied: set[str], what: str
         listed = ", ".join(f"`{m}`" for m in missing)
         out.append(Problem(f"{what} ({shown}) needs {listed}: hpoc builds it with the step's arguments only",
                            f"give {'it' if len(missing) == 1 else 'them'} in the step's arguments"))
+    return out
+
+
+# Annotations whose values a config can be checked against for sure, as jsonargparse does
+# in itwinai: a string for a `float` fails in every trial, after `hpoc check` said valid.
+_PLAIN = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _plain(note: ast.expr | None) -> tuple[str, bool] | None:
+    """(type name, None allowed) of `float`, `float | None` or `Optional[float]`; else None."""
+    if isinstance(note, ast.Constant) and isinstance(note.value, str):  # a quoted annotation
+        try:
+            note = ast.parse(note.value, mode="eval").body
+        except SyntaxError:
+            return None
+    if isinstance(note, ast.Name) and note.id in _PLAIN:
+        return note.id, False
+    if isinstance(note, ast.BinOp) and isinstance(note.op, ast.BitOr):
+        sides = [note.left, note.right]
+        nones = [x for x in sides if isinstance(x, ast.Constant) and x.value is None]
+        rest = [x for x in sides if x not in nones]
+        if len(nones) == 1 and len(rest) == 1 and isinstance(rest[0], ast.Name) and rest[0].id in _PLAIN:
+            return rest[0].id, True
+    if isinstance(note, ast.Subscript) and isinstance(note.value, ast.Name) and note.value.id == "Optional" \
+            and isinstance(note.slice, ast.Name) and note.slice.id in _PLAIN:
+        return note.slice.id, True
+    return None
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return f"`{'true' if value else 'false'}`"
+    if isinstance(value, (int, float)):
+        return f"the number `{value}`"
+    if isinstance(value, str):
+        return f'the string "{value if len(value) <= 30 else value[:27] + "..."}"'
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "this value"
+
+
+def _types(a: ast.arguments, given: dict[str, object], what: str, shown: str) -> list[Problem]:
+    out: list[Problem] = []
+    for p in a.args + a.kwonlyargs:
+        if p.arg not in given:
+            continue
+        plain = _plain(p.annotation)
+        value = given[p.arg]
+        if plain is None or value is None:  # None: the runtime passes it; a default may expect it
+            continue
+        name, _ = plain
+        ok = isinstance(value, _PLAIN[name]) and (name == "bool" or not isinstance(value, bool))
+        if not ok:
+            out.append(Problem(f"{what} ({shown}) takes `{p.arg}: {name}`, not {_describe(value)}",
+                               None, p.arg))
     return out

@@ -482,3 +482,17 @@ def test_a_step_argument_of_the_wrong_type_is_an_error_where_its_annotation_says
     bad = getter + "        init_args: {a: 1.5, b: 3, d: true}\n"
     errs = diagnose(tmp_path, SEED.replace(getter, bad))
     assert [e.message.split(", not ")[1] for e in errs] == ["the number `1.5`", "the number `3`", "`true`"]
+
+
+def test_checkpoint_at_end_with_no_periodic_checkpoints_says_none_are_saved(tmp_path: Path) -> None:
+    """Ray's `{checkpoint_frequency: 0, checkpoint_at_end: true}` keeps the final checkpoint;
+    hpoc's `every: 0` saves none, so "hpoc always checkpoints the last epoch" would be false."""
+    ck = "name: Virgo-HPO-Experiment\n              checkpoint_config: {checkpoint_frequency: %s, checkpoint_at_end: true}"
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % "0"))
+    (w,) = [w for w in compile_path(path).warnings if "checkpoint_at_end" in w.message]
+    assert w.message == ("`checkpoint_at_end` is ignored: with `checkpoint_frequency: 0` hpoc saves no "
+                         "checkpoint at all, not even the last")
+    assert "set `checkpoint_frequency` to the number of epochs" in w.help
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % "2"))
+    (w,) = [w for w in compile_path(path).warnings if "checkpoint_at_end" in w.message]
+    assert w.message == "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch"

@@ -427,8 +427,17 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
         if key in names:
             body.append(b.setting(names[key], b.value(value, words=("min", "max")), kspan))
         elif key == "checkpoint_at_end":
-            b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
-                   kspan, help="remove it")
+            freq = ck.get("checkpoint_frequency")
+            if isinstance(value, YScalar) and value.value is True and isinstance(freq, YScalar) \
+                    and type(freq.value) is int and freq.value == 0:
+                # Ray: only the final checkpoint. hpoc's `every: 0` saves none, the last included.
+                b.warn(IGNORED, "`checkpoint_at_end` is ignored: with `checkpoint_frequency: 0` hpoc saves "
+                       "no checkpoint at all, not even the last", kspan,
+                       help="to checkpoint the last epoch only, set `checkpoint_frequency` to the number "
+                            "of epochs (the last epoch is always checkpointed when checkpoints are on)")
+            else:
+                b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
+                       kspan, help="remove it")
     keep = ck.get("num_to_keep")
     population = out.scheduler is not None and isinstance(out.scheduler.label, A.Ref) and \
         out.scheduler.label.path in T.POPULATION  # the latest are kept there, as in Ray

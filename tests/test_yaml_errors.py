@@ -496,3 +496,19 @@ def test_checkpoint_at_end_with_no_periodic_checkpoints_says_none_are_saved(tmp_
     path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % "2"))
     (w,) = [w for w in compile_path(path).warnings if "checkpoint_at_end" in w.message]
     assert w.message == "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch"
+
+
+def test_a_key_bayes_does_not_take_is_an_error_when_it_falls_back_to_optuna(tmp_path: Path) -> None:
+    """The tutorial's `bayes` with a `choice` searches with TPE and drops BayesOpt's own
+    options; a misplaced or misspelt key is no BayesOpt option, and must not vanish with them."""
+    text = seed_with("n_random_steps: 5", "n_random_steps: 5\n                max_concurrent_trials: 2\n"
+                     "                patiense: 3\n                patience: 3")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.message) for e in errs] == [
+        ("HP201", 41, "unknown key `max_concurrent_trials` in `search_alg: {name: bayes}`"),
+        ("HP201", 42, "unknown key `patiense` in `search_alg: {name: bayes}`")]
+    assert [e.help for e in errs] == ["`max_concurrent_trials` belongs in `tune_config`", "did you mean `patience`?"]
+    w = next(w for w in compile_path(write(tmp_path, text.replace("                patiense: 3\n", "")
+                                             .replace("                max_concurrent_trials: 2\n", ""))).warnings
+             if w.code == "HP820")
+    assert "BayesOpt-only options dropped: `patience`" in w.notes

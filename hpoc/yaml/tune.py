@@ -61,6 +61,8 @@ _RANDOM_STEPS = {"bayesopt": "random_search_steps", "optuna": "n_startup_trials"
 # Whole-run knobs of Ray's RunConfig that hpoc sets itself.
 _RUN_IGNORED = ("verbose", "log_to_file", "progress_reporter", "callbacks", "sync_config")
 _TUNE_IGNORED = ("trial_name_creator", "trial_dirname_creator")
+_TUNE_KEYS = ("num_samples", "metric", "mode", "scheduler", "search_alg", "max_concurrent_trials", "time_budget_s",
+              "reuse_actors", *_TUNE_IGNORED)
 
 
 @dataclass
@@ -87,8 +89,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
     run = b.mapping(config.get("run_config"), "`run_config`")
     search = sched = None
     if tune is not None:
-        b.check_keys(tune, ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                            "max_concurrent_trials", "time_budget_s", "reuse_actors", *_TUNE_IGNORED),
+        b.check_keys(tune, _TUNE_KEYS,
                      "`tune_config`", ray_class="TuneConfig",
                      homes={"storage_path": "run_config", "name": "run_config", "stop": "run_config"})
         for key in _TUNE_IGNORED:
@@ -367,8 +368,14 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
             kept.append(("n_startup_trials", kspan, value))
         elif key in ("seed", "points_to_evaluate"):
             kept.append((key, kspan, value))
-        else:
+        elif key in T.SEARCHERS["bayesopt"]:
             dropped.append(key)
+        else:  # not BayesOpt's either: a typo or a key that belongs elsewhere, not a drop
+            valid = [k for k in T.SEARCHERS["bayesopt"] if k != "random_search_steps"] + ["n_random_steps"]
+            home = "`tune_config`" if key in _TUNE_KEYS else None
+            b.error(UNKNOWN, f"unknown key `{key}` in `search_alg: {{name: {search.name}}}`", kspan,
+                    help=f"`{key}` belongs in {home}" if home else did_you_mean(key, valid) or
+                    f"valid keys: {one_of(valid)}")
     names = ", ".join(f"`{p.name}` ({p.domain})" for p in discrete)
     notes = ["BayesOpt fits a Gaussian process over continuous parameters only"]
     if any(k == "n_startup_trials" for k, _, _ in kept):

@@ -505,10 +505,22 @@ def test_a_key_bayes_does_not_take_is_an_error_when_it_falls_back_to_optuna(tmp_
                      "                patiense: 3\n                patience: 3")
     errs = diagnose(tmp_path, text)
     assert [(e.code, e.line, e.message) for e in errs] == [
-        ("HP201", 41, "unknown key `max_concurrent_trials` in `search_alg: {name: bayes}`"),
+        ("HP201", 41, "unknown key `max_concurrent_trials` in `search_alg`"),
         ("HP201", 42, "unknown key `patiense` in `search_alg: {name: bayes}`")]
     assert [e.help for e in errs] == ["`max_concurrent_trials` belongs in `tune_config`", "did you mean `patience`?"]
     w = next(w for w in compile_path(write(tmp_path, text.replace("                patiense: 3\n", "")
                                              .replace("                max_concurrent_trials: 2\n", ""))).warnings
              if w.code == "HP820")
     assert "BayesOpt-only options dropped: `patience`" in w.notes
+
+
+def test_a_tune_config_key_indented_into_search_alg_or_scheduler_is_an_error(tmp_path: Path) -> None:
+    """Also where the searcher itself is dropped (PBT explores by itself): not lost with it."""
+    text = seed_with("name: asha", "name: pbt\n                num_samples: 8").replace(
+        "                max_t: 20\n                grace_period: 10\n                reduction_factor: 4\n"
+        "                brackets: 1\n", "                perturbation_interval: 5\n").replace(
+        "n_random_steps: 5", "n_random_steps: 5\n                max_concurrent_trials: 2")
+    errs = diagnose(tmp_path, text)
+    assert [(e.line, e.message, e.help) for e in errs] == [
+        (32, "unknown key `num_samples` in `scheduler`", "`num_samples` belongs in `tune_config`"),
+        (39, "unknown key `max_concurrent_trials` in `search_alg`", "`max_concurrent_trials` belongs in `tune_config`")]

@@ -161,6 +161,10 @@ def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
                 help="e.g. `name: optuna`" if what == "search_alg" else "e.g. `name: asha`")
     options = [(k, ks, v) for k, ks, v in m.entries
                if k not in ("name", "metric", "mode", "options") and b.given(v) is not None]
+    for k, ks, _ in options:  # indented one level too deep: said here, whatever becomes of `what`
+        if k in _TUNE_KEYS:
+            b.error(UNKNOWN, f"unknown key `{k}` in `{what}`", ks, help=f"`{k}` belongs in `tune_config`")
+    options = [o for o in options if o[0] not in _TUNE_KEYS]
     nested = b.mapping(m.get("options"), f"`options` of `{what}`")
     if nested is not None:
         flat = {k for k, _, _ in options}
@@ -372,10 +376,8 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
             dropped.append(key)
         else:  # not BayesOpt's either: a typo or a key that belongs elsewhere, not a drop
             valid = [k for k in T.SEARCHERS["bayesopt"] if k != "random_search_steps"] + ["n_random_steps"]
-            home = "`tune_config`" if key in _TUNE_KEYS else None
             b.error(UNKNOWN, f"unknown key `{key}` in `search_alg: {{name: {search.name}}}`", kspan,
-                    help=f"`{key}` belongs in {home}" if home else did_you_mean(key, valid) or
-                    f"valid keys: {one_of(valid)}")
+                    help=did_you_mean(key, valid) or f"valid keys: {one_of(valid)}")
     names = ", ".join(f"`{p.name}` ({p.domain})" for p in discrete)
     notes = ["BayesOpt fits a Gaussian process over continuous parameters only"]
     if any(k == "n_startup_trials" for k, _, _ in kept):

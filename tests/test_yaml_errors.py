@@ -524,3 +524,15 @@ def test_a_tune_config_key_indented_into_search_alg_or_scheduler_is_an_error(tmp
     assert [(e.line, e.message, e.help) for e in errs] == [
         (32, "unknown key `num_samples` in `scheduler`", "`num_samples` belongs in `tune_config`"),
         (39, "unknown key `max_concurrent_trials` in `search_alg`", "`max_concurrent_trials` belongs in `tune_config`")]
+
+
+def test_a_key_indented_under_a_value_says_how_to_indent_it(tmp_path: Path) -> None:
+    """The tutorial's config as its rendered page shows it: `init_args` deeper than `- class_path: ...`."""
+    text = seed_with("      - class_path: data.FashionMNISTSplitter\n        init_args:",
+                     "      - class_path: data.FashionMNISTSplitter\n          init_args:")
+    d = one(tmp_path, text)
+    assert (d.code, d.line, d.col) == ("HP110", 7, 20)
+    assert d.help == ("`init_args` is indented deeper than line 6, whose key already has a value: indent it "
+                      "as the keys beside it (in a list item, as the first key after `- `)")
+    d = one(tmp_path, seed_with("name: Virgo-HPO-Experiment", "name: Virgo: HPO"))
+    assert d.help == 'a value holding `: ` must be quoted: `key: "a: b"`'

@@ -536,3 +536,16 @@ def test_a_key_indented_under_a_value_says_how_to_indent_it(tmp_path: Path) -> N
                       "as the keys beside it (in a list item, as the first key after `- `)")
     d = one(tmp_path, seed_with("name: Virgo-HPO-Experiment", "name: Virgo: HPO"))
     assert d.help == 'a value holding `: ` must be quoted: `key: "a: b"`'
+
+
+def test_loggers_beside_class_path_are_one_error_and_missing_ones_are_named(tmp_path: Path) -> None:
+    """Not also "`loggers` must be a list" at `class_path`, which reads as a wrong value."""
+    coll = "            class_path: itwinai.loggers.LoggersCollection\n            init_args:\n              loggers:"
+    d = one(tmp_path, seed_with(coll, coll.replace("            init_args:\n              loggers:",
+                                                   "            init_args:\n            loggers:")))
+    assert (d.line, d.message, d.help) == (48, "unknown key `loggers` in a step", "`loggers` belongs in `init_args`")
+    d = one(tmp_path, SEED.split("          logger:")[0] + "          logger:\n" + coll + " batch\n")
+    assert d.message == '`loggers` of `LoggersCollection` must be a list, not the string "batch"'
+    d = one(tmp_path, SEED.split("          logger:")[0] + "          logger:\n"
+            "            class_path: itwinai.loggers.LoggersCollection\n")
+    assert (d.line, d.message) == (46, "`LoggersCollection` has no `loggers`")

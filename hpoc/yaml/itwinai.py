@@ -424,8 +424,14 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
         if step.args is not None:
             b.check_keys(step.args, ("loggers",), "`LoggersCollection`")
         inner = step.arg("loggers")
+        if inner is None and "loggers" in step.node.index:
+            return []  # beside `class_path`: reported as belonging in `init_args`
+        if inner is None:
+            b.error(MISSING, "`LoggersCollection` has no `loggers`", step.span,
+                    help="list them under `init_args: {loggers: [...]}`, or remove the logger")
+            return []
         if not isinstance(inner, YSeq):
-            b.error(TYPE, "`loggers` of `LoggersCollection` must be a list", (inner or step.node).span)
+            b.error(TYPE, f"`loggers` of `LoggersCollection` must be a list, not {describe(inner)}", inner.span)
             return []
         loggers = [s for s in (_step(b, n) for n in inner.items) if s is not None]
     else:

@@ -549,3 +549,12 @@ def test_loggers_beside_class_path_are_one_error_and_missing_ones_are_named(tmp_
     d = one(tmp_path, SEED.split("          logger:")[0] + "          logger:\n"
             "            class_path: itwinai.loggers.LoggersCollection\n")
     assert (d.line, d.message) == (46, "`LoggersCollection` has no `loggers`")
+
+
+def test_a_key_lined_up_with_a_list_dash_says_it_belongs_in_that_item(tmp_path: Path) -> None:
+    """PyYAML says "expected <block end>, but found '?'"; the page-copied tutorial has it."""
+    item = "                - class_path: itwinai.loggers.MLFlowLogger\n                  init_args:"
+    d = one(tmp_path, seed_with(item, item.replace("                  init_args:", "                init_args:")))
+    assert (d.code, d.line, d.col) == ("HP110", 50, 17)
+    assert d.help == ("`init_args` is lined up with the `- ` of line 49: indent it two more spaces to put it "
+                      "in that item, beside its first key")

@@ -558,3 +558,12 @@ def test_a_key_lined_up_with_a_list_dash_says_it_belongs_in_that_item(tmp_path: 
     assert (d.code, d.line, d.col) == ("HP110", 50, 17)
     assert d.help == ("`init_args` is lined up with the `- ` of line 49: indent it two more spaces to put it "
                       "in that item, beside its first key")
+
+
+def test_an_unset_metric_is_warned_about_at_tune_config_not_at_its_first_setting(tmp_path: Path) -> None:
+    """The distributed tutorial's config (its `search_alg` commented out) sets no metric."""
+    search = SEED[SEED.index("              search_alg:"):SEED.index("            run_config:")]
+    path = write(tmp_path, seed_with(search, ""))
+    ws = [w for w in compile_path(path).warnings if w.code == "HP822"]
+    assert [(w.line, w.col) for w in ws] == [(28, 13), (28, 13)]  # `tune_config:`, not `num_samples`
+    assert ws[0].help == "add `metric: loss` and `mode: min` to `tune_config`"  # there is no `search_alg`

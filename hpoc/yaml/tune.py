@@ -114,7 +114,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
             if node is not None:
                 value = _no_limit(b, node) if key == "max_concurrent_trials" else b.value(node)
                 out.trials.append(b.setting(hpo_key, value, tune.key_span(key)))
-    out.objective = _objective(b, tune, search, sched)
+    out.objective = _objective(b, tune, search, sched, config.key_span("tune_config"))
     sched_name = _scheduler(b, out, sched)
     _search(b, out, search, params, sched_name)
     if run is not None:
@@ -210,7 +210,8 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
 # ------------------------------------------------------------------------- objective
 
 
-def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Named | None) -> A.Objective:
+def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Named | None,
+               tune_key: A.Span | None = None) -> A.Objective:
     found: list[tuple[str, YNode | None, YNode | None]] = []
     if search is not None:
         found.append(("search_alg", search.metric, search.mode))
@@ -248,11 +249,13 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
                 metric, metric_node = value, node
             elif kind == "mode" and mode is None:
                 mode, mode_node = value, node
-    span = (metric_node or mode_node).span if (metric_node or mode_node) else (tune.span if tune else None)
+    # Unset: at the `tune_config:` key, not at whichever setting its mapping starts with.
+    span = (metric_node or mode_node).span if (metric_node or mode_node) else (tune_key or (tune.span if tune else None))
     if metric is None:
         metric = "loss"
         b.warn(DEFAULTED, "no `metric` is set: optimising `loss` (itwinai's default)", span,
-               help="add `metric: loss` and `mode: min` to `search_alg` (or `tune_config`)")
+               help="add `metric: loss` and `mode: min` to " + ("`search_alg` (or `tune_config`)" if search
+                                                                 else "`tune_config`"))
     if mode is None:
         mode = "min"
         if not bad_mode:

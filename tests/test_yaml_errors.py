@@ -567,3 +567,25 @@ def test_an_unset_metric_is_warned_about_at_tune_config_not_at_its_first_setting
     ws = [w for w in compile_path(path).warnings if w.code == "HP822"]
     assert [(w.line, w.col) for w in ws] == [(28, 13), (28, 13)]  # `tune_config:`, not `num_samples`
     assert ws[0].help == "add `metric: loss` and `mode: min` to `tune_config`"  # there is no `search_alg`
+
+
+def test_pipe_key_picks_one_of_several_hpo_pipelines_as_itwinai_does(tmp_path: Path, capsys) -> None:
+    """`itwinai exec-pipeline --config config.yaml --pipe-key hpo_training_pipeline`: the
+    same choice on hpoc's command line, for every command that compiles the config."""
+    other = SEED.replace("ray_training_pipeline:", "hpo_training_pipeline:").replace(
+        "Virgo-HPO-Experiment", "other-study")
+    path = write(tmp_path, SEED + other)
+    assert main(["check", str(path), "--pipe-key", "hpo_training_pipeline"]) == 0
+    assert "study `other-study` is valid" in capsys.readouterr().out
+    assert main(["compile", str(path), "--pipe-key", "ray_training_pipeline", "-o", str(tmp_path / "b")]) == 0
+    assert '"name": "Virgo-HPO-Experiment"' in (tmp_path / "b" / "plan.json").read_text()
+    assert main(["check", str(path), "--pipe-key", "hpo_trainig_pipeline"]) == 2
+    err = capsys.readouterr().err
+    assert "`--pipe-key hpo_trainig_pipeline`: no `hpo_trainig_pipeline` in this file" in err
+    assert "did you mean `hpo_training_pipeline`?" in err
+    with pytest.raises(SpecError) as info:  # the choice does not outlive the command
+        compile_path(path)
+    assert "pick one with `--pipe-key ray_training_pipeline`" in info.value.errors[0].help
+    (tmp_path / "s.hpo").write_text("study \"s\"\n")
+    assert main(["check", str(tmp_path / "s.hpo"), "--pipe-key", "x"]) == 2
+    assert "--pipe-key picks a pipeline of a YAML config" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,10 @@ from hpoc.errors import Diagnostic, SpecCheckError, SpecError, with_sources
 from hpoc.plan.words import respell
 
 SUFFIXES = (".yaml", ".yml")
+
+# The pipeline to compile from a file holding several (`--pipe-key`, as itwinai's
+# `exec-pipeline` takes it); None: the file's one HPO pipeline.
+PIPE_KEY: ContextVar[str | None] = ContextVar("hpoc_pipe_key", default=None)
 
 
 def is_yaml(path: str | os.PathLike[str]) -> bool:

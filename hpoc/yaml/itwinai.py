@@ -92,7 +92,20 @@ def translate(b: Builder, doc: YNode) -> A.Study:
 
 
 def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
+    from hpoc.yaml import PIPE_KEY
+
     candidates = [(k, ks, v) for k, ks, v in doc.entries if isinstance(v, YMap) and _is_pipeline(v)]
+    chosen = PIPE_KEY.get()
+    if chosen is not None:
+        node = doc.get(chosen)
+        names = [c[0] for c in candidates]
+        if isinstance(node, YMap) and _is_pipeline(node):
+            return chosen, doc.key_span(chosen), node  # type: ignore[return-value]
+        b.error(MISSING, f"`--pipe-key {chosen}`: " + (f"`{chosen}` is not a pipeline" if node is not None
+                                                        else f"no `{chosen}` in this file"),
+                doc.key_span(chosen) or doc.span,
+                help=did_you_mean(chosen, names) or (f"its pipelines: {one_of(names)}" if names else None))
+        return None
     with_config: list[Any] = []
     if len(candidates) > 1:  # the HPO pipeline is the one whose trainer has a `config`
         with_config = [c for c in candidates if any("config" in (s.args.index if s.args else {})
@@ -108,7 +121,8 @@ def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
     if len(candidates) > 1:
         kind = "HPO pipelines (with a trainer `config`)" if with_config else "pipelines"
         b.error(VALUE, f"several {kind} in this file: {one_of(c[0] for c in candidates)}", candidates[1][1],
-                help="hpoc compiles one study per file: give each of them a file of its own")
+                help=f"pick one with `--pipe-key {candidates[0][0]}` (as itwinai's exec-pipeline does), "
+                     "or give each a file of its own")
         return None
     return candidates[0]
 

@@ -589,3 +589,19 @@ def test_pipe_key_picks_one_of_several_hpo_pipelines_as_itwinai_does(tmp_path: P
     (tmp_path / "s.hpo").write_text("study \"s\"\n")
     assert main(["check", str(tmp_path / "s.hpo"), "--pipe-key", "x"]) == 2
     assert "--pipe-key picks a pipeline of a YAML config" in capsys.readouterr().err
+
+
+def test_a_config_key_the_trainer_reads_but_the_space_lacks_is_a_warning(tmp_path: Path) -> None:
+    """The tutorial's loop reads `self.training_config["epochs"]`: without `epochs` in
+    `train_loop_config` every trial fails with a KeyError, after `hpoc check` said valid."""
+    path = write(tmp_path, seed_with("              epochs: 20\n", ""))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP810"]
+    assert (w.line, w.message, w.help) == (
+        10, 'the trainer reads `config["epochs"]` (trainer.py:60), which `train_loop_config` does not set: '
+            "trials that get there fail with a KeyError", "add `epochs` to `train_loop_config`")
+    assert not [w for w in compile_path(write(tmp_path, SEED)).warnings if w.code == "HP810"]
+    # a module that fills its config itself gives no answer
+    (tmp_path / "trainer.py").write_text((EXAMPLE / "trainer.py").read_text().replace(
+        "        self.training_config = config\n",
+        "        self.training_config = {**DEFAULTS, **config}\n"))
+    assert not [w for w in compile_path(path).warnings if w.code == "HP810"]

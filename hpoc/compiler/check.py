@@ -31,6 +31,7 @@ TRAINER_VALUES = ("epochs", "max_epochs", "num_epochs", "lr", "learning_rate", "
                   "momentum", "optimizer", "dropout")
 WARN_SCHEDULE, WARN_ARRAY, WARN_TIME, WARN_WALLTIME = "HP805", "HP806", "HP807", "HP808"
 WARN_DIRECTION = "HP809"
+WARN_CONFIG = "HP810"
 
 
 @dataclass

@@ -18,6 +18,7 @@ from hpoc.compiler.check import (
     SEARCHER,
     UNKNOWN,
     VALUE,
+    WARN_CONFIG,
     WARN_DIRECTION,
     WARN_FILE,
     WARN_METRIC,
@@ -26,7 +27,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
-from hpoc.compiler.metrics import study_reports
+from hpoc.compiler.metrics import config_keys_read, study_reports
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
@@ -306,6 +307,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     """A study module named like a standard or runtime module (`random.py`, `queue.py`)
     breaks Python itself once the study's directory is first on the path."""
     _step_sources(ch, out, block, workdir)
+    _config_keys(ch, out, workdir)
     for role, step in (out.get("pipeline") or {}).items():
         top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
         if workdir is None or top not in _TAKEN:
@@ -320,6 +322,25 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
                          notes=(f"{local} would replace it for every library the study imports",),
                          help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
                 break
+
+
+def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """`config["epochs"]` in the trainer with no `epochs` in the space: a KeyError in every
+    trial that gets there, found only once the study runs."""
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    reads = config_keys_read(target, workdir)
+    space = out.get("space") or {}
+    if not reads or space.get("_invalid"):
+        return
+    have = {p["name"].split(".")[0] for p in space.get("params") or ()} | \
+        {k.split(".")[0] for k in space.get("constants") or {}}
+    module = target.split(":", 1)[0].replace(".", "/") + ".py"
+    for key, line in reads.items():
+        if key not in have:
+            ch.warn(WARN_CONFIG, f"the trainer reads `config[\"{key}\"]` ({module}:{line}), which `space` does "
+                    "not set: trials that get there fail with a KeyError",
+                    ch.spans.get("pipeline.trainer"),
+                    help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
 
 
 def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:

@@ -472,16 +472,18 @@ def test_a_step_argument_of_the_wrong_type_is_an_error_where_its_annotation_says
     write(tmp_path, "")
     (tmp_path / "data.py").write_text(
         "from typing import Optional\n\n\nclass FashionMNISTGetter:\n"
-        "    def __init__(self, a: 'int | None' = 1, b: Optional[str] = None, c: list = (), d: float = 0):\n"
+        "    def __init__(self, a: 'int | None' = 1, b: Optional[str] = None, c: list = (), d: float = 0,\n"
+        "                 e: bool = False):\n"
         "        pass\n\n\nclass FashionMNISTSplitter:\n"
         "    def __init__(self, train_proportion: float, validation_proportion: float = 0.0):\n"
         "        pass\n")
     getter = "      - class_path: data.FashionMNISTGetter\n"
-    ok = getter + "        init_args: {a: null, b: x, c: 3, d: 2}\n"
+    ok = getter + "        init_args: {a: null, b: 3, c: 3, d: 2, e: 1}\n"  # Python takes these as meant
     assert compile_path(write(tmp_path, SEED.replace(getter, ok)))
-    bad = getter + "        init_args: {a: 1.5, b: 3, d: true}\n"
+    bad = getter + "        init_args: {a: 1.5, b: no, d: true, e: 'false'}\n"
     errs = diagnose(tmp_path, SEED.replace(getter, bad))
-    assert [e.message.split(", not ")[1] for e in errs] == ["the number `1.5`", "the number `3`", "`true`"]
+    assert [e.message.split(", not ")[1] for e in errs] == ["the number `1.5`", "`false`", "`true`",
+                                                            'the string "false"']
 
 
 def test_checkpoint_at_end_with_no_periodic_checkpoints_says_none_are_saved(tmp_path: Path) -> None:

@@ -198,6 +198,18 @@ def _plain(note: ast.expr | None) -> tuple[str, bool] | None:
     return None
 
 
+def _accepts(name: str, value: object) -> bool:
+    """Whether a plain annotation takes the value: what would break the step (a string for
+    a number, `no` read as false for a string), not what Python would coerce anyway."""
+    if isinstance(value, (list, dict)):
+        return False
+    if name == "str":
+        return not isinstance(value, bool)  # a number reads fine as text; `name: no` is false
+    if name == "bool":
+        return not isinstance(value, str)  # "false" is true
+    return isinstance(value, _PLAIN[name]) and not isinstance(value, bool)
+
+
 def _describe(value: object) -> str:
     if isinstance(value, bool):
         return f"`{'true' if value else 'false'}`"
@@ -218,8 +230,7 @@ def _types(a: ast.arguments, given: dict[str, object], what: str, shown: str) ->
         if plain is None or value is None:  # None: the runtime passes it; a default may expect it
             continue
         name, _ = plain
-        ok = isinstance(value, _PLAIN[name]) and (name == "bool" or not isinstance(value, bool))
-        if not ok:
+        if not _accepts(name, value):
             out.append(Problem(f"{what} ({shown}) takes `{p.arg}: {name}`, not {_describe(value)}",
                                None, p.arg))
     return out

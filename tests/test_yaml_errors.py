@@ -581,6 +581,11 @@ def test_pipe_key_picks_one_of_several_hpo_pipelines_as_itwinai_does(tmp_path: P
     assert "study `other-study` is valid" in capsys.readouterr().out
     assert main(["compile", str(path), "--pipe-key", "ray_training_pipeline", "-o", str(tmp_path / "b")]) == 0
     assert '"name": "Virgo-HPO-Experiment"' in (tmp_path / "b" / "plan.json").read_text()
+    capsys.readouterr()
+    assert main(["convert", str(path), "--pipe-key", "hpo_training_pipeline"]) == 0
+    hpo = capsys.readouterr().out
+    assert hpo.startswith("# Converted from config.yaml (its `hpo_training_pipeline`) by `hpoc convert`")
+    assert 'study "other-study"' in hpo
     assert main(["check", str(path), "--pipe-key", "hpo_trainig_pipeline"]) == 2
     err = capsys.readouterr().err
     assert "`--pipe-key hpo_trainig_pipeline`: no `hpo_trainig_pipeline` in this file" in err

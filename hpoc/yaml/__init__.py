@@ -85,7 +85,9 @@ def convert(path: str | os.PathLike[str]) -> tuple[str, list[Diagnostic]]:
     tr = translate(text, str(path), workdir)
     result = _compile(tr, text, str(path), workdir, digest)
     name = os.path.basename(str(path))
-    header = [f"# Converted from {name} by `hpoc convert`: it compiles to the same plan.",
+    key = PIPE_KEY.get()
+    source = f"{name} (its `{key}`)" if key else name
+    header = [f"# Converted from {source} by `hpoc convert`: it compiles to the same plan.",
               f"# Relative paths and modules resolve against this file's directory, as for {name}."]
     return format_study(with_comments(tr.study, tr.comments, header)), result.warnings
 

@@ -607,6 +607,8 @@ def test_a_config_key_the_trainer_reads_but_the_space_lacks_is_a_warning(tmp_pat
         10, 'the trainer reads `config["epochs"]` (trainer.py:60), which `train_loop_config` does not set: '
             "trials that get there fail with a KeyError", "add `epochs` to `train_loop_config`")
     assert not [w for w in compile_path(write(tmp_path, SEED)).warnings if w.code == "HP810"]
+    # a domain that is an error (not in the plan) is not also a key the space lacks
+    assert [d.code for d in reported(tmp_path / "b", seed_with("min: 1e-5", "min: 1e-5x"))] == ["HP203"]
     # a module that fills its config itself gives no answer
     (tmp_path / "trainer.py").write_text((EXAMPLE / "trainer.py").read_text().replace(
         "        self.training_config = config\n",

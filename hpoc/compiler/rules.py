@@ -330,8 +330,8 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
     reads = config_keys_read(target, workdir)
     space = out.get("space") or {}
-    if not reads or space.get("_invalid"):
-        return
+    if not reads or space.get("_invalid") or any(d.severity == "error" for d in ch.diagnostics):
+        return  # a parameter whose domain is an error is missing from the plan, not from the spec
     have = {p["name"].split(".")[0] for p in space.get("params") or ()} | \
         {k.split(".")[0] for k in space.get("constants") or {}}
     module = target.split(":", 1)[0].replace(".", "/") + ".py"

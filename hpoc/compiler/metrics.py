@@ -150,13 +150,13 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
         local = "config" in params and not any(
             isinstance(n, ast.Name) and n.id == "config" and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn))
         for node in ast.walk(fn):
-            if isinstance(node, ast.Assign) or isinstance(node, ast.AnnAssign):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
                     if _is_config(t, False) and not (isinstance(node.value, ast.Name) and node.value.id in params):
                         return None  # `self.training_config = {**defaults, **config}`: keys unknown
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and _is_config(node.func.value, local):
-                if node.func.attr in ("update", "setdefault", "__setitem__"):
+                if node.func.attr in ("update", "setdefault"):
                     return None
             if not (isinstance(node, ast.Subscript) and _is_config(node.value, local)):
                 continue

@@ -174,27 +174,27 @@ def _arguments(a: ast.arguments, given: list[str], supplied: set[str], what: str
 
 # Annotations whose values a config can be checked against for sure, as jsonargparse does
 # in itwinai: a string for a `float` fails in every trial, after `hpoc check` said valid.
-_PLAIN = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+_PLAIN = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}  # what each takes as is
 
 
-def _plain(note: ast.expr | None) -> tuple[str, bool] | None:
-    """(type name, None allowed) of `float`, `float | None` or `Optional[float]`; else None."""
+def _plain(note: ast.expr | None) -> str | None:
+    """`float` for `float`, `float | None` or `Optional[float]` (None is never checked); else None."""
     if isinstance(note, ast.Constant) and isinstance(note.value, str):  # a quoted annotation
         try:
             note = ast.parse(note.value, mode="eval").body
         except SyntaxError:
             return None
     if isinstance(note, ast.Name) and note.id in _PLAIN:
-        return note.id, False
+        return note.id
     if isinstance(note, ast.BinOp) and isinstance(note.op, ast.BitOr):
         sides = [note.left, note.right]
         nones = [x for x in sides if isinstance(x, ast.Constant) and x.value is None]
         rest = [x for x in sides if x not in nones]
         if len(nones) == 1 and len(rest) == 1 and isinstance(rest[0], ast.Name) and rest[0].id in _PLAIN:
-            return rest[0].id, True
+            return rest[0].id
     if isinstance(note, ast.Subscript) and isinstance(note.value, ast.Name) and note.value.id == "Optional" \
             and isinstance(note.slice, ast.Name) and note.slice.id in _PLAIN:
-        return note.slice.id, True
+        return note.slice.id
     return None
 
 
@@ -225,11 +225,10 @@ def _types(a: ast.arguments, given: dict[str, object], what: str, shown: str) ->
     for p in a.args + a.kwonlyargs:
         if p.arg not in given:
             continue
-        plain = _plain(p.annotation)
+        name = _plain(p.annotation)
         value = given[p.arg]
-        if plain is None or value is None:  # None: the runtime passes it; a default may expect it
+        if name is None or value is None:  # None: the runtime passes it; a default may expect it
             continue
-        name, _ = plain
         if not _accepts(name, value):
             out.append(Problem(f"{what} ({shown}) takes `{p.arg}: {name}`, not {_describe(value)}",
                                None, p.arg))

@@ -614,3 +614,12 @@ def test_a_config_key_the_trainer_reads_but_the_space_lacks_is_a_warning(tmp_pat
         "        self.training_config = config\n",
         "        self.training_config = {**DEFAULTS, **config}\n"))
     assert not [w for w in compile_path(path).warnings if w.code == "HP810"]
+
+
+def test_bayes_with_a_grid_is_an_error_about_bayes_not_the_tpe_standing_in_for_it(tmp_path: Path) -> None:
+    """Neither BayesOpt (Ray refuses it) nor TPE searches a grid: the error names what was written."""
+    d = one(tmp_path, seed_with("type: choice\n                options: [32, 64, 128]",
+                                "type: grid_search\n                options: [32, 64, 128]"))
+    assert (d.code, d.line, d.message) == ("HP304", 20, "`bayes` (BayesOpt) cannot search `grid_search` values "
+                                                         "(`batch_size`)")
+    assert "optuna" not in d.message + (d.help or "")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpoc.compiler import tables as T
+from hpoc.compiler.check import SEARCHER
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import (
@@ -337,6 +338,13 @@ def _search(b: Builder, out: Tune, search: _Named | None, params: list[Param], s
         return
     options = _options(b, search, name)
     discrete = [p for p in params if p.domain in T.CATEGORICAL or p.domain in T.INTEGER]
+    grids = [p for p in params if p.domain == "grid"]
+    if name == "bayesopt" and grids:  # nor can TPE, which stands in for it: say so of what was written
+        for p in grids:
+            b.error(SEARCHER, f"`{search.name}` (BayesOpt) cannot search `grid_search` values (`{p.name}`)",
+                    p.span, help="write `search_alg: {name: random}` to enumerate the grid, or `type: choice` "
+                                 "to let a searcher pick")
+        return
     if name == "bayesopt" and discrete:
         options = _bayes_to_optuna(b, search, options, discrete)
         name = "optuna"

@@ -26,6 +26,8 @@ COMMANDS = {
 }
 
 EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
+# Commands that compile a spec given on the command line.
+PIPE_KEY_COMMANDS = ("check", "compile", "convert", "run", "submit", "status", "results", "report")
 
 
 def _available() -> dict[str, object]:
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _available().items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        if name in PIPE_KEY_COMMANDS:
+            p.add_argument("--pipe-key", metavar="KEY",
+                           help="YAML configs: the pipeline to use when the file holds several (as in itwinai)")
         p.set_defaults(_run=module.run)
     return parser
 
@@ -73,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    token = None
+    if getattr(args, "pipe_key", None) is not None:
+        from hpoc.yaml import PIPE_KEY
+
+        token = PIPE_KEY.set(args.pipe_key)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -91,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         except (AttributeError, OSError, ValueError):
             pass
         return 0
+    finally:
+        if token is not None:
+            from hpoc.yaml import PIPE_KEY
+
+            PIPE_KEY.reset(token)
 
 
 if __name__ == "__main__":

@@ -1001,6 +1001,19 @@ def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     assert TRIAL_DRIVER_CPU == DRIVER_CPU
 
 
+def test_a_local_run_short_only_of_the_driver_s_cpu_says_so() -> None:
+    """2 workers x 1 CPU on a 2-CPU machine: the driver's 0.01 CPU is what is missing."""
+    from hpoc.runtime.session import SessionError, check_capacity
+
+    plan = {"resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 0}}
+    with pytest.raises(SessionError) as exc:
+        check_capacity(plan, [{"Resources": {"CPU": 2}}], "this machine")
+    assert str(exc.value).startswith("one trial needs 2 worker(s) x (1 CPU), plus 0.01 CPU for the "
+                                     "trial's driver; this machine has 2 CPU")
+    assert "`--cpus 3`" in str(exc.value)
+    check_capacity(plan, [{"Resources": {"CPU": 3}}], "this machine")
+
+
 @pytest.mark.parametrize(
     "resources,nodes,per_node",
     [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth

@@ -251,3 +251,16 @@ def test_compile_refuses_to_replace_a_plan_a_queued_job_will_read(tmp_path, caps
     assert (build / "plan.json").read_text() == before
     assert main(["compile", str(spec), "-o", str(build), "--force"]) == 0
     assert '"y"' in (build / "plan.json").read_text()
+
+
+def test_a_compile_without_a_slurm_block_says_why_there_is_no_job_script(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's next step is `sbatch build/s/job.sbatch`; an itwinai YAML config cannot
+    hold a `slurm` block, so its compile writes only plan.json: say so, and what to do."""
+    config = Path(__file__).parents[1] / "examples" / "itwinai" / "config.yaml"
+    assert main(["compile", str(config), "-o", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote: plan.json\n  no job script: the study has no `slurm` block\n" in out
+    assert f"next: hpoc convert {config} -o study.hpo, add `slurm {{ ... }}` to it and compile that" in out
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(tmp_path / "f")]) == 0
+    assert "no job script" not in capsys.readouterr().out

@@ -460,3 +460,20 @@ def test_a_study_whose_job_was_cancelled_before_it_started_says_how_to_start_it(
     # While a job of it is queued, there is nothing to do but wait.
     fake_squeue(monkeypatch, tmp_path / "bin", [f"99|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
     assert "next:" not in status(capsys, build)[1]
+
+
+def test_the_hints_for_a_config_read_with_a_pipe_key_keep_it():
+    """A config with several HPO pipelines needs `--pipe-key` on every command that reads it."""
+    from hpoc.commands.status import _retry_command
+    from hpoc.yaml import PIPE_KEY
+
+    status = {"build_dir": None, "shards": [{"shard": 0}]}
+    token = PIPE_KEY.set("hpo_training_pipeline")
+    try:
+        assert _retry_command(status, [0], "config.yaml") == (
+            "`hpoc run config.yaml --pipe-key hpo_training_pipeline --local --retry-errored` "
+            "(or `hpoc submit config.yaml --pipe-key hpo_training_pipeline --retry-errored`)")
+    finally:
+        PIPE_KEY.reset(token)
+    assert _retry_command(status, [0], "config.yaml") == (
+        "`hpoc run config.yaml --local --retry-errored` (or `hpoc submit config.yaml --retry-errored`)")

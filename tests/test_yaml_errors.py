@@ -435,3 +435,191 @@ def test_a_fix_for_a_setting_names_the_key_the_config_used(tmp_path: Path) -> No
     d = next(e for e in diagnose(tmp_path, text) if e.code == "HP401")
     assert (d.message, d.help) == ("`scheduler: {name: pbt}` copies checkpoints between trials, but "
                                    "`checkpoint_freq` is 0", "set `checkpoint_freq: 1`")
+
+
+def test_a_misspelt_domain_type_is_an_error_not_a_constant_mapping(tmp_path: Path) -> None:
+    """`tpye: uniform` would hand every trial the dict `{tpye: uniform, min: ..., max: ...}`
+    as its learning rate; a mapping of constants (`opt: {name: adam}`) stays one."""
+    text = seed_with("type: uniform", "tpye: uniform").replace(
+        "epochs: 20", "epochs: 20\n              opt: {name: adam, momentum: 0.9}\n"
+                      "              sched: {step: {Type: choice, options: [1, 2]}}")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.col) for e in errs] == [("HP201", 24, 17), ("HP201", 29, 30)]
+    assert errs[0].message == "unknown key `tpye` in `learning_rate`" and errs[0].help == "did you mean `type`?"
+    assert errs[1].message == "unknown key `Type` in `sched.step`"
+
+
+def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
+    plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+             "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+             "        init_args: {strategy: ddp}\n")
+    write(tmp_path, SEED + plain)
+    assert compile_path(tmp_path / "config.yaml").plan["study"]["name"] == "Virgo-HPO-Experiment"
+    second = SEED.replace("ray_training_pipeline:", "hpo_training_pipeline:")
+    d = one(tmp_path, SEED + second)
+    assert (d.line, d.message) == (
+        53, "several HPO pipelines (with a trainer `config`) in this file: `ray_training_pipeline` "
+            "or `hpo_training_pipeline`")
+    assert "a file of its own" in d.help
+
+
+def test_a_step_argument_of_the_wrong_type_is_an_error_where_its_annotation_says_so(tmp_path: Path) -> None:
+    """As jsonargparse refuses it in itwinai; the step would fail in every run."""
+    d = one(tmp_path, seed_with("train_proportion: 0.9", "train_proportion: ninety"))
+    assert (d.line, d.col, d.message) == (8, 11, "splitter: `FashionMNISTSplitter` (data.py) takes "
+                                                 '`train_proportion: float`, not the string "ninety"')
+    # int for float, None, and annotations it cannot be sure of are accepted
+    write(tmp_path, "")
+    (tmp_path / "data.py").write_text(
+        "from typing import Optional\n\n\nclass FashionMNISTGetter:\n"
+        "    def __init__(self, a: 'int | None' = 1, b: Optional[str] = None, c: list = (), d: float = 0,\n"
+        "                 e: bool = False):\n"
+        "        pass\n\n\nclass FashionMNISTSplitter:\n"
+        "    def __init__(self, train_proportion: float, validation_proportion: float = 0.0):\n"
+        "        pass\n")
+    getter = "      - class_path: data.FashionMNISTGetter\n"
+    ok = getter + "        init_args: {a: null, b: 3, c: 3, d: 2, e: 1}\n"  # Python takes these as meant
+    assert compile_path(write(tmp_path, SEED.replace(getter, ok)))
+    bad = getter + "        init_args: {a: 1.5, b: no, d: true, e: 'false'}\n"
+    errs = diagnose(tmp_path, SEED.replace(getter, bad))
+    assert [e.message.split(", not ")[1] for e in errs] == ["the number `1.5`", "`false`", "`true`",
+                                                            'the string "false"']
+
+
+def test_checkpoint_at_end_with_no_periodic_checkpoints_says_none_are_saved(tmp_path: Path) -> None:
+    """Ray's `{checkpoint_frequency: 0, checkpoint_at_end: true}` keeps the final checkpoint;
+    hpoc's `every: 0` saves none, so "hpoc always checkpoints the last epoch" would be false."""
+    ck = "name: Virgo-HPO-Experiment\n              checkpoint_config: {checkpoint_frequency: %s, checkpoint_at_end: true}"
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % "0"))
+    (w,) = [w for w in compile_path(path).warnings if "checkpoint_at_end" in w.message]
+    assert w.message == ("`checkpoint_at_end` is ignored: with `checkpoint_frequency: 0` hpoc saves no "
+                         "checkpoint at all, not even the last")
+    assert "set `checkpoint_frequency` to the number of epochs" in w.help
+    path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment", ck % "2"))
+    (w,) = [w for w in compile_path(path).warnings if "checkpoint_at_end" in w.message]
+    assert w.message == "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch"
+
+
+def test_a_key_bayes_does_not_take_is_an_error_when_it_falls_back_to_optuna(tmp_path: Path) -> None:
+    """The tutorial's `bayes` with a `choice` searches with TPE and drops BayesOpt's own
+    options; a misplaced or misspelt key is no BayesOpt option, and must not vanish with them."""
+    text = seed_with("n_random_steps: 5", "n_random_steps: 5\n                max_concurrent_trials: 2\n"
+                     "                patiense: 3\n                patience: 3")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.message) for e in errs] == [
+        ("HP201", 41, "unknown key `max_concurrent_trials` in `search_alg`"),
+        ("HP201", 42, "unknown key `patiense` in `search_alg: {name: bayes}`")]
+    assert [e.help for e in errs] == ["`max_concurrent_trials` belongs in `tune_config`", "did you mean `patience`?"]
+    w = next(w for w in compile_path(write(tmp_path, text.replace("                patiense: 3\n", "")
+                                             .replace("                max_concurrent_trials: 2\n", ""))).warnings
+             if w.code == "HP820")
+    assert "BayesOpt-only options dropped: `patience`" in w.notes
+
+
+def test_a_tune_config_key_indented_into_search_alg_or_scheduler_is_an_error(tmp_path: Path) -> None:
+    """Also where the searcher itself is dropped (PBT explores by itself): not lost with it."""
+    text = seed_with("name: asha", "name: pbt\n                num_samples: 8").replace(
+        "                max_t: 20\n                grace_period: 10\n                reduction_factor: 4\n"
+        "                brackets: 1\n", "                perturbation_interval: 5\n").replace(
+        "n_random_steps: 5", "n_random_steps: 5\n                max_concurrent_trials: 2")
+    errs = diagnose(tmp_path, text)
+    assert [(e.line, e.message, e.help) for e in errs] == [
+        (32, "unknown key `num_samples` in `scheduler`", "`num_samples` belongs in `tune_config`"),
+        (39, "unknown key `max_concurrent_trials` in `search_alg`", "`max_concurrent_trials` belongs in `tune_config`")]
+
+
+def test_a_key_indented_under_a_value_says_how_to_indent_it(tmp_path: Path) -> None:
+    """The tutorial's config as its rendered page shows it: `init_args` deeper than `- class_path: ...`."""
+    text = seed_with("      - class_path: data.FashionMNISTSplitter\n        init_args:",
+                     "      - class_path: data.FashionMNISTSplitter\n          init_args:")
+    d = one(tmp_path, text)
+    assert (d.code, d.line, d.col) == ("HP110", 7, 20)
+    assert d.help == ("`init_args` is indented deeper than line 6, whose key already has a value: indent it "
+                      "as the keys beside it (in a list item, as the first key after `- `)")
+    d = one(tmp_path, seed_with("name: Virgo-HPO-Experiment", "name: Virgo: HPO"))
+    assert d.help == 'a value holding `: ` must be quoted: `key: "a: b"`'
+
+
+def test_loggers_beside_class_path_are_one_error_and_missing_ones_are_named(tmp_path: Path) -> None:
+    """Not also "`loggers` must be a list" at `class_path`, which reads as a wrong value."""
+    coll = "            class_path: itwinai.loggers.LoggersCollection\n            init_args:\n              loggers:"
+    d = one(tmp_path, seed_with(coll, coll.replace("            init_args:\n              loggers:",
+                                                   "            init_args:\n            loggers:")))
+    assert (d.line, d.message, d.help) == (48, "unknown key `loggers` in a step", "`loggers` belongs in `init_args`")
+    d = one(tmp_path, SEED.split("          logger:")[0] + "          logger:\n" + coll + " batch\n")
+    assert d.message == '`loggers` of `LoggersCollection` must be a list, not the string "batch"'
+    d = one(tmp_path, SEED.split("          logger:")[0] + "          logger:\n"
+            "            class_path: itwinai.loggers.LoggersCollection\n")
+    assert (d.line, d.message) == (46, "`LoggersCollection` has no `loggers`")
+
+
+def test_a_key_lined_up_with_a_list_dash_says_it_belongs_in_that_item(tmp_path: Path) -> None:
+    """PyYAML says "expected <block end>, but found '?'"; the page-copied tutorial has it."""
+    item = "                - class_path: itwinai.loggers.MLFlowLogger\n                  init_args:"
+    d = one(tmp_path, seed_with(item, item.replace("                  init_args:", "                init_args:")))
+    assert (d.code, d.line, d.col) == ("HP110", 50, 17)
+    assert d.help == ("`init_args` is lined up with the `- ` of line 49: indent it two more spaces to put it "
+                      "in that item, beside its first key")
+
+
+def test_an_unset_metric_is_warned_about_at_tune_config_not_at_its_first_setting(tmp_path: Path) -> None:
+    """The distributed tutorial's config (its `search_alg` commented out) sets no metric."""
+    search = SEED[SEED.index("              search_alg:"):SEED.index("            run_config:")]
+    path = write(tmp_path, seed_with(search, ""))
+    ws = [w for w in compile_path(path).warnings if w.code == "HP822"]
+    assert [(w.line, w.col) for w in ws] == [(28, 13), (28, 13)]  # `tune_config:`, not `num_samples`
+    assert ws[0].help == "add `metric: loss` and `mode: min` to `tune_config`"  # there is no `search_alg`
+
+
+def test_pipe_key_picks_one_of_several_hpo_pipelines_as_itwinai_does(tmp_path: Path, capsys) -> None:
+    """`itwinai exec-pipeline --config config.yaml --pipe-key hpo_training_pipeline`: the
+    same choice on hpoc's command line, for every command that compiles the config."""
+    other = SEED.replace("ray_training_pipeline:", "hpo_training_pipeline:").replace(
+        "Virgo-HPO-Experiment", "other-study")
+    path = write(tmp_path, SEED + other)
+    assert main(["check", str(path), "--pipe-key", "hpo_training_pipeline"]) == 0
+    assert "study `other-study` is valid" in capsys.readouterr().out
+    assert main(["compile", str(path), "--pipe-key", "ray_training_pipeline", "-o", str(tmp_path / "b")]) == 0
+    assert '"name": "Virgo-HPO-Experiment"' in (tmp_path / "b" / "plan.json").read_text()
+    capsys.readouterr()
+    assert main(["convert", str(path), "--pipe-key", "hpo_training_pipeline"]) == 0
+    hpo = capsys.readouterr().out
+    assert hpo.startswith("# Converted from config.yaml (its `hpo_training_pipeline`) by `hpoc convert`")
+    assert 'study "other-study"' in hpo
+    assert main(["check", str(path), "--pipe-key", "hpo_trainig_pipeline"]) == 2
+    err = capsys.readouterr().err
+    assert "`--pipe-key hpo_trainig_pipeline`: no `hpo_trainig_pipeline` in this file" in err
+    assert "did you mean `hpo_training_pipeline`?" in err
+    with pytest.raises(SpecError) as info:  # the choice does not outlive the command
+        compile_path(path)
+    assert "pick one with `--pipe-key ray_training_pipeline`" in info.value.errors[0].help
+    (tmp_path / "s.hpo").write_text("study \"s\"\n")
+    assert main(["check", str(tmp_path / "s.hpo"), "--pipe-key", "x"]) == 2
+    assert "--pipe-key picks a pipeline of a YAML config" in capsys.readouterr().err
+
+
+def test_a_config_key_the_trainer_reads_but_the_space_lacks_is_a_warning(tmp_path: Path) -> None:
+    """The tutorial's loop reads `self.training_config["epochs"]`: without `epochs` in
+    `train_loop_config` every trial fails with a KeyError, after `hpoc check` said valid."""
+    path = write(tmp_path, seed_with("              epochs: 20\n", ""))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP811"]
+    assert (w.line, w.message, w.help) == (
+        10, 'the trainer reads `config["epochs"]` (trainer.py:60), which `train_loop_config` does not set: '
+            "trials that get there fail with a KeyError", "add `epochs` to `train_loop_config`")
+    assert not [w for w in compile_path(write(tmp_path, SEED)).warnings if w.code == "HP811"]
+    # a domain that is an error (not in the plan) is not also a key the space lacks
+    assert [d.code for d in reported(tmp_path / "b", seed_with("min: 1e-5", "min: 1e-5x"))] == ["HP203"]
+    # a module that fills its config itself gives no answer
+    (tmp_path / "trainer.py").write_text((EXAMPLE / "trainer.py").read_text().replace(
+        "        self.training_config = config\n",
+        "        self.training_config = {**DEFAULTS, **config}\n"))
+    assert not [w for w in compile_path(path).warnings if w.code == "HP811"]
+
+
+def test_bayes_with_a_grid_is_an_error_about_bayes_not_the_tpe_standing_in_for_it(tmp_path: Path) -> None:
+    """Neither BayesOpt (Ray refuses it) nor TPE searches a grid: the error names what was written."""
+    d = one(tmp_path, seed_with("type: choice\n                options: [32, 64, 128]",
+                                "type: grid_search\n                options: [32, 64, 128]"))
+    assert (d.code, d.line, d.message) == ("HP304", 20, "`bayes` (BayesOpt) cannot search `grid_search` values "
+                                                         "(`batch_size`)")
+    assert "optuna" not in d.message + (d.help or "")

@@ -99,6 +99,12 @@ def _compile(args: argparse.Namespace) -> int:
         for line in summarize(plan):
             print(f"  {line}")
         print(f"  wrote: {', '.join(written)}")
+        if plan.get("slurm") is None:  # the README's `sbatch build/s/job.sbatch` has nothing to run
+            spec = args.spec
+            how = (f"hpoc convert {spec} -o study.hpo, add `slurm {{ ... }}` to it and compile that"
+                   if (plan.get("source") or {}).get("format") == "yaml" else "add `slurm { ... }` to the spec")
+            print("  no job script: the study has no `slurm` block")
+            print(f"  next: {how}; or run it here: hpoc run {spec} --local")
     return 0
 
 

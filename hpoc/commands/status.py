@@ -480,7 +480,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         steps.append(f"shard(s) {', '.join(map(str, stopped))} stopped: once the other jobs end, "
                      + _resume_command(status, stopped, target) + " resumes them")
     if status["state"] == "finished":
-        where = shlex.quote(build or target)
+        where = shlex.quote(build) if build else _spec_words(target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
         errored = [s["shard"] for s in shards if s["errored"]]
         if errored:
@@ -488,6 +488,15 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
                          "them fail is fixed, " + _retry_command(status, errored, target)
                          + " runs only those again (finished trials are kept)")
     return steps
+
+
+def _spec_words(target: str) -> str:
+    """The spec as the commands suggested take it: with the `--pipe-key` it was read with."""
+    from hpoc.yaml import PIPE_KEY, is_yaml
+
+    key = PIPE_KEY.get()
+    extra = f" --pipe-key {shlex.quote(key)}" if key and is_yaml(target) else ""
+    return shlex.quote(target) + extra
 
 
 def _retry_command(status: dict[str, Any], errored: list[int], target: str) -> str:
@@ -500,7 +509,7 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     build = status["build_dir"]
     flag, env = (" --retry-errored", "HPOC_RETRY_ERRORED=1 ") if retry else ("", "")
     if build is None:
-        t = shlex.quote(target)
+        t = _spec_words(target)
         if retry:
             return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`)"
         return f"run the study again as you started it (`hpoc run {t} --local`, `hpoc submit`)"

@@ -51,10 +51,14 @@ def compile_text(text: str, filename: str, workdir: str, sha256: str | None = No
 def compile_path(path: str | os.PathLike[str]) -> Result:
     """Full result (plan, warnings, AST) for a spec file (.hpo, or an itwinai .yaml/.yml)."""
     from hpoc.dsl.parse import read_spec
-    from hpoc.yaml import compile_yaml, is_yaml
+    from hpoc.yaml import PIPE_KEY, compile_yaml, is_yaml
 
     if is_yaml(path):
         return compile_yaml(path)
+    if PIPE_KEY.get() is not None:
+        from hpoc.errors import HpocError
+
+        raise HpocError(f"--pipe-key picks a pipeline of a YAML config; {path} is a .hpo study, which has one")
 
     text, digest = read_spec(path)
     workdir = os.path.dirname(os.path.abspath(path))

@@ -127,3 +127,52 @@ def _parse(text: str, path: str) -> ast.Module:
     # One compile asks up to three times (loop metrics, dict keys, time_attr); keyed by the
     # text, an edited module is parsed anew. Callers only read the tree.
     return ast.parse(text, path)
+
+
+_CONFIG_ATTRS = ("config", "training_config")
+
+
+def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
+    """Keys the trainer's module reads from the trial config by subscript (`config["epochs"]`
+    for a `config` parameter, `self.config[...]`, `self.training_config[...]`), each with the
+    line of its first read. None when the module is not readable or may fill the config
+    itself (`.update`, a merged dict); keys it assigns are left out. A key missing from the
+    space fails every trial with a KeyError."""
+    tree = _module_tree(target, workdir)
+    if tree is None:
+        return None
+    reads: dict[str, int] = {}
+    written: set[str] = set()
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
+        local = "config" in params and not any(
+            isinstance(n, ast.Name) and n.id == "config" and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn))
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if _is_config(t, False) and not (isinstance(node.value, ast.Name) and node.value.id in params):
+                        return None  # `self.training_config = {**defaults, **config}`: keys unknown
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and _is_config(node.func.value, local):
+                if node.func.attr in ("update", "setdefault"):
+                    return None
+            if not (isinstance(node, ast.Subscript) and _is_config(node.value, local)):
+                continue
+            key = node.slice.value if isinstance(node.slice, ast.Constant) else None
+            if not isinstance(key, str):
+                continue
+            if isinstance(node.ctx, ast.Load):
+                reads.setdefault(key, node.lineno)
+            else:
+                written.add(key)
+    return {k: line for k, line in reads.items() if k not in written}
+
+
+def _is_config(node: ast.AST, local: bool) -> bool:
+    """`config` (a parameter of the function, when `local`), `self.config`, `self.training_config`."""
+    if isinstance(node, ast.Name):
+        return local and node.id == "config"
+    return isinstance(node, ast.Attribute) and node.attr in _CONFIG_ATTRS and \
+        isinstance(node.value, ast.Name) and node.value.id == "self"

@@ -18,6 +18,7 @@ from hpoc.compiler.check import (
     SEARCHER,
     UNKNOWN,
     VALUE,
+    WARN_CONFIG,
     WARN_DIRECTION,
     WARN_FILE,
     WARN_METRIC,
@@ -26,7 +27,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
-from hpoc.compiler.metrics import study_reports
+from hpoc.compiler.metrics import config_keys_read, study_reports
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
@@ -327,6 +328,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     """A study module named like a standard or runtime module (`random.py`, `queue.py`)
     breaks Python itself once the study's directory is first on the path."""
     _step_sources(ch, out, block, workdir)
+    _config_keys(ch, out, workdir)
     for role, step in (out.get("pipeline") or {}).items():
         top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
         if workdir is None or top not in _TAKEN:
@@ -343,6 +345,25 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
                 break
 
 
+def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """`config["epochs"]` in the trainer with no `epochs` in the space: a KeyError in every
+    trial that gets there, found only once the study runs."""
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    reads = config_keys_read(target, workdir)
+    space = out.get("space") or {}
+    if not reads or space.get("_invalid") or any(d.severity == "error" for d in ch.diagnostics):
+        return  # a parameter whose domain is an error is missing from the plan, not from the spec
+    have = {p["name"].split(".")[0] for p in space.get("params") or ()} | \
+        {k.split(".")[0] for k in space.get("constants") or {}}
+    module = target.split(":", 1)[0].replace(".", "/") + ".py"
+    for key, line in reads.items():
+        if key not in have:
+            ch.warn(WARN_CONFIG, f"the trainer reads `config[\"{key}\"]` ({module}:{line}), which `space` does "
+                    "not set: trials that get there fail with a KeyError",
+                    ch.spans.get("pipeline.trainer"),
+                    help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
+
+
 def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
     """A class its module does not define, or arguments its `__init__` does not take, fail
     in every trial: say so now, from the module's source (never imported here)."""
@@ -354,7 +375,7 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
         # The compat trainer is built without the itwinai `config` (the study holds it).
         supplied = ("config",) if role == "trainer" else ()
-        for p in check_step(step["target"], list(step.get("args") or {}), workdir, supplied):
+        for p in check_step(step["target"], dict(step.get("args") or {}), workdir, supplied):
             where = keys.get(p.arg) if p.arg else None
             if p.warning:
                 ch.warn(WARN_FILE, f"{role}: {p.message}", where or at, help=p.help)

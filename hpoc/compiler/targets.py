@@ -30,8 +30,9 @@ class Problem:
 
 
 def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: Iterable[str] = ()) -> list[Problem]:
-    """Problems building `target` (`pkg.mod:Name`) with keyword `args`; `supplied` are
-    arguments the runtime adds itself (the compat trainer's `config`)."""
+    """Problems building `target` (`pkg.mod:Name`) with keyword `args` (a mapping: their
+    values are checked against plain annotations too); `supplied` are arguments the
+    runtime adds itself (the compat trainer's `config`)."""
     module, _, qual = target.partition(":")
     if not workdir or not module or not qual:
         return []
@@ -57,7 +58,10 @@ def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: 
     init = _init(names[qual], names)
     if init is None:
         return []
-    return _arguments(init, list(args), set(supplied), f"`{qual}`", shown)
+    problems = _arguments(init, list(args), set(supplied), f"`{qual}`", shown)
+    if isinstance(args, dict) and not problems:
+        problems = _types(init, args, f"`{qual}`", shown)
+    return problems
 
 
 def _module(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
@@ -165,4 +169,67 @@ def _arguments(a: ast.arguments, given: list[str], supplied: set[str], what: str
         listed = ", ".join(f"`{m}`" for m in missing)
         out.append(Problem(f"{what} ({shown}) needs {listed}: hpoc builds it with the step's arguments only",
                            f"give {'it' if len(missing) == 1 else 'them'} in the step's arguments"))
+    return out
+
+
+# Annotations whose values a config can be checked against for sure, as jsonargparse does
+# in itwinai: a string for a `float` fails in every trial, after `hpoc check` said valid.
+_PLAIN = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}  # what each takes as is
+
+
+def _plain(note: ast.expr | None) -> str | None:
+    """`float` for `float`, `float | None` or `Optional[float]` (None is never checked); else None."""
+    if isinstance(note, ast.Constant) and isinstance(note.value, str):  # a quoted annotation
+        try:
+            note = ast.parse(note.value, mode="eval").body
+        except SyntaxError:
+            return None
+    if isinstance(note, ast.Name) and note.id in _PLAIN:
+        return note.id
+    if isinstance(note, ast.BinOp) and isinstance(note.op, ast.BitOr):
+        sides = [note.left, note.right]
+        nones = [x for x in sides if isinstance(x, ast.Constant) and x.value is None]
+        rest = [x for x in sides if x not in nones]
+        if len(nones) == 1 and len(rest) == 1 and isinstance(rest[0], ast.Name) and rest[0].id in _PLAIN:
+            return rest[0].id
+    if isinstance(note, ast.Subscript) and isinstance(note.value, ast.Name) and note.value.id == "Optional" \
+            and isinstance(note.slice, ast.Name) and note.slice.id in _PLAIN:
+        return note.slice.id
+    return None
+
+
+def _accepts(name: str, value: object) -> bool:
+    """Whether a plain annotation takes the value: what would break the step (a string for
+    a number, `no` read as false for a string), not what Python would coerce anyway."""
+    if isinstance(value, (list, dict)):
+        return False
+    if name == "str":
+        return not isinstance(value, bool)  # a number reads fine as text; `name: no` is false
+    if name == "bool":
+        return not isinstance(value, str)  # "false" is true
+    return isinstance(value, _PLAIN[name]) and not isinstance(value, bool)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return f"`{'true' if value else 'false'}`"
+    if isinstance(value, (int, float)):
+        return f"the number `{value}`"
+    if isinstance(value, str):
+        return f'the string "{value if len(value) <= 30 else value[:27] + "..."}"'
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "this value"
+
+
+def _types(a: ast.arguments, given: dict[str, object], what: str, shown: str) -> list[Problem]:
+    out: list[Problem] = []
+    for p in a.args + a.kwonlyargs:
+        if p.arg not in given:
+            continue
+        name = _plain(p.annotation)
+        value = given[p.arg]
+        if name is None or value is None:  # None: the runtime passes it; a default may expect it
+            continue
+        if not _accepts(name, value):
+            out.append(Problem(f"{what} ({shown}) takes `{p.arg}: {name}`, not {_describe(value)}",
+                               None, p.arg))
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import glob
 import json
+import math
 import os
 import secrets
 import shutil
@@ -283,9 +284,13 @@ def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str
     if fit >= workers and have_cpu >= cpu - 1e-9:
         return
     each = f"{cpw:g} CPU" + (f", {gpw:g} GPU" if gpw else "")
+    # Enough for the workers but for the driver's share: say so, or "needs 2 x 1 CPU, has 2" puzzles.
+    driver = f", plus {cpu - workers * cpw:g} CPU for the trial's driver" if fit >= workers else ""
+    slots = math.ceil(cpu - 1e-9)
     raise SessionError(
-        f"one trial needs {workers} worker(s) x ({each}); {where} has {have_cpu:g} CPU and "
+        f"one trial needs {workers} worker(s) x ({each}){driver}; {where} has {have_cpu:g} CPU and "
         f"{have_gpu:g} GPU on {len(alive)} node(s)\n"
         "  help: lower `workers`/`cpus_per_worker`/`gpus_per_worker` in the study, or run it "
-        "where there is room" + (" (`--cpus N` lets a local run use more CPU slots)" if where == "this machine" else ""),
+        "where there is room" + (f" (`--cpus {slots}` lets a local run use {slots} CPU slots)"
+                                 if where == "this machine" else ""),
         exit_code=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +21,10 @@ from hpoc.errors import Diagnostic, SpecCheckError, SpecError, with_sources
 from hpoc.plan.words import respell
 
 SUFFIXES = (".yaml", ".yml")
+
+# The pipeline to compile from a file holding several (`--pipe-key`, as itwinai's
+# `exec-pipeline` takes it); None: the file's one HPO pipeline.
+PIPE_KEY: ContextVar[str | None] = ContextVar("hpoc_pipe_key", default=None)
 
 
 def is_yaml(path: str | os.PathLike[str]) -> bool:
@@ -80,7 +85,9 @@ def convert(path: str | os.PathLike[str]) -> tuple[str, list[Diagnostic]]:
     tr = translate(text, str(path), workdir)
     result = _compile(tr, text, str(path), workdir, digest)
     name = os.path.basename(str(path))
-    header = [f"# Converted from {name} by `hpoc convert`: it compiles to the same plan.",
+    key = PIPE_KEY.get()
+    source = f"{name} (its `{key}`)" if key else name
+    header = [f"# Converted from {source} by `hpoc convert`: it compiles to the same plan.",
               f"# Relative paths and modules resolve against this file's directory, as for {name}."]
     return format_study(with_comments(tr.study, tr.comments, header)), result.warnings
 

@@ -92,8 +92,22 @@ def translate(b: Builder, doc: YNode) -> A.Study:
 
 
 def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
+    from hpoc.yaml import PIPE_KEY
+
     candidates = [(k, ks, v) for k, ks, v in doc.entries if isinstance(v, YMap) and _is_pipeline(v)]
-    if len(candidates) > 1:
+    chosen = PIPE_KEY.get()
+    if chosen is not None:
+        node = doc.get(chosen)
+        names = [c[0] for c in candidates]
+        if isinstance(node, YMap) and _is_pipeline(node):
+            return chosen, doc.key_span(chosen), node  # type: ignore[return-value]
+        b.error(MISSING, f"`--pipe-key {chosen}`: " + (f"`{chosen}` is not a pipeline" if node is not None
+                                                        else f"no `{chosen}` in this file"),
+                doc.key_span(chosen) or doc.span,
+                help=did_you_mean(chosen, names) or (f"its pipelines: {one_of(names)}" if names else None))
+        return None
+    with_config: list[Any] = []
+    if len(candidates) > 1:  # the HPO pipeline is the one whose trainer has a `config`
         with_config = [c for c in candidates if any("config" in (s.args.index if s.args else {})
                                                     for s in _steps(Builder(b.file), c[2], c[0]))]
         candidates = with_config or candidates
@@ -105,8 +119,10 @@ def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
                 " and `init_args: {steps: [...]}`")
         return None
     if len(candidates) > 1:
-        b.error(VALUE, f"several pipelines in this file: {one_of(c[0] for c in candidates)}", candidates[1][1],
-                help="keep the HPO pipeline only (hpoc compiles one study per file)")
+        kind = "HPO pipelines (with a trainer `config`)" if with_config else "pipelines"
+        b.error(VALUE, f"several {kind} in this file: {one_of(c[0] for c in candidates)}", candidates[1][1],
+                help=f"pick one with `--pipe-key {candidates[0][0]}` (as itwinai's exec-pipeline does), "
+                     "or give each a file of its own")
         return None
     return candidates[0]
 
@@ -422,8 +438,14 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
         if step.args is not None:
             b.check_keys(step.args, ("loggers",), "`LoggersCollection`")
         inner = step.arg("loggers")
+        if inner is None and "loggers" in step.node.index:
+            return []  # beside `class_path`: reported as belonging in `init_args`
+        if inner is None:
+            b.error(MISSING, "`LoggersCollection` has no `loggers`", step.span,
+                    help="list them under `init_args: {loggers: [...]}`, or remove the logger")
+            return []
         if not isinstance(inner, YSeq):
-            b.error(TYPE, "`loggers` of `LoggersCollection` must be a list", (inner or step.node).span)
+            b.error(TYPE, f"`loggers` of `LoggersCollection` must be a list, not {describe(inner)}", inner.span)
             return []
         loggers = [s for s in (_step(b, n) for n in inner.items) if s is not None]
     else:

@@ -112,6 +112,10 @@ def load(text: str, file: str) -> YNode:
             help = "YAML indents with spaces, not tabs"
         elif "expected a single document" in msg:
             help = "keep one document in the file (remove the extra `---`)"
+        elif "mapping values are not allowed here" in msg and line is not None and col is not None:
+            help = _mapping_value_help(text.split("\n"), line, col)
+        elif "expected <block end>, but found '?'" in msg and line is not None and col is not None:
+            help = _item_key_help(text.split("\n"), line, col)
         _fail(file, f"invalid YAML: {msg}", SYNTAX, line, col, help=help, text=text)
     except yaml.YAMLError as exc:  # e.g. a ReaderError (a control character): a position only
         pos = getattr(exc, "position", None)
@@ -125,6 +129,40 @@ def load(text: str, file: str) -> YNode:
     if node is None:
         _fail(file, "file is empty", SYNTAX, help="the config needs a pipeline such as `ray_training_pipeline:`")
     return _Converter(file, text).convert(node, 0)
+
+
+def _mapping_value_help(lines: list[str], line: int, col: int) -> str | None:
+    """Why a `key:` is not allowed where it is: a `: ` inside an unquoted value, or (as in
+    configs copied from rendered docs) a key indented deeper than the line above it."""
+    here = lines[line - 1] if line <= len(lines) else ""
+    before = here[: col - 1].strip()
+    if ": " in before.removeprefix("- "):
+        return "a value holding `: ` must be quoted: `key: \"a: b\"`"
+    above = next((i for i in range(line - 2, -1, -1) if lines[i].strip() and not lines[i].lstrip().startswith("#")),
+                 None)
+    if above is None:
+        return None
+    indent = len(here) - len(here.lstrip())
+    prev = lines[above]
+    if indent > len(prev) - len(prev.lstrip()) and ":" in prev:
+        return (f"`{before}` is indented deeper than line {above + 1}, whose key already has a value: "
+                "indent it as the keys beside it (in a list item, as the first key after `- `)")
+    return None
+
+
+def _item_key_help(lines: list[str], line: int, col: int) -> str | None:
+    """A key lined up with the `- ` of the list item above it (it belongs to that item)."""
+    here = lines[line - 1] if line <= len(lines) else ""
+    key = here.strip().split(":", 1)[0]
+    for i in range(line - 2, -1, -1):
+        prev = lines[i]
+        if not prev.strip() or prev.lstrip().startswith("#"):
+            continue
+        if len(prev) - len(prev.lstrip()) == col - 1 and prev.lstrip().startswith("- "):
+            return (f"`{key}` is lined up with the `- ` of line {i + 1}: indent it two more spaces to put it "
+                    "in that item, beside its first key")
+        return None
+    return None
 
 
 def _fail(file: str, msg: str, code: str, line: int | None = None, col: int | None = None,

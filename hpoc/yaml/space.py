@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hpoc.compiler import tables as T
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, VALUE, Builder
+from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, UNKNOWN, VALUE, Builder
 from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 
 TYPE_ALIASES = {"grid_search": "grid", "sample": None, "sample_from": None, "function": None}
@@ -52,11 +52,16 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
                                 f"(`{key.replace('.', '_')}`)")
             continue
         value = hydra_domain(value)
+        typo = _misspelt_type(value)
         if isinstance(value, YMap) and "type" in value.index:
             call = read_domain(b, value, name)
             if call is not None:
                 settings.append(A.Setting(name, call, key_span=kspan, span=kspan))
                 params.append(Param(name, call.func, kspan))
+        elif typo is not None:
+            b.error(UNKNOWN, f"unknown key `{typo[0]}` in `{name}`", typo[1],
+                    notes=(f"without `type`, `{name}` is not searched: every trial would get this mapping",),
+                    help="did you mean `type`?")
         elif isinstance(value, YMap) and value.entries and _has_domain(value):
             _walk(b, value, name + ".", settings, params)
         elif _python_domain(b, value, name):
@@ -123,10 +128,26 @@ def hydra_domain(node: YNode) -> YNode:
     return YMap(entries, node.span, {k: i for i, (k, _, _) in enumerate(entries)})  # type: ignore[union-attr]
 
 
+# Every argument a domain mapping may hold besides `type`.
+_DOMAIN_ARGS = {a for sig in T.DOMAINS.values() for a, _, _ in sig} | set(ARG_ALIASES) | set(LIST_KEYS)
+
+
+def _misspelt_type(node: YNode) -> tuple[str, A.Span] | None:
+    """(key, span) of a misspelt `type` (`tpye`, `Type`) in a mapping whose other keys are
+    all a domain's arguments: read as a constant, it would reach trials as a dict."""
+    if not isinstance(node, YMap) or "type" in node.index:
+        return None
+    others = [k for k in node.keys() if k not in _DOMAIN_ARGS]
+    if len(others) != 1 or len(node.entries) < 2 or did_you_mean(others[0].lower(), ["type"]) is None:
+        return None
+    return others[0], node.key_span(others[0])  # type: ignore[return-value]
+
+
 def _has_domain(node: YNode) -> bool:
     node = hydra_domain(node)
     if isinstance(node, YMap):
-        return "type" in node.index or any(_has_domain(v) for _, _, v in node.entries)
+        return "type" in node.index or _misspelt_type(node) is not None or \
+            any(_has_domain(v) for _, _, v in node.entries)
     # a nested `tune.choice(...)` string: walked, so that it is reported
     return isinstance(node, YScalar) and isinstance(node.value, str) and \
         node.value.strip().startswith(("tune.", "ray.tune.")) and _PY_DOMAIN.fullmatch(node.value) is not None

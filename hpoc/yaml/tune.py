@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpoc.compiler import tables as T
+from hpoc.compiler.check import SEARCHER
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import (
@@ -61,6 +62,8 @@ _RANDOM_STEPS = {"bayesopt": "random_search_steps", "optuna": "n_startup_trials"
 # Whole-run knobs of Ray's RunConfig that hpoc sets itself.
 _RUN_IGNORED = ("verbose", "log_to_file", "progress_reporter", "callbacks", "sync_config")
 _TUNE_IGNORED = ("trial_name_creator", "trial_dirname_creator")
+_TUNE_KEYS = ("num_samples", "metric", "mode", "scheduler", "search_alg", "max_concurrent_trials", "time_budget_s",
+              "reuse_actors", *_TUNE_IGNORED)
 
 
 @dataclass
@@ -87,8 +90,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
     run = b.mapping(config.get("run_config"), "`run_config`")
     search = sched = None
     if tune is not None:
-        b.check_keys(tune, ("num_samples", "metric", "mode", "scheduler", "search_alg",
-                            "max_concurrent_trials", "time_budget_s", "reuse_actors", *_TUNE_IGNORED),
+        b.check_keys(tune, _TUNE_KEYS,
                      "`tune_config`", ray_class="TuneConfig",
                      homes={"storage_path": "run_config", "name": "run_config", "stop": "run_config"})
         for key in _TUNE_IGNORED:
@@ -113,7 +115,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
             if node is not None:
                 value = _no_limit(b, node) if key == "max_concurrent_trials" else b.value(node)
                 out.trials.append(b.setting(hpo_key, value, tune.key_span(key)))
-    out.objective = _objective(b, tune, search, sched)
+    out.objective = _objective(b, tune, search, sched, config.key_span("tune_config"))
     sched_name = _scheduler(b, out, sched)
     _search(b, out, search, params, sched_name)
     if run is not None:
@@ -160,6 +162,10 @@ def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
                 help="e.g. `name: optuna`" if what == "search_alg" else "e.g. `name: asha`")
     options = [(k, ks, v) for k, ks, v in m.entries
                if k not in ("name", "metric", "mode", "options") and b.given(v) is not None]
+    for k, ks, _ in options:  # indented one level too deep: said here, whatever becomes of `what`
+        if k in _TUNE_KEYS:
+            b.error(UNKNOWN, f"unknown key `{k}` in `{what}`", ks, help=f"`{k}` belongs in `tune_config`")
+    options = [o for o in options if o[0] not in _TUNE_KEYS]
     nested = b.mapping(m.get("options"), f"`options` of `{what}`")
     if nested is not None:
         flat = {k for k, _, _ in options}
@@ -205,7 +211,8 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
 # ------------------------------------------------------------------------- objective
 
 
-def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Named | None) -> A.Objective:
+def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Named | None,
+               tune_key: A.Span | None = None) -> A.Objective:
     found: list[tuple[str, YNode | None, YNode | None]] = []
     if search is not None:
         found.append(("search_alg", search.metric, search.mode))
@@ -243,11 +250,13 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
                 metric, metric_node = value, node
             elif kind == "mode" and mode is None:
                 mode, mode_node = value, node
-    span = (metric_node or mode_node).span if (metric_node or mode_node) else (tune.span if tune else None)
+    # Unset: at the `tune_config:` key, not at whichever setting its mapping starts with.
+    span = (metric_node or mode_node).span if (metric_node or mode_node) else (tune_key or (tune.span if tune else None))
     if metric is None:
         metric = "loss"
         b.warn(DEFAULTED, "no `metric` is set: optimising `loss` (itwinai's default)", span,
-               help="add `metric: loss` and `mode: min` to `search_alg` (or `tune_config`)")
+               help="add `metric: loss` and `mode: min` to " + ("`search_alg` (or `tune_config`)" if search
+                                                                 else "`tune_config`"))
     if mode is None:
         mode = "min"
         if not bad_mode:
@@ -329,6 +338,13 @@ def _search(b: Builder, out: Tune, search: _Named | None, params: list[Param], s
         return
     options = _options(b, search, name)
     discrete = [p for p in params if p.domain in T.CATEGORICAL or p.domain in T.INTEGER]
+    grids = [p for p in params if p.domain == "grid"]
+    if name == "bayesopt" and grids:  # nor can TPE, which stands in for it: say so of what was written
+        for p in grids:
+            b.error(SEARCHER, f"`{search.name}` (BayesOpt) cannot search `grid_search` values (`{p.name}`)",
+                    p.span, help="write `search_alg: {name: random}` to enumerate the grid, or `type: choice` "
+                                 "to let a searcher pick")
+        return
     if name == "bayesopt" and discrete:
         options = _bayes_to_optuna(b, search, options, discrete)
         name = "optuna"
@@ -367,8 +383,12 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
             kept.append(("n_startup_trials", kspan, value))
         elif key in ("seed", "points_to_evaluate"):
             kept.append((key, kspan, value))
-        else:
+        elif key in T.SEARCHERS["bayesopt"]:
             dropped.append(key)
+        else:  # not BayesOpt's either: a typo or a key that belongs elsewhere, not a drop
+            valid = [k for k in T.SEARCHERS["bayesopt"] if k != "random_search_steps"] + ["n_random_steps"]
+            b.error(UNKNOWN, f"unknown key `{key}` in `search_alg: {{name: {search.name}}}`", kspan,
+                    help=did_you_mean(key, valid) or f"valid keys: {one_of(valid)}")
     names = ", ".join(f"`{p.name}` ({p.domain})" for p in discrete)
     notes = ["BayesOpt fits a Gaussian process over continuous parameters only"]
     if any(k == "n_startup_trials" for k, _, _ in kept):
@@ -427,8 +447,17 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
         if key in names:
             body.append(b.setting(names[key], b.value(value, words=("min", "max")), kspan))
         elif key == "checkpoint_at_end":
-            b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
-                   kspan, help="remove it")
+            freq = ck.get("checkpoint_frequency")
+            if isinstance(value, YScalar) and value.value is True and isinstance(freq, YScalar) \
+                    and type(freq.value) is int and freq.value == 0:
+                # Ray: only the final checkpoint. hpoc's `every: 0` saves none, the last included.
+                b.warn(IGNORED, "`checkpoint_at_end` is ignored: with `checkpoint_frequency: 0` hpoc saves "
+                       "no checkpoint at all, not even the last", kspan,
+                       help="to checkpoint the last epoch only, set `checkpoint_frequency` to the number "
+                            "of epochs (the last epoch is always checkpointed when checkpoints are on)")
+            else:
+                b.warn(IGNORED, "`checkpoint_at_end` is ignored: hpoc always checkpoints the last epoch",
+                       kspan, help="remove it")
     keep = ck.get("num_to_keep")
     population = out.scheduler is not None and isinstance(out.scheduler.label, A.Ref) and \
         out.scheduler.label.path in T.POPULATION  # the latest are kept there, as in Ray

@@ -315,3 +315,29 @@ def test_the_point_of_a_failure_is_the_last_report_of_that_attempt_or_its_checkp
     trial.checkpoint = None
     clock.TIMES.reported("t", {"training_iteration": 1})
     assert watch._failed_after(trial) == 3
+
+
+def test_a_trial_scope_undoes_what_a_trial_changed_in_torch_and_warnings(tmp_path):
+    """Global module hooks, anomaly detection, the default device and warning filters that a
+    trial left behind ran on in every later trial of a warm worker."""
+    import warnings
+
+    from torch import nn
+
+    from hpoc.runtime.pool_worker import TrialScope
+
+    workdir = write_toy(tmp_path / "study")
+    calls = []
+    filters = list(warnings.filters)
+    with TrialScope(str(workdir)):
+        nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append(m))
+        nn.modules.module.register_module_forward_pre_hook(lambda m, i: calls.append(m))
+        torch.autograd.set_detect_anomaly(True)
+        torch.set_default_device("meta")
+        torch.set_default_dtype(torch.float64)
+        warnings.simplefilter("ignore")
+    nn.Linear(2, 2)(torch.ones(1, 2))
+    assert calls == []
+    assert not torch.is_anomaly_enabled()
+    assert torch.ones(1).device.type == "cpu" and torch.ones(1).dtype == torch.float32
+    assert warnings.filters == filters

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import glob
 import json
+import math
 import os
 import secrets
 import shutil
@@ -283,9 +284,12 @@ def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str
     if fit >= workers and have_cpu >= cpu - 1e-9:
         return
     each = f"{cpw:g} CPU" + (f", {gpw:g} GPU" if gpw else "")
+    # without the driver, 2 workers x 1 CPU on 2 CPUs read as fitting
+    driver = f" plus {DRIVER_CPU:g} CPU for the trial's driver" if workers > 1 else ""
+    slots = f"`--cpus {math.ceil(cpu - 1e-9)}`" if not gpu else "`--cpus N`"
     raise SessionError(
-        f"one trial needs {workers} worker(s) x ({each}); {where} has {have_cpu:g} CPU and "
+        f"one trial needs {workers} worker(s) x ({each}){driver}; {where} has {have_cpu:g} CPU and "
         f"{have_gpu:g} GPU on {len(alive)} node(s)\n"
         "  help: lower `workers`/`cpus_per_worker`/`gpus_per_worker` in the study, or run it "
-        "where there is room" + (" (`--cpus N` lets a local run use more CPU slots)" if where == "this machine" else ""),
+        "where there is room" + (f" ({slots} lets a local run use more CPU slots)" if where == "this machine" else ""),
         exit_code=2)

@@ -1724,3 +1724,23 @@ def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
     (d,) = diagnostics(BASE, str(tmp_path))
     assert d.message == ("trainer: `trainer` (trainer.py) has a syntax error: source code string "
                          "cannot contain null bytes")
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"zero_optimization": {"stage": 4}}',
+     'the DeepSpeed config "ds.json" sets `zero_optimization.stage` to 4: ZeRO has stages 0 to 3 (or "auto")'),
+    ('{"zero_optimization": {"stage": "2"}}',
+     'the DeepSpeed config "ds.json" sets `zero_optimization.stage` to "2": ZeRO has stages 0 to 3 (or "auto")'),
+    ('{"zero_optimization": {"stage": 2,}}', 'the DeepSpeed config "ds.json" is not JSON: '),
+    ('[1]', 'the DeepSpeed config "ds.json" is not a JSON object'),
+])  # fmt: skip
+def test_a_deepspeed_config_file_every_trial_would_fail_on_is_refused(tmp_path, content, message) -> None:
+    """`hpoc check` said "valid"; DeepSpeed (or reading the file) then failed every trial,
+    each after Ray and its workers had started."""
+    (tmp_path / "ds.json").write_text(content, encoding="utf-8")
+    text = BASE + 'resources { workers = 2, deepspeed { config = "ds.json" } }\n'
+    (d,) = [d for d in diagnostics(text, str(tmp_path)) if d.severity == "error"]
+    assert (d.code, where(d)) == ("HP204", (3, 38)) and d.message.startswith(message)  # at `config`
+    for fine in ('{"zero_optimization": {"stage": 3}}', '{"zero_optimization": {"stage": "auto"}}', "{}"):
+        (tmp_path / "ds.json").write_text(fine, encoding="utf-8")
+        assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "error"]

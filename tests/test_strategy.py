@@ -119,6 +119,36 @@ def test_batches_split_data_across_ranks_like_a_distributed_sampler():
     assert orders[0] == orders[2] != orders[1]          # a permutation per (seed, epoch)
 
 
+class _Items(torch.utils.data.Dataset):
+    """Not tensors: batched by a DataLoader with a DistributedSampler."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), i
+
+
+def test_validation_dataloader_counts_every_sample_once_across_ranks():
+    # DistributedSampler pads the ranks to equal length by repeating samples: summed metrics
+    # counted those twice (101 samples on 2 ranks: accuracy over 102).
+    for n, world, size in [(101, 2, 64), (9, 2, 4), (1, 2, 4), (10, 3, 3), (129, 2, 64)]:
+        counted, lengths = [], set()
+        for rank in range(world):
+            val = _FakeRanks(rank, world).dataloader(_Items(n), size, shuffle=False, pad=False)
+            made = 0
+            for x, i in val:
+                made += 1
+                assert len(x) == len(i)
+                if not val.empty:
+                    counted += i.tolist()
+            lengths.add((made, len(val)))
+        assert len(lengths) == 1 and sorted(counted) == list(range(n)), (n, world, lengths)
+
+
 # ---------------------------------------------------------------- real process groups
 
 

@@ -315,3 +315,59 @@ def test_the_point_of_a_failure_is_the_last_report_of_that_attempt_or_its_checkp
     trial.checkpoint = None
     clock.TIMES.reported("t", {"training_iteration": 1})
     assert watch._failed_after(trial) == 3
+
+
+def test_a_trial_scope_undoes_what_a_trial_changed_in_torch_and_warnings(tmp_path):
+    """Global module hooks, anomaly detection, the default device and warning filters that a
+    trial left behind ran on in every later trial of a warm worker."""
+    import warnings
+
+    from torch import nn
+
+    from hpoc.runtime.pool_worker import TrialScope
+
+    workdir = write_toy(tmp_path / "study")
+    calls = []
+    filters = list(warnings.filters)
+    with TrialScope(str(workdir)):
+        nn.modules.module.register_module_forward_hook(lambda m, i, o: calls.append(m))
+        nn.modules.module.register_module_forward_pre_hook(lambda m, i: calls.append(m))
+        torch.autograd.set_detect_anomaly(True)
+        torch.set_default_device("meta")
+        torch.set_default_dtype(torch.float64)
+        warnings.simplefilter("ignore")
+    nn.Linear(2, 2)(torch.ones(1, 2))
+    assert calls == []
+    assert not torch.is_anomaly_enabled()
+    assert torch.ones(1).device.type == "cpu" and torch.ones(1).dtype == torch.float32
+    assert warnings.filters == filters
+
+
+def test_one_worker_trials_in_a_reused_process_start_clean(tmp_path, elsewhere, monkeypatch):
+    """Tune reuses a one-worker trial's process: the second trial saw the first one's
+    module-level state, default dtype, global module hooks and environment, so its numbers
+    depended on which trial ran before it."""
+    from torch import nn
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "counter.py").write_text("STARTS = [0]\n")
+    plan = make_plan(workdir, tmp_path / "results")
+    exp = tmp_path / "results" / "toy"
+    _fake_tune(monkeypatch, str(exp / "trial_00003_ab12"))
+    seen = []
+
+    def leaky_trial(plan, cfg, data, reporter, info, **kw):
+        import counter
+
+        counter.STARTS[0] += 1
+        seen.append((counter.STARTS[0], torch.get_default_dtype(), len(nn.modules.module._global_forward_hooks),
+                     os.environ.get("HPOC_LEAK_PROBE")))
+        torch.set_default_dtype(torch.float64)
+        nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+        os.environ["HPOC_LEAK_PROBE"] = "leaked"
+
+    monkeypatch.setattr(trial, "run_trainer", leaky_trial)
+    for _ in range(2):
+        trial.tune_trial({"lr": 0.01, "hidden": 8}, plan, [None], str(exp), 0)
+    assert seen == [(1, torch.float32, 0, None)] * 2
+    assert torch.get_default_dtype() == torch.float32 and "HPOC_LEAK_PROBE" not in os.environ

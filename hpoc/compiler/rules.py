@@ -446,12 +446,24 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
     with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
     import json
 
+    at = ch.spans.get("resources.deepspeed.config")
     try:
         with open(path, encoding="utf-8") as f:
             ds = json.load(f)
-    except (OSError, ValueError):
-        return  # DeepSpeed says what is wrong with the file when the study runs
+    except OSError:
+        return  # read again when the study runs, which says what is wrong
+    except ValueError as exc:  # every trial would fail reading it
+        ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at)
+        return
     if not isinstance(ds, dict):
+        ch.error(VALUE, f'the DeepSpeed config "{config}" is not a JSON object', at)
+        return
+    zero = ds.get("zero_optimization")
+    stage = zero.get("stage", "auto") if isinstance(zero, dict) else "auto"
+    if stage != "auto" and (type(stage) is not int or not 0 <= stage <= 3):
+        # DeepSpeed refuses it in every trial, after Ray and the workers have started
+        ch.error(VALUE, f'the DeepSpeed config "{config}" sets `zero_optimization.stage` to {json.dumps(stage)}: '
+                 'ZeRO has stages 0 to 3 (or "auto")', at)
         return
     _deepspeed_overridden(ch, out, config, ds)
     searched = [p["name"] for p in out["space"]["params"]]

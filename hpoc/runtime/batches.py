@@ -8,7 +8,8 @@ DataLoader (with a DistributedSampler across ranks) wrapped in `DeviceLoader`.
 
 Both split the data across ranks like DistributedSampler: training pads every rank to the
 same number of samples by wrapping around (ranks must step in lockstep), validation does
-not pad (metrics are sums over exactly the samples, reduced across ranks).
+not pad (metrics are sums over exactly the samples, reduced across ranks): DeviceLoader cuts
+the sampler's repeats off the last batches.
 """
 
 from __future__ import annotations
@@ -177,11 +178,14 @@ class DeviceLoader:
     """A DataLoader whose batches arrive on the strategy's device, prepared."""
 
     def __init__(self, loader: Any, strategy: Any, *, seed: int = 0, shuffle: bool = False,
-                 prepare: Prepare | None = None) -> None:
+                 prepare: Prepare | None = None, keep: int | None = None) -> None:
         self.loader, self.strategy, self.seed, self.shuffle = loader, strategy, seed, shuffle
         self.prepare = prepare
         self.dataset = loader.dataset
         self.sampler = loader.sampler
+        # This rank's own samples; those after them are the sampler's padding (repeats).
+        self.keep = keep
+        self.empty = False  # True for a batch of padding only (joins collectives, not counted)
 
     def set_epoch(self, epoch: int) -> None:
         sampler = getattr(self.loader, "sampler", None)
@@ -194,10 +198,42 @@ class DeviceLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
+        left = self.keep
         for batch in self.loader:
+            n = _leading_len(batch) if left is not None else -1
+            if n >= 0:  # (a batch of no tensors cannot be cut: counted as it comes)
+                self.empty = left <= 0
+                if 0 < left < n:
+                    batch = _head(batch, left, n)
+                left -= n
             batch = self.strategy.to_device(batch)
             if self.prepare is not None and isinstance(batch, (tuple, list)) and batch:
                 batch = list(batch)
                 batch[0] = self.strategy.to_device(self.prepare(batch[0]))
                 batch = tuple(batch)
             yield batch
+        self.empty = False
+
+
+def _leading_len(batch: Any) -> int:
+    """The number of samples in a collated batch (its first tensor's length)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else -1
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else ()
+    for item in items:
+        n = _leading_len(item)
+        if n >= 0:
+            return n
+    return -1
+
+
+def _head(batch: Any, k: int, n: int) -> Any:
+    """The first `k` of the `n` samples of a collated batch (its tensors of `n` rows, nested
+    in tuples, lists and dicts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:k] if batch.dim() and batch.shape[0] == n else batch
+    if isinstance(batch, dict):
+        return type(batch)((key, _head(v, k, n)) for key, v in batch.items())
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_head(v, k, n) for v in batch)
+    return batch

@@ -5,7 +5,8 @@ trial it is given with a fresh trainer. What a trial may leave behind is undone 
 `TrialScope`: the spec's own modules are imported afresh (their module-level state starts
 over), RNGs are seeded by the trainer, the working directory is the spec's (as for every
 trial; a trainer's own files go to `trainer.trial_dir`), and environment variables,
-`sys.path` and torch's global settings are put back afterwards.
+`sys.path`, warning filters and torch's global settings (global module hooks too) are put
+back afterwards.
 Kept on purpose: the process, the imports of libraries, the process group and the data.
 
 Rank 0 hands each epoch's report to the trial's Tune trainable (`next_event`) and waits
@@ -22,6 +23,7 @@ import os
 import queue
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,10 +43,22 @@ def _torch_settings() -> dict[str, Any]:
     out = {"dtype": torch.get_default_dtype(), "grad": torch.is_grad_enabled(),
            "threads": torch.get_num_threads(),
            "deterministic": torch.are_deterministic_algorithms_enabled(),
-           "matmul": torch.get_float32_matmul_precision()}
+           "matmul": torch.get_float32_matmul_precision(),
+           "anomaly": (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()),
+           "device": torch.get_default_device(), "hooks": _global_hooks(),
+           "warnings": list(warnings.filters)}
     if torch.backends.cudnn.is_available():
         out["cudnn"] = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     return out
+
+
+def _global_hooks() -> dict[str, Any]:
+    """The hooks that `torch.nn.modules.module.register_module_*_hook` adds to every module
+    of the process (a trial's would run in the next trial's models)."""
+    from torch.nn.modules import module
+
+    return {name: dict(value) if isinstance(value, dict) else value
+            for name, value in vars(module).items() if name.startswith("_global_")}
 
 
 def _set_torch_settings(s: dict[str, Any]) -> None:
@@ -55,6 +69,19 @@ def _set_torch_settings(s: dict[str, Any]) -> None:
     torch.set_num_threads(s["threads"])
     torch.use_deterministic_algorithms(s["deterministic"])
     torch.set_float32_matmul_precision(s["matmul"])
+    torch.autograd.set_detect_anomaly(*s["anomaly"])
+    if torch.get_default_device() != s["device"]:  # (a device context slows every tensor made)
+        torch.set_default_device(None if s["device"].type == "cpu" else s["device"])
+    warnings.filters[:] = s["warnings"]
+    from torch.nn.modules import module
+
+    for name, value in s["hooks"].items():
+        now = getattr(module, name)
+        if isinstance(now, dict):  # in place: the hooks' handles hold these dicts
+            now.clear()
+            now.update(value)
+        else:
+            setattr(module, name, value)
     if "cudnn" in s:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = s["cudnn"]
 

@@ -280,8 +280,12 @@ class Strategy:
         return self.rank, n, self.world_size
 
     def dataloader(self, dataset: Any, batch_size: int, *, shuffle: bool = False,
-                   drop_last: bool = False, seed: int = 0, prepare: Any = None, **kwargs: Any):
-        """A DataLoader over this rank's shard whose batches arrive on the device."""
+                   drop_last: bool = False, seed: int = 0, prepare: Any = None, pad: bool = True,
+                   **kwargs: Any):
+        """A DataLoader over this rank's shard whose batches arrive on the device.
+
+        `pad=False` (validation): the samples DistributedSampler repeats to even out the
+        ranks are cut from the batches, and a batch of nothing else is marked `empty`."""
         from hpoc.runtime.batches import DeviceLoader
 
         from torch.utils.data import DataLoader, DistributedSampler
@@ -301,7 +305,10 @@ class Strategy:
             kwargs.update(num_workers=workers, persistent_workers=True)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                             drop_last=drop_last, generator=generator, **kwargs)
-        return DeviceLoader(loader, self, seed=seed, shuffle=shuffle, prepare=prepare)
+        keep = None
+        if sampler is not None and not pad and not drop_last:
+            keep = len(range(self.rank, len(dataset), self.world_size))
+        return DeviceLoader(loader, self, seed=seed, shuffle=shuffle, prepare=prepare, keep=keep)
 
     # ------------------------------------------------------------ collectives
 

@@ -386,7 +386,7 @@ class Trainer:
                                  seed=self.seed, prepare=self.prepare_inputs,
                                  on_device=setting if setting in (True, False) else "auto")
         return self.strategy.dataloader(data, size, shuffle=train, seed=self.seed,
-                                        prepare=self.prepare_inputs)
+                                        prepare=self.prepare_inputs, pad=train)
 
     # itwinai names
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,

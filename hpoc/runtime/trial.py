@@ -104,10 +104,14 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
     cfg = trial_config(config, plan["space"])
     res = plan["resources"]
     if res["workers"] == 1:
+        from hpoc.runtime.pool_worker import TrialScope
+
         report.set_mode("tune")
-        _limit_threads(res["cpus_per_worker"])
-        data = pipeline.fetch(data_ref[0])
-        run_trainer(plan, cfg, data, report.TuneReporter(), trial, distributed=False)
+        # Tune reuses this process for the next trial: what this one changes is undone
+        with TrialScope(plan["source"]["workdir"]):
+            _limit_threads(res["cpus_per_worker"])
+            data = pipeline.fetch(data_ref[0])
+            run_trainer(plan, cfg, data, report.TuneReporter(), trial, distributed=False)
         return
     from hpoc.runtime import pool
 

@@ -332,20 +332,6 @@ def test_a_trial_bigger_than_the_machine_is_refused(tmp_path, capsys):
     assert "one trial needs 2 worker(s) x (4 CPU); this machine has 2 CPU" in err
 
 
-def test_a_trial_that_misses_by_its_driver_says_so_and_how_many_cpus_fit_it(tmp_path):
-    """2 workers x 1 CPU on 2 CPUs was refused as if it fitted: the driver's share was not said."""
-    from hpoc.runtime.session import SessionError, check_capacity
-
-    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results",
-                     resources={"workers": 2, "cpus_per_worker": 1})
-    with pytest.raises(SessionError) as exc:
-        check_capacity(plan, [{"Resources": {"CPU": 2.0}}], "this machine")
-    assert str(exc.value).startswith("one trial needs 2 worker(s) x (1 CPU), plus 0.01 CPU for the "
-                                     "trial's driver; this machine has 2 CPU")
-    assert "`--cpus 3` lets a local run use 3 CPU slots" in str(exc.value)
-    check_capacity(plan, [{"Resources": {"CPU": 3.0}}], "this machine")
-
-
 def _wait_for(predicate, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

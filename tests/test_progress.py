@@ -69,6 +69,28 @@ def test_close_prints_the_final_state_once():
     assert len(lines) == 2 and lines[-1].startswith("[hpoc] 00:00:01 | 2/2 trials finished")
 
 
+def test_the_tune_callback_prints_the_end_state_once():
+    """The last line of a run was printed twice: once by the step, again at the end."""
+    from hpoc.runtime.progress import tune_callback
+
+    progress, stream, clock = log_progress(total=2, min_interval_s=10)
+    callback = tune_callback(progress)
+    trials = [SimpleNamespace(trial_id=f"t{i}", status="TERMINATED", last_result={}) for i in range(2)]
+    callback.on_step_end(0, trials)
+    clock.now += 30
+    callback.on_experiment_end(trials)
+    assert len(stream.getvalue().splitlines()) == 1
+    # an end state the rate limit held back is printed at the end
+    progress, stream, clock = log_progress(total=2, min_interval_s=10)
+    callback = tune_callback(progress)
+    callback.on_step_end(0, [SimpleNamespace(trial_id="t0", status="RUNNING", last_result={})])
+    clock.now += 1
+    callback.on_step_end(1, trials)
+    callback.on_experiment_end(trials)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "2/2 trials finished" in lines[-1]
+
+
 def test_terminal_line_is_redrawn_in_place():
     clock = Clock()
     stream = io.StringIO()

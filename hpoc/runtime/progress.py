@@ -168,6 +168,8 @@ def tune_callback(progress: Progress, view: Callable[[list], tuple[list, bool]] 
             progress.update(**line(trials))
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
-            progress.update(**line(trials), force=True)
+            # the end state once: a line already showing it is not printed again
+            progress.update(**line(trials))
+            progress.close()
 
     return ProgressCallback()

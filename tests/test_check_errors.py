@@ -1026,6 +1026,19 @@ def test_default_node_sizes_hold_whole_workers(resources: str, nodes: int, per_n
     assert (plan["slurm"]["gpus_per_node"], plan["slurm"]["cpus_per_node"]) == per_node
 
 
+def test_deepspeed_without_gpus_is_a_warning_that_says_the_precision_goes() -> None:
+    """DeepSpeed's CPU path trains in fp32: a `precision = bf16` there was dropped silently."""
+    (w,) = warnings(BASE + "resources { strategy = deepspeed }\n")
+    assert (w.code, where(w), w.notes) == ("HP804", (3, 13), ())
+    assert w.message == "DeepSpeed without GPUs (`gpus_per_worker = 0`) runs only with a CPU accelerator"
+    for src in ("resources { strategy = deepspeed, deepspeed { precision = bf16 } }\n",
+                "resources { strategy = deepspeed }\ntraining { precision = fp16 }\n"):
+        (w,) = warnings(BASE + src)
+        low = "bf16" if "bf16" in src else "fp16"
+        assert w.notes == (f"and in fp32 there: `precision = {low}` is not used",)
+    assert not warnings(BASE + "resources { strategy = deepspeed, gpus_per_worker = 1 }\n")
+
+
 def test_deepspeed() -> None:
     plan = plan_of(BASE + "resources { gpus_per_worker = 1, deepspeed { zero_stage = 3 } }\n")
     assert plan["resources"]["strategy"] == "deepspeed"

@@ -417,8 +417,10 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         if r["gpus_per_worker"] == 0:
             # At what chose DeepSpeed: `strategy`, else the `deepspeed` block that implies it.
             where = ch.spans.get("resources.strategy") or ch.spans.get("resources.deepspeed")
+            low = ds["precision"] if ds["precision"] in ("bf16", "fp16") else None
+            notes = (f"and in fp32 there: `precision = {low}` is not used",) if low else ()
             ch.warn(WARN_RESOURCES, "DeepSpeed without GPUs (`gpus_per_worker = 0`) runs only with a CPU accelerator",
-                    where, help="give workers a GPU, or use `strategy = ddp`")  # fmt: skip
+                    where, notes=notes, help="give workers a GPU, or use `strategy = ddp`")  # fmt: skip
     else:
         r["deepspeed"] = None
     g = r["gpus_per_worker"]

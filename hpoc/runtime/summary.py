@@ -8,7 +8,8 @@
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
 `best` ranks trials by the first objective metric at their last report. A trial's `stopped`
-is why hpoc stopped it ("time limit": timelimit.py), or null. The summary's `stopped` says why
+is why hpoc stopped it ("time limit": timelimit.py; "time budget" for a trial whose retry
+after a failure the study's time budget cut short, with that failure as its `error`), or null. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
 """
 
@@ -158,10 +159,20 @@ def best_entry(entries: list[dict[str, Any]], metric: str, mode: str) -> dict[st
     return {k: best[k] for k in ("trial_id", "config", "metrics", "epochs")}
 
 
+BUDGET = "time budget"
+
+
 def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
-          run_started: float | None = None, stopped: str | None = None) -> dict[str, Any]:
+          run_started: float | None = None, stopped: str | None = None,
+          cut_short: dict[str, str] | None = None) -> dict[str, Any]:
+    """`cut_short`: trial id -> the failure of the trials whose retry the time budget ended
+    (Tune marks them TERMINATED like any trial it stopped)."""
     entries = [trial_entry(t, plan["space"]) for t in trials]
+    for entry in entries:
+        failure = (cut_short or {}).get(entry["trial_id"])
+        if failure and entry["status"] == "TERMINATED":
+            entry["stopped"], entry["error"] = BUDGET, failure[-_MAX_ERROR:]
     metrics = [{"name": m["name"], "mode": m["mode"]} for m in plan["objective"]["metrics"]]
     return {
         "study": plan["study"]["name"],

@@ -46,6 +46,9 @@ class _State:
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py)
     repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
+    # trial id -> the failure its retry follows, until the retry reports: a time budget that
+    # ends the study then leaves the trial TERMINATED, and its error would go unsaid
+    retrying: dict[str, str] = field(default_factory=dict)
 
     @property
     def stopping(self) -> bool:
@@ -102,12 +105,14 @@ def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
             _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
 
 
-def _budget_line(budget: float, total: int, trials: list[Any]) -> str:
+def _budget_line(budget: float, total: int, trials: list[Any], retrying: int = 0) -> str:
     """Tune ends the whole experiment at the budget: running trials stop where they are,
     and trials it never created or that never reported count as not reported."""
     silent = max(total - len(trials), 0) + sum(not _reported(t) for t in trials)
+    cut = (f"; {retrying} trial(s) being retried after an error were stopped before the retry "
+           "reported (`hpoc results` shows the error)") if retrying else ""
     return (f"[hpoc] time budget of {budget:g} s reached: trials still running were stopped "
-            f"where they were; {silent} of {total} trial(s) never reported")
+            f"where they were; {silent} of {total} trial(s) never reported{cut}")
 
 
 def _reported(trial: Any) -> bool:
@@ -160,6 +165,7 @@ def _events_class() -> type:
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             clock.TIMES.reported(trial.trial_id, result)
+            STATE.retrying.pop(trial.trial_id, None)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume
@@ -188,6 +194,7 @@ def _events_class() -> type:
                 trial.max_failures = 0
                 return
             STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
+            STATE.retrying[trial.trial_id] = error or "failed (no message kept)"
             start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
             _trial_line(trial, f"failed; retrying from {start} "
                                f"(retry {STATE.retries[trial.trial_id]})", error=error)

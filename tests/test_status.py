@@ -123,6 +123,29 @@ def test_a_live_local_run_is_running_despite_an_older_interrupted_summary(tmp_pa
     assert "runs in progress:\n  shard 0  pid" in out and "this machine" in out
 
 
+def test_a_trial_that_started_but_has_not_reported_is_running_not_pending(tmp_path, capsys):
+    """Before its first report in this run (and before Ray saves its state) a trial the
+    driver started counted as pending: a study whose trials all build slow models read as
+    `running 0, pending 3` while two of them ran."""
+    from hpoc.files import mark_started
+
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "PAUSED"} for i in range(3)],
+            interrupted=True, metric="val_accuracy", mode="max")
+    age(exp / "summary.json", 600)
+    for i in range(3):  # each reported an epoch in the run before
+        trial = next(exp.glob(f"*aaaaa_0000{i}*"))
+        (trial / "result.json").write_text(
+            json.dumps({"training_iteration": 1, "trial_id": f"aaaaa_0000{i}",
+                        "val_accuracy": 0.5, "done": False}) + "\n")
+        age(trial / "result.json", 600)
+    run_lock(exp, started=time.time() - 60)
+    for i in (0, 1):  # resumed by the driver, still building its model
+        mark_started(str(next(exp.glob(f"*aaaaa_0000{i}*"))))
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert (doc["totals"]["running"], doc["totals"]["pending"]) == (2, 1)
+
+
 def test_a_study_that_failed_fast_says_why_before_how_to_resume(tmp_path, capsys):
     exp = finished_local_run(tmp_path)
     why = ("all of the first 3 trials to end failed with the same error, and no trial reported "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpoc.files import STARTED
 from hpoc.results.model import Trial
 
 _UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
@@ -100,12 +101,13 @@ def _written_since(file: Path, lock: RunLock) -> bool:
 
 def refresh(trials: list[Trial], lock: RunLock) -> None:
     """Statuses of unfinished trials during a live run, where Ray's saved state predates it:
-    running when the trial reported since the run started, else pending."""
+    running when the trial started or reported since the run started, else pending."""
     for trial in trials:
         if trial.state_saved is not None and trial.state_saved >= lock.started:
             continue  # Ray saved this trial's state during this run: it knows best
         fresh = bool(trial.path) and _written_since(Path(trial.path) / "result.json", lock)
         if trial.status in _UNFINISHED:
-            trial.status = "RUNNING" if fresh else "PENDING"
+            started = bool(trial.path) and _written_since(Path(trial.path) / STARTED, lock)
+            trial.status = "RUNNING" if fresh or started else "PENDING"
         elif trial.status == "ERROR" and fresh and older(Path(trial.path) / "error.txt", lock):
             trial.status = "RUNNING"  # retried (retry_errored): the old error.txt stays

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpoc.files import trial_path
+from hpoc.files import mark_started, trial_path
 from hpoc.runtime import clock, failfast, rerun, retry, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import say
@@ -175,6 +175,7 @@ def _events_class() -> type:
                 rerun.start_over(trial)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             clock.TIMES.started(trial)
+            mark_started(trial_path(trial))  # `hpoc status`: running, not pending
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.

@@ -336,16 +336,20 @@ def _base_id(job: dict[str, Any]) -> int:
 
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
-    from hpoc.results.live import earlier_summary, read_lock
+    from hpoc.results.live import earlier_summary, lock_and_summary
+    from hpoc.runtime.summary import SUMMARY
     from hpoc.runtime.summary import read as read_summary
 
+    def read() -> tuple[dict[str, Any] | None, bool]:
+        summary = read_summary(exp)
+        return summary, summary is not None or not (exp / SUMMARY).exists()
+
     trials = [t for t in results.trials if t.shard == k] if results is not None else []
-    lock = read_lock(exp)
+    lock, summary = lock_and_summary(exp, read)
     run = lock if lock is not None and lock.alive else None  # a driver runs now (local too)
     ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
     if run is not None and not run.here and ended:
         run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
-    summary = read_summary(exp)
     if earlier_summary(summary, exp / "summary.json", lock):
         summary = None  # an earlier run's: the run since has not ended
     active = bool(job and job.get("state") in ACTIVE) or run is not None

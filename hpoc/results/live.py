@@ -12,7 +12,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hpoc.files import STARTED
 from hpoc.results.model import Trial
@@ -61,6 +61,28 @@ def read_lock(exp: Path) -> RunLock | None:
     shard = data.get("shard") if isinstance(data.get("shard"), int) else 0
     job = data.get("slurm_task") or data.get("slurm_job")
     return RunLock(pid, host, started, shard, live, str(job) if job else None)
+
+
+def _same(a: RunLock | None, b: RunLock | None) -> bool:
+    return (a is None) == (b is None) and (a is None or b is None or (
+        (a.pid, a.host, a.started, a.alive) == (b.pid, b.host, b.started, b.alive)))
+
+
+def lock_and_summary(exp: Path, read: Callable[[], tuple[Any, bool]], tries: int = 5,
+                     pause_s: float = 0.1) -> tuple[RunLock | None, Any]:
+    """The run lock and `read()`'s summary as one consistent view: `read` returns (summary,
+    whole: False when the file is there but does not parse). A run that starts or ends
+    between the two reads, or a summary caught half written (Ray copies a resumed run's
+    staging folder, old summary.json included, over the storage), is read again: the
+    summary of a run that ended is whole and its lock gone, one of a live run is stale."""
+    for attempt in range(tries):
+        lock = read_lock(exp)
+        summary, whole = read()
+        if _same(lock, read_lock(exp)) and whole:
+            return lock, summary
+        if attempt < tries - 1:
+            time.sleep(pause_s)
+    return read_lock(exp), summary
 
 
 def stopped(trials: list[Trial]) -> None:

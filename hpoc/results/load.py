@@ -96,9 +96,15 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             continue
         if fp is not None and (other := _other_plan(path, fp)):
             others.append(other)
-        lock = live.read_lock(path)
+        reads: list[list[str]] = []  # each read's warnings: the last one's are said
+
+        def read(path: Path = path) -> tuple[dict[str, Any] | None, bool]:
+            reads.append([])
+            return _summary_read(path, reads[-1])
+
+        lock, summary = live.lock_and_summary(path, read)
+        warnings.extend(reads[-1])
         running = lock if lock is not None and lock.alive else None
-        summary = _read_summary(path, warnings)
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
         stale = live.earlier_summary(summary, path / SUMMARY, lock)
@@ -219,6 +225,13 @@ def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:
             return min(limits)
     finished = [t.epochs for t in trials if t.status == "TERMINATED" and t.epochs]
     return max(finished) if finished else None
+
+
+def _summary_read(path: Path, warnings: list[str]) -> tuple[dict[str, Any] | None, bool]:
+    """(summary, whole): whole is False when the file is there but did not parse."""
+    before = len(warnings)
+    summary = _read_summary(path, warnings)
+    return summary, len(warnings) == before
 
 
 def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:

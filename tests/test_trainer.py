@@ -407,6 +407,13 @@ def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
     # a regression target kept as a column has the inputs' rank: still (inputs, targets)
     with pytest.raises(pipeline.PipelineError, match=r"shaped \(10, 4\) and \(10, 1\): that is"):
         pipeline.as_splits((x, y.reshape(-1, 1)), "getter `data:Get`")
+    # One feature and a regression target, both (N, 1): read as two splits, the trials
+    # trained on the inputs alone and "validated" on the targets
+    with pytest.raises(pipeline.PipelineError, match=r"shaped \(10, 1\) and \(10, 1\): hpoc cannot "
+                                                     r"tell \(inputs, targets\) from \(train, validation\)"):
+        pipeline.as_splits((x[:, :1], y.reshape(-1, 1)), "getter `data:Get`")
+    # a dict says they are splits
+    assert pipeline.as_splits({"train": x[:, :1], "validation": x[:, 1:2]})[1].shape == (10, 1)
     # Two splits (same rank), splits as (x, y) pairs, and three arrays stay what they were.
     assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
     assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y

@@ -778,3 +778,29 @@ def test_numeric_pandas_frames_are_data_as_arrays_are(tmp_path):
     history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2}, data,
                                                    directory=tmp_path / "a")
     assert history[-1]["val_loss"] > 0
+
+
+class _Diverges(hpoc.Trainer):
+    def create_model(self, config):
+        return nn.Linear(4, 2)
+
+    steps = 0
+
+    def train_step(self, batch):
+        self.steps += 1
+        loss = super().train_step(batch)
+        return loss * float("nan") if self.steps > 1 else loss  # NaN weights after step 2
+
+
+def test_a_diverged_model_reports_a_nan_accuracy_not_the_share_of_class_0(tmp_path):
+    """NaN outputs made argmax pick class 0 for every sample: a diverged trial reported the
+    share of class 0 as its val_accuracy (0.55 here, 0.9 on imbalanced data) and ranked
+    with it as a completed trial."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 4, generator=g)
+    y = (torch.arange(80) % 4 == 0).long()  # three quarters are class 0
+    data = ((x[:60], y[:60]), (x[60:], y[60:]))
+    history = _Diverges().run_local({"lr": 0.01, "batch_size": 20, "epochs": 2}, data,
+                                    directory=tmp_path / "run")
+    assert history[-1]["train_loss"] != history[-1]["train_loss"]  # NaN: it diverged
+    assert history[-1]["val_accuracy"] != history[-1]["val_accuracy"], history[-1]

@@ -826,3 +826,17 @@ def test_a_summary_caught_half_written_is_read_again(tmp_path, capsys, monkeypat
     assert "unreadable" not in err
     assert {t["trial_id"]: t["status"] for t in doc["trials"]} == {
         "eeeee_00000": "TERMINATED", "eeeee_00001": "ERROR"}
+
+
+def test_an_error_of_hpocs_own_trainer_error_is_its_sentence(tmp_path, capsys):
+    """`hpoc results` showed `hpoc.runtime.trainer.TrainerError: failed the same way twice:
+    ...` where the run's own line says the sentence alone."""
+    exp = tmp_path / "results" / "twice"
+    trial_dir(exp, "ggggg_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "ggggg_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False,
+              error='  File "/s/train.py", line 18, in train_step\nhpoc.runtime.trainer.TrainerError: '
+                    "failed the same way twice: ValueError: bad batch at /s/train.py:18; not retried again")
+    code, out, err = cli(capsys, exp)
+    assert code == 0, err
+    assert "  ggggg_00001: failed the same way twice: ValueError: bad batch at /s/train.py:18; " \
+           "not retried again" in out, out

@@ -428,12 +428,17 @@ def _read_text(file: Path) -> str | None:
     return text or None
 
 
+# hpoc's own TrainerError says its sentence for the user ("failed the same way twice: ValueError:
+# ... at train.py:18"): its class path is noise there, as on the run's own error lines
+_OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
+
+
 def _error_line(text: str) -> str:
     """The exception line of a traceback ("RuntimeError: diverged"), else its last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
-            return _one_line(line)
+            return _one_line(_OWN_ERROR.sub("", line))
     return _one_line(lines[-1]) if lines else ""
 
 

@@ -77,12 +77,19 @@ _OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
+# Ray's errors whose line says nothing without the lines after it
+_RAY_STORAGE = "RuntimeError: Unable to set up cluster storage with the following settings:"
+_STORAGE_GONE = ("the study's experiment directory is gone or cannot be written (Ray's "
+                 "`.validate_storage_marker` in it is missing): was it deleted or moved during "
+                 "the run?")
+
+
 def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
     # hpoc's own TrainerError says its sentence for the user: its class path is noise there
-    line = _OWN_ERROR.sub("", (picks or lines or [""])[-1])
+    line = _OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

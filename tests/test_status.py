@@ -90,6 +90,19 @@ def test_trials_stopped_at_their_time_limit_are_named(tmp_path, capsys):
     assert [s["time_limit"] for s in doc["shards"]] == [1] and doc["totals"]["done"] == 3
 
 
+def test_trials_whose_retry_the_time_budget_cut_short_are_named(tmp_path, capsys):
+    """Such a trial counts as done: without a line, its failure was seen nowhere in status."""
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"},
+                          {"trial_id": "aaaaa_00001", "status": "TERMINATED"},
+                          {"trial_id": "aaaaa_00002", "status": "TERMINATED", "stopped": "time budget",
+                           "error": "OSError: stale file handle"}], metric="val_accuracy", mode="max")
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "1 of the done trial(s) failed and were being retried when the time budget ended the " \
+           "study (`trials.time_budget`): `hpoc results` shows their errors" in out
+
+
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
     code, _, err = status(capsys, tmp_path / "nope")
     assert code == 2 and "no such file or directory" in err

@@ -683,3 +683,54 @@ def test_a_retry_the_time_budget_cuts_short_keeps_the_trials_error(tmp_path):
     assert "being retried after an error were stopped before the retry reported" in progress
     results = load_plan(plan)
     assert "OSError: stale file handle" in render_errors(rank(results))
+
+
+ARMED = """import os
+
+from toy import SlowTrainer
+
+
+class Armed(SlowTrainer):
+    def report(self, metrics, *, epoch=None, **kwargs):
+        super().report(metrics, epoch=epoch, **kwargs)
+        fired = self.args["arm"] + ".fired"
+        if epoch is not None and os.path.exists(self.args["arm"]) and not os.path.exists(fired):
+            open(fired, "w").close()
+            raise OSError("stale file handle")  # once: a retry goes on
+"""
+
+
+@pytest.mark.slow
+def test_a_resumed_run_retries_a_failed_trial_as_the_plan_says(tmp_path):
+    """A run resumed after a stop keeps the callbacks Tune restores, and they gave every
+    trial 0 retries: a trial that failed once in the resumed run errored at once, whatever
+    `failure.max_retries` said."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "armed.py").write_text(ARMED)
+    arm = tmp_path / "arm"
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1, "max_concurrent": 1},
+                     space={"constants": {"epochs": 6, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "armed:Armed", "args": {"sleep": 1.0, "arm": str(arm)}}},
+                     failure={"max_retries": 2, "fail_fast": 0})
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(dumps(plan))
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
+    env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    exp = tmp_path / "results" / "toy"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")), 120,
+                  "a first report")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    arm.touch()  # the next run's trial fails once, after its first report
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert "resuming the interrupted run" in again.stderr
+    assert (tmp_path / "arm.fired").exists(), again.stderr
+    assert "failed; retrying" in again.stderr, again.stderr
+    (trial,) = json.loads((exp / "summary.json").read_text())["trials"]
+    assert (again.returncode, trial["status"], trial["epochs"]) == (EXIT_OK, "TERMINATED", 6), again.stderr

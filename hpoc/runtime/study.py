@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock, walltime
+from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock, walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -118,7 +118,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
 
     started = time.monotonic()
     STATE.__init__()
-    STATE.stream = stream
+    watch.begin(plan, stream)
     shard, shards = opts.shard, plan["shards"]["count"]
     if not 0 <= shard < shards:
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "

@@ -59,6 +59,16 @@ STATE = _State()
 ORPHAN_SWEEP_S = 2.0
 
 
+def begin(plan: dict[str, Any], stream: TextIO) -> None:
+    """What the callbacks need of this run's plan. Set for every run: a resumed one keeps
+    the callbacks Tune restores, and without the plan's retries its trials had none."""
+    STATE.stream = stream
+    STATE.params = [p["name"] for p in plan["space"]["params"]]
+    STATE.max_retries = plan["failure"]["max_retries"] or 0
+    if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
+        STATE.sweep_at = 0.0
+
+
 def watch_callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     from ray import tune
 
@@ -66,11 +76,7 @@ def watch_callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[An
 
     metric = (plan["objective"]["metrics"] or [{"name": None, "mode": "min"}])[0]
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
-    STATE.stream = stream
-    STATE.params = [p["name"] for p in plan["space"]["params"]]
-    STATE.max_retries = plan["failure"]["max_retries"] or 0
-    if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
-        STATE.sweep_at = 0.0
+    begin(plan, stream)
 
     return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
 

@@ -678,7 +678,8 @@ def test_a_retry_the_time_budget_cuts_short_keeps_the_trials_error(tmp_path):
                      failure={"max_retries": 1000, "fail_fast": 0})
     code, progress, out = _run(plan)
     (trial,) = _summary(plan)["trials"]
-    assert (trial["status"], trial["stopped"]) == ("TERMINATED", "time budget"), progress + out
+    assert (trial["status"], trial["stopped"], trial["retry_cut"]) == ("TERMINATED", "time budget", True), \
+        progress + out
     assert "OSError: stale file handle" in trial["error"]
     assert "being retried after an error were stopped before the retry reported" in progress
     results = load_plan(plan)
@@ -734,3 +735,44 @@ def test_a_resumed_run_retries_a_failed_trial_as_the_plan_says(tmp_path):
     assert "failed; retrying" in again.stderr, again.stderr
     (trial,) = json.loads((exp / "summary.json").read_text())["trials"]
     assert (again.returncode, trial["status"], trial["epochs"]) == (EXIT_OK, "TERMINATED", 6), again.stderr
+
+
+LATE = """import os
+
+from toy import ToyTrainer
+
+
+class Late(ToyTrainer):
+    def create_model(self, config):
+        if os.path.exists(self.args["failed"]):
+            import time
+            time.sleep(120)  # the retry is slow to start: its time limit comes first
+        return super().create_model(config)
+
+    def report(self, metrics, *, epoch=None, **kwargs):
+        super().report(metrics, epoch=epoch, **kwargs)
+        if not os.path.exists(self.args["failed"]):
+            open(self.args["failed"], "w").close()
+            raise OSError("stale file handle")
+"""
+
+
+def test_a_retry_its_time_limit_cuts_short_keeps_the_trials_error(tmp_path):
+    """As with the time budget: a trial stopped at its time limit while it was being retried
+    showed "time limit" and no error."""
+    from hpoc.results import load_plan, rank
+    from hpoc.results.table import render_errors
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "late.py").write_text(LATE)
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"trainer": {"target": "late:Late", "args": {"failed": str(tmp_path / "failed")}}},
+                     space={"params": [], "constants": {"epochs": 2, "batch_size": 32}},
+                     trials={"num_samples": 1, "max_concurrent": 1, "time_limit_s": 10},
+                     failure={"max_retries": 3, "fail_fast": 0})
+    code, progress, out = _run(plan)
+    (trial,) = _summary(plan)["trials"]
+    assert (trial["status"], trial["stopped"], trial.get("retry_cut")) == ("TERMINATED", "time limit", True), \
+        progress + out
+    assert "OSError: stale file handle" in trial["error"]
+    assert "OSError: stale file handle" in render_errors(rank(load_plan(plan)))

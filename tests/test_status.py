@@ -96,11 +96,11 @@ def test_trials_whose_retry_the_time_budget_cut_short_are_named(tmp_path, capsys
     summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"},
                           {"trial_id": "aaaaa_00001", "status": "TERMINATED"},
                           {"trial_id": "aaaaa_00002", "status": "TERMINATED", "stopped": "time budget",
-                           "error": "OSError: stale file handle"}], metric="val_accuracy", mode="max")
+                           "error": "OSError: stale file handle", "retry_cut": True}], metric="val_accuracy", mode="max")
     code, out, err = status(capsys, exp)
     assert code == 0, err
-    assert "1 of the done trial(s) failed and were being retried when the time budget ended the " \
-           "study (`trials.time_budget`): `hpoc results` shows their errors" in out
+    assert "1 of the done trial(s) failed and were being retried when the time budget or their " \
+           "time limit stopped them: `hpoc results` shows their errors" in out
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):

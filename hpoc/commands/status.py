@@ -379,11 +379,11 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
         counts["pending"] += max(0, share - len(trials))
     why = summary.get("stopped") if summary and state == "interrupted" else None
     timed_out = sum(1 for t in trials if t.status == "TERMINATED" and t.stopped_by == "time limit")
-    cut = sum(1 for t in trials if t.status == "TERMINATED" and t.stopped_by == "time budget")
+    cut = sum(1 for t in trials if t.status == "TERMINATED" and t.retry_cut)
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
             "trials": len(trials), **counts, "time_limit": timed_out,
-            "retry_cut_by_budget": cut, "best": _best(trials, metric)}
+            "retry_cut": cut, "best": _best(trials, metric)}
 
 
 def _pid_alive(job_id: str) -> bool:
@@ -568,10 +568,10 @@ def render(status: dict[str, Any]) -> str:
     timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
     if timed_out:
         lines.append(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)")
-    cut = sum(s.get("retry_cut_by_budget", 0) for s in status["shards"])
+    cut = sum(s.get("retry_cut", 0) for s in status["shards"])
     if cut:
         lines.append(f"{cut} of the done trial(s) failed and were being retried when the time budget "
-                     "ended the study (`trials.time_budget`): `hpoc results` shows their errors")
+                     "or their time limit stopped them: `hpoc results` shows their errors")
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "

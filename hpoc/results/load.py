@@ -273,6 +273,7 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
             trial.status = entry["status"]
         if isinstance(entry.get("stopped"), str):
             trial.stopped_by = entry["stopped"]
+        trial.retry_cut = entry.get("retry_cut") is True
         if entry.get("error"):
             trial.error = _error_line(str(entry["error"]))
             trial.error_text = trial.error_text or str(entry["error"])

@@ -128,9 +128,9 @@ def parse_statuses(values: list[str] | None) -> list[str] | None:
 
 
 def failed(trial: Trial) -> bool:
-    """An errored trial, or one whose retry after an error the time budget ended (its
-    status is TERMINATED; its error is the failure the retry followed)."""
-    return trial.status == "ERROR" or (trial.stopped_by == "time budget" and bool(trial.error))
+    """An errored trial, or one whose retry after an error the time budget or its time limit
+    ended (its status is TERMINATED; its error is the failure the retry followed)."""
+    return trial.status == "ERROR" or (trial.retry_cut and bool(trial.error))
 
 
 def status_label(trial: Trial) -> str:

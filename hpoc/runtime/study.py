@@ -265,13 +265,15 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
     budget_reached = bool(budget) and not interrupted and time.monotonic() - fit_started >= budget
-    cut_short = dict(STATE.retrying) if budget_reached else {}
+    # being retried when the budget or their time limit stopped them (a stop by a signal
+    # leaves them paused: they go on in the next run)
+    cut_short = {} if interrupted else dict(STATE.retrying)
     if budget_reached:
         say(stream, _budget_line(budget, total, trials, len(cut_short)))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
                                run_started=runlock.own_start(exp), stopped=STATE.failed,
-                               cut_short=cut_short)
+                               cut_short=cut_short, budget_reached=budget_reached)
     if parent_run:
         status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"

@@ -9,7 +9,8 @@ Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` 
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
 `best` ranks trials by the first objective metric at their last report. A trial's `stopped`
 is why hpoc stopped it ("time limit": timelimit.py; "time budget" for a trial whose retry
-after a failure the study's time budget cut short, with that failure as its `error`), or null. The summary's `stopped` says why
+after a failure the study's time budget cut short), or null; `retry_cut` marks a trial
+stopped while it was being retried, whose `error` is the failure the retry followed. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
 """
 
@@ -172,14 +173,17 @@ BUDGET = "time budget"
 def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
           run_started: float | None = None, stopped: str | None = None,
-          cut_short: dict[str, str] | None = None) -> dict[str, Any]:
-    """`cut_short`: trial id -> the failure of the trials whose retry the time budget ended
-    (Tune marks them TERMINATED like any trial it stopped)."""
+          cut_short: dict[str, str] | None = None, budget_reached: bool = False) -> dict[str, Any]:
+    """`cut_short`: trial id -> the failure of the trials being retried when the run ended
+    (Tune marks a trial that the time budget or its time limit stopped TERMINATED, as any
+    other): such a trial keeps that failure as its `error`, with `retry_cut` set."""
     entries = [trial_entry(t, plan["space"]) for t in trials]
     for entry in entries:
         failure = (cut_short or {}).get(entry["trial_id"])
         if failure and entry["status"] == "TERMINATED":
-            entry["stopped"], entry["error"] = BUDGET, failure[-_MAX_ERROR:]
+            entry["error"], entry["retry_cut"] = failure[-_MAX_ERROR:], True
+            if budget_reached and not entry["stopped"]:
+                entry["stopped"] = BUDGET
     metrics = [{"name": m["name"], "mode": m["mode"]} for m in plan["objective"]["metrics"]]
     return {
         "study": plan["study"]["name"],

@@ -79,6 +79,21 @@ def newest_state(exp: str | os.PathLike[str]) -> Path | None:
     return files[-1] if files else None
 
 
+# Touched in a trial's directory by the driver each time an attempt of it starts: before its
+# first report (and before Ray first saves its state) nothing else says that it runs.
+STARTED = ".hpoc-started"
+
+
+def mark_started(directory: str | None) -> None:
+    if not directory:
+        return
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / STARTED).touch()
+    except OSError:
+        pass  # status then shows it pending until its first report, as before
+
+
 def trial_path(trial: Any) -> str | None:
     """A Tune trial's directory, or None before it has one."""
     for attr in ("path", "local_path"):

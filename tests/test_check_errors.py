@@ -97,6 +97,27 @@ def test_an_epochs_value_that_is_an_error_brings_no_scheduler_warning() -> None:
         assert [d.code for d in diagnostics(src + "scheduler asha { max_t = 3 }\n")] == ["HP203"], epochs
 
 
+def test_a_whole_count_written_as_a_float_is_the_same_in_the_spec_and_the_trainer() -> None:
+    """`epochs = 10.0` was refused by `hpoc check` while the trainer ran 10 epochs with it,
+    and a trainer argument (`trainer:T(batch_size = 0)`) was not checked at all: one rule
+    for both, and the plan holds the count as an integer (`range(config["epochs"])`)."""
+    obj = "objective minimize val_loss\n"
+    plan = plan_of(BASE + "space { epochs = 10.0, batch_size = choice(16.0, 32) }\n" + obj)
+    assert plan["space"]["constants"]["epochs"] == 10 and isinstance(plan["space"]["constants"]["epochs"], int)
+    assert plan["space"]["params"][0]["args"]["categories"] == [16, 32]
+    assert all(isinstance(v, int) for v in plan["space"]["params"][0]["args"]["categories"])
+    trainer = BASE.replace("trainer:T", "trainer:T(epochs = 3.0, batch_size = BS)")
+    assert trainer != BASE
+    plan = plan_of(trainer.replace("BS", "64") + obj)
+    assert plan["pipeline"]["trainer"]["args"] == {"epochs": 3, "batch_size": 64}
+    assert isinstance(plan["pipeline"]["trainer"]["args"]["epochs"], int)
+    d = one_error(trainer.replace("BS", "0") + obj)
+    assert (d.code, d.message) == ("HP203", "argument `batch_size` of `trainer` must be a whole number "
+                                            "of at least 1, not 0")
+    # the space's value is the one the loop reads: the argument is not
+    assert errors(trainer.replace("BS", "0") + "space { batch_size = 32 }\n" + obj) == []
+
+
 def test_an_objective_whose_name_says_the_other_direction_is_a_warning() -> None:
     """`maximize val_loss` searches for the worst models and ranks them first, silently."""
     (w,) = warnings(BASE + "objective maximize val_loss\n")

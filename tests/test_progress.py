@@ -130,6 +130,23 @@ def test_progress_pickles_without_its_stream():
     assert copy.total == 3 and copy.metric == "m" and copy.stream is not None
 
 
+def test_a_progress_restored_in_the_next_run_counts_its_time_from_then(monkeypatch):
+    """Tune.restore unpickles the earlier run's callbacks: the first line of a resumed run
+    said 00:00:56, the time since the earlier run had started, and went to stderr whatever
+    stream the run was given."""
+    now = [100.0]
+    progress = Progress(total=2, stream=io.StringIO(), tty=False, clock=_Clock(now))
+    progress.update(0, 1, 1)
+    now[0] = 156.0  # the next run restores it 56 s later
+    from hpoc.runtime.watch import STATE
+
+    run_stream = io.StringIO()  # the resumed run's own (run_study's `progress`), not stderr
+    monkeypatch.setattr(STATE, "stream", run_stream)
+    copy = pickle.loads(pickle.dumps(progress))
+    assert copy.update(0, 0, 2)  # its first line is due, though the state is unchanged
+    assert run_stream.getvalue().startswith("[hpoc] 00:00:00 |"), run_stream.getvalue()
+
+
 def test_counts_from_trials():
     def trial(tid, status, value=None):
         return SimpleNamespace(trial_id=tid, status=status,
@@ -210,3 +227,13 @@ def test_lines_printed_during_a_real_ray_run(tmp_path_factory):
     assert best is not None
     # Both rank the trials that did not fail by their last report.
     assert f"best val_loss={best['metrics']['val_loss']:.4g} ({best['trial_id']})" in lines[-1]
+
+
+class _Clock:
+    """A picklable clock that reads `now[0]` (Progress keeps its clock)."""
+
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now[0]

@@ -777,3 +777,66 @@ def test_the_table_shows_nan_for_a_diverged_trial_and_a_dash_for_a_missing_value
     assert code == 0
     assert cells == {"aaaaa_00001": ["0.2", "0.2"], "aaaaa_00000": ["nan", "0.1"],
                      "aaaaa_00002": ["-inf", "inf"], "aaaaa_00003": ["-", "0.3"]}, out
+
+
+def test_a_run_that_starts_while_results_are_read_is_seen_with_its_lock(tmp_path, capsys, monkeypatch):
+    """The lock was read once, before the summary: a run that started in between (Ray then
+    copies the old summary.json back over the storage) left the earlier run's summary read
+    as the current one - trials paused, no run in progress."""
+    from hpoc.results import live
+
+    exp = _resumed_study(tmp_path)
+    real, calls = live.read_lock, []
+
+    def read_lock(path):  # the first look comes just before the run takes its lock
+        calls.append(path)
+        return None if len(calls) == 1 else real(path)
+
+    monkeypatch.setattr(live, "read_lock", read_lock)
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert doc["shards"][0]["run"] is not None and doc["shards"][0]["complete"] is False
+    assert {t["status"] for t in doc["trials"]} == {"RUNNING", "PENDING"}
+
+
+def test_a_summary_caught_half_written_is_read_again(tmp_path, capsys, monkeypatch):
+    """A summary.json read while it was being copied was "unreadable, ignored" and the
+    finished study's statuses came from Ray's files alone."""
+    import importlib
+
+    load = importlib.import_module("hpoc.results.load")  # the package's `load` is a function
+    exp = tmp_path / "results" / "done"
+    trial_dir(exp, "eeeee_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "eeeee_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    write_summary(exp, "done", [{"trial_id": "eeeee_00000", "status": "TERMINATED"},
+                                {"trial_id": "eeeee_00001", "status": "ERROR", "error": "OSError: disk"}])
+    real, reads = load._read_summary, []
+
+    def half_then_whole(path, warnings):
+        reads.append(path)
+        if len(reads) == 1:
+            warnings.append(f"{path / 'summary.json'}: unreadable, ignored (Expecting value)")
+            return None
+        return real(path, warnings)
+
+    monkeypatch.setattr(load, "_read_summary", half_then_whole)
+    code, out, err = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert "unreadable" not in err
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]} == {
+        "eeeee_00000": "TERMINATED", "eeeee_00001": "ERROR"}
+
+
+def test_an_error_of_hpocs_own_trainer_error_is_its_sentence(tmp_path, capsys):
+    """`hpoc results` showed `hpoc.runtime.trainer.TrainerError: failed the same way twice:
+    ...` where the run's own line says the sentence alone."""
+    exp = tmp_path / "results" / "twice"
+    trial_dir(exp, "ggggg_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "ggggg_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False,
+              error='  File "/s/train.py", line 18, in train_step\nhpoc.runtime.trainer.TrainerError: '
+                    "failed the same way twice: ValueError: bad batch at /s/train.py:18; not retried again")
+    code, out, err = cli(capsys, exp)
+    assert code == 0, err
+    assert "  ggggg_00001: failed the same way twice: ValueError: bad batch at /s/train.py:18; " \
+           "not retried again" in out, out

@@ -74,6 +74,7 @@ def test_a_local_study_with_asha_runs_end_to_end(tmp_path):
         assert set(t["config"]) == {"lr", "hidden", "epochs", "batch_size"}
         assert _epochs(t) == list(range(1, t["epochs"] + 1))  # each epoch reported once
         assert t["metrics"]["epoch"] == t["epochs"] and t["error"] is None
+        assert (Path(t["path"]) / ".hpoc-started").is_file()  # hpoc status: running before a report
     best = max(trials, key=lambda t: t["metrics"]["val_accuracy"])
     assert summary["best"] == {k: best[k] for k in ("trial_id", "config", "metrics", "epochs")}
     assert f"best trial {best['trial_id']}: val_accuracy=" in out
@@ -649,3 +650,129 @@ def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
         "`trials { time_limit = ... }` stops such a trial; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it",
         "[hpoc] trial aa_3 (lr=0.5) has not reported for 30 min (it has not reported yet): stuck? "
         "`trials { time_limit = ... }` stops such a trial; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it"]
+
+
+FLAKY = """import uuid
+
+from toy import ToyTrainer
+
+
+class Flaky(ToyTrainer):
+    def train_step(self, batch):
+        raise OSError(f"stale file handle {uuid.uuid4()}")  # another message each attempt
+"""
+
+
+def test_a_retry_the_time_budget_cuts_short_keeps_the_trials_error(tmp_path):
+    """A trial being retried when the time budget ended was TERMINATED with no error
+    anywhere: `hpoc results` showed it as stopped early, as if nothing had failed."""
+    from hpoc.results import load_plan, rank
+    from hpoc.results.table import render_errors
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "flaky.py").write_text(FLAKY)
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"trainer": {"target": "flaky:Flaky", "args": {}}},
+                     space={"params": [], "constants": {"epochs": 2, "batch_size": 32}},
+                     trials={"num_samples": 1, "max_concurrent": 1, "time_budget_s": 10},
+                     failure={"max_retries": 1000, "fail_fast": 0})
+    code, progress, out = _run(plan)
+    (trial,) = _summary(plan)["trials"]
+    assert (trial["status"], trial["stopped"], trial["retry_cut"]) == ("TERMINATED", "time budget", True), \
+        progress + out
+    assert "OSError: stale file handle" in trial["error"]
+    assert "being retried after an error were stopped before the retry reported" in progress
+    results = load_plan(plan)
+    assert "OSError: stale file handle" in render_errors(rank(results))
+
+
+ARMED = """import os
+
+from toy import SlowTrainer
+
+
+class Armed(SlowTrainer):
+    def report(self, metrics, *, epoch=None, **kwargs):
+        super().report(metrics, epoch=epoch, **kwargs)
+        fired = self.args["arm"] + ".fired"
+        if epoch is not None and os.path.exists(self.args["arm"]) and not os.path.exists(fired):
+            open(fired, "w").close()
+            raise OSError("stale file handle")  # once: a retry goes on
+"""
+
+
+@pytest.mark.slow
+def test_a_resumed_run_retries_a_failed_trial_as_the_plan_says(tmp_path):
+    """A run resumed after a stop keeps the callbacks Tune restores, and they gave every
+    trial 0 retries: a trial that failed once in the resumed run errored at once, whatever
+    `failure.max_retries` said."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "armed.py").write_text(ARMED)
+    arm = tmp_path / "arm"
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1, "max_concurrent": 1},
+                     space={"constants": {"epochs": 6, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "armed:Armed", "args": {"sleep": 1.0, "arm": str(arm)}}},
+                     failure={"max_retries": 2, "fail_fast": 0})
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(dumps(plan))
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
+    env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    exp = tmp_path / "results" / "toy"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")), 120,
+                  "a first report")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    arm.touch()  # the next run's trial fails once, after its first report
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert "resuming the interrupted run" in again.stderr
+    assert (tmp_path / "arm.fired").exists(), again.stderr
+    assert "failed; retrying" in again.stderr, again.stderr
+    (trial,) = json.loads((exp / "summary.json").read_text())["trials"]
+    assert (again.returncode, trial["status"], trial["epochs"]) == (EXIT_OK, "TERMINATED", 6), again.stderr
+
+
+LATE = """import os
+
+from toy import ToyTrainer
+
+
+class Late(ToyTrainer):
+    def create_model(self, config):
+        if os.path.exists(self.args["failed"]):
+            import time
+            time.sleep(120)  # the retry is slow to start: its time limit comes first
+        return super().create_model(config)
+
+    def report(self, metrics, *, epoch=None, **kwargs):
+        super().report(metrics, epoch=epoch, **kwargs)
+        if not os.path.exists(self.args["failed"]):
+            open(self.args["failed"], "w").close()
+            raise OSError("stale file handle")
+"""
+
+
+def test_a_retry_its_time_limit_cuts_short_keeps_the_trials_error(tmp_path):
+    """As with the time budget: a trial stopped at its time limit while it was being retried
+    showed "time limit" and no error."""
+    from hpoc.results import load_plan, rank
+    from hpoc.results.table import render_errors
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "late.py").write_text(LATE)
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"trainer": {"target": "late:Late", "args": {"failed": str(tmp_path / "failed")}}},
+                     space={"params": [], "constants": {"epochs": 2, "batch_size": 32}},
+                     trials={"num_samples": 1, "max_concurrent": 1, "time_limit_s": 10},
+                     failure={"max_retries": 3, "fail_fast": 0})
+    code, progress, out = _run(plan)
+    (trial,) = _summary(plan)["trials"]
+    assert (trial["status"], trial["stopped"], trial.get("retry_cut")) == ("TERMINATED", "time limit", True), \
+        progress + out
+    assert "OSError: stale file handle" in trial["error"]
+    assert "OSError: stale file handle" in render_errors(rank(load_plan(plan)))

@@ -90,6 +90,19 @@ def test_trials_stopped_at_their_time_limit_are_named(tmp_path, capsys):
     assert [s["time_limit"] for s in doc["shards"]] == [1] and doc["totals"]["done"] == 3
 
 
+def test_trials_whose_retry_the_time_budget_cut_short_are_named(tmp_path, capsys):
+    """Such a trial counts as done: without a line, its failure was seen nowhere in status."""
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"},
+                          {"trial_id": "aaaaa_00001", "status": "TERMINATED"},
+                          {"trial_id": "aaaaa_00002", "status": "TERMINATED", "stopped": "time budget",
+                           "error": "OSError: stale file handle", "retry_cut": True}], metric="val_accuracy", mode="max")
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "1 of the done trial(s) failed and were being retried when the time budget or their " \
+           "time limit stopped them: `hpoc results` shows their errors" in out
+
+
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
     code, _, err = status(capsys, tmp_path / "nope")
     assert code == 2 and "no such file or directory" in err
@@ -121,6 +134,29 @@ def test_a_live_local_run_is_running_despite_an_older_interrupted_summary(tmp_pa
         assert doc["shards"][0]["run"]["host"]
     code, out, _ = status(capsys, build)
     assert "runs in progress:\n  shard 0  pid" in out and "this machine" in out
+
+
+def test_a_trial_that_started_but_has_not_reported_is_running_not_pending(tmp_path, capsys):
+    """Before its first report in this run (and before Ray saves its state) a trial the
+    driver started counted as pending: a study whose trials all build slow models read as
+    `running 0, pending 3` while two of them ran."""
+    from hpoc.files import mark_started
+
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "PAUSED"} for i in range(3)],
+            interrupted=True, metric="val_accuracy", mode="max")
+    age(exp / "summary.json", 600)
+    for i in range(3):  # each reported an epoch in the run before
+        trial = next(exp.glob(f"*aaaaa_0000{i}*"))
+        (trial / "result.json").write_text(
+            json.dumps({"training_iteration": 1, "trial_id": f"aaaaa_0000{i}",
+                        "val_accuracy": 0.5, "done": False}) + "\n")
+        age(trial / "result.json", 600)
+    run_lock(exp, started=time.time() - 60)
+    for i in (0, 1):  # resumed by the driver, still building its model
+        mark_started(str(next(exp.glob(f"*aaaaa_0000{i}*"))))
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert (doc["totals"]["running"], doc["totals"]["pending"]) == (2, 1)
 
 
 def test_a_study_that_failed_fast_says_why_before_how_to_resume(tmp_path, capsys):

@@ -407,6 +407,13 @@ def test_a_getter_returning_inputs_and_targets_without_a_splitter_is_refused():
     # a regression target kept as a column has the inputs' rank: still (inputs, targets)
     with pytest.raises(pipeline.PipelineError, match=r"shaped \(10, 4\) and \(10, 1\): that is"):
         pipeline.as_splits((x, y.reshape(-1, 1)), "getter `data:Get`")
+    # One feature and a regression target, both (N, 1): read as two splits, the trials
+    # trained on the inputs alone and "validated" on the targets
+    with pytest.raises(pipeline.PipelineError, match=r"shaped \(10, 1\) and \(10, 1\): hpoc cannot "
+                                                     r"tell \(inputs, targets\) from \(train, validation\)"):
+        pipeline.as_splits((x[:, :1], y.reshape(-1, 1)), "getter `data:Get`")
+    # a dict says they are splits
+    assert pipeline.as_splits({"train": x[:, :1], "validation": x[:, 1:2]})[1].shape == (10, 1)
     # Two splits (same rank), splits as (x, y) pairs, and three arrays stay what they were.
     assert pipeline.as_splits((x, x[:3]))[1].shape == (3, 4)
     assert pipeline.as_splits(((x, y), (x, y)))[0][1] is y
@@ -771,3 +778,29 @@ def test_numeric_pandas_frames_are_data_as_arrays_are(tmp_path):
     history = _Linear(task="regression").run_local({"lr": 0.05, "batch_size": 16, "epochs": 2}, data,
                                                    directory=tmp_path / "a")
     assert history[-1]["val_loss"] > 0
+
+
+class _Diverges(hpoc.Trainer):
+    def create_model(self, config):
+        return nn.Linear(4, 2)
+
+    steps = 0
+
+    def train_step(self, batch):
+        self.steps += 1
+        loss = super().train_step(batch)
+        return loss * float("nan") if self.steps > 1 else loss  # NaN weights after step 2
+
+
+def test_a_diverged_model_reports_a_nan_accuracy_not_the_share_of_class_0(tmp_path):
+    """NaN outputs made argmax pick class 0 for every sample: a diverged trial reported the
+    share of class 0 as its val_accuracy (0.55 here, 0.9 on imbalanced data) and ranked
+    with it as a completed trial."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 4, generator=g)
+    y = (torch.arange(80) % 4 == 0).long()  # three quarters are class 0
+    data = ((x[:60], y[:60]), (x[60:], y[60:]))
+    history = _Diverges().run_local({"lr": 0.01, "batch_size": 20, "epochs": 2}, data,
+                                    directory=tmp_path / "run")
+    assert history[-1]["train_loss"] != history[-1]["train_loss"]  # NaN: it diverged
+    assert history[-1]["val_accuracy"] != history[-1]["val_accuracy"], history[-1]

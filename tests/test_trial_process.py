@@ -283,6 +283,18 @@ def test_an_error_line_of_hpocs_own_trainer_error_is_its_sentence():
     assert error_line("Traceback ...\nValueError: bad") == "ValueError: bad"  # others keep their class
 
 
+def test_an_experiment_directory_deleted_during_the_run_is_said_so():
+    """Deleting the results mid-run failed every trial with Ray's "Unable to set up cluster
+    storage with the following settings:", whose line ends where its meaning starts."""
+    from hpoc.runtime.summary import error_line
+
+    text = ("Traceback ...\nRuntimeError: Unable to set up cluster storage with the following settings:\n"
+            "StorageContext<\n  storage_filesystem='local',\n>\nCheck that all nodes in the cluster ...")
+    assert error_line(text) == (
+        "the study's experiment directory is gone or cannot be written (Ray's "
+        "`.validate_storage_marker` in it is missing): was it deleted or moved during the run?")
+
+
 @pytest.mark.parametrize("text", [
     "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.\n"
     "\tclass_name: ImplicitFunc\nThe actor is dead because its node has died. Node Id: <id>",

@@ -336,16 +336,20 @@ def _base_id(job: dict[str, Any]) -> int:
 
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
-    from hpoc.results.live import earlier_summary, read_lock
+    from hpoc.results.live import earlier_summary, lock_and_summary
+    from hpoc.runtime.summary import SUMMARY
     from hpoc.runtime.summary import read as read_summary
 
+    def read() -> tuple[dict[str, Any] | None, bool]:
+        summary = read_summary(exp)
+        return summary, summary is not None or not (exp / SUMMARY).exists()
+
     trials = [t for t in results.trials if t.shard == k] if results is not None else []
-    lock = read_lock(exp)
+    lock, summary = lock_and_summary(exp, read)
     run = lock if lock is not None and lock.alive else None  # a driver runs now (local too)
     ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
     if run is not None and not run.here and ended:
         run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
-    summary = read_summary(exp)
     if earlier_summary(summary, exp / "summary.json", lock):
         summary = None  # an earlier run's: the run since has not ended
     active = bool(job and job.get("state") in ACTIVE) or run is not None
@@ -375,9 +379,11 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
         counts["pending"] += max(0, share - len(trials))
     why = summary.get("stopped") if summary and state == "interrupted" else None
     timed_out = sum(1 for t in trials if t.status == "TERMINATED" and t.stopped_by == "time limit")
+    cut = sum(1 for t in trials if t.status == "TERMINATED" and t.retry_cut)
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
-            "trials": len(trials), **counts, "time_limit": timed_out, "best": _best(trials, metric)}
+            "trials": len(trials), **counts, "time_limit": timed_out,
+            "retry_cut": cut, "best": _best(trials, metric)}
 
 
 def _pid_alive(job_id: str) -> bool:
@@ -571,6 +577,10 @@ def render(status: dict[str, Any]) -> str:
     timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
     if timed_out:
         lines.append(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)")
+    cut = sum(s.get("retry_cut", 0) for s in status["shards"])
+    if cut:
+        lines.append(f"{cut} of the done trial(s) failed and were being retried when the time budget "
+                     "or their time limit stopped them: `hpoc results` shows their errors")
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "

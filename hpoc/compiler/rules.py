@@ -16,6 +16,7 @@ from hpoc.compiler.check import (
     RESOURCES,
     SCHEDULER,
     SEARCHER,
+    TYPE,
     UNKNOWN,
     VALUE,
     WARN_CONFIG,
@@ -328,6 +329,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     """A study module named like a standard or runtime module (`random.py`, `queue.py`)
     breaks Python itself once the study's directory is first on the path."""
     _step_sources(ch, out, block, workdir)
+    _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
     for role, step in (out.get("pipeline") or {}).items():
         top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
@@ -362,6 +364,27 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                     "not set: trials that get there fail with a KeyError",
                     ch.spans.get("pipeline.trainer"),
                     help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
+
+
+def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:
+    """`epochs` and `batch_size` among the trainer's arguments, which the default loop reads
+    when the space has none: the rule of the space (`trainer:T(epochs = 2.5)` trained 2
+    epochs, `batch_size = 0` failed every trial once Ray ran it)."""
+    from hpoc.compiler.space import COUNTS, _whole, as_count
+
+    step = (out.get("pipeline") or {}).get("trainer") or {}
+    args, space = step.get("args") or {}, out["space"]
+    value = setting_value(block, "trainer")
+    spans = {kw.key: kw.value.span for kw in getattr(value, "kwargs", ())}
+    for name in COUNTS:
+        if name not in args or name in space["constants"] or any(p["name"] == name for p in space["params"]):
+            continue
+        if _whole(args[name]):
+            args[name] = as_count(args[name])
+            continue
+        ch.error(TYPE, f"argument `{name}` of `trainer` must be a whole number of at least 1, not "
+                       f"{args[name]!r}", spans.get(name) or ch.spans.get("pipeline.trainer"),
+                 help=f"`{name}` counts, so it takes whole numbers from 1 up")
 
 
 def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:

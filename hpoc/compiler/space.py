@@ -230,7 +230,16 @@ COUNTS = ("epochs", "batch_size")
 
 
 def _whole(v: Any) -> bool:
+    """A count as the trainer takes it: `10`, or `10.0` (a whole number all the same)."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def as_count(v: Any) -> Any:
+    """`10.0` as 10, as the plan holds a count: a trainer's own `range(config["epochs"])`
+    cannot take a float."""
+    return int(v) if isinstance(v, float) and _whole(v) else v
 
 
 def _check_counts(ch: Checker, space: Space) -> None:
@@ -239,11 +248,16 @@ def _check_counts(ch: Checker, space: Space) -> None:
         if name in space.constants and not _whole(space.constants[name]):
             ch.error(TYPE, f"`{name}` must be a whole number of at least 1, not {_show(space.constants[name])}",
                      space.constant_spans.get(name), help=help)
+        elif name in space.constants:
+            space.constants[name] = as_count(space.constants[name])
         p = space.param(name)
         if p is None:
             continue
         if p.domain in T.CATEGORICAL:
-            bad = [v for v in p.args.get("categories", p.args.get("values", [])) if not _whole(v)]
+            key = "categories" if "categories" in p.args else "values"
+            bad = [v for v in p.args.get(key, []) if not _whole(v)]
+            if not bad and key in p.args:
+                p.args[key] = [as_count(v) for v in p.args[key]]
             if bad:
                 ch.error(TYPE, f"`{name}` must take whole numbers of at least 1, not {_show(bad[0])}",
                          p.value_span or p.span, help=help)

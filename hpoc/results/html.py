@@ -12,6 +12,7 @@ from html import escape
 from hpoc.results.model import Results
 from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, status_label
+from hpoc.results.rank import failed as failed_trial
 from hpoc.results.table import fmt, is_number, render_best, rows
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -109,7 +110,7 @@ def _cards(results: Results, ranking: Ranking) -> str:
     labels: dict[str, int] = {}
     for trial in results.trials:
         labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    for label in ("completed", "stopped early", "time limit", "no reports", "error", "running", "paused",
+    for label in ("completed", "stopped early", "time limit", "time budget", "no reports", "error", "running", "paused",
                   "pending"):
         if label in labels:
             cards.append((label, str(labels[label])))
@@ -183,7 +184,7 @@ def _table(results: Results, ranking: Ranking) -> str:
 
 
 def _errors(results: Results) -> str:
-    failed = [t for t in results.trials if t.status == "ERROR"]
+    failed = [t for t in results.trials if failed_trial(t)]
     if not failed:
         return ""
     out = [f"<h2>Errors ({len(failed)})</h2>"]

@@ -12,8 +12,9 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from hpoc.files import STARTED
 from hpoc.results.model import Trial
 
 _UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
@@ -62,6 +63,28 @@ def read_lock(exp: Path) -> RunLock | None:
     return RunLock(pid, host, started, shard, live, str(job) if job else None)
 
 
+def _same(a: RunLock | None, b: RunLock | None) -> bool:
+    return (a is None) == (b is None) and (a is None or b is None or (
+        (a.pid, a.host, a.started, a.alive) == (b.pid, b.host, b.started, b.alive)))
+
+
+def lock_and_summary(exp: Path, read: Callable[[], tuple[Any, bool]], tries: int = 5,
+                     pause_s: float = 0.1) -> tuple[RunLock | None, Any]:
+    """The run lock and `read()`'s summary as one consistent view: `read` returns (summary,
+    whole: False when the file is there but does not parse). A run that starts or ends
+    between the two reads, or a summary caught half written (Ray copies a resumed run's
+    staging folder, old summary.json included, over the storage), is read again: the
+    summary of a run that ended is whole and its lock gone, one of a live run is stale."""
+    for attempt in range(tries):
+        lock = read_lock(exp)
+        summary, whole = read()
+        if _same(lock, read_lock(exp)) and whole:
+            return lock, summary
+        if attempt < tries - 1:
+            time.sleep(pause_s)
+    return read_lock(exp), summary
+
+
 def stopped(trials: list[Trial]) -> None:
     """Statuses after a run that ended without its summary (killed: its lock is dead):
     nothing trains now, so a trial Ray last saw RUNNING is PAUSED until the plan runs again."""
@@ -100,12 +123,13 @@ def _written_since(file: Path, lock: RunLock) -> bool:
 
 def refresh(trials: list[Trial], lock: RunLock) -> None:
     """Statuses of unfinished trials during a live run, where Ray's saved state predates it:
-    running when the trial reported since the run started, else pending."""
+    running when the trial started or reported since the run started, else pending."""
     for trial in trials:
         if trial.state_saved is not None and trial.state_saved >= lock.started:
             continue  # Ray saved this trial's state during this run: it knows best
         fresh = bool(trial.path) and _written_since(Path(trial.path) / "result.json", lock)
         if trial.status in _UNFINISHED:
-            trial.status = "RUNNING" if fresh else "PENDING"
+            started = bool(trial.path) and _written_since(Path(trial.path) / STARTED, lock)
+            trial.status = "RUNNING" if fresh or started else "PENDING"
         elif trial.status == "ERROR" and fresh and older(Path(trial.path) / "error.txt", lock):
             trial.status = "RUNNING"  # retried (retry_errored): the old error.txt stays

@@ -96,9 +96,15 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             continue
         if fp is not None and (other := _other_plan(path, fp)):
             others.append(other)
-        lock = live.read_lock(path)
+        reads: list[list[str]] = []  # each read's warnings: the last one's are said
+
+        def read(path: Path = path) -> tuple[dict[str, Any] | None, bool]:
+            reads.append([])
+            return _summary_read(path, reads[-1])
+
+        lock, summary = live.lock_and_summary(path, read)
+        warnings.extend(reads[-1])
         running = lock if lock is not None and lock.alive else None
-        summary = _read_summary(path, warnings)
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
         stale = live.earlier_summary(summary, path / SUMMARY, lock)
@@ -221,6 +227,13 @@ def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:
     return max(finished) if finished else None
 
 
+def _summary_read(path: Path, warnings: list[str]) -> tuple[dict[str, Any] | None, bool]:
+    """(summary, whole): whole is False when the file is there but did not parse."""
+    before = len(warnings)
+    summary = _read_summary(path, warnings)
+    return summary, len(warnings) == before
+
+
 def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     file = path / SUMMARY
     if not file.is_file():
@@ -260,6 +273,7 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
             trial.status = entry["status"]
         if isinstance(entry.get("stopped"), str):
             trial.stopped_by = entry["stopped"]
+        trial.retry_cut = entry.get("retry_cut") is True
         if entry.get("error"):
             trial.error = _error_line(str(entry["error"]))
             trial.error_text = trial.error_text or str(entry["error"])
@@ -415,12 +429,17 @@ def _read_text(file: Path) -> str | None:
     return text or None
 
 
+# hpoc's own TrainerError says its sentence for the user ("failed the same way twice: ValueError:
+# ... at train.py:18"): its class path is noise there, as on the run's own error lines
+_OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
+
+
 def _error_line(text: str) -> str:
     """The exception line of a traceback ("RuntimeError: diverged"), else its last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
-            return _one_line(line)
+            return _one_line(_OWN_ERROR.sub("", line))
     return _one_line(lines[-1]) if lines else ""
 
 

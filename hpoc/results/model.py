@@ -42,6 +42,7 @@ class Trial:
     error_text: str | None = None     # full traceback when Ray kept one
     stopped_early: bool = False
     stopped_by: str | None = None     # why hpoc stopped it ("time limit"), when it did
+    retry_cut: bool = False           # stopped while being retried: `error` is its failure
     started_at: float | None = None   # wall-clock seconds, from Ray's state when it has them
     ended_at: float | None = None
     state_saved: float | None = None  # when Ray saved the experiment state its status is from

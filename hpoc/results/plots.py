@@ -19,7 +19,8 @@ from hpoc.results.rank import Ranking, param_names, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
 CATEGORICAL_DOMAINS = {"choice", "grid"}
-STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit": "#9467bd", "no reports": "#c7c7c7",
+STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit": "#9467bd",
+                 "time budget": "#9467bd", "no reports": "#c7c7c7",
                  "error": "#d62728", "running": "#2ca02c", "paused": "#9467bd",
                  "pending": "#bcbd22"}
 MAX_CURVE_METRICS = 4

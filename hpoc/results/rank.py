@@ -127,9 +127,15 @@ def parse_statuses(values: list[str] | None) -> list[str] | None:
     return out or None
 
 
+def failed(trial: Trial) -> bool:
+    """An errored trial, or one whose retry after an error the time budget or its time limit
+    ended (its status is TERMINATED; its error is the failure the retry followed)."""
+    return trial.status == "ERROR" or (trial.retry_cut and bool(trial.error))
+
+
 def status_label(trial: Trial) -> str:
     if trial.status == "TERMINATED":
-        if trial.stopped_by:  # "time limit": said even when it never reported
+        if trial.stopped_by:  # "time limit", "time budget": said even when it never reported
             return trial.stopped_by
         if not trial.history:  # ended without one report: nothing to rank it by
             return "no reports"

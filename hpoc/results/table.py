@@ -8,7 +8,7 @@ from typing import Any
 
 from hpoc.dsl.format import format_setting
 from hpoc.results.model import Results, Trial
-from hpoc.results.rank import Ranking, param_names, status_label
+from hpoc.results.rank import Ranking, failed, param_names, status_label
 
 
 def fmt(value: Any) -> str:
@@ -86,7 +86,7 @@ def render_summary(results: Results, ranking: Ranking) -> str:
     labels: dict[str, int] = {}
     for trial in results.trials:
         labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    order = ("completed", "stopped early", "time limit", "no reports", "error", "running", "paused", "pending")
+    order = ("completed", "stopped early", "time limit", "time budget", "no reports", "error", "running", "paused", "pending")
     parts = [f"{labels[k]} {k}" for k in order if k in labels]
     head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
     if results.sharded:
@@ -107,7 +107,7 @@ def render_errors(ranking: Ranking, ids_shown: int = 3) -> str:
     """One line per distinct error: a bug that failed 64 trials is one line, not 64."""
     groups: dict[str, list[str]] = {}
     for t in ranking.trials:
-        if t.status == "ERROR":
+        if failed(t):
             groups.setdefault(t.error or "failed (no message kept)", []).append(t.trial_id)
     if not groups:
         return ""

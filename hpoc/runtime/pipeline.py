@@ -275,9 +275,12 @@ def _splits(out: Any, what: str) -> tuple[Any, Any, Any]:
         raise PipelineError(f"{what} returned a dict without `train` (expected keys {keys})")
     if isinstance(out, (tuple, list)) and len(out) in (2, 3):
         if len(out) == 2 and (pair := _inputs_and_targets(*out)):
+            said = ("that is (inputs, targets), not (train, validation) splits" if pair[0] != pair[1]
+                    else "hpoc cannot tell (inputs, targets) from (train, validation) splits of as "
+                         "many rows")
             raise PipelineError(
                 f"{what} returned two arrays of {pair[0][0]} rows, shaped {pair[0]} and {pair[1]}: "
-                "that is (inputs, targets), not (train, validation) splits\n"
+                f"{said}\n"
                 "  help: add a splitter to `pipeline`, or return "
                 "`{\"train\": (x_train, y_train), \"validation\": (x_val, y_val)}`")
         train, val, *rest = out
@@ -307,15 +310,16 @@ def _require_samples(split: Any, name: str, what: str) -> None:
 
 
 def _inputs_and_targets(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """The shapes of `a` and `b` when they look like one dataset's inputs and targets: two
-    arrays with as many rows but of different rank or row shape (`(N, 10)` and `(N, 1)`);
-    two splits of one dataset share the row shape."""
+    """The shapes of `a` and `b` when they may be one dataset's inputs and targets: two
+    arrays with as many rows. Of different rank or row shape (`(N, 10)` and `(N, 1)`) they
+    are; of the same shape (`(N, 1)` and `(N, 1)`: one feature, a regression target) they
+    may be - two splits of one dataset rarely have as many rows, and a dict says which."""
     sa, sb = getattr(a, "shape", None), getattr(b, "shape", None)
     try:
         sa, sb = tuple(int(n) for n in sa), tuple(int(n) for n in sb)
     except (TypeError, ValueError):  # no shape, or unknown sizes (a dask array's NaN)
         return None
-    if sa and sb and sa[0] == sb[0] and sa[1:] != sb[1:]:
+    if sa and sb and sa[0] == sb[0]:
         return sa, sb
     return None
 

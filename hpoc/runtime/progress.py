@@ -100,9 +100,18 @@ class Progress:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickled by Tuner.restore, in the next run: its clock starts now (the earlier
+        # run's start read as 00:00:56 on the first line of a run just resumed, and means
+        # nothing in another process or after a reboot), and nothing is on screen yet.
+        from hpoc.runtime.watch import STATE  # this run's stream (RunOptions.progress)
+
         self.__dict__.update(state)
         if self.stream is None:
-            self.stream = sys.stderr
+            self.stream = STATE.stream or sys.stderr
+            self.tty = _isatty(self.stream)
+        self.started = self.clock()
+        self._last_print = self._printed_state = None
+        self._drawn = False
 
     def _write(self, line: str) -> None:
         try:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock, walltime
+from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock, walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -118,7 +118,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
 
     started = time.monotonic()
     STATE.__init__()
-    STATE.stream = stream
+    watch.begin(plan, stream)
     shard, shards = opts.shard, plan["shards"]["count"]
     if not 0 <= shard < shards:
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
@@ -265,11 +265,15 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
     budget_reached = bool(budget) and not interrupted and time.monotonic() - fit_started >= budget
+    # being retried when the budget or their time limit stopped them (a stop by a signal
+    # leaves them paused: they go on in the next run)
+    cut_short = {} if interrupted else dict(STATE.retrying)
     if budget_reached:
-        say(stream, _budget_line(budget, total, trials))
+        say(stream, _budget_line(budget, total, trials, len(cut_short)))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
-                               run_started=runlock.own_start(exp), stopped=STATE.failed)
+                               run_started=runlock.own_start(exp), stopped=STATE.failed,
+                               cut_short=cut_short, budget_reached=budget_reached)
     if parent_run:
         status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"

@@ -2,13 +2,15 @@
 
     {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
-     "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"}],
+     "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"[, "retry_cut"]}],
      "wall_s", "interrupted", "stopped", "experiment_dir"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
 `best` ranks trials by the first objective metric at their last report. A trial's `stopped`
-is why hpoc stopped it ("time limit": timelimit.py), or null. The summary's `stopped` says why
+is why hpoc stopped it ("time limit": timelimit.py; "time budget" for a trial whose retry
+after a failure the study's time budget cut short), or null; `retry_cut` marks a trial
+stopped while it was being retried, whose `error` is the failure the retry followed. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
 """
 
@@ -76,12 +78,19 @@ _OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
+# Ray's errors whose line says nothing without the lines after it
+_RAY_STORAGE = "RuntimeError: Unable to set up cluster storage with the following settings:"
+_STORAGE_GONE = ("the study's experiment directory is gone or cannot be written (Ray's "
+                 "`.validate_storage_marker` in it is missing): was it deleted or moved during "
+                 "the run?")
+
+
 def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
     # hpoc's own TrainerError says its sentence for the user: its class path is noise there
-    line = _OWN_ERROR.sub("", (picks or lines or [""])[-1])
+    line = _OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -158,10 +167,23 @@ def best_entry(entries: list[dict[str, Any]], metric: str, mode: str) -> dict[st
     return {k: best[k] for k in ("trial_id", "config", "metrics", "epochs")}
 
 
+BUDGET = "time budget"
+
+
 def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
-          run_started: float | None = None, stopped: str | None = None) -> dict[str, Any]:
+          run_started: float | None = None, stopped: str | None = None,
+          cut_short: dict[str, str] | None = None, budget_reached: bool = False) -> dict[str, Any]:
+    """`cut_short`: trial id -> the failure of the trials being retried when the run ended
+    (Tune marks a trial that the time budget or its time limit stopped TERMINATED, as any
+    other): such a trial keeps that failure as its `error`, with `retry_cut` set."""
     entries = [trial_entry(t, plan["space"]) for t in trials]
+    for entry in entries:
+        failure = (cut_short or {}).get(entry["trial_id"])
+        if failure and entry["status"] == "TERMINATED":
+            entry["error"], entry["retry_cut"] = failure[-_MAX_ERROR:], True
+            if budget_reached and not entry["stopped"]:
+                entry["stopped"] = BUDGET
     metrics = [{"name": m["name"], "mode": m["mode"]} for m in plan["objective"]["metrics"]]
     return {
         "study": plan["study"]["name"],

@@ -27,6 +27,7 @@ epoch and RNG state - so a retried or requeued trial continues where it stopped.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import random
 import reprlib
@@ -494,7 +495,10 @@ class Trainer:
                                    "attribute) to train with MSELoss, or return one output per class")
             if classify and outputs is not None and outputs.dim() == 2 and \
                     len(batch) > 1 and not batch[1].is_floating_point():
-                sums[1] += (outputs.argmax(dim=1) == batch[1]).sum()
+                hits = (outputs.argmax(dim=1) == batch[1]).sum().to(sums.dtype)
+                # NaN outputs (training diverged) predict nothing: argmax read them as class 0,
+                # and a diverged trial ranked with the share of class 0 as its accuracy
+                sums[1] += torch.where(outputs.isnan().any(), torch.full_like(hits, math.nan), hits)
                 sums[3] += n
         names = sorted(mine)
         totals = self.strategy.all_reduce(torch.cat([sums, *(mine[k].reshape(1) for k in names)]))

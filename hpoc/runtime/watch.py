@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpoc.files import trial_path
+from hpoc.files import mark_started, trial_path
 from hpoc.runtime import clock, failfast, rerun, retry, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import say
@@ -46,6 +46,9 @@ class _State:
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py)
     repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
+    # trial id -> the failure its retry follows, until the retry reports: a time budget that
+    # ends the study then leaves the trial TERMINATED, and its error would go unsaid
+    retrying: dict[str, str] = field(default_factory=dict)
 
     @property
     def stopping(self) -> bool:
@@ -56,6 +59,16 @@ STATE = _State()
 ORPHAN_SWEEP_S = 2.0
 
 
+def begin(plan: dict[str, Any], stream: TextIO) -> None:
+    """What the callbacks need of this run's plan. Set for every run: a resumed one keeps
+    the callbacks Tune restores, and without the plan's retries its trials had none."""
+    STATE.stream = stream
+    STATE.params = [p["name"] for p in plan["space"]["params"]]
+    STATE.max_retries = plan["failure"]["max_retries"] or 0
+    if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
+        STATE.sweep_at = 0.0
+
+
 def watch_callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[Any]:
     from ray import tune
 
@@ -63,11 +76,7 @@ def watch_callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[An
 
     metric = (plan["objective"]["metrics"] or [{"name": None, "mode": "min"}])[0]
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
-    STATE.stream = stream
-    STATE.params = [p["name"] for p in plan["space"]["params"]]
-    STATE.max_retries = plan["failure"]["max_retries"] or 0
-    if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
-        STATE.sweep_at = 0.0
+    begin(plan, stream)
 
     return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
 
@@ -102,12 +111,14 @@ def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
             _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
 
 
-def _budget_line(budget: float, total: int, trials: list[Any]) -> str:
+def _budget_line(budget: float, total: int, trials: list[Any], retrying: int = 0) -> str:
     """Tune ends the whole experiment at the budget: running trials stop where they are,
     and trials it never created or that never reported count as not reported."""
     silent = max(total - len(trials), 0) + sum(not _reported(t) for t in trials)
+    cut = (f"; {retrying} trial(s) being retried after an error were stopped before the retry "
+           "reported (`hpoc results` shows the error)") if retrying else ""
     return (f"[hpoc] time budget of {budget:g} s reached: trials still running were stopped "
-            f"where they were; {silent} of {total} trial(s) never reported")
+            f"where they were; {silent} of {total} trial(s) never reported{cut}")
 
 
 def _reported(trial: Any) -> bool:
@@ -160,6 +171,7 @@ def _events_class() -> type:
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             clock.TIMES.reported(trial.trial_id, result)
+            STATE.retrying.pop(trial.trial_id, None)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from hpoc.runtime import resume
@@ -169,6 +181,7 @@ def _events_class() -> type:
                 rerun.start_over(trial)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             clock.TIMES.started(trial)
+            mark_started(trial_path(trial))  # `hpoc status`: running, not pending
 
             # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
             # with retry_errored) gives it the plan's retries again.
@@ -188,6 +201,7 @@ def _events_class() -> type:
                 trial.max_failures = 0
                 return
             STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
+            STATE.retrying[trial.trial_id] = error or "failed (no message kept)"
             start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
             _trial_line(trial, f"failed; retrying from {start} "
                                f"(retry {STATE.retries[trial.trial_id]})", error=error)

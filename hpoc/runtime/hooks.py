@@ -42,7 +42,7 @@ def hook_problems(cls: type) -> list[str]:
             sig = inspect.signature(func)
             sig.bind(*([] if isinstance(raw, staticmethod) else [None]), *[None] * len(args))
         except TypeError:
-            out.append(f"`{name}{sig}`{_where(func)} must be `{name}({', '.join(('self', *args))})`")
+            out.append(f"`{name}{sig}`{source_line(func)} must be `{name}({', '.join(('self', *args))})`")
         except ValueError:
             continue
     return out
@@ -124,7 +124,7 @@ def near_misses(cls: type) -> list[str]:
                 continue
             close = difflib.get_close_matches(name, (*HOOKS, "train"), n=1, cutoff=0.85)
             if close:
-                out.append(f"`{name}`{_where(value)} is not a hook hpoc calls (did you mean "
+                out.append(f"`{name}`{source_line(value)} is not a hook hpoc calls (did you mean "
                            f"`{close[0]}`?): the default `{close[0]}` runs instead")
     return out
 
@@ -137,8 +137,10 @@ def _users(cls: type, name: str) -> bool:
     return False
 
 
-def _where(func: Any) -> str:
+def source_line(fn: Any) -> str:
+    """` (file.py:12)` where `fn` (a function, method or class) is defined, or ""."""
     try:
-        return f" ({inspect.getsourcefile(func)}:{inspect.getsourcelines(func)[1]})"
+        fn = inspect.unwrap(getattr(fn, "__func__", fn))
+        return f" ({inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]})"
     except (TypeError, OSError):
         return ""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
-import inspect
 import os
 import sys
 import traceback
@@ -127,10 +126,10 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
     an AttributeError from every trial; nor a TrainerError from every trial that `plan`
     gives hpoc's loop no number of epochs."""
+    from hpoc.runtime.hooks import data_missing, epochs_missing, grouped, hook_problems, source_line
     from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
-        from hpoc.runtime.hooks import data_missing, epochs_missing, grouped, hook_problems
 
         problems = hook_problems(obj)
         if problems:
@@ -145,10 +144,7 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
             raise PipelineError(f"trainer `{target}` runs hpoc's default loop, which has {NO_DATA}")
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
-    try:
-        where = f" ({inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]})"
-    except (TypeError, OSError):
-        where = ""
+    where = source_line(obj)
     what = "a class that does not subclass `hpoc.Trainer`" if isinstance(obj, type) else \
         f"a {type(obj).__name__}, not a class"
     raise PipelineError(f"trainer `{target}`{where} is {what}\n"

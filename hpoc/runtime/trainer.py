@@ -30,7 +30,6 @@ import inspect
 import math
 import os
 import random
-import reprlib
 import shutil
 import time
 import zlib
@@ -42,12 +41,10 @@ import torch
 
 from hpoc.runtime.batches import TensorBatches, as_tensors, default_prepare, num_samples
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
+from hpoc.runtime.returns import (TrainerError, metric_tensor, raised_at, require_loss, require_module,
+                                  require_objective, require_optimizer, require_scheduler, scalar,
+                                  source_line, validation_parts, whole_count)
 from hpoc.runtime.strategy import Strategy
-from hpoc.runtime.summary import RAY_KEYS
-
-
-class TrainerError(Exception):
-    """A trainer that cannot run as configured; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -253,11 +250,11 @@ class Trainer:
             value = plan_epochs(self.plan)
         if value is None:
             raise TrainerError(NO_EPOCHS)
-        return _count("epochs", value, 1)
+        return whole_count("epochs", value, 1)
 
     @property
     def batch_size(self) -> int:
-        return _count("batch_size", self.setting("batch_size", 64), 1)
+        return whole_count("batch_size", self.setting("batch_size", 64), 1)
 
     @property
     def seed(self) -> int:
@@ -309,13 +306,13 @@ class Trainer:
         return None
 
     def create_model_loss_optimizer(self, config: dict[str, Any]) -> Any:
-        model = _require_module(self.create_model(config), self.create_model)
+        model = require_module(self.create_model(config), self.create_model)
         model = model.to(self.strategy.device())
-        optimizer = _require_optimizer(self.create_optimizer(model, config), self.create_optimizer,
+        optimizer = require_optimizer(self.create_optimizer(model, config), self.create_optimizer,
                                        self.strategy)
-        scheduler = _require_scheduler(self.create_lr_scheduler(optimizer, config),
+        scheduler = require_scheduler(self.create_lr_scheduler(optimizer, config),
                                        self.create_lr_scheduler)
-        return model, _require_loss(self.create_loss(config), self.create_loss), optimizer, scheduler
+        return model, require_loss(self.create_loss(config), self.create_loss), optimizer, scheduler
 
     def prepare_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return self._prepare(x)
@@ -358,15 +355,15 @@ class Trainer:
             scheduler = rest[0] if rest else None
         if model is None:
             raise TrainerError("create_model_loss_optimizer() returned no model")
-        _require_module(model, hook)
+        require_module(model, hook)
         if made is not None:
-            _require_optimizer(optimizer, hook, self.strategy)
-            _require_scheduler(scheduler, hook)
+            require_optimizer(optimizer, hook, self.strategy)
+            require_scheduler(scheduler, hook)
         if self.strategy.model is not model:
             model, optimizer, scheduler = self.strategy.distributed(model, optimizer, scheduler)
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, scheduler
         if self.loss is None:
-            self.loss = _require_loss(self.create_loss(self.config), self.create_loss)
+            self.loss = require_loss(self.create_loss(self.config), self.create_loss)
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if not hasattr(self, "_prepare_fn"):
@@ -434,7 +431,7 @@ class Trainer:
                 with self.strategy.autocast():
                     loss = _first_loss(self.train_step(batch))
                 if not isinstance(loss, torch.Tensor):
-                    raise TrainerError(f"train_step(){_source_line(self.train_step)} returned "
+                    raise TrainerError(f"train_step(){source_line(self.train_step)} returned "
                                        f"{type(loss).__name__}: return the batch's loss as a tensor "
                                        "(not `loss.item()`), to train on")
                 self.strategy.backward(loss)
@@ -475,16 +472,16 @@ class Trainer:
         for batch in batches:
             with self.strategy.autocast():
                 out = self.validation_step(batch)
-            loss, outputs, extra = _validation_parts(out, self.validation_step)
+            loss, outputs, extra = validation_parts(out, self.validation_step)
             empty = getattr(batches, "empty", False)
             for name, value in extra.items():  # every rank sums the same names, even one
                 total = mine.setdefault(name, torch.zeros((), device=dev, dtype=torch.float64))
                 if not empty:
-                    total += _metric_tensor(value, name, dev) * _batch_len(batch)
+                    total += metric_tensor(value, name, dev) * _batch_len(batch)
             if empty:
                 continue  # a stand-in batch of a rank with no samples left: not counted
             n = _batch_len(batch)
-            sums[0] += _metric_tensor(loss, "loss", dev) * n
+            sums[0] += metric_tensor(loss, "loss", dev) * n
             sums[2] += n
             if classify and isinstance(self.loss, torch.nn.CrossEntropyLoss) and \
                     outputs is not None and outputs.dim() == 2 and outputs.shape[1] == 1:
@@ -523,8 +520,8 @@ class Trainer:
     def report(self, metrics: dict[str, Any], *, epoch: int | None = None,
                checkpoint: bool | None = None, extra: dict[str, Any] | None = None) -> None:
         """Report one epoch's metrics (all ranks call it) and checkpoint per the plan."""
-        result = {k: _scalar(v) for k, v in metrics.items()}
-        _require_objective(self.plan, result)
+        result = {k: scalar(v) for k, v in metrics.items()}
+        require_objective(self.plan, result)
         if epoch is not None:
             # training_iteration = epochs done, so schedulers and stop criteria count epochs
             # even after a retried trial restarted from a checkpoint.
@@ -628,7 +625,7 @@ class Trainer:
         if getattr(self, "tracker", None) is None:
             self.initialize_logger()
         if kind == "metric":
-            self.tracker.log_metric(name, _scalar(value), step)
+            self.tracker.log_metric(name, scalar(value), step)
         elif kind in ("param", "params", "hyperparameters"):
             self.tracker.log_params(value if isinstance(value, dict) else {name: value})
         else:
@@ -669,7 +666,7 @@ class Trainer:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
             if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost
                 error = TrainerError(f"the trainer called sys.exit({'' if exc.code is None else repr(exc.code)})"
-                                     f"{_raised_at(exc)}: raise an exception to fail the trial, "
+                                     f"{raised_at(exc)}: raise an exception to fail the trial, "
                                      "or return from train() to end it")
                 raise error from None
             raise
@@ -753,147 +750,11 @@ def _reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _source_line(fn: Any) -> str:
-    """` (file.py:12)` where `fn` is defined, or ""."""
-    try:
-        fn = inspect.unwrap(getattr(fn, "__func__", fn))
-        return f" ({inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]})"
-    except (TypeError, OSError):
-        return ""
-
-
-def _raised_at(exc: BaseException) -> str:
-    """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
-    library that called sys.exit for it, such as argparse), or ""."""
-    import traceback
-
-    from hpoc.runtime.summary import error_where
-
-    at = error_where("".join(traceback.format_tb(exc.__traceback__)))
-    return f" at {at}" if at else ""
-
-
-def _require_module(model: Any, hook: Any) -> Any:
-    """A model that is not an `nn.Module` fails later with an AttributeError deep in hpoc."""
-    if not isinstance(model, torch.nn.Module):
-        raise TrainerError(f"{getattr(hook, '__name__', 'create_model')}(){_source_line(hook)} returned "
-                           f"{type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
-# A validation_step's own metric of one of these names would replace hpoc's or Ray's.
-_TAKEN_METRICS = RAY_KEYS | {"val_loss", "val_accuracy", "train_loss", "epoch"}
-
-
-def _validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """`(loss, outputs, metrics)` of what `validation_step` returned: `(loss, outputs)`, a
-    loss, or a dict with `loss`, maybe `outputs`, and metrics of the trainer's own."""
-    if isinstance(out, dict):
-        if "loss" not in out:
-            raise TrainerError(f"validation_step(){_source_line(hook)} returned a dict without "
-                               f"`loss` (keys: {', '.join(map(str, out)) or 'none'}): add the "
-                               "batch's loss as `loss`")
-        taken = sorted(k for k in out if k in _TAKEN_METRICS)
-        if taken:
-            raise TrainerError(f"validation_step(){_source_line(hook)} returned `{taken[0]}`, a name hpoc "
-                               "or Ray Tune reports itself (`val_loss` is the mean of `loss`, "
-                               "`val_accuracy` of the outputs' argmax): give your metric another name")
-        return out["loss"], out.get("outputs"), {k: v for k, v in out.items() if k not in ("loss", "outputs")}
-    if isinstance(out, (tuple, list)) and out:
-        return out[0], (out[1] if len(out) > 1 else None), {}
-    if isinstance(out, (torch.Tensor, int, float)) and not isinstance(out, bool):
-        return out, None, {}
-    raise TrainerError(f"validation_step(){_source_line(hook)} returned {type(out).__name__}: "
-                       "return `(loss, outputs)`, the loss, or a dict with `loss` and metrics "
-                       "of yours (`{\"loss\": loss, \"val_f1\": f1}`)")
-
-
-def _metric_tensor(value: Any, name: str, device: torch.device) -> torch.Tensor:
-    """A batch's value of a validation metric as a float64 scalar on the device."""
-    try:
-        return torch.as_tensor(value, device=device).detach().double().mean()
-    except (TypeError, ValueError, RuntimeError):
-        raise TrainerError(f"validation_step() returned `{name}` = {reprlib.repr(value)}: "
-                           "a validation metric must be a number or a tensor") from None
-
-
-def _require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
-    """An optimizer hpoc cannot step fails in its loop, an AttributeError without the
-    user's line. None is DeepSpeed's: its config file's optimizer then."""
-    if optimizer is None and strategy.name == "deepspeed":
-        return optimizer
-    if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
-        raise TrainerError(f"{getattr(hook, '__name__', 'create_optimizer')}(){_source_line(hook)} "
-                           f"returned {type(optimizer).__name__} as the optimizer, not a torch "
-                           "optimizer (`torch.optim.Adam(model.parameters(), lr=...)`)")
-    return optimizer
-
-
-def _require_loss(loss: Any, hook: Any) -> Any:
-    """A loss the default steps cannot call failed in them: "'str' object is not callable"."""
-    if not callable(loss):
-        raise TrainerError(f"{getattr(hook, '__name__', 'create_loss')}(){_source_line(hook)} returned "
-                           f"{type(loss).__name__} as the loss: return a callable such as "
-                           "`torch.nn.CrossEntropyLoss()`")
-    return loss
-
-
-def _require_scheduler(scheduler: Any, hook: Any) -> Any:
-    if scheduler is not None and not hasattr(scheduler, "step"):
-        raise TrainerError(f"{getattr(hook, '__name__', 'create_lr_scheduler')}(){_source_line(hook)} "
-                           f"returned {type(scheduler).__name__} as the lr scheduler: return a torch "
-                           "LR scheduler (`torch.optim.lr_scheduler.StepLR(optimizer, ...)`), or None")
-    return scheduler
-
-
-def _count(name: str, value: Any, least: int) -> int:
-    """`epochs` or `batch_size` as the loop uses it: 2.5 epochs were 2, 0 epochs a trial
-    that reports nothing, and a batch size of 0 a ZeroDivisionError deep in the batching."""
-    try:
-        number = int(value) if not isinstance(value, bool) else None
-        whole = number is not None and number == float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
-        whole = False
-    if not whole or number < least:
-        raise TrainerError(f"`{name}` is {reprlib.repr(value)}: it must be a whole number of at "
-                           f"least {least} (set in the study's `space`, or the trainer's arguments)")
-    return number
-
-
 def _batch_len(batch: Any) -> int:
     first = batch[0] if isinstance(batch, (tuple, list)) else batch
     if isinstance(first, dict):
         first = next(iter(first.values()))
     return int(first.shape[0])
-
-
-def _require_objective(plan: dict[str, Any] | None, result: dict[str, Any]) -> None:
-    """Searchers and schedulers need the objective in every report; Ray would stop the
-    whole study with a traceback. A mistake of the trainer (or the spec): say which."""
-    wanted = [m["name"] for m in ((plan or {}).get("objective") or {}).get("metrics") or ()]
-    missing = [name for name in wanted if name not in result]
-    if missing:
-        from hpoc.errors import did_you_mean
-
-        hint = did_you_mean(missing[0], list(result))
-        raise TrainerError(
-            f"the trainer reported {', '.join(f'`{k}`' for k in sorted(result)) or 'nothing'} but not "
-            f"{', '.join(f'`{m}`' for m in missing)}, the objective's metric"
-            + (f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
-    for name in wanted:  # searchers rank by it: a string or None read as "never reported"
-        value = result[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TrainerError(f"the objective's metric `{name}` must be a number; the trainer reported "
-                               f"{reprlib.repr(value)} ({type(value).__name__}): report a float (`float(x)`, "
-                               "`tensor.item()`)")
-
-
-def _scalar(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().float().mean().item()
-    elif hasattr(value, "item") and getattr(value, "shape", None) == ():
-        value = value.item()
-    return value
 
 
 def _materialise(dataset: Any) -> tuple[torch.Tensor, ...] | None:

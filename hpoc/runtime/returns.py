@@ -1,0 +1,145 @@
+"""What a trainer's hooks and reports hand back, checked where hpoc takes it: a wrong type
+fails later deep in the loop or in Ray, without the user's line; here it is a
+`TrainerError` naming the hook, its file:line and what to return instead."""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+import torch
+
+from hpoc.runtime.hooks import source_line
+from hpoc.runtime.strategy import Strategy
+from hpoc.runtime.summary import RAY_KEYS
+
+
+class TrainerError(Exception):
+    """A trainer that cannot run as configured; the message says what to change."""
+
+
+def raised_at(exc: BaseException) -> str:
+    """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
+    library that called sys.exit for it, such as argparse), or ""."""
+    import traceback
+
+    from hpoc.runtime.summary import error_where
+
+    at = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    return f" at {at}" if at else ""
+
+
+def require_module(model: Any, hook: Any) -> Any:
+    """A model that is not an `nn.Module` fails later with an AttributeError deep in hpoc."""
+    if not isinstance(model, torch.nn.Module):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_model')}(){source_line(hook)} returned "
+                           f"{type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+# A validation_step's own metric of one of these names would replace hpoc's or Ray's.
+TAKEN_METRICS = RAY_KEYS | {"val_loss", "val_accuracy", "train_loss", "epoch"}
+
+
+def validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """`(loss, outputs, metrics)` of what `validation_step` returned: `(loss, outputs)`, a
+    loss, or a dict with `loss`, maybe `outputs`, and metrics of the trainer's own."""
+    if isinstance(out, dict):
+        if "loss" not in out:
+            raise TrainerError(f"validation_step(){source_line(hook)} returned a dict without "
+                               f"`loss` (keys: {', '.join(map(str, out)) or 'none'}): add the "
+                               "batch's loss as `loss`")
+        taken = sorted(k for k in out if k in TAKEN_METRICS)
+        if taken:
+            raise TrainerError(f"validation_step(){source_line(hook)} returned `{taken[0]}`, a name hpoc "
+                               "or Ray Tune reports itself (`val_loss` is the mean of `loss`, "
+                               "`val_accuracy` of the outputs' argmax): give your metric another name")
+        return out["loss"], out.get("outputs"), {k: v for k, v in out.items() if k not in ("loss", "outputs")}
+    if isinstance(out, (tuple, list)) and out:
+        return out[0], (out[1] if len(out) > 1 else None), {}
+    if isinstance(out, (torch.Tensor, int, float)) and not isinstance(out, bool):
+        return out, None, {}
+    raise TrainerError(f"validation_step(){source_line(hook)} returned {type(out).__name__}: "
+                       "return `(loss, outputs)`, the loss, or a dict with `loss` and metrics "
+                       "of yours (`{\"loss\": loss, \"val_f1\": f1}`)")
+
+
+def metric_tensor(value: Any, name: str, device: torch.device) -> torch.Tensor:
+    """A batch's value of a validation metric as a float64 scalar on the device."""
+    try:
+        return torch.as_tensor(value, device=device).detach().double().mean()
+    except (TypeError, ValueError, RuntimeError):
+        raise TrainerError(f"validation_step() returned `{name}` = {reprlib.repr(value)}: "
+                           "a validation metric must be a number or a tensor") from None
+
+
+def require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
+    """An optimizer hpoc cannot step fails in its loop, an AttributeError without the
+    user's line. None is DeepSpeed's: its config file's optimizer then."""
+    if optimizer is None and strategy.name == "deepspeed":
+        return optimizer
+    if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_optimizer')}(){source_line(hook)} "
+                           f"returned {type(optimizer).__name__} as the optimizer, not a torch "
+                           "optimizer (`torch.optim.Adam(model.parameters(), lr=...)`)")
+    return optimizer
+
+
+def require_loss(loss: Any, hook: Any) -> Any:
+    """A loss the default steps cannot call failed in them: "'str' object is not callable"."""
+    if not callable(loss):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_loss')}(){source_line(hook)} returned "
+                           f"{type(loss).__name__} as the loss: return a callable such as "
+                           "`torch.nn.CrossEntropyLoss()`")
+    return loss
+
+
+def require_scheduler(scheduler: Any, hook: Any) -> Any:
+    if scheduler is not None and not hasattr(scheduler, "step"):
+        raise TrainerError(f"{getattr(hook, '__name__', 'create_lr_scheduler')}(){source_line(hook)} "
+                           f"returned {type(scheduler).__name__} as the lr scheduler: return a torch "
+                           "LR scheduler (`torch.optim.lr_scheduler.StepLR(optimizer, ...)`), or None")
+    return scheduler
+
+
+def whole_count(name: str, value: Any, least: int) -> int:
+    """`epochs` or `batch_size` as the loop uses it: 2.5 epochs were 2, 0 epochs a trial
+    that reports nothing, and a batch size of 0 a ZeroDivisionError deep in the batching."""
+    try:
+        number = int(value) if not isinstance(value, bool) else None
+        whole = number is not None and number == float(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
+        whole = False
+    if not whole or number < least:
+        raise TrainerError(f"`{name}` is {reprlib.repr(value)}: it must be a whole number of at "
+                           f"least {least} (set in the study's `space`, or the trainer's arguments)")
+    return number
+
+
+def require_objective(plan: dict[str, Any] | None, result: dict[str, Any]) -> None:
+    """Searchers and schedulers need the objective in every report; Ray would stop the
+    whole study with a traceback. A mistake of the trainer (or the spec): say which."""
+    wanted = [m["name"] for m in ((plan or {}).get("objective") or {}).get("metrics") or ()]
+    missing = [name for name in wanted if name not in result]
+    if missing:
+        from hpoc.errors import did_you_mean
+
+        hint = did_you_mean(missing[0], list(result))
+        raise TrainerError(
+            f"the trainer reported {', '.join(f'`{k}`' for k in sorted(result)) or 'nothing'} but not "
+            f"{', '.join(f'`{m}`' for m in missing)}, the objective's metric"
+            + (f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
+    for name in wanted:  # searchers rank by it: a string or None read as "never reported"
+        value = result[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TrainerError(f"the objective's metric `{name}` must be a number; the trainer reported "
+                               f"{reprlib.repr(value)} ({type(value).__name__}): report a float (`float(x)`, "
+                               "`tensor.item()`)")
+
+
+def scalar(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().mean().item()
+    elif hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    return value

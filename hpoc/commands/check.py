@@ -9,15 +9,16 @@ HELP = "check a study for errors (all of them at once) without writing anything"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="study file(s) (.hpo)")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="study file(s) (.hpo, .yaml)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing when a study is fine")
     p.add_argument("--no-warnings", action="store_true", help="do not print warnings")
     p.add_argument(
         "--preflight",
         action="store_true",
         help="also check what a job would find out too late: the pipeline imports (in a separate "
-        "Python process), the data is there, the storage path is writable, the search library "
-        "is installed",
+        "Python process), the data is there, the storage path is writable, the search and logger "
+        "libraries are installed, a slurm.python path imports hpoc and Ray, and "
+        "`sbatch --test-only` takes the job",
     )
     p.add_argument(
         "--json",

@@ -15,7 +15,7 @@ SCRIPTS = frozenset({"job.sbatch", "preflight.sbatch"})  # every name render_all
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC", help="study file (.hpo)")
+    p.add_argument("spec", metavar="SPEC", help="study file (.hpo, .yaml)")
     p.add_argument("-o", "--out", metavar="DIR", help="output directory (default: build/<study name>)")
     p.add_argument(
         "--emit",

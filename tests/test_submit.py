@@ -565,3 +565,23 @@ def test_the_submitit_job_requeues_after_usr2_unless_the_study_made_no_progress(
         job._driver.kill()
     assert job._driver.wait() == driver_rc
     assert isinstance(again, submitit.helpers.DelayedSubmission) == requeued
+
+
+def test_a_failed_shard_ends_its_log_with_hpocs_line_not_a_traceback(tmp_path):
+    """submitit raised the job's StudyJobError again after its own log line, so the log
+    ended with a Python traceback below the driver's explanation, for a study that failed."""
+    import submitit
+
+    from hpoc.commands.joblogs import why
+    from hpoc.commands.submit import outcome
+    from hpoc.submit.job import StudyJob
+
+    executor = submitit.LocalExecutor(folder=tmp_path / "logs")
+    job = executor.submit(StudyJob(str(tmp_path / "missing" / "plan.json"), "local"), 0)
+    job.wait()
+    err = Path(job.paths.stderr).read_text()
+    assert "Traceback" not in err and "triggered an exception" not in err, err
+    assert err.rstrip().endswith("hpoc: error: shard 0 failed (study driver exit status 2); see this job's log")
+    assert why(str(job.paths.stderr)).startswith("hpoc: error: shard 0 failed")
+    assert "StudyJobError: shard 0 failed" in str(job.exception())  # the job still fails
+    assert outcome(job)[0] is False and "shard 0 failed" in outcome(job)[1]

@@ -31,6 +31,7 @@ With submitit's local executor the driver runs with an embedded Ray on this mach
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -83,13 +84,17 @@ class StudyJob(submitit.helpers.Checkpointable):
     # ---------------------------------------------------------------- submitit hooks
 
     def __call__(self, shard: int = 0) -> dict[str, Any]:
-        if self.cluster == "local":
-            return self._run_driver(shard, dict(os.environ), local=True)
-        env = submitit.JobEnvironment()
-        if env.global_rank == 0:
-            return self._head(shard, env)
-        self._worker(env)
-        return {"shard": shard, "role": "worker", "node": _node_name()}
+        try:
+            if self.cluster == "local":
+                return self._run_driver(shard, dict(os.environ), local=True)
+            env = submitit.JobEnvironment()
+            if env.global_rank == 0:
+                return self._head(shard, env)
+            self._worker(env)
+            return {"shard": shard, "role": "worker", "node": _node_name()}
+        except StudyJobError as exc:
+            _end_without_traceback(exc)
+            raise
 
     def checkpoint(self, shard: int = 0) -> submitit.helpers.DelayedSubmission | None:
         """USR2 (the time limit is near): stop the driver gracefully, then requeue this job."""
@@ -268,6 +273,25 @@ class StudyJob(submitit.helpers.Checkpointable):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _end_without_traceback(error: StudyJobError) -> None:
+    """The job's log ends with hpoc's line for a failure hpoc explained, not a traceback.
+
+    submitit logs that the job raised and raises it again up to Python's top level: so the
+    job fails, and its result file keeps the traceback (`job.exception()`). Only how the
+    log shows it changes."""
+    previous = sys.excepthook
+
+    def hook(kind: Any, value: BaseException, tb: Any) -> None:
+        if value is error:
+            print(f"hpoc: error: {error}", file=sys.stderr, flush=True)
+        else:
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+    logging.getLogger("submitit").addFilter(
+        lambda record: "triggered an exception" not in record.getMessage())
 
 
 def _node_name() -> str:

@@ -69,7 +69,7 @@ hpoc_claimed=${{CLAIMED:-0}}  # what the check before Ray leaves
 """
     fake_bringup = f"""
 # stand-in for the Ray steps: one long-running process per node
-sleep 300 &
+bash -c "${{FAKE_STEP:-sleep 300}}" >/dev/null 2>&1 &  # its output goes to ray-NODE.log
 hpoc_steps+=("$!")
 echo "$!" > {tmp_path}/step.pid
 """
@@ -80,7 +80,7 @@ echo "$!" > {tmp_path}/step.pid
     return path
 
 
-def start(tmp_path: Path, grace_s: int = 60, **env: str) -> subprocess.Popen:
+def start(tmp_path: Path, grace_s: int = 60, start_new_session: bool = False, **env: str) -> subprocess.Popen:
     job = harness(tmp_path, grace_s)
     full_env = {**os.environ, "T": str(tmp_path), "PATH": f"{tmp_path}/bin:{os.environ['PATH']}",
                 "SLURM_JOB_ID": "77", "ON_USR2": "75", **env}
@@ -88,7 +88,7 @@ def start(tmp_path: Path, grace_s: int = 60, **env: str) -> subprocess.Popen:
         if key not in env:
             full_env.pop(key, None)
     proc = subprocess.Popen(["bash", str(job)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=start_new_session)
     deadline = time.monotonic() + 20
     while not (tmp_path / "driver.pid").exists() or not (tmp_path / "step.pid").exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
@@ -141,6 +141,28 @@ def test_the_sigterm_that_follows_a_requeue_does_not_cut_the_teardown_short(tmp_
     proc.send_signal(signal.SIGUSR2)
     rc, out = finish(proc)
     assert rc == 75 and "signal during teardown: finishing it first" in out, out
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_terminated_line(tmp_path):
+    """SLURM signals every process of the batch step, not only the shell: the teardown's
+    foreground command of the moment (a sleep while the Ray steps stop, the claim's release,
+    rm) died, and bash wrote "Terminated" to the job's .err, which reads as the job failing."""
+    (tmp_path / "bin").mkdir()
+    # SLURM's answer to the requeue, a moment later, to the whole job (its process group here)
+    (tmp_path / "bin" / "scontrol").write_text(RECORDER + (
+        'setsid bash -c \'sleep 0.3; kill -TERM -- -"$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    # Ray takes a while to stop: until that SIGTERM has reached the job
+    proc = start(tmp_path, start_new_session=True, CLAIMED="1",
+                 FAKE_STEP="trap 'until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; sleep 300 & wait")
+    (tmp_path / "job.pid").write_text(str(proc.pid))
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == 75 and "signal during teardown: finishing it first" in out, out
+    assert "Terminated" not in out, out
+    assert "requeue failed" not in out and "scontrol requeue 77_1" in calls(tmp_path)
+    assert "release -m hpoc.runtime" in calls(tmp_path)
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 

@@ -328,6 +328,39 @@ def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch, on_term):
         os.kill(int((tmp_path / "driver.pid").read_text()), 0)
 
 
+def test_a_cancelled_job_says_so_rather_than_blaming_the_ray_head(tmp_path, monkeypatch, capsys):
+    """scancel (preemption, scontrol requeue) sends SIGTERM to every process of the job:
+    the Ray head ended with it, and the job's last line sent the user to the head's log for
+    a Ray failure ("the Ray head stopped (see ray-node1.log)") after submitit's warnings."""
+    import signal
+    import subprocess
+    import sys
+
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/bash\ntrap 'exit 143' TERM\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    job = StudyJob(str(tmp_path / "plan.json"))
+    try:
+        job._note_sigterm()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # SLURM may send it more than once
+    finally:
+        head = subprocess.Popen(["sleep", "0.5"])
+        try:
+            with pytest.raises(StudyJobError) as failed:
+                job._run_driver(0, {}, local=False, head=head, head_log=tmp_path / "ray-node1.log")
+        finally:
+            signal.signal(signal.SIGTERM, before[0])
+            signal.signal(signal.SIGCONT, before[1])
+    assert str(failed.value).startswith("terminated (SIGTERM: scancel, a preemption or `scontrol requeue`)")
+    assert "ray-node1.log" not in str(failed.value)
+    assert capsys.readouterr().err.count("hpoc: terminated (SIGTERM): stopping the study") == 1
+
+
 def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
     """job.sbatch refuses it at once; the submitit job went on until the Ray head's own
     check of its socket paths failed on the node."""

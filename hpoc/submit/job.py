@@ -73,6 +73,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.local_cpus = local_cpus
         self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
+        self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -80,6 +81,7 @@ class StudyJob(submitit.helpers.Checkpointable):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._driver = None
+        self._terminated = False
 
     # ---------------------------------------------------------------- submitit hooks
 
@@ -115,6 +117,18 @@ class StudyJob(submitit.helpers.Checkpointable):
         fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
         return submitit.helpers.DelayedSubmission(fresh, shard)
 
+    def _note_sigterm(self) -> None:
+        """Remember SLURM's SIGTERM instead of submitit's "Bypassing signal" warnings: it
+        reaches the Ray head too, and its end is then the job's cancellation, not a Ray
+        failure to look for in the head's log. (The job goes on, as under submitit.)"""
+        def on_term(signum: int, frame: Any) -> None:
+            if not self._terminated:
+                print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
+            self._terminated = True
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)  # SLURM's, before its SIGTERM
+
     # ---------------------------------------------------------------- the driver
 
     def _run_driver(self, shard: int, env: dict[str, str], *, local: bool,
@@ -141,6 +155,10 @@ class StudyJob(submitit.helpers.Checkpointable):
                     # Without its head the driver would wait out Ray's GCS reconnect timeout,
                     # and its graceful stop too (Tune frees placement groups through the GCS).
                     stop_s = HEAD_LOST_STOP_S
+                    if self._terminated:  # SLURM stopped every process of the job, Ray's too
+                        raise StudyJobError("terminated (SIGTERM: scancel, a preemption or `scontrol "
+                                            "requeue`); the study stopped: a requeued job, or the same "
+                                            "plan submitted again, resumes it")
                     raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
                                         "submitting the same plan again resumes it")
                 time.sleep(POLL_S)
@@ -188,6 +206,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             print(f"hpoc: nothing to do: {why}", flush=True)
             return {"shard": shard, "exit_code": 0, "wall_s": 0.0}
         head = None
+        self._note_sigterm()
         try:
             token = cluster.init(job_dir)
             ray_env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))

@@ -416,11 +416,12 @@ def _read_text(file: Path) -> str | None:
 
 
 def _error_line(text: str) -> str:
-    """The exception line of a traceback ("RuntimeError: diverged"), else its last line."""
+    """The exception line of a traceback ("RuntimeError: diverged"), else its last line;
+    hpoc's own TrainerError says its sentence without its class path, as the run said it."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
-            return _one_line(line)
+            return _one_line(re.sub(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ", "", line))
     return _one_line(lines[-1]) if lines else ""
 
 

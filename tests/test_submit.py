@@ -600,6 +600,21 @@ def test_the_submitit_job_requeues_after_usr2_unless_the_study_made_no_progress(
     assert isinstance(again, submitit.helpers.DelayedSubmission) == requeued
 
 
+def test_the_commands_a_submission_prints_paste_into_a_shell_with_a_space_in_the_path(tmp_path):
+    """`progress: hpoc status /p/my study/build/s` pasted as two arguments."""
+    from types import SimpleNamespace
+
+    from hpoc.commands.submit import describe_jobs
+    from hpoc.runtime.before import _spec
+
+    build = tmp_path / "my study" / "build"
+    sub = SimpleNamespace(cluster="slurm", folder=f"{build}/logs/%j", shards=[0], plan_path=f"{build}/plan.json")
+    text = describe_jobs({"study": {"name": "s"}}, sub, [SimpleNamespace(job_id="12")])
+    assert text.splitlines()[-1] == f"  progress: hpoc status '{build}'"
+    assert _spec({"source": {"workdir": str(tmp_path / "my study"), "file": "study.hpo"}}) == \
+        f"'{tmp_path}/my study/study.hpo'"
+
+
 def test_a_failed_shard_ends_its_log_with_hpocs_line_not_a_traceback(tmp_path):
     """submitit raised the job's StudyJobError again after its own log line, so the log
     ended with a Python traceback below the driver's explanation, for a study that failed."""

@@ -95,7 +95,7 @@ def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:
         where = folder.replace("%j", str(job.job_id))
         lines.append(f"  shard {shard}: job {job.job_id}  logs {where}/")
     lines.append(f"  plan: {sub.plan_path}")
-    lines.append(f"  progress: hpoc status {Path(sub.plan_path).parent}")
+    lines.append(f"  progress: hpoc status {shlex.quote(str(Path(sub.plan_path).parent))}")  # to paste
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ script's teardown) removes one that no driver took. The `hpoc submit` job asks t
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,9 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
 
 
 def _spec(plan: dict[str, Any]) -> str:
+    """The spec's path as the user pastes it into a shell (a directory may have a space)."""
     source = plan.get("source") or {}
-    return str(Path(source.get("workdir") or ".") / (source.get("file") or "study.hpo"))
+    return shlex.quote(str(Path(source.get("workdir") or ".") / (source.get("file") or "study.hpo")))
 
 
 def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,

@@ -197,6 +197,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         rdv.mkdir(mode=0o700, parents=True)
         # As job.sbatch: nothing to do, or another run holds the shard, needs no Ray; a go
         # claims the shard for this job (its driver takes the claim over).
+        if (edited := before.edited_spec(plan)) is not None:
+            print(f"hpoc: warning: {edited}", file=sys.stderr, flush=True)
         code, why = before.check(plan, shard, claim_pid=os.getpid(),
                                  retry=getattr(self, "retry_errored", None))
         if code != before.GO:

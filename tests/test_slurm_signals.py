@@ -44,7 +44,7 @@ def section(script: str, start: str, end: str | None) -> str:
     return script[i:script.index(end, i)] if end else script[i:]
 
 
-def harness(tmp_path: Path, grace_s: int = 60) -> Path:
+def harness(tmp_path: Path, grace_s: int = 60, stage: str = "driver") -> Path:
     script = render_all(plan(resume={"enabled": True, "retry_errored": True, "grace_s": grace_s}),
                         plan_path="/b/plan.json")["job.sbatch"]
     bin_dir = tmp_path / "bin"
@@ -73,8 +73,12 @@ bash -c "${{FAKE_STEP:-sleep 300}}" >/dev/null 2>&1 &  # its output goes to ray-
 hpoc_steps+=("$!")
 echo "$!" > {tmp_path}/step.pid
 """
-    body = (prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup
-            + section(script, "# ---- 6. the study", None))
+    if stage == "preflight":  # the preflight's python, until a signal ends it
+        prelude += ("hpoc_t0=0 hpoc_timeout=300 RAY_ADDRESS=127.0.0.1:1\nhpoc_py=(python3 -c "
+                    "'import os, pathlib, time; pathlib.Path(os.environ[\"T\"], \"pre.pid\").touch(); time.sleep(60)')\n")
+    rest = (section(script, "# ---- 5. preflight", "# ---- 6. the study") if stage == "preflight"
+            else section(script, "# ---- 6. the study", None))
+    body = prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup + rest
     path = tmp_path / "job.sh"
     path.write_text(body)
     return path
@@ -163,6 +167,24 @@ def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_termina
     assert "Terminated" not in out, out
     assert "requeue failed" not in out and "scontrol requeue 77_1" in calls(tmp_path)
     assert "release -m hpoc.runtime" in calls(tmp_path)
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_scancel_during_the_bring_up_leaves_no_terminated_line(tmp_path):
+    """scancel while the preflight waited for the nodes: SLURM's SIGTERM killed its python,
+    the script's foreground command, and bash wrote "Terminated" above hpoc's own line."""
+    job = harness(tmp_path, stage="preflight")
+    env = {**os.environ, "T": str(tmp_path), "PATH": f"{tmp_path}/bin:{os.environ['PATH']}", "SLURM_JOB_ID": "77"}
+    proc = subprocess.Popen(["bash", str(job)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "pre.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # as SLURM signals every process of the job
+    rc, out = finish(proc)
+    assert rc == 143 and "hpoc: terminated (SIGTERM)" in out, out
+    assert "Terminated" not in out, out
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 

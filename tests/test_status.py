@@ -460,3 +460,17 @@ def test_a_study_whose_job_was_cancelled_before_it_started_says_how_to_start_it(
     # While a job of it is queued, there is nothing to do but wait.
     fake_squeue(monkeypatch, tmp_path / "bin", [f"99|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
     assert "next:" not in status(capsys, build)[1]
+
+
+def test_a_study_never_started_says_how_to_submit_it(tmp_path, capsys, monkeypatch):
+    """Compiled and never submitted, or its job cancelled while it pended (which leaves no
+    output): status said "not started" and nothing to do."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "my build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    out = status(capsys, build)[1]
+    assert "0      not started" in out and "jobs:" not in out
+    assert out.endswith(f"next: submit it: `sbatch '{build}/job.sbatch'`\n"), out

@@ -473,6 +473,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
         steps.append("submit it again: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
+        # Never submitted, or its jobs were cancelled while they pended (no output left).
+        steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
     elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")

@@ -361,6 +361,27 @@ def test_a_cancelled_job_says_so_rather_than_blaming_the_ray_head(tmp_path, monk
     assert capsys.readouterr().err.count("hpoc: terminated (SIGTERM): stopping the study") == 1
 
 
+def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys):
+    """After USR2 the job stops the study and submitit requeues it; SLURM's SIGTERM to the
+    requeued job then printed "hpoc: terminated (SIGTERM): stopping the study" under
+    "requeueing the job", as if someone had cancelled it."""
+    import signal
+
+    from hpoc.submit.job import StudyJob
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
+    try:
+        job._note_sigterm()
+        assert job.checkpoint(0) is not None  # requeued
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGCONT, before[1])
+    out = capsys.readouterr()
+    assert "requeueing the job" in out.out and "terminated" not in out.err, out
+
+
 def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
     """job.sbatch refuses it at once; the submitit job went on until the Ray head's own
     check of its socket paths failed on the node."""

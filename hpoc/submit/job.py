@@ -74,6 +74,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
         self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
+        self._walltime_stop = False  # USR2 stopped the study: SLURM's SIGTERM follows the requeue
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -82,6 +83,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.__dict__.update(state)
         self._driver = None
         self._terminated = False
+        self._walltime_stop = False
 
     # ---------------------------------------------------------------- submitit hooks
 
@@ -100,6 +102,7 @@ class StudyJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, shard: int = 0) -> submitit.helpers.DelayedSubmission | None:
         """USR2 (the time limit is near): stop the driver gracefully, then requeue this job."""
+        self._walltime_stop = True
         driver = self._driver
         if driver is not None and driver.poll() is None:
             print("hpoc: USR2 (time limit near): asking the study to checkpoint and stop", flush=True)
@@ -122,7 +125,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         reaches the Ray head too, and its end is then the job's cancellation, not a Ray
         failure to look for in the head's log. (The job goes on, as under submitit.)"""
         def on_term(signum: int, frame: Any) -> None:
-            if not self._terminated:
+            if not self._terminated and not self._walltime_stop:  # (the requeue's own SIGTERM)
                 print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
             self._terminated = True
 

@@ -216,7 +216,9 @@ class StudyJob(submitit.helpers.Checkpointable):
             token = cluster.init(job_dir)
             ray_env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
             ray_env.pop("RAY_AUTH_TOKEN", None)
-            print(f"hpoc: job {env.job_id}: starting Ray on {env.num_nodes} node(s); head on {node}",
+            restart = os.environ.get("SLURM_RESTART_COUNT", "0")  # a requeue appends to the log
+            run_of = f" (requeued: restart {restart})" if restart not in ("", "0") else ""
+            print(f"hpoc: job {env.job_id}{run_of}: starting Ray on {env.num_nodes} node(s); head on {node}",
                   flush=True)
             head = _start_node("head", job_dir, node, slurm, head_log, ray_env)
             try:

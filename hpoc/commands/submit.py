@@ -167,7 +167,8 @@ def outcome(job: Any) -> tuple[bool, str]:
     if kind == "success":
         return True, "finished"
     last = [ln for ln in str(value).strip().splitlines() if ln.strip()][-1:] or ["failed"]
-    return False, f"{last[0]} (log: {task0.paths.stdout})"
+    said = last[0].removeprefix("hpoc.submit.job.StudyJobError: ")  # hpoc's own words: no class path
+    return False, f"{said} (log: {task0.paths.stdout})"
 
 
 def _state(job: Any, sub: Any) -> str:

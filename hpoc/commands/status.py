@@ -278,7 +278,9 @@ def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict
     queued = user_jobs() if build_dir is not None or slurm_ids else []  # one squeue for both
     states = slurm_states(slurm_ids, queued)
     for job in latest.values():
-        job.update(states.get(job["job_id"], {}))
+        # One SLURM has forgotten has ended, as an sbatch job's is shown (squeue answered)
+        forgotten = {"state": "ENDED"} if job["cluster"] == "slurm" and shutil.which("squeue") else {}
+        job.update(states.get(job["job_id"], forgotten))
         if job["cluster"] == "local":  # the id is the pid of submitit's local controller
             job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
     for shard, job in _sbatch_jobs(build_dir, queued).items():

@@ -253,7 +253,8 @@ def test_every_srun_step_gets_the_script_s_environment():
     """`#SBATCH --export=NONE` (or a site's SLURM_EXPORT_ENV=NONE) reaches srun through
     SLURM_EXPORT_ENV: without --export=ALL the workers would start without the token."""
     for script in rendered("full-site").values():
-        sruns = [line for line in script.splitlines() if re.match(r"\s*(hpoc_shielded (--quiet )?)?(timeout \d+ )?srun ", line)]
+        step = re.compile(r"\s*(hpoc_shielded (--quiet )?)?(timeout \d+ )?srun ")
+        sruns = [line for line in script.splitlines() if step.match(line)]
         assert len(sruns) == 2 and all("--export=ALL" in line for line in sruns), sruns
 
 

@@ -75,7 +75,8 @@ echo "$!" > {tmp_path}/step.pid
 """
     if stage == "preflight":  # the preflight's python, until a signal ends it
         prelude += ("hpoc_t0=0 hpoc_timeout=300 RAY_ADDRESS=127.0.0.1:1\nhpoc_py=(python3 -c "
-                    "'import os, pathlib, time; pathlib.Path(os.environ[\"T\"], \"pre.pid\").touch(); time.sleep(60)')\n")
+                    "'import os, pathlib, time; pathlib.Path(os.environ[\"T\"], \"pre.pid\").touch(); "
+                    "time.sleep(60)')\n")
     rest = (section(script, "# ---- 5. preflight", "# ---- 6. the study") if stage == "preflight"
             else section(script, "# ---- 6. the study", None))
     body = prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup + rest

@@ -253,7 +253,8 @@ def test_every_srun_step_gets_the_script_s_environment():
     """`#SBATCH --export=NONE` (or a site's SLURM_EXPORT_ENV=NONE) reaches srun through
     SLURM_EXPORT_ENV: without --export=ALL the workers would start without the token."""
     for script in rendered("full-site").values():
-        sruns = [line for line in script.splitlines() if re.match(r"\s*(timeout \d+ )?srun ", line)]
+        step = re.compile(r"\s*(hpoc_shielded (--quiet )?)?(timeout \d+ )?srun ")
+        sruns = [line for line in script.splitlines() if step.match(line)]
         assert len(sruns) == 2 and all("--export=ALL" in line for line in sruns), sruns
 
 
@@ -435,7 +436,7 @@ def test_a_64_node_16_shard_script_is_no_longer_than_a_2_node_one():
         ln for _, ln in changed if ln.startswith("# Edit the spec")}
     assert 'mapfile -t hpoc_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in big
     assert 'for hpoc_node in "${hpoc_nodes[@]}"; do' in big
-    steps = re.compile(r"^\s*(timeout \d+ )?srun ", re.M)
+    steps = re.compile(r"^\s*(hpoc_shielded (--quiet )?)?(timeout \d+ )?srun ", re.M)
     assert len(steps.findall(big)) == len(steps.findall(small)) == 2  # the per-node step, the cleanup
 
 

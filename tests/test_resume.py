@@ -476,3 +476,15 @@ def test_a_cut_last_line_is_dropped_before_a_resume_appends(tmp_path):
     assert whole.read_text() == '{"epoch": 1}\n'
     assert cut.read_bytes() == b"epoch,loss\n1,0.5\n"
     assert (tmp_path / "c" / "result.json").read_bytes() == b""
+
+
+def test_a_resumed_run_says_what_it_takes_over(tmp_path):
+    """A requeued or resubmitted job said "resuming the interrupted run in DIR" and nothing
+    of the finished trials it keeps or the unfinished ones it continues."""
+    from hpoc.runtime.tuner import taken_over
+    from runtime_plans import saved_state
+
+    exp = saved_state(tmp_path / "exp", ["TERMINATED", "TERMINATED", "PAUSED", "RUNNING", "PENDING", "ERROR"])
+    assert taken_over(exp) == ("2 finished trial(s) kept; 3 unfinished resume(s) from the last checkpoint, "
+                               "if any; 1 errored")
+    assert taken_over(saved_state(tmp_path / "done", ["TERMINATED"])) == "1 finished trial(s) kept"

@@ -343,6 +343,26 @@ def test_a_run_knows_when_it_started_from_its_own_lock_only(tmp_path, other_proc
     assert runlock.own_start(exp) is None
 
 
+def test_a_job_of_a_plan_whose_spec_was_edited_since_says_it_runs_the_plan_as_compiled(spec, capsys):
+    """Edit the spec, forget to recompile, `sbatch build/job.sbatch`: the job ran the old
+    plan (other trials, other epochs) without a word."""
+    from hpoc.runtime import before
+
+    plan = load_plan(str(spec))
+    spec.write_text(spec.read_text().replace("study \"digits\"", "# a comment\nstudy \"digits\""))
+    assert before.edited_spec(plan) is None  # the same plan: nothing to say
+    spec.write_text(spec.read_text().replace("num_samples    = 6", "num_samples    = 9"))
+    assert before.main(plan, 0) == before.GO
+    err = capsys.readouterr().err
+    assert err.startswith(f"hpoc: warning: {spec} was edited since this plan was compiled from it (they "
+                          "differ in `trials`): this job runs the plan as compiled; to run the edited spec, "
+                          f"compile it again (`hpoc compile {spec} -o BUILD`"), err
+    spec.write_text("study {")
+    assert "no longer compiles" in before.edited_spec(plan)
+    spec.unlink()
+    assert before.edited_spec(plan) is None
+
+
 def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_process, capsys):
     """A resubmitted array's finished task, or the study submitted twice, brought a whole Ray
     cluster up only for the driver to stop at once (job.sbatch now asks first)."""

@@ -187,3 +187,17 @@ def test_ctrl_c_while_local_ray_starts_stops_every_ray_process(tmp_path, capsys,
             left.append(proc)
     gone, alive = psutil.wait_procs(left, timeout=15)
     assert not alive, [p.info["cmdline"][:2] for p in alive]
+
+
+def test_rays_lines_in_a_jobs_log_have_no_terminal_colour_codes(monkeypatch):
+    """A node failure's "(raylet) A worker died ..." line reached the job's .out wrapped in
+    ESC[33m ... ESC[0m: Ray colours what it prints unless told not to."""
+    import ray
+
+    seen = []
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    monkeypatch.setattr(session_mod, "_reachable", lambda address: None)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append(os.environ.get("RAY_COLOR_PREFIX")))
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # a file, as in a job
+    session_mod.connect_cluster("127.0.0.1:1", workdir=None)
+    assert seen == ["0"]

@@ -44,7 +44,7 @@ def section(script: str, start: str, end: str | None) -> str:
     return script[i:script.index(end, i)] if end else script[i:]
 
 
-def harness(tmp_path: Path, grace_s: int = 60) -> Path:
+def harness(tmp_path: Path, grace_s: int = 60, stage: str = "driver") -> Path:
     script = render_all(plan(resume={"enabled": True, "retry_errored": True, "grace_s": grace_s}),
                         plan_path="/b/plan.json")["job.sbatch"]
     bin_dir = tmp_path / "bin"
@@ -69,18 +69,23 @@ hpoc_claimed=${{CLAIMED:-0}}  # what the check before Ray leaves
 """
     fake_bringup = f"""
 # stand-in for the Ray steps: one long-running process per node
-sleep 300 &
+bash -c "${{FAKE_STEP:-sleep 300}}" >/dev/null 2>&1 &  # its output goes to ray-NODE.log
 hpoc_steps+=("$!")
 echo "$!" > {tmp_path}/step.pid
 """
-    body = (prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup
-            + section(script, "# ---- 6. the study", None))
+    if stage == "preflight":  # the preflight's python, until a signal ends it
+        prelude += ("hpoc_t0=0 hpoc_timeout=300 RAY_ADDRESS=127.0.0.1:1\nhpoc_py=(python3 -c "
+                    "'import os, pathlib, time; pathlib.Path(os.environ[\"T\"], \"pre.pid\").touch(); "
+                    "time.sleep(60)')\n")
+    rest = (section(script, "# ---- 5. preflight", "# ---- 6. the study") if stage == "preflight"
+            else section(script, "# ---- 6. the study", None))
+    body = prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup + rest
     path = tmp_path / "job.sh"
     path.write_text(body)
     return path
 
 
-def start(tmp_path: Path, grace_s: int = 60, **env: str) -> subprocess.Popen:
+def start(tmp_path: Path, grace_s: int = 60, start_new_session: bool = False, **env: str) -> subprocess.Popen:
     job = harness(tmp_path, grace_s)
     full_env = {**os.environ, "T": str(tmp_path), "PATH": f"{tmp_path}/bin:{os.environ['PATH']}",
                 "SLURM_JOB_ID": "77", "ON_USR2": "75", **env}
@@ -88,7 +93,7 @@ def start(tmp_path: Path, grace_s: int = 60, **env: str) -> subprocess.Popen:
         if key not in env:
             full_env.pop(key, None)
     proc = subprocess.Popen(["bash", str(job)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, start_new_session=start_new_session)
     deadline = time.monotonic() + 20
     while not (tmp_path / "driver.pid").exists() or not (tmp_path / "step.pid").exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
@@ -141,6 +146,46 @@ def test_the_sigterm_that_follows_a_requeue_does_not_cut_the_teardown_short(tmp_
     proc.send_signal(signal.SIGUSR2)
     rc, out = finish(proc)
     assert rc == 75 and "signal during teardown: finishing it first" in out, out
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_terminated_line(tmp_path):
+    """SLURM signals every process of the batch step, not only the shell: the teardown's
+    foreground command of the moment (a sleep while the Ray steps stop, the claim's release,
+    rm) died, and bash wrote "Terminated" to the job's .err, which reads as the job failing."""
+    (tmp_path / "bin").mkdir()
+    # SLURM's answer to the requeue, a moment later, to the whole job (its process group here)
+    (tmp_path / "bin" / "scontrol").write_text(RECORDER + (
+        'setsid bash -c \'sleep 0.3; kill -TERM -- -"$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    # Ray takes a while to stop: until that SIGTERM has reached the job
+    proc = start(tmp_path, start_new_session=True, CLAIMED="1",
+                 FAKE_STEP="trap 'until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; sleep 300 & wait")
+    (tmp_path / "job.pid").write_text(str(proc.pid))
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == 75 and "signal during teardown: finishing it first" in out, out
+    assert "Terminated" not in out, out
+    assert "requeue failed" not in out and "scontrol requeue 77_1" in calls(tmp_path)
+    assert "release -m hpoc.runtime" in calls(tmp_path)
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_scancel_during_the_bring_up_leaves_no_terminated_line(tmp_path):
+    """scancel while the preflight waited for the nodes: SLURM's SIGTERM killed its python,
+    the script's foreground command, and bash wrote "Terminated" above hpoc's own line."""
+    job = harness(tmp_path, stage="preflight")
+    env = {**os.environ, "T": str(tmp_path), "PATH": f"{tmp_path}/bin:{os.environ['PATH']}", "SLURM_JOB_ID": "77"}
+    proc = subprocess.Popen(["bash", str(job)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "pre.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)  # as SLURM signals every process of the job
+    rc, out = finish(proc)
+    assert rc == 143 and "hpoc: terminated (SIGTERM)" in out, out
+    assert "Terminated" not in out, out
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 
@@ -264,3 +309,17 @@ def test_a_driver_stuck_without_its_head_is_killed_after_a_few_seconds(tmp_path)
     assert "got-term" in (tmp_path / "driver.log").read_text()  # asked first, then killed
     assert "the study driver did not stop within 3 s; killing it" in out
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
+
+
+@pytest.mark.parametrize("restarts, said", [(None, "hpoc: job 77: starting Ray"),
+                                            ("0", "hpoc: job 77: starting Ray"),
+                                            ("2", "hpoc: job 77 (requeued: restart 2): starting Ray")])
+def test_a_requeued_jobs_output_says_which_run_of_it_follows(tmp_path, restarts, said):
+    """A requeued job appends to the same .out: its runs' lines ran together, each starting
+    with the same "hpoc: job 77: starting Ray", with nothing to tell them apart."""
+    script = render_all(plan(), plan_path="/b/plan.json")["job.sbatch"]
+    lines = section(script, "# A requeued job appends", "hpoc_start_node head")
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77", **({"SLURM_RESTART_COUNT": restarts} if restarts else {})}
+    run = subprocess.run(["bash", "-c", "set -eu\nhpoc_nodes=(node1)\n" + lines], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 0 and run.stdout == f"{said} on 1 node(s): node1\n", run.stderr

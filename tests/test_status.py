@@ -375,6 +375,24 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
             "next: the python on the nodes lacks it: set `slurm.python`") in out, out
 
 
+def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monkeypatch):
+    """Minutes after it finished, a submitted job read "job 206  (unknown to SLURM)", while
+    an sbatch job of the same age reads ENDED."""
+    from submit_support import fake_squeue
+
+    from hpoc.submit.params import study_id
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    write_plan(build, plan)
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "206", "shard": 0}]}]))
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {})
+    out = status(capsys, build)[1]
+    assert "  shard 0  job 206  ENDED\n" in out and "unknown to SLURM" not in out, out
+
+
 def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, capsys, monkeypatch):
     """`sbatch --array=0,1,2 job.sbatch` replaces the script's `--array=0-3%2`: the stopped
     shards all ran at once, past `parallel`."""
@@ -513,3 +531,17 @@ def test_the_hints_for_a_config_read_with_a_pipe_key_keep_it():
         PIPE_KEY.reset(token)
     assert _retry_command(status, [0], "config.yaml") == (
         "`hpoc run config.yaml --local --retry-errored` (or `hpoc submit config.yaml --retry-errored`)")
+
+
+def test_a_study_never_started_says_how_to_submit_it(tmp_path, capsys, monkeypatch):
+    """Compiled and never submitted, or its job cancelled while it pended (which leaves no
+    output): status said "not started" and nothing to do."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "my build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    out = status(capsys, build)[1]
+    assert "0      not started" in out and "jobs:" not in out
+    assert out.endswith(f"next: submit it: `sbatch '{build}/job.sbatch'`\n"), out

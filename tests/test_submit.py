@@ -328,6 +328,60 @@ def test_a_lost_head_stops_the_driver_at_once(tmp_path, monkeypatch, on_term):
         os.kill(int((tmp_path / "driver.pid").read_text()), 0)
 
 
+def test_a_cancelled_job_says_so_rather_than_blaming_the_ray_head(tmp_path, monkeypatch, capsys):
+    """scancel (preemption, scontrol requeue) sends SIGTERM to every process of the job:
+    the Ray head ended with it, and the job's last line sent the user to the head's log for
+    a Ray failure ("the Ray head stopped (see ray-node1.log)") after submitit's warnings."""
+    import signal
+    import subprocess
+    import sys
+
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/bash\ntrap 'exit 143' TERM\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    job = StudyJob(str(tmp_path / "plan.json"))
+    try:
+        job._note_sigterm()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # SLURM may send it more than once
+    finally:
+        head = subprocess.Popen(["sleep", "0.5"])
+        try:
+            with pytest.raises(StudyJobError) as failed:
+                job._run_driver(0, {}, local=False, head=head, head_log=tmp_path / "ray-node1.log")
+        finally:
+            signal.signal(signal.SIGTERM, before[0])
+            signal.signal(signal.SIGCONT, before[1])
+    assert str(failed.value).startswith("terminated (SIGTERM: scancel, a preemption or `scontrol requeue`)")
+    assert "ray-node1.log" not in str(failed.value)
+    assert capsys.readouterr().err.count("hpoc: terminated (SIGTERM): stopping the study") == 1
+
+
+def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys):
+    """After USR2 the job stops the study and submitit requeues it; SLURM's SIGTERM to the
+    requeued job then printed "hpoc: terminated (SIGTERM): stopping the study" under
+    "requeueing the job", as if someone had cancelled it."""
+    import signal
+
+    from hpoc.submit.job import StudyJob
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
+    try:
+        job._note_sigterm()
+        assert job.checkpoint(0) is not None  # requeued
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGCONT, before[1])
+    out = capsys.readouterr()
+    assert "requeueing the job" in out.out and "terminated" not in out.err, out
+
+
 def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
     """job.sbatch refuses it at once; the submitit job went on until the Ray head's own
     check of its socket paths failed on the node."""
@@ -565,3 +619,39 @@ def test_the_submitit_job_requeues_after_usr2_unless_the_study_made_no_progress(
         job._driver.kill()
     assert job._driver.wait() == driver_rc
     assert isinstance(again, submitit.helpers.DelayedSubmission) == requeued
+
+
+def test_the_commands_a_submission_prints_paste_into_a_shell_with_a_space_in_the_path(tmp_path):
+    """`progress: hpoc status /p/my study/build/s` pasted as two arguments."""
+    from types import SimpleNamespace
+
+    from hpoc.commands.submit import describe_jobs
+    from hpoc.runtime.before import _spec
+
+    build = tmp_path / "my study" / "build"
+    sub = SimpleNamespace(cluster="slurm", folder=f"{build}/logs/%j", shards=[0], plan_path=f"{build}/plan.json")
+    text = describe_jobs({"study": {"name": "s"}}, sub, [SimpleNamespace(job_id="12")])
+    assert text.splitlines()[-1] == f"  progress: hpoc status '{build}'"
+    assert _spec({"source": {"workdir": str(tmp_path / "my study"), "file": "study.hpo"}}) == \
+        f"'{tmp_path}/my study/study.hpo'"
+
+
+def test_a_failed_shard_ends_its_log_with_hpocs_line_not_a_traceback(tmp_path):
+    """submitit raised the job's StudyJobError again after its own log line, so the log
+    ended with a Python traceback below the driver's explanation, for a study that failed."""
+    import submitit
+
+    from hpoc.commands.joblogs import why
+    from hpoc.commands.submit import outcome
+    from hpoc.submit.job import StudyJob
+
+    executor = submitit.LocalExecutor(folder=tmp_path / "logs")
+    job = executor.submit(StudyJob(str(tmp_path / "missing" / "plan.json"), "local"), 0)
+    job.wait()
+    err = Path(job.paths.stderr).read_text()
+    assert "Traceback" not in err and "triggered an exception" not in err, err
+    assert err.rstrip().endswith("hpoc: error: shard 0 failed (study driver exit status 2); see this job's log")
+    assert why(str(job.paths.stderr)).startswith("hpoc: error: shard 0 failed")
+    assert "StudyJobError: shard 0 failed" in str(job.exception())  # the job still fails
+    assert outcome(job)[0] is False
+    assert outcome(job)[1].startswith("shard 0 failed (study driver exit status 2)")  # `hpoc submit --wait`

@@ -278,7 +278,9 @@ def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict
     queued = user_jobs() if build_dir is not None or slurm_ids else []  # one squeue for both
     states = slurm_states(slurm_ids, queued)
     for job in latest.values():
-        job.update(states.get(job["job_id"], {}))
+        # One SLURM has forgotten has ended, as an sbatch job's is shown (squeue answered)
+        forgotten = {"state": "ENDED"} if job["cluster"] == "slurm" and shutil.which("squeue") else {}
+        job.update(states.get(job["job_id"], forgotten))
         if job["cluster"] == "local":  # the id is the pid of submitit's local controller
             job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
     for shard, job in _sbatch_jobs(build_dir, queued).items():
@@ -479,6 +481,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
         steps.append("submit it again: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
+        # Never submitted, or its jobs were cancelled while they pended (no output left).
+        steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
     elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")

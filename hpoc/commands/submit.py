@@ -95,7 +95,7 @@ def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:
         where = folder.replace("%j", str(job.job_id))
         lines.append(f"  shard {shard}: job {job.job_id}  logs {where}/")
     lines.append(f"  plan: {sub.plan_path}")
-    lines.append(f"  progress: hpoc status {Path(sub.plan_path).parent}")
+    lines.append(f"  progress: hpoc status {shlex.quote(str(Path(sub.plan_path).parent))}")  # to paste
     return "\n".join(lines)
 
 
@@ -167,7 +167,8 @@ def outcome(job: Any) -> tuple[bool, str]:
     if kind == "success":
         return True, "finished"
     last = [ln for ln in str(value).strip().splitlines() if ln.strip()][-1:] or ["failed"]
-    return False, f"{last[0]} (log: {task0.paths.stdout})"
+    said = last[0].removeprefix("hpoc.submit.job.StudyJobError: ")  # hpoc's own words: no class path
+    return False, f"{said} (log: {task0.paths.stdout})"
 
 
 def _state(job: Any, sub: Any) -> str:

@@ -435,7 +435,8 @@ _OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
 
 
 def _error_line(text: str) -> str:
-    """The exception line of a traceback ("RuntimeError: diverged"), else its last line."""
+    """The exception line of a traceback ("RuntimeError: diverged"), else its last line;
+    hpoc's own TrainerError says its sentence without its class path, as the run said it."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):

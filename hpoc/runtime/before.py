@@ -18,7 +18,9 @@ script's teardown) removes one that no driver took. The `hpoc submit` job asks t
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,8 +60,9 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
 
 
 def _spec(plan: dict[str, Any]) -> str:
+    """The spec's path as the user pastes it into a shell (a directory may have a space)."""
     source = plan.get("source") or {}
-    return str(Path(source.get("workdir") or ".") / (source.get("file") or "study.hpo"))
+    return shlex.quote(str(Path(source.get("workdir") or ".") / (source.get("file") or "study.hpo")))
 
 
 def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
@@ -71,8 +74,46 @@ def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
     return code, why
 
 
+def edited_spec(plan: dict[str, Any]) -> str | None:
+    """A warning when the spec was edited after this plan was compiled from it, in a way
+    that changes the plan: `sbatch BUILD/job.sbatch` runs plan.json, not the spec, and
+    nothing said so. Comments and layout change the spec's bytes only: no warning."""
+    source = plan.get("source") or {}
+    if not (source.get("sha256") and source.get("workdir") and source.get("file")):
+        return None
+    spec = Path(source["workdir"]) / source["file"]
+    try:
+        if hashlib.sha256(spec.read_bytes()).hexdigest() == source["sha256"]:
+            return None
+    except OSError:
+        return None  # moved away: the plan is all there is
+    how = (f"this job runs the plan as compiled; to run the edited spec, compile it again "
+           f"(`hpoc compile {shlex.quote(str(spec))} -o BUILD`, or `hpoc submit` it) and submit again")
+    try:
+        from hpoc.compiler import compile_path
+
+        edited = _comparable(compile_path(spec).plan)
+    except Exception:  # a spec that no longer compiles: `hpoc check` says why
+        return f"{spec} was edited since this plan was compiled from it and no longer compiles; {how}"
+    compiled = _comparable(plan)
+    parts = sorted(k for k in set(compiled) | set(edited) if compiled.get(k) != edited.get(k))
+    if not parts:
+        return None
+    return (f"{spec} was edited since this plan was compiled from it (they differ in "
+            f"{', '.join(f'`{p}`' for p in parts)}): {how}")
+
+
+def _comparable(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan without what only says where it came from (hash, error locations)."""
+    out = {k: v for k, v in plan.items() if k not in ("content_hash", "spans")}
+    out["source"] = {k: v for k, v in (plan.get("source") or {}).items() if k != "sha256"}
+    return out
+
+
 def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
          retry: str | None = None) -> int:
+    if (edited := edited_spec(plan)) is not None:
+        print(f"hpoc: warning: {edited}", file=sys.stderr)
     code, why = check(plan, shard, claim_pid, retry)
     if why:
         print(f"hpoc: {'error: ' if code in (BUSY, FAILED) else ''}{why}", file=sys.stderr)

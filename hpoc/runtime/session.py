@@ -20,6 +20,7 @@ import secrets
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -238,6 +239,8 @@ def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False)
             "  help: run inside the job that started the cluster (its head must be up), or "
             "unset RAY_ADDRESS / pass --local to run on this machine")
     mode = os.environ.get("RAY_AUTH_MODE")
+    if not sys.stdout.isatty():  # a job's .out: Ray's lines without terminal colour codes
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     try:
         ray.init(address=address, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.WARNING,

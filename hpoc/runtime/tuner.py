@@ -61,6 +61,24 @@ def make_trainable(plan: dict[str, Any], data_ref: Any, exp: Path, shard: int,
     return tune.with_resources(trainable, resources)
 
 
+def taken_over(exp: Path) -> str:
+    """What a resumed run takes over, by the experiment state Ray saved last: a requeued or
+    resubmitted job said "resuming" and no more, so nothing told that finished trials were
+    kept and the unfinished ones went on from their checkpoints."""
+    from hpoc.files import newest_state, saved_trials
+
+    state = newest_state(exp)
+    statuses = [t.get("status") for t, _ in (saved_trials(state) if state else [])]
+    done, errored = statuses.count("TERMINATED"), statuses.count("ERROR")
+    unfinished = len(statuses) - done - errored
+    said = [f"{done} finished trial(s) kept"]
+    if unfinished:
+        said.append(f"{unfinished} unfinished resume(s) from the last checkpoint, if any")
+    if errored:
+        said.append(f"{errored} errored")
+    return "; ".join(said)
+
+
 def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
            stream: TextIO, verbose: bool = False, retry: str | None = None) -> Any:
     from ray import tune
@@ -72,7 +90,7 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
         if mode == "restore":
-            say(stream, f"[hpoc] resuming the interrupted run in {exp}")
+            say(stream, f"[hpoc] resuming the interrupted run in {exp} ({taken_over(exp)})")
         retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
                                                  STATE.errored, lambda line: say(stream, line))
         mend_cut_logs(exp)

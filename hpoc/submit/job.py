@@ -31,6 +31,7 @@ With submitit's local executor the driver runs with an embedded Ray on this mach
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -72,6 +73,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.local_cpus = local_cpus
         self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
+        self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
+        self._walltime_stop = False  # USR2 stopped the study: SLURM's SIGTERM follows the requeue
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -79,20 +82,27 @@ class StudyJob(submitit.helpers.Checkpointable):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._driver = None
+        self._terminated = False
+        self._walltime_stop = False
 
     # ---------------------------------------------------------------- submitit hooks
 
     def __call__(self, shard: int = 0) -> dict[str, Any]:
-        if self.cluster == "local":
-            return self._run_driver(shard, dict(os.environ), local=True)
-        env = submitit.JobEnvironment()
-        if env.global_rank == 0:
-            return self._head(shard, env)
-        self._worker(env)
-        return {"shard": shard, "role": "worker", "node": _node_name()}
+        try:
+            if self.cluster == "local":
+                return self._run_driver(shard, dict(os.environ), local=True)
+            env = submitit.JobEnvironment()
+            if env.global_rank == 0:
+                return self._head(shard, env)
+            self._worker(env)
+            return {"shard": shard, "role": "worker", "node": _node_name()}
+        except StudyJobError as exc:
+            _end_without_traceback(exc)
+            raise
 
     def checkpoint(self, shard: int = 0) -> submitit.helpers.DelayedSubmission | None:
         """USR2 (the time limit is near): stop the driver gracefully, then requeue this job."""
+        self._walltime_stop = True
         driver = self._driver
         if driver is not None and driver.poll() is None:
             print("hpoc: USR2 (time limit near): asking the study to checkpoint and stop", flush=True)
@@ -109,6 +119,18 @@ class StudyJob(submitit.helpers.Checkpointable):
         # plan's `resume.retry_errored` says (a retry from scratch is not started over).
         fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
         return submitit.helpers.DelayedSubmission(fresh, shard)
+
+    def _note_sigterm(self) -> None:
+        """Remember SLURM's SIGTERM instead of submitit's "Bypassing signal" warnings: it
+        reaches the Ray head too, and its end is then the job's cancellation, not a Ray
+        failure to look for in the head's log. (The job goes on, as under submitit.)"""
+        def on_term(signum: int, frame: Any) -> None:
+            if not self._terminated and not self._walltime_stop:  # (the requeue's own SIGTERM)
+                print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
+            self._terminated = True
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)  # SLURM's, before its SIGTERM
 
     # ---------------------------------------------------------------- the driver
 
@@ -136,6 +158,10 @@ class StudyJob(submitit.helpers.Checkpointable):
                     # Without its head the driver would wait out Ray's GCS reconnect timeout,
                     # and its graceful stop too (Tune frees placement groups through the GCS).
                     stop_s = HEAD_LOST_STOP_S
+                    if self._terminated:  # SLURM stopped every process of the job, Ray's too
+                        raise StudyJobError("terminated (SIGTERM: scancel, a preemption or `scontrol "
+                                            "requeue`); the study stopped: a requeued job, or the same "
+                                            "plan submitted again, resumes it")
                     raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
                                         "submitting the same plan again resumes it")
                 time.sleep(POLL_S)
@@ -174,6 +200,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         rdv.mkdir(mode=0o700, parents=True)
         # As job.sbatch: nothing to do, or another run holds the shard, needs no Ray; a go
         # claims the shard for this job (its driver takes the claim over).
+        if (edited := before.edited_spec(plan)) is not None:
+            print(f"hpoc: warning: {edited}", file=sys.stderr, flush=True)
         code, why = before.check(plan, shard, claim_pid=os.getpid(),
                                  retry=getattr(self, "retry_errored", None))
         if code != before.GO:
@@ -183,11 +211,14 @@ class StudyJob(submitit.helpers.Checkpointable):
             print(f"hpoc: nothing to do: {why}", flush=True)
             return {"shard": shard, "exit_code": 0, "wall_s": 0.0}
         head = None
+        self._note_sigterm()
         try:
             token = cluster.init(job_dir)
             ray_env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
             ray_env.pop("RAY_AUTH_TOKEN", None)
-            print(f"hpoc: job {env.job_id}: starting Ray on {env.num_nodes} node(s); head on {node}",
+            restart = os.environ.get("SLURM_RESTART_COUNT", "0")  # a requeue appends to the log
+            run_of = f" (requeued: restart {restart})" if restart not in ("", "0") else ""
+            print(f"hpoc: job {env.job_id}{run_of}: starting Ray on {env.num_nodes} node(s); head on {node}",
                   flush=True)
             head = _start_node("head", job_dir, node, slurm, head_log, ray_env)
             try:
@@ -268,6 +299,25 @@ class StudyJob(submitit.helpers.Checkpointable):
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _end_without_traceback(error: StudyJobError) -> None:
+    """The job's log ends with hpoc's line for a failure hpoc explained, not a traceback.
+
+    submitit logs that the job raised and raises it again up to Python's top level: so the
+    job fails, and its result file keeps the traceback (`job.exception()`). Only how the
+    log shows it changes."""
+    previous = sys.excepthook
+
+    def hook(kind: Any, value: BaseException, tb: Any) -> None:
+        if value is error:
+            print(f"hpoc: error: {error}", file=sys.stderr, flush=True)
+        else:
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+    logging.getLogger("submitit").addFilter(
+        lambda record: "triggered an exception" not in record.getMessage())
 
 
 def _node_name() -> str:

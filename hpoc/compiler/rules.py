@@ -378,15 +378,16 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         supplied = ("config",) if role == "trainer" else ()
         for p in check_step(step["target"], dict(step.get("args") or {}), workdir, supplied):
             where = keys.get(p.arg) if p.arg else None
-            if p.module in told:
+            if p.module is not None and p.module in told:
                 continue
-            if p.module:
+            who = role
+            if p.module is not None:
                 told.add(p.module)
-                role = _roles_of(out, p.module)
+                who = _roles_of(out, p.module)
             if p.warning:
-                ch.warn(WARN_FILE, f"{role}: {p.message}", where or at, help=p.help, notes=p.notes)
+                ch.warn(WARN_FILE, f"{who}: {p.message}", where or at, help=p.help, notes=p.notes)
             else:
-                ch.error(VALUE, f"{role}: {p.message}", where or at, help=p.help, notes=p.notes)
+                ch.error(VALUE, f"{who}: {p.message}", where or at, help=p.help, notes=p.notes)
 
 
 def _roles_of(out: dict[str, Any], module: str) -> str:

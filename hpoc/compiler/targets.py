@@ -5,7 +5,8 @@ class the module does not define, or an argument its `__init__` does not take, f
 when the study runs. When the module is a Python file under the study's directory, its
 syntax tree answers both at compile time. Whatever the tree cannot tell for certain (an
 `__init__` inherited from another module, `**kwargs`, decorators, `import *`, a module
-`__getattr__`) is not reported.
+`__getattr__`) is not reported. A module found neither there nor on this Python's path
+(`find_spec`, which imports nothing) is a warning: the nodes' Python may have it.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ def test_check_ok_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_reports_errors_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\n')
+    (tmp_path / "t.py").write_text("class T:\n    pass\n")
     assert main(["check", str(spec)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"{spec}:3:24: error: `num_samples` must be at least 1 (got 0) [HP204]\n")
@@ -216,6 +217,7 @@ def test_a_plan_the_renderer_refuses_is_a_user_error(tmp_path: Path, monkeypatch
 def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\nobjective minimize score\n')
+    (tmp_path / "t.py").write_text("class T:\n    pass\n")
     assert main(["check", "--json", str(spec)]) == 2
     diags = json.loads(capsys.readouterr().out)
     assert [(d["severity"], d["code"], d["line"], d["col"]) for d in diags] == [

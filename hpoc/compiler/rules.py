@@ -390,6 +390,7 @@ def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:
 def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
     """A class its module does not define, or arguments its `__init__` does not take, fail
     in every trial: say so now, from the module's source (never imported here)."""
+    told: set[str] = set()  # modules at fault, said once for all the steps they hold
     for role, step in (out.get("pipeline") or {}).items():
         if not step or not step.get("target"):
             continue
@@ -400,10 +401,22 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         supplied = ("config",) if role == "trainer" else ()
         for p in check_step(step["target"], dict(step.get("args") or {}), workdir, supplied):
             where = keys.get(p.arg) if p.arg else None
+            if p.module is not None and p.module in told:
+                continue
+            who = role
+            if p.module is not None:
+                told.add(p.module)
+                who = _roles_of(out, p.module)
             if p.warning:
-                ch.warn(WARN_FILE, f"{role}: {p.message}", where or at, help=p.help)
+                ch.warn(WARN_FILE, f"{who}: {p.message}", where or at, help=p.help, notes=p.notes)
             else:
-                ch.error(VALUE, f"{role}: {p.message}", where or at, help=p.help)
+                ch.error(VALUE, f"{who}: {p.message}", where or at, help=p.help, notes=p.notes)
+
+
+def _roles_of(out: dict[str, Any], module: str) -> str:
+    """`getter, splitter`: the steps whose classes come from `module`."""
+    return ", ".join(r for r, s in (out.get("pipeline") or {}).items()
+                     if s and (s.get("target") or "").split(":", 1)[0] == module)
 
 
 # ----------------------------------------------------------------------- resources

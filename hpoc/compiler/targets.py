@@ -5,7 +5,8 @@ class the module does not define, or an argument its `__init__` does not take, f
 when the study runs. When the module is a Python file under the study's directory, its
 syntax tree answers both at compile time. Whatever the tree cannot tell for certain (an
 `__init__` inherited from another module, `**kwargs`, decorators, `import *`, a module
-`__getattr__`) is not reported.
+`__getattr__`) is not reported. A module found neither there nor on this Python's path
+(`find_spec`, which imports nothing) is a warning: the nodes' Python may have it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Problem:
     help: str | None = None
     arg: str | None = None
     warning: bool = False
+    module: str | None = None  # set when the module itself is at fault: one report for all its steps
+    notes: tuple[str, ...] = ()
 
 
 def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: Iterable[str] = ()) -> list[Problem]:
@@ -45,7 +48,7 @@ def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: 
         at = f":{tree.lineno}" if tree.lineno else ""  # none for a NUL byte
         return [Problem(f"`{module}` ({shown}{at}) has a syntax error: {tree.msg}",
                         "importing it would fail in every run; `python -m py_compile "
-                        f"{shown}` shows where", warning=True)]
+                        f"{shown}` shows where", warning=True, module=module)]
     if tree is None or "." in qual:
         return []
     names = _bindings(tree)
@@ -81,16 +84,61 @@ def _module(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | 
 
 
 def _missing_module(module: str, workdir: str) -> list[Problem]:
-    """A misspelt module beside the spec (`trainers` for trainer.py); an installed one is fine."""
-    top = module.split(".")[0]
+    """A module neither under the spec's directory nor installed here. A warning: the
+    nodes' Python (`slurm.python`, a container) may have packages this machine lacks."""
+    parts = module.split(".")
+    top = os.path.join(workdir, parts[0])
+    # The study's directory comes first on the nodes' path: a module or regular package
+    # there owns the name; a plain directory (a namespace portion) does not.
+    local = os.path.isfile(top + ".py") or os.path.isfile(os.path.join(top, "__init__.py"))
+    if not local and _installed(parts[0]):
+        return []
+    base = "/".join(parts)
+    path = "" if local else ", then on this Python's path"
+    close, notes = _nearby(parts, workdir)
+    return [Problem(f"no module `{module}` beside the spec, nor installed here",
+                    close or f"put {base}.py beside the spec, or install it for the Python the trials run with",
+                    warning=True, module=module,
+                    notes=(f"looked for {base}.py and {base}/__init__.py beside the spec{path}", *notes))]
+
+
+def _nearby(parts: list[str], workdir: str) -> tuple[str | None, tuple[str, ...]]:
+    """(did-you-mean, notes) from where the module's path stops under the spec's
+    directory: `models/nets.py` for `models.net`, the files there for `model:Net`."""
+    depth = 1
+    while depth < len(parts) and os.path.isdir(os.path.join(workdir, *parts[:depth])):
+        depth += 1
+    folder, name = os.path.join(workdir, *parts[:depth - 1]), parts[depth - 1]
+    inside = "/".join(parts[:depth - 1])
+    if depth < len(parts) and os.path.isfile(os.path.join(folder, name + ".py")):
+        return None, (f"{'/'.join(parts[:depth])}.py is a module, not a package: it holds no modules",)
+    there = sorted(n for n in _modules_in(folder) if n != name)  # not a data/ folder of datasets for data.py
+    close = did_you_mean(name, there)
+    if close:
+        return close.replace("`", f"`{inside.replace('/', '.')}." if inside else "`", 1), ()
+    if not there:
+        return None, ()
+    shown = (n + "/" if os.path.isdir(os.path.join(folder, n)) else n + ".py" for n in there)
+    return None, (f"{inside + '/' if inside else 'beside the spec'}: {one_of(shown, limit=8)}",)
+
+
+def _installed(top: str) -> bool:
+    """Whether this Python finds `top`, without importing it (no torch on a login node)."""
     try:
-        local = [f[:-3] for f in os.listdir(workdir) if f.endswith(".py") and f[:-3].isidentifier()]
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):  # a broken finder, or a module in sys.modules without a spec
+        return False
+
+
+def _modules_in(folder: str) -> list[str]:
+    """Names importable from `folder`: its .py files and subdirectories."""
+    try:
+        names = os.listdir(folder)
     except OSError:
         return []
-    close = did_you_mean(top, local)
-    if close is None or top in local or importlib.util.find_spec(top) is not None:
-        return []
-    return [Problem(f"no module `{module}` beside the spec, nor installed here", close, warning=True)]
+    return [n[:-3] if n.endswith(".py") else n for n in names
+            if (n.endswith(".py") and n[:-3].isidentifier())
+            or (n.isidentifier() and os.path.isdir(os.path.join(folder, n)))]
 
 
 def _bindings(tree: ast.Module) -> dict[str, ast.AST] | None:

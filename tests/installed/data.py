@@ -1,0 +1,9 @@
+"""Data steps the language tests name (`data:Getter`); never imported."""
+
+
+class Getter:
+    pass
+
+
+class Splitter:
+    pass

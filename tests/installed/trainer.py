@@ -1,0 +1,5 @@
+"""A trainer the language tests name (`trainer:T`); never imported."""
+
+
+class T:
+    pass

@@ -1,0 +1,93 @@
+"""HP803 for pipeline modules that are nowhere to be found: `hpoc check` said "valid" of a
+study copied away from its data.py and trainer.py, or whose `trainer = model:Net` names a
+file called net.py, and every trial failed at its first import."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from hpo_util import EXAMPLES, installed, where
+from hpoc.compiler import compile_path
+
+YAML = Path(__file__).resolve().parents[1] / "examples/itwinai/config.yaml"
+
+
+def missing(spec: Path) -> list:
+    return [w for w in compile_path(spec).warnings if w.code == "HP803"]
+
+
+def study(tmp_path: Path, pipeline: str) -> Path:
+    spec = tmp_path / "study.hpo"
+    spec.write_text(f'study "m"\npipeline {{\n{pipeline}\n}}\n', encoding="utf-8")
+    return spec
+
+
+def test_a_spec_copied_away_from_its_modules_is_warned_once_per_module(tmp_path: Path) -> None:
+    spec = tmp_path / "study.hpo"
+    shutil.copy(EXAMPLES["digits"], spec)
+    data, trainer = missing(spec)  # a warning: the nodes' Python may have them
+    assert (where(data), data.message) == ((6, 14), "getter, splitter: no module `data` beside the spec, "
+                                                    "nor installed here")
+    assert data.notes == ("looked for data.py and data/__init__.py beside the spec, then on this Python's path",)
+    assert data.help == "put data.py beside the spec, or install it for the Python the trials run with"
+    assert (where(trainer), trainer.message) == ((8, 14), "trainer: no module `trainer` beside the spec, "
+                                                          "nor installed here")
+    for module in ("data.py", "trainer.py"):
+        shutil.copy(EXAMPLES["digits"].parent / module, tmp_path / module)
+    assert missing(spec) == []
+
+
+def test_a_module_named_unlike_its_file_lists_the_files_beside_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text("class Net:\n    pass\n")
+    (w,) = missing(study(tmp_path, "trainer = model:Net"))
+    assert w.notes[1] == "beside the spec: `net.py`"
+    (tmp_path / "data").mkdir()  # a dataset folder: no `data` module, and no name to suggest for it
+    (w,) = missing(study(tmp_path, "trainer = net:Net\ngetter = data:G"))
+    assert (w.message, w.help) == ("getter: no module `data` beside the spec, nor installed here",
+                                   "put data.py beside the spec, or install it for the Python the trials run with")
+
+
+def test_a_package_path_is_looked_for_under_the_spec_directory(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "nets.py").write_text("class Net:\n    pass\n")
+    (w,) = missing(study(tmp_path, "trainer = models.net:Net"))
+    assert w.help == "did you mean `models.nets`?"
+    assert missing(study(tmp_path, "trainer = models.nets:Net")) == []  # a namespace package
+    # a module beside the spec owns its name, so `helpers.sub` is not looked for elsewhere
+    (tmp_path / "helpers.py").write_text("")
+    (w,) = missing(study(tmp_path, "trainer = helpers.sub:T"))
+    assert w.notes == ("looked for helpers/sub.py and helpers/sub/__init__.py beside the spec",
+                       "helpers.py is a module, not a package: it holds no modules")
+
+
+def test_an_installed_module_is_found_without_being_imported(tmp_path: Path) -> None:
+    site = tmp_path / "site"  # not beside the spec: on the path only
+    site.mkdir()
+    (site / "heavy_trainer.py").write_text("raise ImportError('torch is not on a login node')\n")
+    spec = study(tmp_path, "trainer = heavy_trainer:T")
+    (w,) = missing(spec)
+    assert w.message == "trainer: no module `heavy_trainer` beside the spec, nor installed here"
+    with installed(site):
+        assert missing(spec) == []
+    assert "heavy_trainer" not in sys.modules
+
+
+def test_the_yaml_front_end_warns_at_the_steps_class_path(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    shutil.copy(YAML, config)
+    data, trainer = missing(config)
+    assert (data.message, trainer.message) == (
+        "getter, splitter: no module `data` beside the spec, nor installed here",
+        "trainer: no module `trainer` beside the spec, nor installed here")
+    lines = YAML.read_text(encoding="utf-8").splitlines()
+    assert lines[data.line - 1][data.col - 1:].startswith("data.")
+    assert lines[trainer.line - 1][trainer.col - 1:].startswith("trainer.")
+
+
+def test_a_module_that_does_not_parse_is_said_once_for_all_its_steps(tmp_path: Path) -> None:
+    (tmp_path / "data.py").write_text("class G(\n")
+    (tmp_path / "t.py").write_text("class T:\n    pass\n")
+    (w,) = missing(study(tmp_path, "getter = data:G\nsplitter = data:S\ntrainer = t:T"))
+    assert w.message.startswith("getter, splitter: `data` (data.py:1) has a syntax error")

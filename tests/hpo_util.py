@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +22,10 @@ EXAMPLES = {
 # The smallest valid study; tests append sections to it.
 BASE = 'study "t"\npipeline { trainer = trainer:T }\n'
 
-
+# The spec's directory of a test that names none: empty, so that no stray `t.py` or
+# `trainer.py` in a shared /tmp changes what a test sees.
+NOWHERE = tempfile.mkdtemp(prefix="hpoc-spec-")
+atexit.register(shutil.rmtree, NOWHERE, ignore_errors=True)
 
 
 @contextmanager
@@ -33,7 +39,7 @@ def installed(folder: Path = ROOT / "tests/installed") -> Iterator[None]:
         sys.path.remove(str(folder))
 
 
-def diagnostics(text: str, workdir: str = "/tmp") -> list[Diagnostic]:
+def diagnostics(text: str, workdir: str = NOWHERE) -> list[Diagnostic]:
     """All diagnostics of `text` (errors and warnings); [] when it compiles clean."""
     try:
         with installed():
@@ -56,7 +62,7 @@ def one_error(text: str) -> Diagnostic:
     return errs[0]
 
 
-def plan_of(text: str, workdir: str = "/tmp") -> dict:
+def plan_of(text: str, workdir: str = NOWHERE) -> dict:
     with installed():
         return compile_source(text, "t.hpo", workdir)
 

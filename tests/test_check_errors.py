@@ -57,11 +57,27 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
 
 
-def test_a_duration_written_as_a_walltime_or_quoted_gets_the_duration_to_write() -> None:
-    d = one_error(BASE + "trials { time_budget = 02:00:00 }\n")
-    assert (d.code, where(d), d.help) == ("HP203", (3, 24), "write `2h`")
-    assert one_error(BASE + "resume { grace = 1-01:30:05 }\n").help == "write `1d1h30m5s`"
-    assert one_error(BASE + 'trials { time_limit = "30m" }\n').help == "remove the quotes: 30m"
+def test_a_duration_may_be_written_as_a_walltime_meaning_what_slurm_time_means() -> None:
+    """`slurm.time` took `2h` while `time_budget` refused `02:00:00`: either form, anywhere."""
+    plan = plan_of(BASE + "trials { time_budget = 02:00:00, time_limit = 1-12:00:00 }\n"
+                   "resume { grace = 05:00 }\nslurm { time = 2h }\n")  # fmt: skip
+    assert (plan["trials"]["time_budget_s"], plan["trials"]["time_limit_s"]) == (7200, 129600)
+    assert plan["resume"]["grace_s"] == 300  # MM:SS, as SLURM reads it
+    d = one_error(BASE + "trials { time_limit = 00:90:00 }\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP204", (3, 23), "`time_limit` has an invalid walltime `00:90:00`: minutes must be below 60 (got 90)",
+        "write `01:30:00` or `1h30m` for the same time")  # fmt: skip
+    d = one_error(BASE + "trials { time_budget = 400-00:00:00 }\n")
+    assert d.message == "`time_budget` must be at most 365 days (got 400-00:00:00)"
+    d = one_error(BASE + "resume { grace = 1-00:00 }\n")
+    assert (d.code, d.message) == ("HP204", "`grace` must be whole seconds from 0 to 65535 "
+                                             "(the limit of SLURM's --signal), got 1-00:00")  # fmt: skip
+
+
+def test_a_quoted_duration_or_walltime_gets_the_value_to_write() -> None:
+    d = one_error(BASE + 'trials { time_limit = "30m" }\n')
+    assert (d.code, where(d), d.help) == ("HP203", (3, 23), "remove the quotes: 30m")
+    assert one_error(BASE + 'trials { time_limit = "02:00:00" }\n').help == "remove the quotes: 02:00:00"
 
 
 def test_a_quoted_or_capitalised_boolean_gets_the_word_to_write() -> None:

@@ -287,18 +287,21 @@ def list_of(kind: Kind, allow_single: bool = False) -> Kind:
 
 @_kind("a literal value")
 def literal(v: A.Value) -> Any:
-    """Any literal: number, string, bool, null, list, map (durations become seconds)."""
-    return _literal(v, words=False)
+    """An argument handed to Python (a pipeline step's, a searcher's `*_kwargs`): a literal
+    or a bare word as its string (`mode = train`); durations become seconds. An import path
+    (`nn.ReLU`, `models:Net`) is refused: it reads as an object hpoc would build, and it
+    would arrive as a string."""
+    return _literal(v, paths=False)
 
 
 @_kind("a literal value")
 def space_value(v: A.Value) -> Any:
     """A value a parameter takes (a constant, a `choice` value, a point, a mutation): a
     literal, or a bare word as its string, as a condition reads it (`if opt == sgd`)."""
-    return _literal(v, words=True)
+    return _literal(v, paths=True)
 
 
-def _literal(v: A.Value, words: bool) -> Any:
+def _literal(v: A.Value, paths: bool) -> Any:
     if isinstance(v, (A.String, A.Number, A.Bool)):
         return v.value
     if isinstance(v, A.Null):
@@ -308,20 +311,21 @@ def _literal(v: A.Value, words: bool) -> Any:
     if isinstance(v, (A.Size, A.Clock)):
         return v.text
     if isinstance(v, A.List):
-        return [_literal(i, words) for i in v.items]
+        return [_literal(i, paths) for i in v.items]
     if isinstance(v, A.Map):
         out = {}
         for p in v.entries:
             if p.key in out:
                 raise Invalid(f"has the key `{p.key}` twice", None, p)
-            out[p.key] = _literal(p.value, words)
+            out[p.key] = _literal(p.value, paths)
         return out
     if isinstance(v, A.Ref):
         if v.path in _PYTHON_WORDS:  # Python's spelling: a string "True" would be a silent surprise
             raise Invalid(f"must be a literal value, not {describe(v)}", f"write `{_PYTHON_WORDS[v.path]}`", v)
-        if words:
+        if paths or not re.search(r"[.:]", v.path):
             return v.path
-        raise Invalid(f"must be a literal value, not {describe(v)}", f'quote it: "{v.path}"', v)
+        raise Invalid(f"must be a literal value, not the import path `{v.path}` (hpoc builds no object for an argument)",
+                      f'quote it for the string: "{v.path}"', v)  # fmt: skip
     raise Invalid(f"must be a literal value, not {describe(v)}", None, v)
 
 

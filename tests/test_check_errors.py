@@ -57,11 +57,27 @@ def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     assert d.message == "bounds of `bs` must be `[lower, upper]`, not a list of 1 value"
 
 
-def test_a_duration_written_as_a_walltime_or_quoted_gets_the_duration_to_write() -> None:
-    d = one_error(BASE + "trials { time_budget = 02:00:00 }\n")
-    assert (d.code, where(d), d.help) == ("HP203", (3, 24), "write `2h`")
-    assert one_error(BASE + "resume { grace = 1-01:30:05 }\n").help == "write `1d1h30m5s`"
-    assert one_error(BASE + 'trials { time_limit = "30m" }\n').help == "remove the quotes: 30m"
+def test_a_duration_may_be_written_as_a_walltime_meaning_what_slurm_time_means() -> None:
+    """`slurm.time` took `2h` while `time_budget` refused `02:00:00`: either form, anywhere."""
+    plan = plan_of(BASE + "trials { time_budget = 02:00:00, time_limit = 1-12:00:00 }\n"
+                   "resume { grace = 05:00 }\nslurm { time = 2h }\n")  # fmt: skip
+    assert (plan["trials"]["time_budget_s"], plan["trials"]["time_limit_s"]) == (7200, 129600)
+    assert plan["resume"]["grace_s"] == 300  # MM:SS, as SLURM reads it
+    d = one_error(BASE + "trials { time_limit = 00:90:00 }\n")
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP204", (3, 23), "`time_limit` has an invalid walltime `00:90:00`: minutes must be below 60 (got 90)",
+        "write `01:30:00` or `1h30m` for the same time")  # fmt: skip
+    d = one_error(BASE + "trials { time_budget = 400-00:00:00 }\n")
+    assert d.message == "`time_budget` must be at most 365 days (got 400-00:00:00)"
+    d = one_error(BASE + "resume { grace = 1-00:00 }\n")
+    assert (d.code, d.message) == ("HP204", "`grace` must be whole seconds from 0 to 65535 "
+                                             "(the limit of SLURM's --signal), got 1-00:00")  # fmt: skip
+
+
+def test_a_quoted_duration_or_walltime_gets_the_value_to_write() -> None:
+    d = one_error(BASE + 'trials { time_limit = "30m" }\n')
+    assert (d.code, where(d), d.help) == ("HP203", (3, 23), "remove the quotes: 30m")
+    assert one_error(BASE + 'trials { time_limit = "02:00:00" }\n').help == "remove the quotes: 02:00:00"
 
 
 def test_a_quoted_or_capitalised_boolean_gets_the_word_to_write() -> None:
@@ -417,10 +433,26 @@ def test_invalid_names_and_targets() -> None:
     assert (where(d), d.message) == ((2, 22), '`trainer` is not a Python import path: "düata:T"')
     d = one_error('study "t"\npipeline { trainer = t:T(1) }\n')
     assert (where(d), d.message) == ((2, 26), "`trainer` takes keyword arguments only")
-    d = one_error('study "t"\npipeline { trainer = t:T(x = foo) }\n')
-    assert (where(d), d.message, d.help) == (
-        (2, 30), "argument `x` of `trainer` must be a literal value, not the name `foo`", 'quote it: "foo"',
-    )
+
+
+def test_a_bare_word_in_a_step_argument_is_its_string_as_in_space() -> None:
+    """`choice(adam, sgd)` and `act = relu` took bare words; `data:G(mode = train)` was refused."""
+    spec = 'study "t"\npipeline {{ trainer = t:T({}) }}\n'
+    args = plan_of(spec.format("mode = train, ks = [a, { b = c }], on = true, none = null"))["pipeline"]["trainer"]["args"]
+    assert args == {"mode": "train", "ks": ["a", {"b": "c"}], "on": True, "none": None}
+    d = one_error(spec.format("on = True"))
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP203", (2, 31), "argument `on` of `trainer` must be a literal value, not the name `True`", "write `true`")
+    d = one_error(spec.format("act = nn.ReLU"))  # reads as an object to build, which hpoc never does
+    assert (d.code, where(d), d.help) == ("HP203", (2, 32), 'quote it for the string: "nn.ReLU"')
+    assert "not the import path `nn.ReLU`" in d.message
+    d = one_error(spec.format("lr = lr") + "space { lr = loguniform(1e-4, 1e-2) }\n")
+    assert (d.code, where(d), d.help) == (
+        "HP203", (2, 31), 'quote it for the string: "lr"; the trainer reads the value from `config["lr"]`')
+    assert d.message.startswith("argument `lr` of `trainer` is the word `lr`, which names a parameter of `space`")
+    obj = "objective minimize val_loss\nspace { x = uniform(0, 1) }\n"
+    plan = plan_of(BASE + obj + "search nevergrad { optimizer_kwargs = { method = cma } }\n")
+    assert plan["search"]["options"]["optimizer_kwargs"] == {"method": "cma"}
 
 
 def test_names_that_make_too_long_file_names_are_errors() -> None:
@@ -1258,7 +1290,10 @@ def test_slurm_values() -> None:
     assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
     d = one_error(BASE + "slurm { env = { X = [1] } }\n")  # a list has no quotes to add
     assert (d.message, d.help) == ("environment variable `X` must be a string or number, not a list", None)
-    assert errors(BASE + "slurm { env = { Y = auto } }\n")[0].help == 'quote it: "auto"'
+    assert plan_of(BASE + "slurm { env = { Y = auto } }\n")["slurm"]["env"] == {"Y": "auto"}  # a bare word: its string
+    d = one_error(BASE + "slurm { env = { Y = True } }\n")
+    assert (d.code, d.help) == ("HP203", 'write `true`, or quote it: "True"')
+    assert one_error(BASE + "slurm { env = { Y = a.b } }\n").help == 'quote it: "a.b"'
     d = one_error(BASE + 'slurm { partition = "gpu\\nrm -rf /" }\n')
     assert (where(d), d.message) == ((3, 21), "`partition` must be one line without control characters")
     d = one_error(BASE + "slurm { mem = 64g }\n")  # lowercase: the number 64, then a name
@@ -1778,3 +1813,20 @@ def test_a_deepspeed_config_file_every_trial_would_fail_on_is_refused(tmp_path, 
     for fine in ('{"zero_optimization": {"stage": 3}}', '{"zero_optimization": {"stage": "auto"}}', "{}"):
         (tmp_path / "ds.json").write_text(fine, encoding="utf-8")
         assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "error"]
+
+
+def test_pipeline_steps_are_checked_against_their_module_source_never_imported(tmp_path) -> None:
+    """docs/language.md's pipeline section: what `hpoc check` finds in a step's source."""
+    (tmp_path / "data.py").write_text(
+        "open(__file__ + '.imported', 'w').close()\n\n"
+        "class Getter:\n    def __init__(self, mode: str, ratio: float = 0.9):\n        pass\n")
+    spec = 'study "t"\npipeline {{ getter = {}\n  trainer = t:T }}\n'
+    cases = {"data:Getr(mode = train)": "getter: `data` (data.py) defines no `Getr`",
+             "data:Getter(mode = train, seed = 1)": "getter: `Getter` (data.py) takes no argument `seed`",
+             "data:Getter(mode = train, ratio = ninety)":
+                 "getter: `Getter` (data.py) takes `ratio: float`, not the string \"ninety\""}  # fmt: skip
+    for step, message in cases.items():
+        (d,) = [d for d in diagnostics(spec.format(step), str(tmp_path)) if d.severity == "error"]
+        assert (d.code, d.message) == ("HP204", message), step
+    assert plan_of(spec.format("data:Getter(mode = train)"), str(tmp_path))["pipeline"]["getter"]["args"] == {"mode": "train"}
+    assert not (tmp_path / "data.py.imported").exists()

@@ -125,3 +125,24 @@ def test_the_hpo_examples_parse(doc):
     assert blocks
     for block in blocks:
         parse(block, doc)  # raises SpecSyntaxError with the location
+
+
+def test_the_summary_json_example_in_trainer_md_has_the_keys_summary_writes(tmp_path):
+    """docs/trainer.md's example lacked `stopped` (top level and per trial) and `retry_cut`."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import summary, timelimit
+
+    doc = text(ROOT / "docs" / "trainer.md")
+    example = re.search(r'```json\n(\{"study".*?)```', doc, re.S).group(1)
+    shown = json.loads(example.replace("{…}", "{}"))
+    plan = {"study": {"name": "s"}, "space": {"params": [], "constants": {}},
+            "objective": {"metrics": [{"name": "loss", "mode": "min"}]}}
+    trial = SimpleNamespace(trial_id="t1", status="TERMINATED", config={}, last_result={"loss": 0.5},
+                            path=None, local_path=None, error_file=None, error_msg=None)
+    built = summary.build(plan, 0, [trial], wall_s=1.0, interrupted=True, experiment_dir=tmp_path,
+                          plan_hash="sha256:0", cut_short={"t1": "RuntimeError: x"}, budget_reached=True)
+    assert set(shown) == set(built)
+    assert set(shown["best"]) == set(built["best"])
+    assert {k for t in shown["trials"] for k in t} == set(built["trials"][0])  # retry_cut included
+    assert {t["stopped"] for t in shown["trials"]} <= {None, summary.BUDGET, timelimit.REASON}

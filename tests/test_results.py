@@ -438,6 +438,11 @@ def test_a_trial_stopped_at_its_time_limit_says_so(tmp_path, capsys):
     code, out, _ = cli(capsys, exp, "--json")
     labels = {t["trial_id"]: t["label"] for t in json.loads(out)["trials"]}
     assert labels == {"aaaaa_00000": "completed", "aaaaa_00001": "time limit"}
+    # `stopped` is the scheduler's or a stop criterion's; the time limit has its own filter
+    kept = {s: [r["trial_id"] for r in csv.DictReader(io.StringIO(cli(capsys, exp, "--csv", "--status", s)[1]))]
+            for s in ("stopped", "time-limit", "time-budget", "terminated")}
+    assert kept == {"stopped": [], "time-limit": ["aaaaa_00001"], "time-budget": [],
+                    "terminated": ["aaaaa_00000", "aaaaa_00001"]}
 
 
 def test_an_experiment_dir_alone_shows_the_configs_with_the_studys_constants(tmp_path, capsys):

@@ -215,19 +215,23 @@ def enum(values: Iterable[Any]) -> Kind:
     return conv
 
 
-@_kind("a duration such as `90m` or `2h`, or seconds")
+@_kind("a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or seconds")
 def duration(v: A.Value) -> int | float:
     if isinstance(v, A.Duration):
         return v.seconds
     if isinstance(v, A.Number) and not isinstance(v.value, bool):
         return v.value
-    wrong = _wrong(v, "a duration such as `90m` or `2h`, or a number of seconds")
-    if isinstance(v, A.Clock):  # a walltime, as `slurm.time` takes it
-        from hpoc.compiler.sections import slurm_seconds
+    if isinstance(v, A.Clock):  # a walltime means what it means in `slurm.time`
+        from hpoc.compiler.sections import format_slurm_time, slurm_time
 
-        seconds = slurm_seconds(v.text)
-        wrong.help = f"write `{_duration_text(seconds)}`" if seconds else None
-    elif isinstance(v, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", v.value):
+        seconds, problem = slurm_time(v.text)
+        if problem is None and seconds is not None:
+            return seconds
+        if problem is not None:  # `00:90:00`: SLURM refuses it, so no other reading is safer
+            raise Invalid(f"has an invalid walltime `{v.text}`: {problem}",
+                          f"write `{format_slurm_time(seconds)}` or `{_duration_text(seconds)}` for the same time", v)  # fmt: skip
+    wrong = _wrong(v, "a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or a number of seconds")
+    if isinstance(v, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+|\d+[-:][\d:-]*", v.value):
         wrong.help = f"remove the quotes: {v.value}"
     raise wrong
 
@@ -249,7 +253,7 @@ def positive_duration(allow_zero: bool = False) -> Kind:
         if s < 0 or (s == 0 and not allow_zero) or not math.isfinite(s):
             raise Invalid(f"must be {'at least 0' if allow_zero else 'positive'} (got {s})", None, v)
         if s > MAX_DURATION_S:
-            text = v.text if isinstance(v, (A.Duration, A.Number)) and v.text else s
+            text = v.text if isinstance(v, (A.Duration, A.Clock, A.Number)) and v.text else s
             raise Invalid(f"must be at most 365 days (got {text})", None, v)
         return s
 
@@ -262,7 +266,7 @@ def whole_seconds(lo: int, hi: int, why: str) -> Kind:
     def conv(v: A.Value) -> int:
         s = duration(v)
         if not (math.isfinite(s) and s == int(s) and lo <= s <= hi):
-            text = v.text if isinstance(v, (A.Duration, A.Number)) and v.text else s
+            text = v.text if isinstance(v, (A.Duration, A.Clock, A.Number)) and v.text else s
             raise Invalid(f"must be whole seconds from {lo} to {hi} ({why}), got {text}", None, v)
         return int(s)
 
@@ -283,18 +287,21 @@ def list_of(kind: Kind, allow_single: bool = False) -> Kind:
 
 @_kind("a literal value")
 def literal(v: A.Value) -> Any:
-    """Any literal: number, string, bool, null, list, map (durations become seconds)."""
-    return _literal(v, words=False)
+    """An argument handed to Python (a pipeline step's, a searcher's `*_kwargs`): a literal
+    or a bare word as its string (`mode = train`); durations become seconds. An import path
+    (`nn.ReLU`, `models:Net`) is refused: it reads as an object hpoc would build, and it
+    would arrive as a string."""
+    return _literal(v, paths=False)
 
 
 @_kind("a literal value")
 def space_value(v: A.Value) -> Any:
     """A value a parameter takes (a constant, a `choice` value, a point, a mutation): a
     literal, or a bare word as its string, as a condition reads it (`if opt == sgd`)."""
-    return _literal(v, words=True)
+    return _literal(v, paths=True)
 
 
-def _literal(v: A.Value, words: bool) -> Any:
+def _literal(v: A.Value, paths: bool) -> Any:
     if isinstance(v, (A.String, A.Number, A.Bool)):
         return v.value
     if isinstance(v, A.Null):
@@ -304,20 +311,21 @@ def _literal(v: A.Value, words: bool) -> Any:
     if isinstance(v, (A.Size, A.Clock)):
         return v.text
     if isinstance(v, A.List):
-        return [_literal(i, words) for i in v.items]
+        return [_literal(i, paths) for i in v.items]
     if isinstance(v, A.Map):
         out = {}
         for p in v.entries:
             if p.key in out:
                 raise Invalid(f"has the key `{p.key}` twice", None, p)
-            out[p.key] = _literal(p.value, words)
+            out[p.key] = _literal(p.value, paths)
         return out
     if isinstance(v, A.Ref):
         if v.path in _PYTHON_WORDS:  # Python's spelling: a string "True" would be a silent surprise
             raise Invalid(f"must be a literal value, not {describe(v)}", f"write `{_PYTHON_WORDS[v.path]}`", v)
-        if words:
+        if paths or not re.search(r"[.:]", v.path):
             return v.path
-        raise Invalid(f"must be a literal value, not {describe(v)}", f'quote it: "{v.path}"', v)
+        raise Invalid(f"must be a literal value, not the import path `{v.path}` (hpoc builds no object for an argument)",
+                      f'quote it for the string: "{v.path}"', v)  # fmt: skip
     raise Invalid(f"must be a literal value, not {describe(v)}", None, v)
 
 

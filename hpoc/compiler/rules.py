@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from hpoc.compiler import early_stop
 from hpoc.compiler import tables as T
@@ -329,6 +329,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     """A study module named like a standard or runtime module (`random.py`, `queue.py`)
     breaks Python itself once the study's directory is first on the path."""
     _step_sources(ch, out, block, workdir)
+    _step_words(ch, out, block)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
     for role, step in (out.get("pipeline") or {}).items():
@@ -364,6 +365,33 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                     "not set: trials that get there fail with a KeyError",
                     ch.spans.get("pipeline.trainer"),
                     help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
+
+
+def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:
+    """A bare word in a step's arguments is its string, but `lr = lr` reads as the
+    hyperparameter, which a step never gets (its arguments are fixed; the trainer reads
+    the trial's values from its config)."""
+    space = out.get("space") or {}
+    names = {p["name"] for p in space.get("params") or ()} | set(space.get("constants") or {})
+    if not names:
+        return
+
+    def words(v: Any) -> Iterator[A.Ref]:
+        if isinstance(v, A.Ref):
+            yield v
+        for item in getattr(v, "items", ()):
+            yield from words(item)
+        for pair in getattr(v, "entries", ()):
+            yield from words(pair.value)
+
+    for role in out.get("pipeline") or {}:
+        for kw in getattr(setting_value(block, role), "kwargs", ()):
+            for ref in words(kw.value):
+                if ref.path in names:
+                    ch.error(TYPE, f"argument `{kw.key}` of `{role}` is the word `{ref.path}`, which names a "
+                             "parameter of `space`: a step's arguments are fixed, not a trial's values", ref.span,
+                             help=f'quote it for the string: "{ref.path}"; the trainer reads the value '
+                                  f'from `config["{ref.path.split(".")[0]}"]`')  # fmt: skip
 
 
 def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:

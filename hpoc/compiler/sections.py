@@ -342,6 +342,13 @@ class _Special:
             return "true" if value.value else "false"
         if isinstance(value, A.Number):
             return value.text or str(value.value)
+        if isinstance(value, A.Ref) and value.path in ("True", "False", "None"):  # Python's, or a string?
+            self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
+                          value.span, help=(f"write `{value.path.lower()}`, or " if value.path != "None" else "")
+                          + f'quote it: "{value.path}"')  # fmt: skip
+            return None
+        if isinstance(value, A.Ref) and not re.search(r"[.:]", value.path):  # a bare word is its string
+            return value.path
         self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
                       value.span, help=f'quote it: "{value.path}"' if isinstance(value, A.Ref) else None)  # fmt: skip
         return None

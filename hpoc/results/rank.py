@@ -8,9 +8,11 @@ from typing import Any
 
 from hpoc.results.model import Results, ResultsError, Trial
 
-# --status accepts Ray's statuses plus three views of TERMINATED.
-STATUS_FILTERS = ("terminated", "completed", "stopped", "no-reports", "error", "running",
-                  "pending", "paused")
+# --status accepts Ray's statuses plus the table's labels of TERMINATED trials, which say
+# why each ended (`stopped`: by the scheduler or a stop criterion; `time-limit`: by hpoc).
+LABEL_FILTERS = {"completed": "completed", "stopped": "stopped early", "time-limit": "time limit",
+                 "time-budget": "time budget", "no-reports": "no reports"}
+STATUS_FILTERS = ("terminated", *LABEL_FILTERS, "error", "running", "pending", "paused")
 
 
 @dataclass
@@ -98,10 +100,7 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
 
 def _keep(trial: Trial, statuses: list[str]) -> bool:
     for wanted in statuses:
-        if wanted in ("completed", "no-reports") and \
-                status_label(trial) == wanted.replace("-", " "):
-            return True
-        if wanted == "stopped" and trial.stopped_early:
+        if wanted in LABEL_FILTERS and status_label(trial) == LABEL_FILTERS[wanted]:
             return True
         if wanted.upper() == trial.status:
             return True

@@ -3,7 +3,7 @@
     {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
      "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"[, "retry_cut"]}],
-     "wall_s", "interrupted", "stopped", "experiment_dir"}
+     "wall_s", "interrupted", "stopped", "experiment_dir", "run_started"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);

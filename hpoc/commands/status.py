@@ -310,8 +310,7 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
     `sbatch BUILD/job.sbatch` job that ended is in no queue: it is found by its .err beside
     plan.json; an `hpoc submit` job's is submitit's task-0 log."""
     logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
-    ended = [s for s in shards
-             if s["state"] not in ("finished", "running") and (s["job"] or {}).get("state") not in ACTIVE]
+    ended = [s for s in shards if s["state"] != "running" and (s["job"] or {}).get("state") not in ACTIVE]
     newer = {s["shard"]: log for s in ended if (log := logged.get(s["shard"])) is not None
              and (s["job"] is None or _base_id(s["job"]) <= _base_id(log))}
     states = slurm_states([log["job_id"] for log in newer.values()])  # one query for all shards
@@ -319,16 +318,26 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
         job, log = s["job"], newer.get(s["shard"])
         if log is not None:
             state = states.get(log["job_id"], {"state": "ENDED"})
-            if state["state"] == "COMPLETED":
+            if state["state"] == "COMPLETED" or not _failed_end(s, state["state"]):
                 continue
             s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
-        elif job is not None and job.get("cluster") == "slurm" and build_dir is not None:
+        elif (job is not None and job.get("cluster") == "slurm" and build_dir is not None
+              and _failed_end(s, job.get("state"))):
             job["err"] = str(build_dir / "logs" / job["job_id"] / f"{job['job_id']}_0_log.err")
         else:
             continue
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
         if job.get("state") not in ("COMPLETED", "CANCELLED"):
             job["why"] = joblogs.why(job["err"])
+
+
+def _failed_end(shard: dict[str, Any], state: str | None) -> bool:
+    """Whether the ended job of a shard is worth naming: any, for a shard that did not run
+    to the end; for one that did, a job SLURM says did not complete, or one whose driver
+    failed because no trial succeeded (a FAILED array task was hidden behind "finished")."""
+    if shard["state"] != "finished":
+        return True
+    return state not in (None, "ENDED", "COMPLETED") or shard.get("no_success", False)
 
 
 def _base_id(job: dict[str, Any]) -> int:
@@ -339,7 +348,7 @@ def _base_id(job: dict[str, Any]) -> int:
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, lock_and_summary
-    from hpoc.runtime.summary import SUMMARY
+    from hpoc.runtime.summary import SUMMARY, exit_code
     from hpoc.runtime.summary import read as read_summary
 
     def read() -> tuple[dict[str, Any] | None, bool]:
@@ -385,7 +394,9 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
             "trials": len(trials), **counts, "time_limit": timed_out,
-            "retry_cut": cut, "best": _best(trials, metric)}
+            "retry_cut": cut, "best": _best(trials, metric),
+            # its driver exited 1 (every trial failed, or none gave a finite objective)
+            "no_success": state == "finished" and bool(exit_code(summary))}
 
 
 def _pid_alive(job_id: str) -> bool:

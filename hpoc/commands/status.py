@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     plan, build_dir = resolve(args.target)
     status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    status["edited_spec"] = _edited_spec(plan, build_dir)
     status["next"] = next_steps(status, args.target)
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
@@ -119,6 +120,17 @@ def plan_of_job(job_id: str) -> Path | None:
         if job_id in ids or any(i.split("_")[0] == job_id for i in ids):
             return jobs_file.parent / "plan.json"
     return None
+
+
+def _edited_spec(plan: dict[str, Any] | None, build_dir: Path | None) -> str | None:
+    """What each job of this plan warns in its log, said here first: the spec was edited
+    since the plan was compiled, and the jobs run the plan (a spec target: the same)."""
+    from hpoc.runtime.before import edited_spec
+
+    if plan is None:
+        return None
+    build = shlex.quote(str(build_dir)) if build_dir is not None else "BUILD"
+    return edited_spec(plan, runs="its jobs run", build=build)
 
 
 # ---------------------------------------------------------------- SLURM
@@ -561,6 +573,8 @@ def render(status: dict[str, Any]) -> str:
              f"storage: {status['storage']}"]
     if status.get("other_plan"):  # another spec with this storage ran there: its trials follow
         lines.append(f"warning: {status['other_plan']}")
+    if status.get("edited_spec"):
+        lines.append(f"warning: {status['edited_spec']}")
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

@@ -62,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         found = load_target(args.target, args.out)
         plan = found.plan
+        _warn_edited_spec(found)
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.dry_run:
             if not would_send(plan, sub, args.fresh, retry).shards:
@@ -82,6 +83,18 @@ def _run(args: argparse.Namespace) -> int:
     if not wait:
         return 0
     return wait_for(jobs, sub)
+
+
+def _warn_edited_spec(found: Any) -> None:
+    """A build's plan whose spec was edited since `hpoc compile`: the jobs run the plan as
+    compiled (each job says so in its log too; here, before they wait in the queue)."""
+    from hpoc.runtime.before import edited_spec
+
+    if found.files:  # a spec, compiled just now: nothing older to differ from
+        return
+    build = shlex.quote(str(found.plan_path.parent))
+    if (edited := edited_spec(found.plan, runs="the jobs run", build=build)) is not None:
+        print(f"hpoc: warning: {edited}", file=sys.stderr)
 
 
 def _nothing_to_do(plan: dict[str, Any], retry: str | None) -> str:

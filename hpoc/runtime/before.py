@@ -81,10 +81,12 @@ def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
     return code, why
 
 
-def edited_spec(plan: dict[str, Any]) -> str | None:
+def edited_spec(plan: dict[str, Any], runs: str = "this job runs", build: str = "BUILD") -> str | None:
     """A warning when the spec was edited after this plan was compiled from it, in a way
     that changes the plan: `sbatch BUILD/job.sbatch` runs plan.json, not the spec, and
-    nothing said so. Comments and layout change the spec's bytes only: no warning."""
+    nothing said so. Comments and layout change the spec's bytes only: no warning. `runs`
+    names who runs the plan as compiled (a job; on the login node, the study's jobs);
+    `build`, the build directory to compile into, where known."""
     source = plan.get("source") or {}
     if not (source.get("sha256") and source.get("workdir") and source.get("file")):
         return None
@@ -94,8 +96,8 @@ def edited_spec(plan: dict[str, Any]) -> str | None:
             return None
     except OSError:
         return None  # moved away: the plan is all there is
-    how = (f"this job runs the plan as compiled; to run the edited spec, compile it again "
-           f"(`hpoc compile {shlex.quote(str(spec))} -o BUILD`, or `hpoc submit` it) and submit again")
+    how = (f"{runs} the plan as compiled; to run the edited spec, compile it again "
+           f"(`hpoc compile {shlex.quote(str(spec))} -o {build}`, or `hpoc submit` it) and submit again")
     try:
         from hpoc.compiler import compile_path
 

@@ -478,6 +478,19 @@ def test_csv_writes_nan_for_a_diverged_trial_and_nothing_for_a_missing_value(tmp
     assert rows["aaaaa_00002"]["val_acc"] == ""
 
 
+def test_a_finished_study_where_every_trial_failed_does_not_say_yet(tmp_path, capsys):
+    """"no trial has reported the objective ... yet" read as if trials still ran."""
+    exp = tmp_path / "exp"
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1}, [{"train_loss": 1.0}],
+                  error="ValueError: bad config")
+    write_summary(exp, "s", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR"} for i in range(2)])
+    code, out, err = cli(capsys, exp)
+    assert code == 0 and "errors:" in out
+    assert "no trial reported the objective `val_loss`: every trial failed (`errors:` says why)" in err, err
+    assert " yet" not in err
+
+
 def test_a_trial_that_reported_nothing_is_no_reports_not_completed(tmp_path, capsys):
     exp = tmp_path / "exp"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])

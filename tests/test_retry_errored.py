@@ -333,3 +333,56 @@ def test_an_interrupted_run_retries_its_errored_trials_as_asked(tmp_path):
     assert rerun.prepare(exp, "restore", rerun.SCRATCH, True, rerun.errored(exp), said.append) == (
         None, set())
     assert said[-1] == "[hpoc] no errored trial to retry"
+
+
+def test_a_shard_where_no_trial_succeeded_suggests_the_retry_before_starting_over(tmp_path, capsys):
+    """Its job said only `--fresh`, which discards the run, while `hpoc status` named
+    --retry-errored: after a fix, the retry is what a user wants."""
+    from hpoc.cli import main
+    from hpoc.plan import dumps
+    from hpoc.runtime.before import FAILED, verdict
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    _finished(plan, ["ERROR", "ERROR"])
+    code, why = verdict(plan, 0)
+    assert code == FAILED and "no trial succeeded" in why
+    assert "--retry-errored` runs its 2 errored trial(s) again (`HPOC_RETRY_ERRORED=1 sbatch`" in why
+    assert why.index("--retry-errored") < why.index("to start over: `hpoc submit")
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(dumps(plan))
+    assert main(["submit", str(plan_file), "--cluster", "local", "--dry-run"]) == 0
+    assert "(--retry-errored runs its errored trials again, --fresh starts over)" in capsys.readouterr().out
+
+
+def _cut_short(plan):
+    """A finished run whose only failed trial was being retried when the time budget
+    stopped it: Ray saved it TERMINATED; summary.json keeps its error (retry_cut)."""
+    exp = _finished(plan, ["TERMINATED", "TERMINATED"])
+    summary = json.loads((exp / "summary.json").read_text())
+    summary["trials"] = [{"trial_id": "t0", "status": "TERMINATED"},
+                         {"trial_id": "t1", "status": "TERMINATED", "stopped": "time budget",
+                          "error": "RuntimeError: a bug", "retry_cut": True}]
+    (exp / "summary.json").write_text(json.dumps(summary))
+    return exp
+
+
+def test_retry_errored_says_why_a_trial_cut_short_in_its_retry_is_not_run_again(tmp_path, capsys):
+    """`hpoc results` shows such a trial's error, but Ray has it as finished: --retry-errored
+    said only "no errored trial to retry"."""
+    from hpoc.cli import main
+    from hpoc.plan import dumps
+    from hpoc.runtime.before import DONE, verdict
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    _cut_short(plan)
+    said = ("1 trial(s) failed and were being retried when the time budget or their time limit "
+            "stopped them: Ray keeps those as finished, not errored, so --retry-errored cannot run "
+            "them again (`--fresh` runs the whole study again)")
+    code, why = verdict(plan, 0, rerun.SCRATCH)  # the job's check before Ray
+    assert code == DONE and why.endswith("nothing to retry; " + said), why
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)  # the driver
+    assert code == EXIT_OK and "with no errored trial: nothing to retry; " + said in text, text
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(dumps(plan))
+    assert main(["submit", str(plan_file), "--cluster", "local", "--retry-errored", "--dry-run"]) == 0
+    assert "no shard has an errored trial to retry; " + said in capsys.readouterr().out

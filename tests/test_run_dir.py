@@ -363,6 +363,26 @@ def test_a_job_of_a_plan_whose_spec_was_edited_since_says_it_runs_the_plan_as_co
     assert before.edited_spec(plan) is None
 
 
+def test_status_and_submit_of_a_build_say_its_spec_was_edited_too(spec, tmp_path, capsys):
+    """Only the job said it, in its log, once it ran: `hpoc status BUILD` and `hpoc submit
+    BUILD` on the login node were silent about an edited spec."""
+    from hpoc.cli import main
+
+    build = tmp_path / "build"
+    assert main(["compile", str(spec), "-o", str(build)]) == 0
+    spec.write_text(spec.read_text().replace("num_samples    = 6", "num_samples    = 9"))
+    capsys.readouterr()
+    edited = f"{spec} was edited since this plan was compiled from it (they differ in `trials`): "
+    assert main(["status", str(build)]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: {edited}its jobs run the plan as compiled; to run the edited spec, compile it " \
+           f"again (`hpoc compile {spec} -o {build}`" in out, out
+    assert main(["submit", str(build), "--cluster", "local", "--dry-run"]) == 0
+    assert f"hpoc: warning: {edited}the jobs run the plan as compiled" in capsys.readouterr().err
+    assert main(["status", str(spec)]) == 0  # compiled now: nothing older to differ from
+    assert "was edited" not in capsys.readouterr().out
+
+
 def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_process, capsys):
     """A resubmitted array's finished task, or the study submitted twice, brought a whole Ray
     cluster up only for the driver to stop at once (job.sbatch now asks first)."""

@@ -34,6 +34,10 @@ trap 'echo got-term >> "$T/driver.log"; [[ ${ON_TERM:-} == ignore ]] || exit 143
 while :; do sleep 0.1; done
 """
 
+# The teardown's word when the driver's graceful stop cannot end (its head is gone): the
+# expected path after scancel, a requeue or the time limit, not a fault.
+HEAD_GONE_STOP = "Ray's head has already stopped, so the study driver cannot stop gracefully; ending it"
+
 RECORDER = """#!/bin/bash
 echo "$(basename "$0") $*" >> "$T/calls.log"
 """
@@ -231,7 +235,7 @@ def test_sigterm_with_the_head_gone_gives_the_driver_seconds_not_20(tmp_path):
     proc.send_signal(signal.SIGTERM)
     rc, out = finish(proc)
     assert time.monotonic() - t0 < 10
-    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out
+    assert rc == 143 and HEAD_GONE_STOP in out and "did not stop within" not in out, out
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
     # bash's own "line 102: 15691 Killed  ... -m hpoc.runtime ..." read in .err like an
     # out-of-memory kill; the line above already says what happened.
@@ -251,7 +255,7 @@ def test_sigterm_with_the_heads_gcs_gone_gives_the_driver_seconds_not_20(tmp_pat
     proc.send_signal(signal.SIGTERM)
     rc, out = finish(proc)
     assert time.monotonic() - t0 < 10
-    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out
+    assert rc == 143 and HEAD_GONE_STOP in out and "did not stop within" not in out, out
     assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
 
 
@@ -307,7 +311,7 @@ def test_a_driver_stuck_without_its_head_is_killed_after_a_few_seconds(tmp_path)
     assert time.monotonic() - t0 < 8
     assert rc == 1 and "the Ray head on node1 stopped" in out
     assert "got-term" in (tmp_path / "driver.log").read_text()  # asked first, then killed
-    assert "the study driver did not stop within 3 s; killing it" in out
+    assert HEAD_GONE_STOP in out and "did not stop within" not in out, out
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
 
 

@@ -335,6 +335,35 @@ def test_an_sbatch_job_that_failed_before_its_study_started_says_why(tmp_path, c
     assert "jobs:" not in out and "936" not in out and "next: job" not in out
 
 
+def test_a_failed_array_task_whose_shard_ran_to_the_end_is_shown(tmp_path, capsys, monkeypatch):
+    """Every trial of shard 1 errored: its driver ran to the end and exited 1, SLURM has the
+    task FAILED, and status showed no `jobs:` line for it, only the errored count."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=2))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k, status_ in ((0, "TERMINATED"), (1, "ERROR")):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_0000{k}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        path = summary(exp, "arr", [{"trial_id": f"aaaaa_0000{k}", "status": status_}])
+        counted = {**json.loads(path.read_text()), "status_counts": {status_: 1},
+                   "best": {"trial_id": "aaaaa_00000"} if k == 0 else None}
+        path.write_text(json.dumps(counted))
+        (build / f"arr-800_{k}.err").write_text(
+            "" if k == 0 else "ValueError: boom\n[hpoc] 1 trial(s) errored\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"800_0": "COMPLETED", "800_1": "FAILED"})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "study `arr`: finished" in out
+    assert "jobs:\n  shard 1  job 800_1  FAILED  00:00:02\n" in out and "800_0" not in out, out
+    assert f"next: job 800_1 FAILED: ValueError: boom (its output: {build}/arr-800_1.err)" in out
+    assert f"`HPOC_RETRY_ERRORED=1 sbatch --array=1 {build}/job.sbatch` runs only those again" in out
+    _fake_scontrol(tmp_path / "bin", {})  # SLURM has forgotten: its driver failed all the same
+    assert "jobs:\n  shard 1  job 800_1  ENDED\n" in status(capsys, build)[1]
+
+
 def test_a_job_that_is_completing_is_still_running_not_mixed(tmp_path, capsys, monkeypatch):
     """At its time limit a job is COMPLETING for up to KillWait: the study read `mixed`."""
     from submit_support import fake_squeue

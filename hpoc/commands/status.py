@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     plan, build_dir = resolve(args.target)
     status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    status["edited_spec"] = _edited_spec(plan, build_dir)
     status["next"] = next_steps(status, args.target)
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
@@ -119,6 +120,17 @@ def plan_of_job(job_id: str) -> Path | None:
         if job_id in ids or any(i.split("_")[0] == job_id for i in ids):
             return jobs_file.parent / "plan.json"
     return None
+
+
+def _edited_spec(plan: dict[str, Any] | None, build_dir: Path | None) -> str | None:
+    """What each job of this plan warns in its log, said here first: the spec was edited
+    since the plan was compiled, and the jobs run the plan (a spec target: the same)."""
+    from hpoc.runtime.before import edited_spec
+
+    if plan is None:
+        return None
+    build = shlex.quote(str(build_dir)) if build_dir is not None else "BUILD"
+    return edited_spec(plan, runs="its jobs run", build=build)
 
 
 # ---------------------------------------------------------------- SLURM
@@ -310,8 +322,7 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
     `sbatch BUILD/job.sbatch` job that ended is in no queue: it is found by its .err beside
     plan.json; an `hpoc submit` job's is submitit's task-0 log."""
     logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
-    ended = [s for s in shards
-             if s["state"] not in ("finished", "running") and (s["job"] or {}).get("state") not in ACTIVE]
+    ended = [s for s in shards if s["state"] != "running" and (s["job"] or {}).get("state") not in ACTIVE]
     newer = {s["shard"]: log for s in ended if (log := logged.get(s["shard"])) is not None
              and (s["job"] is None or _base_id(s["job"]) <= _base_id(log))}
     states = slurm_states([log["job_id"] for log in newer.values()])  # one query for all shards
@@ -319,16 +330,26 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
         job, log = s["job"], newer.get(s["shard"])
         if log is not None:
             state = states.get(log["job_id"], {"state": "ENDED"})
-            if state["state"] == "COMPLETED":
+            if state["state"] == "COMPLETED" or not _failed_end(s, state["state"]):
                 continue
             s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
-        elif job is not None and job.get("cluster") == "slurm" and build_dir is not None:
+        elif (job is not None and job.get("cluster") == "slurm" and build_dir is not None
+              and _failed_end(s, job.get("state"))):
             job["err"] = str(build_dir / "logs" / job["job_id"] / f"{job['job_id']}_0_log.err")
         else:
             continue
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
         if job.get("state") not in ("COMPLETED", "CANCELLED"):
             job["why"] = joblogs.why(job["err"])
+
+
+def _failed_end(shard: dict[str, Any], state: str | None) -> bool:
+    """Whether the ended job of a shard is worth naming: any, for a shard that did not run
+    to the end; for one that did, a job SLURM says did not complete, or one whose driver
+    failed because no trial succeeded (a FAILED array task was hidden behind "finished")."""
+    if shard["state"] != "finished":
+        return True
+    return state not in (None, "ENDED", "COMPLETED") or shard.get("no_success", False)
 
 
 def _base_id(job: dict[str, Any]) -> int:
@@ -339,7 +360,7 @@ def _base_id(job: dict[str, Any]) -> int:
 def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, lock_and_summary
-    from hpoc.runtime.summary import SUMMARY
+    from hpoc.runtime.summary import SUMMARY, exit_code
     from hpoc.runtime.summary import read as read_summary
 
     def read() -> tuple[dict[str, Any] | None, bool]:
@@ -385,7 +406,9 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
             "trials": len(trials), **counts, "time_limit": timed_out,
-            "retry_cut": cut, "best": _best(trials, metric)}
+            "retry_cut": cut, "best": _best(trials, metric),
+            # its driver exited 1 (every trial failed, or none gave a finite objective)
+            "no_success": state == "finished" and bool(exit_code(summary))}
 
 
 def _pid_alive(job_id: str) -> bool:
@@ -550,6 +573,8 @@ def render(status: dict[str, Any]) -> str:
              f"storage: {status['storage']}"]
     if status.get("other_plan"):  # another spec with this storage ran there: its trials follow
         lines.append(f"warning: {status['other_plan']}")
+    if status.get("edited_spec"):
+        lines.append(f"warning: {status['edited_spec']}")
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

@@ -59,15 +59,15 @@ def _run(args: argparse.Namespace) -> int:
     from hpoc.submit import SubmitError, load_target, prepare, send, would_send
 
     retry = retry_mode(args)
-    nothing = "no shard has an errored trial to retry" if retry else "--fresh starts over"
     try:
         found = load_target(args.target, args.out)
         plan = found.plan
+        _warn_edited_spec(found)
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.dry_run:
             if not would_send(plan, sub, args.fresh, retry).shards:
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "
-                      f"submitted ({nothing})")
+                      f"submitted ({_nothing_to_do(plan, retry)})")
                 return 0
             print(render_dry_run(sub))
             return 0
@@ -76,13 +76,38 @@ def _run(args: argparse.Namespace) -> int:
         raise HpocError(str(exc)) from None
     if not jobs:
         print(f"study `{plan['study']['name']}` is complete; nothing submitted "
-              f"(`hpoc status`, `hpoc results`; {nothing})")
+              f"(`hpoc status`, `hpoc results`; {_nothing_to_do(plan, retry)})")
         return 0
     print(describe_jobs(plan, sub, jobs))
     wait = args.wait if args.wait is not None else sub.cluster == "local"
     if not wait:
         return 0
     return wait_for(jobs, sub)
+
+
+def _warn_edited_spec(found: Any) -> None:
+    """A build's plan whose spec was edited since `hpoc compile`: the jobs run the plan as
+    compiled (each job says so in its log too; here, before they wait in the queue)."""
+    from hpoc.runtime.before import edited_spec
+
+    if found.files:  # a spec, compiled just now: nothing older to differ from
+        return
+    build = shlex.quote(str(found.plan_path.parent))
+    if (edited := edited_spec(found.plan, runs="the jobs run", build=build)) is not None:
+        print(f"hpoc: warning: {edited}", file=sys.stderr)
+
+
+def _nothing_to_do(plan: dict[str, Any], retry: str | None) -> str:
+    """What a complete study offers instead of a submission (as `hpoc status` says it)."""
+    from hpoc.runtime import rerun
+    from hpoc.runtime.shards import experiment_dir
+
+    exps = [experiment_dir(plan, k) for k in range(plan["shards"]["count"])]
+    if retry:
+        return "no shard has an errored trial to retry" + rerun.why_none(*exps)
+    if any(rerun.errored(exp) for exp in exps):
+        return "--retry-errored runs its errored trials again, --fresh starts over"
+    return "--fresh starts over"
 
 
 def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:

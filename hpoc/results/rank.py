@@ -78,8 +78,8 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
         if primary.name not in available:
             # Before the first report (or a trainer that never reports it): the table still
             # shows where the trials stand; only an explicit --sort is an error.
-            notes.append(f"no trial has reported the objective `{primary.name}` yet; rows are in "
-                         f"trial order (reported metrics: {', '.join(available) or 'none'})")
+            notes.append(f"{_none_reported(results, primary.name)}; rows are in trial order "
+                         f"(reported metrics: {', '.join(available) or 'none'})")
             return primary.name, primary.mode
         sort = primary.name
     if sort not in available:
@@ -96,6 +96,15 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
     notes.append(f"`{sort}` is not an objective metric of the study; sorting ascending "
                  "(smaller is better). Use --desc if larger is better")
     return sort, "min"
+
+
+def _none_reported(results: Results, name: str) -> str:
+    """That no trial reported the objective: "yet" only while a trial may still report it."""
+    statuses = {t.status for t in results.trials}
+    if not statuses or statuses - {"TERMINATED", "ERROR"}:
+        return f"no trial has reported the objective `{name}` yet"
+    why = "every trial failed (`errors:` says why)" if statuses == {"ERROR"} else "every trial has ended"
+    return f"no trial reported the objective `{name}`: {why}"
 
 
 def _keep(trial: Trial, statuses: list[str]) -> bool:

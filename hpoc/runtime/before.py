@@ -45,17 +45,24 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
         return GO, ""  # another plan's run: the driver refuses it, with the differences
     summary = finished_run(exp, recorded, digest)
     if summary is not None:
-        if retry and rerun.errored(exp):
+        errored = rerun.errored(exp)
+        if retry and errored:
             return GO, ""
         if retry:
             return (FAILED if exit_code(summary) else DONE), (
-                f"{exp} already ran to the end with no errored trial: nothing to retry")
+                f"{exp} already ran to the end with no errored trial: nothing to retry"
+                + rerun.why_none(exp))
         # A job has no --fresh of its own: say what starts the study over from a login node.
-        over = f"to start over: `hpoc submit {_spec(plan)} --fresh`, or move {exp} aside and resubmit"
+        # The retry first, as `hpoc status` says it: after a fix it is what a user wants.
+        spec = _spec(plan)
+        again = (f"once what failed is fixed, `hpoc submit {spec} --retry-errored` runs its "
+                 f"{len(errored)} errored trial(s) again (`HPOC_RETRY_ERRORED=1 sbatch` for this "
+                 "job's script); " if errored else "")
+        over = f"to start over: `hpoc submit {spec} --fresh`, or move {exp} aside and resubmit"
         if exit_code(summary):
             return FAILED, (f"{exp} already ran to the end and no trial succeeded "
-                            f"(`hpoc results` shows why; {over})")
-        return DONE, f"{exp} already ran to the end (`hpoc results`; {over})"
+                            f"(`hpoc results` shows why; {again}{over})")
+        return DONE, f"{exp} already ran to the end (`hpoc results`; {again}{over})"
     return GO, ""
 
 
@@ -74,10 +81,12 @@ def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
     return code, why
 
 
-def edited_spec(plan: dict[str, Any]) -> str | None:
+def edited_spec(plan: dict[str, Any], runs: str = "this job runs", build: str = "BUILD") -> str | None:
     """A warning when the spec was edited after this plan was compiled from it, in a way
     that changes the plan: `sbatch BUILD/job.sbatch` runs plan.json, not the spec, and
-    nothing said so. Comments and layout change the spec's bytes only: no warning."""
+    nothing said so. Comments and layout change the spec's bytes only: no warning. `runs`
+    names who runs the plan as compiled (a job; on the login node, the study's jobs);
+    `build`, the build directory to compile into, where known."""
     source = plan.get("source") or {}
     if not (source.get("sha256") and source.get("workdir") and source.get("file")):
         return None
@@ -87,8 +96,8 @@ def edited_spec(plan: dict[str, Any]) -> str | None:
             return None
     except OSError:
         return None  # moved away: the plan is all there is
-    how = (f"this job runs the plan as compiled; to run the edited spec, compile it again "
-           f"(`hpoc compile {shlex.quote(str(spec))} -o BUILD`, or `hpoc submit` it) and submit again")
+    how = (f"{runs} the plan as compiled; to run the edited spec, compile it again "
+           f"(`hpoc compile {shlex.quote(str(spec))} -o {build}`, or `hpoc submit` it) and submit again")
     try:
         from hpoc.compiler import compile_path
 

@@ -63,6 +63,28 @@ def errored(exp: Path) -> dict[str, Path]:
             if trial.get("status") == "ERROR"}
 
 
+def cut_short(exp: Path) -> int:
+    """How many trials summary.json has as failed, then stopped by the time budget or their
+    time limit while being retried (`retry_cut`). Ray saved them TERMINATED, as finished, and
+    a restore does not run those again: `errored` does not count them."""
+    from hpoc.runtime.summary import read
+
+    trials = (read(exp) or {}).get("trials") or []
+    return sum(1 for t in trials if isinstance(t, dict) and t.get("retry_cut") is True
+               and t.get("status") == "TERMINATED")
+
+
+def why_none(*exps: Path) -> str:
+    """What to add to "no errored trial to retry" for these experiment directories: "" or
+    why the trials `hpoc results` shows with an error are not retried, and what runs them."""
+    n = sum(cut_short(exp) for exp in exps)
+    if not n:
+        return ""
+    return (f"; {n} trial(s) failed and were being retried when the time budget or their time "
+            "limit stopped them: Ray keeps those as finished, not errored, so --retry-errored "
+            "cannot run them again (`--fresh` runs the whole study again)")
+
+
 def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,
             trials: dict[str, Path], say: Callable[[str], None]) -> tuple[str | None, set[str]]:
     """Before `Tuner.restore` ("restore": an interrupted run, "retry": a finished one): the
@@ -76,7 +98,7 @@ def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,
     trials = trials if retry else {}
     if not trials:
         if asked:
-            say("[hpoc] no errored trial to retry")
+            say("[hpoc] no errored trial to retry" + why_none(exp))
         return None, set()
     scratch = retry == SCRATCH
     how = "from scratch" if scratch else "from their last checkpoint"

@@ -162,7 +162,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             errored = len(STATE.errored)
             # Fixed the trainer after some trials failed? --retry-errored trains them again.
             say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
-                "with no errored trial: nothing to retry" if opts.retry_errored else
+                "with no errored trial: nothing to retry" + rerun.why_none(exp) if opts.retry_errored else
                 f"with {errored} errored trial(s); a finished study does not retry them: pass "
                 "--retry-errored to run only those again (after fixing what failed), or --fresh "
                 "to run every trial again" if errored else "(pass --fresh to run it again)"))

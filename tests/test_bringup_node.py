@@ -206,6 +206,37 @@ def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, 
     assert "--num-gpus=4" in cmd and "--num-gpus=0" not in cmd
 
 
+@pytest.mark.parametrize("role, shared, keep, removed", [
+    ("worker", False, False, True),   # node-local: gone with its Ray node
+    ("worker", True, False, False),   # the head's too (its address file is there): the teardown's
+    ("worker", False, True, False),   # HPOC_KEEP_TMP=1 keeps it to look at
+    ("head", False, False, False),    # the batch script still needs the head's
+])  # fmt: skip
+def test_a_worker_removes_its_job_directory_when_its_ray_node_stops(short_tmp, monkeypatch, role, shared, keep,
+                                                                     removed):
+    """After scancel or a requeue the teardown's `srun rm -rf` on the other nodes is refused:
+    the token and staged checkpoints stayed in the worker nodes' /tmp."""
+    job = short_tmp / "hpoc-56"
+    monkeypatch.setenv("SLURM_JOB_ID", "56")
+    monkeypatch.setenv(node.TOKEN_ENV, "tok")
+    monkeypatch.setenv("HPOC_KEEP_TMP", "1" if keep else "0")
+    if shared:
+        job.mkdir(mode=0o700)
+        (job / node.HEAD_FILE).write_text("{}")
+    started = []
+
+    def ray_start_stopped_by_sigterm(cmd, env, **kw):
+        started.append((job / node.TOKEN_FILE).is_file())
+        raise SystemExit(1)  # what `ray start --block` does on SIGTERM
+
+    monkeypatch.setattr(node, "run_ray", ray_start_stopped_by_sigterm)
+    argv = [role, "--job-dir", str(job), "--interface", "lo"] + (["--address", "127.0.0.1:1"] if role == "worker" else [])
+    with pytest.raises(SystemExit):
+        node.main(argv)
+    assert started == [True]
+    assert job.exists() is not removed
+
+
 def test_node_cli_reports_problems_without_a_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(tmp_path / "j")],
                          capture_output=True, text=True, env={**os.environ, "SLURM_JOB_ID": "3"})
@@ -294,7 +325,7 @@ def test_a_worker_waits_for_the_head_and_gives_up_with_a_clear_message(short_tmp
     assert run.returncode == 1
     assert f"hpoc: cannot start ray worker: the Ray head at {nobody} did not answer within 0.5 s" in run.stderr
     assert "hpoc: ray worker on node2: ip=127.0.0.1" in run.stdout
-    assert oct((short_tmp / "j" / "token").stat().st_mode & 0o777) == "0o600"
+    assert not (short_tmp / "j").exists()  # its token and temp dir do not outlive it
 
 
 def test_wait_for_head_returns_once_the_port_answers():

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import stat
 import subprocess
@@ -411,13 +412,28 @@ def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, 
     cli.main(args=cmd[3:], prog_name="ray")  # exits with ray start's status
 
 
+def release_job_dir(job_dir: Path, env: Mapping[str, str]) -> None:
+    """A worker node's job directory (token, Ray's temp dir, staged checkpoints) once its
+    Ray node has stopped. The batch script's teardown removes it too, with an srun that
+    SLURM refuses once scancel or a requeue has ended the job's steps: the token and
+    checkpoints stayed in the node's /tmp. One the head uses as well (its address file
+    is there: HPOC_TMP on a shared file system, nodes of one host) is the teardown's."""
+    if env.get("HPOC_KEEP_TMP") == "1" or (job_dir / HEAD_FILE).exists():
+        return
+    shutil.rmtree(job_dir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.role == "worker" and not args.address:
         parser().error("worker needs --address IP:PORT of the head")
     try:
         cmd, env = prepare(args, os.environ)
-        run_ray(cmd, env, head=args.address if args.role == "worker" else None, timeout=args.timeout)
+        try:
+            run_ray(cmd, env, head=args.address if args.role == "worker" else None, timeout=args.timeout)
+        finally:  # `ray start --block` ends by SystemExit, on SIGTERM too
+            if args.role == "worker":
+                release_job_dir(Path(args.job_dir), env)
     except (NodeError, OSError) as exc:
         print(f"hpoc: cannot start ray {args.role}: {exc}", file=sys.stderr)
         return 1

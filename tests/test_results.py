@@ -438,6 +438,10 @@ def test_a_trial_stopped_at_its_time_limit_says_so(tmp_path, capsys):
     code, out, _ = cli(capsys, exp, "--json")
     labels = {t["trial_id"]: t["label"] for t in json.loads(out)["trials"]}
     assert labels == {"aaaaa_00000": "completed", "aaaaa_00001": "time limit"}
+    code, out, _ = cli(capsys, exp, "--json", "--status", "time-limit")
+    assert code == 0 and [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00001"]
+    code, out, _ = cli(capsys, exp, "--json", "--status", "completed,time limit")
+    assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00000", "aaaaa_00001"]
 
 
 def test_an_experiment_dir_alone_shows_the_configs_with_the_studys_constants(tmp_path, capsys):

@@ -23,8 +23,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scope", choices=("last", "best"), default="last",
                    help="rank by each trial's last reported value (default) or its best one")
     p.add_argument("--status", action="append", metavar="S[,S…]",
-                   help="keep only these trials: completed, stopped, no-reports, terminated, error, "
-                        "running, pending, paused (repeatable)")
+                   help="keep only these trials: completed, stopped, no-reports, time-limit, "
+                        "time-budget, terminated, error, running, pending, paused (repeatable)")
     p.add_argument("--top", type=int, metavar="N", help="show the N best trials only")
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from hpoc.results.model import Results, ResultsError, Trial
 
-# --status accepts Ray's statuses plus three views of TERMINATED.
-STATUS_FILTERS = ("terminated", "completed", "stopped", "no-reports", "error", "running",
-                  "pending", "paused")
+# --status accepts Ray's statuses plus the table's views of TERMINATED (each label it shows).
+LABEL_FILTERS = ("completed", "no-reports", "time-limit", "time-budget")
+STATUS_FILTERS = ("terminated", "completed", "stopped", "no-reports", "time-limit", "time-budget",
+                  "error", "running", "pending", "paused")
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
 
 def _keep(trial: Trial, statuses: list[str]) -> bool:
     for wanted in statuses:
-        if wanted in ("completed", "no-reports") and \
+        if wanted in LABEL_FILTERS and \
                 status_label(trial) == wanted.replace("-", " "):
             return True
         if wanted == "stopped" and trial.stopped_early:
@@ -115,7 +116,7 @@ def parse_statuses(values: list[str] | None) -> list[str] | None:
     out = []
     for value in values:
         for item in value.split(","):
-            item = item.strip().lower()
+            item = "-".join(item.lower().split())  # "time limit", as the table shows it
             if not item:
                 continue
             if item not in STATUS_FILTERS:

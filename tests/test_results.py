@@ -633,6 +633,27 @@ def _resumed_study(tmp_path: Path) -> Path:
     return exp
 
 
+def test_an_interrupted_runs_started_trials_are_paused_not_pending(tmp_path, capsys):
+    """Ctrl-C: Ray hands its running trials back as PENDING, so the summary says so. One
+    that started (a report, or its attempt's start marker) waits for the next run from
+    where it got to: paused, unlike a trial that never began."""
+    from hpoc.files import STARTED
+
+    exp = tmp_path / "results" / "cut"
+    trial_dir(exp, "ddddd_00000", {"lr": 0.001}, [{"val_loss": 0.9}], done=False)
+    began = trial_dir(exp, "ddddd_00001", {"lr": 0.01}, [], done=False)
+    (began / STARTED).touch()
+    write_summary(exp, "cut", [{"trial_id": t, "status": "PENDING"}
+                               for t in ("ddddd_00000", "ddddd_00001", "ddddd_00002")],
+                  interrupted=True)
+    code, out, _ = cli(capsys, exp, "--json")
+    assert code == 0
+    assert {t["trial_id"]: t["status"] for t in json.loads(out)["trials"]} == {
+        "ddddd_00000": "PAUSED", "ddddd_00001": "PAUSED", "ddddd_00002": "PENDING"}
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(2 paused, 1 pending)" in out
+
+
 def test_a_live_run_makes_an_older_summary_stale(tmp_path, capsys):
     exp = _resumed_study(tmp_path)
     code, out, err = cli(capsys, exp, "--json")

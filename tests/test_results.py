@@ -633,6 +633,22 @@ def _resumed_study(tmp_path: Path) -> Path:
     return exp
 
 
+def test_json_and_csv_paths_are_absolute_when_given_a_relative_directory(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The JSON and CSV are read by scripts elsewhere, or later: a path relative to where
+    `hpoc results` ran would point nowhere."""
+    exp = tmp_path / "results" / "rel"
+    trial_dir(exp, "eeeee_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli(capsys, "results/rel", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["root"] == str(exp)
+    assert doc["shards"][0]["path"] == str(exp)
+    assert Path(doc["trials"][0]["path"]).is_absolute()
+    code, out, _ = cli(capsys, "results/rel", "--csv")
+    assert Path(next(csv.DictReader(io.StringIO(out)))["path"]).is_absolute()
+
+
 def test_an_interrupted_runs_started_trials_are_paused_not_pending(tmp_path, capsys):
     """Ctrl-C: Ray hands its running trials back as PENDING, so the summary says so. One
     that started (a report, or its attempt's start marker) waits for the next run from

@@ -39,7 +39,7 @@ def load(target: str | Path) -> Results:
         return load_plan(plan, plan_path)
     warnings: list[str] = []
     with _vanishing(target):
-        root = study_dir(target, warnings)
+        root = study_dir(target, warnings).absolute()  # --json/--csv are read from elsewhere
         return _load_shards(root, _shard_dirs(root), None, warnings)
 
 

@@ -649,6 +649,47 @@ def test_json_and_csv_paths_are_absolute_when_given_a_relative_directory(tmp_pat
     assert Path(next(csv.DictReader(io.StringIO(out)))["path"]).is_absolute()
 
 
+def _two_objective_study(tmp_path: Path) -> Path:
+    """min val_loss, max val_acc: a and b trade one for the other, c is beaten by a on
+    both, d failed (its values would beat everyone's)."""
+    exp = tmp_path / "results" / "mo"
+    trial_dir(exp, "fffff_00000", {"lr": 0.1}, [{"val_loss": 0.5, "val_acc": 0.8}])
+    trial_dir(exp, "fffff_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.7}])
+    trial_dir(exp, "fffff_00002", {"lr": 0.3}, [{"val_loss": 0.6, "val_acc": 0.75}])
+    trial_dir(exp, "fffff_00003", {"lr": 0.4}, [{"val_loss": 0.1, "val_acc": 0.9}],
+              error="RuntimeError: boom")
+    path = write_summary(exp, "mo", [])
+    doc = json.loads(path.read_text())
+    doc["metrics"] = [{"name": "val_loss", "mode": "min"}, {"name": "val_acc", "mode": "max"}]
+    path.write_text(json.dumps(doc))
+    return exp
+
+
+def test_several_objectives_show_the_pareto_front_not_only_the_first_metrics_best(
+        tmp_path, capsys):
+    exp = _two_objective_study(tmp_path)
+    code, out, _ = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["best"]["trial_id"] == "fffff_00001"
+    assert doc["pareto_front"] == ["fffff_00000", "fffff_00001"]
+    code, out, _ = cli(capsys, exp, "--no-best")
+    front = out[out.index("Pareto front of val_loss (min), val_acc (max): 2 trial(s)"):]
+    assert [ln.split()[0] for ln in front.splitlines()[1:]] == ["fffff_00001", "fffff_00000"]
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="plot-pareto-front"' in html and "<h2>Pareto front</h2>" in html
+
+
+def test_one_objective_has_no_pareto_front(tmp_path, capsys):
+    exp = tmp_path / "results" / "one"
+    trial_dir(exp, "fffff_00000", {"lr": 0.1}, [{"val_loss": 0.5, "val_acc": 0.8}])
+    trial_dir(exp, "fffff_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.7}])
+    code, out, _ = cli(capsys, exp, "--json")
+    assert json.loads(out)["pareto_front"] == []
+    code, out, _ = cli(capsys, exp)
+    assert "Pareto" not in out
+
+
 def test_an_interrupted_runs_started_trials_are_paused_not_pending(tmp_path, capsys):
     """Ctrl-C: Ray hands its running trials back as PENDING, so the summary says so. One
     that started (a report, or its attempt's start marker) waits for the next run from

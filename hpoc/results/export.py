@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from hpoc.results.model import RAY_KEYS, Results, Trial, number
-from hpoc.results.rank import Ranking, param_names, status_label
+from hpoc.results.rank import Ranking, param_names, pareto_front, status_label
 
 # Ray bookkeeping kept in the per-epoch history export (the rest is user metrics).
 _HISTORY_KEYS = ("training_iteration", "time_total_s", "timestamp")
@@ -66,6 +66,7 @@ def to_dict(results: Results, ranking: Ranking, history: bool = False) -> dict[s
                    for s in results.shards],
         "best": (trial_record(results, ranking, ranking.best, 1)
                  if ranking.best is not None else None),
+        "pareto_front": [t.trial_id for t in pareto_front(results, ranking.scope)],
         "trials": [trial_record(results, ranking, t, i, history)
                    for i, t in enumerate(ranking.trials, 1)],
         "warnings": list(results.warnings),

@@ -13,7 +13,7 @@ from hpoc.results.model import Results
 from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, status_label
 from hpoc.results.rank import failed as failed_trial
-from hpoc.results.table import fmt, is_number, render_best, rows
+from hpoc.results.table import fmt, is_number, render_best, render_pareto, rows
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
        "script-src 'unsafe-inline'")
@@ -78,6 +78,7 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
         _warnings(results, ranking),
         _cards(results, ranking),
         _best(results, ranking),
+        _pareto(results, ranking),
         _plots(plots),
         _table(results, ranking),
         _errors(results),
@@ -145,6 +146,11 @@ def _best(results: Results, ranking: Ranking) -> str:
             f"<div><p>Config as JSON:</p><pre>{escape(config_json)}</pre></div>"
             f"<div><p>As <code>key = value</code> lines, to paste into a spec:</p>"
             f"<pre>{escape(kv)}</pre></div></div>")
+
+
+def _pareto(results: Results, ranking: Ranking) -> str:
+    text = render_pareto(results, ranking)
+    return f"<h2>Pareto front</h2><pre>{escape(text)}</pre>" if text else ""
 
 
 def _plots(plots: list[Plot]) -> str:

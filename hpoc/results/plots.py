@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpoc.results.model import Results, Trial, number
-from hpoc.results.rank import Ranking, param_names, status_label
+from hpoc.results.rank import Ranking, param_names, pareto_front, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
 CATEGORICAL_DOMAINS = {"choice", "grid"}
@@ -492,12 +492,50 @@ def timeline_figure(results: Results, ranking: Ranking):
     return fig
 
 
+# ---------------------------------------------------------------- Pareto front
+
+def pareto_figure(results: Results, ranking: Ranking):
+    """Several objectives: the first two against each other, the front's trials joined."""
+    front = pareto_front(results, ranking.scope)
+    if not front:
+        return None
+    (m1, m2), scope = results.metrics[:2], ranking.scope
+    others = [t for t in results.trials if t not in front and t.status != "ERROR"
+              and t.value(m1.name, scope, m1.mode) is not None
+              and t.value(m2.name, scope, m2.mode) is not None]
+    fig = _figure(6.4, 4.6)
+    ax = fig.subplots()
+    ax.scatter([t.value(m1.name, scope, m1.mode) for t in others],
+               [t.value(m2.name, scope, m2.mode) for t in others], s=26, color="#9a9a9a",
+               label="other trials")
+    pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
+                 for t in front)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#d62728", markersize=6,
+            label=f"Pareto front ({len(pts)} trials)")
+    if ranking.best is not None and ranking.best in front:
+        ax.scatter([ranking.best.value(m1.name, scope, m1.mode)],
+                   [ranking.best.value(m2.name, scope, m2.mode)], marker="*", s=260,
+                   color="gold", edgecolors="black", zorder=5,
+                   label=f"best trial {ranking.best.trial_id} (by {m1.name})")
+    ax.set_xlabel(f"{m1.name} ({direction(m1.mode)})")
+    ax.set_ylabel(f"{m2.name} ({direction(m2.mode)})")
+    extra = f" (of {len(results.metrics)} objectives)" if len(results.metrics) > 2 else ""
+    ax.set_title(f"{m1.name} vs {m2.name}{extra}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
 # ---------------------------------------------------------------- all of them
 
 PLOTS = (
     ("learning-curves", "Learning curves", learning_curves_figure,
      "Every trial's reported metrics per epoch. × marks a trial the scheduler stopped early; "
      "a dashed line ending in a red X is a trial that failed; the gold star is the best trial."),
+    ("pareto-front", "Pareto front", pareto_figure,
+     "Several objectives: each dot is a trial, at its first two objective metrics; the red line "
+     "joins the trials no other trial beats on every objective. The best trial is the front's "
+     "best by the first metric only."),
     ("objective-vs-params", "Objective vs hyperparameters", objective_vs_params_figure,
      "Each dot is a trial. Log-scaled parameters use a log axis; categories are jittered."),
     ("parallel-coordinates", "Parallel coordinates", parallel_coordinates_figure,

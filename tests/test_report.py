@@ -327,3 +327,26 @@ def test_report_before_the_first_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "build"), "-o", str(out)]) == 0
     assert "no trial has reported the objective" in capsys.readouterr().err
     assert "No plot: no trial has reported a metric yet." in out.read_text(encoding="utf-8")
+
+
+def test_parallel_coordinates_put_an_absent_conditional_parameter_below_its_axis(tmp_path):
+    """A trial without `momentum` (adam) must not cross the momentum axis at a value."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "results" / "cond"
+    trial_dir(exp, "ggggg_00000", {"opt": "sgd", "momentum": 0.5, "lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "ggggg_00001", {"opt": "sgd", "momentum": 0.9, "lr": 0.2}, [{"val_loss": 0.4}])
+    trial_dir(exp, "ggggg_00002", {"opt": "sgd", "momentum": 0.7, "lr": 0.3}, [{"val_loss": 0.3}])
+    trial_dir(exp, "ggggg_00003", {"opt": "adam", "lr": 0.4}, [{"val_loss": 0.6}])
+    trial_dir(exp, "ggggg_00004", {"opt": "adam", "lr": 0.5}, [{"val_loss": 0.2}])
+    summary(exp, "cond", [])  # objective: min val_loss
+    results = load(exp)
+    fig = P.parallel_coordinates_figure(results, rank(results))
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_xticklabels()]
+    x = names.index("momentum")
+    lines = ax.collections[0].get_segments()
+    assert len(lines) == 5 and all(len(line) == len(names) for line in lines)
+    at_axis = sorted(float(line[x][1]) for line in lines)
+    assert at_axis[0] == at_axis[1] < 0 <= at_axis[2]  # the two adam trials, below the axis
+    assert "(absent)" in [t.get_text() for t in ax.texts]

@@ -287,6 +287,9 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
 
 # ---------------------------------------------------------------- parallel coordinates
 
+ABSENT = -0.12  # where a parallel-coordinates line meets an axis of a parameter it lacks
+
+
 def parallel_coordinates_figure(results: Results, ranking: Ranking):
     plist = params(results)
     scored = [(t, ranking.value(t)) for t in results.trials]
@@ -297,7 +300,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    columns: list[tuple[str, list[float | None], list[tuple[float, str]]]] = []
+    columns: list[tuple[str, list[float], list[tuple[float, str]]]] = []
     for param in plist:
         raw = [_position(param, results.flat(t.config).get(param.name)) for t, _ in scored]
         if param.categorical:
@@ -313,6 +316,11 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
                     for r in raw]
             inv = (lambda u: 10 ** u) if param.log else (lambda u: u)
             ticks = [(0.0, _label(inv(lo))), (1.0, _label(inv(hi)))] if vals else []
+        if any(n is None for n in norm):
+            # A conditional parameter a trial lacks: a point of its own below the axis. Left
+            # out, the line would cross this axis where its neighbours put it, as if a value.
+            norm = [ABSENT if n is None else n for n in norm]
+            ticks.append((ABSENT, "(absent)"))
         columns.append((param.name + (" (log)" if param.log else ""), norm, ticks))
     values = [v for _, v in scored]
     lo, hi = min(values), max(values)
@@ -331,7 +339,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
 
     lines = []
     for i in order:
-        pts = [(x, col[1][i]) for x, col in zip(xs, columns) if col[1][i] is not None]
+        pts = [(x, col[1][i]) for x, col in zip(xs, columns)]
         lines.append(pts)
     ax.add_collection(LineCollection(lines, colors=[cmap(norm(values[i])) for i in order],
                                      linewidths=1.6, alpha=0.85))
@@ -342,7 +350,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     ax.set_xticks(xs)
     ax.set_xticklabels([c[0] for c in columns], rotation=15)
     ax.set_yticks([])
-    ax.set_ylim(-0.08, 1.08)
+    ax.set_ylim(ABSENT - 0.06, 1.08)
     ax.set_xlim(-0.2, len(columns) - 0.6)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)

@@ -350,3 +350,16 @@ def test_parallel_coordinates_put_an_absent_conditional_parameter_below_its_axis
     at_axis = sorted(float(line[x][1]) for line in lines)
     assert at_axis[0] == at_axis[1] < 0 <= at_axis[2]  # the two adam trials, below the axis
     assert "(absent)" in [t.get_text() for t in ax.texts]
+
+
+def test_best_so_far_counts_whole_trials_for_a_one_trial_study(tmp_path):
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "results" / "one"
+    trial_dir(exp, "hhhhh_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    summary(exp, "one", [])
+    results = load(exp)
+    fig = P.best_so_far_figure(results, rank(results))
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[1].get_xticks() if 0.5 <= t <= 1.5]
+    assert ticks == [1.0]

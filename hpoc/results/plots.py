@@ -429,7 +429,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_count.set_title(f"best {metric} so far vs trials finished")
     from matplotlib.ticker import MaxNLocator
 
-    ax_count.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax_count.set_xlim(0.5, max(1, len(finished)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
     ax_count.legend(handles=_status_handles(finished, "best so far"), loc="best",
                     fontsize="small")

@@ -690,6 +690,21 @@ def test_one_objective_has_no_pareto_front(tmp_path, capsys):
     assert "Pareto" not in out
 
 
+def test_a_finished_study_whose_trials_all_failed_does_not_say_yet(tmp_path, capsys):
+    """"Not reported yet" promises more to come; a study that ended has none."""
+    exp = tmp_path / "results" / "broken"
+    for i in range(2):
+        trial_dir(exp, f"iiiii_0000{i}", {"lr": 0.1 * (i + 1)}, [], error="RuntimeError: boom")
+    write_summary(exp, "broken", [{"trial_id": f"iiiii_0000{i}", "status": "ERROR"}
+                                  for i in range(2)])
+    code, _, err = cli(capsys, exp)
+    assert code == 0
+    assert "no trial reported the objective `val_loss` (every trial failed); rows" in err
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "No plot: no trial reported a metric." in html and " yet" not in html
+
+
 def test_an_interrupted_runs_started_trials_are_paused_not_pending(tmp_path, capsys):
     """Ctrl-C: Ray hands its running trials back as PENDING, so the summary says so. One
     that started (a report, or its attempt's start marker) waits for the next run from

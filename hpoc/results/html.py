@@ -79,7 +79,7 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
         _cards(results, ranking),
         _best(results, ranking),
         _pareto(results, ranking),
-        _plots(plots),
+        _plots(plots, results.over),
         _table(results, ranking),
         _errors(results),
         f"</main><script>{SCRIPT}</script></body></html>",
@@ -153,9 +153,10 @@ def _pareto(results: Results, ranking: Ranking) -> str:
     return f"<h2>Pareto front</h2><pre>{escape(text)}</pre>" if text else ""
 
 
-def _plots(plots: list[Plot]) -> str:
+def _plots(plots: list[Plot], over: bool = False) -> str:
     if not plots:
-        return "<h2>Plots</h2><p>No plot: no trial has reported a metric yet.</p>"
+        said = "no trial reported a metric" if over else "no trial has reported a metric yet"
+        return f"<h2>Plots</h2><p>No plot: {said}.</p>"
     out = ["<h2>Plots</h2>"]
     for plot in plots:
         data = base64.b64encode(plot.png).decode("ascii")

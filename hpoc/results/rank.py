@@ -78,8 +78,14 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
         if primary.name not in available:
             # Before the first report (or a trainer that never reports it): the table still
             # shows where the trials stand; only an explicit --sort is an error.
-            notes.append(f"no trial has reported the objective `{primary.name}` yet; rows are in "
-                         f"trial order (reported metrics: {', '.join(available) or 'none'})")
+            if not results.over:
+                said = f"no trial has reported the objective `{primary.name}` yet"
+            else:  # a finished study: nothing more will come
+                said = f"no trial reported the objective `{primary.name}`" + (
+                    " (every trial failed)" if all(t.status == "ERROR" for t in results.trials)
+                    else "")
+            notes.append(f"{said}; rows are in trial order "
+                         f"(reported metrics: {', '.join(available) or 'none'})")
             return primary.name, primary.mode
         sort = primary.name
     if sort not in available:

@@ -477,6 +477,21 @@ def test_csv_writes_nan_for_a_diverged_trial_and_nothing_for_a_missing_value(tmp
     assert rows["aaaaa_00002"]["val_acc"] == ""
 
 
+def test_json_keeps_a_diverged_metric_as_null_and_leaves_out_a_missing_one(tmp_path, capsys):
+    """Strict JSON has no NaN; dropping the key as for a metric never reported would make a
+    diverged trial look like one that does not report the objective."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": float("nan")}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.9}])
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--json", "--history")
+    trials = {t["trial_id"]: t for t in json.loads(out)["trials"]}  # strict: no NaN token
+    assert code == 0 and "NaN" not in out
+    assert trials["aaaaa_00000"]["metrics"] == {"val_loss": None}
+    assert [r["val_loss"] for r in trials["aaaaa_00000"]["history"]] == [0.5, None]
+    assert trials["aaaaa_00001"]["metrics"] == {"val_loss": 0.3, "val_acc": 0.9}
+
+
 def test_a_trial_that_reported_nothing_is_no_reports_not_completed(tmp_path, capsys):
     exp = tmp_path / "exp"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])

@@ -363,3 +363,11 @@ def test_best_so_far_counts_whole_trials_for_a_one_trial_study(tmp_path):
     fig.canvas.draw()
     ticks = [t for t in fig.axes[1].get_xticks() if 0.5 <= t <= 1.5]
     assert ticks == [1.0]
+
+
+def test_every_status_has_its_own_colour():
+    """Dots and bars are told apart by colour only: a time-limit trial must not look paused."""
+    labels = ("completed", "stopped early", "time limit", "time budget", "no reports", "error",
+              "running", "paused", "pending")
+    assert set(P.STATUS_COLORS) == set(labels)
+    assert len(set(P.STATUS_COLORS.values())) == len(labels)

@@ -19,9 +19,10 @@ from hpoc.results.rank import Ranking, param_names, pareto_front, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
 CATEGORICAL_DOMAINS = {"choice", "grid"}
+# One colour per status: the legends name statuses by colour alone.
 STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit": "#9467bd",
-                 "time budget": "#9467bd", "no reports": "#c7c7c7",
-                 "error": "#d62728", "running": "#2ca02c", "paused": "#9467bd",
+                 "time budget": "#8c564b", "no reports": "#c7c7c7",
+                 "error": "#d62728", "running": "#2ca02c", "paused": "#17becf",
                  "pending": "#bcbd22"}
 MAX_CURVE_METRICS = 4
 # Distinct line colours for small studies; no grey (the "stopped early" marker colour).

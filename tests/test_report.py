@@ -371,3 +371,17 @@ def test_every_status_has_its_own_colour():
               "running", "paused", "pending")
     assert set(P.STATUS_COLORS) == set(labels)
     assert len(set(P.STATUS_COLORS.values())) == len(labels)
+
+
+def test_learning_curves_legend_no_failed_line_when_no_failed_trial_reported(tmp_path):
+    """A trial that failed before its first report draws no dashed line to explain."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "results" / "early"
+    trial_dir(exp, "jjjjj_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    trial_dir(exp, "jjjjj_00001", {"lr": 0.2}, [], error="RuntimeError: boom")
+    summary(exp, "early", [])
+    results = load(exp)
+    fig = P.learning_curves_figure(results, rank(results))
+    texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "best trial jjjjj_00000" in texts and "error (trial failed)" not in texts

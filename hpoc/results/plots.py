@@ -230,7 +230,7 @@ def _curve_legend(fig: Any, ax: Any, results: Results, best: Trial | None) -> No
     if any(t.stopped_early for t in results.trials):
         handles.append(Line2D([], [], color="black", marker="x", linestyle="none",
                               markersize=9, markeredgewidth=2, label="stopped early by scheduler"))
-    if any(t.status == "ERROR" for t in results.trials):
+    if any(t.status == "ERROR" and t.history for t in results.trials):  # one with a curve
         handles.append(Line2D([], [], color="#d62728", marker="X", linestyle="--",
                               markersize=9, label="error (trial failed)"))
     if best is not None:

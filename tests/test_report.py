@@ -385,3 +385,17 @@ def test_learning_curves_legend_no_failed_line_when_no_failed_trial_reported(tmp
     fig = P.learning_curves_figure(results, rank(results))
     texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
     assert "best trial jjjjj_00000" in texts and "error (trial failed)" not in texts
+
+
+def test_best_so_far_line_does_not_start_before_the_trial_did():
+    """Reports stamped in whole seconds, Ray's start and end exact: the line follows the latter."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    reports = [{"training_iteration": 1, "timestamp": 1000, "time_total_s": 0.2, "val_loss": 0.5},
+               {"training_iteration": 2, "timestamp": 1000, "time_total_s": 0.4, "val_loss": 0.3}]
+    trial = Trial("a", "TERMINATED", {"lr": 0.1}, history=reports, started_at=1000.5,
+                  ended_at=1000.9)
+    results = Results("s", Path("."), [Metric("val_loss", "min")], [trial], [])
+    fig = P.best_so_far_figure(results, rank(results))
+    xs = [float(x) for x in fig.axes[0].lines[0].get_xdata()]
+    assert xs == pytest.approx([0.2, 0.4])  # seconds after the study began, the end at 0.4

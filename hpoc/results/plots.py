@@ -376,6 +376,23 @@ def study_start(results: Results) -> float | None:
     return min(starts) if starts else None
 
 
+def report_times(trial: Trial) -> list[float | None]:
+    """When each report came. result.json's timestamps are whole seconds: next to Ray's exact
+    start and end (the dots, the timeline) a short trial's reports would land up to a second
+    early, before the trial began. With those, each report is placed back from the end by
+    the training time (`time_total_s`) that followed it."""
+    stamps = [number(r.get("timestamp")) for r in trial.history]
+    start, end = trial.started_at, trial.ended_at
+    last = number(trial.last.get("time_total_s"))
+    if start is None or end is None or last is None:
+        return stamps
+    times: list[float | None] = []
+    for report, stamp in zip(trial.history, stamps):
+        total = number(report.get("time_total_s"))
+        times.append(stamp if total is None else min(max(end - (last - total), start), end))
+    return times
+
+
 def best_so_far_figure(results: Results, ranking: Ranking):
     metric, mode = ranking.metric, ranking.mode
     t0 = study_start(results)
@@ -383,8 +400,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
         return None
     better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
     events = sorted((ts, v) for t in results.trials if t.status != "ERROR"
-                    for ts, v in ((number(r.get("timestamp")), number(r.get(metric)))
-                                  for r in t.history) if ts is not None and v is not None)
+                    for ts, v in zip(report_times(t), (number(r.get(metric)) for r in t.history))
+                    if ts is not None and v is not None)
     finished = sorted(((t.end_ts, ranking.value(t), t) for t in results.trials
                        if t.end_ts is not None and ranking.value(t) is not None
                        and t.status in ("TERMINATED", "ERROR")), key=lambda e: e[0])

@@ -175,9 +175,9 @@ def render_pareto(results: Results, ranking: Ranking) -> str:
     front = pareto_front(results, ranking.scope)
     if not front:
         return ""
-    names = ", ".join(f"{m.name} ({'min' if m.mode == 'min' else 'max'})" for m in results.metrics)
-    first = results.metrics[0]
-    front.sort(key=lambda t: t.value(first.name, ranking.scope, first.mode) * (1 if first.mode == "min" else -1))
+    names = ", ".join(f"{m.name} ({m.mode})" for m in results.metrics)
+    first, sign = results.metrics[0], 1 if results.metrics[0].mode == "min" else -1
+    front.sort(key=lambda t: sign * t.value(first.name, ranking.scope, first.mode))
     lines = [f"Pareto front of {names}: {len(front)} trial(s) that no other trial beats on every "
              "objective:"]
     for trial in front:

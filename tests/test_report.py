@@ -327,3 +327,75 @@ def test_report_before_the_first_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "build"), "-o", str(out)]) == 0
     assert "no trial has reported the objective" in capsys.readouterr().err
     assert "No plot: no trial has reported a metric yet." in out.read_text(encoding="utf-8")
+
+
+def test_parallel_coordinates_put_an_absent_conditional_parameter_below_its_axis(tmp_path):
+    """A trial without `momentum` (adam) must not cross the momentum axis at a value."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "results" / "cond"
+    trial_dir(exp, "ggggg_00000", {"opt": "sgd", "momentum": 0.5, "lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "ggggg_00001", {"opt": "sgd", "momentum": 0.9, "lr": 0.2}, [{"val_loss": 0.4}])
+    trial_dir(exp, "ggggg_00002", {"opt": "sgd", "momentum": 0.7, "lr": 0.3}, [{"val_loss": 0.3}])
+    trial_dir(exp, "ggggg_00003", {"opt": "adam", "lr": 0.4}, [{"val_loss": 0.6}])
+    trial_dir(exp, "ggggg_00004", {"opt": "adam", "lr": 0.5}, [{"val_loss": 0.2}])
+    summary(exp, "cond", [])  # objective: min val_loss
+    results = load(exp)
+    fig = P.parallel_coordinates_figure(results, rank(results))
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_xticklabels()]
+    x = names.index("momentum")
+    lines = ax.collections[0].get_segments()
+    assert len(lines) == 5 and all(len(line) == len(names) for line in lines)
+    at_axis = sorted(float(line[x][1]) for line in lines)
+    assert at_axis[0] == at_axis[1] < 0 <= at_axis[2]  # the two adam trials, below the axis
+    assert "(absent)" in [t.get_text() for t in ax.texts]
+
+
+def test_best_so_far_counts_whole_trials_for_a_one_trial_study(tmp_path):
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "results" / "one"
+    trial_dir(exp, "hhhhh_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    summary(exp, "one", [])
+    results = load(exp)
+    fig = P.best_so_far_figure(results, rank(results))
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[1].get_xticks() if 0.5 <= t <= 1.5]
+    assert ticks == [1.0]
+
+
+def test_every_status_has_its_own_colour():
+    """Dots and bars are told apart by colour only: a time-limit trial must not look paused."""
+    labels = ("completed", "stopped early", "time limit", "time budget", "no reports", "error",
+              "running", "paused", "pending")
+    assert set(P.STATUS_COLORS) == set(labels)
+    assert len(set(P.STATUS_COLORS.values())) == len(labels)
+
+
+def test_learning_curves_legend_no_failed_line_when_no_failed_trial_reported(tmp_path):
+    """A trial that failed before its first report draws no dashed line to explain."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "results" / "early"
+    trial_dir(exp, "jjjjj_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])
+    trial_dir(exp, "jjjjj_00001", {"lr": 0.2}, [], error="RuntimeError: boom")
+    summary(exp, "early", [])
+    results = load(exp)
+    fig = P.learning_curves_figure(results, rank(results))
+    texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "best trial jjjjj_00000" in texts and "error (trial failed)" not in texts
+
+
+def test_best_so_far_line_does_not_start_before_the_trial_did():
+    """Reports stamped in whole seconds, Ray's start and end exact: the line follows the latter."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    reports = [{"training_iteration": 1, "timestamp": 1000, "time_total_s": 0.2, "val_loss": 0.5},
+               {"training_iteration": 2, "timestamp": 1000, "time_total_s": 0.4, "val_loss": 0.3}]
+    trial = Trial("a", "TERMINATED", {"lr": 0.1}, history=reports, started_at=1000.5,
+                  ended_at=1000.9)
+    results = Results("s", Path("."), [Metric("val_loss", "min")], [trial], [])
+    fig = P.best_so_far_figure(results, rank(results))
+    xs = [float(x) for x in fig.axes[0].lines[0].get_xdata()]
+    assert xs == pytest.approx([0.2, 0.4])  # seconds after the study began, the end at 0.4

@@ -443,6 +443,10 @@ def test_a_trial_stopped_at_its_time_limit_says_so(tmp_path, capsys):
             for s in ("stopped", "time-limit", "time-budget", "terminated")}
     assert kept == {"stopped": [], "time-limit": ["aaaaa_00001"], "time-budget": [],
                     "terminated": ["aaaaa_00000", "aaaaa_00001"]}
+    code, out, _ = cli(capsys, exp, "--json", "--status", "time-limit")
+    assert code == 0 and [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00001"]
+    code, out, _ = cli(capsys, exp, "--json", "--status", "completed,time limit")
+    assert [t["trial_id"] for t in json.loads(out)["trials"]] == ["aaaaa_00000", "aaaaa_00001"]
 
 
 def test_an_experiment_dir_alone_shows_the_configs_with_the_studys_constants(tmp_path, capsys):
@@ -489,6 +493,21 @@ def test_a_finished_study_where_every_trial_failed_does_not_say_yet(tmp_path, ca
     assert code == 0 and "errors:" in out
     assert "no trial reported the objective `val_loss`: every trial failed (`errors:` says why)" in err, err
     assert " yet" not in err
+
+
+def test_json_keeps_a_diverged_metric_as_null_and_leaves_out_a_missing_one(tmp_path, capsys):
+    """Strict JSON has no NaN; dropping the key as for a metric never reported would make a
+    diverged trial look like one that does not report the objective."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": float("nan")}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.9}])
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--json", "--history")
+    trials = {t["trial_id"]: t for t in json.loads(out)["trials"]}  # strict: no NaN token
+    assert code == 0 and "NaN" not in out
+    assert trials["aaaaa_00000"]["metrics"] == {"val_loss": None}
+    assert [r["val_loss"] for r in trials["aaaaa_00000"]["history"]] == [0.5, None]
+    assert trials["aaaaa_00001"]["metrics"] == {"val_loss": 0.3, "val_acc": 0.9}
 
 
 def test_a_trial_that_reported_nothing_is_no_reports_not_completed(tmp_path, capsys):
@@ -645,6 +664,99 @@ def _resumed_study(tmp_path: Path) -> Path:
         age(path, 600)  # c has not reported since the resume
     run_lock(exp, started=time.time() - 60)
     return exp
+
+
+def test_json_and_csv_paths_are_absolute_when_given_a_relative_directory(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The JSON and CSV are read by scripts elsewhere, or later: a path relative to where
+    `hpoc results` ran would point nowhere."""
+    exp = tmp_path / "results" / "rel"
+    trial_dir(exp, "eeeee_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli(capsys, "results/rel", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["root"] == str(exp)
+    assert doc["shards"][0]["path"] == str(exp)
+    assert Path(doc["trials"][0]["path"]).is_absolute()
+    code, out, _ = cli(capsys, "results/rel", "--csv")
+    assert Path(next(csv.DictReader(io.StringIO(out)))["path"]).is_absolute()
+
+
+def _two_objective_study(tmp_path: Path) -> Path:
+    """min val_loss, max val_acc: a and b trade one for the other, c is beaten by a on
+    both, d failed (its values would beat everyone's)."""
+    exp = tmp_path / "results" / "mo"
+    trial_dir(exp, "fffff_00000", {"lr": 0.1}, [{"val_loss": 0.5, "val_acc": 0.8}])
+    trial_dir(exp, "fffff_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.7}])
+    trial_dir(exp, "fffff_00002", {"lr": 0.3}, [{"val_loss": 0.6, "val_acc": 0.75}])
+    trial_dir(exp, "fffff_00003", {"lr": 0.4}, [{"val_loss": 0.1, "val_acc": 0.9}],
+              error="RuntimeError: boom")
+    path = write_summary(exp, "mo", [])
+    doc = json.loads(path.read_text())
+    doc["metrics"] = [{"name": "val_loss", "mode": "min"}, {"name": "val_acc", "mode": "max"}]
+    path.write_text(json.dumps(doc))
+    return exp
+
+
+def test_several_objectives_show_the_pareto_front_not_only_the_first_metrics_best(
+        tmp_path, capsys):
+    exp = _two_objective_study(tmp_path)
+    code, out, _ = cli(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["best"]["trial_id"] == "fffff_00001"
+    assert doc["pareto_front"] == ["fffff_00000", "fffff_00001"]
+    code, out, _ = cli(capsys, exp, "--no-best")
+    front = out[out.index("Pareto front of val_loss (min), val_acc (max): 2 trial(s)"):]
+    assert [ln.split()[0] for ln in front.splitlines()[1:]] == ["fffff_00001", "fffff_00000"]
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="plot-pareto-front"' in html and "<h2>Pareto front</h2>" in html
+
+
+def test_one_objective_has_no_pareto_front(tmp_path, capsys):
+    exp = tmp_path / "results" / "one"
+    trial_dir(exp, "fffff_00000", {"lr": 0.1}, [{"val_loss": 0.5, "val_acc": 0.8}])
+    trial_dir(exp, "fffff_00001", {"lr": 0.2}, [{"val_loss": 0.3, "val_acc": 0.7}])
+    code, out, _ = cli(capsys, exp, "--json")
+    assert json.loads(out)["pareto_front"] == []
+    code, out, _ = cli(capsys, exp)
+    assert "Pareto" not in out
+
+
+def test_a_finished_study_whose_trials_all_failed_does_not_say_yet(tmp_path, capsys):
+    """"Not reported yet" promises more to come; a study that ended has none."""
+    exp = tmp_path / "results" / "broken"
+    for i in range(2):
+        trial_dir(exp, f"iiiii_0000{i}", {"lr": 0.1 * (i + 1)}, [], error="RuntimeError: boom")
+    write_summary(exp, "broken", [{"trial_id": f"iiiii_0000{i}", "status": "ERROR"}
+                                  for i in range(2)])
+    code, _, err = cli(capsys, exp)
+    assert code == 0
+    assert "no trial reported the objective `val_loss`: every trial failed (`errors:` says why); rows" in err
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "No plot: no trial reported a metric." in html and " yet" not in html
+
+
+def test_an_interrupted_runs_started_trials_are_paused_not_pending(tmp_path, capsys):
+    """Ctrl-C: Ray hands its running trials back as PENDING, so the summary says so. One
+    that started (a report, or its attempt's start marker) waits for the next run from
+    where it got to: paused, unlike a trial that never began."""
+    from hpoc.files import STARTED
+
+    exp = tmp_path / "results" / "cut"
+    trial_dir(exp, "ddddd_00000", {"lr": 0.001}, [{"val_loss": 0.9}], done=False)
+    began = trial_dir(exp, "ddddd_00001", {"lr": 0.01}, [], done=False)
+    (began / STARTED).touch()
+    write_summary(exp, "cut", [{"trial_id": t, "status": "PENDING"}
+                               for t in ("ddddd_00000", "ddddd_00001", "ddddd_00002")],
+                  interrupted=True)
+    code, out, _ = cli(capsys, exp, "--json")
+    assert code == 0
+    assert {t["trial_id"]: t["status"] for t in json.loads(out)["trials"]} == {
+        "ddddd_00000": "PAUSED", "ddddd_00001": "PAUSED", "ddddd_00002": "PENDING"}
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(2 paused, 1 pending)" in out
 
 
 def test_a_live_run_makes_an_older_summary_stale(tmp_path, capsys):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
 from hpoc.results.model import RAY_KEYS, Results, Trial, number
-from hpoc.results.rank import Ranking, param_names, status_label
+from hpoc.results.rank import Ranking, param_names, pareto_front, status_label
 
 # Ray bookkeeping kept in the per-epoch history export (the rest is user metrics).
 _HISTORY_KEYS = ("training_iteration", "time_total_s", "timestamp")
@@ -16,7 +17,10 @@ _HISTORY_KEYS = ("training_iteration", "time_total_s", "timestamp")
 
 def trial_record(results: Results, ranking: Ranking, trial: Trial, rank: int,
                  history: bool = False) -> dict[str, Any]:
-    metrics = {m: trial.value(m) for m in results.metric_names()}
+    # A metric whose last report is not finite (a diverged trial) is null; strict JSON has no
+    # NaN. One never reported is absent: dropping a NaN as well would hide the divergence.
+    metrics = {m: trial.value(m) for m in results.metric_names()
+               if trial.value(m) is not None or _diverged(trial.last.get(m))}
     record: dict[str, Any] = {
         "rank": rank,
         "trial_id": trial.trial_id,
@@ -26,7 +30,7 @@ def trial_record(results: Results, ranking: Ranking, trial: Trial, rank: int,
         "stopped_early": trial.stopped_early,
         "epochs": trial.epochs,
         "score": ranking.value(trial),
-        "metrics": {k: v for k, v in metrics.items() if v is not None},
+        "metrics": metrics,
         "config": ranking.config(trial),
         "params": results.flat(ranking.config(trial)),
         "error": trial.error,
@@ -39,11 +43,15 @@ def trial_record(results: Results, ranking: Ranking, trial: Trial, rank: int,
                                      for a, b, c in schedule]
     if history:
         record["history"] = [
-            {k: v for k, v in row.items()
-             if k in _HISTORY_KEYS or (k not in RAY_KEYS and number(v) is not None)}
+            {k: None if _diverged(v) else v for k, v in row.items()
+             if k in _HISTORY_KEYS or k not in RAY_KEYS and (number(v) is not None or _diverged(v))}
             for row in trial.history
         ]
     return record
+
+
+def _diverged(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _wall(trial: Trial) -> float | None:
@@ -66,6 +74,7 @@ def to_dict(results: Results, ranking: Ranking, history: bool = False) -> dict[s
                    for s in results.shards],
         "best": (trial_record(results, ranking, ranking.best, 1)
                  if ranking.best is not None else None),
+        "pareto_front": [t.trial_id for t in pareto_front(results, ranking.scope)],
         "trials": [trial_record(results, ranking, t, i, history)
                    for i, t in enumerate(ranking.trials, 1)],
         "warnings": list(results.warnings),

@@ -13,7 +13,7 @@ from hpoc.results.model import Results
 from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, status_label
 from hpoc.results.rank import failed as failed_trial
-from hpoc.results.table import fmt, is_number, render_best, rows
+from hpoc.results.table import fmt, is_number, render_best, render_pareto, rows
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
        "script-src 'unsafe-inline'")
@@ -78,7 +78,8 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
         _warnings(results, ranking),
         _cards(results, ranking),
         _best(results, ranking),
-        _plots(plots),
+        _pareto(results, ranking),
+        _plots(plots, results.over),
         _table(results, ranking),
         _errors(results),
         f"</main><script>{SCRIPT}</script></body></html>",
@@ -147,9 +148,15 @@ def _best(results: Results, ranking: Ranking) -> str:
             f"<pre>{escape(kv)}</pre></div></div>")
 
 
-def _plots(plots: list[Plot]) -> str:
+def _pareto(results: Results, ranking: Ranking) -> str:
+    text = render_pareto(results, ranking)
+    return f"<h2>Pareto front</h2><pre>{escape(text)}</pre>" if text else ""
+
+
+def _plots(plots: list[Plot], over: bool = False) -> str:
     if not plots:
-        return "<h2>Plots</h2><p>No plot: no trial has reported a metric yet.</p>"
+        said = "no trial reported a metric" if over else "no trial has reported a metric yet"
+        return f"<h2>Plots</h2><p>No plot: {said}.</p>"
     out = ["<h2>Plots</h2>"]
     for plot in plots:
         data = base64.b64encode(plot.png).decode("ascii")

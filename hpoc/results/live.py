@@ -93,6 +93,16 @@ def stopped(trials: list[Trial]) -> None:
             trial.status = "PAUSED"
 
 
+def interrupted(trials: list[Trial]) -> None:
+    """Statuses after a run that was interrupted (Ctrl-C, walltime): Ray hands its running
+    trials back as PENDING. One that began waits for the next run to go on from where it
+    got to, so it is PAUSED; PENDING stays for trials that never started."""
+    for trial in trials:
+        if trial.status in ("PENDING", "RUNNING") and (
+                trial.history or (bool(trial.path) and (Path(trial.path) / STARTED).exists())):
+            trial.status = "PAUSED"
+
+
 def earlier_summary(summary: dict[str, Any] | None, file: Path, lock: RunLock | None) -> bool:
     """Whether `summary` (read from `file`) was written by a run before the locked one. It
     names its run (`run_started`, the lock's `started`); older drivers' by its mtime."""

@@ -39,7 +39,7 @@ def load(target: str | Path) -> Results:
         return load_plan(plan, plan_path)
     warnings: list[str] = []
     with _vanishing(target):
-        root = study_dir(target, warnings)
+        root = study_dir(target, warnings).absolute()  # --json/--csv are read from elsewhere
         return _load_shards(root, _shard_dirs(root), None, warnings)
 
 
@@ -116,6 +116,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         unlocked = lock is None and summary is None and _hpoc_ran(path)
         if running is not None:
             live.refresh(found, running)
+        elif summary is not None and not stale and summary.get("interrupted"):
+            live.interrupted(found)
         elif (lock is not None and (summary is None or stale)) or unlocked:
             live.stopped(found)  # the last run died (a dead lock stayed) or quit at once: nothing runs
         source = ("Ray's last saved experiment state" if states

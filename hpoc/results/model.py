@@ -161,6 +161,13 @@ class Results:
     def metric(self, name: str) -> Metric | None:
         return next((m for m in self.metrics if m.name == name), None)
 
+    @property
+    def over(self) -> bool:
+        """Every shard ended with its summary, no run goes on and no trial waits for one: what
+        has not been reported never will be (until the study is run again)."""
+        return bool(self.shards) and all(s.has_summary and s.run is None for s in self.shards) \
+            and not any(t.status in ("RUNNING", "PENDING", "PAUSED") for t in self.trials)
+
     def metric_names(self) -> list[str]:
         """Every user metric some trial reported; objective metrics first."""
         key = (len(self.trials), tuple(self.metrics))

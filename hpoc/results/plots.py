@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpoc.results.model import Results, Trial, number
-from hpoc.results.rank import Ranking, param_names, status_label
+from hpoc.results.rank import Ranking, param_names, pareto_front, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
 CATEGORICAL_DOMAINS = {"choice", "grid"}
+# One colour per status: the legends name statuses by colour alone.
 STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit": "#9467bd",
-                 "time budget": "#9467bd", "no reports": "#c7c7c7",
-                 "error": "#d62728", "running": "#2ca02c", "paused": "#9467bd",
+                 "time budget": "#8c564b", "no reports": "#c7c7c7",
+                 "error": "#d62728", "running": "#2ca02c", "paused": "#17becf",
                  "pending": "#bcbd22"}
 MAX_CURVE_METRICS = 4
 # Distinct line colours for small studies; no grey (the "stopped early" marker colour).
@@ -229,7 +230,7 @@ def _curve_legend(fig: Any, ax: Any, results: Results, best: Trial | None) -> No
     if any(t.stopped_early for t in results.trials):
         handles.append(Line2D([], [], color="black", marker="x", linestyle="none",
                               markersize=9, markeredgewidth=2, label="stopped early by scheduler"))
-    if any(t.status == "ERROR" for t in results.trials):
+    if any(t.status == "ERROR" and t.history for t in results.trials):  # one with a curve
         handles.append(Line2D([], [], color="#d62728", marker="X", linestyle="--",
                               markersize=9, label="error (trial failed)"))
     if best is not None:
@@ -287,6 +288,9 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
 
 # ---------------------------------------------------------------- parallel coordinates
 
+ABSENT = -0.12  # where a parallel-coordinates line meets an axis of a parameter it lacks
+
+
 def parallel_coordinates_figure(results: Results, ranking: Ranking):
     plist = params(results)
     scored = [(t, ranking.value(t)) for t in results.trials]
@@ -297,7 +301,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    columns: list[tuple[str, list[float | None], list[tuple[float, str]]]] = []
+    columns: list[tuple[str, list[float], list[tuple[float, str]]]] = []
     for param in plist:
         raw = [_position(param, results.flat(t.config).get(param.name)) for t, _ in scored]
         if param.categorical:
@@ -313,6 +317,11 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
                     for r in raw]
             inv = (lambda u: 10 ** u) if param.log else (lambda u: u)
             ticks = [(0.0, _label(inv(lo))), (1.0, _label(inv(hi)))] if vals else []
+        if any(n is None for n in norm):
+            # A conditional parameter a trial lacks: a point of its own below the axis. Left
+            # out, the line would cross this axis where its neighbours put it, as if a value.
+            norm = [ABSENT if n is None else n for n in norm]
+            ticks.append((ABSENT, "(absent)"))
         columns.append((param.name + (" (log)" if param.log else ""), norm, ticks))
     values = [v for _, v in scored]
     lo, hi = min(values), max(values)
@@ -331,7 +340,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
 
     lines = []
     for i in order:
-        pts = [(x, col[1][i]) for x, col in zip(xs, columns) if col[1][i] is not None]
+        pts = [(x, col[1][i]) for x, col in zip(xs, columns)]
         lines.append(pts)
     ax.add_collection(LineCollection(lines, colors=[cmap(norm(values[i])) for i in order],
                                      linewidths=1.6, alpha=0.85))
@@ -342,7 +351,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     ax.set_xticks(xs)
     ax.set_xticklabels([c[0] for c in columns], rotation=15)
     ax.set_yticks([])
-    ax.set_ylim(-0.08, 1.08)
+    ax.set_ylim(ABSENT - 0.06, 1.08)
     ax.set_xlim(-0.2, len(columns) - 0.6)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -367,6 +376,23 @@ def study_start(results: Results) -> float | None:
     return min(starts) if starts else None
 
 
+def report_times(trial: Trial) -> list[float | None]:
+    """When each report came. result.json's timestamps are whole seconds: next to Ray's exact
+    start and end (the dots, the timeline) a short trial's reports would land up to a second
+    early, before the trial began. With those, each report is placed back from the end by
+    the training time (`time_total_s`) that followed it."""
+    stamps = [number(r.get("timestamp")) for r in trial.history]
+    start, end = trial.started_at, trial.ended_at
+    last = number(trial.last.get("time_total_s"))
+    if start is None or end is None or last is None:
+        return stamps
+    times: list[float | None] = []
+    for report, stamp in zip(trial.history, stamps):
+        total = number(report.get("time_total_s"))
+        times.append(stamp if total is None else min(max(end - (last - total), start), end))
+    return times
+
+
 def best_so_far_figure(results: Results, ranking: Ranking):
     metric, mode = ranking.metric, ranking.mode
     t0 = study_start(results)
@@ -374,8 +400,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
         return None
     better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
     events = sorted((ts, v) for t in results.trials if t.status != "ERROR"
-                    for ts, v in ((number(r.get("timestamp")), number(r.get(metric)))
-                                  for r in t.history) if ts is not None and v is not None)
+                    for ts, v in zip(report_times(t), (number(r.get(metric)) for r in t.history))
+                    if ts is not None and v is not None)
     finished = sorted(((t.end_ts, ranking.value(t), t) for t in results.trials
                        if t.end_ts is not None and ranking.value(t) is not None
                        and t.status in ("TERMINATED", "ERROR")), key=lambda e: e[0])
@@ -421,7 +447,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_count.set_title(f"best {metric} so far vs trials finished")
     from matplotlib.ticker import MaxNLocator
 
-    ax_count.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax_count.set_xlim(0.5, max(1, len(finished)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
     ax_count.legend(handles=_status_handles(finished, "best so far"), loc="best",
                     fontsize="small")
@@ -492,12 +519,50 @@ def timeline_figure(results: Results, ranking: Ranking):
     return fig
 
 
+# ---------------------------------------------------------------- Pareto front
+
+def pareto_figure(results: Results, ranking: Ranking):
+    """Several objectives: the first two against each other, the front's trials joined."""
+    front = pareto_front(results, ranking.scope)
+    if not front:
+        return None
+    (m1, m2), scope = results.metrics[:2], ranking.scope
+    others = [t for t in results.trials if t not in front and t.status != "ERROR"
+              and t.value(m1.name, scope, m1.mode) is not None
+              and t.value(m2.name, scope, m2.mode) is not None]
+    fig = _figure(6.4, 4.6)
+    ax = fig.subplots()
+    ax.scatter([t.value(m1.name, scope, m1.mode) for t in others],
+               [t.value(m2.name, scope, m2.mode) for t in others], s=26, color="#9a9a9a",
+               label="other trials")
+    pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
+                 for t in front)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#d62728", markersize=6,
+            label=f"Pareto front ({len(pts)} trials)")
+    if ranking.best is not None and ranking.best in front:
+        ax.scatter([ranking.best.value(m1.name, scope, m1.mode)],
+                   [ranking.best.value(m2.name, scope, m2.mode)], marker="*", s=260,
+                   color="gold", edgecolors="black", zorder=5,
+                   label=f"best trial {ranking.best.trial_id} (by {m1.name})")
+    ax.set_xlabel(f"{m1.name} ({direction(m1.mode)})")
+    ax.set_ylabel(f"{m2.name} ({direction(m2.mode)})")
+    extra = f" (of {len(results.metrics)} objectives)" if len(results.metrics) > 2 else ""
+    ax.set_title(f"{m1.name} vs {m2.name}{extra}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
 # ---------------------------------------------------------------- all of them
 
 PLOTS = (
     ("learning-curves", "Learning curves", learning_curves_figure,
      "Every trial's reported metrics per epoch. × marks a trial the scheduler stopped early; "
      "a dashed line ending in a red X is a trial that failed; the gold star is the best trial."),
+    ("pareto-front", "Pareto front", pareto_figure,
+     "Several objectives: each dot is a trial, at its first two objective metrics; the red line "
+     "joins the trials no other trial beats on every objective. The best trial is the front's "
+     "best by the first metric only."),
     ("objective-vs-params", "Objective vs hyperparameters", objective_vs_params_figure,
      "Each dot is a trial. Log-scaled parameters use a log axis; categories are jittered."),
     ("parallel-coordinates", "Parallel coordinates", parallel_coordinates_figure,

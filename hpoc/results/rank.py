@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +124,7 @@ def parse_statuses(values: list[str] | None) -> list[str] | None:
     out = []
     for value in values:
         for item in value.split(","):
-            item = item.strip().lower()
+            item = "-".join(item.lower().split())  # "time limit", as the table shows it
             if not item:
                 continue
             if item not in STATUS_FILTERS:
@@ -169,3 +170,27 @@ def param_names(results: Results) -> list[str]:
 
 def _hashable(value: Any) -> Any:
     return repr(value) if isinstance(value, (list, dict)) else value
+
+
+def pareto_front(results: Results, scope: str = "last") -> list[Trial]:
+    """With several objective metrics: the trials no other trial beats on all of them (as
+    good on each, better on one) - the trade-offs found, of which the ranked best trial,
+    first by the first metric, is only one. Empty for one metric. Failed trials, and those
+    without a finite value of every metric, take no part."""
+    objectives = results.metrics
+    if len(objectives) < 2:
+        return []
+    scored = []
+    for trial in results.trials:
+        if trial.status == "ERROR":
+            continue
+        values = [trial.value(m.name, scope, m.mode) for m in objectives]
+        if any(v is None or not math.isfinite(v) for v in values):
+            continue
+        scored.append((trial, [v if m.mode == "min" else -v for v, m in zip(values, objectives)]))
+
+    def beaten(mine: list[float]) -> bool:
+        return any(all(o <= m for o, m in zip(other, mine)) and other != mine
+                   for _, other in scored)
+
+    return [trial for trial, mine in scored if not beaten(mine)]

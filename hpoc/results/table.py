@@ -8,7 +8,7 @@ from typing import Any
 
 from hpoc.dsl.format import format_setting
 from hpoc.results.model import Results, Trial
-from hpoc.results.rank import Ranking, failed, param_names, status_label
+from hpoc.results.rank import Ranking, failed, param_names, pareto_front, status_label
 
 
 def fmt(value: Any) -> str:
@@ -169,11 +169,33 @@ def schedule_lines(results: Results, ranking: Ranking, trial: Trial) -> list[str
     return lines
 
 
+def render_pareto(results: Results, ranking: Ranking) -> str:
+    """Several objectives: the trade-offs found, since the best trial is only the first
+    metric's pick among them."""
+    front = pareto_front(results, ranking.scope)
+    if not front:
+        return ""
+    names = ", ".join(f"{m.name} ({m.mode})" for m in results.metrics)
+    first, sign = results.metrics[0], 1 if results.metrics[0].mode == "min" else -1
+    front.sort(key=lambda t: sign * t.value(first.name, ranking.scope, first.mode))
+    lines = [f"Pareto front of {names}: {len(front)} trial(s) that no other trial beats on every "
+             "objective:"]
+    for trial in front:
+        where = f" (shard {trial.shard})" if results.sharded else ""
+        values = "  ".join(f"{m.name} = {fmt(trial.value(m.name, ranking.scope, m.mode))}"
+                           for m in results.metrics)
+        lines.append(f"  {trial.trial_id}{where}  {values}")
+    return "\n".join(lines)
+
+
 def render(results: Results, ranking: Ranking, show_best: bool = True) -> str:
     parts = [render_summary(results, ranking), "", render_table(results, ranking)]
     errors = render_errors(ranking)
     if errors:
         parts += ["", errors]
+    pareto = render_pareto(results, ranking)
+    if pareto:
+        parts += ["", pareto]
     if show_best:
         best = render_best(results, ranking)
         if best:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import Any, Callable
 
 from hpoc.idx import IDX_FILES, idx_problem
 
 HELP = "download a known dataset (on a login node; compute nodes have no internet)"
+
+# Seconds a download may wait on the network: torchvision's urlopen has no timeout, so behind a
+# firewall that drops packets, or a proxy that accepts and never answers, it waited forever.
+TIMEOUT = 30.0
 
 
 def _idx_dataset(cls_name: str, folder: str) -> Callable[[str], str]:
@@ -72,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     root = os.path.abspath(root)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(TIMEOUT)
     try:
         os.makedirs(root, exist_ok=True)
         where = DATASETS[name][1](root)
@@ -82,5 +89,7 @@ def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
               "  = help: run this on a machine with internet access (a login node), "
               "then copy the directory where the jobs can read it", file=err)
         return 1
+    finally:
+        socket.setdefaulttimeout(previous)
     print(f"{name}: ready in {where}", file=out)
     return 0

@@ -107,3 +107,38 @@ def test_missing_fashion_mnist_is_one_clear_error_naming_the_fetch_command(tmp_p
     assert "getter `data:FashionMNISTGetter`" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (study / "ray_checkpoints").exists()
+
+
+def _fashion_error(root: Path) -> str:
+    getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / "fashion_mnist"))
+    with pytest.raises(FileNotFoundError) as caught:
+        getter(root=str(root)).execute()
+    message = str(caught.value)
+    assert "nodes cannot download it" in message  # whichever way it is missing
+    assert f"hpoc data fetch fashion-mnist --root {root}" in message
+    return message
+
+
+def test_fashion_mnist_unpacked_in_the_wrong_place_says_where_the_files_are(tmp_path):
+    """Users unpack one level too deep or too shallow, copy the .gz files only, or fetch
+    MNIST: the getter said only "not there, fetch it", which downloads again."""
+    write_fashion(tmp_path / "deep" / "fashion")
+    assert f"the files are in {tmp_path / 'deep' / 'fashion' / 'FashionMNIST' / 'raw'}: set the " \
+           f"getter's root to {tmp_path / 'deep' / 'fashion'}" in _fashion_error(tmp_path / "deep")
+
+    flat = tmp_path / "flat"  # the raw files straight in the root
+    write_fashion(tmp_path / "w").rename(flat)
+    assert f"the files are in {flat}: torchvision reads them only from " \
+           f"{flat / 'FashionMNIST' / 'raw'} (move them there)" in _fashion_error(flat)
+
+    gz = write_fashion(tmp_path / "gz")
+    for f in gz.iterdir():
+        if not f.name.endswith(".gz"):
+            f.unlink()
+    assert f"{gz} holds .gz files: torchvision reads them decompressed" in _fashion_error(tmp_path / "gz")
+
+    write_fashion(tmp_path / "mnist").parent.rename(tmp_path / "mnist" / "MNIST")
+    assert f"{tmp_path / 'mnist' / 'MNIST' / 'raw'} holds MNIST, another dataset" \
+        in _fashion_error(tmp_path / "mnist")
+
+    assert "the files are in" not in _fashion_error(tmp_path / "empty" / "nothing")

@@ -27,8 +27,7 @@ class FashionMNISTGetter:
         raw = os.path.join(self.root, "FashionMNIST", "raw")
         missing = [n for n in IDX_FILES if not os.path.isfile(os.path.join(raw, n))]
         if missing:
-            raise FileNotFoundError(f"Fashion-MNIST is not in {raw} (missing {', '.join(missing)}); "
-                                    f"fetch it on a login node: {FETCH.format(root=self.root)}")
+            raise self._not_found(f"missing {', '.join(missing)}")
         damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
         if damaged:  # torchvision would fail on it in an assert or a reshape
             raise OSError(f"Fashion-MNIST is damaged: {'; '.join(damaged)}; fetch it again on a "
@@ -46,13 +45,18 @@ class FashionMNISTGetter:
         except RuntimeError as exc:
             if "not found" not in str(exc).lower():
                 raise
-            raw = os.path.join(self.root, "FashionMNIST", "raw")
-            raise FileNotFoundError(
-                f"Fashion-MNIST is not in {raw} (torchvision's layout: "
-                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…); compute nodes "
-                f"cannot download it. Fetch it once on a login node: {FETCH.format(root=self.root)}"
-            ) from None
+            raise self._not_found("torchvision's layout: train-images-idx3-ubyte, "
+                                  "train-labels-idx1-ubyte, t10k-…") from None
         return train, test
+
+    def _not_found(self, detail: str) -> FileNotFoundError:
+        from hpoc.idx import idx_whereabouts
+
+        raw = os.path.join(self.root, "FashionMNIST", "raw")
+        hint = idx_whereabouts(self.root, "FashionMNIST")
+        return FileNotFoundError(
+            f"Fashion-MNIST is not in {raw} ({detail}){'; ' + hint if hint else ''}. Compute "
+            f"nodes cannot download it: fetch it once on a login node: {FETCH.format(root=self.root)}")
 
 
 class FashionMNISTSplitter:

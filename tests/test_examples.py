@@ -142,3 +142,15 @@ def test_fashion_mnist_unpacked_in_the_wrong_place_says_where_the_files_are(tmp_
         in _fashion_error(tmp_path / "mnist")
 
     assert "the files are in" not in _fashion_error(tmp_path / "empty" / "nothing")
+
+
+def test_fashion_mnist_root_expands_home_and_variables_as_storage_path_does(tmp_path, monkeypatch):
+    """`root = "$SCRATCH/fashion"` was read as a directory named `$SCRATCH` in the study's
+    directory, where `storage.path` of the same spec expands it."""
+    write_fashion(tmp_path / "scratch" / "fashion", n_train=8, n_test=4)
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "scratch"))
+    getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / "fashion_mnist"))
+    for root in ("$SCRATCH/fashion", "~/fashion"):
+        train, test = getter(root=root).execute()
+        assert (len(train), len(test)) == (8, 4)

@@ -2,7 +2,8 @@
 
 Compute nodes have no internet, so nothing is downloaded at run time: fetch the dataset once
 on a login node with `hpoc data fetch fashion-mnist --root DIR`. A relative `root` is taken
-relative to the study's directory (the runtime runs the getter there).
+relative to the study's directory (the runtime runs the getter there); `~` and variables
+(`$SCRATCH/fashion`) expand, as in the spec's `storage.path`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ class FashionMNISTGetter:
     """(train, test) torchvision FashionMNIST datasets from `root` (never downloads)."""
 
     def __init__(self, root: str = "data/fashion-mnist") -> None:
-        self.root = os.path.abspath(root)
+        self.root = os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
 
     def check(self) -> None:
         """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""

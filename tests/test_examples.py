@@ -115,7 +115,7 @@ def _fashion_error(root: Path) -> str:
         getter(root=str(root)).execute()
     message = str(caught.value)
     assert "nodes cannot download it" in message  # whichever way it is missing
-    assert f"hpoc data fetch fashion-mnist --root {root}" in message
+    assert "on a login node: hpoc data fetch fashion-mnist --root " in message
     return message
 
 
@@ -135,7 +135,8 @@ def test_fashion_mnist_unpacked_in_the_wrong_place_says_where_the_files_are(tmp_
     for f in gz.iterdir():
         if not f.name.endswith(".gz"):
             f.unlink()
-    assert f"{gz} holds .gz files: torchvision reads them decompressed" in _fashion_error(tmp_path / "gz")
+    assert f"{gz} holds .gz files: torchvision reads them decompressed" \
+        in _fashion_error(tmp_path / "gz")
 
     write_fashion(tmp_path / "mnist").parent.rename(tmp_path / "mnist" / "MNIST")
     assert f"{tmp_path / 'mnist' / 'MNIST' / 'raw'} holds MNIST, another dataset" \
@@ -154,3 +155,13 @@ def test_fashion_mnist_root_expands_home_and_variables_as_storage_path_does(tmp_
     for root in ("$SCRATCH/fashion", "~/fashion"):
         train, test = getter(root=root).execute()
         assert (len(train), len(test)) == (8, 4)
+
+
+def test_fashion_mnist_fetch_command_it_prints_can_be_pasted_with_spaces_in_the_root(tmp_path):
+    """The advice named `--root /my data/fm` unquoted: pasted, it fetched into `/my`."""
+    import shlex
+
+    root = tmp_path / "my data" / "fm"
+    message = _fashion_error(root)
+    command = message[message.index("hpoc data fetch"):]
+    assert shlex.split(command) == ["hpoc", "data", "fetch", "fashion-mnist", "--root", str(root)]

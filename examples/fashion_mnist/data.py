@@ -9,6 +9,7 @@ relative to the study's directory (the runtime runs the getter there); `~` and v
 from __future__ import annotations
 
 import os
+import shlex
 
 import torch
 
@@ -32,7 +33,7 @@ class FashionMNISTGetter:
         damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
         if damaged:  # torchvision would fail on it in an assert or a reshape
             raise OSError(f"Fashion-MNIST is damaged: {'; '.join(damaged)}; fetch it again on a "
-                          f"login node (damaged files are replaced): {FETCH.format(root=self.root)}")
+                          f"login node (damaged files are replaced): {self._fetch()}")
 
     def execute(self):
         from torchvision.datasets import FashionMNIST
@@ -50,6 +51,9 @@ class FashionMNISTGetter:
                                   "train-labels-idx1-ubyte, t10k-…") from None
         return train, test
 
+    def _fetch(self) -> str:
+        return FETCH.format(root=shlex.quote(self.root))  # pasted into a shell as it is
+
     def _not_found(self, detail: str) -> FileNotFoundError:
         from hpoc.idx import idx_whereabouts
 
@@ -57,7 +61,7 @@ class FashionMNISTGetter:
         hint = idx_whereabouts(self.root, "FashionMNIST")
         return FileNotFoundError(
             f"Fashion-MNIST is not in {raw} ({detail}){'; ' + hint if hint else ''}. Compute "
-            f"nodes cannot download it: fetch it once on a login node: {FETCH.format(root=self.root)}")
+            f"nodes cannot download it: fetch it once on a login node: {self._fetch()}")
 
 
 class FashionMNISTSplitter:

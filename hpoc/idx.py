@@ -39,16 +39,19 @@ _FOLDERS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST")  # torchvisio
 def idx_whereabouts(root: str, folder: str) -> str | None:
     """Where the IDX files that torchvision looks for in `root/folder/raw` are instead, as
     advice, or None: users unpack them one level too deep or too shallow, copy only the
-    .gz files, or point at another dataset's folder. Looks under `root` and its parent."""
+    .gz files, or point at another dataset's folder."""
     raw = os.path.join(root, folder, "raw")
     if any(os.path.isfile(os.path.join(raw, n + ".gz")) for n in IDX_FILES):
         return f"{raw} holds .gz files: torchvision reads them decompressed (gunzip -k {raw}/*.gz)"
-    for top in (root, os.path.dirname(root)):
-        found = _find_dir_with(top, IDX_FILES[0])
-        if found:
-            same = os.path.realpath(found) == os.path.realpath(raw)
-            return None if same else _advice(found, raw, folder)
-    return None
+    # Under the root, anywhere near; above it, only where a root one level too deep misses
+    # them (a sibling directory's files may be another study's).
+    parent = os.path.dirname(root)
+    found = _find_dir_with(root, IDX_FILES[0]) or next(
+        (d for d in (os.path.join(parent, folder, "raw"), os.path.join(parent, "raw"), parent)
+         if _find_dir_with(d, IDX_FILES[0], depth=0)), None)
+    if found is None or os.path.realpath(found) == os.path.realpath(raw):
+        return None
+    return _advice(found, raw, folder)
 
 
 def _advice(found: str, raw: str, folder: str) -> str:

@@ -165,3 +165,13 @@ def test_fashion_mnist_fetch_command_it_prints_can_be_pasted_with_spaces_in_the_
     message = _fashion_error(root)
     command = message[message.index("hpoc data fetch"):]
     assert shlex.split(command) == ["hpoc", "data", "fetch", "fashion-mnist", "--root", str(root)]
+
+
+def test_fashion_mnist_is_not_said_to_be_in_a_sibling_studys_directory(tmp_path):
+    """Above the root only a root one level too deep is looked for: files three levels down
+    beside it are another study's, not these misplaced."""
+    write_fashion(tmp_path / "other-study")
+    assert "the files are in" not in _fashion_error(tmp_path / "this-study-data")
+    write_fashion(tmp_path / "data")  # fetched with --root data, the spec says data/fashion-mnist
+    assert f"set the getter's root to {tmp_path / 'data'}" \
+        in _fashion_error(tmp_path / "data" / "fashion-mnist")

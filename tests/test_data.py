@@ -114,3 +114,12 @@ def test_fetch_gives_up_on_a_mirror_that_never_answers(monkeypatch, tmp_path, ca
     err = capsys.readouterr().err
     assert "timed out" in err and "login node" in err
     assert socket.getdefaulttimeout() is None  # the process's default is put back
+
+
+def test_fetch_into_a_root_that_is_a_file_does_not_blame_the_network(tmp_path, capsys):
+    """`--root` naming a file (the downloaded archive): the advice was to find internet."""
+    archive = tmp_path / "fashion.tar.gz"
+    archive.write_bytes(b"")
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(archive)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot make the directory {archive}" in err and "internet" not in err

@@ -77,10 +77,15 @@ def run(args: argparse.Namespace) -> int:
 def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     root = os.path.abspath(root)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as exc:  # no network would not help: say so before trying one
+        print(f"hpoc data: error: cannot make the directory {root}: {exc.strerror or exc}\n"
+              "  = help: give --root a directory this user can write (or create)", file=err)
+        return 1
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(TIMEOUT)
     try:
-        os.makedirs(root, exist_ok=True)
         where = DATASETS[name][1](root)
     except (RuntimeError, OSError) as exc:
         # torchvision lists every mirror it tried; keep the last line of each attempt short.

@@ -175,3 +175,16 @@ def test_fashion_mnist_is_not_said_to_be_in_a_sibling_studys_directory(tmp_path)
     write_fashion(tmp_path / "data")  # fetched with --root data, the spec says data/fashion-mnist
     assert f"set the getter's root to {tmp_path / 'data'}" \
         in _fashion_error(tmp_path / "data" / "fashion-mnist")
+
+
+def test_itwinai_example_getter_says_where_misplaced_data_is_and_quotes_the_root(tmp_path):
+    """The itwinai example's getter gives the same advice as the Fashion-MNIST one."""
+    import shlex
+
+    write_fashion(tmp_path / "my data" / "fm")
+    getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / "itwinai"))
+    with pytest.raises(FileNotFoundError) as caught:
+        getter(root=str(tmp_path / "my data")).execute()
+    message = str(caught.value)
+    assert f"set the getter's root to {tmp_path / 'my data' / 'fm'}" in message
+    assert shlex.split(message[message.index("hpoc data fetch"):])[-1] == str(tmp_path / "my data")

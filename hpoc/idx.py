@@ -31,3 +31,56 @@ def idx_problem(path: str | os.PathLike[str]) -> str | None:
     if size != want:
         return f"{path} is {'cut short' if size < want else 'too long'} ({size} bytes; its header says {want})"
     return None
+
+
+_FOLDERS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST")  # torchvision's, one a dataset
+
+
+def idx_whereabouts(root: str, folder: str) -> str | None:
+    """Where the IDX files that torchvision looks for in `root/folder/raw` are instead, as
+    advice, or None: users unpack them one level too deep or too shallow, copy only the
+    .gz files, or point at another dataset's folder."""
+    raw = os.path.join(root, folder, "raw")
+    if any(os.path.isfile(os.path.join(raw, n + ".gz")) for n in IDX_FILES):
+        return f"{raw} holds .gz files: torchvision reads them decompressed (gunzip -k {raw}/*.gz)"
+    # Under the root, anywhere near; above it, only where a root one level too deep misses
+    # them (a sibling directory's files may be another study's).
+    parent = os.path.dirname(root)
+    found = _find_dir_with(root, IDX_FILES[0]) or next(
+        (d for d in (os.path.join(parent, folder, "raw"), os.path.join(parent, "raw"), parent)
+         if _find_dir_with(d, IDX_FILES[0], depth=0)), None)
+    if found is None or os.path.realpath(found) == os.path.realpath(raw):
+        return None
+    return _advice(found, raw, folder)
+
+
+def _advice(found: str, raw: str, folder: str) -> str:
+    parent, here = os.path.split(found)
+    other = os.path.basename(parent)
+    if here == "raw" and other == folder:
+        return f"the files are in {found}: set the getter's root to {os.path.dirname(parent)}"
+    if here == "raw" and other in _FOLDERS:
+        return f"{found} holds {other}, another dataset: fetch this one"
+    return f"the files are in {found}: torchvision reads them only from {raw} (move them there)"
+
+
+def _find_dir_with(top: str, name: str, depth: int = 3, budget: int = 2000) -> str | None:
+    """The first directory under `top` (at most `depth` levels down, `budget` directories
+    looked at: a parent may be a whole home directory) holding `name` or `name.gz`."""
+    level = [top]
+    for _ in range(depth + 1):
+        deeper = []
+        for d in level:
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            if any(e.name in (name, name + ".gz") and e.is_file() for e in entries):
+                return d
+            deeper += sorted(e.path for e in entries if e.is_dir(follow_symlinks=False)
+                             and not e.name.startswith("."))
+            budget -= 1
+            if budget <= 0:
+                return None
+        level = deeper
+    return None

@@ -86,3 +86,40 @@ def test_fetch_replaces_a_file_cut_short_and_idx_problem_says_why(mirror, tmp_pa
     assert images.read_bytes() == whole
     images.write_bytes(b"PK\x03\x04" + whole[4:])
     assert "is not an IDX file of bytes (its header is 504b0304)" in data_cmd.idx_problem(images)
+
+
+def test_fetch_gives_up_on_a_mirror_that_never_answers(monkeypatch, tmp_path, capsys):
+    """Behind a firewall or a stalled proxy, torchvision's download (no timeout) waited for
+    ever: `hpoc data fetch` on a compute node hung instead of saying to use a login node."""
+    import socket
+
+    from torchvision.datasets import FashionMNIST
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    held: list[socket.socket] = []
+
+    def hold_then_hang_up() -> None:  # so that the test ends, failing, without the timeout
+        conn, _ = silent.accept()
+        held.append(conn)
+        threading.Event().wait(20)
+        conn.close()
+
+    threading.Thread(target=hold_then_hang_up, daemon=True).start()
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{silent.getsockname()[1]}/"])
+    monkeypatch.setattr(data_cmd, "TIMEOUT", 0.5, raising=False)
+    try:
+        assert main(["data", "fetch", "fashion-mnist", "--root", str(tmp_path / "d")]) == 1
+    finally:
+        silent.close()
+    err = capsys.readouterr().err
+    assert "timed out" in err and "login node" in err
+    assert socket.getdefaulttimeout() is None  # the process's default is put back
+
+
+def test_fetch_into_a_root_that_is_a_file_does_not_blame_the_network(tmp_path, capsys):
+    """`--root` naming a file (the downloaded archive): the advice was to find internet."""
+    archive = tmp_path / "fashion.tar.gz"
+    archive.write_bytes(b"")
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(archive)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot make the directory {archive}" in err and "internet" not in err

@@ -107,3 +107,84 @@ def test_missing_fashion_mnist_is_one_clear_error_naming_the_fetch_command(tmp_p
     assert "getter `data:FashionMNISTGetter`" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (study / "ray_checkpoints").exists()
+
+
+def _fashion_error(root: Path) -> str:
+    getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / "fashion_mnist"))
+    with pytest.raises(FileNotFoundError) as caught:
+        getter(root=str(root)).execute()
+    message = str(caught.value)
+    assert "nodes cannot download it" in message  # whichever way it is missing
+    assert "on a login node: hpoc data fetch fashion-mnist --root " in message
+    return message
+
+
+def test_fashion_mnist_unpacked_in_the_wrong_place_says_where_the_files_are(tmp_path):
+    """Users unpack one level too deep or too shallow, copy the .gz files only, or fetch
+    MNIST: the getter said only "not there, fetch it", which downloads again."""
+    write_fashion(tmp_path / "deep" / "fashion")
+    assert f"the files are in {tmp_path / 'deep' / 'fashion' / 'FashionMNIST' / 'raw'}: set the " \
+           f"getter's root to {tmp_path / 'deep' / 'fashion'}" in _fashion_error(tmp_path / "deep")
+
+    flat = tmp_path / "flat"  # the raw files straight in the root
+    write_fashion(tmp_path / "w").rename(flat)
+    assert f"the files are in {flat}: torchvision reads them only from " \
+           f"{flat / 'FashionMNIST' / 'raw'} (move them there)" in _fashion_error(flat)
+
+    gz = write_fashion(tmp_path / "gz")
+    for f in gz.iterdir():
+        if not f.name.endswith(".gz"):
+            f.unlink()
+    assert f"{gz} holds .gz files: torchvision reads them decompressed" \
+        in _fashion_error(tmp_path / "gz")
+
+    write_fashion(tmp_path / "mnist").parent.rename(tmp_path / "mnist" / "MNIST")
+    assert f"{tmp_path / 'mnist' / 'MNIST' / 'raw'} holds MNIST, another dataset" \
+        in _fashion_error(tmp_path / "mnist")
+
+    assert "the files are in" not in _fashion_error(tmp_path / "empty" / "nothing")
+
+
+def test_fashion_mnist_root_expands_home_and_variables_as_storage_path_does(tmp_path, monkeypatch):
+    """`root = "$SCRATCH/fashion"` was read as a directory named `$SCRATCH` in the study's
+    directory, where `storage.path` of the same spec expands it."""
+    write_fashion(tmp_path / "scratch" / "fashion", n_train=8, n_test=4)
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "scratch"))
+    getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / "fashion_mnist"))
+    for root in ("$SCRATCH/fashion", "~/fashion"):
+        train, test = getter(root=root).execute()
+        assert (len(train), len(test)) == (8, 4)
+
+
+def test_fashion_mnist_fetch_command_it_prints_can_be_pasted_with_spaces_in_the_root(tmp_path):
+    """The advice named `--root /my data/fm` unquoted: pasted, it fetched into `/my`."""
+    import shlex
+
+    root = tmp_path / "my data" / "fm"
+    message = _fashion_error(root)
+    command = message[message.index("hpoc data fetch"):]
+    assert shlex.split(command) == ["hpoc", "data", "fetch", "fashion-mnist", "--root", str(root)]
+
+
+def test_fashion_mnist_is_not_said_to_be_in_a_sibling_studys_directory(tmp_path):
+    """Above the root only a root one level too deep is looked for: files three levels down
+    beside it are another study's, not these misplaced."""
+    write_fashion(tmp_path / "other-study")
+    assert "the files are in" not in _fashion_error(tmp_path / "this-study-data")
+    write_fashion(tmp_path / "data")  # fetched with --root data, the spec says data/fashion-mnist
+    assert f"set the getter's root to {tmp_path / 'data'}" \
+        in _fashion_error(tmp_path / "data" / "fashion-mnist")
+
+
+def test_itwinai_example_getter_says_where_misplaced_data_is_and_quotes_the_root(tmp_path):
+    """The itwinai example's getter gives the same advice as the Fashion-MNIST one."""
+    import shlex
+
+    write_fashion(tmp_path / "my data" / "fm")
+    getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / "itwinai"))
+    with pytest.raises(FileNotFoundError) as caught:
+        getter(root=str(tmp_path / "my data")).execute()
+    message = str(caught.value)
+    assert f"set the getter's root to {tmp_path / 'my data' / 'fm'}" in message
+    assert shlex.split(message[message.index("hpoc data fetch"):])[-1] == str(tmp_path / "my data")

@@ -2,12 +2,14 @@
 
 Compute nodes have no internet, so nothing is downloaded at run time: fetch the dataset once
 on a login node with `hpoc data fetch fashion-mnist --root DIR`. A relative `root` is taken
-relative to the study's directory (the runtime runs the getter there).
+relative to the study's directory (the runtime runs the getter there); `~` and variables
+(`$SCRATCH/fashion`) expand, as in the spec's `storage.path`.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 
 import torch
 
@@ -18,7 +20,7 @@ class FashionMNISTGetter:
     """(train, test) torchvision FashionMNIST datasets from `root` (never downloads)."""
 
     def __init__(self, root: str = "data/fashion-mnist") -> None:
-        self.root = os.path.abspath(root)
+        self.root = os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
 
     def check(self) -> None:
         """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""
@@ -27,12 +29,11 @@ class FashionMNISTGetter:
         raw = os.path.join(self.root, "FashionMNIST", "raw")
         missing = [n for n in IDX_FILES if not os.path.isfile(os.path.join(raw, n))]
         if missing:
-            raise FileNotFoundError(f"Fashion-MNIST is not in {raw} (missing {', '.join(missing)}); "
-                                    f"fetch it on a login node: {FETCH.format(root=self.root)}")
+            raise self._not_found(f"missing {', '.join(missing)}")
         damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
         if damaged:  # torchvision would fail on it in an assert or a reshape
             raise OSError(f"Fashion-MNIST is damaged: {'; '.join(damaged)}; fetch it again on a "
-                          f"login node (damaged files are replaced): {FETCH.format(root=self.root)}")
+                          f"login node (damaged files are replaced): {self._fetch()}")
 
     def execute(self):
         from torchvision.datasets import FashionMNIST
@@ -46,13 +47,21 @@ class FashionMNISTGetter:
         except RuntimeError as exc:
             if "not found" not in str(exc).lower():
                 raise
-            raw = os.path.join(self.root, "FashionMNIST", "raw")
-            raise FileNotFoundError(
-                f"Fashion-MNIST is not in {raw} (torchvision's layout: "
-                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…); compute nodes "
-                f"cannot download it. Fetch it once on a login node: {FETCH.format(root=self.root)}"
-            ) from None
+            raise self._not_found("torchvision's layout: train-images-idx3-ubyte, "
+                                  "train-labels-idx1-ubyte, t10k-…") from None
         return train, test
+
+    def _fetch(self) -> str:
+        return FETCH.format(root=shlex.quote(self.root))  # pasted into a shell as it is
+
+    def _not_found(self, detail: str) -> FileNotFoundError:
+        from hpoc.idx import idx_whereabouts
+
+        raw = os.path.join(self.root, "FashionMNIST", "raw")
+        hint = idx_whereabouts(self.root, "FashionMNIST")
+        return FileNotFoundError(
+            f"Fashion-MNIST is not in {raw} ({detail}){'; ' + hint if hint else ''}. Compute "
+            f"nodes cannot download it: fetch it once on a login node: {self._fetch()}")
 
 
 class FashionMNISTSplitter:

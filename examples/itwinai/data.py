@@ -9,6 +9,7 @@ split is seeded, so every trial of a study sees the same validation images.
 from __future__ import annotations
 
 import os
+import shlex
 
 import torch
 from torch.utils.data import Dataset, random_split
@@ -34,10 +35,13 @@ class FashionMNISTGetter:
         except RuntimeError as exc:
             if "not found" not in str(exc).lower():
                 raise
+            from hpoc.idx import idx_whereabouts
+
+            hint = idx_whereabouts(self.root, "FashionMNIST")
             raise FileNotFoundError(
-                f"FashionMNIST is not in {os.path.join(self.root, 'FashionMNIST', 'raw')}; compute "
-                f"nodes cannot download it. Fetch it once on a login node: "
-                f"hpoc data fetch fashion-mnist --root {self.root}"
+                f"FashionMNIST is not in {os.path.join(self.root, 'FashionMNIST', 'raw')}"
+                f"{'; ' + hint if hint else ''}; compute nodes cannot download it. Fetch it once "
+                f"on a login node: hpoc data fetch fashion-mnist --root {shlex.quote(self.root)}"
             ) from None
 
 

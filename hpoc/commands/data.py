@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import Any, Callable
 
 from hpoc.idx import IDX_FILES, idx_problem
 
 HELP = "download a known dataset (on a login node; compute nodes have no internet)"
+
+# Seconds a download may wait on the network: torchvision's urlopen has no timeout, so behind a
+# firewall that drops packets, or a proxy that accepts and never answers, it waited forever.
+TIMEOUT = 30.0
 
 
 def _idx_dataset(cls_name: str, folder: str) -> Callable[[str], str]:
@@ -74,6 +79,13 @@ def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
     root = os.path.abspath(root)
     try:
         os.makedirs(root, exist_ok=True)
+    except OSError as exc:  # no network would not help: say so before trying one
+        print(f"hpoc data: error: cannot make the directory {root}: {exc.strerror or exc}\n"
+              "  = help: give --root a directory this user can write (or create)", file=err)
+        return 1
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(TIMEOUT)
+    try:
         where = DATASETS[name][1](root)
     except (RuntimeError, OSError) as exc:
         # torchvision lists every mirror it tried; keep the last line of each attempt short.
@@ -82,5 +94,7 @@ def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
               "  = help: run this on a machine with internet access (a login node), "
               "then copy the directory where the jobs can read it", file=err)
         return 1
+    finally:
+        socket.setdefaulttimeout(previous)
     print(f"{name}: ready in {where}", file=out)
     return 0

@@ -776,3 +776,17 @@ def test_a_retry_its_time_limit_cuts_short_keeps_the_trials_error(tmp_path):
         progress + out
     assert "OSError: stale file handle" in trial["error"]
     assert "OSError: stale file handle" in render_errors(rank(load_plan(plan)))
+
+
+def test_ray_address_auto_never_joins_another_cluster(tmp_path, capsys, monkeypatch):
+    # Left by an earlier `ray start`: Ray would join any cluster on this machine.
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    code = run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert "RAY_ADDRESS=auto" in err and "--local" in err
+    import ray
+
+    assert not ray.is_initialized()

@@ -232,6 +232,13 @@ def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False)
 
     import ray
 
+    if address.strip().lower() == "auto":
+        # Ray would join whichever cluster this machine started last (in the shared /tmp/ray),
+        # perhaps another user's; hpoc's jobs export their own head's IP:PORT.
+        raise SessionError(
+            "RAY_ADDRESS=auto would join any Ray cluster running on this machine, maybe another "
+            "user's\n  help: unset RAY_ADDRESS (an earlier `ray start` left it) or pass --local "
+            "to run on this machine; inside an hpoc job it is the head's IP:PORT")
     problem = _reachable(address)
     if problem:
         raise SessionError(

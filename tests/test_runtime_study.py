@@ -790,3 +790,14 @@ def test_ray_address_auto_never_joins_another_cluster(tmp_path, capsys, monkeypa
     import ray
 
     assert not ray.is_initialized()
+
+
+def test_an_unreachable_ray_client_address_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:9")  # discard port: nothing listens
+    code = run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert "cannot reach the Ray cluster at RAY_ADDRESS=ray://127.0.0.1:9" in err
+    assert "token" not in err  # nothing answered: authentication is not the problem

@@ -217,8 +217,9 @@ def _refresh_auth() -> None:
 
 def _reachable(address: str, timeout: float = 5.0) -> str | None:
     """None if a TCP connection to `host:port` works, else the reason."""
-    host, _, port = address.rpartition(":")
-    if address.startswith("ray://") or not port.isdigit():
+    # A Ray Client address too: its client would retry a dead one for half a minute first.
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
         return None  # let Ray judge what it accepts
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):

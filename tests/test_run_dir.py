@@ -329,6 +329,20 @@ def test_a_local_runs_temp_dir_honours_hpoc_tmp_when_ray_fits_there(tmp_path, mo
         session.temp_root()
 
 
+def test_a_relative_hpoc_tmp_is_taken_from_the_working_directory(monkeypatch):
+    """Ray refused it: `temp_dir must be absolute path or None`."""
+    from hpoc.runtime import session
+
+    short = tempfile.mkdtemp(prefix="h", dir="/tmp")
+    try:
+        os.mkdir(os.path.join(short, "t"))
+        monkeypatch.chdir(short)
+        monkeypatch.setenv("HPOC_TMP", "t")
+        assert session.temp_root() == os.path.join(short, "t")
+    finally:
+        shutil.rmtree(short)
+
+
 def test_a_run_knows_when_it_started_from_its_own_lock_only(tmp_path, other_process):
     """summary.json records it (`run_started`): readers tell which run wrote the summary
     even when Ray has copied the file since (its mtime moves)."""

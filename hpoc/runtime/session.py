@@ -108,6 +108,7 @@ def temp_root() -> str | None:
 
     root = os.environ.get("HPOC_TMP")
     if root:
+        root = os.path.abspath(root)  # Ray takes only an absolute temp dir; sockets measure it so
         if not os.path.isdir(root) or not os.access(root, os.W_OK | os.X_OK):
             raise SessionError(f"HPOC_TMP={root} is not a writable directory", exit_code=2)
         try:

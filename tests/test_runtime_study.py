@@ -801,3 +801,18 @@ def test_an_unreachable_ray_client_address_is_a_clear_error(tmp_path, capsys, mo
     assert code == EXIT_FAILED
     assert "cannot reach the Ray cluster at RAY_ADDRESS=ray://127.0.0.1:9" in err
     assert "token" not in err  # nothing answered: authentication is not the problem
+
+
+def test_fresh_keeps_the_earlier_run_in_place_when_ray_cannot_start(tmp_path, capsys, monkeypatch):
+    from hpoc.runtime import marker
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    exp = tmp_path / "results" / plan["storage"]["name"]
+    exp.mkdir(parents=True)
+    marker.write(exp, {"plan_hash": "an earlier plan"}, shard=0)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # discard port: nothing listens
+    code = run_study(plan, RunOptions(fresh=True, progress=io.StringIO(), out=io.StringIO()))
+    assert code == EXIT_FAILED and "cannot reach the Ray cluster" in capsys.readouterr().err
+    assert marker.read(exp) is not None
+    assert [p.name for p in exp.parent.iterdir()] == [exp.name]  # no `.prev-*` beside it

@@ -74,3 +74,20 @@ def test_setup_streams_escapes_on_a_terminal_and_writes_utf8_elsewhere(
     stream.flush()
     expected = "1 worker \\xd7 1 CPU \\u2192 done\n" if tty else "1 worker × 1 CPU → done\n"
     assert raw.getvalue() == expected.encode()
+
+
+def test_a_closed_stderr_keeps_errors_out_of_stdout_and_the_run_going(tmp_path) -> None:
+    """`hpoc fmt bad.hpo > out 2>&-`: the error must not land in the data on stdout; a run's
+    progress lines, which go to stderr, must not crash it (it fails on the spec: exit 2)."""
+    bad = tmp_path / "bad.hpo"
+    bad.write_text('study "x"\nspace {\n')
+    fmt = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-m", "hpoc", "fmt",
+                          str(bad)], capture_output=False, stdout=subprocess.PIPE, timeout=120)
+    assert fmt.returncode == 2 and b"error" not in fmt.stdout
+    spec = tmp_path / "study.hpo"
+    spec.write_text(EXAMPLES["digits"].read_text().replace("data:Digits", "nosuchmodule:Digits"))
+    run = subprocess.run(["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-m", "hpoc", "run",
+                          str(spec), "--local"], capture_output=False, stdout=subprocess.PIPE,
+                         timeout=120, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert run.returncode == 2, run.stdout
+    assert b"internal error" not in run.stdout

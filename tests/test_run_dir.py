@@ -329,6 +329,20 @@ def test_a_local_runs_temp_dir_honours_hpoc_tmp_when_ray_fits_there(tmp_path, mo
         session.temp_root()
 
 
+def test_a_relative_hpoc_tmp_is_taken_from_the_working_directory(monkeypatch):
+    """Ray refused it: `temp_dir must be absolute path or None`."""
+    from hpoc.runtime import session
+
+    short = tempfile.mkdtemp(prefix="h", dir="/tmp")
+    try:
+        os.mkdir(os.path.join(short, "t"))
+        monkeypatch.chdir(short)
+        monkeypatch.setenv("HPOC_TMP", "t")
+        assert session.temp_root() == os.path.join(short, "t")
+    finally:
+        shutil.rmtree(short)
+
+
 def test_a_run_knows_when_it_started_from_its_own_lock_only(tmp_path, other_process):
     """summary.json records it (`run_started`): readers tell which run wrote the summary
     even when Ray has copied the file since (its mtime moves)."""
@@ -569,7 +583,7 @@ def test_a_finished_study_with_errored_trials_says_they_are_not_retried(spec, tm
             "--fresh to run every trial again") in progress.getvalue()
 
 
-def test_fresh_moves_the_earlier_run_aside_only_once_the_data_has_loaded(tmp_path, monkeypatch, capsys):
+def test_fresh_moves_the_earlier_run_aside_only_once_the_data_has_loaded_and_ray_is_up(tmp_path, monkeypatch, capsys):
     """`hpoc run --fresh` moved the earlier run aside, then the getter failed: the user was
     left with only `<name>.prev-*` and no run."""
     from hpoc.runtime import session
@@ -589,10 +603,23 @@ def test_fresh_moves_the_earlier_run_aside_only_once_the_data_has_loaded(tmp_pat
     assert (exp / "summary.json").exists() and not list(exp.parent.glob("*.prev-*"))
     assert not (exp / runlock.LOCK).exists()
 
-    def no_ray(**_):  # the data loaded: the move has happened by the time Ray starts
+    def no_ray(**_):  # a Ray that cannot start leaves the earlier run in place too
         raise session.SessionError("no Ray in this test")
 
     monkeypatch.setattr(session, "start_local", no_ray)
+    run_study(good, RunOptions(local=True, fresh=True, progress=io.StringIO(), out=io.StringIO()))
+    assert (exp / "summary.json").exists() and not list(exp.parent.glob("*.prev-*"))
+
+    import hpoc.runtime.study as study
+
+    class Up:  # the data loaded and Ray is up: now the earlier run goes aside
+        local = True
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(session, "start_local", lambda **_: Up())
+    monkeypatch.setattr(study, "_tune", lambda *a: 0)
     progress = io.StringIO()
     run_study(good, RunOptions(local=True, fresh=True, progress=progress, out=io.StringIO()))
     (aside,) = exp.parent.glob(f"{exp.name}.prev-*")

@@ -776,3 +776,43 @@ def test_a_retry_its_time_limit_cuts_short_keeps_the_trials_error(tmp_path):
         progress + out
     assert "OSError: stale file handle" in trial["error"]
     assert "OSError: stale file handle" in render_errors(rank(load_plan(plan)))
+
+
+def test_ray_address_auto_never_joins_another_cluster(tmp_path, capsys, monkeypatch):
+    # Left by an earlier `ray start`: Ray would join any cluster on this machine.
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    code = run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert "RAY_ADDRESS=auto" in err and "--local" in err
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_an_unreachable_ray_client_address_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:9")  # discard port: nothing listens
+    code = run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert "cannot reach the Ray cluster at RAY_ADDRESS=ray://127.0.0.1:9" in err
+    assert "token" not in err  # nothing answered: authentication is not the problem
+
+
+def test_fresh_keeps_the_earlier_run_in_place_when_ray_cannot_start(tmp_path, capsys, monkeypatch):
+    from hpoc.runtime import marker
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    exp = tmp_path / "results" / plan["storage"]["name"]
+    exp.mkdir(parents=True)
+    marker.write(exp, {"plan_hash": "an earlier plan"}, shard=0)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # discard port: nothing listens
+    code = run_study(plan, RunOptions(fresh=True, progress=io.StringIO(), out=io.StringIO()))
+    assert code == EXIT_FAILED and "cannot reach the Ray cluster" in capsys.readouterr().err
+    assert marker.read(exp) is not None
+    assert [p.name for p in exp.parent.iterdir()] == [exp.name]  # no `.prev-*` beside it

@@ -15,7 +15,7 @@ from hpoc.runtime.exits import StudyError, say
 
 def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                stream: TextIO, retry: str | None = None, errored: dict[str, Path] | None = None) -> str:
-    """"fresh", "aside" (--fresh over an earlier run: `move_aside` once the data has loaded,
+    """"fresh", "aside" (--fresh over an earlier run: `move_aside` once the data has loaded and Ray is up,
     so that a getter that fails leaves it where it was), "restore", "retry" (a finished run's
     errored trials) or "done" for an experiment directory (whose run lock this run holds, so
     a live run is never moved aside); `errored` is rerun.errored(exp)."""

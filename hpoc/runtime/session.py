@@ -108,6 +108,7 @@ def temp_root() -> str | None:
 
     root = os.environ.get("HPOC_TMP")
     if root:
+        root = os.path.abspath(root)  # Ray takes only an absolute temp dir; sockets measure it so
         if not os.path.isdir(root) or not os.access(root, os.W_OK | os.X_OK):
             raise SessionError(f"HPOC_TMP={root} is not a writable directory", exit_code=2)
         try:
@@ -217,8 +218,9 @@ def _refresh_auth() -> None:
 
 def _reachable(address: str, timeout: float = 5.0) -> str | None:
     """None if a TCP connection to `host:port` works, else the reason."""
-    host, _, port = address.rpartition(":")
-    if address.startswith("ray://") or not port.isdigit():
+    # A Ray Client address too: its client would retry a dead one for half a minute first.
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
         return None  # let Ray judge what it accepts
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
@@ -232,6 +234,13 @@ def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False)
 
     import ray
 
+    if address.strip().lower() == "auto":
+        # Ray would join whichever cluster this machine started last (in the shared /tmp/ray),
+        # perhaps another user's; hpoc's jobs export their own head's IP:PORT.
+        raise SessionError(
+            "RAY_ADDRESS=auto would join any Ray cluster running on this machine, maybe another "
+            "user's\n  help: unset RAY_ADDRESS (an earlier `ray start` left it) or pass --local "
+            "to run on this machine; inside an hpoc job it is the head's IP:PORT")
     problem = _reachable(address)
     if problem:
         raise SessionError(

@@ -175,10 +175,6 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             data = pipeline.load_data(plan)
         except pipeline.PipelineError as exc:
             raise StudyError(str(exc)) from None
-        if mode == "aside":  # only now: a getter that fails leaves the earlier run in place
-            move_aside(exp, stream, lock)
-            mode = STATE.mode = "fresh"
-
         # 2. Ray.
         workdir = plan["source"]["workdir"]
         STATE.defer = True
@@ -199,6 +195,9 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             install_signals()
             if STATE.signal is not None:
                 raise Interrupted()
+            if mode == "aside":  # only now: a getter or a Ray that fails leaves the earlier run
+                move_aside(exp, stream, lock)
+                mode = STATE.mode = "fresh"
             return _tune(plan, opts, ray_session, data, exp, fp, mode, started, stream, out)
         finally:
             ray_session.close()

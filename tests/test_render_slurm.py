@@ -567,6 +567,12 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     with pytest.raises(NodeError) as refused:
         job_dir({"HPOC_TMP": str(short_dir / "missing")}, "hpoc-77")
     assert f"hpoc: {refused.value}\n" in err, err
+    # a relative one is each node's working directory: refused by both, word for word
+    code, args, err = run_to_init(tmp_path, {"HPOC_TMP": "."})
+    assert code == 2 and not args and "hpoc: HPOC_TMP=. must be an absolute path" in err, err
+    with pytest.raises(NodeError) as refused:
+        job_dir({"HPOC_TMP": "."}, "hpoc-77")
+    assert f"hpoc: {refused.value}\n" in err, err
 
 
 def test_a_container_binds_the_job_directorys_base_unless_it_is_tmp(tmp_path, short_dir):

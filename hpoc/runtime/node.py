@@ -138,6 +138,8 @@ def job_dir(env: Mapping[str, str], name: str) -> Path:
     that is not a writable directory, or too long for Ray's unix socket paths under it."""
     base = job_dir_base(env, name)
     path = f"{base.rstrip('/')}/{name}"
+    if env.get("HPOC_TMP") and not os.path.isabs(base):  # each node's own working directory
+        raise NodeError(f"HPOC_TMP={base} must be an absolute path (a node-local directory such as /tmp)")
     if env.get("HPOC_TMP") and not (os.path.isdir(base) and os.access(base, os.W_OK)):
         raise NodeError(f"HPOC_TMP={base} is not a writable directory")
     if len(path) > JOB_DIR_MAX:

@@ -20,6 +20,7 @@ from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import find_plan, study_dir
 from hpoc.runtime import timelimit
+from hpoc.runtime.summary import OWN_ERROR
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -431,18 +432,13 @@ def _read_text(file: Path) -> str | None:
     return text or None
 
 
-# hpoc's own TrainerError says its sentence for the user ("failed the same way twice: ValueError:
-# ... at train.py:18"): its class path is noise there, as on the run's own error lines
-_OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
-
-
 def _error_line(text: str) -> str:
     """The exception line of a traceback ("RuntimeError: diverged"), else its last line;
     hpoc's own TrainerError says its sentence without its class path, as the run said it."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
         if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
-            return _one_line(_OWN_ERROR.sub("", line))
+            return _one_line(OWN_ERROR.sub("", line))
     return _one_line(lines[-1]) if lines else ""
 
 

@@ -74,7 +74,8 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-_OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
+# hpoc's own TrainerError says its sentence for the user: its class path is noise there
+OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
@@ -89,8 +90,7 @@ def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
-    # hpoc's own TrainerError says its sentence for the user: its class path is noise there
-    line = _OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
+    line = OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

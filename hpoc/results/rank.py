@@ -101,9 +101,9 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
 
 def _none_reported(results: Results, name: str) -> str:
     """That no trial reported the objective: "yet" only while a trial may still report it."""
-    statuses = {t.status for t in results.trials}
-    if not statuses or statuses - {"TERMINATED", "ERROR"}:
+    if not results.over or not results.trials:
         return f"no trial has reported the objective `{name}` yet"
+    statuses = {t.status for t in results.trials}
     why = "every trial failed (`errors:` says why)" if statuses == {"ERROR"} else "every trial has ended"
     return f"no trial reported the objective `{name}`: {why}"
 

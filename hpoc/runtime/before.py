@@ -112,11 +112,15 @@ def edited_spec(plan: dict[str, Any], runs: str = "this job runs", build: str = 
             f"{', '.join(f'`{p}`' for p in parts)}): {how}")
 
 
+# What only says where a plan came from (its hashes, error locations): the rest, the job's
+# own settings too, is what an edit of the spec changes for the jobs.
+_ORIGIN = (("content_hash",), ("spans",), ("source", "sha256"))
+
+
 def _comparable(plan: dict[str, Any]) -> dict[str, Any]:
-    """The plan without what only says where it came from (hash, error locations)."""
-    out = {k: v for k, v in plan.items() if k not in ("content_hash", "spans")}
-    out["source"] = {k: v for k, v in (plan.get("source") or {}).items() if k != "sha256"}
-    return out
+    from hpoc.runtime.marker import runnable
+
+    return runnable(plan, _ORIGIN)
 
 
 def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None,

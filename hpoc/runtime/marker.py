@@ -40,10 +40,10 @@ def _hash(value: Any) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def runnable(plan: dict[str, Any]) -> dict[str, Any]:
-    """The plan without its COSMETIC paths."""
+def runnable(plan: dict[str, Any], paths: tuple[tuple[str, ...], ...] = COSMETIC) -> dict[str, Any]:
+    """The plan without its COSMETIC paths (or the `paths` given)."""
     out = json.loads(json.dumps(plan))
-    for path in COSMETIC:
+    for path in paths:
         node = out
         for key in path[:-1]:
             node = node.get(key) if isinstance(node, dict) else None

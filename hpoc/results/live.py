@@ -63,11 +63,6 @@ def read_lock(exp: Path) -> RunLock | None:
     return RunLock(pid, host, started, shard, live, str(job) if job else None)
 
 
-def _same(a: RunLock | None, b: RunLock | None) -> bool:
-    return (a is None) == (b is None) and (a is None or b is None or (
-        (a.pid, a.host, a.started, a.alive) == (b.pid, b.host, b.started, b.alive)))
-
-
 def lock_and_summary(exp: Path, read: Callable[[], tuple[Any, bool]], tries: int = 5,
                      pause_s: float = 0.1) -> tuple[RunLock | None, Any]:
     """The run lock and `read()`'s summary as one consistent view: `read` returns (summary,
@@ -78,7 +73,7 @@ def lock_and_summary(exp: Path, read: Callable[[], tuple[Any, bool]], tries: int
     for attempt in range(tries):
         lock = read_lock(exp)
         summary, whole = read()
-        if _same(lock, read_lock(exp)) and whole:
+        if lock == read_lock(exp) and whole:  # (a dataclass: field by field)
             return lock, summary
         if attempt < tries - 1:
             time.sleep(pause_s)

@@ -11,7 +11,7 @@ from html import escape
 
 from hpoc.results.model import Results
 from hpoc.results.plots import Plot
-from hpoc.results.rank import Ranking, status_label
+from hpoc.results.rank import Ranking, label_counts, status_label
 from hpoc.results.rank import failed as failed_trial
 from hpoc.results.table import fmt, is_number, render_best, render_pareto, rows
 
@@ -108,13 +108,7 @@ def _warnings(results: Results, ranking: Ranking) -> str:
 
 def _cards(results: Results, ranking: Ranking) -> str:
     cards = [("trials", str(len(results.trials)))]
-    labels: dict[str, int] = {}
-    for trial in results.trials:
-        labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    for label in ("completed", "stopped early", "time limit", "time budget", "no reports", "error", "running", "paused",
-                  "pending"):
-        if label in labels:
-            cards.append((label, str(labels[label])))
+    cards += [(label, str(n)) for label, n in label_counts(results.trials)]
     if ranking.best is not None:
         cards.append((f"best {ranking.metric}", fmt(ranking.value(ranking.best))))
     walls = [s.wall_s for s in results.shards if s.wall_s]

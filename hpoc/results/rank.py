@@ -142,6 +142,20 @@ def failed(trial: Trial) -> bool:
     return trial.status == "ERROR" or (trial.retry_cut and bool(trial.error))
 
 
+# The labels status_label gives, in the order tables and reports count them.
+LABELS = ("completed", "stopped early", "time limit", "time budget", "no reports", "error", "running",
+          "paused", "pending")
+
+
+def label_counts(trials: list[Trial]) -> list[tuple[str, int]]:
+    """(label, how many trials have it) for the labels some trial has, in LABELS order."""
+    counts: dict[str, int] = {}
+    for trial in trials:
+        label = status_label(trial)
+        counts[label] = counts.get(label, 0) + 1
+    return [(label, counts[label]) for label in LABELS if label in counts]
+
+
 def status_label(trial: Trial) -> str:
     if trial.status == "TERMINATED":
         if trial.stopped_by:  # "time limit", "time budget": said even when it never reported

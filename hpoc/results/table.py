@@ -8,7 +8,7 @@ from typing import Any
 
 from hpoc.dsl.format import format_setting
 from hpoc.results.model import Results, Trial
-from hpoc.results.rank import Ranking, failed, param_names, pareto_front, status_label
+from hpoc.results.rank import Ranking, failed, label_counts, param_names, pareto_front, status_label
 
 
 def fmt(value: Any) -> str:
@@ -83,11 +83,7 @@ def is_number(text: str) -> bool:
 
 
 def render_summary(results: Results, ranking: Ranking) -> str:
-    labels: dict[str, int] = {}
-    for trial in results.trials:
-        labels[status_label(trial)] = labels.get(status_label(trial), 0) + 1
-    order = ("completed", "stopped early", "time limit", "time budget", "no reports", "error", "running", "paused", "pending")
-    parts = [f"{labels[k]} {k}" for k in order if k in labels]
+    parts = [f"{n} {label}" for label, n in label_counts(results.trials)]
     head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
     if results.sharded:
         head += f" across {len(results.shards)} shards"

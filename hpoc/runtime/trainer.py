@@ -474,13 +474,13 @@ class Trainer:
                 out = self.validation_step(batch)
             loss, outputs, extra = validation_parts(out, self.validation_step)
             empty = getattr(batches, "empty", False)
+            n = 0 if empty else _batch_len(batch)
             for name, value in extra.items():  # every rank sums the same names, even one
                 total = mine.setdefault(name, torch.zeros((), device=dev, dtype=torch.float64))
                 if not empty:
-                    total += metric_tensor(value, name, dev) * _batch_len(batch)
+                    total += metric_tensor(value, name, dev) * n
             if empty:
                 continue  # a stand-in batch of a rank with no samples left: not counted
-            n = _batch_len(batch)
             sums[0] += metric_tensor(loss, "loss", dev) * n
             sums[2] += n
             if classify and isinstance(self.loss, torch.nn.CrossEntropyLoss) and \

@@ -41,10 +41,11 @@ import torch
 
 from hpoc.runtime.batches import TensorBatches, as_tensors, default_prepare, num_samples
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
-from hpoc.runtime.returns import (TrainerError, metric_tensor, raised_at, require_loss, require_module,
+from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, require_module,
                                   require_objective, require_optimizer, require_scheduler, scalar,
                                   source_line, validation_parts, whole_count)
 from hpoc.runtime.strategy import Strategy
+from hpoc.runtime.summary import raised_at
 
 
 @dataclass(frozen=True)

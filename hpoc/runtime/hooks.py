@@ -52,9 +52,9 @@ def epochs_missing(cls: type, plan: dict[str, Any]) -> bool:
     """Whether hpoc's loop would fail every trial of `plan` at its start for want of a
     number of epochs (a trainer that overrides the loop, or how it reads settings, may
     need none)."""
-    from hpoc.runtime.trainer import Trainer, plan_epochs
+    from hpoc.runtime.trainer import plan_epochs
 
-    if any(getattr(cls, name, None) is not getattr(Trainer, name) for name in ("train", "epochs", "setting")):
+    if not _keeps(cls, "train", "epochs", "setting"):
         return False
     return not _given(plan, "epochs") and plan_epochs(plan) is None
 
@@ -77,12 +77,9 @@ def grouped(plan: dict[str, Any], name: str) -> list[str]:
 def ignored_in_groups(cls: type, plan: dict[str, Any]) -> list[str]:
     """`data.batch_size = choice(16, 32)`: hpoc's loop reads `batch_size` at the config's top
     level, so every trial trained with the default 64 and the search searched nothing."""
-    from hpoc.runtime.trainer import Trainer
-
     out = []
     for name in ("epochs", "batch_size"):
-        if _given(plan, name) or \
-                any(getattr(cls, m, None) is not getattr(Trainer, m) for m in ("train", name, "setting")):
+        if _given(plan, name) or not _keeps(cls, "train", name, "setting"):
             continue
         out += [f"`{g}` is inside a group, and hpoc's default loop reads `{name}` at the top of "
                 f"the config only: it never sees it (write `{name} = ...` outside the group)"
@@ -101,13 +98,17 @@ def trainer_warnings(trainer: Any, plan: dict[str, Any] | None) -> list[str]:
 def data_missing(cls: type, plan: dict[str, Any]) -> bool:
     """Whether hpoc's loop would find no training data in every trial of `plan`: no getter
     nor splitter, and a trainer that loads none itself."""
-    from hpoc.runtime.trainer import Trainer
-
     steps = plan["pipeline"]
     if steps.get("getter") or steps.get("splitter"):
         return False
-    return all(getattr(cls, name, None) is getattr(Trainer, name)
-               for name in ("train", "setup", "create_dataloaders"))
+    return _keeps(cls, "train", "setup", "create_dataloaders")
+
+
+def _keeps(cls: type, *names: str) -> bool:
+    """Whether `cls` has `hpoc.Trainer`'s own `names`: the default loop's, unchanged."""
+    from hpoc.runtime.trainer import Trainer
+
+    return all(getattr(cls, name, None) is getattr(Trainer, name) for name in names)
 
 
 def near_misses(cls: type) -> list[str]:

@@ -171,13 +171,12 @@ def _missing(exc: FileNotFoundError) -> str:
     for (the spec's directory, wherever hpoc was started) and the study's line."""
     if exc.errno is None or exc.filename is None:
         return str(exc)
-    from hpoc.runtime.summary import error_where
+    from hpoc.runtime.summary import raised_at
 
     text = str(exc)
     if not os.path.isabs(os.fsdecode(exc.filename)):
         text += f" (relative to {os.getcwd()}, the spec's directory)"
-    own = error_where("".join(traceback.format_tb(exc.__traceback__)))
-    return text + (f" at {own}" if own else "")
+    return text + raised_at(exc)
 
 
 def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:

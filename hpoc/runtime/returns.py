@@ -18,17 +18,6 @@ class TrainerError(Exception):
     """A trainer that cannot run as configured; the message says what to change."""
 
 
-def raised_at(exc: BaseException) -> str:
-    """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
-    library that called sys.exit for it, such as argparse), or ""."""
-    import traceback
-
-    from hpoc.runtime.summary import error_where
-
-    at = error_where("".join(traceback.format_tb(exc.__traceback__)))
-    return f" at {at}" if at else ""
-
-
 def require_module(model: Any, hook: Any) -> Any:
     """A model that is not an `nn.Module` fails later with an AttributeError deep in hpoc."""
     if not isinstance(model, torch.nn.Module):

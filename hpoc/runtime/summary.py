@@ -112,6 +112,15 @@ def error_where(text: str) -> str | None:
     return None
 
 
+def raised_at(exc: BaseException) -> str:
+    """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
+    library that raised or called sys.exit for it, such as argparse), or ""."""
+    import traceback
+
+    at = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    return f" at {at}" if at else ""
+
+
 def trial_error(trial: Any) -> str | None:
     if trial.status != "ERROR" and not getattr(trial, "error_file", None):
         return None

@@ -41,10 +41,11 @@ import torch
 
 from hpoc.runtime.batches import TensorBatches, as_tensors, default_prepare, num_samples
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
-from hpoc.runtime.returns import (TrainerError, metric_tensor, raised_at, require_loss, require_module,
+from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, require_module,
                                   require_objective, require_optimizer, require_scheduler, scalar,
                                   source_line, validation_parts, whole_count)
 from hpoc.runtime.strategy import Strategy
+from hpoc.runtime.summary import raised_at
 
 
 @dataclass(frozen=True)
@@ -468,30 +469,31 @@ class Trainer:
         sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss*n, correct, n, n judged
         mine: dict[str, torch.Tensor] = {}  # the metrics of a validation_step's dict, times n
         classify = self.task == "classification"
+        one_logit_is_zero = isinstance(self.loss, torch.nn.CrossEntropyLoss)
         batches = self.validation_dataloader
         for batch in batches:
             with self.strategy.autocast():
                 out = self.validation_step(batch)
             loss, outputs, extra = validation_parts(out, self.validation_step)
             empty = getattr(batches, "empty", False)
+            n = 0 if empty else _batch_len(batch)
             for name, value in extra.items():  # every rank sums the same names, even one
                 total = mine.setdefault(name, torch.zeros((), device=dev, dtype=torch.float64))
                 if not empty:
-                    total += metric_tensor(value, name, dev) * _batch_len(batch)
+                    total += metric_tensor(value, name, dev) * n
             if empty:
                 continue  # a stand-in batch of a rank with no samples left: not counted
-            n = _batch_len(batch)
             sums[0] += metric_tensor(loss, "loss", dev) * n
             sums[2] += n
-            if classify and isinstance(self.loss, torch.nn.CrossEntropyLoss) and \
-                    outputs is not None and outputs.dim() == 2 and outputs.shape[1] == 1:
+            if not (classify and outputs is not None and outputs.dim() == 2):
+                continue
+            if outputs.shape[1] == 1 and one_logit_is_zero:
                 # softmax over one logit is 1: the loss is 0 whatever the model does
                 raise TrainerError("the model has one output and the loss is CrossEntropyLoss, "
                                    "which is then always 0: for regression set `task = "
                                    "\"regression\"` (a trainer argument in the spec, or a class "
                                    "attribute) to train with MSELoss, or return one output per class")
-            if classify and outputs is not None and outputs.dim() == 2 and \
-                    len(batch) > 1 and not batch[1].is_floating_point():
+            if len(batch) > 1 and not batch[1].is_floating_point():
                 hits = (outputs.argmax(dim=1) == batch[1]).sum().to(sums.dtype)
                 # NaN outputs (training diverged) predict nothing: argmax read them as class 0,
                 # and a diverged trial ranked with the share of class 0 as its accuracy

@@ -76,7 +76,6 @@ def watch_callbacks(plan: dict[str, Any], total: int, stream: TextIO) -> list[An
 
     metric = (plan["objective"]["metrics"] or [{"name": None, "mode": "min"}])[0]
     progress = Progress(total=total, metric=metric["name"], mode=metric["mode"], stream=stream)
-    begin(plan, stream)
 
     return [tune_callback(progress, _as_seen), _make_events(progress), _make_quiet()]
 

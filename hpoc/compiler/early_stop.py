@@ -11,7 +11,7 @@ from typing import Any
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import WARN_METRIC, WARN_SCHEDULE, Checker
 from hpoc.compiler.metrics import study_reports
-from hpoc.compiler.space import Space
+from hpoc.compiler.space import Space, is_count
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
 from hpoc.plan.space import grid_bound, total_trials
@@ -36,15 +36,12 @@ POPULATION_KEEP = 4
 def epochs_of(space: Space) -> int | None:
     """The most epochs a trial runs, when the space says (`epochs` constant or choices);
     None for a value that is an error already (`epochs = 0`): no warnings follow from it."""
-    def whole(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
     value = space.constants.get("epochs")
-    if whole(value):
+    if is_count(value):
         return value
     p = space.param("epochs")
     options = p and (p.args.get("categories") or p.args.get("values"))
-    if options and all(whole(v) for v in options):
+    if options and all(is_count(v) for v in options):
         return max(options)
     return None
 

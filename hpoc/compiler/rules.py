@@ -32,7 +32,7 @@ from hpoc.compiler.metrics import config_keys_read, study_reports
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import Space
+from hpoc.compiler.space import COUNTS, Space, as_count, is_count
 from hpoc.compiler.values import expand_path, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -398,8 +398,6 @@ def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:
     """`epochs` and `batch_size` among the trainer's arguments, which the default loop reads
     when the space has none: the rule of the space (`trainer:T(epochs = 2.5)` trained 2
     epochs, `batch_size = 0` failed every trial once Ray ran it)."""
-    from hpoc.compiler.space import COUNTS, _whole, as_count
-
     step = (out.get("pipeline") or {}).get("trainer") or {}
     args, space = step.get("args") or {}, out["space"]
     value = setting_value(block, "trainer")
@@ -407,7 +405,7 @@ def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:
     for name in COUNTS:
         if name not in args or name in space["constants"] or any(p["name"] == name for p in space["params"]):
             continue
-        if _whole(args[name]):
+        if is_count(args[name]):
             args[name] = as_count(args[name])
             continue
         ch.error(TYPE, f"argument `{name}` of `trainer` must be a whole number of at least 1, not "

@@ -28,7 +28,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
-from hpoc.compiler.metrics import config_keys_read, study_reports
+from hpoc.compiler.metrics import config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
@@ -351,13 +351,14 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
 def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     """`config["epochs"]` in the trainer with no `epochs` in the space: a KeyError in every
     trial that gets there, found only once the study runs."""
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    reads = config_keys_read(target, workdir)
-    space = out.get("space") or {}
-    if not reads or space.get("_invalid") or any(d.severity == "error" for d in ch.diagnostics):
+    if any(d.severity == "error" for d in ch.diagnostics):
         return  # a parameter whose domain is an error is missing from the plan, not from the spec
-    have = {p["name"].split(".")[0] for p in space.get("params") or ()} | \
-        {k.split(".")[0] for k in space.get("constants") or {}}
+    target = trainer_target(out)
+    reads = config_keys_read(target, workdir)
+    if not reads:
+        return
+    space = out["space"]
+    have = {p["name"].split(".")[0] for p in space["params"]} | {k.split(".")[0] for k in space["constants"]}
     module = target.split(":", 1)[0].replace(".", "/") + ".py"
     for key, line in reads.items():
         if key not in have:

@@ -607,21 +607,19 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
 def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
     """A score nobody reports: Ray logs an error at each checkpoint and scores them all
     -inf, so `keep` keeps arbitrary ones."""
-    own, reported = study_reports(out, workdir)  # own: a loop of its own, not hpoc's metrics
-    known = (*(T.DEFAULT_METRICS if own is None else ()), *early_stop.TUNE_TIME_KEYS,
-             *(m["name"] for m in out["objective"]["metrics"]))
-    if attr in known or (reported is not None and attr in reported):
+    own, known = early_stop.result_keys(out, workdir)  # own: a loop of its own, not hpoc's metrics
+    if attr in known:
         return
     note = "Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones"
     span = ch.spans.get("checkpoint.score_attribute")
-    if own is not None:
+    if own:
         ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported to Tune by the trainer, nor added by Tune",
-                span, notes=(note,), help=did_you_mean(attr, (*known, *sorted(own)))
+                span, notes=(note,), help=did_you_mean(attr, known)
                 or f"add `{attr}` to the metrics the trainer passes to `checkpoint_and_report`")  # fmt: skip
         return
     ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported by hpoc's default train loop "
                          "or by Tune", span, notes=(note,),
-            help=did_you_mean(attr, (*known, *(reported or ()))) or f"make sure the trainer reports `{attr}`")  # fmt: skip
+            help=did_you_mean(attr, known) or f"make sure the trainer reports `{attr}`")  # fmt: skip
 
 
 def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:

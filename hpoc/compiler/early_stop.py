@@ -11,7 +11,7 @@ from typing import Any
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import WARN_METRIC, WARN_SCHEDULE, Checker
 from hpoc.compiler.metrics import study_reports
-from hpoc.compiler.space import Space
+from hpoc.compiler.space import Space, is_count
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
 from hpoc.plan.space import grid_bound, total_trials
@@ -36,15 +36,12 @@ POPULATION_KEEP = 4
 def epochs_of(space: Space) -> int | None:
     """The most epochs a trial runs, when the space says (`epochs` constant or choices);
     None for a value that is an error already (`epochs = 0`): no warnings follow from it."""
-    def whole(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
     value = space.constants.get("epochs")
-    if whole(value):
+    if is_count(value):
         return value
     p = space.param("epochs")
     options = p and (p.args.get("categories") or p.args.get("values"))
-    if options and all(whole(v) for v in options):
+    if options and all(is_count(v) for v in options):
         return max(options)
     return None
 
@@ -230,19 +227,24 @@ def stop_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     stop = out["trials"].get("stop") or {}
     if not stop:
         return
-    own, reported = study_reports(out, workdir)
-    known = (*TUNE_TIME_KEYS, *(T.DEFAULT_METRICS if own is None else ()),
-             *(m["name"] for m in out["objective"]["metrics"]))
+    own, known = result_keys(out, workdir)
     for key in stop:
-        if key in known or "/" in key or (reported is not None and key in reported):
+        if key in known or "/" in key:
             continue  # ("perf/train_s": a nested value, as Tune flattens it)
-        by = "to Tune by the trainer, nor added by Tune" if own is not None else \
-            "by hpoc's default train loop or by Tune"
+        by = "to Tune by the trainer, nor added by Tune" if own else "by hpoc's default train loop or by Tune"
         ch.warn(WARN_METRIC, f"`stop` key `{key}` is not reported {by}",
                 ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
                 notes=("Ray skips a stop criterion that no result holds: it would stop no trial",),
-                help=did_you_mean(key, (*known, *sorted(reported or ())))
-                or f"make sure the trainer reports `{key}` every epoch")  # fmt: skip
+                help=did_you_mean(key, known) or f"make sure the trainer reports `{key}` every epoch")  # fmt: skip
+
+
+def result_keys(out: dict[str, Any], workdir: str | None) -> tuple[bool, tuple[str, ...]]:
+    """(whether the trainer has a loop of its own, the keys a trial's results may hold):
+    Tune's counters, the objective's metrics, hpoc's default loop metrics unless the
+    trainer's own loop reports, and what the trainer's source says it reports."""
+    own, reported = study_reports(out, workdir)
+    return own is not None, (*TUNE_TIME_KEYS, *(T.DEFAULT_METRICS if own is None else ()),
+                             *(m["name"] for m in out["objective"]["metrics"]), *sorted(reported or ()))
 
 
 # ------------------------------------------------------------------------ hyperband

@@ -301,6 +301,11 @@ def space_value(v: A.Value) -> Any:
     return _literal(v, paths=True)
 
 
+def bare_word(path: str) -> bool:
+    """`train`, read as its string; not an import path (`nn.ReLU`, `models:Net`)."""
+    return not re.search(r"[.:]", path)
+
+
 def _literal(v: A.Value, paths: bool) -> Any:
     if isinstance(v, (A.String, A.Number, A.Bool)):
         return v.value
@@ -322,7 +327,7 @@ def _literal(v: A.Value, paths: bool) -> Any:
     if isinstance(v, A.Ref):
         if v.path in _PYTHON_WORDS:  # Python's spelling: a string "True" would be a silent surprise
             raise Invalid(f"must be a literal value, not {describe(v)}", f"write `{_PYTHON_WORDS[v.path]}`", v)
-        if paths or not re.search(r"[.:]", v.path):
+        if paths or bare_word(v.path):
             return v.path
         raise Invalid(f"must be a literal value, not the import path `{v.path}` (hpoc builds no object for an argument)",
                       f'quote it for the string: "{v.path}"', v)  # fmt: skip

@@ -20,9 +20,14 @@ def study_reports(out: dict[str, Any], workdir: str | None) -> tuple[set[str] | 
     """`(own, reported)` for the study's trainer: what a loop of its own hands Tune
     (`reported_by_loop`; None: hpoc's default loop reports), and the keys it may report
     (`own`, else its module's dict keys; None: its source is not readable)."""
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    target = trainer_target(out)
     own = reported_by_loop(target, workdir)
     return own, own if own is not None else trainer_metrics(target, workdir)
+
+
+def trainer_target(out: dict[str, Any]) -> str:
+    """The study's trainer (`pkg.mod:Class`), or "" when it has none."""
+    return ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
 
 
 def trainer_metrics(target: str, workdir: str | None) -> set[str] | None:

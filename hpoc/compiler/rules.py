@@ -28,11 +28,11 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
-from hpoc.compiler.metrics import config_keys_read, study_reports
+from hpoc.compiler.metrics import config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import Space
+from hpoc.compiler.space import COUNTS, Space, as_count, is_count
 from hpoc.compiler.values import expand_path, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -351,13 +351,14 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
 def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     """`config["epochs"]` in the trainer with no `epochs` in the space: a KeyError in every
     trial that gets there, found only once the study runs."""
-    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
-    reads = config_keys_read(target, workdir)
-    space = out.get("space") or {}
-    if not reads or space.get("_invalid") or any(d.severity == "error" for d in ch.diagnostics):
+    if any(d.severity == "error" for d in ch.diagnostics):
         return  # a parameter whose domain is an error is missing from the plan, not from the spec
-    have = {p["name"].split(".")[0] for p in space.get("params") or ()} | \
-        {k.split(".")[0] for k in space.get("constants") or {}}
+    target = trainer_target(out)
+    reads = config_keys_read(target, workdir)
+    if not reads:
+        return
+    space = out["space"]
+    have = {p["name"].split(".")[0] for p in space["params"]} | {k.split(".")[0] for k in space["constants"]}
     module = target.split(":", 1)[0].replace(".", "/") + ".py"
     for key, line in reads.items():
         if key not in have:
@@ -398,8 +399,6 @@ def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:
     """`epochs` and `batch_size` among the trainer's arguments, which the default loop reads
     when the space has none: the rule of the space (`trainer:T(epochs = 2.5)` trained 2
     epochs, `batch_size = 0` failed every trial once Ray ran it)."""
-    from hpoc.compiler.space import COUNTS, _whole, as_count
-
     step = (out.get("pipeline") or {}).get("trainer") or {}
     args, space = step.get("args") or {}, out["space"]
     value = setting_value(block, "trainer")
@@ -407,7 +406,7 @@ def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:
     for name in COUNTS:
         if name not in args or name in space["constants"] or any(p["name"] == name for p in space["params"]):
             continue
-        if _whole(args[name]):
+        if is_count(args[name]):
             args[name] = as_count(args[name])
             continue
         ch.error(TYPE, f"argument `{name}` of `trainer` must be a whole number of at least 1, not "
@@ -608,21 +607,19 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
 def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
     """A score nobody reports: Ray logs an error at each checkpoint and scores them all
     -inf, so `keep` keeps arbitrary ones."""
-    own, reported = study_reports(out, workdir)  # own: a loop of its own, not hpoc's metrics
-    known = (*(T.DEFAULT_METRICS if own is None else ()), *early_stop.TUNE_TIME_KEYS,
-             *(m["name"] for m in out["objective"]["metrics"]))
-    if attr in known or (reported is not None and attr in reported):
+    own, known = early_stop.result_keys(out, workdir)  # own: a loop of its own, not hpoc's metrics
+    if attr in known:
         return
     note = "Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones"
     span = ch.spans.get("checkpoint.score_attribute")
-    if own is not None:
+    if own:
         ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported to Tune by the trainer, nor added by Tune",
-                span, notes=(note,), help=did_you_mean(attr, (*known, *sorted(own)))
+                span, notes=(note,), help=did_you_mean(attr, known)
                 or f"add `{attr}` to the metrics the trainer passes to `checkpoint_and_report`")  # fmt: skip
         return
     ch.warn(WARN_METRIC, f"`score_attribute` `{attr}` is not reported by hpoc's default train loop "
                          "or by Tune", span, notes=(note,),
-            help=did_you_mean(attr, (*known, *(reported or ()))) or f"make sure the trainer reports `{attr}`")  # fmt: skip
+            help=did_you_mean(attr, known) or f"make sure the trainer reports `{attr}`")  # fmt: skip
 
 
 def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:

@@ -342,15 +342,15 @@ class _Special:
             return "true" if value.value else "false"
         if isinstance(value, A.Number):
             return value.text or str(value.value)
-        if isinstance(value, A.Ref) and value.path in ("True", "False", "None"):  # Python's, or a string?
-            self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
-                          value.span, help=(f"write `{value.path.lower()}`, or " if value.path != "None" else "")
-                          + f'quote it: "{value.path}"')  # fmt: skip
-            return None
-        if isinstance(value, A.Ref) and not re.search(r"[.:]", value.path):  # a bare word is its string
-            return value.path
+        help = None
+        if isinstance(value, A.Ref):
+            python = value.path in ("True", "False", "None")  # Python's, or a string?
+            if not python and K.bare_word(value.path):  # a bare word is its string
+                return value.path
+            help = (f"write `{value.path.lower()}`, or " if python and value.path != "None" else "") + \
+                f'quote it: "{value.path}"'
         self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
-                      value.span, help=f'quote it: "{value.path}"' if isinstance(value, A.Ref) else None)  # fmt: skip
+                      value.span, help=help)  # fmt: skip
         return None
 
     def mutation(self, key: str, value: A.Value, path: str) -> Any:

@@ -229,7 +229,7 @@ def read_space(ch: Checker, block: A.Block | None) -> Space:
 COUNTS = ("epochs", "batch_size")
 
 
-def _whole(v: Any) -> bool:
+def is_count(v: Any) -> bool:
     """A count as the trainer takes it: `10`, or `10.0` (a whole number all the same)."""
     if isinstance(v, float) and v.is_integer():
         v = int(v)
@@ -239,13 +239,13 @@ def _whole(v: Any) -> bool:
 def as_count(v: Any) -> Any:
     """`10.0` as 10, as the plan holds a count: a trainer's own `range(config["epochs"])`
     cannot take a float."""
-    return int(v) if isinstance(v, float) and _whole(v) else v
+    return int(v) if isinstance(v, float) and is_count(v) else v
 
 
 def _check_counts(ch: Checker, space: Space) -> None:
     for name in COUNTS:
         help = f"`{name}` counts, so it takes whole numbers from 1 up"
-        if name in space.constants and not _whole(space.constants[name]):
+        if name in space.constants and not is_count(space.constants[name]):
             ch.error(TYPE, f"`{name}` must be a whole number of at least 1, not {_show(space.constants[name])}",
                      space.constant_spans.get(name), help=help)
         elif name in space.constants:
@@ -255,7 +255,7 @@ def _check_counts(ch: Checker, space: Space) -> None:
             continue
         if p.domain in T.CATEGORICAL:
             key = "categories" if "categories" in p.args else "values"
-            bad = [v for v in p.args.get(key, []) if not _whole(v)]
+            bad = [v for v in p.args.get(key, []) if not is_count(v)]
             if not bad and key in p.args:
                 p.args[key] = [as_count(v) for v in p.args[key]]
             if bad:
@@ -264,7 +264,7 @@ def _check_counts(ch: Checker, space: Space) -> None:
         elif p.domain not in T.INTEGER:
             ch.error(TYPE, f"`{name} = {p.domain}(...)` draws fractional values", p.value_span or p.span,
                      help=f"use `randint`, `qrandint` or `choice` for `{name}`")
-        elif not _whole(p.args.get("lower")):
+        elif not is_count(p.args.get("lower")):
             ch.error(BOUNDS, f"`{name}` may be drawn as {_show(p.args.get('lower'))}", p.value_span or p.span,
                      help=help)
 

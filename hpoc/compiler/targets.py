@@ -15,7 +15,7 @@ import ast
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from hpoc.errors import did_you_mean, one_of
 
@@ -32,10 +32,11 @@ class Problem:
     notes: tuple[str, ...] = ()
 
 
-def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: Iterable[str] = ()) -> list[Problem]:
-    """Problems building `target` (`pkg.mod:Name`) with keyword `args` (a mapping: their
-    values are checked against plain annotations too); `supplied` are arguments the
-    runtime adds itself (the compat trainer's `config`)."""
+def check_step(target: str, args: Mapping[str, object], workdir: str | None,
+               supplied: Iterable[str] = ()) -> list[Problem]:
+    """Problems building `target` (`pkg.mod:Name`) with keyword `args` (their values are
+    checked against plain annotations too); `supplied` are arguments the runtime adds
+    itself (the compat trainer's `config`)."""
     module, _, qual = target.partition(":")
     if not workdir or not module or not qual:
         return []
@@ -61,10 +62,7 @@ def check_step(target: str, args: Iterable[str], workdir: str | None, supplied: 
     init = _init(names[qual], names)
     if init is None:
         return []
-    problems = _arguments(init, list(args), set(supplied), f"`{qual}`", shown)
-    if isinstance(args, dict) and not problems:
-        problems = _types(init, args, f"`{qual}`", shown)
-    return problems
+    return _arguments(init, list(args), set(supplied), f"`{qual}`", shown) or _types(init, args, f"`{qual}`", shown)
 
 
 def _module(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
@@ -268,7 +266,7 @@ def _describe(value: object) -> str:
     return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else "this value"
 
 
-def _types(a: ast.arguments, given: dict[str, object], what: str, shown: str) -> list[Problem]:
+def _types(a: ast.arguments, given: Mapping[str, object], what: str, shown: str) -> list[Problem]:
     out: list[Problem] = []
     for p in a.args + a.kwonlyargs:
         if p.arg not in given:

@@ -78,6 +78,15 @@ def combined_condition(text: str, file: str, line: int) -> None:
                 "for several values of one parameter")
 
 
+def _accepted(exc: Any, plain: Any) -> set[str]:
+    """What the parser really accepts where `exc` stopped; else the exception's `plain` set,
+    which is still a hint."""
+    try:
+        return set(exc.interactive_parser.accepts()) or set(plain or ())
+    except Exception:  # noqa: BLE001 - best effort
+        return set(plain or ())
+
+
 def _describe_char(ch: str) -> str:
     return f"`{ch}`" if ch.isprintable() and ch != "`" else repr(ch)
 
@@ -95,12 +104,8 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         msg, help = f"unexpected character {_describe_char(ch)}", "compare with `==` or `in`"
     else:
         msg = f"unexpected character {_describe_char(ch)}"
-        allowed = set(exc.allowed or ())
-        try:  # the lexer's set merges the contexts that share a state (`}`, `]` inside a call)
-            allowed = set(exc.interactive_parser.accepts()) or allowed
-        except Exception:  # noqa: BLE001 - best effort, the lexer's set is still a hint
-            pass
-        expected = _expected_words(allowed)
+        # the lexer's set merges the contexts that share a state (`}`, `]` inside a call)
+        expected = _expected_words(_accepted(exc, exc.allowed))
         if expected:
             msg += f", expected {expected}"
         number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
@@ -144,11 +149,7 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
     """Fail for a token the grammar does not accept there, or the end of the file; the
     lexer's `state` tells which bracket is left open or mismatched."""
     tok = getattr(exc, "token", None)
-    expected = set(getattr(exc, "expected", None) or ())
-    try:  # LALR merges lookaheads; ask the parser what it really accepts here
-        expected = set(exc.interactive_parser.accepts()) or expected
-    except Exception:  # noqa: BLE001 - best effort, the plain set is still right
-        pass
+    expected = _accepted(exc, getattr(exc, "expected", None))  # LALR merges lookaheads
     if tok is not None and tok.type != "$END":
         combined_condition(text, file, tok.line)
     glued = _glued_suffix(text, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0)

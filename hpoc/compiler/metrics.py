@@ -129,8 +129,8 @@ def _module_tree(target: str, workdir: str | None) -> ast.Module | None:
 
 @functools.lru_cache(maxsize=4)
 def _parse(text: str, path: str) -> ast.Module:
-    # One compile asks up to three times (loop metrics, dict keys, time_attr); keyed by the
-    # text, an edited module is parsed anew. Callers only read the tree.
+    # One compile asks several times (objective, time_attr, stop keys, score_attribute, config
+    # keys); keyed by the text, an edited module is parsed anew. Callers only read the tree.
     return ast.parse(text, path)
 
 

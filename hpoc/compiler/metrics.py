@@ -11,9 +11,9 @@ directory (an installed package) gives no answer.
 from __future__ import annotations
 
 import ast
-import functools
-import os
 from typing import Any
+
+from hpoc.compiler.pysource import find_module, parse_module
 
 
 def study_reports(out: dict[str, Any], workdir: str | None) -> tuple[set[str] | None, set[str] | None]:
@@ -115,23 +115,10 @@ def _dict_keys(node: ast.Dict) -> set[str] | None:
 
 
 def _module_tree(target: str, workdir: str | None) -> ast.Module | None:
-    if not workdir or not target:
-        return None
-    base = os.path.join(workdir, *target.split(":", 1)[0].split("."))
-    for path in (base + ".py", os.path.join(base, "__init__.py")):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return _parse(fh.read(), path)
-        except (OSError, SyntaxError, ValueError, RecursionError):
-            continue
-    return None
-
-
-@functools.lru_cache(maxsize=4)
-def _parse(text: str, path: str) -> ast.Module:
-    # One compile asks several times (objective, time_attr, stop keys, score_attribute, config
-    # keys); keyed by the text, an edited module is parsed anew. Callers only read the tree.
-    return ast.parse(text, path)
+    """The tree of the module of `target` (`pkg.mod:Class`) under `workdir`, when it parses."""
+    path = find_module(workdir, target.split(":", 1)[0]) if workdir and target else None
+    tree = parse_module(path) if path else None
+    return tree if isinstance(tree, ast.Module) else None
 
 
 _CONFIG_ATTRS = ("config", "training_config")

@@ -1,0 +1,42 @@
+"""The study's own Python modules, found and parsed but never imported (no torch on a
+login node). The step checks (targets.py) and the rules on what the trainer reports
+(metrics.py) read the same files: one lookup, one parse cache."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+
+
+def find_module(workdir: str, module: str) -> str | None:
+    """The file of `module` (`pkg.mod`) under `workdir`: `pkg/mod.py`, else `pkg/mod/__init__.py`."""
+    base = os.path.join(workdir, *module.split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def parse_module(path: str) -> ast.Module | SyntaxError | None:
+    """The tree of the file at `path`; its SyntaxError when it does not parse; None when it
+    cannot be read (or is too deep to parse)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, ValueError):  # ValueError: not UTF-8
+        return None
+    return _parse(text, path)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse(text: str, path: str) -> ast.Module | SyntaxError | None:
+    # One compile asks for the same modules many times (each step's, and the trainer's for
+    # every rule on what it reports or reads); keyed by the text, an edited module is parsed
+    # anew. Callers only read the tree.
+    try:
+        return ast.parse(text, path)
+    except SyntaxError as exc:
+        return exc.with_traceback(None)  # kept in the cache: not the frames it was raised in
+    except (ValueError, RecursionError):  # a NUL byte (before Python 3.12); nesting too deep
+        return None

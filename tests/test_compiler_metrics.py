@@ -65,3 +65,21 @@ def test_the_step_check_and_the_report_rules_share_one_parse(tmp_path: Path, mon
     assert loop(tmp_path, 'self.checkpoint_and_report(1, tuning_metrics={"loss": 1.0})') == BASE | {"loss"}
     assert check_step("mytrainer:T", {}, str(tmp_path)) == []
     assert len(calls) == 1
+
+
+def test_a_compile_reads_what_the_trainer_reports_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The objective, `stop`, `score_attribute` and `time_attr` rules all ask: a trainer's
+    module of thousands of lines made each compile walk it four times."""
+    from hpoc.compiler import compile_source, metrics
+
+    (tmp_path / "mytrainer.py").write_text(
+        "class T:\n    def train(self, config, data):\n"
+        "        self.checkpoint_and_report(1, tuning_metrics={'loss': 1.0})\n")
+    calls: list[str] = []
+    real = metrics.reported_by_loop
+    monkeypatch.setattr(metrics, "reported_by_loop", lambda target, workdir: calls.append(target) or real(target, workdir))
+    compile_source('study "s"\npipeline { trainer = mytrainer:T }\nspace { lr = uniform(0, 1) }\n'
+                   "objective minimize loss\ntrials { num_samples = 2\n stop { loss = 0.1 } }\n"
+                   "scheduler asha { time_attr = epoch }\ncheckpoint { score_attribute = loss }\n",
+                   workdir=str(tmp_path))
+    assert calls == ["mytrainer:T"]

@@ -16,10 +16,14 @@ from typing import Any
 from hpoc.compiler.pysource import find_module, parse_module
 
 
-def study_reports(out: dict[str, Any], workdir: str | None) -> tuple[set[str] | None, set[str] | None]:
-    """`(own, reported)` for the study's trainer: what a loop of its own hands Tune
-    (`reported_by_loop`; None: hpoc's default loop reports), and the keys it may report
-    (`own`, else its module's dict keys; None: its source is not readable)."""
+# `(own, reported)`: what the trainer's loop of its own hands Tune (None: hpoc's default
+# loop reports), and the keys it may report (None: its source is not readable).
+Reports = tuple[set[str] | None, set[str] | None]
+
+
+def study_reports(out: dict[str, Any], workdir: str | None) -> Reports:
+    """`Reports` of the study's trainer: `own` from `reported_by_loop`; `reported` is `own`,
+    else its module's dict keys. Each rule on a metric asks: read once per compile."""
     target = trainer_target(out)
     own = reported_by_loop(target, workdir)
     return own, own if own is not None else trainer_metrics(target, workdir)

@@ -31,9 +31,9 @@ def parse_module(path: str) -> ast.Module | SyntaxError | None:
 
 @functools.lru_cache(maxsize=8)
 def _parse(text: str, path: str) -> ast.Module | SyntaxError | None:
-    # One compile asks for the same modules many times (each step's, and the trainer's for
-    # every rule on what it reports or reads); keyed by the text, an edited module is parsed
-    # anew. Callers only read the tree.
+    # One compile reads the trainer's module three times (its step, what it reports, the
+    # config keys it reads) and a module may hold several steps; keyed by the text, an
+    # edited module is parsed anew. Callers only read the tree.
     try:
         return ast.parse(text, path)
     except SyntaxError as exc:

@@ -28,7 +28,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
-from hpoc.compiler.metrics import config_keys_read, study_reports, trainer_target
+from hpoc.compiler.metrics import Reports, config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
@@ -50,10 +50,11 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
             ch.spans[f"space.constants.{name}"] = span
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
-    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], workdir)
+    reports = study_reports(out, workdir)
+    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
-    early_stop.stop_keys(ch, out, workdir)
+    early_stop.stop_keys(ch, out, reports)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
     sched_ok = not out["scheduler"].pop("_invalid", False)
@@ -61,11 +62,11 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
         _scheduler(ch, out, space, sched_block, search_block)
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     _resources(ch, out, workdir)
-    _checkpoint(ch, out, found.get("checkpoint", [None])[0], workdir)
+    _checkpoint(ch, out, found.get("checkpoint", [None])[0], reports)
     _resume_storage(ch, out)
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
-        early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), workdir)
+        early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), reports)
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -78,7 +79,7 @@ def _label_span(block: A.Block | None) -> A.Span | None:
 
 
 def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any,
-               workdir: str | None) -> None:
+               reports: Reports) -> None:
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
@@ -99,7 +100,7 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
         elif alg == "optuna" and out["search"]["options"].get("sampler") == "cmaes":
             ch.error(SEARCHER, "optuna's `cmaes` sampler optimises a single metric", _label_span(search),
                      help="use `sampler = nsga2` or `tpe` for several metrics")  # fmt: skip
-    own, reported = study_reports(out, workdir)
+    own, reported = reports
     if own is not None:  # an itwinai-style loop of its own: only what it hands Tune counts
         for i, m in enumerate(metrics):
             if m["name"] not in own:
@@ -574,7 +575,7 @@ def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dic
                     help=f"remove `{key}`, or `{set_in[0]}` from the DeepSpeed config")  # fmt: skip
 
 
-def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, reports: Reports) -> None:
     c = out["checkpoint"]
     metrics = out["objective"]["metrics"]
     population = (out.get("scheduler") or {}).get("name") in T.POPULATION
@@ -601,13 +602,13 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                 return
         c["score_order"] = mode
     if c["score_attribute"] is not None:
-        _score_reported(ch, out, c["score_attribute"], workdir)
+        _score_reported(ch, out, c["score_attribute"], reports)
 
 
-def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
+def _score_reported(ch: Checker, out: dict[str, Any], attr: str, reports: Reports) -> None:
     """A score nobody reports: Ray logs an error at each checkpoint and scores them all
     -inf, so `keep` keeps arbitrary ones."""
-    own, known = early_stop.result_keys(out, workdir)  # own: a loop of its own, not hpoc's metrics
+    own, known = early_stop.result_keys(out, reports)  # own: a loop of its own, not hpoc's metrics
     if attr in known:
         return
     note = "Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones"

@@ -62,7 +62,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
         _scheduler(ch, out, space, sched_block, search_block)
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     _resources(ch, out, workdir)
-    _checkpoint(ch, out, found.get("checkpoint", [None])[0], reports)
+    _checkpoint(ch, out, reports)
     _resume_storage(ch, out)
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
@@ -575,7 +575,7 @@ def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dic
                     help=f"remove `{key}`, or `{set_in[0]}` from the DeepSpeed config")  # fmt: skip
 
 
-def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, reports: Reports) -> None:
+def _checkpoint(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
     c = out["checkpoint"]
     metrics = out["objective"]["metrics"]
     population = (out.get("scheduler") or {}).get("name") in T.POPULATION

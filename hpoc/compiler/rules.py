@@ -30,6 +30,7 @@ from hpoc.compiler.check import (
 )
 from hpoc.compiler.metrics import Reports, config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
+from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
@@ -327,26 +328,29 @@ _TAKEN = frozenset(sys.stdlib_module_names) | {"hpoc", "ray", "torch", "numpy"}
 
 
 def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
-    """A study module named like a standard or runtime module (`random.py`, `queue.py`)
-    breaks Python itself once the study's directory is first on the path."""
+    """The steps against their modules' source, their arguments, and the space."""
     _step_sources(ch, out, block, workdir)
     _step_words(ch, out, block)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
+    _shadowing(ch, out, block, workdir)
+
+
+def _shadowing(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """A study module named like a standard or runtime module (`random.py`, `queue.py`)
+    breaks Python itself once the study's directory is first on the path."""
     for role, step in (out.get("pipeline") or {}).items():
         top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
-        if workdir is None or top not in _TAKEN:
+        local = find_module(workdir, top) if workdir is not None and top in _TAKEN else None
+        if local is None:
             continue
-        for local, shown in ((os.path.join(workdir, top + ".py"), top + ".py"),
-                             (os.path.join(workdir, top, "__init__.py"), top + "/")):
-            if os.path.isfile(local):
-                value = setting_value(block, role)
-                span = getattr(value, "func_span", None) or getattr(value, "span", None)
-                ch.error(VALUE, f"the study's module `{top}` has the name of Python's `{top}` module",
-                         span or ch.spans.get(f"pipeline.{role}"),
-                         notes=(f"{local} would replace it for every library the study imports",),
-                         help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
-                break
+        shown = top + "/" if local.endswith("__init__.py") else top + ".py"
+        value = setting_value(block, role)
+        span = getattr(value, "func_span", None) or getattr(value, "span", None)
+        ch.error(VALUE, f"the study's module `{top}` has the name of Python's `{top}` module",
+                 span or ch.spans.get(f"pipeline.{role}"),
+                 notes=(f"{local} would replace it for every library the study imports",),
+                 help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
 
 
 def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:

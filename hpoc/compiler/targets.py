@@ -70,10 +70,9 @@ def _missing_module(module: str, workdir: str) -> list[Problem]:
     """A module neither under the spec's directory nor installed here. A warning: the
     nodes' Python (`slurm.python`, a container) may have packages this machine lacks."""
     parts = module.split(".")
-    top = os.path.join(workdir, parts[0])
     # The study's directory comes first on the nodes' path: a module or regular package
     # there owns the name; a plain directory (a namespace portion) does not.
-    local = os.path.isfile(top + ".py") or os.path.isfile(os.path.join(top, "__init__.py"))
+    local = find_module(workdir, parts[0]) is not None
     if not local and _installed(parts[0]):
         return []
     base = "/".join(parts)

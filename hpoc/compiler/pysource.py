@@ -10,9 +10,10 @@ import os
 
 
 def find_module(workdir: str, module: str) -> str | None:
-    """The file of `module` (`pkg.mod`) under `workdir`: `pkg/mod.py`, else `pkg/mod/__init__.py`."""
+    """The file of `module` (`pkg.mod`) under `workdir`: `pkg/mod/__init__.py`, else
+    `pkg/mod.py`, the order in which Python's import looks for them."""
     base = os.path.join(workdir, *module.split("."))
-    for path in (base + ".py", os.path.join(base, "__init__.py")):
+    for path in (os.path.join(base, "__init__.py"), base + ".py"):
         if os.path.isfile(path):
             return path
     return None

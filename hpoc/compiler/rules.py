@@ -267,58 +267,72 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SEARCHER, "`search bohb` needs `scheduler bohb`", _label_span(search_block),
                  help="add `scheduler bohb { max_t = ... }`")  # fmt: skip
     if name in T.POPULATION:
-        key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
-        table = opts.get(key)
-        if not table:  # the runtime then mutates every searched parameter
-            opts[key] = None  # `{}` too: PB2 given no bounds would refuse to start
-            bounded = [p for p in space.params if "lower" in p.args and "upper" in p.args]
-            if not (bounded if name == "pb2" else space.params):
-                what = "bounded numeric parameters" if name == "pb2" else "searched parameters"
-                ch.error(SCHEDULER, f"`scheduler {name}` has nothing to mutate: no `{key}` and no {what}",
-                         _label_span(block),
-                         help=f"add `{key} {{ lr = {'loguniform(1e-4, 1e-1)' if name == 'pbt' else '[1e-4, 1e-1]'} }}`")  # fmt: skip
+        _population(ch, out, space, block, search_block)
+
+
+def _population(ch: Checker, out: dict[str, Any], space: Space, block: Any, search_block: Any) -> None:
+    """PBT and PB2 mutate the trials' values and clone checkpoints between trials: what they
+    mutate, and what keeps them from cloning."""
+    name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
+    alg = out["search"]["algorithm"]
+    _mutations(ch, name, opts, space, block)
+    if out["checkpoint"]["every"] == 0:
+        ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",
+                 ch.spans.get("checkpoint.every"), help="set `checkpoint { every = 1 }`")  # fmt: skip
+    if alg not in ("random", "grid") and alg != "bohb":  # bohb has its own error (_scheduler)
+        ch.error(SCHEDULER, f"`scheduler {name}` chooses the trials' hyperparameters itself; "
+                 f"Ray Tune runs it with `search random` or `search grid` only, not `search {alg}`",
+                 _label_span(search_block), help="use `search random { seed = 0 }`, "
+                 "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
+    res = out["resources"]
+    if res["workers"] > 1 and not res.get("reuse_workers"):
+        # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
+        # path to Tune): PBT finds nothing to clone and never exploits. Warm worker
+        # groups hand theirs to Tune, so they are the default here.
+        span = ch.spans.get("resources.reuse_workers")
+        if span is None:
+            res["reuse_workers"] = True
         else:
-            known = set(space.names())
-            for pname in table:
-                param = space.param(pname)
-                if pname in space.invalid:
-                    continue  # its domain's error is reported: the name is not unknown
-                if pname not in known:
-                    ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
-                             ch.spans.get(f"scheduler.options.{key}.{pname}"),
-                             help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip
-                elif name == "pb2" and param is not None and param.domain in T.CATEGORICAL:
-                    # the value it picks is no category: `snap` keeps categorical values as they are
-                    ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
-                             f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
-                             help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
-                                  "or let `scheduler pbt` mutate it")  # fmt: skip
-            opts[key] = {k: v for k, v in table.items() if v is not None}
-        if out["checkpoint"]["every"] == 0:
-            ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",
-                     ch.spans.get("checkpoint.every"), help="set `checkpoint { every = 1 }`")  # fmt: skip
-        if alg not in ("random", "grid") and alg != "bohb":  # bohb has its own error above
-            ch.error(SCHEDULER, f"`scheduler {name}` chooses the trials' hyperparameters itself; "
-                     f"Ray Tune runs it with `search random` or `search grid` only, not `search {alg}`",
-                     _label_span(search_block), help="use `search random { seed = 0 }`, "
-                     "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
-        res = out["resources"]
-        if res["workers"] > 1 and not res.get("reuse_workers"):
-            # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
-            # path to Tune): PBT finds nothing to clone and never exploits. Warm worker
-            # groups hand theirs to Tune, so they are the default here.
-            span = ch.spans.get("resources.reuse_workers")
-            if span is None:
-                res["reuse_workers"] = True
-            else:
-                ch.error(SCHEDULER, f"`scheduler {name}` clones checkpoints between trials, but with "
-                         f"`reuse_workers = false` a trial of {res['workers']} workers runs as a Ray Train run "
-                         "whose checkpoints Tune does not see: no trial would ever exploit another", span,
-                         help="remove `reuse_workers = false` (under this scheduler it defaults to true), "
-                         "or use `scheduler asha`")  # fmt: skip
-    if name in T.POPULATION and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
+            ch.error(SCHEDULER, f"`scheduler {name}` clones checkpoints between trials, but with "
+                     f"`reuse_workers = false` a trial of {res['workers']} workers runs as a Ray Train run "
+                     "whose checkpoints Tune does not see: no trial would ever exploit another", span,
+                     help="remove `reuse_workers = false` (under this scheduler it defaults to true), "
+                     "or use `scheduler asha`")  # fmt: skip
+    if opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
         ch.error(VALUE, "`perturbation_factors` must be two numbers `[up, down]`",
                  ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip
+
+
+def _mutations(ch: Checker, name: str, opts: dict[str, Any], space: Space, block: Any) -> None:
+    """`hyperparam_mutations` (PBT) or `hyperparam_bounds` (PB2) against the space; none
+    given: every searched parameter."""
+    key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
+    table = opts.get(key)
+    if not table:  # the runtime then mutates every searched parameter
+        opts[key] = None  # `{}` too: PB2 given no bounds would refuse to start
+        bounded = [p for p in space.params if "lower" in p.args and "upper" in p.args]
+        if not (bounded if name == "pb2" else space.params):
+            what = "bounded numeric parameters" if name == "pb2" else "searched parameters"
+            ch.error(SCHEDULER, f"`scheduler {name}` has nothing to mutate: no `{key}` and no {what}",
+                     _label_span(block),
+                     help=f"add `{key} {{ lr = {'loguniform(1e-4, 1e-1)' if name == 'pbt' else '[1e-4, 1e-1]'} }}`")  # fmt: skip
+    else:
+        known = set(space.names())
+        for pname in table:
+            param = space.param(pname)
+            if pname in space.invalid:
+                continue  # its domain's error is reported: the name is not unknown
+            if pname not in known:
+                ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
+                         ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                         help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip
+            elif name == "pb2" and param is not None and param.domain in T.CATEGORICAL:
+                # the value it picks is no category: `snap` keeps categorical values as they are
+                ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
+                         f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                         help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
+                              "or let `scheduler pbt` mutate it")  # fmt: skip
+        opts[key] = {k: v for k, v in table.items() if v is not None}
 
 
 # ----------------------------------------------------------------------- pipeline

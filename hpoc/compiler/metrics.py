@@ -23,7 +23,7 @@ Reports = tuple[set[str] | None, set[str] | None]
 
 def study_reports(out: dict[str, Any], workdir: str | None) -> Reports:
     """`Reports` of the study's trainer: `own` from `reported_by_loop`; `reported` is `own`,
-    else its module's dict keys. Each rule on a metric asks: read once per compile."""
+    else its module's dict keys. Walks the module: `cross_check` asks once, for every rule."""
     target = trainer_target(out)
     own = reported_by_loop(target, workdir)
     return own, own if own is not None else trainer_metrics(target, workdir)

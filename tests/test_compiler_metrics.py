@@ -77,7 +77,8 @@ def test_a_compile_reads_what_the_trainer_reports_once(tmp_path: Path, monkeypat
         "        self.checkpoint_and_report(1, tuning_metrics={'loss': 1.0})\n")
     calls: list[str] = []
     real = metrics.reported_by_loop
-    monkeypatch.setattr(metrics, "reported_by_loop", lambda target, workdir: calls.append(target) or real(target, workdir))
+    monkeypatch.setattr(metrics, "reported_by_loop",
+                        lambda target, workdir: calls.append(target) or real(target, workdir))
     compile_source('study "s"\npipeline { trainer = mytrainer:T }\nspace { lr = uniform(0, 1) }\n'
                    "objective minimize loss\ntrials { num_samples = 2\n stop { loss = 0.1 } }\n"
                    "scheduler asha { time_attr = epoch }\ncheckpoint { score_attribute = loss }\n",

@@ -91,3 +91,14 @@ def test_a_module_that_does_not_parse_is_said_once_for_all_its_steps(tmp_path: P
     (tmp_path / "t.py").write_text("class T:\n    pass\n")
     (w,) = missing(study(tmp_path, "getter = data:G\nsplitter = data:S\ntrainer = t:T"))
     assert w.message.startswith("getter, splitter: `data` (data.py:1) has a syntax error")
+
+
+def test_a_package_is_checked_before_a_module_of_its_name(tmp_path: Path) -> None:
+    """Python imports `models/__init__.py`, not `models.py` beside it: a step is checked
+    against the package's classes (`Net` was "not defined", and the study refused)."""
+    (tmp_path / "models.py").write_text("class Old:\n    pass\n", encoding="utf-8")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("class Net:\n    def __init__(self, width: int):\n"
+                                                    "        pass\n", encoding="utf-8")
+    spec = study(tmp_path, "  trainer = models:Net(width = 2)")
+    assert [w.message for w in compile_path(spec).warnings if "models" in w.message] == []

@@ -266,3 +266,23 @@ def test_a_compile_without_a_slurm_block_says_why_there_is_no_job_script(tmp_pat
     assert f"next: hpoc convert {config} -o study.hpo, add `slurm {{ ... }}` to it and compile that" in out
     assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(tmp_path / "f")]) == 0
     assert "no job script" not in capsys.readouterr().out
+
+
+def test_compile_enumerates_a_grid_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The shard check, the scheduler's check and the summary each count the trials; a grid
+    of 100,000 points was built once for each."""
+    from hpoc.plan import space
+
+    calls = []
+    real = space.grid_points
+    monkeypatch.setattr(space, "grid_points", lambda *a, **k: calls.append(1) or real(*a, **k))
+    space._count_grid.cache_clear()
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "g"\npipeline { trainer = t:T }\nspace { a = grid(1, 2, 3)\n b = grid(4, 5) }\n'
+                    "objective minimize val_loss\nsearch random\nscheduler asha { max_t = 5 }\n"
+                    "trials { num_samples = 2 }\nslurm { nodes = 1 }\n")
+    (tmp_path / "t.py").write_text("class T:\n    pass\n")
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 0
+    assert "trials: 12 (2 × a grid of 6)" in capsys.readouterr().out
+    assert len(calls) == 1

@@ -38,15 +38,49 @@ def test_a_dict_filled_otherwise_says_nothing(tmp_path: Path, body: str) -> None
 def test_a_module_asked_again_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ast
 
-    from hpoc.compiler import metrics
+    from hpoc.compiler import metrics, pysource
 
     calls: list[str] = []
     real = ast.parse
-    monkeypatch.setattr(metrics.ast, "parse", lambda text, path, *a: calls.append(path) or real(text, path, *a))
-    metrics._parse.cache_clear()
+    monkeypatch.setattr(ast, "parse", lambda text, path, *a: calls.append(path) or real(text, path, *a))
+    pysource._parse.cache_clear()
     body = 'self.checkpoint_and_report(1, tuning_metrics={"loss": 1.0})'
     assert loop(tmp_path, body) == BASE | {"loss"}
     assert metrics.trainer_metrics("mytrainer:T", str(tmp_path)) == {"loss"}
     assert len(calls) == 1
     assert loop(tmp_path, body.replace("loss", "acc")) == BASE | {"acc"}  # edited: read anew
     assert len(calls) == 2
+
+
+def test_the_step_check_and_the_report_rules_share_one_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ast
+
+    from hpoc.compiler import pysource
+    from hpoc.compiler.targets import check_step
+
+    calls: list[str] = []
+    real = ast.parse
+    monkeypatch.setattr(ast, "parse", lambda text, path, *a: calls.append(path) or real(text, path, *a))
+    pysource._parse.cache_clear()
+    assert loop(tmp_path, 'self.checkpoint_and_report(1, tuning_metrics={"loss": 1.0})') == BASE | {"loss"}
+    assert check_step("mytrainer:T", {}, str(tmp_path)) == []
+    assert len(calls) == 1
+
+
+def test_a_compile_reads_what_the_trainer_reports_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The objective, `stop`, `score_attribute` and `time_attr` rules all ask: a trainer's
+    module of thousands of lines made each compile walk it four times."""
+    from hpoc.compiler import compile_source, metrics
+
+    (tmp_path / "mytrainer.py").write_text(
+        "class T:\n    def train(self, config, data):\n"
+        "        self.checkpoint_and_report(1, tuning_metrics={'loss': 1.0})\n")
+    calls: list[str] = []
+    real = metrics.reported_by_loop
+    monkeypatch.setattr(metrics, "reported_by_loop",
+                        lambda target, workdir: calls.append(target) or real(target, workdir))
+    compile_source('study "s"\npipeline { trainer = mytrainer:T }\nspace { lr = uniform(0, 1) }\n'
+                   "objective minimize loss\ntrials { num_samples = 2\n stop { loss = 0.1 } }\n"
+                   "scheduler asha { time_attr = epoch }\ncheckpoint { score_attribute = loss }\n",
+                   workdir=str(tmp_path))
+    assert calls == ["mytrainer:T"]

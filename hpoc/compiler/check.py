@@ -164,7 +164,7 @@ class Checker:
                 )  # fmt: skip
                 return copy.deepcopy(f.default)
             if f.kind.open is not None:
-                return self.read_open(key, value, f.kind, where, path, special)
+                return self.read_open(key, value, f.kind, path, special)
             return self.read_record(value, f.kind.fields, f"`{key}`", path, special)
         if isinstance(value, A.Block):
             self.error(
@@ -188,7 +188,7 @@ class Checker:
                        f"`{key}` {exc.msg}", node.span or value.span, help=help)  # fmt: skip
             return copy.deepcopy(f.default)
 
-    def read_open(self, key: str, value: Any, rec: T.Rec, where: str, path: str, special: Any) -> dict[str, Any]:
+    def read_open(self, key: str, value: Any, rec: T.Rec, path: str, special: Any) -> dict[str, Any]:
         """A free-form map (`env`, `stop`, ...): any keys, values of one kind."""
         out: dict[str, Any] = {}
         for k, kspan, v, span in self.entries(value, f"`{key}`"):

@@ -10,7 +10,7 @@ from typing import Any
 
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import WARN_METRIC, WARN_SCHEDULE, Checker
-from hpoc.compiler.metrics import study_reports
+from hpoc.compiler.metrics import Reports
 from hpoc.compiler.space import Space, is_count
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean
@@ -72,7 +72,7 @@ def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span
 
 
 def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None,
-          workdir: str | None) -> None:
+          reports: Reports) -> None:
     """After the shards are known: what keeps each shard's scheduler from acting. A shard
     with one trial to compare is the cause to fix first, and then the only one said."""
     sched = out["scheduler"]
@@ -81,7 +81,7 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
         return
     horizon = _horizon(sched, epochs)
     if out["objective"]["metrics"]:  # (without, its missing objective is an error already)
-        _time_attr(ch, out, label, workdir)
+        _time_attr(ch, out, label, reports)
         if not _trials(ch, out, horizon, label):
             return
     if name in ("asha", "median"):
@@ -185,7 +185,7 @@ _MISSING_TIME = {
 }
 
 
-def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: str | None) -> None:
+def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, reports: Reports) -> None:
     """A time_attr nobody reports: ASHA and median skip every result (stop nothing),
     HyperBand (KeyError) and PBT (`require_attrs`) fail the study: Tune runs schedulers in
     its driver loop. As for the objective's metrics (rules.py), a trainer with a loop of
@@ -194,7 +194,7 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: 
     attr = sched.get("time_attr") or "training_iteration"
     if attr in TUNE_TIME_KEYS:
         return
-    own, reported = study_reports(out, workdir)
+    own, reported = reports
     if own is None and attr in T.DEFAULT_METRICS:
         return
     if reported is not None and attr in reported:
@@ -221,13 +221,13 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, workdir: 
             or f"make sure the trainer reports `{attr}` every epoch")  # fmt: skip
 
 
-def stop_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
     """A `stop` key no report carries is skipped by Ray (a log line at most): the trials
     run on to their last epoch, as if the criterion were not there (`epochs` for `epoch`)."""
     stop = out["trials"].get("stop") or {}
     if not stop:
         return
-    own, known = result_keys(out, workdir)
+    own, known = result_keys(out, reports)
     for key in stop:
         if key in known or "/" in key:
             continue  # ("perf/train_s": a nested value, as Tune flattens it)
@@ -238,11 +238,11 @@ def stop_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                 help=did_you_mean(key, known) or f"make sure the trainer reports `{key}` every epoch")  # fmt: skip
 
 
-def result_keys(out: dict[str, Any], workdir: str | None) -> tuple[bool, tuple[str, ...]]:
+def result_keys(out: dict[str, Any], reports: Reports) -> tuple[bool, tuple[str, ...]]:
     """(whether the trainer has a loop of its own, the keys a trial's results may hold):
     Tune's counters, the objective's metrics, hpoc's default loop metrics unless the
     trainer's own loop reports, and what the trainer's source says it reports."""
-    own, reported = study_reports(out, workdir)
+    own, reported = reports
     return own is not None, (*TUNE_TIME_KEYS, *(T.DEFAULT_METRICS if own is None else ()),
                              *(m["name"] for m in out["objective"]["metrics"]), *sorted(reported or ()))
 

@@ -11,15 +11,19 @@ directory (an installed package) gives no answer.
 from __future__ import annotations
 
 import ast
-import functools
-import os
 from typing import Any
 
+from hpoc.compiler.pysource import find_module, parse_module
 
-def study_reports(out: dict[str, Any], workdir: str | None) -> tuple[set[str] | None, set[str] | None]:
-    """`(own, reported)` for the study's trainer: what a loop of its own hands Tune
-    (`reported_by_loop`; None: hpoc's default loop reports), and the keys it may report
-    (`own`, else its module's dict keys; None: its source is not readable)."""
+
+# `(own, reported)`: what the trainer's loop of its own hands Tune (None: hpoc's default
+# loop reports), and the keys it may report (None: its source is not readable).
+Reports = tuple[set[str] | None, set[str] | None]
+
+
+def study_reports(out: dict[str, Any], workdir: str | None) -> Reports:
+    """`Reports` of the study's trainer: `own` from `reported_by_loop`; `reported` is `own`,
+    else its module's dict keys. Walks the module: `cross_check` asks once, for every rule."""
     target = trainer_target(out)
     own = reported_by_loop(target, workdir)
     return own, own if own is not None else trainer_metrics(target, workdir)
@@ -115,23 +119,10 @@ def _dict_keys(node: ast.Dict) -> set[str] | None:
 
 
 def _module_tree(target: str, workdir: str | None) -> ast.Module | None:
-    if not workdir or not target:
-        return None
-    base = os.path.join(workdir, *target.split(":", 1)[0].split("."))
-    for path in (base + ".py", os.path.join(base, "__init__.py")):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return _parse(fh.read(), path)
-        except (OSError, SyntaxError, ValueError, RecursionError):
-            continue
-    return None
-
-
-@functools.lru_cache(maxsize=4)
-def _parse(text: str, path: str) -> ast.Module:
-    # One compile asks several times (objective, time_attr, stop keys, score_attribute, config
-    # keys); keyed by the text, an edited module is parsed anew. Callers only read the tree.
-    return ast.parse(text, path)
+    """The tree of the module of `target` (`pkg.mod:Class`) under `workdir`, when it parses."""
+    path = find_module(workdir, target.split(":", 1)[0]) if workdir and target else None
+    tree = parse_module(path) if path else None
+    return tree if isinstance(tree, ast.Module) else None
 
 
 _CONFIG_ATTRS = ("config", "training_config")

@@ -28,8 +28,9 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
-from hpoc.compiler.metrics import config_keys_read, study_reports, trainer_target
+from hpoc.compiler.metrics import Reports, config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
+from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
@@ -50,10 +51,11 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
             ch.spans[f"space.constants.{name}"] = span
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
-    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], workdir)
+    reports = study_reports(out, workdir)
+    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
-    early_stop.stop_keys(ch, out, workdir)
+    early_stop.stop_keys(ch, out, reports)
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
     sched_ok = not out["scheduler"].pop("_invalid", False)
@@ -61,11 +63,11 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
         _scheduler(ch, out, space, sched_block, search_block)
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     _resources(ch, out, workdir)
-    _checkpoint(ch, out, found.get("checkpoint", [None])[0], workdir)
+    _checkpoint(ch, out, reports)
     _resume_storage(ch, out)
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
-        early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), workdir)
+        early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), reports)
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -78,7 +80,7 @@ def _label_span(block: A.Block | None) -> A.Span | None:
 
 
 def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any,
-               workdir: str | None) -> None:
+               reports: Reports) -> None:
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
@@ -99,7 +101,7 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
         elif alg == "optuna" and out["search"]["options"].get("sampler") == "cmaes":
             ch.error(SEARCHER, "optuna's `cmaes` sampler optimises a single metric", _label_span(search),
                      help="use `sampler = nsga2` or `tpe` for several metrics")  # fmt: skip
-    own, reported = study_reports(out, workdir)
+    own, reported = reports
     if own is not None:  # an itwinai-style loop of its own: only what it hands Tune counts
         for i, m in enumerate(metrics):
             if m["name"] not in own:
@@ -265,58 +267,72 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SEARCHER, "`search bohb` needs `scheduler bohb`", _label_span(search_block),
                  help="add `scheduler bohb { max_t = ... }`")  # fmt: skip
     if name in T.POPULATION:
-        key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
-        table = opts.get(key)
-        if not table:  # the runtime then mutates every searched parameter
-            opts[key] = None  # `{}` too: PB2 given no bounds would refuse to start
-            bounded = [p for p in space.params if "lower" in p.args and "upper" in p.args]
-            if not (bounded if name == "pb2" else space.params):
-                what = "bounded numeric parameters" if name == "pb2" else "searched parameters"
-                ch.error(SCHEDULER, f"`scheduler {name}` has nothing to mutate: no `{key}` and no {what}",
-                         _label_span(block),
-                         help=f"add `{key} {{ lr = {'loguniform(1e-4, 1e-1)' if name == 'pbt' else '[1e-4, 1e-1]'} }}`")  # fmt: skip
+        _population(ch, out, space, block, search_block)
+
+
+def _population(ch: Checker, out: dict[str, Any], space: Space, block: Any, search_block: Any) -> None:
+    """PBT and PB2 mutate the trials' values and clone checkpoints between trials: what they
+    mutate, and what keeps them from cloning."""
+    name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
+    alg = out["search"]["algorithm"]
+    _mutations(ch, name, opts, space, block)
+    if out["checkpoint"]["every"] == 0:
+        ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",
+                 ch.spans.get("checkpoint.every"), help="set `checkpoint { every = 1 }`")  # fmt: skip
+    if alg not in ("random", "grid") and alg != "bohb":  # bohb has its own error (_scheduler)
+        ch.error(SCHEDULER, f"`scheduler {name}` chooses the trials' hyperparameters itself; "
+                 f"Ray Tune runs it with `search random` or `search grid` only, not `search {alg}`",
+                 _label_span(search_block), help="use `search random { seed = 0 }`, "
+                 "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
+    res = out["resources"]
+    if res["workers"] > 1 and not res.get("reuse_workers"):
+        # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
+        # path to Tune): PBT finds nothing to clone and never exploits. Warm worker
+        # groups hand theirs to Tune, so they are the default here.
+        span = ch.spans.get("resources.reuse_workers")
+        if span is None:
+            res["reuse_workers"] = True
         else:
-            known = set(space.names())
-            for pname in table:
-                param = space.param(pname)
-                if pname in space.invalid:
-                    continue  # its domain's error is reported: the name is not unknown
-                if pname not in known:
-                    ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
-                             ch.spans.get(f"scheduler.options.{key}.{pname}"),
-                             help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip
-                elif name == "pb2" and param is not None and param.domain in T.CATEGORICAL:
-                    # the value it picks is no category: `snap` keeps categorical values as they are
-                    ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
-                             f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
-                             help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
-                                  "or let `scheduler pbt` mutate it")  # fmt: skip
-            opts[key] = {k: v for k, v in table.items() if v is not None}
-        if out["checkpoint"]["every"] == 0:
-            ch.error(SCHEDULER, f"`scheduler {name}` copies checkpoints between trials, but `checkpoint.every` is 0",
-                     ch.spans.get("checkpoint.every"), help="set `checkpoint { every = 1 }`")  # fmt: skip
-        if alg not in ("random", "grid") and alg != "bohb":  # bohb has its own error above
-            ch.error(SCHEDULER, f"`scheduler {name}` chooses the trials' hyperparameters itself; "
-                     f"Ray Tune runs it with `search random` or `search grid` only, not `search {alg}`",
-                     _label_span(search_block), help="use `search random { seed = 0 }`, "
-                     "or another scheduler (`asha`) to keep this search algorithm")  # fmt: skip
-        res = out["resources"]
-        if res["workers"] > 1 and not res.get("reuse_workers"):
-            # A Ray Train run keeps its checkpoints to itself (Train V2 reports only their
-            # path to Tune): PBT finds nothing to clone and never exploits. Warm worker
-            # groups hand theirs to Tune, so they are the default here.
-            span = ch.spans.get("resources.reuse_workers")
-            if span is None:
-                res["reuse_workers"] = True
-            else:
-                ch.error(SCHEDULER, f"`scheduler {name}` clones checkpoints between trials, but with "
-                         f"`reuse_workers = false` a trial of {res['workers']} workers runs as a Ray Train run "
-                         "whose checkpoints Tune does not see: no trial would ever exploit another", span,
-                         help="remove `reuse_workers = false` (under this scheduler it defaults to true), "
-                         "or use `scheduler asha`")  # fmt: skip
-    if name in T.POPULATION and opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
+            ch.error(SCHEDULER, f"`scheduler {name}` clones checkpoints between trials, but with "
+                     f"`reuse_workers = false` a trial of {res['workers']} workers runs as a Ray Train run "
+                     "whose checkpoints Tune does not see: no trial would ever exploit another", span,
+                     help="remove `reuse_workers = false` (under this scheduler it defaults to true), "
+                     "or use `scheduler asha`")  # fmt: skip
+    if opts.get("perturbation_factors") is not None and len(opts["perturbation_factors"]) != 2:
         ch.error(VALUE, "`perturbation_factors` must be two numbers `[up, down]`",
                  ch.spans.get("scheduler.options.perturbation_factors"))  # fmt: skip
+
+
+def _mutations(ch: Checker, name: str, opts: dict[str, Any], space: Space, block: Any) -> None:
+    """`hyperparam_mutations` (PBT) or `hyperparam_bounds` (PB2) against the space; none
+    given: every searched parameter."""
+    key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
+    table = opts.get(key)
+    if not table:  # the runtime then mutates every searched parameter
+        opts[key] = None  # `{}` too: PB2 given no bounds would refuse to start
+        bounded = [p for p in space.params if "lower" in p.args and "upper" in p.args]
+        if not (bounded if name == "pb2" else space.params):
+            what = "bounded numeric parameters" if name == "pb2" else "searched parameters"
+            ch.error(SCHEDULER, f"`scheduler {name}` has nothing to mutate: no `{key}` and no {what}",
+                     _label_span(block),
+                     help=f"add `{key} {{ lr = {'loguniform(1e-4, 1e-1)' if name == 'pbt' else '[1e-4, 1e-1]'} }}`")  # fmt: skip
+    else:
+        known = set(space.names())
+        for pname in table:
+            param = space.param(pname)
+            if pname in space.invalid:
+                continue  # its domain's error is reported: the name is not unknown
+            if pname not in known:
+                ch.error(UNKNOWN, f"`{key}` names `{pname}`, which is not in `space`",
+                         ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                         help=did_you_mean(pname, known) or "add it to `space`")  # fmt: skip
+            elif name == "pb2" and param is not None and param.domain in T.CATEGORICAL:
+                # the value it picks is no category: `snap` keeps categorical values as they are
+                ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
+                         f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                         help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
+                              "or let `scheduler pbt` mutate it")  # fmt: skip
+        opts[key] = {k: v for k, v in table.items() if v is not None}
 
 
 # ----------------------------------------------------------------------- pipeline
@@ -326,26 +342,29 @@ _TAKEN = frozenset(sys.stdlib_module_names) | {"hpoc", "ray", "torch", "numpy"}
 
 
 def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
-    """A study module named like a standard or runtime module (`random.py`, `queue.py`)
-    breaks Python itself once the study's directory is first on the path."""
+    """The steps against their modules' source, their arguments, and the space."""
     _step_sources(ch, out, block, workdir)
     _step_words(ch, out, block)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
+    _shadowing(ch, out, block, workdir)
+
+
+def _shadowing(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """A study module named like a standard or runtime module (`random.py`, `queue.py`)
+    breaks Python itself once the study's directory is first on the path."""
     for role, step in (out.get("pipeline") or {}).items():
         top = (step or {}).get("target", "").split(":", 1)[0].split(".")[0]
-        if workdir is None or top not in _TAKEN:
+        local = find_module(workdir, top) if workdir is not None and top in _TAKEN else None
+        if local is None:
             continue
-        for local, shown in ((os.path.join(workdir, top + ".py"), top + ".py"),
-                             (os.path.join(workdir, top, "__init__.py"), top + "/")):
-            if os.path.isfile(local):
-                value = setting_value(block, role)
-                span = getattr(value, "func_span", None) or getattr(value, "span", None)
-                ch.error(VALUE, f"the study's module `{top}` has the name of Python's `{top}` module",
-                         span or ch.spans.get(f"pipeline.{role}"),
-                         notes=(f"{local} would replace it for every library the study imports",),
-                         help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
-                break
+        shown = top + "/" if local.endswith("__init__.py") else top + ".py"
+        value = setting_value(block, role)
+        span = getattr(value, "func_span", None) or getattr(value, "span", None)
+        ch.error(VALUE, f"the study's module `{top}` has the name of Python's `{top}` module",
+                 span or ch.spans.get(f"pipeline.{role}"),
+                 notes=(f"{local} would replace it for every library the study imports",),
+                 help=f"rename {shown} (e.g. to `my_{shown}`) and `{role}` with it")  # fmt: skip
 
 
 def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
@@ -574,7 +593,7 @@ def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dic
                     help=f"remove `{key}`, or `{set_in[0]}` from the DeepSpeed config")  # fmt: skip
 
 
-def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+def _checkpoint(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
     c = out["checkpoint"]
     metrics = out["objective"]["metrics"]
     population = (out.get("scheduler") or {}).get("name") in T.POPULATION
@@ -601,13 +620,13 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                 return
         c["score_order"] = mode
     if c["score_attribute"] is not None:
-        _score_reported(ch, out, c["score_attribute"], workdir)
+        _score_reported(ch, out, c["score_attribute"], reports)
 
 
-def _score_reported(ch: Checker, out: dict[str, Any], attr: str, workdir: str | None) -> None:
+def _score_reported(ch: Checker, out: dict[str, Any], attr: str, reports: Reports) -> None:
     """A score nobody reports: Ray logs an error at each checkpoint and scores them all
     -inf, so `keep` keeps arbitrary ones."""
-    own, known = early_stop.result_keys(out, workdir)  # own: a loop of its own, not hpoc's metrics
+    own, known = early_stop.result_keys(out, reports)  # own: a loop of its own, not hpoc's metrics
     if attr in known:
         return
     note = "Ray scores checkpoints without it lowest of all: `keep` would keep arbitrary ones"

@@ -19,14 +19,19 @@ from hpoc.plan.space import grid_bound, total_trials
 MIN_RUN_S = 180  # seconds of a job before its walltime signal, below which HP808 warns
 
 
-def _concurrency(ch: Checker, out: dict[str, Any], nodes: int, cpn: float, gpn: int, per_node: int) -> None:
+def _concurrency(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: int, by_gpu: int,
+                 driver: float) -> None:
     """`max_concurrent` above what the job holds at once: Ray queues the rest without a word
-    (0.7 of a GPU each is one trial per GPU, not two; the default `cpus_per_node` fits one trial)."""
+    (0.7 of a GPU each is one trial per GPU, not two; the default `cpus_per_node` fits one trial).
+    `by_cpu`, `by_gpu`: the workers a node holds by its CPUs, by its GPUs."""
     r, cap = out["resources"], out["trials"]["max_concurrent"]
     workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
-    driver = T.TRIAL_DRIVER_CPU if workers > 1 else 0
+    nodes, cpn, gpn = s["nodes"], s["cpus_per_node"], s["gpus_per_node"]
     cpus = workers * cpw + driver  # one trial's
-    held = min(per_node * nodes // workers, math.floor(nodes * cpn / cpus + 1e-9))
+    # Trials at once by the CPUs (whole workers on a node, and all the trials' CPUs), by the GPUs
+    cpu_held = min(by_cpu * nodes // workers, math.floor(nodes * cpn / cpus + 1e-9))
+    gpu_held = by_gpu * nodes // workers
+    held = min(cpu_held, gpu_held)
     if cap is None or cap <= held:
         return
     each = f"{fmt_number(cpw)} CPU" + ("s" if cpw != 1 else "")
@@ -34,9 +39,9 @@ def _concurrency(ch: Checker, out: dict[str, Any], nodes: int, cpn: float, gpn: 
         each += f", {fmt_number(gpw)} GPU" + ("s" if gpw != 1 else "")
     each = f"{workers} workers × ({each})" if workers > 1 else each
     fixes = []  # what makes room for `cap` trials, all of them together
-    if min(math.floor(cpn / cpw + 1e-9) * nodes // workers, math.floor(nodes * cpn / cpus + 1e-9)) < cap:
+    if cpu_held < cap:
         fixes.append(f"raise `slurm.cpus_per_node` to {math.ceil(max(math.ceil(cap * workers / nodes) * cpw, cap * cpus / nodes) - 1e-9)}")
-    if gpw and math.floor(gpn / gpw + 1e-9) * nodes // workers < cap:
+    if gpw and gpu_held < cap:
         share = math.floor(gpn / math.ceil(cap / nodes) * 100 + 1e-9) / 100  # two decimals, rounded down to fit
         fixes.append(f"lower `gpus_per_worker` to {fmt_number(share)} (trials share a GPU)"
                      if workers == 1 and share >= 1 / 16 else "raise `slurm.gpus_per_node` or `slurm.nodes`")
@@ -91,13 +96,12 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                  ch.spans.get("resources.cpus_per_worker"),
                  help="lower `cpus_per_worker` or raise `slurm.cpus_per_node`")  # fmt: skip
     else:
-        per_node = math.floor(cpn / cpw + 1e-9)
+        by_cpu = math.floor(cpn / cpw + 1e-9)  # workers a node holds
+        by_gpu = math.floor(gpn / gpw + 1e-9) if gpw > 0 else by_cpu  # no GPUs: no bound of their own
+        per_node = min(by_cpu, by_gpu)
         # The driver's CPUs come first, on one of the nodes: Ray never places the last
         # worker where they left too little, and the trial waits for it forever.
-        with_driver = math.floor((cpn - driver) / cpw + 1e-9)
-        if gpw > 0:
-            per_node = min(per_node, math.floor(gpn / gpw + 1e-9))
-            with_driver = min(with_driver, per_node)
+        with_driver = min(math.floor((cpn - driver) / cpw + 1e-9), per_node)
         if per_node * (nodes - 1) + with_driver < workers:
             # Enough in total but for the driver: say so, or "48 CPUs, more than 48" puzzles.
             by_driver = per_node * nodes >= workers
@@ -114,7 +118,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                 if by_driver else "lower `workers`, or raise `slurm.nodes`, `gpus_per_node` or `cpus_per_node`",
             )  # fmt: skip
         else:
-            _concurrency(ch, out, nodes, cpn, gpn, per_node)
+            _concurrency(ch, out, s, by_cpu, by_gpu, driver)
     t = s.pop("time")
     s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
     grace = out["resume"]["grace_s"]

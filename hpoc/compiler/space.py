@@ -218,7 +218,7 @@ def read_space(ch: Checker, block: A.Block | None) -> Space:
         return space
     first: dict[str, A.Span | None] = {}
     _walk(ch, block.body or (), "", None, "", space, first)
-    _check_groups(ch, space, first)
+    _check_groups(ch, first)
     _resolve_conditions(ch, space)
     _check_counts(ch, space)
     return space
@@ -363,7 +363,7 @@ def _setting(
         ch.error(TYPE, f"`{name}` {exc.msg}", (exc.node or value).span, help=exc.help)
 
 
-def _check_groups(ch: Checker, space: Space, first: dict[str, A.Span | None]) -> None:
+def _check_groups(ch: Checker, first: dict[str, A.Span | None]) -> None:
     """`a` and `a.b` cannot both exist: a trial config is a nested dict."""
     names = sorted(first)
     for name in names:

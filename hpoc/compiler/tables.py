@@ -143,7 +143,6 @@ CAN_MULTI_OBJECTIVE = ("random", "grid", "optuna")
 NEEDS_OBJECTIVE = tuple(s for s in SEARCHERS if s not in ("random", "grid"))
 DROPS_QUANTIZATION = ("bayesopt", "hebo", "nevergrad", "ax", "bohb")
 CAN_NORMAL = ("random", "hyperopt")
-CAN_DISCRETE = tuple(s for s in SEARCHERS if s != "bayesopt")  # choice and integer domains
 
 # --------------------------------------------------------------------- schedulers
 
@@ -297,8 +296,6 @@ LOGGERS: dict[str, dict[str, F]] = {
     "tensorboard": {"log_freq": F(K.enum(["epoch", "batch"]), "epoch")},
 }
 
-# Blocks that carry a label: `study "name"`, `search optuna`, `scheduler asha`, `logger mlflow`.
-LABELLED = {"study": "name", "search": "algorithm", "scheduler": "name", "logger": "kind"}
 TOP_LEVEL = ("study", "pipeline", "space", "objective", *[s for s in SECTIONS if s != "pipeline"], "search", "scheduler", "logger")
 REPEATABLE = ("logger",)
 

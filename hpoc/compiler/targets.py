@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from hpoc.compiler.pysource import find_module, parse_module
 from hpoc.errors import did_you_mean, one_of
 
 
@@ -40,10 +41,10 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
     module, _, qual = target.partition(":")
     if not workdir or not module or not qual:
         return []
-    found = _module(workdir, module)
-    if found is None:
+    path = find_module(workdir, module)
+    if path is None:
         return _missing_module(module, workdir)
-    path, tree = found
+    tree = parse_module(path)
     shown = os.path.relpath(path, workdir)
     if isinstance(tree, SyntaxError):  # a warning: the Python that runs it may be newer
         at = f":{tree.lineno}" if tree.lineno else ""  # none for a NUL byte
@@ -65,30 +66,13 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
     return _arguments(init, list(args), set(supplied), f"`{qual}`", shown) or _types(init, args, f"`{qual}`", shown)
 
 
-def _module(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
-    """(path, tree) of the module's file under `workdir`; tree None when unreadable, the
-    SyntaxError when it does not parse."""
-    base = os.path.join(workdir, *module.split("."))
-    for path in (base + ".py", os.path.join(base, "__init__.py")):
-        if os.path.isfile(path):
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    return path, ast.parse(fh.read(), path)
-            except SyntaxError as exc:
-                return path, exc
-            except (OSError, ValueError, RecursionError):
-                return path, None
-    return None
-
-
 def _missing_module(module: str, workdir: str) -> list[Problem]:
     """A module neither under the spec's directory nor installed here. A warning: the
     nodes' Python (`slurm.python`, a container) may have packages this machine lacks."""
     parts = module.split(".")
-    top = os.path.join(workdir, parts[0])
     # The study's directory comes first on the nodes' path: a module or regular package
     # there owns the name; a plain directory (a namespace portion) does not.
-    local = os.path.isfile(top + ".py") or os.path.isfile(os.path.join(top, "__init__.py"))
+    local = find_module(workdir, parts[0]) is not None
     if not local and _installed(parts[0]):
         return []
     base = "/".join(parts)

@@ -294,16 +294,6 @@ def to_python(value: Value) -> Any:
     raise TypeError(f"{type(value).__name__} is not a literal")
 
 
-class Visitor:
-    """Dispatches `visit(node)` to `visit_<ClassName>`, falling back to `generic_visit`."""
-
-    def visit(self, node: Node) -> Any:
-        return getattr(self, f"visit_{type(node).__name__}", self.generic_visit)(node)
-
-    def generic_visit(self, node: Node) -> Any:
-        return None
-
-
 def dump(node: Any, indent: int = 0) -> str:
     """Readable tree dump (for `hpoc compile --emit ast` and golden tests); no spans."""
     pad = "  " * indent

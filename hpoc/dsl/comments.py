@@ -32,9 +32,6 @@ class _Comments:
             return self.items[self.i - 1][2]
         return None
 
-    def through(self, line: int) -> tuple[str, ...]:
-        return self.before(line + 1)
-
 
 def attach_comments(study: A.Study, comments: list[tuple[int, int, str]], text: str) -> A.Study:
     cs = _Comments(comments)

@@ -157,33 +157,7 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
         line, col, width, msg, help = glued
         fail_at(text, file, msg, "HP101", line, col, width=width, help=help)
     if tok is None or tok.type == "$END":
-        if state.stack:
-            ch, line, col = state.stack[-1]
-            fail_at(
-                text,
-                file,
-                f"unclosed `{ch}`: the file ends before it is closed",
-                "HP103",
-                line,
-                col,
-                help=f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end",
-            )
-        lines = text.split("\n")
-        line, col = len(lines), len(lines[-1]) + 1
-        if line > 1 and not lines[-1]:
-            line, col = line - 1, len(lines[-2]) + 1
-        fail_at(
-            text,
-            file,
-            f"unexpected end of file, expected {_expected_words(expected)}",
-            "HP103",
-            line,
-            col,
-            help=_keyword_hint(text, tok),
-        )
-    help = None
-    notes: tuple[str, ...] = ()
-    msg = f"unexpected {_describe_token(tok)}"
+        _unexpected_end(text, file, tok, expected, state)
     if tok.type in CLOSE and state.mismatch is not None:
         ch, line, col = state.mismatch
         if ch:
@@ -193,33 +167,53 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
             msg = f"unmatched `{tok}`: nothing is open here"
             help = "remove it, or check the brackets above"
         fail_at(text, file, msg, "HP101", tok.line, tok.column, help=help)
+    msg = f"unexpected {_describe_token(tok)}"
     if expected:
         msg += f", expected {_expected_words(expected)}"
+    width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
+    fail_at(text, file, msg, "HP101", tok.line, tok.column, width=width,
+            help=_token_help(text, tok, expected) or _keyword_hint(text, tok))
+
+
+def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _State) -> NoReturn:
+    """The file ends inside a bracket, or where the grammar wants more."""
+    if state.stack:
+        ch, line, col = state.stack[-1]
+        fail_at(text, file, f"unclosed `{ch}`: the file ends before it is closed", "HP103", line, col,
+                help=f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end")
+    lines = text.split("\n")
+    line, col = len(lines), len(lines[-1]) + 1
+    if line > 1 and not lines[-1]:  # point at the last line's end, not past the final newline
+        line, col = line - 1, len(lines[-2]) + 1
+    fail_at(text, file, f"unexpected end of file, expected {_expected_words(expected)}", "HP103", line, col,
+            help=_keyword_hint(text, tok))
+
+
+def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
+    """The likely fix for a token written as another language would (YAML's `:`, Python's
+    `True`, `.5`), or where the grammar wants a setting or a separator."""
     if tok.type == "COLON" and "EQUAL" in expected:
-        help = "settings are written `key = value`, not `key: value`"
-    elif tok.type == "EQUAL" and "_EQEQ" in expected:
-        help = "compare with `==`"
-    elif "MINIMIZE" in expected:
-        help = _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
-    elif tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):
-        help = f'the study name is a string: `study "{tok}"`'
-    elif "EQUAL" in expected and tok.type in VALUE_START | {"NAME"}:
-        help = "settings are written `key = value`"
-    elif "COMMA" in expected and ("RSQB" in expected or "RPAR" in expected):
-        help = "separate items with `,`"
-    elif tok.type == "NAME" and str(tok) in ("True", "False", "None"):
-        help = f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
-    elif tok.type == "DOT":  # `.5` and `5.`, as Python and YAML allow
+        return "settings are written `key = value`, not `key: value`"
+    if tok.type == "EQUAL" and "_EQEQ" in expected:
+        return "compare with `==`"
+    if "MINIMIZE" in expected:
+        return _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+    if tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):
+        return f'the study name is a string: `study "{tok}"`'
+    if "EQUAL" in expected and tok.type in VALUE_START | {"NAME"}:
+        return "settings are written `key = value`"
+    if "COMMA" in expected and ("RSQB" in expected or "RPAR" in expected):
+        return "separate items with `,`"
+    if tok.type == "NAME" and str(tok) in ("True", "False", "None"):
+        return f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
+    if tok.type == "DOT":  # `.5` and `5.`, as Python and YAML allow
         before, after = text[: tok.start_pos], text[tok.end_pos:]
         if re.match(r"\d", after) and not re.search(r"[\w.]$", before):
-            help = f"write `0.{re.match(r'[0-9]+', after).group(0)}`"  # type: ignore[union-attr]
-        elif re.search(r"(?<![\w.])\d+$", before):
+            return f"write `0.{re.match(r'[0-9]+', after).group(0)}`"  # type: ignore[union-attr]
+        if re.search(r"(?<![\w.])\d+$", before):
             whole = re.search(r"\d+$", before).group(0)  # type: ignore[union-attr]
-            help = f"write `{whole}.0` or `{whole}`"
-    if help is None:
-        help = _keyword_hint(text, tok)
-    width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
-    fail_at(text, file, msg, "HP101", tok.line, tok.column, width=width, help=help, notes=notes)
+            return f"write `{whole}.0` or `{whole}`"
+    return None
 
 
 # A number, then a name: glued (`64g`), or one unit letter after a space that ends the

@@ -6,6 +6,7 @@ it, `hpoc status` sizes the study with it."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import numbers
@@ -108,7 +109,19 @@ def grid_points(space: dict[str, Any], *, enumerate_choices: bool = False) -> li
 
 
 def count_grid(space: dict[str, Any], enumerate_choices: bool = False) -> int:
-    return len(grid_points(space, enumerate_choices=enumerate_choices))
+    """How many points `grid_points` makes. One compile asks of one space three or four
+    times (the shards, the schedulers, the search's points, the summary), and a grid may
+    hold 100,000 points: they are enumerated once, keyed by the parameters' JSON."""
+    try:
+        params = json.dumps(space["params"], sort_keys=True)
+    except (TypeError, ValueError):  # not a plan's values: counted, not kept
+        return len(grid_points(space, enumerate_choices=enumerate_choices))
+    return _count_grid(params, enumerate_choices)
+
+
+@functools.lru_cache(maxsize=8)
+def _count_grid(params: str, enumerate_choices: bool) -> int:
+    return len(grid_points({"params": json.loads(params)}, enumerate_choices=enumerate_choices))
 
 
 def grid_bound(space: dict[str, Any], *, enumerate_choices: bool = False) -> int:

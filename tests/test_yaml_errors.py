@@ -598,6 +598,30 @@ def test_pipe_key_picks_one_of_several_hpo_pipelines_as_itwinai_does(tmp_path: P
     assert "--pipe-key picks a pipeline of a YAML config" in capsys.readouterr().err
 
 
+def test_a_job_of_one_of_several_pipelines_recompiles_that_pipeline_to_see_edits(tmp_path: Path) -> None:
+    """The job compares the plan with the config as it is now; compiled without the plan's
+    `--pipe-key`, a config of two HPO pipelines "no longer compiled" after any edit."""
+    from hpoc.runtime import before
+    from hpoc.yaml import PIPE_KEY
+
+    other = SEED.replace("ray_training_pipeline:", "hpo_training_pipeline:").replace(
+        "Virgo-HPO-Experiment", "other-study")
+    path = write(tmp_path, SEED + other)
+    token = PIPE_KEY.set("hpo_training_pipeline")
+    try:
+        plan = compile_path(path).plan
+    finally:
+        PIPE_KEY.reset(token)
+    assert plan["source"]["pipe_key"] == "hpo_training_pipeline"
+    path.write_text(path.read_text() + "# a comment\n")
+    assert before.edited_spec(plan) is None  # the pipeline it runs is as compiled
+    path.write_text(path.read_text().replace("other-study", "renamed"))
+    warning = before.edited_spec(plan)
+    assert "(they differ in `storage`, `study`)" in warning, warning
+    assert f"hpoc compile {path} --pipe-key hpo_training_pipeline -o BUILD" in warning
+    assert compile_path(write(tmp_path, SEED)).plan["source"]["pipe_key"] is None
+
+
 def test_a_config_key_the_trainer_reads_but_the_space_lacks_is_a_warning(tmp_path: Path) -> None:
     """The tutorial's loop reads `self.training_config["epochs"]`: without `epochs` in
     `train_loop_config` every trial fails with a KeyError, after `hpoc check` said valid."""

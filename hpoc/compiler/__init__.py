@@ -26,9 +26,10 @@ class Result:
 
 
 def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir: str, fmt: str = "hpo",
-                  words: dict[str, str] | None = None) -> Result:
+                  words: dict[str, str] | None = None, pipe_key: str | None = None) -> Result:
     """Check an AST and build its plan; raise SpecCheckError with all errors. `words`: the
-    .hpo names a front end's format spells otherwise (the plan's `source.words`)."""
+    .hpo names a front end's format spells otherwise (the plan's `source.words`); `pipe_key`:
+    the pipeline of a YAML config it was compiled from (`source.pipe_key`)."""
     from hpoc.compiler.check import check
     from hpoc.compiler.plan import build_plan
 
@@ -36,7 +37,8 @@ def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir
     diags = with_sources(checked.diagnostics, text) if text else checked.diagnostics
     if not checked.ok:
         raise SpecCheckError(diags)
-    plan = build_plan(checked, file=file, fmt=fmt, sha256=sha256, workdir=workdir, words=words)
+    plan = build_plan(checked, file=file, fmt=fmt, sha256=sha256, workdir=workdir, words=words,
+                      pipe_key=pipe_key)
     return Result(plan, [d for d in diags if d.severity == "warning"], study)
 
 

@@ -21,7 +21,7 @@ _SPAN_RENAMES = {
 
 
 def build_plan(checked: Checked, *, file: str, fmt: str, sha256: str, workdir: str,
-               words: dict[str, str] | None = None) -> dict[str, Any]:
+               words: dict[str, str] | None = None, pipe_key: str | None = None) -> dict[str, Any]:
     """The plan for a checked study (caller has made sure `checked.ok`)."""
     s = checked.sections
     workdir = os.path.abspath(workdir)
@@ -34,7 +34,8 @@ def build_plan(checked: Checked, *, file: str, fmt: str, sha256: str, workdir: s
     return {
         "plan_version": PLAN_VERSION,
         "source": {"file": base, "format": fmt, "sha256": sha256, "workdir": workdir,
-                   "words": dict(sorted(words.items())) if words is not None else None},
+                   "words": dict(sorted(words.items())) if words is not None else None,
+                   "pipe_key": pipe_key},
         "study": s["study"],
         "pipeline": s["pipeline"],
         "space": s["space"],

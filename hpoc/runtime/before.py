@@ -96,14 +96,20 @@ def edited_spec(plan: dict[str, Any], runs: str = "this job runs", build: str = 
             return None
     except OSError:
         return None  # moved away: the plan is all there is
+    key = source.get("pipe_key")
+    pick = f" --pipe-key {shlex.quote(key)}" if key else ""
     how = (f"{runs} the plan as compiled; to run the edited spec, compile it again "
-           f"(`hpoc compile {shlex.quote(str(spec))} -o {build}`, or `hpoc submit` it) and submit again")
-    try:
-        from hpoc.compiler import compile_path
+           f"(`hpoc compile {shlex.quote(str(spec))}{pick} -o {build}`, or `hpoc submit` it) and submit again")
+    from hpoc.compiler import compile_path
+    from hpoc.yaml import PIPE_KEY
 
+    token = PIPE_KEY.set(source.get("pipe_key"))  # the pipeline it was compiled from, of several
+    try:
         edited = _comparable(compile_path(spec).plan)
     except Exception:  # a spec that no longer compiles: `hpoc check` says why
         return f"{spec} was edited since this plan was compiled from it and no longer compiles; {how}"
+    finally:
+        PIPE_KEY.reset(token)
     compiled = _comparable(plan)
     parts = sorted(k for k in set(compiled) | set(edited) if compiled.get(k) != edited.get(k))
     if not parts:

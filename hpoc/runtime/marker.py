@@ -31,7 +31,7 @@ LEGACY_MARKER = ".hpoc-run.json"  # now the run lock (hpoc.runtime.runlock)
 # allocation and signal timing, `failure.fail_fast` (turned off to resume a study it
 # stopped; absent from plans before it).
 COSMETIC = (("content_hash",), ("spans",), ("source", "sha256"), ("source", "file"),
-            ("source", "format"), ("source", "words"), ("slurm",), ("resume", "grace_s"),
+            ("source", "format"), ("source", "words"), ("source", "pipe_key"), ("slurm",), ("resume", "grace_s"),
             ("failure", "fail_fast"))
 
 

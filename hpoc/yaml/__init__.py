@@ -99,7 +99,7 @@ def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: st
     names = _yaml_names(tr.study, text) + tr.names
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml",
-                               words=WORDS)
+                               words=WORDS, pipe_key=PIPE_KEY.get())
     except SpecError as exc:
         raise SpecCheckError(_sorted(tr.warnings + _renamed(exc.diagnostics, names, text))) from None
     result.warnings = _sorted(tr.warnings + _renamed(result.warnings, names, text))

@@ -973,3 +973,19 @@ def test_an_error_of_hpocs_own_trainer_error_is_its_sentence(tmp_path, capsys):
     assert code == 0, err
     assert "  ggggg_00001: failed the same way twice: ValueError: bad batch at /s/train.py:18; " \
            "not retried again" in out, out
+
+
+def test_csv_and_json_carry_the_same_config_constants_included(tmp_path, capsys):
+    """`epochs` is a constant of the study: --json's params had it, the CSV's columns did not."""
+    storage = tmp_path / "storage"
+    write_plan(tmp_path / "build", make_plan(storage, "consts"))
+    for i, lr in enumerate((0.01, 0.001)):
+        trial_dir(storage / "consts", f"aaaaa_0000{i}",
+                  {"batch_size": 32, "dropout": 0.1, "epochs": 6,
+                   "optimizer": {"name": "adam", "lr": lr}}, [{"val_loss": 0.5 - i / 10}])
+    doc = json.loads(cli(capsys, tmp_path / "build", "--json")[1])
+    rows = list(csv.DictReader(io.StringIO(cli(capsys, tmp_path / "build", "--csv")[1])))
+    for record, row in zip(doc["trials"], rows):
+        assert {k[len("config/"):]: v for k, v in row.items() if k.startswith("config/")} == \
+            {k: str(v) for k, v in record["params"].items()}
+    assert rows[0]["config/epochs"] == "6"

@@ -399,3 +399,35 @@ def test_best_so_far_line_does_not_start_before_the_trial_did():
     fig = P.best_so_far_figure(results, rank(results))
     xs = [float(x) for x in fig.axes[0].lines[0].get_xdata()]
     assert xs == pytest.approx([0.2, 0.4])  # seconds after the study began, the end at 0.4
+
+
+def test_timeline_shows_the_trials_that_never_reported():
+    """The table lists a trial that failed before its first report and one that never
+    started; the timeline left both out, as if the study had had one trial."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    reports = [{"training_iteration": 1, "timestamp": 1010, "time_total_s": 10.0, "val_loss": 0.5}]
+    trials = [Trial("ran", "TERMINATED", {}, history=reports, started_at=1000.0, ended_at=1010.0),
+              Trial("failed", "ERROR", {}, error="RuntimeError: boom", started_at=1004.0),
+              Trial("waits", "PENDING", {})]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    ax = P.timeline_figure(results, rank(results)).axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(rows) == ["failed", "ran", "waits"]
+    (mark,) = ax.collections  # where the failed trial began
+    assert tuple(map(float, mark.get_offsets()[0])) == (4.0, rows.index("failed"))
+    assert "never started" in [t.get_text().strip() for t in ax.texts]
+
+
+def test_a_trial_that_failed_before_reporting_keeps_its_start_from_ray_state(tmp_path):
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [], error="RuntimeError: boom")
+    state = {"trial_id": "aaaaa_00000", "status": "ERROR", "config": {"lr": 0.1},
+             "relative_logdir": "trainable_aaaaa_00000_0_lr=0.1"}
+    (exp / "experiment_state-2024.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps(state), json.dumps({"start_time": 1234.5})]]}))
+    summary(exp, "s", [{"trial_id": "aaaaa_00000", "status": "ERROR"}])
+    (trial,) = load(exp).trials
+    assert trial.started_at == 1234.5 and trial.start_ts is None

@@ -392,6 +392,8 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
         # Only trust them when they agree with result.json (a restored run restarts clocks).
         if abs(state["end"] - (number(history[-1].get("timestamp")) or 0)) < 2:
             trial.started_at, trial.ended_at = state["start"], state["end"]
+    elif state and state.get("start") and not history:
+        trial.started_at = state["start"]  # began, never reported: the timeline still places it
     return trial
 
 

@@ -372,7 +372,7 @@ def _time_unit(span_s: float) -> tuple[float, str]:
 
 
 def study_start(results: Results) -> float | None:
-    starts = [t.start_ts for t in results.trials if t.start_ts is not None]
+    starts = [began(t) for t in results.trials if began(t) is not None]
     return min(starts) if starts else None
 
 
@@ -467,54 +467,83 @@ def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str)
 
 # ---------------------------------------------------------------- timeline / shards
 
+def began(trial: Trial) -> float | None:
+    """When a trial began: its first report's start, else (it never reported) Ray's."""
+    return trial.start_ts if trial.start_ts is not None else trial.started_at
+
+
 def timeline_figure(results: Results, ranking: Ranking):
     t0 = study_start(results)
-    spans = [t for t in results.trials if t.start_ts is not None and t.end_ts is not None]
-    if t0 is None or not spans:
+    if t0 is None:
         return None
-    spans.sort(key=lambda t: (t.shard, t.start_ts, t.trial_id))
-    span = max(t.end_ts for t in spans) - t0
+    # Every trial the table lists has a row: one that never reported is a mark where it
+    # began, or a word when it never began (or Ray kept no time for it).
+    rows = sorted(results.trials, key=lambda t: (t.shard, began(t) is None, began(t) or 0.0,
+                                                 t.trial_id))
+    spans = [t for t in rows if t.start_ts is not None and t.end_ts is not None]
+    ends = [t.end_ts for t in spans] + [t.started_at for t in rows if t.started_at is not None]
+    span = max(ends) - t0
     unit, unit_name = _time_unit(span)
-    fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(spans)))
+    fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(rows)))
     ax = fig.subplots()
     from matplotlib import colormaps
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     cmap = colormaps["tab10"]
-    shard_ids = sorted({t.shard for t in spans})
-    bars: dict[bool, list[tuple[int, float, float, Any]]] = {False: [], True: []}
-    for y, trial in enumerate(spans):
-        left = (trial.start_ts - t0) / unit
-        width = max((trial.end_ts - trial.start_ts) / unit, span / unit / 400)
-        color = cmap(shard_ids.index(trial.shard) % 10) if results.sharded \
+    shard_ids = sorted({t.shard for t in rows})
+
+    def color(trial: Trial) -> Any:
+        return cmap(shard_ids.index(trial.shard) % 10) if results.sharded \
             else STATUS_COLORS.get(status_label(trial), "#333")
-        bars[trial.status == "ERROR"].append((y, width, left, color))
+
+    bars: dict[bool, list[tuple[int, float, float, Any]]] = {False: [], True: []}
+    marks: list[tuple[float, int, Any]] = []
+    for y, trial in enumerate(rows):
+        if trial in spans:
+            left = (trial.start_ts - t0) / unit
+            width = max((trial.end_ts - trial.start_ts) / unit, span / unit / 400)
+            bars[trial.status == "ERROR"].append((y, width, left, color(trial)))
+        elif trial.started_at is not None:
+            marks.append(((trial.started_at - t0) / unit, y, color(trial)))
+        else:
+            said = "never started" if trial.status == "PENDING" else f"{status_label(trial)}, no time kept"
+            ax.text(0, y, f" {said}", va="center", fontsize="x-small", color="#555")
     for failed, group in bars.items():
         if group:  # one call per kind: fast with thousands of trials
             ax.barh([g[0] for g in group], [g[1] for g in group], left=[g[2] for g in group],
                     height=0.7, color=[g[3] for g in group],
                     edgecolor="#d62728" if failed else "none", hatch="//" if failed else None,
                     linewidth=1.2)
-    if len(spans) <= 60:
-        ax.set_yticks(range(len(spans)))
-        labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in spans]
-        ax.set_yticklabels(labels, fontsize="x-small" if len(spans) > 20 else "small")
+    if marks:
+        ax.scatter([m[0] for m in marks], [m[1] for m in marks], c=[m[2] for m in marks],
+                   marker="|", s=160, linewidths=2.5, zorder=3)
+    if len(rows) <= 60:
+        ax.set_yticks(range(len(rows)))
+        labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in rows]
+        ax.set_yticklabels(labels, fontsize="x-small" if len(rows) > 20 else "small")
     else:  # too many to name: one row per trial, unlabelled
         ax.set_yticks([])
-        ax.set_ylabel(f"{len(spans)} trials" + (", grouped by shard" if results.sharded else ""))
-    ax.invert_yaxis()
+        ax.set_ylabel(f"{len(rows)} trials" + (", grouped by shard" if results.sharded else ""))
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top; a row of words only still shows
+    if not spans and not marks:
+        ax.set_xlim(0, 1)
     ax.set_xlabel(f"time since study start ({unit_name})")
     ax.grid(True, axis="x", alpha=0.3)
     if results.sharded:
-        handles = [Patch(color=cmap(i % 10), label=f"shard {s} ({sum(t.shard == s for t in spans)}"
+        handles = [Patch(color=cmap(i % 10), label=f"shard {s} ({sum(t.shard == s for t in rows)}"
                          " trials)") for i, s in enumerate(shard_ids)]
         ax.set_title("Which shard ran which trial, and when")
     else:
-        used = {status_label(t) for t in spans}
+        used = {status_label(t) for t in spans} | {status_label(t) for t in rows
+                                                   if t.started_at is not None}
         handles = [Patch(color=c, label=s) for s, c in STATUS_COLORS.items() if s in used]
         ax.set_title("Trial timeline")
     if results.sharded and any(t.status == "ERROR" for t in spans):
         handles.append(Patch(facecolor="white", edgecolor="#d62728", hatch="//", label="error"))
+    if marks:
+        handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
+                              linestyle="none", label="began, never reported"))
     ax.legend(handles=handles, loc="best", fontsize="small")
     return fig
 
@@ -570,7 +599,8 @@ PLOTS = (
     ("best-so-far", "Best so far", best_so_far_figure,
      "How the best objective improved with wall-clock time and with the number of trials."),
     ("timeline", "Timeline", timeline_figure,
-     "When each trial ran (and on which shard, for sharded studies)."),
+     "When each trial ran (and on which shard, for sharded studies). A tick marks when a "
+     "trial that never reported began; a trial that never started has a row and no bar."),
 )
 
 

@@ -431,3 +431,25 @@ def test_a_trial_that_failed_before_reporting_keeps_its_start_from_ray_state(tmp
     summary(exp, "s", [{"trial_id": "aaaaa_00000", "status": "ERROR"}])
     (trial,) = load(exp).trials
     assert trial.started_at == 1234.5 and trial.start_ts is None
+
+
+def test_a_selection_narrows_the_plots_as_it_does_the_table():
+    """`hpoc report --top 2` showed 2 rows and plots of every trial."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    trials = [Trial(f"t{i}", "TERMINATED", {"lr": 10.0 ** -i, "depth": i % 2},
+                    [{"training_iteration": 1, "timestamp": 1000 + i, "val_loss": 1.0 - i / 10},
+                     {"training_iteration": 2, "timestamp": 1001 + i, "val_loss": 0.9 - i / 10}],
+                    started_at=999.0 + i, ended_at=1001.0 + i)
+              for i in range(5)]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    figures = {name: (caption, fig) for name, _, caption, fig in P.figures(results, rank(results, top=2))}
+    (named,) = figures["learning-curves"][1].legends  # one entry per line drawn
+    assert sorted(t.get_text() for t in named.get_texts()) == ["t3", "t4"]
+    parallel = figures["parallel-coordinates"][1].axes[0]
+    assert len(parallel.collections[0].get_segments()) == 2
+    timeline = figures["timeline"][1].axes[0]
+    assert sorted(t.get_text() for t in timeline.get_yticklabels()) == ["t3", "t4"]
+    assert figures["timeline"][0].endswith("Shows the 2 trials selected, of 5.")
+    # How the search went is the whole study's: said, not narrowed.
+    assert "all 5 trials" in figures["best-so-far"][0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hpoc.results.model import Results, Trial, number
@@ -199,7 +199,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    _curve_legend(fig, axes[0], results, best)
+    _curve_legend(fig, axes[0], results, best if any(t is best for t in trials) else None)
     if len(trials) <= len(PALETTE):  # few enough to name each line
         from matplotlib.lines import Line2D
 
@@ -372,6 +372,8 @@ def _time_unit(span_s: float) -> tuple[float, str]:
 
 
 def study_start(results: Results) -> float | None:
+    if results.started is not None:  # a selection's: the whole study's
+        return results.started
     starts = [began(t) for t in results.trials if began(t) is not None]
     return min(starts) if starts else None
 
@@ -584,33 +586,58 @@ def pareto_figure(results: Results, ranking: Ranking):
 
 # ---------------------------------------------------------------- all of them
 
+# (name, title, figure, caption, whole): a `whole` plot shows how the search went, which
+# only the whole study tells; the others show the trials --top/--status selected.
 PLOTS = (
     ("learning-curves", "Learning curves", learning_curves_figure,
      "Every trial's reported metrics per epoch. × marks a trial the scheduler stopped early; "
-     "a dashed line ending in a red X is a trial that failed; the gold star is the best trial."),
+     "a dashed line ending in a red X is a trial that failed; the gold star is the best trial.",
+     False),
     ("pareto-front", "Pareto front", pareto_figure,
      "Several objectives: each dot is a trial, at its first two objective metrics; the red line "
      "joins the trials no other trial beats on every objective. The best trial is the front's "
-     "best by the first metric only."),
+     "best by the first metric only.", True),
     ("objective-vs-params", "Objective vs hyperparameters", objective_vs_params_figure,
-     "Each dot is a trial. Log-scaled parameters use a log axis; categories are jittered."),
+     "Each dot is a trial. Log-scaled parameters use a log axis; categories are jittered.", False),
     ("parallel-coordinates", "Parallel coordinates", parallel_coordinates_figure,
-     "One line per trial through its hyperparameter values, coloured by the objective."),
+     "One line per trial through its hyperparameter values, coloured by the objective.", False),
     ("best-so-far", "Best so far", best_so_far_figure,
-     "How the best objective improved with wall-clock time and with the number of trials."),
+     "How the best objective improved with wall-clock time and with the number of trials.", True),
     ("timeline", "Timeline", timeline_figure,
      "When each trial ran (and on which shard, for sharded studies). A tick marks when a "
-     "trial that never reported began; a trial that never started has a row and no bar."),
+     "trial that never reported began; a trial that never started has a row and no bar.", False),
 )
 
 
-def make_plots(results: Results, ranking: Ranking) -> list[Plot]:
+def selected(results: Results, ranking: Ranking) -> Results:
+    """The study as --top/--status narrowed it: the trials the table shows, in trial order.
+    Times stay counted from the whole study's start, so a selection's plot lines up with
+    the unfiltered one."""
+    if len(ranking.trials) == len(results.trials):
+        return results
+    shown = {id(t) for t in ranking.trials}
+    return replace(results, trials=[t for t in results.trials if id(t) in shown], _names=None,
+                   started=study_start(results))
+
+
+def figures(results: Results, ranking: Ranking) -> list[tuple[str, str, str, Any]]:
+    """(name, title, caption, figure) of each plot the study has something to show for."""
+    view = selected(results, ranking)
     out = []
-    for name, title, build, caption in PLOTS:
-        fig = build(results, ranking)
+    for name, title, build, caption, whole in PLOTS:
+        fig = build(results if whole else view, ranking)
         if fig is None:
             continue
+        if view is not results:
+            n, total = len(view.trials), len(results.trials)
+            caption += (f" Shows all {total} trials of the study, not only the {n} selected."
+                        if whole else f" Shows the {n} trials selected, of {total}.")
         if name == "timeline" and results.sharded:
             title = "Shards"
-        out.append(Plot(name, title, caption, png_bytes(fig)))
+        out.append((name, title, caption, fig))
     return out
+
+
+def make_plots(results: Results, ranking: Ranking) -> list[Plot]:
+    return [Plot(name, title, caption, png_bytes(fig))
+            for name, title, caption, fig in figures(results, ranking)]

@@ -574,3 +574,29 @@ def test_a_study_never_started_says_how_to_submit_it(tmp_path, capsys, monkeypat
     out = status(capsys, build)[1]
     assert "0      not started" in out and "jobs:" not in out
     assert out.endswith(f"next: submit it: `sbatch '{build}/job.sbatch'`\n"), out
+
+
+def test_a_failed_array_task_whose_err_says_nothing_gets_its_why_from_the_summary(
+        tmp_path, capsys, monkeypatch):
+    """The trials' errors go to their own error.txt: a shard whose every trial failed can
+    leave an .err with no error line, and its job had no `why` where other failed jobs do."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=2))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k, status_ in ((0, "TERMINATED"), (1, "ERROR")):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_0000{k}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        error = "Traceback (most recent call last):\n  ...\nValueError: boom" if k else None
+        path = summary(exp, "arr", [{"trial_id": f"aaaaa_0000{k}", "status": status_, "error": error}])
+        counted = {**json.loads(path.read_text()), "status_counts": {status_: 1},
+                   "best": {"trial_id": "aaaaa_00000"} if k == 0 else None}
+        path.write_text(json.dumps(counted))
+        (build / f"arr-800_{k}.err").write_text("[hpoc] 00:00:09 | 1/1 trials finished\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"800_0": "COMPLETED", "800_1": "FAILED"})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert (f"next: job 800_1 FAILED: every trial of shard 1 failed (1 of 1): ValueError: boom "
+            f"(its output: {build}/arr-800_1.err)") in out, out

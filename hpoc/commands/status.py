@@ -340,7 +340,7 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
             continue
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
         if job.get("state") not in ("COMPLETED", "CANCELLED"):
-            job["why"] = joblogs.why(job["err"])
+            job["why"] = joblogs.why(job["err"]) or s.get("no_success_why")
 
 
 def _failed_end(shard: dict[str, Any], state: str | None) -> bool:
@@ -403,12 +403,35 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     why = summary.get("stopped") if summary and state == "interrupted" else None
     timed_out = sum(1 for t in trials if t.status == "TERMINATED" and t.stopped_by == "time limit")
     cut = sum(1 for t in trials if t.status == "TERMINATED" and t.retry_cut)
+    no_success = state == "finished" and bool(exit_code(summary))
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
             "trials": len(trials), **counts, "time_limit": timed_out,
             "retry_cut": cut, "best": _best(trials, metric),
             # its driver exited 1 (every trial failed, or none gave a finite objective)
-            "no_success": state == "finished" and bool(exit_code(summary))}
+            "no_success": no_success,
+            "no_success_why": _no_success_why(k, summary) if no_success else None}
+
+
+def _no_success_why(k: int, summary: dict[str, Any]) -> str:
+    """Why a shard's driver exited 1, from its summary: the trials' errors went to their own
+    error.txt, so the job's .err may say nothing of them."""
+    from collections import Counter
+
+    from hpoc.results.load import error_line
+    from hpoc.runtime.summary import describe_best
+
+    trials = summary.get("trials") or []
+    errors = Counter(error_line(str(t["error"])) for t in trials
+                     if t.get("status") == "ERROR" and t.get("error"))
+    if trials and all(t.get("status") == "ERROR" for t in trials):
+        said = f"every trial of shard {k} failed ({len(trials)} of {len(trials)})"
+        if not errors:
+            return said + " (each trial's error.txt says why)"
+        (line, _), *others = errors.most_common()
+        return f"{said}: {line}" + (f" (and {len(others)} other error(s))" if others else "")
+    lines = describe_best(summary).splitlines()
+    return f"shard {k}: " + (lines[1] if len(lines) > 1 else "no trial succeeded")
 
 
 def _pid_alive(job_id: str) -> bool:

@@ -424,7 +424,9 @@ def _no_success_why(k: int, summary: dict[str, Any]) -> str:
     trials = summary.get("trials") or []
     errors = Counter(error_line(str(t["error"])) for t in trials
                      if t.get("status") == "ERROR" and t.get("error"))
-    if trials and all(t.get("status") == "ERROR" for t in trials):
+    if not trials:
+        return f"shard {k} ran no trial"
+    if all(t.get("status") == "ERROR" for t in trials):
         said = f"every trial of shard {k} failed ({len(trials)} of {len(trials)})"
         if not errors:
             return said + " (each trial's error.txt says why)"

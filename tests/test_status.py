@@ -600,3 +600,18 @@ def test_a_failed_array_task_whose_err_says_nothing_gets_its_why_from_the_summar
     assert code == 0, err
     assert (f"next: job 800_1 FAILED: every trial of shard 1 failed (1 of 1): ValueError: boom "
             f"(its output: {build}/arr-800_1.err)") in out, out
+
+
+def test_an_experiment_directory_is_not_offered_to_hpoc_run(tmp_path, capsys):
+    """`hpoc run` takes a spec or a plan: `hpoc run results/tiny --local --retry-errored`, as
+    status of an experiment directory said, fails."""
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR" if i else "TERMINATED"}
+                          for i in range(3)], metric="val_accuracy", mode="max")
+    out = status(capsys, exp)[1]
+    assert f"hpoc run {exp}" not in out and f"hpoc submit {exp}" not in out
+    assert "`hpoc run SPEC --local --retry-errored` (or `hpoc submit SPEC --retry-errored`; " \
+           "SPEC: the study file that ran it)" in out
+    (exp / "summary.json").unlink()  # interrupted
+    out = status(capsys, exp)[1]
+    assert f"hpoc run {exp}" not in out and "`hpoc run SPEC --local`" in out

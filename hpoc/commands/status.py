@@ -268,6 +268,7 @@ def gather_dir(exp: Path) -> dict[str, Any]:
         "shared_budget": False, "shards": shards, "totals": totals,
         "trials": len(results.trials), "best": _best(results.trials, metric), "journal": None,
         "warnings": list(results.warnings), "state": _overall([s["state"] for s in shards]),
+        "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
     }
 
 
@@ -568,9 +569,10 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     build = status["build_dir"]
     flag, env = (" --retry-errored", "HPOC_RETRY_ERRORED=1 ") if retry else ("", "")
     if build is None:
-        t = _spec_words(target)
+        t = "SPEC" if status.get("spec_unknown") else _spec_words(target)
         if retry:
-            return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`)"
+            return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`" + (
+                "; SPEC: the study file that ran it)" if t == "SPEC" else ")")
         return f"run the study again as you started it (`hpoc run {t} --local`, `hpoc submit`)"
     if status.get("submitted_by_hpoc") or not (Path(build) / "job.sbatch").is_file():
         return f"`hpoc submit {shlex.quote(build)}{flag}`"

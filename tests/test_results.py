@@ -989,3 +989,21 @@ def test_csv_and_json_carry_the_same_config_constants_included(tmp_path, capsys)
         assert {k[len("config/"):]: v for k, v in row.items() if k.startswith("config/")} == \
             {k: str(v) for k, v in record["params"].items()}
     assert rows[0]["config/epochs"] == "6"
+
+
+@pytest.mark.parametrize("statuses, losses, said", [
+    (("ERROR", "ERROR"), ([0.5], []), "no best trial: every trial failed (the errors say why)"),
+    (("TERMINATED", "ERROR"), ([float("nan")], [0.5]),
+     "no best trial: no trial that did not fail reported a finite `val_loss` (1 diverged: NaN or inf)"),
+    (("RUNNING", "PENDING"), ([], []), "no best trial: no trial has reported `val_loss` yet"),
+])
+def test_no_best_trial_says_why(statuses, losses, said):
+    """It said "no finished trial reported `val_loss`" whether every trial had failed, the
+    only one that finished diverged, or none had reported yet."""
+    trials = [Trial(f"t{i}", s, {"lr": 0.1},
+                    [{"training_iteration": j + 1, "val_loss": v} for j, v in enumerate(vs)])
+              for i, (s, vs) in enumerate(zip(statuses, losses))]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    from hpoc.results.table import render_best
+
+    assert render_best(results, rank(results)) == said

@@ -1007,3 +1007,19 @@ def test_no_best_trial_says_why(statuses, losses, said):
     from hpoc.results.table import render_best
 
     assert render_best(results, rank(results)) == said
+
+
+def test_a_build_dir_of_another_plan_version_is_read_from_the_storage_it_names(tmp_path, capsys):
+    """A study compiled by an older hpoc: its trials are where its plan said, but `hpoc results
+    BUILD` stopped at "plan_version 0 is not supported" and showed nothing."""
+    storage = tmp_path / "storage"
+    plan = {**make_plan(storage, "old"), "plan_version": 0}
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "plan.json").write_text(json.dumps(plan))
+    trial_dir(storage / "old", "ddddd_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
+    write_summary(storage / "old", "old", [{"trial_id": "ddddd_00000", "status": "TERMINATED"}])
+    code, out, err = cli(capsys, tmp_path / "build")
+    assert code == 0, err
+    assert "ddddd_00000" in out
+    assert (f"plan_version 0 is not supported by this hpoc (expects 1): its trials are read "
+            f"without it, from {storage / 'old'}") in err

@@ -615,3 +615,15 @@ def test_an_experiment_directory_is_not_offered_to_hpoc_run(tmp_path, capsys):
     (exp / "summary.json").unlink()  # interrupted
     out = status(capsys, exp)[1]
     assert f"hpoc run {exp}" not in out and "`hpoc run SPEC --local`" in out
+
+
+def test_a_build_dir_of_another_plan_version_shows_the_trials_of_its_storage(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    plan = {**make_plan(tmp_path / "results", "tiny"), "plan_version": 0}
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "plan.json").write_text(json.dumps(plan))
+    code, out, err = status(capsys, tmp_path / "build")
+    assert code == 0, err
+    assert "study `tiny`: finished" in out
+    assert f"warning: {tmp_path / 'build' / 'plan.json'}: plan_version 0 is not supported" in out
+    assert f"its trials are read without it, from {exp}" in out

@@ -46,8 +46,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    plan, build_dir = resolve(args.target)
+    from hpoc.results.source import OtherPlanVersion
+
+    try:
+        plan, build_dir = resolve(args.target)
+        note = None
+    except OtherPlanVersion as exc:  # an older hpoc's build: its storage still reads
+        plan, build_dir, note = None, exc.storage, exc.note
     status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    status["plan_note"] = note
     status["edited_spec"] = _edited_spec(plan, build_dir)
     status["next"] = next_steps(status, args.target)
     if args.json:
@@ -84,7 +91,9 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
         try:
             return load(path), path.resolve().parent
         except PlanError as exc:
-            raise HpocError(str(exc)) from None
+            from hpoc.results.source import OtherPlanVersion
+
+            raise (OtherPlanVersion.of(path) or HpocError(str(exc))) from None
     from hpoc.compiler import compile_path
     from hpoc.plan import content_hash
     from hpoc.runtime.shards import study_root
@@ -602,6 +611,8 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"warning: {status['other_plan']}")
     if status.get("edited_spec"):
         lines.append(f"warning: {status['edited_spec']}")
+    if status.get("plan_note"):
+        lines.append(f"warning: {status['plan_note']}")
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
-from hpoc.results.source import find_plan, study_dir
+from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
 from hpoc.runtime.summary import OWN_ERROR
 
@@ -35,10 +35,14 @@ def load(target: str | Path) -> Results:
     target = Path(target)
     if not target.exists():
         raise ResultsError(f"{target}: no such file or directory")
-    plan, plan_path = find_plan(target)
+    warnings: list[str] = []
+    try:
+        plan, plan_path = find_plan(target)
+    except OtherPlanVersion as exc:  # an older hpoc's build: its storage still reads
+        plan, target = None, exc.storage
+        warnings.append(exc.note)
     if plan is not None:
         return load_plan(plan, plan_path)
-    warnings: list[str] = []
     with _vanishing(target):
         root = study_dir(target, warnings).absolute()  # --json/--csv are read from elsewhere
         return _load_shards(root, _shard_dirs(root), None, warnings)

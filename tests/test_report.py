@@ -453,3 +453,19 @@ def test_a_selection_narrows_the_plots_as_it_does_the_table():
     assert figures["timeline"][0].endswith("Shows the 2 trials selected, of 5.")
     # How the search went is the whole study's: said, not narrowed.
     assert "all 5 trials" in figures["best-so-far"][0]
+
+
+def test_a_selection_of_no_trial_is_a_report_that_says_so(tmp_path, capsys):
+    """`--status completed` of a study whose trials all failed: a traceback from the timeline."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}], error="ValueError: bad")
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [], error="ValueError: bad")
+    summary(exp, "s", [{"trial_id": t, "status": "ERROR"} for t in ("aaaaa_00000", "aaaaa_00001")])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out), "--no-png", "--status", "completed"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "Trials (0 of 2)" in text
+    assert "Best so far." in text  # the whole study's, and said so
+    assert "not only the 0 selected" in text

@@ -79,7 +79,7 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
         _cards(results, ranking),
         _best(results, ranking),
         _pareto(results, ranking),
-        _plots(plots, results.over),
+        _plots(plots, results.over, selected=len(ranking.trials)),
         _table(results, ranking),
         _errors(results),
         f"</main><script>{SCRIPT}</script></body></html>",
@@ -147,9 +147,11 @@ def _pareto(results: Results, ranking: Ranking) -> str:
     return f"<h2>Pareto front</h2><pre>{escape(text)}</pre>" if text else ""
 
 
-def _plots(plots: list[Plot], over: bool = False) -> str:
+def _plots(plots: list[Plot], over: bool = False, selected: int | None = None) -> str:
     if not plots:
         said = "no trial reported a metric" if over else "no trial has reported a metric yet"
+        if selected == 0:
+            said = "no trial is selected (--top, --status)"
         return f"<h2>Plots</h2><p>No plot: {said}.</p>"
     out = ["<h2>Plots</h2>"]
     for plot in plots:

@@ -476,7 +476,7 @@ def began(trial: Trial) -> float | None:
 
 def timeline_figure(results: Results, ranking: Ranking):
     t0 = study_start(results)
-    if t0 is None:
+    if t0 is None or not results.trials:
         return None
     # Every trial the table lists has a row: one that never reported is a mark where it
     # began, or a word when it never began (or Ray kept no time for it).
@@ -484,7 +484,7 @@ def timeline_figure(results: Results, ranking: Ranking):
                                                  t.trial_id))
     spans = [t for t in rows if t.start_ts is not None and t.end_ts is not None]
     ends = [t.end_ts for t in spans] + [t.started_at for t in rows if t.started_at is not None]
-    span = max(ends) - t0
+    span = max(ends, default=t0) - t0  # a selection may hold only trials never started
     unit, unit_name = _time_unit(span)
     fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(rows)))
     ax = fig.subplots()

@@ -372,16 +372,16 @@ def test_identical_errors_of_many_trials_are_listed_once_with_a_count():
 def test_a_trial_that_failed_the_same_way_twice_names_the_users_error_not_hpocs_class():
     """The run's progress line said "failed the same way twice: ValueError: ... at trainer.py:6";
     `hpoc results` said "hpoc.runtime.trainer.TrainerError: failed the same way twice: ..."."""
-    from hpoc.results.load import error_line
+    from hpoc.results.load import _error_line
 
     text = ("Failure # 2 (occurred at 2026-11-29_10-49-30)\nTraceback (most recent call last):\n"
             '  File "/x/hpoc/runtime/trial.py", line 9, in run\n'
             "hpoc.runtime.trainer.TrainerError: failed the same way twice: ValueError: hidden=8 is too "
             "small at /s/trainer.py:6; not retried again\n")
-    assert error_line(text) == ("failed the same way twice: ValueError: hidden=8 is too small at "
+    assert _error_line(text) == ("failed the same way twice: ValueError: hidden=8 is too small at "
                                  "/s/trainer.py:6; not retried again")
     kept = "ValueError: hpoc.x.TrainerError: kept"  # only hpoc's own class at the start goes
-    assert error_line(f"Traceback ...\n{kept}\n") == kept
+    assert _error_line(f"Traceback ...\n{kept}\n") == kept
 
 
 def test_bookkeeping_keys_are_not_metrics():

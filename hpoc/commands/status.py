@@ -428,8 +428,7 @@ def _no_success_why(k: int, summary: dict[str, Any]) -> str:
     error.txt, so the job's .err may say nothing of them."""
     from collections import Counter
 
-    from hpoc.results.load import error_line
-    from hpoc.runtime.summary import describe_best
+    from hpoc.runtime.summary import describe_best, error_line
 
     trials = summary.get("trials") or []
     errors = Counter(error_line(str(t["error"])) for t in trials

@@ -282,7 +282,7 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
             trial.stopped_by = entry["stopped"]
         trial.retry_cut = entry.get("retry_cut") is True
         if entry.get("error"):
-            trial.error = error_line(str(entry["error"]))
+            trial.error = _error_line(str(entry["error"]))
             trial.error_text = trial.error_text or str(entry["error"])
         if isinstance(entry.get("config"), dict) and entry["config"] and not any(trial.configs):
             # What the trainer saw, constants included. The reports' own configs win: under
@@ -389,7 +389,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
     else:
         status = "RUNNING"  # Ray makes the directory when the trial starts
     trial = Trial(trial_id=trial_id, status=status, config=config, history=history, shard=shard,
-                  path=str(trial_dir), error=error_line(error_text) if error_text else None,
+                  path=str(trial_dir), error=_error_line(error_text) if error_text else None,
                   error_text=error_text, state_saved=(state or {}).get("saved"), configs=configs,
                   stopped_by=timelimit.reason(str(trial_dir)))
     if state and state.get("start") and state.get("end") and history:
@@ -438,7 +438,7 @@ def _read_text(file: Path) -> str | None:
     return text or None
 
 
-def error_line(text: str) -> str:
+def _error_line(text: str) -> str:
     """The exception line of a traceback ("RuntimeError: diverged"), else its last line;
     hpoc's own TrainerError says its sentence without its class path, as the run said it."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

@@ -545,7 +545,8 @@ def timeline_figure(results: Results, ranking: Ranking):
         handles.append(Patch(facecolor="white", edgecolor="#d62728", hatch="//", label="error"))
     if marks:
         handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
-                              linestyle="none", label="began, never reported"))
+                              linestyle="none",
+                              label="began, never reported" if results.over else "began, no report yet"))
     ax.legend(handles=handles, loc="best", fontsize="small")
     return fig
 

@@ -627,3 +627,13 @@ def test_a_build_dir_of_another_plan_version_shows_the_trials_of_its_storage(tmp
     assert "study `tiny`: finished" in out
     assert f"warning: {tmp_path / 'build' / 'plan.json'}: plan_version 0 is not supported" in out
     assert f"its trials are read without it, from {exp}" in out
+
+
+def test_a_local_study_whose_every_trial_failed_says_with_what(tmp_path, capsys):
+    """No job to take a `why` from: status showed `errored 3` and the retry hint, never the error."""
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR",
+                           "error": "Traceback (most recent call last):\nKeyError: 'label'"}
+                          for i in range(3)], metric="val_accuracy", mode="max")
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert "\nevery trial of shard 0 failed (3 of 3): KeyError: 'label'\n" in out, out

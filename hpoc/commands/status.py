@@ -648,6 +648,9 @@ def render(status: dict[str, Any]) -> str:
     if cut:
         lines.append(f"{cut} of the done trial(s) failed and were being retried when the time budget "
                      "or their time limit stopped them: `hpoc results` shows their errors")
+    # Why a shard that ran to the end had no success, where no job's `next:` line says it.
+    lines += [s["no_success_why"] for s in status["shards"]
+              if s.get("no_success_why") and not (s["job"] or {}).get("why")]
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "

@@ -469,3 +469,19 @@ def test_a_selection_of_no_trial_is_a_report_that_says_so(tmp_path, capsys):
     assert "Trials (0 of 2)" in text
     assert "Best so far." in text  # the whole study's, and said so
     assert "not only the 0 selected" in text
+
+
+def test_the_errors_of_a_report_are_those_of_its_selection(tmp_path):
+    """`hpoc results --top 1` lists the errors of the trials it shows; the report listed all."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [], error="ValueError: bad")
+    summary(exp, "s", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"},
+                       {"trial_id": "aaaaa_00001", "status": "ERROR"}])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out), "--no-png", "--top", "1"]) == 0
+    assert "ValueError: bad" not in out.read_text(encoding="utf-8")
+    assert main(["report", str(exp), "-o", str(out), "--no-png", "--status", "error"]) == 0
+    assert "<h2>Errors (1)</h2>" in out.read_text(encoding="utf-8")

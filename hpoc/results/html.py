@@ -81,7 +81,7 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
         _pareto(results, ranking),
         _plots(plots, results.over, selected=len(ranking.trials)),
         _table(results, ranking),
-        _errors(results),
+        _errors(ranking),
         f"</main><script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
@@ -186,8 +186,8 @@ def _table(results: Results, ranking: Ranking) -> str:
     return "\n".join(out)
 
 
-def _errors(results: Results) -> str:
-    failed = [t for t in results.trials if failed_trial(t)]
+def _errors(ranking: Ranking) -> str:
+    failed = [t for t in ranking.trials if failed_trial(t)]  # the selection's, as the table's
     if not failed:
         return ""
     out = [f"<h2>Errors ({len(failed)})</h2>"]

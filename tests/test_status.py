@@ -637,3 +637,13 @@ def test_a_local_study_whose_every_trial_failed_says_with_what(tmp_path, capsys)
                           for i in range(3)], metric="val_accuracy", mode="max")
     out = status(capsys, tmp_path / "study.hpo")[1]
     assert "\nevery trial of shard 0 failed (3 of 3): KeyError: 'label'\n" in out, out
+
+
+def test_a_summary_without_counts_is_read_without_a_traceback(tmp_path, capsys):
+    """A summary.json of another shape (no `num_trials`, `status_counts`) gave an internal error."""
+    exp = finished_local_run(tmp_path)
+    (exp / "summary.json").write_text(json.dumps(
+        {"study": "tiny", "trials": [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}]}))
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "study `tiny`: finished" in out and "failed" not in out

@@ -413,7 +413,9 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     why = summary.get("stopped") if summary and state == "interrupted" else None
     timed_out = sum(1 for t in trials if t.status == "TERMINATED" and t.stopped_by == "time limit")
     cut = sum(1 for t in trials if t.status == "TERMINATED" and t.retry_cut)
-    no_success = state == "finished" and bool(exit_code(summary))
+    # (a summary without the counts exit_code reads, hand-made or very old, says nothing of it)
+    no_success = (state == "finished" and {"num_trials", "status_counts"} <= set(summary)
+                  and bool(exit_code(summary)))
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
             "trials": len(trials), **counts, "time_limit": timed_out,
@@ -441,7 +443,10 @@ def _no_success_why(k: int, summary: dict[str, Any]) -> str:
             return said + " (each trial's error.txt says why)"
         (line, _), *others = errors.most_common()
         return f"{said}: {line}" + (f" (and {len(others)} other error(s))" if others else "")
-    lines = describe_best(summary).splitlines()
+    try:
+        lines = describe_best(summary).splitlines()
+    except (KeyError, TypeError, ValueError, AttributeError):  # a summary of another shape
+        lines = []
     return f"shard {k}: " + (lines[1] if len(lines) > 1 else "no trial succeeded")
 
 

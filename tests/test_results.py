@@ -1023,3 +1023,13 @@ def test_a_build_dir_of_another_plan_version_is_read_from_the_storage_it_names(t
     assert "ddddd_00000" in out
     assert (f"plan_version 0 is not supported by this hpoc (expects 1): its trials are read "
             f"without it, from {storage / 'old'}") in err
+
+
+def test_a_summary_that_is_not_an_object_is_said_unreadable_not_missing(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    (exp / "summary.json").write_text("[1, 2]")
+    code, _, err = cli(capsys, exp)
+    assert code == 0
+    assert f"{exp / 'summary.json'}: unreadable, ignored (not a JSON object)" in err
+    assert "no summary.json" not in err and "no readable summary.json: the study" in err

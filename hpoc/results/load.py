@@ -131,13 +131,14 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             warnings.append(f"{path}: a run is in progress ({running.describe()}); "
                             f"trial statuses come from {source} and the trials' reports")
         elif (summary is None or stale) and found:
+            no = f"no readable {SUMMARY}" if (path / SUMMARY).exists() else f"no {SUMMARY}"
             why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
                    "stopped without writing one" if stale else
-                   f"no {SUMMARY}: the last run ({lock.describe()}) stopped without "
+                   f"{no}: the last run ({lock.describe()}) stopped without "
                    "writing one (killed, or its job ended)" if lock is not None else
-                   f"no {SUMMARY}: the last run stopped at once, without writing one (a second "
+                   f"{no}: the last run stopped at once, without writing one (a second "
                    "Ctrl-C)" if unlocked else
-                   f"no {SUMMARY}: the study is still running or its driver stopped early")
+                   f"{no}: the study is still running or its driver stopped early")
             then = ("; its unfinished trials are paused: running the same plan again resumes "
                     "them" if lock is not None or unlocked else "")
             warnings.append(f"{path}: {why}; trial statuses come from {source}{then}")
@@ -250,7 +251,10 @@ def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         warnings.append(f"{file}: unreadable, ignored ({exc})")
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        warnings.append(f"{file}: unreadable, ignored (not a JSON object)")
+        return None
+    return data
 
 
 def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,

@@ -501,14 +501,15 @@ def timeline_figure(results: Results, ranking: Ranking):
 
     bars: dict[bool, list[tuple[int, float, float, Any]]] = {False: [], True: []}
     marks: list[tuple[float, int, Any]] = []
+    spanned = {id(t) for t in spans}  # by identity: thousands of trials, compared by value, crawl
     for y, trial in enumerate(rows):
-        if trial in spans:
+        if id(trial) in spanned:
             left = (trial.start_ts - t0) / unit
             width = max((trial.end_ts - trial.start_ts) / unit, span / unit / 400)
             bars[trial.status == "ERROR"].append((y, width, left, color(trial)))
         elif trial.started_at is not None:
             marks.append(((trial.started_at - t0) / unit, y, color(trial)))
-        else:
+        elif len(rows) <= 60:  # a word per row: readable while the rows are named
             said = "never started" if trial.status == "PENDING" else f"{status_label(trial)}, no time kept"
             ax.text(0, y, f" {said}", va="center", fontsize="x-small", color="#555")
     for failed, group in bars.items():

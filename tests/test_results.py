@@ -1033,3 +1033,12 @@ def test_a_summary_that_is_not_an_object_is_said_unreadable_not_missing(tmp_path
     assert code == 0
     assert f"{exp / 'summary.json'}: unreadable, ignored (not a JSON object)" in err
     assert "no summary.json" not in err and "no readable summary.json: the study" in err
+
+
+def test_a_trials_own_directory_points_at_its_study(tmp_path, capsys):
+    """A path pasted from the best trial's `directory:` line said "no trials found" in it."""
+    exp = tmp_path / "exp"
+    trial = trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    code, _, err = cli(capsys, trial)
+    assert code == 2
+    assert f"{trial} is one trial's directory; its study is the one above: {exp}" in err

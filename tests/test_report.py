@@ -485,3 +485,15 @@ def test_the_errors_of_a_report_are_those_of_its_selection(tmp_path):
     assert "ValueError: bad" not in out.read_text(encoding="utf-8")
     assert main(["report", str(exp), "-o", str(out), "--no-png", "--status", "error"]) == 0
     assert "<h2>Errors (1)</h2>" in out.read_text(encoding="utf-8")
+
+
+def test_a_timeline_of_one_instant_has_no_negative_time():
+    from hpoc.results.model import Metric, Results, Trial
+
+    trials = [Trial("a", "ERROR", {}, history=[{"training_iteration": 1, "timestamp": 1000, "val_loss": 1.0}]),
+              Trial("b", "ERROR", {})]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    ax = P.timeline_figure(results, rank(results)).axes[0]
+    assert ax.get_xlim()[0] == 0.0
+    (bar,) = ax.patches
+    assert bar.get_width() > 0

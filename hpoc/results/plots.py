@@ -505,7 +505,7 @@ def timeline_figure(results: Results, ranking: Ranking):
     for y, trial in enumerate(rows):
         if id(trial) in spanned:
             left = (trial.start_ts - t0) / unit
-            width = max((trial.end_ts - trial.start_ts) / unit, span / unit / 400)
+            width = max((trial.end_ts - trial.start_ts) / unit, max(span / unit, 1.0) / 400)
             bars[trial.status == "ERROR"].append((y, width, left, color(trial)))
         elif trial.started_at is not None:
             marks.append(((trial.started_at - t0) / unit, y, color(trial)))
@@ -529,7 +529,7 @@ def timeline_figure(results: Results, ranking: Ranking):
         ax.set_yticks([])
         ax.set_ylabel(f"{len(rows)} trials" + (", grouped by shard" if results.sharded else ""))
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top; a row of words only still shows
-    if not spans and not marks:
+    if span <= 0:  # nothing with a length (a word per row, one instant): no negative time
         ax.set_xlim(0, 1)
     ax.set_xlabel(f"time since study start ({unit_name})")
     ax.grid(True, axis="x", alpha=0.3)

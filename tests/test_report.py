@@ -497,3 +497,20 @@ def test_a_timeline_of_one_instant_has_no_negative_time():
     assert ax.get_xlim()[0] == 0.0
     (bar,) = ax.patches
     assert bar.get_width() > 0
+
+
+def test_a_plot_the_report_no_longer_has_leaves_no_png_of_an_earlier_one(tmp_path, capsys):
+    """`--top 1` has no parallel coordinates: the full report's PNG stayed beside it, as if its."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    for i in range(3):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1 / (i + 1), "depth": i}, [{"val_loss": 0.5 - i / 10}])
+    summary(exp, "s", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(3)])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out)]) == 0
+    assert (tmp_path / "r-parallel-coordinates.png").is_file()
+    (tmp_path / "r-notes.png").write_bytes(b"mine")  # not a plot's name: left alone
+    assert main(["report", str(exp), "-o", str(out), "--top", "1"]) == 0
+    assert not (tmp_path / "r-parallel-coordinates.png").exists()
+    assert (tmp_path / "r-notes.png").is_file() and (tmp_path / "r-timeline.png").is_file()

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"hpoc report: error: cannot write {exc.filename or out}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    print(f"wrote {out} ({len(figures)} plots, {len(ranking.trials)} trials)")
+    n, k = len(figures), len(ranking.trials)
+    print(f"wrote {out} ({n} plot{'s' * (n != 1)}, {k} trial{'s' * (k != 1)})")
     if written:
         print(f"plots beside it: {', '.join(written)}")
     return 0

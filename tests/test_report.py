@@ -511,6 +511,8 @@ def test_a_plot_the_report_no_longer_has_leaves_no_png_of_an_earlier_one(tmp_pat
     assert main(["report", str(exp), "-o", str(out)]) == 0
     assert (tmp_path / "r-parallel-coordinates.png").is_file()
     (tmp_path / "r-notes.png").write_bytes(b"mine")  # not a plot's name: left alone
+    capsys.readouterr()
     assert main(["report", str(exp), "-o", str(out), "--top", "1"]) == 0
+    assert ", 1 trial)" in capsys.readouterr().out
     assert not (tmp_path / "r-parallel-coordinates.png").exists()
     assert (tmp_path / "r-notes.png").is_file() and (tmp_path / "r-timeline.png").is_file()

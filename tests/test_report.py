@@ -399,3 +399,120 @@ def test_best_so_far_line_does_not_start_before_the_trial_did():
     fig = P.best_so_far_figure(results, rank(results))
     xs = [float(x) for x in fig.axes[0].lines[0].get_xdata()]
     assert xs == pytest.approx([0.2, 0.4])  # seconds after the study began, the end at 0.4
+
+
+def test_timeline_shows_the_trials_that_never_reported():
+    """The table lists a trial that failed before its first report and one that never
+    started; the timeline left both out, as if the study had had one trial."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    reports = [{"training_iteration": 1, "timestamp": 1010, "time_total_s": 10.0, "val_loss": 0.5}]
+    trials = [Trial("ran", "TERMINATED", {}, history=reports, started_at=1000.0, ended_at=1010.0),
+              Trial("failed", "ERROR", {}, error="RuntimeError: boom", started_at=1004.0),
+              Trial("waits", "PENDING", {})]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    ax = P.timeline_figure(results, rank(results)).axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert sorted(rows) == ["failed", "ran", "waits"]
+    (mark,) = ax.collections  # where the failed trial began
+    assert tuple(map(float, mark.get_offsets()[0])) == (4.0, rows.index("failed"))
+    assert "never started" in [t.get_text().strip() for t in ax.texts]
+
+
+def test_a_trial_that_failed_before_reporting_keeps_its_start_from_ray_state(tmp_path):
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [], error="RuntimeError: boom")
+    state = {"trial_id": "aaaaa_00000", "status": "ERROR", "config": {"lr": 0.1},
+             "relative_logdir": "trainable_aaaaa_00000_0_lr=0.1"}
+    (exp / "experiment_state-2024.json").write_text(json.dumps(
+        {"trial_data": [[json.dumps(state), json.dumps({"start_time": 1234.5})]]}))
+    summary(exp, "s", [{"trial_id": "aaaaa_00000", "status": "ERROR"}])
+    (trial,) = load(exp).trials
+    assert trial.started_at == 1234.5 and trial.start_ts is None
+
+
+def test_a_selection_narrows_the_plots_as_it_does_the_table():
+    """`hpoc report --top 2` showed 2 rows and plots of every trial."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    trials = [Trial(f"t{i}", "TERMINATED", {"lr": 10.0 ** -i, "depth": i % 2},
+                    [{"training_iteration": 1, "timestamp": 1000 + i, "val_loss": 1.0 - i / 10},
+                     {"training_iteration": 2, "timestamp": 1001 + i, "val_loss": 0.9 - i / 10}],
+                    started_at=999.0 + i, ended_at=1001.0 + i)
+              for i in range(5)]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    figures = {name: (caption, fig) for name, _, caption, fig in P.figures(results, rank(results, top=2))}
+    (named,) = figures["learning-curves"][1].legends  # one entry per line drawn
+    assert sorted(t.get_text() for t in named.get_texts()) == ["t3", "t4"]
+    parallel = figures["parallel-coordinates"][1].axes[0]
+    assert len(parallel.collections[0].get_segments()) == 2
+    timeline = figures["timeline"][1].axes[0]
+    assert sorted(t.get_text() for t in timeline.get_yticklabels()) == ["t3", "t4"]
+    assert figures["timeline"][0].endswith("Shows the 2 trials selected, of 5.")
+    # How the search went is the whole study's: said, not narrowed.
+    assert "all 5 trials" in figures["best-so-far"][0]
+
+
+def test_a_selection_of_no_trial_is_a_report_that_says_so(tmp_path, capsys):
+    """`--status completed` of a study whose trials all failed: a traceback from the timeline."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}], error="ValueError: bad")
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [], error="ValueError: bad")
+    summary(exp, "s", [{"trial_id": t, "status": "ERROR"} for t in ("aaaaa_00000", "aaaaa_00001")])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out), "--no-png", "--status", "completed"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "Trials (0 of 2)" in text
+    assert "Best so far." in text  # the whole study's, and said so
+    assert "not only the 0 selected" in text
+
+
+def test_the_errors_of_a_report_are_those_of_its_selection(tmp_path):
+    """`hpoc results --top 1` lists the errors of the trials it shows; the report listed all."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01}, [], error="ValueError: bad")
+    summary(exp, "s", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"},
+                       {"trial_id": "aaaaa_00001", "status": "ERROR"}])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out), "--no-png", "--top", "1"]) == 0
+    assert "ValueError: bad" not in out.read_text(encoding="utf-8")
+    assert main(["report", str(exp), "-o", str(out), "--no-png", "--status", "error"]) == 0
+    assert "<h2>Errors (1)</h2>" in out.read_text(encoding="utf-8")
+
+
+def test_a_timeline_of_one_instant_has_no_negative_time():
+    from hpoc.results.model import Metric, Results, Trial
+
+    trials = [Trial("a", "ERROR", {}, history=[{"training_iteration": 1, "timestamp": 1000, "val_loss": 1.0}]),
+              Trial("b", "ERROR", {})]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    ax = P.timeline_figure(results, rank(results)).axes[0]
+    assert ax.get_xlim()[0] == 0.0
+    (bar,) = ax.patches
+    assert bar.get_width() > 0
+
+
+def test_a_plot_the_report_no_longer_has_leaves_no_png_of_an_earlier_one(tmp_path, capsys):
+    """`--top 1` has no parallel coordinates: the full report's PNG stayed beside it, as if its."""
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "exp"
+    for i in range(3):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1 / (i + 1), "depth": i}, [{"val_loss": 0.5 - i / 10}])
+    summary(exp, "s", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(3)])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out)]) == 0
+    assert (tmp_path / "r-parallel-coordinates.png").is_file()
+    (tmp_path / "r-notes.png").write_bytes(b"mine")  # not a plot's name: left alone
+    capsys.readouterr()
+    assert main(["report", str(exp), "-o", str(out), "--top", "1"]) == 0
+    assert ", 1 trial)" in capsys.readouterr().out
+    assert not (tmp_path / "r-parallel-coordinates.png").exists()
+    assert (tmp_path / "r-notes.png").is_file() and (tmp_path / "r-timeline.png").is_file()

@@ -973,3 +973,72 @@ def test_an_error_of_hpocs_own_trainer_error_is_its_sentence(tmp_path, capsys):
     assert code == 0, err
     assert "  ggggg_00001: failed the same way twice: ValueError: bad batch at /s/train.py:18; " \
            "not retried again" in out, out
+
+
+def test_csv_and_json_carry_the_same_config_constants_included(tmp_path, capsys):
+    """`epochs` is a constant of the study: --json's params had it, the CSV's columns did not."""
+    storage = tmp_path / "storage"
+    write_plan(tmp_path / "build", make_plan(storage, "consts"))
+    for i, lr in enumerate((0.01, 0.001)):
+        trial_dir(storage / "consts", f"aaaaa_0000{i}",
+                  {"batch_size": 32, "dropout": 0.1, "epochs": 6,
+                   "optimizer": {"name": "adam", "lr": lr}}, [{"val_loss": 0.5 - i / 10}])
+    doc = json.loads(cli(capsys, tmp_path / "build", "--json")[1])
+    rows = list(csv.DictReader(io.StringIO(cli(capsys, tmp_path / "build", "--csv")[1])))
+    for record, row in zip(doc["trials"], rows):
+        assert {k[len("config/"):]: v for k, v in row.items() if k.startswith("config/")} == \
+            {k: str(v) for k, v in record["params"].items()}
+    assert rows[0]["config/epochs"] == "6"
+
+
+@pytest.mark.parametrize("statuses, losses, said", [
+    (("ERROR", "ERROR"), ([0.5], []), "no best trial: every trial failed (the errors say why)"),
+    (("TERMINATED", "ERROR"), ([float("nan")], [0.5]),
+     "no best trial: no trial that did not fail reported a finite `val_loss` (1 diverged: NaN or inf)"),
+    (("RUNNING", "PENDING"), ([], []), "no best trial: no trial has reported `val_loss` yet"),
+])
+def test_no_best_trial_says_why(statuses, losses, said):
+    """It said "no finished trial reported `val_loss`" whether every trial had failed, the
+    only one that finished diverged, or none had reported yet."""
+    trials = [Trial(f"t{i}", s, {"lr": 0.1},
+                    [{"training_iteration": j + 1, "val_loss": v} for j, v in enumerate(vs)])
+              for i, (s, vs) in enumerate(zip(statuses, losses))]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+    from hpoc.results.table import render_best
+
+    assert render_best(results, rank(results)) == said
+
+
+def test_a_build_dir_of_another_plan_version_is_read_from_the_storage_it_names(tmp_path, capsys):
+    """A study compiled by an older hpoc: its trials are where its plan said, but `hpoc results
+    BUILD` stopped at "plan_version 0 is not supported" and showed nothing."""
+    storage = tmp_path / "storage"
+    plan = {**make_plan(storage, "old"), "plan_version": 0}
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "plan.json").write_text(json.dumps(plan))
+    trial_dir(storage / "old", "ddddd_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
+    write_summary(storage / "old", "old", [{"trial_id": "ddddd_00000", "status": "TERMINATED"}])
+    code, out, err = cli(capsys, tmp_path / "build")
+    assert code == 0, err
+    assert "ddddd_00000" in out
+    assert (f"plan_version 0 is not supported by this hpoc (expects 1): its trials are read "
+            f"without it, from {storage / 'old'}") in err
+
+
+def test_a_summary_that_is_not_an_object_is_said_unreadable_not_missing(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    (exp / "summary.json").write_text("[1, 2]")
+    code, _, err = cli(capsys, exp)
+    assert code == 0
+    assert f"{exp / 'summary.json'}: unreadable, ignored (not a JSON object)" in err
+    assert "no summary.json" not in err and "no readable summary.json: the study" in err
+
+
+def test_a_trials_own_directory_points_at_its_study(tmp_path, capsys):
+    """A path pasted from the best trial's `directory:` line said "no trials found" in it."""
+    exp = tmp_path / "exp"
+    trial = trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    code, _, err = cli(capsys, trial)
+    assert code == 2
+    assert f"{trial} is one trial's directory; its study is the one above: {exp}" in err

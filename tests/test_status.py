@@ -574,3 +574,76 @@ def test_a_study_never_started_says_how_to_submit_it(tmp_path, capsys, monkeypat
     out = status(capsys, build)[1]
     assert "0      not started" in out and "jobs:" not in out
     assert out.endswith(f"next: submit it: `sbatch '{build}/job.sbatch'`\n"), out
+
+
+def test_a_failed_array_task_whose_err_says_nothing_gets_its_why_from_the_summary(
+        tmp_path, capsys, monkeypatch):
+    """The trials' errors go to their own error.txt: a shard whose every trial failed can
+    leave an .err with no error line, and its job had no `why` where other failed jobs do."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=2))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k, status_ in ((0, "TERMINATED"), (1, "ERROR")):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_0000{k}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        error = "Traceback (most recent call last):\n  ...\nValueError: boom" if k else None
+        path = summary(exp, "arr", [{"trial_id": f"aaaaa_0000{k}", "status": status_, "error": error}])
+        counted = {**json.loads(path.read_text()), "status_counts": {status_: 1},
+                   "best": {"trial_id": "aaaaa_00000"} if k == 0 else None}
+        path.write_text(json.dumps(counted))
+        (build / f"arr-800_{k}.err").write_text("[hpoc] 00:00:09 | 1/1 trials finished\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"800_0": "COMPLETED", "800_1": "FAILED"})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert (f"next: job 800_1 FAILED: every trial of shard 1 failed (1 of 1): ValueError: boom "
+            f"(its output: {build}/arr-800_1.err)") in out, out
+
+
+def test_an_experiment_directory_is_not_offered_to_hpoc_run(tmp_path, capsys):
+    """`hpoc run` takes a spec or a plan: `hpoc run results/tiny --local --retry-errored`, as
+    status of an experiment directory said, fails."""
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR" if i else "TERMINATED"}
+                          for i in range(3)], metric="val_accuracy", mode="max")
+    out = status(capsys, exp)[1]
+    assert f"hpoc run {exp}" not in out and f"hpoc submit {exp}" not in out
+    assert "`hpoc run SPEC --local --retry-errored` (or `hpoc submit SPEC --retry-errored`; " \
+           "SPEC: the study file that ran it)" in out
+    (exp / "summary.json").unlink()  # interrupted
+    out = status(capsys, exp)[1]
+    assert f"hpoc run {exp}" not in out and "`hpoc run SPEC --local`" in out
+
+
+def test_a_build_dir_of_another_plan_version_shows_the_trials_of_its_storage(tmp_path, capsys):
+    exp = finished_local_run(tmp_path)
+    plan = {**make_plan(tmp_path / "results", "tiny"), "plan_version": 0}
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "plan.json").write_text(json.dumps(plan))
+    code, out, err = status(capsys, tmp_path / "build")
+    assert code == 0, err
+    assert "study `tiny`: finished" in out
+    assert f"warning: {tmp_path / 'build' / 'plan.json'}: plan_version 0 is not supported" in out
+    assert f"its trials are read without it, from {exp}" in out
+
+
+def test_a_local_study_whose_every_trial_failed_says_with_what(tmp_path, capsys):
+    """No job to take a `why` from: status showed `errored 3` and the retry hint, never the error."""
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR",
+                           "error": "Traceback (most recent call last):\nKeyError: 'label'"}
+                          for i in range(3)], metric="val_accuracy", mode="max")
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert "\nevery trial of shard 0 failed (3 of 3): KeyError: 'label'\n" in out, out
+
+
+def test_a_summary_without_counts_is_read_without_a_traceback(tmp_path, capsys):
+    """A summary.json of another shape (no `num_trials`, `status_counts`) gave an internal error."""
+    exp = finished_local_run(tmp_path)
+    (exp / "summary.json").write_text(json.dumps(
+        {"study": "tiny", "trials": [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}]}))
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "study `tiny`: finished" in out and "failed" not in out

@@ -44,11 +44,17 @@ def run(args: argparse.Namespace) -> int:
                 png = out.with_name(f"{out.stem}-{plot.name}.png")
                 png.write_bytes(plot.png)
                 written.append(png.name)
+            # An earlier report's plot this one lacks would pass for this one's.
+            for name, *_ in plots.PLOTS:
+                stale = out.with_name(f"{out.stem}-{name}.png")
+                if stale.name not in written and stale.is_file():
+                    stale.unlink()
     except OSError as exc:
         print(f"hpoc report: error: cannot write {exc.filename or out}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    print(f"wrote {out} ({len(figures)} plots, {len(ranking.trials)} trials)")
+    n, k = len(figures), len(ranking.trials)
+    print(f"wrote {out} ({n} plot{'s' * (n != 1)}, {k} trial{'s' * (k != 1)})")
     if written:
         print(f"plots beside it: {', '.join(written)}")
     return 0

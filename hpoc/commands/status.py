@@ -46,8 +46,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    plan, build_dir = resolve(args.target)
+    from hpoc.results.source import OtherPlanVersion
+
+    try:
+        plan, build_dir = resolve(args.target)
+        note = None
+    except OtherPlanVersion as exc:  # an older hpoc's build: its storage still reads
+        plan, build_dir, note = None, exc.storage, exc.note
     status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    status["plan_note"] = note
     status["edited_spec"] = _edited_spec(plan, build_dir)
     status["next"] = next_steps(status, args.target)
     if args.json:
@@ -84,7 +91,9 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
         try:
             return load(path), path.resolve().parent
         except PlanError as exc:
-            raise HpocError(str(exc)) from None
+            from hpoc.results.source import OtherPlanVersion
+
+            raise (OtherPlanVersion.of(path) or HpocError(str(exc))) from None
     from hpoc.compiler import compile_path
     from hpoc.plan import content_hash
     from hpoc.runtime.shards import study_root
@@ -268,6 +277,7 @@ def gather_dir(exp: Path) -> dict[str, Any]:
         "shared_budget": False, "shards": shards, "totals": totals,
         "trials": len(results.trials), "best": _best(results.trials, metric), "journal": None,
         "warnings": list(results.warnings), "state": _overall([s["state"] for s in shards]),
+        "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
     }
 
 
@@ -340,7 +350,7 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
             continue
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
         if job.get("state") not in ("COMPLETED", "CANCELLED"):
-            job["why"] = joblogs.why(job["err"])
+            job["why"] = joblogs.why(job["err"]) or s.get("no_success_why")
 
 
 def _failed_end(shard: dict[str, Any], state: str | None) -> bool:
@@ -403,12 +413,41 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     why = summary.get("stopped") if summary and state == "interrupted" else None
     timed_out = sum(1 for t in trials if t.status == "TERMINATED" and t.stopped_by == "time limit")
     cut = sum(1 for t in trials if t.status == "TERMINATED" and t.retry_cut)
+    # (a summary without the counts exit_code reads, hand-made or very old, says nothing of it)
+    no_success = (state == "finished" and {"num_trials", "status_counts"} <= set(summary)
+                  and bool(exit_code(summary)))
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
             "trials": len(trials), **counts, "time_limit": timed_out,
             "retry_cut": cut, "best": _best(trials, metric),
             # its driver exited 1 (every trial failed, or none gave a finite objective)
-            "no_success": state == "finished" and bool(exit_code(summary))}
+            "no_success": no_success,
+            "no_success_why": _no_success_why(k, summary) if no_success else None}
+
+
+def _no_success_why(k: int, summary: dict[str, Any]) -> str:
+    """Why a shard's driver exited 1, from its summary: the trials' errors went to their own
+    error.txt, so the job's .err may say nothing of them."""
+    from collections import Counter
+
+    from hpoc.runtime.summary import describe_best, error_line
+
+    trials = summary.get("trials") or []
+    errors = Counter(error_line(str(t["error"])) for t in trials
+                     if t.get("status") == "ERROR" and t.get("error"))
+    if not trials:
+        return f"shard {k} ran no trial"
+    if all(t.get("status") == "ERROR" for t in trials):
+        said = f"every trial of shard {k} failed ({len(trials)} of {len(trials)})"
+        if not errors:
+            return said + " (each trial's error.txt says why)"
+        (line, _), *others = errors.most_common()
+        return f"{said}: {line}" + (f" (and {len(others)} other error(s))" if others else "")
+    try:
+        lines = describe_best(summary).splitlines()
+    except (KeyError, TypeError, ValueError, AttributeError):  # a summary of another shape
+        lines = []
+    return f"shard {k}: " + (lines[1] if len(lines) > 1 else "no trial succeeded")
 
 
 def _pid_alive(job_id: str) -> bool:
@@ -543,9 +582,10 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     build = status["build_dir"]
     flag, env = (" --retry-errored", "HPOC_RETRY_ERRORED=1 ") if retry else ("", "")
     if build is None:
-        t = _spec_words(target)
+        t = "SPEC" if status.get("spec_unknown") else _spec_words(target)
         if retry:
-            return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`)"
+            return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`" + (
+                "; SPEC: the study file that ran it)" if t == "SPEC" else ")")
         return f"run the study again as you started it (`hpoc run {t} --local`, `hpoc submit`)"
     if status.get("submitted_by_hpoc") or not (Path(build) / "job.sbatch").is_file():
         return f"`hpoc submit {shlex.quote(build)}{flag}`"
@@ -575,6 +615,8 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"warning: {status['other_plan']}")
     if status.get("edited_spec"):
         lines.append(f"warning: {status['edited_spec']}")
+    if status.get("plan_note"):
+        lines.append(f"warning: {status['plan_note']}")
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")
@@ -611,6 +653,9 @@ def render(status: dict[str, Any]) -> str:
     if cut:
         lines.append(f"{cut} of the done trial(s) failed and were being retried when the time budget "
                      "or their time limit stopped them: `hpoc results` shows their errors")
+    # Why a shard that ran to the end had no success, where no job's `next:` line says it.
+    lines += [s["no_success_why"] for s in status["shards"]
+              if s.get("no_success_why") and not (s["job"] or {}).get("why")]
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "

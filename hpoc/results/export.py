@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from hpoc.results.model import RAY_KEYS, Results, Trial, number
-from hpoc.results.rank import Ranking, param_names, pareto_front, status_label
+from hpoc.results.rank import Ranking, config_names, pareto_front, status_label
 
 # Ray bookkeeping kept in the per-epoch history export (the rest is user metrics).
 _HISTORY_KEYS = ("training_iteration", "time_total_s", "timestamp")
@@ -88,7 +88,7 @@ def to_json(results: Results, ranking: Ranking, history: bool = False) -> str:
 
 def to_csv(results: Results, ranking: Ranking) -> str:
     metrics = results.metric_names()
-    params = param_names(results)
+    params = config_names(results)  # what --json's `params` holds: constants too
     header = ["rank", "trial_id", "shard", "status", "label", "stopped_early", "epochs", "wall_s"]
     header += metrics + [f"config/{p}" for p in params] + ["error", "path"]
     buf = io.StringIO()

@@ -79,9 +79,9 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
         _cards(results, ranking),
         _best(results, ranking),
         _pareto(results, ranking),
-        _plots(plots, results.over),
+        _plots(plots, results.over, selected=len(ranking.trials)),
         _table(results, ranking),
-        _errors(results),
+        _errors(ranking),
         f"</main><script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
@@ -147,9 +147,11 @@ def _pareto(results: Results, ranking: Ranking) -> str:
     return f"<h2>Pareto front</h2><pre>{escape(text)}</pre>" if text else ""
 
 
-def _plots(plots: list[Plot], over: bool = False) -> str:
+def _plots(plots: list[Plot], over: bool = False, selected: int | None = None) -> str:
     if not plots:
         said = "no trial reported a metric" if over else "no trial has reported a metric yet"
+        if selected == 0:
+            said = "no trial is selected (--top, --status)"
         return f"<h2>Plots</h2><p>No plot: {said}.</p>"
     out = ["<h2>Plots</h2>"]
     for plot in plots:
@@ -184,8 +186,8 @@ def _table(results: Results, ranking: Ranking) -> str:
     return "\n".join(out)
 
 
-def _errors(results: Results) -> str:
-    failed = [t for t in results.trials if failed_trial(t)]
+def _errors(ranking: Ranking) -> str:
+    failed = [t for t in ranking.trials if failed_trial(t)]  # the selection's, as the table's
     if not failed:
         return ""
     out = [f"<h2>Errors ({len(failed)})</h2>"]

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
-from hpoc.results.source import find_plan, study_dir
+from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
 from hpoc.runtime.summary import OWN_ERROR
 
@@ -35,10 +35,17 @@ def load(target: str | Path) -> Results:
     target = Path(target)
     if not target.exists():
         raise ResultsError(f"{target}: no such file or directory")
-    plan, plan_path = find_plan(target)
+    warnings: list[str] = []
+    try:
+        plan, plan_path = find_plan(target)
+    except OtherPlanVersion as exc:  # an older hpoc's build: its storage still reads
+        plan, target = None, exc.storage
+        warnings.append(exc.note)
     if plan is not None:
         return load_plan(plan, plan_path)
-    warnings: list[str] = []
+    if target.is_dir() and ((target / "result.json").is_file() or (target / "params.json").is_file()):
+        raise ResultsError(f"{target} is one trial's directory; its study is the one above: "
+                           f"{target.parent}")
     with _vanishing(target):
         root = study_dir(target, warnings).absolute()  # --json/--csv are read from elsewhere
         return _load_shards(root, _shard_dirs(root), None, warnings)
@@ -127,13 +134,14 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             warnings.append(f"{path}: a run is in progress ({running.describe()}); "
                             f"trial statuses come from {source} and the trials' reports")
         elif (summary is None or stale) and found:
+            no = f"no readable {SUMMARY}" if (path / SUMMARY).exists() else f"no {SUMMARY}"
             why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
                    "stopped without writing one" if stale else
-                   f"no {SUMMARY}: the last run ({lock.describe()}) stopped without "
+                   f"{no}: the last run ({lock.describe()}) stopped without "
                    "writing one (killed, or its job ended)" if lock is not None else
-                   f"no {SUMMARY}: the last run stopped at once, without writing one (a second "
+                   f"{no}: the last run stopped at once, without writing one (a second "
                    "Ctrl-C)" if unlocked else
-                   f"no {SUMMARY}: the study is still running or its driver stopped early")
+                   f"{no}: the study is still running or its driver stopped early")
             then = ("; its unfinished trials are paused: running the same plan again resumes "
                     "them" if lock is not None or unlocked else "")
             warnings.append(f"{path}: {why}; trial statuses come from {source}{then}")
@@ -246,7 +254,10 @@ def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         warnings.append(f"{file}: unreadable, ignored ({exc})")
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        warnings.append(f"{file}: unreadable, ignored (not a JSON object)")
+        return None
+    return data
 
 
 def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
@@ -392,6 +403,8 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
         # Only trust them when they agree with result.json (a restored run restarts clocks).
         if abs(state["end"] - (number(history[-1].get("timestamp")) or 0)) < 2:
             trial.started_at, trial.ended_at = state["start"], state["end"]
+    elif state and state.get("start") and not history:
+        trial.started_at = state["start"]  # began, never reported: the timeline still places it
     return trial
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hpoc.results.model import Results, Trial, number
@@ -199,7 +199,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    _curve_legend(fig, axes[0], results, best)
+    _curve_legend(fig, axes[0], results, best if any(t is best for t in trials) else None)
     if len(trials) <= len(PALETTE):  # few enough to name each line
         from matplotlib.lines import Line2D
 
@@ -372,7 +372,9 @@ def _time_unit(span_s: float) -> tuple[float, str]:
 
 
 def study_start(results: Results) -> float | None:
-    starts = [t.start_ts for t in results.trials if t.start_ts is not None]
+    if results.started is not None:  # a selection's: the whole study's
+        return results.started
+    starts = [began(t) for t in results.trials if began(t) is not None]
     return min(starts) if starts else None
 
 
@@ -467,54 +469,85 @@ def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str)
 
 # ---------------------------------------------------------------- timeline / shards
 
+def began(trial: Trial) -> float | None:
+    """When a trial began: its first report's start, else (it never reported) Ray's."""
+    return trial.start_ts if trial.start_ts is not None else trial.started_at
+
+
 def timeline_figure(results: Results, ranking: Ranking):
     t0 = study_start(results)
-    spans = [t for t in results.trials if t.start_ts is not None and t.end_ts is not None]
-    if t0 is None or not spans:
+    if t0 is None or not results.trials:
         return None
-    spans.sort(key=lambda t: (t.shard, t.start_ts, t.trial_id))
-    span = max(t.end_ts for t in spans) - t0
+    # Every trial the table lists has a row: one that never reported is a mark where it
+    # began, or a word when it never began (or Ray kept no time for it).
+    rows = sorted(results.trials, key=lambda t: (t.shard, began(t) is None, began(t) or 0.0,
+                                                 t.trial_id))
+    spans = [t for t in rows if t.start_ts is not None and t.end_ts is not None]
+    ends = [t.end_ts for t in spans] + [t.started_at for t in rows if t.started_at is not None]
+    span = max(ends, default=t0) - t0  # a selection may hold only trials never started
     unit, unit_name = _time_unit(span)
-    fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(spans)))
+    fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(rows)))
     ax = fig.subplots()
     from matplotlib import colormaps
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     cmap = colormaps["tab10"]
-    shard_ids = sorted({t.shard for t in spans})
-    bars: dict[bool, list[tuple[int, float, float, Any]]] = {False: [], True: []}
-    for y, trial in enumerate(spans):
-        left = (trial.start_ts - t0) / unit
-        width = max((trial.end_ts - trial.start_ts) / unit, span / unit / 400)
-        color = cmap(shard_ids.index(trial.shard) % 10) if results.sharded \
+    shard_ids = sorted({t.shard for t in rows})
+
+    def color(trial: Trial) -> Any:
+        return cmap(shard_ids.index(trial.shard) % 10) if results.sharded \
             else STATUS_COLORS.get(status_label(trial), "#333")
-        bars[trial.status == "ERROR"].append((y, width, left, color))
+
+    bars: dict[bool, list[tuple[int, float, float, Any]]] = {False: [], True: []}
+    marks: list[tuple[float, int, Any]] = []
+    spanned = {id(t) for t in spans}  # by identity: thousands of trials, compared by value, crawl
+    for y, trial in enumerate(rows):
+        if id(trial) in spanned:
+            left = (trial.start_ts - t0) / unit
+            width = max((trial.end_ts - trial.start_ts) / unit, max(span / unit, 1.0) / 400)
+            bars[trial.status == "ERROR"].append((y, width, left, color(trial)))
+        elif trial.started_at is not None:
+            marks.append(((trial.started_at - t0) / unit, y, color(trial)))
+        elif len(rows) <= 60:  # a word per row: readable while the rows are named
+            said = "never started" if trial.status == "PENDING" else f"{status_label(trial)}, no time kept"
+            ax.text(0, y, f" {said}", va="center", fontsize="x-small", color="#555")
     for failed, group in bars.items():
         if group:  # one call per kind: fast with thousands of trials
             ax.barh([g[0] for g in group], [g[1] for g in group], left=[g[2] for g in group],
                     height=0.7, color=[g[3] for g in group],
                     edgecolor="#d62728" if failed else "none", hatch="//" if failed else None,
                     linewidth=1.2)
-    if len(spans) <= 60:
-        ax.set_yticks(range(len(spans)))
-        labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in spans]
-        ax.set_yticklabels(labels, fontsize="x-small" if len(spans) > 20 else "small")
+    if marks:
+        ax.scatter([m[0] for m in marks], [m[1] for m in marks], c=[m[2] for m in marks],
+                   marker="|", s=160, linewidths=2.5, zorder=3)
+    if len(rows) <= 60:
+        ax.set_yticks(range(len(rows)))
+        labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in rows]
+        ax.set_yticklabels(labels, fontsize="x-small" if len(rows) > 20 else "small")
     else:  # too many to name: one row per trial, unlabelled
         ax.set_yticks([])
-        ax.set_ylabel(f"{len(spans)} trials" + (", grouped by shard" if results.sharded else ""))
-    ax.invert_yaxis()
+        ax.set_ylabel(f"{len(rows)} trials" + (", grouped by shard" if results.sharded else ""))
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top; a row of words only still shows
+    if span <= 0:  # nothing with a length (a word per row, one instant): no negative time
+        ax.set_xlim(0, 1)
     ax.set_xlabel(f"time since study start ({unit_name})")
     ax.grid(True, axis="x", alpha=0.3)
     if results.sharded:
-        handles = [Patch(color=cmap(i % 10), label=f"shard {s} ({sum(t.shard == s for t in spans)}"
+        handles = [Patch(color=cmap(i % 10), label=f"shard {s} ({sum(t.shard == s for t in rows)}"
                          " trials)") for i, s in enumerate(shard_ids)]
         ax.set_title("Which shard ran which trial, and when")
     else:
-        used = {status_label(t) for t in spans}
+        used = {status_label(t) for t in spans} | {status_label(t) for t in rows
+                                                   if t.started_at is not None}
         handles = [Patch(color=c, label=s) for s, c in STATUS_COLORS.items() if s in used]
         ax.set_title("Trial timeline")
     if results.sharded and any(t.status == "ERROR" for t in spans):
         handles.append(Patch(facecolor="white", edgecolor="#d62728", hatch="//", label="error"))
+    if marks:
+        handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
+                              linestyle="none",
+                              label="began, never reported" if results.over else "began, no report yet"))
     ax.legend(handles=handles, loc="best", fontsize="small")
     return fig
 
@@ -555,32 +588,58 @@ def pareto_figure(results: Results, ranking: Ranking):
 
 # ---------------------------------------------------------------- all of them
 
+# (name, title, figure, caption, whole): a `whole` plot shows how the search went, which
+# only the whole study tells; the others show the trials --top/--status selected.
 PLOTS = (
     ("learning-curves", "Learning curves", learning_curves_figure,
      "Every trial's reported metrics per epoch. × marks a trial the scheduler stopped early; "
-     "a dashed line ending in a red X is a trial that failed; the gold star is the best trial."),
+     "a dashed line ending in a red X is a trial that failed; the gold star is the best trial.",
+     False),
     ("pareto-front", "Pareto front", pareto_figure,
      "Several objectives: each dot is a trial, at its first two objective metrics; the red line "
      "joins the trials no other trial beats on every objective. The best trial is the front's "
-     "best by the first metric only."),
+     "best by the first metric only.", True),
     ("objective-vs-params", "Objective vs hyperparameters", objective_vs_params_figure,
-     "Each dot is a trial. Log-scaled parameters use a log axis; categories are jittered."),
+     "Each dot is a trial. Log-scaled parameters use a log axis; categories are jittered.", False),
     ("parallel-coordinates", "Parallel coordinates", parallel_coordinates_figure,
-     "One line per trial through its hyperparameter values, coloured by the objective."),
+     "One line per trial through its hyperparameter values, coloured by the objective.", False),
     ("best-so-far", "Best so far", best_so_far_figure,
-     "How the best objective improved with wall-clock time and with the number of trials."),
+     "How the best objective improved with wall-clock time and with the number of trials.", True),
     ("timeline", "Timeline", timeline_figure,
-     "When each trial ran (and on which shard, for sharded studies)."),
+     "When each trial ran (and on which shard, for sharded studies). A tick marks when a "
+     "trial that never reported began; a trial that never started has a row and no bar.", False),
 )
 
 
-def make_plots(results: Results, ranking: Ranking) -> list[Plot]:
+def selected(results: Results, ranking: Ranking) -> Results:
+    """The study as --top/--status narrowed it: the trials the table shows, in trial order.
+    Times stay counted from the whole study's start, so a selection's plot lines up with
+    the unfiltered one."""
+    if len(ranking.trials) == len(results.trials):
+        return results
+    shown = {id(t) for t in ranking.trials}
+    return replace(results, trials=[t for t in results.trials if id(t) in shown], _names=None,
+                   started=study_start(results))
+
+
+def figures(results: Results, ranking: Ranking) -> list[tuple[str, str, str, Any]]:
+    """(name, title, caption, figure) of each plot the study has something to show for."""
+    view = selected(results, ranking)
     out = []
-    for name, title, build, caption in PLOTS:
-        fig = build(results, ranking)
+    for name, title, build, caption, whole in PLOTS:
+        fig = build(results if whole else view, ranking)
         if fig is None:
             continue
+        if view is not results:
+            n, total = len(view.trials), len(results.trials)
+            caption += (f" Shows all {total} trials of the study, not only the {n} selected."
+                        if whole else f" Shows the {n} trials selected, of {total}.")
         if name == "timeline" and results.sharded:
             title = "Shards"
-        out.append(Plot(name, title, caption, png_bytes(fig)))
+        out.append((name, title, caption, fig))
     return out
+
+
+def make_plots(results: Results, ranking: Ranking) -> list[Plot]:
+    return [Plot(name, title, caption, png_bytes(fig))
+            for name, title, caption, fig in figures(results, ranking)]

@@ -182,6 +182,15 @@ def param_names(results: Results) -> list[str]:
     return [k for k in keys if len({_hashable(f.get(k)) for f in with_config}) > 1]
 
 
+def config_names(results: Results) -> list[str]:
+    """Every key of the configs the trials saw: the searched parameters first, then the rest
+    (the study's constants), for exports that carry a trial's whole config."""
+    names = dict.fromkeys(param_names(results))
+    for trial in results.trials:
+        names.update(dict.fromkeys(results.flat(trial.config)))
+    return list(names)
+
+
 def _hashable(value: Any) -> Any:
     return repr(value) if isinstance(value, (list, dict)) else value
 

@@ -30,7 +30,36 @@ def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
     try:
         return load_plan(candidate), candidate
     except PlanError as exc:
-        raise ResultsError(str(exc)) from None
+        other = OtherPlanVersion.of(candidate)
+        raise (other or ResultsError(str(exc))) from None
+
+
+class OtherPlanVersion(ResultsError):
+    """A plan of another plan_version (an older hpoc compiled it): this hpoc cannot use it,
+    but the trials are where it says, and they read without a plan."""
+
+    def __init__(self, note: str, storage: Path):
+        super().__init__(note)
+        self.note, self.storage = note, storage
+
+    @classmethod
+    def of(cls, plan_file: Path) -> OtherPlanVersion | None:
+        """The plan's case, when it is of another version and its study directory exists."""
+        import json
+
+        from hpoc.plan import PLAN_VERSION
+
+        try:
+            raw = json.loads(plan_file.read_text(encoding="utf-8"))
+            version = raw.get("plan_version")
+            storage = Path(raw["storage"]["path"]) / raw["storage"]["name"]
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError):
+            return None
+        if version == PLAN_VERSION or not storage.is_dir():
+            return None
+        return cls(f"{plan_file}: plan_version {version!r} is not supported by this hpoc "
+                   f"(expects {PLAN_VERSION}): its trials are read without it, from {storage}",
+                   storage)
 
 
 def spec_plan(path: Path) -> dict[str, Any]:

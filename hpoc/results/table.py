@@ -117,12 +117,25 @@ def render_errors(ranking: Ranking, ids_shown: int = 3) -> str:
     return "\n".join(lines)
 
 
+def _no_best(results: Results, metric: str) -> str:
+    ran = [t for t in results.trials if not failed(t)]
+    if results.trials and not ran:
+        return "every trial failed (the errors say why)"
+    diverged = [t for t in ran if any(isinstance(r.get(metric), float) for r in t.history)]
+    if diverged:  # it reported the metric, never a finite value
+        return (f"no trial that did not fail reported a finite `{metric}` "
+                f"({len(diverged)} diverged: NaN or inf)")
+    if not results.over:
+        return f"no trial has reported `{metric}` yet"
+    return f"no finished trial reported `{metric}`"
+
+
 def render_best(results: Results, ranking: Ranking) -> str:
     best = ranking.best
     if best is None:
         if ranking.metric is None:
             return ""
-        return f"no best trial: no finished trial reported `{ranking.metric}`"
+        return "no best trial: " + _no_best(results, ranking.metric)
     where = f" (shard {best.shard})" if results.sharded else ""
     value = fmt(ranking.value(best))
     lines = [f"best trial: {best.trial_id}{where}  {ranking.metric} = {value}  "

@@ -129,6 +129,24 @@ def test_compile_is_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "b" / "plan.json").read_bytes() == first["plan.json"]
 
 
+@pytest.mark.parametrize("line_end", ["\r\n", "\r"])
+@pytest.mark.parametrize("bom", ["", "\ufeff"])
+@pytest.mark.parametrize("example", [EXAMPLES["digits"], EXAMPLES["digits"].parents[1] / "itwinai/config.yaml"],
+                         ids=["hpo", "yaml"])
+def test_the_plan_does_not_depend_on_line_endings_or_a_bom(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           line_end: str, bom: str, example: Path) -> None:
+    # A spec saved on Windows (or by an old Mac editor) is the same study, and its jobs
+    # must not see another plan: the bytes of plan.json are the same.
+    spec = tmp_path / example.name
+    text = example.read_text(encoding="utf-8")
+    spec.write_text(text, encoding="utf-8")
+    assert main(["compile", str(spec), "--emit", "plan"]) == 0
+    unix = capsys.readouterr().out
+    spec.write_bytes((bom + text.replace("\n", line_end)).encode())
+    assert main(["compile", str(spec), "--emit", "plan"]) == 0
+    assert capsys.readouterr().out == unix
+
+
 def test_scripts_name_the_plans_content_hash(tmp_path: Path) -> None:
     out = tmp_path / "build"
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0

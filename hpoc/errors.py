@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, NoReturn, Sequence
 
 _MAX_SHOWN_LINE = 160  # longer source lines are cut around the caret
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# What a terminal would act on rather than show: control characters but the tab (an
+# escape sequence can clear the screen) and the bidi controls (they reorder the line).
+_UNSHOWN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """`text` with what a terminal would act on written as escapes (`\\x1b`)."""
+    return _UNSHOWN.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,12 @@ class Diagnostic:
     def render(self) -> str:
         # One line per diagnostic head (editors parse it): control characters from user
         # values (a YAML "\n") are shown escaped.
-        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], self.message)
-        out = [f"{self.location}: {self.severity}: {message} [{self.code}]"]
+        out = [f"{self.location}: {self.severity}: {_shown(self.message)} [{self.code}]"]
         if self.line is not None and self.source_line is not None:
             out.extend(_snippet(self.line, self.col or 1, self._width(), self.source_line))
-        out.extend(f"  = note: {n}" for n in self.notes)
+        out.extend(f"  = note: {_shown(n)}" for n in self.notes)
         if self.help:
-            out.append(f"  = help: {self.help}")
+            out.append(f"  = help: {_shown(self.help)}")
         return "\n".join(out)
 
     def _width(self) -> int:
@@ -79,11 +85,11 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
     width = max(1, min(width, len(text) - col + 1))
     gutter = str(line)
     # The caret lines up under the source as a terminal shows it: tabs are kept, wide
-    # characters (CJK, emoji) take two cells, combining marks none.
+    # characters (CJK, emoji) take two cells, combining marks none, escaped ones theirs.
     pad = "".join("\t" if c == "\t" else " " * _cells(c) for c in text[: col - 1])
     carets = sum(_cells(c) for c in text[col - 1 : col - 1 + width]) or 1
     return [
-        f" {gutter} | {text}",
+        f" {gutter} | {_shown(text)}",
         f" {' ' * len(gutter)} | {pad}{'^' * carets}",
     ]
 
@@ -91,6 +97,8 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
 def _cells(c: str) -> int:
     import unicodedata
 
+    if c != "\t" and _UNSHOWN.match(c):
+        return len(_shown(c))
     if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1

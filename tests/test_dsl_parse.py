@@ -245,6 +245,18 @@ def test_the_caret_counts_terminal_cells() -> None:
     assert d.render().splitlines()[2] == "   | " + " " * 13 + "^" * 6
 
 
+def test_control_characters_in_the_shown_line_are_escaped() -> None:
+    """A stray escape or NUL (a paste, a binary file) is shown, not sent to the terminal
+    (`\x1b[2J` would clear it, a bidi override reorder what it shows); the caret still points."""
+    d = syntax_error('a = 1 b = "\x1b[2J\u202e" 7 )')
+    shown, caret = d.render().splitlines()[1:3]
+    assert shown == ' 1 | a = 1 b = "\\x1b[2J\\u202e" 7 )'
+    assert caret == "   | " + " " * (shown.index("7 )") - 5) + "^"
+    assert "\x1b" not in d.render() and "\u202e" not in d.render()
+    d = syntax_error("trials {\n\tnum_samples = 1 \x00 }")
+    assert d.render().splitlines()[1:3] == [" 2 | \tnum_samples = 1 \\x00 }", "   | \t" + " " * 16 + "^^^^"]
+
+
 # --------------------------------------------------------------------------- reading
 
 

@@ -281,6 +281,19 @@ def test_read_errors(tmp_path: Path) -> None:
     assert d.source_line == 'space { a = "caf\ufffd" }'
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such(tmp_path: Path, encoding: str) -> None:
+    """Windows editors save "Unicode" as UTF-16: say so, not show a line of NULs."""
+    spec = tmp_path / "s.hpo"
+    spec.write_bytes(("\ufeff" if encoding.endswith("be") else "").encode(encoding)
+                     + 'study "x"\n'.encode(encoding))
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(spec)
+    d = info.value.diagnostics[0]
+    assert (d.code, d.line, d.message) == ("HP003", None, "file is UTF-16, not UTF-8")
+    assert d.help == "save the file as UTF-8" and "\x00" not in d.render()
+
+
 def test_bom_and_crlf(tmp_path: Path) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_bytes('\ufeffstudy "x"\r\nspace {\r\n  a = 1\r\n}\r\n'.encode())

@@ -185,6 +185,8 @@ def spec_digest(data: bytes) -> str:
 def decode(data: bytes, name: str) -> str:
     """UTF-8 text of a spec (as read: `_as_read`); invalid bytes are reported at their
     line and column."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # what Windows editors call "Unicode"
+        fail(Diagnostic("file is UTF-16, not UTF-8", "HP003", name, help="save the file as UTF-8"))
     data = _as_read(data)
     try:
         text = data.decode("utf-8")

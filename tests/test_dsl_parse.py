@@ -294,6 +294,17 @@ def test_a_utf16_file_is_named_as_such(tmp_path: Path, encoding: str) -> None:
     assert d.help == "save the file as UTF-8" and "\x00" not in d.render()
 
 
+def test_a_dash_is_not_taken_for_standard_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec("-")
+    d = info.value.diagnostics[0]
+    assert (d.code, d.message) == ("HP001", "no such file")
+    assert d.help == "studies are read from files, not from standard input: save it to a file and pass its path"
+    (tmp_path / "-").write_text('study "x"\n')  # a file named `-` is still read
+    assert read_spec("-")[0] == 'study "x"\n'
+
+
 def test_bom_and_crlf(tmp_path: Path) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_bytes('\ufeffstudy "x"\r\nspace {\r\n  a = 1\r\n}\r\n'.encode())

@@ -155,7 +155,8 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        whole_file("no such file")
+        stdin = "studies are read from files, not from standard input: save it to a file and pass its path"
+        whole_file("no such file", help=stdin if name == "-" else None)
     except PermissionError:
         whole_file("permission denied")
     except OSError as exc:

@@ -215,6 +215,20 @@ def test_invalid_string_escape_and_numbers() -> None:
     assert parse('a = "\\ud83d\\ude00"', "s.hpo").items[0].value.value == "\U0001F600"
 
 
+@pytest.mark.parametrize(("text", "col", "help"), [
+    ("a = ２", 5, "write `2`: numbers are written with ASCII digits"),  # a Japanese keyboard
+    ("time = ０１:００:００", 8, "write `0`: numbers are written with ASCII digits"),
+    ("a = ٣", 5, "write `3`: numbers are written with ASCII digits"),
+    ("a = choice(“x”, “y”)", 12, 'strings use straight double quotes: "like this"'),  # a word processor
+    ("a = 1\xa0", 6, "this is a no-break space (U+00A0): write a plain space"),
+    ("épochs = 6", 1, 'names are ASCII letters, digits and `_`; other text goes in a string: "épochs"'),
+    ("a = 数字", 5, 'names are ASCII letters, digits and `_`; other text goes in a string: "数字"'),
+])
+def test_non_ascii_lookalikes_get_what_to_write(text: str, col: int, help: str) -> None:
+    d = syntax_error(text)
+    assert (d.code, d.line, d.col, d.help) == ("HP102", 1, col, help)
+
+
 def test_detached_if_clause() -> None:
     assert error_at("space {\n  a = 1\n  if b == 1\n}") == (
         "HP106", 3, 3, "`if` clause is not attached to a setting",

@@ -147,6 +147,20 @@ def test_the_plan_does_not_depend_on_line_endings_or_a_bom(tmp_path: Path, capsy
     assert capsys.readouterr().out == unix
 
 
+def test_compiling_over_another_studys_build_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "build"
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
+    assert "held the build of" not in capsys.readouterr().err
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"hpoc: note: {out} held the build of study `digits`, now replaced by that of `fashion-mnist`" in err
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+    assert "held the build of" not in capsys.readouterr().err
+    (out / "plan.json").write_text("{ not json")  # a broken plan names no study: nothing to say
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
+    assert "held the build of" not in capsys.readouterr().err
+
+
 def test_scripts_name_the_plans_content_hash(tmp_path: Path) -> None:
     out = tmp_path / "build"
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0

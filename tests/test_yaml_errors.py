@@ -152,6 +152,9 @@ def test_errors_suggest_fixes(tmp_path: Path) -> None:
     assert one(tmp_path, seed_with("type: uniform", "type: unifrom")).help == "did you mean `uniform`?"
     assert "optuna" in one(tmp_path, seed_with("name: bayes", "name: zoopt")).help
     assert one(tmp_path, "ray_training_pipeline:\n\tclass_path: x\n").help == "YAML indents with spaces, not tabs"
+    tab_after_colon = one(tmp_path, "ray_training_pipeline:\n  class_path:\tx\n")
+    assert (tab_after_colon.line, tab_after_colon.col) == (2, 14)
+    assert tab_after_colon.help == "YAML takes no tab here: write a space"
 
 
 def test_all_translation_errors_are_reported_at_once(tmp_path: Path) -> None:

@@ -109,7 +109,8 @@ def load(text: str, file: str) -> YNode:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         help = None
         if "found character '\\t'" in msg or "\\t" in msg:
-            help = "YAML indents with spaces, not tabs"
+            indent = line is not None and col is not None and not text.split("\n")[line - 1][: col - 1].strip()
+            help = "YAML indents with spaces, not tabs" if indent else "YAML takes no tab here: write a space"
         elif "expected a single document" in msg:
             help = "keep one document in the file (remove the extra `---`)"
         elif "mapping values are not allowed here" in msg and line is not None and col is not None:

@@ -216,6 +216,18 @@ def test_cli_check_write_and_print(tmp_path: Path, capsys: pytest.CaptureFixture
     assert spec.read_text() == "study {"  # a file with errors is left alone
 
 
+def test_cli_write_through_a_symlink_formats_the_file_it_points_to(tmp_path: Path) -> None:
+    # A study shared by a link (a project directory, a dotfiles repo) stays shared.
+    target = tmp_path / "shared" / "s.hpo"
+    target.parent.mkdir()
+    target.write_text('study "x"\npipeline {trainer=t:T}\n', encoding="utf-8")
+    link = tmp_path / "s.hpo"
+    link.symlink_to(target)
+    assert main(["fmt", "--write", str(link)]) == 0
+    assert link.is_symlink()
+    assert target.read_text() == 'study "x"\n\npipeline {\n  trainer = t:T\n}\n'
+
+
 def formatted(src: str) -> str:
     """`hpoc fmt` of `src`, checked to be a fixed point: formatting the output changes nothing."""
     out = format_study(parse(src))

@@ -56,7 +56,7 @@ def _fmt(spec: str, args: argparse.Namespace) -> int:
         return 2
     if args.write:
         if new != text:
-            path = Path(spec)
+            path = Path(spec).resolve()  # through a symlink: the link stays one
             write_atomic(path, new)  # keeps the file's permissions
             print(f"formatted {spec}", file=sys.stderr)
         return 0

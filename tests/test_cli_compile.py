@@ -261,6 +261,12 @@ def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(capsys.readouterr().out) == []
 
 
+def test_check_json_reports_a_usage_error_as_one_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--json", "--pipe-key", "x", str(EXAMPLES["digits"])]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("hpoc: error: --pipe-key picks a pipeline of a YAML config") and not out.out
+
+
 def test_compile_refuses_to_replace_a_plan_a_queued_job_will_read(tmp_path, capsys, monkeypatch):
     """A requeued job runs build/plan.json again: recompiling another study there made the
     job resume the new study (and never the one it was submitted for)."""

@@ -124,7 +124,9 @@ def load(text: str, file: str) -> YNode:
         if isinstance(pos, int) and 0 <= pos <= len(text):
             line = text.count("\n", 0, pos) + 1
             col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        _fail(file, f"invalid YAML: {' '.join(str(exc).split())}", SYNTAX, line, col, text=text)
+        # PyYAML names the stream and the offset: the location says both, for the file
+        msg = re.sub(r'\s+in "<[^"]*>", position \d+$', "", " ".join(str(exc).split()))
+        _fail(file, f"invalid YAML: {msg}", SYNTAX, line, col, text=text)
     except RecursionError:
         _fail(file, "YAML is nested too deeply", TOO_BIG, help="configs never need this much nesting")
     if node is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import types
@@ -304,3 +305,17 @@ def test_a_compile_without_a_slurm_block_says_why_there_is_no_job_script(tmp_pat
     assert f"next: hpoc convert {config} -o study.hpo, add `slurm {{ ... }}` to it and compile that" in out
     assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(tmp_path / "f")]) == 0
     assert "no job script" not in capsys.readouterr().out
+
+
+def test_the_next_steps_compile_prints_paste_into_a_shell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "my studies"
+    folder.mkdir()
+    spec = folder / "it's.hpo"
+    spec.write_text('study "s"\npipeline { trainer = t:T }\n')
+    assert main(["compile", str(spec), "-o", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert f"or run it here: hpoc run {shlex.quote(str(spec))} --local" in out
+    config = folder / "config.yaml"
+    config.write_bytes((Path(__file__).parents[1] / "examples" / "itwinai" / "config.yaml").read_bytes())
+    assert main(["compile", str(config), "-o", str(tmp_path / "c")]) == 0
+    assert f"next: hpoc convert {shlex.quote(str(config))} -o study.hpo," in capsys.readouterr().out

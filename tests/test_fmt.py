@@ -228,6 +228,17 @@ def test_cli_write_through_a_symlink_formats_the_file_it_points_to(tmp_path: Pat
     assert target.read_text() == 'study "x"\n\npipeline {\n  trainer = t:T\n}\n'
 
 
+def test_cli_the_commands_fmt_suggests_paste_into_a_shell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "my study.hpo"
+    spec.write_text('study "x"\npipeline {trainer=t:T}\n', encoding="utf-8")
+    assert main(["fmt", "--check", str(spec)]) == 2
+    assert f"(run `hpoc fmt --write '{spec}'`)" in capsys.readouterr().err
+    config = tmp_path / "my config.yaml"
+    config.write_text("a: 1\n", encoding="utf-8")
+    assert main(["fmt", str(config)]) == 2
+    assert f"`hpoc convert '{config}'` writes it as one" in capsys.readouterr().err
+
+
 def formatted(src: str) -> str:
     """`hpoc fmt` of `src`, checked to be a fixed point: formatting the output changes nothing."""
     out = format_study(parse(src))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def _compile(args: argparse.Namespace) -> int:
             print(f"  {line}")
         print(f"  wrote: {', '.join(written)}")
         if plan.get("slurm") is None:  # the README's `sbatch build/s/job.sbatch` has nothing to run
-            spec = args.spec
+            spec = shlex.quote(args.spec)  # pasted into a shell
             how = (f"hpoc convert {spec} -o study.hpo, add `slurm {{ ... }}` to it and compile that"
                    if (plan.get("source") or {}).get("format") == "yaml" else "add `slurm { ... }` to the spec")
             print("  no job script: the study has no `slurm` block")

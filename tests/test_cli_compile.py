@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -319,3 +320,21 @@ def test_the_next_steps_compile_prints_paste_into_a_shell(tmp_path: Path, capsys
     config.write_bytes((Path(__file__).parents[1] / "examples" / "itwinai" / "config.yaml").read_bytes())
     assert main(["compile", str(config), "-o", str(tmp_path / "c")]) == 0
     assert f"next: hpoc convert {shlex.quote(str(config))} -o study.hpo," in capsys.readouterr().out
+
+
+def test_paths_that_are_not_utf8_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A name in Latin-1 (a share or a zip from an old Windows machine) cannot be written
+    into the plan or the job scripts, which are UTF-8: say so rather than crash."""
+    spec = tmp_path / os.fsdecode(b"\xe9tude.hpo")
+    try:
+        spec.write_bytes(EXAMPLES["digits"].read_bytes())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    for command in (["check"], ["compile", "-o", str(tmp_path / "b")]):
+        assert main([*command, str(spec)]) == 2
+        err = capsys.readouterr().err
+        assert "error: the file's path is not valid UTF-8 [HP001]" in err and "internal error" not in err
+    out = tmp_path / os.fsdecode(b"build-\xfd")
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "plan_path: must be valid UTF-8" in err and "internal error" not in err

@@ -223,6 +223,8 @@ def test_invalid_string_escape_and_numbers() -> None:
     ("a = 1\xa0", 6, "this is a no-break space (U+00A0): write a plain space"),
     ("épochs = 6", 1, 'names are ASCII letters, digits and `_`; other text goes in a string: "épochs"'),
     ("a = 数字", 5, 'names are ASCII letters, digits and `_`; other text goes in a string: "数字"'),
+    ("l\u0435arning_rate = 1", 2, "`\u0435` is cyrillic small letter ie, which looks like an ASCII letter: retype it"),
+    ("time = 2ｈ", 9, "write `h`: `ｈ` is fullwidth latin small letter h, not an ASCII letter"),
 ])
 def test_non_ascii_lookalikes_get_what_to_write(text: str, col: int, help: str) -> None:
     d = syntax_error(text)

@@ -135,6 +135,12 @@ def _non_ascii_hint(text: str, pos: int) -> str | None:
     if ch.isalpha():
         before, after = re.search(r"\w*$", text[:pos]), re.match(r"\w*", text[pos:])
         word = (before.group(0) if before else "") + (after.group(0) if after else "")
+        name = unicodedata.name(ch, "").lower()
+        if (plain := unicodedata.normalize("NFKC", ch)).isascii():  # full-width, from an IME
+            return f"write `{plain}`: `{ch}` is {name}, not an ASCII letter"
+        rest = word.replace(ch, "")
+        if rest and rest.isascii() and name.startswith(("cyrillic", "greek")):  # a pasted homoglyph
+            return f"`{ch}` is {name}, which looks like an ASCII letter: retype it"
         return f'names are ASCII letters, digits and `_`; other text goes in a string: "{word}"'
     return None
 

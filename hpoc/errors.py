@@ -94,6 +94,11 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
     ]
 
 
+def cells(text: str) -> int:
+    """Columns `text` takes in a terminal or an editor (wide characters two, accents none)."""
+    return sum(_cells(c) for c in text)
+
+
 def _cells(c: str) -> int:
     import unicodedata
 

@@ -261,6 +261,12 @@ def test_blank_lines_inside_blocks_are_kept_as_groups() -> None:
     assert parse(text) == parse(expected)  # layout only: the same study
 
 
+def test_settings_align_as_a_terminal_shows_them() -> None:
+    """Wide characters take two columns in an editor, a combining accent none."""
+    src = 'study "x"\nspace {\n  "数字" = 1\n  abcdef = 2\n  "cafe\u0301" = 3\n}\n'
+    assert formatted(src).endswith('space {\n  "数字" = 1\n  abcdef = 2\n  "cafe\u0301" = 3\n}\n')
+
+
 def test_comments_inside_a_value_stay_where_they_are() -> None:
     src = ('study "x"\nslurm {\n  time = 10\n  extra = [ # lead\n    "--exclusive",   # one\n'
            '    "--mail-type=END" # two\n  ] # after\n}\nspace {\n    bs = choice(32, # small\n'

@@ -23,7 +23,7 @@ _MAX_SHOWN_LINE = 160  # longer source lines are cut around the caret
 _UNSHOWN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def _shown(text: str) -> str:
+def shown(text: str) -> str:
     """`text` with what a terminal would act on written as escapes (`\\x1b`)."""
     return _UNSHOWN.sub(lambda m: repr(m.group())[1:-1], text)
 
@@ -53,12 +53,12 @@ class Diagnostic:
     def render(self) -> str:
         # One line per diagnostic head (editors parse it): control characters from user
         # values (a YAML "\n") are shown escaped.
-        out = [f"{self.location}: {self.severity}: {_shown(self.message)} [{self.code}]"]
+        out = [f"{self.location}: {self.severity}: {shown(self.message)} [{self.code}]"]
         if self.line is not None and self.source_line is not None:
             out.extend(_snippet(self.line, self.col or 1, self._width(), self.source_line))
-        out.extend(f"  = note: {_shown(n)}" for n in self.notes)
+        out.extend(f"  = note: {shown(n)}" for n in self.notes)
         if self.help:
-            out.append(f"  = help: {_shown(self.help)}")
+            out.append(f"  = help: {shown(self.help)}")
         return "\n".join(out)
 
     def _width(self) -> int:
@@ -89,7 +89,7 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
     pad = "".join("\t" if c == "\t" else " " * _cells(c) for c in text[: col - 1])
     carets = sum(_cells(c) for c in text[col - 1 : col - 1 + width]) or 1
     return [
-        f" {gutter} | {_shown(text)}",
+        f" {gutter} | {shown(text)}",
         f" {' ' * len(gutter)} | {pad}{'^' * carets}",
     ]
 
@@ -103,7 +103,7 @@ def _cells(c: str) -> int:
     import unicodedata
 
     if c != "\t" and _UNSHOWN.match(c):
-        return len(_shown(c))
+        return len(shown(c))
     if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1

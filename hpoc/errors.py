@@ -80,7 +80,8 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
     start = 0
     if len(text) > _MAX_SHOWN_LINE:  # keep the caret visible on huge lines
         start = max(0, col - 1 - _MAX_SHOWN_LINE // 2)
-        text = ("…" if start else "") + text[start : start + _MAX_SHOWN_LINE] + "…"
+        end = start + _MAX_SHOWN_LINE
+        text = ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
         col = col - start + (1 if start else 0)
     width = max(1, min(width, len(text) - col + 1))
     gutter = str(line)

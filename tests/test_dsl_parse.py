@@ -273,6 +273,17 @@ def test_control_characters_in_the_shown_line_are_escaped() -> None:
     assert d.render().splitlines()[1:3] == [" 2 | \tnum_samples = 1 \\x00 }", "   | \t" + " " * 16 + "^^^^"]
 
 
+def test_a_long_line_is_cut_around_the_caret_and_marked_where_cut() -> None:
+    d = syntax_error('a = "' + "x" * 10_000 + '" 7 )')
+    shown, caret = d.render().splitlines()[1:3]
+    assert shown.startswith(" 1 | …x") and shown.endswith('xxx" 7 )')  # the line ends here: no `…`
+    assert caret.index("^") == shown.index("7") and len(shown) < 200
+    d = syntax_error("a = 1 ) " + "# " + "y" * 10_000)
+    shown, caret = d.render().splitlines()[1:3]
+    assert shown.startswith(" 1 | a = 1 ) # y") and shown.endswith("y…")
+    assert caret.index("^") == shown.index(")")
+
+
 # --------------------------------------------------------------------------- reading
 
 

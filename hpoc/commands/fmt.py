@@ -37,8 +37,8 @@ def _fmt(spec: str, args: argparse.Namespace) -> int:
     from hpoc.yaml import is_yaml
 
     if is_yaml(spec):  # read as .hpo, its first `:` would be the error
-        raise HpocError(f"{spec} is a YAML config, not a .hpo study: `hpoc convert {shlex.quote(spec)}` writes it as one, "
-                        "in this layout")
+        raise HpocError(f"{spec} is a YAML config, not a .hpo study: `hpoc convert {shlex.quote(spec)}` writes "
+                        "it as one, in this layout")
     text, _ = read_spec(spec)
     study = parse(text, spec)
     new = format_study(study)

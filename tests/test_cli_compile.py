@@ -338,3 +338,12 @@ def test_paths_that_are_not_utf8_are_user_errors(tmp_path: Path, capsys: pytest.
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "plan_path: must be valid UTF-8" in err and "internal error" not in err
+
+
+def test_a_plan_saved_again_with_a_bom_still_loads(tmp_path: Path) -> None:
+    """A plan.json opened and saved in a Windows editor gets a BOM; JSON it still is."""
+    out = tmp_path / "build"
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
+    plan = out / "plan.json"
+    plan.write_bytes(b"\xef\xbb\xbf" + plan.read_bytes().replace(b"\n", b"\r\n"))
+    assert plan_mod.load(plan)["study"]["name"] == "digits"

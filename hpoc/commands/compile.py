@@ -131,7 +131,7 @@ def _study_built_in(plan_path: Path) -> str | None:
     import json
 
     try:
-        name = json.loads(plan_path.read_text(encoding="utf-8"))["study"]["name"]
+        name = json.loads(plan_path.read_text(encoding="utf-8-sig"))["study"]["name"]
     except (OSError, ValueError, TypeError, KeyError):
         return None
     return name if isinstance(name, str) else None

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, NoReturn, Sequence
 
 _MAX_SHOWN_LINE = 160  # longer source lines are cut around the caret
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# What a terminal would act on rather than show: control characters but the tab (an
+# escape sequence can clear the screen) and the bidi controls (they reorder the line).
+_UNSHOWN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """`text` with what a terminal would act on written as escapes (`\\x1b`)."""
+    return _UNSHOWN.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,12 @@ class Diagnostic:
     def render(self) -> str:
         # One line per diagnostic head (editors parse it): control characters from user
         # values (a YAML "\n") are shown escaped.
-        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], self.message)
-        out = [f"{self.location}: {self.severity}: {message} [{self.code}]"]
+        out = [f"{self.location}: {self.severity}: {shown(self.message)} [{self.code}]"]
         if self.line is not None and self.source_line is not None:
             out.extend(_snippet(self.line, self.col or 1, self._width(), self.source_line))
-        out.extend(f"  = note: {n}" for n in self.notes)
+        out.extend(f"  = note: {shown(n)}" for n in self.notes)
         if self.help:
-            out.append(f"  = help: {self.help}")
+            out.append(f"  = help: {shown(self.help)}")
         return "\n".join(out)
 
     def _width(self) -> int:
@@ -74,23 +80,31 @@ def _snippet(line: int, col: int, width: int, text: str) -> list[str]:
     start = 0
     if len(text) > _MAX_SHOWN_LINE:  # keep the caret visible on huge lines
         start = max(0, col - 1 - _MAX_SHOWN_LINE // 2)
-        text = ("…" if start else "") + text[start : start + _MAX_SHOWN_LINE] + "…"
+        end = start + _MAX_SHOWN_LINE
+        text = ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
         col = col - start + (1 if start else 0)
     width = max(1, min(width, len(text) - col + 1))
     gutter = str(line)
     # The caret lines up under the source as a terminal shows it: tabs are kept, wide
-    # characters (CJK, emoji) take two cells, combining marks none.
+    # characters (CJK, emoji) take two cells, combining marks none, escaped ones theirs.
     pad = "".join("\t" if c == "\t" else " " * _cells(c) for c in text[: col - 1])
     carets = sum(_cells(c) for c in text[col - 1 : col - 1 + width]) or 1
     return [
-        f" {gutter} | {text}",
+        f" {gutter} | {shown(text)}",
         f" {' ' * len(gutter)} | {pad}{'^' * carets}",
     ]
+
+
+def cells(text: str) -> int:
+    """Columns `text` takes in a terminal or an editor (wide characters two, accents none)."""
+    return sum(_cells(c) for c in text)
 
 
 def _cells(c: str) -> int:
     import unicodedata
 
+    if c != "\t" and _UNSHOWN.match(c):
+        return len(shown(c))
     if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
         return 0
     return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1

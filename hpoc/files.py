@@ -28,8 +28,13 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
         if mode is not None:
             tmp.chmod(mode)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # its directory is missing or not one: nothing was left
+            pass
+        if isinstance(exc, OSError) and exc.filename == str(tmp):
+            exc.filename = str(path)  # the user asked for `path`; the temporary name is ours
         raise
     return path
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 import types
@@ -129,6 +131,38 @@ def test_compile_is_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "b" / "plan.json").read_bytes() == first["plan.json"]
 
 
+@pytest.mark.parametrize("line_end", ["\r\n", "\r"])
+@pytest.mark.parametrize("bom", ["", "\ufeff"])
+@pytest.mark.parametrize("example", [EXAMPLES["digits"], EXAMPLES["digits"].parents[1] / "itwinai/config.yaml"],
+                         ids=["hpo", "yaml"])
+def test_the_plan_does_not_depend_on_line_endings_or_a_bom(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           line_end: str, bom: str, example: Path) -> None:
+    # A spec saved on Windows (or by an old Mac editor) is the same study, and its jobs
+    # must not see another plan: the bytes of plan.json are the same.
+    spec = tmp_path / example.name
+    text = example.read_text(encoding="utf-8")
+    spec.write_text(text, encoding="utf-8")
+    assert main(["compile", str(spec), "--emit", "plan"]) == 0
+    unix = capsys.readouterr().out
+    spec.write_bytes((bom + text.replace("\n", line_end)).encode())
+    assert main(["compile", str(spec), "--emit", "plan"]) == 0
+    assert capsys.readouterr().out == unix
+
+
+def test_compiling_over_another_studys_build_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "build"
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
+    assert "held the build of" not in capsys.readouterr().err
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"hpoc: note: {out} held the build of study `digits`, now replaced by that of `fashion-mnist`" in err
+    assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+    assert "held the build of" not in capsys.readouterr().err
+    (out / "plan.json").write_text("{ not json")  # a broken plan names no study: nothing to say
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
+    assert "held the build of" not in capsys.readouterr().err
+
+
 def test_scripts_name_the_plans_content_hash(tmp_path: Path) -> None:
     out = tmp_path / "build"
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
@@ -229,6 +263,12 @@ def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(capsys.readouterr().out) == []
 
 
+def test_check_json_reports_a_usage_error_as_one_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--json", "--pipe-key", "x", str(EXAMPLES["digits"])]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("hpoc: error: --pipe-key picks a pipeline of a YAML config") and not out.out
+
+
 def test_compile_refuses_to_replace_a_plan_a_queued_job_will_read(tmp_path, capsys, monkeypatch):
     """A requeued job runs build/plan.json again: recompiling another study there made the
     job resume the new study (and never the one it was submitted for)."""
@@ -286,3 +326,44 @@ def test_compile_enumerates_a_grid_once(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 0
     assert "trials: 12 (2 × a grid of 6)" in capsys.readouterr().out
     assert len(calls) == 1
+
+
+def test_the_next_steps_compile_prints_paste_into_a_shell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "my studies"
+    folder.mkdir()
+    spec = folder / "it's.hpo"
+    spec.write_text('study "s"\npipeline { trainer = t:T }\n')
+    assert main(["compile", str(spec), "-o", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert f"or run it here: hpoc run {shlex.quote(str(spec))} --local" in out
+    config = folder / "config.yaml"
+    config.write_bytes((Path(__file__).parents[1] / "examples" / "itwinai" / "config.yaml").read_bytes())
+    assert main(["compile", str(config), "-o", str(tmp_path / "c")]) == 0
+    assert f"next: hpoc convert {shlex.quote(str(config))} -o study.hpo," in capsys.readouterr().out
+
+
+def test_paths_that_are_not_utf8_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A name in Latin-1 (a share or a zip from an old Windows machine) cannot be written
+    into the plan or the job scripts, which are UTF-8: say so rather than crash."""
+    spec = tmp_path / os.fsdecode(b"\xe9tude.hpo")
+    try:
+        spec.write_bytes(EXAMPLES["digits"].read_bytes())
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    for command in (["check"], ["compile", "-o", str(tmp_path / "b")]):
+        assert main([*command, str(spec)]) == 2
+        err = capsys.readouterr().err
+        assert "error: the file's path is not valid UTF-8 [HP001]" in err and "internal error" not in err
+    out = tmp_path / os.fsdecode(b"build-\xfd")
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "plan_path: must be valid UTF-8" in err and "internal error" not in err
+
+
+def test_a_plan_saved_again_with_a_bom_still_loads(tmp_path: Path) -> None:
+    """A plan.json opened and saved in a Windows editor gets a BOM; JSON it still is."""
+    out = tmp_path / "build"
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0
+    plan = out / "plan.json"
+    plan.write_bytes(b"\xef\xbb\xbf" + plan.read_bytes().replace(b"\n", b"\r\n"))
+    assert plan_mod.load(plan)["study"]["name"] == "digits"

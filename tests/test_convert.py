@@ -159,6 +159,14 @@ def test_cli_convert_refuses_to_overwrite_its_input(tmp_path: Path, capsys) -> N
     assert path.read_text() == before
 
 
+def test_cli_convert_into_a_missing_directory_names_the_file_asked_for(tmp_path: Path, capsys) -> None:
+    path = write(tmp_path, seed())
+    assert main(["convert", str(path), "-o", str(tmp_path / "no" / "study.hpo")]) == 2
+    err = capsys.readouterr().err
+    assert f"hpoc: error: {tmp_path / 'no' / 'study.hpo'}: No such file or directory" in err, err
+    assert ".tmp" not in err  # the temporary file beside it is hpoc's business
+
+
 def test_example_config_and_its_conversion_agree(tmp_path: Path) -> None:
     text, _ = convert(EXAMPLE / "config.yaml")
     hpo = EXAMPLE / ".converted-test.hpo"

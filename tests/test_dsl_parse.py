@@ -215,6 +215,22 @@ def test_invalid_string_escape_and_numbers() -> None:
     assert parse('a = "\\ud83d\\ude00"', "s.hpo").items[0].value.value == "\U0001F600"
 
 
+@pytest.mark.parametrize(("text", "col", "help"), [
+    ("a = ２", 5, "write `2`: numbers are written with ASCII digits"),  # a Japanese keyboard
+    ("time = ０１:００:００", 8, "write `0`: numbers are written with ASCII digits"),
+    ("a = ٣", 5, "write `3`: numbers are written with ASCII digits"),
+    ("a = choice(“x”, “y”)", 12, 'strings use straight double quotes: "like this"'),  # a word processor
+    ("a = 1\xa0", 6, "this is a no-break space (U+00A0): write a plain space"),
+    ("épochs = 6", 1, 'names are ASCII letters, digits and `_`; other text goes in a string: "épochs"'),
+    ("a = 数字", 5, 'names are ASCII letters, digits and `_`; other text goes in a string: "数字"'),
+    ("l\u0435arning_rate = 1", 2, "`\u0435` is cyrillic small letter ie, which looks like an ASCII letter: retype it"),
+    ("time = 2ｈ", 9, "write `h`: `ｈ` is fullwidth latin small letter h, not an ASCII letter"),
+])
+def test_non_ascii_lookalikes_get_what_to_write(text: str, col: int, help: str) -> None:
+    d = syntax_error(text)
+    assert (d.code, d.line, d.col, d.help) == ("HP102", 1, col, help)
+
+
 def test_detached_if_clause() -> None:
     assert error_at("space {\n  a = 1\n  if b == 1\n}") == (
         "HP106", 3, 3, "`if` clause is not attached to a setting",
@@ -245,6 +261,29 @@ def test_the_caret_counts_terminal_cells() -> None:
     assert d.render().splitlines()[2] == "   | " + " " * 13 + "^" * 6
 
 
+def test_control_characters_in_the_shown_line_are_escaped() -> None:
+    """A stray escape or NUL (a paste, a binary file) is shown, not sent to the terminal
+    (`\x1b[2J` would clear it, a bidi override reorder what it shows); the caret still points."""
+    d = syntax_error('a = 1 b = "\x1b[2J\u202e" 7 )')
+    shown, caret = d.render().splitlines()[1:3]
+    assert shown == ' 1 | a = 1 b = "\\x1b[2J\\u202e" 7 )'
+    assert caret == "   | " + " " * (shown.index("7 )") - 5) + "^"
+    assert "\x1b" not in d.render() and "\u202e" not in d.render()
+    d = syntax_error("trials {\n\tnum_samples = 1 \x00 }")
+    assert d.render().splitlines()[1:3] == [" 2 | \tnum_samples = 1 \\x00 }", "   | \t" + " " * 16 + "^^^^"]
+
+
+def test_a_long_line_is_cut_around_the_caret_and_marked_where_cut() -> None:
+    d = syntax_error('a = "' + "x" * 10_000 + '" 7 )')
+    shown, caret = d.render().splitlines()[1:3]
+    assert shown.startswith(" 1 | …x") and shown.endswith('xxx" 7 )')  # the line ends here: no `…`
+    assert caret.index("^") == shown.index("7") and len(shown) < 200
+    d = syntax_error("a = 1 ) " + "# " + "y" * 10_000)
+    shown, caret = d.render().splitlines()[1:3]
+    assert shown.startswith(" 1 | a = 1 ) # y") and shown.endswith("y…")
+    assert caret.index("^") == shown.index(")")
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -267,6 +306,30 @@ def test_read_errors(tmp_path: Path) -> None:
     assert (d.code, d.line, d.col) == ("HP003", 2, 17)
     assert d.message == "file is not valid UTF-8 (byte 0xe9)"
     assert d.source_line == 'space { a = "caf\ufffd" }'
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such(tmp_path: Path, encoding: str) -> None:
+    """Windows editors save "Unicode" as UTF-16: say so, not show a line of NULs."""
+    spec = tmp_path / "s.hpo"
+    spec.write_bytes(("\ufeff" if encoding.endswith("be") else "").encode(encoding)
+                     + 'study "x"\n'.encode(encoding))
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(spec)
+    d = info.value.diagnostics[0]
+    assert (d.code, d.line, d.message) == ("HP003", None, "file is UTF-16, not UTF-8")
+    assert d.help == "save the file as UTF-8" and "\x00" not in d.render()
+
+
+def test_a_dash_is_not_taken_for_standard_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec("-")
+    d = info.value.diagnostics[0]
+    assert (d.code, d.message) == ("HP001", "no such file")
+    assert d.help == "studies are read from files, not from standard input: save it to a file and pass its path"
+    (tmp_path / "-").write_text('study "x"\n')  # a file named `-` is still read
+    assert read_spec("-")[0] == 'study "x"\n'
 
 
 def test_bom_and_crlf(tmp_path: Path) -> None:

@@ -216,6 +216,29 @@ def test_cli_check_write_and_print(tmp_path: Path, capsys: pytest.CaptureFixture
     assert spec.read_text() == "study {"  # a file with errors is left alone
 
 
+def test_cli_write_through_a_symlink_formats_the_file_it_points_to(tmp_path: Path) -> None:
+    # A study shared by a link (a project directory, a dotfiles repo) stays shared.
+    target = tmp_path / "shared" / "s.hpo"
+    target.parent.mkdir()
+    target.write_text('study "x"\npipeline {trainer=t:T}\n', encoding="utf-8")
+    link = tmp_path / "s.hpo"
+    link.symlink_to(target)
+    assert main(["fmt", "--write", str(link)]) == 0
+    assert link.is_symlink()
+    assert target.read_text() == 'study "x"\n\npipeline {\n  trainer = t:T\n}\n'
+
+
+def test_cli_the_commands_fmt_suggests_paste_into_a_shell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "my study.hpo"
+    spec.write_text('study "x"\npipeline {trainer=t:T}\n', encoding="utf-8")
+    assert main(["fmt", "--check", str(spec)]) == 2
+    assert f"(run `hpoc fmt --write '{spec}'`)" in capsys.readouterr().err
+    config = tmp_path / "my config.yaml"
+    config.write_text("a: 1\n", encoding="utf-8")
+    assert main(["fmt", str(config)]) == 2
+    assert f"`hpoc convert '{config}'` writes it as one" in capsys.readouterr().err
+
+
 def formatted(src: str) -> str:
     """`hpoc fmt` of `src`, checked to be a fixed point: formatting the output changes nothing."""
     out = format_study(parse(src))
@@ -236,6 +259,12 @@ def test_blank_lines_inside_blocks_are_kept_as_groups() -> None:
     )
     assert formatted(text) == expected  # groups kept, each aligned on its own
     assert parse(text) == parse(expected)  # layout only: the same study
+
+
+def test_settings_align_as_a_terminal_shows_them() -> None:
+    """Wide characters take two columns in an editor, a combining accent none."""
+    src = 'study "x"\nspace {\n  "数字" = 1\n  abcdef = 2\n  "cafe\u0301" = 3\n}\n'
+    assert formatted(src).endswith('space {\n  "数字" = 1\n  abcdef = 2\n  "cafe\u0301" = 3\n}\n')
 
 
 def test_comments_inside_a_value_stay_where_they_are() -> None:

@@ -912,6 +912,24 @@ def test_the_table_shows_nan_for_a_diverged_trial_and_a_dash_for_a_missing_value
                      "aaaaa_00002": ["-inf", "inf"], "aaaaa_00003": ["-", "0.3"]}, out
 
 
+def test_the_table_lines_up_wide_values_and_shows_control_characters_escaped(tmp_path, capsys):
+    """A CJK value takes two columns, and a value or error with an escape sequence must not
+    recolour or clear the terminal it is printed to."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1, "opt": "数字", "z": 1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2, "opt": "\x1b[31mred", "z": 2}, [{"val_loss": 0.3}],
+              error="RuntimeError: \x1b[2Jboom")
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert code == 0 and "\x1b" not in out, out
+    assert "\\x1b[31mred" in out
+    from hpoc.errors import cells
+
+    rows = [line for line in out.splitlines() if line[:1].isdigit() or line.startswith("#")]
+    ends = {cells(line[: line.rindex("z")] if line.startswith("#") else line[:-1]) for line in rows}
+    assert len(ends) == 1, out  # the last column starts at the same place on every line
+
+
 def test_a_run_that_starts_while_results_are_read_is_seen_with_its_lock(tmp_path, capsys, monkeypatch):
     """The lock was read once, before the summary: a run that started in between (Ray then
     copies the old summary.json back over the storage) left the earlier run's summary read

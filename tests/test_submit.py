@@ -122,6 +122,17 @@ def test_extra_flags_must_be_long_options():
         extra_parameters(["-N 2"])
 
 
+def test_a_directory_without_a_plan_is_not_called_missing(tmp_path):
+    from hpoc.submit import load_target
+
+    with pytest.raises(SubmitError) as info:
+        load_target(tmp_path)
+    assert str(info.value) == (f"{tmp_path}: a directory without a plan.json, so no build directory "
+                               "(a .hpo spec, a build directory or a plan.json)")
+    with pytest.raises(SubmitError, match="no such file"):
+        load_target(tmp_path / "missing.hpo")
+
+
 def test_hpoc_submit_is_callable_as_documented(tmp_path):
     import hpoc
 

@@ -56,6 +56,8 @@ CASES = [
     ("a list", "- a\n- b\n", "HP203", 1, 1, "the config must be a mapping with the pipeline, not a list"),
     ("a scalar", "hello\n", "HP203", 1, 1, 'the config must be a mapping with the pipeline, not the string "hello"'),
     ("tabs", "ray_training_pipeline:\n\tclass_path: x\n", "HP110", 2, 1, "invalid YAML: while scanning for the next token found character"),
+    ("control character", 'ray_training_pipeline: "\x1b[2J"\n', "HP110", 1, 25,
+     "invalid YAML: unacceptable character #x001b: special characters are not allowed"),
     ("two documents", "a: 1\n---\nb: 2\n", "HP110", 2, 1, "invalid YAML: expected a single document in the stream but found another document"),
     ("duplicate key", seed_with("              epochs: 20", "              epochs: 20\n              epochs: 30"),
      "HP202", 28, 15, "`epochs` appears twice in this mapping"),
@@ -152,6 +154,14 @@ def test_errors_suggest_fixes(tmp_path: Path) -> None:
     assert one(tmp_path, seed_with("type: uniform", "type: unifrom")).help == "did you mean `uniform`?"
     assert "optuna" in one(tmp_path, seed_with("name: bayes", "name: zoopt")).help
     assert one(tmp_path, "ray_training_pipeline:\n\tclass_path: x\n").help == "YAML indents with spaces, not tabs"
+    tab_after_colon = one(tmp_path, "ray_training_pipeline:\n  class_path:\tx\n")
+    assert (tab_after_colon.line, tab_after_colon.col) == (2, 14)
+    assert tab_after_colon.help == "YAML takes no tab here: write a space"
+
+
+def test_a_control_character_is_located_once(tmp_path: Path) -> None:
+    d = one(tmp_path, 'ray_training_pipeline: "\x1b[2J"\n')
+    assert d.message == "invalid YAML: unacceptable character #x001b: special characters are not allowed"
 
 
 def test_all_translation_errors_are_reported_at_once(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from hpoc.errors import run_reporting
 
     if args.json:
-        return _json(args.specs)
+        return run_reporting(lambda: _json(args.specs))
     status = 0
     for spec in args.specs:
         status = max(status, run_reporting(lambda: _check(spec, args)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ def _compile(args: argparse.Namespace) -> int:
     files = {"plan.json": text, **_render(plan, plan_path, args)}
     if not args.force and (why := plan_in_use(plan_path, text)):
         raise HpocError(why + ", or pass --force")
+    if (before := _study_built_in(plan_path)) not in (None, plan["study"]["name"]):  # a mistyped -o?
+        print(f"hpoc: note: {out} held the build of study `{before}`, now replaced by that of "
+              f"`{plan['study']['name']}`", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     for name in SCRIPTS - files.keys():  # from an earlier compile; they'd run the new plan
         (out / name).unlink(missing_ok=True)
@@ -100,7 +104,7 @@ def _compile(args: argparse.Namespace) -> int:
             print(f"  {line}")
         print(f"  wrote: {', '.join(written)}")
         if plan.get("slurm") is None:  # the README's `sbatch build/s/job.sbatch` has nothing to run
-            spec = args.spec
+            spec = shlex.quote(args.spec)  # pasted into a shell
             how = (f"hpoc convert {spec} -o study.hpo, add `slurm {{ ... }}` to it and compile that"
                    if (plan.get("source") or {}).get("format") == "yaml" else "add `slurm { ... }` to the spec")
             print("  no job script: the study has no `slurm` block")
@@ -120,6 +124,17 @@ def _render(plan: dict[str, Any], plan_path: Path, args: argparse.Namespace) -> 
         return render.render_all(plan, plan_path=str(plan_path.resolve()), preflight_only=args.preflight_only)
     except render.RenderError as exc:  # a hand-edited plan.json, or a place the checks missed
         raise HpocError(str(exc)) from None
+
+
+def _study_built_in(plan_path: Path) -> str | None:
+    """The name of the study whose plan is at `plan_path`, or None (none, or unreadable)."""
+    import json
+
+    try:
+        name = json.loads(plan_path.read_text(encoding="utf-8-sig"))["study"]["name"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _write(path: Path, text: str, executable: bool = False) -> None:

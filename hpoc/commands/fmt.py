@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import shlex
 import sys
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def _fmt(spec: str, args: argparse.Namespace) -> int:
     from hpoc.yaml import is_yaml
 
     if is_yaml(spec):  # read as .hpo, its first `:` would be the error
-        raise HpocError(f"{spec} is a YAML config, not a .hpo study: `hpoc convert {spec}` writes it as one, "
-                        "in this layout")
+        raise HpocError(f"{spec} is a YAML config, not a .hpo study: `hpoc convert {shlex.quote(spec)}` writes "
+                        "it as one, in this layout")
     text, _ = read_spec(spec)
     study = parse(text, spec)
     new = format_study(study)
@@ -46,7 +47,7 @@ def _fmt(spec: str, args: argparse.Namespace) -> int:
     if args.check:
         if new == text:
             return 0
-        print(f"{spec}: not formatted (run `hpoc fmt --write {spec}`)", file=sys.stderr)
+        print(f"{spec}: not formatted (run `hpoc fmt --write {shlex.quote(spec)}`)", file=sys.stderr)
         if args.diff:
             sys.stdout.writelines(
                 difflib.unified_diff(
@@ -56,7 +57,7 @@ def _fmt(spec: str, args: argparse.Namespace) -> int:
         return 2
     if args.write:
         if new != text:
-            path = Path(spec)
+            path = Path(spec).resolve()  # through a symlink: the link stays one
             write_atomic(path, new)  # keeps the file's permissions
             print(f"formatted {spec}", file=sys.stderr)
         return 0

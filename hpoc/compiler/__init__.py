@@ -55,6 +55,7 @@ def compile_path(path: str | os.PathLike[str]) -> Result:
     from hpoc.dsl.parse import read_spec
     from hpoc.yaml import PIPE_KEY, compile_yaml, is_yaml
 
+    utf8_path(path)
     if is_yaml(path):
         return compile_yaml(path)
     if PIPE_KEY.get() is not None:
@@ -65,6 +66,20 @@ def compile_path(path: str | os.PathLike[str]) -> Result:
     text, digest = read_spec(path)
     workdir = os.path.dirname(os.path.abspath(path))
     return compile_text(text, str(path), workdir, digest)
+
+
+def utf8_path(path: str | os.PathLike[str]) -> None:
+    """Fail when `path` is not UTF-8 (a Latin-1 name from an old share): the plan and the
+    job scripts, UTF-8 text, could not name it."""
+    from hpoc.errors import Diagnostic, fail
+
+    full = os.path.abspath(path)
+    try:
+        full.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")  # printable, JSON too
+        fail(Diagnostic("the file's path is not valid UTF-8", "HP001", shown,
+                        help="rename the file or its directory: the plan and the job scripts name it in UTF-8"))
 
 
 def compile_file(path: str | os.PathLike[str]) -> dict[str, Any]:

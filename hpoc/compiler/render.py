@@ -18,6 +18,7 @@ text inserted as written is what the user wrote *as shell*: `slurm.setup` lines 
 from __future__ import annotations
 
 import functools
+import os
 import posixpath
 import re
 import shlex
@@ -150,6 +151,10 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         value = str(value)
         if "\n" in value or "\r" in value or "\0" in value:
             bad(path, "must be a single line")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a file name in another encoding: the script is UTF-8
+            bad(path, f"must be valid UTF-8 (got {os.fsencode(value).decode('utf-8', 'backslashreplace')})")
         return value
 
     def count(path: str, value: Any, *, minimum: int, allow_none: bool = True) -> int | None:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from hpoc.dsl import ast as A
+from hpoc.errors import cells
 
 WIDTH = 100
 INDENT = "  "
@@ -99,7 +100,7 @@ def _body(items: tuple[A.Item, ...], depth: int) -> list[str]:
     run: list[A.Setting] = []
 
     def flush() -> None:
-        width = max((len(_name(s.key)) for s in run), default=0)
+        width = max((cells(_name(s.key)) for s in run), default=0)
         for s in run:
             out.extend(_lead(s.comments, pad))
             out.append(pad + _setting(s, width, depth))
@@ -119,9 +120,10 @@ def _body(items: tuple[A.Item, ...], depth: int) -> list[str]:
 
 
 def _setting(s: A.Setting, width: int, depth: int) -> str:
-    key = _name(s.key).ljust(width)
+    key = _name(s.key)
+    key += " " * (width - cells(key))  # aligned as an editor shows it
     cond = f" if {_condition(s.condition)}" if s.condition is not None else ""
-    prefix = len(INDENT * depth) + len(key) + 3
+    prefix = len(INDENT * depth) + cells(key) + 3
     if s.verbatim is not None:  # comments inside the value: as written, re-indented
         value = "\n".join([s.verbatim[0]] + [INDENT * depth + v if v else v for v in s.verbatim[1:]])
     else:

@@ -155,7 +155,8 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        whole_file("no such file")
+        stdin = "studies are read from files, not from standard input: save it to a file and pass its path"
+        whole_file("no such file", help=stdin if name == "-" else None)
     except PermissionError:
         whole_file("permission denied")
     except OSError as exc:
@@ -165,11 +166,29 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
             f"file is too large for a study (more than {MAX_BYTES // (1024 * 1024)} MiB)",
             "HP002",
         )
-    return decode(data, name), hashlib.sha256(data).hexdigest()
+    return decode(data, name), spec_digest(data)
+
+
+def _as_read(data: bytes) -> bytes:
+    """A spec's bytes as it is read: without a UTF-8 BOM, every line ending `\n`. A file
+    saved on Windows (CRLF) or by an old Mac editor (CR) is the same study, with the same
+    lines and columns, and compiles to the same plan."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def spec_digest(data: bytes) -> str:
+    """The plan's `source.sha256` of a spec's bytes: of its text as read, so line endings
+    and a BOM do not make another plan."""
+    return hashlib.sha256(_as_read(data)).hexdigest()
 
 
 def decode(data: bytes, name: str) -> str:
-    """UTF-8 text of a spec; invalid bytes are reported at their line and column."""
+    """UTF-8 text of a spec (as read: `_as_read`); invalid bytes are reported at their
+    line and column."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # what Windows editors call "Unicode"
+        fail(Diagnostic("file is UTF-16, not UTF-8", "HP003", name, help="save the file as UTF-8"))
+    data = _as_read(data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -189,7 +208,7 @@ def decode(data: bytes, name: str) -> str:
                 source_line=shown.rstrip("\r"),
             )
         )
-    return text[1:] if text.startswith("\ufeff") else text
+    return text
 
 
 # --------------------------------------------------------------------------- parsing

@@ -113,7 +113,36 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
             help = f"write `{number.group(1)}`: numbers take no `+`"
         elif ch in "*/+" and re.search(r"[\w.)]\s*$", text[: exc.pos_in_stream]):
             help = "values are literals, not expressions: write the result"
+        else:
+            help = _non_ascii_hint(text, exc.pos_in_stream)
     fail_at(text, file, msg, "HP102", exc.line, exc.column, help=help)
+
+
+def _non_ascii_hint(text: str, pos: int) -> str | None:
+    """What to write for a character that looks like one the language has: a digit of
+    another script, a typographic quote, another space; or for a name in other letters."""
+    import unicodedata
+
+    ch = text[pos]
+    if ch.isascii():
+        return None
+    if unicodedata.decimal(ch, None) is not None:
+        return f"write `{unicodedata.decimal(ch)}`: numbers are written with ASCII digits"
+    if ch in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb\u2018\u2019\u201a\u201b":
+        return 'strings use straight double quotes: "like this"'
+    if unicodedata.category(ch) == "Zs":
+        return f"this is a {unicodedata.name(ch, 'space').lower()} (U+{ord(ch):04X}): write a plain space"
+    if ch.isalpha():
+        before, after = re.search(r"\w*$", text[:pos]), re.match(r"\w*", text[pos:])
+        word = (before.group(0) if before else "") + (after.group(0) if after else "")
+        name = unicodedata.name(ch, "").lower()
+        if (plain := unicodedata.normalize("NFKC", ch)).isascii():  # full-width, from an IME
+            return f"write `{plain}`: `{ch}` is {name}, not an ASCII letter"
+        rest = word.replace(ch, "")
+        if rest and rest.isascii() and name.startswith(("cyrillic", "greek")):  # a pasted homoglyph
+            return f"`{ch}` is {name}, which looks like an ASCII letter: retype it"
+        return f'names are ASCII letters, digits and `_`; other text goes in a string: "{word}"'
+    return None
 
 
 def _describe_token(tok: Any) -> str:

@@ -50,7 +50,7 @@ def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a plan file; raise PlanError with a readable message."""
     path = Path(path)
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
+        plan = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: saved again on Windows
     except FileNotFoundError:
         raise PlanError(f"{path}: no such plan file (run `hpoc compile SPEC -o DIR` first)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

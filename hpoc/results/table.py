@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from hpoc.dsl.format import format_setting
+from hpoc.errors import cells, shown
 from hpoc.results.model import Results, Trial
 from hpoc.results.rank import Ranking, failed, label_counts, param_names, pareto_front, status_label
 
@@ -63,11 +64,15 @@ def _metric_cell(ranking: Ranking, trial: Trial, metric: str) -> str:
 
 def render_table(results: Results, ranking: Ranking) -> str:
     header, body = rows(results, ranking)
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    # Values are the user's (a `choice` of CJK words, a string with an escape): shown as a
+    # terminal can print them, and lined up by the columns they take there.
+    header, body = [shown(c) for c in header], [[shown(c) for c in r] for r in body]
+    widths = [max(cells(r[i]) for r in [header] + body) for i in range(len(header))]
     numeric = [all(is_number(r[i]) for r in body) for i in range(len(header))]
 
-    def line(cells: list[str]) -> str:
-        out = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
+    def line(row: list[str]) -> str:
+        gaps = [" " * (w - cells(c)) for c, w in zip(row, widths)]
+        out = [g + c if num else c + g for c, g, num in zip(row, gaps, numeric)]
         return "  ".join(out).rstrip()
 
     lines = [line(header), line(["-" * w for w in widths])] + [line(r) for r in body]
@@ -109,6 +114,7 @@ def render_errors(ranking: Ranking, ids_shown: int = 3) -> str:
         return ""
     lines = ["errors:"]
     for error, ids in groups.items():
+        error = shown(error)
         if len(ids) == 1:
             lines.append(f"  {ids[0]}: {error}")
             continue

@@ -18,7 +18,6 @@ script's teardown) removes one that no driver took. The `hpoc submit` job asks t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import sys
@@ -90,9 +89,11 @@ def edited_spec(plan: dict[str, Any], runs: str = "this job runs", build: str = 
     source = plan.get("source") or {}
     if not (source.get("sha256") and source.get("workdir") and source.get("file")):
         return None
+    from hpoc.dsl.parse import spec_digest
+
     spec = Path(source["workdir"]) / source["file"]
     try:
-        if hashlib.sha256(spec.read_bytes()).hexdigest() == source["sha256"]:
+        if spec_digest(spec.read_bytes()) == source["sha256"]:
             return None
     except OSError:
         return None  # moved away: the plan is all there is

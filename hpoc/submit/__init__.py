@@ -86,10 +86,11 @@ def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None)
     from hpoc.plan import PlanError, load
 
     path = Path(target)
+    what = "no such file"
     if path.is_dir():
-        path = path / "plan.json"
+        path, what = path / "plan.json", "a directory without a plan.json, so no build directory"
     if not path.exists():
-        raise SubmitError(f"{target}: no such file (a .hpo spec, a build directory or a plan.json)")
+        raise SubmitError(f"{target}: {what} (a .hpo spec, a build directory or a plan.json)")
     if path.suffix == ".json":
         try:
             return Target(load(path), path.resolve())

@@ -109,7 +109,8 @@ def load(text: str, file: str) -> YNode:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         help = None
         if "found character '\\t'" in msg or "\\t" in msg:
-            help = "YAML indents with spaces, not tabs"
+            indent = line is not None and col is not None and not text.split("\n")[line - 1][: col - 1].strip()
+            help = "YAML indents with spaces, not tabs" if indent else "YAML takes no tab here: write a space"
         elif "expected a single document" in msg:
             help = "keep one document in the file (remove the extra `---`)"
         elif "mapping values are not allowed here" in msg and line is not None and col is not None:
@@ -123,7 +124,9 @@ def load(text: str, file: str) -> YNode:
         if isinstance(pos, int) and 0 <= pos <= len(text):
             line = text.count("\n", 0, pos) + 1
             col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        _fail(file, f"invalid YAML: {' '.join(str(exc).split())}", SYNTAX, line, col, text=text)
+        # PyYAML names the stream and the offset: the location says both, for the file
+        msg = re.sub(r'\s+in "<[^"]*>", position \d+$', "", " ".join(str(exc).split()))
+        _fail(file, f"invalid YAML: {msg}", SYNTAX, line, col, text=text)
     except RecursionError:
         _fail(file, "YAML is nested too deeply", TOO_BIG, help="configs never need this much nesting")
     if node is None:

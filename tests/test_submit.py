@@ -655,3 +655,34 @@ def test_a_failed_shard_ends_its_log_with_hpocs_line_not_a_traceback(tmp_path):
     assert "StudyJobError: shard 0 failed" in str(job.exception())  # the job still fails
     assert outcome(job)[0] is False
     assert outcome(job)[1].startswith("shard 0 failed (study driver exit status 2)")  # `hpoc submit --wait`
+
+
+def test_submitting_to_slurm_without_sbatch_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    """A login shell without the site's SLURM module: `--cluster slurm` ended in "internal
+    error: RuntimeError: Could not detect "srun" … this is a bug in hpoc"."""
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "nosbatch")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err, err
+    assert err.startswith("hpoc: error: `sbatch` is not on PATH here, so nothing can be submitted to SLURM\n"), err
+    assert not (tmp_path / "build" / "jobs.json").exists()
+
+
+def test_a_slurm_study_sent_to_this_machine_for_want_of_sbatch_says_so(tmp_path, monkeypatch, capsys):
+    """Without `--cluster`, no sbatch means this machine: a study written for 4 nodes ran on
+    the login node without a word of why."""
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "nosbatch")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert main(["submit", str(spec), "--dry-run", "-o", str(tmp_path / "build")]) == 0
+    out, err = capsys.readouterr()
+    assert "cluster:    local" in out
+    assert "hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local)" in err, err
+    assert main(["submit", str(spec), "--dry-run", "--cluster", "local", "-o", str(tmp_path / "build")]) == 0
+    assert "no `sbatch`" not in capsys.readouterr().err  # asked for: nothing to explain

@@ -64,6 +64,10 @@ def _run(args: argparse.Namespace) -> int:
         plan = found.plan
         _warn_edited_spec(found)
         sub = prepare(plan, found.plan_path, args.cluster)
+        if args.cluster is None and sub.cluster == "local" and plan.get("slurm") is not None:
+            # a login shell without the site's SLURM module would otherwise run the study here
+            print("hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local); "
+                  "to submit it to SLURM, submit where `sbatch` is at hand", file=sys.stderr)
         if args.dry_run:
             if not would_send(plan, sub, args.fresh, retry).shards:
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "

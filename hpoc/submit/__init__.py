@@ -239,6 +239,11 @@ def make_job(plan: dict[str, Any], sub: Submission, retry: str | None = None) ->
 
 def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: bool = False,
          build: Target | None = None, retry: str | None = None) -> list[Any]:
+    if sub.cluster == "slurm" and shutil.which("sbatch") is None:  # submitit would call it a bug
+        raise SubmitError(
+            "`sbatch` is not on PATH here, so nothing can be submitted to SLURM\n"
+            "  help: submit from the cluster's login node, with its SLURM commands on PATH "
+            "(`module load slurm` at some sites), or pass --cluster local to run on this machine")
     if sub.cluster == "slurm" and not force:
         running = active_jobs(plan)
         if running:

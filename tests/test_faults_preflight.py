@@ -241,6 +241,11 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan())
     assert found.ok and found.message == "sbatch accepts the job (Job 42 to start at 2026-11-29T02:39:44 using 2 processors)"
     assert check_sbatch(plan(slurm=None)) == []  # no SLURM block: nothing to ask
+    with_fake = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))  # no SLURM commands here: said, not skipped
+    (found,) = check_sbatch(plan())
+    assert found.ok and found.message == "not asked: no `sbatch` on PATH here (run --preflight on the login node)"
+    monkeypatch.setenv("PATH", with_fake)
     # sbatch installed but no cluster to ask (no configuration here): not a problem of the job
     fake.write_text('#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n')
     (found,) = check_sbatch(plan())

@@ -185,8 +185,10 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     from hpoc.compiler import refusal
     from hpoc.compiler.render import RenderError, render_all
 
-    if plan.get("slurm") is None or shutil.which("sbatch") is None:
+    if plan.get("slurm") is None:
         return []
+    if shutil.which("sbatch") is None:  # a laptop, or a shell without the site's SLURM module
+        return [Finding(True, "slurm", "not asked: no `sbatch` on PATH here (run --preflight on the login node)")]
     with tempfile.TemporaryDirectory(prefix="hpoc-preflight-") as tmp:
         script = Path(tmp, "job.sbatch")
         try:

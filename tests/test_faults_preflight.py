@@ -317,3 +317,30 @@ def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None
     (tmp_path / "img" / "torch.sif").write_bytes(b"")
     (found,) = check_interpreter(plan(source=source, slurm={"container": image}))
     assert found.ok
+
+
+def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_job(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """Where the site does not enforce partition limits at submission (EnforcePartLimits=NO,
+    SLURM's default), `sbatch --test-only` takes a job whose `time` is above the partition's
+    MaxTime, and preflight said "sbatch accepts the job": submitted, it pends for ever
+    (PartitionTimeLimit)."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    for name, text in (("sbatch", 'echo "sbatch: Job 42 to start at 2026-11-29T13:29:54 using 1 processors '
+                                  'on nodes node1 in partition short" >&2'),
+                       ("sinfo", 'echo "$@" >>"$0.args"; printf "debug*|infinite\\nshort|10:00\\n"')):
+        (tmp_path / name).write_text(f"#!/bin/sh\n{text}\n")
+        (tmp_path / name).chmod(0o755)
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
+    assert not found.ok and found.message == (
+        "sbatch takes the job, but it would never start: `slurm.time = 00:30:00` is above the time limit "
+        "of partition `short` (10:00), and this site queues such jobs for ever (PartitionTimeLimit); "
+        "lower `time` in study.hpo to 10:00 or less, or choose a partition that allows it "
+        "(`sinfo -o '%P %c %m %G %f %l'`)")
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:10:00", "time_s": 600}))
+    assert found.ok, found.message  # at the limit: fine
+    (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
+    assert found.ok, found.message  # the default partition (`debug*`) has none

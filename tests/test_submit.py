@@ -686,3 +686,55 @@ def test_a_slurm_study_sent_to_this_machine_for_want_of_sbatch_says_so(tmp_path,
     assert "hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local)" in err, err
     assert main(["submit", str(spec), "--dry-run", "--cluster", "local", "-o", str(tmp_path / "build")]) == 0
     assert "no `sbatch`" not in capsys.readouterr().err  # asked for: nothing to explain
+
+
+def test_a_job_slurm_took_but_will_never_start_is_said_at_submission(tmp_path, monkeypatch, capsys):
+    """A `time` above the partition's limit: where the site does not enforce partition limits
+    at submission (EnforcePartLimits=NO, SLURM's default) sbatch takes the job and it pends
+    forever; `hpoc submit` said "submitted" and only `hpoc status` told why nothing ran."""
+    import types
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "toolong")
+    fake_squeue(monkeypatch, tmp_path / "bin", ["91|PENDING|0:00||PartitionTimeLimit|N/A|/elsewhere/job.sbatch"])
+
+    class Taking:
+        def submit(self, *args):
+            return types.SimpleNamespace(job_id="91")
+
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Taking())
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 0
+    out, err = capsys.readouterr()
+    assert "shard 0: job 91" in out
+    assert ("hpoc: warning: job 91 will not start as asked (PartitionTimeLimit: a longer time limit than "
+            "the partition allows): `scancel 91`, change `time` in the spec's `slurm` block, compile and "
+            "submit again\n") in err, err
+
+
+def test_a_time_above_the_partitions_limit_is_said_at_submission_before_squeue_has_the_reason(
+        tmp_path, monkeypatch, capsys):
+    """Right after sbatch the job's pending reason may still be `PartitionConfig` (the local
+    cluster's, for a second or two): the partition's own limit says it at once."""
+    import types
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "toolong", time_limit="00:30:00")
+    spec.write_text(spec.read_text().replace("  mem           = 1G", '  mem           = 1G\n  partition = "short"'))
+    fake_squeue(monkeypatch, tmp_path / "bin", ["92|PENDING|0:00||PartitionConfig|N/A|/elsewhere/job.sbatch"])
+    (tmp_path / "bin" / "sinfo").write_text("#!/bin/sh\nprintf 'debug*|infinite\\nshort|10:00\\n'\n")
+    (tmp_path / "bin" / "sinfo").chmod(0o755)
+
+    class Taking:
+        def submit(self, *args):
+            return types.SimpleNamespace(job_id="92")
+
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Taking())
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 0
+    err = capsys.readouterr().err
+    assert ("hpoc: warning: job 92 will not start: `slurm.time = 00:30:00` is above the time limit of "
+            "partition `short` (10:00), and this site queues such jobs for ever (PartitionTimeLimit): "
+            "`scancel 92`, lower `time` in study.hpo to 10:00 or less, compile and submit again\n") in err, err

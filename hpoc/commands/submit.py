@@ -83,10 +83,33 @@ def _run(args: argparse.Namespace) -> int:
               f"(`hpoc status`, `hpoc results`; {_nothing_to_do(plan, retry)})")
         return 0
     print(describe_jobs(plan, sub, jobs))
+    if sub.cluster == "slurm":
+        warn_never_starts(plan, jobs)
     wait = args.wait if args.wait is not None else sub.cluster == "local"
     if not wait:
         return 0
     return wait_for(jobs, sub)
+
+
+def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
+    """Jobs SLURM took but will not start: a site that does not enforce partition limits at
+    submission (EnforcePartLimits=NO, the default) queues a `time` above the partition's for
+    ever. Said now, not when `hpoc status` is asked: from the partition's limit (squeue may
+    not give the reason yet), else from the reason squeue gives (a QOS's limits)."""
+    from hpoc.commands.status import never_starts, slurm_states
+    from hpoc.submit.partition import too_long
+
+    ids = [str(job.job_id) for job in jobs]
+    if (never := too_long(plan["slurm"])) is not None:
+        why, limit = never
+        print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}: "
+              f"`scancel {' '.join(ids)}`, lower `time` in {plan['source']['file']} to {limit} or less, "
+              "compile and submit again", file=sys.stderr)
+        return
+    states = slurm_states(ids)
+    for job_id in ids:
+        if (said := never_starts({"job_id": job_id, **states.get(job_id, {})})) is not None:
+            print(f"hpoc: warning: {said}", file=sys.stderr)
 
 
 def _warn_edited_spec(found: Any) -> None:

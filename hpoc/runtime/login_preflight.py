@@ -211,6 +211,13 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
             "compare the `slurm` block"
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
                                         f"with what the site offers (`{refusal.SINFO}`)")]
+    from hpoc.submit.partition import too_long
+
+    if (never := too_long(plan["slurm"], timeout)) is not None:
+        why, limit = never
+        return [Finding(False, "slurm", f"sbatch takes the job, but it would never start: {why}; lower `time` "
+                                        f"in {plan['source']['file']} to {limit} or less, or choose a partition "
+                                        f"that allows it (`{refusal.SINFO}`)")]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
                                                                else "--test-only") + ")")]
 

@@ -266,7 +266,15 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
      {"account": "proj1"}, '`slurm.account = "proj1"`'),
     ("allocation failure: Requested node configuration is not available", {"nodes": 5, "cpus_per_node": 8},
-     "`slurm.nodes = 5`, `slurm.cpus_per_node = 8`, `slurm.mem = 1G`")])
+     "`slurm.nodes = 5`, `slurm.cpus_per_node = 8`, `slurm.mem = 1G`"),
+    # sbatch's refusal of an `extra` option named nothing: "compare the `slurm` block"
+    ("allocation failure: Requested reservation is invalid", {"extra": ["--exclusive", "--reservation=maint"]},
+     '`slurm.extra` "--reservation=maint"'),
+    ("allocation failure: Invalid license specification", {"extra": ["--licenses=scratch:1"]},
+     '`slurm.extra` "--licenses=scratch:1"'),
+    ("allocation failure: Requested node configuration is not available",
+     {"mem": None, "extra": ["--mem-per-cpu=64G"]},
+     '`slurm.nodes = 2`, `slurm.cpus_per_node = 1`, `slurm.extra` "--mem-per-cpu=64G"')])
 def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, refuse, slurm, named) -> None:
     """sbatch's words ("Invalid feature specification") named no setting of the spec."""
     from hpoc.runtime.login_preflight import check_sbatch

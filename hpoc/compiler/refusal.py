@@ -24,9 +24,19 @@ _ABOUT = (
     (("node configuration", "node count"), ("nodes", "cpus_per_node", "gpus_per_node", "mem")),
 )
 
+# ... and the `extra` options they are about (a reservation or license exists only through them).
+_EXTRA_ABOUT = (
+    (("reservation",), ("--reservation",)),
+    (("license",), ("--licenses",)),
+    (("wckey",), ("--wckey",)),
+    (("node name",), ("--nodelist", "--exclude")),
+    (("node configuration", "memory", "--mem"), ("--mem-per-cpu", "--mem-per-gpu", "--nodelist", "--exclude")),
+)
+
 
 def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
-    """`slurm.NAME = VALUE` for each setting the refusal `said` is about that the plan sets."""
+    """`slurm.NAME = VALUE` for each setting the refusal `said` is about that the plan sets,
+    then `slurm.extra` "FLAG" for each `extra` option it is about."""
     slurm = slurm or {}
     for name in _QUOTED:  # sbatch repeats them ("invalid partition specified: gpu-a"): not its words
         if slurm.get(name):
@@ -36,8 +46,17 @@ def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
     for words, settings in _ABOUT:
         if any(word in said for word in words):
             names += [name for name in settings if name not in names]
+    options = [option for words, about in _EXTRA_ABOUT if any(word in said for word in words) for option in about]
+    flags = [flag for flag in slurm.get("extra") or () if _option(flag) in options]
     return [f"`slurm.{name} = {_value(name, slurm[name])}`" for name in names
-            if slurm.get(name) not in (None, "", 0)]
+            if slurm.get(name) not in (None, "", 0)] + [f'`slurm.extra` "{flag}"' for flag in flags]
+
+
+def _option(flag: str) -> str:
+    """The sbatch option an `extra` element sets, unabbreviated (`--reserv=x` is `--reservation`)."""
+    name = flag.strip().split("=", 1)[0].split(maxsplit=1)[0] if flag.strip() else ""
+    known = [option for _, about in _EXTRA_ABOUT for option in about if option.startswith(name)]
+    return known[0] if len(name) > 3 and len(set(known)) == 1 else name
 
 
 def _value(name: str, value: Any) -> str:

@@ -122,6 +122,26 @@ def test_extra_flags_must_be_long_options():
         extra_parameters(["-N 2"])
 
 
+@pytest.mark.parametrize("flag", ["--reservation='maint window'", "--reservation maint_w", "--hint nomultithread",
+                                  '--mail-user="a b"', "--exclusive"])
+def test_extra_flags_reach_sbatch_as_job_sbatch_writes_them(flag):
+    """sbatch splits an #SBATCH line into words as a shell does. job.sbatch writes the element
+    as given; submitit's script quoted the value again (`--reservation=\'\'"\'"\'maint window...`,
+    read by sbatch as the name `'maint window'` with its quotes) and took `--reservation
+    maint_w` for an option named `reservation maint-w`."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    def words(line):  # as sbatch reads `#SBATCH ...`: `--name value` is `--name=value`
+        w = shlex.split(line)
+        return ["=".join(w)] if len(w) == 2 else w
+
+    params = extra_parameters([flag])
+    script = _make_sbatch_string(command="x", folder="/f", additional_parameters=params)
+    name = flag[2:].split("=")[0].split()[0]
+    [line] = [ln for ln in script.splitlines() if ln.startswith(f"#SBATCH --{name}")]
+    assert words(line.removeprefix("#SBATCH ")) == words(flag), line
+
+
 def test_hpoc_submit_is_callable_as_documented(tmp_path):
     import hpoc
 

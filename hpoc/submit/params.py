@@ -137,13 +137,16 @@ def python_command(plan: dict[str, Any]) -> str:
 
 
 def extra_parameters(flags: list[str]) -> dict[str, Any]:
-    """`slurm.extra` (`--exclusive`, `--mail-type=END`) as submitit additional_parameters."""
+    """`slurm.extra` (`--exclusive`, `--mail-type=END`) as submitit additional_parameters.
+    Read as sbatch reads the `#SBATCH` line job.sbatch writes (shell words: `--name value`
+    too, quotes removed), since submitit quotes each value again."""
     out: dict[str, Any] = {}
     for flag in flags:
         if not flag.startswith("--"):
             raise SubmitError(f"slurm.extra: `{flag}` is not a long sbatch option (`--name[=value]`)")
-        name, eq, value = flag[2:].partition("=")
-        out[name] = value if eq else True
+        words = shlex.split(flag, comments=True)  # hpoc check refused more than one value
+        name, eq, value = words[0][2:].partition("=")
+        out[name] = value if eq else words[1] if len(words) > 1 else True
     return out
 
 

@@ -339,16 +339,21 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     for name, text in (("sbatch", 'echo "sbatch: Job 42 to start at 2026-11-29T13:29:54 using 1 processors '
                                   'on nodes node1 in partition short" >&2'),
-                       ("sinfo", 'echo "$@" >>"$0.args"; printf "debug*|infinite\\nshort|10:00\\n"')):
+                       # rows by node state, as sinfo splits them
+                       ("sinfo", 'printf "debug*|infinite|2|1-infinite\\nshort|10:00|1|1-infinite\\n'
+                                 'short|10:00|2|1-infinite\\n"')):
         (tmp_path / name).write_text(f"#!/bin/sh\n{text}\n")
         (tmp_path / name).chmod(0o755)
     (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
     assert not found.ok and found.message == (
         "sbatch takes the job, but it would never start: `slurm.time = 00:30:00` is above the time limit "
         "of partition `short` (10:00), and this site queues such jobs for ever (PartitionTimeLimit); "
-        "lower `time` in study.hpo to 10:00 or less, or choose a partition that allows it "
+        "lower `time` to 10:00 or less in study.hpo, or choose a partition that allows it "
         "(`sinfo -o '%P %c %m %G %f %l'`)")
-    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:10:00", "time_s": 600}))
-    assert found.ok, found.message  # at the limit: fine
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:10:00", "time_s": 600, "nodes": 3}))
+    assert found.ok, found.message  # at the limits: fine
+    (found,) = check_sbatch(plan(slurm={"partition": "short,debug", "nodes": 4}))
+    assert not found.ok and "`slurm.nodes = 4` is more than partitions `short` (3), `debug` (2) give one job, " \
+        "and this site queues such jobs for ever (PartitionNodeLimit); lower `nodes` to 3 or fewer" in found.message
     (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
-    assert found.ok, found.message  # the default partition (`debug*`) has none
+    assert found.ok, found.message  # the default partition (`debug*`) has no time limit

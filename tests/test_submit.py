@@ -745,7 +745,8 @@ def test_a_time_above_the_partitions_limit_is_said_at_submission_before_squeue_h
     spec = write_study(tmp_path / "s", "toolong", time_limit="00:30:00")
     spec.write_text(spec.read_text().replace("  mem           = 1G", '  mem           = 1G\n  partition = "short"'))
     fake_squeue(monkeypatch, tmp_path / "bin", ["92|PENDING|0:00||PartitionConfig|N/A|/elsewhere/job.sbatch"])
-    (tmp_path / "bin" / "sinfo").write_text("#!/bin/sh\nprintf 'debug*|infinite\\nshort|10:00\\n'\n")
+    (tmp_path / "bin" / "sinfo").write_text("#!/bin/sh\nprintf 'debug*|infinite|3|1-infinite\\n"
+                                            "short|10:00|3|1-infinite\\n'\n")
     (tmp_path / "bin" / "sinfo").chmod(0o755)
 
     class Taking:
@@ -757,4 +758,4 @@ def test_a_time_above_the_partitions_limit_is_said_at_submission_before_squeue_h
     err = capsys.readouterr().err
     assert ("hpoc: warning: job 92 will not start: `slurm.time = 00:30:00` is above the time limit of "
             "partition `short` (10:00), and this site queues such jobs for ever (PartitionTimeLimit): "
-            "`scancel 92`, lower `time` in study.hpo to 10:00 or less, compile and submit again\n") in err, err
+            "`scancel 92`, lower `time` to 10:00 or less in study.hpo, compile and submit again\n") in err, err

@@ -93,18 +93,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
     """Jobs SLURM took but will not start: a site that does not enforce partition limits at
-    submission (EnforcePartLimits=NO, the default) queues a `time` above the partition's for
-    ever. Said now, not when `hpoc status` is asked: from the partition's limit (squeue may
-    not give the reason yet), else from the reason squeue gives (a QOS's limits)."""
+    submission (EnforcePartLimits=NO, the default) queues a `time` above the partition's,
+    or more nodes than it has. Said now, not when `hpoc status` is asked: from the
+    partition's limits (squeue may not give the reason yet), else from the reason squeue
+    gives (a QOS's limits)."""
     from hpoc.commands.status import never_starts, slurm_states
-    from hpoc.submit.partition import too_long
+    from hpoc.submit.partition import never_fits
 
     ids = [str(job.job_id) for job in jobs]
-    if (never := too_long(plan["slurm"])) is not None:
-        why, limit = never
-        print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}: "
-              f"`scancel {' '.join(ids)}`, lower `time` in {plan['source']['file']} to {limit} or less, "
-              "compile and submit again", file=sys.stderr)
+    if never := never_fits(plan["slurm"]):
+        for why, reason, fix in never:
+            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}, and this "
+                  f"site queues such jobs for ever ({reason}): `scancel {' '.join(ids)}`, {fix} in "
+                  f"{plan['source']['file']}, compile and submit again", file=sys.stderr)
         return
     states = slurm_states(ids)
     for job_id in ids:

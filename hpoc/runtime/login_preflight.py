@@ -211,13 +211,12 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
             "compare the `slurm` block"
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
                                         f"with what the site offers (`{refusal.SINFO}`)")]
-    from hpoc.submit.partition import too_long
+    from hpoc.submit.partition import never_fits
 
-    if (never := too_long(plan["slurm"], timeout)) is not None:
-        why, limit = never
-        return [Finding(False, "slurm", f"sbatch takes the job, but it would never start: {why}; lower `time` "
-                                        f"in {plan['source']['file']} to {limit} or less, or choose a partition "
-                                        f"that allows it (`{refusal.SINFO}`)")]
+    if never := never_fits(plan["slurm"], timeout):  # sbatch --test-only takes a `time` above the limit
+        return [Finding(False, "slurm", "sbatch takes the job, but it would never start: " + "; ".join(
+            f"{why}, and this site queues such jobs for ever ({reason}); {fix} in {plan['source']['file']}, "
+            f"or choose a partition that allows it (`{refusal.SINFO}`)" for why, reason, fix in never))]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
                                                                else "--test-only") + ")")]
 

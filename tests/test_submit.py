@@ -45,9 +45,10 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in setup
     cds = [i for i, line in enumerate(setup) if line == "cd '/p/project/hpo/my study'"]
     assert cds[-1] > setup.index("export NCCL_DEBUG=WARN")  # again after the setup lines, which may cd
-    # the interpreter runs in the container, with the workdir and storage bound
+    # the interpreter runs in the container, with the workdir, the build directory (submitit's
+    # pickles, which the job reads in there) and storage bound, as in job.sbatch
     assert sub.python.startswith("apptainer exec $hpoc_gpu_flag --bind '/p/project/hpo/my study' "
-                                 "--bind /p/scratch/hpo/ray_results ")
+                                 "--bind /p/project/hpo/build --bind /p/scratch/hpo/ray_results ")
     assert sub.python.endswith("'/p/images/torch ray.sif' python3")
     assert params["comment"].startswith("hpoc:") and len(params["comment"]) == 17
 
@@ -100,6 +101,14 @@ def test_a_percent_in_the_build_directory_is_refused_before_sbatch():
     assert str(refused.value).startswith("the build directory /p/my study %x/build/s contains `%`")
     assert "-o DIR" in str(refused.value)
     assert describe(plan(), "/p/my study %x/build/s/plan.json", "local").cluster == "local"
+
+
+def test_a_build_directory_the_container_cannot_bind_is_refused_before_sbatch():
+    """The container binds the build directory (the job reads submitit's pickles there);
+    apptainer reads `,` and `:` in --bind as separators."""
+    with pytest.raises(SubmitError, match=r"the build directory /p/a:b cannot be bound into the container"):
+        describe(plan(**FULL_SITE), "/p/a:b/plan.json", "slurm")
+    assert describe(plan(), "/p/a:b/plan.json", "slurm").python == "python3"  # no container: fine
 
 
 def test_the_local_executor_runs_one_node_with_the_time_limit():

@@ -67,5 +67,6 @@ def never_fits(slurm: dict[str, Any], timeout: float = 30) -> list[tuple[str, st
     if all(slurm["nodes"] > n for n in room.values()):
         said = ", ".join(f"`{name}` ({n})" for name, n in room.items())
         out.append((f"`slurm.nodes = {slurm['nodes']}` is more than partition{plural} {said} "
-                    f"give{'s' * (len(parts) == 1)} one job", "PartitionNodeLimit", f"lower `nodes` to {max(room.values())} or fewer"))
+                    f"give{'s' * (len(parts) == 1)} one job", "PartitionNodeLimit",
+                    f"lower `nodes` to {max(room.values())} or fewer"))
     return out

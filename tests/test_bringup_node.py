@@ -299,6 +299,12 @@ def test_wait_head_fails_fast_when_the_head_step_is_gone(tmp_path):
         cluster.wait_head(job, timeout=30, pid=dead.pid, log=str(log))
     assert str(got.value) == ("hpoc: the Ray head step exited before it answered: ModuleNotFoundError: "
                               f"No module named 'ray'; its log: {log}")
+    # hpoc's own last words there are quoted without their prefix ("answered: hpoc: cannot …")
+    log.write_text("hpoc: cannot start ray head: interface 'ib0' has no IPv4 address on node1; fix it\n")
+    with pytest.raises(SystemExit) as got:
+        cluster.wait_head(job, timeout=30, pid=dead.pid, log=str(log))
+    assert str(got.value) == ("hpoc: the Ray head step exited before it answered: cannot start ray head: "
+                              f"interface 'ib0' has no IPv4 address on node1; fix it; its log: {log}")
 
 
 def test_preflight_reads_the_steps_file(tmp_path):

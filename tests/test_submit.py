@@ -768,3 +768,28 @@ def test_a_time_above_the_partitions_limit_is_said_at_submission_before_squeue_h
     assert ("hpoc: warning: job 92 will not start: `slurm.time = 00:30:00` is above the time limit of "
             "partition `short` (10:00), and this site queues such jobs for ever (PartitionTimeLimit): "
             "`scancel 92`, lower `time` to 10:00 or less in study.hpo, compile and submit again\n") in err, err
+
+
+def test_a_head_that_did_not_come_up_is_said_once_with_hpocs_prefix(tmp_path, monkeypatch):
+    """`slurm.interface = "ib0"` where the nodes have none: the job's last line read
+    "hpoc: error: hpoc: the Ray head step exited before it answered: …"."""
+    from types import SimpleNamespace
+
+    import hpoc.submit.job as job_mod
+    from hpoc.plan import dumps
+    from hpoc.runtime import cluster
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    def gone(*args, **kwargs):
+        raise SystemExit("hpoc: the Ray head step exited before it answered: no ib0; its log: x.log")
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0},
+                                                   storage={"path": str(tmp_path / "results"), "name": "t"})))
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "503")
+    monkeypatch.setattr(job_mod, "_start_node", lambda *a, **k: SimpleNamespace(pid=None, poll=lambda: 1))
+    monkeypatch.setattr(cluster, "wait_head", gone)
+    env = SimpleNamespace(global_rank=0, job_id="503", num_nodes=1, paths=SimpleNamespace(folder=str(tmp_path / "l")))
+    with pytest.raises(StudyJobError) as got:
+        StudyJob(str(tmp_path / "plan.json"))._head(0, env)
+    assert str(got.value) == "the Ray head step exited before it answered: no ib0; its log: x.log"

@@ -793,3 +793,27 @@ def test_a_head_that_did_not_come_up_is_said_once_with_hpocs_prefix(tmp_path, mo
     with pytest.raises(StudyJobError) as got:
         StudyJob(str(tmp_path / "plan.json"))._head(0, env)
     assert str(got.value) == "the Ray head step exited before it answered: no ib0; its log: x.log"
+
+
+def test_a_job_that_never_ran_says_why_at_the_end_of_a_wait(tmp_path):
+    """The nodes' python3 without submitit (no `slurm.python`, nothing activated): `hpoc submit
+    --wait` said "ended without a result (killed?)", where `hpoc status` quoted the reason."""
+    from types import SimpleNamespace
+
+    from hpoc.commands.submit import outcome
+
+    out, err = tmp_path / "1_0_log.out", tmp_path / "1_0_log.err"
+    out.write_text("")
+    err.write_text("/usr/bin/python3: Error while finding module specification for 'submitit.core._submit' "
+                   "(ModuleNotFoundError: No module named 'submitit')\nsrun: error: node3: task 0: Exited with "
+                   "exit code 1\n")
+    paths = SimpleNamespace(result_pickle=tmp_path / "1_0_result.pkl", stdout=out, stderr=err)
+    job = SimpleNamespace(task=lambda k: SimpleNamespace(paths=paths))
+    ok, said = outcome(job)
+    assert not ok and said == (
+        "ended without a result: /usr/bin/python3: Error while finding module specification for "
+        "'submitit.core._submit' (ModuleNotFoundError: No module named 'submitit'); the python on the nodes "
+        "lacks it: set `slurm.python` to the python of the environment hpoc is installed in, or activate "
+        f"that environment in `slurm.setup` (log: {err})")
+    err.write_text("")  # nothing said: killed, as before
+    assert outcome(job) == (False, f"ended without a result (killed?); log: {out}")

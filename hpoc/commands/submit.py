@@ -212,10 +212,15 @@ def outcome(job: Any) -> tuple[bool, str]:
     """(finished?, one line) from the result file task 0 of a job wrote."""
     from submitit.core.utils import pickle_load
 
+    from hpoc.commands import joblogs
+
     task0 = job.task(0)
     path = task0.paths.result_pickle
-    if not path.exists():
-        return False, f"ended without a result (killed?); log: {task0.paths.stdout}"
+    if not path.exists():  # never ran (the nodes' python lacks submitit), or killed
+        if (why := joblogs.why(str(task0.paths.stderr))) is None:
+            return False, f"ended without a result (killed?); log: {task0.paths.stdout}"
+        fix = joblogs.advice(why)
+        return False, f"ended without a result: {why}{f'; {fix}' if fix else ''} (log: {task0.paths.stderr})"
     kind, value = pickle_load(path)
     if kind == "success":
         return True, "finished"

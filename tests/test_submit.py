@@ -817,3 +817,29 @@ def test_a_job_that_never_ran_says_why_at_the_end_of_a_wait(tmp_path):
         f"that environment in `slurm.setup` (log: {err})")
     err.write_text("")  # nothing said: killed, as before
     assert outcome(job) == (False, f"ended without a result (killed?); log: {out}")
+
+
+@pytest.mark.parametrize("said", [
+    "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+    "sbatch: error: ClusterName needs to be specified\nsbatch: fatal: Unable to process configuration file"])
+def test_sbatch_that_cannot_reach_slurm_is_not_called_a_refusal_of_the_spec(tmp_path, monkeypatch, capsys, said):
+    """A controller down, or a SLURM_CONF of another cluster: "sbatch refused the job … help:
+    compare the spec's `slurm` block (partition, account, …)" sent the user to a spec that was fine."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    class Unreachable:
+        def submit(self, *args):
+            raise FailedJobError(said)
+
+    spec = write_study(tmp_path / "s", "down")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Unreachable())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    last = said.splitlines()[-1].removeprefix("sbatch: error: ").removeprefix("sbatch: fatal: ")
+    assert code == 2 and "`slurm` block" not in err, err
+    assert (f"hpoc: error: sbatch could not ask SLURM, nothing was submitted: {last}\n  help: submit from the "
+            "cluster's login node, where `sinfo` answers, or try again when the SLURM controller is back") in err

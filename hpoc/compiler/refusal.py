@@ -1,6 +1,7 @@
 """Which `slurm` settings an sbatch refusal is about, so that `hpoc check --preflight` and
 `hpoc submit` name them with their values instead of leaving the user to map sbatch's words
-("Invalid feature specification") onto the spec."""
+("Invalid feature specification") onto the spec; and the words that are no refusal at all
+(sbatch could not reach SLURM)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ from typing import Any
 # What the site offers, with the columns these settings are checked against: partition,
 # CPUs and memory per node, GPUs (gres), features (for `constraint`), time limit.
 SINFO = "sinfo -o '%P %c %m %G %f %l'"
+
+# sbatch could not ask (no configuration, no controller): no answer about the job. Not any
+# "fatal:": sbatch says that of the job's own options too (`--mem` with `--mem-per-cpu`).
+_UNREACHABLE = ("Unable to contact slurm controller", "Zero Bytes were transmitted",
+                "Could not establish a configuration source", "Unable to process configuration file",
+                "Socket timed out", "Connection refused")
+
+
+def unreachable(said: str) -> bool:
+    """Whether sbatch's words say it could not ask SLURM at all, rather than refuse the job."""
+    return any(word in said for word in _UNREACHABLE)
+
 
 # Words of sbatch's refusal (lower case) -> the settings they are about, most specific first.
 _ABOUT = (

@@ -169,13 +169,6 @@ def check_search(plan: dict[str, Any]) -> list[Finding]:
 # ---------------------------------------------------------------- SLURM
 
 
-# sbatch could not ask (no configuration, no controller): no answer about the job. Not any
-# "fatal:": sbatch says that of the job's own options too (`--mem` with `--mem-per-cpu`).
-_UNREACHABLE = ("Unable to contact slurm controller", "Zero Bytes were transmitted",
-                "Could not establish a configuration source", "Unable to process configuration file",
-                "Socket timed out", "Connection refused")
-
-
 def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     """`sbatch --test-only` of the job script: sbatch refuses there what it would refuse at
     submission (a node too small for `cpus_per_node`, an unknown account), and a job that
@@ -201,7 +194,7 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return [Finding(False, "slurm", f"sbatch --test-only did not answer: {exc}")]
     said = [line.strip() for line in (run.stderr + run.stdout).splitlines() if line.strip()]
-    if run.returncode != 0 and any(word in line for line in said for word in _UNREACHABLE):
+    if run.returncode != 0 and refusal.unreachable("\n".join(said)):
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
     if run.returncode != 0:
         why = "; ".join(re.sub(r"^sbatch: (error|fatal): ", "", line) for line in said) \

@@ -357,3 +357,17 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
         "and this site queues such jobs for ever (PartitionNodeLimit); lower `nodes` to 3 or fewer" in found.message
     (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
     assert found.ok, found.message  # the default partition (`debug*`) has no time limit
+
+
+def test_an_sbatch_variable_that_overrides_the_spec_is_a_preflight_warning(monkeypatch) -> None:
+    """`sbatch --test-only` ran with SBATCH_ACCOUNT from the shell over the spec's account, so it
+    checked another job than the spec's, and said nothing of it."""
+    from hpoc.runtime.login_preflight import check_sbatch_env
+    from slurm_plans import plan
+
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj-b")
+    (found,) = check_sbatch_env(plan(slurm={"account": "proj-a"}))
+    assert found.ok and found.warning and found.message.startswith(
+        '`slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell: sbatch reads')
+    assert check_sbatch_env(plan(slurm={"account": "proj-b"})) == []
+    assert check_sbatch_env(plan(slurm=None)) == []

@@ -843,3 +843,39 @@ def test_sbatch_that_cannot_reach_slurm_is_not_called_a_refusal_of_the_spec(tmp_
     assert code == 2 and "`slurm` block" not in err, err
     assert (f"hpoc: error: sbatch could not ask SLURM, nothing was submitted: {last}\n  help: submit from the "
             "cluster's login node, where `sinfo` answers, or try again when the SLURM controller is back") in err
+
+
+def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path, monkeypatch, capsys):
+    """sbatch reads SBATCH_ACCOUNT, SBATCH_PARTITION, SBATCH_TIMELIMIT... over the job script's
+    #SBATCH lines (JUWELS's `jutil env activate` exports SBATCH_ACCOUNT): the job ran under
+    another account or time than the spec said, without a word."""
+    import types
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+    from hpoc.submit.sbatch_env import overrides
+
+    slurm = plan(slurm={"account": "proj-a", "partition": "booster", "time": "02:00:00", "time_s": 7200,
+                        "mem": "64G"}, resume={"enabled": True, "grace_s": 120})
+    env = {"SBATCH_ACCOUNT": "proj-b", "SBATCH_PARTITION": "booster", "SBATCH_TIMELIMIT": "120",
+           "SBATCH_QOS": "devel", "SBATCH_SIGNAL": "USR1@60", "SBATCH_MEM_PER_NODE": "64g"}
+    assert overrides(slurm, env) == [
+        '`slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell',
+        "resume's walltime signal (USR2 120 s before the time limit) is overridden by SBATCH_SIGNAL=USR1@60 "
+        "in this shell"]
+    # the same values, or settings the spec leaves to the site (SBATCH_QOS here): nothing to say
+    assert overrides(plan(slurm={"account": "proj-b"}), {"SBATCH_ACCOUNT": "proj-b", "SBATCH_QOS": "x"}) == []
+    assert overrides(plan(slurm={"time": "00:10:00", "time_s": 600}), {"SBATCH_TIMELIMIT": "30"}) == [
+        "`slurm.time = 00:10:00` is overridden by SBATCH_TIMELIMIT=30 in this shell"]
+
+    spec = write_study(tmp_path / "s", "envy")
+    spec.write_text(spec.read_text().replace("  mem           = 1G", '  mem           = 1G\n  account = "proj-a"'))
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj-b")
+    monkeypatch.setattr(submit_mod, "make_executor",
+                        lambda sub: types.SimpleNamespace(submit=lambda *a: types.SimpleNamespace(job_id="93")))
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 0
+    err = capsys.readouterr().err
+    assert ('hpoc: warning: `slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell: '
+            "sbatch reads its SBATCH_* variables over the job script's #SBATCH lines; `unset SBATCH_ACCOUNT` "
+            "and submit again, or write the same in the spec\n") in err, err

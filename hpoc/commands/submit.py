@@ -68,6 +68,11 @@ def _run(args: argparse.Namespace) -> int:
             # a login shell without the site's SLURM module would otherwise run the study here
             print("hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local); "
                   "to submit it to SLURM, submit where `sbatch` is at hand", file=sys.stderr)
+        if sub.cluster == "slurm":
+            from hpoc.submit import sbatch_env
+
+            for line in sbatch_env.overrides(plan):
+                print(f"hpoc: warning: {sbatch_env.advice(line)}", file=sys.stderr)
         if args.dry_run:
             if not would_send(plan, sub, args.fresh, retry).shards:
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "

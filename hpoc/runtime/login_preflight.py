@@ -169,6 +169,16 @@ def check_search(plan: dict[str, Any]) -> list[Finding]:
 # ---------------------------------------------------------------- SLURM
 
 
+def check_sbatch_env(plan: dict[str, Any]) -> list[Finding]:
+    """SBATCH_* variables of this shell that override the spec's settings (sbatch reads them
+    over the job script's lines, `--test-only` too)."""
+    from hpoc.submit import sbatch_env
+
+    if plan.get("slurm") is None:
+        return []
+    return [Finding(True, "slurm", sbatch_env.advice(line), warning=True) for line in sbatch_env.overrides(plan)]
+
+
 def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     """`sbatch --test-only` of the job script: sbatch refuses there what it would refuse at
     submission (a node too small for `cpus_per_node`, an unknown account), and a job that
@@ -264,6 +274,7 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
     found += check_search(plan)
     found += check_interpreter(plan)
+    found += check_sbatch_env(plan)
     found += check_sbatch(plan)
     if plan.get("loggers"):
         from hpoc.runtime.tracking import missing_libraries

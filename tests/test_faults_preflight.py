@@ -357,6 +357,9 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
         "and this site queues such jobs for ever (PartitionNodeLimit); lower `nodes` to 3 or fewer" in found.message
     (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
     assert found.ok, found.message  # the default partition (`debug*`) has no time limit
+    monkeypatch.setenv("SBATCH_PARTITION", "debug")  # the job goes there, whatever the spec says
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
+    assert found.ok, found.message
 
 
 def test_an_sbatch_variable_that_overrides_the_spec_is_a_preflight_warning(monkeypatch) -> None:

@@ -10,6 +10,7 @@ default) lets sbatch take a job whose `time` is above the partition's MaxTime, o
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from typing import Any
@@ -52,6 +53,8 @@ def never_fits(slurm: dict[str, Any], timeout: float = 30) -> list[tuple[str, st
     run in allows; empty when it fits or sinfo cannot tell."""
     from hpoc.compiler.sections import slurm_time
 
+    if os.environ.keys() & {"SBATCH_PARTITION", "SBATCH_TIMELIMIT"}:  # they win over the spec (sbatch_env.py)
+        return []
     parts = limits(slurm.get("partition"), timeout)
     if parts is None:
         return []

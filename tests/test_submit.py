@@ -865,6 +865,7 @@ def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path
         "in this shell"]
     # the same values, or settings the spec leaves to the site (SBATCH_QOS here): nothing to say
     assert overrides(plan(slurm={"account": "proj-b"}), {"SBATCH_ACCOUNT": "proj-b", "SBATCH_QOS": "x"}) == []
+    assert overrides(plan(slurm={"mem": "64G"}), {"SBATCH_MEM_PER_NODE": "65536"}) == []  # megabytes, as SLURM reads it
     assert overrides(plan(slurm={"time": "00:10:00", "time_s": 600}), {"SBATCH_TIMELIMIT": "30"}) == [
         "`slurm.time = 00:10:00` is overridden by SBATCH_TIMELIMIT=30 in this shell"]
 

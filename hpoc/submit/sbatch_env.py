@@ -36,7 +36,10 @@ def overrides(plan: dict[str, Any], env: Mapping[str, str] | None = None) -> lis
         value, mine = env.get(var), slurm.get(key)
         if not value or mine is None:
             continue
-        same = slurm_time(value)[0] == slurm.get("time_s") if key == "time" else value.upper() == str(mine).upper()
+        if key == "time":
+            same = slurm_time(value)[0] == slurm.get("time_s")
+        else:
+            same = _megabytes(value) == _megabytes(mine) if key == "mem" else value == mine
         if not same:
             shown = f'"{mine}"' if key not in ("time", "mem") else mine
             out.append(f"`slurm.{key} = {shown}` is overridden by {var}={value} in this shell")
@@ -53,3 +56,12 @@ def advice(line: str) -> str:
     var = line.split(" by ", 1)[1].split("=", 1)[0]
     return (f"{line}: sbatch reads its SBATCH_* variables over the job script's #SBATCH lines; "
             f"`unset {var}` and submit again, or write the same in the spec")
+
+
+def _megabytes(size: str) -> float | str:
+    """A SLURM size in megabytes (`64G`, `65536`: a bare number is megabytes), or the text
+    itself when it is none."""
+    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
+    text = size.strip().upper()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "M")
+    return int(number) * units[unit] if number.isdigit() else text

@@ -339,3 +339,12 @@ def test_wait_for_head_returns_once_the_port_answers():
         s.bind(("127.0.0.1", 0))
         s.listen()
         node.wait_for_head(f"127.0.0.1:{s.getsockname()[1]}", timeout=5)
+
+
+def test_a_missing_interface_names_the_slurm_node(monkeypatch):
+    """The fake nodes of the local cluster, and sites whose node names differ from the host
+    names, read "interface 'ib0' has no IPv4 address on vm": SLURM's name says which node."""
+    monkeypatch.setattr(node, "_ipv4_of_interface", lambda name: None)
+    monkeypatch.setenv("SLURMD_NODENAME", "node7")
+    with pytest.raises(NodeError, match=r"interface 'ib0' has no IPv4 address on node7; "):
+        node.node_ip("ib0")

@@ -299,6 +299,12 @@ def test_wait_head_fails_fast_when_the_head_step_is_gone(tmp_path):
         cluster.wait_head(job, timeout=30, pid=dead.pid, log=str(log))
     assert str(got.value) == ("hpoc: the Ray head step exited before it answered: ModuleNotFoundError: "
                               f"No module named 'ray'; its log: {log}")
+    # hpoc's own last words there are quoted without their prefix ("answered: hpoc: cannot …")
+    log.write_text("hpoc: cannot start ray head: interface 'ib0' has no IPv4 address on node1; fix it\n")
+    with pytest.raises(SystemExit) as got:
+        cluster.wait_head(job, timeout=30, pid=dead.pid, log=str(log))
+    assert str(got.value) == ("hpoc: the Ray head step exited before it answered: cannot start ray head: "
+                              f"interface 'ib0' has no IPv4 address on node1; fix it; its log: {log}")
 
 
 def test_preflight_reads_the_steps_file(tmp_path):
@@ -333,3 +339,12 @@ def test_wait_for_head_returns_once_the_port_answers():
         s.bind(("127.0.0.1", 0))
         s.listen()
         node.wait_for_head(f"127.0.0.1:{s.getsockname()[1]}", timeout=5)
+
+
+def test_a_missing_interface_names_the_slurm_node(monkeypatch):
+    """The fake nodes of the local cluster, and sites whose node names differ from the host
+    names, read "interface 'ib0' has no IPv4 address on vm": SLURM's name says which node."""
+    monkeypatch.setattr(node, "_ipv4_of_interface", lambda name: None)
+    monkeypatch.setenv("SLURMD_NODENAME", "node7")
+    with pytest.raises(NodeError, match=r"interface 'ib0' has no IPv4 address on node7; "):
+        node.node_ip("ib0")

@@ -1391,6 +1391,15 @@ def test_sbatch_names_may_not_hold_a_backslash() -> None:
     assert one_error('study "a\\\\b"\npipeline { trainer = trainer:T }\n').message == '"a\\b" is not a valid study name'
 
 
+def test_a_partition_copied_from_sinfo_with_its_default_mark_is_an_error() -> None:
+    """sinfo writes the default partition as `batch*`; copied into the spec, sbatch refused
+    "invalid partition specified: batch*" only at submission."""
+    d = one_error(BASE + 'slurm { partition = "gpu,batch*" }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 21))
+    assert d.message == '`partition` "gpu,batch*": the `*` is sinfo\'s mark of the default partition, not part of its name'
+    assert d.help == 'write `partition = "gpu,batch"`'
+
+
 def test_container_cannot_bind_paths_with_commas_or_colons() -> None:
     """apptainer's --bind reads `src[:dest[:opts]][,more]`: such a path would bind something else."""
     d = one_error(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { container = { image = "/x.sif" } }\n')

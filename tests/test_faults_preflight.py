@@ -241,6 +241,11 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan())
     assert found.ok and found.message == "sbatch accepts the job (Job 42 to start at 2026-11-29T02:39:44 using 2 processors)"
     assert check_sbatch(plan(slurm=None)) == []  # no SLURM block: nothing to ask
+    with_fake = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))  # no SLURM commands here: said, not skipped
+    (found,) = check_sbatch(plan())
+    assert found.ok and found.message == "not asked: no `sbatch` on PATH here (run --preflight on the login node)"
+    monkeypatch.setenv("PATH", with_fake)
     # sbatch installed but no cluster to ask (no configuration here): not a problem of the job
     fake.write_text('#!/bin/sh\necho "sbatch: fatal: Could not establish a configuration source" >&2\nexit 1\n')
     (found,) = check_sbatch(plan())
@@ -261,7 +266,15 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     ("sbatch: error: Batch job submission failed: Invalid account or account/partition combination specified",
      {"account": "proj1"}, '`slurm.account = "proj1"`'),
     ("allocation failure: Requested node configuration is not available", {"nodes": 5, "cpus_per_node": 8},
-     "`slurm.nodes = 5`, `slurm.cpus_per_node = 8`, `slurm.mem = 1G`")])
+     "`slurm.nodes = 5`, `slurm.cpus_per_node = 8`, `slurm.mem = 1G`"),
+    # sbatch's refusal of an `extra` option named nothing: "compare the `slurm` block"
+    ("allocation failure: Requested reservation is invalid", {"extra": ["--exclusive", "--reservation=maint"]},
+     '`slurm.extra` "--reservation=maint"'),
+    ("allocation failure: Invalid license specification", {"extra": ["--licenses=scratch:1"]},
+     '`slurm.extra` "--licenses=scratch:1"'),
+    ("allocation failure: Requested node configuration is not available",
+     {"mem": None, "extra": ["--mem-per-cpu=64G"]},
+     '`slurm.nodes = 2`, `slurm.cpus_per_node = 1`, `slurm.extra` "--mem-per-cpu=64G"')])
 def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, refuse, slurm, named) -> None:
     """sbatch's words ("Invalid feature specification") named no setting of the spec."""
     from hpoc.runtime.login_preflight import check_sbatch
@@ -312,3 +325,52 @@ def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None
     (tmp_path / "img" / "torch.sif").write_bytes(b"")
     (found,) = check_interpreter(plan(source=source, slurm={"container": image}))
     assert found.ok
+
+
+def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_job(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    """Where the site does not enforce partition limits at submission (EnforcePartLimits=NO,
+    SLURM's default), `sbatch --test-only` takes a job whose `time` is above the partition's
+    MaxTime, and preflight said "sbatch accepts the job": submitted, it pends for ever
+    (PartitionTimeLimit)."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    for name, text in (("sbatch", 'echo "sbatch: Job 42 to start at 2026-11-29T13:29:54 using 1 processors '
+                                  'on nodes node1 in partition short" >&2'),
+                       # rows by node state, as sinfo splits them
+                       ("sinfo", 'printf "debug*|infinite|2|1-infinite\\nshort|10:00|1|1-infinite\\n'
+                                 'short|10:00|2|1-infinite\\n"')):
+        (tmp_path / name).write_text(f"#!/bin/sh\n{text}\n")
+        (tmp_path / name).chmod(0o755)
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
+    assert not found.ok and found.message == (
+        "sbatch takes the job, but it would never start: `slurm.time = 00:30:00` is above the time limit "
+        "of partition `short` (10:00), and this site queues such jobs for ever (PartitionTimeLimit); "
+        "lower `time` to 10:00 or less in study.hpo, or choose a partition that allows it "
+        "(`sinfo -o '%P %c %m %G %f %l'`)")
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:10:00", "time_s": 600, "nodes": 3}))
+    assert found.ok, found.message  # at the limits: fine
+    (found,) = check_sbatch(plan(slurm={"partition": "short,debug", "nodes": 4}))
+    assert not found.ok and "`slurm.nodes = 4` is more than partitions `short` (3), `debug` (2) give one job, " \
+        "and this site queues such jobs for ever (PartitionNodeLimit); lower `nodes` to 3 or fewer" in found.message
+    (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
+    assert found.ok, found.message  # the default partition (`debug*`) has no time limit
+    monkeypatch.setenv("SBATCH_PARTITION", "debug")  # the job goes there, whatever the spec says
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
+    assert found.ok, found.message
+
+
+def test_an_sbatch_variable_that_overrides_the_spec_is_a_preflight_warning(monkeypatch) -> None:
+    """`sbatch --test-only` ran with SBATCH_ACCOUNT from the shell over the spec's account, so it
+    checked another job than the spec's, and said nothing of it."""
+    from hpoc.runtime.login_preflight import check_sbatch_env
+    from slurm_plans import plan
+
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj-b")
+    (found,) = check_sbatch_env(plan(slurm={"account": "proj-a"}))
+    assert found.ok and found.warning and found.message.startswith(
+        '`slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell: sbatch reads')
+    assert check_sbatch_env(plan(slurm={"account": "proj-b"})) == []
+    assert check_sbatch_env(plan(slurm=None)) == []

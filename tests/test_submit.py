@@ -45,9 +45,10 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in setup
     cds = [i for i, line in enumerate(setup) if line == "cd '/p/project/hpo/my study'"]
     assert cds[-1] > setup.index("export NCCL_DEBUG=WARN")  # again after the setup lines, which may cd
-    # the interpreter runs in the container, with the workdir and storage bound
+    # the interpreter runs in the container, with the workdir, the build directory (submitit's
+    # pickles, which the job reads in there) and storage bound, as in job.sbatch
     assert sub.python.startswith("apptainer exec $hpoc_gpu_flag --bind '/p/project/hpo/my study' "
-                                 "--bind /p/scratch/hpo/ray_results ")
+                                 "--bind /p/project/hpo/build --bind /p/scratch/hpo/ray_results ")
     assert sub.python.endswith("'/p/images/torch ray.sif' python3")
     assert params["comment"].startswith("hpoc:") and len(params["comment"]) == 17
 
@@ -102,6 +103,14 @@ def test_a_percent_in_the_build_directory_is_refused_before_sbatch():
     assert describe(plan(), "/p/my study %x/build/s/plan.json", "local").cluster == "local"
 
 
+def test_a_build_directory_the_container_cannot_bind_is_refused_before_sbatch():
+    """The container binds the build directory (the job reads submitit's pickles there);
+    apptainer reads `,` and `:` in --bind as separators."""
+    with pytest.raises(SubmitError, match=r"the build directory /p/a:b cannot be bound into the container"):
+        describe(plan(**FULL_SITE), "/p/a:b/plan.json", "slurm")
+    assert describe(plan(), "/p/a:b/plan.json", "slurm").python == "python3"  # no container: fine
+
+
 def test_the_local_executor_runs_one_node_with_the_time_limit():
     sub = describe(plan(slurm={"nodes": 3, "time_s": 90}), "/b/plan.json", "local")
     assert sub.executor == "LocalExecutor"
@@ -131,6 +140,26 @@ def test_a_directory_without_a_plan_is_not_called_missing(tmp_path):
                                "(a .hpo spec, a build directory or a plan.json)")
     with pytest.raises(SubmitError, match="no such file"):
         load_target(tmp_path / "missing.hpo")
+
+
+@pytest.mark.parametrize("flag", ["--reservation='maint window'", "--reservation maint_w", "--hint nomultithread",
+                                  '--mail-user="a b"', "--exclusive"])
+def test_extra_flags_reach_sbatch_as_job_sbatch_writes_them(flag):
+    """sbatch splits an #SBATCH line into words as a shell does. job.sbatch writes the element
+    as given; submitit's script quoted the value again (`--reservation=\'\'"\'"\'maint window...`,
+    read by sbatch as the name `'maint window'` with its quotes) and took `--reservation
+    maint_w` for an option named `reservation maint-w`."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    def words(line):  # as sbatch reads `#SBATCH ...`: `--name value` is `--name=value`
+        w = shlex.split(line)
+        return ["=".join(w)] if len(w) == 2 else w
+
+    params = extra_parameters([flag])
+    script = _make_sbatch_string(command="x", folder="/f", additional_parameters=params)
+    name = flag[2:].split("=")[0].split()[0]
+    [line] = [ln for ln in script.splitlines() if ln.startswith(f"#SBATCH --{name}")]
+    assert words(line.removeprefix("#SBATCH ")) == words(flag), line
 
 
 def test_hpoc_submit_is_callable_as_documented(tmp_path):
@@ -666,3 +695,199 @@ def test_a_failed_shard_ends_its_log_with_hpocs_line_not_a_traceback(tmp_path):
     assert "StudyJobError: shard 0 failed" in str(job.exception())  # the job still fails
     assert outcome(job)[0] is False
     assert outcome(job)[1].startswith("shard 0 failed (study driver exit status 2)")  # `hpoc submit --wait`
+
+
+def test_submitting_to_slurm_without_sbatch_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    """A login shell without the site's SLURM module: `--cluster slurm` ended in "internal
+    error: RuntimeError: Could not detect "srun" … this is a bug in hpoc"."""
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "nosbatch")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err, err
+    assert err.startswith("hpoc: error: `sbatch` is not on PATH here, so nothing can be submitted to SLURM\n"), err
+    assert not (tmp_path / "build" / "jobs.json").exists()
+
+
+def test_a_slurm_study_sent_to_this_machine_for_want_of_sbatch_says_so(tmp_path, monkeypatch, capsys):
+    """Without `--cluster`, no sbatch means this machine: a study written for 4 nodes ran on
+    the login node without a word of why."""
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "nosbatch")
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert main(["submit", str(spec), "--dry-run", "-o", str(tmp_path / "build")]) == 0
+    out, err = capsys.readouterr()
+    assert "cluster:    local" in out
+    assert "hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local)" in err, err
+    assert main(["submit", str(spec), "--dry-run", "--cluster", "local", "-o", str(tmp_path / "build")]) == 0
+    assert "no `sbatch`" not in capsys.readouterr().err  # asked for: nothing to explain
+
+
+def test_a_job_slurm_took_but_will_never_start_is_said_at_submission(tmp_path, monkeypatch, capsys):
+    """A `time` above the partition's limit: where the site does not enforce partition limits
+    at submission (EnforcePartLimits=NO, SLURM's default) sbatch takes the job and it pends
+    forever; `hpoc submit` said "submitted" and only `hpoc status` told why nothing ran."""
+    import types
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "toolong")
+    fake_squeue(monkeypatch, tmp_path / "bin", ["91|PENDING|0:00||PartitionTimeLimit|N/A|/elsewhere/job.sbatch"])
+
+    class Taking:
+        def submit(self, *args):
+            return types.SimpleNamespace(job_id="91")
+
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Taking())
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 0
+    out, err = capsys.readouterr()
+    assert "shard 0: job 91" in out
+    assert ("hpoc: warning: job 91 will not start as asked (PartitionTimeLimit: a longer time limit than "
+            "the partition allows): `scancel 91`, change `time` in the spec's `slurm` block, compile and "
+            "submit again\n") in err, err
+
+
+def test_a_time_above_the_partitions_limit_is_said_at_submission_before_squeue_has_the_reason(
+        tmp_path, monkeypatch, capsys):
+    """Right after sbatch the job's pending reason may still be `PartitionConfig` (the local
+    cluster's, for a second or two): the partition's own limit says it at once."""
+    import types
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    spec = write_study(tmp_path / "s", "toolong", time_limit="00:30:00")
+    spec.write_text(spec.read_text().replace("  mem           = 1G", '  mem           = 1G\n  partition = "short"'))
+    fake_squeue(monkeypatch, tmp_path / "bin", ["92|PENDING|0:00||PartitionConfig|N/A|/elsewhere/job.sbatch"])
+    (tmp_path / "bin" / "sinfo").write_text("#!/bin/sh\nprintf 'debug*|infinite|3|1-infinite\\n"
+                                            "short|10:00|3|1-infinite\\n'\n")
+    (tmp_path / "bin" / "sinfo").chmod(0o755)
+
+    class Taking:
+        def submit(self, *args):
+            return types.SimpleNamespace(job_id="92")
+
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Taking())
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 0
+    err = capsys.readouterr().err
+    assert ("hpoc: warning: job 92 will not start: `slurm.time = 00:30:00` is above the time limit of "
+            "partition `short` (10:00), and this site queues such jobs for ever (PartitionTimeLimit): "
+            "`scancel 92`, lower `time` to 10:00 or less in study.hpo, compile and submit again\n") in err, err
+
+
+def test_a_head_that_did_not_come_up_is_said_once_with_hpocs_prefix(tmp_path, monkeypatch):
+    """`slurm.interface = "ib0"` where the nodes have none: the job's last line read
+    "hpoc: error: hpoc: the Ray head step exited before it answered: …"."""
+    from types import SimpleNamespace
+
+    import hpoc.submit.job as job_mod
+    from hpoc.plan import dumps
+    from hpoc.runtime import cluster
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    def gone(*args, **kwargs):
+        raise SystemExit("hpoc: the Ray head step exited before it answered: no ib0; its log: x.log")
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0},
+                                                   storage={"path": str(tmp_path / "results"), "name": "t"})))
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "503")
+    monkeypatch.setattr(job_mod, "_start_node", lambda *a, **k: SimpleNamespace(pid=None, poll=lambda: 1))
+    monkeypatch.setattr(cluster, "wait_head", gone)
+    env = SimpleNamespace(global_rank=0, job_id="503", num_nodes=1, paths=SimpleNamespace(folder=str(tmp_path / "l")))
+    with pytest.raises(StudyJobError) as got:
+        StudyJob(str(tmp_path / "plan.json"))._head(0, env)
+    assert str(got.value) == "the Ray head step exited before it answered: no ib0; its log: x.log"
+
+
+def test_a_job_that_never_ran_says_why_at_the_end_of_a_wait(tmp_path):
+    """The nodes' python3 without submitit (no `slurm.python`, nothing activated): `hpoc submit
+    --wait` said "ended without a result (killed?)", where `hpoc status` quoted the reason."""
+    from types import SimpleNamespace
+
+    from hpoc.commands.submit import outcome
+
+    out, err = tmp_path / "1_0_log.out", tmp_path / "1_0_log.err"
+    out.write_text("")
+    err.write_text("/usr/bin/python3: Error while finding module specification for 'submitit.core._submit' "
+                   "(ModuleNotFoundError: No module named 'submitit')\nsrun: error: node3: task 0: Exited with "
+                   "exit code 1\n")
+    paths = SimpleNamespace(result_pickle=tmp_path / "1_0_result.pkl", stdout=out, stderr=err)
+    job = SimpleNamespace(task=lambda k: SimpleNamespace(paths=paths))
+    ok, said = outcome(job)
+    assert not ok and said == (
+        "ended without a result: /usr/bin/python3: Error while finding module specification for "
+        "'submitit.core._submit' (ModuleNotFoundError: No module named 'submitit'); the python on the nodes "
+        "lacks it: set `slurm.python` to the python of the environment hpoc is installed in, or activate "
+        f"that environment in `slurm.setup` (log: {err})")
+    err.write_text("")  # nothing said: killed, as before
+    assert outcome(job) == (False, f"ended without a result (killed?); log: {out}")
+
+
+@pytest.mark.parametrize("said", [
+    "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+    "sbatch: error: ClusterName needs to be specified\nsbatch: fatal: Unable to process configuration file"])
+def test_sbatch_that_cannot_reach_slurm_is_not_called_a_refusal_of_the_spec(tmp_path, monkeypatch, capsys, said):
+    """A controller down, or a SLURM_CONF of another cluster: "sbatch refused the job … help:
+    compare the spec's `slurm` block (partition, account, …)" sent the user to a spec that was fine."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    class Unreachable:
+        def submit(self, *args):
+            raise FailedJobError(said)
+
+    spec = write_study(tmp_path / "s", "down")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Unreachable())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    last = said.splitlines()[-1].removeprefix("sbatch: error: ").removeprefix("sbatch: fatal: ")
+    assert code == 2 and "`slurm` block" not in err, err
+    assert (f"hpoc: error: sbatch could not ask SLURM, nothing was submitted: {last}\n  help: submit from the "
+            "cluster's login node, where `sinfo` answers, or try again when the SLURM controller is back") in err
+
+
+def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path, monkeypatch, capsys):
+    """sbatch reads SBATCH_ACCOUNT, SBATCH_PARTITION, SBATCH_TIMELIMIT... over the job script's
+    #SBATCH lines (JUWELS's `jutil env activate` exports SBATCH_ACCOUNT): the job ran under
+    another account or time than the spec said, without a word."""
+    import types
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+    from hpoc.submit.sbatch_env import overrides
+
+    slurm = plan(slurm={"account": "proj-a", "partition": "booster", "time": "02:00:00", "time_s": 7200,
+                        "mem": "64G"}, resume={"enabled": True, "grace_s": 120})
+    env = {"SBATCH_ACCOUNT": "proj-b", "SBATCH_PARTITION": "booster", "SBATCH_TIMELIMIT": "120",
+           "SBATCH_QOS": "devel", "SBATCH_SIGNAL": "USR1@60", "SBATCH_MEM_PER_NODE": "64g"}
+    assert overrides(slurm, env) == [
+        '`slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell',
+        "resume's walltime signal (USR2 120 s before the time limit) is overridden by SBATCH_SIGNAL=USR1@60 "
+        "in this shell"]
+    # the same values, or settings the spec leaves to the site (SBATCH_QOS here): nothing to say
+    assert overrides(plan(slurm={"account": "proj-b"}), {"SBATCH_ACCOUNT": "proj-b", "SBATCH_QOS": "x"}) == []
+    assert overrides(plan(slurm={"mem": "64G"}), {"SBATCH_MEM_PER_NODE": "65536"}) == []  # megabytes, as SLURM reads it
+    assert overrides(plan(slurm={"time": "00:10:00", "time_s": 600}), {"SBATCH_TIMELIMIT": "30"}) == [
+        "`slurm.time = 00:10:00` is overridden by SBATCH_TIMELIMIT=30 in this shell"]
+
+    spec = write_study(tmp_path / "s", "envy")
+    spec.write_text(spec.read_text().replace("  mem           = 1G", '  mem           = 1G\n  account = "proj-a"'))
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj-b")
+    monkeypatch.setattr(submit_mod, "make_executor",
+                        lambda sub: types.SimpleNamespace(submit=lambda *a: types.SimpleNamespace(job_id="93")))
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 0
+    err = capsys.readouterr().err
+    assert ('hpoc: warning: `slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell: '
+            "sbatch reads its SBATCH_* variables over the job script's #SBATCH lines; `unset SBATCH_ACCOUNT` "
+            "and submit again, or write the same in the spec\n") in err, err

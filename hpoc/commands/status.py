@@ -506,6 +506,15 @@ NEVER_STARTS = {
 }
 
 
+def never_starts(job: dict[str, Any]) -> str | None:
+    """What to do about a pending job that waiting will not start, or None."""
+    if job.get("state") != "PENDING" or job.get("reason") not in NEVER_STARTS:
+        return None
+    what, key = NEVER_STARTS[job["reason"]]
+    return (f"job {job['job_id']} will not start as asked ({job['reason']}: {what}): "
+            f"`scancel {job['job_id']}`, change `{key}` in the spec's `slurm` block, compile and submit again")
+
+
 def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
@@ -522,11 +531,8 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
                         "or move that run aside with `--fresh`"]
     for s in shards:
         job = s["job"] or {}
-        if job.get("state") == "PENDING" and job.get("reason") in NEVER_STARTS:
-            what, key = NEVER_STARTS[job["reason"]]
-            steps.append(f"job {job['job_id']} will not start as asked ({job['reason']}: {what}): "
-                         f"`scancel {job['job_id']}`, change `{key}` in the spec's `slurm` block, "
-                         "compile and submit again")
+        if (never := never_starts(job)) is not None:
+            steps.append(never)
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
                          f"job about 2 minutes (`scontrol update JobId={job['job_id']} "

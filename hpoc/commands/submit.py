@@ -64,6 +64,15 @@ def _run(args: argparse.Namespace) -> int:
         plan = found.plan
         _warn_edited_spec(found)
         sub = prepare(plan, found.plan_path, args.cluster)
+        if args.cluster is None and sub.cluster == "local" and plan.get("slurm") is not None:
+            # a login shell without the site's SLURM module would otherwise run the study here
+            print("hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local); "
+                  "to submit it to SLURM, submit where `sbatch` is at hand", file=sys.stderr)
+        if sub.cluster == "slurm":
+            from hpoc.submit import sbatch_env
+
+            for line in sbatch_env.overrides(plan):
+                print(f"hpoc: warning: {sbatch_env.advice(line)}", file=sys.stderr)
         if args.dry_run:
             if not would_send(plan, sub, args.fresh, retry).shards:
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "
@@ -79,10 +88,34 @@ def _run(args: argparse.Namespace) -> int:
               f"(`hpoc status`, `hpoc results`; {_nothing_to_do(plan, retry)})")
         return 0
     print(describe_jobs(plan, sub, jobs))
+    if sub.cluster == "slurm":
+        warn_never_starts(plan, jobs)
     wait = args.wait if args.wait is not None else sub.cluster == "local"
     if not wait:
         return 0
     return wait_for(jobs, sub)
+
+
+def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
+    """Jobs SLURM took but will not start: a site that does not enforce partition limits at
+    submission (EnforcePartLimits=NO, the default) queues a `time` above the partition's,
+    or more nodes than it has. Said now, not when `hpoc status` is asked: from the
+    partition's limits (squeue may not give the reason yet), else from the reason squeue
+    gives (a QOS's limits)."""
+    from hpoc.commands.status import never_starts, slurm_states
+    from hpoc.submit.partition import never_fits
+
+    ids = [str(job.job_id) for job in jobs]
+    if never := never_fits(plan["slurm"]):
+        for why, reason, fix in never:
+            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}, and this "
+                  f"site queues such jobs for ever ({reason}): `scancel {' '.join(ids)}`, {fix} in "
+                  f"{plan['source']['file']}, compile and submit again", file=sys.stderr)
+        return
+    states = slurm_states(ids)
+    for job_id in ids:
+        if (said := never_starts({"job_id": job_id, **states.get(job_id, {})})) is not None:
+            print(f"hpoc: warning: {said}", file=sys.stderr)
 
 
 def _warn_edited_spec(found: Any) -> None:
@@ -184,10 +217,15 @@ def outcome(job: Any) -> tuple[bool, str]:
     """(finished?, one line) from the result file task 0 of a job wrote."""
     from submitit.core.utils import pickle_load
 
+    from hpoc.commands import joblogs
+
     task0 = job.task(0)
     path = task0.paths.result_pickle
-    if not path.exists():
-        return False, f"ended without a result (killed?); log: {task0.paths.stdout}"
+    if not path.exists():  # never ran (the nodes' python lacks submitit), or killed
+        if (why := joblogs.why(str(task0.paths.stderr))) is None:
+            return False, f"ended without a result (killed?); log: {task0.paths.stdout}"
+        fix = joblogs.advice(why)
+        return False, f"ended without a result: {why}{f'; {fix}' if fix else ''} (log: {task0.paths.stderr})"
     kind, value = pickle_load(path)
     if kind == "success":
         return True, "finished"

@@ -1,6 +1,7 @@
 """Which `slurm` settings an sbatch refusal is about, so that `hpoc check --preflight` and
 `hpoc submit` name them with their values instead of leaving the user to map sbatch's words
-("Invalid feature specification") onto the spec."""
+("Invalid feature specification") onto the spec; and the words that are no refusal at all
+(sbatch could not reach SLURM)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ from typing import Any
 # What the site offers, with the columns these settings are checked against: partition,
 # CPUs and memory per node, GPUs (gres), features (for `constraint`), time limit.
 SINFO = "sinfo -o '%P %c %m %G %f %l'"
+
+# sbatch could not ask (no configuration, no controller): no answer about the job. Not any
+# "fatal:": sbatch says that of the job's own options too (`--mem` with `--mem-per-cpu`).
+_UNREACHABLE = ("Unable to contact slurm controller", "Zero Bytes were transmitted",
+                "Could not establish a configuration source", "Unable to process configuration file",
+                "Socket timed out", "Connection refused")
+
+
+def unreachable(said: str) -> bool:
+    """Whether sbatch's words say it could not ask SLURM at all, rather than refuse the job."""
+    return any(word in said for word in _UNREACHABLE)
+
 
 # Words of sbatch's refusal (lower case) -> the settings they are about, most specific first.
 _ABOUT = (
@@ -24,9 +37,19 @@ _ABOUT = (
     (("node configuration", "node count"), ("nodes", "cpus_per_node", "gpus_per_node", "mem")),
 )
 
+# ... and the `extra` options they are about (a reservation or license exists only through them).
+_EXTRA_ABOUT = (
+    (("reservation",), ("--reservation",)),
+    (("license",), ("--licenses",)),
+    (("wckey",), ("--wckey",)),
+    (("node name",), ("--nodelist", "--exclude")),
+    (("node configuration", "memory", "--mem"), ("--mem-per-cpu", "--mem-per-gpu", "--nodelist", "--exclude")),
+)
+
 
 def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
-    """`slurm.NAME = VALUE` for each setting the refusal `said` is about that the plan sets."""
+    """`slurm.NAME = VALUE` for each setting the refusal `said` is about that the plan sets,
+    then `slurm.extra` "FLAG" for each `extra` option it is about."""
     slurm = slurm or {}
     for name in _QUOTED:  # sbatch repeats them ("invalid partition specified: gpu-a"): not its words
         if slurm.get(name):
@@ -36,8 +59,17 @@ def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
     for words, settings in _ABOUT:
         if any(word in said for word in words):
             names += [name for name in settings if name not in names]
+    options = [option for words, about in _EXTRA_ABOUT if any(word in said for word in words) for option in about]
+    flags = [flag for flag in slurm.get("extra") or () if _option(flag) in options]
     return [f"`slurm.{name} = {_value(name, slurm[name])}`" for name in names
-            if slurm.get(name) not in (None, "", 0)]
+            if slurm.get(name) not in (None, "", 0)] + [f'`slurm.extra` "{flag}"' for flag in flags]
+
+
+def _option(flag: str) -> str:
+    """The sbatch option an `extra` element sets, unabbreviated (`--reserv=x` is `--reservation`)."""
+    name = flag.strip().split("=", 1)[0].split(maxsplit=1)[0] if flag.strip() else ""
+    known = [option for _, about in _EXTRA_ABOUT for option in about if option.startswith(name)]
+    return known[0] if len(name) > 3 and len(set(known)) == 1 else name
 
 
 def _value(name: str, value: Any) -> str:

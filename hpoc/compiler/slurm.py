@@ -154,6 +154,11 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
             ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
                      value.span if value is not None else ch.spans.get(f"slurm.{key}"),
                      help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
+    if s["partition"] is not None and "*" in s["partition"]:  # pasted from sinfo's `batch*`
+        value = setting_value(block, "partition")
+        ch.error(VALUE, f'`partition` "{s["partition"]}": the `*` is sinfo\'s mark of the default partition, '
+                        "not part of its name", value.span if value is not None else ch.spans.get("slurm.partition"),
+                 help=f'write `partition = "{s["partition"].replace("*", "")}"`')  # fmt: skip
     _extra(ch, s, out["resume"]["enabled"], block)
     _python(ch, s, block)
     c = s["container"]

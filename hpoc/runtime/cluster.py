@@ -91,6 +91,7 @@ def last_error(log: str | None, limit: int = 300) -> str | None:
     for line in reversed(lines):
         line = line.strip()
         if line and not line.startswith(("srun:", "slurmstepd")):
+            line = line.removeprefix("hpoc: ")  # quoted after hpoc's own words
             return line if len(line) <= limit else line[:limit] + "…"
     return None
 

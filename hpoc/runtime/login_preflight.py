@@ -169,11 +169,14 @@ def check_search(plan: dict[str, Any]) -> list[Finding]:
 # ---------------------------------------------------------------- SLURM
 
 
-# sbatch could not ask (no configuration, no controller): no answer about the job. Not any
-# "fatal:": sbatch says that of the job's own options too (`--mem` with `--mem-per-cpu`).
-_UNREACHABLE = ("Unable to contact slurm controller", "Zero Bytes were transmitted",
-                "Could not establish a configuration source", "Unable to process configuration file",
-                "Socket timed out", "Connection refused")
+def check_sbatch_env(plan: dict[str, Any]) -> list[Finding]:
+    """SBATCH_* variables of this shell that override the spec's settings (sbatch reads them
+    over the job script's lines, `--test-only` too)."""
+    from hpoc.submit import sbatch_env
+
+    if plan.get("slurm") is None:
+        return []
+    return [Finding(True, "slurm", sbatch_env.advice(line), warning=True) for line in sbatch_env.overrides(plan)]
 
 
 def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
@@ -185,8 +188,10 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     from hpoc.compiler import refusal
     from hpoc.compiler.render import RenderError, render_all
 
-    if plan.get("slurm") is None or shutil.which("sbatch") is None:
+    if plan.get("slurm") is None:
         return []
+    if shutil.which("sbatch") is None:  # a laptop, or a shell without the site's SLURM module
+        return [Finding(True, "slurm", "not asked: no `sbatch` on PATH here (run --preflight on the login node)")]
     with tempfile.TemporaryDirectory(prefix="hpoc-preflight-") as tmp:
         script = Path(tmp, "job.sbatch")
         try:
@@ -199,7 +204,7 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return [Finding(False, "slurm", f"sbatch --test-only did not answer: {exc}")]
     said = [line.strip() for line in (run.stderr + run.stdout).splitlines() if line.strip()]
-    if run.returncode != 0 and any(word in line for line in said for word in _UNREACHABLE):
+    if run.returncode != 0 and refusal.unreachable("\n".join(said)):
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
     if run.returncode != 0:
         why = "; ".join(re.sub(r"^sbatch: (error|fatal): ", "", line) for line in said) \
@@ -209,6 +214,12 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
             "compare the `slurm` block"
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
                                         f"with what the site offers (`{refusal.SINFO}`)")]
+    from hpoc.submit.partition import never_fits
+
+    if never := never_fits(plan["slurm"], timeout):  # sbatch --test-only takes a `time` above the limit
+        return [Finding(False, "slurm", "sbatch takes the job, but it would never start: " + "; ".join(
+            f"{why}, and this site queues such jobs for ever ({reason}); {fix} in {plan['source']['file']}, "
+            f"or choose a partition that allows it (`{refusal.SINFO}`)" for why, reason, fix in never))]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
                                                                else "--test-only") + ")")]
 
@@ -263,6 +274,7 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
     found += check_search(plan)
     found += check_interpreter(plan)
+    found += check_sbatch_env(plan)
     found += check_sbatch(plan)
     if plan.get("loggers"):
         from hpoc.runtime.tracking import missing_libraries

@@ -205,7 +205,8 @@ def node_ip(interface: str | None) -> str:
         addr = _ipv4_of_interface(interface)
         if not addr:
             raise NodeError(
-                f"interface {interface!r} has no IPv4 address on {socket.gethostname()}; "
+                f"interface {interface!r} has no IPv4 address on "
+                f"{os.environ.get('SLURMD_NODENAME') or socket.gethostname()}; "
                 "fix slurm.interface in the spec (see `ip -4 addr` on a compute node)"
             )
         return addr

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -240,6 +241,11 @@ def make_job(plan: dict[str, Any], sub: Submission, retry: str | None = None) ->
 
 def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: bool = False,
          build: Target | None = None, retry: str | None = None) -> list[Any]:
+    if sub.cluster == "slurm" and shutil.which("sbatch") is None:  # submitit would call it a bug
+        raise SubmitError(
+            "`sbatch` is not on PATH here, so nothing can be submitted to SLURM\n"
+            "  help: submit from the cluster's login node, with its SLURM commands on PATH "
+            "(`module load slurm` at some sites), or pass --cluster local to run on this machine")
     if sub.cluster == "slurm" and not force:
         running = active_jobs(plan)
         if running:
@@ -271,12 +277,18 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
             _put_back(plan, aside)
         if type(exc).__name__ == "FailedJobError":  # submitit's: sbatch said no (on stderr above)
             lines = [line for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
+            last = re.sub(r"^sbatch: (error|fatal): ", "", lines[-1])
+            if refusal.unreachable(str(exc)):  # no answer about the job: the spec is not at fault
+                raise SubmitError(
+                    f"sbatch could not ask SLURM, nothing was submitted: {last}\n  help: submit from the "
+                    "cluster's login node, where `sinfo` answers, or try again when the SLURM controller "
+                    "is back") from None
             named = refusal.settings_named("\n".join(lines), plan["slurm"])
             check = f"check {', '.join(named)} in {plan['source']['file']}" if named else \
                 "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, " \
                 "gpus_per_node, mem, time)"
             raise SubmitError(
-                f"sbatch refused the job, nothing was submitted: {lines[-1].removeprefix('sbatch: error: ')}\n"
+                f"sbatch refused the job, nothing was submitted: {last}\n"
                 f"  help: {check} with what the site offers: `{refusal.SINFO}`") from None
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)

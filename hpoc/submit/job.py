@@ -223,8 +223,8 @@ class StudyJob(submitit.helpers.Checkpointable):
             head = _start_node("head", job_dir, node, slurm, head_log, ray_env)
             try:
                 address = cluster.wait_head(job_dir, timeout, head.pid, str(head_log))
-            except SystemExit as exc:  # its CLI-style failure
-                raise StudyJobError(str(exc)) from None
+            except SystemExit as exc:  # its CLI-style failure, said again as "hpoc: error: …"
+                raise StudyJobError(str(exc).removeprefix("hpoc: ")) from None
             write_atomic(rdv / "token", token.read_text(), mode=0o600)
             write_atomic(rdv / "head.json", json.dumps({"address": address, "node": node}) + "\n")
             os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))

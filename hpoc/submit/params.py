@@ -85,6 +85,13 @@ def describe(plan: dict[str, Any], plan_path: str, cluster: str) -> Submission:
             "the jobs' log paths (`%x` is the job name): the job would fail to launch without a line "
             "of output\n  help: submit into a directory without `%` (-o DIR), or compile and "
             "`sbatch BUILD/job.sbatch`, whose log paths escape it")
+    from hpoc.compiler.tables import bindable
+
+    if plan["slurm"].get("container") and not bindable(plan_dir):  # the job reads its pickles in there
+        raise SubmitError(
+            f"the build directory {plan_dir} cannot be bound into the container: "
+            f"{plan['slurm']['container']['runtime']} reads `,` and `:` in --bind as separators\n"
+            "  help: submit into a directory without them (-o DIR)")
     return _slurm(plan, plan_path, folder, shards, parallel)
 
 
@@ -123,27 +130,32 @@ def setup_lines(plan: dict[str, Any]) -> list[str]:
     return lines
 
 
-def python_command(plan: dict[str, Any]) -> str:
-    """The interpreter on the nodes: `slurm.python`, inside the container when there is one."""
+def python_command(plan: dict[str, Any], plan_dir: str) -> str:
+    """The interpreter on the nodes: `slurm.python`, inside the container when there is one,
+    with what job.sbatch binds: the spec's directory, the build directory (submitit's pickles,
+    read in there; it need not lie under the spec's) and the storage."""
     slurm = plan["slurm"] or {}
     python = slurm.get("python") or "python3"
     container = slurm.get("container")
     if not container:
         return shlex.quote(python)
-    binds = list(dict.fromkeys([plan["source"]["workdir"], plan["storage"]["path"]]))
+    binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
     bind = " ".join(f"--bind {shlex.quote(b)}" for b in binds)
     return (f"{shlex.quote(container['runtime'])} exec $hpoc_gpu_flag {bind} "
             f"{shlex.quote(container['image'])} {shlex.quote(python)}")
 
 
 def extra_parameters(flags: list[str]) -> dict[str, Any]:
-    """`slurm.extra` (`--exclusive`, `--mail-type=END`) as submitit additional_parameters."""
+    """`slurm.extra` (`--exclusive`, `--mail-type=END`) as submitit additional_parameters.
+    Read as sbatch reads the `#SBATCH` line job.sbatch writes (shell words: `--name value`
+    too, quotes removed), since submitit quotes each value again."""
     out: dict[str, Any] = {}
     for flag in flags:
         if not flag.startswith("--"):
             raise SubmitError(f"slurm.extra: `{flag}` is not a long sbatch option (`--name[=value]`)")
-        name, eq, value = flag[2:].partition("=")
-        out[name] = value if eq else True
+        words = shlex.split(flag, comments=True)  # hpoc check refused more than one value
+        name, eq, value = words[0][2:].partition("=")
+        out[name] = value if eq else words[1] if len(words) > 1 else True
     return out
 
 
@@ -195,8 +207,8 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
     if len(shards) > 1:
         params["array_parallelism"] = parallel
     return Submission(cluster="slurm", executor="SlurmExecutor", plan_path=plan_path, folder=folder,
-                      python=python_command(plan), parameters=params, shards=shards,
-                      array_parallelism=parallel, study_id=study_id(plan), notes=notes)
+                      python=python_command(plan, posixpath.dirname(plan_path)), parameters=params,
+                      shards=shards, array_parallelism=parallel, study_id=study_id(plan), notes=notes)
 
 
 def local_gpus(env: dict[str, str] | None = None) -> list[int]:

@@ -1,0 +1,75 @@
+"""What the site's partitions allow, as sinfo reports it.
+
+A site that does not enforce partition limits at submission (EnforcePartLimits=NO, SLURM's
+default) lets sbatch take a job whose `time` is above the partition's MaxTime, or whose
+`nodes` are more than the partition has or lets one job use: the job then pends for ever
+(PartitionTimeLimit, PartitionNodeLimit), and squeue may not say so until seconds later.
+`never_fits` says so from the partition's own limits, for `hpoc check --preflight` (whose
+`sbatch --test-only` takes such a `time`) and `hpoc submit`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Any
+
+_FORMAT = "%P|%l|%D|%s"  # partition, time limit, node count, job size in nodes (`1-infinite`)
+
+
+def limits(partition: str | None, timeout: float = 30) -> dict[str, dict[str, Any]] | None:
+    """Partition -> {time (as sinfo writes it: `10:00`, `infinite`), nodes, max_nodes (None:
+    no limit)} for the partitions a job asking for `partition` may run in (`a,b` lets SLURM
+    choose; the default one when None); None when sinfo cannot tell."""
+    if not shutil.which("sinfo"):
+        return None
+    try:
+        run = subprocess.run(["sinfo", "-h", "-o", _FORMAT], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if run.returncode != 0:
+        return None
+    found: dict[str, dict[str, Any]] = {}
+    default = None
+    for line in run.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) != 4 or not parts[2].isdigit():
+            continue
+        name, time, count, size = parts
+        if name.endswith("*"):
+            name = default = name[:-1]
+        top = size.rpartition("-")[2]
+        row = found.setdefault(name, {"time": time, "nodes": 0, "max_nodes": int(top) if top.isdigit() else None})
+        row["nodes"] += int(count)  # sinfo splits a partition into rows by node state
+    wanted = [default] if partition is None else partition.split(",")
+    if None in wanted or not set(wanted) <= set(found):  # an unknown partition: sbatch says so itself
+        return None
+    return {name: found[name] for name in wanted}
+
+
+def never_fits(slurm: dict[str, Any], timeout: float = 30) -> list[tuple[str, str, str]]:
+    """(why, squeue's reason, what to change) for each of the job's `time` and `nodes` that no partition it may
+    run in allows; empty when it fits or sinfo cannot tell."""
+    from hpoc.compiler.sections import slurm_time
+
+    if os.environ.keys() & {"SBATCH_PARTITION", "SBATCH_TIMELIMIT"}:  # they win over the spec (sbatch_env.py)
+        return []
+    parts = limits(slurm.get("partition"), timeout)
+    if parts is None:
+        return []
+    plural = "s" * (len(parts) > 1)
+    out = []
+    seconds = {name: slurm_time(row["time"])[0] for name, row in parts.items()}
+    if slurm.get("time_s") and all(s is not None and s < slurm["time_s"] for s in seconds.values()):
+        longest = max(parts, key=lambda name: seconds[name] or 0)
+        said = ", ".join(f"`{name}` ({row['time']})" for name, row in parts.items())
+        out.append((f"`slurm.time = {slurm['time']}` is above the time limit of partition{plural} {said}",
+                    "PartitionTimeLimit", f"lower `time` to {parts[longest]['time']} or less"))
+    room = {name: min(row["nodes"], row["max_nodes"] or row["nodes"]) for name, row in parts.items()}
+    if all(slurm["nodes"] > n for n in room.values()):
+        said = ", ".join(f"`{name}` ({n})" for name, n in room.items())
+        out.append((f"`slurm.nodes = {slurm['nodes']}` is more than partition{plural} {said} "
+                    f"give{'s' * (len(parts) == 1)} one job", "PartitionNodeLimit",
+                    f"lower `nodes` to {max(room.values())} or fewer"))
+    return out

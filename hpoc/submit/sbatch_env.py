@@ -1,0 +1,67 @@
+"""SBATCH_* variables of the submitting shell that override the spec.
+
+sbatch reads its input environment variables over the job script's `#SBATCH` lines (only its
+command line wins over them), and submitit's sbatch and `sbatch BUILD/job.sbatch` run in the
+user's shell. A site's project tool may export them (JUWELS's `jutil env activate` sets
+SBATCH_ACCOUNT): the job then runs under another account, partition or time than the spec
+says, without a word. Settings the spec leaves to the site are not in question.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# variable -> the `slurm` setting it overrides (compared as SLURM reads both)
+_SETTINGS = {
+    "SBATCH_PARTITION": "partition",
+    "SBATCH_ACCOUNT": "account",
+    "SBATCH_QOS": "qos",
+    "SBATCH_CONSTRAINT": "constraint",
+    "SBATCH_TIMELIMIT": "time",
+    "SBATCH_MEM_PER_NODE": "mem",
+}
+
+
+def overrides(plan: dict[str, Any], env: Mapping[str, str] | None = None) -> list[str]:
+    """One line for each variable in `env` (default: this process's) that overrides what
+    the plan's job script asks for."""
+    from hpoc.compiler.sections import slurm_time
+
+    env = os.environ if env is None else env
+    slurm = plan.get("slurm") or {}
+    out = []
+    for var, key in _SETTINGS.items():
+        value, mine = env.get(var), slurm.get(key)
+        if not value or mine is None:
+            continue
+        if key == "time":
+            same = slurm_time(value)[0] == slurm.get("time_s")
+        else:
+            same = _megabytes(value) == _megabytes(mine) if key == "mem" else value == mine
+        if not same:
+            shown = f'"{mine}"' if key not in ("time", "mem") else mine
+            out.append(f"`slurm.{key} = {shown}` is overridden by {var}={value} in this shell")
+    resume = plan.get("resume") or {}
+    signal = env.get("SBATCH_SIGNAL")
+    if resume.get("enabled") and signal:  # the job checkpoints and requeues on its USR2
+        out.append(f"resume's walltime signal (USR2 {resume['grace_s']} s before the time limit) is overridden "
+                   f"by SBATCH_SIGNAL={signal} in this shell")
+    return out
+
+
+def advice(line: str) -> str:
+    """`line` with what to do about it."""
+    var = line.split(" by ", 1)[1].split("=", 1)[0]
+    return (f"{line}: sbatch reads its SBATCH_* variables over the job script's #SBATCH lines; "
+            f"`unset {var}` and submit again, or write the same in the spec")
+
+
+def _megabytes(size: str) -> float | str:
+    """A SLURM size in megabytes (`64G`, `65536`: a bare number is megabytes), or the text
+    itself when it is none."""
+    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
+    text = size.strip().upper()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "M")
+    return int(number) * units[unit] if number.isdigit() else text

@@ -1136,8 +1136,8 @@ def test_deepspeed_without_gpus_warns_at_what_chose_deepspeed() -> None:
 
 @pytest.mark.parametrize(
     "text,seconds",
-    [("30", 1800), ("30:15", 1815), ("02:00:00", 7200), ("1-12", 129600), ("1-12:30", 131400),
-     ("2-00:00:10", 172810)],
+    [("30", 1800), ("30:15", 1860), ("02:00:00", 7200), ("1-12", 129600), ("1-12:30", 131400),
+     ("2-00:00:10", 172860)],  # seconds round up to the minute, as SLURM does
 )  # fmt: skip
 def test_slurm_time_formats(text: str, seconds: int) -> None:
     plan = plan_of(BASE + f'slurm {{ time = "{text}" }}\n')
@@ -1152,6 +1152,19 @@ def test_slurm_time_errors() -> None:
     assert (d.message, d.help) == ('`time` "00:61": seconds must be below 60 (got 61)',
                                    "write `00:01:01` for the same walltime")
     assert one_error(BASE + 'slurm { time = "1:2:3:4" }\n').message == '`time` is not a SLURM time: "1:2:3:4"'
+
+
+@pytest.mark.parametrize("text,written", [("270s", "270s"), ("4.5m", "4.5m"), ("00:04:30", "00:04:30"),
+                                          ("4:30", "4:30"), ('"0:04:30"', "0:04:30")])
+def test_a_walltime_in_seconds_is_the_whole_minutes_slurm_gives(text: str, written: str) -> None:
+    """`270s` was refused while `00:04:30` compiled as 270 s: SLURM rounds both up to 5 minutes."""
+    plan = plan_of(BASE + f"slurm {{ time = {text} }}\n")
+    assert (plan["slurm"]["time"], plan["slurm"]["time_s"]) == ("00:05:00", 300)
+    (w,) = [d for d in warnings(BASE + f"slurm {{ time = {text} }}\n") if d.code == "HP808"]
+    assert (where(w), w.message, w.help) == (
+        (3, 16), f"SLURM counts walltime in whole minutes: `time` {written} gives the job 00:05:00",
+        "write `00:05:00` to say so")
+    assert not [d for d in warnings(BASE + "slurm { time = 5m }\n") if d.code == "HP808"]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -16,6 +17,7 @@ from hpoc.compiler.check import (
     TYPE,
     UNKNOWN,
     VALUE,
+    WARN_WALLTIME,
     Checker,
 )
 from hpoc.compiler.space import read_domain, read_space
@@ -313,9 +315,6 @@ class _Special:
                 return None
         elif isinstance(value, A.Duration):
             seconds = value.seconds
-            if seconds != int(seconds) or seconds % 60:
-                self.ch.error(SLURM_TIME, f"`time` must be whole minutes for SLURM (got `{value.text}`)", value.span)
-                return None
         elif isinstance(value, A.Number) and isinstance(value.value, int):
             seconds = value.value * 60  # SLURM reads a bare number as minutes
         else:
@@ -329,6 +328,11 @@ class _Special:
             self.ch.error(SLURM_TIME, f"`time` must be at most 365 days (got {format_slurm_time(int(seconds))})",
                           value.span)  # fmt: skip
             return None
+        if seconds % 60:  # SLURM rounds a walltime up to whole minutes: the plan says what the job gets
+            written, seconds = value.text if isinstance(value, (A.Duration, A.Clock)) else value.value, math.ceil(seconds / 60) * 60
+            self.ch.warn(WARN_WALLTIME, f"SLURM counts walltime in whole minutes: `time` {written} gives the job "
+                                        f"{format_slurm_time(seconds)}", value.span,
+                         help=f"write `{format_slurm_time(seconds)}` to say so")  # fmt: skip
         return {"time": format_slurm_time(int(seconds)), "time_s": int(seconds)}
 
     def env(self, key: str, value: A.Value, path: str) -> str | None:

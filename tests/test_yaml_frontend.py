@@ -348,6 +348,48 @@ def test_run_config_sections(tmp_path: Path) -> None:
     assert any(w.code == "HP820" and 'run name "my run" is used as "my-run"' in w.message for w in result.warnings)
 
 
+def test_a_stop_on_time_total_s_is_the_trials_time_limit(tmp_path: Path) -> None:
+    """The YAML had no way to the per-trial `time_limit` of .hpo: Ray's `stop: {time_total_s: N}`
+    is that limit, which hpoc enforces inside an epoch too."""
+    doc = seed()
+    config(doc)["run_config"]["stop"] = {"time_total_s": 600, "training_iteration": 5}
+    trials = compiled(tmp_path, doc).plan["trials"]
+    assert (trials["time_limit_s"], trials["stop"]) == (600, {"training_iteration": 5})
+    config(doc)["run_config"]["stop"] = {"time_total_s": 90.5}
+    trials = compiled(tmp_path, doc).plan["trials"]
+    assert (trials["time_limit_s"], trials["stop"]) == (90.5, {})
+
+
+@pytest.mark.parametrize("stop, trials", [
+    ({"_target_": "ray.tune.stopper.TimeoutStopper", "timeout": 3600}, {"time_budget_s": 3600, "stop": {}}),
+    ({"class_path": "ray.tune.stopper.MaximumIterationStopper", "init_args": {"max_iter": 4}},
+     {"time_budget_s": None, "stop": {"training_iteration": 4}}),
+])
+def test_a_ray_stopper_with_a_plan_meaning_is_translated(tmp_path: Path, stop, trials) -> None:
+    """`stop` as a Ray stopper class was read as result keys (`_target_` "must be a number")."""
+    doc = seed()
+    config(doc)["run_config"]["stop"] = stop
+    plan = compiled(tmp_path, doc).plan
+    assert {k: plan["trials"][k] for k in trials} == trials
+
+
+def test_a_ray_stopper_without_a_plan_meaning_is_refused(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["run_config"]["stop"] = {"_target_": "ray.tune.stopper.TrialPlateauStopper", "metric": "loss"}
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message) == ("HP204", "`stop` cannot be a `TrialPlateauStopper`: hpoc stops trials on result "
+                                            "limits (a mapping) and on `time_budget_s`, not with Ray's stopper objects")
+    assert "scheduler: {name: asha}" in d.help
+    config(doc)["run_config"]["stop"] = {"_target_": "ray.tune.stopper.TimeoutStopper", "timeout": 60}
+    config(doc)["tune_config"]["time_budget_s"] = 3600
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message) == ("HP202", "`TimeoutStopper` and `time_budget_s` both bound the study's time")
+    config(doc)["run_config"]["stop"] = {"time_total_s": "1h"}
+    d = one_error(tmp_path, doc)  # a config has no durations: Ray's `*_s` keys are seconds
+    assert (d.code, d.message, d.help) == (
+        "HP203", '`time_total_s` must be a number of seconds, not the string "1h"', "write it in seconds: 3600")
+
+
 @pytest.mark.parametrize("section, key", [
     ("run_config", "name"), ("run_config", "storage_path"), ("run_config", "stop"),
     ("tune_config", "num_samples"), ("tune_config", "max_concurrent_trials"), ("tune_config", "reuse_actors"),

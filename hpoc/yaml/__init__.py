@@ -142,6 +142,10 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
             # no quotes there: `${a}0` is a string, as in OmegaConf
             d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
                                 "or the reference alone (`${...}` to a number is that number)")
+        if _DURATION in d.message:  # YAML has no duration: Ray's `time_budget_s`, `time_total_s` are seconds
+            seconds = _seconds(d.help[len("remove the quotes: "):]) if d.help and d.help.startswith("remove the quotes") else None
+            d = replace(d, message=d.message.replace(_DURATION, "a number of seconds"),
+                        help=f"write it in seconds: {seconds:g}" if seconds is not None else d.help)
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
         if at:
             best = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))[0]
@@ -205,6 +209,20 @@ def yaml_words(text: str) -> str:
 
     text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid(...)`", "`type: grid_search`")
     return _CALL.sub(call, text)
+
+
+_DURATION = "a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or a number of seconds"
+
+
+def _seconds(text: str) -> float | None:
+    """Seconds of a .hpo duration (`1h30m`) or walltime (`02:00:00`) written as a string."""
+    from hpoc.compiler.sections import slurm_seconds
+    from hpoc.dsl.transform import _DURATION_PART, _UNITS
+
+    if re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", text):
+        return sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+    seconds = slurm_seconds(text) if re.fullmatch(r"[\d:-]+", text) else None
+    return float(seconds) if seconds is not None else None
 
 
 def _inside(line: int, col: int, sp: A.Span) -> bool:

@@ -20,6 +20,7 @@ from hpoc.yaml.build import (
     DEFAULTED,
     DUPLICATE,
     IGNORED,
+    MISSING,
     SUBSTITUTED,
     TYPE,
     UNKNOWN,
@@ -427,10 +428,83 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
         b.error(TYPE, f"`stop` must be a mapping of result keys to limits, not {describe(stop)}", stop.span,
                 help="write e.g. `stop: {training_iteration: 10}`; a stopper function or class needs Python code")
     elif stop is not None:
-        out.trials.append(b.setting("stop", b.value(stop), run.key_span("stop")))
+        _stop(b, out, run, stop)
     out.storage, out.storage_span = storage, run.key_span("storage_path") or run.span
     _checkpoint_config(b, out, run)
     _failure_config(b, out, run)
+
+
+def _stop(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
+    """Ray's stop conditions. `time_total_s` is the trial's running time, which hpoc's
+    `time_limit` bounds as Ray counts it, and better: inside an epoch too, so a hung trial is
+    stopped. A stopper class (`_target_`/`class_path`) is read when hpoc has its meaning."""
+    if "_target_" in stop.index or "class_path" in stop.index:
+        _stopper(b, out, run, stop)
+        return
+    limits = [(k, ks, v) for k, ks, v in stop.entries if k != "time_total_s"]
+    total = b.given(stop.get("time_total_s"))
+    if total is not None:
+        out.trials.append(b.setting("time_limit", b.value(total), stop.key_span("time_total_s")))
+        b.note_in_output("trials", "`stop: {time_total_s: ...}`: a trial's time limit, inside an epoch too.")
+    if limits or total is None:
+        value = A.Map(tuple(A.Pair(k, b.value(v), key_span=ks, span=ks) for k, ks, v in limits), span=stop.span)
+        out.trials.append(b.setting("stop", value, run.key_span("stop")))
+
+
+# Ray's stoppers (ray.tune.stopper): those with a meaning in a plan, and the help for the others.
+_STOPPERS = {
+    "TimeoutStopper": None, "MaximumIterationStopper": None,
+    "TrialPlateauStopper": "stop trials that do worse than others early with `scheduler: {name: asha}` "
+                           "or `{name: median}`",
+    "ExperimentPlateauStopper": "bound the study with `num_samples` and `time_budget_s` in `tune_config`",
+    "CombinedStopper": "write the limits as one mapping, `stop: {training_iteration: 10, loss: 0.01}`, and "
+                       "the study's time as `time_budget_s` in `tune_config`",
+    "FunctionStopper": "write the limits as a mapping, e.g. `stop: {training_iteration: 10}`",
+    "NoopStopper": "remove `stop`",
+}
+
+
+def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
+    """`stop: {_target_: ray.tune.stopper.TimeoutStopper, timeout: 3600}` is the study's time
+    budget (Ray makes that stopper of `time_budget_s`); `MaximumIterationStopper(max_iter)`
+    a `training_iteration` limit. Any other stopper is refused: it would need its Python code."""
+    key = "_target_" if "_target_" in stop.index else "class_path"
+    target = stop.get(key)
+    cls = b.ray_target(target, _STOPPERS, "`stop`")  # type: ignore[arg-type]
+    entries = [e for e in stop.entries if e[0] != key]
+    if key == "class_path":
+        for k, ks, _ in entries:
+            if k != "init_args":
+                b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `stop`", ks,
+                        help="put the class's arguments under `init_args`")
+        args = b.mapping(stop.get("init_args"), "`init_args`")
+        entries = list(args.entries) if args is not None else []
+    if cls is None:
+        return
+    if _STOPPERS[cls] is not None:
+        b.error(VALUE, f"`stop` cannot be a `{cls}`: hpoc stops trials on result limits (a mapping) "
+                "and on `time_budget_s`, not with Ray's stopper objects",
+                target.span, help=_STOPPERS[cls])  # type: ignore[union-attr]
+        return
+    arg = "timeout" if cls == "TimeoutStopper" else "max_iter"
+    for k, ks, _ in entries:
+        if k != arg:
+            b.error(UNKNOWN, f"unknown key `{k}` in `{cls}`", ks, help=f"`{cls}` takes `{arg}`")
+    value = b.given(dict((k, v) for k, _, v in entries).get(arg))
+    if value is None:
+        b.error(MISSING, f"`{cls}` needs `{arg}`", target.span,  # type: ignore[union-attr]
+                help="the study's time in seconds, e.g. `timeout: 3600`" if arg == "timeout"
+                else "the reports a trial makes, e.g. `max_iter: 10`")
+        return
+    span = next(ks for k, ks, _ in entries if k == arg)
+    if cls == "MaximumIterationStopper":
+        pair = A.Pair("training_iteration", b.value(value), key_span=span, span=span)
+        out.trials.append(b.setting("stop", A.Map((pair,), span=stop.span), run.key_span("stop")))
+    elif any(s.key == "time_budget" for s in out.trials):
+        b.error(DUPLICATE, "`TimeoutStopper` and `time_budget_s` both bound the study's time", span,
+                help="keep one of them")
+    else:
+        out.trials.append(b.setting("time_budget", b.value(value), span))
 
 
 def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:

@@ -1726,6 +1726,18 @@ def test_pb2_bounds_on_a_choice_are_refused() -> None:
     assert d.help == "give `bs` a numeric domain (`qrandint`, `uniform`, ...), or let `scheduler pbt` mutate it"
 
 
+def test_pb2_bounds_on_a_constant_that_is_not_a_float_are_refused() -> None:
+    """`epochs = 8` under PB2 bounds reached the trainer as 5.37: a constant has no integer
+    domain for PB2's pick to be kept whole on. A float constant is PB2's to move."""
+    head = BASE + "space { lr = loguniform(1e-3, 1e-1), epochs = 8, wd = 0.01 }\nobjective minimize val_loss\n"
+    d = one_error(head + "scheduler pb2 { hyperparam_bounds { lr = [1e-3, 1e-1], epochs = [1, 8] } }\n")
+    assert (d.code, where(d)) == ("HP401", (5, 56))
+    assert d.message == "`scheduler pb2` picks fractional numbers between bounds, but `epochs` is the constant 8"
+    assert d.help == "give `epochs` a domain in `space` (`qrandint(...)` keeps it whole), or let `scheduler pbt` mutate it"
+    plan = plan_of(head + "scheduler pb2 { hyperparam_bounds { wd = [0.0, 0.1] } }\n")
+    assert plan["scheduler"]["options"]["hyperparam_bounds"] == {"wd": [0.0, 0.1]}
+
+
 def test_population_quantile_fraction_of_zero_exploits_nothing() -> None:
     # Ray puts ceil(n * 0) = 0 trials in each quantile: nobody exploits, nobody is copied
     head = BASE + "space { lr = uniform(0.001, 0.1), epochs = 6 }\nobjective minimize val_loss\ntrials { num_samples = 8 }\n"

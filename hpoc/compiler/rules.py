@@ -4,6 +4,7 @@ that depend on other sections (strategy, checkpoint score)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -290,6 +291,14 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                     ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
                              f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
                              help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
+                                  "or let `scheduler pbt` mutate it")  # fmt: skip
+                elif name == "pb2" and param is None and type(space.constants.get(pname)) is not float:
+                    # PB2 keeps a searched integer whole, but a constant has no domain to say so:
+                    # `epochs = 8` would reach the trainer as 5.37
+                    value = space.constants.get(pname)
+                    ch.error(SCHEDULER, f"`scheduler pb2` picks fractional numbers between bounds, but `{pname}` is "
+                             f"the constant {json.dumps(value)}", ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                             help=f"give `{pname}` a domain in `space` (`qrandint(...)` keeps it whole), "
                                   "or let `scheduler pbt` mutate it")  # fmt: skip
             opts[key] = {k: v for k, v in table.items() if v is not None}
         if out["checkpoint"]["every"] == 0:

@@ -390,6 +390,17 @@ def test_a_ray_stopper_without_a_plan_meaning_is_refused(tmp_path: Path) -> None
         "HP203", '`time_total_s` must be a number of seconds, not the string "1h"', "write it in seconds: 3600")
 
 
+def test_stop_messages_write_the_stop_as_the_config_does(tmp_path: Path) -> None:
+    """The warning quoted .hpo's map, `stop: { training_iteration = 0 }`, and an error in a
+    stopper's `max_iter` named `training_iteration`, which the config does not hold."""
+    doc = seed()
+    config(doc)["run_config"]["stop"] = {"training_iteration": 0}
+    (w,) = [w for w in compiled(tmp_path, doc).warnings if w.code == "HP805"]
+    assert w.message.startswith("`stop: {training_iteration: 0}` ends every trial at its first report")
+    config(doc)["run_config"]["stop"] = {"_target_": "ray.tune.stopper.MaximumIterationStopper", "max_iter": "x"}
+    assert one_error(tmp_path, doc).message == '`max_iter` in `stop` must be a number, not the string "x"'
+
+
 @pytest.mark.parametrize("section, key", [
     ("run_config", "name"), ("run_config", "storage_path"), ("run_config", "stop"),
     ("tune_config", "num_samples"), ("tune_config", "max_concurrent_trials"), ("tune_config", "reuse_actors"),

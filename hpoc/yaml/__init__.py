@@ -174,6 +174,7 @@ WORDS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": 
          "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
          "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
 _NESTED = re.compile(r"`(checkpoint|hyperparam_mutations|hyperparam_bounds) \{ (\w+) = ([^`{}]*) \}`")
+_STOP = re.compile(r"`stop = \{ (\w+) = ([^`{}]*) \}`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
 
@@ -207,6 +208,7 @@ def yaml_words(text: str) -> str:
             return f"`checkpoint_config: {{{WORDS.get('checkpoint.' + inner, inner)}: {value}}}`"
         return f"`{key}: {{{inner}: {value}}}`"
 
+    text = _STOP.sub(r"`stop: {\1: \2}`", text)  # `stop = { epoch = 0 }`, a map value
     text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid(...)`", "`type: grid_search`")
     return _CALL.sub(call, text)
 

@@ -478,6 +478,8 @@ def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
                 b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `stop`", ks,
                         help="put the class's arguments under `init_args`")
         args = b.mapping(stop.get("init_args"), "`init_args`")
+        if args is None and b.given(stop.get("init_args")) is not None:
+            return  # not a mapping: said, and its arguments are unknown
         entries = list(args.entries) if args is not None else []
     if cls is None:
         return
@@ -499,6 +501,7 @@ def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
     span = next(ks for k, ks, _ in entries if k == arg)
     if cls == "MaximumIterationStopper":
         pair = A.Pair("training_iteration", b.value(value), key_span=span, span=span)
+        b.names.append((value.span, "training_iteration", "max_iter"))  # its type errors, said of `max_iter`
         out.trials.append(b.setting("stop", A.Map((pair,), span=stop.span), run.key_span("stop")))
     elif any(s.key == "time_budget" for s in out.trials):
         b.error(DUPLICATE, "`TimeoutStopper` and `time_budget_s` both bound the study's time", span,

@@ -659,3 +659,14 @@ def test_a_metric_the_itwinai_loop_only_logs_is_warned_about(tmp_path: Path) -> 
     w = [w for w in compiled(tmp_path / "b", doc).warnings if w.code == "HP801"]
     assert [(x.message, x.help) for x in w] == [
         ("metric `val_loss` is not reported to Tune by the trainer", "did you mean `loss`?")]
+
+
+def test_an_accelerator_type_is_said_to_be_the_slurm_jobs_gpu_type(tmp_path: Path) -> None:
+    """Ray's `accelerator_type: A100` asks for a GPU model: "hpoc places workers itself" hid
+    where hpoc asks for one."""
+    doc = seed()
+    config(doc)["scaling_config"]["accelerator_type"] = "A100"
+    (w,) = [w for w in compiled(tmp_path, doc).warnings if "accelerator_type" in w.message]
+    assert (w.code, w.message) == ("HP821", "`accelerator_type` is ignored: the SLURM job decides which GPUs "
+                                            "the workers get")
+    assert 'slurm { gpu_type = "..." }' in w.help

@@ -670,3 +670,15 @@ def test_an_accelerator_type_is_said_to_be_the_slurm_jobs_gpu_type(tmp_path: Pat
     assert (w.code, w.message) == ("HP821", "`accelerator_type` is ignored: the SLURM job decides which GPUs "
                                             "the workers get")
     assert 'slurm { gpu_type = "..." }' in w.help
+
+
+def test_a_searchers_max_concurrent_is_named_as_written_and_sent_to_tune_config(tmp_path: Path) -> None:
+    """It was reported as "unknown key `max_concurrent_trials`", a key the config did not
+    hold, which "belongs in `trials`", a section it has not."""
+    doc = seed()
+    config(doc)["tune_config"]["search_alg"] = {"name": "hyperopt", "metric": "loss", "mode": "min",
+                                                "max_concurrent": 4}
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message, d.help) == (
+        "HP201", "unknown key `max_concurrent` in `search_alg: {name: hyperopt}`",
+        "limit the trials run at once with `max_concurrent_trials` in `tune_config`")

@@ -359,6 +359,10 @@ def _options(b: Builder, search: _Named, name: str) -> list[tuple[str, A.Span, A
     out: list[tuple[str, A.Span, A.Value]] = []
     for key, kspan, value in search.options:
         hpo = key
+        if key == "max_concurrent":  # an argument of Ray's older searchers (and BasicVariantGenerator)
+            b.error(UNKNOWN, f"unknown key `{key}` in `search_alg: {{name: {search.name}}}`", kspan,
+                    help="limit the trials run at once with `max_concurrent_trials` in `tune_config`")
+            continue
         if key in _SEED_NAMES:
             hpo = "seed"
         elif key == "n_random_steps" and name in _RANDOM_STEPS:

@@ -176,6 +176,16 @@ def test_early_stopping_measured_against_the_epochs_a_trial_runs() -> None:
                         + "scheduler asha { max_t = 27, grace_period = 1, stop_last_trials = false }\n")
 
 
+def test_early_stopping_measured_against_the_trainers_epochs_argument() -> None:
+    """`trainer:T(epochs = 20)` is what the loop trains when the space has no `epochs`, and
+    what PBT's last epoch is taken from at run time: `max_t = 10` cut every trial short unsaid."""
+    spec = ('study "t"\npipeline { trainer = trainer:T(epochs = 20) }\nspace { lr = uniform(0, 1) }\n'
+            "objective minimize val_loss\ntrials { num_samples = 8 }\nscheduler asha { max_t = 10, grace_period = 2 }\n")
+    (w,) = warnings(spec)
+    assert (w.code, where(w), w.message) == ("HP805", (6, 18), "trials stop at `max_t` = 10, before their 20 `epochs`")
+    assert not warnings(spec.replace("space { lr", "space { epochs = 10, lr"))  # the space's count wins
+
+
 def _sched(space: str, trials: str, scheduler: str, extra: str = "") -> str:
     """A study whose line 3 is `space`, 4 the objective, 5 `trials`, 6 the scheduler."""
     return (BASE + f"space {{ {space} }}\nobjective maximize val_accuracy\ntrials {{ {trials} }}\n"

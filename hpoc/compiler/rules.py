@@ -66,7 +66,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _resume_storage(ch, out)
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
-        early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), workdir)
+        early_stop.check(ch, out, early_stop.epochs_of(space, out), _label_span(sched_block), workdir)
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -258,7 +258,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
-    early_stop.settings(ch, out, early_stop.epochs_of(space), _label_span(block))
+    early_stop.settings(ch, out, early_stop.epochs_of(space, out), _label_span(block))
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
                  help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip

@@ -1162,6 +1162,7 @@ def test_slurm_time_errors() -> None:
     assert (d.message, d.help) == ('`time` "00:61": seconds must be below 60 (got 61)',
                                    "write `00:01:01` for the same walltime")
     assert one_error(BASE + 'slurm { time = "1:2:3:4" }\n').message == '`time` is not a SLURM time: "1:2:3:4"'
+    assert one_error(BASE + 'slurm { time = "90m" }\n').help == "remove the quotes: 90m"  # as `time_limit` says
 
 
 @pytest.mark.parametrize("text,written", [("270s", "270s"), ("4.5m", "4.5m"), ("00:04:30", "00:04:30"),

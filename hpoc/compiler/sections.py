@@ -308,9 +308,11 @@ class _Special:
                               help=f"write `{format_slurm_time(seconds)}` for the same walltime")  # fmt: skip
                 return None
             if seconds is None:
+                quoted = isinstance(value, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", text)
                 self.ch.error(
                     SLURM_TIME, f'`time` is not a SLURM time: "{text}"', value.span,
-                    help="SLURM accepts MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM and D-HH:MM:SS (e.g. 02:00:00)",
+                    help=f"remove the quotes: {text}" if quoted else  # a duration, as elsewhere
+                    "SLURM accepts MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM and D-HH:MM:SS (e.g. 02:00:00)",
                 )  # fmt: skip
                 return None
         elif isinstance(value, A.Duration):

@@ -331,7 +331,8 @@ class _Special:
                           value.span)  # fmt: skip
             return None
         if seconds % 60:  # SLURM rounds a walltime up to whole minutes: the plan says what the job gets
-            written, seconds = value.text if isinstance(value, (A.Duration, A.Clock)) else value.value, math.ceil(seconds / 60) * 60
+            written = value.text if isinstance(value, (A.Duration, A.Clock)) else value.value
+            seconds = math.ceil(seconds / 60) * 60
             self.ch.warn(WARN_WALLTIME, f"SLURM counts walltime in whole minutes: `time` {written} gives the job "
                                         f"{format_slurm_time(seconds)}", value.span,
                          help=f"write `{format_slurm_time(seconds)}` to say so")  # fmt: skip

@@ -430,7 +430,8 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
     if stop is not None and not isinstance(stop, YMap):
         # Ray also takes a function or a Stopper object: Python code, which a config cannot hold.
         b.error(TYPE, f"`stop` must be a mapping of result keys to limits, not {describe(stop)}", stop.span,
-                help="write e.g. `stop: {training_iteration: 10}`; a stopper function or class needs Python code")
+                help="write e.g. `stop: {training_iteration: 10}` (a stopper class as `{_target_: ...}` with its "
+                     "arguments); a stopper function needs Python code")
     elif stop is not None:
         _stop(b, out, run, stop)
     out.storage, out.storage_span = storage, run.key_span("storage_path") or run.span
@@ -471,7 +472,7 @@ _STOPPERS = {
 def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
     """`stop: {_target_: ray.tune.stopper.TimeoutStopper, timeout: 3600}` is the study's time
     budget (Ray makes that stopper of `time_budget_s`); `MaximumIterationStopper(max_iter)`
-    a `training_iteration` limit. Any other stopper is refused: it would need its Python code."""
+    a `training_iteration` limit. Any other stopper is refused, with what comes nearest."""
     key = "_target_" if "_target_" in stop.index else "class_path"
     target = stop.get(key)
     cls = b.ray_target(target, _STOPPERS, "`stop`")  # type: ignore[arg-type]

@@ -1737,6 +1737,17 @@ def test_pb2_bounds_on_a_choice_are_refused() -> None:
     assert d.help == "give `bs` a numeric domain (`qrandint`, `uniform`, ...), or let `scheduler pbt` mutate it"
 
 
+def test_a_score_order_against_the_objective_without_a_score_attribute_is_refused() -> None:
+    """`checkpoint { score_order = max }` ranked the minimised `val_loss` by max: `keep`
+    kept the worst checkpoints, without a word. The objective's own order is fine."""
+    d = one_error(BASE + "objective minimize val_loss\ncheckpoint { score_order = max }\n")
+    assert (d.code, where(d), d.message) == (
+        "HP204", (4, 14), "`score_order = max` ranks checkpoints by `val_loss`, the objective metric, which is "
+                          "minimised: the worst ones would be kept")
+    plan = plan_of(BASE + "objective minimize val_loss\ncheckpoint { score_order = min }\n")
+    assert (plan["checkpoint"]["score_attribute"], plan["checkpoint"]["score_order"]) == ("val_loss", "min")
+
+
 def test_pb2_bounds_on_a_constant_that_is_not_a_float_are_refused() -> None:
     """`epochs = 8` under PB2 bounds reached the trainer as 5.37: a constant has no integer
     domain for PB2's pick to be kept whole on. A float constant is PB2's to move."""

@@ -594,8 +594,15 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
             # exploiting trial, waiting for a CPU, loads it ("does not exist on storage").
             pass
         elif metrics:
-            c["score_attribute"] = metrics[0]["name"]
-            c["score_order"] = c["score_order"] or metrics[0]["mode"]
+            first = metrics[0]
+            if c["score_order"] not in (None, first["mode"]):  # it would keep the worst checkpoints
+                ch.error(VALUE, f"`score_order = {c['score_order']}` ranks checkpoints by `{first['name']}`, the "
+                                f"objective metric, which is {first['mode']}imised: the worst ones would be kept",
+                         ch.spans.get("checkpoint.score_order"),
+                         help="remove `score_order` (checkpoints rank as the objective does), or name the metric "
+                              "to rank by in `score_attribute`")  # fmt: skip
+            c["score_attribute"] = first["name"]
+            c["score_order"] = first["mode"]
         elif c["score_order"] is not None:
             ch.error(VALUE, "`score_order` needs `score_attribute`", ch.spans.get("checkpoint.score_order"))
     elif c["score_order"] is None:

@@ -1739,13 +1739,18 @@ def test_pb2_bounds_on_a_choice_are_refused() -> None:
 
 def test_a_score_order_against_the_objective_without_a_score_attribute_is_refused() -> None:
     """`checkpoint { score_order = max }` ranked the minimised `val_loss` by max: `keep`
-    kept the worst checkpoints, without a word. The objective's own order is fine."""
+    kept the worst checkpoints, without a word; under PBT, which keeps the latest, it was dropped
+    unsaid. The objective's own order is fine."""
     d = one_error(BASE + "objective minimize val_loss\ncheckpoint { score_order = max }\n")
     assert (d.code, where(d), d.message) == (
         "HP204", (4, 14), "`score_order = max` ranks checkpoints by `val_loss`, the objective metric, which is "
                           "minimised: the worst ones would be kept")
     plan = plan_of(BASE + "objective minimize val_loss\ncheckpoint { score_order = min }\n")
     assert (plan["checkpoint"]["score_attribute"], plan["checkpoint"]["score_order"]) == ("val_loss", "min")
+    d = one_error(BASE + "space { lr = uniform(0, 1) }\nobjective minimize val_loss\ntrials { num_samples = 4 }\n"
+                  "scheduler pbt\ncheckpoint { score_order = min }\n")  # the latest are kept: no order
+    assert (where(d), d.message) == ((7, 14), "`score_order` needs `score_attribute`: under `scheduler pbt` the "
+                                             "latest checkpoints are kept, not ranked")
 
 
 def test_pb2_bounds_on_a_constant_that_is_not_a_float_are_refused() -> None:

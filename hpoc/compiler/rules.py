@@ -592,7 +592,10 @@ def _checkpoint(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
             # Keep the latest `keep` checkpoints: a trial exploits another's latest one, and
             # keeping the best would delete a latest one that scores worse before the
             # exploiting trial, waiting for a CPU, loads it ("does not exist on storage").
-            pass
+            if c["score_order"] is not None:  # an order of nothing: Ray would drop it unsaid
+                ch.error(VALUE, f"`score_order` needs `score_attribute`: under `scheduler {out['scheduler']['name']}` "
+                                "the latest checkpoints are kept, not ranked", ch.spans.get("checkpoint.score_order"),
+                         help="remove `score_order`")  # fmt: skip
         elif metrics:
             first = metrics[0]
             if c["score_order"] not in (None, first["mode"]):  # it would keep the worst checkpoints

@@ -130,7 +130,7 @@ def test_fetching_a_bundled_dataset_makes_no_directory(tmp_path, capsys):
     root = tmp_path / "d"
     assert main(["data", "fetch", "digits", "--root", str(root)]) == 0
     assert not root.exists()
-    assert "nothing to fetch" in capsys.readouterr().out
+    assert capsys.readouterr().out == "digits: bundled with scikit-learn: nothing to fetch (--root is not used)\n"
 
 
 def test_fetch_without_the_library_says_to_install_it(monkeypatch, tmp_path, capsys):

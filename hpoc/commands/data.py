@@ -42,7 +42,7 @@ def _digits(root: str) -> str:
     from sklearn.datasets import load_digits
 
     load_digits()  # bundled with scikit-learn: nothing to download
-    return "(bundled with scikit-learn; nothing to fetch, --root is not used)"
+    return "bundled with scikit-learn: nothing to fetch (--root is not used)"
 
 
 # name -> (description, fetch(root) -> where it is)
@@ -104,5 +104,5 @@ def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
         return 1
     finally:
         socket.setdefaulttimeout(previous)
-    print(f"{name}: ready in {where}", file=out)
+    print(f"{name}: {where}" if name in BUNDLED else f"{name}: ready in {where}", file=out)
     return 0

@@ -682,3 +682,14 @@ def test_a_searchers_max_concurrent_is_named_as_written_and_sent_to_tune_config(
     assert (d.code, d.message, d.help) == (
         "HP201", "unknown key `max_concurrent` in `search_alg: {name: hyperopt}`",
         "limit the trials run at once with `max_concurrent_trials` in `tune_config`")
+
+
+def test_a_tune_or_run_config_key_in_the_other_says_where_it_belongs(tmp_path: Path) -> None:
+    """`time_budget_s` in `run_config` got the list of run_config's keys, not its home."""
+    doc = seed()
+    config(doc)["run_config"]["time_budget_s"] = 3600
+    d = one_error(tmp_path, doc)
+    assert (d.message, d.help) == ("unknown key `time_budget_s` in `run_config`", "`time_budget_s` belongs in `tune_config`")
+    doc = seed()
+    config(doc)["tune_config"]["checkpoint_config"] = {"num_to_keep": 2}
+    assert one_error(tmp_path, doc).help == "`checkpoint_config` belongs in `run_config`"

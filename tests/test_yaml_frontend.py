@@ -693,3 +693,6 @@ def test_a_tune_or_run_config_key_in_the_other_says_where_it_belongs(tmp_path: P
     doc = seed()
     config(doc)["tune_config"]["checkpoint_config"] = {"num_to_keep": 2}
     assert one_error(tmp_path, doc).help == "`checkpoint_config` belongs in `run_config`"
+    doc = seed()
+    config(doc)["tune_config"]["num_workers"] = 2  # not "takes `num_samples`, ..."
+    assert one_error(tmp_path, doc).help == "`num_workers` belongs in `scaling_config`"

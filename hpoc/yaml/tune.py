@@ -63,6 +63,7 @@ _RANDOM_STEPS = {"bayesopt": "random_search_steps", "optuna": "n_startup_trials"
 # Whole-run knobs of Ray's RunConfig that hpoc sets itself.
 _RUN_IGNORED = ("verbose", "log_to_file", "progress_reporter", "callbacks", "sync_config")
 _TUNE_IGNORED = ("trial_name_creator", "trial_dirname_creator")
+_SCALING_HOME = dict.fromkeys(("num_workers", "use_gpu", "resources_per_worker"), "scaling_config")
 _RUN_KEYS = ("storage_path", "name", "stop", "checkpoint_config", "failure_config", *_RUN_IGNORED)
 _TUNE_KEYS = ("num_samples", "metric", "mode", "scheduler", "search_alg", "max_concurrent_trials", "time_budget_s",
               "reuse_actors", *_TUNE_IGNORED)
@@ -94,7 +95,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
     if tune is not None:
         b.check_keys(tune, _TUNE_KEYS,
                      "`tune_config`", ray_class="TuneConfig",
-                     homes=dict.fromkeys(_RUN_KEYS, "run_config"))
+                     homes={**dict.fromkeys(_RUN_KEYS, "run_config"), **_SCALING_HOME})
         for key in _TUNE_IGNORED:
             if key in tune.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc manages trial processes and names itself",
@@ -414,7 +415,8 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
 
 
 def _run_config(b: Builder, out: Tune, run: YMap) -> None:
-    b.check_keys(run, _RUN_KEYS, "`run_config`", homes=dict.fromkeys(_TUNE_KEYS, "tune_config"), ray_class="RunConfig")
+    b.check_keys(run, _RUN_KEYS, "`run_config`", homes={**dict.fromkeys(_TUNE_KEYS, "tune_config"), **_SCALING_HOME},
+                 ray_class="RunConfig")
     for key in _RUN_IGNORED:
         if key in run.index:
             b.warn(IGNORED, f"`{key}` is ignored: hpoc reports progress and logs itself", run.key_span(key),

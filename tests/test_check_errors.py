@@ -1753,6 +1753,16 @@ def test_a_score_order_against_the_objective_without_a_score_attribute_is_refuse
                                              "latest checkpoints are kept, not ranked")
 
 
+def test_a_resource_finer_than_ray_counts_is_refused() -> None:
+    """Ray refuses an actor of 0.00005 CPU ("cannot go beyond 0.0001"): every trial would fail."""
+    d = one_error(BASE + "resources { cpus_per_worker = 0.00005 }\n")
+    assert (d.code, where(d), d.message) == (
+        "HP501", (3, 13), "`cpus_per_worker` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "
+                          "(got 5e-05)")
+    assert one_error(BASE + "resources { gpus_per_worker = 0.00001 }\n").message.startswith("`gpus_per_worker` must")
+    assert plan_of(BASE + "resources { cpus_per_worker = 0.0001 }\n")["resources"]["cpus_per_worker"] == 0.0001
+
+
 def test_pb2_bounds_on_a_constant_that_is_not_a_float_are_refused() -> None:
     """`epochs = 8` under PB2 bounds reached the trainer as 5.37: a constant has no integer
     domain for PB2's pick to be kept whole on. A float constant is PB2's to move."""

@@ -506,8 +506,15 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                      ch.spans.get("resources.gpus_per_worker"))  # fmt: skip
     elif isinstance(g, float):
         r["gpus_per_worker"] = int(g)
+    for key in ("cpus_per_worker", "gpus_per_worker"):
+        if 0 < r[key] < RAY_RESOURCE_STEP:  # Ray refuses the trial's actor: "cannot go beyond 0.0001"
+            ch.error(RESOURCES, f"`{key}` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "
+                                f"(got {r[key]:g})", ch.spans.get(f"resources.{key}"))  # fmt: skip
     if isinstance(r["cpus_per_worker"], float) and r["cpus_per_worker"].is_integer():
         r["cpus_per_worker"] = int(r["cpus_per_worker"])
+
+
+RAY_RESOURCE_STEP = 0.0001  # the smallest fraction of a resource Ray schedules
 
 
 # Searched names a DeepSpeed config's own `optimizer` / `scheduler` section overrides.

@@ -696,3 +696,23 @@ def test_a_tune_or_run_config_key_in_the_other_says_where_it_belongs(tmp_path: P
     doc = seed()
     config(doc)["tune_config"]["num_workers"] = 2  # not "takes `num_samples`, ..."
     assert one_error(tmp_path, doc).help == "`num_workers` belongs in `scaling_config`"
+
+
+def test_a_searcher_may_list_several_metrics_as_rays_optuna_takes_them(tmp_path: Path) -> None:
+    """`metric: [loss, accuracy]`, `mode: [min, max]` (OptunaSearch's multi-objective form)
+    was "must be a name, not a list", with "no `metric` is set" warned beside it."""
+    doc = seed()
+    tune = config(doc)["tune_config"]
+    tune["search_alg"] = {"name": "optuna", "metric": ["loss", "accuracy"], "mode": ["min", "max"]}
+    tune["metric"], tune["mode"] = "loss", "min"  # the first: what the scheduler ranks by
+    result = compiled(tmp_path, doc)
+    assert result.plan["objective"]["metrics"] == [{"name": "loss", "mode": "min"}, {"name": "accuracy", "mode": "max"}]
+    assert "HP822" not in codes(result)
+    tune["mode"] = "max"
+    d = one_error(tmp_path, doc)
+    assert d.message == "`mode` `max` contradicts `[min, max]` (`search_alg`, line 45)"
+    tune["mode"], tune["search_alg"]["mode"] = "min", ["min"]
+    assert one_error(tmp_path, doc).message == "`mode` gives 1 direction(s) for 2 metric(s)"
+    tune["search_alg"]["mode"] = ["min", "max"]
+    tune["metric"] = ["loss", "accuracy"]  # Tune's own metric is one name
+    assert one_error(tmp_path, doc).message == "`metric` in `tune_config` must be a name, not a list"

@@ -28,7 +28,7 @@ from hpoc.yaml.build import (
     Builder,
     block,
 )
-from hpoc.yaml.nodes import YMap, YNode, YScalar, describe
+from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 from hpoc.yaml.space import Param, hydra_domain, mutation_value
 
 SEARCH_NAMES = {
@@ -216,6 +216,10 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
 
 def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Named | None,
                tune_key: A.Span | None = None) -> A.Objective:
+    """`metric`/`mode` of `search_alg`, `scheduler` and `tune_config`, which must agree. A
+    searcher may list several (`metric: [loss, accuracy]`, `mode: [min, max]`, as Ray's
+    OptunaSearch takes them); a single metric elsewhere is then the first, which drives
+    schedulers as in Ray."""
     found: list[tuple[str, YNode | None, YNode | None]] = []
     if search is not None:
         found.append(("search_alg", search.metric, search.mode))
@@ -223,50 +227,71 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
         found.append(("scheduler", sched.metric, sched.mode))
     if tune is not None:
         found.append(("tune_config", tune.get("metric"), tune.get("mode")))
-    metric = mode = None
-    metric_node = mode_node = None
-    bad_mode = False  # an invalid mode is an error already: no "no mode is set" besides it
-    set_in: dict[str, str] = {}  # the section that set the metric / mode first
+    chosen: dict[str, list[tuple[str, A.Span]]] = {}  # kind -> (value, span) of each, first setting
+    first: dict[str, tuple[str, YNode]] = {}  # kind -> (section, node) that set it
+    bad = set()  # a value that is an error already: no "is not set" besides it
     for where, m, md in found:
         for node, kind in ((m, "metric"), (md, "mode")):
-            if node is None or (isinstance(node, YScalar) and node.value is None):  # Ray's default: unset
+            if b.given(node) is None:  # Ray's default: unset
                 continue
-            value = b.word(node, f"`{kind}` in `{where}`")
-            if value is None:
+            values = _words(b, node, f"`{kind}` in `{where}`", several=where == "search_alg")
+            if values is None or (kind == "mode" and not _modes(b, values)):
+                bad.add(kind)
                 continue
-            if kind == "mode" and value not in ("min", "max"):
-                word = value.lower()[:3]  # `minimize`, as .hpo spells it: far from `min` by edits
-                b.error(VALUE, f"`mode` must be `min` or `max`, not `{value}`", node.span,
-                        help=f"did you mean `{word}`?" if word in ("min", "max") else did_you_mean(value, ["min", "max"]))
-                bad_mode = True
-                continue
-            first = metric_node if kind == "metric" else mode_node
-            current = metric if kind == "metric" else mode
-            if current is not None and current != value:
-                at = f" (`{set_in[kind]}`, line {first.span.line})" if first else ""
-                b.error(VALUE, f"`{kind}` `{value}` contradicts `{current}`{at}", node.span,
-                        help=f"Ray optimises one {kind}: use `{current}` everywhere")
-                continue
+            current = chosen.get(kind)
+            names, have = [v for v, _ in values], [v for v, _ in current or ()]
             if current is None:
-                set_in[kind] = where
-            if kind == "metric" and metric is None:
-                metric, metric_node = value, node
-            elif kind == "mode" and mode is None:
-                mode, mode_node = value, node
-    # Unset: at the `tune_config:` key, not at whichever setting its mapping starts with.
-    span = (metric_node or mode_node).span if (metric_node or mode_node) else (tune_key or (tune.span if tune else None))
-    if metric is None:
-        metric = "loss"
+                chosen[kind], first[kind] = values, (where, node)
+            elif names != have and not (len(names) == 1 and names[0] == have[0]) \
+                    and not (len(have) == 1 and have[0] == names[0]):
+                section, at = first[kind]
+                shown = lambda vs: vs[0] if len(vs) == 1 else "[" + ", ".join(vs) + "]"  # noqa: E731
+                b.error(VALUE, f"`{kind}` `{shown(names)}` contradicts `{shown(have)}` (`{section}`, line "
+                        f"{at.span.line})", node.span,
+                        help=f"Ray optimises one {kind}: use `{shown(have)}` everywhere" if len(have) == 1
+                        else f"give the first of `{shown(have)}` elsewhere, or the same list")
+            elif len(names) > len(have):
+                chosen[kind], first[kind] = values, (where, node)
+    metrics, modes = chosen.get("metric"), chosen.get("mode")
+    span = first["metric"][1].span if metrics else first["mode"][1].span if modes else \
+        (tune_key or (tune.span if tune else None))  # unset: at the `tune_config:` key
+    if metrics is None and "metric" not in bad:
         b.warn(DEFAULTED, "no `metric` is set: optimising `loss` (itwinai's default)", span,
                help="add `metric: loss` and `mode: min` to " + ("`search_alg` (or `tune_config`)" if search
                                                                  else "`tune_config`"))
-    if mode is None:
-        mode = "min"
-        if not bad_mode:
-            b.warn(DEFAULTED, f"no `mode` is set for `{metric}`: minimising it (itwinai's default)",
-                   metric_node.span if metric_node else span, help="add `mode: min` or `mode: max`")
-    gspan = metric_node.span if metric_node else span
-    return A.Objective((A.Goal(mode, metric, span=gspan),), span=gspan)
+    metrics = metrics or [("loss", span)]
+    if modes is None:
+        modes = [("min", span)] * len(metrics)
+        if not bad:
+            names = ", ".join(f"`{m}`" for m, _ in metrics)
+            b.warn(DEFAULTED, f"no `mode` is set for {names}: minimising {'it' if len(metrics) == 1 else 'them'} "
+                   "(itwinai's default)", span, help="add `mode: min` or `mode: max`")
+    elif len(modes) != len(metrics):
+        b.error(VALUE, f"`mode` gives {len(modes)} direction(s) for {len(metrics)} metric(s)", first["mode"][1].span,
+                help="give one `mode` per `metric`, in the same order")
+        modes = [modes[0]] * len(metrics)
+    goals = tuple(A.Goal(md, m, span=sp) for (m, sp), (md, _) in zip(metrics, modes))
+    return A.Objective(goals, span=goals[0].span)
+
+
+def _words(b: Builder, node: YNode, where: str, several: bool) -> list[tuple[str, A.Span]] | None:
+    """A name, or (where `several`) a list of names, each with its span; None after an error."""
+    if several and isinstance(node, YSeq) and node.items:
+        names = [b.word(i, where) for i in node.items]
+        return None if None in names else [(n, i.span) for n, i in zip(names, node.items)]  # type: ignore[misc]
+    name = b.word(node, where)
+    return None if name is None else [(name, node.span)]
+
+
+def _modes(b: Builder, values: list[tuple[str, A.Span]]) -> bool:
+    ok = True
+    for value, span in values:
+        if value not in ("min", "max"):
+            word = value.lower()[:3]  # `minimize`, as .hpo spells it: far from `min` by edits
+            b.error(VALUE, f"`mode` must be `min` or `max`, not `{value}`", span,
+                    help=f"did you mean `{word}`?" if word in ("min", "max") else did_you_mean(value, ["min", "max"]))
+            ok = False
+    return ok
 
 
 # ------------------------------------------------------------------------- scheduler

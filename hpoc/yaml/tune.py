@@ -245,11 +245,10 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
             elif names != have and not (len(names) == 1 and names[0] == have[0]) \
                     and not (len(have) == 1 and have[0] == names[0]):
                 section, at = first[kind]
-                shown = lambda vs: vs[0] if len(vs) == 1 else "[" + ", ".join(vs) + "]"  # noqa: E731
-                b.error(VALUE, f"`{kind}` `{shown(names)}` contradicts `{shown(have)}` (`{section}`, line "
+                b.error(VALUE, f"`{kind}` `{_shown(names)}` contradicts `{_shown(have)}` (`{section}`, line "
                         f"{at.span.line})", node.span,
-                        help=f"Ray optimises one {kind}: use `{shown(have)}` everywhere" if len(have) == 1
-                        else f"give the first of `{shown(have)}` elsewhere, or the same list")
+                        help=f"Ray optimises one {kind}: use `{_shown(have)}` everywhere" if len(have) == 1
+                        else f"give the first of `{_shown(have)}` elsewhere, or the same list")
             elif len(names) > len(have):
                 chosen[kind], first[kind] = values, (where, node)
     metrics, modes = chosen.get("metric"), chosen.get("mode")
@@ -272,6 +271,10 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
         modes = [modes[0]] * len(metrics)
     goals = tuple(A.Goal(md, m, span=sp) for (m, sp), (md, _) in zip(metrics, modes))
     return A.Objective(goals, span=goals[0].span)
+
+
+def _shown(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else "[" + ", ".join(names) + "]"
 
 
 def _words(b: Builder, node: YNode, where: str, several: bool) -> list[tuple[str, A.Span]] | None:

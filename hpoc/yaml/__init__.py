@@ -143,7 +143,8 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
             d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
                                 "or the reference alone (`${...}` to a number is that number)")
         if _DURATION in d.message:  # YAML has no duration: Ray's `time_budget_s`, `time_total_s` are seconds
-            seconds = _seconds(d.help[len("remove the quotes: "):]) if d.help and d.help.startswith("remove the quotes") else None
+            quoted = d.help and d.help.startswith("remove the quotes: ")
+            seconds = _seconds(d.help[len("remove the quotes: "):]) if quoted else None  # type: ignore[index]
             d = replace(d, message=d.message.replace(_DURATION, "a number of seconds"),
                         help=f"write it in seconds: {seconds:g}" if seconds is not None else d.help)
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]

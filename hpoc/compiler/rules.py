@@ -458,6 +458,9 @@ def _roles_of(out: dict[str, Any], module: str) -> str:
 # ----------------------------------------------------------------------- resources
 
 
+RAY_RESOURCE_STEP = 0.0001  # the smallest fraction of a resource Ray schedules
+
+
 def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     r = out["resources"]
     ds = r["deepspeed"]
@@ -512,9 +515,6 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                                 f"(got {r[key]:g})", ch.spans.get(f"resources.{key}"))  # fmt: skip
     if isinstance(r["cpus_per_worker"], float) and r["cpus_per_worker"].is_integer():
         r["cpus_per_worker"] = int(r["cpus_per_worker"])
-
-
-RAY_RESOURCE_STEP = 0.0001  # the smallest fraction of a resource Ray schedules
 
 
 # Searched names a DeepSpeed config's own `optimizer` / `scheduler` section overrides.

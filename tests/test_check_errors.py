@@ -1763,6 +1763,20 @@ def test_a_resource_finer_than_ray_counts_is_refused() -> None:
     assert plan_of(BASE + "resources { cpus_per_worker = 0.0001 }\n")["resources"]["cpus_per_worker"] == 0.0001
 
 
+def test_ax_parameter_constraints_name_numeric_parameters_of_the_space() -> None:
+    """Ax fails the study building its search space from a constraint on an unknown name."""
+    head = BASE + 'space { lr = uniform(0.001, 0.1), wd = uniform(0, 0.1), act = choice("relu", "tanh") }\n' \
+                  "objective minimize val_loss\n"
+    d = one_error(head + 'search ax { parameter_constraints = ["lr + 1e-3 <= 0.1", "lr + dropout <= 1"] }\n')
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP201", (5, 58), '`parameter_constraints` "lr + dropout <= 1" names `dropout`, which is not searched in '
+                          "`space`", "constrain `lr` or `wd`")
+    d = one_error(head + 'search ax { parameter_constraints = ["act <= 1"] }\n')
+    assert (d.code, d.message) == ("HP304", '`parameter_constraints` "act <= 1" names `act`, a `choice` parameter: '
+                                            "Ax constrains numeric parameters only")
+    assert plan_of(head + 'search ax { parameter_constraints = ["2*lr + wd <= 0.15"] }\n')
+
+
 def test_pb2_bounds_on_a_constant_that_is_not_a_float_are_refused() -> None:
     """`epochs = 8` under PB2 bounds reached the trainer as 5.37: a constant has no integer
     domain for PB2's pick to be kept whole on. A float constant is PB2's to move."""

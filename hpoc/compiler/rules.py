@@ -34,9 +34,9 @@ from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
-from hpoc.compiler.values import expand_path, setting_value
+from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
-from hpoc.errors import did_you_mean
+from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import grid_bound, total_trials
 
 
@@ -240,12 +240,33 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
         opts["points_to_evaluate"] = check_points(ch, points, space, setting_value(block, "points_to_evaluate"),
                                                   ch.spans.get("search.options.points_to_evaluate"),
                                                   total_trials(out))
+    if alg == "ax" and opts.get("parameter_constraints"):
+        _ax_constraints(ch, opts["parameter_constraints"], space, block)
     if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
         ch.error(VALUE, f"`n_startup_trials` does not apply to `sampler = {opts.get('sampler')}`",
                  ch.spans.get("search.options.n_startup_trials"), help="it applies to tpe, gp and cmaes")  # fmt: skip
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
+
+
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_][\w.]*")  # a parameter in `lr + wd <= 0.1`; not the e of 1e-3
+
+
+def _ax_constraints(ch: Checker, constraints: list[str], space: Space, block: Any) -> None:
+    """Ax's `parameter_constraints` ("lr + wd <= 0.1") name numeric parameters: another name
+    fails the study when Ax builds its search space."""
+    spans = item_spans(block, "parameter_constraints") or [ch.spans.get("search.options.parameter_constraints")]
+    numeric = [p.name for p in space.params if p.domain not in T.CATEGORICAL]
+    for text, span in zip(constraints, spans * len(constraints) if len(spans) == 1 else spans):
+        for name in _NAME.findall(text):
+            param = space.param(name)
+            if param is None:
+                ch.error(UNKNOWN, f'`parameter_constraints` "{text}" names `{name}`, which is not searched in `space`',
+                         span, help=did_you_mean(name, numeric) or f"constrain {one_of(numeric)}" if numeric else None)  # fmt: skip
+            elif param.domain in T.CATEGORICAL:
+                ch.error(SEARCHER, f'`parameter_constraints` "{text}" names `{name}`, a `{param.domain}` '
+                                   "parameter: Ax constrains numeric parameters only", span)  # fmt: skip
 
 
 # ----------------------------------------------------------------------- scheduler

@@ -176,6 +176,16 @@ def test_early_stopping_measured_against_the_epochs_a_trial_runs() -> None:
                         + "scheduler asha { max_t = 27, grace_period = 1, stop_last_trials = false }\n")
 
 
+def test_early_stopping_measured_against_the_trainers_epochs_argument() -> None:
+    """`trainer:T(epochs = 20)` is what the loop trains when the space has no `epochs`, and
+    what PBT's last epoch is taken from at run time: `max_t = 10` cut every trial short unsaid."""
+    spec = ('study "t"\npipeline { trainer = trainer:T(epochs = 20) }\nspace { lr = uniform(0, 1) }\n'
+            "objective minimize val_loss\ntrials { num_samples = 8 }\nscheduler asha { max_t = 10, grace_period = 2 }\n")
+    (w,) = warnings(spec)
+    assert (w.code, where(w), w.message) == ("HP805", (6, 18), "trials stop at `max_t` = 10, before their 20 `epochs`")
+    assert not warnings(spec.replace("space { lr", "space { epochs = 10, lr"))  # the space's count wins
+
+
 def _sched(space: str, trials: str, scheduler: str, extra: str = "") -> str:
     """A study whose line 3 is `space`, 4 the objective, 5 `trials`, 6 the scheduler."""
     return (BASE + f"space {{ {space} }}\nobjective maximize val_accuracy\ntrials {{ {trials} }}\n"
@@ -1136,8 +1146,8 @@ def test_deepspeed_without_gpus_warns_at_what_chose_deepspeed() -> None:
 
 @pytest.mark.parametrize(
     "text,seconds",
-    [("30", 1800), ("30:15", 1815), ("02:00:00", 7200), ("1-12", 129600), ("1-12:30", 131400),
-     ("2-00:00:10", 172810)],
+    [("30", 1800), ("30:15", 1860), ("02:00:00", 7200), ("1-12", 129600), ("1-12:30", 131400),
+     ("2-00:00:10", 172860)],  # seconds round up to the minute, as SLURM does
 )  # fmt: skip
 def test_slurm_time_formats(text: str, seconds: int) -> None:
     plan = plan_of(BASE + f'slurm {{ time = "{text}" }}\n')
@@ -1152,6 +1162,20 @@ def test_slurm_time_errors() -> None:
     assert (d.message, d.help) == ('`time` "00:61": seconds must be below 60 (got 61)',
                                    "write `00:01:01` for the same walltime")
     assert one_error(BASE + 'slurm { time = "1:2:3:4" }\n').message == '`time` is not a SLURM time: "1:2:3:4"'
+    assert one_error(BASE + 'slurm { time = "90m" }\n').help == "remove the quotes: 90m"  # as `time_limit` says
+
+
+@pytest.mark.parametrize("text,written", [("270s", "270s"), ("4.5m", "4.5m"), ("00:04:30", "00:04:30"),
+                                          ("4:30", "4:30"), ('"0:04:30"', "0:04:30")])
+def test_a_walltime_in_seconds_is_the_whole_minutes_slurm_gives(text: str, written: str) -> None:
+    """`270s` was refused while `00:04:30` compiled as 270 s: SLURM rounds both up to 5 minutes."""
+    plan = plan_of(BASE + f"slurm {{ time = {text} }}\n")
+    assert (plan["slurm"]["time"], plan["slurm"]["time_s"]) == ("00:05:00", 300)
+    (w,) = [d for d in warnings(BASE + f"slurm {{ time = {text} }}\n") if d.code == "HP808"]
+    assert (where(w), w.message, w.help) == (
+        (3, 16), f"SLURM counts walltime in whole minutes: `time` {written} gives the job 00:05:00",
+        "write `00:05:00` to say so")
+    assert not [d for d in warnings(BASE + "slurm { time = 5m }\n") if d.code == "HP808"]
 
 
 @pytest.mark.parametrize(
@@ -1720,6 +1744,58 @@ def test_pb2_bounds_on_a_choice_are_refused() -> None:
     assert (d.code, where(d)) == ("HP401", (6, 56))
     assert d.message == "`scheduler pb2` picks numbers between bounds, but `bs` is a `choice` parameter"
     assert d.help == "give `bs` a numeric domain (`qrandint`, `uniform`, ...), or let `scheduler pbt` mutate it"
+
+
+def test_a_score_order_against_the_objective_without_a_score_attribute_is_refused() -> None:
+    """`checkpoint { score_order = max }` ranked the minimised `val_loss` by max: `keep`
+    kept the worst checkpoints, without a word; under PBT, which keeps the latest, it was dropped
+    unsaid. The objective's own order is fine."""
+    d = one_error(BASE + "objective minimize val_loss\ncheckpoint { score_order = max }\n")
+    assert (d.code, where(d), d.message) == (
+        "HP204", (4, 14), "`score_order = max` ranks checkpoints by `val_loss`, the objective metric, which is "
+                          "minimised: the worst ones would be kept")
+    plan = plan_of(BASE + "objective minimize val_loss\ncheckpoint { score_order = min }\n")
+    assert (plan["checkpoint"]["score_attribute"], plan["checkpoint"]["score_order"]) == ("val_loss", "min")
+    d = one_error(BASE + "space { lr = uniform(0, 1) }\nobjective minimize val_loss\ntrials { num_samples = 4 }\n"
+                  "scheduler pbt\ncheckpoint { score_order = min }\n")  # the latest are kept: no order
+    assert (where(d), d.message) == ((7, 14), "`score_order` needs `score_attribute`: under `scheduler pbt` the "
+                                             "latest checkpoints are kept, not ranked")
+
+
+def test_a_resource_finer_than_ray_counts_is_refused() -> None:
+    """Ray refuses an actor of 0.00005 CPU ("cannot go beyond 0.0001"): every trial would fail."""
+    d = one_error(BASE + "resources { cpus_per_worker = 0.00005 }\n")
+    assert (d.code, where(d), d.message) == (
+        "HP501", (3, 13), "`cpus_per_worker` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "
+                          "(got 5e-05)")
+    assert one_error(BASE + "resources { gpus_per_worker = 0.00001 }\n").message.startswith("`gpus_per_worker` must")
+    assert plan_of(BASE + "resources { cpus_per_worker = 0.0001 }\n")["resources"]["cpus_per_worker"] == 0.0001
+
+
+def test_ax_parameter_constraints_name_numeric_parameters_of_the_space() -> None:
+    """Ax fails the study building its search space from a constraint on an unknown name."""
+    head = BASE + 'space { lr = uniform(0.001, 0.1), wd = uniform(0, 0.1), act = choice("relu", "tanh") }\n' \
+                  "objective minimize val_loss\n"
+    d = one_error(head + 'search ax { parameter_constraints = ["lr + 1e-3 <= 0.1", "lr + dropout <= 1"] }\n')
+    assert (d.code, where(d), d.message, d.help) == (
+        "HP201", (5, 58), '`parameter_constraints` "lr + dropout <= 1" names `dropout`, which is not searched in '
+                          "`space`", "constrain `lr` or `wd`")
+    d = one_error(head + 'search ax { parameter_constraints = ["act <= 1"] }\n')
+    assert (d.code, d.message) == ("HP304", '`parameter_constraints` "act <= 1" names `act`, a `choice` parameter: '
+                                            "Ax constrains numeric parameters only")
+    assert plan_of(head + 'search ax { parameter_constraints = ["2*lr + wd <= 0.15"] }\n')
+
+
+def test_pb2_bounds_on_a_constant_that_is_not_a_float_are_refused() -> None:
+    """`epochs = 8` under PB2 bounds reached the trainer as 5.37: a constant has no integer
+    domain for PB2's pick to be kept whole on. A float constant is PB2's to move."""
+    head = BASE + "space { lr = loguniform(1e-3, 1e-1), epochs = 8, wd = 0.01 }\nobjective minimize val_loss\n"
+    d = one_error(head + "scheduler pb2 { hyperparam_bounds { lr = [1e-3, 1e-1], epochs = [1, 8] } }\n")
+    assert (d.code, where(d)) == ("HP401", (5, 56))
+    assert d.message == "`scheduler pb2` picks fractional numbers between bounds, but `epochs` is the constant 8"
+    assert d.help == "give `epochs` a domain in `space` (`qrandint(...)` keeps it whole), or let `scheduler pbt` mutate it"
+    plan = plan_of(head + "scheduler pb2 { hyperparam_bounds { wd = [0.0, 0.1] } }\n")
+    assert plan["scheduler"]["options"]["hyperparam_bounds"] == {"wd": [0.0, 0.1]}
 
 
 def test_population_quantile_fraction_of_zero_exploits_nothing() -> None:

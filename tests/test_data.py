@@ -123,3 +123,19 @@ def test_fetch_into_a_root_that_is_a_file_does_not_blame_the_network(tmp_path, c
     assert main(["data", "fetch", "fashion-mnist", "--root", str(archive)]) == 1
     err = capsys.readouterr().err
     assert f"cannot make the directory {archive}" in err and "internet" not in err
+
+
+def test_fetching_a_bundled_dataset_makes_no_directory(tmp_path, capsys):
+    """`digits` ships with scikit-learn: `fetch digits --root d` made an empty `d`."""
+    root = tmp_path / "d"
+    assert main(["data", "fetch", "digits", "--root", str(root)]) == 0
+    assert not root.exists()
+    assert capsys.readouterr().out == "digits: bundled with scikit-learn: nothing to fetch (--root is not used)\n"
+
+
+def test_fetch_without_the_library_says_to_install_it(monkeypatch, tmp_path, capsys):
+    """A Python without scikit-learn (or torchvision) printed a traceback."""
+    monkeypatch.setitem(__import__("sys").modules, "sklearn.datasets", None)  # import fails
+    assert main(["data", "fetch", "digits", "--root", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot fetch `digits`" in err and "install scikit-learn" in err and "internet" not in err

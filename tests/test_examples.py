@@ -145,6 +145,30 @@ def test_fashion_mnist_unpacked_in_the_wrong_place_says_where_the_files_are(tmp_
     assert "the files are in" not in _fashion_error(tmp_path / "empty" / "nothing")
 
 
+def test_fashion_mnist_in_torchvisions_older_processed_layout_is_accepted_as_torchvision_does(tmp_path):
+    """torchvision 0.29 still reads `FashionMNIST/processed/{training,test}.pt`, before raw/;
+    `check()` (the login node's preflight) refused that directory as missing."""
+
+    processed = tmp_path / "old" / "FashionMNIST" / "processed"
+    processed.mkdir(parents=True)
+    for name, n in (("training.pt", 8), ("test.pt", 4)):
+        torch.save((torch.zeros(n, 28, 28, dtype=torch.uint8), torch.arange(n) % 10), processed / name)
+    getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / "fashion_mnist"))(root=str(tmp_path / "old"))
+    getter.check()
+    train, test = getter.execute()
+    assert (len(train), len(test)) == (8, 4)
+
+    (processed / "training.pt").write_bytes(b"cut")  # torchvision would load it, raw/ or not
+    with pytest.raises(OSError) as caught:
+        getter.check()
+    assert f"{processed / 'training.pt'} cannot be loaded" in str(caught.value)
+    assert f"torchvision reads {processed} before raw/: remove it" in str(caught.value)
+
+    (processed / "training.pt").unlink()  # half the layout: torchvision looks in raw/
+    assert f"{processed} holds test.pt only: torchvision reads that layout with training.pt and test.pt " \
+           "both there" in _fashion_error(tmp_path / "old")
+
+
 def test_fashion_mnist_root_expands_home_and_variables_as_storage_path_does(tmp_path, monkeypatch):
     """`root = "$SCRATCH/fashion"` was read as a directory named `$SCRATCH` in the study's
     directory, where `storage.path` of the same spec expands it."""

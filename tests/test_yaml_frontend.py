@@ -348,6 +348,59 @@ def test_run_config_sections(tmp_path: Path) -> None:
     assert any(w.code == "HP820" and 'run name "my run" is used as "my-run"' in w.message for w in result.warnings)
 
 
+def test_a_stop_on_time_total_s_is_the_trials_time_limit(tmp_path: Path) -> None:
+    """The YAML had no way to the per-trial `time_limit` of .hpo: Ray's `stop: {time_total_s: N}`
+    is that limit, which hpoc enforces inside an epoch too."""
+    doc = seed()
+    config(doc)["run_config"]["stop"] = {"time_total_s": 600, "training_iteration": 5}
+    trials = compiled(tmp_path, doc).plan["trials"]
+    assert (trials["time_limit_s"], trials["stop"]) == (600, {"training_iteration": 5})
+    config(doc)["run_config"]["stop"] = {"time_total_s": 90.5}
+    trials = compiled(tmp_path, doc).plan["trials"]
+    assert (trials["time_limit_s"], trials["stop"]) == (90.5, {})
+
+
+@pytest.mark.parametrize("stop, trials", [
+    ({"_target_": "ray.tune.stopper.TimeoutStopper", "timeout": 3600}, {"time_budget_s": 3600, "stop": {}}),
+    ({"class_path": "ray.tune.stopper.MaximumIterationStopper", "init_args": {"max_iter": 4}},
+     {"time_budget_s": None, "stop": {"training_iteration": 4}}),
+])
+def test_a_ray_stopper_with_a_plan_meaning_is_translated(tmp_path: Path, stop, trials) -> None:
+    """`stop` as a Ray stopper class was read as result keys (`_target_` "must be a number")."""
+    doc = seed()
+    config(doc)["run_config"]["stop"] = stop
+    plan = compiled(tmp_path, doc).plan
+    assert {k: plan["trials"][k] for k in trials} == trials
+
+
+def test_a_ray_stopper_without_a_plan_meaning_is_refused(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["run_config"]["stop"] = {"_target_": "ray.tune.stopper.TrialPlateauStopper", "metric": "loss"}
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message) == ("HP204", "`stop` cannot be a `TrialPlateauStopper`: hpoc stops trials on result "
+                                            "limits (a mapping) and on `time_budget_s`, not with Ray's stopper objects")
+    assert "scheduler: {name: asha}" in d.help
+    config(doc)["run_config"]["stop"] = {"_target_": "ray.tune.stopper.TimeoutStopper", "timeout": 60}
+    config(doc)["tune_config"]["time_budget_s"] = 3600
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message) == ("HP202", "`TimeoutStopper` and `time_budget_s` both bound the study's time")
+    config(doc)["run_config"]["stop"] = {"time_total_s": "1h"}
+    d = one_error(tmp_path, doc)  # a config has no durations: Ray's `*_s` keys are seconds
+    assert (d.code, d.message, d.help) == (
+        "HP203", '`time_total_s` must be a number of seconds, not the string "1h"', "write it in seconds: 3600")
+
+
+def test_stop_messages_write_the_stop_as_the_config_does(tmp_path: Path) -> None:
+    """The warning quoted .hpo's map, `stop: { training_iteration = 0 }`, and an error in a
+    stopper's `max_iter` named `training_iteration`, which the config does not hold."""
+    doc = seed()
+    config(doc)["run_config"]["stop"] = {"training_iteration": 0}
+    (w,) = [w for w in compiled(tmp_path, doc).warnings if w.code == "HP805"]
+    assert w.message.startswith("`stop: {training_iteration: 0}` ends every trial at its first report")
+    config(doc)["run_config"]["stop"] = {"_target_": "ray.tune.stopper.MaximumIterationStopper", "max_iter": "x"}
+    assert one_error(tmp_path, doc).message == '`max_iter` in `stop` must be a number, not the string "x"'
+
+
 @pytest.mark.parametrize("section, key", [
     ("run_config", "name"), ("run_config", "storage_path"), ("run_config", "stop"),
     ("tune_config", "num_samples"), ("tune_config", "max_concurrent_trials"), ("tune_config", "reuse_actors"),
@@ -606,3 +659,60 @@ def test_a_metric_the_itwinai_loop_only_logs_is_warned_about(tmp_path: Path) -> 
     w = [w for w in compiled(tmp_path / "b", doc).warnings if w.code == "HP801"]
     assert [(x.message, x.help) for x in w] == [
         ("metric `val_loss` is not reported to Tune by the trainer", "did you mean `loss`?")]
+
+
+def test_an_accelerator_type_is_said_to_be_the_slurm_jobs_gpu_type(tmp_path: Path) -> None:
+    """Ray's `accelerator_type: A100` asks for a GPU model: "hpoc places workers itself" hid
+    where hpoc asks for one."""
+    doc = seed()
+    config(doc)["scaling_config"]["accelerator_type"] = "A100"
+    (w,) = [w for w in compiled(tmp_path, doc).warnings if "accelerator_type" in w.message]
+    assert (w.code, w.message) == ("HP821", "`accelerator_type` is ignored: the SLURM job decides which GPUs "
+                                            "the workers get")
+    assert 'slurm { gpu_type = "..." }' in w.help
+
+
+def test_a_searchers_max_concurrent_is_named_as_written_and_sent_to_tune_config(tmp_path: Path) -> None:
+    """It was reported as "unknown key `max_concurrent_trials`", a key the config did not
+    hold, which "belongs in `trials`", a section it has not."""
+    doc = seed()
+    config(doc)["tune_config"]["search_alg"] = {"name": "hyperopt", "metric": "loss", "mode": "min",
+                                                "max_concurrent": 4}
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message, d.help) == (
+        "HP201", "unknown key `max_concurrent` in `search_alg: {name: hyperopt}`",
+        "limit the trials run at once with `max_concurrent_trials` in `tune_config`")
+
+
+def test_a_tune_or_run_config_key_in_the_other_says_where_it_belongs(tmp_path: Path) -> None:
+    """`time_budget_s` in `run_config` got the list of run_config's keys, not its home."""
+    doc = seed()
+    config(doc)["run_config"]["time_budget_s"] = 3600
+    d = one_error(tmp_path, doc)
+    assert (d.message, d.help) == ("unknown key `time_budget_s` in `run_config`", "`time_budget_s` belongs in `tune_config`")
+    doc = seed()
+    config(doc)["tune_config"]["checkpoint_config"] = {"num_to_keep": 2}
+    assert one_error(tmp_path, doc).help == "`checkpoint_config` belongs in `run_config`"
+    doc = seed()
+    config(doc)["tune_config"]["num_workers"] = 2  # not "takes `num_samples`, ..."
+    assert one_error(tmp_path, doc).help == "`num_workers` belongs in `scaling_config`"
+
+
+def test_a_searcher_may_list_several_metrics_as_rays_optuna_takes_them(tmp_path: Path) -> None:
+    """`metric: [loss, accuracy]`, `mode: [min, max]` (OptunaSearch's multi-objective form)
+    was "must be a name, not a list", with "no `metric` is set" warned beside it."""
+    doc = seed()
+    tune = config(doc)["tune_config"]
+    tune["search_alg"] = {"name": "optuna", "metric": ["loss", "accuracy"], "mode": ["min", "max"]}
+    tune["metric"], tune["mode"] = "loss", "min"  # the first: what the scheduler ranks by
+    result = compiled(tmp_path, doc)
+    assert result.plan["objective"]["metrics"] == [{"name": "loss", "mode": "min"}, {"name": "accuracy", "mode": "max"}]
+    assert "HP822" not in codes(result)
+    tune["mode"] = "max"
+    d = one_error(tmp_path, doc)
+    assert d.message == "`mode` `max` contradicts `[min, max]` (`search_alg`, line 45)"
+    tune["mode"], tune["search_alg"]["mode"] = "min", ["min"]
+    assert one_error(tmp_path, doc).message == "`mode` gives 1 direction(s) for 2 metric(s)"
+    tune["search_alg"]["mode"] = ["min", "max"]
+    tune["metric"] = ["loss", "accuracy"]  # Tune's own metric is one name
+    assert one_error(tmp_path, doc).message == "`metric` in `tune_config` must be a name, not a list"

@@ -1,4 +1,5 @@
-"""Data for the Fashion-MNIST study, read by torchvision's own FashionMNIST loader.
+"""Data for the Fashion-MNIST study, read by torchvision's own FashionMNIST loader (from
+`<root>/FashionMNIST/raw/`, or the older `processed/{training,test}.pt`, which it still reads).
 
 Compute nodes have no internet, so nothing is downloaded at run time: fetch the dataset once
 on a login node with `hpoc data fetch fashion-mnist --root DIR`. A relative `root` is taken
@@ -14,6 +15,21 @@ import shlex
 import torch
 
 FETCH = "hpoc data fetch fashion-mnist --root {root}"
+# torchvision's older layout, `<root>/FashionMNIST/processed/`: it still reads it, before raw/.
+PROCESSED = ("training.pt", "test.pt")
+
+
+def _processed_problem(path: str) -> str | None:
+    """Why torchvision could not use a processed/*.pt file, or None: it loads an
+    `(images, labels)` pair of tensors, images `(N, 28, 28)` and one label each."""
+    try:
+        pair = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+        return f"{path} cannot be loaded ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    ok = isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, torch.Tensor) for t in pair)
+    if not ok or pair[0].dim() != 3 or tuple(pair[0].shape[1:]) != (28, 28) or pair[1].shape != pair[0].shape[:1]:
+        return f"{path} is not a pair of images (N, 28, 28) and N labels"
+    return None
 
 
 class FashionMNISTGetter:
@@ -26,6 +42,14 @@ class FashionMNISTGetter:
         """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""
         from hpoc.idx import IDX_FILES, idx_problem
 
+        processed = [os.path.join(self.root, "FashionMNIST", "processed", n) for n in PROCESSED]
+        if all(os.path.isfile(p) for p in processed):  # torchvision reads these first, raw or not
+            damaged = [p for p in map(_processed_problem, processed) if p]
+            if damaged:
+                raise OSError(f"Fashion-MNIST is damaged: {'; '.join(damaged)}; torchvision reads "
+                              f"{os.path.dirname(processed[0])} before raw/: remove it, and fetch the "
+                              f"raw files on a login node if they are not there: {self._fetch()}")
+            return
         raw = os.path.join(self.root, "FashionMNIST", "raw")
         missing = [n for n in IDX_FILES if not os.path.isfile(os.path.join(raw, n))]
         if missing:
@@ -38,7 +62,7 @@ class FashionMNISTGetter:
     def execute(self):
         from torchvision.datasets import FashionMNIST
 
-        if os.path.isdir(os.path.join(self.root, "FashionMNIST", "raw")):
+        if any(os.path.isdir(os.path.join(self.root, "FashionMNIST", d)) for d in ("raw", "processed")):
             self.check()
 
         try:
@@ -59,6 +83,11 @@ class FashionMNISTGetter:
 
         raw = os.path.join(self.root, "FashionMNIST", "raw")
         hint = idx_whereabouts(self.root, "FashionMNIST")
+        processed = os.path.join(self.root, "FashionMNIST", "processed")
+        alone = [n for n in PROCESSED if os.path.isfile(os.path.join(processed, n))]
+        if alone and not hint:  # torchvision's older layout, half of it
+            hint = (f"{processed} holds {alone[0]} only: torchvision reads that layout with "
+                    f"{' and '.join(PROCESSED)} both there")
         return FileNotFoundError(
             f"Fashion-MNIST is not in {raw} ({detail}){'; ' + hint if hint else ''}. Compute "
             f"nodes cannot download it: fetch it once on a login node: {self._fetch()}")

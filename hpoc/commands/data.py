@@ -42,7 +42,7 @@ def _digits(root: str) -> str:
     from sklearn.datasets import load_digits
 
     load_digits()  # bundled with scikit-learn: nothing to download
-    return "(bundled with scikit-learn; nothing to fetch)"
+    return "bundled with scikit-learn: nothing to fetch (--root is not used)"
 
 
 # name -> (description, fetch(root) -> where it is)
@@ -53,6 +53,9 @@ DATASETS: dict[str, tuple[str, Callable[[str], str]]] = {
               _idx_dataset("MNIST", "MNIST")),
     "digits": ("scikit-learn's 1,797 8x8 digits (bundled)", _digits),
 }
+BUNDLED = {"digits"}  # shipped with a library: nothing is written under --root
+# The library each fetch imports, for the hint when this Python lacks it.
+LIBRARY = {"fashion-mnist": "torchvision", "mnist": "torchvision", "digits": "scikit-learn"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,7 +81,8 @@ def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     root = os.path.abspath(root)
     try:
-        os.makedirs(root, exist_ok=True)
+        if name not in BUNDLED:
+            os.makedirs(root, exist_ok=True)
     except OSError as exc:  # no network would not help: say so before trying one
         print(f"hpoc data: error: cannot make the directory {root}: {exc.strerror or exc}\n"
               "  = help: give --root a directory this user can write (or create)", file=err)
@@ -87,6 +91,10 @@ def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
     socket.setdefaulttimeout(TIMEOUT)
     try:
         where = DATASETS[name][1](root)
+    except ImportError as exc:  # not the network's fault: this Python lacks the library
+        print(f"hpoc data: error: cannot fetch `{name}`: {exc}\n"
+              f"  = help: install {LIBRARY[name]} for this Python (pip install {LIBRARY[name]})", file=err)
+        return 1
     except (RuntimeError, OSError) as exc:
         # torchvision lists every mirror it tried; keep the last line of each attempt short.
         detail = " ".join(str(exc).split())
@@ -96,5 +104,5 @@ def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
         return 1
     finally:
         socket.setdefaulttimeout(previous)
-    print(f"{name}: ready in {where}", file=out)
+    print(f"{name}: {where}" if name in BUNDLED else f"{name}: ready in {where}", file=out)
     return 0

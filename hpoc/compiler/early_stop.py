@@ -33,16 +33,20 @@ _MAX_BRACKETS, _MAX_BAND = 64, 1_000_000  # beyond: no HyperBand rule (reduction
 POPULATION_KEEP = 4
 
 
-def epochs_of(space: Space) -> int | None:
-    """The most epochs a trial runs, when the space says (`epochs` constant or choices);
-    None for a value that is an error already (`epochs = 0`): no warnings follow from it."""
+def epochs_of(space: Space, out: dict[str, Any]) -> int | None:
+    """The most epochs a trial runs, when the space says (`epochs` constant or choices) or,
+    without `epochs` in the space, the trainer's argument (which the loop reads then); None
+    for a value that is an error already (`epochs = 0`): no warnings follow from it."""
     value = space.constants.get("epochs")
     if is_count(value):
-        return value
+        return int(value)
     p = space.param("epochs")
     options = p and (p.args.get("categories") or p.args.get("values"))
     if options and all(is_count(v) for v in options):
-        return max(options)
+        return int(max(options))
+    if value is None and p is None:
+        value = (((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {}).get("epochs")
+        return int(value) if is_count(value) else None
     return None
 
 

@@ -4,6 +4,7 @@ that depend on other sections (strategy, checkpoint score)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -34,9 +35,9 @@ from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
-from hpoc.compiler.values import expand_path, setting_value
+from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
-from hpoc.errors import did_you_mean
+from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import grid_bound, total_trials
 
 
@@ -67,7 +68,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _resume_storage(ch, out)
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
-        early_stop.check(ch, out, early_stop.epochs_of(space), _label_span(sched_block), reports)
+        early_stop.check(ch, out, early_stop.epochs_of(space, out), _label_span(sched_block), reports)
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -241,12 +242,33 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
         opts["points_to_evaluate"] = check_points(ch, points, space, setting_value(block, "points_to_evaluate"),
                                                   ch.spans.get("search.options.points_to_evaluate"),
                                                   total_trials(out))
+    if alg == "ax" and opts.get("parameter_constraints"):
+        _ax_constraints(ch, opts["parameter_constraints"], space, block)
     if opts.get("n_startup_trials") is not None and opts.get("sampler") not in ("tpe", "gp", "cmaes"):
         ch.error(VALUE, f"`n_startup_trials` does not apply to `sampler = {opts.get('sampler')}`",
                  ch.spans.get("search.options.n_startup_trials"), help="it applies to tpe, gp and cmaes")  # fmt: skip
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
+
+
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_][\w.]*")  # a parameter in `lr + wd <= 0.1`; not the e of 1e-3
+
+
+def _ax_constraints(ch: Checker, constraints: list[str], space: Space, block: Any) -> None:
+    """Ax's `parameter_constraints` ("lr + wd <= 0.1") name numeric parameters: another name
+    fails the study when Ax builds its search space."""
+    spans = item_spans(block, "parameter_constraints") or [ch.spans.get("search.options.parameter_constraints")]
+    numeric = [p.name for p in space.params if p.domain not in T.CATEGORICAL]
+    for text, span in zip(constraints, spans * len(constraints) if len(spans) == 1 else spans):
+        for name in _NAME.findall(text):
+            param = space.param(name)
+            if param is None:
+                ch.error(UNKNOWN, f'`parameter_constraints` "{text}" names `{name}`, which is not searched in `space`',
+                         span, help=did_you_mean(name, numeric) or f"constrain {one_of(numeric)}" if numeric else None)  # fmt: skip
+            elif param.domain in T.CATEGORICAL:
+                ch.error(SEARCHER, f'`parameter_constraints` "{text}" names `{name}`, a `{param.domain}` '
+                                   "parameter: Ax constrains numeric parameters only", span)  # fmt: skip
 
 
 # ----------------------------------------------------------------------- scheduler
@@ -259,7 +281,7 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
         ch.error(SCHEDULER, f"`grace_period` ({opts['grace_period']}) must not exceed `max_t` ({opts['max_t']})",
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
-    early_stop.settings(ch, out, early_stop.epochs_of(space), _label_span(block))
+    early_stop.settings(ch, out, early_stop.epochs_of(space, out), _label_span(block))
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
                  help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip
@@ -331,6 +353,14 @@ def _mutations(ch: Checker, name: str, opts: dict[str, Any], space: Space, block
                 ch.error(SCHEDULER, f"`scheduler pb2` picks numbers between bounds, but `{pname}` is a "
                          f"`{param.domain}` parameter", ch.spans.get(f"scheduler.options.{key}.{pname}"),
                          help=f"give `{pname}` a numeric domain (`qrandint`, `uniform`, ...), "
+                              "or let `scheduler pbt` mutate it")  # fmt: skip
+            elif name == "pb2" and param is None and type(space.constants.get(pname)) is not float:
+                # PB2 keeps a searched integer whole, but a constant has no domain to say so:
+                # `epochs = 8` would reach the trainer as 5.37
+                value = space.constants.get(pname)
+                ch.error(SCHEDULER, f"`scheduler pb2` picks fractional numbers between bounds, but `{pname}` is "
+                         f"the constant {json.dumps(value)}", ch.spans.get(f"scheduler.options.{key}.{pname}"),
+                         help=f"give `{pname}` a domain in `space` (`qrandint(...)` keeps it whole), "
                               "or let `scheduler pbt` mutate it")  # fmt: skip
         opts[key] = {k: v for k, v in table.items() if v is not None}
 
@@ -468,6 +498,9 @@ def _roles_of(out: dict[str, Any], module: str) -> str:
 # ----------------------------------------------------------------------- resources
 
 
+RAY_RESOURCE_STEP = 0.0001  # the smallest fraction of a resource Ray schedules
+
+
 def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     r = out["resources"]
     ds = r["deepspeed"]
@@ -516,6 +549,10 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                      ch.spans.get("resources.gpus_per_worker"))  # fmt: skip
     elif isinstance(g, float):
         r["gpus_per_worker"] = int(g)
+    for key in ("cpus_per_worker", "gpus_per_worker"):
+        if 0 < r[key] < RAY_RESOURCE_STEP:  # Ray refuses the trial's actor: "cannot go beyond 0.0001"
+            ch.error(RESOURCES, f"`{key}` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "
+                                f"(got {r[key]:g})", ch.spans.get(f"resources.{key}"))  # fmt: skip
     if isinstance(r["cpus_per_worker"], float) and r["cpus_per_worker"].is_integer():
         r["cpus_per_worker"] = int(r["cpus_per_worker"])
 
@@ -602,10 +639,20 @@ def _checkpoint(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
             # Keep the latest `keep` checkpoints: a trial exploits another's latest one, and
             # keeping the best would delete a latest one that scores worse before the
             # exploiting trial, waiting for a CPU, loads it ("does not exist on storage").
-            pass
+            if c["score_order"] is not None:  # an order of nothing: Ray would drop it unsaid
+                ch.error(VALUE, f"`score_order` needs `score_attribute`: under `scheduler {out['scheduler']['name']}` "
+                                "the latest checkpoints are kept, not ranked", ch.spans.get("checkpoint.score_order"),
+                         help="remove `score_order`")  # fmt: skip
         elif metrics:
-            c["score_attribute"] = metrics[0]["name"]
-            c["score_order"] = c["score_order"] or metrics[0]["mode"]
+            first = metrics[0]
+            if c["score_order"] not in (None, first["mode"]):  # it would keep the worst checkpoints
+                ch.error(VALUE, f"`score_order = {c['score_order']}` ranks checkpoints by `{first['name']}`, the "
+                                f"objective metric, which is {first['mode']}imised: the worst ones would be kept",
+                         ch.spans.get("checkpoint.score_order"),
+                         help="remove `score_order` (checkpoints rank as the objective does), or name the metric "
+                              "to rank by in `score_attribute`")  # fmt: skip
+            c["score_attribute"] = first["name"]
+            c["score_order"] = first["mode"]
         elif c["score_order"] is not None:
             ch.error(VALUE, "`score_order` needs `score_attribute`", ch.spans.get("checkpoint.score_order"))
     elif c["score_order"] is None:

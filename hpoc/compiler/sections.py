@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -16,6 +17,7 @@ from hpoc.compiler.check import (
     TYPE,
     UNKNOWN,
     VALUE,
+    WARN_WALLTIME,
     Checker,
 )
 from hpoc.compiler.space import read_domain, read_space
@@ -306,16 +308,15 @@ class _Special:
                               help=f"write `{format_slurm_time(seconds)}` for the same walltime")  # fmt: skip
                 return None
             if seconds is None:
+                quoted = isinstance(value, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", text)
                 self.ch.error(
                     SLURM_TIME, f'`time` is not a SLURM time: "{text}"', value.span,
-                    help="SLURM accepts MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM and D-HH:MM:SS (e.g. 02:00:00)",
+                    help=f"remove the quotes: {text}" if quoted else  # a duration, as elsewhere
+                    "SLURM accepts MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM and D-HH:MM:SS (e.g. 02:00:00)",
                 )  # fmt: skip
                 return None
         elif isinstance(value, A.Duration):
             seconds = value.seconds
-            if seconds != int(seconds) or seconds % 60:
-                self.ch.error(SLURM_TIME, f"`time` must be whole minutes for SLURM (got `{value.text}`)", value.span)
-                return None
         elif isinstance(value, A.Number) and isinstance(value.value, int):
             seconds = value.value * 60  # SLURM reads a bare number as minutes
         else:
@@ -329,6 +330,12 @@ class _Special:
             self.ch.error(SLURM_TIME, f"`time` must be at most 365 days (got {format_slurm_time(int(seconds))})",
                           value.span)  # fmt: skip
             return None
+        if seconds % 60:  # SLURM rounds a walltime up to whole minutes: the plan says what the job gets
+            written = value.text if isinstance(value, (A.Duration, A.Clock)) else value.value
+            seconds = math.ceil(seconds / 60) * 60
+            self.ch.warn(WARN_WALLTIME, f"SLURM counts walltime in whole minutes: `time` {written} gives the job "
+                                        f"{format_slurm_time(seconds)}", value.span,
+                         help=f"write `{format_slurm_time(seconds)}` to say so")  # fmt: skip
         return {"time": format_slurm_time(int(seconds)), "time_s": int(seconds)}
 
     def env(self, key: str, value: A.Value, path: str) -> str | None:

@@ -142,6 +142,11 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
             # no quotes there: `${a}0` is a string, as in OmegaConf
             d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
                                 "or the reference alone (`${...}` to a number is that number)")
+        if _DURATION in d.message:  # YAML has no duration: Ray's `time_budget_s`, `time_total_s` are seconds
+            quoted = d.help and d.help.startswith("remove the quotes: ")
+            seconds = _seconds(d.help[len("remove the quotes: "):]) if quoted else None  # type: ignore[index]
+            d = replace(d, message=d.message.replace(_DURATION, "a number of seconds"),
+                        help=f"write it in seconds: {seconds:g}" if seconds is not None else d.help)
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
         if at:
             best = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))[0]
@@ -170,6 +175,7 @@ WORDS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": 
          "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
          "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
 _NESTED = re.compile(r"`(checkpoint|hyperparam_mutations|hyperparam_bounds) \{ (\w+) = ([^`{}]*) \}`")
+_STOP = re.compile(r"`stop = \{ (\w+) = ([^`{}]*) \}`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
 
@@ -203,8 +209,23 @@ def yaml_words(text: str) -> str:
             return f"`checkpoint_config: {{{WORDS.get('checkpoint.' + inner, inner)}: {value}}}`"
         return f"`{key}: {{{inner}: {value}}}`"
 
+    text = _STOP.sub(r"`stop: {\1: \2}`", text)  # `stop = { epoch = 0 }`, a map value
     text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid(...)`", "`type: grid_search`")
     return _CALL.sub(call, text)
+
+
+_DURATION = "a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or a number of seconds"
+
+
+def _seconds(text: str) -> float | None:
+    """Seconds of a .hpo duration (`1h30m`) or walltime (`02:00:00`) written as a string."""
+    from hpoc.compiler.sections import slurm_seconds
+    from hpoc.dsl.transform import _DURATION_PART, _UNITS
+
+    if re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", text):
+        return sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+    seconds = slurm_seconds(text) if re.fullmatch(r"[\d:-]+", text) else None
+    return float(seconds) if seconds is not None else None
 
 
 def _inside(line: int, col: int, sp: A.Span) -> bool:

@@ -341,7 +341,11 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
         b.check_keys(sc, ("num_workers", "use_gpu", "resources_per_worker", *ignored), "`scaling_config`",
                      ray_class="ScalingConfig")
         for key in ignored:
-            if key in sc.index:
+            if key == "accelerator_type" and key in sc.index:  # a GPU model: the SLURM job asks for it
+                b.warn(IGNORED, "`accelerator_type` is ignored: the SLURM job decides which GPUs the "
+                       "workers get", sc.key_span(key), help="remove it; to ask for a GPU model, "
+                       "`hpoc convert` the config and set `slurm { gpu_type = \"...\" }`")
+            elif key in sc.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc places workers itself", sc.key_span(key),
                        help=f"remove `{key}`")
         workers = b.given(sc.get("num_workers"))

@@ -20,6 +20,7 @@ from hpoc.yaml.build import (
     DEFAULTED,
     DUPLICATE,
     IGNORED,
+    MISSING,
     SUBSTITUTED,
     TYPE,
     UNKNOWN,
@@ -27,7 +28,7 @@ from hpoc.yaml.build import (
     Builder,
     block,
 )
-from hpoc.yaml.nodes import YMap, YNode, YScalar, describe
+from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 from hpoc.yaml.space import Param, hydra_domain, mutation_value
 
 SEARCH_NAMES = {
@@ -62,6 +63,8 @@ _RANDOM_STEPS = {"bayesopt": "random_search_steps", "optuna": "n_startup_trials"
 # Whole-run knobs of Ray's RunConfig that hpoc sets itself.
 _RUN_IGNORED = ("verbose", "log_to_file", "progress_reporter", "callbacks", "sync_config")
 _TUNE_IGNORED = ("trial_name_creator", "trial_dirname_creator")
+_SCALING_HOME = dict.fromkeys(("num_workers", "use_gpu", "resources_per_worker"), "scaling_config")
+_RUN_KEYS = ("storage_path", "name", "stop", "checkpoint_config", "failure_config", *_RUN_IGNORED)
 _TUNE_KEYS = ("num_samples", "metric", "mode", "scheduler", "search_alg", "max_concurrent_trials", "time_budget_s",
               "reuse_actors", *_TUNE_IGNORED)
 
@@ -92,7 +95,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
     if tune is not None:
         b.check_keys(tune, _TUNE_KEYS,
                      "`tune_config`", ray_class="TuneConfig",
-                     homes={"storage_path": "run_config", "name": "run_config", "stop": "run_config"})
+                     homes={**dict.fromkeys(_RUN_KEYS, "run_config"), **_SCALING_HOME})
         for key in _TUNE_IGNORED:
             if key in tune.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc manages trial processes and names itself",
@@ -213,6 +216,10 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
 
 def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Named | None,
                tune_key: A.Span | None = None) -> A.Objective:
+    """`metric`/`mode` of `search_alg`, `scheduler` and `tune_config`, which must agree. A
+    searcher may list several (`metric: [loss, accuracy]`, `mode: [min, max]`, as Ray's
+    OptunaSearch takes them); a single metric elsewhere is then the first, which drives
+    schedulers as in Ray."""
     found: list[tuple[str, YNode | None, YNode | None]] = []
     if search is not None:
         found.append(("search_alg", search.metric, search.mode))
@@ -220,50 +227,74 @@ def _objective(b: Builder, tune: YMap | None, search: _Named | None, sched: _Nam
         found.append(("scheduler", sched.metric, sched.mode))
     if tune is not None:
         found.append(("tune_config", tune.get("metric"), tune.get("mode")))
-    metric = mode = None
-    metric_node = mode_node = None
-    bad_mode = False  # an invalid mode is an error already: no "no mode is set" besides it
-    set_in: dict[str, str] = {}  # the section that set the metric / mode first
+    chosen: dict[str, list[tuple[str, A.Span]]] = {}  # kind -> (value, span) of each, first setting
+    first: dict[str, tuple[str, YNode]] = {}  # kind -> (section, node) that set it
+    bad = set()  # a value that is an error already: no "is not set" besides it
     for where, m, md in found:
         for node, kind in ((m, "metric"), (md, "mode")):
-            if node is None or (isinstance(node, YScalar) and node.value is None):  # Ray's default: unset
+            if b.given(node) is None:  # Ray's default: unset
                 continue
-            value = b.word(node, f"`{kind}` in `{where}`")
-            if value is None:
+            values = _words(b, node, f"`{kind}` in `{where}`", several=where == "search_alg")
+            if values is None or (kind == "mode" and not _modes(b, values)):
+                bad.add(kind)
                 continue
-            if kind == "mode" and value not in ("min", "max"):
-                word = value.lower()[:3]  # `minimize`, as .hpo spells it: far from `min` by edits
-                b.error(VALUE, f"`mode` must be `min` or `max`, not `{value}`", node.span,
-                        help=f"did you mean `{word}`?" if word in ("min", "max") else did_you_mean(value, ["min", "max"]))
-                bad_mode = True
-                continue
-            first = metric_node if kind == "metric" else mode_node
-            current = metric if kind == "metric" else mode
-            if current is not None and current != value:
-                at = f" (`{set_in[kind]}`, line {first.span.line})" if first else ""
-                b.error(VALUE, f"`{kind}` `{value}` contradicts `{current}`{at}", node.span,
-                        help=f"Ray optimises one {kind}: use `{current}` everywhere")
-                continue
+            current = chosen.get(kind)
+            names, have = [v for v, _ in values], [v for v, _ in current or ()]
             if current is None:
-                set_in[kind] = where
-            if kind == "metric" and metric is None:
-                metric, metric_node = value, node
-            elif kind == "mode" and mode is None:
-                mode, mode_node = value, node
-    # Unset: at the `tune_config:` key, not at whichever setting its mapping starts with.
-    span = (metric_node or mode_node).span if (metric_node or mode_node) else (tune_key or (tune.span if tune else None))
-    if metric is None:
-        metric = "loss"
+                chosen[kind], first[kind] = values, (where, node)
+            elif names != have and not (len(names) == 1 and names[0] == have[0]) \
+                    and not (len(have) == 1 and have[0] == names[0]):
+                section, at = first[kind]
+                b.error(VALUE, f"`{kind}` `{_shown(names)}` contradicts `{_shown(have)}` (`{section}`, line "
+                        f"{at.span.line})", node.span,
+                        help=f"Ray optimises one {kind}: use `{_shown(have)}` everywhere" if len(have) == 1
+                        else f"give the first of `{_shown(have)}` elsewhere, or the same list")
+            elif len(names) > len(have):
+                chosen[kind], first[kind] = values, (where, node)
+    metrics, modes = chosen.get("metric"), chosen.get("mode")
+    span = first["metric"][1].span if metrics else first["mode"][1].span if modes else \
+        (tune_key or (tune.span if tune else None))  # unset: at the `tune_config:` key
+    if metrics is None and "metric" not in bad:
         b.warn(DEFAULTED, "no `metric` is set: optimising `loss` (itwinai's default)", span,
                help="add `metric: loss` and `mode: min` to " + ("`search_alg` (or `tune_config`)" if search
                                                                  else "`tune_config`"))
-    if mode is None:
-        mode = "min"
-        if not bad_mode:
-            b.warn(DEFAULTED, f"no `mode` is set for `{metric}`: minimising it (itwinai's default)",
-                   metric_node.span if metric_node else span, help="add `mode: min` or `mode: max`")
-    gspan = metric_node.span if metric_node else span
-    return A.Objective((A.Goal(mode, metric, span=gspan),), span=gspan)
+    metrics = metrics or [("loss", span)]
+    if modes is None:
+        modes = [("min", span)] * len(metrics)
+        if not bad:
+            names = ", ".join(f"`{m}`" for m, _ in metrics)
+            b.warn(DEFAULTED, f"no `mode` is set for {names}: minimising {'it' if len(metrics) == 1 else 'them'} "
+                   "(itwinai's default)", span, help="add `mode: min` or `mode: max`")
+    elif len(modes) != len(metrics):
+        b.error(VALUE, f"`mode` gives {len(modes)} direction(s) for {len(metrics)} metric(s)", first["mode"][1].span,
+                help="give one `mode` per `metric`, in the same order")
+        modes = [modes[0]] * len(metrics)
+    goals = tuple(A.Goal(md, m, span=sp) for (m, sp), (md, _) in zip(metrics, modes))
+    return A.Objective(goals, span=goals[0].span)
+
+
+def _shown(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else "[" + ", ".join(names) + "]"
+
+
+def _words(b: Builder, node: YNode, where: str, several: bool) -> list[tuple[str, A.Span]] | None:
+    """A name, or (where `several`) a list of names, each with its span; None after an error."""
+    if several and isinstance(node, YSeq) and node.items:
+        names = [b.word(i, where) for i in node.items]
+        return None if None in names else [(n, i.span) for n, i in zip(names, node.items)]  # type: ignore[misc]
+    name = b.word(node, where)
+    return None if name is None else [(name, node.span)]
+
+
+def _modes(b: Builder, values: list[tuple[str, A.Span]]) -> bool:
+    ok = True
+    for value, span in values:
+        if value not in ("min", "max"):
+            word = value.lower()[:3]  # `minimize`, as .hpo spells it: far from `min` by edits
+            b.error(VALUE, f"`mode` must be `min` or `max`, not `{value}`", span,
+                    help=f"did you mean `{word}`?" if word in ("min", "max") else did_you_mean(value, ["min", "max"]))
+            ok = False
+    return ok
 
 
 # ------------------------------------------------------------------------- scheduler
@@ -358,6 +389,10 @@ def _options(b: Builder, search: _Named, name: str) -> list[tuple[str, A.Span, A
     out: list[tuple[str, A.Span, A.Value]] = []
     for key, kspan, value in search.options:
         hpo = key
+        if key == "max_concurrent":  # an argument of Ray's older searchers (and BasicVariantGenerator)
+            b.error(UNKNOWN, f"unknown key `{key}` in `search_alg: {{name: {search.name}}}`", kspan,
+                    help="limit the trials run at once with `max_concurrent_trials` in `tune_config`")
+            continue
         if key in _SEED_NAMES:
             hpo = "seed"
         elif key == "n_random_steps" and name in _RANDOM_STEPS:
@@ -408,8 +443,8 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
 
 
 def _run_config(b: Builder, out: Tune, run: YMap) -> None:
-    b.check_keys(run, ("storage_path", "name", "stop", "checkpoint_config", "failure_config", *_RUN_IGNORED),
-                 "`run_config`", homes={"num_samples": "tune_config", "metric": "tune_config"}, ray_class="RunConfig")
+    b.check_keys(run, _RUN_KEYS, "`run_config`", homes={**dict.fromkeys(_TUNE_KEYS, "tune_config"), **_SCALING_HOME},
+                 ray_class="RunConfig")
     for key in _RUN_IGNORED:
         if key in run.index:
             b.warn(IGNORED, f"`{key}` is ignored: hpoc reports progress and logs itself", run.key_span(key),
@@ -425,12 +460,89 @@ def _run_config(b: Builder, out: Tune, run: YMap) -> None:
     if stop is not None and not isinstance(stop, YMap):
         # Ray also takes a function or a Stopper object: Python code, which a config cannot hold.
         b.error(TYPE, f"`stop` must be a mapping of result keys to limits, not {describe(stop)}", stop.span,
-                help="write e.g. `stop: {training_iteration: 10}`; a stopper function or class needs Python code")
+                help="write e.g. `stop: {training_iteration: 10}` (a stopper class as `{_target_: ...}` with its "
+                     "arguments); a stopper function needs Python code")
     elif stop is not None:
-        out.trials.append(b.setting("stop", b.value(stop), run.key_span("stop")))
+        _stop(b, out, run, stop)
     out.storage, out.storage_span = storage, run.key_span("storage_path") or run.span
     _checkpoint_config(b, out, run)
     _failure_config(b, out, run)
+
+
+def _stop(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
+    """Ray's stop conditions. `time_total_s` is the trial's running time, which hpoc's
+    `time_limit` bounds as Ray counts it, and better: inside an epoch too, so a hung trial is
+    stopped. A stopper class (`_target_`/`class_path`) is read when hpoc has its meaning."""
+    if "_target_" in stop.index or "class_path" in stop.index:
+        _stopper(b, out, run, stop)
+        return
+    limits = [(k, ks, v) for k, ks, v in stop.entries if k != "time_total_s"]
+    total = b.given(stop.get("time_total_s"))
+    if total is not None:
+        out.trials.append(b.setting("time_limit", b.value(total), stop.key_span("time_total_s")))
+        b.note_in_output("trials", "`stop: {time_total_s: ...}`: a trial's time limit, inside an epoch too.")
+    if limits or total is None:
+        value = A.Map(tuple(A.Pair(k, b.value(v), key_span=ks, span=ks) for k, ks, v in limits), span=stop.span)
+        out.trials.append(b.setting("stop", value, run.key_span("stop")))
+
+
+# Ray's stoppers (ray.tune.stopper): those with a meaning in a plan, and the help for the others.
+_STOPPERS = {
+    "TimeoutStopper": None, "MaximumIterationStopper": None,
+    "TrialPlateauStopper": "stop trials that do worse than others early with `scheduler: {name: asha}` "
+                           "or `{name: median}`",
+    "ExperimentPlateauStopper": "bound the study with `num_samples` and `time_budget_s` in `tune_config`",
+    "CombinedStopper": "write the limits as one mapping, `stop: {training_iteration: 10, loss: 0.01}`, and "
+                       "the study's time as `time_budget_s` in `tune_config`",
+    "FunctionStopper": "write the limits as a mapping, e.g. `stop: {training_iteration: 10}`",
+    "NoopStopper": "remove `stop`",
+}
+
+
+def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
+    """`stop: {_target_: ray.tune.stopper.TimeoutStopper, timeout: 3600}` is the study's time
+    budget (Ray makes that stopper of `time_budget_s`); `MaximumIterationStopper(max_iter)`
+    a `training_iteration` limit. Any other stopper is refused, with what comes nearest."""
+    key = "_target_" if "_target_" in stop.index else "class_path"
+    target = stop.get(key)
+    cls = b.ray_target(target, _STOPPERS, "`stop`")  # type: ignore[arg-type]
+    entries = [e for e in stop.entries if e[0] != key]
+    if key == "class_path":
+        for k, ks, _ in entries:
+            if k != "init_args":
+                b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `stop`", ks,
+                        help="put the class's arguments under `init_args`")
+        args = b.mapping(stop.get("init_args"), "`init_args`")
+        if args is None and b.given(stop.get("init_args")) is not None:
+            return  # not a mapping: said, and its arguments are unknown
+        entries = list(args.entries) if args is not None else []
+    if cls is None:
+        return
+    if _STOPPERS[cls] is not None:
+        b.error(VALUE, f"`stop` cannot be a `{cls}`: hpoc stops trials on result limits (a mapping) "
+                "and on `time_budget_s`, not with Ray's stopper objects",
+                target.span, help=_STOPPERS[cls])  # type: ignore[union-attr]
+        return
+    arg = "timeout" if cls == "TimeoutStopper" else "max_iter"
+    for k, ks, _ in entries:
+        if k != arg:
+            b.error(UNKNOWN, f"unknown key `{k}` in `{cls}`", ks, help=f"`{cls}` takes `{arg}`")
+    value = b.given(dict((k, v) for k, _, v in entries).get(arg))
+    if value is None:
+        b.error(MISSING, f"`{cls}` needs `{arg}`", target.span,  # type: ignore[union-attr]
+                help="the study's time in seconds, e.g. `timeout: 3600`" if arg == "timeout"
+                else "the reports a trial makes, e.g. `max_iter: 10`")
+        return
+    span = next(ks for k, ks, _ in entries if k == arg)
+    if cls == "MaximumIterationStopper":
+        pair = A.Pair("training_iteration", b.value(value), key_span=span, span=span)
+        b.names.append((value.span, "training_iteration", "max_iter"))  # its type errors, said of `max_iter`
+        out.trials.append(b.setting("stop", A.Map((pair,), span=stop.span), run.key_span("stop")))
+    elif any(s.key == "time_budget" for s in out.trials):
+        b.error(DUPLICATE, "`TimeoutStopper` and `time_budget_s` both bound the study's time", span,
+                help="keep one of them")
+    else:
+        out.trials.append(b.setting("time_budget", b.value(value), span))
 
 
 def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:

@@ -76,3 +76,30 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("HPOC_REQUIRE_SLURM") == "1":
         pytest.fail(f"HPOC_REQUIRE_SLURM=1 but {problem}", pytrace=False)
     pytest.skip(problem)
+
+
+@pytest.fixture(autouse=True)
+def _study_imports_stay_in_their_test():
+    """A test that imports a study's steps (`pipeline.import_target`) puts the study's
+    directory on sys.path and its `data`/`trainer` in sys.modules; a later test's `hpoc
+    check` then took that `data` for one installed on this Python (a fresh CLI process never
+    would). Drop the study directories the test added to sys.path, and the modules it
+    imported from anywhere no longer on it."""
+    import sys
+
+    path, modules = list(sys.path), set(sys.modules)
+    yield
+    sys.path[:] = [p for p in sys.path if not p or p in path]
+    dirs = {os.path.abspath(p or ".") for p in sys.path}
+    for name in set(sys.modules) - modules:
+        if name.partition(".")[0] == "hpoc":  # an editable install: found by its own finder
+            continue
+        top = sys.modules.get(name.partition(".")[0])
+        file = getattr(top, "__file__", None)
+        if not file:
+            continue
+        where = os.path.dirname(os.path.abspath(file))  # trainer.py's dir; a package's parent:
+        if os.path.basename(file) == "__init__.py":
+            where = os.path.dirname(where)
+        if where not in dirs:  # importable no more, from here
+            sys.modules.pop(name, None)

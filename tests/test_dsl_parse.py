@@ -347,7 +347,8 @@ def test_a_dash_is_not_taken_for_standard_input(tmp_path: Path, monkeypatch: pyt
         read_spec("-")
     d = info.value.diagnostics[0]
     assert (d.code, d.message) == ("HP001", "no such file")
-    assert d.help == "studies are read from files, not from standard input: save it to a file and pass its path"
+    assert d.help == ("studies are read from files, not from standard input (only `hpoc fmt -` reads one): save it "
+                      "to a file and pass its path")
     (tmp_path / "-").write_text('study "x"\n')  # a file named `-` is still read
     assert read_spec("-")[0] == 'study "x"\n'
 

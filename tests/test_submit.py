@@ -301,8 +301,8 @@ def test_a_two_node_study_completes_on_the_local_slurm_cluster(tmp_path):
     # status of a finished study, by build directory and by job id
     status = hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path)
     data = json.loads(status.stdout)
-    assert data["state"] == "finished" and data["totals"] == {"done": 3, "running": 0, "pending": 0,
-                                                              "errored": 0}
+    assert data["state"] == "finished" and data["totals"] == {"done": 3, "running": 0, "paused": 0,
+                                                              "pending": 0, "errored": 0}
     assert data["shards"][0]["job"]["state"] == "COMPLETED"
     assert data["best"]["value"] == max(t["metrics"]["val_accuracy"] for t in s["trials"])
     by_id = hpoc("status", job_id, cwd=tmp_path)

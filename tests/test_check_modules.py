@@ -121,3 +121,6 @@ def test_a_linked_spec_is_the_study_beside_its_target_as_a_linked_script_is_in_p
     source = result.plan["source"]
     assert (source["workdir"], source["file"]) == (str(shared.resolve()), "digits.hpo")  # the spec jobs check for edits
     assert Path(result.plan["storage"]["path"]).parent == shared.resolve()
+    (shared / "trainer.py").rename(tmp_path / "mine" / "trainer.py")  # beside the link: not the study's
+    (w,) = missing(link)
+    assert w.notes[-1] == f"{link} links to {(shared / 'digits.hpo').resolve()}: its modules are looked for beside that"

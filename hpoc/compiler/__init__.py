@@ -65,16 +65,22 @@ def compile_path(path: str | os.PathLike[str]) -> Result:
     from hpoc.yaml import PIPE_KEY, compile_yaml, is_yaml
 
     utf8_path(path)
+    real = spec_file(path)
     if is_yaml(path):
-        return compile_yaml(path)
-    if PIPE_KEY.get() is not None:
+        result = compile_yaml(path)
+    elif PIPE_KEY.get() is not None:
         from hpoc.errors import HpocError
 
         raise HpocError(f"--pipe-key picks a pipeline of a YAML config; {path} is a .hpo study, which has one")
+    else:
+        text, digest = read_spec(path)
+        result = compile_text(text, str(path), os.path.dirname(real), digest, source=os.path.basename(real))
+    if os.path.islink(path):  # "beside the spec" is beside the file the link names
+        from dataclasses import replace
 
-    text, digest = read_spec(path)
-    real = spec_file(path)
-    return compile_text(text, str(path), os.path.dirname(real), digest, source=os.path.basename(real))
+        where = f"{path} links to {real}: its modules are looked for beside that"
+        result.warnings = [replace(w, notes=(*w.notes, where)) if w.code == "HP803" else w for w in result.warnings]
+    return result
 
 
 def utf8_path(path: str | os.PathLike[str]) -> None:

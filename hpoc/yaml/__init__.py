@@ -83,8 +83,10 @@ def convert(path: str | os.PathLike[str]) -> tuple[str, list[Diagnostic]]:
     compiles to the same plan (in the config's directory). Raises SpecError."""
     from hpoc.dsl.format import format_study
 
+    from hpoc.compiler import spec_file
+
     text, digest = read(path)
-    workdir = os.path.dirname(os.path.abspath(path))
+    workdir = os.path.dirname(spec_file(path))
     tr = translate(text, str(path), workdir)
     result = _compile(tr, text, str(path), workdir, digest)
     name = os.path.basename(str(path))

@@ -150,6 +150,7 @@ def test_a_stray_word_after_a_value_is_named_not_the_next_line() -> None:
         ('pipeline {\n  trainer = m:f\n  args = { a = [1, 2] stray\n  b = 2 }\n}', 3, 23),
         ("seed = 1 stray\nworkers = 2", 1, 10),
         ("seed = 1 stray\n", 1, 10),
+        ("seed = 1 stray\nsearch random\n", 1, 10),
         ("objective minimize val_loss stray\nseed = 1", 1, 29),
     ):
         code, *where, message, help = error_at(src)

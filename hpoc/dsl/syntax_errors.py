@@ -185,7 +185,9 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
     if glued is not None:
         line, col, width, msg, help = glued
         fail_at(text, file, msg, "HP101", line, col, width=width, help=help)
-    stray_word(text, file, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0, state)
+    end = tok is None or tok.type == "$END"
+    if not (end and state.stack):  # a file that ends inside a bracket: that is said first
+        stray_word(text, file, len(text) if end else tok.start_pos or 0, state)
     if tok is None or tok.type == "$END":
         _unexpected_end(text, file, tok, expected, state)
     if tok.type in CLOSE and state.mismatch is not None:
@@ -292,8 +294,8 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
 
 # A word ending the line after a value (`x = choice(1, 2) stray`): with newlines not
 # significant it starts the next item, a block `stray y` or a key `stray`, and the parser
-# fails on the next line. Up to `pos`: the word, line breaks, at most one more word.
-_STRAY = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\n\s*(?:(?:[A-Za-z_]\w*|\"[^\"\n]*\")[ \t]*)?$")
+# fails on the next line. Up to `pos`: the word, line breaks, at most two more words.
+_STRAY = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\n\s*(?:(?:[A-Za-z_]\w*|\"[^\"\n]*\")\s*){0,2}$")
 # What comes before it on its line: a setting (or a condition) with a whole value, or a goal.
 _AFTER_VALUE = re.compile(r"(?:=|\bobjective[ \t]+(?:minimize|maximize)\b)[^\n]*[\w\"\)\]\}][ \t]+$")
 _COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')

@@ -658,6 +658,9 @@ def test_an_empty_experiment_directory_is_a_study_not_started(tmp_path, capsys):
     assert out.startswith("study `tiny`: not started; budget unknown (read without a plan)\n")
     assert out.endswith("next: start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
                         "whose storage this is)\n")
+    run_lock(exp)  # a run that has not started a trial yet
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["state"] == "running" and doc["shards"][0]["run"]["pid"] == 1
     (exp / "notes.txt").write_text("not a study")  # something else: still said to be no experiment
     code, _, err = status(capsys, exp)
     assert code == 2 and "no trials found" in err

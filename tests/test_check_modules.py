@@ -102,3 +102,25 @@ def test_a_package_is_checked_before_a_module_of_its_name(tmp_path: Path) -> Non
                                                     "        pass\n", encoding="utf-8")
     spec = study(tmp_path, "  trainer = models:Net(width = 2)")
     assert [w.message for w in compile_path(spec).warnings if "models" in w.message] == []
+
+
+def test_a_linked_spec_is_the_study_beside_its_target_as_a_linked_script_is_in_python(tmp_path: Path) -> None:
+    """A study shared by a link (`ln -s /shared/study.hpo .`): its modules, relative paths and
+    the jobs' directory were the link's, so its trainer.py was missing. Python puts a linked
+    script's own directory on `sys.path`; a linked spec resolves beside its target too."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shutil.copy(EXAMPLES["digits"], shared / "digits.hpo")
+    for module in ("data.py", "trainer.py"):
+        shutil.copy(EXAMPLES["digits"].parent / module, shared / module)
+    (tmp_path / "mine").mkdir()
+    link = tmp_path / "mine" / "study.hpo"
+    link.symlink_to(shared / "digits.hpo")
+    result = compile_path(link)
+    assert [w for w in result.warnings if w.code == "HP803"] == []
+    source = result.plan["source"]
+    assert (source["workdir"], source["file"]) == (str(shared.resolve()), "digits.hpo")  # the spec jobs check for edits
+    assert Path(result.plan["storage"]["path"]).parent == shared.resolve()
+    (shared / "trainer.py").rename(tmp_path / "mine" / "trainer.py")  # beside the link: not the study's
+    (w,) = missing(link)
+    assert w.notes[-1] == f"{link} links to {(shared / 'digits.hpo').resolve()}: its modules are looked for beside that"

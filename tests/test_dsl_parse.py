@@ -138,6 +138,27 @@ def test_missing_comma_in_call() -> None:
     assert d.help == "separate items with `,`"
 
 
+def test_a_stray_word_after_a_value_is_named_not_the_next_line() -> None:
+    """`x = choice(1, 2) stray` was read as the start of a block `stray y`, and the error
+    pointed at the next line's `=`; in every section, in a map, and at the end of the file."""
+    for src, line, col in (
+        ("space {\n  x = choice(1, 2) stray\n  y = uniform(0, 1)\n}", 2, 20),
+        ("space {\n  x = choice(1, 2) stray\n}", 2, 20),
+        ("trials {\n  num_samples = 8 stray  # why\n\n  max_concurrent = 2\n}", 2, 19),
+        ("slurm {\n  time = 2h stray\n  mem = 64G\n}", 2, 13),
+        ('pipeline {\n  trainer = m:f(args = { a = 1 stray\n b = "x" })\n}', 2, 32),
+        ('pipeline {\n  trainer = m:f\n  args = { a = [1, 2] stray\n  b = 2 }\n}', 3, 23),
+        ("seed = 1 stray\nworkers = 2", 1, 10),
+        ("seed = 1 stray\n", 1, 10),
+        ("seed = 1 stray\nsearch random\n", 1, 10),
+        ("objective minimize val_loss stray\nseed = 1", 1, 29),
+    ):
+        code, *where, message, help = error_at(src)
+        assert (code, *where) == ("HP101", line, col), src
+        assert message == "unexpected word `stray` after the value", src
+        assert help and "one setting per line" in help
+
+
 def test_single_equals_in_condition() -> None:
     d = syntax_error("space { a = uniform(0, 1) if b = 1 }")
     assert (d.line, d.col, d.help) == (1, 32, "compare with `==`")
@@ -327,7 +348,8 @@ def test_a_dash_is_not_taken_for_standard_input(tmp_path: Path, monkeypatch: pyt
         read_spec("-")
     d = info.value.diagnostics[0]
     assert (d.code, d.message) == ("HP001", "no such file")
-    assert d.help == "studies are read from files, not from standard input: save it to a file and pass its path"
+    assert d.help == ("studies are read from files, not from standard input (only `hpoc fmt -` reads one): save it "
+                      "to a file and pass its path")
     (tmp_path / "-").write_text('study "x"\n')  # a file named `-` is still read
     assert read_spec("-")[0] == 'study "x"\n'
 

@@ -239,6 +239,28 @@ def test_cli_the_commands_fmt_suggests_paste_into_a_shell(tmp_path: Path, capsys
     assert f"`hpoc convert '{config}'` writes it as one" in capsys.readouterr().err
 
 
+def test_cli_dash_formats_standard_input_for_editors(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """An editor formats its buffer through `hpoc fmt -`: study in, formatted study out."""
+    import io
+    import sys
+
+    def stdin(text: str) -> None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8"))))
+
+    stdin('study "x"\r\npipeline {trainer=t:T}   # the trainer\n')
+    assert main(["fmt", "-"]) == 0
+    assert capsys.readouterr().out == 'study "x"\n\npipeline {\n  trainer = t:T\n}  # the trainer\n'
+    stdin('study "x"\npipeline {trainer=t:T}\n')
+    assert main(["fmt", "--check", "-"]) == 2
+    assert "<stdin>: not formatted (`hpoc fmt -` prints it formatted)" in capsys.readouterr().err
+    stdin("study {")
+    assert main(["fmt", "-"]) == 2
+    assert capsys.readouterr().err.startswith("<stdin>:1:")  # errors name the buffer, at their line
+    stdin('study "x"\n')
+    assert main(["fmt", "--write", "-"]) == 2
+    assert "standard input cannot be rewritten in place" in capsys.readouterr().err
+
+
 def formatted(src: str) -> str:
     """`hpoc fmt` of `src`, checked to be a fixed point: formatting the output changes nothing."""
     out = format_study(parse(src))

@@ -455,6 +455,26 @@ def test_a_selection_narrows_the_plots_as_it_does_the_table():
     assert "all 5 trials" in figures["best-so-far"][0]
 
 
+def test_the_learning_curves_caption_names_the_star_only_when_the_best_trial_is_drawn():
+    """`--status error` leaves the best trial out: the caption still pointed at its gold star."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    trials = [Trial(f"t{i}", "ERROR" if i == 0 else "TERMINATED", {"lr": 10.0 ** -i},
+                    [{"training_iteration": 1, "timestamp": 1000 + i, "val_loss": 1.0 - i / 10}],
+                    started_at=999.0 + i, ended_at=1001.0 + i)
+              for i in range(3)]
+    results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
+
+    def caption(ranking):
+        return next(c for name, _, c, _ in P.figures(results, ranking) if name == "learning-curves")
+
+    assert "The gold star is the best trial." in caption(rank(results))
+    assert "The gold star is the best trial." in caption(rank(results, top=1))
+    left_out = caption(rank(results, statuses=["error"]))
+    assert "gold star" not in left_out
+    assert "The best trial, t2, is not among them." in left_out
+
+
 def test_a_selection_of_no_trial_is_a_report_that_says_so(tmp_path, capsys):
     """`--status completed` of a study whose trials all failed: a traceback from the timeline."""
     from results_dirs import summary, trial_dir

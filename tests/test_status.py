@@ -213,7 +213,7 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     code, out, err = status(capsys, build)
     assert code == 0, err
     assert "study `arr`: interrupted" in out and "\njobs:" not in out
-    assert "1      interrupted  0     0        2        0" in out  # nothing runs
+    assert "1      interrupted  0     0        1       1        0" in out  # nothing runs; its trial paused
     assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out
 
     fake_squeue(monkeypatch, tmp_path / "bin",  # requeued: held by SLURM for a while
@@ -647,3 +647,37 @@ def test_a_summary_without_counts_is_read_without_a_traceback(tmp_path, capsys):
     code, out, err = status(capsys, exp)
     assert code == 0, err
     assert "study `tiny`: finished" in out and "failed" not in out
+
+
+def test_an_empty_experiment_directory_is_a_study_not_started(tmp_path, capsys):
+    """An experiment directory that holds nothing yet was an error ("no trials found")."""
+    exp = tmp_path / "results" / "tiny"
+    exp.mkdir(parents=True)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert out.startswith("study `tiny`: not started; budget unknown (read without a plan)\n")
+    assert out.endswith("next: start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
+                        "whose storage this is)\n")
+    run_lock(exp)  # a run that has not started a trial yet
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["state"] == "running" and doc["shards"][0]["run"]["pid"] == 1
+    (exp / "notes.txt").write_text("not a study")  # something else: still said to be no experiment
+    code, _, err = status(capsys, exp)
+    assert code == 2 and "no trials found" in err
+
+
+def test_trials_a_scheduler_paused_are_paused_not_pending(tmp_path, capsys):
+    """PBT pauses trials while others catch up: status counted them as pending, where
+    `hpoc results` labels them paused."""
+    exp = finished_local_run(tmp_path)
+    summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"},
+                          {"trial_id": "aaaaa_00001", "status": "PAUSED"},
+                          {"trial_id": "aaaaa_00002", "status": "PAUSED"}], metric="val_accuracy", mode="max")
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["totals"] == {"done": 1, "running": 0, "paused": 2, "pending": 0, "errored": 0}
+    out = status(capsys, exp)[1]
+    assert "shard  state     done  running  paused  pending  errored  best val_accuracy\n" in out
+    (tmp_path / "other").mkdir()
+    finished_local_run(tmp_path / "other")  # no paused trial: no column for them
+    out = status(capsys, tmp_path / "other" / "results" / "tiny")[1]
+    assert "shard  state     done  running  pending  errored  best val_accuracy\n" in out

@@ -301,8 +301,8 @@ def test_a_two_node_study_completes_on_the_local_slurm_cluster(tmp_path):
     # status of a finished study, by build directory and by job id
     status = hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path)
     data = json.loads(status.stdout)
-    assert data["state"] == "finished" and data["totals"] == {"done": 3, "running": 0, "pending": 0,
-                                                              "errored": 0}
+    assert data["state"] == "finished" and data["totals"] == {"done": 3, "running": 0, "paused": 0,
+                                                              "pending": 0, "errored": 0}
     assert data["shards"][0]["job"]["state"] == "COMPLETED"
     assert data["best"]["value"] == max(t["metrics"]["val_accuracy"] for t in s["trials"])
     by_id = hpoc("status", job_id, cwd=tmp_path)
@@ -891,3 +891,31 @@ def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path
     assert ('hpoc: warning: `slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell: '
             "sbatch reads its SBATCH_* variables over the job script's #SBATCH lines; `unset SBATCH_ACCOUNT` "
             "and submit again, or write the same in the spec\n") in err, err
+
+
+def test_submitting_over_another_studys_build_says_so_as_compile_does(tmp_path, monkeypatch, capsys):
+    """`hpoc submit -o DIR` replaced another study's build without a word, where `hpoc
+    compile -o DIR` says so."""
+    import hpoc.submit
+    from hpoc.cli import main
+
+    build = tmp_path / "build"
+    assert main(["compile", str(write_study(tmp_path / "a", "first")), "-o", str(build)]) == 0
+    spec = write_study(tmp_path / "b", "second")
+    capsys.readouterr()
+    assert main(["submit", str(spec), "--dry-run", "--cluster", "local", "-o", str(build)]) == 0
+    err = capsys.readouterr().err
+    assert f"hpoc: note: {build} holds the build of study `first`; submitting would replace it by that of `second`" \
+        in err, err
+    assert json.loads((build / "plan.json").read_text())["study"]["name"] == "first"  # a dry run writes nothing
+
+    def written(plan, sub, *, build=None, **kw):
+        build.write()
+        return []
+
+    monkeypatch.setattr(hpoc.submit, "send", written)
+    assert main(["submit", str(spec), "--cluster", "local", "-o", str(build)]) == 0
+    assert f"hpoc: note: {build} held the build of study `first`, now replaced by that of `second`" \
+        in capsys.readouterr().err
+    assert main(["submit", str(spec), "--cluster", "local", "-o", str(build)]) == 0
+    assert "build of study" not in capsys.readouterr().err  # its own build: nothing to say

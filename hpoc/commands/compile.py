@@ -84,9 +84,8 @@ def _compile(args: argparse.Namespace) -> int:
     files = {"plan.json": text, **_render(plan, plan_path, args)}
     if not args.force and (why := plan_in_use(plan_path, text)):
         raise HpocError(why + ", or pass --force")
-    if (before := _study_built_in(plan_path)) not in (None, plan["study"]["name"]):  # a mistyped -o?
-        print(f"hpoc: note: {out} held the build of study `{before}`, now replaced by that of "
-              f"`{plan['study']['name']}`", file=sys.stderr)
+    if note := other_build(out, plan["study"]["name"]):
+        print(note, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     for name in SCRIPTS - files.keys():  # from an earlier compile; they'd run the new plan
         (out / name).unlink(missing_ok=True)
@@ -124,6 +123,16 @@ def _render(plan: dict[str, Any], plan_path: Path, args: argparse.Namespace) -> 
         return render.render_all(plan, plan_path=str(plan_path.resolve()), preflight_only=args.preflight_only)
     except render.RenderError as exc:  # a hand-edited plan.json, or a place the checks missed
         raise HpocError(str(exc)) from None
+
+
+def other_build(out: Path, name: str, *, dry_run: bool = False) -> str | None:
+    """A note when `out` holds another study's build, which writing there replaces: a
+    mistyped `-o` would otherwise overwrite it without a word."""
+    if (before := _study_built_in(out / "plan.json")) in (None, name):
+        return None
+    if dry_run:
+        return f"hpoc: note: {out} holds the build of study `{before}`; submitting would replace it by that of `{name}`"
+    return f"hpoc: note: {out} held the build of study `{before}`, now replaced by that of `{name}`"
 
 
 def _study_built_in(plan_path: Path) -> str | None:

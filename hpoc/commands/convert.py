@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from hpoc.compiler import spec_file
     from hpoc.errors import HpocError, render_all
     from hpoc.yaml import convert, is_yaml
 
@@ -46,7 +47,7 @@ def _convert(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.is_dir():
         raise HpocError(f"{out} is a directory; name the .hpo file to write")
-    if os.path.abspath(out.parent) != os.path.dirname(os.path.abspath(args.spec)):
+    if os.path.realpath(out.parent) != os.path.dirname(spec_file(args.spec)):  # through links, as compiled
         print(f"hpoc: note: {out} is not beside {args.spec}: relative paths (storage, modules) "
               f"will resolve against {out.parent.resolve()}", file=sys.stderr)
     write_atomic(out, text)

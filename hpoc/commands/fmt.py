@@ -1,4 +1,7 @@
-"""`hpoc fmt SPEC...`: print, check or rewrite studies in the canonical layout."""
+"""`hpoc fmt SPEC...`: print, check or rewrite studies in the canonical layout.
+
+`hpoc fmt -` reads the study from standard input and prints it formatted, as editors
+that format a buffer through a command expect."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ HELP = "format studies in the canonical layout (comments are kept)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="study file(s) (.hpo)")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="study file(s) (.hpo); `-` reads standard input")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted")
     mode.add_argument("--write", "-w", action="store_true", help="rewrite files in place")
@@ -32,14 +35,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _fmt(spec: str, args: argparse.Namespace) -> int:
     from hpoc.dsl.format import format_study
-    from hpoc.dsl.parse import parse, read_spec
+    from hpoc.dsl.parse import parse, read_spec, read_stream
     from hpoc.errors import HpocError
     from hpoc.yaml import is_yaml
 
     if is_yaml(spec):  # read as .hpo, its first `:` would be the error
         raise HpocError(f"{spec} is a YAML config, not a .hpo study: `hpoc convert {shlex.quote(spec)}` writes "
                         "it as one, in this layout")
-    text, _ = read_spec(spec)
+    if spec == "-":
+        if args.write:
+            raise HpocError("standard input cannot be rewritten in place: `hpoc fmt -` prints it formatted")
+        text, spec = read_stream(sys.stdin.buffer), "<stdin>"
+    else:
+        text, _ = read_spec(spec)
     study = parse(text, spec)
     new = format_study(study)
     if parse(new, spec) != study:  # the layout must never change meaning
@@ -47,7 +55,8 @@ def _fmt(spec: str, args: argparse.Namespace) -> int:
     if args.check:
         if new == text:
             return 0
-        print(f"{spec}: not formatted (run `hpoc fmt --write {shlex.quote(spec)}`)", file=sys.stderr)
+        fix = "`hpoc fmt -` prints it formatted" if spec == "<stdin>" else f"run `hpoc fmt --write {shlex.quote(spec)}`"
+        print(f"{spec}: not formatted ({fix})", file=sys.stderr)
         if args.diff:
             sys.stdout.writelines(
                 difflib.unified_diff(

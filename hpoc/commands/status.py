@@ -25,8 +25,9 @@ from typing import Any
 
 from hpoc.commands import joblogs
 
-HELP = "show a study's jobs, trials done/running/pending/errored and the best so far"
+HELP = "show a study's jobs, trials done/running/paused/pending/errored and the best so far"
 
+COUNTS = ("done", "running", "paused", "pending", "errored")  # trials, as `hpoc results` labels them
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
@@ -232,7 +233,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
                      shares[k], metric) for k in range(count)]
     _ended_jobs(build_dir, plan["study"]["name"], shards)
 
-    totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
+    totals = {key: sum(s[key] for s in shards) for key in COUNTS}
     created = sum(s["trials"] for s in shards)
     if shared_budget(plan):
         totals["pending"] += max(0, total - created) if any(s["state"] != "finished" for s in shards) else 0
@@ -266,11 +267,13 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     try:
         results = load(exp)
     except ResultsError as exc:
+        if _unstarted(exp):
+            return _not_started(exp)
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
     shards = [_shard(s.index, s.path, results, None, None, metric) for s in results.shards]
-    totals = {key: sum(s[key] for s in shards) for key in ("done", "running", "pending", "errored")}
+    totals = {key: sum(s[key] for s in shards) for key in COUNTS}
     return {
         "study": results.study, "plan_hash": results.plan_hash, "storage": str(results.root),
         "build_dir": None, "search": None, "metric": metric, "budget": None,
@@ -278,6 +281,27 @@ def gather_dir(exp: Path) -> dict[str, Any]:
         "trials": len(results.trials), "best": _best(results.trials, metric), "journal": None,
         "warnings": list(results.warnings), "state": _overall([s["state"] for s in shards]),
         "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
+    }
+
+
+def _unstarted(exp: Path) -> bool:
+    """An experiment directory made for a study (by hand, or a run that never began) that
+    holds nothing yet, or only a run's lock."""
+    from hpoc.runtime.runlock import LOCK
+
+    try:
+        return exp.is_dir() and {p.name for p in exp.iterdir()} <= {LOCK}
+    except OSError:
+        return False
+
+
+def _not_started(exp: Path) -> dict[str, Any]:
+    shard = _shard(0, exp, None, None, None, None)
+    return {
+        "study": exp.name, "plan_hash": None, "storage": str(exp), "build_dir": None, "search": None,
+        "metric": None, "budget": None, "shared_budget": False, "shards": [shard],
+        "totals": {key: shard[key] for key in COUNTS}, "trials": 0, "best": None, "journal": None,
+        "warnings": [], "state": shard["state"], "spec_unknown": True,
     }
 
 
@@ -386,7 +410,7 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
     if earlier_summary(summary, exp / "summary.json", lock):
         summary = None  # an earlier run's: the run since has not ended
     active = bool(job and job.get("state") in ACTIVE) or run is not None
-    counts = {"done": 0, "running": 0, "pending": 0, "errored": 0}
+    counts = {"done": 0, "running": 0, "paused": 0, "pending": 0, "errored": 0}
     for t in trials:
         if t.status == "TERMINATED":
             counts["done"] += 1
@@ -394,8 +418,10 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
             counts["errored"] += 1
         elif t.status == "RUNNING" and (active or job is None):
             counts["running"] += 1
+        elif t.status == "PAUSED":  # by a scheduler (PBT) or a stopped run: `hpoc results` says so too
+            counts["paused"] += 1
         else:
-            counts["pending"] += 1  # PENDING, PAUSED, or RUNNING when its job is gone
+            counts["pending"] += 1  # PENDING, or RUNNING when its job is gone
     if run is not None:
         state = "running"
     elif summary and not summary.get("interrupted"):
@@ -552,6 +578,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
         # Never submitted, or its jobs were cancelled while they pended (no output left).
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif status["state"] == "not started" and status.get("spec_unknown"):
+        steps.append("start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
+                     "whose storage this is)")
     elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")
@@ -643,12 +672,12 @@ def render(status: dict[str, Any]) -> str:
             if job.get("reason"):
                 bits.append(f"({job['reason']})")
             lines.append("  ".join(bits))
-    header = ["shard", "state", "done", "running", "pending", "errored", f"best {metric}"]
-    rows = [[str(s["shard"]), s["state"], str(s["done"]), str(s["running"]), str(s["pending"]),
-             str(s["errored"]), _fmt(s["best"])] for s in status["shards"]]
     t = status["totals"]
-    rows.append(["all", status["state"], str(t["done"]), str(t["running"]), str(t["pending"]),
-                 str(t["errored"]), _fmt(status["best"])])
+    counts = [c for c in COUNTS if c != "paused" or t.get(c)]  # paused only where a scheduler pauses
+    header = ["shard", "state", *counts, f"best {metric}"]
+    rows = [[str(s["shard"]), s["state"], *(str(s.get(c, 0)) for c in counts), _fmt(s["best"])]
+            for s in status["shards"]]
+    rows.append(["all", status["state"], *(str(t.get(c, 0)) for c in counts), _fmt(status["best"])])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

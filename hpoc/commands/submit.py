@@ -63,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         found = load_target(args.target, args.out)
         plan = found.plan
         _warn_edited_spec(found)
+        replaced = _other_build(found, args)
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.cluster is None and sub.cluster == "local" and plan.get("slurm") is not None:
             # a login shell without the site's SLURM module would otherwise run the study here
@@ -74,6 +75,8 @@ def _run(args: argparse.Namespace) -> int:
             for line in sbatch_env.overrides(plan):
                 print(f"hpoc: warning: {sbatch_env.advice(line)}", file=sys.stderr)
         if args.dry_run:
+            if replaced:
+                print(replaced, file=sys.stderr)
             if not would_send(plan, sub, args.fresh, retry).shards:
                 print(f"dry run: study `{plan['study']['name']}` is complete; nothing would be "
                       f"submitted ({_nothing_to_do(plan, retry)})")
@@ -83,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         jobs = send(plan, sub, fresh=args.fresh, force=args.force, build=found, retry=retry)
     except SubmitError as exc:
         raise HpocError(str(exc)) from None
+    if replaced and not found.files:  # written: the submission passed its checks
+        print(replaced, file=sys.stderr)
     if not jobs:
         print(f"study `{plan['study']['name']}` is complete; nothing submitted "
               f"(`hpoc status`, `hpoc results`; {_nothing_to_do(plan, retry)})")
@@ -116,6 +121,18 @@ def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
     for job_id in ids:
         if (said := never_starts({"job_id": job_id, **states.get(job_id, {})})) is not None:
             print(f"hpoc: warning: {said}", file=sys.stderr)
+
+
+def _other_build(found: Any, args: argparse.Namespace) -> str | None:
+    """The note `hpoc compile` gives when a spec's build replaces another study's."""
+    from pathlib import Path
+
+    from hpoc.commands.compile import other_build
+
+    if not found.files:  # a build or plan.json: nothing is written over
+        return None
+    out = Path(args.out) if args.out else found.plan_path.parent
+    return other_build(out, found.plan["study"]["name"], dry_run=args.dry_run)
 
 
 def _warn_edited_spec(found: Any) -> None:

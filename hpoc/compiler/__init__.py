@@ -42,12 +42,21 @@ def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir
     return Result(plan, [d for d in diags if d.severity == "warning"], study)
 
 
-def compile_text(text: str, filename: str, workdir: str, sha256: str | None = None) -> Result:
+def compile_text(text: str, filename: str, workdir: str, sha256: str | None = None, *,
+                 source: str | None = None) -> Result:
+    """`source`: the spec's file as the plan names it in `workdir`, when not `filename`."""
     from hpoc.dsl.parse import parse
 
     study = parse(text, filename)
     digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return compile_study(study, text=text, file=filename, sha256=digest, workdir=workdir)
+    return compile_study(study, text=text, file=source or filename, sha256=digest, workdir=workdir)
+
+
+def spec_file(path: str | os.PathLike[str]) -> str:
+    """The spec's real file, through symlinks: its directory is the study's (modules,
+    relative paths, where jobs run), as Python puts a linked script's own directory on
+    `sys.path`, so the trainer beside a shared study is found from a link to it."""
+    return os.path.realpath(path)
 
 
 def compile_path(path: str | os.PathLike[str]) -> Result:
@@ -56,16 +65,22 @@ def compile_path(path: str | os.PathLike[str]) -> Result:
     from hpoc.yaml import PIPE_KEY, compile_yaml, is_yaml
 
     utf8_path(path)
+    real = spec_file(path)
     if is_yaml(path):
-        return compile_yaml(path)
-    if PIPE_KEY.get() is not None:
+        result = compile_yaml(path)
+    elif PIPE_KEY.get() is not None:
         from hpoc.errors import HpocError
 
         raise HpocError(f"--pipe-key picks a pipeline of a YAML config; {path} is a .hpo study, which has one")
+    else:
+        text, digest = read_spec(path)
+        result = compile_text(text, str(path), os.path.dirname(real), digest, source=os.path.basename(real))
+    if os.path.islink(path):  # "beside the spec" is beside the file the link names
+        from dataclasses import replace
 
-    text, digest = read_spec(path)
-    workdir = os.path.dirname(os.path.abspath(path))
-    return compile_text(text, str(path), workdir, digest)
+        where = f"{path} links to {real}: its modules are looked for beside that"
+        result.warnings = [replace(w, notes=(*w.notes, where)) if w.code == "HP803" else w for w in result.warnings]
+    return result
 
 
 def utf8_path(path: str | os.PathLike[str]) -> None:
@@ -102,7 +117,7 @@ def parse_file(path: str | os.PathLike[str]) -> Any:
 
     if is_yaml(path):
         text, _ = read(path)
-        return translate(text, str(path), os.path.dirname(os.path.abspath(path))).study
+        return translate(text, str(path), os.path.dirname(spec_file(path))).study
 
     text, _ = read_spec(path)
     return parse(text, str(path))

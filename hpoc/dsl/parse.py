@@ -155,18 +155,26 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        stdin = "studies are read from files, not from standard input: save it to a file and pass its path"
+        stdin = ("studies are read from files, not from standard input (only `hpoc fmt -` reads one): save it to "
+                 "a file and pass its path")
         whole_file("no such file", help=stdin if name == "-" else None)
     except PermissionError:
         whole_file("permission denied")
     except OSError as exc:
         whole_file(f"cannot read file: {exc.strerror or exc}")
+    return _checked(data, name), spec_digest(data)
+
+
+def read_stream(stream: Any, name: str = "<stdin>") -> str:
+    """The text of a spec read from a binary stream (`hpoc fmt -`, from an editor)."""
+    return _checked(stream.read(MAX_BYTES + 1), name)
+
+
+def _checked(data: bytes, name: str) -> str:
     if len(data) > MAX_BYTES:
-        whole_file(
-            f"file is too large for a study (more than {MAX_BYTES // (1024 * 1024)} MiB)",
-            "HP002",
-        )
-    return decode(data, name), spec_digest(data)
+        fail(Diagnostic(f"file is too large for a study (more than {MAX_BYTES // (1024 * 1024)} MiB)", "HP002",
+                        name))
+    return decode(data, name)
 
 
 def _as_read(data: bytes) -> bytes:

@@ -185,6 +185,9 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
     if glued is not None:
         line, col, width, msg, help = glued
         fail_at(text, file, msg, "HP101", line, col, width=width, help=help)
+    end = tok is None or tok.type == "$END"
+    if not (end and state.stack):  # a file that ends inside a bracket: that is said first
+        stray_word(text, file, len(text) if end else tok.start_pos or 0, state)
     if tok is None or tok.type == "$END":
         _unexpected_end(text, file, tok, expected, state)
     if tok.type in CLOSE and state.mismatch is not None:
@@ -287,6 +290,40 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
             found = (text.count("\n", 0, line_start) + 1, col, width, msg, help)
     return found
+
+
+# A word ending the line after a value (`x = choice(1, 2) stray`): with newlines not
+# significant it starts the next item, a block `stray y` or a key `stray`, and the parser
+# fails on the next line. Up to `pos`: the word, line breaks, at most two more words.
+_STRAY = re.compile(r"(?<![\w.])([A-Za-z_]\w*)[ \t]*\n\s*(?:(?:[A-Za-z_]\w*|\"[^\"\n]*\")\s*){0,2}$")
+# What comes before it on its line: a setting (or a condition) with a whole value, or a goal.
+_AFTER_VALUE = re.compile(r"(?:=|\bobjective[ \t]+(?:minimize|maximize)\b)[^\n]*[\w\"\)\]\}][ \t]+$")
+_COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_NOT_STRAY = {"if", "in", "objective", "minimize", "maximize", "true", "false", "null"}
+
+
+def _blank(m: re.Match[str]) -> str:
+    """A string's content or a comment as spaces, so that neither is read as words."""
+    s = m.group(0)
+    return '"' + " " * (len(s) - 2) + '"' if s[0] == '"' else " " * len(s)
+
+
+def stray_word(text: str, file: str, pos: int, state: _State) -> None:
+    """Fail at a word left after a value at the end of its line, not at the next line where
+    the parser noticed."""
+    if state.mismatch is not None:
+        return
+    masked = _COMMENT_OR_STRING.sub(_blank, text[:pos])
+    m = _STRAY.search(masked)
+    if m is None or m.group(1) in _NOT_STRAY:
+        return
+    line_start = masked.rfind("\n", 0, m.start(1)) + 1
+    if not _AFTER_VALUE.search(masked[line_start : m.start(1)]):
+        return
+    word = m.group(1)
+    fail_at(text, file, f"unexpected word `{word}` after the value", "HP101", text.count("\n", 0, m.start(1)) + 1,
+            m.start(1) - line_start + 1, width=len(word),
+            help=f"one setting per line, written `key = value`: remove `{word}` or finish its setting")
 
 
 def _line_starts(text: str, start: int, offset: int) -> list[int]:

@@ -593,8 +593,7 @@ def pareto_figure(results: Results, ranking: Ranking):
 PLOTS = (
     ("learning-curves", "Learning curves", learning_curves_figure,
      "Every trial's reported metrics per epoch. × marks a trial the scheduler stopped early; "
-     "a dashed line ending in a red X is a trial that failed; the gold star is the best trial.",
-     False),
+     "a dashed line ending in a red X is a trial that failed.", False),
     ("pareto-front", "Pareto front", pareto_figure,
      "Several objectives: each dot is a trial, at its first two objective metrics; the red line "
      "joins the trials no other trial beats on every objective. The best trial is the front's "
@@ -630,6 +629,8 @@ def figures(results: Results, ranking: Ranking) -> list[tuple[str, str, str, Any
         fig = build(results if whole else view, ranking)
         if fig is None:
             continue
+        if name == "learning-curves":
+            caption += _star(view, ranking)
         if view is not results:
             n, total = len(view.trials), len(results.trials)
             caption += (f" Shows all {total} trials of the study, not only the {n} selected."
@@ -638,6 +639,16 @@ def figures(results: Results, ranking: Ranking) -> list[tuple[str, str, str, Any
             title = "Shards"
         out.append((name, title, caption, fig))
     return out
+
+
+def _star(view: Results, ranking: Ranking) -> str:
+    """The learning curves' words for the best trial: its gold star, where it is drawn."""
+    best = ranking.best
+    if best is None:
+        return ""
+    if any(t is best for t in view.trials):
+        return " The gold star is the best trial."
+    return f" The best trial, {best.trial_id}, is not among them."
 
 
 def make_plots(results: Results, ranking: Ranking) -> list[Plot]:

@@ -66,13 +66,16 @@ def read(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 def compile_yaml(path: str | os.PathLike[str]) -> Any:
     """`hpoc.compiler.Result` for an itwinai YAML config."""
+    from hpoc.compiler import spec_file
+
     text, digest = read(path)
-    workdir = os.path.dirname(os.path.abspath(path))
-    return compile_yaml_text(text, str(path), workdir, digest)
+    real = spec_file(path)  # through a link, as a .hpo study
+    return compile_yaml_text(text, str(path), os.path.dirname(real), digest, source=os.path.basename(real))
 
 
-def compile_yaml_text(text: str, filename: str, workdir: str, sha256: str | None = None) -> Any:
-    return _compile(translate(text, filename, workdir), text, filename, workdir, sha256)
+def compile_yaml_text(text: str, filename: str, workdir: str, sha256: str | None = None, *,
+                      source: str | None = None) -> Any:
+    return _compile(translate(text, filename, workdir), text, source or filename, workdir, sha256)
 
 
 def convert(path: str | os.PathLike[str]) -> tuple[str, list[Diagnostic]]:
@@ -80,8 +83,10 @@ def convert(path: str | os.PathLike[str]) -> tuple[str, list[Diagnostic]]:
     compiles to the same plan (in the config's directory). Raises SpecError."""
     from hpoc.dsl.format import format_study
 
+    from hpoc.compiler import spec_file
+
     text, digest = read(path)
-    workdir = os.path.dirname(os.path.abspath(path))
+    workdir = os.path.dirname(spec_file(path))
     tr = translate(text, str(path), workdir)
     result = _compile(tr, text, str(path), workdir, digest)
     name = os.path.basename(str(path))

@@ -124,3 +124,6 @@ def test_a_linked_spec_is_the_study_beside_its_target_as_a_linked_script_is_in_p
     (shared / "trainer.py").rename(tmp_path / "mine" / "trainer.py")  # beside the link: not the study's
     (w,) = missing(link)
     assert w.notes[-1] == f"{link} links to {(shared / 'digits.hpo').resolve()}: its modules are looked for beside that"
+    (tmp_path / "scratch").symlink_to(shared)  # a directory link on the way: the path as given
+    plan = compile_path(tmp_path / "scratch" / "digits.hpo").plan
+    assert plan["source"]["workdir"] == str(tmp_path / "scratch")

@@ -55,8 +55,10 @@ def compile_text(text: str, filename: str, workdir: str, sha256: str | None = No
 def spec_file(path: str | os.PathLike[str]) -> str:
     """The spec's real file, through symlinks: its directory is the study's (modules,
     relative paths, where jobs run), as Python puts a linked script's own directory on
-    `sys.path`, so the trainer beside a shared study is found from a link to it."""
-    return os.path.realpath(path)
+    `sys.path`, so the trainer beside a shared study is found from a link to it. A spec
+    that is no link keeps its path as given: a directory link on the way (a home or a
+    scratch that is one) would move the study's storage of runs compiled before."""
+    return os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
 
 
 def compile_path(path: str | os.PathLike[str]) -> Result:

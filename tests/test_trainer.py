@@ -530,6 +530,42 @@ def test_a_misspelt_hook_is_named_before_any_trial():
         "`create_lr_scheduler` runs instead")
 
 
+def test_a_trainer_without_a_model_is_refused_before_any_trial():
+    """A trainer with no `create_model` (misspelt, or forgotten) failed every trial with
+    "defines no model", each after Ray and a worker came up."""
+
+    class Typo(hpoc.Trainer):
+        def create_modle(self, config):
+            pass
+
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_trainer_class(Typo, "t:Typo")
+    said = str(info.value)
+    assert said.startswith("trainer `t:Typo` defines no model: implement `create_model(self, config)`")
+    assert "`create_modle`" in said and f"({__file__}:" in said  # the near miss, where it is
+
+    class Nothing(hpoc.Trainer):
+        pass
+
+    with pytest.raises(pipeline.PipelineError, match="defines no model"):
+        pipeline.require_trainer_class(Nothing, "t:Nothing")
+
+    # Any method that makes the model itself will do, and so does a parent's create_model.
+    class OwnModels(hpoc.Trainer):
+        def create_model_loss_optimizer(self, config):
+            pass
+
+    class OwnLoop(hpoc.Trainer):
+        def train(self):
+            pass
+
+    class Child(OwnModels):
+        pass
+
+    for ok in (OwnModels, OwnLoop, Child):
+        pipeline.require_trainer_class(ok, "t:Ok")
+
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems

@@ -126,7 +126,8 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
     an AttributeError from every trial; nor a TrainerError from every trial that `plan`
     gives hpoc's loop no number of epochs."""
-    from hpoc.runtime.hooks import data_missing, epochs_missing, grouped, hook_problems, source_line
+    from hpoc.runtime.hooks import (data_missing, epochs_missing, grouped, hook_problems, model_missing,
+                                    source_line)
     from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
@@ -136,6 +137,11 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
             raise PipelineError(f"trainer `{target}`: {'; '.join(problems)}: hpoc calls "
                                 f"{'this hook' if len(problems) == 1 else 'these hooks'} so\n"
                                 "  help: docs/trainer.md (Hooks) lists them with their arguments")
+        misses = model_missing(obj)
+        if misses is not None:
+            raise PipelineError(f"trainer `{target}` defines no model: implement `create_model(self, "
+                                "config)` (or `create_model_loss_optimizer`)"
+                                + "".join(f"; {m}" for m in misses))
         if plan is not None and epochs_missing(obj, plan):
             inside = "".join(f" (`{g}` is inside a group: the loop reads `epochs` at the top of "
                              "the config)" for g in grouped(plan, "epochs")[:1])

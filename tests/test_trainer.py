@@ -442,6 +442,39 @@ def test_an_empty_split_is_refused_when_the_data_loads(tmp_path, proportion, spl
         pipeline.as_splits({"train": (torch.zeros(4, 2), torch.zeros(4)), "validation": []})
 
 
+def test_a_dataloader_as_a_split_is_refused_when_the_data_loads(toy, tmp_path):
+    """A splitter that returned DataLoaders (as torch tutorials build them) failed every
+    trial, and its retry, in "TypeError: 'DataLoader' object is not subscriptable" from
+    inside torch, naming no line of the study's code."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    workdir, plan, (train, val, _) = toy
+    (workdir / "loaders.py").write_text(textwrap.dedent("""
+        from torch.utils.data import DataLoader, TensorDataset
+        from toy import ToySplitter
+
+        class LoaderSplitter(ToySplitter):
+            def execute(self, data):
+                (xt, yt), (xv, yv), *_ = super().execute(data)
+                return DataLoader(TensorDataset(xt, yt), batch_size=8, num_workers=2), (xv, yv)
+    """))
+    loaders = make_plan(workdir, tmp_path / "results",
+                        pipeline={"splitter": {"target": "loaders:LoaderSplitter", "args": {}}})
+    data = pipeline.load_data(loaders)
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_datasets(trainer(workdir).__class__, data, loaders)
+    said = str(info.value)
+    assert said.startswith("splitter `loaders:LoaderSplitter` returned a DataLoader as its train split")
+    assert "help: return its dataset (`loader.dataset`)" in said
+    # A loop of the trainer's own may iterate its DataLoader itself.
+    own = type("Own", (hpoc.Trainer,), {"train": lambda self: None})
+    pipeline.require_datasets(own, data, loaders)
+    # A trainer run without the driver (run_local) says it too, and is not retried.
+    with pytest.raises(TrainerError, match="the train split is a DataLoader"):
+        trainer(workdir).run_local(CONFIG, (DataLoader(TensorDataset(*train)), val),
+                                   directory=tmp_path / "run", plan=plan)
+
+
 @pytest.mark.parametrize("value", ["0.93", None, [0.9, 0.1]])
 def test_an_objective_that_is_not_a_number_names_the_value(toy, tmp_path, value):
     """A string or None objective was taken, then ended the study as "NaN or inf (training

@@ -103,6 +103,12 @@ def trainer_warnings(trainer: Any, plan: dict[str, Any] | None) -> list[str]:
     return near_misses(trainer) + (ignored_in_groups(trainer, plan) if plan is not None else [])
 
 
+def batches_splits(cls: Any) -> bool:
+    """Whether hpoc's loop makes the batches of `cls`'s splits (a loop of its own may
+    iterate a DataLoader itself)."""
+    return isinstance(cls, type) and _keeps(cls, "train", "setup", "create_dataloaders", "batches")
+
+
 def data_missing(cls: type, plan: dict[str, Any]) -> bool:
     """Whether hpoc's loop would find no training data in every trial of `plan`: no getter
     nor splitter, and a trainer that loads none itself."""

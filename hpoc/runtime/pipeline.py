@@ -252,6 +252,20 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
     return as_splits(out, f"{'splitter' if steps.get('splitter') else 'getter'} `{last['target']}`")
 
 
+def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict[str, Any]) -> None:
+    """A DataLoader as a split of a trainer that hpoc's loop batches: said as the data
+    loads, naming the step that returned it, rather than by every trial."""
+    from hpoc.runtime.batches import LOADER_HELP, loader_split
+    from hpoc.runtime.hooks import batches_splits
+
+    name = loader_split(data) if data is not None and batches_splits(trainer) else None
+    if name:
+        steps = plan["pipeline"]
+        role = "splitter" if steps.get("splitter") else "getter"
+        raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
+                            f"split\n  help: {LOADER_HELP}")
+
+
 def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
     splits = _splits(out, what)
     _require_samples(splits[0], "train", what)

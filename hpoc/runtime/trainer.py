@@ -39,7 +39,8 @@ from typing import Any
 
 import torch
 
-from hpoc.runtime.batches import TensorBatches, as_tensors, default_prepare, num_samples
+from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, default_prepare, loader_split,
+                                  num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, require_module,
                                   require_objective, require_optimizer, require_scheduler, scalar,
@@ -390,6 +391,9 @@ class Trainer:
     # itwinai names
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
                            test_dataset: Any = None) -> None:
+        loader = loader_split((train_dataset, validation_dataset, test_dataset))
+        if loader:
+            raise TrainerError(f"the {loader} split is a DataLoader\n  help: {LOADER_HELP}")
         self._batches = {"train": self.batches(train_dataset, train=True),
                          "validation": self.batches(validation_dataset, train=False),
                          "test": self.batches(test_dataset, train=False)}

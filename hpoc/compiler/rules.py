@@ -31,6 +31,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.metrics import config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
+from hpoc.compiler.trainer_hooks import hook_problems
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
 from hpoc.compiler.values import expand_path, setting_value
@@ -426,7 +427,10 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
         # The compat trainer is built without the itwinai `config` (the study holds it).
         supplied = ("config",) if role == "trainer" else ()
-        for p in check_step(step["target"], dict(step.get("args") or {}), workdir, supplied):
+        problems = check_step(step["target"], dict(step.get("args") or {}), workdir, supplied)
+        if role == "trainer" and not problems:
+            problems = hook_problems(step["target"], workdir)
+        for p in problems:
             where = keys.get(p.arg) if p.arg else None
             if p.module is not None and p.module in told:
                 continue

@@ -40,7 +40,7 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
     module, _, qual = target.partition(":")
     if not workdir or not module or not qual:
         return []
-    found = _module(workdir, module)
+    found = module_tree(workdir, module)
     if found is None:
         return _missing_module(module, workdir)
     path, tree = found
@@ -52,7 +52,7 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
                         f"{shown}` shows where", warning=True, module=module)]
     if tree is None or "." in qual:
         return []
-    names = _bindings(tree)
+    names = bindings(tree)
     if names is None:  # `import *` or a module `__getattr__`: any name may exist
         return []
     if qual not in names:
@@ -65,7 +65,7 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
     return _arguments(init, list(args), set(supplied), f"`{qual}`", shown) or _types(init, args, f"`{qual}`", shown)
 
 
-def _module(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
+def module_tree(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
     """(path, tree) of the module's file under `workdir`; tree None when unreadable, the
     SyntaxError when it does not parse."""
     base = os.path.join(workdir, *module.split("."))
@@ -139,7 +139,7 @@ def _modules_in(folder: str) -> list[str]:
             or (n.isidentifier() and os.path.isdir(os.path.join(folder, n)))]
 
 
-def _bindings(tree: ast.Module) -> dict[str, ast.AST] | None:
+def bindings(tree: ast.Module) -> dict[str, ast.AST] | None:
     """Top-level names of a module and what binds them; None when names are dynamic."""
     out: dict[str, ast.AST] = {}
     for node in tree.body:

@@ -173,3 +173,33 @@ def test_the_check_knows_the_hooks_the_runtime_calls() -> None:
     from hpoc.runtime.hooks import HOOKS
 
     assert {name: hook[:2] for name, hook in CHECKED.items()} == HOOKS
+
+
+def test_a_trainer_that_moves_tensors_to_cuda_without_gpus_is_warned(tmp_path: Path) -> None:
+    """`.cuda()` or `.to("cuda")` in a trainer whose trials have no GPU failed every trial
+    (and its retries) with "Found no NVIDIA driver" once it ran."""
+    import textwrap
+
+    (tmp_path / "trainer.py").write_text(textwrap.dedent("""
+        import hpoc, torch
+
+        class T(hpoc.Trainer):
+            def create_model(self, config):
+                return Net().cuda()
+
+            def train_step(self, batch):
+                x, y = batch[0].to("cuda:0"), batch[1].to(device=torch.device("cuda"))
+                return self.loss(self.model(x), y)
+
+            def prepare_inputs(self, x):
+                return x.cuda() if torch.cuda.is_available() else x  # guarded: fine
+    """))
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP804"]
+    assert w.message == ("the trainer puts tensors on CUDA (trainer.py:6, trainer.py:9), but its trials "
+                         "get no GPU (`gpus_per_worker = 0`): on a node without one every trial fails there, "
+                         "and on one with GPUs it takes one Ray did not give it")
+    assert w.help.startswith("leave devices to hpoc: batches arrive on the trial's device")
+    spec.write_text(HOOKS_SPEC + "resources { gpus_per_worker = 1 }\n")
+    assert [w for w in compile_path(spec).warnings if w.code == "HP804"] == []

@@ -31,7 +31,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.metrics import config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import hook_problems
+from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
 from hpoc.compiler.values import expand_path, setting_value
@@ -491,6 +491,15 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     else:
         r["deepspeed"] = None
     g = r["gpus_per_worker"]
+    on_cuda = cuda_lines(trainer_target(out), workdir) if g == 0 else []
+    if on_cuda:
+        ch.warn(WARN_RESOURCES, f"the trainer puts tensors on CUDA ({', '.join(on_cuda[:3])}), but its "
+                                "trials get no GPU (`gpus_per_worker = 0`): on a node without one every "
+                                "trial fails there, and on one with GPUs it takes one Ray did not give it",
+                ch.spans.get("pipeline.trainer"),
+                help="leave devices to hpoc: batches arrive on the trial's device and the model is moved "
+                     "there (in a loop of your own, `self.strategy.device()`); or give the trials GPUs "
+                     "in `resources`")
     if g != int(g):
         if r["workers"] > 1:
             ch.error(RESOURCES, f"fractional `gpus_per_worker` ({g}) needs `workers = 1`",

@@ -134,3 +134,37 @@ def _returns_nothing(fn: ast.FunctionDef) -> bool:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             todo.extend(ast.iter_child_nodes(node))
     return True
+
+
+def cuda_lines(target: str, workdir: str | None) -> list[str]:
+    """`file:line` of each place the trainer's module puts tensors on CUDA itself
+    (`.cuda()`, `.to("cuda")`, `torch.device("cuda:0")`), outside functions that ask
+    whether CUDA is there (`torch.cuda.is_available()`)."""
+    module = target.partition(":")[0]
+    found = module_tree(workdir, module) if workdir and module else None
+    if not found or not isinstance(found[1], ast.Module):
+        return []
+    shown = os.path.relpath(found[0], workdir)
+    lines: set[int] = set()
+    guarded = set()
+    for fn in ast.walk(found[1]):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                isinstance(n, ast.Attribute) and n.attr in ("is_available", "device_count") for n in ast.walk(fn)):
+            guarded.update(id(n) for n in ast.walk(fn))
+    for node in ast.walk(found[1]):
+        if isinstance(node, ast.Call) and id(node) not in guarded and _on_cuda(node):
+            lines.add(node.lineno)
+    return [f"{shown}:{n}" for n in sorted(lines)]
+
+
+def _on_cuda(call: ast.Call) -> bool:
+    func = call.func
+    if not isinstance(func, ast.Attribute):
+        return False
+    if func.attr == "cuda":
+        return True
+    if func.attr in ("to", "device"):
+        given = [*call.args[:1], *(k.value for k in call.keywords if k.arg == "device")]
+        return any(isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value.startswith("cuda")
+                   for v in given)
+    return False

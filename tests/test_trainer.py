@@ -492,6 +492,23 @@ def test_an_objective_that_is_not_a_number_names_the_value(toy, tmp_path, value)
            f"({type(value).__name__})" in str(info.value)
 
 
+def test_a_val_accuracy_the_loop_could_not_compute_says_why(toy, tmp_path):
+    """A validation_step that returned the loss alone left `val_accuracy` out, and the
+    error said only that the trainer did not report it: "report it every epoch"."""
+    workdir, plan, data = toy
+
+    class LossOnly(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def validation_step(self, batch):
+            return self.loss(self.model(batch[0]), batch[1])
+
+    with pytest.raises(TrainerError) as info:
+        LossOnly().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    said = str(info.value)
+    assert "but not `val_accuracy`, the objective's metric: hpoc's loop computes it from the " \
+           "validation outputs, and validation_step()" in said
+    assert f"({__file__}:" in said and said.endswith("returned none: return `(loss, outputs)`")
+
+
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
     from hpoc.runtime.hooks import hook_problems

@@ -105,19 +105,23 @@ def whole_count(name: str, value: Any, least: int) -> int:
     return number
 
 
-def require_objective(plan: dict[str, Any] | None, result: dict[str, Any]) -> None:
+def require_objective(plan: dict[str, Any] | None, result: dict[str, Any],
+                      why: dict[str, str] | None = None) -> None:
     """Searchers and schedulers need the objective in every report; Ray would stop the
-    whole study with a traceback. A mistake of the trainer (or the spec): say which."""
+    whole study with a traceback. A mistake of the trainer (or the spec): say which, and
+    `why` hpoc's loop left a metric of its own out (`val_accuracy`: no outputs to score)."""
     wanted = [m["name"] for m in ((plan or {}).get("objective") or {}).get("metrics") or ()]
     missing = [name for name in wanted if name not in result]
     if missing:
         from hpoc.errors import did_you_mean
 
         hint = did_you_mean(missing[0], list(result))
+        cause = (why or {}).get(missing[0])
         raise TrainerError(
             f"the trainer reported {', '.join(f'`{k}`' for k in sorted(result)) or 'nothing'} but not "
             f"{', '.join(f'`{m}`' for m in missing)}, the objective's metric"
-            + (f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
+            + (f": hpoc's loop computes it from the validation outputs, and {cause}" if cause else
+               f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
     for name in wanted:  # searchers rank by it: a string or None read as "never reported"
         value = result[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):

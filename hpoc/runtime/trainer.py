@@ -475,6 +475,7 @@ class Trainer:
         classify = self.task == "classification"
         one_logit_is_zero = isinstance(self.loss, torch.nn.CrossEntropyLoss)
         batches = self.validation_dataloader
+        unjudged = None  # why the first batch's outputs could not be scored
         for batch in batches:
             with self.strategy.autocast():
                 out = self.validation_step(batch)
@@ -490,6 +491,10 @@ class Trainer:
             sums[0] += metric_tensor(loss, "loss", dev) * n
             sums[2] += n
             if not (classify and outputs is not None and outputs.dim() == 2):
+                if classify and unjudged is None:
+                    unjudged = (f"validation_step(){source_line(self.validation_step)} returned none: "
+                                "return `(loss, outputs)`" if outputs is None else
+                                f"the outputs are shaped {tuple(outputs.shape)}, not (batch, classes)")
                 continue
             if outputs.shape[1] == 1 and one_logit_is_zero:
                 # softmax over one logit is 1: the loss is 0 whatever the model does
@@ -497,7 +502,10 @@ class Trainer:
                                    "which is then always 0: for regression set `task = "
                                    "\"regression\"` (a trainer argument in the spec, or a class "
                                    "attribute) to train with MSELoss, or return one output per class")
-            if len(batch) > 1 and not batch[1].is_floating_point():
+            if len(batch) <= 1 or batch[1].is_floating_point():
+                unjudged = unjudged or "the labels are " + (
+                    "floats, not class indices" if len(batch) > 1 else "missing from the batches")
+            else:
                 hits = (outputs.argmax(dim=1) == batch[1]).sum().to(sums.dtype)
                 # NaN outputs (training diverged) predict nothing: argmax read them as class 0,
                 # and a diverged trial ranked with the share of class 0 as its accuracy
@@ -511,6 +519,7 @@ class Trainer:
             # not without outputs to judge (a validation_step that returns only the loss,
             # float labels): 0 would read as a model that is always wrong
             metrics["val_accuracy"] = correct / max(n_judged, 1)
+        self._unjudged = unjudged if classify else "the trainer's `task` is not classification"
         metrics.update((k, v / max(n_total, 1)) for k, v in zip(names, extra_totals))
         return metrics
 
@@ -527,7 +536,8 @@ class Trainer:
                checkpoint: bool | None = None, extra: dict[str, Any] | None = None) -> None:
         """Report one epoch's metrics (all ranks call it) and checkpoint per the plan."""
         result = {k: scalar(v) for k, v in metrics.items()}
-        require_objective(self.plan, result)
+        unjudged = getattr(self, "_unjudged", None)
+        require_objective(self.plan, result, {"val_accuracy": unjudged} if unjudged else None)
         if epoch is not None:
             # training_iteration = epochs done, so schedulers and stop criteria count epochs
             # even after a retried trial restarted from a checkpoint.

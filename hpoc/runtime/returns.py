@@ -117,11 +117,12 @@ def require_objective(plan: dict[str, Any] | None, result: dict[str, Any],
 
         hint = did_you_mean(missing[0], list(result))
         cause = (why or {}).get(missing[0])
+        if cause:  # short: the study prints one line of it per trial
+            raise TrainerError(f"`{missing[0]}`, the objective's metric, is missing: {cause}")
         raise TrainerError(
             f"the trainer reported {', '.join(f'`{k}`' for k in sorted(result)) or 'nothing'} but not "
             f"{', '.join(f'`{m}`' for m in missing)}, the objective's metric"
-            + (f": hpoc's loop computes it from the validation outputs, and {cause}" if cause else
-               f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
+            + (f"; {hint}" if hint else "; report it every epoch, or change `objective` in the spec"))
     for name in wanted:  # searchers rank by it: a string or None read as "never reported"
         value = result[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -492,9 +492,10 @@ class Trainer:
             sums[2] += n
             if not (classify and outputs is not None and outputs.dim() == 2):
                 if classify and unjudged is None:
-                    unjudged = (f"validation_step(){source_line(self.validation_step)} returned none: "
-                                "return `(loss, outputs)`" if outputs is None else
-                                f"the outputs are shaped {tuple(outputs.shape)}, not (batch, classes)")
+                    unjudged = (f"validation_step(){source_line(self.validation_step)} returned no "
+                                "outputs to score: return `(loss, outputs)`" if outputs is None else
+                                f"the validation outputs are shaped {tuple(outputs.shape)}, not "
+                                "(batch, classes)")
                 continue
             if outputs.shape[1] == 1 and one_logit_is_zero:
                 # softmax over one logit is 1: the loss is 0 whatever the model does
@@ -503,8 +504,8 @@ class Trainer:
                                    "\"regression\"` (a trainer argument in the spec, or a class "
                                    "attribute) to train with MSELoss, or return one output per class")
             if len(batch) <= 1 or batch[1].is_floating_point():
-                unjudged = unjudged or "the labels are " + (
-                    "floats, not class indices" if len(batch) > 1 else "missing from the batches")
+                unjudged = unjudged or ("the validation labels are floats, not class indices"
+                                        if len(batch) > 1 else "the validation batches have no labels")
             else:
                 hits = (outputs.argmax(dim=1) == batch[1]).sum().to(sums.dtype)
                 # NaN outputs (training diverged) predict nothing: argmax read them as class 0,

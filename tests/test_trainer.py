@@ -288,7 +288,7 @@ def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(t
             torch.optim.Adam(model.parameters())
 
     with pytest.raises(TrainerError, match=r"^create_optimizer\(\) \(.*test_trainer\.py:\d+\) returned "
-                                           r"NoneType as the optimizer, not a torch optimizer"):
+                                           r"None \(is its `return` missing\?\) as the optimizer, not a torch optimizer"):
         NoOptimizer().run_local(CONFIG, data, directory=tmp_path / "a")
 
     named = {"create_lr_scheduler": ("cosine", "the lr scheduler: return a torch LR scheduler"),
@@ -506,6 +506,21 @@ def test_a_val_accuracy_the_loop_could_not_compute_says_why(toy, tmp_path):
     said = str(info.value)
     assert said.startswith("`val_accuracy`, the objective's metric, is missing: validation_step() (")
     assert f"({__file__}:" in said and said.endswith("returned no outputs to score: return `(loss, outputs)`")
+
+
+@pytest.mark.parametrize("hook", ["create_model", "create_loss", "create_optimizer", "train_step"])
+def test_a_hook_that_returns_none_asks_for_its_return(toy, tmp_path, hook):
+    """"returned NoneType, not a torch.nn.Module" named the type of nothing: a `return` left
+    out (a branch that falls through, a model built and not returned) is what it means."""
+    workdir, plan, data = toy
+    Toy = pipeline.import_target("toy:ToyTrainer", str(workdir))
+    def forgot(self, *args):
+        self.built = nn.Linear(2, 2)  # and no `return`
+
+    forgot.__name__ = hook
+    Forgot = type("Forgot", (Toy,), {hook: forgot})
+    with pytest.raises(TrainerError, match=rf"{hook}\(\) \(.*\) returned None \(is its `return` missing\?\)"):
+        Forgot().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
 
 
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
@@ -730,7 +745,7 @@ def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path
         def validation_step(self, batch):
             self.loss(self.model(batch[0]), batch[1])
 
-    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*\) returned NoneType: return "):
+    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*\) returned None \(is its `return` missing\?\): return "):
         Nothing().run_local(CONFIG, (train, val), directory=tmp_path / "c")
 
 

@@ -18,11 +18,16 @@ class TrainerError(Exception):
     """A trainer that cannot run as configured; the message says what to change."""
 
 
+def returned(value: Any) -> str:
+    """What a hook returned, as a message says it: None is a `return` left out."""
+    return "None (is its `return` missing?)" if value is None else type(value).__name__
+
+
 def require_module(model: Any, hook: Any) -> Any:
     """A model that is not an `nn.Module` fails later with an AttributeError deep in hpoc."""
     if not isinstance(model, torch.nn.Module):
         raise TrainerError(f"{getattr(hook, '__name__', 'create_model')}(){source_line(hook)} returned "
-                           f"{type(model).__name__}, not a torch.nn.Module")
+                           f"{returned(model)}, not a torch.nn.Module")
     return model
 
 
@@ -48,7 +53,7 @@ def validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
         return out[0], (out[1] if len(out) > 1 else None), {}
     if isinstance(out, (torch.Tensor, int, float)) and not isinstance(out, bool):
         return out, None, {}
-    raise TrainerError(f"validation_step(){source_line(hook)} returned {type(out).__name__}: "
+    raise TrainerError(f"validation_step(){source_line(hook)} returned {returned(out)}: "
                        "return `(loss, outputs)`, the loss, or a dict with `loss` and metrics "
                        "of yours (`{\"loss\": loss, \"val_f1\": f1}`)")
 
@@ -69,7 +74,7 @@ def require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
         return optimizer
     if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
         raise TrainerError(f"{getattr(hook, '__name__', 'create_optimizer')}(){source_line(hook)} "
-                           f"returned {type(optimizer).__name__} as the optimizer, not a torch "
+                           f"returned {returned(optimizer)} as the optimizer, not a torch "
                            "optimizer (`torch.optim.Adam(model.parameters(), lr=...)`)")
     return optimizer
 
@@ -78,7 +83,7 @@ def require_loss(loss: Any, hook: Any) -> Any:
     """A loss the default steps cannot call failed in them: "'str' object is not callable"."""
     if not callable(loss):
         raise TrainerError(f"{getattr(hook, '__name__', 'create_loss')}(){source_line(hook)} returned "
-                           f"{type(loss).__name__} as the loss: return a callable such as "
+                           f"{returned(loss)} as the loss: return a callable such as "
                            "`torch.nn.CrossEntropyLoss()`")
     return loss
 

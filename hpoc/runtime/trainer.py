@@ -42,7 +42,7 @@ import torch
 from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, default_prepare, loader_split,
                                   num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
-from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, require_module,
+from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, require_module, returned,
                                   require_objective, require_optimizer, require_scheduler, scalar,
                                   source_line, validation_parts, whole_count)
 from hpoc.runtime.strategy import Strategy
@@ -437,7 +437,7 @@ class Trainer:
                     loss = _first_loss(self.train_step(batch))
                 if not isinstance(loss, torch.Tensor):
                     raise TrainerError(f"train_step(){source_line(self.train_step)} returned "
-                                       f"{type(loss).__name__}: return the batch's loss as a tensor "
+                                       f"{returned(loss)}: return the batch's loss as a tensor "
                                        "(not `loss.item()`), to train on")
                 self.strategy.backward(loss)
             self.strategy.step()

@@ -523,6 +523,24 @@ def test_a_hook_that_returns_none_asks_for_its_return(toy, tmp_path, hook):
         Forgot().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
 
 
+def test_a_loop_of_its_own_that_skips_setup_is_told_to_call_it(toy, tmp_path):
+    """"AttributeError: 'T' object has no attribute 'train_dataloader'", retried in every
+    trial: the docs' loop begins with `self.setup()`, which makes the batches."""
+    workdir, plan, data = toy
+
+    class NoSetup(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train(self):
+            for batch in self.train_dataloader:
+                pass
+
+    with pytest.raises(TrainerError, match=r"`self.train_dataloader` is made by `self.setup\(\)`: call it "
+                                           r"at the start of `NoSetup.train\(\)`"):
+        NoSetup().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    assert not hasattr(NoSetup(), "validation_dataloader")  # still an AttributeError to getattr
+    with pytest.raises(AttributeError, match="has no attribute 'trian_data'"):
+        NoSetup().trian_data
+
+
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
     from hpoc.runtime.hooks import hook_problems

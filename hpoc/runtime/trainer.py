@@ -49,6 +49,11 @@ from hpoc.runtime.strategy import Strategy
 from hpoc.runtime.summary import raised_at
 
 
+class NotSetUp(TrainerError, AttributeError):
+    """Batches read before `setup()` made them: a TrainerError (retrying cannot help), and
+    an AttributeError to `hasattr` and `getattr(..., default)`."""
+
+
 @dataclass(frozen=True)
 class TrialInfo:
     """The trial a trainer runs for: Ray's id and name, its index in the study and its seed."""
@@ -227,6 +232,14 @@ class Trainer:
         self._batches: dict[str, Any] = {}
         if data is not None:
             self.train_data, self.validation_data, self.test_data = data
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for a name not set: the batches, which a loop of the trainer's own reads
+        before `self.setup()` made them."""
+        if name in ("train_dataloader", "validation_dataloader", "test_dataloader"):
+            raise NotSetUp(f"`self.{name}` is made by `self.setup()`: call it at the start of "
+                           f"`{type(self).__name__}.train()` (docs/trainer.md, A loop of your own)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
 
     # itwinai trainers read their hyperparameters from `training_config`
     @property

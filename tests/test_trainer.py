@@ -541,6 +541,27 @@ def test_a_loop_of_its_own_that_skips_setup_is_told_to_call_it(toy, tmp_path):
         NoSetup().trian_data
 
 
+def test_a_loop_of_its_own_that_never_reports_fails_its_trial_saying_so(toy, tmp_path):
+    """A train() that forgot `self.report` ended every trial with no result, and Ray's
+    metric check then stopped the whole study, printed as "a bug in hpoc"."""
+    workdir, plan, data = toy
+
+    class Silent(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train(self):
+            self.setup()
+            for epoch in range(self.restore(), self.epochs):
+                for batch in self.train_dataloader:
+                    self.strategy.backward(self.train_step(batch))
+                    self.strategy.step()
+
+    with pytest.raises(TrainerError, match=r"^Silent.train\(\) \(.*test_trainer.py:\d+\) ended without "
+                                           r"reporting anything: call `self.report"):
+        Silent().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    # A trial resumed after its last epoch has nothing left to report: not an error.
+    trainer(workdir).run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "done", plan=plan)
+    assert Silent().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "done", plan=plan) == []
+
+
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
     from hpoc.runtime.hooks import hook_problems

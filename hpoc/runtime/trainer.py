@@ -570,6 +570,7 @@ class Trainer:
             mine = directory if directory and (self.strategy.is_main or
                                                self.strategy.checkpoint_files_rank_local()) else None
             self.reporter.report(result, mine)
+            self._reported = True
         finally:
             if directory:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -596,6 +597,7 @@ class Trainer:
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
+            self._resumed = True  # a trial resumed after its last epoch has none to report
             state, write = None, self.strategy.is_main
             for candidate in [directory, *older_checkpoints(directory)]:
                 try:
@@ -692,6 +694,12 @@ class Trainer:
                 self.train(config, (self.train_data, self.validation_data, self.test_data))
             else:
                 self.train()
+            wanted = ((self.plan or {}).get("objective") or {}).get("metrics")
+            if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
+                # Tune would end the trial with no result, and its metric check the study
+                raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} ended "
+                                   "without reporting anything: call `self.report({...}, epoch=epoch)` "
+                                   "each epoch (docs/trainer.md, A loop of your own)")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
             if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost

@@ -562,6 +562,39 @@ def test_a_loop_of_its_own_that_never_reports_fails_its_trial_saying_so(toy, tmp
     assert Silent().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "done", plan=plan) == []
 
 
+def test_a_model_that_returns_a_tuple_is_named_by_the_default_steps(toy, tmp_path):
+    """`forward` returning `(logits, features)` failed inside torch's loss ("argument 'input'
+    must be Tensor, not tuple") with no line of the study's code; under a loss of the
+    trainer's own that unpacks it, validation crashed in hpoc on `outputs.dim()`."""
+    workdir, plan, data = toy
+    Toy = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.net(x), x
+
+    class Tupled(Toy):
+        def create_model(self, config):
+            return Pair()
+
+    with pytest.raises(TrainerError, match=r"^the model's forward\(\) \(.*test_trainer.py:\d+\) returned "
+                                           r"a tuple, and the loss \(CrossEntropyLoss\) takes a tensor"):
+        Tupled().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "a", plan=plan)
+
+    class Unpacks(Tupled):
+        def create_loss(self, config):
+            ce = nn.CrossEntropyLoss()
+            return lambda out, y: ce(out[0], y)
+
+    with pytest.raises(TrainerError, match=r"`val_accuracy`, the objective's metric, is missing: the "
+                                           r"validation outputs are a tuple, not a tensor"):
+        Unpacks().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "b", plan=plan)
+
+
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
     from hpoc.runtime.hooks import hook_problems

@@ -334,12 +334,24 @@ class Trainer:
 
     def train_step(self, batch: Any) -> torch.Tensor:
         x, y = batch[0], batch[1]
-        return self.loss(self.model(x), y)
+        return self.loss(self._outputs(self.model(x)), y)
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
-        out = self.model(x)
+        out = self._outputs(self.model(x))
         return self.loss(out, y), out
+
+    def _outputs(self, out: Any) -> Any:
+        """The model's outputs for torch's losses, which take one tensor: `(logits, features)`
+        failed inside torch, naming no line of the study's code. A loss of the trainer's own
+        may take anything."""
+        if isinstance(out, torch.Tensor) or not isinstance(self.loss, torch.nn.modules.loss._Loss):
+            return out
+        model = getattr(self.model, "module", self.model)  # DDP's wrapped model
+        raise TrainerError(f"the model's forward(){source_line(type(model).forward)} returned "
+                           f"{returned(out) if out is None else 'a ' + type(out).__name__}, and the loss "
+                           f"({type(self.loss).__name__}) takes a tensor: "
+                           "return the outputs alone, or override `train_step` and `validation_step`")
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Extra state of your own to save in each checkpoint."""
@@ -503,11 +515,13 @@ class Trainer:
                 continue  # a stand-in batch of a rank with no samples left: not counted
             sums[0] += metric_tensor(loss, "loss", dev) * n
             sums[2] += n
-            if not (classify and outputs is not None and outputs.dim() == 2):
+            tensor = isinstance(outputs, torch.Tensor)
+            if not (classify and tensor and outputs.dim() == 2):
                 if classify and unjudged is None:
                     unjudged = (f"validation_step(){source_line(self.validation_step)} returned no "
                                 "outputs to score: return `(loss, outputs)`" if outputs is None else
-                                f"the validation outputs are shaped {tuple(outputs.shape)}, not "
+                                f"the validation outputs are a {type(outputs).__name__}, not a tensor" if not tensor
+                                else f"the validation outputs are shaped {tuple(outputs.shape)}, not "
                                 "(batch, classes)")
                 continue
             if outputs.shape[1] == 1 and one_logit_is_zero:

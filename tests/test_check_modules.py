@@ -203,3 +203,30 @@ def test_a_trainer_that_moves_tensors_to_cuda_without_gpus_is_warned(tmp_path: P
     assert w.help.startswith("leave devices to hpoc: batches arrive on the trial's device")
     spec.write_text(HOOKS_SPEC + "resources { gpus_per_worker = 1 }\n")
     assert [w for w in compile_path(spec).warnings if w.code == "HP804"] == []
+
+
+def test_a_loop_of_its_own_that_never_reports_is_warned(tmp_path: Path) -> None:
+    """A `train()` with no `self.report(...)` passed `hpoc check`; every trial then failed
+    at its end (and before that, Ray's metric check stopped the study)."""
+    import textwrap
+
+    silent = textwrap.dedent("""
+        import hpoc
+
+        class T(hpoc.Trainer):
+            def create_model(self, config):
+                return Net()
+
+            def train(self):
+                self.setup()
+                for epoch in range(self.restore(), self.epochs):
+                    self.train_epoch(epoch)
+    """)
+    (tmp_path / "trainer.py").write_text(silent)
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP801"]
+    assert w.message == ("trainer: `T.train()` (trainer.py:8) never calls `self.report(...)`: its "
+                         "trials report nothing, and each fails at its end")
+    (tmp_path / "trainer.py").write_text(silent + "        self.report(metrics, epoch=epoch)\n")
+    assert [w for w in compile_path(spec).warnings if w.code == "HP801"] == []

@@ -31,7 +31,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.metrics import config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems
+from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, silent_loop
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
 from hpoc.compiler.values import expand_path, setting_value
@@ -430,6 +430,9 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         problems = check_step(step["target"], dict(step.get("args") or {}), workdir, supplied)
         if role == "trainer" and not problems:
             problems = hook_problems(step["target"], workdir)
+            silent = silent_loop(step["target"], workdir)
+            if silent and not problems:
+                ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
         for p in problems:
             where = keys.get(p.arg) if p.arg else None
             if p.module is not None and p.module in told:

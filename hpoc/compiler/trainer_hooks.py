@@ -168,3 +168,26 @@ def _on_cuda(call: ast.Call) -> bool:
         return any(isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value.startswith("cuda")
                    for v in given)
     return False
+
+
+def silent_loop(target: str, workdir: str | None) -> Problem | None:
+    """A `train()` of the trainer's own in a module that never calls `report(...)` (nor
+    itwinai's `checkpoint_and_report`): its trials end with no result, each a failure."""
+    module, _, qual = target.partition(":")
+    found = module_tree(workdir, module) if workdir and module and qual else None
+    tree = found[1] if found else None
+    if not isinstance(tree, ast.Module):
+        return None
+    names = bindings(tree) or {}
+    train = (_methods(names.get(qual), names, tree) or {}).get("train")
+    if not isinstance(train, ast.FunctionDef):
+        return None
+    if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+           and n.func.attr in ("report", "checkpoint_and_report") for n in ast.walk(tree)):
+        return None
+    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body), qual)
+    shown = os.path.relpath(found[0], workdir) if found and workdir else ""
+    return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls `self.report(...)`: its trials "
+                   "report nothing, and each fails at its end",
+                   "report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "
+                   "(docs/trainer.md, A loop of your own)", warning=True)

@@ -35,23 +35,32 @@ HOOKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
 }
 
 
-def hook_problems(target: str, workdir: str | None) -> list[Problem]:
-    """Errors in the trainer class `target` (`module:Class`) that would fail every trial."""
+def _trainer(target: str, workdir: str | None) -> tuple[str, ast.Module, ast.ClassDef, dict[str, ast.AST]] | None:
+    """(the module's path as shown, its tree, the class, its methods) of the trainer
+    `target` (`module:Class`), when its source says them for certain."""
     module, _, qual = target.partition(":")
     found = module_tree(workdir, module) if workdir and module and qual and "." not in qual else None
-    tree = found[1] if found else None
-    if not isinstance(tree, ast.Module):
+    if not found or not isinstance(found[1], ast.Module):
+        return None
+    names = bindings(found[1])
+    cls = names.get(qual) if names else None
+    methods = _methods(cls, names or {})
+    if methods is None or not isinstance(cls, ast.ClassDef):
+        return None
+    return os.path.relpath(found[0], workdir), found[1], cls, methods
+
+
+def hook_problems(target: str, workdir: str | None) -> list[Problem]:
+    """Errors in the trainer class `target` (`module:Class`) that would fail every trial."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
         return []
-    names = bindings(tree)
-    methods = _methods(names.get(qual) if names else None, names or {}, tree)
-    if methods is None:
-        return []
-    shown = os.path.relpath(found[0], workdir) if found and workdir else ""
+    shown, _, cls, methods = trainer
+    qual = cls.name
     if not any(m in methods for m in ("create_model", *_MODEL)):
-        cls = names[qual] if names else None
         close = difflib.get_close_matches("create_model", list(methods), n=1, cutoff=0.85)
         typo = methods[close[0]] if close else None
-        return [Problem(f"`{qual}` ({shown}:{getattr(cls, 'lineno', 0)}) defines no model: implement "
+        return [Problem(f"`{qual}` ({shown}:{cls.lineno}) defines no model: implement "
                         "`create_model(self, config)` (or `create_model_loss_optimizer`)",
                         f"`{close[0]}` ({shown}:{getattr(typo, 'lineno', 0)}) is not a hook hpoc calls: "
                         "name it `create_model`" if close else
@@ -72,7 +81,7 @@ def hook_problems(target: str, workdir: str | None) -> list[Problem]:
     return out
 
 
-def _methods(cls: Any, names: dict[str, ast.AST], tree: ast.Module, depth: int = 0) -> dict[str, ast.AST] | None:
+def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0) -> dict[str, ast.AST] | None:
     """Each method name of `cls` and the statement that defines it, nearest class first,
     down to `hpoc.Trainer`; None unless every class between is in this module as written."""
     if not isinstance(cls, ast.ClassDef) or cls.decorator_list or cls.keywords or len(cls.bases) != 1 or depth > 8:
@@ -83,7 +92,7 @@ def _methods(cls: Any, names: dict[str, ast.AST], tree: ast.Module, depth: int =
     if _is_hpoc_trainer(base, names):
         inherited: dict[str, ast.AST] | None = {}
     elif isinstance(base, ast.Name):
-        inherited = _methods(names.get(base.id), names, tree, depth + 1)
+        inherited = _methods(names.get(base.id), names, depth + 1)
     else:
         inherited = None
     if inherited is None:
@@ -173,20 +182,17 @@ def _on_cuda(call: ast.Call) -> bool:
 def silent_loop(target: str, workdir: str | None) -> Problem | None:
     """A `train()` of the trainer's own in a module that never calls `report(...)` (nor
     itwinai's `checkpoint_and_report`): its trials end with no result, each a failure."""
-    module, _, qual = target.partition(":")
-    found = module_tree(workdir, module) if workdir and module and qual else None
-    tree = found[1] if found else None
-    if not isinstance(tree, ast.Module):
+    trainer = _trainer(target, workdir)
+    if trainer is None:
         return None
-    names = bindings(tree) or {}
-    train = (_methods(names.get(qual), names, tree) or {}).get("train")
+    shown, tree, cls, methods = trainer
+    train = methods.get("train")
     if not isinstance(train, ast.FunctionDef):
         return None
     if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
            and n.func.attr in ("report", "checkpoint_and_report") for n in ast.walk(tree)):
         return None
-    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body), qual)
-    shown = os.path.relpath(found[0], workdir) if found and workdir else ""
+    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body), cls.name)
     return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls `self.report(...)`: its trials "
                    "report nothing, and each fails at its end",
                    "report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "

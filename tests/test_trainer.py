@@ -595,6 +595,20 @@ def test_a_model_that_returns_a_tuple_is_named_by_the_default_steps(toy, tmp_pat
         Unpacks().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "b", plan=plan)
 
 
+def test_a_checkpoint_state_that_cannot_be_saved_names_the_hook(toy, tmp_path):
+    """A lambda in `checkpoint_state()` failed the first checkpoint, and every retry, in
+    "Can't pickle local object" from inside torch.save, after a whole epoch."""
+    workdir, plan, data = toy
+
+    class Closure(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def checkpoint_state(self):
+            return {"schedule": lambda epoch: 0.1 ** epoch}
+
+    with pytest.raises(TrainerError, match=r"^checkpoint_state\(\) \(.*test_trainer.py:\d+\) returned what "
+                                           r"a checkpoint cannot hold: .*Can't pickle local object"):
+        Closure().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
     from hpoc.runtime.hooks import hook_problems

@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -47,6 +48,14 @@ from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, req
                                   source_line, validation_parts, whole_count)
 from hpoc.runtime.strategy import Strategy
 from hpoc.runtime.summary import raised_at
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - any failure means torch.save fails on it too
+        return False
+    return True
 
 
 class NotSetUp(TrainerError, AttributeError):
@@ -596,7 +605,15 @@ class Trainer:
             state["built_lrs"] = self._built_lrs
         if extra:
             state["data"] = extra
-        self.strategy.save_checkpoint(directory, state)
+        try:
+            self.strategy.save_checkpoint(directory, state)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            if _pickles(state["user"]):
+                raise
+            # torch.save's "Can't pickle local object" names no line of the study's code
+            raise TrainerError(f"checkpoint_state(){source_line(self.checkpoint_state)} returned what a "
+                               f"checkpoint cannot hold: {exc} (save plain data: numbers, tensors, "
+                               "state_dicts)") from None
 
     def restore(self) -> int:
         """Load the trial's latest checkpoint if there is one; the number of epochs done.

@@ -609,6 +609,27 @@ def test_a_checkpoint_state_that_cannot_be_saved_names_the_hook(toy, tmp_path):
         Closure().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
 
 
+def test_a_metric_reported_as_a_tensor_of_several_values_is_refused(toy, tmp_path):
+    """`self.report({"val_accuracy": per_class})` was reported as the mean of the classes'
+    accuracies, without a word, and the search ranked trials by it."""
+    workdir, plan, data = toy
+
+    class PerClass(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def report(self, metrics, **kwargs):
+            super().report(dict(metrics, val_accuracy=torch.tensor([0.9, 0.5, 0.1])), **kwargs)
+
+    with pytest.raises(TrainerError, match=r"^the trainer reported `val_accuracy` as a tensor of shape "
+                                           r"\(3,\): report one number per metric"):
+        PerClass().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+    class OneValue(PerClass):  # a one-element tensor is a number
+        def report(self, metrics, **kwargs):
+            hpoc.Trainer.report(self, dict(metrics, val_accuracy=torch.tensor([[0.75]])), **kwargs)
+
+    history = OneValue().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "one", plan=plan)
+    assert history[-1]["val_accuracy"] == 0.75
+
+
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
     """`def create_model(self):` failed every trial, and each retry, in a TypeError."""
     from hpoc.runtime.hooks import hook_problems

@@ -35,7 +35,10 @@ HOOKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
 }
 
 
-def _trainer(target: str, workdir: str | None) -> tuple[str, ast.Module, ast.ClassDef, dict[str, ast.AST]] | None:
+_Found = tuple[str, ast.Module, ast.ClassDef, dict[str, ast.AST]]
+
+
+def _trainer(target: str, workdir: str | None) -> _Found | None:
     """(the module's path as shown, its tree, the class, its methods) of the trainer
     `target` (`module:Class`), when its source says them for certain."""
     module, _, qual = target.partition(":")
@@ -84,7 +87,8 @@ def hook_problems(target: str, workdir: str | None) -> list[Problem]:
 def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0) -> dict[str, ast.AST] | None:
     """Each method name of `cls` and the statement that defines it, nearest class first,
     down to `hpoc.Trainer`; None unless every class between is in this module as written."""
-    if not isinstance(cls, ast.ClassDef) or cls.decorator_list or cls.keywords or len(cls.bases) != 1 or depth > 8:
+    if not isinstance(cls, ast.ClassDef) or cls.decorator_list or cls.keywords or len(cls.bases) != 1 \
+            or depth > 8:
         return None
     if any(isinstance(item, (ast.If, ast.Try, ast.With, ast.For, ast.While)) for item in cls.body):
         return None  # methods defined conditionally
@@ -155,10 +159,10 @@ def cuda_lines(target: str, workdir: str | None) -> list[str]:
         return []
     shown = os.path.relpath(found[0], workdir)
     lines: set[int] = set()
-    guarded = set()
+    guarded: set[int] = set()
     for fn in ast.walk(found[1]):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
-                isinstance(n, ast.Attribute) and n.attr in ("is_available", "device_count") for n in ast.walk(fn)):
+        asks = (isinstance(n, ast.Attribute) and n.attr in ("is_available", "device_count") for n in ast.walk(fn))
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(asks):
             guarded.update(id(n) for n in ast.walk(fn))
     for node in ast.walk(found[1]):
         if isinstance(node, ast.Call) and id(node) not in guarded and _on_cuda(node):
@@ -192,7 +196,8 @@ def silent_loop(target: str, workdir: str | None) -> Problem | None:
     if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
            and n.func.attr in ("report", "checkpoint_and_report") for n in ast.walk(tree)):
         return None
-    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body), cls.name)
+    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body),
+                 cls.name)
     return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls `self.report(...)`: its trials "
                    "report nothing, and each fails at its end",
                    "report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "

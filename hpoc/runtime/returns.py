@@ -136,6 +136,15 @@ def require_objective(plan: dict[str, Any] | None, result: dict[str, Any],
                                "`tensor.item()`)")
 
 
+def reported(name: str, value: Any) -> Any:
+    """A reported metric as Tune takes it: a tensor of several values would be its mean,
+    without a word (per-class accuracies ranked as their average)."""
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise TrainerError(f"the trainer reported `{name}` as a tensor of shape {tuple(value.shape)}: "
+                           "report one number per metric (`.mean()`, or one name per class)")
+    return scalar(value)
+
+
 def scalar(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         value = value.detach().float().mean().item()

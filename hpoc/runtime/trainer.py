@@ -43,9 +43,9 @@ import torch
 from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, default_prepare, loader_split,
                                   num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
-from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, require_module, returned,
-                                  require_objective, require_optimizer, require_scheduler, scalar,
-                                  source_line, validation_parts, whole_count)
+from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_loss, require_module,
+                                  require_objective, require_optimizer, require_scheduler, returned,
+                                  scalar, source_line, validation_parts, whole_count)
 from hpoc.runtime.strategy import Strategy
 from hpoc.runtime.summary import raised_at
 
@@ -529,8 +529,8 @@ class Trainer:
                 if classify and unjudged is None:
                     unjudged = (f"validation_step(){source_line(self.validation_step)} returned no "
                                 "outputs to score: return `(loss, outputs)`" if outputs is None else
-                                f"the validation outputs are a {type(outputs).__name__}, not a tensor" if not tensor
-                                else f"the validation outputs are shaped {tuple(outputs.shape)}, not "
+                                f"the validation outputs are a {type(outputs).__name__}, not a tensor"
+                                if not tensor else f"the validation outputs are shaped {tuple(outputs.shape)}, not "
                                 "(batch, classes)")
                 continue
             if outputs.shape[1] == 1 and one_logit_is_zero:
@@ -572,7 +572,7 @@ class Trainer:
     def report(self, metrics: dict[str, Any], *, epoch: int | None = None,
                checkpoint: bool | None = None, extra: dict[str, Any] | None = None) -> None:
         """Report one epoch's metrics (all ranks call it) and checkpoint per the plan."""
-        result = {k: scalar(v) for k, v in metrics.items()}
+        result = {k: reported(k, v) for k, v in metrics.items()}
         unjudged = getattr(self, "_unjudged", None)
         require_objective(self.plan, result, {"val_accuracy": unjudged} if unjudged else None)
         if epoch is not None:

@@ -127,3 +127,142 @@ def test_a_linked_spec_is_the_study_beside_its_target_as_a_linked_script_is_in_p
     (tmp_path / "scratch").symlink_to(shared)  # a directory link on the way: the path as given
     plan = compile_path(tmp_path / "scratch" / "digits.hpo").plan
     assert plan["source"]["workdir"] == str(tmp_path / "scratch")
+
+
+HOOKS_SPEC = 'study "h"\npipeline { trainer = trainer:T }\nspace { epochs = 1 }\n'
+
+
+def hook_diagnostics(tmp_path: Path, source: str) -> list:
+    """`hpoc check`'s errors about the trainer module `source`."""
+    import textwrap
+
+    from hpoc.errors import SpecError
+
+    (tmp_path / "trainer.py").write_text(textwrap.dedent(source))
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    try:
+        compile_path(spec)
+    except SpecError as exc:
+        return [d for d in exc.diagnostics if d.severity == "error"]
+    return []
+
+
+def hook_errors(tmp_path: Path, source: str) -> list[str]:
+    return [d.message for d in hook_diagnostics(tmp_path, source)]
+
+
+def test_a_trainer_that_would_fail_every_trial_at_its_hooks_is_an_error_at_check_time(tmp_path: Path) -> None:
+    """A trainer with no model, a hook hpoc cannot call, or one that returns nothing passed
+    `hpoc check`; on a cluster the job then waited in the queue before the driver refused
+    it, or (no return) before every trial failed."""
+    said = hook_errors(tmp_path, """
+        import hpoc
+        from torch import nn
+
+        class Base(hpoc.Trainer):
+            def create_model(self):
+                return nn.Linear(2, 2)
+
+        class T(Base):
+            def train_step(self, batch):
+                loss = self.loss(self.model(batch[0]), batch[1])
+
+            def validation_step(self, batch):
+                raise NotImplementedError  # only raises: not a forgotten return
+    """)
+    assert said == ["trainer: `create_model(self)` (trainer.py:6) must be `create_model(self, config)`: "
+                    "hpoc calls it so",
+                    "trainer: `train_step` (trainer.py:10) returns nothing: hpoc trains on the loss it "
+                    "returns"]
+    (typo,) = hook_diagnostics(tmp_path, """
+        import hpoc
+
+        class T(hpoc.Trainer):
+            def create_modle(self, config):
+                return None
+    """)
+    assert typo.message == ("trainer: `T` (trainer.py:4) defines no model: implement `create_model(self, "
+                            "config)` (or `create_model_loss_optimizer`)")
+    assert typo.help == "`create_modle` (trainer.py:5) is not a hook hpoc calls: name it `create_model`"
+
+
+def test_hooks_the_trainers_own_code_calls_or_that_the_source_cannot_tell_are_not_errors(tmp_path: Path) -> None:
+    for source in (
+        # its own loop calls the hooks as it likes
+        "import hpoc\nclass T(hpoc.Trainer):\n    def train(self):\n        pass\n"
+        "    def create_model(self):\n        pass\n",
+        # itwinai style: the hook sets self.model, returns nothing
+        "import hpoc\nclass T(hpoc.Trainer):\n    def create_model_loss_optimizer(self):\n        self.model = 1\n",
+        # a base from another module, a decorator, a generator: unknown
+        "import hpoc\nfrom lib import Base\nclass T(Base):\n    pass\n",
+        "import hpoc, functools\nclass T(hpoc.Trainer):\n    @functools.cache\n    def create_model(self):\n"
+        "        pass\n",
+        "from hpoc import Trainer\nclass T(Trainer):\n    def create_model(self, config, *rest, scale=1):\n"
+        "        return make(config)\n    def prepare_inputs(self, x):\n        yield x\n",
+    ):
+        assert hook_errors(tmp_path, source) == [], source
+
+
+def test_the_check_knows_the_hooks_the_runtime_calls() -> None:
+    from hpoc.compiler.trainer_hooks import HOOKS as CHECKED
+    from hpoc.runtime.hooks import HOOKS
+
+    assert {name: hook[:2] for name, hook in CHECKED.items()} == HOOKS
+
+
+def test_a_trainer_that_moves_tensors_to_cuda_without_gpus_is_warned(tmp_path: Path) -> None:
+    """`.cuda()` or `.to("cuda")` in a trainer whose trials have no GPU failed every trial
+    (and its retries) with "Found no NVIDIA driver" once it ran."""
+    import textwrap
+
+    (tmp_path / "trainer.py").write_text(textwrap.dedent("""
+        import hpoc, torch
+
+        class T(hpoc.Trainer):
+            def create_model(self, config):
+                return Net().cuda()
+
+            def train_step(self, batch):
+                x, y = batch[0].to("cuda:0"), batch[1].to(device=torch.device("cuda"))
+                return self.loss(self.model(x), y)
+
+            def prepare_inputs(self, x):
+                return x.cuda() if torch.cuda.is_available() else x  # guarded: fine
+    """))
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP804"]
+    assert w.message == ("the trainer puts tensors on CUDA (trainer.py:6, trainer.py:9), but its trials "
+                         "get no GPU (`gpus_per_worker = 0`): on a node without one every trial fails there, "
+                         "and on one with GPUs it takes one Ray did not give it")
+    assert w.help.startswith("leave devices to hpoc: batches arrive on the trial's device")
+    spec.write_text(HOOKS_SPEC + "resources { gpus_per_worker = 1 }\n")
+    assert [w for w in compile_path(spec).warnings if w.code == "HP804"] == []
+
+
+def test_a_loop_of_its_own_that_never_reports_is_warned(tmp_path: Path) -> None:
+    """A `train()` with no `self.report(...)` passed `hpoc check`; every trial then failed
+    at its end (and before that, Ray's metric check stopped the study)."""
+    import textwrap
+
+    silent = textwrap.dedent("""
+        import hpoc
+
+        class T(hpoc.Trainer):
+            def create_model(self, config):
+                return Net()
+
+            def train(self):
+                self.setup()
+                for epoch in range(self.restore(), self.epochs):
+                    self.train_epoch(epoch)
+    """)
+    (tmp_path / "trainer.py").write_text(silent)
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP801"]
+    assert w.message == ("trainer: `T.train()` (trainer.py:8) never calls `self.report(...)`: its "
+                         "trials report nothing, and each fails at its end")
+    (tmp_path / "trainer.py").write_text(silent + "        self.report(metrics, epoch=epoch)\n")
+    assert [w for w in compile_path(spec).warnings if w.code == "HP801"] == []

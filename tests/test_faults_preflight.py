@@ -38,16 +38,18 @@ GOOD_DATA = textwrap.dedent('''
                 raise FileNotFoundError(f"{os.path.abspath(self.root)} is missing; fetch it with `hpoc data fetch`")
 ''')
 TRAINERS = {
-    "ok": "import hpoc\nclass Trainer(hpoc.Trainer):\n    pass\n",
+    "ok": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_model(self, config):\n        return Net()\n",
+    # `Base = hpoc.Trainer` hides the class's hooks from `hpoc check`'s look at its source
+    "no-model": "import hpoc\nBase = hpoc.Trainer\nclass Trainer(Base):\n    pass\n",
     "raises": "import json\nraise RuntimeError('CUDA driver not found')\nclass Trainer: pass\n",
     "missing-dep": "import torch_not_installed_anywhere\nclass Trainer: pass\n",
     "syntax": "class Trainer(:\n    pass\n",
     "hangs": "import time\ntime.sleep(600)\nclass Trainer: pass\n",
     "kills": "import os\nos._exit(7)\nclass Trainer: pass\n",
     "bare": "class Trainer:\n    pass\n",
-    "hook": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_model(self):\n        pass\n",
+    "hook": "import hpoc\nBase = hpoc.Trainer\nclass Trainer(Base):\n    def create_model(self):\n        pass\n",
     "typo": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_lr_schedular(self, optimizer, config):\n"
-            "        pass\n",
+            "        pass\n    def create_model(self, config):\n        return Net()\n",
     # `import *` hides what the module defines from the compiler's look at its source.
     "no-class": "from json import *\nclass Other: pass\n",
 }
@@ -95,7 +97,8 @@ def test_a_good_study_passes(tmp_path: Path) -> None:
     ("syntax", "syntax error in"),
     ("no-class", "has no `Trainer`"),
     ("bare", "is a class that does not subclass `hpoc.Trainer`"),
-    ("hook", "`create_model(self)` (%s:3) must be `create_model(self, config)`: hpoc calls this hook so"),
+    ("hook", "`create_model(self)` (%s:4) must be `create_model(self, config)`: hpoc calls this hook so"),
+    ("no-model", "trainer `trainer:Trainer` defines no model: implement `create_model(self, config)`"),
     ("kills", "importing the pipeline killed the Python process (exit 7)"),
 ])
 def test_trainer_problems_are_one_line_each(trainer: str, expected: str, tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def write_study(folder: Path) -> None:
                                     .replace("{base}", ""))
     (folder / "trainer.py").write_text("import hpoc\n" + MODULE.replace("{name}", "trainer")
                                        .replace("{cls}", "Trainer").replace("{base}", "(hpoc.Trainer)")
-                                       + "    def checkpoint_and_report(self, e, m):\n        pass\n")
+                                       + "    def checkpoint_and_report(self, e, m):\n        pass\n"
+                                       + "    def create_model(self, config):\n        return object()\n")
 
 
 def markers(folder: Path) -> list[str]:

@@ -288,7 +288,7 @@ def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(t
             torch.optim.Adam(model.parameters())
 
     with pytest.raises(TrainerError, match=r"^create_optimizer\(\) \(.*test_trainer\.py:\d+\) returned "
-                                           r"NoneType as the optimizer, not a torch optimizer"):
+                                           r"None \(is its `return` missing\?\) as the optimizer, not a torch optimizer"):
         NoOptimizer().run_local(CONFIG, data, directory=tmp_path / "a")
 
     named = {"create_lr_scheduler": ("cosine", "the lr scheduler: return a torch LR scheduler"),
@@ -442,6 +442,39 @@ def test_an_empty_split_is_refused_when_the_data_loads(tmp_path, proportion, spl
         pipeline.as_splits({"train": (torch.zeros(4, 2), torch.zeros(4)), "validation": []})
 
 
+def test_a_dataloader_as_a_split_is_refused_when_the_data_loads(toy, tmp_path):
+    """A splitter that returned DataLoaders (as torch tutorials build them) failed every
+    trial, and its retry, in "TypeError: 'DataLoader' object is not subscriptable" from
+    inside torch, naming no line of the study's code."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    workdir, plan, (train, val, _) = toy
+    (workdir / "loaders.py").write_text(textwrap.dedent("""
+        from torch.utils.data import DataLoader, TensorDataset
+        from toy import ToySplitter
+
+        class LoaderSplitter(ToySplitter):
+            def execute(self, data):
+                (xt, yt), (xv, yv), *_ = super().execute(data)
+                return DataLoader(TensorDataset(xt, yt), batch_size=8, num_workers=2), (xv, yv)
+    """))
+    loaders = make_plan(workdir, tmp_path / "results",
+                        pipeline={"splitter": {"target": "loaders:LoaderSplitter", "args": {}}})
+    data = pipeline.load_data(loaders)
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_datasets(trainer(workdir).__class__, data, loaders)
+    said = str(info.value)
+    assert said.startswith("splitter `loaders:LoaderSplitter` returned a DataLoader as its train split")
+    assert "help: return its dataset (`loader.dataset`)" in said
+    # A loop of the trainer's own may iterate its DataLoader itself.
+    own = type("Own", (hpoc.Trainer,), {"train": lambda self: None})
+    pipeline.require_datasets(own, data, loaders)
+    # A trainer run without the driver (run_local) says it too, and is not retried.
+    with pytest.raises(TrainerError, match="the train split is a DataLoader"):
+        trainer(workdir).run_local(CONFIG, (DataLoader(TensorDataset(*train)), val),
+                                   directory=tmp_path / "run", plan=plan)
+
+
 @pytest.mark.parametrize("value", ["0.93", None, [0.9, 0.1]])
 def test_an_objective_that_is_not_a_number_names_the_value(toy, tmp_path, value):
     """A string or None objective was taken, then ended the study as "NaN or inf (training
@@ -457,6 +490,144 @@ def test_an_objective_that_is_not_a_number_names_the_value(toy, tmp_path, value)
         Stringly().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
     assert f"the objective's metric `val_accuracy` must be a number; the trainer reported {value!r} " \
            f"({type(value).__name__})" in str(info.value)
+
+
+def test_a_val_accuracy_the_loop_could_not_compute_says_why(toy, tmp_path):
+    """A validation_step that returned the loss alone left `val_accuracy` out, and the
+    error said only that the trainer did not report it: "report it every epoch"."""
+    workdir, plan, data = toy
+
+    class LossOnly(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def validation_step(self, batch):
+            return self.loss(self.model(batch[0]), batch[1])
+
+    with pytest.raises(TrainerError) as info:
+        LossOnly().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    said = str(info.value)
+    assert said.startswith("`val_accuracy`, the objective's metric, is missing: validation_step() (")
+    assert f"({__file__}:" in said and said.endswith("returned no outputs to score: return `(loss, outputs)`")
+
+
+@pytest.mark.parametrize("hook", ["create_model", "create_loss", "create_optimizer", "train_step"])
+def test_a_hook_that_returns_none_asks_for_its_return(toy, tmp_path, hook):
+    """"returned NoneType, not a torch.nn.Module" named the type of nothing: a `return` left
+    out (a branch that falls through, a model built and not returned) is what it means."""
+    workdir, plan, data = toy
+    Toy = pipeline.import_target("toy:ToyTrainer", str(workdir))
+    def forgot(self, *args):
+        self.built = nn.Linear(2, 2)  # and no `return`
+
+    forgot.__name__ = hook
+    Forgot = type("Forgot", (Toy,), {hook: forgot})
+    with pytest.raises(TrainerError, match=rf"{hook}\(\) \(.*\) returned None \(is its `return` missing\?\)"):
+        Forgot().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+
+def test_a_loop_of_its_own_that_skips_setup_is_told_to_call_it(toy, tmp_path):
+    """"AttributeError: 'T' object has no attribute 'train_dataloader'", retried in every
+    trial: the docs' loop begins with `self.setup()`, which makes the batches."""
+    workdir, plan, data = toy
+
+    class NoSetup(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train(self):
+            for batch in self.train_dataloader:
+                pass
+
+    with pytest.raises(TrainerError, match=r"`self.train_dataloader` is made by `self.setup\(\)`: call it "
+                                           r"at the start of `NoSetup.train\(\)`"):
+        NoSetup().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    assert not hasattr(NoSetup(), "validation_dataloader")  # still an AttributeError to getattr
+    with pytest.raises(AttributeError, match="has no attribute 'trian_data'"):
+        NoSetup().trian_data
+
+
+def test_a_loop_of_its_own_that_never_reports_fails_its_trial_saying_so(toy, tmp_path):
+    """A train() that forgot `self.report` ended every trial with no result, and Ray's
+    metric check then stopped the whole study, printed as "a bug in hpoc"."""
+    workdir, plan, data = toy
+
+    class Silent(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train(self):
+            self.setup()
+            for epoch in range(self.restore(), self.epochs):
+                for batch in self.train_dataloader:
+                    self.strategy.backward(self.train_step(batch))
+                    self.strategy.step()
+
+    with pytest.raises(TrainerError, match=r"^Silent.train\(\) \(.*test_trainer.py:\d+\) ended without "
+                                           r"reporting anything: call `self.report"):
+        Silent().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    # A trial resumed after its last epoch has nothing left to report: not an error.
+    trainer(workdir).run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "done", plan=plan)
+    assert Silent().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "done", plan=plan) == []
+
+
+def test_a_model_that_returns_a_tuple_is_named_by_the_default_steps(toy, tmp_path):
+    """`forward` returning `(logits, features)` failed inside torch's loss ("argument 'input'
+    must be Tensor, not tuple") with no line of the study's code; under a loss of the
+    trainer's own that unpacks it, validation crashed in hpoc on `outputs.dim()`."""
+    workdir, plan, data = toy
+    Toy = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.net(x), x
+
+    class Tupled(Toy):
+        def create_model(self, config):
+            return Pair()
+
+    with pytest.raises(TrainerError, match=r"^the model's forward\(\) \(.*test_trainer.py:\d+\) returned "
+                                           r"a tuple, and the loss \(CrossEntropyLoss\) takes a tensor"):
+        Tupled().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "a", plan=plan)
+
+    class Unpacks(Tupled):
+        def create_loss(self, config):
+            ce = nn.CrossEntropyLoss()
+            return lambda out, y: ce(out[0], y)
+
+    with pytest.raises(TrainerError, match=r"`val_accuracy`, the objective's metric, is missing: the "
+                                           r"validation outputs are a tuple, not a tensor"):
+        Unpacks().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "b", plan=plan)
+
+
+def test_a_checkpoint_state_that_cannot_be_saved_names_the_hook(toy, tmp_path):
+    """A lambda in `checkpoint_state()` failed the first checkpoint, and every retry, in
+    "Can't pickle local object" from inside torch.save, after a whole epoch."""
+    workdir, plan, data = toy
+
+    class Closure(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def checkpoint_state(self):
+            return {"schedule": lambda epoch: 0.1 ** epoch}
+
+    with pytest.raises(TrainerError, match=r"^checkpoint_state\(\) \(.*test_trainer.py:\d+\) returned what "
+                                           r"a checkpoint cannot hold: .*Can't pickle local object"):
+        Closure().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+
+def test_a_metric_reported_as_a_tensor_of_several_values_is_refused(toy, tmp_path):
+    """`self.report({"val_accuracy": per_class})` was reported as the mean of the classes'
+    accuracies, without a word, and the search ranked trials by it."""
+    workdir, plan, data = toy
+
+    class PerClass(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def report(self, metrics, **kwargs):
+            super().report(dict(metrics, val_accuracy=torch.tensor([0.9, 0.5, 0.1])), **kwargs)
+
+    with pytest.raises(TrainerError, match=r"^the trainer reported `val_accuracy` as a tensor of shape "
+                                           r"\(3,\): report one number per metric"):
+        PerClass().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+    class OneValue(PerClass):  # a one-element tensor is a number
+        def report(self, metrics, **kwargs):
+            hpoc.Trainer.report(self, dict(metrics, val_accuracy=torch.tensor([[0.75]])), **kwargs)
+
+    history = OneValue().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "one", plan=plan)
+    assert history[-1]["val_accuracy"] == 0.75
 
 
 def test_hooks_that_hpoc_cannot_call_are_named_before_any_trial():
@@ -530,6 +701,42 @@ def test_a_misspelt_hook_is_named_before_any_trial():
         "`create_lr_scheduler` runs instead")
 
 
+def test_a_trainer_without_a_model_is_refused_before_any_trial():
+    """A trainer with no `create_model` (misspelt, or forgotten) failed every trial with
+    "defines no model", each after Ray and a worker came up."""
+
+    class Typo(hpoc.Trainer):
+        def create_modle(self, config):
+            pass
+
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_trainer_class(Typo, "t:Typo")
+    said = str(info.value)
+    assert said.startswith("trainer `t:Typo` defines no model: implement `create_model(self, config)`")
+    assert "`create_modle`" in said and f"({__file__}:" in said  # the near miss, where it is
+
+    class Nothing(hpoc.Trainer):
+        pass
+
+    with pytest.raises(pipeline.PipelineError, match="defines no model"):
+        pipeline.require_trainer_class(Nothing, "t:Nothing")
+
+    # Any method that makes the model itself will do, and so does a parent's create_model.
+    class OwnModels(hpoc.Trainer):
+        def create_model_loss_optimizer(self, config):
+            pass
+
+    class OwnLoop(hpoc.Trainer):
+        def train(self):
+            pass
+
+    class Child(OwnModels):
+        pass
+
+    for ok in (OwnModels, OwnLoop, Child):
+        pipeline.require_trainer_class(ok, "t:Ok")
+
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems
@@ -538,7 +745,7 @@ def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / example))
     for name in ("trainer", "data"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+        monkeypatch.delitem(sys.modules, name, raising=False)  # (conftest drops what it imports)
     module = importlib.import_module("trainer")
     classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, hpoc.Trainer)]
     assert classes and all(hook_problems(c) == [] for c in classes)
@@ -642,7 +849,7 @@ def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path
         def validation_step(self, batch):
             self.loss(self.model(batch[0]), batch[1])
 
-    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*\) returned NoneType: return "):
+    with pytest.raises(TrainerError, match=r"^validation_step\(\) \(.*\) returned None \(is its `return` missing\?\): return "):
         Nothing().run_local(CONFIG, (train, val), directory=tmp_path / "c")
 
 

@@ -19,6 +19,12 @@ def find_module(workdir: str, module: str) -> str | None:
     return None
 
 
+def module_tree(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxError | None] | None:
+    """(path, tree) of `module` under `workdir` (see `parse_module`); None when not there."""
+    path = find_module(workdir, module)
+    return None if path is None else (path, parse_module(path))
+
+
 def parse_module(path: str) -> ast.Module | SyntaxError | None:
     """The tree of the file at `path`; its SyntaxError when it does not parse; None when it
     cannot be read (or is too deep to parse)."""

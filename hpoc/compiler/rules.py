@@ -33,6 +33,7 @@ from hpoc.compiler.metrics import Reports, config_keys_read, study_reports, trai
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
+from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, silent_loop
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -475,7 +476,13 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
         # The compat trainer is built without the itwinai `config` (the study holds it).
         supplied = ("config",) if role == "trainer" else ()
-        for p in check_step(step["target"], dict(step.get("args") or {}), workdir, supplied):
+        problems = check_step(step["target"], dict(step.get("args") or {}), workdir, supplied)
+        if role == "trainer" and not problems:
+            problems = hook_problems(step["target"], workdir)
+            silent = silent_loop(step["target"], workdir)
+            if silent and not problems:
+                ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
+        for p in problems:
             where = keys.get(p.arg) if p.arg else None
             if p.module is not None and p.module in told:
                 continue
@@ -539,6 +546,15 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     else:
         r["deepspeed"] = None
     g = r["gpus_per_worker"]
+    on_cuda = cuda_lines(trainer_target(out), workdir) if g == 0 else []
+    if on_cuda:
+        ch.warn(WARN_RESOURCES, f"the trainer puts tensors on CUDA ({', '.join(on_cuda[:3])}), but its "
+                                "trials get no GPU (`gpus_per_worker = 0`): on a node without one every "
+                                "trial fails there, and on one with GPUs it takes one Ray did not give it",
+                ch.spans.get("pipeline.trainer"),
+                help="leave devices to hpoc: batches arrive on the trial's device and the model is moved "
+                     "there (in a loop of your own, `self.strategy.device()`); or give the trials GPUs "
+                     "in `resources`")
     if g != int(g):
         if r["workers"] > 1:
             ch.error(RESOURCES, f"fractional `gpus_per_worker` ({g}) needs `workers = 1`",

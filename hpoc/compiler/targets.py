@@ -53,7 +53,7 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
                         f"{shown}` shows where", warning=True, module=module)]
     if tree is None or "." in qual:
         return []
-    names = _bindings(tree)
+    names = bindings(tree)
     if names is None:  # `import *` or a module `__getattr__`: any name may exist
         return []
     if qual not in names:
@@ -123,7 +123,7 @@ def _modules_in(folder: str) -> list[str]:
             or (n.isidentifier() and os.path.isdir(os.path.join(folder, n)))]
 
 
-def _bindings(tree: ast.Module) -> dict[str, ast.AST] | None:
+def bindings(tree: ast.Module) -> dict[str, ast.AST] | None:
     """Top-level names of a module and what binds them; None when names are dynamic."""
     out: dict[str, ast.AST] = {}
     for node in tree.body:

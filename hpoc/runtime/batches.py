@@ -54,6 +54,23 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
     return tuple(out)
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def loader_split(splits: Sequence[Any]) -> str | None:
+    """The name of the first split that is a DataLoader, or None. hpoc's loop batches a
+    dataset itself (the config's `batch_size`, a sampler per rank); a DataLoader given in
+    its place failed every trial as "'DataLoader' object is not subscriptable"."""
+    for name, split in zip(SPLITS, splits):
+        if isinstance(split, torch.utils.data.DataLoader):
+            return name
+    return None
+
+
+LOADER_HELP = ("return its dataset (`loader.dataset`): hpoc's loop makes the batches itself, with "
+               "the config's `batch_size` and a sampler per rank (docs/trainer.md, Data)")
+
+
 def num_samples(dataset: Any) -> int:
     tensors = as_tensors(dataset)
     return int(tensors[0].shape[0]) if tensors is not None else len(dataset)

@@ -48,6 +48,14 @@ def hook_problems(cls: type) -> list[str]:
     return out
 
 
+def model_missing(cls: type) -> list[str] | None:
+    """None when `cls` makes a model; else the near misses that may have been meant for
+    `create_model` (`create_modle`): hpoc's own `create_model` raises in every trial."""
+    if not _keeps(cls, "create_model", *_MODEL):
+        return None
+    return [m for m in near_misses(cls) if "did you mean `create_model`?" in m]
+
+
 def epochs_missing(cls: type, plan: dict[str, Any]) -> bool:
     """Whether hpoc's loop would fail every trial of `plan` at its start for want of a
     number of epochs (a trainer that overrides the loop, or how it reads settings, may
@@ -93,6 +101,12 @@ def trainer_warnings(trainer: Any, plan: dict[str, Any] | None) -> list[str]:
     if not isinstance(trainer, type):
         return []
     return near_misses(trainer) + (ignored_in_groups(trainer, plan) if plan is not None else [])
+
+
+def batches_splits(cls: Any) -> bool:
+    """Whether hpoc's loop makes the batches of `cls`'s splits (a loop of its own may
+    iterate a DataLoader itself)."""
+    return isinstance(cls, type) and _keeps(cls, "train", "setup", "create_dataloaders", "batches")
 
 
 def data_missing(cls: type, plan: dict[str, Any]) -> bool:

@@ -126,7 +126,8 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
     """The runtime drives the trainer through `hpoc.Trainer`'s methods: say so here, not as
     an AttributeError from every trial; nor a TrainerError from every trial that `plan`
     gives hpoc's loop no number of epochs."""
-    from hpoc.runtime.hooks import data_missing, epochs_missing, grouped, hook_problems, source_line
+    from hpoc.runtime.hooks import (data_missing, epochs_missing, grouped, hook_problems, model_missing,
+                                    source_line)
     from hpoc.runtime.trainer import NO_DATA, NO_EPOCHS, Trainer
 
     if isinstance(obj, type) and issubclass(obj, Trainer):
@@ -136,6 +137,11 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
             raise PipelineError(f"trainer `{target}`: {'; '.join(problems)}: hpoc calls "
                                 f"{'this hook' if len(problems) == 1 else 'these hooks'} so\n"
                                 "  help: docs/trainer.md (Hooks) lists them with their arguments")
+        misses = model_missing(obj)
+        if misses is not None:
+            raise PipelineError(f"trainer `{target}` defines no model: implement `create_model(self, "
+                                "config)` (or `create_model_loss_optimizer`)"
+                                + "".join(f"; {m}" for m in misses))
         if plan is not None and epochs_missing(obj, plan):
             inside = "".join(f" (`{g}` is inside a group: the loop reads `epochs` at the top of "
                              "the config)" for g in grouped(plan, "epochs")[:1])
@@ -244,6 +250,20 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
         return None
     last = steps.get("splitter") or steps.get("getter")
     return as_splits(out, f"{'splitter' if steps.get('splitter') else 'getter'} `{last['target']}`")
+
+
+def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict[str, Any]) -> None:
+    """A DataLoader as a split of a trainer that hpoc's loop batches: said as the data
+    loads, naming the step that returned it, rather than by every trial."""
+    from hpoc.runtime.batches import LOADER_HELP, loader_split
+    from hpoc.runtime.hooks import batches_splits
+
+    name = loader_split(data) if data is not None and batches_splits(trainer) else None
+    if name:
+        steps = plan["pipeline"]
+        role = "splitter" if steps.get("splitter") else "getter"
+        raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
+                            f"split\n  help: {LOADER_HELP}")
 
 
 def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:

@@ -18,11 +18,16 @@ class TrainerError(Exception):
     """A trainer that cannot run as configured; the message says what to change."""
 
 
+def returned(value: Any) -> str:
+    """What a hook returned, as a message says it: None is a `return` left out."""
+    return "None (is its `return` missing?)" if value is None else type(value).__name__
+
+
 def require_module(model: Any, hook: Any) -> Any:
     """A model that is not an `nn.Module` fails later with an AttributeError deep in hpoc."""
     if not isinstance(model, torch.nn.Module):
         raise TrainerError(f"{getattr(hook, '__name__', 'create_model')}(){source_line(hook)} returned "
-                           f"{type(model).__name__}, not a torch.nn.Module")
+                           f"{returned(model)}, not a torch.nn.Module")
     return model
 
 
@@ -48,7 +53,7 @@ def validation_parts(out: Any, hook: Any) -> tuple[Any, Any, dict[str, Any]]:
         return out[0], (out[1] if len(out) > 1 else None), {}
     if isinstance(out, (torch.Tensor, int, float)) and not isinstance(out, bool):
         return out, None, {}
-    raise TrainerError(f"validation_step(){source_line(hook)} returned {type(out).__name__}: "
+    raise TrainerError(f"validation_step(){source_line(hook)} returned {returned(out)}: "
                        "return `(loss, outputs)`, the loss, or a dict with `loss` and metrics "
                        "of yours (`{\"loss\": loss, \"val_f1\": f1}`)")
 
@@ -69,7 +74,7 @@ def require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
         return optimizer
     if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
         raise TrainerError(f"{getattr(hook, '__name__', 'create_optimizer')}(){source_line(hook)} "
-                           f"returned {type(optimizer).__name__} as the optimizer, not a torch "
+                           f"returned {returned(optimizer)} as the optimizer, not a torch "
                            "optimizer (`torch.optim.Adam(model.parameters(), lr=...)`)")
     return optimizer
 
@@ -78,7 +83,7 @@ def require_loss(loss: Any, hook: Any) -> Any:
     """A loss the default steps cannot call failed in them: "'str' object is not callable"."""
     if not callable(loss):
         raise TrainerError(f"{getattr(hook, '__name__', 'create_loss')}(){source_line(hook)} returned "
-                           f"{type(loss).__name__} as the loss: return a callable such as "
+                           f"{returned(loss)} as the loss: return a callable such as "
                            "`torch.nn.CrossEntropyLoss()`")
     return loss
 
@@ -105,15 +110,20 @@ def whole_count(name: str, value: Any, least: int) -> int:
     return number
 
 
-def require_objective(plan: dict[str, Any] | None, result: dict[str, Any]) -> None:
+def require_objective(plan: dict[str, Any] | None, result: dict[str, Any],
+                      why: dict[str, str] | None = None) -> None:
     """Searchers and schedulers need the objective in every report; Ray would stop the
-    whole study with a traceback. A mistake of the trainer (or the spec): say which."""
+    whole study with a traceback. A mistake of the trainer (or the spec): say which, and
+    `why` hpoc's loop left a metric of its own out (`val_accuracy`: no outputs to score)."""
     wanted = [m["name"] for m in ((plan or {}).get("objective") or {}).get("metrics") or ()]
     missing = [name for name in wanted if name not in result]
     if missing:
         from hpoc.errors import did_you_mean
 
         hint = did_you_mean(missing[0], list(result))
+        cause = (why or {}).get(missing[0])
+        if cause:  # short: the study prints one line of it per trial
+            raise TrainerError(f"`{missing[0]}`, the objective's metric, is missing: {cause}")
         raise TrainerError(
             f"the trainer reported {', '.join(f'`{k}`' for k in sorted(result)) or 'nothing'} but not "
             f"{', '.join(f'`{m}`' for m in missing)}, the objective's metric"
@@ -124,6 +134,15 @@ def require_objective(plan: dict[str, Any] | None, result: dict[str, Any]) -> No
             raise TrainerError(f"the objective's metric `{name}` must be a number; the trainer reported "
                                f"{reprlib.repr(value)} ({type(value).__name__}): report a float (`float(x)`, "
                                "`tensor.item()`)")
+
+
+def reported(name: str, value: Any) -> Any:
+    """A reported metric as Tune takes it: a tensor of several values would be its mean,
+    without a word (per-class accuracies ranked as their average)."""
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise TrainerError(f"the trainer reported `{name}` as a tensor of shape {tuple(value.shape)}: "
+                           "report one number per metric (`.mean()`, or one name per class)")
+    return scalar(value)
 
 
 def scalar(value: Any) -> Any:

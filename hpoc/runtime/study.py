@@ -173,6 +173,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             say(stream, loading)
         try:
             data = pipeline.load_data(plan)
+            pipeline.require_datasets(trainer_cls, data, plan)
         except pipeline.PipelineError as exc:
             raise StudyError(str(exc)) from None
         # 2. Ray.

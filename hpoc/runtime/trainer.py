@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -39,13 +40,27 @@ from typing import Any
 
 import torch
 
-from hpoc.runtime.batches import TensorBatches, as_tensors, default_prepare, num_samples
+from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, default_prepare, loader_split,
+                                  num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
-from hpoc.runtime.returns import (TrainerError, metric_tensor, require_loss, require_module,
-                                  require_objective, require_optimizer, require_scheduler, scalar,
-                                  source_line, validation_parts, whole_count)
+from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_loss, require_module,
+                                  require_objective, require_optimizer, require_scheduler, returned,
+                                  scalar, source_line, validation_parts, whole_count)
 from hpoc.runtime.strategy import Strategy
 from hpoc.runtime.summary import raised_at
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - any failure means torch.save fails on it too
+        return False
+    return True
+
+
+class NotSetUp(TrainerError, AttributeError):
+    """Batches read before `setup()` made them: a TrainerError (retrying cannot help), and
+    an AttributeError to `hasattr` and `getattr(..., default)`."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +242,14 @@ class Trainer:
         if data is not None:
             self.train_data, self.validation_data, self.test_data = data
 
+    def __getattr__(self, name: str) -> Any:
+        """Only for a name not set: the batches, which a loop of the trainer's own reads
+        before `self.setup()` made them."""
+        if name in ("train_dataloader", "validation_dataloader", "test_dataloader"):
+            raise NotSetUp(f"`self.{name}` is made by `self.setup()`: call it at the start of "
+                           f"`{type(self).__name__}.train()` (docs/trainer.md, A loop of your own)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
+
     # itwinai trainers read their hyperparameters from `training_config`
     @property
     def training_config(self) -> dict[str, Any]:
@@ -320,12 +343,24 @@ class Trainer:
 
     def train_step(self, batch: Any) -> torch.Tensor:
         x, y = batch[0], batch[1]
-        return self.loss(self.model(x), y)
+        return self.loss(self._outputs(self.model(x)), y)
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
-        out = self.model(x)
+        out = self._outputs(self.model(x))
         return self.loss(out, y), out
+
+    def _outputs(self, out: Any) -> Any:
+        """The model's outputs for torch's losses, which take one tensor: `(logits, features)`
+        failed inside torch, naming no line of the study's code. A loss of the trainer's own
+        may take anything."""
+        if isinstance(out, torch.Tensor) or not isinstance(self.loss, torch.nn.modules.loss._Loss):
+            return out
+        model = getattr(self.model, "module", self.model)  # DDP's wrapped model
+        raise TrainerError(f"the model's forward(){source_line(type(model).forward)} returned "
+                           f"{returned(out) if out is None else 'a ' + type(out).__name__}, and the loss "
+                           f"({type(self.loss).__name__}) takes a tensor: "
+                           "return the outputs alone, or override `train_step` and `validation_step`")
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Extra state of your own to save in each checkpoint."""
@@ -390,6 +425,9 @@ class Trainer:
     # itwinai names
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
                            test_dataset: Any = None) -> None:
+        loader = loader_split((train_dataset, validation_dataset, test_dataset))
+        if loader:
+            raise TrainerError(f"the {loader} split is a DataLoader\n  help: {LOADER_HELP}")
         self._batches = {"train": self.batches(train_dataset, train=True),
                          "validation": self.batches(validation_dataset, train=False),
                          "test": self.batches(test_dataset, train=False)}
@@ -433,7 +471,7 @@ class Trainer:
                     loss = _first_loss(self.train_step(batch))
                 if not isinstance(loss, torch.Tensor):
                     raise TrainerError(f"train_step(){source_line(self.train_step)} returned "
-                                       f"{type(loss).__name__}: return the batch's loss as a tensor "
+                                       f"{returned(loss)}: return the batch's loss as a tensor "
                                        "(not `loss.item()`), to train on")
                 self.strategy.backward(loss)
             self.strategy.step()
@@ -471,6 +509,7 @@ class Trainer:
         classify = self.task == "classification"
         one_logit_is_zero = isinstance(self.loss, torch.nn.CrossEntropyLoss)
         batches = self.validation_dataloader
+        unjudged = None  # why the first batch's outputs could not be scored
         for batch in batches:
             with self.strategy.autocast():
                 out = self.validation_step(batch)
@@ -485,7 +524,14 @@ class Trainer:
                 continue  # a stand-in batch of a rank with no samples left: not counted
             sums[0] += metric_tensor(loss, "loss", dev) * n
             sums[2] += n
-            if not (classify and outputs is not None and outputs.dim() == 2):
+            tensor = isinstance(outputs, torch.Tensor)
+            if not (classify and tensor and outputs.dim() == 2):
+                if classify and unjudged is None:
+                    unjudged = (f"validation_step(){source_line(self.validation_step)} returned no "
+                                "outputs to score: return `(loss, outputs)`" if outputs is None else
+                                f"the validation outputs are a {type(outputs).__name__}, not a tensor"
+                                if not tensor else f"the validation outputs are shaped {tuple(outputs.shape)}, not "
+                                "(batch, classes)")
                 continue
             if outputs.shape[1] == 1 and one_logit_is_zero:
                 # softmax over one logit is 1: the loss is 0 whatever the model does
@@ -493,7 +539,10 @@ class Trainer:
                                    "which is then always 0: for regression set `task = "
                                    "\"regression\"` (a trainer argument in the spec, or a class "
                                    "attribute) to train with MSELoss, or return one output per class")
-            if len(batch) > 1 and not batch[1].is_floating_point():
+            if len(batch) <= 1 or batch[1].is_floating_point():
+                unjudged = unjudged or ("the validation labels are floats, not class indices"
+                                        if len(batch) > 1 else "the validation batches have no labels")
+            else:
                 hits = (outputs.argmax(dim=1) == batch[1]).sum().to(sums.dtype)
                 # NaN outputs (training diverged) predict nothing: argmax read them as class 0,
                 # and a diverged trial ranked with the share of class 0 as its accuracy
@@ -507,6 +556,7 @@ class Trainer:
             # not without outputs to judge (a validation_step that returns only the loss,
             # float labels): 0 would read as a model that is always wrong
             metrics["val_accuracy"] = correct / max(n_judged, 1)
+        self._unjudged = unjudged if classify else "the trainer's `task` is not classification"
         metrics.update((k, v / max(n_total, 1)) for k, v in zip(names, extra_totals))
         return metrics
 
@@ -522,8 +572,9 @@ class Trainer:
     def report(self, metrics: dict[str, Any], *, epoch: int | None = None,
                checkpoint: bool | None = None, extra: dict[str, Any] | None = None) -> None:
         """Report one epoch's metrics (all ranks call it) and checkpoint per the plan."""
-        result = {k: scalar(v) for k, v in metrics.items()}
-        require_objective(self.plan, result)
+        result = {k: reported(k, v) for k, v in metrics.items()}
+        unjudged = getattr(self, "_unjudged", None)
+        require_objective(self.plan, result, {"val_accuracy": unjudged} if unjudged else None)
         if epoch is not None:
             # training_iteration = epochs done, so schedulers and stop criteria count epochs
             # even after a retried trial restarted from a checkpoint.
@@ -542,6 +593,7 @@ class Trainer:
             mine = directory if directory and (self.strategy.is_main or
                                                self.strategy.checkpoint_files_rank_local()) else None
             self.reporter.report(result, mine)
+            self._reported = True
         finally:
             if directory:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -553,7 +605,15 @@ class Trainer:
             state["built_lrs"] = self._built_lrs
         if extra:
             state["data"] = extra
-        self.strategy.save_checkpoint(directory, state)
+        try:
+            self.strategy.save_checkpoint(directory, state)
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            if _pickles(state["user"]):
+                raise
+            # torch.save's "Can't pickle local object" names no line of the study's code
+            raise TrainerError(f"checkpoint_state(){source_line(self.checkpoint_state)} returned what a "
+                               f"checkpoint cannot hold: {exc} (save plain data: numbers, tensors, "
+                               "state_dicts)") from None
 
     def restore(self) -> int:
         """Load the trial's latest checkpoint if there is one; the number of epochs done.
@@ -568,6 +628,7 @@ class Trainer:
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
+            self._resumed = True  # a trial resumed after its last epoch has none to report
             state, write = None, self.strategy.is_main
             for candidate in [directory, *older_checkpoints(directory)]:
                 try:
@@ -664,6 +725,12 @@ class Trainer:
                 self.train(config, (self.train_data, self.validation_data, self.test_data))
             else:
                 self.train()
+            wanted = ((self.plan or {}).get("objective") or {}).get("metrics")
+            if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
+                # Tune would end the trial with no result, and its metric check the study
+                raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} ended "
+                                   "without reporting anything: call `self.report({...}, epoch=epoch)` "
+                                   "each epoch (docs/trainer.md, A loop of your own)")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
             if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost

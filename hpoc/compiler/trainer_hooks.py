@@ -1,0 +1,205 @@
+"""A trainer's hooks read from its source at `hpoc check`, never imported.
+
+The driver refuses a trainer that makes no model, or whose hook hpoc cannot call, before
+Ray starts (hpoc/runtime/hooks.py) - but on a cluster that is after the job waited in the
+queue. A hook that returns nothing (`create_model` without its `return`) failed only in
+the trials. The module's syntax tree tells all three when the trainer's classes, up to
+`hpoc.Trainer`, are in that module; anything it cannot tell for certain (a base from
+another module, a decorator, a method bound by assignment) is not reported.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+from typing import Any
+
+from hpoc.compiler.pysource import module_tree
+from hpoc.compiler.targets import Problem, bindings
+
+_MODEL = ("train", "setup", "_create_model", "create_model_loss_optimizer")
+# hook -> (the arguments hpoc passes, the methods whose override means hpoc no longer calls
+# it, what hpoc does with what it returns: None when it needs nothing). The first two are
+# hpoc/runtime/hooks.py's HOOKS (a test keeps them equal: the compiler imports no runtime).
+HOOKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
+    "create_model": (("config",), _MODEL, "hpoc trains the model it returns"),
+    "create_loss": (("config",), _MODEL, "hpoc trains with the loss it returns"),
+    "create_optimizer": (("model", "config"), _MODEL, "hpoc steps the optimizer it returns"),
+    "create_lr_scheduler": (("optimizer", "config"), _MODEL, None),
+    "train_step": (("batch",), ("train", "train_epoch"), "hpoc trains on the loss it returns"),
+    "validation_step": (("batch",), ("train", "validation_epoch"), "hpoc validates with the loss it returns"),
+    "prepare_inputs": (("x",), ("train", "setup", "create_dataloaders", "batches"),
+                       "the model gets the inputs it returns"),
+    "checkpoint_state": ((), ("save_checkpoint",), None),
+    "load_checkpoint_state": (("state",), ("restore",), None),
+}
+
+
+_Found = tuple[str, ast.Module, ast.ClassDef, dict[str, ast.AST]]
+
+
+def _trainer(target: str, workdir: str | None) -> _Found | None:
+    """(the module's path as shown, its tree, the class, its methods) of the trainer
+    `target` (`module:Class`), when its source says them for certain."""
+    module, _, qual = target.partition(":")
+    found = module_tree(workdir, module) if workdir and module and qual and "." not in qual else None
+    if not found or not isinstance(found[1], ast.Module):
+        return None
+    names = bindings(found[1])
+    cls = names.get(qual) if names else None
+    methods = _methods(cls, names or {})
+    if methods is None or not isinstance(cls, ast.ClassDef):
+        return None
+    return os.path.relpath(found[0], workdir), found[1], cls, methods
+
+
+def hook_problems(target: str, workdir: str | None) -> list[Problem]:
+    """Errors in the trainer class `target` (`module:Class`) that would fail every trial."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return []
+    shown, _, cls, methods = trainer
+    qual = cls.name
+    if not any(m in methods for m in ("create_model", *_MODEL)):
+        close = difflib.get_close_matches("create_model", list(methods), n=1, cutoff=0.85)
+        typo = methods[close[0]] if close else None
+        return [Problem(f"`{qual}` ({shown}:{cls.lineno}) defines no model: implement "
+                        "`create_model(self, config)` (or `create_model_loss_optimizer`)",
+                        f"`{close[0]}` ({shown}:{getattr(typo, 'lineno', 0)}) is not a hook hpoc calls: "
+                        "name it `create_model`" if close else
+                        "docs/trainer.md (Hooks) lists the hooks with their arguments")]
+    out = []
+    for name, (args, callers, needs) in HOOKS.items():
+        fn = methods.get(name)
+        if not isinstance(fn, ast.FunctionDef) or fn.decorator_list or any(c in methods for c in callers):
+            continue  # not defined, unknown, or called by the trainer's own code
+        if not _callable_with(fn.args, 1 + len(args)):
+            shown_args = ast.unparse(fn.args)
+            out.append(Problem(f"`{name}({shown_args})` ({shown}:{fn.lineno}) must be "
+                               f"`{name}({', '.join(('self', *args))})`: hpoc calls it so",
+                               "docs/trainer.md (Hooks) lists the hooks with their arguments"))
+        elif needs and _returns_nothing(fn):
+            out.append(Problem(f"`{name}` ({shown}:{fn.lineno}) returns nothing: {needs}",
+                               "end it with a `return`"))
+    return out
+
+
+def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0) -> dict[str, ast.AST] | None:
+    """Each method name of `cls` and the statement that defines it, nearest class first,
+    down to `hpoc.Trainer`; None unless every class between is in this module as written."""
+    if not isinstance(cls, ast.ClassDef) or cls.decorator_list or cls.keywords or len(cls.bases) != 1 \
+            or depth > 8:
+        return None
+    if any(isinstance(item, (ast.If, ast.Try, ast.With, ast.For, ast.While)) for item in cls.body):
+        return None  # methods defined conditionally
+    base = cls.bases[0]
+    if _is_hpoc_trainer(base, names):
+        inherited: dict[str, ast.AST] | None = {}
+    elif isinstance(base, ast.Name):
+        inherited = _methods(names.get(base.id), names, depth + 1)
+    else:
+        inherited = None
+    if inherited is None:
+        return None
+    own: dict[str, ast.AST] = {}
+    for item in cls.body:
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            own[item.name] = item
+        elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+            for t in item.targets if isinstance(item, ast.Assign) else [item.target]:
+                if isinstance(t, ast.Name):
+                    own[t.id] = item  # `create_model = build`: defined, signature unknown
+    return {**inherited, **own}
+
+
+def _is_hpoc_trainer(base: ast.expr, names: dict[str, ast.AST]) -> bool:
+    """`hpoc.Trainer`, or `Trainer` imported from hpoc."""
+    if isinstance(base, ast.Attribute):
+        return base.attr == "Trainer" and isinstance(base.value, ast.Name) and base.value.id == "hpoc" \
+            and isinstance(names.get("hpoc"), ast.Import)
+    if isinstance(base, ast.Name):
+        bound = names.get(base.id)
+        return isinstance(bound, ast.ImportFrom) and bound.module in ("hpoc", "hpoc.runtime.trainer") \
+            and any(a.name == "Trainer" and (a.asname or a.name) == base.id for a in bound.names)
+    return False
+
+
+def _callable_with(a: ast.arguments, n: int) -> bool:
+    """Whether a function of parameters `a` takes `n` positional arguments (self included)."""
+    positional = len(a.posonlyargs) + len(a.args)
+    required = positional - len(a.defaults)
+    kw_required = any(d is None for d in a.kw_defaults)
+    return required <= n and (positional >= n or a.vararg is not None) and not kw_required
+
+
+def _returns_nothing(fn: ast.FunctionDef) -> bool:
+    """No `return value` nor `yield` in `fn`'s own body, and it does not end raising (a
+    stub that raises says what it means)."""
+    if fn.body and isinstance(fn.body[-1], ast.Raise):
+        return False
+    todo: list[ast.AST] = list(fn.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Return) and node.value is not None:
+            return False
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return False
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+    return True
+
+
+def cuda_lines(target: str, workdir: str | None) -> list[str]:
+    """`file:line` of each place the trainer's module puts tensors on CUDA itself
+    (`.cuda()`, `.to("cuda")`, `torch.device("cuda:0")`), outside functions that ask
+    whether CUDA is there (`torch.cuda.is_available()`)."""
+    module = target.partition(":")[0]
+    found = module_tree(workdir, module) if workdir and module else None
+    if not found or not isinstance(found[1], ast.Module):
+        return []
+    shown = os.path.relpath(found[0], workdir)
+    lines: set[int] = set()
+    guarded: set[int] = set()
+    for fn in ast.walk(found[1]):
+        asks = (isinstance(n, ast.Attribute) and n.attr in ("is_available", "device_count") for n in ast.walk(fn))
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(asks):
+            guarded.update(id(n) for n in ast.walk(fn))
+    for node in ast.walk(found[1]):
+        if isinstance(node, ast.Call) and id(node) not in guarded and _on_cuda(node):
+            lines.add(node.lineno)
+    return [f"{shown}:{n}" for n in sorted(lines)]
+
+
+def _on_cuda(call: ast.Call) -> bool:
+    func = call.func
+    if not isinstance(func, ast.Attribute):
+        return False
+    if func.attr == "cuda":
+        return True
+    if func.attr in ("to", "device"):
+        given = [*call.args[:1], *(k.value for k in call.keywords if k.arg == "device")]
+        return any(isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value.startswith("cuda")
+                   for v in given)
+    return False
+
+
+def silent_loop(target: str, workdir: str | None) -> Problem | None:
+    """A `train()` of the trainer's own in a module that never calls `report(...)` (nor
+    itwinai's `checkpoint_and_report`): its trials end with no result, each a failure."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return None
+    shown, tree, cls, methods = trainer
+    train = methods.get("train")
+    if not isinstance(train, ast.FunctionDef):
+        return None
+    if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+           and n.func.attr in ("report", "checkpoint_and_report") for n in ast.walk(tree)):
+        return None
+    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body),
+                 cls.name)
+    return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls `self.report(...)`: its trials "
+                   "report nothing, and each fails at its end",
+                   "report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "
+                   "(docs/trainer.md, A loop of your own)", warning=True)

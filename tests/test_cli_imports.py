@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = str(ROOT / "examples/fashion_mnist/study.hpo")
 ITWINAI = str(ROOT / "examples/itwinai/config.yaml")
@@ -64,3 +66,28 @@ def test_compile_loads_the_renderer_but_not_the_schema(tmp_path: Path) -> None:
     mods = _imports(tmp_path, "compile", FASHION, "-o", str(tmp_path / "build"))
     assert "jinja2" in mods
     assert _loaded(mods, *NEVER, "jsonschema", "yaml") == []
+
+
+def test_status_loads_the_schema_only_for_a_plan_not_yet_seen_valid(tmp_path: Path) -> None:
+    build = str(tmp_path / "build")
+    _imports(tmp_path, "compile", FASHION, "-o", build)
+    assert "jsonschema" in _imports(tmp_path, "status", build)
+    for again in (["status", build], ["status", build, "--json"]):
+        mods = _imports(tmp_path, *again)
+        assert _loaded(mods, *NEVER, "jsonschema", "jinja2", "lark") == []
+
+
+def test_a_plan_seen_valid_and_then_edited_is_validated_again(tmp_path: Path, monkeypatch) -> None:
+    from hpoc import plan as plan_mod
+    from hpoc.compiler import compile_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "plan.json"
+    plan = plan_mod.hashed(compile_file(FASHION))
+    path.write_text(plan_mod.canonical(plan))
+    assert plan_mod.load(path) == plan
+    assert plan_mod.load(path) == plan  # noted valid: not validated again
+    plan["trials"]["num_samples"] = "eight"
+    path.write_text(plan_mod.canonical(plan))
+    with pytest.raises(plan_mod.PlanError, match="num_samples"):
+        plan_mod.load(path)

@@ -87,17 +87,16 @@ def _import_lark_without_interegular() -> None:
 
 
 def _cache_path() -> str | bool:
-    """A private cache of the built parser (Lark pickles it; never in a shared /tmp)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "hpoc")
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if os.stat(path).st_uid != os.getuid() or not os.access(path, os.W_OK):
-            return False
-    except OSError:
+    """A private cache of the built parser (Lark pickles it; `hpoc.cache`). Lark checks
+    its own version and the grammar inside the file; the name holds the grammar's digest
+    and Python's version, so two Pythons sharing a $HOME do not rebuild it in turn."""
+    from hpoc.cache import cache_dir
+
+    path = cache_dir()
+    if path is None:
         return False
     digest = hashlib.sha256(_GRAMMAR.read_bytes()).hexdigest()[:16]
-    return os.path.join(path, f"grammar-{digest}.lark-cache")
+    return os.path.join(path, f"grammar-{digest}-py{sys.version_info[0]}{sys.version_info[1]}.lark-cache")
 
 
 # ------------------------------------------------------------------ per-parse lexer state

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from hpoc.dsl import ast as A
 from hpoc.dsl.comments import attach_comments
+from hpoc.dsl.digest import _as_read, spec_digest
 from hpoc.dsl.syntax_errors import fail_at, keyword_alone, unexpected_char, unexpected_token
 from hpoc.dsl.terminals import CLOSE, OPEN
 from hpoc.dsl.transform import to_ast
@@ -174,20 +175,6 @@ def _checked(data: bytes, name: str) -> str:
         fail(Diagnostic(f"file is too large for a study (more than {MAX_BYTES // (1024 * 1024)} MiB)", "HP002",
                         name))
     return decode(data, name)
-
-
-def _as_read(data: bytes) -> bytes:
-    """A spec's bytes as it is read: without a UTF-8 BOM, every line ending `\n`. A file
-    saved on Windows (CRLF) or by an old Mac editor (CR) is the same study, with the same
-    lines and columns, and compiles to the same plan."""
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-
-
-def spec_digest(data: bytes) -> str:
-    """The plan's `source.sha256` of a spec's bytes: of its text as read, so line endings
-    and a BOM do not make another plan."""
-    return hashlib.sha256(_as_read(data)).hexdigest()
 
 
 def decode(data: bytes, name: str) -> str:

@@ -38,11 +38,14 @@ def validate(plan: dict[str, Any], path: object = "plan") -> None:
     text = _schema_bytes()
     if text is None:
         return
-    digest = hashlib.sha256(text + json.dumps(plan, sort_keys=True).encode()).hexdigest()[:32]
+    try:
+        digest = hashlib.sha256(text + json.dumps(plan, sort_keys=True).encode()).hexdigest()[:32]
+    except (TypeError, ValueError):  # not JSON (a plan built in memory): the schema says why
+        digest = None
     problems: dict[tuple[str, str], None] = {}
-    if not known(VALID_PLANS, digest):
+    if digest is None or not known(VALID_PLANS, digest):
         problems = _schema_problems(plan)
-        if not problems:
+        if not problems and digest is not None:
             note(VALID_PLANS, digest)
     if not problems:  # the schema holds: now what it cannot say (docs/plan.md)
         for where, message in _contract(plan):

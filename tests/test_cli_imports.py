@@ -92,3 +92,15 @@ def test_a_plan_seen_valid_and_then_edited_is_validated_again(tmp_path: Path, mo
     path.write_text(plan_mod.canonical(plan))
     with pytest.raises(plan_mod.PlanError, match="num_samples"):
         plan_mod.load(path)
+
+
+def test_a_plan_that_is_not_json_is_refused_by_the_schema(tmp_path: Path, monkeypatch) -> None:
+    from hpoc.compiler import compile_file
+    from hpoc.plan import PlanError, hashed
+    from hpoc.plan.validate import validate
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    plan = hashed(compile_file(FASHION))
+    plan["trials"]["num_samples"] = {8}  # what a plan built in memory may hold
+    with pytest.raises(PlanError, match="num_samples"):
+        validate(plan)

@@ -181,6 +181,7 @@ def test_scripts_rendered_from_templates_compiled_earlier_are_the_same(tmp_path:
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     kept = tmp_path / "cache/hpoc/templates"
+    templates = Path(render.__file__).parents[1] / render.TEMPLATE_DIR
     scripts = []
     try:
         for damage in (None, b"", jinja2.bccache.bc_magic + b"cut short"):  # as compiled, then damaged
@@ -190,8 +191,9 @@ def test_scripts_rendered_from_templates_compiled_earlier_are_the_same(tmp_path:
             render.environment.cache_clear()  # a new process
             out = tmp_path / f"build{len(scripts)}"
             assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
-            scripts.append({f: (out / f).read_text().replace(str(out), "OUT") for f in ("job.sbatch", "preflight.sbatch")})
-            assert len(list(kept.iterdir())) == len(list((Path(render.__file__).parents[1] / render.TEMPLATE_DIR).iterdir()))
+            scripts.append({f: (out / f).read_text().replace(str(out), "OUT")
+                            for f in ("job.sbatch", "preflight.sbatch")})
+            assert len(list(kept.iterdir())) == len(list(templates.iterdir()))  # each one kept compiled
     finally:
         render.environment.cache_clear()
     assert scripts[0] == scripts[1] == scripts[2]

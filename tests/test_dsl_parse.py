@@ -487,8 +487,8 @@ def test_a_study_without_its_name_does_not_take_the_next_section_as_it() -> None
     )
 
 
-def test_the_parser_cache_is_private_and_not_taken_from_another_users_directory(tmp_path: Path,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_parser_cache_is_private_and_not_taken_from_another_users_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
     import sys
 

@@ -1,7 +1,9 @@
 """`hpoc` command line: one thin dispatcher; each subcommand lives in `hpoc/commands/<name>.py`.
 
 A command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
-Modules are imported only when their command runs, so `hpoc check` never pays for Ray or torch.
+Modules are imported only when their command runs, so `hpoc check` never pays for Ray or torch;
+and when the command is named first, only its module is imported to build the parser (on a
+login node every import is file-system lookups).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ EXIT_OK, EXIT_INTERNAL, EXIT_SPEC = 0, 1, 2
 PIPE_KEY_COMMANDS = ("check", "compile", "convert", "run", "submit", "status", "results", "report")
 
 
-def _available() -> dict[str, object]:
+def _available(names: list[str]) -> dict[str, object]:
     found = {}
-    for name, mod in COMMANDS.items():
+    for name in names:
+        mod = COMMANDS[name]
         try:
             found[name] = importlib.import_module(f"hpoc.commands.{mod}")
         except ModuleNotFoundError as exc:  # command not built yet in this checkout
@@ -41,7 +44,9 @@ def _available() -> dict[str, object]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, one command's sub-parser (what it parses is
+    the same: argparse reads nothing but the sub-parser of the command given)."""
     from hpoc import __version__
 
     parser = argparse.ArgumentParser(
@@ -50,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpoc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, module in _available().items():
+    found = _available([only]) if only in COMMANDS else {}
+    for name, module in (found or _available(list(COMMANDS))).items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         if name in PIPE_KEY_COMMANDS:
@@ -76,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from hpoc.console import setup_streams
 
     setup_streams()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)  # options first (`--help`, `--version`): all
     args = parser.parse_args(argv)
     token = None
     if getattr(args, "pipe_key", None) is not None:

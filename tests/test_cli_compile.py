@@ -173,6 +173,32 @@ def test_scripts_name_the_plans_content_hash(tmp_path: Path) -> None:
         assert f"# Edit the spec and recompile rather than this file. Plan: {out.resolve()}/plan.json ({digest})" in head
 
 
+def test_scripts_rendered_from_templates_compiled_earlier_are_the_same(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import jinja2.bccache
+
+    from hpoc.compiler import render
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    kept = tmp_path / "cache/hpoc/templates"
+    templates = Path(render.__file__).parents[1] / render.TEMPLATE_DIR
+    scripts = []
+    try:
+        for damage in (None, b"", jinja2.bccache.bc_magic + b"cut short"):  # as compiled, then damaged
+            if damage is not None:
+                for f in kept.iterdir():
+                    f.write_bytes(damage)
+            render.environment.cache_clear()  # a new process
+            out = tmp_path / f"build{len(scripts)}"
+            assert main(["compile", str(EXAMPLES["fashion_mnist"]), "-o", str(out)]) == 0
+            scripts.append({f: (out / f).read_text().replace(str(out), "OUT")
+                            for f in ("job.sbatch", "preflight.sbatch")})
+            assert len(list(kept.iterdir())) == len(list(templates.iterdir()))  # each one kept compiled
+    finally:
+        render.environment.cache_clear()
+    assert scripts[0] == scripts[1] == scripts[2]
+
+
 def test_check_and_compile_do_not_import_heavy_modules(tmp_path: Path) -> None:
     code = (
         "import sys\n"

@@ -485,3 +485,27 @@ def test_a_study_without_its_name_does_not_take_the_next_section_as_it() -> None
         "HP101", 1, 6, "`study` needs its name on the same line",
         'write `study "my-study"`; the `pipeline { ... }` below would be taken as the name',
     )
+
+
+def test_the_parser_cache_is_private_and_not_taken_from_another_users_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    from hpoc.dsl import parse as P
+
+    text = Path(__file__).resolve().parents[1].joinpath("examples/digits/study.hpo").read_text()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    try:
+        P._parser.cache_clear()
+        first = parse(text)
+        (kept,) = (tmp_path / "hpoc").iterdir()  # the built parser, named per Python
+        assert kept.name.endswith(f"-py{sys.version_info[0]}{sys.version_info[1]}.lark-cache")
+        assert (tmp_path / "hpoc").stat().st_mode & 0o077 == 0
+        kept.unlink()
+        monkeypatch.setattr(os, "getuid", lambda: os.stat(tmp_path / "hpoc").st_uid + 1)  # someone else's
+        P._parser.cache_clear()
+        assert parse(text) == first
+        assert list((tmp_path / "hpoc").iterdir()) == []
+    finally:
+        P._parser.cache_clear()

@@ -1,4 +1,5 @@
-"""Render a plan's SLURM scripts (pure: plan in, text out; no I/O besides the templates).
+"""Render a plan's SLURM scripts (pure: plan in, text out; no I/O besides the templates,
+whose compiled form is kept in the user's cache, `hpoc.cache`).
 
 `render_all(plan, plan_path=...)` returns `{filename: text}`:
 
@@ -98,10 +99,43 @@ class RenderError(ValueError):
         return (RenderError, (self.problems,))
 
 
+class _CompiledTemplates(jinja2.FileSystemBytecodeCache):
+    """Templates compiled by an earlier `hpoc compile` (Jinja checks the source and the
+    Python version of each): compiling them is most of rendering. A file that cannot be
+    read or written means compiling again, never a failed compile."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # noqa: BLE001 - a damaged cache file: compile the template
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _compiled_templates() -> jinja2.BytecodeCache | None:
+    from hpoc.cache import cache_dir
+
+    path = cache_dir()
+    if path is None:
+        return None
+    path = os.path.join(path, "templates")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return _CompiledTemplates(path)
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("hpoc", TEMPLATE_DIR),
+        bytecode_cache=_compiled_templates(),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

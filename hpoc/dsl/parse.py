@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from hpoc.dsl import ast as A
 from hpoc.dsl.comments import attach_comments
+from hpoc.dsl.digest import _as_read, spec_digest
 from hpoc.dsl.syntax_errors import fail_at, keyword_alone, unexpected_char, unexpected_token
 from hpoc.dsl.terminals import CLOSE, OPEN
 from hpoc.dsl.transform import to_ast
@@ -87,17 +88,16 @@ def _import_lark_without_interegular() -> None:
 
 
 def _cache_path() -> str | bool:
-    """A private cache of the built parser (Lark pickles it; never in a shared /tmp)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "hpoc")
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if os.stat(path).st_uid != os.getuid() or not os.access(path, os.W_OK):
-            return False
-    except OSError:
+    """A private cache of the built parser (Lark pickles it; `hpoc.cache`). Lark checks
+    its own version and the grammar inside the file; the name holds the grammar's digest
+    and Python's version, so two Pythons sharing a $HOME do not rebuild it in turn."""
+    from hpoc.cache import cache_dir
+
+    path = cache_dir()
+    if path is None:
         return False
     digest = hashlib.sha256(_GRAMMAR.read_bytes()).hexdigest()[:16]
-    return os.path.join(path, f"grammar-{digest}.lark-cache")
+    return os.path.join(path, f"grammar-{digest}-py{sys.version_info[0]}{sys.version_info[1]}.lark-cache")
 
 
 # ------------------------------------------------------------------ per-parse lexer state
@@ -175,20 +175,6 @@ def _checked(data: bytes, name: str) -> str:
         fail(Diagnostic(f"file is too large for a study (more than {MAX_BYTES // (1024 * 1024)} MiB)", "HP002",
                         name))
     return decode(data, name)
-
-
-def _as_read(data: bytes) -> bytes:
-    """A spec's bytes as it is read: without a UTF-8 BOM, every line ending `\n`. A file
-    saved on Windows (CRLF) or by an old Mac editor (CR) is the same study, with the same
-    lines and columns, and compiles to the same plan."""
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-
-
-def spec_digest(data: bytes) -> str:
-    """The plan's `source.sha256` of a spec's bytes: of its text as read, so line endings
-    and a BOM do not make another plan."""
-    return hashlib.sha256(_as_read(data)).hexdigest()
 
 
 def decode(data: bytes, name: str) -> str:

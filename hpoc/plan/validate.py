@@ -1,34 +1,52 @@
-"""JSON-Schema validation of plan files (schema.json beside this module)."""
+"""JSON-Schema validation of plan files (schema.json beside this module).
+
+The last plans that passed the schema are noted in the user's cache (`hpoc.cache`, by the
+digest of plan and schema): `hpoc status` and `hpoc results` read the same plan
+again and again, and jsonschema takes longer to import than the rest of the command.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 MAX_SHOWN = 20        # problems listed; the count says how many there are
 MAX_MESSAGE = 160     # characters of one problem (jsonschema quotes whole values)
+VALID_PLANS = "valid-plans"  # the cache's list of plans that passed (digests of plan and schema)
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_bytes() -> bytes | None:
+    try:
+        return Path(__file__).with_name("schema.json").read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 @functools.lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    return json.loads((Path(__file__).with_name("schema.json")).read_text(encoding="utf-8"))
+    return json.loads(_schema_bytes() or b"null")
 
 
 def validate(plan: dict[str, Any], path: object = "plan") -> None:
+    from hpoc.cache import known, note
     from hpoc.plan import PlanError
 
-    if not Path(__file__).with_name("schema.json").exists():
+    text = _schema_bytes()
+    if text is None:
         return
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema())
+    try:
+        digest = hashlib.sha256(text + json.dumps(plan, sort_keys=True).encode()).hexdigest()[:32]
+    except (TypeError, ValueError):  # not JSON (a plan built in memory): the schema says why
+        digest = None
     problems: dict[tuple[str, str], None] = {}
-    for err in validator.iter_errors(plan):
-        for leaf in _leaves(err):
-            where = ".".join(str(p) for p in leaf.absolute_path) or "(root)"
-            problems[(where, _short(leaf.message))] = None
+    if digest is None or not known(VALID_PLANS, digest):
+        problems = _schema_problems(plan)
+        if not problems and digest is not None:
+            note(VALID_PLANS, digest)
     if not problems:  # the schema holds: now what it cannot say (docs/plan.md)
         for where, message in _contract(plan):
             problems[(where, message)] = None
@@ -39,6 +57,17 @@ def validate(plan: dict[str, Any], path: object = "plan") -> None:
         if len(found) > MAX_SHOWN:
             lines.append(f"  ... and {len(found) - MAX_SHOWN} more")
         raise PlanError("\n".join(lines))
+
+
+def _schema_problems(plan: dict[str, Any]) -> dict[tuple[str, str], None]:
+    import jsonschema
+
+    problems: dict[tuple[str, str], None] = {}
+    for err in jsonschema.Draft202012Validator(schema()).iter_errors(plan):
+        for leaf in _leaves(err):
+            where = ".".join(str(p) for p in leaf.absolute_path) or "(root)"
+            problems[(where, _short(leaf.message))] = None
+    return problems
 
 
 def _contract(plan: dict[str, Any]) -> list[tuple[str, str]]:

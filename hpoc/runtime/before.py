@@ -89,7 +89,7 @@ def edited_spec(plan: dict[str, Any], runs: str = "this job runs", build: str = 
     source = plan.get("source") or {}
     if not (source.get("sha256") and source.get("workdir") and source.get("file")):
         return None
-    from hpoc.dsl.parse import spec_digest
+    from hpoc.dsl.digest import spec_digest
 
     spec = Path(source["workdir"]) / source["file"]
     try:

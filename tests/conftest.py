@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# hpoc's per-user cache (hpoc/cache.py) of this session's own: tests do not write into the
+# developer's ~/.cache, nor read what another checkout left there.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="hpoc-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

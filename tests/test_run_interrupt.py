@@ -197,6 +197,7 @@ def test_rays_lines_in_a_jobs_log_have_no_terminal_colour_codes(monkeypatch):
     seen = []
     monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
     monkeypatch.setattr(session_mod, "_reachable", lambda address: None)
+    monkeypatch.setattr("hpoc.runtime.probe.not_ray", lambda address: None)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.append(os.environ.get("RAY_COLOR_PREFIX")))
     monkeypatch.setattr("sys.stdout", io.StringIO())  # a file, as in a job
     session_mod.connect_cluster("127.0.0.1:1", workdir=None)

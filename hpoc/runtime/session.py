@@ -6,7 +6,8 @@ no dashboard, and token authentication with a fresh token in that temp dir (mode
 nothing is written to ~/.ray and other users on a shared login node cannot attach.
 
 Cluster: `RAY_ADDRESS` and the token (`RAY_AUTH_MODE=token`, `RAY_AUTH_TOKEN_PATH`) come from
-the job script. An unreachable head or a cluster smaller than one trial is a clear error.
+the job script. An unreachable head, something else listening at its address (probe.py:
+`ray.init` would retry it for minutes) or a cluster smaller than one trial is a clear error.
 """
 
 from __future__ import annotations
@@ -218,12 +219,14 @@ def _refresh_auth() -> None:
 
 def _reachable(address: str, timeout: float = 5.0) -> str | None:
     """None if a TCP connection to `host:port` works, else the reason."""
+    from hpoc.runtime.probe import split
+
     # A Ray Client address too: its client would retry a dead one for half a minute first.
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not port.isdigit():
+    where = split(address)
+    if where is None:
         return None  # let Ray judge what it accepts
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        with socket.create_connection(where, timeout=timeout):
             return None
     except OSError as exc:
         return str(exc)
@@ -247,6 +250,16 @@ def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False)
             f"cannot reach the Ray cluster at RAY_ADDRESS={address}: {problem}\n"
             "  help: run inside the job that started the cluster (its head must be up), or "
             "unset RAY_ADDRESS / pass --local to run on this machine")
+    from hpoc.runtime.probe import not_ray
+
+    other = not_ray(address)  # ray.init would retry it for minutes
+    if other:
+        raise SessionError(
+            f"cannot connect to the Ray cluster at RAY_ADDRESS={address}: {other} listens there, "
+            "not a Ray head\n"
+            "  help: it must be the head's GCS address, IP:PORT (`ray start --head --port`, "
+            "6379 by default; an hpoc job exports it), not the dashboard's or another "
+            "service's; unset RAY_ADDRESS / pass --local to run on this machine")
     mode = os.environ.get("RAY_AUTH_MODE")
     if not sys.stdout.isatty():  # a job's .out: Ray's lines without terminal colour codes
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")

@@ -1,0 +1,90 @@
+"""RAY_ADDRESS pointing at something that is not a Ray head: `ray.init` retried it for
+minutes without a word; the driver asks first, in seconds, and says what listens there.
+(A real head answering the same probe: test_runtime_cluster.py.)"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import socketserver
+import threading
+
+import pytest
+
+from hpoc.runtime import probe
+from hpoc.runtime.study import EXIT_FAILED, RunOptions, run_study
+from runtime_plans import make_plan, write_toy
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    server = socketserver.TCPServer(("127.0.0.1", 0), _Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _listener(reply):
+    """A TCP server on 127.0.0.1 that answers each connection with `reply(conn)`."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    conns = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conns.append(conn)
+            reply(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock, conns
+
+
+@pytest.fixture
+def listener(request):
+    sock, conns = _listener(request.param)
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    for conn in conns:
+        conn.close()
+
+
+@pytest.mark.parametrize("listener, said", [
+    (lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n"), "a server that greets with `SSH-2.0-OpenSSH_9.2`"),
+    (lambda conn: conn.close(), "a server that closes connections at once"),
+    (lambda conn: None, "a server that accepts connections but did not answer within 0.5 s"),
+], indirect=["listener"], ids=["banner", "closes", "silent"])
+def test_the_probe_names_what_listens_instead_of_a_ray_head(listener, said):
+    assert probe.not_ray(listener, timeout=0.5) == said
+
+
+def test_the_probe_names_an_http_server(http_server):
+    assert probe.not_ray(http_server).startswith("an HTTP server (it answered `HTTP/1.0 501")
+
+
+def test_the_driver_refuses_an_http_server_at_ray_address_before_ray_init(
+        http_server, tmp_path, monkeypatch, capsys):
+    """`python -m http.server` on the port: ray.init retried it for more than two minutes."""
+    import ray
+
+    called = []
+    monkeypatch.setattr(ray, "init", lambda **kw: called.append(kw))
+    monkeypatch.setenv("RAY_ADDRESS", http_server)
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    code = run_study(plan, RunOptions(progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED and called == []
+    assert (f"cannot connect to the Ray cluster at RAY_ADDRESS={http_server}: an HTTP server "
+            "(it answered `HTTP/1.0 501") in err
+    assert "listens there, not a Ray head" in err and "--local" in err and "token" not in err

@@ -112,6 +112,13 @@ def error_where(text: str) -> str | None:
     return None
 
 
+def error_at(text: str) -> str:
+    """`SomeError: message at file.py:12`: the error's line and where the study's code raised
+    it, when it did (and the line does not say so already)."""
+    line, at = error_line(text), error_where(text)
+    return line + (f" at {at}" if at and at not in line else "")
+
+
 def raised_at(exc: BaseException) -> str:
     """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
     library that raised or called sys.exit for it, such as argparse), or ""."""

@@ -152,17 +152,17 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # One driver per experiment directory, before looking at (or moving) what is there.
         marker.migrate_legacy(exp)
         take_lock(lock, stream)
-        STATE.errored = rerun.errored(exp)  # read once, for prior_run and the restore
+        previous = summary_mod.read(exp)  # this and Ray's saved state read once, for prior_run and the restore
+        STATE.errored = rerun.errored(exp, previous)
         mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                        stream, opts.retry_errored, STATE.errored)
+                                        stream, opts.retry_errored, STATE.errored, previous)
         if mode in ("restore", "retry"):
             refuse_synch_population(plan, exp)
         if mode == "done":
-            previous = summary_mod.read(exp)
             errored = len(STATE.errored)
             # Fixed the trainer after some trials failed? --retry-errored trains them again.
             say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
-                "with no errored trial: nothing to retry" + rerun.why_none(exp) if opts.retry_errored else
+                "with no errored trial: nothing to retry" if opts.retry_errored else
                 f"with {errored} errored trial(s); a finished study does not retry them: pass "
                 "--retry-errored to run only those again (after fixing what failed), or --fresh "
                 "to run every trial again" if errored else "(pass --fresh to run it again)"))

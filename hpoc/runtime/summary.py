@@ -244,9 +244,14 @@ def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | N
     caller has refused a marker (`recorded`) of another plan; without a marker (a run
     before markers), the summary's own plan hash must match."""
     summary = read(directory)
+    return summary if finished(summary, recorded, plan_hash) else None
+
+
+def finished(summary: dict[str, Any] | None, recorded: Any, plan_hash: str | None) -> bool:
+    """finished_run's test, for a summary already read."""
     if summary is None or summary.get("interrupted"):
-        return None
-    return summary if recorded is not None or summary.get("plan_hash") == plan_hash else None
+        return False
+    return recorded is not None or summary.get("plan_hash") == plan_hash
 
 
 def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:

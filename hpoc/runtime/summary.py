@@ -54,7 +54,7 @@ def exit_code(summary: dict[str, Any]) -> int:
 
 def errored(summary: dict[str, Any]) -> int:
     """How many trials `summary` counts as ERROR (which ones --retry-errored runs again is
-    rerun.errored's answer, from Ray's saved state)."""
+    rerun.errored's answer, from Ray's saved state and the summary's `retry_cut` trials)."""
     return int((summary.get("status_counts") or {}).get("ERROR") or 0)
 
 

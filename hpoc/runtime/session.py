@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOCAL_OBJECT_STORE_CAP = 2 * 1024**3
+# Ray's logs and session files of a short study take a few MiB; with less than this it timed
+# out starting ("the current node timed out during startup"), half a minute later.
+TEMP_MIN_FREE = 32 * 1024**2
 
 
 class SessionError(Exception):
@@ -120,6 +123,21 @@ def temp_root() -> str | None:
     return "/tmp" if os.path.isdir("/tmp") else None
 
 
+def check_room(root: str) -> None:
+    """SessionError when the local run's temp root has no room for Ray's files."""
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return  # mkdtemp says what is wrong with it
+    if free < TEMP_MIN_FREE:
+        where = f"HPOC_TMP={root}" if os.environ.get("HPOC_TMP") else root
+        raise SessionError(
+            f"{where} has {free / 1024**2:.1f} MiB free: a local run's Ray needs "
+            f"{TEMP_MIN_FREE // 1024**2} MiB there at least (its logs, sockets and spilled objects)\n"
+            "  help: free some space there, or set HPOC_TMP to a local directory with room (a "
+            "short path: Ray's socket paths are limited)", exit_code=2)
+
+
 def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
                 verbose: bool = False) -> Session:
     import logging
@@ -130,6 +148,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "RAY_ADDRESS", None)  # never attach to someone else's cluster
     root = temp_root()
     sweep_stale_temp_dirs(root or tempfile.gettempdir())
+    check_room(root or tempfile.gettempdir())
     temp = tempfile.mkdtemp(prefix="hpoc-", dir=root)
     _write_owner(temp)
     token = os.path.join(temp, "token")

@@ -1,6 +1,7 @@
-"""RAY_ADDRESS pointing at something that is not a Ray head: `ray.init` retried it for
-minutes without a word; the driver asks first, in seconds, and says what listens there.
-(A real head answering the same probe: test_runtime_cluster.py.)"""
+"""Where Ray cannot be reached or started, the driver says why before `ray.init` spends
+minutes on it: RAY_ADDRESS pointing at something that is not a Ray head (it asks first, in
+seconds, and says what listens there; a real head answering the same probe:
+test_runtime_cluster.py), a local run's temp dir without room."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import http.server
 import io
 import socket
 import socketserver
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +91,29 @@ def test_the_driver_refuses_an_http_server_at_ray_address_before_ray_init(
     assert (f"cannot connect to the Ray cluster at RAY_ADDRESS={http_server}: an HTTP server "
             "(it answered `HTTP/1.0 501") in err
     assert "listens there, not a Ray head" in err and "--local" in err and "token" not in err
+
+
+def test_a_full_temp_dir_is_refused_before_ray_starts(tmp_path, monkeypatch, capsys):
+    """Ray timed out "during startup" half a minute later, naming neither the disk nor HPOC_TMP."""
+    import shutil
+
+    import ray
+
+    from hpoc.runtime import session
+
+    called = []
+    monkeypatch.setattr(ray, "init", lambda **kw: called.append(kw))
+    short = Path(tempfile.mkdtemp(prefix="hpt-", dir="/tmp"))  # room for Ray's socket paths
+    monkeypatch.setenv("HPOC_TMP", str(short))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    usage = shutil.disk_usage(short)
+    monkeypatch.setattr(session.shutil, "disk_usage", lambda path: usage._replace(free=24 * 1024))
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    try:
+        code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+        err = capsys.readouterr().err
+        assert code == 2 and called == [], err
+        assert f"HPOC_TMP={short} has 0.0 MiB free: a local run's Ray needs 32 MiB there" in err
+        assert not list(short.iterdir())  # no temp dir made, none left
+    finally:
+        shutil.rmtree(short)

@@ -178,6 +178,9 @@ def _events_class() -> type:
             if trial.trial_id in STATE.start_over:  # --retry-errored: before Ray restores it
                 STATE.start_over.discard(trial.trial_id)
                 rerun.start_over(trial)
+            mended = resume.lost_checkpoint(trial)
+            if mended:
+                _trial_line(trial, mended)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             clock.TIMES.started(trial)
             mark_started(trial_path(trial))  # `hpoc status`: running, not pending

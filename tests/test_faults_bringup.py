@@ -6,6 +6,7 @@ test_runtime_cluster.py), a local run's temp dir without room."""
 from __future__ import annotations
 
 import http.server
+import shutil
 import io
 import socket
 import socketserver
@@ -95,8 +96,6 @@ def test_the_driver_refuses_an_http_server_at_ray_address_before_ray_init(
 
 def test_a_full_temp_dir_is_refused_before_ray_starts(tmp_path, monkeypatch, capsys):
     """Ray timed out "during startup" half a minute later, naming neither the disk nor HPOC_TMP."""
-    import shutil
-
     import ray
 
     from hpoc.runtime import session
@@ -117,3 +116,43 @@ def test_a_full_temp_dir_is_refused_before_ray_starts(tmp_path, monkeypatch, cap
         assert not list(short.iterdir())  # no temp dir made, none left
     finally:
         shutil.rmtree(short)
+
+
+def test_a_second_local_run_is_told_it_shares_the_cores(monkeypatch):
+    """Two local runs of one user each gave Ray every core: twice the trials the machine can
+    run at once, each slower, and nothing said so."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import ray
+
+    from hpoc.runtime import session, study
+
+    monkeypatch.setattr(ray, "init", lambda **kw: None)
+    root = Path(tempfile.mkdtemp(prefix="hpt-", dir="/tmp"))
+    monkeypatch.setenv("HPOC_TMP", str(root))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        other = root / "hpoc-other123"
+        other.mkdir()
+        (other / session.OWNER).write_text(json.dumps(
+            {"pid": live.pid, "host": socket.gethostname(), "started": time.time(), "cpus": 2}))
+        alone = session.start_local(workdir=None, num_cpus=1)
+        alone.close()
+        live.kill()
+        live.wait()
+        assert alone.neighbours == [json.loads((other / session.OWNER).read_text())]
+        line = study._sharing_line(alone.neighbours)
+        assert line.startswith("[hpoc] warning: 1 other local run(s) of yours share this machine's ")
+        assert line.endswith(f"core(s) (pid {live.pid}; 2 CPU slot(s) between them): trials run slower; "
+                             "`--cpus N` gives a run fewer slots")
+        again = session.start_local(workdir=None, num_cpus=1)  # that run ended
+        again.close()
+        assert again.neighbours == [] and not other.exists()
+    finally:
+        live.kill()
+        shutil.rmtree(root, ignore_errors=True)

@@ -46,6 +46,7 @@ class Session:
     local: bool
     address: str | None = None
     temp_dir: str | None = None
+    neighbours: list[dict[str, Any]] = field(default_factory=list)  # other_local_runs, at start
     _env_backup: dict[str, str | None] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -149,8 +150,10 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     root = temp_root()
     sweep_stale_temp_dirs(root or tempfile.gettempdir())
     check_room(root or tempfile.gettempdir())
+    others = other_local_runs(root or tempfile.gettempdir())
+    cpus = num_cpus or local_cpus()
     temp = tempfile.mkdtemp(prefix="hpoc-", dir=root)
-    _write_owner(temp)
+    _write_owner(temp, cpus)
     token = os.path.join(temp, "token")
     fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -163,9 +166,8 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
     _set_env(backup, "HPOC_SCRATCH", os.path.join(temp, "scratch"))
     _refresh_auth()
-    session = Session(local=True, temp_dir=temp, _env_backup=backup)
+    session = Session(local=True, temp_dir=temp, _env_backup=backup, neighbours=others)
     atexit.register(session.close)
-    cpus = num_cpus or local_cpus()
     gpus = local_gpus() if num_gpus is None else num_gpus
     try:
         import psutil
@@ -191,9 +193,10 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
 OWNER = "owner.json"  # in a local run's temp dir: the driver that made it
 
 
-def _write_owner(temp: str) -> None:
+def _write_owner(temp: str, cpus: int) -> None:
     with open(os.path.join(temp, OWNER), "w", encoding="utf-8") as fh:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, fh)
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                   "cpus": cpus}, fh)
 
 
 def sweep_stale_temp_dirs(root: str) -> list[str]:
@@ -204,9 +207,26 @@ def sweep_stale_temp_dirs(root: str) -> list[str]:
     checkpoints being saved stay in /tmp. Only a directory with an `owner.json` of this host,
     owned by this user, is a candidate: never another user's, never a SLURM job directory
     (`hpoc-<job id>`, which has no owner file), never a live run's."""
+    removed = []
+    for path, _, live in _local_runs(root):
+        if not live:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def other_local_runs(root: str) -> list[dict[str, Any]]:
+    """The owner records of this user's other live local runs on this host: each sized its
+    Ray to the machine's cores too (when it was not given --cpus)."""
+    return [info for _, info, live in _local_runs(root) if live]
+
+
+def _local_runs(root: str) -> list[tuple[str, dict[str, Any], bool]]:
+    """(temp dir, owner record, driver alive) of this user's local runs on this host,
+    this one's aside."""
     from hpoc.runtime.runlock import pid_is
 
-    removed = []
+    runs = []
     for path in glob.glob(os.path.join(glob.escape(root), "hpoc-*")):
         try:
             st = os.lstat(path)
@@ -215,13 +235,12 @@ def sweep_stale_temp_dirs(root: str) -> list[str]:
             with open(os.path.join(path, OWNER), encoding="utf-8") as fh:
                 info = json.load(fh)
             pid, started = int(info["pid"]), float(info["started"])
-            if info["host"] != socket.gethostname() or pid == os.getpid() or pid_is(pid, started):
+            if info["host"] != socket.gethostname() or pid == os.getpid():
                 continue
         except (OSError, ValueError, TypeError, KeyError):
             continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
+        runs.append((path, info, pid_is(pid, started)))
+    return runs
 
 
 def _refresh_auth() -> None:

@@ -195,6 +195,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             install_signals()
             if STATE.signal is not None:
                 raise Interrupted()
+            if ray_session.neighbours:
+                say(stream, _sharing_line(ray_session.neighbours))
             if mode == "aside":  # only now: a getter or a Ray that fails leaves the earlier run
                 move_aside(exp, stream, lock)
                 mode = STATE.mode = "fresh"
@@ -204,6 +206,20 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     finally:
         lock.release()
         restore_signals(previous_signals)
+
+
+def _sharing_line(others: list[dict[str, Any]]) -> str:
+    """Other local runs of this user share this machine's cores with this one: each gave
+    its Ray as many as it was told, the machine's unless --cpus said fewer."""
+    from hpoc.runtime.session import local_cpus
+
+    slots = [o.get("cpus") for o in others]
+    taken = (f"; {sum(slots)} CPU slot(s) between them" if all(isinstance(n, int) for n in slots)
+             else "")  # runs of an older hpoc did not record theirs
+    pids = ", ".join(str(o["pid"]) for o in others)
+    return (f"[hpoc] warning: {len(others)} other local run(s) of yours share this machine's "
+            f"{local_cpus()} core(s) (pid {pids}{taken}): trials run slower; `--cpus N` gives "
+            "a run fewer slots")
 
 
 def _not_a_directory(exp: Path, storage: Path) -> str | None:

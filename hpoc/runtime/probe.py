@@ -41,8 +41,8 @@ def ask_gcs(address: str, timeout: float) -> tuple[Any, str]:
 
 def not_ray(address: str, timeout: float | None = None) -> str | None:
     """None when a Ray head (its GCS; for `ray://`, any gRPC server) answers at `address`,
-    else what listens there instead, in words ("an HTTP server (...)"). For an address that accepts connections; one
-    of another form is Ray's to judge."""
+    else what listens there instead, in words ("an HTTP server (...)"). For an address that
+    accepts connections; one of another form is Ray's to judge."""
     import grpc
 
     where = split(address)
@@ -50,7 +50,7 @@ def not_ray(address: str, timeout: float | None = None) -> str | None:
         return None
     timeout = timeout or GCS_TIMEOUT_S
     client = address.strip().startswith("ray://")  # Ray Client: another gRPC service
-    code, details = ask_gcs(f"{where[0]}:{where[1]}", timeout)
+    code, details = ask_gcs(address.strip().removeprefix("ray://"), timeout)  # [v6]:port kept
     if code in (grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED) or (
             client and code == grpc.StatusCode.UNIMPLEMENTED):
         return None

@@ -139,7 +139,8 @@ def mark_errored(exp: Path, trials: set[str], budget_afresh: bool = False) -> in
             trial = json.loads(item[0])
         except (TypeError, ValueError):
             continue
-        if isinstance(trial, dict) and trial.get("trial_id") in trials and trial.get("status") == "TERMINATED":
+        if isinstance(trial, dict) and trial.get("trial_id") in trials \
+                and trial.get("status") == "TERMINATED":
             trial["status"] = "ERROR"
             item[0] = json.dumps(trial, indent=2)
             changed += 1

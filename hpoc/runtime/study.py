@@ -152,7 +152,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # One driver per experiment directory, before looking at (or moving) what is there.
         marker.migrate_legacy(exp)
         take_lock(lock, stream)
-        previous = summary_mod.read(exp)  # this and Ray's saved state read once, for prior_run and the restore
+        # summary.json and Ray's saved state, each read once: for prior_run and the restore
+        previous = summary_mod.read(exp)
         STATE.errored = rerun.errored(exp, previous)
         mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
                                         stream, opts.retry_errored, STATE.errored, previous)

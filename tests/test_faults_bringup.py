@@ -6,6 +6,7 @@ test_runtime_cluster.py), a local run's temp dir without room."""
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
 import io
 import socket
@@ -156,3 +157,44 @@ def test_a_second_local_run_is_told_it_shares_the_cores(monkeypatch):
     finally:
         live.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.ray
+def test_a_temp_dir_that_fills_up_while_trials_run_is_named(tmp_path, monkeypatch, capsys):
+    """A trial printing more than HPOC_TMP held: Tune failed writing into the temp dir, and
+    the run ended as an hpoc "internal error" behind Ray's tracebacks."""
+    import errno
+    import shutil as sh
+
+    from ray.tune.error import TuneError
+
+    from hpoc.runtime import session, study
+
+    class Tuner:
+        def fit(self):
+            try:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            except OSError as exc:
+                raise TuneError("Traceback (most recent call last): ...") from exc
+
+    monkeypatch.setattr(study, "build_tuner", lambda *a, **kw: (Tuner(), 1))
+    temps = []
+    real = sh.disk_usage
+
+    def usage(path):
+        got = real(path)
+        if temps and str(path) == os.path.dirname(temps[0]):
+            return got._replace(free=3 * 1024**2)
+        return got
+
+    start = session.start_local
+    monkeypatch.setattr(session, "start_local", lambda **kw: temps.append((s := start(**kw)).temp_dir) or s)
+    monkeypatch.setattr(session.shutil, "disk_usage", usage)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED, err
+    assert ("no space left on a device while the study ran: the run's temp dir in "
+            f"{os.path.dirname(temps[0])} has 3.0 MiB free") in err
+    assert "run the same plan again to resume" in err

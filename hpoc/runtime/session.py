@@ -139,6 +139,32 @@ def check_room(root: str) -> None:
             "short path: Ray's socket paths are limited)", exit_code=2)
 
 
+def no_room(exc: BaseException, places: dict[str, str | None]) -> str | None:
+    """When `exc` (Tune's, around a remote worker's) comes of a full disk: which of
+    `places` (name -> directory) has no room left, in words; else None."""
+    import errno
+
+    seen, todo, full = set(), [exc], False
+    while todo and not full:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "[Errno 28]" in str(e)
+        todo += [e.__cause__, e.__context__]
+    if not full:
+        return None
+    said = []
+    for name, where in places.items():
+        try:
+            free = shutil.disk_usage(where).free if where else None
+        except OSError:
+            continue
+        if free is not None and free < TEMP_MIN_FREE:
+            said.append(f"{name} {where} has {free / 1024**2:.1f} MiB free")
+    return "; ".join(said) or "a disk the run writes to is full"
+
+
 def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
                 verbose: bool = False) -> Session:
     import logging

@@ -276,7 +276,18 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
     fit_started = time.monotonic()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except Exception as exc:  # a full disk failed Tune itself: not a bug of hpoc or the trainer
+        temp = os.path.dirname(ray_session.temp_dir) if ray_session.temp_dir else None
+        full = session.no_room(exc, {"the run's temp dir in": temp,
+                                     "the storage": plan["storage"]["path"]})
+        if full is None:
+            raise
+        raise StudyError(
+            f"no space left on a device while the study ran: {full}\n  help: free some space "
+            "(a trial's printed output and Ray's logs are kept in the temp dir while it runs; "
+            "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
     trials = STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]

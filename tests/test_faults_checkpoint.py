@@ -172,3 +172,61 @@ def test_tune_retries_a_trial_from_its_last_readable_checkpoint(tmp_path: Path) 
         else:
             assert _epochs(trial_dir) == [1, 2, 3, 1, 2, 3, 4]
             assert log.count("is unreadable") == 2 and "starts over from epoch 0" in log
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_resumed_trial_whose_checkpoint_is_gone_resumes_from_one_left(tmp_path: Path) -> None:
+    """A driver killed (SIGKILL) mid-trial left a saved state naming checkpoint_000003; the
+    trial had gone on to 4 and 5, and `checkpoint.keep` deleted 3. Ray failed every attempt
+    to restore the trial ("does not exist on storage anymore"), and it errored. Here: a
+    graceful stop, then the checkpoint its saved state names removed."""
+    import signal
+    import time
+
+    workdir = write_toy(tmp_path / "study")
+    storage = tmp_path / "results"
+    plan = make_plan(workdir, storage, trials={"num_samples": 1, "max_concurrent": 1},
+                     space={"constants": {"epochs": 4, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}},
+                     failure={"max_retries": 1}, checkpoint={"every": 1, "keep": 2})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_memory_monitor_refresh_ms="0", HOME=str(tmp_path))
+    path = tmp_path / "plan.json"
+    path.write_text(dumps(plan))
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(path), "--local", "--cpus", "2"]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((storage / "toy").glob("trial_*/checkpoint_000001")):
+            assert time.monotonic() < deadline and proc.poll() is None, "no second checkpoint"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # the state is saved on the way out
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, err[-3000:]
+    (trial_dir,) = (storage / "toy").glob("trial_*")
+    newest = _saved_checkpoint(storage / "toy")
+    for f in newest.iterdir():  # what `keep` did to it in the part of the run that was lost
+        f.unlink()
+    newest.rmdir()
+    named = [json.loads(ln).get("checkpoint_dir_name") for ln in (trial_dir / "result.json").open()]
+    left = sorted(n for n in named if n and (trial_dir / n).is_dir())
+    run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-4000:]
+    gone = f"its checkpoint {newest.name} is gone from the storage"
+    assert (f"{gone}: it resumes from {left[-1]}" if left else
+            f"{gone} and no other with a known report is left: it starts over") in run.stderr, run.stderr
+    (trial,) = json.loads((storage / "toy" / "summary.json").read_text())["trials"]
+    assert (trial["status"], trial["epochs"], trial["error"]) == ("TERMINATED", 4, None), run.stderr[-3000:]
+
+
+def _saved_checkpoint(exp: Path) -> Path:
+    """The checkpoint Ray's newest saved state names as the (only) trial's latest."""
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    state = json.loads(sorted(exp.glob("experiment_state-*.json"))[-1].read_text())
+    ((_, meta),) = state["trial_data"]
+    result = _TrainingRunMetadata.from_json_state(meta).checkpoint_manager.latest_checkpoint_result
+    return Path(result.checkpoint.path)

@@ -124,6 +124,40 @@ def test_retry_errored_refuses_a_study_that_never_ran(tmp_path, capsys):
     assert not (tmp_path / "results" / "toy" / "summary.json").exists()
 
 
+STALE = textwrap.dedent('''
+    import uuid
+    from toy import ToyTrainer
+
+    class Stale(ToyTrainer):
+        def train_step(self, batch):
+            if BUG:
+                raise OSError(f"stale file handle {uuid.uuid4()}")  # another message each attempt
+            return super().train_step(batch)
+''')
+
+
+@pytest.mark.ray
+def test_a_trial_the_time_budget_cut_short_in_its_retry_runs_again(tmp_path):
+    """Ray saved it TERMINATED, as finished: --retry-errored could not run it again, and
+    only `--fresh` (every trial) would."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "stale.py").write_text("BUG = True\n" + STALE, encoding="utf-8")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"trainer": {"target": "stale:Stale", "args": {}}},
+                     space={"params": [], "constants": {"epochs": 2, "batch_size": 32}},
+                     trials={"num_samples": 1, "max_concurrent": 1, "time_budget_s": 10},
+                     failure={"max_retries": 1000, "fail_fast": 0})
+    code, text = _run(plan)
+    (trial,) = json.loads((Path(plan["storage"]["path"]) / "toy" / "summary.json").read_text())["trials"]
+    assert (trial["status"], trial.get("retry_cut")) == ("TERMINATED", True), text
+    (workdir / "stale.py").write_text("BUG = False\n" + STALE, encoding="utf-8")  # the fix
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)
+    assert code == EXIT_OK and "running its 1 errored trial(s) again from scratch" in text, text
+    (after,) = json.loads((Path(plan["storage"]["path"]) / "toy" / "summary.json").read_text())["trials"]
+    assert after["trial_id"] == trial["trial_id"] and after["status"] == "TERMINATED", text
+    assert after["error"] is None and not after.get("retry_cut") and after["epochs"] == 2, text
+
+
 # ---------------------------------------------------------------- without Ray
 
 
@@ -366,23 +400,72 @@ def _cut_short(plan):
     return exp
 
 
-def test_retry_errored_says_why_a_trial_cut_short_in_its_retry_is_not_run_again(tmp_path, capsys):
-    """`hpoc results` shows such a trial's error, but Ray has it as finished: --retry-errored
-    said only "no errored trial to retry"."""
+def test_a_trial_cut_short_in_its_retry_is_retried_like_an_errored_one(tmp_path, monkeypatch, capsys):
+    """`hpoc results` shows such a trial's error, but Ray saved it as finished: --retry-errored
+    said only that it could not run it again, and named `--fresh` (the whole study)."""
     from hpoc.cli import main
+    from hpoc.files import newest_state, saved_trials
     from hpoc.plan import dumps
-    from hpoc.runtime.before import DONE, verdict
+    from hpoc.runtime import study
+    from hpoc.runtime.before import GO, verdict
+    from hpoc.submit import previous_run
 
     plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
-    _cut_short(plan)
-    said = ("1 trial(s) failed and were being retried when the time budget or their time limit "
-            "stopped them: Ray keeps those as finished, not errored, so --retry-errored cannot run "
-            "them again (`--fresh` runs the whole study again)")
-    code, why = verdict(plan, 0, rerun.SCRATCH)  # the job's check before Ray
-    assert code == DONE and why.endswith("nothing to retry; " + said), why
-    code, text = _run(plan, retry_errored=rerun.SCRATCH)  # the driver
-    assert code == EXIT_OK and "with no errored trial: nothing to retry; " + said in text, text
+    exp = _cut_short(plan)
+    assert rerun.errored(exp) == {"t1": exp / "trial_1"}
+    assert verdict(plan, 0, rerun.SCRATCH)[0] == GO  # the job's check before Ray
+    assert previous_run(plan, rerun.SCRATCH) == ("resume", set())  # hpoc submit sends the shard
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(dumps(plan))
     assert main(["submit", str(plan_file), "--cluster", "local", "--retry-errored", "--dry-run"]) == 0
-    assert "no shard has an errored trial to retry; " + said in capsys.readouterr().out
+    assert "no shard has an errored trial" not in capsys.readouterr().out
+
+    def retrying(plan, exp):  # the driver chose to restore: stop before Ray
+        raise study.StudyError("retrying")
+
+    monkeypatch.setattr(study, "refuse_synch_population", retrying)
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)
+    assert "error: retrying" in capsys.readouterr().err, text
+    # the restore finds it errored in Ray's own record, which outlives the summary
+    said = []
+    assert rerun.prepare(exp, "retry", rerun.SCRATCH, False, rerun.errored(exp), said.append) == (
+        rerun.SCRATCH, {"t1"})
+    assert "running its 1 errored trial(s) again from scratch (1 of them failed and were being " \
+           "retried when the time budget or their time limit stopped them)" in said[0]
+    assert [t["status"] for t, _ in saved_trials(newest_state(exp))] == ["TERMINATED", "ERROR"]
+
+
+def test_a_summary_older_than_rays_state_does_not_name_trials_to_retry(tmp_path):
+    """A later run (its driver killed before it wrote its summary) saved a newer state:
+    the trial the old summary had cut short may have finished since."""
+    import os
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    exp = _cut_short(plan)
+    state = next(exp.glob("experiment_state-*.json"))
+    later = (exp / "summary.json").stat().st_mtime + 10
+    os.utime(state, (later, later))
+    assert rerun.errored(exp) == {}
+
+
+def test_a_retry_of_a_finished_run_reads_its_summary_once(tmp_path, monkeypatch):
+    from hpoc.runtime import summary as summary_mod
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    _cut_short(plan)
+    reads = []
+    read = summary_mod.read
+    monkeypatch.setattr(summary_mod, "read", lambda d: reads.append(d) or read(d))
+    monkeypatch.setattr("hpoc.runtime.rerun.read", summary_mod.read, raising=False)
+    from hpoc.runtime import study
+
+    def retrying(plan, exp):  # the driver chose to restore: stop before Ray
+        raise study.StudyError("retrying")
+
+    monkeypatch.setattr(study, "refuse_synch_population", retrying)
+    _run(plan, retry_errored=rerun.SCRATCH)
+    assert len(reads) == 1
+    _finished(plan, ["TERMINATED"])
+    reads.clear()
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)  # nothing to retry: said from that read
+    assert code == EXIT_OK and "nothing to retry" in text and len(reads) == 1

@@ -613,7 +613,7 @@ def test_fresh_moves_the_earlier_run_aside_only_once_the_data_has_loaded_and_ray
     import hpoc.runtime.study as study
 
     class Up:  # the data loaded and Ray is up: now the earlier run goes aside
-        local = True
+        local, neighbours = True, []
 
         def close(self):
             pass

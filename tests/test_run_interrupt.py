@@ -173,12 +173,14 @@ def test_ctrl_c_while_local_ray_starts_stops_every_ray_process(tmp_path, capsys,
     monkeypatch.setattr(node.Node, "start_ray_processes", start_then_ctrl_c)
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results")
-    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=io.StringIO(),
-                                      out=io.StringIO()))
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=progress, out=io.StringIO()))
     err = capsys.readouterr().err
     assert code == 130, err
     assert "interrupted before any trial started; nothing to resume" in err
     assert "cannot start a local Ray instance" not in err
+    # said at once: Ray takes seconds yet to finish starting, then to stop
+    assert "[hpoc] SIGINT: stopping once Ray has started" in progress.getvalue()
     temp = re.match(r"(/tmp/hpoc-[^/]+)/", seen["session"]).group(1)
     assert not ray.is_initialized() and not os.path.exists(temp)
     left = []
@@ -197,6 +199,7 @@ def test_rays_lines_in_a_jobs_log_have_no_terminal_colour_codes(monkeypatch):
     seen = []
     monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
     monkeypatch.setattr(session_mod, "_reachable", lambda address: None)
+    monkeypatch.setattr("hpoc.runtime.probe.not_ray", lambda address: None)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.append(os.environ.get("RAY_COLOR_PREFIX")))
     monkeypatch.setattr("sys.stdout", io.StringIO())  # a file, as in a job
     session_mod.connect_cluster("127.0.0.1:1", workdir=None)

@@ -71,6 +71,9 @@ def head(tmp_path):
 
 
 def test_the_driver_runs_a_study_on_the_jobs_cluster(head, tmp_path):
+    from hpoc.runtime.probe import not_ray
+
+    assert not_ray(head["address"]) is None  # a head with token auth passes the probe without it
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2},
                      space={"constants": {"epochs": 2, "batch_size": 32}})

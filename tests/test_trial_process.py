@@ -273,6 +273,10 @@ def test_a_failure_is_the_same_again_only_with_the_same_error_at_the_same_point(
     user = f'Traceback (most recent call last):\n  File "{tmp_path}/trainer.py", line 9, in create_model\nKeyError: \'depth\''
     r.same_again("t5", user, 0, None)
     assert r.same_again("t5", user, 0, None) == f"KeyError: 'depth' at {tmp_path}/trainer.py:9"
+    # one that names its own place already says it once, as its "errored" line does
+    named = user.replace("KeyError: 'depth'", f"ValueError: bad shape at {tmp_path}/trainer.py:9")
+    r.same_again("t6", named, 0, None)
+    assert r.same_again("t6", named, 0, None) == f"ValueError: bad shape at {tmp_path}/trainer.py:9"
 
 
 def test_an_error_line_of_hpocs_own_trainer_error_is_its_sentence():

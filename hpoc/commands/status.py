@@ -590,10 +590,13 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
-        errored = [s["shard"] for s in shards if s["errored"]]
+        # with those cut short in their retry: Ray has them as finished, the retry does not
+        errored = [s["shard"] for s in shards if s["errored"] or s.get("retry_cut")]
+        cut = sum(s.get("retry_cut", 0) for s in shards)
         if errored:
-            steps.append(f"{sum(s['errored'] for s in shards)} errored trial(s): once what made "
-                         "them fail is fixed, " + _retry_command(status, errored, target)
+            among = f" ({cut} cut short in their retry)" if cut else ""
+            steps.append(f"{sum(s['errored'] for s in shards) + cut} errored trial(s){among}: once "
+                         "what made them fail is fixed, " + _retry_command(status, errored, target)
                          + " runs only those again (finished trials are kept)")
     return steps
 

@@ -154,7 +154,7 @@ def _nothing_to_do(plan: dict[str, Any], retry: str | None) -> str:
 
     exps = [experiment_dir(plan, k) for k in range(plan["shards"]["count"])]
     if retry:
-        return "no shard has an errored trial to retry" + rerun.why_none(*exps)
+        return "no shard has an errored trial to retry"
     if any(rerun.errored(exp) for exp in exps):
         return "--retry-errored runs its errored trials again, --fresh starts over"
     return "--fresh starts over"

@@ -44,13 +44,12 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
         return GO, ""  # another plan's run: the driver refuses it, with the differences
     summary = finished_run(exp, recorded, digest)
     if summary is not None:
-        errored = rerun.errored(exp)
+        errored = rerun.errored(exp, summary)
         if retry and errored:
             return GO, ""
         if retry:
             return (FAILED if exit_code(summary) else DONE), (
-                f"{exp} already ran to the end with no errored trial: nothing to retry"
-                + rerun.why_none(exp))
+                f"{exp} already ran to the end with no errored trial: nothing to retry")
         # A job has no --fresh of its own: say what starts the study over from a login node.
         # The retry first, as `hpoc status` says it: after a fix it is what a user wants.
         spec = _spec(plan)

@@ -96,15 +96,10 @@ def wait_for_nodes(address: str, want: int, job_dir: Path | None, timeout: float
 def refuses_strangers(address: str) -> bool:
     """True if the GCS rejects a call that carries no token (token auth is really on)."""
     import grpc
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
-    with grpc.insecure_channel(address) as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-        try:
-            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=5)
-        except grpc.RpcError as exc:
-            return exc.code() == grpc.StatusCode.UNAUTHENTICATED
-    return False
+    from hpoc.runtime.probe import ask_gcs
+
+    return ask_gcs(address, timeout=5)[0] == grpc.StatusCode.UNAUTHENTICATED
 
 
 def check(address: str, want: int, *, job_dir: Path | None = None, cpus_per_node: float | None = None,

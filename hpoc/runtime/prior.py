@@ -14,11 +14,13 @@ from hpoc.runtime.exits import StudyError, say
 
 
 def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
-               stream: TextIO, retry: str | None = None, errored: dict[str, Path] | None = None) -> str:
+               stream: TextIO, retry: str | None = None, errored: dict[str, Path] | None = None,
+               summary: Any = ...) -> str:
     """"fresh", "aside" (--fresh over an earlier run: `move_aside` once the data has loaded and Ray is up,
     so that a getter that fails leaves it where it was), "restore", "retry" (a finished run's
     errored trials) or "done" for an experiment directory (whose run lock this run holds, so
-    a live run is never moved aside); `errored` is rerun.errored(exp)."""
+    a live run is never moved aside); `errored` is rerun.errored(exp), `summary` its
+    summary.json's content (None: there is none; unset: read here)."""
     from ray.tune import Tuner
 
     if retry and fresh:
@@ -38,7 +40,9 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: undo that "
                          "change to resume, change `storage.name`, or pass --fresh to move the "
                          "old run aside")
-    if summary_mod.finished_run(exp, recorded, fp["plan_hash"]) is not None:
+    if summary is ...:
+        summary = summary_mod.read(exp)
+    if summary_mod.finished(summary, recorded, fp["plan_hash"]):
         return "retry" if retry and errored else "done"
     if not has_state:
         return "fresh"

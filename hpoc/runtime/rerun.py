@@ -13,16 +13,20 @@ new run's: its error files always, and from scratch its reports and checkpoints 
 
 Which trials those are is `errored(exp)` alone, for the driver, the job's check before Ray
 (before.py) and `hpoc submit --retry-errored`, so that none of them sends a job or a retry
-the driver would not run. The driver reads it once, when it starts.
+the driver would not run. The driver reads it once, when it starts. They are Ray's errored
+trials and those summary.json has as cut short in their retry (`retry_cut`: Ray saved them
+as finished); the retry marks those errored in Ray's saved state before restoring it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
-from hpoc.files import newest_state, saved_trials
+from hpoc.files import newest_state, saved_trials, write_atomic
+from hpoc.runtime.summary import SUMMARY, read
 
 ENV = "HPOC_RETRY_ERRORED"
 SCRATCH, CHECKPOINT = "scratch", "checkpoint"
@@ -54,35 +58,37 @@ def mode_from_env(environ: Any = os.environ) -> str | None:
                      "`0` or unset not at all")
 
 
-def errored(exp: Path) -> dict[str, Path]:
-    """trial id -> directory of the trials Ray's newest saved experiment state in `exp` has
-    as ERROR: the trials a restore retries (none without a restorable run). No Ray import."""
+_READ: Any = object()  # errored(): read summary.json here
+
+
+def errored(exp: Path, summary: dict[str, Any] | None = _READ) -> dict[str, Path]:
+    """trial id -> directory of the trials a retry runs again (none without a restorable
+    run): those Ray's newest saved experiment state has as ERROR, and those `cut_short`.
+    `summary`: summary.json's content, when the caller has read it. No Ray import."""
     newest = newest_state(exp) if (exp / _TUNER).is_file() else None
+    if newest is None:
+        return {}
+    saved = saved_trials(newest)
+    cut = cut_short(exp, newest, read(exp) if summary is _READ else summary)
     return {str(trial["trial_id"]): exp / str(trial.get("relative_logdir") or "")
-            for trial, _ in (saved_trials(newest) if newest is not None else ())
-            if trial.get("status") == "ERROR"}
+            for trial, _ in saved
+            if trial.get("status") == "ERROR" or (trial.get("status") == "TERMINATED"
+                                                  and str(trial["trial_id"]) in cut)}
 
 
-def cut_short(exp: Path) -> int:
-    """How many trials summary.json has as failed, then stopped by the time budget or their
-    time limit while being retried (`retry_cut`). Ray saved them TERMINATED, as finished, and
-    a restore does not run those again: `errored` does not count them."""
-    from hpoc.runtime.summary import read
-
-    trials = (read(exp) or {}).get("trials") or []
-    return sum(1 for t in trials if isinstance(t, dict) and t.get("retry_cut") is True
-               and t.get("status") == "TERMINATED")
-
-
-def why_none(*exps: Path) -> str:
-    """What to add to "no errored trial to retry" for these experiment directories: "" or
-    why the trials `hpoc results` shows with an error are not retried, and what runs them."""
-    n = sum(cut_short(exp) for exp in exps)
-    if not n:
-        return ""
-    return (f"; {n} trial(s) failed and were being retried when the time budget or their time "
-            "limit stopped them: Ray keeps those as finished, not errored, so --retry-errored "
-            "cannot run them again (`--fresh` runs the whole study again)")
+def cut_short(exp: Path, state: Path, summary: dict[str, Any] | None) -> set[str]:
+    """The trials summary.json has as failed, then stopped by the time budget or their
+    time limit while being retried (`retry_cut`): Ray saved them TERMINATED, as finished,
+    and only the summary knows. Its word counts when it was written after `state`, Ray's
+    newest saved state (a later run's state is newer: those trials are Ray's to tell)."""
+    try:
+        if (exp / SUMMARY).stat().st_mtime < state.stat().st_mtime:
+            return set()
+    except OSError:
+        return set()
+    trials = (summary or {}).get("trials") or []
+    return {str(t.get("trial_id")) for t in trials if isinstance(t, dict)
+            and t.get("retry_cut") is True and t.get("status") == "TERMINATED"}
 
 
 def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,
@@ -98,17 +104,51 @@ def prepare(exp: Path, mode: str, retry: str | None, plan_retries: bool,
     trials = trials if retry else {}
     if not trials:
         if asked:
-            say("[hpoc] no errored trial to retry" + why_none(exp))
+            say("[hpoc] no errored trial to retry")
         return None, set()
     scratch = retry == SCRATCH
+    cut = mark_errored(exp, set(trials), budget_afresh=mode == "retry")
     how = "from scratch" if scratch else "from their last checkpoint"
+    among = (f" ({cut} of them failed and were being retried when the time budget or their "
+             "time limit stopped them)") if cut else ""
     if mode == "retry":
         say(f"[hpoc] this study ran to the end in {exp}; running its {len(trials)} errored "
-            f"trial(s) again {how}; the finished trials are kept")
+            f"trial(s) again {how}{among}; the finished trials are kept")
     else:
-        say(f"[hpoc] its {len(trials)} errored trial(s) run again {how}")
+        say(f"[hpoc] its {len(trials)} errored trial(s) run again {how}{among}")
     set_aside(exp, trials, scratch)
     return retry, set(trials) if scratch else set()
+
+
+def mark_errored(exp: Path, trials: set[str], budget_afresh: bool = False) -> int:
+    """Have Ray's newest saved state say ERROR for those of `trials` it saved TERMINATED
+    (`cut_short`), so that the restore runs them again as it does an errored trial, and
+    Ray's own record says what is left to do should this run stop too; how many.
+    `budget_afresh` drops the study's saved time budget stopper: the restore builds it
+    anew, with the whole budget (a run the budget ended left none, and the retry stopped
+    at once)."""
+    newest = newest_state(exp)
+    try:
+        data = json.loads(newest.read_text(encoding="utf-8")) if newest else None
+        rows = [item for item in data["trial_data"] if isinstance(item, list) and item] if data else []
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0
+    changed = 0
+    for item in rows:
+        try:
+            trial = json.loads(item[0])
+        except (TypeError, ValueError):
+            continue
+        if isinstance(trial, dict) and trial.get("trial_id") in trials \
+                and trial.get("status") == "TERMINATED":
+            trial["status"] = "ERROR"
+            item[0] = json.dumps(trial, indent=2)
+            changed += 1
+    runner = data.get("runner_data") if data else None
+    stopper = runner.pop("_stopper", None) if budget_afresh and isinstance(runner, dict) else None
+    if changed or stopper is not None:
+        write_atomic(newest, json.dumps(data))
+    return changed
 
 
 def set_aside(exp: Path, trials: dict[str, Path], scratch: bool) -> None:

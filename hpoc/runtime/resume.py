@@ -21,6 +21,13 @@
    checkpoint the saved state knows (at most one save period old). A graceful stop (the
    walltime signal) saves the state on the way out.
 
+4. The checkpoint the saved state names may be gone: after a hard kill the trial went on
+   checkpointing, and `checkpoint.keep` deleted that one for better or newer ones. Ray
+   then fails every attempt to restore the trial ("Could not recover from checkpoint as it
+   does not exist on storage anymore") until it errors. `lost_checkpoint` resumes it from
+   the newest checkpoint left whose report the storage's `result.json` holds (Ray needs
+   that report to count the trial's iterations on), or from the start without one.
+
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; HyperBand and BOHB pause and resume trials themselves and
 keep Tune's behaviour there), and each of them, HyperBand and BOHB too, stops trials at
@@ -280,3 +287,36 @@ def push_trial_logs(trial: Any) -> list[str]:
         except OSError as exc:  # the loggers go on as before
             logger.debug("could not update %s: %s", dst, exc)
     return copied
+
+
+def lost_checkpoint(trial: Any) -> str | None:
+    """Before a trial restores (gap 4): when its checkpoint is gone from the storage, point
+    it at the newest one left with a known report, or start it over; what was done, in
+    words, or None (nothing gone)."""
+    result = getattr(trial, "latest_checkpoint_result", None)
+    checkpoint = getattr(result, "checkpoint", None)
+    try:
+        if checkpoint is None or type(checkpoint.filesystem).__name__ != "LocalFileSystem":
+            return None  # hpoc's storage is a path; another filesystem is left to Ray
+        lost, storage = Path(checkpoint.path), Path(trial.storage.trial_fs_path)
+    except Exception:  # noqa: BLE001 - storage not set up yet
+        return None
+    if lost.is_dir():
+        return None
+    reports = {row["checkpoint_dir_name"]: row for row in read_json_lines(storage / "result.json")
+               if isinstance(row, dict) and row.get("checkpoint_dir_name")}
+    left = sorted(name for name in reports if (storage / name).is_dir())
+    gone = f"its checkpoint {lost.name} is gone from the storage"
+    if not left:
+        from hpoc.runtime import rerun
+
+        rerun.set_aside(storage.parent, {trial.trial_id: storage}, scratch=True)
+        rerun.start_over(trial)
+        return f"{gone} and no other with a known report is left: it starts over"
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+
+    older = _TrainingResult(checkpoint=Checkpoint(str(storage / left[-1]), checkpoint.filesystem),
+                            metrics=reports[left[-1]])
+    trial.run_metadata.checkpoint_manager._latest_checkpoint_result = older
+    return f"{gone}: it resumes from {left[-1]}"

@@ -116,8 +116,7 @@ class Repeats:
         self.last[trial_id] = (sig, point)
         if before != (sig, point):
             return None
-        where = summary.error_where(text or "")  # the retry that ends it has no user frame
-        return summary.error_line(text or "") + (f" at {where}" if where else "")
+        return summary.error_at(text or "")  # the retry that ends it has no user frame
 
 
 def same_way_twice(line: str) -> str:

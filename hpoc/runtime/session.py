@@ -6,7 +6,8 @@ no dashboard, and token authentication with a fresh token in that temp dir (mode
 nothing is written to ~/.ray and other users on a shared login node cannot attach.
 
 Cluster: `RAY_ADDRESS` and the token (`RAY_AUTH_MODE=token`, `RAY_AUTH_TOKEN_PATH`) come from
-the job script. An unreachable head or a cluster smaller than one trial is a clear error.
+the job script. An unreachable head, something else listening at its address (probe.py:
+`ray.init` would retry it for minutes) or a cluster smaller than one trial is a clear error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOCAL_OBJECT_STORE_CAP = 2 * 1024**3
+# Ray's logs and session files of a short study take a few MiB; with less than this it timed
+# out starting ("the current node timed out during startup"), half a minute later.
+TEMP_MIN_FREE = 32 * 1024**2
 
 
 class SessionError(Exception):
@@ -42,6 +46,7 @@ class Session:
     local: bool
     address: str | None = None
     temp_dir: str | None = None
+    neighbours: list[dict[str, Any]] = field(default_factory=list)  # other_local_runs, at start
     _env_backup: dict[str, str | None] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -119,6 +124,47 @@ def temp_root() -> str | None:
     return "/tmp" if os.path.isdir("/tmp") else None
 
 
+def check_room(root: str) -> None:
+    """SessionError when the local run's temp root has no room for Ray's files."""
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return  # mkdtemp says what is wrong with it
+    if free < TEMP_MIN_FREE:
+        where = f"HPOC_TMP={root}" if os.environ.get("HPOC_TMP") else root
+        raise SessionError(
+            f"{where} has {free / 1024**2:.1f} MiB free: a local run's Ray needs "
+            f"{TEMP_MIN_FREE // 1024**2} MiB there at least (its logs, sockets and spilled objects)\n"
+            "  help: free some space there, or set HPOC_TMP to a local directory with room (a "
+            "short path: Ray's socket paths are limited)", exit_code=2)
+
+
+def no_room(exc: BaseException, places: dict[str, str | None]) -> str | None:
+    """When `exc` (Tune's, around a remote worker's) comes of a full disk: which of
+    `places` (name -> directory) has no room left, in words; else None."""
+    import errno
+
+    seen, todo, full = set(), [exc], False
+    while todo and not full:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "[Errno 28]" in str(e)
+        todo += [e.__cause__, e.__context__]
+    if not full:
+        return None
+    said = []
+    for name, where in places.items():
+        try:
+            free = shutil.disk_usage(where).free if where else None
+        except OSError:
+            continue
+        if free is not None and free < TEMP_MIN_FREE:
+            said.append(f"{name} {where} has {free / 1024**2:.1f} MiB free")
+    return "; ".join(said) or "a disk the run writes to is full"
+
+
 def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
                 verbose: bool = False) -> Session:
     import logging
@@ -129,8 +175,11 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "RAY_ADDRESS", None)  # never attach to someone else's cluster
     root = temp_root()
     sweep_stale_temp_dirs(root or tempfile.gettempdir())
+    check_room(root or tempfile.gettempdir())
+    others = other_local_runs(root or tempfile.gettempdir())
+    cpus = num_cpus or local_cpus()
     temp = tempfile.mkdtemp(prefix="hpoc-", dir=root)
-    _write_owner(temp)
+    _write_owner(temp, cpus)
     token = os.path.join(temp, "token")
     fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -143,9 +192,8 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
     _set_env(backup, "HPOC_SCRATCH", os.path.join(temp, "scratch"))
     _refresh_auth()
-    session = Session(local=True, temp_dir=temp, _env_backup=backup)
+    session = Session(local=True, temp_dir=temp, _env_backup=backup, neighbours=others)
     atexit.register(session.close)
-    cpus = num_cpus or local_cpus()
     gpus = local_gpus() if num_gpus is None else num_gpus
     try:
         import psutil
@@ -171,9 +219,10 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
 OWNER = "owner.json"  # in a local run's temp dir: the driver that made it
 
 
-def _write_owner(temp: str) -> None:
+def _write_owner(temp: str, cpus: int) -> None:
     with open(os.path.join(temp, OWNER), "w", encoding="utf-8") as fh:
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, fh)
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                   "cpus": cpus}, fh)
 
 
 def sweep_stale_temp_dirs(root: str) -> list[str]:
@@ -184,9 +233,26 @@ def sweep_stale_temp_dirs(root: str) -> list[str]:
     checkpoints being saved stay in /tmp. Only a directory with an `owner.json` of this host,
     owned by this user, is a candidate: never another user's, never a SLURM job directory
     (`hpoc-<job id>`, which has no owner file), never a live run's."""
+    removed = []
+    for path, _, live in _local_runs(root):
+        if not live:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def other_local_runs(root: str) -> list[dict[str, Any]]:
+    """The owner records of this user's other live local runs on this host: each sized its
+    Ray to the machine's cores too (when it was not given --cpus)."""
+    return [info for _, info, live in _local_runs(root) if live]
+
+
+def _local_runs(root: str) -> list[tuple[str, dict[str, Any], bool]]:
+    """(temp dir, owner record, driver alive) of this user's local runs on this host,
+    this one's aside."""
     from hpoc.runtime.runlock import pid_is
 
-    removed = []
+    runs = []
     for path in glob.glob(os.path.join(glob.escape(root), "hpoc-*")):
         try:
             st = os.lstat(path)
@@ -195,13 +261,12 @@ def sweep_stale_temp_dirs(root: str) -> list[str]:
             with open(os.path.join(path, OWNER), encoding="utf-8") as fh:
                 info = json.load(fh)
             pid, started = int(info["pid"]), float(info["started"])
-            if info["host"] != socket.gethostname() or pid == os.getpid() or pid_is(pid, started):
+            if info["host"] != socket.gethostname() or pid == os.getpid():
                 continue
         except (OSError, ValueError, TypeError, KeyError):
             continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
+        runs.append((path, info, pid_is(pid, started)))
+    return runs
 
 
 def _refresh_auth() -> None:
@@ -218,12 +283,14 @@ def _refresh_auth() -> None:
 
 def _reachable(address: str, timeout: float = 5.0) -> str | None:
     """None if a TCP connection to `host:port` works, else the reason."""
+    from hpoc.runtime.probe import split
+
     # A Ray Client address too: its client would retry a dead one for half a minute first.
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not port.isdigit():
+    where = split(address)
+    if where is None:
         return None  # let Ray judge what it accepts
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        with socket.create_connection(where, timeout=timeout):
             return None
     except OSError as exc:
         return str(exc)
@@ -247,6 +314,16 @@ def connect_cluster(address: str, *, workdir: str | None, verbose: bool = False)
             f"cannot reach the Ray cluster at RAY_ADDRESS={address}: {problem}\n"
             "  help: run inside the job that started the cluster (its head must be up), or "
             "unset RAY_ADDRESS / pass --local to run on this machine")
+    from hpoc.runtime.probe import not_ray
+
+    other = not_ray(address)  # ray.init would retry it for minutes
+    if other:
+        raise SessionError(
+            f"cannot connect to the Ray cluster at RAY_ADDRESS={address}: {other} listens there, "
+            "not a Ray head\n"
+            "  help: it must be the head's GCS address, IP:PORT (`ray start --head --port`, "
+            "6379 by default; an hpoc job exports it), not the dashboard's or another "
+            "service's; unset RAY_ADDRESS / pass --local to run on this machine")
     mode = os.environ.get("RAY_AUTH_MODE")
     if not sys.stdout.isatty():  # a job's .out: Ray's lines without terminal colour codes
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")

@@ -23,8 +23,11 @@ def install_signals() -> dict[int, Any]:
         if not first and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         STATE.signal = signum
-        if STATE.defer:
-            return  # an exception inside ray.init would leave its processes behind
+        if STATE.defer:  # an exception inside ray.init would leave its processes behind
+            if first:  # Ray may take a while yet: say that the signal was heard
+                say(STATE.stream or sys.stderr, f"[hpoc] {signal.Signals(signum).name}: stopping "
+                                                 "once Ray has started (a second Ctrl-C stops at once)")
+            return
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
             if first:

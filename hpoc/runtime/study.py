@@ -152,17 +152,18 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         # One driver per experiment directory, before looking at (or moving) what is there.
         marker.migrate_legacy(exp)
         take_lock(lock, stream)
-        STATE.errored = rerun.errored(exp)  # read once, for prior_run and the restore
+        # summary.json and Ray's saved state, each read once: for prior_run and the restore
+        previous = summary_mod.read(exp)
+        STATE.errored = rerun.errored(exp, previous)
         mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                        stream, opts.retry_errored, STATE.errored)
+                                        stream, opts.retry_errored, STATE.errored, previous)
         if mode in ("restore", "retry"):
             refuse_synch_population(plan, exp)
         if mode == "done":
-            previous = summary_mod.read(exp)
             errored = len(STATE.errored)
             # Fixed the trainer after some trials failed? --retry-errored trains them again.
             say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
-                "with no errored trial: nothing to retry" + rerun.why_none(exp) if opts.retry_errored else
+                "with no errored trial: nothing to retry" if opts.retry_errored else
                 f"with {errored} errored trial(s); a finished study does not retry them: pass "
                 "--retry-errored to run only those again (after fixing what failed), or --fresh "
                 "to run every trial again" if errored else "(pass --fresh to run it again)"))
@@ -196,6 +197,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             install_signals()
             if STATE.signal is not None:
                 raise Interrupted()
+            if ray_session.neighbours:
+                say(stream, _sharing_line(ray_session.neighbours))
             if mode == "aside":  # only now: a getter or a Ray that fails leaves the earlier run
                 move_aside(exp, stream, lock)
                 mode = STATE.mode = "fresh"
@@ -205,6 +208,20 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     finally:
         lock.release()
         restore_signals(previous_signals)
+
+
+def _sharing_line(others: list[dict[str, Any]]) -> str:
+    """Other local runs of this user share this machine's cores with this one: each gave
+    its Ray as many as it was told, the machine's unless --cpus said fewer."""
+    from hpoc.runtime.session import local_cpus
+
+    slots = [o.get("cpus") for o in others]
+    taken = (f"; {sum(slots)} CPU slot(s) between them" if all(isinstance(n, int) for n in slots)
+             else "")  # runs of an older hpoc did not record theirs
+    pids = ", ".join(str(o["pid"]) for o in others)
+    return (f"[hpoc] warning: {len(others)} other local run(s) of yours share this machine's "
+            f"{local_cpus()} core(s) (pid {pids}{taken}): trials run slower; `--cpus N` gives "
+            "a run fewer slots")
 
 
 def _not_a_directory(exp: Path, storage: Path) -> str | None:
@@ -260,7 +277,18 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
     fit_started = time.monotonic()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except Exception as exc:  # a full disk failed Tune itself: not a bug of hpoc or the trainer
+        temp = os.path.dirname(ray_session.temp_dir) if ray_session.temp_dir else None
+        full = session.no_room(exc, {"the run's temp dir in": temp,
+                                     "the storage": plan["storage"]["path"]})
+        if full is None:
+            raise
+        raise StudyError(
+            f"no space left on a device while the study ran: {full}\n  help: free some space "
+            "(a trial's printed output and Ray's logs are kept in the temp dir while it runs; "
+            "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
     trials = STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]

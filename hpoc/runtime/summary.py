@@ -54,7 +54,7 @@ def exit_code(summary: dict[str, Any]) -> int:
 
 def errored(summary: dict[str, Any]) -> int:
     """How many trials `summary` counts as ERROR (which ones --retry-errored runs again is
-    rerun.errored's answer, from Ray's saved state)."""
+    rerun.errored's answer, from Ray's saved state and the summary's `retry_cut` trials)."""
     return int((summary.get("status_counts") or {}).get("ERROR") or 0)
 
 
@@ -110,6 +110,13 @@ def error_where(text: str) -> str | None:
                 "site-packages" not in norm.split(os.sep):
             return f"{path}:{line}"
     return None
+
+
+def error_at(text: str) -> str:
+    """`SomeError: message at file.py:12`: the error's line and where the study's code raised
+    it, when it did (and the line does not say so already)."""
+    line, at = error_line(text), error_where(text)
+    return line + (f" at {at}" if at and at not in line else "")
 
 
 def raised_at(exc: BaseException) -> str:
@@ -237,9 +244,14 @@ def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | N
     caller has refused a marker (`recorded`) of another plan; without a marker (a run
     before markers), the summary's own plan hash must match."""
     summary = read(directory)
+    return summary if finished(summary, recorded, plan_hash) else None
+
+
+def finished(summary: dict[str, Any] | None, recorded: Any, plan_hash: str | None) -> bool:
+    """finished_run's test, for a summary already read."""
     if summary is None or summary.get("interrupted"):
-        return None
-    return summary if recorded is not None or summary.get("plan_hash") == plan_hash else None
+        return False
+    return recorded is not None or summary.get("plan_hash") == plan_hash
 
 
 def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:

@@ -178,6 +178,9 @@ def _events_class() -> type:
             if trial.trial_id in STATE.start_over:  # --retry-errored: before Ray restores it
                 STATE.start_over.discard(trial.trial_id)
                 rerun.start_over(trial)
+            mended = resume.lost_checkpoint(trial)
+            if mended:
+                _trial_line(trial, mended)
             resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
             clock.TIMES.started(trial)
             mark_started(trial_path(trial))  # `hpoc status`: running, not pending
@@ -264,10 +267,7 @@ def _trial_line(trial: Any, what: str, error: str | None = None) -> None:
     stream = STATE.stream or sys.stderr
     if error is None and trial.status == "ERROR":
         error = summary_mod.trial_error(trial)
-    detail = ""
-    if error:
-        line, at = summary_mod.error_line(error), summary_mod.error_where(error)
-        detail = f": {line}" + (f" at {at}" if at and at not in line else "")
+    detail = f": {summary_mod.error_at(error)}" if error else ""
     where = trial_path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
     say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")

@@ -96,7 +96,8 @@ def _study_imports_stay_in_their_test():
 
     path, modules = list(sys.path), set(sys.modules)
     yield
-    sys.path[:] = [p for p in sys.path if not p or p in path]
+    installed = (os.path.join(sys.prefix, ""), os.path.join(sys.base_prefix, ""))  # ray adds its thirdparty_files
+    sys.path[:] = [p for p in sys.path if not p or p in path or os.path.abspath(p).startswith(installed)]
     dirs = {os.path.abspath(p or ".") for p in sys.path}
     for name in set(sys.modules) - modules:
         if name.partition(".")[0] == "hpoc":  # an editable install: found by its own finder

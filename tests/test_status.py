@@ -101,9 +101,9 @@ def test_trials_whose_retry_the_time_budget_cut_short_are_named(tmp_path, capsys
     assert code == 0, err
     assert "1 of the done trial(s) failed and were being retried when the time budget or their " \
            "time limit stopped them: `hpoc results` shows their errors" in out
-    assert out.endswith(f"next: 1 errored trial(s) (1 cut short in their retry): once what made them "
-                        f"fail is fixed, `hpoc run {exp} --local --retry-errored` (or `hpoc submit {exp} "
-                        "--retry-errored`) runs only those again (finished trials are kept)\n"), out
+    assert out.endswith("next: 1 errored trial(s) (1 cut short in their retry): once what made them fail is "
+                        "fixed, `hpoc run SPEC --local --retry-errored` (or `hpoc submit SPEC --retry-errored`; "
+                        "SPEC: the study file that ran it) runs only those again (finished trials are kept)\n"), out
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):

@@ -46,8 +46,8 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     cds = [i for i, line in enumerate(setup) if line == "cd '/p/project/hpo/my study'"]
     assert cds[-1] > setup.index("export NCCL_DEBUG=WARN")  # again after the setup lines, which may cd
     # the interpreter runs in the container, with the workdir, the build directory (submitit's
-    # pickles, which the job reads in there) and storage bound, as in job.sbatch
-    assert sub.python.startswith("apptainer exec $hpoc_gpu_flag --bind '/p/project/hpo/my study' "
+    # pickles, which the job reads in there), storage and the job directory's base bound, as in job.sbatch
+    assert sub.python.startswith("apptainer exec $hpoc_gpu_flag \"${hpoc_tmp_bind[@]}\" --bind '/p/project/hpo/my study' "
                                  "--bind /p/project/hpo/build --bind /p/scratch/hpo/ray_results ")
     assert sub.python.endswith("'/p/images/torch ray.sif' python3")
     assert params["comment"].startswith("hpoc:") and len(params["comment"]) == 17
@@ -568,6 +568,40 @@ def test_a_failing_setup_line_stops_the_submitit_job_and_is_named(tmp_path):
     script.write_text("\n".join(["#!/bin/bash", *setup_lines(p), "false", "echo srun"]) + "\n")
     run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30)
     assert run.returncode == 0 and run.stdout == "first\nsrun\n" and "hpoc:" not in run.stderr
+
+
+@pytest.mark.parametrize("var", ["HPOC_TMP", "TMPDIR"])
+def test_the_submitit_job_binds_its_job_directorys_base_into_the_container(var, tmp_path):
+    """As job.sbatch: the job directory (token, Ray's sockets) lies under HPOC_TMP, or the
+    job's own TMPDIR; unbound, the container saw no such directory and the job failed (or,
+    for TMPDIR, went to another base than job.sbatch's)."""
+    from hpoc.submit.params import setup_lines
+
+    p = plan(slurm={"container": {"image": "/i.sif", "runtime": "apptainer"}})
+    sub = describe(p, "/b/plan.json", "slurm")
+    base = tmp_path / "local" / "77"
+    base.mkdir(parents=True)
+    (tmp_path / "apptainer").write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
+    (tmp_path / "apptainer").chmod(0o755)
+    script = tmp_path / "job.sh"
+    script.write_text("\n".join(["#!/bin/bash", *setup_lines(p), f"{sub.python} -c pass"]) + "\n")
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "SLURM_JOB_ID": "77", var: str(base)}
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env)
+    args = run.stdout.splitlines()
+    assert run.returncode == 0 and args[args.index(str(base)) - 1] == "--bind", (args, run.stderr)
+    assert args[-3:] == ["python3", "-c", "pass"]
+    env.pop(var)  # /tmp: apptainer binds it itself
+    args = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env).stdout
+    assert str(base) not in args and "/tmp\n" not in args
+    if var == "TMPDIR":  # a TMPDIR that does not name the job is not the job directory's base
+        env["TMPDIR"] = str(tmp_path)
+        args = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env).stdout
+        assert f"{tmp_path}\n" not in args
+    else:  # apptainer would read the comma as a separator: said, before any srun
+        env["HPOC_TMP"] = "/scratch/a,b"
+        run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env)
+        assert run.returncode == 2 and not run.stdout
+        assert "hpoc: HPOC_TMP=/scratch/a,b cannot be bound into the container" in run.stderr
 
 
 def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, monkeypatch, capsys):

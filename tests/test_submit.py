@@ -630,6 +630,33 @@ def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, m
             "`slurm.nodes = 1`, `slurm.mem = 1G` in study.hpo with what the site offers: `sinfo") in err
 
 
+@pytest.mark.parametrize("partition", ['"debug"', None])
+def test_a_refusal_of_what_an_sbatch_variable_asks_names_the_variable(partition, tmp_path, monkeypatch, capsys):
+    """SBATCH_PARTITION=nope in the shell: sbatch asks for `nope`, refuses it, and the help
+    named the spec's `slurm.partition = "debug"` (or, with none, the whole block)."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    class Refusing:
+        def submit(self, *args):
+            raise FailedJobError("sbatch: error: invalid partition specified: nope\n"
+                                 "sbatch: error: Batch job submission failed: Invalid partition name specified")
+
+    spec = write_study(tmp_path / "s", "envy")
+    if partition:
+        spec.write_text(spec.read_text().replace("  mem           = 1G", f"  mem           = 1G\n  partition = {partition}"))
+    monkeypatch.setenv("SBATCH_PARTITION", "nope")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 2
+    help_line = capsys.readouterr().err.split("  help: ")[1]
+    over = ' (sbatch reads it over `slurm.partition = "debug"` in study.hpo)' if partition else ""
+    assert help_line.startswith(f"check `SBATCH_PARTITION=nope` in this shell{over} with what the site "
+                                "offers: `sinfo"), help_line
+
+
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):
     """Task 0 removed its 'done' signal right after writing it, so the other tasks (which
     poll for it) missed it and waited out HPOC_BRINGUP_TIMEOUT for a head that never came."""

@@ -226,6 +226,12 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert "scontrol update JobId=700_1 StartTime=now" in out and "next: resume" not in out
     doc = json.loads(status(capsys, build, "--json")[1])
     assert doc["shards"][1]["job"]["job_id"] == "700_1" and len(doc["next"]) == 1
+    # SLURM requeued it after a node failure: its last run's .err says so
+    lost = "hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job: a requeued job, …"
+    (build / "arr-700_1.err").write_text(f"[hpoc] 00:00:11 | 0/4 trials\nhpoc: terminated (SIGTERM)\n{lost}\n")
+    code, out, err = status(capsys, build)
+    assert f"next: job 700_1 waits for its begin time: SLURM holds a requeued job about 2 minutes " \
+        f"(`scontrol update JobId=700_1 StartTime=now` starts it sooner); its last run ended: {lost}\n" in out, out
     fake_squeue(monkeypatch, tmp_path / "bin",  # submitted twice: the running job counts
                 [f"702_1|RUNNING|0:40|node1|None|1|{build}/job.sbatch",
                  f"703_1|PENDING|0:00||Resources|1|{build}/job.sbatch"])

@@ -401,6 +401,30 @@ def test_a_cancelled_job_says_so_rather_than_blaming_the_ray_head(tmp_path, monk
     assert capsys.readouterr().err.count("hpoc: terminated (SIGTERM): stopping the study") == 1
 
 
+def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, capsys):
+    """As job.sbatch: a node SLURM marked down ends the job with scancel's SIGTERM, and the
+    log said only `terminated`."""
+    import signal
+
+    from hpoc.submit.job import StudyJob
+
+    (tmp_path / "sinfo").write_text('#!/bin/bash\necho "$*" >>"$0.args"\nprintf "node2 Not responding\\nnode2 x\\n"\n')
+    (tmp_path / "sinfo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node[1-2]")
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    try:
+        StudyJob(str(tmp_path / "plan.json"))._note_sigterm()
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGCONT, before[1])
+    assert "-n node[1-2] " in (tmp_path / "sinfo.args").read_text()
+    assert capsys.readouterr().err == (
+        "hpoc: terminated (SIGTERM): stopping the study\nhpoc: SLURM lost node2 of this job (down: Not responding) "
+        "and ends the job: a requeued job, or the same plan submitted again, resumes the study\n")
+
+
 def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys):
     """After USR2 the job stops the study and submitit requeues it; SLURM's SIGTERM to the
     requeued job then printed "hpoc: terminated (SIGTERM): stopping the study" under

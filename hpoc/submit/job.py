@@ -127,6 +127,9 @@ class StudyJob(submitit.helpers.Checkpointable):
         def on_term(signum: int, frame: Any) -> None:
             if not self._terminated and not self._walltime_stop:  # (the requeue's own SIGTERM)
                 print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
+                for node, reason in _lost_nodes():
+                    print(f"hpoc: SLURM lost {node} of this job (down: {reason}) and ends the job: a requeued "
+                          "job, or the same plan submitted again, resumes the study", file=sys.stderr, flush=True)
             self._terminated = True
 
         signal.signal(signal.SIGTERM, on_term)
@@ -318,6 +321,25 @@ def _end_without_traceback(error: StudyJobError) -> None:
     sys.excepthook = hook
     logging.getLogger("submitit").addFilter(
         lambda record: "triggered an exception" not in record.getMessage())
+
+
+def _lost_nodes() -> list[tuple[str, str]]:
+    """(node, SLURM's reason) for each node of this job SLURM has marked down. A lost node ends
+    the job (NODE_FAIL) with the same SIGTERM as scancel (job.sbatch: hpoc_lost_nodes)."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST")
+    if not nodelist:
+        return []
+    try:
+        out = subprocess.run(["sinfo", "-h", "-N", "-n", nodelist, "-t", "down,fail,no_respond", "-o", "%N %E"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    lost: dict[str, str] = {}  # a node of several partitions is listed once for each
+    for line in out.splitlines():
+        node, _, reason = line.strip().partition(" ")
+        if node:
+            lost.setdefault(node, reason.strip() or "no reason given")
+    return list(lost.items())
 
 
 def _node_name() -> str:

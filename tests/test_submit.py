@@ -405,17 +405,25 @@ def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, 
     """As job.sbatch: a node SLURM marked down ends the job with scancel's SIGTERM, and the
     log said only `terminated`."""
     import signal
+    import sys
 
-    from hpoc.submit.job import StudyJob
+    from hpoc.submit.job import StudyJob, StudyJobError
 
     (tmp_path / "sinfo").write_text('#!/bin/bash\necho "$*" >>"$0.args"\nprintf "node2 Not responding\\nnode2 x\\n"\n')
     (tmp_path / "sinfo").chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_NODELIST", "node[1-2]")
+    fake = tmp_path / "python"  # the driver
+    fake.write_text("#!/bin/bash\ntrap 'exit 143' TERM\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    job = StudyJob(str(tmp_path / "plan.json"))
     try:
-        StudyJob(str(tmp_path / "plan.json"))._note_sigterm()
+        job._note_sigterm()
         os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(StudyJobError) as failed:
+            job._run_driver(0, {}, local=False, head=subprocess.Popen(["true"]), head_log=tmp_path / "ray-node1.log")
     finally:
         signal.signal(signal.SIGTERM, before[0])
         signal.signal(signal.SIGCONT, before[1])
@@ -423,6 +431,9 @@ def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, 
     assert capsys.readouterr().err == (
         "hpoc: terminated (SIGTERM): stopping the study\nhpoc: SLURM lost node2 of this job (down: Not responding) "
         "and ends the job: a requeued job, or the same plan submitted again, resumes the study\n")
+    # the job's last word (what `hpoc status` shows) names it too, not scancel
+    assert str(failed.value).startswith("SLURM lost node2 (down: Not responding) and ended the job; the study "
+                                        "stopped: a requeued job, or the same plan submitted again, resumes it")
 
 
 def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys):

@@ -74,6 +74,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
         self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
+        self._lost: list[tuple[str, str]] = []  # ... or a node of the job it marked down
         self._walltime_stop = False  # USR2 stopped the study: SLURM's SIGTERM follows the requeue
 
     def __getstate__(self) -> dict[str, Any]:
@@ -83,6 +84,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.__dict__.update(state)
         self._driver = None
         self._terminated = False
+        self._lost = []
         self._walltime_stop = False
 
     # ---------------------------------------------------------------- submitit hooks
@@ -127,7 +129,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         def on_term(signum: int, frame: Any) -> None:
             if not self._terminated and not self._walltime_stop:  # (the requeue's own SIGTERM)
                 print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
-                for node, reason in _lost_nodes():
+                self._lost = _lost_nodes()
+                for node, reason in self._lost:
                     print(f"hpoc: SLURM lost {node} of this job (down: {reason}) and ends the job: a requeued "
                           "job, or the same plan submitted again, resumes the study", file=sys.stderr, flush=True)
             self._terminated = True
@@ -161,6 +164,10 @@ class StudyJob(submitit.helpers.Checkpointable):
                     # Without its head the driver would wait out Ray's GCS reconnect timeout,
                     # and its graceful stop too (Tune frees placement groups through the GCS).
                     stop_s = HEAD_LOST_STOP_S
+                    if self._terminated and self._lost:
+                        raise StudyJobError(", ".join(f"SLURM lost {node} (down: {reason})" for node, reason
+                                                      in self._lost) + " and ended the job; the study stopped: "
+                                            "a requeued job, or the same plan submitted again, resumes it")
                     if self._terminated:  # SLURM stopped every process of the job, Ray's too
                         raise StudyJobError("terminated (SIGTERM: scancel, a preemption or `scontrol "
                                             "requeue`); the study stopped: a requeued job, or the same "

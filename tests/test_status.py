@@ -410,6 +410,26 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
             "next: the python on the nodes lacks it: set `slurm.python`") in out, out
 
 
+def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path, capsys, monkeypatch):
+    """As for job.sbatch: a job SLURM requeued after a node failure waits for its begin time."""
+    from submit_support import fake_squeue
+
+    from hpoc.submit.params import study_id
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    write_plan(build, plan)
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "968", "shard": 0}]}]))
+    log = build / "logs" / "968" / "968_0_log.err"
+    log.parent.mkdir(parents=True)
+    lost = "hpoc: error: SLURM lost node2 (down: test) and ended the job; the study stopped: …"
+    log.write_text(f"{lost}\nsrun: error: node1: task 0: Exited with exit code 1\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"968|PENDING|0:00||BeginTime|N/A|{log.parent}/968_submission.sh"])
+    out = status(capsys, build)[1]
+    assert f"starts it sooner); its last run ended: {lost}\n" in out, out
+
+
 def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monkeypatch):
     """Minutes after it finished, a submitted job read "job 206  (unknown to SLURM)", while
     an sbatch job of the same age reads ENDED."""

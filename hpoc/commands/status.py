@@ -534,8 +534,11 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         if (never := never_starts(job)) is not None:
             steps.append(never)
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
-            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to.
-            ended = joblogs.why(f"{build}/{status['study']}-{job['job_id']}.err") if build else None
+            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
+            # (an `hpoc submit` job's: submitit's task-0 log).
+            err = f"{build}/{status['study']}-{job['job_id']}.err" if job.get("sbatch") else \
+                f"{build}/logs/{job['job_id']}/{job['job_id']}_0_log.err"
+            ended = joblogs.why(err) if build else None
             steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
                          f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
                          "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))

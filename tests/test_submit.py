@@ -88,9 +88,14 @@ def test_gpu_request_chooses_submitits_gpu_option(request_, kind, job, step, tmp
 
 
 def test_resume_off_means_no_signal_and_no_requeue():
+    """Not even SLURM's own after a node failure (JobRequeue=1, the default, requeues any batch
+    job): the run it started would refuse the unfinished run resume may not continue."""
     params = describe(plan(resume={"enabled": False}), "/b/plan.json", "slurm").parameters
     assert "signal_delay_s" not in params
-    assert "requeue" not in (params.get("additional_parameters") or {})
+    assert params["additional_parameters"] == {"no-requeue": True}
+    params = describe(plan(resume={"enabled": False}, slurm={"extra": ["--requeue"]}), "/b/plan.json",
+                      "slurm").parameters
+    assert params["additional_parameters"] == {"requeue": True}  # the site's own choice
 
 
 def test_a_percent_in_the_build_directory_is_refused_before_sbatch():

@@ -199,7 +199,7 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
     if cpus is not None:
         params["cpus_per_task"] = cpus
         srun_args.append(f"--cpus-per-task={cpus}")
-    from hpoc.compiler.render import gpu_option
+    from hpoc.compiler.render import gpu_option, requeue_in_extra
 
     # --gres=gpu[:TYPE]:N, or --gpus-per-node=[TYPE:]N (gpu_request = per_node), as job.sbatch
     if option := gpu_option(slurm):
@@ -221,6 +221,10 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
         extra["requeue"] = True
         notes.append(f"USR2 {grace} s before the time limit: the study checkpoints, the job "
                      "requeues itself and resumes")
+    elif not requeue_in_extra(list(slurm["extra"] or [])):
+        # SLURM requeues any batch job after a node failure (JobRequeue=1, its default); the
+        # run it started would refuse the unfinished run that resume may not continue.
+        extra["no-requeue"] = True
     if extra:
         params["additional_parameters"] = extra
     if len(shards) > 1:

@@ -338,6 +338,21 @@ def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, down):
     assert "SLURM lost" in out or not down
 
 
+def test_a_lost_node_back_already_is_still_said_from_the_jobs_reason(tmp_path):
+    """A node that answers again at once (slurmd alive, ReturnToService=2) is no longer down
+    when the job's SIGTERM comes: sinfo names none, the job's own reason still says NodeDown."""
+    for tool, text in (("sinfo", ""), ("scontrol", "JobId=77 JobState=COMPLETING Reason=NodeDown Dependency=(null)")):
+        (tmp_path / "bin").mkdir(exist_ok=True)
+        (tmp_path / "bin" / tool).write_text(f'#!/bin/bash\necho "{tool} $*" >> "$T/calls.log"\necho "{text}"\n')
+        (tmp_path / "bin" / tool).chmod(0o755)
+    proc = start(tmp_path, SLURM_JOB_NODELIST="node[1-2]")
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert rc == 143 and "scontrol show job -o 77" in calls(tmp_path)
+    assert (f"hpoc: SLURM lost a node of this job (NodeDown; its ray-<node>.log in {tmp_path}/logs says which) "
+            "and ends the job: a requeued job, or the job submitted again, resumes the study\n") in out, out
+
+
 def test_a_driver_stuck_without_its_head_is_killed_after_a_few_seconds(tmp_path):
     """The real driver's graceful stop hangs once the head's GCS is gone (Tune frees its
     placement groups through it); the job waited 20 s for it before killing it."""

@@ -423,7 +423,7 @@ def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, 
     fake.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(fake))
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
-    job = StudyJob(str(tmp_path / "plan.json"))
+    job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
     try:
         job._note_sigterm()
         os.kill(os.getpid(), signal.SIGTERM)
@@ -438,7 +438,16 @@ def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, 
         "and ends the job: a requeued job, or the same plan submitted again, resumes the study\n")
     # the job's last word (what `hpoc status` shows) names it too, not scancel
     assert str(failed.value).startswith("SLURM lost node2 (down: Not responding) and ended the job; the study "
-                                        "stopped: a requeued job, or the same plan submitted again, resumes it")
+                                        "stopped: a requeued job, or the same plan submitted again, resumes the study")
+    assert StudyJob("p")._after_loss() == "resume is off in the study, so it is not requeued"
+    # a node that answers again already: sinfo names none, the job's reason still says it
+    from hpoc.submit.job import _lost_nodes
+
+    (tmp_path / "sinfo").write_text("#!/bin/bash\n")
+    (tmp_path / "scontrol").write_text('#!/bin/bash\necho "JobId=9 JobState=COMPLETING Reason=NodeDown Dep=x"\n')
+    (tmp_path / "scontrol").chmod(0o755)
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    assert _lost_nodes() == [("a node", "NodeDown; its ray-<node>.log says which")]
 
 
 def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys):

@@ -122,6 +122,11 @@ class StudyJob(submitit.helpers.Checkpointable):
         fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
         return submitit.helpers.DelayedSubmission(fresh, shard)
 
+    def _after_loss(self) -> str:
+        if self.grace_s is None:  # resume off: the job asked for --no-requeue
+            return "resume is off in the study, so it is not requeued"
+        return "a requeued job, or the same plan submitted again, resumes the study"
+
     def _note_sigterm(self) -> None:
         """Remember SLURM's SIGTERM instead of submitit's "Bypassing signal" warnings: it
         reaches the Ray head too, and its end is then the job's cancellation, not a Ray
@@ -131,8 +136,8 @@ class StudyJob(submitit.helpers.Checkpointable):
                 print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
                 self._lost = _lost_nodes()
                 for node, reason in self._lost:
-                    print(f"hpoc: SLURM lost {node} of this job (down: {reason}) and ends the job: a requeued "
-                          "job, or the same plan submitted again, resumes the study", file=sys.stderr, flush=True)
+                    print(f"hpoc: SLURM lost {node} of this job (down: {reason}) and ends the job: "
+                          f"{self._after_loss()}", file=sys.stderr, flush=True)
             self._terminated = True
 
         signal.signal(signal.SIGTERM, on_term)
@@ -167,7 +172,7 @@ class StudyJob(submitit.helpers.Checkpointable):
                     if self._terminated and self._lost:
                         raise StudyJobError(", ".join(f"SLURM lost {node} (down: {reason})" for node, reason
                                                       in self._lost) + " and ended the job; the study stopped: "
-                                            "a requeued job, or the same plan submitted again, resumes it")
+                                            + self._after_loss())
                     if self._terminated:  # SLURM stopped every process of the job, Ray's too
                         raise StudyJobError("terminated (SIGTERM: scancel, a preemption or `scontrol "
                                             "requeue`); the study stopped: a requeued job, or the same "
@@ -331,7 +336,8 @@ def _end_without_traceback(error: StudyJobError) -> None:
 
 
 def _lost_nodes() -> list[tuple[str, str]]:
-    """(node, SLURM's reason) for each node of this job SLURM has marked down. A lost node ends
+    """(node, SLURM's reason) for each node of this job SLURM has marked down (or the job's own
+    reason NodeDown, for one that answers again already). A lost node ends
     the job (NODE_FAIL) with the same SIGTERM as scancel (job.sbatch: hpoc_lost_nodes)."""
     nodelist = os.environ.get("SLURM_JOB_NODELIST")
     if not nodelist:
@@ -346,6 +352,14 @@ def _lost_nodes() -> list[tuple[str, str]]:
         node, _, reason = line.strip().partition(" ")
         if node:
             lost.setdefault(node, reason.strip() or "no reason given")
+    if not lost and (job := os.environ.get("SLURM_JOB_ID")):  # the node answers again already
+        try:
+            said = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
+                                  timeout=5).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            said = ""
+        if " Reason=NodeDown " in said:
+            return [("a node", "NodeDown; its ray-<node>.log says which")]
     return list(lost.items())
 
 

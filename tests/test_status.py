@@ -430,6 +430,27 @@ def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path,
     assert f"starts it sooner); its last run ended: {lost}\n" in out, out
 
 
+def test_an_interrupted_run_of_a_study_without_resume_is_started_over_not_resumed(tmp_path, capsys, monkeypatch):
+    """A node failure ended the job of a study with resume off: status said `resume: sbatch
+    …/job.sbatch`, and that job refused the unfinished run that resume may not continue."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "noresume")
+    plan["resume"]["enabled"] = False
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    exp = storage / "noresume"
+    trial_dir(exp, "ccccc_00001", {"dropout": 0.2}, [{"val_loss": 0.6}] * 2, done=False)
+    run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0 and "interrupted" in out, out + err
+    assert "next: resume:" not in out, out
+    assert (f"next: resume is off in the study, so its unfinished run cannot go on: `hpoc submit {build} --fresh` "
+            "starts it over (the run so far is moved aside)\n") in out, out
+
+
 def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monkeypatch):
     """Minutes after it finished, a submitted job read "job 206  (unknown to SLURM)", while
     an sbatch job of the same age reads ENDED."""

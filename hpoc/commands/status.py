@@ -246,7 +246,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     return {
         "study": plan["study"]["name"], "plan_hash": plan.get("content_hash"), "storage": str(root),
         "build_dir": str(build_dir) if build_dir else None, "search": plan["search"]["algorithm"],
-        "parallel": plan["shards"]["parallel"],
+        "parallel": plan["shards"]["parallel"], "resume": bool(plan["resume"]["enabled"]),
         "metric": metric, "budget": total, "shared_budget": shared_budget(plan),
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
@@ -557,6 +557,10 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
         # Never submitted, or its jobs were cancelled while they pended (no output left).
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif stopped and status["state"] not in ("running", "queued") and status.get("resume") is False:
+        where = shlex.quote(build) if build else _spec_words(target)  # the run refuses to restore
+        steps.append("resume is off in the study, so its unfinished run cannot go on: "
+                     f"`hpoc submit {where} --fresh` starts it over (the run so far is moved aside)")
     elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")

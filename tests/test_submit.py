@@ -706,6 +706,49 @@ def test_a_refusal_of_what_an_sbatch_variable_asks_names_the_variable(partition,
                                 "offers: `sinfo"), help_line
 
 
+def test_a_lost_worker_is_said_once_in_task_0s_log_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
+    """As job.sbatch: a worker node's Ray gone (its raylet killed) was said only in that
+    task's own log, which nobody reads; task 0's log, the job's, said nothing."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from hpoc.plan import dumps
+    from hpoc.submit import job as job_mod
+    from hpoc.submit.job import StudyJob
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0},
+                                                   storage={"path": str(tmp_path / "results"), "name": "t"})))
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "503")
+    monkeypatch.setenv("SLURMD_NODENAME", "node2")
+    logs = tmp_path / "logs"
+    rdv = logs / ".hpoc-rdv.0"
+    rdv.mkdir(parents=True)
+    (rdv / "head.json").write_text('{"address": "127.0.0.1:1", "node": "node1"}')
+    (rdv / "token").write_text("t")
+    monkeypatch.setattr(job_mod, "_start_node", lambda *a, **kw: subprocess.Popen(["true"]))  # dies at once
+    env = SimpleNamespace(global_rank=1, job_id="503", num_nodes=2, paths=SimpleNamespace(folder=str(logs)))
+    job = StudyJob(str(tmp_path / "plan.json"))
+    job._worker(env)
+    assert (rdv / "lost-node2").exists()
+
+    fake = tmp_path / "python"  # a driver that runs on for a while
+    fake.write_text("#!/bin/bash\nsleep 1.5\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    capsys.readouterr()
+    head = subprocess.Popen(["sleep", "30"])
+    try:
+        assert job._run_driver(0, {}, local=False, head=head, head_log=logs / "ray-node1.log", rdv=rdv)["exit_code"] == 0
+    finally:
+        head.kill()
+    assert capsys.readouterr().err.count(
+        f"hpoc: warning: the Ray worker on node2 stopped (see {logs}/ray-node2.log); the study goes on with the "
+        "nodes left: its trials that ran there are retried from their last checkpoint, as failure.max_retries "
+        "allows\n") == 1
+
+
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):
     """Task 0 removed its 'done' signal right after writing it, so the other tasks (which
     poll for it) missed it and waited out HPOC_BRINGUP_TIMEOUT for a head that never came."""

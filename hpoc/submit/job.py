@@ -145,8 +145,8 @@ class StudyJob(submitit.helpers.Checkpointable):
 
     # ---------------------------------------------------------------- the driver
 
-    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool,
-                    head: subprocess.Popen | None = None, head_log: Path | None = None) -> dict[str, Any]:
+    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool, head: subprocess.Popen | None = None,
+                    head_log: Path | None = None, rdv: Path | None = None) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "hpoc.runtime", self.plan_path, "--shard", str(shard)]
         if getattr(self, "retry_errored", None):  # (a job pickled by an older hpoc has none)
             from hpoc.runtime.rerun import CHECKPOINT
@@ -161,6 +161,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)
         stop_s = 20
+        lost: set[Path] = set()  # worker nodes whose Ray stopped (their task says so in rdv)
         try:
             # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
             # checkpoint handler, which interrupts this frame, must see the driver end.
@@ -179,6 +180,12 @@ class StudyJob(submitit.helpers.Checkpointable):
                                             "plan submitted again, resumes it")
                     raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
                                         "submitting the same plan again resumes it")
+                for gone in set(rdv.glob("lost-*")) - lost if rdv is not None else ():
+                    lost.add(gone)
+                    node = gone.name.removeprefix("lost-")
+                    print(f"hpoc: warning: the Ray worker on {node} stopped (see {head_log.parent}/ray-{node}.log); "
+                          "the study goes on with the nodes left: its trials that ran there are retried from "
+                          "their last checkpoint, as failure.max_retries allows", file=sys.stderr, flush=True)
                 time.sleep(POLL_S)
         finally:
             driver, self._driver = self._driver, None
@@ -255,7 +262,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             print(f"hpoc: cluster ready nodes={nodes} cpus={cpus:g} gpus={gpus:g} "
                   f"seconds={time.time() - t0:.1f}", flush=True)
             ray_env["RAY_ADDRESS"] = address
-            return self._run_driver(shard, ray_env, local=False, head=head, head_log=head_log)
+            return self._run_driver(shard, ray_env, local=False, head=head, head_log=head_log, rdv=rdv)
         finally:
             # Left in place (the token gone): the other tasks poll for it, and a signal
             # removed at once was missed, so they waited out the bring-up timeout.
@@ -306,6 +313,8 @@ class StudyJob(submitit.helpers.Checkpointable):
                 if misses >= HEAD_GONE_CHECKS:
                     break
                 time.sleep(POLL_S * 2)
+            if worker.poll() is not None and not (rdv / "done").exists() and rdv.exists():
+                (rdv / f"lost-{node}").touch()  # task 0 says so in the job's log: the study goes on
         finally:
             _stop(worker, 60)
             if os.environ.get("HPOC_KEEP_TMP") != "1":

@@ -305,16 +305,18 @@ class StudyJob(submitit.helpers.Checkpointable):
                              ray_env, address=head["address"])
         print(f"hpoc: Ray worker on {node} joins {head['address']}", flush=True)
         try:
-            misses = 0
-            while worker.poll() is None:
-                if (rdv / "done").exists() or not rdv.exists():
-                    break
+            misses, lost = 0, False
+            # Until the job ends, also once this node's Ray has died: the job directory is
+            # removed only then (on one host, the local test cluster, it is the head's too).
+            while not (rdv / "done").exists() and rdv.exists():
+                if not lost and worker.poll() is not None:
+                    lost = True
+                    (rdv / f"lost-{node}").touch()  # task 0 says so in the job's log: the study goes on
+                    print(f"hpoc: Ray worker on {node} stopped on its own (see its ray-{node}.log)", flush=True)
                 misses = 0 if answers(head["address"], timeout=2) else misses + 1
                 if misses >= HEAD_GONE_CHECKS:
                     break
                 time.sleep(POLL_S * 2)
-            if worker.poll() is not None and not (rdv / "done").exists() and rdv.exists():
-                (rdv / f"lost-{node}").touch()  # task 0 says so in the job's log: the study goes on
         finally:
             _stop(worker, 60)
             if os.environ.get("HPOC_KEEP_TMP") != "1":

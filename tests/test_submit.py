@@ -749,6 +749,47 @@ def test_a_lost_worker_is_said_once_in_task_0s_log_and_the_study_goes_on(tmp_pat
         "allows\n") == 1
 
 
+def test_a_worker_whose_ray_died_keeps_the_job_directory_until_the_job_ends(tmp_path, monkeypatch):
+    """On one host (the local cluster) the job directory is the head's too: removed at once,
+    it took the head's Ray session with it, and the job failed where job.sbatch went on."""
+    import subprocess
+    import tempfile
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from hpoc.plan import dumps
+    from hpoc.runtime import node as node_mod
+    from hpoc.submit import job as job_mod
+    from hpoc.submit.job import StudyJob
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0})))
+    base = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))
+    try:
+        monkeypatch.setenv("HPOC_TMP", str(base))
+        monkeypatch.setenv("SLURM_JOB_ID", "504")
+        monkeypatch.setenv("SLURMD_NODENAME", "node2")
+        job_dir = base / "hpoc-504"
+        (job_dir / "n0").mkdir(parents=True)  # the head's, on the same host
+        rdv = tmp_path / "logs" / ".hpoc-rdv.0"
+        rdv.mkdir(parents=True)
+        (rdv / "head.json").write_text('{"address": "127.0.0.1:1", "node": "node1"}')
+        (rdv / "token").write_text("t")
+        monkeypatch.setattr(job_mod, "_start_node", lambda *a, **kw: subprocess.Popen(["true"]))
+        monkeypatch.setattr(node_mod, "answers", lambda address, timeout: True)  # the head runs on
+        env = SimpleNamespace(global_rank=1, job_id="504", num_nodes=2,
+                              paths=SimpleNamespace(folder=str(tmp_path / "logs")))
+        worker = threading.Thread(target=StudyJob(str(tmp_path / "plan.json"))._worker, args=(env,))
+        worker.start()
+        time.sleep(2.5)
+        assert worker.is_alive() and (job_dir / "n0").is_dir() and (rdv / "lost-node2").exists()
+        (rdv / "done").touch()  # task 0 ended
+        worker.join(timeout=10)
+        assert not worker.is_alive() and not job_dir.exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):
     """Task 0 removed its 'done' signal right after writing it, so the other tasks (which
     poll for it) missed it and waited out HPOC_BRINGUP_TIMEOUT for a head that never came."""

@@ -3,8 +3,9 @@
 `StudyJob(plan_path, cluster)(shard)` runs in every task of the job (one task per node).
 On SLURM, task 0 brings up the Ray head, waits for all nodes, runs the study driver
 (`python -m hpoc.runtime PLAN --shard K`, the same command job.sbatch runs) and tears
-its cluster down; the other tasks start a Ray worker each and return once the head is
-gone. The bring-up is the SLURM backend's own: `hpoc.runtime.cluster.init` (private job
+its cluster down; the other tasks start a Ray worker each and return once task 0 ended or
+the head is gone, also when their own Ray died before (task 0 then says so; the study goes
+on with the nodes left). The bring-up is the SLURM backend's own: `hpoc.runtime.cluster.init` (private job
 directory, fresh token), `python -m hpoc.runtime.node head|worker` (per-job port slot,
 per-node temp dir, resources from the allocation), `cluster.wait_head` and
 `preflight.check` (readiness by polling, token auth verified). Before any of it, task 0

@@ -261,6 +261,22 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
         "sbatch would refuse the job: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.")
 
 
+def test_a_refusal_names_the_sbatch_variable_that_sbatch_read_instead_of_the_spec(tmp_path, monkeypatch):
+    """SBATCH_MEM_PER_NODE in the shell is what sbatch asked for: the check named `slurm.mem`."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    fake.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Requested node configuration '
+                    'is not available" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("SBATCH_MEM_PER_NODE", "900000")
+    (found,) = check_sbatch(plan(slurm={"cpus_per_node": 2}))
+    assert not found.ok and "; check `SBATCH_MEM_PER_NODE=900000` in this shell (sbatch reads it over " \
+        "`slurm.mem = 1G` in study.hpo), `slurm.nodes = 2`, `slurm.cpus_per_node = 2` in study.hpo with" in found.message
+
+
 @pytest.mark.parametrize("refuse, slurm, named", [
     ("sbatch: error: invalid partition specified: gpu-time-limit\nallocation failure: Invalid partition name specified",
      {"partition": "gpu-time-limit"}, '`slurm.partition = "gpu-time-limit"`'),

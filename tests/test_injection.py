@@ -97,7 +97,9 @@ def quote_hpo(value: str) -> str:
 
 def spec_text(value: str, name_value: str, *, container: bool, store: str = "/tmp/hpoc-inj") -> str:
     q = quote_hpo(value)
-    sq = quote_hpo(value.replace("\\", ""))  # sbatch reads `\` in #SBATCH lines: refused there (REFUSED)
+    # sbatch reads `\` in #SBATCH lines: refused there (REFUSED); a `*` in a partition is
+    # sinfo's default mark pasted, refused too
+    sq = quote_hpo(value.replace("\\", "").replace("*", ""))
     image = quote_hpo("/img/" + value)
     lines = [
         'study "inj"',

@@ -74,8 +74,11 @@ hpoc_claimed=${{CLAIMED:-0}}  # what the check before Ray leaves
     fake_bringup = f"""
 # stand-in for the Ray steps: one long-running process per node
 bash -c "${{FAKE_STEP:-sleep 300}}" >/dev/null 2>&1 &  # its output goes to ray-NODE.log
-hpoc_steps+=("$!")
+hpoc_steps+=("$!") hpoc_step_nodes+=(node1)
 echo "$!" > {tmp_path}/step.pid
+sleep 300 >/dev/null 2>&1 &
+hpoc_steps+=("$!") hpoc_step_nodes+=(node2)
+echo "$!" > {tmp_path}/worker.pid
 """
     if stage == "preflight":  # the preflight's python, until a signal ends it
         prelude += ("hpoc_t0=0 hpoc_timeout=300 RAY_ADDRESS=127.0.0.1:1\nhpoc_py=(python3 -c "
@@ -99,7 +102,7 @@ def start(tmp_path: Path, grace_s: int = 60, start_new_session: bool = False, **
     proc = subprocess.Popen(["bash", str(job)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=start_new_session)
     deadline = time.monotonic() + 20
-    while not (tmp_path / "driver.pid").exists() or not (tmp_path / "step.pid").exists():
+    while not all((tmp_path / f"{name}.pid").exists() for name in ("driver", "step", "worker")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.05)
     return proc
@@ -299,6 +302,55 @@ def test_a_lost_head_step_ends_the_job_at_once(tmp_path):
     assert "got-term" in (tmp_path / "driver.log").read_text()  # the teardown stopped the driver
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
     assert "requeue" not in calls(tmp_path)
+
+
+def test_a_lost_worker_step_is_said_once_naming_its_node_and_the_study_goes_on(tmp_path):
+    """A worker node's Ray gone (its raylet killed, the node lost): Tune retries its trials
+    on the nodes left, and the job log said nothing of it but Ray's own noise."""
+    proc = start(tmp_path)
+    os.kill(int((tmp_path / "worker.pid").read_text()), signal.SIGKILL)
+    time.sleep(2)
+    assert alive(tmp_path / "driver.pid")  # the study goes on
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    line = (f"hpoc: warning: the Ray worker on node2 stopped (see {tmp_path}/logs/ray-node2.log); the study goes on "
+            "with the nodes left: its trials that ran there are retried from their last checkpoint, as "
+            "failure.max_retries allows\n")
+    assert rc == 143 and out.count(line) == 1 and "the Ray head" not in out, out
+
+
+@pytest.mark.parametrize("down", ["node2 Not responding\nnode2 Not responding\n", ""])
+def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, down):
+    """SLURM ends a job one of whose nodes went down (NODE_FAIL) with a SIGTERM: the job
+    said `terminated (SIGTERM)`, as for scancel, and no node."""
+    sinfo = tmp_path / "bin" / "sinfo"
+    sinfo.parent.mkdir(exist_ok=True)
+    sinfo.write_text(f'#!/bin/bash\necho "sinfo $*" >> "$T/calls.log"\nprintf "{down}"\n')
+    sinfo.chmod(0o755)
+    proc = start(tmp_path, SLURM_JOB_NODELIST="node[1-2]")
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert rc == 143 and "terminated (SIGTERM)" in out
+    assert "-n node[1-2]" in calls(tmp_path)
+    lost = ("hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job: a requeued job, or "
+            "the job submitted again, resumes the study\n")
+    assert out.count(lost) == (1 if down else 0), out
+    assert "SLURM lost" in out or not down
+
+
+def test_a_lost_node_back_already_is_still_said_from_the_jobs_reason(tmp_path):
+    """A node that answers again at once (slurmd alive, ReturnToService=2) is no longer down
+    when the job's SIGTERM comes: sinfo names none, the job's own reason still says NodeDown."""
+    for tool, text in (("sinfo", ""), ("scontrol", "JobId=77 JobState=COMPLETING Reason=NodeDown Dependency=(null)")):
+        (tmp_path / "bin").mkdir(exist_ok=True)
+        (tmp_path / "bin" / tool).write_text(f'#!/bin/bash\necho "{tool} $*" >> "$T/calls.log"\necho "{text}"\n')
+        (tmp_path / "bin" / tool).chmod(0o755)
+    proc = start(tmp_path, SLURM_JOB_NODELIST="node[1-2]")
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert rc == 143 and "scontrol show job -o 77" in calls(tmp_path)
+    assert (f"hpoc: SLURM lost a node of this job (NodeDown; its ray-<node>.log in {tmp_path}/logs says which) "
+            "and ends the job: a requeued job, or the job submitted again, resumes the study\n") in out, out
 
 
 def test_a_driver_stuck_without_its_head_is_killed_after_a_few_seconds(tmp_path):

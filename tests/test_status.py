@@ -229,6 +229,12 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert "scontrol update JobId=700_1 StartTime=now" in out and "next: resume" not in out
     doc = json.loads(status(capsys, build, "--json")[1])
     assert doc["shards"][1]["job"]["job_id"] == "700_1" and len(doc["next"]) == 1
+    # SLURM requeued it after a node failure: its last run's .err says so
+    lost = "hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job: a requeued job, …"
+    (build / "arr-700_1.err").write_text(f"[hpoc] 00:00:11 | 0/4 trials\nhpoc: terminated (SIGTERM)\n{lost}\n")
+    code, out, err = status(capsys, build)
+    assert f"next: job 700_1 waits for its begin time: SLURM holds a requeued job about 2 minutes " \
+        f"(`scontrol update JobId=700_1 StartTime=now` starts it sooner); its last run ended: {lost}\n" in out, out
     fake_squeue(monkeypatch, tmp_path / "bin",  # submitted twice: the running job counts
                 [f"702_1|RUNNING|0:40|node1|None|1|{build}/job.sbatch",
                  f"703_1|PENDING|0:00||Resources|1|{build}/job.sbatch"])
@@ -405,6 +411,47 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
     out = status(capsys, build)[1]
     assert (f"next: job 968 FAILED: {no_submitit} (its output: {log})\n"
             "next: the python on the nodes lacks it: set `slurm.python`") in out, out
+
+
+def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path, capsys, monkeypatch):
+    """As for job.sbatch: a job SLURM requeued after a node failure waits for its begin time."""
+    from submit_support import fake_squeue
+
+    from hpoc.submit.params import study_id
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    write_plan(build, plan)
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "968", "shard": 0}]}]))
+    log = build / "logs" / "968" / "968_0_log.err"
+    log.parent.mkdir(parents=True)
+    lost = "hpoc: error: SLURM lost node2 (down: test) and ended the job; the study stopped: …"
+    log.write_text(f"{lost}\nsrun: error: node1: task 0: Exited with exit code 1\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"968|PENDING|0:00||BeginTime|N/A|{log.parent}/968_submission.sh"])
+    out = status(capsys, build)[1]
+    assert f"starts it sooner); its last run ended: {lost}\n" in out, out
+
+
+def test_an_interrupted_run_of_a_study_without_resume_is_started_over_not_resumed(tmp_path, capsys, monkeypatch):
+    """A node failure ended the job of a study with resume off: status said `resume: sbatch
+    …/job.sbatch`, and that job refused the unfinished run that resume may not continue."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "noresume")
+    plan["resume"]["enabled"] = False
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    exp = storage / "noresume"
+    trial_dir(exp, "ccccc_00001", {"dropout": 0.2}, [{"val_loss": 0.6}] * 2, done=False)
+    run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0 and "interrupted" in out, out + err
+    assert "next: resume:" not in out, out
+    assert (f"next: resume is off in the study, so its unfinished run cannot go on: `hpoc submit {build} --fresh` "
+            "starts it over (the run so far is moved aside)\n") in out, out
 
 
 def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monkeypatch):

@@ -46,8 +46,8 @@ def test_a_full_site_plan_maps_onto_submitit_parameters():
     cds = [i for i, line in enumerate(setup) if line == "cd '/p/project/hpo/my study'"]
     assert cds[-1] > setup.index("export NCCL_DEBUG=WARN")  # again after the setup lines, which may cd
     # the interpreter runs in the container, with the workdir, the build directory (submitit's
-    # pickles, which the job reads in there) and storage bound, as in job.sbatch
-    assert sub.python.startswith("apptainer exec $hpoc_gpu_flag --bind '/p/project/hpo/my study' "
+    # pickles, which the job reads in there), storage and the job directory's base bound, as in job.sbatch
+    assert sub.python.startswith("apptainer exec $hpoc_gpu_flag \"${hpoc_tmp_bind[@]}\" --bind '/p/project/hpo/my study' "
                                  "--bind /p/project/hpo/build --bind /p/scratch/hpo/ray_results ")
     assert sub.python.endswith("'/p/images/torch ray.sif' python3")
     assert params["comment"].startswith("hpoc:") and len(params["comment"]) == 17
@@ -88,9 +88,14 @@ def test_gpu_request_chooses_submitits_gpu_option(request_, kind, job, step, tmp
 
 
 def test_resume_off_means_no_signal_and_no_requeue():
+    """Not even SLURM's own after a node failure (JobRequeue=1, the default, requeues any batch
+    job): the run it started would refuse the unfinished run resume may not continue."""
     params = describe(plan(resume={"enabled": False}), "/b/plan.json", "slurm").parameters
     assert "signal_delay_s" not in params
-    assert "requeue" not in (params.get("additional_parameters") or {})
+    assert params["additional_parameters"] == {"no-requeue": True}
+    params = describe(plan(resume={"enabled": False}, slurm={"extra": ["--requeue"]}), "/b/plan.json",
+                      "slurm").parameters
+    assert params["additional_parameters"] == {"requeue": True}  # the site's own choice
 
 
 def test_a_percent_in_the_build_directory_is_refused_before_sbatch():
@@ -401,6 +406,50 @@ def test_a_cancelled_job_says_so_rather_than_blaming_the_ray_head(tmp_path, monk
     assert capsys.readouterr().err.count("hpoc: terminated (SIGTERM): stopping the study") == 1
 
 
+def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, capsys):
+    """As job.sbatch: a node SLURM marked down ends the job with scancel's SIGTERM, and the
+    log said only `terminated`."""
+    import signal
+    import sys
+
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    (tmp_path / "sinfo").write_text('#!/bin/bash\necho "$*" >>"$0.args"\nprintf "node2 Not responding\\nnode2 x\\n"\n')
+    (tmp_path / "sinfo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node[1-2]")
+    fake = tmp_path / "python"  # the driver
+    fake.write_text("#!/bin/bash\ntrap 'exit 143' TERM\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
+    try:
+        job._note_sigterm()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(StudyJobError) as failed:
+            job._run_driver(0, {}, local=False, head=subprocess.Popen(["true"]), head_log=tmp_path / "ray-node1.log")
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGCONT, before[1])
+    assert "-n node[1-2] " in (tmp_path / "sinfo.args").read_text()
+    assert capsys.readouterr().err == (
+        "hpoc: terminated (SIGTERM): stopping the study\nhpoc: SLURM lost node2 of this job (down: Not responding) "
+        "and ends the job: a requeued job, or the same plan submitted again, resumes the study\n")
+    # the job's last word (what `hpoc status` shows) names it too, not scancel
+    assert str(failed.value).startswith("SLURM lost node2 (down: Not responding) and ended the job; the study "
+                                        "stopped: a requeued job, or the same plan submitted again, resumes the study")
+    assert StudyJob("p")._after_loss() == "resume is off in the study, so it is not requeued"
+    # a node that answers again already: sinfo names none, the job's reason still says it
+    from hpoc.submit.job import _lost_nodes
+
+    (tmp_path / "sinfo").write_text("#!/bin/bash\n")
+    (tmp_path / "scontrol").write_text('#!/bin/bash\necho "JobId=9 JobState=COMPLETING Reason=NodeDown Dep=x"\n')
+    (tmp_path / "scontrol").chmod(0o755)
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    assert _lost_nodes() == [("a node", "NodeDown; its ray-<node>.log says which")]
+
+
 def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys):
     """After USR2 the job stops the study and submitit requeues it; SLURM's SIGTERM to the
     requeued job then printed "hpoc: terminated (SIGTERM): stopping the study" under
@@ -570,6 +619,40 @@ def test_a_failing_setup_line_stops_the_submitit_job_and_is_named(tmp_path):
     assert run.returncode == 0 and run.stdout == "first\nsrun\n" and "hpoc:" not in run.stderr
 
 
+@pytest.mark.parametrize("var", ["HPOC_TMP", "TMPDIR"])
+def test_the_submitit_job_binds_its_job_directorys_base_into_the_container(var, tmp_path):
+    """As job.sbatch: the job directory (token, Ray's sockets) lies under HPOC_TMP, or the
+    job's own TMPDIR; unbound, the container saw no such directory and the job failed (or,
+    for TMPDIR, went to another base than job.sbatch's)."""
+    from hpoc.submit.params import setup_lines
+
+    p = plan(slurm={"container": {"image": "/i.sif", "runtime": "apptainer"}})
+    sub = describe(p, "/b/plan.json", "slurm")
+    base = tmp_path / "local" / "77"
+    base.mkdir(parents=True)
+    (tmp_path / "apptainer").write_text('#!/bin/bash\nprintf "%s\\n" "$@"\n')
+    (tmp_path / "apptainer").chmod(0o755)
+    script = tmp_path / "job.sh"
+    script.write_text("\n".join(["#!/bin/bash", *setup_lines(p), f"{sub.python} -c pass"]) + "\n")
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "SLURM_JOB_ID": "77", var: str(base)}
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env)
+    args = run.stdout.splitlines()
+    assert run.returncode == 0 and args[args.index(str(base)) - 1] == "--bind", (args, run.stderr)
+    assert args[-3:] == ["python3", "-c", "pass"]
+    env.pop(var)  # /tmp: apptainer binds it itself
+    args = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env).stdout
+    assert str(base) not in args and "/tmp\n" not in args
+    if var == "TMPDIR":  # a TMPDIR that does not name the job is not the job directory's base
+        env["TMPDIR"] = str(tmp_path)
+        args = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env).stdout
+        assert f"{tmp_path}\n" not in args
+    else:  # apptainer would read the comma as a separator: said, before any srun
+        env["HPOC_TMP"] = "/scratch/a,b"
+        run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env)
+        assert run.returncode == 2 and not run.stdout
+        assert "hpoc: HPOC_TMP=/scratch/a,b cannot be bound into the container" in run.stderr
+
+
 def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, monkeypatch, capsys):
     """cpus_per_node above what the partition's nodes have: `hpoc submit` printed sbatch's
     words, then "hpoc: internal error: FailedJobError ... this is a bug in hpoc"."""
@@ -594,6 +677,117 @@ def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, m
     assert ("hpoc: error: sbatch refused the job, nothing was submitted: Batch job submission failed: "
             "Requested node configuration is not available\n  help: check `slurm.cpus_per_node = 1`, "
             "`slurm.nodes = 1`, `slurm.mem = 1G` in study.hpo with what the site offers: `sinfo") in err
+
+
+@pytest.mark.parametrize("partition", ['"debug"', None])
+def test_a_refusal_of_what_an_sbatch_variable_asks_names_the_variable(partition, tmp_path, monkeypatch, capsys):
+    """SBATCH_PARTITION=nope in the shell: sbatch asks for `nope`, refuses it, and the help
+    named the spec's `slurm.partition = "debug"` (or, with none, the whole block)."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    class Refusing:
+        def submit(self, *args):
+            raise FailedJobError("sbatch: error: invalid partition specified: nope\n"
+                                 "sbatch: error: Batch job submission failed: Invalid partition name specified")
+
+    spec = write_study(tmp_path / "s", "envy")
+    if partition:
+        spec.write_text(spec.read_text().replace("  mem           = 1G", f"  mem           = 1G\n  partition = {partition}"))
+    monkeypatch.setenv("SBATCH_PARTITION", "nope")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 2
+    help_line = capsys.readouterr().err.split("  help: ")[1]
+    over = ' (sbatch reads it over `slurm.partition = "debug"` in study.hpo)' if partition else ""
+    assert help_line.startswith(f"check `SBATCH_PARTITION=nope` in this shell{over} with what the site "
+                                "offers: `sinfo"), help_line
+
+
+def test_a_lost_worker_is_said_once_in_task_0s_log_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
+    """As job.sbatch: a worker node's Ray gone (its raylet killed) was said only in that
+    task's own log, which nobody reads; task 0's log, the job's, said nothing."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from hpoc.plan import dumps
+    from hpoc.submit import job as job_mod
+    from hpoc.submit.job import StudyJob
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0},
+                                                   storage={"path": str(tmp_path / "results"), "name": "t"})))
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "503")
+    monkeypatch.setenv("SLURMD_NODENAME", "node2")
+    logs = tmp_path / "logs"
+    rdv = logs / ".hpoc-rdv.0"
+    rdv.mkdir(parents=True)
+    (rdv / "head.json").write_text('{"address": "127.0.0.1:1", "node": "node1"}')
+    (rdv / "token").write_text("t")
+    monkeypatch.setattr(job_mod, "_start_node", lambda *a, **kw: subprocess.Popen(["true"]))  # dies at once
+    env = SimpleNamespace(global_rank=1, job_id="503", num_nodes=2, paths=SimpleNamespace(folder=str(logs)))
+    job = StudyJob(str(tmp_path / "plan.json"))
+    job._worker(env)
+    assert (rdv / "lost-node2").exists()
+
+    fake = tmp_path / "python"  # a driver that runs on for a while
+    fake.write_text("#!/bin/bash\nsleep 1.5\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    capsys.readouterr()
+    head = subprocess.Popen(["sleep", "30"])
+    try:
+        assert job._run_driver(0, {}, local=False, head=head, head_log=logs / "ray-node1.log", rdv=rdv)["exit_code"] == 0
+    finally:
+        head.kill()
+    assert capsys.readouterr().err.count(
+        f"hpoc: warning: the Ray worker on node2 stopped (see {logs}/ray-node2.log); the study goes on with the "
+        "nodes left: its trials that ran there are retried from their last checkpoint, as failure.max_retries "
+        "allows\n") == 1
+
+
+def test_a_worker_whose_ray_died_keeps_the_job_directory_until_the_job_ends(tmp_path, monkeypatch):
+    """On one host (the local cluster) the job directory is the head's too: removed at once,
+    it took the head's Ray session with it, and the job failed where job.sbatch went on."""
+    import subprocess
+    import tempfile
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from hpoc.plan import dumps
+    from hpoc.runtime import node as node_mod
+    from hpoc.submit import job as job_mod
+    from hpoc.submit.job import StudyJob
+
+    (tmp_path / "plan.json").write_text(dumps(plan(slurm={"gpus_per_node": 0})))
+    base = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))
+    try:
+        monkeypatch.setenv("HPOC_TMP", str(base))
+        monkeypatch.setenv("SLURM_JOB_ID", "504")
+        monkeypatch.setenv("SLURMD_NODENAME", "node2")
+        job_dir = base / "hpoc-504"
+        (job_dir / "n0").mkdir(parents=True)  # the head's, on the same host
+        rdv = tmp_path / "logs" / ".hpoc-rdv.0"
+        rdv.mkdir(parents=True)
+        (rdv / "head.json").write_text('{"address": "127.0.0.1:1", "node": "node1"}')
+        (rdv / "token").write_text("t")
+        monkeypatch.setattr(job_mod, "_start_node", lambda *a, **kw: subprocess.Popen(["true"]))
+        monkeypatch.setattr(node_mod, "answers", lambda address, timeout: True)  # the head runs on
+        env = SimpleNamespace(global_rank=1, job_id="504", num_nodes=2,
+                              paths=SimpleNamespace(folder=str(tmp_path / "logs")))
+        worker = threading.Thread(target=StudyJob(str(tmp_path / "plan.json"))._worker, args=(env,))
+        worker.start()
+        time.sleep(2.5)
+        assert worker.is_alive() and (job_dir / "n0").is_dir() and (rdv / "lost-node2").exists()
+        (rdv / "done").touch()  # task 0 ended
+        worker.join(timeout=10)
+        assert not worker.is_alive() and not job_dir.exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_workers_see_a_failed_bring_up_on_task_0_at_once(tmp_path, monkeypatch, capsys):

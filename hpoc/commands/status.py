@@ -247,7 +247,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     return {
         "study": plan["study"]["name"], "plan_hash": plan.get("content_hash"), "storage": str(root),
         "build_dir": str(build_dir) if build_dir else None, "search": plan["search"]["algorithm"],
-        "parallel": plan["shards"]["parallel"],
+        "parallel": plan["shards"]["parallel"], "resume": bool(plan["resume"]["enabled"]),
         "metric": metric, "budget": total, "shared_budget": shared_budget(plan),
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
@@ -560,9 +560,14 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         if (never := never_starts(job)) is not None:
             steps.append(never)
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
+            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
+            # (an `hpoc submit` job's: submitit's task-0 log).
+            err = f"{build}/{status['study']}-{job['job_id']}.err" if job.get("sbatch") else \
+                f"{build}/logs/{job['job_id']}/{job['job_id']}_0_log.err"
+            ended = joblogs.why(err) if build else None
             steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
                          f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
-                         "StartTime=now` starts it sooner)")
+                         "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))
     for s in shards:
         if s.get("stopped"):  # the driver stopped it (failfast.py): resuming alone fails again
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
@@ -581,6 +586,10 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     elif status["state"] == "not started" and status.get("spec_unknown"):
         steps.append("start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
                      "whose storage this is)")
+    elif stopped and status["state"] not in ("running", "queued") and status.get("resume") is False:
+        where = shlex.quote(build) if build else _spec_words(target)  # the run refuses to restore
+        steps.append("resume is off in the study, so its unfinished run cannot go on: "
+                     f"`hpoc submit {where} --fresh` starts it over (the run so far is moved aside)")
     elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")

@@ -47,18 +47,40 @@ _EXTRA_ABOUT = (
 )
 
 
-def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
-    """`slurm.NAME = VALUE` for each setting the refusal `said` is about that the plan sets,
-    then `slurm.extra` "FLAG" for each `extra` option it is about."""
-    slurm = slurm or {}
-    for name in _QUOTED:  # sbatch repeats them ("invalid partition specified: gpu-a"): not its words
-        if slurm.get(name):
-            said = said.replace(slurm[name], "")
+def what_to_check(said: str, slurm: dict[str, Any] | None, file: str,
+                  shell: dict[str, str] | None = None) -> str | None:
+    """`check …` naming what the refusal `said` is about: the SBATCH_* variables of this
+    shell that sbatch read instead of the spec (`shell`: setting -> `VAR=value`), then the
+    spec's settings in `file`; None when it names nothing."""
+    slurm, shell = slurm or {}, shell or {}
+    from_shell = [name for name in _about(said, slurm, shell.values()) if name in shell]
+    parts = [f"`{shell[name]}` in this shell" + (
+        f" (sbatch reads it over `slurm.{name} = {_value(name, slurm[name])}` in {file})"
+        if slurm.get(name) not in (None, "", 0) else "") for name in from_shell]
+    if named := settings_named(said, {k: v for k, v in slurm.items() if k not in from_shell}):
+        parts.append(f"{', '.join(named)} in {file}")
+    return f"check {', '.join(parts)}" if parts else None
+
+
+def _about(said: str, slurm: dict[str, Any], values: Any = ()) -> list[str]:
+    """The settings whose words the refusal `said` holds, besides the values it repeats."""
+    for value in [*(slurm.get(name) for name in _QUOTED), *(v.split("=", 1)[1] for v in values)]:
+        if value:  # sbatch repeats them ("invalid partition specified: gpu-a"): not its words
+            said = said.replace(value, "")
     said = said.lower()
     names: list[str] = []
     for words, settings in _ABOUT:
         if any(word in said for word in words):
             names += [name for name in settings if name not in names]
+    return names
+
+
+def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
+    """`slurm.NAME = VALUE` for each setting the refusal `said` is about that the plan sets,
+    then `slurm.extra` "FLAG" for each `extra` option it is about."""
+    slurm = slurm or {}
+    names = _about(said, slurm)
+    said = said.lower()
     options = [option for words, about in _EXTRA_ABOUT if any(word in said for word in words) for option in about]
     flags = [flag for flag in slurm.get("extra") or () if _option(flag) in options]
     return [f"`slurm.{name} = {_value(name, slurm[name])}`" for name in names

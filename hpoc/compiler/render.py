@@ -161,6 +161,12 @@ def render_all(plan: Mapping[str, Any], *, plan_path: str, preflight_only: bool 
     return {"job.sbatch": template.render(job), "preflight.sbatch": preflight}
 
 
+def requeue_in_extra(flags: list[str]) -> bool:
+    """Whether `slurm.extra` says itself whether the job may be requeued."""
+    return any(flag.strip().split("=", 1)[0].split(maxsplit=1)[0] in ("--requeue", "--no-requeue")
+               for flag in flags if flag.strip())
+
+
 def _preflight(job: dict[str, Any]) -> dict[str, Any]:
     """No driver: no time-limit signal or requeue either, and its own name and logs."""
     name = f"{job['job_name']}-preflight"
@@ -297,6 +303,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "time": time_,
         "constraint": slurm["constraint"],
         "extra": list(slurm["extra"] or []),
+        "requeue_own": requeue_in_extra(slurm["extra"] or []),
         "array": array,
         "shards": k,
         "grace_s": grace,

@@ -209,8 +209,9 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     if run.returncode != 0:
         why = "; ".join(re.sub(r"^sbatch: (error|fatal): ", "", line) for line in said) \
             or f"exit {run.returncode}"
-        named = refusal.settings_named(why, plan["slurm"])
-        check = f"check {', '.join(named)} in {plan['source']['file']}" if named else \
+        from hpoc.submit.sbatch_env import in_shell
+
+        check = refusal.what_to_check(why, plan["slurm"], plan["source"]["file"], in_shell(plan)) or \
             "compare the `slurm` block"
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
                                         f"with what the site offers (`{refusal.SINFO}`)")]

@@ -283,8 +283,10 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                     f"sbatch could not ask SLURM, nothing was submitted: {last}\n  help: submit from the "
                     "cluster's login node, where `sinfo` answers, or try again when the SLURM controller "
                     "is back") from None
-            named = refusal.settings_named("\n".join(lines), plan["slurm"])
-            check = f"check {', '.join(named)} in {plan['source']['file']}" if named else \
+            from hpoc.submit.sbatch_env import in_shell
+
+            check = refusal.what_to_check("\n".join(lines), plan["slurm"], plan["source"]["file"],
+                                          in_shell(plan)) or \
                 "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, " \
                 "gpus_per_node, mem, time)"
             raise SubmitError(

@@ -3,8 +3,9 @@
 `StudyJob(plan_path, cluster)(shard)` runs in every task of the job (one task per node).
 On SLURM, task 0 brings up the Ray head, waits for all nodes, runs the study driver
 (`python -m hpoc.runtime PLAN --shard K`, the same command job.sbatch runs) and tears
-its cluster down; the other tasks start a Ray worker each and return once the head is
-gone. The bring-up is the SLURM backend's own: `hpoc.runtime.cluster.init` (private job
+its cluster down; the other tasks start a Ray worker each and return once task 0 ended or
+the head is gone, also when their own Ray died before (task 0 then says so; the study goes
+on with the nodes left). The bring-up is the SLURM backend's own: `hpoc.runtime.cluster.init` (private job
 directory, fresh token), `python -m hpoc.runtime.node head|worker` (per-job port slot,
 per-node temp dir, resources from the allocation), `cluster.wait_head` and
 `preflight.check` (readiness by polling, token auth verified). Before any of it, task 0
@@ -74,6 +75,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
         self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
+        self._lost: list[tuple[str, str]] = []  # ... or a node of the job it marked down
         self._walltime_stop = False  # USR2 stopped the study: SLURM's SIGTERM follows the requeue
 
     def __getstate__(self) -> dict[str, Any]:
@@ -83,6 +85,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.__dict__.update(state)
         self._driver = None
         self._terminated = False
+        self._lost = []
         self._walltime_stop = False
 
     # ---------------------------------------------------------------- submitit hooks
@@ -120,6 +123,11 @@ class StudyJob(submitit.helpers.Checkpointable):
         fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
         return submitit.helpers.DelayedSubmission(fresh, shard)
 
+    def _after_loss(self) -> str:
+        if self.grace_s is None:  # resume off: the job asked for --no-requeue
+            return "resume is off in the study, so it is not requeued"
+        return "a requeued job, or the same plan submitted again, resumes the study"
+
     def _note_sigterm(self) -> None:
         """Remember SLURM's SIGTERM instead of submitit's "Bypassing signal" warnings: it
         reaches the Ray head too, and its end is then the job's cancellation, not a Ray
@@ -127,6 +135,10 @@ class StudyJob(submitit.helpers.Checkpointable):
         def on_term(signum: int, frame: Any) -> None:
             if not self._terminated and not self._walltime_stop:  # (the requeue's own SIGTERM)
                 print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
+                self._lost = _lost_nodes()
+                for node, reason in self._lost:
+                    print(f"hpoc: SLURM lost {node} of this job (down: {reason}) and ends the job: "
+                          f"{self._after_loss()}", file=sys.stderr, flush=True)
             self._terminated = True
 
         signal.signal(signal.SIGTERM, on_term)
@@ -134,8 +146,8 @@ class StudyJob(submitit.helpers.Checkpointable):
 
     # ---------------------------------------------------------------- the driver
 
-    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool,
-                    head: subprocess.Popen | None = None, head_log: Path | None = None) -> dict[str, Any]:
+    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool, head: subprocess.Popen | None = None,
+                    head_log: Path | None = None, rdv: Path | None = None) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "hpoc.runtime", self.plan_path, "--shard", str(shard)]
         if getattr(self, "retry_errored", None):  # (a job pickled by an older hpoc has none)
             from hpoc.runtime.rerun import CHECKPOINT
@@ -150,6 +162,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)
         stop_s = 20
+        lost: set[Path] = set()  # worker nodes whose Ray stopped (their task says so in rdv)
         try:
             # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
             # checkpoint handler, which interrupts this frame, must see the driver end.
@@ -158,12 +171,22 @@ class StudyJob(submitit.helpers.Checkpointable):
                     # Without its head the driver would wait out Ray's GCS reconnect timeout,
                     # and its graceful stop too (Tune frees placement groups through the GCS).
                     stop_s = HEAD_LOST_STOP_S
+                    if self._terminated and self._lost:
+                        raise StudyJobError(", ".join(f"SLURM lost {node} (down: {reason})" for node, reason
+                                                      in self._lost) + " and ended the job; the study stopped: "
+                                            + self._after_loss())
                     if self._terminated:  # SLURM stopped every process of the job, Ray's too
                         raise StudyJobError("terminated (SIGTERM: scancel, a preemption or `scontrol "
                                             "requeue`); the study stopped: a requeued job, or the same "
                                             "plan submitted again, resumes it")
                     raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
                                         "submitting the same plan again resumes it")
+                for gone in set(rdv.glob("lost-*")) - lost if rdv is not None else ():
+                    lost.add(gone)
+                    node = gone.name.removeprefix("lost-")
+                    print(f"hpoc: warning: the Ray worker on {node} stopped (see {head_log.parent}/ray-{node}.log); "
+                          "the study goes on with the nodes left: its trials that ran there are retried from "
+                          "their last checkpoint, as failure.max_retries allows", file=sys.stderr, flush=True)
                 time.sleep(POLL_S)
         finally:
             driver, self._driver = self._driver, None
@@ -240,7 +263,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             print(f"hpoc: cluster ready nodes={nodes} cpus={cpus:g} gpus={gpus:g} "
                   f"seconds={time.time() - t0:.1f}", flush=True)
             ray_env["RAY_ADDRESS"] = address
-            return self._run_driver(shard, ray_env, local=False, head=head, head_log=head_log)
+            return self._run_driver(shard, ray_env, local=False, head=head, head_log=head_log, rdv=rdv)
         finally:
             # Left in place (the token gone): the other tasks poll for it, and a signal
             # removed at once was missed, so they waited out the bring-up timeout.
@@ -283,10 +306,14 @@ class StudyJob(submitit.helpers.Checkpointable):
                              ray_env, address=head["address"])
         print(f"hpoc: Ray worker on {node} joins {head['address']}", flush=True)
         try:
-            misses = 0
-            while worker.poll() is None:
-                if (rdv / "done").exists() or not rdv.exists():
-                    break
+            misses, lost = 0, False
+            # Until the job ends, also once this node's Ray has died: the job directory is
+            # removed only then (on one host, the local test cluster, it is the head's too).
+            while not (rdv / "done").exists() and rdv.exists():
+                if not lost and worker.poll() is not None:
+                    lost = True
+                    (rdv / f"lost-{node}").touch()  # task 0 says so in the job's log: the study goes on
+                    print(f"hpoc: Ray worker on {node} stopped on its own (see its ray-{node}.log)", flush=True)
                 misses = 0 if answers(head["address"], timeout=2) else misses + 1
                 if misses >= HEAD_GONE_CHECKS:
                     break
@@ -318,6 +345,34 @@ def _end_without_traceback(error: StudyJobError) -> None:
     sys.excepthook = hook
     logging.getLogger("submitit").addFilter(
         lambda record: "triggered an exception" not in record.getMessage())
+
+
+def _lost_nodes() -> list[tuple[str, str]]:
+    """(node, SLURM's reason) for each node of this job SLURM has marked down (or the job's own
+    reason NodeDown, for one that answers again already). A lost node ends
+    the job (NODE_FAIL) with the same SIGTERM as scancel (job.sbatch: hpoc_lost_nodes)."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST")
+    if not nodelist:
+        return []
+    try:
+        out = subprocess.run(["sinfo", "-h", "-N", "-n", nodelist, "-t", "down,fail,no_respond", "-o", "%N %E"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    lost: dict[str, str] = {}  # a node of several partitions is listed once for each
+    for line in out.splitlines():
+        node, _, reason = line.strip().partition(" ")
+        if node:
+            lost.setdefault(node, reason.strip() or "no reason given")
+    if not lost and (job := os.environ.get("SLURM_JOB_ID")):  # the node answers again already
+        try:
+            said = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True,
+                                  timeout=5).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            said = ""
+        if " Reason=NodeDown " in said:
+            return [("a node", "NodeDown; its ray-<node>.log says which")]
+    return list(lost.items())
 
 
 def _node_name() -> str:

@@ -127,13 +127,32 @@ def setup_lines(plan: dict[str, Any]) -> list[str]:
         lines.append('hpoc_gpu_flag=""')
         lines.append("if command -v nvidia-smi >/dev/null 2>&1; then hpoc_gpu_flag=--nv; "
                      "elif command -v rocm-smi >/dev/null 2>&1; then hpoc_gpu_flag=--rocm; fi")
+        lines += _job_dir_bind()
     return lines
+
+
+def _job_dir_bind() -> list[str]:
+    """`hpoc_tmp_bind`: the job directory's base when the container would not see it, as
+    job.sbatch binds it (setup.j2): HPOC_TMP, else the job's own TMPDIR (the runtime picks
+    the same, hpoc.runtime.node.job_dir_base); apptainer binds /tmp itself."""
+    tmp = "hpoc_tmp=${HPOC_TMP:-}"
+    ref = "hpoc_job_ref=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"
+    own = 'hpoc_own_re="(^|[^0-9])(${SLURM_JOB_ID}|${hpoc_job_ref:-$SLURM_JOB_ID})([^0-9]|\\$)"'
+    return [
+        f"hpoc_tmp_bind=(); {tmp}; {ref}; {own}",
+        'if [[ -n $hpoc_tmp && ( $hpoc_tmp == *[,:]* || ! -d $hpoc_tmp ) ]]; then '
+        'echo "hpoc: HPOC_TMP=$hpoc_tmp cannot be bound into the container (not a directory, '
+        'or it contains a comma or a colon)" >&2; exit 2; fi',
+        'if [[ -z $hpoc_tmp && ${TMPDIR:-} =~ $hpoc_own_re && $TMPDIR != *[,:]* && -d $TMPDIR ]]; then '
+        'hpoc_tmp=${TMPDIR%/}; fi',
+        'if [[ -n $hpoc_tmp && $hpoc_tmp != /tmp ]]; then hpoc_tmp_bind=(--bind "$hpoc_tmp"); fi',
+    ]
 
 
 def python_command(plan: dict[str, Any], plan_dir: str) -> str:
     """The interpreter on the nodes: `slurm.python`, inside the container when there is one,
     with what job.sbatch binds: the spec's directory, the build directory (submitit's pickles,
-    read in there; it need not lie under the spec's) and the storage."""
+    read in there; it need not lie under the spec's), the storage and the job directory's base."""
     slurm = plan["slurm"] or {}
     python = slurm.get("python") or "python3"
     container = slurm.get("container")
@@ -141,7 +160,7 @@ def python_command(plan: dict[str, Any], plan_dir: str) -> str:
         return shlex.quote(python)
     binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
     bind = " ".join(f"--bind {shlex.quote(b)}" for b in binds)
-    return (f"{shlex.quote(container['runtime'])} exec $hpoc_gpu_flag {bind} "
+    return (f"{shlex.quote(container['runtime'])} exec $hpoc_gpu_flag \"${{hpoc_tmp_bind[@]}}\" {bind} "
             f"{shlex.quote(container['image'])} {shlex.quote(python)}")
 
 
@@ -180,7 +199,7 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
     if cpus is not None:
         params["cpus_per_task"] = cpus
         srun_args.append(f"--cpus-per-task={cpus}")
-    from hpoc.compiler.render import gpu_option
+    from hpoc.compiler.render import gpu_option, requeue_in_extra
 
     # --gres=gpu[:TYPE]:N, or --gpus-per-node=[TYPE:]N (gpu_request = per_node), as job.sbatch
     if option := gpu_option(slurm):
@@ -202,6 +221,10 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
         extra["requeue"] = True
         notes.append(f"USR2 {grace} s before the time limit: the study checkpoints, the job "
                      "requeues itself and resumes")
+    elif not requeue_in_extra(list(slurm["extra"] or [])):
+        # SLURM requeues any batch job after a node failure (JobRequeue=1, its default); the
+        # run it started would refuse the unfinished run that resume may not continue.
+        extra["no-requeue"] = True
     if extra:
         params["additional_parameters"] = extra
     if len(shards) > 1:

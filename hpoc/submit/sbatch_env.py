@@ -27,27 +27,41 @@ _SETTINGS = {
 def overrides(plan: dict[str, Any], env: Mapping[str, str] | None = None) -> list[str]:
     """One line for each variable in `env` (default: this process's) that overrides what
     the plan's job script asks for."""
-    from hpoc.compiler.sections import slurm_time
-
     env = os.environ if env is None else env
     slurm = plan.get("slurm") or {}
     out = []
-    for var, key in _SETTINGS.items():
-        value, mine = env.get(var), slurm.get(key)
-        if not value or mine is None:
-            continue
-        if key == "time":
-            same = slurm_time(value)[0] == slurm.get("time_s")
-        else:
-            same = _megabytes(value) == _megabytes(mine) if key == "mem" else value == mine
-        if not same:
+    for key, var in in_shell(plan, env).items():
+        if (mine := slurm.get(key)) is not None:
             shown = f'"{mine}"' if key not in ("time", "mem") else mine
-            out.append(f"`slurm.{key} = {shown}` is overridden by {var}={value} in this shell")
+            out.append(f"`slurm.{key} = {shown}` is overridden by {var} in this shell")
     resume = plan.get("resume") or {}
     signal = env.get("SBATCH_SIGNAL")
     if resume.get("enabled") and signal:  # the job checkpoints and requeues on its USR2
         out.append(f"resume's walltime signal (USR2 {resume['grace_s']} s before the time limit) is overridden "
                    f"by SBATCH_SIGNAL={signal} in this shell")
+    return out
+
+
+def in_shell(plan: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`slurm` setting -> `VAR=value` for each variable in `env` (default: this process's)
+    whose value sbatch asks for instead of the spec's, or where the spec asks for nothing."""
+    from hpoc.compiler.sections import slurm_time
+
+    env = os.environ if env is None else env
+    slurm = plan.get("slurm") or {}
+    out = {}
+    for var, key in _SETTINGS.items():
+        value, mine = env.get(var), slurm.get(key)
+        if not value:
+            continue
+        if mine is None:
+            same = False
+        elif key == "time":
+            same = slurm_time(value)[0] == slurm.get("time_s")
+        else:
+            same = _megabytes(value) == _megabytes(mine) if key == "mem" else value == mine
+        if not same:
+            out[key] = f"{var}={value}"
     return out
 
 

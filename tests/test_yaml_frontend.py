@@ -756,3 +756,14 @@ def test_a_sampler_seed_and_the_searchers_seed_are_one(tmp_path: Path) -> None:
                                                 "sampler": {"_target_": "optuna.samplers.TPESampler", "seed": 2}}
     err = one_error(tmp_path, doc)
     assert err.message.startswith("`seed` is given twice"), err.message
+
+
+def test_the_summary_counts_in_words_that_agree(tmp_path: Path) -> None:
+    from hpoc.compiler.summary import summarize
+
+    lines = summarize(compiled(tmp_path / "a", seed()).plan)
+    assert "trials: 2; each 4 workers × 5 CPUs + 1 GPU, ddp" in lines, lines
+    doc = seed()
+    config(doc)["scaling_config"] = {"num_workers": 1, "resources_per_worker": {"CPU": 1, "GPU": 2}}
+    lines = summarize(compiled(tmp_path / "b", doc).plan)
+    assert "trials: 2; each 1 worker × 1 CPU + 2 GPUs, ddp" in lines, lines

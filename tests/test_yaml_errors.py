@@ -322,7 +322,8 @@ def test_steps_are_checked_against_their_source_only_when_it_is_certain(tmp_path
                     "class FashionMNISTSplitter:\n    def __init__(self, **kw):\n        pass\n")
     (d,) = diagnose(tmp_path, SEED)
     assert (d.line, d.col, d.message) == (5, 21, "getter: `FashionMNISTGetter` (data.py) needs `root`: "
-                                                 "hpoc builds it with the step's arguments only")
+                                                 "hpoc builds it with the step's `init_args` only")
+    assert d.help == "give it in the step's `init_args`"  # what the config calls them
     data.write_text("from json import *\n")  # any name may come from there: no answer
     path = tmp_path / "config.yaml"
     assert [w.code for w in compile_path(path).warnings] == ["HP820"]

@@ -236,6 +236,7 @@ def yaml_words(text: str) -> str:
         return f"`{key}: {{{inner}: {value}}}`"
 
     text = _STOP.sub(r"`stop: {\1: \2}`", text)  # `stop = { epoch = 0 }`, a map value
+    text = text.replace("step's arguments", "step's `init_args`")  # `getter = data:Getter(root = ...)`
     text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid`", "`grid_search`")
     return _CALL.sub(call, text)
 

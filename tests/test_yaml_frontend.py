@@ -738,7 +738,8 @@ def test_an_optuna_sampler_written_as_an_object(tmp_path: Path, sampler, options
     ({"_target_": "optuna.samplers.QMCSampler"}, "optuna sampler `optuna.samplers.QMCSampler` is not supported",
      "hpoc's optuna samplers: `TPESampler`, `RandomSampler`, `CmaEsSampler`, `GPSampler` or `NSGAIISampler`"),
     ({"_target_": "optuna.samplers.TPESampler", "multivariate": True},
-     "`TPESampler` argument `multivariate` cannot be set in a config", None),
+     "`TPESampler` argument `multivariate` cannot be set in a config",
+     "hpoc sets only `TPESampler`'s `seed` and `n_startup_trials`; remove `multivariate`"),
     ({"_target_": "optuna.samplers.TPESampler", "seed": 1, "init_args": {"seed": 2}},
      "`seed` is given twice", None),
 ])

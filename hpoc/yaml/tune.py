@@ -463,7 +463,8 @@ def _sampler(b: Builder, node: YNode) -> list[tuple[str, A.Span, A.Value]]:
             b.error(DUPLICATE, f"`{hpo}` is given twice to `{cls}`", kspan, help="keep one of them")
         elif hpo != "seed" and hpo not in passed:
             b.error(VALUE, f"`{cls}` argument `{key}` cannot be set in a config", kspan,
-                    help=f"hpoc passes `{cls}` only {one_of(['seed', *passed])}; remove `{key}`")
+                    help=f"hpoc sets only `{cls}`'s {' and '.join(f'`{a}`' for a in ('seed', *passed))}; "
+                         f"remove `{key}`")
         else:
             out.append((hpo, kspan, b.value(value)))
         seen.add(hpo)

@@ -696,3 +696,11 @@ def test_searcher_hints_name_domains_as_the_config_does(tmp_path: Path, old, new
     assert d.message == message, d.message
     assert help is None or d.help == help, d.help
     assert "(...)" not in (d.help or ""), d.help
+
+
+def test_a_training_pipeline_without_config_is_one_error_not_defaults_too(tmp_path: Path) -> None:
+    """The tutorial's other tab (a plain TorchTrainer config) pasted: its trainer has no
+    `config`; the warnings about the metric and the name it would default were noise."""
+    text = SEED.split("          config:")[0] + "          strategy: ddp\n"
+    (d,) = reported(tmp_path, text)
+    assert d.code == "HP205" and d.message == "trainer `trainer.MyRayTorchTrainer` has no `config`", d.message

@@ -704,3 +704,9 @@ def test_a_training_pipeline_without_config_is_one_error_not_defaults_too(tmp_pa
     text = SEED.split("          config:")[0] + "          strategy: ddp\n"
     (d,) = reported(tmp_path, text)
     assert d.code == "HP205" and d.message == "trainer `trainer.MyRayTorchTrainer` has no `config`", d.message
+
+
+def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
+    (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))
+    assert (d.code, d.message) == ("HP113", "resolver `${oc.env:SCRATCH}` is not supported")
+    assert d.help.startswith("write `$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help

@@ -29,6 +29,7 @@ from hpoc.yaml.build import (
     block,
 )
 from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
+from hpoc.yaml.sampler import is_sampler_object, read_sampler
 from hpoc.yaml.space import Param, hydra_domain, mutation_value
 
 SEARCH_NAMES = {
@@ -389,9 +390,9 @@ def _options(b: Builder, search: _Named, name: str) -> list[tuple[str, A.Span, A
     out: list[tuple[str, A.Span, A.Value]] = []
     for key, kspan, value in search.options:
         hpo = key
-        if key == "sampler" and name == "optuna" and _is_sampler_object(value):
+        if key == "sampler" and name == "optuna" and is_sampler_object(value):
             beside = {"seed" if k in _SEED_NAMES else k for k, _, _ in search.options if k != "sampler"}
-            for option in _sampler(b, value):
+            for option in read_sampler(b, value, _SEED_NAMES):
                 if option[0] in beside:
                     b.error(DUPLICATE, f"`{option[0]}` is given twice: in `search_alg` and its `sampler`",
                             option[1], help="keep one of them")
@@ -415,60 +416,6 @@ def _options(b: Builder, search: _Named, name: str) -> list[tuple[str, A.Span, A
 
 
 _WORDS = {"sampler": ("tpe", "gp", "cmaes", "nsga2", "random")}
-# optuna's sampler classes hpoc builds, with the arguments it passes them (besides `seed`).
-_SAMPLERS = {"TPESampler": ("tpe", ("n_startup_trials",)), "RandomSampler": ("random", ()),
-             "CmaEsSampler": ("cmaes", ("n_startup_trials",)), "GPSampler": ("gp", ("n_startup_trials",)),
-             "NSGAIISampler": ("nsga2", ("population_size",))}
-
-
-def _is_sampler_object(node: YNode) -> bool:
-    """`sampler:` as optuna's class (`optuna.samplers.TPESampler`, or a mapping with
-    `_target_`/`class_path`), not one of .hpo's names (`tpe`)."""
-    if isinstance(node, YMap):
-        return True
-    return isinstance(node, YScalar) and isinstance(node.value, str) and "Sampler" in node.value
-
-
-def _sampler(b: Builder, node: YNode) -> list[tuple[str, A.Span, A.Value]]:
-    """`sampler: {_target_: optuna.samplers.TPESampler, seed: 7}` as `sampler = tpe, seed = 7`."""
-    target, args = node, []
-    if isinstance(node, YMap):
-        keys = [k for k in ("_target_", "class_path") if k in node.index]
-        if len(keys) != 1:
-            b.error(MISSING if not keys else DUPLICATE, "a `sampler` mapping names its optuna class with "
-                    "`_target_` or `class_path`", node.span, help="write `_target_: optuna.samplers.TPESampler`, "
-                    "or `sampler: tpe`")
-            return []
-        target = node.get(keys[0])  # type: ignore[assignment]
-        inner = node.get("init_args")
-        args = [e for e in node.entries if e[0] not in (keys[0], "init_args")]
-        if isinstance(inner, YMap):
-            args += list(inner.entries)
-        elif inner is not None:
-            b.error(TYPE, f"`init_args` of `sampler` must be a mapping, not {describe(inner)}", inner.span)
-    text = b.word(target, "`_target_` of `sampler`")
-    if text is None:
-        return []
-    cls = text.strip().rsplit(".", 1)[-1]
-    if cls not in _SAMPLERS or not (text.strip() == cls or text.strip().startswith("optuna.")):
-        b.error(VALUE, f"optuna sampler `{text.strip()}` is not supported", target.span,
-                help=f"hpoc's optuna samplers: {one_of(list(_SAMPLERS))}")
-        return []
-    kind, passed = _SAMPLERS[cls]
-    out = [("sampler", target.span, A.Ref(kind, span=target.span))]
-    seen: set[str] = set()
-    for key, kspan, value in args:
-        hpo = "seed" if key in _SEED_NAMES else key
-        if hpo in seen:
-            b.error(DUPLICATE, f"`{hpo}` is given twice to `{cls}`", kspan, help="keep one of them")
-        elif hpo != "seed" and hpo not in passed:
-            b.error(VALUE, f"`{cls}` argument `{key}` cannot be set in a config", kspan,
-                    help=f"hpoc sets only `{cls}`'s {' and '.join(f'`{a}`' for a in ('seed', *passed))}; "
-                         f"remove `{key}`")
-        else:
-            out.append((hpo, kspan, b.value(value)))
-        seen.add(hpo)
-    return out
 
 
 def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span, A.Value]],

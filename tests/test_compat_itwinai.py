@@ -278,3 +278,11 @@ def test_seed_study_with_deepspeed(tmp_path: Path, capsys) -> None:
         # ZeRO-2: the model once, the optimizer state partitioned over both workers
         assert files == ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
                          "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
+
+
+def test_the_compilers_list_of_compat_names_is_the_modules():
+    """`hpoc check` names what to import from hpoc.compat.itwinai without importing it."""
+    import hpoc.compat.itwinai as compat
+    from hpoc.compiler.targets import ITWINAI_COMPAT
+
+    assert sorted(ITWINAI_COMPAT) == sorted(compat.__all__)

@@ -710,3 +710,23 @@ def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
     (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))
     assert (d.code, d.message) == ("HP113", "resolver `${oc.env:SCRATCH}` is not supported")
     assert d.help.startswith("write `$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help
+
+
+def test_a_trainer_still_importing_itwinai_is_told_to_change_its_imports(tmp_path: Path) -> None:
+    """The tutorial's trainer copied as it is: `hpoc check` said the study was valid, and
+    every trial failed importing itwinai (or on a class that is not an hpoc trainer)."""
+    write(tmp_path, "")
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text((EXAMPLE / "trainer.py").read_text().replace(
+        "from hpoc.compat.itwinai import Logger, RayDeepSpeedStrategy, RayTorchTrainer",
+        "from itwinai.loggers import Logger\nfrom itwinai.torch.distributed import RayDeepSpeedStrategy\n"
+        "from itwinai.torch.trainer import RayTorchTrainer"))
+    path = tmp_path / "config.yaml"
+    path.write_text(SEED)
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP803"]
+    assert w.message == ("trainer: `trainer` (trainer.py:13) imports from `itwinai`: hpoc runs its "
+                         "trainers without it"), w.message
+    assert w.help == ("import `Logger`, `RayDeepSpeedStrategy` and `RayTorchTrainer` from "
+                      "`hpoc.compat.itwinai` instead (docs/migrating-from-itwinai.md)"), w.help
+    trainer.write_text((EXAMPLE / "trainer.py").read_text())
+    assert [w.code for w in compile_path(path).warnings] == ["HP820"]

@@ -1360,7 +1360,7 @@ def test_gpu_type_asks_for_typed_gpus() -> None:
     assert plan_of(BASE + "slurm { nodes = 1 }\n")["slurm"]["gpu_type"] is None
     from hpoc.compiler.summary import summarize
 
-    assert "slurm: 1 node × (1 CPUs, 1 a100 GPUs), time partition default" in summarize(plan)
+    assert "slurm: 1 node × (1 CPU, 1 a100 GPU), time partition default" in summarize(plan)
     d = one_error(BASE + 'slurm { gpu_type = "a100:4" }\n')
     assert (d.code, where(d)) == ("HP204", (3, 20))
     assert d.message.startswith('`gpu_type` is not a valid GPU type (letters, digits')
@@ -1390,9 +1390,9 @@ def test_gpu_request_chooses_how_the_job_asks_for_gpus() -> None:
     assert (typed["slurm"]["gpu_type"], typed["slurm"]["gpu_request"]) == ("a100", "per_node")
     from hpoc.compiler.summary import summarize
 
-    assert "slurm: 1 node × (1 CPUs, 4 a100 GPUs by --gpus-per-node), time" in "\n".join(summarize(typed))
+    assert "slurm: 1 node × (1 CPU, 4 a100 GPUs by --gpus-per-node), time" in "\n".join(summarize(typed))
     none = plan_of(BASE + "slurm { gpus_per_node = 4, gpu_request = none }\n")
-    assert "(1 CPUs, 4 GPUs not asked of SLURM)" in "\n".join(summarize(none))
+    assert "(1 CPU, 4 GPUs not asked of SLURM)" in "\n".join(summarize(none))
     d = one_error(BASE + 'slurm { extra = ["--gpus-per-node=4"] }\n')
     assert (d.code, d.help) == ("HP504", "set `gpus_per_node` instead, with `gpu_request = per_node` to have "
                                          "it written as `--gpus-per-node=N`")

@@ -278,3 +278,21 @@ def test_seed_study_with_deepspeed(tmp_path: Path, capsys) -> None:
         # ZeRO-2: the model once, the optimizer state partitioned over both workers
         assert files == ["mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
                          "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
+
+
+def test_the_compilers_list_of_compat_names_is_the_modules():
+    """`hpoc check` names what to import from hpoc.compat.itwinai without importing it."""
+    import hpoc.compat.itwinai as compat
+    from hpoc.compiler.targets import ITWINAI_COMPAT
+
+    assert sorted(ITWINAI_COMPAT) == sorted(compat.__all__)
+
+
+def test_a_trainer_importing_itwinai_is_told_to_change_the_import_not_to_install_it(tmp_path):
+    from hpoc.runtime.pipeline import PipelineError, import_target
+
+    (tmp_path / "old_trainer.py").write_text("from itwinai.torch.trainer import RayTorchTrainer\n")
+    with pytest.raises(PipelineError) as info:
+        import_target("old_trainer:MyTrainer", str(tmp_path), "trainer")
+    assert "help: import it from `hpoc.compat.itwinai` (docs/migrating-from-itwinai.md)" in str(info.value)
+    assert "install" not in str(info.value)

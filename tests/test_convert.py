@@ -87,6 +87,11 @@ def _variants() -> dict[str, dict]:
     config(doc)["train_loop_config"]["batch_size"] = {"type": "grid_search", "options": [32, 64]}
     config(doc)["tune_config"]["search_alg"] = {"name": "random", "metric": "loss", "mode": "min"}
     out["grid"] = doc
+    doc = seed()
+    config(doc)["tune_config"]["search_alg"] = {
+        "name": "optuna", "metric": "loss", "mode": "min",
+        "sampler": {"class_path": "optuna.samplers.NSGAIISampler", "init_args": {"seed": 5, "population_size": 4}}}
+    out["optuna sampler object"] = doc
     return out
 
 

@@ -139,3 +139,23 @@ def test_fetch_without_the_library_says_to_install_it(monkeypatch, tmp_path, cap
     assert main(["data", "fetch", "digits", "--root", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err
     assert "cannot fetch `digits`" in err and "install scikit-learn" in err and "internet" not in err
+
+
+def test_fetch_expands_the_root_as_the_getters_do(mirror, tmp_path, monkeypatch, capsys):
+    """`--root '$SCRATCH/x'` (quoted: the shell left it) is where a getter given that root
+    looks, not a directory named `$SCRATCH` here."""
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "fetch", "fashion-mnist", "--root", "$SCRATCH/fmnist"]) == 0
+    raw = tmp_path / "scratch" / "fmnist" / "FashionMNIST" / "raw"
+    assert f"ready in {raw}" in capsys.readouterr().out
+    assert not (tmp_path / "$SCRATCH").exists()
+
+
+def test_fetch_refuses_a_root_with_an_unset_variable(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HPOC_NOT_SET_ANYWHERE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "fetch", "fashion-mnist", "--root", "$HPOC_NOT_SET_ANYWHERE/x"]) == 1
+    err = capsys.readouterr().err
+    assert "`$HPOC_NOT_SET_ANYWHERE`, which is not set here" in err, err
+    assert list(tmp_path.iterdir()) == []

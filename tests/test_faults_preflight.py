@@ -393,3 +393,22 @@ def test_an_sbatch_variable_that_overrides_the_spec_is_a_preflight_warning(monke
         '`slurm.account = "proj-a"` is overridden by SBATCH_ACCOUNT=proj-b in this shell: sbatch reads')
     assert check_sbatch_env(plan(slurm={"account": "proj-b"})) == []
     assert check_sbatch_env(plan(slurm=None)) == []
+
+
+def test_the_itwinai_example_checks_its_data(tmp_path: Path) -> None:
+    import shutil
+
+    from itwinai_data import write_fashion_mnist
+
+    study_dir = tmp_path / "itwinai"
+    shutil.copytree(ROOT / "examples" / "itwinai", study_dir)
+    run = preflight(study_dir / "config.yaml")
+    (line,) = [ln for ln in errors(run) if ": data: " in ln]
+    assert "FashionMNIST is not in" in line and "hpoc data fetch fashion-mnist --root" in line, line
+    raw = write_fashion_mnist(study_dir / "data", n_train=8, n_test=2)
+    run = preflight(study_dir / "config.yaml")
+    assert [ln for ln in errors(run) if ": data: " in ln] == [], run.stderr
+    labels = raw / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:6])
+    (line,) = [ln for ln in errors(preflight(study_dir / "config.yaml")) if ": data: " in ln]
+    assert f"{labels} is cut short" in line and "hpoc data fetch fashion-mnist" in line, line

@@ -413,6 +413,55 @@ def test_term_and_hup_stop_gracefully_release_everything_and_resume(tmp_path):
         assert _epochs(trial) == list(range(1, 7))  # continued after each stop, from its checkpoint
 
 
+def test_the_time_budget_spans_resumed_runs(tmp_path):
+    """Ray keeps the budget's count in its saved state and a resumed run restores it: the run
+    says what is left, and, ended by it sooner than a whole budget, still says the budget did
+    (it said nothing, and its trials looked cut short for no reason)."""
+    cmd, env, exp = _slow_toy_run(tmp_path, epochs=60)
+    plan = json.loads(Path(cmd[3]).read_text())
+    plan["trials"]["time_budget_s"] = 40
+    plan["content_hash"] = content_hash(plan)
+    Path(cmd[3]).write_text(dumps(plan))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")), 120,
+                  "a reported epoch")
+        time.sleep(5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    left = re.search(r"time budget: (\d+) s left of 40 s \(it spans runs\)", again.stderr)
+    assert left and int(left.group(1)) < 40, again.stderr
+    assert "time budget of 40 s reached" in again.stderr, again.stderr
+    assert json.loads((exp / "summary.json").read_text())["interrupted"] is False
+
+
+def test_budget_left_reads_rays_saved_count(tmp_path):
+    from ray.tune.stopper import CombinedStopper, MaximumIterationStopper, TimeoutStopper
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    from hpoc.runtime.tuner import budget_left
+
+    def saved(stopper, name="experiment_state-2026-01-01_00-00-00.json"):
+        exp = tmp_path / name.split(".")[0]
+        exp.mkdir()
+        (exp / name).write_text(json.dumps({"trial_data": [], "runner_data": {"_stopper": stopper}},
+                                           cls=TuneFunctionEncoder))
+        return exp
+
+    spent = TimeoutStopper(100)
+    spent._budget = 37.5
+    assert budget_left(saved(spent)) == 37.5
+    spent._budget = -0.2
+    both = CombinedStopper(MaximumIterationStopper(3), spent)
+    assert budget_left(saved(both, "experiment_state-2026-01-01_00-00-01.json")) == 0.0
+    assert budget_left(saved(MaximumIterationStopper(3), "experiment_state-2026-01-01_00-00-02.json")) is None
+    assert budget_left(tmp_path / "nothing") is None
+
+
 def test_runs_the_walltime_stops_before_any_report_end_the_requeues(tmp_path):
     """A job whose walltime ends before any epoch does checkpoints nothing and requeued itself
     forever. The third such run in a row exits EXIT_NO_PROGRESS, which the job scripts do

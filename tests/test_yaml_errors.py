@@ -322,7 +322,8 @@ def test_steps_are_checked_against_their_source_only_when_it_is_certain(tmp_path
                     "class FashionMNISTSplitter:\n    def __init__(self, **kw):\n        pass\n")
     (d,) = diagnose(tmp_path, SEED)
     assert (d.line, d.col, d.message) == (5, 21, "getter: `FashionMNISTGetter` (data.py) needs `root`: "
-                                                 "hpoc builds it with the step's arguments only")
+                                                 "hpoc builds it with the step's `init_args` only")
+    assert d.help == "give it in the step's `init_args`"  # what the config calls them
     data.write_text("from json import *\n")  # any name may come from there: no answer
     path = tmp_path / "config.yaml"
     assert [w.code for w in compile_path(path).warnings] == ["HP820"]
@@ -344,10 +345,10 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     assert yaml_words("add `lr = loguniform(1e-5, 1e-2)` to `space`") == \
         "add `lr: {type: loguniform, min: 1e-5, max: 1e-2}` to `train_loop_config`"
     assert yaml_words("only enumerates `grid(...)`") == "only enumerates `type: grid_search`"
-    # a bare domain call in a hint is a domain mapping; `uniform(...)` stays as it is
+    # a bare domain call in a hint is a domain mapping; `uniform(...)`, named only, is its `type`
     assert yaml_words("write `choice(a, b)`") == "write `{type: choice, categories: [a, b]}`"
     assert yaml_words("write `qrandint(16, 64, 16)`") == "write `{type: qrandint, lower: 16, upper: 64, q: 16}`"
-    assert yaml_words("use `uniform(...)` bounds") == "use `uniform(...)` bounds"
+    assert yaml_words("use `uniform(...)` bounds") == "use `type: uniform` bounds"
     assert yaml_words("add `scheduler bohb { max_t = ... }`, or `search optuna { sampler = nsga2 }`") == \
         "add `scheduler: {name: bohb, max_t: ...}`, or `search_alg: {name: optuna, sampler: nsga2}`"
     assert yaml_words("set `checkpoint { every = 1 }`; add `hyperparam_mutations { lr = loguniform(1e-4, 1e-1) }`") \
@@ -356,7 +357,7 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
     assert yaml_words("raise `trials.num_samples`, or change `storage.name`; `space.snap`") == \
         "raise `num_samples`, or change `run_config.name`; `space.snap`"
     d = one(tmp_path, seed_with("options: [32, 64, 128]", "options: []"))
-    assert d.help == "write `{type: choice, categories: [a, b]}`"
+    assert d.help == "write `{type: choice, options: [a, b]}`"  # as the config lists them
     d = one(tmp_path, seed_with("type: uniform", "type: lograndint").replace("min: 1e-5", "min: 0")
             .replace("max: 1e-3", "max: 64"))
     assert d.help == "log domains cannot reach 0; use a small positive bound such as 1"
@@ -657,3 +658,75 @@ def test_bayes_with_a_grid_is_an_error_about_bayes_not_the_tpe_standing_in_for_i
     assert (d.code, d.line, d.message) == ("HP304", 20, "`bayes` (BayesOpt) cannot search `grid_search` values "
                                                          "(`batch_size`)")
     assert "optuna" not in d.message + (d.help or "")
+
+
+def test_domain_messages_speak_the_configs_words(tmp_path: Path) -> None:
+    """A domain's hints say `min`/`max`, `options` and `grid_search` where the config does,
+    and Ray's names where it writes those."""
+    text = seed_with("              epochs: 20", "              epochs: 20\n"
+                     "              layers: {type: randint, min: 1, max: 2}\n"
+                     "              width: {type: qrandint, lower: 1, upper: 5, q: 4}\n"
+                     "              depth: {type: grid_search, options: []}\n"
+                     "              mom: {type: quniform, min: 0.15, max: 0.9, q: 0.1}\n").replace(
+        "name: bayes", "name: random")
+    by_line = {d.line: d for d in reported(tmp_path, text)}
+    one_value = by_line[28]
+    assert one_value.message == "`{type: randint, min: 1, max: 2}` only ever gives 1", one_value.message
+    assert "`{type: randint, min: 1, max: 3}` gives 1 and 2" in one_value.help
+    assert by_line[29].message == "`{type: qrandint, lower: 1, upper: 5, q: 4}` only ever gives 4"
+    assert by_line[30].message.startswith("`grid_search` needs at least one value"), by_line[30].message
+    assert by_line[30].help == "write `{type: grid_search, options: [a, b]}`"
+    assert by_line[31].help.startswith("write `{type: quniform, min: 0.2, max: 0.9, q: 0.1}`"), by_line[31].help
+
+
+@pytest.mark.parametrize("old, new, message, help", [
+    ("epochs: 20", "epochs: 20\n              depth: {type: grid_search, options: [1, 2]}",
+     "`search_alg: {name: hyperopt}` cannot search `grid_search` values (`depth`)",
+     "use `type: choice` to let hyperopt pick, or `search_alg: {name: random}` to enumerate the grid"),
+    ("batch_size:\n                type: choice\n                options: [32, 64, 128]",
+     "noise: {type: randn, mean: 0, stddev: 1}",
+     "`search_alg: {name: hyperopt}` cannot sample normal distributions (`noise: {type: randn, ...}`)", None),
+])
+def test_searcher_hints_name_domains_as_the_config_does(tmp_path: Path, old, new, message, help) -> None:
+    text = seed_with(old, new).replace("name: bayes", "name: hyperopt").replace("n_random_steps", "n_initial_points")
+    if "randn" in new:
+        text = text.replace("name: hyperopt", "name: bayesopt").replace("n_initial_points", "random_search_steps")
+        message = message.replace("hyperopt", "bayesopt")
+    (d,) = reported(tmp_path, text)
+    assert d.message == message, d.message
+    assert help is None or d.help == help, d.help
+    assert "(...)" not in (d.help or ""), d.help
+
+
+def test_a_training_pipeline_without_config_is_one_error_not_defaults_too(tmp_path: Path) -> None:
+    """The tutorial's other tab (a plain TorchTrainer config) pasted: its trainer has no
+    `config`; the warnings about the metric and the name it would default were noise."""
+    text = SEED.split("          config:")[0] + "          strategy: ddp\n"
+    (d,) = reported(tmp_path, text)
+    assert d.code == "HP205" and d.message == "trainer `trainer.MyRayTorchTrainer` has no `config`", d.message
+
+
+def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
+    (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))
+    assert (d.code, d.message) == ("HP113", "resolver `${oc.env:SCRATCH}` is not supported")
+    assert d.help.startswith("write `$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help
+
+
+def test_a_trainer_still_importing_itwinai_is_told_to_change_its_imports(tmp_path: Path) -> None:
+    """The tutorial's trainer copied as it is: `hpoc check` said the study was valid, and
+    every trial failed importing itwinai (or on a class that is not an hpoc trainer)."""
+    write(tmp_path, "")
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text((EXAMPLE / "trainer.py").read_text().replace(
+        "from hpoc.compat.itwinai import Logger, RayDeepSpeedStrategy, RayTorchTrainer",
+        "from itwinai.loggers import Logger\nfrom itwinai.torch.distributed import RayDeepSpeedStrategy\n"
+        "from itwinai.torch.trainer import RayTorchTrainer"))
+    path = tmp_path / "config.yaml"
+    path.write_text(SEED)
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP803"]
+    assert w.message == ("trainer: `trainer` (trainer.py:13) imports from `itwinai`: hpoc runs its "
+                         "trainers without it"), w.message
+    assert w.help == ("import `Logger`, `RayDeepSpeedStrategy` and `RayTorchTrainer` from "
+                      "`hpoc.compat.itwinai` instead (docs/migrating-from-itwinai.md)"), w.help
+    trainer.write_text((EXAMPLE / "trainer.py").read_text())
+    assert [w.code for w in compile_path(path).warnings] == ["HP820"]

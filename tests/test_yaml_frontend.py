@@ -716,3 +716,55 @@ def test_a_searcher_may_list_several_metrics_as_rays_optuna_takes_them(tmp_path:
     tune["search_alg"]["mode"] = ["min", "max"]
     tune["metric"] = ["loss", "accuracy"]  # Tune's own metric is one name
     assert one_error(tmp_path, doc).message == "`metric` in `tune_config` must be a name, not a list"
+
+
+@pytest.mark.parametrize("sampler, options", [
+    ({"_target_": "optuna.samplers.TPESampler", "n_startup_trials": 5, "seed": 7},
+     {"sampler": "tpe", "n_startup_trials": 5, "seed": 7}),
+    ({"class_path": "optuna.samplers.CmaEsSampler", "init_args": {"seed": 3}}, {"sampler": "cmaes", "seed": 3}),
+    ({"_target_": "optuna.samplers.NSGAIISampler", "population_size": 8}, {"sampler": "nsga2", "population_size": 8}),
+    ({"_target_": "optuna.samplers.RandomSampler"}, {"sampler": "random"}),
+    ("optuna.samplers.GPSampler", {"sampler": "gp"}),
+])
+def test_an_optuna_sampler_written_as_an_object(tmp_path: Path, sampler, options) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["search_alg"] = {"name": "optuna", "metric": "loss", "mode": "min", "sampler": sampler}
+    plan = compiled(tmp_path, doc).plan
+    given = {k: v for k, v in plan["search"]["options"].items() if v is not None}
+    assert plan["search"]["algorithm"] == "optuna" and given == options
+
+
+@pytest.mark.parametrize("sampler, message, help", [
+    ({"_target_": "optuna.samplers.QMCSampler"}, "optuna sampler `optuna.samplers.QMCSampler` is not supported",
+     "hpoc's optuna samplers: `TPESampler`, `RandomSampler`, `CmaEsSampler`, `GPSampler` or `NSGAIISampler`"),
+    ({"_target_": "optuna.samplers.TPESampler", "multivariate": True},
+     "`TPESampler` argument `multivariate` cannot be set in a config",
+     "hpoc sets only `TPESampler`'s `seed` and `n_startup_trials`; remove `multivariate`"),
+    ({"_target_": "optuna.samplers.TPESampler", "seed": 1, "init_args": {"seed": 2}},
+     "`seed` is given twice", None),
+])
+def test_other_optuna_samplers_are_refused_with_the_list(tmp_path: Path, sampler, message, help) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["search_alg"] = {"name": "optuna", "metric": "loss", "mode": "min", "sampler": sampler}
+    err = one_error(tmp_path, doc)
+    assert err.message.startswith(message), err.message
+    assert help is None or err.help == help, err.help
+
+
+def test_a_sampler_seed_and_the_searchers_seed_are_one(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["search_alg"] = {"name": "optuna", "seed": 1,
+                                                "sampler": {"_target_": "optuna.samplers.TPESampler", "seed": 2}}
+    err = one_error(tmp_path, doc)
+    assert err.message.startswith("`seed` is given twice"), err.message
+
+
+def test_the_summary_counts_in_words_that_agree(tmp_path: Path) -> None:
+    from hpoc.compiler.summary import summarize
+
+    lines = summarize(compiled(tmp_path / "a", seed()).plan)
+    assert "trials: 2; each 4 workers × 5 CPUs + 1 GPU, ddp" in lines, lines
+    doc = seed()
+    config(doc)["scaling_config"] = {"num_workers": 1, "resources_per_worker": {"CPU": 1, "GPU": 2}}
+    lines = summarize(compiled(tmp_path / "b", doc).plan)
+    assert "trials: 2; each 1 worker × 1 CPU + 2 GPUs, ddp" in lines, lines

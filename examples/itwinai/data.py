@@ -2,7 +2,8 @@
 
 The tutorial's getter and splitter, adapted: compute nodes have no internet, so the
 getter reads torchvision's raw files from `root` (relative to this directory) and says how
-to fetch them once on a login node (`hpoc data fetch fashion-mnist --root data`); the
+to fetch them once on a login node (`hpoc data fetch fashion-mnist --root data`); its
+`check()` lets `hpoc check --preflight config.yaml` find them missing before submitting. The
 split is seeded, so every trial of a study sees the same validation images.
 """
 
@@ -25,24 +26,38 @@ class FashionMNISTGetter:
     """The FashionMNIST training set, as the tutorial's getter returns it."""
 
     def __init__(self, root: str = "data") -> None:
-        self.root = os.path.abspath(root)
+        # `~` and variables (`$SCRATCH/fmnist`) expand, as `hpoc data fetch --root` does.
+        self.root = os.path.abspath(os.path.expanduser(os.path.expandvars(root)))
+
+    def check(self) -> None:
+        """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""
+        from hpoc.idx import IDX_FILES, idx_problem, idx_whereabouts
+
+        folder = os.path.join(self.root, "FashionMNIST")
+        # torchvision's older layout, read before raw/ when both files are there.
+        if all(os.path.isfile(os.path.join(folder, "processed", n)) for n in ("training.pt", "test.pt")):
+            return
+        raw = os.path.join(folder, "raw")
+        missing = [n for n in IDX_FILES if not os.path.isfile(os.path.join(raw, n))]
+        if missing:
+            hint = idx_whereabouts(self.root, "FashionMNIST")
+            raise FileNotFoundError(
+                f"FashionMNIST is not in {raw} (missing {', '.join(missing)})"
+                f"{'; ' + hint if hint else ''}; compute nodes cannot download it. Fetch it once "
+                f"on a login node: {self._fetch()}")
+        damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
+        if damaged:  # torchvision would fail on it in an assert or a reshape, on every trial
+            raise OSError(f"FashionMNIST is damaged: {'; '.join(damaged)}; fetch it again on a "
+                          f"login node (damaged files are replaced): {self._fetch()}")
 
     def execute(self) -> Dataset:
         from torchvision import datasets
 
-        try:
-            return datasets.FashionMNIST(self.root, train=True, download=False, transform=_transform())
-        except RuntimeError as exc:
-            if "not found" not in str(exc).lower():
-                raise
-            from hpoc.idx import idx_whereabouts
+        self.check()
+        return datasets.FashionMNIST(self.root, train=True, download=False, transform=_transform())
 
-            hint = idx_whereabouts(self.root, "FashionMNIST")
-            raise FileNotFoundError(
-                f"FashionMNIST is not in {os.path.join(self.root, 'FashionMNIST', 'raw')}"
-                f"{'; ' + hint if hint else ''}; compute nodes cannot download it. Fetch it once "
-                f"on a login node: hpoc data fetch fashion-mnist --root {shlex.quote(self.root)}"
-            ) from None
+    def _fetch(self) -> str:
+        return f"hpoc data fetch fashion-mnist --root {shlex.quote(self.root)}"  # pasted as it is
 
 
 class FashionMNISTSplitter:

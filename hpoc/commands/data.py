@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
 from typing import Any, Callable
@@ -65,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fetch.add_argument("name", choices=sorted(DATASETS), metavar="NAME",
                        help="dataset: " + ", ".join(sorted(DATASETS)))
     fetch.add_argument("--root", required=True, metavar="DIR",
-                       help="directory to put it in (the getter's `root`)")
+                       help="directory to put it in (the getter's `root`; `~` and $VARS expand)")
     sub.add_parser("list", help="list the datasets hpoc can fetch")
 
 
@@ -79,7 +80,14 @@ def run(args: argparse.Namespace) -> int:
 
 def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    root = os.path.abspath(root)
+    # As the getters and `storage.path` read it: `--root '$SCRATCH/x'` is where a getter looks.
+    expanded = os.path.expanduser(os.path.expandvars(root))
+    unset = re.search(r"\$(\w+|\{[^}]*\})", expanded, re.ASCII)
+    if unset:  # the directory would be named `$SCRATCH`, where no getter looks
+        print(f"hpoc data: error: --root uses `{unset.group(0)}`, which is not set here\n"
+              "  = help: set it, or write the path out", file=err)
+        return 1
+    root = os.path.abspath(expanded)
     try:
         if name not in BUNDLED:
             os.makedirs(root, exist_ok=True)

@@ -10,7 +10,7 @@ from hpoc.plan.space import total_trials
 _GPU_REQUEST = {"per_node": " by --gpus-per-node", "none": " not asked of SLURM"}
 
 
-def _n(count: int, word: str) -> str:
+def _n(count: float, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
@@ -27,7 +27,7 @@ def summarize(plan: dict[str, Any]) -> list[str]:
         alg += f" ({search['options'].get('sampler')})"
     goals = ", ".join(f"{m['mode']} {m['name']}" for m in plan["objective"]["metrics"]) or "none"
     gpus = r["gpus_per_worker"]
-    worker = f"{r['cpus_per_worker']} CPU" + (f" + {gpus} GPU" if gpus else "")
+    worker = _n(r["cpus_per_worker"], "CPU") + (f" + {_n(gpus, 'GPU')}" if gpus else "")
     lines = [
         f"space: {_n(len(space['params']), 'parameter')}, {_n(len(space['constants']), 'constant')}"
         f"; objective: {goals}",
@@ -41,8 +41,8 @@ def summarize(plan: dict[str, Any]) -> list[str]:
         sh = plan["shards"]
         shards = f"; {sh['count']} array tasks ({sh['parallel']} at once)" if sh["count"] > 1 else ""
         lines.append(
-            f"slurm: {_n(s['nodes'], 'node')} × ({s['cpus_per_node']} CPUs, {s['gpus_per_node']} "
-            f"{s['gpu_type'] + ' ' if s.get('gpu_type') else ''}GPUs"
+            f"slurm: {_n(s['nodes'], 'node')} × ({_n(s['cpus_per_node'], 'CPU')}, "
+            f"{_n(s['gpus_per_node'], (s['gpu_type'] + ' ' if s.get('gpu_type') else '') + 'GPU')}"
             f"{_GPU_REQUEST.get(s.get('gpu_request') or 'gres', '') if s['gpus_per_node'] else ''})"
             f", time {s['time'] or 'partition default'}{shards}"
         )

@@ -51,7 +51,14 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
         return [Problem(f"`{module}` ({shown}{at}) has a syntax error: {tree.msg}",
                         "importing it would fail in every run; `python -m py_compile "
                         f"{shown}` shows where", warning=True, module=module)]
-    if tree is None or "." in qual:
+    if tree is None:
+        return []
+    return _itwinai(tree, module, shown) + _class(tree, qual, args, supplied, module, shown)
+
+
+def _class(tree: ast.Module, qual: str, args: Mapping[str, object], supplied: Iterable[str], module: str,
+           shown: str) -> list[Problem]:
+    if "." in qual:
         return []
     names = bindings(tree)
     if names is None:  # `import *` or a module `__getattr__`: any name may exist
@@ -121,6 +128,29 @@ def _modules_in(folder: str) -> list[str]:
     return [n[:-3] if n.endswith(".py") else n for n in names
             if (n.endswith(".py") and n[:-3].isidentifier())
             or (n.isidentifier() and os.path.isdir(os.path.join(folder, n)))]
+
+
+# What hpoc/compat/itwinai.py provides (its `__all__`; not imported here: it needs torch).
+ITWINAI_COMPAT = ("Logger", "RayTorchTrainer", "RayDDPStrategy", "RayDeepSpeedStrategy", "TorchDDPStrategy",
+                  "RayTorchDistributedStrategy", "EngineOptimizer", "Strategy")
+
+
+def _itwinai(tree: ast.Module, module: str, shown: str) -> list[Problem]:
+    """A module still importing itwinai (a tutorial's file copied as it is): where the study
+    runs it is not installed, or its `RayTorchTrainer` is no hpoc trainer; either way every
+    trial fails."""
+    found = [n for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "itwinai"
+             or isinstance(n, ast.Import) and any(a.name.split(".")[0] == "itwinai" for a in n.names)]
+    if not found:
+        return []
+    names = sorted({a.name for n in found if isinstance(n, ast.ImportFrom) for a in n.names
+                    if a.name in ITWINAI_COMPAT})
+    listed = ", ".join(f"`{n}`" for n in names[:-1]) + (" and " if len(names) > 1 else "") + f"`{names[-1]}`" \
+        if names else ""
+    fix = (f"import {listed} from `hpoc.compat.itwinai` instead" if names
+           else "hpoc.compat.itwinai provides its trainer, logger and strategies")
+    return [Problem(f"`{module}` ({shown}:{found[0].lineno}) imports from `itwinai`: hpoc runs its trainers "
+                    "without it", f"{fix} (docs/migrating-from-itwinai.md)", warning=True, module=module)]
 
 
 def bindings(tree: ast.Module) -> dict[str, ast.AST] | None:

@@ -72,9 +72,10 @@ def import_target(target: str, workdir: str | None = None, role: str = "target")
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise PipelineError(f"{role} `{target}`: no module named `{module_name}`{where}") from None
-        raise PipelineError(f"{role} `{target}`: importing `{module_name}` failed: {exc}\n"
-                            f"  help: install `{exc.name}` in the environment the study runs in"
-                            ) from None
+        help = f"install `{exc.name}` in the environment the study runs in"
+        if (exc.name or "").split(".")[0] == "itwinai":  # a tutorial's trainer as it is: hpoc needs no itwinai
+            help = "import it from `hpoc.compat.itwinai` (docs/migrating-from-itwinai.md)"
+        raise PipelineError(f"{role} `{target}`: importing `{module_name}` failed: {exc}\n  help: {help}") from None
     except SyntaxError as exc:
         raise PipelineError(f"{role} `{target}`: syntax error in {exc.filename}:{exc.lineno}: "
                             f"{exc.msg}") from None

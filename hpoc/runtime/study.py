@@ -44,7 +44,7 @@ from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read e
 from hpoc.runtime.prior import move_aside, prior_run, refuse_synch_population, take_lock
 from hpoc.runtime.shards import experiment_dir
 from hpoc.runtime.signals import install_signals, restore_signals
-from hpoc.runtime.tuner import build_tuner, make_trainable
+from hpoc.runtime.tuner import budget_left, build_tuner, make_trainable
 from hpoc.runtime.watch import STATE, _as_seen, _budget_line
 
 # Ray pickles the callbacks and the trial-name creators into the experiment (tuner.pkl) by
@@ -292,7 +292,10 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     trials = STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
-    budget_reached = bool(budget) and not interrupted and time.monotonic() - fit_started >= budget
+    # Ray's count spans resumed runs (tuner.budget_left): a resumed run may reach it sooner.
+    left = budget_left(exp) if budget and not interrupted else None
+    budget_reached = bool(budget) and not interrupted and (
+        left <= 0 if left is not None else time.monotonic() - fit_started >= budget)
     # being retried when the budget or their time limit stopped them (a stop by a signal
     # leaves them paused: they go on in the next run)
     cut_short = {} if interrupted else dict(STATE.retrying)

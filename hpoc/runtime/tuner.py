@@ -79,6 +79,29 @@ def taken_over(exp: Path) -> str:
     return "; ".join(said)
 
 
+def budget_left(exp: Path) -> float | None:
+    """Seconds left of `trials.time_budget` by the experiment state Ray saved last, or None
+    (no budget, nothing saved). Ray's TimeoutStopper keeps the count in that state and a
+    resumed run restores it, so the budget spans runs: the time queued in between is not
+    counted, and a run resumed after the budget ran out ends at once."""
+    from hpoc.files import newest_state
+
+    state = newest_state(exp)
+    if state is None:
+        return None
+    try:
+        from ray.tune.stopper import TimeoutStopper
+        from ray.tune.utils.serialization import _loads_with_cloudpickle
+
+        stopper = _loads_with_cloudpickle(state.read_bytes())["runner_data"]["_stopper"]
+    except Exception:  # noqa: BLE001 - a state cut short or from another Ray: no count
+        return None
+    for one in [stopper, *getattr(stopper, "_stoppers", ())]:
+        if isinstance(one, TimeoutStopper):
+            return max(0.0, float(one._budget))
+    return None
+
+
 def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
            stream: TextIO, verbose: bool = False, retry: str | None = None) -> Any:
     from ray import tune
@@ -90,7 +113,10 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
         if mode == "restore":
-            say(stream, f"[hpoc] resuming the interrupted run in {exp} ({taken_over(exp)})")
+            left = budget_left(exp) if plan["trials"]["time_budget_s"] else None
+            budget = "" if left is None else \
+                f"; time budget: {left:.0f} s left of {plan['trials']['time_budget_s']:g} s (it spans runs)"
+            say(stream, f"[hpoc] resuming the interrupted run in {exp} ({taken_over(exp)}{budget})")
         retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
                                                  STATE.errored, lambda line: say(stream, line))
         mend_cut_logs(exp)

@@ -153,19 +153,35 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
             d = replace(d, message=d.message.replace(_DURATION, "a number of seconds"),
                         help=f"write it in seconds: {seconds:g}" if seconds is not None else d.help)
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
+        here: list[tuple[str, str]] = []
         if at:
             best = min(at, key=lambda n: (n[0].end_line - n[0].line, n[0].end_col - n[0].col))[0]
             # Every name recorded at that span: a domain's `lower` and `upper` are `min` and `max`.
-            for sp, hpo, yml in at:
-                if sp == best:
-                    old = re.compile(rf"`(?:\w+\.)?{re.escape(hpo)}`")  # `every` or `checkpoint.every`
-                    fix = re.compile(rf"`\w+ \{{ {re.escape(hpo)} = ([^`{{}}]*) \}}`")  # `checkpoint { every = 1 }`
-                    d = replace(d, message=old.sub(f"`{yml}`", d.message),
-                                help=d.help and fix.sub(rf"`{yml}: \1`", old.sub(f"`{yml}`", d.help)))
-        d = replace(d, message=yaml_words(d.message), help=d.help and yaml_words(d.help),
-                    notes=tuple(yaml_words(n) for n in d.notes))
+            here = [(hpo, yml) for sp, hpo, yml in at if sp == best]
+            for hpo, yml in here:
+                old = re.compile(rf"`(?:\w+\.)?{re.escape(hpo)}`")  # `every` or `checkpoint.every`
+                fix = re.compile(rf"`\w+ \{{ {re.escape(hpo)} = ([^`{{}}]*) \}}`")  # `checkpoint { every = 1 }`
+                d = replace(d, message=old.sub(f"`{yml}`", d.message),
+                            help=d.help and fix.sub(rf"`{yml}: \1`", old.sub(f"`{yml}`", d.help)))
+
+        def words(text: str) -> str:
+            return _domain_keys(yaml_words(text), here)
+
+        d = replace(d, message=words(d.message), help=d.help and words(d.help), notes=tuple(words(n) for n in d.notes))
         out.append(d)
     return out
+
+
+def _domain_keys(text: str, here: list[tuple[str, str]]) -> str:
+    """Domain mappings in `text` (`{type: randint, lower: 1, upper: 3}`) with the keys the
+    config wrote at the diagnostic's domain (`min`, `max`, `options`)."""
+    def keys(m: re.Match[str]) -> str:
+        snippet = m.group(0)
+        for hpo, yml in here:
+            snippet = snippet.replace(f", {hpo}: ", f", {yml}: ")
+        return snippet
+
+    return re.sub(r"\{type: \w+(?:, \w+: [^`{}]*)*\}", keys, text) if here else text
 
 
 # .hpo names the YAML always spells otherwise (hpoc/yaml/itwinai.py, tune.py), named in the
@@ -190,6 +206,9 @@ def _range(value: str) -> str:
     domain = _DOMAIN.fullmatch(value)
     if domain and domain.group(1) in ("uniform", "loguniform", "randint", "lograndint"):
         return f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
+    named = re.fullmatch(r"(\w+)\(\.\.\.\)", value)  # `noise = randn(...)`
+    if named:
+        return f"{{type: {'grid_search' if named.group(1) == 'grid' else named.group(1)}, ...}}"
     return value
 
 
@@ -201,8 +220,10 @@ def yaml_words(text: str) -> str:
         from hpoc.yaml.space import domain_map
 
         func, inner = m.group(1), m.group(2).strip()
-        if func not in T.DOMAINS or inner == "...":
+        if func not in T.DOMAINS:
             return m.group(0)
+        if inner == "...":  # a domain named, not written out: `qrandint(...)` is `type: qrandint`
+            return f"`type: {'grid_search' if func == 'grid' else func}`"
         args = [a.strip() for a in inner.split(",")] if inner else []
         if func in T.CATEGORICAL:  # .hpo's `choice(a, b)` takes the values, Ray's the list
             args = [f"[{', '.join(args)}]"]
@@ -215,7 +236,8 @@ def yaml_words(text: str) -> str:
         return f"`{key}: {{{inner}: {value}}}`"
 
     text = _STOP.sub(r"`stop: {\1: \2}`", text)  # `stop = { epoch = 0 }`, a map value
-    text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid(...)`", "`type: grid_search`")
+    text = text.replace("step's arguments", "step's `init_args`")  # `getter = data:Getter(root = ...)`
+    text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid`", "`grid_search`")
     return _CALL.sub(call, text)
 
 

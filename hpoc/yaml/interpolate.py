@@ -111,7 +111,11 @@ class _Resolver:
         path = path.strip()
         if ":" in path:
             help = "write the value itself"
-            if path.split(":")[0].strip() == "itwinai.cwd":  # itwinai's newer configs root paths there
+            resolver, _, arg = path.partition(":")
+            if resolver.strip() == "oc.env" and re.fullmatch(r"\s*\w+\s*", arg):
+                help = (f"write `${arg.strip()}`: hpoc expands `~` and `$VARS` in `storage_path` when it "
+                        "compiles (a step's argument reaches its class as written: expand it there)")
+            elif path.split(":")[0].strip() == "itwinai.cwd":  # itwinai's newer configs root paths there
                 help = "drop it: relative paths (`storage_path: ray_checkpoints`) resolve against the config's directory"
             self.bad(node, f"resolver `${{{path}}}` is not supported", help=help)
         if not path or path.startswith("."):

@@ -225,7 +225,7 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if config is None:
         b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,
                 help="add `config:` with `scaling_config`, `train_loop_config`, `tune_config` and `run_config`")
-        config = YMap((), trainer.span, {})
+        return A.Study((), b.file)  # a training pipeline: what HPO would default is noise
     b.check_keys(config, CONFIG_KEYS, "the trainer's `config`",
                  homes={"num_samples": "tune_config", "scheduler": "tune_config", "search_alg": "tune_config",
                         "storage_path": "run_config", "num_workers": "scaling_config"})

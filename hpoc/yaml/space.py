@@ -189,7 +189,14 @@ def _categorical(b: Builder, node: YMap, name: str, func: str, type_node: YNode)
         b.error(DUPLICATE, f"`{name}` lists its values twice (`{given[0][0]}` and `{given[1][0]}`)",
                 given[1][1], help="keep one of them")
         return None
-    _, kspan, values = given[0]
+    key, kspan, values = given[0]
+    # The checker's hints at this domain (`grid` needs a value: write `{type: grid, values: ...}`)
+    # say what the config wrote: `grid_search`, `options`.
+    renamed = [("categories" if func == "choice" else "values", key)]
+    if func == "grid" and isinstance(type_node, YScalar) and str(type_node.value).strip().lower() == "grid_search":
+        renamed.append(("grid", "grid_search"))
+    b.names.extend((at, hpo, yml) for at in (node.span, type_node.span, values.span)
+                   for hpo, yml in renamed if hpo != yml)
     if not isinstance(values, YSeq):
         b.error(TYPE, f"values of `{name}` must be a list, not {describe(values)}", values.span,
                 help="write `[a, b, c]`")
@@ -231,7 +238,7 @@ def _numeric(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> 
     # `min`/`max`/`stddev` are `lower`/`upper`/`sd` to the checker: its messages at any of
     # this domain's values (`lower` must be less than `upper`) name them as written.
     renamed = [(arg, key) for arg, (key, _) in given.items() if key != arg]
-    for at in [type_node.span] + [v.span for _, v in given.values()]:
+    for at in [node.span, type_node.span] + [v.span for _, v in given.values()]:
         b.names.extend((at, arg, key) for arg, key in renamed)
     args: list[A.Value] = []
     kwargs: list[A.Pair] = []

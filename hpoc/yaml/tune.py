@@ -29,6 +29,7 @@ from hpoc.yaml.build import (
     block,
 )
 from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
+from hpoc.yaml.sampler import is_sampler_object, read_sampler
 from hpoc.yaml.space import Param, hydra_domain, mutation_value
 
 SEARCH_NAMES = {
@@ -389,6 +390,15 @@ def _options(b: Builder, search: _Named, name: str) -> list[tuple[str, A.Span, A
     out: list[tuple[str, A.Span, A.Value]] = []
     for key, kspan, value in search.options:
         hpo = key
+        if key == "sampler" and name == "optuna" and is_sampler_object(value):
+            beside = {"seed" if k in _SEED_NAMES else k for k, _, _ in search.options if k != "sampler"}
+            for option in read_sampler(b, value, _SEED_NAMES):
+                if option[0] in beside:
+                    b.error(DUPLICATE, f"`{option[0]}` is given twice: in `search_alg` and its `sampler`",
+                            option[1], help="keep one of them")
+                    continue
+                out.append(option)
+            continue
         if key == "max_concurrent":  # an argument of Ray's older searchers (and BasicVariantGenerator)
             b.error(UNKNOWN, f"unknown key `{key}` in `search_alg: {{name: {search.name}}}`", kspan,
                     help="limit the trials run at once with `max_concurrent_trials` in `tune_config`")

@@ -85,13 +85,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(problem)
 
 
-@pytest.fixture(autouse=True)
-def _study_imports_stay_in_their_test():
+def _drop_study_imports():
     """A test that imports a study's steps (`pipeline.import_target`) puts the study's
     directory on sys.path and its `data`/`trainer` in sys.modules; a later test's `hpoc
     check` then took that `data` for one installed on this Python (a fresh CLI process never
-    would). Drop the study directories the test added to sys.path, and the modules it
-    imported from anywhere no longer on it."""
+    would). Drop the study directories added to sys.path meanwhile, and the modules imported
+    from anywhere no longer on it."""
     import sys
 
     path, modules = list(sys.path), set(sys.modules)
@@ -111,3 +110,8 @@ def _study_imports_stay_in_their_test():
             where = os.path.dirname(where)
         if where not in dirs:  # importable no more, from here
             sys.modules.pop(name, None)
+
+
+# Each test, and each test module (whose module-scoped fixtures import studies too).
+_study_imports_stay_in_their_test = pytest.fixture(autouse=True)(_drop_study_imports)
+_study_imports_stay_in_their_module = pytest.fixture(autouse=True, scope="module")(_drop_study_imports)

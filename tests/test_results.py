@@ -609,6 +609,28 @@ def test_a_storage_path_holding_several_studies_is_refused(tmp_path, capsys):
     assert main(["report", str(storage), "-o", str(tmp_path / "r.html")]) == 2
 
 
+def test_a_study_with_trials_but_no_summary_is_one_of_the_studies_listed(tmp_path, capsys):
+    """A run killed before Ray saved its state leaves trial folders only: `hpoc results
+    <storage>` showed the other study as the only one."""
+    storage = tmp_path / "results"
+    _finished_study(storage, "flaky", 3)
+    trial_dir(storage / "killed", "ccccc_00000", {"lr": 1}, [{"val_loss": 0.4}], done=False)
+    code, out, err = cli(capsys, storage)
+    assert code == 2 and out == ""
+    assert ("holds 2 studies: flaky, killed (trial folders only: no summary.json or Ray state); "
+            "pass one of them") in err
+    assert main(["status", str(storage)]) == 2
+    assert "killed (trial folders only" in capsys.readouterr().err
+
+
+def test_a_study_with_trial_folders_only_is_shown_when_it_is_the_one(tmp_path, capsys):
+    storage = tmp_path / "results"
+    trial_dir(storage / "killed", "ccccc_00000", {"lr": 1}, [{"val_loss": 0.4}], done=False)
+    code, out, err = cli(capsys, storage, "--no-best")
+    assert code == 0 and "1 trial" in out
+    assert "holds one study, killed: showing it" in err
+
+
 def test_a_storage_path_holding_one_study_reads_it(tmp_path, capsys):
     storage = tmp_path / "results"
     _finished_study(storage, "flaky", 3)

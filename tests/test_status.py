@@ -203,7 +203,10 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     done = storage / "arr" / "shard-0"
     for i in (0, 2):
         trial_dir(done, f"aaaaa_0000{i}", {"dropout": 0.1 * i}, [{"val_loss": 0.5 - 0.1 * i}] * 6)
-    summary(done, "arr", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in (0, 2)])
+    # As the driver writes it: its trials reported, so it names the best (without one, a
+    # summary says no trial reported the objective, which status repeated for this shard).
+    summary(done, "arr", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in (0, 2)],
+            best={"trial_id": "aaaaa_00002", "metrics": {"val_loss": 0.3}})
     killed = storage / "arr" / "shard-1"
     trial_dir(killed, "bbbbb_00001", {"dropout": 0.2}, [{"val_loss": 0.6}] * 2, done=False)
     lock = run_lock(killed, pid=2 ** 22 + 12345, started=time.time() - 60, shard=1)
@@ -214,6 +217,7 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert code == 0, err
     assert "study `arr`: interrupted" in out and "\njobs:" not in out
     assert "1      interrupted  0     0        1       1        0" in out  # nothing runs; its trial paused
+    assert "no trial reported" not in out  # shard 0's trials did
     assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out
 
     fake_squeue(monkeypatch, tmp_path / "bin",  # requeued: held by SLURM for a while

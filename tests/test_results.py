@@ -874,6 +874,24 @@ def test_a_live_run_trusts_ray_state_saved_during_it(tmp_path, capsys):
     assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "PENDING"
 
 
+@pytest.mark.parametrize("saved_as", ["PENDING", "PAUSED"])
+def test_a_trial_started_since_ray_last_saved_its_state_is_running(tmp_path, capsys, saved_as):
+    """Ray saves its state every few seconds: a trial it saved PENDING (or PAUSED by PBT)
+    that has started since ran on the live progress line, and `hpoc status` called it pending."""
+    exp = _resumed_study(tmp_path)
+    trial = {"trial_id": "ccccc_00002", "status": saved_as, "config": {"lr": 0.1}}
+    state = exp / "experiment_state-2024.json"
+    state.write_text(json.dumps({"trial_data": [[json.dumps(trial), json.dumps({})]]}))
+    age(state, 30)  # saved during the run (started 60 s ago)
+    c = next(exp.glob("*ccccc_00002*"))
+    (c / ".hpoc-started").touch()  # hpoc's driver marks each start (files.STARTED)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "RUNNING"
+    age(c / ".hpoc-started", 45)  # the start Ray's state already knew of
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == saved_as
+
+
 def test_dict_valued_choice_stays_whole_and_the_best_config_pastes_back(tmp_path, capsys):
     """A `choice` of maps is one parameter: its column, `params` and CSV cell hold the map
     (not `-` beside keys no parameter has), and the `key = value` block is .hpo that checks."""

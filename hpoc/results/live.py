@@ -126,12 +126,24 @@ def _written_since(file: Path, lock: RunLock) -> bool:
         return False
 
 
+def _started_since(trial: Trial, when: float) -> bool:
+    try:
+        return bool(trial.path) and (Path(trial.path) / STARTED).stat().st_mtime > when
+    except OSError:
+        return False
+
+
 def refresh(trials: list[Trial], lock: RunLock) -> None:
     """Statuses of unfinished trials during a live run, where Ray's saved state predates it:
-    running when the trial started or reported since the run started, else pending."""
+    running when the trial started or reported since the run started, else pending; and
+    where a trial started after Ray last saved it."""
     for trial in trials:
         if trial.state_saved is not None and trial.state_saved >= lock.started:
-            continue  # Ray saved this trial's state during this run: it knows best
+            # Ray saved this trial's state during this run: it knows best, but saves every
+            # few seconds; the driver marks a start (PBT resuming a paused trial too) at once
+            if trial.status in ("PENDING", "PAUSED") and _started_since(trial, trial.state_saved):
+                trial.status = "RUNNING"
+            continue
         fresh = bool(trial.path) and _written_since(Path(trial.path) / "result.json", lock)
         if trial.status in _UNFINISHED:
             started = bool(trial.path) and _written_since(Path(trial.path) / STARTED, lock)

@@ -892,6 +892,23 @@ def test_a_trial_started_since_ray_last_saved_its_state_is_running(tmp_path, cap
     assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == saved_as
 
 
+def test_a_trial_being_retried_after_an_error_is_not_errored(tmp_path, capsys):
+    """`failure.max_retries`: Tune retries a failed trial, and its first attempt's error.txt
+    stays. While the retry ran (the live line: running), status and results said errored."""
+    exp = tmp_path / "results" / "flaky"
+    c = trial_dir(exp, "ddddd_00000", {"lr": 0.1}, [], done=False, error="RuntimeError: first attempt")
+    run_lock(exp, started=time.time() - 60)
+    age(c / "error.txt", 20)
+    (c / ".hpoc-started").touch()  # the retry's start (files.STARTED)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [(t["status"], t["error"]) for t in doc["trials"]] == [("RUNNING", "RuntimeError: first attempt")]
+    assert main(["status", str(exp)]) == 0
+    assert "0      running  0     1        0        0" in capsys.readouterr().out
+    (c / "error.txt").touch()  # the retry failed too
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [t["status"] for t in doc["trials"]] == ["ERROR"]
+
+
 def test_dict_valued_choice_stays_whole_and_the_best_config_pastes_back(tmp_path, capsys):
     """A `choice` of maps is one parameter: its column, `params` and CSV cell hold the map
     (not `-` beside keys no parameter has), and the `key = value` block is .hpo that checks."""

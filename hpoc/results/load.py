@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.files import newest_state, read_json_lines, saved_trials
+from hpoc.files import STARTED, newest_state, read_json_lines, saved_trials
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
@@ -387,7 +387,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
     error_text = _read_text(trial_dir / "error.txt")
     error_text = _ANSI.sub("", error_text) if error_text else None
     state = states.get(trial_id)
-    if error_text:
+    if error_text and not _retried(trial_dir, state):
         status = "ERROR"
     elif state is not None:
         status = state["status"]
@@ -406,6 +406,23 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
     elif state and state.get("start") and not history:
         trial.started_at = state["start"]  # began, never reported: the timeline still places it
     return trial
+
+
+def _retried(trial_dir: Path, state: dict[str, Any] | None) -> bool:
+    """Whether Tune went on with the trial after the failure its error.txt holds (it keeps
+    the file, and appends a retry's own failure): the retry started since, or Ray saved
+    the trial as waiting for it. The error stays the trial's, for its row."""
+    try:
+        failed = (trial_dir / "error.txt").stat().st_mtime
+    except OSError:
+        return False
+    try:
+        if (trial_dir / STARTED).stat().st_mtime > failed:
+            return True
+    except OSError:
+        pass
+    return bool(state) and state["status"] in ("PENDING", "RUNNING", "PAUSED") \
+        and state["saved"] > failed
 
 
 def _read_results(file: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:

@@ -892,6 +892,21 @@ def test_a_trial_started_since_ray_last_saved_its_state_is_running(tmp_path, cap
     assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == saved_as
 
 
+def test_a_trial_started_before_ray_wrote_its_files_is_running(tmp_path, capsys):
+    """The first seconds of a trial: the driver marked its start in the directory Ray made,
+    which holds no params.json or result.json yet; the saved state still says PENDING."""
+    exp = _resumed_study(tmp_path)
+    trial = {"trial_id": "ccccc_00003", "status": "PENDING", "config": {"lr": 1.0},
+             "relative_logdir": "trainable_ccccc_00003_3"}
+    state = exp / "experiment_state-2024.json"
+    state.write_text(json.dumps({"trial_data": [[json.dumps(trial), json.dumps({})]]}))
+    age(state, 30)
+    (exp / "trainable_ccccc_00003_3").mkdir()
+    (exp / "trainable_ccccc_00003_3" / ".hpoc-started").touch()
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00003"] == "RUNNING"
+
+
 def test_a_trial_being_retried_after_an_error_is_not_errored(tmp_path, capsys):
     """`failure.max_retries`: Tune retries a failed trial, and its first attempt's error.txt
     stays. While the retry ran (the live line: running), status and results said errored."""

@@ -270,11 +270,14 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
         old = by_id.get(trial.trial_id)
         if old is None or len(trial.history) > len(old.history):
             by_id[trial.trial_id] = trial
-    # Trials Ray created but that never wrote a directory (pending ones).
+    # Trials Ray created but that wrote no reports or params yet (pending ones, or started
+    # a moment ago: their directory may hold the driver's start marker already).
     for trial_id, state in states.items():
         if trial_id not in by_id:
+            where = state.get("dir")
             by_id[trial_id] = Trial(trial_id, state["status"], clean_config(state.get("config"), space),
-                                    shard=shard, state_saved=state.get("saved"))
+                                    shard=shard, state_saved=state.get("saved"),
+                                    path=str(where) if where is not None and where.is_dir() else None)
     for entry in (summary or {}).get("trials") or []:
         if not isinstance(entry, dict) or not entry.get("trial_id"):
             continue
@@ -339,6 +342,7 @@ def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
         "status": trial.get("status") if trial.get("status") in STATUSES else "PENDING",
         "config": trial.get("config") if isinstance(trial.get("config"), dict) else {},
         "logdir": trial.get("relative_logdir"),
+        "dir": file.parent / trial["relative_logdir"] if isinstance(trial.get("relative_logdir"), str) else None,
         "start": number(meta.get("start_time")),
         "end": number(meta.get("last_result_time")),
     } for trial, meta in saved_trials(file)}

@@ -99,6 +99,34 @@ def mark_started(directory: str | None) -> None:
         pass  # status then shows it pending until its first report, as before
 
 
+# The trials' statuses as the driver sees them, rewritten by it when one changes during a
+# run: Ray saves its experiment state only every few seconds, and `hpoc status` read from
+# that alone lagged the live progress line (a trial PBT paused still running, say).
+LIVE = ".hpoc-trials.json"
+
+
+def write_live(exp: str | os.PathLike[str] | None, statuses: dict[str, str]) -> None:
+    if exp is None:
+        return
+    try:
+        write_atomic(Path(exp) / LIVE, json.dumps(statuses))
+    except OSError:
+        pass  # status then reads Ray's saved state alone, as before
+
+
+def read_live(exp: str | os.PathLike[str]) -> tuple[dict[str, str], float] | None:
+    """(trial id -> status, when written), or None."""
+    file = Path(exp) / LIVE
+    try:
+        when = file.stat().st_mtime
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {str(k): v for k, v in data.items() if isinstance(v, str)}, when
+
+
 def trial_path(trial: Any) -> str | None:
     """A Tune trial's directory, or None before it has one."""
     for attr in ("path", "local_path"):

@@ -221,6 +221,25 @@ def test_trials_a_resumed_run_restored_finished_stay_finished_after_a_signal(mon
     assert [t.status for t in seen] == ["TERMINATED", "PAUSED"]
 
 
+def test_the_driver_writes_the_statuses_it_sees_when_one_changes(monkeypatch, tmp_path):
+    """For `hpoc status` during the run: Ray's saved state lags the live line by seconds."""
+    from hpoc.runtime import watch
+
+    def trial(tid, status):
+        return SimpleNamespace(trial_id=tid, status=status, last_result={})
+
+    monkeypatch.setattr(watch, "STATE", watch._State(experiment=tmp_path))
+    events = watch._make_events()
+    events.on_step_end(1, [trial("a", "RUNNING"), trial("b", "PENDING")])
+    live = tmp_path / ".hpoc-trials.json"
+    assert json.loads(live.read_text()) == {"a": "RUNNING", "b": "PENDING"}
+    live.unlink()
+    events.on_step_end(2, [trial("a", "RUNNING"), trial("b", "PENDING")])
+    assert not live.exists()  # unchanged: not written again
+    events.on_step_end(3, [trial("a", "PAUSED"), trial("b", "RUNNING")])
+    assert json.loads(live.read_text()) == {"a": "PAUSED", "b": "RUNNING"}
+
+
 @pytest.mark.ray
 def test_lines_printed_during_a_real_ray_run(tmp_path_factory):
     """The Ray Tune callback fed the printer during the generated study."""

@@ -103,6 +103,26 @@ def test_trials_whose_retry_the_time_budget_cut_short_are_named(tmp_path, capsys
            "time limit stopped them: `hpoc results` shows their errors" in out
 
 
+def test_a_live_run_counts_as_its_driver_sees_it_now(tmp_path, capsys):
+    """Ray saves its state every few seconds; the driver writes the statuses it sees when
+    one changes, and status reads those: PBT had paused a trial Ray's state had running."""
+    exp = finished_local_run(tmp_path)
+    (exp / "summary.json").unlink()
+    state = {"trial_data": [[json.dumps({"trial_id": f"aaaaa_0000{i}", "status": "RUNNING",
+                                         "config": {}}), json.dumps({})] for i in range(3)]}
+    (exp / "experiment_state-2026.json").write_text(json.dumps(state))
+    age(exp / "experiment_state-2026.json", 20)
+    lock = run_lock(exp, started=time.time() - 60)
+    (exp / ".hpoc-trials.json").write_text(json.dumps(
+        {"aaaaa_00000": "TERMINATED", "aaaaa_00001": "PAUSED", "aaaaa_00002": "RUNNING"}))
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert [doc["totals"][c] for c in ("done", "running", "paused")] == [1, 1, 1]
+    age(exp / ".hpoc-trials.json", 120)  # an earlier run's
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert [doc["totals"][c] for c in ("done", "running", "paused")] == [0, 3, 0]
+    assert lock.exists()
+
+
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
     code, _, err = status(capsys, tmp_path / "nope")
     assert code == 2 and "no such file or directory" in err

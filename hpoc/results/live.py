@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hpoc.files import STARTED
-from hpoc.results.model import Trial
+from hpoc.files import STARTED, read_live
+from hpoc.results.model import STATUSES, Trial
 
 _UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
 
@@ -150,3 +150,16 @@ def refresh(trials: list[Trial], lock: RunLock) -> None:
             trial.status = "RUNNING" if fresh or started else "PENDING"
         elif trial.status == "ERROR" and fresh and older(Path(trial.path) / "error.txt", lock):
             trial.status = "RUNNING"  # retried (retry_errored): the old error.txt stays
+
+
+def as_the_driver_sees(trials: list[Trial], exp: Path, lock: RunLock) -> None:
+    """Statuses from the live run's own view (files.LIVE), where it is newer than Ray's saved
+    state: the progress line shows the same at the same moment."""
+    found = read_live(exp)
+    if found is None or found[1] < lock.started:  # none, or an earlier run's
+        return
+    statuses, when = found
+    for trial in trials:
+        status = statuses.get(trial.trial_id)
+        if status in STATUSES and (trial.state_saved is None or when > trial.state_saved):
+            trial.status = status

@@ -124,6 +124,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         unlocked = lock is None and summary is None and _hpoc_ran(path)
         if running is not None:
             live.refresh(found, running)
+            live.as_the_driver_sees(found, path, running)
         elif summary is not None and not stale and summary.get("interrupted"):
             live.interrupted(found)
         elif (lock is not None and (summary is None or stale)) or unlocked:

@@ -685,6 +685,9 @@ def test_an_empty_experiment_directory_is_a_study_not_started(tmp_path, capsys):
     run_lock(exp)  # a run that has not started a trial yet
     doc = json.loads(status(capsys, exp, "--json")[1])
     assert doc["state"] == "running" and doc["shards"][0]["run"]["pid"] == 1
+    (exp / ".hpoc-trials.json").write_text('{"aaaaa_00000": "PENDING"}')  # its driver's first view
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["state"] == "running"
     (exp / "notes.txt").write_text("not a study")  # something else: still said to be no experiment
     code, _, err = status(capsys, exp)
     assert code == 2 and "no trials found" in err

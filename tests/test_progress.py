@@ -229,6 +229,7 @@ def test_the_driver_writes_the_statuses_it_sees_when_one_changes(monkeypatch, tm
         return SimpleNamespace(trial_id=tid, status=status, last_result={})
 
     monkeypatch.setattr(watch, "STATE", watch._State(experiment=tmp_path))
+    monkeypatch.setattr(watch, "LIVE_EVERY_S", 0.0)
     events = watch._make_events()
     events.on_step_end(1, [trial("a", "RUNNING"), trial("b", "PENDING")])
     live = tmp_path / ".hpoc-trials.json"

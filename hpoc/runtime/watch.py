@@ -50,6 +50,7 @@ class _State:
     # ends the study then leaves the trial TERMINATED, and its error would go unsaid
     retrying: dict[str, str] = field(default_factory=dict)
     live: dict[str, str] = field(default_factory=dict)  # the statuses last written (files.LIVE)
+    live_at: float = 0.0      # when they may be written again
 
     @property
     def stopping(self) -> bool:
@@ -58,6 +59,7 @@ class _State:
 
 STATE = _State()
 ORPHAN_SWEEP_S = 2.0
+LIVE_EVERY_S = 0.5
 
 
 def begin(plan: dict[str, Any], stream: TextIO) -> None:
@@ -219,10 +221,14 @@ def _events_class() -> type:
 
 
 def _write_live(trials: list[Any]) -> None:
-    """The statuses `hpoc status` reads during the run (files.LIVE), when one changed."""
+    """The statuses `hpoc status` reads during the run (files.LIVE), when one changed; at
+    most every LIVE_EVERY_S (thousands of trials), a change held back going out at a later step."""
+    now = time.monotonic()
+    if now < STATE.live_at:
+        return
     statuses = {t.trial_id: t.status for t in trials}
     if statuses != STATE.live:
-        STATE.live = statuses
+        STATE.live, STATE.live_at = statuses, now + LIVE_EVERY_S
         write_live(STATE.experiment, statuses)
 
 

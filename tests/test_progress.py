@@ -233,12 +233,12 @@ def test_the_driver_writes_the_statuses_it_sees_when_one_changes(monkeypatch, tm
     events = watch._make_events()
     events.on_step_end(1, [trial("a", "RUNNING"), trial("b", "PENDING")])
     live = tmp_path / ".hpoc-trials.json"
-    assert json.loads(live.read_text()) == {"a": "RUNNING", "b": "PENDING"}
+    assert json.loads(live.read_text())["trials"] == {"a": "RUNNING", "b": "PENDING"}
     live.unlink()
     events.on_step_end(2, [trial("a", "RUNNING"), trial("b", "PENDING")])
     assert not live.exists()  # unchanged: not written again
     events.on_step_end(3, [trial("a", "PAUSED"), trial("b", "RUNNING")])
-    assert json.loads(live.read_text()) == {"a": "PAUSED", "b": "RUNNING"}
+    assert json.loads(live.read_text())["trials"] == {"a": "PAUSED", "b": "RUNNING"}
 
 
 @pytest.mark.ray

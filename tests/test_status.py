@@ -112,15 +112,23 @@ def test_a_live_run_counts_as_its_driver_sees_it_now(tmp_path, capsys):
                                          "config": {}}), json.dumps({})] for i in range(3)]}
     (exp / "experiment_state-2026.json").write_text(json.dumps(state))
     age(exp / "experiment_state-2026.json", 20)
-    lock = run_lock(exp, started=time.time() - 60)
-    (exp / ".hpoc-trials.json").write_text(json.dumps(
-        {"aaaaa_00000": "TERMINATED", "aaaaa_00001": "PAUSED", "aaaaa_00002": "RUNNING"}))
+    started = time.time() - 60
+    run_lock(exp, started=started)
+
+    def driver_view(run_started: float, written: float) -> None:
+        (exp / ".hpoc-trials.json").write_text(json.dumps({
+            "run_started": run_started, "written": written,
+            "trials": {"aaaaa_00000": "TERMINATED", "aaaaa_00001": "PAUSED", "aaaaa_00002": "RUNNING"}}))
+
+    driver_view(started, time.time())
     doc = json.loads(status(capsys, exp, "--json")[1])
     assert [doc["totals"][c] for c in ("done", "running", "paused")] == [1, 1, 1]
-    age(exp / ".hpoc-trials.json", 120)  # an earlier run's
+    driver_view(started - 3600, time.time())  # an earlier run's (Ray copied it back: a new mtime)
     doc = json.loads(status(capsys, exp, "--json")[1])
     assert [doc["totals"][c] for c in ("done", "running", "paused")] == [0, 3, 0]
-    assert lock.exists()
+    driver_view(started, time.time() - 40)  # written before Ray's state was saved
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert [doc["totals"][c] for c in ("done", "running", "paused")] == [0, 3, 0]
 
 
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):

@@ -156,10 +156,12 @@ def as_the_driver_sees(trials: list[Trial], exp: Path, lock: RunLock) -> None:
     """Statuses from the live run's own view (files.LIVE), where it is newer than Ray's saved
     state: the progress line shows the same at the same moment."""
     found = read_live(exp)
-    if found is None or found[1] < lock.started:  # none, or an earlier run's
+    if found is None:
         return
-    statuses, when = found
+    statuses, run, written = found
+    if run is None or abs(run - lock.started) > 1e-3:  # an earlier run's, or no run's
+        return
     for trial in trials:
         status = statuses.get(trial.trial_id)
-        if status in STATUSES and (trial.state_saved is None or when > trial.state_saved):
+        if status in STATUSES and (trial.state_saved is None or written > trial.state_saved):
             trial.status = status

@@ -51,6 +51,7 @@ class _State:
     retrying: dict[str, str] = field(default_factory=dict)
     live: dict[str, str] = field(default_factory=dict)  # the statuses last written (files.LIVE)
     live_at: float = 0.0      # when they may be written again
+    run_started: float | None = None  # this run's lock's `started`, which the file names
 
     @property
     def stopping(self) -> bool:
@@ -229,7 +230,11 @@ def _write_live(trials: list[Any]) -> None:
     statuses = {t.trial_id: t.status for t in trials}
     if statuses != STATE.live:
         STATE.live, STATE.live_at = statuses, now + LIVE_EVERY_S
-        write_live(STATE.experiment, statuses)
+        if STATE.run_started is None and STATE.experiment is not None:
+            from hpoc.runtime import runlock
+
+            STATE.run_started = runlock.own_start(STATE.experiment)
+        write_live(STATE.experiment, STATE.run_started, statuses)
 
 
 def _make_events(progress: Any = None) -> Any:

@@ -99,6 +99,38 @@ def mark_started(directory: str | None) -> None:
         pass  # status then shows it pending until its first report, as before
 
 
+# The trials' statuses as the driver sees them, rewritten by it when one changes during a
+# run: Ray saves its experiment state only every few seconds, and `hpoc status` read from
+# that alone lagged the live progress line (a trial PBT paused still running, say). It names
+# its run (the lock's `started`) and when it was written: Ray copies a resumed run's staging
+# folder over the storage, and an earlier run's file with it, under a new mtime.
+LIVE = ".hpoc-trials.json"
+
+
+def write_live(exp: str | os.PathLike[str] | None, run_started: float | None,
+               statuses: dict[str, str]) -> None:
+    if exp is None:
+        return
+    try:
+        write_atomic(Path(exp) / LIVE, json.dumps({"run_started": run_started, "written": time.time(),
+                                                   "trials": statuses}))
+    except OSError:
+        pass  # status then reads Ray's saved state alone, as before
+
+
+def read_live(exp: str | os.PathLike[str]) -> tuple[dict[str, str], float | None, float] | None:
+    """(trial id -> status, the run's start, when written), or None."""
+    try:
+        data = json.loads((Path(exp) / LIVE).read_text(encoding="utf-8"))
+        trials, run, written = data["trials"], data.get("run_started"), float(data["written"])
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not isinstance(trials, dict):
+        return None
+    return ({str(k): v for k, v in trials.items() if isinstance(v, str)},
+            float(run) if isinstance(run, (int, float)) else None, written)
+
+
 def trial_path(trial: Any) -> str | None:
     """A Tune trial's directory, or None before it has one."""
     for attr in ("path", "local_path"):

@@ -34,11 +34,12 @@ def trial_dir(exp: Path, trial_id: str, config: dict[str, Any], reports: list[di
 
 def summary(exp: Path, study: str, trials: list[dict[str, Any]], *, interrupted: bool = False,
             metric: str = "val_loss", mode: str = "min", plan_hash: str = "sha256:abc",
-            stopped: str | None = None) -> Path:
-    """summary.json as the driver writes it when a shard ends."""
+            stopped: str | None = None, best: dict[str, Any] | None = None) -> Path:
+    """summary.json as the driver writes it when a shard ends. Without `best` it says no
+    trial gave a finite objective (the driver exits 1): pass it where trials reported."""
     data = {"study": study, "shard": 0, "plan_hash": plan_hash,
             "metrics": [{"name": metric, "mode": mode}], "num_trials": len(trials),
-            "status_counts": {}, "best": None, "trials": trials, "wall_s": 1.0,
+            "status_counts": {}, "best": best, "trials": trials, "wall_s": 1.0,
             "interrupted": interrupted, "stopped": stopped, "experiment_dir": str(exp)}
     path = exp / "summary.json"
     path.write_text(json.dumps(data))

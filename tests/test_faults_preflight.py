@@ -229,7 +229,8 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
 
     fake = tmp_path / "sbatch"
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    refuse = ("sbatch: error: CPU count per node can not be satisfied\n"
+    refuse = ("sbatch: warning: can't honor --ntasks-per-node set to 1\n"  # no reason: not said
+              "sbatch: error: CPU count per node can not be satisfied\n"
               "sbatch: error: Batch job submission failed: Requested node configuration is not available")
     fake.write_text(f'#!/bin/sh\necho "$1" >"$0.args"; cp "$2" "$0.script"\necho "{refuse}" >&2\nexit 1\n')
     fake.chmod(0o755)

@@ -155,9 +155,20 @@ def test_counts_from_trials():
     trials = [trial("a", "TERMINATED", 0.5), trial("b", "RUNNING", 0.3),
               trial("c", "ERROR", 0.1), trial("d", "PENDING"), trial("e", "PAUSED")]
     got = counts(trials, "val_loss", "min", total=8)
-    assert got == {"done": 1, "running": 1, "pending": 2 + 3, "errored": 1, "paused": 0,
+    assert got == {"done": 1, "running": 1, "pending": 1 + 3, "errored": 1, "paused": 1,
                    "best": 0.3, "best_trial": "b"}  # an errored trial is never "best"
     assert counts(trials, "val_loss", "max")["best_trial"] == "a"
+
+
+def test_trials_a_scheduler_paused_are_paused_while_the_run_goes_on():
+    """PBT pauses trials at each perturbation while others train: `hpoc status` and
+    `hpoc results` call them paused at that moment, and so does the live line."""
+    def trial(tid, status):
+        return SimpleNamespace(trial_id=tid, status=status, last_result={"val_loss": 0.5})
+
+    trials = [trial("a", "RUNNING"), trial("b", "PAUSED"), trial("c", "PAUSED"), trial("d", "PENDING")]
+    got = counts(trials, "val_loss", "min", total=4)
+    assert (got["running"], got["paused"], got["pending"]) == (1, 2, 1)
 
 
 def test_paused_trials_after_a_stop_are_neither_finished_nor_pending():
@@ -208,6 +219,26 @@ def test_trials_a_resumed_run_restored_finished_stay_finished_after_a_signal(mon
     stopped = [restored[0], trial("new", "TERMINATED")]  # Tune stopped "new" at the signal
     seen, _ = watch._as_seen(stopped)
     assert [t.status for t in seen] == ["TERMINATED", "PAUSED"]
+
+
+def test_the_driver_writes_the_statuses_it_sees_when_one_changes(monkeypatch, tmp_path):
+    """For `hpoc status` during the run: Ray's saved state lags the live line by seconds."""
+    from hpoc.runtime import watch
+
+    def trial(tid, status):
+        return SimpleNamespace(trial_id=tid, status=status, last_result={})
+
+    monkeypatch.setattr(watch, "STATE", watch._State(experiment=tmp_path))
+    monkeypatch.setattr(watch, "LIVE_EVERY_S", 0.0)
+    events = watch._make_events()
+    events.on_step_end(1, [trial("a", "RUNNING"), trial("b", "PENDING")])
+    live = tmp_path / ".hpoc-trials.json"
+    assert json.loads(live.read_text())["trials"] == {"a": "RUNNING", "b": "PENDING"}
+    live.unlink()
+    events.on_step_end(2, [trial("a", "RUNNING"), trial("b", "PENDING")])
+    assert not live.exists()  # unchanged: not written again
+    events.on_step_end(3, [trial("a", "PAUSED"), trial("b", "RUNNING")])
+    assert json.loads(live.read_text())["trials"] == {"a": "PAUSED", "b": "RUNNING"}
 
 
 @pytest.mark.ray

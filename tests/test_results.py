@@ -609,6 +609,28 @@ def test_a_storage_path_holding_several_studies_is_refused(tmp_path, capsys):
     assert main(["report", str(storage), "-o", str(tmp_path / "r.html")]) == 2
 
 
+def test_a_study_with_trials_but_no_summary_is_one_of_the_studies_listed(tmp_path, capsys):
+    """A run killed before Ray saved its state leaves trial folders only: `hpoc results
+    <storage>` showed the other study as the only one."""
+    storage = tmp_path / "results"
+    _finished_study(storage, "flaky", 3)
+    trial_dir(storage / "killed", "ccccc_00000", {"lr": 1}, [{"val_loss": 0.4}], done=False)
+    code, out, err = cli(capsys, storage)
+    assert code == 2 and out == ""
+    assert ("holds 2 studies: flaky, killed (trial folders only: no summary.json or Ray state); "
+            "pass one of them") in err
+    assert main(["status", str(storage)]) == 2
+    assert "killed (trial folders only" in capsys.readouterr().err
+
+
+def test_a_study_with_trial_folders_only_is_shown_when_it_is_the_one(tmp_path, capsys):
+    storage = tmp_path / "results"
+    trial_dir(storage / "killed", "ccccc_00000", {"lr": 1}, [{"val_loss": 0.4}], done=False)
+    code, out, err = cli(capsys, storage, "--no-best")
+    assert code == 0 and "1 trial" in out
+    assert "holds one study, killed: showing it" in err
+
+
 def test_a_storage_path_holding_one_study_reads_it(tmp_path, capsys):
     storage = tmp_path / "results"
     _finished_study(storage, "flaky", 3)
@@ -850,6 +872,56 @@ def test_a_live_run_trusts_ray_state_saved_during_it(tmp_path, capsys):
     age(exp / "experiment_state-2024.json", 600)
     doc = json.loads(cli(capsys, exp, "--json")[1])
     assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "PENDING"
+
+
+@pytest.mark.parametrize("saved_as", ["PENDING", "PAUSED"])
+def test_a_trial_started_since_ray_last_saved_its_state_is_running(tmp_path, capsys, saved_as):
+    """Ray saves its state every few seconds: a trial it saved PENDING (or PAUSED by PBT)
+    that has started since ran on the live progress line, and `hpoc status` called it pending."""
+    exp = _resumed_study(tmp_path)
+    trial = {"trial_id": "ccccc_00002", "status": saved_as, "config": {"lr": 0.1}}
+    state = exp / "experiment_state-2024.json"
+    state.write_text(json.dumps({"trial_data": [[json.dumps(trial), json.dumps({})]]}))
+    age(state, 30)  # saved during the run (started 60 s ago)
+    c = next(exp.glob("*ccccc_00002*"))
+    (c / ".hpoc-started").touch()  # hpoc's driver marks each start (files.STARTED)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == "RUNNING"
+    age(c / ".hpoc-started", 45)  # the start Ray's state already knew of
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00002"] == saved_as
+
+
+def test_a_trial_started_before_ray_wrote_its_files_is_running(tmp_path, capsys):
+    """The first seconds of a trial: the driver marked its start in the directory Ray made,
+    which holds no params.json or result.json yet; the saved state still says PENDING."""
+    exp = _resumed_study(tmp_path)
+    trial = {"trial_id": "ccccc_00003", "status": "PENDING", "config": {"lr": 1.0},
+             "relative_logdir": "trainable_ccccc_00003_3"}
+    state = exp / "experiment_state-2024.json"
+    state.write_text(json.dumps({"trial_data": [[json.dumps(trial), json.dumps({})]]}))
+    age(state, 30)
+    (exp / "trainable_ccccc_00003_3").mkdir()
+    (exp / "trainable_ccccc_00003_3" / ".hpoc-started").touch()
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert {t["trial_id"]: t["status"] for t in doc["trials"]}["ccccc_00003"] == "RUNNING"
+
+
+def test_a_trial_being_retried_after_an_error_is_not_errored(tmp_path, capsys):
+    """`failure.max_retries`: Tune retries a failed trial, and its first attempt's error.txt
+    stays. While the retry ran (the live line: running), status and results said errored."""
+    exp = tmp_path / "results" / "flaky"
+    c = trial_dir(exp, "ddddd_00000", {"lr": 0.1}, [], done=False, error="RuntimeError: first attempt")
+    run_lock(exp, started=time.time() - 60)
+    age(c / "error.txt", 20)
+    (c / ".hpoc-started").touch()  # the retry's start (files.STARTED)
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [(t["status"], t["error"]) for t in doc["trials"]] == [("RUNNING", "RuntimeError: first attempt")]
+    assert main(["status", str(exp)]) == 0
+    assert "0      running  0     1        0        0" in capsys.readouterr().out
+    (c / "error.txt").touch()  # the retry failed too
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [t["status"] for t in doc["trials"]] == ["ERROR"]
 
 
 def test_dict_valued_choice_stays_whole_and_the_best_config_pastes_back(tmp_path, capsys):

@@ -106,6 +106,34 @@ def test_trials_whose_retry_the_time_budget_cut_short_are_named(tmp_path, capsys
                         "SPEC: the study file that ran it) runs only those again (finished trials are kept)\n"), out
 
 
+def test_a_live_run_counts_as_its_driver_sees_it_now(tmp_path, capsys):
+    """Ray saves its state every few seconds; the driver writes the statuses it sees when
+    one changes, and status reads those: PBT had paused a trial Ray's state had running."""
+    exp = finished_local_run(tmp_path)
+    (exp / "summary.json").unlink()
+    state = {"trial_data": [[json.dumps({"trial_id": f"aaaaa_0000{i}", "status": "RUNNING",
+                                         "config": {}}), json.dumps({})] for i in range(3)]}
+    (exp / "experiment_state-2026.json").write_text(json.dumps(state))
+    age(exp / "experiment_state-2026.json", 20)
+    started = time.time() - 60
+    run_lock(exp, started=started)
+
+    def driver_view(run_started: float, written: float) -> None:
+        (exp / ".hpoc-trials.json").write_text(json.dumps({
+            "run_started": run_started, "written": written,
+            "trials": {"aaaaa_00000": "TERMINATED", "aaaaa_00001": "PAUSED", "aaaaa_00002": "RUNNING"}}))
+
+    driver_view(started, time.time())
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert [doc["totals"][c] for c in ("done", "running", "paused")] == [1, 1, 1]
+    driver_view(started - 3600, time.time())  # an earlier run's (Ray copied it back: a new mtime)
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert [doc["totals"][c] for c in ("done", "running", "paused")] == [0, 3, 0]
+    driver_view(started, time.time() - 40)  # written before Ray's state was saved
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert [doc["totals"][c] for c in ("done", "running", "paused")] == [0, 3, 0]
+
+
 def test_a_missing_path_is_a_clear_error(tmp_path, capsys):
     code, _, err = status(capsys, tmp_path / "nope")
     assert code == 2 and "no such file or directory" in err
@@ -206,7 +234,10 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     done = storage / "arr" / "shard-0"
     for i in (0, 2):
         trial_dir(done, f"aaaaa_0000{i}", {"dropout": 0.1 * i}, [{"val_loss": 0.5 - 0.1 * i}] * 6)
-    summary(done, "arr", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in (0, 2)])
+    # As the driver writes it: its trials reported, so it names the best (without one, a
+    # summary says no trial reported the objective, which status repeated for this shard).
+    summary(done, "arr", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in (0, 2)],
+            best={"trial_id": "aaaaa_00002", "metrics": {"val_loss": 0.3}})
     killed = storage / "arr" / "shard-1"
     trial_dir(killed, "bbbbb_00001", {"dropout": 0.2}, [{"val_loss": 0.6}] * 2, done=False)
     lock = run_lock(killed, pid=2 ** 22 + 12345, started=time.time() - 60, shard=1)
@@ -217,6 +248,7 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert code == 0, err
     assert "study `arr`: interrupted" in out and "\njobs:" not in out
     assert "1      interrupted  0     0        1       1        0" in out  # nothing runs; its trial paused
+    assert "no trial reported" not in out  # shard 0's trials did
     assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out
 
     fake_squeue(monkeypatch, tmp_path / "bin",  # requeued: held by SLURM for a while
@@ -711,6 +743,9 @@ def test_an_empty_experiment_directory_is_a_study_not_started(tmp_path, capsys):
     run_lock(exp)  # a run that has not started a trial yet
     doc = json.loads(status(capsys, exp, "--json")[1])
     assert doc["state"] == "running" and doc["shards"][0]["run"]["pid"] == 1
+    (exp / ".hpoc-trials.json").write_text('{"aaaaa_00000": "PENDING"}')  # its driver's first view
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["state"] == "running"
     (exp / "notes.txt").write_text("not a study")  # something else: still said to be no experiment
     code, _, err = status(capsys, exp)
     assert code == 2 and "no trials found" in err

@@ -674,9 +674,54 @@ def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, m
     code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
     err = capsys.readouterr().err
     assert code == 2 and "internal error" not in err, err
-    assert ("hpoc: error: sbatch refused the job, nothing was submitted: Batch job submission failed: "
+    assert ("hpoc: error: sbatch refused the job, nothing was submitted: CPU count per node can not be "
+            "satisfied; Batch job submission failed: "
             "Requested node configuration is not available\n  help: check `slurm.cpus_per_node = 1`, "
             "`slurm.nodes = 1`, `slurm.mem = 1G` in study.hpo with what the site offers: `sinfo") in err
+
+
+def test_every_reason_sbatch_gives_for_a_refusal_is_said(tmp_path, monkeypatch, capsys):
+    """sbatch names a bad partition and then the submission that failed: `hpoc submit` said the
+    last line only, which names no setting. Its warnings are no reason."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    said = ("sbatch: warning: can't honor --ntasks-per-node set to 1\n"
+            "sbatch: error: invalid partition specified: gpu-a\n"
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition "
+            "combination specified")
+
+    class Refusing:
+        def submit(self, *args):
+            raise FailedJobError(said)
+
+    spec = write_study(tmp_path / "s", "two")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("hpoc: error: sbatch refused the job, nothing was submitted: invalid partition specified: "
+            "gpu-a; Batch job submission failed: Invalid account or account/partition combination "
+            "specified\n  help: ") in err, err
+    assert "honor" not in err.split("hpoc: error:")[1]
+
+
+def test_the_reasons_of_an_sbatch_refusal():
+    from hpoc.compiler.refusal import reasons
+
+    assert reasons("sbatch: error: CPU count per node can not be satisfied\n"
+                   "sbatch: error: Batch job submission failed: Requested node configuration is not available\n") == [
+        "CPU count per node can not be satisfied",
+        "Batch job submission failed: Requested node configuration is not available"]
+    assert reasons("sbatch: fatal: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.") == [
+        "--mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive."]
+    # warnings are not why; words without sbatch's prefix are kept, once each
+    assert reasons("sbatch: warning: x\nsomething odd\nsomething odd\n") == ["something odd"]
+    assert reasons("sbatch: warning: only a warning\n") == ["only a warning"]
+    assert reasons("  \n") == []
 
 
 @pytest.mark.parametrize("partition", ['"debug"', None])

@@ -286,11 +286,12 @@ def gather_dir(exp: Path) -> dict[str, Any]:
 
 def _unstarted(exp: Path) -> bool:
     """An experiment directory made for a study (by hand, or a run that never began) that
-    holds nothing yet, or only a run's lock."""
+    holds nothing yet, or only a run's lock (and its driver's view of trials not begun)."""
+    from hpoc.files import LIVE
     from hpoc.runtime.runlock import LOCK
 
     try:
-        return exp.is_dir() and {p.name for p in exp.iterdir()} <= {LOCK}
+        return exp.is_dir() and {p.name for p in exp.iterdir()} <= {LOCK, LIVE}
     except OSError:
         return False
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 # What the site offers, with the columns these settings are checked against: partition,
@@ -22,6 +23,18 @@ _UNREACHABLE = ("Unable to contact slurm controller", "Zero Bytes were transmitt
 def unreachable(said: str) -> bool:
     """Whether sbatch's words say it could not ask SLURM at all, rather than refuse the job."""
     return any(word in said for word in _UNREACHABLE)
+
+
+_PREFIX = re.compile(r"^sbatch: (error|fatal|warning): ")
+
+
+def reasons(said: str) -> list[str]:
+    """Each reason sbatch gives for refusing a job, without its `sbatch: error: ` prefix: it
+    may give several (a bad partition, then the failed submission), and the last alone often
+    names no setting. Its warnings are no reason, unless it said nothing else."""
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    why = [line for line in lines if not line.startswith("sbatch: warning: ")] or lines
+    return list(dict.fromkeys(_PREFIX.sub("", line) for line in why))
 
 
 # Words of sbatch's refusal (lower case) -> the settings they are about, most specific first.

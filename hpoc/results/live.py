@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hpoc.files import STARTED
-from hpoc.results.model import Trial
+from hpoc.files import STARTED, read_live
+from hpoc.results.model import STATUSES, Trial
 
 _UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
 
@@ -126,15 +126,42 @@ def _written_since(file: Path, lock: RunLock) -> bool:
         return False
 
 
+def _started_since(trial: Trial, when: float) -> bool:
+    try:
+        return bool(trial.path) and (Path(trial.path) / STARTED).stat().st_mtime > when
+    except OSError:
+        return False
+
+
 def refresh(trials: list[Trial], lock: RunLock) -> None:
     """Statuses of unfinished trials during a live run, where Ray's saved state predates it:
-    running when the trial started or reported since the run started, else pending."""
+    running when the trial started or reported since the run started, else pending; and
+    where a trial started after Ray last saved it."""
     for trial in trials:
         if trial.state_saved is not None and trial.state_saved >= lock.started:
-            continue  # Ray saved this trial's state during this run: it knows best
+            # Ray saved this trial's state during this run: it knows best, but saves every
+            # few seconds; the driver marks a start (PBT resuming a paused trial too) at once
+            if trial.status in ("PENDING", "PAUSED") and _started_since(trial, trial.state_saved):
+                trial.status = "RUNNING"
+            continue
         fresh = bool(trial.path) and _written_since(Path(trial.path) / "result.json", lock)
         if trial.status in _UNFINISHED:
             started = bool(trial.path) and _written_since(Path(trial.path) / STARTED, lock)
             trial.status = "RUNNING" if fresh or started else "PENDING"
         elif trial.status == "ERROR" and fresh and older(Path(trial.path) / "error.txt", lock):
             trial.status = "RUNNING"  # retried (retry_errored): the old error.txt stays
+
+
+def as_the_driver_sees(trials: list[Trial], exp: Path, lock: RunLock) -> None:
+    """Statuses from the live run's own view (files.LIVE), where it is newer than Ray's saved
+    state: the progress line shows the same at the same moment."""
+    found = read_live(exp)
+    if found is None:
+        return
+    statuses, run, written = found
+    if run is None or abs(run - lock.started) > 1e-3:  # an earlier run's, or no run's
+        return
+    for trial in trials:
+        status = statuses.get(trial.trial_id)
+        if status in STATUSES and (trial.state_saved is None or written > trial.state_saved):
+            trial.status = status

@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.files import newest_state, read_json_lines, saved_trials
+from hpoc.files import STARTED, newest_state, read_json_lines, saved_trials
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
@@ -124,6 +124,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         unlocked = lock is None and summary is None and _hpoc_ran(path)
         if running is not None:
             live.refresh(found, running)
+            live.as_the_driver_sees(found, path, running)
         elif summary is not None and not stale and summary.get("interrupted"):
             live.interrupted(found)
         elif (lock is not None and (summary is None or stale)) or unlocked:
@@ -270,11 +271,14 @@ def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
         old = by_id.get(trial.trial_id)
         if old is None or len(trial.history) > len(old.history):
             by_id[trial.trial_id] = trial
-    # Trials Ray created but that never wrote a directory (pending ones).
+    # Trials Ray created but that wrote no reports or params yet (pending ones, or started
+    # a moment ago: their directory may hold the driver's start marker already).
     for trial_id, state in states.items():
         if trial_id not in by_id:
+            where = state.get("dir")
             by_id[trial_id] = Trial(trial_id, state["status"], clean_config(state.get("config"), space),
-                                    shard=shard, state_saved=state.get("saved"))
+                                    shard=shard, state_saved=state.get("saved"),
+                                    path=str(where) if where is not None and where.is_dir() else None)
     for entry in (summary or {}).get("trials") or []:
         if not isinstance(entry, dict) or not entry.get("trial_id"):
             continue
@@ -339,6 +343,7 @@ def _parse_state(file: Path) -> dict[str, dict[str, Any]]:
         "status": trial.get("status") if trial.get("status") in STATUSES else "PENDING",
         "config": trial.get("config") if isinstance(trial.get("config"), dict) else {},
         "logdir": trial.get("relative_logdir"),
+        "dir": file.parent / trial["relative_logdir"] if isinstance(trial.get("relative_logdir"), str) else None,
         "start": number(meta.get("start_time")),
         "end": number(meta.get("last_result_time")),
     } for trial, meta in saved_trials(file)}
@@ -387,7 +392,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
     error_text = _read_text(trial_dir / "error.txt")
     error_text = _ANSI.sub("", error_text) if error_text else None
     state = states.get(trial_id)
-    if error_text:
+    if error_text and not _retried(trial_dir, state):
         status = "ERROR"
     elif state is not None:
         status = state["status"]
@@ -406,6 +411,23 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
     elif state and state.get("start") and not history:
         trial.started_at = state["start"]  # began, never reported: the timeline still places it
     return trial
+
+
+def _retried(trial_dir: Path, state: dict[str, Any] | None) -> bool:
+    """Whether Tune went on with the trial after the failure its error.txt holds (it keeps
+    the file, and appends a retry's own failure): the retry started since, or Ray saved
+    the trial as waiting for it. The error stays the trial's, for its row."""
+    try:
+        failed = (trial_dir / "error.txt").stat().st_mtime
+    except OSError:
+        return False
+    try:
+        if (trial_dir / STARTED).stat().st_mtime > failed:
+            return True
+    except OSError:
+        pass
+    return bool(state) and state["status"] in ("PENDING", "RUNNING", "PAUSED") \
+        and state["saved"] > failed
 
 
 def _read_results(file: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:

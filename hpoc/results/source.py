@@ -85,7 +85,8 @@ def study_dir(target: Path, warnings: list[str]) -> Path:
     studies = [c for c in found if not _moved_aside(c, found)]
     names = [str(c.relative_to(target)) for c in studies]
     if len(studies) > 1:
-        raise ResultsError(f"{target} holds {len(studies)} studies: {', '.join(names)}; "
+        listed = [n + _unsummarised(c) for n, c in zip(names, studies)]
+        raise ResultsError(f"{target} holds {len(studies)} studies: {', '.join(listed)}; "
                            f"pass one of them (e.g. {studies[0]})")
     if studies:
         aside = len(found) - len(studies)
@@ -95,6 +96,15 @@ def study_dir(target: Path, warnings: list[str]) -> Path:
     return target
 
 
+def _unsummarised(study: Path) -> str:
+    """What a study without hpoc's files has, so that the list says why it looks different."""
+    if _is_study(study):
+        return ""
+    if any(study.glob("experiment_state-*.json")):
+        return " (Ray state only: no summary.json)"
+    return " (trial folders only: no summary.json or Ray state)"
+
+
 def _moved_aside(path: Path, studies: list[Path]) -> bool:
     """An earlier run of one of `studies` (another run of the same study, not a study)."""
     return moved_aside_from(path) in studies
@@ -102,10 +112,11 @@ def _moved_aside(path: Path, studies: list[Path]) -> bool:
 
 def _studies_below(path: Path, depth: int = 2) -> list[Path]:
     """Experiment directories in `path` or one level further (a spec's directory holds
-    `results/<name>`)."""
+    `results/<name>`), also one with trial folders only (a run killed before Ray saved its
+    state, or Ray's own experiment)."""
     out = []
     for child in _children(path):
-        if _is_study(child):
+        if _is_study(child) or _has_trials(child):
             out.append(child)
         elif depth > 1 and child.name not in ("mlruns", "tensorboard", "__pycache__"):
             out += _studies_below(child, depth - 1)

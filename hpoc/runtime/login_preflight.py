@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -207,8 +206,7 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
     if run.returncode != 0 and refusal.unreachable("\n".join(said)):
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
     if run.returncode != 0:
-        why = "; ".join(re.sub(r"^sbatch: (error|fatal): ", "", line) for line in said) \
-            or f"exit {run.returncode}"
+        why = "; ".join(refusal.reasons(run.stderr + run.stdout)) or f"exit {run.returncode}"
         from hpoc.submit.sbatch_env import in_shell
 
         check = refusal.what_to_check(why, plan["slurm"], plan["source"]["file"], in_shell(plan)) or \

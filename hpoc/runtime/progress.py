@@ -36,7 +36,7 @@ def format_line(done: int, running: int, pending: int, errored: int = 0, *,
         count += f" ({errored} errored)"
     parts = [f"[{prefix}] {format_elapsed(elapsed)}", count, f"{running} running",
              f"{pending} pending"]
-    if paused:  # stopped by a signal, resumable: neither finished nor waiting to start
+    if paused:  # by a scheduler (PBT) or a stop: neither finished nor waiting to start
         parts.append(f"{paused} paused")
     if best is not None and math.isfinite(best):
         name = metric or "best"
@@ -136,15 +136,15 @@ def _isatty(stream: Any) -> bool:
 def counts(trials: list[Any], metric: str | None, mode: str = "min",
            total: int | None = None, stopped: bool = False) -> dict[str, Any]:
     """Progress.update() keyword arguments from Ray Tune Trial objects; trials the searcher
-    has not created yet count as pending when `total` is known. Once the run is `stopped`
-    (by a signal), PAUSED trials are paused, not waiting for resources."""
+    has not created yet count as pending when `total` is known. PAUSED trials (by a
+    scheduler such as PBT, or by a stop) are paused, as `hpoc status` and `hpoc results`
+    call them at the same moment. `stopped` changes nothing now; callbacks pickled into an
+    experiment by an earlier hpoc still pass it."""
     out: dict[str, Any] = {"done": 0, "running": 0, "pending": 0, "errored": 0, "paused": 0,
                            "best": None, "best_trial": None}
-    key = {"TERMINATED": "done", "ERROR": "errored", "RUNNING": "running"}
-    if stopped:
-        key["PAUSED"] = "paused"
+    key = {"TERMINATED": "done", "ERROR": "errored", "RUNNING": "running", "PAUSED": "paused"}
     for trial in trials:
-        out[key.get(trial.status, "pending")] += 1  # PENDING and PAUSED wait for resources
+        out[key.get(trial.status, "pending")] += 1
         result = trial.last_result or {}
         # A PBT/PB2 trial that exploits another holds the donor's last result until it
         # reports again: the value is the donor's (counted with the donor), not its own.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpoc.files import mark_started, trial_path
+from hpoc.files import mark_started, trial_path, write_live
 from hpoc.runtime import clock, failfast, rerun, retry, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import say
@@ -49,6 +49,9 @@ class _State:
     # trial id -> the failure its retry follows, until the retry reports: a time budget that
     # ends the study then leaves the trial TERMINATED, and its error would go unsaid
     retrying: dict[str, str] = field(default_factory=dict)
+    live: dict[str, str] = field(default_factory=dict)  # the statuses last written (files.LIVE)
+    live_at: float = 0.0      # when they may be written again
+    run_started: float | None = None  # this run's lock's `started`, which the file names
 
     @property
     def stopping(self) -> bool:
@@ -57,6 +60,7 @@ class _State:
 
 STATE = _State()
 ORPHAN_SWEEP_S = 2.0
+LIVE_EVERY_S = 0.5
 
 
 def begin(plan: dict[str, Any], stream: TextIO) -> None:
@@ -144,6 +148,7 @@ def _events_class() -> type:
             if not STATE.stopping:  # finished before this run (restored) or during it;
                 # after a stop Tune marks the trials it stops TERMINATED too (_as_seen)
                 STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
+                _write_live(trials)
                 for trial, quiet_s, longest in stall.quiet(clock.TIMES, trials):
                     say(STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
                                                       f"{stall.describe(quiet_s, longest)}")
@@ -217,6 +222,22 @@ def _events_class() -> type:
             return (_make_events, (self.progress,))
 
     return Events
+
+
+def _write_live(trials: list[Any]) -> None:
+    """The statuses `hpoc status` reads during the run (files.LIVE), when one changed; at
+    most every LIVE_EVERY_S (thousands of trials), a change held back going out at a later step."""
+    now = time.monotonic()
+    if now < STATE.live_at:
+        return
+    statuses = {t.trial_id: t.status for t in trials}
+    if statuses != STATE.live:
+        STATE.live, STATE.live_at = statuses, now + LIVE_EVERY_S
+        if STATE.run_started is None and STATE.experiment is not None:
+            from hpoc.runtime import runlock
+
+            STATE.run_started = runlock.own_start(STATE.experiment)
+        write_live(STATE.experiment, STATE.run_started, statuses)
 
 
 def _make_events(progress: Any = None) -> Any:

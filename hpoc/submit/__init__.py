@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -276,21 +275,20 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         if aside is not None:
             _put_back(plan, aside)
         if type(exc).__name__ == "FailedJobError":  # submitit's: sbatch said no (on stderr above)
-            lines = [line for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
-            last = re.sub(r"^sbatch: (error|fatal): ", "", lines[-1])
+            why = refusal.reasons(str(exc)) or ["(no message)"]
             if refusal.unreachable(str(exc)):  # no answer about the job: the spec is not at fault
                 raise SubmitError(
-                    f"sbatch could not ask SLURM, nothing was submitted: {last}\n  help: submit from the "
+                    f"sbatch could not ask SLURM, nothing was submitted: {why[-1]}\n  help: submit from the "
                     "cluster's login node, where `sinfo` answers, or try again when the SLURM controller "
                     "is back") from None
             from hpoc.submit.sbatch_env import in_shell
 
-            check = refusal.what_to_check("\n".join(lines), plan["slurm"], plan["source"]["file"],
+            check = refusal.what_to_check("\n".join(why), plan["slurm"], plan["source"]["file"],
                                           in_shell(plan)) or \
                 "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, " \
                 "gpus_per_node, mem, time)"
             raise SubmitError(
-                f"sbatch refused the job, nothing was submitted: {last}\n"
+                f"sbatch refused the job, nothing was submitted: {'; '.join(why)}\n"
                 f"  help: {check} with what the site offers: `{refusal.SINFO}`") from None
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)

@@ -200,7 +200,7 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
     """`extra` may add #SBATCH options, but not ones hpoc writes (the last line would win)."""
     spans = item_spans(block, "extra") or [ch.spans.get("slurm.extra")] * len(s["extra"])
     for flag, span in zip(s["extra"], spans):
-        name = _flag_name(flag)
+        name = T.sbatch_option(flag)
         if not name:
             ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span)
             continue
@@ -255,14 +255,6 @@ def _sbatch_words(flag: str) -> str | None:
         return (f"is {len(words)} words to sbatch, which refuses the job script "
                 f'("Invalid directive found in batch script: {words[allowed]}")')
     return None
-
-
-def _flag_name(flag: str) -> str:
-    """`--time` of "--time=10" or "--time 10"; `-o` of "-o/x" (short options take glued values)."""
-    text = flag.strip()
-    if text.startswith("--"):
-        return text.split("=", 1)[0].split()[0]
-    return text[:2] if text.startswith("-") and len(text) > 1 else ""
 
 
 def _unabbreviated(name: str, resume: bool) -> str:

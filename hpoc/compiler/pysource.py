@@ -25,6 +25,14 @@ def module_tree(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxErro
     return None if path is None else (path, parse_module(path))
 
 
+def target_tree(target: str, workdir: str | None) -> tuple[str, ast.Module] | None:
+    """(path, tree) of the module of a step's `target` (`pkg.mod:Class`) under `workdir`,
+    when it is there and parses."""
+    module = target.partition(":")[0]
+    found = module_tree(workdir, module) if workdir and module else None
+    return (found[0], found[1]) if found and isinstance(found[1], ast.Module) else None
+
+
 def parse_module(path: str) -> ast.Module | SyntaxError | None:
     """The tree of the file at `path`; its SyntaxError when it does not parse; None when it
     cannot be read (or is too deep to parse)."""

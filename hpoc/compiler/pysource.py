@@ -1,6 +1,7 @@
 """The study's own Python modules, found and parsed but never imported (no torch on a
-login node). The step checks (targets.py) and the rules on what the trainer reports
-(metrics.py) read the same files: one lookup, one parse cache."""
+login node). The step checks (targets.py), the rules on what the trainer reports
+(metrics.py) and on its hooks (trainer_hooks.py) read the same files: one lookup, one
+parse cache."""
 
 from __future__ import annotations
 
@@ -46,9 +47,9 @@ def parse_module(path: str) -> ast.Module | SyntaxError | None:
 
 @functools.lru_cache(maxsize=8)
 def _parse(text: str, path: str) -> ast.Module | SyntaxError | None:
-    # One compile reads the trainer's module three times (its step, what it reports, the
-    # config keys it reads) and a module may hold several steps; keyed by the text, an
-    # edited module is parsed anew. Callers only read the tree.
+    # One compile reads the trainer's module several times (its step, its hooks, what it
+    # reports, the config keys it reads) and a module may hold several steps; keyed by the
+    # text, an edited module is parsed anew. Callers only read the tree.
     try:
         return ast.parse(text, path)
     except SyntaxError as exc:

@@ -147,18 +147,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
         ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "
                            f"({s['time']}): the walltime stops the trial first",
                 ch.spans.get("trials.time_limit"), help="lower `time_limit`, or raise `slurm.time`")  # fmt: skip
-    for key in ("partition", "account", "qos", "constraint"):
-        # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
-        if s[key] is not None and "\\" in s[key]:
-            value = setting_value(block, key)
-            ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
-                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
-                     help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
-    if s["partition"] is not None and "*" in s["partition"]:  # pasted from sinfo's `batch*`
-        value = setting_value(block, "partition")
-        ch.error(VALUE, f'`partition` "{s["partition"]}": the `*` is sinfo\'s mark of the default partition, '
-                        "not part of its name", value.span if value is not None else ch.spans.get("slurm.partition"),
-                 help=f'write `partition = "{s["partition"].replace("*", "")}"`')  # fmt: skip
+    _site_names(ch, s, block)
     _extra(ch, s, out["resume"]["enabled"], block)
     _python(ch, s, block)
     c = s["container"]
@@ -194,6 +183,22 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                 help=f"lower `shards` to {T.SLURM_MAX_ARRAY_SIZE} or fewer, unless the site allows more")  # fmt: skip
     out["shards"] = {"count": count, "parallel": parallel}
     out["slurm"] = s
+
+
+def _site_names(ch: Checker, s: dict[str, Any], block: Any) -> None:
+    """Names the site gives (partition, account, qos, constraint) as sbatch would read them."""
+    for key in ("partition", "account", "qos", "constraint"):
+        # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
+        if s[key] is not None and "\\" in s[key]:
+            value = setting_value(block, key)
+            ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
+                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
+                     help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
+    if s["partition"] is not None and "*" in s["partition"]:  # pasted from sinfo's `batch*`
+        value = setting_value(block, "partition")
+        ch.error(VALUE, f'`partition` "{s["partition"]}": the `*` is sinfo\'s mark of the default partition, '
+                        "not part of its name", value.span if value is not None else ch.spans.get("slurm.partition"),
+                 help=f'write `partition = "{s["partition"].replace("*", "")}"`')  # fmt: skip
 
 
 def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:

@@ -9,7 +9,6 @@ the checker's included, is reported at the YAML line and column.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from contextvars import ContextVar
@@ -99,8 +98,9 @@ def convert(path: str | os.PathLike[str]) -> tuple[str, list[Diagnostic]]:
 
 def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: str | None) -> Any:
     from hpoc.compiler import compile_study
+    from hpoc.dsl.digest import spec_digest
 
-    digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest = sha256 or spec_digest(text.encode("utf-8"))  # as read from a file
     names = _yaml_names(tr.study, text) + tr.names
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml",

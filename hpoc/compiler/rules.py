@@ -479,8 +479,8 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         problems = check_step(step["target"], dict(step.get("args") or {}), workdir, supplied)
         if role == "trainer" and not problems:
             problems = hook_problems(step["target"], workdir)
-            silent = silent_loop(step["target"], workdir)
-            if silent and not problems:
+            silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
+            if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
         for p in problems:
             where = keys.get(p.arg) if p.arg else None

@@ -210,7 +210,9 @@ def _range(value: str) -> str:
         return f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
     named = re.fullmatch(r"(\w+)\(\.\.\.\)", value)  # `noise = randn(...)`
     if named:
-        return f"{{type: {'grid_search' if named.group(1) == 'grid' else named.group(1)}, ...}}"
+        from hpoc.yaml.space import yaml_type
+
+        return f"{{type: {yaml_type(named.group(1))}, ...}}"
     return value
 
 
@@ -219,13 +221,13 @@ def yaml_words(text: str) -> str:
     config writes it (`lr = uniform(a, b)` is `lr: {type: uniform, min: a, max: b}`)."""
     def call(m: re.Match[str]) -> str:  # a bare domain call in a hint: `choice(a, b)`
         from hpoc.compiler import tables as T
-        from hpoc.yaml.space import domain_map
+        from hpoc.yaml.space import domain_map, yaml_type
 
         func, inner = m.group(1), m.group(2).strip()
         if func not in T.DOMAINS:
             return m.group(0)
         if inner == "...":  # a domain named, not written out: `qrandint(...)` is `type: qrandint`
-            return f"`type: {'grid_search' if func == 'grid' else func}`"
+            return f"`type: {yaml_type(func)}`"
         args = [a.strip() for a in inner.split(",")] if inner else []
         if func in T.CATEGORICAL:  # .hpo's `choice(a, b)` takes the values, Ray's the list
             args = [f"[{', '.join(args)}]"]

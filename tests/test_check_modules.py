@@ -211,6 +211,20 @@ def test_the_check_knows_the_hooks_the_runtime_calls() -> None:
     assert {name: hook[:2] for name, hook in CHECKED.items()} == HOOKS
 
 
+def test_the_check_knows_what_the_itwinai_compat_module_provides() -> None:
+    """The check names what to import from hpoc.compat.itwinai, which it reads without
+    importing (it needs torch): its list must be the module's `__all__`."""
+    import ast
+
+    import hpoc
+    from hpoc.compiler.targets import ITWINAI_COMPAT
+
+    tree = ast.parse((Path(hpoc.__file__).parent / "compat" / "itwinai.py").read_text(encoding="utf-8"))
+    (exported,) = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+    assert sorted(ITWINAI_COMPAT) == sorted(exported)
+
+
 def test_a_trainer_that_moves_tensors_to_cuda_without_gpus_is_warned(tmp_path: Path) -> None:
     """`.cuda()` or `.to("cuda")` in a trainer whose trials have no GPU failed every trial
     (and its retries) with "Found no NVIDIA driver" once it ran."""

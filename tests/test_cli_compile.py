@@ -149,6 +149,18 @@ def test_the_plan_does_not_depend_on_line_endings_or_a_bom(tmp_path: Path, capsy
     assert capsys.readouterr().out == unix
 
 
+def test_a_spec_compiled_from_memory_has_the_digest_of_its_file(tmp_path: Path) -> None:
+    # `source.sha256` is of the text as read: a CRLF text handed to the compiler (an
+    # editor's buffer, a test) names the same spec as the file it came from.
+    from hpoc.compiler import compile_path, compile_text
+
+    text = EXAMPLES["digits"].read_text(encoding="utf-8").replace("\n", "\r\n")
+    spec = tmp_path / "study.hpo"
+    spec.write_bytes(text.encode())
+    from_file = compile_path(spec).plan["source"]["sha256"]
+    assert compile_text(text, str(spec), str(tmp_path)).plan["source"]["sha256"] == from_file
+
+
 def test_compiling_over_another_studys_build_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "build"
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 0

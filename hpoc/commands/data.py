@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import sys
 from typing import Any, Callable
@@ -80,11 +79,12 @@ def run(args: argparse.Namespace) -> int:
 
 def fetch(name: str, root: str, out: Any = None, err: Any = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    from hpoc.compiler.values import expand_vars
+
     # As the getters and `storage.path` read it: `--root '$SCRATCH/x'` is where a getter looks.
-    expanded = os.path.expanduser(os.path.expandvars(root))
-    unset = re.search(r"\$(\w+|\{[^}]*\})", expanded, re.ASCII)
-    if unset:  # the directory would be named `$SCRATCH`, where no getter looks
-        print(f"hpoc data: error: --root uses `{unset.group(0)}`, which is not set here\n"
+    expanded, unset = expand_vars(root)
+    if unset:
+        print(f"hpoc data: error: --root uses `{unset}`, which is not set here\n"
               "  = help: set it, or write the path out", file=err)
         return 1
     root = os.path.abspath(expanded)

@@ -6,7 +6,6 @@ Never imports torch, ray or deepspeed: `hpoc check` must be instant on a login n
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +44,11 @@ def compile_study(study: Any, *, text: str = "", file: str, sha256: str, workdir
 def compile_text(text: str, filename: str, workdir: str, sha256: str | None = None, *,
                  source: str | None = None) -> Result:
     """`source`: the spec's file as the plan names it in `workdir`, when not `filename`."""
+    from hpoc.dsl.digest import spec_digest
     from hpoc.dsl.parse import parse
 
     study = parse(text, filename)
-    digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest = sha256 or spec_digest(text.encode("utf-8"))  # as read from a file
     return compile_study(study, text=text, file=source or filename, sha256=digest, workdir=workdir)
 
 

@@ -11,6 +11,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from hpoc.dsl import ast as A
+from hpoc.dsl.transform import duration_seconds
 from hpoc.errors import did_you_mean, one_of
 
 Kind = Callable[[A.Value], Any]
@@ -215,6 +216,10 @@ def enum(values: Iterable[Any]) -> Kind:
     return conv
 
 
+# What a duration may be, as the checks' messages say it (the YAML front end rewords it).
+DURATION_EXPECTED = "a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or a number of seconds"
+
+
 @_kind("a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or seconds")
 def duration(v: A.Value) -> int | float:
     if isinstance(v, A.Duration):
@@ -230,8 +235,8 @@ def duration(v: A.Value) -> int | float:
         if problem is not None:  # `00:90:00`: SLURM refuses it, so no other reading is safer
             raise Invalid(f"has an invalid walltime `{v.text}`: {problem}",
                           f"write `{format_slurm_time(seconds)}` or `{_duration_text(seconds)}` for the same time", v)  # fmt: skip
-    wrong = _wrong(v, "a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or a number of seconds")
-    if isinstance(v, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+|\d+[-:][\d:-]*", v.value):
+    wrong = _wrong(v, DURATION_EXPECTED)
+    if isinstance(v, A.String) and (duration_seconds(v.value) is not None or re.fullmatch(r"\d+[-:][\d:-]*", v.value)):
         wrong.help = f"remove the quotes: {v.value}"
     raise wrong
 

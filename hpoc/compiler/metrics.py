@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from hpoc.compiler.pysource import find_module, parse_module
+from hpoc.compiler.pysource import target_tree
 
 
 # `(own, reported)`: what the trainer's loop of its own hands Tune (None: hpoc's default
@@ -119,10 +119,8 @@ def _dict_keys(node: ast.Dict) -> set[str] | None:
 
 
 def _module_tree(target: str, workdir: str | None) -> ast.Module | None:
-    """The tree of the module of `target` (`pkg.mod:Class`) under `workdir`, when it parses."""
-    path = find_module(workdir, target.split(":", 1)[0]) if workdir and target else None
-    tree = parse_module(path) if path else None
-    return tree if isinstance(tree, ast.Module) else None
+    found = target_tree(target, workdir)
+    return found[1] if found else None
 
 
 _CONFIG_ATTRS = ("config", "training_config")

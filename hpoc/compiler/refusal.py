@@ -9,6 +9,8 @@ import json
 import re
 from typing import Any
 
+from hpoc.compiler.tables import sbatch_option
+
 # What the site offers, with the columns these settings are checked against: partition,
 # CPUs and memory per node, GPUs (gres), features (for `constraint`), time limit.
 SINFO = "sinfo -o '%P %c %m %G %f %l'"
@@ -102,7 +104,7 @@ def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
 
 def _option(flag: str) -> str:
     """The sbatch option an `extra` element sets, unabbreviated (`--reserv=x` is `--reservation`)."""
-    name = flag.strip().split("=", 1)[0].split(maxsplit=1)[0] if flag.strip() else ""
+    name = sbatch_option(flag)
     known = [option for _, about in _EXTRA_ABOUT for option in about if option.startswith(name)]
     return known[0] if len(name) > 3 and len(set(known)) == 1 else name
 

@@ -163,8 +163,7 @@ def render_all(plan: Mapping[str, Any], *, plan_path: str, preflight_only: bool 
 
 def requeue_in_extra(flags: list[str]) -> bool:
     """Whether `slurm.extra` says itself whether the job may be requeued."""
-    return any(flag.strip().split("=", 1)[0].split(maxsplit=1)[0] in ("--requeue", "--no-requeue")
-               for flag in flags if flag.strip())
+    return any(T.sbatch_option(flag) in ("--requeue", "--no-requeue") for flag in flags)
 
 
 def _preflight(job: dict[str, Any]) -> dict[str, Any]:

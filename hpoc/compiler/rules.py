@@ -479,8 +479,8 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         problems = check_step(step["target"], dict(step.get("args") or {}), workdir, supplied)
         if role == "trainer" and not problems:
             problems = hook_problems(step["target"], workdir)
-            silent = silent_loop(step["target"], workdir)
-            if silent and not problems:
+            silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
+            if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
         for p in problems:
             where = keys.get(p.arg) if p.arg else None
@@ -546,15 +546,8 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     else:
         r["deepspeed"] = None
     g = r["gpus_per_worker"]
-    on_cuda = cuda_lines(trainer_target(out), workdir) if g == 0 else []
-    if on_cuda:
-        ch.warn(WARN_RESOURCES, f"the trainer puts tensors on CUDA ({', '.join(on_cuda[:3])}), but its "
-                                "trials get no GPU (`gpus_per_worker = 0`): on a node without one every "
-                                "trial fails there, and on one with GPUs it takes one Ray did not give it",
-                ch.spans.get("pipeline.trainer"),
-                help="leave devices to hpoc: batches arrive on the trial's device and the model is moved "
-                     "there (in a loop of your own, `self.strategy.device()`); or give the trials GPUs "
-                     "in `resources`")
+    if g == 0:
+        _cuda_without_gpus(ch, out, workdir)
     if g != int(g):
         if r["workers"] > 1:
             ch.error(RESOURCES, f"fractional `gpus_per_worker` ({g}) needs `workers = 1`",
@@ -576,6 +569,19 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
 # Searched names a DeepSpeed config's own `optimizer` / `scheduler` section overrides.
 _OPTIMIZER_KEYS = ("lr", "learning_rate", "momentum", "weight_decay", "betas", "eps")
 _LR_KEYS = ("lr", "learning_rate")
+
+
+def _cuda_without_gpus(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """A trainer that moves tensors to CUDA itself, in trials given no GPU."""
+    on_cuda = cuda_lines(trainer_target(out), workdir)
+    if on_cuda:
+        ch.warn(WARN_RESOURCES, f"the trainer puts tensors on CUDA ({', '.join(on_cuda[:3])}), but its "
+                                "trials get no GPU (`gpus_per_worker = 0`): on a node without one every "
+                                "trial fails there, and on one with GPUs it takes one Ray did not give it",
+                ch.spans.get("pipeline.trainer"),
+                help="leave devices to hpoc: batches arrive on the trial's device and the model is moved "
+                     "there (in a loop of your own, `self.strategy.device()`); or give the trials GPUs "
+                     "in `resources`")
 
 
 def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:

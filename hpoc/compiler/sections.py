@@ -21,6 +21,7 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.space import read_domain, read_space
+from hpoc.dsl.transform import duration_seconds
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 
@@ -308,7 +309,7 @@ class _Special:
                               help=f"write `{format_slurm_time(seconds)}` for the same walltime")  # fmt: skip
                 return None
             if seconds is None:
-                quoted = isinstance(value, A.String) and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", text)
+                quoted = isinstance(value, A.String) and duration_seconds(text) is not None
                 self.ch.error(
                     SLURM_TIME, f'`time` is not a SLURM time: "{text}"', value.span,
                     help=f"remove the quotes: {text}" if quoted else  # a duration, as elsewhere

@@ -147,18 +147,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
         ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "
                            f"({s['time']}): the walltime stops the trial first",
                 ch.spans.get("trials.time_limit"), help="lower `time_limit`, or raise `slurm.time`")  # fmt: skip
-    for key in ("partition", "account", "qos", "constraint"):
-        # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
-        if s[key] is not None and "\\" in s[key]:
-            value = setting_value(block, key)
-            ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
-                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
-                     help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
-    if s["partition"] is not None and "*" in s["partition"]:  # pasted from sinfo's `batch*`
-        value = setting_value(block, "partition")
-        ch.error(VALUE, f'`partition` "{s["partition"]}": the `*` is sinfo\'s mark of the default partition, '
-                        "not part of its name", value.span if value is not None else ch.spans.get("slurm.partition"),
-                 help=f'write `partition = "{s["partition"].replace("*", "")}"`')  # fmt: skip
+    _site_names(ch, s, block)
     _extra(ch, s, out["resume"]["enabled"], block)
     _python(ch, s, block)
     c = s["container"]
@@ -196,11 +185,27 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
     out["slurm"] = s
 
 
+def _site_names(ch: Checker, s: dict[str, Any], block: Any) -> None:
+    """Names the site gives (partition, account, qos, constraint) as sbatch would read them."""
+    for key in ("partition", "account", "qos", "constraint"):
+        # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
+        if s[key] is not None and "\\" in s[key]:
+            value = setting_value(block, key)
+            ch.error(VALUE, f"`{key}` must not contain `\\`: sbatch drops it from #SBATCH lines, even quoted",
+                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
+                     help="write the name as the site spells it (`sinfo`, `sacctmgr show assoc`)")  # fmt: skip
+    if s["partition"] is not None and "*" in s["partition"]:  # pasted from sinfo's `batch*`
+        value = setting_value(block, "partition")
+        ch.error(VALUE, f'`partition` "{s["partition"]}": the `*` is sinfo\'s mark of the default partition, '
+                        "not part of its name", value.span if value is not None else ch.spans.get("slurm.partition"),
+                 help=f'write `partition = "{s["partition"].replace("*", "")}"`')  # fmt: skip
+
+
 def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
     """`extra` may add #SBATCH options, but not ones hpoc writes (the last line would win)."""
     spans = item_spans(block, "extra") or [ch.spans.get("slurm.extra")] * len(s["extra"])
     for flag, span in zip(s["extra"], spans):
-        name = _flag_name(flag)
+        name = T.sbatch_option(flag)
         if not name:
             ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span)
             continue
@@ -255,14 +260,6 @@ def _sbatch_words(flag: str) -> str | None:
         return (f"is {len(words)} words to sbatch, which refuses the job script "
                 f'("Invalid directive found in batch script: {words[allowed]}")')
     return None
-
-
-def _flag_name(flag: str) -> str:
-    """`--time` of "--time=10" or "--time 10"; `-o` of "-o/x" (short options take glued values)."""
-    text = flag.strip()
-    if text.startswith("--"):
-        return text.split("=", 1)[0].split()[0]
-    return text[:2] if text.startswith("-") and len(text) > 1 else ""
 
 
 def _unabbreviated(name: str, resume: bool) -> str:

@@ -354,6 +354,14 @@ RESUME_SBATCH = {
 MEM_PER_SBATCH = ("--mem-per-cpu", "--mem-per-gpu")
 
 
+def sbatch_option(flag: str) -> str:
+    """`--time` of "--time=10" or "--time 10"; `-o` of "-o/x" (short options take glued values)."""
+    text = flag.strip()
+    if text.startswith("--"):
+        return text.split("=", 1)[0].split()[0]
+    return text[:2] if text.startswith("-") and len(text) > 1 else ""
+
+
 def key_home(key: str) -> str | None:
     """The section a key belongs to (for "`x` belongs in `resources`" hints)."""
     for section, fields in SECTIONS.items():

@@ -15,7 +15,7 @@ import difflib
 import os
 from typing import Any
 
-from hpoc.compiler.pysource import module_tree
+from hpoc.compiler.pysource import target_tree
 from hpoc.compiler.targets import Problem, bindings
 
 _MODEL = ("train", "setup", "_create_model", "create_model_loss_optimizer")
@@ -42,9 +42,9 @@ _Found = tuple[str, ast.Module, ast.ClassDef, dict[str, ast.AST]]
 def _trainer(target: str, workdir: str | None) -> _Found | None:
     """(the module's path as shown, its tree, the class, its methods) of the trainer
     `target` (`module:Class`), when its source says them for certain."""
-    module, _, qual = target.partition(":")
-    found = module_tree(workdir, module) if workdir and module and qual and "." not in qual else None
-    if not found or not isinstance(found[1], ast.Module):
+    qual = target.partition(":")[2]
+    found = target_tree(target, workdir) if qual and "." not in qual else None
+    if found is None:
         return None
     names = bindings(found[1])
     cls = names.get(qual) if names else None
@@ -154,9 +154,8 @@ def cuda_lines(target: str, workdir: str | None) -> list[str]:
     """`file:line` of each place the trainer's module puts tensors on CUDA itself
     (`.cuda()`, `.to("cuda")`, `torch.device("cuda:0")`), outside functions that ask
     whether CUDA is there (`torch.cuda.is_available()`)."""
-    module = target.partition(":")[0]
-    found = module_tree(workdir, module) if workdir and module else None
-    if not found or not isinstance(found[1], ast.Module):
+    found = target_tree(target, workdir)
+    if found is None:
         return []
     shown = os.path.relpath(found[0], workdir)
     lines: set[int] = set()

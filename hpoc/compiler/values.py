@@ -29,6 +29,14 @@ def setting_value(block: A.Block | None, key: str) -> A.Value | None:
 _VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
 
 
+def expand_vars(path: str) -> tuple[str, str | None]:
+    """`path` with `~` and `$VARS` expanded as on this node, and the first `$VAR` left in it
+    (one not set here: a directory named `$SCRATCH` is where nothing looks), or None."""
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    left = _VAR.search(expanded)
+    return expanded, left.group(0) if left else None
+
+
 def expand_path(ch: Checker, path: str, where: str) -> str | None:
     """`~` and `$VARS` expanded as on the login node (`$SCRATCH/hpo`); unset ones, unknown
     users and an empty path are errors."""
@@ -36,15 +44,14 @@ def expand_path(ch: Checker, path: str, where: str) -> str | None:
     if not path.strip():
         ch.error(VALUE, f"`{key}` is empty", ch.spans.get(where), help='write a path, e.g. "results"')
         return None
-    expanded = os.path.expanduser(os.path.expandvars(path))
+    expanded, unset = expand_vars(path)
     if expanded.startswith("~"):  # expanduser keeps `~name/...` when there is no such user
         user = expanded[1:].split("/", 1)[0]
         ch.error(VALUE, f"`{key}` starts with `~{user}`, but there is no user `{user}` here",
                  ch.spans.get(where), help="write `~/...` for your home, or the path out")  # fmt: skip
         return None
-    left = _VAR.search(expanded)
-    if left:
-        ch.error(VALUE, f"`{key}` uses `{left.group(0)}`, which is not set here",
+    if unset:
+        ch.error(VALUE, f"`{key}` uses `{unset}`, which is not set here",
                  ch.spans.get(where), help="set it before `hpoc compile`, or write the path out")  # fmt: skip
         return None
     return expanded

@@ -18,7 +18,17 @@ from hpoc.errors import Diagnostic, fail
 
 _SURROGATE = re.compile("[\ud800-\udfff]")  # halves of a UTF-16 pair: no character alone
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[smhd])+")  # the grammar's DURATION
+
+
+def duration_seconds(text: str) -> int | float | None:
+    """Seconds of a duration as .hpo writes it (`1h30m`); None when `text` is not one (the
+    checks ask of a string that should have been one: `"2h"`)."""
+    if not _DURATION.fullmatch(text):
+        return None
+    seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+    return int(seconds) if seconds == int(seconds) else seconds
 
 
 def _span(file: str, meta: Any) -> A.Span | None:
@@ -107,9 +117,8 @@ def _make_transformer() -> type:
 
         def duration(self, meta: Any, children: list[Any]) -> A.Duration:
             (tok,) = children
-            seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(str(tok)))
-            if seconds == int(seconds):
-                seconds = int(seconds)
+            seconds = duration_seconds(str(tok))
+            assert seconds is not None  # the token is the grammar's DURATION
             return A.Duration(seconds, str(tok), span=self._sp(meta))
 
         def size(self, meta: Any, children: list[Any]) -> A.Size:

@@ -9,7 +9,6 @@ the checker's included, is reported at the YAML line and column.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from contextvars import ContextVar
@@ -99,8 +98,9 @@ def convert(path: str | os.PathLike[str]) -> tuple[str, list[Diagnostic]]:
 
 def _compile(tr: Translation, text: str, filename: str, workdir: str, sha256: str | None) -> Any:
     from hpoc.compiler import compile_study
+    from hpoc.dsl.digest import spec_digest
 
-    digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest = sha256 or spec_digest(text.encode("utf-8"))  # as read from a file
     names = _yaml_names(tr.study, text) + tr.names
     try:
         result = compile_study(tr.study, text=text, file=filename, sha256=digest, workdir=workdir, fmt="yaml",
@@ -139,6 +139,8 @@ def _yaml_names(study: A.Study, text: str) -> _Names:
 
 def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnostic]:
     """The checker's diagnostics naming the YAML key at their position, not the .hpo one."""
+    from hpoc.compiler.kinds import DURATION_EXPECTED
+
     out = []
     lines = text.split("\n")
     for d in diags:
@@ -147,10 +149,10 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
             # no quotes there: `${a}0` is a string, as in OmegaConf
             d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
                                 "or the reference alone (`${...}` to a number is that number)")
-        if _DURATION in d.message:  # YAML has no duration: Ray's `time_budget_s`, `time_total_s` are seconds
+        if DURATION_EXPECTED in d.message:  # YAML has no duration: Ray's `time_budget_s`, `time_total_s` are seconds
             quoted = d.help and d.help.startswith("remove the quotes: ")
             seconds = _seconds(d.help[len("remove the quotes: "):]) if quoted else None  # type: ignore[index]
-            d = replace(d, message=d.message.replace(_DURATION, "a number of seconds"),
+            d = replace(d, message=d.message.replace(DURATION_EXPECTED, "a number of seconds"),
                         help=f"write it in seconds: {seconds:g}" if seconds is not None else d.help)
         at = [(sp, hpo, yml) for sp, hpo, yml in names if d.line is not None and _inside(d.line, d.col or 1, sp)]
         here: list[tuple[str, str]] = []
@@ -208,7 +210,9 @@ def _range(value: str) -> str:
         return f"{{type: {domain.group(1)}, min: {domain.group(2)}, max: {domain.group(3)}}}"
     named = re.fullmatch(r"(\w+)\(\.\.\.\)", value)  # `noise = randn(...)`
     if named:
-        return f"{{type: {'grid_search' if named.group(1) == 'grid' else named.group(1)}, ...}}"
+        from hpoc.yaml.space import yaml_type
+
+        return f"{{type: {yaml_type(named.group(1))}, ...}}"
     return value
 
 
@@ -217,13 +221,13 @@ def yaml_words(text: str) -> str:
     config writes it (`lr = uniform(a, b)` is `lr: {type: uniform, min: a, max: b}`)."""
     def call(m: re.Match[str]) -> str:  # a bare domain call in a hint: `choice(a, b)`
         from hpoc.compiler import tables as T
-        from hpoc.yaml.space import domain_map
+        from hpoc.yaml.space import domain_map, yaml_type
 
         func, inner = m.group(1), m.group(2).strip()
         if func not in T.DOMAINS:
             return m.group(0)
         if inner == "...":  # a domain named, not written out: `qrandint(...)` is `type: qrandint`
-            return f"`type: {'grid_search' if func == 'grid' else func}`"
+            return f"`type: {yaml_type(func)}`"
         args = [a.strip() for a in inner.split(",")] if inner else []
         if func in T.CATEGORICAL:  # .hpo's `choice(a, b)` takes the values, Ray's the list
             args = [f"[{', '.join(args)}]"]
@@ -241,17 +245,14 @@ def yaml_words(text: str) -> str:
     return _CALL.sub(call, text)
 
 
-_DURATION = "a duration such as `90m` or `2h`, a walltime such as `02:00:00`, or a number of seconds"
-
-
 def _seconds(text: str) -> float | None:
     """Seconds of a .hpo duration (`1h30m`) or walltime (`02:00:00`) written as a string."""
     from hpoc.compiler.sections import slurm_seconds
-    from hpoc.dsl.transform import _DURATION_PART, _UNITS
+    from hpoc.dsl.transform import duration_seconds
 
-    if re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", text):
-        return sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
-    seconds = slurm_seconds(text) if re.fullmatch(r"[\d:-]+", text) else None
+    seconds = duration_seconds(text)
+    if seconds is None and re.fullmatch(r"[\d:-]+", text):
+        seconds = slurm_seconds(text)
     return float(seconds) if seconds is not None else None
 
 

@@ -96,13 +96,18 @@ def _python_domain(b: Builder, node: YNode, name: str) -> bool:
     return True
 
 
+def yaml_type(func: str) -> str:
+    """The `type` a config writes for the .hpo domain `func` (Ray's name for `grid`)."""
+    return "grid_search" if func == "grid" else func
+
+
 def domain_map(func: str, args: list[str]) -> str:
     """A Ray Tune domain as a config writes it: `{type: qrandint, lower: 16, upper: 64, q: 16}`.
     `args` as written: a categorical's one list (`[a, b]`); a keyword argument (`q=8`) keeps
     its name; one written as its parameter's name (`uniform(lower, upper)`) stands for `...`."""
     if func in T.CATEGORICAL:
-        key, kind = ("categories", "choice") if func == "choice" else ("values", "grid_search")
-        return f"{{type: {kind}, {key}: {args[0] if args else '[]'}}}"
+        key = "categories" if func == "choice" else "values"
+        return f"{{type: {yaml_type(func)}, {key}: {args[0] if args else '[]'}}}"
     names = [n for n, _, _ in T.DOMAINS[func]]
     pairs = "".join(f", {a.split('=', 1)[0].strip()}: {a.split('=', 1)[1].strip()}" if "=" in a
                     else f", {n}: {'...' if a == n else a}" for n, a in zip(names, args) if a)

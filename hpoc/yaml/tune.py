@@ -195,14 +195,7 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
     cls = b.ray_target(target, classes, f"`{what}`")  # type: ignore[arg-type]
     if "name" in m.index:
         b.error(DUPLICATE, f"`{what}` has both `name` and `{key}`", m.key_span("name"), help="keep one of them")
-    entries = [e for e in m.entries if e[0] not in (key, "name")]
-    if key == "class_path":
-        args = b.mapping(m.get("init_args"), "`init_args`")
-        extra = [e for e in entries if e[0] != "init_args"]
-        for k, ks, _ in extra:
-            b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `{what}`", ks,
-                    help="put the class's arguments under `init_args`")
-        entries = list(args.entries) if args is not None else []
+    entries = _class_args(b, m, key, what, besides=("name",)) or []
     if cls is None or classes[cls] == "ConcurrencyLimiter":
         if cls is not None:
             b.error(VALUE, "`ConcurrencyLimiter` wraps a searcher, which a config cannot build", target.span,  # type: ignore[union-attr]
@@ -210,6 +203,24 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
         return None
     entries.insert(0, ("name", m.key_span(key), YScalar(classes[cls], classes[cls], target.span)))  # type: ignore[union-attr,arg-type]
     return YMap(tuple(entries), m.span, {k: i for i, (k, _, _) in enumerate(entries)})
+
+
+def _class_args(b: Builder, m: YMap, key: str, what: str,
+                besides: tuple[str, ...] = ()) -> list[tuple[str, A.Span, YNode]] | None:
+    """The arguments of the class `m` names by `key`: beside `_target_` (hydra), under
+    `init_args` beside `class_path` (jsonargparse), where any other key is an error (but
+    `besides`, which the caller reads). None when `init_args` is not a mapping (said)."""
+    entries = [e for e in m.entries if e[0] not in (key, *besides)]
+    if key != "class_path":
+        return entries
+    for k, ks, _ in entries:
+        if k != "init_args":
+            b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `{what}`", ks,
+                    help="put the class's arguments under `init_args`")
+    args = b.mapping(m.get("init_args"), "`init_args`")
+    if args is None and b.given(m.get("init_args")) is not None:
+        return None
+    return list(args.entries) if args is not None else []
 
 
 # ------------------------------------------------------------------------- objective
@@ -516,17 +527,8 @@ def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
     key = "_target_" if "_target_" in stop.index else "class_path"
     target = stop.get(key)
     cls = b.ray_target(target, _STOPPERS, "`stop`")  # type: ignore[arg-type]
-    entries = [e for e in stop.entries if e[0] != key]
-    if key == "class_path":
-        for k, ks, _ in entries:
-            if k != "init_args":
-                b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `stop`", ks,
-                        help="put the class's arguments under `init_args`")
-        args = b.mapping(stop.get("init_args"), "`init_args`")
-        if args is None and b.given(stop.get("init_args")) is not None:
-            return  # not a mapping: said, and its arguments are unknown
-        entries = list(args.entries) if args is not None else []
-    if cls is None:
+    entries = _class_args(b, stop, key, "stop")
+    if entries is None or cls is None:  # (init_args not a mapping: said; its arguments are unknown)
         return
     if _STOPPERS[cls] is not None:
         b.error(VALUE, f"`stop` cannot be a `{cls}`: hpoc stops trials on result limits (a mapping) "

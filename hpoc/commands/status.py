@@ -370,7 +370,7 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
             s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
         elif (job is not None and job.get("cluster") == "slurm" and build_dir is not None
               and _failed_end(s, job.get("state"))):
-            job["err"] = str(build_dir / "logs" / job["job_id"] / f"{job['job_id']}_0_log.err")
+            job["err"] = joblogs.err_file(build_dir, study, job)
         else:
             continue
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
@@ -563,9 +563,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
             # (an `hpoc submit` job's: submitit's task-0 log).
-            err = f"{build}/{status['study']}-{job['job_id']}.err" if job.get("sbatch") else \
-                f"{build}/logs/{job['job_id']}/{job['job_id']}_0_log.err"
-            ended = joblogs.why(err) if build else None
+            ended = joblogs.why(joblogs.err_file(build, status["study"], job)) if build else None
             steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
                          f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
                          "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))

@@ -267,19 +267,25 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     try:
         results = load(exp)
     except ResultsError as exc:
-        if _unstarted(exp):
-            return _not_started(exp)
+        if _unstarted(exp):  # nothing there for `load` to read yet
+            return _dir_status(exp.name, None, exp, [_shard(0, exp, None, None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
     shards = [_shard(s.index, s.path, results, None, None, metric) for s in results.shards]
-    totals = {key: sum(s[key] for s in shards) for key in COUNTS}
+    return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
+                       results.warnings)
+
+
+def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[dict[str, Any]],
+                trials: list[Any], metric: dict[str, str] | None, warnings: list[str]) -> dict[str, Any]:
     return {
-        "study": results.study, "plan_hash": results.plan_hash, "storage": str(results.root),
+        "study": study, "plan_hash": plan_hash, "storage": str(storage),
         "build_dir": None, "search": None, "metric": metric, "budget": None,
-        "shared_budget": False, "shards": shards, "totals": totals,
-        "trials": len(results.trials), "best": _best(results.trials, metric), "journal": None,
-        "warnings": list(results.warnings), "state": _overall([s["state"] for s in shards]),
+        "shared_budget": False, "shards": shards,
+        "totals": {key: sum(s[key] for s in shards) for key in COUNTS},
+        "trials": len(trials), "best": _best(trials, metric), "journal": None,
+        "warnings": list(warnings), "state": _overall([s["state"] for s in shards]),
         "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
     }
 
@@ -294,16 +300,6 @@ def _unstarted(exp: Path) -> bool:
         return exp.is_dir() and {p.name for p in exp.iterdir()} <= {LOCK, LIVE}
     except OSError:
         return False
-
-
-def _not_started(exp: Path) -> dict[str, Any]:
-    shard = _shard(0, exp, None, None, None, None)
-    return {
-        "study": exp.name, "plan_hash": None, "storage": str(exp), "build_dir": None, "search": None,
-        "metric": None, "budget": None, "shared_budget": False, "shards": [shard],
-        "totals": {key: shard[key] for key in COUNTS}, "trials": 0, "best": None, "journal": None,
-        "warnings": [], "state": shard["state"], "spec_unknown": True,
-    }
 
 
 def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:

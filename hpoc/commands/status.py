@@ -552,17 +552,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status.get("other_plan"):  # the states and results are that run's: nothing to resume
         return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
                         "or move that run aside with `--fresh`"]
-    for s in shards:
-        job = s["job"] or {}
-        if (never := never_starts(job)) is not None:
-            steps.append(never)
-        if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
-            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
-            # (an `hpoc submit` job's: submitit's task-0 log).
-            ended = joblogs.why(joblogs.err_file(build, status["study"], job)) if build else None
-            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
-                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
-                         "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))
+    steps += _pending_steps(shards, build, status["study"])
     for s in shards:
         if s.get("stopped"):  # the driver stopped it (failfast.py): resuming alone fails again
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
@@ -602,6 +592,23 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
             steps.append(f"{sum(s['errored'] for s in shards) + cut} errored trial(s){among}: once "
                          "what made them fail is fixed, " + _retry_command(status, errored, target)
                          + " runs only those again (finished trials are kept)")
+    return steps
+
+
+def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) -> list[str]:
+    """What to do about queued jobs that waiting will not start, or start late."""
+    steps = []
+    for s in shards:
+        job = s["job"] or {}
+        if (never := never_starts(job)) is not None:
+            steps.append(never)
+        if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
+            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
+            # (an `hpoc submit` job's: submitit's task-0 log).
+            ended = joblogs.why(joblogs.err_file(build, study, job)) if build else None
+            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
+                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
+                         "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))
     return steps
 
 

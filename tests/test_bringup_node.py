@@ -341,6 +341,19 @@ def test_wait_for_head_returns_once_the_port_answers():
         node.wait_for_head(f"127.0.0.1:{s.getsockname()[1]}", timeout=5)
 
 
+def test_a_bracketed_ipv6_head_address_answers():
+    """`[v6]:port`, as the driver's RAY_ADDRESS check reads it (probe.split): the brackets
+    are the address's form, not the host's name."""
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with s:
+        s.listen()
+        assert node.answers(f"[::1]:{s.getsockname()[1]}")
+
+
 def test_a_missing_interface_names_the_slurm_node(monkeypatch):
     """The fake nodes of the local cluster, and sites whose node names differ from the host
     names, read "interface 'ib0' has no IPv4 address on vm": SLURM's name says which node."""

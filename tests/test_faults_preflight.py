@@ -380,6 +380,9 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
     monkeypatch.setenv("SBATCH_PARTITION", "debug")  # the job goes there, whatever the spec says
     (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
     assert found.ok, found.message
+    monkeypatch.setenv("SBATCH_PARTITION", "short")  # the spec's own: the job is the spec's still
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
+    assert not found.ok and "PartitionTimeLimit" in found.message, found.message
 
 
 def test_an_sbatch_variable_that_overrides_the_spec_is_a_preflight_warning(monkeypatch) -> None:

@@ -42,6 +42,15 @@ def newest(build_dir: Path, study: str) -> dict[int, dict[str, Any]]:
     return {shard: job for shard, (_, job) in found.items()}
 
 
+def err_file(build_dir: Path | str, study: str, job: dict[str, Any]) -> str:
+    """Where a job's .err is: beside plan.json for an `sbatch BUILD/job.sbatch` job (`sbatch`
+    set), submitit's task-0 log for an `hpoc submit` one."""
+    job_id = job["job_id"]
+    if job.get("sbatch"):
+        return str(Path(build_dir) / f"{study}-{job_id}.err")
+    return str(Path(build_dir) / "logs" / job_id / f"{job_id}_0_log.err")
+
+
 def why(err: str) -> str | None:
     """The last line of the job's .err that says why it ended (None: none does)."""
     try:

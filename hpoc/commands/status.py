@@ -267,19 +267,25 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     try:
         results = load(exp)
     except ResultsError as exc:
-        if _unstarted(exp):
-            return _not_started(exp)
+        if _unstarted(exp):  # nothing there for `load` to read yet
+            return _dir_status(exp.name, None, exp, [_shard(0, exp, None, None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
     shards = [_shard(s.index, s.path, results, None, None, metric) for s in results.shards]
-    totals = {key: sum(s[key] for s in shards) for key in COUNTS}
+    return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
+                       results.warnings)
+
+
+def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[dict[str, Any]],
+                trials: list[Any], metric: dict[str, str] | None, warnings: list[str]) -> dict[str, Any]:
     return {
-        "study": results.study, "plan_hash": results.plan_hash, "storage": str(results.root),
+        "study": study, "plan_hash": plan_hash, "storage": str(storage),
         "build_dir": None, "search": None, "metric": metric, "budget": None,
-        "shared_budget": False, "shards": shards, "totals": totals,
-        "trials": len(results.trials), "best": _best(results.trials, metric), "journal": None,
-        "warnings": list(results.warnings), "state": _overall([s["state"] for s in shards]),
+        "shared_budget": False, "shards": shards,
+        "totals": {key: sum(s[key] for s in shards) for key in COUNTS},
+        "trials": len(trials), "best": _best(trials, metric), "journal": None,
+        "warnings": list(warnings), "state": _overall([s["state"] for s in shards]),
         "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
     }
 
@@ -294,16 +300,6 @@ def _unstarted(exp: Path) -> bool:
         return exp.is_dir() and {p.name for p in exp.iterdir()} <= {LOCK, LIVE}
     except OSError:
         return False
-
-
-def _not_started(exp: Path) -> dict[str, Any]:
-    shard = _shard(0, exp, None, None, None, None)
-    return {
-        "study": exp.name, "plan_hash": None, "storage": str(exp), "build_dir": None, "search": None,
-        "metric": None, "budget": None, "shared_budget": False, "shards": [shard],
-        "totals": {key: shard[key] for key in COUNTS}, "trials": 0, "best": None, "journal": None,
-        "warnings": [], "state": shard["state"], "spec_unknown": True,
-    }
 
 
 def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -370,7 +366,7 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
             s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
         elif (job is not None and job.get("cluster") == "slurm" and build_dir is not None
               and _failed_end(s, job.get("state"))):
-            job["err"] = str(build_dir / "logs" / job["job_id"] / f"{job['job_id']}_0_log.err")
+            job["err"] = joblogs.err_file(build_dir, study, job)
         else:
             continue
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
@@ -556,19 +552,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status.get("other_plan"):  # the states and results are that run's: nothing to resume
         return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
                         "or move that run aside with `--fresh`"]
-    for s in shards:
-        job = s["job"] or {}
-        if (never := never_starts(job)) is not None:
-            steps.append(never)
-        if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
-            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
-            # (an `hpoc submit` job's: submitit's task-0 log).
-            err = f"{build}/{status['study']}-{job['job_id']}.err" if job.get("sbatch") else \
-                f"{build}/logs/{job['job_id']}/{job['job_id']}_0_log.err"
-            ended = joblogs.why(err) if build else None
-            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
-                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
-                         "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))
+    steps += _pending_steps(shards, build, status["study"])
     for s in shards:
         if s.get("stopped"):  # the driver stopped it (failfast.py): resuming alone fails again
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
@@ -608,6 +592,23 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
             steps.append(f"{sum(s['errored'] for s in shards) + cut} errored trial(s){among}: once "
                          "what made them fail is fixed, " + _retry_command(status, errored, target)
                          + " runs only those again (finished trials are kept)")
+    return steps
+
+
+def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) -> list[str]:
+    """What to do about queued jobs that waiting will not start, or start late."""
+    steps = []
+    for s in shards:
+        job = s["job"] or {}
+        if (never := never_starts(job)) is not None:
+            steps.append(never)
+        if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
+            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
+            # (an `hpoc submit` job's: submitit's task-0 log).
+            ended = joblogs.why(joblogs.err_file(build, study, job)) if build else None
+            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
+                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
+                         "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))
     return steps
 
 

@@ -126,9 +126,10 @@ def _written_since(file: Path, lock: RunLock) -> bool:
         return False
 
 
-def _started_since(trial: Trial, when: float) -> bool:
+def started_after(trial_dir: str | Path | None, when: float) -> bool:
+    """Whether the driver marked the trial in `trial_dir` started (files.STARTED) after `when`."""
     try:
-        return bool(trial.path) and (Path(trial.path) / STARTED).stat().st_mtime > when
+        return bool(trial_dir) and (Path(trial_dir) / STARTED).stat().st_mtime > when
     except OSError:
         return False
 
@@ -141,7 +142,7 @@ def refresh(trials: list[Trial], lock: RunLock) -> None:
         if trial.state_saved is not None and trial.state_saved >= lock.started:
             # Ray saved this trial's state during this run: it knows best, but saves every
             # few seconds; the driver marks a start (PBT resuming a paused trial too) at once
-            if trial.status in ("PENDING", "PAUSED") and _started_since(trial, trial.state_saved):
+            if trial.status in ("PENDING", "PAUSED") and started_after(trial.path, trial.state_saved):
                 trial.status = "RUNNING"
             continue
         fresh = bool(trial.path) and _written_since(Path(trial.path) / "result.json", lock)

@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.files import STARTED, newest_state, read_json_lines, saved_trials
+from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
@@ -421,11 +421,8 @@ def _retried(trial_dir: Path, state: dict[str, Any] | None) -> bool:
         failed = (trial_dir / "error.txt").stat().st_mtime
     except OSError:
         return False
-    try:
-        if (trial_dir / STARTED).stat().st_mtime > failed:
-            return True
-    except OSError:
-        pass
+    if live.started_after(trial_dir, failed):
+        return True
     return bool(state) and state["status"] in ("PENDING", "RUNNING", "PAUSED") \
         and state["saved"] > failed
 

@@ -489,8 +489,6 @@ def timeline_figure(results: Results, ranking: Ranking):
     fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(rows)))
     ax = fig.subplots()
     from matplotlib import colormaps
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     cmap = colormaps["tab10"]
     shard_ids = sorted({t.shard for t in rows})
@@ -533,6 +531,16 @@ def timeline_figure(results: Results, ranking: Ranking):
         ax.set_xlim(0, 1)
     ax.set_xlabel(f"time since study start ({unit_name})")
     ax.grid(True, axis="x", alpha=0.3)
+    _timeline_legend(ax, results, rows, spans, bool(marks), cmap, shard_ids)
+    return fig
+
+
+def _timeline_legend(ax: Any, results: Results, rows: list[Trial], spans: list[Trial], marked: bool,
+                     cmap: Any, shard_ids: list[int]) -> None:
+    """The timeline's title and legend: shards, or the statuses its bars and marks show."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     if results.sharded:
         handles = [Patch(color=cmap(i % 10), label=f"shard {s} ({sum(t.shard == s for t in rows)}"
                          " trials)") for i, s in enumerate(shard_ids)]
@@ -544,12 +552,11 @@ def timeline_figure(results: Results, ranking: Ranking):
         ax.set_title("Trial timeline")
     if results.sharded and any(t.status == "ERROR" for t in spans):
         handles.append(Patch(facecolor="white", edgecolor="#d62728", hatch="//", label="error"))
-    if marks:
+    if marked:
         handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
                               linestyle="none",
                               label="began, never reported" if results.over else "began, no report yet"))
     ax.legend(handles=handles, loc="best", fontsize="small")
-    return fig
 
 
 # ---------------------------------------------------------------- Pareto front

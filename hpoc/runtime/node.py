@@ -383,11 +383,15 @@ def parser() -> argparse.ArgumentParser:
 
 def answers(address: str, timeout: float = 1.0) -> bool:
     """True if something accepts TCP connections at IP:PORT (the head's GCS)."""
-    host, _, port = address.rpartition(":")
+    from hpoc.runtime.probe import split  # as the driver's check before ray.init reads it
+
+    where = split(address)
+    if where is None:
+        return False
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
+        with socket.create_connection(where, timeout=timeout):
             return True
-    except (OSError, ValueError):
+    except OSError:
         return False
 
 

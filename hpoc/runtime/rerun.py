@@ -58,18 +58,16 @@ def mode_from_env(environ: Any = os.environ) -> str | None:
                      "`0` or unset not at all")
 
 
-_READ: Any = object()  # errored(): read summary.json here
-
-
-def errored(exp: Path, summary: dict[str, Any] | None = _READ) -> dict[str, Path]:
+def errored(exp: Path, summary: Any = ...) -> dict[str, Path]:
     """trial id -> directory of the trials a retry runs again (none without a restorable
     run): those Ray's newest saved experiment state has as ERROR, and those `cut_short`.
-    `summary`: summary.json's content, when the caller has read it. No Ray import."""
+    `summary`: summary.json's content, when the caller has read it (None: there is none;
+    unset: read here, as prior_run does). No Ray import."""
     newest = newest_state(exp) if (exp / _TUNER).is_file() else None
     if newest is None:
         return {}
     saved = saved_trials(newest)
-    cut = cut_short(exp, newest, read(exp) if summary is _READ else summary)
+    cut = cut_short(exp, newest, read(exp) if summary is ... else summary)
     return {str(trial["trial_id"]): exp / str(trial.get("relative_logdir") or "")
             for trial, _ in saved
             if trial.get("status") == "ERROR" or (trial.get("status") == "TERMINATED"

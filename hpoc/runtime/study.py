@@ -277,18 +277,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
     fit_started = time.monotonic()
-    try:
-        grid = tuner.fit()
-    except Exception as exc:  # a full disk failed Tune itself: not a bug of hpoc or the trainer
-        temp = os.path.dirname(ray_session.temp_dir) if ray_session.temp_dir else None
-        full = session.no_room(exc, {"the run's temp dir in": temp,
-                                     "the storage": plan["storage"]["path"]})
-        if full is None:
-            raise
-        raise StudyError(
-            f"no space left on a device while the study ran: {full}\n  help: free some space "
-            "(a trial's printed output and Ray's logs are kept in the temp dir while it runs; "
-            "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
+    grid = _fit(tuner, plan, ray_session)
     trials = STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]
@@ -324,6 +313,25 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
         return EXIT_INTERRUPTED
     return summary_mod.exit_code(result)
+
+
+def _fit(tuner: Any, plan: dict[str, Any], ray_session: Any) -> Any:
+    """Tune's fit; a full disk that failed Tune itself is a StudyError naming the full place,
+    not a traceback that reads as a bug of hpoc or the trainer."""
+    from hpoc.runtime import session
+
+    try:
+        return tuner.fit()
+    except Exception as exc:
+        temp = os.path.dirname(ray_session.temp_dir) if ray_session.temp_dir else None
+        full = session.no_room(exc, {"the run's temp dir in": temp,
+                                     "the storage": plan["storage"]["path"]})
+        if full is None:
+            raise
+        raise StudyError(
+            f"no space left on a device while the study ran: {full}\n  help: free some space "
+            "(a trial's printed output and Ray's logs are kept in the temp dir while it runs; "
+            "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
 
 
 def _tracking() -> Any:

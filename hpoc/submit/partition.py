@@ -10,7 +10,6 @@ default) lets sbatch take a job whose `time` is above the partition's MaxTime, o
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from typing import Any
@@ -52,8 +51,9 @@ def never_fits(slurm: dict[str, Any], timeout: float = 30) -> list[tuple[str, st
     """(why, squeue's reason, what to change) for each of the job's `time` and `nodes` that no partition it may
     run in allows; empty when it fits or sinfo cannot tell."""
     from hpoc.compiler.sections import slurm_time
+    from hpoc.submit.sbatch_env import in_shell
 
-    if os.environ.keys() & {"SBATCH_PARTITION", "SBATCH_TIMELIMIT"}:  # they win over the spec (sbatch_env.py)
+    if in_shell({"slurm": slurm}).keys() & {"partition", "time"}:  # the shell's win: not the spec's job
         return []
     parts = limits(slurm.get("partition"), timeout)
     if parts is None:

@@ -39,7 +39,7 @@ FREE_FORM = {("pipeline", "*", "args"), ("space", "constants"), ("search", "opti
              ("scheduler", "options"), ("slurm", "env"), ("trials", "stop"), ("spans",)}
 # Keys a plan may lack (plans written before the key existed; docs/plan.md gives the default).
 OPTIONAL = {("resources", "reuse_workers"), ("slurm", "gpu_type"), ("slurm", "gpu_request"), ("failure", "fail_fast"),
-            ("source", "words"), ("trials", "time_limit_s")}
+            ("source", "words"), ("source", "pipe_key"), ("trials", "time_limit_s")}
 OTHER_TYPES = [None, "x", "", 0, -1, 7, 1.5, True, False, [], [1], {}, {"k": 1}, 10**30]
 
 

@@ -346,6 +346,19 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _signal_when(cmd, env, ready, what, sig, settle=0.0):
+    """Run `cmd`, send `sig` once `ready()` holds (and `settle` seconds more): (exit code, stderr)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(ready, 120, what)
+        time.sleep(settle)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
 def _slow_toy_run(tmp_path, epochs):
     """(command, environment, experiment dir) of a local run of 2 one-second-epoch trials."""
     workdir = write_toy(tmp_path / "study")
@@ -422,16 +435,9 @@ def test_the_time_budget_spans_resumed_runs(tmp_path):
     plan["trials"]["time_budget_s"] = 40
     plan["content_hash"] = content_hash(plan)
     Path(cmd[3]).write_text(dumps(plan))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")), 120,
-                  "a reported epoch")
-        time.sleep(5)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == EXIT_INTERRUPTED, err
+    code, err = _signal_when(cmd, env, lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")),
+                             "a reported epoch", signal.SIGTERM, settle=5)
+    assert code == EXIT_INTERRUPTED, err
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     left = re.search(r"time budget: (\d+) s left of 40 s \(it spans runs\)", again.stderr)
     assert left and int(left.group(1)) < 40, again.stderr
@@ -476,15 +482,9 @@ def test_runs_the_walltime_stops_before_any_report_end_the_requeues(tmp_path):
     Path(cmd[3]).write_text(dumps(plan))
     exp.mkdir(parents=True)
     (exp / walltime.FILE).write_text("2\n")  # two runs like it before this one
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: list(exp.glob("trial_*")), 120, "a trial to start")
-        time.sleep(1)
-        proc.send_signal(signal.SIGUSR2)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == EXIT_NO_PROGRESS, err
+    code, err = _signal_when(cmd, env, lambda: list(exp.glob("trial_*")), "a trial to start", signal.SIGUSR2,
+                             settle=1)
+    assert code == EXIT_NO_PROGRESS, err
     assert "the walltime stopped 3 runs in a row before any trial reported an epoch: not requeued" in err
     assert (exp / walltime.FILE).read_text().strip() == "3"
     # a run with a report starts the count again
@@ -772,15 +772,9 @@ def test_a_resumed_run_retries_a_failed_trial_as_the_plan_says(tmp_path):
     env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
     env.pop("RAY_ADDRESS", None)
     exp = tmp_path / "results" / "toy"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")), 120,
-                  "a first report")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == EXIT_INTERRUPTED, err
+    code, err = _signal_when(cmd, env, lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")),
+                             "a first report", signal.SIGTERM)
+    assert code == EXIT_INTERRUPTED, err
     arm.touch()  # the next run's trial fails once, after its first report
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert "resuming the interrupted run" in again.stderr

@@ -417,18 +417,24 @@ def test_a_job_that_is_completing_is_still_running_not_mixed(tmp_path, capsys, m
     assert out.startswith("study `tiny`: running;") and "job 965  COMPLETING  1:05  (TimeLimit)" in out
 
 
-def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, monkeypatch):
-    from submit_support import fake_squeue
+def submitted_job_log(tmp_path) -> tuple[Path, Path]:
+    """(build dir, .err log) of a study `hpoc submit` sent as job 968 (shard 0)."""
+    from hpoc.submit.params import study_id
 
     storage, build = tmp_path / "results", tmp_path / "build"
     plan = make_plan(storage, "tiny")
     write_plan(build, plan)
-    from hpoc.submit.params import study_id
-
     (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
                                                   "jobs": [{"job_id": "968", "shard": 0}]}]))
     log = build / "logs" / "968" / "968_0_log.err"
     log.parent.mkdir(parents=True)
+    return build, log
+
+
+def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, monkeypatch):
+    from submit_support import fake_squeue
+
+    build, log = submitted_job_log(tmp_path)
     log.write_text("slurm_script: line 20: module: command not found\n"
                    "hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python\n")
     fake_squeue(monkeypatch, tmp_path / "bin", [])
@@ -449,15 +455,7 @@ def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path,
     """As for job.sbatch: a job SLURM requeued after a node failure waits for its begin time."""
     from submit_support import fake_squeue
 
-    from hpoc.submit.params import study_id
-
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "tiny")
-    write_plan(build, plan)
-    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
-                                                  "jobs": [{"job_id": "968", "shard": 0}]}]))
-    log = build / "logs" / "968" / "968_0_log.err"
-    log.parent.mkdir(parents=True)
+    build, log = submitted_job_log(tmp_path)
     lost = "hpoc: error: SLURM lost node2 (down: test) and ended the job; the study stopped: …"
     log.write_text(f"{lost}\nsrun: error: node1: task 0: Exited with exit code 1\n")
     fake_squeue(monkeypatch, tmp_path / "bin", [f"968|PENDING|0:00||BeginTime|N/A|{log.parent}/968_submission.sh"])

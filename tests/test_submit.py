@@ -653,26 +653,30 @@ def test_the_submitit_job_binds_its_job_directorys_base_into_the_container(var, 
         assert "hpoc: HPOC_TMP=/scratch/a,b cannot be bound into the container" in run.stderr
 
 
-def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, monkeypatch, capsys):
-    """cpus_per_node above what the partition's nodes have: `hpoc submit` printed sbatch's
-    words, then "hpoc: internal error: FailedJobError ... this is a bug in hpoc"."""
+def submit_refused(spec: Path, said: str, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
+    """`hpoc submit --cluster slurm` of `spec` where sbatch refuses the job saying `said`:
+    (exit code, stderr)."""
     from submitit.core.utils import FailedJobError
 
     import hpoc.submit as submit_mod
     from hpoc.cli import main
 
-    refusal = ("sbatch: error: CPU count per node can not be satisfied\n"
-               "sbatch: error: Batch job submission failed: Requested node configuration is not available")
-
     class Refusing:
         def submit(self, *args):
-            raise FailedJobError(refusal)
+            raise FailedJobError(said)
 
-    spec = write_study(tmp_path / "s", "big")
     monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
     monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
     code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
-    err = capsys.readouterr().err
+    return code, capsys.readouterr().err
+
+
+def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, monkeypatch, capsys):
+    """cpus_per_node above what the partition's nodes have: `hpoc submit` printed sbatch's
+    words, then "hpoc: internal error: FailedJobError ... this is a bug in hpoc"."""
+    said = ("sbatch: error: CPU count per node can not be satisfied\n"
+            "sbatch: error: Batch job submission failed: Requested node configuration is not available")
+    code, err = submit_refused(write_study(tmp_path / "s", "big"), said, tmp_path, monkeypatch, capsys)
     assert code == 2 and "internal error" not in err, err
     assert ("hpoc: error: sbatch refused the job, nothing was submitted: CPU count per node can not be "
             "satisfied; Batch job submission failed: "
@@ -683,25 +687,11 @@ def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, m
 def test_every_reason_sbatch_gives_for_a_refusal_is_said(tmp_path, monkeypatch, capsys):
     """sbatch names a bad partition and then the submission that failed: `hpoc submit` said the
     last line only, which names no setting. Its warnings are no reason."""
-    from submitit.core.utils import FailedJobError
-
-    import hpoc.submit as submit_mod
-    from hpoc.cli import main
-
     said = ("sbatch: warning: can't honor --ntasks-per-node set to 1\n"
             "sbatch: error: invalid partition specified: gpu-a\n"
             "sbatch: error: Batch job submission failed: Invalid account or account/partition "
             "combination specified")
-
-    class Refusing:
-        def submit(self, *args):
-            raise FailedJobError(said)
-
-    spec = write_study(tmp_path / "s", "two")
-    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
-    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
-    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")])
-    err = capsys.readouterr().err
+    code, err = submit_refused(write_study(tmp_path / "s", "two"), said, tmp_path, monkeypatch, capsys)
     assert code == 2
     assert ("hpoc: error: sbatch refused the job, nothing was submitted: invalid partition specified: "
             "gpu-a; Batch job submission failed: Invalid account or account/partition combination "
@@ -728,24 +718,15 @@ def test_the_reasons_of_an_sbatch_refusal():
 def test_a_refusal_of_what_an_sbatch_variable_asks_names_the_variable(partition, tmp_path, monkeypatch, capsys):
     """SBATCH_PARTITION=nope in the shell: sbatch asks for `nope`, refuses it, and the help
     named the spec's `slurm.partition = "debug"` (or, with none, the whole block)."""
-    from submitit.core.utils import FailedJobError
-
-    import hpoc.submit as submit_mod
-    from hpoc.cli import main
-
-    class Refusing:
-        def submit(self, *args):
-            raise FailedJobError("sbatch: error: invalid partition specified: nope\n"
-                                 "sbatch: error: Batch job submission failed: Invalid partition name specified")
-
     spec = write_study(tmp_path / "s", "envy")
     if partition:
         spec.write_text(spec.read_text().replace("  mem           = 1G", f"  mem           = 1G\n  partition = {partition}"))
     monkeypatch.setenv("SBATCH_PARTITION", "nope")
-    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
-    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
-    assert main(["submit", str(spec), "--cluster", "slurm", "-o", str(tmp_path / "build")]) == 2
-    help_line = capsys.readouterr().err.split("  help: ")[1]
+    code, err = submit_refused(spec, "sbatch: error: invalid partition specified: nope\n"
+                                     "sbatch: error: Batch job submission failed: Invalid partition name specified",
+                               tmp_path, monkeypatch, capsys)
+    assert code == 2
+    help_line = err.split("  help: ")[1]
     over = ' (sbatch reads it over `slurm.partition = "debug"` in study.hpo)' if partition else ""
     assert help_line.startswith(f"check `SBATCH_PARTITION=nope` in this shell{over} with what the site "
                                 "offers: `sinfo"), help_line

@@ -376,23 +376,30 @@ def test_an_sbatch_job_that_failed_before_its_study_started_says_why(tmp_path, c
     assert "jobs:" not in out and "936" not in out and "next: job" not in out
 
 
-def test_a_failed_array_task_whose_shard_ran_to_the_end_is_shown(tmp_path, capsys, monkeypatch):
-    """Every trial of shard 1 errored: its driver ran to the end and exited 1, SLURM has the
-    task FAILED, and status showed no `jobs:` line for it, only the errored count."""
-    from submit_support import fake_squeue
-
+def array_with_a_failed_shard(tmp_path, error: str | None, err_log: str) -> Path:
+    """The build dir of a 2-shard array (job 800) whose shard 0 finished and whose shard 1's
+    one trial errored (`error` in its summary), its .err saying `err_log`."""
     storage, build = tmp_path / "results", tmp_path / "build"
     write_plan(build, make_plan(storage, "arr", shards=2))
     (build / "job.sbatch").write_text("#!/bin/bash\n")
     for k, status_ in ((0, "TERMINATED"), (1, "ERROR")):
         exp = storage / "arr" / f"shard-{k}"
         trial_dir(exp, f"aaaaa_0000{k}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
-        path = summary(exp, "arr", [{"trial_id": f"aaaaa_0000{k}", "status": status_}])
+        path = summary(exp, "arr", [{"trial_id": f"aaaaa_0000{k}", "status": status_,
+                                     **({"error": error} if k and error else {})}])
         counted = {**json.loads(path.read_text()), "status_counts": {status_: 1},
                    "best": {"trial_id": "aaaaa_00000"} if k == 0 else None}
         path.write_text(json.dumps(counted))
-        (build / f"arr-800_{k}.err").write_text(
-            "" if k == 0 else "ValueError: boom\n[hpoc] 1 trial(s) errored\n")
+        (build / f"arr-800_{k}.err").write_text(err_log if k else "")
+    return build
+
+
+def test_a_failed_array_task_whose_shard_ran_to_the_end_is_shown(tmp_path, capsys, monkeypatch):
+    """Every trial of shard 1 errored: its driver ran to the end and exited 1, SLURM has the
+    task FAILED, and status showed no `jobs:` line for it, only the errored count."""
+    from submit_support import fake_squeue
+
+    build = array_with_a_failed_shard(tmp_path, None, "ValueError: boom\n[hpoc] 1 trial(s) errored\n")
     fake_squeue(monkeypatch, tmp_path / "bin", [])
     _fake_scontrol(tmp_path / "bin", {"800_0": "COMPLETED", "800_1": "FAILED"})
     code, out, err = status(capsys, build)
@@ -662,18 +669,8 @@ def test_a_failed_array_task_whose_err_says_nothing_gets_its_why_from_the_summar
     leave an .err with no error line, and its job had no `why` where other failed jobs do."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    write_plan(build, make_plan(storage, "arr", shards=2))
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
-    for k, status_ in ((0, "TERMINATED"), (1, "ERROR")):
-        exp = storage / "arr" / f"shard-{k}"
-        trial_dir(exp, f"aaaaa_0000{k}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
-        error = "Traceback (most recent call last):\n  ...\nValueError: boom" if k else None
-        path = summary(exp, "arr", [{"trial_id": f"aaaaa_0000{k}", "status": status_, "error": error}])
-        counted = {**json.loads(path.read_text()), "status_counts": {status_: 1},
-                   "best": {"trial_id": "aaaaa_00000"} if k == 0 else None}
-        path.write_text(json.dumps(counted))
-        (build / f"arr-800_{k}.err").write_text("[hpoc] 00:00:09 | 1/1 trials finished\n")
+    build = array_with_a_failed_shard(tmp_path, "Traceback (most recent call last):\n  ...\nValueError: boom",
+                                      "[hpoc] 00:00:09 | 1/1 trials finished\n")
     fake_squeue(monkeypatch, tmp_path / "bin", [])
     _fake_scontrol(tmp_path / "bin", {"800_0": "COMPLETED", "800_1": "FAILED"})
     code, out, err = status(capsys, build)

@@ -427,6 +427,7 @@ def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, 
     try:
         job._note_sigterm()
         os.kill(os.getpid(), signal.SIGTERM)
+        assert not (tmp_path / "sinfo.args").exists()  # not asked in the handler: KillWait runs
         with pytest.raises(StudyJobError) as failed:
             job._run_driver(0, {}, local=False, head=subprocess.Popen(["true"]), head_log=tmp_path / "ray-node1.log")
     finally:

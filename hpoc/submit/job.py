@@ -75,7 +75,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
         self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
-        self._lost: list[tuple[str, str]] = []  # ... or a node of the job it marked down
+        self._lost: list[tuple[str, str]] | None = None  # ... or a node of the job it marked down
         self._walltime_stop = False  # USR2 stopped the study: SLURM's SIGTERM follows the requeue
 
     def __getstate__(self) -> dict[str, Any]:
@@ -85,7 +85,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.__dict__.update(state)
         self._driver = None
         self._terminated = False
-        self._lost = []
+        self._lost = None
         self._walltime_stop = False
 
     # ---------------------------------------------------------------- submitit hooks
@@ -135,14 +135,21 @@ class StudyJob(submitit.helpers.Checkpointable):
         def on_term(signum: int, frame: Any) -> None:
             if not self._terminated and not self._walltime_stop:  # (the requeue's own SIGTERM)
                 print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
-                self._lost = _lost_nodes()
-                for node, reason in self._lost:
-                    print(f"hpoc: SLURM lost {node} of this job (down: {reason}) and ends the job: "
-                          f"{self._after_loss()}", file=sys.stderr, flush=True)
             self._terminated = True
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGCONT, signal.SIG_DFL)  # SLURM's, before its SIGTERM
+
+    def _say_lost_nodes(self) -> None:
+        """After SLURM's SIGTERM, once: the nodes it marked down, whose loss ends the job. Asked
+        from the driver's loop, not in the signal handler: sinfo and scontrol may take seconds
+        of the KillWait the driver needs to stop."""
+        if not self._terminated or self._walltime_stop or self._lost is not None:
+            return
+        self._lost = _lost_nodes()
+        for node, reason in self._lost:
+            print(f"hpoc: SLURM lost {node} of this job (down: {reason}) and ends the job: "
+                  f"{self._after_loss()}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- the driver
 
@@ -167,6 +174,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
             # checkpoint handler, which interrupts this frame, must see the driver end.
             while (rc := self._driver.poll()) is None:
+                self._say_lost_nodes()
                 if head is not None and head.poll() is not None:
                     # Without its head the driver would wait out Ray's GCS reconnect timeout,
                     # and its graceful stop too (Tune frees placement groups through the GCS).

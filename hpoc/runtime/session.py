@@ -46,7 +46,7 @@ class Session:
     local: bool
     address: str | None = None
     temp_dir: str | None = None
-    neighbours: list[dict[str, Any]] = field(default_factory=list)  # other_local_runs, at start
+    neighbours: list[dict[str, Any]] = field(default_factory=list)  # owner records of other live local runs
     _env_backup: dict[str, str | None] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -174,9 +174,11 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     backup: dict[str, str | None] = {}
     _set_env(backup, "RAY_ADDRESS", None)  # never attach to someone else's cluster
     root = temp_root()
-    sweep_stale_temp_dirs(root or tempfile.gettempdir())
-    check_room(root or tempfile.gettempdir())
-    others = other_local_runs(root or tempfile.gettempdir())
+    base = root or tempfile.gettempdir()
+    runs = _local_runs(base)  # one look at the temp root: the dead to sweep, the live to warn of
+    sweep_stale_temp_dirs(base, runs)
+    check_room(base)
+    others = [info for _, info, live in runs if live]
     cpus = num_cpus or local_cpus()
     temp = tempfile.mkdtemp(prefix="hpoc-", dir=root)
     _write_owner(temp, cpus)
@@ -225,7 +227,7 @@ def _write_owner(temp: str, cpus: int) -> None:
                    "cpus": cpus}, fh)
 
 
-def sweep_stale_temp_dirs(root: str) -> list[str]:
+def sweep_stale_temp_dirs(root: str, runs: list[tuple[str, dict[str, Any], bool]] | None = None) -> list[str]:
     """Remove the temp dirs of this user's local runs whose driver is gone; the removed paths.
 
     A driver killed with SIGKILL (or by the OOM killer) cannot remove its temp dir: its Ray
@@ -234,17 +236,11 @@ def sweep_stale_temp_dirs(root: str) -> list[str]:
     owned by this user, is a candidate: never another user's, never a SLURM job directory
     (`hpoc-<job id>`, which has no owner file), never a live run's."""
     removed = []
-    for path, _, live in _local_runs(root):
+    for path, _, live in _local_runs(root) if runs is None else runs:
         if not live:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def other_local_runs(root: str) -> list[dict[str, Any]]:
-    """The owner records of this user's other live local runs on this host: each sized its
-    Ray to the machine's cores too (when it was not given --cpus)."""
-    return [info for _, info, live in _local_runs(root) if live]
 
 
 def _local_runs(root: str) -> list[tuple[str, dict[str, Any], bool]]:

@@ -33,6 +33,44 @@ def idx_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+# MNIST and Fashion-MNIST share file names, sizes and format: a copy of MNIST under
+# FashionMNIST/raw trains, without an error, on the wrong images. The ink tells them apart:
+# MNIST's digits leave ~81% of pixels blank (mean 33/255), Fashion-MNIST's clothes ~50% (73).
+_DIGITS_BLANK, _DIGITS_MEAN = 0.7, 50
+
+
+def idx_digits(path: str | os.PathLike[str], sample: int = 1000) -> str | None:
+    """How the first `sample` images of an IDX image file look like MNIST's handwritten
+    digits (mostly blank, dim), as words, or None when they do not (or cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            if len(head) < 16 or head[:4] != b"\x00\x00\x08\x03":
+                return None
+            rows, cols = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")
+            pixels = fh.read(sample * rows * cols)
+    except OSError:
+        return None
+    if not pixels:
+        return None
+    blank, mean = pixels.count(0) / len(pixels), sum(pixels) / len(pixels)
+    if blank < _DIGITS_BLANK or mean > _DIGITS_MEAN:
+        return None
+    return (f"{blank:.0%} of its pixels are blank (mean {mean:.0f}/255), as in MNIST's "
+            f"handwritten digits; Fashion-MNIST's images are about half blank")
+
+
+def fashion_raw_problem(raw: str) -> str | None:
+    """Why the four IDX files in `raw` (all there) would not train on Fashion-MNIST: damaged,
+    or MNIST's digits copied under its names. None when they would."""
+    damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
+    if damaged:  # torchvision would fail on it in an assert or a reshape, on every trial
+        return f"Fashion-MNIST is damaged: {'; '.join(damaged)}"
+    images = os.path.join(raw, IDX_FILES[0])
+    digits = idx_digits(images)
+    return f"{images} is not Fashion-MNIST: {digits}" if digits else None
+
+
 _FOLDERS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST")  # torchvision's, one a dataset
 
 

@@ -201,6 +201,17 @@ def fashion_files(n_train: int = 120, n_test: int = 40, seed: int = 0) -> dict[s
     return out
 
 
+def digit_images(n: int = 50) -> bytes:
+    """An IDX image file drawn as MNIST's digits are: dim strokes on a mostly blank page
+    (what a copy of MNIST under Fashion-MNIST's names holds)."""
+    import numpy as np
+
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for i in range(n):
+        images[i, 6:22, 12 + i % 4: 15 + i % 4] = 200  # a "1", 48 of 784 pixels inked
+    return idx_bytes(images)
+
+
 def write_fashion(root: Path, n_train: int = 120, n_test: int = 40) -> Path:
     """torchvision's layout after a download: `<root>/FashionMNIST/raw/` with each file
     gzip'd and extracted."""

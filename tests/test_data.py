@@ -12,7 +12,7 @@ import pytest
 
 from hpoc.cli import main
 from hpoc.commands import data as data_cmd
-from runtime_plans import fashion_files
+from runtime_plans import digit_images, fashion_files
 
 FILES = fashion_files(n_train=30, n_test=10)
 
@@ -54,6 +54,18 @@ def test_fetch_downloads_into_torchvisions_layout_and_the_getter_reads_it(mirror
                                         / "examples" / "fashion_mnist"))(root=str(root))
     train, test = getter.execute()
     assert (len(train), len(test)) == (30, 10)
+
+
+def test_fetch_replaces_mnist_copied_under_fashion_mnist_names(mirror, tmp_path, capsys):
+    """torchvision's download skips raw files that exist, whole ones included: MNIST's files
+    copied under Fashion-MNIST's names stayed after a fetch."""
+    root = tmp_path / "data"
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(root)]) == 0
+    raw = root / "FashionMNIST" / "raw"
+    whole = {f.name: f.read_bytes() for f in raw.iterdir() if not f.name.endswith(".gz")}
+    (raw / "train-images-idx3-ubyte").write_bytes(digit_images())
+    assert main(["data", "fetch", "fashion-mnist", "--root", str(root)]) == 0
+    assert {f.name: f.read_bytes() for f in raw.iterdir() if not f.name.endswith(".gz")} == whole
 
 
 def test_fetch_without_a_reachable_mirror_explains_where_to_run_it(monkeypatch, tmp_path, capsys):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hpoc.runtime import pipeline
-from runtime_plans import write_fashion
+from runtime_plans import digit_images, write_fashion
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 torch.set_num_threads(1)
@@ -143,6 +143,24 @@ def test_fashion_mnist_unpacked_in_the_wrong_place_says_where_the_files_are(tmp_
         in _fashion_error(tmp_path / "mnist")
 
     assert "the files are in" not in _fashion_error(tmp_path / "empty" / "nothing")
+
+
+def test_mnist_copied_under_fashion_mnist_names_is_refused_by_both_getters(tmp_path):
+    """MNIST and Fashion-MNIST share names, sizes and format: a copy of MNIST in
+    FashionMNIST/raw passed `check()` and every trial trained on digits without a word."""
+    raw = write_fashion(tmp_path / "data")
+    for example in ("fashion_mnist", "itwinai"):
+        getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / example))
+        getter(root=str(tmp_path / "data")).check()  # real Fashion-MNIST-format images pass
+    (raw / "train-images-idx3-ubyte").write_bytes(digit_images())
+    for example in ("fashion_mnist", "itwinai"):
+        getter = pipeline.import_target("data:FashionMNISTGetter", str(EXAMPLES / example))
+        with pytest.raises(OSError) as caught:
+            getter(root=str(tmp_path / "data")).check()
+        message = str(caught.value)
+        assert f"{raw / 'train-images-idx3-ubyte'} is not Fashion-MNIST: 94% of its pixels are blank " \
+               "(mean 12/255), as in MNIST's handwritten digits" in message, message
+        assert "on a login node" in message and "hpoc data fetch fashion-mnist --root" in message
 
 
 def test_fashion_mnist_in_torchvisions_older_processed_layout_is_accepted_as_torchvision_does(tmp_path):

@@ -40,7 +40,7 @@ class FashionMNISTGetter:
 
     def check(self) -> None:
         """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""
-        from hpoc.idx import IDX_FILES, idx_problem
+        from hpoc.idx import IDX_FILES, fashion_raw_problem
 
         processed = [os.path.join(self.root, "FashionMNIST", "processed", n) for n in PROCESSED]
         if all(os.path.isfile(p) for p in processed):  # torchvision reads these first, raw or not
@@ -54,10 +54,10 @@ class FashionMNISTGetter:
         missing = [n for n in IDX_FILES if not os.path.isfile(os.path.join(raw, n))]
         if missing:
             raise self._not_found(f"missing {', '.join(missing)}")
-        damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
-        if damaged:  # torchvision would fail on it in an assert or a reshape
-            raise OSError(f"Fashion-MNIST is damaged: {'; '.join(damaged)}; fetch it again on a "
-                          f"login node (damaged files are replaced): {self._fetch()}")
+        problem = fashion_raw_problem(raw)
+        if problem:
+            raise OSError(f"{problem}; fetch it again on a login node (damaged or wrong "
+                          f"files are replaced): {self._fetch()}")
 
     def execute(self):
         from torchvision.datasets import FashionMNIST

@@ -31,7 +31,7 @@ class FashionMNISTGetter:
 
     def check(self) -> None:
         """Is the data there, and whole? (`hpoc check --preflight` asks on the login node.)"""
-        from hpoc.idx import IDX_FILES, idx_problem, idx_whereabouts
+        from hpoc.idx import IDX_FILES, fashion_raw_problem, idx_whereabouts
 
         folder = os.path.join(self.root, "FashionMNIST")
         # torchvision's older layout, read before raw/ when both files are there.
@@ -45,10 +45,10 @@ class FashionMNISTGetter:
                 f"FashionMNIST is not in {raw} (missing {', '.join(missing)})"
                 f"{'; ' + hint if hint else ''}; compute nodes cannot download it. Fetch it once "
                 f"on a login node: {self._fetch()}")
-        damaged = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]
-        if damaged:  # torchvision would fail on it in an assert or a reshape, on every trial
-            raise OSError(f"FashionMNIST is damaged: {'; '.join(damaged)}; fetch it again on a "
-                          f"login node (damaged files are replaced): {self._fetch()}")
+        problem = fashion_raw_problem(raw)
+        if problem:
+            raise OSError(f"{problem}; fetch it again on a login node (damaged or wrong "
+                          f"files are replaced): {self._fetch()}")
 
     def execute(self) -> Dataset:
         from torchvision import datasets

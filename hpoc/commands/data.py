@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import Any, Callable
 
-from hpoc.idx import IDX_FILES, idx_problem
+from hpoc.idx import IDX_FILES, fashion_raw_problem, idx_problem
 
 HELP = "download a known dataset (on a login node; compute nodes have no internet)"
 
@@ -26,9 +26,13 @@ def _idx_dataset(cls_name: str, folder: str) -> Callable[[str], str]:
         import torchvision.datasets
 
         raw = os.path.join(root, folder, "raw")
-        for path in (os.path.join(raw, n) for n in IDX_FILES):
-            if os.path.exists(path) and idx_problem(path):
-                os.remove(path)  # torchvision keeps a file that exists, then fails reading it
+        paths = [os.path.join(raw, n) for n in IDX_FILES]
+        # torchvision keeps a file that exists, then fails reading it (or trains on it)
+        stale = [p for p in paths if os.path.exists(p) and idx_problem(p)]
+        if folder == "FashionMNIST" and all(map(os.path.exists, paths)) and fashion_raw_problem(raw):
+            stale = paths  # MNIST's files under Fashion-MNIST's names
+        for path in stale:
+            os.remove(path)
         for train in (True, False):
             getattr(torchvision.datasets, cls_name)(root, train=train, download=True)
         bad = [p for p in (idx_problem(os.path.join(raw, n)) for n in IDX_FILES) if p]

@@ -74,6 +74,29 @@ def test_the_probe_names_what_listens_instead_of_a_ray_head(listener, said):
     assert probe.not_ray(listener, timeout=0.5) == said
 
 
+def test_the_probe_lets_a_slow_ray_head_through(request):
+    """A loaded head's GCS (any gRPC server) that answers after the probe's timeout greets a
+    raw connection with HTTP/2's SETTINGS frame: it was refused as "a server that greets with
+    `????????`", a real head named as something else."""
+    import time
+    from concurrent import futures
+
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    class Slow(gcs_service_pb2_grpc.NodeInfoGcsServiceServicer):
+        def GetClusterId(self, req, context):
+            time.sleep(1.0)
+            return gcs_service_pb2.GetClusterIdReply()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    gcs_service_pb2_grpc.add_NodeInfoGcsServiceServicer_to_server(Slow(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    request.addfinalizer(lambda: server.stop(None))
+    assert probe.not_ray(f"127.0.0.1:{port}", timeout=0.3) is None
+
+
 def test_the_probe_names_an_http_server(http_server):
     assert probe.not_ray(http_server).startswith("an HTTP server (it answered `HTTP/1.0 501")
 

@@ -4,7 +4,8 @@
 there (an HTTP server, the dashboard's port, another service on a recycled port): one
 gRPC call to the GCS, bounded, tells a Ray head from anything else, and a look at what the
 other thing says names it. No token is sent: a head with token authentication refuses the
-call as UNAUTHENTICATED, which is a Ray head answering all the same.
+call as UNAUTHENTICATED, which is a Ray head answering all the same; a head too loaded to
+answer in time still greets a connection as every gRPC server does, and is let through.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 GCS_TIMEOUT_S = 10.0  # a loaded head still answers well within this
 SNIFF_TIMEOUT_S = 1.0
+HTTP2 = "an HTTP/2 server"  # what gRPC speaks: its first frame is SETTINGS, sent on accept
 
 
 def split(address: str) -> tuple[str, int] | None:
@@ -58,6 +60,8 @@ def not_ray(address: str, timeout: float | None = None) -> str | None:
         return "a gRPC server of another kind (a Ray Client server's address starts `ray://`)"
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         said = sniff(where)
+        if said == HTTP2:  # a gRPC server, busy: a loaded head answers late; Ray's to judge
+            return None
         return said or f"a server that accepts connections but did not answer within {timeout:g} s"
     return sniff(where) or f"a server that does not speak gRPC ({details.strip() or code.name})"
 
@@ -76,21 +80,24 @@ def sniff(where: tuple[str, int]) -> str | None:
         return None
     if first is None:
         return None
-    if first == "":
-        return "a server that closes connections at once"
+    if first in ("", HTTP2):
+        return first or "a server that closes connections at once"
     if first.startswith("HTTP/"):
         return f"an HTTP server (it answered `{first}`)"
     return f"a server that greets with `{first}`"
 
 
 def _read(conn: socket.socket) -> str | None:
-    """The first line the peer sends ("" when it closes), or None when it stays silent."""
+    """The first line the peer sends ("" when it closes; HTTP2 for an HTTP/2 SETTINGS frame),
+    or None when it stays silent."""
     try:
         data = conn.recv(256)
     except socket.timeout:
         return None
     except ConnectionResetError:
         return ""
+    if len(data) >= 9 and data[3] == 0x04 and data[5:9] == bytes(4):  # type SETTINGS, stream 0
+        return HTTP2
     line = data.split(b"\n", 1)[0].decode("ascii", "replace").strip()
     text = "".join(c if c.isprintable() else "?" for c in line)
     return text[:80] + ("…" if len(text) > 80 else "") if data else ""

@@ -1085,7 +1085,7 @@ def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path
 
     import hpoc.submit as submit_mod
     from hpoc.cli import main
-    from hpoc.submit.sbatch_env import overrides
+    from hpoc.site.sbatch_env import overrides
 
     slurm = plan(slurm={"account": "proj-a", "partition": "booster", "time": "02:00:00", "time_s": 7200,
                         "mem": "64G"}, resume={"enabled": True, "grace_s": 120})

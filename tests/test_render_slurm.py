@@ -561,7 +561,7 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     assert f"hpoc: TMPDIR={longer} is too long for Ray's unix socket paths; the job directory goes to /tmp" in err
     code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(longer)})
     assert code == 2 and not args
-    assert f"hpoc: HPOC_TMP={longer} is too long" in err and f"at most {len(str(fits))} characters" in err
+    assert f"hpoc: HPOC_TMP={longer} is too long" in err and f"at most {len(str(fits))} bytes" in err
     # The submitit launcher's rule (hpoc.runtime.node.job_dir) is the script's, word for word.
     assert str(job_dir({"HPOC_TMP": str(fits)}, "hpoc-77")) == f"{fits}/hpoc-77"
     with pytest.raises(NodeError) as refused:
@@ -578,6 +578,21 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     with pytest.raises(NodeError) as refused:
         job_dir({"HPOC_TMP": "."}, "hpoc-77")
     assert f"hpoc: {refused.value}\n" in err, err
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_a_tmpdir_is_measured_in_bytes_as_a_unix_socket_path_is(tmp_path, short_dir, locale):
+    """A TMPDIR of non-ASCII letters that fits Ray's socket paths in characters but not in
+    bytes is passed over by the script, whatever the job's locale, and by the node entry point."""
+    from hpoc.runtime.node import NodeError, check_socket_room
+
+    room = T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77")
+    wide = short_dir / ("\u00e9" * room + "77")  # é: two bytes in UTF-8
+    wide.mkdir()
+    assert len(f"{wide}/hpoc-77") == T.JOB_DIR_MAX < len(os.fsencode(f"{wide}/hpoc-77"))
+    assert job_dir_of(tmp_path, TMPDIR=str(wide), LANG=locale) == "/tmp/hpoc-77"
+    with pytest.raises(NodeError):
+        check_socket_room(Path(f"{wide}/hpoc-77") / "n00")
 
 
 def test_a_container_binds_the_job_directorys_base_unless_it_is_tmp(tmp_path, short_dir):

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -497,7 +498,7 @@ def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monke
     job = StudyJob(str(tmp_path / "plan.json"))
     for task in (lambda: job._head(0, env), lambda: job._worker(env)):
         with pytest.raises(StudyJobError, match=rf"HPOC_TMP={long} is too long: .* choose a "
-                                                r"node-local directory of at most \d+ characters"):
+                                                r"node-local directory of at most \d+ bytes"):
             task()
     assert not (tmp_path / "logs").exists()
 
@@ -652,6 +653,35 @@ def test_the_submitit_job_binds_its_job_directorys_base_into_the_container(var, 
         run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=30, env=env)
         assert run.returncode == 2 and not run.stdout
         assert "hpoc: HPOC_TMP=/scratch/a,b cannot be bound into the container" in run.stderr
+
+
+@pytest.mark.parametrize("env", [
+    {}, {"TMPDIR": "job77"}, {"TMPDIR": "job77/"}, {"TMPDIR": "mine"}, {"TMPDIR": "job770"},
+    {"TMPDIR": "a70_3", "SLURM_ARRAY_JOB_ID": "70", "SLURM_ARRAY_TASK_ID": "3"},
+    {"HPOC_TMP": "mine", "TMPDIR": "job77"}, {"TMPDIR": "readonly77"}, {"TMPDIR": "x" * 40 + "77"},
+])
+def test_the_container_sees_whichever_base_the_submitit_job_picks(env):
+    """The bind is decided in bash, before the container's Python picks the job directory's
+    base (hpoc.runtime.node.job_dir_base): whatever base that picks, the container sees it."""
+    from hpoc.runtime.node import job_dir_base
+    from hpoc.submit.params import setup_lines
+
+    root = Path(tempfile.mkdtemp(prefix="h", dir="/tmp"))  # short: room for Ray's sockets
+    try:
+        for name in ("job77", "mine", "job770", "a70_3", "readonly77", "x" * 40 + "77"):
+            (root / name).mkdir()
+        (root / "readonly77").chmod(0o500)
+        env = {key: str(root / value) if key in ("TMPDIR", "HPOC_TMP") else value for key, value in env.items()}
+        env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77", **env}
+        p = plan(slurm={"container": {"image": "/i.sif", "runtime": "apptainer"}})
+        lines = [*setup_lines(p), 'printf "%s\\n" "${hpoc_tmp_bind[@]}"']
+        run = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True, timeout=30, env=env)
+        bound = [path.rstrip("/") for path in run.stdout.splitlines()[1::2]]
+        base = job_dir_base(env, "hpoc-77")
+        assert run.returncode == 0 and (base == "/tmp" or base.rstrip("/") in bound), (base, bound, run.stderr)
+    finally:
+        (root / "readonly77").chmod(0o700)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def submit_refused(spec: Path, said: str, tmp_path, monkeypatch, capsys) -> tuple[int, str]:
@@ -1085,7 +1115,7 @@ def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path
 
     import hpoc.submit as submit_mod
     from hpoc.cli import main
-    from hpoc.submit.sbatch_env import overrides
+    from hpoc.site.sbatch_env import overrides
 
     slurm = plan(slurm={"account": "proj-a", "partition": "booster", "time": "02:00:00", "time_s": 7200,
                         "mem": "64G"}, resume={"enabled": True, "grace_s": 120})

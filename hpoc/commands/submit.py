@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             print("hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local); "
                   "to submit it to SLURM, submit where `sbatch` is at hand", file=sys.stderr)
         if sub.cluster == "slurm":
-            from hpoc.submit import sbatch_env
+            from hpoc.site import sbatch_env
 
             for line in sbatch_env.overrides(plan):
                 print(f"hpoc: warning: {sbatch_env.advice(line)}", file=sys.stderr)
@@ -108,7 +108,7 @@ def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
     partition's limits (squeue may not give the reason yet), else from the reason squeue
     gives (a QOS's limits)."""
     from hpoc.commands.status import never_starts, slurm_states
-    from hpoc.submit.partition import never_fits
+    from hpoc.site.partition import never_fits
 
     ids = [str(job.job_id) for job in jobs]
     if never := never_fits(plan["slurm"]):

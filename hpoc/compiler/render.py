@@ -175,111 +175,55 @@ def _preflight(job: dict[str, Any]) -> dict[str, Any]:
                 output=f"{stem}-{tag}.out", error=f"{stem}-{tag}.err")
 
 
-def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
-    problems: list[str] = []
-    slurm = plan["slurm"]
+class _Problems:
+    """Every reason the plan cannot be rendered, as `path: message`, and the checks of a
+    single value that add to them (each returns the value, or a stand-in, to go on with)."""
 
-    def bad(path: str, message: str) -> None:
-        problems.append(f"{path}: {message}")
+    def __init__(self) -> None:
+        self.found: list[str] = []
 
-    def text(path: str, value: Any, *, allow_none: bool = True) -> str | None:
+    def bad(self, path: str, message: str) -> None:
+        self.found.append(f"{path}: {message}")
+
+    def text(self, path: str, value: Any, *, allow_none: bool = True) -> str | None:
         if value is None:
             if not allow_none:
-                bad(path, "is required")
+                self.bad(path, "is required")
             return None
         value = str(value)
         if "\n" in value or "\r" in value or "\0" in value:
-            bad(path, "must be a single line")
+            self.bad(path, "must be a single line")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:  # a file name in another encoding: the script is UTF-8
-            bad(path, f"must be valid UTF-8 (got {os.fsencode(value).decode('utf-8', 'backslashreplace')})")
+            self.bad(path, f"must be valid UTF-8 (got {os.fsencode(value).decode('utf-8', 'backslashreplace')})")
         return value
 
-    def count(path: str, value: Any, *, minimum: int, allow_none: bool = True) -> int | None:
+    def count(self, path: str, value: Any, *, minimum: int, allow_none: bool = True) -> int | None:
         if value is None and allow_none:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            bad(path, f"must be an integer >= {minimum} (got {value!r})")
+            self.bad(path, f"must be an integer >= {minimum} (got {value!r})")
             return None
         return value
 
-    if not isinstance(plan_path, str) or not posixpath.isabs(plan_path):
-        bad("plan_path", f"must be an absolute path (got {plan_path!r})")
-        plan_path = "/plan.json"
-    text("plan_path", plan_path)
-    nodes = count("slurm.nodes", slurm["nodes"], minimum=1, allow_none=False) or 1
-    cpus = count("slurm.cpus_per_node", slurm["cpus_per_node"], minimum=1)
-    gpus = count("slurm.gpus_per_node", slurm["gpus_per_node"], minimum=0)
-    gpu_type = text("slurm.gpu_type", slurm.get("gpu_type"))
-    if gpu_type is not None and not _GRES_TYPE.match(gpu_type):
-        bad("slurm.gpu_type", f"is not a GPU type: letters, digits, `_`, `-`, `.` (got {gpu_type!r})")
-    elif gpu_type is not None and not gpus:
-        bad("slurm.gpu_type", f"needs GPUs, but gpus_per_node is {gpus!r}")
-    request = slurm.get("gpu_request") or "gres"
-    if request not in T.GPU_REQUESTS:
-        bad("slurm.gpu_request", f"must be one of {', '.join(T.GPU_REQUESTS)} (got {request!r})")
-    elif gpu_type is not None and request == "none":
-        bad("slurm.gpu_type", "needs a GPU request, but gpu_request is 'none'")
-    mem = text("slurm.mem", slurm["mem"])
-    if mem is not None and not _MEM.match(mem):
-        bad("slurm.mem", f"must be a number with an optional K/M/G/T suffix, like 64G (got {mem!r})")
-    time_ = text("slurm.time", slurm["time"])
-    if time_ is not None and not _TIME.match(time_):
-        bad("slurm.time", f"must be a SLURM time such as 02:00:00 or 1-00:00:00 (got {time_!r})")
-    for key in ("partition", "account", "qos", "constraint"):
-        if "\\" in (text(f"slurm.{key}", slurm[key]) or ""):
-            bad(f"slurm.{key}", _BACKSLASH)
-    for i, flag in enumerate(slurm["extra"] or []):
-        if text(f"slurm.extra[{i}]", flag, allow_none=False) and not str(flag).startswith("--"):
-            bad(f"slurm.extra[{i}]", f"must be a long option starting with `--` (got {flag!r})")
-    for i, line in enumerate(slurm["setup"] or []):
-        text(f"slurm.setup[{i}]", line, allow_none=False)
-    env = sorted((slurm["env"] or {}).items())
-    for key, value in env:
-        if not _ENV_KEY.match(key):
-            bad(f"slurm.env.{key}", "is not a valid environment variable name")
-        text(f"slurm.env.{key}", value, allow_none=False)
-    interface = text("slurm.interface", slurm["interface"])
-    if interface is not None and not _IFACE.match(interface):
-        bad("slurm.interface", f"is not a network interface name (got {interface!r})")
-    container = slurm["container"]
-    if container is not None:
-        if container.get("runtime") not in CONTAINER_RUNTIMES:
-            bad("slurm.container.runtime", f"must be one of {', '.join(CONTAINER_RUNTIMES)}")
-        text("slurm.container.image", container.get("image"), allow_none=False)
-    python = text("slurm.python", slurm["python"]) or "python3"
 
-    shards = plan["shards"]
-    k = count("shards.count", shards["count"], minimum=1, allow_none=False) or 1
-    parallel = count("shards.parallel", shards["parallel"], minimum=1, allow_none=False) or 1
-    array = f"0-{k - 1}%{min(parallel, k)}" if k > 1 else None
-
-    grace = None
-    if plan["resume"]["enabled"]:
-        grace = count("resume.grace_s", plan["resume"]["grace_s"], minimum=1, allow_none=False)
-        time_s = slurm.get("time_s")
-        if grace is not None and (grace > MAX_SIGNAL_S or (time_s and grace >= time_s)):
-            bad("resume.grace_s", f"must be below the time limit and at most {MAX_SIGNAL_S} s (got {grace})")
-    study = text("study.name", plan["study"]["name"], allow_none=False) or "study"
-    if "\\" in study:  # the #SBATCH --job-name
-        bad("study.name", _BACKSLASH)
-    plan_dir = posixpath.dirname(plan_path)
-    if "\\" in plan_path:  # the #SBATCH --output/--error paths
-        bad("plan_path", f"the build directory {plan_dir!r} must not contain `\\`: sbatch drops it from "
-            "#SBATCH lines, so the job's logs would go elsewhere (use another build directory)")
-    binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
-    if container is not None:
-        for path in binds:
-            if not T.bindable(path):
-                bad("slurm.container", f"cannot bind {path!r}: it must not contain `,` or `:`, which "
-                    f"{container.get('runtime')} reads as separators in --bind (move the study, build "
-                    "or storage directory)")
-    if problems:
-        raise RenderError(problems)
+def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
+    """What the templates are rendered with; every problem of the plan at once (RenderError)."""
+    problems = _Problems()
+    slurm = plan["slurm"]
+    plan_path = _plan_path(problems, plan_path)
+    job = {**_resources(problems, slurm), **_site(problems, slurm), **_array(problems, plan["shards"])}
+    grace = _grace(problems, plan)
+    study = _study_name(problems, plan)
+    plan_dir = _plan_dir(problems, plan_path)
+    binds = _binds(problems, plan, plan_dir, slurm["container"])
+    if problems.found:
+        raise RenderError(problems.found)
     stem = posixpath.join(_log_path(plan_dir), _FILE_SAFE.sub("_", study))
-    tag = "%A_%a" if array is not None else "%j"
+    tag = "%A_%a" if job["array"] is not None else "%j"
     return {
+        **job,
         "driver": True,
         "study": study,
         "job_name": study,
@@ -290,30 +234,126 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "log_dir": posixpath.join(plan_dir, "logs"),
         "output": f"{stem}-{tag}.out",
         "error": f"{stem}-{tag}.err",
-        "nodes": nodes,
-        "cpus_per_node": cpus,
-        "gpus_per_node": gpus,
         "gpu_option": gpu_option(slurm),
         "node_gpus": node_gpus(slurm),
-        "mem": mem,
-        "partition": slurm["partition"],
-        "account": slurm["account"],
-        "qos": slurm["qos"],
-        "time": time_,
-        "constraint": slurm["constraint"],
-        "extra": list(slurm["extra"] or []),
-        "requeue_own": requeue_in_extra(slurm["extra"] or []),
-        "array": array,
-        "shards": k,
         "grace_s": grace,
         "stop_wait_s": max(grace - SIGNAL_MARGIN_S, 1) if grace else None,
         "no_progress_rc": EXIT_NO_PROGRESS,
+        "nic_env": nic_env(slurm),
+        "binds": binds,
+        "job_dir_max": T.JOB_DIR_MAX,
+    }
+
+
+def _plan_path(problems: _Problems, plan_path: Any) -> str:
+    if not isinstance(plan_path, str) or not posixpath.isabs(plan_path):
+        problems.bad("plan_path", f"must be an absolute path (got {plan_path!r})")
+        plan_path = "/plan.json"
+    problems.text("plan_path", plan_path)
+    return plan_path
+
+
+def _resources(problems: _Problems, slurm: Mapping[str, Any]) -> dict[str, Any]:
+    """What a node holds (counts, GPU type and request, memory) and the walltime."""
+    nodes = problems.count("slurm.nodes", slurm["nodes"], minimum=1, allow_none=False) or 1
+    cpus = problems.count("slurm.cpus_per_node", slurm["cpus_per_node"], minimum=1)
+    gpus = problems.count("slurm.gpus_per_node", slurm["gpus_per_node"], minimum=0)
+    gpu_type = problems.text("slurm.gpu_type", slurm.get("gpu_type"))
+    if gpu_type is not None and not _GRES_TYPE.match(gpu_type):
+        problems.bad("slurm.gpu_type", f"is not a GPU type: letters, digits, `_`, `-`, `.` (got {gpu_type!r})")
+    elif gpu_type is not None and not gpus:
+        problems.bad("slurm.gpu_type", f"needs GPUs, but gpus_per_node is {gpus!r}")
+    request = slurm.get("gpu_request") or "gres"
+    if request not in T.GPU_REQUESTS:
+        problems.bad("slurm.gpu_request", f"must be one of {', '.join(T.GPU_REQUESTS)} (got {request!r})")
+    elif gpu_type is not None and request == "none":
+        problems.bad("slurm.gpu_type", "needs a GPU request, but gpu_request is 'none'")
+    mem = problems.text("slurm.mem", slurm["mem"])
+    if mem is not None and not _MEM.match(mem):
+        problems.bad("slurm.mem", f"must be a number with an optional K/M/G/T suffix, like 64G (got {mem!r})")
+    time_ = problems.text("slurm.time", slurm["time"])
+    if time_ is not None and not _TIME.match(time_):
+        problems.bad("slurm.time", f"must be a SLURM time such as 02:00:00 or 1-00:00:00 (got {time_!r})")
+    return {"nodes": nodes, "cpus_per_node": cpus, "gpus_per_node": gpus, "mem": mem, "time": time_}
+
+
+def _site(problems: _Problems, slurm: Mapping[str, Any]) -> dict[str, Any]:
+    """What the user wrote for the site: its names, sbatch flags and shell lines, the
+    environment, the network interface, the container and the interpreter."""
+    for key in ("partition", "account", "qos", "constraint"):
+        if "\\" in (problems.text(f"slurm.{key}", slurm[key]) or ""):
+            problems.bad(f"slurm.{key}", _BACKSLASH)
+    for i, flag in enumerate(slurm["extra"] or []):
+        if problems.text(f"slurm.extra[{i}]", flag, allow_none=False) and not str(flag).startswith("--"):
+            problems.bad(f"slurm.extra[{i}]", f"must be a long option starting with `--` (got {flag!r})")
+    for i, line in enumerate(slurm["setup"] or []):
+        problems.text(f"slurm.setup[{i}]", line, allow_none=False)
+    env = sorted((slurm["env"] or {}).items())
+    for key, value in env:
+        if not _ENV_KEY.match(key):
+            problems.bad(f"slurm.env.{key}", "is not a valid environment variable name")
+        problems.text(f"slurm.env.{key}", value, allow_none=False)
+    interface = problems.text("slurm.interface", slurm["interface"])
+    if interface is not None and not _IFACE.match(interface):
+        problems.bad("slurm.interface", f"is not a network interface name (got {interface!r})")
+    container = slurm["container"]
+    if container is not None:
+        if container.get("runtime") not in CONTAINER_RUNTIMES:
+            problems.bad("slurm.container.runtime", f"must be one of {', '.join(CONTAINER_RUNTIMES)}")
+        problems.text("slurm.container.image", container.get("image"), allow_none=False)
+    python = problems.text("slurm.python", slurm["python"]) or "python3"
+    return {
+        **{key: slurm[key] for key in ("partition", "account", "qos", "constraint")},
+        "extra": list(slurm["extra"] or []),
+        "requeue_own": requeue_in_extra(slurm["extra"] or []),
         "setup": list(slurm["setup"] or []),
         "env": env,
         "interface": interface,
-        "nic_env": nic_env(slurm),
         "container": container,
-        "binds": binds,
-        "job_dir_max": T.JOB_DIR_MAX,
         "python": python,
     }
+
+
+def _array(problems: _Problems, shards: Mapping[str, Any]) -> dict[str, Any]:
+    """The job array of `shards.count` tasks, `shards.parallel` at once (none for one shard)."""
+    k = problems.count("shards.count", shards["count"], minimum=1, allow_none=False) or 1
+    parallel = problems.count("shards.parallel", shards["parallel"], minimum=1, allow_none=False) or 1
+    return {"array": f"0-{k - 1}%{min(parallel, k)}" if k > 1 else None, "shards": k}
+
+
+def _grace(problems: _Problems, plan: Mapping[str, Any]) -> int | None:
+    """Seconds of warning before the walltime (`--signal`), with resume only."""
+    if not plan["resume"]["enabled"]:
+        return None
+    grace = problems.count("resume.grace_s", plan["resume"]["grace_s"], minimum=1, allow_none=False)
+    time_s = plan["slurm"].get("time_s")
+    if grace is not None and (grace > MAX_SIGNAL_S or (time_s and grace >= time_s)):
+        problems.bad("resume.grace_s", f"must be below the time limit and at most {MAX_SIGNAL_S} s (got {grace})")
+    return grace
+
+
+def _study_name(problems: _Problems, plan: Mapping[str, Any]) -> str:
+    study = problems.text("study.name", plan["study"]["name"], allow_none=False) or "study"
+    if "\\" in study:  # the #SBATCH --job-name
+        problems.bad("study.name", _BACKSLASH)
+    return study
+
+
+def _plan_dir(problems: _Problems, plan_path: str) -> str:
+    plan_dir = posixpath.dirname(plan_path)
+    if "\\" in plan_path:  # the #SBATCH --output/--error paths
+        problems.bad("plan_path", f"the build directory {plan_dir!r} must not contain `\\`: sbatch drops it from "
+                     "#SBATCH lines, so the job's logs would go elsewhere (use another build directory)")
+    return plan_dir
+
+
+def _binds(problems: _Problems, plan: Mapping[str, Any], plan_dir: str, container: Any) -> list[str]:
+    """What the container binds: the study's directory, the build directory, the storage."""
+    binds = list(dict.fromkeys([plan["source"]["workdir"], plan_dir, plan["storage"]["path"]]))
+    if container is not None:
+        for path in binds:
+            if not T.bindable(path):
+                problems.bad("slurm.container", f"cannot bind {path!r}: it must not contain `,` or `:`, which "
+                             f"{container.get('runtime')} reads as separators in --bind (move the study, build "
+                             "or storage directory)")
+    return binds

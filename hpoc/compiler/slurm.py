@@ -53,27 +53,43 @@ def _concurrency(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: in
 
 def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
     s = out.pop("slurm")
-    r = out["resources"]
     if block is None:
         out["slurm"] = None
         out["shards"] = {"count": 1, "parallel": 1}
         return
-    nodes = s["nodes"]
+    driver = _node_defaults(s, out["resources"])
+    # A count that is an error already has its default standing in: no fit is judged on it.
+    counts_known = not ch.invalid & {"slurm.nodes", "slurm.gpus_per_node", "slurm.cpus_per_node",
+                                     "resources.workers", "resources.cpus_per_worker", "resources.gpus_per_worker"}
+    _gpu_type(ch, s, counts_known)
+    if counts_known:
+        _trial_fits(ch, out, s, driver)
+    _walltime(ch, out, s)
+    _site_names(ch, s, block)
+    _extra(ch, s, out["resume"]["enabled"], block)
+    _python(ch, s, block)
+    _container(ch, out, s, workdir)
+    out["shards"] = _shards(ch, out, s)
+    out["slurm"] = s
+
+
+def _node_defaults(s: dict[str, Any], r: dict[str, Any]) -> float:
+    """Fill in the per-node counts left to hpoc: room for the trial's workers spread evenly,
+    whole workers per node (a worker's CPUs and GPUs cannot be split between nodes), and for
+    a distributed trial's driver beside them. Returns the CPUs of that driver."""
     workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
-    # Defaults: room for the trial's workers spread evenly, whole workers per node (a
-    # worker's CPUs and GPUs cannot be split between nodes), and for a distributed trial's
-    # driver beside them.
-    spread = math.ceil(workers / nodes)
+    spread = math.ceil(workers / s["nodes"])
     driver = T.TRIAL_DRIVER_CPU if workers > 1 else 0
     if s["gpus_per_node"] is None:
         s["gpus_per_node"] = math.ceil(spread * gpw) if gpw else 0
     if s["cpus_per_node"] is None:
         s["cpus_per_node"] = max(1, math.ceil(spread * cpw + driver))
-    gpn, cpn = s["gpus_per_node"], s["cpus_per_node"]
-    # A count that is an error already has its default standing in: no fit is judged on it.
-    counts_known = not ch.invalid & {"slurm.nodes", "slurm.gpus_per_node", "slurm.cpus_per_node",
-                                     "resources.workers", "resources.cpus_per_worker", "resources.gpus_per_worker"}
-    if s["gpu_type"] is not None and gpn == 0 and counts_known:  # `--gres=gpu:a100:0` asks for nothing
+    return driver
+
+
+def _gpu_type(ch: Checker, s: dict[str, Any], counts_known: bool) -> None:
+    """A `gpu_type` needs a request for GPUs to carry it."""
+    if s["gpu_type"] is not None and s["gpus_per_node"] == 0 and counts_known:  # `--gres=gpu:a100:0` asks for nothing
         ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but the job asks for no GPUs',
                  ch.spans.get("slurm.gpu_type"), notes=("`slurm.gpus_per_node` is 0",),
                  help="set `gpus_per_node` (or `gpus_per_worker` in `resources`), or remove `gpu_type`")  # fmt: skip
@@ -81,10 +97,16 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
         ch.error(VALUE, f'`gpu_type` is "{s["gpu_type"]}", but `gpu_request = none` asks for no GPUs',
                  ch.spans.get("slurm.gpu_type"),
                  help="remove `gpu_type`, or set `gpu_request` to `gres` or `per_node`")  # fmt: skip
+
+
+def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: float) -> None:
+    """A worker fits on a node, a trial's workers (and its driver) in the job, and as many
+    trials at once as `max_concurrent` asks for."""
+    r = out["resources"]
+    workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
+    nodes, gpn, cpn = s["nodes"], s["gpus_per_node"], s["cpus_per_node"]
     gspan = ch.spans.get("resources.gpus_per_worker")
-    if not counts_known:
-        pass
-    elif gpw > 0 and gpn == 0:
+    if gpw > 0 and gpn == 0:
         ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
                  gspan, notes=("`slurm.gpus_per_node` is 0",),
                  help="set `gpus_per_node` in `slurm`, or `gpus_per_worker = 0`")  # fmt: skip
@@ -119,6 +141,10 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
             )  # fmt: skip
         else:
             _concurrency(ch, out, s, by_cpu, by_gpu, driver)
+
+
+def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
+    """The job's `time` against resume's grace period and a trial's time limit."""
     t = s.pop("time")
     s["time"], s["time_s"] = (t["time"], t["time_s"]) if t else (None, None)
     grace = out["resume"]["grace_s"]
@@ -147,9 +173,10 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
         ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "
                            f"({s['time']}): the walltime stops the trial first",
                 ch.spans.get("trials.time_limit"), help="lower `time_limit`, or raise `slurm.time`")  # fmt: skip
-    _site_names(ch, s, block)
-    _extra(ch, s, out["resume"]["enabled"], block)
-    _python(ch, s, block)
+
+
+def _container(ch: Checker, out: dict[str, Any], s: dict[str, Any], workdir: str | None) -> None:
+    """The image as a path from the study's directory, and what the job binds into it."""
     c = s["container"]
     if c is not None and c["image"] and "://" not in c["image"]:
         image = expand_path(ch, c["image"], "slurm.container.image") or c["image"]
@@ -163,6 +190,10 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                 ch.error(VALUE, f'the container cannot bind {what} "{path}": {c["runtime"]} reads `,` and `:` '
                          "in --bind as separators", span or ch.spans.get("slurm.container"),
                          help="use a path without `,` and `:`")  # fmt: skip
+
+
+def _shards(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> dict[str, int]:
+    """The job array: shards, each with trials of its own, and how many run at once."""
     arr = s.pop("array") or {"shards": 1, "parallel": None}
     count = arr["shards"]
     parallel = arr["parallel"] if arr["parallel"] is not None else count
@@ -181,8 +212,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
                 ch.spans.get("slurm.array.shards", ch.spans.get("slurm.array")),
                 notes=("sites may raise it: `scontrol show config | grep MaxArraySize` shows this cluster's",),
                 help=f"lower `shards` to {T.SLURM_MAX_ARRAY_SIZE} or fewer, unless the site allows more")  # fmt: skip
-    out["shards"] = {"count": count, "parallel": parallel}
-    out["slurm"] = s
+    return {"count": count, "parallel": parallel}
 
 
 def _site_names(ch: Checker, s: dict[str, Any], block: Any) -> None:

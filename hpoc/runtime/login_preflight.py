@@ -171,7 +171,7 @@ def check_search(plan: dict[str, Any]) -> list[Finding]:
 def check_sbatch_env(plan: dict[str, Any]) -> list[Finding]:
     """SBATCH_* variables of this shell that override the spec's settings (sbatch reads them
     over the job script's lines, `--test-only` too)."""
-    from hpoc.submit import sbatch_env
+    from hpoc.site import sbatch_env
 
     if plan.get("slurm") is None:
         return []
@@ -207,13 +207,13 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
     if run.returncode != 0:
         why = "; ".join(refusal.reasons(run.stderr + run.stdout)) or f"exit {run.returncode}"
-        from hpoc.submit.sbatch_env import in_shell
+        from hpoc.site.sbatch_env import in_shell
 
         check = refusal.what_to_check(why, plan["slurm"], plan["source"]["file"], in_shell(plan)) or \
             "compare the `slurm` block"
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
                                         f"with what the site offers (`{refusal.SINFO}`)")]
-    from hpoc.submit.partition import never_fits
+    from hpoc.site.partition import never_fits
 
     if never := never_fits(plan["slurm"], timeout):  # sbatch --test-only takes a `time` above the limit
         return [Finding(False, "slurm", "sbatch takes the job, but it would never start: " + "; ".join(

@@ -115,6 +115,11 @@ def claim_rank(job_dir: Path, limit: int = ports.N_SLOTS) -> tuple[int, Path]:
     raise NodeError(f"more than {limit} Ray nodes of one job on this host")
 
 
+def path_bytes(path: str) -> int:
+    """A path's length as a unix socket's limit counts it: bytes, not characters."""
+    return len(os.fsencode(path))
+
+
 def job_dir_base(env: Mapping[str, str], name: str) -> str:
     """Where the job directory `name` goes on this node, as the job script picks it
     (hpoc/templates/slurm/setup.j2, which says why): HPOC_TMP; else the job's own TMPDIR
@@ -127,7 +132,7 @@ def job_dir_base(env: Mapping[str, str], name: str) -> str:
         ids.append(f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}")
     own = any(re.search(rf"(^|[^0-9]){re.escape(i)}([^0-9]|$)", tmpdir) for i in ids if i)
     if own and not set(",:") & set(tmpdir) and os.path.isdir(tmpdir) and \
-            os.access(tmpdir, os.W_OK) and len(tmpdir) + len(name) < JOB_DIR_MAX:
+            os.access(tmpdir, os.W_OK) and path_bytes(tmpdir) + path_bytes(name) < JOB_DIR_MAX:
         return tmpdir.rstrip("/")
     return "/tmp"
 
@@ -142,15 +147,15 @@ def job_dir(env: Mapping[str, str], name: str) -> Path:
         raise NodeError(f"HPOC_TMP={base} must be an absolute path (a node-local directory such as /tmp)")
     if env.get("HPOC_TMP") and not (os.path.isdir(base) and os.access(base, os.W_OK)):
         raise NodeError(f"HPOC_TMP={base} is not a writable directory")
-    if len(path) > JOB_DIR_MAX:
+    if path_bytes(path) > JOB_DIR_MAX:
         raise NodeError(f"HPOC_TMP={base} is too long: Ray's unix socket paths under {path} would "
                         f"exceed {SOCKET_PATH_MAX} bytes; choose a node-local directory of at most "
-                        f"{JOB_DIR_MAX - len(name) - 1} characters")
+                        f"{JOB_DIR_MAX - path_bytes(name) - 1} bytes")
     return Path(path)
 
 
 def check_socket_room(temp_dir: Path) -> None:
-    longest = len(str(temp_dir)) + RAY_SOCKET_SUFFIX
+    longest = path_bytes(str(temp_dir)) + RAY_SOCKET_SUFFIX
     if longest > SOCKET_PATH_MAX:
         raise NodeError(
             f"temp dir {temp_dir} is too long: Ray's socket paths under it would take "

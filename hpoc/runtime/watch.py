@@ -144,22 +144,7 @@ def _events_class() -> type:
             self.progress = progress
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-            STATE.trials = trials
-            if not STATE.stopping:  # finished before this run (restored) or during it;
-                # after a stop Tune marks the trials it stops TERMINATED too (_as_seen)
-                STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
-                _write_live(trials)
-                for trial, quiet_s, longest in stall.quiet(clock.TIMES, trials):
-                    say(STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
-                                                      f"{stall.describe(quiet_s, longest)}")
-            if STATE.sweep_at is not None and time.monotonic() >= STATE.sweep_at:
-                from hpoc.runtime import orphans
-
-                STATE.sweep_at = time.monotonic() + ORPHAN_SWEEP_S
-                try:
-                    orphans.release()  # a trial Tune ended left its workers' group reserved
-                except Exception:  # noqa: BLE001 - the GCS is going away; the next look retries
-                    pass
+            _step_ended(trials)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             STATE.trials = trials
@@ -178,40 +163,10 @@ def _events_class() -> type:
             STATE.retrying.pop(trial.trial_id, None)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            from hpoc.runtime import resume
-
-            if trial.trial_id in STATE.start_over:  # --retry-errored: before Ray restores it
-                STATE.start_over.discard(trial.trial_id)
-                rerun.start_over(trial)
-            mended = resume.lost_checkpoint(trial)
-            if mended:
-                _trial_line(trial, mended)
-            resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
-            clock.TIMES.started(trial)
-            mark_started(trial_path(trial))  # `hpoc status`: running, not pending
-
-            # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
-            # with retry_errored) gives it the plan's retries again.
-            if retry.recorded(trial_path(trial), STATE.run) is None:
-                trial.max_failures = STATE.max_retries
+            _trial_started(trial)
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            path = trial_path(trial)
-            error = retry.last_failure(getattr(trial, "error_file", None))
-            line = STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
-            if line is not None:  # Tune decided before any callback: its queued retry ends it
-                retry.record(path, STATE.run, retry.same_way_twice(line))
-            if retry.recorded(path, STATE.run) is not None:
-                # A deterministic error: the retry Tune has queued fails at once with it
-                # (retry.py); none after that (on_trial_start restores the plan's
-                # retries in a later run). Its "errored" line follows.
-                trial.max_failures = 0
-                return
-            STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
-            STATE.retrying[trial.trial_id] = error or "failed (no message kept)"
-            start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
-            _trial_line(trial, f"failed; retrying from {start} "
-                               f"(retry {STATE.retries[trial.trial_id]})", error=error)
+            _trial_recovered(trial)
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             STATE.trials = trials
@@ -222,6 +177,68 @@ def _events_class() -> type:
             return (_make_events, (self.progress,))
 
     return Events
+
+
+def _step_ended(trials: list[Any]) -> None:
+    STATE.trials = trials
+    if not STATE.stopping:  # finished before this run (restored) or during it;
+        # after a stop Tune marks the trials it stops TERMINATED too (_as_seen)
+        STATE.ended.update(t.trial_id for t in trials if t.status == "TERMINATED")
+        _write_live(trials)
+        for trial, quiet_s, longest in stall.quiet(clock.TIMES, trials):
+            say(STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)} "
+                                              f"{stall.describe(quiet_s, longest)}")
+    if STATE.sweep_at is not None and time.monotonic() >= STATE.sweep_at:
+        _sweep_orphans()
+
+
+def _sweep_orphans() -> None:
+    from hpoc.runtime import orphans
+
+    STATE.sweep_at = time.monotonic() + ORPHAN_SWEEP_S
+    try:
+        orphans.release()  # a trial Tune ended left its workers' group reserved
+    except Exception:  # noqa: BLE001 - the GCS is going away; the next look retries
+        pass
+
+
+def _trial_started(trial: Any) -> None:
+    from hpoc.runtime import resume
+
+    if trial.trial_id in STATE.start_over:  # --retry-errored: before Ray restores it
+        STATE.start_over.discard(trial.trial_id)
+        rerun.start_over(trial)
+    mended = resume.lost_checkpoint(trial)
+    if mended:
+        _trial_line(trial, mended)
+    resume.push_trial_logs(trial)  # before Ray's loggers copy the storage's back
+    clock.TIMES.started(trial)
+    mark_started(trial_path(trial))  # `hpoc status`: running, not pending
+
+    # Tune saves the 0 set below with the trial: a later run (the bug fixed, resumed
+    # with retry_errored) gives it the plan's retries again.
+    if retry.recorded(trial_path(trial), STATE.run) is None:
+        trial.max_failures = STATE.max_retries
+
+
+def _trial_recovered(trial: Any) -> None:
+    """Tune retries `trial` after a failure: say so, unless the failure repeats itself."""
+    path = trial_path(trial)
+    error = retry.last_failure(getattr(trial, "error_file", None))
+    line = STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
+    if line is not None:  # Tune decided before any callback: its queued retry ends it
+        retry.record(path, STATE.run, retry.same_way_twice(line))
+    if retry.recorded(path, STATE.run) is not None:
+        # A deterministic error: the retry Tune has queued fails at once with it
+        # (retry.py); none after that (_trial_started restores the plan's
+        # retries in a later run). Its "errored" line follows.
+        trial.max_failures = 0
+        return
+    STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
+    STATE.retrying[trial.trial_id] = error or "failed (no message kept)"
+    start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
+    _trial_line(trial, f"failed; retrying from {start} "
+                       f"(retry {STATE.retries[trial.trial_id]})", error=error)
 
 
 def _write_live(trials: list[Any]) -> None:

@@ -281,7 +281,7 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                     f"sbatch could not ask SLURM, nothing was submitted: {why[-1]}\n  help: submit from the "
                     "cluster's login node, where `sinfo` answers, or try again when the SLURM controller "
                     "is back") from None
-            from hpoc.submit.sbatch_env import in_shell
+            from hpoc.site.sbatch_env import in_shell
 
             check = refusal.what_to_check("\n".join(why), plan["slurm"], plan["source"]["file"],
                                           in_shell(plan)) or \

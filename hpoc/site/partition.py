@@ -51,7 +51,7 @@ def never_fits(slurm: dict[str, Any], timeout: float = 30) -> list[tuple[str, st
     """(why, squeue's reason, what to change) for each of the job's `time` and `nodes` that no partition it may
     run in allows; empty when it fits or sinfo cannot tell."""
     from hpoc.compiler.sections import slurm_time
-    from hpoc.submit.sbatch_env import in_shell
+    from hpoc.site.sbatch_env import in_shell
 
     if in_shell({"slurm": slurm}).keys() & {"partition", "time"}:  # the shell's win: not the spec's job
         return []

@@ -1,0 +1,3 @@
+"""What the SLURM site and the submitting shell say about a plan's job, asked on the login
+node: the SBATCH_* variables that override the spec, the partitions' limits. Both front ends
+ask it (`hpoc submit`, `hpoc check --preflight`); it knows nothing of either."""

@@ -325,3 +325,25 @@ def test_auto_values_inside_a_deepspeed_config_files_sections_are_filled_in(tmp_
     config = s.ds_config()
     assert config["zero_optimization"] == {"stage": 3, "overlap_comm": True}
     assert config["bf16"] == {"enabled": s.precision == "bf16"}
+
+
+@pytest.mark.parametrize("file, ours, engine", [
+    ({"fp16": {"enabled": True}}, "bf16", "fp16"),     # bf16 GPU, `precision = auto`: both were enabled
+    ({"bf16": {"enabled": True}}, "fp32", "bf16"),     # fp32 inputs reached a bf16 engine
+    ({"bf16": {"enabled": False}}, "bf16", "fp32"),    # bf16 inputs reached an fp32 engine
+    ({"bf16": {"enabled": "auto"}}, "bf16", "bf16"),   # left to hpoc
+    ({"fp16": {"loss_scale": 0}}, "fp16", "fp32"),   # DeepSpeed reads a section without `enabled` as off
+    ({}, "fp16", "fp16"),
+])  # fmt: skip
+def test_a_deepspeed_config_files_precision_is_the_trials(tmp_path, file, ours, engine):
+    """The file's `fp16`/`bf16` sections win (docs/trainer.md), so the section hpoc fills in
+    and the dtype it gives inputs follow them: DeepSpeed refused a file's fp16 beside hpoc's
+    bf16 ("cannot be simultaneously enabled") in every trial on a bf16 GPU."""
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": ours, "config_file": str(path)},
+                          device="cpu")
+    s.precision = ours  # as on a GPU (on CPU the strategy trains in fp32)
+    config = s.ds_config()
+    enabled = [k for k in ("bf16", "fp16") if config[k].get("enabled")]
+    assert (s.precision, enabled) == (engine, [engine] if engine != "fp32" else [])

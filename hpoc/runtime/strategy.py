@@ -458,6 +458,18 @@ class DDPStrategy(Strategy):
 DEFAULT_ZERO_STAGE = 2  # as the compiler's default (docs/language.md)
 
 
+def file_precision(config: dict[str, Any], precision: str) -> str:
+    """The engine's precision under a DeepSpeed config whose `bf16`/`fp16` sections say
+    (a section without `enabled` is off, as DeepSpeed reads it; "auto" or no section leaves
+    `precision` as it is)."""
+    said = {k: config[k].get("enabled", False) for k in ("bf16", "fp16")
+            if isinstance(config.get(k), dict) and config[k].get("enabled") != "auto"}
+    on = [k for k, enabled in said.items() if enabled]
+    if on:
+        return on[0]
+    return "fp32" if said.get(precision) is False else precision
+
+
 class DeepSpeedStrategy(DDPStrategy):
     """DeepSpeed engines with ZeRO stage 0-3; bf16/fp16 on GPU, fp32 on CPU (Gloo)."""
 
@@ -503,6 +515,8 @@ class DeepSpeedStrategy(DDPStrategy):
         config: dict[str, Any] = {}
         if self.config_file:
             config = json.loads(Path(self.config_file).read_text(encoding="utf-8"))
+        # The file's precision wins: the section hpoc fills in and the inputs' dtype follow it.
+        self.precision = file_precision(config, self.precision)
         ours = {
             "train_micro_batch_size_per_gpu": self.batch_size or 1,
             "gradient_accumulation_steps": self.grad_accumulation_steps,

@@ -347,3 +347,30 @@ def test_a_deepspeed_config_files_precision_is_the_trials(tmp_path, file, ours, 
     config = s.ds_config()
     enabled = [k for k in ("bf16", "fp16") if config[k].get("enabled")]
     assert (s.precision, enabled) == (engine, [engine] if engine != "fp32" else [])
+
+
+@pytest.mark.parametrize("file, batch, accumulate, engine", [
+    ({"train_batch_size": 64}, 16, 1, (64, 16, 4)),          # DeepSpeed derives the accumulation
+    ({"train_batch_size": 64}, None, 1, (64, 64, 1)),        # and the micro-batch, when no batch_size
+    ({"train_batch_size": 64}, 16, 2, None),                  # the trainer's own accumulation is kept: 16 × 2 ≠ 64
+    ({"train_batch_size": 64, "gradient_accumulation_steps": 2}, 32, 1, (64, 32, 2)),
+    ({"train_batch_size": 64, "gradient_accumulation_steps": "auto"}, 32, 1, (64, 32, 2)),
+    ({}, 16, 2, (32, 16, 2)),
+])  # fmt: skip
+def test_a_deepspeed_config_files_train_batch_size_is_split_as_deepspeed_does(tmp_path, file, batch, accumulate,
+                                                                              engine):
+    """A file's `train_batch_size` (the global batch) and the searched `batch_size`: hpoc set
+    `gradient_accumulation_steps = 1` beside them, and DeepSpeed refused every trial whose
+    batch_size × workers was not the file's total."""
+    deepspeed_config = pytest.importorskip("deepspeed.runtime.config")
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)},
+                          grad_accumulation_steps=accumulate, device="cpu")
+    s.batch_size = batch
+    if engine is None:
+        with pytest.raises(AssertionError, match="train_batch_size is not equal"):
+            deepspeed_config.DeepSpeedConfig(s.ds_config())
+        return
+    c = deepspeed_config.DeepSpeedConfig(s.ds_config())
+    assert (c.train_batch_size, c.train_micro_batch_size_per_gpu, c.gradient_accumulation_steps) == engine

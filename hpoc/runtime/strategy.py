@@ -527,14 +527,22 @@ class DeepSpeedStrategy(DDPStrategy):
             "steps_per_print": 2**31 - 1,
             "wall_clock_breakdown": False,
         }
+        if isinstance(config.get("train_batch_size"), int):
+            # the file's global batch: DeepSpeed derives what of the split hpoc does not know
+            # (the accumulation from the trial's batch_size and the workers, as documented)
+            if self.grad_accumulation_steps == 1:
+                del ours["gradient_accumulation_steps"]
+            if not self.batch_size:
+                del ours["train_micro_batch_size_per_gpu"]
         for key, value in ours.items():  # the user's file wins, except for "auto" values
             if config.get(key, "auto") == "auto":
                 config[key] = value
             elif isinstance(value, dict) and isinstance(config[key], dict):
                 # inside a section too (`"stage": "auto"`): DeepSpeed reads that "auto" as stage 0
                 config[key] = {k: value[k] if v == "auto" and k in value else v for k, v in config[key].items()}
-        if config.get("train_batch_size") == "auto":
-            del config["train_batch_size"]
+        for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+            if config.get(key) == "auto":  # left to DeepSpeed, which derives it from the others
+                del config[key]
         for key, value in (extra or {}).items():
             config[key] = value
         return config

@@ -4,6 +4,7 @@ that depend on other sections (strategy, checkpoint score)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
+from hpoc.compiler.deepspeed_file import check_file
 from hpoc.compiler.metrics import Reports, config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
@@ -590,14 +592,20 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
     import json
 
     at = ch.spans.get("resources.deepspeed.config")
+    twice: list[str] = []
     try:
         with open(path, encoding="utf-8") as f:
-            ds = json.load(f)
+            ds = json.load(f, object_pairs_hook=functools.partial(_keys_once, twice))
     except OSError:
         return  # read again when the study runs, which says what is wrong
     except ValueError as exc:  # every trial would fail reading it
-        ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at)
+        ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at,
+                 help="hpoc reads it as JSON, without the comments and trailing commas DeepSpeed's own "
+                      "loader (hjson) takes")  # fmt: skip
         return
+    if twice:  # DeepSpeed's loader refuses them; from hpoc it gets the last value only
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets {", ".join(f"`{k}`" for k in twice)} twice '
+                "in one section: only the last value is used", at, help="keep one of each")  # fmt: skip
     if not isinstance(ds, dict):
         ch.error(VALUE, f'the DeepSpeed config "{config}" is not a JSON object', at)
         return
@@ -609,6 +617,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
                  'ZeRO has stages 0 to 3 (or "auto")', at)
         return
     _deepspeed_overridden(ch, out, config, ds)
+    check_file(ch, out, config, ds)
     searched = [p["name"] for p in out["space"]["params"]]
     owners = []
     if "optimizer" in ds:
@@ -629,6 +638,15 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
             ch.spans.get("resources.deepspeed.config"), notes=notes,
             help=f"remove {sections} from the DeepSpeed config so that the trainer's optimizer, built from the "
                  "trial's config, is used; or stop searching them")  # fmt: skip
+
+
+def _keys_once(twice: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen and key not in twice:
+            twice.append(key)
+        seen[key] = value
+    return seen
 
 
 def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:

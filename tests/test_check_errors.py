@@ -1986,3 +1986,13 @@ def test_a_deepspeed_config_with_a_key_twice_is_warned_and_json5_is_told_apart(t
         "warning", 'the DeepSpeed config "ds.json" sets `stage` twice in one section: only the last value is used')
     (d,) = _ds_diagnostics(tmp_path, '{\n  // ZeRO-2\n  "zero_optimization": {"stage": 2}\n}')
     assert d.severity == "error" and "comments and trailing commas" in d.help
+
+
+def test_a_training_precision_the_deepspeed_config_file_overrides_is_warned_about(tmp_path) -> None:
+    """`training { precision = bf16 }` beside a file's `"fp16": {"enabled": true}`: the trials
+    ran in fp16, silently."""
+    ws = _ds_diagnostics(tmp_path, '{"fp16": {"enabled": true}}', extra="training { precision = bf16 }\n")
+    assert [(w.code, where(w), w.message) for w in ws] == [
+        ("HP804", (3, 12), 'the DeepSpeed config "ds.json" sets `fp16`: `precision = bf16` is not used')]
+    assert not _ds_diagnostics(tmp_path, '{"fp16": {"enabled": "auto"}}', extra="training { precision = bf16 }\n")
+    assert not _ds_diagnostics(tmp_path, '{"fp16": {"enabled": true}}', extra="training { precision = fp16 }\n")

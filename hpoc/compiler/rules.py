@@ -652,7 +652,11 @@ def _keys_once(twice: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]
 def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
     """`zero_stage`/`precision` beside a config file that sets them: the file wins (the
     runtime fills in only what it leaves out or sets to "auto")."""
-    ours = out["resources"]["deepspeed"] or {}
+    ours = dict(out["resources"]["deepspeed"] or {})
+    spans = {k: ch.spans.get(f"resources.deepspeed.{k}") for k in ("zero_stage", "precision")}
+    if ours.get("precision") is None and ch.spans.get("training.precision"):
+        # the trials' precision when the deepspeed block gives none (docs/trainer.md)
+        ours["precision"], spans["precision"] = out["training"]["precision"], ch.spans["training.precision"]
     precision = ours.get("precision")
     # what the spec's value puts in each section (None: decided at run time, `auto`)
     spec = {"zero_optimization": ours.get("zero_stage"),
@@ -664,9 +668,9 @@ def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dic
         # one that says what the spec says overrides nothing
         set_in = [k for k in sections if isinstance(ds.get(k), dict) and ds[k].get(field) != "auto"
                   and ds[k].get(field) != spec[k]]
-        if ours.get(key) is not None and set_in and ch.spans.get(f"resources.deepspeed.{key}"):
+        if ours.get(key) is not None and set_in and spans[key]:
             ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{set_in[0]}`: `{key} = {ours[key]}` '
-                    "is not used", ch.spans.get(f"resources.deepspeed.{key}"),
+                    "is not used", spans[key],
                     help=f"remove `{key}`, or `{set_in[0]}` from the DeepSpeed config")  # fmt: skip
 
 

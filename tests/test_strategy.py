@@ -374,3 +374,46 @@ def test_a_deepspeed_config_files_train_batch_size_is_split_as_deepspeed_does(tm
         return
     c = deepspeed_config.DeepSpeedConfig(s.ds_config())
     assert (c.train_batch_size, c.train_micro_batch_size_per_gpu, c.gradient_accumulation_steps) == engine
+
+
+class _PartlyUsed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(4, 1), nn.Linear(4, 1)  # e.g. a head of another task
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def _unused_worker(rank, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from hpoc.runtime.trainer import Trainer
+    from hpoc.runtime.trial import make_strategy
+
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        trainer = type("T", (Trainer,), {"find_unused_parameters": True})()
+        plan = {"resources": {"strategy": "ddp", "deepspeed": None},
+                "training": {"precision": "fp32", "compile": False}}
+        s = make_strategy(plan, trainer, distributed=True)
+        model = _PartlyUsed()
+        model, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        for _ in range(2):  # the second forward is where DDP refused
+            with s.micro_batch():
+                s.backward(model(torch.ones(2, 4)).sum())
+            s.step()
+        torch.save(True, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_trainer_whose_model_leaves_parameters_unused_trains_under_ddp(tmp_path):
+    """DDP refused the second step of a model with a parameter the loss does not use ("Expected
+    to have finished reduction ... pass find_unused_parameters=True"), which hpoc's loop gave
+    a trainer no way to pass: the trainer's `find_unused_parameters` now reaches DDP."""
+    mp.spawn(_unused_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pt", "rank1.pt"]

@@ -88,12 +88,14 @@ class Strategy:
 
     def __init__(self, *, device: torch.device | str | None = None, precision: str = "auto",
                  grad_accumulation_steps: int = 1, compile: bool = False,
-                 channels_last: bool | str = "auto") -> None:
+                 channels_last: bool | str = "auto", find_unused_parameters: bool = False) -> None:
         self._device = torch.device(device) if device is not None else self._default_device()
         self.precision = resolve_precision(precision, self._device)
         self.grad_accumulation_steps = max(1, int(grad_accumulation_steps))
         self.compile = bool(compile)
         self.channels_last_setting = channels_last
+        # DDP: a model with parameters the loss leaves unused (costs a graph walk per step)
+        self.find_unused_parameters = bool(find_unused_parameters)
         self.channels_last = False
         self.model: Any = None
         self.optimizer: Any = None
@@ -419,6 +421,7 @@ class DDPStrategy(Strategy):
 
         if self.world_size > 1:
             ids = [self._device.index] if self._device.type == "cuda" else None
+            kwargs.setdefault("find_unused_parameters", self.find_unused_parameters)
             model = DDP(model, device_ids=ids, **kwargs)
         return self._compiled(model)
 

@@ -1927,7 +1927,8 @@ def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extr
     # every trial: 32 × 1 × 2 is not 48 (hpoc gave the accumulation 1)
     ('{"train_batch_size": 48, "gradient_accumulation_steps": 1}', "batch_size = 32",
      "error", "a micro-batch of 32 × 1 accumulation steps × 2 workers is 64"),
-    ('{"train_batch_size": 64, "train_micro_batch_size_per_gpu": 16, "gradient_accumulation_steps": 1}', "",
+    ('{"train_batch_size": 64, "train_micro_batch_size_per_gpu": 16, "gradient_accumulation_steps": 1}',
+     "batch_size = 16",
      "error", "a micro-batch of 16 × 1 accumulation steps × 2 workers is 32"),
     # DeepSpeed derives the accumulation: 96 // (32 × 2) = 1, and 64 is not 96
     ('{"train_batch_size": 96}', "batch_size = choice(32, 64)", "error",
@@ -1996,3 +1997,18 @@ def test_a_training_precision_the_deepspeed_config_file_overrides_is_warned_abou
         ("HP804", (3, 12), 'the DeepSpeed config "ds.json" sets `fp16`: `precision = bf16` is not used')]
     assert not _ds_diagnostics(tmp_path, '{"fp16": {"enabled": "auto"}}', extra="training { precision = bf16 }\n")
     assert not _ds_diagnostics(tmp_path, '{"fp16": {"enabled": true}}', extra="training { precision = fp16 }\n")
+
+
+@pytest.mark.parametrize("space, batches", [
+    ("", "hpoc's default `batch_size` (64)"),
+    ("batch_size = choice(16, 32)", "`batch_size` (16, 32)"),
+])  # fmt: skip
+def test_a_deepspeed_micro_batch_that_is_not_the_trials_batch_is_warned_about(tmp_path, space, batches) -> None:
+    """A file's `train_micro_batch_size_per_gpu = 16` is only DeepSpeed's count: hpoc's loop
+    trained on batches of 64 (its default), four times the samples per step the file said."""
+    extra = f"space {{ {space} }}\n" if space else ""
+    (w,) = _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16, "train_batch_size": 32}', extra=extra)
+    assert (w.severity, w.code) == ("warning", "HP804")
+    assert w.message == ('the DeepSpeed config "ds.json" sets `train_micro_batch_size_per_gpu` to 16, but the '
+                         f"trials train on batches of {batches}: DeepSpeed only counts with it")
+    assert not _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16}', extra="space { batch_size = 16 }\n")

@@ -15,6 +15,7 @@ BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_ac
 # other sections, DeepSpeed's own config models read "auto" as their default.
 FILLED = (*BATCH_KEYS, "zero_optimization", "bf16", "fp16", "zero_allow_untested_optimizer",
           "steps_per_print", "wall_clock_breakdown")
+DEFAULT_BATCH = 64  # hpoc's loop without a `batch_size` (Trainer.batch_size)
 MAX_VALUES = 4096  # a searched batch_size with more values is not enumerated
 
 
@@ -23,6 +24,7 @@ def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]
     _half_precisions(ch, config, ds, at)
     _unfilled_autos(ch, config, ds, at)
     _batch_split(ch, out, config, ds, at)
+    _micro_batch(ch, out, config, ds, at)
     _offload(ch, config, ds, at)
 
 
@@ -106,6 +108,23 @@ def _batch_split(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, An
              f"split: {first}", at,
              notes=(f"the micro-batch is {whose}, in every trial",) if not searched else
              ("no searched `batch_size` fits it",), help=help)  # fmt: skip
+
+
+def _micro_batch(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
+    """The file's micro-batch wins in DeepSpeed's counts only: hpoc's loop draws batches of
+    the trial's `batch_size`, so the samples per step are not what the file says."""
+    micro = ds.get("train_micro_batch_size_per_gpu")
+    if type(micro) is not int:
+        return
+    sizes, whose, _ = batch_sizes(out)
+    if sizes == []:
+        sizes, whose = [DEFAULT_BATCH], "hpoc's default `batch_size`"
+    if sizes is None or sizes == [micro]:
+        return
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `train_micro_batch_size_per_gpu` to {micro}, but '
+            f"the trials train on batches of {whose} ({', '.join(map(str, sizes))}): DeepSpeed only counts with it",
+            at, help="remove it from the DeepSpeed config (hpoc fills it in with the trial's `batch_size`), or set "
+                     f"`batch_size = {micro}` in `space`")  # fmt: skip
 
 
 def _split_fails(total: int, micro: int | None, steps: int | None, workers: int) -> str | None:

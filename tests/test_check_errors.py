@@ -2012,3 +2012,7 @@ def test_a_deepspeed_micro_batch_that_is_not_the_trials_batch_is_warned_about(tm
     assert w.message == ('the DeepSpeed config "ds.json" sets `train_micro_batch_size_per_gpu` to 16, but the '
                          f"trials train on batches of {batches}: DeepSpeed only counts with it")
     assert not _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16}', extra="space { batch_size = 16 }\n")
+    # DeepSpeed's getting-started config: 8 over 2 workers is 4 per worker, not the loop's 64
+    (w,) = _ds_diagnostics(tmp_path, '{"train_batch_size": 8, "gradient_accumulation_steps": 1}')
+    assert w.message == ('the DeepSpeed config "ds.json" sets `train_batch_size` to 8, a micro-batch of 4, but the '
+                         "trials train on batches of hpoc's default `batch_size` (64): DeepSpeed only counts with it")

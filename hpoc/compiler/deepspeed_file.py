@@ -113,16 +113,22 @@ def _batch_split(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, An
 def _micro_batch(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
     """The file's micro-batch wins in DeepSpeed's counts only: hpoc's loop draws batches of
     the trial's `batch_size`, so the samples per step are not what the file says."""
-    micro = ds.get("train_micro_batch_size_per_gpu")
-    if type(micro) is not int:
-        return
+    micro, total = ds.get("train_micro_batch_size_per_gpu"), ds.get("train_batch_size")
     sizes, whose, _ = batch_sizes(out)
+    says = "sets `train_micro_batch_size_per_gpu` to"
+    if type(micro) is not int and type(total) is int and total >= 1 and sizes == []:
+        # no batch_size for hpoc to fill in: DeepSpeed derives the micro-batch from the total
+        steps = ds.get("gradient_accumulation_steps")
+        micro = total // out["resources"]["workers"] // (steps if type(steps) is int and steps > 0 else 1)
+        says = f"sets `train_batch_size` to {total}, a micro-batch of"
+    if type(micro) is not int or micro < 1:
+        return  # said by the split's check
     if sizes == []:
         sizes, whose = [DEFAULT_BATCH], "hpoc's default `batch_size`"
     if sizes is None or sizes == [micro]:
         return
-    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `train_micro_batch_size_per_gpu` to {micro}, but '
-            f"the trials train on batches of {whose} ({', '.join(map(str, sizes))}): DeepSpeed only counts with it",
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" {says} {micro}, but the trials train on '
+            f"batches of {whose} ({', '.join(map(str, sizes))}): DeepSpeed only counts with it",
             at, help="remove it from the DeepSpeed config (hpoc fills it in with the trial's `batch_size`), or set "
                      f"`batch_size = {micro}` in `space`")  # fmt: skip
 

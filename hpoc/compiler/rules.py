@@ -529,7 +529,7 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                         ch.spans.get("resources.deepspeed.config"),
                         notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
             elif workdir is not None:
-                _deepspeed_owns_optimizer(ch, out, config, path)
+                _deepspeed_file(ch, out, config, path)
             ds["config_file"] = path
         else:
             ds["config_file"] = None
@@ -586,11 +586,8 @@ def _cuda_without_gpus(ch: Checker, out: dict[str, Any], workdir: str | None) ->
                      "in `resources`")
 
 
-def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:
-    """A DeepSpeed config with an `optimizer` (or `scheduler`) section trains every trial
-    with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
-    import json
-
+def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:
+    """The DeepSpeed config file, read as the runtime reads it."""
     at = ch.spans.get("resources.deepspeed.config")
     twice: list[str] = []
     try:
@@ -618,6 +615,12 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
         return
     _deepspeed_overridden(ch, out, config, ds)
     check_file(ch, out, config, ds)
+    _deepspeed_owns_optimizer(ch, out, config, ds)
+
+
+def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+    """A DeepSpeed config with an `optimizer` (or `scheduler`) section trains every trial
+    with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
     searched = [p["name"] for p in out["space"]["params"]]
     owners = []
     if "optimizer" in ds:

@@ -92,7 +92,8 @@ def _batch_split(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, An
         sizes, whose, searched = batch_sizes(out)
         if sizes is None:
             return  # a domain too large to list (or not whole numbers: said elsewhere)
-        sizes = sizes or [None]  # no batch_size: DeepSpeed derives the micro-batch too
+        if not sizes:  # no batch_size: DeepSpeed derives the micro-batch too
+            sizes, whose = [None], "DeepSpeed's share of `train_batch_size` (no `batch_size` is given)"
     bad = {m: why for m in sizes if (why := _split_fails(total, m, steps, workers))}
     if not bad:
         return

@@ -1915,3 +1915,106 @@ def test_pipeline_steps_are_checked_against_their_module_source_never_imported(t
         assert (d.code, d.message) == ("HP204", message), step
     assert plan_of(spec.format("data:Getter(mode = train)"), str(tmp_path))["pipeline"]["getter"]["args"] == {"mode": "train"}
     assert not (tmp_path / "data.py.imported").exists()
+
+
+def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extra: str = "") -> list:
+    (tmp_path / "ds.json").write_text(content, encoding="utf-8")
+    text = BASE + extra + f'resources {{ {resources}, gpus_per_worker = 1, deepspeed {{ config = "ds.json" }} }}\n'
+    return [d for d in diagnostics(text, str(tmp_path)) if "DeepSpeed config" in d.message]
+
+
+@pytest.mark.parametrize("content, space, severity, message", [
+    # every trial: 32 × 1 × 2 is not 48 (hpoc gave the accumulation 1)
+    ('{"train_batch_size": 48, "gradient_accumulation_steps": 1}', "batch_size = 32",
+     "error", "a micro-batch of 32 × 1 accumulation steps × 2 workers is 64"),
+    ('{"train_batch_size": 64, "train_micro_batch_size_per_gpu": 16, "gradient_accumulation_steps": 1}',
+     "batch_size = 16",
+     "error", "a micro-batch of 16 × 1 accumulation steps × 2 workers is 32"),
+    # DeepSpeed derives the accumulation: 96 // (32 × 2) = 1, and 64 is not 96
+    ('{"train_batch_size": 96}', "batch_size = choice(32, 64)", "error",
+     "a micro-batch of 32 × 1 accumulation steps × 2 workers is 64"),
+    # only some searched batch sizes fail
+    ('{"train_batch_size": 128}', "batch_size = choice(16, 32, 48)", "warning",
+     "trials whose `batch_size` is 48 fail (a micro-batch of 48 × 1 accumulation steps × 2 workers is 96)"),
+    ('{"train_batch_size": 0}', "", "error", "sets `train_batch_size` to 0: DeepSpeed needs a whole number"),
+    ('{"train_batch_size": 3, "gradient_accumulation_steps": 1}', "", "error",  # 3 // 2 workers = 1
+     "a micro-batch of 1 × 1 accumulation steps × 2 workers is 2"),
+])  # fmt: skip
+def test_a_deepspeed_train_batch_size_that_does_not_split_is_said_at_check(tmp_path, content, space, severity,
+                                                                          message) -> None:
+    """DeepSpeed asserts train_batch_size = micro-batch × accumulation × workers in every trial,
+    after Ray and the workers started: `hpoc check` said "valid"."""
+    extra = f"space {{ {space} }}\n" if space else ""
+    (d,) = [d for d in _ds_diagnostics(tmp_path, content, extra=extra) if d.severity == severity]
+    assert where(d) == (4 if space else 3, 59) and message in d.message, d.render()
+    for fine in ('{"train_batch_size": 128}', '{"train_batch_size": "auto", "gradient_accumulation_steps": 4}'):
+        assert not _ds_diagnostics(tmp_path, fine, extra="space { batch_size = choice(16, 32, 64) }\n")
+
+
+def test_a_deepspeed_config_enabling_bf16_and_fp16_is_refused(tmp_path) -> None:
+    (d,) = _ds_diagnostics(tmp_path, '{"bf16": {"enabled": true}, "fp16": {"enabled": true}}')
+    assert (d.severity, d.code, where(d)) == ("error", "HP204", (3, 59))
+    assert "enables both `bf16` and `fp16`" in d.message
+
+
+def test_hf_style_auto_values_hpoc_does_not_fill_in_are_refused(tmp_path) -> None:
+    """HF's ds_config_zero3.json leaves `gradient_clipping` and the optimizer's and scheduler's
+    values to "auto" for the HF Trainer: DeepSpeed took the string for a number in every trial."""
+    hf = {"bf16": {"enabled": "auto"}, "train_batch_size": "auto", "gradient_accumulation_steps": "auto",
+          "train_micro_batch_size_per_gpu": "auto", "gradient_clipping": "auto",
+          "zero_optimization": {"stage": 3, "reduce_bucket_size": "auto"},
+          "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": 0.0}},
+          "scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}
+    (d,) = [d for d in _ds_diagnostics(tmp_path, json.dumps(hf)) if d.severity == "error"]
+    assert (d.code, where(d)) == ("HP204", (3, 59))
+    assert "leaves `gradient_clipping`, `optimizer.params.lr`, `scheduler.params.warmup_num_steps` to \"auto\"" \
+        in d.message
+    del hf["gradient_clipping"], hf["optimizer"], hf["scheduler"]
+    assert not _ds_diagnostics(tmp_path, json.dumps(hf))
+
+
+def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_warned(tmp_path) -> None:
+    zero = {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": str(tmp_path / "nvme")}}
+    ws = _ds_diagnostics(tmp_path, json.dumps({"zero_optimization": zero}))
+    assert [(w.severity, where(w)) for w in ws] == [("warning", (3, 59))] * 2
+    assert 'offloads to NVMe at "' in ws[0].message and "defines no `optimizer`" in ws[1].message
+    (tmp_path / "nvme").mkdir()
+    ok = {"zero_optimization": zero, "zero_force_ds_cpu_optimizer": False}
+    assert not _ds_diagnostics(tmp_path, json.dumps(ok))
+
+
+def test_a_deepspeed_config_with_a_key_twice_is_warned_and_json5_is_told_apart(tmp_path) -> None:
+    (w,) = _ds_diagnostics(tmp_path, '{"zero_optimization": {"stage": 2, "stage": 3}}')
+    assert (w.severity, w.message) == (
+        "warning", 'the DeepSpeed config "ds.json" sets `stage` twice in one section: only the last value is used')
+    (d,) = _ds_diagnostics(tmp_path, '{\n  // ZeRO-2\n  "zero_optimization": {"stage": 2}\n}')
+    assert d.severity == "error" and "comments and trailing commas" in d.help
+
+
+def test_a_training_precision_the_deepspeed_config_file_overrides_is_warned_about(tmp_path) -> None:
+    """`training { precision = bf16 }` beside a file's `"fp16": {"enabled": true}`: the trials
+    ran in fp16, silently."""
+    ws = _ds_diagnostics(tmp_path, '{"fp16": {"enabled": true}}', extra="training { precision = bf16 }\n")
+    assert [(w.code, where(w), w.message) for w in ws] == [
+        ("HP804", (3, 12), 'the DeepSpeed config "ds.json" sets `fp16`: `precision = bf16` is not used')]
+    assert not _ds_diagnostics(tmp_path, '{"fp16": {"enabled": "auto"}}', extra="training { precision = bf16 }\n")
+    assert not _ds_diagnostics(tmp_path, '{"fp16": {"enabled": true}}', extra="training { precision = fp16 }\n")
+
+
+@pytest.mark.parametrize("space, batches", [
+    ("", "hpoc's default `batch_size` (64)"),
+    ("batch_size = choice(16, 32)", "`batch_size` (16, 32)"),
+])  # fmt: skip
+def test_a_deepspeed_micro_batch_that_is_not_the_trials_batch_is_warned_about(tmp_path, space, batches) -> None:
+    """A file's `train_micro_batch_size_per_gpu = 16` is only DeepSpeed's count: hpoc's loop
+    trained on batches of 64 (its default), four times the samples per step the file said."""
+    extra = f"space {{ {space} }}\n" if space else ""
+    (w,) = _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16, "train_batch_size": 32}', extra=extra)
+    assert (w.severity, w.code) == ("warning", "HP804")
+    assert w.message == ('the DeepSpeed config "ds.json" sets `train_micro_batch_size_per_gpu` to 16, but the '
+                         f"trials train on batches of {batches}: DeepSpeed only counts with it")
+    assert not _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16}', extra="space { batch_size = 16 }\n")
+    # DeepSpeed's getting-started config: 8 over 2 workers is 4 per worker, not the loop's 64
+    (w,) = _ds_diagnostics(tmp_path, '{"train_batch_size": 8, "gradient_accumulation_steps": 1}')
+    assert w.message == ('the DeepSpeed config "ds.json" sets `train_batch_size` to 8, a micro-batch of 4, but the '
+                         "trials train on batches of hpoc's default `batch_size` (64): DeepSpeed only counts with it")

@@ -325,3 +325,95 @@ def test_auto_values_inside_a_deepspeed_config_files_sections_are_filled_in(tmp_
     config = s.ds_config()
     assert config["zero_optimization"] == {"stage": 3, "overlap_comm": True}
     assert config["bf16"] == {"enabled": s.precision == "bf16"}
+
+
+@pytest.mark.parametrize("file, ours, engine", [
+    ({"fp16": {"enabled": True}}, "bf16", "fp16"),     # bf16 GPU, `precision = auto`: both were enabled
+    ({"bf16": {"enabled": True}}, "fp32", "bf16"),     # fp32 inputs reached a bf16 engine
+    ({"bf16": {"enabled": False}}, "bf16", "fp32"),    # bf16 inputs reached an fp32 engine
+    ({"bf16": {"enabled": "auto"}}, "bf16", "bf16"),   # left to hpoc
+    ({"fp16": {"loss_scale": 0}}, "fp16", "fp32"),   # DeepSpeed reads a section without `enabled` as off
+    ({}, "fp16", "fp16"),
+])  # fmt: skip
+def test_a_deepspeed_config_files_precision_is_the_trials(tmp_path, file, ours, engine):
+    """The file's `fp16`/`bf16` sections win (docs/trainer.md), so the section hpoc fills in
+    and the dtype it gives inputs follow them: DeepSpeed refused a file's fp16 beside hpoc's
+    bf16 ("cannot be simultaneously enabled") in every trial on a bf16 GPU."""
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": ours, "config_file": str(path)},
+                          device="cpu")
+    s.precision = ours  # as on a GPU (on CPU the strategy trains in fp32)
+    config = s.ds_config()
+    enabled = [k for k in ("bf16", "fp16") if config[k].get("enabled")]
+    assert (s.precision, enabled) == (engine, [engine] if engine != "fp32" else [])
+
+
+@pytest.mark.parametrize("file, batch, accumulate, engine", [
+    ({"train_batch_size": 64}, 16, 1, (64, 16, 4)),          # DeepSpeed derives the accumulation
+    ({"train_batch_size": 64}, None, 1, (64, 64, 1)),        # and the micro-batch, when no batch_size
+    ({"train_batch_size": 64}, 16, 2, None),                  # the trainer's own accumulation is kept: 16 × 2 ≠ 64
+    ({"train_batch_size": 64, "gradient_accumulation_steps": 2}, 32, 1, (64, 32, 2)),
+    ({"train_batch_size": 64, "gradient_accumulation_steps": "auto"}, 32, 1, (64, 32, 2)),
+    ({}, 16, 2, (32, 16, 2)),
+])  # fmt: skip
+def test_a_deepspeed_config_files_train_batch_size_is_split_as_deepspeed_does(tmp_path, file, batch, accumulate,
+                                                                              engine):
+    """A file's `train_batch_size` (the global batch) and the searched `batch_size`: hpoc set
+    `gradient_accumulation_steps = 1` beside them, and DeepSpeed refused every trial whose
+    batch_size × workers was not the file's total."""
+    deepspeed_config = pytest.importorskip("deepspeed.runtime.config")
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)},
+                          grad_accumulation_steps=accumulate, device="cpu")
+    s.batch_size = batch
+    if engine is None:
+        with pytest.raises(AssertionError, match="train_batch_size is not equal"):
+            deepspeed_config.DeepSpeedConfig(s.ds_config())
+        return
+    c = deepspeed_config.DeepSpeedConfig(s.ds_config())
+    assert (c.train_batch_size, c.train_micro_batch_size_per_gpu, c.gradient_accumulation_steps) == engine
+
+
+class _PartlyUsed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(4, 1), nn.Linear(4, 1)  # e.g. a head of another task
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def _unused_worker(rank, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from hpoc.runtime.trainer import Trainer
+    from hpoc.runtime.trial import make_strategy
+
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        trainer = type("T", (Trainer,), {"find_unused_parameters": True})()
+        plan = {"resources": {"strategy": "ddp", "deepspeed": None},
+                "training": {"precision": "fp32", "compile": False}}
+        s = make_strategy(plan, trainer, distributed=True)
+        model = _PartlyUsed()
+        model, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        for _ in range(2):  # the second forward is where DDP refused
+            with s.micro_batch():
+                s.backward(model(torch.ones(2, 4)).sum())
+            s.step()
+        torch.save(True, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_trainer_whose_model_leaves_parameters_unused_trains_under_ddp(tmp_path):
+    """DDP refused the second step of a model with a parameter the loss does not use ("Expected
+    to have finished reduction ... pass find_unused_parameters=True"), which hpoc's loop gave
+    a trainer no way to pass: the trainer's `find_unused_parameters` now reaches DDP."""
+    mp.spawn(_unused_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pt", "rank1.pt"]

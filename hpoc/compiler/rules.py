@@ -4,6 +4,7 @@ that depend on other sections (strategy, checkpoint score)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from hpoc.compiler.check import (
     WARN_SEARCH,
     Checker,
 )
+from hpoc.compiler.deepspeed_file import check_file
 from hpoc.compiler.metrics import Reports, config_keys_read, study_reports, trainer_target
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
@@ -527,7 +529,7 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                         ch.spans.get("resources.deepspeed.config"),
                         notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
             elif workdir is not None:
-                _deepspeed_owns_optimizer(ch, out, config, path)
+                _deepspeed_file(ch, out, config, path)
             ds["config_file"] = path
         else:
             ds["config_file"] = None
@@ -584,20 +586,23 @@ def _cuda_without_gpus(ch: Checker, out: dict[str, Any], workdir: str | None) ->
                      "in `resources`")
 
 
-def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:
-    """A DeepSpeed config with an `optimizer` (or `scheduler`) section trains every trial
-    with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
-    import json
-
+def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:
+    """The DeepSpeed config file, read as the runtime reads it."""
     at = ch.spans.get("resources.deepspeed.config")
+    twice: list[str] = []
     try:
         with open(path, encoding="utf-8") as f:
-            ds = json.load(f)
+            ds = json.load(f, object_pairs_hook=functools.partial(_keys_once, twice))
     except OSError:
         return  # read again when the study runs, which says what is wrong
     except ValueError as exc:  # every trial would fail reading it
-        ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at)
+        ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at,
+                 help="hpoc reads it as JSON, without the comments and trailing commas DeepSpeed's own "
+                      "loader (hjson) takes")  # fmt: skip
         return
+    if twice:  # DeepSpeed's loader refuses them; from hpoc it gets the last value only
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets {", ".join(f"`{k}`" for k in twice)} twice '
+                "in one section: only the last value is used", at, help="keep one of each")  # fmt: skip
     if not isinstance(ds, dict):
         ch.error(VALUE, f'the DeepSpeed config "{config}" is not a JSON object', at)
         return
@@ -609,6 +614,13 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
                  'ZeRO has stages 0 to 3 (or "auto")', at)
         return
     _deepspeed_overridden(ch, out, config, ds)
+    check_file(ch, out, config, ds)
+    _deepspeed_owns_optimizer(ch, out, config, ds)
+
+
+def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+    """A DeepSpeed config with an `optimizer` (or `scheduler`) section trains every trial
+    with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
     searched = [p["name"] for p in out["space"]["params"]]
     owners = []
     if "optimizer" in ds:
@@ -631,10 +643,23 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, pat
                  "trial's config, is used; or stop searching them")  # fmt: skip
 
 
+def _keys_once(twice: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen and key not in twice:
+            twice.append(key)
+        seen[key] = value
+    return seen
+
+
 def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
     """`zero_stage`/`precision` beside a config file that sets them: the file wins (the
     runtime fills in only what it leaves out or sets to "auto")."""
-    ours = out["resources"]["deepspeed"] or {}
+    ours = dict(out["resources"]["deepspeed"] or {})
+    spans = {k: ch.spans.get(f"resources.deepspeed.{k}") for k in ("zero_stage", "precision")}
+    if ours.get("precision") is None and ch.spans.get("training.precision"):
+        # the trials' precision when the deepspeed block gives none (docs/trainer.md)
+        ours["precision"], spans["precision"] = out["training"]["precision"], ch.spans["training.precision"]
     precision = ours.get("precision")
     # what the spec's value puts in each section (None: decided at run time, `auto`)
     spec = {"zero_optimization": ours.get("zero_stage"),
@@ -646,9 +671,9 @@ def _deepspeed_overridden(ch: Checker, out: dict[str, Any], config: str, ds: dic
         # one that says what the spec says overrides nothing
         set_in = [k for k in sections if isinstance(ds.get(k), dict) and ds[k].get(field) != "auto"
                   and ds[k].get(field) != spec[k]]
-        if ours.get(key) is not None and set_in and ch.spans.get(f"resources.deepspeed.{key}"):
+        if ours.get(key) is not None and set_in and spans[key]:
             ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{set_in[0]}`: `{key} = {ours[key]}` '
-                    "is not used", ch.spans.get(f"resources.deepspeed.{key}"),
+                    "is not used", spans[key],
                     help=f"remove `{key}`, or `{set_in[0]}` from the DeepSpeed config")  # fmt: skip
 
 

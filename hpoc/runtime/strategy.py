@@ -88,12 +88,14 @@ class Strategy:
 
     def __init__(self, *, device: torch.device | str | None = None, precision: str = "auto",
                  grad_accumulation_steps: int = 1, compile: bool = False,
-                 channels_last: bool | str = "auto") -> None:
+                 channels_last: bool | str = "auto", find_unused_parameters: bool = False) -> None:
         self._device = torch.device(device) if device is not None else self._default_device()
         self.precision = resolve_precision(precision, self._device)
         self.grad_accumulation_steps = max(1, int(grad_accumulation_steps))
         self.compile = bool(compile)
         self.channels_last_setting = channels_last
+        # DDP: a model with parameters the loss leaves unused (costs a graph walk per step)
+        self.find_unused_parameters = bool(find_unused_parameters)
         self.channels_last = False
         self.model: Any = None
         self.optimizer: Any = None
@@ -419,6 +421,7 @@ class DDPStrategy(Strategy):
 
         if self.world_size > 1:
             ids = [self._device.index] if self._device.type == "cuda" else None
+            kwargs.setdefault("find_unused_parameters", self.find_unused_parameters)
             model = DDP(model, device_ids=ids, **kwargs)
         return self._compiled(model)
 
@@ -456,6 +459,18 @@ class DDPStrategy(Strategy):
 
 
 DEFAULT_ZERO_STAGE = 2  # as the compiler's default (docs/language.md)
+
+
+def file_precision(config: dict[str, Any], precision: str) -> str:
+    """The engine's precision under a DeepSpeed config whose `bf16`/`fp16` sections say
+    (a section without `enabled` is off, as DeepSpeed reads it; "auto" or no section leaves
+    `precision` as it is)."""
+    said = {k: config[k].get("enabled", False) for k in ("bf16", "fp16")
+            if isinstance(config.get(k), dict) and config[k].get("enabled") != "auto"}
+    on = [k for k, enabled in said.items() if enabled]
+    if on:
+        return on[0]
+    return "fp32" if said.get(precision) is False else precision
 
 
 class DeepSpeedStrategy(DDPStrategy):
@@ -503,6 +518,8 @@ class DeepSpeedStrategy(DDPStrategy):
         config: dict[str, Any] = {}
         if self.config_file:
             config = json.loads(Path(self.config_file).read_text(encoding="utf-8"))
+        # The file's precision wins: the section hpoc fills in and the inputs' dtype follow it.
+        self.precision = file_precision(config, self.precision)
         ours = {
             "train_micro_batch_size_per_gpu": self.batch_size or 1,
             "gradient_accumulation_steps": self.grad_accumulation_steps,
@@ -513,14 +530,22 @@ class DeepSpeedStrategy(DDPStrategy):
             "steps_per_print": 2**31 - 1,
             "wall_clock_breakdown": False,
         }
+        if isinstance(config.get("train_batch_size"), int):
+            # the file's global batch: DeepSpeed derives what of the split hpoc does not know
+            # (the accumulation from the trial's batch_size and the workers, as documented)
+            if self.grad_accumulation_steps == 1:
+                del ours["gradient_accumulation_steps"]
+            if not self.batch_size:
+                del ours["train_micro_batch_size_per_gpu"]
         for key, value in ours.items():  # the user's file wins, except for "auto" values
             if config.get(key, "auto") == "auto":
                 config[key] = value
             elif isinstance(value, dict) and isinstance(config[key], dict):
                 # inside a section too (`"stage": "auto"`): DeepSpeed reads that "auto" as stage 0
                 config[key] = {k: value[k] if v == "auto" and k in value else v for k, v in config[key].items()}
-        if config.get("train_batch_size") == "auto":
-            del config["train_batch_size"]
+        for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+            if config.get(key) == "auto":  # left to DeepSpeed, which derives it from the others
+                del config[key]
         for key, value in (extra or {}).items():
             config[key] = value
         return config

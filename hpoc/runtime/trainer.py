@@ -197,6 +197,9 @@ class Trainer:
     #: validation batches are this many times the training batch size (no gradients kept).
     validation_batch_factor: int = 4
     grad_accumulation_steps: int = 1
+    #: under DDP, for a model with parameters its loss does not use (DDP refuses its second
+    #: step otherwise: "Expected to have finished reduction in the prior iteration").
+    find_unused_parameters: bool = False
 
     def __init__(self, grad_accumulation_steps: int = 1, **args: Any) -> None:
         self.args = dict(args)

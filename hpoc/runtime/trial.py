@@ -29,7 +29,8 @@ def make_strategy(plan: dict[str, Any], trainer: Any, *, distributed: bool) -> S
     return Strategy.create(kind, precision=training["precision"], compile=training["compile"],
                            deepspeed=res.get("deepspeed"),
                            grad_accumulation_steps=getattr(trainer, "grad_accumulation_steps", 1),
-                           channels_last=getattr(trainer, "channels_last", "auto"))
+                           channels_last=getattr(trainer, "channels_last", "auto"),
+                           find_unused_parameters=getattr(trainer, "find_unused_parameters", False))
 
 
 def build_trainer(plan: dict[str, Any]) -> Any:

@@ -1,0 +1,205 @@
+"""A DeepSpeed config file as DeepSpeed will read it in every trial: what it refuses there,
+after Ray and the workers have started, said by `hpoc check` instead (docs/language.md,
+`resources`). The file's sections win over hpoc's settings; the runtime's merge is
+`DeepSpeedStrategy.ds_config`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hpoc.compiler.check import RESOURCES, VALUE, WARN_FILE, WARN_RESOURCES, Checker
+
+BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+# Top-level keys whose "auto" hpoc fills in (the batch keys: DeepSpeed derives them). Inside
+# other sections, DeepSpeed's own config models read "auto" as their default.
+FILLED = (*BATCH_KEYS, "zero_optimization", "bf16", "fp16", "zero_allow_untested_optimizer",
+          "steps_per_print", "wall_clock_breakdown")
+DEFAULT_BATCH = 64  # hpoc's loop without a `batch_size` (Trainer.batch_size)
+MAX_VALUES = 4096  # a searched batch_size with more values is not enumerated
+
+
+def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+    at = ch.spans.get("resources.deepspeed.config")
+    _half_precisions(ch, config, ds, at)
+    _unfilled_autos(ch, config, ds, at)
+    _batch_split(ch, out, config, ds, at)
+    _micro_batch(ch, out, config, ds, at)
+    _offload(ch, config, ds, at)
+
+
+def _half_precisions(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
+    on = [k for k in ("bf16", "fp16") if isinstance(ds.get(k), dict) and ds[k].get("enabled") is True]
+    if len(on) == 2:
+        ch.error(VALUE, f'the DeepSpeed config "{config}" enables both `bf16` and `fp16`: DeepSpeed refuses '
+                 "them together in every trial", at,
+                 help='set one of the two `enabled` to false, or both to "auto" (the trial\'s `precision`)')
+
+
+def _unfilled_autos(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
+    """HF-style files leave values to "auto" for the HF Trainer to fill in; hpoc fills in only
+    its own settings, and DeepSpeed takes the string for a number."""
+    autos = [k for k, v in ds.items() if v == "auto" and k not in FILLED]
+    for section in ("optimizer", "scheduler"):
+        params = ds.get(section, {}).get("params") if isinstance(ds.get(section), dict) else None
+        if isinstance(params, dict):
+            autos += [f"{section}.params.{k}" for k, v in params.items() if v == "auto"]
+    if autos:
+        listed = ", ".join(f"`{a}`" for a in autos)
+        ch.error(VALUE, f'the DeepSpeed config "{config}" leaves {listed} to "auto", which hpoc does not fill in: '
+                 "every trial would fail on it", at,
+                 notes=('hpoc fills in "auto" only for the batch sizes, `gradient_accumulation_steps`, '
+                        "`zero_optimization.stage` and `bf16`/`fp16` `enabled` (inside `zero_optimization` "
+                        'DeepSpeed reads "auto" as its default)',),
+                 help="give numbers (the HF Trainer filled these in from its own arguments), or remove them "
+                      "for DeepSpeed's defaults")  # fmt: skip
+
+
+def _number(ch: Checker, config: str, ds: dict[str, Any], key: str, at: Any) -> int | None:
+    """The file's value of a batch key; None when it leaves the key to hpoc or DeepSpeed."""
+    v = ds.get(key)
+    if v is None or v == "auto":
+        return None
+    if type(v) is not int or v < 1:
+        ch.error(VALUE, f'the DeepSpeed config "{config}" sets `{key}` to {v!r}: DeepSpeed needs a whole number '
+                 'of at least 1 (or "auto")', at)  # fmt: skip
+        raise _Refused
+    return v
+
+
+class _Refused(Exception):
+    pass
+
+
+def _batch_split(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
+    """DeepSpeed asserts train_batch_size = micro-batch × accumulation × workers. hpoc gives
+    the micro-batch (the trial's `batch_size`) and the accumulation (the trainer's) where the
+    file does not; DeepSpeed derives what is still missing from `train_batch_size`."""
+    try:
+        total, micro, steps = (_number(ch, config, ds, k, at) for k in BATCH_KEYS)
+    except _Refused:
+        return
+    if total is None:
+        return  # DeepSpeed computes it
+    workers = out["resources"]["workers"]
+    args = ((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {}
+    if steps is None and type(args.get("grad_accumulation_steps")) is int and args["grad_accumulation_steps"] > 1:
+        steps = args["grad_accumulation_steps"]
+    searched = False
+    if micro is not None:
+        sizes, whose = [micro], "`train_micro_batch_size_per_gpu`"
+    else:
+        sizes, whose, searched = batch_sizes(out)
+        if sizes is None:
+            return  # a domain too large to list (or not whole numbers: said elsewhere)
+        if not sizes:  # no batch_size: DeepSpeed derives the micro-batch too
+            sizes, whose = [None], "DeepSpeed's share of `train_batch_size` (no `batch_size` is given)"
+    bad = {m: why for m in sizes if (why := _split_fails(total, m, steps, workers))}
+    if not bad:
+        return
+    first = next(iter(bad.values()))
+    help = ("remove `train_batch_size` (DeepSpeed computes it from the trial's batch), or make it a multiple "
+            "of the batch size × workers")
+    if searched and len(bad) < len(sizes):
+        failing = ", ".join(str(m) for m in bad)
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `train_batch_size` to {total}: trials whose '
+                f"`batch_size` is {failing} fail ({first})", at, help=help)  # fmt: skip
+        return
+    ch.error(RESOURCES, f'the DeepSpeed config "{config}" sets `train_batch_size` to {total}, which DeepSpeed cannot '
+             f"split: {first}", at,
+             notes=(f"the micro-batch is {whose}, in every trial",) if not searched else
+             ("no searched `batch_size` fits it",), help=help)  # fmt: skip
+
+
+def _micro_batch(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
+    """The file's micro-batch wins in DeepSpeed's counts only: hpoc's loop draws batches of
+    the trial's `batch_size`, so the samples per step are not what the file says."""
+    micro, total = ds.get("train_micro_batch_size_per_gpu"), ds.get("train_batch_size")
+    sizes, whose, _ = batch_sizes(out)
+    says = "sets `train_micro_batch_size_per_gpu` to"
+    if type(micro) is not int and type(total) is int and total >= 1 and sizes == []:
+        # no batch_size for hpoc to fill in: DeepSpeed derives the micro-batch from the total
+        steps = ds.get("gradient_accumulation_steps")
+        micro = total // out["resources"]["workers"] // (steps if type(steps) is int and steps > 0 else 1)
+        says = f"sets `train_batch_size` to {total}, a micro-batch of"
+    if type(micro) is not int or micro < 1:
+        return  # said by the split's check
+    if sizes == []:
+        sizes, whose = [DEFAULT_BATCH], "hpoc's default `batch_size`"
+    if sizes is None or sizes == [micro]:
+        return
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" {says} {micro}, but the trials train on '
+            f"batches of {whose} ({', '.join(map(str, sizes))}): DeepSpeed only counts with it",
+            at, help="remove it from the DeepSpeed config (hpoc fills it in with the trial's `batch_size`), or set "
+                     f"`batch_size = {micro}` in `space`")  # fmt: skip
+
+
+def _split_fails(total: int, micro: int | None, steps: int | None, workers: int) -> str | None:
+    """Why DeepSpeed refuses `total` as `micro` × `steps` × `workers` (None: it does not);
+    a None `micro` or `steps` is derived by DeepSpeed, rounding down."""
+    if micro is None:
+        micro = total // workers // (steps or 1)
+    if steps is None:
+        steps = total // (micro * workers)
+    if steps >= 1 and micro >= 1 and total == micro * steps * workers:
+        return None
+    return f"a micro-batch of {micro} × {steps} accumulation steps × {workers} workers is {micro * steps * workers}"
+
+
+def batch_sizes(out: dict[str, Any]) -> tuple[list[int] | None, str, bool]:
+    """The trial's `batch_size` values (none: []), where they come from, and whether searched."""
+    space = out["space"]
+    if "batch_size" in space["constants"]:
+        return _whole([space["constants"]["batch_size"]]), "`batch_size`", False
+    for p in space["params"]:
+        if p["name"] == "batch_size":
+            return _whole(_domain_values(p)), "`batch_size`", True
+    args = ((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {}
+    if "batch_size" in args:
+        return _whole([args["batch_size"]]), "the trainer's `batch_size`", False
+    return [], "", False
+
+
+def _whole(values: list[Any] | None) -> list[int] | None:
+    if values is None or any(type(v) is not int or v < 1 for v in values):
+        return None
+    return list(dict.fromkeys(values))
+
+
+def _domain_values(p: dict[str, Any]) -> list[Any] | None:
+    a, domain = p["args"], p["domain"]
+    if domain == "choice":
+        return list(a["categories"])
+    if domain == "grid":
+        return list(a["values"])
+    if domain in ("randint", "lograndint"):  # the upper bound is exclusive
+        lower, upper, q = a["lower"], a["upper"], 1
+    elif domain in ("qrandint", "qlograndint"):  # multiples of q, the upper bound included
+        q = a["q"]
+        lower, upper = -(-a["lower"] // q) * q, a["upper"] + 1
+    else:
+        return None
+    if (upper - lower) // q > MAX_VALUES:
+        return None
+    return list(range(lower, upper, q))
+
+
+def _offload(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
+    zero = ds.get("zero_optimization")
+    if not isinstance(zero, dict):
+        return
+    for part in ("offload_optimizer", "offload_param"):
+        o = zero.get(part)
+        path = o.get("nvme_path") if isinstance(o, dict) and o.get("device") == "nvme" else None
+        if isinstance(path, str) and not os.path.isdir(path):
+            # checked here, not on the nodes: a node-local disk may exist there only
+            ch.warn(WARN_FILE, f'the DeepSpeed config "{config}" offloads to NVMe at "{path}", which does not exist '
+                    "here", at, help="it must be a directory on every compute node when the study runs")  # fmt: skip
+    o = zero.get("offload_optimizer")
+    device = o.get("device") if isinstance(o, dict) else ("cpu" if zero.get("cpu_offload") is True else None)
+    if device in ("cpu", "nvme") and "optimizer" not in ds and ds.get("zero_force_ds_cpu_optimizer") is not False:
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" offloads the optimizer to {device} but defines no '
+                "`optimizer`: DeepSpeed refuses the trainer's (a torch optimizer) in every trial", at,
+                notes=("unless the trainer builds `deepspeed.ops.adam.DeepSpeedCPUAdam` itself",),
+                help='add an `optimizer` section (e.g. {"type": "AdamW", "params": {"lr": 0.001}}), or set '
+                     '`"zero_force_ds_cpu_optimizer": false`')  # fmt: skip

@@ -86,11 +86,12 @@ def test_seed_specs_check_clean_and_survive_fmt(spec: Path, tmp_path: Path) -> N
     fmt_round_trip(path, clean_plan(path), spec.name)
 
 
-def test_the_corpus_is_varied() -> None:
+def test_the_corpus_is_varied(tmp_path: Path) -> None:
     """The seeds cover every search algorithm and scheduler, conditions and site blocks."""
     from hpoc.compiler import compile_text
 
-    plans = [compile_text(t, "s.hpo", "/tmp").plan for t in HPO_SEEDS]
+    # An empty spec directory: a stray /tmp/trainer.py was read as the study's trainer.
+    plans = [compile_text(t, "s.hpo", str(tmp_path)).plan for t in HPO_SEEDS]
     assert {p["search"]["algorithm"] for p in plans} >= {
         "random", "grid", "optuna", "hyperopt", "bayesopt", "hebo", "nevergrad", "ax", "bohb"}
     assert {p["scheduler"]["name"] for p in plans} >= {"fifo", "asha", "hyperband", "median", "pbt", "pb2", "bohb"}

@@ -696,6 +696,17 @@ def test_a_condition_may_name_a_parameter_written_below_it() -> None:
 # -------------------------------------------------------------- searcher vs space
 
 
+def test_grid_search_enumerates_a_grid_under_a_condition_as_random_search_does() -> None:
+    """`search grid` refused a conditional `grid` parameter while `search random`, which
+    enumerates the same grid with the same sampler, ran it."""
+    from hpoc.runtime.space import SpaceSamplerCore
+
+    spec = BASE + "search grid\nspace {\n  o = grid(a, b)\n  m = grid(1, 2) if o == a\n}\n"
+    assert diagnostics(spec) == []
+    core = SpaceSamplerCore(plan_of(spec)["space"], num_samples=1, enumerate_choices=True)
+    assert [c for _, c in iter(core.take, None)] == [{"o": "a", "m": 1}, {"o": "a", "m": 2}, {"o": "b"}]
+
+
 def test_searcher_cannot_handle_the_space() -> None:
     obj = "objective minimize val_loss\n"
     d = one_error(BASE + obj + "search bayesopt\nspace { opt = choice(1, 2) }\n")

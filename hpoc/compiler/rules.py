@@ -209,7 +209,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
         if p.condition is not None and alg not in T.CAN_CONDITION:
             ch.error(SEARCHER, f"`search {alg}` cannot handle conditional parameters (`{p.name}`)",
                      p.cond.span if p.cond else where,
-                     help="use `search optuna` or `search random`, or drop the condition")  # fmt: skip
+                     help="use `search optuna`, `search random` or `search grid`, or drop the condition")  # fmt: skip
         if p.domain in T.NORMAL and alg not in T.CAN_NORMAL:
             ch.error(SEARCHER, f"`search {alg}` cannot sample normal distributions (`{p.name} = {p.domain}(...)`)",
                      where, help="use `uniform(...)` bounds, or `search hyperopt`/`search random`")  # fmt: skip

@@ -1714,6 +1714,23 @@ def test_gp_and_nsga2_warn_about_conditional_parameters_they_leave_to_random_sam
         assert ws[0].help == "use `sampler = tpe`, which models conditional parameters too"
 
 
+def test_a_searcher_whose_random_start_up_takes_every_trial_is_warned_about() -> None:
+    """TPE's first 10 trials (NSGA-II's first generation of 50, hyperopt's first 20) are
+    sampled at random: a study of fewer trials was a random search under a model's name."""
+    head = BASE + "space { lr = loguniform(1e-4, 1e-1) }\nobjective minimize val_loss\n"
+    (w,) = warnings(head + "trials { num_samples = 6 }\nsearch optuna { sampler = tpe }\n")
+    assert (w.code, where(w)) == ("HP802", (6, 8))
+    assert w.message == ("optuna's `tpe` sampler picks all 6 trials at random: its first 10 "
+                         "(`n_startup_trials`) are random start-up trials")
+    assert w.help == "lower `n_startup_trials` to 3, or run more than 10 trials"
+    (w,) = warnings(head + "trials { num_samples = 8 }\nsearch optuna { sampler = nsga2, population_size = 8 }\n")
+    assert (where(w), w.message) == ((6, 34), "optuna's `nsga2` sampler picks all 8 trials at random: its first "
+                                              "8 (`population_size`) are random start-up trials")
+    assert warnings(head + "trials { num_samples = 6 }\nsearch optuna { n_startup_trials = 3 }\n") == []
+    assert warnings(head + "trials { num_samples = 11 }\nsearch optuna\n") == []
+    assert warnings(head + "search optuna\n") == []  # one trial: nothing to search, whatever the searcher
+
+
 def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:
     # Ray logs an error at every checkpoint and ranks them all -inf: `keep` keeps arbitrary ones
     obj = "objective minimize val_loss\n"

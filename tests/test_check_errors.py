@@ -707,6 +707,21 @@ def test_grid_search_enumerates_a_grid_under_a_condition_as_random_search_does()
     assert [c for _, c in iter(core.take, None)] == [{"o": "a", "m": 1}, {"o": "a", "m": 2}, {"o": "b"}]
 
 
+def test_a_condition_that_every_value_meets_is_a_warning_and_no_condition() -> None:
+    """`m if o in ["a", "b"]` with `o = choice("a", "b")` is in every trial: hyperopt refused
+    it as conditional, and gp/nsga2 were said to pick it at random."""
+    spec = (BASE + "objective minimize val_loss\nsearch hyperopt\n"
+            "space {\n  o = choice(a, b)\n  m = uniform(0, 1) if o in [a, b]\n}\n")
+    (w,) = warnings(spec)
+    assert (w.code, where(w)) == ("HP812", (7, 24))
+    assert w.message == "the condition holds for every value of `o`: `m` is in every trial"
+    assert w.help == "remove the condition"
+    assert [p.get("condition") for p in plan_of(spec)["space"]["params"]] == [None, None]
+    # under a conditional parent, such a condition still says the parent must be there
+    spec = (BASE + "space {\n  o = choice(a, b)\n  k = choice(1, 2) if o == a\n  m = uniform(0, 1) if k in [1, 2]\n}\n")
+    assert warnings(spec) == [] and plan_of(spec)["space"]["params"][2]["condition"]["param"] == "k"
+
+
 def test_searcher_cannot_handle_the_space() -> None:
     obj = "objective minimize val_loss\n"
     d = one_error(BASE + obj + "search bayesopt\nspace { opt = choice(1, 2) }\n")

@@ -8,7 +8,8 @@ from typing import Any
 
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ONE_VALUE, Checker
+from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS, WARN_ONE_VALUE,
+                                 Checker)
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import on_grid, typed_key
@@ -411,10 +412,22 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
             continue
         if id(c) not in resolved:  # an `if` block's settings share one condition: check it once
             resolved[id(c)] = _condition_values(ch, c, target, parent)
-        if resolved[id(c)] is not None:
-            p.condition = {"param": target, "values": resolved[id(c)]}
+        values = resolved[id(c)]
+        if values is not None and parent.cond is None and _every_value(values, parent):
+            # in every trial: no condition, so that every searcher takes it and models it
+            ch.warn(WARN_ALWAYS, f"the condition holds for every value of `{target}`: `{p.name}` is in every trial",
+                    c.span, help="remove the condition")  # fmt: skip
+        elif values is not None:
+            p.condition = {"param": target, "values": values}
     _check_cycles(ch, space)
     _parents_first(space)
+
+
+def _every_value(values: list[Any], parent: Param) -> bool:
+    """Whether `values` are all those of `parent`, of two or more (a choice narrowed to one
+    value keeps the conditions written for its others)."""
+    cats = parent.args.get("categories", parent.args.get("values", []))
+    return len(cats) > 1 and {typed_key(v) for v in values} == {typed_key(v) for v in cats}
 
 
 def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -> list[Any] | None:

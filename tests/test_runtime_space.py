@@ -117,6 +117,14 @@ def test_random_sampler_samples_conditional_params_only_under_their_condition():
     assert all("optimizer.nesterov" not in c for c in configs)
 
 
+def test_a_study_of_a_huge_number_of_trials_gets_its_sampler_at_once():
+    """`num_samples = 1000000000000` with a `time_budget` (run until the time is up) listed
+    every trial index up front: a MemoryError before the first trial."""
+    core = sp.SpaceSamplerCore(DIGITS_SPACE, num_samples=10**12, seed=1, shard=1, shards=4)
+    assert len(core) == 25 * 10**10
+    assert core.take()[0] == 1 and core.take()[0] == 5
+
+
 def test_sampler_is_deterministic_and_independent_of_sharding():
     whole = sp.SpaceSamplerCore(DIGITS_SPACE, num_samples=10, seed=7)
     every = [whole.take() for _ in range(10)]

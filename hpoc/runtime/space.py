@@ -355,7 +355,7 @@ class SpaceSamplerCore:
         self.points = grid_points(space, enumerate_choices=enumerate_choices)
         self.total = num_samples * len(self.points)
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
-        self.indices = list(range(shard, self.total, shards))
+        self.indices = range(shard, self.total, shards)  # lazy: a time-budgeted study may ask for 10**12
         self.next = 0
 
     def __len__(self) -> int:

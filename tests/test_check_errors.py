@@ -1735,12 +1735,12 @@ def test_a_searcher_whose_random_start_up_takes_every_trial_is_warned_about() ->
     head = BASE + "space { lr = loguniform(1e-4, 1e-1) }\nobjective minimize val_loss\n"
     (w,) = warnings(head + "trials { num_samples = 6 }\nsearch optuna { sampler = tpe }\n")
     assert (w.code, where(w)) == ("HP802", (6, 8))
-    assert w.message == ("optuna's `tpe` sampler picks all 6 trials at random: its first 10 "
-                         "(`n_startup_trials`) are random start-up trials")
+    assert w.message == ("optuna's `tpe` sampler never uses its model: the study's 6 trials are all within "
+                         "its 10 random start-up trials (`n_startup_trials`)")
     assert w.help == "lower `n_startup_trials` to 3, or run more than 10 trials"
     (w,) = warnings(head + "trials { num_samples = 8 }\nsearch optuna { sampler = nsga2, population_size = 8 }\n")
-    assert (where(w), w.message) == ((6, 34), "optuna's `nsga2` sampler picks all 8 trials at random: its first "
-                                              "8 (`population_size`) are random start-up trials")
+    assert (where(w), w.message) == ((6, 34), "optuna's `nsga2` sampler never uses its model: the study's 8 "
+                                              "trials are all within its 8 random start-up trials (`population_size`)")
     assert warnings(head + "trials { num_samples = 6 }\nsearch optuna { n_startup_trials = 3 }\n") == []
     assert warnings(head + "trials { num_samples = 11 }\nsearch optuna\n") == []
     assert warnings(head + "search optuna\n") == []  # one trial: nothing to search, whatever the searcher

@@ -271,8 +271,8 @@ def _random_start_up(ch: Checker, out: dict[str, Any], block: Any) -> None:
         return
     who = f"optuna's `{opts['sampler']}` sampler" if alg == "optuna" else f"`search {alg}`"
     least = 2 if option == "population_size" else 1
-    ch.warn(WARN_SEARCH, f"{who} picks all {trials} trials at random: its first {start} (`{option}`) "
-                         "are random start-up trials",
+    ch.warn(WARN_SEARCH, f"{who} never uses its model: the study's {trials} trials are all within its "
+                         f"{start} random start-up trials (`{option}`)",
             ch.spans.get(f"search.options.{option}") or _label_span(block),
             help=f"lower `{option}` to {max(least, trials // 2)}, or run more than {start} trials")  # fmt: skip
 

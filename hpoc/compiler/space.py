@@ -384,6 +384,7 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
     by_name = {p.name: p for p in space.params}
     categorical = [p.name for p in space.params if p.domain in T.CATEGORICAL]
     resolved: dict[int, list[Any] | None] = {}
+    always: dict[int, tuple[A.Condition, str, list[str]]] = {}
     for p in space.params:
         c = p.cond
         if c is None:
@@ -415,10 +416,14 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
         values = resolved[id(c)]
         if values is not None and parent.cond is None and _every_value(values, parent):
             # in every trial: no condition, so that every searcher takes it and models it
-            ch.warn(WARN_ALWAYS, f"the condition holds for every value of `{target}`: `{p.name}` is in every trial",
-                    c.span, help="remove the condition")  # fmt: skip
+            always.setdefault(id(c), (c, target, []))[2].append(p.name)
         elif values is not None:
             p.condition = {"param": target, "values": values}
+    for c, target, names in always.values():  # one warning for an `if` block
+        which = " and ".join(f"`{n}`" for n in names)
+        ch.warn(WARN_ALWAYS, f"the condition holds for every value of `{target}`: {which} "
+                             f"{'is' if len(names) == 1 else 'are'} in every trial", c.span,
+                help="remove the condition")  # fmt: skip
     _check_cycles(ch, space)
     _parents_first(space)
 

@@ -234,7 +234,9 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                                  "only parameters that every trial has", where,
                     help="use `sampler = tpe`, which models conditional parameters too")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
-            ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
+            ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where,
+                    notes=("hpoc rounds the values it suggests to multiples of `q`; its model sees a "
+                           "continuous range",))  # fmt: skip
     if not space.params and not space.invalid and alg not in ("random", "grid"):
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip

@@ -52,6 +52,8 @@ def active_values(suggested: dict[str, Any], space: dict[str, Any]) -> dict[str,
         name = param["name"]
         if name in flat and is_active(param, values):
             values[name] = _plain(flat[name])
+            if grid_step(param) is not None:  # Ray's HEBO, Nevergrad, Ax, BOHB drop `q`
+                values[name] = snap(param, values[name])
     return values
 
 

@@ -719,6 +719,9 @@ def test_a_condition_that_every_value_meets_is_a_warning_and_no_condition() -> N
     assert [p.get("condition") for p in plan_of(spec)["space"]["params"]] == [None, None]
     (w,) = warnings(BASE + "space {\n  o = choice(a, b)\n  if o in [a, b] {\n    m = uniform(0, 1)\n    n = uniform(0, 1)\n  }\n}\n")
     assert w.message == "the condition holds for every value of `o`: `m` and `n` are in every trial"
+    # in every trial, so a point of `points_to_evaluate` gives it too
+    d = one_error(spec.replace("search hyperopt", "search hyperopt { points_to_evaluate = [{ o = a }] }"))
+    assert (d.code, d.message) == ("HP205", "an entry of `points_to_evaluate` has no value for `m`")
     # under a conditional parent, such a condition still says the parent must be there
     spec = (BASE + "space {\n  o = choice(a, b)\n  k = choice(1, 2) if o == a\n  m = uniform(0, 1) if k in [1, 2]\n}\n")
     assert warnings(spec) == [] and plan_of(spec)["space"]["params"][2]["condition"]["param"] == "k"

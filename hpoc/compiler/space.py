@@ -417,6 +417,7 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
         if values is not None and parent.cond is None and _every_value(values, parent):
             # in every trial: no condition, so that every searcher takes it and models it
             always.setdefault(id(c), (c, target, []))[2].append(p.name)
+            p.cond = None  # unconditional from here on (a cond without condition marks an error)
         elif values is not None:
             p.condition = {"param": target, "values": values}
     for c, target, names in always.values():  # one warning for an `if` block

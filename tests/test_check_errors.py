@@ -696,6 +696,37 @@ def test_a_condition_may_name_a_parameter_written_below_it() -> None:
 # -------------------------------------------------------------- searcher vs space
 
 
+def test_grid_search_enumerates_a_grid_under_a_condition_as_random_search_does() -> None:
+    """`search grid` refused a conditional `grid` parameter while `search random`, which
+    enumerates the same grid with the same sampler, ran it."""
+    from hpoc.runtime.space import SpaceSamplerCore
+
+    spec = BASE + "search grid\nspace {\n  o = grid(a, b)\n  m = grid(1, 2) if o == a\n}\n"
+    assert diagnostics(spec) == []
+    core = SpaceSamplerCore(plan_of(spec)["space"], num_samples=1, enumerate_choices=True)
+    assert [c for _, c in iter(core.take, None)] == [{"o": "a", "m": 1}, {"o": "a", "m": 2}, {"o": "b"}]
+
+
+def test_a_condition_that_every_value_meets_is_a_warning_and_no_condition() -> None:
+    """`m if o in ["a", "b"]` with `o = choice("a", "b")` is in every trial: hyperopt refused
+    it as conditional, and gp/nsga2 were said to pick it at random."""
+    spec = (BASE + "objective minimize val_loss\nsearch hyperopt\n"
+            "space {\n  o = choice(a, b)\n  m = uniform(0, 1) if o in [a, b]\n}\n")
+    (w,) = warnings(spec)
+    assert (w.code, where(w)) == ("HP812", (7, 24))
+    assert w.message == "the condition holds for every value of `o`: `m` is in every trial"
+    assert w.help == "remove the condition"
+    assert [p.get("condition") for p in plan_of(spec)["space"]["params"]] == [None, None]
+    (w,) = warnings(BASE + "space {\n  o = choice(a, b)\n  if o in [a, b] {\n    m = uniform(0, 1)\n    n = uniform(0, 1)\n  }\n}\n")
+    assert w.message == "the condition holds for every value of `o`: `m` and `n` are in every trial"
+    # in every trial, so a point of `points_to_evaluate` gives it too
+    d = one_error(spec.replace("search hyperopt", "search hyperopt { points_to_evaluate = [{ o = a }] }"))
+    assert (d.code, d.message) == ("HP205", "an entry of `points_to_evaluate` has no value for `m`")
+    # under a conditional parent, such a condition still says the parent must be there
+    spec = (BASE + "space {\n  o = choice(a, b)\n  k = choice(1, 2) if o == a\n  m = uniform(0, 1) if k in [1, 2]\n}\n")
+    assert warnings(spec) == [] and plan_of(spec)["space"]["params"][2]["condition"]["param"] == "k"
+
+
 def test_searcher_cannot_handle_the_space() -> None:
     obj = "objective minimize val_loss\n"
     d = one_error(BASE + obj + "search bayesopt\nspace { opt = choice(1, 2) }\n")
@@ -1701,6 +1732,23 @@ def test_gp_and_nsga2_warn_about_conditional_parameters_they_leave_to_random_sam
         assert ws[0].message == (f"optuna's `{sampler}` sampler picks `m` at random: it models only parameters "
                                  "that every trial has")
         assert ws[0].help == "use `sampler = tpe`, which models conditional parameters too"
+
+
+def test_a_searcher_whose_random_start_up_takes_every_trial_is_warned_about() -> None:
+    """TPE's first 10 trials (NSGA-II's first generation of 50, hyperopt's first 20) are
+    sampled at random: a study of fewer trials was a random search under a model's name."""
+    head = BASE + "space { lr = loguniform(1e-4, 1e-1) }\nobjective minimize val_loss\n"
+    (w,) = warnings(head + "trials { num_samples = 6 }\nsearch optuna { sampler = tpe }\n")
+    assert (w.code, where(w)) == ("HP802", (6, 8))
+    assert w.message == ("optuna's `tpe` sampler never uses its model: the study's 6 trials are all within "
+                         "its 10 random start-up trials (`n_startup_trials`)")
+    assert w.help == "lower `n_startup_trials` to 3, or run more than 10 trials"
+    (w,) = warnings(head + "trials { num_samples = 8 }\nsearch optuna { sampler = nsga2, population_size = 8 }\n")
+    assert (where(w), w.message) == ((6, 34), "optuna's `nsga2` sampler never uses its model: the study's 8 "
+                                              "trials are all within its 8 random start-up trials (`population_size`)")
+    assert warnings(head + "trials { num_samples = 6 }\nsearch optuna { n_startup_trials = 3 }\n") == []
+    assert warnings(head + "trials { num_samples = 11 }\nsearch optuna\n") == []
+    assert warnings(head + "search optuna\n") == []  # one trial: nothing to search, whatever the searcher
 
 
 def test_a_checkpoint_score_attribute_nobody_reports_is_warned_about() -> None:

@@ -42,8 +42,9 @@ def test_seed_config_converts_to_the_same_plan(tmp_path: Path) -> None:
     assert "# itwinai `bayes` (BayesOpt) cannot search `batch_size` (choice);" in text
     assert text.startswith("# Converted from config.yaml by `hpoc convert`")
     # The seed trainer reports `loss`: the converted study says nothing about it, like the YAML.
-    assert [w.code for w in compile_path(tmp_path / "config.yaml").warnings] == ["HP820"]  # bayes
-    assert compile_path(tmp_path / "study.hpo").warnings == []  # that one is a comment now
+    # bayes; and 2 trials, all within the 5 random start-up steps (HP802) in both
+    assert [w.code for w in compile_path(tmp_path / "config.yaml").warnings] == ["HP820", "HP802"]
+    assert [w.code for w in compile_path(tmp_path / "study.hpo").warnings] == ["HP802"]  # HP820 is a comment now
 
 
 def _variants() -> dict[str, dict]:

@@ -465,3 +465,19 @@ def test_a_pbt_perturbation_moves_a_grid_value_at_least_one_step():
         ("ratio", 0.9, "* 1.2"): {0.9}, ("ratio", 0.9, "* 0.8"): {0.7},  # 0.72
         ("layers", 3, "* 1.2"): {3}, ("layers", 3, "* 0.8"): {2},  # randint leaves out 4
     }
+
+
+def test_bayesopt_takes_the_quantised_floats_the_check_lets_through(monkeypatch):
+    """`hpoc check` passes `quniform` under `search bayesopt` with a warning (Ray drops `q`,
+    hpoc rounds the values); the run then refused it before its first trial."""
+    import ray.tune.search.bayesopt as bayesopt
+
+    made = {}
+    monkeypatch.setattr(search, "require_libraries", lambda algorithm: None)
+    monkeypatch.setattr(bayesopt, "BayesOptSearch", lambda **kwargs: made.update(kwargs) or "searcher")
+    spec = plan(search={"algorithm": "bayesopt", "options": {}, "_replace": True},
+                space={"params": [param("ratio", "quniform", lower=0.0, upper=1.0, q=0.1),
+                                  param("lr", "qloguniform", lower=1e-4, upper=1e-1, q=1e-4, base=10)],
+                       "constants": {}, "_replace": True})
+    searcher, space, _ = search.make_searcher(spec)
+    assert searcher == "searcher" and set(space) == {"ratio", "lr"}

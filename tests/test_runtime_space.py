@@ -117,6 +117,25 @@ def test_random_sampler_samples_conditional_params_only_under_their_condition():
     assert all("optimizer.nesterov" not in c for c in configs)
 
 
+def test_a_study_of_a_huge_number_of_trials_gets_its_sampler_at_once():
+    """`num_samples = 1000000000000` with a `time_budget` (run until the time is up) listed
+    every trial index up front: a MemoryError before the first trial."""
+    core = sp.SpaceSamplerCore(DIGITS_SPACE, num_samples=10**12, seed=1, shard=1, shards=4)
+    assert len(core) == 25 * 10**10
+    assert core.take()[0] == 1 and core.take()[0] == 5
+
+
+def test_a_searcher_that_drops_quantisation_still_gives_the_trainer_multiples_of_q():
+    """Ray's HEBO, Nevergrad, Ax and BOHB searchers drop `q` (a warning): `qrandint(32, 256,
+    32)` trained with 77 channels, and the results showed 77."""
+    space = {"params": [param("width", "qrandint", lower=32, upper=256, q=32),
+                        param("ratio", "quniform", lower=0.0, upper=1.0, q=0.1),
+                        param("lr", "loguniform", lower=1e-4, upper=1e-1)]}
+    assert sp.trial_config({"width": 77.4, "ratio": 0.37, "lr": 0.0123}, space) == \
+        {"width": 64, "ratio": 0.4, "lr": 0.0123}
+    assert sp.trial_config({"width": 96, "ratio": 0.3, "lr": 1e-4}, space) == {"width": 96, "ratio": 0.3, "lr": 1e-4}
+
+
 def test_sampler_is_deterministic_and_independent_of_sharding():
     whole = sp.SpaceSamplerCore(DIGITS_SPACE, num_samples=10, seed=7)
     every = [whole.take() for _ in range(10)]

@@ -82,7 +82,7 @@ def test_seed_config_compiles_to_the_tutorials_study() -> None:
 
 def test_seed_config_warns_once_about_bayes_and_not_about_loss() -> None:
     warnings = compile_path(EXAMPLE / "config.yaml").warnings
-    assert [w.code for w in warnings] == ["HP820"]
+    assert [w.code for w in warnings] == ["HP820", "HP802"]  # HP802: its 2 trials, 5 random steps
     w = warnings[0]
     assert (w.line, w.col) == (37, 23)
     assert "`bayes` (BayesOpt) cannot search `batch_size` (choice)" in w.message

@@ -30,7 +30,7 @@ WARN_METRIC, WARN_SEARCH, WARN_FILE, WARN_RESOURCES = "HP801", "HP802", "HP803",
 TRAINER_VALUES = ("epochs", "max_epochs", "num_epochs", "lr", "learning_rate", "batch_size", "weight_decay",
                   "momentum", "optimizer", "dropout")
 WARN_SCHEDULE, WARN_ARRAY, WARN_TIME, WARN_WALLTIME = "HP805", "HP806", "HP807", "HP808"
-WARN_DIRECTION, WARN_ONE_VALUE, WARN_CONFIG = "HP809", "HP810", "HP811"
+WARN_DIRECTION, WARN_ONE_VALUE, WARN_CONFIG, WARN_ALWAYS = "HP809", "HP810", "HP811", "HP812"
 
 
 @dataclass

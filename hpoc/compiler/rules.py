@@ -211,7 +211,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
         if p.condition is not None and alg not in T.CAN_CONDITION:
             ch.error(SEARCHER, f"`search {alg}` cannot handle conditional parameters (`{p.name}`)",
                      p.cond.span if p.cond else where,
-                     help="use `search optuna` or `search random`, or drop the condition")  # fmt: skip
+                     help="use `search optuna`, `search random` or `search grid`, or drop the condition")  # fmt: skip
         if p.domain in T.NORMAL and alg not in T.CAN_NORMAL:
             ch.error(SEARCHER, f"`search {alg}` cannot sample normal distributions (`{p.name} = {p.domain}(...)`)",
                      where, help="use `uniform(...)` bounds, or `search hyperopt`/`search random`")  # fmt: skip
@@ -236,10 +236,13 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
                                  "only parameters that every trial has", where,
                     help="use `sampler = tpe`, which models conditional parameters too")  # fmt: skip
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
-            ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where)
+            ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where,
+                    notes=("hpoc rounds the values it suggests to multiples of `q`; its model sees a "
+                           "continuous range",))  # fmt: skip
     if not space.params and not space.invalid and alg not in ("random", "grid"):
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
+    _random_start_up(ch, out, block)
     points = opts.get("points_to_evaluate")
     if points:
         opts["points_to_evaluate"] = check_points(ch, points, space, setting_value(block, "points_to_evaluate"),
@@ -253,6 +256,29 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
+
+
+# The option that sets a model-based searcher's random start-up, and its default (Optuna's
+# samplers' and Ray's searchers' own): trials before the model is first asked.
+_START_UP = {("optuna", "tpe"): ("n_startup_trials", 10), ("optuna", "gp"): ("n_startup_trials", 10),
+             ("optuna", "cmaes"): ("n_startup_trials", 1), ("optuna", "nsga2"): ("population_size", 50),
+             ("hyperopt", None): ("n_initial_points", 20), ("bayesopt", None): ("random_search_steps", 10)}
+
+
+def _random_start_up(ch: Checker, out: dict[str, Any], block: Any) -> None:
+    """A study no longer than the searcher's random start-up is a random search: the model
+    is never asked (with 6 trials, TPE's default 10 start-up trials take them all)."""
+    alg, opts = out["search"]["algorithm"], out["search"]["options"]
+    option, default = _START_UP.get((alg, opts.get("sampler") if alg == "optuna" else None), (None, 0))
+    start, trials = opts.get(option) if opts.get(option) is not None else default, total_trials(out)
+    if option is None or trials < 2 or start < trials:
+        return
+    who = f"optuna's `{opts['sampler']}` sampler" if alg == "optuna" else f"`search {alg}`"
+    least = 2 if option == "population_size" else 1
+    ch.warn(WARN_SEARCH, f"{who} never uses its model: the study's {trials} trials are all within its "
+                         f"{start} random start-up trials (`{option}`)",
+            ch.spans.get(f"search.options.{option}") or _label_span(block),
+            help=f"lower `{option}` to {max(least, trials // 2)}, or run more than {start} trials")  # fmt: skip
 
 
 _NAME = re.compile(r"(?<![\w.])[A-Za-z_][\w.]*")  # a parameter in `lr + wd <= 0.1`; not the e of 1e-3

@@ -8,7 +8,8 @@ from typing import Any
 
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ONE_VALUE, Checker
+from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS, WARN_ONE_VALUE,
+                                 Checker)
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import on_grid, typed_key
@@ -383,6 +384,7 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
     by_name = {p.name: p for p in space.params}
     categorical = [p.name for p in space.params if p.domain in T.CATEGORICAL]
     resolved: dict[int, list[Any] | None] = {}
+    always: dict[int, tuple[A.Condition, str, list[str]]] = {}
     for p in space.params:
         c = p.cond
         if c is None:
@@ -411,10 +413,27 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
             continue
         if id(c) not in resolved:  # an `if` block's settings share one condition: check it once
             resolved[id(c)] = _condition_values(ch, c, target, parent)
-        if resolved[id(c)] is not None:
-            p.condition = {"param": target, "values": resolved[id(c)]}
+        values = resolved[id(c)]
+        if values is not None and parent.cond is None and _every_value(values, parent):
+            # in every trial: no condition, so that every searcher takes it and models it
+            always.setdefault(id(c), (c, target, []))[2].append(p.name)
+            p.cond = None  # unconditional from here on (a cond without condition marks an error)
+        elif values is not None:
+            p.condition = {"param": target, "values": values}
+    for c, target, names in always.values():  # one warning for an `if` block
+        which = " and ".join(f"`{n}`" for n in names)
+        ch.warn(WARN_ALWAYS, f"the condition holds for every value of `{target}`: {which} "
+                             f"{'is' if len(names) == 1 else 'are'} in every trial", c.span,
+                help="remove the condition")  # fmt: skip
     _check_cycles(ch, space)
     _parents_first(space)
+
+
+def _every_value(values: list[Any], parent: Param) -> bool:
+    """Whether `values` are all those of `parent`, of two or more (a choice narrowed to one
+    value keeps the conditions written for its others)."""
+    cats = parent.args.get("categories", parent.args.get("values", []))
+    return len(cats) > 1 and {typed_key(v) for v in values} == {typed_key(v) for v in cats}
 
 
 def _condition_values(ch: Checker, c: A.Condition, target: str, parent: Param) -> list[Any] | None:

@@ -136,7 +136,7 @@ SEARCHERS: dict[str, dict[str, F]] = {
     },
 }
 # What each searcher can explore (Ray's convert_search_space in ray/tune/search/*).
-CAN_CONDITION = ("random", "optuna")
+CAN_CONDITION = ("random", "grid", "optuna")  # grid and random: hpoc's own sampler
 CAN_GRID = ("random", "grid")
 MAX_GRID_POINTS = 100_000  # points are enumerated up front, by the compiler and the runtime
 CAN_MULTI_OBJECTIVE = ("random", "grid", "optuna")

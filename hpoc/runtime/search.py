@@ -158,7 +158,9 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
         from ray.tune.search.hyperopt import HyperOptSearch as cls
     elif algorithm == "bayesopt":
         from ray.tune.search.bayesopt import BayesOptSearch as cls
-        bad = [p["name"] for p in space["params"] if p["domain"] not in ("uniform", "loguniform")]
+        # Ray drops `q` (space.active_values rounds the values) and the log scale (HP802)
+        bad = [p["name"] for p in space["params"]
+               if p["domain"] not in ("uniform", "loguniform", "quniform", "qloguniform")]
         if bad:
             raise SearchError("search algorithm `bayesopt` only searches continuous "
                               f"uniform/loguniform parameters; not {', '.join(f'`{b}`' for b in bad)}")

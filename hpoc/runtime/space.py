@@ -52,6 +52,8 @@ def active_values(suggested: dict[str, Any], space: dict[str, Any]) -> dict[str,
         name = param["name"]
         if name in flat and is_active(param, values):
             values[name] = _plain(flat[name])
+            if grid_step(param) is not None:  # Ray's HEBO, Nevergrad, Ax, BOHB drop `q`
+                values[name] = snap(param, values[name])
     return values
 
 
@@ -355,7 +357,7 @@ class SpaceSamplerCore:
         self.points = grid_points(space, enumerate_choices=enumerate_choices)
         self.total = num_samples * len(self.points)
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
-        self.indices = list(range(shard, self.total, shards))
+        self.indices = range(shard, self.total, shards)  # lazy: a time-budgeted study may ask for 10**12
         self.next = 0
 
     def __len__(self) -> int:

@@ -281,15 +281,11 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                     f"sbatch could not ask SLURM, nothing was submitted: {why[-1]}\n  help: submit from the "
                     "cluster's login node, where `sinfo` answers, or try again when the SLURM controller "
                     "is back") from None
-            from hpoc.submit.sbatch_env import in_shell
+            from hpoc.submit.sbatch_env import what_to_check
 
-            check = refusal.what_to_check("\n".join(why), plan["slurm"], plan["source"]["file"],
-                                          in_shell(plan)) or \
-                "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, " \
-                "gpus_per_node, mem, time)"
-            raise SubmitError(
-                f"sbatch refused the job, nothing was submitted: {'; '.join(why)}\n"
-                f"  help: {check} with what the site offers: `{refusal.SINFO}`") from None
+            check = what_to_check("\n".join(why), plan)
+            raise SubmitError(f"sbatch refused the job, nothing was submitted: {'; '.join(why)}\n"
+                              f"  help: {check}") from None
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs

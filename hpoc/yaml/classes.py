@@ -2,8 +2,8 @@
 hydra's `_target_` with the arguments beside it (`{_target_: pkg.Class, x: 1}`), or
 jsonargparse's `class_path` with them under `init_args` (`{class_path: pkg.Class,
 init_args: {x: 1}}`), where anything else beside `class_path` is an error, as jsonargparse
-has it. One rule for every such object but itwinai's steps (hpoc/yaml/itwinai.py), which
-are checked against their module's source."""
+has it. itwinai's pipeline steps (hpoc/yaml/itwinai.py) keep the same rule in their own
+words (an argument beside `class_path` "belongs in `init_args`")."""
 
 from __future__ import annotations
 

@@ -83,19 +83,15 @@ class Target:
 
 def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None) -> Target:
     """The plan of a spec (compiled, not yet written), a build directory or a plan.json."""
-    from hpoc.plan import PlanError, load
+    from hpoc.errors import HpocError
+    from hpoc.plan import load, plan_file
 
-    path = Path(target)
-    what = "no such file"
-    if path.is_dir():
-        path, what = path / "plan.json", "a directory without a plan.json, so no build directory"
-    if not path.exists():
-        raise SubmitError(f"{target}: {what} (a .hpo spec, a build directory or a plan.json)")
-    if path.suffix == ".json":
-        try:
+    try:
+        path = plan_file(target)
+        if path.suffix == ".json":
             return Target(load(path), path.resolve())
-        except PlanError as exc:
-            raise SubmitError(str(exc)) from None
+    except HpocError as exc:
+        raise SubmitError(str(exc)) from None
     return _compile(path, out)
 
 

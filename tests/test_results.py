@@ -382,6 +382,9 @@ def test_a_trial_that_failed_the_same_way_twice_names_the_users_error_not_hpocs_
                                  "/s/trainer.py:6; not retried again")
     kept = "ValueError: hpoc.x.TrainerError: kept"  # only hpoc's own class at the start goes
     assert _error_line(f"Traceback ...\n{kept}\n") == kept
+    # the run's own line (runtime.summary.error_line), not Ray's words that say nothing alone
+    gone = "RuntimeError: Unable to set up cluster storage with the following settings:\nStorageContext<...>"
+    assert _error_line(gone).startswith("the study's experiment directory is gone or cannot be written")
 
 
 def test_bookkeeping_keys_are_not_metrics():

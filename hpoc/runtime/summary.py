@@ -92,6 +92,7 @@ def error_line(text: str, width: int = 240) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
     line = OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
+    line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
 

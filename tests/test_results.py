@@ -382,6 +382,9 @@ def test_a_trial_that_failed_the_same_way_twice_names_the_users_error_not_hpocs_
                                  "/s/trainer.py:6; not retried again")
     kept = "ValueError: hpoc.x.TrainerError: kept"  # only hpoc's own class at the start goes
     assert _error_line(f"Traceback ...\n{kept}\n") == kept
+    # the run's own line (runtime.summary.error_line), not Ray's words that say nothing alone
+    gone = "RuntimeError: Unable to set up cluster storage with the following settings:\nStorageContext<...>"
+    assert _error_line(gone).startswith("the study's experiment directory is gone or cannot be written")
 
 
 def test_bookkeeping_keys_are_not_metrics():
@@ -532,7 +535,7 @@ def test_before_the_first_report_both_entry_points_show_the_table(tmp_path, caps
         assert "2 trials (2 running)" in out
         assert "no summary.json" in err
     code, _, err = cli(capsys, tmp_path / "build")
-    assert "no trial has reported the objective `val_loss` yet" in err
+    assert "no trial has reported the objective metric `val_loss` yet" in err
     code, _, err = cli(capsys, tmp_path / "build", "--sort", "val_acc")
     assert code == 2 and "no trial reported a metric `val_acc`" in err
     code, out, _ = cli(capsys, tmp_path / "build", "--json")
@@ -736,12 +739,12 @@ def test_a_finished_study_whose_trials_all_failed_does_not_say_yet(tmp_path, cap
     """"Not reported yet" promises more to come; a study that ended has none."""
     exp = tmp_path / "results" / "broken"
     for i in range(2):
-        trial_dir(exp, f"iiiii_0000{i}", {"lr": 0.1 * (i + 1)}, [], error="RuntimeError: boom")
-    write_summary(exp, "broken", [{"trial_id": f"iiiii_0000{i}", "status": "ERROR"}
+        trial_dir(exp, f"eeeee_0000{i}", {"lr": 0.1 * (i + 1)}, [], error="RuntimeError: boom")
+    write_summary(exp, "broken", [{"trial_id": f"eeeee_0000{i}", "status": "ERROR"}
                                   for i in range(2)])
     code, out, err = cli(capsys, exp)
     assert code == 0 and "errors:" in out
-    assert "no trial reported the objective `val_loss`: every trial failed (`errors:` says why); rows" in err
+    assert "every trial failed (2 of 2): `errors:` says why; rows" in err
     assert " yet" not in err
     assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
     html = (tmp_path / "r.html").read_text()
@@ -1082,10 +1085,15 @@ def test_csv_and_json_carry_the_same_config_constants_included(tmp_path, capsys)
 
 
 @pytest.mark.parametrize("statuses, losses, said", [
-    (("ERROR", "ERROR"), ([0.5], []), "no best trial: every trial failed (the errors say why)"),
+    (("ERROR", "ERROR"), ([0.5], []), "no best trial: every trial failed (2 of 2): the errors say why"),
     (("TERMINATED", "ERROR"), ([float("nan")], [0.5]),
-     "no best trial: no trial that did not fail reported a finite `val_loss` (1 diverged: NaN or inf)"),
-    (("RUNNING", "PENDING"), ([], []), "no best trial: no trial has reported `val_loss` yet"),
+     "no best trial: no trial reported a finite `val_loss`: 1 trial(s) reported NaN or inf "
+     "(training diverged? try a smaller learning rate)"),
+    (("RUNNING", "PENDING"), ([], []), "no best trial: no trial has reported the objective metric `val_loss` yet"),
+    # as the run's own report says it (hpoc/unranked.py): not "yet", the trainer's doing
+    (("TERMINATED", "ERROR"), ([], [0.5]),
+     "no best trial: no trial reported the objective metric `val_loss`: 1 trial(s) ended without reporting "
+     "once (does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every epoch?)"),
 ])
 def test_no_best_trial_says_why(statuses, losses, said):
     """It said "no finished trial reported `val_loss`" whether every trial had failed, the

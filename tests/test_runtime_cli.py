@@ -28,6 +28,9 @@ def test_run_takes_a_spec_a_plan_file_or_a_build_directory(tmp_path):
     assert load_plan(str(build)) == from_spec
     with pytest.raises(HpocError, match="no such file"):
         load_plan(str(tmp_path / "missing.hpo"))
+    # as `hpoc submit` says it (hpoc.plan.plan_file): it was compiled, "not a study file"
+    with pytest.raises(HpocError, match="a directory without a plan.json, so no build directory"):
+        load_plan(str(tmp_path))
 
 
 def test_a_broken_spec_is_reported_like_hpoc_check_does(tmp_path, capsys):

@@ -558,8 +558,7 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
                                local_path=None, error_file=None, error_msg="boom")
 
     assert report(trial("ERROR"), trial("ERROR")) == (
-        "no trial reported the objective metric `val_accuracy`: every trial failed (each trial's "
-        "error.txt says why)")
+        "every trial failed (2 of 2): each trial's error.txt says why")
     assert report(trial("TERMINATED", val_accuracy=float("nan")), trial("ERROR")) == (
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")

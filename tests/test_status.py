@@ -675,7 +675,7 @@ def test_a_failed_array_task_whose_err_says_nothing_gets_its_why_from_the_summar
     _fake_scontrol(tmp_path / "bin", {"800_0": "COMPLETED", "800_1": "FAILED"})
     code, out, err = status(capsys, build)
     assert code == 0, err
-    assert (f"next: job 800_1 FAILED: every trial of shard 1 failed (1 of 1): ValueError: boom "
+    assert (f"next: job 800_1 FAILED: shard 1: every trial failed (1 of 1): ValueError: boom "
             f"(its output: {build}/arr-800_1.err)") in out, out
 
 
@@ -713,7 +713,7 @@ def test_a_local_study_whose_every_trial_failed_says_with_what(tmp_path, capsys)
                            "error": "Traceback (most recent call last):\nKeyError: 'label'"}
                           for i in range(3)], metric="val_accuracy", mode="max")
     out = status(capsys, tmp_path / "study.hpo")[1]
-    assert "\nevery trial of shard 0 failed (3 of 3): KeyError: 'label'\n" in out, out
+    assert "\nshard 0: every trial failed (3 of 3): KeyError: 'label'\n" in out, out
 
 
 def test_a_summary_without_counts_is_read_without_a_traceback(tmp_path, capsys):

@@ -712,7 +712,7 @@ def test_sbatch_refusing_the_job_is_a_user_error_not_an_internal_one(tmp_path, m
     assert ("hpoc: error: sbatch refused the job, nothing was submitted: CPU count per node can not be "
             "satisfied; Batch job submission failed: "
             "Requested node configuration is not available\n  help: check `slurm.cpus_per_node = 1`, "
-            "`slurm.nodes = 1`, `slurm.mem = 1G` in study.hpo with what the site offers: `sinfo") in err
+            "`slurm.nodes = 1`, `slurm.mem = 1G` in study.hpo with what the site offers (`sinfo") in err
 
 
 def test_every_reason_sbatch_gives_for_a_refusal_is_said(tmp_path, monkeypatch, capsys):
@@ -760,7 +760,7 @@ def test_a_refusal_of_what_an_sbatch_variable_asks_names_the_variable(partition,
     help_line = err.split("  help: ")[1]
     over = ' (sbatch reads it over `slurm.partition = "debug"` in study.hpo)' if partition else ""
     assert help_line.startswith(f"check `SBATCH_PARTITION=nope` in this shell{over} with what the site "
-                                "offers: `sinfo"), help_line
+                                "offers (`sinfo"), help_line
 
 
 def test_a_lost_worker_is_said_once_in_task_0s_log_and_the_study_goes_on(tmp_path, monkeypatch, capsys):

@@ -615,6 +615,24 @@ def test_a_target_naming_the_wrong_ray_class_is_an_error(tmp_path: Path) -> None
     ], msgs
 
 
+@pytest.mark.parametrize("scheduler, message", [
+    ({"_target_": "ray.tune.schedulers.ASHAScheduler", "init_args": {"max_t": 20}},
+     "`init_args` beside `_target_` in `scheduler`"),
+    ({"class_path": "ray.tune.schedulers.ASHAScheduler", "max_t": 20},
+     "unknown key `max_t` beside `class_path` in `scheduler`"),
+    ({"_target_": "ray.tune.schedulers.ASHAScheduler", "class_path": "ray.tune.schedulers.ASHAScheduler"},
+     "`scheduler` names its class twice, with `_target_` and `class_path`"),
+])
+def test_a_class_object_takes_its_arguments_as_its_style_has_them(tmp_path: Path, scheduler, message) -> None:
+    """Hydra's `_target_` with the arguments beside it, jsonargparse's `class_path` with them
+    under `init_args`: `class_path` was taken for an ASHA option, `init_args` for a key."""
+    doc = seed()
+    tune = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]["tune_config"]
+    tune["scheduler"] = scheduler
+    err = one_error(tmp_path, doc)
+    assert err.message.startswith(message), err.message
+
+
 def test_torch_config_is_accepted_and_what_hpoc_cannot_honour_is_warned_about(tmp_path: Path) -> None:
     doc = seed()  # workers have a GPU: hpoc uses NCCL
     cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]
@@ -740,8 +758,16 @@ def test_an_optuna_sampler_written_as_an_object(tmp_path: Path, sampler, options
     ({"_target_": "optuna.samplers.TPESampler", "multivariate": True},
      "`TPESampler` argument `multivariate` cannot be set in a config",
      "hpoc sets only `TPESampler`'s `seed` and `n_startup_trials`; remove `multivariate`"),
+    # One rule for every class object (hpoc/yaml/classes.py): hydra's `_target_` takes its
+    # arguments beside it, jsonargparse's `class_path` under `init_args` only; the sampler
+    # read both beside either.
     ({"_target_": "optuna.samplers.TPESampler", "seed": 1, "init_args": {"seed": 2}},
-     "`seed` is given twice", None),
+     "`init_args` beside `_target_` in `sampler`",
+     "beside `_target_` the class's arguments stand on their own (`init_args` goes with `class_path`)"),
+    ({"class_path": "optuna.samplers.TPESampler", "seed": 1},
+     "unknown key `seed` beside `class_path` in `sampler`", "put the class's arguments under `init_args`"),
+    ({"class_path": "optuna.samplers.TPESampler", "_target_": "optuna.samplers.TPESampler"},
+     "`sampler` names its class twice, with `_target_` and `class_path`", "keep one of them"),
 ])
 def test_other_optuna_samplers_are_refused_with_the_list(tmp_path: Path, sampler, message, help) -> None:
     doc = seed()

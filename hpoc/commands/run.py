@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 RETRY_ENV = "HPOC_RETRY_ERRORED"  # hpoc.runtime.rerun.ENV (not imported: a light CLI)
@@ -82,20 +81,11 @@ def _positive(text: str) -> int:
 
 def load_plan(target: str) -> dict[str, Any]:
     """The plan of a spec (compiled here) or of a plan.json; raises HpocError/SpecError."""
-    from hpoc.errors import HpocError
+    from hpoc.plan import load, plan_file
 
-    path = Path(target)
-    if path.is_dir() and (path / "plan.json").is_file():
-        path = path / "plan.json"
-    if not path.exists():
-        raise HpocError(f"{target}: no such file")
+    path = plan_file(target)
     if path.suffix == ".json":
-        from hpoc.plan import PlanError, load
-
-        try:
-            return load(path)
-        except PlanError as exc:
-            raise HpocError(str(exc)) from None
+        return load(path)
     from hpoc.compiler import compile_path
     from hpoc.errors import render_all
     from hpoc.plan import content_hash

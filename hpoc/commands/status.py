@@ -453,24 +453,20 @@ def _no_success_why(k: int, summary: dict[str, Any]) -> str:
     error.txt, so the job's .err may say nothing of them."""
     from collections import Counter
 
-    from hpoc.runtime.summary import describe_best, error_line
+    from hpoc import unranked
+    from hpoc.runtime.summary import error_line, objective, outcomes
 
     trials = summary.get("trials") or []
     errors = Counter(error_line(str(t["error"])) for t in trials
                      if t.get("status") == "ERROR" and t.get("error"))
-    if not trials:
-        return f"shard {k} ran no trial"
-    if all(t.get("status") == "ERROR" for t in trials):
-        said = f"every trial of shard {k} failed ({len(trials)} of {len(trials)})"
-        if not errors:
-            return said + " (each trial's error.txt says why)"
-        (line, _), *others = errors.most_common()
-        return f"{said}: {line}" + (f" (and {len(others)} other error(s))" if others else "")
+    said = "each trial's error.txt says why"
+    if errors:
+        (said, _), *others = errors.most_common()
+        said += f" (and {len(others)} other error(s))" if others else ""
     try:
-        lines = describe_best(summary).splitlines()
-    except (KeyError, TypeError, ValueError, AttributeError):  # a summary of another shape
-        lines = []
-    return f"shard {k}: " + (lines[1] if len(lines) > 1 else "no trial succeeded")
+        return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), said)
+    except (KeyError, IndexError, TypeError, AttributeError):  # a summary of another shape
+        return f"shard {k}: no trial succeeded"
 
 
 def _pid_alive(job_id: str) -> bool:

@@ -111,11 +111,10 @@ def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
     from hpoc.site.partition import never_fits
 
     ids = [str(job.job_id) for job in jobs]
-    if never := never_fits(plan["slurm"]):
-        for why, reason, fix in never:
-            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}, and this "
-                  f"site queues such jobs for ever ({reason}): `scancel {' '.join(ids)}`, {fix} in "
-                  f"{plan['source']['file']}, compile and submit again", file=sys.stderr)
+    if never := never_fits(plan):
+        for why, change in never:
+            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}: "
+                  f"`scancel {' '.join(ids)}`, {change}, compile and submit again", file=sys.stderr)
         return
     states = slurm_states(ids)
     for job_id in ids:

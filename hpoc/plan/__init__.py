@@ -46,6 +46,18 @@ def dumps(plan: dict[str, Any]) -> str:
     return canonical(hashed(plan))
 
 
+def plan_file(target: str | Path) -> Path:
+    """The file `hpoc run` and `hpoc submit` read for `target`: a build directory's
+    plan.json, a plan.json, or a spec to compile; HpocError when there is none."""
+    path = Path(target)
+    what = "no such file"
+    if path.is_dir():
+        path, what = path / "plan.json", "a directory without a plan.json, so no build directory"
+    if not path.exists():
+        raise HpocError(f"{target}: {what} (a .hpo spec, a build directory or a plan.json)")
+    return path
+
+
 def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a plan file; raise PlanError with a readable message."""
     path = Path(path)

@@ -20,7 +20,7 @@ from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
-from hpoc.runtime.summary import OWN_ERROR
+from hpoc.runtime.summary import error_line
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -465,15 +465,5 @@ def _read_text(file: Path) -> str | None:
 
 
 def _error_line(text: str) -> str:
-    """The exception line of a traceback ("RuntimeError: diverged"), else its last line;
-    hpoc's own TrainerError says its sentence without its class path, as the run said it."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line):
-            return _one_line(OWN_ERROR.sub("", line))
-    return _one_line(lines[-1]) if lines else ""
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """A trial's error as the table shows it: the line the run itself says (error_line)."""
+    return error_line(text, 200)

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpoc import unranked
 from hpoc.results.model import Results, ResultsError, Trial
 
 # --status accepts Ray's statuses plus the table's labels of TERMINATED trials, which say
@@ -79,7 +80,9 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
         if primary.name not in available:
             # Before the first report (or a trainer that never reports it): the table still
             # shows where the trials stand; only an explicit --sort is an error.
-            notes.append(f"{_none_reported(results, primary.name)}; rows are in trial order "
+            why = unranked.why(primary.name, outcomes(results, primary.name), "`errors:` says why",
+                               over=results.over)
+            notes.append(f"{why}; rows are in trial order "
                          f"(reported metrics: {', '.join(available) or 'none'})")
             return primary.name, primary.mode
         sort = primary.name
@@ -99,13 +102,18 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
     return sort, "min"
 
 
-def _none_reported(results: Results, name: str) -> str:
-    """That no trial reported the objective: "yet" only while a trial may still report it."""
-    if not results.over or not results.trials:
-        return f"no trial has reported the objective `{name}` yet"
-    statuses = {t.status for t in results.trials}
-    why = "every trial failed (`errors:` says why)" if statuses == {"ERROR"} else "every trial has ended"
-    return f"no trial reported the objective `{name}`: {why}"
+def outcomes(results: Results, metric: str) -> unranked.Outcomes:
+    """What the trials did, as far as `metric` goes: for saying why none is best by it."""
+    ran = [t for t in results.trials if not failed(t)]
+    silent = [t for t in ran if t.status == "TERMINATED" and not t.history]
+    return unranked.Outcomes(
+        trials=len(results.trials), failed=len(results.trials) - len(ran),
+        diverged=sum(1 for t in ran if any(_not_finite(r.get(metric)) for r in t.history)),
+        silent=len(silent), timed=sum(1 for t in silent if t.stopped_by))
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)  # NaN, inf: training diverged
 
 
 def _keep(trial: Trial, statuses: list[str]) -> bool:

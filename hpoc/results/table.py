@@ -6,10 +6,11 @@ import json
 import re
 from typing import Any
 
+from hpoc import unranked
 from hpoc.dsl.format import format_setting
 from hpoc.errors import cells, shown
 from hpoc.results.model import Results, Trial
-from hpoc.results.rank import Ranking, failed, label_counts, param_names, pareto_front, status_label
+from hpoc.results.rank import Ranking, failed, label_counts, outcomes, param_names, pareto_front, status_label
 
 
 def fmt(value: Any) -> str:
@@ -123,25 +124,13 @@ def render_errors(ranking: Ranking, ids_shown: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _no_best(results: Results, metric: str) -> str:
-    ran = [t for t in results.trials if not failed(t)]
-    if results.trials and not ran:
-        return "every trial failed (the errors say why)"
-    diverged = [t for t in ran if any(isinstance(r.get(metric), float) for r in t.history)]
-    if diverged:  # it reported the metric, never a finite value
-        return (f"no trial that did not fail reported a finite `{metric}` "
-                f"({len(diverged)} diverged: NaN or inf)")
-    if not results.over:
-        return f"no trial has reported `{metric}` yet"
-    return f"no finished trial reported `{metric}`"
-
-
 def render_best(results: Results, ranking: Ranking) -> str:
     best = ranking.best
     if best is None:
         if ranking.metric is None:
             return ""
-        return "no best trial: " + _no_best(results, ranking.metric)
+        return "no best trial: " + unranked.why(ranking.metric, outcomes(results, ranking.metric),
+                                                "the errors say why", over=results.over)
     where = f" (shard {best.shard})" if results.sharded else ""
     value = fmt(ranking.value(best))
     lines = [f"best trial: {best.trial_id}{where}  {ranking.metric} = {value}  "

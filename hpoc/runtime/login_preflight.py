@@ -207,18 +207,14 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
     if run.returncode != 0:
         why = "; ".join(refusal.reasons(run.stderr + run.stdout)) or f"exit {run.returncode}"
-        from hpoc.site.sbatch_env import in_shell
+        from hpoc.site.sbatch_env import what_to_check
 
-        check = refusal.what_to_check(why, plan["slurm"], plan["source"]["file"], in_shell(plan)) or \
-            "compare the `slurm` block"
-        return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {check} "
-                                        f"with what the site offers (`{refusal.SINFO}`)")]
+        return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {what_to_check(why, plan)}")]
     from hpoc.site.partition import never_fits
 
-    if never := never_fits(plan["slurm"], timeout):  # sbatch --test-only takes a `time` above the limit
+    if never := never_fits(plan, timeout):  # sbatch --test-only takes a `time` above the limit
         return [Finding(False, "slurm", "sbatch takes the job, but it would never start: " + "; ".join(
-            f"{why}, and this site queues such jobs for ever ({reason}); {fix} in {plan['source']['file']}, "
-            f"or choose a partition that allows it (`{refusal.SINFO}`)" for why, reason, fix in never))]
+            f"{why}; {change}, or choose a partition that allows it (`{refusal.SINFO}`)" for why, change in never))]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
                                                                else "--test-only") + ")")]
 

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hpoc import unranked
 from hpoc.files import read_json_lines, trial_path
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
@@ -91,6 +92,7 @@ def error_line(text: str, width: int = 240) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
     line = OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
+    line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -254,6 +256,23 @@ def finished(summary: dict[str, Any] | None, recorded: Any, plan_hash: str | Non
     return recorded is not None or summary.get("plan_hash") == plan_hash
 
 
+def objective(summary: dict[str, Any]) -> str:
+    """The name of the summary's first objective metric; "" for a study without one."""
+    return ((summary.get("metrics") or [{}])[0]).get("name", "")
+
+
+def outcomes(summary: dict[str, Any]) -> unranked.Outcomes:
+    """What the summary's trials did, as far as its objective goes."""
+    name = objective(summary)
+    trials = summary.get("trials") or []
+    ran = [t for t in trials if t.get("status") != "ERROR"]
+    silent = [t for t in ran if not t.get("metrics") and t.get("status") == "TERMINATED"]
+    return unranked.Outcomes(
+        trials=len(trials), failed=len(trials) - len(ran),
+        diverged=sum(1 for t in ran if name in (t.get("metrics") or {})),  # reported, not finite
+        silent=len(silent), timed=sum(1 for t in silent if t.get("stopped")))
+
+
 def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:
     """Human-readable lines about the best trial, for the end of a run; `budget_s`: the
     study's time budget, when it ended the run (the trials did not end by themselves);
@@ -267,36 +286,9 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
         lines.append("the study has no objective: trials are not ranked")
         return "\n".join(lines)
     if best is None:
-        name = summary["metrics"][0]["name"]
-        trials = summary.get("trials") or []
-        ran = [t for t in trials if t.get("status") != "ERROR"]
-        nan = [t for t in ran if name in (t.get("metrics") or {})]  # reported, not finite
-        # Only a trial that ended without a report points at the trainer: one a walltime
-        # stop left PENDING or RUNNING has not had its turn yet.
-        silent = [t for t in ran if not t.get("metrics") and t.get("status") == "TERMINATED"]
-        timed = sum(1 for t in silent if t.get("stopped"))  # a hung first epoch, not the trainer
-        if trials and not ran:
-            lines.append(f"no trial reported the objective metric `{name}`: every trial failed "
-                         "(each trial's error.txt says why)")
-        elif nan:
-            lines.append(f"no trial reported a finite `{name}`: {len(nan)} trial(s) reported NaN "
-                         "or inf (training diverged? try a smaller learning rate)")
-        elif silent and len(silent) == len(ran) and budget_s:
-            lines.append(f"no trial reported the objective metric `{name}`: the time budget "
-                         f"(`trials.time_budget`, {budget_s:g} s) ended the study before any did")
-        elif silent and len(silent) == len(ran) and timed == len(silent):
-            lines.append(f"no trial reported the objective metric `{name}`: {timed} trial(s) reached "
-                         "their time limit (`trials.time_limit`) before their first report")
-        elif silent and len(silent) == len(ran):
-            lines.append(f"no trial reported the objective metric `{name}`: {len(silent) - timed} trial(s) "
-                         "ended without reporting once (does the trainer's `train()` call "
-                         "`self.report(metrics, epoch=epoch)` every epoch?)"
-                         + (f"; {timed} reached the time limit first" if timed else ""))
-        elif summary.get("interrupted"):
-            lines.append(f"no trial has reported the objective metric `{name}` yet: the run stopped "
-                         "before any did; running the same plan again resumes it")
-        else:
-            lines.append(f"no trial reported the objective metric `{name}`")
+        lines.append(unranked.why(objective(summary), outcomes(summary),
+                                  "each trial's error.txt says why", stopped=bool(summary.get("interrupted")),
+                                  budget_s=budget_s))
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)

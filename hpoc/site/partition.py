@@ -47,9 +47,16 @@ def limits(partition: str | None, timeout: float = 30) -> dict[str, dict[str, An
     return {name: found[name] for name in wanted}
 
 
-def never_fits(slurm: dict[str, Any], timeout: float = 30) -> list[tuple[str, str, str]]:
-    """(why, squeue's reason, what to change) for each of the job's `time` and `nodes` that no partition it may
-    run in allows; empty when it fits or sinfo cannot tell."""
+def never_fits(plan: dict[str, Any], timeout: float = 30) -> list[tuple[str, str]]:
+    """(why the job never starts, what to change in the spec) for each of the job's `time`
+    and `nodes` that no partition it may run in allows; empty when it fits or sinfo cannot
+    tell. Said before submission and after, each with its own way out."""
+    return [(f"{why}, and this site queues such jobs for ever ({reason})", f"{change} in {plan['source']['file']}")
+            for why, reason, change in _misfits(plan["slurm"], timeout)]
+
+
+def _misfits(slurm: dict[str, Any], timeout: float) -> list[tuple[str, str, str]]:
+    """(why, squeue's reason, what to change) for never_fits."""
     from hpoc.compiler.sections import slurm_time
     from hpoc.site.sbatch_env import in_shell
 

@@ -79,3 +79,13 @@ def _megabytes(size: str) -> float | str:
     text = size.strip().upper()
     number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "M")
     return int(number) * units[unit] if number.isdigit() else text
+
+
+def what_to_check(said: str, plan: dict[str, Any]) -> str:
+    """Where to look when sbatch refused the job (`said`: its words), before submission
+    (`hpoc check --preflight`) or at it: what this shell sets over the spec comes first."""
+    from hpoc.compiler import refusal
+
+    check = refusal.what_to_check(said, plan["slurm"], plan["source"]["file"], in_shell(plan)) or \
+        "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, gpus_per_node, mem, time)"
+    return f"{check} with what the site offers (`{refusal.SINFO}`)"

@@ -83,19 +83,15 @@ class Target:
 
 def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None) -> Target:
     """The plan of a spec (compiled, not yet written), a build directory or a plan.json."""
-    from hpoc.plan import PlanError, load
+    from hpoc.errors import HpocError
+    from hpoc.plan import load, plan_file
 
-    path = Path(target)
-    what = "no such file"
-    if path.is_dir():
-        path, what = path / "plan.json", "a directory without a plan.json, so no build directory"
-    if not path.exists():
-        raise SubmitError(f"{target}: {what} (a .hpo spec, a build directory or a plan.json)")
-    if path.suffix == ".json":
-        try:
+    try:
+        path = plan_file(target)
+        if path.suffix == ".json":
             return Target(load(path), path.resolve())
-        except PlanError as exc:
-            raise SubmitError(str(exc)) from None
+    except HpocError as exc:
+        raise SubmitError(str(exc)) from None
     return _compile(path, out)
 
 
@@ -281,15 +277,11 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                     f"sbatch could not ask SLURM, nothing was submitted: {why[-1]}\n  help: submit from the "
                     "cluster's login node, where `sinfo` answers, or try again when the SLURM controller "
                     "is back") from None
-            from hpoc.site.sbatch_env import in_shell
+            from hpoc.site.sbatch_env import what_to_check
 
-            check = refusal.what_to_check("\n".join(why), plan["slurm"], plan["source"]["file"],
-                                          in_shell(plan)) or \
-                "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, " \
-                "gpus_per_node, mem, time)"
-            raise SubmitError(
-                f"sbatch refused the job, nothing was submitted: {'; '.join(why)}\n"
-                f"  help: {check} with what the site offers: `{refusal.SINFO}`") from None
+            check = what_to_check("\n".join(why), plan)
+            raise SubmitError(f"sbatch refused the job, nothing was submitted: {'; '.join(why)}\n"
+                              f"  help: {check}") from None
         raise
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from hpoc.dsl import ast as A
 from hpoc.errors import one_of
-from hpoc.yaml.build import DUPLICATE, MISSING, TYPE, VALUE, Builder
-from hpoc.yaml.nodes import YMap, YNode, YScalar, describe
+from hpoc.yaml.build import DUPLICATE, MISSING, VALUE, Builder
+from hpoc.yaml.classes import class_args, class_key
+from hpoc.yaml.nodes import YMap, YNode, YScalar
 
 # optuna's sampler classes hpoc builds, with the arguments it passes them (besides `seed`).
 _SAMPLERS = {"TPESampler": ("tpe", ("n_startup_trials",)), "RandomSampler": ("random", ()),
@@ -27,19 +28,15 @@ def read_sampler(b: Builder, node: YNode, seed_names: tuple[str, ...]) -> list[t
     """`sampler: {_target_: optuna.samplers.TPESampler, seed: 7}` as `sampler = tpe, seed = 7`."""
     target, args = node, []
     if isinstance(node, YMap):
-        keys = [k for k in ("_target_", "class_path") if k in node.index]
-        if len(keys) != 1:
-            b.error(MISSING if not keys else DUPLICATE, "a `sampler` mapping names its optuna class with "
-                    "`_target_` or `class_path`", node.span, help="write `_target_: optuna.samplers.TPESampler`, "
-                    "or `sampler: tpe`")
+        key = class_key(node)
+        if key is None:
+            b.error(MISSING, "a `sampler` mapping names its optuna class with `_target_` or `class_path`",
+                    node.span, help="write `_target_: optuna.samplers.TPESampler`, or `sampler: tpe`")
             return []
-        target = node.get(keys[0])  # type: ignore[assignment]
-        inner = node.get("init_args")
-        args = [e for e in node.entries if e[0] not in (keys[0], "init_args")]
-        if isinstance(inner, YMap):
-            args += list(inner.entries)
-        elif inner is not None:
-            b.error(TYPE, f"`init_args` of `sampler` must be a mapping, not {describe(inner)}", inner.span)
+        found = class_args(b, node, "sampler")
+        if found is None:
+            return []
+        target, args = node.get(key), found  # type: ignore[assignment]
     text = b.word(target, "`_target_` of `sampler`")
     if text is None:
         return []

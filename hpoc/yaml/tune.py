@@ -28,6 +28,7 @@ from hpoc.yaml.build import (
     Builder,
     block,
 )
+from hpoc.yaml.classes import class_args, class_key
 from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 from hpoc.yaml.sampler import is_sampler_object, read_sampler
 from hpoc.yaml.space import Param, hydra_domain, mutation_value
@@ -187,7 +188,7 @@ def _named(b: Builder, node: YNode | None, what: str) -> _Named | None:
 def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
     """`{_target_: ray.tune.schedulers.ASHAScheduler, max_t: 20}` (hydra, newer itwinai) or
     `{class_path: ..., init_args: {...}}` (jsonargparse) as `{name: asha, max_t: 20}`."""
-    key = "_target_" if "_target_" in m.index else "class_path" if "class_path" in m.index else None
+    key = class_key(m)
     if key is None:
         return m
     classes = SEARCH_CLASSES if what == "search_alg" else SCHEDULER_CLASSES
@@ -195,7 +196,7 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
     cls = b.ray_target(target, classes, f"`{what}`")  # type: ignore[arg-type]
     if "name" in m.index:
         b.error(DUPLICATE, f"`{what}` has both `name` and `{key}`", m.key_span("name"), help="keep one of them")
-    entries = _class_args(b, m, key, what, besides=("name",)) or []
+    entries = class_args(b, m, what, besides=("name",)) or []
     if cls is None or classes[cls] == "ConcurrencyLimiter":
         if cls is not None:
             b.error(VALUE, "`ConcurrencyLimiter` wraps a searcher, which a config cannot build", target.span,  # type: ignore[union-attr]
@@ -203,24 +204,6 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
         return None
     entries.insert(0, ("name", m.key_span(key), YScalar(classes[cls], classes[cls], target.span)))  # type: ignore[union-attr,arg-type]
     return YMap(tuple(entries), m.span, {k: i for i, (k, _, _) in enumerate(entries)})
-
-
-def _class_args(b: Builder, m: YMap, key: str, what: str,
-                besides: tuple[str, ...] = ()) -> list[tuple[str, A.Span, YNode]] | None:
-    """The arguments of the class `m` names by `key`: beside `_target_` (hydra), under
-    `init_args` beside `class_path` (jsonargparse), where any other key is an error (but
-    `besides`, which the caller reads). None when `init_args` is not a mapping (said)."""
-    entries = [e for e in m.entries if e[0] not in (key, *besides)]
-    if key != "class_path":
-        return entries
-    for k, ks, _ in entries:
-        if k != "init_args":
-            b.error(UNKNOWN, f"unknown key `{k}` beside `class_path` in `{what}`", ks,
-                    help="put the class's arguments under `init_args`")
-    args = b.mapping(m.get("init_args"), "`init_args`")
-    if args is None and b.given(m.get("init_args")) is not None:
-        return None
-    return list(args.entries) if args is not None else []
 
 
 # ------------------------------------------------------------------------- objective
@@ -494,7 +477,7 @@ def _stop(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
     """Ray's stop conditions. `time_total_s` is the trial's running time, which hpoc's
     `time_limit` bounds as Ray counts it, and better: inside an epoch too, so a hung trial is
     stopped. A stopper class (`_target_`/`class_path`) is read when hpoc has its meaning."""
-    if "_target_" in stop.index or "class_path" in stop.index:
+    if class_key(stop) is not None:
         _stopper(b, out, run, stop)
         return
     limits = [(k, ks, v) for k, ks, v in stop.entries if k != "time_total_s"]
@@ -524,11 +507,10 @@ def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
     """`stop: {_target_: ray.tune.stopper.TimeoutStopper, timeout: 3600}` is the study's time
     budget (Ray makes that stopper of `time_budget_s`); `MaximumIterationStopper(max_iter)`
     a `training_iteration` limit. Any other stopper is refused, with what comes nearest."""
-    key = "_target_" if "_target_" in stop.index else "class_path"
-    target = stop.get(key)
+    target = stop.get(class_key(stop))  # type: ignore[arg-type]
     cls = b.ray_target(target, _STOPPERS, "`stop`")  # type: ignore[arg-type]
-    entries = _class_args(b, stop, key, "stop")
-    if entries is None or cls is None:  # (init_args not a mapping: said; its arguments are unknown)
+    entries = class_args(b, stop, "stop")
+    if entries is None or cls is None:  # (said: their arguments are unknown)
         return
     if _STOPPERS[cls] is not None:
         b.error(VALUE, f"`stop` cannot be a `{cls}`: hpoc stops trials on result limits (a mapping) "

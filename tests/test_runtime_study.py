@@ -274,6 +274,23 @@ def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fix
     assert summary["status_counts"] == {"TERMINATED": 6} and summary["stopped"] is None
 
 
+def test_a_smoke_test_whose_trials_all_fail_the_same_way_stops_before_retrying_them(tmp_path):
+    """2 trials, fail_fast 3: nothing to stop but the retries, 2 x 3 identical failures."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "toy:BrokenTrainer", "args": {}}},
+                     failure={"max_retries": 2, "fail_fast": 3})
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED, progress
+    attempts = re.findall(r"\] trial \S+ .*(?:failed|errored).*this model cannot be built", progress)
+    assert len(attempts) <= 3, progress  # each trial once; a retry that had already started
+    assert "[hpoc] stopping the study: every trial failed the same way; not retrying them" in progress
+    assert "[hpoc] stopped: all 2 trials of the study failed with the same error, and no trial " \
+           "reported `val_accuracy`\n  ValueError: this model cannot be built\n" in progress
+    assert _summary(plan)["stopped"].startswith("all 2 trials of the study failed")
+
+
 def test_fail_fast_off_runs_every_trial(tmp_path):
     plan = _wrong_dtype_plan(tmp_path, 5, fail_fast=0)
     code, progress, out = _run(plan)

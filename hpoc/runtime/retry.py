@@ -94,6 +94,11 @@ _INFRASTRUCTURE = re.compile(
     r"\b(DistBackendError|DistNetworkError)\b")
 
 
+def infrastructure(text: str | None) -> bool:
+    """Whether an error is the cluster's (`_INFRASTRUCTURE`): a retry may get past it."""
+    return bool(_INFRASTRUCTURE.search(text or ""))
+
+
 class Repeats:
     """Any error is retried, a bug too (its type cannot tell it from a lost node); but a
     retry that fails with the same exception (type and message; addresses and ids aside)
@@ -111,7 +116,7 @@ class Repeats:
 
         sig = failfast.signature(text, trial_id, path, numbers=False)
         before = self.last.pop(trial_id, None)
-        if sig is None or _INFRASTRUCTURE.search(text or ""):
+        if sig is None or infrastructure(text):
             return None
         self.last[trial_id] = (sig, point)
         if before != (sig, point):

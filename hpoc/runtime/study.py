@@ -13,8 +13,8 @@ checkpoints stay, the experiment state is saved. Running the same plan again res
 (`Tuner.restore` on the same storage path and name); a finished run is not repeated unless
 `fresh` is set.
 
-Fail fast (failfast.py): when the first trials to end all failed the same way, the study
-stops as on a signal, with exit 1.
+Fail fast (failfast.py): when the first trials to end (in a small study: every trial, at
+its first failure) all failed the same way, the study stops as on a signal, with exit 1.
 
 Exit codes: 0 done (some trial succeeded), 1 every trial failed, none gave a finite
 objective, the study failed fast, or an internal error,

@@ -209,9 +209,11 @@ def _events_class() -> type:
                 return
             STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
             STATE.retrying[trial.trial_id] = error or "failed (no message kept)"
+            verdict = _fail_fast_verdict(trial, trials, retried=error or "")  # a small study: no retry
             start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
-            _trial_line(trial, f"failed; retrying from {start} "
+            _trial_line(trial, "failed" if verdict else f"failed; retrying from {start} "
                                f"(retry {STATE.retries[trial.trial_id]})", error=error)
+            _stop_failed(verdict)
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             STATE.trials = trials
@@ -245,13 +247,23 @@ def _make_events(progress: Any = None) -> Any:
 
 
 def _fail_fast(trial: Any, trials: list[Any]) -> None:
+    _stop_failed(_fail_fast_verdict(trial, trials))
+
+
+def _fail_fast_verdict(trial: Any, trials: list[Any], retried: str | None = None) -> str | None:
+    """The fail-fast rule's verdict on a trial that ended, or failed and is to be retried
+    (`retried`: its error, "" when none was kept)."""
     if STATE.fail_fast is None or STATE.stopping:
-        return  # after a stop: a trial Tune's clean-up ended
-    verdict = STATE.fail_fast.trial_ended(trial, trials)
+        return None  # after a stop: a trial Tune's clean-up ended
+    if retried is not None:
+        return STATE.fail_fast.trial_failed(trial, trials, retried)
+    return STATE.fail_fast.trial_ended(trial, trials)
+
+
+def _stop_failed(verdict: str | None) -> None:
     if verdict is not None and stop_tune(signal.SIGUSR1, None):
         STATE.failed = verdict  # said in full, with a hint, once the trials have stopped
-        say(STATE.stream or sys.stderr, "[hpoc] stopping the study: its first trials all "
-                                          "failed the same way")
+        say(STATE.stream or sys.stderr, f"[hpoc] {STATE.fail_fast.headline}")
 
 
 def stop_tune(signum: int, frame: Any) -> bool:

@@ -130,6 +130,16 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     previous_signals = install_signals()
     lock = runlock.Lock(exp, shard)
     try:
+        from hpoc.runtime.login_preflight import storage_problem
+
+        problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
+                   or _not_a_directory(exp, Path(plan["storage"]["path"])))
+        if problem:  # here, not as a traceback from Tune once the cluster is up
+            raise StudyError(problem)
+        # One driver per experiment directory, before looking at (or moving) what is there,
+        # and before the slow checks: another live run is said at once.
+        marker.migrate_legacy(exp)
+        take_lock(lock, stream)
         # 1. Everything about the spec's code, before Ray.
         try:
             trainer_cls = pipeline.check_imports(plan).get("trainer")
@@ -143,15 +153,6 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         missing = tracking.missing_libraries(plan) if tracking else None
         if missing:
             raise StudyError(missing)
-        from hpoc.runtime.login_preflight import storage_problem
-
-        problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
-                   or _not_a_directory(exp, Path(plan["storage"]["path"])))
-        if problem:  # here, not as a traceback from Tune once the cluster is up
-            raise StudyError(problem)
-        # One driver per experiment directory, before looking at (or moving) what is there.
-        marker.migrate_legacy(exp)
-        take_lock(lock, stream)
         # summary.json and Ray's saved state, each read once: for prior_run and the restore
         previous = summary_mod.read(exp)
         STATE.errored = rerun.errored(exp, previous)

@@ -265,8 +265,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, STATE.run)
     try:
-        tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose,
-                              opts.retry_errored)
+        tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.retry_errored)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
@@ -332,7 +331,7 @@ def _fit(tuner: Any, plan: dict[str, Any], ray_session: Any) -> Any:
             raise
         raise StudyError(
             f"no space left on a device while the study ran: {full}\n  help: free some space "
-            "(a trial's printed output and Ray's logs are kept in the temp dir while it runs; "
+            "(Ray's logs, with what the trials print, are kept in the temp dir while it runs; "
             "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
 
 

@@ -565,9 +565,9 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results")
 
-    def report(*trials, interrupted=False, budget_s=None):
+    def report(*trials, interrupted=False, budget_s=None, stopped=None):
         built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=interrupted,
-                              experiment_dir=tmp_path, plan_hash="sha256:0")
+                              experiment_dir=tmp_path, plan_hash="sha256:0", stopped=stopped)
         return summary.describe_best(built, budget_s).splitlines()[-1]
 
     def trial(status, **result):
@@ -594,6 +594,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     assert report(trial("PENDING"), trial("RUNNING"), interrupted=True) == (
         "no trial has reported the objective metric `val_accuracy` yet: the run stopped before "
         "any did; running the same plan again resumes it")
+    # fail fast stopped it: running it again as it is fails again, not "resumes it"
+    assert report(trial("PENDING"), trial("PENDING"), interrupted=True, stopped="all 2 trials ...") == (
+        "no trial reported the objective metric `val_accuracy`: the study stopped itself, its "
+        "trials failing the same way")
     # a stop that left trials Ray never made: "2 trial(s)" read as a budget of 2
     built = summary.build(plan, 0, [trial("PAUSED"), trial("PENDING")], wall_s=1.0, interrupted=True,
                           experiment_dir=tmp_path, plan_hash="sha256:0")

@@ -292,6 +292,9 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
                          "ended without reporting once (does the trainer's `train()` call "
                          "`self.report(metrics, epoch=epoch)` every epoch?)"
                          + (f"; {timed} reached the time limit first" if timed else ""))
+        elif summary.get("stopped"):  # failfast.py: resumed as it is, it would fail again
+            lines.append(f"no trial reported the objective metric `{name}`: the study stopped "
+                         "itself, its trials failing the same way")
         elif summary.get("interrupted"):
             lines.append(f"no trial has reported the objective metric `{name}` yet: the run stopped "
                          "before any did; running the same plan again resumes it")

@@ -91,7 +91,9 @@ def last_failure(error_file: str | None) -> str | None:
 _INFRASTRUCTURE = re.compile(
     r"\bray\.exceptions\.(ActorDiedError|ActorUnavailableError|NodeDiedError|WorkerCrashedError|"
     r"LocalRayletDiedError|RaySystemError|OwnerDiedError|ObjectLostError|OutOfMemoryError)\b|"
-    r"\b(DistBackendError|DistNetworkError)\b")
+    r"\b(DistBackendError|DistNetworkError)\b|"
+    # a trial's error.txt has an ActorDiedError's message without its class
+    r"^The actor died unexpectedly before finishing this task\.", re.MULTILINE)
 
 
 def infrastructure(text: str | None) -> bool:

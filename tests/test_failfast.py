@@ -88,6 +88,17 @@ def test_a_study_of_k_trials_or_fewer_stops_once_every_trial_failed_the_same_way
     assert FailFast(k=3, total=9, metric="acc").trial_failed(one, [one], error) is None
 
 
+def test_one_at_a_time_a_small_study_stops_once_every_trial_made_so_far_failed_the_same_way():
+    """Trials made one at a time (`max_concurrent = 1`): the 3rd trial is not waited for."""
+    rule, error = FailFast(k=3, total=3, metric="acc"), _text("KeyError: 'label'")
+    one, two = Trial("1", status="PENDING"), Trial("2", status="PENDING")
+    assert rule.trial_failed(one, [one], error) is None  # one trial alone says little
+    one.status = "ERROR"
+    assert rule.trial_ended(one, [one]) is None  # its retry failed too: Repeats ended it
+    message = rule.trial_failed(two, [one, two], error)
+    assert message.startswith("all 2 trials made so far (of 3) failed with the same error"), message
+
+
 def test_a_small_study_goes_on_when_nothing_is_left_to_stop_or_the_failure_may_pass():
     # no retries: every trial ended in ERROR, and the study ends as it would have
     trials = [_failed("1"), _failed("2"), _failed("3")]

@@ -6,9 +6,9 @@ writing the same traceback 64 x (1 + max_retries) times. When the first K trials
 (K = `fail_fast`) all ended in ERROR with the same error, and no trial has reported the
 objective yet, the driver stops the study as on a walltime stop (resumable: fixed code
 resumes it) and says why once. In a study of K trials or fewer (two at least) what is left
-to stop is the retries: every trial's first failure counts, and the study stops once all of
-them failed the same way, before their retries run (a lost node's errors, which a retry may
-well get past, do not count then).
+to stop is the retries: every trial's first failure counts, and the study stops once every
+trial made so far (two at least) failed the same way, before their retries run (a lost
+node's errors, which a retry may well get past, do not count then).
 
 Two errors are the same when their exception line (type and message) is, once the numbers,
 addresses, Ray's ids and the trial's own id and directory in it are masked: "CUDA error on device 3"
@@ -92,7 +92,7 @@ class FailFast:
         elif len(self.ended) >= self.limit:
             return None
         self.ended[tid] = (path, signature(text, tid, path), text)
-        if len(self.ended) < self.limit or any(self._succeeded(t) for t in trials):
+        if len(self.ended) < self._deciding(trials) or any(self._succeeded(t) for t in trials):
             return None
         sigs = {sig for _, sig, _ in self.ended.values()}
         if len(sigs) != 1 or None in sigs or not self._left_to_stop(trial, trials):
@@ -100,10 +100,16 @@ class FailFast:
         self.verdict = self._describe()
         return self.verdict
 
+    def _deciding(self, trials: list[Any]) -> int:
+        """How many trials must have ended (failed) for the rule to decide: in a whole-study
+        rule every trial Tune has made so far, two at least (one at a time, the others are
+        made only as trials end)."""
+        return max(2, len(trials)) if self.whole_study else self.limit
+
     def _left_to_stop(self, trial: Any, trials: list[Any]) -> bool:
         """Whether a trial would run yet: in a whole-study rule the last trial's error may
         have been final, and every other trial's too (no retries): the study ends as it would."""
-        return not self.whole_study or trial.status != "ERROR" or any(
+        return not self.whole_study or trial.status != "ERROR" or len(trials) < self.total or any(
             t.status not in ("TERMINATED", "ERROR") for t in trials if t.trial_id != trial.trial_id)
 
     @property
@@ -125,7 +131,8 @@ class FailFast:
         where = summary_mod.error_where(text)
         n, metric = len(self.ended), f"`{self.metric}`" if self.metric else "anything"
         if self.whole_study:
-            first = f"all {n} trials of the study failed with the same error,"
+            made = "of the study" if n >= self.total else f"made so far (of {self.total})"
+            first = f"all {n} trials {made} failed with the same error,"
         else:
             first = "the first trial to end" if n == 1 else f"all of the first {n} trials to end"
             first += " failed with the same error,"

@@ -16,9 +16,10 @@ class Outcomes:
 
 
 def why(metric: str, seen: Outcomes, errors: str, *, over: bool = True, stopped: bool = False,
-        budget_s: float | None = None) -> str:
+        failed_fast: bool = False, budget_s: float | None = None) -> str:
     """`errors`: where the failed trials' errors are said (or the error itself); `over`:
     no trial will report any more; `stopped`: the run stopped before its end (it resumes);
+    `failed_fast`: the study stopped itself, its trials failing the same way (failfast.py);
     `budget_s`: the study's time budget, when it ended the run."""
     ran = seen.trials - seen.failed
     if seen.trials and not ran:
@@ -39,6 +40,8 @@ def why(metric: str, seen: Outcomes, errors: str, *, over: bool = True, stopped:
         return (f"{reported}: {seen.silent - seen.timed} trial(s) ended without reporting once "
                 "(does the trainer's `train()` call `self.report(metrics, epoch=epoch)` every "
                 "epoch?)" + (f"; {seen.timed} reached the time limit first" if seen.timed else ""))
+    if failed_fast:  # resumed as it is, it would fail again
+        return f"{reported}: the study stopped itself, its trials failing the same way"
     if stopped:
         return (f"no trial has reported the objective metric `{metric}` yet: the run stopped "
                 "before any did; running the same plan again resumes it")

@@ -72,11 +72,48 @@ def test_the_first_k_trials_failing_the_same_way_stop_the_study_once():
     assert "--> /home/u/study/train.py:42" in message
 
 
-def test_a_study_of_k_trials_or_fewer_has_nothing_left_to_stop():
+def test_a_study_of_k_trials_or_fewer_stops_once_every_trial_failed_the_same_way_once():
+    """A 2-trial smoke test whose trainer is broken: not 2 x (1 + retries) identical failures."""
+    rule = FailFast(k=3, total=2, metric="acc")
+    one, two = Trial("1", status="PENDING"), Trial("2", status="PENDING")  # requeued for a retry
+    error = _text("ValueError: this model cannot be built")
+    assert rule.trial_failed(one, [one, two], error) is None
+    # its retry's failure does not decide again: the first failure of each trial does
+    assert rule.trial_failed(one, [one, two], _text("ValueError: failed the same way twice")) is None
+    message = rule.trial_failed(two, [one, two], _text("ValueError: this model cannot be built", 77))
+    assert message.startswith("all 2 trials of the study failed with the same error, and no trial "
+                              "reported `acc`\n  ValueError: this model cannot be built\n"), message
+    assert "not retrying" in rule.headline
+    # a big study's rule waits for the trials to end, retries included
+    assert FailFast(k=3, total=9, metric="acc").trial_failed(one, [one], error) is None
+
+
+def test_one_at_a_time_a_small_study_stops_once_every_trial_made_so_far_failed_the_same_way():
+    """Trials made one at a time (`max_concurrent = 1`): the 3rd trial is not waited for."""
+    rule, error = FailFast(k=3, total=3, metric="acc"), _text("KeyError: 'label'")
+    one, two = Trial("1", status="PENDING"), Trial("2", status="PENDING")
+    assert rule.trial_failed(one, [one], error) is None  # one trial alone says little
+    one.status = "ERROR"
+    assert rule.trial_ended(one, [one]) is None  # its retry failed too: Repeats ended it
+    message = rule.trial_failed(two, [one, two], error)
+    assert message.startswith("all 2 trials made so far (of 3) failed with the same error"), message
+
+
+def test_a_small_study_goes_on_when_nothing_is_left_to_stop_or_the_failure_may_pass():
+    # no retries: every trial ended in ERROR, and the study ends as it would have
     trials = [_failed("1"), _failed("2"), _failed("3")]
     assert _run(FailFast(k=3, total=3, metric=None), trials) == [None] * 3
-    assert _run(FailFast(k=3, total=2, metric=None), trials[:2]) == [None] * 2
-    assert _run(FailFast(k=1, total=9, metric=None), trials)[0].startswith(
+    # one trial alone: retry.Repeats stops a second identical failure
+    assert FailFast(k=3, total=1, metric=None).trial_failed(Trial("1", "PENDING"), [], _text("KeyError: 'x'")) is None
+    # a lost node: its retry may well pass
+    lost = _text("ray.exceptions.ActorDiedError: The actor died unexpectedly")
+    rule, pair = FailFast(k=3, total=2, metric=None), [Trial("1", "PENDING"), Trial("2", "PENDING")]
+    assert [rule.trial_failed(t, pair, lost) for t in pair] == [None, None]
+    # a trial that completed
+    rule, done = FailFast(k=3, total=2, metric=None), Trial("2", status="TERMINATED")
+    assert rule.trial_failed(pair[0], pair, _text("KeyError: 'x'")) is None
+    assert rule.trial_ended(done, [pair[0], done]) is None
+    assert FailFast(k=1, total=9, metric=None).trial_ended(trials[0], trials).startswith(
         "the first trial to end failed with the same error, and no trial reported anything")
 
 

@@ -219,6 +219,19 @@ def test_hpoc_run_refuses_a_live_run_and_fresh_does_not_move_it(tmp_path, other_
     assert [p.name for p in exp.parent.iterdir()] == ["toy"]  # nothing moved aside
 
 
+def test_a_run_refused_by_a_live_lock_says_so_before_importing_the_studys_code(
+        tmp_path, other_process, capsys):
+    """A trainer that imports torch and Lightning takes many seconds: not before the refusal."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "heavy.py").write_text("import pathlib\npathlib.Path(__file__).with_name('imported').touch()\n"
+                                      "from toy import ToyTrainer as Heavy\n")
+    plan = make_plan(workdir, tmp_path / "results", pipeline={"trainer": {"target": "heavy:Heavy", "args": {}}})
+    _lock_file(experiment_dir(plan, 0), pid=other_process.pid)
+    code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+    assert code == 2 and "in use by another `hpoc run`" in capsys.readouterr().err
+    assert not (workdir / "imported").exists()
+
+
 def test_a_run_that_fails_early_leaves_no_lock_and_no_empty_directory(tmp_path, capsys):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results",

@@ -204,3 +204,29 @@ def test_rays_lines_in_a_jobs_log_have_no_terminal_colour_codes(monkeypatch):
     monkeypatch.setattr("sys.stdout", io.StringIO())  # a file, as in a job
     session_mod.connect_cluster("127.0.0.1:1", workdir=None)
     assert seen == ["0"]
+
+
+def test_ctrl_c_once_every_trial_ended_is_not_a_stop(tmp_path, monkeypatch):
+    """The run ends as it would have: no "stopping ... resumes", not interrupted, exit 0."""
+    import json
+
+    from hpoc.runtime import watch
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     space={"constants": {"epochs": 1, "batch_size": 32}})
+    after_complete = watch._fail_fast  # what the driver does on each trial that ends
+
+    def then_ctrl_c(trial, trials):
+        after_complete(trial, trials)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(watch, "_fail_fast", then_ctrl_c)
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    said = progress.getvalue()
+    assert code == 0, said
+    assert "[hpoc] SIGINT: every trial has ended already; the run finishes as it is" in said
+    assert "resume" not in said and "stopping" not in said
+    summary = json.loads((tmp_path / "results" / "toy" / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 1} and not summary["interrupted"]

@@ -274,6 +274,23 @@ def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fix
     assert summary["status_counts"] == {"TERMINATED": 6} and summary["stopped"] is None
 
 
+def test_a_smoke_test_whose_trials_all_fail_the_same_way_stops_before_retrying_them(tmp_path):
+    """2 trials, fail_fast 3: nothing to stop but the retries, 2 x 3 identical failures."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "toy:BrokenTrainer", "args": {}}},
+                     failure={"max_retries": 2, "fail_fast": 3})
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED, progress
+    attempts = re.findall(r"\] trial \S+ .*(?:failed|errored).*this model cannot be built", progress)
+    assert len(attempts) <= 3, progress  # each trial once; a retry that had already started
+    assert "[hpoc] stopping the study: every trial failed the same way; not retrying them" in progress
+    assert "[hpoc] stopped: all 2 trials of the study failed with the same error, and no trial " \
+           "reported `val_accuracy`\n  ValueError: this model cannot be built\n" in progress
+    assert _summary(plan)["stopped"].startswith("all 2 trials of the study failed")
+
+
 def test_fail_fast_off_runs_every_trial(tmp_path):
     plan = _wrong_dtype_plan(tmp_path, 5, fail_fast=0)
     code, progress, out = _run(plan)
@@ -548,9 +565,9 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results")
 
-    def report(*trials, interrupted=False, budget_s=None):
+    def report(*trials, interrupted=False, budget_s=None, stopped=None):
         built = summary.build(plan, 0, list(trials), wall_s=1.0, interrupted=interrupted,
-                              experiment_dir=tmp_path, plan_hash="sha256:0")
+                              experiment_dir=tmp_path, plan_hash="sha256:0", stopped=stopped)
         return summary.describe_best(built, budget_s).splitlines()[-1]
 
     def trial(status, **result):
@@ -576,6 +593,10 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     assert report(trial("PENDING"), trial("RUNNING"), interrupted=True) == (
         "no trial has reported the objective metric `val_accuracy` yet: the run stopped before "
         "any did; running the same plan again resumes it")
+    # fail fast stopped it: running it again as it is fails again, not "resumes it"
+    assert report(trial("PENDING"), trial("PENDING"), interrupted=True, stopped="all 2 trials ...") == (
+        "no trial reported the objective metric `val_accuracy`: the study stopped itself, its "
+        "trials failing the same way")
     # a stop that left trials Ray never made: "2 trial(s)" read as a budget of 2
     built = summary.build(plan, 0, [trial("PAUSED"), trial("PENDING")], wall_s=1.0, interrupted=True,
                           experiment_dir=tmp_path, plan_hash="sha256:0")

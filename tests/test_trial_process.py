@@ -305,7 +305,10 @@ def test_an_experiment_directory_deleted_during_the_run_is_said_so():
     "ray.train.WorkerGroupError: Worker group failed\nray.exceptions.ActorDiedError: The actor died "
     "unexpectedly before finishing this task.",
     "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.",
-    "torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1970, remote process exited"])
+    "torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1970, remote process exited",
+    # error.txt of a one-worker trial whose process died: Ray's message without its class
+    "The actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc\n\tpid: 20111\n"
+    "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR"])
 def test_a_lost_node_or_worker_is_retried_however_often_it_happens_at_the_same_point(text):
     """Two node losses before the same report look alike, ids aside; the next attempt may
     run on another node."""

@@ -5,7 +5,10 @@ trial, and each failure is retried: a 64-trial study would spend its whole alloc
 writing the same traceback 64 x (1 + max_retries) times. When the first K trials to end
 (K = `fail_fast`) all ended in ERROR with the same error, and no trial has reported the
 objective yet, the driver stops the study as on a walltime stop (resumable: fixed code
-resumes it) and says why once. A study of K trials or fewer has nothing left to stop then.
+resumes it) and says why once. In a study of K trials or fewer (two at least) what is left
+to stop is the retries: every trial's first failure counts, and the study stops once every
+trial made so far (two at least) failed the same way, before their retries run (a lost
+node's errors, which a retry may well get past, do not count then).
 
 Two errors are the same when their exception line (type and message) is, once the numbers,
 addresses, Ray's ids and the trial's own id and directory in it are masked: "CUDA error on device 3"
@@ -47,28 +50,74 @@ class FailFast:
     k: int                      # 0: off
     total: int                  # trials in this shard
     metric: str | None          # the first objective metric; None: any report counts
-    ended: list[tuple[str | None, str | None, str | None]] = field(default_factory=list)  # (dir, sig, text)
+    # trial id -> (dir, sig, text) of the trials that decide, in the order they ended (failed)
+    ended: dict[str, tuple[str | None, str | None, str | None]] = field(default_factory=dict)
     verdict: str | None = None  # the message, once the rule fired
 
     @property
     def limit(self) -> int:
-        return self.k if 0 < self.k < self.total else 0  # 0: nothing would be left to stop
+        """How many trials decide: the first k to end, or every trial of a study of k or
+        fewer (one trial alone is retry.Repeats' to stop); 0: the rule is off."""
+        if self.k <= 0 or self.total < 2:
+            return 0
+        return min(self.k, self.total)
+
+    @property
+    def whole_study(self) -> bool:
+        """Every trial decides, at its first failure: the retries are what is left to stop."""
+        return bool(self.limit) and self.limit == self.total
 
     def trial_ended(self, trial: Any, trials: list[Any]) -> str | None:
         """Note that `trial` ended (completed or errored); the message when the study
         should stop now, once."""
-        if not self.limit or self.verdict or len(self.ended) >= self.limit:
-            return None
         text = summary_mod.trial_error(trial) if trial.status == "ERROR" else None
-        path = trial_path(trial)
-        self.ended.append((path, signature(text, trial.trial_id, path), text))
-        if len(self.ended) < self.limit or any(self._succeeded(t) for t in trials):
+        return self._note(trial, trials, text)
+
+    def trial_failed(self, trial: Any, trials: list[Any], text: str | None) -> str | None:
+        """Note a failure Tune retries (`text`: its error): it decides in a whole-study rule
+        only, unless the cluster's (a retry may get past a lost node)."""
+        from hpoc.runtime.retry import infrastructure
+
+        if not self.whole_study or infrastructure(text):
             return None
-        sigs = {sig for _, sig, _ in self.ended}
-        if len(sigs) != 1 or None in sigs:
+        return self._note(trial, trials, text or "")
+
+    def _note(self, trial: Any, trials: list[Any], text: str | None) -> str | None:
+        if not self.limit or self.verdict:
+            return None
+        tid, path = trial.trial_id, trial_path(trial)
+        if self.whole_study:
+            if tid in self.ended and text is not None:
+                return None  # its first failure decides; its retries fail as they will
+        elif len(self.ended) >= self.limit:
+            return None
+        self.ended[tid] = (path, signature(text, tid, path), text)
+        if len(self.ended) < self._deciding(trials) or any(self._succeeded(t) for t in trials):
+            return None
+        sigs = {sig for _, sig, _ in self.ended.values()}
+        if len(sigs) != 1 or None in sigs or not self._left_to_stop(trial, trials):
             return None
         self.verdict = self._describe()
         return self.verdict
+
+    def _deciding(self, trials: list[Any]) -> int:
+        """How many trials must have ended (failed) for the rule to decide: in a whole-study
+        rule every trial Tune has made so far, two at least (one at a time, the others are
+        made only as trials end)."""
+        return max(2, len(trials)) if self.whole_study else self.limit
+
+    def _left_to_stop(self, trial: Any, trials: list[Any]) -> bool:
+        """Whether a trial would run yet: in a whole-study rule the last trial's error may
+        have been final, and every other trial's too (no retries): the study ends as it would."""
+        return not self.whole_study or trial.status != "ERROR" or len(trials) < self.total or any(
+            t.status not in ("TERMINATED", "ERROR") for t in trials if t.trial_id != trial.trial_id)
+
+    @property
+    def headline(self) -> str:
+        """The line said when the rule fires (the verdict follows once the trials stopped)."""
+        if self.whole_study:
+            return "stopping the study: every trial failed the same way; not retrying them"
+        return "stopping the study: its first trials all failed the same way"
 
     def _succeeded(self, trial: Any) -> bool:
         result = getattr(trial, "last_result", None) or {}
@@ -77,12 +126,17 @@ class FailFast:
         return self.metric in result
 
     def _describe(self) -> str:
-        details, _, text = self.ended[0]  # the error shown is the first trial's: its file
+        details, _, text = next(iter(self.ended.values()))  # the first trial's error: its file
         text = text or ""
         where = summary_mod.error_where(text)
         n, metric = len(self.ended), f"`{self.metric}`" if self.metric else "anything"
-        first = "the first trial to end" if n == 1 else f"all of the first {n} trials to end"
-        lines = [f"{first} failed with the same error, and no trial reported {metric}",
+        if self.whole_study:
+            made = "of the study" if n >= self.total else f"made so far (of {self.total})"
+            first = f"all {n} trials {made} failed with the same error,"
+        else:
+            first = "the first trial to end" if n == 1 else f"all of the first {n} trials to end"
+            first += " failed with the same error,"
+        lines = [f"{first} and no trial reported {metric}",
                  f"  {summary_mod.error_line(text)}"]
         if where:
             lines.append(f"  --> {where}")

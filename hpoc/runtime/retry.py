@@ -91,7 +91,14 @@ def last_failure(error_file: str | None) -> str | None:
 _INFRASTRUCTURE = re.compile(
     r"\bray\.exceptions\.(ActorDiedError|ActorUnavailableError|NodeDiedError|WorkerCrashedError|"
     r"LocalRayletDiedError|RaySystemError|OwnerDiedError|ObjectLostError|OutOfMemoryError)\b|"
-    r"\b(DistBackendError|DistNetworkError)\b")
+    r"\b(DistBackendError|DistNetworkError)\b|"
+    # a trial's error.txt has an ActorDiedError's message without its class
+    r"^The actor died unexpectedly before finishing this task\.", re.MULTILINE)
+
+
+def infrastructure(text: str | None) -> bool:
+    """Whether an error is the cluster's (`_INFRASTRUCTURE`): a retry may get past it."""
+    return bool(_INFRASTRUCTURE.search(text or ""))
 
 
 class Repeats:
@@ -111,7 +118,7 @@ class Repeats:
 
         sig = failfast.signature(text, trial_id, path, numbers=False)
         before = self.last.pop(trial_id, None)
-        if sig is None or _INFRASTRUCTURE.search(text or ""):
+        if sig is None or infrastructure(text):
             return None
         self.last[trial_id] = (sig, point)
         if before != (sig, point):

@@ -31,6 +31,9 @@ LOCAL_OBJECT_STORE_CAP = 2 * 1024**3
 # Ray's logs and session files of a short study take a few MiB; with less than this it timed
 # out starting ("the current node timed out during startup"), half a minute later.
 TEMP_MIN_FREE = 32 * 1024**2
+# Ray's logs of each process (a worker's .out/.err hold what its trials print) move aside
+# past this size, one part kept: Ray's default (512 MiB, 5 parts) could fill the temp disk.
+RAY_LOG_ROTATION = {"RAY_ROTATION_MAX_BYTES": str(16 * 1024**2), "RAY_ROTATION_BACKUP_COUNT": "1"}
 
 
 class SessionError(Exception):
@@ -193,6 +196,8 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     # put checkpoints being saved in the temp dir (removed at close, even after a kill -9).
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
     _set_env(backup, "HPOC_SCRATCH", os.path.join(temp, "scratch"))
+    for key, value in RAY_LOG_ROTATION.items():  # the user's own setting stays
+        _set_env(backup, key, os.environ.get(key) or value)
     _refresh_auth()
     session = Session(local=True, temp_dir=temp, _env_backup=backup, neighbours=others)
     atexit.register(session.close)

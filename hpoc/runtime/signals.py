@@ -23,16 +23,22 @@ def install_signals() -> dict[int, Any]:
         if not first and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         STATE.signal = signum
+        name = signal.Signals(signum).name
+        if first and STATE.all_ended():  # a Ctrl-C as the run ends: it ends as it would have
+            STATE.late = True
+            say(STATE.stream or sys.stderr, f"[hpoc] {name}: every trial has ended already; "
+                                             "the run finishes as it is")
+            return
         if STATE.defer:  # an exception inside ray.init would leave its processes behind
             if first:  # Ray may take a while yet: say that the signal was heard
-                say(STATE.stream or sys.stderr, f"[hpoc] {signal.Signals(signum).name}: stopping "
-                                                 "once Ray has started (a second Ctrl-C stops at once)")
+                say(STATE.stream or sys.stderr, f"[hpoc] {name}: stopping once Ray has started "
+                                                 "(a second Ctrl-C stops at once)")
             return
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
             if first:
                 say(STATE.stream or sys.stderr,
-                     f"[hpoc] {signal.Signals(signum).name}: stopping; checkpoints are kept and "
+                     f"[hpoc] {name}: stopping; checkpoints are kept and "
                      "running the plan again resumes")
                 stop_tune(signum, frame)
             return

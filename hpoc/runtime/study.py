@@ -13,8 +13,8 @@ checkpoints stay, the experiment state is saved. Running the same plan again res
 (`Tuner.restore` on the same storage path and name); a finished run is not repeated unless
 `fresh` is set.
 
-Fail fast (failfast.py): when the first trials to end all failed the same way, the study
-stops as on a signal, with exit 1.
+Fail fast (failfast.py): when the first trials to end (in a small study: every trial, at
+its first failure) all failed the same way, the study stops as on a signal, with exit 1.
 
 Exit codes: 0 done (some trial succeeded), 1 every trial failed, none gave a finite
 objective, the study failed fast, or an internal error,
@@ -114,8 +114,6 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
 
 
 def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) -> int:
-    from hpoc.runtime import pipeline, search, session, space
-
     started = time.monotonic()
     STATE.__init__()
     watch.begin(plan, stream)
@@ -125,72 +123,23 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                          f"(0..{shards - 1})")
     exp = STATE.experiment = experiment_dir(plan, shard)
     fp = marker.fingerprint(plan, plan_hash(plan))
-    local = opts.is_local
     _quiet_ray(opts.verbose)
     previous_signals = install_signals()
     lock = runlock.Lock(exp, shard)
     try:
-        # 1. Everything about the spec's code, before Ray.
-        try:
-            trainer_cls = pipeline.check_imports(plan).get("trainer")
-            for line in hooks.trainer_warnings(trainer_cls, plan):
-                say(stream, f"[hpoc] warning: trainer: {line}")
-            search.require_search(plan)
-            search.make_scheduler(plan)
-        except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
-            raise StudyError(str(exc)) from None
-        tracking = _tracking()
-        missing = tracking.missing_libraries(plan) if tracking else None
-        if missing:
-            raise StudyError(missing)
-        from hpoc.runtime.login_preflight import storage_problem
-
-        problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
-                   or _not_a_directory(exp, Path(plan["storage"]["path"])))
-        if problem:  # here, not as a traceback from Tune once the cluster is up
-            raise StudyError(problem)
-        # One driver per experiment directory, before looking at (or moving) what is there.
+        _check_storage(plan, exp)
+        # One driver per experiment directory, before looking at (or moving) what is there,
+        # and before the slow checks: another live run is said at once.
         marker.migrate_legacy(exp)
         take_lock(lock, stream)
-        # summary.json and Ray's saved state, each read once: for prior_run and the restore
-        previous = summary_mod.read(exp)
-        STATE.errored = rerun.errored(exp, previous)
-        mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                        stream, opts.retry_errored, STATE.errored, previous)
-        if mode in ("restore", "retry"):
-            refuse_synch_population(plan, exp)
+        trainer_cls = _check_code(plan, stream)
+        mode, previous = _prior(plan, opts, exp, fp, stream)
         if mode == "done":
-            errored = len(STATE.errored)
-            # Fixed the trainer after some trials failed? --retry-errored trains them again.
-            say(stream, f"[hpoc] this study already ran to the end in {exp} " + (
-                "with no errored trial: nothing to retry" if opts.retry_errored else
-                f"with {errored} errored trial(s); a finished study does not retry them: pass "
-                "--retry-errored to run only those again (after fixing what failed), or --fresh "
-                "to run every trial again" if errored else "(pass --fresh to run it again)"))
+            say(stream, _done_line(exp, bool(opts.retry_errored), len(STATE.errored)))
             say(out, summary_mod.describe_best(previous))
             return summary_mod.exit_code(previous)
-        loading = _loading_line(plan)
-        if loading:  # a getter may take a while, and Ray's start after it too
-            say(stream, loading)
-        try:
-            data = pipeline.load_data(plan)
-            pipeline.require_datasets(trainer_cls, data, plan)
-        except pipeline.PipelineError as exc:
-            raise StudyError(str(exc)) from None
-        # 2. Ray.
-        workdir = plan["source"]["workdir"]
-        STATE.defer = True
-        try:
-            if local:
-                ray_session = session.start_local(workdir=workdir, num_cpus=opts.num_cpus,
-                                                  num_gpus=opts.num_gpus, verbose=opts.verbose)
-            else:
-                ray_session = session.connect_cluster(os.environ["RAY_ADDRESS"], workdir=workdir,
-                                                      verbose=opts.verbose)
-        except session.SessionError as exc:
-            raise StudyError(str(exc), exc.exit_code) from None
-        finally:
-            STATE.defer = False
+        data = _load_data(plan, trainer_cls, stream)
+        ray_session = _start_ray(plan, opts)
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
             # handler, which aborts the process): take the stop signals back.
@@ -208,6 +157,92 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     finally:
         lock.release()
         restore_signals(previous_signals)
+
+
+def _check_storage(plan: dict[str, Any], exp: Path) -> None:
+    """A storage that cannot take the results: here, not as a traceback from Tune once the
+    cluster is up."""
+    from hpoc.runtime.login_preflight import storage_problem
+
+    problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
+               or _not_a_directory(exp, Path(plan["storage"]["path"])))
+    if problem:
+        raise StudyError(problem)
+
+
+def _check_code(plan: dict[str, Any], stream: TextIO) -> Any:
+    """Everything about the spec's code, before Ray: the steps import, the search and
+    logger libraries are installed. Returns the trainer class."""
+    from hpoc.runtime import pipeline, search, space
+
+    try:
+        trainer_cls = pipeline.check_imports(plan).get("trainer")
+        for line in hooks.trainer_warnings(trainer_cls, plan):
+            say(stream, f"[hpoc] warning: trainer: {line}")
+        search.require_search(plan)
+        search.make_scheduler(plan)
+    except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
+        raise StudyError(str(exc)) from None
+    tracking = _tracking()
+    missing = tracking.missing_libraries(plan) if tracking else None
+    if missing:
+        raise StudyError(missing)
+    return trainer_cls
+
+
+def _prior(plan: dict[str, Any], opts: RunOptions, exp: Path, fp: dict[str, Any],
+           stream: TextIO) -> tuple[str, Any]:
+    """(mode, summary.json's content) by what an earlier run left (prior.py); summary.json
+    and Ray's saved state each read once, for prior_run and the restore."""
+    previous = summary_mod.read(exp)
+    STATE.errored = rerun.errored(exp, previous)
+    mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
+                                  stream, opts.retry_errored, STATE.errored, previous)
+    if mode in ("restore", "retry"):
+        refuse_synch_population(plan, exp)
+    return mode, previous
+
+
+def _done_line(exp: Path, retry_errored: bool, errored: int) -> str:
+    """A finished study is not run again. Fixed the trainer after some trials failed?
+    --retry-errored trains them again."""
+    return f"[hpoc] this study already ran to the end in {exp} " + (
+        "with no errored trial: nothing to retry" if retry_errored else
+        f"with {errored} errored trial(s); a finished study does not retry them: pass "
+        "--retry-errored to run only those again (after fixing what failed), or --fresh "
+        "to run every trial again" if errored else "(pass --fresh to run it again)")
+
+
+def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
+    from hpoc.runtime import pipeline
+
+    loading = _loading_line(plan)
+    if loading:  # a getter may take a while, and Ray's start after it too
+        say(stream, loading)
+    try:
+        data = pipeline.load_data(plan)
+        pipeline.require_datasets(trainer_cls, data, plan)
+    except pipeline.PipelineError as exc:
+        raise StudyError(str(exc)) from None
+    return data
+
+
+def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:
+    """A local Ray, or the job's cluster; a signal meanwhile is acted on once it is up."""
+    from hpoc.runtime import session
+
+    workdir = plan["source"]["workdir"]
+    STATE.defer = True
+    try:
+        if opts.is_local:
+            return session.start_local(workdir=workdir, num_cpus=opts.num_cpus,
+                                       num_gpus=opts.num_gpus, verbose=opts.verbose)
+        return session.connect_cluster(os.environ["RAY_ADDRESS"], workdir=workdir,
+                                       verbose=opts.verbose)
+    except session.SessionError as exc:
+        raise StudyError(str(exc), exc.exit_code) from None
+    finally:
+        STATE.defer = False
 
 
 def _sharing_line(others: list[dict[str, Any]]) -> str:
@@ -264,13 +299,13 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, STATE.run)
     try:
-        tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.verbose,
-                              opts.retry_errored)
+        tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.retry_errored)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
     marker.write(exp, fp, opts.shard, plan["space"])
     clock.TIMES = clock.TrialTimes(plan["trials"].get("time_limit_s"))  # this run's
     metrics = plan["objective"]["metrics"]
+    STATE.total = total
     STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
                                          metrics[0]["name"] if metrics else None)
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
@@ -330,7 +365,7 @@ def _fit(tuner: Any, plan: dict[str, Any], ray_session: Any) -> Any:
             raise
         raise StudyError(
             f"no space left on a device while the study ran: {full}\n  help: free some space "
-            "(a trial's printed output and Ray's logs are kept in the temp dir while it runs; "
+            "(Ray's logs, with what the trials print, are kept in the temp dir while it runs; "
             "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
 
 

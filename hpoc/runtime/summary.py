@@ -288,7 +288,7 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
     if best is None:
         lines.append(unranked.why(objective(summary), outcomes(summary),
                                   "each trial's error.txt says why", stopped=bool(summary.get("interrupted")),
-                                  budget_s=budget_s))
+                                  failed_fast=bool(summary.get("stopped")), budget_s=budget_s))
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)

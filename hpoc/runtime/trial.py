@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hpoc.runtime import pipeline, report
+from hpoc.runtime import output, pipeline, report
 from hpoc.runtime.space import trial_config
 from hpoc.runtime.strategy import Strategy
 
@@ -92,7 +92,8 @@ def tune_trial(config: dict[str, Any], plan: dict[str, Any], data_ref: list[Any]
     if failed is not None:  # a retry of a deterministic failure: the same error, now
         raise TrainerError(failed)
     try:
-        _run_trial(plan, config, data_ref, trial, experiment_dir)
+        with output.kept(trial.dir):
+            _run_trial(plan, config, data_ref, trial, experiment_dir)
     except BaseException as exc:
         error = retry.deterministic(exc)
         if error is not None:

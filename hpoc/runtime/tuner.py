@@ -103,7 +103,7 @@ def budget_left(exp: Path) -> float | None:
 
 
 def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
-           stream: TextIO, verbose: bool = False, retry: str | None = None) -> Any:
+           stream: TextIO, retry: str | None = None) -> Any:
     from ray import tune
 
     from hpoc.runtime import pool
@@ -151,9 +151,10 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
             checkpoint_score_order=ckpt["score_order"] or "max"),
         callbacks=watch_callbacks(plan, num_samples, stream),
         verbose=0,
-        log_to_file=not verbose,  # trials' output in their directories, or on the terminal
-        # Those files are written in the trial's working directory, a staging folder under
-        # the run's temp directory: without this they were removed with it, unread.
+        # The trials keep their output themselves, capped (output.py). Files a trial
+        # writes in its working directory, a staging folder under the run's temp
+        # directory, would be removed with it, unread, without sync_artifacts.
+        log_to_file=False,
         sync_config=tune.SyncConfig(sync_artifacts=True),
     )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,

@@ -52,10 +52,18 @@ class _State:
     live: dict[str, str] = field(default_factory=dict)  # the statuses last written (files.LIVE)
     live_at: float = 0.0      # when they may be written again
     run_started: float | None = None  # this run's lock's `started`, which the file names
+    total: int | None = None  # trials in this shard, once the Tuner is built
+    late: bool = False        # the first signal came once every trial had ended: nothing stopped
 
     @property
     def stopping(self) -> bool:
-        return self.signal is not None or self.failed is not None
+        return (self.signal is not None and not self.late) or self.failed is not None
+
+    def all_ended(self) -> bool:
+        """Whether every trial of the shard has completed or errored (a trial being retried
+        is PENDING, not ERROR)."""
+        return (self.total is not None and len(self.trials) >= self.total
+                and all(t.trial_id in self.ended or t.status == "ERROR" for t in self.trials))
 
 
 STATE = _State()
@@ -166,7 +174,7 @@ def _events_class() -> type:
             _trial_started(trial)
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            _trial_recovered(trial)
+            _trial_recovered(trial, trials)
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             STATE.trials = trials
@@ -221,7 +229,7 @@ def _trial_started(trial: Any) -> None:
         trial.max_failures = STATE.max_retries
 
 
-def _trial_recovered(trial: Any) -> None:
+def _trial_recovered(trial: Any, trials: list[Any]) -> None:
     """Tune retries `trial` after a failure: say so, unless the failure repeats itself."""
     path = trial_path(trial)
     error = retry.last_failure(getattr(trial, "error_file", None))
@@ -236,9 +244,11 @@ def _trial_recovered(trial: Any) -> None:
         return
     STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
     STATE.retrying[trial.trial_id] = error or "failed (no message kept)"
+    verdict = _fail_fast_verdict(trial, trials, retried=error or "")  # a small study: no retry
     start = "its last checkpoint" if _has_checkpoint(trial) else "the start"
-    _trial_line(trial, f"failed; retrying from {start} "
+    _trial_line(trial, "failed" if verdict else f"failed; retrying from {start} "
                        f"(retry {STATE.retries[trial.trial_id]})", error=error)
+    _stop_failed(verdict)
 
 
 def _write_live(trials: list[Any]) -> None:
@@ -262,13 +272,23 @@ def _make_events(progress: Any = None) -> Any:
 
 
 def _fail_fast(trial: Any, trials: list[Any]) -> None:
+    _stop_failed(_fail_fast_verdict(trial, trials))
+
+
+def _fail_fast_verdict(trial: Any, trials: list[Any], retried: str | None = None) -> str | None:
+    """The fail-fast rule's verdict on a trial that ended, or failed and is to be retried
+    (`retried`: its error, "" when none was kept)."""
     if STATE.fail_fast is None or STATE.stopping:
-        return  # after a stop: a trial Tune's clean-up ended
-    verdict = STATE.fail_fast.trial_ended(trial, trials)
+        return None  # after a stop: a trial Tune's clean-up ended
+    if retried is not None:
+        return STATE.fail_fast.trial_failed(trial, trials, retried)
+    return STATE.fail_fast.trial_ended(trial, trials)
+
+
+def _stop_failed(verdict: str | None) -> None:
     if verdict is not None and stop_tune(signal.SIGUSR1, None):
         STATE.failed = verdict  # said in full, with a hint, once the trials have stopped
-        say(STATE.stream or sys.stderr, "[hpoc] stopping the study: its first trials all "
-                                          "failed the same way")
+        say(STATE.stream or sys.stderr, f"[hpoc] {STATE.fail_fast.headline}")
 
 
 def stop_tune(signum: int, frame: Any) -> bool:

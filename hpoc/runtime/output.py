@@ -1,0 +1,90 @@
+"""What a trial prints, kept in its directory (`stdout`, `stderr`) with a cap.
+
+Tune's own `log_to_file` wrote every byte to the run's temp directory, then copied it to
+the storage: a trainer printing every step filled the temp disk. The trial's process tees
+its output here instead, straight into the trial's directory on the storage: past
+CAP_BYTES a file moves to `<name>.1` (replacing the part before) and starts again, so at
+most twice the cap is kept per file, the latest output always. The process's own streams
+still get everything (Ray's worker logs, which session.py caps, and the terminal with -v).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from typing import Any, Iterator, TextIO
+
+CAP_BYTES = 16 * 2**20
+STREAMS = ("stdout", "stderr")
+
+
+class CappedLog:
+    """A text file that, past `cap` bytes, moves to `<path>.1` and starts again."""
+
+    def __init__(self, path: str, cap: int | None = None) -> None:
+        self.path, self.cap = path, cap or CAP_BYTES
+        self._lock = threading.Lock()
+        self._fh: TextIO = open(path, "a", encoding="utf-8", errors="replace")
+        self._size = self._fh.tell()
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        if len(data) > self.cap:  # one huge write: its end, which is what is read
+            data = data[-self.cap:]
+            text = data.decode("utf-8", "replace")
+        with self._lock:
+            if self._fh.closed:
+                return
+            if self._size and self._size + len(data) > self.cap:
+                self._fh.close()
+                os.replace(self.path, self.path + ".1")
+                self._fh = open(self.path, "w", encoding="utf-8", errors="replace")
+                self._size = 0
+            self._fh.write(text)
+            self._size += len(data)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+class _Tee:
+    """A stream that also writes to a CappedLog; anything else is the stream's."""
+
+    def __init__(self, stream: Any, log: CappedLog) -> None:
+        self._stream, self._log = stream, log
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding, buffer, ...
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def kept(directory: str | None) -> Iterator[None]:
+    """Tee this process's stdout and stderr into `directory` while the trial runs."""
+    if not directory or type(sys.stdout).__name__ == "Tee":
+        yield  # a trial of a run saved before: Tune's log_to_file keeps its output
+        return
+    logs = [CappedLog(os.path.join(directory, name)) for name in STREAMS]
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(saved[0], logs[0]), _Tee(saved[1], logs[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+        for log in logs:
+            log.close()

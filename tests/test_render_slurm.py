@@ -607,7 +607,8 @@ def test_the_submitit_job_names_a_requeued_run_as_the_script_does(tmp_path, shor
     assert job_dir_of(tmp_path, HPOC_TMP=str(short_dir), SLURM_RESTART_COUNT="2") == str(short_dir / "hpoc-77-r2")
 
 
-def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_refused(tmp_path, short_dir):
+def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_refused(tmp_path, short_dir,
+                                                                                       capsys):
     from hpoc.runtime.node import NodeError, check_socket_room, job_dir
 
     fits = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77")) + "77")
@@ -621,7 +622,10 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     assert job_dir_of(tmp_path, TMPDIR=str(fits)) == f"{fits}/hpoc-77"
     code, args, err = run_to_init(tmp_path, {"TMPDIR": str(longer)})
     assert args.endswith(" /tmp/hpoc-77")
-    assert f"hpoc: TMPDIR={longer} is too long for Ray's unix socket paths; the job directory goes to /tmp" in err
+    passed_over = f"hpoc: TMPDIR={longer} is too long for Ray's unix socket paths; the job directory goes to /tmp"
+    assert passed_over in err
+    assert str(job_dir({"SLURM_JOB_ID": "77", "TMPDIR": str(longer)}, "hpoc-77")) == "/tmp/hpoc-77"
+    assert capsys.readouterr().err == passed_over + "\n"  # the submitit job's log says so too
     code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(longer)})
     assert code == 2 and not args
     assert f"hpoc: HPOC_TMP={longer} is too long" in err and f"at most {len(str(fits))} bytes" in err

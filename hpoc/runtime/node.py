@@ -133,15 +133,24 @@ def job_dir_base(env: Mapping[str, str], name: str) -> str:
     (its path names the job) when `TMPDIR/name` leaves Ray's sockets room; else /tmp."""
     if env.get("HPOC_TMP"):
         return _trimmed(env["HPOC_TMP"])
+    tmpdir = _own_tmpdir(env)
+    if tmpdir and path_bytes(tmpdir) + path_bytes(name) < JOB_DIR_MAX:
+        return tmpdir
+    return "/tmp"
+
+
+def _own_tmpdir(env: Mapping[str, str]) -> str | None:
+    """TMPDIR, trimmed, when it is this job's own: an absolute path naming the job, to a
+    writable directory that apptainer could bind."""
     tmpdir = _trimmed(env.get("TMPDIR") or "")
     ids = [env.get("SLURM_JOB_ID")]
     if env.get("SLURM_ARRAY_JOB_ID"):
         ids.append(f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}")
     own = any(re.search(rf"(^|[^0-9]){re.escape(i)}([^0-9]|$)", tmpdir) for i in ids if i)
     if own and os.path.isabs(tmpdir) and not set(",:") & set(tmpdir) and os.path.isdir(tmpdir) and \
-            os.access(tmpdir, os.W_OK) and path_bytes(tmpdir) + path_bytes(name) < JOB_DIR_MAX:
+            os.access(tmpdir, os.W_OK):
         return tmpdir
-    return "/tmp"
+    return None
 
 
 def _trimmed(path: str) -> str:
@@ -156,6 +165,9 @@ def job_dir(env: Mapping[str, str], name: str) -> Path:
     base = job_dir_base(env, name)
     path = f"{base.rstrip('/')}/{name}"
     said = env.get("HPOC_TMP")  # as set, as the script names it
+    if not said and base == "/tmp" and _own_tmpdir(env):
+        print(f"hpoc: TMPDIR={env['TMPDIR']} is too long for Ray's unix socket paths; the job "
+              "directory goes to /tmp", file=sys.stderr)
     if said and not os.path.isabs(base):  # each node's own working directory
         raise NodeError(f"HPOC_TMP={said} must be an absolute path (a node-local directory such as /tmp)")
     if said and not (os.path.isdir(base) and os.access(base, os.W_OK)):

@@ -497,16 +497,27 @@ def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
     return run.returncode, args.read_text().strip() if args.exists() else "", run.stderr
 
 
-def job_dir_of(tmp_path: Path, **env: str) -> str:
-    """The job directory the script picks; the submitit launcher picks the same base."""
-    from hpoc.runtime.node import job_dir_base
+def job_dirs(tmp_path: Path, env: dict[str, str]) -> tuple[str, str]:
+    """The job directory the script picks and the one the submitit launcher's Python picks
+    (hpoc.runtime.node.job_dir), each as the path or `refused: <its words>`."""
+    from hpoc.runtime.node import NodeError, job_dir, job_dir_name
 
     code, args, err = run_to_init(tmp_path, env)
-    assert code == 3 and "-m hpoc.runtime.cluster init " in args, err
-    job_dir = args.rsplit(" ", 1)[1]
-    base, name = job_dir.rsplit("/", 1)
-    assert job_dir_base({"SLURM_JOB_ID": "77", **env}, name) == base
-    return job_dir
+    script = args.split(".cluster init ", 1)[1] if code == 3 else f"refused: {err.strip().splitlines()[-1]}"
+    env = {"SLURM_JOB_ID": "77", **env}
+    try:
+        runtime = str(job_dir(env, job_dir_name(env)))
+    except NodeError as exc:
+        runtime = f"refused: hpoc: {exc}"
+    return script, runtime
+
+
+def job_dir_of(tmp_path: Path, **env: str) -> str:
+    """The job directory the script picks; the submitit launcher picks the same."""
+    script, runtime = job_dirs(tmp_path, env)
+    assert script == runtime
+    assert not script.startswith("refused"), script
+    return script
 
 
 @pytest.mark.parametrize("restarts, suffix", [(None, ""), ("0", ""), ("2", "-r2")])
@@ -544,7 +555,60 @@ def test_the_job_directory_goes_to_the_jobs_own_tmpdir(tmp_path, short_dir):
     assert job_dir_of(tmp_path, **array) == f"{short_dir}/a70_3/hpoc-77"
 
 
-def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_refused(tmp_path, short_dir):
+@pytest.mark.parametrize("slashes", ["/", "//", "///"])
+def test_trailing_slashes_count_alike_in_the_script_and_the_runtime(tmp_path, short_dir, slashes):
+    """`HPOC_TMP=/x//` or `TMPDIR=/x//` names /x: the job directory is /x/hpoc-77 in both,
+    measured against Ray's socket limit as such, so at the limit both take or refuse it."""
+    room = T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77")
+    for extra in (0, 1):  # at the limit, one past it
+        base = short_dir / ("x" * (room + extra) + "77")
+        base.mkdir()
+        for key in ("HPOC_TMP", "TMPDIR"):
+            script, runtime = job_dirs(tmp_path, {key: f"{base}{slashes}"})
+            assert script == runtime
+            fits = {"HPOC_TMP": f"{base}/hpoc-77", "TMPDIR": f"{base}/hpoc-77"}[key]
+            assert (script == fits) == (extra == 0), script
+
+
+@pytest.mark.parametrize("env, where", [
+    ({"TMPDIR": ""}, "/tmp/hpoc-77"),
+    ({"TMPDIR": "job77"}, "/tmp/hpoc-77"),  # relative: each node's own working directory
+    ({"TMPDIR": "job77", "HPOC_TMP": ""}, "/tmp/hpoc-77"),
+    ({"HPOC_TMP": "/"}, "/hpoc-77"),
+    ({"HPOC_TMP": "{dir}/a b"}, "{dir}/a b/hpoc-77"),
+    ({"TMPDIR": "{dir}/job 77"}, "{dir}/job 77/hpoc-77"),
+    ({"HPOC_TMP": "{dir}", "SLURM_RESTART_COUNT": "3"}, "{dir}/hpoc-77-r3"),
+    ({"HPOC_TMP": "{dir}", "SLURM_RESTART_COUNT": ""}, "{dir}/hpoc-77"),
+    ({"TMPDIR": "{dir}/a70_3", "SLURM_ARRAY_JOB_ID": "70", "SLURM_ARRAY_TASK_ID": "3"},
+     "{dir}/a70_3/hpoc-77"),  # the task's own TMPDIR; the directory is named after SLURM_JOB_ID
+    ({"TMPDIR": "{dir}/a70_4", "SLURM_ARRAY_JOB_ID": "70", "SLURM_ARRAY_TASK_ID": "3"}, "/tmp/hpoc-77"),
+])
+def test_the_script_and_the_runtime_pick_the_same_job_directory(tmp_path, short_dir, monkeypatch, env, where):
+    monkeypatch.chdir(tmp_path)  # the script's working directory, for relative paths
+    for name in ("job77", "a b", "job 77", "a70_3", "a70_4"):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (short_dir / name).mkdir(exist_ok=True)
+    env = {key: value.format(dir=short_dir) for key, value in env.items()}
+    if "HPOC_TMP" in env and env["HPOC_TMP"] == "/" and not os.access("/", os.W_OK):
+        where = "refused: hpoc: HPOC_TMP=/ is not a writable directory"
+    assert job_dirs(tmp_path, env) == (where.format(dir=short_dir),) * 2
+
+
+def test_the_submitit_job_names_a_requeued_run_as_the_script_does(tmp_path, short_dir, monkeypatch):
+    from types import SimpleNamespace
+
+    from hpoc.submit.job import _paths
+
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    monkeypatch.setenv("HPOC_TMP", str(short_dir))
+    env = SimpleNamespace(job_id="77", paths=SimpleNamespace(folder=str(tmp_path / "logs")))
+    assert _paths(env)[1] == short_dir / "hpoc-77-r2"
+    assert job_dir_of(tmp_path, HPOC_TMP=str(short_dir), SLURM_RESTART_COUNT="2") == str(short_dir / "hpoc-77-r2")
+
+
+def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_refused(tmp_path, short_dir,
+                                                                                       capsys):
     from hpoc.runtime.node import NodeError, check_socket_room, job_dir
 
     fits = short_dir / ("x" * (T.JOB_DIR_MAX - len(f"{short_dir}/77/hpoc-77")) + "77")
@@ -558,7 +622,10 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     assert job_dir_of(tmp_path, TMPDIR=str(fits)) == f"{fits}/hpoc-77"
     code, args, err = run_to_init(tmp_path, {"TMPDIR": str(longer)})
     assert args.endswith(" /tmp/hpoc-77")
-    assert f"hpoc: TMPDIR={longer} is too long for Ray's unix socket paths; the job directory goes to /tmp" in err
+    passed_over = f"hpoc: TMPDIR={longer} is too long for Ray's unix socket paths; the job directory goes to /tmp"
+    assert passed_over in err
+    assert str(job_dir({"SLURM_JOB_ID": "77", "TMPDIR": str(longer)}, "hpoc-77")) == "/tmp/hpoc-77"
+    assert capsys.readouterr().err == passed_over + "\n"  # the submitit job's log says so too
     code, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(longer)})
     assert code == 2 and not args
     assert f"hpoc: HPOC_TMP={longer} is too long" in err and f"at most {len(str(fits))} bytes" in err

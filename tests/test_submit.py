@@ -659,8 +659,9 @@ def test_the_submitit_job_binds_its_job_directorys_base_into_the_container(var, 
     {}, {"TMPDIR": "job77"}, {"TMPDIR": "job77/"}, {"TMPDIR": "mine"}, {"TMPDIR": "job770"},
     {"TMPDIR": "a70_3", "SLURM_ARRAY_JOB_ID": "70", "SLURM_ARRAY_TASK_ID": "3"},
     {"HPOC_TMP": "mine", "TMPDIR": "job77"}, {"TMPDIR": "readonly77"}, {"TMPDIR": "x" * 40 + "77"},
+    {"HPOC_TMP": "mine//"}, {"HPOC_TMP": "/tmp/"}, {"TMPDIR": "./job77"},
 ])
-def test_the_container_sees_whichever_base_the_submitit_job_picks(env):
+def test_the_container_sees_whichever_base_the_submitit_job_picks(env, monkeypatch):
     """The bind is decided in bash, before the container's Python picks the job directory's
     base (hpoc.runtime.node.job_dir_base): whatever base that picks, the container sees it."""
     from hpoc.runtime.node import job_dir_base
@@ -671,17 +672,38 @@ def test_the_container_sees_whichever_base_the_submitit_job_picks(env):
         for name in ("job77", "mine", "job770", "a70_3", "readonly77", "x" * 40 + "77"):
             (root / name).mkdir()
         (root / "readonly77").chmod(0o500)
-        env = {key: str(root / value) if key in ("TMPDIR", "HPOC_TMP") else value for key, value in env.items()}
+        monkeypatch.chdir(root)  # a relative TMPDIR: the working directory's (each node's own)
+        env = {key: f"{root}/{value}" if key in ("TMPDIR", "HPOC_TMP") and value[0] not in "/." else value
+               for key, value in env.items()}
         env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77", **env}
-        p = plan(slurm={"container": {"image": "/i.sif", "runtime": "apptainer"}})
+        p = plan(slurm={"container": {"image": "/i.sif", "runtime": "apptainer"}},
+                 source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(root)})
         lines = [*setup_lines(p), 'printf "%s\\n" "${hpoc_tmp_bind[@]}"']
         run = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True, timeout=30, env=env)
-        bound = [path.rstrip("/") for path in run.stdout.splitlines()[1::2]]
+        bound = run.stdout.splitlines()[1::2]
         base = job_dir_base(env, "hpoc-77")
-        assert run.returncode == 0 and (base == "/tmp" or base.rstrip("/") in bound), (base, bound, run.stderr)
+        assert run.returncode == 0 and (base == "/tmp" or base in bound), (base, bound, run.stderr)
+        # apptainer binds /tmp itself, and a relative source is no node-local directory
+        assert all(path.startswith("/") and path.rstrip("/") != "/tmp" for path in bound), bound
     finally:
         (root / "readonly77").chmod(0o700)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_relative_hpoc_tmp_is_refused_before_the_container_starts(tmp_path, monkeypatch):
+    """Each node would read it from its own working directory: refused in the job script's
+    words, before apptainer is asked to bind a relative path."""
+    from hpoc.submit.params import setup_lines
+
+    (tmp_path / "mine").mkdir()
+    monkeypatch.chdir(tmp_path)
+    p = plan(slurm={"container": {"image": "/i.sif", "runtime": "apptainer"}},
+             source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)})
+    env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "77", "HPOC_TMP": "mine"}
+    run = subprocess.run(["bash", "-c", "\n".join([*setup_lines(p), "echo bound ${hpoc_tmp_bind[@]}"])],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert run.returncode == 2 and "bound" not in run.stdout
+    assert "hpoc: HPOC_TMP=mine must be an absolute path" in run.stderr, run.stderr
 
 
 def submit_refused(spec: Path, said: str, tmp_path, monkeypatch, capsys) -> tuple[int, str]:

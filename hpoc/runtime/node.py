@@ -120,21 +120,42 @@ def path_bytes(path: str) -> int:
     return len(os.fsencode(path))
 
 
+def job_dir_name(env: Mapping[str, str]) -> str:
+    """`hpoc-<job id>`, `-r<restarts>` added in a requeued job: the job script's name for
+    the job directory (setup.j2: a worker node may still hold the last run's token)."""
+    restarts = env.get("SLURM_RESTART_COUNT") or "0"
+    return f"hpoc-{env.get('SLURM_JOB_ID')}" + (f"-r{restarts}" if restarts != "0" else "")
+
+
 def job_dir_base(env: Mapping[str, str], name: str) -> str:
     """Where the job directory `name` goes on this node, as the job script picks it
     (hpoc/templates/slurm/setup.j2, which says why): HPOC_TMP; else the job's own TMPDIR
     (its path names the job) when `TMPDIR/name` leaves Ray's sockets room; else /tmp."""
     if env.get("HPOC_TMP"):
-        return env["HPOC_TMP"]
-    tmpdir = env.get("TMPDIR") or ""
+        return _trimmed(env["HPOC_TMP"])
+    tmpdir = _own_tmpdir(env)
+    if tmpdir and path_bytes(tmpdir) + path_bytes(name) < JOB_DIR_MAX:
+        return tmpdir
+    return "/tmp"
+
+
+def _own_tmpdir(env: Mapping[str, str]) -> str | None:
+    """TMPDIR, trimmed, when it is this job's own: an absolute path naming the job, to a
+    writable directory that apptainer could bind."""
+    tmpdir = _trimmed(env.get("TMPDIR") or "")
     ids = [env.get("SLURM_JOB_ID")]
     if env.get("SLURM_ARRAY_JOB_ID"):
         ids.append(f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}")
     own = any(re.search(rf"(^|[^0-9]){re.escape(i)}([^0-9]|$)", tmpdir) for i in ids if i)
-    if own and not set(",:") & set(tmpdir) and os.path.isdir(tmpdir) and \
-            os.access(tmpdir, os.W_OK) and path_bytes(tmpdir) + path_bytes(name) < JOB_DIR_MAX:
-        return tmpdir.rstrip("/")
-    return "/tmp"
+    if own and os.path.isabs(tmpdir) and not set(",:") & set(tmpdir) and os.path.isdir(tmpdir) and \
+            os.access(tmpdir, os.W_OK):
+        return tmpdir
+    return None
+
+
+def _trimmed(path: str) -> str:
+    """`path` without trailing slashes (`/x//` is /x, `//` is /), as the job script trims it."""
+    return path.rstrip("/") or path[:1]
 
 
 def job_dir(env: Mapping[str, str], name: str) -> Path:
@@ -143,12 +164,16 @@ def job_dir(env: Mapping[str, str], name: str) -> Path:
     that is not a writable directory, or too long for Ray's unix socket paths under it."""
     base = job_dir_base(env, name)
     path = f"{base.rstrip('/')}/{name}"
-    if env.get("HPOC_TMP") and not os.path.isabs(base):  # each node's own working directory
-        raise NodeError(f"HPOC_TMP={base} must be an absolute path (a node-local directory such as /tmp)")
-    if env.get("HPOC_TMP") and not (os.path.isdir(base) and os.access(base, os.W_OK)):
-        raise NodeError(f"HPOC_TMP={base} is not a writable directory")
+    said = env.get("HPOC_TMP")  # as set, as the script names it
+    if not said and base == "/tmp" and _own_tmpdir(env):
+        print(f"hpoc: TMPDIR={env['TMPDIR']} is too long for Ray's unix socket paths; the job "
+              "directory goes to /tmp", file=sys.stderr)
+    if said and not os.path.isabs(base):  # each node's own working directory
+        raise NodeError(f"HPOC_TMP={said} must be an absolute path (a node-local directory such as /tmp)")
+    if said and not (os.path.isdir(base) and os.access(base, os.W_OK)):
+        raise NodeError(f"HPOC_TMP={said} is not a writable directory")
     if path_bytes(path) > JOB_DIR_MAX:
-        raise NodeError(f"HPOC_TMP={base} is too long: Ray's unix socket paths under {path} would "
+        raise NodeError(f"HPOC_TMP={said} is too long: Ray's unix socket paths under {path} would "
                         f"exceed {SOCKET_PATH_MAX} bytes; choose a node-local directory of at most "
                         f"{JOB_DIR_MAX - path_bytes(name) - 1} bytes")
     return Path(path)

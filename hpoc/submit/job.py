@@ -393,13 +393,13 @@ def _paths(env: Any) -> tuple[Path, Path, Path]:
     A requeued job keeps its id, so the restart count tells its runs apart: a stale token
     or head address of an earlier run is never read. A job directory the job script would
     refuse (HPOC_TMP too long, say) fails the job here, before any Ray starts."""
-    from hpoc.runtime.node import NodeError, job_dir
+    from hpoc.runtime.node import NodeError, job_dir, job_dir_name
 
     restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     raw_id = os.environ.get("SLURM_JOB_ID") or str(env.job_id)
     log_dir = Path(env.paths.folder)
     rdv = log_dir / f".hpoc-rdv.{restart}"
-    name = f"hpoc-{raw_id}" + (f".{restart}" if restart else "")
+    name = job_dir_name({**os.environ, "SLURM_JOB_ID": raw_id})  # the job script's name
     try:
         return rdv, job_dir(os.environ, name), log_dir
     except NodeError as exc:

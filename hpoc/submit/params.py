@@ -140,11 +140,14 @@ def _job_dir_bind() -> list[str]:
     own = 'hpoc_own_re="(^|[^0-9])(${SLURM_JOB_ID}|${hpoc_job_ref:-$SLURM_JOB_ID})([^0-9]|\\$)"'
     return [
         f"hpoc_tmp_bind=(); {tmp}; {ref}; {own}",
+        'if [[ -n $hpoc_tmp && $hpoc_tmp != /* ]]; then echo "hpoc: HPOC_TMP=$hpoc_tmp must be an absolute '
+        'path (a node-local directory such as /tmp)" >&2; exit 2; fi',
         'if [[ -n $hpoc_tmp && ( $hpoc_tmp == *[,:]* || ! -d $hpoc_tmp ) ]]; then '
         'echo "hpoc: HPOC_TMP=$hpoc_tmp cannot be bound into the container (not a directory, '
         'or it contains a comma or a colon)" >&2; exit 2; fi',
-        'if [[ -z $hpoc_tmp && ${TMPDIR:-} =~ $hpoc_own_re && $TMPDIR != *[,:]* && -d $TMPDIR ]]; then '
-        'hpoc_tmp=${TMPDIR%/}; fi',
+        'if [[ -z $hpoc_tmp && ${TMPDIR:-} == /* && $TMPDIR =~ $hpoc_own_re && $TMPDIR != *[,:]* '
+        '&& -d $TMPDIR ]]; then hpoc_tmp=$TMPDIR; fi',
+        'while [[ $hpoc_tmp == ?*/ ]]; do hpoc_tmp=${hpoc_tmp%/}; done  # as the runtime names it',
         'if [[ -n $hpoc_tmp && $hpoc_tmp != /tmp ]]; then hpoc_tmp_bind=(--bind "$hpoc_tmp"); fi',
     ]
 

@@ -37,7 +37,7 @@ from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, silent_loop
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import COUNTS, Space, as_count, is_count
+from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
@@ -235,6 +235,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
             ch.warn(WARN_SEARCH, f"optuna's `{opts['sampler']}` sampler picks `{p.name}` at random: it models "
                                  "only parameters that every trial has", where,
                     help="use `sampler = tpe`, which models conditional parameters too")  # fmt: skip
+        low_end(ch, p, alg, where)
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where,
                     notes=("hpoc rounds the values it suggests to multiples of `q`; its model sees a "

@@ -502,6 +502,16 @@ def test_domain_bounds() -> None:
         assert (d.code, where(d), d.message) == ("HP302", loc, msg), src
 
 
+def test_a_scheduler_under_several_objectives_names_the_one_metric_it_compares() -> None:
+    two = "objective {\n  minimize val_loss\n  maximize val_accuracy\n}\n"
+    (w,) = warnings(BASE + two + "scheduler asha { max_t = 10 }\nspace { a = uniform(0, 1) }\n"
+                    "trials { num_samples = 8 }\ntraining { epochs = 10 }\n")
+    assert (w.code, where(w)) == ("HP813", (7, 11))
+    assert w.message == "`scheduler asha` compares trials on `val_loss` only, the first of the 2 objective metrics"
+    assert w.help == "list first in `objective` the metric it should judge trials by"
+    assert not warnings(BASE + two + "space { a = uniform(0, 1) }\n")  # fifo compares nothing
+
+
 def test_an_integer_domain_of_one_value_is_a_warning() -> None:
     """`randint(1, 2)` reads as 1 or 2 but is always 1: the trials all train the same value."""
     (w,) = warnings(BASE + "space { a = randint(1, 2) }\n")

@@ -24,6 +24,7 @@ from hpoc.compiler.check import (
     WARN_CONFIG,
     WARN_DIRECTION,
     WARN_FILE,
+    WARN_FIRST_METRIC,
     WARN_METRIC,
     WARN_RESOURCES,
     WARN_SCHEDULE,
@@ -312,6 +313,11 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
     early_stop.settings(ch, out, early_stop.epochs_of(space, out), _label_span(block))
+    metrics = out["objective"]["metrics"]
+    if name != "fifo" and len(metrics) > 1:  # Ray's schedulers take one metric: hpoc gives them the first
+        ch.warn(WARN_FIRST_METRIC, f"`scheduler {name}` compares trials on `{metrics[0]['name']}` only, "
+                                   f"the first of the {len(metrics)} objective metrics", _label_span(block),
+                help="list first in `objective` the metric it should judge trials by")
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
                  help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip

@@ -502,6 +502,16 @@ def test_domain_bounds() -> None:
         assert (d.code, where(d), d.message) == ("HP302", loc, msg), src
 
 
+def test_a_scheduler_under_several_objectives_names_the_one_metric_it_compares() -> None:
+    two = "objective {\n  minimize val_loss\n  maximize val_accuracy\n}\n"
+    (w,) = warnings(BASE + two + "scheduler asha { max_t = 10 }\nspace { a = uniform(0, 1) }\n"
+                    "trials { num_samples = 8 }\ntraining { epochs = 10 }\n")
+    assert (w.code, where(w)) == ("HP813", (7, 11))
+    assert w.message == "`scheduler asha` compares trials on `val_loss` only, the first of the 2 objective metrics"
+    assert w.help == "list first in `objective` the metric it should judge trials by"
+    assert not warnings(BASE + two + "space { a = uniform(0, 1) }\n")  # fifo compares nothing
+
+
 def test_an_integer_domain_of_one_value_is_a_warning() -> None:
     """`randint(1, 2)` reads as 1 or 2 but is always 1: the trials all train the same value."""
     (w,) = warnings(BASE + "space { a = randint(1, 2) }\n")
@@ -514,6 +524,24 @@ def test_an_integer_domain_of_one_value_is_a_warning() -> None:
     d = one_error(BASE + "space { a = randint(3, 3) }\n")
     assert d.help == ("for the one value 3, write the constant `3` (`randint`'s upper bound is exclusive: "
                       "`randint(3, 4)` also gives only 3)")
+
+
+def test_a_quantised_log_domain_whose_low_end_rounds_to_one_value_is_a_warning() -> None:
+    """`qlograndint(1, 1000, 7)` under optuna: a log scale from 1 puts a third of the draws
+    below 10.5, and every one of them rounds to 7."""
+    optuna = "search optuna { sampler = tpe }\n"
+    (w,) = warnings(BASE + "space { a = qlograndint(1, 1000, 7) }\n" + optuna)
+    assert (w.code, where(w)) == ("HP810", (3, 13))
+    assert w.message == ("`qlograndint(1, 1000, 7)` gives 7 in about 34% of the trials: `search optuna` "
+                         "draws on a log scale from 1 and rounds every draw below 10.5 to 7")
+    assert w.help == "start the domain at its first value, `qlograndint(7, 1000, 7)` (7 in about 8%), or use a smaller `q`"
+    assert w.notes == ("warned when the draws that round to the first value are a quarter of them or more, "
+                       "the log scale starting below it",)
+    # from `q` on, or with a low end too short to matter, or drawn by hpoc's own sampler
+    # (the multiples of `q` on a log scale), it searches as written
+    for fine in ("qlograndint(7, 1000, 7)", "qlograndint(1, 1024, 2)", "qloguniform(0.1, 100, 0.1)"):
+        assert not warnings(BASE + f"space {{ a = {fine} }}\n" + optuna), fine
+    assert not warnings(BASE + "space { a = qlograndint(1, 1000, 7) }\n")
 
 
 def test_quantised_bounds_must_be_multiples_of_q() -> None:
@@ -745,7 +773,7 @@ def test_searcher_cannot_handle_the_space() -> None:
     assert d.message == "`search optuna` cannot sample normal distributions (`s = randn(...)`)"
     # hpoc's Optuna space quantises a log-scale value itself (runtime.space._suggest):
     # neither an error nor a warning that `q` is ignored
-    spec = BASE + obj + "search optuna\nspace { s = qlograndint(1, 100, 5)\n r = qloguniform(1e-3, 1, 1e-3) }\n"
+    spec = BASE + obj + "search optuna\nspace { s = qlograndint(5, 100, 5)\n r = qloguniform(1e-3, 1, 1e-3) }\n"
     assert diagnostics(spec) == [] and plan_of(spec)["search"]["algorithm"] == "optuna"
     (w,) = warnings(BASE + obj + "search hebo\n")
     assert (w.code, where(w), w.message) == ("HP802", (4, 8), "`search hebo` has nothing to search: `space` has no parameters")

@@ -481,3 +481,21 @@ def test_bayesopt_takes_the_quantised_floats_the_check_lets_through(monkeypatch)
                        "constants": {}, "_replace": True})
     searcher, space, _ = search.make_searcher(spec)
     assert searcher == "searcher" and set(space) == {"ratio", "lr"}
+
+
+def test_nevergrad_without_an_optimizer_uses_the_documented_default(monkeypatch):
+    """A plan whose nevergrad options name no optimizer gets `NGOpt`, as docs and compiler say."""
+    import importlib.machinery
+    import sys
+    from types import ModuleType
+
+    ng = ModuleType("nevergrad")
+    ng.__spec__ = importlib.machinery.ModuleSpec("nevergrad", None)
+    ng.optimizers = SimpleNamespace(NGOpt="NGOpt-class", OnePlusOne="OnePlusOne-class")
+    ray_ng = ModuleType("ray.tune.search.nevergrad")
+    ray_ng.NevergradSearch = lambda **kwargs: SimpleNamespace(**kwargs)
+    monkeypatch.setitem(sys.modules, "nevergrad", ng)
+    monkeypatch.setitem(sys.modules, "ray.tune.search.nevergrad", ray_ng)
+    p = plan(search={"algorithm": "nevergrad", "options": {"optimizer_kwargs": None}, "_replace": True})
+    searcher, _, _ = search.make_searcher(p)
+    assert searcher.optimizer == "NGOpt-class"

@@ -66,6 +66,31 @@ def test_an_experiment_directory_is_accepted(tmp_path, capsys):
     assert out.endswith(f"next: results: hpoc results {exp}; report: hpoc report {exp} -o report.html\n")
 
 
+def test_the_best_trial_is_the_one_hpoc_results_ranks_first(tmp_path, capsys, monkeypatch):
+    """Tied on the objective, `hpoc status` and `hpoc results` name the same best trial,
+    whatever order the trials were read in."""
+    import hpoc.results
+    from hpoc.results.rank import rank
+
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    for i, acc in enumerate((0.5, 0.7, 0.7)):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1, "epochs": 2}, [{"val_accuracy": acc}] * 2)
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(3)],
+            metric="val_accuracy", mode="max")
+    load = hpoc.results.load
+
+    def reversed_load(path):
+        results = load(path)
+        results.trials.reverse()
+        return results
+
+    monkeypatch.setattr(hpoc.results, "load", reversed_load)
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["best"]["trial_id"] == rank(reversed_load(exp)).best.trial_id == "aaaaa_00001"
+    assert doc["shards"][0]["best"]["trial_id"] == "aaaaa_00001"
+
+
 def test_a_finished_study_with_errored_trials_says_how_to_run_only_those_again(tmp_path, capsys):
     exp = finished_local_run(tmp_path)
     summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "ERROR" if i else "TERMINATED"}

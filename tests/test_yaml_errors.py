@@ -731,3 +731,23 @@ def test_a_trainer_still_importing_itwinai_is_told_to_change_its_imports(tmp_pat
                       "`hpoc.compat.itwinai` instead (docs/migrating-from-itwinai.md)"), w.help
     trainer.write_text((EXAMPLE / "trainer.py").read_text())
     assert [w.code for w in compile_path(path).warnings] == ["HP820", "HP802"]
+
+
+def test_a_step_reads_its_class_as_every_class_object_does(tmp_path: Path) -> None:
+    """A step naming its class twice is told so (not that `_target_` belongs in `init_args`);
+    `init_args` beside `_target_` is not passed to the step as an argument named `init_args`."""
+    twice = one(tmp_path, seed_with("      - class_path: data.FashionMNISTGetter",
+                                    "      - class_path: data.FashionMNISTGetter\n        _target_: data.Getter"))
+    assert (twice.code, twice.line, twice.col) == ("HP202", 5, 9), twice.render()
+    assert twice.message == ("step 1 of `ray_training_pipeline` names its class twice, "
+                             "with `_target_` and `class_path`")
+    assert twice.help == "keep one of them"
+    hydra = ("training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n    - _target_: data.Getter\n"
+             "      init_args: {size: 3}\n    - _target_: trainer.Trainer\n      config: {}\n")
+    beside = one(tmp_path, hydra)
+    assert (beside.code, beside.line, beside.col) == ("HP201", 5, 7), beside.render()
+    assert beside.message == "`init_args` beside `_target_` in step 1 of `training_pipeline`"
+    # the step's own words for an argument beside `class_path` stay
+    stray = one(tmp_path, seed_with("      - class_path: data.FashionMNISTGetter",
+                                    "      - class_path: data.FashionMNISTGetter\n        size: 3"))
+    assert (stray.message, stray.help) == ("unknown key `size` in a step", "`size` belongs in `init_args`")

@@ -490,16 +490,13 @@ def _overall(states: list[str]) -> str:
 
 
 def _best(trials: list[Any], metric: dict[str, str] | None) -> dict[str, Any] | None:
-    if metric is None:
+    from hpoc.results.rank import best_trial
+
+    trial = best_trial(trials, metric["name"], metric["mode"]) if metric else None
+    if trial is None:
         return None
-    name, mode = metric["name"], metric["mode"]
-    scored = [(t.value(name), t) for t in trials if t.status != "ERROR"]
-    scored = [(v, t) for v, t in scored if v is not None]
-    if not scored:
-        return None
-    value, trial = (min if mode == "min" else max)(scored, key=lambda vt: vt[0])
-    return {"trial_id": trial.trial_id, "shard": trial.shard, "value": value, "epochs": trial.epochs,
-            "status": trial.status, "config": trial.config}
+    return {"trial_id": trial.trial_id, "shard": trial.shard, "value": trial.value(metric["name"]),
+            "epochs": trial.epochs, "status": trial.status, "config": trial.config}
 
 
 # ---------------------------------------------------------------- what to do next

@@ -24,6 +24,7 @@ from hpoc.compiler.check import (
     WARN_CONFIG,
     WARN_DIRECTION,
     WARN_FILE,
+    WARN_FIRST_METRIC,
     WARN_METRIC,
     WARN_RESOURCES,
     WARN_SCHEDULE,
@@ -37,7 +38,7 @@ from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, silent_loop
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import COUNTS, Space, as_count, is_count
+from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
@@ -235,6 +236,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
             ch.warn(WARN_SEARCH, f"optuna's `{opts['sampler']}` sampler picks `{p.name}` at random: it models "
                                  "only parameters that every trial has", where,
                     help="use `sampler = tpe`, which models conditional parameters too")  # fmt: skip
+        low_end(ch, p, alg, where)
         if p.domain in T.QUANTIZED and alg in T.DROPS_QUANTIZATION:
             ch.warn(WARN_SEARCH, f"`search {alg}` ignores the quantisation `q` of `{p.name}`", where,
                     notes=("hpoc rounds the values it suggests to multiples of `q`; its model sees a "
@@ -311,6 +313,11 @@ def _scheduler(ch: Checker, out: dict[str, Any], space: Space, block: Any, searc
                  ch.spans.get("scheduler.options.grace_period", _label_span(block)),
                  help="every trial runs at least `grace_period` before it can be stopped")  # fmt: skip
     early_stop.settings(ch, out, early_stop.epochs_of(space, out), _label_span(block))
+    metrics = out["objective"]["metrics"]
+    if name != "fifo" and len(metrics) > 1:  # Ray's schedulers take one metric: hpoc gives them the first
+        ch.warn(WARN_FIRST_METRIC, f"`scheduler {name}` compares trials on `{metrics[0]['name']}` only, "
+                                   f"the first of the {len(metrics)} objective metrics", _label_span(block),
+                help="list first in `objective` the metric it should judge trials by")
     if name == "bohb" and alg != "bohb":
         ch.error(SCHEDULER, "`scheduler bohb` works only with `search bohb`", _label_span(block),
                  help="add `search bohb`, or use `scheduler hyperband`")  # fmt: skip

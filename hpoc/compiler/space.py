@@ -153,6 +153,38 @@ def _one_value(ch: Checker, call: A.Call, args: dict[str, Any]) -> None:
         ch.warn(WARN_ONE_VALUE, f"`{call.func}({shown})` only ever gives {first}", call.span, help=help)
 
 
+# The share of the draws at which a quantised log domain's first value has swallowed the
+# low end of its log scale (HP810).
+LOW_END_SHARE = 0.25
+
+
+def low_end(ch: Checker, p: Param, alg: str, where: A.Span | None) -> None:
+    """`qlograndint(1, 1000, 7)` under a searcher that draws on a log scale from `lower` and
+    rounds to multiples of `q` (optuna as hpoc maps it, Ray's converters): every draw below
+    10.5 becomes 7, a third of them. hpoc's own sampler (random, grid) draws the multiples of
+    `q` on a log scale instead, from the first one."""
+    if alg in ("random", "grid") or p.domain not in T.LOG or p.domain not in T.QUANTIZED:
+        return
+    lo, hi, q = p.args["lower"], p.args["upper"], p.args["q"]
+    first = math.ceil(lo / q - 1e-9) * q
+    if lo <= 0 or not lo < first < hi:
+        return
+
+    def share(start: float) -> float:  # of draws log-uniform on [start, hi] that round to first
+        return min(1.0, math.log((first + q / 2) / start) / math.log(hi / start))
+
+    if share(lo) < LOW_END_SHARE:
+        return
+    func, edge = p.domain, _num(first + q / 2)
+    ch.warn(WARN_ONE_VALUE, f"`{func}({_num(lo)}, {_num(hi)}, {_num(q)})` gives {_num(first)} in about "
+                            f"{round(100 * share(lo))}% of the trials: `search {alg}` draws on a log scale "
+                            f"from {_num(lo)} and rounds every draw below {edge} to {_num(first)}", where,
+            help=f"start the domain at its first value, `{func}({_num(first)}, {_num(hi)}, {_num(q)})` "
+                 f"({_num(first)} in about {round(100 * share(first))}%), or use a smaller `q`",
+            notes=("warned when the draws that round to the first value are a quarter of them or more, "
+                   "the log scale starting below it",))
+
+
 def _quantum(bad: Any, func: str, args: dict[str, Any]) -> bool:
     """Values are the multiples of `q` within the bounds (Ray's rule). Ray refuses a float
     domain whose bounds are not multiples (ValueError at the first sample, mid-run), and an

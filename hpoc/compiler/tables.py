@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpoc.compiler import kinds as K
+from hpoc.plan import NEVERGRAD_OPTIMIZER
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ SEARCHERS: dict[str, dict[str, F]] = {
     },
     "hebo": {"seed": _SEED, "points_to_evaluate": _POINTS},
     "nevergrad": {
-        "optimizer": F(K.string(r"[A-Za-z_][A-Za-z0-9_]*", "optimizer name"), "NGOpt"),
+        "optimizer": F(K.string(r"[A-Za-z_][A-Za-z0-9_]*", "optimizer name"), NEVERGRAD_OPTIMIZER),
         "optimizer_kwargs": F(K.optional(K.literal), None),
         "points_to_evaluate": _POINTS,
     },

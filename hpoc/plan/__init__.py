@@ -16,6 +16,9 @@ PLAN_VERSION = 1
 # The driver's exit status the job scripts act on: stopped by the walltime again before any
 # trial reported (runtime/walltime.py), so the job is not requeued.
 EXIT_NO_PROGRESS = 76
+# `search nevergrad`'s optimizer when the plan names none: the compiler writes it, the
+# runtime falls back on it, the docs name it.
+NEVERGRAD_OPTIMIZER = "NGOpt"
 
 
 class PlanError(HpocError):

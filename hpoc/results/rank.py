@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from hpoc import unranked
 from hpoc.results.model import Results, ResultsError, Trial
@@ -46,25 +46,34 @@ def rank(results: Results, sort: str | None = None, ascending: bool | None = Non
     if scope not in ("last", "best"):
         raise ResultsError(f"invalid scope `{scope}` (expected `last` or `best`)")
 
-    def key(trial: Trial) -> tuple:
-        value = trial.value(metric, scope, mode) if metric else None
-        # Errored trials go after the others: a value they reported before failing does
-        # not make them a result to build on.
-        return (value is None, trial.status == "ERROR",
-                0.0 if value is None else (value if mode == "min" else -value),
-                trial.shard, trial.trial_id)
-
-    ordered = sorted(results.trials, key=key)
-    candidates = [t for t in ordered if t.status != "ERROR"]
-    best = None
-    if metric and candidates and candidates[0].value(metric, scope, mode) is not None:
-        best = candidates[0]
+    ordered = sorted(results.trials, key=_order(metric, mode, scope))
+    best = best_trial(ordered, metric, mode, scope)
     shown = [t for t in ordered if _keep(t, statuses)] if statuses else ordered
     if top is not None:
         if top < 1:
             raise ResultsError(f"--top must be at least 1 (got {top})")
         shown = shown[:top]
     return Ranking(metric, mode, scope, shown, best, len(results.trials), notes)
+
+
+def _order(metric: str | None, mode: str, scope: str) -> Callable[[Trial], tuple]:
+    def key(trial: Trial) -> tuple:
+        value = trial.value(metric, scope, mode) if metric else None
+        # Errored trials go after the others: a value they reported before failing does
+        # not make them a result to build on. Ties: the earlier shard and trial.
+        return (value is None, trial.status == "ERROR",
+                0.0 if value is None else (value if mode == "min" else -value),
+                trial.shard, trial.trial_id)
+    return key
+
+
+def best_trial(trials: list[Trial], metric: str | None, mode: str, scope: str = "last") -> Trial | None:
+    """The best trial that did not fail, by `metric`; None when none reported it. Every
+    command that names a best trial (results, export, report, status) takes this one."""
+    if metric is None:
+        return None
+    ranked = [t for t in trials if t.status != "ERROR" and t.value(metric, scope, mode) is not None]
+    return min(ranked, key=_order(metric, mode, scope), default=None)
 
 
 def _sort_metric(results: Results, sort: str | None, ascending: bool | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from hpoc.plan import NEVERGRAD_OPTIMIZER
 from hpoc.runtime import packages
 from hpoc.runtime import space as sp
 
@@ -170,7 +171,7 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
         from ray.tune.search.nevergrad import NevergradSearch as cls
         import nevergrad as ng
 
-        name = options.pop("optimizer", "OnePlusOne")
+        name = options.pop("optimizer", NEVERGRAD_OPTIMIZER)
         opt = getattr(ng.optimizers, str(name), None)
         if opt is None:
             raise SearchError(f"search algorithm `nevergrad`: unknown optimizer `{name}`")

@@ -43,6 +43,7 @@ from hpoc.yaml.build import (
     Builder,
     block,
 )
+from hpoc.yaml.classes import class_args, class_key
 from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 from hpoc.yaml.space import read_space
 from hpoc.yaml.tune import read_tune
@@ -154,30 +155,28 @@ def _steps(b: Builder, pipeline: YMap, key: str) -> list[Step]:
         b.error(TYPE, f"`steps` must be a list, not {describe(node)}", node.span)
         return []
     out = []
-    for item in items:
-        step = _step(b, item)
+    for n, item in enumerate(items, 1):
+        step = _step(b, item, f"step {n} of `{key}`")
         if step is not None:
             out.append(step)
     return out
 
 
-def _step(b: Builder, node: YNode) -> Step | None:
+def _step(b: Builder, node: YNode, what: str) -> Step | None:
     if not isinstance(node, YMap):
         b.error(TYPE, f"a step must be a mapping with `class_path`, not {describe(node)}", node.span)
         return None
-    if "class_path" in node.index:
-        b.check_keys(node, ("class_path", "init_args"), "a step",
-                     homes={k: "init_args" for k in node.keys()})
-        target_node, args = node.get("class_path"), b.mapping(node.get("init_args"), "`init_args`")
-    elif "_target_" in node.index:
-        target_node = node.get("_target_")
-        rest = tuple(e for e in node.entries if e[0] != "_target_")
-        args = YMap(rest, node.span, {k: i for i, (k, _, _) in enumerate(rest)})
-    else:
+    key = class_key(node)
+    if key is None:
         b.error(MISSING, "a step needs `class_path`", node.span,
                 help="write `class_path: module.ClassName` (and its arguments under `init_args`)")
         return None
-    key = "class_path" if "class_path" in node.index else "_target_"
+    strays: tuple[str, ...] = ()
+    if key == "class_path" and "_target_" not in node.index:  # said as itwinai users read it
+        strays = tuple(k for k in node.keys() if k not in ("class_path", "init_args"))
+        b.check_keys(node, ("class_path", "init_args"), "a step", homes={k: "init_args" for k in strays})
+    entries = class_args(b, node, what, besides=strays)  # None: said; the step stays, for its role
+    target_node = node.get(key)
     target = b.word(target_node, f"`{key}`")
     if target is None or target_node is None:
         return None
@@ -185,6 +184,10 @@ def _step(b: Builder, node: YNode) -> Step | None:
         b.error(VALUE, f'`{key}` is not a Python class path: "{target}"', target_node.span,
                 help="write `module.ClassName`, e.g. `data.FashionMNISTGetter` for data.py beside the config")
         return None
+    given = node.get("init_args") if key == "class_path" else node
+    args = None
+    if given is not None and entries is not None:
+        args = YMap(tuple(entries), given.span, {k: i for i, (k, _, _) in enumerate(entries)})
     return Step(target, target_node.span, args, node)
 
 
@@ -435,7 +438,7 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
     if node is None or (isinstance(node, YScalar) and node.value is None):
         return []
     loggers = []
-    step = _step(b, node)
+    step = _step(b, node, "the trainer's `logger`")
     if step is None:
         return []
     if step.class_name == "LoggersCollection":
@@ -451,7 +454,8 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
         if not isinstance(inner, YSeq):
             b.error(TYPE, f"`loggers` of `LoggersCollection` must be a list, not {describe(inner)}", inner.span)
             return []
-        loggers = [s for s in (_step(b, n) for n in inner.items) if s is not None]
+        loggers = [s for s in (_step(b, n, f"logger {i} of `LoggersCollection`") for i, n in enumerate(inner.items, 1))
+                   if s is not None]
     else:
         loggers = [step]
     out: list[A.Block] = []

@@ -33,7 +33,7 @@ def read_sampler(b: Builder, node: YNode, seed_names: tuple[str, ...]) -> list[t
             b.error(MISSING, "a `sampler` mapping names its optuna class with `_target_` or `class_path`",
                     node.span, help="write `_target_: optuna.samplers.TPESampler`, or `sampler: tpe`")
             return []
-        found = class_args(b, node, "sampler")
+        found = class_args(b, node, "`sampler`")
         if found is None:
             return []
         target, args = node.get(key), found  # type: ignore[assignment]

@@ -196,7 +196,7 @@ def _class_style(b: Builder, m: YMap, what: str) -> YMap | None:
     cls = b.ray_target(target, classes, f"`{what}`")  # type: ignore[arg-type]
     if "name" in m.index:
         b.error(DUPLICATE, f"`{what}` has both `name` and `{key}`", m.key_span("name"), help="keep one of them")
-    entries = class_args(b, m, what, besides=("name",)) or []
+    entries = class_args(b, m, f"`{what}`", besides=("name",)) or []
     if cls is None or classes[cls] == "ConcurrencyLimiter":
         if cls is not None:
             b.error(VALUE, "`ConcurrencyLimiter` wraps a searcher, which a config cannot build", target.span,  # type: ignore[union-attr]
@@ -509,7 +509,7 @@ def _stopper(b: Builder, out: Tune, run: YMap, stop: YMap) -> None:
     a `training_iteration` limit. Any other stopper is refused, with what comes nearest."""
     target = stop.get(class_key(stop))  # type: ignore[arg-type]
     cls = b.ray_target(target, _STOPPERS, "`stop`")  # type: ignore[arg-type]
-    entries = class_args(b, stop, "stop")
+    entries = class_args(b, stop, "`stop`")
     if entries is None or cls is None:  # (said: their arguments are unknown)
         return
     if _STOPPERS[cls] is not None:

@@ -1534,6 +1534,14 @@ def test_extra_may_not_ask_for_tasks_cpus_or_gpus_another_way(flag: str, setting
     assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, which hpoc writes from `{setting}`")
 
 
+def test_extra_asking_for_a_task_per_gpu_says_hpoc_runs_one_task_per_node() -> None:
+    """A site's template (JUWELS: `--ntasks-per-node=4` for 4 GPUs) pasted into `extra`: "set
+    `nodes` instead" sent the user to ask for 4 nodes."""
+    d = one_error(BASE + 'slurm { extra = ["--ntasks-per-node=4"] }\n')
+    assert d.help == ("remove it: the job runs one task per node, its Ray node, which starts each "
+                      "trial's processes itself (`resources { workers = ... }`); `nodes` sets the node count")
+
+
 def test_extra_errors_point_at_each_element() -> None:
     errs = errors(BASE + 'slurm { extra = ["--exclusive", "--nodes=3", "--time=5"] }\n')
     assert [(where(e), e.end_col) for e in errs] == [((3, 33), 44), ((3, 46), 56)]

@@ -93,6 +93,19 @@ def test_a_marker_of_an_older_hpoc_still_matches_the_exact_plan(spec, tmp_path):
     assert marker.read(exp)["plan_hash"] == plan_hash(plan) and _prior(plan, exp) == "done"
 
 
+def test_a_run_stopped_before_tune_saved_any_trial_starts_again(spec, tmp_path):
+    """A job cancelled during its start-up leaves tuner.pkl and no experiment state: resumed
+    from it, shard 1 of a random search ran 1 of its 2 trials and ended as finished."""
+    plan = load_plan(str(spec))
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
+    (exp / "tuner.pkl").write_bytes(b"")
+    assert _prior(plan, exp) == "fresh"
+    saved_state(exp, ["PENDING"])
+    assert _prior(plan, exp) == "restore"
+
+
 @pytest.mark.parametrize("where, name", [("tuner", "trial_name"), ("tuner", "trial_dirname"),
                                          ("watch", "_as_seen"), ("watch", "_make_events"),
                                          ("watch", "_make_quiet")])

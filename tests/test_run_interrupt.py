@@ -45,7 +45,9 @@ def test_ctrl_c_while_the_getter_loads_is_an_interruption_not_a_getter_error(tmp
     code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
     err = capsys.readouterr().err
     assert code == 130, err
-    assert "interrupted before any trial started; nothing to resume" in err
+    # not read as "the study has nothing left to do"
+    assert ("interrupted before any trial started; nothing to resume: running the same plan again "
+            "starts the study") in err
     assert "failed" not in err and "study.py" not in err
     assert not ray.is_initialized() and not (tmp_path / "results" / "toy").exists()
 

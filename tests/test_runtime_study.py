@@ -627,6 +627,33 @@ def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
     assert code({"val_accuracy": nan}, objective=False) == EXIT_OK  # nothing to rank by
 
 
+def test_a_shard_that_finds_the_shared_budget_spent_has_done_its_part(tmp_path):
+    """An array throttled by `parallel`: shards 0 and 1 asked every trial of an Optuna study
+    before shard 2 started. Its job failed ("no trial reported the objective metric") though
+    the study had finished, and `hpoc status` then named that job FAILED as what to look at."""
+    from hpoc.runtime import summary
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", search={"algorithm": "optuna", "options": {"seed": 0}},
+                     shards={"count": 3, "parallel": 2})
+
+    def ended(shards=3, algorithm="optuna", **how):
+        p = {**plan, "shards": {"count": shards, "parallel": 2},
+             "search": {**plan["search"], "algorithm": algorithm}}
+        return summary.build(p, 2, [], wall_s=1.0, experiment_dir=tmp_path, plan_hash="sha256:0",
+                             **{"interrupted": False, **how})
+
+    built = ended()
+    assert summary.exit_code(built) == EXIT_OK
+    assert summary.describe_best(built, planned=3) == (
+        "study `toy` shard 2: nothing to do: the other shards had already asked for every trial "
+        "of the study's shared budget (`trials.num_samples`)")
+    # No trial otherwise is still a failed run: a share of its own, or a run cut short.
+    for other in (ended(shards=1), ended(algorithm="random"), ended(interrupted=True),
+                  ended(stopped="fail fast")):
+        assert summary.exit_code(other) == EXIT_FAILED
+
+
 def test_the_driver_says_it_loads_the_data_before_the_getter_runs(tmp_path, monkeypatch):
     """A slow getter (and Ray's start after it) is not silent: one line names the steps."""
     from hpoc.runtime import pipeline

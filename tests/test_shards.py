@@ -156,3 +156,26 @@ def test_an_array_of_two_optuna_shards_shares_one_study_and_one_budget(tmp_path)
     status = json.loads(hpoc("status", str(tmp_path / "build"), "--json", cwd=tmp_path).stdout)
     assert status["state"] == "finished" and status["totals"]["done"] == 6
     assert status["journal"]["trials"] == 6
+
+
+def test_a_shard_that_starts_with_the_budget_spent_ends_before_its_ray_cluster(tmp_path):
+    """Array tasks that waited for `parallel` found the budget spent only after bringing a
+    Ray cluster up (a minute of the allocation, each); they end before, counted finished."""
+    from hpoc.runtime import before, marker
+    from hpoc.runtime.shards import experiment_dir
+    from hpoc.runtime.summary import exit_code, finished_run
+
+    plan = sharded_plan(tmp_path, shards=3, num_samples=2)
+    s, _ = searcher(plan, 0)
+    s.suggest("a")
+    assert before.check(plan, 2) == (before.GO, "")  # a trial left to ask
+    s.suggest("b")
+    s.on_trial_complete("a", {"val_accuracy": 0.5, "training_iteration": 1})
+    code, why = before.check(plan, 2)
+    assert code == before.DONE and why == ("shard 2: the other shards have already asked for all 2 trial(s) "
+                                    "of the study's shared budget (`trials.num_samples`)"), why
+    exp = experiment_dir(plan, 2)
+    summary = finished_run(exp, marker.read(exp), None)
+    assert summary is not None and summary["budget_taken"] and exit_code(summary) == 0
+    # a shard of its own that asked and was stopped before running its trial runs it
+    assert before.check(plan, 0)[0] == before.GO

@@ -367,15 +367,21 @@ def test_a_driver_stuck_without_its_head_is_killed_after_a_few_seconds(tmp_path)
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
 
 
-@pytest.mark.parametrize("restarts, said", [(None, "hpoc: job 77: starting Ray"),
-                                            ("0", "hpoc: job 77: starting Ray"),
-                                            ("2", "hpoc: job 77 (requeued: restart 2): starting Ray")])
-def test_a_requeued_jobs_output_says_which_run_of_it_follows(tmp_path, restarts, said):
+@pytest.mark.parametrize("restarts, task, said", [
+    (None, None, "hpoc: job 77: starting Ray"),
+    ("0", None, "hpoc: job 77: starting Ray"),
+    ("2", None, "hpoc: job 77 (requeued: restart 2): starting Ray"),
+    # An array task: its .out file, squeue and `hpoc submit`'s job say 76_1; "job 77" alone
+    # read as another job's output.
+    ("2", "1", "hpoc: job 76_1 (id 77) (requeued: restart 2): starting Ray")])
+def test_a_requeued_jobs_output_says_which_run_of_it_follows(tmp_path, restarts, task, said):
     """A requeued job appends to the same .out: its runs' lines ran together, each starting
     with the same "hpoc: job 77: starting Ray", with nothing to tell them apart."""
     script = render_all(plan(), plan_path="/b/plan.json")["job.sbatch"]
-    lines = section(script, "# A requeued job appends", "hpoc_start_node head")
-    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77", **({"SLURM_RESTART_COUNT": restarts} if restarts else {})}
+    lines = (section(script, "hpoc_job_ref=", "# Node-local directory")
+             + section(script, "# A requeued job appends", "hpoc_start_node head"))
+    env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": "77", **({"SLURM_RESTART_COUNT": restarts} if restarts else {}),
+           **({"SLURM_ARRAY_JOB_ID": "76", "SLURM_ARRAY_TASK_ID": task} if task else {})}
     run = subprocess.run(["bash", "-c", "set -eu\nhpoc_nodes=(node1)\n" + lines], env=env, capture_output=True,
                          text=True, timeout=30)
     assert run.returncode == 0 and run.stdout == f"{said} on 1 node(s): node1\n", run.stderr

@@ -561,6 +561,14 @@ def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, c
       "hpoc: terminated (SIGTERM)", "hpoc: signal during teardown: finishing it first"],
      "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T02:48:03 DUE TO TIME LIMIT ***"),
     (["[hpoc] 00:00:18 | 2/2 trials finished"], None),
+    # the job's own requeue at the walltime: status said "its last run ended: slurmstepd-n1:
+    # error: *** … CANCELLED … DUE TO JOB REQUEUE ***", an error that was none
+    (["[hpoc] SIGUSR2: stopping; checkpoints are kept and running the plan again resumes",
+      "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T17:26:58 DUE TO JOB REQUEUE ***",
+      "hpoc: signal during teardown: finishing it first"], None),
+    (["hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job: …",
+      "slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-11-29T17:26:58 DUE TO JOB REQUEUE ***"],
+     "hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job: …"),
     # the job stopped requeueing itself (runtime/walltime.py)
     (["[hpoc] 00:09:50 | 0/2 trials finished | 2 running", "hpoc: time limit near (SIGUSR2): asking the study "
       "to checkpoint and stop", "error: the walltime stopped 3 runs in a row before any trial reported an "

@@ -452,7 +452,7 @@ def test_a_job_slurm_ends_for_a_lost_node_names_the_node(tmp_path, monkeypatch, 
     assert _lost_nodes() == [("a node", "NodeDown; its ray-<node>.log says which")]
 
 
-def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys):
+def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancellation(tmp_path, capsys, monkeypatch):
     """After USR2 the job stops the study and submitit requeues it; SLURM's SIGTERM to the
     requeued job then printed "hpoc: terminated (SIGTERM): stopping the study" under
     "requeueing the job", as if someone had cancelled it."""
@@ -461,6 +461,8 @@ def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancel
     from hpoc.submit.job import StudyJob
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGCONT)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "76")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
     job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
     try:
         job._note_sigterm()
@@ -470,7 +472,8 @@ def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancel
         signal.signal(signal.SIGTERM, before[0])
         signal.signal(signal.SIGCONT, before[1])
     out = capsys.readouterr()
-    assert "requeueing the job" in out.out and "terminated" not in out.err, out
+    # in the job script's words (tests/test_slurm_signals.py): the two kinds of job read alike
+    assert "hpoc: requeueing job 76_1 to resume the study" in out.out and "terminated" not in out.err, out
 
 
 def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):

@@ -19,6 +19,9 @@ _WHY = re.compile(r"hpoc: |error: |slurmstepd\S*: error: \*\*\* |[A-Za-z_][\w.]*
                   r"|\S+: (Error while finding module specification|No module named )"
                   r"|\S+: line \d+: .*: (command not found|No such file or directory)$")
 _NOISE = ("hpoc: signal during teardown", "hpoc: stopping", "hpoc: terminated (SIGTERM)", "hpoc: warning:")
+# SLURM's line for a requeue says that it happened, not why (the job's own requeue at the
+# walltime, `scontrol requeue`): an earlier line may say why; `hpoc status` says it was requeued.
+_REQUEUED = "DUE TO JOB REQUEUE ***"
 TAIL_BYTES = 16384
 
 
@@ -61,7 +64,7 @@ def why(err: str) -> str | None:
         return None
     for line in reversed(lines):
         line = line.strip()
-        if _WHY.match(line) and not line.startswith(_NOISE):
+        if _WHY.match(line) and not line.startswith(_NOISE) and not line.endswith(_REQUEUED):
             return line if len(line) <= 400 else line[:400] + "…"
     return None
 

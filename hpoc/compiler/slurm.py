@@ -243,7 +243,10 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
         if name in T.MANAGED_SBATCH:
             help = f"set `{T.MANAGED_SBATCH[name]}` instead"
-            if T.MANAGED_SBATCH[name] == "gpus_per_node":
+            if name in T.TASK_SBATCH:  # a site's one-task-per-GPU template: not hpoc's layout
+                help = ("remove it: the job runs one task per node, its Ray node, which starts each "
+                        "trial's processes itself (`resources { workers = ... }`); `nodes` sets the node count")
+            elif T.MANAGED_SBATCH[name] == "gpus_per_node":
                 help += (" (and `gpu_type` for typed GPUs: `gpu:a100:4`)" if name == "--gres" else
                          ", with `gpu_request = per_node` to have it written as `--gpus-per-node=N`")
             ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",

@@ -334,6 +334,8 @@ MANAGED_SBATCH = {
     "--job-name": "study name",
     "-J": "study name",
 }
+# Of those, the task counts: hpoc's is one per node, whatever the site's templates ask.
+TASK_SBATCH = ("--ntasks-per-node", "--tasks-per-node", "--ntasks-per-gpu", "--ntasks", "-n")
 # Flags hpoc writes without a setting of their own: flag -> (what it is to hpoc, help).
 _LOG = ("which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)", "remove it")
 OWNED_SBATCH = {

@@ -74,9 +74,37 @@ def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
           retry: str | None = None) -> tuple[int, str]:
     """verdict(), and with `claim_pid` the shard claimed for this SLURM job on a GO."""
     code, why = verdict(plan, shard, retry)
+    if code == GO and not retry and (taken := budget_taken(plan, shard)):
+        return DONE, taken
     if code == GO and claim_pid:
         code, why = _claim(plan, shard, claim_pid)
     return code, why
+
+
+def budget_taken(plan: dict[str, Any], shard: int) -> str | None:
+    """A shard of a shared (Optuna) budget that never ran, once the other shards have asked
+    for every trial (an array task that waited for `parallel`): recorded as the driver
+    records it (marker, summary with `budget_taken`), so that `hpoc status` counts it
+    finished, and said; its job then brings no Ray cluster up to find that out."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+    from hpoc.runtime import summary as summary_mod
+    from hpoc.runtime.shards import experiment_dir, journal_path, journal_trials, shared_budget
+
+    exp = experiment_dir(plan, shard)
+    if not shared_budget(plan) or marker.read(exp) is not None or not journal_path(plan).exists():
+        return None
+    rows = [r for r in journal_trials(plan) or [] if r["extra"] is None]
+    if len(rows) < plan["trials"]["num_samples"] or any(
+            r["shard"] == shard and r["state"] == "RUNNING" for r in rows):
+        return None  # trials left to ask, or asked by this shard and not yet run
+    digest = plan_hash(plan)
+    marker.write(exp, marker.fingerprint(plan, digest), shard, plan["space"])
+    built = summary_mod.build(plan, shard, [], wall_s=0.0, interrupted=False, experiment_dir=exp,
+                              plan_hash=digest)
+    summary_mod.write(built, exp)
+    return (f"shard {shard}: the other shards have already asked for all {len(rows)} trial(s) of "
+            "the study's shared budget (`trials.num_samples`)")
 
 
 def edited_spec(plan: dict[str, Any], runs: str = "this job runs", build: str = "BUILD") -> str | None:

@@ -26,7 +26,9 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     if retry and fresh:
         raise StudyError(rerun.WITH_FRESH)
     recorded = marker.read(exp) if exp.exists() else None
-    has_state = exp.exists() and Tuner.can_restore(str(exp))
+    # tuner.pkl alone (a run stopped before Tune first saved its trials, e.g. a job cancelled
+    # during start-up) is no state: Tuner.restore then ran fewer trials than the plan's.
+    has_state = exp.exists() and Tuner.can_restore(str(exp)) and any(exp.glob("experiment_state-*.json"))
     if not has_state and recorded is None:
         if retry:
             raise StudyError(f"--retry-errored: {exp} holds no earlier run of this study, so no "

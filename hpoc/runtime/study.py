@@ -109,7 +109,9 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
             say(sys.stderr, "[hpoc] interrupted before the trials restarted; run the same "
                              "plan again to resume")
             return EXIT_INTERRUPTED
-        say(sys.stderr, "[hpoc] interrupted before any trial started; nothing to resume")
+        # The study still has all to do: a job cancelled while starting must be submitted again.
+        say(sys.stderr, "[hpoc] interrupted before any trial started; nothing to resume: running "
+                         "the same plan again starts the study")
         return 128 + (STATE.signal or signal.SIGINT)
 
 

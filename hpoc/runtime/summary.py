@@ -27,6 +27,7 @@ from typing import Any
 
 from hpoc import unranked
 from hpoc.files import read_json_lines, trial_path
+from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
 
@@ -46,6 +47,8 @@ def exit_code(summary: dict[str, Any]) -> int:
     """The driver's exit status for a run that ended with `summary`: 0 when some trial
     succeeded, 1 when every trial failed or none gave a finite objective (diverged)."""
     total = summary.get("num_trials") or 0
+    if total == 0 and summary.get("budget_taken"):
+        return 0  # the other shards ran the whole study: this one has done its part
     if total == 0 or errored(summary) == total:
         return 1
     if summary.get("metrics") and summary.get("best") is None:
@@ -203,6 +206,9 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
             if budget_reached and not entry["stopped"]:
                 entry["stopped"] = BUDGET
     metrics = [{"name": m["name"], "mode": m["mode"]} for m in plan["objective"]["metrics"]]
+    # A shard of a shared budget (Optuna) that got no trial at all found it spent: the other
+    # shards asked every trial before it started (an array throttled by `parallel`).
+    taken = not (entries or interrupted or stopped or budget_reached) and shared_budget(plan)
     return {
         "study": plan["study"]["name"],
         "shard": shard,
@@ -219,6 +225,7 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         # The run lock's `started`: which run wrote this. Its mtime cannot tell: Ray copies
         # a resumed run's staging folder, old summary.json included, back over the storage.
         "run_started": run_started,
+        **({"budget_taken": True} if taken else {}),
     }
 
 
@@ -280,6 +287,9 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
     best = summary.get("best")
     counts = ", ".join(f"{n} {s.lower()}" for s, n in summary["status_counts"].items()) or "none"
     of = f" of {planned}" if planned and planned > summary["num_trials"] else ""
+    if summary.get("budget_taken"):
+        return (f"study `{summary['study']}` shard {summary['shard']}: nothing to do: the other shards "
+                "had already asked for every trial of the study's shared budget (`trials.num_samples`)")
     lines = [f"study `{summary['study']}`: {summary['num_trials']}{of} trial(s) ({counts}) "
              f"in {summary['wall_s']:.1f} s"]
     if not summary["metrics"]:

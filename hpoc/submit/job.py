@@ -108,7 +108,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         self._walltime_stop = True
         driver = self._driver
         if driver is not None and driver.poll() is None:
-            print("hpoc: USR2 (time limit near): asking the study to checkpoint and stop", flush=True)
+            # The job script's words (signals.j2), so that both kinds of job read alike.
+            print("hpoc: time limit near (SIGUSR2): asking the study to checkpoint and stop", flush=True)
             driver.send_signal(signal.SIGUSR2)
             wait = max(1, (self.grace_s or 60) - STOP_MARGIN_S)
             if not _wait_gone(driver.pid, wait):
@@ -117,7 +118,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             return None
         if driver is not None and driver.poll() == EXIT_NO_PROGRESS:  # said why (walltime.py)
             return None
-        print("hpoc: requeueing the job; the study resumes from its storage", flush=True)
+        print(f"hpoc: requeueing job {_job_ref()} to resume the study", flush=True)
         # Without retry_errored: the requeued job resumes this run, errored trials as the
         # plan's `resume.retry_errored` says (a retry from scratch is not started over).
         fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
@@ -455,3 +456,9 @@ def _bringup_timeout() -> float:
         return float(text)
     except ValueError:
         raise StudyJobError(f"HPOC_BRINGUP_TIMEOUT={text!r} is not a number of seconds") from None
+
+
+def _job_ref() -> str:
+    """This job as scontrol and squeue name it: an array task is JOBID_TASK."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "")

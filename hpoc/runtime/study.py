@@ -320,9 +320,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     left = budget_left(exp) if budget and not interrupted else None
     budget_reached = bool(budget) and not interrupted and (
         left <= 0 if left is not None else time.monotonic() - fit_started >= budget)
-    # being retried when the budget or their time limit stopped them (a stop by a signal
-    # leaves them paused: they go on in the next run)
-    cut_short = {} if interrupted else dict(STATE.retrying)
+    cut_short = watch.retry_failures(interrupted)
     if budget_reached:
         say(stream, _budget_line(budget, total, trials, len(cut_short)))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,

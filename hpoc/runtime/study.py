@@ -307,7 +307,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     metrics = plan["objective"]["metrics"]
     STATE.total = total
     STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
-                                         metrics[0]["name"] if metrics else None)
+                                         metrics[0]["name"] if metrics else None,
+                                         opts.shard if plan["shards"]["count"] > 1 else None)
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
     say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")

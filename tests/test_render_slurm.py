@@ -728,7 +728,8 @@ def test_the_walltime_handler_requeues_only_a_study_the_driver_left_resumable(tm
     (tmp_path / "scontrol").write_text('#!/bin/sh\necho "$*" >"$0.args"\n')
     (tmp_path / "scontrol").chmod(0o755)
     on_usr2 = '""' if driver_rc == "stuck" else f'"exit {driver_rc}"'
-    driver = "bash -c 'exit 1' &\nhpoc_driver=$!\nsleep 0.5\n" if driver_rc == "ended" else "" if driver_rc is None else (
+    ended = "bash -c 'exit 1' &\nhpoc_driver=$!\nsleep 0.5\n"  # ended just before the signal
+    driver = ended if driver_rc == "ended" else "" if driver_rc is None else (
         f"bash -c 'trap {on_usr2} USR2; touch {tmp_path}/ready; while :; do sleep 0.1 & wait $!; done' &\n"
         f"hpoc_driver=$! fake=$!\ntrap 'kill $fake 2>/dev/null' EXIT\n"
         f"until [ -e {tmp_path}/ready ]; do sleep 0.05; done\n")

@@ -92,6 +92,16 @@ def test_ray_environment_carries_the_token_path_never_the_token():
     assert env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] == "0"
 
 
+
+def test_a_jobs_ray_nodes_cap_their_processes_logs_as_a_local_run_does_unless_told_otherwise():
+    """What the workers of a multi-worker trial print goes to Ray's logs only: a local run
+    capped them, a job's nodes (job.sbatch and hpoc submit start them here) did not."""
+    env = node.ray_env({"PATH": "/bin"}, Path("/j/token"))
+    assert env["RAY_ROTATION_MAX_BYTES"] == str(16 * 2**20) and env["RAY_ROTATION_BACKUP_COUNT"] == "1"
+    own = node.ray_env({"RAY_ROTATION_MAX_BYTES": "1000", "RAY_ROTATION_BACKUP_COUNT": ""}, Path("/j/token"))
+    assert own["RAY_ROTATION_MAX_BYTES"] == "1000" and own["RAY_ROTATION_BACKUP_COUNT"] == "1"
+
+
 # ---- job directory, token and rank ------------------------------------------------------
 
 

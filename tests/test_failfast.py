@@ -141,3 +141,25 @@ def test_the_hint_follows_the_resume_settings():
     assert "--fresh" in hint(plan) and "retry_errored = false" in hint(plan)
     plan["resume"]["enabled"] = False
     assert "--fresh" in hint(plan)
+
+
+def test_a_shards_rule_says_it_counted_the_shards_trials_not_the_studys():
+    """Each shard's driver counts its own trials: "all 2 trials of the study" was wrong in a
+    study of 4 shards, and "no trial reported" too while other shards' trials had."""
+    rule = FailFast(k=3, total=2, metric="acc", shard=1)
+    one, two = Trial("1", status="PENDING"), Trial("2", status="PENDING")
+    error = _text("ValueError: this model cannot be built")
+    rule.trial_failed(one, [one, two], error)
+    message = rule.trial_failed(two, [one, two], error)
+    assert message.startswith("all 2 trials of shard 1 failed with the same error, and no trial of "
+                              "shard 1 reported `acc`\n"), message
+    assert rule.headline == "stopping shard 1: every trial of it failed the same way; not retrying them"
+    rule = FailFast(k=3, total=3, metric="acc", shard=0)
+    rule.trial_failed(one, [one], error)
+    assert rule.trial_failed(two, [one, two], error).startswith(
+        "all 2 trials of shard 0 made so far (of 3) failed with the same error")
+    trials = [_failed(f"{i:x}") for i in range(1, 4)]
+    rule = FailFast(k=3, total=64, metric="val_loss", shard=2)
+    assert _run(rule, trials)[2].startswith("all of the first 3 trials of shard 2 to end failed with the "
+                                            "same error, and no trial of shard 2 reported `val_loss`")
+    assert rule.headline == "stopping shard 2: its first trials all failed the same way"

@@ -268,3 +268,35 @@ class _Clock:
 
     def __call__(self):
         return self.now[0]
+
+
+def test_trials_a_fail_fast_stop_caught_before_their_retry_are_failed_not_paused(monkeypatch, tmp_path):
+    """The study stopped itself (fail fast) while trials waited for their retry: the summary,
+    `hpoc status` and `hpoc results` called them paused or pending, with no error."""
+    from hpoc.runtime import summary as summary_mod
+    from hpoc.runtime import watch
+
+    def trial(tid, status, reported):
+        return SimpleNamespace(trial_id=tid, status=status, config={}, path=None, local_path=None,
+                               error_file=None, error_msg=None,
+                               last_result={"trial_id": tid, "training_iteration": 1} if reported
+                               else {"trial_id": tid})
+
+    trials = [trial("a", "ERROR", False), trial("b", "PENDING", True), trial("c", "PENDING", False),
+              trial("d", "TERMINATED", True)]  # d: running a retry that had reported, stopped
+    monkeypatch.setattr(watch, "STATE", watch._State(
+        failed="all 3 trials failed", ended={"a"},
+        retrying={"b": "RuntimeError: expected Long", "c": "RuntimeError: expected Long"}))
+    seen, stopped = watch._as_seen(trials)
+    assert stopped and [t.status for t in seen] == ["ERROR", "ERROR", "ERROR", "PAUSED"]
+    plan = {"study": {"name": "s"}, "space": {"params": [], "constants": {}},
+            "objective": {"metrics": [{"name": "loss", "mode": "min"}]}}
+    built = summary_mod.build(plan, 0, seen, wall_s=1.0, interrupted=True, experiment_dir=tmp_path,
+                              plan_hash="sha256:0", stopped=watch.STATE.failed,
+                              cut_short=watch.retry_failures(interrupted=True))
+    assert built["status_counts"] == {"ERROR": 3, "PAUSED": 1}
+    assert [t["error"] for t in built["trials"][1:3]] == ["RuntimeError: expected Long"] * 2
+    # a stop by a signal leaves them to the next run: paused or pending, as before
+    watch.STATE.failed, watch.STATE.signal = None, 12
+    assert [t.status for t in watch._as_seen(trials)[0]] == ["ERROR", "PAUSED", "PENDING", "PAUSED"]
+    assert watch.retry_failures(interrupted=True) == {}

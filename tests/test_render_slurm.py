@@ -708,3 +708,37 @@ def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_
     assert got == 2 and not args, err
     assert ("hpoc: error: python3 in /i.sif on node7 cannot run hpoc (ModuleNotFoundError: No module named "
             "'hpoc'): make `apptainer` available in slurm.setup") in err, err
+
+
+@pytest.mark.parametrize("driver_rc, requeued", [(75, True), (0, False), (1, False), (76, False),
+                                                 (140, False), (None, True), ("stuck", True),
+                                                 ("ended", False)])
+def test_the_walltime_handler_requeues_only_a_study_the_driver_left_resumable(tmp_path, driver_rc, requeued):
+    """Exit 75 (stopped, resumable) requeues; a study that finished (0), failed (1: every
+    trial errored, or it stopped itself), made no progress (76) or had nothing to resume
+    yet (128+signal) is not: the requeued job only found it done. Without a driver's word
+    (none started yet, or it did not stop in time) the job requeues; a driver that ended
+    just before the signal says how it ended."""
+    script = rendered("gpu-resume")["job.sbatch"]
+
+    def function(name: str) -> str:
+        start = script.index(f"{name}() {{")
+        return script[start:script.index("\n}\n", start) + 3]
+
+    (tmp_path / "scontrol").write_text('#!/bin/sh\necho "$*" >"$0.args"\n')
+    (tmp_path / "scontrol").chmod(0o755)
+    on_usr2 = '""' if driver_rc == "stuck" else f'"exit {driver_rc}"'
+    ended = "bash -c 'exit 1' &\nhpoc_driver=$!\nsleep 0.5\n"  # ended just before the signal
+    driver = ended if driver_rc == "ended" else "" if driver_rc is None else (
+        f"bash -c 'trap {on_usr2} USR2; touch {tmp_path}/ready; while :; do sleep 0.1 & wait $!; done' &\n"
+        f"hpoc_driver=$! fake=$!\ntrap 'kill $fake 2>/dev/null' EXIT\n"
+        f"until [ -e {tmp_path}/ready ]; do sleep 0.05; done\n")
+    stuck = "hpoc_wait_pids() { return 1; }\n" if driver_rc == "stuck" else ""
+    test = tmp_path / "t.sh"
+    test.write_text(f"PATH={tmp_path}:$PATH\nhpoc_job_ref=77\nhpoc_driver=''\n"
+                    + function("hpoc_shielded") + function("hpoc_wait_pids") + stuck
+                    + function("hpoc_on_usr2") + driver + "hpoc_on_usr2\n")
+    run = subprocess.run(["bash", str(test)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == (driver_rc if isinstance(driver_rc, int) else 1), run.stdout + run.stderr
+    assert (tmp_path / "scontrol.args").exists() == requeued, run.stdout + run.stderr
+    assert ("requeueing job 77" in run.stdout) == requeued, run.stdout

@@ -196,11 +196,13 @@ def test_scancel_during_the_bring_up_leaves_no_terminated_line(tmp_path):
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 
-def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path):
-    proc = start(tmp_path, ON_USR2="0")
+@pytest.mark.parametrize("code", ["0", "1"])
+def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path, code):
+    """Finished (0) or failed (1: every trial errored) as the signal came: nothing to resume."""
+    proc = start(tmp_path, ON_USR2=code)
     proc.send_signal(signal.SIGUSR2)
     rc, out = finish(proc)
-    assert rc == 0 and "requeue" not in calls(tmp_path)
+    assert rc == int(code) and "requeue" not in calls(tmp_path)
     assert not alive(tmp_path / "step.pid")
 
 

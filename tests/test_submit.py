@@ -476,6 +476,21 @@ def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancel
     assert "hpoc: requeueing job 76_1 to resume the study" in out.out and "terminated" not in out.err, out
 
 
+@pytest.mark.parametrize("driver_rc, requeued", [(75, True), (0, False), (1, False), (76, False)])
+def test_the_walltime_requeues_only_a_study_the_driver_left_resumable(tmp_path, capsys, driver_rc, requeued):
+    """As job.sbatch: a study that finished (0) or failed (1: every trial errored, or it
+    stopped itself) as the walltime came was requeued, and the requeued job found it done."""
+    from hpoc.submit.job import StudyJob
+
+    job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
+    job._driver = subprocess.Popen(["sh", "-c", f"exit {driver_rc}"])
+    job._driver.wait()
+    assert (job.checkpoint(0) is not None) == requeued
+    out = capsys.readouterr().out
+    assert ("requeueing the job" in out) == requeued, out
+    assert ("not requeued" in out) == (driver_rc in (0, 1)), out
+
+
 def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
     """job.sbatch refuses it at once; the submitit job went on until the Ray head's own
     check of its socket paths failed on the node."""

@@ -13,8 +13,10 @@ from typing import Any
 from hpoc.errors import HpocError
 
 PLAN_VERSION = 1
-# The driver's exit status the job scripts act on: stopped by the walltime again before any
-# trial reported (runtime/walltime.py), so the job is not requeued.
+# The driver's exit statuses the jobs act on at the walltime: stopped, resumable (the job
+# is requeued); stopped by the walltime again before any trial reported (runtime/walltime.py),
+# so the job is not requeued. Any other status is a study that ended, finished or failed.
+EXIT_INTERRUPTED = 75
 EXIT_NO_PROGRESS = 76
 # `search nevergrad`'s optimizer when the plan names none: the compiler writes it, the
 # runtime falls back on it, the docs name it.

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from hpoc.plan import EXIT_NO_PROGRESS  # noqa: F401 - the job scripts act on it (walltime.py)
+from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS  # noqa: F401 - the job scripts act on them
 
-EXIT_OK, EXIT_FAILED, EXIT_SPEC, EXIT_INTERRUPTED = 0, 1, 2, 75
+EXIT_OK, EXIT_FAILED, EXIT_SPEC = 0, 1, 2
 
 
 class StudyError(Exception):

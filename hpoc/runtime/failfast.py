@@ -50,6 +50,7 @@ class FailFast:
     k: int                      # 0: off
     total: int                  # trials in this shard
     metric: str | None          # the first objective metric; None: any report counts
+    shard: int | None = None    # the shard whose trials these are; None: the study is one shard
     # trial id -> (dir, sig, text) of the trials that decide, in the order they ended (failed)
     ended: dict[str, tuple[str | None, str | None, str | None]] = field(default_factory=dict)
     verdict: str | None = None  # the message, once the rule fired
@@ -115,9 +116,11 @@ class FailFast:
     @property
     def headline(self) -> str:
         """The line said when the rule fires (the verdict follows once the trials stopped)."""
+        what = "the study" if self.shard is None else f"shard {self.shard}"
         if self.whole_study:
-            return "stopping the study: every trial failed the same way; not retrying them"
-        return "stopping the study: its first trials all failed the same way"
+            every = "every trial" if self.shard is None else "every trial of it"
+            return f"stopping {what}: {every} failed the same way; not retrying them"
+        return f"stopping {what}: its first trials all failed the same way"
 
     def _succeeded(self, trial: Any) -> bool:
         result = getattr(trial, "last_result", None) or {}
@@ -130,13 +133,15 @@ class FailFast:
         text = text or ""
         where = summary_mod.error_where(text)
         n, metric = len(self.ended), f"`{self.metric}`" if self.metric else "anything"
+        # a shard's driver counts the shard's trials only: say so in a sharded study
+        of = "" if self.shard is None else f" of shard {self.shard}"
         if self.whole_study:
-            made = "of the study" if n >= self.total else f"made so far (of {self.total})"
-            first = f"all {n} trials {made} failed with the same error,"
+            made = (of or " of the study") if n >= self.total else f"{of} made so far (of {self.total})"
+            first = f"all {n} trials{made} failed with the same error,"
         else:
-            first = "the first trial to end" if n == 1 else f"all of the first {n} trials to end"
+            first = f"the first trial{of} to end" if n == 1 else f"all of the first {n} trials{of} to end"
             first += " failed with the same error,"
-        lines = [f"{first} and no trial reported {metric}",
+        lines = [f"{first} and no trial{of} reported {metric}",
                  f"  {summary_mod.error_line(text)}"]
         if where:
             lines.append(f"  --> {where}")

@@ -348,6 +348,12 @@ def ray_env(env: Mapping[str, str], token: Path) -> dict[str, str]:
     # also after a trial was killed mid-save), not in /tmp.
     out["HPOC_SCRATCH"] = str(token.parent / "scratch")
     out.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's logs of each process (what a multi-worker trial's workers print) capped as in a
+    # local run (session.py): the node's temp dir is small. The user's own setting stays.
+    from hpoc.runtime.session import RAY_LOG_ROTATION
+
+    for key, value in RAY_LOG_ROTATION.items():
+        out[key] = out.get(key) or value
     # On SIGTERM `ray start` first asks the GCS to drain this node, for up to 30 s. At
     # teardown every node of the job stops at once and the GCS may be gone already.
     out["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"

@@ -309,7 +309,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     metrics = plan["objective"]["metrics"]
     STATE.total = total
     STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
-                                         metrics[0]["name"] if metrics else None)
+                                         metrics[0]["name"] if metrics else None,
+                                         opts.shard if plan["shards"]["count"] > 1 else None)
     where_to = f"{'local Ray' if ray_session.local else ray_session.address}"
     say(stream, f"[hpoc] study `{plan['study']['name']}` shard {opts.shard}: {total} trial(s) "
                  f"on {where_to}; results in {exp}")
@@ -322,9 +323,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     left = budget_left(exp) if budget and not interrupted else None
     budget_reached = bool(budget) and not interrupted and (
         left <= 0 if left is not None else time.monotonic() - fit_started >= budget)
-    # being retried when the budget or their time limit stopped them (a stop by a signal
-    # leaves them paused: they go on in the next run)
-    cut_short = {} if interrupted else dict(STATE.retrying)
+    cut_short = watch.retry_failures(interrupted)
     if budget_reached:
         say(stream, _budget_line(budget, total, trials, len(cut_short)))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,

@@ -197,11 +197,14 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           cut_short: dict[str, str] | None = None, budget_reached: bool = False) -> dict[str, Any]:
     """`cut_short`: trial id -> the failure of the trials being retried when the run ended
     (Tune marks a trial that the time budget or its time limit stopped TERMINATED, as any
-    other): such a trial keeps that failure as its `error`, with `retry_cut` set."""
+    other): such a trial keeps that failure as its `error`, with `retry_cut` set; one
+    a fail-fast stop caught (ERROR, watch._as_seen) keeps it as its error."""
     entries = [trial_entry(t, plan["space"]) for t in trials]
     for entry in entries:
         failure = (cut_short or {}).get(entry["trial_id"])
-        if failure and entry["status"] == "TERMINATED":
+        if failure and entry["status"] == "ERROR":
+            entry["error"] = failure[-_MAX_ERROR:]
+        elif failure and entry["status"] == "TERMINATED":
             entry["error"], entry["retry_cut"] = failure[-_MAX_ERROR:], True
             if budget_reached and not entry["stopped"]:
                 entry["stopped"] = BUDGET

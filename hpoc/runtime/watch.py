@@ -115,11 +115,22 @@ def _make_quiet() -> Any:
 
 def _as_seen(trials: list[Any]) -> tuple[list[Any], bool]:
     """(trials, stopped): after a stop, Tune's clean-up marks the trials it stopped
-    TERMINATED; they will resume, so they are PAUSED (PENDING if they never reported)."""
+    TERMINATED; they will resume, so they are PAUSED (PENDING if they never reported).
+    After a fail-fast stop those waiting for a retry are ERROR: they failed (their error
+    is retry_failures')."""
     if not STATE.stopping:
         return trials, False
+    failed = retry_failures(interrupted=True)
     return [t if t.trial_id in STATE.ended or t.status == "ERROR" else
+            _Relabelled(t, "ERROR") if t.trial_id in failed else
             _Relabelled(t, "PAUSED" if _reported(t) else "PENDING") for t in trials], True
+
+
+def retry_failures(interrupted: bool) -> dict[str, str]:
+    """trial id -> the failure of the trials being retried when the run ended, which the
+    summary keeps as their error: the time budget or their time limit cut the retry short,
+    or the study stopped itself (fail fast). A stop by a signal leaves them to the next run."""
+    return dict(STATE.retrying) if not interrupted or STATE.failed else {}
 
 
 def _budget_line(budget: float, total: int, trials: list[Any], retrying: int = 0) -> str:

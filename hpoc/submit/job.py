@@ -46,9 +46,8 @@ from typing import Any
 import submitit
 
 from hpoc.files import write_atomic
-from hpoc.plan import EXIT_NO_PROGRESS
+from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS
 
-EXIT_INTERRUPTED = 75
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
 HEAD_LOST_STOP_S = 3     # the driver's graceful stop hangs without the head's GCS
 HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
@@ -116,7 +115,13 @@ class StudyJob(submitit.helpers.Checkpointable):
                 print(f"hpoc: the study did not stop within {wait} s; it is stopped now", flush=True)
         if self.grace_s is None:  # resume disabled in the study: do not requeue
             return None
-        if driver is not None and driver.poll() == EXIT_NO_PROGRESS:  # said why (walltime.py)
+        # As job.sbatch: requeued when the driver stopped resumable, or gave no word (not
+        # started yet, too slow to stop); not a study that ended, finished or failed.
+        rc = driver.poll() if driver is not None else None
+        if rc not in (None, EXIT_INTERRUPTED):
+            if rc != EXIT_NO_PROGRESS:  # that one said why (walltime.py)
+                print(f"hpoc: the study ended as the time limit came (driver exit status {rc}); "
+                      "not requeued", flush=True)
             return None
         print(f"hpoc: requeueing job {_job_ref()} to resume the study", flush=True)
         # Without retry_errored: the requeued job resumes this run, errored trials as the

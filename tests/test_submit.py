@@ -487,7 +487,7 @@ def test_the_walltime_requeues_only_a_study_the_driver_left_resumable(tmp_path, 
     job._driver.wait()
     assert (job.checkpoint(0) is not None) == requeued
     out = capsys.readouterr().out
-    assert ("requeueing the job" in out) == requeued, out
+    assert ("requeueing job" in out) == requeued, out
     assert ("not requeued" in out) == (driver_rc in (0, 1)), out
 
 

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from hpoc.compiler.check import RESOURCES, VALUE, WARN_FILE, WARN_RESOURCES, Checker
+from hpoc.plan.space import INT_DOMAINS, multiples
 
 BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
 # Top-level keys whose "auto" hpoc fills in (the batch keys: DeepSpeed derives them). Inside
@@ -172,16 +173,12 @@ def _domain_values(p: dict[str, Any]) -> list[Any] | None:
         return list(a["categories"])
     if domain == "grid":
         return list(a["values"])
-    if domain in ("randint", "lograndint"):  # the upper bound is exclusive
-        lower, upper, q = a["lower"], a["upper"], 1
-    elif domain in ("qrandint", "qlograndint"):  # multiples of q, the upper bound included
-        q = a["q"]
-        lower, upper = -(-a["lower"] // q) * q, a["upper"] + 1
-    else:
+    if domain not in INT_DOMAINS:
         return None
-    if (upper - lower) // q > MAX_VALUES:
+    first, last, q = multiples(domain, a)
+    if (last - first) // q >= MAX_VALUES:
         return None
-    return list(range(lower, upper, q))
+    return list(range(first, last + 1, q))
 
 
 def _offload(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:

@@ -12,7 +12,7 @@ from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE,
                                  Checker)
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.plan.space import on_grid, typed_key
+from hpoc.plan.space import multiples, on_grid, typed_key
 
 
 @dataclass
@@ -140,15 +140,13 @@ def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, An
 def _one_value(ch: Checker, call: A.Call, args: dict[str, Any]) -> None:
     """An integer domain that holds one value searches nothing: `randint(1, 2)` is always 1
     (its upper bound is exclusive), `qrandint(1, 5, 4)` always 4."""
-    lo, hi, q = args["lower"], args["upper"], args.get("q", 1)
+    lo, hi = args["lower"], args["upper"]
+    first, last, q = multiples(call.func, args)
     if call.func in ("randint", "lograndint"):
-        first, count = lo, hi - lo
         help = f"`{call.func}`'s upper bound is exclusive: `{call.func}({lo}, {hi + 1})` gives {lo} and {hi}"
     else:
-        first = -(-lo // q) * q  # the first multiple of q from lo (integers: no float rounding)
-        count = (hi - first) // q + 1
         help = f"values are the multiples of `q` = {q} between the bounds; widen them or use a smaller `q`"
-    if count == 1:
+    if first == last:
         shown = ", ".join(str(args[k]) for k in ("lower", "upper", "q") if k in args)
         ch.warn(WARN_ONE_VALUE, f"`{call.func}({shown})` only ever gives {first}", call.span, help=help)
 
@@ -166,7 +164,7 @@ def low_end(ch: Checker, p: Param, alg: str, where: A.Span | None) -> None:
     if alg in ("random", "grid") or p.domain not in T.LOG or p.domain not in T.QUANTIZED:
         return
     lo, hi, q = p.args["lower"], p.args["upper"], p.args["q"]
-    first = math.ceil(lo / q - 1e-9) * q
+    first = multiples(p.domain, p.args)[0]
     if lo <= 0 or not lo < first < hi:
         return
 
@@ -189,8 +187,8 @@ def _quantum(bad: Any, func: str, args: dict[str, Any]) -> bool:
     """Values are the multiples of `q` within the bounds (Ray's rule). Ray refuses a float
     domain whose bounds are not multiples (ValueError at the first sample, mid-run), and an
     integer one with no multiple inside; Optuna would step from `lower` instead."""
-    lo, hi, q = args["lower"], args["upper"], args["q"]
-    first, last = math.ceil(lo / q - 1e-9) * q, math.floor(hi / q + 1e-9) * q
+    lo, hi = args["lower"], args["upper"]
+    first, last, q = multiples(func, args)
     fix = f"write `{func}({_num(first)}, {_num(last)}, {_num(q)})`" if first < last else None
     if func in T.INTEGER:
         if first > hi:

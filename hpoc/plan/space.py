@@ -73,6 +73,20 @@ def same_category(a: Any, b: Any) -> bool:
     return typed_key(a) == typed_key(b)
 
 
+INT_DOMAINS = ("randint", "qrandint", "lograndint", "qlograndint")
+
+
+def multiples(domain: str, args: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(first, last, q) of a quantised or integer domain: its values are the multiples of
+    `q` (1 for randint) from first to last, Ray's rule. Integers exactly (randint's and
+    lograndint's upper bound is exclusive, a quantised one's inclusive); floats within
+    rounding."""
+    q, lo, hi = args.get("q") or 1, args["lower"], args["upper"]
+    if domain in INT_DOMAINS:
+        return -(-lo // q) * q, (hi if domain.startswith("q") else hi - 1) // q * q, q
+    return math.ceil(lo / q - 1e-9) * q, math.floor(hi / q + 1e-9) * q, q
+
+
 def on_grid(x: float, q: float) -> bool:
     """Whether `x` is a multiple of `q`, by Ray's own test (ray.tune.search.sample:
     Float.quantized): the compiler asks it of a quantised domain's bounds, the runtime of

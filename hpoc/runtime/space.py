@@ -22,8 +22,8 @@ import math
 import pickle
 from typing import Any, Sequence
 
-from hpoc.plan.space import (SpaceError, count_grid, flatten, grid_points, is_active, nest, on_grid,
-                              same_category)
+from hpoc.plan.space import (INT_DOMAINS, SpaceError, count_grid, flatten, grid_points, is_active, multiples,
+                              nest, on_grid, same_category)
 
 DOMAINS = (
     "uniform", "quniform", "loguniform", "qloguniform", "randn", "qrandn",
@@ -194,7 +194,7 @@ def _suggest(trial: Any, p: dict[str, Any]) -> tuple[Any, bool]:
     if d in ("randint", "qrandint", "lograndint", "qlograndint"):
         # The multiples of q within the bounds, as Ray samples them (Optuna would step from
         # `lower`: qrandint(1, 10, 4) gave 1, 5, 9 instead of 4, 8).
-        lower, upper, q = _int_grid(d, a)
+        lower, upper, q = multiples(d, a)
         log = "log" in d
         if log and q != 1:
             v = trial.suggest_int(name + "~log", a["lower"], a["upper"], log=True)
@@ -247,17 +247,6 @@ def _distinct_types_ok(options: list[Any]) -> bool:
     return not (any(isinstance(o, bool) for o in options) and any(_number(o) for o in options))
 
 
-INT_DOMAINS = ("randint", "qrandint", "lograndint", "qlograndint")
-
-
-def _int_grid(d: str, a: dict[str, Any]) -> tuple[int, int, int]:
-    """(first, last, q): an integer domain's values are the multiples of q from first to
-    last (upper is exclusive for randint/lograndint, inclusive when quantised)."""
-    q = a.get("q") or 1
-    upper = a["upper"] if d.startswith("q") else a["upper"] - 1
-    return -(-a["lower"] // q) * q, upper // q * q, q
-
-
 def snap(param: dict[str, Any], value: Any) -> Any:
     """`value` made one of `param`'s values: inside its bounds, on its `q` grid with `q`'s
     decimals, an int for an integer domain. PBT's explore step multiplies values by its
@@ -266,13 +255,11 @@ def snap(param: dict[str, Any], value: Any) -> Any:
     if d in DISCRETE or not _number(value):
         return value
     if d in INT_DOMAINS:
-        lower, upper, q = _int_grid(d, a)
+        lower, upper, q = multiples(d, a)
         return int(min(max(round(value / q) * q, lower), upper))
     q = a.get("q")
     if "lower" in a:
-        lower, upper = a["lower"], a["upper"]
-        if q:  # the multiples of q within the bounds
-            lower, upper = math.ceil(lower / q - 1e-9) * q, math.floor(upper / q + 1e-9) * q
+        lower, upper = multiples(d, a)[:2] if q else (a["lower"], a["upper"])
         value = min(max(value, lower), upper)
     return _quantize(value, q) if q else float(value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -176,7 +177,7 @@ def _ddp_worker(rank, world, port, out, kind, stage):
                 s.backward(loss)
             s.step()
         total = s.all_reduce(torch.tensor([float(rank + 1)]))
-        params = torch.cat([p.detach().flatten() for p in s.unwrap().parameters()])
+        params = _params(s)
         ckpt = os.path.join(out, "ckpt" if kind == "ddp" else f"ckpt-{rank}")
         if kind != "ddp":  # each rank its own dir, merged later as Ray Train does
             s.save_checkpoint(ckpt, {"epoch": 3})
@@ -190,15 +191,29 @@ def _ddp_worker(rank, world, port, out, kind, stage):
             ckpt = os.path.join(out, "merged")
         else:
             s.save_checkpoint(ckpt, {"epoch": 3})
-        with torch.no_grad():
+        with _gathered(s, modify=True), torch.no_grad():
             for p in s.unwrap().parameters():
                 p.add_(1.0)  # clobber, then restore
         extra = s.load_checkpoint(ckpt)
-        restored = torch.cat([p.detach().flatten() for p in s.unwrap().parameters()])
+        restored = _params(s)
         torch.save({"params": params, "restored": restored, "total": total, "extra": extra,
                     "steps": len(batches)}, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+def _gathered(s, modify=False):
+    """Whole parameters: ZeRO-3 keeps only each rank's partition of them."""
+    if getattr(s, "zero_stage", 0) != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(s.unwrap().parameters()), modifier_rank=0 if modify else None)
+
+
+def _params(s):
+    with _gathered(s):
+        return torch.cat([p.detach().clone().flatten() for p in s.unwrap().parameters()])
 
 
 def _run(tmp_path, kind, stage=0):
@@ -216,13 +231,15 @@ def test_ddp_ranks_stay_in_sync_and_checkpoints_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["ckpt"]  # rank 0 wrote it
 
 
-@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("stage", [1, 2, 3])
 def test_deepspeed_zero_trains_in_sync_and_restores_its_sharded_checkpoint(tmp_path, stage):
+    """The trainer gets back what it saved, as under DDP, not DeepSpeed's own fields beside
+    it (`param_shapes`, `ds_config`, `global_samples`, ...)."""
     pytest.importorskip("deepspeed")
     r0, r1 = _run(tmp_path, "deepspeed", stage)
     assert torch.equal(r0["params"], r1["params"])
     assert torch.equal(r0["restored"], r0["params"]) and torch.equal(r1["restored"], r1["params"])
-    assert r0["extra"]["epoch"] == 3
+    assert r0["extra"] == r1["extra"] == {"epoch": 3}
     shards = sorted(p.name for p in (tmp_path / "merged" / "hpoc").iterdir())
     assert "zero_pp_rank_0_mp_rank_00_optim_states.pt" in shards
     assert "zero_pp_rank_1_mp_rank_00_optim_states.pt" in shards
@@ -417,3 +434,17 @@ def test_a_trainer_whose_model_leaves_parameters_unused_trains_under_ddp(tmp_pat
     a trainer no way to pass: the trainer's `find_unused_parameters` now reaches DDP."""
     mp.spawn(_unused_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pt", "rank1.pt"]
+
+
+def test_a_checkpoint_gives_back_only_the_extra_it_was_given(tmp_path):
+    """A checkpoint with an lr scheduler's state, loaded where there is none (a trainer of
+    another kind resumed on it): the scheduler's state came back as if the trainer saved it."""
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    saver = Strategy(device="cpu")
+    saver.distributed(model, opt, torch.optim.lr_scheduler.StepLR(opt, 1))
+    saver.save_checkpoint(tmp_path / "ckpt", {"epoch": 3})
+    loader = Strategy(device="cpu")
+    other = nn.Linear(4, 1)
+    loader.distributed(other, torch.optim.SGD(other.parameters(), lr=0.1))
+    assert loader.load_checkpoint(tmp_path / "ckpt") == {"epoch": 3}

@@ -30,6 +30,7 @@ import torch
 
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
+DS_EXTRA = "hpoc_extra"  # the trainer's part of a DeepSpeed checkpoint's client state
 log = logging.getLogger("hpoc.strategy")
 
 
@@ -360,10 +361,11 @@ class Strategy:
                          "not loaded", directory, kind, type(self.optimizer).__qualname__)
             else:
                 self.optimizer.load_state_dict(saved)
-        if "lr_scheduler" in state and self.lr_scheduler is not None:
-            self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
-        if "scaler" in state and self.scaler is not None:
-            self.scaler.load_state_dict(state.pop("scaler"))
+        scheduler, scaler = state.pop("lr_scheduler", None), state.pop("scaler", None)
+        if scheduler is not None and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(scheduler)
+        if scaler is not None and self.scaler is not None:
+            self.scaler.load_state_dict(scaler)
         return state
 
     def checkpoint_files_rank_local(self) -> bool:
@@ -593,20 +595,24 @@ class DeepSpeedStrategy(DDPStrategy):
         return self.engine.is_gradient_accumulation_boundary()
 
     def save_checkpoint(self, directory: str | os.PathLike, extra: dict[str, Any]) -> None:
-        # Every rank writes its own ZeRO partition; Ray merges the workers' files.
-        state = dict(extra)
+        # Every rank writes its own ZeRO partition; Ray merges the workers' files. `extra` under
+        # a key of its own: DeepSpeed hands back its own fields beside a client state.
+        state: dict[str, Any] = {DS_EXTRA: dict(extra)}
         if self.lr_scheduler is not None and hasattr(self.lr_scheduler, "state_dict"):
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
         self.engine.save_checkpoint(str(directory), tag=DS_TAG, client_state=state)
 
     def load_checkpoint(self, directory: str | os.PathLike) -> dict[str, Any]:
+        """Restore what `save_checkpoint` wrote; returns the `extra` part, as the other strategies."""
         _, client_state = self.engine.load_checkpoint(
             str(directory), tag=DS_TAG, load_optimizer_states=True,
             load_lr_scheduler_states=self.engine.lr_scheduler is not None)
         state = dict(client_state or {})
-        if "lr_scheduler" in state and self.lr_scheduler is not None:
-            self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
-        return state
+        scheduler = state.pop("lr_scheduler", None)
+        if scheduler is not None and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(scheduler)
+        # a checkpoint written before `extra` had its own key: all of it, as then
+        return dict(state.get(DS_EXTRA, state))
 
     def checkpoint_files_rank_local(self) -> bool:
         return True

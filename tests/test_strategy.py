@@ -265,6 +265,37 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
     assert [r["epoch"] for r in runs[0]] == [1, 2] and [r["epoch"] for r in runs[1]] == [3]
 
 
+def _deepspeed_accumulation(_rank, port, out):
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    config = os.path.join(out, "ds.json")
+    with open(config, "w") as f:
+        json.dump({"train_batch_size": 16}, f)  # 4 micro-batches of 4 per step, as DeepSpeed derives
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 2, "precision": None, "config_file": config})
+    s.batch_size = 4
+    model = _model()
+    model, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    stepped = []
+    for batches in (6, 4):  # two epochs, the first of 6 micro-batches
+        for i in range(batches):
+            with s.micro_batch(last=i == batches - 1):
+                s.backward(model(torch.ones(4, 4)).sum())
+            stepped.append(s.step())
+    torch.save(stepped, os.path.join(out, "stepped.pt"))
+
+
+def test_deepspeed_accumulation_ends_with_the_epoch(tmp_path):
+    """The engine counted its own windows: the 2 micro-batches left at an epoch's end did
+    not step and went into the next epoch's first window (as under DDP, `last` steps)."""
+    pytest.importorskip("deepspeed")
+    mp.spawn(_deepspeed_accumulation, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    stepped = torch.load(tmp_path / "stepped.pt")
+    assert stepped == [False, False, False, True, False, True] + [False, False, False, True]
+
+
 def _deepspeed_in_an_existing_group(_rank, port, out):
     # A group some earlier code made, and no LOCAL_RANK left behind: DeepSpeed must still start.
     import torch.distributed as dist

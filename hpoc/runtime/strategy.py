@@ -583,16 +583,35 @@ class DeepSpeedStrategy(DDPStrategy):
     def input_dtype(self) -> torch.dtype | None:
         return _DTYPES[self.precision] if self.precision in ("bf16", "fp16") else None
 
+    # The windows are ours, not the engine's count of micro-steps since it started: that count
+    # ignored `last` and carried an epoch's leftover micro-batches into the next epoch's window.
+
     @contextlib.contextmanager
     def micro_batch(self, last: bool = False) -> Iterator[None]:
-        yield  # the engine tracks accumulation boundaries itself
+        self._boundary = self.is_boundary(last)
+        self.engine.set_gradient_accumulation_boundary(self._boundary)  # before forward (ZeRO-3)
+        yield
+
+    def is_boundary(self, last: bool = False) -> bool:
+        # the engine's accumulation: the file's, or derived from its `train_batch_size`
+        steps = self.engine.gradient_accumulation_steps() if self.engine is not None else 1
+        return last or (self._micro + 1) % steps == 0
 
     def backward(self, loss: torch.Tensor) -> None:
+        if getattr(self, "_boundary", None) is None:  # a loop without `micro_batch`
+            self._boundary = self.is_boundary()
+            self.engine.set_gradient_accumulation_boundary(self._boundary)
         self.engine.backward(loss)
 
     def step(self) -> bool:
+        boundary = getattr(self, "_boundary", None)
+        if boundary is None:
+            boundary = self.is_boundary()
+            self.engine.set_gradient_accumulation_boundary(boundary)
         self.engine.step()
-        return self.engine.is_gradient_accumulation_boundary()
+        self._boundary = None
+        self._micro = 0 if boundary else self._micro + 1
+        return boundary
 
     def save_checkpoint(self, directory: str | os.PathLike, extra: dict[str, Any]) -> None:
         # Every rank writes its own ZeRO partition; Ray merges the workers' files. `extra` under

@@ -254,7 +254,7 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
     ds = {"zero_stage": 2, "precision": None, "config_file": None}
     plan = make_plan(workdir, tmp_path / "results", resources={"strategy": "deepspeed", "deepspeed": ds})
     data = pipeline.load_data(plan)
-    config = {"lr": 0.02, "hidden": 16, "batch_size": 32, "epochs": 2}
+    config = {"lr": 0.02, "hidden": 16, "epochs": 2}  # no batch_size: the loop's default
     runs = []
     for epochs in (2, 3):  # the second run finds the first one's checkpoint
         t = pipeline.import_target("toy:ToyTrainer", str(workdir))()
@@ -262,6 +262,8 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
         runs.append(t.run_local(dict(config, epochs=epochs), data, directory=tmp_path / "run",
                                 plan=plan, strategy=s))
         assert type(t.model).__name__ == "DeepSpeedEngine"
+        # DeepSpeed was told a micro-batch of 1 while the loop trained on 64
+        assert t.model.train_micro_batch_size_per_gpu() == t.batch_size == 64
     assert [r["epoch"] for r in runs[0]] == [1, 2] and [r["epoch"] for r in runs[1]] == [3]
 
 

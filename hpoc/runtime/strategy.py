@@ -589,7 +589,7 @@ class DeepSpeedStrategy(DDPStrategy):
     @contextlib.contextmanager
     def micro_batch(self, last: bool = False) -> Iterator[None]:
         self._boundary = self.is_boundary(last)
-        self.engine.set_gradient_accumulation_boundary(self._boundary)  # before forward (ZeRO-3)
+        self.engine.set_gradient_accumulation_boundary(self._boundary)  # before forward, as DeepSpeed asks
         yield
 
     def is_boundary(self, last: bool = False) -> bool:

@@ -2021,8 +2021,10 @@ def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extr
     ('{"train_batch_size": 128}', "batch_size = choice(16, 32, 48)", "warning",
      "trials whose `batch_size` is 48 fail (a micro-batch of 48 × 1 accumulation steps × 2 workers is 96)"),
     ('{"train_batch_size": 0}', "", "error", "sets `train_batch_size` to 0: DeepSpeed needs a whole number"),
-    ('{"train_batch_size": 3, "gradient_accumulation_steps": 1}', "", "error",  # 3 // 2 workers = 1
-     "a micro-batch of 1 × 1 accumulation steps × 2 workers is 2"),
+    ('{"train_batch_size": 3, "gradient_accumulation_steps": 1}', "", "error",  # the loop's default 64
+     "a micro-batch of 64 × 1 accumulation steps × 2 workers is 128"),
+    # DeepSpeed's getting-started config: the trainer tells DeepSpeed the loop's 64, not 8 // 2 workers
+    ('{"train_batch_size": 8}', "", "error", "a micro-batch of 64 × 2 workers is already 128"),
 ])  # fmt: skip
 def test_a_deepspeed_train_batch_size_that_does_not_split_is_said_at_check(tmp_path, content, space, severity,
                                                                           message) -> None:
@@ -2098,7 +2100,5 @@ def test_a_deepspeed_micro_batch_that_is_not_the_trials_batch_is_warned_about(tm
     assert w.message == ('the DeepSpeed config "ds.json" sets `train_micro_batch_size_per_gpu` to 16, but the '
                          f"trials train on batches of {batches}: DeepSpeed only counts with it")
     assert not _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16}', extra="space { batch_size = 16 }\n")
-    # DeepSpeed's getting-started config: 8 over 2 workers is 4 per worker, not the loop's 64
-    (w,) = _ds_diagnostics(tmp_path, '{"train_batch_size": 8, "gradient_accumulation_steps": 1}')
-    assert w.message == ('the DeepSpeed config "ds.json" sets `train_batch_size` to 8, a micro-batch of 4, but the '
-                         "trials train on batches of hpoc's default `batch_size` (64): DeepSpeed only counts with it")
+    # no batch_size and no micro-batch: DeepSpeed is told the loop's 64 and splits 256 into 64 × 2 × 2 workers
+    assert not _ds_diagnostics(tmp_path, '{"train_batch_size": 256}')

@@ -53,7 +53,7 @@ def test_a_two_worker_ddp_trial_trains_reports_and_resumes(tmp_path):
     assert newest.is_dir()
 
 
-# Resuming from ZeRO-1/2 checkpoints merged from both ranks is tested without Ray in
+# Resuming from ZeRO-1/2/3 checkpoints merged from both ranks is tested without Ray in
 # test_strategy.py (a retry costs a second worker-group start here); `make stress` does it
 # through Ray Train as well.
 # ZeRO-1 plain; ZeRO-2 through a retry (a plain ZeRO-2 run is its first half).

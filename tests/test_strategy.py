@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -176,7 +177,7 @@ def _ddp_worker(rank, world, port, out, kind, stage):
                 s.backward(loss)
             s.step()
         total = s.all_reduce(torch.tensor([float(rank + 1)]))
-        params = torch.cat([p.detach().flatten() for p in s.unwrap().parameters()])
+        params = _params(s)
         ckpt = os.path.join(out, "ckpt" if kind == "ddp" else f"ckpt-{rank}")
         if kind != "ddp":  # each rank its own dir, merged later as Ray Train does
             s.save_checkpoint(ckpt, {"epoch": 3})
@@ -190,15 +191,29 @@ def _ddp_worker(rank, world, port, out, kind, stage):
             ckpt = os.path.join(out, "merged")
         else:
             s.save_checkpoint(ckpt, {"epoch": 3})
-        with torch.no_grad():
+        with _gathered(s, modify=True), torch.no_grad():
             for p in s.unwrap().parameters():
                 p.add_(1.0)  # clobber, then restore
         extra = s.load_checkpoint(ckpt)
-        restored = torch.cat([p.detach().flatten() for p in s.unwrap().parameters()])
+        restored = _params(s)
         torch.save({"params": params, "restored": restored, "total": total, "extra": extra,
                     "steps": len(batches)}, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+
+
+def _gathered(s, modify=False):
+    """Whole parameters: ZeRO-3 keeps only each rank's partition of them."""
+    if getattr(s, "zero_stage", 0) != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(s.unwrap().parameters()), modifier_rank=0 if modify else None)
+
+
+def _params(s):
+    with _gathered(s):
+        return torch.cat([p.detach().clone().flatten() for p in s.unwrap().parameters()])
 
 
 def _run(tmp_path, kind, stage=0):
@@ -216,13 +231,15 @@ def test_ddp_ranks_stay_in_sync_and_checkpoints_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["ckpt"]  # rank 0 wrote it
 
 
-@pytest.mark.parametrize("stage", [1, 2])
+@pytest.mark.parametrize("stage", [1, 2, 3])
 def test_deepspeed_zero_trains_in_sync_and_restores_its_sharded_checkpoint(tmp_path, stage):
+    """The trainer gets back what it saved, as under DDP, not DeepSpeed's own fields beside
+    it (`param_shapes`, `ds_config`, `global_samples`, ...)."""
     pytest.importorskip("deepspeed")
     r0, r1 = _run(tmp_path, "deepspeed", stage)
     assert torch.equal(r0["params"], r1["params"])
     assert torch.equal(r0["restored"], r0["params"]) and torch.equal(r1["restored"], r1["params"])
-    assert r0["extra"]["epoch"] == 3
+    assert r0["extra"] == r1["extra"] == {"epoch": 3}
     shards = sorted(p.name for p in (tmp_path / "merged" / "hpoc").iterdir())
     assert "zero_pp_rank_0_mp_rank_00_optim_states.pt" in shards
     assert "zero_pp_rank_1_mp_rank_00_optim_states.pt" in shards
@@ -237,7 +254,7 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
     ds = {"zero_stage": 2, "precision": None, "config_file": None}
     plan = make_plan(workdir, tmp_path / "results", resources={"strategy": "deepspeed", "deepspeed": ds})
     data = pipeline.load_data(plan)
-    config = {"lr": 0.02, "hidden": 16, "batch_size": 32, "epochs": 2}
+    config = {"lr": 0.02, "hidden": 16, "epochs": 2}  # no batch_size: the loop's default
     runs = []
     for epochs in (2, 3):  # the second run finds the first one's checkpoint
         t = pipeline.import_target("toy:ToyTrainer", str(workdir))()
@@ -245,7 +262,40 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
         runs.append(t.run_local(dict(config, epochs=epochs), data, directory=tmp_path / "run",
                                 plan=plan, strategy=s))
         assert type(t.model).__name__ == "DeepSpeedEngine"
+        # DeepSpeed was told a micro-batch of 1 while the loop trained on 64
+        assert t.model.train_micro_batch_size_per_gpu() == t.batch_size == 64
     assert [r["epoch"] for r in runs[0]] == [1, 2] and [r["epoch"] for r in runs[1]] == [3]
+
+
+def _deepspeed_accumulation(_rank, port, out):
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    config = os.path.join(out, "ds.json")
+    with open(config, "w") as f:
+        json.dump({"train_batch_size": 16}, f)  # 4 micro-batches of 4 per step, as DeepSpeed derives
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 2, "precision": None, "config_file": config})
+    s.batch_size = 4
+    model = _model()
+    model, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    stepped = []
+    for batches in (6, 4):  # two epochs, the first of 6 micro-batches
+        for i in range(batches):
+            with s.micro_batch(last=i == batches - 1):
+                s.backward(model(torch.ones(4, 4)).sum())
+            stepped.append(s.step())
+    torch.save(stepped, os.path.join(out, "stepped.pt"))
+
+
+def test_deepspeed_accumulation_ends_with_the_epoch(tmp_path):
+    """The engine counted its own windows: the 2 micro-batches left at an epoch's end did
+    not step and went into the next epoch's first window (as under DDP, `last` steps)."""
+    pytest.importorskip("deepspeed")
+    mp.spawn(_deepspeed_accumulation, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    stepped = torch.load(tmp_path / "stepped.pt")
+    assert stepped == [False, False, False, True, False, True] + [False, False, False, True]
 
 
 def _deepspeed_in_an_existing_group(_rank, port, out):
@@ -417,3 +467,17 @@ def test_a_trainer_whose_model_leaves_parameters_unused_trains_under_ddp(tmp_pat
     a trainer no way to pass: the trainer's `find_unused_parameters` now reaches DDP."""
     mp.spawn(_unused_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pt", "rank1.pt"]
+
+
+def test_a_checkpoint_gives_back_only_the_extra_it_was_given(tmp_path):
+    """A checkpoint with an lr scheduler's state, loaded where there is none (a trainer of
+    another kind resumed on it): the scheduler's state came back as if the trainer saved it."""
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    saver = Strategy(device="cpu")
+    saver.distributed(model, opt, torch.optim.lr_scheduler.StepLR(opt, 1))
+    saver.save_checkpoint(tmp_path / "ckpt", {"epoch": 3})
+    loader = Strategy(device="cpu")
+    other = nn.Linear(4, 1)
+    loader.distributed(other, torch.optim.SGD(other.parameters(), lr=0.1))
+    assert loader.load_checkpoint(tmp_path / "ckpt") == {"epoch": 3}

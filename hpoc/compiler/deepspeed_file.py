@@ -16,7 +16,7 @@ BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_ac
 # other sections, DeepSpeed's own config models read "auto" as their default.
 FILLED = (*BATCH_KEYS, "zero_optimization", "bf16", "fp16", "zero_allow_untested_optimizer",
           "steps_per_print", "wall_clock_breakdown")
-DEFAULT_BATCH = 64  # hpoc's loop without a `batch_size` (Trainer.batch_size)
+DEFAULT_BATCH = 64  # hpoc's loop without a `batch_size` (Trainer.batch_size), DeepSpeed's micro-batch then
 MAX_VALUES = 4096  # a searched batch_size with more values is not enumerated
 
 
@@ -93,8 +93,8 @@ def _batch_split(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, An
         sizes, whose, searched = batch_sizes(out)
         if sizes is None:
             return  # a domain too large to list (or not whole numbers: said elsewhere)
-        if not sizes:  # no batch_size: DeepSpeed derives the micro-batch too
-            sizes, whose = [None], "DeepSpeed's share of `train_batch_size` (no `batch_size` is given)"
+        if not sizes:  # no batch_size: the trainer tells DeepSpeed the loop's default
+            sizes, whose = [DEFAULT_BATCH], f"hpoc's default `batch_size` ({DEFAULT_BATCH}; none is given)"
     bad = {m: why for m in sizes if (why := _split_fails(total, m, steps, workers))}
     if not bad:
         return
@@ -115,33 +115,27 @@ def _batch_split(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, An
 def _micro_batch(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
     """The file's micro-batch wins in DeepSpeed's counts only: hpoc's loop draws batches of
     the trial's `batch_size`, so the samples per step are not what the file says."""
-    micro, total = ds.get("train_micro_batch_size_per_gpu"), ds.get("train_batch_size")
+    micro = ds.get("train_micro_batch_size_per_gpu")
     sizes, whose, _ = batch_sizes(out)
-    says = "sets `train_micro_batch_size_per_gpu` to"
-    if type(micro) is not int and type(total) is int and total >= 1 and sizes == []:
-        # no batch_size for hpoc to fill in: DeepSpeed derives the micro-batch from the total
-        steps = ds.get("gradient_accumulation_steps")
-        micro = total // out["resources"]["workers"] // (steps if type(steps) is int and steps > 0 else 1)
-        says = f"sets `train_batch_size` to {total}, a micro-batch of"
     if type(micro) is not int or micro < 1:
-        return  # said by the split's check
+        return  # hpoc fills it in with the loop's batch (a bad value: said by the split's check)
     if sizes == []:
         sizes, whose = [DEFAULT_BATCH], "hpoc's default `batch_size`"
     if sizes is None or sizes == [micro]:
         return
-    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" {says} {micro}, but the trials train on '
-            f"batches of {whose} ({', '.join(map(str, sizes))}): DeepSpeed only counts with it",
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `train_micro_batch_size_per_gpu` to {micro}, '
+            f"but the trials train on batches of {whose} ({', '.join(map(str, sizes))}): DeepSpeed only counts with it",
             at, help="remove it from the DeepSpeed config (hpoc fills it in with the trial's `batch_size`), or set "
                      f"`batch_size = {micro}` in `space`")  # fmt: skip
 
 
-def _split_fails(total: int, micro: int | None, steps: int | None, workers: int) -> str | None:
+def _split_fails(total: int, micro: int, steps: int | None, workers: int) -> str | None:
     """Why DeepSpeed refuses `total` as `micro` × `steps` × `workers` (None: it does not);
-    a None `micro` or `steps` is derived by DeepSpeed, rounding down."""
-    if micro is None:
-        micro = total // workers // (steps or 1)
+    a None `steps` is derived by DeepSpeed, rounding down."""
     if steps is None:
         steps = total // (micro * workers)
+        if steps < 1:
+            return f"a micro-batch of {micro} × {workers} workers is already {micro * workers}"
     if steps >= 1 and micro >= 1 and total == micro * steps * workers:
         return None
     return f"a micro-batch of {micro} × {steps} accumulation steps × {workers} workers is {micro * steps * workers}"

@@ -30,6 +30,7 @@ import torch
 
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
+DS_EXTRA = "hpoc_extra"  # the trainer's part of a DeepSpeed checkpoint's client state
 log = logging.getLogger("hpoc.strategy")
 
 
@@ -360,10 +361,11 @@ class Strategy:
                          "not loaded", directory, kind, type(self.optimizer).__qualname__)
             else:
                 self.optimizer.load_state_dict(saved)
-        if "lr_scheduler" in state and self.lr_scheduler is not None:
-            self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
-        if "scaler" in state and self.scaler is not None:
-            self.scaler.load_state_dict(state.pop("scaler"))
+        scheduler, scaler = state.pop("lr_scheduler", None), state.pop("scaler", None)
+        if scheduler is not None and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(scheduler)
+        if scaler is not None and self.scaler is not None:
+            self.scaler.load_state_dict(scaler)
         return state
 
     def checkpoint_files_rank_local(self) -> bool:
@@ -581,32 +583,55 @@ class DeepSpeedStrategy(DDPStrategy):
     def input_dtype(self) -> torch.dtype | None:
         return _DTYPES[self.precision] if self.precision in ("bf16", "fp16") else None
 
+    # The windows are ours, not the engine's count of micro-steps since it started: that count
+    # ignored `last` and carried an epoch's leftover micro-batches into the next epoch's window.
+
     @contextlib.contextmanager
     def micro_batch(self, last: bool = False) -> Iterator[None]:
-        yield  # the engine tracks accumulation boundaries itself
+        self._boundary = self.is_boundary(last)
+        self.engine.set_gradient_accumulation_boundary(self._boundary)  # before forward, as DeepSpeed asks
+        yield
+
+    def is_boundary(self, last: bool = False) -> bool:
+        # the engine's accumulation: the file's, or derived from its `train_batch_size`
+        steps = self.engine.gradient_accumulation_steps() if self.engine is not None else 1
+        return last or (self._micro + 1) % steps == 0
 
     def backward(self, loss: torch.Tensor) -> None:
+        if getattr(self, "_boundary", None) is None:  # a loop without `micro_batch`
+            self._boundary = self.is_boundary()
+            self.engine.set_gradient_accumulation_boundary(self._boundary)
         self.engine.backward(loss)
 
     def step(self) -> bool:
+        boundary = getattr(self, "_boundary", None)
+        if boundary is None:
+            boundary = self.is_boundary()
+            self.engine.set_gradient_accumulation_boundary(boundary)
         self.engine.step()
-        return self.engine.is_gradient_accumulation_boundary()
+        self._boundary = None
+        self._micro = 0 if boundary else self._micro + 1
+        return boundary
 
     def save_checkpoint(self, directory: str | os.PathLike, extra: dict[str, Any]) -> None:
-        # Every rank writes its own ZeRO partition; Ray merges the workers' files.
-        state = dict(extra)
+        # Every rank writes its own ZeRO partition; Ray merges the workers' files. `extra` under
+        # a key of its own: DeepSpeed hands back its own fields beside a client state.
+        state: dict[str, Any] = {DS_EXTRA: dict(extra)}
         if self.lr_scheduler is not None and hasattr(self.lr_scheduler, "state_dict"):
             state["lr_scheduler"] = self.lr_scheduler.state_dict()
         self.engine.save_checkpoint(str(directory), tag=DS_TAG, client_state=state)
 
     def load_checkpoint(self, directory: str | os.PathLike) -> dict[str, Any]:
+        """Restore what `save_checkpoint` wrote; returns the `extra` part, as the other strategies."""
         _, client_state = self.engine.load_checkpoint(
             str(directory), tag=DS_TAG, load_optimizer_states=True,
             load_lr_scheduler_states=self.engine.lr_scheduler is not None)
         state = dict(client_state or {})
-        if "lr_scheduler" in state and self.lr_scheduler is not None:
-            self.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
-        return state
+        scheduler = state.pop("lr_scheduler", None)
+        if scheduler is not None and self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(scheduler)
+        # a checkpoint written before `extra` had its own key: all of it, as then
+        return dict(state.get(DS_EXTRA, state))
 
     def checkpoint_files_rank_local(self) -> bool:
         return True

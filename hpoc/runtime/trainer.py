@@ -384,7 +384,7 @@ class Trainer:
             self.create_dataloaders(self.train_data, self.validation_data, self.test_data)
 
     def _create_model(self) -> None:
-        self.strategy.batch_size = self.setting("batch_size")
+        self.strategy.batch_size = self.batch_size  # what the loop draws: DeepSpeed counts with it
         hook = self.create_model_loss_optimizer
         made = hook(self.config) if _takes_args(hook) else hook()
         if made is None:  # itwinai style: the hook set the attributes (maybe distributed)

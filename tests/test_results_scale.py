@@ -32,3 +32,32 @@ def test_a_trials_config_repeated_on_every_report_is_cleaned_once(tmp_path, monk
     assert len(trial.history) == 20 and trial.config == config
     assert trial.config_at(19) == config
     assert len(calls) <= 2  # the reports' config once, params.json at most once more
+
+
+def _study(n: int, shards: int = 1) -> Results:
+    trials = []
+    for i in range(n):
+        history = [{"training_iteration": 1, "timestamp": 1010 + i, "time_this_iter_s": 10.0,
+                    "val_loss": 1 / (i + 1)}]
+        trials.append(Trial(f"t{i:05d}", "ERROR" if i % 7 == 0 else "TERMINATED", {"lr": i},
+                            history=history, shard=i % shards))
+    from hpoc.results.model import Shard
+
+    return Results("s", Path("."), [Metric("val_loss", "min")], trials,
+                   [Shard(k, Path(f"shard-{k}"), True, n // shards, 1.0) for k in range(shards)])
+
+
+def test_a_timeline_of_thousands_of_trials_is_a_few_artists():
+    """A bar patch per trial took most of a 5,000-trial report's time to lay out and draw."""
+    ax = P.timeline_figure(_study(2000), rank(_study(2000))).axes[0]
+    assert len(ax.patches) + len(ax.collections) <= 3
+    bars = sum(len(c.get_paths()) for c in ax.collections)
+    assert bars == 2000
+
+
+def test_the_shard_legend_of_hundreds_of_shards_stays_short():
+    """200 shards made a 200-entry legend covering the plot."""
+    results = _study(1000, shards=200)
+    ax = P.timeline_figure(results, rank(results)).axes[0]
+    assert len(ax.get_legend().get_texts()) <= 12
+    assert "200 shards" in ax.get_title() + ax.get_ylabel()

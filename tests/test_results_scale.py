@@ -3,7 +3,7 @@ the trials once, not with trials x reports or trials x shards (benchmarks/big_st
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 
 import hpoc.runtime.space as space_module
@@ -61,3 +61,37 @@ def test_the_shard_legend_of_hundreds_of_shards_stays_short():
     ax = P.timeline_figure(results, rank(results)).axes[0]
     assert len(ax.get_legend().get_texts()) <= 12
     assert "200 shards" in ax.get_title() + ax.get_ylabel()
+
+
+def _big_dir(tmp_path: Path, n: int) -> Path:
+    from results_dirs import summary
+
+    exp = tmp_path / "exp"
+    for i in range(n):
+        trial_dir(exp, f"aaaaa_{i:05d}", {"lr": i}, [{"val_loss": 1 / (i + 1)}],
+                  error="RuntimeError: boom" if i % 10 == 9 else None)
+    summary(exp, "s", [{"trial_id": f"aaaaa_{i:05d}",
+                        "status": "ERROR" if i % 10 == 9 else "TERMINATED"} for i in range(n)])
+    return exp
+
+
+def test_the_table_of_a_big_study_shows_the_best_rows_and_says_how_to_see_the_rest(
+        tmp_path, capsys):
+    """5,000 trials printed 5,000 table rows: the best trial's block and the errors scrolled
+    far away from the ranking's head."""
+    from hpoc.cli import main
+
+    exp = _big_dir(tmp_path, 300)
+    assert main(["results", str(exp)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if re.match(r"\s*\d+\s+aaaaa_", line)]
+    assert len(rows) == 50
+    assert "aaaaa_00298" in rows[0]  # the best first (00299 failed)
+    assert "250 more trials not shown" in out and "--all" in out
+    assert "30 trials (" in out  # the errors block still groups every failed trial
+    assert main(["results", str(exp), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert sum(bool(re.match(r"\s*\d+\s+aaaaa_", line)) for line in out.splitlines()) == 300
+    assert "not shown" not in out
+    assert main(["results", str(exp), "--top", "120"]) == 0
+    assert "not shown" not in capsys.readouterr().out

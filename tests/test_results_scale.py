@@ -3,6 +3,7 @@ the trials once, not with trials x reports or trials x shards (benchmarks/big_st
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -95,3 +96,20 @@ def test_the_table_of_a_big_study_shows_the_best_rows_and_says_how_to_see_the_re
     assert "not shown" not in out
     assert main(["results", str(exp), "--top", "120"]) == 0
     assert "not shown" not in capsys.readouterr().out
+
+
+def test_loading_looks_for_ray_state_in_experiments_not_in_each_trial(tmp_path, monkeypatch):
+    """Ray saves experiment_state-*.json beside its trial directories: searching each trial's
+    own directory for it was half of `hpoc status` on a study of thousands of trials (and a
+    directory listing per trial is slow on a parallel file system)."""
+    import importlib
+
+    load_module = importlib.import_module("hpoc.results.load")  # `hpoc.results.load` is a function
+
+    exp = _big_dir(tmp_path, 40)
+    (exp / "experiment_state-2024.json").write_text(json.dumps({"trial_data": []}))
+    looked: list[Path] = []
+    real = load_module.newest_state
+    monkeypatch.setattr(load_module, "newest_state", lambda p: looked.append(Path(p)) or real(p))
+    assert len(load(exp).trials) == 40
+    assert not [p for p in looked if p.name.startswith("trainable_")]

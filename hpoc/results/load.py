@@ -116,8 +116,9 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
         stale = live.earlier_summary(summary, path / SUMMARY, lock)
-        states = _experiment_states(path)
-        found = _load_trials(path, index, None if stale else summary, states,
+        trial_dirs = list(_trial_dirs(path))
+        states = _experiment_states(path, skip=set(trial_dirs))
+        found = _load_trials(trial_dirs, index, None if stale else summary, states,
                              plan["space"] if plan else _recorded_space(path))
         # hpoc's driver ran here (its plan marker) but holds no lock and left no summary:
         # stopped at once (a second Ctrl-C), so nothing trains its trials either
@@ -261,10 +262,10 @@ def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     return data
 
 
-def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
+def _load_trials(trial_dirs: list[Path], shard: int, summary: dict[str, Any] | None,
                  states: dict[str, dict[str, Any]], space: dict[str, Any] | None = None) -> list[Trial]:
     by_id: dict[str, Trial] = {}
-    for trial_dir in _trial_dirs(path):
+    for trial_dir in trial_dirs:
         trial = _read_trial_dir(trial_dir, shard, states, space)
         if trial is None:
             continue
@@ -318,17 +319,20 @@ def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
             yield from _trial_dirs(child, depth - 1)
 
 
-def _experiment_states(path: Path, depth: int = 3) -> dict[str, dict[str, Any]]:
+def _experiment_states(path: Path, depth: int = 3,
+                       skip: set[Path] = frozenset()) -> dict[str, dict[str, Any]]:  # type: ignore[assignment]
     """trial_id -> {status, config, logdir, error_file} from the newest experiment_state file
-    of every Ray experiment under `path`."""
+    of every Ray experiment under `path`. `skip`: the trial directories, which hold none
+    (listing each of thousands costs more than the rest of the load)."""
     states: dict[str, dict[str, Any]] = {}
     newest = newest_state(path)
     if newest is not None:
         states.update(_parse_state(newest))
     if depth > 1:
         for child in sorted(p for p in path.iterdir() if p.is_dir()):
-            if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name):
-                for trial_id, state in _experiment_states(child, depth - 1).items():
+            if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name) \
+                    and child not in skip:
+                for trial_id, state in _experiment_states(child, depth - 1, skip).items():
                     states.setdefault(trial_id, state)
     return states
 

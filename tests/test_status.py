@@ -4,6 +4,7 @@ a live run (its lock file) shows as running. No Ray, no SLURM: hand-made directo
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -761,3 +762,37 @@ def test_trials_a_scheduler_paused_are_paused_not_pending(tmp_path, capsys):
     finished_local_run(tmp_path / "other")  # no paused trial: no column for them
     out = status(capsys, tmp_path / "other" / "results" / "tiny")[1]
     assert "shard  state     done  running  pending  errored  best val_accuracy\n" in out
+
+
+def test_a_study_of_many_shards_lists_the_ones_to_look_at_and_counts_the_rest(
+        tmp_path, capsys, monkeypatch):
+    """A 30-shard study printed a row (and a job line) per shard: the one shard that needs
+    attention was lost among the finished ones."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=30)
+    plan["trials"]["num_samples"] = 30
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(30):
+        shard = storage / "arr" / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.01 * k}, [{"val_loss": 0.5 - 0.01 * k}] * 6)
+        if k != 7:  # shard 7's driver was killed: no summary
+            summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                    best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5 - 0.01 * k}})
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    rows = [line.split()[0] for line in out.splitlines() if re.match(r"(\d+|all) ", line)]
+    assert rows == ["7", "all"]
+    assert "… 29 more shard(s) not listed: 29 finished (--all lists every shard)" in out
+    code, out, err = status(capsys, build, "--all")
+    assert sum(bool(re.match(r"\d+ ", line)) for line in out.splitlines()) == 30
+
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|PENDING|0:00||Priority|{k}|{build}/job.sbatch" for k in range(30)])
+    code, out, err = status(capsys, build)
+    jobs = [line for line in out.splitlines() if line.startswith("  shard ")]
+    assert len(jobs) == 20 and any(job.startswith("  shard 7  job 800_7  ") for job in jobs)
+    assert "… 10 more job(s) not listed: 10 PENDING" in out

@@ -511,7 +511,7 @@ def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monk
 
 
 def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, capsys, monkeypatch):
-    """`sbatch --array=0,1,2 job.sbatch` replaces the script's `--array=0-3%2`: the stopped
+    """`sbatch --array=0-2 job.sbatch` replaces the script's `--array=0-3%2`: the stopped
     shards all ran at once, past `parallel`."""
     from submit_support import fake_squeue
 
@@ -526,7 +526,7 @@ def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, c
     summary(done, "arr", [{"trial_id": "aaaaa_00003", "status": "TERMINATED"}])
     fake_squeue(monkeypatch, tmp_path / "bin", [])
     out = status(capsys, build)[1]
-    assert f"next: resume: `sbatch --array=0,1,2%2 {build}/job.sbatch`" in out
+    assert f"next: resume: `sbatch --array=0-2%2 {build}/job.sbatch`" in out
 
 
 @pytest.mark.parametrize("lines, why", [
@@ -796,3 +796,21 @@ def test_a_study_of_many_shards_lists_the_ones_to_look_at_and_counts_the_rest(
     jobs = [line for line in out.splitlines() if line.startswith("  shard ")]
     assert len(jobs) == 20 and any(job.startswith("  shard 7  job 800_7  ") for job in jobs)
     assert "… 10 more job(s) not listed: 10 PENDING" in out
+
+
+def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys):
+    """A 1000-shard array not started yet said `sbatch --array=0,1,2,…,999`: 4,000
+    characters to paste, and longer than sbatch's own limit on some sites."""
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=300)
+    plan["trials"]["num_samples"] = 300
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in (3, 4, 5, 9):  # ran to the end; the others never started
+        shard = storage / "arr" / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert f"sbatch --array=0-2,6-8,10-299 {build}/job.sbatch`" in out, out

@@ -647,7 +647,18 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     # `--array` on the command line replaces the script's, `%P` (shards at once) included.
     parallel = status.get("parallel") or len(stopped)
     limit = f"%{parallel}" if parallel < len(stopped) else ""
-    return f"`{env}sbatch --array={','.join(map(str, stopped))}{limit} {script}`"
+    return f"`{env}sbatch --array={_index_ranges(stopped)}{limit} {script}`"
+
+
+def _index_ranges(indices: list[int]) -> str:
+    """sbatch's --array list with runs as ranges: `0-2,6,10-999`, not a thousand numbers."""
+    runs: list[list[int]] = []
+    for k in sorted(indices):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 # ---------------------------------------------------------------- table

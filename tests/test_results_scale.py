@@ -113,3 +113,23 @@ def test_loading_looks_for_ray_state_in_experiments_not_in_each_trial(tmp_path, 
     monkeypatch.setattr(load_module, "newest_state", lambda p: looked.append(Path(p)) or real(p))
     assert len(load(exp).trials) == 40
     assert not [p for p in looked if p.name.startswith("trainable_")]
+
+
+def test_a_report_shows_a_traceback_many_trials_share_once(tmp_path, capsys):
+    """500 trials failing the same way put 500 copies of Ray's traceback (kilobytes each)
+    into the report: megabytes of the same text."""
+    from hpoc.cli import main
+    from results_dirs import summary
+
+    exp = tmp_path / "exp"
+    frames = "".join(f'  File "/site/ray/tune/x{i}.py", line {i}, in step\n' for i in range(60))
+    for i in range(40):
+        trial_dir(exp, f"aaaaa_{i:05d}", {"lr": i}, [{"val_loss": 1.0}],
+                  error=frames + "RuntimeError: loss diverged (nan)")
+    summary(exp, "s", [{"trial_id": f"aaaaa_{i:05d}", "status": "ERROR"} for i in range(40)])
+    out = tmp_path / "r.html"
+    assert main(["report", str(exp), "-o", str(out), "--no-png"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "<h2>Errors (40)</h2>" in text
+    assert text.count("x59.py") == 1
+    assert "40 trials" in text and "aaaaa_00039" in text

@@ -133,3 +133,54 @@ def test_a_report_shows_a_traceback_many_trials_share_once(tmp_path, capsys):
     assert "<h2>Errors (40)</h2>" in text
     assert text.count("x59.py") == 1
     assert "40 trials" in text and "aaaaa_00039" in text
+
+
+def test_the_pareto_front_compares_a_trial_with_the_front_not_with_every_trial(monkeypatch):
+    """Two objectives that trade off put hundreds of a 5,000-trial study on the front, and
+    comparing every trial with every other took seconds, three times per report."""
+    import importlib
+    import random
+
+    rank_module = importlib.import_module("hpoc.results.rank")  # `hpoc.results.rank` is a function
+
+    rng = random.Random(0)
+    trials = []
+    for i in range(400):
+        loss = rng.random()
+        trials.append(Trial(f"t{i:03d}", "TERMINATED", {}, history=[
+            {"training_iteration": 1, "val_loss": loss, "latency": 1 - loss + rng.random() * 0.05}]))
+    results = Results("s", Path("."), [Metric("val_loss", "min"), Metric("latency", "min")],
+                      trials, [])
+    calls = []
+    real = rank_module._beats
+    monkeypatch.setattr(rank_module, "_beats", lambda a, b: calls.append(1) or real(a, b))
+    front = rank_module.pareto_front(results)
+    values = {t.trial_id: (t.last["val_loss"], t.last["latency"]) for t in trials}
+    expected = [t for t in trials if not any(
+        o[0] <= values[t.trial_id][0] and o[1] <= values[t.trial_id][1] and o != values[t.trial_id]
+        for o in values.values())]
+    assert front == expected and 10 < len(front) < 400
+    assert len(calls) <= len(trials) * len(front)
+    assert len(calls) < len(trials) ** 2 / 4
+
+
+def test_a_front_of_hundreds_of_trials_prints_its_head(tmp_path, capsys):
+    """The table's 50 rows were followed by every trial of the Pareto front, hundreds of lines."""
+    from hpoc.cli import main
+    from results_dirs import summary
+
+    exp = tmp_path / "exp"
+    for i in range(120):  # a trade-off: every trial is on the front
+        trial_dir(exp, f"aaaaa_{i:05d}", {"lr": i}, [{"val_loss": i / 100, "latency": 2 - i / 100}])
+    summary(exp, "s", [{"trial_id": f"aaaaa_{i:05d}", "status": "TERMINATED"} for i in range(120)])
+    (exp / "summary.json").write_text((exp / "summary.json").read_text().replace(
+        '"metrics": [{"name": "val_loss", "mode": "min"}]',
+        '"metrics": [{"name": "val_loss", "mode": "min"}, {"name": "latency", "mode": "min"}]'))
+    assert main(["results", str(exp)]) == 0
+    out = capsys.readouterr().out
+    front = out[out.index("Pareto front"):]
+    assert sum(line.startswith("  aaaaa_") for line in front.splitlines()) == 50
+    assert "… 70 more (--all lists them" in front
+    assert main(["results", str(exp), "--all"]) == 0
+    front = capsys.readouterr().out.split("Pareto front", 1)[1]
+    assert sum(line.startswith("  aaaaa_") for line in front.splitlines()) == 120

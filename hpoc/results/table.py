@@ -177,9 +177,9 @@ def schedule_lines(results: Results, ranking: Ranking, trial: Trial) -> list[str
     return lines
 
 
-def render_pareto(results: Results, ranking: Ranking) -> str:
+def render_pareto(results: Results, ranking: Ranking, limit: int | None = None) -> str:
     """Several objectives: the trade-offs found, since the best trial is only the first
-    metric's pick among them."""
+    metric's pick among them (the first `limit` by the first metric)."""
     front = pareto_front(results, ranking.scope)
     if not front:
         return ""
@@ -188,11 +188,13 @@ def render_pareto(results: Results, ranking: Ranking) -> str:
     front.sort(key=lambda t: sign * t.value(first.name, ranking.scope, first.mode))
     lines = [f"Pareto front of {names}: {len(front)} trial(s) that no other trial beats on every "
              "objective:"]
-    for trial in front:
+    for trial in front[:limit]:
         where = f" (shard {trial.shard})" if results.sharded else ""
         values = "  ".join(f"{m.name} = {fmt(trial.value(m.name, ranking.scope, m.mode))}"
                            for m in results.metrics)
         lines.append(f"  {trial.trial_id}{where}  {values}")
+    if limit is not None and len(front) > limit:
+        lines.append(f"  … {len(front) - limit} more (--all lists them; --json has `pareto_front`)")
     return "\n".join(lines)
 
 
@@ -203,7 +205,7 @@ def render(results: Results, ranking: Ranking, show_best: bool = True,
     errors = render_errors(ranking)
     if errors:
         parts += ["", errors]
-    pareto = render_pareto(results, ranking)
+    pareto = render_pareto(results, ranking, limit)
     if pareto:
         parts += ["", pareto]
     if show_best:

@@ -184,3 +184,20 @@ def test_a_front_of_hundreds_of_trials_prints_its_head(tmp_path, capsys):
     assert main(["results", str(exp), "--all"]) == 0
     front = capsys.readouterr().out.split("Pareto front", 1)[1]
     assert sum(line.startswith("  aaaaa_") for line in front.splitlines()) == 120
+
+
+def test_params_json_is_not_read_when_the_reports_carry_the_config(tmp_path, monkeypatch):
+    """Ray's reports repeat the config, which wins over params.json: reading params.json
+    too was one more file per trial (thousands, on a parallel file system)."""
+    import importlib
+
+    load_module = importlib.import_module("hpoc.results.load")
+    config = {"lr": 0.1}
+    trial_dir(tmp_path / "exp", "aaaaa_00000", config, [{"val_loss": 0.5, "config": config}])
+    trial_dir(tmp_path / "exp", "aaaaa_00001", config, [{"val_loss": 0.5}])  # an old Ray's
+    read = []
+    real = load_module._read_json
+    monkeypatch.setattr(load_module, "_read_json", lambda f: read.append(f.parent.name) or real(f))
+    trials = load(tmp_path / "exp").trials
+    assert [t.config for t in trials] == [config, config]
+    assert read == ["trainable_aaaaa_00001_1_lr=0.1"]

@@ -379,7 +379,6 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
                     space: dict[str, Any] | None = None) -> Trial | None:
     history, configs = _supersede(*_read_results(trial_dir / "result.json"))
     configs = _clean_configs(configs, space)
-    config = _read_json(trial_dir / "params.json")
     trial_id = next((r["trial_id"] for r in history if isinstance(r.get("trial_id"), str)), None)
     if trial_id is None:
         trial_id = next((tid for tid, s in states.items() if s.get("logdir") == trial_dir.name),
@@ -389,7 +388,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
         trial_id = match.group(1) if match else trial_dir.name
     if configs and configs[-1] is not None:
         config = configs[-1]  # what its last report was trained with (PBT changes it)
-    elif isinstance(config, dict):
+    elif isinstance(config := _read_json(trial_dir / "params.json"), dict):
         config = clean_config(config, space)
     else:
         config = clean_config((states.get(trial_id) or {}).get("config"), space)

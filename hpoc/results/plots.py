@@ -487,11 +487,15 @@ def timeline_figure(results: Results, ranking: Ranking):
     ends = [t.end_ts for t in spans] + [t.started_at for t in rows if t.started_at is not None]
     span = max(ends, default=t0) - t0  # a selection may hold only trials never started
     unit, unit_name = _time_unit(span)
-    fig = _figure(10.0, min(12.0, 1.4 + 0.28 * len(rows)))
+    height = min(12.0, 1.4 + 0.28 * len(rows))
+    fig = _figure(10.0, height)
     ax = fig.subplots()
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
+    # A failed bar's outline, no thicker than half a row: with thousands of rows (fractions
+    # of a point each) a 1.2 pt outline painted its neighbours red.
+    outline = min(1.2, 0.5 * 72 * height / len(rows))
     shard_ids = sorted({t.shard for t in rows})
 
     def color(trial: Trial) -> Any:
@@ -519,7 +523,7 @@ def timeline_figure(results: Results, ranking: Ranking):
                 [[(x, y - 0.35), (x + w, y - 0.35), (x + w, y + 0.35), (x, y + 0.35)]
                  for y, w, x, _ in group],
                 facecolors=[g[3] for g in group], edgecolors="#d62728" if failed else "none",
-                hatch="//" if failed else None, linewidths=1.2)
+                hatch="//" if failed else None, linewidths=outline)
             boxes.sticky_edges.x.append(0.0)  # time starts at the study's start, as barh did
             ax.add_collection(boxes)
     ax.autoscale_view()

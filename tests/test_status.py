@@ -814,3 +814,27 @@ def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_p
     code, out, err = status(capsys, build)
     assert code == 0, err
     assert f"sbatch --array=0-2,6-8,10-299 {build}/job.sbatch`" in out, out
+
+
+def test_many_jobs_that_failed_alike_are_one_next_step(tmp_path, capsys, monkeypatch):
+    """Every task of a 30-shard array failed on the same import: status gave 30 `next:`
+    lines saying the same thing, and the advice after each."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=30))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(30):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        path = summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR"}])
+        path.write_text(json.dumps({**json.loads(path.read_text()),
+                                    "status_counts": {"ERROR": 1}}))
+        (build / f"arr-800_{k}.err").write_text("ValueError: boom\n[hpoc] 1 trial(s) errored\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {f"800_{k}": "FAILED" for k in range(30)})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    said = [line for line in out.splitlines() if line.startswith("next:") and "boom" in line]
+    assert said == [f"next: 30 jobs (800_0, 800_1, 800_2, …) FAILED: ValueError: boom "
+                    f"(the first one's output: {build}/arr-800_0.err)"], out

@@ -545,13 +545,23 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
     steps = []
+    # Jobs that ended the same way are one step: a 200-task array that failed on one import
+    # said it 200 times.
+    alike: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for s in shards:
         job = s["job"] or {}
         if job.get("why"):
             said = job["state"] if job.get("state") not in (None, "ENDED") else "ended"
-            steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
-            if (fix := joblogs.advice(job["why"])) is not None:
-                steps.append(fix)
+            alike.setdefault((said, job["why"]), []).append(job)
+    for (said, why), jobs in alike.items():
+        if len(jobs) == 1:
+            steps.append(f"job {jobs[0]['job_id']} {said}: {why} (its output: {jobs[0]['err']})")
+        else:
+            ids = ", ".join(j["job_id"] for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
+            steps.append(f"{len(jobs)} jobs ({ids}) {said}: {why} "
+                         f"(the first one's output: {jobs[0]['err']})")
+        if (fix := joblogs.advice(why)) is not None:
+            steps.append(fix)
     if status.get("other_plan"):  # the states and results are that run's: nothing to resume
         return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
                         "or move that run aside with `--fresh`"]

@@ -13,7 +13,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Container, Iterator
 
 from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
@@ -320,7 +320,7 @@ def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
 
 
 def _experiment_states(path: Path, depth: int = 3,
-                       skip: set[Path] = frozenset()) -> dict[str, dict[str, Any]]:  # type: ignore[assignment]
+                       skip: Container[Path] = frozenset()) -> dict[str, dict[str, Any]]:
     """trial_id -> {status, config, logdir, error_file} from the newest experiment_state file
     of every Ray experiment under `path`. `skip`: the trial directories, which hold none
     (listing each of thousands costs more than the rest of the load)."""

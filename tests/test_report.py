@@ -414,7 +414,9 @@ def test_timeline_shows_the_trials_that_never_reported():
     ax = P.timeline_figure(results, rank(results)).axes[0]
     rows = [t.get_text() for t in ax.get_yticklabels()]
     assert sorted(rows) == ["failed", "ran", "waits"]
-    (mark,) = ax.collections  # where the failed trial began
+    from matplotlib.collections import PathCollection
+
+    (mark,) = [c for c in ax.collections if isinstance(c, PathCollection)]  # where the failed trial began
     assert tuple(map(float, mark.get_offsets()[0])) == (4.0, rows.index("failed"))
     assert "never started" in [t.get_text().strip() for t in ax.texts]
 
@@ -515,8 +517,9 @@ def test_a_timeline_of_one_instant_has_no_negative_time():
     results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
     ax = P.timeline_figure(results, rank(results)).axes[0]
     assert ax.get_xlim()[0] == 0.0
-    (bar,) = ax.patches
-    assert bar.get_width() > 0
+    (bars,) = ax.collections
+    (bar,) = bars.get_paths()
+    assert bar.get_extents().width > 0
 
 
 def test_a_plot_the_report_no_longer_has_leaves_no_png_of_an_earlier_one(tmp_path, capsys):

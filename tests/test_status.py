@@ -4,6 +4,7 @@ a live run (its lock file) shows as running. No Ray, no SLURM: hand-made directo
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -535,7 +536,7 @@ def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monk
 
 
 def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, capsys, monkeypatch):
-    """`sbatch --array=0,1,2 job.sbatch` replaces the script's `--array=0-3%2`: the stopped
+    """`sbatch --array=0-2 job.sbatch` replaces the script's `--array=0-3%2`: the stopped
     shards all ran at once, past `parallel`."""
     from submit_support import fake_squeue
 
@@ -550,7 +551,7 @@ def test_the_resume_command_keeps_the_arrays_limit_of_shards_at_once(tmp_path, c
     summary(done, "arr", [{"trial_id": "aaaaa_00003", "status": "TERMINATED"}])
     fake_squeue(monkeypatch, tmp_path / "bin", [])
     out = status(capsys, build)[1]
-    assert f"next: resume: `sbatch --array=0,1,2%2 {build}/job.sbatch`" in out
+    assert f"next: resume: `sbatch --array=0-2%2 {build}/job.sbatch`" in out
 
 
 @pytest.mark.parametrize("lines, why", [
@@ -794,3 +795,79 @@ def test_trials_a_scheduler_paused_are_paused_not_pending(tmp_path, capsys):
     finished_local_run(tmp_path / "other")  # no paused trial: no column for them
     out = status(capsys, tmp_path / "other" / "results" / "tiny")[1]
     assert "shard  state     done  running  pending  errored  best val_accuracy\n" in out
+
+
+def test_a_study_of_many_shards_lists_the_ones_to_look_at_and_counts_the_rest(
+        tmp_path, capsys, monkeypatch):
+    """A 30-shard study printed a row (and a job line) per shard: the one shard that needs
+    attention was lost among the finished ones."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=30)
+    plan["trials"]["num_samples"] = 30
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(30):
+        shard = storage / "arr" / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.01 * k}, [{"val_loss": 0.5 - 0.01 * k}] * 6)
+        if k != 7:  # shard 7's driver was killed: no summary
+            summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                    best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5 - 0.01 * k}})
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    rows = [line.split()[0] for line in out.splitlines() if re.match(r"(\d+|all) ", line)]
+    assert rows == ["7", "all"]
+    assert "… 29 more shard(s) not listed: 29 finished (--all lists every shard)" in out
+    code, out, err = status(capsys, build, "--all")
+    assert sum(bool(re.match(r"\d+ ", line)) for line in out.splitlines()) == 30
+
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|PENDING|0:00||Priority|{k}|{build}/job.sbatch" for k in range(30)])
+    code, out, err = status(capsys, build)
+    jobs = [line for line in out.splitlines() if line.startswith("  shard ")]
+    assert len(jobs) == 20 and any(job.startswith("  shard 7  job 800_7  ") for job in jobs)
+    assert "… 10 more job(s) not listed: 10 PENDING" in out
+
+
+def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys):
+    """A 1000-shard array not started yet said `sbatch --array=0,1,2,…,999`: 4,000
+    characters to paste, and longer than sbatch's own limit on some sites."""
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=300)
+    plan["trials"]["num_samples"] = 300
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in (3, 4, 5, 9):  # ran to the end; the others never started
+        shard = storage / "arr" / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert f"sbatch --array=0-2,6-8,10-299 {build}/job.sbatch`" in out, out
+
+
+def test_many_jobs_that_failed_alike_are_one_next_step(tmp_path, capsys, monkeypatch):
+    """Every task of a 30-shard array failed on the same import: status gave 30 `next:`
+    lines saying the same thing, and the advice after each."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=30))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(30):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        path = summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR"}])
+        path.write_text(json.dumps({**json.loads(path.read_text()),
+                                    "status_counts": {"ERROR": 1}}))
+        (build / f"arr-800_{k}.err").write_text("ValueError: boom\n[hpoc] 1 trial(s) errored\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {f"800_{k}": "FAILED" for k in range(30)})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    said = [line for line in out.splitlines() if line.startswith("next:") and "boom" in line]
+    assert said == [f"next: 30 jobs (800_0, 800_1, 800_2, …) FAILED: ValueError: boom "
+                    f"(the first one's output: {build}/arr-800_0.err)"], out

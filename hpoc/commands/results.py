@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+# The table's rows when --top does not say: the head of a 5,000-trial ranking is what a
+# reader wants, and the best trial's block should not scroll out of sight behind it.
+DEFAULT_ROWS = 50
+
 HELP = "show a study's trials ranked by its objective (table, --json or --csv)"
 
 
@@ -36,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", action="store_true",
                    help="with --json: include every trial's per-epoch reports")
     p.add_argument("--no-best", action="store_true", help="don't print the best trial's config")
+    p.add_argument("--all", action="store_true",
+                   help=f"table: every trial (default: the best {DEFAULT_ROWS} unless --top says)")
 
 
 def load_ranked(args: argparse.Namespace):
@@ -72,5 +78,6 @@ def run(args: argparse.Namespace) -> int:
     elif args.csv:
         sys.stdout.write(export.to_csv(results, ranking))
     else:
-        sys.stdout.write(table.render(results, ranking, show_best=not args.no_best))
+        limit = None if args.all or args.top is not None else DEFAULT_ROWS
+        sys.stdout.write(table.render(results, ranking, show_best=not args.no_best, limit=limit))
     return 0

@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ HELP = "show a study's jobs, trials done/running/paused/pending/errored and the 
 
 COUNTS = ("done", "running", "paused", "pending", "errored")  # trials, as `hpoc results` labels them
 _JOB_ID = re.compile(r"^\d+(_\d+)?$")
+# Shards (and jobs) listed one per line before the rest are counted: a 200-shard array's
+# rows hid the one shard that needed attention.
+SHARD_LINES = 20
 ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
 
@@ -38,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="build directory, plan.json, study file, experiment directory, "
                         "or a job id of the study")
     p.add_argument("--json", action="store_true", help="write JSON to stdout")
+    p.add_argument("--all", action="store_true",
+                   help=f"list every shard and job (default: past {SHARD_LINES} shards, the ones "
+                        "not finished and those with errors, and a count of the rest)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
     else:
-        sys.stdout.write(render(status))
+        sys.stdout.write(render(status, every=args.all))
     return 0
 
 
@@ -535,13 +542,23 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
     steps = []
+    # Jobs that ended the same way are one step: a 200-task array that failed on one import
+    # said it 200 times.
+    alike: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for s in shards:
         job = s["job"] or {}
         if job.get("why"):
             said = job["state"] if job.get("state") not in (None, "ENDED") else "ended"
-            steps.append(f"job {job['job_id']} {said}: {job['why']} (its output: {job['err']})")
-            if (fix := joblogs.advice(job["why"])) is not None:
-                steps.append(fix)
+            alike.setdefault((said, job["why"]), []).append(job)
+    for (said, why), jobs in alike.items():
+        if len(jobs) == 1:
+            steps.append(f"job {jobs[0]['job_id']} {said}: {why} (its output: {jobs[0]['err']})")
+        else:
+            ids = ", ".join(j["job_id"] for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
+            steps.append(f"{len(jobs)} jobs ({ids}) {said}: {why} "
+                         f"(the first one's output: {jobs[0]['err']})")
+        if (fix := joblogs.advice(why)) is not None:
+            steps.append(fix)
     if status.get("other_plan"):  # the states and results are that run's: nothing to resume
         return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
                         "or move that run aside with `--fresh`"]
@@ -637,13 +654,24 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     # `--array` on the command line replaces the script's, `%P` (shards at once) included.
     parallel = status.get("parallel") or len(stopped)
     limit = f"%{parallel}" if parallel < len(stopped) else ""
-    return f"`{env}sbatch --array={','.join(map(str, stopped))}{limit} {script}`"
+    return f"`{env}sbatch --array={_index_ranges(stopped)}{limit} {script}`"
+
+
+def _index_ranges(indices: list[int]) -> str:
+    """sbatch's --array list with runs as ranges: `0-2,6,10-999`, not a thousand numbers."""
+    runs: list[list[int]] = []
+    for k in sorted(indices):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 # ---------------------------------------------------------------- table
 
 
-def render(status: dict[str, Any]) -> str:
+def render(status: dict[str, Any], every: bool = False) -> str:
     metric = status["metric"]["name"] if status["metric"] else "(no objective)"
     kind = "shared by the shards" if status["shared_budget"] else "split over the shards"
     if status["budget"] is None:
@@ -665,6 +693,7 @@ def render(status: dict[str, Any]) -> str:
         for s in runs:
             lines.append(f"  shard {s['shard']}  {_describe_run(s['run'])}")
     jobs = [s for s in status["shards"] if s["job"]]
+    jobs, unlisted = _listed(jobs, every, lambda s: s["job"].get("state") != "RUNNING")
     if jobs:
         lines.append("jobs:")
         for s in jobs:
@@ -679,15 +708,23 @@ def render(status: dict[str, Any]) -> str:
             if job.get("reason"):
                 bits.append(f"({job['reason']})")
             lines.append("  ".join(bits))
+    if unlisted:
+        lines.append(f"… {len(unlisted)} more job(s) not listed: "
+                     + _tally(s["job"].get("state") or "(unknown to SLURM)" for s in unlisted))
     t = status["totals"]
     counts = [c for c in COUNTS if c != "paused" or t.get(c)]  # paused only where a scheduler pauses
     header = ["shard", "state", *counts, f"best {metric}"]
+    shards, unlisted = _listed(status["shards"], every, lambda s: s["state"] != "finished"
+                               or s["errored"] or s.get("no_success"))
     rows = [[str(s["shard"]), s["state"], *(str(s.get(c, 0)) for c in counts), _fmt(s["best"])]
-            for s in status["shards"]]
+            for s in shards]
     rows.append(["all", status["state"], *(str(t.get(c, 0)) for c in counts), _fmt(status["best"])])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    if unlisted:
+        lines.append(f"… {len(unlisted)} more shard(s) not listed: "
+                     f"{_tally(s['state'] for s in unlisted)} (--all lists every shard)")
     timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
     if timed_out:
         lines.append(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)")
@@ -709,6 +746,21 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"optuna journal: {j['trials']} trial(s) asked, {j['complete']} complete ({per})")
     lines.extend(f"next: {step}" for step in status.get("next", []))
     return "\n".join(lines) + "\n"
+
+
+def _listed(shards: list[dict[str, Any]], every: bool,
+            notable: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(shards to list, shards only counted): all of them up to SHARD_LINES, else the
+    notable ones first, in shard order."""
+    if every or len(shards) <= SHARD_LINES:
+        return shards, []
+    first = sorted(shards, key=lambda s: not notable(s))  # stable: shard order kept
+    listed = {id(s) for s in first[:SHARD_LINES] if notable(s)}
+    return [s for s in shards if id(s) in listed], [s for s in shards if id(s) not in listed]
+
+
+def _tally(states: Any) -> str:
+    return ", ".join(f"{n} {state}" for state, n in Counter(states).items())
 
 
 def _describe_run(run: dict[str, Any]) -> str:

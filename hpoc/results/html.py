@@ -9,7 +9,7 @@ import datetime as _dt
 import json
 from html import escape
 
-from hpoc.results.model import Results
+from hpoc.results.model import Results, Trial
 from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, label_counts, status_label
 from hpoc.results.rank import failed as failed_trial
@@ -190,12 +190,24 @@ def _errors(ranking: Ranking) -> str:
     failed = [t for t in ranking.trials if failed_trial(t)]  # the selection's, as the table's
     if not failed:
         return ""
-    out = [f"<h2>Errors ({len(failed)})</h2>"]
+    # One entry per distinct error, as `hpoc results` lists them: 500 trials that failed
+    # alike made 500 copies of a traceback of kilobytes. The first trial's stands for them.
+    groups: dict[str, list[Trial]] = {}
     for trial in failed:
-        detail = trial.error_text or trial.error or "no message kept"
-        config = json.dumps(trial.config, sort_keys=True)
-        out.append(f"<details><summary><code>{escape(trial.trial_id)}</code>: "
-                   f"{escape(trial.error or 'failed')}</summary>"
-                   f"<p>config: <code>{escape(config)}</code></p><pre>{escape(detail)}</pre>"
-                   "</details>")
+        groups.setdefault(trial.error or "failed", []).append(trial)
+    out = [f"<h2>Errors ({len(failed)})</h2>"]
+    for error, trials in groups.items():
+        first = trials[0]
+        detail = first.error_text or first.error or "no message kept"
+        config = escape(json.dumps(first.config, sort_keys=True))
+        if len(trials) == 1:
+            head, about = f"<code>{escape(first.trial_id)}</code>", f"config: <code>{config}</code>"
+        else:
+            ids = ", ".join(escape(t.trial_id) for t in trials)
+            head = f"{len(trials)} trials"
+            about = (f"trials: <code>{ids}</code></p><p>traceback of <code>"
+                     f"{escape(first.trial_id)}</code> (config: <code>{config}</code>); the others' "
+                     "are in their trial directories")
+        out.append(f"<details><summary>{head}: {escape(error)}</summary>"
+                   f"<p>{about}</p><pre>{escape(detail)}</pre></details>")
     return "\n".join(out)

@@ -13,7 +13,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Container, Iterator
 
 from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
@@ -116,8 +116,9 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
         stale = live.earlier_summary(summary, path / SUMMARY, lock)
-        states = _experiment_states(path)
-        found = _load_trials(path, index, None if stale else summary, states,
+        trial_dirs = list(_trial_dirs(path))
+        states = _experiment_states(path, skip=set(trial_dirs))
+        found = _load_trials(trial_dirs, index, None if stale else summary, states,
                              plan["space"] if plan else _recorded_space(path))
         # hpoc's driver ran here (its plan marker) but holds no lock and left no summary:
         # stopped at once (a second Ctrl-C), so nothing trains its trials either
@@ -261,10 +262,10 @@ def _read_summary(path: Path, warnings: list[str]) -> dict[str, Any] | None:
     return data
 
 
-def _load_trials(path: Path, shard: int, summary: dict[str, Any] | None,
+def _load_trials(trial_dirs: list[Path], shard: int, summary: dict[str, Any] | None,
                  states: dict[str, dict[str, Any]], space: dict[str, Any] | None = None) -> list[Trial]:
     by_id: dict[str, Trial] = {}
-    for trial_dir in _trial_dirs(path):
+    for trial_dir in trial_dirs:
         trial = _read_trial_dir(trial_dir, shard, states, space)
         if trial is None:
             continue
@@ -318,17 +319,20 @@ def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
             yield from _trial_dirs(child, depth - 1)
 
 
-def _experiment_states(path: Path, depth: int = 3) -> dict[str, dict[str, Any]]:
+def _experiment_states(path: Path, depth: int = 3,
+                       skip: Container[Path] = frozenset()) -> dict[str, dict[str, Any]]:
     """trial_id -> {status, config, logdir, error_file} from the newest experiment_state file
-    of every Ray experiment under `path`."""
+    of every Ray experiment under `path`. `skip`: the trial directories, which hold none
+    (listing each of thousands costs more than the rest of the load)."""
     states: dict[str, dict[str, Any]] = {}
     newest = newest_state(path)
     if newest is not None:
         states.update(_parse_state(newest))
     if depth > 1:
         for child in sorted(p for p in path.iterdir() if p.is_dir()):
-            if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name):
-                for trial_id, state in _experiment_states(child, depth - 1).items():
+            if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name) \
+                    and child not in skip:
+                for trial_id, state in _experiment_states(child, depth - 1, skip).items():
                     states.setdefault(trial_id, state)
     return states
 
@@ -374,8 +378,7 @@ def clean_config(config: Any, space: dict[str, Any] | None) -> dict[str, Any]:
 def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
                     space: dict[str, Any] | None = None) -> Trial | None:
     history, configs = _supersede(*_read_results(trial_dir / "result.json"))
-    configs = [None if c is None else clean_config(c, space) for c in configs]
-    config = _read_json(trial_dir / "params.json")
+    configs = _clean_configs(configs, space)
     trial_id = next((r["trial_id"] for r in history if isinstance(r.get("trial_id"), str)), None)
     if trial_id is None:
         trial_id = next((tid for tid, s in states.items() if s.get("logdir") == trial_dir.name),
@@ -385,7 +388,7 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
         trial_id = match.group(1) if match else trial_dir.name
     if configs and configs[-1] is not None:
         config = configs[-1]  # what its last report was trained with (PBT changes it)
-    elif isinstance(config, dict):
+    elif isinstance(config := _read_json(trial_dir / "params.json"), dict):
         config = clean_config(config, space)
     else:
         config = clean_config((states.get(trial_id) or {}).get("config"), space)
@@ -411,6 +414,20 @@ def _read_trial_dir(trial_dir: Path, shard: int, states: dict[str, dict],
     elif state and state.get("start") and not history:
         trial.started_at = state["start"]  # began, never reported: the timeline still places it
     return trial
+
+
+def _clean_configs(configs: list[Any], space: dict[str, Any] | None) -> list[Any]:
+    """Each report's config, cleaned. Ray repeats the config on every line and it changes
+    only under PBT: one cleaning per change, not per report (a 5,000-trial study of 20 epochs
+    spent most of its loading here)."""
+    out: list[Any] = []
+    raw: Any = None
+    cleaned: Any = None
+    for config in configs:
+        if config is not None and config != raw:
+            raw, cleaned = config, clean_config(config, space)
+        out.append(None if config is None else cleaned)
+    return out
 
 
 def _retried(trial_dir: Path, state: dict[str, Any] | None) -> bool:

@@ -37,14 +37,15 @@ def epochs_cell(results: Results, trial: Trial) -> str:
     return f"{trial.epochs}/{results.max_epochs}" if results.max_epochs else str(trial.epochs)
 
 
-def rows(results: Results, ranking: Ranking) -> tuple[list[str], list[list[str]]]:
+def rows(results: Results, ranking: Ranking,
+         limit: int | None = None) -> tuple[list[str], list[list[str]]]:
     metrics = shown_metrics(results, ranking)
     params = param_names(results)
     header = ["#", "trial"] + (["shard"] if results.sharded else []) + ["status", "epochs"]
     header += [f"{m} ({ranking.scope})" if ranking.scope == "best" else m for m in metrics]
     header += params
     body = []
-    for i, trial in enumerate(ranking.trials, 1):
+    for i, trial in enumerate(ranking.trials[:limit], 1):
         flat = results.flat(ranking.config(trial))
         row = [str(i), trial.trial_id] + ([str(trial.shard)] if results.sharded else [])
         row += [status_label(trial), epochs_cell(results, trial)]
@@ -63,8 +64,8 @@ def _metric_cell(ranking: Ranking, trial: Trial, metric: str) -> str:
     return fmt(value)
 
 
-def render_table(results: Results, ranking: Ranking) -> str:
-    header, body = rows(results, ranking)
+def render_table(results: Results, ranking: Ranking, limit: int | None = None) -> str:
+    header, body = rows(results, ranking, limit)
     # Values are the user's (a `choice` of CJK words, a string with an escape): shown as a
     # terminal can print them, and lined up by the columns they take there.
     header, body = [shown(c) for c in header], [[shown(c) for c in r] for r in body]
@@ -77,6 +78,9 @@ def render_table(results: Results, ranking: Ranking) -> str:
         return "  ".join(out).rstrip()
 
     lines = [line(header), line(["-" * w for w in widths])] + [line(r) for r in body]
+    if len(body) < len(ranking.trials):
+        lines.append(f"… {len(ranking.trials) - len(body)} more trials not shown (--top N shows "
+                     "N, --all every one; --csv or --json for all of them as data)")
     return "\n".join(lines)
 
 
@@ -173,9 +177,9 @@ def schedule_lines(results: Results, ranking: Ranking, trial: Trial) -> list[str
     return lines
 
 
-def render_pareto(results: Results, ranking: Ranking) -> str:
+def render_pareto(results: Results, ranking: Ranking, limit: int | None = None) -> str:
     """Several objectives: the trade-offs found, since the best trial is only the first
-    metric's pick among them."""
+    metric's pick among them (the first `limit` by the first metric)."""
     front = pareto_front(results, ranking.scope)
     if not front:
         return ""
@@ -184,20 +188,24 @@ def render_pareto(results: Results, ranking: Ranking) -> str:
     front.sort(key=lambda t: sign * t.value(first.name, ranking.scope, first.mode))
     lines = [f"Pareto front of {names}: {len(front)} trial(s) that no other trial beats on every "
              "objective:"]
-    for trial in front:
+    for trial in front[:limit]:
         where = f" (shard {trial.shard})" if results.sharded else ""
         values = "  ".join(f"{m.name} = {fmt(trial.value(m.name, ranking.scope, m.mode))}"
                            for m in results.metrics)
         lines.append(f"  {trial.trial_id}{where}  {values}")
+    if limit is not None and len(front) > limit:
+        lines.append(f"  … {len(front) - limit} more (--all lists them; --json has `pareto_front`)")
     return "\n".join(lines)
 
 
-def render(results: Results, ranking: Ranking, show_best: bool = True) -> str:
-    parts = [render_summary(results, ranking), "", render_table(results, ranking)]
+def render(results: Results, ranking: Ranking, show_best: bool = True,
+           limit: int | None = None) -> str:
+    """The summary, table (its first `limit` rows), errors, Pareto front and best trial."""
+    parts = [render_summary(results, ranking), "", render_table(results, ranking, limit)]
     errors = render_errors(ranking)
     if errors:
         parts += ["", errors]
-    pareto = render_pareto(results, ranking)
+    pareto = render_pareto(results, ranking, limit)
     if pareto:
         parts += ["", pareto]
     if show_best:

@@ -794,3 +794,24 @@ def test_trials_a_scheduler_paused_are_paused_not_pending(tmp_path, capsys):
     finished_local_run(tmp_path / "other")  # no paused trial: no column for them
     out = status(capsys, tmp_path / "other" / "results" / "tiny")[1]
     assert "shard  state     done  running  pending  errored  best val_accuracy\n" in out
+
+
+def test_a_queue_squeue_cannot_be_asked_is_not_taken_for_an_empty_one(tmp_path, capsys, monkeypatch):
+    """squeue failing (no SLURM_CONF in this shell, the controller down) read as "no jobs":
+    status suggested `sbatch --array=1` for a shard whose job was in fact queued."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=2)
+    plan["trials"]["num_samples"] = 4
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    _shard_0_done(storage, tmp_path / "bin", monkeypatch)
+    said = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+    (tmp_path / "bin" / "squeue").write_text(f"#!/bin/sh\necho '{said}' >&2\nexit 1\n")
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert f"squeue could not be asked ({said})" in out, out
+    assert "sbatch" not in out and "hpoc submit" not in out
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["squeue_error"] == said

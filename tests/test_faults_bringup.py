@@ -221,3 +221,31 @@ def test_a_temp_dir_that_fills_up_while_trials_run_is_named(tmp_path, monkeypatc
     assert ("no space left on a device while the study ran: the run's temp dir in "
             f"{os.path.dirname(temps[0])} has 3.0 MiB free") in err
     assert "run the same plan again to resume" in err
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_local_run_without_v_leaves_rays_worker_died_paragraph_out(monkeypatch, capsys, verbose):
+    """`(raylet) A worker died or was killed …` reached the terminal without -v: Ray prints
+    the raylet's reports from a thread that `log_to_driver=False` leaves running."""
+    import tempfile
+
+    import ray
+    from ray._private import worker
+
+    from hpoc.runtime import session
+
+    monkeypatch.setattr(ray, "init", lambda **kw: None)
+    monkeypatch.setattr(worker, "print_to_stdstream", worker.print_to_stdstream)  # put back after
+    monkeypatch.setattr(worker.stdout_deduplicator, "deduplicate", lambda data: [data])  # each line shown
+    root = Path(tempfile.mkdtemp(prefix="hpt-", dir="/tmp"))
+    monkeypatch.setenv("HPOC_TMP", str(root))
+    try:
+        session.start_local(workdir=None, num_cpus=1, verbose=verbose).close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    died = "A worker died or was killed while executing a task by an unexpected system error."
+    capsys.readouterr()
+    for line in (died, "Task was killed due to the node running low on memory."):  # as the listener calls it
+        worker.print_to_stdstream({"lines": [line], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    out = capsys.readouterr().out
+    assert (died in out) == verbose and "running low on memory" in out

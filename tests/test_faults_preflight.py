@@ -416,3 +416,23 @@ def test_the_itwinai_example_checks_its_data(tmp_path: Path) -> None:
     labels.write_bytes(labels.read_bytes()[:6])
     (line,) = [ln for ln in errors(preflight(study_dir / "config.yaml")) if ": data: " in ln]
     assert f"{labels} is cut short" in line and "hpoc data fetch fashion-mnist" in line, line
+
+
+def test_exclusive_nodes_with_more_cpus_than_ray_uses_are_said(tmp_path: Path, monkeypatch) -> None:
+    """With `--exclusive` the job holds whole nodes, yet Ray starts with `cpus_per_node` of
+    each: the rest sat idle without a word."""
+    from hpoc.runtime.login_preflight import check_exclusive
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "cpu*|infinite|2|1-infinite|128\\n'
+                                    'cpu|infinite|1|1-infinite|64+\\n"\n')  # rows by node state
+    (tmp_path / "sinfo").chmod(0o755)
+    (found,) = check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive"]}))
+    assert found.ok and found.warning and found.message == (
+        "`--exclusive` in `slurm.extra` gives the job whole nodes of 64 CPUs or more, but Ray uses only "
+        "`cpus_per_node = 8` of each; set `cpus_per_node = 64` in study.hpo to use them, or drop "
+        "`--exclusive` to leave them to other jobs")
+    assert check_exclusive(plan(slurm={"cpus_per_node": 64, "extra": ["--exclusive"]})) == []
+    assert check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive=user"]})) == []
+    assert check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": []})) == []

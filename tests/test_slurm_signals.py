@@ -28,6 +28,7 @@ if [[ $* == *--release-claim* ]]; then
 fi
 echo "$$" > "$T/driver.pid"
 echo "args: $*" >> "$T/driver.log"
+echo "walltime requeue: ${HPOC_WALLTIME_REQUEUE:-}" >> "$T/driver.log"
 trap 'echo got-usr2 >> "$T/driver.log"; [[ $ON_USR2 == ignore ]] || exit "$ON_USR2"' USR2
 trap 'echo got-term >> "$T/driver.log"; [[ ${ON_TERM:-} == ignore ]] || exit 143' TERM
 [[ -n ${EXIT_NOW:-} ]] && exit "$EXIT_NOW"
@@ -132,6 +133,8 @@ def test_usr2_asks_the_driver_to_checkpoint_then_requeues_and_tears_down(tmp_pat
     rc, out = finish(proc)
     assert rc == 75
     assert "got-usr2" in (tmp_path / "driver.log").read_text()
+    # the driver's own last line says the job resumes itself (runtime/signals.py), not "run it again"
+    assert "walltime requeue: 1" in (tmp_path / "driver.log").read_text()
     assert "time limit near (SIGUSR2)" in out and "requeueing job 77_1" in out
     assert "scontrol requeue 77_1" in calls(tmp_path)  # the array task, never the whole array
     assert not alive(tmp_path / "step.pid") and not alive(tmp_path / "driver.pid")

@@ -831,9 +831,12 @@ def test_a_study_of_many_shards_lists_the_ones_to_look_at_and_counts_the_rest(
     assert "… 10 more job(s) not listed: 10 PENDING" in out
 
 
-def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys):
+def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys, monkeypatch):
     """A 1000-shard array not started yet said `sbatch --array=0,1,2,…,999`: 4,000
     characters to paste, and longer than sbatch's own limit on some sites."""
+    from submit_support import fake_squeue
+
+    fake_squeue(monkeypatch, tmp_path / "bin", [])  # none queued (squeue answers)
     storage, build = tmp_path / "results", tmp_path / "build"
     plan = make_plan(storage, "arr", shards=300)
     plan["trials"]["num_samples"] = 300
@@ -871,3 +874,24 @@ def test_many_jobs_that_failed_alike_are_one_next_step(tmp_path, capsys, monkeyp
     said = [line for line in out.splitlines() if line.startswith("next:") and "boom" in line]
     assert said == [f"next: 30 jobs (800_0, 800_1, 800_2, …) FAILED: ValueError: boom "
                     f"(the first one's output: {build}/arr-800_0.err)"], out
+
+
+def test_a_queue_squeue_cannot_be_asked_is_not_taken_for_an_empty_one(tmp_path, capsys, monkeypatch):
+    """squeue failing (no SLURM_CONF in this shell, the controller down) read as "no jobs":
+    status suggested `sbatch --array=1` for a shard whose job was in fact queued."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=2)
+    plan["trials"]["num_samples"] = 4
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    _shard_0_done(storage, tmp_path / "bin", monkeypatch)
+    said = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+    (tmp_path / "bin" / "squeue").write_text(f"#!/bin/sh\necho '{said}' >&2\nexit 1\n")
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert f"squeue could not be asked ({said})" in out, out
+    assert "sbatch" not in out and "hpoc submit" not in out
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["squeue_error"] == said

@@ -1210,3 +1210,22 @@ def test_submitting_over_another_studys_build_says_so_as_compile_does(tmp_path, 
         in capsys.readouterr().err
     assert main(["submit", str(spec), "--cluster", "local", "-o", str(build)]) == 0
     assert "build of study" not in capsys.readouterr().err  # its own build: nothing to say
+
+
+@pytest.mark.parametrize("grace_s, said", [(30, "1"), (None, None)])
+def test_the_driver_knows_whether_its_job_requeues_at_the_walltime(tmp_path, monkeypatch, grace_s, said):
+    """Requeued at the walltime, the driver still told the log to run the plan again."""
+    import hpoc.submit.job as job_mod
+    from hpoc.plan import WALLTIME_REQUEUE
+    from hpoc.submit.job import StudyJob
+
+    seen, real = {}, subprocess.Popen
+
+    def popen(cmd, env):
+        seen.update(env)
+        return real(["true"])
+
+    monkeypatch.setattr(job_mod.subprocess, "Popen", popen)
+    monkeypatch.delenv(WALLTIME_REQUEUE, raising=False)
+    StudyJob(str(tmp_path / "plan.json"), cluster="local", grace_s=grace_s)(0)
+    assert seen.get(WALLTIME_REQUEUE) == said

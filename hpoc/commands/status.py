@@ -231,7 +231,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     root = study_root(plan)
     total, shares = budget(plan)
     metric = plan["objective"]["metrics"][0]
-    latest = _latest_jobs(build_dir, plan)
+    latest, unasked = _latest_jobs(build_dir, plan)
     try:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
@@ -262,6 +262,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "other_plan": results.other_plan if results else None,
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": any(j.get("submitted") is not None for j in latest.values()),
+        "squeue_error": unasked,
     }
 
 
@@ -309,8 +310,10 @@ def _unstarted(exp: Path) -> bool:
         return False
 
 
-def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Latest job per shard (jobs.json keeps every submission, oldest first), with its state."""
+def _latest_jobs(build_dir: Path | None,
+                 plan: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], str | None]:
+    """Latest job per shard (jobs.json keeps every submission, oldest first), with its state;
+    and why squeue could not be asked, where the study may have SLURM jobs (else None)."""
     from hpoc.submit import read_jobs
     from hpoc.submit.params import study_id
 
@@ -322,21 +325,25 @@ def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]) -> dict[int, dict
         for job in record.get("jobs", []):
             latest[int(job["shard"])] = {"job_id": str(job["job_id"]), "cluster": record.get("cluster"),
                                          "submitted": record.get("submitted")}
-    from hpoc.submit.queue import user_jobs
+    from hpoc.submit.queue import queued_jobs
 
     slurm_ids = [j["job_id"] for j in latest.values() if j["cluster"] == "slurm"]
-    queued = user_jobs() if build_dir is not None or slurm_ids else []  # one squeue for both
+    answer = queued_jobs() if build_dir is not None or slurm_ids else []  # one squeue for both
+    unasked = answer if isinstance(answer, str) else None
+    if unasked is not None and not slurm_ids and not shutil.which("squeue"):
+        unasked = None  # no SLURM here, and no job of this study was sent to one
+    queued = [] if isinstance(answer, str) else answer
     states = slurm_states(slurm_ids, queued)
     for job in latest.values():
         # One SLURM has forgotten has ended, as an sbatch job's is shown (squeue answered)
-        forgotten = {"state": "ENDED"} if job["cluster"] == "slurm" and shutil.which("squeue") else {}
+        forgotten = {"state": "ENDED"} if job["cluster"] == "slurm" and unasked is None else {}
         job.update(states.get(job["job_id"], forgotten))
         if job["cluster"] == "local":  # the id is the pid of submitit's local controller
             job["state"] = "RUNNING" if _pid_alive(job["job_id"]) else "ENDED"
     for shard, job in _sbatch_jobs(build_dir, queued).items():
         if latest.get(shard, {}).get("state") not in ACTIVE:
             latest[shard] = job
-    return latest
+    return latest, unasked
 
 
 def _sbatch_jobs(build_dir: Path | None, queued: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -569,6 +576,10 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
             error = f" ({why[1]})" if why[1] else ""
             steps.append(f"shard {s['shard']} stopped itself: {why[0]}{error}; fix the trainer, "
                          "then resume")
+    if status.get("squeue_error"):  # its jobs may be queued: resubmitting would run them twice
+        return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
+                        "queued and running jobs are unknown: run `hpoc status` again where squeue "
+                        "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
     stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
                or (s["state"] == "not started" and status["state"] != "not started")]
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]

@@ -18,6 +18,9 @@ PLAN_VERSION = 1
 # so the job is not requeued. Any other status is a study that ended, finished or failed.
 EXIT_INTERRUPTED = 75
 EXIT_NO_PROGRESS = 76
+# Set in the driver's environment by a job that requeues itself when the walltime's SIGUSR2
+# stops its driver resumable (job.sbatch's trap, submitit's checkpoint): the driver says so.
+WALLTIME_REQUEUE = "HPOC_WALLTIME_REQUEUE"
 # `search nevergrad`'s optimizer when the plan names none: the compiler writes it, the
 # runtime falls back on it, the docs name it.
 NEVERGRAD_OPTIMIZER = "NGOpt"

@@ -219,6 +219,14 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
                                                                else "--test-only") + ")")]
 
 
+def check_exclusive(plan: dict[str, Any]) -> list[Finding]:
+    """A node `--exclusive` holds whole, of which Ray uses only `cpus_per_node`."""
+    from hpoc.site.partition import idle_cpus
+
+    said = idle_cpus(plan) if plan.get("slurm") else None
+    return [Finding(True, "slurm", said, warning=True)] if said else []
+
+
 # ---------------------------------------------------------------- the nodes' interpreter
 
 
@@ -271,6 +279,7 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     found += check_interpreter(plan)
     found += check_sbatch_env(plan)
     found += check_sbatch(plan)
+    found += check_exclusive(plan)
     if plan.get("loggers"):
         from hpoc.runtime.tracking import missing_libraries
 

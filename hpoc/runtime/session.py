@@ -208,6 +208,9 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
         store = min(LOCAL_OBJECT_STORE_CAP, int(psutil.virtual_memory().available * 0.2))
     except ImportError:
         store = LOCAL_OBJECT_STORE_CAP
+    from hpoc.runtime.raylet_lines import quiet_worker_deaths
+
+    quiet_worker_deaths(not verbose)  # the terminal is the user's: hpoc's trial lines say a worker died
     try:
         ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
                  _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),

@@ -3,14 +3,28 @@ into Tune's graceful stop, so that a stopped run keeps its checkpoints and resum
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
 
+from hpoc.plan import WALLTIME_REQUEUE
 from hpoc.runtime.exits import Interrupted, say
 from hpoc.runtime.watch import STATE, stop_tune
 
 _STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP")
+
+
+def requeues(signum: int | None) -> bool:
+    """Whether this stop is the walltime's, in a job that requeues itself to resume."""
+    return signum == signal.SIGUSR2 and os.environ.get(WALLTIME_REQUEUE) == "1"
+
+
+def stopped_line(signum: int | None) -> str:
+    """The driver's last word on a run a signal stopped: who resumes it."""
+    if requeues(signum):
+        return "[hpoc] stopped at the time limit (SIGUSR2); the job requeues itself and resumes the study"
+    return "[hpoc] stopped by a signal; run the same plan again to resume"
 
 
 def install_signals() -> dict[int, Any]:
@@ -37,9 +51,9 @@ def install_signals() -> dict[int, Any]:
         tune_handler = signal.getsignal(signal.SIGUSR1)
         if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
             if first:
-                say(STATE.stream or sys.stderr,
-                     f"[hpoc] {name}: stopping; checkpoints are kept and "
-                     "running the plan again resumes")
+                then = ("the requeued job resumes" if requeues(signum)
+                        else "running the plan again resumes")
+                say(STATE.stream or sys.stderr, f"[hpoc] {name}: stopping; checkpoints are kept and {then}")
                 stop_tune(signum, frame)
             return
         raise Interrupted()

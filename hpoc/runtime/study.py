@@ -43,7 +43,7 @@ from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, 
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
 from hpoc.runtime.prior import move_aside, prior_run, refuse_synch_population, take_lock
 from hpoc.runtime.shards import experiment_dir
-from hpoc.runtime.signals import install_signals, restore_signals
+from hpoc.runtime.signals import install_signals, restore_signals, stopped_line
 from hpoc.runtime.tuner import budget_left, build_tuner, make_trainable
 from hpoc.runtime.watch import STATE, _as_seen, _budget_line
 
@@ -346,7 +346,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
             say(stream, walltime.message(idle))
             return EXIT_NO_PROGRESS
     if interrupted:
-        say(stream, "[hpoc] stopped by a signal; run the same plan again to resume")
+        say(stream, stopped_line(STATE.signal))
         return EXIT_INTERRUPTED
     return summary_mod.exit_code(result)
 

@@ -10,16 +10,19 @@ default) lets sbatch take a job whose `time` is above the partition's MaxTime, o
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from typing import Any
 
-_FORMAT = "%P|%l|%D|%s"  # partition, time limit, node count, job size in nodes (`1-infinite`)
+# partition, time limit, node count, job size in nodes (`1-infinite`), CPUs per node (`64+`
+# where the row's nodes differ: the fewest)
+_FORMAT = "%P|%l|%D|%s|%c"
 
 
 def limits(partition: str | None, timeout: float = 30) -> dict[str, dict[str, Any]] | None:
     """Partition -> {time (as sinfo writes it: `10:00`, `infinite`), nodes, max_nodes (None:
-    no limit)} for the partitions a job asking for `partition` may run in (`a,b` lets SLURM
+    no limit), cpus (the fewest a node has; None: not said)} for the partitions a job asking for `partition` may run in (`a,b` lets SLURM
     choose; the default one when None); None when sinfo cannot tell."""
     if not shutil.which("sinfo"):
         return None
@@ -33,14 +36,18 @@ def limits(partition: str | None, timeout: float = 30) -> dict[str, dict[str, An
     default = None
     for line in run.stdout.splitlines():
         parts = line.split("|")
-        if len(parts) != 4 or not parts[2].isdigit():
+        if len(parts) not in (4, 5) or not parts[2].isdigit():
             continue
-        name, time, count, size = parts
+        name, time, count, size, *rest = parts
         if name.endswith("*"):
             name = default = name[:-1]
         top = size.rpartition("-")[2]
-        row = found.setdefault(name, {"time": time, "nodes": 0, "max_nodes": int(top) if top.isdigit() else None})
+        row = found.setdefault(name, {"time": time, "nodes": 0, "max_nodes": int(top) if top.isdigit() else None,
+                                      "cpus": None})
         row["nodes"] += int(count)  # sinfo splits a partition into rows by node state
+        cpus = re.match(r"\d+", rest[0]) if rest else None
+        if cpus is not None and int(count):
+            row["cpus"] = min(row["cpus"] or int(cpus[0]), int(cpus[0]))
     wanted = [default] if partition is None else partition.split(",")
     if None in wanted or not set(wanted) <= set(found):  # an unknown partition: sbatch says so itself
         return None
@@ -80,3 +87,19 @@ def _misfits(slurm: dict[str, Any], timeout: float) -> list[tuple[str, str, str]
                     f"give{'s' * (len(parts) == 1)} one job", "PartitionNodeLimit",
                     f"lower `nodes` to {max(room.values())} or fewer"))
     return out
+
+
+def idle_cpus(plan: dict[str, Any], timeout: float = 30) -> str | None:
+    """A plain `--exclusive` in `slurm.extra` holds whole nodes, but each Ray node starts with
+    its step's `cpus_per_node` CPUs: the rest of each node sits idle. Said (None: it does
+    not, or sinfo cannot tell) for `hpoc check --preflight`, which asks sinfo."""
+    slurm = plan.get("slurm") or {}
+    cpus = slurm.get("cpus_per_node")
+    if cpus is None or "--exclusive" not in [str(flag).strip() for flag in slurm.get("extra") or []]:
+        return None
+    have = [row["cpus"] for row in (limits(slurm.get("partition"), timeout) or {}).values()]
+    if not have or None in have or min(have) <= cpus:
+        return None
+    return (f"`--exclusive` in `slurm.extra` gives the job whole nodes of {min(have)} CPUs or more, but Ray "
+            f"uses only `cpus_per_node = {cpus}` of each; set `cpus_per_node = {min(have)}` in "
+            f"{plan['source']['file']} to use them, or drop `--exclusive` to leave them to other jobs")

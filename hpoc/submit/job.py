@@ -46,7 +46,7 @@ from typing import Any
 import submitit
 
 from hpoc.files import write_atomic
-from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS
+from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS, WALLTIME_REQUEUE
 
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
 HEAD_LOST_STOP_S = 3     # the driver's graceful stop hangs without the head's GCS
@@ -171,6 +171,8 @@ class StudyJob(submitit.helpers.Checkpointable):
             if self.local_cpus:
                 cmd += ["--cpus", str(self.local_cpus)]
             env.pop("RAY_ADDRESS", None)
+        if self.grace_s is not None:  # checkpoint() requeues: the driver stopped by USR2 says so
+            env[WALLTIME_REQUEUE] = "1"
         print(f"hpoc: running shard {shard}: {' '.join(cmd)}", flush=True)
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)

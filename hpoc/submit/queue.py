@@ -25,21 +25,42 @@ def squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | None:
     installed, no answer). Only ours: on a site with tens of thousands of queued jobs the
     whole queue takes seconds and loads the controller, and other users' jobs are not
     ours to guard or show."""
+    rows = ask_squeue(fmt, *args, timeout=timeout)
+    return rows if isinstance(rows, list) else None
+
+
+def ask_squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | str:
+    """squeue's rows, or why squeue could not be asked (its error): a caller that shows
+    the queue must not take "no answer" for "no jobs"."""
     if not shutil.which("squeue"):
-        return None
+        return "squeue is not installed here"
     try:
         run = subprocess.run(["squeue", "-h", "-u", getpass.getuser(), "-o", fmt, *args],
                              capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired, KeyError):  # KeyError: a uid without a name
-        return None
-    return run.stdout.splitlines() if run.returncode == 0 else None
+    except subprocess.TimeoutExpired:
+        return f"squeue gave no answer in {timeout:g}s"
+    except (OSError, KeyError) as exc:  # KeyError: a uid without a name
+        return f"squeue: {exc}"
+    if run.returncode != 0:
+        said = (run.stderr.strip() or run.stdout.strip()).splitlines()
+        return said[-1] if said else f"squeue exited {run.returncode}"
+    return run.stdout.splitlines()
 
 
 def user_jobs(timeout: float = 30) -> list[dict[str, Any]]:
     """This user's queued and running jobs, array tasks one by one: {job_id, state, elapsed,
     nodes, reason, task (array task id or None), script}."""
+    jobs = queued_jobs(timeout)
+    return jobs if isinstance(jobs, list) else []
+
+
+def queued_jobs(timeout: float = 30) -> list[dict[str, Any]] | str:
+    """user_jobs(), or why squeue could not be asked."""
+    rows = ask_squeue(_FORMAT, "-r", timeout=timeout)
+    if isinstance(rows, str):
+        return rows
     jobs = []
-    for line in squeue(_FORMAT, "-r", timeout=timeout) or ():
+    for line in rows:
         parts = line.split("|", 6)
         if len(parts) != 7:
             continue

@@ -1,0 +1,44 @@
+"""What the driver says when a signal stops it: who resumes the run."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+
+import pytest
+
+from hpoc.plan import WALLTIME_REQUEUE
+from hpoc.runtime import signals, watch
+
+
+@pytest.mark.parametrize("requeue, then", [
+    ("1", "the requeued job resumes"), (None, "running the plan again resumes")])
+def test_a_walltime_stop_in_a_job_that_requeues_says_it_resumes_itself(monkeypatch, requeue, then):
+    """A job requeued at its walltime said "run the same plan again to resume" just before
+    its own "requeueing job …" line."""
+    out = io.StringIO()
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out))
+    monkeypatch.setattr(signals, "STATE", watch.STATE)
+    stopped = []
+
+    def signal_interrupt_tune_run(signum, frame):  # Tune's handler, by its name
+        stopped.append(signum)
+
+    monkeypatch.setattr(signals, "stop_tune", signal_interrupt_tune_run)
+    if requeue:
+        monkeypatch.setenv(WALLTIME_REQUEUE, requeue)
+    else:
+        monkeypatch.delenv(WALLTIME_REQUEUE, raising=False)
+    before = signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
+    previous = signals.install_signals()
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+    finally:
+        signals.restore_signals(previous)
+        signal.signal(signal.SIGUSR1, before)
+    assert stopped == [signal.SIGUSR2]
+    assert f"SIGUSR2: stopping; checkpoints are kept and {then}" in out.getvalue()
+    last = signals.stopped_line(signal.SIGUSR2)
+    assert ("requeues itself" in last) == bool(requeue) and ("run the same plan again" in last) != bool(requeue)
+    assert "run the same plan again" in signals.stopped_line(signal.SIGTERM)

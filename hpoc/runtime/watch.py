@@ -168,6 +168,7 @@ def _events_class() -> type:
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             STATE.trials = trials
             STATE.ended.add(trial.trial_id)
+            STATE.retrying.pop(trial.trial_id, None)  # its retry's own error is the one kept
             _trial_line(trial, "errored")
             _fail_fast(trial, trials)
 

@@ -34,10 +34,10 @@ def trial_dir(exp: Path, trial_id: str, config: dict[str, Any], reports: list[di
 
 def summary(exp: Path, study: str, trials: list[dict[str, Any]], *, interrupted: bool = False,
             metric: str = "val_loss", mode: str = "min", plan_hash: str = "sha256:abc",
-            stopped: str | None = None, best: dict[str, Any] | None = None) -> Path:
+            stopped: str | None = None, best: dict[str, Any] | None = None, shard: int = 0) -> Path:
     """summary.json as the driver writes it when a shard ends. Without `best` it says no
     trial gave a finite objective (the driver exits 1): pass it where trials reported."""
-    data = {"study": study, "shard": 0, "plan_hash": plan_hash,
+    data = {"study": study, "shard": shard, "plan_hash": plan_hash,
             "metrics": [{"name": metric, "mode": mode}], "num_trials": len(trials),
             "status_counts": {}, "best": best, "trials": trials, "wall_s": 1.0,
             "interrupted": interrupted, "stopped": stopped, "experiment_dir": str(exp)}

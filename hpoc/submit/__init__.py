@@ -201,11 +201,12 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
 
 def active_jobs(plan: dict[str, Any]) -> list[str]:
     """Ids of queued or running jobs of this study (by the comment hpoc gives them)."""
-    from hpoc.submit.queue import squeue
+    from hpoc.submit.queue import ask_squeue
 
     # Completing jobs are on their way out (their Ray stops); everything else counts.
     mine = job_comment(plan)
-    return [line.split("|", 1)[0] for line in squeue("%i|%k", "-t", "PD,R,S,CF,RQ,RH,RF,RS,SI,SO,ST") or ()
+    rows = ask_squeue("%i|%k", "-t", "PD,R,S,CF,RQ,RH,RF,RS,SI,SO,ST")
+    return [line.split("|", 1)[0] for line in (rows if isinstance(rows, list) else ())
             if line.partition("|")[2].strip() == mine]
 
 

@@ -20,18 +20,11 @@ DONE_SOON = {"COMPLETING"}  # its driver has stopped: it will not read the plan 
 LOCAL_CHECK_S = 5.0  # a check before a local run: a hung controller must not hold it up long
 
 
-def squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | None:
-    """squeue's rows (`-o fmt`) of this user's jobs, or None when squeue cannot tell (not
-    installed, no answer). Only ours: on a site with tens of thousands of queued jobs the
-    whole queue takes seconds and loads the controller, and other users' jobs are not
-    ours to guard or show."""
-    rows = ask_squeue(fmt, *args, timeout=timeout)
-    return rows if isinstance(rows, list) else None
-
-
 def ask_squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | str:
-    """squeue's rows, or why squeue could not be asked (its error): a caller that shows
-    the queue must not take "no answer" for "no jobs"."""
+    """squeue's rows (`-o fmt`) of this user's jobs, or why squeue could not be asked (its
+    error): a caller that shows the queue must not take "no answer" for "no jobs". Only
+    ours: on a site with tens of thousands of queued jobs the whole queue takes seconds and
+    loads the controller, and other users' jobs are not ours to guard or show."""
     if not shutil.which("squeue"):
         return "squeue is not installed here"
     try:

@@ -307,7 +307,6 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     marker.write(exp, fp, opts.shard, plan["space"])
     clock.TIMES = clock.TrialTimes(plan["trials"].get("time_limit_s"))  # this run's
     metrics = plan["objective"]["metrics"]
-    STATE.total = total
     STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
                                          metrics[0]["name"] if metrics else None,
                                          opts.shard if plan["shards"]["count"] > 1 else None)

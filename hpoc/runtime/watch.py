@@ -52,7 +52,6 @@ class _State:
     live: dict[str, str] = field(default_factory=dict)  # the statuses last written (files.LIVE)
     live_at: float = 0.0      # when they may be written again
     run_started: float | None = None  # this run's lock's `started`, which the file names
-    total: int | None = None  # trials in this shard, once the Tuner is built
     late: bool = False        # the first signal came once every trial had ended: nothing stopped
 
     @property
@@ -62,7 +61,8 @@ class _State:
     def all_ended(self) -> bool:
         """Whether every trial of the shard has completed or errored (a trial being retried
         is PENDING, not ERROR)."""
-        return (self.total is not None and len(self.trials) >= self.total
+        # fail_fast is made with the shard's trial count once the Tuner is built
+        return (self.fail_fast is not None and len(self.trials) >= self.fail_fast.total
                 and all(t.trial_id in self.ended or t.status == "ERROR" for t in self.trials))
 
 

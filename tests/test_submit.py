@@ -584,11 +584,11 @@ def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
 
     from hpoc.commands.status import slurm_states
     from hpoc.submit import active_jobs
-    from hpoc.submit.queue import build_jobs
+    from hpoc.submit.queue import readers
 
     bin_dir = tmp_path / "bin"
     fake_squeue(monkeypatch, bin_dir, [])
-    build_jobs(tmp_path)
+    readers(tmp_path)
     slurm_states(["12"])
     active_jobs({"study": "s", "storage": {"path": str(tmp_path), "name": "s"}})
     asked = (bin_dir / "asked").read_text().splitlines()

@@ -436,3 +436,39 @@ def test_exclusive_nodes_with_more_cpus_than_ray_uses_are_said(tmp_path: Path, m
     assert check_exclusive(plan(slurm={"cpus_per_node": 64, "extra": ["--exclusive"]})) == []
     assert check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive=user"]})) == []
     assert check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": []})) == []
+
+
+def test_exclusive_nodes_are_those_of_the_partition_the_shell_picks(tmp_path: Path, monkeypatch) -> None:
+    """sbatch takes SBATCH_PARTITION over the spec's partition; the warning looked at the
+    spec's nodes only."""
+    from hpoc.runtime.login_preflight import check_exclusive
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "cpu*|infinite|2|1-infinite|128\\n'
+                                    'small|infinite|2|1-infinite|8\\n"\n')
+    (tmp_path / "sinfo").chmod(0o755)
+    exclusive = {"cpus_per_node": 8, "extra": ["--exclusive"]}
+    monkeypatch.setenv("SBATCH_PARTITION", "small")
+    assert check_exclusive(plan(slurm={**exclusive, "partition": None})) == []
+    monkeypatch.setenv("SBATCH_PARTITION", "cpu")
+    (found,) = check_exclusive(plan(slurm={**exclusive, "partition": "small"}))
+    assert found.warning and found.message.startswith(
+        "`--exclusive` in `slurm.extra` gives the job whole nodes of partition `cpu` (SBATCH_PARTITION in "
+        "this shell) of 128 CPUs or more, but Ray uses only `cpus_per_node = 8` of each"), found.message
+
+
+def test_the_preflight_asks_sinfo_once(tmp_path: Path, monkeypatch) -> None:
+    """The never-fits check and the `--exclusive` warning each ran sinfo: one answer serves both."""
+    from hpoc.runtime.login_preflight import run_checks
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    for name, text in (("sbatch", 'echo "sbatch: Job 42 to start at 2026-11-29T13:29:54 using 1 processors '
+                                  'on nodes node1 in partition cpu" >&2'),
+                       ("sinfo", f'echo asked >>"{tmp_path}/sinfo.calls"\nprintf "cpu*|infinite|2|1-infinite|128\\n"')):
+        (tmp_path / name).write_text(f"#!/bin/sh\n{text}\n")
+        (tmp_path / name).chmod(0o755)
+    found = run_checks(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive"]}))
+    assert any(f.warning and "`--exclusive`" in f.message for f in found), found
+    assert (tmp_path / "sinfo.calls").read_text() == "asked\n"

@@ -711,14 +711,16 @@ def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_
 
 
 @pytest.mark.parametrize("driver_rc, requeued", [(75, True), (0, False), (1, False), (76, False),
-                                                 (140, False), (None, True), ("stuck", True),
-                                                 ("ended", False)])
+                                                 (140, False), (143, False), (137, True), (139, True),
+                                                 (None, True), ("stuck", True), ("ended", False)])
 def test_the_walltime_handler_requeues_only_a_study_the_driver_left_resumable(tmp_path, driver_rc, requeued):
     """Exit 75 (stopped, resumable) requeues; a study that finished (0), failed (1: every
     trial errored, or it stopped itself), made no progress (76) or had nothing to resume
-    yet (128+signal) is not: the requeued job only found it done. Without a driver's word
-    (none started yet, or it did not stop in time) the job requeues; a driver that ended
-    just before the signal says how it ended."""
+    yet (its own 128+USR2 or +TERM) is not: the requeued job only found it done. Without a
+    driver's word (none started yet, or it did not stop in time) the job requeues; a driver
+    that ended just before the signal says how it ended. A driver a signal killed as it
+    stopped (KILL from the OOM killer, SEGV) was not requeued, though Tune's last saved
+    state resumes it."""
     script = rendered("gpu-resume")["job.sbatch"]
 
     def function(name: str) -> str:

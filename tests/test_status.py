@@ -895,3 +895,20 @@ def test_a_queue_squeue_cannot_be_asked_is_not_taken_for_an_empty_one(tmp_path, 
     assert "sbatch" not in out and "hpoc submit" not in out
     doc = json.loads(status(capsys, build, "--json")[1])
     assert doc["squeue_error"] == said
+
+
+def test_a_job_squeue_cannot_be_asked_about_is_not_called_ended(tmp_path, capsys, monkeypatch):
+    """With squeue failing, a submitted job that neither squeue nor scontrol could answer for
+    was shown ENDED, with its log's last error as why it ended: a job that may be running."""
+    from submit_support import fake_squeue
+
+    build, log = submitted_job_log(tmp_path)
+    log.write_text("hpoc: error: shard 0 failed (study driver exit status 1); see this job's log\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    said = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+    (tmp_path / "bin" / "squeue").write_text(f"#!/bin/sh\necho '{said}' >&2\nexit 1\n")
+    _fake_scontrol(tmp_path / "bin", {})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert f"squeue could not be asked ({said})" in out, out
+    assert "job 968 ended" not in out and "shard 0 failed" not in out, out

@@ -476,19 +476,23 @@ def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancel
     assert "hpoc: requeueing job 76_1 to resume the study" in out.out and "terminated" not in out.err, out
 
 
-@pytest.mark.parametrize("driver_rc, requeued", [(75, True), (0, False), (1, False), (76, False)])
-def test_the_walltime_requeues_only_a_study_the_driver_left_resumable(tmp_path, capsys, driver_rc, requeued):
+@pytest.mark.parametrize("driver, requeued", [("exit 75", True), ("exit 0", False), ("exit 1", False),
+                                              ("exit 76", False), ("exit 140", False), ("kill -KILL $$", True)])
+def test_the_walltime_requeues_only_a_study_the_driver_left_resumable(tmp_path, capsys, driver, requeued):
     """As job.sbatch: a study that finished (0) or failed (1: every trial errored, or it
-    stopped itself) as the walltime came was requeued, and the requeued job found it done."""
+    stopped itself) as the walltime came was requeued, and the requeued job found it done.
+    A driver a signal killed as it stopped (the OOM killer, a crash) was not requeued,
+    though its study is resumable: Tune's last saved state, or the shard from the start."""
     from hpoc.submit.job import StudyJob
 
     job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
-    job._driver = subprocess.Popen(["sh", "-c", f"exit {driver_rc}"])
+    job._driver = subprocess.Popen(["sh", "-c", driver])
     job._driver.wait()
     assert (job.checkpoint(0) is not None) == requeued
     out = capsys.readouterr().out
     assert ("requeueing job" in out) == requeued, out
-    assert ("not requeued" in out) == (driver_rc in (0, 1)), out
+    assert ("not requeued" in out) == (driver in ("exit 1", "exit 140")), out
+    assert ("the study finished as the time limit came; the job ends" in out) == (driver == "exit 0"), out
 
 
 def test_a_too_long_hpoc_tmp_fails_the_job_before_any_ray_starts(tmp_path, monkeypatch):
@@ -580,11 +584,11 @@ def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
 
     from hpoc.commands.status import slurm_states
     from hpoc.submit import active_jobs
-    from hpoc.submit.queue import build_jobs
+    from hpoc.submit.queue import readers
 
     bin_dir = tmp_path / "bin"
     fake_squeue(monkeypatch, bin_dir, [])
-    build_jobs(tmp_path)
+    readers(tmp_path)
     slurm_states(["12"])
     active_jobs({"study": "s", "storage": {"path": str(tmp_path), "name": "s"}})
     asked = (bin_dir / "asked").read_text().splitlines()
@@ -1229,3 +1233,35 @@ def test_the_driver_knows_whether_its_job_requeues_at_the_walltime(tmp_path, mon
     monkeypatch.delenv(WALLTIME_REQUEUE, raising=False)
     StudyJob(str(tmp_path / "plan.json"), cluster="local", grace_s=grace_s)(0)
     assert seen.get(WALLTIME_REQUEUE) == said
+
+
+def test_a_study_that_finished_as_the_walltime_came_ends_its_job_as_a_success(tmp_path, monkeypatch):
+    """submitit fails a job whose checkpoint declines the requeue ("Job not requeued because:
+    checkpoint function returned None"): a study whose driver finished (0) as USR2 came
+    ended as a failed job, in submitit's result and in sacct. Run through submitit's own
+    signal handler, with a driver that finishes when asked to stop."""
+    import signal
+    import sys
+    from types import SimpleNamespace
+
+    from submitit.core.job_environment import SignalHandler
+    from submitit.core.utils import DelayedSubmission, JobPaths
+
+    from hpoc.submit.job import StudyJob
+
+    finishing = ("import os, signal, sys, time\n"
+                 "signal.signal(signal.SIGUSR2, lambda *a: sys.exit(0))\n"
+                 "os.kill(os.getppid(), signal.SIGUSR2)\n"  # SLURM's USR2 to the job
+                 "time.sleep(60)\n")
+    monkeypatch.setattr(StudyJob, "_driver_cmd", lambda self, shard, local: [sys.executable, "-c", finishing])
+    job = StudyJob(str(tmp_path / "plan.json"), "local", grace_s=30)
+    delayed = DelayedSubmission(job, 0)
+    delayed.set_timeout(10, 3)
+    requeued: list[int] = []
+    env = SimpleNamespace(global_rank=0, _requeue=requeued.append)
+    before = signal.signal(signal.SIGUSR2, SignalHandler(env, JobPaths(tmp_path), delayed).checkpoint_and_try_requeue)
+    try:
+        result = delayed.result()  # what submitit's job process runs, and pickles as its result
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+    assert result["exit_code"] == 0 and not requeued

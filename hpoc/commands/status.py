@@ -174,10 +174,11 @@ def slurm_states(ids: list[str], queued: list[dict[str, Any]] | None = None) -> 
     out: dict[str, dict[str, str]] = {}
     if not ids or not shutil.which("squeue"):
         return out
-    from hpoc.submit.queue import user_jobs
+    from hpoc.submit.queue import queued_jobs
 
     wanted = set(ids)
-    for job in user_jobs() if queued is None else queued:
+    answer = queued_jobs() if queued is None else queued
+    for job in answer if isinstance(answer, list) else []:  # else scontrol and sacct, below
         if job["job_id"] in wanted:
             out[job["job_id"]] = {k: job[k] for k in ("state", "elapsed", "nodes", "reason")}
     for job_id in ids:
@@ -231,14 +232,14 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     root = study_root(plan)
     total, shares = budget(plan)
     metric = plan["objective"]["metrics"][0]
-    latest, unasked = _latest_jobs(build_dir, plan)
+    latest, unasked, queued = _latest_jobs(build_dir, plan)
     try:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
         results = None  # not started yet
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, results, latest.get(k),
                      shares[k], metric) for k in range(count)]
-    _ended_jobs(build_dir, plan["study"]["name"], shards)
+    _ended_jobs(build_dir, plan["study"]["name"], shards, None if unasked else queued)
 
     totals = {key: sum(s[key] for s in shards) for key in COUNTS}
     created = sum(s["trials"] for s in shards)
@@ -310,10 +311,11 @@ def _unstarted(exp: Path) -> bool:
         return False
 
 
-def _latest_jobs(build_dir: Path | None,
-                 plan: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], str | None]:
+def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]
+                 ) -> tuple[dict[int, dict[str, Any]], str | None, list[dict[str, Any]]]:
     """Latest job per shard (jobs.json keeps every submission, oldest first), with its state;
-    and why squeue could not be asked, where the study may have SLURM jobs (else None)."""
+    why squeue could not be asked, where the study may have SLURM jobs (else None); and
+    squeue's jobs (none when it could not be asked)."""
     from hpoc.submit import read_jobs
     from hpoc.submit.params import study_id
 
@@ -343,7 +345,7 @@ def _latest_jobs(build_dir: Path | None,
     for shard, job in _sbatch_jobs(build_dir, queued).items():
         if latest.get(shard, {}).get("state") not in ACTIVE:
             latest[shard] = job
-    return latest, unasked
+    return latest, unasked, queued
 
 
 def _sbatch_jobs(build_dir: Path | None, queued: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -362,24 +364,26 @@ def _sbatch_jobs(build_dir: Path | None, queued: list[dict[str, Any]]) -> dict[i
     return found
 
 
-def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]) -> None:
+def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]],
+                queued: list[dict[str, Any]] | None) -> None:
     """Why the newest job of a shard that did not run to the end ended, from its .err. An
     `sbatch BUILD/job.sbatch` job that ended is in no queue: it is found by its .err beside
-    plan.json; an `hpoc submit` job's is submitit's task-0 log."""
+    plan.json; an `hpoc submit` job's is submitit's task-0 log. `queued`: squeue's jobs,
+    None when it could not be asked: a job scontrol and sacct do not know may be running."""
     logged = joblogs.newest(build_dir, study) if build_dir is not None else {}
     ended = [s for s in shards if s["state"] != "running" and (s["job"] or {}).get("state") not in ACTIVE]
     newer = {s["shard"]: log for s in ended if (log := logged.get(s["shard"])) is not None
              and (s["job"] is None or _base_id(s["job"]) <= _base_id(log))}
-    states = slurm_states([log["job_id"] for log in newer.values()])  # one query for all shards
+    states = slurm_states([log["job_id"] for log in newer.values()], queued or [])  # one query for all
     for s in ended:
         job, log = s["job"], newer.get(s["shard"])
         if log is not None:
-            state = states.get(log["job_id"], {"state": "ENDED"})
-            if state["state"] == "COMPLETED" or not _failed_end(s, state["state"]):
+            state = states.get(log["job_id"]) or ({"state": "ENDED"} if queued is not None else None)
+            if state is None or state["state"] == "COMPLETED" or not _failed_end(s, state["state"]):
                 continue
             s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
         elif (job is not None and job.get("cluster") == "slurm" and build_dir is not None
-              and _failed_end(s, job.get("state"))):
+              and (queued is not None or job.get("state")) and _failed_end(s, job.get("state"))):
             job["err"] = joblogs.err_file(build_dir, study, job)
         else:
             continue

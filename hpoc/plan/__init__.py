@@ -15,7 +15,8 @@ from hpoc.errors import HpocError
 PLAN_VERSION = 1
 # The driver's exit statuses the jobs act on at the walltime: stopped, resumable (the job
 # is requeued); stopped by the walltime again before any trial reported (runtime/walltime.py),
-# so the job is not requeued. Any other status is a study that ended, finished or failed.
+# so the job is not requeued. A driver a signal killed as it stopped is requeued too; any
+# other status is a study that ended, finished or failed.
 EXIT_INTERRUPTED = 75
 EXIT_NO_PROGRESS = 76
 # Set in the driver's environment by a job that requeues itself when the walltime's SIGUSR2

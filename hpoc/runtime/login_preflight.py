@@ -32,7 +32,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from hpoc.site.partition import Sinfo
 
 IMPORT_TIMEOUT_S = float(os.environ.get("HPOC_PREFLIGHT_TIMEOUT", "120"))
 MIN_FREE_GB = float(os.environ.get("HPOC_MIN_FREE_GB", "1"))
@@ -178,7 +181,7 @@ def check_sbatch_env(plan: dict[str, Any]) -> list[Finding]:
     return [Finding(True, "slurm", sbatch_env.advice(line), warning=True) for line in sbatch_env.overrides(plan)]
 
 
-def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
+def check_sbatch(plan: dict[str, Any], timeout: float = 60, sinfo: Sinfo | None = None) -> list[Finding]:
     """`sbatch --test-only` of the job script: sbatch refuses there what it would refuse at
     submission (a node too small for `cpus_per_node`, an unknown account), and a job that
     could never start is refused rather than left pending forever."""
@@ -212,18 +215,18 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60) -> list[Finding]:
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {what_to_check(why, plan)}")]
     from hpoc.site.partition import never_fits
 
-    if never := never_fits(plan, timeout):  # sbatch --test-only takes a `time` above the limit
+    if never := never_fits(plan, timeout, sinfo):  # sbatch --test-only takes a `time` above the limit
         return [Finding(False, "slurm", "sbatch takes the job, but it would never start: " + "; ".join(
             f"{why}; {change}, or choose a partition that allows it (`{refusal.SINFO}`)" for why, change in never))]
     return [Finding(True, "slurm", "sbatch accepts the job (" + (said[-1].removeprefix("sbatch: ") if said
                                                                else "--test-only") + ")")]
 
 
-def check_exclusive(plan: dict[str, Any]) -> list[Finding]:
+def check_exclusive(plan: dict[str, Any], sinfo: Sinfo | None = None) -> list[Finding]:
     """A node `--exclusive` holds whole, of which Ray uses only `cpus_per_node`."""
     from hpoc.site.partition import idle_cpus
 
-    said = idle_cpus(plan) if plan.get("slurm") else None
+    said = idle_cpus(plan, sinfo=sinfo) if plan.get("slurm") else None
     return [Finding(True, "slurm", said, warning=True)] if said else []
 
 
@@ -278,8 +281,11 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     found += check_search(plan)
     found += check_interpreter(plan)
     found += check_sbatch_env(plan)
-    found += check_sbatch(plan)
-    found += check_exclusive(plan)
+    from hpoc.site.partition import Sinfo
+
+    sinfo = Sinfo()  # asked once, by the first check that needs it
+    found += check_sbatch(plan, sinfo=sinfo)
+    found += check_exclusive(plan, sinfo)
     if plan.get("loggers"):
         from hpoc.runtime.tracking import missing_libraries
 

@@ -10,6 +10,8 @@ default) lets sbatch take a job whose `time` is above the partition's MaxTime, o
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shutil
 import subprocess
@@ -20,56 +22,73 @@ from typing import Any
 _FORMAT = "%P|%l|%D|%s|%c"
 
 
-def limits(partition: str | None, timeout: float = 30) -> dict[str, dict[str, Any]] | None:
-    """Partition -> {time (as sinfo writes it: `10:00`, `infinite`), nodes, max_nodes (None:
-    no limit), cpus (the fewest a node has; None: not said)} for the partitions a job asking for `partition` may run in (`a,b` lets SLURM
-    choose; the default one when None); None when sinfo cannot tell."""
-    if not shutil.which("sinfo"):
-        return None
-    try:
-        run = subprocess.run(["sinfo", "-h", "-o", _FORMAT], capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if run.returncode != 0:
-        return None
-    found: dict[str, dict[str, Any]] = {}
-    default = None
-    for line in run.stdout.splitlines():
-        parts = line.split("|")
-        if len(parts) not in (4, 5) or not parts[2].isdigit():
-            continue
-        name, time, count, size, *rest = parts
-        if name.endswith("*"):
-            name = default = name[:-1]
-        top = size.rpartition("-")[2]
-        row = found.setdefault(name, {"time": time, "nodes": 0, "max_nodes": int(top) if top.isdigit() else None,
-                                      "cpus": None})
-        row["nodes"] += int(count)  # sinfo splits a partition into rows by node state
-        cpus = re.match(r"\d+", rest[0]) if rest else None
-        if cpus is not None and int(count):
-            row["cpus"] = min(row["cpus"] or int(cpus[0]), int(cpus[0]))
-    wanted = [default] if partition is None else partition.split(",")
-    if None in wanted or not set(wanted) <= set(found):  # an unknown partition: sbatch says so itself
-        return None
-    return {name: found[name] for name in wanted}
+class Sinfo:
+    """The site's partitions as sinfo reports them, asked once, on first need: the checks of
+    one preflight share its answer."""
+
+    def __init__(self, timeout: float = 30) -> None:
+        self.timeout = timeout
+
+    @functools.cached_property
+    def _table(self) -> tuple[dict[str, dict[str, Any]], str | None] | None:
+        """(partition -> its row, the default partition), None when sinfo cannot tell."""
+        if not shutil.which("sinfo"):
+            return None
+        try:
+            run = subprocess.run(["sinfo", "-h", "-o", _FORMAT], capture_output=True, text=True,
+                                 timeout=self.timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if run.returncode != 0:
+            return None
+        found: dict[str, dict[str, Any]] = {}
+        default = None
+        for line in run.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) not in (4, 5) or not parts[2].isdigit():
+                continue
+            name, time, count, size, *rest = parts
+            if name.endswith("*"):
+                name = default = name[:-1]
+            top = size.rpartition("-")[2]
+            row = found.setdefault(name, {"time": time, "nodes": 0,
+                                          "max_nodes": int(top) if top.isdigit() else None, "cpus": None})
+            row["nodes"] += int(count)  # sinfo splits a partition into rows by node state
+            cpus = re.match(r"\d+", rest[0]) if rest else None
+            if cpus is not None and int(count):
+                row["cpus"] = min(row["cpus"] or int(cpus[0]), int(cpus[0]))
+        return found, default
+
+    def limits(self, partition: str | None) -> dict[str, dict[str, Any]] | None:
+        """Partition -> {time (as sinfo writes it: `10:00`, `infinite`), nodes, max_nodes
+        (None: no limit), cpus (the fewest a node has; None: not said)} for the partitions a
+        job asking for `partition` may run in (`a,b` lets SLURM choose; the default one when
+        None); None when sinfo cannot tell."""
+        if self._table is None:
+            return None
+        found, default = self._table
+        wanted = [default] if partition is None else partition.split(",")
+        if None in wanted or not set(wanted) <= set(found):  # an unknown partition: sbatch says so itself
+            return None
+        return {name: found[name] for name in wanted}
 
 
-def never_fits(plan: dict[str, Any], timeout: float = 30) -> list[tuple[str, str]]:
+def never_fits(plan: dict[str, Any], timeout: float = 30, sinfo: Sinfo | None = None) -> list[tuple[str, str]]:
     """(why the job never starts, what to change in the spec) for each of the job's `time`
     and `nodes` that no partition it may run in allows; empty when it fits or sinfo cannot
     tell. Said before submission and after, each with its own way out."""
     return [(f"{why}, and this site queues such jobs for ever ({reason})", f"{change} in {plan['source']['file']}")
-            for why, reason, change in _misfits(plan["slurm"], timeout)]
+            for why, reason, change in _misfits(plan["slurm"], sinfo or Sinfo(timeout))]
 
 
-def _misfits(slurm: dict[str, Any], timeout: float) -> list[tuple[str, str, str]]:
+def _misfits(slurm: dict[str, Any], sinfo: Sinfo) -> list[tuple[str, str, str]]:
     """(why, squeue's reason, what to change) for never_fits."""
     from hpoc.compiler.sections import slurm_time
     from hpoc.site.sbatch_env import in_shell
 
     if in_shell({"slurm": slurm}).keys() & {"partition", "time"}:  # the shell's win: not the spec's job
         return []
-    parts = limits(slurm.get("partition"), timeout)
+    parts = sinfo.limits(slurm.get("partition"))
     if parts is None:
         return []
     plural = "s" * (len(parts) > 1)
@@ -89,17 +108,21 @@ def _misfits(slurm: dict[str, Any], timeout: float) -> list[tuple[str, str, str]
     return out
 
 
-def idle_cpus(plan: dict[str, Any], timeout: float = 30) -> str | None:
+def idle_cpus(plan: dict[str, Any], timeout: float = 30, sinfo: Sinfo | None = None) -> str | None:
     """A plain `--exclusive` in `slurm.extra` holds whole nodes, but each Ray node starts with
     its step's `cpus_per_node` CPUs: the rest of each node sits idle. Said (None: it does
-    not, or sinfo cannot tell) for `hpoc check --preflight`, which asks sinfo."""
+    not, or sinfo cannot tell) for `hpoc check --preflight`, which asks sinfo. The nodes are
+    those of the partition sbatch picks: the shell's SBATCH_PARTITION over the spec's."""
     slurm = plan.get("slurm") or {}
     cpus = slurm.get("cpus_per_node")
     if cpus is None or "--exclusive" not in [str(flag).strip() for flag in slurm.get("extra") or []]:
         return None
-    have = [row["cpus"] for row in (limits(slurm.get("partition"), timeout) or {}).values()]
+    shell = os.environ.get("SBATCH_PARTITION")
+    partition = shell or slurm.get("partition")
+    have = [row["cpus"] for row in ((sinfo or Sinfo(timeout)).limits(partition) or {}).values()]
     if not have or None in have or min(have) <= cpus:
         return None
-    return (f"`--exclusive` in `slurm.extra` gives the job whole nodes of {min(have)} CPUs or more, but Ray "
-            f"uses only `cpus_per_node = {cpus}` of each; set `cpus_per_node = {min(have)}` in "
+    where = f" of partition `{partition}` (SBATCH_PARTITION in this shell)" if shell else ""
+    return (f"`--exclusive` in `slurm.extra` gives the job whole nodes{where} of {min(have)} CPUs or more, but "
+            f"Ray uses only `cpus_per_node = {cpus}` of each; set `cpus_per_node = {min(have)}` in "
             f"{plan['source']['file']} to use them, or drop `--exclusive` to leave them to other jobs")

@@ -20,8 +20,9 @@ the tasks poll for it) tells the other tasks to stop their Ray worker, or to sto
 
 Survival: `grace_s` before the time limit SLURM sends USR2 (`--signal=USR2@grace`);
 submitit calls `checkpoint`, which asks the driver to stop (Tune saves the experiment,
-trials keep their checkpoints) and hands submitit the same job to requeue. The Ray nodes
-ignore USR2 (SLURM signals every process of the step). SIGTERM (scancel, preemption,
+trials keep their checkpoints) and hands submitit the same job to requeue; a study that
+finished meanwhile ends the job as a success. The Ray nodes ignore USR2 (SLURM signals
+every process of the step: the driver too, which may end before `checkpoint` asks it). SIGTERM (scancel, preemption,
 scontrol requeue) reaches every process at once and is a hard kill for the study. The
 requeued job - or any later submission of the same plan - resumes the study from its
 storage (docs/resume.md).
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+from submitit.core.utils import UncompletedJobError
 
 from hpoc.files import write_atomic
 from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS, WALLTIME_REQUEUE
@@ -76,6 +78,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
         self._lost: list[tuple[str, str]] | None = None  # ... or a node of the job it marked down
         self._walltime_stop = False  # USR2 stopped the study: SLURM's SIGTERM follows the requeue
+        self._driver_rc: int | None = None  # the driver's exit status, once it has ended
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -86,15 +89,18 @@ class StudyJob(submitit.helpers.Checkpointable):
         self._terminated = False
         self._lost = None
         self._walltime_stop = False
+        self._driver_rc = None
 
     # ---------------------------------------------------------------- submitit hooks
 
     def __call__(self, shard: int = 0) -> dict[str, Any]:
         try:
             if self.cluster == "local":
+                self._finish_at_walltime()
                 return self._run_driver(shard, dict(os.environ), local=True)
             env = submitit.JobEnvironment()
             if env.global_rank == 0:
+                self._finish_at_walltime()
                 return self._head(shard, env)
             self._worker(env)
             return {"shard": shard, "role": "worker", "node": _node_name()}
@@ -113,12 +119,14 @@ class StudyJob(submitit.helpers.Checkpointable):
             wait = max(1, (self.grace_s or 60) - STOP_MARGIN_S)
             if not _wait_gone(driver.pid, wait):
                 print(f"hpoc: the study did not stop within {wait} s; it is stopped now", flush=True)
+        rc = driver.poll() if driver is not None else self._driver_rc
+        self._driver_rc = rc
+        if rc == 0:  # not requeued, and the job ends as a success (_finish_at_walltime)
+            print("hpoc: the study finished as the time limit came; the job ends", flush=True)
+            return None
         if self.grace_s is None:  # resume disabled in the study: do not requeue
             return None
-        # As job.sbatch: requeued when the driver stopped resumable, or gave no word (not
-        # started yet, too slow to stop); not a study that ended, finished or failed.
-        rc = driver.poll() if driver is not None else None
-        if rc not in (None, EXIT_INTERRUPTED):
+        if not _resumable(rc):
             if rc != EXIT_NO_PROGRESS:  # that one said why (walltime.py)
                 print(f"hpoc: the study ended as the time limit came (driver exit status {rc}); "
                       "not requeued", flush=True)
@@ -128,6 +136,24 @@ class StudyJob(submitit.helpers.Checkpointable):
         # plan's `resume.retry_errored` says (a retry from scratch is not started over).
         fresh = StudyJob(self.plan_path, self.cluster, grace_s=self.grace_s, local_cpus=self.local_cpus)
         return submitit.helpers.DelayedSubmission(fresh, shard)
+
+    def _finish_at_walltime(self) -> None:
+        """submitit fails the job whose checkpoint does not requeue it: its USR2 handler
+        raises "Job not requeued" into the job. A study that finished as the time limit came
+        (its driver exited 0) ends the job as it would have a moment earlier: a success."""
+        submitits = signal.getsignal(signal.SIGUSR2)
+        if not callable(submitits):
+            return
+
+        def on_usr2(signum: int, frame: Any) -> None:
+            try:
+                submitits(signum, frame)
+            except UncompletedJobError:
+                if self._driver_rc != 0:
+                    raise
+                # The job goes on where the signal came: to its teardown and its result.
+
+        signal.signal(signal.SIGUSR2, on_usr2)
 
     def _after_loss(self) -> str:
         if self.grace_s is None:  # resume off: the job asked for --no-requeue
@@ -159,8 +185,8 @@ class StudyJob(submitit.helpers.Checkpointable):
 
     # ---------------------------------------------------------------- the driver
 
-    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool, head: subprocess.Popen | None = None,
-                    head_log: Path | None = None, rdv: Path | None = None) -> dict[str, Any]:
+    def _driver_cmd(self, shard: int, local: bool) -> list[str]:
+        """The study driver, as job.sbatch runs it."""
         cmd = [sys.executable, "-m", "hpoc.runtime", self.plan_path, "--shard", str(shard)]
         if getattr(self, "retry_errored", None):  # (a job pickled by an older hpoc has none)
             from hpoc.runtime.rerun import CHECKPOINT
@@ -170,6 +196,12 @@ class StudyJob(submitit.helpers.Checkpointable):
             cmd.append("--local")
             if self.local_cpus:
                 cmd += ["--cpus", str(self.local_cpus)]
+        return cmd
+
+    def _run_driver(self, shard: int, env: dict[str, str], *, local: bool, head: subprocess.Popen | None = None,
+                    head_log: Path | None = None, rdv: Path | None = None) -> dict[str, Any]:
+        cmd = self._driver_cmd(shard, local)
+        if local:
             env.pop("RAY_ADDRESS", None)
         if self.grace_s is not None:  # checkpoint() requeues: the driver stopped by USR2 says so
             env[WALLTIME_REQUEUE] = "1"
@@ -208,6 +240,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             driver, self._driver = self._driver, None
             if driver.poll() is None:  # we are being torn down: stop it first
                 _stop(driver, stop_s)
+            self._driver_rc = driver.returncode
         print(f"hpoc: study driver exited with status {rc}", flush=True)
         if rc == EXIT_NO_PROGRESS:
             raise StudyJobError(f"shard {shard}: the walltime stopped runs in a row before any trial "
@@ -463,6 +496,16 @@ def _bringup_timeout() -> float:
         return float(text)
     except ValueError:
         raise StudyJobError(f"HPOC_BRINGUP_TIMEOUT={text!r} is not a number of seconds") from None
+
+
+def _resumable(rc: int | None) -> bool:
+    """As job.sbatch's USR2 trap: whether the driver, asked to stop at the walltime, left its
+    shard for a requeued job. Yes when it stopped resumable, gave no word (not started yet,
+    too slow to stop) or a signal killed it as it stopped (-N: the OOM killer, a crash),
+    from Tune's last saved state. Not a study that ended (finished 0, failed 1, refused 2),
+    one stopped before any trial started (its own 128+N: nothing to resume), nor one the
+    walltime keeps stopping idle (EXIT_NO_PROGRESS)."""
+    return rc is None or rc == EXIT_INTERRUPTED or rc < 0
 
 
 def _job_ref() -> str:

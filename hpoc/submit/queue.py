@@ -40,15 +40,9 @@ def ask_squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | str:
     return run.stdout.splitlines()
 
 
-def user_jobs(timeout: float = 30) -> list[dict[str, Any]]:
-    """This user's queued and running jobs, array tasks one by one: {job_id, state, elapsed,
-    nodes, reason, task (array task id or None), script}."""
-    jobs = queued_jobs(timeout)
-    return jobs if isinstance(jobs, list) else []
-
-
 def queued_jobs(timeout: float = 30) -> list[dict[str, Any]] | str:
-    """user_jobs(), or why squeue could not be asked."""
+    """This user's queued and running jobs, array tasks one by one: {job_id, state, elapsed,
+    nodes, reason, task (array task id or None), script}; or why squeue could not be asked."""
     rows = ask_squeue(_FORMAT, "-r", timeout=timeout)
     if isinstance(rows, str):
         return rows
@@ -64,11 +58,10 @@ def queued_jobs(timeout: float = 30) -> list[dict[str, Any]] | str:
     return jobs
 
 
-def build_jobs(build_dir: Path, jobs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Of `jobs` (default: user_jobs()), those whose batch script lies in `build_dir`."""
+def build_jobs(build_dir: Path, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of `jobs` (queued_jobs()), those whose batch script lies in `build_dir`."""
     root = Path(build_dir).resolve()
-    return [j for j in (user_jobs() if jobs is None else jobs)
-            if _inside(j["script"], root) and Path(j["script"]).name != "preflight.sbatch"]
+    return [j for j in jobs if _inside(j["script"], root) and Path(j["script"]).name != "preflight.sbatch"]
 
 
 def _inside(script: str, root: Path) -> bool:
@@ -79,8 +72,11 @@ def _inside(script: str, root: Path) -> bool:
 
 
 def readers(build_dir: Path) -> list[dict[str, Any]]:
-    """The jobs that will still read `build_dir/plan.json` (not those completing)."""
-    return [j for j in build_jobs(build_dir) if j["state"] not in DONE_SOON]
+    """The jobs that will still read `build_dir/plan.json` (not those completing). None
+    where squeue cannot be asked: without SLURM here no job reads it, and with the
+    controller down `hpoc submit` cannot submit either; only a compile goes on unwarned."""
+    jobs = queued_jobs()
+    return [] if isinstance(jobs, str) else [j for j in build_jobs(build_dir, jobs) if j["state"] not in DONE_SOON]
 
 
 def describe(jobs: list[dict[str, Any]]) -> str:
@@ -106,7 +102,7 @@ def plan_in_use(plan_path: Path, text: str) -> str | None:
 
 def experiment_jobs(plan: dict[str, Any], shard: int,
                     jobs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Of `jobs` (default: user_jobs()), those queued or running that will run shard `shard`
+    """Of `jobs` (default: queued_jobs()), those queued or running that will run shard `shard`
     of `plan`'s experiment (the same storage), whatever build directory they were submitted
     from: the plan.json beside (or above) each job's script says where it runs, its array
     task (job.sbatch) or jobs.json (`hpoc submit`) which shard. This very job never counts."""
@@ -118,7 +114,10 @@ def experiment_jobs(plan: dict[str, Any], shard: int,
     plans: dict[Path, dict[str, Any] | None] = {}
     sent: dict[Path, dict[str, int]] = {}  # jobs.json of each build, read once
     found = []
-    for job in user_jobs(timeout=LOCAL_CHECK_S) if jobs is None else jobs:
+    if jobs is None:  # squeue not answering tells nothing: the run lock guards the experiment still
+        answer = queued_jobs(timeout=LOCAL_CHECK_S)
+        jobs = answer if isinstance(answer, list) else []
+    for job in jobs:
         if job["state"] in DONE_SOON or job["job_id"] in me:
             continue
         build = _build_dir(job["script"])

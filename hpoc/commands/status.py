@@ -236,8 +236,9 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
         results = None  # not started yet
-    shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, results, latest.get(k),
-                     shares[k], metric) for k in range(count)]
+    by_shard = _by_shard(results.trials if results else [])
+    shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, by_shard.get(k, []),
+                     latest.get(k), shares[k], metric) for k in range(count)]
     _ended_jobs(build_dir, plan["study"]["name"], shards)
 
     totals = {key: sum(s[key] for s in shards) for key in COUNTS}
@@ -276,11 +277,13 @@ def gather_dir(exp: Path) -> dict[str, Any]:
         results = load(exp)
     except ResultsError as exc:
         if _unstarted(exp):  # nothing there for `load` to read yet
-            return _dir_status(exp.name, None, exp, [_shard(0, exp, None, None, None, None)], [], None, [])
+            return _dir_status(exp.name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
-    shards = [_shard(s.index, s.path, results, None, None, metric) for s in results.shards]
+    by_shard = _by_shard(results.trials)
+    shards = [_shard(s.index, s.path, by_shard.get(s.index, []), None, None, metric)
+              for s in results.shards]
     return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
                        results.warnings)
 
@@ -402,7 +405,16 @@ def _base_id(job: dict[str, Any]) -> int:
     return int(head) if head.isdigit() else -1
 
 
-def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
+def _by_shard(trials: list[Any]) -> dict[int, list[Any]]:
+    """The trials of each shard, in one pass (a pass per shard read a 200-shard study's
+    trials 200 times)."""
+    out: dict[int, list[Any]] = {}
+    for t in trials:
+        out.setdefault(t.shard, []).append(t)
+    return out
+
+
+def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, lock_and_summary
     from hpoc.runtime.summary import SUMMARY, exit_code
@@ -412,7 +424,6 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
         summary = read_summary(exp)
         return summary, summary is not None or not (exp / SUMMARY).exists()
 
-    trials = [t for t in results.trials if t.shard == k] if results is not None else []
     lock, summary = lock_and_summary(exp, read)
     run = lock if lock is not None and lock.alive else None  # a driver runs now (local too)
     ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE

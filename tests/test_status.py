@@ -852,6 +852,30 @@ def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_p
     assert f"sbatch --array=0-2,6-8,10-299 {build}/job.sbatch`" in out, out
 
 
+def test_shards_stopped_while_others_run_are_named_as_ranges(tmp_path, capsys, monkeypatch):
+    """A 200-task array whose tasks 2-149 were cancelled while two ran said `shard(s) 2, 3,
+    4, …, 149 stopped`: the command after it gave them as a range."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=200)
+    plan["trials"]["num_samples"] = 200
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(200):
+        shard = storage / "arr" / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6, done=k >= 150)
+        if k >= 150:
+            summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                    best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}})
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|RUNNING|0:10|node{k}|None|{k}|{build}/job.sbatch" for k in (0, 1)])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert (f"next: shard(s) 2-149 stopped: once the other jobs end, "
+            f"`sbatch --array=2-149 {build}/job.sbatch` resumes them") in out, out
+
+
 def test_many_jobs_that_failed_alike_are_one_next_step(tmp_path, capsys, monkeypatch):
     """Every task of a 30-shard array failed on the same import: status gave 30 `next:`
     lines saying the same thing, and the advice after each."""

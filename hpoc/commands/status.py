@@ -611,7 +611,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")
     elif stopped:
-        steps.append(f"shard(s) {', '.join(map(str, stopped))} stopped: once the other jobs end, "
+        steps.append(f"shard(s) {_index_ranges(stopped, ', ')} stopped: once the other jobs end, "
                      + _resume_command(status, stopped, target) + " resumes them")
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
@@ -679,15 +679,16 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     return f"`{env}sbatch --array={_index_ranges(stopped)}{limit} {script}`"
 
 
-def _index_ranges(indices: list[int]) -> str:
-    """sbatch's --array list with runs as ranges: `0-2,6,10-999`, not a thousand numbers."""
+def _index_ranges(indices: list[int], sep: str = ",") -> str:
+    """sbatch's --array list with runs as ranges: `0-2,6,10-999`, not a thousand numbers
+    (`sep` ", " for a sentence)."""
     runs: list[list[int]] = []
     for k in sorted(indices):
         if runs and k == runs[-1][1] + 1:
             runs[-1][1] = k
         else:
             runs.append([k, k])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return sep.join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 # ---------------------------------------------------------------- table

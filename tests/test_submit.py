@@ -1229,3 +1229,16 @@ def test_the_driver_knows_whether_its_job_requeues_at_the_walltime(tmp_path, mon
     monkeypatch.delenv(WALLTIME_REQUEUE, raising=False)
     StudyJob(str(tmp_path / "plan.json"), cluster="local", grace_s=grace_s)(0)
     assert seen.get(WALLTIME_REQUEUE) == said
+
+
+def test_the_shards_a_resubmission_skips_are_named_as_ranges():
+    """Resubmitting a 200-task array of which 150 tasks had finished listed 150 numbers."""
+    from types import SimpleNamespace
+
+    from hpoc.submit import skip_finished
+
+    sub = SimpleNamespace(shards=list(range(200)))
+    said = skip_finished(sub, set(range(150)) | {160})
+    assert said == "shard(s) 0-149, 160 ran to the end: not submitted again"
+    assert sub.shards == [k for k in range(150, 200) if k != 160]
+

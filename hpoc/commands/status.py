@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.commands import joblogs
+from hpoc.runtime.shards import index_ranges
 
 HELP = "show a study's jobs, trials done/running/paused/pending/errored and the best so far"
 
@@ -611,7 +612,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")
     elif stopped:
-        steps.append(f"shard(s) {_index_ranges(stopped, ', ')} stopped: once the other jobs end, "
+        steps.append(f"shard(s) {index_ranges(stopped, ', ')} stopped: once the other jobs end, "
                      + _resume_command(status, stopped, target) + " resumes them")
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
@@ -676,19 +677,7 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     # `--array` on the command line replaces the script's, `%P` (shards at once) included.
     parallel = status.get("parallel") or len(stopped)
     limit = f"%{parallel}" if parallel < len(stopped) else ""
-    return f"`{env}sbatch --array={_index_ranges(stopped)}{limit} {script}`"
-
-
-def _index_ranges(indices: list[int], sep: str = ",") -> str:
-    """sbatch's --array list with runs as ranges: `0-2,6,10-999`, not a thousand numbers
-    (`sep` ", " for a sentence)."""
-    runs: list[list[int]] = []
-    for k in sorted(indices):
-        if runs and k == runs[-1][1] + 1:
-            runs[-1][1] = k
-        else:
-            runs.append([k, k])
-    return sep.join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return f"`{env}sbatch --array={index_ranges(stopped)}{limit} {script}`"
 
 
 # ---------------------------------------------------------------- table

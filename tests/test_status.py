@@ -229,6 +229,33 @@ def test_a_study_that_failed_fast_says_why_before_how_to_resume(tmp_path, capsys
            "fix the trainer, then resume\nnext: resume: " in out
 
 
+def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monkeypatch):
+    """A broken trainer stops every task of an array: status said `shard K stopped itself`
+    once per shard, 200 lines with the same error."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=30))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(30):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}], done=False,
+                  error="KeyError: 'label'")
+        error = "KeyError: 'label'" if k != 29 else "OSError: disk full"
+        summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR"}], interrupted=True,
+                stopped=f"the first trial of shard {k} to end failed, and no trial of shard {k} "
+                        f"reported `val_loss`\n  {error}", shard=k)
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    said = [line for line in out.splitlines() if "stopped" in line and line.startswith("next:")]
+    assert said[:2] == [
+        "next: shards 0-28 stopped themselves on KeyError: 'label' (shard 0: the first trial of shard 0 "
+        "to end failed, and no trial of shard 0 reported `val_loss`); fix the trainer, then resume",
+        "next: shard 29 stopped itself: the first trial of shard 29 to end failed, and no trial of "
+        "shard 29 reported `val_loss` (OSError: disk full); fix the trainer, then resume"], out
+
+
 def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
     exp = finished_local_run(tmp_path)
     (exp / "summary.json").unlink()

@@ -582,12 +582,22 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
                         "or move that run aside with `--fresh`"]
     steps += _pending_steps(shards, build, status["study"])
+    # The driver stopped them (failfast.py): resuming alone fails again. Shards stopped by
+    # the same error are one step: a broken trainer stops every task of an array.
+    stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
     for s in shards:
-        if s.get("stopped"):  # the driver stopped it (failfast.py): resuming alone fails again
+        if s.get("stopped"):
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
-            error = f" ({why[1]})" if why[1] else ""
-            steps.append(f"shard {s['shard']} stopped itself: {why[0]}{error}; fix the trainer, "
-                         "then resume")
+            stopped_by.setdefault(why[1], []).append((s["shard"], why))
+    for error, alike_shards in stopped_by.items():
+        (k, why), said = alike_shards[0], f" ({error})" if error else ""
+        if len(alike_shards) == 1:
+            steps.append(f"shard {k} stopped itself: {why[0]}{said}; fix the trainer, then resume")
+        else:
+            ranges = index_ranges([k for k, _ in alike_shards], ", ")
+            on = f" on {error}" if error else ""
+            steps.append(f"shards {ranges} stopped themselves{on} (shard {k}: {why[0]}); "
+                         "fix the trainer, then resume")
     if status.get("squeue_error"):  # its jobs may be queued: resubmitting would run them twice
         return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "

@@ -858,6 +858,40 @@ def test_a_study_of_many_shards_lists_the_ones_to_look_at_and_counts_the_rest(
     assert "… 10 more job(s) not listed: 10 PENDING" in out
 
 
+def test_the_shards_and_jobs_listed_first_are_the_ones_to_act_on(tmp_path, capsys, monkeypatch):
+    """Of a 60-task array, 25 shards finished with an errored trial each and filled the 20
+    rows; the 5 whose jobs failed, the ones to act on, were only counted. Their jobs came
+    after 20 pending ones."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=60)
+    plan["trials"]["num_samples"] = 60
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    failed = range(55, 60)
+    for k in [*range(25), *failed]:
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 2, done=k < 25,
+                  error="ValueError: nan" if k < 25 else None)
+        if k < 25:
+            summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR"}], shard=k,
+                    best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}})
+        else:
+            (build / f"arr-800_{k}.err").write_text("OSError: [Errno 122] Disk quota exceeded\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|PENDING|0:00||JobArrayTaskLimit|{k}|{build}/job.sbatch" for k in range(25, 55)])
+    _fake_scontrol(tmp_path / "bin", {f"800_{k}": "FAILED" for k in failed})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    acted_on = {str(k) for k in failed}
+    rows = [line.split()[0] for line in out.splitlines() if re.match(r"\d+ ", line)]
+    assert acted_on <= set(rows) and len(rows) == 20, out
+    jobs = [line.split()[1] for line in out.splitlines() if line.startswith("  shard ")]
+    assert acted_on <= set(jobs) and len(jobs) == 20, out
+    assert "… 40 more shard(s) not listed: 25 finished, 15 pending" in out
+
+
 def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys, monkeypatch):
     """A 1000-shard array not started yet said `sbatch --array=0,1,2,…,999`: 4,000
     characters to paste, and longer than sbatch's own limit on some sites."""

@@ -715,7 +715,7 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         for s in runs:
             lines.append(f"  shard {s['shard']}  {_describe_run(s['run'])}")
     jobs = [s for s in status["shards"] if s["job"]]
-    jobs, unlisted = _listed(jobs, every, lambda s: s["job"].get("state") != "RUNNING")
+    jobs, unlisted = _listed(jobs, every, _job_rank)
     if jobs:
         lines.append("jobs:")
         for s in jobs:
@@ -736,8 +736,7 @@ def render(status: dict[str, Any], every: bool = False) -> str:
     t = status["totals"]
     counts = [c for c in COUNTS if c != "paused" or t.get(c)]  # paused only where a scheduler pauses
     header = ["shard", "state", *counts, f"best {metric}"]
-    shards, unlisted = _listed(status["shards"], every, lambda s: s["state"] != "finished"
-                               or s["errored"] or s.get("no_success"))
+    shards, unlisted = _listed(status["shards"], every, _shard_rank)
     rows = [[str(s["shard"]), s["state"], *(str(s.get(c, 0)) for c in counts), _fmt(s["best"])]
             for s in shards]
     rows.append(["all", status["state"], *(str(t.get(c, 0)) for c in counts), _fmt(status["best"])])
@@ -771,14 +770,32 @@ def render(status: dict[str, Any], every: bool = False) -> str:
 
 
 def _listed(shards: list[dict[str, Any]], every: bool,
-            notable: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            rank: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(shards to list, shards only counted): all of them up to SHARD_LINES, else the
-    notable ones first, in shard order."""
+    notable ones (`rank` not None), the most urgent (lowest rank) first, in shard order."""
     if every or len(shards) <= SHARD_LINES:
         return shards, []
-    first = sorted(shards, key=lambda s: not notable(s))  # stable: shard order kept
-    listed = {id(s) for s in first[:SHARD_LINES] if notable(s)}
+    notable = [s for s in shards if rank(s) is not None]
+    first = sorted(notable, key=rank)[:SHARD_LINES]  # stable: shard order kept within a rank
+    listed = {id(s) for s in first}
     return [s for s in shards if id(s) in listed], [s for s in shards if id(s) not in listed]
+
+
+def _shard_rank(s: dict[str, Any]) -> int | None:
+    """A shard's row before others: one to act on (stopped, failed, no success), then the
+    running, the queued, then the finished with errored trials; a clean finish is counted."""
+    if s["state"] == "finished":
+        return 0 if s.get("no_success") else 3 if s["errored"] else None
+    return 1 if s["state"] == "running" else 2 if s["job"] and s["state"] != "interrupted" else 0
+
+
+def _job_rank(s: dict[str, Any]) -> int | None:
+    """A job's line before others: ended, or pending for good (never_starts), then pending;
+    a running one is counted."""
+    job = s["job"]
+    if job.get("state") == "RUNNING":
+        return None
+    return 0 if job.get("state") not in ACTIVE or never_starts(job) else 1
 
 
 def _tally(states: Any) -> str:

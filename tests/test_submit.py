@@ -967,6 +967,23 @@ def test_the_commands_a_submission_prints_paste_into_a_shell_with_a_space_in_the
         f"'{tmp_path}/my study/study.hpo'"
 
 
+def test_a_submitted_array_of_hundreds_of_shards_is_a_few_lines(tmp_path):
+    """`hpoc submit` of a 200-task array printed a line per shard."""
+    from types import SimpleNamespace
+
+    from hpoc.commands.submit import describe_jobs
+
+    build = tmp_path / "build"
+    sub = SimpleNamespace(cluster="slurm", folder=f"{build}/logs/%j", shards=list(range(200)),
+                          plan_path=f"{build}/plan.json")
+    text = describe_jobs({"study": {"name": "s"}}, sub, [SimpleNamespace(job_id=f"9_{k}") for k in range(200)])
+    lines = text.splitlines()
+    assert lines[0] == "submitted study `s` (slurm): 200 job(s) for 200 shard(s)"
+    assert lines[20] == f"  shard 19: job 9_19  logs {build}/logs/9_19/"
+    assert lines[21] == f"  … 180 more: shards 20-199, jobs 9_20 to 9_199 (`hpoc status {build} --all` lists them)"
+    assert len(lines) == 24
+
+
 def test_a_failed_shard_ends_its_log_with_hpocs_line_not_a_traceback(tmp_path):
     """submitit raised the job's StudyJobError again after its own log line, so the log
     ended with a Python traceback below the driver's explanation, for a study that failed."""

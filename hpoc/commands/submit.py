@@ -165,11 +165,19 @@ def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:
     folder = sub.folder
     lines = [f"submitted study `{plan['study']['name']}` ({sub.cluster}): "
              f"{len(jobs)} job(s) for {len(sub.shards)} shard(s)"]
-    for job, shard in zip(jobs, sub.shards):
+    from hpoc.commands.status import SHARD_LINES
+    from hpoc.runtime.shards import index_ranges
+
+    sent = list(zip(jobs, sub.shards))
+    for job, shard in sent[:SHARD_LINES]:  # a 200-task array printed 200 lines
         where = folder.replace("%j", str(job.job_id))
         lines.append(f"  shard {shard}: job {job.job_id}  logs {where}/")
+    build = shlex.quote(str(Path(sub.plan_path).parent))  # to paste
+    if rest := sent[SHARD_LINES:]:
+        lines.append(f"  … {len(rest)} more: shards {index_ranges([k for _, k in rest], ', ')}, jobs "
+                     f"{rest[0][0].job_id} to {rest[-1][0].job_id} (`hpoc status {build} --all` lists them)")
     lines.append(f"  plan: {sub.plan_path}")
-    lines.append(f"  progress: hpoc status {shlex.quote(str(Path(sub.plan_path).parent))}")  # to paste
+    lines.append(f"  progress: hpoc status {build}")
     return "\n".join(lines)
 
 

@@ -889,7 +889,8 @@ def test_the_shards_and_jobs_listed_first_are_the_ones_to_act_on(tmp_path, capsy
     assert acted_on <= set(rows) and len(rows) == 20, out
     jobs = [line.split()[1] for line in out.splitlines() if line.startswith("  shard ")]
     assert acted_on <= set(jobs) and len(jobs) == 20, out
-    assert "… 40 more shard(s) not listed: 25 finished, 15 pending" in out
+    # the finished shards past the rows have errored trials: the count says so
+    assert "… 40 more shard(s) not listed: 25 finished with errored trials, 15 pending (" in out, out
 
 
 def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys, monkeypatch):

@@ -745,7 +745,7 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     if unlisted:
         lines.append(f"… {len(unlisted)} more shard(s) not listed: "
-                     f"{_tally(s['state'] for s in unlisted)} (--all lists every shard)")
+                     f"{_tally(_said_state(s) for s in unlisted)} (--all lists every shard)")
     timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
     if timed_out:
         lines.append(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)")
@@ -796,6 +796,12 @@ def _job_rank(s: dict[str, Any]) -> int | None:
     if job.get("state") == "RUNNING":
         return None
     return 0 if job.get("state") not in ACTIVE or never_starts(job) else 1
+
+
+def _said_state(s: dict[str, Any]) -> str:
+    """A shard counted, not listed: its errored trials said, or the table's errored column
+    added up to more than the rows listed."""
+    return s["state"] + (" with errored trials" if s["errored"] else "")
 
 
 def _tally(states: Any) -> str:

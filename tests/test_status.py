@@ -777,6 +777,22 @@ def test_a_local_study_whose_every_trial_failed_says_with_what(tmp_path, capsys)
     assert "\nshard 0: every trial failed (3 of 3): KeyError: 'label'\n" in out, out
 
 
+def test_shards_in_which_every_trial_failed_alike_are_one_line(tmp_path, capsys):
+    """A trainer that fails every trial failed every shard of an array: a line per shard."""
+    exp = tmp_path / "arr"
+    for k in range(30):
+        shard = exp / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"lr": 0.1}, [{"val_loss": 0.5}], done=False,
+                  error="ValueError: boom")
+        path = summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR",
+                                       "error": "ValueError: boom"}], shard=k)
+        path.write_text(json.dumps({**json.loads(path.read_text()), "status_counts": {"ERROR": 1}}))
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    said = [line for line in out.splitlines() if "ValueError: boom" in line]
+    assert said == ["shards 0-29: every trial failed (1 of 1): ValueError: boom"], out
+
+
 def test_a_summary_without_counts_is_read_without_a_traceback(tmp_path, capsys):
     """A summary.json of another shape (no `num_trials`, `status_counts`) gave an internal error."""
     exp = finished_local_run(tmp_path)

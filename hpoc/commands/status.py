@@ -754,8 +754,14 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append(f"{cut} of the done trial(s) failed and were being retried when the time budget "
                      "or their time limit stopped them: `hpoc results` shows their errors")
     # Why a shard that ran to the end had no success, where no job's `next:` line says it.
-    lines += [s["no_success_why"] for s in status["shards"]
-              if s.get("no_success_why") and not (s["job"] or {}).get("why")]
+    # Shards that failed alike are one line: a broken trainer fails every shard of an array.
+    alike: dict[str, list[int]] = {}
+    for s in status["shards"]:
+        if s.get("no_success_why") and not (s["job"] or {}).get("why"):
+            why = s["no_success_why"].removeprefix(f"shard {s['shard']}: ")
+            alike.setdefault(why, []).append(s["shard"])
+    lines += [f"shard {ks[0]}: {why}" if len(ks) == 1 else f"shards {index_ranges(ks, ', ')}: {why}"
+              for why, ks in alike.items()]
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "

@@ -636,6 +636,26 @@ def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, caps
     assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do
 
 
+def test_array_tasks_that_will_never_start_are_one_step(tmp_path, capsys, monkeypatch):
+    """Every task of a 200-task array asking for more time than the partition allows pends
+    for it: a step per task, each with its own scancel."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=200)
+    plan["trials"]["num_samples"] = 200
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|PENDING|0:00||PartitionTimeLimit|{k}|{build}/job.sbatch" for k in range(200) if k != 7]
+                + [f"812_7|PENDING|0:00||PartitionTimeLimit|7|{build}/job.sbatch"])  # resubmitted
+    out = status(capsys, build)[1]
+    said = [line for line in out.splitlines() if "will not start" in line]
+    assert said == ["next: 200 jobs (800_[0-6,8-199] 812_7) will not start as asked (PartitionTimeLimit: a longer "
+                    "time limit than the partition allows): `scancel 800_[0-6,8-199] 812_7`, change `time` in "
+                    "the spec's `slurm` block, compile and submit again"], out
+
+
 def test_the_newest_job_output_of_each_shard_is_found(tmp_path):
     from hpoc.commands import joblogs
 

@@ -1259,3 +1259,25 @@ def test_the_shards_a_resubmission_skips_are_named_as_ranges():
     assert said == "shard(s) 0-149, 160 ran to the end: not submitted again"
     assert sub.shards == [k for k in range(150, 200) if k != 160]
 
+
+def test_array_tasks_that_will_not_start_are_one_warning_with_their_ids_as_ranges(monkeypatch, capsys):
+    """A 200-task array asking for too long a time: `scancel 9_0 9_1 … 9_199` to paste, or
+    a warning per task when squeue gave the reason."""
+    from types import SimpleNamespace
+
+    import hpoc.site.partition as partition
+    from hpoc.commands import status
+    from hpoc.commands.submit import warn_never_starts
+
+    jobs = [SimpleNamespace(job_id=f"9_{k}") for k in range(200)]
+    monkeypatch.setattr(partition, "never_fits", lambda plan: [("`slurm.time` is too long", "lower `time`")])
+    warn_never_starts({}, jobs)
+    assert capsys.readouterr().err == ("hpoc: warning: jobs 9_[0-199] will not start: `slurm.time` is too long: "
+                                       "`scancel 9_[0-199]`, lower `time`, compile and submit again\n")
+    monkeypatch.setattr(partition, "never_fits", lambda plan: [])
+    monkeypatch.setattr(status, "slurm_states", lambda ids: {
+        i: {"state": "PENDING", "reason": "QOSMaxWallDurationPerJobLimit"} for i in ids})
+    warn_never_starts({}, jobs)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "200 jobs (9_[0-199]) will not start as asked" in err, err
+

@@ -557,6 +557,37 @@ def never_starts(job: dict[str, Any]) -> str | None:
             f"`scancel {job['job_id']}`, change `{key}` in the spec's `slurm` block, compile and submit again")
 
 
+def job_ranges(ids: list[str]) -> str:
+    """Job ids as scancel takes them, an array's tasks as ranges: `800_[0-199] 812`."""
+    tasks: dict[str, list[int]] = {}
+    for job_id in ids:
+        base, _, task = job_id.partition("_")
+        tasks.setdefault(base, [])
+        if task.isdigit():
+            tasks[base].append(int(task))
+    return " ".join(base if not ks else f"{base}_{ks[0]}" if len(ks) == 1
+                    else f"{base}_[{index_ranges(ks)}]" for base, ks in tasks.items())
+
+
+def never_start_steps(jobs: list[dict[str, Any]]) -> list[str]:
+    """never_starts() of each job, jobs pending for the same reason as one step: every task
+    of an array that asks for too long a time pends for it."""
+    alike: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if never_starts(job) is not None:
+            alike.setdefault(job["reason"], []).append(job)
+    steps = []
+    for reason, same in alike.items():
+        if len(same) == 1:
+            steps.append(str(never_starts(same[0])))
+            continue
+        what, key = NEVER_STARTS[reason]
+        ids = job_ranges([j["job_id"] for j in same])
+        steps.append(f"{len(same)} jobs ({ids}) will not start as asked ({reason}: {what}): `scancel {ids}`, "
+                     f"change `{key}` in the spec's `slurm` block, compile and submit again")
+    return steps
+
+
 def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
@@ -640,11 +671,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
 
 def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) -> list[str]:
     """What to do about queued jobs that waiting will not start, or start late."""
-    steps = []
+    steps = never_start_steps([s["job"] for s in shards if s["job"]])
     for s in shards:
         job = s["job"] or {}
-        if (never := never_starts(job)) is not None:
-            steps.append(never)
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
             # (an `hpoc submit` job's: submitit's task-0 log).

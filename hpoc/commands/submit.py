@@ -107,19 +107,18 @@ def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
     or more nodes than it has. Said now, not when `hpoc status` is asked: from the
     partition's limits (squeue may not give the reason yet), else from the reason squeue
     gives (a QOS's limits)."""
-    from hpoc.commands.status import never_starts, slurm_states
+    from hpoc.commands.status import job_ranges, never_start_steps, slurm_states
     from hpoc.site.partition import never_fits
 
     ids = [str(job.job_id) for job in jobs]
     if never := never_fits(plan):
-        for why, change in never:
-            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}: "
-                  f"`scancel {' '.join(ids)}`, {change}, compile and submit again", file=sys.stderr)
+        for why, change in never:  # a 200-task array: its ids as ranges
+            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {job_ranges(ids)} will not start: {why}: "
+                  f"`scancel {job_ranges(ids)}`, {change}, compile and submit again", file=sys.stderr)
         return
     states = slurm_states(ids)
-    for job_id in ids:
-        if (said := never_starts({"job_id": job_id, **states.get(job_id, {})})) is not None:
-            print(f"hpoc: warning: {said}", file=sys.stderr)
+    for said in never_start_steps([{"job_id": job_id, **states.get(job_id, {})} for job_id in ids]):
+        print(f"hpoc: warning: {said}", file=sys.stderr)
 
 
 def _other_build(found: Any, args: argparse.Namespace) -> str | None:

@@ -327,6 +327,27 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert doc["shards"][1]["job"]["job_id"] == "702_1"
 
 
+def test_array_tasks_slurm_requeued_together_are_one_step(tmp_path, capsys, monkeypatch):
+    """A lost node requeues the tasks it ran together: a `waits for its begin time` step
+    per task."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=30)
+    plan["trials"]["num_samples"] = 30
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    lost = "hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job"
+    (build / "arr-700_4.err").write_text(f"{lost}\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"700_{k}|PENDING|0:00||BeginTime|{k}|{build}/job.sbatch" for k in range(4, 28)])
+    out = status(capsys, build)[1]
+    said = [line for line in out.splitlines() if "begin time" in line]
+    assert said == ["next: 24 jobs (700_[4-27]) wait for their begin time: SLURM holds a requeued job "
+                    "about 2 minutes (`scontrol update JobId=700_[4-27] StartTime=now` starts them "
+                    f"sooner); the first one's last run ended: {lost}"], out
+
+
 def _shard_0_done(storage, bin_dir, monkeypatch) -> None:
     """Shard 0 of study `arr` ran to the end, shard 1 never started; SLURM knows no job."""
     from submit_support import fake_squeue

@@ -672,15 +672,24 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
 def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) -> list[str]:
     """What to do about queued jobs that waiting will not start, or start late."""
     steps = never_start_steps([s["job"] for s in shards if s["job"]])
+    held: dict[str, list[dict[str, Any]]] = {}  # by array: a lost node requeues its tasks together
     for s in shards:
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
-            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
-            # (an `hpoc submit` job's: submitit's task-0 log).
-            ended = joblogs.why(joblogs.err_file(build, study, job)) if build else None
-            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
-                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
-                         "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))
+            held.setdefault(str(job["job_id"]).split("_")[0], []).append(job)
+    for jobs in held.values():
+        # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
+        # (an `hpoc submit` job's: submitit's task-0 log).
+        ended = joblogs.why(joblogs.err_file(build, study, jobs[0])) if build else None
+        ids = job_ranges([j["job_id"] for j in jobs])
+        if len(jobs) == 1:
+            steps.append(f"job {ids} waits for its begin time: SLURM holds a requeued job about "
+                         f"2 minutes (`scontrol update JobId={ids} StartTime=now` starts it sooner)"
+                         + (f"; its last run ended: {ended}" if ended else ""))
+        else:
+            steps.append(f"{len(jobs)} jobs ({ids}) wait for their begin time: SLURM holds a requeued "
+                         f"job about 2 minutes (`scontrol update JobId={ids} StartTime=now` starts "
+                         "them sooner)" + (f"; the first one's last run ended: {ended}" if ended else ""))
     return steps
 
 

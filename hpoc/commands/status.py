@@ -604,7 +604,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         if len(jobs) == 1:
             steps.append(f"job {jobs[0]['job_id']} {said}: {why} (its output: {jobs[0]['err']})")
         else:
-            ids = ", ".join(j["job_id"] for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
+            ids = job_ranges([j["job_id"] for j in jobs])  # an array's tasks: 800_[0-199]
+            if len(ids) > 60:  # tasks of many arrays (resubmissions): the first ones
+                ids = ", ".join(j["job_id"] for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
             steps.append(f"{len(jobs)} jobs ({ids}) {said}: {why} "
                          f"(the first one's output: {jobs[0]['err']})")
         if (fix := joblogs.advice(why)) is not None:

@@ -950,6 +950,26 @@ def test_the_shards_and_jobs_listed_first_are_the_ones_to_act_on(tmp_path, capsy
     assert "… 40 more shard(s) not listed: 25 finished with errored trials, 15 pending (" in out, out
 
 
+def test_the_jobs_listed_are_those_of_the_shards_listed(tmp_path, capsys, monkeypatch):
+    """An array running 10 tasks at a time listed its 10 running shards in the table and 20
+    of its pending jobs above it: two different sets of shards on one screen."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=200)
+    plan["trials"]["num_samples"] = 200
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"900_{k}|RUNNING|0:05|n{k}|None|{k}|{build}/job.sbatch" for k in range(10)]
+                + [f"900_{k}|PENDING|0:00||JobArrayTaskLimit|{k}|{build}/job.sbatch" for k in range(10, 200)])
+    out = status(capsys, build)[1]
+    rows = [line.split()[0] for line in out.splitlines() if re.match(r"\d+ ", line)]
+    jobs = [line.split()[1] for line in out.splitlines() if line.startswith("  shard ")]
+    assert jobs == rows == [str(k) for k in range(20)], out
+    assert "… 180 more job(s) not listed: 180 PENDING" in out
+
+
 def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys, monkeypatch):
     """A 1000-shard array not started yet said `sbatch --array=0,1,2,…,999`: 4,000
     characters to paste, and longer than sbatch's own limit on some sites."""

@@ -835,13 +835,13 @@ def _shard_rank(s: dict[str, Any]) -> int | None:
     return 1 if s["state"] == "running" else 2 if s["job"] and s["state"] != "interrupted" else 0
 
 
-def _job_rank(s: dict[str, Any]) -> int | None:
-    """A job's line before others: ended, or pending for good (never_starts), then pending;
-    a running one is counted."""
+def _job_rank(s: dict[str, Any]) -> int:
+    """A job's line before others, as its shard's row: ended, or pending for good
+    (never_starts), then running (where, for how long), then pending."""
     job = s["job"]
-    if job.get("state") == "RUNNING":
-        return None
-    return 0 if job.get("state") not in ACTIVE or never_starts(job) else 1
+    if job.get("state") not in ACTIVE or never_starts(job):
+        return 0
+    return 1 if job.get("state") == "RUNNING" else 2
 
 
 def _said_state(s: dict[str, Any]) -> str:

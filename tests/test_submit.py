@@ -1281,3 +1281,19 @@ def test_array_tasks_that_will_not_start_are_one_warning_with_their_ids_as_range
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "200 jobs (9_[0-199]) will not start as asked" in err, err
 
+
+def test_waiting_for_an_array_says_its_finished_shards_once(monkeypatch, capsys):
+    """`hpoc submit --wait` of a 200-task array ended with a `finished` line per shard."""
+    from types import SimpleNamespace
+
+    import hpoc.commands.submit as submit_cmd
+
+    jobs = [SimpleNamespace(job_id=f"9_{k}", state="COMPLETED" if k != 7 else "FAILED") for k in range(200)]
+    monkeypatch.setattr(submit_cmd, "outcome", lambda job: (
+        (False, "shard 7 failed (study driver exit status 1)") if job.job_id == "9_7" else (True, "finished")))
+    code = submit_cmd.wait_for(jobs, SimpleNamespace(cluster="local", shards=list(range(200))))
+    assert code == 1
+    said = capsys.readouterr().err.splitlines()[1:]  # after "waiting for the job(s) to end"
+    assert said == ["shard 7: job 9_7: shard 7 failed (study driver exit status 1)",
+                    "shards 0-6, 8-199: jobs 9_[0-6,8-199]: finished"]
+

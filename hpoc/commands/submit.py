@@ -228,11 +228,21 @@ def wait_for(jobs: list[Any], sub: Any) -> int:
     except KeyboardInterrupt:
         print("stopped waiting; the job(s) go on", file=sys.stderr)
         return 130
-    failed = 0
+    failed, finished = 0, []
     for job, shard in zip(jobs, sub.shards):
         ok, text = outcome(job)
+        if ok and len(jobs) > 1:
+            finished.append((shard, str(job.job_id)))  # said once: a line per shard of an array
+            continue
         print(f"shard {shard}: job {job.job_id}: {text}", file=sys.stderr)
         failed += not ok
+    if finished:
+        from hpoc.commands.status import job_ranges
+        from hpoc.runtime.shards import index_ranges
+
+        shards, ids = index_ranges([k for k, _ in finished], ", "), job_ranges([i for _, i in finished])
+        print(f"shard{'s' * (len(finished) > 1)} {shards}: job{'s' * (len(finished) > 1)} {ids}: finished",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

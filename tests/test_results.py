@@ -395,6 +395,31 @@ def test_bookkeeping_keys_are_not_metrics():
     assert results.metric_names() == ["val_loss"]
 
 
+def test_shards_alike_are_warned_about_once_as_ranges(tmp_path, capsys):
+    """A 200-task array half way through printed a warning per shard not started and per
+    shard still running: a hundred lines before the table."""
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=30))
+    for k in range(20):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 2, done=k < 10)
+        if k < 10:
+            write_summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                          best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}}, shard=k)
+    code, out, err = cli(capsys, build, "--no-best")
+    assert code == 0, err
+    warned = err.strip().splitlines()
+    assert len(warned) == 2, err
+    assert warned[0].startswith(f"hpoc results: warning: shards 10-19 of {storage / 'arr'}: no summary.json")
+    assert warned[1] == f"hpoc results: warning: shards 20-29 of {storage / 'arr'}: no directory yet (not started?)"
+    assert "across 20 of 30 shards" in out  # as `hpoc status` counts them: the plan's
+    from hpoc.plan import load as load_plan_file
+    from hpoc.results import load_plan
+    from hpoc.results.html import _meta
+
+    assert " · 20 of 30 shards · " in _meta(load_plan(load_plan_file(build / "plan.json")), "")
+
+
 def test_one_shard_directory_keeps_its_shard_number(data):
     results = load(data.sharded / "shard-1")
     assert {t.shard for t in results.trials} == {1}
@@ -407,7 +432,7 @@ def test_shards_that_have_not_started_are_reported(data, tmp_path, capsys):
     code, out, err = cli(capsys, build, "--no-best")
     assert code == 0
     assert "shard 2:" in err and "does not exist yet" in err
-    assert "across 2 shards" in out
+    assert "across 2 of 3 shards" in out  # as `hpoc status` counts them: the plan's
 
 
 def test_history_without_json_is_refused(tmp_path, capsys):

@@ -212,3 +212,24 @@ def test_a_failed_trials_outline_does_not_paint_over_its_neighbours_rows():
     row_pt = ax.get_position().height * fig.get_figheight() * 72 / 2000
     (failed,) = [c for c in ax.collections if c.get_hatch()]
     assert max(failed.get_linewidths()) <= row_pt
+
+
+def test_status_of_hundreds_of_shards_reads_the_trials_once_not_once_per_shard(tmp_path, monkeypatch):
+    """Each shard's row filtered the whole study's trials: 200 shards read them 200 times."""
+    import hpoc.results
+    from hpoc.commands import status
+
+    study = _study(2000, shards=200)
+    passes = []
+
+    class Trials(list):
+        def __iter__(self):
+            passes.append(1)
+            return super().__iter__()
+
+    study.trials = Trials(study.trials)
+    monkeypatch.setattr(hpoc.results, "load", lambda exp: study)
+    got = status.gather_dir(tmp_path)
+    assert len(got["shards"]) == 200 and got["totals"]["done"] + got["totals"]["errored"] == 2000
+    assert [s["trials"] for s in got["shards"]] == [10] * 200
+    assert len(passes) <= 2, len(passes)  # grouped by shard, and the best of all

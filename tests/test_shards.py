@@ -179,3 +179,24 @@ def test_a_shard_that_starts_with_the_budget_spent_ends_before_its_ray_cluster(t
     assert summary is not None and summary["budget_taken"] and exit_code(summary) == 0
     # a shard of its own that asked and was stopped before running its trial runs it
     assert before.check(plan, 0)[0] == before.GO
+
+
+def test_the_check_before_ray_reads_the_shards_marker_once(tmp_path, monkeypatch):
+    """200 array tasks start together on one shared filesystem: each asks for its shard's
+    marker once, not once for the verdict and again for the shared budget."""
+    from hpoc.runtime import before, marker
+
+    plan = sharded_plan(tmp_path, shards=3, num_samples=2)
+    s, _ = searcher(plan, 0)
+    s.suggest("a")
+    s.suggest("b")
+    s.on_trial_complete("a", {"val_accuracy": 0.5, "training_iteration": 1})
+    s.on_trial_complete("b", {"val_accuracy": 0.6, "training_iteration": 1})
+    reads = []
+    real = marker.read
+    monkeypatch.setattr(marker, "read", lambda exp: reads.append(exp) or real(exp))
+    assert before.check(plan, 2)[0] == before.DONE  # the budget is spent: recorded finished
+    assert len(reads) == 1, reads
+    reads.clear()
+    assert before.check(plan, 2)[0] == before.DONE  # and then a finished shard, by its marker
+    assert len(reads) == 1, reads

@@ -229,6 +229,33 @@ def test_a_study_that_failed_fast_says_why_before_how_to_resume(tmp_path, capsys
            "fix the trainer, then resume\nnext: resume: " in out
 
 
+def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monkeypatch):
+    """A broken trainer stops every task of an array: status said `shard K stopped itself`
+    once per shard, 200 lines with the same error."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=30))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(30):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}], done=False,
+                  error="KeyError: 'label'")
+        error = "KeyError: 'label'" if k != 29 else "OSError: disk full"
+        summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR"}], interrupted=True,
+                stopped=f"the first trial of shard {k} to end failed, and no trial of shard {k} "
+                        f"reported `val_loss`\n  {error}", shard=k)
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    said = [line for line in out.splitlines() if "stopped" in line and line.startswith("next:")]
+    assert said[:2] == [
+        "next: shards 0-28 stopped themselves on KeyError: 'label' (shard 0: the first trial of shard 0 "
+        "to end failed, and no trial of shard 0 reported `val_loss`); fix the trainer, then resume",
+        "next: shard 29 stopped itself: the first trial of shard 29 to end failed, and no trial of "
+        "shard 29 reported `val_loss` (OSError: disk full); fix the trainer, then resume"], out
+
+
 def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
     exp = finished_local_run(tmp_path)
     (exp / "summary.json").unlink()
@@ -298,6 +325,27 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
                  f"703_1|PENDING|0:00||Resources|1|{build}/job.sbatch"])
     doc = json.loads(status(capsys, build, "--json")[1])
     assert doc["shards"][1]["job"]["job_id"] == "702_1"
+
+
+def test_array_tasks_slurm_requeued_together_are_one_step(tmp_path, capsys, monkeypatch):
+    """A lost node requeues the tasks it ran together: a `waits for its begin time` step
+    per task."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=30)
+    plan["trials"]["num_samples"] = 30
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    lost = "hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job"
+    (build / "arr-700_4.err").write_text(f"{lost}\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"700_{k}|PENDING|0:00||BeginTime|{k}|{build}/job.sbatch" for k in range(4, 28)])
+    out = status(capsys, build)[1]
+    said = [line for line in out.splitlines() if "begin time" in line]
+    assert said == ["next: 24 jobs (700_[4-27]) wait for their begin time: SLURM holds a requeued job "
+                    "about 2 minutes (`scontrol update JobId=700_[4-27] StartTime=now` starts them "
+                    f"sooner); the first one's last run ended: {lost}"], out
 
 
 def _shard_0_done(storage, bin_dir, monkeypatch) -> None:
@@ -609,6 +657,26 @@ def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, caps
     assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do
 
 
+def test_array_tasks_that_will_never_start_are_one_step(tmp_path, capsys, monkeypatch):
+    """Every task of a 200-task array asking for more time than the partition allows pends
+    for it: a step per task, each with its own scancel."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=200)
+    plan["trials"]["num_samples"] = 200
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|PENDING|0:00||PartitionTimeLimit|{k}|{build}/job.sbatch" for k in range(200) if k != 7]
+                + [f"812_7|PENDING|0:00||PartitionTimeLimit|7|{build}/job.sbatch"])  # resubmitted
+    out = status(capsys, build)[1]
+    said = [line for line in out.splitlines() if "will not start" in line]
+    assert said == ["next: 200 jobs (800_[0-6,8-199] 812_7) will not start as asked (PartitionTimeLimit: a longer "
+                    "time limit than the partition allows): `scancel 800_[0-6,8-199] 812_7`, change `time` in "
+                    "the spec's `slurm` block, compile and submit again"], out
+
+
 def test_the_newest_job_output_of_each_shard_is_found(tmp_path):
     from hpoc.commands import joblogs
 
@@ -750,6 +818,22 @@ def test_a_local_study_whose_every_trial_failed_says_with_what(tmp_path, capsys)
     assert "\nshard 0: every trial failed (3 of 3): KeyError: 'label'\n" in out, out
 
 
+def test_shards_in_which_every_trial_failed_alike_are_one_line(tmp_path, capsys):
+    """A trainer that fails every trial failed every shard of an array: a line per shard."""
+    exp = tmp_path / "arr"
+    for k in range(30):
+        shard = exp / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"lr": 0.1}, [{"val_loss": 0.5}], done=False,
+                  error="ValueError: boom")
+        path = summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR",
+                                       "error": "ValueError: boom"}], shard=k)
+        path.write_text(json.dumps({**json.loads(path.read_text()), "status_counts": {"ERROR": 1}}))
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    said = [line for line in out.splitlines() if "ValueError: boom" in line]
+    assert said == ["shards 0-29: every trial failed (1 of 1): ValueError: boom"], out
+
+
 def test_a_summary_without_counts_is_read_without_a_traceback(tmp_path, capsys):
     """A summary.json of another shape (no `num_trials`, `status_counts`) gave an internal error."""
     exp = finished_local_run(tmp_path)
@@ -831,6 +915,61 @@ def test_a_study_of_many_shards_lists_the_ones_to_look_at_and_counts_the_rest(
     assert "… 10 more job(s) not listed: 10 PENDING" in out
 
 
+def test_the_shards_and_jobs_listed_first_are_the_ones_to_act_on(tmp_path, capsys, monkeypatch):
+    """Of a 60-task array, 25 shards finished with an errored trial each and filled the 20
+    rows; the 5 whose jobs failed, the ones to act on, were only counted. Their jobs came
+    after 20 pending ones."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=60)
+    plan["trials"]["num_samples"] = 60
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    failed = range(55, 60)
+    for k in [*range(25), *failed]:
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 2, done=k < 25,
+                  error="ValueError: nan" if k < 25 else None)
+        if k < 25:
+            summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR"}], shard=k,
+                    best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}})
+        else:
+            (build / f"arr-800_{k}.err").write_text("OSError: [Errno 122] Disk quota exceeded\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|PENDING|0:00||JobArrayTaskLimit|{k}|{build}/job.sbatch" for k in range(25, 55)])
+    _fake_scontrol(tmp_path / "bin", {f"800_{k}": "FAILED" for k in failed})
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    acted_on = {str(k) for k in failed}
+    rows = [line.split()[0] for line in out.splitlines() if re.match(r"\d+ ", line)]
+    assert acted_on <= set(rows) and len(rows) == 20, out
+    jobs = [line.split()[1] for line in out.splitlines() if line.startswith("  shard ")]
+    assert acted_on <= set(jobs) and len(jobs) == 20, out
+    # the finished shards past the rows have errored trials: the count says so
+    assert "… 40 more shard(s) not listed: 25 finished with errored trials, 15 pending (" in out, out
+
+
+def test_the_jobs_listed_are_those_of_the_shards_listed(tmp_path, capsys, monkeypatch):
+    """An array running 10 tasks at a time listed its 10 running shards in the table and 20
+    of its pending jobs above it: two different sets of shards on one screen."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=200)
+    plan["trials"]["num_samples"] = 200
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"900_{k}|RUNNING|0:05|n{k}|None|{k}|{build}/job.sbatch" for k in range(10)]
+                + [f"900_{k}|PENDING|0:00||JobArrayTaskLimit|{k}|{build}/job.sbatch" for k in range(10, 200)])
+    out = status(capsys, build)[1]
+    rows = [line.split()[0] for line in out.splitlines() if re.match(r"\d+ ", line)]
+    jobs = [line.split()[1] for line in out.splitlines() if line.startswith("  shard ")]
+    assert jobs == rows == [str(k) for k in range(20)], out
+    assert "… 180 more job(s) not listed: 180 PENDING" in out
+
+
 def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_path, capsys, monkeypatch):
     """A 1000-shard array not started yet said `sbatch --array=0,1,2,…,999`: 4,000
     characters to paste, and longer than sbatch's own limit on some sites."""
@@ -850,6 +989,30 @@ def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_p
     code, out, err = status(capsys, build)
     assert code == 0, err
     assert f"sbatch --array=0-2,6-8,10-299 {build}/job.sbatch`" in out, out
+
+
+def test_shards_stopped_while_others_run_are_named_as_ranges(tmp_path, capsys, monkeypatch):
+    """A 200-task array whose tasks 2-149 were cancelled while two ran said `shard(s) 2, 3,
+    4, …, 149 stopped`: the command after it gave them as a range."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=200)
+    plan["trials"]["num_samples"] = 200
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(200):
+        shard = storage / "arr" / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6, done=k >= 150)
+        if k >= 150:
+            summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                    best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}})
+    fake_squeue(monkeypatch, tmp_path / "bin",
+                [f"800_{k}|RUNNING|0:10|node{k}|None|{k}|{build}/job.sbatch" for k in (0, 1)])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert (f"next: shard(s) 2-149 stopped: once the other jobs end, "
+            f"`sbatch --array=2-149 {build}/job.sbatch` resumes them") in out, out
 
 
 def test_many_jobs_that_failed_alike_are_one_next_step(tmp_path, capsys, monkeypatch):
@@ -872,7 +1035,7 @@ def test_many_jobs_that_failed_alike_are_one_next_step(tmp_path, capsys, monkeyp
     code, out, err = status(capsys, build)
     assert code == 0, err
     said = [line for line in out.splitlines() if line.startswith("next:") and "boom" in line]
-    assert said == [f"next: 30 jobs (800_0, 800_1, 800_2, …) FAILED: ValueError: boom "
+    assert said == [f"next: 30 jobs (800_[0-29]) FAILED: ValueError: boom "
                     f"(the first one's output: {build}/arr-800_0.err)"], out
 
 

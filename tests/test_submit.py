@@ -971,6 +971,23 @@ def test_the_commands_a_submission_prints_paste_into_a_shell_with_a_space_in_the
         f"'{tmp_path}/my study/study.hpo'"
 
 
+def test_a_submitted_array_of_hundreds_of_shards_is_a_few_lines(tmp_path):
+    """`hpoc submit` of a 200-task array printed a line per shard."""
+    from types import SimpleNamespace
+
+    from hpoc.commands.submit import describe_jobs
+
+    build = tmp_path / "build"
+    sub = SimpleNamespace(cluster="slurm", folder=f"{build}/logs/%j", shards=list(range(200)),
+                          plan_path=f"{build}/plan.json")
+    text = describe_jobs({"study": {"name": "s"}}, sub, [SimpleNamespace(job_id=f"9_{k}") for k in range(200)])
+    lines = text.splitlines()
+    assert lines[0] == "submitted study `s` (slurm): 200 job(s) for 200 shard(s)"
+    assert lines[20] == f"  shard 19: job 9_19  logs {build}/logs/9_19/"
+    assert lines[21] == f"  … 180 more: shards 20-199, jobs 9_20 to 9_199 (`hpoc status {build} --all` lists them)"
+    assert len(lines) == 24
+
+
 def test_a_failed_shard_ends_its_log_with_hpocs_line_not_a_traceback(tmp_path):
     """submitit raised the job's StudyJobError again after its own log line, so the log
     ended with a Python traceback below the driver's explanation, for a study that failed."""
@@ -1265,3 +1282,54 @@ def test_a_study_that_finished_as_the_walltime_came_ends_its_job_as_a_success(tm
     finally:
         signal.signal(signal.SIGUSR2, before)
     assert result["exit_code"] == 0 and not requeued
+
+
+def test_the_shards_a_resubmission_skips_are_named_as_ranges():
+    """Resubmitting a 200-task array of which 150 tasks had finished listed 150 numbers."""
+    from types import SimpleNamespace
+
+    from hpoc.submit import skip_finished
+
+    sub = SimpleNamespace(shards=list(range(200)))
+    said = skip_finished(sub, set(range(150)) | {160})
+    assert said == "shard(s) 0-149, 160 ran to the end: not submitted again"
+    assert sub.shards == [k for k in range(150, 200) if k != 160]
+
+
+def test_array_tasks_that_will_not_start_are_one_warning_with_their_ids_as_ranges(monkeypatch, capsys):
+    """A 200-task array asking for too long a time: `scancel 9_0 9_1 … 9_199` to paste, or
+    a warning per task when squeue gave the reason."""
+    from types import SimpleNamespace
+
+    import hpoc.site.partition as partition
+    from hpoc.commands import status
+    from hpoc.commands.submit import warn_never_starts
+
+    jobs = [SimpleNamespace(job_id=f"9_{k}") for k in range(200)]
+    monkeypatch.setattr(partition, "never_fits", lambda plan: [("`slurm.time` is too long", "lower `time`")])
+    warn_never_starts({}, jobs)
+    assert capsys.readouterr().err == ("hpoc: warning: jobs 9_[0-199] will not start: `slurm.time` is too long: "
+                                       "`scancel 9_[0-199]`, lower `time`, compile and submit again\n")
+    monkeypatch.setattr(partition, "never_fits", lambda plan: [])
+    monkeypatch.setattr(status, "slurm_states", lambda ids: {
+        i: {"state": "PENDING", "reason": "QOSMaxWallDurationPerJobLimit"} for i in ids})
+    warn_never_starts({}, jobs)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "200 jobs (9_[0-199]) will not start as asked" in err, err
+
+
+def test_waiting_for_an_array_says_its_finished_shards_once(monkeypatch, capsys):
+    """`hpoc submit --wait` of a 200-task array ended with a `finished` line per shard."""
+    from types import SimpleNamespace
+
+    import hpoc.commands.submit as submit_cmd
+
+    jobs = [SimpleNamespace(job_id=f"9_{k}", state="COMPLETED" if k != 7 else "FAILED") for k in range(200)]
+    monkeypatch.setattr(submit_cmd, "outcome", lambda job: (
+        (False, "shard 7 failed (study driver exit status 1)") if job.job_id == "9_7" else (True, "finished")))
+    code = submit_cmd.wait_for(jobs, SimpleNamespace(cluster="local", shards=list(range(200))))
+    assert code == 1
+    said = capsys.readouterr().err.splitlines()[1:]  # after "waiting for the job(s) to end"
+    assert said == ["shard 7: job 9_7: shard 7 failed (study driver exit status 1)",
+                    "shards 0-6, 8-199: jobs 9_[0-6,8-199]: finished"]
+

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.commands import joblogs
+from hpoc.runtime.shards import index_ranges
 
 HELP = "show a study's jobs, trials done/running/paused/pending/errored and the best so far"
 
@@ -237,8 +238,9 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
         results = None  # not started yet
-    shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, results, latest.get(k),
-                     shares[k], metric) for k in range(count)]
+    by_shard = _by_shard(results.trials if results else [])
+    shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, by_shard.get(k, []),
+                     latest.get(k), shares[k], metric) for k in range(count)]
     _ended_jobs(build_dir, plan["study"]["name"], shards, None if unasked else queued)
 
     totals = {key: sum(s[key] for s in shards) for key in COUNTS}
@@ -277,11 +279,13 @@ def gather_dir(exp: Path) -> dict[str, Any]:
         results = load(exp)
     except ResultsError as exc:
         if _unstarted(exp):  # nothing there for `load` to read yet
-            return _dir_status(exp.name, None, exp, [_shard(0, exp, None, None, None, None)], [], None, [])
+            return _dir_status(exp.name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
-    shards = [_shard(s.index, s.path, results, None, None, metric) for s in results.shards]
+    by_shard = _by_shard(results.trials)
+    shards = [_shard(s.index, s.path, by_shard.get(s.index, []), None, None, metric)
+              for s in results.shards]
     return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
                        results.warnings)
 
@@ -406,7 +410,16 @@ def _base_id(job: dict[str, Any]) -> int:
     return int(head) if head.isdigit() else -1
 
 
-def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: int | None,
+def _by_shard(trials: list[Any]) -> dict[int, list[Any]]:
+    """The trials of each shard, in one pass (a pass per shard read a 200-shard study's
+    trials 200 times)."""
+    out: dict[int, list[Any]] = {}
+    for t in trials:
+        out.setdefault(t.shard, []).append(t)
+    return out
+
+
+def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, lock_and_summary
     from hpoc.runtime.summary import SUMMARY, exit_code
@@ -416,7 +429,6 @@ def _shard(k: int, exp: Path, results: Any, job: dict[str, Any] | None, share: i
         summary = read_summary(exp)
         return summary, summary is not None or not (exp / SUMMARY).exists()
 
-    trials = [t for t in results.trials if t.shard == k] if results is not None else []
     lock, summary = lock_and_summary(exp, read)
     run = lock if lock is not None and lock.alive else None  # a driver runs now (local too)
     ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
@@ -549,6 +561,37 @@ def never_starts(job: dict[str, Any]) -> str | None:
             f"`scancel {job['job_id']}`, change `{key}` in the spec's `slurm` block, compile and submit again")
 
 
+def job_ranges(ids: list[str]) -> str:
+    """Job ids as scancel takes them, an array's tasks as ranges: `800_[0-199] 812`."""
+    tasks: dict[str, list[int]] = {}
+    for job_id in ids:
+        base, _, task = job_id.partition("_")
+        tasks.setdefault(base, [])
+        if task.isdigit():
+            tasks[base].append(int(task))
+    return " ".join(base if not ks else f"{base}_{ks[0]}" if len(ks) == 1
+                    else f"{base}_[{index_ranges(ks)}]" for base, ks in tasks.items())
+
+
+def never_start_steps(jobs: list[dict[str, Any]]) -> list[str]:
+    """never_starts() of each job, jobs pending for the same reason as one step: every task
+    of an array that asks for too long a time pends for it."""
+    alike: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if never_starts(job) is not None:
+            alike.setdefault(job["reason"], []).append(job)
+    steps = []
+    for reason, same in alike.items():
+        if len(same) == 1:
+            steps.append(str(never_starts(same[0])))
+            continue
+        what, key = NEVER_STARTS[reason]
+        ids = job_ranges([j["job_id"] for j in same])
+        steps.append(f"{len(same)} jobs ({ids}) will not start as asked ({reason}: {what}): `scancel {ids}`, "
+                     f"change `{key}` in the spec's `slurm` block, compile and submit again")
+    return steps
+
+
 def next_steps(status: dict[str, Any], target: str) -> list[str]:
     """What the user can do now, as commands (the study's own paths in them)."""
     shards, build = status["shards"], status["build_dir"]
@@ -565,7 +608,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         if len(jobs) == 1:
             steps.append(f"job {jobs[0]['job_id']} {said}: {why} (its output: {jobs[0]['err']})")
         else:
-            ids = ", ".join(j["job_id"] for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
+            ids = job_ranges([j["job_id"] for j in jobs])  # an array's tasks: 800_[0-199]
+            if len(ids) > 60:  # tasks of many arrays (resubmissions): the first ones
+                ids = ", ".join(j["job_id"] for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
             steps.append(f"{len(jobs)} jobs ({ids}) {said}: {why} "
                          f"(the first one's output: {jobs[0]['err']})")
         if (fix := joblogs.advice(why)) is not None:
@@ -574,12 +619,22 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
                         "or move that run aside with `--fresh`"]
     steps += _pending_steps(shards, build, status["study"])
+    # The driver stopped them (failfast.py): resuming alone fails again. Shards stopped by
+    # the same error are one step: a broken trainer stops every task of an array.
+    stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
     for s in shards:
-        if s.get("stopped"):  # the driver stopped it (failfast.py): resuming alone fails again
+        if s.get("stopped"):
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
-            error = f" ({why[1]})" if why[1] else ""
-            steps.append(f"shard {s['shard']} stopped itself: {why[0]}{error}; fix the trainer, "
-                         "then resume")
+            stopped_by.setdefault(why[1], []).append((s["shard"], why))
+    for error, alike_shards in stopped_by.items():
+        (k, why), said = alike_shards[0], f" ({error})" if error else ""
+        if len(alike_shards) == 1:
+            steps.append(f"shard {k} stopped itself: {why[0]}{said}; fix the trainer, then resume")
+        else:
+            ranges = index_ranges([k for k, _ in alike_shards], ", ")
+            on = f" on {error}" if error else ""
+            steps.append(f"shards {ranges} stopped themselves{on} (shard {k}: {why[0]}); "
+                         "fix the trainer, then resume")
     if status.get("squeue_error"):  # its jobs may be queued: resubmitting would run them twice
         return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "
@@ -604,7 +659,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")
     elif stopped:
-        steps.append(f"shard(s) {', '.join(map(str, stopped))} stopped: once the other jobs end, "
+        steps.append(f"shard(s) {index_ranges(stopped, ', ')} stopped: once the other jobs end, "
                      + _resume_command(status, stopped, target) + " resumes them")
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
@@ -622,18 +677,25 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
 
 def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) -> list[str]:
     """What to do about queued jobs that waiting will not start, or start late."""
-    steps = []
+    steps = never_start_steps([s["job"] for s in shards if s["job"]])
+    held: dict[str, list[dict[str, Any]]] = {}  # by array: a lost node requeues its tasks together
     for s in shards:
         job = s["job"] or {}
-        if (never := never_starts(job)) is not None:
-            steps.append(never)
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
-            # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
-            # (an `hpoc submit` job's: submitit's task-0 log).
-            ended = joblogs.why(joblogs.err_file(build, study, job)) if build else None
-            steps.append(f"job {job['job_id']} waits for its begin time: SLURM holds a requeued "
-                         f"job about 2 minutes (`scontrol update JobId={job['job_id']} "
-                         "StartTime=now` starts it sooner)" + (f"; its last run ended: {ended}" if ended else ""))
+            held.setdefault(str(job["job_id"]).split("_")[0], []).append(job)
+    for jobs in held.values():
+        # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
+        # (an `hpoc submit` job's: submitit's task-0 log).
+        ended = joblogs.why(joblogs.err_file(build, study, jobs[0])) if build else None
+        ids = job_ranges([j["job_id"] for j in jobs])
+        if len(jobs) == 1:
+            steps.append(f"job {ids} waits for its begin time: SLURM holds a requeued job about "
+                         f"2 minutes (`scontrol update JobId={ids} StartTime=now` starts it sooner)"
+                         + (f"; its last run ended: {ended}" if ended else ""))
+        else:
+            steps.append(f"{len(jobs)} jobs ({ids}) wait for their begin time: SLURM holds a requeued "
+                         f"job about 2 minutes (`scontrol update JobId={ids} StartTime=now` starts "
+                         "them sooner)" + (f"; the first one's last run ended: {ended}" if ended else ""))
     return steps
 
 
@@ -669,18 +731,7 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     # `--array` on the command line replaces the script's, `%P` (shards at once) included.
     parallel = status.get("parallel") or len(stopped)
     limit = f"%{parallel}" if parallel < len(stopped) else ""
-    return f"`{env}sbatch --array={_index_ranges(stopped)}{limit} {script}`"
-
-
-def _index_ranges(indices: list[int]) -> str:
-    """sbatch's --array list with runs as ranges: `0-2,6,10-999`, not a thousand numbers."""
-    runs: list[list[int]] = []
-    for k in sorted(indices):
-        if runs and k == runs[-1][1] + 1:
-            runs[-1][1] = k
-        else:
-            runs.append([k, k])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return f"`{env}sbatch --array={index_ranges(stopped)}{limit} {script}`"
 
 
 # ---------------------------------------------------------------- table
@@ -708,7 +759,7 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         for s in runs:
             lines.append(f"  shard {s['shard']}  {_describe_run(s['run'])}")
     jobs = [s for s in status["shards"] if s["job"]]
-    jobs, unlisted = _listed(jobs, every, lambda s: s["job"].get("state") != "RUNNING")
+    jobs, unlisted = _listed(jobs, every, _job_rank)
     if jobs:
         lines.append("jobs:")
         for s in jobs:
@@ -729,8 +780,7 @@ def render(status: dict[str, Any], every: bool = False) -> str:
     t = status["totals"]
     counts = [c for c in COUNTS if c != "paused" or t.get(c)]  # paused only where a scheduler pauses
     header = ["shard", "state", *counts, f"best {metric}"]
-    shards, unlisted = _listed(status["shards"], every, lambda s: s["state"] != "finished"
-                               or s["errored"] or s.get("no_success"))
+    shards, unlisted = _listed(status["shards"], every, _shard_rank)
     rows = [[str(s["shard"]), s["state"], *(str(s.get(c, 0)) for c in counts), _fmt(s["best"])]
             for s in shards]
     rows.append(["all", status["state"], *(str(t.get(c, 0)) for c in counts), _fmt(status["best"])])
@@ -739,7 +789,7 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     if unlisted:
         lines.append(f"… {len(unlisted)} more shard(s) not listed: "
-                     f"{_tally(s['state'] for s in unlisted)} (--all lists every shard)")
+                     f"{_tally(_said_state(s) for s in unlisted)} (--all lists every shard)")
     timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
     if timed_out:
         lines.append(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)")
@@ -748,8 +798,14 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append(f"{cut} of the done trial(s) failed and were being retried when the time budget "
                      "or their time limit stopped them: `hpoc results` shows their errors")
     # Why a shard that ran to the end had no success, where no job's `next:` line says it.
-    lines += [s["no_success_why"] for s in status["shards"]
-              if s.get("no_success_why") and not (s["job"] or {}).get("why")]
+    # Shards that failed alike are one line: a broken trainer fails every shard of an array.
+    alike: dict[str, list[int]] = {}
+    for s in status["shards"]:
+        if s.get("no_success_why") and not (s["job"] or {}).get("why"):
+            why = s["no_success_why"].removeprefix(f"shard {s['shard']}: ")
+            alike.setdefault(why, []).append(s["shard"])
+    lines += [f"shard {ks[0]}: {why}" if len(ks) == 1 else f"shards {index_ranges(ks, ', ')}: {why}"
+              for why, ks in alike.items()]
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "
@@ -764,14 +820,38 @@ def render(status: dict[str, Any], every: bool = False) -> str:
 
 
 def _listed(shards: list[dict[str, Any]], every: bool,
-            notable: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            rank: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(shards to list, shards only counted): all of them up to SHARD_LINES, else the
-    notable ones first, in shard order."""
+    notable ones (`rank` not None), the most urgent (lowest rank) first, in shard order."""
     if every or len(shards) <= SHARD_LINES:
         return shards, []
-    first = sorted(shards, key=lambda s: not notable(s))  # stable: shard order kept
-    listed = {id(s) for s in first[:SHARD_LINES] if notable(s)}
+    notable = [s for s in shards if rank(s) is not None]
+    first = sorted(notable, key=rank)[:SHARD_LINES]  # stable: shard order kept within a rank
+    listed = {id(s) for s in first}
     return [s for s in shards if id(s) in listed], [s for s in shards if id(s) not in listed]
+
+
+def _shard_rank(s: dict[str, Any]) -> int | None:
+    """A shard's row before others: one to act on (stopped, failed, no success), then the
+    running, the queued, then the finished with errored trials; a clean finish is counted."""
+    if s["state"] == "finished":
+        return 0 if s.get("no_success") else 3 if s["errored"] else None
+    return 1 if s["state"] == "running" else 2 if s["job"] and s["state"] != "interrupted" else 0
+
+
+def _job_rank(s: dict[str, Any]) -> int:
+    """A job's line before others, as its shard's row: ended, or pending for good
+    (never_starts), then running (where, for how long), then pending."""
+    job = s["job"]
+    if job.get("state") not in ACTIVE or never_starts(job):
+        return 0
+    return 1 if job.get("state") == "RUNNING" else 2
+
+
+def _said_state(s: dict[str, Any]) -> str:
+    """A shard counted, not listed: its errored trials said, or the table's errored column
+    added up to more than the rows listed."""
+    return s["state"] + (" with errored trials" if s["errored"] else "")
 
 
 def _tally(states: Any) -> str:

@@ -107,19 +107,18 @@ def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
     or more nodes than it has. Said now, not when `hpoc status` is asked: from the
     partition's limits (squeue may not give the reason yet), else from the reason squeue
     gives (a QOS's limits)."""
-    from hpoc.commands.status import never_starts, slurm_states
+    from hpoc.commands.status import job_ranges, never_start_steps, slurm_states
     from hpoc.site.partition import never_fits
 
     ids = [str(job.job_id) for job in jobs]
     if never := never_fits(plan):
-        for why, change in never:
-            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {', '.join(ids)} will not start: {why}: "
-                  f"`scancel {' '.join(ids)}`, {change}, compile and submit again", file=sys.stderr)
+        for why, change in never:  # a 200-task array: its ids as ranges
+            print(f"hpoc: warning: job{'s' * (len(ids) > 1)} {job_ranges(ids)} will not start: {why}: "
+                  f"`scancel {job_ranges(ids)}`, {change}, compile and submit again", file=sys.stderr)
         return
     states = slurm_states(ids)
-    for job_id in ids:
-        if (said := never_starts({"job_id": job_id, **states.get(job_id, {})})) is not None:
-            print(f"hpoc: warning: {said}", file=sys.stderr)
+    for said in never_start_steps([{"job_id": job_id, **states.get(job_id, {})} for job_id in ids]):
+        print(f"hpoc: warning: {said}", file=sys.stderr)
 
 
 def _other_build(found: Any, args: argparse.Namespace) -> str | None:
@@ -165,11 +164,19 @@ def describe_jobs(plan: dict[str, Any], sub: Any, jobs: list[Any]) -> str:
     folder = sub.folder
     lines = [f"submitted study `{plan['study']['name']}` ({sub.cluster}): "
              f"{len(jobs)} job(s) for {len(sub.shards)} shard(s)"]
-    for job, shard in zip(jobs, sub.shards):
+    from hpoc.commands.status import SHARD_LINES
+    from hpoc.runtime.shards import index_ranges
+
+    sent = list(zip(jobs, sub.shards))
+    for job, shard in sent[:SHARD_LINES]:  # a 200-task array printed 200 lines
         where = folder.replace("%j", str(job.job_id))
         lines.append(f"  shard {shard}: job {job.job_id}  logs {where}/")
+    build = shlex.quote(str(Path(sub.plan_path).parent))  # to paste
+    if rest := sent[SHARD_LINES:]:
+        lines.append(f"  … {len(rest)} more: shards {index_ranges([k for _, k in rest], ', ')}, jobs "
+                     f"{rest[0][0].job_id} to {rest[-1][0].job_id} (`hpoc status {build} --all` lists them)")
     lines.append(f"  plan: {sub.plan_path}")
-    lines.append(f"  progress: hpoc status {shlex.quote(str(Path(sub.plan_path).parent))}")  # to paste
+    lines.append(f"  progress: hpoc status {build}")
     return "\n".join(lines)
 
 
@@ -221,11 +228,21 @@ def wait_for(jobs: list[Any], sub: Any) -> int:
     except KeyboardInterrupt:
         print("stopped waiting; the job(s) go on", file=sys.stderr)
         return 130
-    failed = 0
+    failed, finished = 0, []
     for job, shard in zip(jobs, sub.shards):
         ok, text = outcome(job)
+        if ok and len(jobs) > 1:
+            finished.append((shard, str(job.job_id)))  # said once: a line per shard of an array
+            continue
         print(f"shard {shard}: job {job.job_id}: {text}", file=sys.stderr)
         failed += not ok
+    if finished:
+        from hpoc.commands.status import job_ranges
+        from hpoc.runtime.shards import index_ranges
+
+        shards, ids = index_ranges([k for k, _ in finished], ", "), job_ranges([i for _, i in finished])
+        print(f"shard{'s' * (len(finished) > 1)} {shards}: job{'s' * (len(finished) > 1)} {ids}: finished",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -92,8 +92,8 @@ def _meta(results: Results, version: str) -> str:
     items = [f"results: <code>{escape(str(results.root))}</code>"]
     if results.plan_hash:
         items.append(f"plan {escape(results.plan_hash[:19])}")
-    if results.sharded:
-        items.append(f"{len(results.shards)} shards")
+    if results.shards_said:
+        items.append(results.shards_said)
     items.append(f"generated {now}" + (f" by hpoc {escape(version)}" if version else ""))
     return f'<p class="meta">{" · ".join(items)}</p>'
 

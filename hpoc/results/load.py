@@ -98,9 +98,11 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     summaries: list[dict[str, Any]] = []
     fp = _fingerprint(plan)
     others: list[str] = []  # shards that hold another plan's run: said once
+    said: list[tuple[int, str, str]] = []  # (shard, its warning, what shards alike share)
     for index, path in shard_dirs:
         if not path.is_dir():
-            warnings.append(f"shard {index}: {path} does not exist yet (not started?)")
+            said.append((index, f"shard {index}: {path} does not exist yet (not started?)",
+                         "no directory yet (not started?)"))
             continue
         if fp is not None and (other := _other_plan(path, fp)):
             others.append(other)
@@ -133,8 +135,9 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         source = ("Ray's last saved experiment state" if states
                   else "the trial directories (Ray saved no experiment state)")
         if running is not None:
-            warnings.append(f"{path}: a run is in progress ({running.describe()}); "
-                            f"trial statuses come from {source} and the trials' reports")
+            tail = f"trial statuses come from {source} and the trials' reports"
+            said.append((index, f"{path}: a run is in progress ({running.describe()}); {tail}",
+                         f"a run is in progress in each; {tail}"))
         elif (summary is None or stale) and found:
             no = f"no readable {SUMMARY}" if (path / SUMMARY).exists() else f"no {SUMMARY}"
             why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
@@ -146,13 +149,15 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                    f"{no}: the study is still running or its driver stopped early")
             then = ("; its unfinished trials are paused: running the same plan again resumes "
                     "them" if lock is not None or unlocked else "")
-            warnings.append(f"{path}: {why}; trial statuses come from {source}{then}")
+            said.append((index, f"{path}: {why}; trial statuses come from {source}{then}",
+                         f"{why}; trial statuses come from {source}{then}"))
         if summary is not None:
             summaries.append(summary)
         trials.extend(found)
         complete = summary is not None and not stale
         shards.append(Shard(index, path, complete, len(found),
                             summary.get("wall_s") if complete else None, run=running))
+    warnings.extend(_alike(root, said))
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
         if others else None
     if other_plan:
@@ -238,6 +243,19 @@ def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:
             return min(limits)
     finished = [t.epochs for t in trials if t.status == "TERMINATED" and t.epochs]
     return max(finished) if finished else None
+
+
+def _alike(root: Path, said: list[tuple[int, str, str]]) -> list[str]:
+    """Each shard's warning, those of shards alike said once with the shards as ranges: a
+    200-task array half way through warned 100 times that a shard has not started."""
+    from hpoc.runtime.shards import index_ranges
+
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for index, own, shared in said:
+        groups.setdefault(shared, []).append((index, own))
+    return [group[0][1] if len(group) == 1 else
+            f"shards {index_ranges([k for k, _ in group], ', ')} of {root}: {shared}"
+            for shared, group in groups.items()]
 
 
 def _summary_read(path: Path, warnings: list[str]) -> tuple[dict[str, Any] | None, bool]:

@@ -156,6 +156,15 @@ class Results:
         return len(self.shards) > 1
 
     @property
+    def shards_said(self) -> str | None:
+        """"150 of 200 shards" while shards of the plan have not started (`hpoc status`
+        counts the plan's), "200 shards"; None for a study of one."""
+        planned = max(((self.plan or {}).get("shards") or {}).get("count") or 0, len(self.shards))
+        if planned <= 1:
+            return None
+        return f"{len(self.shards)} of {planned} shards" if len(self.shards) < planned else f"{planned} shards"
+
+    @property
     def primary(self) -> Metric | None:
         return self.metrics[0] if self.metrics else None
 

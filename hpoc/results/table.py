@@ -95,8 +95,8 @@ def is_number(text: str) -> bool:
 def render_summary(results: Results, ranking: Ranking) -> str:
     parts = [f"{n} {label}" for label, n in label_counts(results.trials)]
     head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
-    if results.sharded:
-        head += f" across {len(results.shards)} shards"
+    if results.shards_said:
+        head += f" across {results.shards_said}"
     for shard in results.shards:
         if shard.run is not None:
             head += (f"\nrunning now{f' (shard {shard.index})' if results.sharded else ''}: "

@@ -27,9 +27,14 @@ from typing import Any
 GO, DONE, BUSY, FAILED = 0, 3, 4, 5
 
 
-def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple[int, str]:
+_UNREAD: Any = object()  # the shard's marker, not read yet
+
+
+def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
+            recorded: dict[str, Any] | None = _UNREAD) -> tuple[int, str]:
     """The answer for a shard; `retry` (--retry-errored, HPOC_RETRY_ERRORED): a shard that
-    ran to the end with errored trials has something to do."""
+    ran to the end with errored trials has something to do. `recorded`: the shard's marker
+    where the caller read it already (one read of the shared filesystem per array task)."""
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker, rerun, runlock
     from hpoc.runtime.shards import experiment_dir
@@ -39,7 +44,9 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
     live = runlock.holder(exp)
     if live:
         return BUSY, runlock.describe(exp, live)
-    recorded, digest = marker.read(exp), plan_hash(plan)
+    if recorded is _UNREAD:
+        recorded = marker.read(exp)
+    digest = plan_hash(plan)
     if recorded is not None and marker.differences(recorded, marker.fingerprint(plan, digest)) is not None:
         return GO, ""  # another plan's run: the driver refuses it, with the differences
     summary = finished_run(exp, recorded, digest)
@@ -73,8 +80,12 @@ def _spec(plan: dict[str, Any]) -> str:
 def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
           retry: str | None = None) -> tuple[int, str]:
     """verdict(), and with `claim_pid` the shard claimed for this SLURM job on a GO."""
-    code, why = verdict(plan, shard, retry)
-    if code == GO and not retry and (taken := budget_taken(plan, shard)):
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import experiment_dir
+
+    recorded = marker.read(experiment_dir(plan, shard))
+    code, why = verdict(plan, shard, retry, recorded)
+    if code == GO and not retry and recorded is None and (taken := budget_taken(plan, shard)):
         return DONE, taken
     if code == GO and claim_pid:
         code, why = _claim(plan, shard, claim_pid)
@@ -82,17 +93,18 @@ def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
 
 
 def budget_taken(plan: dict[str, Any], shard: int) -> str | None:
-    """A shard of a shared (Optuna) budget that never ran, once the other shards have asked
-    for every trial (an array task that waited for `parallel`): recorded as the driver
-    records it (marker, summary with `budget_taken`), so that `hpoc status` counts it
-    finished, and said; its job then brings no Ray cluster up to find that out."""
+    """A shard of a shared (Optuna) budget that never ran (no marker: `check` read it), once
+    the other shards have asked for every trial (an array task that waited for `parallel`):
+    recorded as the driver records it (marker, summary with `budget_taken`), so that
+    `hpoc status` counts it finished, and said; its job then brings no Ray cluster up to
+    find that out."""
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
     from hpoc.runtime import summary as summary_mod
     from hpoc.runtime.shards import experiment_dir, journal_path, journal_trials, shared_budget
 
     exp = experiment_dir(plan, shard)
-    if not shared_budget(plan) or marker.read(exp) is not None or not journal_path(plan).exists():
+    if not shared_budget(plan) or not journal_path(plan).exists():
         return None
     rows = [r for r in journal_trials(plan) or [] if r["extra"] is None]
     if len(rows) < plan["trials"]["num_samples"] or any(

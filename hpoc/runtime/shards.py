@@ -269,3 +269,15 @@ def journal_trials(plan: dict[str, Any]) -> list[dict[str, Any]] | None:
             "seen": t.user_attrs.get(SEEN_ATTR), "extra": t.user_attrs.get(EXTRA_ATTR),
         })
     return out
+
+
+def index_ranges(indices: list[int], sep: str = ",") -> str:
+    """sbatch's --array list with runs as ranges: `0-2,6,10-999`, not a thousand numbers
+    (`sep` ", " for a sentence)."""
+    runs: list[list[int]] = []
+    for k in sorted(indices):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return sep.join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

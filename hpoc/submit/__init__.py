@@ -316,7 +316,9 @@ def skip_finished(sub: Submission, finished: set[int]) -> str | None:
     if not finished:
         return None
     sub.shards = [k for k in sub.shards if k not in finished]
-    return f"shard(s) {', '.join(map(str, sorted(finished)))} ran to the end: not submitted again"
+    from hpoc.runtime.shards import index_ranges
+
+    return f"shard(s) {index_ranges(finished, ', ')} ran to the end: not submitted again"
 
 
 def record_jobs(build_dir: Path, sub: Submission, jobs: list[Any], state: str) -> None:

@@ -69,6 +69,24 @@ def test_engine_optimizer_steps_through_the_engine() -> None:
         opt.step(lambda: 0.0)
 
 
+def test_training_batches_without_a_length_still_mark_their_micro_batches() -> None:
+    """An iterable dataset's loader has no len(): no batch is known to be the epoch's last,
+    and the windows keep their length (a TypeError stopped the loop before its first batch)."""
+    from hpoc.compat.itwinai import _EpochWindows
+
+    class Marks:
+        def __init__(self):
+            self.lasts = []
+
+        def mark_micro_batch(self, last=False):
+            self.lasts.append(last)
+
+    strategy = Marks()
+    assert list(_EpochWindows([1, 2, 3], strategy)) == [1, 2, 3] and strategy.lasts == [False, False, True]
+    strategy.lasts.clear()
+    assert list(_EpochWindows(iter([1, 2]), strategy)) == [1, 2] and strategy.lasts == [False, False]
+
+
 class _AccumulatingLoop(RayTorchTrainer):
     """itwinai's loop shape: forward, `zero_grad()`, `loss.backward()`, `step()` per batch."""
 

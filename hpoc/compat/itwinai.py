@@ -207,7 +207,10 @@ class _EpochWindows:
         self._loader, self._strategy = loader, strategy
 
     def __iter__(self) -> Iterator[Any]:
-        last = len(self._loader) - 1
+        try:
+            last = len(self._loader) - 1
+        except TypeError:  # an iterable dataset's: no batch is known to be the last
+            last = -1
         for i, batch in enumerate(self._loader):
             self._strategy.mark_micro_batch(last=i == last)
             yield batch

@@ -1174,6 +1174,18 @@ def test_deepspeed() -> None:
     assert (where(d), d.message) == ((3, 38), "`zero_stage` must be at most 3 (got 4)")
 
 
+def test_a_ddp_study_says_its_model_leaves_parameters_unused() -> None:
+    plan = plan_of(BASE + "resources { workers = 2, find_unused_parameters = true }\n")
+    assert plan["resources"]["find_unused_parameters"] is True
+    assert plan_of(BASE + "resources { workers = 2 }\n")["resources"]["find_unused_parameters"] is None  # the trainer's
+    d = one_error(BASE + "resources { workers = 2, find_unused_parameters = 1 }\n")
+    assert "find_unused_parameters" in d.message
+    (w,) = warnings(BASE + "resources { gpus_per_worker = 1, strategy = deepspeed, find_unused_parameters = true }\n")
+    assert (w.code, where(w)) == ("HP804", (3, 56))
+    assert w.message == "`find_unused_parameters` is DDP's: DeepSpeed does not use it"
+    assert "ignore_unused_parameters" in w.help
+
+
 @pytest.mark.parametrize("section, searched, warned", [
     ('"optimizer": {"type": "Adam", "params": {"lr": 0.001}}', "lr = loguniform(1e-4, 1e-2), wd = uniform(0, 1)", "`lr`"),
     ('"scheduler": {"type": "WarmupLR", "params": {"warmup_max_lr": 0.001}}', "learning_rate = uniform(1e-4, 1e-2)", "`learning_rate`"),

@@ -45,9 +45,11 @@ def test_strategies_built_by_the_runtime_carry_itwinais_names() -> None:
 def test_engine_optimizer_steps_through_the_engine() -> None:
     calls = []
 
-    class Engine:
+    class Strategy:
+        _micro = 0
+
         def step(self):
-            calls.append("engine.step")
+            calls.append("strategy.step")
 
     class Opt:
         param_groups = [{"lr": 0.1}]
@@ -55,13 +57,102 @@ def test_engine_optimizer_steps_through_the_engine() -> None:
         def zero_grad(self, set_to_none=True):
             calls.append(f"zero_grad({set_to_none})")
 
-    opt = EngineOptimizer(Engine(), Opt())
+    strategy = Strategy()
+    opt = EngineOptimizer(strategy, Opt())
     opt.zero_grad()
     opt.step()
-    assert calls == ["zero_grad(True)", "engine.step"]
+    strategy._micro = 1  # inside a window: its gradients stay
+    opt.zero_grad()
+    assert calls == ["zero_grad(True)", "strategy.step"]
     assert opt.param_groups == [{"lr": 0.1}]
     with pytest.raises(TypeError):
         opt.step(lambda: 0.0)
+
+
+def test_training_batches_without_a_length_still_mark_their_micro_batches() -> None:
+    """An iterable dataset's loader has no len(): no batch is known to be the epoch's last,
+    and the windows keep their length (a TypeError stopped the loop before its first batch)."""
+    from hpoc.compat.itwinai import _EpochWindows
+
+    class Marks:
+        def __init__(self):
+            self.lasts = []
+
+        def mark_micro_batch(self, last=False):
+            self.lasts.append(last)
+
+    strategy = Marks()
+    assert list(_EpochWindows([1, 2, 3], strategy)) == [1, 2, 3] and strategy.lasts == [False, False, True]
+    strategy.lasts.clear()
+    assert list(_EpochWindows(iter([1, 2]), strategy)) == [1, 2] and strategy.lasts == [False, False]
+
+
+class _AccumulatingLoop(RayTorchTrainer):
+    """itwinai's loop shape: forward, `zero_grad()`, `loss.backward()`, `step()` per batch."""
+
+    def train(self, config, data):
+        self.training_config = config
+        self.strategy.init()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        self.create_dataloaders(train_dataset=data[0])
+        engine, self.stepped, self.bias = self.strategy.engine, [], []
+        for _ in range(config["epochs"]):
+            for x, y in self.train_dataloader:
+                before = engine.global_steps
+                loss = torch.nn.functional.mse_loss(self.model(x), y) * 0.01  # under DeepSpeed's clipping
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                self.stepped.append(engine.global_steps > before)
+                with deepspeed_gathered(self.strategy):
+                    self.bias.append(self.strategy.unwrap().bias.detach().clone())
+
+
+def deepspeed_gathered(strategy):
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(strategy.unwrap().parameters()))
+
+
+def _itwinai_loop_accumulating(_rank, port, out):
+    import os
+
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    config = Path(out) / "ds.json"
+    config.write_text(json.dumps({"train_batch_size": 16}))  # 4 micro-batches of 4 per step
+    strategy = Strategy.create("deepspeed", deepspeed={"zero_stage": 3, "precision": None, "config_file": str(config)})
+    strategy.batch_size = 4
+    x = torch.ones(24, 4)  # 6 batches of 4 an epoch, all alike: every micro-batch has one gradient
+    trainer = _AccumulatingLoop()
+    trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+                      directory=Path(out) / "run", strategy=strategy)
+    torch.save({"stepped": trainer.stepped, "bias": trainer.bias}, Path(out) / "loop.pt")
+
+
+def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_the_epoch(tmp_path) -> None:
+    """The loop steps the engine itself, which counted its own windows: the 2 micro-batches
+    left at an epoch's end did not step and went into the next epoch's first window (as the
+    native loop does, the epoch's last batch steps). Its per-batch `zero_grad()` under ZeRO-3
+    threw away the window's earlier gradients: a step moved by one micro-batch's share."""
+    pytest.importorskip("deepspeed")
+    import torch.multiprocessing as mp
+
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_itwinai_loop_accumulating, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    run = torch.load(tmp_path / "loop.pt")
+    assert run["stepped"] == [False, False, False, True, False, True] * 2
+    torch.manual_seed(0)
+    start = torch.nn.Linear(4, 1)
+    out = start(torch.ones(1, 4)).detach()[0]
+    # the first window: 4 micro-batches of loss 0.01·out² at the start's weights, each scaled by 1/4
+    assert torch.allclose(run["bias"][3] - start.bias.detach(), -0.1 * 0.02 * out)
 
 
 # ------------------------------------------------- the tutorial trainer, in this process

@@ -38,8 +38,9 @@ PLAN_CI_CASES = max(1, CI_CASES // 2)
 FREE_FORM = {("pipeline", "*", "args"), ("space", "constants"), ("search", "options"),
              ("scheduler", "options"), ("slurm", "env"), ("trials", "stop"), ("spans",)}
 # Keys a plan may lack (plans written before the key existed; docs/plan.md gives the default).
-OPTIONAL = {("resources", "reuse_workers"), ("slurm", "gpu_type"), ("slurm", "gpu_request"), ("failure", "fail_fast"),
-            ("source", "words"), ("source", "pipe_key"), ("trials", "time_limit_s")}
+OPTIONAL = {("resources", "reuse_workers"), ("resources", "find_unused_parameters"), ("slurm", "gpu_type"),
+            ("slurm", "gpu_request"), ("failure", "fail_fast"), ("source", "words"), ("source", "pipe_key"),
+            ("trials", "time_limit_s")}
 OTHER_TYPES = [None, "x", "", 0, -1, 7, 1.5, True, False, [], [1], {}, {"k": 1}, 10**30]
 
 

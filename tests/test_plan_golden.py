@@ -94,7 +94,7 @@ def test_minimal_plan_has_every_key_with_defaults() -> None:
                               "time_limit_s": None, "stop": {}}
     assert plan["resources"] == {
         "workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0, "strategy": "ddp", "deepspeed": None,
-        "reuse_workers": False,
+        "reuse_workers": False, "find_unused_parameters": None,
     }  # fmt: skip
     assert plan["training"] == {"precision": "auto", "compile": False, "seed": None, "data_on_device": "auto"}
     assert plan["failure"] == {"max_retries": 2, "fail_fast": 3}

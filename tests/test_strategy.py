@@ -435,6 +435,18 @@ class _PartlyUsed(nn.Module):
         return self.used(x)
 
 
+@pytest.mark.parametrize("spec, trainer, used", [(None, False, False), (None, True, True), (True, False, True),
+                                                  (False, True, False)])
+def test_the_specs_find_unused_parameters_wins_over_the_trainers(spec, trainer, used):
+    from hpoc.runtime.trainer import Trainer
+    from hpoc.runtime.trial import make_strategy
+
+    plan = {"resources": {"strategy": "ddp", "deepspeed": None, "find_unused_parameters": spec},
+            "training": {"precision": "fp32", "compile": False}}
+    cls = type("T", (Trainer,), {"find_unused_parameters": trainer})
+    assert make_strategy(plan, cls(), distributed=True).find_unused_parameters is used
+
+
 def _unused_worker(rank, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE="2", LOCAL_RANK=str(rank))

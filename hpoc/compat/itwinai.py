@@ -16,7 +16,9 @@ strategy classes are hpoc's own under itwinai's names. What the layer adds:
   epochs done; epochs, log steps and `set_epoch` continue where they stopped);
 - DeepSpeed: `loss.backward()` then `optimizer.step()` as itwinai loops write it works
   under ZeRO stages 1-3 (hpoc's default is 2); `optimizer.step()` steps the engine, so its
-  step count, gradient clipping and accumulation apply.
+  step count, gradient clipping and accumulation apply. Accumulation windows end with the
+  epoch, as in hpoc's own loop (the training batches mark each micro-batch's place), and
+  the loop's per-batch `optimizer.zero_grad()` leaves an open window's gradients alone.
 """
 
 from __future__ import annotations
@@ -97,9 +99,10 @@ class RayTorchTrainer(Trainer):
 
     @optimizer.setter
     def optimizer(self, value: Any) -> None:
-        engine = getattr(self.__dict__.get("strategy"), "engine", None)
-        if engine is not None and value is not None and not isinstance(value, EngineOptimizer):
-            value = EngineOptimizer(engine, value)
+        strategy = self.__dict__.get("strategy")
+        if getattr(strategy, "engine", None) is not None and value is not None \
+                and not isinstance(value, EngineOptimizer):
+            value = EngineOptimizer(strategy, value)
         self._optimizer = value
 
     # ------------------------------------------------------------ entry point
@@ -131,6 +134,8 @@ class RayTorchTrainer(Trainer):
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
                            test_dataset: Any = None) -> None:
         super().create_dataloaders(train_dataset, validation_dataset, test_dataset)
+        if isinstance(self.strategy, DeepSpeedStrategy) and self.train_dataloader is not None:
+            self.train_dataloader = _EpochWindows(self.train_dataloader, self.strategy)
         if self._epoch_offset and self.train_dataloader is not None:
             # Restore when training starts: by then the loop has built and distributed
             # the model and optimizer, in whatever order it does so.
@@ -169,21 +174,52 @@ class RayTorchTrainer(Trainer):
 
 class EngineOptimizer:
     """DeepSpeed's optimizer as itwinai loops use it: `zero_grad()`, `loss.backward()`,
-    `step()`. The step goes through the engine; everything else reaches the optimizer."""
+    `step()`. The step goes through the strategy's engine; everything else reaches the optimizer."""
 
-    def __init__(self, engine: Any, optimizer: Any) -> None:
-        self.engine, self.optimizer = engine, optimizer
+    def __init__(self, strategy: DeepSpeedStrategy, optimizer: Any) -> None:
+        self.strategy, self.optimizer = strategy, optimizer
+
+    @property
+    def engine(self) -> Any:
+        return self.strategy.engine
 
     def step(self, closure: Any = None) -> None:
         if closure is not None:
             raise TypeError("DeepSpeed optimizers take no closure")
-        self.engine.step()
+        self.strategy.step()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
+        # Inside a window the gradients are the window's: the loop zeroes them every batch,
+        # and ZeRO-3 dropped all but the last micro-batch's. The engine zeroes them as it steps.
+        if self.strategy._micro == 0:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.optimizer, name)
+
+
+class _EpochWindows:
+    """Training batches that mark each micro-batch's place in its accumulation window as
+    they hand it out, the epoch's last closing it (the loop steps the engine itself; its
+    own count let a window run on into the next epoch)."""
+
+    def __init__(self, loader: Any, strategy: DeepSpeedStrategy) -> None:
+        self._loader, self._strategy = loader, strategy
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            last = len(self._loader) - 1
+        except TypeError:  # an iterable dataset's: no batch is known to be the last
+            last = -1
+        for i, batch in enumerate(self._loader):
+            self._strategy.mark_micro_batch(last=i == last)
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
 
 
 class _RestoreFirst:

@@ -571,6 +571,11 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
             if ds["precision"] is None:
                 ds["precision"] = out["training"]["precision"]
         r["deepspeed"] = ds
+        if r["find_unused_parameters"] is not None:
+            ch.warn(WARN_RESOURCES, "`find_unused_parameters` is DDP's: DeepSpeed does not use it",
+                    ch.spans.get("resources.find_unused_parameters"),
+                    help="remove it; ZeRO's `ignore_unused_parameters` (true unless the DeepSpeed "
+                         "`config` file's `zero_optimization` says otherwise) covers such models")  # fmt: skip
         if r["gpus_per_worker"] == 0:
             # At what chose DeepSpeed: `strategy`, else the `deepspeed` block that implies it.
             where = ch.spans.get("resources.strategy") or ch.spans.get("resources.deepspeed")

@@ -220,6 +220,8 @@ SECTIONS: dict[str, dict[str, F]] = {
         "gpus_per_worker": F(K.number(0), 0),
         "strategy": F(K.enum(["ddp", "deepspeed"]), None),
         "reuse_workers": F(K.boolean, False, doc="keep multi-worker trials' processes warm"),
+        "find_unused_parameters": F(K.optional(K.boolean), None,
+                                    doc="DDP: the model has parameters its loss leaves unused"),
         "deepspeed": F(
             Rec(
                 {

@@ -588,9 +588,14 @@ class DeepSpeedStrategy(DDPStrategy):
 
     @contextlib.contextmanager
     def micro_batch(self, last: bool = False) -> Iterator[None]:
+        self.mark_micro_batch(last)
+        yield
+
+    def mark_micro_batch(self, last: bool = False) -> None:
+        """Open the next micro-batch's place in its window, for a loop that backs through
+        the engine's hooks (`loss.backward()`) rather than `micro_batch()`."""
         self._boundary = self.is_boundary(last)
         self.engine.set_gradient_accumulation_boundary(self._boundary)  # before forward, as DeepSpeed asks
-        yield
 
     def is_boundary(self, last: bool = False) -> bool:
         # the engine's accumulation: the file's, or derived from its `train_batch_size`
@@ -605,9 +610,8 @@ class DeepSpeedStrategy(DDPStrategy):
 
     def step(self) -> bool:
         boundary = getattr(self, "_boundary", None)
-        if boundary is None:
-            boundary = self.is_boundary()
-            self.engine.set_gradient_accumulation_boundary(boundary)
+        if boundary is None:  # nothing marked the micro-batch: its backward went by the engine's count
+            boundary = self.engine.is_gradient_accumulation_boundary()
         self.engine.step()
         self._boundary = None
         self._micro = 0 if boundary else self._micro + 1

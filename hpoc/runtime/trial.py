@@ -30,7 +30,13 @@ def make_strategy(plan: dict[str, Any], trainer: Any, *, distributed: bool) -> S
                            deepspeed=res.get("deepspeed"),
                            grad_accumulation_steps=getattr(trainer, "grad_accumulation_steps", 1),
                            channels_last=getattr(trainer, "channels_last", "auto"),
-                           find_unused_parameters=getattr(trainer, "find_unused_parameters", False))
+                           find_unused_parameters=unused_parameters(res, trainer))
+
+
+def unused_parameters(resources: dict[str, Any], trainer: Any) -> bool:
+    """DDP's `find_unused_parameters`: the spec's when it says, else the trainer's attribute."""
+    said = resources.get("find_unused_parameters")  # absent in plans from before the key
+    return bool(getattr(trainer, "find_unused_parameters", False) if said is None else said)
 
 
 def build_trainer(plan: dict[str, Any]) -> Any:

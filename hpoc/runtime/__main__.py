@@ -59,4 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from hpoc.runtime import early
+
+    early.hold()  # before main's imports: a stop signal meanwhile must not kill the driver
     sys.exit(main())

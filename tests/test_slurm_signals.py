@@ -142,6 +142,22 @@ def test_usr2_asks_the_driver_to_checkpoint_then_requeues_and_tears_down(tmp_pat
     assert not (tmp_path / "jobdir").exists()
 
 
+@pytest.mark.parametrize("driver", [{"ON_USR2": "ignore"}, {"ON_USR2": "75"}])
+def test_a_job_requeued_as_often_as_hpoc_submits_is_not_requeued_again(tmp_path, driver):
+    """A driver that gives no status (never started, too slow to stop) had the job requeued
+    at every time limit, without end: submitit stops at `max_num_timeout`, job.sbatch at
+    the same count of SLURM's restarts."""
+    from hpoc.plan import MAX_WALLTIME_REQUEUES
+
+    proc = start(tmp_path, grace_s=12, SLURM_RESTART_COUNT=str(MAX_WALLTIME_REQUEUES), **driver)
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert "scontrol requeue" not in calls(tmp_path) and "requeueing" not in out, out
+    assert f"error: the job was requeued {MAX_WALLTIME_REQUEUES} times, the most hpoc lets it" in out, out
+    assert rc == (1 if driver["ON_USR2"] == "ignore" else 75)
+    assert not alive(tmp_path / "step.pid") and not alive(tmp_path / "driver.pid")
+
+
 def test_the_sigterm_that_follows_a_requeue_does_not_cut_the_teardown_short(tmp_path):
     """SLURM answers `scontrol requeue` with SIGTERM to the batch shell, which then was in
     its teardown with the default action: it died there, leaving /tmp/hpoc-JOB (token and

@@ -19,6 +19,9 @@ PLAN_VERSION = 1
 # other status is a study that ended, finished or failed.
 EXIT_INTERRUPTED = 75
 EXIT_NO_PROGRESS = 76
+# The most times a job requeues itself at its time limit (the driver gave no status, or left
+# work to resume): submitit's `max_num_timeout`, and job.sbatch's SLURM_RESTART_COUNT.
+MAX_WALLTIME_REQUEUES = 100
 # Set in the driver's environment by a job that requeues itself when the walltime's SIGUSR2
 # stops its driver resumable (job.sbatch's trap, submitit's checkpoint): the driver says so.
 WALLTIME_REQUEUE = "HPOC_WALLTIME_REQUEUE"

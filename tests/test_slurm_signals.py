@@ -26,11 +26,14 @@ if [[ $* == *--release-claim* ]]; then
     echo "release $*" >> "$T/calls.log"
     exit 0
 fi
-echo "$$" > "$T/driver.pid"
 echo "args: $*" >> "$T/driver.log"
 echo "walltime requeue: ${HPOC_WALLTIME_REQUEUE:-}" >> "$T/driver.log"
 trap 'echo got-usr2 >> "$T/driver.log"; [[ $ON_USR2 == ignore ]] || exit "$ON_USR2"' USR2
 trap 'echo got-term >> "$T/driver.log"; [[ ${ON_TERM:-} == ignore ]] || exit 143' TERM
+# Only now, as the driver heeds the signals from its first line (runtime/early.py): the
+# tests signal the job once this file is there, and a loaded machine had USR2 kill a fake
+# that had not yet reached its trap (140, not requeued: 60 s of waiting for the step).
+echo "$$" > "$T/driver.pid"
 [[ -n ${EXIT_NOW:-} ]] && exit "$EXIT_NOW"
 while :; do sleep 0.1; done
 """
@@ -180,13 +183,16 @@ def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_termina
     foreground command of the moment (a sleep while the Ray steps stop, the claim's release,
     rm) died, and bash wrote "Terminated" to the job's .err, which reads as the job failing."""
     (tmp_path / "bin").mkdir()
-    # SLURM's answer to the requeue, a moment later, to the whole job (its process group here)
+    # SLURM's answer to the requeue, to the whole job (its process group here), once the
+    # teardown stops the Ray steps (not "0.3 s later", which a loaded machine made any time)
     (tmp_path / "bin" / "scontrol").write_text(RECORDER + (
-        'setsid bash -c \'sleep 0.3; kill -TERM -- -"$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
+        'setsid bash -c \'for _ in {1..600}; do [[ -e $T/stopping ]] && break; sleep 0.05; done\n'
+        'kill -TERM -- -"$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
     (tmp_path / "bin" / "scontrol").chmod(0o755)
     # Ray takes a while to stop: until that SIGTERM has reached the job
     proc = start(tmp_path, start_new_session=True, CLAIMED="1",
-                 FAKE_STEP="trap 'until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; sleep 300 & wait")
+                 FAKE_STEP="trap 'touch $T/stopping; until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; "
+                           "sleep 300 & wait")
     (tmp_path / "job.pid").write_text(str(proc.pid))
     proc.send_signal(signal.SIGUSR2)
     rc, out = finish(proc)

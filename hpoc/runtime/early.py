@@ -28,6 +28,17 @@ def _remember(signum: int, frame: Any) -> None:
         _pending.append(signum)
 
 
+def release() -> None:
+    """Back to the default actions, for the short checks that are not a run (--before-ray,
+    --release-claim): a signal that came meanwhile ends the process as it would have."""
+    for name in HELD:
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is _remember:
+            signal.signal(sig, signal.SIG_DFL)
+    if (came := take()) is not None:
+        signal.raise_signal(came)
+
+
 def take() -> int | None:
     """The signal that came before the driver's handlers, once."""
     return _pending.pop() if _pending else None

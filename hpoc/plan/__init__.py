@@ -15,7 +15,8 @@ from hpoc.errors import HpocError
 PLAN_VERSION = 1
 # The driver's exit statuses the jobs act on at the walltime: stopped, resumable (the job
 # is requeued); stopped by the walltime again before any trial reported (runtime/walltime.py),
-# so the job is not requeued. A driver a signal killed as it stopped is requeued too; any
+# so the job is not requeued. A driver a signal killed as it stopped is requeued too (not
+# one a stop signal it heeds killed: that came before its first line, runtime/early.py); any
 # other status is a study that ended, finished or failed.
 EXIT_INTERRUPTED = 75
 EXIT_NO_PROGRESS = 76

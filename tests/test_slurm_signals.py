@@ -231,6 +231,17 @@ def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path, code):
     assert not alive(tmp_path / "step.pid")
 
 
+@pytest.mark.parametrize("code", ["1", "140"])
+def test_a_study_that_ended_as_usr2_came_says_it_is_not_requeued(tmp_path, code):
+    """A driver USR2 killed as Python started (140: it had no word of its own) ended the
+    job with no line at all; `hpoc submit`'s job says this, in the same words."""
+    proc = start(tmp_path, ON_USR2=code)
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == int(code) and "scontrol requeue" not in calls(tmp_path)
+    assert f"hpoc: the study ended as the time limit came (driver exit status {code}); not requeued" in out, out
+
+
 def test_a_driver_that_ignores_usr2_is_stopped_after_the_grace_period(tmp_path):
     proc = start(tmp_path, grace_s=12, ON_USR2="ignore")  # waits 12 - 10 = 2 s
     t0 = time.monotonic()

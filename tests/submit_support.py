@@ -173,15 +173,15 @@ def hpoc(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedPro
 
 
 
-def fake_squeue(monkeypatch, bin_dir: Path, rows: list[str]) -> None:
+def fake_squeue(monkeypatch, bin_dir: Path, rows: list[str], fails: str | None = None) -> None:
     """An `squeue` on PATH that prints `rows` (`%i|%T|%M|%N|%r|%K|%o`, what
     hpoc.submit.queue asks for) whatever it is asked (each call's arguments are appended to
-    `bin_dir/asked`); `sbatch` and `srun` that fail (no job can
-    be submitted by mistake)."""
+    `bin_dir/asked`), or, given `fails`, says that and exits 1 (a controller that does not
+    answer); `sbatch` and `srun` that fail (no job can be submitted by mistake)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     (bin_dir / "rows").write_text("".join(r + "\n" for r in rows))
-    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho \"$@\" >>'{bin_dir / 'asked'}'\n"
-                                    f"exec /bin/cat '{bin_dir / 'rows'}'\n")
+    answer = f"echo '{fails}' >&2; exit 1" if fails else f"exec /bin/cat '{bin_dir / 'rows'}'"
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho \"$@\" >>'{bin_dir / 'asked'}'\n{answer}\n")
     (bin_dir / "squeue").chmod(0o755)
     for name in ("sbatch", "srun"):  # present (submitit looks), but they submit nothing
         (bin_dir / name).write_text("#!/bin/sh\necho 'not in this test' >&2\nexit 1\n")

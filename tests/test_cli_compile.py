@@ -333,6 +333,29 @@ def test_compile_refuses_to_replace_a_plan_a_queued_job_will_read(tmp_path, caps
     assert '"y"' in (build / "plan.json").read_text()
 
 
+def test_compile_warns_when_squeue_cannot_say_whether_a_job_reads_the_plan(tmp_path, capsys, monkeypatch):
+    """squeue installed but not answering (a controller down or slow): the compile replaced
+    the plan in silence, which a queued job would then run. A warning, not a refusal: a
+    login node with a slow controller must still compile."""
+    from submit_support import fake_squeue
+
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study "x"\npipeline { trainer = t:T }\nspace { lr = choice(1, 2) }\n'
+                    'objective minimize loss\nslurm { nodes = 1 }\n')
+    build = tmp_path / "build"
+    assert main(["compile", str(spec), "-o", str(build)]) == 0
+    fake_squeue(monkeypatch, tmp_path / "bin", [], fails="slurm_load_jobs error: Socket timed out")
+    capsys.readouterr()
+    assert main(["compile", str(spec), "-o", str(build)]) == 0  # the same plan: nothing to ask
+    assert "could not ask squeue" not in capsys.readouterr().err
+    spec.write_text(spec.read_text().replace('"x"', '"y"'))
+    assert main(["compile", str(spec), "-o", str(build)]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: could not ask squeue whether a queued job reads {build / 'plan.json'} "
+            "(slurm_load_jobs error: Socket timed out)") in err, err
+    assert '"y"' in (build / "plan.json").read_text()
+
+
 def test_a_compile_without_a_slurm_block_says_why_there_is_no_job_script(tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     """The README's next step is `sbatch build/s/job.sbatch`; an itwinai YAML config cannot

@@ -42,3 +42,32 @@ def test_a_walltime_stop_in_a_job_that_requeues_says_it_resumes_itself(monkeypat
     last = signals.stopped_line(signal.SIGUSR2)
     assert ("requeues itself" in last) == bool(requeue) and ("run the same plan again" in last) != bool(requeue)
     assert "run the same plan again" in signals.stopped_line(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("check", [None, "--before-ray", "--release-claim"])
+def test_a_stop_signal_while_the_driver_imports_is_heeded_not_fatal(tmp_path, check):
+    """SLURM's USR2 that reached the driver during its slow imports killed it with 140,
+    which job.sbatch cannot tell from the driver's own "stopped before any trial started"
+    (and `hpoc submit`'s job saw -12, and requeued). Here the plan is a FIFO: the driver
+    waits on it, past its first lines, when the signal comes. The short checks before and
+    after Ray are no run: the signal ends them as ever."""
+    import json
+    import subprocess
+    import sys
+
+    from runtime_plans import make_plan
+
+    fifo = tmp_path / "plan.json"
+    os.mkfifo(fifo)
+    text = json.dumps(make_plan(tmp_path, tmp_path / "storage"))
+    args = [sys.executable, "-m", "hpoc.runtime", str(fifo), "--local", *([check] if check else [])]
+    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(fifo, "w") as plan:  # opens once the driver reads it
+        driver.send_signal(signal.SIGUSR2)
+        plan.write(text)
+    out, _ = driver.communicate(timeout=120)
+    if check:
+        assert driver.returncode == -signal.SIGUSR2, out
+        return
+    assert driver.returncode == 128 + signal.SIGUSR2, out
+    assert "[hpoc] SIGUSR2 came as the driver started: the run did not start" in out

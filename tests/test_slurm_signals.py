@@ -26,11 +26,14 @@ if [[ $* == *--release-claim* ]]; then
     echo "release $*" >> "$T/calls.log"
     exit 0
 fi
-echo "$$" > "$T/driver.pid"
 echo "args: $*" >> "$T/driver.log"
 echo "walltime requeue: ${HPOC_WALLTIME_REQUEUE:-}" >> "$T/driver.log"
 trap 'echo got-usr2 >> "$T/driver.log"; [[ $ON_USR2 == ignore ]] || exit "$ON_USR2"' USR2
 trap 'echo got-term >> "$T/driver.log"; [[ ${ON_TERM:-} == ignore ]] || exit 143' TERM
+# Only now, as the driver heeds the signals from its first line (runtime/early.py): the
+# tests signal the job once this file is there, and a loaded machine had USR2 kill a fake
+# that had not yet reached its trap (140, not requeued: 60 s of waiting for the step).
+echo "$$" > "$T/driver.pid"
 [[ -n ${EXIT_NOW:-} ]] && exit "$EXIT_NOW"
 while :; do sleep 0.1; done
 """
@@ -142,6 +145,22 @@ def test_usr2_asks_the_driver_to_checkpoint_then_requeues_and_tears_down(tmp_pat
     assert not (tmp_path / "jobdir").exists()
 
 
+@pytest.mark.parametrize("driver", [{"ON_USR2": "ignore"}, {"ON_USR2": "75"}])
+def test_a_job_requeued_as_often_as_hpoc_submits_is_not_requeued_again(tmp_path, driver):
+    """A driver that gives no status (never started, too slow to stop) had the job requeued
+    at every time limit, without end: submitit stops at `max_num_timeout`, job.sbatch at
+    the same count of SLURM's restarts."""
+    from hpoc.plan import MAX_WALLTIME_REQUEUES
+
+    proc = start(tmp_path, grace_s=12, SLURM_RESTART_COUNT=str(MAX_WALLTIME_REQUEUES), **driver)
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert "scontrol requeue" not in calls(tmp_path) and "requeueing" not in out, out
+    assert f"error: the job was requeued {MAX_WALLTIME_REQUEUES} times, the most hpoc lets it" in out, out
+    assert rc == (1 if driver["ON_USR2"] == "ignore" else 75)
+    assert not alive(tmp_path / "step.pid") and not alive(tmp_path / "driver.pid")
+
+
 def test_the_sigterm_that_follows_a_requeue_does_not_cut_the_teardown_short(tmp_path):
     """SLURM answers `scontrol requeue` with SIGTERM to the batch shell, which then was in
     its teardown with the default action: it died there, leaving /tmp/hpoc-JOB (token and
@@ -164,13 +183,16 @@ def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_termina
     foreground command of the moment (a sleep while the Ray steps stop, the claim's release,
     rm) died, and bash wrote "Terminated" to the job's .err, which reads as the job failing."""
     (tmp_path / "bin").mkdir()
-    # SLURM's answer to the requeue, a moment later, to the whole job (its process group here)
+    # SLURM's answer to the requeue, to the whole job (its process group here), once the
+    # teardown stops the Ray steps (not "0.3 s later", which a loaded machine made any time)
     (tmp_path / "bin" / "scontrol").write_text(RECORDER + (
-        'setsid bash -c \'sleep 0.3; kill -TERM -- -"$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
+        'setsid bash -c \'for _ in {1..600}; do [[ -e $T/stopping ]] && break; sleep 0.05; done\n'
+        'kill -TERM -- -"$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
     (tmp_path / "bin" / "scontrol").chmod(0o755)
     # Ray takes a while to stop: until that SIGTERM has reached the job
     proc = start(tmp_path, start_new_session=True, CLAIMED="1",
-                 FAKE_STEP="trap 'until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; sleep 300 & wait")
+                 FAKE_STEP="trap 'touch $T/stopping; until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; "
+                           "sleep 300 & wait")
     (tmp_path / "job.pid").write_text(str(proc.pid))
     proc.send_signal(signal.SIGUSR2)
     rc, out = finish(proc)
@@ -207,6 +229,17 @@ def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path, code):
     rc, out = finish(proc)
     assert rc == int(code) and "requeue" not in calls(tmp_path)
     assert not alive(tmp_path / "step.pid")
+
+
+@pytest.mark.parametrize("code", ["1", "140"])
+def test_a_study_that_ended_as_usr2_came_says_it_is_not_requeued(tmp_path, code):
+    """A driver USR2 killed as Python started (140: it had no word of its own) ended the
+    job with no line at all; `hpoc submit`'s job says this, in the same words."""
+    proc = start(tmp_path, ON_USR2=code)
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert rc == int(code) and "scontrol requeue" not in calls(tmp_path)
+    assert f"hpoc: the study ended as the time limit came (driver exit status {code}); not requeued" in out, out
 
 
 def test_a_driver_that_ignores_usr2_is_stopped_after_the_grace_period(tmp_path):

@@ -477,12 +477,15 @@ def test_the_sigterm_that_follows_a_walltime_requeue_is_not_reported_as_a_cancel
 
 
 @pytest.mark.parametrize("driver, requeued", [("exit 75", True), ("exit 0", False), ("exit 1", False),
-                                              ("exit 76", False), ("exit 140", False), ("kill -KILL $$", True)])
+                                              ("exit 76", False), ("exit 140", False), ("kill -KILL $$", True),
+                                              ("kill -USR2 $$", False)])
 def test_the_walltime_requeues_only_a_study_the_driver_left_resumable(tmp_path, capsys, driver, requeued):
     """As job.sbatch: a study that finished (0) or failed (1: every trial errored, or it
     stopped itself) as the walltime came was requeued, and the requeued job found it done.
     A driver a signal killed as it stopped (the OOM killer, a crash) was not requeued,
-    though its study is resumable: Tune's last saved state, or the shard from the start."""
+    though its study is resumable: Tune's last saved state, or the shard from the start.
+    One USR2 killed before its handler (Python's start) was requeued, where job.sbatch,
+    seeing 140, did not: a run the walltime cuts short as it starts would repeat."""
     from hpoc.submit.job import StudyJob
 
     job = StudyJob(str(tmp_path / "plan.json"), grace_s=30)
@@ -491,7 +494,7 @@ def test_the_walltime_requeues_only_a_study_the_driver_left_resumable(tmp_path, 
     assert (job.checkpoint(0) is not None) == requeued
     out = capsys.readouterr().out
     assert ("requeueing job" in out) == requeued, out
-    assert ("not requeued" in out) == (driver in ("exit 1", "exit 140")), out
+    assert ("not requeued" in out) == (driver in ("exit 1", "exit 140", "kill -USR2 $$")), out
     assert ("the study finished as the time limit came; the job ends" in out) == (driver == "exit 0"), out
 
 

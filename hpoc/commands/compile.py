@@ -82,8 +82,12 @@ def _compile(args: argparse.Namespace) -> int:
     # Everything is rendered before anything is written: a failure leaves the old files
     # as they were, never a new plan beside old scripts.
     files = {"plan.json": text, **_render(plan, plan_path, args)}
-    if not args.force and (why := plan_in_use(plan_path, text)):
-        raise HpocError(why + ", or pass --force")
+    if not args.force:
+        in_use, unchecked = plan_in_use(plan_path, text)
+        if in_use:
+            raise HpocError(in_use + ", or pass --force")
+        if unchecked:
+            print(f"warning: {unchecked}", file=sys.stderr)
     if note := other_build(out, plan["study"]["name"]):
         print(note, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)

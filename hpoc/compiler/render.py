@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 
 from hpoc.compiler import tables as T
-from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS
+from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS, MAX_WALLTIME_REQUEUES
 
 TEMPLATE_DIR = "templates/slurm"
 SIGNAL_MARGIN_S = 10  # of the grace period, kept for teardown after the driver stopped
@@ -240,6 +240,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "stop_wait_s": max(grace - SIGNAL_MARGIN_S, 1) if grace else None,
         "no_progress_rc": EXIT_NO_PROGRESS,
         "interrupted_rc": EXIT_INTERRUPTED,
+        "max_requeues": MAX_WALLTIME_REQUEUES,
         "nic_env": nic_env(slurm),
         "binds": binds,
         "job_dir_max": T.JOB_DIR_MAX,

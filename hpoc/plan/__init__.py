@@ -15,10 +15,14 @@ from hpoc.errors import HpocError
 PLAN_VERSION = 1
 # The driver's exit statuses the jobs act on at the walltime: stopped, resumable (the job
 # is requeued); stopped by the walltime again before any trial reported (runtime/walltime.py),
-# so the job is not requeued. A driver a signal killed as it stopped is requeued too; any
+# so the job is not requeued. A driver a signal killed as it stopped is requeued too (not
+# one a stop signal it heeds killed: that came before its first line, runtime/early.py); any
 # other status is a study that ended, finished or failed.
 EXIT_INTERRUPTED = 75
 EXIT_NO_PROGRESS = 76
+# The most times a job requeues itself at its time limit (the driver gave no status, or left
+# work to resume): submitit's `max_num_timeout`, and job.sbatch's SLURM_RESTART_COUNT.
+MAX_WALLTIME_REQUEUES = 100
 # Set in the driver's environment by a job that requeues itself when the walltime's SIGUSR2
 # stops its driver resumable (job.sbatch's trap, submitit's checkpoint): the driver says so.
 WALLTIME_REQUEUE = "HPOC_WALLTIME_REQUEUE"

@@ -45,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     except (PlanError, HpocError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.before_ray:
-        from hpoc.runtime import before
+    if args.before_ray or args.release_claim:
+        from hpoc.runtime import before, early
 
+        early.release()  # not a run: a stop signal ends the check as ever
+    if args.before_ray:
         return before.main(plan, args.shard, args.claim, retry)
     if args.release_claim:
-        from hpoc.runtime import before
-
         return before.release(plan, args.shard)
     return run_study(plan, RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus,
                                       fresh=args.fresh, verbose=args.verbose,
@@ -59,4 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from hpoc.runtime import early
+
+    early.hold()  # before main's imports: a stop signal meanwhile must not kill the driver
     sys.exit(main())

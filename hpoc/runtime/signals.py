@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from hpoc.plan import WALLTIME_REQUEUE
+from hpoc.runtime import early
 from hpoc.runtime.exits import Interrupted, say
 from hpoc.runtime.watch import STATE, stop_tune
 
@@ -29,8 +30,11 @@ def stopped_line(signum: int | None) -> str:
 
 def install_signals() -> dict[int, Any]:
     """SIGTERM/SIGUSR2/SIGINT -> Tune's own graceful stop (the handler it installs for
-    SIGUSR1); a second Ctrl-C stops at once."""
+    SIGUSR1); a second Ctrl-C stops at once. A signal that came while the driver started
+    (early.py) is the run's: `STATE.signal` says it, and the run does not start."""
     previous: dict[int, Any] = {}
+    if (came := early.take()) is not None and STATE.signal is None:
+        STATE.signal, STATE.before_start = came, True
 
     def handler(signum: int, frame: Any) -> None:
         first = STATE.signal is None

@@ -19,7 +19,8 @@ its first failure) all failed the same way, the study stops as on a signal, with
 Exit codes: 0 done (some trial succeeded), 1 every trial failed, none gave a finite
 objective, the study failed fast, or an internal error,
 2 a problem with the spec, its code or data, 75 stopped by a signal (resumable),
-128 + the signal's number when one came before any trial started (130 for Ctrl-C).
+128 + the signal's number when one came before any trial started (130 for Ctrl-C), or as
+the driver started (early.py: caught from the first line of `python -m hpoc.runtime`).
 
 The parts: exits.py (exit codes), prior.py (what an earlier run left), watch.py (the Tune
 callbacks and the state they share with the driver), tuner.py (the Tuner), signals.py.
@@ -105,6 +106,12 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
         say(sys.stderr, f"error: {_in_spec_words(plan, str(exc))}")
         return exc.exit_code
     except Interrupted:
+        if STATE.before_start:  # the run was not started: an earlier one's state is as it was
+            name = signal.Signals(STATE.signal or signal.SIGINT).name
+            say(sys.stderr, f"[hpoc] {name} came as the driver started: the run did not start; "
+                             "running the same plan again runs the study (resuming what an "
+                             "earlier run saved)")
+            return 128 + (STATE.signal or signal.SIGINT)
         if STATE.mode in ("restore", "retry"):
             say(sys.stderr, "[hpoc] interrupted before the trials restarted; run the same "
                              "plan again to resume")
@@ -129,6 +136,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     previous_signals = install_signals()
     lock = runlock.Lock(exp, shard)
     try:
+        if STATE.signal is not None:  # it came as the driver started
+            raise Interrupted()
         _check_storage(plan, exp)
         # One driver per experiment directory, before looking at (or moving) what is there,
         # and before the slow checks: another live run is said at once.

@@ -53,6 +53,7 @@ class _State:
     live_at: float = 0.0      # when they may be written again
     run_started: float | None = None  # this run's lock's `started`, which the file names
     late: bool = False        # the first signal came once every trial had ended: nothing stopped
+    before_start: bool = False  # the signal came while the driver started (early.py)
 
     @property
     def stopping(self) -> bool:

@@ -251,8 +251,11 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
                 "  help: wait for them, `scancel` them, or pass --force")
     if build is not None and not force:
         text = build.files.get(Path(sub.plan_path), ("", False))[0]
-        if text and (why := plan_in_use(Path(sub.plan_path), text)):
-            raise SubmitError(why + ", or pass --force")
+        in_use, unchecked = plan_in_use(Path(sub.plan_path), text) if text else (None, None)
+        if in_use:
+            raise SubmitError(in_use + ", or pass --force")
+        if unchecked:
+            print(f"warning: {unchecked}", file=sys.stderr)
     aside = move_aside(plan) if fresh else None
     state, note = unfinished(plan, sub, fresh, retry)
     if build is not None:

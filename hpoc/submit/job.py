@@ -54,6 +54,7 @@ STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driv
 HEAD_LOST_STOP_S = 3     # the driver's graceful stop hangs without the head's GCS
 HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
 POLL_S = 0.5
+_HEEDED = {signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGUSR2}  # job.sbatch's list
 
 
 class StudyJobError(Exception):
@@ -504,8 +505,10 @@ def _resumable(rc: int | None) -> bool:
     too slow to stop) or a signal killed it as it stopped (-N: the OOM killer, a crash),
     from Tune's last saved state. Not a study that ended (finished 0, failed 1, refused 2),
     one stopped before any trial started (its own 128+N: nothing to resume), nor one the
-    walltime keeps stopping idle (EXIT_NO_PROGRESS)."""
-    return rc is None or rc == EXIT_INTERRUPTED or rc < 0
+    walltime keeps stopping idle (EXIT_NO_PROGRESS), nor one a stop signal it heeds killed
+    (-N: it came before Python ran the driver's first line, runtime/early.py), as bash's
+    128+N cannot be told from the driver's own."""
+    return rc is None or rc == EXIT_INTERRUPTED or (rc < 0 and -rc not in _HEEDED)
 
 
 def _job_ref() -> str:

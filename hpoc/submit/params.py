@@ -23,8 +23,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpoc.plan import MAX_WALLTIME_REQUEUES
+
 CLUSTERS = ("slurm", "local")
-MAX_TIMEOUTS = 100      # walltime requeues before submitit gives up (preemptions do not count)
+MAX_TIMEOUTS = MAX_WALLTIME_REQUEUES  # before submitit gives up (preemptions do not count)
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # a local run without slurm.time: a week
 DEFAULT_GRACE_S = 120
 

@@ -71,33 +71,42 @@ def _inside(script: str, root: Path) -> bool:
         return False
 
 
-def readers(build_dir: Path) -> list[dict[str, Any]]:
-    """The jobs that will still read `build_dir/plan.json` (not those completing). None
-    where squeue cannot be asked: without SLURM here no job reads it, and with the
-    controller down `hpoc submit` cannot submit either; only a compile goes on unwarned."""
+def readers(build_dir: Path) -> list[dict[str, Any]] | str:
+    """The jobs that will still read `build_dir/plan.json` (not those completing); none
+    without squeue (no SLURM here: no job reads it); why squeue, installed, did not answer."""
+    if not shutil.which("squeue"):
+        return []
     jobs = queued_jobs()
-    return [] if isinstance(jobs, str) else [j for j in build_jobs(build_dir, jobs) if j["state"] not in DONE_SOON]
+    return jobs if isinstance(jobs, str) else [j for j in build_jobs(build_dir, jobs)
+                                               if j["state"] not in DONE_SOON]
 
 
 def describe(jobs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{j['job_id']} ({j['state']})" for j in jobs)
 
 
-def plan_in_use(plan_path: Path, text: str) -> str | None:
-    """Why writing `text` to `plan_path` must not happen (None when it may): a queued,
-    running or requeued job reads plan.json when it (re)starts, so another plan there
-    would run in place of the one it was submitted for. The caller adds how to override."""
+def plan_in_use(plan_path: Path, text: str) -> tuple[str | None, str | None]:
+    """(why writing `text` to `plan_path` must not happen, why that could not be checked),
+    each None when it does not apply: a queued, running or requeued job reads plan.json when
+    it (re)starts, so another plan there would run in place of the one it was submitted
+    for. The caller adds how to override the first; the second is a warning, as a login
+    node whose controller is slow to answer must still compile."""
     try:
         if Path(plan_path).read_text() == text:
-            return None
+            return None, None
     except OSError:
-        return None  # nothing there yet
+        return None, None  # nothing there yet
     jobs = readers(Path(plan_path).parent)
+    if isinstance(jobs, str):
+        return None, (f"could not ask squeue whether a queued job reads {plan_path} ({jobs}): "
+                      "one that does runs the new plan when it starts or is requeued\n"
+                      "  help: look at `squeue` before compiling over a submitted study, or "
+                      "compile into another directory (-o)")
     if not jobs:
-        return None
+        return None, None
     return (f"{plan_path} is read by SLURM job(s) {describe(jobs)}: each reads it when it "
             "starts or is requeued, so another plan here would run in their place\n"
-            "  help: compile into another directory (-o), wait for the jobs or `scancel` them")
+            "  help: compile into another directory (-o), wait for the jobs or `scancel` them"), None
 
 
 def experiment_jobs(plan: dict[str, Any], shard: int,

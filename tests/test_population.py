@@ -105,14 +105,18 @@ def test_pbt_exploits_multi_worker_trials(tmp_path: Path, monkeypatch) -> None:
     """Two-worker trials (`reuse_workers` left to its default, true under PBT): their
     checkpoints must reach Tune, or PBT has nothing to clone."""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    # Two trials are a population: under `synch` the lower one exploits the upper one at
+    # epoch 2 for certain, and half the worker processes of four start on these two cores.
     spec = (SPEC.replace("epochs     = 6", "epochs     = 4")
-            .replace("resources { cpus_per_worker = 0.5 }", "resources { workers = 2, cpus_per_worker = 0.25 }"))
+            .replace("trials { num_samples = 4 }", "trials { num_samples = 2 }")
+            .replace("resources { cpus_per_worker = 0.5 }", "resources { workers = 2, cpus_per_worker = 0.5 }"))
+    assert "num_samples = 2" in spec and "workers = 2" in spec
     code, text = _run(_study(tmp_path, spec))
     assert code == EXIT_OK, text
     exp = tmp_path / "results" / "pop"
     assert (exp / "pbt_global.txt").is_file(), "PBT never exploited"
     summary = json.loads((exp / "summary.json").read_text())
-    assert summary["status_counts"] == {"TERMINATED": 4}
+    assert summary["status_counts"] == {"TERMINATED": 2}
     changed = 0
     for trial in summary["trials"]:
         rows = [json.loads(line) for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]

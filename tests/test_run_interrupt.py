@@ -93,7 +93,8 @@ def test_checkpoints_being_saved_live_in_the_local_runs_temp_dir(monkeypatch):
     from hpoc.runtime.report import scratch_dir
 
     seen = {}
-    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))  # no Ray needed
+    # no Ray needed: what matters is the environment its processes inherit
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(env=dict(os.environ)))
     monkeypatch.delenv("HPOC_SCRATCH", raising=False)
     s = session_mod.start_local(workdir=None, num_cpus=1)
     try:
@@ -101,7 +102,7 @@ def test_checkpoints_being_saved_live_in_the_local_runs_temp_dir(monkeypatch):
         assert scratch.startswith(s.temp_dir + os.sep)
         owner = Path(s.temp_dir, session_mod.OWNER).read_text()
         assert f'"pid": {os.getpid()}' in owner  # so a later run can sweep it after a kill -9
-        assert seen["runtime_env"]["env_vars"]["HPOC_SCRATCH"] == scratch  # the trials see it
+        assert seen["env"]["HPOC_SCRATCH"] == scratch  # the trials see it
         kept = scratch_dir()  # what a killed trial leaves
         assert kept.startswith(scratch + os.sep)
     finally:

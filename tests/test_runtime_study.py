@@ -298,12 +298,13 @@ def test_a_smoke_test_whose_trials_all_fail_the_same_way_stops_before_retrying_t
 
 
 def test_fail_fast_off_runs_every_trial(tmp_path):
-    plan = _wrong_dtype_plan(tmp_path, 5, fail_fast=0)
+    # one trial more than the default fail_fast (3) would let start: a third wave on two slots
+    plan = _wrong_dtype_plan(tmp_path, 4, fail_fast=0)
     code, progress, out = _run(plan)
     assert code == EXIT_FAILED
     assert "failed with the same error" not in progress
     summary = _summary(plan)
-    assert summary["status_counts"] == {"ERROR": 5} and not summary["interrupted"]
+    assert summary["status_counts"] == {"ERROR": 4} and not summary["interrupted"]
 
 
 def test_every_trial_failing_is_a_failed_study(tmp_path):

@@ -194,6 +194,8 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     _set_env(backup, "RAY_AUTH_TOKEN", None)
     # Workers inherit the environment of this process: they import the spec's modules, and
     # put checkpoints being saved in the temp dir (removed at close, even after a kill -9).
+    # Not a job runtime_env too: the workers Ray starts ahead with the raylet have none, and
+    # the first trials then waited for new ones (1-2 s of each local run on two cores).
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
     _set_env(backup, "HPOC_SCRATCH", os.path.join(temp, "scratch"))
     for key, value in RAY_LOG_ROTATION.items():  # the user's own setting stays
@@ -214,9 +216,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     try:
         ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
                  _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
-                 log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"],
-                                           "HPOC_SCRATCH": os.environ["HPOC_SCRATCH"]}})
+                 log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING)
     except Exception as exc:
         session.close()
         raise SessionError(f"cannot start a local Ray instance: {exc}") from exc

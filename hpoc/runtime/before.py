@@ -40,9 +40,10 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None) -> tuple
     if live:
         return BUSY, runlock.describe(exp, live)
     recorded, digest = marker.read(exp), plan_hash(plan)
-    if recorded is not None and marker.differences(recorded, marker.fingerprint(plan, digest)) is not None:
+    fp = marker.fingerprint(plan, digest)
+    if recorded is not None and marker.differences(recorded, fp) is not None:
         return GO, ""  # another plan's run: the driver refuses it, with the differences
-    summary = finished_run(exp, recorded, digest)
+    summary = finished_run(exp, recorded, digest, fp)
     if summary is not None:
         errored = rerun.errored(exp, summary)
         if retry and errored:

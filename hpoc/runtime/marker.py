@@ -10,6 +10,12 @@ plan without what does not change what the trials run (`COSMETIC`), so that a co
 `hpoc fmt -w` or a longer walltime does not block a resume. `parts` hashes each top-level
 part of that plan, to say which parts a refused plan changed.
 
+A raised `trials.num_samples` is the same study with more trials (an extension):
+`grow_hash` hashes the plan without what may grow (`GROWABLE`), and `num_samples` is the
+budget the run was started with. `extended` stays set once a run grew the study: Tune's
+saved Tuner still holds the first run's searcher, so every later resume builds it from
+the plan (extend.py).
+
 Before the run lock took its name, this file was `.hpoc-run.json` with only `plan_hash` and
 `shard`; such a marker still matches the exact same plan.
 """
@@ -35,6 +41,10 @@ COSMETIC = (("content_hash",), ("spans",), ("source", "sha256"), ("source", "fil
             ("failure", "fail_fast"))
 
 
+# What a study may raise between runs and stay the same study (extend.py).
+GROWABLE = (("trials", "num_samples"),)
+
+
 def _hash(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -55,7 +65,29 @@ def runnable(plan: dict[str, Any], paths: tuple[tuple[str, ...], ...] = COSMETIC
 def fingerprint(plan: dict[str, Any], full_hash: str) -> dict[str, Any]:
     body = runnable(plan)
     return {"plan_hash": full_hash, "run_hash": _hash(body),
-            "parts": {key: _hash(value) for key, value in sorted(body.items())}}
+            "parts": {key: _hash(value) for key, value in sorted(body.items())},
+            "grow_hash": _hash(runnable(body, GROWABLE)),
+            "num_samples": plan["trials"]["num_samples"]}
+
+
+def _budgets(recorded: dict[str, Any], fp: dict[str, Any]) -> tuple[int, int] | None:
+    """(recorded, this plan's) `num_samples` when the plans differ in what may grow only."""
+    if "grow_hash" not in recorded or recorded["grow_hash"] != fp.get("grow_hash"):
+        return None
+    old, new = recorded.get("num_samples"), fp.get("num_samples")
+    return (old, new) if isinstance(old, int) and isinstance(new, int) else None
+
+
+def growth(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> int | None:
+    """The recorded `num_samples` when this plan raises it and changes nothing else that
+    counts: the same study, extended. None otherwise."""
+    budgets = _budgets(recorded, fp) if recorded and fp else None
+    return budgets[0] if budgets and budgets[1] > budgets[0] else None
+
+
+def extended(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> bool:
+    """Whether the run in the directory was ever extended, or this plan extends it."""
+    return bool(recorded and recorded.get("extended")) or growth(recorded, fp) is not None
 
 
 def read(exp: Path) -> dict[str, Any] | None:
@@ -75,6 +107,8 @@ def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | Non
     configs as the trainer saw them (Ray records only the sampled values, no constants)."""
     exp.mkdir(parents=True, exist_ok=True)
     record = dict(fp, shard=shard, **({"space": space} if space is not None else {}))
+    if extended(read(exp), fp):
+        record["extended"] = True
     write_atomic(exp / PLAN_MARKER, json.dumps(record) + "\n")
 
 
@@ -99,13 +133,17 @@ def differences(recorded: dict[str, Any], fp: dict[str, Any]) -> list[str] | Non
         return None
     if "run_hash" not in recorded:  # a legacy marker: only the exact plan matches
         return []
-    if recorded["run_hash"] == fp["run_hash"]:
+    if recorded["run_hash"] == fp["run_hash"] or growth(recorded, fp) is not None:
         return None
     old, new = recorded.get("parts") or {}, fp["parts"]
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
+    budgets = _budgets(recorded, fp)
+    if budgets and budgets[1] < budgets[0]:
+        return (f"{exp} holds a run of {budgets[0]} trial(s) (`trials.num_samples`), and this "
+                f"plan asks for {budgets[1]}: a study's trials can be added to, not taken away")
     what = (f"the plans differ in {', '.join(f'`{p}`' for p in parts)}" if parts else
             "it was recorded by an older hpoc, which kept only the plan's full hash, so "
             "even a comment in the spec counts")

@@ -102,6 +102,16 @@ def budget_left(exp: Path) -> float | None:
     return None
 
 
+def _extension(plan: dict[str, Any], exp: Path) -> tuple[int | None, bool]:
+    """(the `num_samples` this run raises, or None; whether the study was ever extended,
+    this run included): extend.py."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    recorded, fp = marker.read(exp), marker.fingerprint(plan, plan_hash(plan))
+    return marker.growth(recorded, fp), marker.extended(recorded, fp)
+
+
 def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
            stream: TextIO, retry: str | None = None) -> Any:
     from ray import tune
@@ -112,20 +122,29 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
+        grown, extended = _extension(plan, exp)
         if mode == "restore":
             left = budget_left(exp) if plan["trials"]["time_budget_s"] else None
             budget = "" if left is None else \
                 f"; time budget: {left:.0f} s left of {plan['trials']['time_budget_s']:g} s (it spans runs)"
-            say(stream, f"[hpoc] resuming the interrupted run in {exp} ({taken_over(exp)}{budget})")
+            what = (f"resuming the interrupted run in {exp}" if grown is None else
+                    f"extending the study in {exp} from {grown} to {plan['trials']['num_samples']} "
+                    "trial(s) (`trials.num_samples`)")
+            say(stream, f"[hpoc] {what} ({taken_over(exp)}{budget})")
         retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
                                                  STATE.errored, lambda line: say(stream, line))
         mend_cut_logs(exp)
         # Errored trials are resumed, keeping their ids (a restart would give them new ones,
         # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.
-        return tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
-                                  resume_errored=bool(retry),
-                                  restart_errored=False,
-                                  param_space=param_space or None), num_samples
+        tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
+                                   resume_errored=bool(retry),
+                                   restart_errored=False,
+                                   param_space=param_space or None)
+        if extended:
+            from hpoc.runtime.extend import rebuild_search
+
+            rebuild_search(tuner, searcher, num_samples, watch_callbacks(plan, num_samples, stream))
+        return tuner, num_samples
     trials = plan["trials"]
     ckpt = plan["checkpoint"]
     tune_config = tune.TuneConfig(

@@ -1,0 +1,127 @@
+"""A study extended with more trials: raise `trials.num_samples` and run it again."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from hpoc.plan import content_hash, plan_hash
+from hpoc.runtime import marker
+from hpoc.runtime.study import EXIT_OK, EXIT_SPEC, RunOptions, run_study
+from runtime_plans import make_plan, write_toy
+
+
+def _with(plan, **trials):
+    out = copy.deepcopy(plan)
+    out["trials"].update(trials)
+    out["content_hash"] = content_hash(out)
+    return out
+
+
+def _fp(plan):
+    return marker.fingerprint(plan, plan_hash(plan))
+
+
+# ---------------------------------------------------------------- which plans extend a run
+
+
+def test_a_raised_num_samples_is_the_same_study_grown(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    recorded = _fp(plan)
+    more = _fp(_with(plan, num_samples=4))
+    assert marker.differences(recorded, more) is None
+    assert marker.growth(recorded, more) == 2
+    assert marker.growth(recorded, recorded) is None and marker.differences(recorded, recorded) is None
+
+
+def test_a_lowered_num_samples_is_refused_and_said(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 4})
+    recorded, fewer = _fp(plan), _fp(_with(plan, num_samples=2))
+    assert marker.differences(recorded, fewer) == ["trials"]
+    assert marker.growth(recorded, fewer) is None
+    said = marker.describe(tmp_path, recorded, fewer, ["trials"])
+    assert "holds a run of 4 trial(s) (`trials.num_samples`), and this plan asks for 2" in said
+
+
+def test_growth_with_any_other_change_is_another_plan(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    other = _with(plan, num_samples=4, max_concurrent=1)
+    assert marker.differences(_fp(plan), _fp(other)) == ["trials"]
+    assert marker.growth(_fp(plan), _fp(other)) is None
+    # a marker written before extensions existed does not know its budget: refused as before
+    old = {k: v for k, v in _fp(plan).items() if k not in ("grow_hash", "num_samples")}
+    assert marker.differences(old, _fp(_with(plan, num_samples=4))) == ["trials"]
+
+
+def test_a_finished_run_is_not_done_for_a_plan_that_grows_it(tmp_path):
+    from hpoc.runtime import before
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    marker.write(exp, _fp(plan), 0, plan["space"])
+    (exp / "summary.json").write_text(json.dumps(
+        {"interrupted": False, "plan_hash": plan_hash(plan), "num_trials": 2,
+         "status_counts": {"TERMINATED": 2}, "trials": []}))
+    assert before.verdict(plan, 0)[0] == before.DONE
+    assert before.verdict(_with(plan, num_samples=4), 0) == (before.GO, "")
+
+
+# ---------------------------------------------------------------- a real run, extended
+
+
+@pytest.fixture
+def _ray_env(monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def _run(plan):
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
+    return code, progress.getvalue() + out.getvalue()
+
+
+def _trials(plan):
+    summary = json.loads((Path(plan["storage"]["path"]) / plan["storage"]["name"]
+                          / "summary.json").read_text())
+    return {t["trial_id"]: t for t in summary["trials"]}
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_a_finished_study_runs_only_the_trials_a_raised_num_samples_adds(tmp_path, _ray_env, capsys,
+                                                                         algorithm):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2},
+                     search={"algorithm": algorithm, "options": {"seed": 0}},
+                     space={"constants": {"epochs": 1, "batch_size": 32}})
+    code, said = _run(plan)
+    assert code == EXIT_OK, said
+    first = _trials(plan)
+    assert len(first) == 2
+
+    code, said = _run(_with(plan, num_samples=4))
+    assert code == EXIT_OK, said
+    assert "extending the study" in said and "from 2 to 4 trial(s)" in said, said
+    grown = _trials(plan)
+    assert len(grown) == 4 and set(first) < set(grown), grown
+    assert all(t["status"] == "TERMINATED" for t in grown.values()), grown
+    for trial_id, trial in first.items():  # kept, not run again
+        rows = (Path(grown[trial_id]["path"]) / "result.json").read_text().splitlines()
+        assert len(rows) == 1 and grown[trial_id]["config"] == trial["config"]
+    # four distinct configs: the new trials are not the first two again
+    assert len({json.dumps(t["config"], sort_keys=True) for t in grown.values()}) == 4
+
+    code, said = _run(_with(plan, num_samples=4))  # the extended study ran to the end
+    assert code == EXIT_OK and "already ran to the end" in said, said
+
+    capsys.readouterr()
+    code, said = _run(_with(plan, num_samples=3))
+    said += capsys.readouterr().err
+    assert code == EXIT_SPEC and "holds a run of 4 trial(s)" in said, said
+    assert len(_trials(plan)) == 4

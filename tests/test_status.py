@@ -895,3 +895,20 @@ def test_a_queue_squeue_cannot_be_asked_is_not_taken_for_an_empty_one(tmp_path, 
     assert "sbatch" not in out and "hpoc submit" not in out
     doc = json.loads(status(capsys, build, "--json")[1])
     assert doc["squeue_error"] == said
+
+
+def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_run(tmp_path, capsys):
+    from hpoc.compiler import compile_path
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    plan = compile_path(tmp_path / "study.hpo").plan
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
+    code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert doc["budget"] == 6 and doc["state"] != "finished"
+    assert doc["totals"]["done"] == 3 and doc["totals"]["pending"] == 3
+    assert any("raises `trials.num_samples` from 1 to 2: running it again adds" in step for step in doc["next"]), doc["next"]

@@ -70,6 +70,55 @@ def test_a_finished_run_is_not_done_for_a_plan_that_grows_it(tmp_path):
     assert before.verdict(_with(plan, num_samples=4), 0) == (before.GO, "")
 
 
+def test_a_study_once_extended_stays_extended_for_its_later_resumes(tmp_path):
+    """Tune's saved Tuner keeps the first run's searcher: an interrupted extension resumed
+    with the same plan needs the plan's searcher too."""
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    more = _with(plan, num_samples=4)
+    exp = tmp_path / "exp"
+    marker.write(exp, _fp(plan), 0)
+    assert not marker.extended(marker.read(exp), _fp(plan))
+    assert marker.extended(marker.read(exp), _fp(more))
+    marker.write(exp, _fp(more), 0)  # the extension's run
+    assert marker.growth(marker.read(exp), _fp(more)) is None
+    assert marker.extended(marker.read(exp), _fp(more))
+    marker.write(exp, _fp(more), 0)  # a resume of it
+    assert marker.read(exp)["extended"] is True
+
+
+def test_a_population_study_is_not_extended(tmp_path):
+    from hpoc.runtime.exits import StudyError
+    from hpoc.runtime.extend import refuse_population
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 4})
+    plan["scheduler"] = {"name": "pbt", "time_attr": "training_iteration", "options": {}}
+    with pytest.raises(StudyError, match=r"raises `trials.num_samples` to 4, but a `scheduler pbt` "
+                                         r"study cannot be extended"):
+        refuse_population(plan, tmp_path, 2)
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_resume_off_extends_a_run_that_ended_but_resumes_nothing_unfinished(tmp_path, interrupted):
+    from hpoc.runtime.exits import StudyError
+    from hpoc.runtime.prior import prior_run
+    from runtime_plans import saved_state
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2},
+                     resume={"enabled": False})
+    exp = saved_state(tmp_path / "exp", ["TERMINATED", "TERMINATED" if not interrupted else "RUNNING"])
+    marker.write(exp, _fp(plan), 0)
+    (exp / "summary.json").write_text(json.dumps({"interrupted": interrupted, "trials": []}))
+
+    def prior():
+        return prior_run(exp, _fp(_with(plan, num_samples=4)), False, False, io.StringIO())
+
+    if interrupted:
+        with pytest.raises(StudyError, match="holds an unfinished run and resume is disabled"):
+            prior()
+    else:
+        assert prior() == "restore"
+
+
 # ---------------------------------------------------------------- a real run, extended
 
 

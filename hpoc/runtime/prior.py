@@ -48,9 +48,9 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         return "retry" if retry and errored else "done"
     if not has_state:
         return "fresh"
-    if marker.growth(recorded, fp) is not None:
-        return "restore"  # an extension: the finished trials are kept, the new ones run
-    if not resume_enabled:
+    # An extension of a run that ended resumes nothing unfinished: resume off allows it.
+    ended = marker.growth(recorded, fp) is not None and summary_mod.finished(summary, recorded, fp["plan_hash"])
+    if not resume_enabled and not ended:
         raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
                          "  help: pass --fresh to move it aside and start over")
     return "restore"

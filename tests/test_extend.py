@@ -174,3 +174,50 @@ def test_a_finished_study_runs_only_the_trials_a_raised_num_samples_adds(tmp_pat
     said += capsys.readouterr().err
     assert code == EXIT_SPEC and "holds a run of 4 trial(s)" in said, said
     assert len(_trials(plan)) == 4
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_an_interrupted_extension_resumes_to_the_new_total(tmp_path):
+    """Tune's saved Tuner keeps the first run's searcher (1 trial): resumed with it, the
+    extension ended after the trial it had been running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hpoc.plan import dumps
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1, "max_concurrent": 1},
+                     space={"constants": {"epochs": 4, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 0.5}}})
+    exp = tmp_path / "results" / "toy"
+    plan_file = tmp_path / "plan.json"
+    env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
+
+    plan_file.write_text(dumps(plan))
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert first.returncode == EXIT_OK, first.stderr
+
+    plan_file.write_text(dumps(_with(plan, num_samples=3)))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len([p for p in exp.glob("trial_*/result.json") if p.read_text().strip()]) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "no new trial reported"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, err
+    assert "extending the study" in err
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == EXIT_OK, again.stderr
+    assert "resuming the interrupted run" in again.stderr
+    assert [t["status"] for t in _trials(plan).values()] == ["TERMINATED"] * 3

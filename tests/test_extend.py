@@ -34,7 +34,7 @@ def test_a_raised_num_samples_is_the_same_study_grown(tmp_path):
     recorded = _fp(plan)
     more = _fp(_with(plan, num_samples=4))
     assert marker.differences(recorded, more) is None
-    assert marker.growth(recorded, more) == 2
+    assert marker.growth(recorded, more) == {"num_samples": (2, 4)}
     assert marker.growth(recorded, recorded) is None and marker.differences(recorded, recorded) is None
 
 
@@ -44,7 +44,24 @@ def test_a_lowered_num_samples_is_refused_and_said(tmp_path):
     assert marker.differences(recorded, fewer) == ["trials"]
     assert marker.growth(recorded, fewer) is None
     said = marker.describe(tmp_path, recorded, fewer, ["trials"])
-    assert "holds a run of 4 trial(s) (`trials.num_samples`), and this plan asks for 2" in said
+    assert said.endswith("holds a run of 4 trial(s) (`trials.num_samples`), and this plan asks for "
+                         "2 trial(s): a study can be extended, not cut")
+
+
+def test_a_longer_time_budget_extends_and_a_shorter_or_new_one_is_refused(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2, "time_budget_s": 60})
+    recorded = _fp(plan)
+    assert marker.growth(recorded, _fp(_with(plan, time_budget_s=120))) == {"time_budget_s": (60, 120)}
+    assert marker.growth(recorded, _fp(_with(plan, time_budget_s=None))) == {"time_budget_s": (60, None)}
+    assert marker.growth(recorded, _fp(_with(plan, num_samples=3, time_budget_s=90))) == {
+        "num_samples": (2, 3), "time_budget_s": (60, 90)}
+    shorter = _fp(_with(plan, num_samples=4, time_budget_s=30))
+    assert marker.differences(recorded, shorter) == ["trials"]
+    assert marker.describe(tmp_path, recorded, shorter, ["trials"]).endswith(
+        "holds a run of a time budget of 60 s (`trials.time_budget`), and this plan asks for a time "
+        "budget of 30 s: a study can be extended, not cut")
+    unlimited = _fp(_with(plan, time_budget_s=None))
+    assert marker.differences(unlimited, recorded) == ["trials"]  # a limit where there was none
 
 
 def test_growth_with_any_other_change_is_another_plan(tmp_path):
@@ -92,9 +109,9 @@ def test_a_population_study_is_not_extended(tmp_path):
 
     plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 4})
     plan["scheduler"] = {"name": "pbt", "time_attr": "training_iteration", "options": {}}
-    with pytest.raises(StudyError, match=r"raises `trials.num_samples` to 4, but a `scheduler pbt` "
-                                         r"study cannot be extended"):
-        refuse_population(plan, tmp_path, 2)
+    with pytest.raises(StudyError, match=r"extends the study \(num_samples 2 → 4\), but a "
+                                         r"`scheduler pbt` study cannot be extended"):
+        refuse_population(plan, tmp_path, {"num_samples": (2, 4)})
 
 
 @pytest.mark.parametrize("interrupted", [False, True])
@@ -156,7 +173,7 @@ def test_a_finished_study_runs_only_the_trials_a_raised_num_samples_adds(tmp_pat
 
     code, said = _run(_with(plan, num_samples=4))
     assert code == EXIT_OK, said
-    assert "extending the study" in said and "from 2 to 4 trial(s)" in said, said
+    assert "extending the study" in said and "(num_samples 2 → 4)" in said, said
     grown = _trials(plan)
     assert len(grown) == 4 and set(first) < set(grown), grown
     assert all(t["status"] == "TERMINATED" for t in grown.values()), grown
@@ -221,3 +238,22 @@ def test_an_interrupted_extension_resumes_to_the_new_total(tmp_path):
     assert again.returncode == EXIT_OK, again.stderr
     assert "resuming the interrupted run" in again.stderr
     assert [t["status"] for t in _trials(plan).values()] == ["TERMINATED"] * 3
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_study_its_time_budget_ended_runs_its_other_trials_with_a_longer_one(tmp_path, _ray_env):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.5}}},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     trials={"num_samples": 4, "max_concurrent": 1, "time_budget_s": 4})
+    code, said = _run(plan)
+    assert "time budget of 4 s reached" in said, said
+    assert len(_trials(plan)) < 4
+
+    code, said = _run(_with(plan, time_budget_s=300))
+    assert code == EXIT_OK, said
+    assert "extending the study" in said and "(time_budget 4 s → 300 s)" in said, said
+    assert "reached" not in said, said
+    assert len(_trials(plan)) == 4

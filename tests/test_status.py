@@ -911,4 +911,4 @@ def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_
     assert code == 0, err
     assert doc["budget"] == 6 and doc["state"] != "finished"
     assert doc["totals"]["done"] == 3 and doc["totals"]["pending"] == 3
-    assert any("raises `trials.num_samples` from 1 to 2: running it again adds" in step for step in doc["next"]), doc["next"]
+    assert any("extends the study (num_samples 1 → 2): running it again adds" in step for step in doc["next"]), doc["next"]

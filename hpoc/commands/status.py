@@ -230,10 +230,10 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
 
     fp = marker.fingerprint(plan, plan_hash(plan))
     for s, share in zip(shards, shares):
-        old = marker.growth(marker.read(Path(s["experiment_dir"])), fp)
-        if old is None or s["state"] != "finished":
+        grown = marker.growth(marker.read(Path(s["experiment_dir"])), fp)
+        if grown is None or s["state"] != "finished":
             continue
-        s["state"], s["grown"] = "interrupted", [old, fp["num_samples"]]
+        s["state"], s["grown"] = "interrupted", marker.grown_words(grown)
         if share is not None:
             s["pending"] += max(0, share - s["trials"])
 
@@ -598,8 +598,8 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "
                         "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
     if grown := [s["grown"] for s in shards if s.get("grown")]:
-        steps.append(f"the study raises `trials.num_samples` from {grown[0][0]} to {grown[0][1]}: "
-                     "running it again adds the trials (those that ran are kept)")
+        steps.append(f"the spec extends the study ({grown[0]}): running it again adds the trials "
+                     "(those that ran are kept)")
     stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
                or (s["state"] == "not started" and status["state"] != "not started")]
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]

@@ -1229,3 +1229,24 @@ def test_the_driver_knows_whether_its_job_requeues_at_the_walltime(tmp_path, mon
     monkeypatch.delenv(WALLTIME_REQUEUE, raising=False)
     StudyJob(str(tmp_path / "plan.json"), cluster="local", grace_s=grace_s)(0)
     assert seen.get(WALLTIME_REQUEUE) == said
+
+
+def test_a_finished_study_whose_spec_raises_num_samples_is_submitted_again(tmp_path):
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import study_root
+
+    spec = write_study(tmp_path / "s", "grow", shards=2, parallel=2, search="random", num_samples=4)
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    found.write()
+    plan = load(found.plan_path)
+    for k in range(2):
+        marker.write(study_root(plan) / f"shard-{k}", marker.fingerprint(plan, plan["content_hash"]), k)
+        (study_root(plan) / f"shard-{k}" / "summary.json").write_text(json.dumps(
+            {"study": "grow", "plan_hash": plan["content_hash"], "interrupted": False}))
+    assert submit_mod.previous_run(plan) == ("done", {0, 1})
+    spec.write_text(spec.read_text().replace("num_samples    = 4", "num_samples    = 6"))
+    grown = submit_mod.load_target(spec, tmp_path / "build2")
+    grown.write()
+    assert submit_mod.previous_run(load(grown.plan_path)) == ("resume", set())

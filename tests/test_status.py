@@ -1075,3 +1075,20 @@ def test_a_job_squeue_cannot_be_asked_about_is_not_called_ended(tmp_path, capsys
     assert code == 0, err
     assert f"squeue could not be asked ({said})" in out, out
     assert "job 968 ended" not in out and "shard 0 failed" not in out, out
+
+
+def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_run(tmp_path, capsys):
+    from hpoc.compiler import compile_path
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    plan = compile_path(tmp_path / "study.hpo").plan
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
+    code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert doc["budget"] == 6 and doc["state"] != "finished"
+    assert doc["totals"]["done"] == 3 and doc["totals"]["pending"] == 3
+    assert any("extends the study (num_samples 1 → 2): running it again adds" in step for step in doc["next"]), doc["next"]

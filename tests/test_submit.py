@@ -1336,3 +1336,23 @@ def test_waiting_for_an_array_says_its_finished_shards_once(monkeypatch, capsys)
     assert said == ["shard 7: job 9_7: shard 7 failed (study driver exit status 1)",
                     "shards 0-6, 8-199: jobs 9_[0-6,8-199]: finished"]
 
+
+def test_a_finished_study_whose_spec_raises_num_samples_is_submitted_again(tmp_path):
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import study_root
+
+    spec = write_study(tmp_path / "s", "grow", shards=2, parallel=2, search="random", num_samples=4)
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    found.write()
+    plan = load(found.plan_path)
+    for k in range(2):
+        marker.write(study_root(plan) / f"shard-{k}", marker.fingerprint(plan, plan["content_hash"]), k)
+        (study_root(plan) / f"shard-{k}" / "summary.json").write_text(json.dumps(
+            {"study": "grow", "plan_hash": plan["content_hash"], "interrupted": False}))
+    assert submit_mod.previous_run(plan) == ("done", {0, 1})
+    spec.write_text(spec.read_text().replace("num_samples    = 4", "num_samples    = 6"))
+    grown = submit_mod.load_target(spec, tmp_path / "build2")
+    grown.write()
+    assert submit_mod.previous_run(load(grown.plan_path)) == ("resume", set())

@@ -224,6 +224,22 @@ def budget(plan: dict[str, Any]) -> tuple[int, list[int | None]]:
     return n, [len(range(s, n, k)) for s in range(k)]
 
 
+def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int | None]) -> None:
+    """A finished shard whose run this plan extends (a raised `trials.num_samples`) has
+    trials left to run: interrupted, not finished, with the added trials pending."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    for s, share in zip(shards, shares):
+        grown = marker.growth(marker.read(Path(s["experiment_dir"])), fp)
+        if grown is None or s["state"] != "finished":
+            continue
+        s["state"], s["grown"] = "interrupted", marker.grown_words(grown)
+        if share is not None:
+            s["pending"] += max(0, share - s["trials"])
+
+
 def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     from hpoc.results import load_plan
     from hpoc.results.model import ResultsError
@@ -242,6 +258,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, by_shard.get(k, []),
                      latest.get(k), shares[k], metric) for k in range(count)]
     _ended_jobs(build_dir, plan["study"]["name"], shards, None if unasked else queued)
+    _grown(plan, shards, shares)
 
     totals = {key: sum(s[key] for s in shards) for key in COUNTS}
     created = sum(s["trials"] for s in shards)
@@ -639,6 +656,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "
                         "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
+    if grown := [s["grown"] for s in shards if s.get("grown")]:
+        steps.append(f"the spec extends the study ({grown[0]}): running it again adds the trials "
+                     "(those that ran are kept)")
     stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
                or (s["state"] == "not started" and status["state"] != "not started")]
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]

@@ -47,9 +47,10 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
     if recorded is _UNREAD:
         recorded = marker.read(exp)
     digest = plan_hash(plan)
-    if recorded is not None and marker.differences(recorded, marker.fingerprint(plan, digest)) is not None:
+    fp = marker.fingerprint(plan, digest)
+    if recorded is not None and marker.differences(recorded, fp) is not None:
         return GO, ""  # another plan's run: the driver refuses it, with the differences
-    summary = finished_run(exp, recorded, digest)
+    summary = finished_run(exp, recorded, digest, fp)
     if summary is not None:
         errored = rerun.errored(exp, summary)
         if retry and errored:
@@ -111,7 +112,7 @@ def budget_taken(plan: dict[str, Any], shard: int) -> str | None:
             r["shard"] == shard and r["state"] == "RUNNING" for r in rows):
         return None  # trials left to ask, or asked by this shard and not yet run
     digest = plan_hash(plan)
-    marker.write(exp, marker.fingerprint(plan, digest), shard, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, digest), shard, plan["space"], previous=None)  # check: none
     built = summary_mod.build(plan, shard, [], wall_s=0.0, interrupted=False, experiment_dir=exp,
                               plan_hash=digest)
     summary_mod.write(built, exp)

@@ -10,6 +10,12 @@ plan without what does not change what the trials run (`COSMETIC`), so that a co
 `hpoc fmt -w` or a longer walltime does not block a resume. `parts` hashes each top-level
 part of that plan, to say which parts a refused plan changed.
 
+A raised `trials.num_samples` or `trials.time_budget` is the same study with more trials
+or time (an extension): `grow_hash` hashes the plan without what may grow (`GROWABLE`),
+and `num_samples` and `time_budget_s` are the budgets the run was started with.
+`extended` stays set once a run grew the study: Tune's saved Tuner still holds the first
+run's searcher, so every later resume builds it from the plan (extend.py).
+
 Before the run lock took its name, this file was `.hpoc-run.json` with only `plan_hash` and
 `shard`; such a marker still matches the exact same plan.
 """
@@ -35,6 +41,10 @@ COSMETIC = (("content_hash",), ("spans",), ("source", "sha256"), ("source", "fil
             ("failure", "fail_fast"))
 
 
+# What a study may raise between runs and stay the same study (extend.py).
+GROWABLE = (("trials", "num_samples"), ("trials", "time_budget_s"))
+
+
 def _hash(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
@@ -55,7 +65,63 @@ def runnable(plan: dict[str, Any], paths: tuple[tuple[str, ...], ...] = COSMETIC
 def fingerprint(plan: dict[str, Any], full_hash: str) -> dict[str, Any]:
     body = runnable(plan)
     return {"plan_hash": full_hash, "run_hash": _hash(body),
-            "parts": {key: _hash(value) for key, value in sorted(body.items())}}
+            "parts": {key: _hash(value) for key, value in sorted(body.items())},
+            "grow_hash": _hash(runnable(body, GROWABLE)),
+            **{path[-1]: plan["trials"].get(path[-1]) for path in GROWABLE}}
+
+
+def _more(old: Any, new: Any) -> int | None:
+    """1 when `new` is a larger budget than `old`, 0 the same, -1 smaller, None unknown; a
+    time budget of None is no limit."""
+    if old == new:
+        return 0
+    if old is None or new is None:
+        return 1 if new is None else -1
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+        return 1 if new > old else -1
+    return None
+
+
+def _budgets(recorded: dict[str, Any], fp: dict[str, Any]) -> dict[str, tuple[Any, Any, int | None]] | None:
+    """{field: (recorded, this plan's, _more)} when the plans differ in what may grow only."""
+    if "grow_hash" not in recorded or recorded["grow_hash"] != fp.get("grow_hash"):
+        return None
+    return {path[-1]: (recorded.get(path[-1]), fp.get(path[-1]),
+                       _more(recorded.get(path[-1]), fp.get(path[-1]))) for path in GROWABLE}
+
+
+def growth(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> dict[str, tuple[Any, Any]] | None:
+    """{field: (recorded, this plan's)} for the budgets this plan raises when it raises one
+    or more and changes nothing else that counts: the same study, extended. None otherwise."""
+    budgets = _budgets(recorded, fp) if recorded and fp else None
+    if not budgets or any(more is None or more < 0 for _, _, more in budgets.values()):
+        return None
+    grown = {k: (old, new) for k, (old, new, more) in budgets.items() if more}
+    return grown or None
+
+
+def lowered(recorded: dict[str, Any], fp: dict[str, Any]) -> str | None:
+    """What this plan lowers of the run's budgets, in words (an extension only raises)."""
+    said = {"num_samples": lambda v: f"{v} trial(s)",
+            "time_budget_s": lambda v: "no time budget" if v is None else f"a time budget of {v:g} s"}
+    for field, (old, new, more) in (_budgets(recorded, fp) or {}).items():
+        if more is not None and more < 0:
+            return (f"holds a run of {said[field](old)} (`trials.{field.removesuffix('_s')}`), and "
+                    f"this plan asks for {said[field](new)}: a study can be extended, not cut")
+    return None
+
+
+def grown_words(grown: dict[str, tuple[Any, Any]]) -> str:
+    """`num_samples 8 → 20, time_budget 3600 s → 7200 s` for a growth."""
+    def one(field: str, v: Any) -> str:
+        return "∞" if v is None else f"{v:g} s" if field == "time_budget_s" else str(v)
+
+    return ", ".join(f"{k.removesuffix('_s')} {one(k, a)} → {one(k, b)}" for k, (a, b) in grown.items())
+
+
+def extended(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> bool:
+    """Whether the run in the directory was ever extended, or this plan extends it."""
+    return bool(recorded and recorded.get("extended")) or growth(recorded, fp) is not None
 
 
 def read(exp: Path) -> dict[str, Any] | None:
@@ -70,11 +136,18 @@ def read(exp: Path) -> dict[str, Any] | None:
     return None
 
 
-def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | None = None) -> None:
+_UNREAD: Any = object()
+
+
+def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | None = None,
+          previous: dict[str, Any] | None = _UNREAD) -> None:
     """The fingerprint, and the plan's space: what `hpoc results DIR` needs to show the
-    configs as the trainer saw them (Ray records only the sampled values, no constants)."""
+    configs as the trainer saw them (Ray records only the sampled values, no constants).
+    `previous`: the marker there, where the caller read it already."""
     exp.mkdir(parents=True, exist_ok=True)
     record = dict(fp, shard=shard, **({"space": space} if space is not None else {}))
+    if extended(read(exp) if previous is _UNREAD else previous, fp):
+        record["extended"] = True
     write_atomic(exp / PLAN_MARKER, json.dumps(record) + "\n")
 
 
@@ -99,13 +172,15 @@ def differences(recorded: dict[str, Any], fp: dict[str, Any]) -> list[str] | Non
         return None
     if "run_hash" not in recorded:  # a legacy marker: only the exact plan matches
         return []
-    if recorded["run_hash"] == fp["run_hash"]:
+    if recorded["run_hash"] == fp["run_hash"] or growth(recorded, fp) is not None:
         return None
     old, new = recorded.get("parts") or {}, fp["parts"]
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
+    if (less := lowered(recorded, fp)) is not None:
+        return f"{exp} {less}"
     what = (f"the plans differ in {', '.join(f'`{p}`' for p in parts)}" if parts else
             "it was recorded by an older hpoc, which kept only the plan's full hash, so "
             "even a comment in the spec counts")

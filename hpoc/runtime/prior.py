@@ -44,11 +44,13 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                          "old run aside")
     if summary is ...:
         summary = summary_mod.read(exp)
-    if summary_mod.finished(summary, recorded, fp["plan_hash"]):
+    if summary_mod.finished(summary, recorded, fp["plan_hash"], fp):
         return "retry" if retry and errored else "done"
     if not has_state:
         return "fresh"
-    if not resume_enabled:
+    # An extension of a run that ended resumes nothing unfinished: resume off allows it.
+    ended = marker.growth(recorded, fp) is not None and summary_mod.finished(summary, recorded, fp["plan_hash"])
+    if not resume_enabled and not ended:
         raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
                          "  help: pass --fresh to move it aside and start over")
     return "restore"

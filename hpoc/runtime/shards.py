@@ -127,7 +127,9 @@ def _optuna_search_class() -> type:
                     self._ot_study.enqueue_trial(point, skip_if_exists=True)
 
         def restore(self, checkpoint_path: str) -> None:
+            budget = self._hpoc_budget  # this plan's: an extension raised it (extend.py)
             super().restore(checkpoint_path)
+            self._hpoc_budget = budget
             self._hpoc_orphans = None  # look again, against the restored trials
 
         # ---- budget

@@ -211,6 +211,10 @@ def _prior(plan: dict[str, Any], opts: RunOptions, exp: Path, fp: dict[str, Any]
                                   stream, opts.retry_errored, STATE.errored, previous)
     if mode in ("restore", "retry"):
         refuse_synch_population(plan, exp)
+        if (grown := marker.growth(marker.read(exp), fp)) is not None:
+            from hpoc.runtime.extend import refuse_population
+
+            refuse_population(plan, exp, grown)
     return mode, previous
 
 

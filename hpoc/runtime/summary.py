@@ -251,17 +251,22 @@ def read(directory: str | os.PathLike) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | None) -> dict[str, Any] | None:
+def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | None,
+                 fp: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The summary of a run of this plan that ran to the end in `directory`, or None. The
     caller has refused a marker (`recorded`) of another plan; without a marker (a run
-    before markers), the summary's own plan hash must match."""
+    before markers), the summary's own plan hash must match. `fp`, this plan's
+    fingerprint: a plan that raises the run's `num_samples` has trials left to run."""
     summary = read(directory)
-    return summary if finished(summary, recorded, plan_hash) else None
+    return summary if finished(summary, recorded, plan_hash, fp) else None
 
 
-def finished(summary: dict[str, Any] | None, recorded: Any, plan_hash: str | None) -> bool:
+def finished(summary: dict[str, Any] | None, recorded: Any, plan_hash: str | None,
+             fp: dict[str, Any] | None = None) -> bool:
     """finished_run's test, for a summary already read."""
-    if summary is None or summary.get("interrupted"):
+    from hpoc.runtime.marker import growth
+
+    if summary is None or summary.get("interrupted") or growth(recorded, fp) is not None:
         return False
     return recorded is not None or summary.get("plan_hash") == plan_hash
 

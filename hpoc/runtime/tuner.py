@@ -102,30 +102,53 @@ def budget_left(exp: Path) -> float | None:
     return None
 
 
+def _extension(plan: dict[str, Any], exp: Path) -> tuple[dict[str, Any] | None, bool]:
+    """(the budgets this run raises (marker.growth), or None; whether the study was ever
+    extended, this run included): extend.py."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    recorded, fp = marker.read(exp), marker.fingerprint(plan, plan_hash(plan))
+    return marker.growth(recorded, fp), marker.extended(recorded, fp)
+
+
 def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
            stream: TextIO, retry: str | None = None) -> Any:
     from ray import tune
 
     from hpoc.runtime import pool
+    from hpoc.runtime.marker import grown_words
     from hpoc.runtime.resume import mend_cut_logs, prepare_scheduler
     from hpoc.runtime.search import make_scheduler, make_searcher
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
+        grown, extended = _extension(plan, exp)
+        if grown and "time_budget_s" in grown:
+            from hpoc.runtime.extend import add_time
+
+            add_time(exp, *grown["time_budget_s"])
         if mode == "restore":
             left = budget_left(exp) if plan["trials"]["time_budget_s"] else None
             budget = "" if left is None else \
                 f"; time budget: {left:.0f} s left of {plan['trials']['time_budget_s']:g} s (it spans runs)"
-            say(stream, f"[hpoc] resuming the interrupted run in {exp} ({taken_over(exp)}{budget})")
+            what = (f"resuming the interrupted run in {exp}" if grown is None else
+                    f"extending the study in {exp} ({grown_words(grown)})")
+            say(stream, f"[hpoc] {what} ({taken_over(exp)}{budget})")
         retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
                                                  STATE.errored, lambda line: say(stream, line))
         mend_cut_logs(exp)
         # Errored trials are resumed, keeping their ids (a restart would give them new ones,
         # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.
-        return tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
-                                  resume_errored=bool(retry),
-                                  restart_errored=False,
-                                  param_space=param_space or None), num_samples
+        tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,
+                                   resume_errored=bool(retry),
+                                   restart_errored=False,
+                                   param_space=param_space or None)
+        if extended:
+            from hpoc.runtime.extend import rebuild_search
+
+            rebuild_search(tuner, exp, searcher, num_samples, watch_callbacks(plan, num_samples, stream))
+        return tuner, num_samples
     trials = plan["trials"]
     ckpt = plan["checkpoint"]
     tune_config = tune.TuneConfig(

@@ -193,7 +193,7 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
             raise SubmitError(
                 marker.describe(d, recorded, fp, parts) + "\n  help: undo that change to "
                 "resume, change `storage.name` in the spec, or pass --fresh to move the old run aside")
-        summary = finished_run(d, recorded if fp else None, digest)
+        summary = finished_run(d, recorded if fp else None, digest, fp)
         if summary is not None and not (retry and rerun.errored(d, summary)):
             done.add(k)
     return ("done" if len(done) == len(dirs) else "resume"), done

@@ -1,0 +1,259 @@
+"""A study extended with more trials: raise `trials.num_samples` and run it again."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from hpoc.plan import content_hash, plan_hash
+from hpoc.runtime import marker
+from hpoc.runtime.study import EXIT_OK, EXIT_SPEC, RunOptions, run_study
+from runtime_plans import make_plan, write_toy
+
+
+def _with(plan, **trials):
+    out = copy.deepcopy(plan)
+    out["trials"].update(trials)
+    out["content_hash"] = content_hash(out)
+    return out
+
+
+def _fp(plan):
+    return marker.fingerprint(plan, plan_hash(plan))
+
+
+# ---------------------------------------------------------------- which plans extend a run
+
+
+def test_a_raised_num_samples_is_the_same_study_grown(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    recorded = _fp(plan)
+    more = _fp(_with(plan, num_samples=4))
+    assert marker.differences(recorded, more) is None
+    assert marker.growth(recorded, more) == {"num_samples": (2, 4)}
+    assert marker.growth(recorded, recorded) is None and marker.differences(recorded, recorded) is None
+
+
+def test_a_lowered_num_samples_is_refused_and_said(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 4})
+    recorded, fewer = _fp(plan), _fp(_with(plan, num_samples=2))
+    assert marker.differences(recorded, fewer) == ["trials"]
+    assert marker.growth(recorded, fewer) is None
+    said = marker.describe(tmp_path, recorded, fewer, ["trials"])
+    assert said.endswith("holds a run of 4 trial(s) (`trials.num_samples`), and this plan asks for "
+                         "2 trial(s): a study can be extended, not cut")
+
+
+def test_a_longer_time_budget_extends_and_a_shorter_or_new_one_is_refused(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2, "time_budget_s": 60})
+    recorded = _fp(plan)
+    assert marker.growth(recorded, _fp(_with(plan, time_budget_s=120))) == {"time_budget_s": (60, 120)}
+    assert marker.growth(recorded, _fp(_with(plan, time_budget_s=None))) == {"time_budget_s": (60, None)}
+    assert marker.growth(recorded, _fp(_with(plan, num_samples=3, time_budget_s=90))) == {
+        "num_samples": (2, 3), "time_budget_s": (60, 90)}
+    shorter = _fp(_with(plan, num_samples=4, time_budget_s=30))
+    assert marker.differences(recorded, shorter) == ["trials"]
+    assert marker.describe(tmp_path, recorded, shorter, ["trials"]).endswith(
+        "holds a run of a time budget of 60 s (`trials.time_budget`), and this plan asks for a time "
+        "budget of 30 s: a study can be extended, not cut")
+    unlimited = _fp(_with(plan, time_budget_s=None))
+    assert marker.differences(unlimited, recorded) == ["trials"]  # a limit where there was none
+
+
+def test_growth_with_any_other_change_is_another_plan(tmp_path):
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    other = _with(plan, num_samples=4, max_concurrent=1)
+    assert marker.differences(_fp(plan), _fp(other)) == ["trials"]
+    assert marker.growth(_fp(plan), _fp(other)) is None
+    # a marker written before extensions existed does not know its budget: refused as before
+    old = {k: v for k, v in _fp(plan).items() if k not in ("grow_hash", "num_samples")}
+    assert marker.differences(old, _fp(_with(plan, num_samples=4))) == ["trials"]
+
+
+def test_a_finished_run_is_not_done_for_a_plan_that_grows_it(tmp_path):
+    from hpoc.runtime import before
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    marker.write(exp, _fp(plan), 0, plan["space"])
+    (exp / "summary.json").write_text(json.dumps(
+        {"interrupted": False, "plan_hash": plan_hash(plan), "num_trials": 2,
+         "status_counts": {"TERMINATED": 2}, "trials": []}))
+    assert before.verdict(plan, 0)[0] == before.DONE
+    assert before.verdict(_with(plan, num_samples=4), 0) == (before.GO, "")
+
+
+def test_a_study_once_extended_stays_extended_for_its_later_resumes(tmp_path):
+    """Tune's saved Tuner keeps the first run's searcher: an interrupted extension resumed
+    with the same plan needs the plan's searcher too."""
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    more = _with(plan, num_samples=4)
+    exp = tmp_path / "exp"
+    marker.write(exp, _fp(plan), 0)
+    assert not marker.extended(marker.read(exp), _fp(plan))
+    assert marker.extended(marker.read(exp), _fp(more))
+    marker.write(exp, _fp(more), 0)  # the extension's run
+    assert marker.growth(marker.read(exp), _fp(more)) is None
+    assert marker.extended(marker.read(exp), _fp(more))
+    marker.write(exp, _fp(more), 0)  # a resume of it
+    assert marker.read(exp)["extended"] is True
+
+
+def test_a_population_study_is_not_extended(tmp_path):
+    from hpoc.runtime.exits import StudyError
+    from hpoc.runtime.extend import refuse_population
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 4})
+    plan["scheduler"] = {"name": "pbt", "time_attr": "training_iteration", "options": {}}
+    with pytest.raises(StudyError, match=r"extends the study \(num_samples 2 → 4\), but a "
+                                         r"`scheduler pbt` study cannot be extended"):
+        refuse_population(plan, tmp_path, {"num_samples": (2, 4)})
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_resume_off_extends_a_run_that_ended_but_resumes_nothing_unfinished(tmp_path, interrupted):
+    from hpoc.runtime.exits import StudyError
+    from hpoc.runtime.prior import prior_run
+    from runtime_plans import saved_state
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2},
+                     resume={"enabled": False})
+    exp = saved_state(tmp_path / "exp", ["TERMINATED", "TERMINATED" if not interrupted else "RUNNING"])
+    marker.write(exp, _fp(plan), 0)
+    (exp / "summary.json").write_text(json.dumps({"interrupted": interrupted, "trials": []}))
+
+    def prior():
+        return prior_run(exp, _fp(_with(plan, num_samples=4)), False, False, io.StringIO())
+
+    if interrupted:
+        with pytest.raises(StudyError, match="holds an unfinished run and resume is disabled"):
+            prior()
+    else:
+        assert prior() == "restore"
+
+
+# ---------------------------------------------------------------- a real run, extended
+
+
+@pytest.fixture
+def _ray_env(monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def _run(plan):
+    progress, out = io.StringIO(), io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
+    return code, progress.getvalue() + out.getvalue()
+
+
+def _trials(plan):
+    summary = json.loads((Path(plan["storage"]["path"]) / plan["storage"]["name"]
+                          / "summary.json").read_text())
+    return {t["trial_id"]: t for t in summary["trials"]}
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_a_finished_study_runs_only_the_trials_a_raised_num_samples_adds(tmp_path, _ray_env, capsys,
+                                                                         algorithm):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2},
+                     search={"algorithm": algorithm, "options": {"seed": 0}},
+                     space={"constants": {"epochs": 1, "batch_size": 32}})
+    code, said = _run(plan)
+    assert code == EXIT_OK, said
+    first = _trials(plan)
+    assert len(first) == 2
+
+    code, said = _run(_with(plan, num_samples=4))
+    assert code == EXIT_OK, said
+    assert "extending the study" in said and "(num_samples 2 → 4)" in said, said
+    grown = _trials(plan)
+    assert len(grown) == 4 and set(first) < set(grown), grown
+    assert all(t["status"] == "TERMINATED" for t in grown.values()), grown
+    for trial_id, trial in first.items():  # kept, not run again
+        rows = (Path(grown[trial_id]["path"]) / "result.json").read_text().splitlines()
+        assert len(rows) == 1 and grown[trial_id]["config"] == trial["config"]
+    # four distinct configs: the new trials are not the first two again
+    assert len({json.dumps(t["config"], sort_keys=True) for t in grown.values()}) == 4
+
+    code, said = _run(_with(plan, num_samples=4))  # the extended study ran to the end
+    assert code == EXIT_OK and "already ran to the end" in said, said
+
+    capsys.readouterr()
+    code, said = _run(_with(plan, num_samples=3))
+    said += capsys.readouterr().err
+    assert code == EXIT_SPEC and "holds a run of 4 trial(s)" in said, said
+    assert len(_trials(plan)) == 4
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_an_interrupted_extension_resumes_to_the_new_total(tmp_path):
+    """Tune's saved Tuner keeps the first run's searcher (1 trial): resumed with it, the
+    extension ended after the trial it had been running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hpoc.plan import dumps
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1, "max_concurrent": 1},
+                     space={"constants": {"epochs": 4, "batch_size": 32}},
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 0.5}}})
+    exp = tmp_path / "results" / "toy"
+    plan_file = tmp_path / "plan.json"
+    env = dict(os.environ, RAY_memory_monitor_refresh_ms="0", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(plan_file), "--local", "--cpus", "2"]
+
+    plan_file.write_text(dumps(plan))
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert first.returncode == EXIT_OK, first.stderr
+
+    plan_file.write_text(dumps(_with(plan, num_samples=3)))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len([p for p in exp.glob("trial_*/result.json") if p.read_text().strip()]) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "no new trial reported"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, err
+    assert "extending the study" in err
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == EXIT_OK, again.stderr
+    assert "resuming the interrupted run" in again.stderr
+    assert [t["status"] for t in _trials(plan).values()] == ["TERMINATED"] * 3
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_study_its_time_budget_ended_runs_its_other_trials_with_a_longer_one(tmp_path, _ray_env):
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.5}}},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     trials={"num_samples": 4, "max_concurrent": 1, "time_budget_s": 4})
+    code, said = _run(plan)
+    assert "time budget of 4 s reached" in said, said
+    assert len(_trials(plan)) < 4
+
+    code, said = _run(_with(plan, time_budget_s=300))
+    assert code == EXIT_OK, said
+    assert "extending the study" in said and "(time_budget 4 s → 300 s)" in said, said
+    assert "reached" not in said, said
+    assert len(_trials(plan)) == 4

@@ -562,6 +562,24 @@ def test_a_loop_of_its_own_that_never_reports_fails_its_trial_saying_so(toy, tmp
     assert Silent().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "done", plan=plan) == []
 
 
+def test_a_loop_that_returns_its_metrics_is_told_to_report_them(toy, tmp_path):
+    """`return {"val_mse": ...}` from train() (as a Ray function trainable might) was told
+    only that it "ended without reporting anything": the dict it returned went unmentioned."""
+    workdir, plan, data = toy
+
+    class Returns(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train(self):
+            self.setup()
+            return {"val_accuracy": 0.5}
+
+    with pytest.raises(TrainerError) as info:
+        Returns().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    message = str(info.value)
+    assert "returned {'val_accuracy': 0.5} instead of reporting it" in message
+    assert "hpoc does not read what train() returns" in message
+    assert "self.report({...}, epoch=epoch)" in message
+
+
 def test_a_model_that_returns_a_tuple_is_named_by_the_default_steps(toy, tmp_path):
     """`forward` returning `(logits, features)` failed inside torch's loss ("argument 'input'
     must be Tensor, not tuple") with no line of the study's code; under a loss of the

@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import random
+import reprlib
 import shutil
 import time
 import zlib
@@ -725,15 +726,19 @@ class Trainer:
         error: BaseException | None = None
         try:
             if _takes_args(self.train) >= 2:
-                self.train(config, (self.train_data, self.validation_data, self.test_data))
+                value = self.train(config, (self.train_data, self.validation_data, self.test_data))
             else:
-                self.train()
+                value = self.train()
             wanted = ((self.plan or {}).get("objective") or {}).get("metrics")
             if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
-                # Tune would end the trial with no result, and its metric check the study
-                raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} ended "
-                                   "without reporting anything: call `self.report({...}, epoch=epoch)` "
-                                   "each epoch (docs/trainer.md, A loop of your own)")
+                # Tune would end the trial with no result, and its metric check the study;
+                # metrics returned as a Ray function trainable may are not a report either
+                how = ("ended without reporting anything" if value is None else
+                       f"returned {reprlib.repr(value)} instead of reporting it (hpoc does not read "
+                       "what train() returns)")
+                raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} {how}: "
+                                   "call `self.report({...}, epoch=epoch)` each epoch "
+                                   "(docs/trainer.md, A loop of your own)")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
             if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost

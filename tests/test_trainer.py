@@ -832,6 +832,25 @@ def test_task_regression_from_the_spec_trains_with_mse_and_a_one_output_classifi
         Misspelt()
 
 
+def test_regression_targets_that_broadcast_against_the_outputs_fail_the_trial_saying_so(tmp_path):
+    """scikit-learn's targets are 1-D: MSELoss broadcast (16, 1) outputs against (16,) targets
+    to a (16, 16) loss, torch only warned in the trial's stderr, and every trial trained
+    towards the mean, ranked by a val_loss that looked like any other."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    y = (x @ torch.tensor([1.0, -2.0, 0.5]))  # (64,)
+    config = {"lr": 0.05, "batch_size": 16, "epochs": 1}
+    with pytest.raises(TrainerError, match=r"outputs are shaped \(16, 1\) and the targets \(16,\): "
+                                           r"MSELoss would broadcast them to \(16, 16\).*reshape\(-1, 1\)"):
+        _Linear(task="regression").run_local(config, ((x[:48], y[:48]), (x[48:], y[48:])),
+                                             directory=tmp_path / "a")
+    # the targets as a column are what the model outputs: it trains
+    column = y.reshape(-1, 1)
+    history = _Linear(task="regression").run_local(config, ((x[:48], column[:48]), (x[48:], column[48:])),
+                                                   directory=tmp_path / "b")
+    assert history[-1]["val_loss"] > 0
+
+
 def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path):
     """Its own metric, averaged over the validation samples, is reported (and can be the
     objective); a return value hpoc cannot read names the hook and what to return."""

@@ -45,8 +45,9 @@ from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, defaul
                                   num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_loss, require_module,
-                                  require_objective, require_optimizer, require_scheduler, returned,
-                                  scalar, source_line, validation_parts, whole_count)
+                                  require_objective, require_optimizer, require_same_shape,
+                                  require_scheduler, returned, scalar, source_line, validation_parts,
+                                  whole_count)
 from hpoc.runtime.strategy import Strategy
 from hpoc.runtime.summary import raised_at
 
@@ -347,18 +348,20 @@ class Trainer:
 
     def train_step(self, batch: Any) -> torch.Tensor:
         x, y = batch[0], batch[1]
-        return self.loss(self._outputs(self.model(x)), y)
+        return self.loss(self._outputs(self.model(x), y), y)
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
-        out = self._outputs(self.model(x))
+        out = self._outputs(self.model(x), y)
         return self.loss(out, y), out
 
-    def _outputs(self, out: Any) -> Any:
+    def _outputs(self, out: Any, targets: Any) -> Any:
         """The model's outputs for torch's losses, which take one tensor: `(logits, features)`
         failed inside torch, naming no line of the study's code. A loss of the trainer's own
         may take anything."""
-        if isinstance(out, torch.Tensor) or not isinstance(self.loss, torch.nn.modules.loss._Loss):
+        if isinstance(out, torch.Tensor):
+            return require_same_shape(out, targets, self.loss, self.model)
+        if not isinstance(self.loss, torch.nn.modules.loss._Loss):
             return out
         model = getattr(self.model, "module", self.model)  # DDP's wrapped model
         raise TrainerError(f"the model's forward(){source_line(type(model).forward)} returned "

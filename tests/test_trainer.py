@@ -840,12 +840,21 @@ def test_regression_targets_that_broadcast_against_the_outputs_fail_the_trial_sa
     x = torch.randn(64, 3, generator=g)
     y = (x @ torch.tensor([1.0, -2.0, 0.5]))  # (64,)
     config = {"lr": 0.05, "batch_size": 16, "epochs": 1}
-    with pytest.raises(TrainerError, match=r"outputs are shaped \(16, 1\) and the targets \(16,\): "
-                                           r"MSELoss would broadcast them to \(16, 16\).*reshape\(-1, 1\)"):
+    with pytest.raises(TrainerError, match=r"outputs shaped \(16, 1\), targets \(16,\): MSELoss would "
+                                           r"broadcast them to \(16, 16\);.*reshape\(-1, 1\).*forward\(\)$"):
         _Linear(task="regression").run_local(config, ((x[:48], y[:48]), (x[48:], y[48:])),
                                              directory=tmp_path / "a")
-    # the targets as a column are what the model outputs: it trains
+    # a model that squeezes its one output to (16,) against column targets: the same loss
+    class Squeezed(_Linear):
+        def create_model(self, config):
+            return nn.Sequential(nn.Linear(3, 1), nn.Flatten(0))
+
     column = y.reshape(-1, 1)
+    with pytest.raises(TrainerError, match=r"outputs shaped \(16,\), targets \(16, 1\): MSELoss would "
+                                           r"broadcast them to \(16, 16\); return outputs shaped as the targets"):
+        Squeezed(task="regression").run_local(config, ((x[:48], column[:48]), (x[48:], column[48:])),
+                                              directory=tmp_path / "c")
+    # the targets as a column are what the model outputs: it trains
     history = _Linear(task="regression").run_local(config, ((x[:48], column[:48]), (x[48:], column[48:])),
                                                    directory=tmp_path / "b")
     assert history[-1]["val_loss"] > 0

@@ -85,11 +85,13 @@ def require_same_shape(out: torch.Tensor, targets: Any, loss: Any, model: Any) -
     if both == tuple(out.shape):
         return out
     forward = type(getattr(model, "module", model)).forward  # DDP's wrapped model
-    raise TrainerError(f"the model's outputs are shaped {tuple(out.shape)} and the targets "
-                       f"{tuple(targets.shape)}: {type(loss).__name__} would broadcast them to {both}, "
-                       "a loss that trains every output towards every target; give the targets the "
-                       "outputs' shape in the getter or splitter (`y.reshape(-1, 1)` for one output), "
-                       f"or make the model's forward(){source_line(forward)} return that of the targets")
+    # nn.Linear's own forward is not a line of the study's
+    where = "" if forward.__module__.startswith("torch.") else source_line(forward)
+    fix = (f"return the targets as a column from the getter or splitter (`y.reshape(-1, 1)`), or "
+           f"outputs shaped as the targets from forward(){where}" if targets.dim() < out.dim() else
+           f"return outputs shaped as the targets from forward(){where}")
+    raise TrainerError(f"outputs shaped {tuple(out.shape)}, targets {tuple(targets.shape)}: "
+                       f"{type(loss).__name__} would broadcast them to {both}; {fix}")
 
 
 def require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:

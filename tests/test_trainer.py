@@ -791,13 +791,17 @@ def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_p
     workdir = write_toy(tmp_path / "study")
     (workdir / "reader.py").write_text(
         "class Getter:\n    def execute(self):\n        return open('data/x.npy').read()\n\n"
-        "class Told:\n    def execute(self):\n        raise FileNotFoundError('run fetch.py first')\n")
+        "class Told:\n    def execute(self):\n        raise FileNotFoundError('run fetch.py first')\n\n"
+        "class Table:\n    def execute(self):\n        import numpy\n        return numpy.loadtxt('data/x.csv')\n")
     monkeypatch.chdir(tmp_path)
     for getter, expected in [
             ("reader:Getter", f"getter `reader:Getter` failed: [Errno 2] No such file or directory: "
                               f"'data/x.npy' (relative to {workdir}, the spec's directory) at "
                               f"{workdir / 'reader.py'}:3"),
-            ("reader:Told", "getter `reader:Told` failed: run fetch.py first")]:
+            ("reader:Told", "getter `reader:Told` failed: run fetch.py first"),
+            # NumPy raises its own FileNotFoundError, without the OS's errno and file name
+            ("reader:Table", f"getter `reader:Table` failed: data/x.csv not found. (a relative path is "
+                             f"looked for in {workdir}, the spec's directory) at {workdir / 'reader.py'}:12")]:
         plan = make_plan(workdir, tmp_path / "results",
                          pipeline={"getter": {"target": getter, "args": {}}, "splitter": None})
         with pytest.raises(pipeline.PipelineError) as info:

@@ -174,16 +174,28 @@ def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
 
 def _missing(exc: FileNotFoundError) -> str:
     """A step's own FileNotFoundError says how to get the data: shown as it is. One the OS
-    raised (`np.load("data/x.npy")`) names only a path: also where a relative one was looked
-    for (the spec's directory, wherever hpoc was started) and the study's line."""
-    if exc.errno is None or exc.filename is None:
-        return str(exc)
+    raised (`np.load("data/x.npy")`), or a library (`np.loadtxt`'s "x.csv not found."), names
+    only a path: also where a relative one was looked for (the spec's directory, wherever hpoc
+    was started) and the study's line."""
     from hpoc.runtime.summary import raised_at
 
+    at = raised_at(exc)
+    if exc.filename is None and not _raised_in_library(exc, at):
+        return str(exc)
     text = str(exc)
-    if not os.path.isabs(os.fsdecode(exc.filename)):
+    if exc.filename is None:
+        text += f" (a relative path is looked for in {os.getcwd()}, the spec's directory)"
+    elif not os.path.isabs(os.fsdecode(exc.filename)):
         text += f" (relative to {os.getcwd()}, the spec's directory)"
-    return text + raised_at(exc)
+    return text + at
+
+
+def _raised_in_library(exc: BaseException, at: str) -> bool:
+    """Whether the innermost frame of `exc` is not the study's own line `at` (` at file:line`)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and at != f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
 
 
 def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:

@@ -755,6 +755,42 @@ def test_a_trainer_without_a_model_is_refused_before_any_trial():
         pipeline.require_trainer_class(ok, "t:Ok")
 
 
+def test_a_trainer_its_step_arguments_cannot_build_is_refused_before_any_trial(tmp_path):
+    """`def __init__(self, config)` failed every trial building it ("missing 1 required
+    positional argument"), each retried once, after Ray and a worker came up."""
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class NeedsConfig(hpoc.Trainer):
+        def __init__(self, config):
+            super().__init__()
+
+        def create_model(self, config):
+            return nn.Linear(1, 1)
+
+    plan = make_plan(tmp_path, tmp_path / "results")
+    plan["pipeline"]["trainer"] = {"target": "t:NeedsConfig", "args": {}}
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_trainer_class(NeedsConfig, "t:NeedsConfig", plan)
+    said = str(info.value)
+    assert said.startswith(f"trainer `t:NeedsConfig` ({__file__}:")
+    assert "cannot be built with the step's arguments (none): missing a required argument: 'config'" in said
+    assert "`self.config`" in said
+    plan["pipeline"]["trainer"]["args"] = {"config": {}, "depth": 3}
+    with pytest.raises(pipeline.PipelineError, match=r"arguments \(config, depth\): .*unexpected keyword "
+                                                     r"argument 'depth'$"):
+        pipeline.require_trainer_class(NeedsConfig, "t:NeedsConfig", plan)
+
+    class Compat(RayTorchTrainer):  # itwinai's trainers take the config, which hpoc gives them
+        def __init__(self, config, epochs=1):
+            super().__init__(config)
+
+        def create_model(self, config):
+            return nn.Linear(1, 1)
+
+    plan["pipeline"]["trainer"]["args"] = {"epochs": 2}
+    pipeline.require_trainer_class(Compat, "t:Compat", plan)
+
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems

@@ -149,6 +149,8 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
             raise PipelineError(f"trainer `{target}` runs hpoc's default loop, and {NO_EPOCHS}{inside}")
         if plan is not None and data_missing(obj, plan):
             raise PipelineError(f"trainer `{target}` runs hpoc's default loop, which has {NO_DATA}")
+        if plan is not None:
+            _require_buildable(obj, target, plan["pipeline"]["trainer"].get("args") or {})
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
     where = source_line(obj)
@@ -156,6 +158,26 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
         f"a {type(obj).__name__}, not a class"
     raise PipelineError(f"trainer `{target}`{where} is {what}\n"
                         f"  help: write `class {name}(hpoc.Trainer):` (docs/trainer.md)")
+
+
+def _require_buildable(cls: type, target: str, args: dict[str, Any]) -> None:
+    """Every trial builds the trainer with the step's arguments: one they cannot build (an
+    `__init__(self, config)`) failed each trial, retried, after Ray came up."""
+    import inspect
+
+    from hpoc.runtime.hooks import source_line
+
+    try:  # not through functools.wraps: the itwinai compat trainer's wrapper supplies `config`
+        inspect.signature(cls, follow_wrapped=False).bind(**args)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ValueError):
+            return  # no signature to read
+        given = ", ".join(sorted(args)) or "none"
+        fix = (": the trial's config reaches the trainer as `self.config` and the hooks' `config` "
+               "argument, after it is built: take `config` out of `__init__`"
+               if "'config'" in str(exc) and "config" not in args else "")
+        raise PipelineError(f"trainer `{target}`{source_line(cls.__init__)} cannot be built with the "
+                            f"step's arguments ({given}): {exc}{fix}") from None
 
 
 def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:

@@ -32,7 +32,8 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
-from hpoc.compiler.metrics import Reports, config_keys_guarded, config_keys_read, study_reports, trainer_target
+from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, study_reports,
+                                   trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step

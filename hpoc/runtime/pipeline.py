@@ -168,10 +168,12 @@ def _require_buildable(cls: type, target: str, args: dict[str, Any]) -> None:
     from hpoc.runtime.hooks import source_line
 
     try:  # not through functools.wraps: the itwinai compat trainer's wrapper supplies `config`
-        inspect.signature(cls, follow_wrapped=False).bind(**args)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ValueError):
-            return  # no signature to read
+        signature = inspect.signature(cls, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return  # no signature to read
+    try:
+        signature.bind(**args)
+    except TypeError as exc:
         given = ", ".join(sorted(args)) or "none"
         fix = (": the trial's config reaches the trainer as `self.config` and the hooks' `config` "
                "argument, after it is built: take `config` out of `__init__`"

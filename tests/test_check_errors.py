@@ -2013,6 +2013,44 @@ def test_pipeline_steps_are_checked_against_their_module_source_never_imported(t
     assert not (tmp_path / "data.py.imported").exists()
 
 
+def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(tmp_path) -> None:
+    """`def __init__(self, config)` on an hpoc.Trainer was passed by `hpoc check` (the itwinai
+    compat trainer is built with a config), then every trial failed building it."""
+    init = "    def __init__(self, config):\n        super().__init__()\n\n    def create_model(self, config):\n        return 1\n"
+    (tmp_path / "t.py").write_text(
+        "import hpoc\nfrom hpoc.compat.itwinai import RayTorchTrainer\n\n"
+        f"class T(hpoc.Trainer):\n{init}\nclass Base(hpoc.Trainer):\n    pass\n\n"
+        f"class Sub(Base):\n{init}\nclass Compat(RayTorchTrainer):\n{init}")
+    spec = 'study "t"\npipeline { trainer = t:%s }\n'
+    for name in ("T", "Sub"):
+        (d,) = [d for d in diagnostics(spec % name, str(tmp_path)) if d.severity == "error"]
+        assert (d.code, d.message) == ("HP204", f"trainer: `{name}` (t.py) needs `config`: hpoc builds it "
+                                                "with the step's arguments only"), name
+        assert "self.config" in d.help
+    assert not [d for d in diagnostics(spec % "Compat", str(tmp_path)) if d.severity == "error"]
+
+
+def test_a_conditional_parameter_read_by_subscript_is_warned(tmp_path) -> None:
+    """`config["dropout"]` with `dropout = uniform(...) if reg == "dropout"`: every trial
+    without it failed with KeyError: 'dropout' (retried first), after `hpoc check` said valid."""
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+        "        return make(config['width'], config['dropout'])\n")
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  width = choice(8, 16)\n'
+            '  reg = choice("none", "dropout")\n  dropout = uniform(0.1, 0.5) if reg == "dropout"\n}\n')
+    (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"]
+    assert d.severity == "warning" and where(d) == (2, 12)  # the `trainer` setting, as HP811 of a key not in `space`
+    assert d.message == ('the trainer reads `config["dropout"]` (t.py:5), which trials have only when '
+                         '`reg` is "dropout": the others fail with a KeyError')
+    assert d.help == '`config.get("dropout", default)`, or test `"dropout" in config` first'
+    # read with a guard (or by .get) somewhere in the module: it knows
+    for guarded in ("config['dropout'] if 'dropout' in config else 0.0", "config.get('dropout', 0.0)"):
+        (tmp_path / "t.py").write_text(
+            "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+            f"        return make(config['width'], {guarded})\n")
+        assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"], guarded
+
+
 def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extra: str = "") -> list:
     (tmp_path / "ds.json").write_text(content, encoding="utf-8")
     text = BASE + extra + f'resources {{ {resources}, gpus_per_worker = 1, deepspeed {{ config = "ds.json" }} }}\n'

@@ -193,6 +193,16 @@ def test_plan_whose_study_never_ran(tmp_path, capsys):
     assert f"`hpoc status {build}` shows its jobs, queued or failed)" in err
 
 
+def test_a_spec_whose_study_never_ran_points_status_at_the_spec(tmp_path, capsys):
+    """It said `hpoc status DIR` with the spec's directory, which holds every study run
+    beside it: status refused it, asking which one."""
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "never"\npipeline { trainer = t:T }\n')
+    code, _, err = cli(capsys, spec)
+    assert code == 2 and "no results yet for study `never`" in err
+    assert f"`hpoc status {spec}` shows its jobs, queued or failed)" in err
+
+
 def test_bad_plan_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "plan.json").write_text("{not json")
     code, _, err = cli(capsys, tmp_path)

@@ -1039,6 +1039,20 @@ def test_many_jobs_that_failed_alike_are_one_next_step(tmp_path, capsys, monkeyp
                     f"(the first one's output: {build}/arr-800_0.err)"], out
 
 
+def test_a_local_study_does_not_ask_squeue(tmp_path, capsys, monkeypatch):
+    """A study without a `slurm` block (no job script, nothing submitted to SLURM) has no
+    SLURM jobs: a squeue that could not be asked told it to wait for one before resuming."""
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "here"))
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "squeue").write_text("#!/bin/sh\necho 'no configuration' >&2\nexit 1\n")
+    (tmp_path / "bin" / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "squeue" not in out, out
+
+
 def test_a_queue_squeue_cannot_be_asked_is_not_taken_for_an_empty_one(tmp_path, capsys, monkeypatch):
     """squeue failing (no SLURM_CONF in this shell, the controller down) read as "no jobs":
     status suggested `sbatch --array=1` for a shard whose job was in fact queued."""

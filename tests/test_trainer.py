@@ -562,6 +562,24 @@ def test_a_loop_of_its_own_that_never_reports_fails_its_trial_saying_so(toy, tmp
     assert Silent().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "done", plan=plan) == []
 
 
+def test_a_loop_that_returns_its_metrics_is_told_to_report_them(toy, tmp_path):
+    """`return {"val_mse": ...}` from train() (as a Ray function trainable might) was told
+    only that it "ended without reporting anything": the dict it returned went unmentioned."""
+    workdir, plan, data = toy
+
+    class Returns(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train(self):
+            self.setup()
+            return {"val_accuracy": 0.5}
+
+    with pytest.raises(TrainerError) as info:
+        Returns().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    message = str(info.value)
+    assert "returned {'val_accuracy': 0.5} instead of reporting it" in message
+    assert "hpoc does not read what train() returns" in message
+    assert "self.report({...}, epoch=epoch)" in message
+
+
 def test_a_model_that_returns_a_tuple_is_named_by_the_default_steps(toy, tmp_path):
     """`forward` returning `(logits, features)` failed inside torch's loss ("argument 'input'
     must be Tensor, not tuple") with no line of the study's code; under a loss of the
@@ -737,6 +755,42 @@ def test_a_trainer_without_a_model_is_refused_before_any_trial():
         pipeline.require_trainer_class(ok, "t:Ok")
 
 
+def test_a_trainer_its_step_arguments_cannot_build_is_refused_before_any_trial(tmp_path):
+    """`def __init__(self, config)` failed every trial building it ("missing 1 required
+    positional argument"), each retried once, after Ray and a worker came up."""
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class NeedsConfig(hpoc.Trainer):
+        def __init__(self, config):
+            super().__init__()
+
+        def create_model(self, config):
+            return nn.Linear(1, 1)
+
+    plan = make_plan(tmp_path, tmp_path / "results")
+    plan["pipeline"]["trainer"] = {"target": "t:NeedsConfig", "args": {}}
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_trainer_class(NeedsConfig, "t:NeedsConfig", plan)
+    said = str(info.value)
+    assert said.startswith(f"trainer `t:NeedsConfig` ({__file__}:")
+    assert "cannot be built with the step's arguments (none): missing a required argument: 'config'" in said
+    assert "`self.config`" in said
+    plan["pipeline"]["trainer"]["args"] = {"config": {}, "depth": 3}
+    with pytest.raises(pipeline.PipelineError, match=r"arguments \(config, depth\): .*unexpected keyword "
+                                                     r"argument 'depth'$"):
+        pipeline.require_trainer_class(NeedsConfig, "t:NeedsConfig", plan)
+
+    class Compat(RayTorchTrainer):  # itwinai's trainers take the config, which hpoc gives them
+        def __init__(self, config, epochs=1):
+            super().__init__(config)
+
+        def create_model(self, config):
+            return nn.Linear(1, 1)
+
+    plan["pipeline"]["trainer"]["args"] = {"epochs": 2}
+    pipeline.require_trainer_class(Compat, "t:Compat", plan)
+
+
 @pytest.mark.parametrize("example", ["digits", "fashion_mnist", "itwinai"])
 def test_the_examples_trainers_pass_the_hook_check(example, monkeypatch):
     from hpoc.runtime.hooks import hook_problems
@@ -773,13 +827,17 @@ def test_a_relative_path_a_getter_cannot_open_says_where_it_was_looked_for(tmp_p
     workdir = write_toy(tmp_path / "study")
     (workdir / "reader.py").write_text(
         "class Getter:\n    def execute(self):\n        return open('data/x.npy').read()\n\n"
-        "class Told:\n    def execute(self):\n        raise FileNotFoundError('run fetch.py first')\n")
+        "class Told:\n    def execute(self):\n        raise FileNotFoundError('run fetch.py first')\n\n"
+        "class Table:\n    def execute(self):\n        import numpy\n        return numpy.loadtxt('data/x.csv')\n")
     monkeypatch.chdir(tmp_path)
     for getter, expected in [
             ("reader:Getter", f"getter `reader:Getter` failed: [Errno 2] No such file or directory: "
                               f"'data/x.npy' (relative to {workdir}, the spec's directory) at "
                               f"{workdir / 'reader.py'}:3"),
-            ("reader:Told", "getter `reader:Told` failed: run fetch.py first")]:
+            ("reader:Told", "getter `reader:Told` failed: run fetch.py first"),
+            # NumPy raises its own FileNotFoundError, without the OS's errno and file name
+            ("reader:Table", f"getter `reader:Table` failed: data/x.csv not found. (a relative path is "
+                             f"looked for in {workdir}, the spec's directory) at {workdir / 'reader.py'}:12")]:
         plan = make_plan(workdir, tmp_path / "results",
                          pipeline={"getter": {"target": getter, "args": {}}, "splitter": None})
         with pytest.raises(pipeline.PipelineError) as info:
@@ -812,6 +870,34 @@ def test_task_regression_from_the_spec_trains_with_mse_and_a_one_output_classifi
 
     with pytest.raises(ValueError, match="task = 'clasification': it must be one of"):
         Misspelt()
+
+
+def test_regression_targets_that_broadcast_against_the_outputs_fail_the_trial_saying_so(tmp_path):
+    """scikit-learn's targets are 1-D: MSELoss broadcast (16, 1) outputs against (16,) targets
+    to a (16, 16) loss, torch only warned in the trial's stderr, and every trial trained
+    towards the mean, ranked by a val_loss that looked like any other."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=g)
+    y = (x @ torch.tensor([1.0, -2.0, 0.5]))  # (64,)
+    config = {"lr": 0.05, "batch_size": 16, "epochs": 1}
+    with pytest.raises(TrainerError, match=r"outputs shaped \(16, 1\), targets \(16,\): MSELoss would "
+                                           r"broadcast them to \(16, 16\);.*reshape\(-1, 1\).*forward\(\)$"):
+        _Linear(task="regression").run_local(config, ((x[:48], y[:48]), (x[48:], y[48:])),
+                                             directory=tmp_path / "a")
+    # a model that squeezes its one output to (16,) against column targets: the same loss
+    class Squeezed(_Linear):
+        def create_model(self, config):
+            return nn.Sequential(nn.Linear(3, 1), nn.Flatten(0))
+
+    column = y.reshape(-1, 1)
+    with pytest.raises(TrainerError, match=r"outputs shaped \(16,\), targets \(16, 1\): MSELoss would "
+                                           r"broadcast them to \(16, 16\); return outputs shaped as the targets"):
+        Squeezed(task="regression").run_local(config, ((x[:48], column[:48]), (x[48:], column[48:])),
+                                              directory=tmp_path / "c")
+    # the targets as a column are what the model outputs: it trains
+    history = _Linear(task="regression").run_local(config, ((x[:48], column[:48]), (x[48:], column[48:])),
+                                                   directory=tmp_path / "b")
+    assert history[-1]["val_loss"] > 0
 
 
 def test_validation_step_may_return_a_dict_with_metrics_of_its_own(toy, tmp_path):

@@ -285,6 +285,10 @@ def test_an_error_line_of_hpocs_own_trainer_error_is_its_sentence():
     assert error_line("Traceback ...\nhpoc.runtime.trainer.TrainerError: failed the same way twice: KeyError: "
                       "'depth'; not retried again") == "failed the same way twice: KeyError: 'depth'; not retried again"
     assert error_line("Traceback ...\nValueError: bad") == "ValueError: bad"  # others keep their class
+    # a trainer that cannot be built in the trial: hpoc's sentence, not its class's module path
+    assert error_line("Traceback ...\nhpoc.runtime.pipeline.PipelineError: trainer `t:T`: constructing it "
+                      "failed: RuntimeError: no licence (t.py:5)") == \
+        "trainer `t:T`: constructing it failed: RuntimeError: no licence (t.py:5)"
 
 
 def test_an_experiment_directory_deleted_during_the_run_is_said_so():

@@ -351,7 +351,10 @@ def _latest_jobs(build_dir: Path | None, plan: dict[str, Any]
     from hpoc.submit.queue import queued_jobs
 
     slurm_ids = [j["job_id"] for j in latest.values() if j["cluster"] == "slurm"]
-    answer = queued_jobs() if build_dir is not None or slurm_ids else []  # one squeue for both
+    # without a `slurm` block there is no job script, and `hpoc submit` runs it here
+    scripted = build_dir is not None and (plan.get("slurm") is not None
+                                          or (build_dir / "job.sbatch").is_file())
+    answer = queued_jobs() if scripted or slurm_ids else []  # one squeue for both
     unasked = answer if isinstance(answer, str) else None
     if unasked is not None and not slurm_ids and not shutil.which("squeue"):
         unasked = None  # no SLURM here, and no job of this study was sent to one

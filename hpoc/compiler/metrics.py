@@ -164,6 +164,21 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
     return {k: line for k, line in reads.items() if k not in written}
 
 
+def config_keys_guarded(target: str, workdir: str | None) -> set[str]:
+    """Keys the trainer's module asks the trial config about (`"k" in config`,
+    `config.get("k")`) anywhere: it knows a trial may lack them."""
+    tree = _module_tree(target, workdir)
+    out: set[str] = set()
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) \
+                and any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+            out.add(node.left.value)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "get" and node.args and isinstance(node.args[0], ast.Constant):
+            out.add(node.args[0].value)
+    return {k for k in out if isinstance(k, str)}
+
+
 def _is_config(node: ast.AST, local: bool) -> bool:
     """`config` (a parameter of the function, when `local`), `self.config`, `self.training_config`."""
     if isinstance(node, ast.Name):

@@ -32,7 +32,8 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
-from hpoc.compiler.metrics import Reports, config_keys_read, study_reports, trainer_target
+from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, study_reports,
+                                   trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
@@ -451,6 +452,26 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                     "not set: trials that get there fail with a KeyError",
                     ch.spans.get("pipeline.trainer"),
                     help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
+    _conditional_reads(ch, space, reads, target, workdir, module)
+
+
+def _conditional_reads(ch: Checker, space: dict[str, Any], reads: dict[str, int], target: str,
+                       workdir: str | None, module: str) -> None:
+    """`config["dropout"]` of a parameter that only some trials have: the others fail with a
+    KeyError (retried first), unless the module asks whether the config has it."""
+    guarded = None
+    for p in space["params"]:
+        cond, key = p.get("condition"), p["name"]
+        if not cond or "." in key or key not in reads:
+            continue
+        guarded = config_keys_guarded(target, workdir) if guarded is None else guarded
+        if key in guarded:
+            continue
+        values = " or ".join(json.dumps(v) for v in cond["values"])
+        ch.warn(WARN_CONFIG, f"the trainer reads `config[\"{key}\"]` ({module}:{reads[key]}), which trials "
+                f"have only when `{cond['param']}` is {values}: the others fail with a KeyError",
+                ch.spans.get("pipeline.trainer"),
+                help=f'`config.get("{key}", default)`, or test `"{key}" in config` first')
 
 
 def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from hpoc.compiler.pysource import find_module, parse_module
@@ -70,7 +70,32 @@ def _class(tree: ast.Module, qual: str, args: Mapping[str, object], supplied: It
     init = _init(names[qual], names)
     if init is None:
         return []
-    return _arguments(init, list(args), set(supplied), f"`{qual}`", shown) or _types(init, args, f"`{qual}`", shown)
+    supplied = set(supplied)
+    if "config" in supplied and _hpoc_trainer(names[qual], names):
+        supplied.discard("config")  # only the itwinai compat trainer is built with one
+    problems = [replace(p, help="the trial's config reaches the trainer as `self.config` and the "
+                                "hooks' `config` argument, after it is built: take `config` out of "
+                                "`__init__`")
+                if p.message.endswith(_ARGS_ONLY) and "`config`" in p.message else p
+                for p in _arguments(init, list(args), supplied, f"`{qual}`", shown)]
+    return problems or _types(init, args, f"`{qual}`", shown)
+
+
+def _hpoc_trainer(node: ast.AST, names: dict[str, ast.AST], depth: int = 0) -> bool:
+    """Whether class `node` is an `hpoc.Trainer` for sure: its bases in this module lead to
+    `hpoc.Trainer` (or `Trainer` imported from hpoc), not to itwinai's `RayTorchTrainer`."""
+    if not isinstance(node, ast.ClassDef) or len(node.bases) != 1 or depth > 8:
+        return False
+    base = node.bases[0]
+    if isinstance(base, ast.Attribute):
+        return base.attr == "Trainer" and isinstance(base.value, ast.Name) and base.value.id == "hpoc"
+    if not isinstance(base, ast.Name):
+        return False
+    bound = names.get(base.id)
+    if isinstance(bound, ast.ImportFrom):
+        return base.id == "Trainer" and bound.module == "hpoc" and \
+            any(a.name == "Trainer" and a.asname is None for a in bound.names)
+    return _hpoc_trainer(bound, names, depth + 1) if isinstance(bound, ast.ClassDef) else False
 
 
 def _missing_module(module: str, workdir: str) -> list[Problem]:
@@ -212,6 +237,9 @@ def _defines(item: ast.AST, names: tuple[str, ...]) -> bool:
     return any(isinstance(t, ast.Name) and t.id in names for t in getattr(item, "targets", ()))
 
 
+_ARGS_ONLY = ": hpoc builds it with the step's arguments only"
+
+
 def _arguments(a: ast.arguments, given: list[str], supplied: set[str], what: str, shown: str) -> list[Problem]:
     keyword = [p.arg for p in a.args] + [p.arg for p in a.kwonlyargs]
     out: list[Problem] = []
@@ -227,7 +255,7 @@ def _arguments(a: ast.arguments, given: list[str], supplied: set[str], what: str
     missing = [r for r in required if r not in given and r not in supplied]
     if missing and not a.posonlyargs and not out:  # after a misspelt argument, this is noise
         listed = ", ".join(f"`{m}`" for m in missing)
-        out.append(Problem(f"{what} ({shown}) needs {listed}: hpoc builds it with the step's arguments only",
+        out.append(Problem(f"{what} ({shown}) needs {listed}{_ARGS_ONLY}",
                            f"give {'it' if len(missing) == 1 else 'them'} in the step's arguments"))
     return out
 

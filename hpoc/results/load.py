@@ -58,13 +58,19 @@ def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
         raise ResultsError(
             f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
             f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`"
-            + (f"; `hpoc status {shlex.quote(str(Path(origin).parent))}` shows its jobs, queued or failed"
+            + (f"; `hpoc status {shlex.quote(str(_status_target(origin)))}` shows its jobs, queued or failed"
                if origin else "") + ")"
         )
     count = int(plan["shards"]["count"])
     shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
     with _vanishing(root):
         return _load_shards(root, shard_dirs, plan, [])
+
+
+def _status_target(origin: Path) -> Path:
+    """What `hpoc status` takes for the plan read from `origin`: a build's directory, or the
+    spec itself (its directory may hold other studies too)."""
+    return Path(origin).parent if Path(origin).name == "plan.json" else Path(origin)
 
 
 @contextlib.contextmanager

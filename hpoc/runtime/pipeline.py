@@ -149,6 +149,8 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
             raise PipelineError(f"trainer `{target}` runs hpoc's default loop, and {NO_EPOCHS}{inside}")
         if plan is not None and data_missing(obj, plan):
             raise PipelineError(f"trainer `{target}` runs hpoc's default loop, which has {NO_DATA}")
+        if plan is not None:
+            _require_buildable(obj, target, plan["pipeline"]["trainer"].get("args") or {})
         return
     name = getattr(obj, "__name__", target.rpartition(":")[2])
     where = source_line(obj)
@@ -156,6 +158,28 @@ def require_trainer_class(obj: Any, target: str, plan: dict[str, Any] | None = N
         f"a {type(obj).__name__}, not a class"
     raise PipelineError(f"trainer `{target}`{where} is {what}\n"
                         f"  help: write `class {name}(hpoc.Trainer):` (docs/trainer.md)")
+
+
+def _require_buildable(cls: type, target: str, args: dict[str, Any]) -> None:
+    """Every trial builds the trainer with the step's arguments: one they cannot build (an
+    `__init__(self, config)`) failed each trial, retried, after Ray came up."""
+    import inspect
+
+    from hpoc.runtime.hooks import source_line
+
+    try:  # not through functools.wraps: the itwinai compat trainer's wrapper supplies `config`
+        signature = inspect.signature(cls, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return  # no signature to read
+    try:
+        signature.bind(**args)
+    except TypeError as exc:
+        given = ", ".join(sorted(args)) or "none"
+        fix = (": the trial's config reaches the trainer as `self.config` and the hooks' `config` "
+               "argument, after it is built: take `config` out of `__init__`"
+               if "'config'" in str(exc) and "config" not in args else "")
+        raise PipelineError(f"trainer `{target}`{source_line(cls.__init__)} cannot be built with the "
+                            f"step's arguments ({given}): {exc}{fix}") from None
 
 
 def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
@@ -174,16 +198,28 @@ def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
 
 def _missing(exc: FileNotFoundError) -> str:
     """A step's own FileNotFoundError says how to get the data: shown as it is. One the OS
-    raised (`np.load("data/x.npy")`) names only a path: also where a relative one was looked
-    for (the spec's directory, wherever hpoc was started) and the study's line."""
-    if exc.errno is None or exc.filename is None:
-        return str(exc)
+    raised (`np.load("data/x.npy")`), or a library (`np.loadtxt`'s "x.csv not found."), names
+    only a path: also where a relative one was looked for (the spec's directory, wherever hpoc
+    was started) and the study's line."""
     from hpoc.runtime.summary import raised_at
 
+    at = raised_at(exc)
+    if exc.filename is None and not _raised_in_library(exc, at):
+        return str(exc)
     text = str(exc)
-    if not os.path.isabs(os.fsdecode(exc.filename)):
+    if exc.filename is None:
+        text += f" (a relative path is looked for in {os.getcwd()}, the spec's directory)"
+    elif not os.path.isabs(os.fsdecode(exc.filename)):
         text += f" (relative to {os.getcwd()}, the spec's directory)"
-    return text + raised_at(exc)
+    return text + at
+
+
+def _raised_in_library(exc: BaseException, at: str) -> bool:
+    """Whether the innermost frame of `exc` is not the study's own line `at` (` at file:line`)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and at != f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
 
 
 def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:

@@ -67,6 +67,33 @@ def metric_tensor(value: Any, name: str, device: torch.device) -> torch.Tensor:
                            "a validation metric must be a number or a tensor") from None
 
 
+# Element-wise losses, which broadcast outputs against targets of another shape: torch only
+# warns, in a trial's stderr no one reads, and trains the model towards the targets' mean.
+ELEMENTWISE_LOSSES = (torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.SmoothL1Loss, torch.nn.HuberLoss)
+
+
+def require_same_shape(out: torch.Tensor, targets: Any, loss: Any, model: Any) -> torch.Tensor:
+    """The default steps' outputs, refused where an element-wise loss would broadcast them
+    against the targets: (16, 1) outputs and scikit-learn's 1-D (16,) targets make a (16, 16) loss."""
+    if (not isinstance(loss, ELEMENTWISE_LOSSES) or not isinstance(targets, torch.Tensor)
+            or out.shape == targets.shape):
+        return out
+    try:
+        both = tuple(torch.broadcast_shapes(out.shape, targets.shape))
+    except RuntimeError:
+        return out  # torch's own error names both shapes
+    if both == tuple(out.shape):
+        return out
+    forward = type(getattr(model, "module", model)).forward  # DDP's wrapped model
+    # nn.Linear's own forward is not a line of the study's
+    where = "" if forward.__module__.startswith("torch.") else source_line(forward)
+    fix = (f"return the targets as a column from the getter or splitter (`y.reshape(-1, 1)`), or "
+           f"outputs shaped as the targets from forward(){where}" if targets.dim() < out.dim() else
+           f"return outputs shaped as the targets from forward(){where}")
+    raise TrainerError(f"outputs shaped {tuple(out.shape)}, targets {tuple(targets.shape)}: "
+                       f"{type(loss).__name__} would broadcast them to {both}; {fix}")
+
+
 def require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
     """An optimizer hpoc cannot step fails in its loop, an AttributeError without the
     user's line. None is DeepSpeed's: its config file's optimizer then."""

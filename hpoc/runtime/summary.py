@@ -78,8 +78,9 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-# hpoc's own TrainerError says its sentence for the user: its class path is noise there
-OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?TrainerError: ")
+# hpoc's own TrainerError and PipelineError (a trainer a trial cannot build) say their
+# sentence for the user: their class path is noise there
+OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?(?:TrainerError|PipelineError): ")
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt|Exit)\b.*")
 
 

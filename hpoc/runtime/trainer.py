@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import random
+import reprlib
 import shutil
 import time
 import zlib
@@ -44,8 +45,9 @@ from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, defaul
                                   num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_loss, require_module,
-                                  require_objective, require_optimizer, require_scheduler, returned,
-                                  scalar, source_line, validation_parts, whole_count)
+                                  require_objective, require_optimizer, require_same_shape,
+                                  require_scheduler, returned, scalar, source_line, validation_parts,
+                                  whole_count)
 from hpoc.runtime.strategy import Strategy
 from hpoc.runtime.summary import raised_at
 
@@ -346,18 +348,20 @@ class Trainer:
 
     def train_step(self, batch: Any) -> torch.Tensor:
         x, y = batch[0], batch[1]
-        return self.loss(self._outputs(self.model(x)), y)
+        return self.loss(self._outputs(self.model(x), y), y)
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch[0], batch[1]
-        out = self._outputs(self.model(x))
+        out = self._outputs(self.model(x), y)
         return self.loss(out, y), out
 
-    def _outputs(self, out: Any) -> Any:
+    def _outputs(self, out: Any, targets: Any) -> Any:
         """The model's outputs for torch's losses, which take one tensor: `(logits, features)`
         failed inside torch, naming no line of the study's code. A loss of the trainer's own
         may take anything."""
-        if isinstance(out, torch.Tensor) or not isinstance(self.loss, torch.nn.modules.loss._Loss):
+        if isinstance(out, torch.Tensor):
+            return require_same_shape(out, targets, self.loss, self.model)
+        if not isinstance(self.loss, torch.nn.modules.loss._Loss):
             return out
         model = getattr(self.model, "module", self.model)  # DDP's wrapped model
         raise TrainerError(f"the model's forward(){source_line(type(model).forward)} returned "
@@ -725,15 +729,19 @@ class Trainer:
         error: BaseException | None = None
         try:
             if _takes_args(self.train) >= 2:
-                self.train(config, (self.train_data, self.validation_data, self.test_data))
+                value = self.train(config, (self.train_data, self.validation_data, self.test_data))
             else:
-                self.train()
+                value = self.train()
             wanted = ((self.plan or {}).get("objective") or {}).get("metrics")
             if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
-                # Tune would end the trial with no result, and its metric check the study
-                raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} ended "
-                                   "without reporting anything: call `self.report({...}, epoch=epoch)` "
-                                   "each epoch (docs/trainer.md, A loop of your own)")
+                # Tune would end the trial with no result, and its metric check the study;
+                # metrics returned as a Ray function trainable may are not a report either
+                how = ("ended without reporting anything" if value is None else
+                       f"returned {reprlib.repr(value)} instead of reporting it (hpoc does not read "
+                       "what train() returns)")
+                raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} {how}: "
+                                   "call `self.report({...}, epoch=epoch)` each epoch "
+                                   "(docs/trainer.md, A loop of your own)")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
             if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost

@@ -7,6 +7,7 @@ example's torchvision getter; few images, since ResNet18 on a CPU is slow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -78,8 +79,10 @@ def test_training_batches_without_a_length_still_mark_their_micro_batches() -> N
         def __init__(self):
             self.lasts = []
 
-        def mark_micro_batch(self, last=False):
+        @contextlib.contextmanager
+        def micro_batch(self, last=False):
             self.lasts.append(last)
+            yield
 
     strategy = Marks()
     assert list(_EpochWindows([1, 2, 3], strategy)) == [1, 2, 3] and strategy.lasts == [False, False, True]
@@ -153,6 +156,50 @@ def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_th
     out = start(torch.ones(1, 4)).detach()[0]
     # the first window: 4 micro-batches of loss 0.01·out² at the start's weights, each scaled by 1/4
     assert torch.allclose(run["bias"][3] - start.bias.detach(), -0.1 * 0.02 * out)
+
+
+class _PlainAccumulatingLoop(RayTorchTrainer):
+    """The same loop shape under DDP: a torch optimizer, `loss.backward()`, `step()` per batch."""
+
+    def train(self, config, data):
+        self.strategy.init()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        self.create_dataloaders(train_dataset=data[0])
+        self.stepped = []
+        for _ in range(config["epochs"]):
+            for i, (x, y) in enumerate(self.train_dataloader):
+                before = self.model.bias.detach().clone()
+                self.optimizer.zero_grad()
+                (torch.nn.functional.mse_loss(self.model(x), y) * 0.01).backward()
+                self.optimizer.step()
+                self.stepped.append(not torch.equal(before, self.model.bias.detach()))
+                self.bias.append(self.model.bias.detach().clone())
+                with torch.no_grad():
+                    self.outs.append(self.model(torch.ones(1, 4))[0])
+                if i + 1 == self.stop_after:
+                    break
+
+    bias: list = []
+    outs: list = []
+    stop_after: int | None = None
+
+
+def test_an_itwinai_loop_under_ddp_accumulates_as_under_deepspeed(tmp_path) -> None:
+    """The trainer's `grad_accumulation_steps` went unused under DDP: the loop's optimizer
+    stepped every batch, on that batch's gradients alone."""
+    trainer = _PlainAccumulatingLoop()
+    trainer.bias = []
+    x = torch.ones(24, 4)  # 6 batches of 4 an epoch, all alike
+    trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+                      directory=tmp_path, strategy=Strategy.create("ddp", grad_accumulation_steps=4))
+    assert trainer.stepped == [False, False, False, True, False, True] * 2
+    torch.manual_seed(0)
+    start = torch.nn.Linear(4, 1)
+    out = start(torch.ones(1, 4)).detach()[0]
+    # as under DeepSpeed: 4 micro-batches at the start's weights, each counting 1/4
+    assert torch.allclose(trainer.bias[3] - start.bias.detach(), -0.1 * 0.02 * out)
 
 
 # ------------------------------------------------- the tutorial trainer, in this process

@@ -232,16 +232,19 @@ class Strategy:
         else:
             loss.backward()
 
-    def step(self) -> bool:
-        """Optimizer step at the end of an accumulation window; True when it stepped."""
+    def end_micro_batch(self) -> bool:
+        """Count the micro-batch as done; True when it ended its window (time to step)."""
         boundary = getattr(self, "_boundary", None)
         if boundary is None:
             boundary = self.is_boundary()
         self._boundary = None
-        self._micro += 1
-        if not boundary:
+        self._micro = 0 if boundary else self._micro + 1
+        return boundary
+
+    def step(self) -> bool:
+        """Optimizer step at the end of an accumulation window; True when it stepped."""
+        if not self.end_micro_batch():
             return False
-        self._micro = 0
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

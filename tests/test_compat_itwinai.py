@@ -84,6 +84,9 @@ def test_training_batches_without_a_length_still_mark_their_micro_batches() -> N
             self.lasts.append(last)
             yield
 
+        def close_window(self):
+            pass
+
     strategy = Marks()
     assert list(_EpochWindows([1, 2, 3], strategy)) == [1, 2, 3] and strategy.lasts == [False, False, True]
     strategy.lasts.clear()
@@ -200,6 +203,19 @@ def test_an_itwinai_loop_under_ddp_accumulates_as_under_deepspeed(tmp_path) -> N
     out = start(torch.ones(1, 4)).detach()[0]
     # as under DeepSpeed: 4 micro-batches at the start's weights, each counting 1/4
     assert torch.allclose(trainer.bias[3] - start.bias.detach(), -0.1 * 0.02 * out)
+
+
+def test_a_loop_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tmp_path) -> None:
+    """A `break` after 5 of an epoch's 6 batches left its open window (1 micro-batch) to the
+    next epoch, which stepped after 3 batches, on 4 micro-batches' gradients and then 5."""
+    trainer = _PlainAccumulatingLoop()
+    trainer.bias, trainer.outs, trainer.stop_after = [], [], 5
+    x = torch.ones(24, 4)
+    trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+                      directory=tmp_path, strategy=Strategy.create("ddp", grad_accumulation_steps=4))
+    assert trainer.stepped == [False, False, False, True, False] * 2
+    # the dropped micro-batch adds nothing: 4 micro-batches at the weights of the first step
+    assert torch.allclose(trainer.bias[8] - trainer.bias[3], -0.1 * 0.02 * trainer.outs[3])
 
 
 # ------------------------------------------------- the tutorial trainer, in this process

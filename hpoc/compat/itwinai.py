@@ -23,6 +23,8 @@ strategy classes are hpoc's own under itwinai's names. What the layer adds:
   and as in hpoc's own loop: `optimizer.step()` steps at a window's end only, gradients
   are not all-reduced inside a window, each micro-batch's gradients count 1/steps, and
   the window ends with the epoch.
+- a loop that `break`s out of the training batches part way drops its open window's
+  gradients (under either strategy): the next epoch starts a full window.
 """
 
 from __future__ import annotations
@@ -252,9 +254,12 @@ class _EpochWindows:
             last = len(self._loader) - 1
         except TypeError:  # an iterable dataset's: no batch is known to be the last
             last = -1
-        for i, batch in enumerate(self._loader):
-            with self._strategy.micro_batch(last=i == last):  # forward and backward inside
-                yield batch
+        try:
+            for i, batch in enumerate(self._loader):
+                with self._strategy.micro_batch(last=i == last):  # forward and backward inside
+                    yield batch
+        finally:  # a loop that broke out part way: its open window ends with the epoch too
+            self._strategy.close_window()
 
     def __len__(self) -> int:
         return len(self._loader)

@@ -241,6 +241,16 @@ class Strategy:
         self._micro = 0 if boundary else self._micro + 1
         return boundary
 
+    def close_window(self) -> None:
+        """End an accumulation window a loop left open (a `break` part way through an epoch):
+        its gradients are dropped, not stepped - under DDP they were never all-reduced - and
+        the next epoch starts a full window instead of adding to this one."""
+        if self._micro == 0 and getattr(self, "_boundary", None) is None:
+            return
+        self._micro, self._boundary = 0, None
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+
     def step(self) -> bool:
         """Optimizer step at the end of an accumulation window; True when it stepped."""
         if not self.end_micro_batch():

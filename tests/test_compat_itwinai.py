@@ -205,6 +205,56 @@ def test_an_itwinai_loop_under_ddp_accumulates_as_under_deepspeed(tmp_path) -> N
     assert torch.allclose(trainer.bias[3] - start.bias.detach(), -0.1 * 0.02 * out)
 
 
+class _TwoRankLoop(RayTorchTrainer):
+    """Each rank's every micro-batch has input rank + 1: the loss `mean(model(x))` gives the
+    weight a gradient of rank + 1 on each rank, 1.5 once all-reduced."""
+
+    def train(self, config, data):
+        self.strategy.init()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        self.create_dataloaders(train_dataset=data[0])
+        for _ in self.train_dataloader:
+            self.optimizer.zero_grad()
+            self.model(torch.full((2, 4), float(self.strategy.rank + 1))).mean().backward()
+            self.optimizer.step()
+
+
+def _two_rank_loop(rank, port, out):
+    import os
+
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")
+    trainer = _TwoRankLoop()
+    data = torch.utils.data.TensorDataset(torch.zeros(16, 4))  # 4 batches of 2 on each rank
+    trainer.run_local({"batch_size": 2, "epochs": 1}, (data, None, None), directory=Path(out) / f"run{rank}",
+                      strategy=Strategy.create("ddp", grad_accumulation_steps=2, device="cpu"))
+    model = trainer.strategy.unwrap()
+    torch.save({"weight": model.weight.detach(), "bias": model.bias.detach()}, Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ddp_ranks_accumulate_locally_and_step_alike(tmp_path) -> None:
+    """The window's micro-batches skip DDP's all-reduce (the batch handed out holds `no_sync`
+    while the loop trains on it); the window's last one all-reduces what they accumulated."""
+    import torch.multiprocessing as mp
+
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_two_rank_loop, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    torch.manual_seed(0)
+    start = torch.nn.Linear(4, 1)
+    for got in ranks:  # 2 windows of 2 micro-batches, each counting 1/2
+        assert torch.allclose(got["weight"], start.weight.detach() - 2 * 0.1 * 1.5)
+        assert torch.allclose(got["bias"], start.bias.detach() - 2 * 0.1)
+
+
 def test_a_loop_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tmp_path) -> None:
     """A `break` after 5 of an epoch's 6 batches left its open window (1 micro-batch) to the
     next epoch, which stepped after 3 batches, on 4 micro-batches' gradients and then 5."""

@@ -103,9 +103,9 @@ class _AccumulatingLoop(RayTorchTrainer):
         model = torch.nn.Linear(4, 1)
         self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
         self.create_dataloaders(train_dataset=data[0])
-        engine, self.stepped, self.bias = self.strategy.engine, [], []
+        engine, self.stepped, self.bias, self.weight = self.strategy.engine, [], [], []
         for _ in range(config["epochs"]):
-            for x, y in self.train_dataloader:
+            for i, (x, y) in enumerate(self.train_dataloader):
                 before = engine.global_steps
                 loss = torch.nn.functional.mse_loss(self.model(x), y) * 0.01  # under DeepSpeed's clipping
                 self.optimizer.zero_grad()
@@ -114,6 +114,9 @@ class _AccumulatingLoop(RayTorchTrainer):
                 self.stepped.append(engine.global_steps > before)
                 with deepspeed_gathered(self.strategy):
                     self.bias.append(self.strategy.unwrap().bias.detach().clone())
+                    self.weight.append(self.strategy.unwrap().weight.detach().clone())
+                if i + 1 == config.get("stop_after"):
+                    break
 
 
 def deepspeed_gathered(strategy):
@@ -122,7 +125,7 @@ def deepspeed_gathered(strategy):
     return deepspeed.zero.GatheredParameters(list(strategy.unwrap().parameters()))
 
 
-def _itwinai_loop_accumulating(_rank, port, out):
+def _itwinai_loop_accumulating(_rank, port, out, stop_after=None):
     import os
 
     import torch.distributed as dist
@@ -136,9 +139,10 @@ def _itwinai_loop_accumulating(_rank, port, out):
     strategy.batch_size = 4
     x = torch.ones(24, 4)  # 6 batches of 4 an epoch, all alike: every micro-batch has one gradient
     trainer = _AccumulatingLoop()
-    trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+    trainer.run_local({"batch_size": 4, "epochs": 2, "stop_after": stop_after},
+                      (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
                       directory=Path(out) / "run", strategy=strategy)
-    torch.save({"stepped": trainer.stepped, "bias": trainer.bias}, Path(out) / "loop.pt")
+    torch.save({"stepped": trainer.stepped, "bias": trainer.bias, "weight": trainer.weight}, Path(out) / "loop.pt")
 
 
 def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_the_epoch(tmp_path) -> None:
@@ -266,6 +270,21 @@ def test_a_loop_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tm
     assert trainer.stepped == [False, False, False, True, False] * 2
     # the dropped micro-batch adds nothing: 4 micro-batches at the weights of the first step
     assert torch.allclose(trainer.bias[8] - trainer.bias[3], -0.1 * 0.02 * trainer.outs[3])
+
+
+def test_an_itwinai_loop_under_deepspeed_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tmp_path) -> None:
+    """As under DDP: the micro-batch left open by the `break` is dropped, not added to the next
+    epoch's first window (ZeRO-3 keeps a window's gradients in its own partitions)."""
+    pytest.importorskip("deepspeed")
+    import torch.multiprocessing as mp
+
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_itwinai_loop_accumulating, args=(free_port(), str(tmp_path), 5), nprocs=1, join=True)
+    run = torch.load(tmp_path / "loop.pt")
+    assert run["stepped"] == [False, False, False, True, False] * 2
+    out = run["weight"][3].sum() + run["bias"][3]  # the output at the first step's weights
+    assert torch.allclose(run["bias"][8] - run["bias"][3], -0.1 * 0.02 * out)
 
 
 # ------------------------------------------------- the tutorial trainer, in this process

@@ -24,7 +24,8 @@ strategy classes are hpoc's own under itwinai's names. What the layer adds:
   are not all-reduced inside a window, each micro-batch's gradients count 1/steps, and
   the window ends with the epoch.
 - a loop that `break`s out of the training batches part way drops its open window's
-  gradients (under either strategy): the next epoch starts a full window.
+  gradients (DDP, ZeRO-3; ZeRO-1/2 keep them in buffers of their own, which reach the
+  next step): the next epoch starts a full window.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ example's torchvision getter; few images, since ResNet18 on a CPU is slow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -78,8 +79,13 @@ def test_training_batches_without_a_length_still_mark_their_micro_batches() -> N
         def __init__(self):
             self.lasts = []
 
-        def mark_micro_batch(self, last=False):
+        @contextlib.contextmanager
+        def micro_batch(self, last=False):
             self.lasts.append(last)
+            yield
+
+        def close_window(self):
+            pass
 
     strategy = Marks()
     assert list(_EpochWindows([1, 2, 3], strategy)) == [1, 2, 3] and strategy.lasts == [False, False, True]
@@ -97,9 +103,9 @@ class _AccumulatingLoop(RayTorchTrainer):
         model = torch.nn.Linear(4, 1)
         self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
         self.create_dataloaders(train_dataset=data[0])
-        engine, self.stepped, self.bias = self.strategy.engine, [], []
+        engine, self.stepped, self.bias, self.weight = self.strategy.engine, [], [], []
         for _ in range(config["epochs"]):
-            for x, y in self.train_dataloader:
+            for i, (x, y) in enumerate(self.train_dataloader):
                 before = engine.global_steps
                 loss = torch.nn.functional.mse_loss(self.model(x), y) * 0.01  # under DeepSpeed's clipping
                 self.optimizer.zero_grad()
@@ -108,6 +114,9 @@ class _AccumulatingLoop(RayTorchTrainer):
                 self.stepped.append(engine.global_steps > before)
                 with deepspeed_gathered(self.strategy):
                     self.bias.append(self.strategy.unwrap().bias.detach().clone())
+                    self.weight.append(self.strategy.unwrap().weight.detach().clone())
+                if i + 1 == config.get("stop_after"):
+                    break
 
 
 def deepspeed_gathered(strategy):
@@ -116,7 +125,7 @@ def deepspeed_gathered(strategy):
     return deepspeed.zero.GatheredParameters(list(strategy.unwrap().parameters()))
 
 
-def _itwinai_loop_accumulating(_rank, port, out):
+def _itwinai_loop_accumulating(_rank, port, out, stop_after=None):
     import os
 
     import torch.distributed as dist
@@ -130,9 +139,10 @@ def _itwinai_loop_accumulating(_rank, port, out):
     strategy.batch_size = 4
     x = torch.ones(24, 4)  # 6 batches of 4 an epoch, all alike: every micro-batch has one gradient
     trainer = _AccumulatingLoop()
-    trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+    trainer.run_local({"batch_size": 4, "epochs": 2, "stop_after": stop_after},
+                      (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
                       directory=Path(out) / "run", strategy=strategy)
-    torch.save({"stepped": trainer.stepped, "bias": trainer.bias}, Path(out) / "loop.pt")
+    torch.save({"stepped": trainer.stepped, "bias": trainer.bias, "weight": trainer.weight}, Path(out) / "loop.pt")
 
 
 def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_the_epoch(tmp_path) -> None:
@@ -153,6 +163,128 @@ def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_th
     out = start(torch.ones(1, 4)).detach()[0]
     # the first window: 4 micro-batches of loss 0.01·out² at the start's weights, each scaled by 1/4
     assert torch.allclose(run["bias"][3] - start.bias.detach(), -0.1 * 0.02 * out)
+
+
+class _PlainAccumulatingLoop(RayTorchTrainer):
+    """The same loop shape under DDP: a torch optimizer, `loss.backward()`, `step()` per batch."""
+
+    def train(self, config, data):
+        self.strategy.init()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        self.create_dataloaders(train_dataset=data[0])
+        self.stepped = []
+        for _ in range(config["epochs"]):
+            for i, (x, y) in enumerate(self.train_dataloader):
+                before = self.model.bias.detach().clone()
+                self.optimizer.zero_grad()
+                (torch.nn.functional.mse_loss(self.model(x), y) * 0.01).backward()
+                self.optimizer.step()
+                self.stepped.append(not torch.equal(before, self.model.bias.detach()))
+                self.bias.append(self.model.bias.detach().clone())
+                with torch.no_grad():
+                    self.outs.append(self.model(torch.ones(1, 4))[0])
+                if i + 1 == self.stop_after:
+                    break
+
+    bias: list = []
+    outs: list = []
+    stop_after: int | None = None
+
+
+def test_an_itwinai_loop_under_ddp_accumulates_as_under_deepspeed(tmp_path) -> None:
+    """The trainer's `grad_accumulation_steps` went unused under DDP: the loop's optimizer
+    stepped every batch, on that batch's gradients alone."""
+    trainer = _PlainAccumulatingLoop()
+    trainer.bias = []
+    x = torch.ones(24, 4)  # 6 batches of 4 an epoch, all alike
+    trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+                      directory=tmp_path, strategy=Strategy.create("ddp", grad_accumulation_steps=4))
+    assert trainer.stepped == [False, False, False, True, False, True] * 2
+    torch.manual_seed(0)
+    start = torch.nn.Linear(4, 1)
+    out = start(torch.ones(1, 4)).detach()[0]
+    # as under DeepSpeed: 4 micro-batches at the start's weights, each counting 1/4
+    assert torch.allclose(trainer.bias[3] - start.bias.detach(), -0.1 * 0.02 * out)
+
+
+class _TwoRankLoop(RayTorchTrainer):
+    """Each rank's every micro-batch has input rank + 1: the loss `mean(model(x))` gives the
+    weight a gradient of rank + 1 on each rank, 1.5 once all-reduced."""
+
+    def train(self, config, data):
+        self.strategy.init()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        self.create_dataloaders(train_dataset=data[0])
+        for _ in self.train_dataloader:
+            self.optimizer.zero_grad()
+            self.model(torch.full((2, 4), float(self.strategy.rank + 1))).mean().backward()
+            self.optimizer.step()
+
+
+def _two_rank_loop(rank, port, out):
+    import os
+
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")
+    trainer = _TwoRankLoop()
+    data = torch.utils.data.TensorDataset(torch.zeros(16, 4))  # 4 batches of 2 on each rank
+    trainer.run_local({"batch_size": 2, "epochs": 1}, (data, None, None), directory=Path(out) / f"run{rank}",
+                      strategy=Strategy.create("ddp", grad_accumulation_steps=2, device="cpu"))
+    model = trainer.strategy.unwrap()
+    torch.save({"weight": model.weight.detach(), "bias": model.bias.detach()}, Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_ddp_ranks_accumulate_locally_and_step_alike(tmp_path) -> None:
+    """The window's micro-batches skip DDP's all-reduce (the batch handed out holds `no_sync`
+    while the loop trains on it); the window's last one all-reduces what they accumulated."""
+    import torch.multiprocessing as mp
+
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_two_rank_loop, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    torch.manual_seed(0)
+    start = torch.nn.Linear(4, 1)
+    for got in ranks:  # 2 windows of 2 micro-batches, each counting 1/2
+        assert torch.allclose(got["weight"], start.weight.detach() - 2 * 0.1 * 1.5)
+        assert torch.allclose(got["bias"], start.bias.detach() - 2 * 0.1)
+
+
+def test_a_loop_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tmp_path) -> None:
+    """A `break` after 5 of an epoch's 6 batches left its open window (1 micro-batch) to the
+    next epoch, which stepped after 3 batches, on 4 micro-batches' gradients and then 5."""
+    trainer = _PlainAccumulatingLoop()
+    trainer.bias, trainer.outs, trainer.stop_after = [], [], 5
+    x = torch.ones(24, 4)
+    trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+                      directory=tmp_path, strategy=Strategy.create("ddp", grad_accumulation_steps=4))
+    assert trainer.stepped == [False, False, False, True, False] * 2
+    # the dropped micro-batch adds nothing: 4 micro-batches at the weights of the first step
+    assert torch.allclose(trainer.bias[8] - trainer.bias[3], -0.1 * 0.02 * trainer.outs[3])
+
+
+def test_an_itwinai_loop_under_deepspeed_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tmp_path) -> None:
+    """As under DDP: the micro-batch left open by the `break` is dropped, not added to the next
+    epoch's first window (ZeRO-3 keeps a window's gradients in its own partitions)."""
+    pytest.importorskip("deepspeed")
+    import torch.multiprocessing as mp
+
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_itwinai_loop_accumulating, args=(free_port(), str(tmp_path), 5), nprocs=1, join=True)
+    run = torch.load(tmp_path / "loop.pt")
+    assert run["stepped"] == [False, False, False, True, False] * 2
+    out = run["weight"][3].sum() + run["bias"][3]  # the output at the first step's weights
+    assert torch.allclose(run["bias"][8] - run["bias"][3], -0.1 * 0.02 * out)
 
 
 # ------------------------------------------------- the tutorial trainer, in this process

@@ -104,6 +104,14 @@ def test_variants_convert_to_the_same_plan(tmp_path: Path, name: str) -> None:
     assert_same_study(tmp_path, VARIANTS[name])
 
 
+def test_find_unused_parameters_converts_to_resources(tmp_path: Path) -> None:
+    doc = seed()
+    config(doc)["find_unused_parameters"] = True
+    text = assert_same_study(tmp_path, doc)
+    assert "find_unused_parameters = true" in text
+    assert compile_path(tmp_path / "study.hpo").plan["resources"]["find_unused_parameters"] is True
+
+
 _key = st.text(string.ascii_letters + string.digits + "_- é\"\\", min_size=1, max_size=8).filter(
     lambda k: "." not in k and k.strip() == k and k != "type")
 _scalar = st.one_of(

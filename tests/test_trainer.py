@@ -57,6 +57,26 @@ def test_default_loop_reports_metrics_that_match_a_manual_evaluation(toy, tmp_pa
     assert history[-1]["val_accuracy"] == pytest.approx(accuracy, abs=1e-9)
 
 
+def test_a_train_epoch_of_its_own_that_stops_part_way_leaves_no_window_open(toy, tmp_path):
+    """Its open window went on into the next epoch, which then stepped after 3 batches."""
+    workdir, plan, (train, val, _) = toy
+
+    class FiveBatches(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train_epoch(self, epoch):
+            for i, batch in enumerate(self.train_dataloader):
+                with self.strategy.micro_batch():
+                    self.strategy.backward(self.train_step(batch))
+                self.stepped.append(self.strategy.step())
+                if i == 4:
+                    break
+            return {"train_loss": 0.0}
+
+    partial = FiveBatches(grad_accumulation_steps=4)
+    partial.stepped = []
+    partial.run_local({**CONFIG, "batch_size": 8, "epochs": 2}, (train, val), directory=tmp_path / "run", plan=plan)
+    assert partial.stepped == [False, False, False, True, False] * 2
+
+
 def learned(history):
     """Reports without their `perf` group (wall-clock timings differ from run to run)."""
     return [{k: v for k, v in r.items() if k != "perf"} for r in history]

@@ -564,6 +564,15 @@ def test_a_mapping_with_type_is_a_domain(tmp_path: Path) -> None:
     assert d.help.startswith("a mapping with `type` is a search domain")
 
 
+def test_find_unused_parameters_in_the_trainers_config_reaches_ddp(tmp_path: Path) -> None:
+    """itwinai trainers read it from their config for DDP; the YAML had no way to set it."""
+    doc = seed()
+    config(doc)["find_unused_parameters"] = True
+    assert compiled(tmp_path, doc).plan["resources"]["find_unused_parameters"] is True
+    config(doc)["find_unused_parameters"] = "yes"
+    assert "find_unused_parameters" in one_error(tmp_path, doc).message
+
+
 def test_reuse_actors_keeps_worker_groups_warm(tmp_path: Path) -> None:
     doc = seed()
     config(doc)["tune_config"]["reuse_actors"] = True

@@ -19,6 +19,13 @@ strategy classes are hpoc's own under itwinai's names. What the layer adds:
   step count, gradient clipping and accumulation apply. Accumulation windows end with the
   epoch, as in hpoc's own loop (the training batches mark each micro-batch's place), and
   the loop's per-batch `optimizer.zero_grad()` leaves an open window's gradients alone.
+- DDP (and one worker): the trainer's `grad_accumulation_steps` apply as under DeepSpeed
+  and as in hpoc's own loop: `optimizer.step()` steps at a window's end only, gradients
+  are not all-reduced inside a window, each micro-batch's gradients count 1/steps, and
+  the window ends with the epoch.
+- a loop that `break`s out of the training batches part way drops its open window's
+  gradients (DDP, ZeRO-3; ZeRO-1/2 keep them in buffers of their own, which reach the
+  next step): the next epoch starts a full window.
 """
 
 from __future__ import annotations
@@ -100,9 +107,11 @@ class RayTorchTrainer(Trainer):
     @optimizer.setter
     def optimizer(self, value: Any) -> None:
         strategy = self.__dict__.get("strategy")
-        if getattr(strategy, "engine", None) is not None and value is not None \
-                and not isinstance(value, EngineOptimizer):
-            value = EngineOptimizer(strategy, value)
+        if value is not None and not isinstance(value, (EngineOptimizer, WindowOptimizer)):
+            if getattr(strategy, "engine", None) is not None:
+                value = EngineOptimizer(strategy, value)
+            elif _accumulates(strategy):
+                value = WindowOptimizer(strategy, value)
         self._optimizer = value
 
     # ------------------------------------------------------------ entry point
@@ -134,7 +143,8 @@ class RayTorchTrainer(Trainer):
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
                            test_dataset: Any = None) -> None:
         super().create_dataloaders(train_dataset, validation_dataset, test_dataset)
-        if isinstance(self.strategy, DeepSpeedStrategy) and self.train_dataloader is not None:
+        if (isinstance(self.strategy, DeepSpeedStrategy) or _accumulates(self.strategy)) \
+                and self.train_dataloader is not None:
             self.train_dataloader = _EpochWindows(self.train_dataloader, self.strategy)
         if self._epoch_offset and self.train_dataloader is not None:
             # Restore when training starts: by then the loop has built and distributed
@@ -198,12 +208,46 @@ class EngineOptimizer:
         return getattr(self.optimizer, name)
 
 
-class _EpochWindows:
-    """Training batches that mark each micro-batch's place in its accumulation window as
-    they hand it out, the epoch's last closing it (the loop steps the engine itself; its
-    own count let a window run on into the next epoch)."""
+class WindowOptimizer:
+    """A torch optimizer as itwinai loops use it, accumulating over the strategy's windows:
+    `step()` steps at a window's end, `zero_grad()` zeroes at its start. The loop calls
+    `loss.backward()` itself, so each gradient is scaled by 1/steps as it arrives (before
+    any clipping, as scaling the loss would)."""
 
-    def __init__(self, loader: Any, strategy: DeepSpeedStrategy) -> None:
+    def __init__(self, strategy: Strategy, optimizer: Any) -> None:
+        self.strategy, self.optimizer = strategy, optimizer
+        scaled = strategy.__dict__.setdefault("_scaled_params", set())
+        share = 1.0 / strategy.grad_accumulation_steps
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                if param.requires_grad and id(param) not in scaled:
+                    scaled.add(id(param))
+                    param.register_hook(lambda grad: grad * share)
+
+    def step(self, closure: Any = None) -> Any:
+        if self.strategy.end_micro_batch():
+            return self.optimizer.step() if closure is None else self.optimizer.step(closure)
+        return None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if self.strategy._micro == 0:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.optimizer, name)
+
+
+def _accumulates(strategy: Any) -> bool:
+    return not isinstance(strategy, DeepSpeedStrategy) and getattr(strategy, "grad_accumulation_steps", 1) > 1
+
+
+class _EpochWindows:
+    """Training batches that hold each micro-batch in its place in an accumulation window
+    while the loop trains on it, the epoch's last closing it (the loop steps the optimizer
+    itself; a count of its own let a window run on into the next epoch). Under DDP the
+    micro-batches inside a window skip the gradient all-reduce."""
+
+    def __init__(self, loader: Any, strategy: Strategy) -> None:
         self._loader, self._strategy = loader, strategy
 
     def __iter__(self) -> Iterator[Any]:
@@ -211,9 +255,12 @@ class _EpochWindows:
             last = len(self._loader) - 1
         except TypeError:  # an iterable dataset's: no batch is known to be the last
             last = -1
-        for i, batch in enumerate(self._loader):
-            self._strategy.mark_micro_batch(last=i == last)
-            yield batch
+        try:
+            for i, batch in enumerate(self._loader):
+                with self._strategy.micro_batch(last=i == last):  # forward and backward inside
+                    yield batch
+        finally:  # a loop that broke out part way: its open window ends with the epoch too
+            self._strategy.close_window()
 
     def __len__(self) -> int:
         return len(self._loader)

@@ -232,16 +232,29 @@ class Strategy:
         else:
             loss.backward()
 
-    def step(self) -> bool:
-        """Optimizer step at the end of an accumulation window; True when it stepped."""
+    def end_micro_batch(self) -> bool:
+        """Count the micro-batch as done; True when it ended its window (time to step)."""
         boundary = getattr(self, "_boundary", None)
         if boundary is None:
             boundary = self.is_boundary()
         self._boundary = None
-        self._micro += 1
-        if not boundary:
+        self._micro = 0 if boundary else self._micro + 1
+        return boundary
+
+    def close_window(self) -> None:
+        """End an accumulation window a loop left open (a `break` part way through an epoch):
+        its gradients are dropped, not stepped - under DDP they were never all-reduced - and
+        the next epoch starts a full window instead of adding to this one."""
+        if self._micro == 0 and getattr(self, "_boundary", None) is None:
+            return
+        self._micro, self._boundary = 0, None
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> bool:
+        """Optimizer step at the end of an accumulation window; True when it stepped."""
+        if not self.end_micro_batch():
             return False
-        self._micro = 0
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -458,6 +458,7 @@ class Trainer:
             self.set_epoch(epoch)
             started = time.time()
             metrics = self.train_epoch(epoch)
+            self.strategy.close_window()  # a `train_epoch` of one's own may stop part way
             metrics["perf"] = self.perf(started, time.time())
             if self.validation_dataloader is not None:
                 metrics.update(self.validation_epoch(epoch))

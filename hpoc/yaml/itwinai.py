@@ -14,6 +14,7 @@
                 train_loop_config: {...}                   -> space
                 tune_config: {num_samples, scheduler, search_alg}  -> trials, scheduler, search, objective
                 run_config: {storage_path, name}           -> storage (and the study name)
+                find_unused_parameters: true               -> resources.find_unused_parameters
               strategy: ddp                                 -> resources.strategy
               logger: {LoggersCollection of MLFlowLogger}   -> logger mlflow
 
@@ -49,7 +50,8 @@ from hpoc.yaml.space import read_space
 from hpoc.yaml.tune import read_tune
 
 PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
-CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config")
+CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config",
+               "find_unused_parameters")
 TRAINER_OWN = ("config", "strategy", "logger")
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
 _TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
@@ -356,6 +358,10 @@ def _resources(b: Builder, config: YMap, trainer: Step) -> list[A.Item]:
             out.append(b.setting("workers", b.value(workers), sc.key_span("num_workers")))
         out.extend(_per_worker(b, sc))
     _torch_config(b, config, out)
+    # itwinai trainers read it from their config and pass it to DDP (`distributed(...)`'s kwargs)
+    unused = b.given(config.get("find_unused_parameters"))
+    if unused is not None:
+        out.append(b.setting("find_unused_parameters", b.value(unused), config.key_span("find_unused_parameters")))
     strategy = trainer.arg("strategy")
     if strategy is not None:
         word = b.word(strategy, "`strategy`")

@@ -1103,6 +1103,13 @@ def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_
     code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
     doc = json.loads(out)
     assert code == 0, err
-    assert doc["budget"] == 6 and doc["state"] != "finished"
+    assert doc["budget"] == 6
+    # its own word: nothing interrupted it, and the next step is to run it again, not resume
+    assert doc["state"] == "extended" and doc["shards"][0]["state"] == "extended"
     assert doc["totals"]["done"] == 3 and doc["totals"]["pending"] == 3
-    assert any("extends the study (num_samples 1 → 2): running it again adds" in step for step in doc["next"]), doc["next"]
+    spec = tmp_path / "study.hpo"
+    assert doc["next"] == [f"the spec extends the study (num_samples 1 → 2): run the study again as "
+                           f"you started it (`hpoc run {spec} --local`, `hpoc submit`): it runs the "
+                           "added trials (those that ran are kept)"], doc["next"]
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert "study `tiny`: extended; budget 6 trial(s)" in out and "interrupted" not in out, out

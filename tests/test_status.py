@@ -1113,3 +1113,14 @@ def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_
                            "added trials (those that ran are kept)"], doc["next"]
     code, out, err = status(capsys, tmp_path / "study.hpo")
     assert "study `tiny`: extended; budget 6 trial(s)" in out and "interrupted" not in out, out
+
+
+def test_a_study_is_extended_only_when_every_shard_ran_to_its_end():
+    """Shards extended and finished: the study is extended (a resubmission runs the added
+    trials); with a shard that stopped or never started it is interrupted, as before."""
+    from hpoc.commands.status import _overall
+
+    assert _overall(["extended", "finished"]) == _overall(["extended", "extended"]) == "extended"
+    assert _overall(["extended", "interrupted"]) == "interrupted"
+    assert _overall(["extended", "not started"]) == "interrupted"
+    assert _overall(["extended", "running"]) == "running"

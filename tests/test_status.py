@@ -1124,3 +1124,31 @@ def test_a_study_is_extended_only_when_every_shard_ran_to_its_end():
     assert _overall(["extended", "interrupted"]) == "interrupted"
     assert _overall(["extended", "not started"]) == "interrupted"
     assert _overall(["extended", "running"]) == "running"
+
+
+def test_an_extended_study_whose_job_is_queued_shows_the_job_and_no_second_submission(
+        tmp_path, capsys, monkeypatch):
+    """The job that runs the added trials pends: its shard read `extended` (the old run's
+    summary says finished, its marker the old budget) and `next:` said to submit it again."""
+    import copy
+
+    from submit_support import fake_squeue
+
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp, build = finished_local_run(tmp_path), tmp_path / "build"
+    plan = make_plan(tmp_path / "results", "tiny")
+    ran = copy.deepcopy(plan)
+    ran["trials"]["num_samples"] = 3
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "extended", doc["state"]  # nothing queued: the user's step
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"990|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "queued" and doc["shards"][0]["state"] == "pending", doc["shards"][0]
+    assert doc["shards"][0]["grown"] == "num_samples 3 → 8" and doc["totals"]["pending"] == 5
+    assert not any("sbatch" in step or "submit" in step for step in doc["next"]), doc["next"]

@@ -227,7 +227,8 @@ def budget(plan: dict[str, Any]) -> tuple[int, list[int | None]]:
 def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int | None]) -> None:
     """A finished shard whose run this plan extends (a raised `trials.num_samples` or
     `trials.time_budget`) has trials left to run: `extended`, with the added trials pending.
-    Not `interrupted`: nothing stopped it, and the next step is to run it again."""
+    Not `interrupted`: nothing stopped it, and the next step is to run it again; its job's
+    state while one is queued or running (the old run's summary says finished until then)."""
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
 
@@ -236,7 +237,12 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
         grown = marker.growth(marker.read(Path(s["experiment_dir"])), fp)
         if grown is None or s["state"] != "finished":
             continue
-        s["state"], s["grown"] = "extended", marker.grown_words(grown)
+        job = s["job"] or {}
+        if job.get("state") in ACTIVE:  # the job that runs the added trials is in the queue
+            state = "running" if job["state"] == "RUNNING" else job["state"].lower()
+        else:
+            state = "extended"
+        s["state"], s["grown"] = state, marker.grown_words(grown)
         if share is not None:
             s["pending"] += max(0, share - s["trials"])
 
@@ -665,15 +671,15 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
                         "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
     stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown", "extended")
                or (s["state"] == "not started" and status["state"] != "not started")]
-    if grown := [s["grown"] for s in shards if s.get("grown")]:
+    grown = [s["grown"] for s in shards if s.get("grown")]
+    if grown and status["state"] not in ("running", "queued"):  # else its jobs run them
         if status["state"] == "extended":  # nothing to resume: only the added trials to run
             run = _resume_command(status, stopped, target)
-            run = f"{run} runs" if run.startswith("`") else f"{run}: it runs"
+            run += " runs the added trials" if run.startswith("`") else ": it runs the added trials"
             stopped = []
         else:
-            run = "running it again adds"
-        steps.append(f"the spec extends the study ({grown[0]}): {run} the added trials (those "
-                     "that ran are kept)")
+            run = "the resume below runs the added trials too"
+        steps.append(f"the spec extends the study ({grown[0]}): {run} (those that ran are kept)")
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).

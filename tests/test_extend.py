@@ -257,3 +257,34 @@ def test_a_study_its_time_budget_ended_runs_its_other_trials_with_a_longer_one(t
     assert "extending the study" in said and "(time_budget 4 s → 300 s)" in said, said
     assert "reached" not in said, said
     assert len(_trials(plan)) == 4
+
+
+def _saved_state(exp, budget_s):
+    """An experiment state as Tune saves it, with a time budget of `budget_s` left."""
+    from ray.tune.stopper import TimeoutStopper
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    exp.mkdir(parents=True)
+    stopper = json.loads(json.dumps(TimeoutStopper(budget_s), cls=TuneFunctionEncoder))
+    doc = {"runner_data": {"_stopper": stopper, "_should_stop_experiment": True}}
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(doc))
+
+
+def test_the_added_time_is_added_once_when_the_driver_dies_before_its_marker(tmp_path):
+    """The driver adds the time to Ray's saved state before it writes the marker that says
+    the study has the new budget: a driver killed in between left the marker's old budget,
+    and the next run added the time a second time."""
+    pytest.importorskip("ray")
+    from hpoc.runtime.extend import add_time
+    from hpoc.runtime.tuner import budget_left
+
+    exp = tmp_path / "exp"
+    _saved_state(exp, 10.0)
+    add_time(exp, 60, 120)
+    assert budget_left(exp) == pytest.approx(70.0)
+    add_time(exp, 60, 120)  # the next run: the marker still says 60 s
+    assert budget_left(exp) == pytest.approx(70.0)
+    add_time(exp, 120, 180)  # a later extension adds its own difference
+    assert budget_left(exp) == pytest.approx(130.0)
+    add_time(exp, 180, None)
+    assert budget_left(exp) == float("inf")

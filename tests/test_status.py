@@ -1103,6 +1103,52 @@ def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_
     code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
     doc = json.loads(out)
     assert code == 0, err
-    assert doc["budget"] == 6 and doc["state"] != "finished"
+    assert doc["budget"] == 6
+    # its own word: nothing interrupted it, and the next step is to run it again, not resume
+    assert doc["state"] == "extended" and doc["shards"][0]["state"] == "extended"
     assert doc["totals"]["done"] == 3 and doc["totals"]["pending"] == 3
-    assert any("extends the study (num_samples 1 → 2): running it again adds" in step for step in doc["next"]), doc["next"]
+    spec = tmp_path / "study.hpo"
+    assert doc["next"] == [f"the spec extends the study (num_samples 1 → 2): run the study again as "
+                           f"you started it (`hpoc run {spec} --local`, `hpoc submit`): it runs the "
+                           "added trials (those that ran are kept)"], doc["next"]
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert "study `tiny`: extended; budget 6 trial(s)" in out and "interrupted" not in out, out
+
+
+def test_a_study_is_extended_only_when_every_shard_ran_to_its_end():
+    """Shards extended and finished: the study is extended (a resubmission runs the added
+    trials); with a shard that stopped or never started it is interrupted, as before."""
+    from hpoc.commands.status import _overall
+
+    assert _overall(["extended", "finished"]) == _overall(["extended", "extended"]) == "extended"
+    assert _overall(["extended", "interrupted"]) == "interrupted"
+    assert _overall(["extended", "not started"]) == "interrupted"
+    assert _overall(["extended", "running"]) == "running"
+
+
+def test_an_extended_study_whose_job_is_queued_shows_the_job_and_no_second_submission(
+        tmp_path, capsys, monkeypatch):
+    """The job that runs the added trials pends: its shard read `extended` (the old run's
+    summary says finished, its marker the old budget) and `next:` said to submit it again."""
+    import copy
+
+    from submit_support import fake_squeue
+
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp, build = finished_local_run(tmp_path), tmp_path / "build"
+    plan = make_plan(tmp_path / "results", "tiny")
+    ran = copy.deepcopy(plan)
+    ran["trials"]["num_samples"] = 3
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "extended", doc["state"]  # nothing queued: the user's step
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"990|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
+    doc = json.loads(status(capsys, build, "--json")[1])
+    assert doc["state"] == "queued" and doc["shards"][0]["state"] == "pending", doc["shards"][0]
+    assert doc["shards"][0]["grown"] == "num_samples 3 → 8" and doc["totals"]["pending"] == 5
+    assert not any("sbatch" in step or "submit" in step for step in doc["next"]), doc["next"]

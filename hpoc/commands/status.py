@@ -225,8 +225,10 @@ def budget(plan: dict[str, Any]) -> tuple[int, list[int | None]]:
 
 
 def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int | None]) -> None:
-    """A finished shard whose run this plan extends (a raised `trials.num_samples`) has
-    trials left to run: interrupted, not finished, with the added trials pending."""
+    """A finished shard whose run this plan extends (a raised `trials.num_samples` or
+    `trials.time_budget`) has trials left to run: `extended`, with the added trials pending.
+    Not `interrupted`: nothing stopped it, and the next step is to run it again; its job's
+    state while one is queued or running (the old run's summary says finished until then)."""
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
 
@@ -235,7 +237,12 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
         grown = marker.growth(marker.read(Path(s["experiment_dir"])), fp)
         if grown is None or s["state"] != "finished":
             continue
-        s["state"], s["grown"] = "interrupted", marker.grown_words(grown)
+        job = s["job"] or {}
+        if job.get("state") in ACTIVE:  # the job that runs the added trials is in the queue
+            state = "running" if job["state"] == "RUNNING" else job["state"].lower()
+        else:
+            state = "extended"
+        s["state"], s["grown"] = state, marker.grown_words(grown)
         if share is not None:
             s["pending"] += max(0, share - s["trials"])
 
@@ -533,9 +540,12 @@ def _overall(states: list[str]) -> str:
         return "running"
     if any(s in ("pending", "requeued", "configuring", "requeue_hold", "requeue_fed") for s in states):
         return "queued"
+    ran = {"finished", "extended"}
     if any(s in ("interrupted", "unknown") for s in states) or (
-            "finished" in states and "not started" in states):
+            ran & set(states) and "not started" in states):
         return "interrupted"  # some shards ran, others stopped (or never started)
+    if set(states) <= ran:
+        return "extended"  # ran to the end of the old budget; the spec raises it
     return "not started" if all(s == "not started" for s in states) else "mixed"
 
 
@@ -659,11 +669,17 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
         return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "
                         "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
-    if grown := [s["grown"] for s in shards if s.get("grown")]:
-        steps.append(f"the spec extends the study ({grown[0]}): running it again adds the trials "
-                     "(those that ran are kept)")
-    stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown")
+    stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown", "extended")
                or (s["state"] == "not started" and status["state"] != "not started")]
+    grown = [s["grown"] for s in shards if s.get("grown")]
+    if grown and status["state"] not in ("running", "queued"):  # else its jobs run them
+        if status["state"] == "extended":  # nothing to resume: only the added trials to run
+            run = _resume_command(status, stopped, target)
+            run += " runs the added trials" if run.startswith("`") else ": it runs the added trials"
+            stopped = []
+        else:
+            run = "the resume below runs the added trials too"
+        steps.append(f"the spec extends the study ({grown[0]}): {run} (those that ran are kept)")
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
@@ -859,7 +875,8 @@ def _shard_rank(s: dict[str, Any]) -> int | None:
     running, the queued, then the finished with errored trials; a clean finish is counted."""
     if s["state"] == "finished":
         return 0 if s.get("no_success") else 3 if s["errored"] else None
-    return 1 if s["state"] == "running" else 2 if s["job"] and s["state"] != "interrupted" else 0
+    return 1 if s["state"] == "running" else 2 if s["job"] and s["state"] not in (
+        "interrupted", "extended") else 0
 
 
 def _job_rank(s: dict[str, Any]) -> int:

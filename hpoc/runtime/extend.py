@@ -42,6 +42,10 @@ def refuse_population(plan: dict[str, Any], exp: Path, grown: dict[str, Any]) ->
             "(or --fresh)")
 
 
+# Key of the experiment state: the time budget (s, None for none) its saved count is of.
+ADDED_FOR = "hpoc_time_budget_s"
+
+
 def add_time(exp: Path, old: float | None, new: float | None) -> None:
     """Raise the time budget Tune restores from the experiment state by `new - old` (no
     limit for None). Tune keeps what is left of it in the saved state and restores it as
@@ -64,12 +68,18 @@ def add_time(exp: Path, old: float | None, new: float | None) -> None:
     saved = runner.get("_stopper")
     if not (isinstance(saved, dict) and saved.get("_type") == "CLOUDPICKLE_FALLBACK"):
         return
+    # The state says which budget its count is of once time was added to it: the marker
+    # that says so is written later, and a driver killed in between must not add it twice.
+    old = doc.get(ADDED_FOR, old)
+    if old is None or old == new:
+        return
     stopper = cloudpickle.loads(hex_to_binary(saved["value"]))
     for one in [stopper, *getattr(stopper, "_stoppers", ())]:
         if isinstance(one, TimeoutStopper):
-            one._budget = float("inf") if new is None or old is None else one._budget + (new - old)
+            one._budget = float("inf") if new is None else one._budget + (new - old)
     runner["_stopper"] = json.loads(json.dumps(stopper, cls=TuneFunctionEncoder))
     runner["_should_stop_experiment"] = False
+    doc[ADDED_FOR] = new
     write_atomic(state, json.dumps(doc, cls=TuneFunctionEncoder))
 
 

@@ -1,0 +1,81 @@
+"""What a reader of the report's plots sees: labels that do not overlap, legends beside the
+data rather than over it, the best-so-far line above the dots. Hand-made studies, no Ray."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from hpoc.results import rank
+from hpoc.results import plots as P
+from hpoc.results.model import Metric, Results, Trial
+
+SPACE = {"params": [
+    {"name": "optimizer.lr", "domain": "loguniform", "args": {"lower": 1e-4, "upper": 0.1},
+     "condition": None},
+    {"name": "dropout", "domain": "uniform", "args": {"lower": 0.0, "upper": 0.5},
+     "condition": None},
+    {"name": "batch_size", "domain": "choice", "args": {"categories": [32, 64, 128]},
+     "condition": None}]}
+
+
+def study(n: int = 400) -> Results:
+    """n trials spread over lr's three decades; every tenth failed, a third stopped early."""
+    rng = random.Random(0)
+    trials = []
+    for i in range(n):
+        config = {"optimizer": {"lr": 10 ** rng.uniform(-4, -1)}, "dropout": rng.uniform(0, 0.5),
+                  "batch_size": rng.choice([32, 64, 128])}
+        epochs = 2 if i % 10 == 9 else (3 if i % 3 == 0 else 6)
+        history = [{"training_iteration": e, "timestamp": 1000 + 10 * i + e,
+                    "time_total_s": float(e), "val_loss": rng.uniform(0.02, 0.6) / e}
+                   for e in range(1, epochs + 1)]
+        status = "ERROR" if i % 10 == 9 else "TERMINATED"
+        trials.append(Trial(f"{i:05d}", status, config, history, started_at=1000.0 + 10 * i,
+                            ended_at=1000.0 + 10 * i + epochs))
+    return Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [],
+                   plan={"space": SPACE, "trials": {"stop": {"training_iteration": 6}}})
+
+
+def drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def test_log_axis_tick_labels_do_not_overlap():
+    results = study()
+    fig = P.objective_vs_params_figure(results, rank(results))
+    renderer = drawn(fig)
+    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("optimizer.lr")]
+    lo, hi = ax.get_xlim()
+    boxes = [t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
+             if t.get_text() and t.get_visible() and lo <= x <= hi]
+    assert len(boxes) >= 3  # the axis is still read: a label per decade at least
+    boxes.sort(key=lambda b: b.x0)
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+
+
+@pytest.mark.parametrize("build", [P.objective_vs_params_figure, P.best_so_far_figure])
+def test_legends_sit_beside_the_data_not_over_it(build):
+    results = study()
+    fig = build(results, rank(results))
+    renderer = drawn(fig)
+    legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend()]
+    assert legends
+    plots = [a.get_window_extent(renderer) for a in fig.axes if a.get_visible()]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert not any(box.overlaps(p) for p in plots), legend.get_texts()[0].get_text()
+
+
+def test_best_so_far_line_is_drawn_above_the_trials_dots():
+    results = study()
+    fig = P.best_so_far_figure(results, rank(results))
+    for ax in fig.axes:
+        (line,) = [ln for ln in ax.get_lines()]
+        assert all(line.get_zorder() > c.get_zorder() for c in ax.collections)

@@ -286,9 +286,21 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         ax.grid(True, alpha=0.3)
     for ax in axes[len(plist):]:
         ax.set_visible(False)
-    axes[0].legend(loc="best", fontsize="small", framealpha=0.85)
+    _legend_below(fig)
     fig.suptitle(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})")
     return fig
+
+
+def _legend_below(fig: Any) -> None:
+    """One legend for every panel, under them: inside a panel (loc="best") it covered the
+    dots of any study big enough to leave no empty corner."""
+    entries: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                   ncols=len(entries), frameon=False)
 
 
 # ---------------------------------------------------------------- parallel coordinates
@@ -425,7 +437,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
             best = v
         xs.append((ts - t0) / unit)
         ys.append(best)
-    ax_time.step(xs, ys, where="post", color="#1f77b4", linewidth=2, label="best so far")
+    ax_time.step(xs, ys, where="post", color="#1f77b4", linewidth=2, label="best so far",
+                 zorder=4)  # above the dots: thousands of them hid it
     ax_time.scatter([(e[0] - t0) / unit for e in finished], [e[1] for e in finished], s=22,
                     c=[STATUS_COLORS.get(status_label(e[2]), "#333") for e in finished],
                     zorder=3)
@@ -433,8 +446,6 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_time.set_ylabel(metric)
     ax_time.set_title(f"best {metric} so far vs time ({direction(mode)})")
     ax_time.grid(True, alpha=0.3)
-    ax_time.legend(handles=_status_handles(finished, "best so far"), loc="best",
-                   fontsize="small")
 
     counts, running, best = [], [], None
     for i, (_, v, trial) in enumerate(finished, 1):
@@ -448,7 +459,7 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     pts = [(c, b) for c, b in zip(counts, running) if b is not None]
     if pts:
         ax_count.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="#1f77b4",
-                      linewidth=2, label="best so far")
+                      linewidth=2, label="best so far", zorder=4)
     ax_count.set_xlabel("trials finished")
     ax_count.set_ylabel(metric)
     ax_count.set_title(f"best {metric} so far vs trials finished")
@@ -457,8 +468,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax_count.set_xlim(0.5, max(1, len(finished)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
-    ax_count.legend(handles=_status_handles(finished, "best so far"), loc="best",
-                    fontsize="small")
+    handles = _status_handles(finished, "best so far")
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
 
 

@@ -79,3 +79,15 @@ def test_best_so_far_line_is_drawn_above_the_trials_dots():
     for ax in fig.axes:
         (line,) = [ln for ln in ax.get_lines()]
         assert all(line.get_zorder() > c.get_zorder() for c in ax.collections)
+
+
+def test_best_so_far_line_has_a_colour_no_trial_dot_has():
+    """It was the blue of completed trials: among thousands of them, not to be found."""
+    from matplotlib.colors import to_hex
+
+    results = study()
+    fig = P.best_so_far_figure(results, rank(results))
+    for ax in fig.axes:
+        (line,) = ax.get_lines()
+        dots = {to_hex(c) for coll in ax.collections for c in coll.get_facecolors()}
+        assert to_hex(line.get_color()) not in dots

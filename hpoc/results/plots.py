@@ -25,6 +25,8 @@ STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit
                  "time budget": "#8c564b", "no reports": "#c7c7c7",
                  "error": "#d62728", "running": "#2ca02c", "paused": "#17becf",
                  "pending": "#bcbd22"}
+# The best-so-far line: no status's colour, or it sinks among that status's dots.
+BEST_LINE = "black"
 MAX_CURVE_METRICS = 4
 # Distinct line colours for small studies; no grey (the "stopped early" marker colour).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -437,7 +439,7 @@ def best_so_far_figure(results: Results, ranking: Ranking):
             best = v
         xs.append((ts - t0) / unit)
         ys.append(best)
-    ax_time.step(xs, ys, where="post", color="#1f77b4", linewidth=2, label="best so far",
+    ax_time.step(xs, ys, where="post", color=BEST_LINE, linewidth=2, label="best so far",
                  zorder=4)  # above the dots: thousands of them hid it
     ax_time.scatter([(e[0] - t0) / unit for e in finished], [e[1] for e in finished], s=22,
                     c=[STATUS_COLORS.get(status_label(e[2]), "#333") for e in finished],
@@ -458,7 +460,7 @@ def best_so_far_figure(results: Results, ranking: Ranking):
                      zorder=3)
     pts = [(c, b) for c, b in zip(counts, running) if b is not None]
     if pts:
-        ax_count.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="#1f77b4",
+        ax_count.step([p[0] for p in pts], [p[1] for p in pts], where="post", color=BEST_LINE,
                       linewidth=2, label="best so far", zorder=4)
     ax_count.set_xlabel("trials finished")
     ax_count.set_ylabel(metric)
@@ -477,7 +479,7 @@ def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str)
     from matplotlib.lines import Line2D
 
     used = {status_label(e[2]) for e in finished}
-    handles = [Line2D([], [], color="#1f77b4", linewidth=2, label=line_label)]
+    handles = [Line2D([], [], color=BEST_LINE, linewidth=2, label=line_label)]
     handles += [Line2D([], [], color=c, marker="o", linestyle="none", label=f"trial {s}")
                 for s, c in STATUS_COLORS.items() if s in used]
     return handles

@@ -91,3 +91,31 @@ def test_best_so_far_line_has_a_colour_no_trial_dot_has():
         (line,) = ax.get_lines()
         dots = {to_hex(c) for coll in ax.collections for c in coll.get_facecolors()}
         assert to_hex(line.get_color()) not in dots
+
+
+def test_the_best_trials_curve_stands_out_among_hundreds():
+    """Past a dozen trials the lines took the next colour of a gradient each: the best one's
+    was its neighbours' colour, one line of hundreds."""
+    results = study()
+    ranking = rank(results)
+    fig = P.learning_curves_figure(results, ranking)
+    ax = fig.axes[0]
+    (best,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    (others,) = ax.collections
+    from matplotlib.colors import to_rgb
+
+    b = to_rgb(best.get_color())
+    nearest = min(sum((x - y) ** 2 for x, y in zip(b, c[:3])) ** 0.5
+                  for c in others.get_colors())
+    assert nearest > 0.3
+
+
+def test_learning_curves_legend_sits_beside_the_curves():
+    results = study()
+    fig = P.learning_curves_figure(results, rank(results))
+    renderer = drawn(fig)
+    (legend,) = fig.legends
+    assert "error (trial failed)" in [t.get_text() for t in legend.get_texts()]
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(a.get_window_extent(renderer)) for a in fig.axes
+                   if a.get_visible())

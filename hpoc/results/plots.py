@@ -28,6 +28,8 @@ STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit
 # The best-so-far line: no status's colour, or it sinks among that status's dots.
 BEST_LINE = "black"
 MAX_CURVE_METRICS = 4
+# Learning curves of more trials than PALETTE has colours: the crowd, and the best trial.
+CROWD_LINE, CROWD_BEST = "#7a9cc6", "#e66100"
 # Distinct line colours for small studies; no grey (the "stopped early" marker colour).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#1b9e77", "#d95f02", "#7570b3", "#e7298a")
@@ -148,14 +150,14 @@ def learning_curves_figure(results: Results, ranking: Ranking):
     rows = math.ceil(len(metrics) / cols)
     fig = _figure(6.0 * cols, 3.8 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    colors = {t.trial_id + str(t.shard): (PALETTE[i] if len(trials) <= len(PALETTE)
-                                          else cmap(i / max(1, len(trials) - 1)))
-              for i, t in enumerate(trials)}
-    alpha = 0.9 if len(trials) <= 20 else 0.5
+    # A colour per trial while a legend names them; past that, one muted colour for all and
+    # a loud one for the best (a gradient gave it its neighbours' colour).
+    named = len(trials) <= len(PALETTE)
     best = ranking.best
+    colors = {t.trial_id + str(t.shard): (PALETTE[i] if named else
+                                          CROWD_LINE if t is not best else CROWD_BEST)
+              for i, t in enumerate(trials)}
+    alpha = 0.9 if len(trials) <= 20 else 0.5 if len(trials) <= 200 else 0.25
     from matplotlib.collections import LineCollection
 
     for ax, metric in zip(axes, metrics):
@@ -206,7 +208,8 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    _curve_legend(fig, axes[0], results, best if any(t is best for t in trials) else None)
+    _curve_legend(fig, results, best if any(t is best for t in trials) else None,
+                  colors.get(best.trial_id + str(best.shard)) if best is not None else None)
     if len(trials) <= len(PALETTE):  # few enough to name each line
         from matplotlib.lines import Line2D
 
@@ -230,7 +233,8 @@ def _curve(trial: Trial, metric: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _curve_legend(fig: Any, ax: Any, results: Results, best: Trial | None) -> None:
+def _curve_legend(fig: Any, results: Results, best: Trial | None, best_color: Any) -> None:
+    """What the marks mean, above the panels: inside one it hid the curves of a big study."""
     from matplotlib.lines import Line2D
 
     handles = []
@@ -241,10 +245,12 @@ def _curve_legend(fig: Any, ax: Any, results: Results, best: Trial | None) -> No
         handles.append(Line2D([], [], color="#d62728", marker="X", linestyle="--",
                               markersize=9, label="error (trial failed)"))
     if best is not None:
-        handles.append(Line2D([], [], color="gold", marker="*", markeredgecolor="black",
-                              linestyle="none", markersize=14, label=f"best trial {best.trial_id}"))
+        handles.append(Line2D([], [], color=best_color, linewidth=2.6, marker="*",
+                              markerfacecolor="gold", markeredgecolor="black", markersize=14,
+                              label=f"best trial {best.trial_id}"))
     if handles:
-        ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
+        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles),
+                   frameon=False)
 
 
 # ---------------------------------------------------------------- objective vs params

@@ -119,3 +119,16 @@ def test_learning_curves_legend_sits_beside_the_curves():
     box = legend.get_window_extent(renderer)
     assert not any(box.overlaps(a.get_window_extent(renderer)) for a in fig.axes
                    if a.get_visible())
+
+
+def test_no_plot_text_is_too_small_to_read_on_a_projector():
+    """The parallel coordinates' values and a timeline of 21 to 60 rows were 7 pt: read off
+    a projected report from the back of a room, a blur."""
+    from matplotlib.text import Text
+
+    results = study(40)  # a timeline naming its rows, more than 20 of them
+    small = {(name, t.get_text(), t.get_fontsize())
+             for name, _, _, fig in P.figures(results, rank(results))
+             for t in fig.findobj(Text) if t.get_visible() and t.get_text()
+             and t.get_fontsize() < 8}
+    assert not small, sorted(small)[:5]

@@ -132,3 +132,44 @@ def test_no_plot_text_is_too_small_to_read_on_a_projector():
              for t in fig.findobj(Text) if t.get_visible() and t.get_text()
              and t.get_fontsize() < 8}
     assert not small, sorted(small)[:5]
+
+
+LONG = ["model.encoder.attention.num_heads", "model.encoder.attention.dropout_rate",
+        "optimizer.learning_rate", "optimizer.weight_decay", "data.augmentation.random_crop_scale",
+        "model.decoder.hidden_size", "scheduler.warmup_steps", "batch_size", "label_smoothing",
+        "model.encoder.num_layers"]
+
+
+def many_long_params() -> Results:
+    rng = random.Random(1)
+    trials = []
+    for i in range(30):
+        config = {name: rng.uniform(1, 100) for name in LONG}  # flat keys, dots and all
+        trials.append(Trial(f"{i:05d}", "TERMINATED", config,
+                            [{"training_iteration": 1, "val_loss": rng.uniform(0.1, 1)}]))
+    space = {"params": [{"name": n, "domain": "uniform", "args": {}, "condition": None}
+                        for n in LONG]}
+    return Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [],
+                   plan={"space": space})
+
+
+def test_parallel_coordinates_of_many_long_names_fit_the_page_legibly():
+    """Ten parameters made a 21-inch figure the page shrank to half (its text to 4 pt), and
+    names of thirty characters ran into each other."""
+    results = many_long_params()
+    fig = P.parallel_coordinates_figure(results, rank(results))
+    assert fig.get_figwidth() <= P.PAGE_WIDTH_IN
+    renderer = drawn(fig)
+    ax = fig.axes[0]
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()),
+                   key=lambda b: b.x0)
+    assert len(boxes) == len(LONG) + 1
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+
+
+@pytest.mark.parametrize("make", [study, many_long_params])
+def test_no_figure_is_wider_than_the_reports_column(make):
+    """A wider one is shrunk to fit, its text with it."""
+    results = make()
+    widths = {name: fig.get_figwidth() for name, _, _, fig in P.figures(results, rank(results))}
+    assert all(w <= P.PAGE_WIDTH_IN for w in widths.values()), widths

@@ -27,6 +27,9 @@ STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit
                  "pending": "#bcbd22"}
 # The best-so-far line: no status's colour, or it sinks among that status's dots.
 BEST_LINE = "black"
+# The width of the report's column at the figures' 100 dpi (html.py: 1240 px less padding):
+# a wider figure is shrunk to fit, and its text with it.
+PAGE_WIDTH_IN = 11.6
 MAX_CURVE_METRICS = 4
 # Learning curves of more trials than PALETTE has colours: the crowd, and the best trial.
 CROWD_LINE, CROWD_BEST = "#7a9cc6", "#e66100"
@@ -148,7 +151,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         return None
     cols = min(2, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = _figure(6.0 * cols, 3.8 * rows)
+    fig = _figure(PAGE_WIDTH_IN / 2 * cols, 3.8 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     # A colour per trial while a legend names them; past that, one muted colour for all and
     # a loud one for the best (a gradient gave it its neighbours' colour).
@@ -263,7 +266,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         return None
     cols = min(3, len(plist))
     rows = math.ceil(len(plist) / cols)
-    fig = _figure(4.4 * cols, 3.5 * rows)
+    fig = _figure(PAGE_WIDTH_IN / 3 * cols, 3.5 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     jitter = random.Random(0)
     for ax, param in zip(axes, plist):
@@ -354,7 +357,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     columns.append((ranking.metric, [(v - lo) / span for v in values],
                     [(0.0, _label(lo)), (1.0, _label(hi))]))
 
-    fig = _figure(max(6.0, 1.9 * len(columns)), 4.6)
+    fig = _figure(min(PAGE_WIDTH_IN, max(6.0, 1.9 * len(columns))), 4.6)
     ax = fig.subplots()
     # Good trials in bright colours, drawn last (on top).
     cmap = colormaps["viridis_r" if ranking.mode == "min" else "viridis"]
@@ -376,7 +379,10 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
             ax.text(x + 0.04, y, text, fontsize="small", va="center", zorder=3,
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     ax.set_xticks(xs)
-    ax.set_xticklabels([c[0] for c in columns], rotation=15)
+    # An axis's name wraps at its dots and underscores to the width between two axes (a
+    # character of 8 pt is up to 7 px wide; the colour bar takes 1.3 inches).
+    chars = max(8, int((fig.get_figwidth() - 1.3) * 100 / len(columns) / 7))
+    ax.set_xticklabels([_wrap(c[0], chars) for c in columns], fontsize="small")
     ax.set_yticks([])
     ax.set_ylim(ABSENT - 0.06, 1.08)
     ax.set_xlim(-0.2, len(columns) - 0.6)
@@ -386,6 +392,19 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     bar.set_label(f"{ranking.metric} ({direction(ranking.mode)})")
     ax.set_title(f"Hyperparameters of {len(scored)} trials, coloured by {ranking.metric}")
     return fig
+
+
+def _wrap(name: str, width: int) -> str:
+    """`name` on lines of at most `width` characters, broken after its dots and underscores
+    (a part longer than that keeps its line)."""
+    import re
+
+    lines = [""]
+    for part in re.findall(r"[^._]+[._]?|[._]", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- best so far

@@ -33,10 +33,23 @@ def study(n: int = 400) -> Results:
                     "time_total_s": float(e), "val_loss": rng.uniform(0.02, 0.6) / e}
                    for e in range(1, epochs + 1)]
         status = "ERROR" if i % 10 == 9 else "TERMINATED"
-        trials.append(Trial(f"{i:05d}", status, config, history, started_at=1000.0 + 10 * i,
+        trials.append(Trial(f"8f3a2_{i:05d}", status, config, history, started_at=1000.0 + 10 * i,
                             ended_at=1000.0 + 10 * i + epochs))
     return Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [],
                    plan={"space": SPACE, "trials": {"stop": {"training_iteration": 6}}})
+
+
+def two_objectives() -> Results:
+    """study()'s trials, each also reporting an accuracy that trades off against its loss."""
+    from dataclasses import replace
+
+    results = study()
+    rng = random.Random(2)
+    for trial in results.trials:
+        for report in trial.history:
+            report["val_accuracy"] = 1 - report["val_loss"] * rng.uniform(0.5, 1.5)
+    return replace(results, metrics=[Metric("val_loss", "min"), Metric("val_accuracy", "max")],
+                   _names=None)
 
 
 def drawn(fig):
@@ -60,9 +73,10 @@ def test_log_axis_tick_labels_do_not_overlap():
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
 
 
-@pytest.mark.parametrize("build", [P.objective_vs_params_figure, P.best_so_far_figure])
+@pytest.mark.parametrize("build", [P.objective_vs_params_figure, P.best_so_far_figure,
+                                   P.pareto_figure])
 def test_legends_sit_beside_the_data_not_over_it(build):
-    results = study()
+    results = two_objectives()
     fig = build(results, rank(results))
     renderer = drawn(fig)
     legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend()]
@@ -173,3 +187,13 @@ def test_no_figure_is_wider_than_the_reports_column(make):
     results = make()
     widths = {name: fig.get_figwidth() for name, _, _, fig in P.figures(results, rank(results))}
     assert all(w <= P.PAGE_WIDTH_IN for w in widths.values()), widths
+
+
+def test_a_legend_under_a_narrow_figure_stays_inside_it():
+    """The Pareto front's three entries in one row ran past its right edge."""
+    results = two_objectives()
+    fig = P.pareto_figure(results, rank(results))
+    renderer = drawn(fig)
+    (legend,) = fig.legends
+    box, page = legend.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1

@@ -310,8 +310,10 @@ def _legend_below(fig: Any) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
+        # One row when it fits the figure (about 7 px a character, 50 px a marker), else two.
+        wide = sum(7 * len(label) + 50 for label in entries) <= fig.get_figwidth() * 100
         fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                   ncols=len(entries), frameon=False)
+                   ncols=len(entries) if wide else math.ceil(len(entries) / 2), frameon=False)
 
 
 # ---------------------------------------------------------------- parallel coordinates
@@ -637,7 +639,7 @@ def pareto_figure(results: Results, ranking: Ranking):
     pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
                  for t in front)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#d62728", markersize=6,
-            label=f"Pareto front ({len(pts)} trials)")
+            label=f"Pareto front ({len(pts)} trial{'s' if len(pts) != 1 else ''})")
     if ranking.best is not None and ranking.best in front:
         ax.scatter([ranking.best.value(m1.name, scope, m1.mode)],
                    [ranking.best.value(m2.name, scope, m2.mode)], marker="*", s=260,
@@ -648,7 +650,7 @@ def pareto_figure(results: Results, ranking: Ranking):
     extra = f" (of {len(results.metrics)} objectives)" if len(results.metrics) > 2 else ""
     ax.set_title(f"{m1.name} vs {m2.name}{extra}")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _legend_below(fig)
     return fig
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from hpoc.results import rank
 from hpoc.results import plots as P
-from hpoc.results.model import Metric, Results, Trial
+from hpoc.results.model import Metric, Results, Shard, Trial
 
 SPACE = {"params": [
     {"name": "optimizer.lr", "domain": "loguniform", "args": {"lower": 1e-4, "upper": 0.1},
@@ -197,3 +197,22 @@ def test_a_legend_under_a_narrow_figure_stays_inside_it():
     (legend,) = fig.legends
     box, page = legend.get_window_extent(renderer), fig.bbox
     assert page.x0 <= box.x0 and box.x1 <= page.x1
+
+
+def test_a_sharded_studys_plots_name_the_best_trials_shard():
+    """Every shard numbers its trials from 00000: "best trial 8f3a2_00004" named one of
+    two hundred trials of that id."""
+    from dataclasses import replace
+
+    results = two_objectives()
+    for i, trial in enumerate(results.trials):
+        trial.shard, trial.trial_id = i % 2, f"8f3a2_{i // 2:05d}"
+    results = replace(results, shards=[Shard(k, Path(f"/x/shard-{k}"), True, 200) for k in (0, 1)])
+    assert results.sharded
+    ranking = rank(results)
+    best = ranking.best
+    said = f"best trial {best.trial_id} (shard {best.shard})"
+    curves = P.learning_curves_figure(results, ranking)
+    assert said in [t.get_text() for lg in curves.legends for t in lg.get_texts()]
+    pareto = P.pareto_figure(results, ranking)
+    assert any(t.get_text().startswith(said) for lg in pareto.legends for t in lg.get_texts())

@@ -105,6 +105,11 @@ def params(results: Results) -> list[Param]:
     return out
 
 
+def named(results: Results, trial: Trial) -> str:
+    """A trial's id, with its shard where shards repeat ids (each numbers from 00000)."""
+    return f"{trial.trial_id} (shard {trial.shard})" if results.sharded else trial.trial_id
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -250,7 +255,7 @@ def _curve_legend(fig: Any, results: Results, best: Trial | None, best_color: An
     if best is not None:
         handles.append(Line2D([], [], color=best_color, linewidth=2.6, marker="*",
                               markerfacecolor="gold", markeredgecolor="black", markersize=14,
-                              label=f"best trial {best.trial_id}"))
+                              label=f"best trial {named(results, best)}"))
     if handles:
         fig.legend(handles=handles, loc="outside upper center", ncols=len(handles),
                    frameon=False)
@@ -644,7 +649,7 @@ def pareto_figure(results: Results, ranking: Ranking):
         ax.scatter([ranking.best.value(m1.name, scope, m1.mode)],
                    [ranking.best.value(m2.name, scope, m2.mode)], marker="*", s=260,
                    color="gold", edgecolors="black", zorder=5,
-                   label=f"best trial {ranking.best.trial_id} (by {m1.name})")
+                   label=f"best trial {named(results, ranking.best)} (by {m1.name})")
     ax.set_xlabel(f"{m1.name} ({direction(m1.mode)})")
     ax.set_ylabel(f"{m2.name} ({direction(m2.mode)})")
     extra = f" (of {len(results.metrics)} objectives)" if len(results.metrics) > 2 else ""
@@ -716,7 +721,7 @@ def _star(view: Results, ranking: Ranking) -> str:
         return ""
     if any(t is best for t in view.trials):
         return " The gold star is the best trial."
-    return f" The best trial, {best.trial_id}, is not among them."
+    return f" The best trial, {named(view, best)}, is not among them."
 
 
 def make_plots(results: Results, ranking: Ranking) -> list[Plot]:

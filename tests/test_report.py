@@ -175,7 +175,8 @@ def test_shard_plot_shows_which_shard_ran_what(data):
     fig = P.timeline_figure(results, rank(results))
     ax = fig.axes[0]
     assert "shard" in ax.get_title().lower()
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    (legend,) = fig.legends  # under the plot, not over its bars
+    legend = [t.get_text() for t in legend.get_texts()]
     per_shard = {s.index: s.num_trials for s in results.shards}
     assert f"shard 0 ({per_shard[0]} trials)" in legend
     assert f"shard 1 ({per_shard[1]} trials)" in legend

@@ -74,7 +74,7 @@ def test_log_axis_tick_labels_do_not_overlap():
 
 
 @pytest.mark.parametrize("build", [P.objective_vs_params_figure, P.best_so_far_figure,
-                                   P.pareto_figure])
+                                   P.pareto_figure, P.timeline_figure])
 def test_legends_sit_beside_the_data_not_over_it(build):
     results = two_objectives()
     fig = build(results, rank(results))

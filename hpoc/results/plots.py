@@ -307,13 +307,16 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
     return fig
 
 
-def _legend_below(fig: Any) -> None:
-    """One legend for every panel, under them: inside a panel (loc="best") it covered the
-    dots of any study big enough to leave no empty corner."""
+def _legend_below(fig: Any, handles: list | None = None) -> None:
+    """One legend for every panel (of `handles`, else of what the panels labelled), under
+    them: inside a panel (loc="best") it covered the data of any study big enough to leave
+    no empty corner."""
     entries: dict[str, Any] = {}
-    for ax in fig.axes:
+    for ax in fig.axes if handles is None else []:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
+    for handle in handles or []:
+        entries.setdefault(handle.get_label(), handle)
     if entries:
         # One row when it fits the figure (about 7 px a character, 50 px a marker), else two.
         wide = sum(7 * len(label) + 50 for label in entries) <= fig.get_figwidth() * 100
@@ -621,8 +624,7 @@ def _timeline_legend(ax: Any, results: Results, rows: list[Trial], spans: list[T
         handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
                               linestyle="none",
                               label="began, never reported" if results.over else "began, no report yet"))
-    if handles:
-        ax.legend(handles=handles, loc="best", fontsize="small")
+    _legend_below(ax.figure, handles)
 
 
 # ---------------------------------------------------------------- Pareto front

@@ -125,7 +125,7 @@ def test_learning_curves_mark_stopped_and_failed_trials(single):
     # Every other trial is one line of the collection; failed ones dashed.
     (lines,) = ax.collections
     assert len(lines.get_segments()) == len(drawn) - 1
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    legend = [t.get_text() for lg in fig.legends for t in lg.get_texts()]  # beside the panels
     assert "stopped early by scheduler" in legend
 
 
@@ -175,7 +175,8 @@ def test_shard_plot_shows_which_shard_ran_what(data):
     fig = P.timeline_figure(results, rank(results))
     ax = fig.axes[0]
     assert "shard" in ax.get_title().lower()
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    (legend,) = fig.legends  # under the plot, not over its bars
+    legend = [t.get_text() for t in legend.get_texts()]
     per_shard = {s.index: s.num_trials for s in results.shards}
     assert f"shard 0 ({per_shard[0]} trials)" in legend
     assert f"shard 1 ({per_shard[1]} trials)" in legend
@@ -383,7 +384,7 @@ def test_learning_curves_legend_no_failed_line_when_no_failed_trial_reported(tmp
     summary(exp, "early", [])
     results = load(exp)
     fig = P.learning_curves_figure(results, rank(results))
-    texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     assert "best trial jjjjj_00000" in texts and "error (trial failed)" not in texts
 
 
@@ -446,7 +447,7 @@ def test_a_selection_narrows_the_plots_as_it_does_the_table():
               for i in range(5)]
     results = Results("s", Path("."), [Metric("val_loss", "min")], trials, [])
     figures = {name: (caption, fig) for name, _, caption, fig in P.figures(results, rank(results, top=2))}
-    (named,) = figures["learning-curves"][1].legends  # one entry per line drawn
+    marks, named = figures["learning-curves"][1].legends  # then one entry per line drawn
     assert sorted(t.get_text() for t in named.get_texts()) == ["t3", "t4"]
     parallel = figures["parallel-coordinates"][1].axes[0]
     assert len(parallel.collections[0].get_segments()) == 2

@@ -25,7 +25,14 @@ STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit
                  "time budget": "#8c564b", "no reports": "#c7c7c7",
                  "error": "#d62728", "running": "#2ca02c", "paused": "#17becf",
                  "pending": "#bcbd22"}
+# The best-so-far line: no status's colour, or it sinks among that status's dots.
+BEST_LINE = "black"
+# The width of the report's column at the figures' 100 dpi (html.py: 1240 px less padding):
+# a wider figure is shrunk to fit, and its text with it.
+PAGE_WIDTH_IN = 11.6
 MAX_CURVE_METRICS = 4
+# Learning curves of more trials than PALETTE has colours: the crowd, and the best trial.
+CROWD_LINE, CROWD_BEST = "#7a9cc6", "#e66100"
 # Distinct line colours for small studies; no grey (the "stopped early" marker colour).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
            "#bcbd22", "#1b9e77", "#d95f02", "#7570b3", "#e7298a")
@@ -98,6 +105,11 @@ def params(results: Results) -> list[Param]:
     return out
 
 
+def named(results: Results, trial: Trial) -> str:
+    """A trial's id, with its shard where shards repeat ids (each numbers from 00000)."""
+    return f"{trial.trial_id} (shard {trial.shard})" if results.sharded else trial.trial_id
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -119,12 +131,16 @@ def _label(value: Any) -> str:
 
 
 def _log_axis(axis: Any, set_scale: Any) -> None:
-    """Log scale with plain labels at 1-2-5 steps and unlabelled minor ticks (matplotlib's
-    default labels every minor tick of a short range, and they overlap)."""
+    """Log scale with plain labels and unlabelled minor ticks (matplotlib's default labels
+    every minor tick of a short range, and they overlap). Labels at 1-2-5 steps over two
+    decades at most: over three, a panel's width ran 0.0001, 0.0002, 0.0005 into each other."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     set_scale("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    lo, hi = axis.get_data_interval()
+    decades = math.log10(hi / lo) if 0 < lo < hi else 0.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -140,16 +156,16 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         return None
     cols = min(2, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = _figure(6.0 * cols, 3.8 * rows)
+    fig = _figure(PAGE_WIDTH_IN / 2 * cols, 3.8 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    colors = {t.trial_id + str(t.shard): (PALETTE[i] if len(trials) <= len(PALETTE)
-                                          else cmap(i / max(1, len(trials) - 1)))
-              for i, t in enumerate(trials)}
-    alpha = 0.9 if len(trials) <= 20 else 0.5
+    # A colour per trial while a legend names them; past that, one muted colour for all and
+    # a loud one for the best (a gradient gave it its neighbours' colour).
+    named = len(trials) <= len(PALETTE)
     best = ranking.best
+    colors = {t.trial_id + str(t.shard): (PALETTE[i] if named else
+                                          CROWD_LINE if t is not best else CROWD_BEST)
+              for i, t in enumerate(trials)}
+    alpha = 0.9 if len(trials) <= 20 else 0.5 if len(trials) <= 200 else 0.25
     from matplotlib.collections import LineCollection
 
     for ax, metric in zip(axes, metrics):
@@ -200,7 +216,8 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    _curve_legend(fig, axes[0], results, best if any(t is best for t in trials) else None)
+    _curve_legend(fig, results, best if any(t is best for t in trials) else None,
+                  colors.get(best.trial_id + str(best.shard)) if best is not None else None)
     if len(trials) <= len(PALETTE):  # few enough to name each line
         from matplotlib.lines import Line2D
 
@@ -224,7 +241,8 @@ def _curve(trial: Trial, metric: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _curve_legend(fig: Any, ax: Any, results: Results, best: Trial | None) -> None:
+def _curve_legend(fig: Any, results: Results, best: Trial | None, best_color: Any) -> None:
+    """What the marks mean, above the panels: inside one it hid the curves of a big study."""
     from matplotlib.lines import Line2D
 
     handles = []
@@ -235,10 +253,12 @@ def _curve_legend(fig: Any, ax: Any, results: Results, best: Trial | None) -> No
         handles.append(Line2D([], [], color="#d62728", marker="X", linestyle="--",
                               markersize=9, label="error (trial failed)"))
     if best is not None:
-        handles.append(Line2D([], [], color="gold", marker="*", markeredgecolor="black",
-                              linestyle="none", markersize=14, label=f"best trial {best.trial_id}"))
+        handles.append(Line2D([], [], color=best_color, linewidth=2.6, marker="*",
+                              markerfacecolor="gold", markeredgecolor="black", markersize=14,
+                              label=f"best trial {named(results, best)}"))
     if handles:
-        ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
+        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles),
+                   frameon=False)
 
 
 # ---------------------------------------------------------------- objective vs params
@@ -251,7 +271,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         return None
     cols = min(3, len(plist))
     rows = math.ceil(len(plist) / cols)
-    fig = _figure(4.4 * cols, 3.5 * rows)
+    fig = _figure(PAGE_WIDTH_IN / 3 * cols, 3.5 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     jitter = random.Random(0)
     for ax, param in zip(axes, plist):
@@ -282,9 +302,26 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         ax.grid(True, alpha=0.3)
     for ax in axes[len(plist):]:
         ax.set_visible(False)
-    axes[0].legend(loc="best", fontsize="small", framealpha=0.85)
+    _legend_below(fig)
     fig.suptitle(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})")
     return fig
+
+
+def _legend_below(fig: Any, handles: list | None = None) -> None:
+    """One legend for every panel (of `handles`, else of what the panels labelled), under
+    them: inside a panel (loc="best") it covered the data of any study big enough to leave
+    no empty corner."""
+    entries: dict[str, Any] = {}
+    for ax in fig.axes if handles is None else []:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    for handle in handles or []:
+        entries.setdefault(handle.get_label(), handle)
+    if entries:
+        # One row when it fits the figure (about 7 px a character, 50 px a marker), else two.
+        wide = sum(7 * len(label) + 50 for label in entries) <= fig.get_figwidth() * 100
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                   ncols=len(entries) if wide else math.ceil(len(entries) / 2), frameon=False)
 
 
 # ---------------------------------------------------------------- parallel coordinates
@@ -330,7 +367,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     columns.append((ranking.metric, [(v - lo) / span for v in values],
                     [(0.0, _label(lo)), (1.0, _label(hi))]))
 
-    fig = _figure(max(6.0, 1.9 * len(columns)), 4.6)
+    fig = _figure(min(PAGE_WIDTH_IN, max(6.0, 1.9 * len(columns))), 4.6)
     ax = fig.subplots()
     # Good trials in bright colours, drawn last (on top).
     cmap = colormaps["viridis_r" if ranking.mode == "min" else "viridis"]
@@ -348,9 +385,14 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     for x, (name, _, ticks) in zip(xs, columns):
         ax.axvline(x, color="black", linewidth=0.8)
         for y, text in ticks:
-            ax.text(x + 0.04, y, text, fontsize="x-small", va="center")
+            # On a white ground: on the lines themselves the values could not be read.
+            ax.text(x + 0.04, y, text, fontsize="small", va="center", zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
     ax.set_xticks(xs)
-    ax.set_xticklabels([c[0] for c in columns], rotation=15)
+    # An axis's name wraps at its dots and underscores to the width between two axes (a
+    # character of 8 pt is up to 7 px wide; the colour bar takes 1.3 inches).
+    chars = max(8, int((fig.get_figwidth() - 1.3) * 100 / len(columns) / 7))
+    ax.set_xticklabels([_wrap(c[0], chars) for c in columns], fontsize="small")
     ax.set_yticks([])
     ax.set_ylim(ABSENT - 0.06, 1.08)
     ax.set_xlim(-0.2, len(columns) - 0.6)
@@ -360,6 +402,19 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
     bar.set_label(f"{ranking.metric} ({direction(ranking.mode)})")
     ax.set_title(f"Hyperparameters of {len(scored)} trials, coloured by {ranking.metric}")
     return fig
+
+
+def _wrap(name: str, width: int) -> str:
+    """`name` on lines of at most `width` characters, broken after its dots and underscores
+    (a part longer than that keeps its line)."""
+    import re
+
+    lines = [""]
+    for part in re.findall(r"[^._]+[._]?|[._]", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- best so far
@@ -421,7 +476,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
             best = v
         xs.append((ts - t0) / unit)
         ys.append(best)
-    ax_time.step(xs, ys, where="post", color="#1f77b4", linewidth=2, label="best so far")
+    ax_time.step(xs, ys, where="post", color=BEST_LINE, linewidth=2, label="best so far",
+                 zorder=4)  # above the dots: thousands of them hid it
     ax_time.scatter([(e[0] - t0) / unit for e in finished], [e[1] for e in finished], s=22,
                     c=[STATUS_COLORS.get(status_label(e[2]), "#333") for e in finished],
                     zorder=3)
@@ -429,8 +485,6 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_time.set_ylabel(metric)
     ax_time.set_title(f"best {metric} so far vs time ({direction(mode)})")
     ax_time.grid(True, alpha=0.3)
-    ax_time.legend(handles=_status_handles(finished, "best so far"), loc="best",
-                   fontsize="small")
 
     counts, running, best = [], [], None
     for i, (_, v, trial) in enumerate(finished, 1):
@@ -443,8 +497,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
                      zorder=3)
     pts = [(c, b) for c, b in zip(counts, running) if b is not None]
     if pts:
-        ax_count.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="#1f77b4",
-                      linewidth=2, label="best so far")
+        ax_count.step([p[0] for p in pts], [p[1] for p in pts], where="post", color=BEST_LINE,
+                      linewidth=2, label="best so far", zorder=4)
     ax_count.set_xlabel("trials finished")
     ax_count.set_ylabel(metric)
     ax_count.set_title(f"best {metric} so far vs trials finished")
@@ -453,8 +507,8 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax_count.set_xlim(0.5, max(1, len(finished)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
-    ax_count.legend(handles=_status_handles(finished, "best so far"), loc="best",
-                    fontsize="small")
+    handles = _status_handles(finished, "best so far")
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
 
 
@@ -462,7 +516,7 @@ def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str)
     from matplotlib.lines import Line2D
 
     used = {status_label(e[2]) for e in finished}
-    handles = [Line2D([], [], color="#1f77b4", linewidth=2, label=line_label)]
+    handles = [Line2D([], [], color=BEST_LINE, linewidth=2, label=line_label)]
     handles += [Line2D([], [], color=c, marker="o", linestyle="none", label=f"trial {s}")
                 for s, c in STATUS_COLORS.items() if s in used]
     return handles
@@ -514,7 +568,7 @@ def timeline_figure(results: Results, ranking: Ranking):
             marks.append(((trial.started_at - t0) / unit, y, color(trial)))
         elif len(rows) <= 60:  # a word per row: readable while the rows are named
             said = "never started" if trial.status == "PENDING" else f"{status_label(trial)}, no time kept"
-            ax.text(0, y, f" {said}", va="center", fontsize="x-small", color="#555")
+            ax.text(0, y, f" {said}", va="center", fontsize="small", color="#555")
     from matplotlib.collections import PolyCollection
 
     for failed, group in bars.items():
@@ -533,7 +587,7 @@ def timeline_figure(results: Results, ranking: Ranking):
     if len(rows) <= 60:
         ax.set_yticks(range(len(rows)))
         labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in rows]
-        ax.set_yticklabels(labels, fontsize="x-small" if len(rows) > 20 else "small")
+        ax.set_yticklabels(labels, fontsize="small")  # 8 pt: x-small blurred when projected
     else:  # too many to name: one row per trial, unlabelled
         ax.set_yticks([])
         ax.set_ylabel(f"{len(rows)} trials" + (", grouped by shard" if results.sharded else ""))
@@ -570,8 +624,7 @@ def _timeline_legend(ax: Any, results: Results, rows: list[Trial], spans: list[T
         handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
                               linestyle="none",
                               label="began, never reported" if results.over else "began, no report yet"))
-    if handles:
-        ax.legend(handles=handles, loc="best", fontsize="small")
+    _legend_below(ax.figure, handles)
 
 
 # ---------------------------------------------------------------- Pareto front
@@ -593,18 +646,18 @@ def pareto_figure(results: Results, ranking: Ranking):
     pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
                  for t in front)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#d62728", markersize=6,
-            label=f"Pareto front ({len(pts)} trials)")
+            label=f"Pareto front ({len(pts)} trial{'s' if len(pts) != 1 else ''})")
     if ranking.best is not None and ranking.best in front:
         ax.scatter([ranking.best.value(m1.name, scope, m1.mode)],
                    [ranking.best.value(m2.name, scope, m2.mode)], marker="*", s=260,
                    color="gold", edgecolors="black", zorder=5,
-                   label=f"best trial {ranking.best.trial_id} (by {m1.name})")
+                   label=f"best trial {named(results, ranking.best)} (by {m1.name})")
     ax.set_xlabel(f"{m1.name} ({direction(m1.mode)})")
     ax.set_ylabel(f"{m2.name} ({direction(m2.mode)})")
     extra = f" (of {len(results.metrics)} objectives)" if len(results.metrics) > 2 else ""
     ax.set_title(f"{m1.name} vs {m2.name}{extra}")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    _legend_below(fig)
     return fig
 
 
@@ -670,7 +723,7 @@ def _star(view: Results, ranking: Ranking) -> str:
         return ""
     if any(t is best for t in view.trials):
         return " The gold star is the best trial."
-    return f" The best trial, {best.trial_id}, is not among them."
+    return f" The best trial, {named(view, best)}, is not among them."
 
 
 def make_plots(results: Results, ranking: Ranking) -> list[Plot]:

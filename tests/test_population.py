@@ -488,3 +488,37 @@ def test_pbt_trials_train_on_the_declared_grid(tmp_path: Path, monkeypatch) -> N
         assert type(c["hidden"]) is int and c["hidden"] in (8, 16, 24, 32), c
         assert c["ratio"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), c
         assert 1e-3 <= c["lr"] <= 3e-1 and 0.1 <= c["momentum"] <= 0.9, c
+
+
+def _exploit_locally(tmp_path: Path, donor_config: dict, config: dict) -> list[dict]:
+    """What an exploit does, without Ray: a trial of `config` restores the checkpoint the
+    donor, of `donor_config`, saved at its second epoch."""
+    import shutil
+
+    from hpoc.runtime import pipeline
+
+    workdir = write_toy(tmp_path / "study")
+    data = (torch.randn(96, 8), torch.randint(0, 3, (96,))), (torch.randn(32, 8), torch.randint(0, 3, (32,)))
+    trainer = pipeline.import_target("toy:ToyTrainer", str(workdir))
+    trainer().run_local({**donor_config, "epochs": 2, "batch_size": 32}, data, directory=tmp_path / "donor")
+    own = tmp_path / "exploiting"
+    shutil.copytree(tmp_path / "donor" / "checkpoint_000001", own / "checkpoint_000000")
+    return trainer().run_local({**config, "epochs": 4, "batch_size": 32}, data, directory=own)
+
+
+def test_an_exploit_whose_weights_do_not_fit_the_mutated_model_fails_the_trial(tmp_path: Path) -> None:
+    """PBT mutated `hidden`: the donor's weights did not fit the trial's model, the load
+    read as an unreadable checkpoint and the trial silently started over (epochs 1, 2, 1,
+    2, 3, 4) under PBT's clock: not PBT. It fails, saying which change PBT cannot make."""
+    from hpoc.runtime.trainer import TrainerError
+
+    with pytest.raises(TrainerError) as failed:
+        _exploit_locally(tmp_path, {"lr": 0.1, "hidden": 8}, {"lr": 0.12, "hidden": 16})
+    message = str(failed.value)
+    assert "hidden 8 → 16" in message and "lr 0.1 → 0.12" in message, message
+    assert "size mismatch" in message and "hyperparam_mutations" in message, message
+
+
+def test_an_exploit_that_keeps_the_models_shape_goes_on_from_the_donors_epoch(tmp_path: Path) -> None:
+    rows = _exploit_locally(tmp_path, {"lr": 0.1, "hidden": 8}, {"lr": 0.12, "hidden": 8})
+    assert [r["epoch"] for r in rows] == [3, 4]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -472,10 +473,11 @@ def test_a_trial_at_its_last_epoch_is_not_exploited(tmp_path: Path, monkeypatch)
 def test_pbt_trials_train_on_the_declared_grid(tmp_path: Path, monkeypatch) -> None:
     """PBT multiplied a quantised value by 1.2 or 0.8 (`ratio` 0.3 became 0.36000000000000004,
     `hidden` 16 became 19) or resampled it as 0.30000000000000004: every config a trial
-    trains with must be one the space declares."""
+    trains with must be one the space declares. (`units` is no layer's size: PBT cannot
+    copy weights across a change of shape.)"""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     spec = (SPEC.replace("epochs     = 6", "epochs     = 4")  # one perturbation, at epoch 2
-            .replace("  batch_size = 32\n", "  batch_size = 32\n  hidden = qrandint(8, 32, 8)\n"
+            .replace("  batch_size = 32\n", "  batch_size = 32\n  units = qrandint(8, 32, 8)\n"
                          "  ratio = quniform(0.1, 0.9, 0.1)\n")
             .replace("  hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }\n", ""))
     code, text = _run(_study(tmp_path, spec))
@@ -483,9 +485,9 @@ def test_pbt_trials_train_on_the_declared_grid(tmp_path: Path, monkeypatch) -> N
     summary = json.loads((tmp_path / "results" / "pop" / "summary.json").read_text())
     configs = [json.loads(line)["config"] for trial in summary["trials"]
                for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
-    assert len({(c["hidden"], c["ratio"]) for c in configs}) > 4, "nothing was mutated"  # 4 drawn
+    assert len({(c["units"], c["ratio"]) for c in configs}) > 4, "nothing was mutated"  # 4 drawn
     for c in configs:
-        assert type(c["hidden"]) is int and c["hidden"] in (8, 16, 24, 32), c
+        assert type(c["units"]) is int and c["units"] in (8, 16, 24, 32), c
         assert c["ratio"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), c
         assert 1e-3 <= c["lr"] <= 3e-1 and 0.1 <= c["momentum"] <= 0.9, c
 
@@ -522,3 +524,26 @@ def test_an_exploit_whose_weights_do_not_fit_the_mutated_model_fails_the_trial(t
 def test_an_exploit_that_keeps_the_models_shape_goes_on_from_the_donors_epoch(tmp_path: Path) -> None:
     rows = _exploit_locally(tmp_path, {"lr": 0.1, "hidden": 8}, {"lr": 0.12, "hidden": 8})
     assert [r["epoch"] for r in rows] == [3, 4]
+
+
+@pytest.mark.ray
+def test_pbt_says_once_that_an_exploit_cannot_copy_weights_across_a_change_of_shape(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """The exploiting trial of a mutated `hidden` started over from epoch 1 without a word
+    (its epochs came out as 1, 2, 1, 2, 3, 4). It fails with the reason, said once."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    spec = (SPEC.replace("epochs     = 6", "epochs     = 4")
+            .replace("trials { num_samples = 4 }", "trials { num_samples = 2 }")
+            .replace("  batch_size = 32\n", "  batch_size = 32\n  hidden = choice(8, 12)\n")
+            .replace("hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }",
+                     "hyperparam_mutations { lr = loguniform(1e-3, 3e-1), hidden = [16] }"))
+    assert "hidden = [16]" in spec and "num_samples = 2" in spec
+    code, text = _run(_study(tmp_path, spec))
+    assert code != EXIT_OK, text
+    summary = json.loads((tmp_path / "results" / "pop" / "summary.json").read_text())
+    assert summary["status_counts"] == {"ERROR": 1, "TERMINATED": 1}, summary["status_counts"]
+    failed = next(t for t in summary["trials"] if t["status"] == "ERROR")
+    assert re.search("hidden (8|12) → 16", json.dumps(failed, ensure_ascii=False)), failed
+    rows = [json.loads(line) for line in (Path(failed["path"]) / "result.json").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2], rows  # not trained again from scratch
+    assert text.count("whose weights do not fit this trial's model") == 1, text

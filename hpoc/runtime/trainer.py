@@ -795,16 +795,18 @@ def _exploit_misfit(trial: str, donor: dict[str, Any], mine: dict[str, Any], exc
     """Why a trial given another trial's checkpoint (a PBT/PB2 exploit) cannot go on. It
     fails rather than start over: trained from scratch under PBT's clock, its epochs
     would count from the donor's and it would be ranked against trials trained twice as
-    long - a study that is quietly not PBT."""
+    long - a study that is quietly not PBT. The change comes first: the driver's line is cut."""
+    def shown(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else repr(v)
+
     before, after = _flat(donor), _flat(mine)
-    changed = [f"{k} {before.get(k)!r} → {after.get(k)!r}" for k in sorted(set(before) | set(after))
+    changed = [f"{k} {shown(before.get(k))} → {shown(after.get(k))}" for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k)]
-    shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
-    return (f"trial {trial}: PBT gave it another trial's checkpoint, whose weights do not fit this trial's "
-            f"model ({_first_mismatch(exc)}); the exploit changed {shown or 'no hyperparameter'}. PBT copies "
-            "weights from trial to trial, so it cannot mutate a hyperparameter that changes the model's "
-            "shape: leave that one out of `hyperparam_mutations` (PB2: `hyperparam_bounds`), and each "
-            "exploit copies its value with the weights (docs/language.md, PBT and PB2)")
+    said = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    return (f"trial {trial}: PBT cannot copy weights across this exploit ({said or 'no hyperparameter changed'}): "
+            "the other trial's weights do not fit this trial's model. Leave a hyperparameter that changes "
+            "the model's shape out of `hyperparam_mutations` (PB2: `hyperparam_bounds`): each exploit then "
+            f"copies its value with the weights (docs/language.md, PBT and PB2). torch: {_first_mismatch(exc)}")
 
 
 def _step_lr_scheduler(scheduler: Any, metrics: dict[str, Any]) -> None:

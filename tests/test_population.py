@@ -546,3 +546,22 @@ def test_pbt_says_once_that_an_exploit_cannot_copy_weights_across_a_change_of_sh
     rows = [json.loads(line) for line in (Path(failed["path"]) / "result.json").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2], rows  # not trained again from scratch
     assert len(re.findall(r"cannot copy weights across this exploit \(hidden (8|12) → 16, lr ", text)) == 1, text
+
+
+def test_a_trials_own_checkpoint_that_no_longer_fits_its_model_is_skipped(tmp_path: Path) -> None:
+    """Not an exploit (the config is the trial's own): the model's code changed between
+    runs. Skipped as before, with a line that says why, and the trial starts over."""
+    from hpoc.runtime import pipeline
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "wider.py").write_text("from torch import nn\nfrom toy import ToyTrainer\n\n\nclass Wider(ToyTrainer):\n"
+                                      "    def create_model(self, config):\n"
+                                      "        return nn.Sequential(nn.Linear(8, 24), nn.ReLU(), nn.Linear(24, 3))\n")
+    data = (torch.randn(96, 8), torch.randint(0, 3, (96,))), (torch.randn(32, 8), torch.randint(0, 3, (32,)))
+    config = {"lr": 0.1, "hidden": 8, "epochs": 3, "batch_size": 32}
+    pipeline.import_target("toy:ToyTrainer", str(workdir))().run_local({**config, "epochs": 3}, data,
+                                                                         directory=tmp_path / "t", keep=1)
+    (tmp_path / "t" / "result.jsonl").unlink()
+    rows = pipeline.import_target("wider:Wider", str(workdir))().run_local(config, data, directory=tmp_path / "t")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert "does not fit the model (Missing key(s)" in (tmp_path / "t" / "hpoc-checkpoints.log").read_text()

@@ -280,3 +280,63 @@ def test_a_loop_of_its_own_that_never_reports_is_warned(tmp_path: Path) -> None:
                          "trials report nothing, and each fails at its end")
     (tmp_path / "trainer.py").write_text(silent + "        self.report(metrics, epoch=epoch)\n")
     assert [w for w in compile_path(spec).warnings if w.code == "HP801"] == []
+
+
+SHAPE_TRAINER = """
+    import hpoc
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self, cfg, depth=1):
+            super().__init__()
+            self.body = nn.Sequential(*[nn.Linear(8, cfg["model"]["width"]) for _ in range(cfg.get("layers", 1))])
+            self.drop = nn.Dropout(cfg["dropout"])
+
+
+    class T(hpoc.Trainer):
+        def create_model(self, config):
+            hidden = int(config.get("hidden", 16))
+            return nn.Sequential(nn.Linear(8, hidden), Net(config), nn.Linear(hidden, 3))
+
+        def create_optimizer(self, model, config):
+            return torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"])
+"""
+
+
+def shape_warnings(tmp_path: Path, scheduler: str, space: str = "") -> list:
+    import textwrap
+
+    (tmp_path / "trainer.py").write_text(textwrap.dedent(SHAPE_TRAINER))
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "h"\npipeline { trainer = trainer:T }\nobjective maximize val_accuracy\n'
+                    "space {\n  epochs = 8\n  lr = loguniform(1e-3, 1e-1)\n  momentum = uniform(0.1, 0.9)\n"
+                    "  dropout = uniform(0.0, 0.5)\n  hidden = qrandint(8, 32, 8)\n  layers = choice(1, 2)\n"
+                    f"  model.width = choice(16, 32)\n  batch_size = choice(32, 64)\n{space}}}\n{scheduler}\n")
+    with installed():
+        return [w for w in compile_path(spec).warnings if w.code == "HP814"]
+
+
+def test_pbt_mutating_what_the_model_is_built_from_is_a_warning(tmp_path: Path) -> None:
+    """PBT copies a trial's weights into another trial's model: a mutated `hidden` made the
+    two models' shapes differ, and the exploiting trial silently trained from scratch."""
+    said = shape_warnings(tmp_path, "scheduler pbt { perturbation_interval = 2 }")  # mutates the whole space
+    assert [w.message.split("`")[3] for w in said] == ["hidden", "layers", "model.width"], said
+    assert said[0].message == ("`scheduler pbt` mutates `hidden`, which the trainer builds its model from "
+                               "(trainer.py:15): an exploit loads another trial's weights, which do not fit a "
+                               "model of another shape, and the exploiting trial fails")
+    assert said[0].help.startswith("leave `hidden` out of `hyperparam_mutations`")
+    assert said[2].message.split("(")[1].startswith("trainer.py:9)")  # read in Net(config)
+    named = shape_warnings(tmp_path, "scheduler pbt { hyperparam_mutations { hidden = [8, 16], lr = "
+                                     "loguniform(1e-3, 1e-1) } }")
+    assert [where(w) for w in named] == [(14, 40)], named  # the mutation itself
+    pb2 = shape_warnings(tmp_path, "scheduler pb2 { perturbation_interval = 2 }")
+    assert [w.message.split("`")[3] for w in pb2] == ["hidden"]  # PB2 mutates bounded ones only
+
+
+def test_pbt_mutating_rates_and_batch_sizes_is_quiet(tmp_path: Path) -> None:
+    """lr, momentum and a dropout rate shape nothing; `batch_size` is read outside the model."""
+    assert shape_warnings(tmp_path, "scheduler pbt { hyperparam_mutations { lr = loguniform(1e-3, 1e-1), "
+                                    "momentum = [0.2, 0.5], dropout = uniform(0.0, 0.5), "
+                                    "batch_size = [32, 64] } }") == []
+    assert shape_warnings(tmp_path, "scheduler asha { max_t = 8 }") == []

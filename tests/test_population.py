@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -472,10 +473,11 @@ def test_a_trial_at_its_last_epoch_is_not_exploited(tmp_path: Path, monkeypatch)
 def test_pbt_trials_train_on_the_declared_grid(tmp_path: Path, monkeypatch) -> None:
     """PBT multiplied a quantised value by 1.2 or 0.8 (`ratio` 0.3 became 0.36000000000000004,
     `hidden` 16 became 19) or resampled it as 0.30000000000000004: every config a trial
-    trains with must be one the space declares."""
+    trains with must be one the space declares. (`units` is no layer's size: PBT cannot
+    copy weights across a change of shape.)"""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     spec = (SPEC.replace("epochs     = 6", "epochs     = 4")  # one perturbation, at epoch 2
-            .replace("  batch_size = 32\n", "  batch_size = 32\n  hidden = qrandint(8, 32, 8)\n"
+            .replace("  batch_size = 32\n", "  batch_size = 32\n  units = qrandint(8, 32, 8)\n"
                          "  ratio = quniform(0.1, 0.9, 0.1)\n")
             .replace("  hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }\n", ""))
     code, text = _run(_study(tmp_path, spec))
@@ -483,8 +485,83 @@ def test_pbt_trials_train_on_the_declared_grid(tmp_path: Path, monkeypatch) -> N
     summary = json.loads((tmp_path / "results" / "pop" / "summary.json").read_text())
     configs = [json.loads(line)["config"] for trial in summary["trials"]
                for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
-    assert len({(c["hidden"], c["ratio"]) for c in configs}) > 4, "nothing was mutated"  # 4 drawn
+    assert len({(c["units"], c["ratio"]) for c in configs}) > 4, "nothing was mutated"  # 4 drawn
     for c in configs:
-        assert type(c["hidden"]) is int and c["hidden"] in (8, 16, 24, 32), c
+        assert type(c["units"]) is int and c["units"] in (8, 16, 24, 32), c
         assert c["ratio"] in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), c
         assert 1e-3 <= c["lr"] <= 3e-1 and 0.1 <= c["momentum"] <= 0.9, c
+
+
+def _exploit_locally(tmp_path: Path, donor_config: dict, config: dict) -> list[dict]:
+    """What an exploit does, without Ray: a trial of `config` restores the checkpoint the
+    donor, of `donor_config`, saved at its second epoch."""
+    import shutil
+
+    from hpoc.runtime import pipeline
+
+    workdir = write_toy(tmp_path / "study")
+    data = (torch.randn(96, 8), torch.randint(0, 3, (96,))), (torch.randn(32, 8), torch.randint(0, 3, (32,)))
+    trainer = pipeline.import_target("toy:ToyTrainer", str(workdir))
+    trainer().run_local({**donor_config, "epochs": 2, "batch_size": 32}, data, directory=tmp_path / "donor")
+    own = tmp_path / "exploiting"
+    shutil.copytree(tmp_path / "donor" / "checkpoint_000001", own / "checkpoint_000000")
+    return trainer().run_local({**config, "epochs": 4, "batch_size": 32}, data, directory=own)
+
+
+def test_an_exploit_whose_weights_do_not_fit_the_mutated_model_fails_the_trial(tmp_path: Path) -> None:
+    """PBT mutated `hidden`: the donor's weights did not fit the trial's model, the load
+    read as an unreadable checkpoint and the trial silently started over (epochs 1, 2, 1,
+    2, 3, 4) under PBT's clock: not PBT. It fails, saying which change PBT cannot make."""
+    from hpoc.runtime.trainer import TrainerError
+
+    with pytest.raises(TrainerError) as failed:
+        _exploit_locally(tmp_path, {"lr": 0.1, "hidden": 8}, {"lr": 0.12, "hidden": 16})
+    message = str(failed.value)
+    assert "exploit (epochs 2 → 4, hidden 8 → 16, lr 0.1 → 0.12)" in message, message
+    assert "size mismatch" in message and "hyperparam_mutations" in message, message
+
+
+def test_an_exploit_that_keeps_the_models_shape_goes_on_from_the_donors_epoch(tmp_path: Path) -> None:
+    rows = _exploit_locally(tmp_path, {"lr": 0.1, "hidden": 8}, {"lr": 0.12, "hidden": 8})
+    assert [r["epoch"] for r in rows] == [3, 4]
+
+
+@pytest.mark.ray
+def test_pbt_says_once_that_an_exploit_cannot_copy_weights_across_a_change_of_shape(tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    """The exploiting trial of a mutated `hidden` started over from epoch 1 without a word
+    (its epochs came out as 1, 2, 1, 2, 3, 4). It fails with the reason, said once."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    spec = (SPEC.replace("epochs     = 6", "epochs     = 4")
+            .replace("trials { num_samples = 4 }", "trials { num_samples = 2 }")
+            .replace("  batch_size = 32\n", "  batch_size = 32\n  hidden = choice(8, 12)\n")
+            .replace("hyperparam_mutations { lr = loguniform(1e-3, 3e-1), momentum = [0.2, 0.5, 0.8] }",
+                     "hyperparam_mutations { lr = loguniform(1e-3, 3e-1), hidden = [16] }"))
+    assert "hidden = [16]" in spec and "num_samples = 2" in spec
+    _, text = _run(_study(tmp_path, spec))  # it ends: the other trial no longer waits for it
+    summary = json.loads((tmp_path / "results" / "pop" / "summary.json").read_text())
+    assert summary["status_counts"] == {"ERROR": 1, "TERMINATED": 1}, summary["status_counts"]
+    failed = next(t for t in summary["trials"] if t["status"] == "ERROR")
+    assert re.search("hidden (8|12) → 16", json.dumps(failed, ensure_ascii=False)), failed
+    rows = [json.loads(line) for line in (Path(failed["path"]) / "result.json").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2], rows  # not trained again from scratch
+    assert len(re.findall(r"cannot copy weights across this exploit \(hidden (8|12) → 16, lr ", text)) == 1, text
+
+
+def test_a_trials_own_checkpoint_that_no_longer_fits_its_model_is_skipped(tmp_path: Path) -> None:
+    """Not an exploit (the config is the trial's own): the model's code changed between
+    runs. Skipped as before, with a line that says why, and the trial starts over."""
+    from hpoc.runtime import pipeline
+
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "wider.py").write_text("from torch import nn\nfrom toy import ToyTrainer\n\n\nclass Wider(ToyTrainer):\n"
+                                      "    def create_model(self, config):\n"
+                                      "        return nn.Sequential(nn.Linear(8, 24), nn.ReLU(), nn.Linear(24, 3))\n")
+    data = (torch.randn(96, 8), torch.randint(0, 3, (96,))), (torch.randn(32, 8), torch.randint(0, 3, (32,)))
+    config = {"lr": 0.1, "hidden": 8, "epochs": 3, "batch_size": 32}
+    pipeline.import_target("toy:ToyTrainer", str(workdir))().run_local({**config, "epochs": 3}, data,
+                                                                         directory=tmp_path / "t", keep=1)
+    (tmp_path / "t" / "result.jsonl").unlink()
+    rows = pipeline.import_target("wider:Wider", str(workdir))().run_local(config, data, directory=tmp_path / "t")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert "does not fit the model (Missing key(s)" in (tmp_path / "t" / "hpoc-checkpoints.log").read_text()

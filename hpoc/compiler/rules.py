@@ -29,6 +29,7 @@ from hpoc.compiler.check import (
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
+    WARN_SHAPE,
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
@@ -37,7 +38,7 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, silent_loop
+from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, model_config_reads, silent_loop
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -68,6 +69,8 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     if sched_ok:
         _scheduler(ch, out, space, sched_block, search_block)
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
+    if sched_ok and out["scheduler"]["name"] in T.POPULATION:
+        _shape_mutations(ch, out, space, sched_block, workdir)
     _resources(ch, out, workdir)
     _checkpoint(ch, out, reports)
     _resume_storage(ch, out)
@@ -472,6 +475,36 @@ def _conditional_reads(ch: Checker, space: dict[str, Any], reads: dict[str, int]
                 f"have only when `{cond['param']}` is {values}: the others fail with a KeyError",
                 ch.spans.get("pipeline.trainer"),
                 help=f'`config.get("{key}", default)`, or test `"{key}" in config` first')
+
+
+def _whole(domain: str | None, args: dict[str, Any]) -> bool:
+    """Whether a domain holds whole numbers only: a size, a count of layers or heads."""
+    values = args.get("categories", args.get("values")) if domain in T.CATEGORICAL else None
+    return domain in T.INTEGER or (bool(values) and all(type(v) is int for v in values))
+
+
+def _shape_mutations(ch: Checker, out: dict[str, Any], space: Space, block: Any, workdir: str | None) -> None:
+    """A mutated whole number that the trainer builds its model from (`hidden`, `layers`):
+    an exploit loads another trial's weights, which do not fit a model of another shape.
+    Floats (`lr`, `momentum`, a dropout rate) shape nothing, and are not reported."""
+    name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
+    key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
+    table = opts.get(key) or {p.name: None for p in space.params if name == "pbt" or "lower" in p.args}
+    reads = model_config_reads(trainer_target(out), workdir) if table else {}
+    for pname, mutation in table.items():
+        param = space.param(pname)
+        whole = (param is not None and _whole(param.domain, param.args)) or (
+            isinstance(mutation, list) and _whole("choice", {"categories": mutation})) or (
+            isinstance(mutation, dict) and _whole(mutation.get("domain"), mutation.get("args") or {}))
+        if not whole or pname not in reads:
+            continue
+        ch.warn(WARN_SHAPE, f"`scheduler {name}` mutates `{pname}`, which the trainer builds its model from "
+                f"({reads[pname]}): an exploit loads another trial's weights, which do not fit a model of "
+                "another shape, and the exploiting trial fails",
+                ch.spans.get(f"scheduler.options.{key}.{pname}") or _label_span(block),
+                help=f"leave `{pname}` out of `{key}` (each exploit then copies its value with the weights); "
+                     f"{name.upper()} can tune what the model's shape does not depend on (`lr`, `momentum`, "
+                     "a dropout rate)")
 
 
 def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:

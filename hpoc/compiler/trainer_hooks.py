@@ -202,3 +202,81 @@ def silent_loop(target: str, workdir: str | None) -> Problem | None:
                    "report nothing, and each fails at its end",
                    "report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "
                    "(docs/trainer.md, A loop of your own)", warning=True)
+
+
+_BUILDERS = ("create_model", "create_model_loss_optimizer")
+
+
+def model_config_reads(target: str, workdir: str | None) -> dict[str, str]:
+    """Trial-config keys (dotted: `config["model"]["hidden"]` is `model.hidden`) that the
+    trainer's model hook reads, each with its `file:line`: in the hook itself, or in a class
+    or function of the module that the hook hands the whole config to (`Net(config)`).
+    A PBT exploit loads another trial's weights into the model these keys build."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return {}
+    shown, tree, _, methods = trainer
+    names = bindings(tree) or {}
+    out: dict[str, str] = {}
+    for hook in _BUILDERS:
+        fn = methods.get(hook)
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        given = {a.arg for a in fn.args.args[1:2]}  # `config`, as hpoc passes it
+        for key, line in _reads(fn, given).items():
+            out.setdefault(key, f"{shown}:{line}")
+        for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
+            callee = _callee(call, names)
+            if callee is None:
+                continue
+            fn2, offset = callee
+            params = [a.arg for a in fn2.args.args][offset:]
+            passed = {params[i] for i, a in enumerate(call.args) if i < len(params) and _is_config(a, given)}
+            passed |= {k.arg for k in call.keywords if k.arg and _is_config(k.value, given)}
+            for key, line in _reads(fn2, passed).items():
+                out.setdefault(key, f"{shown}:{line}")
+    return out
+
+
+def _callee(call: ast.Call, names: dict[str, ast.AST]) -> tuple[ast.FunctionDef, int] | None:
+    """The module's function, or class `__init__` (its `self` skipped), that `call` calls."""
+    bound = names.get(call.func.id) if isinstance(call.func, ast.Name) else None
+    if isinstance(bound, ast.FunctionDef):
+        return bound, 0
+    if isinstance(bound, ast.ClassDef):
+        init = next((s for s in bound.body if isinstance(s, ast.FunctionDef) and s.name == "__init__"), None)
+        return (init, 1) if init is not None else None
+    return None
+
+
+def _is_config(node: ast.AST, given: set[str]) -> bool:
+    """The trial config: a parameter that holds it, or `self.config`."""
+    if isinstance(node, ast.Name):
+        return node.id in given
+    return isinstance(node, ast.Attribute) and node.attr == "config" and \
+        isinstance(node.value, ast.Name) and node.value.id == "self"
+
+
+def _reads(fn: ast.FunctionDef, given: set[str]) -> dict[str, int]:
+    """Keys read from the config in `fn` by subscript or `.get("key")`, chains dotted."""
+    out: dict[str, int] = {}
+
+    def path(node: ast.AST) -> list[str] | None:
+        if _is_config(node, given):
+            return []
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                and isinstance(node.slice.value, str):
+            head = path(node.value)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            head = path(node.func.value)
+        else:
+            return None
+        key = node.slice.value if isinstance(node, ast.Subscript) else node.args[0].value  # type: ignore[union-attr]
+        return None if head is None else [*head, key]
+
+    for node in ast.walk(fn):
+        keys = path(node) if isinstance(node, (ast.Subscript, ast.Call)) else None
+        if keys:
+            out.setdefault(".".join(keys), node.lineno)
+    return out

@@ -34,6 +34,10 @@
    0.36000000000000004 or 0.48, `qrandint(32, 256, 32)` gave 38, and values left their
    bounds. Each new value is moved to the nearest one its domain declares (`space.snap`),
    and PB2's model records the point the trial then trains with.
+
+6. Synchronous PBT pauses every trial at a perturbation until all live trials reach it; a
+   trial that failed before it (its exploit's weights did not fit its model) left the
+   others PAUSED forever, the driver spinning. They go on without that perturbation.
 """
 
 from __future__ import annotations
@@ -167,6 +171,21 @@ class _Population:
                 new = snap(param, old + step if up else old - step)
             config[name] = new
         return config, operations
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        chosen = super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
+        if chosen is not None or not getattr(self, "_synch", False):
+            return chosen
+        trials = tune_controller.get_trials()
+        paused = [t for t in trials if t.status == "PAUSED" and t in self._trial_state]  # type: ignore[attr-defined]
+        if not paused or any(t.status in ("RUNNING", "PENDING") for t in trials):
+            return None
+        # Nothing can run and nothing will report: a trial failed before the perturbation
+        # the paused ones wait at (the module's docstring, 6).
+        reached = max(self._trial_state[t].last_train_time for t in paused)  # type: ignore[attr-defined]
+        self._next_perturbation_sync = reached + self._perturbation_interval  # type: ignore[attr-defined]
+        logger.info("[pbt] a trial failed before the perturbation at %s; the others go on without it", reached)
+        return super().choose_trial_to_run(tune_controller)  # type: ignore[misc]
 
     def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
         if self._ended(trial):

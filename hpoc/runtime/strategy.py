@@ -34,6 +34,16 @@ DS_EXTRA = "hpoc_extra"  # the trainer's part of a DeepSpeed checkpoint's client
 log = logging.getLogger("hpoc.strategy")
 
 
+class ModelMismatch(RuntimeError):
+    """A checkpoint that reads, but whose weights do not fit the model (other layer shapes
+    or names): not a damaged file, so not one to skip. `state` is the rest of it, the
+    trial config it was saved with included."""
+
+    def __init__(self, detail: str, state: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.state = state
+
+
 def resolve_precision(precision: str | None, device: torch.device) -> str:
     """`auto` -> bf16 on GPUs that support it, fp32 elsewhere; fp16 needs a GPU."""
     precision = (precision or "auto").lower()
@@ -362,7 +372,10 @@ class Strategy:
         # Our own file: it holds RNG states that weights_only loading refuses.
         state = torch.load(Path(directory) / STATE_FILE, map_location=self._device,
                            weights_only=False)
-        self.unwrap().load_state_dict(state.pop("model"))
+        try:
+            self.unwrap().load_state_dict(state.pop("model"))
+        except RuntimeError as exc:  # torch's "size mismatch for ...", "Missing key(s) ..."
+            raise ModelMismatch(str(exc), state) from None
         saved, kind = state.pop("optimizer", None), state.pop("optimizer_class", None)
         if saved is not None and self.optimizer is not None:
             if kind is not None and kind != type(self.optimizer).__qualname__:

@@ -48,7 +48,7 @@ from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require
                                   require_objective, require_optimizer, require_same_shape,
                                   require_scheduler, returned, scalar, source_line, validation_parts,
                                   whole_count)
-from hpoc.runtime.strategy import Strategy
+from hpoc.runtime.strategy import ModelMismatch, Strategy
 from hpoc.runtime.summary import raised_at
 
 
@@ -641,6 +641,13 @@ class Trainer:
             for candidate in [directory, *older_checkpoints(directory)]:
                 try:
                     state = self.strategy.load_checkpoint(candidate)
+                except ModelMismatch as exc:
+                    saved = exc.state.get("config")
+                    if saved is not None and saved != self.config:
+                        raise TrainerError(_exploit_misfit(self.trial.name, saved, self.config, exc)) from None
+                    checkpoint_note(directory, f"trial {self.trial.name}: checkpoint {candidate} does not fit "
+                                    f"the model ({_first_mismatch(exc)}); skipping it", write=write)
+                    continue
                 except Exception as exc:  # noqa: BLE001 - any unreadable file means "skip it"
                     checkpoint_note(directory, f"trial {self.trial.name}: checkpoint {candidate} is "
                                     f"unreadable ({type(exc).__name__}: {exc}); skipping it", write=write)
@@ -775,6 +782,40 @@ class Trainer:
                   trial=TrialInfo(seed=seed, deterministic=True, dir=str(reporter.dir)), data=splits)
         self.execute()
         return reporter.history
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _first_mismatch(exc: BaseException) -> str:
+    """torch's first line on what does not fit (`size mismatch for fc.weight: ...`)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__).rstrip(".")
+
+
+def _exploit_misfit(trial: str, donor: dict[str, Any], mine: dict[str, Any], exc: BaseException) -> str:
+    """Why a trial given another trial's checkpoint (a PBT/PB2 exploit) cannot go on. It
+    fails rather than start over: trained from scratch under PBT's clock, its epochs
+    would count from the donor's and it would be ranked against trials trained twice as
+    long - a study that is quietly not PBT. The change comes first: the driver's line is cut."""
+    def shown(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else repr(v)
+
+    before, after = _flat(donor), _flat(mine)
+    changed = [f"{k} {shown(before.get(k))} → {shown(after.get(k))}" for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k)]
+    said = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+    return (f"trial {trial}: PBT cannot copy weights across this exploit ({said or 'no hyperparameter changed'}): "
+            "the other trial's weights do not fit this trial's model. Leave a hyperparameter that changes "
+            "the model's shape out of `hyperparam_mutations` (PB2: `hyperparam_bounds`): each exploit then "
+            f"copies its value with the weights (docs/language.md, PBT and PB2). torch: {_first_mismatch(exc)}")
 
 
 def _step_lr_scheduler(scheduler: Any, metrics: dict[str, Any]) -> None:

@@ -392,7 +392,7 @@ def test_next_step_commands_quote_a_build_dir_with_a_space(tmp_path, capsys, mon
 
 
 def test_the_retry_hint_is_the_command_the_study_was_started_with(tmp_path):
-    from hpoc.commands.status import _retry_command
+    from hpoc.commands.status_next import _retry_command
 
     build = tmp_path / "build"
     build.mkdir()
@@ -405,7 +405,7 @@ def test_the_retry_hint_is_the_command_the_study_was_started_with(tmp_path):
 
 def test_the_retry_hint_of_a_build_whose_path_says_sbatch(tmp_path):
     """The hint is built, not patched: a path with "sbatch" in it is still `hpoc submit`."""
-    from hpoc.commands.status import _retry_command
+    from hpoc.commands.status_next import _retry_command
 
     build = tmp_path / "sbatch-runs"
     build.mkdir()
@@ -736,7 +736,7 @@ def test_a_study_whose_job_was_cancelled_before_it_started_says_how_to_start_it(
 
 def test_the_hints_for_a_config_read_with_a_pipe_key_keep_it():
     """A config with several HPO pipelines needs `--pipe-key` on every command that reads it."""
-    from hpoc.commands.status import _retry_command
+    from hpoc.commands.status_next import _retry_command
     from hpoc.yaml import PIPE_KEY
 
     status = {"build_dir": None, "shards": [{"shard": 0}]}

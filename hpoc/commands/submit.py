@@ -107,7 +107,8 @@ def warn_never_starts(plan: dict[str, Any], jobs: list[Any]) -> None:
     or more nodes than it has. Said now, not when `hpoc status` is asked: from the
     partition's limits (squeue may not give the reason yet), else from the reason squeue
     gives (a QOS's limits)."""
-    from hpoc.commands.status import job_ranges, never_start_steps, slurm_states
+    from hpoc.commands.status import slurm_states
+    from hpoc.commands.status_next import job_ranges, never_start_steps
     from hpoc.site.partition import never_fits
 
     ids = [str(job.job_id) for job in jobs]
@@ -237,7 +238,7 @@ def wait_for(jobs: list[Any], sub: Any) -> int:
         print(f"shard {shard}: job {job.job_id}: {text}", file=sys.stderr)
         failed += not ok
     if finished:
-        from hpoc.commands.status import job_ranges
+        from hpoc.commands.status_next import job_ranges
         from hpoc.runtime.shards import index_ranges
 
         shards, ids = index_ranges([k for k, _ in finished], ", "), job_ranges([i for _, i in finished])

@@ -1,0 +1,224 @@
+"""What `hpoc status` suggests doing next, as commands to paste (the study's own paths in
+them): resume or retry which shards, how, and what to do about jobs SLURM will not start or
+holds. Reads only the status `hpoc.commands.status.gather` built."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from hpoc.commands import joblogs
+from hpoc.runtime.shards import index_ranges
+from hpoc.site import ACTIVE
+
+
+# Pending reasons that waiting does not end (EnforcePartLimits=NO, the default, lets sbatch
+# take such a job, and it pends forever): reason -> (what is wrong, the spec's setting).
+NEVER_STARTS = {
+    "PartitionNodeLimit": ("more nodes than the partition allows", "nodes"),
+    "PartitionTimeLimit": ("a longer time limit than the partition allows", "time"),
+    "QOSMaxWallDurationPerJobLimit": ("a longer time limit than the QOS allows", "time"),
+    "AssocMaxWallDurationPerJobLimit": ("a longer time limit than the account allows", "time"),
+    "QOSMaxNodePerJobLimit": ("more nodes than the QOS allows", "nodes"),
+    "AssocMaxNodesPerJobLimit": ("more nodes than the account allows", "nodes"),
+    "QOSMaxCpuPerJobLimit": ("more CPUs than the QOS allows", "cpus_per_node"),
+    "AssocMaxCpuPerJobLimit": ("more CPUs than the account allows", "cpus_per_node"),
+    "QOSMaxGRESPerJob": ("more GPUs than the QOS allows", "gpus_per_node"),
+    "AssocMaxGRESPerJob": ("more GPUs than the account allows", "gpus_per_node"),
+    "QOSMaxMemoryPerJob": ("more memory than the QOS allows", "mem"),
+    "BadConstraints": ("a constraint no node of the partition satisfies", "constraint"),
+    "InvalidQOS": ("a QOS the account may not use", "qos"),
+    "InvalidAccount": ("an account that is not valid here", "account"),
+}
+
+
+def never_starts(job: dict[str, Any]) -> str | None:
+    """What to do about a pending job that waiting will not start, or None."""
+    if job.get("state") != "PENDING" or job.get("reason") not in NEVER_STARTS:
+        return None
+    what, key = NEVER_STARTS[job["reason"]]
+    return (f"job {job['job_id']} will not start as asked ({job['reason']}: {what}): "
+            f"`scancel {job['job_id']}`, change `{key}` in the spec's `slurm` block, compile and submit again")
+
+
+def job_ranges(ids: list[str]) -> str:
+    """Job ids as scancel takes them, an array's tasks as ranges: `800_[0-199] 812`."""
+    tasks: dict[str, list[int]] = {}
+    for job_id in ids:
+        base, _, task = job_id.partition("_")
+        tasks.setdefault(base, [])
+        if task.isdigit():
+            tasks[base].append(int(task))
+    return " ".join(base if not ks else f"{base}_{ks[0]}" if len(ks) == 1
+                    else f"{base}_[{index_ranges(ks)}]" for base, ks in tasks.items())
+
+
+def never_start_steps(jobs: list[dict[str, Any]]) -> list[str]:
+    """never_starts() of each job, jobs pending for the same reason as one step: every task
+    of an array that asks for too long a time pends for it."""
+    alike: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if never_starts(job) is not None:
+            alike.setdefault(job["reason"], []).append(job)
+    steps = []
+    for reason, same in alike.items():
+        if len(same) == 1:
+            steps.append(str(never_starts(same[0])))
+            continue
+        what, key = NEVER_STARTS[reason]
+        ids = job_ranges([j["job_id"] for j in same])
+        steps.append(f"{len(same)} jobs ({ids}) will not start as asked ({reason}: {what}): `scancel {ids}`, "
+                     f"change `{key}` in the spec's `slurm` block, compile and submit again")
+    return steps
+
+
+def next_steps(status: dict[str, Any], target: str) -> list[str]:
+    """What the user can do now, as commands (the study's own paths in them)."""
+    shards, build = status["shards"], status["build_dir"]
+    steps = []
+    # Jobs that ended the same way are one step: a 200-task array that failed on one import
+    # said it 200 times.
+    alike: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in shards:
+        job = s["job"] or {}
+        if job.get("why"):
+            said = job["state"] if job.get("state") not in (None, "ENDED") else "ended"
+            alike.setdefault((said, job["why"]), []).append(job)
+    for (said, why), jobs in alike.items():
+        if len(jobs) == 1:
+            steps.append(f"job {jobs[0]['job_id']} {said}: {why} (its output: {jobs[0]['err']})")
+        else:
+            ids = job_ranges([j["job_id"] for j in jobs])  # an array's tasks: 800_[0-199]
+            if len(ids) > 60:  # tasks of many arrays (resubmissions): the first ones
+                ids = ", ".join(j["job_id"] for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
+            steps.append(f"{len(jobs)} jobs ({ids}) {said}: {why} "
+                         f"(the first one's output: {jobs[0]['err']})")
+        if (fix := joblogs.advice(why)) is not None:
+            steps.append(fix)
+    if status.get("other_plan"):  # the states and results are that run's: nothing to resume
+        return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
+                        "or move that run aside with `--fresh`"]
+    steps += _pending_steps(shards, build, status["study"])
+    # The driver stopped them (failfast.py): resuming alone fails again. Shards stopped by
+    # the same error are one step: a broken trainer stops every task of an array.
+    stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
+    for s in shards:
+        if s.get("stopped"):
+            why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
+            stopped_by.setdefault(why[1], []).append((s["shard"], why))
+    for error, alike_shards in stopped_by.items():
+        (k, why), said = alike_shards[0], f" ({error})" if error else ""
+        if len(alike_shards) == 1:
+            steps.append(f"shard {k} stopped itself: {why[0]}{said}; fix the trainer, then resume")
+        else:
+            ranges = index_ranges([k for k, _ in alike_shards], ", ")
+            on = f" on {error}" if error else ""
+            steps.append(f"shards {ranges} stopped themselves{on} (shard {k}: {why[0]}); "
+                         "fix the trainer, then resume")
+    if status.get("squeue_error"):  # its jobs may be queued: resubmitting would run them twice
+        return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
+                        "queued and running jobs are unknown: run `hpoc status` again where squeue "
+                        "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
+    stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown", "extended")
+               or (s["state"] == "not started" and status["state"] != "not started")]
+    grown = [s["grown"] for s in shards if s.get("grown")]
+    if grown and status["state"] not in ("running", "queued"):  # else its jobs run them
+        if status["state"] == "extended":  # nothing to resume: only the added trials to run
+            run = _resume_command(status, stopped, target)
+            run += " runs the added trials" if run.startswith("`") else ": it runs the added trials"
+            stopped = []
+        else:
+            run = "the resume below runs the added trials too"
+        steps.append(f"the spec extends the study ({grown[0]}): {run} (those that ran are kept)")
+    ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
+    if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
+        # Every job it had ended before a trial started (cancelled, failed at bring-up).
+        steps.append("submit it again: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
+        # Never submitted, or its jobs were cancelled while they pended (no output left).
+        steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif status["state"] == "not started" and status.get("spec_unknown"):
+        steps.append("start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
+                     "whose storage this is)")
+    elif stopped and status["state"] not in ("running", "queued") and status.get("resume") is False:
+        where = shlex.quote(build) if build else _spec_words(target)  # the run refuses to restore
+        steps.append("resume is off in the study, so its unfinished run cannot go on: "
+                     f"`hpoc submit {where} --fresh` starts it over (the run so far is moved aside)")
+    elif stopped and status["state"] not in ("running", "queued"):
+        steps.append("resume: " + _resume_command(status, stopped, target)
+                     + " (finished trials are kept; the others continue from their checkpoints)")
+    elif stopped:
+        steps.append(f"shard(s) {index_ranges(stopped, ', ')} stopped: once the other jobs end, "
+                     + _resume_command(status, stopped, target) + " resumes them")
+    if status["state"] == "finished":
+        where = shlex.quote(build) if build else _spec_words(target)
+        steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
+        # with those cut short in their retry: Ray has them as finished, the retry does not
+        errored = [s["shard"] for s in shards if s["errored"] or s.get("retry_cut")]
+        cut = sum(s.get("retry_cut", 0) for s in shards)
+        if errored:
+            among = f" ({cut} cut short in their retry)" if cut else ""
+            steps.append(f"{sum(s['errored'] for s in shards) + cut} errored trial(s){among}: once "
+                         "what made them fail is fixed, " + _retry_command(status, errored, target)
+                         + " runs only those again (finished trials are kept)")
+    return steps
+
+
+def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) -> list[str]:
+    """What to do about queued jobs that waiting will not start, or start late."""
+    steps = never_start_steps([s["job"] for s in shards if s["job"]])
+    held: dict[str, list[dict[str, Any]]] = {}  # by array: a lost node requeues its tasks together
+    for s in shards:
+        job = s["job"] or {}
+        if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
+            held.setdefault(str(job["job_id"]).split("_")[0], []).append(job)
+    for jobs in held.values():
+        # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
+        # (an `hpoc submit` job's: submitit's task-0 log).
+        ended = joblogs.why(joblogs.err_file(build, study, jobs[0])) if build else None
+        ids = job_ranges([j["job_id"] for j in jobs])
+        if len(jobs) == 1:
+            steps.append(f"job {ids} waits for its begin time: SLURM holds a requeued job about "
+                         f"2 minutes (`scontrol update JobId={ids} StartTime=now` starts it sooner)"
+                         + (f"; its last run ended: {ended}" if ended else ""))
+        else:
+            steps.append(f"{len(jobs)} jobs ({ids}) wait for their begin time: SLURM holds a requeued "
+                         f"job about 2 minutes (`scontrol update JobId={ids} StartTime=now` starts "
+                         "them sooner)" + (f"; the first one's last run ended: {ended}" if ended else ""))
+    return steps
+
+
+def _spec_words(target: str) -> str:
+    """The spec as the commands suggested take it: with the `--pipe-key` it was read with."""
+    from hpoc.yaml import PIPE_KEY, is_yaml
+
+    key = PIPE_KEY.get()
+    extra = f" --pipe-key {shlex.quote(key)}" if key and is_yaml(target) else ""
+    return shlex.quote(target) + extra
+
+
+def _retry_command(status: dict[str, Any], errored: list[int], target: str) -> str:
+    """The command that runs the errored trials of these shards again (docs/resume.md)."""
+    return _resume_command(status, errored, target, retry=True)
+
+
+def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
+                    retry: bool = False) -> str:
+    build = status["build_dir"]
+    flag, env = (" --retry-errored", "HPOC_RETRY_ERRORED=1 ") if retry else ("", "")
+    if build is None:
+        t = "SPEC" if status.get("spec_unknown") else _spec_words(target)
+        if retry:
+            return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`" + (
+                "; SPEC: the study file that ran it)" if t == "SPEC" else ")")
+        return f"run the study again as you started it (`hpoc run {t} --local`, `hpoc submit`)"
+    if status.get("submitted_by_hpoc") or not (Path(build) / "job.sbatch").is_file():
+        return f"`hpoc submit {shlex.quote(build)}{flag}`"
+    script = shlex.quote(f"{build}/job.sbatch")  # the user pastes it into a shell
+    if len(status["shards"]) == 1:
+        return f"`{env}sbatch {script}`"
+    # `--array` on the command line replaces the script's, `%P` (shards at once) included.
+    parallel = status.get("parallel") or len(stopped)
+    limit = f"%{parallel}" if parallel < len(stopped) else ""
+    return f"`{env}sbatch --array={index_ranges(stopped)}{limit} {script}`"

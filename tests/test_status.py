@@ -25,6 +25,17 @@ storage { path = "results", name = "tiny" }
 '''
 
 
+def sbatch_array(tmp_path: Path, shards: int, num_samples: int) -> tuple[Path, Path, dict]:
+    """A study of `shards` array tasks compiled into BUILD and run with `sbatch job.sbatch`:
+    (its storage, BUILD, the plan)."""
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "arr", shards=shards)
+    plan["trials"]["num_samples"] = num_samples
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    return storage, build, plan
+
+
 def status(capsys, *argv) -> tuple[int, str, str]:
     code = main(["status", *map(str, argv)])
     out, err = capsys.readouterr()
@@ -279,11 +290,7 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     shard's trial as running, and never said how to resume."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=2)
-    plan["trials"]["num_samples"] = 4
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=2, num_samples=4)
     done = storage / "arr" / "shard-0"
     for i in (0, 2):
         trial_dir(done, f"aaaaa_0000{i}", {"dropout": 0.1 * i}, [{"val_loss": 0.5 - 0.1 * i}] * 6)
@@ -332,11 +339,7 @@ def test_array_tasks_slurm_requeued_together_are_one_step(tmp_path, capsys, monk
     per task."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=30)
-    plan["trials"]["num_samples"] = 30
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=30, num_samples=30)
     lost = "hpoc: SLURM lost node2 of this job (down: Not responding) and ends the job"
     (build / "arr-700_4.err").write_text(f"{lost}\n")
     fake_squeue(monkeypatch, tmp_path / "bin",
@@ -363,11 +366,7 @@ def test_a_shard_cancelled_before_it_started_and_old_job_records_of_another_stor
     """jobs.json outlives a recompile into the same build dir: its jobs were shown for the
     new study's shards ("job 688_1 (unknown to SLURM)"), and finished + never started
     read as `mixed`."""
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=2)
-    plan["trials"]["num_samples"] = 4
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=2, num_samples=4)
     (build / "jobs.json").write_text(json.dumps([{
         "cluster": "slurm", "submitted": 0, "study_id": "0123456789ab",
         "jobs": [{"job_id": "688_0", "shard": 0}, {"job_id": "688_1", "shard": 1}]}]))
@@ -662,11 +661,7 @@ def test_array_tasks_that_will_never_start_are_one_step(tmp_path, capsys, monkey
     for it: a step per task, each with its own scancel."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=200)
-    plan["trials"]["num_samples"] = 200
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=200, num_samples=200)
     fake_squeue(monkeypatch, tmp_path / "bin",
                 [f"800_{k}|PENDING|0:00||PartitionTimeLimit|{k}|{build}/job.sbatch" for k in range(200) if k != 7]
                 + [f"812_7|PENDING|0:00||PartitionTimeLimit|7|{build}/job.sbatch"])  # resubmitted
@@ -887,11 +882,7 @@ def test_a_study_of_many_shards_lists_the_ones_to_look_at_and_counts_the_rest(
     attention was lost among the finished ones."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=30)
-    plan["trials"]["num_samples"] = 30
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=30, num_samples=30)
     for k in range(30):
         shard = storage / "arr" / f"shard-{k}"
         trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.01 * k}, [{"val_loss": 0.5 - 0.01 * k}] * 6)
@@ -921,11 +912,7 @@ def test_the_shards_and_jobs_listed_first_are_the_ones_to_act_on(tmp_path, capsy
     after 20 pending ones."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=60)
-    plan["trials"]["num_samples"] = 60
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=60, num_samples=60)
     failed = range(55, 60)
     for k in [*range(25), *failed]:
         exp = storage / "arr" / f"shard-{k}"
@@ -955,11 +942,7 @@ def test_the_jobs_listed_are_those_of_the_shards_listed(tmp_path, capsys, monkey
     of its pending jobs above it: two different sets of shards on one screen."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=200)
-    plan["trials"]["num_samples"] = 200
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=200, num_samples=200)
     fake_squeue(monkeypatch, tmp_path / "bin",
                 [f"900_{k}|RUNNING|0:05|n{k}|None|{k}|{build}/job.sbatch" for k in range(10)]
                 + [f"900_{k}|PENDING|0:00||JobArrayTaskLimit|{k}|{build}/job.sbatch" for k in range(10, 200)])
@@ -976,11 +959,7 @@ def test_the_next_step_for_many_shards_names_their_array_indices_as_ranges(tmp_p
     from submit_support import fake_squeue
 
     fake_squeue(monkeypatch, tmp_path / "bin", [])  # none queued (squeue answers)
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=300)
-    plan["trials"]["num_samples"] = 300
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=300, num_samples=300)
     for k in (3, 4, 5, 9):  # ran to the end; the others never started
         shard = storage / "arr" / f"shard-{k}"
         trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
@@ -996,11 +975,7 @@ def test_shards_stopped_while_others_run_are_named_as_ranges(tmp_path, capsys, m
     4, …, 149 stopped`: the command after it gave them as a range."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=200)
-    plan["trials"]["num_samples"] = 200
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=200, num_samples=200)
     for k in range(200):
         shard = storage / "arr" / f"shard-{k}"
         trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6, done=k >= 150)
@@ -1058,11 +1033,7 @@ def test_a_queue_squeue_cannot_be_asked_is_not_taken_for_an_empty_one(tmp_path, 
     status suggested `sbatch --array=1` for a shard whose job was in fact queued."""
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "arr", shards=2)
-    plan["trials"]["num_samples"] = 4
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    storage, build, plan = sbatch_array(tmp_path, shards=2, num_samples=4)
     _shard_0_done(storage, tmp_path / "bin", monkeypatch)
     said = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
     (tmp_path / "bin" / "squeue").write_text(f"#!/bin/sh\necho '{said}' >&2\nexit 1\n")

@@ -158,11 +158,16 @@ def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_th
     mp.spawn(_itwinai_loop_accumulating, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
     run = torch.load(tmp_path / "loop.pt")
     assert run["stepped"] == [False, False, False, True, False, True] * 2
+    assert torch.allclose(run["bias"][3], _after_first_window())
+
+
+def _after_first_window() -> torch.Tensor:
+    """The loops' bias after their first window: 4 micro-batches of loss 0.01·out² at the
+    start's weights (lr 0.1), each scaled by 1/4."""
     torch.manual_seed(0)
     start = torch.nn.Linear(4, 1)
     out = start(torch.ones(1, 4)).detach()[0]
-    # the first window: 4 micro-batches of loss 0.01·out² at the start's weights, each scaled by 1/4
-    assert torch.allclose(run["bias"][3] - start.bias.detach(), -0.1 * 0.02 * out)
+    return start.bias.detach() - 0.1 * 0.02 * out
 
 
 class _PlainAccumulatingLoop(RayTorchTrainer):
@@ -202,11 +207,7 @@ def test_an_itwinai_loop_under_ddp_accumulates_as_under_deepspeed(tmp_path) -> N
     trainer.run_local({"batch_size": 4, "epochs": 2}, (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
                       directory=tmp_path, strategy=Strategy.create("ddp", grad_accumulation_steps=4))
     assert trainer.stepped == [False, False, False, True, False, True] * 2
-    torch.manual_seed(0)
-    start = torch.nn.Linear(4, 1)
-    out = start(torch.ones(1, 4)).detach()[0]
-    # as under DeepSpeed: 4 micro-batches at the start's weights, each counting 1/4
-    assert torch.allclose(trainer.bias[3] - start.bias.detach(), -0.1 * 0.02 * out)
+    assert torch.allclose(trainer.bias[3], _after_first_window())  # as under DeepSpeed
 
 
 class _TwoRankLoop(RayTorchTrainer):

@@ -1152,3 +1152,32 @@ def test_an_extended_study_whose_job_is_queued_shows_the_job_and_no_second_submi
     assert doc["state"] == "queued" and doc["shards"][0]["state"] == "pending", doc["shards"][0]
     assert doc["shards"][0]["grown"] == "num_samples 3 → 8" and doc["totals"]["pending"] == 5
     assert not any("sbatch" in step or "submit" in step for step in doc["next"]), doc["next"]
+
+
+def test_a_study_run_again_by_sbatch_names_that_job_and_resumes_the_same_way(tmp_path, capsys, monkeypatch):
+    """Submitted by `hpoc submit` (659), run again by `sbatch BUILD/job.sbatch` (660): status
+    named 659 once 660 had completed, and its next step said `hpoc submit` either way."""
+    from submit_support import fake_squeue
+
+    from hpoc.submit.params import study_id
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "659", "shard": 0}]}]))
+    trial_dir(storage / "tiny", "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 2, done=False)
+    (build / "tiny-660.err").write_text("hpoc: terminated (SIGTERM)\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    for state in ("CANCELLED", "COMPLETED"):
+        _fake_scontrol(tmp_path / "bin", {"659": "COMPLETED", "660": state})
+        out = status(capsys, build)[1]
+        assert f"  shard 0  job 660  {state}" in out and "659" not in out, out
+        assert f"next: resume: `sbatch {build}/job.sbatch`" in out, out
+    # Submitted by hpoc again since (661): that is how it goes on.
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "661", "shard": 0}]}]))
+    _fake_scontrol(tmp_path / "bin", {"661": "COMPLETED", "660": "COMPLETED"})
+    out = status(capsys, build)[1]
+    assert "job 661  COMPLETED" in out and f"next: resume: `hpoc submit {build}`" in out, out

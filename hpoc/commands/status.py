@@ -288,7 +288,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "journal": journal, "warnings": list(results.warnings) if results else [],
         "other_plan": results.other_plan if results else None,
         "state": _overall([s["state"] for s in shards]),
-        "submitted_by_hpoc": any(j.get("submitted") is not None for j in latest.values()),
+        "submitted_by_hpoc": _last_by_hpoc(latest, shards),
         "squeue_error": unasked,
     }
 
@@ -410,9 +410,11 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
         job, log = s["job"], newer.get(s["shard"])
         if log is not None:
             state = states.get(log["job_id"]) or ({"state": "ENDED"} if queued is not None else None)
-            if state is None or state["state"] == "COMPLETED" or not _failed_end(s, state["state"]):
+            failed = state is not None and state["state"] != "COMPLETED" and _failed_end(s, state["state"])
+            if failed or (state is not None and job is not None):  # not the older job it follows
+                s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
+            if not failed:
                 continue
-            s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
         elif (job is not None and job.get("cluster") == "slurm" and build_dir is not None
               and (queued is not None or job.get("state")) and _failed_end(s, job.get("state"))):
             job["err"] = joblogs.err_file(build_dir, study, job)
@@ -421,6 +423,14 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
         if job.get("state") not in ("COMPLETED", "CANCELLED"):
             job["why"] = joblogs.why(job["err"]) or s.get("no_success_why")
+
+
+def _last_by_hpoc(latest: dict[int, dict[str, Any]], shards: list[dict[str, Any]]) -> bool:
+    """Whether the study was last run by `hpoc submit`: its newest job is one jobs.json has,
+    not an `sbatch BUILD/job.sbatch` since, so the next step goes on the same way."""
+    submitted = [j for j in latest.values() if j.get("submitted") is not None]
+    sbatch = [s["job"] for s in shards if (s["job"] or {}).get("sbatch")]
+    return bool(submitted) and (not sbatch or max(map(_base_id, sbatch)) < max(map(_base_id, submitted)))
 
 
 def _failed_end(shard: dict[str, Any], state: str | None) -> bool:

@@ -1181,3 +1181,25 @@ def test_a_study_run_again_by_sbatch_names_that_job_and_resumes_the_same_way(tmp
     _fake_scontrol(tmp_path / "bin", {"661": "COMPLETED", "660": "COMPLETED"})
     out = status(capsys, build)[1]
     assert "job 661  COMPLETED" in out and f"next: resume: `hpoc submit {build}`" in out, out
+
+
+def test_results_of_an_extended_study_say_it_has_trials_still_to_run(tmp_path, capsys):
+    """`hpoc results` ranked the trials that ran and said nothing of those the raised
+    `num_samples` adds, where status says `extended`."""
+    from hpoc.compiler import compile_path
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    plan = compile_path(tmp_path / "study.hpo").plan
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    assert "extended" not in main_err(capsys, "results", tmp_path / "study.hpo")
+    (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
+    said = [line for line in main_err(capsys, "results", tmp_path / "study.hpo").splitlines() if "extended" in line]
+    assert said == [f"hpoc results: the study is extended (num_samples 1 → 2): its added trials have not run "
+                    f"yet (`hpoc status {tmp_path / 'study.hpo'}` says how to run them)"], said
+
+
+def main_err(capsys, *argv) -> str:
+    assert main([*map(str, argv)]) == 0
+    return capsys.readouterr().err

@@ -1203,3 +1203,22 @@ def test_results_of_an_extended_study_say_it_has_trials_still_to_run(tmp_path, c
 def main_err(capsys, *argv) -> str:
     assert main([*map(str, argv)]) == 0
     return capsys.readouterr().err
+
+
+def test_a_study_its_time_budget_ended_says_so_and_how_to_extend_it(tmp_path, capsys):
+    """6 of 500 trials ran and status said `finished` with nothing pending: not that the
+    time budget stopped it, nor that a longer one runs the rest."""
+    exp = finished_local_run(tmp_path)
+    path = exp / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "planned": 500, "budget_reached_s": 3600}))
+    words = "time budget of 1 h reached after 3 of 500 trial(s)"
+    spec = tmp_path / "study.hpo"
+    out = status(capsys, spec)[1]
+    assert out.count(words) == 1 and f"ended: {words}\n" in out, out
+    assert ("next: raise `trials.time_budget` (or `trials.num_samples`) in the spec and run the study "
+            "again to extend it (the trials that ran are kept)") in out, out
+    assert json.loads(status(capsys, spec, "--json")[1])["shards"][0]["ended"] == words
+    said = [line for line in main_err(capsys, "results", spec).splitlines() if "time budget" in line]
+    assert said == [f"hpoc results: {words}"], said
+    assert main(["report", str(spec), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    assert (tmp_path / "r.html").read_text().count(words) == 1

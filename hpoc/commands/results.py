@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"hpoc results: error: {exc}", file=sys.stderr)
         return 2
     warn(results, ranking, "hpoc results")
+    for words in results.ended:  # why trials of the budget are missing from the table
+        print(f"hpoc results: {words}", file=sys.stderr)
     if results.extended:  # status's word for it; the table has only the trials that ran
         print(f"hpoc results: the study is extended ({results.extended}): its added trials have not "
               f"run yet (`hpoc status {shlex.quote(args.target)}` says how to run them)", file=sys.stderr)

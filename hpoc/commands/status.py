@@ -459,7 +459,7 @@ def _by_shard(trials: list[Any]) -> dict[int, list[Any]]:
 def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, lock_and_summary
-    from hpoc.runtime.summary import SUMMARY, exit_code
+    from hpoc.runtime.summary import SUMMARY, ending, exit_code
     from hpoc.runtime.summary import read as read_summary
 
     def read() -> tuple[dict[str, Any] | None, bool]:
@@ -512,7 +512,9 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             "retry_cut": cut, "best": _best(trials, metric),
             # its driver exited 1 (every trial failed, or none gave a finite objective)
             "no_success": no_success,
-            "no_success_why": _no_success_why(k, summary) if no_success else None}
+            "no_success_why": _no_success_why(k, summary) if no_success else None,
+            # its time budget ended the run: trials of its budget never ran
+            "ended": ending(summary) if state == "finished" else None}
 
 
 def _no_success_why(k: int, summary: dict[str, Any]) -> str:
@@ -713,6 +715,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
+        if any(s.get("ended") for s in shards):  # docs/resume.md "More trials or more time"
+            steps.append("raise `trials.time_budget` (or `trials.num_samples`) in the spec and run the "
+                         "study again to extend it (the trials that ran are kept)")
         # with those cut short in their retry: Ray has them as finished, the retry does not
         errored = [s["shard"] for s in shards if s["errored"] or s.get("retry_cut")]
         cut = sum(s.get("retry_cut", 0) for s in shards)
@@ -802,6 +807,9 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append(f"warning: {status['edited_spec']}")
     if status.get("plan_note"):
         lines.append(f"warning: {status['plan_note']}")
+    ended = [s for s in status["shards"] if s.get("ended")]
+    for s in ended:
+        lines.append("ended: " + ("" if len(status["shards"]) == 1 else f"shard {s['shard']}: ") + s["ended"])
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

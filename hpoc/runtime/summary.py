@@ -3,7 +3,8 @@
     {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
      "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"[, "retry_cut"]}],
-     "wall_s", "interrupted", "stopped", "experiment_dir", "run_started"}
+     "wall_s", "interrupted", "stopped", "experiment_dir", "run_started", "planned",
+     "budget_reached_s"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
@@ -12,6 +13,7 @@ is why hpoc stopped it ("time limit": timelimit.py; "time budget" for a trial wh
 after a failure the study's time budget cut short), or null; `retry_cut` marks a trial
 stopped while it was being retried, whose `error` is the failure the retry followed. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
+`budget_reached_s`: the time budget that ended the run (`ending` says it), or null.
 """
 
 from __future__ import annotations
@@ -195,7 +197,8 @@ BUDGET = "time budget"
 def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
           run_started: float | None = None, stopped: str | None = None,
-          cut_short: dict[str, str] | None = None, budget_reached: bool = False) -> dict[str, Any]:
+          cut_short: dict[str, str] | None = None, budget_reached: bool = False,
+          time_budget_s: float | None = None, planned: int | None = None) -> dict[str, Any]:
     """`cut_short`: trial id -> the failure of the trials being retried when the run ended
     (Tune marks a trial that the time budget or its time limit stopped TERMINATED, as any
     other): such a trial keeps that failure as its `error`, with `retry_cut` set; one
@@ -230,7 +233,29 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         # a resumed run's staging folder, old summary.json included, back over the storage.
         "run_started": run_started,
         **({"budget_taken": True} if taken else {}),
+        # the shard's trials, and the time budget that ended the run before they all ran
+        "planned": planned,
+        "budget_reached_s": time_budget_s if budget_reached else None,
     }
+
+
+def budget_words(seconds: float) -> str:
+    """`1 h`, `90 min`, `45 s`: a time budget as a spec says it."""
+    for unit, n in (("h", 3600), ("min", 60)):
+        if seconds >= n and seconds % n == 0:
+            return f"{seconds / n:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def ending(summary: dict[str, Any] | None) -> str | None:
+    """Why a run ended with trials of its budget never run, when its time budget ended it:
+    the words `hpoc status`, `hpoc results` and the report share. None otherwise."""
+    budget = (summary or {}).get("budget_reached_s")
+    if not budget or summary.get("interrupted"):
+        return None
+    ran, planned = summary.get("num_trials") or 0, summary.get("planned")
+    of = f" of {planned}" if planned and planned > ran else ""
+    return f"time budget of {budget_words(budget)} reached after {ran}{of} trial(s)"
 
 
 def write(summary: dict[str, Any], directory: str | os.PathLike) -> Path:

@@ -3,6 +3,7 @@ a live run (its lock file) shows as running. No Ray, no SLURM: hand-made directo
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -227,6 +228,12 @@ def test_a_study_that_failed_fast_says_why_before_how_to_resume(tmp_path, capsys
     assert "next: shard 0 stopped itself: all of the first 3 trials to end failed with the same " \
            "error, and no trial reported `val_accuracy` (KeyError: 'label'); " \
            "fix the trainer, then resume\nnext: resume: " in out
+    # results and the report say it in the same words (they said nothing of the stop)
+    said = "shard 0 stopped itself: all of the first 3 trials to end failed with the same error, " \
+           "and no trial reported `val_accuracy` (KeyError: 'label')"
+    assert f"hpoc results: {said}\n" in main_err(capsys, "results", exp)
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    assert (tmp_path / "r.html").read_text().count(html.escape(said)) == 1
 
 
 def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monkeypatch):

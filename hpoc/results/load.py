@@ -20,7 +20,7 @@ from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
-from hpoc.runtime.summary import ending, error_line
+from hpoc.runtime.summary import ending, error_line, stopped_itself
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -167,6 +167,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         complete = summary is not None and not stale
         if complete and running is None and (words := ending(summary)):
             ended.append(words if len(shard_dirs) == 1 else f"shard {index}: {words}")
+        elif complete and running is None and summary.get("interrupted") and summary.get("stopped"):
+            ended.append(f"shard {index} {stopped_itself(summary['stopped'])}")  # fail-fast
         if fp is not None and complete and running is None and not summary.get("interrupted"):
             grown.append(marker.growth(marker.read(path), fp))
         shards.append(Shard(index, path, complete, len(found),

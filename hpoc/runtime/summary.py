@@ -247,6 +247,13 @@ def budget_words(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def stopped_itself(stopped: str) -> str:
+    """`stopped itself: WHY (ERROR)`: a fail-fast stop (the summary's `stopped`) in one line,
+    as `hpoc status`, `hpoc results` and the report say it."""
+    why = [line.strip() for line in str(stopped).splitlines()] + [""]
+    return f"stopped itself: {why[0]}" + (f" ({why[1]})" if why[1] else "")
+
+
 def ending(summary: dict[str, Any] | None) -> str | None:
     """Why a run ended with trials of its budget never run, when its time budget ended it:
     the words `hpoc status`, `hpoc results` and the report share. None otherwise."""

@@ -1229,3 +1229,16 @@ def test_a_study_its_time_budget_ended_says_so_and_how_to_extend_it(tmp_path, ca
     assert said == [f"hpoc results: {words}"], said
     assert main(["report", str(spec), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
     assert (tmp_path / "r.html").read_text().count(words) == 1
+
+
+def test_a_run_a_signal_stopped_says_which_alike_in_status_and_results(tmp_path, capsys):
+    """status said `interrupted` and results nothing, whether the job's time limit (which
+    requeues it) or a scancel stopped it."""
+    exp = finished_local_run(tmp_path)
+    path = exp / "summary.json"
+    for signum, words in (("SIGTERM", "stopped by a signal (SIGTERM): running it again resumes it"),
+                          ("SIGUSR2", "stopped at its job's time limit (SIGUSR2): the job requeues itself and resumes")):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "interrupted": True, "signal": signum}))
+        out = status(capsys, exp)[1]
+        assert out.count(words) == 1 and f"ended: {words}\n" in out, out
+        assert f"hpoc results: {words}\n" in main_err(capsys, "results", exp)

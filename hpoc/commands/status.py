@@ -514,7 +514,7 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             "no_success": no_success,
             "no_success_why": _no_success_why(k, summary) if no_success else None,
             # its time budget ended the run: trials of its budget never ran
-            "ended": ending(summary) if state == "finished" else None}
+            "ended": ending(summary) if state in ("finished", "interrupted") else None}
 
 
 def _no_success_why(k: int, summary: dict[str, Any]) -> str:

@@ -165,7 +165,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             summaries.append(summary)
         trials.extend(found)
         complete = summary is not None and not stale
-        if complete and running is None and (words := ending(summary)):
+        if complete and running is None and (words := ending(summary)):  # budget, signal
             ended.append(words if len(shard_dirs) == 1 else f"shard {index}: {words}")
         elif complete and running is None and summary.get("interrupted") and summary.get("stopped"):
             ended.append(f"shard {index} {stopped_itself(summary['stopped'])}")  # fail-fast

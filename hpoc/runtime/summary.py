@@ -4,7 +4,7 @@
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
      "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"[, "retry_cut"]}],
      "wall_s", "interrupted", "stopped", "experiment_dir", "run_started", "planned",
-     "budget_reached_s"}
+     "budget_reached_s", "signal"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
@@ -13,7 +13,8 @@ is why hpoc stopped it ("time limit": timelimit.py; "time budget" for a trial wh
 after a failure the study's time budget cut short), or null; `retry_cut` marks a trial
 stopped while it was being retried, whose `error` is the failure the retry followed. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
-`budget_reached_s`: the time budget that ended the run (`ending` says it), or null.
+`budget_reached_s`: the time budget that ended the run, `signal` the signal that interrupted
+it (`ending` says either), or null.
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
           run_started: float | None = None, stopped: str | None = None,
           cut_short: dict[str, str] | None = None, budget_reached: bool = False,
-          time_budget_s: float | None = None, planned: int | None = None) -> dict[str, Any]:
+          time_budget_s: float | None = None, planned: int | None = None,
+          signal_name: str | None = None) -> dict[str, Any]:
     """`cut_short`: trial id -> the failure of the trials being retried when the run ended
     (Tune marks a trial that the time budget or its time limit stopped TERMINATED, as any
     other): such a trial keeps that failure as its `error`, with `retry_cut` set; one
@@ -236,6 +238,7 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         # the shard's trials, and the time budget that ended the run before they all ran
         "planned": planned,
         "budget_reached_s": time_budget_s if budget_reached else None,
+        "signal": signal_name if interrupted else None,  # what stopped an interrupted run
     }
 
 
@@ -255,9 +258,12 @@ def stopped_itself(stopped: str) -> str:
 
 
 def ending(summary: dict[str, Any] | None) -> str | None:
-    """Why a run ended with trials of its budget never run, when its time budget ended it:
-    the words `hpoc status`, `hpoc results` and the report share. None otherwise."""
-    budget = (summary or {}).get("budget_reached_s")
+    """Why a run ended with trials of its budget never run, when its time budget or a signal
+    ended it: the words `hpoc status`, `hpoc results` and the report share. None otherwise."""
+    budget, signum = (summary or {}).get("budget_reached_s"), (summary or {}).get("signal")
+    if summary and summary.get("interrupted") and signum and not summary.get("stopped"):
+        return ("stopped at its job's time limit (SIGUSR2): the job requeues itself and resumes"
+                if signum == "SIGUSR2" else f"stopped by a signal ({signum}): running it again resumes it")
     if not budget or summary.get("interrupted"):
         return None
     ran, planned = summary.get("num_trials") or 0, summary.get("planned")

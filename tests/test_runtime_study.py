@@ -906,3 +906,23 @@ def test_fresh_keeps_the_earlier_run_in_place_when_ray_cannot_start(tmp_path, ca
     assert code == EXIT_FAILED and "cannot reach the Ray cluster" in capsys.readouterr().err
     assert marker.read(exp) is not None
     assert [p.name for p in exp.parent.iterdir()] == [exp.name]  # no `.prev-*` beside it
+
+
+def test_the_summary_says_the_time_budget_ended_the_run_and_after_how_many_trials(tmp_path):
+    """summary.json said nothing of it: status read a study its budget cut at 1 of 500
+    trials as finished like any other."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import summary
+
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results")
+    trial = SimpleNamespace(trial_id="t1", status="TERMINATED", config={}, last_result={"val_accuracy": 0.5},
+                            path=None, local_path=None, error_file=None, error_msg=None)
+
+    def built(**kw):
+        return summary.build(plan, 0, [trial], wall_s=1.0, interrupted=False, experiment_dir=tmp_path,
+                             plan_hash="sha256:0", time_budget_s=3600, planned=500, **kw)
+
+    assert summary.ending(built(budget_reached=True)) == "time budget of 1 h reached after 1 of 500 trial(s)"
+    assert summary.ending(built()) is None  # its trials ended first
+    assert summary.budget_words(90) == "90 s" and summary.budget_words(5400) == "90 min"

@@ -3,6 +3,7 @@ a live run (its lock file) shows as running. No Ray, no SLURM: hand-made directo
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -238,6 +239,12 @@ def test_a_study_that_failed_fast_says_why_before_how_to_resume(tmp_path, capsys
     assert "next: shard 0 stopped itself: all of the first 3 trials to end failed with the same " \
            "error, and no trial reported `val_accuracy` (KeyError: 'label'); " \
            "fix the trainer, then resume\nnext: resume: " in out
+    # results and the report say it in the same words (they said nothing of the stop)
+    said = "shard 0 stopped itself: all of the first 3 trials to end failed with the same error, " \
+           "and no trial reported `val_accuracy` (KeyError: 'label')"
+    assert f"hpoc results: {said}\n" in main_err(capsys, "results", exp)
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    assert (tmp_path / "r.html").read_text().count(html.escape(said)) == 1
 
 
 def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monkeypatch):
@@ -1123,3 +1130,86 @@ def test_an_extended_study_whose_job_is_queued_shows_the_job_and_no_second_submi
     assert doc["state"] == "queued" and doc["shards"][0]["state"] == "pending", doc["shards"][0]
     assert doc["shards"][0]["grown"] == "num_samples 3 → 8" and doc["totals"]["pending"] == 5
     assert not any("sbatch" in step or "submit" in step for step in doc["next"]), doc["next"]
+
+
+def test_a_study_run_again_by_sbatch_names_that_job_and_resumes_the_same_way(tmp_path, capsys, monkeypatch):
+    """Submitted by `hpoc submit` (659), run again by `sbatch BUILD/job.sbatch` (660): status
+    named 659 once 660 had completed, and its next step said `hpoc submit` either way."""
+    from submit_support import fake_squeue
+
+    from hpoc.submit.params import study_id
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "659", "shard": 0}]}]))
+    trial_dir(storage / "tiny", "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 2, done=False)
+    (build / "tiny-660.err").write_text("hpoc: terminated (SIGTERM)\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    for state in ("CANCELLED", "COMPLETED"):
+        _fake_scontrol(tmp_path / "bin", {"659": "COMPLETED", "660": state})
+        out = status(capsys, build)[1]
+        assert f"  shard 0  job 660  {state}" in out and "659" not in out, out
+        assert f"next: resume: `sbatch {build}/job.sbatch`" in out, out
+    # Submitted by hpoc again since (661): that is how it goes on.
+    (build / "jobs.json").write_text(json.dumps([{"cluster": "slurm", "submitted": 0, "study_id": study_id(plan),
+                                                  "jobs": [{"job_id": "661", "shard": 0}]}]))
+    _fake_scontrol(tmp_path / "bin", {"661": "COMPLETED", "660": "COMPLETED"})
+    out = status(capsys, build)[1]
+    assert "job 661  COMPLETED" in out and f"next: resume: `hpoc submit {build}`" in out, out
+
+
+def test_results_of_an_extended_study_say_it_has_trials_still_to_run(tmp_path, capsys):
+    """`hpoc results` ranked the trials that ran and said nothing of those the raised
+    `num_samples` adds, where status says `extended`."""
+    from hpoc.compiler import compile_path
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    plan = compile_path(tmp_path / "study.hpo").plan
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    assert "extended" not in main_err(capsys, "results", tmp_path / "study.hpo")
+    (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
+    said = [line for line in main_err(capsys, "results", tmp_path / "study.hpo").splitlines() if "extended" in line]
+    assert said == [f"hpoc results: the study is extended (num_samples 1 → 2): its added trials have not run "
+                    f"yet (`hpoc status {tmp_path / 'study.hpo'}` says how to run them)"], said
+
+
+def main_err(capsys, *argv) -> str:
+    assert main([*map(str, argv)]) == 0
+    return capsys.readouterr().err
+
+
+def test_a_study_its_time_budget_ended_says_so_and_how_to_extend_it(tmp_path, capsys):
+    """6 of 500 trials ran and status said `finished` with nothing pending: not that the
+    time budget stopped it, nor that a longer one runs the rest."""
+    exp = finished_local_run(tmp_path)
+    path = exp / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "planned": 500, "budget_reached_s": 3600}))
+    words = "time budget of 1 h reached after 3 of 500 trial(s)"
+    spec = tmp_path / "study.hpo"
+    out = status(capsys, spec)[1]
+    assert out.count(words) == 1 and f"ended: {words}\n" in out, out
+    assert ("next: raise `trials.time_budget` (or `trials.num_samples`) in the spec and run the study "
+            "again to extend it (the trials that ran are kept)") in out, out
+    assert json.loads(status(capsys, spec, "--json")[1])["shards"][0]["ended"] == words
+    said = [line for line in main_err(capsys, "results", spec).splitlines() if "time budget" in line]
+    assert said == [f"hpoc results: {words}"], said
+    assert main(["report", str(spec), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    assert (tmp_path / "r.html").read_text().count(words) == 1
+
+
+def test_a_run_a_signal_stopped_says_which_alike_in_status_and_results(tmp_path, capsys):
+    """status said `interrupted` and results nothing, whether the job's time limit (which
+    requeues it) or a scancel stopped it."""
+    exp = finished_local_run(tmp_path)
+    path = exp / "summary.json"
+    for signum, words in (("SIGTERM", "stopped by a signal (SIGTERM): running it again resumes it"),
+                          ("SIGUSR2", "stopped at its job's time limit (SIGUSR2): the job requeues itself and resumes")):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "interrupted": True, "signal": signum}))
+        out = status(capsys, exp)[1]
+        assert out.count(words) == 1 and f"ended: {words}\n" in out, out
+        assert f"hpoc results: {words}\n" in main_err(capsys, "results", exp)

@@ -288,7 +288,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "journal": journal, "warnings": list(results.warnings) if results else [],
         "other_plan": results.other_plan if results else None,
         "state": _overall([s["state"] for s in shards]),
-        "submitted_by_hpoc": any(j.get("submitted") is not None for j in latest.values()),
+        "submitted_by_hpoc": _last_by_hpoc(latest, shards),
         "squeue_error": unasked,
     }
 
@@ -410,9 +410,11 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
         job, log = s["job"], newer.get(s["shard"])
         if log is not None:
             state = states.get(log["job_id"]) or ({"state": "ENDED"} if queued is not None else None)
-            if state is None or state["state"] == "COMPLETED" or not _failed_end(s, state["state"]):
+            failed = state is not None and state["state"] != "COMPLETED" and _failed_end(s, state["state"])
+            if failed or (state is not None and job is not None):  # not the older job it follows
+                s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
+            if not failed:
                 continue
-            s["job"] = job = {"cluster": "slurm", "submitted": None, "sbatch": True, **log, **state}
         elif (job is not None and job.get("cluster") == "slurm" and build_dir is not None
               and (queued is not None or job.get("state")) and _failed_end(s, job.get("state"))):
             job["err"] = joblogs.err_file(build_dir, study, job)
@@ -421,6 +423,14 @@ def _ended_jobs(build_dir: Path | None, study: str, shards: list[dict[str, Any]]
         # A cancelled job's last line may be an earlier run's (a requeue appends): its state says it.
         if job.get("state") not in ("COMPLETED", "CANCELLED"):
             job["why"] = joblogs.why(job["err"]) or s.get("no_success_why")
+
+
+def _last_by_hpoc(latest: dict[int, dict[str, Any]], shards: list[dict[str, Any]]) -> bool:
+    """Whether the study was last run by `hpoc submit`: its newest job is one jobs.json has,
+    not an `sbatch BUILD/job.sbatch` since, so the next step goes on the same way."""
+    submitted = [j for j in latest.values() if j.get("submitted") is not None]
+    sbatch = [s["job"] for s in shards if (s["job"] or {}).get("sbatch")]
+    return bool(submitted) and (not sbatch or max(map(_base_id, sbatch)) < max(map(_base_id, submitted)))
 
 
 def _failed_end(shard: dict[str, Any], state: str | None) -> bool:
@@ -449,7 +459,7 @@ def _by_shard(trials: list[Any]) -> dict[int, list[Any]]:
 def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
     from hpoc.results.live import earlier_summary, lock_and_summary
-    from hpoc.runtime.summary import SUMMARY, exit_code
+    from hpoc.runtime.summary import SUMMARY, ending, exit_code
     from hpoc.runtime.summary import read as read_summary
 
     def read() -> tuple[dict[str, Any] | None, bool]:
@@ -502,7 +512,9 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             "retry_cut": cut, "best": _best(trials, metric),
             # its driver exited 1 (every trial failed, or none gave a finite objective)
             "no_success": no_success,
-            "no_success_why": _no_success_why(k, summary) if no_success else None}
+            "no_success_why": _no_success_why(k, summary) if no_success else None,
+            # its time budget ended the run: trials of its budget never ran
+            "ended": ending(summary) if state in ("finished", "interrupted") else None}
 
 
 def _no_success_why(k: int, summary: dict[str, Any]) -> str:
@@ -578,6 +590,9 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append(f"warning: {status['edited_spec']}")
     if status.get("plan_note"):
         lines.append(f"warning: {status['plan_note']}")
+    ended = [s for s in status["shards"] if s.get("ended")]
+    for s in ended:
+        lines.append("ended: " + ("" if len(status["shards"]) == 1 else f"shard {s['shard']}: ") + s["ended"])
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

@@ -102,15 +102,18 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     steps += _pending_steps(shards, build, status["study"])
     # The driver stopped them (failfast.py): resuming alone fails again. Shards stopped by
     # the same error are one step: a broken trainer stops every task of an array.
+    from hpoc.runtime.summary import stopped_itself
+
     stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
     for s in shards:
         if s.get("stopped"):
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
             stopped_by.setdefault(why[1], []).append((s["shard"], why))
+    stops = {s["shard"]: s["stopped"] for s in shards if s.get("stopped")}
     for error, alike_shards in stopped_by.items():
-        (k, why), said = alike_shards[0], f" ({error})" if error else ""
+        k, why = alike_shards[0]
         if len(alike_shards) == 1:
-            steps.append(f"shard {k} stopped itself: {why[0]}{said}; fix the trainer, then resume")
+            steps.append(f"shard {k} {stopped_itself(stops[k])}; fix the trainer, then resume")
         else:
             ranges = index_ranges([k for k, _ in alike_shards], ", ")
             on = f" on {error}" if error else ""
@@ -154,6 +157,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
+        if any(s.get("ended") for s in shards):  # docs/resume.md "More trials or more time"
+            steps.append("raise `trials.time_budget` (or `trials.num_samples`) in the spec and run the "
+                         "study again to extend it (the trials that ran are kept)")
         # with those cut short in their retry: Ray has them as finished, the retry does not
         errored = [s["shard"] for s in shards if s["errored"] or s.get("retry_cut")]
         cut = sum(s.get("retry_cut", 0) for s in shards)

@@ -94,6 +94,7 @@ def _meta(results: Results, version: str) -> str:
         items.append(f"plan {escape(results.plan_hash[:19])}")
     if results.shards_said:
         items.append(results.shards_said)
+    items += [escape(words) for words in results.ended]  # why trials of the budget never ran
     items.append(f"generated {now}" + (f" by hpoc {escape(version)}" if version else ""))
     return f'<p class="meta">{" · ".join(items)}</p>'
 

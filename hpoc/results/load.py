@@ -20,7 +20,7 @@ from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
-from hpoc.runtime.summary import error_line
+from hpoc.runtime.summary import ending, error_line, stopped_itself
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -99,12 +99,16 @@ def _shard_dirs(root: Path) -> list[tuple[int, Path]]:
 
 def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | None,
                  warnings: list[str]) -> Results:
+    from hpoc.runtime import marker
+
     trials: list[Trial] = []
     shards: list[Shard] = []
     summaries: list[dict[str, Any]] = []
     fp = _fingerprint(plan)
     others: list[str] = []  # shards that hold another plan's run: said once
     said: list[tuple[int, str, str]] = []  # (shard, its warning, what shards alike share)
+    grown: list[dict[str, Any] | None] = []  # what the plan raises of each run that ended
+    ended: list[str] = []  # why runs ended with trials of their budget never run
     for index, path in shard_dirs:
         if not path.is_dir():
             said.append((index, f"shard {index}: {path} does not exist yet (not started?)",
@@ -161,6 +165,12 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             summaries.append(summary)
         trials.extend(found)
         complete = summary is not None and not stale
+        if complete and running is None and (words := ending(summary)):  # budget, signal
+            ended.append(words if len(shard_dirs) == 1 else f"shard {index}: {words}")
+        elif complete and running is None and summary.get("interrupted") and summary.get("stopped"):
+            ended.append(f"shard {index} {stopped_itself(summary['stopped'])}")  # fail-fast
+        if fp is not None and complete and running is None and not summary.get("interrupted"):
+            grown.append(marker.growth(marker.read(path), fp))
         shards.append(Shard(index, path, complete, len(found),
                             summary.get("wall_s") if complete else None, run=running))
     warnings.extend(_alike(root, said))
@@ -182,7 +192,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
                       plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
-                      plan_hash=plan_hash, other_plan=other_plan)
+                      plan_hash=plan_hash, other_plan=other_plan,
+                      extended=next((marker.grown_words(g) for g in grown if g), None), ended=ended)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)

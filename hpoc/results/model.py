@@ -148,6 +148,8 @@ class Results:
     warnings: list[str] = field(default_factory=list)
     plan_hash: str | None = None    # the plan's, else the one summary.json recorded
     other_plan: str | None = None   # why the trials are another plan's run (same storage), if so
+    extended: str | None = None     # what the plan raises of a run that ended (marker.grown_words)
+    ended: list[str] = field(default_factory=list)  # runs a time budget ended (summary.ending)
     started: float | None = None    # when a selection of a study: when the whole study began
     _names: tuple | None = field(default=None, repr=False, compare=False)
 

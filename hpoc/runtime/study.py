@@ -341,7 +341,9 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
                                interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
                                run_started=runlock.own_start(exp), stopped=STATE.failed,
-                               cut_short=cut_short, budget_reached=budget_reached)
+                               cut_short=cut_short, budget_reached=budget_reached,
+                               time_budget_s=budget, planned=total,
+                               signal_name=signal.Signals(STATE.signal).name if STATE.signal else None)
     if parent_run:
         status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"

@@ -3,7 +3,8 @@
     {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
      "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"[, "retry_cut"]}],
-     "wall_s", "interrupted", "stopped", "experiment_dir", "run_started"}
+     "wall_s", "interrupted", "stopped", "experiment_dir", "run_started", "planned",
+     "budget_reached_s", "signal"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
@@ -12,6 +13,8 @@ is why hpoc stopped it ("time limit": timelimit.py; "time budget" for a trial wh
 after a failure the study's time budget cut short), or null; `retry_cut` marks a trial
 stopped while it was being retried, whose `error` is the failure the retry followed. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
+`budget_reached_s`: the time budget that ended the run, `signal` the signal that interrupted
+it (`ending` says either), or null.
 """
 
 from __future__ import annotations
@@ -195,7 +198,9 @@ BUDGET = "time budget"
 def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           interrupted: bool, experiment_dir: str | os.PathLike, plan_hash: str,
           run_started: float | None = None, stopped: str | None = None,
-          cut_short: dict[str, str] | None = None, budget_reached: bool = False) -> dict[str, Any]:
+          cut_short: dict[str, str] | None = None, budget_reached: bool = False,
+          time_budget_s: float | None = None, planned: int | None = None,
+          signal_name: str | None = None) -> dict[str, Any]:
     """`cut_short`: trial id -> the failure of the trials being retried when the run ended
     (Tune marks a trial that the time budget or its time limit stopped TERMINATED, as any
     other): such a trial keeps that failure as its `error`, with `retry_cut` set; one
@@ -230,7 +235,40 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         # a resumed run's staging folder, old summary.json included, back over the storage.
         "run_started": run_started,
         **({"budget_taken": True} if taken else {}),
+        # the shard's trials, and the time budget that ended the run before they all ran
+        "planned": planned,
+        "budget_reached_s": time_budget_s if budget_reached else None,
+        "signal": signal_name if interrupted else None,  # what stopped an interrupted run
     }
+
+
+def budget_words(seconds: float) -> str:
+    """`1 h`, `90 min`, `45 s`: a time budget as a spec says it."""
+    for unit, n in (("h", 3600), ("min", 60)):
+        if seconds >= n and seconds % n == 0:
+            return f"{seconds / n:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def stopped_itself(stopped: str) -> str:
+    """`stopped itself: WHY (ERROR)`: a fail-fast stop (the summary's `stopped`) in one line,
+    as `hpoc status`, `hpoc results` and the report say it."""
+    why = [line.strip() for line in str(stopped).splitlines()] + [""]
+    return f"stopped itself: {why[0]}" + (f" ({why[1]})" if why[1] else "")
+
+
+def ending(summary: dict[str, Any] | None) -> str | None:
+    """Why a run ended with trials of its budget never run, when its time budget or a signal
+    ended it: the words `hpoc status`, `hpoc results` and the report share. None otherwise."""
+    budget, signum = (summary or {}).get("budget_reached_s"), (summary or {}).get("signal")
+    if summary and summary.get("interrupted") and signum and not summary.get("stopped"):
+        return ("stopped at its job's time limit (SIGUSR2): the job requeues itself and resumes"
+                if signum == "SIGUSR2" else f"stopped by a signal ({signum}): running it again resumes it")
+    if not budget or summary.get("interrupted"):
+        return None
+    ran, planned = summary.get("num_trials") or 0, summary.get("planned")
+    of = f" of {planned}" if planned and planned > ran else ""
+    return f"time budget of {budget_words(budget)} reached after {ran}{of} trial(s)"
 
 
 def write(summary: dict[str, Any], directory: str | os.PathLike) -> Path:

@@ -1213,3 +1213,27 @@ def test_a_run_a_signal_stopped_says_which_alike_in_status_and_results(tmp_path,
         out = status(capsys, exp)[1]
         assert out.count(words) == 1 and f"ended: {words}\n" in out, out
         assert f"hpoc results: {words}\n" in main_err(capsys, "results", exp)
+
+
+def test_shards_their_time_budget_ended_are_one_line_in_status_and_results(tmp_path, capsys, monkeypatch):
+    """Every task of a 30-task array reached its time budget: status and results said
+    `ended: shard K: time budget … reached after …` thirty times."""
+    from submit_support import fake_squeue
+
+    storage, build, plan = sbatch_array(tmp_path, shards=30, num_samples=3000)
+    for k in range(30):
+        shard = storage / "arr" / f"shard-{k}"
+        trial_dir(shard, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}] * 6)
+        summary(shard, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "TERMINATED"}],
+                best={"trial_id": f"aaaaa_{k:05d}", "metrics": {"val_loss": 0.5}})
+        path = shard / "summary.json"
+        budget = 3600 if k != 7 else 60  # shard 7 was given another budget
+        path.write_text(json.dumps({**json.loads(path.read_text()), "planned": 100, "budget_reached_s": budget}))
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    out = status(capsys, build)[1]
+    ended = [line for line in out.splitlines() if line.startswith("ended: ")]
+    assert ended == ["ended: shards 0-6, 8-29: time budget of 1 h reached",
+                     "ended: shard 7: time budget of 1 min reached after 1 of 100 trial(s)"], out
+    said = [line for line in main_err(capsys, "results", build).splitlines() if "time budget" in line]
+    assert said == ["hpoc results: shards 0-6, 8-29: time budget of 1 h reached",
+                    "hpoc results: shard 7: time budget of 1 min reached after 1 of 100 trial(s)"], said

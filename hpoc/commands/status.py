@@ -590,9 +590,12 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append(f"warning: {status['edited_spec']}")
     if status.get("plan_note"):
         lines.append(f"warning: {status['plan_note']}")
-    ended = [s for s in status["shards"] if s.get("ended")]
-    for s in ended:
-        lines.append("ended: " + ("" if len(status["shards"]) == 1 else f"shard {s['shard']}: ") + s["ended"])
+    ended = [(s["shard"], s["ended"]) for s in status["shards"] if s.get("ended")]
+    if ended:
+        from hpoc.runtime.summary import endings
+
+        lines += [f"ended: {words}" for words in
+                  ([ended[0][1]] if len(status["shards"]) == 1 else endings(ended))]
     runs = [s for s in status["shards"] if s.get("run")]
     if runs:
         lines.append("runs in progress:")

@@ -20,7 +20,7 @@ from hpoc.results import live
 from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
-from hpoc.runtime.summary import ending, error_line, stopped_itself
+from hpoc.runtime.summary import ending, endings as summary_endings, error_line, stopped_itself
 
 SUMMARY = "summary.json"
 # Directories under an experiment that never hold Ray trials: don't walk into them.
@@ -109,6 +109,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     said: list[tuple[int, str, str]] = []  # (shard, its warning, what shards alike share)
     grown: list[dict[str, Any] | None] = []  # what the plan raises of each run that ended
     ended: list[str] = []  # why runs ended with trials of their budget never run
+    endings: list[tuple[int, str]] = []  # of those, by their time budget or a signal
     for index, path in shard_dirs:
         if not path.is_dir():
             said.append((index, f"shard {index}: {path} does not exist yet (not started?)",
@@ -166,7 +167,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         trials.extend(found)
         complete = summary is not None and not stale
         if complete and running is None and (words := ending(summary)):  # budget, signal
-            ended.append(words if len(shard_dirs) == 1 else f"shard {index}: {words}")
+            endings.append((index, words))
         elif complete and running is None and summary.get("interrupted") and summary.get("stopped"):
             ended.append(f"shard {index} {stopped_itself(summary['stopped'])}")  # fail-fast
         if fp is not None and complete and running is None and not summary.get("interrupted"):
@@ -174,6 +175,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         shards.append(Shard(index, path, complete, len(found),
                             summary.get("wall_s") if complete else None, run=running))
     warnings.extend(_alike(root, said))
+    ended[:0] = [endings[0][1]] if len(shard_dirs) == 1 and endings else summary_endings(endings)
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
         if others else None
     if other_plan:

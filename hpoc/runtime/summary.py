@@ -268,7 +268,25 @@ def ending(summary: dict[str, Any] | None) -> str | None:
         return None
     ran, planned = summary.get("num_trials") or 0, summary.get("planned")
     of = f" of {planned}" if planned and planned > ran else ""
-    return f"time budget of {budget_words(budget)} reached after {ran}{of} trial(s)"
+    return f"time budget of {budget_words(budget)} reached{_AFTER.format(ran=ran, of=of)}"
+
+
+_AFTER = " after {ran}{of} trial(s)"
+_AFTER_RE = re.compile(r" after \d+(?: of \d+)? trial\(s\)$")
+
+
+def endings(ended: list[tuple[int, str]]) -> list[str]:
+    """ending() of each shard, `shard K: …`; shards that ended alike as one line, as ranges
+    and without their own trial counts (the table has them): an array whose every task its
+    time budget ended said it once per task."""
+    from hpoc.runtime.shards import index_ranges
+
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for k, words in ended:
+        groups.setdefault(_AFTER_RE.sub("", words), []).append((k, words))
+    return [f"shard {group[0][0]}: {group[0][1]}" if len(group) == 1 else
+            f"shards {index_ranges([k for k, _ in group], ', ')}: {alike}"
+            for alike, group in groups.items()]
 
 
 def write(summary: dict[str, Any], directory: str | os.PathLike) -> Path:

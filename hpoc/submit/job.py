@@ -22,8 +22,9 @@ Survival: `grace_s` before the time limit SLURM sends USR2 (`--signal=USR2@grace
 submitit calls `checkpoint`, which asks the driver to stop (Tune saves the experiment,
 trials keep their checkpoints) and hands submitit the same job to requeue; a study that
 finished meanwhile ends the job as a success. The Ray nodes ignore USR2 (SLURM signals
-every process of the step: the driver too, which may end before `checkpoint` asks it). SIGTERM (scancel, preemption,
-scontrol requeue) reaches every process at once and is a hard kill for the study. The
+every process of the step: the driver too, which may end before `checkpoint` asks it).
+SIGTERM (scancel, preemption, scontrol requeue) reaches every process at once and is a
+hard kill for the study. The
 requeued job - or any later submission of the same plan - resumes the study from its
 storage (docs/resume.md).
 

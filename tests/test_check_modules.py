@@ -340,3 +340,22 @@ def test_pbt_mutating_rates_and_batch_sizes_is_quiet(tmp_path: Path) -> None:
                                     "momentum = [0.2, 0.5], dropout = uniform(0.0, 0.5), "
                                     "batch_size = [32, 64] } }") == []
     assert shape_warnings(tmp_path, "scheduler asha { max_t = 8 }") == []
+
+
+def test_an_itwinai_trainer_building_its_model_from_training_config_is_warned_under_pbt(tmp_path: Path) -> None:
+    """An itwinai trainer reads the trial config as `self.training_config` in its
+    `create_model_loss_optimizer`: a mutated width there was not seen."""
+    (tmp_path / "trainer.py").write_text(
+        "from torch import nn\n"
+        "from hpoc.compat.itwinai import RayTorchTrainer\n\n\n"
+        "class T(RayTorchTrainer):\n"
+        "    def create_model_loss_optimizer(self):\n"
+        "        self.model = nn.Linear(8, self.training_config[\"width\"])\n")
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "h"\npipeline { trainer = trainer:T }\nobjective maximize val_accuracy\n'
+                    "space {\n  epochs = 8\n  lr = loguniform(1e-3, 1e-1)\n  width = choice(16, 32)\n}\n"
+                    "scheduler pbt { perturbation_interval = 2 }\n")
+    with installed():  # no error: its hooks are itwinai's, not hpoc.Trainer's
+        said = [w for w in compile_path(spec).warnings if w.code == "HP814"]
+    assert [w.message.split("`")[3] for w in said] == ["width"], said
+    assert "(trainer.py:7)" in said[0].message

@@ -183,5 +183,10 @@ def _is_config(node: ast.AST, local: bool) -> bool:
     """`config` (a parameter of the function, when `local`), `self.config`, `self.training_config`."""
     if isinstance(node, ast.Name):
         return local and node.id == "config"
+    return config_attribute(node)
+
+
+def config_attribute(node: ast.AST) -> bool:
+    """`self.config`, or an itwinai trainer's `self.training_config`: the trial config."""
     return isinstance(node, ast.Attribute) and node.attr in _CONFIG_ATTRS and \
         isinstance(node.value, ast.Name) and node.value.id == "self"

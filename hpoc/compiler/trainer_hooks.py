@@ -15,6 +15,7 @@ import difflib
 import os
 from typing import Any
 
+from hpoc.compiler.metrics import config_attribute
 from hpoc.compiler.pysource import target_tree
 from hpoc.compiler.targets import Problem, bindings
 
@@ -39,16 +40,17 @@ HOOKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str | None]] = {
 _Found = tuple[str, ast.Module, ast.ClassDef, dict[str, ast.AST]]
 
 
-def _trainer(target: str, workdir: str | None) -> _Found | None:
+def _trainer(target: str, workdir: str | None, compat: bool = False) -> _Found | None:
     """(the module's path as shown, its tree, the class, its methods) of the trainer
-    `target` (`module:Class`), when its source says them for certain."""
+    `target` (`module:Class`), when its source says them for certain; with `compat`, an
+    itwinai trainer's too (`hpoc.compat.itwinai.RayTorchTrainer`, whose hooks differ)."""
     qual = target.partition(":")[2]
     found = target_tree(target, workdir) if qual and "." not in qual else None
     if found is None:
         return None
     names = bindings(found[1])
     cls = names.get(qual) if names else None
-    methods = _methods(cls, names or {})
+    methods = _methods(cls, names or {}, compat=compat)
     if methods is None or not isinstance(cls, ast.ClassDef):
         return None
     return os.path.relpath(found[0], workdir), found[1], cls, methods
@@ -85,7 +87,8 @@ def hook_problems(target: str, workdir: str | None) -> list[Problem]:
     return out
 
 
-def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0) -> dict[str, ast.AST] | None:
+def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0,
+             compat: bool = False) -> dict[str, ast.AST] | None:
     """Each method name of `cls` and the statement that defines it, nearest class first,
     down to `hpoc.Trainer`; None unless every class between is in this module as written."""
     if not isinstance(cls, ast.ClassDef) or cls.decorator_list or cls.keywords or len(cls.bases) != 1 \
@@ -94,10 +97,10 @@ def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0) -> dict[str, a
     if any(isinstance(item, (ast.If, ast.Try, ast.With, ast.For, ast.While)) for item in cls.body):
         return None  # methods defined conditionally
     base = cls.bases[0]
-    if _is_hpoc_trainer(base, names):
+    if _is_hpoc_trainer(base, names) or (compat and _is_compat_trainer(base, names)):
         inherited: dict[str, ast.AST] | None = {}
     elif isinstance(base, ast.Name):
-        inherited = _methods(names.get(base.id), names, depth + 1)
+        inherited = _methods(names.get(base.id), names, depth + 1, compat)
     else:
         inherited = None
     if inherited is None:
@@ -123,6 +126,13 @@ def _is_hpoc_trainer(base: ast.expr, names: dict[str, ast.AST]) -> bool:
         return isinstance(bound, ast.ImportFrom) and bound.module in ("hpoc", "hpoc.runtime.trainer") \
             and any(a.name == "Trainer" and (a.asname or a.name) == base.id for a in bound.names)
     return False
+
+
+def _is_compat_trainer(base: ast.expr, names: dict[str, ast.AST]) -> bool:
+    """`RayTorchTrainer` imported from hpoc's itwinai compatibility module."""
+    bound = names.get(base.id) if isinstance(base, ast.Name) else None
+    return isinstance(bound, ast.ImportFrom) and bound.module == "hpoc.compat.itwinai" \
+        and any(a.name == "RayTorchTrainer" and (a.asname or a.name) == base.id for a in bound.names)
 
 
 def _callable_with(a: ast.arguments, n: int) -> bool:
@@ -212,7 +222,7 @@ def model_config_reads(target: str, workdir: str | None) -> dict[str, str]:
     trainer's model hook reads, each with its `file:line`: in the hook itself, or in a class
     or function of the module that the hook hands the whole config to (`Net(config)`).
     A PBT exploit loads another trial's weights into the model these keys build."""
-    trainer = _trainer(target, workdir)
+    trainer = _trainer(target, workdir, compat=True)
     if trainer is None:
         return {}
     shown, tree, _, methods = trainer
@@ -250,11 +260,9 @@ def _callee(call: ast.Call, names: dict[str, ast.AST]) -> tuple[ast.FunctionDef,
 
 
 def _is_config(node: ast.AST, given: set[str]) -> bool:
-    """The trial config: a parameter that holds it, or `self.config`."""
-    if isinstance(node, ast.Name):
-        return node.id in given
-    return isinstance(node, ast.Attribute) and node.attr == "config" and \
-        isinstance(node.value, ast.Name) and node.value.id == "self"
+    """The trial config: a parameter that holds it, `self.config`, or an itwinai
+    trainer's `self.training_config`."""
+    return node.id in given if isinstance(node, ast.Name) else config_attribute(node)
 
 
 def _reads(fn: ast.FunctionDef, given: set[str]) -> dict[str, int]:

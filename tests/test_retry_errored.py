@@ -91,7 +91,8 @@ def test_only_the_errored_trials_run_again_from_scratch(tmp_path, capsys):
     code, text = _run(plan, retry_errored=rerun.SCRATCH)  # nothing left to retry
     assert code == EXIT_OK and "no errored trial: nothing to retry" in text
     assert _trials(plan)[16]["path"] == retried["path"] and _epochs(retried) == [1, 2, 3]
-    other = make_plan(Path(plan["source"]["workdir"]), tmp_path / "results", trials={"num_samples": 2},
+    other = make_plan(Path(plan["source"]["workdir"]), tmp_path / "results",
+                      trials={"num_samples": 1, "max_concurrent": 1},  # (a larger num_samples extends it)
                       space=plan["space"], pipeline=plan["pipeline"])
     code, text = _run(other, retry_errored=rerun.SCRATCH)  # another plan: still refused
     assert code == EXIT_SPEC and "the plans differ in `trials`" in capsys.readouterr().err

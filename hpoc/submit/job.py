@@ -242,7 +242,7 @@ class StudyJob(submitit.helpers.Checkpointable):
             driver, self._driver = self._driver, None
             if driver.poll() is None:  # we are being torn down: stop it first
                 _stop(driver, stop_s)
-            self._driver_rc = driver.returncode
+            self._driver_rc = driver.poll()
         print(f"hpoc: study driver exited with status {rc}", flush=True)
         if rc == EXIT_NO_PROGRESS:
             raise StudyJobError(f"shard {shard}: the walltime stopped runs in a row before any trial "

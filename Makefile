@@ -26,7 +26,7 @@ demo: venv
 	$(VENV)/bin/hpoc run examples/digits/study.hpo --local
 
 test: venv
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=30 tests
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slurm and not slow" tests

@@ -57,11 +57,12 @@ def test_a_two_worker_ddp_trial_trains_reports_and_resumes(tmp_path):
 # test_strategy.py (a retry costs a second worker-group start here); `make stress` does it
 # through Ray Train as well.
 # ZeRO-1 plain; ZeRO-2 through a retry (a plain ZeRO-2 run is its first half); ZeRO-3 plain,
-# where the parameters are partitioned too (validation gathers them from both workers): slow,
-# 35 s after the ZeRO-1 case and 97 s alone on a loaded 2-CPU machine.
+# where the parameters are partitioned too (validation gathers them from both workers): 35 s
+# after the ZeRO-1 case and 97 s alone on a loaded 2-CPU machine, so under `make stress`
+# (test_strategy.py trains, saves and restores ZeRO-3 on two ranks without Ray in `make test`).
 @pytest.mark.parametrize("stage, fail", [(1, False), pytest.param(2, True, marks=[pytest.mark.slow,
                                                                                   pytest.mark.stress]),
-                                         pytest.param(3, False, marks=pytest.mark.slow)])
+                                         pytest.param(3, False, marks=[pytest.mark.slow, pytest.mark.stress])])
 def test_a_two_worker_deepspeed_trial_saves_every_ranks_zero_partition(tmp_path, stage, fail):
     pytest.importorskip("deepspeed")
     trial, run_dir = _two_worker_trial(

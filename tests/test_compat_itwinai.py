@@ -93,16 +93,24 @@ def test_training_batches_without_a_length_still_mark_their_micro_batches() -> N
     assert list(_EpochWindows(iter([1, 2]), strategy)) == [1, 2] and strategy.lasts == [False, False]
 
 
-class _AccumulatingLoop(RayTorchTrainer):
-    """itwinai's loop shape: forward, `zero_grad()`, `loss.backward()`, `step()` per batch."""
+class _LinearLoop(RayTorchTrainer):
+    """An itwinai loop's start: a linear model and plain SGD (lr 0.1) the strategy
+    distributes, and the training batches of `data`."""
 
-    def train(self, config, data):
-        self.training_config = config
+    def start(self, data):
         self.strategy.init()
         torch.manual_seed(0)
         model = torch.nn.Linear(4, 1)
         self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
         self.create_dataloaders(train_dataset=data[0])
+
+
+class _AccumulatingLoop(_LinearLoop):
+    """itwinai's loop shape: forward, `zero_grad()`, `loss.backward()`, `step()` per batch."""
+
+    def train(self, config, data):
+        self.training_config = config
+        self.start(data)
         engine, self.stepped, self.bias, self.weight = self.strategy.engine, [], [], []
         for _ in range(config["epochs"]):
             for i, (x, y) in enumerate(self.train_dataloader):
@@ -170,15 +178,11 @@ def _after_first_window() -> torch.Tensor:
     return start.bias.detach() - 0.1 * 0.02 * out
 
 
-class _PlainAccumulatingLoop(RayTorchTrainer):
+class _PlainAccumulatingLoop(_LinearLoop):
     """The same loop shape under DDP: a torch optimizer, `loss.backward()`, `step()` per batch."""
 
     def train(self, config, data):
-        self.strategy.init()
-        torch.manual_seed(0)
-        model = torch.nn.Linear(4, 1)
-        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
-        self.create_dataloaders(train_dataset=data[0])
+        self.start(data)
         self.stepped = []
         for _ in range(config["epochs"]):
             for i, (x, y) in enumerate(self.train_dataloader):
@@ -210,16 +214,12 @@ def test_an_itwinai_loop_under_ddp_accumulates_as_under_deepspeed(tmp_path) -> N
     assert torch.allclose(trainer.bias[3], _after_first_window())  # as under DeepSpeed
 
 
-class _TwoRankLoop(RayTorchTrainer):
+class _TwoRankLoop(_LinearLoop):
     """Each rank's every micro-batch has input rank + 1: the loss `mean(model(x))` gives the
     weight a gradient of rank + 1 on each rank, 1.5 once all-reduced."""
 
     def train(self, config, data):
-        self.strategy.init()
-        torch.manual_seed(0)
-        model = torch.nn.Linear(4, 1)
-        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
-        self.create_dataloaders(train_dataset=data[0])
+        self.start(data)
         for _ in self.train_dataloader:
             self.optimizer.zero_grad()
             self.model(torch.full((2, 4), float(self.strategy.rank + 1))).mean().backward()

@@ -24,19 +24,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hpoc.runtime import marker
+
 GO, DONE, BUSY, FAILED = 0, 3, 4, 5
 
 
-_UNREAD: Any = object()  # the shard's marker, not read yet
-
-
 def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
-            recorded: dict[str, Any] | None = _UNREAD) -> tuple[int, str]:
+            recorded: dict[str, Any] | None = marker.UNREAD) -> tuple[int, str]:
     """The answer for a shard; `retry` (--retry-errored, HPOC_RETRY_ERRORED): a shard that
     ran to the end with errored trials has something to do. `recorded`: the shard's marker
     where the caller read it already (one read of the shared filesystem per array task)."""
     from hpoc.plan import plan_hash
-    from hpoc.runtime import marker, rerun, runlock
+    from hpoc.runtime import rerun, runlock
     from hpoc.runtime.shards import experiment_dir
     from hpoc.runtime.summary import exit_code, finished_run
 
@@ -44,7 +43,7 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
     live = runlock.holder(exp)
     if live:
         return BUSY, runlock.describe(exp, live)
-    if recorded is _UNREAD:
+    if recorded is marker.UNREAD:
         recorded = marker.read(exp)
     digest = plan_hash(plan)
     fp = marker.fingerprint(plan, digest)
@@ -81,7 +80,6 @@ def _spec(plan: dict[str, Any]) -> str:
 def check(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
           retry: str | None = None) -> tuple[int, str]:
     """verdict(), and with `claim_pid` the shard claimed for this SLURM job on a GO."""
-    from hpoc.runtime import marker
     from hpoc.runtime.shards import experiment_dir
 
     recorded = marker.read(experiment_dir(plan, shard))
@@ -100,7 +98,6 @@ def budget_taken(plan: dict[str, Any], shard: int) -> str | None:
     `hpoc status` counts it finished, and said; its job then brings no Ray cluster up to
     find that out."""
     from hpoc.plan import plan_hash
-    from hpoc.runtime import marker
     from hpoc.runtime import summary as summary_mod
     from hpoc.runtime.shards import experiment_dir, journal_path, journal_trials, shared_budget
 

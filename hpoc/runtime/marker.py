@@ -136,17 +136,17 @@ def read(exp: Path) -> dict[str, Any] | None:
     return None
 
 
-_UNREAD: Any = object()
+UNREAD: Any = object()  # a marker the caller has not read (None: there is none)
 
 
 def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | None = None,
-          previous: dict[str, Any] | None = _UNREAD) -> None:
+          previous: dict[str, Any] | None = UNREAD) -> None:
     """The fingerprint, and the plan's space: what `hpoc results DIR` needs to show the
     configs as the trainer saw them (Ray records only the sampled values, no constants).
     `previous`: the marker there, where the caller read it already."""
     exp.mkdir(parents=True, exist_ok=True)
     record = dict(fp, shard=shard, **({"space": space} if space is not None else {}))
-    if extended(read(exp) if previous is _UNREAD else previous, fp):
+    if extended(read(exp) if previous is UNREAD else previous, fp):
         record["extended"] = True
     write_atomic(exp / PLAN_MARKER, json.dumps(record) + "\n")
 

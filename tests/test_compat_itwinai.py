@@ -241,6 +241,7 @@ def _two_rank_loop(rank, port, out):
                       strategy=Strategy.create("ddp", grad_accumulation_steps=2, device="cpu"))
     model = trainer.strategy.unwrap()
     torch.save({"weight": model.weight.detach(), "bias": model.bias.detach()}, Path(out) / f"rank{rank}.pt")
+    dist.barrier()  # neither rank leaves the group while the other still talks to it (gloo aborts)
     dist.destroy_process_group()
 
 

@@ -198,6 +198,7 @@ def _ddp_worker(rank, world, port, out, kind, stage):
         restored = _params(s)
         torch.save({"params": params, "restored": restored, "total": total, "extra": extra,
                     "steps": len(batches)}, os.path.join(out, f"rank{rank}.pt"))
+        dist.barrier()  # no rank leaves the group while another still talks to it (gloo aborts)
     finally:
         dist.destroy_process_group()
 
@@ -469,6 +470,7 @@ def _unused_worker(rank, port, out):
                 s.backward(model(torch.ones(2, 4)).sum())
             s.step()
         torch.save(True, os.path.join(out, f"rank{rank}.pt"))
+        dist.barrier()  # as above
     finally:
         dist.destroy_process_group()
 

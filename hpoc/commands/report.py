@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(html.render(results, ranking, figures, __version__), encoding="utf-8")
+        # --top asks for its rows: all in sight; else the best few, the rest folded
+        rows_shown = None if args.top is not None else html.TABLE_ROWS
+        out.write_text(html.render(results, ranking, figures, __version__, target=args.target,
+                                   rows_shown=rows_shown), encoding="utf-8")
         written = []
         if not args.no_png:
             for plot in figures:

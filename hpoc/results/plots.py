@@ -317,7 +317,17 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         ax.grid(True, alpha=0.3)
     for ax in axes[len(plist):]:
         ax.set_visible(False)
-    _legend_below(fig)
+    # Markers of the dots' size read well on the page, but not in a legend: a 5 px shape
+    # does not say which status it is.
+    from matplotlib.lines import Line2D
+
+    drawn = {c.get_label() for ax in axes for c in ax.collections}
+    handles = [Line2D([], [], color=c, marker=palette.marker(s), markersize=8, linestyle="none", label=s)
+               for s, c in STATUS_COLORS.items() if s in drawn]
+    if "best" in drawn:
+        handles.append(Line2D([], [], marker="*", markersize=15, color="gold", markeredgecolor="black",
+                              linestyle="none", label="best"))
+    _legend_below(fig, handles)
     fig.suptitle(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})")
     return fig
 

@@ -50,6 +50,7 @@ def test_the_header_of_an_extended_study_says_so_in_the_words_of_results(tmp_pat
     (said,) = [line for line in capsys.readouterr().err.splitlines() if "extended" in line]
     words = said.removeprefix("hpoc results: ")
     assert main(["report", str(spec), "-o", str(out), "--no-png"]) == 0
+    assert f"hpoc report: {words}" in capsys.readouterr().err
     page = out.read_text(encoding="utf-8")
     header = page[page.index("<h1>"):page.index('<div class="cards">')]
     assert html.escape(words.replace("`", "")) in re.sub(r"</?code>", "", header), header

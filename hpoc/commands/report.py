@@ -31,7 +31,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"hpoc report: error: {exc}", file=sys.stderr)
         return 2
     warn(results, ranking, "hpoc report")
-    from hpoc.results import html, plots
+    from hpoc.results import html, plots, table
+
+    extended = table.extended_said(results, args.target)  # as results says it, and the page
+    if extended:
+        print(f"hpoc report: {extended}", file=sys.stderr)
 
     figures = plots.make_plots(results, ranking)
     out = Path(args.output)

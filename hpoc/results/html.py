@@ -212,7 +212,8 @@ def _table(results: Results, ranking: Ranking, shown: int | None = TABLE_ROWS,
     path = shlex.quote(target) if target else "PATH"
     if shown < len(trials):
         by = f" by {ranking.metric} ({ranking.scope} reported value)" if ranking.metric else ""
-        out.append(f'<p class="meta">{shown} of {len(trials)} trials shown, best first{escape(by)}. '
+        out.append(f'<p class="meta">{shown} of {len(trials)} trials shown, best first{escape(by)} '
+                   "(a click on a header sorts these rows only). "
                    f"<code>hpoc results {escape(path)} --all</code> lists every one; <code>--csv</code> "
                    "and <code>--json</code> give them all as data.</p>")
     out.append(_rows_table(results, ranking, header, body[:shown], trials[:shown], numeric))

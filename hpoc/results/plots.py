@@ -581,6 +581,9 @@ def timeline_figure(results: Results, ranking: Ranking):
     # A failed bar's outline, no thicker than half a row: with thousands of rows (fractions
     # of a point each) a 1.2 pt outline painted its neighbours red.
     outline = min(1.2, 0.5 * 72 * height / len(rows))
+    # Hatches while a bar is tall enough to show one (6 px); on thinner rows they are not
+    # seen and cost seconds per thousand bars.
+    hatches = STATUS_HATCHES if 100 * height / len(rows) >= 6 else {}
     shard_ids = sorted({t.shard for t in rows})
 
     def color(trial: Trial) -> Any:
@@ -609,7 +612,7 @@ def timeline_figure(results: Results, ranking: Ranking):
             [[(x, y - 0.35), (x + w, y - 0.35), (x + w, y + 0.35), (x, y + 0.35)]
              for y, w, x, _ in group],
             facecolors=[g[3] for g in group], edgecolors=HATCH_EDGE if failed else "none",
-            hatch=STATUS_HATCHES.get(label), linewidths=outline)
+            hatch=hatches.get(label), linewidths=outline, label=label)
         boxes.sticky_edges.x.append(0.0)  # time starts at the study's start, as barh did
         ax.add_collection(boxes)
     ax.autoscale_view()
@@ -628,12 +631,12 @@ def timeline_figure(results: Results, ranking: Ranking):
         ax.set_xlim(0, 1)
     ax.set_xlabel(f"time since study start ({unit_name})")
     ax.grid(True, axis="x", alpha=0.3)
-    _timeline_legend(ax, results, rows, spans, bool(marks), cmap, shard_ids)
+    _timeline_legend(ax, results, rows, spans, bool(marks), cmap, shard_ids, hatches)
     return fig
 
 
 def _timeline_legend(ax: Any, results: Results, rows: list[Trial], spans: list[Trial], marked: bool,
-                     cmap: Any, shard_ids: list[int]) -> None:
+                     cmap: Any, shard_ids: list[int], hatches: dict[str, str]) -> None:
     """The timeline's title and legend: shards, or the statuses its bars and marks show."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -649,13 +652,13 @@ def _timeline_legend(ax: Any, results: Results, rows: list[Trial], spans: list[T
         used = {status_label(t) for t in spans} | {status_label(t) for t in rows
                                                    if t.started_at is not None}
         handles = [Patch(facecolor=c, edgecolor=HATCH_EDGE if s == "error" else "none",
-                         hatch=STATUS_HATCHES.get(s), label=s)
+                         hatch=hatches.get(s), label=s)
                    for s, c in STATUS_COLORS.items() if s in used]
         ax.set_title("Trial timeline")
-    if results.sharded:  # the colour is the shard's: the hatch alone says the status
-        hatched = {status_label(t) for t in spans} & set(STATUS_HATCHES)
-        handles += [Patch(facecolor="white", edgecolor=HATCH_EDGE,
-                          hatch=STATUS_HATCHES[s], label=s) for s in STATUS_COLORS if s in hatched]
+    if results.sharded:  # the colour is the shard's: a hatch, or a failed bar's outline, says the status
+        marked_by_bar = (set(hatches) if hatches else {"error"}) & {status_label(t) for t in spans}
+        handles += [Patch(facecolor="white", edgecolor=HATCH_EDGE, hatch=hatches.get(s), label=s)
+                    for s in STATUS_COLORS if s in marked_by_bar]
     if marked:
         handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
                               linestyle="none",

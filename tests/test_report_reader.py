@@ -165,3 +165,12 @@ def test_the_timeline_tells_an_error_bar_apart_by_its_hatch_in_the_legend_too():
     hatches = {t.get_text(): h.get_hatch() for h, t in zip(fig.legends[-1].legend_handles,
                                                           fig.legends[-1].get_texts())}
     assert hatches["error"] and not hatches["completed"]
+
+
+def test_the_best_row_is_marked_by_a_word_not_only_its_background():
+    results = study(12)
+    page = H.render(results, rank(results), [])
+    # the trial column (the second) of the best row; a pseudo-element: not the id's text
+    assert re.search(r'tr\.best td:nth-child\(2\)::after \{ content: "[^"]*best"', page)
+    assert re.search(r'<tr class="best"><td class=num>1</td><td>aaaaa_\d+</td>', page)
+    assert "\x00" not in page  # a CSS escape Python read as octal wrote a NUL

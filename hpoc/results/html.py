@@ -52,6 +52,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .extended::first-letter { text-transform: uppercase; }
 details > summary { cursor: pointer; margin: 8px 0; }
 tr.best td { background: #fff8d6; }
+tr.best td:nth-child(2)::after { content: "\\00a0★ best"; color: #6b5a00; }
 .columns { display: flex; gap: 16px; flex-wrap: wrap; } .columns > div { flex: 1 1 380px; }
 """
 
@@ -212,8 +213,8 @@ def _table(results: Results, ranking: Ranking, shown: int | None = TABLE_ROWS,
     path = shlex.quote(target) if target else "PATH"
     if shown < len(trials):
         by = f" by {ranking.metric} ({ranking.scope} reported value)" if ranking.metric else ""
-        out.append(f'<p class="meta">{shown} of {len(trials)} trials shown, best first{escape(by)} '
-                   "(a click on a header sorts these rows only). "
+        out.append(f'<p class="meta">{shown} of {len(trials)} trials shown, best first{escape(by)}; '
+                   "a click on a header sorts these rows only. "
                    f"<code>hpoc results {escape(path)} --all</code> lists every one; <code>--csv</code> "
                    "and <code>--json</code> give them all as data.</p>")
     out.append(_rows_table(results, ranking, header, body[:shown], trials[:shown], numeric))

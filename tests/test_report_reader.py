@@ -174,3 +174,20 @@ def test_the_best_row_is_marked_by_a_word_not_only_its_background():
     assert re.search(r'tr\.best td:nth-child\(2\)::after \{ content: "[^"]*best"', page)
     assert re.search(r'<tr class="best"><td class=num>1</td><td>aaaaa_\d+</td>', page)
     assert "\x00" not in page  # a CSS escape Python read as octal wrote a NUL
+
+
+def test_a_sharded_timeline_too_long_to_name_its_rows_names_its_shards():
+    """Past 60 rows the shards were told apart by colour only (ten colours that repeat)."""
+    from dataclasses import replace
+
+    from hpoc.results.model import Shard
+
+    results = _timed(study(90))
+    for i, trial in enumerate(results.trials):
+        trial.shard = i % 3
+    results = replace(results, shards=[Shard(k, Path(f"shard-{k}"), True, 30) for k in range(3)])
+    ax = P.timeline_figure(results, rank(results)).axes[0]
+    ticks = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks()))
+    assert list(ticks) == ["shard 0", "shard 1", "shard 2"]
+    assert ticks["shard 0"] < ticks["shard 1"] < ticks["shard 2"]  # each at its rows' middle
+    assert ticks["shard 1"] == (30 + 59) / 2

@@ -26,6 +26,8 @@ CATEGORICAL_DOMAINS = {"choice", "grid"}
 # statuses differ to a reader who cannot tell their colours apart.
 STATUS_HATCHES = {"stopped early": "..", "time limit": "\\\\", "time budget": "xx",
                   "error": "//", "running": "--", "paused": "++"}
+# A timeline past 60 rows names its shards instead, up to this many (a label is ~12 px high).
+MAX_NAMED_SHARDS = 40
 # A hatch is drawn in its bar's edge colour: a dark one, seen on any fill (a vermillion
 # hatch on a vermillion bar was not). Unedged bars get matplotlib's black hatch.
 HATCH_EDGE = "#222222"
@@ -623,6 +625,16 @@ def timeline_figure(results: Results, ranking: Ranking):
         ax.set_yticks(range(len(rows)))
         labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in rows]
         ax.set_yticklabels(labels, fontsize="small")  # 8 pt: x-small blurred when projected
+    elif results.sharded and len(shard_ids) <= MAX_NAMED_SHARDS:
+        # Too many rows to name: each shard's block of rows is named at its middle, since
+        # its colour alone (ten that repeat) does not say which shard it is.
+        first: dict[int, int] = {}
+        for y, trial in enumerate(rows):
+            first.setdefault(trial.shard, y)
+        ends = [first[s] for s in shard_ids[1:]] + [len(rows)]
+        ax.set_yticks([(first[s] + end - 1) / 2 for s, end in zip(shard_ids, ends)])
+        ax.set_yticklabels([f"shard {s}" for s in shard_ids], fontsize="small")
+        ax.set_ylabel(f"{len(rows)} trials, grouped by shard")
     else:  # too many to name: one row per trial, unlabelled
         ax.set_yticks([])
         ax.set_ylabel(f"{len(rows)} trials" + (", grouped by shard" if results.sharded else ""))

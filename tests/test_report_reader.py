@@ -134,7 +134,7 @@ def test_plots_tell_statuses_apart_by_shape_not_colour_only():
     ranking = rank(results)
     for fig in (P.objective_vs_params_figure(results, ranking), P.best_so_far_figure(
             _timed(results), ranking)):
-        handles = [h for h in fig.legends[-1].legend_handles]
+        handles = list(fig.legends[-1].legend_handles)
         labels = [t.get_text().removeprefix("trial ") for t in fig.legends[-1].get_texts()]
         shapes = {label: _marker(h) for h, label in zip(handles, labels) if label in palette.STATUS_STYLE}
         assert set(shapes) >= {"completed", "stopped early", "error"}, labels
@@ -144,7 +144,7 @@ def test_plots_tell_statuses_apart_by_shape_not_colour_only():
 def _timed(results: Results) -> Results:
     for i, trial in enumerate(results.trials):
         trial.started_at, trial.ended_at = 1000.0 + i, 1000.5 + i
-        for e, report in enumerate(trial.history):
+        for report in trial.history:
             report["timestamp"] = 1000 + i
     return results
 

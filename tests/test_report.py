@@ -314,7 +314,7 @@ def test_report_labels_a_trial_that_reported_nothing(tmp_path, capsys):
     assert main(["report", str(exp), "-o", str(out), "--no-png"]) == 0
     text = out.read_text(encoding="utf-8")
     assert '<td class="s-no-reports">no reports</td>' in text
-    assert "<b>1</b>no reports" in text
+    assert '<b>1</b><span class="s-no-reports">no reports</span>' in text
 
 
 def test_report_before_the_first_report(tmp_path, capsys):
@@ -367,7 +367,7 @@ def test_best_so_far_counts_whole_trials_for_a_one_trial_study(tmp_path):
 
 
 def test_every_status_has_its_own_colour():
-    """Dots and bars are told apart by colour only: a time-limit trial must not look paused."""
+    """Dots and bars are told apart by colour (and shape): a time-limit trial must not look paused."""
     labels = ("completed", "stopped early", "time limit", "time budget", "no reports", "error",
               "running", "paused", "pending")
     assert set(P.STATUS_COLORS) == set(labels)

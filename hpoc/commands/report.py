@@ -31,13 +31,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"hpoc report: error: {exc}", file=sys.stderr)
         return 2
     warn(results, ranking, "hpoc report")
-    from hpoc.results import html, plots
+    from hpoc.results import html, plots, table
+
+    extended = table.extended_said(results, args.target)  # as results says it, and the page
+    if extended:
+        print(f"hpoc report: {extended}", file=sys.stderr)
 
     figures = plots.make_plots(results, ranking)
     out = Path(args.output)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(html.render(results, ranking, figures, __version__), encoding="utf-8")
+        # --top asks for its rows: all in sight; else the best few, the rest folded
+        rows_shown = None if args.top is not None else html.TABLE_ROWS
+        out.write_text(html.render(results, ranking, figures, __version__, target=args.target,
+                                   rows_shown=rows_shown), encoding="utf-8")
         written = []
         if not args.no_png:
             for plot in figures:

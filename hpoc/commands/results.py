@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 # The table's rows when --top does not say: the head of a 5,000-trial ranking is what a
@@ -76,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     warn(results, ranking, "hpoc results")
     for words in results.ended:  # why trials of the budget are missing from the table
         print(f"hpoc results: {words}", file=sys.stderr)
-    if results.extended:  # status's word for it; the table has only the trials that ran
-        print(f"hpoc results: the study is extended ({results.extended}): its added trials have not "
-              f"run yet (`hpoc status {shlex.quote(args.target)}` says how to run them)", file=sys.stderr)
+    extended = table.extended_said(results, args.target)  # the table has only the trials that ran
+    if extended:
+        print(f"hpoc results: {extended}", file=sys.stderr)
     if args.json:
         sys.stdout.write(export.to_json(results, ranking, history=args.history))
     elif args.csv:

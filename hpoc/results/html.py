@@ -7,13 +7,21 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import re
+import shlex
 from html import escape
 
+from hpoc.results import palette
 from hpoc.results.model import Results, Trial
 from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, label_counts, status_label
 from hpoc.results.rank import failed as failed_trial
-from hpoc.results.table import fmt, is_number, render_best, render_pareto, rows
+from hpoc.results.table import extended_said, fmt, is_number, render_best, render_pareto, rows
+
+# The table's rows in sight, then more folded under them; past those the trials are only
+# counted: a 200-shard study's 2,000 rows made a page of megabytes that nobody read.
+TABLE_ROWS = 20
+FOLDED_ROWS = 180
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
        "script-src 'unsafe-inline'")
@@ -39,9 +47,12 @@ th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; white-space
 th { background: #f0f0f0; cursor: pointer; user-select: none; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .tablewrap { overflow-x: auto; max-height: 70vh; }
-.s-completed { color: #1f6f3f; } .s-error { color: #b00020; font-weight: 600; }
-.s-stopped-early, .s-time-limit, .s-no-reports { color: #666; } .s-running { color: #2060c0; }
+.s-error { font-weight: 600; }
+.extended { background: #eef6fc; border: 1px solid #56B4E9; border-radius: 6px; padding: 8px 14px; }
+.extended::first-letter { text-transform: uppercase; }
+details > summary { cursor: pointer; margin: 8px 0; }
 tr.best td { background: #fff8d6; }
+tr.best td:nth-child(2)::after { content: "\\00a0★ best"; color: #6b5a00; }
 .columns { display: flex; gap: 16px; flex-wrap: wrap; } .columns > div { flex: 1 1 380px; }
 """
 
@@ -65,22 +76,26 @@ document.querySelectorAll("table.sortable th").forEach(function (th, col) {
 """
 
 
-def render(results: Results, ranking: Ranking, plots: list[Plot], version: str = "") -> str:
+def render(results: Results, ranking: Ranking, plots: list[Plot], version: str = "",
+           target: str | None = None, rows_shown: int | None = TABLE_ROWS) -> str:
+    """The page; `target` is the PATH the report was made of (the extended study's hint),
+    `rows_shown` the table's rows in sight (None: every selected trial)."""
     title = f"hpoc report: {results.study}"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>",
+        f"<title>{escape(title)}</title><style>{STYLE}{palette.css()}</style></head><body><main>",
         f"<h1>{escape(title)}</h1>",
         _meta(results, version),
+        _extended(results, target),
         _warnings(results, ranking),
         _cards(results, ranking),
         _best(results, ranking),
         _pareto(results, ranking),
         _plots(plots, results.over, selected=len(ranking.trials)),
-        _table(results, ranking),
+        _table(results, ranking, rows_shown, target),
         _errors(ranking),
         f"</main><script>{SCRIPT}</script></body></html>",
     ]
@@ -97,6 +112,18 @@ def _meta(results: Results, version: str) -> str:
     items += [escape(words) for words in results.ended]  # why trials of the budget never ran
     items.append(f"generated {now}" + (f" by hpoc {escape(version)}" if version else ""))
     return f'<p class="meta">{" · ".join(items)}</p>'
+
+
+def _extended(results: Results, target: str | None) -> str:
+    """The trials the plan added have not run: the table is not the whole study (status
+    says `extended`). In `hpoc results`' words."""
+    said = extended_said(results, target)
+    return f'<p class="extended">{_code(said)}</p>' if said else ""
+
+
+def _code(text: str) -> str:
+    """Plain text whose `backquoted` commands are set as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
 
 
 def _warnings(results: Results, ranking: Ranking) -> str:
@@ -116,7 +143,14 @@ def _cards(results: Results, ranking: Ranking) -> str:
     if walls:
         cards.append(("wall time", _duration(max(walls))))
     return '<div class="cards">' + "".join(
-        f'<div class="card"><b>{escape(v)}</b>{escape(k)}</div>' for k, v in cards) + "</div>"
+        f'<div class="card"><b>{escape(v)}</b>{_status_key(k)}</div>' for k, v in cards) + "</div>"
+
+
+def _status_key(label: str) -> str:
+    """A status word with the plots' mark for it (the key to their colours); other words as they are."""
+    if label not in palette.STATUS_STYLE:
+        return escape(label)
+    return f'<span class="{palette.css_class(label)}">{escape(label)}</span>'
 
 
 def _duration(seconds: float) -> str:
@@ -164,22 +198,51 @@ def _plots(plots: list[Plot], over: bool = False, selected: int | None = None) -
     return "\n".join(out)
 
 
-def _table(results: Results, ranking: Ranking) -> str:
-    header, body = rows(results, ranking)
-    status_col = header.index("status")
+def _table(results: Results, ranking: Ranking, shown: int | None = TABLE_ROWS,
+           target: str | None = None) -> str:
+    """The best `shown` trials of the selection in sight, the next FOLDED_ROWS folded under
+    them, the others counted by status (every one is in `hpoc results --all`, --csv)."""
+    trials = ranking.trials
+    shown = len(trials) if shown is None else shown
+    listed = min(len(trials), shown + FOLDED_ROWS)
+    header, body = rows(results, ranking, limit=listed)
     numeric = {i for i in range(len(header))
                if all(is_number(r[i]) for r in body) and i != header.index("trial")}
-    out = [f"<h2>Trials ({len(body)} of {ranking.total})</h2>",
-           '<div class="tablewrap"><table class="sortable"><thead><tr>']
+    selected = f" ({len(trials)} of {ranking.total})" if len(trials) < ranking.total else ""
+    out = [f"<h2>Trials{selected}</h2>"]
+    path = shlex.quote(target) if target else "PATH"
+    if shown < len(trials):
+        by = f" by {ranking.metric} ({ranking.scope} reported value)" if ranking.metric else ""
+        out.append(f'<p class="meta">{shown} of {len(trials)} trials shown, best first{escape(by)}; '
+                   "a click on a header sorts these rows only. "
+                   f"<code>hpoc results {escape(path)} --all</code> lists every one; <code>--csv</code> "
+                   "and <code>--json</code> give them all as data.</p>")
+    out.append(_rows_table(results, ranking, header, body[:shown], trials[:shown], numeric))
+    if listed > shown:
+        first, last = shown + 1, listed
+        out.append(f"<details><summary>the next {last - shown} trials (ranks {first}–{last})"
+                   f"</summary>{_rows_table(results, ranking, header, body[shown:], trials[shown:listed], numeric)}"
+                   "</details>")
+    left = trials[listed:]
+    if left:
+        counts = ", ".join(f"{n} {_status_key(label)}" for label, n in label_counts(left))
+        out.append(f'<p class="meta">{len(left)} more not listed (ranks {listed + 1}–{len(trials)}): '
+                   f"{counts}; <code>hpoc results {escape(path)} --all</code> lists them.</p>")
+    return "\n".join(out)
+
+
+def _rows_table(results: Results, ranking: Ranking, header: list[str], body: list[list[str]],
+                trials: list[Trial], numeric: set[int]) -> str:
+    status_col = header.index("status")
+    out = ['<div class="tablewrap"><table class="sortable"><thead><tr>']
     out += [f'<th title="click to sort">{escape(h)}</th>' for h in header]
     out.append("</tr></thead><tbody>")
-    for trial, row in zip(ranking.trials, body):
+    for trial, row in zip(trials, body):
         cls = ' class="best"' if trial is ranking.best else ""
         cells = []
         for i, cell in enumerate(row):
             if i == status_col:
-                css = "s-" + status_label(trial).replace(" ", "-")
-                cells.append(f'<td class="{css}">{escape(cell)}</td>')
+                cells.append(f'<td class="{palette.css_class(status_label(trial))}">{escape(cell)}</td>')
             else:
                 cells.append(f'<td{" class=num" if i in numeric else ""}>{escape(cell)}</td>')
         out.append(f"<tr{cls}>{''.join(cells)}</tr>")

@@ -15,27 +15,38 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
+from hpoc.results import palette
 from hpoc.results.model import Results, Trial, number
+from hpoc.results.palette import ERROR, STATUS_COLORS
 from hpoc.results.rank import Ranking, param_names, pareto_front, status_label
 
 LOG_DOMAINS = {"loguniform", "qloguniform", "lograndint", "qlograndint"}
 CATEGORICAL_DOMAINS = {"choice", "grid"}
-# One colour per status: the legends name statuses by colour alone.
-STATUS_COLORS = {"completed": "#1f77b4", "stopped early": "#7f7f7f", "time limit": "#9467bd",
-                 "time budget": "#8c564b", "no reports": "#c7c7c7",
-                 "error": "#d62728", "running": "#2ca02c", "paused": "#17becf",
-                 "pending": "#bcbd22"}
+# A status's timeline bars: a hatch as well as a colour (palette.py), so bars of two
+# statuses differ to a reader who cannot tell their colours apart.
+STATUS_HATCHES = {"stopped early": "..", "time limit": "\\\\", "time budget": "xx",
+                  "error": "//", "running": "--", "paused": "++"}
+# A timeline past 60 rows names its shards instead, up to this many (a label is ~12 px high).
+MAX_NAMED_SHARDS = 40
+# A hatch is drawn in its bar's edge colour: a dark one, seen on any fill (a vermillion
+# hatch on a vermillion bar was not). Unedged bars get matplotlib's black hatch.
+HATCH_EDGE = "#222222"
 # The best-so-far line: no status's colour, or it sinks among that status's dots.
 BEST_LINE = "black"
 # The width of the report's column at the figures' 100 dpi (html.py: 1240 px less padding):
 # a wider figure is shrunk to fit, and its text with it.
 PAGE_WIDTH_IN = 11.6
 MAX_CURVE_METRICS = 4
-# Learning curves of more trials than PALETTE has colours: the crowd, and the best trial.
-CROWD_LINE, CROWD_BEST = "#7a9cc6", "#e66100"
-# Distinct line colours for small studies; no grey (the "stopped early" marker colour).
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-           "#bcbd22", "#1b9e77", "#d95f02", "#7570b3", "#e7298a")
+# Learning curves of more trials than PALETTE has colours: the crowd, and the best trial
+# (thicker, starred: not told by its colour alone).
+CROWD_LINE, CROWD_BEST = "#7a9cc6", palette.OKABE_ITO["orange"]
+# Line colours of small studies (Okabe-Ito; not black, the "stopped early" ×, nor
+# vermillion, a failed trial's X; yellow is too faint for a line), and a marker each on its
+# reports: the legend names a trial by colour and shape, as no twelve colours (nor five) are
+# told apart by every reader.
+_LINE_COLOURS = tuple(palette.OKABE_ITO[c] for c in ("blue", "orange", "bluish green",
+                                                      "reddish purple", "sky blue"))
+PALETTE = tuple(zip(_LINE_COLOURS * 3, ("o", "s", "^", "D", "v", "P", "<", ">", "p", "h", "d", "8")))
 
 
 @dataclass
@@ -162,9 +173,10 @@ def learning_curves_figure(results: Results, ranking: Ranking):
     # a loud one for the best (a gradient gave it its neighbours' colour).
     named = len(trials) <= len(PALETTE)
     best = ranking.best
-    colors = {t.trial_id + str(t.shard): (PALETTE[i] if named else
+    colors = {t.trial_id + str(t.shard): (PALETTE[i][0] if named else
                                           CROWD_LINE if t is not best else CROWD_BEST)
               for i, t in enumerate(trials)}
+    shapes = {t.trial_id + str(t.shard): PALETTE[i][1] for i, t in enumerate(trials) if named}
     alpha = 0.9 if len(trials) <= 20 else 0.5 if len(trials) <= 200 else 0.25
     from matplotlib.collections import LineCollection
 
@@ -185,6 +197,10 @@ def learning_curves_figure(results: Results, ranking: Ranking):
                 segments.append(list(zip(xs, ys)))
                 seg_colors.append(colors[trial.trial_id + str(trial.shard)])
                 seg_styles.append("--" if trial.status == "ERROR" else "-")
+            if named:  # each report marked with the trial's own shape
+                ax.plot(xs, ys, marker=shapes[trial.trial_id + str(trial.shard)], markersize=4,
+                        linestyle="none", color=colors[trial.trial_id + str(trial.shard)],
+                        alpha=alpha, zorder=3)
             if trial.stopped_early:
                 stopped.append((xs[-1], ys[-1]))
             elif trial.status == "ERROR":
@@ -202,7 +218,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
                     markersize=9, markeredgewidth=2, color="black", linestyle="none", zorder=4)
         if failed:
             ax.plot([p[0] for p in failed], [p[1] for p in failed], marker="X", markersize=9,
-                    color="#d62728", linestyle="none", zorder=4)
+                    color=ERROR, linestyle="none", zorder=4)
         ax.autoscale_view()
         objective = results.metric(metric)
         ax.set_title(metric + (f" ({direction(objective.mode)})" if objective else ""))
@@ -222,6 +238,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         from matplotlib.lines import Line2D
 
         handles = [Line2D([], [], color=colors[t.trial_id + str(t.shard)],
+                          marker=shapes[t.trial_id + str(t.shard)], markersize=5,
                           linestyle="--" if t.status == "ERROR" else "-",
                           label=(f"s{t.shard} " if results.sharded else "") + t.trial_id)
                    for t in trials]
@@ -250,7 +267,7 @@ def _curve_legend(fig: Any, results: Results, best: Trial | None, best_color: An
         handles.append(Line2D([], [], color="black", marker="x", linestyle="none",
                               markersize=9, markeredgewidth=2, label="stopped early by scheduler"))
     if any(t.status == "ERROR" and t.history for t in results.trials):  # one with a curve
-        handles.append(Line2D([], [], color="#d62728", marker="X", linestyle="--",
+        handles.append(Line2D([], [], color=ERROR, marker="X", linestyle="--",
                               markersize=9, label="error (trial failed)"))
     if best is not None:
         handles.append(Line2D([], [], color=best_color, linewidth=2.6, marker="*",
@@ -287,7 +304,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
             # The star goes on the best trial's own (jittered) dot, not beside it.
             best_x = next((x for (t, _, _), x in zip(pts, xs) if t is ranking.best), best_x)
             ax.scatter(xs, [y for _, _, y in pts], s=28, color=color, alpha=0.8, label=label,
-                       edgecolors="white", linewidths=0.5)
+                       marker=palette.marker(label), edgecolors="white", linewidths=0.5)
         if best_x is not None:
             ax.scatter([best_x], [ranking.value(ranking.best)], marker="*", s=220, color="gold",
                        edgecolors="black", zorder=5, label="best")
@@ -302,7 +319,17 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         ax.grid(True, alpha=0.3)
     for ax in axes[len(plist):]:
         ax.set_visible(False)
-    _legend_below(fig)
+    # Markers of the dots' size read well on the page, but not in a legend: a 5 px shape
+    # does not say which status it is.
+    from matplotlib.lines import Line2D
+
+    drawn = {c.get_label() for ax in axes for c in ax.collections}
+    handles = [Line2D([], [], color=c, marker=palette.marker(s), markersize=8, linestyle="none", label=s)
+               for s, c in STATUS_COLORS.items() if s in drawn]
+    if "best" in drawn:
+        handles.append(Line2D([], [], marker="*", markersize=15, color="gold", markeredgecolor="black",
+                              linestyle="none", label="best"))
+    _legend_below(fig, handles)
     fig.suptitle(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})")
     return fig
 
@@ -478,9 +505,7 @@ def best_so_far_figure(results: Results, ranking: Ranking):
         ys.append(best)
     ax_time.step(xs, ys, where="post", color=BEST_LINE, linewidth=2, label="best so far",
                  zorder=4)  # above the dots: thousands of them hid it
-    ax_time.scatter([(e[0] - t0) / unit for e in finished], [e[1] for e in finished], s=22,
-                    c=[STATUS_COLORS.get(status_label(e[2]), "#333") for e in finished],
-                    zorder=3)
+    _status_dots(ax_time, [((e[0] - t0) / unit, e[1], e[2]) for e in finished])
     ax_time.set_xlabel(f"time since study start ({unit_name})")
     ax_time.set_ylabel(metric)
     ax_time.set_title(f"best {metric} so far vs time ({direction(mode)})")
@@ -492,9 +517,7 @@ def best_so_far_figure(results: Results, ranking: Ranking):
             best = v
         counts.append(i)
         running.append(best)
-    ax_count.scatter(counts, [e[1] for e in finished], s=22,
-                     c=[STATUS_COLORS.get(status_label(e[2]), "#333") for e in finished],
-                     zorder=3)
+    _status_dots(ax_count, [(c, e[1], e[2]) for c, e in zip(counts, finished)])
     pts = [(c, b) for c, b in zip(counts, running) if b is not None]
     if pts:
         ax_count.step([p[0] for p in pts], [p[1] for p in pts], where="post", color=BEST_LINE,
@@ -512,12 +535,22 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     return fig
 
 
+def _status_dots(ax: Any, points: list[tuple[float, float, Trial]]) -> None:
+    """A dot per trial in its status's colour and shape: one scatter per status."""
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for x, y, trial in points:
+        groups.setdefault(status_label(trial), []).append((x, y))
+    for label, pts in groups.items():
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, color=palette.color(label),
+                   marker=palette.marker(label), zorder=3)
+
+
 def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str) -> list:
     from matplotlib.lines import Line2D
 
     used = {status_label(e[2]) for e in finished}
     handles = [Line2D([], [], color=BEST_LINE, linewidth=2, label=line_label)]
-    handles += [Line2D([], [], color=c, marker="o", linestyle="none", label=f"trial {s}")
+    handles += [Line2D([], [], color=c, marker=palette.marker(s), linestyle="none", label=f"trial {s}")
                 for s, c in STATUS_COLORS.items() if s in used]
     return handles
 
@@ -550,20 +583,23 @@ def timeline_figure(results: Results, ranking: Ranking):
     # A failed bar's outline, no thicker than half a row: with thousands of rows (fractions
     # of a point each) a 1.2 pt outline painted its neighbours red.
     outline = min(1.2, 0.5 * 72 * height / len(rows))
+    # Hatches while a bar is tall enough to show one (6 px); on thinner rows they are not
+    # seen and cost seconds per thousand bars.
+    hatches = STATUS_HATCHES if 100 * height / len(rows) >= 6 else {}
     shard_ids = sorted({t.shard for t in rows})
 
     def color(trial: Trial) -> Any:
         return cmap(shard_ids.index(trial.shard) % 10) if results.sharded \
-            else STATUS_COLORS.get(status_label(trial), "#333")
+            else palette.color(status_label(trial))
 
-    bars: dict[bool, list[tuple[int, float, float, Any]]] = {False: [], True: []}
+    bars: dict[str, list[tuple[int, float, float, Any]]] = {}  # by status label
     marks: list[tuple[float, int, Any]] = []
     spanned = {id(t) for t in spans}  # by identity: thousands of trials, compared by value, crawl
     for y, trial in enumerate(rows):
         if id(trial) in spanned:
             left = (trial.start_ts - t0) / unit
             width = max((trial.end_ts - trial.start_ts) / unit, max(span / unit, 1.0) / 400)
-            bars[trial.status == "ERROR"].append((y, width, left, color(trial)))
+            bars.setdefault(status_label(trial), []).append((y, width, left, color(trial)))
         elif trial.started_at is not None:
             marks.append(((trial.started_at - t0) / unit, y, color(trial)))
         elif len(rows) <= 60:  # a word per row: readable while the rows are named
@@ -571,15 +607,16 @@ def timeline_figure(results: Results, ranking: Ranking):
             ax.text(0, y, f" {said}", va="center", fontsize="small", color="#555")
     from matplotlib.collections import PolyCollection
 
-    for failed, group in bars.items():
-        if group:  # one collection per kind: a patch per trial took seconds per thousand
-            boxes = PolyCollection(
-                [[(x, y - 0.35), (x + w, y - 0.35), (x + w, y + 0.35), (x, y + 0.35)]
-                 for y, w, x, _ in group],
-                facecolors=[g[3] for g in group], edgecolors="#d62728" if failed else "none",
-                hatch="//" if failed else None, linewidths=outline)
-            boxes.sticky_edges.x.append(0.0)  # time starts at the study's start, as barh did
-            ax.add_collection(boxes)
+    for label, group in bars.items():
+        # One collection per status (its hatch): a patch per trial took seconds per thousand.
+        failed = label == "error"  # outlined too: a bar of a few pixels has no room for a hatch
+        boxes = PolyCollection(
+            [[(x, y - 0.35), (x + w, y - 0.35), (x + w, y + 0.35), (x, y + 0.35)]
+             for y, w, x, _ in group],
+            facecolors=[g[3] for g in group], edgecolors=HATCH_EDGE if failed else "none",
+            hatch=hatches.get(label), linewidths=outline, label=label)
+        boxes.sticky_edges.x.append(0.0)  # time starts at the study's start, as barh did
+        ax.add_collection(boxes)
     ax.autoscale_view()
     if marks:
         ax.scatter([m[0] for m in marks], [m[1] for m in marks], c=[m[2] for m in marks],
@@ -588,6 +625,16 @@ def timeline_figure(results: Results, ranking: Ranking):
         ax.set_yticks(range(len(rows)))
         labels = [(f"s{t.shard} " if results.sharded else "") + t.trial_id for t in rows]
         ax.set_yticklabels(labels, fontsize="small")  # 8 pt: x-small blurred when projected
+    elif results.sharded and len(shard_ids) <= MAX_NAMED_SHARDS:
+        # Too many rows to name: each shard's block of rows is named at its middle, since
+        # its colour alone (ten that repeat) does not say which shard it is.
+        first: dict[int, int] = {}
+        for y, trial in enumerate(rows):
+            first.setdefault(trial.shard, y)
+        ends = [first[s] for s in shard_ids[1:]] + [len(rows)]
+        ax.set_yticks([(first[s] + end - 1) / 2 for s, end in zip(shard_ids, ends)])
+        ax.set_yticklabels([f"shard {s}" for s in shard_ids], fontsize="small")
+        ax.set_ylabel(f"{len(rows)} trials, grouped by shard")
     else:  # too many to name: one row per trial, unlabelled
         ax.set_yticks([])
         ax.set_ylabel(f"{len(rows)} trials" + (", grouped by shard" if results.sharded else ""))
@@ -596,12 +643,12 @@ def timeline_figure(results: Results, ranking: Ranking):
         ax.set_xlim(0, 1)
     ax.set_xlabel(f"time since study start ({unit_name})")
     ax.grid(True, axis="x", alpha=0.3)
-    _timeline_legend(ax, results, rows, spans, bool(marks), cmap, shard_ids)
+    _timeline_legend(ax, results, rows, spans, bool(marks), cmap, shard_ids, hatches)
     return fig
 
 
 def _timeline_legend(ax: Any, results: Results, rows: list[Trial], spans: list[Trial], marked: bool,
-                     cmap: Any, shard_ids: list[int]) -> None:
+                     cmap: Any, shard_ids: list[int], hatches: dict[str, str]) -> None:
     """The timeline's title and legend: shards, or the statuses its bars and marks show."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -616,10 +663,14 @@ def _timeline_legend(ax: Any, results: Results, rows: list[Trial], spans: list[T
     else:
         used = {status_label(t) for t in spans} | {status_label(t) for t in rows
                                                    if t.started_at is not None}
-        handles = [Patch(color=c, label=s) for s, c in STATUS_COLORS.items() if s in used]
+        handles = [Patch(facecolor=c, edgecolor=HATCH_EDGE if s == "error" else "none",
+                         hatch=hatches.get(s), label=s)
+                   for s, c in STATUS_COLORS.items() if s in used]
         ax.set_title("Trial timeline")
-    if results.sharded and any(t.status == "ERROR" for t in spans):
-        handles.append(Patch(facecolor="white", edgecolor="#d62728", hatch="//", label="error"))
+    if results.sharded:  # the colour is the shard's: a hatch, or a failed bar's outline, says the status
+        marked_by_bar = (set(hatches) if hatches else {"error"}) & {status_label(t) for t in spans}
+        handles += [Patch(facecolor="white", edgecolor=HATCH_EDGE, hatch=hatches.get(s), label=s)
+                    for s in STATUS_COLORS if s in marked_by_bar]
     if marked:
         handles.append(Line2D([], [], color="#333", marker="|", markersize=12, markeredgewidth=2.5,
                               linestyle="none",
@@ -645,7 +696,7 @@ def pareto_figure(results: Results, ranking: Ranking):
                label="other trials")
     pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
                  for t in front)
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#d62728", markersize=6,
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=ERROR, markersize=6,
             label=f"Pareto front ({len(pts)} trial{'s' if len(pts) != 1 else ''})")
     if ranking.best is not None and ranking.best in front:
         ax.scatter([ranking.best.value(m1.name, scope, m1.mode)],

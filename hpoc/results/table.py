@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from typing import Any
 
 from hpoc import unranked
@@ -90,6 +91,16 @@ _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-$")
 def is_number(text: str) -> bool:
     """A number cell (or "-" for none); not Python's float() rules ("13412_00007" parses)."""
     return bool(_NUMBER.match(text)) or text in ("inf", "-inf", "nan")
+
+
+def extended_said(results: Results, target: str | None = None) -> str | None:
+    """What `hpoc results` and the report say of a study whose plan added trials since it ran
+    (`hpoc status` says `extended`): what is shown is not the whole study yet."""
+    if not results.extended:
+        return None
+    how = f"`hpoc status {shlex.quote(target)}`" if target else "`hpoc status`"
+    return (f"the study is extended ({results.extended}): its added trials have not run yet "
+            f"({how} says how to run them)")
 
 
 def render_summary(results: Results, ranking: Ranking) -> str:

@@ -216,3 +216,17 @@ def test_a_sharded_studys_plots_name_the_best_trials_shard():
     assert said in [t.get_text() for lg in curves.legends for t in lg.get_texts()]
     pareto = P.pareto_figure(results, ranking)
     assert any(t.get_text().startswith(said) for lg in pareto.legends for t in lg.get_texts())
+
+
+def test_the_pareto_front_is_not_drawn_in_the_error_colour():
+    """Vermillion marks a failed trial everywhere else in the report; the front was vermillion."""
+    from matplotlib.colors import same_color
+
+    from hpoc.results.palette import ERROR
+
+    results = two_objectives()
+    fig = P.pareto_figure(results, rank(results))
+    (front,) = [line for line in fig.axes[0].lines if line.get_label().startswith("Pareto front")]
+    assert not same_color(front.get_color(), ERROR)
+    (legend,) = fig.legends  # three entries: one column, not two and one
+    assert legend._ncols in (1, 3)

@@ -348,7 +348,8 @@ def _legend_below(fig: Any, handles: list | None = None) -> None:
         # One row when it fits the figure (about 7 px a character, 50 px a marker), else two.
         wide = sum(7 * len(label) + 50 for label in entries) <= fig.get_figwidth() * 100
         fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                   ncols=len(entries) if wide else math.ceil(len(entries) / 2), frameon=False)
+                   ncols=len(entries) if wide else 1 if len(entries) <= 3 else math.ceil(len(entries) / 2),
+                   frameon=False)  # three in two columns left one alone on a row
 
 
 # ---------------------------------------------------------------- parallel coordinates
@@ -696,7 +697,7 @@ def pareto_figure(results: Results, ranking: Ranking):
                label="other trials")
     pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
                  for t in front)
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=ERROR, markersize=6,
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="black", markersize=6,  # red means error
             label=f"Pareto front ({len(pts)} trial{'s' if len(pts) != 1 else ''})")
     if ranking.best is not None and ranking.best in front:
         ax.scatter([ranking.best.value(m1.name, scope, m1.mode)],

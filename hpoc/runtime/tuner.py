@@ -102,18 +102,10 @@ def budget_left(exp: Path) -> float | None:
     return None
 
 
-def _extension(plan: dict[str, Any], exp: Path) -> tuple[dict[str, Any] | None, bool]:
-    """(the budgets this run raises (marker.growth), or None; whether the study was ever
-    extended, this run included): extend.py."""
-    from hpoc.plan import plan_hash
-    from hpoc.runtime import marker
-
-    recorded, fp = marker.read(exp), marker.fingerprint(plan, plan_hash(plan))
-    return marker.growth(recorded, fp), marker.extended(recorded, fp)
-
-
 def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
-           stream: TextIO, retry: str | None = None) -> Any:
+                stream: TextIO, retry: str | None = None, *, seen: Any) -> Any:
+    """`seen`: the marker as the driver read it when it started (marker.Seen), for what this
+    run raises of the study's budgets and whether it was ever extended (extend.py)."""
     from ray import tune
 
     from hpoc.runtime import pool
@@ -123,7 +115,7 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
-        grown, extended = _extension(plan, exp)
+        grown, extended = seen.grown, seen.extended
         if grown and "time_budget_s" in grown:
             from hpoc.runtime.extend import add_time
 

@@ -14,7 +14,8 @@ A raised `trials.num_samples` or `trials.time_budget` is the same study with mor
 or time (an extension): `grow_hash` hashes the plan without what may grow (`GROWABLE`),
 and `num_samples` and `time_budget_s` are the budgets the run was started with.
 `extended` stays set once a run grew the study: Tune's saved Tuner still holds the first
-run's searcher, so every later resume builds it from the plan (extend.py).
+run's searcher, so every later resume builds it from the plan (extend.py). A run that starts
+a new Tuner starts over (`Seen.started_over`): its Tuner holds this plan's searcher.
 
 Before the run lock took its name, this file was `.hpoc-run.json` with only `plan_hash` and
 `shard`; such a marker still matches the exact same plan.

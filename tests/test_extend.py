@@ -158,10 +158,22 @@ def _trials(plan):
     return {t["trial_id"]: t for t in summary["trials"]}
 
 
+def _counting_reads(monkeypatch):
+    """The directories whose marker is read from now on, once per read."""
+    reads, real = [], marker.read
+
+    def read(exp):
+        reads.append(exp)
+        return real(exp)
+
+    monkeypatch.setattr(marker, "read", read)
+    return reads
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize("algorithm", ["random", "optuna"])
 def test_a_finished_study_runs_only_the_trials_a_raised_num_samples_adds(tmp_path, _ray_env, capsys,
-                                                                         algorithm):
+                                                                         monkeypatch, algorithm):
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2},
                      search={"algorithm": algorithm, "options": {"seed": 0}},
@@ -171,9 +183,11 @@ def test_a_finished_study_runs_only_the_trials_a_raised_num_samples_adds(tmp_pat
     first = _trials(plan)
     assert len(first) == 2
 
+    reads = _counting_reads(monkeypatch)
     code, said = _run(_with(plan, num_samples=4))
     assert code == EXIT_OK, said
     assert "extending the study" in said and "(num_samples 2 → 4)" in said, said
+    assert len(reads) == 1, reads  # the marker, read once per start and passed down
     grown = _trials(plan)
     assert len(grown) == 4 and set(first) < set(grown), grown
     assert all(t["status"] == "TERMINATED" for t in grown.values()), grown
@@ -288,3 +302,88 @@ def test_the_added_time_is_added_once_when_the_driver_dies_before_its_marker(tmp
     assert budget_left(exp) == pytest.approx(130.0)
     add_time(exp, 180, None)
     assert budget_left(exp) == float("inf")
+
+
+# ---------------------------------------------------------------- a run that starts over
+
+
+def _started_from(plan, exp, fresh=False):
+    """(mode, the marker as the driver passes it down) for a run of `plan` in `exp`."""
+    from hpoc.runtime import study
+
+    mode, _, seen = study._prior(plan, RunOptions(fresh=fresh), exp, _fp(plan), io.StringIO())
+    return mode, seen
+
+
+def test_fresh_over_an_extended_study_starts_a_study_that_is_not(tmp_path):
+    from runtime_plans import saved_state
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    more = _with(plan, num_samples=4)
+    exp = saved_state(Path(plan["storage"]["path"]) / plan["storage"]["name"], ["TERMINATED"] * 2)
+    marker.write(exp, _fp(plan), 0)
+    marker.write(exp, _fp(more), 0)  # the extension's run, stopped
+    mode, seen = _started_from(more, exp)
+    assert mode == "restore" and seen.extended  # its resume builds the search from the plan
+    mode, seen = _started_from(more, exp, fresh=True)
+    assert mode == "aside" and seen.recorded is None and not seen.extended and seen.grown is None
+
+
+def test_a_raised_budget_over_a_first_run_that_saved_nothing_starts_a_study_that_is_not_extended(tmp_path):
+    """Only the marker of a run stopped before Tune first saved: the new Tuner holds this
+    plan's budget, so its resumes are plain resumes (`test_a_population_study_started_over_…`)."""
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    marker.write(exp, _fp(plan), 0)
+    mode, seen = _started_from(_with(plan, num_samples=4), exp)
+    assert mode == "fresh" and not seen.extended and seen.grown is None
+
+
+def _sigterm_once_a_trial_reported(exp: Path) -> None:
+    """SIGTERM to this process (the driver) once a trial reported: a job stopped mid-run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    def later():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(p.read_text().strip() for p in exp.glob("trial_*/result.json")):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=later, daemon=True).start()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_population_study_started_over_a_first_run_that_saved_nothing_resumes(tmp_path, _ray_env):
+    """A first run stopped before Tune first saved (a job cancelled during start-up) leaves
+    only its marker: the next run, with a raised num_samples, starts a new Tuner with this
+    plan's budget. It was recorded as an extension, so its resume rebuilt the search, which
+    a population study cannot: that run could never be resumed."""
+    from hpoc.runtime.study import EXIT_INTERRUPTED
+
+    workdir = write_toy(tmp_path / "study")
+    pbt = {"name": "pbt", "time_attr": "training_iteration",
+           "options": {"perturbation_interval": 2, "hyperparam_mutations": {
+               "lr": {"domain": "loguniform", "args": {"lower": 1e-3, "upper": 3e-2, "base": 10}}},
+               "synch": False}}
+    plan = make_plan(workdir, tmp_path / "results", scheduler=pbt, trials={"num_samples": 2},
+                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 0.5}}},
+                     space={"constants": {"epochs": 3, "batch_size": 32}}, checkpoint={"keep": 4})
+    exp = tmp_path / "results" / "toy"
+    marker.write(exp, _fp(plan), 0, plan["space"])  # all the first run left
+    grown = _with(plan, num_samples=3)
+
+    _sigterm_once_a_trial_reported(exp)
+    code, said = _run(grown)
+    assert code == EXIT_INTERRUPTED, said
+    assert "extending" not in said and not marker.read(exp).get("extended"), said
+
+    code, said = _run(grown)
+    assert code == EXIT_OK, said
+    assert "resuming the interrupted run" in said, said
+    assert [t["status"] for t in _trials(plan).values()] == ["TERMINATED"] * 3

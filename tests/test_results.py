@@ -506,6 +506,24 @@ def test_an_experiment_dir_alone_shows_the_configs_with_the_studys_constants(tmp
     assert code == 0 and "epochs = 6" in out and "lr = 0.01" in out
 
 
+def test_a_run_that_quit_at_once_is_read_from_one_read_of_its_marker(tmp_path, monkeypatch):
+    """Without a plan the marker gives the space, and that hpoc's driver ran there (no lock,
+    no summary: it quit at once, so nothing trains its trials): each was a read of its own."""
+    from hpoc.compiler import compile_source
+    from hpoc.runtime import marker
+
+    space = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                           "space { lr = loguniform(1e-3, 1e-1), epochs = 6 }\n", "d.hpo", str(tmp_path))["space"]
+    exp = tmp_path / "results" / "d"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}], done=False)
+    marker.write(exp, {"plan_hash": "sha256:abc", "run_hash": "sha256:abc", "parts": {}}, 0, space)
+    reads, real = [], marker.read
+    monkeypatch.setattr(marker, "read", lambda path: reads.append(path) or real(path))
+    results = load(exp)
+    assert results.trials[0].config == {"lr": 0.01, "epochs": 6}
+    assert results.trials[0].status != "RUNNING" and reads == [exp], (results.trials[0].status, reads)
+
+
 def test_csv_writes_nan_for_a_diverged_trial_and_nothing_for_a_missing_value(tmp_path, capsys):
     exp = tmp_path / "exp"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": float("nan")}])

@@ -1093,6 +1093,24 @@ def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_
     assert "study `tiny`: extended; budget 6 trial(s)" in out and "interrupted" not in out, out
 
 
+def test_status_reads_a_shards_marker_once(tmp_path, capsys, monkeypatch):
+    """Loading the results read it for another plan's run and for what this plan extends,
+    and status again for the shard's state: three reads of one file on a shared filesystem."""
+    from hpoc.compiler import compile_path
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    plan = compile_path(tmp_path / "study.hpo").plan
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
+    reads, real = [], marker.read
+    monkeypatch.setattr(marker, "read", lambda path: reads.append(path) or real(path))
+    doc = json.loads(status(capsys, tmp_path / "study.hpo", "--json")[1])
+    assert doc["shards"][0]["state"] == "extended" and doc["shards"][0]["grown"] == "num_samples 1 → 2"
+    assert reads == [exp], reads
+
+
 def test_a_study_is_extended_only_when_every_shard_ran_to_its_end():
     """Shards extended and finished: the study is extended (a resubmission runs the added
     trials); with a shard that stopped or never started it is interrupted, as before."""

@@ -224,17 +224,21 @@ def budget(plan: dict[str, Any]) -> tuple[int, list[int | None]]:
     return n, [len(range(s, n, k)) for s in range(k)]
 
 
-def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int | None]) -> None:
+def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int | None],
+           results: Any) -> None:
     """A finished shard whose run this plan extends (a raised `trials.num_samples` or
     `trials.time_budget`) has trials left to run: `extended`, with the added trials pending.
     Not `interrupted`: nothing stopped it, and the next step is to run it again; its job's
-    state while one is queued or running (the old run's summary says finished until then)."""
+    state while one is queued or running (the old run's summary says finished until then).
+    Each shard's marker as `results` read it, where they did."""
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
 
     fp = marker.fingerprint(plan, plan_hash(plan))
+    known = {shard.index: shard.marker for shard in results.shards} if results else {}
     for s, share in zip(shards, shares):
-        grown = marker.growth(marker.read(Path(s["experiment_dir"])), fp)
+        recorded = known[s["shard"]] if s["shard"] in known else marker.read(Path(s["experiment_dir"]))
+        grown = marker.growth(recorded, fp)
         if grown is None or s["state"] != "finished":
             continue
         job = s["job"] or {}
@@ -265,7 +269,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, by_shard.get(k, []),
                      latest.get(k), shares[k], metric) for k in range(count)]
     _ended_jobs(build_dir, plan["study"]["name"], shards, None if unasked else queued)
-    _grown(plan, shards, shares)
+    _grown(plan, shards, shares, results)
 
     totals = {key: sum(s[key] for s in shards) for key in COUNTS}
     created = sum(s["trials"] for s in shards)

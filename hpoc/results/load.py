@@ -115,7 +115,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             said.append((index, f"shard {index}: {path} does not exist yet (not started?)",
                          "no directory yet (not started?)"))
             continue
-        if fp is not None and (other := _other_plan(path, fp)):
+        recorded = marker.read(path)  # once: which plan ran here, what it recorded
+        if fp is not None and (other := _other_plan(path, recorded, fp)):
             others.append(other)
         reads: list[list[str]] = []  # each read's warnings: the last one's are said
 
@@ -132,10 +133,11 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         trial_dirs = list(_trial_dirs(path))
         states = _experiment_states(path, skip=set(trial_dirs))
         found = _load_trials(trial_dirs, index, None if stale else summary, states,
-                             plan["space"] if plan else _recorded_space(path))
-        # hpoc's driver ran here (its plan marker) but holds no lock and left no summary:
-        # stopped at once (a second Ctrl-C), so nothing trains its trials either
-        unlocked = lock is None and summary is None and _hpoc_ran(path)
+                             plan["space"] if plan else _recorded_space(recorded))
+        # hpoc's driver ran here (it records its plan marker before any trial; unlike a bare
+        # Ray Tune directory, it holds a lock whenever a run is live) but holds no lock and
+        # left no summary: stopped at once (a second Ctrl-C), so nothing trains its trials either
+        unlocked = lock is None and summary is None and recorded is not None
         if running is not None:
             live.refresh(found, running)
             live.as_the_driver_sees(found, path, running)
@@ -171,9 +173,9 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         elif complete and running is None and summary.get("interrupted") and summary.get("stopped"):
             ended.append(f"shard {index} {stopped_itself(summary['stopped'])}")  # fail-fast
         if fp is not None and complete and running is None and not summary.get("interrupted"):
-            grown.append(marker.growth(marker.read(path), fp))
+            grown.append(marker.growth(recorded, fp))
         shards.append(Shard(index, path, complete, len(found),
-                            summary.get("wall_s") if complete else None, run=running))
+                            summary.get("wall_s") if complete else None, run=running, marker=recorded))
     warnings.extend(_alike(root, said))
     ended[:0] = [endings[0][1]] if len(shard_dirs) == 1 and endings else summary_endings(endings)
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
@@ -202,14 +204,6 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     return results
 
 
-def _hpoc_ran(path: Path) -> bool:
-    """Whether an hpoc driver ran in `path` (it records its plan there before any trial):
-    unlike a bare Ray Tune directory, it holds a lock whenever a run is live."""
-    from hpoc.runtime import marker
-
-    return marker.read(path) is not None
-
-
 def _fingerprint(plan: dict[str, Any] | None) -> dict[str, Any] | None:
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
@@ -217,12 +211,12 @@ def _fingerprint(plan: dict[str, Any] | None) -> dict[str, Any] | None:
     return marker.fingerprint(plan, plan_hash(plan)) if plan else None
 
 
-def _other_plan(path: Path, fp: dict[str, Any]) -> str | None:
-    """Why the trials in `path` are not this plan's: another spec with the same study name
-    and storage ran there (`hpoc run` refuses to resume it; results only show it)."""
+def _other_plan(path: Path, recorded: dict[str, Any] | None, fp: dict[str, Any]) -> str | None:
+    """Why the trials in `path` (whose marker is `recorded`) are not this plan's: another
+    spec with the same study name and storage ran there (`hpoc run` refuses to resume it;
+    results only show it)."""
     from hpoc.runtime import marker
 
-    recorded = marker.read(path)
     parts = marker.differences(recorded, fp) if recorded is not None else None
     if parts is None:
         return None
@@ -235,11 +229,9 @@ def _metrics(plan: dict | None, summaries: list[dict[str, Any]]) -> list[Metric]
     return [Metric(m["name"], m.get("mode", "min")) for m in source or []]
 
 
-def _recorded_space(path: Path) -> dict[str, Any] | None:
-    """The space the run in `path` recorded in its plan marker (read without a plan)."""
-    from hpoc.runtime import marker
-
-    space = (marker.read(path) or {}).get("space")
+def _recorded_space(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The space a run recorded in its plan marker (results read without a plan)."""
+    space = (recorded or {}).get("space")
     return space if isinstance(space, dict) and isinstance(space.get("params"), list) else None
 
 

@@ -134,6 +134,7 @@ class Shard:
     num_trials: int
     wall_s: float | None = None
     run: Any = None                 # live.RunLock of the run going on in it, if any
+    marker: dict[str, Any] | None = None  # its plan marker (runtime/marker.py), read once
 
 
 @dataclass

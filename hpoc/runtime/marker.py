@@ -14,7 +14,8 @@ A raised `trials.num_samples` or `trials.time_budget` is the same study with mor
 or time (an extension): `grow_hash` hashes the plan without what may grow (`GROWABLE`),
 and `num_samples` and `time_budget_s` are the budgets the run was started with.
 `extended` stays set once a run grew the study: Tune's saved Tuner still holds the first
-run's searcher, so every later resume builds it from the plan (extend.py).
+run's searcher, so every later resume builds it from the plan (extend.py). A run that starts
+a new Tuner starts over (`Seen.started_over`): its Tuner holds this plan's searcher.
 
 Before the run lock took its name, this file was `.hpoc-run.json` with only `plan_hash` and
 `shard`; such a marker still matches the exact same plan.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,28 @@ def read(exp: Path) -> dict[str, Any] | None:
 UNREAD: Any = object()  # a marker the caller has not read (None: there is none)
 
 
+@dataclass(frozen=True)
+class Seen:
+    """The marker as one driver start read it (`recorded`, None where there is none), with
+    this plan's fingerprint: read once, under the run lock, and passed down."""
+
+    recorded: dict[str, Any] | None
+    fp: dict[str, Any]
+
+    @property
+    def grown(self) -> dict[str, tuple[Any, Any]] | None:
+        return growth(self.recorded, self.fp)
+
+    @property
+    def extended(self) -> bool:
+        return extended(self.recorded, self.fp)
+
+    def started_over(self) -> Seen:
+        """A run that starts a new Tuner (--fresh, or nothing saved to restore) holds this
+        plan's search and budget: nothing of the earlier run's marker carries over."""
+        return replace(self, recorded=None)
+
+
 def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | None = None,
           previous: dict[str, Any] | None = UNREAD) -> None:
     """The fingerprint, and the plan's space: what `hpoc results DIR` needs to show the
@@ -161,7 +185,7 @@ def migrate_legacy(exp: Path) -> None:
     if not isinstance(recorded, dict) or "plan_hash" not in recorded:
         return  # a run lock
     if not (exp / PLAN_MARKER).exists():
-        write(exp, {"plan_hash": recorded["plan_hash"]}, recorded.get("shard", 0))
+        write(exp, {"plan_hash": recorded["plan_hash"]}, recorded.get("shard", 0), previous=recorded)
     legacy.unlink(missing_ok=True)
 
 

@@ -15,17 +15,19 @@ from hpoc.runtime.exits import StudyError, say
 
 def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
                stream: TextIO, retry: str | None = None, errored: dict[str, Path] | None = None,
-               summary: Any = ...) -> str:
+               summary: Any = ..., recorded: dict[str, Any] | None = marker.UNREAD) -> str:
     """"fresh", "aside" (--fresh over an earlier run: `move_aside` once the data has loaded and Ray is up,
     so that a getter that fails leaves it where it was), "restore", "retry" (a finished run's
     errored trials) or "done" for an experiment directory (whose run lock this run holds, so
     a live run is never moved aside); `errored` is rerun.errored(exp), `summary` its
-    summary.json's content (None: there is none; unset: read here)."""
+    summary.json's content (None: there is none; unset: read here), `recorded` the
+    directory's marker where the caller read it already."""
     from ray.tune import Tuner
 
     if retry and fresh:
         raise StudyError(rerun.WITH_FRESH)
-    recorded = marker.read(exp) if exp.exists() else None
+    if recorded is marker.UNREAD:
+        recorded = marker.read(exp) if exp.exists() else None
     # tuner.pkl alone (a run stopped before Tune first saved its trials, e.g. a job cancelled
     # during start-up) is no state: Tuner.restore then ran fewer trials than the plan's.
     has_state = exp.exists() and Tuner.can_restore(str(exp)) and any(exp.glob("experiment_state-*.json"))

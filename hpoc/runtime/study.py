@@ -144,7 +144,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         marker.migrate_legacy(exp)
         take_lock(lock, stream)
         trainer_cls = _check_code(plan, stream)
-        mode, previous = _prior(plan, opts, exp, fp, stream)
+        mode, previous, seen = _prior(plan, opts, exp, fp, stream)
         if mode == "done":
             say(stream, _done_line(exp, bool(opts.retry_errored), len(STATE.errored)))
             say(out, summary_mod.describe_best(previous))
@@ -162,7 +162,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             if mode == "aside":  # only now: a getter or a Ray that fails leaves the earlier run
                 move_aside(exp, stream, lock)
                 mode = STATE.mode = "fresh"
-            return _tune(plan, opts, ray_session, data, exp, fp, mode, started, stream, out)
+            return _tune(plan, opts, ray_session, data, exp, seen, mode, started, stream, out)
         finally:
             ray_session.close()
     finally:
@@ -202,20 +202,24 @@ def _check_code(plan: dict[str, Any], stream: TextIO) -> Any:
 
 
 def _prior(plan: dict[str, Any], opts: RunOptions, exp: Path, fp: dict[str, Any],
-           stream: TextIO) -> tuple[str, Any]:
-    """(mode, summary.json's content) by what an earlier run left (prior.py); summary.json
-    and Ray's saved state each read once, for prior_run and the restore."""
+           stream: TextIO) -> tuple[str, Any, marker.Seen]:
+    """(mode, summary.json's content, the marker as this run starts from it) by what an
+    earlier run left (prior.py); summary.json, the marker and Ray's saved state each read
+    once, for prior_run and the restore. A run that starts a new Tuner ("fresh", "aside":
+    once moved aside) starts over whatever the marker said: its own is written as new."""
     previous = summary_mod.read(exp)
     STATE.errored = rerun.errored(exp, previous)
+    seen = marker.Seen(marker.read(exp), fp)
     mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
-                                  stream, opts.retry_errored, STATE.errored, previous)
+                                  stream, opts.retry_errored, STATE.errored, previous,
+                                  recorded=seen.recorded)
     if mode in ("restore", "retry"):
         refuse_synch_population(plan, exp)
-        if (grown := marker.growth(marker.read(exp), fp)) is not None:
+        if (grown := seen.grown) is not None:
             from hpoc.runtime.extend import refuse_population
 
             refuse_population(plan, exp, grown)
-    return mode, previous
+    return mode, previous, seen.started_over() if mode in ("fresh", "aside") else seen
 
 
 def _done_line(exp: Path, retry_errored: bool, errored: int) -> str:
@@ -295,7 +299,7 @@ def _loading_line(plan: dict[str, Any]) -> str | None:
 
 
 def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, exp: Path,
-          fp: dict[str, Any], mode: str, started: float, stream: TextIO, out: TextIO) -> int:
+          seen: marker.Seen, mode: str, started: float, stream: TextIO, out: TextIO) -> int:
     import ray
 
     from hpoc.runtime import pipeline, search, session, space
@@ -314,10 +318,11 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, STATE.run)
     try:
-        tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.retry_errored)
+        tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.retry_errored,
+                                   seen=seen)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
-    marker.write(exp, fp, opts.shard, plan["space"])
+    marker.write(exp, seen.fp, opts.shard, plan["space"], previous=seen.recorded)
     clock.TIMES = clock.TrialTimes(plan["trials"].get("time_limit_s"))  # this run's
     metrics = plan["objective"]["metrics"]
     STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,
@@ -339,7 +344,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     if budget_reached:
         say(stream, _budget_line(budget, total, trials, len(cut_short)))
     result = summary_mod.build(plan, opts.shard, trials, wall_s=time.monotonic() - started,
-                               interrupted=interrupted, experiment_dir=exp, plan_hash=fp["plan_hash"],
+                               interrupted=interrupted, experiment_dir=exp, plan_hash=seen.fp["plan_hash"],
                                run_started=runlock.own_start(exp), stopped=STATE.failed,
                                cut_short=cut_short, budget_reached=budget_reached,
                                time_budget_s=budget, planned=total,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TextIO
 
-from hpoc.runtime import rerun
+from hpoc.runtime import marker, rerun
 from hpoc.runtime.exits import say
 from hpoc.runtime.watch import STATE, watch_callbacks
 
@@ -102,28 +102,19 @@ def budget_left(exp: Path) -> float | None:
     return None
 
 
-def _extension(plan: dict[str, Any], exp: Path) -> tuple[dict[str, Any] | None, bool]:
-    """(the budgets this run raises (marker.growth), or None; whether the study was ever
-    extended, this run included): extend.py."""
-    from hpoc.plan import plan_hash
-    from hpoc.runtime import marker
-
-    recorded, fp = marker.read(exp), marker.fingerprint(plan, plan_hash(plan))
-    return marker.growth(recorded, fp), marker.extended(recorded, fp)
-
-
 def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mode: str,
-           stream: TextIO, retry: str | None = None) -> Any:
+                stream: TextIO, retry: str | None = None, *, seen: marker.Seen) -> Any:
+    """`seen`: the marker as the driver read it when it started (marker.Seen), for what this
+    run raises of the study's budgets and whether it was ever extended (extend.py)."""
     from ray import tune
 
     from hpoc.runtime import pool
-    from hpoc.runtime.marker import grown_words
     from hpoc.runtime.resume import mend_cut_logs, prepare_scheduler
     from hpoc.runtime.search import make_scheduler, make_searcher
 
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
-        grown, extended = _extension(plan, exp)
+        grown, extended = seen.grown, seen.extended
         if grown and "time_budget_s" in grown:
             from hpoc.runtime.extend import add_time
 
@@ -133,7 +124,7 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
             budget = "" if left is None else \
                 f"; time budget: {left:.0f} s left of {plan['trials']['time_budget_s']:g} s (it spans runs)"
             what = (f"resuming the interrupted run in {exp}" if grown is None else
-                    f"extending the study in {exp} ({grown_words(grown)})")
+                    f"extending the study in {exp} ({marker.grown_words(grown)})")
             say(stream, f"[hpoc] {what} ({taken_over(exp)}{budget})")
         retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
                                                  STATE.errored, lambda line: say(stream, line))

@@ -634,6 +634,15 @@ class DeepSpeedStrategy(DDPStrategy):
             self.engine.set_gradient_accumulation_boundary(self._boundary)
         self.engine.backward(loss)
 
+    def close_window(self) -> None:
+        if self._micro == 0 and getattr(self, "_boundary", None) is None:
+            return
+        self._micro, self._boundary = 0, None
+        if self.optimizer is not None:
+            from hpoc.runtime.zero import drop_window
+
+            drop_window(self.optimizer)  # ZeRO-2 holds them beyond `zero_grad()`'s reach
+
     def step(self) -> bool:
         boundary = getattr(self, "_boundary", None)
         if boundary is None:  # nothing marked the micro-batch: its backward went by the engine's count

@@ -661,10 +661,22 @@ class DeepSpeedStrategy(DDPStrategy):
         self.engine.save_checkpoint(str(directory), tag=DS_TAG, client_state=state)
 
     def load_checkpoint(self, directory: str | os.PathLike) -> dict[str, Any]:
-        """Restore what `save_checkpoint` wrote; returns the `extra` part, as the other strategies."""
-        _, client_state = self.engine.load_checkpoint(
-            str(directory), tag=DS_TAG, load_optimizer_states=True,
-            load_lr_scheduler_states=self.engine.lr_scheduler is not None)
+        """Restore what `save_checkpoint` wrote; returns the `extra` part, as the other strategies.
+        Weights that do not fit the model raise `ModelMismatch`, as under DDP."""
+        from hpoc.runtime.zero import misfit, model_states
+
+        saved = model_states(Path(directory) / DS_TAG)
+        detail = misfit(saved, self.unwrap())
+        if detail is not None:
+            raise ModelMismatch(detail, dict(saved.get(DS_EXTRA, saved)))
+        try:
+            _, client_state = self.engine.load_checkpoint(
+                str(directory), tag=DS_TAG, load_optimizer_states=True,
+                load_lr_scheduler_states=self.engine.lr_scheduler is not None)
+        except RuntimeError as exc:  # ZeRO-1/2 load the module's state dict: its buffers too
+            if not str(exc).startswith("Error(s) in loading state_dict"):
+                raise
+            raise ModelMismatch(str(exc), dict(saved.get(DS_EXTRA, saved))) from None
         state = dict(client_state or {})
         scheduler = state.pop("lr_scheduler", None)
         if scheduler is not None and self.lr_scheduler is not None:

@@ -13,10 +13,10 @@ def drop_window(optimizer: Any) -> None:
     """Throw away the gradients a ZeRO-1/2 optimizer accumulated in an open window.
 
     `zero_grad()` clears the parameters' `.grad`, which is all ZeRO-3 (it restarts its
-    micro-step count there) and ZeRO-1 hold mid-window; ZeRO-2 (and ZeRO-1 with the
-    bf16/fp32 partition buffers) has already moved them into buffers of its own, which it
-    clears only on an optimizer step, or on an overflow that skips one: no public call
-    drops them, so this does what that skipped step does."""
+    micro-step count there) and ZeRO-1 hold mid-window. ZeRO-2 has already reduced them
+    into buffers of its own (`all_grad_tensors`; its fp32 gradient partitions under bf16),
+    which it clears only on a step, or on an overflow that skips one: no public call drops
+    them, so this does what that skipped step does."""
     optimizer.zero_grad(set_to_none=True)
     from deepspeed.runtime.zero import stage_1_and_2
 
@@ -33,7 +33,6 @@ def drop_window(optimizer: Any) -> None:
     # overwrites the offloaded gradients rather than add to them)
     optimizer._release_ipg_buffers()
     optimizer.micro_step_id = stage_1_and_2.INITIAL_MICRO_STEP_ID
-
 
 
 def model_states(directory: Path) -> dict[str, Any]:

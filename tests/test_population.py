@@ -492,9 +492,9 @@ def test_pbt_trials_train_on_the_declared_grid(tmp_path: Path, monkeypatch) -> N
         assert 1e-3 <= c["lr"] <= 3e-1 and 0.1 <= c["momentum"] <= 0.9, c
 
 
-def _exploit_locally(tmp_path: Path, donor_config: dict, config: dict) -> list[dict]:
+def _exploit_locally(tmp_path: Path, donor_config: dict, config: dict, strategy=lambda: None) -> list[dict]:
     """What an exploit does, without Ray: a trial of `config` restores the checkpoint the
-    donor, of `donor_config`, saved at its second epoch."""
+    donor, of `donor_config`, saved at its second epoch (each trial under a `strategy()`)."""
     import shutil
 
     from hpoc.runtime import pipeline
@@ -502,10 +502,11 @@ def _exploit_locally(tmp_path: Path, donor_config: dict, config: dict) -> list[d
     workdir = write_toy(tmp_path / "study")
     data = (torch.randn(96, 8), torch.randint(0, 3, (96,))), (torch.randn(32, 8), torch.randint(0, 3, (32,)))
     trainer = pipeline.import_target("toy:ToyTrainer", str(workdir))
-    trainer().run_local({**donor_config, "epochs": 2, "batch_size": 32}, data, directory=tmp_path / "donor")
+    trainer().run_local({**donor_config, "epochs": 2, "batch_size": 32}, data, directory=tmp_path / "donor",
+                        strategy=strategy())
     own = tmp_path / "exploiting"
     shutil.copytree(tmp_path / "donor" / "checkpoint_000001", own / "checkpoint_000000")
-    return trainer().run_local({**config, "epochs": 4, "batch_size": 32}, data, directory=own)
+    return trainer().run_local({**config, "epochs": 4, "batch_size": 32}, data, directory=own, strategy=strategy())
 
 
 def test_an_exploit_whose_weights_do_not_fit_the_mutated_model_fails_the_trial(tmp_path: Path) -> None:
@@ -519,6 +520,44 @@ def test_an_exploit_whose_weights_do_not_fit_the_mutated_model_fails_the_trial(t
     message = str(failed.value)
     assert "exploit (epochs 2 → 4, hidden 8 → 16, lr 0.1 → 0.12)" in message, message
     assert "size mismatch" in message and "hyperparam_mutations" in message, message
+
+
+def _deepspeed_exploits(_rank, port, out):
+    import os
+
+    import torch.distributed as dist
+
+    from hpoc.runtime.strategy import Strategy
+    from hpoc.runtime.trainer import TrainerError
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    said = {}
+    for stage in (2, 3):
+        try:
+            _exploit_locally(Path(out) / f"zero{stage}", {"lr": 0.1, "hidden": 8}, {"lr": 0.12, "hidden": 16},
+                             lambda: Strategy.create("deepspeed", deepspeed={"zero_stage": stage}))
+        except TrainerError as exc:
+            said[stage] = str(exc)
+    torch.save(said, Path(out) / "said.pt")
+
+
+@pytest.mark.slow  # four DeepSpeed engines
+def test_an_exploit_whose_weights_do_not_fit_fails_the_trial_under_deepspeed_too(tmp_path: Path) -> None:
+    """DeepSpeed's load failed (ZeRO-2: torch's size mismatch; ZeRO-3: "The size of tensor a
+    (...) must match"), which read as an unreadable checkpoint: the trial started over."""
+    pytest.importorskip("deepspeed")
+    import torch.multiprocessing as mp
+
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_deepspeed_exploits, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    said = torch.load(tmp_path / "said.pt")
+    assert set(said) == {2, 3}, said
+    for message in said.values():
+        assert "exploit (epochs 2 → 4, hidden 8 → 16, lr 0.1 → 0.12)" in message, message
+        assert "torch: size mismatch for 0.weight" in message and "hyperparam_mutations" in message, message
 
 
 def test_an_exploit_that_keeps_the_models_shape_goes_on_from_the_donors_epoch(tmp_path: Path) -> None:

@@ -299,6 +299,40 @@ def test_deepspeed_accumulation_ends_with_the_epoch(tmp_path):
     assert stepped == [False, False, False, True, False, True] + [False, False, False, True]
 
 
+def _deepspeed_dropped_windows(_rank, port, out):
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    bias = {}
+    for stage in (1, 2):  # one process for both: DeepSpeed's start is most of the time
+        s = DeepSpeedStrategy(grad_accumulation_steps=4, deepspeed={"zero_stage": stage})
+        s.batch_size = 4
+        model = nn.Linear(4, 1)
+        nn.init.zeros_(model.weight), nn.init.zeros_(model.bias)
+        engine, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=1.0))
+        bias[stage] = []
+        for batches in (5, 4):  # the first epoch's loop breaks after 5: a window of 1 left open
+            for _ in range(batches):
+                with s.micro_batch():  # zero inputs: each micro-batch's bias gradient is 1/8
+                    s.backward(engine(torch.zeros(4, 4)).mean() * 0.125)
+                s.step()
+            s.close_window()
+            bias[stage].append(s.unwrap().bias.item())
+    torch.save(bias, os.path.join(out, "bias.pt"))
+
+
+@pytest.mark.slow  # two DeepSpeed engines
+def test_deepspeed_zero_1_and_2_drop_a_window_a_loop_left_open(tmp_path):
+    """ZeRO-2 kept the dropped micro-batch's gradient in its own buffers, which
+    `zero_grad()` does not clear: the next window stepped on 5 micro-batches' (-0.28125)."""
+    pytest.importorskip("deepspeed")
+    mp.spawn(_deepspeed_dropped_windows, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    bias = torch.load(tmp_path / "bias.pt")
+    assert bias == {1: [-0.125, -0.25], 2: [-0.125, -0.25]}  # a window's step: lr 1 x 4 x 1/8 / 4
+
+
 def _deepspeed_in_an_existing_group(_rank, port, out):
     # A group some earlier code made, and no LOCAL_RANK left behind: DeepSpeed must still start.
     import torch.distributed as dist

@@ -634,6 +634,15 @@ class DeepSpeedStrategy(DDPStrategy):
             self.engine.set_gradient_accumulation_boundary(self._boundary)
         self.engine.backward(loss)
 
+    def close_window(self) -> None:
+        if self._micro == 0 and getattr(self, "_boundary", None) is None:
+            return
+        self._micro, self._boundary = 0, None
+        if self.optimizer is not None:
+            from hpoc.runtime.zero import drop_window
+
+            drop_window(self.optimizer)  # ZeRO-2 holds them beyond `zero_grad()`'s reach
+
     def step(self) -> bool:
         boundary = getattr(self, "_boundary", None)
         if boundary is None:  # nothing marked the micro-batch: its backward went by the engine's count
@@ -652,10 +661,22 @@ class DeepSpeedStrategy(DDPStrategy):
         self.engine.save_checkpoint(str(directory), tag=DS_TAG, client_state=state)
 
     def load_checkpoint(self, directory: str | os.PathLike) -> dict[str, Any]:
-        """Restore what `save_checkpoint` wrote; returns the `extra` part, as the other strategies."""
-        _, client_state = self.engine.load_checkpoint(
-            str(directory), tag=DS_TAG, load_optimizer_states=True,
-            load_lr_scheduler_states=self.engine.lr_scheduler is not None)
+        """Restore what `save_checkpoint` wrote; returns the `extra` part, as the other strategies.
+        Weights that do not fit the model raise `ModelMismatch`, as under DDP."""
+        from hpoc.runtime.zero import misfit, model_states
+
+        saved = model_states(Path(directory) / DS_TAG)
+        detail = misfit(saved, self.unwrap())
+        if detail is not None:
+            raise ModelMismatch(detail, dict(saved.get(DS_EXTRA, saved)))
+        try:
+            _, client_state = self.engine.load_checkpoint(
+                str(directory), tag=DS_TAG, load_optimizer_states=True,
+                load_lr_scheduler_states=self.engine.lr_scheduler is not None)
+        except RuntimeError as exc:  # ZeRO-1/2 load the module's state dict: its buffers too
+            if not str(exc).startswith("Error(s) in loading state_dict"):
+                raise
+            raise ModelMismatch(str(exc), dict(saved.get(DS_EXTRA, saved))) from None
         state = dict(client_state or {})
         scheduler = state.pop("lr_scheduler", None)
         if scheduler is not None and self.lr_scheduler is not None:

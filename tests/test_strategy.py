@@ -461,6 +461,20 @@ def test_a_deepspeed_config_files_train_batch_size_is_split_as_deepspeed_does(tm
     assert (c.train_batch_size, c.train_micro_batch_size_per_gpu, c.gradient_accumulation_steps) == engine
 
 
+@pytest.mark.parametrize("file, clipping", [({}, 0.0), ({"gradient_clipping": 0.5}, 0.5)])
+def test_deepspeed_clips_gradients_only_when_its_config_file_says_so(tmp_path, file, clipping):
+    """DeepSpeed 0.19 clips at norm 1.0 by default: a trainer's steps under DeepSpeed were not
+    its steps under DDP (no clipping), and nothing said so."""
+    deepspeed_config = pytest.importorskip("deepspeed.runtime.config")
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)},
+                          device="cpu")
+    s.batch_size = 8
+    assert deepspeed_config.DeepSpeedConfig(s.ds_config()).gradient_clipping == clipping
+    assert deepspeed_config.DeepSpeedConfig(DeepSpeedStrategy(device="cpu").ds_config()).gradient_clipping == 0.0
+
+
 class _PartlyUsed(nn.Module):
     def __init__(self):
         super().__init__()

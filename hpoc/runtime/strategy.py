@@ -571,6 +571,9 @@ class DeepSpeedStrategy(DDPStrategy):
             elif isinstance(value, dict) and isinstance(config[key], dict):
                 # inside a section too (`"stage": "auto"`): DeepSpeed reads that "auto" as stage 0
                 config[key] = {k: value[k] if v == "auto" and k in value else v for k, v in config[key].items()}
+        # This DeepSpeed clips gradients at norm 1.0 unless told: the same trainer then trained
+        # differently under DeepSpeed than under DDP, which clips nothing. A file's value stays.
+        config.setdefault("gradient_clipping", 0.0)
         for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
             if config.get(key) == "auto":  # left to DeepSpeed, which derives it from the others
                 del config[key]

@@ -2152,3 +2152,32 @@ def test_a_deepspeed_micro_batch_that_is_not_the_trials_batch_is_warned_about(tm
     assert not _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16}', extra="space { batch_size = 16 }\n")
     # no batch_size and no micro-batch: DeepSpeed is told the loop's 64 and splits 256 into 64 × 2 × 2 workers
     assert not _ds_diagnostics(tmp_path, '{"train_batch_size": 256}')
+
+
+def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
+    """Six distinct configurations and ten trials: four trials train one again, which no
+    message said (a user may have read `num_samples` as "up to")."""
+    space = "space {\n  opt = choice(sgd, adam)\n  layers = randint(1, 4)\n}\n"
+    (w,) = warnings(BASE + space + "trials { num_samples = 10 }\n")
+    assert (w.code, where(w)) == ("HP815", (7, 10))
+    assert w.message == ("`num_samples = 10` asks for 10 trials, and the space holds 6 distinct "
+                         "configurations: at least 4 trials train a configuration another trial trains")
+    assert w.help == ("list the values as `grid(...)` to train each configuration once per `num_samples` "
+                      "(`search random` enumerates a grid), or lower `num_samples` to 6")
+    (w,) = warnings(BASE + space + "trials { num_samples = 7 }\nobjective minimize val_loss\n"
+                    "search optuna { sampler = random }\n")
+    assert w.code == "HP815" and w.help == "lower `num_samples` to 6, or widen the space"
+    # conditions count the configurations that exist: 1 (sgd) + 3 momenta (m)
+    cond = "space {\n  opt = choice(sgd, m)\n  mom = choice(0.5, 0.9, 0.99) if opt == m\n}\n"
+    (w,) = warnings(BASE + cond + "trials { num_samples = 5 }\n")
+    assert "holds 4 distinct configurations" in w.message
+    for fine in (space + "trials { num_samples = 6 }\n",
+                 "space { a = choice(1, 2), b = uniform(0, 1) }\ntrials { num_samples = 10 }\n",
+                 # a grid's repetitions are what num_samples means there; the trials' seeds differ
+                 "space { a = grid(1, 2) }\ntrials { num_samples = 10 }\nsearch grid\n",
+                 "space { a = grid(1, 2) }\ntrials { num_samples = 10 }\n"):
+        assert not [w for w in warnings(BASE + fine) if w.code == "HP815"], fine
+    # under `search random`, the grid's points count once per repetition
+    (w,) = warnings(BASE + "space { a = grid(1, 2, 3), b = choice(x, y) }\ntrials { num_samples = 3 }\n")
+    assert w.message.startswith("`num_samples = 3` asks for 9 trials (3 repetitions of the 3-point grid), "
+                                "and the space holds 6 distinct configurations")

@@ -26,6 +26,7 @@ from hpoc.compiler.check import (
     WARN_FILE,
     WARN_FIRST_METRIC,
     WARN_METRIC,
+    WARN_REPEATS,
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
@@ -44,7 +45,7 @@ from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.plan.space import grid_bound, total_trials
+from hpoc.plan.space import count_grid, distinct_configs, grid_bound, total_trials
 
 
 def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], workdir: str | None) -> None:
@@ -249,6 +250,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     _random_start_up(ch, out, block)
+    _repeats(ch, out, space)
     points = opts.get("points_to_evaluate")
     if points:
         opts["points_to_evaluate"] = check_points(ch, points, space, setting_value(block, "points_to_evaluate"),
@@ -262,6 +264,32 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
+
+
+def _repeats(ch: Checker, out: dict[str, Any], space: Space) -> None:
+    """More trials than the space has configurations: the searchers draw with replacement
+    (Optuna suggests a tried configuration again), so the extra trials train one twice.
+    Not under `search grid`, nor for a `grid` alone under `search random`, whose
+    repetitions are what `num_samples` means there (each trial has its own seed); nor
+    under PBT/PB2, which mutate the configurations they start from. Nor next to an error,
+    which may be why a domain is small (`epochs = choice(0, 4)`)."""
+    alg = out["search"]["algorithm"]
+    if (alg == "grid" or out["scheduler"]["name"] in T.POPULATION or space.invalid
+            or any(d.severity == "error" for d in ch.diagnostics)
+            or all(p.domain == "grid" for p in space.params)):
+        return
+    trials, distinct = total_trials(out), distinct_configs(out["space"])
+    if distinct is None or trials <= distinct:
+        return
+    n = out["trials"]["num_samples"]
+    grid = count_grid(out["space"]) if alg == "random" else 1
+    asked = f"{trials} trials" + (f" ({n} repetitions of the {grid}-point grid)" if grid > 1 else "")
+    help = (f"list the values as `grid(...)` to train each configuration once per `num_samples` "
+            f"(`search random` enumerates a grid), or lower `num_samples` to {distinct}" if alg == "random"
+            else f"lower `num_samples` to {distinct}, or widen the space")
+    ch.warn(WARN_REPEATS, f"`num_samples = {n}` asks for {asked}, and the space holds {distinct} distinct "
+                          f"configurations: at least {trials - distinct} trials train a configuration another "
+                          "trial trains", ch.spans.get("trials.num_samples"), help=help)  # fmt: skip
 
 
 # The option that sets a model-based searcher's random start-up, and its default (Optuna's

@@ -1237,3 +1237,22 @@ def test_shards_their_time_budget_ended_are_one_line_in_status_and_results(tmp_p
     said = [line for line in main_err(capsys, "results", build).splitlines() if "time budget" in line]
     assert said == ["hpoc results: shards 0-6, 8-29: time budget of 1 h reached",
                     "hpoc results: shard 7: time budget of 1 min reached after 1 of 100 trial(s)"], said
+
+
+def test_a_study_its_searcher_ended_early_says_so_alike_and_asks_for_no_rerun(tmp_path, capsys):
+    """3 of 500 trials ran because bayesopt had nothing new to suggest: status said
+    `finished` with no reason, and a larger budget would only restore a searcher that
+    suggests nothing."""
+    exp = finished_local_run(tmp_path)
+    path = exp / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "planned": 500, "search_ended": "bayesopt"}))
+    words = ("the search ended: `search bayesopt` had no new configuration to suggest (it suggested one "
+             "configuration more than `patience` times: it has converged) after 3 of 500 trial(s)")
+    spec = tmp_path / "study.hpo"
+    out = status(capsys, spec)[1]
+    assert out.count(words) == 1 and f"ended: {words}\n" in out, out
+    assert "raise `trials" not in out and "pending" not in out.split("ended:")[0], out
+    said = [line for line in main_err(capsys, "results", spec).splitlines() if "search ended" in line]
+    assert said == [f"hpoc results: {words}"], said
+    assert main(["report", str(spec), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    assert (tmp_path / "r.html").read_text().count(html.escape(words)) == 1

@@ -514,7 +514,9 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             "no_success": no_success,
             "no_success_why": _no_success_why(k, summary) if no_success else None,
             # its time budget ended the run: trials of its budget never ran
-            "ended": ending(summary) if state in ("finished", "interrupted") else None}
+            "ended": ending(summary) if state in ("finished", "interrupted") else None,
+            # its searcher had nothing left: a larger budget would run nothing more
+            "search_ended": bool(state == "finished" and summary.get("search_ended"))}
 
 
 def _no_success_why(k: int, summary: dict[str, Any]) -> str:

@@ -157,7 +157,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
-        if any(s.get("ended") for s in shards):  # docs/resume.md "More trials or more time"
+        if any(s.get("ended") and not s.get("search_ended") for s in shards):  # docs/resume.md "More trials or more time"
             steps.append("raise `trials.time_budget` (or `trials.num_samples`) in the spec and run the "
                          "study again to extend it (the trials that ran are kept)")
         # with those cut short in their retry: Ray has them as finished, the retry does not

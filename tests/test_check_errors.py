@@ -2181,3 +2181,28 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
     (w,) = warnings(BASE + "space { a = grid(1, 2, 3), b = choice(x, y) }\ntrials { num_samples = 3 }\n")
     assert w.message.startswith("`num_samples = 3` asks for 9 trials (3 repetitions of the 3-point grid), "
                                 "and the space holds 6 distinct configurations")
+
+
+def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_path) -> None:
+    """`optimizer.lrr = loguniform(...)`: hpoc's default optimizer reads `lr`, so every
+    trial trained at 1e-3 while the results ranked trials by an `lrr` nothing read."""
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+        "        return make(config['width'])\n")
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  width = choice(8, 16)\n'
+            '  optimizer.name = choice(sgd, adam)\n  optimizer.lrr = loguniform(1e-4, 1e-1)\n'
+            '  optimizer.weight_decay = 0.01\n}\n')
+    (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+    assert d.severity == "warning" and where(d) == (6, 3)
+    assert d.message == ("hpoc's default optimizer does not read `optimizer.lrr`, nor does the trainer's "
+                         "module (t.py): every trial trains alike whatever its value")
+    assert d.help == ("did you mean `optimizer.lr`? (the default optimizer reads `name`, `lr` or "
+                      "`learning_rate`, `momentum` and `weight_decay`)")
+    # the trainer builds its own optimizer, or names the key: it reads it
+    for own in ("    def create_optimizer(self, model, config):\n        return opt(config)\n",
+                "    def create_lr_scheduler(self, optimizer, config):\n"
+                "        return warm(optimizer, config['optimizer']['lrr'])\n"):
+        (tmp_path / "t.py").write_text(
+            "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+            "        return make(config['width'])\n" + own)
+        assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"], own

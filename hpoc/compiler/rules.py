@@ -31,6 +31,7 @@ from hpoc.compiler.check import (
     WARN_SCHEDULE,
     WARN_SEARCH,
     WARN_SHAPE,
+    WARN_UNREAD,
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
@@ -39,7 +40,8 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, model_config_reads, silent_loop
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, cuda_lines, hook_problems, model_config_reads, silent_loop,
+                                         unread_optimizer_keys)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -445,6 +447,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _step_words(ch, out, block)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
+    _optimizer_keys(ch, out, workdir)
     _shadowing(ch, out, block, workdir)
 
 
@@ -484,6 +487,28 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                     ch.spans.get("pipeline.trainer"),
                     help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
+
+
+def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """`optimizer.lrr` under hpoc's default optimizer: it reads `lr`, so every trial trained
+    alike while the results ranked them by a value nothing read."""
+    space = out["space"]
+    names = [p["name"] for p in space["params"]] + list(space["constants"])
+    keys = [n.split(".", 1)[1] for n in names if n.startswith("optimizer.") and n.count(".") == 1]
+    found = unread_optimizer_keys(trainer_target(out), workdir, keys) if keys else None
+    if not found:
+        return
+    module, unread = found
+    spans = {p["name"]: ch.spans.get(f"space.params.{i}") for i, p in enumerate(space["params"])}
+    for key in unread:
+        name = f"optimizer.{key}"
+        reads = "`name`, `lr` or `learning_rate`, `momentum` and `weight_decay`"
+        close = did_you_mean(key, list(OPTIMIZER_READS))
+        ch.warn(WARN_UNREAD, f"hpoc's default optimizer does not read `{name}`, nor does the trainer's module "
+                             f"({module}): every trial trains alike whatever its value",
+                spans.get(name) or ch.spans.get(f"space.constants.{name}"),
+                help=(close.replace("`", "`optimizer.", 1) if close else "override `create_optimizer`, or remove it")
+                + f" (the default optimizer reads {reads})")  # fmt: skip
 
 
 def _conditional_reads(ch: Checker, space: dict[str, Any], reads: dict[str, int], target: str,

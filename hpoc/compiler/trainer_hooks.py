@@ -288,3 +288,24 @@ def _reads(fn: ast.FunctionDef, given: set[str]) -> dict[str, int]:
         if keys:
             out.setdefault(".".join(keys), node.lineno)
     return out
+
+
+# What hpoc's default `create_optimizer` reads of the config's `optimizer` group
+# (hpoc/runtime/trainer.py), and the methods whose override means it is not used.
+OPTIMIZER_READS = ("name", "lr", "learning_rate", "momentum", "weight_decay")
+_OWN_OPTIMIZER = ("create_optimizer", *_MODEL)
+
+
+def unread_optimizer_keys(target: str, workdir: str | None, keys: list[str]) -> tuple[str, list[str]] | None:
+    """(the module as shown, the `optimizer.KEY` keys that nothing reads): the trainer keeps
+    hpoc's default optimizer, which does not read them, and its module never names them. None
+    when the source cannot tell (the trainer's classes are not all in the module)."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return None
+    shown, tree, _, methods = trainer
+    if any(m in methods for m in _OWN_OPTIMIZER):
+        return shown, []
+    named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    named |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    return shown, [k for k in keys if k not in OPTIMIZER_READS and k not in named]

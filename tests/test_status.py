@@ -1256,3 +1256,24 @@ def test_a_study_its_searcher_ended_early_says_so_alike_and_asks_for_no_rerun(tm
     assert said == [f"hpoc results: {words}"], said
     assert main(["report", str(spec), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
     assert (tmp_path / "r.html").read_text().count(html.escape(words)) == 1
+
+
+def test_a_time_budget_that_ended_every_trial_before_its_first_report_is_not_blamed_on_the_trainer(
+        tmp_path, capsys):
+    """A 10 s budget stopped both trials before their first epoch: the run said so, but
+    status, results and its table asked whether the trainer calls `self.report`."""
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    trials = []
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1, "epochs": 2}, [])
+        trials.append({"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED", "metrics": {}})
+    path = summary(exp, "tiny", trials, metric="val_accuracy", mode="max")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status_counts": {"TERMINATED": 2},
+                                "planned": 3, "budget_reached_s": 10}))
+    said = "the time budget (`trials.time_budget`, 10 s) ended the study before any did"
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert said in out and "self.report" not in out, out
+    main(["results", str(exp)])
+    out, err = capsys.readouterr()
+    assert said in err and said in out and "self.report" not in out + err, out + err

@@ -535,7 +535,8 @@ def _no_success_why(k: int, summary: dict[str, Any]) -> str:
         (said, _), *others = errors.most_common()
         said += f" (and {len(others)} other error(s))" if others else ""
     try:
-        return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), said)
+        return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), said,
+                                             budget_s=summary.get("budget_reached_s"))
     except (KeyError, IndexError, TypeError, AttributeError):  # a summary of another shape
         return f"shard {k}: no trial succeeded"
 

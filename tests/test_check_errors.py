@@ -2206,3 +2206,16 @@ def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_pat
             "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
             "        return make(config['width'])\n" + own)
         assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"], own
+
+
+def test_a_time_budget_of_a_few_bare_seconds_is_a_warning() -> None:
+    """`time_budget = 10` read as minutes by its writer is 10 s: the study ended before any
+    trial reported, and the check had said valid."""
+    (w,) = warnings(BASE + "space { a = uniform(0, 1) }\ntrials { num_samples = 4, time_budget = 10 }\n")
+    assert (w.code, where(w)) == ("HP817", (4, 41))
+    assert w.message == "`time_budget = 10` is 10 seconds: a bare number is seconds"
+    assert w.help == "write the unit: `10m` or `10h` (or `10s`, to keep it)"
+    (w,) = warnings(BASE + "space { a = uniform(0, 1) }\ntrials { time_limit = 30 }\n")
+    assert (w.code, w.message) == ("HP817", "`time_limit = 30` is 30 seconds: a bare number is seconds")
+    for fine in ("time_budget = 10s", "time_budget = 10m", "time_budget = 3600", "time_limit = 00:10:00"):
+        assert not warnings(BASE + f"space {{ a = uniform(0, 1) }}\ntrials {{ {fine} }}\n"), fine

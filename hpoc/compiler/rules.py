@@ -30,6 +30,7 @@ from hpoc.compiler.check import (
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
+    WARN_SECONDS,
     WARN_SHAPE,
     WARN_UNREAD,
     Checker,
@@ -74,12 +75,29 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     if sched_ok and out["scheduler"]["name"] in T.POPULATION:
         _shape_mutations(ch, out, space, sched_block, workdir)
+    _bare_seconds(ch, found.get("trials", [None])[0])
     _resources(ch, out, workdir)
     _checkpoint(ch, out, reports)
     _resume_storage(ch, out)
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
         early_stop.check(ch, out, early_stop.epochs_of(space, out), _label_span(sched_block), reports)
+
+
+def _bare_seconds(ch: Checker, block: A.Block | None) -> None:
+    """`time_budget = 10`, meant as minutes or hours, is 10 s: the study ends before Ray has
+    started a trial. A bare number under a minute is said with its unit (not in YAML, whose
+    `time_budget_s` names its unit)."""
+    if ch.file.endswith((".yaml", ".yml")):
+        return
+    for key in ("time_budget", "time_limit"):
+        value = setting_value(block, key)
+        if not isinstance(value, A.Number) or isinstance(value.value, bool) or not 0 < value.value < 60 \
+                or f"trials.{key}" in ch.invalid:
+            continue
+        n = value.text or f"{value.value:g}"
+        ch.warn(WARN_SECONDS, f"`{key} = {n}` is {n} seconds: a bare number is seconds", value.span,
+                help=f"write the unit: `{n}m` or `{n}h` (or `{n}s`, to keep it)")
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:

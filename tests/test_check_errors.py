@@ -2219,3 +2219,24 @@ def test_a_time_budget_of_a_few_bare_seconds_is_a_warning() -> None:
     assert (w.code, w.message) == ("HP817", "`time_limit = 30` is 30 seconds: a bare number is seconds")
     for fine in ("time_budget = 10s", "time_budget = 10m", "time_budget = 3600", "time_limit = 00:10:00"):
         assert not warnings(BASE + f"space {{ a = uniform(0, 1) }}\ntrials {{ {fine} }}\n"), fine
+
+
+def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
+    """`trainer:T(batch_sise = 16)`: hpoc.Trainer keeps any argument in `self.args`, so the
+    typo trained at the default batch size of 64 without a word."""
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+        "        return make(config['width'], self.args.get('depth', 2))\n")
+    spec = ('study "t"\npipeline { trainer = t:T(batch_sise = 16, depth = 3, task = "classification") }\n'
+            'space { width = choice(8, 16) }\n')
+    (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+    assert d.severity == "warning" and where(d) == (2, 26)
+    assert d.message == ("the trainer never reads its argument `batch_sise`: neither hpoc.Trainer nor the "
+                         "trainer's module (t.py) names it")
+    assert d.help == ("did you mean `batch_size`? (hpoc.Trainer reads `epochs`, `batch_size`, `task` and "
+                      "`grad_accumulation_steps`)")
+    # an `__init__` of its own takes its arguments: `hpoc check` matches them to it
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def __init__(self, **kw):\n        super().__init__(**kw)\n"
+        "    def create_model(self, config):\n        return make(config['width'])\n")
+    assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]

@@ -41,8 +41,8 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, cuda_lines, hook_problems, model_config_reads, silent_loop,
-                                         unread_optimizer_keys)
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, model_config_reads,
+                                         silent_loop, unread_optimizer_keys, unread_trainer_args)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -466,6 +466,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
     _optimizer_keys(ch, out, workdir)
+    _trainer_args(ch, out, block, workdir)
     _shadowing(ch, out, block, workdir)
 
 
@@ -527,6 +528,24 @@ def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> No
                 spans.get(name) or ch.spans.get(f"space.constants.{name}"),
                 help=(close.replace("`", "`optimizer.", 1) if close else "override `create_optimizer`, or remove it")
                 + f" (the default optimizer reads {reads})")  # fmt: skip
+
+
+def _trainer_args(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """`trainer:T(batch_sise = 16)`: hpoc.Trainer keeps any argument, so the typo trained at
+    the default batch size while the spec said 16."""
+    args = list(((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {})
+    found = unread_trainer_args(trainer_target(out), workdir, args) if args else None
+    if not found:
+        return
+    module, unread = found
+    value = setting_value(block, "trainer")
+    spans = {kw.key: kw.key_span or kw.span for kw in getattr(value, "kwargs", ())}
+    for arg in unread:
+        close = did_you_mean(arg, list(TRAINER_ARGS))
+        reads = "`epochs`, `batch_size`, `task` and `grad_accumulation_steps`"
+        ch.warn(WARN_UNREAD, f"the trainer never reads its argument `{arg}`: neither hpoc.Trainer nor the "
+                             f"trainer's module ({module}) names it", spans.get(arg) or ch.spans.get("pipeline.trainer"),
+                help=(close or "remove it, or read it as `self.args[...]`") + f" (hpoc.Trainer reads {reads})")  # fmt: skip
 
 
 def _conditional_reads(ch: Checker, space: dict[str, Any], reads: dict[str, int], target: str,

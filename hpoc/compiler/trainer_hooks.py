@@ -309,3 +309,23 @@ def unread_optimizer_keys(target: str, workdir: str | None, keys: list[str]) -> 
     named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     named |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     return shown, [k for k in keys if k not in OPTIMIZER_READS and k not in named]
+
+
+# The spec's trainer arguments hpoc.Trainer itself reads (hpoc/runtime/trainer.py).
+TRAINER_ARGS = ("epochs", "batch_size", "task", "grad_accumulation_steps")
+
+
+def unread_trainer_args(target: str, workdir: str | None, args: list[str]) -> tuple[str, list[str]] | None:
+    """(the module as shown, the arguments nothing reads): hpoc.Trainer keeps every argument
+    in `self.args`, so a misspelt one is dropped without a word. [] for a trainer with an
+    `__init__` of its own (`hpoc check` matches the arguments to it); None when the source
+    cannot tell."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return None
+    shown, tree, _, methods = trainer
+    if "__init__" in methods:
+        return shown, []
+    named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    named |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    return shown, [a for a in args if a not in TRAINER_ARGS and a not in named]

@@ -2235,6 +2235,11 @@ def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
                          "trainer's module (t.py) names it")
     assert d.help == ("did you mean `batch_size`? (hpoc.Trainer reads `epochs`, `batch_size`, `task` and "
                       "`grad_accumulation_steps`)")
+    # passed on whole, any argument may be read
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+        "        return make(config['width'], **self.args)\n")
+    assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
     # an `__init__` of its own takes its arguments: `hpoc check` matches them to it
     (tmp_path / "t.py").write_text(
         "import hpoc\n\nclass T(hpoc.Trainer):\n    def __init__(self, **kw):\n        super().__init__(**kw)\n"

@@ -324,8 +324,20 @@ def unread_trainer_args(target: str, workdir: str | None, args: list[str]) -> tu
     if trainer is None:
         return None
     shown, tree, _, methods = trainer
-    if "__init__" in methods:
+    if "__init__" in methods or _args_as_a_whole(tree):
         return shown, []
     named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     named |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     return shown, [a for a in args if a not in TRAINER_ARGS and a not in named]
+
+
+def _args_as_a_whole(tree: ast.Module) -> bool:
+    """Whether the module uses `self.args` otherwise than `self.args[...]`/`.get(...)`
+    (`Model(**self.args)`, a loop over it): any argument may be read then."""
+    keyed = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Subscript):
+            keyed.add(id(n.value))
+        elif isinstance(n, ast.Attribute) and n.attr == "get":
+            keyed.add(id(n.value))
+    return any(isinstance(n, ast.Attribute) and n.attr == "args" and id(n) not in keyed for n in ast.walk(tree))

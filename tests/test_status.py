@@ -1277,3 +1277,13 @@ def test_a_time_budget_that_ended_every_trial_before_its_first_report_is_not_bla
     main(["results", str(exp)])
     out, err = capsys.readouterr()
     assert said in err and said in out and "self.report" not in out + err, out + err
+
+
+def test_a_spec_never_run_says_how_to_start_it(tmp_path, capsys):
+    """`hpoc status study.hpo` before any run: "not started" and nothing to do, where a build
+    directory's status said how to submit it."""
+    (tmp_path / "study.hpo").write_text(SPEC)
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert "0      not started" in out
+    spec = tmp_path / "study.hpo"
+    assert out.endswith(f"next: start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)\n"), out

@@ -141,6 +141,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
         # Never submitted, or its jobs were cancelled while they pended (no output left).
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif status["state"] == "not started" and not any(s["job"] for s in shards) and not status.get("spec_unknown"):
+        spec = _spec_words(target)  # read from the spec, never run
+        steps.append(f"start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)")
     elif status["state"] == "not started" and status.get("spec_unknown"):
         steps.append("start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
                      "whose storage this is)")

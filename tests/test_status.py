@@ -1287,3 +1287,20 @@ def test_a_spec_never_run_says_how_to_start_it(tmp_path, capsys):
     assert "0      not started" in out
     spec = tmp_path / "study.hpo"
     assert out.endswith(f"next: start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)\n"), out
+
+
+def test_errors_that_differ_only_in_their_numbers_are_one_error(tmp_path, capsys):
+    """Two trials of widths 16 and 32 failed on one shape mistake: status said the first
+    error "(and 1 other error(s))", as if a second thing were wrong."""
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    trials = []
+    for i, width in enumerate((16, 32)):
+        error = f"RuntimeError: mat1 and mat2 shapes cannot be multiplied (64x13 and 12x{width})"
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1, "epochs": 2}, [], error=error)
+        trials.append({"trial_id": f"aaaaa_0000{i}", "status": "ERROR", "error": error})
+    path = summary(exp, "tiny", trials, metric="val_accuracy", mode="max")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status_counts": {"ERROR": 2}}))
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert ("shard 0: every trial failed (2 of 2): RuntimeError: mat1 and mat2 shapes cannot be "
+            "multiplied (64x13 and 12x16)\n") in out, out

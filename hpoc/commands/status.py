@@ -525,14 +525,17 @@ def _no_success_why(k: int, summary: dict[str, Any]) -> str:
     from collections import Counter
 
     from hpoc import unranked
+    from hpoc.runtime.failfast import signature
     from hpoc.runtime.summary import error_line, objective, outcomes
 
     trials = summary.get("trials") or []
-    errors = Counter(error_line(str(t["error"])) for t in trials
-                     if t.get("status") == "ERROR" and t.get("error"))
+    lines = [error_line(str(t["error"])) for t in trials if t.get("status") == "ERROR" and t.get("error")]
+    # errors alike but for their numbers (a shape, an id) are one error, as fail-fast has them
+    errors = Counter(signature(line) or line for line in lines)
     said = "each trial's error.txt says why"
     if errors:
-        (said, _), *others = errors.most_common()
+        (first, _), *others = errors.most_common()
+        said = next(line for line in lines if (signature(line) or line) == first)
         said += f" (and {len(others)} other error(s))" if others else ""
     try:
         return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), said,

@@ -2152,3 +2152,96 @@ def test_a_deepspeed_micro_batch_that_is_not_the_trials_batch_is_warned_about(tm
     assert not _ds_diagnostics(tmp_path, '{"train_micro_batch_size_per_gpu": 16}', extra="space { batch_size = 16 }\n")
     # no batch_size and no micro-batch: DeepSpeed is told the loop's 64 and splits 256 into 64 × 2 × 2 workers
     assert not _ds_diagnostics(tmp_path, '{"train_batch_size": 256}')
+
+
+def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
+    """Six distinct configurations and ten trials: four trials train one again, which no
+    message said (a user may have read `num_samples` as "up to")."""
+    space = "space {\n  opt = choice(sgd, adam)\n  layers = randint(1, 4)\n}\n"
+    (w,) = warnings(BASE + space + "trials { num_samples = 10 }\n")
+    assert (w.code, where(w)) == ("HP815", (7, 10))
+    assert w.message == ("`num_samples = 10` asks for 10 trials, and the space holds 6 distinct "
+                         "configurations: at least 4 trials train a configuration another trial trains")
+    assert w.help == ("list the values as `grid(...)` to train each configuration once per `num_samples` "
+                      "(`search random` enumerates a grid), or lower `num_samples` to 6")
+    (w,) = warnings(BASE + space + "trials { num_samples = 7 }\nobjective minimize val_loss\n"
+                    "search optuna { sampler = random }\n")
+    assert w.code == "HP815" and w.help == "lower `num_samples` to 6, or widen the space"
+    # conditions count the configurations that exist: 1 (sgd) + 3 momenta (m)
+    cond = "space {\n  opt = choice(sgd, m)\n  mom = choice(0.5, 0.9, 0.99) if opt == m\n}\n"
+    (w,) = warnings(BASE + cond + "trials { num_samples = 5 }\n")
+    assert "holds 4 distinct configurations" in w.message
+    for fine in (space + "trials { num_samples = 6 }\n",
+                 "space { a = choice(1, 2), b = uniform(0, 1) }\ntrials { num_samples = 10 }\n",
+                 # a grid's repetitions are what num_samples means there; the trials' seeds differ
+                 "space { a = grid(1, 2) }\ntrials { num_samples = 10 }\nsearch grid\n",
+                 "space { a = grid(1, 2) }\ntrials { num_samples = 10 }\n"):
+        assert not [w for w in warnings(BASE + fine) if w.code == "HP815"], fine
+    # under `search random`, the grid's points count once per repetition
+    (w,) = warnings(BASE + "space { a = grid(1, 2, 3), b = choice(x, y) }\ntrials { num_samples = 3 }\n")
+    assert w.message.startswith("`num_samples = 3` asks for 9 trials (3 repetitions of the 3-point grid), "
+                                "and the space holds 6 distinct configurations")
+
+
+def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_path) -> None:
+    """`optimizer.lrr = loguniform(...)`: hpoc's default optimizer reads `lr`, so every
+    trial trained at 1e-3 while the results ranked trials by an `lrr` nothing read."""
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+        "        return make(config['width'])\n")
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  width = choice(8, 16)\n'
+            '  optimizer.name = choice(sgd, adam)\n  optimizer.lrr = loguniform(1e-4, 1e-1)\n'
+            '  optimizer.weight_decay = 0.01\n}\n')
+    (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+    assert d.severity == "warning" and where(d) == (6, 3)
+    assert d.message == ("hpoc's default optimizer does not read `optimizer.lrr`, nor does the trainer's "
+                         "module (t.py): every trial trains alike whatever its value")
+    assert d.help == ("did you mean `optimizer.lr`? (the default optimizer reads `name`, `lr` or "
+                      "`learning_rate`, `momentum` and `weight_decay`)")
+    # the trainer builds its own optimizer, or names the key: it reads it
+    for own in ("    def create_optimizer(self, model, config):\n        return opt(config)\n",
+                "    def create_lr_scheduler(self, optimizer, config):\n"
+                "        return warm(optimizer, config['optimizer']['lrr'])\n"):
+        (tmp_path / "t.py").write_text(
+            "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+            "        return make(config['width'])\n" + own)
+        assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"], own
+
+
+def test_a_time_budget_of_a_few_bare_seconds_is_a_warning() -> None:
+    """`time_budget = 10` read as minutes by its writer is 10 s: the study ended before any
+    trial reported, and the check had said valid."""
+    (w,) = warnings(BASE + "space { a = uniform(0, 1) }\ntrials { num_samples = 4, time_budget = 10 }\n")
+    assert (w.code, where(w)) == ("HP817", (4, 41))
+    assert w.message == "`time_budget = 10` is 10 seconds: a bare number is seconds"
+    assert w.help == "write the unit: `10m` or `10h` (or `10s`, to keep it)"
+    (w,) = warnings(BASE + "space { a = uniform(0, 1) }\ntrials { time_limit = 30 }\n")
+    assert (w.code, w.message) == ("HP817", "`time_limit = 30` is 30 seconds: a bare number is seconds")
+    for fine in ("time_budget = 10s", "time_budget = 10m", "time_budget = 3600", "time_limit = 00:10:00"):
+        assert not warnings(BASE + f"space {{ a = uniform(0, 1) }}\ntrials {{ {fine} }}\n"), fine
+
+
+def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
+    """`trainer:T(batch_sise = 16)`: hpoc.Trainer keeps any argument in `self.args`, so the
+    typo trained at the default batch size of 64 without a word."""
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+        "        return make(config['width'], self.args.get('depth', 2))\n")
+    spec = ('study "t"\npipeline { trainer = t:T(batch_sise = 16, depth = 3, task = "classification") }\n'
+            'space { width = choice(8, 16) }\n')
+    (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+    assert d.severity == "warning" and where(d) == (2, 26)
+    assert d.message == ("the trainer never reads its argument `batch_sise`: neither hpoc.Trainer nor the "
+                         "trainer's module (t.py) names it")
+    assert d.help == ("did you mean `batch_size`? (hpoc.Trainer reads `epochs`, `batch_size`, `task` and "
+                      "`grad_accumulation_steps`)")
+    # passed on whole, any argument may be read
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+        "        return make(config['width'], **self.args)\n")
+    assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+    # an `__init__` of its own takes its arguments: `hpoc check` matches them to it
+    (tmp_path / "t.py").write_text(
+        "import hpoc\n\nclass T(hpoc.Trainer):\n    def __init__(self, **kw):\n        super().__init__(**kw)\n"
+        "    def create_model(self, config):\n        return make(config['width'])\n")
+    assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]

@@ -25,6 +25,10 @@ def test_the_same_error_is_the_same_whatever_numbers_and_addresses_it_holds():
     assert signature("RayTaskError(RuntimeError): ray::Pool.run() (pid=7, actor_id=8c3f2a1b9e0d)") == \
         signature("RayTaskError(RuntimeError): ray::Pool.run() (pid=9, actor_id=c0ffee12deadbeef)")
     assert "RuntimeError: expected scalar type Long but found Float" in a
+    # a shape holds the trial's own sizes: torch writes 64x13, 12x32
+    assert signature("RuntimeError: mat1 and mat2 shapes cannot be multiplied (64x13 and 12x16)") == \
+        signature("RuntimeError: mat1 and mat2 shapes cannot be multiplied (64x13 and 12x32)")
+    assert signature("ValueError: no x1 layer") != signature("ValueError: no x2 layer")  # a name, not a size
 
 
 def test_another_type_or_message_is_another_error():

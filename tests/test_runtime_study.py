@@ -919,10 +919,41 @@ def test_the_summary_says_the_time_budget_ended_the_run_and_after_how_many_trial
     trial = SimpleNamespace(trial_id="t1", status="TERMINATED", config={}, last_result={"val_accuracy": 0.5},
                             path=None, local_path=None, error_file=None, error_msg=None)
 
-    def built(**kw):
+    def built(planned=500, **kw):
         return summary.build(plan, 0, [trial], wall_s=1.0, interrupted=False, experiment_dir=tmp_path,
-                             plan_hash="sha256:0", time_budget_s=3600, planned=500, **kw)
+                             plan_hash="sha256:0", time_budget_s=3600, planned=planned, **kw)
 
     assert summary.ending(built(budget_reached=True)) == "time budget of 1 h reached after 1 of 500 trial(s)"
-    assert summary.ending(built()) is None  # its trials ended first
+    assert summary.ending(built(planned=1)) is None  # its trials ended first
+    # 1 of 500 with the budget not reached: the searcher had no more to suggest
+    assert summary.ending(built()).startswith("the search ended: ")
     assert summary.budget_words(90) == "90 s" and summary.budget_words(5400) == "90 min"
+
+
+def test_a_searcher_with_nothing_left_to_suggest_ends_the_study_and_it_says_so(tmp_path, monkeypatch):
+    """A searcher may say FINISHED before `num_samples` (bayesopt once a configuration
+    comes back more than `patience` times): Tune ends the run there. The run looked like a
+    short study; its summary now says why, for status, results and the report."""
+    from hpoc.runtime import search
+    from hpoc.runtime import summary as summary_mod
+
+    made = search.make_searcher
+
+    def runs_dry(plan, shard=0):  # our sampler, with 2 of its 4 trials left to suggest
+        searcher, param_space, total = made(plan, shard)
+        searcher.core.indices = searcher.core.indices[:2]
+        return searcher, param_space, total
+
+    monkeypatch.setattr(search, "make_searcher", runs_dry)
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results",
+                     space={"params": [param("lr", "loguniform", lower=1e-3, upper=3e-2, base=10)],
+                            "constants": {"epochs": 1, "batch_size": 32}},
+                     trials={"num_samples": 4, "max_concurrent": 1})
+    code, progress, out = _run(plan)
+    assert code == EXIT_OK, progress + out
+    summary = _summary(plan)
+    assert (summary["num_trials"], summary["planned"], summary["search_ended"]) == (2, 4, "random")
+    words = summary_mod.ending(summary)
+    assert words == ("the search ended: `search random` had no new configuration to suggest "
+                     "after 2 of 4 trial(s)")
+    assert f"[hpoc] {words}" in progress, progress

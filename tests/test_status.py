@@ -1255,3 +1255,70 @@ def test_shards_their_time_budget_ended_are_one_line_in_status_and_results(tmp_p
     said = [line for line in main_err(capsys, "results", build).splitlines() if "time budget" in line]
     assert said == ["hpoc results: shards 0-6, 8-29: time budget of 1 h reached",
                     "hpoc results: shard 7: time budget of 1 min reached after 1 of 100 trial(s)"], said
+
+
+def test_a_study_its_searcher_ended_early_says_so_alike_and_asks_for_no_rerun(tmp_path, capsys):
+    """3 of 500 trials ran because bayesopt had nothing new to suggest: status said
+    `finished` with no reason, and a larger budget would only restore a searcher that
+    suggests nothing."""
+    exp = finished_local_run(tmp_path)
+    path = exp / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "planned": 500, "search_ended": "bayesopt"}))
+    words = ("the search ended: `search bayesopt` had no new configuration to suggest (it suggested one "
+             "configuration more than `patience` times: it has converged) after 3 of 500 trial(s)")
+    spec = tmp_path / "study.hpo"
+    out = status(capsys, spec)[1]
+    assert out.count(words) == 1 and f"ended: {words}\n" in out, out
+    assert "raise `trials" not in out and "pending" not in out.split("ended:")[0], out
+    said = [line for line in main_err(capsys, "results", spec).splitlines() if "search ended" in line]
+    assert said == [f"hpoc results: {words}"], said
+    assert main(["report", str(spec), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+    assert (tmp_path / "r.html").read_text().count(html.escape(words)) == 1
+
+
+def test_a_time_budget_that_ended_every_trial_before_its_first_report_is_not_blamed_on_the_trainer(
+        tmp_path, capsys):
+    """A 10 s budget stopped both trials before their first epoch: the run said so, but
+    status, results and its table asked whether the trainer calls `self.report`."""
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    trials = []
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1, "epochs": 2}, [])
+        trials.append({"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED", "metrics": {}})
+    path = summary(exp, "tiny", trials, metric="val_accuracy", mode="max")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status_counts": {"TERMINATED": 2},
+                                "planned": 3, "budget_reached_s": 10}))
+    said = "the time budget (`trials.time_budget`, 10 s) ended the study before any did"
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert said in out and "self.report" not in out, out
+    main(["results", str(exp)])
+    out, err = capsys.readouterr()
+    assert said in err and said in out and "self.report" not in out + err, out + err
+
+
+def test_a_spec_never_run_says_how_to_start_it(tmp_path, capsys):
+    """`hpoc status study.hpo` before any run: "not started" and nothing to do, where a build
+    directory's status said how to submit it."""
+    (tmp_path / "study.hpo").write_text(SPEC)
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert "0      not started" in out
+    spec = tmp_path / "study.hpo"
+    assert out.endswith(f"next: start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)\n"), out
+
+
+def test_errors_that_differ_only_in_their_numbers_are_one_error(tmp_path, capsys):
+    """Two trials of widths 16 and 32 failed on one shape mistake: status said the first
+    error "(and 1 other error(s))", as if a second thing were wrong."""
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    trials = []
+    for i, width in enumerate((16, 32)):
+        error = f"RuntimeError: mat1 and mat2 shapes cannot be multiplied (64x13 and 12x{width})"
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1, "epochs": 2}, [], error=error)
+        trials.append({"trial_id": f"aaaaa_0000{i}", "status": "ERROR", "error": error})
+    path = summary(exp, "tiny", trials, metric="val_accuracy", mode="max")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status_counts": {"ERROR": 2}}))
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert ("shard 0: every trial failed (2 of 2): RuntimeError: mat1 and mat2 shapes cannot be "
+            "multiplied (64x13 and 12x16)\n") in out, out

@@ -1117,3 +1117,21 @@ def test_a_diverged_model_reports_a_nan_accuracy_not_the_share_of_class_0(tmp_pa
                                     directory=tmp_path / "run")
     assert history[-1]["train_loss"] != history[-1]["train_loss"]  # NaN: it diverged
     assert history[-1]["val_accuracy"] != history[-1]["val_accuracy"], history[-1]
+
+
+def test_a_getter_that_returns_nothing_is_named_when_the_splitter_fails_on_it(tmp_path):
+    """A getter without its `return`: the splitter failed with "cannot unpack non-iterable
+    NoneType object", blaming the splitter for the getter's mistake."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text(
+        "class Getter:\n    def execute(self):\n        data = [1, 2, 3]\n\n"
+        "class Splitter:\n    def execute(self, data):\n        x, y = data\n        return x, y, None\n")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"getter": {"target": "reader:Getter", "args": {}},
+                               "splitter": {"target": "reader:Splitter", "args": {}}})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    message = str(info.value)
+    assert message.startswith("splitter `reader:Splitter` failed: TypeError: cannot unpack non-iterable NoneType")
+    assert message.endswith("\n  note: the getter `reader:Getter` returned None: does its execute() end with a "
+                            "`return`?"), message

@@ -803,3 +803,13 @@ def test_the_summary_counts_in_words_that_agree(tmp_path: Path) -> None:
     config(doc)["scaling_config"] = {"num_workers": 1, "resources_per_worker": {"CPU": 1, "GPU": 2}}
     lines = summarize(compiled(tmp_path / "b", doc).plan)
     assert "trials: 2; each 1 worker × 1 CPU + 2 GPUs, ddp" in lines, lines
+
+
+def test_a_few_seconds_of_time_budget_in_yaml_are_no_warning(tmp_path: Path) -> None:
+    """`time_budget_s: 30` names its unit: HP817's "a bare number is seconds" (and its
+    `30m` help, .hpo syntax) is for the .hpo language only."""
+    doc = seed()
+    config(doc)["tune_config"]["time_budget_s"] = 30
+    result = compiled(tmp_path, doc)
+    assert result.plan["trials"]["time_budget_s"] == 30
+    assert not [w for w in result.warnings if w.code == "HP817"]

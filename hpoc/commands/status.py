@@ -518,7 +518,9 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             "no_success": no_success,
             "no_success_why": _no_success_why(k, summary) if no_success else None,
             # its time budget ended the run: trials of its budget never ran
-            "ended": ending(summary) if state in ("finished", "interrupted") else None}
+            "ended": ending(summary) if state in ("finished", "interrupted") else None,
+            # its searcher had nothing left: a larger budget would run nothing more
+            "search_ended": bool(state == "finished" and summary.get("search_ended"))}
 
 
 def _no_success_why(k: int, summary: dict[str, Any]) -> str:
@@ -527,17 +529,21 @@ def _no_success_why(k: int, summary: dict[str, Any]) -> str:
     from collections import Counter
 
     from hpoc import unranked
+    from hpoc.runtime.failfast import signature
     from hpoc.runtime.summary import error_line, objective, outcomes
 
     trials = summary.get("trials") or []
-    errors = Counter(error_line(str(t["error"])) for t in trials
-                     if t.get("status") == "ERROR" and t.get("error"))
+    lines = [error_line(str(t["error"])) for t in trials if t.get("status") == "ERROR" and t.get("error")]
+    # errors alike but for their numbers (a shape, an id) are one error, as fail-fast has them
+    errors = Counter(signature(line) or line for line in lines)
     said = "each trial's error.txt says why"
     if errors:
-        (said, _), *others = errors.most_common()
+        (first, _), *others = errors.most_common()
+        said = next(line for line in lines if (signature(line) or line) == first)
         said += f" (and {len(others)} other error(s))" if others else ""
     try:
-        return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), said)
+        return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), said,
+                                             budget_s=summary.get("budget_reached_s"))
     except (KeyError, IndexError, TypeError, AttributeError):  # a summary of another shape
         return f"shard {k}: no trial succeeded"
 

@@ -141,6 +141,9 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
         # Never submitted, or its jobs were cancelled while they pended (no output left).
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
+    elif status["state"] == "not started" and not any(s["job"] for s in shards) and not status.get("spec_unknown"):
+        spec = _spec_words(target)  # read from the spec, never run
+        steps.append(f"start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)")
     elif status["state"] == "not started" and status.get("spec_unknown"):
         steps.append("start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
                      "whose storage this is)")
@@ -157,7 +160,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     if status["state"] == "finished":
         where = shlex.quote(build) if build else _spec_words(target)
         steps.append(f"results: hpoc results {where}; report: hpoc report {where} -o report.html")
-        if any(s.get("ended") for s in shards):  # docs/resume.md "More trials or more time"
+        if any(s.get("ended") and not s.get("search_ended") for s in shards):  # docs/resume.md "More trials or more time"
             steps.append("raise `trials.time_budget` (or `trials.num_samples`) in the spec and run the "
                          "study again to extend it (the trials that ran are kept)")
         # with those cut short in their retry: Ray has them as finished, the retry does not

@@ -31,7 +31,8 @@ TRAINER_VALUES = ("epochs", "max_epochs", "num_epochs", "lr", "learning_rate", "
                   "momentum", "optimizer", "dropout")
 WARN_SCHEDULE, WARN_ARRAY, WARN_TIME, WARN_WALLTIME = "HP805", "HP806", "HP807", "HP808"
 WARN_DIRECTION, WARN_ONE_VALUE, WARN_CONFIG, WARN_ALWAYS = "HP809", "HP810", "HP811", "HP812"
-WARN_FIRST_METRIC, WARN_SHAPE = "HP813", "HP814"
+WARN_FIRST_METRIC, WARN_SHAPE, WARN_REPEATS, WARN_UNREAD = "HP813", "HP814", "HP815", "HP816"
+WARN_SECONDS = "HP817"
 
 
 @dataclass

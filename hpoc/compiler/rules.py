@@ -26,10 +26,13 @@ from hpoc.compiler.check import (
     WARN_FILE,
     WARN_FIRST_METRIC,
     WARN_METRIC,
+    WARN_REPEATS,
     WARN_RESOURCES,
     WARN_SCHEDULE,
     WARN_SEARCH,
+    WARN_SECONDS,
     WARN_SHAPE,
+    WARN_UNREAD,
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
@@ -38,13 +41,14 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import cuda_lines, hook_problems, model_config_reads, silent_loop
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, model_config_reads,
+                                         silent_loop, unread_optimizer_keys, unread_trainer_args)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.plan.space import grid_bound, total_trials
+from hpoc.plan.space import count_grid, distinct_configs, grid_bound, total_trials
 
 
 def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], workdir: str | None) -> None:
@@ -71,12 +75,29 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     if sched_ok and out["scheduler"]["name"] in T.POPULATION:
         _shape_mutations(ch, out, space, sched_block, workdir)
+    _bare_seconds(ch, found.get("trials", [None])[0])
     _resources(ch, out, workdir)
     _checkpoint(ch, out, reports)
     _resume_storage(ch, out)
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
         early_stop.check(ch, out, early_stop.epochs_of(space, out), _label_span(sched_block), reports)
+
+
+def _bare_seconds(ch: Checker, block: A.Block | None) -> None:
+    """`time_budget = 10`, meant as minutes or hours, is 10 s: the study ends before Ray has
+    started a trial. A bare number under a minute is said with its unit (not in YAML, whose
+    `time_budget_s` names its unit)."""
+    if ch.file.endswith((".yaml", ".yml")):
+        return
+    for key in ("time_budget", "time_limit"):
+        value = setting_value(block, key)
+        if not isinstance(value, A.Number) or isinstance(value.value, bool) or not 0 < value.value < 60 \
+                or f"trials.{key}" in ch.invalid:
+            continue
+        n = value.text or f"{value.value:g}"
+        ch.warn(WARN_SECONDS, f"`{key} = {n}` is {n} seconds: a bare number is seconds", value.span,
+                help=f"write the unit: `{n}m` or `{n}h` (or `{n}s`, to keep it)")
 
 
 def _label_span(block: A.Block | None) -> A.Span | None:
@@ -249,6 +270,7 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
         ch.warn(WARN_SEARCH, f"`search {alg}` has nothing to search: `space` has no parameters",
                  _label_span(block), help="add parameters such as `lr = loguniform(1e-5, 1e-2)`")  # fmt: skip
     _random_start_up(ch, out, block)
+    _repeats(ch, out, space)
     points = opts.get("points_to_evaluate")
     if points:
         opts["points_to_evaluate"] = check_points(ch, points, space, setting_value(block, "points_to_evaluate"),
@@ -262,6 +284,32 @@ def _searcher(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> Non
     if opts.get("population_size") is not None and opts.get("sampler") != "nsga2":
         ch.error(VALUE, "`population_size` only applies to `sampler = nsga2`",
                  ch.spans.get("search.options.population_size"))  # fmt: skip
+
+
+def _repeats(ch: Checker, out: dict[str, Any], space: Space) -> None:
+    """More trials than the space has configurations: the searchers draw with replacement
+    (Optuna suggests a tried configuration again), so the extra trials train one twice.
+    Not under `search grid`, nor for a `grid` alone under `search random`, whose
+    repetitions are what `num_samples` means there (each trial has its own seed); nor
+    under PBT/PB2, which mutate the configurations they start from. Nor next to an error,
+    which may be why a domain is small (`epochs = choice(0, 4)`)."""
+    alg = out["search"]["algorithm"]
+    if (alg == "grid" or out["scheduler"]["name"] in T.POPULATION or space.invalid
+            or any(d.severity == "error" for d in ch.diagnostics)
+            or all(p.domain == "grid" for p in space.params)):
+        return
+    trials, distinct = total_trials(out), distinct_configs(out["space"])
+    if distinct is None or trials <= distinct:
+        return
+    n = out["trials"]["num_samples"]
+    grid = count_grid(out["space"]) if alg == "random" else 1
+    asked = f"{trials} trials" + (f" ({n} repetitions of the {grid}-point grid)" if grid > 1 else "")
+    help = (f"list the values as `grid(...)` to train each configuration once per `num_samples` "
+            f"(`search random` enumerates a grid), or lower `num_samples` to {distinct}" if alg == "random"
+            else f"lower `num_samples` to {distinct}, or widen the space")
+    ch.warn(WARN_REPEATS, f"`num_samples = {n}` asks for {asked}, and the space holds {distinct} distinct "
+                          f"configurations: at least {trials - distinct} trials train a configuration another "
+                          "trial trains", ch.spans.get("trials.num_samples"), help=help)  # fmt: skip
 
 
 # The option that sets a model-based searcher's random start-up, and its default (Optuna's
@@ -417,6 +465,8 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _step_words(ch, out, block)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
+    _optimizer_keys(ch, out, workdir)
+    _trainer_args(ch, out, block, workdir)
     _shadowing(ch, out, block, workdir)
 
 
@@ -456,6 +506,46 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                     ch.spans.get("pipeline.trainer"),
                     help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
+
+
+def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """`optimizer.lrr` under hpoc's default optimizer: it reads `lr`, so every trial trained
+    alike while the results ranked them by a value nothing read."""
+    space = out["space"]
+    names = [p["name"] for p in space["params"]] + list(space["constants"])
+    keys = [n.split(".", 1)[1] for n in names if n.startswith("optimizer.") and n.count(".") == 1]
+    found = unread_optimizer_keys(trainer_target(out), workdir, keys) if keys else None
+    if not found:
+        return
+    module, unread = found
+    spans = {p["name"]: ch.spans.get(f"space.params.{i}") for i, p in enumerate(space["params"])}
+    for key in unread:
+        name = f"optimizer.{key}"
+        reads = "`name`, `lr` or `learning_rate`, `momentum` and `weight_decay`"
+        close = did_you_mean(key, list(OPTIMIZER_READS))
+        ch.warn(WARN_UNREAD, f"hpoc's default optimizer does not read `{name}`, nor does the trainer's module "
+                             f"({module}): every trial trains alike whatever its value",
+                spans.get(name) or ch.spans.get(f"space.constants.{name}"),
+                help=(close.replace("`", "`optimizer.", 1) if close else "override `create_optimizer`, or remove it")
+                + f" (the default optimizer reads {reads})")  # fmt: skip
+
+
+def _trainer_args(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """`trainer:T(batch_sise = 16)`: hpoc.Trainer keeps any argument, so the typo trained at
+    the default batch size while the spec said 16."""
+    args = list(((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {})
+    found = unread_trainer_args(trainer_target(out), workdir, args) if args else None
+    if not found:
+        return
+    module, unread = found
+    value = setting_value(block, "trainer")
+    spans = {kw.key: kw.key_span or kw.span for kw in getattr(value, "kwargs", ())}
+    for arg in unread:
+        close = did_you_mean(arg, list(TRAINER_ARGS))
+        reads = "`epochs`, `batch_size`, `task` and `grad_accumulation_steps`"
+        ch.warn(WARN_UNREAD, f"the trainer never reads its argument `{arg}`: neither hpoc.Trainer nor the "
+                             f"trainer's module ({module}) names it", spans.get(arg) or ch.spans.get("pipeline.trainer"),
+                help=(close or "remove it, or read it as `self.args[...]`") + f" (hpoc.Trainer reads {reads})")  # fmt: skip
 
 
 def _conditional_reads(ch: Checker, space: dict[str, Any], reads: dict[str, int], target: str,

@@ -288,3 +288,56 @@ def _reads(fn: ast.FunctionDef, given: set[str]) -> dict[str, int]:
         if keys:
             out.setdefault(".".join(keys), node.lineno)
     return out
+
+
+# What hpoc's default `create_optimizer` reads of the config's `optimizer` group
+# (hpoc/runtime/trainer.py), and the methods whose override means it is not used.
+OPTIMIZER_READS = ("name", "lr", "learning_rate", "momentum", "weight_decay")
+_OWN_OPTIMIZER = ("create_optimizer", *_MODEL)
+
+
+def unread_optimizer_keys(target: str, workdir: str | None, keys: list[str]) -> tuple[str, list[str]] | None:
+    """(the module as shown, the `optimizer.KEY` keys that nothing reads): the trainer keeps
+    hpoc's default optimizer, which does not read them, and its module never names them. None
+    when the source cannot tell (the trainer's classes are not all in the module)."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return None
+    shown, tree, _, methods = trainer
+    if any(m in methods for m in _OWN_OPTIMIZER):
+        return shown, []
+    named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    named |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    return shown, [k for k in keys if k not in OPTIMIZER_READS and k not in named]
+
+
+# The spec's trainer arguments hpoc.Trainer itself reads (hpoc/runtime/trainer.py).
+TRAINER_ARGS = ("epochs", "batch_size", "task", "grad_accumulation_steps")
+
+
+def unread_trainer_args(target: str, workdir: str | None, args: list[str]) -> tuple[str, list[str]] | None:
+    """(the module as shown, the arguments nothing reads): hpoc.Trainer keeps every argument
+    in `self.args`, so a misspelt one is dropped without a word. [] for a trainer with an
+    `__init__` of its own (`hpoc check` matches the arguments to it); None when the source
+    cannot tell."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return None
+    shown, tree, _, methods = trainer
+    if "__init__" in methods or _args_as_a_whole(tree):
+        return shown, []
+    named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    named |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    return shown, [a for a in args if a not in TRAINER_ARGS and a not in named]
+
+
+def _args_as_a_whole(tree: ast.Module) -> bool:
+    """Whether the module uses `self.args` otherwise than `self.args[...]`/`.get(...)`
+    (`Model(**self.args)`, a loop over it): any argument may be read then."""
+    keyed = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Subscript):
+            keyed.add(id(n.value))
+        elif isinstance(n, ast.Attribute) and n.attr == "get":
+            keyed.add(id(n.value))
+    return any(isinstance(n, ast.Attribute) and n.attr == "args" and id(n) not in keyed for n in ast.walk(tree))

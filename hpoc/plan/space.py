@@ -154,3 +154,34 @@ def total_trials(plan: dict[str, Any]) -> int:
     if algorithm in ("random", "grid"):
         n *= count_grid(plan["space"], enumerate_choices=algorithm == "grid")
     return n
+
+
+def domain_size(param: dict[str, Any]) -> int | None:
+    """How many values a parameter can take; None for a continuous (or normal) one."""
+    d, a = param["domain"], param["args"]
+    if d == "grid":
+        return len(a["values"])
+    if d == "choice":
+        return len(a["categories"])
+    if d in INT_DOMAINS or d in ("quniform", "qloguniform"):
+        first, last, q = multiples(d, a)
+        return max(0, round((last - first) / q) + 1)
+    return None
+
+
+def distinct_configs(space: dict[str, Any], *, at_most: int = 100_000) -> int | None:
+    """How many different configs the space holds (conditions honoured: a parameter counts
+    only where it exists); None when a parameter is continuous, or when the categorical
+    ones alone may make more than `at_most` combinations (not enumerated then)."""
+    params = space["params"]
+    sizes = {p["name"]: domain_size(p) for p in params}
+    if any(n is None for n in sizes.values()) or grid_bound(space, enumerate_choices=True) > at_most:
+        return None
+    total = 0
+    for point in grid_points(space, enumerate_choices=True):
+        n = 1
+        for p in params:  # the integer and quantised ones; conditions name categorical ones
+            if p["domain"] not in ("grid", "choice") and is_active(p, point):
+                n *= sizes[p["name"]]
+        total += n
+    return total

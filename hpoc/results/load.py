@@ -110,6 +110,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     grown: list[dict[str, Any] | None] = []  # what the plan raises of each run that ended
     ended: list[str] = []  # why runs ended with trials of their budget never run
     endings: list[tuple[int, str]] = []  # of those, by their time budget or a signal
+    budgets: list[Any] = []  # the time budget that ended each shard's run (None: it did not)
     for index, path in shard_dirs:
         if not path.is_dir():
             said.append((index, f"shard {index}: {path} does not exist yet (not started?)",
@@ -168,6 +169,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             summaries.append(summary)
         trials.extend(found)
         complete = summary is not None and not stale
+        budgets.append(summary.get("budget_reached_s") if complete and running is None else None)
         if complete and running is None and (words := ending(summary)):  # budget, signal
             endings.append((index, words))
         elif complete and running is None and summary.get("interrupted") and summary.get("stopped"):
@@ -197,7 +199,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
                       plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
                       plan_hash=plan_hash, other_plan=other_plan,
-                      extended=next((marker.grown_words(g) for g in grown if g), None), ended=ended)
+                      extended=next((marker.grown_words(g) for g in grown if g), None), ended=ended,
+                      budget_s=max(budgets) if budgets and all(budgets) else None)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)

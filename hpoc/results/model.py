@@ -151,6 +151,7 @@ class Results:
     other_plan: str | None = None   # why the trials are another plan's run (same storage), if so
     extended: str | None = None     # what the plan raises of a run that ended (marker.grown_words)
     ended: list[str] = field(default_factory=list)  # runs a time budget ended (summary.ending)
+    budget_s: float | None = None   # the time budget that ended every shard's run, if one did
     started: float | None = None    # when a selection of a study: when the whole study began
     _names: tuple | None = field(default=None, repr=False, compare=False)
 

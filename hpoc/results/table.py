@@ -145,7 +145,8 @@ def render_best(results: Results, ranking: Ranking) -> str:
         if ranking.metric is None:
             return ""
         return "no best trial: " + unranked.why(ranking.metric, outcomes(results, ranking.metric),
-                                                "the errors say why", over=results.over)
+                                                "the errors say why", over=results.over,
+                                                budget_s=results.budget_s)
     where = f" (shard {best.shard})" if results.sharded else ""
     value = fmt(ranking.value(best))
     lines = [f"best trial: {best.trial_id}{where}  {ranking.metric} = {value}  "

@@ -28,7 +28,8 @@ DEFAULT = 3  # `failure.fail_fast` of plans compiled before it existed
 
 # 0x7f3a…, and ids: Ray's actor, task and trial ids (8+ hex digits, one a digit at least)
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b")
-_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+# numbers, and the sizes of a shape (torch's `64x13`), not a name's digits (`x1`, `conv2`)
+_NUMBER = re.compile(r"(?:(?<![A-Za-z_])|(?<=\dx))[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
 def signature(text: str | None, trial_id: str | None = None, path: str | None = None,

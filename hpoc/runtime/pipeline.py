@@ -281,7 +281,14 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
     if steps.get("splitter"):
         splitter = build("splitter", steps["splitter"], workdir)
         args = (out,) if have else ()
-        out = _run_step(splitter, "splitter", steps["splitter"]["target"], *args)
+        try:
+            out = _run_step(splitter, "splitter", steps["splitter"]["target"], *args)
+        except PipelineError as exc:
+            if not have or out is not None:
+                raise
+            # a getter without its `return`: the splitter is where it fails
+            raise PipelineError(f"{exc}\n  note: the getter `{steps['getter']['target']}` returned None: "
+                                "does its execute() end with a `return`?") from exc.__cause__
         have = True
     if not have:
         return None

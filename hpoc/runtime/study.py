@@ -354,6 +354,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
             else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
     path = summary_mod.write(result, exp)
+    if result.get("search_ended"):
+        say(stream, f"[hpoc] {summary_mod.search_ended(result)}")
     say(out, summary_mod.describe_best(result, budget if budget_reached else None, total))
     say(out, f"summary: {path}")
     if STATE.failed:

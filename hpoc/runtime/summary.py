@@ -14,7 +14,9 @@ after a failure the study's time budget cut short), or null; `retry_cut` marks a
 stopped while it was being retried, whose `error` is the failure the retry followed. The summary's `stopped` says why
 the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
 `budget_reached_s`: the time budget that ended the run, `signal` the signal that interrupted
-it (`ending` says either), or null.
+it (`ending` says either), or null. `search_ended`: the search algorithm, when the run ended
+with fewer trials than `planned` because it had nothing more to suggest (bayesopt's
+`patience`), else absent.
 """
 
 from __future__ import annotations
@@ -218,6 +220,12 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
     # A shard of a shared budget (Optuna) that got no trial at all found it spent: the other
     # shards asked every trial before it started (an array throttled by `parallel`).
     taken = not (entries or interrupted or stopped or budget_reached) and shared_budget(plan)
+    # Nothing stopped the run and trials are missing: Tune ends a run early only when its
+    # searcher says FINISHED. (A shard of a shared budget ends so when the others spent it;
+    # a run as long as its time budget is not told apart from one the budget ended.)
+    searched_out = (not (interrupted or stopped or budget_reached or shared_budget(plan))
+                    and planned is not None and len(entries) < planned
+                    and not (time_budget_s and wall_s >= time_budget_s))
     return {
         "study": plan["study"]["name"],
         "shard": shard,
@@ -235,6 +243,7 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         # a resumed run's staging folder, old summary.json included, back over the storage.
         "run_started": run_started,
         **({"budget_taken": True} if taken else {}),
+        **({"search_ended": plan["search"]["algorithm"]} if searched_out else {}),
         # the shard's trials, and the time budget that ended the run before they all ran
         "planned": planned,
         "budget_reached_s": time_budget_s if budget_reached else None,
@@ -264,11 +273,26 @@ def ending(summary: dict[str, Any] | None) -> str | None:
     if summary and summary.get("interrupted") and signum and not summary.get("stopped"):
         return ("stopped at its job's time limit (SIGUSR2): the job requeues itself and resumes"
                 if signum == "SIGUSR2" else f"stopped by a signal ({signum}): running it again resumes it")
+    if summary and summary.get("search_ended") and not summary.get("interrupted"):
+        return search_ended(summary)
     if not budget or summary.get("interrupted"):
         return None
     ran, planned = summary.get("num_trials") or 0, summary.get("planned")
     of = f" of {planned}" if planned and planned > ran else ""
     return f"time budget of {budget_words(budget)} reached{_AFTER.format(ran=ran, of=of)}"
+
+
+# Why a searcher stops suggesting before `num_samples`, where its options say so
+_SEARCH_ENDS = {"bayesopt": " (it suggested one configuration more than `patience` times: it has converged)"}
+
+
+def search_ended(summary: dict[str, Any]) -> str:
+    """A run its searcher ended, in the words status, results and the report share: it
+    finished, and running it again runs nothing more (the searcher is restored as it was)."""
+    alg = str(summary["search_ended"])
+    ran, planned = summary.get("num_trials") or 0, summary.get("planned")
+    return (f"the search ended: `search {alg}` had no new configuration to suggest"
+            f"{_SEARCH_ENDS.get(alg, '')}{_AFTER.format(ran=ran, of=f' of {planned}')}")
 
 
 _AFTER = " after {ran}{of} trial(s)"

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from hpoc.console import setup_streams
 
     setup_streams()
+    argv_given = argv
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv else None)  # options first (`--help`, `--version`): all
     args = parser.parse_args(argv)
@@ -91,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
         token = PIPE_KEY.set(args.pipe_key)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        if argv_given is None and args.command == "run":  # the process is this run's: end it now
+            from hpoc.runtime.exits import leave
+
+            leave(code)  # not Python's teardown of torch and Ray: seconds at the end of each run
+        return code
     except KeyboardInterrupt:
         print("hpoc: interrupted", file=sys.stderr)
         return 130

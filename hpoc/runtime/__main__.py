@@ -62,4 +62,7 @@ if __name__ == "__main__":
     from hpoc.runtime import early
 
     early.hold()  # before main's imports: a stop signal meanwhile must not kill the driver
-    sys.exit(main())
+    code = main()
+    from hpoc.runtime.exits import leave
+
+    leave(code)  # not Python's teardown of torch and Ray: seconds at the end of each job

@@ -2,8 +2,9 @@
 
 Local: `ray.init()` in this process, sized to this machine (its CPUs, and its GPUs when
 there are any), a short private temp dir (Ray's unix socket paths are limited to 107 bytes),
-no dashboard, and token authentication with a fresh token in that temp dir (mode 0600) - so
-nothing is written to ~/.ray and other users on a shared login node cannot attach.
+no dashboard, API server or autoscaler monitor (lean.py), and token authentication with a
+fresh token in that temp dir (mode 0600) - so nothing is written to ~/.ray and other users
+on a shared login node cannot attach.
 
 Cluster: `RAY_ADDRESS` and the token (`RAY_AUTH_MODE=token`, `RAY_AUTH_TOKEN_PATH`) come from
 the job script. An unreachable head, something else listening at its address (probe.py:
@@ -212,11 +213,14 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
         store = LOCAL_OBJECT_STORE_CAP
     from hpoc.runtime.raylet_lines import quiet_worker_deaths
 
+    from hpoc.runtime.lean import lean_head, wanted
+
     quiet_worker_deaths(not verbose)  # the terminal is the user's: hpoc's trial lines say a worker died
     try:
-        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
-                 _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
-                 log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING)
+        with lean_head(wanted()):  # no API server or autoscaler monitor (lean.py)
+            ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
+                     _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
+                     log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING)
     except Exception as exc:
         session.close()
         raise SessionError(f"cannot start a local Ray instance: {exc}") from exc

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, hooks, marker, rerun, runlock, walltime, watch
+from hpoc.runtime import clock, failfast, hooks, lean, marker, rerun, runlock, walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -317,6 +317,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     tracking = _tracking()
     parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, STATE.run)
+    lean.skip_callback_tag()  # Tune's usage tag imports MLflow, for statistics that are off
     try:
         tuner, total = build_tuner(plan, trainable, exp, opts.shard, mode, stream, opts.retry_errored,
                                    seen=seen)

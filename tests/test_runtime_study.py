@@ -683,23 +683,6 @@ def test_the_driver_says_it_loads_the_data_before_the_getter_runs(tmp_path, monk
     assert _loading_line({**plan, "pipeline": {"trainer": plan["pipeline"]["trainer"]}}) is None
 
 
-def test_a_time_budget_ends_the_study_and_says_so(tmp_path):
-    """Tune ends the whole experiment at `time_budget`: running trials stop where they are
-    and the rest never start. The run says so instead of looking like a short study."""
-    workdir = write_toy(tmp_path / "study")
-    plan = make_plan(workdir, tmp_path / "results",
-                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}},
-                     space={"params": [param("lr", "loguniform", lower=1e-3, upper=3e-2, base=10)],
-                            "constants": {"epochs": 30, "batch_size": 32}},
-                     trials={"num_samples": 4, "max_concurrent": 1, "time_budget_s": 6})
-    code, progress, out = _run(plan)
-    # (on a loaded machine the first trial may not even report within the budget)
-    assert code in (EXIT_OK, EXIT_FAILED), progress + out
-    summary = _summary(plan)
-    assert summary["num_trials"] < 4 or any(t["epochs"] < 30 for t in summary["trials"]), summary
-    assert re.search(r"time budget of 6 s reached: .* [1-4] of 4 trial\(s\) never reported", progress), progress
-
-
 def test_the_time_budget_line_counts_trials_that_started_but_never_reported():
     """Ray's `last_result` is never empty (it holds the trial id before any report): a
     started trial that never reported counted as reported."""

@@ -268,12 +268,25 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
     assert [r["epoch"] for r in runs[0]] == [1, 2] and [r["epoch"] for r in runs[1]] == [3]
 
 
-def _deepspeed_accumulation(_rank, port, out):
+def _deepspeed_alone(_rank, port, out):
+    """One process (DeepSpeed's import and start are most of the time) for two facts of a
+    single-rank DeepSpeed: it starts in a group made earlier, and its windows end with the epoch."""
     import torch.distributed as dist
 
+    # A group some earlier code made, and no LOCAL_RANK left behind: DeepSpeed must still start.
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(key, None)
     dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 1, "precision": None, "config_file": None})
+    s.batch_size = 4
+    model = _model()
+    engine, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    loss = engine(torch.ones(4, 4)).sum()
+    engine.backward(loss)
+    engine.step()
+    with open(os.path.join(out, "ok"), "w") as f:
+        f.write(type(engine).__name__)
+
     config = os.path.join(out, "ds.json")
     with open(config, "w") as f:
         json.dump({"train_batch_size": 16}, f)  # 4 micro-batches of 4 per step, as DeepSpeed derives
@@ -290,39 +303,24 @@ def _deepspeed_accumulation(_rank, port, out):
     torch.save(stepped, os.path.join(out, "stepped.pt"))
 
 
-def test_deepspeed_accumulation_ends_with_the_epoch(tmp_path):
+@pytest.fixture(scope="module")
+def deepspeed_alone(tmp_path_factory):
+    """The folder `_deepspeed_alone` wrote to; the tests below only read it."""
+    pytest.importorskip("deepspeed")
+    out = tmp_path_factory.mktemp("deepspeed-alone")
+    mp.spawn(_deepspeed_alone, args=(free_port(), str(out)), nprocs=1, join=True)
+    return out
+
+
+def test_deepspeed_accumulation_ends_with_the_epoch(deepspeed_alone):
     """The engine counted its own windows: the 2 micro-batches left at an epoch's end did
     not step and went into the next epoch's first window (as under DDP, `last` steps)."""
-    pytest.importorskip("deepspeed")
-    mp.spawn(_deepspeed_accumulation, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
-    stepped = torch.load(tmp_path / "stepped.pt")
+    stepped = torch.load(deepspeed_alone / "stepped.pt")
     assert stepped == [False, False, False, True, False, True] + [False, False, False, True]
 
 
-def _deepspeed_in_an_existing_group(_rank, port, out):
-    # A group some earlier code made, and no LOCAL_RANK left behind: DeepSpeed must still start.
-    import torch.distributed as dist
-
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(key, None)
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
-    s = DeepSpeedStrategy(deepspeed={"zero_stage": 1, "precision": None, "config_file": None})
-    s.batch_size = 4
-    model = _model()
-    engine, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
-    loss = engine(torch.ones(4, 4)).sum()
-    engine.backward(loss)
-    engine.step()
-    with open(os.path.join(out, "ok"), "w") as f:
-        f.write(type(engine).__name__)
-
-
-def test_deepspeed_starts_in_a_group_made_earlier_without_local_rank(tmp_path):
-    pytest.importorskip("deepspeed")
-    from hpoc.runtime.report import free_port
-
-    mp.spawn(_deepspeed_in_an_existing_group, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
-    assert (tmp_path / "ok").read_text() == "DeepSpeedEngine"
+def test_deepspeed_starts_in_a_group_made_earlier_without_local_rank(deepspeed_alone):
+    assert (deepspeed_alone / "ok").read_text() == "DeepSpeedEngine"
 
 
 def test_a_checkpoint_of_another_optimizer_gives_its_weights_and_a_fresh_optimizer(tmp_path):

@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -15,6 +16,11 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # developer's ~/.cache, nor read what another checkout left there.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="hpoc-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+# Torch's cache of compiled extensions follows XDG_CACHE_HOME too: DeepSpeed compiled its C++
+# op (the CPU shared-memory allreduce, built whenever it starts on CPU) again in every session,
+# about 50 s of CPU. That cache is kept with the virtual environment instead.
+if os.access(sys.prefix, os.W_OK):
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -133,7 +133,9 @@ def deepspeed_gathered(strategy):
     return deepspeed.zero.GatheredParameters(list(strategy.unwrap().parameters()))
 
 
-def _itwinai_loop_accumulating(_rank, port, out, stop_after=None):
+def _itwinai_loops_accumulating(_rank, port, out):
+    """The loop over two epochs, whole and with a `break` after 5 of each epoch's 6 batches:
+    one process for both (DeepSpeed's import and start are most of the time)."""
     import os
 
     import torch.distributed as dist
@@ -143,28 +145,38 @@ def _itwinai_loop_accumulating(_rank, port, out, stop_after=None):
     dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
     config = Path(out) / "ds.json"
     config.write_text(json.dumps({"train_batch_size": 16}))  # 4 micro-batches of 4 per step
-    strategy = Strategy.create("deepspeed", deepspeed={"zero_stage": 3, "precision": None, "config_file": str(config)})
-    strategy.batch_size = 4
-    x = torch.ones(24, 4)  # 6 batches of 4 an epoch, all alike: every micro-batch has one gradient
-    trainer = _AccumulatingLoop()
-    trainer.run_local({"batch_size": 4, "epochs": 2, "stop_after": stop_after},
-                      (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
-                      directory=Path(out) / "run", strategy=strategy)
-    torch.save({"stepped": trainer.stepped, "bias": trainer.bias, "weight": trainer.weight}, Path(out) / "loop.pt")
+    for stop_after in (None, 5):
+        strategy = Strategy.create("deepspeed", deepspeed={"zero_stage": 3, "precision": None,
+                                                           "config_file": str(config)})
+        strategy.batch_size = 4
+        x = torch.ones(24, 4)  # 6 batches of 4 an epoch, all alike: every micro-batch has one gradient
+        trainer = _AccumulatingLoop()
+        trainer.run_local({"batch_size": 4, "epochs": 2, "stop_after": stop_after},
+                          (torch.utils.data.TensorDataset(x, torch.zeros(24, 1)), None, None),
+                          directory=Path(out) / f"run-{stop_after}", strategy=strategy)
+        torch.save({"stepped": trainer.stepped, "bias": trainer.bias, "weight": trainer.weight},
+                   Path(out) / f"loop-{stop_after}.pt")
 
 
-def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_the_epoch(tmp_path) -> None:
-    """The loop steps the engine itself, which counted its own windows: the 2 micro-batches
-    left at an epoch's end did not step and went into the next epoch's first window (as the
-    native loop does, the epoch's last batch steps). Its per-batch `zero_grad()` under ZeRO-3
-    threw away the window's earlier gradients: a step moved by one micro-batch's share."""
+@pytest.fixture(scope="module")
+def deepspeed_loops(tmp_path_factory) -> dict:
+    """What the DeepSpeed loops did, by `stop_after`; the tests below only read it."""
     pytest.importorskip("deepspeed")
     import torch.multiprocessing as mp
 
     from hpoc.runtime.report import free_port
 
-    mp.spawn(_itwinai_loop_accumulating, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
-    run = torch.load(tmp_path / "loop.pt")
+    out = tmp_path_factory.mktemp("deepspeed-loops")
+    mp.spawn(_itwinai_loops_accumulating, args=(free_port(), str(out)), nprocs=1, join=True)
+    return {stop: torch.load(out / f"loop-{stop}.pt") for stop in (None, 5)}
+
+
+def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_the_epoch(deepspeed_loops) -> None:
+    """The loop steps the engine itself, which counted its own windows: the 2 micro-batches
+    left at an epoch's end did not step and went into the next epoch's first window (as the
+    native loop does, the epoch's last batch steps). Its per-batch `zero_grad()` under ZeRO-3
+    threw away the window's earlier gradients: a step moved by one micro-batch's share."""
+    run = deepspeed_loops[None]
     assert run["stepped"] == [False, False, False, True, False, True] * 2
     assert torch.allclose(run["bias"][3], _after_first_window())
 
@@ -274,16 +286,11 @@ def test_a_loop_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tm
     assert torch.allclose(trainer.bias[8] - trainer.bias[3], -0.1 * 0.02 * trainer.outs[3])
 
 
-def test_an_itwinai_loop_under_deepspeed_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(tmp_path) -> None:
+def test_an_itwinai_loop_under_deepspeed_that_breaks_part_way_starts_the_next_epoch_with_a_full_window(
+        deepspeed_loops) -> None:
     """As under DDP: the micro-batch left open by the `break` is dropped, not added to the next
     epoch's first window (ZeRO-3 keeps a window's gradients in its own partitions)."""
-    pytest.importorskip("deepspeed")
-    import torch.multiprocessing as mp
-
-    from hpoc.runtime.report import free_port
-
-    mp.spawn(_itwinai_loop_accumulating, args=(free_port(), str(tmp_path), 5), nprocs=1, join=True)
-    run = torch.load(tmp_path / "loop.pt")
+    run = deepspeed_loops[5]
     assert run["stepped"] == [False, False, False, True, False] * 2
     out = run["weight"][3].sum() + run["bias"][3]  # the output at the first step's weights
     assert torch.allclose(run["bias"][8] - run["bias"][3], -0.1 * 0.02 * out)

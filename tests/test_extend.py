@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from hpoc.plan import content_hash, plan_hash
 from hpoc.runtime import marker
-from hpoc.runtime.study import EXIT_OK, EXIT_SPEC, RunOptions, run_study
+from hpoc.runtime.study import EXIT_FAILED, EXIT_OK, EXIT_SPEC, RunOptions, run_study
 from runtime_plans import make_plan, write_toy
 
 
@@ -257,13 +258,18 @@ def test_an_interrupted_extension_resumes_to_the_new_total(tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_study_its_time_budget_ended_runs_its_other_trials_with_a_longer_one(tmp_path, _ray_env):
+    """Tune ends the whole experiment at `time_budget`: running trials stop where they are
+    and the rest never start. The run says so instead of looking like a short study; a
+    longer budget then runs the trials it never started."""
     workdir = write_toy(tmp_path / "study")
     plan = make_plan(workdir, tmp_path / "results",
                      pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.5}}},
                      space={"constants": {"epochs": 1, "batch_size": 32}},
                      trials={"num_samples": 4, "max_concurrent": 1, "time_budget_s": 4})
     code, said = _run(plan)
-    assert "time budget of 4 s reached" in said, said
+    # (on a loaded machine the first trial may not even report within the budget)
+    assert code in (EXIT_OK, EXIT_FAILED), said
+    assert re.search(r"time budget of 4 s reached: .* [1-4] of 4 trial\(s\) never reported", said), said
     assert len(_trials(plan)) < 4
 
     code, said = _run(_with(plan, time_budget_s=300))

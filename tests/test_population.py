@@ -77,7 +77,11 @@ def _run(plan: dict, num_cpus: int = 2) -> tuple[int, str]:
 @pytest.mark.ray
 def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    code, text = _run(_study(tmp_path, SPEC))
+    # One perturbation (at epoch 2) makes the exploits asserted here; a second one only
+    # paused and restarted all four trials again.
+    spec = SPEC.replace("epochs     = 6", "epochs     = 4")
+    assert "epochs     = 4" in spec
+    code, text = _run(_study(tmp_path, spec))
     assert code == EXIT_OK, text
     exp = tmp_path / "results" / "pop"
     # Two of four trials are in the lower half at each perturbation: they exploit.
@@ -91,7 +95,7 @@ def test_pbt_trials_train_with_their_mutated_hyperparameters(tmp_path: Path, mon
     for trial in summary["trials"]:
         rows = [json.loads(line) for line in (Path(trial["path"]) / "result.json").read_text().splitlines()]
         epochs = [r["epoch"] for r in rows]  # an exploit goes on from the donor's epoch
-        assert epochs[0] == 1 and epochs == sorted(set(epochs)) and epochs[-1] <= 6, epochs
+        assert epochs[0] == 1 and epochs == sorted(set(epochs)) and epochs[-1] <= 4, epochs
         assert epochs[-1] == trial["metrics"]["epoch"], (epochs, trial["metrics"])  # no row lost
         for row in rows:  # every epoch trained with the config Tune recorded for it
             assert row["lr_used"] == pytest.approx(row["config"]["lr"]), row

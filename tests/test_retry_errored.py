@@ -140,7 +140,11 @@ STALE = textwrap.dedent('''
 @pytest.mark.ray
 def test_a_trial_the_time_budget_cut_short_in_its_retry_runs_again(tmp_path):
     """Ray saved it TERMINATED, as finished: --retry-errored could not run it again, and
-    only `--fresh` (every trial) would."""
+    only `--fresh` (every trial) would. Before, such a trial also showed no error anywhere:
+    `hpoc results` showed it as stopped early, as if nothing had failed."""
+    from hpoc.results import load_plan, rank
+    from hpoc.results.table import render_errors
+
     workdir = write_toy(tmp_path / "study")
     (workdir / "stale.py").write_text("BUG = True\n" + STALE, encoding="utf-8")
     plan = make_plan(workdir, tmp_path / "results",
@@ -150,7 +154,10 @@ def test_a_trial_the_time_budget_cut_short_in_its_retry_runs_again(tmp_path):
                      failure={"max_retries": 1000, "fail_fast": 0})
     code, text = _run(plan)
     (trial,) = json.loads((Path(plan["storage"]["path"]) / "toy" / "summary.json").read_text())["trials"]
-    assert (trial["status"], trial.get("retry_cut")) == ("TERMINATED", True), text
+    assert (trial["status"], trial["stopped"], trial.get("retry_cut")) == ("TERMINATED", "time budget", True), text
+    assert "OSError: stale file handle" in trial["error"]
+    assert "being retried after an error were stopped before the retry reported" in text
+    assert "OSError: stale file handle" in render_errors(rank(load_plan(plan)))
     (workdir / "stale.py").write_text("BUG = False\n" + STALE, encoding="utf-8")  # the fix
     code, text = _run(plan, retry_errored=rerun.SCRATCH)
     assert code == EXIT_OK and "running its 1 errored trial(s) again from scratch" in text, text

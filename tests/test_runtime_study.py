@@ -453,19 +453,21 @@ def test_term_and_hup_stop_gracefully_release_everything_and_resume(tmp_path):
 def test_the_time_budget_spans_resumed_runs(tmp_path):
     """Ray keeps the budget's count in its saved state and a resumed run restores it: the run
     says what is left, and, ended by it sooner than a whole budget, still says the budget did
-    (it said nothing, and its trials looked cut short for no reason)."""
+    (it said nothing, and its trials looked cut short for no reason). The budget sets the
+    test's length (the second run lasts what the first left of it); the first run's first
+    report (a Ray start and an epoch, under load) and `settle` must fit well inside it."""
     cmd, env, exp = _slow_toy_run(tmp_path, epochs=60)
     plan = json.loads(Path(cmd[3]).read_text())
-    plan["trials"]["time_budget_s"] = 40
+    plan["trials"]["time_budget_s"] = 30
     plan["content_hash"] = content_hash(plan)
     Path(cmd[3]).write_text(dumps(plan))
     code, err = _signal_when(cmd, env, lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")),
-                             "a reported epoch", signal.SIGTERM, settle=5)
+                             "a reported epoch", signal.SIGTERM, settle=2)
     assert code == EXIT_INTERRUPTED, err
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    left = re.search(r"time budget: (\d+) s left of 40 s \(it spans runs\)", again.stderr)
-    assert left and int(left.group(1)) < 40, again.stderr
-    assert "time budget of 40 s reached" in again.stderr, again.stderr
+    left = re.search(r"time budget: (\d+) s left of 30 s \(it spans runs\)", again.stderr)
+    assert left and int(left.group(1)) < 30, again.stderr
+    assert "time budget of 30 s reached" in again.stderr, again.stderr
     assert json.loads((exp / "summary.json").read_text())["interrupted"] is False
 
 
@@ -683,23 +685,6 @@ def test_the_driver_says_it_loads_the_data_before_the_getter_runs(tmp_path, monk
     assert _loading_line({**plan, "pipeline": {"trainer": plan["pipeline"]["trainer"]}}) is None
 
 
-def test_a_time_budget_ends_the_study_and_says_so(tmp_path):
-    """Tune ends the whole experiment at `time_budget`: running trials stop where they are
-    and the rest never start. The run says so instead of looking like a short study."""
-    workdir = write_toy(tmp_path / "study")
-    plan = make_plan(workdir, tmp_path / "results",
-                     pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}},
-                     space={"params": [param("lr", "loguniform", lower=1e-3, upper=3e-2, base=10)],
-                            "constants": {"epochs": 30, "batch_size": 32}},
-                     trials={"num_samples": 4, "max_concurrent": 1, "time_budget_s": 6})
-    code, progress, out = _run(plan)
-    # (on a loaded machine the first trial may not even report within the budget)
-    assert code in (EXIT_OK, EXIT_FAILED), progress + out
-    summary = _summary(plan)
-    assert summary["num_trials"] < 4 or any(t["epochs"] < 30 for t in summary["trials"]), summary
-    assert re.search(r"time budget of 6 s reached: .* [1-4] of 4 trial\(s\) never reported", progress), progress
-
-
 def test_the_time_budget_line_counts_trials_that_started_but_never_reported():
     """Ray's `last_result` is never empty (it holds the trial id before any report): a
     started trial that never reported counted as reported."""
@@ -757,40 +742,6 @@ def test_a_trial_that_stops_reporting_is_named_once(monkeypatch):
         "`trials { time_limit = ... }` stops such a trial; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it",
         "[hpoc] trial aa_3 (lr=0.5) has not reported for 30 min (it has not reported yet): stuck? "
         "`trials { time_limit = ... }` stops such a trial; Ctrl-C stops the study, keeping checkpoints, and a rerun resumes it"]
-
-
-FLAKY = """import uuid
-
-from toy import ToyTrainer
-
-
-class Flaky(ToyTrainer):
-    def train_step(self, batch):
-        raise OSError(f"stale file handle {uuid.uuid4()}")  # another message each attempt
-"""
-
-
-def test_a_retry_the_time_budget_cuts_short_keeps_the_trials_error(tmp_path):
-    """A trial being retried when the time budget ended was TERMINATED with no error
-    anywhere: `hpoc results` showed it as stopped early, as if nothing had failed."""
-    from hpoc.results import load_plan, rank
-    from hpoc.results.table import render_errors
-
-    workdir = write_toy(tmp_path / "study")
-    (workdir / "flaky.py").write_text(FLAKY)
-    plan = make_plan(workdir, tmp_path / "results",
-                     pipeline={"trainer": {"target": "flaky:Flaky", "args": {}}},
-                     space={"params": [], "constants": {"epochs": 2, "batch_size": 32}},
-                     trials={"num_samples": 1, "max_concurrent": 1, "time_budget_s": 10},
-                     failure={"max_retries": 1000, "fail_fast": 0})
-    code, progress, out = _run(plan)
-    (trial,) = _summary(plan)["trials"]
-    assert (trial["status"], trial["stopped"], trial["retry_cut"]) == ("TERMINATED", "time budget", True), \
-        progress + out
-    assert "OSError: stale file handle" in trial["error"]
-    assert "being retried after an error were stopped before the retry reported" in progress
-    results = load_plan(plan)
-    assert "OSError: stale file handle" in render_errors(rank(results))
 
 
 ARMED = """import os

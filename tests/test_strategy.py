@@ -153,7 +153,8 @@ def test_validation_dataloader_counts_every_sample_once_across_ranks():
 # ---------------------------------------------------------------- real process groups
 
 
-def _ddp_worker(rank, world, port, out, kind, stage):
+def _ddp_worker(rank, world, port, root, runs):
+    """Each (kind, stage) of `runs` in turn, in one process group, into root/KIND-STAGE."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -161,46 +162,55 @@ def _ddp_worker(rank, world, port, out, kind, stage):
 
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        if kind == "ddp":
-            s = DDPStrategy()
-        else:
-            s = DeepSpeedStrategy(deepspeed={"zero_stage": stage, "precision": None, "config_file": None})
-            s.batch_size = 4
-        model = _model(seed=rank)  # different on purpose: wrapping must sync them
-        model, opt, _ = s.distributed(model, torch.optim.Adam(model.parameters(), lr=0.05))
-        g = torch.Generator().manual_seed(rank)
-        x, y = torch.randn(64, 4, generator=g), torch.randn(64, 1, generator=g)
-        batches = TensorBatches([x, y], s, 4, shuffle=True, pad=True, seed=0)
-        for bx, by in batches:
-            with s.micro_batch():
-                loss = nn.functional.mse_loss(model(bx), by)
-                s.backward(loss)
-            s.step()
-        total = s.all_reduce(torch.tensor([float(rank + 1)]))
-        params = _params(s)
-        ckpt = os.path.join(out, "ckpt" if kind == "ddp" else f"ckpt-{rank}")
-        if kind != "ddp":  # each rank its own dir, merged later as Ray Train does
-            s.save_checkpoint(ckpt, {"epoch": 3})
-            dist.barrier()
-            if rank == 0:
-                import shutil
-                for r in range(world):
-                    shutil.copytree(os.path.join(out, f"ckpt-{r}"), os.path.join(out, "merged"),
-                                    dirs_exist_ok=True)
-            dist.barrier()
-            ckpt = os.path.join(out, "merged")
-        else:
-            s.save_checkpoint(ckpt, {"epoch": 3})
-        with _gathered(s, modify=True), torch.no_grad():
-            for p in s.unwrap().parameters():
-                p.add_(1.0)  # clobber, then restore
-        extra = s.load_checkpoint(ckpt)
-        restored = _params(s)
-        torch.save({"params": params, "restored": restored, "total": total, "extra": extra,
-                    "steps": len(batches)}, os.path.join(out, f"rank{rank}.pt"))
-        dist.barrier()  # no rank leaves the group while another still talks to it (gloo aborts)
+        for kind, stage in runs:
+            out = os.path.join(root, f"{kind}-{stage}")
+            os.makedirs(out, exist_ok=True)
+            _train_and_restore(rank, world, out, kind, stage)
     finally:
         dist.destroy_process_group()
+
+
+def _train_and_restore(rank, world, out, kind, stage):
+    import torch.distributed as dist
+
+    if kind == "ddp":
+        s = DDPStrategy()
+    else:
+        s = DeepSpeedStrategy(deepspeed={"zero_stage": stage, "precision": None, "config_file": None})
+        s.batch_size = 4
+    model = _model(seed=rank)  # different on purpose: wrapping must sync them
+    model, opt, _ = s.distributed(model, torch.optim.Adam(model.parameters(), lr=0.05))
+    g = torch.Generator().manual_seed(rank)
+    x, y = torch.randn(64, 4, generator=g), torch.randn(64, 1, generator=g)
+    batches = TensorBatches([x, y], s, 4, shuffle=True, pad=True, seed=0)
+    for bx, by in batches:
+        with s.micro_batch():
+            loss = nn.functional.mse_loss(model(bx), by)
+            s.backward(loss)
+        s.step()
+    total = s.all_reduce(torch.tensor([float(rank + 1)]))
+    params = _params(s)
+    ckpt = os.path.join(out, "ckpt" if kind == "ddp" else f"ckpt-{rank}")
+    if kind != "ddp":  # each rank its own dir, merged later as Ray Train does
+        s.save_checkpoint(ckpt, {"epoch": 3})
+        dist.barrier()
+        if rank == 0:
+            import shutil
+            for r in range(world):
+                shutil.copytree(os.path.join(out, f"ckpt-{r}"), os.path.join(out, "merged"),
+                                dirs_exist_ok=True)
+        dist.barrier()
+        ckpt = os.path.join(out, "merged")
+    else:
+        s.save_checkpoint(ckpt, {"epoch": 3})
+    with _gathered(s, modify=True), torch.no_grad():
+        for p in s.unwrap().parameters():
+            p.add_(1.0)  # clobber, then restore
+    extra = s.load_checkpoint(ckpt)
+    restored = _params(s)
+    torch.save({"params": params, "restored": restored, "total": total, "extra": extra,
+                "steps": len(batches)}, os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()  # no rank leaves the group while another still talks to it (gloo aborts)
 
 
 def _gathered(s, modify=False):
@@ -217,31 +227,42 @@ def _params(s):
         return torch.cat([p.detach().clone().flatten() for p in s.unwrap().parameters()])
 
 
-def _run(tmp_path, kind, stage=0):
-    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path), kind, stage), nprocs=2, join=True)
-    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+def _run(root, runs):
+    """Two ranks, one process group, for all of `runs` ((kind, stage) each); the ranks' results
+    by run. One spawn for several runs: each rank's import of DeepSpeed is most of the time."""
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(root), runs), nprocs=2, join=True)
+    return {run: [torch.load(root / f"{run[0]}-{run[1]}" / f"rank{r}.pt", weights_only=False) for r in range(2)]
+            for run in runs}
+
+
+@pytest.fixture(scope="module")
+def zero_runs(tmp_path_factory):
+    """Two ranks under ZeRO stages 1, 2 and 3 in turn: (ranks' results, folder) by stage."""
+    pytest.importorskip("deepspeed")
+    root = tmp_path_factory.mktemp("zero")
+    runs = _run(root, [("deepspeed", stage) for stage in (1, 2, 3)])
+    return {stage: (runs[("deepspeed", stage)], root / f"deepspeed-{stage}") for stage in (1, 2, 3)}
 
 
 def test_ddp_ranks_stay_in_sync_and_checkpoints_round_trip(tmp_path):
-    r0, r1 = _run(tmp_path, "ddp")
+    ((r0, r1),) = _run(tmp_path, [("ddp", 0)]).values()
     assert torch.equal(r0["params"], r1["params"])      # one model, trained on both shards
     assert r0["total"].item() == r1["total"].item() == 3.0
     assert r0["steps"] == r1["steps"] == 8               # 64 samples / 2 ranks / batch 4
     assert torch.equal(r0["restored"], r0["params"]) and torch.equal(r1["restored"], r1["params"])
     assert r0["extra"]["epoch"] == 3
-    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["ckpt"]  # rank 0 wrote it
+    assert [p.name for p in (tmp_path / "ddp-0").iterdir() if p.is_dir()] == ["ckpt"]  # rank 0 wrote it
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
-def test_deepspeed_zero_trains_in_sync_and_restores_its_sharded_checkpoint(tmp_path, stage):
+def test_deepspeed_zero_trains_in_sync_and_restores_its_sharded_checkpoint(zero_runs, stage):
     """The trainer gets back what it saved, as under DDP, not DeepSpeed's own fields beside
     it (`param_shapes`, `ds_config`, `global_samples`, ...)."""
-    pytest.importorskip("deepspeed")
-    r0, r1 = _run(tmp_path, "deepspeed", stage)
+    (r0, r1), folder = zero_runs[stage]
     assert torch.equal(r0["params"], r1["params"])
     assert torch.equal(r0["restored"], r0["params"]) and torch.equal(r1["restored"], r1["params"])
     assert r0["extra"] == r1["extra"] == {"epoch": 3}
-    shards = sorted(p.name for p in (tmp_path / "merged" / "hpoc").iterdir())
+    shards = sorted(p.name for p in (folder / "merged" / "hpoc").iterdir())
     assert "zero_pp_rank_0_mp_rank_00_optim_states.pt" in shards
     assert "zero_pp_rank_1_mp_rank_00_optim_states.pt" in shards
 
@@ -268,12 +289,26 @@ def test_a_one_worker_deepspeed_trial_runs_in_its_own_process_group_and_resumes(
     assert [r["epoch"] for r in runs[0]] == [1, 2] and [r["epoch"] for r in runs[1]] == [3]
 
 
-def _deepspeed_accumulation(_rank, port, out):
+def _deepspeed_alone(_rank, port, out):
+    """One process (DeepSpeed's import and start are most of the time) for three facts of a
+    single-rank DeepSpeed: it starts in a group made earlier, its windows end with the epoch,
+    and ZeRO-1/2 drop a window that a loop left open."""
     import torch.distributed as dist
 
+    # A group some earlier code made, and no LOCAL_RANK left behind: DeepSpeed must still start.
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(key, None)
     dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 1, "precision": None, "config_file": None})
+    s.batch_size = 4
+    model = _model()
+    engine, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    loss = engine(torch.ones(4, 4)).sum()
+    engine.backward(loss)
+    engine.step()
+    with open(os.path.join(out, "ok"), "w") as f:
+        f.write(type(engine).__name__)
+
     config = os.path.join(out, "ds.json")
     with open(config, "w") as f:
         json.dump({"train_batch_size": 16}, f)  # 4 micro-batches of 4 per step, as DeepSpeed derives
@@ -289,22 +324,8 @@ def _deepspeed_accumulation(_rank, port, out):
             stepped.append(s.step())
     torch.save(stepped, os.path.join(out, "stepped.pt"))
 
-
-def test_deepspeed_accumulation_ends_with_the_epoch(tmp_path):
-    """The engine counted its own windows: the 2 micro-batches left at an epoch's end did
-    not step and went into the next epoch's first window (as under DDP, `last` steps)."""
-    pytest.importorskip("deepspeed")
-    mp.spawn(_deepspeed_accumulation, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
-    stepped = torch.load(tmp_path / "stepped.pt")
-    assert stepped == [False, False, False, True, False, True] + [False, False, False, True]
-
-
-def _deepspeed_dropped_windows(_rank, port, out):
-    import torch.distributed as dist
-
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(key, None)
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    # ZeRO-1 and -2, a loop that breaks part way through an epoch: the window it left open
+    # is dropped with the epoch
     bias = {}
     for stage in (1, 2):  # one process for both: DeepSpeed's start is most of the time
         s = DeepSpeedStrategy(grad_accumulation_steps=4, deepspeed={"zero_stage": stage})
@@ -323,40 +344,32 @@ def _deepspeed_dropped_windows(_rank, port, out):
     torch.save(bias, os.path.join(out, "bias.pt"))
 
 
-@pytest.mark.slow  # two DeepSpeed engines
-def test_deepspeed_zero_1_and_2_drop_a_window_a_loop_left_open(tmp_path):
+
+@pytest.fixture(scope="module")
+def deepspeed_alone(tmp_path_factory):
+    """The folder `_deepspeed_alone` wrote to; the tests below only read it."""
+    pytest.importorskip("deepspeed")
+    out = tmp_path_factory.mktemp("deepspeed-alone")
+    mp.spawn(_deepspeed_alone, args=(free_port(), str(out)), nprocs=1, join=True)
+    return out
+
+
+def test_deepspeed_accumulation_ends_with_the_epoch(deepspeed_alone):
+    """The engine counted its own windows: the 2 micro-batches left at an epoch's end did
+    not step and went into the next epoch's first window (as under DDP, `last` steps)."""
+    stepped = torch.load(deepspeed_alone / "stepped.pt")
+    assert stepped == [False, False, False, True, False, True] + [False, False, False, True]
+
+
+def test_deepspeed_zero_1_and_2_drop_a_window_a_loop_left_open(deepspeed_alone):
     """ZeRO-2 kept the dropped micro-batch's gradient in its own buffers, which
     `zero_grad()` does not clear: the next window stepped on 5 micro-batches' (-0.28125)."""
-    pytest.importorskip("deepspeed")
-    mp.spawn(_deepspeed_dropped_windows, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
-    bias = torch.load(tmp_path / "bias.pt")
+    bias = torch.load(deepspeed_alone / "bias.pt")
     assert bias == {1: [-0.125, -0.25], 2: [-0.125, -0.25]}  # a window's step: lr 1 x 4 x 1/8 / 4
 
 
-def _deepspeed_in_an_existing_group(_rank, port, out):
-    # A group some earlier code made, and no LOCAL_RANK left behind: DeepSpeed must still start.
-    import torch.distributed as dist
-
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(key, None)
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
-    s = DeepSpeedStrategy(deepspeed={"zero_stage": 1, "precision": None, "config_file": None})
-    s.batch_size = 4
-    model = _model()
-    engine, _, _ = s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
-    loss = engine(torch.ones(4, 4)).sum()
-    engine.backward(loss)
-    engine.step()
-    with open(os.path.join(out, "ok"), "w") as f:
-        f.write(type(engine).__name__)
-
-
-def test_deepspeed_starts_in_a_group_made_earlier_without_local_rank(tmp_path):
-    pytest.importorskip("deepspeed")
-    from hpoc.runtime.report import free_port
-
-    mp.spawn(_deepspeed_in_an_existing_group, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
-    assert (tmp_path / "ok").read_text() == "DeepSpeedEngine"
+def test_deepspeed_starts_in_a_group_made_earlier_without_local_rank(deepspeed_alone):
+    assert (deepspeed_alone / "ok").read_text() == "DeepSpeedEngine"
 
 
 def test_a_checkpoint_of_another_optimizer_gives_its_weights_and_a_fresh_optimizer(tmp_path):

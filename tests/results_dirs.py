@@ -13,6 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The study the hand-made directories of "tiny" (3 grid points) are runs of.
+TINY_SPEC = '''study "tiny"
+pipeline { trainer = trainer:Trainer }
+space { lr = grid(0.1, 0.01, 0.001)
+        epochs = 2 }
+objective maximize val_accuracy
+search grid
+storage { path = "results", name = "tiny" }
+'''
+
 
 def trial_dir(exp: Path, trial_id: str, config: dict[str, Any], reports: list[dict[str, Any]],
               *, done: bool = True, error: str | None = None) -> Path:

@@ -13,16 +13,8 @@ from hpoc.results import palette, rank
 from hpoc.results import plots as P
 from hpoc.results.model import Metric, Results, Trial
 
+from results_dirs import TINY_SPEC as SPEC
 from results_dirs import summary, trial_dir
-
-SPEC = '''study "tiny"
-pipeline { trainer = trainer:Trainer }
-space { lr = grid(0.1, 0.01, 0.001)
-        epochs = 2 }
-objective maximize val_accuracy
-search grid
-storage { path = "results", name = "tiny" }
-'''
 
 
 def test_the_header_of_an_extended_study_says_so_in_the_words_of_results(tmp_path, capsys):

@@ -13,17 +13,9 @@ import pytest
 
 from hpoc.cli import main
 
+from results_dirs import TINY_SPEC as SPEC
 from results_dirs import age, run_lock, summary, trial_dir
 from results_fixtures import make_plan, write_plan
-
-SPEC = '''study "tiny"
-pipeline { trainer = trainer:Trainer }
-space { lr = grid(0.1, 0.01, 0.001)
-        epochs = 2 }
-objective maximize val_accuracy
-search grid
-storage { path = "results", name = "tiny" }
-'''
 
 
 def sbatch_array(tmp_path: Path, shards: int, num_samples: int) -> tuple[Path, Path, dict]:

@@ -644,6 +644,11 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
                           experiment_dir=tmp_path, plan_hash="sha256:0")
     assert summary.describe_best(built, planned=4).startswith("study `toy`: 2 of 4 trial(s) (")
     assert summary.describe_best(built, planned=2).startswith("study `toy`: 2 trial(s) (")
+    # counts read as words: it said "(2 error, 1 terminated)"
+    built = summary.build(plan, 0, [trial("TERMINATED"), trial("ERROR"), trial("ERROR")], wall_s=1.0,
+                          interrupted=False, experiment_dir=tmp_path, plan_hash="sha256:0")
+    assert "(2 errors, 1 terminated)" in summary.describe_best(built)
+    assert built["status_counts"] == {"ERROR": 2, "TERMINATED": 1}
 
 
 def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):

@@ -167,3 +167,30 @@ def test_a_shards_rule_says_it_counted_the_shards_trials_not_the_studys():
     assert _run(rule, trials)[2].startswith("all of the first 3 trials of shard 2 to end failed with the "
                                             "same error, and no trial of shard 2 reported `val_loss`")
     assert rule.headline == "stopping shard 2: its first trials all failed the same way"
+
+
+PIPELINE = {"getter": {"target": "data:Get"}, "splitter": {"target": "prep.split:Split"},
+            "trainer": {"target": "train:Trainer"}}
+
+
+def _in(path: str, error: str) -> str:
+    return (f'Traceback (most recent call last):\n  File "/home/u/study/{path}", line 7, in execute\n'
+            f'    y = y.reshape(3)\n{error}\n')
+
+
+def test_the_hint_names_the_step_whose_file_the_error_is_in():
+    """It said "fix the trainer" when the splitter or the getter raised the error."""
+    plan = {"resume": {"enabled": True, "retry_errored": True}, "pipeline": PIPELINE}
+    assert "fix the splitter `prep.split:Split` and" in hint(plan, _in("prep/split.py", "ValueError: shape"))
+    assert "fix the getter `data:Get` and" in hint(plan, _in("data.py", "KeyError: 'y'"))
+    assert "fix the trainer and" in hint(plan, _in("train.py", "RuntimeError: expected Long"))
+    # a frame outside the steps' modules, or none: the trainer, as it said before
+    assert "fix the trainer and" in hint(plan, _in("util.py", "ValueError: x"))
+    assert "fix the trainer and" in hint(plan, "RuntimeError: expected Long")
+
+
+def test_steps_that_share_a_module_leave_the_trainer_named():
+    """The file cannot tell which of them raised: the words it said before."""
+    plan = {"resume": {"enabled": True, "retry_errored": True},
+            "pipeline": {role: {"target": f"toy:{role.title()}"} for role in PIPELINE}}
+    assert "fix the trainer and" in hint(plan, _in("toy.py", "ValueError: shape"))

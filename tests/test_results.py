@@ -553,6 +553,25 @@ def test_json_keeps_a_diverged_metric_as_null_and_leaves_out_a_missing_one(tmp_p
     assert trials["aaaaa_00001"]["metrics"] == {"val_loss": 0.3, "val_acc": 0.9}
 
 
+def test_counts_of_trials_and_errors_read_as_words_and_data_keeps_its_keys(tmp_path, capsys):
+    """It said "3 trials (1 completed, 2 error)" and "1 trials (1 error)"."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    for k in (1, 2):
+        trial_dir(exp, f"aaaaa_0000{k}", {"lr": 0.1 / 10 ** k}, [], done=False, error="KeyError: 'label'")
+    write_summary(exp, "s", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}]
+                  + [{"trial_id": f"aaaaa_0000{k}", "status": "ERROR"} for k in (1, 2)])
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "study `s`: 3 trials (1 completed, 2 errors)" in out, out
+    code, out, _ = cli(capsys, exp, "--csv")
+    assert sorted(r["status"] for r in csv.DictReader(io.StringIO(out))) == ["ERROR", "ERROR", "TERMINATED"]
+    one = tmp_path / "one"
+    trial_dir(one, "aaaaa_00000", {"lr": 0.1}, [], done=False, error="KeyError: 'label'")
+    write_summary(one, "s", [{"trial_id": "aaaaa_00000", "status": "ERROR"}])
+    code, out, _ = cli(capsys, one, "--no-best")
+    assert "study `s`: 1 trial (1 error)" in out, out
+
+
 def test_a_trial_that_reported_nothing_is_no_reports_not_completed(tmp_path, capsys):
     exp = tmp_path / "exp"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}, {"val_loss": 0.4}])

@@ -276,6 +276,41 @@ def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fix
     assert summary["status_counts"] == {"TERMINATED": 6} and summary["stopped"] is None
 
 
+SPLIT_KEYS = """
+import torch
+from toy import ToySplitter
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], {"label": self.y[i]}["target"]
+
+
+class Split(ToySplitter):
+    def execute(self, data):
+        return tuple(Rows(*part) for part in super().execute(data))
+"""
+
+
+def test_a_study_stopped_by_its_splitters_error_says_to_fix_the_splitter(tmp_path):
+    """It said "fix the trainer" when every trial failed in a Dataset the splitter made."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "split.py").write_text(SPLIT_KEYS)
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 6, "max_concurrent": 2},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     pipeline={"splitter": {"target": "split:Split", "args": {}}}, failure={"fail_fast": 3})
+    code, progress, out = _run(plan)
+    assert code == EXIT_FAILED, progress
+    assert re.search(r"--> \S*split\.py:14\n", progress), progress
+    assert "help: every trial failed the same way; fix the splitter `split:Split` and " in progress, progress
+
+
 def test_a_smoke_test_whose_trials_all_fail_the_same_way_stops_before_retrying_them(tmp_path):
     """2 trials, fail_fast 3: nothing to stop but the retries, 2 x 3 identical failures."""
     workdir = write_toy(tmp_path / "study")
@@ -611,6 +646,11 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
                           experiment_dir=tmp_path, plan_hash="sha256:0")
     assert summary.describe_best(built, planned=4).startswith("study `toy`: 2 of 4 trial(s) (")
     assert summary.describe_best(built, planned=2).startswith("study `toy`: 2 trial(s) (")
+    # counts read as words: it said "(2 error, 1 terminated)"
+    built = summary.build(plan, 0, [trial("TERMINATED"), trial("ERROR"), trial("ERROR")], wall_s=1.0,
+                          interrupted=False, experiment_dir=tmp_path, plan_hash="sha256:0")
+    assert "(2 errors, 1 terminated)" in summary.describe_best(built)
+    assert built["status_counts"] == {"ERROR": 2, "TERMINATED": 1}
 
 
 def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
@@ -695,7 +735,24 @@ def test_the_time_budget_line_counts_trials_that_started_but_never_reported():
     trials = [SimpleNamespace(last_result={"trial_id": "a", "training_iteration": 3}),
               SimpleNamespace(last_result={"trial_id": "b"}),  # started, cut off before its first report
               SimpleNamespace(last_result={})]
-    assert _budget_line(6, 4, trials).endswith("; 3 of 4 trial(s) never reported")
+    assert _budget_line(6, 4, trials).endswith("; 2 of them never reported")
+
+
+def test_the_time_budget_line_says_trials_never_created_never_ran_as_the_summary_does():
+    """The run said "4 of 4 trial(s) never reported" when the budget ended it after 2 of 4
+    trials, while summary.json, `hpoc status` and `hpoc results` said "reached after 2 of 4
+    trial(s)": the 2 trials never created were counted as never reported."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import summary as summary_mod
+    from hpoc.runtime.watch import _budget_line
+
+    started = [SimpleNamespace(last_result={"trial_id": "a"}), SimpleNamespace(last_result={"trial_id": "b"})]
+    line = _budget_line(4, 4, started)
+    ending = summary_mod.ending({"budget_reached_s": 4, "num_trials": 2, "planned": 4})
+    assert line.startswith(f"[hpoc] {ending}: "), line
+    assert line.endswith("; 2 of them never reported"), line
+    assert "4 of 4" not in line
 
 
 def test_splits_that_cannot_be_pickled_are_named_not_an_internal_error(tmp_path, capsys):

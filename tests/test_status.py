@@ -266,6 +266,26 @@ def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monke
         "shard 29 reported `val_loss` (OSError: disk full); fix the trainer, then resume"], out
 
 
+def test_a_study_that_failed_fast_in_its_splitter_says_to_fix_the_splitter(tmp_path, capsys, monkeypatch):
+    """It said "fix the trainer" whichever step's code raised the error."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "split")
+    plan["pipeline"]["splitter"] = {"target": "prep:Split", "args": {}}
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    exp = storage / "split"
+    trial_dir(exp, "aaaaa_00000", {"dropout": 0.1}, [], done=False, error="ValueError: shape")
+    summary(exp, "split", [{"trial_id": "aaaaa_00000", "status": "ERROR"}], interrupted=True,
+            stopped="the first trial to end failed, and no trial reported `val_loss`\n"
+                    "  ValueError: shape\n  --> /s/prep.py:9")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "(ValueError: shape); fix the splitter `prep:Split`, then resume" in out, out
+
+
 def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
     exp = finished_local_run(tmp_path)
     (exp / "summary.json").unlink()

@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
     status["plan_note"] = note
     status["edited_spec"] = _edited_spec(plan, build_dir)
-    status["next"] = next_steps(status, args.target)
+    status["next"] = next_steps(status, args.target, plan)
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
     else:

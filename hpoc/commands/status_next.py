@@ -73,8 +73,9 @@ def never_start_steps(jobs: list[dict[str, Any]]) -> list[str]:
     return steps
 
 
-def next_steps(status: dict[str, Any], target: str) -> list[str]:
-    """What the user can do now, as commands (the study's own paths in them)."""
+def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None = None) -> list[str]:
+    """What the user can do now, as commands (the study's own paths in them); `plan`, when
+    at hand, names the pipeline step a fail-fast stop's error is in."""
     shards, build = status["shards"], status["build_dir"]
     steps = []
     # Jobs that ended the same way are one step: a 200-task array that failed on one import
@@ -102,6 +103,7 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     steps += _pending_steps(shards, build, status["study"])
     # The driver stopped them (failfast.py): resuming alone fails again. Shards stopped by
     # the same error are one step: a broken trainer stops every task of an array.
+    from hpoc.runtime.failfast import to_fix
     from hpoc.runtime.summary import stopped_itself
 
     stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
@@ -112,13 +114,14 @@ def next_steps(status: dict[str, Any], target: str) -> list[str]:
     stops = {s["shard"]: s["stopped"] for s in shards if s.get("stopped")}
     for error, alike_shards in stopped_by.items():
         k, why = alike_shards[0]
+        where = next((line[len("--> "):] for line in why if line.startswith("--> ")), None)
+        fix = f"fix {to_fix(plan, where)}, then resume"
         if len(alike_shards) == 1:
-            steps.append(f"shard {k} {stopped_itself(stops[k])}; fix the trainer, then resume")
+            steps.append(f"shard {k} {stopped_itself(stops[k])}; {fix}")
         else:
             ranges = index_ranges([k for k, _ in alike_shards], ", ")
             on = f" on {error}" if error else ""
-            steps.append(f"shards {ranges} stopped themselves{on} (shard {k}: {why[0]}); "
-                         "fix the trainer, then resume")
+            steps.append(f"shards {ranges} stopped themselves{on} (shard {k}: {why[0]}); {fix}")
     if status.get("squeue_error"):  # its jobs may be queued: resubmitting would run them twice
         return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "

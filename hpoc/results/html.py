@@ -17,6 +17,7 @@ from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, label_counts, status_label
 from hpoc.results.rank import failed as failed_trial
 from hpoc.results.table import extended_said, fmt, is_number, render_best, render_pareto, rows
+from hpoc.words import plural
 
 # The table's rows in sight, then more folded under them; past those the trials are only
 # counted: a 200-shard study's 2,000 rows made a page of megabytes that nobody read.
@@ -146,11 +147,13 @@ def _cards(results: Results, ranking: Ranking) -> str:
         f'<div class="card"><b>{escape(v)}</b>{_status_key(k)}</div>' for k, v in cards) + "</div>"
 
 
-def _status_key(label: str) -> str:
-    """A status word with the plots' mark for it (the key to their colours); other words as they are."""
+def _status_key(label: str, said: str | None = None) -> str:
+    """A status word (`said`: as a count reads it) with the plots' mark for it (the key to
+    their colours); other words as they are."""
+    said = label if said is None else said
     if label not in palette.STATUS_STYLE:
-        return escape(label)
-    return f'<span class="{palette.css_class(label)}">{escape(label)}</span>'
+        return escape(said)
+    return f'<span class="{palette.css_class(label)}">{escape(said)}</span>'
 
 
 def _duration(seconds: float) -> str:
@@ -225,7 +228,7 @@ def _table(results: Results, ranking: Ranking, shown: int | None = TABLE_ROWS,
                    "</details>")
     left = trials[listed:]
     if left:
-        counts = ", ".join(f"{n} {_status_key(label)}" for label, n in label_counts(left))
+        counts = ", ".join(f"{n} {_status_key(label, plural(n, label))}" for label, n in label_counts(left))
         out.append(f'<p class="meta">{len(left)} more not listed (ranks {listed + 1}–{len(trials)}): '
                    f"{counts}; <code>hpoc results {escape(path)} --all</code> lists them.</p>")
     return "\n".join(out)

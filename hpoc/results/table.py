@@ -12,6 +12,7 @@ from hpoc.dsl.format import format_setting
 from hpoc.errors import cells, shown
 from hpoc.results.model import Results, Trial
 from hpoc.results.rank import Ranking, failed, label_counts, outcomes, param_names, pareto_front, status_label
+from hpoc.words import counted
 
 
 def fmt(value: Any) -> str:
@@ -104,8 +105,8 @@ def extended_said(results: Results, target: str | None = None) -> str | None:
 
 
 def render_summary(results: Results, ranking: Ranking) -> str:
-    parts = [f"{n} {label}" for label, n in label_counts(results.trials)]
-    head = f"study `{results.study}`: {len(results.trials)} trials ({', '.join(parts)})"
+    parts = [counted(n, label) for label, n in label_counts(results.trials)]
+    head = f"study `{results.study}`: {counted(len(results.trials), 'trial')} ({', '.join(parts)})"
     if results.shards_said:
         head += f" across {results.shards_said}"
     for shard in results.shards:

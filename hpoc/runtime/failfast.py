@@ -17,6 +17,7 @@ and "... device 1" are one error, "expected Long" and "expected Float" are two.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,11 @@ class FailFast:
             t.status not in ("TERMINATED", "ERROR") for t in trials if t.trial_id != trial.trial_id)
 
     @property
+    def error(self) -> str | None:
+        """The error of the first trial that decided (the one the verdict shows)."""
+        return next(iter(self.ended.values()))[2] if self.ended else None
+
+    @property
     def headline(self) -> str:
         """The line said when the rule fires (the verdict follows once the trials stopped)."""
         what = "the study" if self.shard is None else f"shard {self.shard}"
@@ -151,8 +157,9 @@ class FailFast:
         return "\n".join(lines)
 
 
-def hint(plan: dict[str, Any]) -> str:
-    """What to do next, for the plan's resume settings."""
+def hint(plan: dict[str, Any], text: str | None = None) -> str:
+    """What to do next, for the plan's resume settings; `text`: the deciding trials' error,
+    which names the step to fix."""
     resume = plan["resume"]
     if not resume["enabled"]:
         again = "run again with --fresh (resume is disabled in the study)"
@@ -161,5 +168,29 @@ def hint(plan: dict[str, Any]) -> str:
     else:
         again = ("run again with --fresh (resuming would keep these trials failed: "
                  "`resume.retry_errored = false`)")
-    return (f"  help: every trial failed the same way; fix the trainer and {again} "
+    step = to_fix(plan, summary_mod.error_where(text or ""))
+    return (f"  help: every trial failed the same way; fix {step} and {again} "
             "(`failure { fail_fast = 0 }` runs every trial regardless)")
+
+
+_ROLES = ("getter", "splitter", "trainer")
+
+
+def to_fix(plan: dict[str, Any] | None, where: str | None) -> str:
+    """`the splitter `data:Split``: the step whose module holds the study's innermost frame
+    (`where`, as error_where gives it: a Dataset's `__getitem__` in the getter's module, say),
+    when one step's module alone does; else `the trainer`, where most such errors are."""
+    steps = {role: step["target"] for role in _ROLES
+             if isinstance(step := ((plan or {}).get("pipeline") or {}).get(role), dict) and step.get("target")}
+    held = [role for role, target in steps.items() if where and _holds(target, where)]
+    if len(held) == 1 and held[0] != "trainer":
+        return f"the {held[0]} `{steps[held[0]]}`"
+    return "the trainer"  # or steps sharing the module: the file cannot tell
+
+
+def _holds(target: str, where: str) -> bool:
+    """Whether `where` (`file:line`) is in the module of `target` (`module:Name`, `module.Name`)."""
+    module = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
+    stem = os.path.splitext(os.path.normpath(where.rpartition(":")[0]))[0]
+    name = module.replace(".", os.sep)
+    return any(stem == f or stem.endswith(os.sep + f) for f in (name, os.path.join(name, "__init__")))

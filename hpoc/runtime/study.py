@@ -360,7 +360,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
     say(out, summary_mod.describe_best(result, budget if budget_reached else None, total))
     say(out, f"summary: {path}")
     if STATE.failed:
-        say(stream, f"[hpoc] stopped: {STATE.failed}\n{failfast.hint(plan)}")
+        say(stream, f"[hpoc] stopped: {STATE.failed}\n{failfast.hint(plan, STATE.fail_fast.error)}")
         return EXIT_FAILED
     if interrupted and STATE.signal == signal.SIGUSR2:  # the walltime: the job requeues
         idle = walltime.after_stop(exp, clock.TIMES.reported_any)

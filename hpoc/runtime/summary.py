@@ -35,6 +35,7 @@ from hpoc.files import read_json_lines, trial_path
 from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
+from hpoc.words import counted
 
 SUMMARY = "summary.json"
 # Keys Ray adds to every result; the rest are the user's.
@@ -374,7 +375,7 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
     study's time budget, when it ended the run (the trials did not end by themselves);
     `planned`: the shard's number of trials, said when a stop left some never started."""
     best = summary.get("best")
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in summary["status_counts"].items()) or "none"
+    counts = ", ".join(counted(n, s.lower()) for s, n in summary["status_counts"].items()) or "none"
     of = f" of {planned}" if planned and planned > summary["num_trials"] else ""
     if summary.get("budget_taken"):
         return (f"study `{summary['study']}` shard {summary['shard']}: nothing to do: the other shards "

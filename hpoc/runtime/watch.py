@@ -135,13 +135,15 @@ def retry_failures(interrupted: bool) -> dict[str, str]:
 
 
 def _budget_line(budget: float, total: int, trials: list[Any], retrying: int = 0) -> str:
-    """Tune ends the whole experiment at the budget: running trials stop where they are,
-    and trials it never created or that never reported count as not reported."""
-    silent = max(total - len(trials), 0) + sum(not _reported(t) for t in trials)
+    """Tune ends the whole experiment at the budget: running trials stop where they are.
+    Said as summary.json's `ending` says it (trials created of those planned); a trial never
+    created never ran, so only those that started and never reported are counted as such."""
+    ended = summary_mod.ending({"budget_reached_s": budget, "num_trials": len(trials), "planned": total})
+    silent = sum(not _reported(t) for t in trials)
+    quiet = f"; {silent} of them never reported" if silent else ""
     cut = (f"; {retrying} trial(s) being retried after an error were stopped before the retry "
            "reported (`hpoc results` shows the error)") if retrying else ""
-    return (f"[hpoc] time budget of {budget:g} s reached: trials still running were stopped "
-            f"where they were; {silent} of {total} trial(s) never reported{cut}")
+    return f"[hpoc] {ended}: trials still running were stopped where they were{quiet}{cut}"
 
 
 def _reported(trial: Any) -> bool:

@@ -17,7 +17,7 @@ from hpoc.results.plots import Plot
 from hpoc.results.rank import Ranking, label_counts, status_label
 from hpoc.results.rank import failed as failed_trial
 from hpoc.results.table import extended_said, fmt, is_number, render_best, render_pareto, rows
-from hpoc.words import plural
+from hpoc.counts import plural
 
 # The table's rows in sight, then more folded under them; past those the trials are only
 # counted: a 200-shard study's 2,000 rows made a page of megabytes that nobody read.

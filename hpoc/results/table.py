@@ -12,7 +12,7 @@ from hpoc.dsl.format import format_setting
 from hpoc.errors import cells, shown
 from hpoc.results.model import Results, Trial
 from hpoc.results.rank import Ranking, failed, label_counts, outcomes, param_names, pareto_front, status_label
-from hpoc.words import counted
+from hpoc.counts import counted
 
 
 def fmt(value: Any) -> str:

@@ -35,7 +35,7 @@ from hpoc.files import read_json_lines, trial_path
 from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
-from hpoc.words import counted
+from hpoc.counts import counted
 
 SUMMARY = "summary.json"
 # Keys Ray adds to every result; the rest are the user's.

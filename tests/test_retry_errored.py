@@ -147,10 +147,11 @@ def test_a_trial_the_time_budget_cut_short_in_its_retry_runs_again(tmp_path):
 
     workdir = write_toy(tmp_path / "study")
     (workdir / "stale.py").write_text("BUG = True\n" + STALE, encoding="utf-8")
+    # A budget of 10 s ran out on a loaded machine before the trial's first attempt started.
     plan = make_plan(workdir, tmp_path / "results",
                      pipeline={"trainer": {"target": "stale:Stale", "args": {}}},
                      space={"params": [], "constants": {"epochs": 2, "batch_size": 32}},
-                     trials={"num_samples": 1, "max_concurrent": 1, "time_budget_s": 10},
+                     trials={"num_samples": 1, "max_concurrent": 1, "time_budget_s": 20},
                      failure={"max_retries": 1000, "fail_fast": 0})
     code, text = _run(plan)
     (trial,) = json.loads((Path(plan["storage"]["path"]) / "toy" / "summary.json").read_text())["trials"]

@@ -209,6 +209,32 @@ def test_a_finished_study_runs_only_the_trials_a_raised_num_samples_adds(tmp_pat
 
 
 @pytest.mark.ray
+def test_a_study_started_by_an_hpoc_from_before_a_key_resumes_after_the_upgrade(tmp_path, _ray_env):
+    """The upgraded hpoc compiles the unchanged spec with keys the run's plan lacked, at
+    what their absence meant: the same study, extended, not "a different plan"."""
+    workdir = write_toy(tmp_path / "study")
+    old = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2},
+                    space={"constants": {"epochs": 1, "batch_size": 32}})
+    assert "find_unused_parameters" not in old["resources"]  # as plans were before the key
+    code, said = _run(old)
+    assert code == EXIT_OK, said
+    first = _trials(old)
+
+    upgraded = copy.deepcopy(old)
+    upgraded["resources"].update(find_unused_parameters=None, reuse_workers=False)
+    upgraded["trials"]["time_limit_s"] = None
+    code, said = _run(_with(upgraded, num_samples=4))
+    assert code == EXIT_OK and "different plan" not in said, said
+    assert "extending the study" in said and "(num_samples 2 → 4)" in said, said
+    grown = _trials(old)
+    assert len(grown) == 4 and set(first) < set(grown), grown
+    for trial_id in first:  # kept, not run again
+        assert len((Path(grown[trial_id]["path"]) / "result.json").read_text().splitlines()) == 1
+    code, said = _run(_with(upgraded, num_samples=4))
+    assert code == EXIT_OK and "already ran to the end" in said, said
+
+
+@pytest.mark.ray
 @pytest.mark.slow
 def test_an_interrupted_extension_resumes_to_the_new_total(tmp_path):
     """Tune's saved Tuner keeps the first run's searcher (1 trial): resumed with it, the

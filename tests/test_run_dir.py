@@ -19,7 +19,7 @@ import pytest
 
 from hpoc.commands.run import load_plan
 from hpoc.plan import content_hash
-from hpoc.runtime import marker, runlock
+from hpoc.runtime import before, marker, runlock
 from hpoc.runtime.prior import prior_run
 from hpoc.runtime.study import RunOptions, StudyError, experiment_dir, plan_hash, run_study
 from hpoc.submit import SubmitError, check_previous
@@ -91,6 +91,89 @@ def test_a_marker_of_an_older_hpoc_still_matches_the_exact_plan(spec, tmp_path):
     marker.migrate_legacy(exp)  # what a new run does before it takes the lock's name
     assert not (exp / ".hpoc-run.json").exists()
     assert marker.read(exp)["plan_hash"] == plan_hash(plan) and _prior(plan, exp) == "done"
+
+
+def _older(plan, *paths):
+    """`plan` as an hpoc from before the keys at `paths` compiled the same spec."""
+    out = json.loads(json.dumps(plan))
+    for path in paths:
+        del out[path[0]][path[1]]
+    out["content_hash"] = content_hash(out)
+    return out
+
+
+def test_a_run_of_an_hpoc_from_before_a_key_resumes_when_the_key_holds_what_its_absence_meant(spec, tmp_path):
+    plan = load_plan(str(spec))
+    assert plan["resources"]["find_unused_parameters"] is None and plan["trials"]["time_limit_s"] is None
+    exp = experiment_dir(plan, 0)
+    _finished_run(_older(plan, ("resources", "find_unused_parameters"), ("trials", "time_limit_s")), exp)
+    assert _prior(plan, exp) == "done"  # not "holds a run of a different plan"
+    assert before.verdict(plan, 0)[0] == before.DONE  # a resubmitted job brings no Ray up
+    # and back: the run's plan has a key this hpoc's lacks, at what its absence means
+    _finished_run(plan, exp)
+    assert _prior(_older(plan, ("resources", "find_unused_parameters")), exp) == "done"
+
+
+def test_a_key_one_plan_lacks_at_another_value_is_said_as_an_upgrade_not_a_change(spec, tmp_path):
+    plan = load_plan(str(spec))
+    exp = tmp_path / "exp"
+    _finished_run(_older(plan, ("resources", "find_unused_parameters")), exp)
+    plan["resources"]["find_unused_parameters"] = True
+    plan["content_hash"] = content_hash(plan)
+    with pytest.raises(StudyError, match="different plan") as err:
+        _prior(plan, exp)
+    said = str(err.value)
+    assert "another hpoc version" in said and "`resources.find_unused_parameters`" in said, said
+    assert "undo that change" not in said and "with the hpoc version that started it" in said, said
+    plan["resources"]["find_unused_parameters"] = None
+    plan["space"]["constants"]["dropout"] = 0.1  # a key of the spec's own: an edit, not an upgrade
+    plan["content_hash"] = content_hash(plan)
+    with pytest.raises(StudyError, match="the plans differ in `space`") as err:
+        _prior(plan, exp)
+    assert "another hpoc version" not in str(err.value) and "undo that change" in str(err.value)
+
+
+def test_a_marker_without_the_plan_body_does_not_claim_the_spec_changed(spec, tmp_path):
+    plan = load_plan(str(spec))
+    exp = tmp_path / "exp"
+    _finished_run(plan, exp)
+    recorded = json.loads((exp / marker.PLAN_MARKER).read_text())
+    del recorded["body"]  # as hpoc wrote markers before they kept it
+    (exp / marker.PLAN_MARKER).write_text(json.dumps(recorded))
+    assert _prior(plan, exp) == "done"
+    plan["search"]["options"]["seed"] = 7
+    plan["content_hash"] = content_hash(plan)
+    with pytest.raises(StudyError) as err:
+        _prior(plan, exp)
+    said = str(err.value)
+    assert "the plans differ in `search` (a change to the spec, or an hpoc that compiles it differently)" in said
+    assert "undo that change" not in said and "hpoc version that started it" in said, said
+
+
+def test_every_key_added_over_time_says_in_the_schema_what_its_absence_means():
+    from hpoc.plan.validate import absent_means, schema
+
+    documented: list[tuple[str, ...]] = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if "Absent in plans from before" in str(node.get("description", "")):
+                documented.append(path)
+            for key, sub in (node.get("properties") or {}).items():
+                walk(sub, path + (key,))
+            for sub in node.get("anyOf") or []:
+                walk(sub, path)
+
+    walk(schema(), ())
+    assert ("resources", "find_unused_parameters") in documented
+    means = absent_means()
+    assert sorted(documented) == sorted(means), (documented, means)
+    for path, value in means.items():  # the words and the value agree
+        node = schema()
+        for key in path:
+            node = next(n for n in [node, *node.get("anyOf", [])] if key in n.get("properties", {}))["properties"][key]
+        assert node["description"].endswith(f"Absent in plans from before this key: "
+                                            f"{json.dumps(value).strip(chr(34))}."), path
 
 
 def test_a_run_stopped_before_tune_saved_any_trial_starts_again(spec, tmp_path):

@@ -729,6 +729,25 @@ def test_another_specs_run_in_the_same_storage_is_not_shown_as_this_studys(tmp_p
     assert "warning:" not in out and "next: results:" in out
 
 
+def test_a_run_of_an_hpoc_from_before_a_key_is_this_studys_in_status_as_in_run(tmp_path, capsys):
+    from hpoc.plan import plan_hash
+    from hpoc.results.source import spec_plan
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    ran = spec_plan(tmp_path / "study.hpo")
+    del ran["resources"]["find_unused_parameters"], ran["content_hash"]  # an hpoc before the key
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0 and "warning:" not in out and "next: results:" in out, out
+    ran["resources"]["pin_memory"] = True  # a key of another hpoc's plans, not of this one's
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert "another hpoc version: it has `resources.pin_memory`, which this hpoc's plans lack" in out, out
+    assert out.endswith("next: this hpoc cannot resume that run: resume it with the hpoc version that "
+                        "started it, or move that run aside with `--fresh`\n"), out
+
+
 def test_a_study_whose_job_was_cancelled_before_it_started_says_how_to_start_it(tmp_path, capsys, monkeypatch):
     """scancel during bring-up: `not started`, the job CANCELLED, and no `next:` line."""
     from submit_support import fake_squeue

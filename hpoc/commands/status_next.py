@@ -98,6 +98,11 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         if (fix := joblogs.advice(why)) is not None:
             steps.append(fix)
     if status.get("other_plan"):  # the states and results are that run's: nothing to resume
+        from hpoc.runtime.marker import UPGRADE
+
+        if UPGRADE in status["other_plan"]:  # the spec is the same: the hpoc is not
+            return steps + ["this hpoc cannot resume that run: resume it with the hpoc version that "
+                            "started it, or move that run aside with `--fresh`"]
         return steps + ["this plan cannot run there: give the spec a `storage.name` of its own, "
                         "or move that run aside with `--fresh`"]
     steps += _pending_steps(shards, build, status["study"])

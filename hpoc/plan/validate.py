@@ -31,6 +31,39 @@ def schema() -> dict[str, Any]:
     return json.loads(_schema_bytes() or b"null")
 
 
+@functools.lru_cache(maxsize=1)
+def absent_means() -> dict[tuple[str, ...], Any]:
+    """{path: value} for the plan's keys added over time: what a plan from before a key
+    means by its absence (the schema's `default` on it), so that a run an older hpoc
+    recorded is the same run as this hpoc's plan of the same spec (runtime/marker.py)."""
+    return {path: node["default"] for path, node in _objects() if path and "default" in node}
+
+
+@functools.lru_cache(maxsize=1)
+def closed_objects() -> frozenset[tuple[str, ...]]:
+    """The paths of the plan's objects whose keys are hpoc's alone (no user-named keys such
+    as `space.constants`): a key there that one plan lacks comes from another hpoc version."""
+    return frozenset(path for path, node in _objects() if node.get("additionalProperties") is False)
+
+
+def _objects() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """(path, schema node) for the plan's root and every key the schema names."""
+    found: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        found.append((path, node))
+        for key, sub in (node.get("properties") or {}).items():
+            walk(sub, path + (key,))
+        for keyword in ("anyOf", "oneOf", "allOf"):
+            for sub in node.get(keyword) or []:
+                walk(sub, path)
+
+    walk(schema(), ())
+    return found
+
+
 def validate(plan: dict[str, Any], path: object = "plan") -> None:
     from hpoc.cache import known, note
     from hpoc.plan import PlanError

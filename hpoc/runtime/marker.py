@@ -3,12 +3,18 @@
 `<experiment dir>/.hpoc-plan.json`, written when a run starts:
 
     {"plan_hash": "sha256:…", "run_hash": "sha256:…", "parts": {"space": "…", …}, "shard": 0,
-     "space": {…the plan's space…}}
+     "space": {…the plan's space…}, "body": {…the plan the hashes are of…}}
 
 `plan_hash` is the plan's content hash. Resume compares `run_hash` instead: the hash of the
 plan without what does not change what the trials run (`COSMETIC`), so that a comment, a
 `hpoc fmt -w` or a longer walltime does not block a resume. `parts` hashes each top-level
 part of that plan, to say which parts a refused plan changed.
+
+`body` is what the run was made from: after an hpoc upgrade the same spec compiles to a plan
+with keys the run's plan lacked. A key whose value is what its absence means (the schema's
+`default`: "Absent in plans from before this key") is the same run (`aligned`); other keys
+one side lacks are said as such, not as a change to the spec. Markers from before `body`
+compare by hash only.
 
 A raised `trials.num_samples` or `trials.time_budget` is the same study with more trials
 or time (an extension): `grow_hash` hashes the plan without what may grow (`GROWABLE`),
@@ -66,10 +72,78 @@ def runnable(plan: dict[str, Any], paths: tuple[tuple[str, ...], ...] = COSMETIC
 
 def fingerprint(plan: dict[str, Any], full_hash: str) -> dict[str, Any]:
     body = runnable(plan)
-    return {"plan_hash": full_hash, "run_hash": _hash(body),
-            "parts": {key: _hash(value) for key, value in sorted(body.items())},
-            "grow_hash": _hash(runnable(body, GROWABLE)),
-            **{path[-1]: plan["trials"].get(path[-1]) for path in GROWABLE}}
+    return dict(_hashes(body), plan_hash=full_hash, body=body,
+                **{path[-1]: plan["trials"].get(path[-1]) for path in GROWABLE})
+
+
+def _hashes(body: dict[str, Any]) -> dict[str, Any]:
+    return {"run_hash": _hash(body), "parts": {key: _hash(value) for key, value in sorted(body.items())},
+            "grow_hash": _hash(runnable(body, GROWABLE))}
+
+
+_MISSING: Any = object()
+
+
+def _at(body: dict[str, Any], path: tuple[str, ...]) -> tuple[dict[str, Any] | None, Any]:
+    """(the dict that holds `path`'s last key, its value or _MISSING)."""
+    node: Any = body
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    return (node, node.get(path[-1], _MISSING)) if isinstance(node, dict) else (None, _MISSING)
+
+
+def aligned(recorded: dict[str, Any], fp: dict[str, Any]) -> dict[str, Any]:
+    """`recorded` as this hpoc would have recorded the same run: a key one plan lacks and
+    the other holds at what its absence means (an hpoc upgrade or downgrade that added a
+    key) is taken as held by both; hashes recomputed. `recorded` itself without a body."""
+    old, new = recorded.get("body"), fp.get("body")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return recorded
+    from hpoc.plan.validate import absent_means
+
+    body = json.loads(json.dumps(old))
+    for path, value in absent_means().items():
+        (here, mine), (_, theirs) = _at(body, path), _at(new, path)
+        if here is None or (mine is _MISSING) == (theirs is _MISSING):
+            continue
+        if mine is _MISSING and theirs == value:
+            here[path[-1]] = value
+        elif theirs is _MISSING and mine == value:
+            del here[path[-1]]
+    return recorded if body == old else dict(recorded, **_hashes(body), body=body)
+
+
+def _keys(body: Any, path: str = "") -> set[str]:
+    """Every key path in `body`'s nested dicts, dotted."""
+    if not isinstance(body, dict):
+        return set()
+    return {f"{path}{k}" for k in body} | {p for k, v in body.items() for p in _keys(v, f"{path}{k}.")}
+
+
+def _without(body: Any, paths: set[str], path: str = "") -> Any:
+    if not isinstance(body, dict):
+        return body
+    return {k: _without(v, paths, f"{path}{k}.") for k, v in body.items() if f"{path}{k}" not in paths}
+
+
+def unknown_keys(recorded: dict[str, Any], fp: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """(keys this plan has and the run's lacks, keys the run's has and this plan lacks) when
+    the plans differ in such keys only, beyond what may grow (a run of another hpoc, whose
+    plans held other keys); None otherwise, or where the marker keeps no body."""
+    old, new = aligned(recorded, fp).get("body"), fp.get("body")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return None
+    from hpoc.plan.validate import closed_objects
+
+    mine, theirs = _keys(old), _keys(new)
+    one_side = mine ^ theirs
+    outer = sorted(k for k in one_side if k.rpartition(".")[0] not in one_side)
+    # a key of its own a spec may name (a constant, a trainer argument) is an edit of the spec
+    if not outer or any(tuple(k.split(".")[:-1]) not in closed_objects() for k in outer):
+        return None
+    if runnable(_without(old, one_side), GROWABLE) != runnable(_without(new, one_side), GROWABLE):
+        return None
+    return [k for k in outer if k in theirs], [k for k in outer if k in mine]
 
 
 def _more(old: Any, new: Any) -> int | None:
@@ -86,7 +160,10 @@ def _more(old: Any, new: Any) -> int | None:
 
 def _budgets(recorded: dict[str, Any], fp: dict[str, Any]) -> dict[str, tuple[Any, Any, int | None]] | None:
     """{field: (recorded, this plan's, _more)} when the plans differ in what may grow only."""
-    if "grow_hash" not in recorded or recorded["grow_hash"] != fp.get("grow_hash"):
+    if "grow_hash" not in recorded:
+        return None
+    recorded = aligned(recorded, fp)
+    if recorded["grow_hash"] != fp.get("grow_hash"):
         return None
     return {path[-1]: (recorded.get(path[-1]), fp.get(path[-1]),
                        _more(recorded.get(path[-1]), fp.get(path[-1]))) for path in GROWABLE}
@@ -196,17 +273,46 @@ def differences(recorded: dict[str, Any], fp: dict[str, Any]) -> list[str] | Non
         return None
     if "run_hash" not in recorded:  # a legacy marker: only the exact plan matches
         return []
+    recorded = aligned(recorded, fp)
     if recorded["run_hash"] == fp["run_hash"] or growth(recorded, fp) is not None:
         return None
     old, new = recorded.get("parts") or {}, fp["parts"]
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
+UPGRADE = "the run was made by another hpoc version"  # what `hpoc status` tells apart
+
+
+def _named(keys: list[str]) -> str:
+    return ", ".join(f"`{k}`" for k in keys)
+
+
 def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
     if (less := lowered(recorded, fp)) is not None:
         return f"{exp} {less}"
-    what = (f"the plans differ in {', '.join(f'`{p}`' for p in parts)}" if parts else
-            "it was recorded by an older hpoc, which kept only the plan's full hash, so "
-            "even a comment in the spec counts")
+    if (keys := unknown_keys(recorded, fp)) is not None:
+        added, dropped = keys
+        what = f"{UPGRADE}: " + "; ".join(
+            ([f"its plan lacks {_named(added)}, which this one sets"] if added else []) +
+            ([f"it has {_named(dropped)}, which this hpoc's plans lack"] if dropped else []))
+    elif parts and "body" in recorded:
+        what = f"the plans differ in {_named(parts)}"
+    elif parts:  # a marker without the body: a spec edit and an hpoc upgrade look the same
+        what = (f"the plans differ in {_named(parts)} (a change to the spec, or an hpoc that "
+                "compiles it differently)")
+    else:
+        what = ("it was recorded by an older hpoc, which kept only the plan's full hash, so "
+                "even a comment in the spec counts")
     return (f"{exp} holds a run of a different plan ({recorded.get('plan_hash')}, this plan is "
             f"{fp['plan_hash']}): {what}")
+
+
+def remedy(recorded: dict[str, Any], fp: dict[str, Any]) -> str:
+    """The help for a refused resume: what makes it resume, or start over."""
+    if unknown_keys(recorded, fp) is not None:
+        return ("resume it with the hpoc version that started it, or pass --fresh to move the "
+                "old run aside (or change `storage.name`)")
+    if "body" in recorded or "run_hash" not in recorded:
+        return "undo that change to resume, change `storage.name`, or pass --fresh to move the old run aside"
+    return ("undo a change to the spec to resume (after an hpoc upgrade: resume with the hpoc "
+            "version that started it), change `storage.name`, or pass --fresh to move the old run aside")

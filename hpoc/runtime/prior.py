@@ -41,9 +41,8 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         return "aside"
     parts = marker.differences(recorded, fp) if recorded is not None else None
     if parts is not None:
-        raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: undo that "
-                         "change to resume, change `storage.name`, or pass --fresh to move the "
-                         "old run aside")
+        raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: "
+                         + marker.remedy(recorded, fp))
     if summary is ...:
         summary = summary_mod.read(exp)
     if summary_mod.finished(summary, recorded, fp["plan_hash"], fp):

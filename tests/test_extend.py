@@ -421,3 +421,16 @@ def test_a_population_study_started_over_a_first_run_that_saved_nothing_resumes(
     assert code == EXIT_OK, said
     assert "resuming the interrupted run" in said, said
     assert [t["status"] for t in _trials(plan).values()] == ["TERMINATED"] * 3
+
+
+def test_an_extension_of_a_grid_is_also_said_in_trials():
+    """`num_samples 1 → 2` of a 3-point grid runs 3 more trials, not 1: a reader counts trials."""
+    from hpoc.runtime.marker import grown_words
+
+    grid = {"search": {"algorithm": "grid"}, "trials": {"num_samples": 2},
+            "space": {"params": [{"name": "lr", "domain": "grid", "args": {"values": [0.1, 0.01, 0.001]}}],
+                      "constants": {}}}
+    grown = {"num_samples": (1, 2), "time_budget_s": (60, 120)}
+    assert grown_words(grown, grid) == "num_samples 1 → 2 × a 3-point grid = 3 → 6 trials, time_budget 60 s → 120 s"
+    optuna = dict(grid, search={"algorithm": "optuna"})
+    assert grown_words(grown, optuna) == grown_words(grown) == "num_samples 1 → 2, time_budget 60 s → 120 s"

@@ -1117,7 +1117,7 @@ def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_
     assert doc["state"] == "extended" and doc["shards"][0]["state"] == "extended"
     assert doc["totals"]["done"] == 3 and doc["totals"]["pending"] == 3
     spec = tmp_path / "study.hpo"
-    assert doc["next"] == [f"the spec extends the study (num_samples 1 → 2): run the study again as "
+    assert doc["next"] == [f"the spec extends the study (num_samples 1 → 2 × a 3-point grid = 3 → 6 trials): run the study again as "
                            f"you started it (`hpoc run {spec} --local`, `hpoc submit`): it runs the "
                            "added trials (those that ran are kept)"], doc["next"]
     code, out, err = status(capsys, tmp_path / "study.hpo")
@@ -1138,7 +1138,7 @@ def test_status_reads_a_shards_marker_once(tmp_path, capsys, monkeypatch):
     reads, real = [], marker.read
     monkeypatch.setattr(marker, "read", lambda path: reads.append(path) or real(path))
     doc = json.loads(status(capsys, tmp_path / "study.hpo", "--json")[1])
-    assert doc["shards"][0]["state"] == "extended" and doc["shards"][0]["grown"] == "num_samples 1 → 2"
+    assert doc["shards"][0]["state"] == "extended" and doc["shards"][0]["grown"] == "num_samples 1 → 2 × a 3-point grid = 3 → 6 trials"
     assert reads == [exp], reads
 
 
@@ -1223,7 +1223,7 @@ def test_results_of_an_extended_study_say_it_has_trials_still_to_run(tmp_path, c
     assert "extended" not in main_err(capsys, "results", tmp_path / "study.hpo")
     (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
     said = [line for line in main_err(capsys, "results", tmp_path / "study.hpo").splitlines() if "extended" in line]
-    assert said == [f"hpoc results: the study is extended (num_samples 1 → 2): its added trials have not run "
+    assert said == [f"hpoc results: the study is extended (num_samples 1 → 2 × a 3-point grid = 3 → 6 trials): its added trials have not run "
                     f"yet (`hpoc status {tmp_path / 'study.hpo'}` says how to run them)"], said
 
 

@@ -246,7 +246,7 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
             state = "running" if job["state"] == "RUNNING" else job["state"].lower()
         else:
             state = "extended"
-        s["state"], s["grown"] = state, marker.grown_words(grown)
+        s["state"], s["grown"] = state, marker.grown_words(grown, plan)
         if share is not None:
             s["pending"] += max(0, share - s["trials"])
 

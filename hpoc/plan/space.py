@@ -149,11 +149,16 @@ def grid_bound(space: dict[str, Any], *, enumerate_choices: bool = False) -> int
 def total_trials(plan: dict[str, Any]) -> int:
     """Trials of the whole study: for random and grid search, `num_samples` repetitions of
     the grid (Ray's semantics); other searchers run `num_samples` trials."""
+    return plan["trials"]["num_samples"] * trials_per_sample(plan)
+
+
+def trials_per_sample(plan: dict[str, Any]) -> int:
+    """The trials one `num_samples` stands for: the grid's points under random and grid
+    search, else 1."""
     algorithm = plan["search"]["algorithm"]
-    n = plan["trials"]["num_samples"]
     if algorithm in ("random", "grid"):
-        n *= count_grid(plan["space"], enumerate_choices=algorithm == "grid")
-    return n
+        return count_grid(plan["space"], enumerate_choices=algorithm == "grid")
+    return 1
 
 
 def domain_size(param: dict[str, Any]) -> int | None:

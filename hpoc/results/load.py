@@ -199,7 +199,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
                       plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
                       plan_hash=plan_hash, other_plan=other_plan,
-                      extended=next((marker.grown_words(g) for g in grown if g), None), ended=ended,
+                      extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
                       budget_s=max(budgets) if budgets and all(budgets) else None)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None

@@ -36,7 +36,7 @@ def refuse_population(plan: dict[str, Any], exp: Path, grown: dict[str, Any]) ->
     name = (plan.get("scheduler") or {}).get("name")
     if name in POPULATION_SCHEDULERS:
         raise StudyError(
-            f"{exp}: this plan extends the study ({grown_words(grown)}), but a `scheduler {name}` "
+            f"{exp}: this plan extends the study ({grown_words(grown, plan)}), but a `scheduler {name}` "
             "study cannot be extended (its population is fixed when it starts)\n  help: put the "
             "old budget back to resume it, or run the larger study with a new `storage.name` "
             "(or --fresh)")

@@ -190,12 +190,23 @@ def lowered(recorded: dict[str, Any], fp: dict[str, Any]) -> str | None:
     return None
 
 
-def grown_words(grown: dict[str, tuple[Any, Any]]) -> str:
-    """`num_samples 8 → 20, time_budget 3600 s → 7200 s` for a growth."""
+def grown_words(grown: dict[str, tuple[Any, Any]], plan: dict[str, Any] | None = None) -> str:
+    """`num_samples 8 → 20, time_budget 3600 s → 7200 s` for a growth; with the plan of a
+    grid, the trials too: `num_samples 1 → 2 × a 3-point grid = 3 → 6 trials` (a reader counts
+    trials, and `num_samples` repeats the grid)."""
     def one(field: str, v: Any) -> str:
         return "∞" if v is None else f"{v:g} s" if field == "time_budget_s" else str(v)
 
-    return ", ".join(f"{k.removesuffix('_s')} {one(k, a)} → {one(k, b)}" for k, (a, b) in grown.items())
+    def trials(field: str) -> str:
+        if field != "num_samples" or plan is None:
+            return ""
+        from hpoc.plan.space import trials_per_sample
+
+        per = trials_per_sample(plan)
+        a, b = grown[field]
+        return f" × a {per}-point grid = {a * per} → {b * per} trials" if per > 1 else ""
+
+    return ", ".join(f"{k.removesuffix('_s')} {one(k, a)} → {one(k, b)}{trials(k)}" for k, (a, b) in grown.items())
 
 
 def extended(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> bool:

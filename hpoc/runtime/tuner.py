@@ -124,7 +124,7 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
             budget = "" if left is None else \
                 f"; time budget: {left:.0f} s left of {plan['trials']['time_budget_s']:g} s (it spans runs)"
             what = (f"resuming the interrupted run in {exp}" if grown is None else
-                    f"extending the study in {exp} ({marker.grown_words(grown)})")
+                    f"extending the study in {exp} ({marker.grown_words(grown, plan)})")
             say(stream, f"[hpoc] {what} ({taken_over(exp)}{budget})")
         retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
                                                  STATE.errored, lambda line: say(stream, line))

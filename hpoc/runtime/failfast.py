@@ -189,8 +189,8 @@ def to_fix(plan: dict[str, Any] | None, where: str | None) -> str:
 
 
 def _holds(target: str, where: str) -> bool:
-    """Whether `where` (`file:line`) is in the module of `target` (`module:Name`, `module.Name`)."""
-    module = target.partition(":")[0] if ":" in target else target.rpartition(".")[0]
+    """Whether `where` (`file:line`) is in the module of `target` (a plan's `module:Name`)."""
+    module = target.partition(":")[0]
     stem = os.path.splitext(os.path.normpath(where.rpartition(":")[0]))[0]
     name = module.replace(".", os.sep)
     return any(stem == f or stem.endswith(os.sep + f) for f in (name, os.path.join(name, "__init__")))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,7 @@ def grown_words(grown: dict[str, tuple[Any, Any]], plan: dict[str, Any] | None =
 
 def extended(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> bool:
     """Whether the run in the directory was ever extended, or this plan extends it."""
-    return bool(recorded and recorded.get("extended")) or growth(recorded, fp) is not None
+    return Seen(recorded, fp).extended
 
 
 def read(exp: Path) -> dict[str, Any] | None:
@@ -237,13 +238,13 @@ class Seen:
     recorded: dict[str, Any] | None
     fp: dict[str, Any]
 
-    @property
+    @cached_property  # asked for by the driver's start and its Tuner's build alike
     def grown(self) -> dict[str, tuple[Any, Any]] | None:
         return growth(self.recorded, self.fp)
 
     @property
     def extended(self) -> bool:
-        return extended(self.recorded, self.fp)
+        return bool(self.recorded and self.recorded.get("extended")) or self.grown is not None
 
     def started_over(self) -> Seen:
         """A run that starts a new Tuner (--fresh, or nothing saved to restore) holds this

@@ -2030,12 +2030,16 @@ def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(t
     assert not [d for d in diagnostics(spec % "Compat", str(tmp_path)) if d.severity == "error"]
 
 
+def _trainer_module(tmp_path, model: str, more: str = "") -> None:
+    """t.py: a trainer `T` whose `create_model` returns `model`, then `more` of its body."""
+    (tmp_path / "t.py").write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+                                   f"        return {model}\n" + more)
+
+
 def test_a_conditional_parameter_read_by_subscript_is_warned(tmp_path) -> None:
     """`config["dropout"]` with `dropout = uniform(...) if reg == "dropout"`: every trial
     without it failed with KeyError: 'dropout' (retried first), after `hpoc check` said valid."""
-    (tmp_path / "t.py").write_text(
-        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
-        "        return make(config['width'], config['dropout'])\n")
+    _trainer_module(tmp_path, "make(config['width'], config['dropout'])")
     spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  width = choice(8, 16)\n'
             '  reg = choice("none", "dropout")\n  dropout = uniform(0.1, 0.5) if reg == "dropout"\n}\n')
     (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"]
@@ -2045,9 +2049,7 @@ def test_a_conditional_parameter_read_by_subscript_is_warned(tmp_path) -> None:
     assert d.help == '`config.get("dropout", default)`, or test `"dropout" in config` first'
     # read with a guard (or by .get) somewhere in the module: it knows
     for guarded in ("config['dropout'] if 'dropout' in config else 0.0", "config.get('dropout', 0.0)"):
-        (tmp_path / "t.py").write_text(
-            "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
-            f"        return make(config['width'], {guarded})\n")
+        _trainer_module(tmp_path, f"make(config['width'], {guarded})")
         assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"], guarded
 
 
@@ -2186,9 +2188,7 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
 def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_path) -> None:
     """`optimizer.lrr = loguniform(...)`: hpoc's default optimizer reads `lr`, so every
     trial trained at 1e-3 while the results ranked trials by an `lrr` nothing read."""
-    (tmp_path / "t.py").write_text(
-        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
-        "        return make(config['width'])\n")
+    _trainer_module(tmp_path, "make(config['width'])")
     spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  width = choice(8, 16)\n'
             '  optimizer.name = choice(sgd, adam)\n  optimizer.lrr = loguniform(1e-4, 1e-1)\n'
             '  optimizer.weight_decay = 0.01\n}\n')
@@ -2202,9 +2202,7 @@ def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_pat
     for own in ("    def create_optimizer(self, model, config):\n        return opt(config)\n",
                 "    def create_lr_scheduler(self, optimizer, config):\n"
                 "        return warm(optimizer, config['optimizer']['lrr'])\n"):
-        (tmp_path / "t.py").write_text(
-            "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
-            "        return make(config['width'])\n" + own)
+        _trainer_module(tmp_path, "make(config['width'])", own)
         assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"], own
 
 
@@ -2224,9 +2222,7 @@ def test_a_time_budget_of_a_few_bare_seconds_is_a_warning() -> None:
 def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
     """`trainer:T(batch_sise = 16)`: hpoc.Trainer keeps any argument in `self.args`, so the
     typo trained at the default batch size of 64 without a word."""
-    (tmp_path / "t.py").write_text(
-        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
-        "        return make(config['width'], self.args.get('depth', 2))\n")
+    _trainer_module(tmp_path, "make(config['width'], self.args.get('depth', 2))")
     spec = ('study "t"\npipeline { trainer = t:T(batch_sise = 16, depth = 3, task = "classification") }\n'
             'space { width = choice(8, 16) }\n')
     (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
@@ -2236,9 +2232,7 @@ def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
     assert d.help == ("did you mean `batch_size`? (hpoc.Trainer reads `epochs`, `batch_size`, `task` and "
                       "`grad_accumulation_steps`)")
     # passed on whole, any argument may be read
-    (tmp_path / "t.py").write_text(
-        "import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
-        "        return make(config['width'], **self.args)\n")
+    _trainer_module(tmp_path, "make(config['width'], **self.args)")
     assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
     # an `__init__` of its own takes its arguments: `hpoc check` matches them to it
     (tmp_path / "t.py").write_text(

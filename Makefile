@@ -25,8 +25,15 @@ demo: venv
 	$(VENV)/bin/hpoc compile examples/fashion_mnist/study.hpo -o build/fashion
 	$(VENV)/bin/hpoc run examples/digits/study.hpo --local
 
+# Two passes: the tests that start no Ray and no SLURM job spread over TEST_WORKERS
+# processes (a file's tests stay together: they share module fixtures); the Ray and SLURM
+# tests race timers against real clusters, so they run one at a time, on a quiet machine.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q --durations=30 tests
+	@status=0; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not ray and not slurm" --durations=15 tests || status=$$?; \
+	$(PY) -m pytest -q -m "ray or slurm" --durations=30 tests || status=$$?; \
+	exit $$status
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slurm and not slow" tests

@@ -54,7 +54,9 @@ class Trial:
     def epochs(self) -> int:
         if not self.history:
             return 0
-        return int(self.history[-1].get("training_iteration") or len(self.history))
+        # A line another writer made (a hand-edited or foreign result.json) may not say.
+        it = number(self.history[-1].get("training_iteration"))
+        return int(it) if it and it > 0 else len(self.history)
 
     @property
     def last(self) -> dict[str, Any]:

@@ -1212,3 +1212,36 @@ def test_a_trials_own_directory_points_at_its_study(tmp_path, capsys):
     code, _, err = cli(capsys, trial)
     assert code == 2
     assert f"{trial} is one trial's directory; its study is the one above: {exp}" in err
+
+
+def test_a_killed_runs_directory_is_ranked_by_the_objective_its_marker_records(tmp_path, capsys):
+    """A driver killed before its summary.json (scancel, kill -9) leaves the plan marker: read
+    as an experiment directory, the study is still ranked by its objective, not trial order."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                          "space { lr = loguniform(1e-3, 1e-1), epochs = 2 }\n"
+                          "objective maximize val_accuracy\n", "d.hpo", str(tmp_path))
+    exp = tmp_path / "results" / "d"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_accuracy": 0.5}] * 2)
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.02}, [{"val_accuracy": 0.9}] * 2)
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    results = load(exp)
+    assert [(m.name, m.mode) for m in results.metrics] == [("val_accuracy", "max")]
+    code, out, err = cli(capsys, exp)
+    assert code == 0 and "names no objective" not in err
+    assert "best trial: aaaaa_00001" in out and out.startswith("study `d`")
+
+
+def test_a_report_whose_iteration_is_not_a_number_counts_by_its_position(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    path = trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    with open(path / "result.json", "a", encoding="utf-8") as fh:
+        fh.write('{"training_iteration": "x", "val_loss": 0.4, "trial_id": "aaaaa_00000"}\n')
+    write_summary(exp, "s", [])
+    for fmt in ((), ("--json",), ("--csv",)):
+        code, out, err = cli(capsys, exp, *fmt)
+        assert code == 0 and "Traceback" not in err, (fmt, err)
+    assert load(exp).trials[0].epochs == 2

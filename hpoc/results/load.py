@@ -192,8 +192,10 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                "hpoc/Ray Tune experiment directory")
         raise ResultsError(f"no trials found in {where}\n  ({why})")
     study = (plan["study"]["name"] if plan else None) or next(
-        (s["study"] for s in summaries if s.get("study")), root.name)
-    metrics = _metrics(plan, summaries)
+        (s["study"] for s in summaries if s.get("study")), None) or next(
+        (n for s in shards if isinstance(n := (((s.marker or {}).get("body") or {}).get("study")
+                                                or {}).get("name"), str)), root.name)
+    metrics = _metrics(plan, summaries, [s.marker for s in shards])
     plan_hash = (plan or {}).get("content_hash") or next(
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
@@ -226,10 +228,20 @@ def _other_plan(path: Path, recorded: dict[str, Any] | None, fp: dict[str, Any])
     return marker.describe(path, recorded, fp, parts) + "; the trials shown are that run's"
 
 
-def _metrics(plan: dict | None, summaries: list[dict[str, Any]]) -> list[Metric]:
+def _metrics(plan: dict | None, summaries: list[dict[str, Any]],
+             markers: list[dict[str, Any] | None]) -> list[Metric]:
+    """The objective: the plan's; without one, a summary's, else what a run recorded in its
+    plan marker (a driver killed before its summary: scancel, kill -9)."""
     source = plan["objective"]["metrics"] if plan else next(
-        (s.get("metrics") for s in summaries if s.get("metrics")), [])
-    return [Metric(m["name"], m.get("mode", "min")) for m in source or []]
+        (s.get("metrics") for s in summaries if s.get("metrics")), None) or next(
+        (m for m in map(_recorded_objective, markers) if m), [])
+    return [Metric(m["name"], m.get("mode", "min")) for m in source or []
+            if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+
+def _recorded_objective(recorded: dict[str, Any] | None) -> list[Any] | None:
+    metrics = (((recorded or {}).get("body") or {}).get("objective") or {}).get("metrics")
+    return metrics if isinstance(metrics, list) else None
 
 
 def _recorded_space(recorded: dict[str, Any] | None) -> dict[str, Any] | None:

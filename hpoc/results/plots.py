@@ -147,11 +147,18 @@ def _log_axis(axis: Any, set_scale: Any) -> None:
     decades at most: over three, a panel's width ran 0.0001, 0.0002, 0.0005 into each other."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    from matplotlib.ticker import MaxNLocator
+
     set_scale("log")
     lo, hi = axis.get_data_interval()
     decades = math.log10(hi / lo) if 0 < lo < hi else 0.0
     subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
-    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    if 0 < decades < 1:
+        # Under a decade, 1-2-5 leaves one tick at most, and matplotlib then falls back to a
+        # linear tick every 0.00025 (0.0015, 0.00175, ... ran into each other): a few instead.
+        axis.set_major_locator(MaxNLocator(nbins=4))
+    else:
+        axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -330,8 +337,17 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         handles.append(Line2D([], [], marker="*", markersize=15, color="gold", markeredgecolor="black",
                               linestyle="none", label="best"))
     _legend_below(fig, handles)
-    fig.suptitle(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})")
+    fig.suptitle(_fit(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})",
+                      fig.get_figwidth()))
     return fig
+
+
+def _fit(title: str, width_in: float) -> str:
+    """A figure title broken into lines that fit `width_in` (a character of the title's
+    12 pt is up to 9 px wide at 100 dpi): a one-panel figure cut it at both ends."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, max(20, int(width_in * 100 / 9)))) or title
 
 
 def _legend_below(fig: Any, handles: list | None = None) -> None:
@@ -357,8 +373,14 @@ def _legend_below(fig: Any, handles: list | None = None) -> None:
 ABSENT = -0.12  # where a parallel-coordinates line meets an axis of a parameter it lacks
 
 
+# Parallel coordinates' axes past the objective's: 35 hyperparameters put their axes 30 px
+# apart, names and values running together. The first ones of the spec are drawn.
+MAX_PARALLEL_AXES = 12
+
+
 def parallel_coordinates_figure(results: Results, ranking: Ranking):
-    plist = params(results)
+    every = params(results)
+    plist = every[:MAX_PARALLEL_AXES]
     scored = [(t, ranking.value(t)) for t in results.trials]
     scored = [(t, v) for t, v in scored if v is not None]
     if not plist or len(scored) < 2 or ranking.metric is None:
@@ -428,7 +450,9 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
         ax.spines[side].set_visible(False)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)
     bar.set_label(f"{ranking.metric} ({direction(ranking.mode)})")
-    ax.set_title(f"Hyperparameters of {len(scored)} trials, coloured by {ranking.metric}")
+    some = f" (the first {len(plist)} of {len(every)})" if len(plist) < len(every) else ""
+    ax.set_title(_fit(f"Hyperparameters{some} of {len(scored)} trials, coloured by {ranking.metric}",
+                      fig.get_figwidth() - 1.3))
     return fig
 
 

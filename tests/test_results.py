@@ -1245,3 +1245,23 @@ def test_a_report_whose_iteration_is_not_a_number_counts_by_its_position(tmp_pat
         code, out, err = cli(capsys, exp, *fmt)
         assert code == 0 and "Traceback" not in err, (fmt, err)
     assert load(exp).trials[0].epochs == 2
+
+
+def test_a_one_trial_directory_shows_only_the_searched_parameters_its_marker_records(tmp_path, capsys):
+    """Without a plan, hyperparameters are the config keys that vary: one trial varies none,
+    so its constants were columns too (`epochs` beside the epochs column)."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                          'space { lr = loguniform(1e-3, 1e-1), mode = "ok", epochs = 3 }\n',
+                          "d.hpo", str(tmp_path))
+    exp = tmp_path / "results" / "d.prev-20260101-000000"  # a run `--fresh` moved aside
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    write_summary(exp, "d", [])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    assert param_names(load(exp)) == ["lr"]
+    code, out, _ = cli(capsys, exp, "--no-best")
+    header = out.splitlines()[3].split()
+    assert code == 0 and header.count("epochs") == 1 and "mode" not in header, header

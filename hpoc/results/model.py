@@ -198,7 +198,19 @@ class Results:
         return list(self._names[1])
 
     def space(self) -> list[dict[str, Any]]:
-        return list(self.plan["space"]["params"]) if self.plan else []
+        """The searched parameters: the plan's, else those a run recorded in its marker."""
+        if self.plan:
+            return list(self.plan["space"]["params"])
+        for shard in self.shards:
+            params = ((shard.marker or {}).get("space") or {}).get("params")
+            if isinstance(params, list) and all(isinstance(p, dict) and "name" in p for p in params):
+                return list(params)
+        return []
+
+    @property
+    def knows_space(self) -> bool:
+        """Whether the searched parameters are known (from the plan or a marker), not guessed."""
+        return self.plan is not None or bool(self.space())
 
     def flat(self, config: dict[str, Any]) -> dict[str, Any]:
         """A config by dotted names; a parameter's value stays whole (a dict from a

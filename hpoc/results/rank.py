@@ -184,9 +184,10 @@ def status_label(trial: Trial) -> str:
 
 
 def param_names(results: Results) -> list[str]:
-    """Hyperparameter columns: the plan's searched parameters, else config keys that vary."""
+    """Hyperparameter columns: the searched parameters (the plan's, or a run's marker's),
+    else config keys that vary."""
     flats = [results.flat(t.config) for t in results.trials]
-    if results.plan is not None:
+    if results.knows_space:
         names = [p["name"] for p in results.space()]
         return [n for n in names if any(n in f for f in flats)]
     keys: dict[str, None] = {}

@@ -282,3 +282,19 @@ def test_parallel_coordinates_of_dozens_of_parameters_stay_legible():
                       if t.get_visible() and t.get_position()[1] == y), key=lambda b: b.x0)
         assert all(a.x1 < b.x0 for a, b in zip(row, row[1:])), y
     assert "of 35" in ax.get_title()  # says it shows only some of them
+
+
+def test_best_so_far_counts_the_trials_that_finished_without_a_value():
+    """Two trials that diverged (NaN) finished before the first with a value: it was drawn as
+    the first trial finished, as if the search had found it at once."""
+    values = [float("nan"), float("nan"), 0.5, 0.3]
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 0.01 * (i + 1)},
+                    [{"training_iteration": 1, "timestamp": 1000 + 10 * i, "val_loss": v}],
+                    started_at=995.0 + 10 * i, ended_at=1000.0 + 10 * i)
+              for i, v in enumerate(values)]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [])
+    fig = P.best_so_far_figure(results, rank(results))
+    _, ax_count = fig.axes
+    step = ax_count.get_lines()[0]
+    assert list(step.get_xdata()) == [3, 4] and list(step.get_ydata()) == [0.5, 0.3]
+    assert ax_count.get_xlim()[1] >= 4

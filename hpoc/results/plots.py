@@ -512,9 +512,11 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     events = sorted((ts, v) for t in results.trials if t.status != "ERROR"
                     for ts, v in zip(report_times(t), (number(r.get(metric)) for r in t.history))
                     if ts is not None and v is not None)
-    finished = sorted(((t.end_ts, ranking.value(t), t) for t in results.trials
-                       if t.end_ts is not None and ranking.value(t) is not None
-                       and t.status in ("TERMINATED", "ERROR")), key=lambda e: e[0])
+    # Every trial that ended counts, a diverged one (NaN) too: only those with a value are dots.
+    ended = sorted(((t.end_ts, ranking.value(t), t) for t in results.trials
+                    if t.end_ts is not None and t.status in ("TERMINATED", "ERROR")),
+                   key=lambda e: e[0])
+    finished = [e for e in ended if e[1] is not None]
     if not events and not finished:
         return None
     span = max(ts for ts, _ in events) - t0 if events else 1.0
@@ -537,7 +539,9 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_time.grid(True, alpha=0.3)
 
     counts, running, best = [], [], None
-    for i, (_, v, trial) in enumerate(finished, 1):
+    for i, (_, v, trial) in enumerate(ended, 1):
+        if v is None:
+            continue
         if trial.status != "ERROR" and (best is None or better(v, best)):
             best = v
         counts.append(i)
@@ -553,7 +557,7 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     from matplotlib.ticker import MaxNLocator
 
     ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax_count.set_xlim(0.5, max(1, len(finished)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
+    ax_count.set_xlim(0.5, max(1, len(ended)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
     handles = _status_handles(finished, "best so far")
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)

@@ -1265,3 +1265,12 @@ def test_a_one_trial_directory_shows_only_the_searched_parameters_its_marker_rec
     code, out, _ = cli(capsys, exp, "--no-best")
     header = out.splitlines()[3].split()
     assert code == 0 and header.count("epochs") == 1 and "mode" not in header, header
+
+
+def test_a_trials_own_directory_given_as_dot_names_its_study(tmp_path, capsys, monkeypatch):
+    """`hpoc results .` inside a trial's directory said its study was "the one above: ."."""
+    exp = tmp_path / "exp"
+    trial = trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    monkeypatch.chdir(trial)
+    code, _, err = cli(capsys, ".")
+    assert code == 2 and f"its study is the one above: {exp}" in err, err

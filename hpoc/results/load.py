@@ -45,7 +45,7 @@ def load(target: str | Path) -> Results:
         return load_plan(plan, plan_path)
     if target.is_dir() and ((target / "result.json").is_file() or (target / "params.json").is_file()):
         raise ResultsError(f"{target} is one trial's directory; its study is the one above: "
-                           f"{target.parent}")
+                           f"{target.absolute().parent}")  # `.` has no parent of its own
     with _vanishing(target):
         root = study_dir(target, warnings).absolute()  # --json/--csv are read from elsewhere
         return _load_shards(root, _shard_dirs(root), None, warnings)

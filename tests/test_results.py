@@ -1274,3 +1274,15 @@ def test_a_trials_own_directory_given_as_dot_names_its_study(tmp_path, capsys, m
     monkeypatch.chdir(trial)
     code, _, err = cli(capsys, ".")
     assert code == 2 and f"its study is the one above: {exp}" in err, err
+
+
+def test_a_status_filter_that_keeps_no_trial_says_which_statuses_there_are(tmp_path, capsys):
+    """`--status running` of a finished study printed a header over no rows, and nothing else."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.4}], error="RuntimeError: x")
+    write_summary(exp, "s", [])
+    code, out, err = cli(capsys, exp, "--status", "running", "--no-best")
+    assert code == 0
+    assert "no trial is running" in err and "completed: 1, error: 1" in err, err
+    assert "#  trial" not in out

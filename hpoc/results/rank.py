@@ -53,6 +53,12 @@ def rank(results: Results, sort: str | None = None, ascending: bool | None = Non
         if top < 1:
             raise ResultsError(f"--top must be at least 1 (got {top})")
         shown = shown[:top]
+    if statuses and not shown and results.trials:
+        from collections import Counter
+
+        there = Counter(status_label(t) for t in results.trials)
+        notes.append(f"no trial is {' or '.join(statuses)}; the study's trials are "
+                     + ", ".join(f"{label}: {n}" for label, n in sorted(there.items())))
     return Ranking(metric, mode, scope, shown, best, len(results.trials), notes)
 
 

@@ -184,3 +184,17 @@ def test_a_sharded_timeline_too_long_to_name_its_rows_names_its_shards():
     assert list(ticks) == ["shard 0", "shard 1", "shard 2"]
     assert ticks["shard 0"] < ticks["shard 1"] < ticks["shard 2"]  # each at its rows' middle
     assert ticks["shard 1"] == (30 + 59) / 2
+
+
+def test_a_pareto_front_with_trials_tied_on_both_plotted_objectives_is_drawn():
+    """Two trials of the front alike on every objective (the same accuracy of a small
+    validation set and the same model size) made the report fail comparing the trials."""
+    values = [(0.9861, 10.0), (0.9861, 10.0), (0.8, 20.0)]
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 0.01 * (i + 1)},
+                    [{"training_iteration": 1, "acc": a, "size": s}])
+              for i, (a, s) in enumerate(values)]
+    metrics = [Metric("acc", "max"), Metric("size", "max")]
+    results = Results("s", Path("/x"), metrics, trials, [])
+    fig = P.pareto_figure(results, rank(results))
+    (front,) = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("Pareto")]
+    assert len(front.get_xdata()) == 3

@@ -723,8 +723,8 @@ def pareto_figure(results: Results, ranking: Ranking):
     ax.scatter([t.value(m1.name, scope, m1.mode) for t in others],
                [t.value(m2.name, scope, m2.mode) for t in others], s=26, color="#9a9a9a",
                label="other trials")
-    pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
-                 for t in front)
+    pts = sorted(((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
+                  for t in front), key=lambda p: p[:2])  # ties: in front order, not by Trial
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="black", markersize=6,  # red means error
             label=f"Pareto front ({len(pts)} trial{'s' if len(pts) != 1 else ''})")
     if ranking.best is not None and ranking.best in front:

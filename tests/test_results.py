@@ -1286,3 +1286,23 @@ def test_a_status_filter_that_keeps_no_trial_says_which_statuses_there_are(tmp_p
     assert code == 0
     assert "no trial is running" in err and "completed: 1, error: 1" in err, err
     assert "#  trial" not in out
+
+
+def test_a_study_moved_to_another_directory_says_where_it_ran(tmp_path, capsys):
+    """A project copied from the cluster's scratch to elsewhere: its run's plan differs from
+    the spec's only in its paths, and the warning said no more than `source`, `storage`."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    text = ('study "d"\npipeline { trainer = t:T }\nspace { lr = loguniform(1e-3, 1e-1), epochs = 1 }\n'
+            'storage { path = "results", name = "d" }\n')
+    old, new = tmp_path / "scratch" / "proj", tmp_path / "home" / "proj"
+    ran = compile_source(text, "d.hpo", str(old))
+    exp = new / "results" / "d"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
+    write_summary(exp, "d", [])
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
+    (new / "d.hpo").write_text(text)
+    code, _, err = cli(capsys, new / "d.hpo")
+    assert code == 0 and f"it ran in {old}: moved or copied since?" in err, err

@@ -1306,3 +1306,13 @@ def test_a_study_moved_to_another_directory_says_where_it_ran(tmp_path, capsys):
     (new / "d.hpo").write_text(text)
     code, _, err = cli(capsys, new / "d.hpo")
     assert code == 0 and f"it ran in {old}: moved or copied since?" in err, err
+
+
+def test_a_build_directory_copied_elsewhere_says_where_it_was_compiled(tmp_path, capsys):
+    """A build directory copied off the cluster names storage under a directory this machine
+    lacks: "no results yet ... run the study first" alone sent its reader to run it again."""
+    plan = make_plan(tmp_path / "cluster" / "results", "s", workdir=tmp_path / "cluster")
+    build = tmp_path / "laptop" / "build"
+    write_plan(build, plan)
+    code, _, err = cli(capsys, build)
+    assert code == 2 and f"note: the plan was compiled in {tmp_path / 'cluster'}, which is not here" in err

@@ -1353,3 +1353,12 @@ def test_errors_that_differ_only_in_their_numbers_are_one_error(tmp_path, capsys
     out = status(capsys, tmp_path / "study.hpo")[1]
     assert ("shard 0: every trial failed (2 of 2): RuntimeError: mat1 and mat2 shapes cannot be "
             "multiplied (64x13 and 12x16)\n") in out, out
+
+
+def test_a_build_directory_copied_elsewhere_warns_that_its_storage_is_the_clusters(tmp_path, capsys):
+    """A build directory copied off the cluster: its study showed `not started`, nothing else."""
+    build = tmp_path / "laptop" / "build"
+    write_plan(build, make_plan(tmp_path / "cluster" / "results", "s", workdir=tmp_path / "cluster"))
+    code, out, _ = status(capsys, build)
+    assert code == 0
+    assert f"\nwarning: the plan was compiled in {tmp_path / 'cluster'}, which is not here" in out, out

@@ -253,6 +253,7 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
 
 def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     from hpoc.results import load_plan
+    from hpoc.results.load import compiled_elsewhere
     from hpoc.results.model import ResultsError
     from hpoc.runtime.shards import journal_trials, shared_budget, study_root
 
@@ -264,7 +265,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     try:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
     except ResultsError:
-        results = None  # not started yet
+        results = None  # not started yet, or its build directory was copied elsewhere
     by_shard = _by_shard(results.trials if results else [])
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, by_shard.get(k, []),
                      latest.get(k), shares[k], metric) for k in range(count)]
@@ -290,6 +291,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
         "journal": journal, "warnings": list(results.warnings) if results else [],
+        "compiled_elsewhere": None if results else compiled_elsewhere(plan),
         "other_plan": results.other_plan if results else None,
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": _last_by_hpoc(latest, shards),
@@ -598,6 +600,8 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append(f"warning: {status['other_plan']}")
     if status.get("edited_spec"):
         lines.append(f"warning: {status['edited_spec']}")
+    if status.get("compiled_elsewhere"):  # "not started" may be a copy's storage it cannot see
+        lines.append(f"warning: {status['compiled_elsewhere']}")
     if status.get("plan_note"):
         lines.append(f"warning: {status['plan_note']}")
     ended = [(s["shard"], s["ended"]) for s in status["shards"] if s.get("ended")]

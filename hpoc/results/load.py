@@ -60,11 +60,23 @@ def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
             f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`"
             + (f"; `hpoc status {shlex.quote(str(_status_target(origin)))}` shows its jobs, queued or failed"
                if origin else "") + ")"
+            + (f"\n  note: {note}" if (note := compiled_elsewhere(plan)) else "")
         )
     count = int(plan["shards"]["count"])
     shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
     with _vanishing(root):
         return _load_shards(root, shard_dirs, plan, [])
+
+
+def compiled_elsewhere(plan: dict[str, Any]) -> str | None:
+    """Why a plan's storage may be missing though the study ran: a build directory copied
+    off the cluster (or a project moved) names paths of where it was compiled."""
+    workdir = (plan.get("source") or {}).get("workdir")
+    if not isinstance(workdir, str) or Path(workdir).is_dir():
+        return None
+    return (f"the plan was compiled in {workdir}, which is not here: if it was moved or copied "
+            "from another machine, pass the study's experiment directory (`results/NAME`) or "
+            "its spec instead")
 
 
 def _status_target(origin: Path) -> Path:

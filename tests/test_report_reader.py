@@ -7,6 +7,8 @@ import html
 import re
 from pathlib import Path
 
+import pytest
+
 from hpoc.cli import main
 from hpoc.results import html as H
 from hpoc.results import palette, rank
@@ -198,3 +200,15 @@ def test_a_pareto_front_with_trials_tied_on_both_plotted_objectives_is_drawn():
     fig = P.pareto_figure(results, rank(results))
     (front,) = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("Pareto")]
     assert len(front.get_xdata()) == 3
+
+
+@pytest.mark.parametrize("given", ["existing", "new/"])
+def test_an_output_directory_gets_the_report_inside_it(tmp_path, capsys, given):
+    """`-o reports` (an existing directory) failed with "Is a directory"; `-o new/` wrote a
+    file named `new`."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    summary(exp, "s", [])
+    (tmp_path / "existing").mkdir()
+    assert main(["report", str(exp), "-o", f"{tmp_path}/{given}", "--no-png"]) == 0
+    assert (tmp_path / given.rstrip("/") / "report.html").is_file()

@@ -298,3 +298,31 @@ def test_best_so_far_counts_the_trials_that_finished_without_a_value():
     step = ax_count.get_lines()[0]
     assert list(step.get_xdata()) == [3, 4] and list(step.get_ydata()) == [0.5, 0.3]
     assert ax_count.get_xlim()[1] >= 4
+
+
+def test_learning_curves_of_one_epoch_each_show_every_trial():
+    """`epochs = 1` and more trials than the legend names: each curve a single point, drawn
+    as a line without a marker, so only the best trial's star showed; the axis read 0.945,
+    0.960, ... for epoch 1."""
+    from dataclasses import replace
+
+    from matplotlib.collections import PathCollection
+
+    rng = random.Random(4)
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 10 ** rng.uniform(-4, -1)},
+                    [{"training_iteration": 1, "timestamp": 1000 + i, "val_loss": rng.uniform(0.1, 1)}])
+              for i in range(20)]
+    for max_epochs in (None, 1):
+        results = replace(Results("s", Path("/x"), [Metric("val_loss", "min")], trials, []),
+                          max_epochs=max_epochs)
+        fig = P.learning_curves_figure(results, rank(results))
+        drawn(fig)
+        ax = fig.axes[0]
+        points = {(x, y) for line in ax.get_lines() if line.get_marker() not in ("None", "", None)
+                  for x, y in zip(line.get_xdata(), line.get_ydata())}
+        points |= {tuple(p) for c in ax.collections if isinstance(c, PathCollection)
+                   for p in c.get_offsets()}
+        assert len(points) == len(trials), (max_epochs, len(points))
+        lo, hi = ax.get_xlim()
+        ticks = [x for x in ax.get_xticks() if lo <= x <= hi]
+        assert ticks == [1.0], (max_epochs, ticks)

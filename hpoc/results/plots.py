@@ -194,6 +194,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         stopped: list[tuple[float, float]] = []
         failed: list[tuple[float, float]] = []
         best_curve = None
+        dots: list[tuple[float, float, Any]] = []
         for trial in trials:
             xs, ys = _curve(trial, metric)
             if not xs:
@@ -204,6 +205,8 @@ def learning_curves_figure(results: Results, ranking: Ranking):
                 segments.append(list(zip(xs, ys)))
                 seg_colors.append(colors[trial.trial_id + str(trial.shard)])
                 seg_styles.append("--" if trial.status == "ERROR" else "-")
+                if len(xs) == 1 and not named:  # a line of one point draws nothing
+                    dots.append((xs[0], ys[0], seg_colors[-1]))
             if named:  # each report marked with the trial's own shape
                 ax.plot(xs, ys, marker=shapes[trial.trial_id + str(trial.shard)], markersize=4,
                         linestyle="none", color=colors[trial.trial_id + str(trial.shard)],
@@ -215,6 +218,9 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         if segments:
             ax.add_collection(LineCollection(segments, colors=seg_colors, linestyles=seg_styles,
                                              linewidths=1.2, alpha=alpha, zorder=2))
+        if dots:
+            ax.scatter([d[0] for d in dots], [d[1] for d in dots], s=14,
+                       color=[d[2] for d in dots], alpha=alpha, zorder=2, linewidths=0)
         if best_curve is not None:
             xs, ys, color = best_curve
             ax.plot(xs, ys, color=color, linewidth=2.6, zorder=3)
@@ -236,7 +242,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
             ax.set_xlim(0.8, results.max_epochs + 0.2)
         from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: 1
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
     _curve_legend(fig, results, best if any(t is best for t in trials) else None,

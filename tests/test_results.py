@@ -1316,3 +1316,24 @@ def test_a_build_directory_copied_elsewhere_says_where_it_was_compiled(tmp_path,
     write_plan(build, plan)
     code, _, err = cli(capsys, build)
     assert code == 2 and f"note: the plan was compiled in {tmp_path / 'cluster'}, which is not here" in err
+
+
+def test_a_metric_named_with_a_slash_is_a_metric(tmp_path, capsys):
+    """`objective minimize "val/loss"` (TensorBoard's and Lightning's naming): the study ran,
+    then the driver said no trial reported it (exit 1) and results ranked nothing by it;
+    only Ray's flattened keys (`config/lr`) are not metrics."""
+    from hpoc.runtime.summary import best_entry, user_metrics
+
+    report = {"training_iteration": 1, "val/loss": 0.5, "config/lr": 0.1, "train_loss": 0.4}
+    assert user_metrics(report) == {"val/loss": 0.5, "train_loss": 0.4}
+    entries = [{"trial_id": "a", "config": {}, "metrics": user_metrics(report), "epochs": 1,
+                "status": "TERMINATED"}]
+    assert best_entry(entries, "val/loss", "min")["trial_id"] == "a"
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val/loss": 0.5, "config/lr": 0.1}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val/loss": 0.3, "config/lr": 0.2}])
+    write_summary(exp, "s", [], metric="val/loss")
+    assert load(exp).metric_names() == ["val/loss"]
+    code, out, err = cli(capsys, exp, "--csv")
+    assert code == 0 and "no trial reported" not in err, err
+    assert out.splitlines()[0].split(",").count("val/loss") == 1 and "config/lr,error" in out

@@ -1337,3 +1337,19 @@ def test_a_metric_named_with_a_slash_is_a_metric(tmp_path, capsys):
     code, out, err = cli(capsys, exp, "--csv")
     assert code == 0 and "no trial reported" not in err, err
     assert out.splitlines()[0].split(",").count("val/loss") == 1 and "config/lr,error" in out
+
+
+@pytest.mark.parametrize("recorded", [
+    {"plan_hash": "x", "space": "x"}, {"plan_hash": "x", "space": {"params": "x"}},
+    {"plan_hash": "x", "body": [1]}, {"plan_hash": "x", "body": {"objective": 5, "study": 3}},
+    {"plan_hash": "x", "body": {"objective": {"metrics": [5, {"name": 7}]}, "study": {"name": 3}}},
+    {"plan_hash": "x", "space": {"params": [{"name": "lr"}, {"name": "x", "args": 3}]}}])
+def test_a_plan_marker_of_another_shape_is_read_as_none(tmp_path, capsys, recorded):
+    """The marker is read for the objective, the study's name and its space: one edited by
+    hand or cut short must not make a traceback of the results."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    (exp / ".hpoc-plan.json").write_text(json.dumps(recorded))
+    code, out, err = cli(capsys, exp)
+    assert code == 0 and "Traceback" not in err and out.startswith("study `exp`"), err
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0

@@ -205,8 +205,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         raise ResultsError(f"no trials found in {where}\n  ({why})")
     study = (plan["study"]["name"] if plan else None) or next(
         (s["study"] for s in summaries if s.get("study")), None) or next(
-        (n for s in shards if isinstance(n := (((s.marker or {}).get("body") or {}).get("study")
-                                                or {}).get("name"), str)), root.name)
+        (n for s in shards if isinstance(n := _recorded(s.marker, "body", "study", "name"), str)),
+        root.name)
     metrics = _metrics(plan, summaries, [s.marker for s in shards])
     plan_hash = (plan or {}).get("content_hash") or next(
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
@@ -252,8 +252,16 @@ def _metrics(plan: dict | None, summaries: list[dict[str, Any]],
 
 
 def _recorded_objective(recorded: dict[str, Any] | None) -> list[Any] | None:
-    metrics = (((recorded or {}).get("body") or {}).get("objective") or {}).get("metrics")
+    metrics = _recorded(recorded, "body", "objective", "metrics")
     return metrics if isinstance(metrics, list) else None
+
+
+def _recorded(recorded: Any, *path: str) -> Any:
+    """What a plan marker holds at `path`, None where it holds another shape (a marker
+    edited by hand, or cut short)."""
+    for key in path:
+        recorded = recorded.get(key) if isinstance(recorded, dict) else None
+    return recorded
 
 
 def _recorded_space(recorded: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -202,8 +202,10 @@ class Results:
         if self.plan:
             return list(self.plan["space"]["params"])
         for shard in self.shards:
-            params = ((shard.marker or {}).get("space") or {}).get("params")
-            if isinstance(params, list) and all(isinstance(p, dict) and "name" in p for p in params):
+            space = (shard.marker or {}).get("space")
+            params = space.get("params") if isinstance(space, dict) else None
+            if isinstance(params, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str)
+                                                for p in params):
                 return list(params)
         return []
 

@@ -95,10 +95,12 @@ def params(results: Results) -> list[Param]:
                   if v is not None]
         spec = domains.get(name)
         if spec is not None:
-            domain = spec["domain"]
+            domain, args = spec.get("domain"), spec.get("args")  # a marker's: any shape
+            args = args if isinstance(args, dict) else {}
             categorical = domain in CATEGORICAL_DOMAINS
             log = domain in LOG_DOMAINS
-            cats = list(spec["args"].get("categories") or spec["args"].get("values") or [])
+            cats = args.get("categories") or args.get("values")
+            cats = list(cats) if isinstance(cats, list) else []
         else:
             nums = [number(v) for v in values]
             categorical = any(n is None for n in nums) or len(set(values)) <= 3

@@ -1353,3 +1353,38 @@ def test_a_plan_marker_of_another_shape_is_read_as_none(tmp_path, capsys, record
     code, out, err = cli(capsys, exp)
     assert code == 0 and "Traceback" not in err and out.startswith("study `exp`"), err
     assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+
+
+def test_an_unreadable_directory_in_the_study_is_skipped(tmp_path, capsys, monkeypatch):
+    """A colleague's results on a shared filesystem, one directory in them not readable by
+    the group: results, status and report died with a PermissionError traceback."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    write_summary(exp, "s", [])
+    (exp / "private").mkdir()
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "private":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "aaaaa_00000" in out, err
+    assert main(["status", str(exp)]) == 0
+
+
+def test_an_unreadable_study_directory_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self == exp:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    code, _, err = cli(capsys, exp)
+    assert code == 2 and f"{exp}: permission denied" in err, err

@@ -91,6 +91,9 @@ def _vanishing(root: Path) -> Iterator[None]:
     a user cleans up) is a ResultsError naming it, not a traceback."""
     try:
         yield
+    except PermissionError as exc:  # another user's results, a directory of theirs closed
+        raise ResultsError(f"{exc.filename or root}: permission denied: the study's files must "
+                           "be readable by you") from None
     except (FileNotFoundError, NotADirectoryError) as exc:
         gone = exc.filename or root
         what = f"{root} disappeared while its" if str(gone) == str(root) else \
@@ -392,12 +395,14 @@ def _experiment_states(path: Path, depth: int = 3,
     newest = newest_state(path)
     if newest is not None:
         states.update(_parse_state(newest))
-    if depth > 1:
-        for child in sorted(p for p in path.iterdir() if p.is_dir()):
-            if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name) \
-                    and child not in skip:
-                for trial_id, state in _experiment_states(child, depth - 1, skip).items():
-                    states.setdefault(trial_id, state)
+    try:
+        children = sorted(p for p in path.iterdir() if p.is_dir()) if depth > 1 else []
+    except PermissionError:  # a directory of someone else's, on a shared filesystem
+        children = []
+    for child in children:
+        if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name) and child not in skip:
+            for trial_id, state in _experiment_states(child, depth - 1, skip).items():
+                states.setdefault(trial_id, state)
     return states
 
 

@@ -1362,3 +1362,22 @@ def test_a_build_directory_copied_elsewhere_warns_that_its_storage_is_the_cluste
     code, out, _ = status(capsys, build)
     assert code == 0
     assert f"\nwarning: the plan was compiled in {tmp_path / 'cluster'}, which is not here" in out, out
+
+
+def test_a_study_it_cannot_read_is_not_said_to_be_not_started(tmp_path, capsys, monkeypatch):
+    """Another user's study on a shared filesystem, its directory closed: status said `not
+    started` and how to start it."""
+    exp = tmp_path / "storage" / "s"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    build = tmp_path / "build"
+    write_plan(build, make_plan(tmp_path / "storage", "s", workdir=tmp_path))
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self == exp:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    code, out, err = status(capsys, build)
+    assert code == 2 and "not started" not in out and f"{exp}: permission denied" in err, (out, err)

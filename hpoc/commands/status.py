@@ -254,7 +254,8 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
 def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     from hpoc.results import load_plan
     from hpoc.results.load import compiled_elsewhere
-    from hpoc.results.model import ResultsError
+    from hpoc.errors import HpocError
+    from hpoc.results.model import ResultsError, UnreadableError
     from hpoc.runtime.shards import journal_trials, shared_budget, study_root
 
     count = plan["shards"]["count"]
@@ -264,6 +265,8 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     latest, unasked, queued = _latest_jobs(build_dir, plan)
     try:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
+    except UnreadableError as exc:  # there, but not ours to read: not "not started"
+        raise HpocError(str(exc)) from None
     except ResultsError:
         results = None  # not started yet, or its build directory was copied elsewhere
     by_shard = _by_shard(results.trials if results else [])

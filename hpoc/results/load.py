@@ -17,7 +17,7 @@ from typing import Any, Container, Iterator
 
 from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
-from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
+from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, UnreadableError, number
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
 from hpoc.runtime.summary import ending, endings as summary_endings, error_line, stopped_itself
@@ -92,7 +92,7 @@ def _vanishing(root: Path) -> Iterator[None]:
     try:
         yield
     except PermissionError as exc:  # another user's results, a directory of theirs closed
-        raise ResultsError(f"{exc.filename or root}: permission denied: the study's files must "
+        raise UnreadableError(f"{exc.filename or root}: permission denied: the study's files must "
                            "be readable by you") from None
     except (FileNotFoundError, NotADirectoryError) as exc:
         gone = exc.filename or root
@@ -371,10 +371,14 @@ def _load_trials(trial_dirs: list[Path], shard: int, summary: dict[str, Any] | N
     return sorted(by_id.values(), key=lambda t: t.trial_id)
 
 
-def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
+def _trial_dirs(path: Path, depth: int = 3, top: bool = True) -> Iterator[Path]:
     """Directories holding a Ray trial; the experiment may sit one or two levels down."""
     try:
         children = sorted(p for p in path.iterdir() if p.is_dir())
+    except PermissionError:
+        if top:  # the study's own directory: not "no trials" (a subdirectory closed: skipped)
+            raise
+        return
     except OSError:
         return
     for child in children:
@@ -383,7 +387,7 @@ def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
         if (child / "result.json").is_file() or (child / "params.json").is_file():
             yield child
         elif depth > 1 and not _SHARD_DIR.match(child.name):
-            yield from _trial_dirs(child, depth - 1)
+            yield from _trial_dirs(child, depth - 1, top=False)
 
 
 def _experiment_states(path: Path, depth: int = 3,

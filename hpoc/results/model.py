@@ -21,6 +21,10 @@ class ResultsError(Exception):
     """Results cannot be shown: missing or empty directory, unreadable plan, bad option."""
 
 
+class UnreadableError(ResultsError):
+    """The study's files are there but not readable by this user: not a study not started."""
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str

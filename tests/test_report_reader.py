@@ -212,3 +212,20 @@ def test_an_output_directory_gets_the_report_inside_it(tmp_path, capsys, given):
     (tmp_path / "existing").mkdir()
     assert main(["report", str(exp), "-o", f"{tmp_path}/{given}", "--no-png"]) == 0
     assert (tmp_path / given.rstrip("/") / "report.html").is_file()
+
+
+def test_a_resumed_studys_wall_time_is_said_to_be_its_last_runs():
+    """A study of two runs a day apart: the card said `wall time 0h 05m`, its last run's, as
+    if the whole study had taken five minutes."""
+    from hpoc.results.model import Shard
+
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 0.1},
+                    [{"training_iteration": 1, "timestamp": t, "time_this_iter_s": 60.0, "val_loss": 0.5}])
+              for i, t in enumerate((1_000_000.0, 1_086_400.0))]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials,
+                      [Shard(0, Path("/x"), True, 2, wall_s=300.0)])
+    cards = H._cards(results, rank(results))
+    assert "wall time (last run)" in cards and "first trial to last report" in cards, cards
+    one = Results("s", Path("/x"), [Metric("val_loss", "min")], trials[:1],
+                  [Shard(0, Path("/x"), True, 1, wall_s=300.0)])
+    assert "wall time<" in H._cards(one, rank(one))  # one run: as before

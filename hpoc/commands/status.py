@@ -252,9 +252,9 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
 
 
 def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
+    from hpoc.errors import HpocError
     from hpoc.results import load_plan
     from hpoc.results.load import compiled_elsewhere
-    from hpoc.errors import HpocError
     from hpoc.results.model import ResultsError, UnreadableError
     from hpoc.runtime.shards import journal_trials, shared_budget, study_root
 

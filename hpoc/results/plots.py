@@ -147,9 +147,7 @@ def _log_axis(axis: Any, set_scale: Any) -> None:
     """Log scale with plain labels and unlabelled minor ticks (matplotlib's default labels
     every minor tick of a short range, and they overlap). Labels at 1-2-5 steps over two
     decades at most: over three, a panel's width ran 0.0001, 0.0002, 0.0005 into each other."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     set_scale("log")
     lo, hi = axis.get_data_interval()

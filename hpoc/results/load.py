@@ -17,7 +17,8 @@ from typing import Any, Container, Iterator
 
 from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
-from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, UnreadableError, number
+from hpoc.results.model import (STATUSES, Metric, Results, ResultsError, Shard, Trial,
+                                UnreadableError, number)
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
 from hpoc.runtime.summary import ending, endings as summary_endings, error_line, stopped_itself
@@ -92,8 +93,8 @@ def _vanishing(root: Path) -> Iterator[None]:
     try:
         yield
     except PermissionError as exc:  # another user's results, a directory of theirs closed
-        raise UnreadableError(f"{exc.filename or root}: permission denied: the study's files must "
-                           "be readable by you") from None
+        raise UnreadableError(f"{exc.filename or root}: permission denied: the study's files "
+                              "must be readable by you") from None
     except (FileNotFoundError, NotADirectoryError) as exc:
         gone = exc.filename or root
         what = f"{root} disappeared while its" if str(gone) == str(root) else \

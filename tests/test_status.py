@@ -1381,3 +1381,26 @@ def test_a_study_it_cannot_read_is_not_said_to_be_not_started(tmp_path, capsys, 
     monkeypatch.setattr(Path, "iterdir", iterdir)
     code, out, err = status(capsys, build)
     assert code == 2 and "not started" not in out and f"{exp}: permission denied" in err, (out, err)
+
+
+def test_an_experiment_directory_takes_its_budget_from_the_runs_marker(tmp_path, capsys):
+    """Read without a plan, an interrupted study said `budget unknown` and counted none of
+    the trials it never began as pending, though its run recorded its plan."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                          "space { lr = loguniform(1e-3, 1e-1), epochs = 2 }\n"
+                          "trials { num_samples = 5 }\nsearch random\n", "d.hpo", str(tmp_path))
+    exp = tmp_path / "results" / "d"
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.01 * (i + 1)}, [{"val_loss": 0.5}] * 2)
+    summary(exp, "d", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(2)],
+            interrupted=True)
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert out.startswith("study `d`: interrupted; budget 5 trial(s) (random)\n"), out
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["budget"] == 5 and doc["totals"]["pending"] == 3, doc["totals"]

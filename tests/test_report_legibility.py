@@ -230,3 +230,99 @@ def test_the_pareto_front_is_not_drawn_in_the_error_colour():
     assert not same_color(front.get_color(), ERROR)
     (legend,) = fig.legends  # three entries: one column, not two and one
     assert legend._ncols in (1, 3)
+
+
+def narrow_lr(n: int = 6) -> Results:
+    """A loguniform lr whose trials all fell within one decade (0.0011 to 0.0034)."""
+    space = {"params": [{"name": "lr", "domain": "loguniform",
+                         "args": {"lower": 1e-4, "upper": 0.1}, "condition": None}]}
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 0.0011 + 0.0023 * i / (n - 1)},
+                    [{"training_iteration": 1, "val_loss": 1.0 + i / 10}]) for i in range(n)]
+    return Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [], plan={"space": space})
+
+
+def test_log_axis_within_one_decade_has_readable_labels():
+    """matplotlib falls back to a linear tick every 0.00025 there: 0.0015, 0.00175, 0.002, ...
+    ran into each other."""
+    results = narrow_lr()
+    fig = P.objective_vs_params_figure(results, rank(results))
+    renderer = drawn(fig)
+    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("lr")]
+    lo, hi = ax.get_xlim()
+    boxes = sorted((t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
+                    if t.get_text() and t.get_visible() and lo <= x <= hi), key=lambda b: b.x0)
+    assert len(boxes) >= 2  # the axis is still read
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+
+
+def test_the_title_of_one_parameters_panel_fits_its_figure():
+    """One hyperparameter makes a third of the page wide figure: its title was cut at both ends."""
+    results = narrow_lr()
+    fig = P.objective_vs_params_figure(results, rank(results))
+    renderer = drawn(fig)
+    box = fig._suptitle.get_window_extent(renderer)
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)
+
+
+def test_parallel_coordinates_of_dozens_of_parameters_stay_legible():
+    """35 hyperparameters made 36 axes 30 px apart: their names and values ran together."""
+    names = [f"p{i}" for i in range(35)]
+    rng = random.Random(3)
+    trials = [Trial(f"{i:05d}", "TERMINATED", {n: rng.uniform(0, 1) for n in names},
+                    [{"training_iteration": 1, "val_loss": rng.uniform(0.1, 1)}]) for i in range(8)]
+    space = {"params": [{"name": n, "domain": "uniform", "args": {}, "condition": None} for n in names]}
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [], plan={"space": space})
+    fig = P.parallel_coordinates_figure(results, rank(results))
+    renderer = drawn(fig)
+    ax = fig.axes[0]
+    names_ = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()), key=lambda b: b.x0)
+    assert all(a.x1 < b.x0 for a, b in zip(names_, names_[1:]))
+    for y in (0.0, 1.0):  # the values written at the foot and the head of each axis
+        row = sorted((t.get_window_extent(renderer) for t in ax.texts
+                      if t.get_visible() and t.get_position()[1] == y), key=lambda b: b.x0)
+        assert all(a.x1 < b.x0 for a, b in zip(row, row[1:])), y
+    assert "of 35" in ax.get_title()  # says it shows only some of them
+
+
+def test_best_so_far_counts_the_trials_that_finished_without_a_value():
+    """Two trials that diverged (NaN) finished before the first with a value: it was drawn as
+    the first trial finished, as if the search had found it at once."""
+    values = [float("nan"), float("nan"), 0.5, 0.3]
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 0.01 * (i + 1)},
+                    [{"training_iteration": 1, "timestamp": 1000 + 10 * i, "val_loss": v}],
+                    started_at=995.0 + 10 * i, ended_at=1000.0 + 10 * i)
+              for i, v in enumerate(values)]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [])
+    fig = P.best_so_far_figure(results, rank(results))
+    _, ax_count = fig.axes
+    step = ax_count.get_lines()[0]
+    assert list(step.get_xdata()) == [3, 4] and list(step.get_ydata()) == [0.5, 0.3]
+    assert ax_count.get_xlim()[1] >= 4
+
+
+def test_learning_curves_of_one_epoch_each_show_every_trial():
+    """`epochs = 1` and more trials than the legend names: each curve a single point, drawn
+    as a line without a marker, so only the best trial's star showed; the axis read 0.945,
+    0.960, ... for epoch 1."""
+    from dataclasses import replace
+
+    from matplotlib.collections import PathCollection
+
+    rng = random.Random(4)
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 10 ** rng.uniform(-4, -1)},
+                    [{"training_iteration": 1, "timestamp": 1000 + i, "val_loss": rng.uniform(0.1, 1)}])
+              for i in range(20)]
+    for max_epochs in (None, 1):
+        results = replace(Results("s", Path("/x"), [Metric("val_loss", "min")], trials, []),
+                          max_epochs=max_epochs)
+        fig = P.learning_curves_figure(results, rank(results))
+        drawn(fig)
+        ax = fig.axes[0]
+        points = {(x, y) for line in ax.get_lines() if line.get_marker() not in ("None", "", None)
+                  for x, y in zip(line.get_xdata(), line.get_ydata())}
+        points |= {tuple(p) for c in ax.collections if isinstance(c, PathCollection)
+                   for p in c.get_offsets()}
+        assert len(points) == len(trials), (max_epochs, len(points))
+        lo, hi = ax.get_xlim()
+        ticks = [x for x in ax.get_xticks() if lo <= x <= hi]
+        assert ticks == [1.0], (max_epochs, ticks)

@@ -7,6 +7,8 @@ import html
 import re
 from pathlib import Path
 
+import pytest
+
 from hpoc.cli import main
 from hpoc.results import html as H
 from hpoc.results import palette, rank
@@ -184,3 +186,46 @@ def test_a_sharded_timeline_too_long_to_name_its_rows_names_its_shards():
     assert list(ticks) == ["shard 0", "shard 1", "shard 2"]
     assert ticks["shard 0"] < ticks["shard 1"] < ticks["shard 2"]  # each at its rows' middle
     assert ticks["shard 1"] == (30 + 59) / 2
+
+
+def test_a_pareto_front_with_trials_tied_on_both_plotted_objectives_is_drawn():
+    """Two trials of the front alike on every objective (the same accuracy of a small
+    validation set and the same model size) made the report fail comparing the trials."""
+    values = [(0.9861, 10.0), (0.9861, 10.0), (0.8, 20.0)]
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 0.01 * (i + 1)},
+                    [{"training_iteration": 1, "acc": a, "size": s}])
+              for i, (a, s) in enumerate(values)]
+    metrics = [Metric("acc", "max"), Metric("size", "max")]
+    results = Results("s", Path("/x"), metrics, trials, [])
+    fig = P.pareto_figure(results, rank(results))
+    (front,) = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("Pareto")]
+    assert len(front.get_xdata()) == 3
+
+
+@pytest.mark.parametrize("given", ["existing", "new/"])
+def test_an_output_directory_gets_the_report_inside_it(tmp_path, capsys, given):
+    """`-o reports` (an existing directory) failed with "Is a directory"; `-o new/` wrote a
+    file named `new`."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    summary(exp, "s", [])
+    (tmp_path / "existing").mkdir()
+    assert main(["report", str(exp), "-o", f"{tmp_path}/{given}", "--no-png"]) == 0
+    assert (tmp_path / given.rstrip("/") / "report.html").is_file()
+
+
+def test_a_resumed_studys_wall_time_is_said_to_be_its_last_runs():
+    """A study of two runs a day apart: the card said `wall time 0h 05m`, its last run's, as
+    if the whole study had taken five minutes."""
+    from hpoc.results.model import Shard
+
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": 0.1},
+                    [{"training_iteration": 1, "timestamp": t, "time_this_iter_s": 60.0, "val_loss": 0.5}])
+              for i, t in enumerate((1_000_000.0, 1_086_400.0))]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials,
+                      [Shard(0, Path("/x"), True, 2, wall_s=300.0)])
+    cards = H._cards(results, rank(results))
+    assert "wall time (last run)" in cards and "first trial to last report" in cards, cards
+    one = Results("s", Path("/x"), [Metric("val_loss", "min")], trials[:1],
+                  [Shard(0, Path("/x"), True, 1, wall_s=300.0)])
+    assert "wall time<" in H._cards(one, rank(one))  # one run: as before

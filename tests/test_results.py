@@ -1212,3 +1212,179 @@ def test_a_trials_own_directory_points_at_its_study(tmp_path, capsys):
     code, _, err = cli(capsys, trial)
     assert code == 2
     assert f"{trial} is one trial's directory; its study is the one above: {exp}" in err
+
+
+def test_a_killed_runs_directory_is_ranked_by_the_objective_its_marker_records(tmp_path, capsys):
+    """A driver killed before its summary.json (scancel, kill -9) leaves the plan marker: read
+    as an experiment directory, the study is still ranked by its objective, not trial order."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                          "space { lr = loguniform(1e-3, 1e-1), epochs = 2 }\n"
+                          "objective maximize val_accuracy\n", "d.hpo", str(tmp_path))
+    exp = tmp_path / "results" / "d"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_accuracy": 0.5}] * 2)
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.02}, [{"val_accuracy": 0.9}] * 2)
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    results = load(exp)
+    assert [(m.name, m.mode) for m in results.metrics] == [("val_accuracy", "max")]
+    code, out, err = cli(capsys, exp)
+    assert code == 0 and "names no objective" not in err
+    assert "best trial: aaaaa_00001" in out and out.startswith("study `d`")
+
+
+def test_a_report_whose_iteration_is_not_a_number_counts_by_its_position(tmp_path, capsys):
+    exp = tmp_path / "exp"
+    path = trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    with open(path / "result.json", "a", encoding="utf-8") as fh:
+        fh.write('{"training_iteration": "x", "val_loss": 0.4, "trial_id": "aaaaa_00000"}\n')
+    write_summary(exp, "s", [])
+    for fmt in ((), ("--json",), ("--csv",)):
+        code, out, err = cli(capsys, exp, *fmt)
+        assert code == 0 and "Traceback" not in err, (fmt, err)
+    assert load(exp).trials[0].epochs == 2
+
+
+def test_a_one_trial_directory_shows_only_the_searched_parameters_its_marker_records(tmp_path, capsys):
+    """Without a plan, hyperparameters are the config keys that vary: one trial varies none,
+    so its constants were columns too (`epochs` beside the epochs column)."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                          'space { lr = loguniform(1e-3, 1e-1), mode = "ok", epochs = 3 }\n',
+                          "d.hpo", str(tmp_path))
+    exp = tmp_path / "results" / "d.prev-20260101-000000"  # a run `--fresh` moved aside
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    write_summary(exp, "d", [])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    assert param_names(load(exp)) == ["lr"]
+    code, out, _ = cli(capsys, exp, "--no-best")
+    header = out.splitlines()[3].split()
+    assert code == 0 and header.count("epochs") == 1 and "mode" not in header, header
+
+
+def test_a_trials_own_directory_given_as_dot_names_its_study(tmp_path, capsys, monkeypatch):
+    """`hpoc results .` inside a trial's directory said its study was "the one above: ."."""
+    exp = tmp_path / "exp"
+    trial = trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    monkeypatch.chdir(trial)
+    code, _, err = cli(capsys, ".")
+    assert code == 2 and f"its study is the one above: {exp}" in err, err
+
+
+def test_a_status_filter_that_keeps_no_trial_says_which_statuses_there_are(tmp_path, capsys):
+    """`--status running` of a finished study printed a header over no rows, and nothing else."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val_loss": 0.4}], error="RuntimeError: x")
+    write_summary(exp, "s", [])
+    code, out, err = cli(capsys, exp, "--status", "running", "--no-best")
+    assert code == 0
+    assert "no trial is running" in err and "completed: 1, error: 1" in err, err
+    assert "#  trial" not in out
+
+
+def test_a_study_moved_to_another_directory_says_where_it_ran(tmp_path, capsys):
+    """A project copied from the cluster's scratch to elsewhere: its run's plan differs from
+    the spec's only in its paths, and the warning said no more than `source`, `storage`."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    text = ('study "d"\npipeline { trainer = t:T }\nspace { lr = loguniform(1e-3, 1e-1), epochs = 1 }\n'
+            'storage { path = "results", name = "d" }\n')
+    old, new = tmp_path / "scratch" / "proj", tmp_path / "home" / "proj"
+    ran = compile_source(text, "d.hpo", str(old))
+    exp = new / "results" / "d"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
+    write_summary(exp, "d", [])
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
+    (new / "d.hpo").write_text(text)
+    code, _, err = cli(capsys, new / "d.hpo")
+    assert code == 0 and f"it ran in {old}: moved or copied since?" in err, err
+
+
+def test_a_build_directory_copied_elsewhere_says_where_it_was_compiled(tmp_path, capsys):
+    """A build directory copied off the cluster names storage under a directory this machine
+    lacks: "no results yet ... run the study first" alone sent its reader to run it again."""
+    plan = make_plan(tmp_path / "cluster" / "results", "s", workdir=tmp_path / "cluster")
+    build = tmp_path / "laptop" / "build"
+    write_plan(build, plan)
+    code, _, err = cli(capsys, build)
+    assert code == 2 and f"note: the plan was compiled in {tmp_path / 'cluster'}, which is not here" in err
+
+
+def test_a_metric_named_with_a_slash_is_a_metric(tmp_path, capsys):
+    """`objective minimize "val/loss"` (TensorBoard's and Lightning's naming): the study ran,
+    then the driver said no trial reported it (exit 1) and results ranked nothing by it;
+    only Ray's flattened keys (`config/lr`) are not metrics."""
+    from hpoc.runtime.summary import best_entry, user_metrics
+
+    report = {"training_iteration": 1, "val/loss": 0.5, "config/lr": 0.1, "train_loss": 0.4}
+    assert user_metrics(report) == {"val/loss": 0.5, "train_loss": 0.4}
+    entries = [{"trial_id": "a", "config": {}, "metrics": user_metrics(report), "epochs": 1,
+                "status": "TERMINATED"}]
+    assert best_entry(entries, "val/loss", "min")["trial_id"] == "a"
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val/loss": 0.5, "config/lr": 0.1}])
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.2}, [{"val/loss": 0.3, "config/lr": 0.2}])
+    write_summary(exp, "s", [], metric="val/loss")
+    assert load(exp).metric_names() == ["val/loss"]
+    code, out, err = cli(capsys, exp, "--csv")
+    assert code == 0 and "no trial reported" not in err, err
+    assert out.splitlines()[0].split(",").count("val/loss") == 1 and "config/lr,error" in out
+
+
+@pytest.mark.parametrize("recorded", [
+    {"plan_hash": "x", "space": "x"}, {"plan_hash": "x", "space": {"params": "x"}},
+    {"plan_hash": "x", "body": [1]}, {"plan_hash": "x", "body": {"objective": 5, "study": 3}},
+    {"plan_hash": "x", "body": {"objective": {"metrics": [5, {"name": 7}]}, "study": {"name": 3}}},
+    {"plan_hash": "x", "space": {"params": [{"name": "lr"}, {"name": "x", "args": 3}]}}])
+def test_a_plan_marker_of_another_shape_is_read_as_none(tmp_path, capsys, recorded):
+    """The marker is read for the objective, the study's name and its space: one edited by
+    hand or cut short must not make a traceback of the results."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    (exp / ".hpoc-plan.json").write_text(json.dumps(recorded))
+    code, out, err = cli(capsys, exp)
+    assert code == 0 and "Traceback" not in err and out.startswith("study `exp`"), err
+    assert main(["report", str(exp), "-o", str(tmp_path / "r.html"), "--no-png"]) == 0
+
+
+def test_an_unreadable_directory_in_the_study_is_skipped(tmp_path, capsys, monkeypatch):
+    """A colleague's results on a shared filesystem, one directory in them not readable by
+    the group: results, status and report died with a PermissionError traceback."""
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    write_summary(exp, "s", [])
+    (exp / "private").mkdir()
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "private":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "aaaaa_00000" in out, err
+    assert main(["status", str(exp)]) == 0
+
+
+def test_an_unreadable_study_directory_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch):
+    exp = tmp_path / "exp"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self == exp:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    code, _, err = cli(capsys, exp)
+    assert code == 2 and f"{exp}: permission denied" in err, err

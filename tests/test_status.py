@@ -1353,3 +1353,54 @@ def test_errors_that_differ_only_in_their_numbers_are_one_error(tmp_path, capsys
     out = status(capsys, tmp_path / "study.hpo")[1]
     assert ("shard 0: every trial failed (2 of 2): RuntimeError: mat1 and mat2 shapes cannot be "
             "multiplied (64x13 and 12x16)\n") in out, out
+
+
+def test_a_build_directory_copied_elsewhere_warns_that_its_storage_is_the_clusters(tmp_path, capsys):
+    """A build directory copied off the cluster: its study showed `not started`, nothing else."""
+    build = tmp_path / "laptop" / "build"
+    write_plan(build, make_plan(tmp_path / "cluster" / "results", "s", workdir=tmp_path / "cluster"))
+    code, out, _ = status(capsys, build)
+    assert code == 0
+    assert f"\nwarning: the plan was compiled in {tmp_path / 'cluster'}, which is not here" in out, out
+
+
+def test_a_study_it_cannot_read_is_not_said_to_be_not_started(tmp_path, capsys, monkeypatch):
+    """Another user's study on a shared filesystem, its directory closed: status said `not
+    started` and how to start it."""
+    exp = tmp_path / "storage" / "s"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
+    build = tmp_path / "build"
+    write_plan(build, make_plan(tmp_path / "storage", "s", workdir=tmp_path))
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self == exp:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    code, out, err = status(capsys, build)
+    assert code == 2 and "not started" not in out and f"{exp}: permission denied" in err, (out, err)
+
+
+def test_an_experiment_directory_takes_its_budget_from_the_runs_marker(tmp_path, capsys):
+    """Read without a plan, an interrupted study said `budget unknown` and counted none of
+    the trials it never began as pending, though its run recorded its plan."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                          "space { lr = loguniform(1e-3, 1e-1), epochs = 2 }\n"
+                          "trials { num_samples = 5 }\nsearch random\n", "d.hpo", str(tmp_path))
+    exp = tmp_path / "results" / "d"
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.01 * (i + 1)}, [{"val_loss": 0.5}] * 2)
+    summary(exp, "d", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(2)],
+            interrupted=True)
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert out.startswith("study `d`: interrupted; budget 5 trial(s) (random)\n"), out
+    doc = json.loads(status(capsys, exp, "--json")[1])
+    assert doc["budget"] == 5 and doc["totals"]["pending"] == 3, doc["totals"]

@@ -14,8 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_common(p)
     p.add_argument("-o", "--output", default="report.html", metavar="FILE",
-                   help="HTML file to write (default: report.html); plots are also written "
-                        "beside it as FILE-STEM-<plot>.png")
+                   help="HTML file to write (default: report.html; a directory: report.html "
+                        "in it); plots are also written beside it as FILE-STEM-<plot>.png")
     p.add_argument("--no-png", action="store_true",
                    help="only write the HTML (it embeds the plots anyway)")
 
@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     figures = plots.make_plots(results, ranking)
     out = Path(args.output)
+    if out.is_dir() or args.output.endswith(("/", "\\")):  # `-o reports/`: the report in it
+        out = out / "report.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         # --top asks for its rows: all in sight; else the best few, the rest folded

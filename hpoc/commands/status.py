@@ -252,8 +252,10 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
 
 
 def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
+    from hpoc.errors import HpocError
     from hpoc.results import load_plan
-    from hpoc.results.model import ResultsError
+    from hpoc.results.load import compiled_elsewhere
+    from hpoc.results.model import ResultsError, UnreadableError
     from hpoc.runtime.shards import journal_trials, shared_budget, study_root
 
     count = plan["shards"]["count"]
@@ -263,8 +265,10 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     latest, unasked, queued = _latest_jobs(build_dir, plan)
     try:
         results = load_plan(plan)  # the storage the plan names, not a build dir's copy
+    except UnreadableError as exc:  # there, but not ours to read: not "not started"
+        raise HpocError(str(exc)) from None
     except ResultsError:
-        results = None  # not started yet
+        results = None  # not started yet, or its build directory was copied elsewhere
     by_shard = _by_shard(results.trials if results else [])
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, by_shard.get(k, []),
                      latest.get(k), shares[k], metric) for k in range(count)]
@@ -290,6 +294,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "shards": shards, "totals": totals, "trials": created,
         "best": _best(results.trials if results else [], metric),
         "journal": journal, "warnings": list(results.warnings) if results else [],
+        "compiled_elsewhere": None if results else compiled_elsewhere(plan),
         "other_plan": results.other_plan if results else None,
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": _last_by_hpoc(latest, shards),
@@ -298,7 +303,8 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
 
 
 def gather_dir(exp: Path) -> dict[str, Any]:
-    """Status of an experiment directory read without a plan: no budget, no jobs."""
+    """Status of an experiment directory read without a plan: no jobs; the budget its run's
+    marker records, where it does."""
     from hpoc.errors import HpocError
     from hpoc.results import load
     from hpoc.results.model import ResultsError
@@ -312,19 +318,39 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
     by_shard = _by_shard(results.trials)
-    shards = [_shard(s.index, s.path, by_shard.get(s.index, []), None, None, metric)
+    total, shares, search, shared = _recorded_budget(results)
+    shards = [_shard(s.index, s.path, by_shard.get(s.index, []), None,
+                     shares[s.index] if shares and s.index < len(shares) else None, metric)
               for s in results.shards]
     return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
-                       results.warnings)
+                       results.warnings, total, search, shared)
+
+
+def _recorded_budget(results: Any) -> tuple[int | None, list[int | None] | None, str | None, bool]:
+    """(budget, per-shard shares, search, shared) of the plan the run recorded in its marker
+    (its `body`); all None where it recorded none (an older hpoc) or one of another shape."""
+    from hpoc.runtime.shards import shared_budget
+
+    body = next((s.marker["body"] for s in results.shards
+                 if isinstance((s.marker or {}).get("body"), dict)), None)
+    try:
+        total, shares = budget(body)  # type: ignore[arg-type]
+        return total, shares, str(body["search"]["algorithm"]), bool(shared_budget(body))
+    except Exception:  # noqa: BLE001 - no body, or not a plan's shape: unknown, as before
+        return None, None, None, False
 
 
 def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[dict[str, Any]],
-                trials: list[Any], metric: dict[str, str] | None, warnings: list[str]) -> dict[str, Any]:
+                trials: list[Any], metric: dict[str, str] | None, warnings: list[str],
+                total: int | None = None, search: str | None = None,
+                shared: bool = False) -> dict[str, Any]:
+    totals = {key: sum(s[key] for s in shards) for key in COUNTS}
+    if shared and total is not None and any(s["state"] != "finished" for s in shards):
+        totals["pending"] += max(0, total - len(trials))  # shards share it: not counted per shard
     return {
         "study": study, "plan_hash": plan_hash, "storage": str(storage),
-        "build_dir": None, "search": None, "metric": metric, "budget": None,
-        "shared_budget": False, "shards": shards,
-        "totals": {key: sum(s[key] for s in shards) for key in COUNTS},
+        "build_dir": None, "search": search, "metric": metric, "budget": total,
+        "shared_budget": shared, "shards": shards, "totals": totals,
         "trials": len(trials), "best": _best(trials, metric), "journal": None,
         "warnings": list(warnings), "state": _overall([s["state"] for s in shards]),
         "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
@@ -598,6 +624,8 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         lines.append(f"warning: {status['other_plan']}")
     if status.get("edited_spec"):
         lines.append(f"warning: {status['edited_spec']}")
+    if status.get("compiled_elsewhere"):  # "not started" may be a copy's storage it cannot see
+        lines.append(f"warning: {status['compiled_elsewhere']}")
     if status.get("plan_note"):
         lines.append(f"warning: {status['plan_note']}")
     ended = [(s["shard"], s["ended"]) for s in status["shards"] if s.get("ended")]

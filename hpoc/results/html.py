@@ -13,7 +13,7 @@ from html import escape
 
 from hpoc.results import palette
 from hpoc.results.model import Results, Trial
-from hpoc.results.plots import Plot
+from hpoc.results.plots import Plot, began
 from hpoc.results.rank import Ranking, label_counts, status_label
 from hpoc.results.rank import failed as failed_trial
 from hpoc.results.table import extended_said, fmt, is_number, render_best, render_pareto, rows
@@ -142,7 +142,15 @@ def _cards(results: Results, ranking: Ranking) -> str:
         cards.append((f"best {ranking.metric}", fmt(ranking.value(ranking.best))))
     walls = [s.wall_s for s in results.shards if s.wall_s]
     if walls:
-        cards.append(("wall time", _duration(max(walls))))
+        # A summary times its own run: a resumed study's trials of earlier runs are not in it.
+        starts = [t for t in map(began, results.trials) if t is not None]
+        ends = [t.end_ts for t in results.trials if t.end_ts is not None]
+        span = max(ends) - min(starts) if starts and ends else 0.0
+        if span > max(walls) + 60:
+            cards.append((f"wall time (last run{'s' * results.sharded})", _duration(max(walls))))
+            cards.append(("first trial to last report", _duration(span)))
+        else:
+            cards.append(("wall time", _duration(max(walls))))
     return '<div class="cards">' + "".join(
         f'<div class="card"><b>{escape(v)}</b>{_status_key(k)}</div>' for k, v in cards) + "</div>"
 

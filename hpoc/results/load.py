@@ -17,7 +17,8 @@ from typing import Any, Container, Iterator
 
 from hpoc.files import newest_state, read_json_lines, saved_trials
 from hpoc.results import live
-from hpoc.results.model import STATUSES, Metric, Results, ResultsError, Shard, Trial, number
+from hpoc.results.model import (STATUSES, Metric, Results, ResultsError, Shard, Trial,
+                                UnreadableError, number)
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
 from hpoc.runtime.summary import ending, endings as summary_endings, error_line, stopped_itself
@@ -45,7 +46,7 @@ def load(target: str | Path) -> Results:
         return load_plan(plan, plan_path)
     if target.is_dir() and ((target / "result.json").is_file() or (target / "params.json").is_file()):
         raise ResultsError(f"{target} is one trial's directory; its study is the one above: "
-                           f"{target.parent}")
+                           f"{target.absolute().parent}")  # `.` has no parent of its own
     with _vanishing(target):
         root = study_dir(target, warnings).absolute()  # --json/--csv are read from elsewhere
         return _load_shards(root, _shard_dirs(root), None, warnings)
@@ -60,11 +61,23 @@ def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
             f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`"
             + (f"; `hpoc status {shlex.quote(str(_status_target(origin)))}` shows its jobs, queued or failed"
                if origin else "") + ")"
+            + (f"\n  note: {note}" if (note := compiled_elsewhere(plan)) else "")
         )
     count = int(plan["shards"]["count"])
     shard_dirs = [(k, root / f"shard-{k}") for k in range(count)] if count > 1 else [(0, root)]
     with _vanishing(root):
         return _load_shards(root, shard_dirs, plan, [])
+
+
+def compiled_elsewhere(plan: dict[str, Any]) -> str | None:
+    """Why a plan's storage may be missing though the study ran: a build directory copied
+    off the cluster (or a project moved) names paths of where it was compiled."""
+    workdir = (plan.get("source") or {}).get("workdir")
+    if not isinstance(workdir, str) or Path(workdir).is_dir():
+        return None
+    return (f"the plan was compiled in {workdir}, which is not here: if it was moved or copied "
+            "from another machine, pass the study's experiment directory (`results/NAME`) or "
+            "its spec instead")
 
 
 def _status_target(origin: Path) -> Path:
@@ -79,6 +92,9 @@ def _vanishing(root: Path) -> Iterator[None]:
     a user cleans up) is a ResultsError naming it, not a traceback."""
     try:
         yield
+    except PermissionError as exc:  # another user's results, a directory of theirs closed
+        raise UnreadableError(f"{exc.filename or root}: permission denied: the study's files "
+                              "must be readable by you") from None
     except (FileNotFoundError, NotADirectoryError) as exc:
         gone = exc.filename or root
         what = f"{root} disappeared while its" if str(gone) == str(root) else \
@@ -192,8 +208,10 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                "hpoc/Ray Tune experiment directory")
         raise ResultsError(f"no trials found in {where}\n  ({why})")
     study = (plan["study"]["name"] if plan else None) or next(
-        (s["study"] for s in summaries if s.get("study")), root.name)
-    metrics = _metrics(plan, summaries)
+        (s["study"] for s in summaries if s.get("study")), None) or next(
+        (n for s in shards if isinstance(n := _recorded(s.marker, "body", "study", "name"), str)),
+        root.name)
+    metrics = _metrics(plan, summaries, [s.marker for s in shards])
     plan_hash = (plan or {}).get("content_hash") or next(
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
@@ -226,10 +244,28 @@ def _other_plan(path: Path, recorded: dict[str, Any] | None, fp: dict[str, Any])
     return marker.describe(path, recorded, fp, parts) + "; the trials shown are that run's"
 
 
-def _metrics(plan: dict | None, summaries: list[dict[str, Any]]) -> list[Metric]:
+def _metrics(plan: dict | None, summaries: list[dict[str, Any]],
+             markers: list[dict[str, Any] | None]) -> list[Metric]:
+    """The objective: the plan's; without one, a summary's, else what a run recorded in its
+    plan marker (a driver killed before its summary: scancel, kill -9)."""
     source = plan["objective"]["metrics"] if plan else next(
-        (s.get("metrics") for s in summaries if s.get("metrics")), [])
-    return [Metric(m["name"], m.get("mode", "min")) for m in source or []]
+        (s.get("metrics") for s in summaries if s.get("metrics")), None) or next(
+        (m for m in map(_recorded_objective, markers) if m), [])
+    return [Metric(m["name"], m.get("mode", "min")) for m in source or []
+            if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+
+def _recorded_objective(recorded: dict[str, Any] | None) -> list[Any] | None:
+    metrics = _recorded(recorded, "body", "objective", "metrics")
+    return metrics if isinstance(metrics, list) else None
+
+
+def _recorded(recorded: Any, *path: str) -> Any:
+    """What a plan marker holds at `path`, None where it holds another shape (a marker
+    edited by hand, or cut short)."""
+    for key in path:
+        recorded = recorded.get(key) if isinstance(recorded, dict) else None
+    return recorded
 
 
 def _recorded_space(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -336,10 +372,14 @@ def _load_trials(trial_dirs: list[Path], shard: int, summary: dict[str, Any] | N
     return sorted(by_id.values(), key=lambda t: t.trial_id)
 
 
-def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
+def _trial_dirs(path: Path, depth: int = 3, top: bool = True) -> Iterator[Path]:
     """Directories holding a Ray trial; the experiment may sit one or two levels down."""
     try:
         children = sorted(p for p in path.iterdir() if p.is_dir())
+    except PermissionError:
+        if top:  # the study's own directory: not "no trials" (a subdirectory closed: skipped)
+            raise
+        return
     except OSError:
         return
     for child in children:
@@ -348,7 +388,7 @@ def _trial_dirs(path: Path, depth: int = 3) -> Iterator[Path]:
         if (child / "result.json").is_file() or (child / "params.json").is_file():
             yield child
         elif depth > 1 and not _SHARD_DIR.match(child.name):
-            yield from _trial_dirs(child, depth - 1)
+            yield from _trial_dirs(child, depth - 1, top=False)
 
 
 def _experiment_states(path: Path, depth: int = 3,
@@ -360,12 +400,14 @@ def _experiment_states(path: Path, depth: int = 3,
     newest = newest_state(path)
     if newest is not None:
         states.update(_parse_state(newest))
-    if depth > 1:
-        for child in sorted(p for p in path.iterdir() if p.is_dir()):
-            if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name) \
-                    and child not in skip:
-                for trial_id, state in _experiment_states(child, depth - 1, skip).items():
-                    states.setdefault(trial_id, state)
+    try:
+        children = sorted(p for p in path.iterdir() if p.is_dir()) if depth > 1 else []
+    except PermissionError:  # a directory of someone else's, on a shared filesystem
+        children = []
+    for child in children:
+        if child.name not in _SKIP_DIRS and not _SHARD_DIR.match(child.name) and child not in skip:
+            for trial_id, state in _experiment_states(child, depth - 1, skip).items():
+                states.setdefault(trial_id, state)
     return states
 
 

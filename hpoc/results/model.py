@@ -21,6 +21,10 @@ class ResultsError(Exception):
     """Results cannot be shown: missing or empty directory, unreadable plan, bad option."""
 
 
+class UnreadableError(ResultsError):
+    """The study's files are there but not readable by this user: not a study not started."""
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -54,7 +58,9 @@ class Trial:
     def epochs(self) -> int:
         if not self.history:
             return 0
-        return int(self.history[-1].get("training_iteration") or len(self.history))
+        # A line another writer made (a hand-edited or foreign result.json) may not say.
+        it = number(self.history[-1].get("training_iteration"))
+        return int(it) if it and it > 0 else len(self.history)
 
     @property
     def last(self) -> dict[str, Any]:
@@ -121,7 +127,7 @@ class Trial:
         seen: dict[str, None] = {}
         for report in self.history:
             for key, val in report.items():
-                if key not in RAY_KEYS and "/" not in key and number(val) is not None:
+                if key not in RAY_KEYS and not _summary.ray_key(key) and number(val) is not None:
                     seen.setdefault(key)
         return list(seen)
 
@@ -196,7 +202,21 @@ class Results:
         return list(self._names[1])
 
     def space(self) -> list[dict[str, Any]]:
-        return list(self.plan["space"]["params"]) if self.plan else []
+        """The searched parameters: the plan's, else those a run recorded in its marker."""
+        if self.plan:
+            return list(self.plan["space"]["params"])
+        for shard in self.shards:
+            space = (shard.marker or {}).get("space")
+            params = space.get("params") if isinstance(space, dict) else None
+            if isinstance(params, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str)
+                                                for p in params):
+                return list(params)
+        return []
+
+    @property
+    def knows_space(self) -> bool:
+        """Whether the searched parameters are known (from the plan or a marker), not guessed."""
+        return self.plan is not None or bool(self.space())
 
     def flat(self, config: dict[str, Any]) -> dict[str, Any]:
         """A config by dotted names; a parameter's value stays whole (a dict from a

@@ -95,10 +95,12 @@ def params(results: Results) -> list[Param]:
                   if v is not None]
         spec = domains.get(name)
         if spec is not None:
-            domain = spec["domain"]
+            domain, args = spec.get("domain"), spec.get("args")  # a marker's: any shape
+            args = args if isinstance(args, dict) else {}
             categorical = domain in CATEGORICAL_DOMAINS
             log = domain in LOG_DOMAINS
-            cats = list(spec["args"].get("categories") or spec["args"].get("values") or [])
+            cats = args.get("categories") or args.get("values")
+            cats = list(cats) if isinstance(cats, list) else []
         else:
             nums = [number(v) for v in values]
             categorical = any(n is None for n in nums) or len(set(values)) <= 3
@@ -145,13 +147,18 @@ def _log_axis(axis: Any, set_scale: Any) -> None:
     """Log scale with plain labels and unlabelled minor ticks (matplotlib's default labels
     every minor tick of a short range, and they overlap). Labels at 1-2-5 steps over two
     decades at most: over three, a panel's width ran 0.0001, 0.0002, 0.0005 into each other."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     set_scale("log")
     lo, hi = axis.get_data_interval()
     decades = math.log10(hi / lo) if 0 < lo < hi else 0.0
     subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
-    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+    if 0 < decades < 1:
+        # Under a decade, 1-2-5 leaves one tick at most, and matplotlib then falls back to a
+        # linear tick every 0.00025 (0.0015, 0.00175, ... ran into each other): a few instead.
+        axis.set_major_locator(MaxNLocator(nbins=4))
+    else:
+        axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -187,6 +194,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         stopped: list[tuple[float, float]] = []
         failed: list[tuple[float, float]] = []
         best_curve = None
+        dots: list[tuple[float, float, Any]] = []
         for trial in trials:
             xs, ys = _curve(trial, metric)
             if not xs:
@@ -197,6 +205,8 @@ def learning_curves_figure(results: Results, ranking: Ranking):
                 segments.append(list(zip(xs, ys)))
                 seg_colors.append(colors[trial.trial_id + str(trial.shard)])
                 seg_styles.append("--" if trial.status == "ERROR" else "-")
+                if len(xs) == 1 and not named:  # a line of one point draws nothing
+                    dots.append((xs[0], ys[0], seg_colors[-1]))
             if named:  # each report marked with the trial's own shape
                 ax.plot(xs, ys, marker=shapes[trial.trial_id + str(trial.shard)], markersize=4,
                         linestyle="none", color=colors[trial.trial_id + str(trial.shard)],
@@ -208,6 +218,9 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         if segments:
             ax.add_collection(LineCollection(segments, colors=seg_colors, linestyles=seg_styles,
                                              linewidths=1.2, alpha=alpha, zorder=2))
+        if dots:
+            ax.scatter([d[0] for d in dots], [d[1] for d in dots], s=14,
+                       color=[d[2] for d in dots], alpha=alpha, zorder=2, linewidths=0)
         if best_curve is not None:
             xs, ys, color = best_curve
             ax.plot(xs, ys, color=color, linewidth=2.6, zorder=3)
@@ -229,7 +242,7 @@ def learning_curves_figure(results: Results, ranking: Ranking):
             ax.set_xlim(0.8, results.max_epochs + 0.2)
         from matplotlib.ticker import MaxNLocator
 
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: 1
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
     _curve_legend(fig, results, best if any(t is best for t in trials) else None,
@@ -330,8 +343,17 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         handles.append(Line2D([], [], marker="*", markersize=15, color="gold", markeredgecolor="black",
                               linestyle="none", label="best"))
     _legend_below(fig, handles)
-    fig.suptitle(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})")
+    fig.suptitle(_fit(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})",
+                      fig.get_figwidth()))
     return fig
+
+
+def _fit(title: str, width_in: float) -> str:
+    """A figure title broken into lines that fit `width_in` (a character of the title's
+    12 pt is up to 9 px wide at 100 dpi): a one-panel figure cut it at both ends."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, max(20, int(width_in * 100 / 9)))) or title
 
 
 def _legend_below(fig: Any, handles: list | None = None) -> None:
@@ -357,8 +379,14 @@ def _legend_below(fig: Any, handles: list | None = None) -> None:
 ABSENT = -0.12  # where a parallel-coordinates line meets an axis of a parameter it lacks
 
 
+# Parallel coordinates' axes past the objective's: 35 hyperparameters put their axes 30 px
+# apart, names and values running together. The first ones of the spec are drawn.
+MAX_PARALLEL_AXES = 12
+
+
 def parallel_coordinates_figure(results: Results, ranking: Ranking):
-    plist = params(results)
+    every = params(results)
+    plist = every[:MAX_PARALLEL_AXES]
     scored = [(t, ranking.value(t)) for t in results.trials]
     scored = [(t, v) for t, v in scored if v is not None]
     if not plist or len(scored) < 2 or ranking.metric is None:
@@ -428,7 +456,9 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
         ax.spines[side].set_visible(False)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)
     bar.set_label(f"{ranking.metric} ({direction(ranking.mode)})")
-    ax.set_title(f"Hyperparameters of {len(scored)} trials, coloured by {ranking.metric}")
+    some = f" (the first {len(plist)} of {len(every)})" if len(plist) < len(every) else ""
+    ax.set_title(_fit(f"Hyperparameters{some} of {len(scored)} trials, coloured by {ranking.metric}",
+                      fig.get_figwidth() - 1.3))
     return fig
 
 
@@ -488,9 +518,11 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     events = sorted((ts, v) for t in results.trials if t.status != "ERROR"
                     for ts, v in zip(report_times(t), (number(r.get(metric)) for r in t.history))
                     if ts is not None and v is not None)
-    finished = sorted(((t.end_ts, ranking.value(t), t) for t in results.trials
-                       if t.end_ts is not None and ranking.value(t) is not None
-                       and t.status in ("TERMINATED", "ERROR")), key=lambda e: e[0])
+    # Every trial that ended counts, a diverged one (NaN) too: only those with a value are dots.
+    ended = sorted(((t.end_ts, ranking.value(t), t) for t in results.trials
+                    if t.end_ts is not None and t.status in ("TERMINATED", "ERROR")),
+                   key=lambda e: e[0])
+    finished = [e for e in ended if e[1] is not None]
     if not events and not finished:
         return None
     span = max(ts for ts, _ in events) - t0 if events else 1.0
@@ -513,7 +545,9 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_time.grid(True, alpha=0.3)
 
     counts, running, best = [], [], None
-    for i, (_, v, trial) in enumerate(finished, 1):
+    for i, (_, v, trial) in enumerate(ended, 1):
+        if v is None:
+            continue
         if trial.status != "ERROR" and (best is None or better(v, best)):
             best = v
         counts.append(i)
@@ -529,7 +563,7 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     from matplotlib.ticker import MaxNLocator
 
     ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax_count.set_xlim(0.5, max(1, len(finished)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
+    ax_count.set_xlim(0.5, max(1, len(ended)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
     handles = _status_handles(finished, "best so far")
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
@@ -695,8 +729,8 @@ def pareto_figure(results: Results, ranking: Ranking):
     ax.scatter([t.value(m1.name, scope, m1.mode) for t in others],
                [t.value(m2.name, scope, m2.mode) for t in others], s=26, color="#9a9a9a",
                label="other trials")
-    pts = sorted((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
-                 for t in front)
+    pts = sorted(((t.value(m1.name, scope, m1.mode), t.value(m2.name, scope, m2.mode), t)
+                  for t in front), key=lambda p: p[:2])  # ties: in front order, not by Trial
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="black", markersize=6,  # red means error
             label=f"Pareto front ({len(pts)} trial{'s' if len(pts) != 1 else ''})")
     if ranking.best is not None and ranking.best in front:

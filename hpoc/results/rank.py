@@ -53,6 +53,12 @@ def rank(results: Results, sort: str | None = None, ascending: bool | None = Non
         if top < 1:
             raise ResultsError(f"--top must be at least 1 (got {top})")
         shown = shown[:top]
+    if statuses and not shown and results.trials:
+        from collections import Counter
+
+        there = Counter(status_label(t) for t in results.trials)
+        notes.append(f"no trial is {' or '.join(statuses)}; the study's trials are "
+                     + ", ".join(f"{label}: {n}" for label, n in sorted(there.items())))
     return Ranking(metric, mode, scope, shown, best, len(results.trials), notes)
 
 
@@ -184,9 +190,10 @@ def status_label(trial: Trial) -> str:
 
 
 def param_names(results: Results) -> list[str]:
-    """Hyperparameter columns: the plan's searched parameters, else config keys that vary."""
+    """Hyperparameter columns: the searched parameters (the plan's, or a run's marker's),
+    else config keys that vary."""
     flats = [results.flat(t.config) for t in results.trials]
-    if results.plan is not None:
+    if results.knows_space:
         names = [p["name"] for p in results.space()]
         return [n for n in names if any(n in f for f in flats)]
     keys: dict[str, None] = {}

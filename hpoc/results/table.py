@@ -68,6 +68,8 @@ def _metric_cell(ranking: Ranking, trial: Trial, metric: str) -> str:
 
 def render_table(results: Results, ranking: Ranking, limit: int | None = None) -> str:
     header, body = rows(results, ranking, limit)
+    if not body:
+        return "(no trial to show)"  # a header over no rows read as a broken table
     # Values are the user's (a `choice` of CJK words, a string with an escape): shown as a
     # terminal can print them, and lined up by the columns they take there.
     header, body = [shown(c) for c in header], [[shown(c) for c in r] for r in body]

@@ -299,6 +299,22 @@ def _named(keys: list[str]) -> str:
     return ", ".join(f"`{k}`" for k in keys)
 
 
+# Where a plan says it ran: its spec's directory and its storage, absolute paths.
+_PLACES = (("source", "workdir"), ("storage", "path"))
+
+
+def _moved(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
+    """Where the run ran, when its plan differs from this one in its paths alone: a project
+    copied from a cluster's scratch, or moved, is not another study to its reader."""
+    if not set(parts) <= {place[0] for place in _PLACES}:
+        return ""
+    old, new = recorded.get("body") or {}, fp.get("body") or {}
+    if runnable(old, _PLACES) != runnable(new, _PLACES):
+        return ""
+    _, where = _at(old, _PLACES[0])
+    return f" (it ran in {where}: moved or copied since?)" if isinstance(where, str) else ""
+
+
 def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
     if (less := lowered(recorded, fp)) is not None:
         return f"{exp} {less}"
@@ -308,7 +324,7 @@ def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: lis
             ([f"its plan lacks {_named(added)}, which this one sets"] if added else []) +
             ([f"it has {_named(dropped)}, which this hpoc's plans lack"] if dropped else []))
     elif parts and "body" in recorded:
-        what = f"the plans differ in {_named(parts)}"
+        what = f"the plans differ in {_named(parts)}" + _moved(recorded, fp, parts)
     elif parts:  # a marker without the body: a spec edit and an hpoc upgrade look the same
         what = (f"the plans differ in {_named(parts)} (a change to the spec, or an hpoc that "
                 "compiles it differently)")

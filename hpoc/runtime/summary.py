@@ -68,10 +68,16 @@ def errored(summary: dict[str, Any]) -> int:
     return int((summary.get("status_counts") or {}).get("ERROR") or 0)
 
 
+def ray_key(key: str) -> bool:
+    """One of Ray's keys, or one Ray flattened out of them (`config/lr`). Another key with a
+    slash is the user's metric: `val/loss`, as TensorBoard and Lightning name them."""
+    return key in RAY_KEYS or key.split("/", 1)[0] in RAY_KEYS
+
+
 def user_metrics(result: dict[str, Any] | None) -> dict[str, Any]:
     out = {}
     for key, value in (result or {}).items():
-        if key in RAY_KEYS or "/" in key:
+        if ray_key(key):
             continue
         if isinstance(value, bool) or value is None or isinstance(value, str):
             out[key] = value

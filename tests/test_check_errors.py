@@ -26,6 +26,30 @@ def test_unknown_section_suggests_the_closest() -> None:
     assert d.help == "did you mean `scheduler`?"
 
 
+def test_a_misspelt_or_misplaced_required_section_is_reported_once_where_it_is_written() -> None:
+    """`pipline { ... }`, `Study "x"` or `pipeline = { ... }` were also told at 1:1 that the
+    study has no pipeline (no name), listed first: the error a user would act on came second."""
+    d = one_error('study "t"\npipline { trainer = t:T }\n')
+    assert (d.code, where(d), d.help) == ("HP201", (2, 1), "did you mean `pipeline`?")
+    d = one_error('Study "t"\npipeline { trainer = t:T }\n')
+    assert (d.code, where(d), d.help) == ("HP201", (1, 1), "did you mean `study`?")
+    d = one_error('study = "t"\npipeline { trainer = t:T }\n')
+    assert (d.code, where(d), d.help) == ("HP206", (1, 1), 'write `study "t"`')
+    d = one_error('study "t"\npipeline = { trainer = t:T }\n')
+    assert (d.code, where(d)) == ("HP206", (2, 1))
+    assert d.help == "write `pipeline { ... }`: a section takes no `=`"
+
+
+def test_a_section_written_as_a_setting_says_how_to_write_it() -> None:
+    errs = errors(BASE + "objective minimize val_loss\ntrials = { num_samples = 4 }\n"
+                  "search = optuna\nscheduler = \"asha\"\nspace { x = uniform(0, 1) }\n")
+    assert [(e.code, where(e)[0], e.help) for e in errs] == [
+        ("HP206", 4, "write `trials { ... }`: a section takes no `=`"),
+        ("HP206", 5, "write `search optuna`"),
+        ("HP206", 6, "write `scheduler asha`"),
+    ]
+
+
 def test_unknown_key_suggests_the_closest() -> None:
     d = one_error(BASE + "trials {\n  num_samples = 2\n  max_concurent = 3\n}\n")
     assert (d.code, where(d)) == ("HP201", (5, 3))

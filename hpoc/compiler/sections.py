@@ -23,7 +23,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.space import read_domain, read_space
 from hpoc.dsl.transform import duration_seconds
 from hpoc.dsl import ast as A
-from hpoc.errors import did_you_mean, one_of
+from hpoc.errors import closest, did_you_mean, one_of
 
 Found = dict[str, list[Any]]  # section kind -> blocks (or Objective statements)
 
@@ -38,13 +38,19 @@ def collect(ch: Checker, study: A.Study) -> Found:
         elif isinstance(item, A.Block):
             kind = item.kind
             if kind not in T.TOP_LEVEL:
+                meant = closest(kind, T.TOP_LEVEL)
+                ch.misnamed.add(meant or kind)
                 ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
-                         help=did_you_mean(kind, T.TOP_LEVEL) or f"sections: {one_of(T.TOP_LEVEL)}")  # fmt: skip
+                         help=f"did you mean `{meant}`?" if meant else f"sections: {one_of(T.TOP_LEVEL)}")  # fmt: skip
                 continue
         elif isinstance(item, A.Setting):
             home = T.key_home(item.key)
             if item.key in ("name", "study"):
+                ch.misnamed.add("study")
                 home_help = f'write `study "{K.literal(item.value) if isinstance(item.value, A.String) else "name"}"`'
+            elif item.key in T.TOP_LEVEL:  # `trials = { ... }`, `search = optuna`
+                ch.misnamed.add(item.key)
+                home_help = _section_written_as_setting(item)
             elif home:
                 home_help = f"`{item.key}` belongs in `{home} {{ ... }}`"
             else:
@@ -63,6 +69,14 @@ def collect(ch: Checker, study: A.Study) -> Found:
             continue
         found.setdefault(kind, []).append(item)
     return found
+
+
+def _section_written_as_setting(item: A.Setting) -> str:
+    labelled = ("search", "scheduler", "logger")
+    word = item.value.path if isinstance(item.value, A.Ref) else getattr(item.value, "value", None)
+    if item.key in labelled and isinstance(word, str) and re.fullmatch(r"[A-Za-z_]\w*", word):
+        return f"write `{item.key} {word}`"
+    return f"write `{item.key} {{ ... }}`: a section takes no `=`"
 
 
 def _head(item: Any) -> A.Span | None:
@@ -112,6 +126,8 @@ def read_all(ch: Checker, found: Found, study: A.Study) -> dict[str, Any]:
 
 
 def _study(ch: Checker, block: A.Block | None, study: A.Study) -> dict[str, Any]:
+    if block is None and "study" in ch.misnamed:
+        return {"name": None}  # misspelt or written as a setting: said there
     if block is None:
         ch.error(MISSING, 'the study has no name', A.Span(study.file, 1, 1, 1, 1) if study.items else None,
                  help='start the file with `study "my-study"`')  # fmt: skip

@@ -200,6 +200,21 @@ def test_unclosed_block_points_at_opening() -> None:
     )
 
 
+def test_unclosed_block_says_where_the_next_section_starts() -> None:
+    """A `}` forgotten in the middle of a file: the hint named no place, though the next
+    section in column 1 shows where the block was meant to end."""
+    text = 'study "x"\nspace {\n  a = 1\n  b = choice(1, 2)\n\n# the objective\nobjective minimize l\ntrials { n = 1 }\n'
+    assert error_at(text) == ("HP103", 2, 7, "unclosed `{`: the file ends before it is closed",
+                              "add `}` before line 7, where `objective` starts in column 1 as a section does")
+    assert error_at('space { a = 1\nsearch random\n')[4] == (
+        "add `}` before line 2, where `search` starts in column 1 as a section does")
+    # an inner block closed in column 1 is not the place
+    assert error_at('space {\n  if o == a {\n    x = 1\n}\ntrials { n = 1 }\n')[4] == (
+        "add `}` before line 5, where `trials` starts in column 1 as a section does")
+    # a block written without indentation: column 1 tells nothing
+    assert error_at("space {\na = 1\ntrials { n = 1 }\n")[4] == "add `}` where the block should end"
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

@@ -212,13 +212,31 @@ def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _
     if state.stack:
         ch, line, col = state.stack[-1]
         fail_at(text, file, f"unclosed `{ch}`: the file ends before it is closed", "HP103", line, col,
-                help=f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end")
+                help=_where_to_close(text, ch, line) or f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end")
     lines = text.split("\n")
     line, col = len(lines), len(lines[-1]) + 1
     if line > 1 and not lines[-1]:  # point at the last line's end, not past the final newline
         line, col = line - 1, len(lines[-2]) + 1
     fail_at(text, file, f"unexpected end of file, expected {_expected_words(expected)}", "HP103", line, col,
             help=_keyword_hint(text, tok))
+
+
+def _where_to_close(text: str, ch: str, line: int) -> str | None:
+    """"before line N": the first line after `line` that starts in column 1, when it reads
+    as a section's head (`trials {`, `search random`) rather than a setting (`a = 1`) of a
+    block written without indentation."""
+    if ch != "{":
+        return None
+    lines = text.split("\n")
+    for n in range(line + 1, len(lines) + 1):
+        row = lines[n - 1]
+        if not row.strip() or row.lstrip().startswith("#") or row[0].isspace() or row[0] in "}])":
+            continue
+        head = re.match(r"([A-Za-z_]\w*)(?:\s*\{|\s+[A-Za-z_\"])", row)
+        if head is None:
+            return None
+        return f"add `}}` before line {n}, where `{head[1]}` starts in column 1 as a section does"
+    return None
 
 
 def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:

@@ -69,6 +69,18 @@ def test_another_algorithms_option_is_named_as_such_not_sent_to_a_section() -> N
     assert d.help == "`scheduler hyperband` takes no `grace_period`; it is an option of `scheduler asha` or `scheduler median`"
 
 
+def test_a_misplaced_seed_is_sent_to_both_sections_that_take_one() -> None:
+    """`trials { seed = 3 }` was sent to `training` only, whose seed makes each trial's
+    training repeatable: a user after the same configs run after run needs `search`'s."""
+    both = "`seed` belongs in `search` (which configs are drawn) or `training` (each trial's training)"
+    d = one_error(BASE + "trials { num_samples = 2, seed = 3 }\n")
+    assert (d.code, where(d), d.help) == ("HP201", (3, 27), both)
+    d = one_error(BASE + "objective minimize val_loss\nscheduler asha { seed = 0 }\n")
+    assert (d.code, d.help) == ("HP201", both)
+    d = one_error(BASE + "seed = 0\n")
+    assert (d.code, d.help) == ("HP206", both)
+
+
 def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
     obj = "objective minimize val_loss\n"
     d = one_error(BASE + obj + "scheduler asha { max_t = 10, grace = 2 }\n")

@@ -240,7 +240,9 @@ class Checker:
             help = f"{where} takes no `{key}`; it is an option of {one_of(others)}"
         if help is None:
             home = T.key_home(key)
-            if home and home not in where:
+            if key == "seed" and not where.startswith(("`training", "`search")):
+                help = f"`seed` belongs in {T.SEED_HOMES}"
+            elif home and home not in where:
                 help = f"`{key}` belongs in `{home}`"
             elif fields:
                 help = f"valid keys: {one_of(fields)}"

@@ -51,6 +51,8 @@ def collect(ch: Checker, study: A.Study) -> Found:
             elif item.key in T.TOP_LEVEL:  # `trials = { ... }`, `search = optuna`
                 ch.misnamed.add(item.key)
                 home_help = _section_written_as_setting(item)
+            elif item.key == "seed":
+                home_help = f"`seed` belongs in {T.SEED_HOMES}"
             elif home:
                 home_help = f"`{item.key}` belongs in `{home} {{ ... }}`"
             else:

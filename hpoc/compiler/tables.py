@@ -367,6 +367,10 @@ def sbatch_option(flag: str) -> str:
     return text[:2] if text.startswith("-") and len(text) > 1 else ""
 
 
+# `seed` is both sections' key, each seeding something else: a misplaced one is sent to both.
+SEED_HOMES = "`search` (which configs are drawn) or `training` (each trial's training)"
+
+
 def key_home(key: str) -> str | None:
     """The section a key belongs to (for "`x` belongs in `resources`" hints)."""
     for section, fields in SECTIONS.items():

@@ -50,6 +50,14 @@ def test_a_section_written_as_a_setting_says_how_to_write_it() -> None:
     ]
 
 
+def test_two_objective_lines_are_told_how_to_write_several_metrics() -> None:
+    """Two `objective` lines (a multi-objective study written from the one-line form) were
+    told "merge them into one", which does not say that the block form exists."""
+    d = one_error(BASE + "objective minimize val_loss\nobjective maximize \"val/acc\"\n")
+    assert (d.code, where(d), d.message) == ("HP202", (4, 1), "section `objective` appears twice")
+    assert d.help == 'for several metrics write one block: `objective { minimize val_loss; maximize "val/acc" }`'
+
+
 def test_unknown_key_suggests_the_closest() -> None:
     d = one_error(BASE + "trials {\n  num_samples = 2\n  max_concurent = 3\n}\n")
     assert (d.code, where(d)) == ("HP201", (5, 3))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -66,11 +67,20 @@ def collect(ch: Checker, study: A.Study) -> Found:
             prev = found[kind][0]
             ch.error(
                 DUPLICATE, f"section `{kind}` appears twice", _head(item),
-                notes=(f"first at {ch.at(prev.span)}",), help="merge them into one",
+                notes=(f"first at {ch.at(prev.span)}",),
+                help=_goals_block(prev, item) if kind == "objective" else "merge them into one",
             )  # fmt: skip
             continue
         found.setdefault(kind, []).append(item)
     return found
+
+
+def _goals_block(*objectives: A.Objective) -> str:
+    """The one `objective { ... }` block that several objective lines mean."""
+    goals = [g for o in objectives for g in o.goals]
+    bare = re.compile(r"[A-Za-z_][\w.]*", re.ASCII)
+    words = [f"{g.mode}imize {g.metric if bare.fullmatch(g.metric) else json.dumps(g.metric)}" for g in goals]
+    return f"for several metrics write one block: `objective {{ {'; '.join(words)} }}`"
 
 
 def _section_written_as_setting(item: A.Setting) -> str:

@@ -2208,8 +2208,8 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
     assert (w.code, where(w)) == ("HP815", (7, 10))
     assert w.message == ("`num_samples = 10` asks for 10 trials, and the space holds 6 distinct "
                          "configurations: at least 4 trials train a configuration another trial trains")
-    assert w.help == ("list the values as `grid(...)` to train each configuration once per `num_samples` "
-                      "(`search random` enumerates a grid), or lower `num_samples` to 6")
+    assert w.help == ("list the values of `opt` and `layers` as `grid(...)` to train each configuration once "
+                      "per `num_samples` (`search random` enumerates a grid), or lower `num_samples` to 6")
     (w,) = warnings(BASE + space + "trials { num_samples = 7 }\nobjective minimize val_loss\n"
                     "search optuna { sampler = random }\n")
     assert w.code == "HP815" and w.help == "lower `num_samples` to 6, or widen the space"
@@ -2227,6 +2227,9 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
     (w,) = warnings(BASE + "space { a = grid(1, 2, 3), b = choice(x, y) }\ntrials { num_samples = 3 }\n")
     assert w.message.startswith("`num_samples = 3` asks for 9 trials (3 repetitions of the 3-point grid), "
                                 "and the space holds 6 distinct configurations")
+    # there `num_samples` counts repetitions of the grid: it said "lower `num_samples` to 6", 18 trials
+    assert w.help == ("list the values of `b` as `grid(...)` to train each configuration once per `num_samples` "
+                      "(`search random` enumerates a grid), or lower `num_samples` to 2")
 
 
 def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_path) -> None:

@@ -304,9 +304,12 @@ def _repeats(ch: Checker, out: dict[str, Any], space: Space) -> None:
     n = out["trials"]["num_samples"]
     grid = count_grid(out["space"]) if alg == "random" else 1
     asked = f"{trials} trials" + (f" ({n} repetitions of the {grid}-point grid)" if grid > 1 else "")
-    help = (f"list the values as `grid(...)` to train each configuration once per `num_samples` "
-            f"(`search random` enumerates a grid), or lower `num_samples` to {distinct}" if alg == "random"
-            else f"lower `num_samples` to {distinct}, or widen the space")
+    # under `search random` num_samples counts repetitions of the grid: as many as fit
+    sampled = [f"`{p.name}`" for p in space.params if p.domain != "grid"]
+    names = sampled[0] if len(sampled) == 1 else ", ".join(sampled[:-1]) + " and " + sampled[-1]
+    help = (f"list the values of {names} as `grid(...)` to train each configuration once per `num_samples` "
+            f"(`search random` enumerates a grid), or lower `num_samples` to {max(1, distinct // grid)}"
+            if alg == "random" else f"lower `num_samples` to {distinct}, or widen the space")
     ch.warn(WARN_REPEATS, f"`num_samples = {n}` asks for {asked}, and the space holds {distinct} distinct "
                           f"configurations: at least {trials - distinct} trials train a configuration another "
                           "trial trains", ch.spans.get("trials.num_samples"), help=help)  # fmt: skip

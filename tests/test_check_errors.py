@@ -2232,6 +2232,29 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
                       "(`search random` enumerates a grid), or lower `num_samples` to 2")
 
 
+def test_a_setting_written_in_space_is_a_warning_when_the_trainer_never_reads_it(tmp_path) -> None:
+    """`space { num_samples = 8, gpus_per_worker = 1 }`: the space takes any name, so the
+    study was valid and ran one trial on no GPU, the values handed to a trainer that never
+    reads them."""
+    _trainer_module(tmp_path, "make(config['width'])", "    def more(self):\n        return self.config['seed']\n")
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  width = choice(8, 16)\n'
+            '  num_samples = 8\n  gpus_per_worker = 1\n  precision = choice(bf16, fp32)\n  seed = 3\n}\n')
+    found = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+    assert [(d.severity, where(d), d.message, d.help) for d in found] == [
+        ("warning", (5, 3), "`num_samples` in `space` only reaches the trainer, and its module (t.py) never "
+                            "names it: hpoc reads `num_samples` in `trials`",
+         "move it: `trials { num_samples = ... }`"),
+        ("warning", (6, 3), "`gpus_per_worker` in `space` only reaches the trainer, and its module (t.py) never "
+                            "names it: hpoc reads `gpus_per_worker` in `resources`",
+         "move it: `resources { gpus_per_worker = ... }`"),
+        ("warning", (7, 3), "`precision` in `space` only reaches the trainer, and its module (t.py) never "
+                            "names it: hpoc reads `precision` in `training`",
+         "move it: `training { precision = ... }`"),
+    ]  # `seed` is named by the module: the trainer reads it itself
+    # a trainer hpoc cannot read (installed elsewhere) may read anything: nothing said
+    assert not [d for d in diagnostics(spec.replace("t:T", "elsewhere:T"), str(tmp_path)) if d.code == "HP816"]
+
+
 def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_path) -> None:
     """`optimizer.lrr = loguniform(...)`: hpoc's default optimizer reads `lr`, so every
     trial trained at 1e-3 while the results ranked trials by an `lrr` nothing read."""

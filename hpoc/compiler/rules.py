@@ -42,7 +42,8 @@ from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, model_config_reads,
-                                         silent_loop, unread_optimizer_keys, unread_trainer_args)
+                                         module_names, silent_loop, unread_optimizer_keys,
+                                         unread_trainer_args)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -470,6 +471,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _config_keys(ch, out, workdir)
     _optimizer_keys(ch, out, workdir)
     _trainer_args(ch, out, block, workdir)
+    _settings_in_space(ch, out, workdir)
     _shadowing(ch, out, block, workdir)
 
 
@@ -531,6 +533,29 @@ def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> No
                 spans.get(name) or ch.spans.get(f"space.constants.{name}"),
                 help=(close.replace("`", "`optimizer.", 1) if close else "override `create_optimizer`, or remove it")
                 + f" (the default optimizer reads {reads})")  # fmt: skip
+
+
+def _settings_in_space(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """`space { num_samples = 8 }`: the space takes any name, so a setting written there
+    is valid, and reaches only the trainer; the study ran one trial."""
+    space = out["space"]
+    spans = {p["name"]: ch.spans.get(f"space.params.{i}") for i, p in enumerate(space["params"])}
+    homes = {}
+    for name in [p["name"] for p in space["params"]] + list(space["constants"]):
+        home = T.key_home(name) if name not in T.MODEL_WORDS else None
+        if home in T.RUN_SECTIONS:
+            homes[name] = home
+    found = module_names(trainer_target(out), workdir) if homes else None
+    if not found:
+        return
+    module, named = found
+    for name, home in homes.items():
+        if name in named:
+            continue  # the trainer reads it itself
+        ch.warn(WARN_UNREAD, f"`{name}` in `space` only reaches the trainer, and its module ({module}) never "
+                             f"names it: hpoc reads `{name}` in `{home}`",
+                spans.get(name) or ch.spans.get(f"space.constants.{name}"),
+                help=f"move it: `{home} {{ {name} = ... }}`")  # fmt: skip
 
 
 def _trainer_args(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:

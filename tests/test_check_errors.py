@@ -58,6 +58,14 @@ def test_two_objective_lines_are_told_how_to_write_several_metrics() -> None:
     assert d.help == 'for several metrics write one block: `objective { minimize val_loss; maximize "val/acc" }`'
 
 
+def test_several_metrics_on_the_objective_line_are_shown_the_block() -> None:
+    """`objective minimize val_loss, maximize val_accuracy` read `maximize ...` as a section
+    and answered with the list of every section."""
+    d = one_error(BASE + "objective minimize val_loss, maximize val_accuracy\n")
+    assert (d.code, where(d), d.message) == ("HP201", (3, 30), "unknown section `maximize`")
+    assert d.help == "for several metrics write one block: `objective { minimize val_loss; maximize val_accuracy }`"
+
+
 def test_unknown_key_suggests_the_closest() -> None:
     d = one_error(BASE + "trials {\n  num_samples = 2\n  max_concurent = 3\n}\n")
     assert (d.code, where(d)) == ("HP201", (5, 3))

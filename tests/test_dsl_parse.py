@@ -215,6 +215,15 @@ def test_unclosed_block_says_where_the_next_section_starts() -> None:
     assert error_at("space {\na = 1\ntrials { n = 1 }\n")[4] == "add `}` where the block should end"
 
 
+def test_a_section_written_with_an_equals_sign_says_it_takes_none() -> None:
+    """`search = optuna { ... }` and `scheduler asha = { ... }` (TOML's, HCL's way) got
+    "unexpected `{`" / "unexpected `=`" and a list of tokens, with no hint."""
+    d = syntax_error('study "x"\nsearch = optuna { seed = 0 }\n')
+    assert (d.line, d.col, d.help) == (2, 17, "a section takes no `=`: write `search optuna { ... }`")
+    d = syntax_error('study "x"\nscheduler asha = { max_t = 10 }\n')
+    assert (d.line, d.col, d.help) == (2, 16, "a section takes no `=`: write `scheduler asha { ... }`")
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

@@ -38,6 +38,10 @@ def collect(ch: Checker, study: A.Study) -> Found:
             kind = "objective"
         elif isinstance(item, A.Block):
             kind = item.kind
+            if kind in ("minimize", "maximize") and "objective" in found:  # `objective minimize a, maximize b`
+                ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
+                         help=_goals_block(*found["objective"], A.Objective((A.Goal(kind[:3], item.label_text or ""),))))
+                continue
             if kind not in T.TOP_LEVEL:
                 meant = closest(kind, T.TOP_LEVEL)
                 ch.misnamed.add(meant or kind)

@@ -239,11 +239,28 @@ def _where_to_close(text: str, ch: str, line: int) -> str | None:
     return None
 
 
+def _section_with_equals(text: str, tok: Any) -> str | None:
+    """`search optuna` of `search = optuna {` or `search optuna = {` at a line's start (a
+    config language's way to write a block), when `tok` is that `{` or `=`."""
+    line = text[text.rfind("\n", 0, tok.start_pos) + 1 : tok.start_pos]
+    word = r"[A-Za-z_]\w*"
+    if tok.type == "LBRACE":
+        m = re.fullmatch(rf"({word})\s*=\s*({word})\s*", line)
+    elif tok.type == "EQUAL" and re.match(r"\s*\{", text[tok.end_pos:]):
+        m = re.fullmatch(rf"({word})\s+({word})\s*", line)
+    else:
+        m = None
+    return f"{m[1]} {m[2]}" if m else None
+
+
 def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
     """The likely fix for a token written as another language would (YAML's `:`, Python's
     `True`, `.5`), or where the grammar wants a setting or a separator."""
     if tok.type == "COLON" and "EQUAL" in expected:
         return "settings are written `key = value`, not `key: value`"
+    head = _section_with_equals(text, tok)
+    if head:
+        return f"a section takes no `=`: write `{head} {{ ... }}`"
     if tok.type == "EQUAL" and "_EQEQ" in expected:
         return "compare with `==`"
     if "MINIMIZE" in expected:

@@ -2073,7 +2073,7 @@ def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(t
         "import hpoc\nfrom hpoc.compat.itwinai import RayTorchTrainer\n\n"
         f"class T(hpoc.Trainer):\n{init}\nclass Base(hpoc.Trainer):\n    pass\n\n"
         f"class Sub(Base):\n{init}\nclass Compat(RayTorchTrainer):\n{init}")
-    spec = 'study "t"\npipeline { trainer = t:%s }\n'
+    spec = 'study "t"\npipeline { trainer = t:%s }\nspace { epochs = 1 }\n'
     for name in ("T", "Sub"):
         (d,) = [d for d in diagnostics(spec % name, str(tmp_path)) if d.severity == "error"]
         assert (d.code, d.message) == ("HP204", f"trainer: `{name}` (t.py) needs `config`: hpoc builds it "
@@ -2238,6 +2238,26 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
     # there `num_samples` counts repetitions of the grid: it said "lower `num_samples` to 6", 18 trials
     assert w.help == ("list the values of `b` as `grid(...)` to train each configuration once per `num_samples` "
                       "(`search random` enumerates a grid), or lower `num_samples` to 2")
+
+
+def test_a_default_loop_with_no_number_of_epochs_is_an_error(tmp_path) -> None:
+    """No `epochs` anywhere: `hpoc check` said valid, and the job failed as it started
+    (`hpoc run`'s driver refuses it), after its wait in the queue."""
+    _trainer_module(tmp_path, "make(config['lr'])")
+    spec = 'study "t"\npipeline { trainer = t:T }\nspace {\n  lr = uniform(0.1, 0.2)\n%s}\n%s'
+    (d,) = [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
+    assert (d.code, where(d), d.message) == (
+        "HP205", (2, 22), "trainer `t:T` runs hpoc's default loop, and the number of epochs is not set")
+    assert d.help == "add `epochs = ...` to `space` (a constant, or searched as a parameter)"
+    (d,) = [d for d in diagnostics(spec % ("  data.epochs = 3\n", ""), str(tmp_path)) if d.severity == "error"]
+    assert d.notes == ("`data.epochs` is inside a group: the loop reads `epochs` at the top of the config",)
+    for fine in (("  epochs = 3\n", ""), ("", "trials { stop = { training_iteration = 3 } }\n"),
+                 ("", "objective minimize val_loss\nscheduler asha\n")):  # max_t, in epochs
+        assert not [d for d in diagnostics(spec % fine, str(tmp_path)) if d.severity == "error"], fine
+    assert not [d for d in diagnostics(spec.replace("t:T", "t:T(epochs = 2)") % ("", ""), str(tmp_path))
+                if d.severity == "error"]
+    _trainer_module(tmp_path, "make(config['lr'])", "    def train(self):\n        self.report({'a': 1}, epoch=1)\n")
+    assert not [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
 
 
 def test_a_setting_written_in_space_is_a_warning_when_the_trainer_never_reads_it(tmp_path) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from hpoc.compiler import early_stop
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (
+    MISSING,
     OBJECTIVE,
     RESOURCES,
     SCHEDULER,
@@ -42,7 +43,7 @@ from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, model_config_reads,
-                                         module_names, silent_loop, unread_optimizer_keys,
+                                         keeps_default, module_names, silent_loop, unread_optimizer_keys,
                                          unread_trainer_args)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
@@ -83,6 +84,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
         early_stop.check(ch, out, early_stop.epochs_of(space, out), _label_span(sched_block), reports)
+    _no_epochs(ch, out, found.get("pipeline", [None])[0], workdir)  # last: rules above skip after an error
 
 
 def _bare_seconds(ch: Checker, block: A.Block | None) -> None:
@@ -650,6 +652,28 @@ def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:
                              "parameter of `space`: a step's arguments are fixed, not a trial's values", ref.span,
                              help=f'quote it for the string: "{ref.path}"; the trainer reads the value '
                                   f'from `config["{ref.path.split(".")[0]}"]`')  # fmt: skip
+
+
+def _no_epochs(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """hpoc's loop with no number of epochs (the space's, the trainer's argument, else
+    `stop.training_iteration` or the scheduler's `max_t` in epochs, as the runtime reads
+    them): the driver refuses the study as it starts, on a cluster after the queue."""
+    space, step = out["space"], out["pipeline"]["trainer"] or {}
+    names = [p["name"] for p in space["params"]] + list(space["constants"])
+    sched = out["scheduler"]
+    if "epochs" in names or "epochs" in (step.get("args") or {}) or "training_iteration" in out["trials"]["stop"] \
+            or (sched["options"].get("max_t") is not None and sched["time_attr"] == "training_iteration"):
+        return
+    target = trainer_target(out)
+    if not keeps_default(target, workdir, ("train", "epochs", "setting")):
+        return
+    grouped = [n for n in names if n.endswith(".epochs")]
+    value = setting_value(block, "trainer")
+    ch.error(MISSING, f"trainer `{target}` runs hpoc's default loop, and the number of epochs is not set",
+             getattr(value, "func_span", None) or getattr(value, "span", None) or ch.spans.get("pipeline.trainer"),
+             notes=tuple(f"`{g}` is inside a group: the loop reads `epochs` at the top of the config"
+                         for g in grouped[:1]),
+             help="add `epochs = ...` to `space` (a constant, or searched as a parameter)")  # fmt: skip
 
 
 def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:

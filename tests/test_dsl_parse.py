@@ -224,6 +224,17 @@ def test_a_section_written_with_an_equals_sign_says_it_takes_none() -> None:
     assert (d.line, d.col, d.help) == (2, 16, "a section takes no `=`: write `scheduler asha { ... }`")
 
 
+def test_a_pasted_dash_or_invisible_character_is_named() -> None:
+    """`uniform(–1, 1)` copied from a paper (an en dash, or the minus sign U+2212), and a
+    zero-width space from a web page: "unexpected character" and no hint what to type."""
+    assert error_at("space { x = uniform(\u20131, 1) }")[4] == (
+        "write `-`: `\u2013` is an en dash (U+2013), not the ASCII minus sign")
+    assert error_at("space { x = uniform(\u22121, 1) }")[4] == (
+        "write `-`: `\u2212` is a minus sign (U+2212), not the ASCII minus sign")
+    assert error_at("space { x = uniform(0,\u200b1) }")[4] == (
+        "this is an invisible zero width space (U+200B): delete it")
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

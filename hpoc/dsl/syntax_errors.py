@@ -118,6 +118,10 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
     fail_at(text, file, msg, "HP102", exc.line, exc.column, help=help)
 
 
+def _article(name: str) -> str:
+    return ("an " if name[:1] in "aeiou" else "a ") + name
+
+
 def _non_ascii_hint(text: str, pos: int) -> str | None:
     """What to write for a character that looks like one the language has: a digit of
     another script, a typographic quote, another space; or for a name in other letters."""
@@ -130,6 +134,11 @@ def _non_ascii_hint(text: str, pos: int) -> str | None:
         return f"write `{unicodedata.decimal(ch)}`: numbers are written with ASCII digits"
     if ch in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb\u2018\u2019\u201a\u201b":
         return 'strings use straight double quotes: "like this"'
+    if unicodedata.category(ch) == "Pd" or ch == "\u2212":  # a dash or minus from a paper
+        name = _article(unicodedata.name(ch, "dash").lower())
+        return f"write `-`: `{ch}` is {name} (U+{ord(ch):04X}), not the ASCII minus sign"
+    if unicodedata.category(ch) == "Cf":  # zero-width space or joiner, from a web page
+        return f"this is an invisible {unicodedata.name(ch, 'format character').lower()} (U+{ord(ch):04X}): delete it"
     if unicodedata.category(ch) == "Zs":
         return f"this is a {unicodedata.name(ch, 'space').lower()} (U+{ord(ch):04X}): write a plain space"
     if ch.isalpha():

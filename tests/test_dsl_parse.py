@@ -235,6 +235,13 @@ def test_a_pasted_dash_or_invisible_character_is_named() -> None:
         "this is an invisible zero width space (U+200B): delete it")
 
 
+def test_a_step_written_as_a_relative_path_is_shown_as_a_module() -> None:
+    """`trainer = ./models/net.py:Net` got "unexpected `.`" and no hint."""
+    d = syntax_error("pipeline { trainer = ./models/net.py:Net }")
+    assert (d.col, d.help) == (22, "write `models.net:Net`: a module is named as Python imports it, "
+                                   "from the spec's directory")
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

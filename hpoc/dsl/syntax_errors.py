@@ -284,6 +284,10 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
     if tok.type == "DOT":  # `.5` and `5.`, as Python and YAML allow
         before, after = text[: tok.start_pos], text[tok.end_pos:]
+        path = re.match(r"/((?:\w+/)*\w+?)(?:\.py)?(:\w+)?(?![\w/.])", after)  # `./models/net.py:Net`
+        if path:
+            module = path[1].replace("/", ".") + (path[2] or "")
+            return f"write `{module}`: a module is named as Python imports it, from the spec's directory"
         if re.match(r"\d", after) and not re.search(r"[\w.]$", before):
             return f"write `0.{re.match(r'[0-9]+', after).group(0)}`"  # type: ignore[union-attr]
         if re.search(r"(?<![\w.])\d+$", before):

@@ -1436,7 +1436,10 @@ def test_slurm_values() -> None:
     d = one_error(BASE + 'slurm { env = { "BAD-NAME" = "x" } }\n')
     assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
     d = one_error(BASE + "slurm { env = { X = [1] } }\n")  # a list has no quotes to add
-    assert (d.message, d.help) == ("environment variable `X` must be a string or number, not a list", None)
+    assert (d.message, d.help) == ("environment variable `X` must be a string, number or boolean, not a list", None)
+    # `null` reads as "unset it": the job exports only what `env` lists, and unsets nothing
+    d = one_error(BASE + "slurm { env = { X = null } }\n")
+    assert d.help == "leave `X` out: the job exports the variables `env` lists and unsets none"
     assert plan_of(BASE + "slurm { env = { Y = auto } }\n")["slurm"]["env"] == {"Y": "auto"}  # a bare word: its string
     d = one_error(BASE + "slurm { env = { Y = True } }\n")
     assert (d.code, d.help) == ("HP203", 'write `true`, or quote it: "True"')

@@ -389,7 +389,9 @@ class _Special:
                 return value.path
             help = (f"write `{value.path.lower()}`, or " if python and value.path != "None" else "") + \
                 f'quote it: "{value.path}"'
-        self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
+        if isinstance(value, A.Null):
+            help = f"leave `{key}` out: the job exports the variables `env` lists and unsets none"
+        self.ch.error(TYPE, f"environment variable `{key}` must be a string, number or boolean, not {K.describe(value)}",
                       value.span, help=help)  # fmt: skip
         return None
 

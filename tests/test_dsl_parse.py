@@ -242,6 +242,17 @@ def test_a_step_written_as_a_relative_path_is_shown_as_a_module() -> None:
                                    "from the spec's directory")
 
 
+@pytest.mark.parametrize("written, meant", [("2hours", "2h"), ("120min", "120m"), ("90sec", "90s"),
+                                             ("3days", "3d"), ("1h30", "1h30m"), ("2hrs", "2h")])
+def test_a_duration_with_a_spelt_out_unit_is_shown_with_its_letter(written: str, meant: str) -> None:
+    """`time_budget = 120min` got the list of every unit, not the one meant."""
+    assert error_at(f"trials {{ time_budget = {written} }}")[4] == f"write `{meant}`"
+
+
+def test_a_duration_in_two_words_is_one() -> None:
+    assert error_at("trials { time_budget = 1h 30m }")[4] == "write `1h30m`: a duration is one word"
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

@@ -265,6 +265,9 @@ def _section_with_equals(text: str, tok: Any) -> str | None:
 def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
     """The likely fix for a token written as another language would (YAML's `:`, Python's
     `True`, `.5`), or where the grammar wants a setting or a separator."""
+    if tok.type == "DURATION" and re.search(r"(?<![\w.])\d+(?:\.\d+)?[smhd][ \t]+$", text[: tok.start_pos]):
+        whole = re.search(r"(\S+)[ \t]+$", text[: tok.start_pos]).group(1)  # type: ignore[union-attr]
+        return f"write `{whole}{tok}`: a duration is one word"
     if tok.type == "COLON" and "EQUAL" in expected:
         return "settings are written `key = value`, not `key: value`"
     head = _section_with_equals(text, tok)
@@ -304,6 +307,22 @@ _VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])
 _UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
 
 
+_UNIT_WORDS = {"s": ("s", "sec", "secs", "second", "seconds"), "m": ("min", "mins", "minute", "minutes"),
+               "h": ("hr", "hrs", "hour", "hours"), "d": ("day", "days")}
+
+
+def _spelt_unit(number: str, suffix: str) -> str | None:
+    """`120m` for `120min`, `1h30m` for `1h30`: a duration's unit as a word, or a minute
+    count left without its `m`."""
+    word = suffix.lower()
+    for letter, words in _UNIT_WORDS.items():
+        if word in words:
+            return f"{number}{letter}"
+    if re.fullmatch(r"h\d+", suffix) and number.isdigit():
+        return f"{number}{suffix}m"
+    return None
+
+
 def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | None:
     """A name glued to a number (`64g`, `2hrs`) on the error's line or the line before.
 
@@ -336,6 +355,9 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
                 help = "use a smaller unit: `1536M` rather than `1.5G`"
             else:
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
+                unit = _spelt_unit(number, suffix)
+                if unit:
+                    help = f"write `{unit}`"
             found = (text.count("\n", 0, line_start) + 1, col, width, msg, help)
     return found
 

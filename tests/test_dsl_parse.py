@@ -253,6 +253,20 @@ def test_a_duration_in_two_words_is_one() -> None:
     assert error_at("trials { time_budget = 1h 30m }")[4] == "write `1h30m`: a duration is one word"
 
 
+@pytest.mark.parametrize("written, help", [
+    ("64GiB", "write `64G`: SLURM's units are binary, its G is a GiB"),
+    ("64Gi", "write `64G`: SLURM's units are binary, its G is a GiB"),
+    ("64 GB", "write `64GB`"),
+    ("64 GiB", "write `64G`"),
+    ("1.5T", "write `1536G`: a size is a whole number of its unit"),
+    ("0.5G", "write `512M`: a size is a whole number of its unit"),
+])
+def test_a_memory_size_as_other_tools_write_it_is_shown_as_slurm_takes_it(written: str, help: str) -> None:
+    """`mem = 64GiB` (as `free -h` prints it), `64 GB` or `1.5T`: the hint listed the
+    units, or there was none, or it said `1536M rather than 1.5G` whatever was written."""
+    assert error_at(f"slurm {{ mem = {written} }}")[4] == help
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

@@ -302,13 +302,24 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
 # A number, then a name: glued (`64g`), or one unit letter after a space that ends the
 # value (`64 G }`; `a = 1 m = 2` is two settings). An exponent is part of the number (`1e-3` is not the number 1 and a name `e`).
 _GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
-                    r"([A-Za-z_]\w*|[ \t]+[KMGTsmhd](?=[ \t]*(?:[,;})\]#]|$)))")
+                    r"([A-Za-z_]\w*|[ \t]+(?:[KMGT]i?B?|[smhd])(?=[ \t]*(?:[,;})\]#]|$)))")
 _VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]B?")
 _UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
 
 
 _UNIT_WORDS = {"s": ("s", "sec", "secs", "second", "seconds"), "m": ("min", "mins", "minute", "minutes"),
                "h": ("hr", "hrs", "hour", "hours"), "d": ("day", "days")}
+
+
+def _whole_size(number: str, unit: str) -> str:
+    """`1536G` for `1.5T`: the same size in the next smaller unit, a whole number there."""
+    units = "KMGT"
+    value, i = float(number), units.index(unit)
+    while i > 0 and not value.is_integer():
+        value, i = value * 1024, i - 1
+    if value.is_integer() and units[i] != unit:
+        return f"write `{int(value)}{units[i]}`: a size is a whole number of its unit"
+    return "use a smaller unit: `1536M` rather than `1.5G`"
 
 
 def _spelt_unit(number: str, suffix: str) -> str | None:
@@ -349,10 +360,14 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             elif suffix[0] in " \t":  # `64 G`
                 suffix = suffix.strip()
                 col, width = m.start(2) + 1 + m.group(2).index(suffix), len(suffix)
-                msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{suffix}`"
+                unit = suffix[0] if "i" in suffix else suffix  # `64 GiB`: SLURM's G is one
+                msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{unit}`"
             elif suffix in "KMGT" and not number.lstrip("-").isdigit():
                 msg = f"a size must be a whole number, not `{number}{suffix}`"
-                help = "use a smaller unit: `1536M` rather than `1.5G`"
+                help = _whole_size(number, suffix)
+            elif re.fullmatch(r"[KMGT]iB?", suffix) and number.isdigit():  # as `free -h` prints it
+                msg = f"unexpected name `{suffix}` right after the number `{number}`"
+                help = f"write `{number}{suffix[0]}`: SLURM's units are binary, its {suffix[0]} is a {suffix[0]}iB"
             else:
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
                 unit = _spelt_unit(number, suffix)

@@ -596,6 +596,16 @@ def test_a_quantised_log_domain_whose_low_end_rounds_to_one_value_is_a_warning()
     assert not warnings(BASE + "space { a = qlograndint(1, 1000, 7) }\n")
 
 
+def test_a_float_range_wider_than_a_float_is_refused() -> None:
+    """`uniform(-1e308, 1e308)`: valid for `hpoc check`, and every draw failed in Ray with
+    numpy's "OverflowError: Range exceeds valid bounds"."""
+    d = one_error(BASE + "space { a = uniform(-1e308, 1e308) }\n")
+    assert (d.code, where(d), d.message) == (
+        "HP302", (3, 13), "`uniform(-1e+308, 1e+308)` is too wide to sample: `upper - lower` overflows a float")
+    assert d.help == "narrow the bounds (or search the exponent: `loguniform`)"
+    assert not errors(BASE + "space { a = uniform(-1e307, 1e307) }\n")
+
+
 def test_quantised_bounds_must_be_multiples_of_q() -> None:
     # Ray raises at the first sample (mid-run) for these; Optuna would step from `lower`.
     cases = [

@@ -66,6 +66,25 @@ def test_several_metrics_on_the_objective_line_are_shown_the_block() -> None:
     assert d.help == "for several metrics write one block: `objective { minimize val_loss; maximize val_accuracy }`"
 
 
+def test_a_block_naming_its_kind_inside_is_shown_the_label_form() -> None:
+    """`search { algorithm = optuna }` (Ray's and YAML's way) was told to write
+    `search <algorithm> { ... }`, and then that `search random` takes no `algorithm`."""
+    obj = "objective minimize val_loss\nspace { x = uniform(0, 1) }\n"
+    for block, help in (("search { algorithm = optuna, seed = 0 }", "write `search optuna { ... }`"),
+                        ("scheduler { name = asha, max_t = 4 }", "write `scheduler asha { ... }`"),
+                        ('logger { kind = "mlflow" }', "write `logger mlflow { ... }`")):
+        d = one_error(BASE + obj + block + "\n")
+        assert (d.code, where(d), d.help) == ("HP205", (5, 1), help), block
+
+
+def test_a_logger_kind_written_as_a_section_is_shown_as_a_logger() -> None:
+    """`logger mlflow, tensorboard` above another section reads `tensorboard trials { ... }`
+    as a section; it was told the list of every section."""
+    errs = errors(BASE + "logger mlflow, tensorboard\ntrials { num_samples = 2 }\n")
+    assert [(e.code, where(e), e.help) for e in errs] == [
+        ("HP201", (3, 16), "write `logger tensorboard` on a line of its own")]
+
+
 def test_unknown_key_suggests_the_closest() -> None:
     d = one_error(BASE + "trials {\n  num_samples = 2\n  max_concurent = 3\n}\n")
     assert (d.code, where(d)) == ("HP201", (5, 3))

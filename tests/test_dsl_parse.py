@@ -267,6 +267,15 @@ def test_a_memory_size_as_other_tools_write_it_is_shown_as_slurm_takes_it(writte
     assert error_at(f"slurm {{ mem = {written} }}")[4] == help
 
 
+@pytest.mark.parametrize("line", ["logger mlflow, tensorboard", "logger [mlflow, tensorboard]",
+                                  "logger mlflow tensorboard"])
+def test_several_loggers_on_one_line_are_shown_one_per_line(line: str) -> None:
+    """`logger mlflow, tensorboard` ended in "unexpected end of file" with no hint, and the
+    list form was told that settings are written `key = value`."""
+    assert error_at(f'study "x"\n{line}\n')[4] == (
+        "one `logger` per kind, each on its own line: `logger mlflow`, `logger tensorboard`")
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

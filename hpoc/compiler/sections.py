@@ -42,6 +42,10 @@ def collect(ch: Checker, study: A.Study) -> Found:
                 ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
                          help=_goals_block(*found["objective"], A.Objective((A.Goal(kind[:3], item.label_text or ""),))))
                 continue
+            if kind in T.LOGGERS:  # `logger mlflow, tensorboard`: the second kind begins an item
+                ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
+                         help=f"write `logger {kind}` on a line of its own")
+                continue
             if kind not in T.TOP_LEVEL:
                 meant = closest(kind, T.TOP_LEVEL)
                 ch.misnamed.add(meant or kind)
@@ -107,9 +111,14 @@ def _label(ch: Checker, block: A.Block | None, what: str) -> str | None:
     if block is None:
         return None
     if block.label is None:
+        inside = [item.value for item in block.body or () if isinstance(item, A.Setting)
+                  and item.key in ("name", "algorithm", "kind", "type")]  # `search { algorithm = optuna }`
+        word = inside[0].path if inside and isinstance(inside[0], A.Ref) else getattr(inside[0], "value", None) \
+            if inside else None
+        label = word if isinstance(word, str) and re.fullmatch(r"[A-Za-z_]\w*", word) else f"<{what.split()[-1]}>"
         ch.error(MISSING, f"`{block.kind}` needs {what}", block.kind_span,
                  help='write `study "my-study"`' if block.kind == "study"  # it takes no `{ ... }`
-                 else f"write `{block.kind} <{what.split()[-1]}> {{ ... }}`")  # fmt: skip
+                 else f"write `{block.kind} {label} {{ ... }}`")  # fmt: skip
         return None
     return block.label_text
 
@@ -180,9 +189,11 @@ def _named(
     if with_time_attr:
         result["time_attr"] = T.TIME_ATTR.default
     name = _label(ch, block, what) if block is not None else default
-    if name is None:
-        name = default
-    elif name not in table:
+    if name is None:  # said: its options belong to an algorithm nobody named
+        result["options"] = {}
+        result["_invalid"] = True
+        return result
+    if name not in table:
         ch.error(
             UNKNOWN, f"unknown {kind} `{name}`", block.label.span if block and block.label else None,
             help=did_you_mean(name, table) or f"{kind} is one of {one_of(table)}",

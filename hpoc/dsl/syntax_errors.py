@@ -270,6 +270,8 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return f"write `{whole}{tok}`: a duration is one word"
     if tok.type == "COLON" and "EQUAL" in expected:
         return "settings are written `key = value`, not `key: value`"
+    if (listed := _logger_list(text, tok.line)) is not None:
+        return listed
     head = _section_with_equals(text, tok)
     if head:
         return f"a section takes no `=`: write `{head} {{ ... }}`"
@@ -428,6 +430,18 @@ _SYNONYMS = {
 _WORD = re.compile(r'"(?:[^"\\\n]|\\.)*"|#.*|([A-Za-z_]\w*)')
 
 
+def _logger_list(text: str, line_no: int) -> str | None:
+    """`logger mlflow, tensorboard` (or `[...]`) on the error's line or the one before:
+    the parser read one logger, then a stray item."""
+    lines = text.split("\n")
+    for row in lines[max(0, line_no - 2) : line_no][::-1]:
+        m = re.fullmatch(r"logger\s*\[?\s*(\w+)\s*,?\s*((?:\w+\s*,?\s*)+)\]?\s*(?:#.*)?", row.strip())
+        if m:
+            kinds = [m[1], *re.findall(r"\w+", m[2])]
+            return "one `logger` per kind, each on its own line: " + ", ".join(f"`logger {k}`" for k in kinds)
+    return None
+
+
 def _keyword_hint(text: str, tok: Any) -> str | None:
     """"did you mean `objective`?" for a misspelt keyword on the error's line."""
     if tok is None or tok.type == "$END":
@@ -437,6 +451,8 @@ def _keyword_hint(text: str, tok: Any) -> str | None:
     lines = text.split("\n")
     if not 1 <= line_no <= len(lines):
         return None
+    if (listed := _logger_list(text, line_no)) is not None:
+        return listed
     import difflib
 
     for m in _WORD.finditer(lines[line_no - 1]):

@@ -48,6 +48,9 @@ def test_a_section_written_as_a_setting_says_how_to_write_it() -> None:
         ("HP206", 5, "write `search optuna`"),
         ("HP206", 6, "write `scheduler asha`"),
     ]
+    errs = errors(BASE + "logger = [mlflow, tensorboard]\nsearch = { seed = 0 }\n")
+    assert [e.help for e in errs] == ["one `logger` per line: `logger mlflow`, `logger tensorboard`",
+                                      "write `search <algorithm> { ... }`: a section takes no `=`"]
 
 
 def test_two_objective_lines_are_told_how_to_write_several_metrics() -> None:

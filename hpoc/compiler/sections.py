@@ -92,11 +92,20 @@ def _goals_block(*objectives: A.Objective) -> str:
 
 
 def _section_written_as_setting(item: A.Setting) -> str:
-    labelled = ("search", "scheduler", "logger")
-    word = item.value.path if isinstance(item.value, A.Ref) else getattr(item.value, "value", None)
-    if item.key in labelled and isinstance(word, str) and re.fullmatch(r"[A-Za-z_]\w*", word):
-        return f"write `{item.key} {word}`"
-    return f"write `{item.key} {{ ... }}`: a section takes no `=`"
+    labelled = {"search": "<algorithm>", "scheduler": "<name>", "logger": "<kind>"}
+    words = [_word(v) for v in (item.value.items if isinstance(item.value, A.List) else (item.value,))]
+    if item.key in labelled and words and all(words):
+        if len(words) > 1:  # `logger = [mlflow, tensorboard]`
+            return f"one `{item.key}` per line: " + ", ".join(f"`{item.key} {w}`" for w in words)
+        return f"write `{item.key} {words[0]}`"
+    return f"write `{item.key} {labelled.get(item.key, '')}{' ' if item.key in labelled else ''}{{ ... }}`: " \
+        "a section takes no `=`"
+
+
+def _word(value: A.Value) -> str | None:
+    """`optuna` of `optuna` or "optuna": a bare word a section's label could be."""
+    word = value.path if isinstance(value, A.Ref) else getattr(value, "value", None)
+    return word if isinstance(word, str) and re.fullmatch(r"[A-Za-z_]\w*", word) else None
 
 
 def _head(item: Any) -> A.Span | None:

@@ -178,7 +178,13 @@ SYNONYMS = {
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """`help` text suggesting the closest candidate, or None.
+    """`help` text suggesting the closest candidate, or None."""
+    close = closest(word, candidates)
+    return f"did you mean `{close}`?" if close else None
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` most likely meant, or None.
 
     A known synonym first, then a candidate the word begins (`grace` -> `grace_period`),
     then the closest spelling."""
@@ -194,7 +200,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
         lowered = {c.lower(): c for c in candidates}
         if word.lower() in lowered:
             close = [lowered[word.lower()]]
-    return f"did you mean `{close[0]}`?" if close else None
+    return close[0] if close else None
 
 
 def one_of(candidates: Iterable[str], limit: int | None = None) -> str:

@@ -26,6 +26,68 @@ def test_unknown_section_suggests_the_closest() -> None:
     assert d.help == "did you mean `scheduler`?"
 
 
+def test_a_misspelt_or_misplaced_required_section_is_reported_once_where_it_is_written() -> None:
+    """`pipline { ... }`, `Study "x"` or `pipeline = { ... }` were also told at 1:1 that the
+    study has no pipeline (no name), listed first: the error a user would act on came second."""
+    d = one_error('study "t"\npipline { trainer = t:T }\n')
+    assert (d.code, where(d), d.help) == ("HP201", (2, 1), "did you mean `pipeline`?")
+    d = one_error('Study "t"\npipeline { trainer = t:T }\n')
+    assert (d.code, where(d), d.help) == ("HP201", (1, 1), "did you mean `study`?")
+    d = one_error('study = "t"\npipeline { trainer = t:T }\n')
+    assert (d.code, where(d), d.help) == ("HP206", (1, 1), 'write `study "t"`')
+    d = one_error('study "t"\npipeline = { trainer = t:T }\n')
+    assert (d.code, where(d)) == ("HP206", (2, 1))
+    assert d.help == "write `pipeline { ... }`: a section takes no `=`"
+
+
+def test_a_section_written_as_a_setting_says_how_to_write_it() -> None:
+    errs = errors(BASE + "objective minimize val_loss\ntrials = { num_samples = 4 }\n"
+                  "search = optuna\nscheduler = \"asha\"\nspace { x = uniform(0, 1) }\n")
+    assert [(e.code, where(e)[0], e.help) for e in errs] == [
+        ("HP206", 4, "write `trials { ... }`: a section takes no `=`"),
+        ("HP206", 5, "write `search optuna`"),
+        ("HP206", 6, "write `scheduler asha`"),
+    ]
+    errs = errors(BASE + "logger = [mlflow, tensorboard]\nsearch = { seed = 0 }\n")
+    assert [e.help for e in errs] == ["one `logger` per line: `logger mlflow`, `logger tensorboard`",
+                                      "write `search <algorithm> { ... }`: a section takes no `=`"]
+
+
+def test_two_objective_lines_are_told_how_to_write_several_metrics() -> None:
+    """Two `objective` lines (a multi-objective study written from the one-line form) were
+    told "merge them into one", which does not say that the block form exists."""
+    d = one_error(BASE + "objective minimize val_loss\nobjective maximize \"val/acc\"\n")
+    assert (d.code, where(d), d.message) == ("HP202", (4, 1), "section `objective` appears twice")
+    assert d.help == 'for several metrics write one block: `objective { minimize val_loss; maximize "val/acc" }`'
+
+
+def test_several_metrics_on_the_objective_line_are_shown_the_block() -> None:
+    """`objective minimize val_loss, maximize val_accuracy` read `maximize ...` as a section
+    and answered with the list of every section."""
+    d = one_error(BASE + "objective minimize val_loss, maximize val_accuracy\n")
+    assert (d.code, where(d), d.message) == ("HP201", (3, 30), "unknown section `maximize`")
+    assert d.help == "for several metrics write one block: `objective { minimize val_loss; maximize val_accuracy }`"
+
+
+def test_a_block_naming_its_kind_inside_is_shown_the_label_form() -> None:
+    """`search { algorithm = optuna }` (Ray's and YAML's way) was told to write
+    `search <algorithm> { ... }`, and then that `search random` takes no `algorithm`."""
+    obj = "objective minimize val_loss\nspace { x = uniform(0, 1) }\n"
+    for block, help in (("search { algorithm = optuna, seed = 0 }", "write `search optuna { ... }`"),
+                        ("scheduler { name = asha, max_t = 4 }", "write `scheduler asha { ... }`"),
+                        ('logger { kind = "mlflow" }', "write `logger mlflow { ... }`")):
+        d = one_error(BASE + obj + block + "\n")
+        assert (d.code, where(d), d.help) == ("HP205", (5, 1), help), block
+
+
+def test_a_logger_kind_written_as_a_section_is_shown_as_a_logger() -> None:
+    """`logger mlflow, tensorboard` above another section reads `tensorboard trials { ... }`
+    as a section; it was told the list of every section."""
+    errs = errors(BASE + "logger mlflow, tensorboard\ntrials { num_samples = 2 }\n")
+    assert [(e.code, where(e), e.help) for e in errs] == [
+        ("HP201", (3, 16), "write `logger tensorboard` on a line of its own")]
+
+
 def test_unknown_key_suggests_the_closest() -> None:
     d = one_error(BASE + "trials {\n  num_samples = 2\n  max_concurent = 3\n}\n")
     assert (d.code, where(d)) == ("HP201", (5, 3))
@@ -43,6 +105,18 @@ def test_another_algorithms_option_is_named_as_such_not_sent_to_a_section() -> N
                       "`search hyperopt`, `search bayesopt`, `search hebo` or `search bohb`")
     d = one_error(BASE + obj + "scheduler hyperband { grace_period = 1 }\n")
     assert d.help == "`scheduler hyperband` takes no `grace_period`; it is an option of `scheduler asha` or `scheduler median`"
+
+
+def test_a_misplaced_seed_is_sent_to_both_sections_that_take_one() -> None:
+    """`trials { seed = 3 }` was sent to `training` only, whose seed makes each trial's
+    training repeatable: a user after the same configs run after run needs `search`'s."""
+    both = "`seed` belongs in `search` (which configs are drawn) or `training` (each trial's training)"
+    d = one_error(BASE + "trials { num_samples = 2, seed = 3 }\n")
+    assert (d.code, where(d), d.help) == ("HP201", (3, 27), both)
+    d = one_error(BASE + "objective minimize val_loss\nscheduler asha { seed = 0 }\n")
+    assert (d.code, d.help) == ("HP201", both)
+    d = one_error(BASE + "seed = 0\n")
+    assert (d.code, d.help) == ("HP206", both)
 
 
 def test_hints_prefer_a_known_synonym_or_the_word_begun() -> None:
@@ -542,6 +616,16 @@ def test_a_quantised_log_domain_whose_low_end_rounds_to_one_value_is_a_warning()
     for fine in ("qlograndint(7, 1000, 7)", "qlograndint(1, 1024, 2)", "qloguniform(0.1, 100, 0.1)"):
         assert not warnings(BASE + f"space {{ a = {fine} }}\n" + optuna), fine
     assert not warnings(BASE + "space { a = qlograndint(1, 1000, 7) }\n")
+
+
+def test_a_float_range_wider_than_a_float_is_refused() -> None:
+    """`uniform(-1e308, 1e308)`: valid for `hpoc check`, and every draw failed in Ray with
+    numpy's "OverflowError: Range exceeds valid bounds"."""
+    d = one_error(BASE + "space { a = uniform(-1e308, 1e308) }\n")
+    assert (d.code, where(d), d.message) == (
+        "HP302", (3, 13), "`uniform(-1e+308, 1e+308)` is too wide to sample: `upper - lower` overflows a float")
+    assert d.help == "narrow the bounds (or search the exponent: `loguniform`)"
+    assert not errors(BASE + "space { a = uniform(-1e307, 1e307) }\n")
 
 
 def test_quantised_bounds_must_be_multiples_of_q() -> None:
@@ -1384,7 +1468,10 @@ def test_slurm_values() -> None:
     d = one_error(BASE + 'slurm { env = { "BAD-NAME" = "x" } }\n')
     assert (where(d), d.message) == ((3, 17), "`BAD-NAME` is not a valid environment variable name")
     d = one_error(BASE + "slurm { env = { X = [1] } }\n")  # a list has no quotes to add
-    assert (d.message, d.help) == ("environment variable `X` must be a string or number, not a list", None)
+    assert (d.message, d.help) == ("environment variable `X` must be a string, number or boolean, not a list", None)
+    # `null` reads as "unset it": the job exports only what `env` lists, and unsets nothing
+    d = one_error(BASE + "slurm { env = { X = null } }\n")
+    assert d.help == "leave `X` out: the job exports the variables `env` lists and unsets none"
     assert plan_of(BASE + "slurm { env = { Y = auto } }\n")["slurm"]["env"] == {"Y": "auto"}  # a bare word: its string
     d = one_error(BASE + "slurm { env = { Y = True } }\n")
     assert (d.code, d.help) == ("HP203", 'write `true`, or quote it: "True"')
@@ -2021,7 +2108,7 @@ def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(t
         "import hpoc\nfrom hpoc.compat.itwinai import RayTorchTrainer\n\n"
         f"class T(hpoc.Trainer):\n{init}\nclass Base(hpoc.Trainer):\n    pass\n\n"
         f"class Sub(Base):\n{init}\nclass Compat(RayTorchTrainer):\n{init}")
-    spec = 'study "t"\npipeline { trainer = t:%s }\n'
+    spec = 'study "t"\npipeline { trainer = t:%s }\nspace { epochs = 1 }\n'
     for name in ("T", "Sub"):
         (d,) = [d for d in diagnostics(spec % name, str(tmp_path)) if d.severity == "error"]
         assert (d.code, d.message) == ("HP204", f"trainer: `{name}` (t.py) needs `config`: hpoc builds it "
@@ -2164,8 +2251,8 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
     assert (w.code, where(w)) == ("HP815", (7, 10))
     assert w.message == ("`num_samples = 10` asks for 10 trials, and the space holds 6 distinct "
                          "configurations: at least 4 trials train a configuration another trial trains")
-    assert w.help == ("list the values as `grid(...)` to train each configuration once per `num_samples` "
-                      "(`search random` enumerates a grid), or lower `num_samples` to 6")
+    assert w.help == ("list the values of `opt` and `layers` as `grid(...)` to train each configuration once "
+                      "per `num_samples` (`search random` enumerates a grid), or lower `num_samples` to 6")
     (w,) = warnings(BASE + space + "trials { num_samples = 7 }\nobjective minimize val_loss\n"
                     "search optuna { sampler = random }\n")
     assert w.code == "HP815" and w.help == "lower `num_samples` to 6, or widen the space"
@@ -2183,6 +2270,52 @@ def test_more_trials_than_the_space_has_configurations_is_a_warning() -> None:
     (w,) = warnings(BASE + "space { a = grid(1, 2, 3), b = choice(x, y) }\ntrials { num_samples = 3 }\n")
     assert w.message.startswith("`num_samples = 3` asks for 9 trials (3 repetitions of the 3-point grid), "
                                 "and the space holds 6 distinct configurations")
+    # there `num_samples` counts repetitions of the grid: it said "lower `num_samples` to 6", 18 trials
+    assert w.help == ("list the values of `b` as `grid(...)` to train each configuration once per `num_samples` "
+                      "(`search random` enumerates a grid), or lower `num_samples` to 2")
+
+
+def test_a_default_loop_with_no_number_of_epochs_is_an_error(tmp_path) -> None:
+    """No `epochs` anywhere: `hpoc check` said valid, and the job failed as it started
+    (`hpoc run`'s driver refuses it), after its wait in the queue."""
+    _trainer_module(tmp_path, "make(config['lr'])")
+    spec = 'study "t"\npipeline { trainer = t:T }\nspace {\n  lr = uniform(0.1, 0.2)\n%s}\n%s'
+    (d,) = [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
+    assert (d.code, where(d), d.message) == (
+        "HP205", (2, 22), "trainer `t:T` runs hpoc's default loop, and the number of epochs is not set")
+    assert d.help == "add `epochs = ...` to `space` (a constant, or searched as a parameter)"
+    (d,) = [d for d in diagnostics(spec % ("  data.epochs = 3\n", ""), str(tmp_path)) if d.severity == "error"]
+    assert d.notes == ("`data.epochs` is inside a group: the loop reads `epochs` at the top of the config",)
+    for fine in (("  epochs = 3\n", ""), ("", "trials { stop = { training_iteration = 3 } }\n"),
+                 ("", "objective minimize val_loss\nscheduler asha\n")):  # max_t, in epochs
+        assert not [d for d in diagnostics(spec % fine, str(tmp_path)) if d.severity == "error"], fine
+    assert not [d for d in diagnostics(spec.replace("t:T", "t:T(epochs = 2)") % ("", ""), str(tmp_path))
+                if d.severity == "error"]
+    _trainer_module(tmp_path, "make(config['lr'])", "    def train(self):\n        self.report({'a': 1}, epoch=1)\n")
+    assert not [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
+
+
+def test_a_setting_written_in_space_is_a_warning_when_the_trainer_never_reads_it(tmp_path) -> None:
+    """`space { num_samples = 8, gpus_per_worker = 1 }`: the space takes any name, so the
+    study was valid and ran one trial on no GPU, the values handed to a trainer that never
+    reads them."""
+    _trainer_module(tmp_path, "make(config['width'])", "    def more(self):\n        return self.config['seed']\n")
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  width = choice(8, 16)\n'
+            '  num_samples = 8\n  gpus_per_worker = 1\n  precision = choice(bf16, fp32)\n  seed = 3\n}\n')
+    found = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+    assert [(d.severity, where(d), d.message, d.help) for d in found] == [
+        ("warning", (5, 3), "`num_samples` in `space` only reaches the trainer, and its module (t.py) never "
+                            "names it: hpoc reads `num_samples` in `trials`",
+         "move it: `trials { num_samples = ... }`"),
+        ("warning", (6, 3), "`gpus_per_worker` in `space` only reaches the trainer, and its module (t.py) never "
+                            "names it: hpoc reads `gpus_per_worker` in `resources`",
+         "move it: `resources { gpus_per_worker = ... }`"),
+        ("warning", (7, 3), "`precision` in `space` only reaches the trainer, and its module (t.py) never "
+                            "names it: hpoc reads `precision` in `training`",
+         "move it: `training { precision = ... }`"),
+    ]  # `seed` is named by the module: the trainer reads it itself
+    # a trainer hpoc cannot read (installed elsewhere) may read anything: nothing said
+    assert not [d for d in diagnostics(spec.replace("t:T", "elsewhere:T"), str(tmp_path)) if d.code == "HP816"]
 
 
 def test_an_optimizer_key_the_default_optimizer_never_reads_is_a_warning(tmp_path) -> None:

@@ -62,6 +62,18 @@ def test_a_package_path_is_looked_for_under_the_spec_directory(tmp_path: Path) -
                        "helpers.py is a module, not a package: it holds no modules")
 
 
+def test_a_module_written_as_its_file_name_is_told_to_drop_py(tmp_path: Path) -> None:
+    """`trainer = trainer.py:T` (the file's name) was told that trainer.py holds no
+    modules, with the hint to put `trainer/py.py` beside the spec."""
+    (tmp_path / "trainer.py").write_text("class T:\n    pass\n")
+    (w,) = missing(study(tmp_path, "trainer = trainer.py:T"))
+    assert w.help == "write `trainer:T`: a module is named without `.py`"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "net.py").write_text("class Net:\n    pass\n")
+    (w,) = missing(study(tmp_path, "trainer = models.net.py:Net"))
+    assert w.help == "write `models.net:Net`: a module is named without `.py`"
+
+
 def test_an_installed_module_is_found_without_being_imported(tmp_path: Path) -> None:
     site = tmp_path / "site"  # not beside the spec: on the path only
     site.mkdir()

@@ -200,6 +200,82 @@ def test_unclosed_block_points_at_opening() -> None:
     )
 
 
+def test_unclosed_block_says_where_the_next_section_starts() -> None:
+    """A `}` forgotten in the middle of a file: the hint named no place, though the next
+    section in column 1 shows where the block was meant to end."""
+    text = 'study "x"\nspace {\n  a = 1\n  b = choice(1, 2)\n\n# the objective\nobjective minimize l\ntrials { n = 1 }\n'
+    assert error_at(text) == ("HP103", 2, 7, "unclosed `{`: the file ends before it is closed",
+                              "add `}` before line 7, where `objective` starts in column 1 as a section does")
+    assert error_at('space { a = 1\nsearch random\n')[4] == (
+        "add `}` before line 2, where `search` starts in column 1 as a section does")
+    # an inner block closed in column 1 is not the place
+    assert error_at('space {\n  if o == a {\n    x = 1\n}\ntrials { n = 1 }\n')[4] == (
+        "add `}` before line 5, where `trials` starts in column 1 as a section does")
+    # a block written without indentation: column 1 tells nothing
+    assert error_at("space {\na = 1\ntrials { n = 1 }\n")[4] == "add `}` where the block should end"
+
+
+def test_a_section_written_with_an_equals_sign_says_it_takes_none() -> None:
+    """`search = optuna { ... }` and `scheduler asha = { ... }` (TOML's, HCL's way) got
+    "unexpected `{`" / "unexpected `=`" and a list of tokens, with no hint."""
+    d = syntax_error('study "x"\nsearch = optuna { seed = 0 }\n')
+    assert (d.line, d.col, d.help) == (2, 17, "a section takes no `=`: write `search optuna { ... }`")
+    d = syntax_error('study "x"\nscheduler asha = { max_t = 10 }\n')
+    assert (d.line, d.col, d.help) == (2, 16, "a section takes no `=`: write `scheduler asha { ... }`")
+
+
+def test_a_pasted_dash_or_invisible_character_is_named() -> None:
+    """`uniform(–1, 1)` copied from a paper (an en dash, or the minus sign U+2212), and a
+    zero-width space from a web page: "unexpected character" and no hint what to type."""
+    assert error_at("space { x = uniform(\u20131, 1) }")[4] == (
+        "write `-`: `\u2013` is an en dash (U+2013), not the ASCII minus sign")
+    assert error_at("space { x = uniform(\u22121, 1) }")[4] == (
+        "write `-`: `\u2212` is a minus sign (U+2212), not the ASCII minus sign")
+    assert error_at("space { x = uniform(0,\u200b1) }")[4] == (
+        "this is an invisible zero width space (U+200B): delete it")
+
+
+def test_a_step_written_as_a_relative_path_is_shown_as_a_module() -> None:
+    """`trainer = ./models/net.py:Net` got "unexpected `.`" and no hint."""
+    d = syntax_error("pipeline { trainer = ./models/net.py:Net }")
+    assert (d.col, d.help) == (22, "write `models.net:Net`: a module is named as Python imports it, "
+                                   "from the spec's directory")
+
+
+@pytest.mark.parametrize("written, meant", [("2hours", "2h"), ("120min", "120m"), ("90sec", "90s"),
+                                             ("3days", "3d"), ("1h30", "1h30m"), ("2hrs", "2h")])
+def test_a_duration_with_a_spelt_out_unit_is_shown_with_its_letter(written: str, meant: str) -> None:
+    """`time_budget = 120min` got the list of every unit, not the one meant."""
+    assert error_at(f"trials {{ time_budget = {written} }}")[4] == f"write `{meant}`"
+
+
+def test_a_duration_in_two_words_is_one() -> None:
+    assert error_at("trials { time_budget = 1h 30m }")[4] == "write `1h30m`: a duration is one word"
+
+
+@pytest.mark.parametrize("written, help", [
+    ("64GiB", "write `64G`: SLURM's units are binary, its G is a GiB"),
+    ("64Gi", "write `64G`: SLURM's units are binary, its G is a GiB"),
+    ("64 GB", "write `64GB`"),
+    ("64 GiB", "write `64G`"),
+    ("1.5T", "write `1536G`: a size is a whole number of its unit"),
+    ("0.5G", "write `512M`: a size is a whole number of its unit"),
+])
+def test_a_memory_size_as_other_tools_write_it_is_shown_as_slurm_takes_it(written: str, help: str) -> None:
+    """`mem = 64GiB` (as `free -h` prints it), `64 GB` or `1.5T`: the hint listed the
+    units, or there was none, or it said `1536M rather than 1.5G` whatever was written."""
+    assert error_at(f"slurm {{ mem = {written} }}")[4] == help
+
+
+@pytest.mark.parametrize("line", ["logger mlflow, tensorboard", "logger [mlflow, tensorboard]",
+                                  "logger mlflow tensorboard"])
+def test_several_loggers_on_one_line_are_shown_one_per_line(line: str) -> None:
+    """`logger mlflow, tensorboard` ended in "unexpected end of file" with no hint, and the
+    list form was told that settings are written `key = value`."""
+    assert error_at(f'study "x"\n{line}\n')[4] == (
+        "one `logger` per kind, each on its own line: `logger mlflow`, `logger tensorboard`")
+
+
 def test_unexpected_end_of_file() -> None:
     d = syntax_error("trials { num_samples =")
     # the `{` is still open: report where it was opened

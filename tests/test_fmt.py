@@ -335,3 +335,15 @@ def test_fmt_of_a_yaml_config_points_to_convert(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "is a YAML config" in err and f"hpoc convert {config}" in err and "HP101" not in err
     assert config.read_text(encoding="utf-8").startswith("ray_training_pipeline:")
+
+
+def test_a_blank_line_between_comments_or_before_the_item_stays() -> None:
+    """A file header set apart from the study, a commented-out section above the next one's
+    comment: `hpoc fmt` glued them to the item below, one comment block."""
+    src = ('# Study of X\n# author: me\n\nstudy "x"\n\n# search:\n#search optuna { seed = 0 }\n\n'
+           '# scheduler\nscheduler fifo\n\nspace {\n  # lr and friends\n\n  # the lr\n  lr = 1\n}\n')
+    out = formatted(src)
+    assert out.startswith('# Study of X\n# author: me\n\nstudy "x"\n\n')
+    assert '# search:\n#search optuna { seed = 0 }\n\n# scheduler\nscheduler fifo\n' in out
+    assert "space {\n  # lr and friends\n\n  # the lr\n  lr = 1\n}\n" in out
+    assert parse(out) == parse(src)

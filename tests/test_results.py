@@ -405,6 +405,14 @@ def test_bookkeeping_keys_are_not_metrics():
     assert results.metric_names() == ["val_loss"]
 
 
+def test_a_metric_named_with_a_slash_is_a_metric_but_hpocs_perf_keys_are_not():
+    """`minimize "val/err"`: `hpoc results` said no trial reported it, and ranked nothing."""
+    trial = Trial("a", "TERMINATED", {}, [
+        {"epoch": 1, "training_iteration": 1, "val/err": 0.5, "config/lr": 0.1, "perf/train_s": 1.0}])
+    results = Results("s", Path("."), [Metric("val/err", "min")], [trial], [])
+    assert results.metric_names() == ["val/err"]
+
+
 def test_shards_alike_are_warned_about_once_as_ranges(tmp_path, capsys):
     """A 200-task array half way through printed a warning per shard not started and per
     shard still running: a hundred lines before the table."""

@@ -676,6 +676,28 @@ def test_a_study_without_a_finite_objective_is_a_failed_study(tmp_path):
     assert code({"val_accuracy": nan}, objective=False) == EXIT_OK  # nothing to rank by
 
 
+def test_an_objective_metric_named_with_a_slash_is_the_studys_result(tmp_path):
+    """`minimize "val/err"` (the language takes it, as Ray does): the summary dropped every
+    key with a `/`, so the study ended "no trial reported the objective metric" with exit 1.
+    Ray's own flattened keys (`config/lr`) and hpoc's (`perf/...`) are still not metrics."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import summary
+
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results")
+    plan = {**plan, "objective": {"metrics": [{"name": "val/err", "mode": "min"}]}}
+    results = [{"val/err": 0.3, "config/lr": 0.1, "perf/train_s": 2.0}, {"val/err": 0.1}]
+    trials = [SimpleNamespace(trial_id=f"t{i}", status="TERMINATED", config={}, last_result=r,
+                              path=None, local_path=None, error_file=None, error_msg=None)
+              for i, r in enumerate(results)]
+    built = summary.build(plan, 0, trials, wall_s=1.0, interrupted=False,
+                          experiment_dir=tmp_path, plan_hash="sha256:0")
+    assert built["trials"][0]["metrics"] == {"val/err": 0.3}
+    assert built["best"]["trial_id"] == "t1"
+    assert summary.exit_code(built) == EXIT_OK
+
+
 def test_a_shard_that_finds_the_shared_budget_spent_has_done_its_part(tmp_path):
     """An array throttled by `parallel`: shards 0 and 1 asked every trial of an Optuna study
     before shard 2 started. Its job failed ("no trial reported the objective metric") though

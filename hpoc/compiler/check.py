@@ -56,6 +56,8 @@ class Checker:
         self.diagnostics: list[Diagnostic] = []
         self.spans: dict[str, A.Span] = {}
         self.invalid: set[str] = set()  # paths whose value was an error (the default stands in)
+        # sections written, but misspelt or as a setting (reported there, not again as missing)
+        self.misnamed: set[str] = set()
 
     # -- reporting
     def report(
@@ -148,7 +150,9 @@ class Checker:
         for key, f in fields.items():
             if f.required and key not in seen:
                 hdr = node.kind_span if isinstance(node, A.Block) else node.span if node else None
-                if node is None:  # the whole block is missing (or misspelt: said already)
+                if node is None and path in self.misnamed:
+                    continue  # misspelt or misplaced: said where it is written
+                if node is None:  # the whole block is missing
                     self.error(MISSING, f"the study has no {where} block (with `{key}`)", hdr,
                                help=f"add `{path} {{ {key} = ... }}`")
                 else:
@@ -236,7 +240,9 @@ class Checker:
             help = f"{where} takes no `{key}`; it is an option of {one_of(others)}"
         if help is None:
             home = T.key_home(key)
-            if home and home not in where:
+            if key == "seed" and not where.startswith(("`training", "`search")):
+                help = f"`seed` belongs in {T.SEED_HOMES}"
+            elif home and home not in where:
                 help = f"`{key}` belongs in `{home}`"
             elif fields:
                 help = f"valid keys: {one_of(fields)}"

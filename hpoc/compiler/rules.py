@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from hpoc.compiler import early_stop
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (
+    MISSING,
     OBJECTIVE,
     RESOURCES,
     SCHEDULER,
@@ -42,7 +43,8 @@ from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, model_config_reads,
-                                         silent_loop, unread_optimizer_keys, unread_trainer_args)
+                                         keeps_default, module_names, silent_loop, unread_optimizer_keys,
+                                         unread_trainer_args)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -82,6 +84,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     check_slurm(ch, out, found.get("slurm", [None])[0], workdir)
     if sched_ok:  # each shard's scheduler: its trials
         early_stop.check(ch, out, early_stop.epochs_of(space, out), _label_span(sched_block), reports)
+    _no_epochs(ch, out, found.get("pipeline", [None])[0], workdir)  # last: rules above skip after an error
 
 
 def _bare_seconds(ch: Checker, block: A.Block | None) -> None:
@@ -304,9 +307,12 @@ def _repeats(ch: Checker, out: dict[str, Any], space: Space) -> None:
     n = out["trials"]["num_samples"]
     grid = count_grid(out["space"]) if alg == "random" else 1
     asked = f"{trials} trials" + (f" ({n} repetitions of the {grid}-point grid)" if grid > 1 else "")
-    help = (f"list the values as `grid(...)` to train each configuration once per `num_samples` "
-            f"(`search random` enumerates a grid), or lower `num_samples` to {distinct}" if alg == "random"
-            else f"lower `num_samples` to {distinct}, or widen the space")
+    # under `search random` num_samples counts repetitions of the grid: as many as fit
+    sampled = [f"`{p.name}`" for p in space.params if p.domain != "grid"]
+    names = sampled[0] if len(sampled) == 1 else ", ".join(sampled[:-1]) + " and " + sampled[-1]
+    help = (f"list the values of {names} as `grid(...)` to train each configuration once per `num_samples` "
+            f"(`search random` enumerates a grid), or lower `num_samples` to {max(1, distinct // grid)}"
+            if alg == "random" else f"lower `num_samples` to {distinct}, or widen the space")
     ch.warn(WARN_REPEATS, f"`num_samples = {n}` asks for {asked}, and the space holds {distinct} distinct "
                           f"configurations: at least {trials - distinct} trials train a configuration another "
                           "trial trains", ch.spans.get("trials.num_samples"), help=help)  # fmt: skip
@@ -467,6 +473,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _config_keys(ch, out, workdir)
     _optimizer_keys(ch, out, workdir)
     _trainer_args(ch, out, block, workdir)
+    _settings_in_space(ch, out, workdir)
     _shadowing(ch, out, block, workdir)
 
 
@@ -528,6 +535,29 @@ def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> No
                 spans.get(name) or ch.spans.get(f"space.constants.{name}"),
                 help=(close.replace("`", "`optimizer.", 1) if close else "override `create_optimizer`, or remove it")
                 + f" (the default optimizer reads {reads})")  # fmt: skip
+
+
+def _settings_in_space(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """`space { num_samples = 8 }`: the space takes any name, so a setting written there
+    is valid, and reaches only the trainer; the study ran one trial."""
+    space = out["space"]
+    spans = {p["name"]: ch.spans.get(f"space.params.{i}") for i, p in enumerate(space["params"])}
+    homes = {}
+    for name in [p["name"] for p in space["params"]] + list(space["constants"]):
+        home = T.key_home(name) if name not in T.MODEL_WORDS else None
+        if home in T.RUN_SECTIONS:
+            homes[name] = home
+    found = module_names(trainer_target(out), workdir) if homes else None
+    if not found:
+        return
+    module, named = found
+    for name, home in homes.items():
+        if name in named:
+            continue  # the trainer reads it itself
+        ch.warn(WARN_UNREAD, f"`{name}` in `space` only reaches the trainer, and its module ({module}) never "
+                             f"names it: hpoc reads `{name}` in `{home}`",
+                spans.get(name) or ch.spans.get(f"space.constants.{name}"),
+                help=f"move it: `{home} {{ {name} = ... }}`")  # fmt: skip
 
 
 def _trainer_args(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
@@ -622,6 +652,28 @@ def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:
                              "parameter of `space`: a step's arguments are fixed, not a trial's values", ref.span,
                              help=f'quote it for the string: "{ref.path}"; the trainer reads the value '
                                   f'from `config["{ref.path.split(".")[0]}"]`')  # fmt: skip
+
+
+def _no_epochs(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """hpoc's loop with no number of epochs (the space's, the trainer's argument, else
+    `stop.training_iteration` or the scheduler's `max_t` in epochs, as the runtime reads
+    them): the driver refuses the study as it starts, on a cluster after the queue."""
+    space, step = out["space"], out["pipeline"]["trainer"] or {}
+    names = [p["name"] for p in space["params"]] + list(space["constants"])
+    sched = out["scheduler"]
+    if "epochs" in names or "epochs" in (step.get("args") or {}) or "training_iteration" in out["trials"]["stop"] \
+            or (sched["options"].get("max_t") is not None and sched["time_attr"] == "training_iteration"):
+        return
+    target = trainer_target(out)
+    if not keeps_default(target, workdir, ("train", "epochs", "setting")):
+        return
+    grouped = [n for n in names if n.endswith(".epochs")]
+    value = setting_value(block, "trainer")
+    ch.error(MISSING, f"trainer `{target}` runs hpoc's default loop, and the number of epochs is not set",
+             getattr(value, "func_span", None) or getattr(value, "span", None) or ch.spans.get("pipeline.trainer"),
+             notes=tuple(f"`{g}` is inside a group: the loop reads `epochs` at the top of the config"
+                         for g in grouped[:1]),
+             help="add `epochs = ...` to `space` (a constant, or searched as a parameter)")  # fmt: skip
 
 
 def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -23,7 +24,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.space import read_domain, read_space
 from hpoc.dsl.transform import duration_seconds
 from hpoc.dsl import ast as A
-from hpoc.errors import did_you_mean, one_of
+from hpoc.errors import closest, did_you_mean, one_of
 
 Found = dict[str, list[Any]]  # section kind -> blocks (or Objective statements)
 
@@ -37,14 +38,30 @@ def collect(ch: Checker, study: A.Study) -> Found:
             kind = "objective"
         elif isinstance(item, A.Block):
             kind = item.kind
-            if kind not in T.TOP_LEVEL:
+            if kind in ("minimize", "maximize") and "objective" in found:  # `objective minimize a, maximize b`
                 ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
-                         help=did_you_mean(kind, T.TOP_LEVEL) or f"sections: {one_of(T.TOP_LEVEL)}")  # fmt: skip
+                         help=_goals_block(*found["objective"], A.Objective((A.Goal(kind[:3], item.label_text or ""),))))
+                continue
+            if kind in T.LOGGERS:  # `logger mlflow, tensorboard`: the second kind begins an item
+                ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
+                         help=f"write `logger {kind}` on a line of its own")
+                continue
+            if kind not in T.TOP_LEVEL:
+                meant = closest(kind, T.TOP_LEVEL)
+                ch.misnamed.add(meant or kind)
+                ch.error(UNKNOWN, f"unknown section `{kind}`", item.kind_span,
+                         help=f"did you mean `{meant}`?" if meant else f"sections: {one_of(T.TOP_LEVEL)}")  # fmt: skip
                 continue
         elif isinstance(item, A.Setting):
             home = T.key_home(item.key)
             if item.key in ("name", "study"):
+                ch.misnamed.add("study")
                 home_help = f'write `study "{K.literal(item.value) if isinstance(item.value, A.String) else "name"}"`'
+            elif item.key in T.TOP_LEVEL:  # `trials = { ... }`, `search = optuna`
+                ch.misnamed.add(item.key)
+                home_help = _section_written_as_setting(item)
+            elif item.key == "seed":
+                home_help = f"`seed` belongs in {T.SEED_HOMES}"
             elif home:
                 home_help = f"`{item.key}` belongs in `{home} {{ ... }}`"
             else:
@@ -58,11 +75,37 @@ def collect(ch: Checker, study: A.Study) -> Found:
             prev = found[kind][0]
             ch.error(
                 DUPLICATE, f"section `{kind}` appears twice", _head(item),
-                notes=(f"first at {ch.at(prev.span)}",), help="merge them into one",
+                notes=(f"first at {ch.at(prev.span)}",),
+                help=_goals_block(prev, item) if kind == "objective" else "merge them into one",
             )  # fmt: skip
             continue
         found.setdefault(kind, []).append(item)
     return found
+
+
+def _goals_block(*objectives: A.Objective) -> str:
+    """The one `objective { ... }` block that several objective lines mean."""
+    goals = [g for o in objectives for g in o.goals]
+    bare = re.compile(r"[A-Za-z_][\w.]*", re.ASCII)
+    words = [f"{g.mode}imize {g.metric if bare.fullmatch(g.metric) else json.dumps(g.metric)}" for g in goals]
+    return f"for several metrics write one block: `objective {{ {'; '.join(words)} }}`"
+
+
+def _section_written_as_setting(item: A.Setting) -> str:
+    labelled = {"search": "<algorithm>", "scheduler": "<name>", "logger": "<kind>"}
+    words = [_word(v) for v in (item.value.items if isinstance(item.value, A.List) else (item.value,))]
+    if item.key in labelled and words and all(words):
+        if len(words) > 1:  # `logger = [mlflow, tensorboard]`
+            return f"one `{item.key}` per line: " + ", ".join(f"`{item.key} {w}`" for w in words)
+        return f"write `{item.key} {words[0]}`"
+    return f"write `{item.key} {labelled.get(item.key, '')}{' ' if item.key in labelled else ''}{{ ... }}`: " \
+        "a section takes no `=`"
+
+
+def _word(value: A.Value) -> str | None:
+    """`optuna` of `optuna` or "optuna": a bare word a section's label could be."""
+    word = value.path if isinstance(value, A.Ref) else getattr(value, "value", None)
+    return word if isinstance(word, str) and re.fullmatch(r"[A-Za-z_]\w*", word) else None
 
 
 def _head(item: Any) -> A.Span | None:
@@ -77,9 +120,14 @@ def _label(ch: Checker, block: A.Block | None, what: str) -> str | None:
     if block is None:
         return None
     if block.label is None:
+        inside = [item.value for item in block.body or () if isinstance(item, A.Setting)
+                  and item.key in ("name", "algorithm", "kind", "type")]  # `search { algorithm = optuna }`
+        word = inside[0].path if inside and isinstance(inside[0], A.Ref) else getattr(inside[0], "value", None) \
+            if inside else None
+        label = word if isinstance(word, str) and re.fullmatch(r"[A-Za-z_]\w*", word) else f"<{what.split()[-1]}>"
         ch.error(MISSING, f"`{block.kind}` needs {what}", block.kind_span,
                  help='write `study "my-study"`' if block.kind == "study"  # it takes no `{ ... }`
-                 else f"write `{block.kind} <{what.split()[-1]}> {{ ... }}`")  # fmt: skip
+                 else f"write `{block.kind} {label} {{ ... }}`")  # fmt: skip
         return None
     return block.label_text
 
@@ -112,6 +160,8 @@ def read_all(ch: Checker, found: Found, study: A.Study) -> dict[str, Any]:
 
 
 def _study(ch: Checker, block: A.Block | None, study: A.Study) -> dict[str, Any]:
+    if block is None and "study" in ch.misnamed:
+        return {"name": None}  # misspelt or written as a setting: said there
     if block is None:
         ch.error(MISSING, 'the study has no name', A.Span(study.file, 1, 1, 1, 1) if study.items else None,
                  help='start the file with `study "my-study"`')  # fmt: skip
@@ -148,9 +198,11 @@ def _named(
     if with_time_attr:
         result["time_attr"] = T.TIME_ATTR.default
     name = _label(ch, block, what) if block is not None else default
-    if name is None:
-        name = default
-    elif name not in table:
+    if name is None:  # said: its options belong to an algorithm nobody named
+        result["options"] = {}
+        result["_invalid"] = True
+        return result
+    if name not in table:
         ch.error(
             UNKNOWN, f"unknown {kind} `{name}`", block.label.span if block and block.label else None,
             help=did_you_mean(name, table) or f"{kind} is one of {one_of(table)}",
@@ -357,7 +409,9 @@ class _Special:
                 return value.path
             help = (f"write `{value.path.lower()}`, or " if python and value.path != "None" else "") + \
                 f'quote it: "{value.path}"'
-        self.ch.error(TYPE, f"environment variable `{key}` must be a string or number, not {K.describe(value)}",
+        if isinstance(value, A.Null):
+            help = f"leave `{key}` out: the job exports the variables `env` lists and unsets none"
+        self.ch.error(TYPE, f"environment variable `{key}` must be a string, number or boolean, not {K.describe(value)}",
                       value.span, help=help)  # fmt: skip
         return None
 

@@ -130,6 +130,11 @@ def _bounds(ch: Checker, call: A.Call, args: dict[str, Any], given: dict[str, An
         ok = bad(f"`q` must be positive (got {args['q']})", "q")
     if "sd" in args and args["sd"] <= 0:
         ok = bad(f"`sd` must be positive (got {args['sd']})", "sd")
+    if ok and func in ("uniform", "quniform") and not math.isfinite(float(args["upper"]) - float(args["lower"])):
+        ch.error(BOUNDS, f"`{func}({args['lower']:g}, {args['upper']:g})` is too wide to sample: `upper - lower` "
+                         "overflows a float", call.span,
+                 help="narrow the bounds (or search the exponent: `loguniform`)")  # numpy refuses the range
+        ok = False
     if ok and "q" in args and "lower" in args:
         ok = _quantum(bad, func, args)
     if ok and func in T.INTEGER:

@@ -367,6 +367,17 @@ def sbatch_option(flag: str) -> str:
     return text[:2] if text.startswith("-") and len(text) > 1 else ""
 
 
+# Sections whose settings hpoc reads from the plan, never from a trial's config: one written
+# in `space` only reaches the trainer (`space { num_samples = 8 }` runs one trial). Words
+# a model may well have for itself are left out.
+RUN_SECTIONS = ("trials", "resources", "training", "failure", "slurm")
+MODEL_WORDS = frozenset({"stop", "strategy", "compile", "time", "mem", "env", "setup", "extra", "python",
+                         "interface", "container", "array", "nodes", "deepspeed"})
+
+# `seed` is both sections' key, each seeding something else: a misplaced one is sent to both.
+SEED_HOMES = "`search` (which configs are drawn) or `training` (each trial's training)"
+
+
 def key_home(key: str) -> str | None:
     """The section a key belongs to (for "`x` belongs in `resources`" hints)."""
     for section, fields in SECTIONS.items():

@@ -43,7 +43,7 @@ def check_step(target: str, args: Mapping[str, object], workdir: str | None,
         return []
     path = find_module(workdir, module)
     if path is None:
-        return _missing_module(module, workdir)
+        return _missing_module(module, workdir, qual)
     tree = parse_module(path)
     shown = os.path.relpath(path, workdir)
     if isinstance(tree, SyntaxError):  # a warning: the Python that runs it may be newer
@@ -98,7 +98,7 @@ def _hpoc_trainer(node: ast.AST, names: dict[str, ast.AST], depth: int = 0) -> b
     return _hpoc_trainer(bound, names, depth + 1) if isinstance(bound, ast.ClassDef) else False
 
 
-def _missing_module(module: str, workdir: str) -> list[Problem]:
+def _missing_module(module: str, workdir: str, qual: str = "") -> list[Problem]:
     """A module neither under the spec's directory nor installed here. A warning: the
     nodes' Python (`slurm.python`, a container) may have packages this machine lacks."""
     parts = module.split(".")
@@ -110,6 +110,8 @@ def _missing_module(module: str, workdir: str) -> list[Problem]:
     base = "/".join(parts)
     path = "" if local else ", then on this Python's path"
     close, notes = _nearby(parts, workdir)
+    if parts[-1] == "py" and len(parts) > 1 and find_module(workdir, ".".join(parts[:-1])):
+        close = f"write `{'.'.join(parts[:-1])}:{qual}`: a module is named without `.py`"  # the file's name
     return [Problem(f"no module `{module}` beside the spec, nor installed here",
                     close or f"put {base}.py beside the spec, or install it for the Python the trials run with",
                     warning=True, module=module,

@@ -311,6 +311,25 @@ def unread_optimizer_keys(target: str, workdir: str | None, keys: list[str]) -> 
     return shown, [k for k in keys if k not in OPTIMIZER_READS and k not in named]
 
 
+def keeps_default(target: str, workdir: str | None, names: tuple[str, ...]) -> bool:
+    """Whether the trainer `target` surely keeps hpoc.Trainer's own `names` (defines none of
+    them in its classes, all in its module)."""
+    trainer = _trainer(target, workdir)
+    return trainer is not None and not any(n in trainer[3] for n in names)
+
+
+def module_names(target: str, workdir: str | None) -> tuple[str, set[str]] | None:
+    """(the module as shown, every string and attribute name its source holds): what it may
+    read from a config. None when the source cannot tell (the trainer's classes are not all
+    in the module)."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return None
+    shown, tree, _, _ = trainer
+    named = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return shown, named | {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+
+
 # The spec's trainer arguments hpoc.Trainer itself reads (hpoc/runtime/trainer.py).
 TRAINER_ARGS = ("epochs", "batch_size", "task", "grad_accumulation_steps")
 

@@ -15,16 +15,29 @@ from hpoc.dsl import ast as A
 class _Comments:
     """The comments in line order, taken by the items as they are reached."""
 
-    def __init__(self, comments: list[tuple[int, int, str]]):
+    def __init__(self, comments: list[tuple[int, int, str]], blank: set[int]):
         self.items = sorted(comments)
         self.i = 0
+        self.blank = blank
 
-    def before(self, line: int) -> tuple[str, ...]:
-        out = []
+    def before(self, line: int, item: bool = False) -> tuple[str, ...]:
+        """The comments above `line`; a blank line between two of them, or after the last
+        before an `item`, is kept as "" (a header set apart from the study stays so)."""
+        out: list[str] = []
+        last = None
         while self.i < len(self.items) and self.items[self.i][0] < line:
+            n = self.items[self.i][0]
+            if last is not None and self._gap(last, n):
+                out.append("")
             out.append(self.items[self.i][2])
+            last = n
             self.i += 1
+        if item and last is not None and self._gap(last, line):
+            out.append("")
         return tuple(out)
+
+    def _gap(self, after: int, before: int) -> bool:
+        return any(n in self.blank for n in range(after + 1, before))
 
     def on(self, line: int) -> str | None:
         if self.i < len(self.items) and self.items[self.i][0] == line:
@@ -34,10 +47,10 @@ class _Comments:
 
 
 def attach_comments(study: A.Study, comments: list[tuple[int, int, str]], text: str) -> A.Study:
-    cs = _Comments(comments)
     # Blank lines the author left between items of a block (groups of settings) are kept.
     lines = text.split("\n")
     blank = {n for n, line in enumerate(lines, 1) if not line.strip()}
+    cs = _Comments(comments, blank)
     items = _attach_items(study.items, cs, blank, None, lines)
     return replace(study, items=items, end_comments=cs.before(10**12))
 
@@ -77,7 +90,7 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
         owns_end = not _starts_on(items[k + 1:], span.end_line) and span.end_line != closed
         top = cs.items[cs.i][0] if cs.i < len(cs.items) and cs.items[cs.i][0] < span.line else span.line
         gap = previous is not None and previous != opened and any(n in blank for n in range(previous + 1, top))
-        lead = cs.before(span.line)
+        lead = cs.before(span.line, item=True)
         body = getattr(item, "body", None)
         if isinstance(item, (A.Block, A.IfBlock)) and body is not None:
             # A comment on the line of `}` follows it (nothing can follow a comment).
@@ -97,7 +110,7 @@ def _attach_items(items: tuple[A.Item, ...], cs: _Comments, blank: set[int],
                     goals.append(g)
                     continue
                 last = not _starts_on(item.goals[j + 1:], g.span.end_line) and g.span.end_line != span.end_line
-                goals.append(replace(g, comments=cs.before(g.span.line),
+                goals.append(replace(g, comments=cs.before(g.span.line, item=True),
                                      trailing=cs.on(g.span.end_line) if last else None))
             end = cs.before(span.end_line)
             out.append(replace(item, comments=lead, trailing=trailing, goals=tuple(goals), end_comments=end,

@@ -48,7 +48,7 @@ def _string(s: str) -> str:
 
 
 def _lead(comments: tuple[str, ...], pad: str) -> list[str]:
-    return [pad + c for c in comments]
+    return [pad + c if c else "" for c in comments]  # "": a blank line the author left
 
 
 def _item(item: A.Item, depth: int) -> str:

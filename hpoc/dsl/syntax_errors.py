@@ -118,6 +118,10 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
     fail_at(text, file, msg, "HP102", exc.line, exc.column, help=help)
 
 
+def _article(name: str) -> str:
+    return ("an " if name[:1] in "aeiou" else "a ") + name
+
+
 def _non_ascii_hint(text: str, pos: int) -> str | None:
     """What to write for a character that looks like one the language has: a digit of
     another script, a typographic quote, another space; or for a name in other letters."""
@@ -130,6 +134,11 @@ def _non_ascii_hint(text: str, pos: int) -> str | None:
         return f"write `{unicodedata.decimal(ch)}`: numbers are written with ASCII digits"
     if ch in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb\u2018\u2019\u201a\u201b":
         return 'strings use straight double quotes: "like this"'
+    if unicodedata.category(ch) == "Pd" or ch == "\u2212":  # a dash or minus from a paper
+        name = _article(unicodedata.name(ch, "dash").lower())
+        return f"write `-`: `{ch}` is {name} (U+{ord(ch):04X}), not the ASCII minus sign"
+    if unicodedata.category(ch) == "Cf":  # zero-width space or joiner, from a web page
+        return f"this is an invisible {unicodedata.name(ch, 'format character').lower()} (U+{ord(ch):04X}): delete it"
     if unicodedata.category(ch) == "Zs":
         return f"this is a {unicodedata.name(ch, 'space').lower()} (U+{ord(ch):04X}): write a plain space"
     if ch.isalpha():
@@ -212,7 +221,7 @@ def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _
     if state.stack:
         ch, line, col = state.stack[-1]
         fail_at(text, file, f"unclosed `{ch}`: the file ends before it is closed", "HP103", line, col,
-                help=f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end")
+                help=_where_to_close(text, ch, line) or f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end")
     lines = text.split("\n")
     line, col = len(lines), len(lines[-1]) + 1
     if line > 1 and not lines[-1]:  # point at the last line's end, not past the final newline
@@ -221,11 +230,51 @@ def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _
             help=_keyword_hint(text, tok))
 
 
+def _where_to_close(text: str, ch: str, line: int) -> str | None:
+    """"before line N": the first line after `line` that starts in column 1, when it reads
+    as a section's head (`trials {`, `search random`) rather than a setting (`a = 1`) of a
+    block written without indentation."""
+    if ch != "{":
+        return None
+    lines = text.split("\n")
+    for n in range(line + 1, len(lines) + 1):
+        row = lines[n - 1]
+        if not row.strip() or row.lstrip().startswith("#") or row[0].isspace() or row[0] in "}])":
+            continue
+        head = re.match(r"([A-Za-z_]\w*)(?:\s*\{|\s+[A-Za-z_\"])", row)
+        if head is None:
+            return None
+        return f"add `}}` before line {n}, where `{head[1]}` starts in column 1 as a section does"
+    return None
+
+
+def _section_with_equals(text: str, tok: Any) -> str | None:
+    """`search optuna` of `search = optuna {` or `search optuna = {` at a line's start (a
+    config language's way to write a block), when `tok` is that `{` or `=`."""
+    line = text[text.rfind("\n", 0, tok.start_pos) + 1 : tok.start_pos]
+    word = r"[A-Za-z_]\w*"
+    if tok.type == "LBRACE":
+        m = re.fullmatch(rf"({word})\s*=\s*({word})\s*", line)
+    elif tok.type == "EQUAL" and re.match(r"\s*\{", text[tok.end_pos:]):
+        m = re.fullmatch(rf"({word})\s+({word})\s*", line)
+    else:
+        m = None
+    return f"{m[1]} {m[2]}" if m else None
+
+
 def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
     """The likely fix for a token written as another language would (YAML's `:`, Python's
     `True`, `.5`), or where the grammar wants a setting or a separator."""
+    if tok.type == "DURATION" and re.search(r"(?<![\w.])\d+(?:\.\d+)?[smhd][ \t]+$", text[: tok.start_pos]):
+        whole = re.search(r"(\S+)[ \t]+$", text[: tok.start_pos]).group(1)  # type: ignore[union-attr]
+        return f"write `{whole}{tok}`: a duration is one word"
     if tok.type == "COLON" and "EQUAL" in expected:
         return "settings are written `key = value`, not `key: value`"
+    if (listed := _logger_list(text, tok.line)) is not None:
+        return listed
+    head = _section_with_equals(text, tok)
+    if head:
+        return f"a section takes no `=`: write `{head} {{ ... }}`"
     if tok.type == "EQUAL" and "_EQEQ" in expected:
         return "compare with `==`"
     if "MINIMIZE" in expected:
@@ -240,6 +289,10 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return f"write `{ {'True': 'true', 'False': 'false', 'None': 'null'}[str(tok)] }`"
     if tok.type == "DOT":  # `.5` and `5.`, as Python and YAML allow
         before, after = text[: tok.start_pos], text[tok.end_pos:]
+        path = re.match(r"/((?:\w+/)*\w+?)(?:\.py)?(:\w+)?(?![\w/.])", after)  # `./models/net.py:Net`
+        if path:
+            module = path[1].replace("/", ".") + (path[2] or "")
+            return f"write `{module}`: a module is named as Python imports it, from the spec's directory"
         if re.match(r"\d", after) and not re.search(r"[\w.]$", before):
             return f"write `0.{re.match(r'[0-9]+', after).group(0)}`"  # type: ignore[union-attr]
         if re.search(r"(?<![\w.])\d+$", before):
@@ -251,9 +304,36 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
 # A number, then a name: glued (`64g`), or one unit letter after a space that ends the
 # value (`64 G }`; `a = 1 m = 2` is two settings). An exponent is part of the number (`1e-3` is not the number 1 and a name `e`).
 _GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
-                    r"([A-Za-z_]\w*|[ \t]+[KMGTsmhd](?=[ \t]*(?:[,;})\]#]|$)))")
+                    r"([A-Za-z_]\w*|[ \t]+(?:[KMGT]i?B?|[smhd])(?=[ \t]*(?:[,;})\]#]|$)))")
 _VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]B?")
 _UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
+
+
+_UNIT_WORDS = {"s": ("s", "sec", "secs", "second", "seconds"), "m": ("min", "mins", "minute", "minutes"),
+               "h": ("hr", "hrs", "hour", "hours"), "d": ("day", "days")}
+
+
+def _whole_size(number: str, unit: str) -> str:
+    """`1536G` for `1.5T`: the same size in the next smaller unit, a whole number there."""
+    units = "KMGT"
+    value, i = float(number), units.index(unit)
+    while i > 0 and not value.is_integer():
+        value, i = value * 1024, i - 1
+    if value.is_integer() and units[i] != unit:
+        return f"write `{int(value)}{units[i]}`: a size is a whole number of its unit"
+    return "use a smaller unit: `1536M` rather than `1.5G`"
+
+
+def _spelt_unit(number: str, suffix: str) -> str | None:
+    """`120m` for `120min`, `1h30m` for `1h30`: a duration's unit as a word, or a minute
+    count left without its `m`."""
+    word = suffix.lower()
+    for letter, words in _UNIT_WORDS.items():
+        if word in words:
+            return f"{number}{letter}"
+    if re.fullmatch(r"h\d+", suffix) and number.isdigit():
+        return f"{number}{suffix}m"
+    return None
 
 
 def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | None:
@@ -282,12 +362,19 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             elif suffix[0] in " \t":  # `64 G`
                 suffix = suffix.strip()
                 col, width = m.start(2) + 1 + m.group(2).index(suffix), len(suffix)
-                msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{suffix}`"
+                unit = suffix[0] if "i" in suffix else suffix  # `64 GiB`: SLURM's G is one
+                msg, help = f"space between the number `{number}` and its unit `{suffix}`", f"write `{number}{unit}`"
             elif suffix in "KMGT" and not number.lstrip("-").isdigit():
                 msg = f"a size must be a whole number, not `{number}{suffix}`"
-                help = "use a smaller unit: `1536M` rather than `1.5G`"
+                help = _whole_size(number, suffix)
+            elif re.fullmatch(r"[KMGT]iB?", suffix) and number.isdigit():  # as `free -h` prints it
+                msg = f"unexpected name `{suffix}` right after the number `{number}`"
+                help = f"write `{number}{suffix[0]}`: SLURM's units are binary, its {suffix[0]} is a {suffix[0]}iB"
             else:
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
+                unit = _spelt_unit(number, suffix)
+                if unit:
+                    help = f"write `{unit}`"
             found = (text.count("\n", 0, line_start) + 1, col, width, msg, help)
     return found
 
@@ -343,6 +430,18 @@ _SYNONYMS = {
 _WORD = re.compile(r'"(?:[^"\\\n]|\\.)*"|#.*|([A-Za-z_]\w*)')
 
 
+def _logger_list(text: str, line_no: int) -> str | None:
+    """`logger mlflow, tensorboard` (or `[...]`) on the error's line or the one before:
+    the parser read one logger, then a stray item."""
+    lines = text.split("\n")
+    for row in lines[max(0, line_no - 2) : line_no][::-1]:
+        m = re.fullmatch(r"logger\s*\[?\s*(\w+)\s*,?\s*((?:\w+\s*,?\s*)+)\]?\s*(?:#.*)?", row.strip())
+        if m:
+            kinds = [m[1], *re.findall(r"\w+", m[2])]
+            return "one `logger` per kind, each on its own line: " + ", ".join(f"`logger {k}`" for k in kinds)
+    return None
+
+
 def _keyword_hint(text: str, tok: Any) -> str | None:
     """"did you mean `objective`?" for a misspelt keyword on the error's line."""
     if tok is None or tok.type == "$END":
@@ -352,6 +451,8 @@ def _keyword_hint(text: str, tok: Any) -> str | None:
     lines = text.split("\n")
     if not 1 <= line_no <= len(lines):
         return None
+    if (listed := _logger_list(text, line_no)) is not None:
+        return listed
     import difflib
 
     for m in _WORD.finditer(lines[line_no - 1]):

@@ -127,7 +127,7 @@ class Trial:
         seen: dict[str, None] = {}
         for report in self.history:
             for key, val in report.items():
-                if key not in RAY_KEYS and not _summary.ray_key(key) and number(val) is not None:
+                if key not in RAY_KEYS and not _summary.flattened(key) and number(val) is not None:
                     seen.setdefault(key)
         return list(seen)
 

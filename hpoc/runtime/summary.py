@@ -49,6 +49,12 @@ RAY_KEYS = frozenset({
 _MAX_ERROR = 4000
 
 
+def flattened(key: str) -> bool:
+    """A key Ray made by flattening its own nested values (`config/lr`) or hpoc's `perf`
+    with `/`: no metric. A user's own `val/err` is one (`minimize "val/err"`)."""
+    return "/" in key and key.split("/", 1)[0] in RAY_KEYS | {"perf"}
+
+
 def exit_code(summary: dict[str, Any]) -> int:
     """The driver's exit status for a run that ended with `summary`: 0 when some trial
     succeeded, 1 when every trial failed or none gave a finite objective (diverged)."""
@@ -68,16 +74,10 @@ def errored(summary: dict[str, Any]) -> int:
     return int((summary.get("status_counts") or {}).get("ERROR") or 0)
 
 
-def ray_key(key: str) -> bool:
-    """One of Ray's keys, or one Ray flattened out of them (`config/lr`). Another key with a
-    slash is the user's metric: `val/loss`, as TensorBoard and Lightning name them."""
-    return key in RAY_KEYS or key.split("/", 1)[0] in RAY_KEYS
-
-
 def user_metrics(result: dict[str, Any] | None) -> dict[str, Any]:
     out = {}
     for key, value in (result or {}).items():
-        if ray_key(key):
+        if key in RAY_KEYS or flattened(key):
             continue
         if isinstance(value, bool) or value is None or isinstance(value, str):
             out[key] = value

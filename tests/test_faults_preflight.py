@@ -385,6 +385,25 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
     assert not found.ok and "PartitionTimeLimit" in found.message, found.message
 
 
+def test_more_cpus_per_node_than_the_partitions_nodes_have_is_said_though_sbatch_takes_the_job(
+        tmp_path: Path, monkeypatch) -> None:
+    """`cpus_per_node = 8` on a partition of 2-CPU nodes: where the site does not enforce
+    partition limits at submission, sbatch takes the job and it pends for ever
+    (PartitionConfig); `hpoc submit` said nothing of it."""
+    from hpoc.site.partition import never_fits
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "debug*|infinite|2|1-infinite|2\\n'
+                                    'debug*|infinite|1|1-infinite|4\\nbig|infinite|2|1-infinite|2+\\n"\n')
+    (tmp_path / "sinfo").chmod(0o755)
+    assert never_fits(plan(slurm={"partition": "debug", "cpus_per_node": 8})) == [(
+        "`slurm.cpus_per_node = 8` is more than any node of partition `debug` (4 CPUs) has, and this site "
+        "queues such jobs for ever (PartitionConfig)", "lower `cpus_per_node` to 4 or fewer in study.hpo")]
+    assert never_fits(plan(slurm={"partition": "debug", "cpus_per_node": 4})) == []  # its biggest node fits
+    assert never_fits(plan(slurm={"partition": "big", "cpus_per_node": 8})) == []  # `2+`: some have more
+
+
 def test_an_sbatch_variable_that_overrides_the_spec_is_a_preflight_warning(monkeypatch) -> None:
     """`sbatch --test-only` ran with SBATCH_ACCOUNT from the shell over the spec's account, so it
     checked another job than the spec's, and said nothing of it."""

@@ -1534,6 +1534,33 @@ def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
 
 
 @pytest.mark.parametrize(
+    "flag,why",
+    [("--test-only", "which makes sbatch only test the job: nothing is submitted"),
+     ("--parsable", "which changes what sbatch prints: `hpoc submit` reads the job id from it"),
+     ("--wait", "which makes sbatch wait until the job ends"),
+     ("-W", "which makes sbatch wait until the job ends"),
+     ("--wrap=hostname", "which makes sbatch run that command instead of the job script")],
+)  # fmt: skip
+def test_extra_may_not_change_what_sbatch_does_with_the_job_script(flag: str, why: str) -> None:
+    """`#SBATCH --test-only` made `sbatch job.sbatch` submit nothing, with exit 0; under
+    `hpoc submit`, it and `--parsable` ended in an internal error (submitit could not read
+    sbatch's answer), `--parsable` with its job submitted and lost."""
+    d = one_error(BASE + f'slurm {{ extra = ["{flag}"] }}\n')
+    name = flag.split("=")[0]
+    assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, {why}")
+
+
+def test_extra_may_not_truncate_the_log_that_resume_appends_to() -> None:
+    """`--open-mode=truncate` won over hpoc's `--open-mode=append`: each requeued run of a
+    resumed study wiped the log of the runs before it."""
+    d = one_error(BASE + 'slurm { extra = ["--open-mode=truncate"] }\n')
+    assert (d.code, d.message) == ("HP504", "`extra` sets `--open-mode`, which hpoc writes as `append` for resume: "
+                                            "each requeued run adds to the job's log")
+    plan = plan_of(BASE + 'resume { enabled = false }\nslurm { extra = ["--open-mode=truncate"] }\n')
+    assert plan["slurm"]["extra"] == ["--open-mode=truncate"]
+
+
+@pytest.mark.parametrize(
     "flag,setting",
     [("--tasks-per-node=2", "nodes"), ("--ntasks-per-gpu=1", "nodes"), ("--gpus-per-task=1", "gpus_per_node"),
      ("--gpus-per-socket=2", "gpus_per_node"), ("--cpus-per-gpu=8", "cpus_per_node")],

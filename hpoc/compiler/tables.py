@@ -340,12 +340,20 @@ MANAGED_SBATCH = {
 TASK_SBATCH = ("--ntasks-per-node", "--tasks-per-node", "--ntasks-per-gpu", "--ntasks", "-n")
 # Flags hpoc writes without a setting of their own: flag -> (what it is to hpoc, help).
 _LOG = ("which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)", "remove it")
+_WAIT = ("which makes sbatch wait until the job ends", "remove it; `hpoc submit --wait` waits for the study's jobs")
 OWNED_SBATCH = {
     "--output": _LOG,
     "-o": _LOG,
     "--error": _LOG,
     "-e": _LOG,
     "--comment": ("which `hpoc submit` sets: it and `hpoc status` find the study's jobs by it", "remove it"),
+    # How sbatch handles the script, not what the job asks for: nothing (or another thing) runs
+    "--test-only": ("which makes sbatch only test the job: nothing is submitted",
+                    "remove it; `hpoc check --preflight` asks `sbatch --test-only` itself"),
+    "--parsable": ("which changes what sbatch prints: `hpoc submit` reads the job id from it", "remove it"),
+    "--wait": _WAIT,
+    "-W": _WAIT,
+    "--wrap": ("which makes sbatch run that command instead of the job script", "remove it"),
 }
 # Written only while `resume` is on: the walltime signal and the requeue that resume needs.
 _NO_RESUME = "remove it, or set `resume { enabled = false }`"
@@ -354,6 +362,7 @@ RESUME_SBATCH = {
                  "set `resume { grace = ... }` to change when it comes, or `resume { enabled = false }`"),
     "--requeue": ("which hpoc writes itself for resume", _NO_RESUME),
     "--no-requeue": ("which undoes the `--requeue` that resume needs", _NO_RESUME),
+    "--open-mode": ("which hpoc writes as `append` for resume: each requeued run adds to the job's log", _NO_RESUME),
 }
 # sbatch refuses these together with `--mem`.
 MEM_PER_SBATCH = ("--mem-per-cpu", "--mem-per-gpu")

@@ -1573,6 +1573,25 @@ def test_extra_may_not_ask_for_tasks_cpus_or_gpus_another_way(flag: str, setting
     assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, which hpoc writes from `{setting}`")
 
 
+def test_extra_may_ask_for_a_generic_resource_other_than_gpus() -> None:
+    """CSC's Puhti gives node-local disk as `--gres=nvme:100`: `extra` refused every `--gres`,
+    so a study there could not have its scratch disk."""
+    plan = plan_of(BASE + 'slurm { extra = ["--gres=nvme:100"] }\n')  # no GPUs: hpoc writes no --gres
+    assert plan["slurm"]["extra"] == ["--gres=nvme:100"]
+    gpus = 'resources { gpus_per_worker = 1 }\nslurm { gpus_per_node = 4, gpu_type = "v100", '
+    plan = plan_of(BASE + gpus + 'gpu_request = per_node, extra = ["--gres=nvme:100"] }\n')
+    assert plan["slurm"]["extra"] == ["--gres=nvme:100"]
+    # hpoc's own `--gres=gpu:v100:4`: a second --gres line would replace it
+    d = one_error(BASE + gpus + 'extra = ["--gres=nvme:100"] }\n')
+    assert (d.code, d.message) == ("HP504", "`extra` sets `--gres`, which hpoc writes for the GPUs "
+                                            "(`gpu:v100:4`): this line would replace it")
+    assert d.help == "set `gpu_request = per_node` (the GPUs as `--gpus-per-node`) and keep `--gres=nvme:100` here"
+    d = one_error(BASE + gpus + 'gpu_request = per_node, extra = ["--gres=gpu:v100:4,nvme:100"] }\n')
+    assert d.message == "`extra` sets `--gres`, which hpoc writes from `gpus_per_node`"
+    assert d.help == ("set `gpus_per_node` instead (and `gpu_type` for typed GPUs: `gpu:a100:4`); "
+                      "ask for `nvme:100` as `--gres=nvme:100` here, with `gpu_request = per_node`")
+
+
 def test_extra_asking_for_a_task_per_gpu_says_hpoc_runs_one_task_per_node() -> None:
     """A site's template (JUWELS: `--ntasks-per-node=4` for 4 GPUs) pasted into `extra`: "set
     `nodes` instead" sent the user to ask for 4 nodes."""

@@ -9,6 +9,7 @@ import re
 import shlex
 from typing import Any
 
+from hpoc.compiler import render
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
                                   WARN_TIME, WARN_WALLTIME, Checker)
@@ -241,7 +242,14 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
             continue
         given, name = name, _unabbreviated(name, resume)
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
-        if name in T.MANAGED_SBATCH:
+        gres = _gres(flag) if name == "--gres" else None
+        if gres and not any(_is_gpu(g) for g in gres):  # a site's node-local disk: `nvme:100`
+            if (own := render.gpu_option(s)) and own[0] == "gres":
+                ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes for the GPUs (`{own[1]}`): "
+                                "this line would replace it", span,
+                         help=f"set `gpu_request = per_node` (the GPUs as `--gpus-per-node`) and keep "
+                              f"`--gres={','.join(gres)}` here")  # fmt: skip
+        elif name in T.MANAGED_SBATCH:
             help = f"set `{T.MANAGED_SBATCH[name]}` instead"
             if name in T.TASK_SBATCH:  # a site's one-task-per-GPU template: not hpoc's layout
                 help = ("remove it: the job runs one task per node, its Ray node, which starts each "
@@ -249,6 +257,8 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
             elif T.MANAGED_SBATCH[name] == "gpus_per_node":
                 help += (" (and `gpu_type` for typed GPUs: `gpu:a100:4`)" if name == "--gres" else
                          ", with `gpu_request = per_node` to have it written as `--gpus-per-node=N`")
+                if others := ",".join(g for g in gres or () if not _is_gpu(g)):
+                    help += f"; ask for `{others}` as `--gres={others}` here, with `gpu_request = per_node`"
             ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
                      span, help=help)  # fmt: skip
         elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
@@ -263,6 +273,18 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         elif problem := _sbatch_words(flag):
             ch.error(VALUE, f'`extra` option "{flag}" {problem}', span,
                      help=f"quote the value, as on a command line: \"{given}='...'\"")  # fmt: skip
+
+
+def _gres(flag: str) -> list[str]:
+    """The generic resources of "--gres=nvme:100,gpu:4" (or "--gres gpu:4"), quotes dropped."""
+    value = re.split(r"[=\s]", flag.strip(), maxsplit=1)[1:] or [""]
+    value = value[0].strip().strip("'\"")
+    return [g for g in value.split(",") if g]
+
+
+def _is_gpu(gres: str) -> bool:
+    """`gpu`, `gpu:4`, `gpu:a100:4`: the GPUs hpoc asks for itself."""
+    return gres.split(":", 1)[0] == "gpu"
 
 
 def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:

@@ -41,6 +41,8 @@ NAME_HELP = ("use ASCII letters and digits, `.`, `_` and `-`, starting with a le
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
+_IFACE_HINT = ("one interface, whose address the Ray nodes take (`ib0`, `hsn0`); give NCCL a list "
+               "(`hsn0,hsn1`, `^lo`) in `env`: `NCCL_SOCKET_IFNAME = \"hsn0,hsn1\"`")
 GRES_TYPE_RE = r"[A-Za-z0-9_.-]+"  # a gres type (`a100`, `h100_80gb`): `--gres=gpu:TYPE:N`
 # How a job asks for its GPUs: `--gres=gpu:N` (default), `--gpus-per-node=N`, or not at all
 # (a partition that hands out whole nodes with their GPUs).
@@ -282,7 +284,8 @@ SECTIONS: dict[str, dict[str, F]] = {
             ),
             None,
         ),
-        "interface": F(K.optional(K.string(IFACE_RE, "network interface name (at most 15 characters)")), None),
+        "interface": F(K.optional(K.string(IFACE_RE, "network interface name (at most 15 characters)",
+                                           hint=_IFACE_HINT)), None),
         "python": F(_SITE_NAME, "python3", doc="one program: `~` and `$VARS` expand at compile time"),
         "array": F(
             Rec({"shards": F(K.integer(1), 1), "parallel": F(K.optional(K.integer(1)), None)}),

@@ -1397,6 +1397,11 @@ def test_slurm_values() -> None:
     d = one_error(BASE + 'slurm { interface = "ib0; reboot" }\n')
     assert d.message == '`interface` is not a valid network interface name (at most 15 characters): "ib0; reboot"'
     assert one_error(BASE + 'slurm { interface = "a.very-long-iface0" }\n').code == "HP204"  # IFNAMSIZ
+    # LUMI's four NICs, NCCL's exclusion syntax: NCCL takes lists, Ray's node address one NIC
+    for nics in ("hsn0,hsn1,hsn2,hsn3", "^lo,docker"):
+        assert one_error(BASE + f'slurm {{ interface = "{nics}" }}\n').help == (
+            "one interface, whose address the Ray nodes take (`ib0`, `hsn0`); give NCCL a list "
+            '(`hsn0,hsn1`, `^lo`) in `env`: `NCCL_SOCKET_IFNAME = "hsn0,hsn1"`')
     plan = plan_of(
         BASE + 'slurm {\n  mem = 64G\n  env = { NCCL_DEBUG = "WARN", OMP_NUM_THREADS = 4 }\n'
         '  setup = "module load Python"\n  container { image = "img.sif" }\n}\n',
@@ -1505,6 +1510,18 @@ def test_container_cannot_bind_paths_with_commas_or_colons() -> None:
             if e.severity == "error"]
     assert d.message.startswith('the container cannot bind the study\'s directory "/p/a,b"')
     plan_of(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { nodes = 1 }\n')  # no container, no bind
+
+
+def test_an_env_value_that_names_a_variable_is_a_warning() -> None:
+    """`PATH = "/opt/x/bin:$PATH"` was exported as the literal `/opt/x/bin:$PATH`: every
+    command of the job after it (srun, python3) was not found, and nothing said why."""
+    (w,) = warnings(BASE + 'slurm { env = { PATH = "/opt/x/bin:$PATH", NCCL_DEBUG = "INFO" } }\n')
+    assert (w.code, where(w)) == ("HP818", (3, 24))
+    assert w.message == "`env` exports `PATH` as written: `$PATH` in its value is not expanded"
+    assert w.help == 'to expand it on the nodes, export it in `setup`: "export PATH=/opt/x/bin:$PATH"'
+    (w,) = warnings(BASE + 'slurm { env = { HF_HOME = "~/hf" } }\n')
+    assert w.message == "`env` exports `HF_HOME` as written: `~` in its value is not expanded"
+    assert warnings(BASE + 'slurm { env = { PRICE = "5$", MSG = "a b" } }\n') == []
 
 
 def test_env_values_are_exported_as_written() -> None:

@@ -17,6 +17,7 @@ from hpoc.compiler.check import (
     TYPE,
     UNKNOWN,
     VALUE,
+    WARN_ENV,
     WARN_WALLTIME,
     Checker,
 )
@@ -24,6 +25,9 @@ from hpoc.compiler.space import read_domain, read_space
 from hpoc.dsl.transform import duration_seconds
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
+
+# What a shell would expand in an `env` value: `$PATH`, `${HOME}`, `$(cmd)`, a leading `~/`
+_SHELL_WORD = re.compile(r"(\$(?:\w+|\{[^}]*\}|\()|(?:^|(?<=:))~(?=/|:|$))", re.ASCII)
 
 Found = dict[str, list[Any]]  # section kind -> blocks (or Objective statements)
 
@@ -344,6 +348,11 @@ class _Special:
             if any(c in value.value for c in "\n\r\x00"):  # what render.py refuses too
                 self.ch.error(VALUE, f"environment variable `{key}` must be one line", value.span)
                 return None
+            # Quoted as written (docs/slurm.md): a shell's expansions stay literal
+            if shell := _SHELL_WORD.search(value.value):
+                self.ch.warn(WARN_ENV, f"`env` exports `{key}` as written: `{shell[1]}` in its value is not expanded",
+                             value.span, help=f'to expand it on the nodes, export it in `setup`: '
+                                              f'"export {key}={value.value}"')  # fmt: skip
             return value.value
         # Exported as written: `true` stays "true" (not Python's 1), `1.50` stays "1.50".
         if isinstance(value, A.Bool):

@@ -1243,9 +1243,11 @@ def test_a_walltime_in_seconds_is_the_whole_minutes_slurm_gives(text: str, writt
     plan = plan_of(BASE + f"slurm {{ time = {text} }}\n")
     assert (plan["slurm"]["time"], plan["slurm"]["time_s"]) == ("00:05:00", 300)
     (w,) = [d for d in warnings(BASE + f"slurm {{ time = {text} }}\n") if d.code == "HP808"]
+    # `4:30` for four and a half hours, as PBS or LSF would read it, is 4 minutes 30 seconds to SLURM
+    hours = f"SLURM reads `{written}` as minutes:seconds; " if written == "4:30" else ""
     assert (where(w), w.message, w.help) == (
         (3, 16), f"SLURM counts walltime in whole minutes: `time` {written} gives the job 00:05:00",
-        "write `00:05:00` to say so")
+        f"{hours}write `00:05:00` to say so" + (", or `04:30:00` for 4 h 30 min" if hours else ""))
     assert not [d for d in warnings(BASE + "slurm { time = 5m }\n") if d.code == "HP808"]
 
 

@@ -26,6 +26,16 @@ from hpoc.dsl.transform import duration_seconds
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 
+def _minutes_seconds(written: str) -> str:
+    """What SLURM makes of `4:30` (four and a half hours to PBS or LSF users), or ""."""
+    return f"SLURM reads `{written}` as minutes:seconds; " if re.fullmatch(r"\d{1,2}:\d\d", written) else ""
+
+
+def _h_min(written: str) -> str:
+    hours, minutes = (int(x) for x in written.split(":"))
+    return " ".join(f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min")) if n)
+
+
 # What a shell would expand in an `env` value: `$PATH`, `${HOME}`, `$(cmd)`, a leading `~/`
 _SHELL_WORD = re.compile(r"(\$(?:\w+|\{[^}]*\}|\()|(?:^|(?<=:))~(?=/|:|$))", re.ASCII)
 
@@ -340,7 +350,8 @@ class _Special:
             seconds = math.ceil(seconds / 60) * 60
             self.ch.warn(WARN_WALLTIME, f"SLURM counts walltime in whole minutes: `time` {written} gives the job "
                                         f"{format_slurm_time(seconds)}", value.span,
-                         help=f"write `{format_slurm_time(seconds)}` to say so")  # fmt: skip
+                         help=_minutes_seconds(written) + f"write `{format_slurm_time(seconds)}` to say so"
+                              + (f", or `{written.zfill(5)}:00` for {_h_min(written)}" if _minutes_seconds(written) else ""))  # fmt: skip
         return {"time": format_slurm_time(int(seconds)), "time_s": int(seconds)}
 
     def env(self, key: str, value: A.Value, path: str) -> str | None:

@@ -294,7 +294,13 @@ def test_a_refusal_names_the_sbatch_variable_that_sbatch_read_instead_of_the_spe
      '`slurm.extra` "--licenses=scratch:1"'),
     ("allocation failure: Requested node configuration is not available",
      {"mem": None, "extra": ["--mem-per-cpu=64G"]},
-     '`slurm.nodes = 2`, `slurm.cpus_per_node = 1`, `slurm.extra` "--mem-per-cpu=64G"')])
+     '`slurm.nodes = 2`, `slurm.cpus_per_node = 1`, `slurm.extra` "--mem-per-cpu=64G"'),
+    # a CPU study's node-local disk: the default `gpu_request = gres` asks for nothing
+    ("allocation failure: Invalid generic resource (gres) specification",
+     {"gpus_per_node": 0, "gpu_request": "gres", "extra": ["--gres=nvme:100"]}, '`slurm.extra` "--gres=nvme:100"'),
+    ("allocation failure: Invalid generic resource (gres) specification",
+     {"gpus_per_node": 4, "gpu_request": "per_node", "extra": ["--gres=nvme:100"]},
+     '`slurm.gpus_per_node = 4`, `slurm.gpu_request = per_node`, `slurm.extra` "--gres=nvme:100"')])
 def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, refuse, slurm, named) -> None:
     """sbatch's words ("Invalid feature specification") named no setting of the spec."""
     from hpoc.runtime.login_preflight import check_sbatch

@@ -57,6 +57,7 @@ _EXTRA_ABOUT = (
     (("reservation",), ("--reservation",)),
     (("license",), ("--licenses",)),
     (("wckey",), ("--wckey",)),
+    (("gres", "generic resource"), ("--gres",)),  # a site's other resources: `--gres=nvme:100`
     (("node name",), ("--nodelist", "--exclude")),
     (("node configuration", "memory", "--mem"), ("--mem-per-cpu", "--mem-per-gpu", "--nodelist", "--exclude")),
 )
@@ -98,6 +99,8 @@ def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
     said = said.lower()
     options = [option for words, about in _EXTRA_ABOUT if any(word in said for word in words) for option in about]
     flags = [flag for flag in slurm.get("extra") or () if _option(flag) in options]
+    if not slurm.get("gpus_per_node"):  # no GPUs asked for: their type and way say nothing
+        names = [name for name in names if name not in ("gpu_type", "gpu_request")]
     return [f"`slurm.{name} = {_value(name, slurm[name])}`" for name in names
             if slurm.get(name) not in (None, "", 0)] + [f'`slurm.extra` "{flag}"' for flag in flags]
 

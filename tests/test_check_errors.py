@@ -1592,6 +1592,23 @@ def test_extra_may_not_ask_for_tasks_cpus_or_gpus_another_way(flag: str, setting
     assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, which hpoc writes from `{setting}`")
 
 
+@pytest.mark.parametrize("key,help", [
+    ("exclusive = true", 'an sbatch option without a setting of its own: write it in `extra`: `extra = ["--exclusive"]`'),
+    ('reservation = "maint"', "an sbatch option without a setting of its own: write it in `extra`: "
+                              '`extra = ["--reservation=maint"]`'),
+    ("mem_per_cpu = 2G", "an sbatch option without a setting of its own: write it in `extra`: "
+                         '`extra = ["--mem-per-cpu=2G"]`'),
+    ('gres = "gpu:4"', "hpoc writes `--gres` from `gpus_per_node`"),
+    ("cpus_per_task = 8", "hpoc writes `--cpus-per-task` from `cpus_per_node`"),
+    ("ntasks_per_node = 4", "hpoc writes `--ntasks-per-node` from `nodes`: one task per node, its Ray node"),
+])  # fmt: skip
+def test_an_sbatch_option_written_as_a_slurm_key_says_where_it_goes(key: str, help: str) -> None:
+    """`slurm { exclusive = true }` listed the block's keys (`ntasks_per_node`: "did you mean
+    `gpus_per_node`?"), not that sbatch options go in `extra`."""
+    d = one_error(BASE + f"slurm {{ {key} }}\n")
+    assert (d.code, d.help) == ("HP201", help)
+
+
 def test_extra_may_ask_for_a_generic_resource_other_than_gpus() -> None:
     """CSC's Puhti gives node-local disk as `--gres=nvme:100`: `extra` refused every `--gres`,
     so a study there could not have its scratch disk."""

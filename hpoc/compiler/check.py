@@ -140,7 +140,7 @@ class Checker:
             seen[key] = span
             f = fields.get(key)
             if f is None:
-                self.unknown_key(key, kspan, fields, where)
+                self.unknown_key(key, kspan, fields, where, value)
                 continue
             out[key] = self.read_value(key, value, f, where, f"{path}.{key}", special)
             if span is not None:
@@ -215,8 +215,11 @@ class Checker:
                 self.spans[f"{path}.{k}"] = span
         return out
 
-    def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str) -> None:
+    def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str,
+                    value: Any = None) -> None:
         help = did_you_mean(key, fields)
+        if where == "`slurm`" and (said := _sbatch_key(key, value)):  # `exclusive = true`: sbatch's word
+            help = said
         other = SYNONYMS.get(key)
         home = T.key_home(other) if other and other not in fields else None
         if home and home not in where:  # Ray's word for a key of another section (`n_trials`)
@@ -243,6 +246,20 @@ class Checker:
             else:
                 help = f"{where} takes no options"
         self.error(UNKNOWN, f"unknown key `{key}` in {where}", span, help=help)
+
+
+def _sbatch_key(key: str, value: Any) -> str | None:
+    """Where an sbatch option written as a `slurm` key goes (`exclusive = true`), or None."""
+    flag = "--" + key.replace("_", "-")
+    if flag in T.MANAGED_SBATCH:
+        return f"hpoc writes `{flag}` from `{T.MANAGED_SBATCH[flag]}`" + (
+            ": one task per node, its Ray node" if flag in T.TASK_SBATCH else "")
+    if flag not in T.SBATCH_OPTIONS:
+        return None
+    text = {A.String: lambda v: v.value, A.Size: lambda v: v.text, A.Duration: lambda v: v.text,
+            A.Number: lambda v: v.text or str(v.value), A.Ref: lambda v: v.path}.get(type(value))
+    written = flag if isinstance(value, A.Bool) or text is None else f"{flag}={text(value)}"
+    return f'an sbatch option without a setting of its own: write it in `extra`: `extra = ["{written}"]`'
 
 
 def check(study: A.Study, workdir: str | None = None) -> Checked:

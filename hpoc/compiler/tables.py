@@ -367,6 +367,11 @@ RESUME_SBATCH = {
     "--no-requeue": ("which undoes the `--requeue` that resume needs", _NO_RESUME),
     "--open-mode": ("which hpoc writes as `append` for resume: each requeued run adds to the job's log", _NO_RESUME),
 }
+# sbatch options a user may write as `slurm` keys (`exclusive = true`): they go in `extra`.
+SBATCH_OPTIONS = ("--exclusive", "--reservation", "--mem-per-cpu", "--mem-per-gpu", "--mail-type", "--mail-user",
+                  "--hint", "--licenses", "--dependency", "--begin", "--nodelist", "--exclude", "--wckey",
+                  "--switches", "--gpu-bind", "--tmp", "--oversubscribe", "--distribution", "--threads-per-core",
+                  "--mincpus", "--network", "--deadline", "--nice", "--priority", "--profile")
 # sbatch refuses these together with `--mem`.
 MEM_PER_SBATCH = ("--mem-per-cpu", "--mem-per-gpu")
 

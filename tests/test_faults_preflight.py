@@ -315,6 +315,29 @@ def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, re
         found.message
 
 
+def test_a_refusal_of_what_the_spec_leaves_to_the_site_says_to_set_it(tmp_path: Path, monkeypatch) -> None:
+    """JUWELS refuses a job without an account ("You must specify an account"): the help
+    listed the `slurm` block's settings to compare, of which the spec sets none."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    fake.write_text('#!/bin/sh\necho "sbatch: error: You must specify an account (--account)" >&2\n'
+                    'echo "sbatch: error: Batch job submission failed: Invalid account or account/partition '
+                    'combination specified" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (found,) = check_sbatch(plan(slurm={"account": None, "partition": "booster"}))
+    assert not found.ok and found.message.endswith(
+        "; check `slurm.partition = \"booster\"` in study.hpo with what the site offers "
+        "(`sinfo -o '%P %c %m %G %f %l'`); set `slurm.account` in study.hpo: the spec leaves it to the site "
+        "(`sacctmgr show assoc user=$USER format=account,partition,qos` lists yours)"), found.message
+    (found,) = check_sbatch(plan(slurm={"account": None, "partition": None}))
+    assert found.message.endswith("; set `slurm.partition`, `slurm.account` in study.hpo: the spec leaves them "
+                                  "to the site (`sacctmgr show assoc user=$USER format=account,partition,qos` "
+                                  "lists yours)"), found.message
+
+
 def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
     """A `slurm.python` without hpoc or Ray, or a container image that is not there, was
     found only on the compute node, after the job had waited in the queue."""

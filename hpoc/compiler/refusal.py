@@ -78,6 +78,25 @@ def what_to_check(said: str, slurm: dict[str, Any] | None, file: str,
     return f"check {', '.join(parts)}" if parts else None
 
 
+# Settings sbatch fills from the site when the spec leaves them out (and may refuse so)
+_SITE_DEFAULT = ("account", "partition", "qos")
+
+
+def left_to_site(said: str, slurm: dict[str, Any] | None, file: str, shell: dict[str, str] | None = None) -> str | None:
+    """`set …` for the settings the refusal `said` is about that neither the spec nor this
+    shell gives (JUWELS: "You must specify an account"), or None."""
+    slurm, shell = slurm or {}, shell or {}
+    unset = [name for name in _about(said, slurm, shell.values())
+             if name in _SITE_DEFAULT and slurm.get(name) in (None, "") and name not in shell]
+    if not unset:
+        return None
+    return (f"set {', '.join(f'`slurm.{name}`' for name in unset)} in {file}: the spec leaves "
+            f"{'them' if len(unset) > 1 else 'it'} to the site (`{SACCTMGR}` lists yours)")
+
+
+SACCTMGR = "sacctmgr show assoc user=$USER format=account,partition,qos"
+
+
 def _about(said: str, slurm: dict[str, Any], values: Any = ()) -> list[str]:
     """The settings whose words the refusal `said` holds, besides the values it repeats."""
     for value in [*(slurm.get(name) for name in _QUOTED), *(v.split("=", 1)[1] for v in values)]:

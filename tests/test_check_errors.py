@@ -1116,6 +1116,25 @@ def test_max_concurrent_above_what_the_job_holds_is_a_warning(resources, slurm, 
     assert not warnings(src % held)
 
 
+def test_nodes_no_trial_can_reach_are_a_warning() -> None:
+    """`nodes = 4` for trials of one worker, one at a time: three nodes were held (and charged)
+    for the whole job without a word."""
+    [w] = warnings(BASE + "trials { num_samples = 8, max_concurrent = 1 }\nslurm { nodes = 4, cpus_per_node = 8 }\n")
+    assert (w.code, where(w)) == ("HP804", (4, 9))
+    assert w.message == ("the job holds 4 nodes, but at most 1 trial of 1 worker runs at once (`max_concurrent`): "
+                         "3 nodes sit idle for the whole job")
+    assert w.help == "lower `slurm.nodes` to 1, or raise `max_concurrent`"
+    [w] = warnings(BASE + "trials { num_samples = 2 }\nresources { workers = 2 }\nslurm { nodes = 6 }\n")
+    assert w.message == ("the job holds 6 nodes, but at most 2 trials of 2 workers run at once (`num_samples`): "
+                         "2 nodes sit idle for the whole job")
+    assert w.help == "lower `slurm.nodes` to 4, or raise `num_samples`"
+    # each shard runs its share of the trials on nodes of its own
+    [w] = warnings(BASE + "trials { num_samples = 4 }\nslurm { nodes = 4, array { shards = 4 } }\n")
+    assert "at most 1 trial of 1 worker runs at once (`num_samples` over 4 shards)" in w.message
+    assert not warnings(BASE + "trials { num_samples = 8 }\nslurm { nodes = 4, cpus_per_node = 8 }\n")
+    assert not warnings(BASE + "trials { num_samples = 2 }\nresources { workers = 4 }\nslurm { nodes = 4 }\n")
+
+
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
     from hpoc.runtime.session import DRIVER_CPU

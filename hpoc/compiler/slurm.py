@@ -142,6 +142,29 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
             )  # fmt: skip
         else:
             _concurrency(ch, out, s, by_cpu, by_gpu, driver)
+            _idle_nodes(ch, out, s, min(math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9),
+                                        per_node * nodes // workers))
+
+
+def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) -> None:
+    """Nodes no trial can ever reach: fewer trials at once (`max_concurrent`, or the trials
+    there are) than the job has nodes for. Each worker takes one node at most, so the rest
+    are held, and charged, for the whole job."""
+    if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
+        return
+    shards = (s.get("array") or {}).get("shards") or 1
+    trials = math.ceil(total_trials(out) / shards)  # a shard's: each runs on nodes of its own
+    cap, workers, nodes = out["trials"]["max_concurrent"], out["resources"]["workers"], s["nodes"]
+    at_once = min(trials, cap or trials)
+    busy = at_once * workers
+    if busy >= nodes or at_once >= held:  # every node in use, or the nodes' room is the limit
+        return
+    limit = "max_concurrent" if cap is not None and cap < trials else "num_samples"
+    why = f"`{limit}`" + (f" over {shards} shards" if limit == "num_samples" and shards > 1 else "")
+    ch.warn(WARN_RESOURCES, f"the job holds {nodes} nodes, but at most {at_once} trial{'s' * (at_once > 1)} of "
+                            f"{workers} worker{'s' * (workers > 1)} run{'s' * (at_once == 1)} at once ({why}): "
+                            f"{nodes - busy} node{'s sit' if nodes - busy > 1 else ' sits'} idle for the whole job",
+            ch.spans.get("slurm.nodes"), help=f"lower `slurm.nodes` to {busy}, or raise `{limit}`")  # fmt: skip
 
 
 def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:

@@ -1545,6 +1545,19 @@ def test_an_env_value_that_names_a_variable_is_a_warning() -> None:
     assert warnings(BASE + 'slurm { env = { PRICE = "5$", MSG = "a b" } }\n') == []
 
 
+def test_a_mem_too_small_for_ray_is_a_warning() -> None:
+    """`mem = 256` meaning 256 GB is 256 MB to sbatch: the job started, and Ray's processes
+    were killed for memory on every node."""
+    (w,) = warnings(BASE + "slurm { mem = 256 }\n")
+    assert (w.code, where(w)) == ("HP804", (3, 15))
+    assert w.message == ("`mem = 256` gives each node 256 MB (a bare number is megabytes, as sbatch reads it): "
+                         "Ray's own processes need more than that")
+    assert w.help == "write `256G` for gigabytes"
+    (w,) = warnings(BASE + "slurm { mem = 512M }\n")
+    assert w.help == "raise `mem` to 2G or more, or leave it out for the partition's default"
+    assert warnings(BASE + "slurm { mem = 0 }\n") == warnings(BASE + "slurm { mem = 2048 }\n") == []
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}

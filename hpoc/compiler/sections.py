@@ -18,6 +18,7 @@ from hpoc.compiler.check import (
     UNKNOWN,
     VALUE,
     WARN_ENV,
+    WARN_RESOURCES,
     WARN_WALLTIME,
     Checker,
 )
@@ -307,6 +308,13 @@ class _Special:
                 self.ch.error(VALUE, f"`mem` must be at most 1024T per node (got {text})", value.span,
                               help="`mem` is the memory of one node")  # fmt: skip
                 return None
+            if 0 < _megabytes(text) < MIN_MEM_MB:  # `mem = 256` for 256 GB
+                bare = isinstance(value, A.Number) or text[-1].isdigit()
+                self.ch.warn(WARN_RESOURCES, f"`mem = {written if written is not None else value.value}` gives each "
+                             f"node {_megabytes(text):g} MB" + (" (a bare number is megabytes, as sbatch reads it)" if bare
+                             else "") + ": Ray's own processes need more than that", value.span,
+                             help=f"write `{text.rstrip('M')}G` for gigabytes" if bare else
+                             "raise `mem` to 2G or more, or leave it out for the partition's default")  # fmt: skip
             return text
         self.ch.error(TYPE, f"`mem` must be a memory size such as `64G`, not {K.describe(value)}", value.span,
                       help="a whole number with K, M, G or T (`512M`, `64G`); without one, megabytes")  # fmt: skip
@@ -455,6 +463,7 @@ def slurm_time(text: str) -> tuple[int | None, str | None]:
 
 
 MAX_MEM_MB = 1024 * 1024**2  # 1024T: more than any node has
+MIN_MEM_MB = 1024  # below: Ray's raylet, GCS and object store alone do not fit (`mem = 256` for 256 GB)
 _MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
 
 

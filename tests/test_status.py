@@ -680,6 +680,23 @@ def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, caps
             "`slurm` block, compile and submit again") in status(capsys, build)[1]
 
 
+def test_a_held_job_says_how_to_release_it(tmp_path, capsys, monkeypatch):
+    """`--hold` in `slurm.extra` (or `scontrol hold`): status showed `(JobHeldUser)` and
+    nothing else; a dependency that can never be met, the same."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"982|PENDING|0:00||JobHeldUser|N/A|{build}/job.sbatch"])
+    assert "next: job 982 is held (JobHeldUser: `--hold`, or `scontrol hold`): `scontrol release 982` " \
+        "lets it start" in status(capsys, build)[1]
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"983|PENDING|0:00||DependencyNeverSatisfied|N/A|{build}/job.sbatch"])
+    assert ("next: job 983 will not start as asked (DependencyNeverSatisfied: a `--dependency` that can never be "
+            "met): `scancel 983`, change `extra` in the spec's `slurm` block, compile and submit again") \
+        in status(capsys, build)[1]
+
+
 def test_array_tasks_that_will_never_start_are_one_step(tmp_path, capsys, monkeypatch):
     """Every task of a 200-task array asking for more time than the partition allows pends
     for it: a step per task, each with its own scancel."""

@@ -31,6 +31,7 @@ NEVER_STARTS = {
     "PartitionConfig": ("more CPUs, GPUs or memory than a node of the partition has",
                         "cpus_per_node`, `gpus_per_node` or `mem"),
     "BadConstraints": ("a constraint no node of the partition satisfies", "constraint"),
+    "DependencyNeverSatisfied": ("a `--dependency` that can never be met", "extra"),
     "InvalidQOS": ("a QOS the account may not use", "qos"),
     "InvalidAccount": ("an account that is not valid here", "account"),
 }
@@ -193,6 +194,10 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             held.setdefault(str(job["job_id"]).split("_")[0], []).append(job)
+    for job in (s["job"] or {} for s in shards):
+        if job.get("state") == "PENDING" and job.get("reason") == "JobHeldUser":  # `--hold` in `extra`
+            steps.append(f"job {job['job_id']} is held (JobHeldUser: `--hold`, or `scontrol hold`): "
+                         f"`scontrol release {job['job_id']}` lets it start")
     for jobs in held.values():
         # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
         # (an `hpoc submit` job's: submitit's task-0 log).

@@ -1590,14 +1590,19 @@ def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
      ("--parsable", "which changes what sbatch prints: `hpoc submit` reads the job id from it"),
      ("--wait", "which makes sbatch wait until the job ends"),
      ("-W", "which makes sbatch wait until the job ends"),
-     ("--wrap=hostname", "which makes sbatch run that command instead of the job script")],
+     ("--wrap=hostname", "which makes sbatch run that command instead of the job script"),
+     # a federation's other cluster: squeue here never lists the job, so status said "submit it"
+     ("--clusters=booster", "which sends the job to another cluster, whose jobs `hpoc status` and `hpoc compile` "
+                            "do not see (they ask this cluster's squeue)"),
+     ("-M booster", "which sends the job to another cluster, whose jobs `hpoc status` and `hpoc compile` "
+                    "do not see (they ask this cluster's squeue)")],
 )  # fmt: skip
 def test_extra_may_not_change_what_sbatch_does_with_the_job_script(flag: str, why: str) -> None:
     """`#SBATCH --test-only` made `sbatch job.sbatch` submit nothing, with exit 0; under
     `hpoc submit`, it and `--parsable` ended in an internal error (submitit could not read
     sbatch's answer), `--parsable` with its job submitted and lost."""
     d = one_error(BASE + f'slurm {{ extra = ["{flag}"] }}\n')
-    name = flag.split("=")[0]
+    name = flag.split("=")[0].split()[0]
     assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, {why}")
 
 

@@ -344,6 +344,8 @@ TASK_SBATCH = ("--ntasks-per-node", "--tasks-per-node", "--ntasks-per-gpu", "--n
 # Flags hpoc writes without a setting of their own: flag -> (what it is to hpoc, help).
 _LOG = ("which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)", "remove it")
 _WAIT = ("which makes sbatch wait until the job ends", "remove it; `hpoc submit --wait` waits for the study's jobs")
+_CLUSTERS = ("which sends the job to another cluster, whose jobs `hpoc status` and `hpoc compile` do not see "
+             "(they ask this cluster's squeue)", "remove it, and run hpoc on a login node of that cluster")
 OWNED_SBATCH = {
     "--output": _LOG,
     "-o": _LOG,
@@ -357,6 +359,8 @@ OWNED_SBATCH = {
     "--wait": _WAIT,
     "-W": _WAIT,
     "--wrap": ("which makes sbatch run that command instead of the job script", "remove it"),
+    "--clusters": _CLUSTERS,
+    "-M": _CLUSTERS,
 }
 # Written only while `resume` is on: the walltime signal and the requeue that resume needs.
 _NO_RESUME = "remove it, or set `resume { enabled = false }`"

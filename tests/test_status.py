@@ -540,7 +540,10 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
     _fake_scontrol(tmp_path / "bin", {"968": "FAILED"})
     out = status(capsys, build)[1]
     assert ("next: job 968 FAILED: hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python "
-            f"(its output: {log})\n") in out
+            f"(its output: {log})\n"
+            # submitting it again alone fails the same way
+            "next: fix that `slurm.setup` line in the spec (the nodes run it as written: `module avail`, "
+            "`module spider` on a login node show the site's names), compile and submit again\n") in out, out
     # The nodes' python without submitit: Python's words, and what to change.
     no_submitit = ("/usr/bin/python3: Error while finding module specification for 'submitit.core._submit' "
                    "(ModuleNotFoundError: No module named 'submitit')")

@@ -1558,6 +1558,18 @@ def test_a_mem_too_small_for_ray_is_a_warning() -> None:
     assert warnings(BASE + "slurm { mem = 0 }\n") == warnings(BASE + "slurm { mem = 2048 }\n") == []
 
 
+@pytest.mark.parametrize("key, written, fixed", [
+    ("partition", "gpu ", "gpu"), ("partition", "booster, develbooster", "booster,develbooster"),
+    ("account", " proj1", "proj1"), ("qos", "normal ", "normal"), ("constraint", "a100 & ib", "a100&ib")])
+def test_site_names_with_spaces_are_refused(key: str, written: str, fixed: str) -> None:
+    """sbatch refuses `--partition='gpu '` as an invalid partition, which reads like a name
+    the site lacks: the space copied with the name did not show."""
+    d = one_error(BASE + f'slurm {{ {key} = "{written}" }}\n')
+    assert (d.code, d.message) == ("HP204", f"`{key}` must not contain spaces: SLURM's names have none, and "
+                                            "sbatch refuses the job")
+    assert d.help == f'write `{key} = "{fixed}"`'
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}

@@ -1570,6 +1570,20 @@ def test_site_names_with_spaces_are_refused(key: str, written: str, fixed: str) 
     assert d.help == f'write `{key} = "{fixed}"`'
 
 
+def test_a_node_local_storage_path_for_a_slurm_job_is_a_warning() -> None:
+    """`storage { path = "/tmp/hpo" }` on a cluster: each node wrote its trials to its own
+    /tmp, gone with the job, and `hpoc status` on the login node found none of them."""
+    (w,) = warnings(BASE + 'storage { path = "/tmp/hpo" }\nslurm { nodes = 1 }\n')
+    assert (w.code, where(w)) == ("HP819", (3, 11))
+    assert w.message == ("`storage.path` /tmp/hpo is node-local on a cluster: each node of the job writes "
+                         "its trials to its own, and the login node (`hpoc status`, `hpoc results`) sees none")
+    assert w.help == ('put it on a file system every node shares ("$SCRATCH/hpo", "$WORK/hpo"); /tmp serves '
+                      "only a SLURM cluster that is this one machine")
+    assert [w.code for w in warnings(BASE + 'storage { path = "/dev/shm/x" }\nslurm { nodes = 1 }\n')] == ["HP819"]
+    assert warnings(BASE + 'storage { path = "/tmp/hpo" }\n') == []  # runs here: local is right
+    assert warnings(BASE + 'storage { path = "/p/scratch/tmp/hpo" }\nslurm { nodes = 1 }\n') == []
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}

@@ -12,7 +12,7 @@ from typing import Any
 from hpoc.compiler import render
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
-                                  WARN_TIME, WARN_WALLTIME, Checker)
+                                  WARN_NODE_LOCAL, WARN_TIME, WARN_WALLTIME, Checker)
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
@@ -70,6 +70,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
     _extra(ch, s, out["resume"]["enabled"], block)
     _python(ch, s, block)
     _container(ch, out, s, workdir)
+    _node_local_storage(ch, out["storage"]["path"])
     out["shards"] = _shards(ch, out, s)
     out["slurm"] = s
 
@@ -197,6 +198,20 @@ def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
         ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "
                            f"({s['time']}): the walltime stops the trial first",
                 ch.spans.get("trials.time_limit"), help="lower `time_limit`, or raise `slurm.time`")  # fmt: skip
+
+
+# Each node's own: what a job's nodes write there, the login node never sees
+NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _node_local_storage(ch: Checker, path: str) -> None:
+    """A storage path in each node's own /tmp: the trials of a job are scattered and gone."""
+    if os.path.isabs(path) and any(path == top or path.startswith(top + "/") for top in NODE_LOCAL):
+        ch.warn(WARN_NODE_LOCAL, f"`storage.path` {path} is node-local on a cluster: each node of the job writes "
+                                 "its trials to its own, and the login node (`hpoc status`, `hpoc results`) sees none",
+                ch.spans.get("storage.path"),
+                help='put it on a file system every node shares ("$SCRATCH/hpo", "$WORK/hpo"); /tmp serves only '
+                     "a SLURM cluster that is this one machine")  # fmt: skip
 
 
 def _container(ch: Checker, out: dict[str, Any], s: dict[str, Any], workdir: str | None) -> None:

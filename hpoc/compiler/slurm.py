@@ -154,7 +154,8 @@ def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) 
     if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
         return
     shards = (s.get("array") or {}).get("shards") or 1
-    trials = math.ceil(total_trials(out) / shards)  # a shard's: each runs on nodes of its own
+    # A shard's: each runs on nodes of its own; Optuna's shards share the budget, a fast one takes more
+    trials = total_trials(out) if out["search"]["algorithm"] == "optuna" else math.ceil(total_trials(out) / shards)
     cap, workers, nodes = out["trials"]["max_concurrent"], out["resources"]["workers"], s["nodes"]
     at_once = min(trials, cap or trials)
     busy = at_once * workers

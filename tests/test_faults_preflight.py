@@ -332,6 +332,15 @@ def test_a_refusal_of_what_the_spec_leaves_to_the_site_says_to_set_it(tmp_path: 
         "; check `slurm.partition = \"booster\"` in study.hpo with what the site offers "
         "(`sinfo -o '%P %c %m %G %f %l'`); set `slurm.account` in study.hpo: the spec leaves it to the site "
         "(`sacctmgr show assoc user=$USER format=account,partition,qos` lists yours)"), found.message
+    # a site that wants a time limit given: "missing or exceeds some limit"
+    fake.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Requested time limit is invalid '
+                    '(missing or exceeds some limit)" >&2\nexit 1\n')
+    (found,) = check_sbatch(plan(slurm={"time": None, "time_s": None}))
+    assert found.message.endswith("; set `slurm.time` in study.hpo: the spec leaves it to the site "
+                                  "(`sinfo -o '%P %l'` shows each partition's time limit)"), found.message
+    fake.write_text('#!/bin/sh\necho "sbatch: error: You must specify an account (--account)" >&2\n'
+                    'echo "sbatch: error: Batch job submission failed: Invalid account or account/partition '
+                    'combination specified" >&2\nexit 1\n')
     (found,) = check_sbatch(plan(slurm={"account": None, "partition": None}))
     assert found.message.endswith("; set `slurm.partition`, `slurm.account` in study.hpo: the spec leaves them "
                                   "to the site (`sacctmgr show assoc user=$USER format=account,partition,qos` "

@@ -79,7 +79,7 @@ def what_to_check(said: str, slurm: dict[str, Any] | None, file: str,
 
 
 # Settings sbatch fills from the site when the spec leaves them out (and may refuse so)
-_SITE_DEFAULT = ("account", "partition", "qos")
+_SITE_DEFAULT = ("account", "partition", "qos", "time")
 
 
 def left_to_site(said: str, slurm: dict[str, Any] | None, file: str, shell: dict[str, str] | None = None) -> str | None:
@@ -90,8 +90,10 @@ def left_to_site(said: str, slurm: dict[str, Any] | None, file: str, shell: dict
              if name in _SITE_DEFAULT and slurm.get(name) in (None, "") and name not in shell]
     if not unset:
         return None
+    shows = (f"`{SACCTMGR}` lists yours" if set(unset) - {"time"} else
+             "`sinfo -o '%P %l'` shows each partition's time limit")
     return (f"set {', '.join(f'`slurm.{name}`' for name in unset)} in {file}: the spec leaves "
-            f"{'them' if len(unset) > 1 else 'it'} to the site (`{SACCTMGR}` lists yours)")
+            f"{'them' if len(unset) > 1 else 'it'} to the site ({shows})")
 
 
 SACCTMGR = "sacctmgr show assoc user=$USER format=account,partition,qos"

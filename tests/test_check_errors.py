@@ -1635,6 +1635,17 @@ def test_extra_may_not_change_what_sbatch_does_with_the_job_script(flag: str, wh
     assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, {why}")
 
 
+def test_extra_may_not_ask_for_a_signal_the_job_does_not_handle() -> None:
+    """With resume off, `--signal=B:USR1@300` killed the batch shell (no trap for it) five
+    minutes before the walltime: the study stopped then, not gracefully."""
+    d = one_error(BASE + 'resume { enabled = false }\nslurm { extra = ["--signal=B:USR1@300"] }\n')
+    assert (d.code, d.message) == ("HP504", "`extra` sets `--signal`, which would stop the job early: its script "
+                                            "handles only resume's signal before the walltime")
+    assert d.help == "to save the study before the walltime, turn `resume` on (`grace` says when); else remove it"
+    d = one_error(BASE + 'resume { enabled = false }\nslurm { extra = ["--sig=USR1@300"] }\n')
+    assert d.message.startswith("`extra` sets `--sig` (short for `--signal`), which would stop the job early")
+
+
 def test_extra_may_not_truncate_the_log_that_resume_appends_to() -> None:
     """`--open-mode=truncate` won over hpoc's `--open-mode=append`: each requeued run of a
     resumed study wiped the log of the runs before it."""

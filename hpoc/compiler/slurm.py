@@ -305,6 +305,11 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
                     help += f"; ask for `{others}` as `--gres={others}` here, with `gpu_request = per_node`"
             ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
                      span, help=help)  # fmt: skip
+        elif name == "--signal" and not resume:  # no trap for it: the shell (or Ray) dies at once
+            ch.error(SLURM, f"`extra` sets {shown}, which would stop the job early: its script handles only "
+                            "resume's signal before the walltime", span,
+                     help="to save the study before the walltime, turn `resume` on (`grace` says when); "
+                          "else remove it")  # fmt: skip
         elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
             why, help = T.OWNED_SBATCH.get(name) or T.RESUME_SBATCH[name]
             ch.error(SLURM, f"`extra` sets {shown}, {why}", span, help=help)
@@ -363,7 +368,7 @@ def _sbatch_words(flag: str) -> str | None:
 
 def _unabbreviated(name: str, resume: bool) -> str:
     """sbatch accepts any unambiguous prefix of a long option (`--out` for `--output`)."""
-    managed = [*T.MANAGED_SBATCH, *T.OWNED_SBATCH, *T.MEM_PER_SBATCH, *(T.RESUME_SBATCH if resume else ())]
+    managed = [*T.MANAGED_SBATCH, *T.OWNED_SBATCH, *T.MEM_PER_SBATCH, *(T.RESUME_SBATCH if resume else ("--signal",))]
     if name in managed or not name.startswith("--") or len(name) < 4:
         return name
     longer = [m for m in managed if m.startswith(name)]

@@ -347,6 +347,23 @@ def test_a_refusal_of_what_the_spec_leaves_to_the_site_says_to_set_it(tmp_path: 
                                   "lists yours)"), found.message
 
 
+def test_a_refused_job_array_names_the_shards(tmp_path: Path, monkeypatch) -> None:
+    """A site whose MaxArraySize is below `shards`: sbatch's "Invalid job array specification"
+    was met with "compare the spec's `slurm` block (partition, account, …)", no word of the array."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    fake.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid job array '
+                    'specification" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (found,) = check_sbatch(plan(shards={"count": 2000, "parallel": 50}))
+    assert not found.ok and found.message.endswith(
+        "; check `slurm.array { shards = 2000, parallel = 50 }` in study.hpo with the site's limits "
+        "(`scontrol show config | grep -E 'MaxArraySize|MaxJobCount'`)"), found.message
+
+
 def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
     """A `slurm.python` without hpoc or Ray, or a container image that is not there, was
     found only on the compute node, after the job had waited in the queue."""

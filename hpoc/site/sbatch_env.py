@@ -86,6 +86,11 @@ def what_to_check(said: str, plan: dict[str, Any]) -> str:
     (`hpoc check --preflight`) or at it: what this shell sets over the spec comes first."""
     from hpoc.compiler import refusal
 
+    shards = plan.get("shards") or {}
+    if "job array" in said.lower() and shards.get("count", 1) > 1:  # above the site's MaxArraySize
+        return (f"check `slurm.array {{ shards = {shards['count']}, parallel = {shards['parallel']} }}` in "
+                f"{plan['source']['file']} with the site's limits "
+                "(`scontrol show config | grep -E 'MaxArraySize|MaxJobCount'`)")
     shell = in_shell(plan)
     check = refusal.what_to_check(said, plan["slurm"], plan["source"]["file"], shell)
     unset = refusal.left_to_site(said, plan["slurm"], plan["source"]["file"], shell)

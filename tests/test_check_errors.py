@@ -1678,6 +1678,12 @@ def test_extra_may_not_ask_for_tasks_cpus_or_gpus_another_way(flag: str, setting
     ('gres = "gpu:4"', "hpoc writes `--gres` from `gpus_per_node`"),
     ("cpus_per_task = 8", "hpoc writes `--cpus-per-task` from `cpus_per_node`"),
     ("ntasks_per_node = 4", "hpoc writes `--ntasks-per-node` from `nodes`: one task per node, its Ray node"),
+    ('output = "x.out"', "sbatch's `--output`, which hpoc writes itself: the job log goes beside plan.json "
+                         "(docs/slurm.md); remove it"),
+    ("mem_per_node = 4G", "the memory of each node is `mem` (`mem = 4G`)"),
+    ("time_limit = 2h", "the job's walltime is `time` (`time = 2h`); `trials.time_limit` stops each trial"),
+    ('venv = "/p/venv"', 'activate it in `setup` ("source /p/venv/bin/activate"), or set `python = '
+                         '"/p/venv/bin/python"`'),
 ])  # fmt: skip
 def test_an_sbatch_option_written_as_a_slurm_key_says_where_it_goes(key: str, help: str) -> None:
     """`slurm { exclusive = true }` listed the block's keys (`ntasks_per_node`: "did you mean

@@ -218,8 +218,6 @@ class Checker:
     def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str,
                     value: Any = None) -> None:
         help = did_you_mean(key, fields)
-        if where == "`slurm`" and (said := _sbatch_key(key, value)):  # `exclusive = true`: sbatch's word
-            help = said
         other = SYNONYMS.get(key)
         home = T.key_home(other) if other and other not in fields else None
         if home and home not in where:  # Ray's word for a key of another section (`n_trials`)
@@ -245,20 +243,34 @@ class Checker:
                 help = f"valid keys: {one_of(fields)}"
             else:
                 help = f"{where} takes no options"
+        if where == "`slurm`" and (said := _sbatch_key(key, value)):  # `exclusive = true`: sbatch's word
+            help = said
         self.error(UNKNOWN, f"unknown key `{key}` in {where}", span, help=help)
 
 
 def _sbatch_key(key: str, value: Any) -> str | None:
     """Where an sbatch option written as a `slurm` key goes (`exclusive = true`), or None."""
+    text = {A.String: lambda v: v.value, A.Size: lambda v: v.text, A.Duration: lambda v: v.text,
+            A.Number: lambda v: v.text or str(v.value), A.Ref: lambda v: v.path}.get(type(value))
+    written = text(value) if text is not None else "..."
+    if key in ("mem_per_node", "memory"):
+        return f"the memory of each node is `mem` (`mem = {written}`)"
+    if key in ("time_limit", "walltime", "timelimit"):
+        return f"the job's walltime is `time` (`time = {written}`); `trials.time_limit` stops each trial"
+    if key in ("venv", "virtualenv", "conda_env"):
+        env = written.rstrip("/")
+        return (f'activate it in `setup` ("source {env}/bin/activate"), or set `python = "{env}/bin/python"`'
+                if key != "conda_env" else f'activate it in `setup` ("conda activate {env}")')
     flag = "--" + key.replace("_", "-")
+    if flag in T.OWNED_SBATCH or flag in T.RESUME_SBATCH:
+        why, fix = T.OWNED_SBATCH.get(flag) or T.RESUME_SBATCH[flag]
+        return f"sbatch's `{flag}`, {why}; {fix}"
     if flag in T.MANAGED_SBATCH:
         return f"hpoc writes `{flag}` from `{T.MANAGED_SBATCH[flag]}`" + (
             ": one task per node, its Ray node" if flag in T.TASK_SBATCH else "")
     if flag not in T.SBATCH_OPTIONS:
         return None
-    text = {A.String: lambda v: v.value, A.Size: lambda v: v.text, A.Duration: lambda v: v.text,
-            A.Number: lambda v: v.text or str(v.value), A.Ref: lambda v: v.path}.get(type(value))
-    written = flag if isinstance(value, A.Bool) or text is None else f"{flag}={text(value)}"
+    written = flag if isinstance(value, A.Bool) or text is None else f"{flag}={written}"
     return f'an sbatch option without a setting of its own: write it in `extra`: `extra = ["{written}"]`'
 
 

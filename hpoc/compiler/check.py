@@ -243,13 +243,14 @@ class Checker:
                 help = f"valid keys: {one_of(fields)}"
             else:
                 help = f"{where} takes no options"
-        if where == "`slurm`" and (said := _sbatch_key(key, value)):  # `exclusive = true`: sbatch's word
+        if where == "`slurm`" and (said := _borrowed_key(key, value)):  # `exclusive = true`: sbatch's word
             help = said
         self.error(UNKNOWN, f"unknown key `{key}` in {where}", span, help=help)
 
 
-def _sbatch_key(key: str, value: Any) -> str | None:
-    """Where an sbatch option written as a `slurm` key goes (`exclusive = true`), or None."""
+def _borrowed_key(key: str, value: Any) -> str | None:
+    """What to write for a `slurm` key borrowed from sbatch (`exclusive = true`) or from a job
+    template (`venv`, `walltime`), or None."""
     text = {A.String: lambda v: v.value, A.Size: lambda v: v.text, A.Duration: lambda v: v.text,
             A.Number: lambda v: v.text or str(v.value), A.Ref: lambda v: v.path}.get(type(value))
     written = text(value) if text is not None else "..."

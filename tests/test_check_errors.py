@@ -1116,6 +1116,18 @@ def test_max_concurrent_above_what_the_job_holds_is_a_warning(resources, slurm, 
     assert not warnings(src % held)
 
 
+def test_a_time_budget_beyond_the_walltime_without_resume_is_a_warning() -> None:
+    """`time_budget = 2h` in a 30-minute job with resume off: the walltime killed the study at
+    30 minutes, unsaved, and nothing said the budget could not be spent."""
+    src = BASE + "trials { time_budget = 2h }\nresume { enabled = ON }\nslurm { time = 30m }\n"
+    (w,) = warnings(src.replace("ON", "false"))
+    assert (w.code, where(w)) == ("HP807", (3, 10))
+    assert w.message == ("`time_budget` (7200 s) is longer than the job's walltime (00:30:00), and resume is off: "
+                         "the walltime ends the study first, unsaved")
+    assert w.help == "turn `resume` on (requeued jobs go on with the budget), raise `slurm.time`, or lower `time_budget`"
+    assert warnings(src.replace("ON", "true")) == []  # requeued runs spend the rest
+
+
 def test_nodes_no_trial_can_reach_are_a_warning() -> None:
     """`nodes = 4` for trials of one worker, one at a time: three nodes were held (and charged)
     for the whole job without a word."""

@@ -194,6 +194,12 @@ def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
                 ch.spans.get("slurm.time"),
                 help=f"raise `slurm.time` to {least // 3600:02d}:{least % 3600 // 60:02d}:{least % 60:02d} "
                      "or more, or lower `resume { grace = ... }`")  # fmt: skip
+    budget = out["trials"]["time_budget_s"]
+    if budget is not None and s["time_s"] is not None and budget > s["time_s"] and not out["resume"]["enabled"]:
+        ch.warn(WARN_TIME, f"`time_budget` ({budget:g} s) is longer than the job's walltime ({s['time']}), and resume "
+                           "is off: the walltime ends the study first, unsaved", ch.spans.get("trials.time_budget"),
+                help="turn `resume` on (requeued jobs go on with the budget), raise `slurm.time`, or lower "
+                     "`time_budget`")  # fmt: skip
     limit = out["trials"]["time_limit_s"]
     if limit is not None and s["time_s"] is not None and limit >= s["time_s"]:
         ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "

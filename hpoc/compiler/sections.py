@@ -27,19 +27,6 @@ from hpoc.dsl.transform import duration_seconds
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 
-def _minutes_seconds(written: str) -> str:
-    """What SLURM makes of `4:30` (four and a half hours to PBS or LSF users), or ""."""
-    return f"SLURM reads `{written}` as minutes:seconds; " if re.fullmatch(r"\d{1,2}:\d\d", written) else ""
-
-
-def _h_min(written: str) -> str:
-    hours, minutes = (int(x) for x in written.split(":"))
-    return " ".join(f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min")) if n)
-
-
-# What a shell would expand in an `env` value: `$PATH`, `${HOME}`, `$(cmd)`, a leading `~/`
-_SHELL_WORD = re.compile(r"(\$(?:\w+|\{[^}]*\}|\()|(?:^|(?<=:))~(?=/|:|$))", re.ASCII)
-
 Found = dict[str, list[Any]]  # section kind -> blocks (or Objective statements)
 
 _TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?", re.ASCII)
@@ -310,9 +297,10 @@ class _Special:
                 return None
             if 0 < _megabytes(text) < MIN_MEM_MB:  # `mem = 256` for 256 GB
                 bare = isinstance(value, A.Number) or text[-1].isdigit()
-                self.ch.warn(WARN_RESOURCES, f"`mem = {written if written is not None else value.value}` gives each "
-                             f"node {_megabytes(text):g} MB" + (" (a bare number is megabytes, as sbatch reads it)" if bare
-                             else "") + ": Ray's own processes need more than that", value.span,
+                shown = written if written is not None else value.value
+                unit = " (a bare number is megabytes, as sbatch reads it)" if bare else ""
+                self.ch.warn(WARN_RESOURCES, f"`mem = {shown}` gives each node {_megabytes(text):g} MB{unit}: "
+                                             "Ray's own processes need more than that", value.span,
                              help=f"write `{text.rstrip('M')}G` for gigabytes" if bare else
                              "raise `mem` to 2G or more, or leave it out for the partition's default")  # fmt: skip
             return text
@@ -358,8 +346,7 @@ class _Special:
             seconds = math.ceil(seconds / 60) * 60
             self.ch.warn(WARN_WALLTIME, f"SLURM counts walltime in whole minutes: `time` {written} gives the job "
                                         f"{format_slurm_time(seconds)}", value.span,
-                         help=_minutes_seconds(written) + f"write `{format_slurm_time(seconds)}` to say so"
-                              + (f", or `{written.zfill(5)}:00` for {_h_min(written)}" if _minutes_seconds(written) else ""))  # fmt: skip
+                         help=_clock_help(written, seconds))  # fmt: skip
         return {"time": format_slurm_time(int(seconds)), "time_s": int(seconds)}
 
     def env(self, key: str, value: A.Value, path: str) -> str | None:
@@ -460,6 +447,21 @@ def slurm_time(text: str) -> tuple[int | None, str | None]:
         if bounded and value >= limit:
             return seconds, f"{unit} must be below {limit} (got {value})"
     return seconds, None
+
+
+def _clock_help(written: str, seconds: int) -> str:
+    """The help of a walltime SLURM rounds up; `4:30` (four and a half hours to PBS or LSF
+    users) is minutes:seconds to SLURM."""
+    rounded = f"write `{format_slurm_time(seconds)}` to say so"
+    if not re.fullmatch(r"\d{1,2}:\d\d", written):
+        return rounded
+    hours, minutes = (int(x) for x in written.split(":"))
+    meant = " ".join(f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min")) if n)
+    return f"SLURM reads `{written}` as minutes:seconds; {rounded}, or `{written.zfill(5)}:00` for {meant}"
+
+
+# What a shell would expand in an `env` value: `$PATH`, `${HOME}`, `$(cmd)`, a leading `~/`
+_SHELL_WORD = re.compile(r"(\$(?:\w+|\{[^}]*\}|\()|(?:^|(?<=:))~(?=/|:|$))", re.ASCII)
 
 
 MAX_MEM_MB = 1024 * 1024**2  # 1024T: more than any node has

@@ -96,5 +96,6 @@ def what_to_check(said: str, plan: dict[str, Any]) -> str:
     unset = refusal.left_to_site(said, plan["slurm"], plan["source"]["file"], shell)
     if unset and not check:
         return unset
-    check = check or "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, gpus_per_node, mem, time)"
+    check = check or ("compare the spec's `slurm` block (partition, account, qos, cpus_per_node, gpus_per_node, "
+                      "mem, time)")
     return f"{check} with what the site offers (`{refusal.SINFO}`)" + (f"; {unset}" if unset else "")

@@ -264,11 +264,12 @@ def _shards(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> dict[str, in
 def _site_names(ch: Checker, s: dict[str, Any], block: Any) -> None:
     """Names the site gives (partition, account, qos, constraint) as sbatch would read them."""
     for key in ("partition", "account", "qos", "constraint"):
-        if s[key] is not None and s[key].strip() and re.search(r"\s", s[key]):  # pasted with the name
+        # pasted with a space: "gpu ", "booster, develbooster" (values with other spaces go through quoted)
+        if s[key] is not None and s[key].strip() and (s[key] != s[key].strip(" ") or re.search(r" ,|, ", s[key])):
             value = setting_value(block, key)
-            ch.error(VALUE, f"`{key}` must not contain spaces: SLURM's names have none, and sbatch refuses the job",
+            ch.error(VALUE, f"`{key}` has a space around a name: SLURM's names have none, and sbatch refuses the job",
                      value.span if value is not None else ch.spans.get(f"slurm.{key}"),
-                     help=f'write `{key} = "{"".join(s[key].split())}"`')  # fmt: skip
+                     help=f'write `{key} = "{s[key].replace(" ", "")}"`')  # fmt: skip
         # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
         if s[key] is not None and "\\" in s[key]:
             value = setting_value(block, key)

@@ -1599,6 +1599,17 @@ def test_a_node_local_storage_path_for_a_slurm_job_is_a_warning() -> None:
     assert warnings(BASE + 'storage { path = "/p/scratch/tmp/hpo" }\nslurm { nodes = 1 }\n') == []
 
 
+def test_an_sbatch_directive_in_setup_is_an_error() -> None:
+    """A job script's header pasted into `setup`: its `#SBATCH --exclusive` sat after the
+    script's first command, where sbatch ignores it, and read as a comment."""
+    d = one_error(BASE + 'slurm { setup = ["module load X", "#SBATCH --exclusive"] }\n')
+    assert (d.code, where(d)) == ("HP504", (3, 35))
+    assert d.message == ("`setup` line \"#SBATCH --exclusive\" is an #SBATCH directive: sbatch reads them only "
+                         "before the script's first command, and setup runs later")
+    assert d.help == 'give the option in `extra`: `extra = ["--exclusive"]`'
+    plan_of(BASE + 'slurm { setup = ["# load the site\'s Python", "module load X"] }\n')  # a comment is fine
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}

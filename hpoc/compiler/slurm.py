@@ -68,6 +68,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
     _walltime(ch, out, s)
     _site_names(ch, s, block)
     _extra(ch, s, out["resume"]["enabled"], block)
+    _setup(ch, s, block)
     _python(ch, s, block)
     _container(ch, out, s, workdir)
     _node_local_storage(ch, out["storage"]["path"])
@@ -329,6 +330,18 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         elif problem := _sbatch_words(flag):
             ch.error(VALUE, f'`extra` option "{flag}" {problem}', span,
                      help=f"quote the value, as on a command line: \"{given}='...'\"")  # fmt: skip
+
+
+def _setup(ch: Checker, s: dict[str, Any], block: Any) -> None:
+    """`#SBATCH` lines pasted into `setup` from a job script's header: sbatch reads none past the
+    script's first command, so they would be comments there."""
+    spans = item_spans(block, "setup") or [ch.spans.get("slurm.setup")] * len(s["setup"])
+    for line, span in zip(s["setup"], spans):
+        if re.match(r"\s*#SBATCH\b", line):
+            option = line.strip()[len("#SBATCH"):].strip()
+            ch.error(SLURM, f'`setup` line "{line.strip()}" is an #SBATCH directive: sbatch reads them only before '
+                            "the script's first command, and setup runs later", span,
+                     help=f'give the option in `extra`: `extra = ["{option}"]`')  # fmt: skip
 
 
 def _gres(flag: str) -> list[str]:

@@ -1150,6 +1150,20 @@ def test_nodes_no_trial_can_reach_are_a_warning() -> None:
     assert not warnings(BASE + "trials { num_samples = 2 }\nresources { workers = 4 }\nslurm { nodes = 4 }\n")
 
 
+def test_gpus_no_trial_uses_are_a_warning() -> None:
+    """`slurm { gpus_per_node = 4 }` without `gpus_per_worker`: the job held four GPUs while
+    every trial trained on the CPU, and nothing said so."""
+    (w,) = warnings(BASE + "slurm { gpus_per_node = 4 }\n")
+    assert (w.code, where(w)) == ("HP804", (3, 9))
+    assert w.message == ("the job asks for 4 GPUs per node, but trials use none (`resources.gpus_per_worker` "
+                         "is 0): they train on the CPU while the GPUs sit idle")
+    assert w.help == "set `gpus_per_worker` in `resources` (1, or 0.5 for two trials a GPU), or remove `gpus_per_node`"
+    (w,) = warnings(BASE + "slurm { gpus_per_node = 1 }\n")
+    assert w.message.startswith("the job asks for 1 GPU per node, but trials use none")
+    assert not [w for w in warnings(BASE + "resources { gpus_per_worker = 1 }\nslurm { gpus_per_node = 4 }\n")
+                if "use none" in w.message]
+
+
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
     from hpoc.runtime.session import DRIVER_CPU

@@ -109,6 +109,12 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
     workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
     nodes, gpn, cpn = s["nodes"], s["gpus_per_node"], s["cpus_per_node"]
     gspan = ch.spans.get("resources.gpus_per_worker")
+    if gpw == 0 and gpn > 0 and "slurm.gpus_per_node" in ch.spans:  # asked for, not the default
+        ch.warn(WARN_RESOURCES, f"the job asks for {gpn} GPU{'s' * (gpn != 1)} per node, but trials use none "
+                                "(`resources.gpus_per_worker` is 0): they train on the CPU while the GPUs sit idle",
+                ch.spans.get("slurm.gpus_per_node"),
+                help="set `gpus_per_worker` in `resources` (1, or 0.5 for two trials a GPU), or remove "
+                     "`gpus_per_node`")  # fmt: skip
     if gpw > 0 and gpn == 0:
         ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
                  gspan, notes=("`slurm.gpus_per_node` is 0",),

@@ -694,6 +694,12 @@ def test_a_held_job_says_how_to_release_it(tmp_path, capsys, monkeypatch):
     fake_squeue(monkeypatch, tmp_path / "bin", [f"982|PENDING|0:00||JobHeldUser|N/A|{build}/job.sbatch"])
     assert "next: job 982 is held (JobHeldUser: `--hold`, or `scontrol hold`): `scontrol release 982` " \
         "lets it start" in status(capsys, build)[1]
+    _, array, _ = sbatch_array(tmp_path / "array", shards=2, num_samples=2)  # an array's tasks: one step
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"990_{k}|PENDING|0:00||JobHeldUser|{k}|{array}/job.sbatch"
+                                                for k in range(2)])
+    said = [line for line in status(capsys, array)[1].splitlines() if "is held" in line or "are held" in line]
+    assert said == ["next: jobs 990_[0-1] are held (JobHeldUser: `--hold`, or `scontrol hold`): "
+                    "`scontrol release 990_[0-1]` lets them start"], said
     fake_squeue(monkeypatch, tmp_path / "bin", [f"983|PENDING|0:00||DependencyNeverSatisfied|N/A|{build}/job.sbatch"])
     assert ("next: job 983 will not start as asked (DependencyNeverSatisfied: a `--dependency` that can never be "
             "met): `scancel 983`, change `extra` in the spec's `slurm` block, compile and submit again") \

@@ -194,10 +194,13 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             held.setdefault(str(job["job_id"]).split("_")[0], []).append(job)
-    for job in (s["job"] or {} for s in shards):
-        if job.get("state") == "PENDING" and job.get("reason") == "JobHeldUser":  # `--hold` in `extra`
-            steps.append(f"job {job['job_id']} is held (JobHeldUser: `--hold`, or `scontrol hold`): "
-                         f"`scontrol release {job['job_id']}` lets it start")
+    # `--hold` in `extra`: an array's tasks as one step
+    on_hold = [str(job["job_id"]) for s in shards if (job := s["job"] or {}).get("state") == "PENDING"
+               and job.get("reason") == "JobHeldUser"]
+    if on_hold:
+        ids, many = job_ranges(on_hold), len(on_hold) > 1
+        steps.append(f"job{'s' * many} {ids} {'are' if many else 'is'} held (JobHeldUser: `--hold`, or "
+                     f"`scontrol hold`): `scontrol release {ids}` lets {'them' if many else 'it'} start")
     for jobs in held.values():
         # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
         # (an `hpoc submit` job's: submitit's task-0 log).

@@ -191,7 +191,7 @@ def short_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, capsys):
+def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, capsys, monkeypatch):
     job = short_tmp / "hpoc-55"
     args = argparse.Namespace(role="head", job_dir=str(job), address=None, job_id=55, node_name=None,
                               interface="lo", gpus=None)
@@ -212,8 +212,32 @@ def test_prepare_writes_the_head_address_and_returns_the_ray_command(short_tmp, 
     assert f"--temp-dir={job / 'n1'}" in cmd and f"--address=127.0.0.1:{p.gcs}" in cmd
     assert "--num-gpus=0" in cmd  # SLURM's count: none here
     args.gpus = 4  # a job that asked SLURM for no GPUs (gpu_request = none): the plan's count
+    dev = short_tmp / "dev"
+    (dev / "dri").mkdir(parents=True)
+    monkeypatch.setattr(node, "DEV", dev)
+    for k in range(4):
+        (dev / f"nvidia{k}").touch()
     cmd, _ = node.prepare(args, env | {"SLURM_GPUS_ON_NODE": "0"})
     assert "--num-gpus=4" in cmd and "--num-gpus=0" not in cmd
+
+
+def test_gpus_given_with_the_node_are_refused_on_a_node_without_any(short_tmp, monkeypatch):
+    """`gpu_request = none` on a partition without GPUs (LUMI's `small` for `small-g`): Ray
+    was told 8 GPUs the node did not have, and every trial failed in CUDA or ran on the CPU."""
+    dev = short_tmp / "dev"
+    (dev / "dri").mkdir(parents=True)
+    (dev / "nvidiactl").touch()  # the driver's control node: no GPU
+    (dev / "dri" / "card0").touch()  # a server's display adapter
+    monkeypatch.setattr(node, "DEV", dev)
+    args = argparse.Namespace(role="head", job_dir=str(short_tmp / "hpoc-56"), address=None, job_id=56,
+                              node_name=None, interface="lo", gpus=8)
+    with pytest.raises(NodeError, match=r"the plan gives each node 8 GPU\(s\) \(slurm.gpu_request = none\), but "
+                                        r"node3 has no GPU device .*choose a GPU partition, or set "
+                                        r"slurm.gpu_request = gres or per_node"):
+        node.prepare(args, {"SLURMD_NODENAME": "node3", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"})
+    (dev / "dri" / "renderD128").touch()  # an AMD GCD
+    args.gpus, args.job_dir = 8, str(short_tmp / "hpoc-57")
+    node.prepare(args, {"SLURMD_NODENAME": "node3", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"})
 
 
 @pytest.mark.parametrize("role, shared, keep, removed", [

@@ -1200,6 +1200,54 @@ def test_max_concurrent_above_what_the_job_holds_is_a_warning(resources, slurm, 
     assert not warnings(src % held)
 
 
+def test_a_time_budget_beyond_the_walltime_without_resume_is_a_warning() -> None:
+    """`time_budget = 2h` in a 30-minute job with resume off: the walltime killed the study at
+    30 minutes, unsaved, and nothing said the budget could not be spent."""
+    src = BASE + "trials { time_budget = 2h }\nresume { enabled = ON }\nslurm { time = 30m }\n"
+    (w,) = warnings(src.replace("ON", "false"))
+    assert (w.code, where(w)) == ("HP807", (3, 10))
+    assert w.message == ("`time_budget` (7200 s) is longer than the job's walltime (00:30:00), and resume is off: "
+                         "the walltime ends the study first, unsaved")
+    assert w.help == "turn `resume` on (requeued jobs go on with the budget), raise `slurm.time`, or lower `time_budget`"
+    assert warnings(src.replace("ON", "true")) == []  # requeued runs spend the rest
+
+
+def test_nodes_no_trial_can_reach_are_a_warning() -> None:
+    """`nodes = 4` for trials of one worker, one at a time: three nodes were held (and charged)
+    for the whole job without a word."""
+    [w] = warnings(BASE + "trials { num_samples = 8, max_concurrent = 1 }\nslurm { nodes = 4, cpus_per_node = 8 }\n")
+    assert (w.code, where(w)) == ("HP804", (4, 9))
+    assert w.message == ("the job holds 4 nodes, but at most 1 trial of 1 worker runs at once (`max_concurrent`): "
+                         "3 nodes sit idle for the whole job")
+    assert w.help == "lower `slurm.nodes` to 1, or raise `max_concurrent`"
+    [w] = warnings(BASE + "trials { num_samples = 2 }\nresources { workers = 2 }\nslurm { nodes = 6 }\n")
+    assert w.message == ("the job holds 6 nodes, but at most 2 trials of 2 workers run at once (`num_samples`): "
+                         "2 nodes sit idle for the whole job")
+    assert w.help == "lower `slurm.nodes` to 4, or raise `num_samples`"
+    # each shard runs its share of the trials on nodes of its own
+    [w] = warnings(BASE + "trials { num_samples = 4 }\nslurm { nodes = 4, array { shards = 4 } }\n")
+    assert "at most 1 trial of 1 worker runs at once (`num_samples` over 4 shards)" in w.message
+    # Optuna's shards share one budget: any of them may run all 4 trials
+    assert not [w for w in warnings(BASE + "trials { num_samples = 4 }\nsearch optuna { n_startup_trials = 2 }\n"
+                                           "slurm { nodes = 4, array { shards = 4 } }\n") if w.code == "HP804"]
+    assert not warnings(BASE + "trials { num_samples = 8 }\nslurm { nodes = 4, cpus_per_node = 8 }\n")
+    assert not warnings(BASE + "trials { num_samples = 2 }\nresources { workers = 4 }\nslurm { nodes = 4 }\n")
+
+
+def test_gpus_no_trial_uses_are_a_warning() -> None:
+    """`slurm { gpus_per_node = 4 }` without `gpus_per_worker`: the job held four GPUs while
+    every trial trained on the CPU, and nothing said so."""
+    (w,) = warnings(BASE + "slurm { gpus_per_node = 4 }\n")
+    assert (w.code, where(w)) == ("HP804", (3, 9))
+    assert w.message == ("the job asks for 4 GPUs per node, but trials use none (`resources.gpus_per_worker` "
+                         "is 0): they train on the CPU while the GPUs sit idle")
+    assert w.help == "set `gpus_per_worker` in `resources` (1, or 0.5 for two trials a GPU), or remove `gpus_per_node`"
+    (w,) = warnings(BASE + "slurm { gpus_per_node = 1 }\n")
+    assert w.message.startswith("the job asks for 1 GPU per node, but trials use none")
+    assert not [w for w in warnings(BASE + "resources { gpus_per_worker = 1 }\nslurm { gpus_per_node = 4 }\n")
+                if "use none" in w.message]
+
+
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
     from hpoc.runtime.session import DRIVER_CPU
@@ -1327,9 +1375,11 @@ def test_a_walltime_in_seconds_is_the_whole_minutes_slurm_gives(text: str, writt
     plan = plan_of(BASE + f"slurm {{ time = {text} }}\n")
     assert (plan["slurm"]["time"], plan["slurm"]["time_s"]) == ("00:05:00", 300)
     (w,) = [d for d in warnings(BASE + f"slurm {{ time = {text} }}\n") if d.code == "HP808"]
+    # `4:30` for four and a half hours, as PBS or LSF would read it, is 4 minutes 30 seconds to SLURM
+    hours = f"SLURM reads `{written}` as minutes:seconds; " if written == "4:30" else ""
     assert (where(w), w.message, w.help) == (
         (3, 16), f"SLURM counts walltime in whole minutes: `time` {written} gives the job 00:05:00",
-        "write `00:05:00` to say so")
+        f"{hours}write `00:05:00` to say so" + (", or `04:30:00` for 4 h 30 min" if hours else ""))
     assert not [d for d in warnings(BASE + "slurm { time = 5m }\n") if d.code == "HP808"]
 
 
@@ -1484,6 +1534,11 @@ def test_slurm_values() -> None:
     d = one_error(BASE + 'slurm { interface = "ib0; reboot" }\n')
     assert d.message == '`interface` is not a valid network interface name (at most 15 characters): "ib0; reboot"'
     assert one_error(BASE + 'slurm { interface = "a.very-long-iface0" }\n').code == "HP204"  # IFNAMSIZ
+    # LUMI's four NICs, NCCL's exclusion syntax: NCCL takes lists, Ray's node address one NIC
+    for nics in ("hsn0,hsn1,hsn2,hsn3", "^lo,docker"):
+        assert one_error(BASE + f'slurm {{ interface = "{nics}" }}\n').help == (
+            "one interface, whose address the Ray nodes take (`ib0`, `hsn0`); give NCCL a list "
+            '(`hsn0,hsn1`, `^lo`) in `env`: `NCCL_SOCKET_IFNAME = "hsn0,hsn1"`')
     plan = plan_of(
         BASE + 'slurm {\n  mem = 64G\n  env = { NCCL_DEBUG = "WARN", OMP_NUM_THREADS = 4 }\n'
         '  setup = "module load Python"\n  container { image = "img.sif" }\n}\n',
@@ -1594,6 +1649,68 @@ def test_container_cannot_bind_paths_with_commas_or_colons() -> None:
     plan_of(BASE + 'storage { path = "/p/scratch/run:1,2" }\nslurm { nodes = 1 }\n')  # no container, no bind
 
 
+def test_an_env_value_that_names_a_variable_is_a_warning() -> None:
+    """`PATH = "/opt/x/bin:$PATH"` was exported as the literal `/opt/x/bin:$PATH`: every
+    command of the job after it (srun, python3) was not found, and nothing said why."""
+    (w,) = warnings(BASE + 'slurm { env = { PATH = "/opt/x/bin:$PATH", NCCL_DEBUG = "INFO" } }\n')
+    assert (w.code, where(w)) == ("HP818", (3, 24))
+    assert w.message == "`env` exports `PATH` as written: `$PATH` in its value is not expanded"
+    assert w.help == 'to expand it on the nodes, export it in `setup`: "export PATH=/opt/x/bin:$PATH"'
+    (w,) = warnings(BASE + 'slurm { env = { HF_HOME = "~/hf" } }\n')
+    assert w.message == "`env` exports `HF_HOME` as written: `~` in its value is not expanded"
+    assert warnings(BASE + 'slurm { env = { PRICE = "5$", MSG = "a b" } }\n') == []
+
+
+def test_a_mem_too_small_for_ray_is_a_warning() -> None:
+    """`mem = 256` meaning 256 GB is 256 MB to sbatch: the job started, and Ray's processes
+    were killed for memory on every node."""
+    (w,) = warnings(BASE + "slurm { mem = 256 }\n")
+    assert (w.code, where(w)) == ("HP804", (3, 15))
+    assert w.message == ("`mem = 256` gives each node 256 MB (a bare number is megabytes, as sbatch reads it): "
+                         "Ray's own processes need more than that")
+    assert w.help == "write `256G` for gigabytes"
+    (w,) = warnings(BASE + "slurm { mem = 512M }\n")
+    assert w.help == "raise `mem` to 2G or more, or leave it out for the partition's default"
+    assert warnings(BASE + "slurm { mem = 0 }\n") == warnings(BASE + "slurm { mem = 2048 }\n") == []
+
+
+@pytest.mark.parametrize("key, written, fixed", [
+    ("partition", "gpu ", "gpu"), ("partition", "booster, develbooster", "booster,develbooster"),
+    ("account", " proj1", "proj1"), ("qos", "normal ", "normal"), ("constraint", "a100 ", "a100")])
+def test_site_names_with_spaces_are_refused(key: str, written: str, fixed: str) -> None:
+    """sbatch refuses `--partition='gpu '` as an invalid partition, which reads like a name
+    the site lacks: the space copied with the name did not show."""
+    d = one_error(BASE + f'slurm {{ {key} = "{written}" }}\n')
+    assert (d.code, d.message) == ("HP204", f"`{key}` has a space around a name: SLURM's names have none, and "
+                                            "sbatch refuses the job")
+    assert d.help == f'write `{key} = "{fixed}"`'
+
+
+def test_a_node_local_storage_path_for_a_slurm_job_is_a_warning() -> None:
+    """`storage { path = "/tmp/hpo" }` on a cluster: each node wrote its trials to its own
+    /tmp, gone with the job, and `hpoc status` on the login node found none of them."""
+    (w,) = warnings(BASE + 'storage { path = "/tmp/hpo" }\nslurm { nodes = 1 }\n')
+    assert (w.code, where(w)) == ("HP819", (3, 11))
+    assert w.message == ("`storage.path` /tmp/hpo is node-local on a cluster: each node of the job writes "
+                         "its trials to its own, and the login node (`hpoc status`, `hpoc results`) sees none")
+    assert w.help == ('put it on a file system every node shares ("$SCRATCH/hpo", "$WORK/hpo"); /tmp serves '
+                      "only a SLURM cluster that is this one machine")
+    assert [w.code for w in warnings(BASE + 'storage { path = "/dev/shm/x" }\nslurm { nodes = 1 }\n')] == ["HP819"]
+    assert warnings(BASE + 'storage { path = "/tmp/hpo" }\n') == []  # runs here: local is right
+    assert warnings(BASE + 'storage { path = "/p/scratch/tmp/hpo" }\nslurm { nodes = 1 }\n') == []
+
+
+def test_an_sbatch_directive_in_setup_is_an_error() -> None:
+    """A job script's header pasted into `setup`: its `#SBATCH --exclusive` sat after the
+    script's first command, where sbatch ignores it, and read as a comment."""
+    d = one_error(BASE + 'slurm { setup = ["module load X", "#SBATCH --exclusive"] }\n')
+    assert (d.code, where(d)) == ("HP504", (3, 35))
+    assert d.message == ("`setup` line \"#SBATCH --exclusive\" is an #SBATCH directive: sbatch reads them only "
+                         "before the script's first command, and setup runs later")
+    assert d.help == 'give the option in `extra`: `extra = ["--exclusive"]`'
+    plan_of(BASE + 'slurm { setup = ["# load the site\'s Python", "module load X"] }\n')  # a comment is fine
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}
@@ -1621,6 +1738,49 @@ def test_extra_may_not_set_flags_hpoc_writes_itself() -> None:
 
 
 @pytest.mark.parametrize(
+    "flag,why",
+    [("--test-only", "which makes sbatch only test the job: nothing is submitted"),
+     ("--parsable", "which changes what sbatch prints: `hpoc submit` reads the job id from it"),
+     ("--wait", "which makes sbatch wait until the job ends"),
+     ("-W", "which makes sbatch wait until the job ends"),
+     ("--wrap=hostname", "which makes sbatch run that command instead of the job script"),
+     # a federation's other cluster: squeue here never lists the job, so status said "submit it"
+     ("--clusters=booster", "which sends the job to another cluster, whose jobs `hpoc status` and `hpoc compile` "
+                            "do not see (they ask this cluster's squeue)"),
+     ("-M booster", "which sends the job to another cluster, whose jobs `hpoc status` and `hpoc compile` "
+                    "do not see (they ask this cluster's squeue)")],
+)  # fmt: skip
+def test_extra_may_not_change_what_sbatch_does_with_the_job_script(flag: str, why: str) -> None:
+    """`#SBATCH --test-only` made `sbatch job.sbatch` submit nothing, with exit 0; under
+    `hpoc submit`, it and `--parsable` ended in an internal error (submitit could not read
+    sbatch's answer), `--parsable` with its job submitted and lost."""
+    d = one_error(BASE + f'slurm {{ extra = ["{flag}"] }}\n')
+    name = flag.split("=")[0].split()[0]
+    assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, {why}")
+
+
+def test_extra_may_not_ask_for_a_signal_the_job_does_not_handle() -> None:
+    """With resume off, `--signal=B:USR1@300` killed the batch shell (no trap for it) five
+    minutes before the walltime: the study stopped then, not gracefully."""
+    d = one_error(BASE + 'resume { enabled = false }\nslurm { extra = ["--signal=B:USR1@300"] }\n')
+    assert (d.code, d.message) == ("HP504", "`extra` sets `--signal`, which would stop the job early: its script "
+                                            "handles only resume's signal before the walltime")
+    assert d.help == "to save the study before the walltime, turn `resume` on (`grace` says when); else remove it"
+    d = one_error(BASE + 'resume { enabled = false }\nslurm { extra = ["--sig=USR1@300"] }\n')
+    assert d.message.startswith("`extra` sets `--sig` (short for `--signal`), which would stop the job early")
+
+
+def test_extra_may_not_truncate_the_log_that_resume_appends_to() -> None:
+    """`--open-mode=truncate` won over hpoc's `--open-mode=append`: each requeued run of a
+    resumed study wiped the log of the runs before it."""
+    d = one_error(BASE + 'slurm { extra = ["--open-mode=truncate"] }\n')
+    assert (d.code, d.message) == ("HP504", "`extra` sets `--open-mode`, which hpoc writes as `append` for resume: "
+                                            "each requeued run adds to the job's log")
+    plan = plan_of(BASE + 'resume { enabled = false }\nslurm { extra = ["--open-mode=truncate"] }\n')
+    assert plan["slurm"]["extra"] == ["--open-mode=truncate"]
+
+
+@pytest.mark.parametrize(
     "flag,setting",
     [("--tasks-per-node=2", "nodes"), ("--ntasks-per-gpu=1", "nodes"), ("--gpus-per-task=1", "gpus_per_node"),
      ("--gpus-per-socket=2", "gpus_per_node"), ("--cpus-per-gpu=8", "cpus_per_node")],
@@ -1631,6 +1791,48 @@ def test_extra_may_not_ask_for_tasks_cpus_or_gpus_another_way(flag: str, setting
     d = one_error(BASE + f'slurm {{ extra = ["{flag}"] }}\n')
     name = flag.split("=")[0]
     assert (d.code, d.message) == ("HP504", f"`extra` sets `{name}`, which hpoc writes from `{setting}`")
+
+
+@pytest.mark.parametrize("key,help", [
+    ("exclusive = true", 'an sbatch option without a setting of its own: write it in `extra`: `extra = ["--exclusive"]`'),
+    ('reservation = "maint"', "an sbatch option without a setting of its own: write it in `extra`: "
+                              '`extra = ["--reservation=maint"]`'),
+    ("mem_per_cpu = 2G", "an sbatch option without a setting of its own: write it in `extra`: "
+                         '`extra = ["--mem-per-cpu=2G"]`'),
+    ('gres = "gpu:4"', "hpoc writes `--gres` from `gpus_per_node`"),
+    ("cpus_per_task = 8", "hpoc writes `--cpus-per-task` from `cpus_per_node`"),
+    ("ntasks_per_node = 4", "hpoc writes `--ntasks-per-node` from `nodes`: one task per node, its Ray node"),
+    ('output = "x.out"', "sbatch's `--output`, which hpoc writes itself: the job log goes beside plan.json "
+                         "(docs/slurm.md); remove it"),
+    ("mem_per_node = 4G", "the memory of each node is `mem` (`mem = 4G`)"),
+    ("time_limit = 2h", "the job's walltime is `time` (`time = 2h`); `trials.time_limit` stops each trial"),
+    ('venv = "/p/venv"', 'activate it in `setup` ("source /p/venv/bin/activate"), or set `python = '
+                         '"/p/venv/bin/python"`'),
+])  # fmt: skip
+def test_an_sbatch_option_written_as_a_slurm_key_says_where_it_goes(key: str, help: str) -> None:
+    """`slurm { exclusive = true }` listed the block's keys (`ntasks_per_node`: "did you mean
+    `gpus_per_node`?"), not that sbatch options go in `extra`."""
+    d = one_error(BASE + f"slurm {{ {key} }}\n")
+    assert (d.code, d.help) == ("HP201", help)
+
+
+def test_extra_may_ask_for_a_generic_resource_other_than_gpus() -> None:
+    """CSC's Puhti gives node-local disk as `--gres=nvme:100`: `extra` refused every `--gres`,
+    so a study there could not have its scratch disk."""
+    plan = plan_of(BASE + 'slurm { extra = ["--gres=nvme:100"] }\n')  # no GPUs: hpoc writes no --gres
+    assert plan["slurm"]["extra"] == ["--gres=nvme:100"]
+    gpus = 'resources { gpus_per_worker = 1 }\nslurm { gpus_per_node = 4, gpu_type = "v100", '
+    plan = plan_of(BASE + gpus + 'gpu_request = per_node, extra = ["--gres=nvme:100"] }\n')
+    assert plan["slurm"]["extra"] == ["--gres=nvme:100"]
+    # hpoc's own `--gres=gpu:v100:4`: a second --gres line would replace it
+    d = one_error(BASE + gpus + 'extra = ["--gres=nvme:100"] }\n')
+    assert (d.code, d.message) == ("HP504", "`extra` sets `--gres`, which hpoc writes for the GPUs "
+                                            "(`gpu:v100:4`): this line would replace it")
+    assert d.help == "set `gpu_request = per_node` (the GPUs as `--gpus-per-node`) and keep `--gres=nvme:100` here"
+    d = one_error(BASE + gpus + 'gpu_request = per_node, extra = ["--gres=gpu:v100:4,nvme:100"] }\n')
+    assert d.message == "`extra` sets `--gres`, which hpoc writes from `gpus_per_node`"
+    assert d.help == ("set `gpus_per_node` instead (and `gpu_type` for typed GPUs: `gpu:a100:4`); "
+                      "ask for `nvme:100` as `--gres=nvme:100` here, with `gpu_request = per_node`")
 
 
 def test_extra_asking_for_a_task_per_gpu_says_hpoc_runs_one_task_per_node() -> None:

@@ -294,7 +294,13 @@ def test_a_refusal_names_the_sbatch_variable_that_sbatch_read_instead_of_the_spe
      '`slurm.extra` "--licenses=scratch:1"'),
     ("allocation failure: Requested node configuration is not available",
      {"mem": None, "extra": ["--mem-per-cpu=64G"]},
-     '`slurm.nodes = 2`, `slurm.cpus_per_node = 1`, `slurm.extra` "--mem-per-cpu=64G"')])
+     '`slurm.nodes = 2`, `slurm.cpus_per_node = 1`, `slurm.extra` "--mem-per-cpu=64G"'),
+    # a CPU study's node-local disk: the default `gpu_request = gres` asks for nothing
+    ("allocation failure: Invalid generic resource (gres) specification",
+     {"gpus_per_node": 0, "gpu_request": "gres", "extra": ["--gres=nvme:100"]}, '`slurm.extra` "--gres=nvme:100"'),
+    ("allocation failure: Invalid generic resource (gres) specification",
+     {"gpus_per_node": 4, "gpu_request": "per_node", "extra": ["--gres=nvme:100"]},
+     '`slurm.gpus_per_node = 4`, `slurm.gpu_request = per_node`, `slurm.extra` "--gres=nvme:100"')])
 def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, refuse, slurm, named) -> None:
     """sbatch's words ("Invalid feature specification") named no setting of the spec."""
     from hpoc.runtime.login_preflight import check_sbatch
@@ -307,6 +313,55 @@ def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, re
     (found,) = check_sbatch(plan(slurm=slurm))
     assert not found.ok and f"; check {named} in study.hpo with what the site offers (`sinfo" in found.message, \
         found.message
+
+
+def test_a_refusal_of_what_the_spec_leaves_to_the_site_says_to_set_it(tmp_path: Path, monkeypatch) -> None:
+    """JUWELS refuses a job without an account ("You must specify an account"): the help
+    listed the `slurm` block's settings to compare, of which the spec sets none."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    fake.write_text('#!/bin/sh\necho "sbatch: error: You must specify an account (--account)" >&2\n'
+                    'echo "sbatch: error: Batch job submission failed: Invalid account or account/partition '
+                    'combination specified" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (found,) = check_sbatch(plan(slurm={"account": None, "partition": "booster"}))
+    assert not found.ok and found.message.endswith(
+        "; check `slurm.partition = \"booster\"` in study.hpo with what the site offers "
+        "(`sinfo -o '%P %c %m %G %f %l'`); set `slurm.account` in study.hpo: the spec leaves it to the site "
+        "(`sacctmgr show assoc user=$USER format=account,partition,qos` lists yours)"), found.message
+    # a site that wants a time limit given: "missing or exceeds some limit"
+    fake.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Requested time limit is invalid '
+                    '(missing or exceeds some limit)" >&2\nexit 1\n')
+    (found,) = check_sbatch(plan(slurm={"time": None, "time_s": None}))
+    assert found.message.endswith("; set `slurm.time` in study.hpo: the spec leaves it to the site "
+                                  "(`sinfo -o '%P %l'` shows each partition's time limit)"), found.message
+    fake.write_text('#!/bin/sh\necho "sbatch: error: You must specify an account (--account)" >&2\n'
+                    'echo "sbatch: error: Batch job submission failed: Invalid account or account/partition '
+                    'combination specified" >&2\nexit 1\n')
+    (found,) = check_sbatch(plan(slurm={"account": None, "partition": None}))
+    assert found.message.endswith("; set `slurm.partition`, `slurm.account` in study.hpo: the spec leaves them "
+                                  "to the site (`sacctmgr show assoc user=$USER format=account,partition,qos` "
+                                  "lists yours)"), found.message
+
+
+def test_a_refused_job_array_names_the_shards(tmp_path: Path, monkeypatch) -> None:
+    """A site whose MaxArraySize is below `shards`: sbatch's "Invalid job array specification"
+    was met with "compare the spec's `slurm` block (partition, account, …)", no word of the array."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    fake = tmp_path / "sbatch"
+    fake.write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid job array '
+                    'specification" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (found,) = check_sbatch(plan(shards={"count": 2000, "parallel": 50}))
+    assert not found.ok and found.message.endswith(
+        "; check `slurm.array { shards = 2000, parallel = 50 }` in study.hpo with the site's limits "
+        "(`scontrol show config | grep -E 'MaxArraySize|MaxJobCount'`)"), found.message
 
 
 def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
@@ -383,6 +438,25 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
     monkeypatch.setenv("SBATCH_PARTITION", "short")  # the spec's own: the job is the spec's still
     (found,) = check_sbatch(plan(slurm={"partition": "short", "time": "00:30:00", "time_s": 1800}))
     assert not found.ok and "PartitionTimeLimit" in found.message, found.message
+
+
+def test_more_cpus_per_node_than_the_partitions_nodes_have_is_said_though_sbatch_takes_the_job(
+        tmp_path: Path, monkeypatch) -> None:
+    """`cpus_per_node = 8` on a partition of 2-CPU nodes: where the site does not enforce
+    partition limits at submission, sbatch takes the job and it pends for ever
+    (PartitionConfig); `hpoc submit` said nothing of it."""
+    from hpoc.site.partition import never_fits
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "debug*|infinite|2|1-infinite|2\\n'
+                                    'debug*|infinite|1|1-infinite|4\\nbig|infinite|2|1-infinite|2+\\n"\n')
+    (tmp_path / "sinfo").chmod(0o755)
+    assert never_fits(plan(slurm={"partition": "debug", "cpus_per_node": 8})) == [(
+        "`slurm.cpus_per_node = 8` is more than any node of partition `debug` (4 CPUs) has, and this site "
+        "queues such jobs for ever (PartitionConfig)", "lower `cpus_per_node` to 4 or fewer in study.hpo")]
+    assert never_fits(plan(slurm={"partition": "debug", "cpus_per_node": 4})) == []  # its biggest node fits
+    assert never_fits(plan(slurm={"partition": "big", "cpus_per_node": 8})) == []  # `2+`: some have more
 
 
 def test_an_sbatch_variable_that_overrides_the_spec_is_a_preflight_warning(monkeypatch) -> None:

@@ -540,7 +540,10 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
     _fake_scontrol(tmp_path / "bin", {"968": "FAILED"})
     out = status(capsys, build)[1]
     assert ("next: job 968 FAILED: hpoc: slurm.setup failed (exit 127) at: module load Stages/2025 Python "
-            f"(its output: {log})\n") in out
+            f"(its output: {log})\n"
+            # submitting it again alone fails the same way
+            "next: fix that `slurm.setup` line in the spec (the nodes run it as written: `module avail`, "
+            "`module spider` on a login node show the site's names), compile and submit again\n") in out, out
     # The nodes' python without submitit: Python's words, and what to change.
     no_submitit = ("/usr/bin/python3: Error while finding module specification for 'submitit.core._submit' "
                    "(ModuleNotFoundError: No module named 'submitit')")
@@ -673,6 +676,34 @@ def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, caps
             "allows): `scancel 979`, change `nodes` in the spec's `slurm` block, compile and submit again") in out
     fake_squeue(monkeypatch, tmp_path / "bin", [f"980|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
     assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do
+    # `cpus_per_node = 8` on 2-CPU nodes: no node of the partition can ever run it
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"981|PENDING|0:00||PartitionConfig|N/A|{build}/job.sbatch"])
+    assert ("next: job 981 will not start as asked (PartitionConfig: more CPUs, GPUs or memory than a node of "
+            "the partition has): `scancel 981`, change `cpus_per_node`, `gpus_per_node` or `mem` in the spec's "
+            "`slurm` block, compile and submit again") in status(capsys, build)[1]
+
+
+def test_a_held_job_says_how_to_release_it(tmp_path, capsys, monkeypatch):
+    """`--hold` in `slurm.extra` (or `scontrol hold`): status showed `(JobHeldUser)` and
+    nothing else; a dependency that can never be met, the same."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"982|PENDING|0:00||JobHeldUser|N/A|{build}/job.sbatch"])
+    assert "next: job 982 is held (JobHeldUser: `--hold`, or `scontrol hold`): `scontrol release 982` " \
+        "lets it start" in status(capsys, build)[1]
+    _, array, _ = sbatch_array(tmp_path / "array", shards=2, num_samples=2)  # an array's tasks: one step
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"990_{k}|PENDING|0:00||JobHeldUser|{k}|{array}/job.sbatch"
+                                                for k in range(2)])
+    said = [line for line in status(capsys, array)[1].splitlines() if "is held" in line or "are held" in line]
+    assert said == ["next: jobs 990_[0-1] are held (JobHeldUser: `--hold`, or `scontrol hold`): "
+                    "`scontrol release 990_[0-1]` lets them start"], said
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"983|PENDING|0:00||DependencyNeverSatisfied|N/A|{build}/job.sbatch"])
+    assert ("next: job 983 will not start as asked (DependencyNeverSatisfied: a `--dependency` that can never be "
+            "met): `scancel 983`, change `extra` in the spec's `slurm` block, compile and submit again") \
+        in status(capsys, build)[1]
 
 
 def test_array_tasks_that_will_never_start_are_one_step(tmp_path, capsys, monkeypatch):

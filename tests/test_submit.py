@@ -1171,6 +1171,30 @@ def test_sbatch_that_cannot_reach_slurm_is_not_called_a_refusal_of_the_spec(tmp_
             "cluster's login node, where `sinfo` answers, or try again when the SLURM controller is back") in err
 
 
+def test_sbatch_that_timed_out_does_not_say_nothing_was_submitted(tmp_path, monkeypatch, capsys):
+    """A slow controller: sbatch's "Socket timed out on send/recv operation" may come after
+    SLURM took the job, yet hpoc said "nothing was submitted", inviting a second one."""
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    class Slow:
+        def submit(self, *args):
+            raise FailedJobError("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation")
+
+    spec = write_study(tmp_path / "s", "slow")
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Slow())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    build = tmp_path / "build"
+    code = main(["submit", str(spec), "--cluster", "slurm", "-o", str(build)])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing was submitted" not in err, err
+    assert ("hpoc: error: sbatch got no answer from SLURM in time (Batch job submission failed: Socket timed out "
+            "on send/recv operation): the job may have been submitted all the same\n"
+            f"  help: `hpoc status {build}` (or `squeue --me`) shows whether it was, before you submit again") in err
+
+
 def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path, monkeypatch, capsys):
     """sbatch reads SBATCH_ACCOUNT, SBATCH_PARTITION, SBATCH_TIMELIMIT... over the job script's
     #SBATCH lines (JUWELS's `jutil env activate` exports SBATCH_ACCOUNT): the job ran under

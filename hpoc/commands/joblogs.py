@@ -79,4 +79,7 @@ def advice(why: str) -> str | None:
     if _NO_PACKAGE.match(why):
         return ("the python on the nodes lacks it: set `slurm.python` to the python of the environment "
                 "hpoc is installed in, or activate that environment in `slurm.setup`")
+    if why.startswith("hpoc: slurm.setup failed"):
+        return ("fix that `slurm.setup` line in the spec (the nodes run it as written: `module avail`, "
+                "`module spider` on a login node show the site's names), compile and submit again")
     return None

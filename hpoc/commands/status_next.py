@@ -27,7 +27,11 @@ NEVER_STARTS = {
     "QOSMaxGRESPerJob": ("more GPUs than the QOS allows", "gpus_per_node"),
     "AssocMaxGRESPerJob": ("more GPUs than the account allows", "gpus_per_node"),
     "QOSMaxMemoryPerJob": ("more memory than the QOS allows", "mem"),
+    # no node of the partition has what one node of the job asks for (`cpus_per_node = 8` on 2-CPU nodes)
+    "PartitionConfig": ("more CPUs, GPUs or memory than a node of the partition has",
+                        "cpus_per_node`, `gpus_per_node` or `mem"),
     "BadConstraints": ("a constraint no node of the partition satisfies", "constraint"),
+    "DependencyNeverSatisfied": ("a `--dependency` that can never be met", "extra"),
     "InvalidQOS": ("a QOS the account may not use", "qos"),
     "InvalidAccount": ("an account that is not valid here", "account"),
 }
@@ -190,6 +194,13 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
         job = s["job"] or {}
         if job.get("state") == "PENDING" and job.get("reason") == "BeginTime":
             held.setdefault(str(job["job_id"]).split("_")[0], []).append(job)
+    # `--hold` in `extra`: an array's tasks as one step
+    on_hold = [str(job["job_id"]) for s in shards if (job := s["job"] or {}).get("state") == "PENDING"
+               and job.get("reason") == "JobHeldUser"]
+    if on_hold:
+        ids, many = job_ranges(on_hold), len(on_hold) > 1
+        steps.append(f"job{'s' * many} {ids} {'are' if many else 'is'} held (JobHeldUser: `--hold`, or "
+                     f"`scontrol hold`): `scontrol release {ids}` lets {'them' if many else 'it'} start")
     for jobs in held.values():
         # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
         # (an `hpoc submit` job's: submitit's task-0 log).

@@ -32,7 +32,7 @@ TRAINER_VALUES = ("epochs", "max_epochs", "num_epochs", "lr", "learning_rate", "
 WARN_SCHEDULE, WARN_ARRAY, WARN_TIME, WARN_WALLTIME = "HP805", "HP806", "HP807", "HP808"
 WARN_DIRECTION, WARN_ONE_VALUE, WARN_CONFIG, WARN_ALWAYS = "HP809", "HP810", "HP811", "HP812"
 WARN_FIRST_METRIC, WARN_SHAPE, WARN_REPEATS, WARN_UNREAD = "HP813", "HP814", "HP815", "HP816"
-WARN_SECONDS = "HP817"
+WARN_SECONDS, WARN_ENV, WARN_NODE_LOCAL = "HP817", "HP818", "HP819"
 
 
 @dataclass
@@ -142,7 +142,7 @@ class Checker:
             seen[key] = span
             f = fields.get(key)
             if f is None:
-                self.unknown_key(key, kspan, fields, where)
+                self.unknown_key(key, kspan, fields, where, value)
                 continue
             out[key] = self.read_value(key, value, f, where, f"{path}.{key}", special)
             if span is not None:
@@ -219,7 +219,8 @@ class Checker:
                 self.spans[f"{path}.{k}"] = span
         return out
 
-    def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str) -> None:
+    def unknown_key(self, key: str, span: A.Span | None, fields: dict[str, Any], where: str,
+                    value: Any = None) -> None:
         help = did_you_mean(key, fields)
         other = SYNONYMS.get(key)
         home = T.key_home(other) if other and other not in fields else None
@@ -248,7 +249,36 @@ class Checker:
                 help = f"valid keys: {one_of(fields)}"
             else:
                 help = f"{where} takes no options"
+        if where == "`slurm`" and (said := _borrowed_key(key, value)):  # `exclusive = true`: sbatch's word
+            help = said
         self.error(UNKNOWN, f"unknown key `{key}` in {where}", span, help=help)
+
+
+def _borrowed_key(key: str, value: Any) -> str | None:
+    """What to write for a `slurm` key borrowed from sbatch (`exclusive = true`) or from a job
+    template (`venv`, `walltime`), or None."""
+    text = {A.String: lambda v: v.value, A.Size: lambda v: v.text, A.Duration: lambda v: v.text,
+            A.Number: lambda v: v.text or str(v.value), A.Ref: lambda v: v.path}.get(type(value))
+    written = text(value) if text is not None else "..."
+    if key in ("mem_per_node", "memory"):
+        return f"the memory of each node is `mem` (`mem = {written}`)"
+    if key in ("time_limit", "walltime", "timelimit"):
+        return f"the job's walltime is `time` (`time = {written}`); `trials.time_limit` stops each trial"
+    if key in ("venv", "virtualenv", "conda_env"):
+        env = written.rstrip("/")
+        return (f'activate it in `setup` ("source {env}/bin/activate"), or set `python = "{env}/bin/python"`'
+                if key != "conda_env" else f'activate it in `setup` ("conda activate {env}")')
+    flag = "--" + key.replace("_", "-")
+    if flag in T.OWNED_SBATCH or flag in T.RESUME_SBATCH:
+        why, fix = T.OWNED_SBATCH.get(flag) or T.RESUME_SBATCH[flag]
+        return f"sbatch's `{flag}`, {why}; {fix}"
+    if flag in T.MANAGED_SBATCH:
+        return f"hpoc writes `{flag}` from `{T.MANAGED_SBATCH[flag]}`" + (
+            ": one task per node, its Ray node" if flag in T.TASK_SBATCH else "")
+    if flag not in T.SBATCH_OPTIONS:
+        return None
+    written = flag if isinstance(value, A.Bool) or text is None else f"{flag}={written}"
+    return f'an sbatch option without a setting of its own: write it in `extra`: `extra = ["{written}"]`'
 
 
 def check(study: A.Study, workdir: str | None = None) -> Checked:

@@ -57,6 +57,7 @@ _EXTRA_ABOUT = (
     (("reservation",), ("--reservation",)),
     (("license",), ("--licenses",)),
     (("wckey",), ("--wckey",)),
+    (("gres", "generic resource"), ("--gres",)),  # a site's other resources: `--gres=nvme:100`
     (("node name",), ("--nodelist", "--exclude")),
     (("node configuration", "memory", "--mem"), ("--mem-per-cpu", "--mem-per-gpu", "--nodelist", "--exclude")),
 )
@@ -75,6 +76,27 @@ def what_to_check(said: str, slurm: dict[str, Any] | None, file: str,
     if named := settings_named(said, {k: v for k, v in slurm.items() if k not in from_shell}):
         parts.append(f"{', '.join(named)} in {file}")
     return f"check {', '.join(parts)}" if parts else None
+
+
+# Settings sbatch fills from the site when the spec leaves them out (and may refuse so)
+_SITE_DEFAULT = ("account", "partition", "qos", "time")
+
+
+def left_to_site(said: str, slurm: dict[str, Any] | None, file: str, shell: dict[str, str] | None = None) -> str | None:
+    """`set …` for the settings the refusal `said` is about that neither the spec nor this
+    shell gives (JUWELS: "You must specify an account"), or None."""
+    slurm, shell = slurm or {}, shell or {}
+    unset = [name for name in _about(said, slurm, shell.values())
+             if name in _SITE_DEFAULT and slurm.get(name) in (None, "") and name not in shell]
+    if not unset:
+        return None
+    shows = (f"`{SACCTMGR}` lists yours" if set(unset) - {"time"} else
+             "`sinfo -o '%P %l'` shows each partition's time limit")
+    return (f"set {', '.join(f'`slurm.{name}`' for name in unset)} in {file}: the spec leaves "
+            f"{'them' if len(unset) > 1 else 'it'} to the site ({shows})")
+
+
+SACCTMGR = "sacctmgr show assoc user=$USER format=account,partition,qos"
 
 
 def _about(said: str, slurm: dict[str, Any], values: Any = ()) -> list[str]:
@@ -98,6 +120,8 @@ def settings_named(said: str, slurm: dict[str, Any] | None) -> list[str]:
     said = said.lower()
     options = [option for words, about in _EXTRA_ABOUT if any(word in said for word in words) for option in about]
     flags = [flag for flag in slurm.get("extra") or () if _option(flag) in options]
+    if not slurm.get("gpus_per_node"):  # no GPUs asked for: their type and way say nothing
+        names = [name for name in names if name not in ("gpu_type", "gpu_request")]
     return [f"`slurm.{name} = {_value(name, slurm[name])}`" for name in names
             if slurm.get(name) not in (None, "", 0)] + [f'`slurm.extra` "{flag}"' for flag in flags]
 

@@ -18,6 +18,8 @@ from hpoc.compiler.check import (
     TYPE,
     UNKNOWN,
     VALUE,
+    WARN_ENV,
+    WARN_RESOURCES,
     WARN_WALLTIME,
     Checker,
 )
@@ -345,6 +347,14 @@ class _Special:
                 self.ch.error(VALUE, f"`mem` must be at most 1024T per node (got {text})", value.span,
                               help="`mem` is the memory of one node")  # fmt: skip
                 return None
+            if 0 < _megabytes(text) < MIN_MEM_MB:  # `mem = 256` for 256 GB
+                bare = isinstance(value, A.Number) or text[-1].isdigit()
+                shown = written if written is not None else value.value
+                unit = " (a bare number is megabytes, as sbatch reads it)" if bare else ""
+                self.ch.warn(WARN_RESOURCES, f"`mem = {shown}` gives each node {_megabytes(text):g} MB{unit}: "
+                                             "Ray's own processes need more than that", value.span,
+                             help=f"write `{text.rstrip('M')}G` for gigabytes" if bare else
+                             "raise `mem` to 2G or more, or leave it out for the partition's default")  # fmt: skip
             return text
         self.ch.error(TYPE, f"`mem` must be a memory size such as `64G`, not {K.describe(value)}", value.span,
                       help="a whole number with K, M, G or T (`512M`, `64G`); without one, megabytes")  # fmt: skip
@@ -388,7 +398,7 @@ class _Special:
             seconds = math.ceil(seconds / 60) * 60
             self.ch.warn(WARN_WALLTIME, f"SLURM counts walltime in whole minutes: `time` {written} gives the job "
                                         f"{format_slurm_time(seconds)}", value.span,
-                         help=f"write `{format_slurm_time(seconds)}` to say so")  # fmt: skip
+                         help=_clock_help(written, seconds))  # fmt: skip
         return {"time": format_slurm_time(int(seconds)), "time_s": int(seconds)}
 
     def env(self, key: str, value: A.Value, path: str) -> str | None:
@@ -396,6 +406,11 @@ class _Special:
             if any(c in value.value for c in "\n\r\x00"):  # what render.py refuses too
                 self.ch.error(VALUE, f"environment variable `{key}` must be one line", value.span)
                 return None
+            # Quoted as written (docs/slurm.md): a shell's expansions stay literal
+            if shell := _SHELL_WORD.search(value.value):
+                self.ch.warn(WARN_ENV, f"`env` exports `{key}` as written: `{shell[1]}` in its value is not expanded",
+                             value.span, help=f'to expand it on the nodes, export it in `setup`: '
+                                              f'"export {key}={value.value}"')  # fmt: skip
             return value.value
         # Exported as written: `true` stays "true" (not Python's 1), `1.50` stays "1.50".
         if isinstance(value, A.Bool):
@@ -488,7 +503,23 @@ def slurm_time(text: str) -> tuple[int | None, str | None]:
     return seconds, None
 
 
+def _clock_help(written: str, seconds: int) -> str:
+    """The help of a walltime SLURM rounds up; `4:30` (four and a half hours to PBS or LSF
+    users) is minutes:seconds to SLURM."""
+    rounded = f"write `{format_slurm_time(seconds)}` to say so"
+    if not re.fullmatch(r"\d{1,2}:\d\d", written):
+        return rounded
+    hours, minutes = (int(x) for x in written.split(":"))
+    meant = " ".join(f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min")) if n)
+    return f"SLURM reads `{written}` as minutes:seconds; {rounded}, or `{written.zfill(5)}:00` for {meant}"
+
+
+# What a shell would expand in an `env` value: `$PATH`, `${HOME}`, `$(cmd)`, a leading `~/`
+_SHELL_WORD = re.compile(r"(\$(?:\w+|\{[^}]*\}|\()|(?:^|(?<=:))~(?=/|:|$))", re.ASCII)
+
+
 MAX_MEM_MB = 1024 * 1024**2  # 1024T: more than any node has
+MIN_MEM_MB = 1024  # below: Ray's raylet, GCS and object store alone do not fit (`mem = 256` for 256 GB)
 _MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
 
 

@@ -9,9 +9,10 @@ import re
 import shlex
 from typing import Any
 
+from hpoc.compiler import render
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
-                                  WARN_TIME, WARN_WALLTIME, Checker)
+                                  WARN_NODE_LOCAL, WARN_TIME, WARN_WALLTIME, Checker)
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
@@ -67,8 +68,10 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
     _walltime(ch, out, s)
     _site_names(ch, s, block)
     _extra(ch, s, out["resume"]["enabled"], block)
+    _setup(ch, s, block)
     _python(ch, s, block)
     _container(ch, out, s, workdir)
+    _node_local_storage(ch, out["storage"]["path"])
     out["shards"] = _shards(ch, out, s)
     out["slurm"] = s
 
@@ -106,6 +109,12 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
     workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
     nodes, gpn, cpn = s["nodes"], s["gpus_per_node"], s["cpus_per_node"]
     gspan = ch.spans.get("resources.gpus_per_worker")
+    if gpw == 0 and gpn > 0 and "slurm.gpus_per_node" in ch.spans:  # asked for, not the default
+        ch.warn(WARN_RESOURCES, f"the job asks for {gpn} GPU{'s' * (gpn != 1)} per node, but trials use none "
+                                "(`resources.gpus_per_worker` is 0): they train on the CPU while the GPUs sit idle",
+                ch.spans.get("slurm.gpus_per_node"),
+                help="set `gpus_per_worker` in `resources` (1, or 0.5 for two trials a GPU), or remove "
+                     "`gpus_per_node`")  # fmt: skip
     if gpw > 0 and gpn == 0:
         ch.error(RESOURCES, f"trials need GPUs (`gpus_per_worker = {gpw}`) but the job has none",
                  gspan, notes=("`slurm.gpus_per_node` is 0",),
@@ -141,6 +150,30 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
             )  # fmt: skip
         else:
             _concurrency(ch, out, s, by_cpu, by_gpu, driver)
+            _idle_nodes(ch, out, s, min(math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9),
+                                        per_node * nodes // workers))
+
+
+def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) -> None:
+    """Nodes no trial can ever reach: fewer trials at once (`max_concurrent`, or the trials
+    there are) than the job has nodes for. Each worker takes one node at most, so the rest
+    are held, and charged, for the whole job."""
+    if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
+        return
+    shards = (s.get("array") or {}).get("shards") or 1
+    # A shard's: each runs on nodes of its own; Optuna's shards share the budget, a fast one takes more
+    trials = total_trials(out) if out["search"]["algorithm"] == "optuna" else math.ceil(total_trials(out) / shards)
+    cap, workers, nodes = out["trials"]["max_concurrent"], out["resources"]["workers"], s["nodes"]
+    at_once = min(trials, cap or trials)
+    busy = at_once * workers
+    if busy >= nodes or at_once >= held:  # every node in use, or the nodes' room is the limit
+        return
+    limit = "max_concurrent" if cap is not None and cap < trials else "num_samples"
+    why = f"`{limit}`" + (f" over {shards} shards" if limit == "num_samples" and shards > 1 else "")
+    ch.warn(WARN_RESOURCES, f"the job holds {nodes} nodes, but at most {at_once} trial{'s' * (at_once > 1)} of "
+                            f"{workers} worker{'s' * (workers > 1)} run{'s' * (at_once == 1)} at once ({why}): "
+                            f"{nodes - busy} node{'s sit' if nodes - busy > 1 else ' sits'} idle for the whole job",
+            ch.spans.get("slurm.nodes"), help=f"lower `slurm.nodes` to {busy}, or raise `{limit}`")  # fmt: skip
 
 
 def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
@@ -168,11 +201,31 @@ def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
                 ch.spans.get("slurm.time"),
                 help=f"raise `slurm.time` to {least // 3600:02d}:{least % 3600 // 60:02d}:{least % 60:02d} "
                      "or more, or lower `resume { grace = ... }`")  # fmt: skip
+    budget = out["trials"]["time_budget_s"]
+    if budget is not None and s["time_s"] is not None and budget > s["time_s"] and not out["resume"]["enabled"]:
+        ch.warn(WARN_TIME, f"`time_budget` ({budget:g} s) is longer than the job's walltime ({s['time']}), and resume "
+                           "is off: the walltime ends the study first, unsaved", ch.spans.get("trials.time_budget"),
+                help="turn `resume` on (requeued jobs go on with the budget), raise `slurm.time`, or lower "
+                     "`time_budget`")  # fmt: skip
     limit = out["trials"]["time_limit_s"]
     if limit is not None and s["time_s"] is not None and limit >= s["time_s"]:
         ch.warn(WARN_TIME, f"a trial's `time_limit` ({limit:g} s) is not shorter than the job's walltime "
                            f"({s['time']}): the walltime stops the trial first",
                 ch.spans.get("trials.time_limit"), help="lower `time_limit`, or raise `slurm.time`")  # fmt: skip
+
+
+# Each node's own: what a job's nodes write there, the login node never sees
+NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _node_local_storage(ch: Checker, path: str) -> None:
+    """A storage path in each node's own /tmp: the trials of a job are scattered and gone."""
+    if os.path.isabs(path) and any(path == top or path.startswith(top + "/") for top in NODE_LOCAL):
+        ch.warn(WARN_NODE_LOCAL, f"`storage.path` {path} is node-local on a cluster: each node of the job writes "
+                                 "its trials to its own, and the login node (`hpoc status`, `hpoc results`) sees none",
+                ch.spans.get("storage.path"),
+                help='put it on a file system every node shares ("$SCRATCH/hpo", "$WORK/hpo"); /tmp serves only '
+                     "a SLURM cluster that is this one machine")  # fmt: skip
 
 
 def _container(ch: Checker, out: dict[str, Any], s: dict[str, Any], workdir: str | None) -> None:
@@ -218,6 +271,12 @@ def _shards(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> dict[str, in
 def _site_names(ch: Checker, s: dict[str, Any], block: Any) -> None:
     """Names the site gives (partition, account, qos, constraint) as sbatch would read them."""
     for key in ("partition", "account", "qos", "constraint"):
+        # pasted with a space: "gpu ", "booster, develbooster" (values with other spaces go through quoted)
+        if s[key] is not None and s[key].strip() and (s[key] != s[key].strip(" ") or re.search(r" ,|, ", s[key])):
+            value = setting_value(block, key)
+            ch.error(VALUE, f"`{key}` has a space around a name: SLURM's names have none, and sbatch refuses the job",
+                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
+                     help=f'write `{key} = "{s[key].replace(" ", "")}"`')  # fmt: skip
         # sbatch reads `\` in an #SBATCH line as an escape, even inside quotes: `a\b` asks for `ab`
         if s[key] is not None and "\\" in s[key]:
             value = setting_value(block, key)
@@ -241,7 +300,14 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
             continue
         given, name = name, _unabbreviated(name, resume)
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
-        if name in T.MANAGED_SBATCH:
+        gres = _gres(flag) if name == "--gres" else None
+        if gres and not any(_is_gpu(g) for g in gres):  # a site's node-local disk: `nvme:100`
+            if (own := render.gpu_option(s)) and own[0] == "gres":
+                ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes for the GPUs (`{own[1]}`): "
+                                "this line would replace it", span,
+                         help=f"set `gpu_request = per_node` (the GPUs as `--gpus-per-node`) and keep "
+                              f"`--gres={','.join(gres)}` here")  # fmt: skip
+        elif name in T.MANAGED_SBATCH:
             help = f"set `{T.MANAGED_SBATCH[name]}` instead"
             if name in T.TASK_SBATCH:  # a site's one-task-per-GPU template: not hpoc's layout
                 help = ("remove it: the job runs one task per node, its Ray node, which starts each "
@@ -249,8 +315,15 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
             elif T.MANAGED_SBATCH[name] == "gpus_per_node":
                 help += (" (and `gpu_type` for typed GPUs: `gpu:a100:4`)" if name == "--gres" else
                          ", with `gpu_request = per_node` to have it written as `--gpus-per-node=N`")
+                if others := ",".join(g for g in gres or () if not _is_gpu(g)):
+                    help += f"; ask for `{others}` as `--gres={others}` here, with `gpu_request = per_node`"
             ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes from `{T.MANAGED_SBATCH[name]}`",
                      span, help=help)  # fmt: skip
+        elif name == "--signal" and not resume:  # no trap for it: the shell (or Ray) dies at once
+            ch.error(SLURM, f"`extra` sets {shown}, which would stop the job early: its script handles only "
+                            "resume's signal before the walltime", span,
+                     help="to save the study before the walltime, turn `resume` on (`grace` says when); "
+                          "else remove it")  # fmt: skip
         elif name in T.OWNED_SBATCH or (resume and name in T.RESUME_SBATCH):
             why, help = T.OWNED_SBATCH.get(name) or T.RESUME_SBATCH[name]
             ch.error(SLURM, f"`extra` sets {shown}, {why}", span, help=help)
@@ -263,6 +336,30 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         elif problem := _sbatch_words(flag):
             ch.error(VALUE, f'`extra` option "{flag}" {problem}', span,
                      help=f"quote the value, as on a command line: \"{given}='...'\"")  # fmt: skip
+
+
+def _setup(ch: Checker, s: dict[str, Any], block: Any) -> None:
+    """`#SBATCH` lines pasted into `setup` from a job script's header: sbatch reads none past the
+    script's first command, so they would be comments there."""
+    spans = item_spans(block, "setup") or [ch.spans.get("slurm.setup")] * len(s["setup"])
+    for line, span in zip(s["setup"], spans):
+        if re.match(r"\s*#SBATCH\b", line):
+            option = line.strip()[len("#SBATCH"):].strip()
+            ch.error(SLURM, f'`setup` line "{line.strip()}" is an #SBATCH directive: sbatch reads them only before '
+                            "the script's first command, and setup runs later", span,
+                     help=f'give the option in `extra`: `extra = ["{option}"]`')  # fmt: skip
+
+
+def _gres(flag: str) -> list[str]:
+    """The generic resources of "--gres=nvme:100,gpu:4" (or "--gres gpu:4"), quotes dropped."""
+    value = re.split(r"[=\s]", flag.strip(), maxsplit=1)[1:] or [""]
+    value = value[0].strip().strip("'\"")
+    return [g for g in value.split(",") if g]
+
+
+def _is_gpu(gres: str) -> bool:
+    """`gpu`, `gpu:4`, `gpu:a100:4`: the GPUs hpoc asks for itself."""
+    return gres.split(":", 1)[0] == "gpu"
 
 
 def _python(ch: Checker, s: dict[str, Any], block: Any) -> None:
@@ -297,7 +394,7 @@ def _sbatch_words(flag: str) -> str | None:
 
 def _unabbreviated(name: str, resume: bool) -> str:
     """sbatch accepts any unambiguous prefix of a long option (`--out` for `--output`)."""
-    managed = [*T.MANAGED_SBATCH, *T.OWNED_SBATCH, *T.MEM_PER_SBATCH, *(T.RESUME_SBATCH if resume else ())]
+    managed = [*T.MANAGED_SBATCH, *T.OWNED_SBATCH, *T.MEM_PER_SBATCH, *(T.RESUME_SBATCH if resume else ("--signal",))]
     if name in managed or not name.startswith("--") or len(name) < 4:
         return name
     longer = [m for m in managed if m.startswith(name)]

@@ -41,6 +41,8 @@ NAME_HELP = ("use ASCII letters and digits, `.`, `_` and `-`, starting with a le
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
+_IFACE_HINT = ("one interface, whose address the Ray nodes take (`ib0`, `hsn0`); give NCCL a list "
+               "(`hsn0,hsn1`, `^lo`) in `env`: `NCCL_SOCKET_IFNAME = \"hsn0,hsn1\"`")
 GRES_TYPE_RE = r"[A-Za-z0-9_.-]+"  # a gres type (`a100`, `h100_80gb`): `--gres=gpu:TYPE:N`
 # How a job asks for its GPUs: `--gres=gpu:N` (default), `--gpus-per-node=N`, or not at all
 # (a partition that hands out whole nodes with their GPUs).
@@ -282,7 +284,8 @@ SECTIONS: dict[str, dict[str, F]] = {
             ),
             None,
         ),
-        "interface": F(K.optional(K.string(IFACE_RE, "network interface name (at most 15 characters)")), None),
+        "interface": F(K.optional(K.string(IFACE_RE, "network interface name (at most 15 characters)",
+                                           hint=_IFACE_HINT)), None),
         "python": F(_SITE_NAME, "python3", doc="one program: `~` and `$VARS` expand at compile time"),
         "array": F(
             Rec({"shards": F(K.integer(1), 1), "parallel": F(K.optional(K.integer(1)), None)}),
@@ -340,12 +343,24 @@ MANAGED_SBATCH = {
 TASK_SBATCH = ("--ntasks-per-node", "--tasks-per-node", "--ntasks-per-gpu", "--ntasks", "-n")
 # Flags hpoc writes without a setting of their own: flag -> (what it is to hpoc, help).
 _LOG = ("which hpoc writes itself: the job log goes beside plan.json (docs/slurm.md)", "remove it")
+_WAIT = ("which makes sbatch wait until the job ends", "remove it; `hpoc submit --wait` waits for the study's jobs")
+_CLUSTERS = ("which sends the job to another cluster, whose jobs `hpoc status` and `hpoc compile` do not see "
+             "(they ask this cluster's squeue)", "remove it, and run hpoc on a login node of that cluster")
 OWNED_SBATCH = {
     "--output": _LOG,
     "-o": _LOG,
     "--error": _LOG,
     "-e": _LOG,
     "--comment": ("which `hpoc submit` sets: it and `hpoc status` find the study's jobs by it", "remove it"),
+    # How sbatch handles the script, not what the job asks for: nothing (or another thing) runs
+    "--test-only": ("which makes sbatch only test the job: nothing is submitted",
+                    "remove it; `hpoc check --preflight` asks `sbatch --test-only` itself"),
+    "--parsable": ("which changes what sbatch prints: `hpoc submit` reads the job id from it", "remove it"),
+    "--wait": _WAIT,
+    "-W": _WAIT,
+    "--wrap": ("which makes sbatch run that command instead of the job script", "remove it"),
+    "--clusters": _CLUSTERS,
+    "-M": _CLUSTERS,
 }
 # Written only while `resume` is on: the walltime signal and the requeue that resume needs.
 _NO_RESUME = "remove it, or set `resume { enabled = false }`"
@@ -354,7 +369,13 @@ RESUME_SBATCH = {
                  "set `resume { grace = ... }` to change when it comes, or `resume { enabled = false }`"),
     "--requeue": ("which hpoc writes itself for resume", _NO_RESUME),
     "--no-requeue": ("which undoes the `--requeue` that resume needs", _NO_RESUME),
+    "--open-mode": ("which hpoc writes as `append` for resume: each requeued run adds to the job's log", _NO_RESUME),
 }
+# sbatch options a user may write as `slurm` keys (`exclusive = true`): they go in `extra`.
+SBATCH_OPTIONS = ("--exclusive", "--reservation", "--mem-per-cpu", "--mem-per-gpu", "--mail-type", "--mail-user",
+                  "--hint", "--licenses", "--dependency", "--begin", "--nodelist", "--exclude", "--wckey",
+                  "--switches", "--gpu-bind", "--tmp", "--oversubscribe", "--distribution", "--threads-per-core",
+                  "--mincpus", "--network", "--deadline", "--nice", "--priority", "--profile")
 # sbatch refuses these together with `--mem`.
 MEM_PER_SBATCH = ("--mem-per-cpu", "--mem-per-gpu")
 

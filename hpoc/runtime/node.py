@@ -372,6 +372,16 @@ def _has_grpc() -> bool:
     return importlib.util.find_spec("grpc") is not None
 
 
+DEV = Path("/dev")
+
+
+def gpu_devices() -> int:
+    """The GPU devices of this node as the driver makes them: NVIDIA's `nvidia0`…, AMD's and
+    Intel's render nodes (`dri/renderD128`…, one per GCD on LUMI)."""
+    nvidia = [p for p in DEV.glob("nvidia*") if p.name[len("nvidia"):].isdigit()]
+    return len(nvidia) or len(list(DEV.glob("dri/renderD*")))
+
+
 def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """Everything before Ray: returns the `ray start` command and its environment."""
     job_dir = Path(args.job_dir)
@@ -386,6 +396,10 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()
     res = allocation(env)
     if args.gpus is not None:  # a job that asked SLURM for no GPUs (gpu_request = none)
+        if args.gpus and not gpu_devices():  # Ray would place trials on GPUs that are not there
+            raise NodeError(f"the plan gives each node {args.gpus} GPU(s) (slurm.gpu_request = none), but {name} "
+                            f"has no GPU device ({DEV}/nvidia*, {DEV}/dri/renderD*): its partition gives no GPUs "
+                            "with the node; choose a GPU partition, or set slurm.gpu_request = gres or per_node")
         res["gpus"] = args.gpus
     address = f"{ip}:{node_ports.gcs}" if args.role == "head" else args.address
     cmd = ray_start_command(

@@ -4,6 +4,7 @@ A site that does not enforce partition limits at submission (EnforcePartLimits=N
 default) lets sbatch take a job whose `time` is above the partition's MaxTime, or whose
 `nodes` are more than the partition has or lets one job use: the job then pends for ever
 (PartitionTimeLimit, PartitionNodeLimit), and squeue may not say so until seconds later.
+So does a `cpus_per_node` above every node's CPUs (PartitionConfig).
 `never_fits` says so from the partition's own limits, for `hpoc check --preflight` (whose
 `sbatch --test-only` takes such a `time`) and `hpoc submit`.
 """
@@ -51,17 +52,20 @@ class Sinfo:
             if name.endswith("*"):
                 name = default = name[:-1]
             top = size.rpartition("-")[2]
-            row = found.setdefault(name, {"time": time, "nodes": 0,
-                                          "max_nodes": int(top) if top.isdigit() else None, "cpus": None})
+            row = found.setdefault(name, {"time": time, "nodes": 0, "max_nodes": int(top) if top.isdigit() else None,
+                                          "cpus": None, "most_cpus": 0})
             row["nodes"] += int(count)  # sinfo splits a partition into rows by node state
             cpus = re.match(r"\d+", rest[0]) if rest else None
             if cpus is not None and int(count):
                 row["cpus"] = min(row["cpus"] or int(cpus[0]), int(cpus[0]))
+            if row["most_cpus"] is not None and int(count):  # `64+`: some have more, how many unsaid
+                row["most_cpus"] = max(row["most_cpus"], int(cpus[0])) if cpus and cpus[0] == rest[0] else None
         return found, default
 
     def limits(self, partition: str | None) -> dict[str, dict[str, Any]] | None:
         """Partition -> {time (as sinfo writes it: `10:00`, `infinite`), nodes, max_nodes
-        (None: no limit), cpus (the fewest a node has; None: not said)} for the partitions a
+        (None: no limit), cpus (the fewest a node has; None: not said), most_cpus (the most a
+        node has; None: not said)} for the partitions a
         job asking for `partition` may run in (`a,b` lets SLURM choose; the default one when
         None); None when sinfo cannot tell."""
         if self._table is None:
@@ -105,6 +109,13 @@ def _misfits(slurm: dict[str, Any], sinfo: Sinfo) -> list[tuple[str, str, str]]:
         out.append((f"`slurm.nodes = {slurm['nodes']}` is more than partition{plural} {said} "
                     f"give{'s' * (len(parts) == 1)} one job", "PartitionNodeLimit",
                     f"lower `nodes` to {max(room.values())} or fewer"))
+    # A job step's CPUs come from one node: sbatch may take more than any node has (PartitionConfig)
+    most = {name: row.get("most_cpus") for name, row in parts.items()}
+    cpus = slurm.get("cpus_per_node")
+    if cpus and all(n is not None and 0 < n < cpus for n in most.values()):
+        said = ", ".join(f"`{name}` ({n} CPUs)" for name, n in most.items())
+        out.append((f"`slurm.cpus_per_node = {cpus}` is more than any node of partition{plural} {said} has",
+                    "PartitionConfig", f"lower `cpus_per_node` to {max(most.values())} or fewer"))
     return out
 
 

@@ -86,6 +86,16 @@ def what_to_check(said: str, plan: dict[str, Any]) -> str:
     (`hpoc check --preflight`) or at it: what this shell sets over the spec comes first."""
     from hpoc.compiler import refusal
 
-    check = refusal.what_to_check(said, plan["slurm"], plan["source"]["file"], in_shell(plan)) or \
-        "compare the spec's `slurm` block (partition, account, qos, cpus_per_node, gpus_per_node, mem, time)"
-    return f"{check} with what the site offers (`{refusal.SINFO}`)"
+    shards = plan.get("shards") or {}
+    if "job array" in said.lower() and shards.get("count", 1) > 1:  # above the site's MaxArraySize
+        return (f"check `slurm.array {{ shards = {shards['count']}, parallel = {shards['parallel']} }}` in "
+                f"{plan['source']['file']} with the site's limits "
+                "(`scontrol show config | grep -E 'MaxArraySize|MaxJobCount'`)")
+    shell = in_shell(plan)
+    check = refusal.what_to_check(said, plan["slurm"], plan["source"]["file"], shell)
+    unset = refusal.left_to_site(said, plan["slurm"], plan["source"]["file"], shell)
+    if unset and not check:
+        return unset
+    check = check or ("compare the spec's `slurm` block (partition, account, qos, cpus_per_node, gpus_per_node, "
+                      "mem, time)")
+    return f"{check} with what the site offers (`{refusal.SINFO}`)" + (f"; {unset}" if unset else "")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -275,6 +276,11 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
             _put_back(plan, aside)
         if type(exc).__name__ == "FailedJobError":  # submitit's: sbatch said no (on stderr above)
             why = refusal.reasons(str(exc)) or ["(no message)"]
+            if "Socket timed out" in str(exc):  # a slow controller may have taken the job before it
+                raise SubmitError(
+                    f"sbatch got no answer from SLURM in time ({why[-1]}): the job may have been submitted all "
+                    f"the same\n  help: `hpoc status {shlex.quote(str(Path(sub.plan_path).parent))}` (or `squeue "
+                    "--me`) shows whether it was, before you submit again") from None
             if refusal.unreachable(str(exc)):  # no answer about the job: the spec is not at fault
                 raise SubmitError(
                     f"sbatch could not ask SLURM, nothing was submitted: {why[-1]}\n  help: submit from the "

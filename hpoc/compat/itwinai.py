@@ -141,8 +141,8 @@ class RayTorchTrainer(Trainer):
     # ------------------------------------------------------------ itwinai methods
 
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
-                           test_dataset: Any = None) -> None:
-        super().create_dataloaders(train_dataset, validation_dataset, test_dataset)
+                           test_dataset: Any = None, **loader_settings: Any) -> None:
+        super().create_dataloaders(train_dataset, validation_dataset, test_dataset, **loader_settings)
         if (isinstance(self.strategy, DeepSpeedStrategy) or _accumulates(self.strategy)) \
                 and self.train_dataloader is not None:
             self.train_dataloader = _EpochWindows(self.train_dataloader, self.strategy)

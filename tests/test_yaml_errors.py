@@ -539,6 +539,20 @@ def test_a_tune_config_key_indented_into_search_alg_or_scheduler_is_an_error(tmp
         (39, "unknown key `max_concurrent_trials` in `search_alg`", "`max_concurrent_trials` belongs in `tune_config`")]
 
 
+def test_older_itwinais_checkpoint_keys_in_run_config_are_told_where_they_go(tmp_path: Path) -> None:
+    """Older itwinai defaults held `checkpoint_freq` and `checkpoint_at_end` in `run_config`:
+    "did you mean `checkpoint_config`?" sent `checkpoint_freq` where it has another name.
+    A key known to belong elsewhere is said to, ahead of a near spelling."""
+    text = seed_with("storage_path: ray_checkpoints", "storage_path: ray_checkpoints\n"
+                     "              checkpoint_freq: 10\n              checkpoint_at_end: true")
+    text = text.replace("num_samples: 2", "num_samples: 2\n              name: hpo", 1)
+    errs = diagnose(tmp_path, text)
+    assert [(e.message, e.help) for e in errs] == [
+        ("unknown key `name` in `tune_config`", "`name` belongs in `run_config`"),
+        ("unknown key `checkpoint_freq` in `run_config`", "`checkpoint_freq` belongs in `config`"),
+        ("unknown key `checkpoint_at_end` in `run_config`", "`checkpoint_at_end` belongs in `checkpoint_config`")]
+
+
 def test_a_key_indented_under_a_value_says_how_to_indent_it(tmp_path: Path) -> None:
     """The tutorial's config as its rendered page shows it: `init_args` deeper than `- class_path: ...`."""
     text = seed_with("      - class_path: data.FashionMNISTSplitter\n        init_args:",

@@ -666,6 +666,29 @@ def test_a_name_may_be_rays_class(tmp_path: Path) -> None:
     assert (named["search"], named["scheduler"]) == (classic["search"], classic["scheduler"])
 
 
+@pytest.mark.parametrize("name,scheduler", [("hb_bohb", "bohb"), ("medianstopping", "median"),
+                                            ("async_hyperband", "asha")])
+def test_rays_create_scheduler_names(tmp_path: Path, name: str, scheduler: str) -> None:
+    """Ray's `tune.create_scheduler` names (`hb_bohb` was unknown, "did you mean `bohb`?")."""
+    doc = seed()
+    config(doc)["tune_config"]["scheduler"] = {"name": name, "max_t": 20}
+    config(doc)["tune_config"]["search_alg"] = {"name": "bohb" if scheduler == "bohb" else "random",
+                                                "metric": "loss", "mode": "min"}
+    config(doc)["train_loop_config"]["batch_size"] = 64
+    if scheduler == "median":
+        del config(doc)["tune_config"]["scheduler"]["max_t"]
+    assert compiled(tmp_path, doc).plan["scheduler"]["name"] == scheduler
+
+
+@pytest.mark.parametrize("name", ["pbt_replay", "ResourceChangingScheduler"])
+def test_rays_schedulers_hpoc_lacks_are_said_to_be_unsupported(tmp_path: Path, name: str) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["scheduler"] = {"name": name}
+    (e,) = errors_of(tmp_path, doc)
+    assert (e.code, e.message) == ("HP201", f"the `{name}` scheduler is not supported")
+    assert e.help.startswith("hpoc supports `fifo`, `asha`")
+
+
 def test_checkpoint_freq_is_kept_beside_a_checkpoint_config(tmp_path: Path) -> None:
     doc = seed()
     cfg = doc["ray_training_pipeline"]["init_args"]["steps"][2]["init_args"]["config"]

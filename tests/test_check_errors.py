@@ -1668,6 +1668,15 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
 
 
+def test_a_file_uri_is_the_path_it_names() -> None:
+    """Ray takes `file:///scratch/hpo` for a path of this filesystem: it was refused as
+    "remote storage"."""
+    assert plan_of(BASE + 'storage { path = "file:///p/scratch/my%20hpo" }\n')["storage"]["path"] == "/p/scratch/my hpo"
+    assert plan_of(BASE + 'storage { path = "file://localhost/p/x" }\n')["storage"]["path"] == "/p/x"
+    d = one_error(BASE + 'storage { path = "s3://bucket/hpo" }\n')
+    assert d.message == '`path` is a URI ("s3://bucket/hpo"): remote storage is not supported'
+
+
 def test_a_path_for_an_unknown_user_or_an_empty_path_is_an_error() -> None:
     """`~nouser/x` stayed a relative folder named `~nouser` beside the spec; `""` was the
     spec's own folder."""

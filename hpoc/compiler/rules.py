@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 from typing import Any, Iterator
 
 from hpoc.compiler import early_stop
@@ -923,7 +924,10 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     st = out["storage"]
     if st["name"] is None:
         st["name"] = out["study"]["name"]
-    if _URI.match(st["path"]):  # Ray would write there; as a path it would be a local directory
+    local = _FILE_URI.match(st["path"])
+    if local:  # Ray's URI for a path of this filesystem: the path it names
+        st["path"] = urllib.parse.unquote(local.group(1))
+    elif _URI.match(st["path"]):  # Ray would write there; as a path it would be a local directory
         ch.error(VALUE, f'`path` is a URI ("{st["path"]}"): remote storage is not supported',
                  ch.spans.get("storage.path"),
                  help="give a directory on a filesystem every node shares, e.g. \"$SCRATCH/hpo\"")  # fmt: skip
@@ -933,4 +937,5 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     t["time_limit_s"] = t.pop("time_limit")
 
 
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, file://: Ray's storage URIs
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://: Ray's storage URIs
+_FILE_URI = re.compile(r"file://(?:localhost)?(/.*)", re.IGNORECASE)

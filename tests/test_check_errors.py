@@ -1668,6 +1668,14 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
 
 
+def test_a_tensorboard_logger_takes_the_folder_it_writes_to() -> None:
+    """The runtime and docs/results.md put TensorBoard's event directories under the
+    logger's `tracking_uri`, which the language refused."""
+    plan = plan_of(BASE + 'logger tensorboard { tracking_uri = "tb" }\n')
+    assert plan["loggers"] == [{"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch",
+                                "tracking_uri": "tb"}]
+
+
 def test_a_file_uri_is_the_path_it_names() -> None:
     """Ray takes `file:///scratch/hpo` for a path of this filesystem: it was refused as
     "remote storage"."""

@@ -500,6 +500,22 @@ def test_loggers(tmp_path: Path) -> None:
     assert "logger `ConsoleLogger` is not supported and is not used" in msgs
 
 
+def test_a_tensorboard_loggers_savedir_is_where_it_writes(tmp_path: Path) -> None:
+    """itwinai's `TensorBoardLogger(savedir=..., framework="pytorch")`: `savedir` was
+    ignored and `framework`, one of its arguments, an unknown key."""
+    doc = seed()
+    loggers = trainer_args(doc)["logger"]["init_args"]["loggers"]
+    loggers.append({"class_path": "itwinai.loggers.TensorBoardLogger",
+                    "init_args": {"savedir": "tb_logs", "framework": "pytorch"}})
+    result = compiled(tmp_path / "a", doc)
+    assert result.plan["loggers"][1] == {"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch",
+                                         "tracking_uri": "tb_logs"}
+    assert not [w for w in result.warnings if "savedir" in w.message or "framework" in w.message]
+    loggers[1]["init_args"]["framework"] = "tensorflow"
+    (e,) = errors_of(tmp_path / "b", doc)
+    assert e.message == "`framework` must be `pytorch`: hpoc's trainers are PyTorch's"
+
+
 def test_hydra_style_targets_give_the_same_plan(tmp_path: Path) -> None:
     classic = compiled(tmp_path / "a", seed()).plan
     doc = seed()

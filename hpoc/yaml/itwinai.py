@@ -483,7 +483,7 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
 def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
     body: list[A.Item] = []
     known = ("experiment_name", "log_freq", "tracking_uri", "savedir", "run_description", "run_name",
-             "log_on_workers")
+             "log_on_workers", *(("framework",) if kind == "tensorboard" else ()))
     args = lg.args
     if args is None:
         return None
@@ -493,14 +493,18 @@ def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
             body.append(b.setting("log_freq", _log_freq(b, value), kspan))
         elif key == "experiment_name" and kind == "mlflow":
             body.append(b.setting(key, b.value(value), kspan))
-        elif key == "tracking_uri" and kind == "mlflow":
+        elif key == "tracking_uri":
             body.append(b.setting(key, b.value(value), kspan))
-        elif key == "savedir" and kind == "mlflow" and "tracking_uri" not in args.index:
+        elif key == "savedir" and "tracking_uri" not in args.index:  # where itwinai's logger writes
             body.append(b.setting("tracking_uri", b.value(value), kspan))
-        elif key in known and key not in ("experiment_name", "tracking_uri", "savedir"):
+        elif key == "framework":
+            if b.given(value) is not None and b.word(value, "`framework`") not in (None, "pytorch"):
+                b.error(VALUE, "`framework` must be `pytorch`: hpoc's trainers are PyTorch's", value.span,
+                        help="write `framework: pytorch`, or remove it")
+        elif key in known and key not in ("experiment_name", "savedir"):
             b.warn(IGNORED, f"`{key}` of `{lg.class_name}` is ignored: hpoc names runs after trials",
                    kspan, help=f"remove `{key}`")
-        elif key in ("experiment_name", "tracking_uri", "savedir"):
+        elif key in ("experiment_name", "savedir"):
             b.warn(IGNORED, f"`{key}` is ignored for the {kind} logger", kspan, help=f"remove `{key}`")
     return body or None
 

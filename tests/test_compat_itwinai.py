@@ -271,6 +271,42 @@ def test_itwinais_create_dataloaders_refuses_a_sampler_of_its_own(tmp_path) -> N
         _loader_settings(tmp_path, sampler=torch.utils.data.SequentialSampler(range(12)))
 
 
+class _ClosingLoop(_LinearLoop):
+    """Newer itwinai loops use `self.device` and end with `self.close_logger()`: an
+    AttributeError failed every trial, the last one after all its training."""
+
+    def train(self, config, data):
+        self.start(data)
+        self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+        self.where = self.device
+        self.checkpoint_and_report(0, tuning_metrics={"loss": 1.0})
+        self.close_logger()
+
+
+def test_itwinais_device_and_close_logger(tmp_path) -> None:
+    trainer = _ClosingLoop()
+    data = torch.utils.data.TensorDataset(torch.ones(4, 4), torch.zeros(4, 1))
+    history = trainer.run_local({"epochs": 1}, (data, None, None), directory=tmp_path)
+    assert trainer.where == trainer.strategy.device() and history[-1]["loss"] == 1.0
+    trainer.device = "cpu"  # a trainer's own choice stays its own
+    assert trainer.device == "cpu"
+
+
+def test_an_itwinai_loop_that_never_reports_is_told_of_checkpoint_and_report(tmp_path) -> None:
+    """It was told to call hpoc's `self.report(...)`, which its loop does not use."""
+    from hpoc.runtime.returns import TrainerError
+
+    class Silent(_LinearLoop):
+        def train(self, config, data):
+            self.start(data)
+
+    data = torch.utils.data.TensorDataset(torch.ones(4, 4), torch.zeros(4, 1))
+    with pytest.raises(TrainerError, match=r"ended without reporting anything: call "
+                                           r"`self\.checkpoint_and_report\(epoch, tuning_metrics="):
+        Silent().run_local({"epochs": 1}, (data, None, None), directory=tmp_path,
+                           plan={"objective": {"metrics": ["loss"]}})
+
+
 class _TwoRankLoop(_LinearLoop):
     """Each rank's every micro-batch has input rank + 1: the loss `mean(model(x))` gives the
     weight a gradient of rank + 1 on each rank, 1.5 once all-reduced."""

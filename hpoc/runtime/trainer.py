@@ -198,6 +198,8 @@ class Trainer:
     channels_last: bool | str = "auto"
     #: validation batches are this many times the training batch size (no gradients kept).
     validation_batch_factor: int = 4
+    #: how a loop of its own reports, said to one that did not
+    REPORT_HINT = "call `self.report({...}, epoch=epoch)` each epoch (docs/trainer.md, A loop of your own)"
     grad_accumulation_steps: int = 1
     #: under DDP, for a model with parameters its loss does not use (DDP refuses its second
     #: step otherwise: "Expected to have finished reduction in the prior iteration").
@@ -776,8 +778,7 @@ class Trainer:
                        f"returned {reprlib.repr(value)} instead of reporting it (hpoc does not read "
                        "what train() returns)")
                 raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} {how}: "
-                                   "call `self.report({...}, epoch=epoch)` each epoch "
-                                   "(docs/trainer.md, A loop of your own)")
+                                   f"{self.REPORT_HINT}")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
             if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost

@@ -321,6 +321,22 @@ def test_an_itwinai_loop_reporting_past_checkpoint_and_report_is_warned(tmp_path
     assert told("self.checkpoint_and_report(epoch, tuning_metrics={'loss': 1.0})") == []
 
 
+def test_itwinai_strategy_methods_hpoc_lacks_are_warned(tmp_path: Path) -> None:
+    """`self.strategy.clean_up()` at a loop's end passed `hpoc check` and failed every trial
+    after all its training."""
+    import textwrap
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    loop = ITWINAI_LOOP.replace("REPORT", "self.checkpoint_and_report(epoch, tuning_metrics={'loss': 1.0})")
+    (tmp_path / "trainer.py").write_text(textwrap.dedent(loop) + "            self.strategy.clean_up()\n"
+                                         "            self.strategy.clean_up()\n")
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP803"]
+    assert w.message == ("trainer: `self.strategy.clean_up()` (trainer.py:13) is itwinai's; hpoc's strategies "
+                         "have no `clean_up`: every trial fails there")
+    assert w.help == "remove it: hpoc ends the process group with the trial"
+
+
 SHAPE_TRAINER = """
     import hpoc
     from torch import nn

@@ -609,3 +609,9 @@ def test_a_trainer_importing_itwinai_is_told_to_change_the_import_not_to_install
         import_target("old_trainer:MyTrainer", str(tmp_path), "trainer")
     assert "help: import it from `hpoc.compat.itwinai` (docs/migrating-from-itwinai.md)" in str(info.value)
     assert "install" not in str(info.value)
+
+
+def test_the_compilers_itwinai_only_strategy_methods_are_not_hpocs() -> None:
+    from hpoc.compiler.trainer_hooks import ITWINAI_ONLY
+
+    assert [name for name in ITWINAI_ONLY if hasattr(Strategy, name) or hasattr(RayDeepSpeedStrategy, name)] == []

@@ -42,7 +42,8 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, model_config_reads,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
+                                         itwinai_strategy_calls, model_config_reads,
                                          silent_loop, unread_optimizer_keys, unread_trainer_args)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
@@ -662,6 +663,7 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
             silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
             if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
+            problems += itwinai_strategy_calls(step["target"], workdir)
         for p in problems:
             where = keys.get(p.arg) if p.arg else None
             if p.module is not None and p.module in told:

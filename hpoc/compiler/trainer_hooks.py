@@ -240,6 +240,35 @@ def _ray_session(node: ast.expr, names: dict[str, ast.AST]) -> bool:
         (ast.unparse(node.value) in ("ray", "ray.air"))
 
 
+# itwinai strategy methods that hpoc's strategies lack, and what to do instead (a test keeps
+# them absent from hpoc/runtime/strategy.py: the compiler imports no runtime).
+ITWINAI_ONLY = {
+    "clean_up": "remove it: hpoc ends the process group with the trial",
+    "initialize_distributed_strategy": "call `self.strategy.init()`",
+    "create_dataloader": "call `self.create_dataloaders(train_dataset=..., batch_size=...)`",
+    "allgather_obj": "use `self.strategy.broadcast_object(...)` or `all_reduce(...)` (docs/trainer.md)",
+    "gather_obj": "use `self.strategy.broadcast_object(...)` or `all_reduce(...)` (docs/trainer.md)",
+    "gather": "use `self.strategy.all_reduce(tensor)` (docs/trainer.md)",
+}
+
+
+def itwinai_strategy_calls(target: str, workdir: str | None) -> list[Problem]:
+    """`self.strategy.clean_up()` and the other itwinai strategy methods hpoc's strategies
+    lack, in an itwinai trainer's module: an AttributeError in every trial that gets there."""
+    trainer = _trainer(target, workdir, compat=True)
+    if trainer is None or _trainer(target, workdir) is not None:
+        return []
+    shown, tree, cls, _ = trainer
+    seen: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ITWINAI_ONLY \
+                and ast.unparse(node.func.value) == "self.strategy":
+            seen.setdefault(node.func.attr, node.lineno)
+    return [Problem(f"`self.strategy.{name}()` ({shown}:{line}) is itwinai's; hpoc's strategies have no "
+                    f"`{name}`: every trial fails there", ITWINAI_ONLY[name], warning=True)
+            for name, line in sorted(seen.items(), key=lambda kv: kv[1])]
+
+
 _BUILDERS = ("create_model", "create_model_loss_optimizer")
 
 

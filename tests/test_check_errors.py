@@ -1136,6 +1136,17 @@ def test_a_local_run_short_only_of_the_driver_s_cpu_says_so() -> None:
     check_capacity(plan, [{"Resources": {"CPU": 3}}], "this machine")
 
 
+def test_a_local_run_short_of_gpus_is_not_told_to_take_more_cpu_slots() -> None:
+    """`use_gpu: true` on a laptop was told "`--cpus 1` lets a local run use 1 CPU slots"."""
+    from hpoc.runtime.session import SessionError, check_capacity
+
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}}
+    with pytest.raises(SessionError) as exc:
+        check_capacity(plan, [{"Resources": {"CPU": 2}}], "this machine")
+    assert str(exc.value).startswith("one trial needs 1 worker(s) x (1 CPU, 1 GPU); this machine has 2 CPU and 0 GPU")
+    assert "--cpus" not in str(exc.value)
+
+
 @pytest.mark.parametrize(
     "resources,nodes,per_node",
     [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth

@@ -401,6 +401,23 @@ def test_a_ray_tune_call_written_as_a_value_is_an_error_not_a_constant(tmp_path:
     assert errs[3].help == "write `lr: {type: loguniform, lower: 1e-4, upper: 1e-2}`"
 
 
+def test_a_ray_tune_call_written_as_a_mutation_is_given_the_mapping_to_write(tmp_path: Path) -> None:
+    """PBT's `hyperparam_mutations: {learning_rate: "tune.uniform(...)"}` was answered with
+    an example for `lr`, not the mapping of the call written."""
+    text = seed_with("name: asha", "name: pbt\n                perturbation_interval: 5\n"
+                     "                hyperparam_mutations:\n"
+                     '                  learning_rate: "tune.uniform(1e-5, 1e-3)"').replace(
+        "                max_t: 20\n                grace_period: 10\n                reduction_factor: 4\n"
+        "                brackets: 1\n", "").replace("              search_alg:\n                name: bayes\n"
+                                                    "                metric: loss\n                mode: min\n"
+                                                    "                n_random_steps: 5\n",
+                                                    "              metric: loss\n              mode: min\n")
+    d = one(tmp_path, text)
+    assert (d.code, d.message) == ("HP301", "`tune.uniform(1e-5, 1e-3)` is Python code, which a config cannot "
+                                            "hold: PBT cannot mutate `learning_rate` with a string")
+    assert d.help == "write `learning_rate: {type: uniform, lower: 1e-5, upper: 1e-3}`"
+
+
 def test_the_newer_itwinai_trainer_layout_is_named_not_reported_as_a_missing_config(tmp_path: Path) -> None:
     text = ("hpo_training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n"
             "    - _target_: data.FashionMNISTGetter\n    - _target_: trainer.MyRayTorchTrainer\n"

@@ -736,10 +736,10 @@ class Trainer:
             self.tracker.log_metric(name, scalar(value), step)
         elif kind in ("param", "params", "hyperparameters"):
             self.tracker.log_params(value if isinstance(value, dict) else {name: value})
-        else:
-            hook = getattr(self.tracker, "log_artifact", None)
+        else:  # itwinai's other kinds (artifact, torch, dict, figure, ...)
+            hook = getattr(self.tracker, "log_item", None)
             if hook is not None:
-                hook(value, name)
+                hook(kind, value, name)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if not self.strategy.is_main:

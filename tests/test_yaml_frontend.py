@@ -511,6 +511,9 @@ def test_a_tensorboard_loggers_savedir_is_where_it_writes(tmp_path: Path) -> Non
     assert result.plan["loggers"][1] == {"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch",
                                          "tracking_uri": "tb_logs"}
     assert not [w for w in result.warnings if "savedir" in w.message or "framework" in w.message]
+    loggers[1]["init_args"]["tracking_uri"] = "tb"
+    (w,) = [w for w in compiled(tmp_path / "c", doc).warnings if "savedir" in w.message]
+    assert w.message == "`savedir` is ignored: `tracking_uri` says where the tensorboard logger writes"
     loggers[1]["init_args"]["framework"] = "tensorflow"
     (e,) = errors_of(tmp_path / "b", doc)
     assert e.message == "`framework` must be `pytorch`: hpoc's trainers are PyTorch's"

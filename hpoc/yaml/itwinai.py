@@ -504,7 +504,10 @@ def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
         elif key in known and key not in ("experiment_name", "savedir"):
             b.warn(IGNORED, f"`{key}` of `{lg.class_name}` is ignored: hpoc names runs after trials",
                    kspan, help=f"remove `{key}`")
-        elif key in ("experiment_name", "savedir"):
+        elif key == "savedir":  # beside `tracking_uri`, which itwinai's loggers write to too
+            b.warn(IGNORED, f"`savedir` is ignored: `tracking_uri` says where the {kind} logger writes", kspan,
+                   help="remove `savedir`")
+        elif key == "experiment_name":
             b.warn(IGNORED, f"`{key}` is ignored for the {kind} logger", kspan, help=f"remove `{key}`")
     return body or None
 

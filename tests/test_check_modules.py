@@ -310,7 +310,8 @@ def test_an_itwinai_loop_reporting_past_checkpoint_and_report_is_warned(tmp_path
         (tmp_path / "trainer.py").write_text(textwrap.dedent(ITWINAI_LOOP).replace("REPORT", report))
         return [w for w in compile_path(spec).warnings if w.code == "HP801"]
 
-    for call, line in (("ray.train.report", 12), ("tune.report", 12), ("self.ray_report", 12)):
+    for call, line in (("ray.train.report", 12), ("tune.report", 12), ("self.ray_report", 12),
+                       ("self.ray_train.report", 12)):
         (w,) = told(f"{call}({{'loss': 1.0}})")
         assert w.message.startswith(f"trainer: `T.train()` reports with `{call}(...)` (trainer.py:{line}): ")
         assert w.message.endswith("every trial fails there")

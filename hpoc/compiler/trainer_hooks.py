@@ -230,7 +230,10 @@ def silent_loop(target: str, workdir: str | None) -> Problem | None:
 
 
 def _ray_session(node: ast.expr, names: dict[str, ast.AST]) -> bool:
-    """`ray.train`, `ray.tune`, `ray.air.session`, or `train`/`tune`/`session` imported from Ray."""
+    """`ray.train`, `ray.tune`, `ray.air.session`, `train`/`tune`/`session` imported from Ray,
+    or newer itwinai's `self.ray_train`/`self.ray_tune`."""
+    if ast.unparse(node) in ("self.ray_train", "self.ray_tune"):
+        return True
     if isinstance(node, ast.Name):
         bound = names.get(node.id)
         return (isinstance(bound, ast.ImportFrom) and (bound.module or "").split(".")[0] == "ray") or \

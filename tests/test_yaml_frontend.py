@@ -326,6 +326,9 @@ def test_metric_and_mode_default_to_itwinais_with_a_warning(tmp_path: Path) -> N
         "no `metric` is set: optimising `loss` (itwinai's default)",
         "no `mode` is set for `loss`: minimising it (itwinai's default)",
     ]
+    del config(doc)["tune_config"]  # said where the trainer's config is, not nowhere in the file
+    lines = [w.line for w in compiled(tmp_path / "b", doc).warnings if w.code == "HP822" and "`m" in w.message]
+    assert len(lines) == 2 and all(line is not None and line > 1 for line in lines)
 
 
 def test_run_config_sections(tmp_path: Path) -> None:

@@ -127,7 +127,8 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
             if node is not None:
                 value = _no_limit(b, node) if key == "max_concurrent_trials" else b.value(node)
                 out.trials.append(b.setting(hpo_key, value, tune.key_span(key)))
-    out.objective = _objective(b, tune, search, sched, config.key_span("tune_config"))
+    # unset: said at `tune_config:`, or without one at the trainer's `config:` mapping
+    out.objective = _objective(b, tune, search, sched, config.key_span("tune_config") or config.span)
     sched_name = _scheduler(b, out, sched)
     _search(b, out, search, params, sched_name)
     if run is not None:

@@ -495,7 +495,7 @@ def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
             body.append(b.setting(key, b.value(value), kspan))
         elif key == "tracking_uri":
             body.append(b.setting(key, b.value(value), kspan))
-        elif key == "savedir" and "tracking_uri" not in args.index:  # where itwinai's logger writes
+        elif key == "savedir" and "tracking_uri" not in args.index:  # the folder itwinai's logger writes under
             body.append(b.setting("tracking_uri", b.value(value), kspan))
         elif key == "framework":
             if b.given(value) is not None and b.word(value, "`framework`") not in (None, "pytorch"):

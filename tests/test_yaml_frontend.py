@@ -514,6 +514,10 @@ def test_a_tensorboard_loggers_savedir_is_where_it_writes(tmp_path: Path) -> Non
     assert result.plan["loggers"][1] == {"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch",
                                          "tracking_uri": "tb_logs"}
     assert not [w for w in result.warnings if "savedir" in w.message or "framework" in w.message]
+    loggers[1]["init_args"]["log_on_workers"] = -1
+    (w,) = [w for w in compiled(tmp_path / "d", doc).warnings if "log_on_workers" in w.message]
+    assert w.message == "`log_on_workers` of `TensorBoardLogger` is ignored: hpoc logs from each trial's first worker"
+    del loggers[1]["init_args"]["log_on_workers"]
     loggers[1]["init_args"]["tracking_uri"] = "tb"
     (w,) = [w for w in compiled(tmp_path / "c", doc).warnings if "savedir" in w.message]
     assert w.message == "`savedir` is ignored: `tracking_uri` says where the tensorboard logger writes"

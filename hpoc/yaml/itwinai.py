@@ -502,7 +502,9 @@ def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
                 b.error(VALUE, "`framework` must be `pytorch`: hpoc's trainers are PyTorch's", value.span,
                         help="write `framework: pytorch`, or remove it")
         elif key in known and key not in ("experiment_name", "savedir"):
-            b.warn(IGNORED, f"`{key}` of `{lg.class_name}` is ignored: hpoc names runs after trials",
+            why = "hpoc logs from each trial's first worker" if key == "log_on_workers" else \
+                "hpoc names runs after trials"
+            b.warn(IGNORED, f"`{key}` of `{lg.class_name}` is ignored: {why}",
                    kspan, help=f"remove `{key}`")
         elif key == "savedir":  # beside `tracking_uri`, which itwinai's loggers write to too
             b.warn(IGNORED, f"`savedir` is ignored: `tracking_uri` says where the {kind} logger writes", kspan,

@@ -570,6 +570,23 @@ def test_older_itwinais_checkpoint_keys_in_run_config_are_told_where_they_go(tmp
         ("unknown key `checkpoint_at_end` in `run_config`", "`checkpoint_at_end` belongs in `checkpoint_config`")]
 
 
+def test_a_tune_config_at_the_top_of_the_file_is_said_to_be_unread(tmp_path: Path) -> None:
+    """`tune_config:` outside the trainer's `config` was silently ignored: 10 trials ran as 2,
+    with another search. One an alias or a `${...}` reference uses is a variable."""
+    text = SEED + "tune_config:\n  num_samples: 10\n"
+    (w,) = [w for w in compile_path(write(tmp_path / "a", text)).warnings if w.code == "HP821"]
+    assert (w.line, w.col, w.message) == (53, 1, "`tune_config` at the top of the file is not read: the "
+                                                 "trainer's `config` holds it")
+    assert w.help == "move `tune_config` under the trainer's `init_args: {config: ...}`"
+    aliased = "run_config: &run\n  storage_path: ray_checkpoints\n  name: x\n" + SEED.replace(
+        "            run_config:\n              storage_path: ray_checkpoints\n"
+        "              name: Virgo-HPO-Experiment\n", "            run_config: *run\n")
+    referenced = "scaling_config: {num_workers: 1}\n" + SEED.replace(
+        "num_workers: 4", "num_workers: ${scaling_config.num_workers}")
+    for text in (aliased, referenced):
+        assert "top of the file" not in " ".join(w.message for w in compile_path(write(tmp_path / "b", text)).warnings)
+
+
 def test_a_key_indented_under_a_value_says_how_to_indent_it(tmp_path: Path) -> None:
     """The tutorial's config as its rendered page shows it: `init_args` deeper than `- class_path: ...`."""
     text = seed_with("      - class_path: data.FashionMNISTSplitter\n        init_args:",

@@ -72,7 +72,7 @@ class Step:
         return self.args.get(key) if self.args is not None else None
 
 
-def translate(b: Builder, doc: YNode) -> A.Study:
+def translate(b: Builder, doc: YNode, text: str = "") -> A.Study:
     """The Study for a parsed YAML document; problems go to `b.diagnostics`."""
     study = A.Study((), b.file)
     if not isinstance(doc, YMap):
@@ -83,6 +83,7 @@ def translate(b: Builder, doc: YNode) -> A.Study:
     if found is None:
         return study
     key, kspan, pipeline = found
+    _stray_sections(b, doc, text)
     steps = _steps(b, pipeline, key)
     if not steps:
         if b.ok:
@@ -92,6 +93,21 @@ def translate(b: Builder, doc: YNode) -> A.Study:
     if "trainer" not in roles:
         return study
     return _study(b, roles, kspan)
+
+
+def _stray_sections(b: Builder, doc: YMap, text: str) -> None:
+    """`tune_config:` and its like at the top of the file, outside the trainer's `config`:
+    neither itwinai nor hpoc reads them there (10 trials ran as 1, with random search).
+    One that an alias (`&name`) or a `${...}` reference uses is a variable, not a stray."""
+    lines = text.split("\n")
+    for key, kspan, _ in doc.entries:
+        if key not in CONFIG_KEYS or "${" + key in text:
+            continue
+        line = lines[kspan.line - 1] if 0 < kspan.line <= len(lines) else ""
+        if re.match(rf"\s*['\"]?{re.escape(key)}['\"]?\s*:\s*&", line):
+            continue
+        b.warn(IGNORED, f"`{key}` at the top of the file is not read: the trainer's `config` holds it",
+               kspan, help=f"move `{key}` under the trainer's `init_args: {{config: ...}}`")
 
 
 def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:

@@ -587,6 +587,17 @@ def test_a_tune_config_at_the_top_of_the_file_is_said_to_be_unread(tmp_path: Pat
         assert "top of the file" not in " ".join(w.message for w in compile_path(write(tmp_path / "b", text)).warnings)
 
 
+def test_itwinais_own_trainer_class_is_refused_with_what_to_write(tmp_path: Path) -> None:
+    """`class_path: itwinai.torch.trainer.RayTorchTrainer` was told to install itwinai (HP803);
+    its base class has no loop hpoc could run, installed or not."""
+    d = one(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer",
+                                "class_path: itwinai.torch.trainer.RayTorchTrainer"))
+    assert (d.code, d.line, d.message) == (
+        "HP204", 10, "the trainer `itwinai.torch.trainer.RayTorchTrainer` is itwinai's own class, which hpoc "
+                     "does not run")
+    assert "subclass `RayTorchTrainer` from `hpoc.compat.itwinai`" in d.help
+
+
 def test_a_key_indented_under_a_value_says_how_to_indent_it(tmp_path: Path) -> None:
     """The tutorial's config as its rendered page shows it: `init_args` deeper than `- class_path: ...`."""
     text = seed_with("      - class_path: data.FashionMNISTSplitter\n        init_args:",

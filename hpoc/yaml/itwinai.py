@@ -242,6 +242,11 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if newer:
         _newer_layout(b, trainer, newer)
         return A.Study((), b.file)
+    if trainer.target.split(".")[0] == "itwinai":  # its base classes: a loop hpoc runs must be the user's
+        b.error(VALUE, f"the trainer `{trainer.target}` is itwinai's own class, which hpoc does not run",
+                trainer.span, help="subclass `RayTorchTrainer` from `hpoc.compat.itwinai` in a module beside the "
+                "config (its `train(self, config, data)` is the training loop) and name that class here, "
+                "e.g. `class_path: trainer.MyRayTorchTrainer`")
     config = b.mapping(trainer.arg("config"), "`config` of the trainer")
     if config is None:
         b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,

@@ -1268,6 +1268,17 @@ def test_a_local_run_short_only_of_the_driver_s_cpu_says_so() -> None:
     check_capacity(plan, [{"Resources": {"CPU": 3}}], "this machine")
 
 
+def test_a_local_run_short_of_gpus_is_not_told_to_take_more_cpu_slots() -> None:
+    """`use_gpu: true` on a laptop was told "`--cpus 1` lets a local run use 1 CPU slots"."""
+    from hpoc.runtime.session import SessionError, check_capacity
+
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 1}}
+    with pytest.raises(SessionError) as exc:
+        check_capacity(plan, [{"Resources": {"CPU": 2}}], "this machine")
+    assert str(exc.value).startswith("one trial needs 1 worker(s) x (1 CPU, 1 GPU); this machine has 2 CPU and 0 GPU")
+    assert "--cpus" not in str(exc.value)
+
+
 @pytest.mark.parametrize(
     "resources,nodes,per_node",
     [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth
@@ -1955,6 +1966,23 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert plan["slurm"]["container"]["image"] == "/p/scratch/me/t.sif"
     d = one_error(BASE + 'storage { path = "$NOPE_NOT_SET/hpo" }\n')
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
+
+
+def test_a_tensorboard_logger_takes_the_folder_it_writes_to() -> None:
+    """The runtime and docs/results.md put TensorBoard's event directories under the
+    logger's `tracking_uri`, which the language refused."""
+    plan = plan_of(BASE + 'logger tensorboard { tracking_uri = "tb" }\n')
+    assert plan["loggers"] == [{"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch",
+                                "tracking_uri": "tb"}]
+
+
+def test_a_file_uri_is_the_path_it_names() -> None:
+    """Ray takes `file:///scratch/hpo` for a path of this filesystem: it was refused as
+    "remote storage"."""
+    assert plan_of(BASE + 'storage { path = "file:///p/scratch/my%20hpo" }\n')["storage"]["path"] == "/p/scratch/my hpo"
+    assert plan_of(BASE + 'storage { path = "file://localhost/p/x" }\n')["storage"]["path"] == "/p/x"
+    d = one_error(BASE + 'storage { path = "s3://bucket/hpo" }\n')
+    assert d.message == '`path` is a URI ("s3://bucket/hpo"): remote storage is not supported'
 
 
 def test_a_path_for_an_unknown_user_or_an_empty_path_is_an_error() -> None:

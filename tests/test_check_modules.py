@@ -294,6 +294,62 @@ def test_a_loop_of_its_own_that_never_reports_is_warned(tmp_path: Path) -> None:
     assert [w for w in compile_path(spec).warnings if w.code == "HP801"] == []
 
 
+ITWINAI_LOOP = """
+    import ray.train
+    from ray import tune
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class T(RayTorchTrainer):
+        def create_model_loss_optimizer(self):
+            self.model, self.optimizer, _ = self.strategy.distributed(Net(), None)
+
+        def train(self, config, data):
+            for epoch in range(config["epochs"]):
+                REPORT
+"""
+
+
+def test_an_itwinai_loop_reporting_past_checkpoint_and_report_is_warned(tmp_path: Path) -> None:
+    """`ray.train.report`, `tune.report` and itwinai's newer `self.ray_report` passed
+    `hpoc check`; every trial then failed (Ray refusing the call, a missing method, or a
+    trial ending with no report)."""
+    import textwrap
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+
+    def told(report: str) -> list:
+        (tmp_path / "trainer.py").write_text(textwrap.dedent(ITWINAI_LOOP).replace("REPORT", report))
+        return [w for w in compile_path(spec).warnings if w.code == "HP801"]
+
+    for call, line in (("ray.train.report", 12), ("tune.report", 12), ("self.ray_report", 12),
+                       ("self.ray_train.report", 12)):
+        (w,) = told(f"{call}({{'loss': 1.0}})")
+        assert w.message.startswith(f"trainer: `T.train()` reports with `{call}(...)` (trainer.py:{line}): ")
+        assert w.message.endswith("every trial fails there")
+        assert "self.checkpoint_and_report(epoch, tuning_metrics=" in w.help
+    (w,) = told("pass")
+    assert w.message == ("trainer: `T.train()` (trainer.py:10) never calls `self.checkpoint_and_report(...)`: "
+                         "its trials report nothing, and each fails at its end")
+    assert told("self.checkpoint_and_report(epoch, tuning_metrics={'loss': 1.0})") == []
+
+
+def test_itwinai_strategy_methods_hpoc_lacks_are_warned(tmp_path: Path) -> None:
+    """`self.strategy.clean_up()` at a loop's end passed `hpoc check` and failed every trial
+    after all its training."""
+    import textwrap
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    loop = ITWINAI_LOOP.replace("REPORT", "self.checkpoint_and_report(epoch, tuning_metrics={'loss': 1.0})")
+    (tmp_path / "trainer.py").write_text(textwrap.dedent(loop) + "            self.strategy.clean_up()\n"
+                                         "            self.strategy.clean_up()\n")
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP803"]
+    assert w.message == ("trainer: `self.strategy.clean_up()` (trainer.py:13) is itwinai's; hpoc's strategies "
+                         "have no `clean_up`: every trial fails there")
+    assert w.help == "remove it: hpoc ends the process group with the trial"
+
+
 SHAPE_TRAINER = """
     import hpoc
     from torch import nn

@@ -226,6 +226,87 @@ def test_an_itwinai_loop_under_ddp_accumulates_as_under_deepspeed(tmp_path) -> N
     assert torch.allclose(trainer.bias[3], _after_first_window())  # as under DeepSpeed
 
 
+class _LoaderSettingsLoop(RayTorchTrainer):
+    """itwinai's `create_dataloaders` takes the loaders' settings too (a TypeError failed
+    every trial): `batch_size`, shuffling, `collate_fn`, DataLoader workers and pinning."""
+
+    settings: dict = {}
+
+    def train(self, config, data):
+        self.strategy.init()
+        self.create_dataloaders(train_dataset=data[0], validation_dataset=data[1], **self.settings)
+        self.seen = {"train": [x[:, 0].tolist() for x, _ in self.train_dataloader],
+                     "validation": [len(x) for x, _ in self.validation_dataloader]}
+
+
+def _loader_settings(tmp_path, **settings) -> dict:
+    trainer = _LoaderSettingsLoop()
+    trainer.settings = settings
+    x = torch.arange(12.0).unsqueeze(1)
+    data = torch.utils.data.TensorDataset(x, torch.zeros(12))
+    trainer.run_local({"batch_size": 8, "epochs": 1}, (data, data, None), directory=tmp_path)
+    return trainer.seen
+
+
+def test_itwinais_create_dataloaders_settings_apply(tmp_path) -> None:
+    seen = _loader_settings(tmp_path / "a", batch_size=5, shuffle_train=False, num_workers_dataloader=0,
+                            pin_memory=False)
+    assert seen["train"] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]  # in order, 5 at a time
+    assert seen["validation"] == [12]  # 5 × validation_batch_factor, as without `batch_size`
+    stacked = []
+
+    def collate(samples):
+        stacked.append(len(samples))
+        return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
+
+    seen = _loader_settings(tmp_path / "b", batch_size=4, collate_fn=collate, shuffle_validation=True)
+    assert sorted(sum(seen["train"], [])) == list(range(12)) and seen["train"] != [list(range(i, i + 4)) for i in (0, 4, 8)]
+    assert stacked[:3] == [4, 4, 4]  # the loader's own collate_fn made the batches
+
+
+def test_itwinais_create_dataloaders_refuses_a_sampler_of_its_own(tmp_path) -> None:
+    from hpoc.runtime.returns import TrainerError
+
+    with pytest.raises(TrainerError, match="sampler"):
+        _loader_settings(tmp_path, sampler=torch.utils.data.SequentialSampler(range(12)))
+
+
+class _ClosingLoop(_LinearLoop):
+    """Newer itwinai loops use `self.device` and end with `self.close_logger()`: an
+    AttributeError failed every trial, the last one after all its training."""
+
+    def train(self, config, data):
+        self.start(data)
+        self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+        self.where = self.device
+        self.checkpoint_and_report(0, tuning_metrics={"loss": 1.0})
+        self.close_logger()
+
+
+def test_itwinais_device_and_close_logger(tmp_path) -> None:
+    trainer = _ClosingLoop()
+    data = torch.utils.data.TensorDataset(torch.ones(4, 4), torch.zeros(4, 1))
+    history = trainer.run_local({"epochs": 1}, (data, None, None), directory=tmp_path)
+    assert trainer.where == trainer.strategy.device() and history[-1]["loss"] == 1.0
+    trainer.device = "cpu"  # a trainer's own choice stays its own
+    assert trainer.device == "cpu"
+
+
+def test_an_itwinai_loop_that_never_reports_is_told_of_checkpoint_and_report(tmp_path) -> None:
+    """It was told to call hpoc's `self.report(...)`, which its loop does not use."""
+    from hpoc.runtime.returns import TrainerError
+
+    class Silent(_LinearLoop):
+        def train(self, config, data):
+            self.start(data)
+
+    data = torch.utils.data.TensorDataset(torch.ones(4, 4), torch.zeros(4, 1))
+    with pytest.raises(TrainerError, match=r"ended without reporting anything: call "
+                                           r"`self\.checkpoint_and_report\(epoch, tuning_metrics="):
+        Silent().run_local({"epochs": 1}, (data, None, None), directory=tmp_path,
+                           plan={"objective": {"metrics": ["loss"]}})
+
+
 class _TwoRankLoop(_LinearLoop):
     """Each rank's every micro-batch has input rank + 1: the loss `mean(model(x))` gives the
     weight a gradient of rank + 1 on each rank, 1.5 once all-reduced."""
@@ -528,3 +609,9 @@ def test_a_trainer_importing_itwinai_is_told_to_change_the_import_not_to_install
         import_target("old_trainer:MyTrainer", str(tmp_path), "trainer")
     assert "help: import it from `hpoc.compat.itwinai` (docs/migrating-from-itwinai.md)" in str(info.value)
     assert "install" not in str(info.value)
+
+
+def test_the_compilers_itwinai_only_strategy_methods_are_not_hpocs() -> None:
+    from hpoc.compiler.trainer_hooks import ITWINAI_ONLY
+
+    assert [name for name in ITWINAI_ONLY if hasattr(Strategy, name) or hasattr(RayDeepSpeedStrategy, name)] == []

@@ -189,3 +189,20 @@ def test_example_config_and_its_conversion_agree(tmp_path: Path) -> None:
         assert comparable(compile_path(hpo).plan) == comparable(compile_path(EXAMPLE / "config.yaml").plan)
     finally:
         hpo.unlink()
+
+
+def test_cli_convert_keeps_a_study_edited_since_it_was_converted(tmp_path: Path, capsys) -> None:
+    """Converting again (after editing the YAML) replaced the study's added `slurm` block
+    without a word."""
+    path = write(tmp_path, seed())
+    study = tmp_path / "study.hpo"
+    assert main(["convert", str(path), "-o", str(study)]) == 0
+    assert main(["convert", str(path), "-o", str(study)]) == 0  # the same conversion: nothing to keep
+    assert "is up to date" in capsys.readouterr().err
+    edited = study.read_text() + "\nslurm { nodes = 2 }\n"
+    study.write_text(edited)
+    assert main(["convert", str(path), "-o", str(study)]) == 2
+    assert "exists and differs from this conversion" in capsys.readouterr().err
+    assert study.read_text() == edited
+    assert main(["convert", str(path), "-o", str(study), "--force"]) == 0
+    assert "slurm" not in study.read_text()

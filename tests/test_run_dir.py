@@ -727,8 +727,15 @@ def test_fresh_moves_the_earlier_run_aside_only_once_the_data_has_loaded_and_ray
         def close(self):
             pass
 
+    import ray
+
     monkeypatch.setattr(session, "start_local", lambda **_: Up())
     monkeypatch.setattr(study, "_tune", lambda *a: 0)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Resources": {"CPU": 0.5}}])  # no room for one trial
+    assert run_study(good, RunOptions(local=True, fresh=True, progress=io.StringIO(), out=io.StringIO())) == 2
+    assert "one trial needs 1 worker(s)" in capsys.readouterr().err
+    assert (exp / "summary.json").exists() and not list(exp.parent.glob("*.prev-*"))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Resources": {"CPU": 64}}])
     progress = io.StringIO()
     run_study(good, RunOptions(local=True, fresh=True, progress=progress, out=io.StringIO()))
     (aside,) = exp.parent.glob(f"{exp.name}.prev-*")

@@ -227,6 +227,32 @@ def test_tracking_uri_is_relative_to_the_spec(tmp_path):
     assert [r.info.run_name for r in runs(plan)].count("t") == 1
 
 
+def test_itwinais_other_log_kinds_reach_mlflow(tmp_path, caplog):
+    """`self.log(path, name, kind="artifact")` (the itwinai tutorial logs its checkpoints so),
+    `torch`, `dict` and `text` were dropped without a word."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    checkpoint = tmp_path / "ckpt_0.pt"
+    checkpoint.write_bytes(b"weights")
+    with caplog.at_level(logging.WARNING, logger="hpoc.tracking"):
+        with open_loggers(plan, "t", {}, rank=0) as tracker:
+            tracker.log_item("artifact", str(checkpoint), "checkpoints")
+            tracker.log_item("torch", {"epoch": 1}, "state.pt")
+            tracker.log_item("dict", {"a": 1}, "info.json")
+            tracker.log_item("text", "hello", "notes.txt")
+            tracker.log_item("artifact", str(tmp_path / "missing.pt"), "checkpoints")  # said, logger kept
+            tracker.log_item("watch", object(), "model")
+            tracker.log_metric("val_loss", 1.0, 0)
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    client = client_for(plan)
+    assert sorted(f.path for f in client.list_artifacts(run.info.run_id)) == [
+        "checkpoints", "info.json", "notes.txt", "state.pt"]
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/ckpt_0.pt"]
+    assert run.data.metrics == {"val_loss": 1.0}
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("mlflow could not log artifact 'checkpoints'") for m in said)
+    assert any(m.startswith("self.log(..., kind='watch') is not logged: mlflow take(s) metrics and params") for m in said)
+
+
 # ------------------------------------------------------------------ TensorBoard
 
 def events(logdir: Path):

@@ -401,6 +401,23 @@ def test_a_ray_tune_call_written_as_a_value_is_an_error_not_a_constant(tmp_path:
     assert errs[3].help == "write `lr: {type: loguniform, lower: 1e-4, upper: 1e-2}`"
 
 
+def test_a_ray_tune_call_written_as_a_mutation_is_given_the_mapping_to_write(tmp_path: Path) -> None:
+    """PBT's `hyperparam_mutations: {learning_rate: "tune.uniform(...)"}` was answered with
+    an example for `lr`, not the mapping of the call written."""
+    text = seed_with("name: asha", "name: pbt\n                perturbation_interval: 5\n"
+                     "                hyperparam_mutations:\n"
+                     '                  learning_rate: "tune.uniform(1e-5, 1e-3)"').replace(
+        "                max_t: 20\n                grace_period: 10\n                reduction_factor: 4\n"
+        "                brackets: 1\n", "").replace("              search_alg:\n                name: bayes\n"
+                                                    "                metric: loss\n                mode: min\n"
+                                                    "                n_random_steps: 5\n",
+                                                    "              metric: loss\n              mode: min\n")
+    d = one(tmp_path, text)
+    assert (d.code, d.message) == ("HP301", "`tune.uniform(1e-5, 1e-3)` is Python code, which a config cannot "
+                                            "hold: PBT cannot mutate `learning_rate` with a string")
+    assert d.help == "write `learning_rate: {type: uniform, lower: 1e-5, upper: 1e-3}`"
+
+
 def test_the_newer_itwinai_trainer_layout_is_named_not_reported_as_a_missing_config(tmp_path: Path) -> None:
     text = ("hpo_training_pipeline:\n  _target_: itwinai.pipeline.Pipeline\n  steps:\n"
             "    - _target_: data.FashionMNISTGetter\n    - _target_: trainer.MyRayTorchTrainer\n"
@@ -537,6 +554,48 @@ def test_a_tune_config_key_indented_into_search_alg_or_scheduler_is_an_error(tmp
     assert [(e.line, e.message, e.help) for e in errs] == [
         (32, "unknown key `num_samples` in `scheduler`", "`num_samples` belongs in `tune_config`"),
         (39, "unknown key `max_concurrent_trials` in `search_alg`", "`max_concurrent_trials` belongs in `tune_config`")]
+
+
+def test_older_itwinais_checkpoint_keys_in_run_config_are_told_where_they_go(tmp_path: Path) -> None:
+    """Older itwinai defaults held `checkpoint_freq` and `checkpoint_at_end` in `run_config`:
+    "did you mean `checkpoint_config`?" sent `checkpoint_freq` where it has another name.
+    A key known to belong elsewhere is said to, ahead of a near spelling."""
+    text = seed_with("storage_path: ray_checkpoints", "storage_path: ray_checkpoints\n"
+                     "              checkpoint_freq: 10\n              checkpoint_at_end: true")
+    text = text.replace("num_samples: 2", "num_samples: 2\n              name: hpo", 1)
+    errs = diagnose(tmp_path, text)
+    assert [(e.message, e.help) for e in errs] == [
+        ("unknown key `name` in `tune_config`", "`name` belongs in `run_config`"),
+        ("unknown key `checkpoint_freq` in `run_config`", "`checkpoint_freq` belongs in `config`"),
+        ("unknown key `checkpoint_at_end` in `run_config`", "`checkpoint_at_end` belongs in `checkpoint_config`")]
+
+
+def test_a_tune_config_at_the_top_of_the_file_is_said_to_be_unread(tmp_path: Path) -> None:
+    """`tune_config:` outside the trainer's `config` was silently ignored: 10 trials ran as 2,
+    with another search. One an alias or a `${...}` reference uses is a variable."""
+    text = SEED + "tune_config:\n  num_samples: 10\n"
+    (w,) = [w for w in compile_path(write(tmp_path / "a", text)).warnings if w.code == "HP821"]
+    assert (w.line, w.col, w.message) == (53, 1, "`tune_config` at the top of the file is not read: the "
+                                                 "trainer's `config` holds it")
+    assert w.help == "move `tune_config` under the trainer's `init_args: {config: ...}`"
+    aliased = "run_config: &run\n  storage_path: ray_checkpoints\n  name: x\n" + SEED.replace(
+        "            run_config:\n              storage_path: ray_checkpoints\n"
+        "              name: Virgo-HPO-Experiment\n", "            run_config: *run\n")
+    referenced = "scaling_config: {num_workers: 1}\n" + SEED.replace(
+        "num_workers: 4", "num_workers: ${scaling_config.num_workers}")
+    for text in (aliased, referenced):
+        assert "top of the file" not in " ".join(w.message for w in compile_path(write(tmp_path / "b", text)).warnings)
+
+
+def test_itwinais_own_trainer_class_is_refused_with_what_to_write(tmp_path: Path) -> None:
+    """`class_path: itwinai.torch.trainer.RayTorchTrainer` was told to install itwinai (HP803);
+    its base class has no loop hpoc could run, installed or not."""
+    d = one(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer",
+                                "class_path: itwinai.torch.trainer.RayTorchTrainer"))
+    assert (d.code, d.line, d.message) == (
+        "HP204", 10, "the trainer `itwinai.torch.trainer.RayTorchTrainer` is itwinai's own class, which hpoc "
+                     "does not run")
+    assert "subclass `RayTorchTrainer` from `hpoc.compat.itwinai`" in d.help
 
 
 def test_a_key_indented_under_a_value_says_how_to_indent_it(tmp_path: Path) -> None:

@@ -326,6 +326,9 @@ def test_metric_and_mode_default_to_itwinais_with_a_warning(tmp_path: Path) -> N
         "no `metric` is set: optimising `loss` (itwinai's default)",
         "no `mode` is set for `loss`: minimising it (itwinai's default)",
     ]
+    del config(doc)["tune_config"]  # said where the trainer's config is, not nowhere in the file
+    lines = [w.line for w in compiled(tmp_path / "b", doc).warnings if w.code == "HP822" and "`m" in w.message]
+    assert len(lines) == 2 and all(line is not None and line > 1 for line in lines)
 
 
 def test_run_config_sections(tmp_path: Path) -> None:
@@ -500,6 +503,29 @@ def test_loggers(tmp_path: Path) -> None:
     assert "logger `ConsoleLogger` is not supported and is not used" in msgs
 
 
+def test_a_tensorboard_loggers_savedir_is_where_it_writes(tmp_path: Path) -> None:
+    """itwinai's `TensorBoardLogger(savedir=..., framework="pytorch")`: `savedir` was
+    ignored and `framework`, one of its arguments, an unknown key."""
+    doc = seed()
+    loggers = trainer_args(doc)["logger"]["init_args"]["loggers"]
+    loggers.append({"class_path": "itwinai.loggers.TensorBoardLogger",
+                    "init_args": {"savedir": "tb_logs", "framework": "pytorch"}})
+    result = compiled(tmp_path / "a", doc)
+    assert result.plan["loggers"][1] == {"kind": "tensorboard", "experiment_name": None, "log_freq": "epoch",
+                                         "tracking_uri": "tb_logs"}
+    assert not [w for w in result.warnings if "savedir" in w.message or "framework" in w.message]
+    loggers[1]["init_args"]["log_on_workers"] = -1
+    (w,) = [w for w in compiled(tmp_path / "d", doc).warnings if "log_on_workers" in w.message]
+    assert w.message == "`log_on_workers` of `TensorBoardLogger` is ignored: hpoc logs from each trial's first worker"
+    del loggers[1]["init_args"]["log_on_workers"]
+    loggers[1]["init_args"]["tracking_uri"] = "tb"
+    (w,) = [w for w in compiled(tmp_path / "c", doc).warnings if "savedir" in w.message]
+    assert w.message == "`savedir` is ignored: `tracking_uri` says where the tensorboard logger writes"
+    loggers[1]["init_args"]["framework"] = "tensorflow"
+    (e,) = errors_of(tmp_path / "b", doc)
+    assert e.message == "`framework` must be `pytorch`: hpoc's trainers are PyTorch's"
+
+
 def test_hydra_style_targets_give_the_same_plan(tmp_path: Path) -> None:
     classic = compiled(tmp_path / "a", seed()).plan
     doc = seed()
@@ -664,6 +690,29 @@ def test_a_name_may_be_rays_class(tmp_path: Path) -> None:
     tune["scheduler"]["name"] = "ray.tune.schedulers.ASHAScheduler"
     named = compiled(tmp_path / "b", doc).plan
     assert (named["search"], named["scheduler"]) == (classic["search"], classic["scheduler"])
+
+
+@pytest.mark.parametrize("name,scheduler", [("hb_bohb", "bohb"), ("medianstopping", "median"),
+                                            ("async_hyperband", "asha")])
+def test_rays_create_scheduler_names(tmp_path: Path, name: str, scheduler: str) -> None:
+    """Ray's `tune.create_scheduler` names (`hb_bohb` was unknown, "did you mean `bohb`?")."""
+    doc = seed()
+    config(doc)["tune_config"]["scheduler"] = {"name": name, "max_t": 20}
+    config(doc)["tune_config"]["search_alg"] = {"name": "bohb" if scheduler == "bohb" else "random",
+                                                "metric": "loss", "mode": "min"}
+    config(doc)["train_loop_config"]["batch_size"] = 64
+    if scheduler == "median":
+        del config(doc)["tune_config"]["scheduler"]["max_t"]
+    assert compiled(tmp_path, doc).plan["scheduler"]["name"] == scheduler
+
+
+@pytest.mark.parametrize("name", ["pbt_replay", "ResourceChangingScheduler"])
+def test_rays_schedulers_hpoc_lacks_are_said_to_be_unsupported(tmp_path: Path, name: str) -> None:
+    doc = seed()
+    config(doc)["tune_config"]["scheduler"] = {"name": name}
+    (e,) = errors_of(tmp_path, doc)
+    assert (e.code, e.message) == ("HP201", f"the `{name}` scheduler is not supported")
+    assert e.help.startswith("hpoc supports `fifo`, `asha`")
 
 
 def test_checkpoint_freq_is_kept_beside_a_checkpoint_config(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`hpoc convert CONFIG.yaml [-o STUDY.hpo]`: an itwinai HPO config as a .hpo study.
+"""`hpoc convert CONFIG.yaml [-o STUDY.hpo [--force]]`: an itwinai HPO config as a .hpo study.
 
 The output is in `hpoc fmt`'s layout and compiles to the same plan as the YAML (relative
 paths resolve against the .hpo file's directory: keep it beside the config). The config is
@@ -20,6 +20,8 @@ HELP = "convert an itwinai YAML config into a .hpo study that compiles to the sa
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="CONFIG", help="itwinai config (.yaml or .yml)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the study here (default: stdout)")
+    p.add_argument("--force", action="store_true",
+                   help="replace FILE although it holds another study (one edited since it was converted)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +49,13 @@ def _convert(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.is_dir():
         raise HpocError(f"{out} is a directory; name the .hpo file to write")
+    if out.is_file() and not args.force:
+        if out.read_text(encoding="utf-8", errors="replace") == text:
+            print(f"{out} is up to date", file=sys.stderr)
+            return 0
+        # The study a user converted, then gave what the YAML cannot say (a `slurm` block).
+        raise HpocError(f"{out} exists and differs from this conversion (edited since it was converted?); "
+                        f"refusing to replace it: pass --force, or write elsewhere (-o another .hpo file)")
     if os.path.realpath(out.parent) != os.path.dirname(spec_file(args.spec)):  # through links, as compiled
         print(f"hpoc: note: {out} is not beside {args.spec}: relative paths (storage, modules) "
               f"will resolve against {out.parent.resolve()}", file=sys.stderr)

@@ -56,6 +56,9 @@ class Logger:
 class RayTorchTrainer(Trainer):
     """Base class of itwinai-style HPO trainers (see the module docstring)."""
 
+    REPORT_HINT = ("call `self.checkpoint_and_report(epoch, tuning_metrics={...})` each epoch "
+                   "(docs/migrating-from-itwinai.md)")
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
@@ -141,8 +144,8 @@ class RayTorchTrainer(Trainer):
     # ------------------------------------------------------------ itwinai methods
 
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
-                           test_dataset: Any = None) -> None:
-        super().create_dataloaders(train_dataset, validation_dataset, test_dataset)
+                           test_dataset: Any = None, **loader_settings: Any) -> None:
+        super().create_dataloaders(train_dataset, validation_dataset, test_dataset, **loader_settings)
         if (isinstance(self.strategy, DeepSpeedStrategy) or _accumulates(self.strategy)) \
                 and self.train_dataloader is not None:
             self.train_dataloader = _EpochWindows(self.train_dataloader, self.strategy)
@@ -167,6 +170,20 @@ class RayTorchTrainer(Trainer):
         if hyperparams is not None and hyperparams is self.__dict__.get("_training_config"):
             hyperparams = self.config  # the trial's own values (`epochs` is not shortened)
         super().initialize_logger(hyperparams=hyperparams, rank=rank)
+
+    def close_logger(self) -> None:
+        """itwinai's: the loggers stay open until the trial ends, when hpoc closes them with
+        how it ended (a loop that closed them itself failed every trial on this call)."""
+
+    @property
+    def device(self) -> Any:
+        """itwinai's `self.device`: the trial's device (`self.strategy.device()`), unless
+        the trainer set one of its own."""
+        return self.__dict__["_own_device"] if "_own_device" in self.__dict__ else self.strategy.device()
+
+    @device.setter
+    def device(self, value: Any) -> None:
+        self._own_device = value
 
     def checkpoint_and_report(self, epoch: int, tuning_metrics: dict[str, Any],
                               checkpointing_data: dict[str, Any] | None = None) -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 from typing import Any, Iterator
 
 from hpoc.compiler import early_stop
@@ -42,8 +43,9 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, model_config_reads,
-                                         keeps_default, module_names, silent_loop, unread_optimizer_keys,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
+                                         itwinai_strategy_calls, keeps_default, model_config_reads,
+                                         module_names, silent_loop, unread_optimizer_keys,
                                          unread_trainer_args)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
@@ -713,6 +715,7 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
             silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
             if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
+            problems += itwinai_strategy_calls(step["target"], workdir)
         for p in problems:
             where = keys.get(p.arg) if p.arg else None
             if p.module is not None and p.module in told:
@@ -975,7 +978,10 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     st = out["storage"]
     if st["name"] is None:
         st["name"] = out["study"]["name"]
-    if _URI.match(st["path"]):  # Ray would write there; as a path it would be a local directory
+    local = _FILE_URI.match(st["path"])
+    if local:  # Ray's URI for a path of this filesystem: the path it names
+        st["path"] = urllib.parse.unquote(local.group(1))
+    elif _URI.match(st["path"]):  # Ray would write there; as a path it would be a local directory
         ch.error(VALUE, f'`path` is a URI ("{st["path"]}"): remote storage is not supported',
                  ch.spans.get("storage.path"),
                  help="give a directory on a filesystem every node shares, e.g. \"$SCRATCH/hpo\"")  # fmt: skip
@@ -985,4 +991,5 @@ def _resume_storage(ch: Checker, out: dict[str, Any]) -> None:
     t["time_limit_s"] = t.pop("time_limit")
 
 
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://, file://: Ray's storage URIs
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # s3://, gs://: Ray's storage URIs
+_FILE_URI = re.compile(r"file://(?:localhost)?(/.*)", re.IGNORECASE)

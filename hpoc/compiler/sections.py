@@ -269,10 +269,10 @@ def _loggers(ch: Checker, blocks: list[A.Block], study_name: str) -> list[dict[s
         seen[kind] = block.span
         path = f"loggers.{len(out)}"
         opts = ch.read_record(block if block.body else None, T.LOGGERS[kind], f"`logger {kind}`", path)
-        entry = {"kind": kind, "experiment_name": None, "log_freq": opts["log_freq"], "tracking_uri": None}
+        entry = {"kind": kind, "experiment_name": None, "log_freq": opts["log_freq"],
+                 "tracking_uri": opts["tracking_uri"]}
         if kind == "mlflow":
             entry["experiment_name"] = opts["experiment_name"] or study_name
-            entry["tracking_uri"] = opts["tracking_uri"]
         if block.span:
             ch.spans[path] = block.span
         out.append(entry)

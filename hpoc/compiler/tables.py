@@ -299,7 +299,10 @@ LOGGERS: dict[str, dict[str, F]] = {
         "log_freq": F(K.enum(["epoch", "batch"]), "epoch"),
         "tracking_uri": F(K.optional(K.string()), None),
     },
-    "tensorboard": {"log_freq": F(K.enum(["epoch", "batch"]), "epoch")},
+    "tensorboard": {
+        "log_freq": F(K.enum(["epoch", "batch"]), "epoch"),
+        "tracking_uri": F(K.optional(K.string()), None),  # the event directories' folder
+    },
 }
 
 TOP_LEVEL = ("study", "pipeline", "space", "objective", *[s for s in SECTIONS if s != "pipeline"], "search", "scheduler", "logger")

@@ -195,23 +195,81 @@ def _on_cuda(call: ast.Call) -> bool:
 
 def silent_loop(target: str, workdir: str | None) -> Problem | None:
     """A `train()` of the trainer's own in a module that never calls `report(...)` (nor
-    itwinai's `checkpoint_and_report`): its trials end with no result, each a failure."""
-    trainer = _trainer(target, workdir)
+    itwinai's `checkpoint_and_report`), or reports to Ray itself (`ray.train.report`,
+    `tune.report`, itwinai's newer `self.ray_report`): its trials end with no result,
+    each a failure."""
+    plain = _trainer(target, workdir)
+    trainer = plain or _trainer(target, workdir, compat=True)
     if trainer is None:
         return None
     shown, tree, cls, methods = trainer
     train = methods.get("train")
     if not isinstance(train, ast.FunctionDef):
         return None
-    if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-           and n.func.attr in ("report", "checkpoint_and_report") for n in ast.walk(tree)):
-        return None
     owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body),
                  cls.name)
-    return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls `self.report(...)`: its trials "
-                   "report nothing, and each fails at its end",
-                   "report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "
-                   "(docs/trainer.md, A loop of your own)", warning=True)
+    fix = ("report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "
+           "(docs/trainer.md, A loop of your own)" if plain else
+           "report each epoch's metrics with itwinai's `self.checkpoint_and_report(epoch, "
+           "tuning_metrics={\"loss\": ...})` (docs/migrating-from-itwinai.md)")
+    names = bindings(tree) or {}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)]
+    for call in calls:
+        to_ray = call.func.attr == "report" and _ray_session(call.func.value, names)  # type: ignore[attr-defined]
+        if to_ray or (call.func.attr == "ray_report" and "ray_report" not in methods):  # type: ignore[attr-defined]
+            why = ("hpoc's trials report through the trainer, which checkpoints and counts epochs, never "
+                   "to Ray directly" if to_ray else
+                   "`ray_report` is itwinai's newer `TorchTrainer`'s; `RayTorchTrainer` has none")
+            return Problem(f"`{owner}.train()` reports with `{ast.unparse(call.func)}(...)` ({shown}:"
+                           f"{call.lineno}): {why}; every trial fails there", fix, warning=True)
+    if any(c.func.attr in ("report", "checkpoint_and_report") for c in calls):  # type: ignore[attr-defined]
+        return None
+    return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls "
+                   f"`self.{'report' if plain else 'checkpoint_and_report'}(...)`: its trials "
+                   "report nothing, and each fails at its end", fix, warning=True)
+
+
+def _ray_session(node: ast.expr, names: dict[str, ast.AST]) -> bool:
+    """`ray.train`, `ray.tune`, `ray.air.session`, `train`/`tune`/`session` imported from Ray,
+    or newer itwinai's `self.ray_train`/`self.ray_tune`."""
+    if ast.unparse(node) in ("self.ray_train", "self.ray_tune"):
+        return True
+    if isinstance(node, ast.Name):
+        bound = names.get(node.id)
+        return (isinstance(bound, ast.ImportFrom) and (bound.module or "").split(".")[0] == "ray") or \
+            (isinstance(bound, ast.Import) and any(a.name.split(".")[0] == "ray" and a.asname == node.id
+                                                   for a in bound.names))
+    return isinstance(node, ast.Attribute) and node.attr in ("train", "tune", "session") and \
+        (ast.unparse(node.value) in ("ray", "ray.air"))
+
+
+# itwinai strategy methods that hpoc's strategies lack, and what to do instead (a test keeps
+# them absent from hpoc/runtime/strategy.py: the compiler imports no runtime).
+ITWINAI_ONLY = {
+    "clean_up": "remove it: hpoc ends the process group with the trial",
+    "initialize_distributed_strategy": "call `self.strategy.init()`",
+    "create_dataloader": "call `self.create_dataloaders(train_dataset=..., batch_size=...)`",
+    "allgather_obj": "use `self.strategy.broadcast_object(...)` or `all_reduce(...)` (docs/trainer.md)",
+    "gather_obj": "use `self.strategy.broadcast_object(...)` or `all_reduce(...)` (docs/trainer.md)",
+    "gather": "use `self.strategy.all_reduce(tensor)` (docs/trainer.md)",
+}
+
+
+def itwinai_strategy_calls(target: str, workdir: str | None) -> list[Problem]:
+    """`self.strategy.clean_up()` and the other itwinai strategy methods hpoc's strategies
+    lack, in an itwinai trainer's module: an AttributeError in every trial that gets there."""
+    trainer = _trainer(target, workdir, compat=True)
+    if trainer is None or _trainer(target, workdir) is not None:
+        return []
+    shown, tree, cls, _ = trainer
+    seen: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ITWINAI_ONLY \
+                and ast.unparse(node.func.value) == "self.strategy":
+            seen.setdefault(node.func.attr, node.lineno)
+    return [Problem(f"`self.strategy.{name}()` ({shown}:{line}) is itwinai's; hpoc's strategies have no "
+                    f"`{name}`: every trial fails there", ITWINAI_ONLY[name], warning=True)
+            for name, line in sorted(seen.items(), key=lambda kv: kv[1])]
 
 
 _BUILDERS = ("create_model", "create_model_loss_optimizer")

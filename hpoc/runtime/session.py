@@ -384,10 +384,12 @@ def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str
     # Enough for the workers but for the driver's share: say so, or "needs 2 x 1 CPU, has 2" puzzles.
     driver = f", plus {cpu - workers * cpw:g} CPU for the trial's driver" if fit >= workers else ""
     slots = math.ceil(cpu - 1e-9)
+    # More CPU slots do not make up for GPUs: no `--cpus` hint when the GPUs are short.
+    gpus_short = bool(gpw) and sum(int(r.get("GPU", 0) // gpw) for r in alive) < workers
     raise SessionError(
         f"one trial needs {workers} worker(s) x ({each}){driver}; {where} has {have_cpu:g} CPU and "
         f"{have_gpu:g} GPU on {len(alive)} node(s)\n"
         "  help: lower `workers`/`cpus_per_worker`/`gpus_per_worker` in the study, or run it "
         "where there is room" + (f" (`--cpus {slots}` lets a local run use {slots} CPU slots)"
-                                 if where == "this machine" else ""),
+                                 if where == "this machine" and not gpus_short else ""),
         exit_code=2)

@@ -159,7 +159,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                 raise Interrupted()
             if ray_session.neighbours:
                 say(stream, _sharing_line(ray_session.neighbours))
-            if mode == "aside":  # only now: a getter or a Ray that fails leaves the earlier run
+            _check_capacity(plan, ray_session)
+            if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
                 move_aside(exp, stream, lock)
                 mode = STATE.mode = "fresh"
             return _tune(plan, opts, ray_session, data, exp, seen, mode, started, stream, out)
@@ -168,6 +169,18 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     finally:
         lock.release()
         restore_signals(previous_signals)
+
+
+def _check_capacity(plan: dict[str, Any], ray_session: Any) -> None:
+    """One trial must fit on the Ray cluster, or the study would wait for ever."""
+    import ray
+
+    from hpoc.runtime import session
+
+    try:
+        session.check_capacity(plan, ray.nodes(), "this machine" if ray_session.local else "the cluster")
+    except session.SessionError as exc:
+        raise StudyError(str(exc), exc.exit_code) from None
 
 
 def _check_storage(plan: dict[str, Any], exp: Path) -> None:
@@ -304,11 +317,6 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
 
     from hpoc.runtime import pipeline, search, session, space
 
-    where = "this machine" if ray_session.local else "the cluster"
-    try:
-        session.check_capacity(plan, ray.nodes(), where)
-    except session.SessionError as exc:
-        raise StudyError(str(exc), exc.exit_code) from None
     try:
         data_ref = ray.put(data)
     except TypeError as exc:  # Ray pickles the splits to share them with every trial

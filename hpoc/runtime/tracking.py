@@ -310,6 +310,28 @@ class _MlflowSink:
         if len(self.pending) >= self.BATCH_FLUSH:
             self.flush()
 
+    def log_item(self, kind: str, item: Any, name: str) -> bool:
+        """itwinai's other `self.log` kinds, as its MLflow logger logs them; False for a kind
+        this sink does not log."""
+        client, run = self.client, self.run_id
+        if kind == "artifact":  # a file or a folder of this node's
+            log = client.log_artifacts if os.path.isdir(item) else client.log_artifact
+            log(run, str(item), artifact_path=name)
+        elif kind == "torch":
+            import tempfile
+
+            import torch
+
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, os.path.basename(name) or "object.pt")
+                torch.save(item, path)
+                client.log_artifact(run, path, artifact_path=name)
+        elif kind in ("dict", "text", "figure", "image"):
+            getattr(client, f"log_{kind}")(run, item, name)
+        else:
+            return False
+        return True
+
     def flush(self) -> None:
         while self.pending:
             chunk, self.pending = self.pending[:1000], self.pending[1000:]
@@ -444,6 +466,25 @@ class Tracker:
 
     def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
         self.log_metrics({name: value}, step)
+
+    def log_item(self, kind: str, item: Any, name: str) -> None:
+        """`self.log(item, name, kind=...)` of a kind other than metrics and params: to the
+        loggers that take it (MLflow: artifact, torch, dict, text, figure, image), said once
+        per kind when none does."""
+        taken = False
+        for sink in self._sinks:
+            try:
+                taken = getattr(sink, "log_item", lambda *a: False)(kind, item, name) or taken
+            except Exception as exc:  # noqa: BLE001 — one bad item (a missing file) keeps the logger
+                taken = True
+                if f"item-error:{kind}" not in _warned:
+                    _warned.add(f"item-error:{kind}")
+                    log.warning("%s could not log %s %r: %s: %s", sink.kind, kind, name, type(exc).__name__, exc)
+        if self._sinks and not taken and f"item:{kind}" not in _warned:
+            _warned.add(f"item:{kind}")
+            log.warning("self.log(..., kind=%r) is not logged: %s take(s) metrics and params%s", kind,
+                        " and ".join(self.kinds), "" if "mlflow" not in self.kinds else
+                        " (MLflow also artifact, torch, dict, text, figure and image)")
 
     def log_batch_metric(self, name: str, value: Any, step: int | None = None) -> None:
         """Per-batch values: only for loggers with log_freq "batch" (others would drown)."""

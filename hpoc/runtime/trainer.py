@@ -198,6 +198,8 @@ class Trainer:
     channels_last: bool | str = "auto"
     #: validation batches are this many times the training batch size (no gradients kept).
     validation_batch_factor: int = 4
+    #: how a loop of its own reports, said to one that did not
+    REPORT_HINT = "call `self.report({...}, epoch=epoch)` each epoch (docs/trainer.md, A loop of your own)"
     grad_accumulation_steps: int = 1
     #: under DDP, for a model with parameters its loss does not use (DDP refuses its second
     #: step otherwise: "Expected to have finished reduction in the prior iteration").
@@ -413,31 +415,59 @@ class Trainer:
             self._prepare_fn = default_prepare(self.normalize)
         return self._prepare_fn(x)
 
-    def batches(self, data: Any, *, train: bool, batch_size: int | None = None) -> Any:
-        """Device batches of this rank's part of `data` (see batches.py)."""
+    def batches(self, data: Any, *, train: bool, batch_size: int | None = None,
+                shuffle: bool | None = None, loader_args: dict[str, Any] | None = None) -> Any:
+        """Device batches of this rank's part of `data` (see batches.py); training batches
+        are shuffled unless `shuffle` says otherwise. `loader_args` go to the DataLoader
+        (a `collate_fn` among them makes one for in-memory tensors too)."""
         if data is None:
             return None
         size = batch_size or (self.batch_size if train else self.batch_size * self.validation_batch_factor)
-        tensors = as_tensors(data)
+        shuffle = train if shuffle is None else bool(shuffle)
+        loader_args = loader_args or {}
+        tensors = None if loader_args.get("collate_fn") else as_tensors(data)
         setting = (self.plan or {}).get("training", {}).get("data_on_device", "auto")
-        if tensors is None and setting is True:
+        if tensors is None and setting is True and not loader_args.get("collate_fn"):
             tensors = _materialise(data)
         if tensors is not None:
-            return TensorBatches(tensors, self.strategy, size, shuffle=train, pad=train,
+            return TensorBatches(tensors, self.strategy, size, shuffle=shuffle, pad=train,
                                  seed=self.seed, prepare=self.prepare_inputs,
                                  on_device=setting if setting in (True, False) else "auto")
-        return self.strategy.dataloader(data, size, shuffle=train, seed=self.seed,
-                                        prepare=self.prepare_inputs, pad=train)
+        return self.strategy.dataloader(data, size, shuffle=shuffle, seed=self.seed,
+                                        prepare=self.prepare_inputs, pad=train, **loader_args)
 
     # itwinai names
     def create_dataloaders(self, train_dataset: Any = None, validation_dataset: Any = None,
-                           test_dataset: Any = None) -> None:
+                           test_dataset: Any = None, *, batch_size: int | None = None,
+                           shuffle_train: bool | None = None, shuffle_validation: bool | None = None,
+                           shuffle_test: bool | None = None, collate_fn: Any = None,
+                           num_workers_dataloader: int | None = None, pin_memory: bool | None = None,
+                           sampler: Any = None) -> None:
+        """itwinai's loader settings apply as given: `batch_size` (validation and test
+        batches `validation_batch_factor` times larger, as without it), the shuffling, a
+        `collate_fn`, and the DataLoader's workers and pinning (unused by in-memory tensors)."""
         loader = loader_split((train_dataset, validation_dataset, test_dataset))
         if loader:
             raise TrainerError(f"the {loader} split is a DataLoader\n  help: {LOADER_HELP}")
-        self._batches = {"train": self.batches(train_dataset, train=True),
-                         "validation": self.batches(validation_dataset, train=False),
-                         "test": self.batches(test_dataset, train=False)}
+        if sampler is not None:
+            raise TrainerError("create_dataloaders(sampler=...) is not supported: each worker "
+                               "draws its own part of the data with hpoc's sampler\n  help: leave "
+                               "`sampler` out; `shuffle_train` says whether training data is shuffled")
+        args = {k: v for k, v in (("collate_fn", collate_fn), ("num_workers", num_workers_dataloader),
+                                  ("pin_memory", pin_memory)) if v is not None}
+        size = None if batch_size is None else whole_count("batch_size", batch_size, 1)
+
+        def batches(data: Any, train: bool, shuffle: bool | None) -> Any:
+            given: dict[str, Any] = {"loader_args": args} if args else {}  # a `batches` override may not take them
+            if size is not None:
+                given["batch_size"] = size if train else size * self.validation_batch_factor
+            if shuffle is not None:
+                given["shuffle"] = shuffle
+            return self.batches(data, train=train, **given)
+
+        self._batches = {"train": batches(train_dataset, True, shuffle_train),
+                         "validation": batches(validation_dataset, False, shuffle_validation),
+                         "test": batches(test_dataset, False, shuffle_test)}
         self.train_dataloader = self._batches["train"]
         self.validation_dataloader = self._batches["validation"]
         self.test_dataloader = self._batches["test"]
@@ -706,10 +736,10 @@ class Trainer:
             self.tracker.log_metric(name, scalar(value), step)
         elif kind in ("param", "params", "hyperparameters"):
             self.tracker.log_params(value if isinstance(value, dict) else {name: value})
-        else:
-            hook = getattr(self.tracker, "log_artifact", None)
+        else:  # itwinai's other kinds (artifact, torch, dict, figure, ...)
+            hook = getattr(self.tracker, "log_item", None)
             if hook is not None:
-                hook(value, name)
+                hook(kind, value, name)
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if not self.strategy.is_main:
@@ -748,8 +778,7 @@ class Trainer:
                        f"returned {reprlib.repr(value)} instead of reporting it (hpoc does not read "
                        "what train() returns)")
                 raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} {how}: "
-                                   "call `self.report({...}, epoch=epoch)` each epoch "
-                                   "(docs/trainer.md, A loop of your own)")
+                                   f"{self.REPORT_HINT}")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
             if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost

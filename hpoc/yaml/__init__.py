@@ -49,7 +49,7 @@ def translate(text: str, file: str, workdir: str | None = None) -> Translation:
 
     doc = resolve(load(text, file), text)
     b = Builder(file, workdir)
-    study = build_study(b, doc)
+    study = build_study(b, doc, text)
     diags = _sorted(with_sources(b.diagnostics, text))
     if not b.ok:
         raise SpecCheckError(diags)

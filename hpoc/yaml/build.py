@@ -90,9 +90,8 @@ class Builder:
             if key == "_target_" and ray_class is not None:
                 self.ray_target(value, (ray_class,), where)
                 continue
-            help = did_you_mean(key, known)
-            if help is None and homes and key in homes:
-                help = f"`{key}` belongs in `{homes[key]}`"
+            # where the key is known to belong says more than a near spelling does
+            help = f"`{key}` belongs in `{homes[key]}`" if homes and key in homes else did_you_mean(key, known)
             if help is None:
                 help = f"{where} takes {one_of(known)}" if known else f"{where} takes no keys"
             self.error(UNKNOWN, f"unknown key `{key}` in {where}", kspan, help=help)

@@ -72,7 +72,7 @@ class Step:
         return self.args.get(key) if self.args is not None else None
 
 
-def translate(b: Builder, doc: YNode) -> A.Study:
+def translate(b: Builder, doc: YNode, text: str = "") -> A.Study:
     """The Study for a parsed YAML document; problems go to `b.diagnostics`."""
     study = A.Study((), b.file)
     if not isinstance(doc, YMap):
@@ -83,6 +83,7 @@ def translate(b: Builder, doc: YNode) -> A.Study:
     if found is None:
         return study
     key, kspan, pipeline = found
+    _stray_sections(b, doc, text)
     steps = _steps(b, pipeline, key)
     if not steps:
         if b.ok:
@@ -92,6 +93,21 @@ def translate(b: Builder, doc: YNode) -> A.Study:
     if "trainer" not in roles:
         return study
     return _study(b, roles, kspan)
+
+
+def _stray_sections(b: Builder, doc: YMap, text: str) -> None:
+    """`tune_config:` and its like at the top of the file, outside the trainer's `config`:
+    neither itwinai nor hpoc reads them there (10 trials ran as 1, with random search).
+    One that an alias (`&name`) or a `${...}` reference uses is a variable, not a stray."""
+    lines = text.split("\n")
+    for key, kspan, _ in doc.entries:
+        if key not in CONFIG_KEYS or "${" + key in text:
+            continue
+        line = lines[kspan.line - 1] if 0 < kspan.line <= len(lines) else ""
+        if re.match(rf"\s*['\"]?{re.escape(key)}['\"]?\s*:\s*&", line):
+            continue
+        b.warn(IGNORED, f"`{key}` at the top of the file is not read: the trainer's `config` holds it",
+               kspan, help=f"move `{key}` under the trainer's `init_args: {{config: ...}}`")
 
 
 def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
@@ -226,6 +242,11 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if newer:
         _newer_layout(b, trainer, newer)
         return A.Study((), b.file)
+    if trainer.target.split(".")[0] == "itwinai":  # its base classes: a loop hpoc runs must be the user's
+        b.error(VALUE, f"the trainer `{trainer.target}` is itwinai's own class, which hpoc does not run",
+                trainer.span, help="subclass `RayTorchTrainer` from `hpoc.compat.itwinai` in a module beside the "
+                "config (its `train(self, config, data)` is the training loop) and name that class here, "
+                "e.g. `class_path: trainer.MyRayTorchTrainer`")
     config = b.mapping(trainer.arg("config"), "`config` of the trainer")
     if config is None:
         b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,
@@ -483,7 +504,7 @@ def _loggers(b: Builder, trainer: Step) -> list[A.Block]:
 def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
     body: list[A.Item] = []
     known = ("experiment_name", "log_freq", "tracking_uri", "savedir", "run_description", "run_name",
-             "log_on_workers")
+             "log_on_workers", *(("framework",) if kind == "tensorboard" else ()))
     args = lg.args
     if args is None:
         return None
@@ -493,14 +514,23 @@ def _logger_options(b: Builder, lg: Step, kind: str) -> list[A.Item] | None:
             body.append(b.setting("log_freq", _log_freq(b, value), kspan))
         elif key == "experiment_name" and kind == "mlflow":
             body.append(b.setting(key, b.value(value), kspan))
-        elif key == "tracking_uri" and kind == "mlflow":
+        elif key == "tracking_uri":
             body.append(b.setting(key, b.value(value), kspan))
-        elif key == "savedir" and kind == "mlflow" and "tracking_uri" not in args.index:
+        elif key == "savedir" and "tracking_uri" not in args.index:  # the folder itwinai's logger writes under
             body.append(b.setting("tracking_uri", b.value(value), kspan))
-        elif key in known and key not in ("experiment_name", "tracking_uri", "savedir"):
-            b.warn(IGNORED, f"`{key}` of `{lg.class_name}` is ignored: hpoc names runs after trials",
+        elif key == "framework":
+            if b.given(value) is not None and b.word(value, "`framework`") not in (None, "pytorch"):
+                b.error(VALUE, "`framework` must be `pytorch`: hpoc's trainers are PyTorch's", value.span,
+                        help="write `framework: pytorch`, or remove it")
+        elif key in known and key not in ("experiment_name", "savedir"):
+            why = "hpoc logs from each trial's first worker" if key == "log_on_workers" else \
+                "hpoc names runs after trials"
+            b.warn(IGNORED, f"`{key}` of `{lg.class_name}` is ignored: {why}",
                    kspan, help=f"remove `{key}`")
-        elif key in ("experiment_name", "tracking_uri", "savedir"):
+        elif key == "savedir":  # beside `tracking_uri`, which itwinai's loggers write to too
+            b.warn(IGNORED, f"`savedir` is ignored: `tracking_uri` says where the {kind} logger writes", kspan,
+                   help="remove `savedir`")
+        elif key == "experiment_name":
             b.warn(IGNORED, f"`{key}` is ignored for the {kind} logger", kspan, help=f"remove `{key}`")
     return body or None
 

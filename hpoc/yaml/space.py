@@ -74,7 +74,7 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
 _PY_DOMAIN = re.compile(r"\s*(?:ray\.)?(?:tune\.)?(\w+)\s*\((.*)\)\s*", re.S)
 
 
-def _python_domain(b: Builder, node: YNode, name: str) -> bool:
+def _python_domain(b: Builder, node: YNode, name: str, mutated: bool = False) -> bool:
     """An error for a Ray Tune call written as a string (it would reach trials as that string)."""
     if not (isinstance(node, YScalar) and isinstance(node.value, str)):
         return False
@@ -91,8 +91,9 @@ def _python_domain(b: Builder, node: YNode, name: str) -> bool:
         hint = f"`{key}: {domain_map(func, [a.strip() for a in m.group(2).split(',')])}`"
     else:
         hint = "a domain such as `{type: choice, categories: [...]}`: functions need Python code"
-    b.error(SPACE, f"`{text}` is Python code, which a config cannot hold: `{name}` would be this string "
-                   "in every trial, not searched", node.span, help=f"write {hint}")
+    fate = (f"PBT cannot mutate `{name}` with a string" if mutated else
+            f"`{name}` would be this string in every trial, not searched")
+    b.error(SPACE, f"`{text}` is Python code, which a config cannot hold: {fate}", node.span, help=f"write {hint}")
     return True
 
 
@@ -266,6 +267,8 @@ def mutation_value(b: Builder, node: YNode, name: str) -> A.Value:
         call = read_domain(b, node, name)
         if call is not None:
             return call
+        return A.Null(span=node.span)
+    if _python_domain(b, node, name, mutated=True):  # `"tune.uniform(1e-4, 1e-2)"`: the mapping to write instead
         return A.Null(span=node.span)
     return b.value(node)
 

@@ -44,8 +44,11 @@ SCHEDULER_NAMES = {
     "fifo": "fifo", "asha": "asha", "async_hyperband": "asha", "asynchyperband": "asha",
     "hyperband": "hyperband", "bohb": "bohb", "hyperbandforbohb": "bohb", "pbt": "pbt",
     "pb2": "pb2", "median": "median", "median_stopping_rule": "median",
-    "medianstoppingrule": "median",
+    "medianstoppingrule": "median", "medianstopping": "median", "hb_bohb": "bohb",  # Ray's create_scheduler names
 }
+# Ray's schedulers hpoc lacks, by their create_scheduler names and classes.
+UNSUPPORTED_SCHEDULERS = {"pbt_replay", "populationbasedtrainingreplay", "resource_changing",
+                          "resourcechangingscheduler"}
 # Ray's classes, as hydra's `_target_` (or jsonargparse's `class_path`) names them.
 SEARCH_CLASSES = {
     "BasicVariantGenerator": "random", "OptunaSearch": "optuna", "HyperOptSearch": "hyperopt",
@@ -66,6 +69,10 @@ _RANDOM_STEPS = {"bayesopt": "random_search_steps", "optuna": "n_startup_trials"
 _RUN_IGNORED = ("verbose", "log_to_file", "progress_reporter", "callbacks", "sync_config")
 _TUNE_IGNORED = ("trial_name_creator", "trial_dirname_creator")
 _SCALING_HOME = dict.fromkeys(("num_workers", "use_gpu", "resources_per_worker"), "scaling_config")
+# Older itwinai defaults put these in `run_config` (Ray refuses them there).
+_CHECKPOINT_HOME = {"checkpoint_freq": "config",  # the trainer's, where itwinai reads it
+                    **dict.fromkeys(("checkpoint_frequency", "checkpoint_at_end", "num_to_keep",
+                                     "checkpoint_score_attribute", "checkpoint_score_order"), "checkpoint_config")}
 _RUN_KEYS = ("storage_path", "name", "stop", "checkpoint_config", "failure_config", *_RUN_IGNORED)
 _TUNE_KEYS = ("num_samples", "metric", "mode", "scheduler", "search_alg", "max_concurrent_trials", "time_budget_s",
               "reuse_actors", *_TUNE_IGNORED)
@@ -120,7 +127,8 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
             if node is not None:
                 value = _no_limit(b, node) if key == "max_concurrent_trials" else b.value(node)
                 out.trials.append(b.setting(hpo_key, value, tune.key_span(key)))
-    out.objective = _objective(b, tune, search, sched, config.key_span("tune_config"))
+    # unset: said at `tune_config:`, or without one at the trainer's `config:` mapping
+    out.objective = _objective(b, tune, search, sched, config.key_span("tune_config") or config.span)
     sched_name = _scheduler(b, out, sched)
     _search(b, out, search, params, sched_name)
     if run is not None:
@@ -301,8 +309,11 @@ def _scheduler(b: Builder, out: Tune, sched: _Named | None) -> str | None:
     written = sched.name.strip()
     name = SCHEDULER_NAMES.get(written.lower()) or SCHEDULER_CLASSES.get(written.rsplit(".", 1)[-1])
     if name is None:
-        b.error(UNKNOWN, f"unknown scheduler `{sched.name}`", sched.name_span,
-                help=did_you_mean(sched.name.lower(), SCHEDULER_NAMES) or f"schedulers: {one_of(T.SCHEDULERS)}")
+        lacked = written.rsplit(".", 1)[-1].lower() in UNSUPPORTED_SCHEDULERS
+        b.error(UNKNOWN, f"the `{sched.name}` scheduler is not supported" if lacked else
+                f"unknown scheduler `{sched.name}`", sched.name_span,
+                help=f"hpoc supports {one_of(T.SCHEDULERS)}" if lacked else
+                did_you_mean(sched.name.lower(), SCHEDULER_NAMES) or f"schedulers: {one_of(T.SCHEDULERS)}")
         return None
     body: list[A.Item] = []
     for key, kspan, value in sched.options:
@@ -447,8 +458,8 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
 
 
 def _run_config(b: Builder, out: Tune, run: YMap) -> None:
-    b.check_keys(run, _RUN_KEYS, "`run_config`", homes={**dict.fromkeys(_TUNE_KEYS, "tune_config"), **_SCALING_HOME},
-                 ray_class="RunConfig")
+    b.check_keys(run, _RUN_KEYS, "`run_config`", homes={**dict.fromkeys(_TUNE_KEYS, "tune_config"), **_SCALING_HOME,
+                                                         **_CHECKPOINT_HOME}, ray_class="RunConfig")
     for key in _RUN_IGNORED:
         if key in run.index:
             b.warn(IGNORED, f"`{key}` is ignored: hpoc reports progress and logs itself", run.key_span(key),

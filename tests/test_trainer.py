@@ -287,7 +287,10 @@ def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(t
     with pytest.raises(TrainerError, match=r"^create_model_loss_optimizer\(\) \(.*\) returned str"):
         AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "b")
 
-    for code, shown in [(3, "sys.exit(3)"), (None, "sys.exit()"), ("bad width", "sys.exit('bad width')")]:
+    # sys.exit(0) too: Tune took it for its own stop and failed the trial with "Should not
+    # have reached here. The TuneController should not have scheduled another `train`..."
+    for code, shown in [(3, "sys.exit(3)"), (None, "sys.exit()"), ("bad width", "sys.exit('bad width')"),
+                        (0, "sys.exit(0)")]:
         class Exits(hpoc.Trainer):
             def create_model(self, config):
                 sys.exit(code)
@@ -295,6 +298,27 @@ def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(t
         with pytest.raises(TrainerError, match=rf"the trainer called {re.escape(shown)} at "
                                                r".*test_trainer\.py:\d+: raise an exception"):
             Exits().run_local(CONFIG, data, directory=tmp_path / "c")
+
+
+def test_a_stop_asked_for_in_report_ends_the_trial_quietly(toy, tmp_path):
+    """Tune (or a warm group) ends a trial by a SystemExit(0) from inside report(): that
+    one is let through, where the trainer's own sys.exit(0) is a TrainerError."""
+    from hpoc.runtime.pool_worker import TrialStopped
+
+    workdir, plan, data = toy
+
+    class StopsAtTheSecond(LocalReporter):
+        def report(self, metrics, checkpoint_dir=None):
+            super().report(metrics, checkpoint_dir)
+            if len(self.history) == 2:
+                raise TrialStopped()
+
+    tuned = trainer(workdir)
+    tuned.bind(config=CONFIG, strategy=Strategy(), reporter=StopsAtTheSecond(tmp_path / "a"), plan=plan,
+               trial=TrialInfo(seed=0, deterministic=True, dir=str(tmp_path / "a")), data=data)
+    with pytest.raises(TrialStopped):
+        tuned.execute()
+    assert [r["epoch"] for r in tuned.reporter.history] == [1, 2]
 
 
 def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(toy, tmp_path):
@@ -363,11 +387,15 @@ def test_trial_seeds_follow_the_plan_seed_and_trial_index():
     assert not free.deterministic
 
 
-@pytest.mark.parametrize("raised, expected", [(None, "FINISHED"), (SystemExit(0), "FINISHED"),
+@pytest.mark.parametrize("raised, expected", [(None, "FINISHED"), ("stop", "FINISHED"),
                                               (RuntimeError("boom"), "FAILED")])
 def test_tracking_run_status_follows_how_the_trial_ended(tmp_path, raised, expected):
-    # Tune ends a trial it stops (scheduler, stop criterion) with SystemExit(0) inside report():
-    # the trial's tracking run must say FINISHED, not FAILED.
+    # Tune ends a trial it stops (scheduler, stop criterion) with SystemExit(0) inside report()
+    # (a warm group with its subclass, TrialStopped): the trial's tracking run must say
+    # FINISHED, not FAILED. The trainer's own sys.exit(0) is a TrainerError (above).
+    from hpoc.runtime.pool_worker import TrialStopped
+
+    raised = TrialStopped() if raised == "stop" else raised
     closed = []
 
     class Ends(hpoc.Trainer):

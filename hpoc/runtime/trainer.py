@@ -752,7 +752,8 @@ class Trainer:
                                    "(docs/trainer.md, A loop of your own)")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
-            if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost
+            if exc.code != 0 or not _asked_to_stop(exc):  # the trainer's own: Ray would kill
+                # the worker (message lost), or take a 0 for an end it never reported
                 error = TrainerError(f"the trainer called sys.exit({'' if exc.code is None else repr(exc.code)})"
                                      f"{raised_at(exc)}: raise an exception to fail the trial, "
                                      "or return from train() to end it")
@@ -782,6 +783,19 @@ class Trainer:
                   trial=TrialInfo(seed=seed, deterministic=True, dir=str(reporter.dir)), data=splits)
         self.execute()
         return reporter.history
+
+
+def _asked_to_stop(exc: SystemExit) -> bool:
+    """A SystemExit(0) from inside `report()`: Tune's (or a warm group's `TrialStopped`, a
+    subclass) telling the trial to end. Not the trainer's own `sys.exit(0)`, which raises
+    in its code, or a library's (argparse): Tune would fail that trial with "Should not have
+    reached here"."""
+    if type(exc) is not SystemExit:
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("ray.")
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from hpoc import unranked
 from hpoc.files import read_json_lines, trial_path
+from hpoc.runtime.crash import died_line, with_crash
 from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
@@ -101,7 +102,8 @@ def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
-    line = OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
+    line = died_line(text) or \
+        OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
     line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -152,6 +154,7 @@ def trial_error(trial: Any) -> str | None:
     if text is None:
         msg = getattr(trial, "error_msg", None)
         text = str(msg) if msg else ("errored" if trial.status == "ERROR" else None)
+    text = with_crash(text, trial_path(trial))
     if text and len(text) > _MAX_ERROR:
         text = "…" + text[-_MAX_ERROR:]
     return text if trial.status == "ERROR" else None

@@ -300,6 +300,30 @@ def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(t
             Exits().run_local(CONFIG, data, directory=tmp_path / "c")
 
 
+def test_class_labels_the_loss_cannot_take_are_said_in_the_datas_terms(toy, tmp_path):
+    """torch said "expected target dtype to be Long or Byte, but got Float", "0D or 1D target
+    tensor expected, multi-target not supported" or "Target 3 is out of bounds" (on a GPU a
+    device-side assert), naming neither the data nor the fix."""
+    workdir, plan, (train, val, _) = toy
+    (x, y), (vx, vy) = train, val
+    cases = [((x, y.float()), (vx, vy), r"^the targets are float32: CrossEntropyLoss takes class labels as "
+              r"int64; return them so from the getter or splitter \(`y.astype\(np.int64\)`"),
+             ((x, y.int()), (vx, vy), r"^the targets are int32: "),
+             ((x, y.reshape(-1, 1)), (vx, vy), r"^the targets are shaped \(32, 1\): CrossEntropyLoss takes "
+              r"class labels as a 1-D tensor; .*`y.reshape\(-1\)`"),
+             ((x, y + 1), (vx, vy + 1), r"^class labels from 1 to 3, but the model has 3 outputs \(classes 0 "
+              r"to 2\): number the classes from 0 \(`y - 1`\), or give the model one output per class$"),
+             ((x, y), (vx, vy + 1), r"^class labels from 1 to 3, but the model has 3 outputs")]
+    for i, (tr, va, message) in enumerate(cases):
+        with pytest.raises(TrainerError, match=message):
+            trainer(workdir).run_local(CONFIG, (tr, va), directory=tmp_path / str(i), plan=plan)
+    ignored = y.clone()
+    ignored[:5] = -100  # CrossEntropyLoss's ignore_index: not a class
+    history = trainer(workdir).run_local(dict(CONFIG, epochs=1), ((x, ignored), (vx, vy)),
+                                         directory=tmp_path / "ignored", plan=plan)
+    assert len(history) == 1
+
+
 def test_a_stop_asked_for_in_report_ends_the_trial_quietly(toy, tmp_path):
     """Tune (or a warm group) ends a trial by a SystemExit(0) from inside report(): that
     one is let through, where the trainer's own sys.exit(0) is a TrainerError."""

@@ -44,10 +44,10 @@ import torch
 from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, default_prepare, loader_split,
                                   num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
-from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_loss, require_module,
-                                  require_objective, require_optimizer, require_same_shape,
-                                  require_scheduler, returned, scalar, source_line, validation_parts,
-                                  whole_count)
+from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_class_labels,
+                                  require_loss, require_module, require_objective, require_optimizer,
+                                  require_same_shape, require_scheduler, returned, scalar, source_line,
+                                  validation_parts, whole_count)
 from hpoc.runtime.strategy import ModelMismatch, Strategy
 from hpoc.runtime.summary import raised_at
 
@@ -360,6 +360,9 @@ class Trainer:
         failed inside torch, naming no line of the study's code. A loss of the trainer's own
         may take anything."""
         if isinstance(out, torch.Tensor):
+            first = getattr(self, "_labels_seen", set())  # per step: train, validation
+            self._labels_seen = first | {self.model.training}
+            require_class_labels(out, targets, self.loss, check_range=self.model.training not in first)
             return require_same_shape(out, targets, self.loss, self.model)
         if not isinstance(self.loss, torch.nn.modules.loss._Loss):
             return out

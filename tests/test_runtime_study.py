@@ -633,8 +633,8 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
         return SimpleNamespace(trial_id="t1", status=status, config={}, last_result=result, path=None,
                                local_path=None, error_file=None, error_msg="boom")
 
-    assert report(trial("ERROR"), trial("ERROR")) == (
-        "every trial failed (2 of 2): each trial's error.txt says why")
+    # the error itself, as `hpoc status` says it (it was "each trial's error.txt says why")
+    assert report(trial("ERROR"), trial("ERROR")) == "every trial failed (2 of 2): boom"
     assert report(trial("TERMINATED", val_accuracy=float("nan")), trial("ERROR")) == (
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")

@@ -373,6 +373,21 @@ def outcomes(summary: dict[str, Any]) -> unranked.Outcomes:
         silent=len(silent), timed=sum(1 for t in silent if t.get("stopped")))
 
 
+def errors_said(summary: dict[str, Any]) -> str:
+    """The errored trials' most common error line (errors alike but for their numbers, a shape
+    or an id, are one, as fail-fast has them), for a study with no success to show."""
+    from hpoc.runtime.failfast import signature
+
+    trials = summary.get("trials") or []
+    lines = [error_line(str(t["error"])) for t in trials if t.get("status") == "ERROR" and t.get("error")]
+    errors = Counter(signature(line) or line for line in lines)
+    if not errors:
+        return "each trial's error.txt says why"
+    (first, _), *others = errors.most_common()
+    said = next(line for line in lines if (signature(line) or line) == first)
+    return said + (f" (and {len(others)} other error(s))" if others else "")
+
+
 def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:
     """Human-readable lines about the best trial, for the end of a run; `budget_s`: the
     study's time budget, when it ended the run (the trials did not end by themselves);
@@ -390,7 +405,7 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
         return "\n".join(lines)
     if best is None:
         lines.append(unranked.why(objective(summary), outcomes(summary),
-                                  "each trial's error.txt says why", stopped=bool(summary.get("interrupted")),
+                                  errors_said(summary), stopped=bool(summary.get("interrupted")),
                                   failed_fast=bool(summary.get("stopped")), budget_s=budget_s))
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]

@@ -514,6 +514,30 @@ def test_an_empty_split_is_refused_when_the_data_loads(tmp_path, proportion, spl
         pipeline.as_splits({"train": (torch.zeros(4, 2), torch.zeros(4)), "validation": []})
 
 
+def test_arrays_hpoc_cannot_batch_are_refused_when_the_data_loads(toy):
+    """Class names as labels (a CSV's), or inputs and targets of different lengths, went to a
+    DataLoader as a dataset of two samples: every trial failed in "default_collate: batch must
+    contain tensors, numpy arrays, ...; found <class 'pandas.Series'>" or "could not determine
+    the shape of object type 'DataFrame'"."""
+    import numpy as np
+    import pandas as pd
+
+    workdir, plan, (train, val, _) = toy
+    x, y = train
+    names = pd.Series(np.array(["cat", "dog", "owl"])[y.numpy()])
+    cls = trainer(workdir).__class__
+    with pytest.raises(pipeline.PipelineError, match=r"^splitter `toy:ToySplitter` returned a train split hpoc "
+                       r"cannot batch: its targets are object \(strings or mixed columns\): give numbers"):
+        pipeline.require_datasets(cls, ((pd.DataFrame(x.numpy()), names), val, None), plan)
+    with pytest.raises(pipeline.PipelineError, match=r"returned a validation split hpoc cannot batch: its inputs "
+                       r"have 96 rows and targets have 95 rows: one row per sample in each$"):
+        pipeline.require_datasets(cls, (train, (val[0], val[1][:-1].numpy()), None), plan)
+    pipeline.require_datasets(cls, (train, val, None), plan)
+    # a loop of the trainer's own may read them as it likes
+    own = type("Own", (hpoc.Trainer,), {"train": lambda self: None})
+    pipeline.require_datasets(own, ((x.numpy(), names), val, None), plan)
+
+
 def test_a_dataloader_as_a_split_is_refused_when_the_data_loads(toy, tmp_path):
     """A splitter that returned DataLoaders (as torch tutorials build them) failed every
     trial, and its retry, in "TypeError: 'DataLoader' object is not subscriptable" from

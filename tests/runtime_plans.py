@@ -69,12 +69,15 @@ TOY = textwrap.dedent('''
 
 
     class KillAfterTrainer(ToyTrainer):
-        """SIGKILLs its own process right after reporting epoch `kill_after` (a node crash)."""
+        """SIGKILLs its own process right after reporting epoch `kill_after` (a node crash);
+        with `abort`, crashes it as a C extension would (os.abort)."""
 
         def report(self, metrics, *, epoch=None, **kwargs):
             super().report(metrics, epoch=epoch, **kwargs)
             if epoch is not None and epoch + 1 == self.args.get("kill_after"):
                 import signal
+                if self.args.get("abort"):
+                    os.abort()
                 os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -113,6 +113,21 @@ def test_a_trial_that_dies_mid_way_is_retried_from_its_checkpoint(tmp_path, monk
     assert _epochs(trial) == [1, 2, 3, 4, 5]  # continued at epoch 4, did not start over, lost no row
 
 
+def test_a_trial_whose_process_crashes_says_what_crashed_and_where(tmp_path):
+    """A crash (os.abort, as a C extension's) was Ray's paragraph on every way a worker dies,
+    cut at 240 characters; Python's stack of it was in Ray's worker log, removed with the run."""
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     pipeline={"trainer": {"target": "toy:KillAfterTrainer",
+                                           "args": {"kill_after": 1, "abort": True}}})
+    code, progress, _ = _run(plan)
+    assert code == EXIT_FAILED
+    assert re.search(r"errored: the trial's process crashed: Aborted \(.*\) at .*toy\.py:\d+ \(details", progress), \
+        progress
+    (trial,) = _summary(plan)["trials"]
+    assert "Fatal Python error: Aborted" in trial["error"]
+
+
 def test_a_trainer_mistake_is_not_retried(tmp_path):
     """A TrainerError fails the same way every time: one quick re-run, not max_retries."""
     workdir = write_toy(tmp_path / "study")
@@ -618,8 +633,8 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
         return SimpleNamespace(trial_id="t1", status=status, config={}, last_result=result, path=None,
                                local_path=None, error_file=None, error_msg="boom")
 
-    assert report(trial("ERROR"), trial("ERROR")) == (
-        "every trial failed (2 of 2): each trial's error.txt says why")
+    # the error itself, as `hpoc status` says it (it was "each trial's error.txt says why")
+    assert report(trial("ERROR"), trial("ERROR")) == "every trial failed (2 of 2): boom"
     assert report(trial("TERMINATED", val_accuracy=float("nan")), trial("ERROR")) == (
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")

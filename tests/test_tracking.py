@@ -409,3 +409,23 @@ def test_a_logger_without_its_library_is_an_error_before_ray(tmp_path, monkeypat
     assert run_study(plan, RunOptions(local=True, num_cpus=1)) == EXIT_SPEC
     assert "pip install mlflow-skinny" in capsys.readouterr().err
     assert not (tmp_path / "results" / "toy").exists()  # stopped before anything ran
+
+
+def test_a_nan_metric_is_no_riddle_on_the_terminal(monkeypatch, caplog):
+    """Tune's TensorBoard logger printed "NaN or Inf found in input tensor." for a trial that
+    reported NaN, naming no trial nor metric (`-v` keeps it)."""
+    import logging
+
+    import numpy as np
+    from tensorboardX import x2num
+
+    from hpoc.runtime import study
+
+    for name in ("RAY_AIR_NEW_OUTPUT", "RAY_USAGE_STATS_ENABLED", "TUNE_DISABLE_SIGINT_HANDLER",
+                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    for name in ("ray.tune", "ray.train", "ray.air", "tensorboardX.x2num"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    study._quiet_ray(verbose=False)
+    x2num.check_nan(np.array([np.nan]))
+    assert "NaN or Inf" not in caplog.text

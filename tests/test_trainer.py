@@ -287,7 +287,10 @@ def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(t
     with pytest.raises(TrainerError, match=r"^create_model_loss_optimizer\(\) \(.*\) returned str"):
         AllAtOnce().run_local(CONFIG, data, directory=tmp_path / "b")
 
-    for code, shown in [(3, "sys.exit(3)"), (None, "sys.exit()"), ("bad width", "sys.exit('bad width')")]:
+    # sys.exit(0) too: Tune took it for its own stop and failed the trial with "Should not
+    # have reached here. The TuneController should not have scheduled another `train`..."
+    for code, shown in [(3, "sys.exit(3)"), (None, "sys.exit()"), ("bad width", "sys.exit('bad width')"),
+                        (0, "sys.exit(0)")]:
         class Exits(hpoc.Trainer):
             def create_model(self, config):
                 sys.exit(code)
@@ -295,6 +298,51 @@ def test_a_model_that_is_not_a_module_or_a_sys_exit_is_a_located_trainer_error(t
         with pytest.raises(TrainerError, match=rf"the trainer called {re.escape(shown)} at "
                                                r".*test_trainer\.py:\d+: raise an exception"):
             Exits().run_local(CONFIG, data, directory=tmp_path / "c")
+
+
+def test_class_labels_the_loss_cannot_take_are_said_in_the_datas_terms(toy, tmp_path):
+    """torch said "expected target dtype to be Long or Byte, but got Float", "0D or 1D target
+    tensor expected, multi-target not supported" or "Target 3 is out of bounds" (on a GPU a
+    device-side assert), naming neither the data nor the fix."""
+    workdir, plan, (train, val, _) = toy
+    (x, y), (vx, vy) = train, val
+    cases = [((x, y.float()), (vx, vy), r"^the targets are float32: CrossEntropyLoss takes class labels as "
+              r"int64; return them so from the getter or splitter \(`y.astype\(np.int64\)`"),
+             ((x, y.int()), (vx, vy), r"^the targets are int32: "),
+             ((x, y.reshape(-1, 1)), (vx, vy), r"^the targets are shaped \(32, 1\): CrossEntropyLoss takes "
+              r"class labels as a 1-D tensor; .*`y.reshape\(-1\)`"),
+             ((x, y + 1), (vx, vy + 1), r"^class labels from 1 to 3, but the model has 3 outputs \(classes 0 "
+              r"to 2\): number the classes from 0 \(`y - 1`\), or give the model one output per class$"),
+             ((x, y), (vx, vy + 1), r"^class labels from 1 to 3, but the model has 3 outputs")]
+    for i, (tr, va, message) in enumerate(cases):
+        with pytest.raises(TrainerError, match=message):
+            trainer(workdir).run_local(CONFIG, (tr, va), directory=tmp_path / str(i), plan=plan)
+    ignored = y.clone()
+    ignored[:5] = -100  # CrossEntropyLoss's ignore_index: not a class
+    history = trainer(workdir).run_local(dict(CONFIG, epochs=1), ((x, ignored), (vx, vy)),
+                                         directory=tmp_path / "ignored", plan=plan)
+    assert len(history) == 1
+
+
+def test_a_stop_asked_for_in_report_ends_the_trial_quietly(toy, tmp_path):
+    """Tune (or a warm group) ends a trial by a SystemExit(0) from inside report(): that
+    one is let through, where the trainer's own sys.exit(0) is a TrainerError."""
+    from hpoc.runtime.pool_worker import TrialStopped
+
+    workdir, plan, data = toy
+
+    class StopsAtTheSecond(LocalReporter):
+        def report(self, metrics, checkpoint_dir=None):
+            super().report(metrics, checkpoint_dir)
+            if len(self.history) == 2:
+                raise TrialStopped()
+
+    tuned = trainer(workdir)
+    tuned.bind(config=CONFIG, strategy=Strategy(), reporter=StopsAtTheSecond(tmp_path / "a"), plan=plan,
+               trial=TrialInfo(seed=0, deterministic=True, dir=str(tmp_path / "a")), data=data)
+    with pytest.raises(TrialStopped):
+        tuned.execute()
+    assert [r["epoch"] for r in tuned.reporter.history] == [1, 2]
 
 
 def test_an_optimizer_or_scheduler_hpoc_cannot_step_is_a_located_trainer_error(toy, tmp_path):
@@ -363,11 +411,15 @@ def test_trial_seeds_follow_the_plan_seed_and_trial_index():
     assert not free.deterministic
 
 
-@pytest.mark.parametrize("raised, expected", [(None, "FINISHED"), (SystemExit(0), "FINISHED"),
+@pytest.mark.parametrize("raised, expected", [(None, "FINISHED"), ("stop", "FINISHED"),
                                               (RuntimeError("boom"), "FAILED")])
 def test_tracking_run_status_follows_how_the_trial_ended(tmp_path, raised, expected):
-    # Tune ends a trial it stops (scheduler, stop criterion) with SystemExit(0) inside report():
-    # the trial's tracking run must say FINISHED, not FAILED.
+    # Tune ends a trial it stops (scheduler, stop criterion) with SystemExit(0) inside report()
+    # (a warm group with its subclass, TrialStopped): the trial's tracking run must say
+    # FINISHED, not FAILED. The trainer's own sys.exit(0) is a TrainerError (above).
+    from hpoc.runtime.pool_worker import TrialStopped
+
+    raised = TrialStopped() if raised == "stop" else raised
     closed = []
 
     class Ends(hpoc.Trainer):
@@ -460,6 +512,30 @@ def test_an_empty_split_is_refused_when_the_data_loads(tmp_path, proportion, spl
     assert pipeline.as_splits(((torch.zeros(4, 2), torch.zeros(4)), None))[1] is None
     with pytest.raises(pipeline.PipelineError, match="empty validation split"):
         pipeline.as_splits({"train": (torch.zeros(4, 2), torch.zeros(4)), "validation": []})
+
+
+def test_arrays_hpoc_cannot_batch_are_refused_when_the_data_loads(toy):
+    """Class names as labels (a CSV's), or inputs and targets of different lengths, went to a
+    DataLoader as a dataset of two samples: every trial failed in "default_collate: batch must
+    contain tensors, numpy arrays, ...; found <class 'pandas.Series'>" or "could not determine
+    the shape of object type 'DataFrame'"."""
+    import numpy as np
+    import pandas as pd
+
+    workdir, plan, (train, val, _) = toy
+    x, y = train
+    names = pd.Series(np.array(["cat", "dog", "owl"])[y.numpy()])
+    cls = trainer(workdir).__class__
+    with pytest.raises(pipeline.PipelineError, match=r"^splitter `toy:ToySplitter` returned a train split hpoc "
+                       r"cannot batch: its targets are object \(strings or mixed columns\): give numbers"):
+        pipeline.require_datasets(cls, ((pd.DataFrame(x.numpy()), names), val, None), plan)
+    with pytest.raises(pipeline.PipelineError, match=r"returned a validation split hpoc cannot batch: its inputs "
+                       r"have 96 rows and targets have 95 rows: one row per sample in each$"):
+        pipeline.require_datasets(cls, (train, (val[0], val[1][:-1].numpy()), None), plan)
+    pipeline.require_datasets(cls, (train, val, None), plan)
+    # a loop of the trainer's own may read them as it likes
+    own = type("Own", (hpoc.Trainer,), {"train": lambda self: None})
+    pipeline.require_datasets(own, ((x.numpy(), names), val, None), plan)
 
 
 def test_a_dataloader_as_a_split_is_refused_when_the_data_loads(toy, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 from hpoc.runtime import output
@@ -41,3 +42,47 @@ def test_a_local_runs_ray_rotates_its_processes_logs_unless_told_otherwise(monke
     s.close()
     assert seen["RAY_ROTATION_MAX_BYTES"] == str(16 * 2**20) and seen["RAY_ROTATION_BACKUP_COUNT"] == "3"
     assert "RAY_ROTATION_MAX_BYTES" not in os.environ and os.environ["RAY_ROTATION_BACKUP_COUNT"] == "3"
+
+
+# What Ray says of a trial whose process died, whatever the cause
+_DIED = ("Failure # 1 (occurred at 2026-11-30_02-59-35)\nThe actor died unexpectedly before finishing this "
+         "task.\n\tclass_name: ImplicitFunc\nThe actor is dead because its worker process has died. Worker "
+         "exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error code "
+         "2. End of file. Some common causes include: (1) the process was killed by the OOM killer ...")
+
+
+def test_a_trial_whose_process_crashes_says_what_crashed_and_where(tmp_path):
+    """A segfault in the trial (a C extension, ctypes) or os.abort(): Ray said only that the
+    worker died, listing every cause it knows; Python's stack of it went to Ray's worker
+    log, which a local run removes. It is kept in the trial's stderr, and the line names it."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import ctypes, sys\nfrom hpoc.runtime import output\n"
+                      "with output.kept(sys.argv[1]):\n    print('epoch 1')\n    ctypes.string_at(0)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True)
+    assert done.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in (tmp_path / "stderr").read_text()
+    text = crash.with_crash(_DIED, str(tmp_path))
+    assert summary.error_at(text) == ("the trial's process crashed: Segmentation fault (Python's stack of it "
+                                      f"is at the end of the trial's stderr) at {script}:5")
+    # killed (the OOM killer, os._exit): nothing to show but that
+    assert summary.error_at(crash.with_crash(_DIED, str(tmp_path / "none"))).startswith(
+        "the trial's process died without a Python error: killed")
+    # a crash the trial's output went on after is an earlier attempt's, not this failure's
+    with open(tmp_path / "stderr", "a") as fh:
+        fh.write("epoch 1\n")
+    assert crash.crash(str(tmp_path)) is None
+    # another error, or an earlier attempt's death, stays as it was
+    assert crash.with_crash("RuntimeError: boom", str(tmp_path)) == "RuntimeError: boom"
+    assert summary.error_line(_DIED + "\nFailure # 2 (occurred at x)\nRuntimeError: boom") == "RuntimeError: boom"
+
+
+def test_a_trial_leaves_the_processs_crash_handler_as_it_found_it(tmp_path):
+    import faulthandler
+
+    was = faulthandler.is_enabled()
+    with output.kept(str(tmp_path)):
+        assert faulthandler.is_enabled()
+    assert faulthandler.is_enabled() == was

@@ -552,23 +552,11 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
 def _no_success_why(k: int, summary: dict[str, Any]) -> str:
     """Why a shard's driver exited 1, from its summary: the trials' errors went to their own
     error.txt, so the job's .err may say nothing of them."""
-    from collections import Counter
-
     from hpoc import unranked
-    from hpoc.runtime.failfast import signature
-    from hpoc.runtime.summary import error_line, objective, outcomes
+    from hpoc.runtime.summary import errors_said, objective, outcomes
 
-    trials = summary.get("trials") or []
-    lines = [error_line(str(t["error"])) for t in trials if t.get("status") == "ERROR" and t.get("error")]
-    # errors alike but for their numbers (a shape, an id) are one error, as fail-fast has them
-    errors = Counter(signature(line) or line for line in lines)
-    said = "each trial's error.txt says why"
-    if errors:
-        (first, _), *others = errors.most_common()
-        said = next(line for line in lines if (signature(line) or line) == first)
-        said += f" (and {len(others)} other error(s))" if others else ""
     try:
-        return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), said,
+        return f"shard {k}: " + unranked.why(objective(summary), outcomes(summary), errors_said(summary),
                                              budget_s=summary.get("budget_reached_s"))
     except (KeyError, IndexError, TypeError, AttributeError):  # a summary of another shape
         return f"shard {k}: no trial succeeded"

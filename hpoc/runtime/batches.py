@@ -54,6 +54,31 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
     return tuple(out)
 
 
+def _array(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) or (type(t).__module__.split(".")[0] in ("numpy", "pandas")
+                                           and hasattr(t, "shape"))
+
+
+def not_tensors(dataset: Any) -> str | None:
+    """Why arrays given as a split, `(inputs, targets)`, are not tensors hpoc can batch
+    (`as_tensors` gave None, and they went to a DataLoader as a dataset of 2 samples, to
+    fail in every trial as "default_collate: batch must contain tensors ..."), or None."""
+    if not isinstance(dataset, (tuple, list)) or not 1 <= len(dataset) <= 4 or \
+            not all(map(_array, dataset)) or as_tensors(dataset) is not None:
+        return None
+    names = ("inputs", "targets", "third part", "fourth part")
+    for name, t in zip(names, dataset):
+        array = t if isinstance(t, torch.Tensor) else t.to_numpy() if hasattr(t, "to_numpy") else t
+        kind = getattr(getattr(array, "dtype", None), "kind", "f")
+        if not isinstance(t, torch.Tensor) and kind not in "biuf":
+            what = "strings or mixed columns" if kind in "OSU" else "not numbers"
+            return (f"its {name} are {array.dtype} ({what}): give numbers, e.g. class names as integers "
+                    "(`pd.factorize(y)[0]`) and categories encoded")
+    rows = [t.shape[0] if len(t.shape) else 0 for t in dataset]
+    return "its " + " and ".join(f"{name} have {n} rows" for name, n in zip(names, rows)) + \
+        ": one row per sample in each"
+
+
 SPLITS = ("train", "validation", "test")
 
 

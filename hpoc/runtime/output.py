@@ -83,8 +83,32 @@ def kept(directory: str | None) -> Iterator[None]:
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(saved[0], logs[0]), _Tee(saved[1], logs[1])
     try:
-        yield
+        with crash_stack(os.path.join(directory, "stderr")):
+            yield
     finally:
         sys.stdout, sys.stderr = saved
         for log in logs:
             log.close()
+
+
+@contextlib.contextmanager
+def crash_stack(path: str) -> Iterator[None]:
+    """Python's stack of a crash (a segfault, an abort in a C extension) appended to `path`:
+    Ray's worker writes it to its own log, in the temp directory a local run removes, and
+    the trial's line could only say that its process died (summary.crash reads it)."""
+    import faulthandler
+
+    try:
+        fh = open(path, "ab")  # its own descriptor: CappedLog closes and reopens its file
+    except OSError:
+        yield
+        return
+    was = faulthandler.is_enabled()
+    faulthandler.enable(file=fh, all_threads=False)
+    try:
+        yield
+    finally:
+        faulthandler.disable()
+        if was and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr
+            faulthandler.enable(file=sys.__stderr__, all_threads=False)
+        fh.close()

@@ -297,17 +297,25 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
 
 
 def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict[str, Any]) -> None:
-    """A DataLoader as a split of a trainer that hpoc's loop batches: said as the data
-    loads, naming the step that returned it, rather than by every trial."""
-    from hpoc.runtime.batches import LOADER_HELP, loader_split
+    """A DataLoader as a split of a trainer that hpoc's loop batches, or arrays it cannot
+    batch (strings, inputs and targets of different lengths): said as the data loads,
+    naming the step that returned it, rather than by every trial."""
+    from hpoc.runtime.batches import LOADER_HELP, SPLITS, loader_split, not_tensors
     from hpoc.runtime.hooks import batches_splits
 
-    name = loader_split(data) if data is not None and batches_splits(trainer) else None
+    if data is None or not batches_splits(trainer):
+        return
+    steps = plan["pipeline"]
+    role = "splitter" if steps.get("splitter") else "getter"
+    name = loader_split(data)
     if name:
-        steps = plan["pipeline"]
-        role = "splitter" if steps.get("splitter") else "getter"
         raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
                             f"split\n  help: {LOADER_HELP}")
+    for name, split in zip(SPLITS, data):
+        why = not_tensors(split)
+        if why:  # every trial would fail inside torch's DataLoader
+            raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
+                                f"batch: {why}")
 
 
 def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:

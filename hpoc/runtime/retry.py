@@ -82,7 +82,12 @@ def last_failure(error_file: str | None) -> str | None:
         text = Path(error_file).read_text(encoding="utf-8", errors="replace") if error_file else ""
     except OSError:
         return None
-    return _FAILURE.split(text)[-1].strip() or None
+    return latest(text) or None
+
+
+def latest(text: str) -> str:
+    """The latest failure of an `error.txt`'s text (all of it when it has one)."""
+    return _FAILURE.split(text)[-1].strip()
 
 
 # What a lost node, a killed worker or a peer rank gone looks like: the same text every time

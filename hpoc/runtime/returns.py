@@ -94,6 +94,39 @@ def require_same_shape(out: torch.Tensor, targets: Any, loss: Any, model: Any) -
                        f"{type(loss).__name__} would broadcast them to {both}; {fix}")
 
 
+# Losses over class labels: torch's errors name neither the data nor the fix, and a label
+# out of range is, on a GPU, a device-side assert that leaves the process's CUDA unusable.
+CLASS_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
+_CLASS_DTYPES = (torch.int64, torch.uint8)
+
+
+def require_class_labels(out: torch.Tensor, targets: Any, loss: Any, *, check_range: bool) -> None:
+    """Targets that a class loss cannot take from the default steps, said in the data's
+    terms: a column `(N, 1)` (scikit-learn's `y.reshape(-1, 1)`), floats or int32 (a CSV read
+    with `np.loadtxt`), labels outside `0 .. classes - 1` (`check_range`: one sync, so only
+    on a step's first batch)."""
+    if not isinstance(loss, CLASS_LOSSES) or not isinstance(targets, torch.Tensor) or out.dim() != 2:
+        return
+    name, fix = type(loss).__name__, "return them so from the getter or splitter"
+    if targets.dim() == 2 and targets.shape[1] == 1 and out.shape[1] > 1:
+        raise TrainerError(f"the targets are shaped {tuple(targets.shape)}: {name} takes class labels "
+                           f"as a 1-D tensor; {fix} (`y.reshape(-1)`)")
+    if targets.dim() != 1:
+        return  # class probabilities (CrossEntropyLoss's soft targets), or torch's own error
+    if targets.dtype not in _CLASS_DTYPES:
+        raise TrainerError(f"the targets are {str(targets.dtype).removeprefix('torch.')}: {name} takes "
+                           f"class labels as int64; {fix} (`y.astype(np.int64)`, `y.long()`)")
+    if check_range:
+        labels = targets[targets != getattr(loss, "ignore_index", -100)]
+        if labels.numel():
+            low, high, classes = int(labels.min()), int(labels.max()), out.shape[1]
+            if low < 0 or high >= classes:
+                raise TrainerError(f"class labels from {low} to {high}, but the model has {classes} outputs "
+                                   f"(classes 0 to {classes - 1}): number the classes from 0"
+                                   + (" (`y - 1`)" if low == 1 and high == classes else "")
+                                   + ", or give the model one output per class")
+
+
 def require_optimizer(optimizer: Any, hook: Any, strategy: Strategy) -> Any:
     """An optimizer hpoc cannot step fails in its loop, an AttributeError without the
     user's line. None is DeepSpeed's: its config file's optimizer then."""

@@ -84,6 +84,9 @@ def _quiet_ray(verbose: bool) -> None:
         # Trial errors are printed by us, one line each, with the path to the full text.
         for name in ("ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        # Tune's TensorBoard logger says "NaN or Inf found in input tensor." of a NaN metric,
+        # naming no trial: the summary and `hpoc results` say which trial diverged
+        logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
 
 def _in_spec_words(plan: dict[str, Any], text: str) -> str:

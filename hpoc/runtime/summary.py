@@ -32,6 +32,7 @@ from typing import Any
 
 from hpoc import unranked
 from hpoc.files import read_json_lines, trial_path
+from hpoc.runtime.crash import died_line, with_crash
 from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
@@ -107,7 +108,8 @@ def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
-    line = OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
+    line = died_line(text) or \
+        OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
     line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -158,6 +160,7 @@ def trial_error(trial: Any) -> str | None:
     if text is None:
         msg = getattr(trial, "error_msg", None)
         text = str(msg) if msg else ("errored" if trial.status == "ERROR" else None)
+    text = with_crash(text, trial_path(trial))
     if text and len(text) > _MAX_ERROR:
         text = "…" + text[-_MAX_ERROR:]
     return text if trial.status == "ERROR" else None
@@ -376,6 +379,21 @@ def outcomes(summary: dict[str, Any]) -> unranked.Outcomes:
         silent=len(silent), timed=sum(1 for t in silent if t.get("stopped")))
 
 
+def errors_said(summary: dict[str, Any]) -> str:
+    """The errored trials' most common error line (errors alike but for their numbers, a shape
+    or an id, are one, as fail-fast has them), for a study with no success to show."""
+    from hpoc.runtime.failfast import signature
+
+    trials = summary.get("trials") or []
+    lines = [error_line(str(t["error"])) for t in trials if t.get("status") == "ERROR" and t.get("error")]
+    errors = Counter(signature(line) or line for line in lines)
+    if not errors:
+        return "each trial's error.txt says why"
+    (first, _), *others = errors.most_common()
+    said = next(line for line in lines if (signature(line) or line) == first)
+    return said + (f" (and {len(others)} other error(s))" if others else "")
+
+
 def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:
     """Human-readable lines about the best trial, for the end of a run; `budget_s`: the
     study's time budget, when it ended the run (the trials did not end by themselves);
@@ -393,7 +411,7 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
         return "\n".join(lines)
     if best is None:
         lines.append(unranked.why(objective(summary), outcomes(summary),
-                                  "each trial's error.txt says why", stopped=bool(summary.get("interrupted")),
+                                  errors_said(summary), stopped=bool(summary.get("interrupted")),
                                   failed_fast=bool(summary.get("stopped")), budget_s=budget_s))
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]

@@ -44,10 +44,10 @@ import torch
 from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, default_prepare, loader_split,
                                   num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
-from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_loss, require_module,
-                                  require_objective, require_optimizer, require_same_shape,
-                                  require_scheduler, returned, scalar, source_line, validation_parts,
-                                  whole_count)
+from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_class_labels,
+                                  require_loss, require_module, require_objective, require_optimizer,
+                                  require_same_shape, require_scheduler, returned, scalar, source_line,
+                                  validation_parts, whole_count)
 from hpoc.runtime.strategy import ModelMismatch, Strategy
 from hpoc.runtime.summary import raised_at
 
@@ -362,6 +362,9 @@ class Trainer:
         failed inside torch, naming no line of the study's code. A loss of the trainer's own
         may take anything."""
         if isinstance(out, torch.Tensor):
+            first = getattr(self, "_labels_seen", set())  # per step: train, validation
+            self._labels_seen = first | {self.model.training}
+            require_class_labels(out, targets, self.loss, check_range=self.model.training not in first)
             return require_same_shape(out, targets, self.loss, self.model)
         if not isinstance(self.loss, torch.nn.modules.loss._Loss):
             return out
@@ -781,7 +784,8 @@ class Trainer:
                                    f"{self.REPORT_HINT}")
         except SystemExit as exc:
             error = exc  # Tune stops a trial with SystemExit(0): finished, not failed
-            if exc.code != 0:  # the trainer's own: Ray would kill the worker, message lost
+            if exc.code != 0 or not _asked_to_stop(exc):  # the trainer's own: Ray would kill
+                # the worker (message lost), or take a 0 for an end it never reported
                 error = TrainerError(f"the trainer called sys.exit({'' if exc.code is None else repr(exc.code)})"
                                      f"{raised_at(exc)}: raise an exception to fail the trial, "
                                      "or return from train() to end it")
@@ -811,6 +815,19 @@ class Trainer:
                   trial=TrialInfo(seed=seed, deterministic=True, dir=str(reporter.dir)), data=splits)
         self.execute()
         return reporter.history
+
+
+def _asked_to_stop(exc: SystemExit) -> bool:
+    """A SystemExit(0) from inside `report()`: Tune's (or a warm group's `TrialStopped`, a
+    subclass) telling the trial to end. Not the trainer's own `sys.exit(0)`, which raises
+    in its code, or a library's (argparse): Tune would fail that trial with "Should not have
+    reached here"."""
+    if type(exc) is not SystemExit:
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("ray.")
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

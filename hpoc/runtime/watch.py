@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from hpoc.files import mark_started, trial_path, write_live
 from hpoc.runtime import clock, failfast, rerun, retry, stall
 from hpoc.runtime import summary as summary_mod
+from hpoc.runtime.crash import with_crash
 from hpoc.runtime.exits import say
 
 
@@ -247,7 +248,7 @@ def _trial_started(trial: Any) -> None:
 def _trial_recovered(trial: Any, trials: list[Any]) -> None:
     """Tune retries `trial` after a failure: say so, unless the failure repeats itself."""
     path = trial_path(trial)
-    error = retry.last_failure(getattr(trial, "error_file", None))
+    error = with_crash(retry.last_failure(getattr(trial, "error_file", None)), path)
     line = STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
     if line is not None:  # Tune decided before any callback: its queued retry ends it
         retry.record(path, STATE.run, retry.same_way_twice(line))

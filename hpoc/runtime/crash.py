@@ -1,0 +1,77 @@
+"""A trial whose process died, in the user's terms.
+
+Ray reports a trial process that died (a segfault in a C extension, `os.abort()`,
+`os._exit()`, the kernel's OOM killer, a SIGKILL) with one paragraph that lists every
+cause it can think of. The trial's process writes Python's stack of a crash into its
+`stderr` (output.crash_stack): with it the trial's line says what crashed and where, in
+the study's code; without it, that the process died without a Python error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+
+from hpoc.runtime.retry import latest
+
+# Ray's words for a worker process gone (ActorDiedError, WorkerCrashedError) in error.txt
+_DIED = re.compile(r"The actor is dead because its worker process has died|"
+                   r"The actor died unexpectedly before finishing this task|"
+                   r"The worker died unexpectedly while executing this task")
+_FATAL = "Fatal Python error: "
+# what faulthandler writes after its first line: no other output may follow a crash
+_STACK_LINE = re.compile(r"(Current thread|Thread) 0x[0-9a-fA-F]+|\s+File \"|\s+<no Python frame>|"
+                         r"\s+\.\.\.|Extension modules:|Python runtime state:|Garbage-collecting|"
+                         r"Stack \(most recent call first\)")
+_TAIL_BYTES = 64 * 1024
+_FRAMES = 12
+
+
+def died(text: str | None) -> bool:
+    """Whether an error text (its latest failure) is Ray's for a trial process that died."""
+    return bool(text and _DIED.search(latest(text)))
+
+
+def crash(directory: str | None) -> str | None:
+    """Python's stack of the crash that ended the trial's process, from the end of
+    `<directory>/stderr` (nothing printed after it: a later attempt's death is not this
+    one's), or None."""
+    if not directory:
+        return None
+    try:
+        with open(os.path.join(directory, "stderr"), "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - _TAIL_BYTES))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    at = tail.rfind(_FATAL)
+    if at < 0:
+        return None
+    first, *rest = tail[at:].strip().splitlines()
+    if any(line.strip() and not _STACK_LINE.match(line) for line in rest):
+        return None
+    # the crashing thread's innermost frames: an error text is kept to its last 4000 characters
+    frames = [line for line in itertools.takewhile(lambda ln: ln.strip(), rest[1:]) if "File" in line]
+    return "\n".join([first, *frames[:_FRAMES]])
+
+
+def with_crash(text: str | None, directory: str | None) -> str | None:
+    """`text` with the crash's stack after it, when `text` says the trial's process died."""
+    if not died(text):
+        return text
+    stack = crash(directory)
+    return f"{text}\n{stack}" if stack else text
+
+
+def died_line(text: str) -> str | None:
+    """The trial's error line for a process that died, or None for any other error."""
+    if not died(text):
+        return None
+    text = latest(text)
+    at = text.rfind(_FATAL)
+    if at >= 0:
+        what = text[at + len(_FATAL):].splitlines()[0].strip()
+        return f"the trial's process crashed: {what} (Python's stack of it is at the end of the trial's stderr)"
+    return ("the trial's process died without a Python error: killed (the kernel's OOM killer, "
+            "a signal) or it called os._exit()")

@@ -561,6 +561,28 @@ def test_a_loop_of_its_own_that_skips_setup_is_told_to_call_it(toy, tmp_path):
         NoSetup().trian_data
 
 
+@pytest.mark.parametrize("step", ["report", "restore", "train_step"])
+def test_a_loop_of_its_own_that_skips_setup_is_told_so_by_what_needs_the_model(toy, tmp_path, step):
+    """`self.report` checkpointed a model never built: "'NoneType' object has no attribute
+    'state_dict'"; `self.restore` skipped every checkpoint as unreadable and started over."""
+    workdir, plan, data = toy
+    Toy = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class NoSetup(Toy):
+        def train(self):
+            if step == "restore":
+                self.restore()
+            elif step == "train_step":
+                self.train_step((torch.zeros(2, 2), torch.zeros(2, dtype=torch.long)))
+            self.report({"val_accuracy": 0.5}, epoch=0)
+
+    if step == "restore":  # a checkpoint to resume from
+        Toy().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    with pytest.raises(TrainerError, match=rf"`self.{step}\(\)` needs the model `self.setup\(\)` builds: "
+                                           r"call it at the start of `NoSetup.train\(\)`"):
+        NoSetup().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+
 def test_a_loop_of_its_own_that_never_reports_fails_its_trial_saying_so(toy, tmp_path):
     """A train() that forgot `self.report` ended every trial with no result, and Ray's
     metric check then stopped the whole study, printed as "a bug in hpoc"."""

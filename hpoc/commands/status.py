@@ -299,6 +299,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": _last_by_hpoc(latest, shards),
         "squeue_error": unasked,
+        "slurm": plan.get("slurm") is not None,  # without it `hpoc submit` runs the study here
     }
 
 

@@ -181,6 +181,12 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                     "them" if lock is not None or unlocked else "")
             said.append((index, f"{path}: {why}; trial statuses come from {source}{then}",
                          f"{why}; trial statuses come from {source}{then}"))
+        # A directory made ahead of a run (a job that died before its driver began): as
+        # `hpoc status` has it, the shard has not started.
+        began = bool(found) or summary is not None or lock is not None or recorded is not None
+        if not began and len(shard_dirs) > 1:
+            said.append((index, f"shard {index}: {path} holds no run yet (not started?)",
+                         "no run yet, only an empty directory (not started?)"))
         if summary is not None:
             summaries.append(summary)
         trials.extend(found)
@@ -193,7 +199,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         if fp is not None and complete and running is None and not summary.get("interrupted"):
             grown.append(marker.growth(recorded, fp))
         shards.append(Shard(index, path, complete, len(found),
-                            summary.get("wall_s") if complete else None, run=running, marker=recorded))
+                            summary.get("wall_s") if complete else None, run=running, marker=recorded,
+                            began=began))
     warnings.extend(_alike(root, said))
     ended[:0] = [endings[0][1]] if len(shard_dirs) == 1 and endings else summary_endings(endings)
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \

@@ -141,6 +141,7 @@ class Shard:
     wall_s: float | None = None
     run: Any = None                 # live.RunLock of the run going on in it, if any
     marker: dict[str, Any] | None = None  # its plan marker (runtime/marker.py), read once
+    began: bool = True              # a run began in it: not an empty directory made ahead of one
 
 
 @dataclass
@@ -172,7 +173,8 @@ class Results:
         planned = max(((self.plan or {}).get("shards") or {}).get("count") or 0, len(self.shards))
         if planned <= 1:
             return None
-        return f"{len(self.shards)} of {planned} shards" if len(self.shards) < planned else f"{planned} shards"
+        began = sum(s.began for s in self.shards)
+        return f"{began} of {planned} shards" if began < planned else f"{planned} shards"
 
     @property
     def primary(self) -> Metric | None:

@@ -1421,3 +1421,24 @@ def test_an_interrupted_local_run_without_resume_is_started_over_where_it_ran(tm
     assert code == 0 and "interrupted" in out, out + err
     assert (f"next: resume is off in the study, so its unfinished run cannot go on: `hpoc run "
             f"{tmp_path / 'study.hpo'} --local --fresh` starts it over (the run so far is moved aside)\n") in out, out
+
+
+def test_a_study_moved_since_its_run_is_told_where_it_resumes_not_only_fresh(tmp_path, capsys):
+    """A project moved after its run: status's next step was "give the spec a `storage.name`
+    of its own, or move that run aside with `--fresh`", as for another spec's run."""
+    from hpoc.plan import plan_hash
+    from hpoc.results.source import spec_plan
+    from hpoc.runtime import marker
+
+    old = tmp_path / "scratch"
+    old.mkdir()
+    (old / "study.hpo").write_text(SPEC)
+    ran = spec_plan(old / "study.hpo")
+    exp = finished_local_run(tmp_path)
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0, err
+    assert f"it ran in {old}: moved or copied since?" in out, out
+    assert out.endswith(f"next: only its location changed: to resume it, run it from {old} again "
+                        "(move the project back), or pass --fresh to start the study over here "
+                        "(the run so far is moved aside, not resumed)\n"), out

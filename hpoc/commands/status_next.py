@@ -100,6 +100,10 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     if status.get("other_plan"):  # the states and results are that run's: nothing to resume
         from hpoc.runtime.marker import UPGRADE
 
+        if status.get("ran_in"):  # this study, moved: not another spec's run
+            from hpoc.runtime.marker import moved_help
+
+            return steps + [moved_help(status["ran_in"])]
         if UPGRADE in status["other_plan"]:  # the spec is the same: the hpoc is not
             return steps + ["this hpoc cannot resume that run: resume it with the hpoc version that "
                             "started it, or move that run aside with `--fresh`"]

@@ -122,6 +122,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     summaries: list[dict[str, Any]] = []
     fp = _fingerprint(plan)
     others: list[str] = []  # shards that hold another plan's run: said once
+    ran_in: str | None = None  # where that run ran, if it is this study moved
     said: list[tuple[int, str, str]] = []  # (shard, its warning, what shards alike share)
     grown: list[dict[str, Any] | None] = []  # what the plan raises of each run that ended
     ended: list[str] = []  # why runs ended with trials of their budget never run
@@ -135,6 +136,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         recorded = marker.read(path)  # once: which plan ran here, what it recorded
         if fp is not None and (other := _other_plan(path, recorded, fp)):
             others.append(other)
+            ran_in = ran_in or marker.ran_in(recorded, fp, marker.differences(recorded, fp) or [])
         reads: list[list[str]] = []  # each read's warnings: the last one's are said
 
         def read(path: Path = path) -> tuple[dict[str, Any] | None, bool]:
@@ -223,7 +225,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
                       plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
-                      plan_hash=plan_hash, other_plan=other_plan,
+                      plan_hash=plan_hash, other_plan=other_plan, ran_in=ran_in,
                       extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
                       budget_s=max(budgets) if budgets and all(budgets) else None)
     for trial in trials:

@@ -156,6 +156,7 @@ class Results:
     warnings: list[str] = field(default_factory=list)
     plan_hash: str | None = None    # the plan's, else the one summary.json recorded
     other_plan: str | None = None   # why the trials are another plan's run (same storage), if so
+    ran_in: str | None = None       # where that run ran, when it differs from this plan in its paths alone
     extended: str | None = None     # what the plan raises of a run that ended (marker.grown_words)
     ended: list[str] = field(default_factory=list)  # runs a time budget ended (summary.ending)
     budget_s: float | None = None   # the time budget that ended every shard's run, if one did

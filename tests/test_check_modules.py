@@ -350,6 +350,37 @@ def test_itwinai_strategy_methods_hpoc_lacks_are_warned(tmp_path: Path) -> None:
     assert w.help == "remove it: hpoc ends the process group with the trial"
 
 
+def test_a_loop_of_its_own_that_never_restores_is_warned(tmp_path: Path) -> None:
+    """A `train()` that reports and checkpoints but never calls `self.restore()`: a resumed
+    or retried trial silently trained again from epoch 0, and a PBT exploit loaded nothing."""
+    import textwrap
+
+    loop = textwrap.dedent("""
+        import hpoc
+
+        class T(hpoc.Trainer):
+            def create_model(self, config):
+                return Net()
+
+            def train(self):
+                self.setup()
+                for epoch in range(self.epochs):
+                    self.report(self.train_epoch(epoch), epoch=epoch)
+    """)
+    (tmp_path / "trainer.py").write_text(loop)
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP801"]
+    assert w.message == ("trainer: `T.train()` (trainer.py:8) never calls `self.restore()`: a resumed, "
+                         "retried, paused or exploited trial trains again from epoch 0")
+    assert "for epoch in range(self.restore(), self.epochs)" in w.help
+    spec.write_text(HOOKS_SPEC + "checkpoint { every = 0 }\n")  # no checkpoint to restore
+    assert [w for w in compile_path(spec).warnings if w.code == "HP801"] == []
+    spec.write_text(HOOKS_SPEC)
+    (tmp_path / "trainer.py").write_text(loop.replace("range(self.epochs)", "range(self.restore(), self.epochs)"))
+    assert [w for w in compile_path(spec).warnings if w.code == "HP801"] == []
+
+
 SHAPE_TRAINER = """
     import hpoc
     from torch import nn

@@ -453,6 +453,27 @@ def test_shards_that_have_not_started_are_reported(data, tmp_path, capsys):
     assert "across 2 of 3 shards" in out  # as `hpoc status` counts them: the plan's
 
 
+def test_an_empty_shard_directory_is_not_counted_as_started(tmp_path, capsys):
+    """A job that made its `shard-1/` and died before its driver began: "across 2 of 3
+    shards" with one shard's trials, where `hpoc status` has shard 1 "not started"."""
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=3))
+    exp = storage / "arr" / "shard-0"
+    trial_dir(exp, "aaaaa_00000", {"dropout": 0.1}, [{"val_loss": 0.5}] * 2)
+    write_summary(exp, "arr", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}],
+                  best={"trial_id": "aaaaa_00000", "metrics": {"val_loss": 0.5}}, shard=0)
+    (storage / "arr" / "shard-1").mkdir()
+    code, out, err = cli(capsys, build, "--no-best")
+    assert code == 0, err
+    assert "across 1 of 3 shards" in out, out
+    assert f"shard 1: {storage / 'arr' / 'shard-1'} holds no run yet (not started?)" in err, err
+    from hpoc.plan import load as load_plan_file
+    from hpoc.results import load_plan
+    from hpoc.results.html import _meta
+
+    assert " · 1 of 3 shards · " in _meta(load_plan(load_plan_file(build / "plan.json")), "")
+
+
 def test_history_without_json_is_refused(tmp_path, capsys):
     code, out, err = cli(capsys, tmp_path, "--csv", "--history")
     assert code == 2 and out == "" and "--history only applies to --json" in err

@@ -203,6 +203,27 @@ def test_a_run_saved_by_an_older_hpoc_finds_its_callbacks_again(where, name):
     assert pickle.loads(saved) is getattr(importlib.import_module(f"hpoc.runtime.{where}"), name)
 
 
+def test_a_project_moved_after_its_run_is_told_where_to_resume_it_not_only_fresh(spec, tmp_path):
+    """`mv /scratch/me/proj /project/me/proj`: the refusal said "undo that change to resume,
+    ..., or pass --fresh", and --fresh starts the study over, every trial it ran set aside."""
+    old = spec.parent
+    ran = load_plan(str(spec))
+    moved = tmp_path / "project" / "digits"
+    shutil.move(str(old), moved)
+    plan = load_plan(str(moved / "study.hpo"))
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    _finished_run(ran, exp)
+    with pytest.raises(StudyError, match="different plan") as err:
+        _prior(plan, exp)
+    said = str(err.value)
+    assert f"it ran in {old}: moved or copied since?" in said, said
+    assert f"help: only its location changed: to resume it, run it from {old} again (move the " \
+           "project back), or pass --fresh to start the study over here" in said, said
+    assert "undo that change" not in said, said
+    with pytest.raises(SubmitError, match=f"run it from {old} again"):
+        check_previous(plan, fresh=False)
+
+
 def test_hpoc_submit_compares_plans_the_same_way(spec, tmp_path):
     plan = load_plan(str(spec))
     exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]

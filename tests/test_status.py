@@ -102,9 +102,9 @@ def test_a_finished_study_with_errored_trials_says_how_to_run_only_those_again(t
                           for i in range(3)], metric="val_accuracy", mode="max")
     code, out, err = status(capsys, tmp_path / "study.hpo")
     assert code == 0, err
+    # no `slurm` block: `hpoc submit` would run it on this machine too, not on SLURM
     assert out.endswith(f"next: 2 errored trial(s): once what made them fail is fixed, `hpoc run "
-                        f"{tmp_path / 'study.hpo'} --local --retry-errored` (or `hpoc submit {tmp_path / 'study.hpo'} "
-                        "--retry-errored`) runs only those again "
+                        f"{tmp_path / 'study.hpo'} --local --retry-errored` runs only those again "
                         "(finished trials are kept)\n")
 
 
@@ -1366,6 +1366,10 @@ def test_a_spec_never_run_says_how_to_start_it(tmp_path, capsys):
     out = status(capsys, tmp_path / "study.hpo")[1]
     assert "0      not started" in out
     spec = tmp_path / "study.hpo"
+    assert out.endswith(f"next: start it: `hpoc run {spec} --local` (the spec has no `slurm` block: "
+                        "`hpoc submit` would run it on this machine too; add one to submit it to SLURM)\n"), out
+    (tmp_path / "study.hpo").write_text(SPEC + "slurm { nodes = 1\n time = 00:10:00 }\n")
+    out = status(capsys, tmp_path / "study.hpo")[1]
     assert out.endswith(f"next: start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)\n"), out
 
 
@@ -1435,3 +1439,37 @@ def test_an_experiment_directory_takes_its_budget_from_the_runs_marker(tmp_path,
     assert out.startswith("study `d`: interrupted; budget 5 trial(s) (random)\n"), out
     doc = json.loads(status(capsys, exp, "--json")[1])
     assert doc["budget"] == 5 and doc["totals"]["pending"] == 3, doc["totals"]
+
+
+def test_an_interrupted_local_run_without_resume_is_started_over_where_it_ran(tmp_path, capsys):
+    """A spec with neither `resume` nor a `slurm` block, run with `hpoc run --local`: status
+    said `hpoc submit study.hpo --fresh`, which runs the study on this machine all the same."""
+    (tmp_path / "study.hpo").write_text(SPEC + "resume { enabled = false }\n")
+    exp = tmp_path / "results" / "tiny"
+    trial_dir(exp, "ccccc_00001", {"lr": 0.1, "epochs": 2}, [{"val_accuracy": 0.6}], done=False)
+    run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0 and "interrupted" in out, out + err
+    assert (f"next: resume is off in the study, so its unfinished run cannot go on: `hpoc run "
+            f"{tmp_path / 'study.hpo'} --local --fresh` starts it over (the run so far is moved aside)\n") in out, out
+
+
+def test_a_study_moved_since_its_run_is_told_where_it_resumes_not_only_fresh(tmp_path, capsys):
+    """A project moved after its run: status's next step was "give the spec a `storage.name`
+    of its own, or move that run aside with `--fresh`", as for another spec's run."""
+    from hpoc.plan import plan_hash
+    from hpoc.results.source import spec_plan
+    from hpoc.runtime import marker
+
+    old = tmp_path / "scratch"
+    old.mkdir()
+    (old / "study.hpo").write_text(SPEC)
+    ran = spec_plan(old / "study.hpo")
+    exp = finished_local_run(tmp_path)
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0, err
+    assert f"it ran in {old}: moved or copied since?" in out, out
+    assert out.endswith(f"next: only its location changed: to resume it, run it from {old} again "
+                        "(move the project back), or pass --fresh to start the study over here "
+                        "(the run so far is moved aside, not resumed)\n"), out

@@ -637,6 +637,46 @@ def test_a_loop_of_its_own_that_skips_setup_is_told_to_call_it(toy, tmp_path):
         NoSetup().trian_data
 
 
+@pytest.mark.parametrize("step", ["report", "restore", "train_step"])
+def test_a_loop_of_its_own_that_skips_setup_is_told_so_by_what_needs_the_model(toy, tmp_path, step):
+    """`self.report` checkpointed a model never built: "'NoneType' object has no attribute
+    'state_dict'"; `self.restore` skipped every checkpoint as unreadable and started over."""
+    workdir, plan, data = toy
+    Toy = pipeline.import_target("toy:ToyTrainer", str(workdir))
+
+    class NoSetup(Toy):
+        def train(self):
+            if step == "restore":
+                self.restore()
+            elif step == "train_step":
+                self.train_step((torch.zeros(2, 2), torch.zeros(2, dtype=torch.long)))
+            self.report({"val_accuracy": 0.5}, epoch=0)
+
+    if step == "restore":  # a checkpoint to resume from
+        Toy().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+    with pytest.raises(TrainerError, match=rf"`self.{step}\(\)` needs the model `self.setup\(\)` builds: "
+                                           r"call it at the start of `NoSetup.train\(\)`"):
+        NoSetup().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+
+def test_a_loop_of_its_own_that_steps_an_optimizer_the_strategy_never_got_is_told_so(toy, tmp_path):
+    """A model and optimizer built in train() itself, then `self.strategy.step()`:
+    "'NoneType' object has no attribute 'step'", retried in every trial."""
+    workdir, plan, data = toy
+
+    class OwnModel(pipeline.import_target("toy:ToyTrainer", str(workdir))):
+        def train(self):
+            model = nn.Linear(2, 2)
+            torch.optim.SGD(model.parameters(), lr=0.1)
+            self.strategy.backward(model(torch.zeros(1, 2)).sum())
+            self.strategy.step()
+
+    with pytest.raises(TrainerError, match=r"`self.strategy.step\(\)` has no optimizer to step: build the "
+                                           r"model with `self.setup\(\)`, or hand yours to "
+                                           r"`self.strategy.distributed\(model, optimizer\)`"):
+        OwnModel().run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
+
+
 def test_a_loop_of_its_own_that_never_reports_fails_its_trial_saying_so(toy, tmp_path):
     """A train() that forgot `self.report` ended every trial with no result, and Ray's
     metric check then stopped the whole study, printed as "a bug in hpoc"."""

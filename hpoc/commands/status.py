@@ -296,9 +296,11 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "journal": journal, "warnings": list(results.warnings) if results else [],
         "compiled_elsewhere": None if results else compiled_elsewhere(plan),
         "other_plan": results.other_plan if results else None,
+        "ran_in": results.ran_in if results else None,
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": _last_by_hpoc(latest, shards),
         "squeue_error": unasked,
+        "slurm": plan.get("slurm") is not None,  # without it `hpoc submit` runs the study here
     }
 
 

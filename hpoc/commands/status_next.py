@@ -104,6 +104,10 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     if status.get("other_plan"):  # the states and results are that run's: nothing to resume
         from hpoc.runtime.marker import UPGRADE
 
+        if status.get("ran_in"):  # this study, moved: not another spec's run
+            from hpoc.runtime.marker import moved_help
+
+            return steps + [moved_help(status["ran_in"])]
         if UPGRADE in status["other_plan"]:  # the spec is the same: the hpoc is not
             return steps + ["this hpoc cannot resume that run: resume it with the hpoc version that "
                             "started it, or move that run aside with `--fresh`"]
@@ -155,14 +159,19 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and not status.get("spec_unknown"):
         spec = _spec_words(target)  # read from the spec, never run
-        steps.append(f"start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)")
+        if status.get("slurm") is False:
+            steps.append(f"start it: `hpoc run {spec} --local` {NO_SLURM}")
+        else:
+            steps.append(f"start it: `hpoc run {spec} --local` (or `hpoc submit {spec}`)")
     elif status["state"] == "not started" and status.get("spec_unknown"):
         steps.append("start it: `hpoc run SPEC --local` or `hpoc submit SPEC` (SPEC: the study file "
                      "whose storage this is)")
     elif stopped and status["state"] not in ("running", "queued") and status.get("resume") is False:
         where = shlex.quote(build) if build else _spec_words(target)  # the run refuses to restore
+        again = f"hpoc run {where} --local --fresh" if not build and status.get("slurm") is False \
+            else f"hpoc submit {where} --fresh"  # without a `slurm` block submit runs it here too
         steps.append("resume is off in the study, so its unfinished run cannot go on: "
-                     f"`hpoc submit {where} --fresh` starts it over (the run so far is moved aside)")
+                     f"`{again}` starts it over (the run so far is moved aside)")
     elif stopped and status["state"] not in ("running", "queued"):
         steps.append("resume: " + _resume_command(status, stopped, target)
                      + " (finished trials are kept; the others continue from their checkpoints)")
@@ -217,6 +226,12 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
     return steps
 
 
+# On a login node "or `hpoc submit`" read as "or send it to SLURM": without a `slurm`
+# block it runs the whole study on the machine it is typed on.
+NO_SLURM = ("(the spec has no `slurm` block: `hpoc submit` would run it on this machine too; "
+            "add one to submit it to SLURM)")
+
+
 def _spec_words(target: str) -> str:
     """The spec as the commands suggested take it: with the `--pipe-key` it was read with."""
     from hpoc.yaml import PIPE_KEY, is_yaml
@@ -237,6 +252,8 @@ def _resume_command(status: dict[str, Any], stopped: list[int], target: str,
     flag, env = (" --retry-errored", "HPOC_RETRY_ERRORED=1 ") if retry else ("", "")
     if build is None:
         t = "SPEC" if status.get("spec_unknown") else _spec_words(target)
+        if retry and status.get("slurm") is False:  # `hpoc submit` would run it here too
+            return f"`hpoc run {t} --local{flag}`"
         if retry:
             return f"`hpoc run {t} --local{flag}` (or `hpoc submit {t}{flag}`" + (
                 "; SPEC: the study file that ran it)" if t == "SPEC" else ")")

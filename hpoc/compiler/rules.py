@@ -46,7 +46,7 @@ from hpoc.compiler.targets import check_step
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
                                          itwinai_strategy_calls, keeps_default, model_config_reads,
                                          module_names, silent_loop, unread_optimizer_keys,
-                                         unread_trainer_args)
+                                         unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -715,6 +715,10 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
             silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
             if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
+            fresh = None if problems or silent or not (out.get("checkpoint") or {}).get("every") \
+                else unrestored_loop(step["target"], workdir)  # no checkpoint: nothing to restore
+            if fresh:
+                ch.warn(WARN_METRIC, f"trainer: {fresh.message}", at, help=fresh.help)
             problems += itwinai_strategy_calls(step["target"], workdir)
         for p in problems:
             where = keys.get(p.arg) if p.arg else None

@@ -272,6 +272,33 @@ def itwinai_strategy_calls(target: str, workdir: str | None) -> list[Problem]:
             for name, line in sorted(seen.items(), key=lambda kv: kv[1])]
 
 
+# What loads a checkpoint back: hpoc's, the strategy's, Ray's own; itwinai's loop is
+# restored by hpoc's compat trainer around `checkpoint_and_report`.
+_RESTORES = ("restore", "load_checkpoint", "latest_checkpoint", "get_checkpoint", "checkpoint_and_report")
+
+
+def unrestored_loop(target: str, workdir: str | None) -> Problem | None:
+    """A `train()` of the trainer's own in a module that never loads a checkpoint back: a
+    resumed, retried, paused or exploited trial trains again from epoch 0, and says nothing."""
+    trainer = _trainer(target, workdir)
+    if trainer is None:
+        return None
+    shown, tree, cls, methods = trainer
+    train = methods.get("train")
+    if not isinstance(train, ast.FunctionDef):
+        return None
+    if any(isinstance(n, ast.Attribute) and n.attr in _RESTORES or isinstance(n, ast.Name) and n.id in _RESTORES
+           for n in ast.walk(tree)):
+        return None
+    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body),
+                 cls.name)
+    return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls `self.restore()`: a resumed, "
+                   "retried, paused or exploited trial trains again from epoch 0",
+                   "start the epochs where the checkpoint left off, after `self.setup()`: "
+                   "`for epoch in range(self.restore(), self.epochs)` (docs/trainer.md, A loop of your own)",
+                   warning=True)
+
+
 _BUILDERS = ("create_model", "create_model_loss_optimizer")
 
 

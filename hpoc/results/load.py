@@ -122,6 +122,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     summaries: list[dict[str, Any]] = []
     fp = _fingerprint(plan)
     others: list[str] = []  # shards that hold another plan's run: said once
+    ran_in: str | None = None  # where that run ran, if it is this study moved
     said: list[tuple[int, str, str]] = []  # (shard, its warning, what shards alike share)
     grown: list[dict[str, Any] | None] = []  # what the plan raises of each run that ended
     ended: list[str] = []  # why runs ended with trials of their budget never run
@@ -135,6 +136,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         recorded = marker.read(path)  # once: which plan ran here, what it recorded
         if fp is not None and (other := _other_plan(path, recorded, fp)):
             others.append(other)
+            ran_in = ran_in or marker.ran_in(recorded, fp, marker.differences(recorded, fp) or [])
         reads: list[list[str]] = []  # each read's warnings: the last one's are said
 
         def read(path: Path = path) -> tuple[dict[str, Any] | None, bool]:
@@ -181,6 +183,12 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                     "them" if lock is not None or unlocked else "")
             said.append((index, f"{path}: {why}; trial statuses come from {source}{then}",
                          f"{why}; trial statuses come from {source}{then}"))
+        # A directory made ahead of a run (a job that died before its driver began): as
+        # `hpoc status` has it, the shard has not started.
+        began = bool(found) or summary is not None or lock is not None or recorded is not None
+        if not began and len(shard_dirs) > 1:
+            said.append((index, f"shard {index}: {path} holds no run yet (not started?)",
+                         "no run yet, only an empty directory (not started?)"))
         if summary is not None:
             summaries.append(summary)
         trials.extend(found)
@@ -193,7 +201,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         if fp is not None and complete and running is None and not summary.get("interrupted"):
             grown.append(marker.growth(recorded, fp))
         shards.append(Shard(index, path, complete, len(found),
-                            summary.get("wall_s") if complete else None, run=running, marker=recorded))
+                            summary.get("wall_s") if complete else None, run=running, marker=recorded,
+                            began=began))
     warnings.extend(_alike(root, said))
     ended[:0] = [endings[0][1]] if len(shard_dirs) == 1 and endings else summary_endings(endings)
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
@@ -216,7 +225,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
                       plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
-                      plan_hash=plan_hash, other_plan=other_plan,
+                      plan_hash=plan_hash, other_plan=other_plan, ran_in=ran_in,
                       extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
                       budget_s=max(budgets) if budgets and all(budgets) else None)
     for trial in trials:

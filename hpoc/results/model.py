@@ -141,6 +141,7 @@ class Shard:
     wall_s: float | None = None
     run: Any = None                 # live.RunLock of the run going on in it, if any
     marker: dict[str, Any] | None = None  # its plan marker (runtime/marker.py), read once
+    began: bool = True              # a run began in it: not an empty directory made ahead of one
 
 
 @dataclass
@@ -155,6 +156,7 @@ class Results:
     warnings: list[str] = field(default_factory=list)
     plan_hash: str | None = None    # the plan's, else the one summary.json recorded
     other_plan: str | None = None   # why the trials are another plan's run (same storage), if so
+    ran_in: str | None = None       # where that run ran, when it differs from this plan in its paths alone
     extended: str | None = None     # what the plan raises of a run that ended (marker.grown_words)
     ended: list[str] = field(default_factory=list)  # runs a time budget ended (summary.ending)
     budget_s: float | None = None   # the time budget that ended every shard's run, if one did
@@ -172,7 +174,8 @@ class Results:
         planned = max(((self.plan or {}).get("shards") or {}).get("count") or 0, len(self.shards))
         if planned <= 1:
             return None
-        return f"{len(self.shards)} of {planned} shards" if len(self.shards) < planned else f"{planned} shards"
+        began = sum(s.began for s in self.shards)
+        return f"{began} of {planned} shards" if began < planned else f"{planned} shards"
 
     @property
     def primary(self) -> Metric | None:

@@ -303,16 +303,16 @@ def _named(keys: list[str]) -> str:
 _PLACES = (("source", "workdir"), ("storage", "path"))
 
 
-def _moved(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
+def ran_in(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str | None:
     """Where the run ran, when its plan differs from this one in its paths alone: a project
     copied from a cluster's scratch, or moved, is not another study to its reader."""
-    if not set(parts) <= {place[0] for place in _PLACES}:
-        return ""
+    if not parts or not set(parts) <= {place[0] for place in _PLACES}:
+        return None
     old, new = recorded.get("body") or {}, fp.get("body") or {}
     if runnable(old, _PLACES) != runnable(new, _PLACES):
-        return ""
+        return None
     _, where = _at(old, _PLACES[0])
-    return f" (it ran in {where}: moved or copied since?)" if isinstance(where, str) else ""
+    return where if isinstance(where, str) else None
 
 
 def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:
@@ -324,7 +324,9 @@ def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: lis
             ([f"its plan lacks {_named(added)}, which this one sets"] if added else []) +
             ([f"it has {_named(dropped)}, which this hpoc's plans lack"] if dropped else []))
     elif parts and "body" in recorded:
-        what = f"the plans differ in {_named(parts)}" + _moved(recorded, fp, parts)
+        where = ran_in(recorded, fp, parts)
+        what = f"the plans differ in {_named(parts)}" + (
+            f" (it ran in {where}: moved or copied since?)" if where else "")
     elif parts:  # a marker without the body: a spec edit and an hpoc upgrade look the same
         what = (f"the plans differ in {_named(parts)} (a change to the spec, or an hpoc that "
                 "compiles it differently)")
@@ -335,8 +337,17 @@ def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: lis
             f"{fp['plan_hash']}): {what}")
 
 
-def remedy(recorded: dict[str, Any], fp: dict[str, Any]) -> str:
+def moved_help(where: str) -> str:
+    return (f"only its location changed: to resume it, run it from {where} again (move the "
+            "project back), or pass --fresh to start the study over here (the run so far "
+            "is moved aside, not resumed)")
+
+
+def remedy(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str] | None = None) -> str:
     """The help for a refused resume: what makes it resume, or start over."""
+    if (where := ran_in(recorded, fp, parts or [])) is not None:
+        # Not "undo that change": the change is a `mv`, and --fresh sets every trial aside.
+        return moved_help(where)
     if unknown_keys(recorded, fp) is not None:
         return ("resume it with the hpoc version that started it, or pass --fresh to move the "
                 "old run aside (or change `storage.name`)")

@@ -42,7 +42,7 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     parts = marker.differences(recorded, fp) if recorded is not None else None
     if parts is not None:
         raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: "
-                         + marker.remedy(recorded, fp))
+                         + marker.remedy(recorded, fp, parts))
     if summary is ...:
         summary = summary_mod.read(exp)
     if summary_mod.finished(summary, recorded, fp["plan_hash"], fp):

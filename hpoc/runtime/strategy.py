@@ -34,6 +34,16 @@ DS_EXTRA = "hpoc_extra"  # the trainer's part of a DeepSpeed checkpoint's client
 log = logging.getLogger("hpoc.strategy")
 
 
+def _nothing_to_step() -> Exception:
+    """A loop of the trainer's own that built its optimizer without handing it over failed
+    with "'NoneType' object has no attribute 'step'", retried in every trial."""
+    from hpoc.runtime.returns import TrainerError  # it imports this module
+
+    return TrainerError("`self.strategy.step()` has no optimizer to step: build the model with "
+                        "`self.setup()`, or hand yours to `self.strategy.distributed(model, optimizer)` "
+                        "before the loop (docs/trainer.md, A loop of your own)")
+
+
 class ModelMismatch(RuntimeError):
     """A checkpoint that reads, but whose weights do not fit the model (other layer shapes
     or names): not a damaged file, so not one to skip. `state` is the rest of it, the
@@ -263,6 +273,8 @@ class Strategy:
 
     def step(self) -> bool:
         """Optimizer step at the end of an accumulation window; True when it stepped."""
+        if self.optimizer is None:
+            raise _nothing_to_step()
         if not self.end_micro_batch():
             return False
         if self.scaler is not None:
@@ -647,6 +659,8 @@ class DeepSpeedStrategy(DDPStrategy):
             drop_window(self.optimizer)  # ZeRO-2 holds them beyond `zero_grad()`'s reach
 
     def step(self) -> bool:
+        if self.engine is None:
+            raise _nothing_to_step()
         boundary = getattr(self, "_boundary", None)
         if boundary is None:  # nothing marked the micro-batch: its backward went by the engine's count
             boundary = self.engine.is_gradient_accumulation_boundary()

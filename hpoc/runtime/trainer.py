@@ -257,6 +257,13 @@ class Trainer:
                            f"`{type(self).__name__}.train()` (docs/trainer.md, A loop of your own)")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
 
+    def _require_model(self, call: str, model: Any) -> None:
+        """A loop of the trainer's own that skipped `self.setup()` failed deep in torch
+        ("'NoneType' object has no attribute 'state_dict'"), or resumed from nothing."""
+        if model is None:
+            raise TrainerError(f"`self.{call}()` needs the model `self.setup()` builds: call it at the start "
+                               f"of `{type(self).__name__}.train()` (docs/trainer.md, A loop of your own)")
+
     # itwinai trainers read their hyperparameters from `training_config`
     @property
     def training_config(self) -> dict[str, Any]:
@@ -349,10 +356,12 @@ class Trainer:
         return self._prepare(x)
 
     def train_step(self, batch: Any) -> torch.Tensor:
+        self._require_model("train_step", self.model)
         x, y = batch[0], batch[1]
         return self.loss(self._outputs(self.model(x), y), y)
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        self._require_model("validation_step", self.model)
         x, y = batch[0], batch[1]
         out = self._outputs(self.model(x), y)
         return self.loss(out, y), out
@@ -627,6 +636,7 @@ class Trainer:
             checkpoint = epoch is not None and self.should_checkpoint(epoch)
         directory = None
         if checkpoint:
+            self._require_model("report", self.strategy.model)
             directory = scratch_dir()
             self.save_checkpoint(directory, epochs_done=(epoch + 1) if epoch is not None else 0,
                                  extra=extra)
@@ -640,6 +650,7 @@ class Trainer:
                 shutil.rmtree(directory, ignore_errors=True)
 
     def save_checkpoint(self, directory: str, *, epochs_done: int, extra: dict[str, Any] | None = None) -> None:
+        self._require_model("save_checkpoint", self.strategy.model)
         state = {"epoch": epochs_done, "seed": self.seed, "rng": rng_state(),
                  "user": self.checkpoint_state(), "config": self.config}
         if getattr(self, "_built_lrs", None):  # what an exploiting trial scales its lr by
@@ -664,6 +675,7 @@ class Trainer:
         none left the trial starts over."""
         from hpoc.runtime.report import checkpoint_note, older_checkpoints
 
+        self._require_model("restore", self.strategy.model)  # else every checkpoint reads as unreadable
         fresh = _optimizer_settings(self.strategy.optimizer)  # from this trial's config
         self._built_lrs = [g.get("initial_lr", g.get("lr")) for g in fresh]
         with self.reporter.latest_checkpoint() as directory:

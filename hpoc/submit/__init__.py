@@ -192,7 +192,7 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
         parts = marker.differences(recorded, fp) if recorded and fp else None
         if parts is not None:
             raise SubmitError(
-                marker.describe(d, recorded, fp, parts) + "\n  help: " + marker.remedy(recorded, fp))
+                marker.describe(d, recorded, fp, parts) + "\n  help: " + marker.remedy(recorded, fp, parts))
         summary = finished_run(d, recorded if fp else None, digest, fp)
         if summary is not None and not (retry and rerun.errored(d, summary)):
             done.add(k)

@@ -328,6 +328,39 @@ def test_non_ascii_lookalikes_get_what_to_write(text: str, col: int, help: str) 
     assert (d.code, d.line, d.col, d.help) == ("HP102", 1, col, help)
 
 
+@pytest.mark.parametrize(("text", "col", "message", "help"), [
+    # `1e400` is infinity to Python: the largest number a float holds is what can be written
+    ("a = 1e400", 5, "number is out of range", "the largest number is 1.7976931348623157e+308"),
+    ("a = -1e999", 5, "number is out of range", "the largest number is 1.7976931348623157e+308"),
+    # `1e-400` would silently be 0 (a log bound of 0, a learning rate of 0)
+    ("lr = loguniform(1e-400, 1e-3)", 17, "number `1e-400` is too small: it would be 0",
+     "the smallest number is 2.2250738585072014e-308 (write `0` if zero is meant)"),
+    # a subnormal keeps only a few digits of precision: `1e-310` is not quite 1e-310
+    ("a = -1e-310", 5, "number `-1e-310` is too small: it would lose its precision",
+     "the smallest number is 2.2250738585072014e-308 (write `0` if zero is meant)"),
+])
+def test_a_number_a_float_cannot_hold_says_what_can(text: str, col: int, message: str, help: str) -> None:
+    d = syntax_error(text)
+    assert (d.code, d.line, d.col, d.message, d.help) == ("HP105", 1, col, message, help)
+
+
+def test_zero_with_an_exponent_is_zero() -> None:
+    assert parse("a = 0e-400", "s.hpo").items[0].value.value == 0.0
+    assert parse("a = 0.000e5", "s.hpo").items[0].value.value == 0.0
+    assert parse("a = 2.2250738585072014e-308", "s.hpo").items[0].value.value > 0
+
+
+@pytest.mark.parametrize(("text", "col", "message", "help"), [
+    ("batch = 0x10", 9, "`0x10` is a hexadecimal literal: numbers here are decimal", "write `16`"),
+    ("mask = 0b101", 8, "`0b101` is a binary literal: numbers here are decimal", "write `5`"),
+    ("mode = 0o755", 8, "`0o755` is an octal literal: numbers here are decimal", "write `493`"),
+    ("a = [1, 0XFF]", 9, "`0XFF` is a hexadecimal literal: numbers here are decimal", "write `255`"),
+])
+def test_hex_octal_and_binary_literals_give_the_decimal(text: str, col: int, message: str, help: str) -> None:
+    d = syntax_error(text)
+    assert (d.code, d.line, d.col, d.message, d.help) == ("HP101", 1, col, message, help)
+
+
 def test_detached_if_clause() -> None:
     assert error_at("space {\n  a = 1\n  if b == 1\n}") == (
         "HP106", 3, 3, "`if` clause is not attached to a setting",

@@ -306,6 +306,9 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
 _GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
                     r"([A-Za-z_]\w*|[ \t]+(?:[KMGT]i?B?|[smhd])(?=[ \t]*(?:[,;})\]#]|$)))")
 _VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]B?")
+# `0x10`, `0o17`, `0b101` after their `0`: base, digits, what the literal is called
+_BASES = {"x": (16, r"[0-9A-Fa-f]+", "a hexadecimal"), "o": (8, r"[0-7]+", "an octal"),
+          "b": (2, r"[01]+", "a binary")}
 _UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
 
 
@@ -367,6 +370,12 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             elif suffix in "KMGT" and not number.lstrip("-").isdigit():
                 msg = f"a size must be a whole number, not `{number}{suffix}`"
                 help = _whole_size(number, suffix)
+            elif number.lstrip("-") == "0" and (base := _BASES.get(suffix[0].lower())) \
+                    and re.fullmatch(base[1], suffix[1:]):  # `0x10`, as C and Python write it
+                col, width = m.start(1) + 1, len(m.group(0))
+                decimal = int(suffix[1:], base[0]) * (-1 if number.startswith("-") else 1)
+                msg = f"`{number}{suffix}` is {base[2]} literal: numbers here are decimal"
+                help = f"write `{decimal}`"
             elif re.fullmatch(r"[KMGT]iB?", suffix) and number.isdigit():  # as `free -h` prints it
                 msg = f"unexpected name `{suffix}` right after the number `{number}`"
                 help = f"write `{number}{suffix[0]}`: SLURM's units are binary, its {suffix[0]} is a {suffix[0]}iB"

@@ -479,6 +479,12 @@ def test_duplicates() -> None:
     assert (where(d), d.message) == ((5, 3), "parameter `opt.lr` is defined twice")
     d = one_error(BASE + "space { a = choice(1, 2, 1) }\n")
     assert (d.code, where(d), d.message) == ("HP202", (3, 26), "`choice` lists the number `1` twice")
+    # the same rule inside a map or a list: `1` and `1.0` are one number, `true` is not `1`
+    d = one_error(BASE + "space { a = choice({ x = 1 }, { x = 1.0 }) }\n")
+    assert (d.code, where(d)) == ("HP202", (3, 31))
+    d = one_error(BASE + "space { a = choice([1, [2]], [1.0, [2.0]]) }\n")
+    assert (d.code, where(d)) == ("HP202", (3, 30))
+    assert not errors(BASE + "space { a = choice({ x = 1 }, { x = true }, [1], [true]) }\n")
     d = one_error(BASE + "logger tensorboard\nlogger tensorboard\n")
     assert (where(d), d.message) == ((4, 8), "logger `tensorboard` is configured twice")
     d = one_error(BASE + "objective { minimize a  maximize a }\n")

@@ -748,6 +748,18 @@ def test_a_point_or_mutation_naming_a_parameter_whose_domain_is_wrong_is_not_a_s
         assert [(e.code, where(e)) for e in errors(src + f"scheduler {sched}\n")] == [("HP302", (3, 25))], sched
 
 
+def test_an_import_path_in_the_space_is_said_to_be_a_string() -> None:
+    """`act = nn.ReLU` reads as the class, but the trial gets the string "nn.ReLU" (the
+    pipeline refuses the same, HP203; the space keeps it, as a bare word is its string)."""
+    ws = warnings(BASE + "space {\n  act = nn.ReLU\n  opt = choice(adam, torch.optim.SGD, [models:Net])\n}\n")
+    ws = [w for w in ws if w.code == "HP818"]
+    assert [where(w) for w in ws] == [(4, 9), (5, 22), (5, 40)]
+    assert ws[0].message == '`nn.ReLU` is the string "nn.ReLU" in the trial config, not the object it names'
+    assert 'getattr(torch.nn, "ReLU")' in ws[0].help and 'quote it: "nn.ReLU"' in ws[0].help
+    assert not [w for w in warnings(BASE + 'space { act = "nn.ReLU", opt = choice(adam, sgd) }\n')
+                if w.code == "HP818"]
+
+
 def test_a_bare_word_is_a_string_wherever_the_space_takes_a_value() -> None:
     """`if opt == sgd` read the word as "sgd" while `choice(adam, sgd)` was refused: the
     docs call a bare word the same as its string, so every value of the space does."""

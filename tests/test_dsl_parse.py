@@ -285,6 +285,20 @@ def test_unexpected_end_of_file() -> None:
     assert d.message.startswith("unexpected end of file, expected a value")
 
 
+@pytest.mark.parametrize(("src", "line", "col", "words"), [
+    ('study "x"\nspace { a = 1 }\nextra stuff here\n', 3, 1, "extra stuff here"),
+    ('study "x"\nspace { a = 1 }\n  extra  # to do\n\n', 3, 3, "extra"),
+    ('study "x"\ntrials { num_samples = 2 }\nnot done yet', 3, 1, "not done yet"),
+])
+def test_stray_words_ending_the_file_are_shown_where_they_start(src: str, line: int, col: int, words: str) -> None:
+    """They were "unexpected end of file" at the end of their line: the parser read them
+    as the start of a block and ran out of file."""
+    d = syntax_error(src)
+    assert (d.code, d.line, d.col, d.end_col - d.col) == ("HP101", line, col, len(words))
+    assert d.message == f"`{words}` is neither a setting nor a block"
+    assert d.help == "a setting is written `key = value`, a block `kind { ... }`; a note goes after `#`"
+
+
 def test_unexpected_characters() -> None:
     d = syntax_error("study 'x'")
     assert (d.code, d.line, d.col, d.help) == ("HP102", 1, 7, 'strings use double quotes: "like this"')

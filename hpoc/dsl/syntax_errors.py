@@ -222,12 +222,33 @@ def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _
         ch, line, col = state.stack[-1]
         fail_at(text, file, f"unclosed `{ch}`: the file ends before it is closed", "HP103", line, col,
                 help=_where_to_close(text, ch, line) or f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end")
+    help = _keyword_hint(text, tok)
+    if help is None:
+        last_words(text, file)
     lines = text.split("\n")
     line, col = len(lines), len(lines[-1]) + 1
     if line > 1 and not lines[-1]:  # point at the last line's end, not past the final newline
         line, col = line - 1, len(lines[-2]) + 1
     fail_at(text, file, f"unexpected end of file, expected {_expected_words(expected)}", "HP103", line, col,
-            help=_keyword_hint(text, tok))
+            help=help)
+
+
+# The file's last line of words alone (`extra stuff here`): the parser reads a block's head
+# and runs out of file, so it would say "end of file" at the end of that line.
+_LAST_WORDS = re.compile(r"(?:^|\n)([ \t]*)([A-Za-z_]\w*(?:[ \t]+[A-Za-z_]\w*)*)[ \t]*\s*$")
+
+
+def last_words(text: str, file: str) -> None:
+    """Fail where a line of bare words that ends the file starts: it is no item."""
+    masked = _COMMENT_OR_STRING.sub(_blank, text)
+    m = _LAST_WORDS.search(masked)
+    if m is None or m.group(2).split()[0] in _NOT_STRAY:
+        return
+    line = masked.count("\n", 0, m.start(2)) + 1
+    words = " ".join(m.group(2).split())
+    fail_at(text, file, f"`{words}` is neither a setting nor a block", "HP101", line, len(m.group(1)) + 1,
+            width=len(m.group(2)), help="a setting is written `key = value`, a block `kind { ... }`; "
+            "a note goes after `#`")
 
 
 def _where_to_close(text: str, ch: str, line: int) -> str | None:

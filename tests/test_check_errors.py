@@ -2126,7 +2126,7 @@ def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(t
         "import hpoc\nfrom hpoc.compat.itwinai import RayTorchTrainer\n\n"
         f"class T(hpoc.Trainer):\n{init}\nclass Base(hpoc.Trainer):\n    pass\n\n"
         f"class Sub(Base):\n{init}\nclass Compat(RayTorchTrainer):\n{init}")
-    spec = 'study "t"\npipeline { trainer = t:%s }\nspace { epochs = 1 }\n'
+    spec = 'study "t"\npipeline { trainer = t:%s, getter = d:G }\nspace { epochs = 1 }\n'
     for name in ("T", "Sub"):
         (d,) = [d for d in diagnostics(spec % name, str(tmp_path)) if d.severity == "error"]
         assert (d.code, d.message) == ("HP204", f"trainer: `{name}` (t.py) needs `config`: hpoc builds it "
@@ -2297,7 +2297,7 @@ def test_a_default_loop_with_no_number_of_epochs_is_an_error(tmp_path) -> None:
     """No `epochs` anywhere: `hpoc check` said valid, and the job failed as it started
     (`hpoc run`'s driver refuses it), after its wait in the queue."""
     _trainer_module(tmp_path, "make(config['lr'])")
-    spec = 'study "t"\npipeline { trainer = t:T }\nspace {\n  lr = uniform(0.1, 0.2)\n%s}\n%s'
+    spec = 'study "t"\npipeline { trainer = t:T, getter = d:G }\nspace {\n  lr = uniform(0.1, 0.2)\n%s}\n%s'
     (d,) = [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
     assert (d.code, where(d), d.message) == (
         "HP205", (2, 22), "trainer `t:T` runs hpoc's default loop, and the number of epochs is not set")
@@ -2311,6 +2311,24 @@ def test_a_default_loop_with_no_number_of_epochs_is_an_error(tmp_path) -> None:
                 if d.severity == "error"]
     _trainer_module(tmp_path, "make(config['lr'])", "    def train(self):\n        self.report({'a': 1}, epoch=1)\n")
     assert not [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
+
+
+def test_a_default_loop_with_no_getter_nor_splitter_is_an_error(tmp_path) -> None:
+    """No data for hpoc's loop: `hpoc check` said valid, and the driver refused the study as
+    it started, on a cluster after the wait in the queue."""
+    _trainer_module(tmp_path, "make(config['lr'])")
+    spec = 'study "t"\npipeline {\n  trainer = t:T\n%s}\nspace { lr = uniform(0.1, 0.2), epochs = 2 }\n'
+    (d,) = [d for d in diagnostics(spec % "", str(tmp_path)) if d.severity == "error"]
+    assert (d.code, where(d), d.message) == (
+        "HP205", (3, 13), "trainer `t:T` runs hpoc's default loop, which has no training data: the pipeline has "
+                          "no `getter` nor `splitter`")
+    assert d.help == ("add `getter = module:Class` to `pipeline` (docs/trainer.md), or load the data in the "
+                      "trainer's own `create_dataloaders`")
+    for fine in ("  getter = d:G\n", "  splitter = d:S\n"):
+        assert not [d for d in diagnostics(spec % fine, str(tmp_path)) if d.severity == "error"], fine
+    for own in ("train", "setup", "create_dataloaders"):  # the trainer loads its data itself
+        _trainer_module(tmp_path, "make(config['lr'])", f"    def {own}(self):\n        self.report({{'a': 1}})\n")
+        assert not [d for d in diagnostics(spec % "", str(tmp_path)) if d.severity == "error"], own
 
 
 def test_a_setting_written_in_space_is_a_warning_when_the_trainer_never_reads_it(tmp_path) -> None:

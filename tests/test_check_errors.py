@@ -405,9 +405,23 @@ def test_a_stop_key_nobody_reports(tmp_path) -> None:
         "HP801", (5, 19), "`stop` key `epochs` is not reported by hpoc's default train loop or by Tune",
         "did you mean `epoch`?")
     assert w.notes == ("Ray skips a stop criterion that no result holds: it would stop no trial",)
-    assert not warnings(src % "training_iteration = 2, epoch = 2, val_accuracy = 0.9, time_total_s = 60")
+    assert not warnings(src % "training_iteration = 3, epoch = 3, val_accuracy = 0.9, time_total_s = 60")
     (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'val_f1': 1})\n", encoding="utf-8")
     assert not [d for d in diagnostics(src % "val_f1 = 0.9", str(tmp_path)) if d.severity == "warning"]
+
+
+def test_a_stop_before_the_last_epoch_is_a_warning() -> None:
+    """`stop = { training_iteration = 5 }` with `epochs = 10` cut every trial at 5 without a
+    word, while the same cut by `max_t = 5` was warned of."""
+    src = BASE + "space { epochs = %s }\nobjective minimize val_loss\ntrials { stop = { %s } }\n"
+    (w,) = warnings(src % ("10", "training_iteration = 5"))
+    assert (w.code, where(w), w.message) == (
+        "HP805", (5, 19), "trials stop at `stop.training_iteration` = 5, before their 10 `epochs`")
+    assert w.help == "remove `training_iteration` from `stop` (or set `epochs = 5`, if 5 epochs are meant)"
+    (w,) = warnings(src % ("choice(4, 8)", "epoch = 6"))  # the longest trials are cut
+    assert w.message == "trials stop at `stop.epoch` = 6, before their 8 `epochs`"
+    for fine in (("10", "training_iteration = 10"), ("10", "epoch = 12, time_total_s = 60")):
+        assert not warnings(src % fine), fine
 
 
 @pytest.mark.parametrize("stop", ["training_iteration = 0", "epoch = 0.5", "time_total_s = 0"])
@@ -420,7 +434,8 @@ def test_a_stop_every_first_report_reaches_is_a_warning(stop: str) -> None:
     assert w.message == (f"`stop = {{ {stop} }}` ends every trial at its first report "
                          f"(Ray stops a trial once `{key}` reaches {value})")
     assert w.help == f"remove `{key}` from `stop` for no limit"
-    assert not warnings(src % "training_iteration = 1, epoch = 1, time_total_s = 0.5")
+    # (one epoch of three would be a cut of its own, HP805 too: the study trains one here)
+    assert not warnings(src.replace("epochs = 3", "epochs = 1") % "training_iteration = 1, epoch = 1, time_total_s = 0.5")
 
 
 def test_scheduler_metric_and_mode_point_to_the_objective() -> None:

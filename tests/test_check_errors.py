@@ -405,9 +405,23 @@ def test_a_stop_key_nobody_reports(tmp_path) -> None:
         "HP801", (5, 19), "`stop` key `epochs` is not reported by hpoc's default train loop or by Tune",
         "did you mean `epoch`?")
     assert w.notes == ("Ray skips a stop criterion that no result holds: it would stop no trial",)
-    assert not warnings(src % "training_iteration = 2, epoch = 2, val_accuracy = 0.9, time_total_s = 60")
+    assert not warnings(src % "training_iteration = 3, epoch = 3, val_accuracy = 0.9, time_total_s = 60")
     (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'val_f1': 1})\n", encoding="utf-8")
     assert not [d for d in diagnostics(src % "val_f1 = 0.9", str(tmp_path)) if d.severity == "warning"]
+
+
+def test_a_stop_before_the_last_epoch_is_a_warning() -> None:
+    """`stop = { training_iteration = 5 }` with `epochs = 10` cut every trial at 5 without a
+    word, while the same cut by `max_t = 5` was warned of."""
+    src = BASE + "space { epochs = %s }\nobjective minimize val_loss\ntrials { stop = { %s } }\n"
+    (w,) = warnings(src % ("10", "training_iteration = 5"))
+    assert (w.code, where(w), w.message) == (
+        "HP805", (5, 19), "trials stop at `stop.training_iteration` = 5, before their 10 `epochs`")
+    assert w.help == "remove `training_iteration` from `stop` (or set `epochs = 5`, if 5 epochs are meant)"
+    (w,) = warnings(src % ("choice(4, 8)", "epoch = 6"))  # the longest trials are cut
+    assert w.message == "trials stop at `stop.epoch` = 6, before their 8 `epochs`"
+    for fine in (("10", "training_iteration = 10"), ("10", "epoch = 12, time_total_s = 60")):
+        assert not warnings(src % fine), fine
 
 
 @pytest.mark.parametrize("stop", ["training_iteration = 0", "epoch = 0.5", "time_total_s = 0"])
@@ -420,7 +434,8 @@ def test_a_stop_every_first_report_reaches_is_a_warning(stop: str) -> None:
     assert w.message == (f"`stop = {{ {stop} }}` ends every trial at its first report "
                          f"(Ray stops a trial once `{key}` reaches {value})")
     assert w.help == f"remove `{key}` from `stop` for no limit"
-    assert not warnings(src % "training_iteration = 1, epoch = 1, time_total_s = 0.5")
+    # (one epoch of three would be a cut of its own, HP805 too: the study trains one here)
+    assert not warnings(src.replace("epochs = 3", "epochs = 1") % "training_iteration = 1, epoch = 1, time_total_s = 0.5")
 
 
 def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
@@ -479,6 +494,12 @@ def test_duplicates() -> None:
     assert (where(d), d.message) == ((5, 3), "parameter `opt.lr` is defined twice")
     d = one_error(BASE + "space { a = choice(1, 2, 1) }\n")
     assert (d.code, where(d), d.message) == ("HP202", (3, 26), "`choice` lists the number `1` twice")
+    # the same rule inside a map or a list: `1` and `1.0` are one number, `true` is not `1`
+    d = one_error(BASE + "space { a = choice({ x = 1 }, { x = 1.0 }) }\n")
+    assert (d.code, where(d)) == ("HP202", (3, 31))
+    d = one_error(BASE + "space { a = choice([1, [2]], [1.0, [2.0]]) }\n")
+    assert (d.code, where(d)) == ("HP202", (3, 30))
+    assert not errors(BASE + "space { a = choice({ x = 1 }, { x = true }, [1], [true]) }\n")
     d = one_error(BASE + "logger tensorboard\nlogger tensorboard\n")
     assert (where(d), d.message) == ((4, 8), "logger `tensorboard` is configured twice")
     d = one_error(BASE + "objective { minimize a  maximize a }\n")
@@ -740,6 +761,18 @@ def test_a_point_or_mutation_naming_a_parameter_whose_domain_is_wrong_is_not_a_s
                   "trials { num_samples = 4 }\nsearch random { points_to_evaluate = [{ lr = 0.01 }] }\n")
     for sched in ("pbt { hyperparam_mutations { lr = [0.1, 0.01] } }", "pb2 { hyperparam_bounds { lr = [0.01, 0.1] } }"):
         assert [(e.code, where(e)) for e in errors(src + f"scheduler {sched}\n")] == [("HP302", (3, 25))], sched
+
+
+def test_an_import_path_in_the_space_is_said_to_be_a_string() -> None:
+    """`act = nn.ReLU` reads as the class, but the trial gets the string "nn.ReLU" (the
+    pipeline refuses the same, HP203; the space keeps it, as a bare word is its string)."""
+    ws = warnings(BASE + "space {\n  act = nn.ReLU\n  opt = choice(adam, torch.optim.SGD, [models:Net])\n}\n")
+    ws = [w for w in ws if w.code == "HP823"]
+    assert [where(w) for w in ws] == [(4, 9), (5, 22), (5, 40)]
+    assert ws[0].message == '`nn.ReLU` is the string "nn.ReLU" in the trial config, not the object it names'
+    assert 'getattr(torch.nn, "ReLU")' in ws[0].help and 'quote it: "nn.ReLU"' in ws[0].help
+    assert not [w for w in warnings(BASE + 'space { act = "nn.ReLU", opt = choice(adam, sgd) }\n')
+                if w.code == "HP823"]
 
 
 def test_a_bare_word_is_a_string_wherever_the_space_takes_a_value() -> None:
@@ -2338,7 +2371,7 @@ def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(t
         "import hpoc\nfrom hpoc.compat.itwinai import RayTorchTrainer\n\n"
         f"class T(hpoc.Trainer):\n{init}\nclass Base(hpoc.Trainer):\n    pass\n\n"
         f"class Sub(Base):\n{init}\nclass Compat(RayTorchTrainer):\n{init}")
-    spec = 'study "t"\npipeline { trainer = t:%s }\nspace { epochs = 1 }\n'
+    spec = 'study "t"\npipeline { trainer = t:%s, getter = d:G }\nspace { epochs = 1 }\n'
     for name in ("T", "Sub"):
         (d,) = [d for d in diagnostics(spec % name, str(tmp_path)) if d.severity == "error"]
         assert (d.code, d.message) == ("HP204", f"trainer: `{name}` (t.py) needs `config`: hpoc builds it "
@@ -2509,7 +2542,7 @@ def test_a_default_loop_with_no_number_of_epochs_is_an_error(tmp_path) -> None:
     """No `epochs` anywhere: `hpoc check` said valid, and the job failed as it started
     (`hpoc run`'s driver refuses it), after its wait in the queue."""
     _trainer_module(tmp_path, "make(config['lr'])")
-    spec = 'study "t"\npipeline { trainer = t:T }\nspace {\n  lr = uniform(0.1, 0.2)\n%s}\n%s'
+    spec = 'study "t"\npipeline { trainer = t:T, getter = d:G }\nspace {\n  lr = uniform(0.1, 0.2)\n%s}\n%s'
     (d,) = [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
     assert (d.code, where(d), d.message) == (
         "HP205", (2, 22), "trainer `t:T` runs hpoc's default loop, and the number of epochs is not set")
@@ -2523,6 +2556,24 @@ def test_a_default_loop_with_no_number_of_epochs_is_an_error(tmp_path) -> None:
                 if d.severity == "error"]
     _trainer_module(tmp_path, "make(config['lr'])", "    def train(self):\n        self.report({'a': 1}, epoch=1)\n")
     assert not [d for d in diagnostics(spec % ("", ""), str(tmp_path)) if d.severity == "error"]
+
+
+def test_a_default_loop_with_no_getter_nor_splitter_is_an_error(tmp_path) -> None:
+    """No data for hpoc's loop: `hpoc check` said valid, and the driver refused the study as
+    it started, on a cluster after the wait in the queue."""
+    _trainer_module(tmp_path, "make(config['lr'])")
+    spec = 'study "t"\npipeline {\n  trainer = t:T\n%s}\nspace { lr = uniform(0.1, 0.2), epochs = 2 }\n'
+    (d,) = [d for d in diagnostics(spec % "", str(tmp_path)) if d.severity == "error"]
+    assert (d.code, where(d), d.message) == (
+        "HP205", (3, 13), "trainer `t:T` runs hpoc's default loop, which has no training data: the pipeline has "
+                          "no `getter` nor `splitter`")
+    assert d.help == ("add `getter = module:Class` to `pipeline` (docs/trainer.md), or load the data in the "
+                      "trainer's own `create_dataloaders`")
+    for fine in ("  getter = d:G\n", "  splitter = d:S\n"):
+        assert not [d for d in diagnostics(spec % fine, str(tmp_path)) if d.severity == "error"], fine
+    for own in ("train", "setup", "create_dataloaders"):  # the trainer loads its data itself
+        _trainer_module(tmp_path, "make(config['lr'])", f"    def {own}(self):\n        self.report({{'a': 1}})\n")
+        assert not [d for d in diagnostics(spec % "", str(tmp_path)) if d.severity == "error"], own
 
 
 def test_a_setting_written_in_space_is_a_warning_when_the_trainer_never_reads_it(tmp_path) -> None:

@@ -141,7 +141,7 @@ def test_a_linked_spec_is_the_study_beside_its_target_as_a_linked_script_is_in_p
     assert plan["source"]["workdir"] == str(tmp_path / "scratch")
 
 
-HOOKS_SPEC = 'study "h"\npipeline { trainer = trainer:T }\nspace { epochs = 1 }\n'
+HOOKS_SPEC = 'study "h"\npipeline { trainer = trainer:T, getter = data:G }\nspace { epochs = 1 }\n'
 
 
 def hook_diagnostics(tmp_path: Path, source: str) -> list:
@@ -408,7 +408,7 @@ def shape_warnings(tmp_path: Path, scheduler: str, space: str = "") -> list:
 
     (tmp_path / "trainer.py").write_text(textwrap.dedent(SHAPE_TRAINER))
     spec = tmp_path / "study.hpo"
-    spec.write_text('study "h"\npipeline { trainer = trainer:T }\nobjective maximize val_accuracy\n'
+    spec.write_text('study "h"\npipeline { trainer = trainer:T, getter = data:G }\nobjective maximize val_accuracy\n'
                     "space {\n  epochs = 8\n  lr = loguniform(1e-3, 1e-1)\n  momentum = uniform(0.1, 0.9)\n"
                     "  dropout = uniform(0.0, 0.5)\n  hidden = qrandint(8, 32, 8)\n  layers = choice(1, 2)\n"
                     f"  model.width = choice(16, 32)\n  batch_size = choice(32, 64)\n{space}}}\n{scheduler}\n")
@@ -451,7 +451,7 @@ def test_an_itwinai_trainer_building_its_model_from_training_config_is_warned_un
         "    def create_model_loss_optimizer(self):\n"
         "        self.model = nn.Linear(8, self.training_config[\"width\"])\n")
     spec = tmp_path / "study.hpo"
-    spec.write_text('study "h"\npipeline { trainer = trainer:T }\nobjective maximize val_accuracy\n'
+    spec.write_text('study "h"\npipeline { trainer = trainer:T, getter = data:G }\nobjective maximize val_accuracy\n'
                     "space {\n  epochs = 8\n  lr = loguniform(1e-3, 1e-1)\n  width = choice(16, 32)\n}\n"
                     "scheduler pbt { perturbation_interval = 2 }\n")
     with installed():  # no error: its hooks are itwinai's, not hpoc.Trainer's

@@ -285,6 +285,20 @@ def test_unexpected_end_of_file() -> None:
     assert d.message.startswith("unexpected end of file, expected a value")
 
 
+@pytest.mark.parametrize(("src", "line", "col", "words"), [
+    ('study "x"\nspace { a = 1 }\nextra stuff here\n', 3, 1, "extra stuff here"),
+    ('study "x"\nspace { a = 1 }\n  extra  # to do\n\n', 3, 3, "extra"),
+    ('study "x"\ntrials { num_samples = 2 }\nnot done yet', 3, 1, "not done yet"),
+])
+def test_stray_words_ending_the_file_are_shown_where_they_start(src: str, line: int, col: int, words: str) -> None:
+    """They were "unexpected end of file" at the end of their line: the parser read them
+    as the start of a block and ran out of file."""
+    d = syntax_error(src)
+    assert (d.code, d.line, d.col, d.end_col - d.col) == ("HP101", line, col, len(words))
+    assert d.message == f"`{words}` is neither a setting nor a block"
+    assert d.help == "a setting is written `key = value`, a block `kind { ... }`; a note goes after `#`"
+
+
 def test_unexpected_characters() -> None:
     d = syntax_error("study 'x'")
     assert (d.code, d.line, d.col, d.help) == ("HP102", 1, 7, 'strings use double quotes: "like this"')
@@ -326,6 +340,39 @@ def test_invalid_string_escape_and_numbers() -> None:
 def test_non_ascii_lookalikes_get_what_to_write(text: str, col: int, help: str) -> None:
     d = syntax_error(text)
     assert (d.code, d.line, d.col, d.help) == ("HP102", 1, col, help)
+
+
+@pytest.mark.parametrize(("text", "col", "message", "help"), [
+    # `1e400` is infinity to Python: the largest number a float holds is what can be written
+    ("a = 1e400", 5, "number is out of range", "the largest number is 1.7976931348623157e+308"),
+    ("a = -1e999", 5, "number is out of range", "the largest number is 1.7976931348623157e+308"),
+    # `1e-400` would silently be 0 (a log bound of 0, a learning rate of 0)
+    ("lr = loguniform(1e-400, 1e-3)", 17, "number `1e-400` is too small: it would be 0",
+     "the smallest number is 2.2250738585072014e-308 (write `0` if zero is meant)"),
+    # a subnormal keeps only a few digits of precision: `1e-310` is not quite 1e-310
+    ("a = -1e-310", 5, "number `-1e-310` is too small: it would lose its precision",
+     "the smallest number is 2.2250738585072014e-308 (write `0` if zero is meant)"),
+])
+def test_a_number_a_float_cannot_hold_says_what_can(text: str, col: int, message: str, help: str) -> None:
+    d = syntax_error(text)
+    assert (d.code, d.line, d.col, d.message, d.help) == ("HP105", 1, col, message, help)
+
+
+def test_zero_with_an_exponent_is_zero() -> None:
+    assert parse("a = 0e-400", "s.hpo").items[0].value.value == 0.0
+    assert parse("a = 0.000e5", "s.hpo").items[0].value.value == 0.0
+    assert parse("a = 2.2250738585072014e-308", "s.hpo").items[0].value.value > 0
+
+
+@pytest.mark.parametrize(("text", "col", "message", "help"), [
+    ("batch = 0x10", 9, "`0x10` is a hexadecimal literal: numbers here are decimal", "write `16`"),
+    ("mask = 0b101", 8, "`0b101` is a binary literal: numbers here are decimal", "write `5`"),
+    ("mode = 0o755", 8, "`0o755` is an octal literal: numbers here are decimal", "write `493`"),
+    ("a = [1, 0XFF]", 9, "`0XFF` is a hexadecimal literal: numbers here are decimal", "write `255`"),
+])
+def test_hex_octal_and_binary_literals_give_the_decimal(text: str, col: int, message: str, help: str) -> None:
+    d = syntax_error(text)
+    assert (d.code, d.line, d.col, d.message, d.help) == ("HP101", 1, col, message, help)
 
 
 def test_detached_if_clause() -> None:

@@ -59,6 +59,21 @@ def _horizon(sched: dict[str, Any], epochs: int | None) -> int | None:
     return epochs if _by_epoch(sched) else None
 
 
+def stop_short(ch: Checker, out: dict[str, Any], epochs: int | None) -> None:
+    """A `stop` on the epoch count below the last epoch cuts every trial there, as a `max_t`
+    before it does (hpoc's loop reports once an epoch: `training_iteration` is the epoch)."""
+    stop = out["trials"].get("stop") or {}
+    for key in ("training_iteration", "epoch"):
+        limit = stop.get(key)
+        if epochs is None or not isinstance(limit, (int, float)) or isinstance(limit, bool) \
+                or not 1 <= limit < epochs:
+            continue  # below 1: every first report reaches it, said by its own rule
+        ch.warn(WARN_SCHEDULE, f"trials stop at `stop.{key}` = {limit:g}, before their {epochs} `epochs`",
+                ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
+                help=f"remove `{key}` from `stop` (or set `epochs = {math.ceil(limit)}`, if {math.ceil(limit)} "
+                     "epochs are meant)")  # fmt: skip
+
+
 def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None) -> None:
     """Before the shards are known, what holds whatever the trials: a `max_t` before the
     last epoch cuts every trial short; PBT's default keeps enough checkpoints to clone."""

@@ -71,6 +71,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
     early_stop.stop_keys(ch, out, reports)
+    early_stop.stop_short(ch, out, early_stop.epochs_of(space, out))
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
     sched_ok = not out["scheduler"].pop("_invalid", False)
@@ -87,6 +88,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     if sched_ok:  # each shard's scheduler: its trials
         early_stop.check(ch, out, early_stop.epochs_of(space, out), _label_span(sched_block), reports)
     _no_epochs(ch, out, found.get("pipeline", [None])[0], workdir)  # last: rules above skip after an error
+    _no_data(ch, out, found.get("pipeline", [None])[0], workdir)
 
 
 def _bare_seconds(ch: Checker, block: A.Block | None) -> None:
@@ -676,6 +678,23 @@ def _no_epochs(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None
              notes=tuple(f"`{g}` is inside a group: the loop reads `epochs` at the top of the config"
                          for g in grouped[:1]),
              help="add `epochs = ...` to `space` (a constant, or searched as a parameter)")  # fmt: skip
+
+
+def _no_data(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
+    """hpoc's loop with neither getter nor splitter has nothing to train on: the driver
+    refuses the study as it starts (hpoc/runtime/hooks.py `data_missing`), after the queue."""
+    steps = out["pipeline"]
+    if steps.get("getter") or steps.get("splitter") or not steps.get("trainer"):
+        return
+    target = trainer_target(out)
+    if not keeps_default(target, workdir, ("train", "setup", "create_dataloaders")):
+        return
+    value = setting_value(block, "trainer")
+    ch.error(MISSING, f"trainer `{target}` runs hpoc's default loop, which has no training data: the pipeline has "
+                      "no `getter` nor `splitter`",
+             getattr(value, "func_span", None) or getattr(value, "span", None) or ch.spans.get("pipeline.trainer"),
+             help="add `getter = module:Class` to `pipeline` (docs/trainer.md), or load the data in the trainer's own "
+                  "`create_dataloaders`")  # fmt: skip
 
 
 def _trainer_counts(ch: Checker, out: dict[str, Any], block: Any) -> None:

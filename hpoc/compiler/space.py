@@ -9,7 +9,7 @@ from typing import Any
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS, WARN_ONE_VALUE,
-                                 Checker)
+                                 WARN_PATH, Checker)
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import multiples, on_grid, typed_key
@@ -237,6 +237,7 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
             ch.error(TYPE, f"value of `{call.func}` {exc.msg}", (exc.node or node).span, help=exc.help)
             ok = False
             continue
+        import_paths(ch, node)
         tk = typed_key(value)
         if tk in seen:
             ch.error(DUPLICATE, f"`{call.func}` lists {K.describe(node)} twice", node.span,
@@ -246,6 +247,25 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
         seen[tk] = node.span
         values.append(value)
     return (call.func, {key: values}) if ok else None
+
+
+def import_paths(ch: Checker, node: A.Value) -> None:
+    """`act = nn.ReLU` reads as the class, but a trial value is data: the trainer gets the
+    string (the pipeline refuses the same, HP203; here a bare word is its string, kept so)."""
+    if isinstance(node, A.List):
+        for item in node.items:
+            import_paths(ch, item)
+    elif isinstance(node, A.Map):
+        for pair in node.entries:
+            import_paths(ch, pair.value)
+    elif isinstance(node, A.Ref) and not K.bare_word(node.path):
+        obj = node.path.replace(":", ".")
+        module, _, name = obj.rpartition(".")
+        module = "torch.nn" if module == "nn" else module
+        ch.warn(WARN_PATH, f'`{node.path}` is the string "{node.path}" in the trial config, not the object it names',
+                node.span, notes=("hpoc builds no object for a trial value",),
+                help=f'quote it: "{node.path}", and let the trainer pick the object by its name '
+                     f'(`getattr({module}, "{name}")`)')  # fmt: skip
 
 
 def read_space(ch: Checker, block: A.Block | None) -> Space:
@@ -395,6 +415,7 @@ def _setting(
     try:
         space.constants[name] = K.space_value(value)
         space.constant_spans[name] = item.span
+        import_paths(ch, value)
     except K.Invalid as exc:
         ch.error(TYPE, f"`{name}` {exc.msg}", (exc.node or value).span, help=exc.help)
 

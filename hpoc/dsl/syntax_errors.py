@@ -222,12 +222,33 @@ def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _
         ch, line, col = state.stack[-1]
         fail_at(text, file, f"unclosed `{ch}`: the file ends before it is closed", "HP103", line, col,
                 help=_where_to_close(text, ch, line) or f"add `{PAIR[ch]}` where the {OPEN_WORD[ch]} should end")
+    help = _keyword_hint(text, tok)
+    if help is None:
+        last_words(text, file)
     lines = text.split("\n")
     line, col = len(lines), len(lines[-1]) + 1
     if line > 1 and not lines[-1]:  # point at the last line's end, not past the final newline
         line, col = line - 1, len(lines[-2]) + 1
     fail_at(text, file, f"unexpected end of file, expected {_expected_words(expected)}", "HP103", line, col,
-            help=_keyword_hint(text, tok))
+            help=help)
+
+
+# The file's last line of words alone (`extra stuff here`): the parser reads a block's head
+# and runs out of file, so it would say "end of file" at the end of that line.
+_LAST_WORDS = re.compile(r"(?:^|\n)([ \t]*)([A-Za-z_]\w*(?:[ \t]+[A-Za-z_]\w*)*)[ \t]*\s*$")
+
+
+def last_words(text: str, file: str) -> None:
+    """Fail where a line of bare words that ends the file starts: it is no item."""
+    masked = _COMMENT_OR_STRING.sub(_blank, text)
+    m = _LAST_WORDS.search(masked)
+    if m is None or m.group(2).split()[0] in _NOT_STRAY:
+        return
+    line = masked.count("\n", 0, m.start(2)) + 1
+    words = " ".join(m.group(2).split())
+    fail_at(text, file, f"`{words}` is neither a setting nor a block", "HP101", line, len(m.group(1)) + 1,
+            width=len(m.group(2)), help="a setting is written `key = value`, a block `kind { ... }`; "
+            "a note goes after `#`")
 
 
 def _where_to_close(text: str, ch: str, line: int) -> str | None:
@@ -306,6 +327,9 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
 _GLUED = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![eE][+-]?\d)"
                     r"([A-Za-z_]\w*|[ \t]+(?:[KMGT]i?B?|[smhd])(?=[ \t]*(?:[,;})\]#]|$)))")
 _VALID_GLUED = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+|(?:\d+(?:\.\d+)?[smhd])*[smhd])|\d+[KMGT]B?")
+# `0x10`, `0o17`, `0b101` after their `0`: base, digits, what the literal is called
+_BASES = {"x": (16, r"[0-9A-Fa-f]+", "a hexadecimal"), "o": (8, r"[0-7]+", "an octal"),
+          "b": (2, r"[01]+", "a binary")}
 _UNIT_HELP = "sizes are written like `64G` (K, M, G, T) and durations like `90m`, `2h` (s, m, h, d)"
 
 
@@ -367,6 +391,12 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             elif suffix in "KMGT" and not number.lstrip("-").isdigit():
                 msg = f"a size must be a whole number, not `{number}{suffix}`"
                 help = _whole_size(number, suffix)
+            elif number.lstrip("-") == "0" and (base := _BASES.get(suffix[0].lower())) \
+                    and re.fullmatch(base[1], suffix[1:]):  # `0x10`, as C and Python write it
+                col, width = m.start(1) + 1, len(m.group(0))
+                decimal = int(suffix[1:], base[0]) * (-1 if number.startswith("-") else 1)
+                msg = f"`{number}{suffix}` is {base[2]} literal: numbers here are decimal"
+                help = f"write `{decimal}`"
             elif re.fullmatch(r"[KMGT]iB?", suffix) and number.isdigit():  # as `free -h` prints it
                 msg = f"unexpected name `{suffix}` right after the number `{number}`"
                 help = f"write `{number}{suffix[0]}`: SLURM's units are binary, its {suffix[0]} is a {suffix[0]}iB"

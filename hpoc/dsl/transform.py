@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -20,6 +21,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")  # halves of a UTF-16 pair: no charac
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
 _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[smhd])+")  # the grammar's DURATION
+_NONZERO = re.compile(r"^-?0*[1-9]|^-?[0-9]*\.[0-9]*[1-9]")  # a mantissa that is not 0
 
 
 def duration_seconds(text: str) -> int | float | None:
@@ -116,7 +118,12 @@ class _Literals(_Rules):
         except ValueError:
             self._bad(tok, "number has too many digits")
         if value in (float("inf"), float("-inf")):
-            self._bad(tok, "number is out of range")
+            self._bad(tok, "number is out of range", f"the largest number is {sys.float_info.max!r}")
+        if isinstance(value, float) and abs(value) < sys.float_info.min and _NONZERO.search(text):
+            # `1e-400` would be a silent 0; a subnormal `1e-310` keeps only a few digits
+            what = "it would be 0" if value == 0 else "it would lose its precision"
+            self._bad(tok, f"number `{text}` is too small: {what}",
+                      f"the smallest number is {sys.float_info.min!r} (write `0` if zero is meant)")
         return A.Number(value, text, span=self._sp(meta))
 
     def duration(self, meta: Any, children: list[Any]) -> A.Duration:

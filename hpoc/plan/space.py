@@ -61,12 +61,24 @@ def is_active(param: dict[str, Any], values: dict[str, Any]) -> bool:
 def typed_key(value: Any) -> tuple[str, str]:
     """Equality key of a category value (hashable), the one rule for what a category is:
     `true` is not `1` or `"1"` (Python's `True == 1`), 1 and 1.0 are one number."""
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        value = value.item()  # a searcher's numpy scalar (json cannot write numpy's bool)
+    value = _plain(value)
     tag = "b" if isinstance(value, bool) else "n" if isinstance(value, numbers.Real) else "o"
     if tag == "n":
-        return tag, repr(float(value))
+        return tag, repr(value)
     return tag, json.dumps(value, sort_keys=True)
+
+
+def _plain(value: Any) -> Any:
+    """`value` with every number a float, at any depth (`{x = 1}` is `{x = 1.0}`), bools kept."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # a searcher's numpy scalar (json cannot write numpy's bool)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def same_category(a: Any, b: Any) -> bool:

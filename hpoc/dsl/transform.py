@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, replace
@@ -119,11 +120,10 @@ class _Literals(_Rules):
             self._bad(tok, "number has too many digits")
         if value in (float("inf"), float("-inf")):
             self._bad(tok, "number is out of range", f"the largest number is {sys.float_info.max!r}")
-        if isinstance(value, float) and abs(value) < sys.float_info.min and _NONZERO.search(text):
-            # `1e-400` would be a silent 0; a subnormal `1e-310` keeps only a few digits
-            what = "it would be 0" if value == 0 else "it would lose its precision"
-            self._bad(tok, f"number `{text}` is too small: {what}",
-                      f"the smallest number is {sys.float_info.min!r} (write `0` if zero is meant)")
+        if isinstance(value, float) and value == 0 and _NONZERO.search(text):
+            # `1e-400` would be a silent 0 (a subnormal `1e-310` is kept: it round-trips as written)
+            self._bad(tok, f"number `{text}` is too small: it would be 0",
+                      f"the smallest number above 0 is {math.ulp(0.0)!r} (write `0` if zero is meant)")
         return A.Number(value, text, span=self._sp(meta))
 
     def duration(self, meta: Any, children: list[Any]) -> A.Duration:

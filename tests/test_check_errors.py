@@ -1672,6 +1672,23 @@ def test_an_env_value_that_names_a_variable_is_a_warning() -> None:
     assert warnings(BASE + 'slurm { env = { PRICE = "5$", MSG = "a b" } }\n') == []
 
 
+def test_an_env_key_the_job_sets_itself_is_a_warning() -> None:
+    """`RAY_ADDRESS` or `RAY_AUTH_TOKEN` in `env` was exported, then overwritten (or unset)
+    by the job script: the user's value was never used, and nothing said so."""
+    (w,) = warnings(BASE + 'slurm { env = { NCCL_DEBUG = "INFO", RAY_ADDRESS = "10.0.0.1:6379" } }\n')
+    assert (w.code, where(w)) == ("HP818", (3, 38))
+    assert w.message == "hpoc's job sets `RAY_ADDRESS` itself: the value in `env` is not used"
+    assert "its own Ray cluster" in w.help
+    (w,) = warnings(BASE + 'slurm { env = { RAY_AUTH_TOKEN = "secret" } }\n')
+    assert w.message == "hpoc's job sets `RAY_AUTH_TOKEN` itself: the value in `env` is not used"
+    assert "fresh token" in w.help
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "PYTHONUNBUFFERED", "RAY_USAGE_STATS_ENABLED",
+                "HPOC_RAY_TOKEN", "HPOC_WALLTIME_REQUEUE"):
+        (w,) = warnings(BASE + f'slurm {{ env = {{ {key} = "1" }} }}\n')
+        assert w.message.startswith(f"hpoc's job sets `{key}` itself"), key
+    assert warnings(BASE + 'slurm { env = { RAY_DEDUP_LOGS = "0", NCCL_SOCKET_IFNAME = "hsn0" } }\n') == []
+
+
 def test_a_mem_too_small_for_ray_is_a_warning() -> None:
     """`mem = 256` meaning 256 GB is 256 MB to sbatch: the job started, and Ray's processes
     were killed for memory on every node."""

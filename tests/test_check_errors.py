@@ -1279,6 +1279,26 @@ def test_a_local_run_short_of_gpus_is_not_told_to_take_more_cpu_slots() -> None:
     assert "--cpus" not in str(exc.value)
 
 
+def test_a_yaml_run_short_of_gpus_is_told_in_the_config_s_words() -> None:
+    """A YAML study on a machine without GPUs was told to lower `num_workers`/`CPU`/`GPU` "in
+    the study": its config turns the GPUs off with `use_gpu: false` in `scaling_config`."""
+    from hpoc.runtime.session import SessionError, check_capacity
+    from hpoc.runtime.study import _in_spec_words
+    from hpoc.yaml import WORDS
+
+    plan = {"resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 1},
+            "source": {"format": "yaml", "words": WORDS}}
+    with pytest.raises(SessionError) as exc:
+        check_capacity(plan, [{"Resources": {"CPU": 8}}], "this machine")
+    help = _in_spec_words(plan, str(exc.value)).split("help: ")[1]
+    assert help.startswith("set `use_gpu: false` in `scaling_config`") and "to run the trials on CPUs" in help
+    assert "`gpus_per_worker`" not in help and "study" not in help and "lower `num_workers`" in help
+    plan["source"] = {"format": "hpo"}
+    with pytest.raises(SessionError) as exc:
+        check_capacity(plan, [{"Resources": {"CPU": 8}}], "this machine")
+    assert "help: set `gpus_per_worker = 0` to run the trials on CPUs" in str(exc.value)
+
+
 @pytest.mark.parametrize(
     "resources,nodes,per_node",
     [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth

@@ -171,6 +171,8 @@ def hint(plan: dict[str, Any], text: str | None = None) -> str:
         again = ("run again with --fresh (resuming would keep these trials failed: "
                  "`resume.retry_errored = false`)")
     fix = what_to_fix(plan, summary_mod.error_where(text or ""), text or "")
+    if summary_mod.error_help(text or ""):  # the stop's message said it just above
+        fix = "do as the error's help says"
     return (f"  help: every trial failed the same way; {fix} and {again} "
             "(`failure { fail_fast = 0 }` runs every trial regardless)")
 

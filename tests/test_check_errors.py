@@ -1312,6 +1312,26 @@ def test_a_local_run_short_of_gpus_is_not_told_to_take_more_cpu_slots() -> None:
     assert "--cpus" not in str(exc.value)
 
 
+def test_a_yaml_run_short_of_gpus_is_told_in_the_config_s_words() -> None:
+    """A YAML study on a machine without GPUs was told to lower `num_workers`/`CPU`/`GPU` "in
+    the study": its config turns the GPUs off with `use_gpu: false` in `scaling_config`."""
+    from hpoc.runtime.session import SessionError, check_capacity
+    from hpoc.runtime.study import _in_spec_words
+    from hpoc.yaml import WORDS
+
+    plan = {"resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 1},
+            "source": {"format": "yaml", "words": WORDS}}
+    with pytest.raises(SessionError) as exc:
+        check_capacity(plan, [{"Resources": {"CPU": 8}}], "this machine")
+    help = _in_spec_words(plan, str(exc.value)).split("help: ")[1]
+    assert help.startswith("set `use_gpu: false` in `scaling_config`") and "to run the trials on CPUs" in help
+    assert "`gpus_per_worker`" not in help and "study" not in help and "lower `num_workers`" in help
+    plan["source"] = {"format": "hpo"}
+    with pytest.raises(SessionError) as exc:
+        check_capacity(plan, [{"Resources": {"CPU": 8}}], "this machine")
+    assert "help: set `gpus_per_worker = 0` to run the trials on CPUs" in str(exc.value)
+
+
 @pytest.mark.parametrize(
     "resources,nodes,per_node",
     [("cpus_per_worker = 8, gpus_per_worker = 1", 4, (1, 8)),  # one worker: one node's worth
@@ -1703,6 +1723,23 @@ def test_an_env_value_that_names_a_variable_is_a_warning() -> None:
     (w,) = warnings(BASE + 'slurm { env = { HF_HOME = "~/hf" } }\n')
     assert w.message == "`env` exports `HF_HOME` as written: `~` in its value is not expanded"
     assert warnings(BASE + 'slurm { env = { PRICE = "5$", MSG = "a b" } }\n') == []
+
+
+def test_an_env_key_the_job_sets_itself_is_a_warning() -> None:
+    """`RAY_ADDRESS` or `RAY_AUTH_TOKEN` in `env` was exported, then overwritten (or unset)
+    by the job script: the user's value was never used, and nothing said so."""
+    (w,) = warnings(BASE + 'slurm { env = { NCCL_DEBUG = "INFO", RAY_ADDRESS = "10.0.0.1:6379" } }\n')
+    assert (w.code, where(w)) == ("HP818", (3, 38))
+    assert w.message == "hpoc's job sets `RAY_ADDRESS` itself: the value in `env` is not used"
+    assert "its own Ray cluster" in w.help
+    (w,) = warnings(BASE + 'slurm { env = { RAY_AUTH_TOKEN = "secret" } }\n')
+    assert w.message == "hpoc's job sets `RAY_AUTH_TOKEN` itself: the value in `env` is not used"
+    assert "fresh token" in w.help
+    for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "PYTHONUNBUFFERED", "RAY_USAGE_STATS_ENABLED",
+                "HPOC_RAY_TOKEN", "HPOC_WALLTIME_REQUEUE"):
+        (w,) = warnings(BASE + f'slurm {{ env = {{ {key} = "1" }} }}\n')
+        assert w.message.startswith(f"hpoc's job sets `{key}` itself"), key
+    assert warnings(BASE + 'slurm { env = { RAY_DEDUP_LOGS = "0", NCCL_SOCKET_IFNAME = "hsn0" } }\n') == []
 
 
 def test_a_mem_too_small_for_ray_is_a_warning() -> None:

@@ -194,3 +194,41 @@ def test_steps_that_share_a_module_leave_the_trainer_named():
     plan = {"resume": {"enabled": True, "retry_errored": True},
             "pipeline": {role: {"target": f"toy:{role.title()}"} for role in PIPELINE}}
     assert "fix the trainer and" in hint(plan, _in("toy.py", "ValueError: shape"))
+
+
+MISSING = ("hpoc.runtime.pipeline.PipelineError: trainer `train:Trainer`: importing `train` failed: "
+           "No module named 'timm'\n  help: install `timm` in the environment the study runs in")
+
+
+def test_an_error_that_says_its_fix_keeps_it_in_the_fail_fast_message_and_hint():
+    """A module missing on the nodes only: the stop said "fix the trainer", and the error's
+    "install it" stayed in error.txt."""
+    plan = {"resume": {"enabled": True, "retry_errored": True}, "pipeline": PIPELINE}
+    said = hint(plan, _in("train.py", MISSING))
+    assert "every trial failed the same way; do as the error's help says and run the same command again" in said
+    assert "fix the trainer" not in said
+    rule, error = FailFast(k=3, total=2, metric="acc"), _text(MISSING)
+    one, two = Trial("1", status="PENDING"), Trial("2", status="PENDING")
+    rule.trial_failed(one, [one, two], error)
+    message = rule.trial_failed(two, [one, two], error)
+    assert "\n  help: install `timm` in the environment the study runs in" in message
+
+
+def test_a_dtype_mismatch_names_the_getter_s_data():
+    """Integer inputs: torch's "mat1 and mat2 must have the same dtype … Long and Float" was
+    told "fix the trainer"; the getter's data is what has the wrong dtype."""
+    plan = {"resume": {"enabled": True, "retry_errored": True}, "pipeline": PIPELINE}
+    for error in ("RuntimeError: mat1 and mat2 must have the same dtype, but got Long and Float",
+                  "RuntimeError: expected scalar type Float but found Double",
+                  "RuntimeError: Input type (torch.cuda.DoubleTensor) and weight type "
+                  "(torch.cuda.FloatTensor) should be the same"):
+        said = hint(plan, _in("train.py", error))
+        assert "the data of the getter `data:Get` has a dtype the model does not take" in said, said
+        assert "`.float()`" in said and "`astype(np.float32)`" in said and "fix the trainer" not in said
+    # the same words for a device mismatch are not the data's dtype
+    device = ("RuntimeError: Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor) "
+              "should be the same")
+    assert "fix the trainer and" in hint(plan, _in("train.py", device))
+    plan["pipeline"] = {"trainer": {"target": "train:Trainer"}}  # the trainer loads its data
+    assert "the trainer's data has a dtype the model does not take" in hint(
+        plan, _in("train.py", "RuntimeError: mat1 and mat2 must have the same dtype, but got Long and Float"))

@@ -615,6 +615,26 @@ KeyError: 'hidden'
         f"[hpoc] trial ab12 (lr=0.5) errored: KeyError: 'hidden' at {user}:7 (details: {tmp_path}/error.txt)")
 
 
+def test_a_trial_error_line_keeps_the_help_its_error_carries(monkeypatch, tmp_path):
+    """A module missing on the nodes only: the line dropped "install it", left in error.txt."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import watch
+
+    error = tmp_path / "error.txt"
+    error.write_text("Failure # 1\nTraceback (most recent call last):\n"
+                     "hpoc.runtime.pipeline.PipelineError: trainer `t:T`: importing `t` failed: "
+                     "No module named 'timm'\n  help: install `timm` in the environment the study runs in\n")
+    out = io.StringIO()
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=[]))
+    trial = SimpleNamespace(trial_id="ab12", status="ERROR", config={}, error_file=str(error),
+                            path=str(tmp_path), local_path=None)
+    watch._trial_line(trial, "errored")
+    assert out.getvalue().strip() == (
+        f"[hpoc] trial ab12 errored: trainer `t:T`: importing `t` failed: No module named 'timm' "
+        f"(details: {tmp_path}/error.txt)\n  help: install `timm` in the environment the study runs in")
+
+
 def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     """Not "no trial reported the objective metric" when every trial failed, or reported NaN."""
     from types import SimpleNamespace
@@ -635,6 +655,11 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
 
     # the error itself, as `hpoc status` says it (it was "each trial's error.txt says why")
     assert report(trial("ERROR"), trial("ERROR")) == "every trial failed (2 of 2): boom"
+    missing = SimpleNamespace(**{**vars(trial("ERROR")), "error_msg": (
+        "PipelineError: trainer `t:T`: importing `t` failed: No module named 'timm'\n"
+        "  help: install `timm` in the environment the study runs in")})
+    assert report(missing, missing) == ("every trial failed (2 of 2): trainer `t:T`: importing `t` failed: "
+                                        "No module named 'timm'; install `timm` in the environment the study runs in")
     assert report(trial("TERMINATED", val_accuracy=float("nan")), trial("ERROR")) == (
         "no trial reported a finite `val_accuracy`: 1 trial(s) reported NaN or inf (training diverged? "
         "try a smaller learning rate)")

@@ -286,6 +286,26 @@ def test_a_study_that_failed_fast_in_its_splitter_says_to_fix_the_splitter(tmp_p
     assert "(ValueError: shape); fix the splitter `prep:Split`, then resume" in out, out
 
 
+def test_a_study_stopped_by_a_module_missing_on_the_nodes_says_to_install_it(tmp_path, capsys, monkeypatch):
+    """The stop's "install it" was in error.txt only: status said "fix the trainer"."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "mod")
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    exp = storage / "mod"
+    trial_dir(exp, "aaaaa_00000", {"dropout": 0.1}, [], done=False, error="PipelineError: no timm")
+    summary(exp, "mod", [{"trial_id": "aaaaa_00000", "status": "ERROR"}], interrupted=True,
+            stopped="the first trial to end failed, and no trial reported `val_loss`\n"
+                    "  trainer `t:T`: importing `t` failed: No module named 'timm'\n"
+                    "  help: install `timm` in the environment the study runs in")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    assert "; install `timm` in the environment the study runs in, then resume" in out, out
+
+
 def test_another_hosts_lock_gives_way_to_an_ended_job(tmp_path, capsys):
     exp = finished_local_run(tmp_path)
     (exp / "summary.json").unlink()

@@ -1251,3 +1251,20 @@ def test_a_getter_that_returns_nothing_is_named_when_the_splitter_fails_on_it(tm
     assert message.startswith("splitter `reader:Splitter` failed: TypeError: cannot unpack non-iterable NoneType")
     assert message.endswith("\n  note: the getter `reader:Getter` returned None: does its execute() end with a "
                             "`return`?"), message
+
+
+def test_a_getter_written_as_a_function_that_returns_the_data_is_told_what_a_step_is(tmp_path):
+    """`def get(): return train, val` named as the getter said "has neither `execute()` nor
+    `__call__`" of a getter that, as written, has `__call__`: hpoc had called it to build
+    the step and was looking at the data it returned."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "fn.py").write_text("import torch\n\ndef get():\n"
+                                   "    d = torch.utils.data.TensorDataset(torch.zeros(4, 2), torch.zeros(4))\n"
+                                   "    return d, d\n")
+    plan = make_plan(workdir, tmp_path / "results", pipeline={"getter": {"target": "fn:get", "args": {}},
+                                                              "splitter": None})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    message = str(info.value)
+    assert message.startswith("getter `fn:get`: calling it built a tuple, which has no `execute()`"), message
+    assert "help: a step is a class whose `execute(self)` returns the data" in message

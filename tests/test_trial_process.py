@@ -394,3 +394,21 @@ def test_one_worker_trials_in_a_reused_process_start_clean(tmp_path, elsewhere, 
         trial.tune_trial({"lr": 0.01, "hidden": 8}, plan, [None], str(exp), 0)
     assert seen == [(1, torch.float32, 0, None)] * 2
     assert torch.get_default_dtype() == torch.float32 and "HPOC_LEAK_PROBE" not in os.environ
+
+
+def test_a_trainers_own_keyboard_interrupt_is_its_error_not_a_cancelled_task():
+    """A trainer re-raising KeyboardInterrupt from its Ctrl-C handler showed as Ray's
+    "TaskCancelledError: Task: TaskID(…) was cancelled.": nothing had cancelled it (Ray's
+    processes block SIGINT, and Ray does not interrupt an actor's running task)."""
+    from hpoc.runtime.summary import error_help
+
+    class Stops:
+        def execute(self) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RuntimeError) as exc:
+        trial.execute(Stops())
+    message = str(exc.value)
+    assert message.startswith(f"the trainer raised KeyboardInterrupt itself at {__file__}:"), message
+    assert "nothing stopped the trial" in message
+    assert "another exception" in error_help(f"RuntimeError: {message}")

@@ -124,8 +124,8 @@ CASES = [
     # argument would otherwise fail in every trial, after `hpoc check` said the study is valid.
     ("trainer class typo", seed_with("trainer.MyRayTorchTrainer", "trainer.MyRayTrainer"), "HP204", 10, 21,
      "trainer: `trainer` (trainer.py) defines no `MyRayTrainer`"),
-    ("trainer argument it does not take", seed_with("strategy: ddp", "strategy: ddp\n          random_seed: 3"),
-     "HP204", 45, 11, "trainer: `MyRayTorchTrainer` (trainer.py) takes no argument `random_seed`"),
+    ("trainer argument it does not take", seed_with("strategy: ddp", "strategy: ddp\n          patience: 3"),
+     "HP204", 45, 11, "trainer: `MyRayTorchTrainer` (trainer.py) takes no argument `patience`"),
     ("splitter argument typo", seed_with("train_proportion: 0.9", "train_proportio: 0.9"), "HP204", 8, 11,
      "splitter: `FashionMNISTSplitter` (data.py) takes no argument `train_proportio`"),
     ("no trainer config", seed_with("          config:\n", "          konfig:\n"), "HP205", 10, 21,

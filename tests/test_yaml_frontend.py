@@ -480,6 +480,18 @@ def test_deepspeed_strategy_and_cpu_workers(tmp_path: Path) -> None:
     assert result.plan["resources"]["cpus_per_worker"] == 2
 
 
+def test_itwinai_s_random_seed_seeds_the_study(tmp_path: Path) -> None:
+    """itwinai's trainers take `random_seed`: it was refused as the trainer's unknown argument,
+    or (for a trainer declaring it) passed and unused, the trials seeded otherwise."""
+    doc = seed()
+    trainer_args(doc)["random_seed"] = 7
+    plan = compiled(tmp_path, doc).plan
+    assert plan["training"]["seed"] == 7
+    assert "random_seed" not in json.dumps(plan["pipeline"])  # hpoc seeds the trials itself
+    trainer_args(doc)["random_seed"] = -1
+    assert "seed" in one_error(tmp_path, doc).message
+
+
 def test_horovod_is_refused_with_a_fix(tmp_path: Path) -> None:
     doc = seed()
     trainer_args(doc)["strategy"] = "horovod"

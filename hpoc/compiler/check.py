@@ -207,6 +207,9 @@ class Checker:
             if isinstance(v, A.Block):
                 self.error(TYPE, f"`{k}` in `{key}` must be a value, not a block", v.kind_span)
                 continue
+            if k in rec.taken:
+                self.warn(WARN_ENV, f"hpoc's job sets `{k}` itself: the value in `{key}` is not used", kspan,
+                          help=f"leave `{k}` out; {rec.taken[k]}")
             if isinstance(rec.open, str):
                 out[k] = special(rec.open, k, v, f"{path}.{k}") if special else None
             else:

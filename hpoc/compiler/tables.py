@@ -33,6 +33,7 @@ class Rec:
     open: Any = None  # kind of values for free-form maps (env, stop, ...); keys are free
     key_pattern: str | None = None  # for free-form maps: what keys must look like
     key_what: str = "key"
+    taken: dict[str, str] = field(default_factory=dict)  # keys the job sets itself → help
 
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]*"  # study/experiment names: safe in paths and job names
@@ -40,6 +41,16 @@ NAME_HELP = ("use ASCII letters and digits, `.`, `_` and `-`, starting with a le
              "(it names directories and jobs)")
 NAME_MAX = 200  # they name directories and log files (`<name>-<job id>.out`): 255 bytes at most
 ENV_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+_OWN_RAY = "each job starts its own Ray cluster and its drivers attach to it only"
+_TOKEN = "each job makes a fresh token in a private file: the cluster admits no other process"
+# What the job script (templates/slurm) exports or unsets after `slurm.env`: a value for them is lost
+JOB_ENV = {
+    "RAY_ADDRESS": _OWN_RAY,
+    "RAY_AUTH_MODE": _TOKEN, "RAY_AUTH_TOKEN": _TOKEN, "RAY_AUTH_TOKEN_PATH": _TOKEN, "HPOC_RAY_TOKEN": _TOKEN,
+    "RAY_USAGE_STATS_ENABLED": "Ray's usage statistics stay off: the nodes cannot reach the internet",
+    "PYTHONUNBUFFERED": "the trainers' output goes to the logs as it is printed",
+    "HPOC_WALLTIME_REQUEUE": "the job sets it when it requeues itself at its walltime",
+}
 IFACE_RE = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}"  # Linux: at most 15 characters
 _IFACE_HINT = ("one interface, whose address the Ray nodes take (`ib0`, `hsn0`); give NCCL a list "
                "(`hsn0,hsn1`, `^lo`) in `env`: `NCCL_SOCKET_IFNAME = \"hsn0,hsn1\"`")
@@ -274,7 +285,7 @@ SECTIONS: dict[str, dict[str, F]] = {
         "constraint": F(K.optional(_SITE_NAME), None),
         "extra": F(K.list_of(K.string(), allow_single=True), []),
         "setup": F(K.list_of(K.string(), allow_single=True), []),
-        "env": F(Rec(open="env", key_pattern=ENV_RE, key_what="environment variable name"), {}),
+        "env": F(Rec(open="env", key_pattern=ENV_RE, key_what="environment variable name", taken=JOB_ENV), {}),
         "container": F(
             Rec(
                 {

@@ -152,6 +152,8 @@ class FailFast:
                  f"  {summary_mod.error_line(text)}"]
         if where:
             lines.append(f"  --> {where}")
+        if said := summary_mod.error_help(text):  # `status` reads it as the next step
+            lines.append(f"  help: {said}")
         if details:
             lines.append(f"  details: {details}/error.txt")
         return "\n".join(lines)
@@ -168,9 +170,40 @@ def hint(plan: dict[str, Any], text: str | None = None) -> str:
     else:
         again = ("run again with --fresh (resuming would keep these trials failed: "
                  "`resume.retry_errored = false`)")
-    step = to_fix(plan, summary_mod.error_where(text or ""))
-    return (f"  help: every trial failed the same way; fix {step} and {again} "
+    fix = what_to_fix(plan, summary_mod.error_where(text or ""), text or "")
+    if summary_mod.error_help(text or ""):  # the stop's message said it just above
+        fix = "do as the error's help says"
+    return (f"  help: every trial failed the same way; {fix} and {again} "
             "(`failure { fail_fast = 0 }` runs every trial regardless)")
+
+
+def what_to_fix(plan: dict[str, Any] | None, where: str | None, text: str) -> str:
+    """What the user does about the deciding error `text`: its own help (a module missing on
+    the nodes: install it), the data's dtype when the model refuses it, else `fix <step>`."""
+    said = summary_mod.error_help(text)
+    if said:
+        return said
+    line = summary_mod.error_line(text)
+    if _dtype_mismatch(line):
+        getter = (((plan or {}).get("pipeline") or {}).get("getter") or {}).get("target")
+        data = f"the data of the getter `{getter}`" if getter else "the trainer's data"
+        fix = "convert it in the getter" if getter else "convert it where the trainer loads it"
+        return (f"{data} has a dtype the model does not take: {fix} (`.float()` for a tensor, "
+                "`astype(np.float32)` for an array; class labels `.long()`)")
+    return f"fix {to_fix(plan, where)}"
+
+
+# torch's words for a batch whose dtype is not the model's (integer inputs: Long and Float)
+_DTYPE = re.compile(r"must have the same dtype|expected scalar type \w+ but found \w+|"
+                    r"Found dtype \w+ but expected \w+|expected m1 and m2 to have the same dtype")
+_INPUT_TYPE = re.compile(r"Input type \(([\w.]+)\) and weight type \(([\w.]+)\) should be the same")
+
+
+def _dtype_mismatch(line: str) -> bool:
+    if _DTYPE.search(line):
+        return True
+    m = _INPUT_TYPE.search(line)  # the same words say a device mismatch: cuda.FloatTensor and FloatTensor
+    return bool(m) and m.group(1).rpartition(".")[2] != m.group(2).rpartition(".")[2]
 
 
 _ROLES = ("getter", "splitter", "trainer")

@@ -185,7 +185,17 @@ def _require_buildable(cls: type, target: str, args: dict[str, Any]) -> None:
 def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
     call = getattr(obj, "execute", None) or (obj if callable(obj) else None)
     if call is None:
-        raise PipelineError(f"{role} `{target}`: has neither `execute()` nor `__call__`")
+        name = target.replace(":", ".").rpartition(".")[2]
+        if type(obj).__name__ == name:  # the class named, without the method
+            raise PipelineError(f"{role} `{target}`: has neither `execute()` nor `__call__`\n"
+                                f"  help: give `{name}` an `execute(self)` that returns the data")
+        # a function named, which returned the data: hpoc called it to build the step
+        raise PipelineError(f"{role} `{target}`: calling it built a {type(obj).__name__}, which has no "
+                            "`execute()` (hpoc calls the target with the step's arguments to build the "
+                            "step, then runs the step's `execute()`)\n"
+                            "  help: a step is a class whose `execute(self)` returns the data: "
+                            f"`class {name.title().replace('_', '')}:` with `def execute(self): ... "
+                            "return train, validation`")
     try:
         return call(*inputs)
     except FileNotFoundError as exc:

@@ -231,7 +231,7 @@ class PoolWorker:
         import torch.distributed as dist
 
         from hpoc.runtime.trainer import TrialInfo
-        from hpoc.runtime.trial import build_trainer, make_strategy
+        from hpoc.runtime.trial import build_trainer, execute, make_strategy
 
         plan, token = payload["plan"], payload["token"]
         self._drain()
@@ -251,7 +251,7 @@ class PoolWorker:
                 strategy = make_strategy(plan, trainer, distributed=True)
                 trainer.bind(config=payload["config"], strategy=strategy, reporter=reporter, plan=plan,
                              trial=TrialInfo(**payload["trial"]), data=data)
-                trainer.execute()
+                execute(trainer)
             except SystemExit as exc:
                 if exc.code not in (0, None):
                     raise RuntimeError(f"the trial called sys.exit({exc.code!r})") from None

@@ -386,10 +386,16 @@ def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str
     slots = math.ceil(cpu - 1e-9)
     # More CPU slots do not make up for GPUs: no `--cpus` hint when the GPUs are short.
     gpus_short = bool(gpw) and sum(int(r.get("GPU", 0) // gpw) for r in alive) < workers
+    yaml = (plan.get("source") or {}).get("format") == "yaml"  # the words of the file the user wrote
+    if gpus_short:
+        # itwinai refuses `use_gpu: false` beside a `GPU` in `resources_per_worker`
+        off = ("`use_gpu: false` in `scaling_config` (and no `GPU` in `resources_per_worker`)" if yaml
+               else "`gpus_per_worker = 0`")
+        help = f"set {off} to run the trials on CPUs, lower `workers`, or run it where there are GPUs"
+    else:
+        help = (f"lower `workers`/`cpus_per_worker`/`gpus_per_worker` in the {'config' if yaml else 'study'}, "
+                "or run it where there is room" + (f" (`--cpus {slots}` lets a local run use {slots} CPU slots)"
+                                                   if where == "this machine" else ""))
     raise SessionError(
         f"one trial needs {workers} worker(s) x ({each}){driver}; {where} has {have_cpu:g} CPU and "
-        f"{have_gpu:g} GPU on {len(alive)} node(s)\n"
-        "  help: lower `workers`/`cpus_per_worker`/`gpus_per_worker` in the study, or run it "
-        "where there is room" + (f" (`--cpus {slots}` lets a local run use {slots} CPU slots)"
-                                 if where == "this machine" and not gpus_short else ""),
-        exit_code=2)
+        f"{have_gpu:g} GPU on {len(alive)} node(s)\n  help: {help}", exit_code=2)

@@ -114,6 +114,16 @@ def error_line(text: str, width: int = 240) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def error_help(text: str) -> str | None:
+    """The `help:` an hpoc error carries on the line after its message (`install `timm` in
+    the environment the study runs in`), which error_line leaves out; None without one."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    last = max((i for i, ln in enumerate(lines) if _EXC_LINE.match(ln)), default=None)
+    if last is None or last + 1 >= len(lines) or not lines[last + 1].startswith("help: "):
+        return None
+    return lines[last + 1][len("help: "):]
+
+
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)')
 _NOT_USER = tuple(os.path.normpath(p) + os.sep for p in {
     sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
@@ -385,13 +395,15 @@ def errors_said(summary: dict[str, Any]) -> str:
     from hpoc.runtime.failfast import signature
 
     trials = summary.get("trials") or []
-    lines = [error_line(str(t["error"])) for t in trials if t.get("status") == "ERROR" and t.get("error")]
+    texts = [str(t["error"]) for t in trials if t.get("status") == "ERROR" and t.get("error")]
+    lines = [error_line(text) for text in texts]
     errors = Counter(signature(line) or line for line in lines)
     if not errors:
         return "each trial's error.txt says why"
     (first, _), *others = errors.most_common()
-    said = next(line for line in lines if (signature(line) or line) == first)
-    return said + (f" (and {len(others)} other error(s))" if others else "")
+    i = next(i for i, line in enumerate(lines) if (signature(line) or line) == first)
+    help = error_help(texts[i])  # a module missing on the nodes: "install it"
+    return lines[i] + (f"; {help}" if help else "") + (f" (and {len(others)} other error(s))" if others else "")
 
 
 def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:

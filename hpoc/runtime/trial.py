@@ -51,8 +51,25 @@ def run_trainer(plan: dict[str, Any], config: dict[str, Any], data: Any, reporte
     strategy = make_strategy(plan, trainer, distributed=distributed)
     trainer.bind(config=config, strategy=strategy, reporter=reporter, plan=plan, trial=trial,
                  data=data)
-    trainer.execute()
+    execute(trainer)
     return trainer
+
+
+def execute(trainer: Any) -> None:
+    """`trainer.execute()` in a trial process, where a KeyboardInterrupt is the trainer's own
+    (a Ctrl-C handler re-raising it, a library): Ray's processes block SIGINT (Ctrl-C stops
+    the driver, which stops the trials) and Ray does not interrupt an actor's running task.
+    Ray would report it as "TaskCancelledError: Task ... was cancelled"."""
+    try:
+        trainer.execute()
+    except KeyboardInterrupt as exc:
+        from hpoc.runtime.summary import raised_at
+
+        raise RuntimeError(
+            f"the trainer raised KeyboardInterrupt itself{raised_at(exc)}; nothing stopped the trial "
+            "(Ctrl-C reaches the driver only)\n"
+            "  help: raise another exception there to fail the trial, or return from the training loop "
+            "to end it") from exc
 
 
 def _limit_threads(cpus: float) -> None:

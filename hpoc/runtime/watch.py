@@ -344,6 +344,8 @@ def _trial_line(trial: Any, what: str, error: str | None = None) -> None:
     detail = f": {summary_mod.error_at(error)}" if error else ""
     where = trial_path(trial)
     hint = f" (details: {where}/error.txt)" if error and where else ""
+    said = summary_mod.error_help(error) if error else None  # "install it", not in error.txt only
+    hint += f"\n  help: {said}" if said else ""
     say(stream, f"[hpoc] trial {trial.trial_id}{_searched(trial)} {what}{detail}{hint}")
 
 

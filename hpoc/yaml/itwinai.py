@@ -52,7 +52,7 @@ from hpoc.yaml.tune import read_tune
 PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
 CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config",
                "find_unused_parameters")
-TRAINER_OWN = ("config", "strategy", "logger")
+TRAINER_OWN = ("config", "strategy", "logger", "random_seed")  # hpoc reads these itself
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
 _TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
@@ -297,6 +297,11 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if storage:
         items.append(block("storage", storage, tune.storage_span))
     items.extend(_loggers(b, trainer))
+    # itwinai's trainers take `random_seed`; hpoc seeds each trial from the study's seed
+    seed = b.given(trainer.arg("random_seed"))
+    if seed is not None and trainer.args is not None:
+        kspan = trainer.args.key_span("random_seed")
+        items.append(block("training", [b.setting("seed", b.value(seed), kspan)], kspan))
     return A.Study(tuple(items), b.file)
 
 

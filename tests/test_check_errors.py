@@ -2333,6 +2333,10 @@ def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
      'the DeepSpeed config "ds.json" sets `zero_optimization.stage` to "2": ZeRO has stages 0 to 3 (or "auto")'),
     ('{"zero_optimization": {"stage": 2,}}', 'the DeepSpeed config "ds.json" is not JSON: '),
     ('[1]', 'the DeepSpeed config "ds.json" is not a JSON object'),
+    # a section given as a bare value: DeepSpeed's config models take `**section`
+    ('{"fp16": true}', 'the DeepSpeed config "ds.json" sets `fp16` to true: DeepSpeed reads it as a section'),
+    ('{"zero_optimization": 2}', 'the DeepSpeed config "ds.json" sets `zero_optimization` to 2: '),
+    ('{"optimizer": "AdamW"}', 'the DeepSpeed config "ds.json" sets `optimizer` to "AdamW": '),
 ])  # fmt: skip
 def test_a_deepspeed_config_file_every_trial_would_fail_on_is_refused(tmp_path, content, message) -> None:
     """`hpoc check` said "valid"; DeepSpeed (or reading the file) then failed every trial,
@@ -2341,7 +2345,8 @@ def test_a_deepspeed_config_file_every_trial_would_fail_on_is_refused(tmp_path, 
     text = BASE + 'resources { workers = 2, deepspeed { config = "ds.json" } }\n'
     (d,) = [d for d in diagnostics(text, str(tmp_path)) if d.severity == "error"]
     assert (d.code, where(d)) == ("HP204", (3, 38)) and d.message.startswith(message)  # at `config`
-    for fine in ('{"zero_optimization": {"stage": 3}}', '{"zero_optimization": {"stage": "auto"}}', "{}"):
+    for fine in ('{"zero_optimization": {"stage": 3}}', '{"zero_optimization": {"stage": "auto"}}', "{}",
+                 '{"zero_optimization": true}', '{"zero_optimization": "auto", "bf16": "auto"}'):
         (tmp_path / "ds.json").write_text(fine, encoding="utf-8")
         assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "error"]
 

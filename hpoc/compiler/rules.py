@@ -828,6 +828,12 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         r["cpus_per_worker"] = int(r["cpus_per_worker"])
 
 
+# DeepSpeed config sections that must be objects, with an example of each.
+_DS_SECTIONS = {"zero_optimization": '"zero_optimization": {"stage": 2}', "bf16": '"bf16": {"enabled": true}',
+                "fp16": '"fp16": {"enabled": true}', "optimizer": '"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}',
+                "scheduler": '"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": 100}}',
+                "activation_checkpointing": '"activation_checkpointing": {"partition_activations": true}'}
+
 # Searched names a DeepSpeed config's own `optimizer` / `scheduler` section overrides.
 _OPTIMIZER_KEYS = ("lr", "learning_rate", "momentum", "weight_decay", "betas", "eps")
 _LR_KEYS = ("lr", "learning_rate")
@@ -866,6 +872,14 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
     if not isinstance(ds, dict):
         ch.error(VALUE, f'the DeepSpeed config "{config}" is not a JSON object', at)
         return
+    for key in _DS_SECTIONS:
+        v = ds.get(key, {})
+        # "auto": filled in by hpoc (or refused below); a bare bool: DeepSpeed's old ZeRO switch
+        if not isinstance(v, dict) and v != "auto" and not (key == "zero_optimization" and type(v) is bool):
+            ch.error(VALUE, f'the DeepSpeed config "{config}" sets `{key}` to {json.dumps(v)}: DeepSpeed reads '
+                     "it as a section (an object) and fails every trial on anything else", at,
+                     help=f'write it as an object, e.g. {_DS_SECTIONS[key]}')  # fmt: skip
+            return
     zero = ds.get("zero_optimization")
     stage = zero.get("stage", "auto") if isinstance(zero, dict) else "auto"
     if stage != "auto" and (type(stage) is not int or not 0 <= stage <= 3):

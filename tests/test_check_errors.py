@@ -2476,6 +2476,23 @@ def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_w
     assert not _ds_diagnostics(tmp_path, json.dumps(ok))
 
 
+def test_a_deepspeed_config_enabling_fp16_on_cpu_workers_is_warned(tmp_path) -> None:
+    """A GPU config tried on CPU first: the file's fp16 won over hpoc's fp32, and DeepSpeed
+    failed every trial with "Type fp16 is not supported on your device"."""
+    (tmp_path / "ds.json").write_text('{"fp16": {"enabled": true}}', encoding="utf-8")
+
+    def warned(gpus: int) -> list:
+        text = BASE + f'resources {{ strategy = deepspeed, gpus_per_worker = {gpus}, deepspeed {{ config = "ds.json" }} }}\n'
+        return [d for d in diagnostics(text, str(tmp_path)) if "DeepSpeed config" in d.message]
+
+    (w,) = warned(0)
+    assert (w.code, w.severity, where(w)) == ("HP804", "warning", (3, 68))  # at `config`
+    assert w.message.startswith('the DeepSpeed config "ds.json" enables `fp16`, but the trials get no GPU')
+    assert not warned(1)
+    (tmp_path / "ds.json").write_text('{"fp16": {"enabled": "auto"}, "bf16": {"enabled": true}}', encoding="utf-8")
+    assert not warned(0)  # DeepSpeed's CPU accelerator takes bf16
+
+
 def test_a_deepspeed_config_with_a_key_twice_is_warned_and_json5_is_told_apart(tmp_path) -> None:
     (w,) = _ds_diagnostics(tmp_path, '{"zero_optimization": {"stage": 2, "stage": 3}}')
     assert (w.severity, w.message) == (

@@ -23,6 +23,7 @@ MAX_VALUES = 4096  # a searched batch_size with more values is not enumerated
 def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
     at = ch.spans.get("resources.deepspeed.config")
     _half_precisions(ch, config, ds, at)
+    _fp16_on_cpu(ch, out, config, ds, at)
     _unfilled_autos(ch, config, ds, at)
     _batch_split(ch, out, config, ds, at)
     _micro_batch(ch, out, config, ds, at)
@@ -35,6 +36,18 @@ def _half_precisions(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> N
         ch.error(VALUE, f'the DeepSpeed config "{config}" enables both `bf16` and `fp16`: DeepSpeed refuses '
                  "them together in every trial", at,
                  help='set one of the two `enabled` to false, or both to "auto" (the trial\'s `precision`)')
+
+
+def _fp16_on_cpu(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
+    """A GPU config tried on CPU workers: the file's fp16 wins over hpoc's fp32 there, and
+    DeepSpeed's CPU accelerator takes fp16 only on CPUs with AVX512-FP16 or AMX-FP16."""
+    fp16 = ds.get("fp16")
+    if out["resources"]["gpus_per_worker"] != 0 or not (isinstance(fp16, dict) and fp16.get("enabled") is True):
+        return
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" enables `fp16`, but the trials get no GPU: on a CPU '
+            'without fp16 support every trial fails ("Type fp16 is not supported on your device")', at,
+            help='set `"enabled": "auto"` in its `fp16` section (the trial\'s `precision`, fp32 on CPU), or '
+                 "give workers a GPU")  # fmt: skip
 
 
 def _unfilled_autos(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:

@@ -2476,6 +2476,28 @@ def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_w
     assert not _ds_diagnostics(tmp_path, json.dumps(ok))
 
 
+def test_a_deepspeed_config_path_that_names_no_json_file_is_said_once_and_plainly(tmp_path, monkeypatch) -> None:
+    """An empty path got a hint of "results" and a second "does not exist" beside the error;
+    a directory "did not exist"; a YAML file was only "not JSON"."""
+    monkeypatch.delenv("HPOC_NO_SUCH_DIR", raising=False)
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "ds.yaml").write_text("zero_optimization:\n  stage: 2\n", encoding="utf-8")
+
+    def said(config: str) -> list:
+        text = BASE + f'resources {{ gpus_per_worker = 1, deepspeed {{ config = "{config}" }} }}\n'
+        return diagnostics(text, str(tmp_path))
+
+    (d,) = said("")
+    assert (d.severity, d.message, d.help) == ("error", "`config` is empty", 'write a path, e.g. "ds_config.json"')
+    (d,) = said("$HPOC_NO_SUCH_DIR/ds.json")
+    assert (d.severity, d.message) == ("error", "`config` uses `$HPOC_NO_SUCH_DIR`, which is not set here")
+    (d,) = said("cfg")
+    assert (d.code, d.severity, d.message) == ("HP204", "error", 'DeepSpeed config "cfg" is a directory: DeepSpeed '
+                                               "reads one JSON file")
+    (d,) = said("ds.yaml")
+    assert d.severity == "error" and d.help == "DeepSpeed reads JSON, not YAML: write the file as JSON"
+
+
 def test_a_deepspeed_config_enabling_fp16_on_cpu_workers_is_warned(tmp_path) -> None:
     """A GPU config tried on CPU first: the file's fp16 won over hpoc's fp32, and DeepSpeed
     failed every trial with "Type fp16 is not supported on your device"."""

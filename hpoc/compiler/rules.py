@@ -777,13 +777,20 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         ds = ds or {"zero_stage": None, "precision": None, "config": None}
         config = ds.pop("config")
         if config is not None:
-            config = expand_path(ch, config, "resources.deepspeed.config") or config
+            expanded = expand_path(ch, config, "resources.deepspeed.config")
+            config = expanded or config
             path = config if os.path.isabs(config) or workdir is None else os.path.normpath(os.path.join(workdir, config))
-            if workdir is not None and not os.path.isfile(path):
+            if expanded is None or workdir is None:
+                pass  # an unset $VAR or an empty path: said by expand_path
+            elif os.path.isdir(path):
+                ch.error(VALUE, f'DeepSpeed config "{config}" is a directory: DeepSpeed reads one JSON file',
+                         ch.spans.get("resources.deepspeed.config"), notes=(f"looked for {path}",),
+                         help='name the file in it, e.g. "' + os.path.join(config, "ds_config.json") + '"')
+            elif not os.path.isfile(path):
                 ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
                         ch.spans.get("resources.deepspeed.config"),
                         notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
-            elif workdir is not None:
+            else:
                 _deepspeed_file(ch, out, config, path)
             ds["config_file"] = path
         else:
@@ -862,9 +869,11 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
     except OSError:
         return  # read again when the study runs, which says what is wrong
     except ValueError as exc:  # every trial would fail reading it
+        yaml = path.lower().endswith((".yaml", ".yml"))
         ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at,
-                 help="hpoc reads it as JSON, without the comments and trailing commas DeepSpeed's own "
-                      "loader (hjson) takes")  # fmt: skip
+                 help="DeepSpeed reads JSON, not YAML: write the file as JSON" if yaml else
+                 "hpoc reads it as JSON, without the comments and trailing commas DeepSpeed's own "
+                 "loader (hjson) takes")  # fmt: skip
         return
     if twice:  # DeepSpeed's loader refuses them; from hpoc it gets the last value only
         ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets {", ".join(f"`{k}`" for k in twice)} twice '

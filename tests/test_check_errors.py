@@ -2337,6 +2337,9 @@ def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
     ('{"fp16": true}', 'the DeepSpeed config "ds.json" sets `fp16` to true: DeepSpeed reads it as a section'),
     ('{"zero_optimization": 2}', 'the DeepSpeed config "ds.json" sets `zero_optimization` to 2: '),
     ('{"optimizer": "AdamW"}', 'the DeepSpeed config "ds.json" sets `optimizer` to "AdamW": '),
+    # DeepSpeed reads "false" as false; the trial's precision took any string for on
+    ('{"bf16": {"enabled": "false"}}', 'the DeepSpeed config "ds.json" sets `bf16.enabled` to "false": write true, '),
+    ('{"fp16": {"enabled": "True"}}', 'the DeepSpeed config "ds.json" sets `fp16.enabled` to "True": '),
 ])  # fmt: skip
 def test_a_deepspeed_config_file_every_trial_would_fail_on_is_refused(tmp_path, content, message) -> None:
     """`hpoc check` said "valid"; DeepSpeed (or reading the file) then failed every trial,

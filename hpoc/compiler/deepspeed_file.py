@@ -5,6 +5,7 @@ after Ray and the workers have started, said by `hpoc check` instead (docs/langu
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -31,6 +32,13 @@ def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]
 
 
 def _half_precisions(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
+    for k in ("bf16", "fp16"):
+        enabled = ds[k].get("enabled", False) if isinstance(ds.get(k), dict) else False
+        if isinstance(enabled, str) and enabled != "auto":
+            # DeepSpeed reads "false" as false, hpoc's precision any string as on: they disagree
+            ch.error(VALUE, f'the DeepSpeed config "{config}" sets `{k}.enabled` to {json.dumps(enabled)}: '
+                     'write true, false or "auto"', at)  # fmt: skip
+            return
     on = [k for k in ("bf16", "fp16") if isinstance(ds.get(k), dict) and ds[k].get("enabled") is True]
     if len(on) == 2:
         ch.error(VALUE, f'the DeepSpeed config "{config}" enables both `bf16` and `fp16`: DeepSpeed refuses '

@@ -1382,6 +1382,7 @@ def test_deepspeed_config_owning_the_optimizer_warns_about_searched_lr(tmp_path,
     assert (w.code, w.severity, where(w)) == ("HP804", "warning", (5, 59))  # at `config`
     assert f"the searched {warned} never reaches training" in w.message
     assert w.notes == ("`pbt` mutates it, to no effect: every exploit trains on with the file's values",)
+    assert w.help.endswith("; or stop searching it")
 
 
 def test_deepspeed_without_gpus_warns_at_what_chose_deepspeed() -> None:

@@ -923,7 +923,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
             f"never {verb} training (every trial uses the file's values)",
             ch.spans.get("resources.deepspeed.config"), notes=notes,
             help=f"remove {sections} from the DeepSpeed config so that the trainer's optimizer, built from the "
-                 "trial's config, is used; or stop searching them")  # fmt: skip
+                 f"trial's config, is used; or stop searching {them}")  # fmt: skip
 
 
 def _keys_once(twice: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -2478,6 +2478,9 @@ def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_w
     (tmp_path / "nvme").mkdir()
     ok = {"zero_optimization": zero, "zero_force_ds_cpu_optimizer": False}
     assert not _ds_diagnostics(tmp_path, json.dumps(ok))
+    # expanded on each node (the runtime does): a node-local disk's variable may be unset here
+    zero["offload_optimizer"]["nvme_path"] = "$HPOC_NODE_LOCAL_DISK/zero"
+    assert not _ds_diagnostics(tmp_path, json.dumps(ok))
 
 
 def test_a_deepspeed_config_path_that_names_no_json_file_is_said_once_and_plainly(tmp_path, monkeypatch) -> None:

@@ -203,8 +203,10 @@ def _offload(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
     for part in ("offload_optimizer", "offload_param"):
         o = zero.get(part)
         path = o.get("nvme_path") if isinstance(o, dict) and o.get("device") == "nvme" else None
-        if isinstance(path, str) and not os.path.isdir(path):
-            # checked here, not on the nodes: a node-local disk may exist there only
+        here = os.path.expanduser(os.path.expandvars(path)) if isinstance(path, str) else None
+        # checked here, not on the nodes: a node-local disk may exist there only; the runtime
+        # expands `$VARS` on the node, where one unset here ($LOCAL_SCRATCH) may be set
+        if here is not None and "$" not in here and not os.path.isdir(here):
             ch.warn(WARN_FILE, f'the DeepSpeed config "{config}" offloads to NVMe at "{path}", which does not exist '
                     "here", at, help="it must be a directory on every compute node when the study runs")  # fmt: skip
     o = zero.get("offload_optimizer")

@@ -1402,6 +1402,7 @@ def test_deepspeed_config_owning_the_optimizer_warns_about_searched_lr(tmp_path,
     assert (w.code, w.severity, where(w)) == ("HP804", "warning", (5, 59))  # at `config`
     assert f"the searched {warned} never reaches training" in w.message
     assert w.notes == ("`pbt` mutates it, to no effect: every exploit trains on with the file's values",)
+    assert w.help.endswith("; or stop searching it")
 
 
 def test_deepspeed_without_gpus_warns_at_what_chose_deepspeed() -> None:
@@ -2370,6 +2371,13 @@ def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
      'the DeepSpeed config "ds.json" sets `zero_optimization.stage` to "2": ZeRO has stages 0 to 3 (or "auto")'),
     ('{"zero_optimization": {"stage": 2,}}', 'the DeepSpeed config "ds.json" is not JSON: '),
     ('[1]', 'the DeepSpeed config "ds.json" is not a JSON object'),
+    # a section given as a bare value: DeepSpeed's config models take `**section`
+    ('{"fp16": true}', 'the DeepSpeed config "ds.json" sets `fp16` to true: DeepSpeed reads it as a section'),
+    ('{"zero_optimization": 2}', 'the DeepSpeed config "ds.json" sets `zero_optimization` to 2: '),
+    ('{"optimizer": "AdamW"}', 'the DeepSpeed config "ds.json" sets `optimizer` to "AdamW": '),
+    # DeepSpeed reads "false" as false; the trial's precision took any string for on
+    ('{"bf16": {"enabled": "false"}}', 'the DeepSpeed config "ds.json" sets `bf16.enabled` to "false": write true, '),
+    ('{"fp16": {"enabled": "True"}}', 'the DeepSpeed config "ds.json" sets `fp16.enabled` to "True": '),
 ])  # fmt: skip
 def test_a_deepspeed_config_file_every_trial_would_fail_on_is_refused(tmp_path, content, message) -> None:
     """`hpoc check` said "valid"; DeepSpeed (or reading the file) then failed every trial,
@@ -2378,7 +2386,8 @@ def test_a_deepspeed_config_file_every_trial_would_fail_on_is_refused(tmp_path, 
     text = BASE + 'resources { workers = 2, deepspeed { config = "ds.json" } }\n'
     (d,) = [d for d in diagnostics(text, str(tmp_path)) if d.severity == "error"]
     assert (d.code, where(d)) == ("HP204", (3, 38)) and d.message.startswith(message)  # at `config`
-    for fine in ('{"zero_optimization": {"stage": 3}}', '{"zero_optimization": {"stage": "auto"}}', "{}"):
+    for fine in ('{"zero_optimization": {"stage": 3}}', '{"zero_optimization": {"stage": "auto"}}', "{}",
+                 '{"zero_optimization": true}', '{"zero_optimization": "auto", "bf16": "auto"}'):
         (tmp_path / "ds.json").write_text(fine, encoding="utf-8")
         assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "error"]
 
@@ -2506,6 +2515,48 @@ def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_w
     (tmp_path / "nvme").mkdir()
     ok = {"zero_optimization": zero, "zero_force_ds_cpu_optimizer": False}
     assert not _ds_diagnostics(tmp_path, json.dumps(ok))
+    # expanded on each node (the runtime does): a node-local disk's variable may be unset here
+    zero["offload_optimizer"]["nvme_path"] = "$HPOC_NODE_LOCAL_DISK/zero"
+    assert not _ds_diagnostics(tmp_path, json.dumps(ok))
+
+
+def test_a_deepspeed_config_path_that_names_no_json_file_is_said_once_and_plainly(tmp_path, monkeypatch) -> None:
+    """An empty path got a hint of "results" and a second "does not exist" beside the error;
+    a directory "did not exist"; a YAML file was only "not JSON"."""
+    monkeypatch.delenv("HPOC_NO_SUCH_DIR", raising=False)
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "ds.yaml").write_text("zero_optimization:\n  stage: 2\n", encoding="utf-8")
+
+    def said(config: str) -> list:
+        text = BASE + f'resources {{ gpus_per_worker = 1, deepspeed {{ config = "{config}" }} }}\n'
+        return diagnostics(text, str(tmp_path))
+
+    (d,) = said("")
+    assert (d.severity, d.message, d.help) == ("error", "`config` is empty", 'write a path, e.g. "ds_config.json"')
+    (d,) = said("$HPOC_NO_SUCH_DIR/ds.json")
+    assert (d.severity, d.message) == ("error", "`config` uses `$HPOC_NO_SUCH_DIR`, which is not set here")
+    (d,) = said("cfg")
+    assert (d.code, d.severity, d.message) == ("HP204", "error", 'DeepSpeed config "cfg" is a directory: DeepSpeed '
+                                               "reads one JSON file")
+    (d,) = said("ds.yaml")
+    assert d.severity == "error" and d.help == "DeepSpeed reads JSON, not YAML: write the file as JSON"
+
+
+def test_a_deepspeed_config_enabling_fp16_on_cpu_workers_is_warned(tmp_path) -> None:
+    """A GPU config tried on CPU first: the file's fp16 won over hpoc's fp32, and DeepSpeed
+    failed every trial with "Type fp16 is not supported on your device"."""
+    (tmp_path / "ds.json").write_text('{"fp16": {"enabled": true}}', encoding="utf-8")
+
+    def warned(gpus: int) -> list:
+        text = BASE + f'resources {{ strategy = deepspeed, gpus_per_worker = {gpus}, deepspeed {{ config = "ds.json" }} }}\n'
+        return [d for d in diagnostics(text, str(tmp_path)) if "DeepSpeed config" in d.message]
+
+    (w,) = warned(0)
+    assert (w.code, w.severity, where(w)) == ("HP804", "warning", (3, 68))  # at `config`
+    assert w.message.startswith('the DeepSpeed config "ds.json" enables `fp16`, but the trials get no GPU')
+    assert not warned(1)
+    (tmp_path / "ds.json").write_text('{"fp16": {"enabled": "auto"}, "bf16": {"enabled": true}}', encoding="utf-8")
+    assert not warned(0)  # DeepSpeed's CPU accelerator takes bf16
 
 
 def test_a_deepspeed_config_with_a_key_twice_is_warned_and_json5_is_told_apart(tmp_path) -> None:

@@ -413,6 +413,25 @@ def test_a_deepspeed_config_file_without_a_zero_stage_gets_the_default_not_stage
     assert s.ds_config()["zero_optimization"]["stage"] == stage
 
 
+def test_a_deepspeed_nvme_path_is_expanded_on_the_node(tmp_path, monkeypatch):
+    """`"nvme_path": "$LOCAL_SCRATCH/zero"` (a node-local disk, as CSC's clusters name it):
+    DeepSpeed took it literally and swapped to a directory named "$LOCAL_SCRATCH"."""
+    monkeypatch.setenv("LOCAL_SCRATCH", str(tmp_path / "nvme"))
+    monkeypatch.delenv("HPOC_NO_SUCH_DIR", raising=False)
+    zero = {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "$LOCAL_SCRATCH/zero"},
+            "offload_optimizer": {"device": "nvme", "nvme_path": "${LOCAL_SCRATCH}/opt"}}
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"zero_optimization": zero}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)})
+    got = s.ds_config()["zero_optimization"]
+    assert got["offload_param"]["nvme_path"] == str(tmp_path / "nvme" / "zero")
+    assert got["offload_optimizer"]["nvme_path"] == str(tmp_path / "nvme" / "opt")
+    zero["offload_param"]["nvme_path"] = "$HPOC_NO_SUCH_DIR/zero"
+    path.write_text(json.dumps({"zero_optimization": zero}))
+    with pytest.raises(ValueError, match=r"nvme_path` \"\$HPOC_NO_SUCH_DIR/zero\" uses a variable that is not set"):
+        s.ds_config()
+
+
 def test_auto_values_inside_a_deepspeed_config_files_sections_are_filled_in(tmp_path):
     """`"zero_optimization": {"stage": "auto", ...}` (as HF-style files write it): the spec's
     zero_stage, as HP804 promises; DeepSpeed itself read "auto" as stage 0."""

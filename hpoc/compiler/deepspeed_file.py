@@ -5,6 +5,7 @@ after Ray and the workers have started, said by `hpoc check` instead (docs/langu
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -23,6 +24,7 @@ MAX_VALUES = 4096  # a searched batch_size with more values is not enumerated
 def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
     at = ch.spans.get("resources.deepspeed.config")
     _half_precisions(ch, config, ds, at)
+    _fp16_on_cpu(ch, out, config, ds, at)
     _unfilled_autos(ch, config, ds, at)
     _batch_split(ch, out, config, ds, at)
     _micro_batch(ch, out, config, ds, at)
@@ -30,11 +32,30 @@ def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]
 
 
 def _half_precisions(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
+    for k in ("bf16", "fp16"):
+        enabled = ds[k].get("enabled", False) if isinstance(ds.get(k), dict) else False
+        if isinstance(enabled, str) and enabled != "auto":
+            # DeepSpeed reads "false" as false, hpoc's precision any string as on: they disagree
+            ch.error(VALUE, f'the DeepSpeed config "{config}" sets `{k}.enabled` to {json.dumps(enabled)}: '
+                     'write true, false or "auto"', at)  # fmt: skip
+            return
     on = [k for k in ("bf16", "fp16") if isinstance(ds.get(k), dict) and ds[k].get("enabled") is True]
     if len(on) == 2:
         ch.error(VALUE, f'the DeepSpeed config "{config}" enables both `bf16` and `fp16`: DeepSpeed refuses '
                  "them together in every trial", at,
                  help='set one of the two `enabled` to false, or both to "auto" (the trial\'s `precision`)')
+
+
+def _fp16_on_cpu(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
+    """A GPU config tried on CPU workers: the file's fp16 wins over hpoc's fp32 there, and
+    DeepSpeed's CPU accelerator takes fp16 only on CPUs with AVX512-FP16 or AMX-FP16."""
+    fp16 = ds.get("fp16")
+    if out["resources"]["gpus_per_worker"] != 0 or not (isinstance(fp16, dict) and fp16.get("enabled") is True):
+        return
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" enables `fp16`, but the trials get no GPU: on a CPU '
+            'without fp16 support every trial fails ("Type fp16 is not supported on your device")', at,
+            help='set `"enabled": "auto"` in its `fp16` section (the trial\'s `precision`, fp32 on CPU), or '
+                 "give workers a GPU")  # fmt: skip
 
 
 def _unfilled_autos(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
@@ -182,8 +203,10 @@ def _offload(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
     for part in ("offload_optimizer", "offload_param"):
         o = zero.get(part)
         path = o.get("nvme_path") if isinstance(o, dict) and o.get("device") == "nvme" else None
-        if isinstance(path, str) and not os.path.isdir(path):
-            # checked here, not on the nodes: a node-local disk may exist there only
+        here = os.path.expanduser(os.path.expandvars(path)) if isinstance(path, str) else None
+        # checked here, not on the nodes: a node-local disk may exist there only; the runtime
+        # expands `$VARS` on the node, where one unset here ($LOCAL_SCRATCH) may be set
+        if here is not None and "$" not in here and not os.path.isdir(here):
             ch.warn(WARN_FILE, f'the DeepSpeed config "{config}" offloads to NVMe at "{path}", which does not exist '
                     "here", at, help="it must be a directory on every compute node when the study runs")  # fmt: skip
     o = zero.get("offload_optimizer")

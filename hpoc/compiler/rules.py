@@ -777,13 +777,20 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         ds = ds or {"zero_stage": None, "precision": None, "config": None}
         config = ds.pop("config")
         if config is not None:
-            config = expand_path(ch, config, "resources.deepspeed.config") or config
+            expanded = expand_path(ch, config, "resources.deepspeed.config")
+            config = expanded or config
             path = config if os.path.isabs(config) or workdir is None else os.path.normpath(os.path.join(workdir, config))
-            if workdir is not None and not os.path.isfile(path):
+            if expanded is None or workdir is None:
+                pass  # an unset $VAR or an empty path: said by expand_path
+            elif os.path.isdir(path):
+                ch.error(VALUE, f'DeepSpeed config "{config}" is a directory: DeepSpeed reads one JSON file',
+                         ch.spans.get("resources.deepspeed.config"), notes=(f"looked for {path}",),
+                         help='name the file in it, e.g. "' + os.path.join(config, "ds_config.json") + '"')
+            elif not os.path.isfile(path):
                 ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
                         ch.spans.get("resources.deepspeed.config"),
                         notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
-            elif workdir is not None:
+            else:
                 _deepspeed_file(ch, out, config, path)
             ds["config_file"] = path
         else:
@@ -828,6 +835,12 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         r["cpus_per_worker"] = int(r["cpus_per_worker"])
 
 
+# DeepSpeed config sections that must be objects, with an example of each.
+_DS_SECTIONS = {"zero_optimization": '"zero_optimization": {"stage": 2}', "bf16": '"bf16": {"enabled": true}',
+                "fp16": '"fp16": {"enabled": true}', "optimizer": '"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}',
+                "scheduler": '"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": 100}}',
+                "activation_checkpointing": '"activation_checkpointing": {"partition_activations": true}'}
+
 # Searched names a DeepSpeed config's own `optimizer` / `scheduler` section overrides.
 _OPTIMIZER_KEYS = ("lr", "learning_rate", "momentum", "weight_decay", "betas", "eps")
 _LR_KEYS = ("lr", "learning_rate")
@@ -856,9 +869,11 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
     except OSError:
         return  # read again when the study runs, which says what is wrong
     except ValueError as exc:  # every trial would fail reading it
+        yaml = path.lower().endswith((".yaml", ".yml"))
         ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at,
-                 help="hpoc reads it as JSON, without the comments and trailing commas DeepSpeed's own "
-                      "loader (hjson) takes")  # fmt: skip
+                 help="DeepSpeed reads JSON, not YAML: write the file as JSON" if yaml else
+                 "hpoc reads it as JSON, without the comments and trailing commas DeepSpeed's own "
+                 "loader (hjson) takes")  # fmt: skip
         return
     if twice:  # DeepSpeed's loader refuses them; from hpoc it gets the last value only
         ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets {", ".join(f"`{k}`" for k in twice)} twice '
@@ -866,6 +881,14 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
     if not isinstance(ds, dict):
         ch.error(VALUE, f'the DeepSpeed config "{config}" is not a JSON object', at)
         return
+    for key in _DS_SECTIONS:
+        v = ds.get(key, {})
+        # "auto": filled in by hpoc (or refused below); a bare bool: DeepSpeed's old ZeRO switch
+        if not isinstance(v, dict) and v != "auto" and not (key == "zero_optimization" and type(v) is bool):
+            ch.error(VALUE, f'the DeepSpeed config "{config}" sets `{key}` to {json.dumps(v)}: DeepSpeed reads '
+                     "it as a section (an object) and fails every trial on anything else", at,
+                     help=f'write it as an object, e.g. {_DS_SECTIONS[key]}')  # fmt: skip
+            return
     zero = ds.get("zero_optimization")
     stage = zero.get("stage", "auto") if isinstance(zero, dict) else "auto"
     if stage != "auto" and (type(stage) is not int or not 0 <= stage <= 3):
@@ -900,7 +923,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
             f"never {verb} training (every trial uses the file's values)",
             ch.spans.get("resources.deepspeed.config"), notes=notes,
             help=f"remove {sections} from the DeepSpeed config so that the trainer's optimizer, built from the "
-                 "trial's config, is used; or stop searching them")  # fmt: skip
+                 f"trial's config, is used; or stop searching {them}")  # fmt: skip
 
 
 def _keys_once(twice: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:

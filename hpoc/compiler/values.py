@@ -37,12 +37,16 @@ def expand_vars(path: str) -> tuple[str, str | None]:
     return expanded, left.group(0) if left else None
 
 
+# What an empty path's help suggests, by the key that holds it.
+_EXAMPLES = {"config": "ds_config.json", "image": "pytorch.sif", "python": ".venv/bin/python"}
+
+
 def expand_path(ch: Checker, path: str, where: str) -> str | None:
     """`~` and `$VARS` expanded as on the login node (`$SCRATCH/hpo`); unset ones, unknown
     users and an empty path are errors."""
     key = where.rsplit('.', 1)[-1]
     if not path.strip():
-        ch.error(VALUE, f"`{key}` is empty", ch.spans.get(where), help='write a path, e.g. "results"')
+        ch.error(VALUE, f"`{key}` is empty", ch.spans.get(where), help=f'write a path, e.g. "{_EXAMPLES.get(key, "results")}"')
         return None
     expanded, unset = expand_vars(path)
     if expanded.startswith("~"):  # expanduser keeps `~name/...` when there is no such user

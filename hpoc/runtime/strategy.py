@@ -513,6 +513,23 @@ def file_precision(config: dict[str, Any], precision: str) -> str:
     return "fp32" if said.get(precision) is False else precision
 
 
+def node_nvme_paths(config: dict[str, Any]) -> None:
+    """Expand `~` and `$VARS` in ZeRO's NVMe offload paths on the node, where a node-local
+    disk's variable (`$LOCAL_SCRATCH`, `$TMPDIR`) is set: DeepSpeed takes the path literally,
+    and swapped to a directory named "$LOCAL_SCRATCH" in the trial's working directory."""
+    zero = config.get("zero_optimization")
+    for part in ("offload_optimizer", "offload_param") if isinstance(zero, dict) else ():
+        offload = zero.get(part)
+        path = offload.get("nvme_path") if isinstance(offload, dict) else None
+        if not isinstance(path, str):
+            continue
+        expanded = os.path.expanduser(os.path.expandvars(path))
+        if "$" in expanded:
+            raise ValueError(f"the DeepSpeed config's `zero_optimization.{part}.nvme_path` \"{path}\" uses a "
+                             f"variable that is not set on this node ({os.uname().nodename})")
+        offload["nvme_path"] = expanded
+
+
 class DeepSpeedStrategy(DDPStrategy):
     """DeepSpeed engines with ZeRO stage 0-3; bf16/fp16 on GPU, fp32 on CPU (Gloo)."""
 
@@ -558,6 +575,7 @@ class DeepSpeedStrategy(DDPStrategy):
         config: dict[str, Any] = {}
         if self.config_file:
             config = json.loads(Path(self.config_file).read_text(encoding="utf-8"))
+            node_nvme_paths(config)
         # The file's precision wins: the section hpoc fills in and the inputs' dtype follow it.
         self.precision = file_precision(config, self.precision)
         ours = {

@@ -78,12 +78,34 @@ def _reader_gone(stream: object) -> bool:
         return False
 
 
+def _unknown_command(argv: list[str]) -> str | None:
+    """The message for a first word that is no command (`hpoc chek`, `hpoc study.hpo check`),
+    with the command meant; None when the first word is a command or an option."""
+    if not argv or argv[0] in COMMANDS or argv[0].startswith("-"):
+        return None
+    word = argv[0]
+    msg = f"hpoc: error: unknown command `{word}`"
+    later = next((w for w in argv[1:] if w in COMMANDS), None)
+    if later is not None:  # the spec before the command
+        rest = [w for w in argv if w != later]
+        return f"{msg}\n  = help: the command comes first: `hpoc {later} {' '.join(rest)}`"
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), list(COMMANDS), n=1, cutoff=0.6)
+    if close:
+        return f"{msg}\n  = help: did you mean `{close[0]}`?"
+    return f"{msg}\n  = help: commands are {', '.join(COMMANDS)} (`hpoc --help` says what each does)"
+
+
 def main(argv: list[str] | None = None) -> int:
     from hpoc.console import setup_streams
 
     setup_streams()
     argv_given = argv
     argv = sys.argv[1:] if argv is None else argv
+    if (unknown := _unknown_command(argv)) is not None:
+        print(unknown, file=sys.stderr)
+        return EXIT_SPEC  # a usage error, as argparse's
     parser = build_parser(argv[0] if argv else None)  # options first (`--help`, `--version`): all
     args = parser.parse_args(argv)
     token = None

@@ -1,0 +1,28 @@
+"""What a newcomer types wrong on the command line gets the command meant, not argparse's list."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpoc.cli import main
+
+
+@pytest.mark.parametrize(("argv", "meant"), [
+    (["chek", "study.hpo"], "did you mean `check`?"),
+    (["Compile", "study.hpo"], "did you mean `compile`?"),
+    (["stauts"], "did you mean `status`?"),
+    (["study.hpo", "check"], "the command comes first: `hpoc check study.hpo`"),
+    (["study.hpo", "compile", "-o", "build/s"], "the command comes first: `hpoc compile study.hpo -o build/s`"),
+])
+def test_an_unknown_command_names_the_one_meant(argv: list[str], meant: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"unknown command `{argv[0]}`" in err and meant in err
+    assert "Traceback" not in err
+
+
+def test_a_word_like_no_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "commands are check, compile" in err and "did you mean" not in err

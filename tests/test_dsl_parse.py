@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -632,3 +633,26 @@ def test_the_parser_cache_is_private_and_not_taken_from_another_users_directory(
         assert list((tmp_path / "hpoc").iterdir()) == []
     finally:
         P._parser.cache_clear()
+
+
+def test_a_directory_or_a_plan_given_for_a_spec_names_the_spec_to_pass(tmp_path: Path) -> None:
+    """`hpoc check .`, `hpoc check build/s`, `hpoc check build/s/plan.json`: the path meant."""
+    def help_for(path: Path) -> str:
+        with pytest.raises(SpecSyntaxError) as info:
+            read_spec(path)
+        d = info.value.diagnostics[0]
+        assert d.code == "HP001"
+        return d.help or ""
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.hpo").write_text('study "x"\n')
+    assert f"`{study / 'study.hpo'}`" in help_for(study)
+    build = tmp_path / "build"
+    build.mkdir()
+    plan = build / "plan.json"
+    plan.write_text(json.dumps({"source": {"workdir": str(study), "file": "study.hpo"}}))
+    assert help_for(build) == f"this is a build directory: pass the spec it was compiled from, `{study / 'study.hpo'}`"
+    assert f"`{study / 'study.hpo'}`" in help_for(plan)
+    plan.write_text("{")  # not a plan: no spec to name, no traceback either
+    assert help_for(plan).startswith("pass the spec it was compiled from (")

@@ -1473,3 +1473,25 @@ def test_a_study_moved_since_its_run_is_told_where_it_resumes_not_only_fresh(tmp
     assert out.endswith(f"next: only its location changed: to resume it, run it from {old} again "
                         "(move the project back), or pass --fresh to start the study over here "
                         "(the run so far is moved aside, not resumed)\n"), out
+
+
+def test_status_with_no_argument_shows_the_study_of_the_current_directory(tmp_path, capsys, monkeypatch):
+    """`hpoc status` typed in a study's directory: its study file, and advice that names it."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = status(capsys)
+    assert code == 2 and "no study in the current directory" in err and "Traceback" not in err
+    (tmp_path / "study.hpo").write_text(SPEC)
+    code, out, err = status(capsys)
+    assert code == 0, err
+    assert out.startswith("study `tiny`: not started") and "`hpoc run study.hpo --local`" in out
+    code, out, err = status(capsys, ".")
+    assert code == 0 and "`hpoc run study.hpo --local`" in out
+
+
+def test_an_empty_directory_given_as_dot_is_named(tmp_path, capsys, monkeypatch):
+    exp = tmp_path / "tiny"
+    exp.mkdir()
+    monkeypatch.chdir(exp)
+    code, out, err = status(capsys, ".")
+    assert code == 0, err
+    assert out.startswith("study `tiny`: not started")

@@ -39,9 +39,10 @@ SHARD_LINES = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="BUILD|PLAN|SPEC|EXPDIR|JOBID",
+    p.add_argument("target", metavar="BUILD|PLAN|SPEC|EXPDIR|JOBID", nargs="?",
                    help="build directory, plan.json, study file, experiment directory, "
-                        "or a job id of the study")
+                        "or a job id of the study (default: the current directory; in a study's "
+                        "directory, its one study file)")
     p.add_argument("--json", action="store_true", help="write JSON to stdout")
     p.add_argument("--all", action="store_true",
                    help=f"list every shard and job (default: past {SHARD_LINES} shards, the ones "
@@ -55,8 +56,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hpoc.results.source import OtherPlanVersion
+    from hpoc.results.source import OtherPlanVersion, holds_study, lone_spec
 
+    if args.target is None:  # `hpoc status` where the study is
+        args.target = "."
+        if not holds_study(Path(".")):
+            from hpoc.errors import HpocError
+
+            raise HpocError("no study in the current directory (no plan.json, study file or experiment "
+                            "directory): pass one, or a job id, or run it in a study's directory")
+    if (spec := lone_spec(Path(args.target))) is not None:  # the advice names the spec, not `.`
+        args.target = str(spec)
     try:
         plan, build_dir = resolve(args.target)
         note = None
@@ -315,7 +325,7 @@ def gather_dir(exp: Path) -> dict[str, Any]:
         results = load(exp)
     except ResultsError as exc:
         if _unstarted(exp):  # nothing there for `load` to read yet
-            return _dir_status(exp.name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
+            return _dir_status(exp.absolute().name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None

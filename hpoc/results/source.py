@@ -21,6 +21,8 @@ def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
         candidate = target
     elif (target / "plan.json").is_file():
         candidate = target / "plan.json"
+    elif (spec := lone_spec(target)) is not None:
+        candidate = spec
     else:
         return None, None
     if candidate.suffix.lower() in SPEC_SUFFIXES:
@@ -32,6 +34,25 @@ def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
     except PlanError as exc:
         other = OtherPlanVersion.of(candidate)
         raise (other or ResultsError(str(exc))) from None
+
+
+def holds_study(target: Path) -> bool:
+    """Whether `target` is (or holds) something hpoc can show: a build, a study file, an
+    experiment directory or a storage path above some."""
+    return ((target / "plan.json").is_file() or lone_spec(target) is not None or _is_study(target)
+            or _has_trials(target) or bool(_studies_below(target)))
+
+
+def lone_spec(target: Path) -> Path | None:
+    """The one study file of a directory that holds no build and no experiment: a study's
+    own directory before it ran (`hpoc status .` beside study.hpo)."""
+    if not target.is_dir() or _is_study(target) or _has_trials(target) or _studies_below(target):
+        return None
+    try:
+        specs = [c for c in target.iterdir() if c.suffix.lower() in SPEC_SUFFIXES and c.is_file()]
+    except OSError:
+        return None
+    return target / specs[0].name if len(specs) == 1 else None
 
 
 class OtherPlanVersion(ResultsError):

@@ -656,3 +656,13 @@ def test_a_directory_or_a_plan_given_for_a_spec_names_the_spec_to_pass(tmp_path:
     assert f"`{study / 'study.hpo'}`" in help_for(plan)
     plan.write_text("{")  # not a plan: no spec to name, no traceback either
     assert help_for(plan).startswith("pass the spec it was compiled from (")
+
+
+def test_a_python_file_given_for_a_spec_is_named_as_such(tmp_path: Path) -> None:
+    """`hpoc check trainer.py` showed six syntax errors in Python code."""
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    pass\n")
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(trainer)
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message) == ("HP001", "is a Python file, not a study") and "pipeline" in (d.help or "")

@@ -152,6 +152,9 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
     try:
         if os.path.isdir(path):
             whole_file("is a directory, not a study file", help=_in_directory(name))
+        if name.endswith(".py"):  # the trainer, given for the study that names it
+            whole_file("is a Python file, not a study",
+                       help="pass the .hpo study whose `pipeline { trainer = ... }` names it")
         if name.endswith(".json"):  # most often a build's plan.json
             whole_file("is a JSON file, not a study",
                        help=f"{_compiled_from(name)} (`hpoc run` and `hpoc status` take a plan.json)")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
+from typing import NoReturn
 
 # name -> module under hpoc.commands (order = order in --help)
 COMMANDS = {
@@ -44,12 +46,25 @@ def _available(names: list[str]) -> dict[str, object]:
     return found
 
 
+_SWITCH_GIVEN_VALUE = re.compile(r"argument (?:\S+/)?(\S+): ignored explicit argument '(.*)'$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the next step where its message alone leaves a newcomer guessing."""
+
+    def error(self, message: str) -> NoReturn:
+        if m := _SWITCH_GIVEN_VALUE.match(message):  # `--local=true`: a switch takes no value
+            message += (f"\n  = help: `{m.group(1)}` is a switch: give it alone to turn it on, "
+                        "leave it out to keep it off")
+        super().error(message)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only`, one command's sub-parser (what it parses is
     the same: argparse reads nothing but the sub-parser of the command given)."""
     from hpoc import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpoc", description="Hyperparameter-optimisation studies on HPC clusters."
     )
     parser.add_argument("--version", action="version", version=f"hpoc {__version__}")

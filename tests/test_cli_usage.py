@@ -26,3 +26,14 @@ def test_a_word_like_no_command_lists_the_commands(capsys: pytest.CaptureFixture
     assert main(["frobnicate"]) == 2
     err = capsys.readouterr().err
     assert "commands are check, compile" in err and "did you mean" not in err
+
+
+@pytest.mark.parametrize("argv", [["run", "--local=true", "s.hpo"], ["submit", "s.hpo", "--dry-run=false"]])
+def test_a_value_given_to_a_switch_says_the_switch_takes_none(argv: list[str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse said only "ignored explicit argument 'true'"."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    switch = argv[1].split("=")[0] if argv[1].startswith("--") else argv[2].split("=")[0]
+    assert f"`{switch}` is a switch: give it alone" in capsys.readouterr().err

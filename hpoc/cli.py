@@ -112,6 +112,11 @@ def _unknown_command(argv: list[str]) -> str | None:
     return f"{msg}\n  = help: commands are {', '.join(COMMANDS)} (`hpoc --help` says what each does)"
 
 
+def _interrupted() -> int:
+    print("hpoc: interrupted", file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     from hpoc.console import setup_streams
 
@@ -121,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     if (unknown := _unknown_command(argv)) is not None:
         print(unknown, file=sys.stderr)
         return EXIT_SPEC  # a usage error, as argparse's
-    parser = build_parser(argv[0] if argv else None)  # options first (`--help`, `--version`): all
-    args = parser.parse_args(argv)
+    try:  # importing the command's modules takes seconds on a slow shared file system
+        parser = build_parser(argv[0] if argv else None)  # options first (`--help`, `--version`): all
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted()
     token = None
     if getattr(args, "pipe_key", None) is not None:
         from hpoc.yaml import PIPE_KEY
@@ -136,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             leave(code)  # not Python's teardown of torch and Ray: seconds at the end of each run
         return code
     except KeyboardInterrupt:
-        print("hpoc: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except BrokenPipeError as exc:
         if not _reader_gone(sys.stdout):  # some other pipe: an error, not `| head`
             print(f"hpoc: error: {exc.strerror or exc}", file=sys.stderr)

@@ -37,3 +37,17 @@ def test_a_value_given_to_a_switch_says_the_switch_takes_none(argv: list[str],
     assert info.value.code == 2
     switch = argv[1].split("=")[0] if argv[1].startswith("--") else argv[2].split("=")[0]
     assert f"`{switch}` is a switch: give it alone" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_command_loads_is_no_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Loading a command's modules takes seconds on a login node's file system: a Ctrl-C then
+    printed a KeyboardInterrupt traceback."""
+    import hpoc.cli
+
+    def interrupted(only: str | None = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpoc.cli, "build_parser", interrupted)
+    assert main(["check", "study.hpo"]) == 130
+    assert capsys.readouterr().err == "hpoc: interrupted\n"

@@ -666,3 +666,23 @@ def test_a_python_file_given_for_a_spec_is_named_as_such(tmp_path: Path) -> None
         read_spec(trainer)
     (d,) = info.value.diagnostics
     assert (d.code, d.message) == ("HP001", "is a Python file, not a study") and "pipeline" in (d.help or "")
+
+
+@pytest.mark.parametrize(("given", "meant"), [("study", "study.hpo"), ("stduy.hpo", "study.hpo"),
+                                              ("config.yml", "config.yaml")])
+def test_a_missing_spec_names_the_file_meant_beside_it(tmp_path: Path, given: str, meant: str) -> None:
+    for name in ("study.hpo", "config.yaml", "notes.txt"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(tmp_path / given)
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message, d.help) == ("HP001", "no such file", f"did you mean `{tmp_path / meant}`?")
+
+
+def test_a_missing_spec_with_a_quoted_tilde_says_the_shell_left_it(tmp_path: Path) -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec("~/no-such-study.hpo")
+    assert "the shell did not expand `~`" in (info.value.diagnostics[0].help or "")
+    with pytest.raises(SpecSyntaxError) as info:  # nothing near: no guess
+        read_spec(tmp_path / "other.hpo")
+    assert info.value.diagnostics[0].help is None

@@ -163,12 +163,31 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
     except FileNotFoundError:
         stdin = ("studies are read from files, not from standard input (only `hpoc fmt -` reads one): save it to "
                  "a file and pass its path")
-        whole_file("no such file", help=stdin if name == "-" else None)
+        whole_file("no such file", help=stdin if name == "-" else _missing(name))
     except PermissionError:
         whole_file("permission denied")
     except OSError as exc:
         whole_file(f"cannot read file: {exc.strerror or exc}")
     return _checked(data, name), spec_digest(data)
+
+
+def _missing(name: str) -> str | None:
+    """The file meant by a path that names none: unexpanded by a quoting shell, or a near
+    name in the same directory (`study` for study.hpo, a typo)."""
+    if name.startswith("~") or "$" in name:
+        what = "`~`" if name.startswith("~") else "the `$` variable"
+        return f"the shell did not expand {what} (quoted?): leave it unquoted, or give the full path"
+    import difflib
+
+    directory, base = os.path.split(name)
+    try:
+        entries = [e for e in os.listdir(directory or ".") if e.endswith((".hpo", ".yaml", ".yml"))]
+    except OSError:
+        return None
+    near = difflib.get_close_matches(base, entries, n=1, cutoff=0.75)
+    if not near:
+        near = [e for e in entries if os.path.splitext(e)[0] == base][:1]
+    return f"did you mean `{os.path.join(directory, near[0])}`?" if near else None
 
 
 def _in_directory(directory: str) -> str:

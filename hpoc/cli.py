@@ -13,7 +13,7 @@ import importlib
 import os
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # name -> module under hpoc.commands (order = order in --help)
 COMMANDS = {
@@ -58,6 +58,30 @@ class _Parser(argparse.ArgumentParser):
                         "leave it out to keep it off")
         super().error(message)
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:  # argparse says so under `hpoc`'s usage, not the command's, and no more
+            command = getattr(self, "commands", {}).get(getattr(ns, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(extra)}" + _meant(command, extra))
+        return ns
+
+
+def _meant(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """A help line for words a command does not take: an option misspelt or without its
+    dashes (`-preflight`, `local`), or an output path given without `-o`."""
+    import difflib
+
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    for word in extra:
+        bare = "--" + word.split("=")[0].lstrip("-")
+        near = difflib.get_close_matches(bare, options, n=1, cutoff=0.8)
+        if near:
+            return f"\n  = help: did you mean `{near[0]}`?"
+    has_out = any("-o" in action.option_strings for action in parser._actions)
+    if has_out and len(extra) == 1 and not extra[0].startswith("-"):
+        return f"\n  = help: an output path goes after `-o`: `-o {extra[0]}`"
+    return ""
+
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only`, one command's sub-parser (what it parses is
@@ -70,6 +94,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpoc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.commands = {}  # type: ignore[attr-defined]  # name -> its parser, for its usage in errors
     found = _available([only]) if only in COMMANDS else {}
     for name, module in (found or _available(list(COMMANDS))).items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
@@ -78,6 +103,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             p.add_argument("--pipe-key", metavar="KEY",
                            help="YAML configs: the pipeline to use when the file holds several (as in itwinai)")
         p.set_defaults(_run=module.run)
+        parser.commands[name] = p  # type: ignore[attr-defined]
     return parser
 
 

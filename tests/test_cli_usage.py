@@ -51,3 +51,20 @@ def test_ctrl_c_while_the_command_loads_is_no_traceback(monkeypatch: pytest.Monk
     monkeypatch.setattr(hpoc.cli, "build_parser", interrupted)
     assert main(["check", "study.hpo"]) == 130
     assert capsys.readouterr().err == "hpoc: interrupted\n"
+
+
+@pytest.mark.parametrize(("argv", "meant"), [
+    (["compile", "study.hpo", "build/s"], "an output path goes after `-o`: `-o build/s`"),
+    (["run", "study.hpo", "local"], "did you mean `--local`?"),
+    (["check", "study.hpo", "-preflight"], "did you mean `--preflight`?"),
+    (["check", "study.hpo", "--prefligth"], "did you mean `--preflight`?"),
+])
+def test_a_word_the_command_does_not_take_is_named_under_its_usage(argv: list[str], meant: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse said "unrecognized arguments" under `hpoc`'s usage, with no command's options."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: hpoc {argv[0]} ") and f"hpoc {argv[0]}: error: unrecognized arguments" in err
+    assert meant in err

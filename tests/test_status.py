@@ -1486,6 +1486,12 @@ def test_status_with_no_argument_shows_the_study_of_the_current_directory(tmp_pa
     assert out.startswith("study `tiny`: not started") and "`hpoc run study.hpo --local`" in out
     code, out, err = status(capsys, ".")
     assert code == 0 and "`hpoc run study.hpo --local`" in out
+    trial = tmp_path / "results" / "tiny" / "trial_a"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text("{}")
+    monkeypatch.chdir(trial)  # typed in one trial's directory: pointed to its study, as with `.`
+    code, out, err = status(capsys)
+    assert code == 2 and "is one trial's directory; its study is the one above" in err
 
 
 def test_an_empty_directory_given_as_dot_is_named(tmp_path, capsys, monkeypatch):

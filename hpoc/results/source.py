@@ -38,9 +38,11 @@ def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
 
 def holds_study(target: Path) -> bool:
     """Whether `target` is (or holds) something hpoc can show: a build, a study file, an
-    experiment directory or a storage path above some."""
+    experiment directory or a storage path above some; or one trial's directory (which
+    `status` and `results` point to its study)."""
     return ((target / "plan.json").is_file() or lone_spec(target) is not None or _is_study(target)
-            or _has_trials(target) or bool(_studies_below(target)))
+            or _has_trials(target) or bool(_studies_below(target))
+            or (target / "result.json").is_file() or (target / "params.json").is_file())
 
 
 def lone_spec(target: Path) -> Path | None:

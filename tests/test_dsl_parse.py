@@ -683,6 +683,9 @@ def test_a_missing_spec_with_a_quoted_tilde_says_the_shell_left_it(tmp_path: Pat
     with pytest.raises(SpecSyntaxError) as info:
         read_spec("~/no-such-study.hpo")
     assert "the shell did not expand `~`" in (info.value.diagnostics[0].help or "")
+    with pytest.raises(SpecSyntaxError) as info:  # `hpoc check *.hpo` where none is
+        read_spec(tmp_path / "*.hpo")
+    assert info.value.diagnostics[0].help == "no file matches this pattern (the shell passed it on as typed)"
     with pytest.raises(SpecSyntaxError) as info:  # nothing near: no guess
         read_spec(tmp_path / "other.hpo")
     assert info.value.diagnostics[0].help is None

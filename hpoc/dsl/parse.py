@@ -177,6 +177,8 @@ def _missing(name: str) -> str | None:
     if name.startswith("~") or "$" in name:
         what = "`~`" if name.startswith("~") else "the `$` variable"
         return f"the shell did not expand {what} (quoted?): leave it unquoted, or give the full path"
+    if any(c in os.path.basename(name) for c in "*?["):  # an unmatched glob reaches us as typed
+        return "no file matches this pattern (the shell passed it on as typed)"
     import difflib
 
     directory, base = os.path.split(name)

@@ -11,6 +11,28 @@ from pathlib import Path
 from typing import Any
 
 
+def missing_hint(name: str, suffixes: tuple[str, ...] | None = None) -> str | None:
+    """The path meant by one that names nothing: unexpanded by a quoting shell, an unmatched
+    glob, or a near name in the same directory (`study` for study.hpo, a typo); `suffixes`
+    narrows the names offered."""
+    if name.startswith("~") or "$" in name:
+        what = "`~`" if name.startswith("~") else "the `$` variable"
+        return f"the shell did not expand {what} (quoted?): leave it unquoted, or give the full path"
+    if any(c in os.path.basename(name) for c in "*?["):  # an unmatched glob reaches us as typed
+        return "no file matches this pattern (the shell passed it on as typed)"
+    import difflib
+
+    directory, base = os.path.split(name.rstrip("/"))
+    try:
+        entries = [e for e in os.listdir(directory or ".") if suffixes is None or e.endswith(suffixes)]
+    except OSError:
+        return None
+    near = difflib.get_close_matches(base, entries, n=1, cutoff=0.75)
+    if not near:
+        near = [e for e in entries if os.path.splitext(e)[0] == base][:1]
+    return f"did you mean `{os.path.join(directory, near[0])}`?" if near else None
+
+
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> Path:
     """Write `text` beside `path`, then rename it over `path`. `mode` (e.g. 0o755, or 0o600
     for a secret) sets the permissions; without it a file that exists keeps its own

@@ -1501,3 +1501,9 @@ def test_an_empty_directory_given_as_dot_is_named(tmp_path, capsys, monkeypatch)
     code, out, err = status(capsys, ".")
     assert code == 0, err
     assert out.startswith("study `tiny`: not started")
+
+
+def test_a_misspelt_path_names_the_one_meant(tmp_path, capsys):
+    (tmp_path / "study.hpo").write_text(SPEC)
+    code, _, err = status(capsys, tmp_path / "stduy.hpo")
+    assert code == 2 and f"= help: did you mean `{tmp_path / 'study.hpo'}`?" in err

@@ -100,8 +100,11 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
                             "(pass the study's build directory instead)")
         path = plan_path
     if not path.exists():
+        from hpoc.files import missing_hint
+
+        hint = missing_hint(target)
         raise HpocError(f"{target}: no such file or directory (a build directory, plan.json, "
-                        "study file, experiment directory or job id)")
+                        "study file, experiment directory or job id)" + (f"\n  = help: {hint}" if hint else ""))
     if path.is_dir():
         if not (path / "plan.json").is_file():
             return None, path

@@ -25,6 +25,7 @@ from hpoc.dsl.syntax_errors import fail_at, keyword_alone, unexpected_char, unex
 from hpoc.dsl.terminals import CLOSE, OPEN
 from hpoc.dsl.transform import to_ast
 from hpoc.errors import Diagnostic, SpecSyntaxError, fail
+from hpoc.files import missing_hint
 
 MAX_BYTES = 2 * 1024 * 1024  # a study is a page of text; anything bigger is a mistake
 MAX_DEPTH = 48  # nesting of brackets; the tree transformer recurses, so keep it bounded
@@ -163,33 +164,12 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
     except FileNotFoundError:
         stdin = ("studies are read from files, not from standard input (only `hpoc fmt -` reads one): save it to "
                  "a file and pass its path")
-        whole_file("no such file", help=stdin if name == "-" else _missing(name))
+        whole_file("no such file", help=stdin if name == "-" else missing_hint(name, (".hpo", ".yaml", ".yml")))
     except PermissionError:
         whole_file("permission denied")
     except OSError as exc:
         whole_file(f"cannot read file: {exc.strerror or exc}")
     return _checked(data, name), spec_digest(data)
-
-
-def _missing(name: str) -> str | None:
-    """The file meant by a path that names none: unexpanded by a quoting shell, or a near
-    name in the same directory (`study` for study.hpo, a typo)."""
-    if name.startswith("~") or "$" in name:
-        what = "`~`" if name.startswith("~") else "the `$` variable"
-        return f"the shell did not expand {what} (quoted?): leave it unquoted, or give the full path"
-    if any(c in os.path.basename(name) for c in "*?["):  # an unmatched glob reaches us as typed
-        return "no file matches this pattern (the shell passed it on as typed)"
-    import difflib
-
-    directory, base = os.path.split(name)
-    try:
-        entries = [e for e in os.listdir(directory or ".") if e.endswith((".hpo", ".yaml", ".yml"))]
-    except OSError:
-        return None
-    near = difflib.get_close_matches(base, entries, n=1, cutoff=0.75)
-    if not near:
-        near = [e for e in entries if os.path.splitext(e)[0] == base][:1]
-    return f"did you mean `{os.path.join(directory, near[0])}`?" if near else None
 
 
 def _in_directory(directory: str) -> str:

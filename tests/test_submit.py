@@ -146,6 +146,13 @@ def test_a_directory_without_a_plan_is_not_called_missing(tmp_path):
                                "(a .hpo spec, a build directory or a plan.json)")
     with pytest.raises(SubmitError, match="no such file"):
         load_target(tmp_path / "missing.hpo")
+    (tmp_path / "study.hpo").write_text("")  # a study's directory: its spec is what was meant
+    with pytest.raises(SubmitError) as info:
+        load_target(tmp_path)
+    assert str(info.value).endswith(f"\n  = help: did you mean `{tmp_path / 'study.hpo'}`?")
+    with pytest.raises(SubmitError) as info:
+        load_target(tmp_path / "stduy.hpo")
+    assert str(info.value).endswith(f"\n  = help: did you mean `{tmp_path / 'study.hpo'}`?")
 
 
 @pytest.mark.parametrize("flag", ["--reservation='maint window'", "--reservation maint_w", "--hint nomultithread",

@@ -120,18 +120,27 @@ def _reader_gone(stream: object) -> bool:
 
 
 def _unknown_command(argv: list[str]) -> str | None:
-    """The message for a first word that is no command (`hpoc chek`, `hpoc study.hpo check`),
-    with the command meant; None when the first word is a command or an option."""
-    if not argv or argv[0] in COMMANDS or argv[0].startswith("-"):
+    """The message for a first word that is no command (`hpoc chek`, `hpoc study.hpo check`,
+    `hpoc --local run ...`), with what was meant; None when it is a command or hpoc's own option."""
+    if not argv or argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version"):
         return None
-    word = argv[0]
-    msg = f"hpoc: error: unknown command `{word}`"
-    later = next((w for w in argv[1:] if w in COMMANDS), None)
-    if later is not None:  # the spec before the command
-        rest = [w for w in argv if w != later]
-        return f"{msg}\n  = help: the command comes first: `hpoc {later} {' '.join(rest)}`"
     import difflib
 
+    word = argv[0]
+    later = next((w for w in argv[1:] if w in COMMANDS), None)
+    if word.startswith("-"):
+        msg = f"hpoc: error: unknown option `{word}`"
+        close = difflib.get_close_matches(word.split("=")[0], ["--help", "--version"], n=1, cutoff=0.6)
+        if close:
+            return f"{msg}\n  = help: did you mean `{close[0]}`?"
+        if later is not None:  # a command's option before the command
+            rest = [w for w in argv if w != later]
+            return f"{msg}\n  = help: a command's options go after it: `hpoc {later} {' '.join(rest)}`"
+        return f"{msg}\n  = help: `hpoc --help` lists the commands; a command's options go after it"
+    msg = f"hpoc: error: unknown command `{word}`"
+    if later is not None and ("." in word or os.sep in word or os.path.exists(word)):  # the spec first
+        rest = [w for w in argv if w != later]
+        return f"{msg}\n  = help: the command comes first: `hpoc {later} {' '.join(rest)}`"
     close = difflib.get_close_matches(word.lower(), list(COMMANDS), n=1, cutoff=0.6)
     if close:
         return f"{msg}\n  = help: did you mean `{close[0]}`?"
@@ -149,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_streams()
     argv_given = argv
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "help":  # `hpoc help [COMMAND]`, as git and pip take it
+        argv = [*argv[1:2], "--help"]
     if (unknown := _unknown_command(argv)) is not None:
         print(unknown, file=sys.stderr)
         return EXIT_SPEC  # a usage error, as argparse's

@@ -68,3 +68,27 @@ def test_a_word_the_command_does_not_take_is_named_under_its_usage(argv: list[st
     err = capsys.readouterr().err
     assert err.startswith(f"usage: hpoc {argv[0]} ") and f"hpoc {argv[0]}: error: unrecognized arguments" in err
     assert meant in err
+
+
+@pytest.mark.parametrize(("argv", "meant"), [
+    (["--verison"], "did you mean `--version`?"),
+    (["--local", "run", "s.hpo"], "a command's options go after it: `hpoc run --local s.hpo`"),
+])
+def test_an_option_before_any_command_names_what_was_meant(argv: list[str], meant: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse said only "the following arguments are required: COMMAND"."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"unknown option `{argv[0]}`" in err and meant in err
+
+
+def test_help_as_a_command_shows_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, usage in ((["help"], "usage: hpoc [-h]"), (["help", "check"], "usage: hpoc check ")):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 0 and capsys.readouterr().out.startswith(usage)
+
+
+def test_a_word_that_is_no_path_before_a_command_is_not_taken_for_a_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chek", "check"]) == 2
+    assert "did you mean `check`?" in capsys.readouterr().err

@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import Any
 
 
+def not_a_build_dir(out: Path) -> str | None:
+    """Why `-o OUT` cannot be a build directory: it names a file (`-o build/s/plan.json` wrote
+    build/s/plan.json/plan.json, and no build/s/job.sbatch); None when it can be one."""
+    if out.exists() and not out.is_dir():
+        return f"{out} exists and is not a directory"
+    if not out.exists() and out.suffix in (".json", ".sbatch", ".sh", ".hpo", ".yaml", ".yml"):
+        return (f"-o {out}: -o names the build directory, which plan.json and the job scripts are "
+                f"written in, not a file: `-o {out.parent}`")
+    return None
+
+
 def missing_hint(name: str, suffixes: tuple[str, ...] | None = None) -> str | None:
     """The path meant by one that names nothing: unexpanded by a quoting shell, an unmatched
     glob, or a near name in the same directory (`study` for study.hpo, a typo); `suffixes`

@@ -1387,3 +1387,12 @@ def test_a_finished_study_whose_spec_raises_num_samples_is_submitted_again(tmp_p
     grown = submit_mod.load_target(spec, tmp_path / "build2")
     grown.write()
     assert submit_mod.previous_run(load(grown.plan_path)) == ("resume", set())
+
+
+def test_an_out_path_naming_a_file_is_refused(tmp_path):
+    from hpoc.submit import load_target
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "x"\npipeline { trainer = t:T }\n')
+    with pytest.raises(SubmitError, match="-o names the build directory"):
+        load_target(spec, tmp_path / "build" / "job.sbatch")

@@ -1507,3 +1507,23 @@ def test_a_misspelt_path_names_the_one_meant(tmp_path, capsys):
     (tmp_path / "study.hpo").write_text(SPEC)
     code, _, err = status(capsys, tmp_path / "stduy.hpo")
     assert code == 2 and f"= help: did you mean `{tmp_path / 'study.hpo'}`?" in err
+
+
+def test_a_job_id_slurm_could_not_be_asked_about_says_so(tmp_path, capsys, monkeypatch):
+    """"not found, or not a job hpoc submitted" hid that SLURM was never reached (no
+    SLURM_CONF on this node, or no scontrol at all)."""
+    monkeypatch.chdir(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    code, _, err = status(capsys, "4242")
+    assert code == 2 and "SLURM cannot be asked here (no `scontrol`)" in err
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'scontrol: fatal: Could not establish a "
+                                      "configuration source' >&2\nexit 1\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    code, _, err = status(capsys, "4242")
+    assert code == 2 and "`scontrol` could not be asked (scontrol: fatal: Could not establish" in err
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id specified' >&2\n"
+                                      "exit 1\n")  # asked, and it knows no such job
+    code, _, err = status(capsys, "4242")
+    assert code == 2 and "job 4242: not found, or not a job hpoc submitted" in err

@@ -96,8 +96,7 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
     if not path.exists() and _JOB_ID.match(target):
         plan_path = plan_of_job(target)
         if plan_path is None:
-            raise HpocError(f"job {target}: not found, or not a job hpoc submitted "
-                            "(pass the study's build directory instead)")
+            raise HpocError(f"job {target}: {_job_unknown(target)} (pass the study's build directory instead)")
         path = plan_path
     if not path.exists():
         from hpoc.files import missing_hint
@@ -165,6 +164,21 @@ def _edited_spec(plan: dict[str, Any] | None, build_dir: Path | None) -> str | N
 
 
 # ---------------------------------------------------------------- SLURM
+
+
+def _job_unknown(job_id: str) -> str:
+    """Why a job id named no study: SLURM could not be asked (no scontrol here, no controller
+    reached), or it does not know the job and neither do the build directories here."""
+    if not shutil.which("scontrol"):
+        return "SLURM cannot be asked here (no `scontrol`), and no build/*/jobs.json here records it"
+    try:
+        run = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`scontrol` could not be asked ({exc})"
+    said = (run.stderr.strip().splitlines() or [""])[-1]
+    if run.returncode != 0 and "invalid job id" not in said.lower():
+        return f"`scontrol` could not be asked ({said or f'exit {run.returncode}'})"
+    return "not found, or not a job hpoc submitted"
 
 
 def _scontrol(job_id: str) -> dict[str, str]:

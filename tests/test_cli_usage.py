@@ -92,3 +92,15 @@ def test_help_as_a_command_shows_the_help(capsys: pytest.CaptureFixture[str]) ->
 def test_a_word_that_is_no_path_before_a_command_is_not_taken_for_a_spec(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["chek", "check"]) == 2
     assert "did you mean `check`?" in capsys.readouterr().err
+
+
+def test_a_current_directory_removed_under_the_shell_is_said(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Relative paths need the current directory: its removal showed "hpoc: error:: No such file
+    or directory"."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["check", "study.hpo"]) == 2
+    assert capsys.readouterr().err.startswith("hpoc: error: the current directory no longer exists")

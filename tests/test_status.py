@@ -1527,3 +1527,17 @@ def test_a_job_id_slurm_could_not_be_asked_about_says_so(tmp_path, capsys, monke
                                       "exit 1\n")  # asked, and it knows no such job
     code, _, err = status(capsys, "4242")
     assert code == 2 and "job 4242: not found, or not a job hpoc submitted" in err
+
+
+def test_a_study_directory_after_its_run_is_read_through_its_spec(tmp_path, capsys, monkeypatch):
+    """`hpoc status` beside study.hpo read results/tiny without the plan ("budget unknown"),
+    while before the run it read the spec; an edited spec that names another storage
+    leaves the directory read as it is."""
+    finished_local_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = status(capsys)
+    assert code == 0, err
+    assert out.startswith("study `tiny`: finished; budget 3 trial(s) (grid)\n")
+    (tmp_path / "study.hpo").write_text(SPEC.replace('name = "tiny"', 'name = "renamed"'))
+    code, out, err = status(capsys)
+    assert code == 0 and "read without a plan" in out

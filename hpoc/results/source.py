@@ -46,15 +46,29 @@ def holds_study(target: Path) -> bool:
 
 
 def lone_spec(target: Path) -> Path | None:
-    """The one study file of a directory that holds no build and no experiment: a study's
-    own directory before it ran (`hpoc status .` beside study.hpo)."""
-    if not target.is_dir() or _is_study(target) or _has_trials(target) or _studies_below(target):
+    """The one study file of a study's own directory (`hpoc status .` beside study.hpo),
+    before it ran or with its results below; None where the directory is a build or an
+    experiment, or the studies below it are not that spec's (an edited name)."""
+    if not target.is_dir() or (target / "plan.json").is_file() or _is_study(target) or _has_trials(target):
         return None
     try:
         specs = [c for c in target.iterdir() if c.suffix.lower() in SPEC_SUFFIXES and c.is_file()]
     except OSError:
         return None
-    return target / specs[0].name if len(specs) == 1 else None
+    if len(specs) != 1:
+        return None
+    spec = target / specs[0].name
+    below = _studies_below(target)
+    if not below:
+        return spec
+    from hpoc.errors import HpocError
+    from hpoc.runtime.shards import study_root
+
+    try:
+        root = study_root(spec_plan(spec)).resolve()
+    except (HpocError, ResultsError, KeyError):
+        return None  # the directory's studies are read as they are
+    return spec if root in {b.resolve() for b in below} else None
 
 
 class OtherPlanVersion(ResultsError):

@@ -219,6 +219,16 @@ def fail(diagnostic: Diagnostic) -> NoReturn:
     raise SpecSyntaxError([diagnostic])
 
 
+def _cwd_gone() -> bool:
+    import os
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
     """Run a command body; turn errors into messages and exit codes (never a traceback).
 
@@ -240,8 +250,12 @@ def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
         # is no error of the user's; the CLI ends quietly.
         raise
     except OSError as exc:  # the environment, not hpoc: unwritable directory, full disk, ...
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"{prog}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        if exc.filename is None and _cwd_gone():
+            print(f"{prog}: error: the current directory no longer exists (removed, or replaced since this "
+                  "shell entered it): `cd` to it again, or to another", file=sys.stderr)
+            return 2
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"{prog}: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
     except RecursionError:
         print(f"{prog}: error: input is nested too deeply", file=sys.stderr)

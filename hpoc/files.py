@@ -11,6 +11,39 @@ from pathlib import Path
 from typing import Any
 
 
+def not_a_build_dir(out: Path) -> str | None:
+    """Why `-o OUT` cannot be a build directory: it names a file (`-o build/s/plan.json` wrote
+    build/s/plan.json/plan.json, and no build/s/job.sbatch); None when it can be one."""
+    if out.exists() and not out.is_dir():
+        return f"{out} exists and is not a directory"
+    if not out.exists() and out.suffix in (".json", ".sbatch", ".sh", ".hpo", ".yaml", ".yml"):
+        return (f"-o {out}: -o names the build directory, which plan.json and the job scripts are "
+                f"written in, not a file: `-o {out.parent}`")
+    return None
+
+
+def missing_hint(name: str, suffixes: tuple[str, ...] | None = None) -> str | None:
+    """The path meant by one that names nothing: unexpanded by a quoting shell, an unmatched
+    glob, or a near name in the same directory (`study` for study.hpo, a typo); `suffixes`
+    narrows the names offered."""
+    if name.startswith("~") or "$" in name:
+        what = "`~`" if name.startswith("~") else "the `$` variable"
+        return f"the shell did not expand {what} (quoted?): leave it unquoted, or give the full path"
+    if any(c in os.path.basename(name) for c in "*?["):  # an unmatched glob reaches us as typed
+        return "no file matches this pattern (the shell passed it on as typed)"
+    import difflib
+
+    directory, base = os.path.split(name.rstrip("/"))
+    try:
+        entries = [e for e in os.listdir(directory or ".") if suffixes is None or e.endswith(suffixes)]
+    except OSError:
+        return None
+    near = difflib.get_close_matches(base, entries, n=1, cutoff=0.75)
+    if not near:
+        near = [e for e in entries if os.path.splitext(e)[0] == base][:1]
+    return f"did you mean `{os.path.join(directory, near[0])}`?" if near else None
+
+
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> Path:
     """Write `text` beside `path`, then rename it over `path`. `mode` (e.g. 0o755, or 0o600
     for a secret) sets the permissions; without it a file that exists keeps its own

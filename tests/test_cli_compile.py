@@ -428,3 +428,12 @@ def test_a_plan_saved_again_with_a_bom_still_loads(tmp_path: Path) -> None:
     plan = out / "plan.json"
     plan.write_bytes(b"\xef\xbb\xbf" + plan.read_bytes().replace(b"\n", b"\r\n"))
     assert plan_mod.load(plan)["study"]["name"] == "digits"
+
+
+def test_an_out_path_naming_a_file_is_refused_not_made_a_directory(tmp_path, capsys) -> None:
+    """`-o build/s/plan.json` wrote build/s/plan.json/plan.json, and `sbatch build/s/job.sbatch`
+    then found no script."""
+    out = tmp_path / "build" / "s" / "plan.json"
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", str(out)]) == 2
+    assert f"not a file: `-o {out.parent}`" in capsys.readouterr().err
+    assert not (tmp_path / "build").exists()

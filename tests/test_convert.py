@@ -161,6 +161,14 @@ def test_cli_convert_refuses_errors_and_non_yaml(tmp_path: Path, capsys) -> None
     assert "not a YAML config" in capsys.readouterr().err
 
 
+def test_cli_convert_of_a_directory_names_the_config_in_it(capsys) -> None:
+    """`hpoc convert examples/itwinai` said ".hpo files need no converting"."""
+    assert main(["convert", str(EXAMPLE)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory; pass the itwinai config" in err and str(EXAMPLE / "config.yaml") in err
+    assert "need no converting" not in err
+
+
 def test_cli_convert_refuses_to_overwrite_its_input(tmp_path: Path, capsys) -> None:
     path = write(tmp_path, seed())
     before = path.read_text()

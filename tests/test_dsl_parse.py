@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -635,3 +636,59 @@ def test_the_parser_cache_is_private_and_not_taken_from_another_users_directory(
         assert list((tmp_path / "hpoc").iterdir()) == []
     finally:
         P._parser.cache_clear()
+
+
+def test_a_directory_or_a_plan_given_for_a_spec_names_the_spec_to_pass(tmp_path: Path) -> None:
+    """`hpoc check .`, `hpoc check build/s`, `hpoc check build/s/plan.json`: the path meant."""
+    def help_for(path: Path) -> str:
+        with pytest.raises(SpecSyntaxError) as info:
+            read_spec(path)
+        d = info.value.diagnostics[0]
+        assert d.code == "HP001"
+        return d.help or ""
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.hpo").write_text('study "x"\n')
+    assert f"`{study / 'study.hpo'}`" in help_for(study)
+    build = tmp_path / "build"
+    build.mkdir()
+    plan = build / "plan.json"
+    plan.write_text(json.dumps({"source": {"workdir": str(study), "file": "study.hpo"}}))
+    assert help_for(build) == f"this is a build directory: pass the spec it was compiled from, `{study / 'study.hpo'}`"
+    assert f"`{study / 'study.hpo'}`" in help_for(plan)
+    plan.write_text("{")  # not a plan: no spec to name, no traceback either
+    assert help_for(plan).startswith("pass the spec it was compiled from (")
+
+
+def test_a_python_file_given_for_a_spec_is_named_as_such(tmp_path: Path) -> None:
+    """`hpoc check trainer.py` showed six syntax errors in Python code."""
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    pass\n")
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(trainer)
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message) == ("HP001", "is a Python file, not a study") and "pipeline" in (d.help or "")
+
+
+@pytest.mark.parametrize(("given", "meant"), [("study", "study.hpo"), ("stduy.hpo", "study.hpo"),
+                                              ("config.yml", "config.yaml")])
+def test_a_missing_spec_names_the_file_meant_beside_it(tmp_path: Path, given: str, meant: str) -> None:
+    for name in ("study.hpo", "config.yaml", "notes.txt"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(tmp_path / given)
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message, d.help) == ("HP001", "no such file", f"did you mean `{tmp_path / meant}`?")
+
+
+def test_a_missing_spec_with_a_quoted_tilde_says_the_shell_left_it(tmp_path: Path) -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec("~/no-such-study.hpo")
+    assert "the shell did not expand `~`" in (info.value.diagnostics[0].help or "")
+    with pytest.raises(SpecSyntaxError) as info:  # `hpoc check *.hpo` where none is
+        read_spec(tmp_path / "*.hpo")
+    assert info.value.diagnostics[0].help == "no file matches this pattern (the shell passed it on as typed)"
+    with pytest.raises(SpecSyntaxError) as info:  # nothing near: no guess
+        read_spec(tmp_path / "other.hpo")
+    assert info.value.diagnostics[0].help is None

@@ -347,3 +347,15 @@ def test_a_blank_line_between_comments_or_before_the_item_stays() -> None:
     assert '# search:\n#search optuna { seed = 0 }\n\n# scheduler\nscheduler fifo\n' in out
     assert "space {\n  # lr and friends\n\n  # the lr\n  lr = 1\n}\n" in out
     assert parse(out) == parse(src)
+
+
+def test_diff_alone_shows_the_diff_not_the_whole_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hpoc fmt --diff s.hpo` printed the whole study, formatted: --diff counted only with --check."""
+    spec = tmp_path / "s.hpo"
+    spec.write_text('study   "x"\npipeline {trainer=t:T}\n')
+    assert main(["fmt", "--diff", str(spec)]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"--- {spec}\n") and '-study   "x"\n' in out and '+study "x"\n' in out
+    assert main(["fmt", "--diff", "--write", str(spec)]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert spec.read_text() == 'study   "x"\npipeline {trainer=t:T}\n'  # nothing written

@@ -203,6 +203,24 @@ def test_a_spec_whose_study_never_ran_points_status_at_the_spec(tmp_path, capsys
     assert f"`hpoc status {spec}` shows its jobs, queued or failed)" in err
 
 
+def test_a_misspelt_path_names_the_one_meant(tmp_path, capsys):
+    build = tmp_path / "build"
+    write_plan(build, make_plan(tmp_path / "storage", "never"))
+    code, _, err = cli(capsys, tmp_path / "biuld")
+    assert code == 2 and f"= help: did you mean `{build}`?" in err
+
+
+def test_results_in_a_study_directory_not_run_yet_names_the_study(tmp_path, capsys, monkeypatch):
+    """`hpoc results` (or `.`) beside study.hpo said "no trials found ... or this is not an
+    experiment directory", as if the directory were not the study's."""
+    (tmp_path / "study.hpo").write_text('study "never"\npipeline { trainer = t:T }\n')
+    monkeypatch.chdir(tmp_path)
+    for argv in ([], ["."]):
+        code, _, err = cli(capsys, *argv)
+        assert code == 2 and "no results yet for study `never`" in err, err
+        assert "`hpoc status study.hpo` shows its jobs" in err
+
+
 def test_bad_plan_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "plan.json").write_text("{not json")
     code, _, err = cli(capsys, tmp_path)

@@ -1493,3 +1493,71 @@ def test_a_study_moved_since_its_run_is_told_where_it_resumes_not_only_fresh(tmp
     assert out.endswith(f"next: only its location changed: to resume it, run it from {old} again "
                         "(move the project back), or pass --fresh to start the study over here "
                         "(the run so far is moved aside, not resumed)\n"), out
+
+
+def test_status_with_no_argument_shows_the_study_of_the_current_directory(tmp_path, capsys, monkeypatch):
+    """`hpoc status` typed in a study's directory: its study file, and advice that names it."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = status(capsys)
+    assert code == 2 and "no study in the current directory" in err and "Traceback" not in err
+    (tmp_path / "study.hpo").write_text(SPEC)
+    code, out, err = status(capsys)
+    assert code == 0, err
+    assert out.startswith("study `tiny`: not started") and "`hpoc run study.hpo --local`" in out
+    code, out, err = status(capsys, ".")
+    assert code == 0 and "`hpoc run study.hpo --local`" in out
+    trial = tmp_path / "results" / "tiny" / "trial_a"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text("{}")
+    monkeypatch.chdir(trial)  # typed in one trial's directory: pointed to its study, as with `.`
+    code, out, err = status(capsys)
+    assert code == 2 and "is one trial's directory; its study is the one above" in err
+
+
+def test_an_empty_directory_given_as_dot_is_named(tmp_path, capsys, monkeypatch):
+    exp = tmp_path / "tiny"
+    exp.mkdir()
+    monkeypatch.chdir(exp)
+    code, out, err = status(capsys, ".")
+    assert code == 0, err
+    assert out.startswith("study `tiny`: not started")
+
+
+def test_a_misspelt_path_names_the_one_meant(tmp_path, capsys):
+    (tmp_path / "study.hpo").write_text(SPEC)
+    code, _, err = status(capsys, tmp_path / "stduy.hpo")
+    assert code == 2 and f"= help: did you mean `{tmp_path / 'study.hpo'}`?" in err
+
+
+def test_a_job_id_slurm_could_not_be_asked_about_says_so(tmp_path, capsys, monkeypatch):
+    """"not found, or not a job hpoc submitted" hid that SLURM was never reached (no
+    SLURM_CONF on this node, or no scontrol at all)."""
+    monkeypatch.chdir(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    code, _, err = status(capsys, "4242")
+    assert code == 2 and "SLURM cannot be asked here (no `scontrol`)" in err
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'scontrol: fatal: Could not establish a "
+                                      "configuration source' >&2\nexit 1\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    code, _, err = status(capsys, "4242")
+    assert code == 2 and "`scontrol` could not be asked (scontrol: fatal: Could not establish" in err
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id specified' >&2\n"
+                                      "exit 1\n")  # asked, and it knows no such job
+    code, _, err = status(capsys, "4242")
+    assert code == 2 and "job 4242: not found, or not a job hpoc submitted" in err
+
+
+def test_a_study_directory_after_its_run_is_read_through_its_spec(tmp_path, capsys, monkeypatch):
+    """`hpoc status` beside study.hpo read results/tiny without the plan ("budget unknown"),
+    while before the run it read the spec; an edited spec that names another storage
+    leaves the directory read as it is."""
+    finished_local_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = status(capsys)
+    assert code == 0, err
+    assert out.startswith("study `tiny`: finished; budget 3 trial(s) (grid)\n")
+    (tmp_path / "study.hpo").write_text(SPEC.replace('name = "tiny"', 'name = "renamed"'))
+    code, out, err = status(capsys)
+    assert code == 0 and "read without a plan" in out

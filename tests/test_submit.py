@@ -146,6 +146,13 @@ def test_a_directory_without_a_plan_is_not_called_missing(tmp_path):
                                "(a .hpo spec, a build directory or a plan.json)")
     with pytest.raises(SubmitError, match="no such file"):
         load_target(tmp_path / "missing.hpo")
+    (tmp_path / "study.hpo").write_text("")  # a study's directory: its spec is what was meant
+    with pytest.raises(SubmitError) as info:
+        load_target(tmp_path)
+    assert str(info.value).endswith(f"\n  = help: did you mean `{tmp_path / 'study.hpo'}`?")
+    with pytest.raises(SubmitError) as info:
+        load_target(tmp_path / "stduy.hpo")
+    assert str(info.value).endswith(f"\n  = help: did you mean `{tmp_path / 'study.hpo'}`?")
 
 
 @pytest.mark.parametrize("flag", ["--reservation='maint window'", "--reservation maint_w", "--hint nomultithread",
@@ -1380,3 +1387,12 @@ def test_a_finished_study_whose_spec_raises_num_samples_is_submitted_again(tmp_p
     grown = submit_mod.load_target(spec, tmp_path / "build2")
     grown.write()
     assert submit_mod.previous_run(load(grown.plan_path)) == ("resume", set())
+
+
+def test_an_out_path_naming_a_file_is_refused(tmp_path):
+    from hpoc.submit import load_target
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "x"\npipeline { trainer = t:T }\n')
+    with pytest.raises(SubmitError, match="-o names the build directory"):
+        load_target(spec, tmp_path / "build" / "job.sbatch")

@@ -366,7 +366,7 @@ def test_checker_messages_write_hpo_snippets_as_yaml(tmp_path: Path) -> None:
 def test_a_stop_value_on_a_minimised_objective_is_warned_about(tmp_path: Path) -> None:
     """Ray stops once `loss` >= 0.1: meant as "until loss falls to 0.1", it ends every trial at once."""
     path = write(tmp_path, seed_with("name: Virgo-HPO-Experiment",
-                                     "name: Virgo-HPO-Experiment\n              stop: {loss: 0.1, training_iteration: 5}"))
+                                     "name: Virgo-HPO-Experiment\n              stop: {loss: 0.1, training_iteration: 20}"))
     (w,) = [w for w in compile_path(path).warnings if w.code == "HP805"]
     assert (w.line, w.col) == (44, 22) and w.message.startswith("`stop` ends a trial once `loss` is 0.1 or more")
     text = path.read_text().replace("mode: min", "mode: max")  # maximised: reaching it is the goal

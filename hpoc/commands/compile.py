@@ -57,6 +57,7 @@ def _compile(args: argparse.Namespace) -> int:
     from hpoc.compiler.summary import summarize
     from hpoc.dsl import ast as A
     from hpoc.errors import HpocError, render_all
+    from hpoc.files import not_a_build_dir
     from hpoc.submit.queue import plan_in_use
 
     result = compile_path(args.spec)
@@ -76,8 +77,8 @@ def _compile(args: argparse.Namespace) -> int:
                 sys.stdout.write(body)
         return 0
     out = Path(args.out) if args.out else Path("build") / plan["study"]["name"]
-    if out.exists() and not out.is_dir():
-        raise HpocError(f"{out} exists and is not a directory")
+    if why := not_a_build_dir(out):
+        raise HpocError(why)
     plan_path = out / "plan.json"
     # Everything is rendered before anything is written: a failure leaves the old files
     # as they were, never a new plan beside old scripts.

@@ -36,6 +36,10 @@ def _convert(args: argparse.Namespace) -> int:
     from hpoc.yaml import convert, is_yaml
 
     if not is_yaml(args.spec):
+        if os.path.isdir(args.spec):
+            configs = sorted(e for e in os.listdir(args.spec) if is_yaml(e))
+            shown = f": {', '.join(os.path.join(args.spec, e) for e in configs[:3])}" if configs else ""
+            raise HpocError(f"{args.spec} is a directory; pass the itwinai config (.yaml or .yml) to convert{shown}")
         raise HpocError(f"{args.spec}: not a YAML config (.yaml or .yml); .hpo files need no converting")
     if args.output and _same_file(args.output, args.spec):
         raise HpocError(f"{args.output} is the config being converted; refusing to overwrite it "

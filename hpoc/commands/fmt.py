@@ -21,16 +21,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 2 if a file is not formatted")
     mode.add_argument("--write", "-w", action="store_true", help="rewrite files in place")
-    p.add_argument("--diff", action="store_true", help="with --check: show what would change")
+    p.add_argument("--diff", action="store_true", help="show what would change, as a diff (implies --check)")
 
 
 def run(args: argparse.Namespace) -> int:
     from hpoc.errors import run_reporting
 
+    if args.diff and args.write:
+        return run_reporting(_diff_with_write)
+    args.check = args.check or args.diff  # `--diff` alone printed the whole study, no diff
     status = 0
     for spec in args.specs:
         status = max(status, run_reporting(lambda: _fmt(spec, args)))
     return status
+
+
+def _diff_with_write() -> int:
+    from hpoc.errors import HpocError
+
+    raise HpocError("--diff shows what --write would change, without changing it: give one of them")
 
 
 def _fmt(spec: str, args: argparse.Namespace) -> int:

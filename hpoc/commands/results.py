@@ -14,9 +14,10 @@ HELP = "show a study's trials ranked by its objective (table, --json or --csv)"
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options shared with `hpoc report`."""
-    p.add_argument("target", metavar="PATH",
+    p.add_argument("target", metavar="PATH", nargs="?", default=".",
                    help="build directory (with plan.json), a plan.json, a spec (.hpo, .yaml), "
-                        "or an experiment directory")
+                        "or an experiment directory (default: the current directory; in a study's "
+                        "directory, its one study file)")
     p.add_argument("--sort", metavar="METRIC",
                    help="rank by this reported metric (default: the study's first objective)")
     order = p.add_mutually_exclusive_group()

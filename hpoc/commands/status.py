@@ -39,9 +39,10 @@ SHARD_LINES = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="BUILD|PLAN|SPEC|EXPDIR|JOBID",
+    p.add_argument("target", metavar="BUILD|PLAN|SPEC|EXPDIR|JOBID", nargs="?",
                    help="build directory, plan.json, study file, experiment directory, "
-                        "or a job id of the study")
+                        "or a job id of the study (default: the current directory; in a study's "
+                        "directory, its one study file)")
     p.add_argument("--json", action="store_true", help="write JSON to stdout")
     p.add_argument("--all", action="store_true",
                    help=f"list every shard and job (default: past {SHARD_LINES} shards, the ones "
@@ -55,8 +56,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hpoc.results.source import OtherPlanVersion
+    from hpoc.results.source import OtherPlanVersion, holds_study, lone_spec
 
+    if args.target is None:  # `hpoc status` where the study is
+        args.target = "."
+        if not holds_study(Path(".")):
+            from hpoc.errors import HpocError
+
+            raise HpocError("no study in the current directory (no plan.json, study file or experiment "
+                            "directory): pass one, or a job id, or run it in a study's directory")
+    if (spec := lone_spec(Path(args.target))) is not None:  # the advice names the spec, not `.`
+        args.target = str(spec)
     try:
         plan, build_dir = resolve(args.target)
         note = None
@@ -86,12 +96,14 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
     if not path.exists() and _JOB_ID.match(target):
         plan_path = plan_of_job(target)
         if plan_path is None:
-            raise HpocError(f"job {target}: not found, or not a job hpoc submitted "
-                            "(pass the study's build directory instead)")
+            raise HpocError(f"job {target}: {_job_unknown(target)} (pass the study's build directory instead)")
         path = plan_path
     if not path.exists():
+        from hpoc.files import missing_hint
+
+        hint = missing_hint(target)
         raise HpocError(f"{target}: no such file or directory (a build directory, plan.json, "
-                        "study file, experiment directory or job id)")
+                        "study file, experiment directory or job id)" + (f"\n  = help: {hint}" if hint else ""))
     if path.is_dir():
         if not (path / "plan.json").is_file():
             return None, path
@@ -152,6 +164,21 @@ def _edited_spec(plan: dict[str, Any] | None, build_dir: Path | None) -> str | N
 
 
 # ---------------------------------------------------------------- SLURM
+
+
+def _job_unknown(job_id: str) -> str:
+    """Why a job id named no study: SLURM could not be asked (no scontrol here, no controller
+    reached), or it does not know the job and neither do the build directories here."""
+    if not shutil.which("scontrol"):
+        return "SLURM cannot be asked here (no `scontrol`), and no build/*/jobs.json here records it"
+    try:
+        run = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`scontrol` could not be asked ({exc})"
+    said = (run.stderr.strip().splitlines() or [""])[-1]
+    if run.returncode != 0 and "invalid job id" not in said.lower():
+        return f"`scontrol` could not be asked ({said or f'exit {run.returncode}'})"
+    return "not found, or not a job hpoc submitted"
 
 
 def _scontrol(job_id: str) -> dict[str, str]:
@@ -315,7 +342,7 @@ def gather_dir(exp: Path) -> dict[str, Any]:
         results = load(exp)
     except ResultsError as exc:
         if _unstarted(exp):  # nothing there for `load` to read yet
-            return _dir_status(exp.name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
+            return _dir_status(exp.absolute().name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None

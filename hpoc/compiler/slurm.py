@@ -9,7 +9,6 @@ import re
 import shlex
 from typing import Any
 
-from hpoc.compiler import render
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
                                   WARN_NODE_LOCAL, WARN_TIME, WARN_WALLTIME, Checker)
@@ -302,6 +301,7 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"
         gres = _gres(flag) if name == "--gres" else None
         if gres and not any(_is_gpu(g) for g in gres):  # a site's node-local disk: `nvme:100`
+            from hpoc.compiler import render  # jinja2: not for every `hpoc check`
             if (own := render.gpu_option(s)) and own[0] == "gres":
                 ch.error(SLURM, f"`extra` sets {shown}, which hpoc writes for the GPUs (`{own[1]}`): "
                                 "this line would replace it", span,

@@ -25,6 +25,7 @@ from hpoc.dsl.syntax_errors import fail_at, keyword_alone, unexpected_char, unex
 from hpoc.dsl.terminals import CLOSE, OPEN
 from hpoc.dsl.transform import to_ast
 from hpoc.errors import Diagnostic, SpecSyntaxError, fail
+from hpoc.files import missing_hint
 
 MAX_BYTES = 2 * 1024 * 1024  # a study is a page of text; anything bigger is a mistake
 MAX_DEPTH = 48  # nesting of brackets; the tree transformer recurses, so keep it bounded
@@ -151,18 +152,52 @@ def read_spec(path: str | os.PathLike[str]) -> tuple[str, str]:
 
     try:
         if os.path.isdir(path):
-            whole_file("is a directory, not a study file", help="pass the path of a .hpo file")
+            whole_file("is a directory, not a study file", help=_in_directory(name))
+        if name.endswith(".py"):  # the trainer, given for the study that names it
+            whole_file("is a Python file, not a study",
+                       help="pass the .hpo study whose `pipeline { trainer = ... }` names it")
+        if name.endswith(".json"):  # most often a build's plan.json
+            whole_file("is a JSON file, not a study",
+                       help=f"{_compiled_from(name)} (`hpoc run` and `hpoc status` take a plan.json)")
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         stdin = ("studies are read from files, not from standard input (only `hpoc fmt -` reads one): save it to "
                  "a file and pass its path")
-        whole_file("no such file", help=stdin if name == "-" else None)
+        whole_file("no such file", help=stdin if name == "-" else missing_hint(name, (".hpo", ".yaml", ".yml")))
     except PermissionError:
         whole_file("permission denied")
     except OSError as exc:
         whole_file(f"cannot read file: {exc.strerror or exc}")
     return _checked(data, name), spec_digest(data)
+
+
+def _in_directory(directory: str) -> str:
+    """What to pass instead of a directory: the studies in it, or the spec its plan names."""
+    try:
+        studies = sorted(e for e in os.listdir(directory) if e.endswith((".hpo", ".yaml", ".yml")))
+    except OSError:
+        studies = []
+    if studies:
+        shown = ", ".join(f"`{os.path.join(directory, e)}`" for e in studies[:3])
+        return f"pass the path of a study file: {shown}" + (" …" if len(studies) > 3 else "")
+    plan = os.path.join(directory, "plan.json")
+    if os.path.isfile(plan):
+        return f"this is a build directory: {_compiled_from(plan)}"
+    return "pass the path of a .hpo file"
+
+
+def _compiled_from(plan: str) -> str:
+    """Advice to pass the spec a plan.json was compiled from, named when the plan says."""
+    import json
+
+    try:
+        with open(plan, encoding="utf-8") as fh:
+            source = json.load(fh)["source"]
+        spec = os.path.join(source["workdir"], source["file"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "pass the spec it was compiled from"
+    return f"pass the spec it was compiled from, `{spec}`"
 
 
 def read_stream(stream: Any, name: str = "<stdin>") -> str:

@@ -62,12 +62,17 @@ def dumps(plan: dict[str, Any]) -> str:
 def plan_file(target: str | Path) -> Path:
     """The file `hpoc run` and `hpoc submit` read for `target`: a build directory's
     plan.json, a plan.json, or a spec to compile; HpocError when there is none."""
+    from hpoc.files import missing_hint
+
     path = Path(target)
-    what = "no such file"
+    what, hint = "no such file", missing_hint(str(target))
     if path.is_dir():
         path, what = path / "plan.json", "a directory without a plan.json, so no build directory"
+        specs = sorted(p.name for p in path.parent.glob("*") if p.suffix in (".hpo", ".yaml", ".yml"))
+        hint = f"did you mean `{Path(target) / specs[0]}`?" if len(specs) == 1 else None  # a study's directory
     if not path.exists():
-        raise HpocError(f"{target}: {what} (a .hpo spec, a build directory or a plan.json)")
+        raise HpocError(f"{target}: {what} (a .hpo spec, a build directory or a plan.json)"
+                        + (f"\n  = help: {hint}" if hint else ""))
     return path
 
 

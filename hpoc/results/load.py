@@ -35,7 +35,10 @@ def load(target: str | Path) -> Results:
     """Results for a build directory, a plan.json, a spec, or an experiment directory."""
     target = Path(target)
     if not target.exists():
-        raise ResultsError(f"{target}: no such file or directory")
+        from hpoc.files import missing_hint
+
+        hint = missing_hint(str(target))
+        raise ResultsError(f"{target}: no such file or directory" + (f"\n  = help: {hint}" if hint else ""))
     warnings: list[str] = []
     try:
         plan, plan_path = find_plan(target)

@@ -21,6 +21,8 @@ def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
         candidate = target
     elif (target / "plan.json").is_file():
         candidate = target / "plan.json"
+    elif (spec := lone_spec(target)) is not None:
+        candidate = spec
     else:
         return None, None
     if candidate.suffix.lower() in SPEC_SUFFIXES:
@@ -32,6 +34,41 @@ def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
     except PlanError as exc:
         other = OtherPlanVersion.of(candidate)
         raise (other or ResultsError(str(exc))) from None
+
+
+def holds_study(target: Path) -> bool:
+    """Whether `target` is (or holds) something hpoc can show: a build, a study file, an
+    experiment directory or a storage path above some; or one trial's directory (which
+    `status` and `results` point to its study)."""
+    return ((target / "plan.json").is_file() or lone_spec(target) is not None or _is_study(target)
+            or _has_trials(target) or bool(_studies_below(target))
+            or (target / "result.json").is_file() or (target / "params.json").is_file())
+
+
+def lone_spec(target: Path) -> Path | None:
+    """The one study file of a study's own directory (`hpoc status .` beside study.hpo),
+    before it ran or with its results below; None where the directory is a build or an
+    experiment, or the studies below it are not that spec's (an edited name)."""
+    if not target.is_dir() or (target / "plan.json").is_file() or _is_study(target) or _has_trials(target):
+        return None
+    try:
+        specs = [c for c in target.iterdir() if c.suffix.lower() in SPEC_SUFFIXES and c.is_file()]
+    except OSError:
+        return None
+    if len(specs) != 1:
+        return None
+    spec = target / specs[0].name
+    below = _studies_below(target)
+    if not below:
+        return spec
+    from hpoc.errors import HpocError
+    from hpoc.runtime.shards import study_root
+
+    try:
+        root = study_root(spec_plan(spec)).resolve()
+    except (HpocError, ResultsError, KeyError):
+        return None  # the directory's studies are read as they are
+    return spec if root in {b.resolve() for b in below} else None
 
 
 class OtherPlanVersion(ResultsError):

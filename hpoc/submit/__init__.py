@@ -99,7 +99,10 @@ def load_target(target: str | os.PathLike, out: str | os.PathLike | None = None)
 def _compile(spec: Path, out: str | os.PathLike | None) -> Target:
     from hpoc import plan as plan_mod
     from hpoc.compiler import compile_path
+    from hpoc.files import not_a_build_dir
 
+    if out is not None and (why := not_a_build_dir(Path(out))):
+        raise SubmitError(why)
     plan = compile_path(spec).plan
     text = plan_mod.dumps(plan)
     plan = json.loads(text)  # with its content hash, as jobs will read it

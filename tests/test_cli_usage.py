@@ -1,0 +1,106 @@
+"""What a newcomer types wrong on the command line gets the command meant, not argparse's list."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpoc.cli import main
+
+
+@pytest.mark.parametrize(("argv", "meant"), [
+    (["chek", "study.hpo"], "did you mean `check`?"),
+    (["Compile", "study.hpo"], "did you mean `compile`?"),
+    (["stauts"], "did you mean `status`?"),
+    (["study.hpo", "check"], "the command comes first: `hpoc check study.hpo`"),
+    (["study.hpo", "compile", "-o", "build/s"], "the command comes first: `hpoc compile study.hpo -o build/s`"),
+])
+def test_an_unknown_command_names_the_one_meant(argv: list[str], meant: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"unknown command `{argv[0]}`" in err and meant in err
+    assert "Traceback" not in err
+
+
+def test_a_word_like_no_command_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "commands are check, compile" in err and "did you mean" not in err
+
+
+@pytest.mark.parametrize("argv", [["run", "--local=true", "s.hpo"], ["submit", "s.hpo", "--dry-run=false"]])
+def test_a_value_given_to_a_switch_says_the_switch_takes_none(argv: list[str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse said only "ignored explicit argument 'true'"."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    switch = argv[1].split("=")[0] if argv[1].startswith("--") else argv[2].split("=")[0]
+    assert f"`{switch}` is a switch: give it alone" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_command_loads_is_no_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Loading a command's modules takes seconds on a login node's file system: a Ctrl-C then
+    printed a KeyboardInterrupt traceback."""
+    import hpoc.cli
+
+    def interrupted(only: str | None = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpoc.cli, "build_parser", interrupted)
+    assert main(["check", "study.hpo"]) == 130
+    assert capsys.readouterr().err == "hpoc: interrupted\n"
+
+
+@pytest.mark.parametrize(("argv", "meant"), [
+    (["compile", "study.hpo", "build/s"], "an output path goes after `-o`: `-o build/s`"),
+    (["run", "study.hpo", "local"], "did you mean `--local`?"),
+    (["check", "study.hpo", "-preflight"], "did you mean `--preflight`?"),
+    (["check", "study.hpo", "--prefligth"], "did you mean `--preflight`?"),
+])
+def test_a_word_the_command_does_not_take_is_named_under_its_usage(argv: list[str], meant: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse said "unrecognized arguments" under `hpoc`'s usage, with no command's options."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: hpoc {argv[0]} ") and f"hpoc {argv[0]}: error: unrecognized arguments" in err
+    assert meant in err
+
+
+@pytest.mark.parametrize(("argv", "meant"), [
+    (["--verison"], "did you mean `--version`?"),
+    (["--local", "run", "s.hpo"], "a command's options go after it: `hpoc run --local s.hpo`"),
+])
+def test_an_option_before_any_command_names_what_was_meant(argv: list[str], meant: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse said only "the following arguments are required: COMMAND"."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"unknown option `{argv[0]}`" in err and meant in err
+
+
+def test_help_as_a_command_shows_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, usage in ((["help"], "usage: hpoc [-h]"), (["help", "check"], "usage: hpoc check ")):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 0 and capsys.readouterr().out.startswith(usage)
+
+
+def test_a_word_that_is_no_path_before_a_command_is_not_taken_for_a_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chek", "check"]) == 2
+    assert "did you mean `check`?" in capsys.readouterr().err
+
+
+def test_a_current_directory_removed_under_the_shell_is_said(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Relative paths need the current directory: its removal showed "hpoc: error:: No such file
+    or directory"."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert main(["check", "study.hpo"]) == 2
+    assert capsys.readouterr().err.startswith("hpoc: error: the current directory no longer exists")

@@ -203,16 +203,46 @@ def test_a_run_saved_by_an_older_hpoc_finds_its_callbacks_again(where, name):
     assert pickle.loads(saved) is getattr(importlib.import_module(f"hpoc.runtime.{where}"), name)
 
 
-def test_a_project_moved_after_its_run_is_told_where_to_resume_it_not_only_fresh(spec, tmp_path):
-    """`mv /scratch/me/proj /project/me/proj`: the refusal said "undo that change to resume,
-    ..., or pass --fresh", and --fresh starts the study over, every trial it ran set aside."""
-    old = spec.parent
+def test_a_project_moved_after_its_run_resumes_from_where_it_is_now(spec, tmp_path):
+    """`mv /scratch/me/proj /project/me/proj`, results inside: the plans differ in their
+    absolute paths alone, and the run was refused ("run it from /scratch/me/proj again")."""
     ran = load_plan(str(spec))
     moved = tmp_path / "project" / "digits"
-    shutil.move(str(old), moved)
+    shutil.move(str(spec.parent), moved)
     plan = load_plan(str(moved / "study.hpo"))
     exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
     _finished_run(ran, exp)
+    assert _prior(plan, exp) == "done"
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    assert marker.moved(marker.read(exp), fp, exp) == Path(ran["storage"]["path"]) / "digits"
+    assert check_previous(plan, fresh=False) == "done"
+    assert before.verdict(plan, 0)[0] == before.DONE
+
+
+def test_only_the_results_moved_and_storage_path_edited_resume(spec, tmp_path):
+    ran = load_plan(str(spec))
+    elsewhere = tmp_path / "work" / "results"
+    spec.write_text(spec.read_text().replace('path = "results"', f'path = "{elsewhere}"'))
+    plan = load_plan(str(spec))
+    assert plan["storage"]["path"] == str(elsewhere), plan["storage"]
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    _finished_run(ran, exp)
+    assert _prior(plan, exp) == "done"
+
+
+def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ran(spec, tmp_path):
+    """Another copy of the project (maybe other code) whose `storage.path` names the first
+    one's results: the experiment directory did not move, so it is not resumed."""
+    old = spec.parent
+    ran = load_plan(str(spec))
+    exp = Path(ran["storage"]["path"]) / ran["storage"]["name"]
+    _finished_run(ran, exp)
+    other = tmp_path / "checkout"
+    shutil.copytree(old, other)
+    text = (other / "study.hpo").read_text()
+    (other / "study.hpo").write_text(text.replace('path = "results"', f'path = "{ran["storage"]["path"]}"'))
+    plan = load_plan(str(other / "study.hpo"))
+    assert plan["storage"] == ran["storage"] and plan["source"]["workdir"] == str(other)
     with pytest.raises(StudyError, match="different plan") as err:
         _prior(plan, exp)
     said = str(err.value)

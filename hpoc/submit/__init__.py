@@ -189,7 +189,7 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
     done: set[int] = set()
     for k, d in enumerate(dirs):
         recorded = marker.read(d)
-        parts = marker.differences(recorded, fp) if recorded and fp else None
+        parts = marker.differences(recorded, fp, d) if recorded and fp else None
         if parts is not None:
             raise SubmitError(
                 marker.describe(d, recorded, fp, parts) + "\n  help: " + marker.remedy(recorded, fp, parts))

@@ -31,11 +31,13 @@ def _wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _plan(project: Path) -> dict:
-    """The plan the project's spec compiles to where the project is (its absolute paths)."""
-    return make_plan(write_toy(project / "study"), project / "results",
-                     search={"algorithm": "optuna", "options": {"seed": 0, "sampler": "tpe"}},
-                     shards={"count": 2, "parallel": 2},
+def _plan(project: Path, shards: int = 2) -> dict:
+    """The plan the project's spec compiles to where the project is (its absolute paths):
+    sharded, an Optuna study sharing a journal; else a random search."""
+    search = {"algorithm": "optuna", "options": {"seed": 0, "sampler": "tpe"}} if shards > 1 else \
+        {"algorithm": "random", "options": {"seed": 0}}
+    return make_plan(write_toy(project / "study"), project / "results", search=search,
+                     shards={"count": shards, "parallel": shards},
                      trials={"num_samples": 2, "max_concurrent": 2},
                      space={"constants": {"epochs": 4, "batch_size": 32}},
                      pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 1.0}}})
@@ -55,12 +57,14 @@ def _epochs(trial_dir: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
 
 
-def test_a_moved_project_resumes_its_interrupted_sharded_study_where_it_is_now(tmp_path):
+@pytest.mark.parametrize("shards", [1, 2])
+def test_a_moved_project_resumes_its_interrupted_study_where_it_is_now(tmp_path, shards):
     """It was refused ("run it from /scratch/me/proj again"), and Tune's saved Optuna searcher
     held the journal's old absolute path: a resumed shard would append to it."""
     old, new = tmp_path / "scratch" / "proj", tmp_path / "project" / "proj"
-    exp = old / "results" / "toy" / "shard-0"
-    proc = _run(_plan(old), tmp_path)
+    shard = "shard-0" if shards > 1 else ""
+    exp = old / "results" / "toy" / shard
+    proc = _run(_plan(old, shards), tmp_path)
     try:
         _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")),
                   180, "a reported epoch")
@@ -70,23 +74,26 @@ def test_a_moved_project_resumes_its_interrupted_sharded_study_where_it_is_now(t
         proc.kill()
     assert proc.returncode == 75, err  # interrupted: it resumes
     assert not json.loads((exp / "summary.json").read_text())["status_counts"].get("TERMINATED") == 2
-    asked = (old / "results" / "toy" / "optuna.journal").read_bytes()
+    journal = old / "results" / "toy" / "optuna.journal"
+    asked = journal.read_bytes() if shards > 1 else b""
 
     new.parent.mkdir(parents=True)
     shutil.move(str(old), new)
     old.write_text("moved\n")  # a file: nothing can be written under the old path again
-    proc = _run(_plan(new), tmp_path)
+    proc = _run(_plan(new, shards), tmp_path)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "resuming the interrupted run" in err, err
-    assert f"{new / 'results' / 'toy' / 'shard-0'} was {exp} when it ran: it resumes where it is now" in err, err
+    assert f"{new / 'results' / 'toy' / shard} was {exp} when it ran: it resumes where it is now" in err, err
     assert old.read_text() == "moved\n" and not (tmp_path / "scratch" / "proj.prev").exists()
 
     moved = new / "results" / "toy"
-    summary = json.loads((moved / "shard-0" / "summary.json").read_text())
+    summary = json.loads((moved / shard / "summary.json").read_text())
     assert summary["interrupted"] is False and summary["status_counts"] == {"TERMINATED": 2}, summary
-    for trial in moved.glob("shard-0/trial_*"):
+    for trial in (moved / shard).glob("trial_*"):
         assert _epochs(trial) == [1, 2, 3, 4], trial  # continued from its checkpoint
+    if shards == 1:
+        return
     journal = (moved / "optuna.journal").read_bytes()
     assert journal.startswith(asked) and len(journal) > len(asked)  # the study told where it is now
     import optuna

@@ -219,6 +219,20 @@ def test_a_project_moved_after_its_run_resumes_from_where_it_is_now(spec, tmp_pa
     assert before.verdict(plan, 0)[0] == before.DONE
 
 
+def test_a_project_moved_with_a_symlink_left_in_its_place_resumes(spec, tmp_path):
+    """`mv` then `ln -s` back: run from the link, the spec's directory is the resolved path
+    (the shell's cwd), and the refusal said to run it from the link's path: where it ran."""
+    old = spec.parent
+    ran = load_plan(str(spec))
+    moved = tmp_path / "project" / "digits"
+    shutil.move(str(old), moved)
+    old.symlink_to(moved)
+    plan = load_plan(str(moved / "study.hpo"))
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    _finished_run(ran, exp)
+    assert _prior(plan, exp) == "done"
+
+
 def test_only_the_results_moved_and_storage_path_edited_resume(spec, tmp_path):
     ran = load_plan(str(spec))
     elsewhere = tmp_path / "work" / "results"

@@ -335,12 +335,20 @@ def moved_from(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str], e
         old = Path(was) / Path(exp).relative_to(now)
     except ValueError:  # `exp` is not under this plan's storage: not a directory it names
         return None
-    try:
-        if old.exists() and old.samefile(exp):  # the same directory by another name
-            return None
-    except OSError:
-        pass
+    # The same directory by another name (a symlink left where the project was, a
+    # cluster's $SCRATCH alias): the same project, unless the workdirs are two.
+    workdirs = [_at(body or {}, _PLACES[0])[1] for body in (recorded.get("body"), fp.get("body"))]
+    if _same(old, exp) and not (all(isinstance(w, str) for w in workdirs)
+                                and _same(Path(workdirs[0]), Path(workdirs[1]))):
+        return None
     return old
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and a.samefile(b)
+    except OSError:
+        return False
 
 
 def moved(recorded: dict[str, Any] | None, fp: dict[str, Any], exp: Path) -> Path | None:

@@ -846,3 +846,30 @@ def test_runs_moved_aside_within_one_second_get_names_of_their_own(tmp_path):
         names.append(aside.name)
     assert len(set(names)) == 3
     assert all(moved_aside_from(tmp_path / n) == exp for n in names)
+
+
+def test_an_old_plan_of_a_moved_project_says_its_spec_directory_is_gone(tmp_path):
+    """`hpoc run build/digits/plan.json` after `mv`: the plan names the old directory, and the
+    error was only "no module named `data` (searched /scratch/me/proj and the Python path)"."""
+    from hpoc.runtime.pipeline import PipelineError, import_target
+
+    gone = tmp_path / "scratch" / "proj"
+    with pytest.raises(PipelineError) as err:
+        import_target("data:DigitsGetter", str(gone), "getter")
+    said = str(err.value)
+    assert f"help: {gone}, the spec's directory when this plan was compiled, does not exist here" in said, said
+    with pytest.raises(PipelineError) as err:  # a directory that is there: a typo, not a move
+        import_target("nosuchmodule:X", str(tmp_path), "getter")
+    assert "help" not in str(err.value)
+
+
+def test_the_driver_refuses_a_plan_whose_spec_directory_is_gone(tmp_path, capsys):
+    """Run from the moved project with the plan compiled before the move: it ran the study
+    with the current directory's code and wrote its results under the old path, recreating it."""
+    plan = make_plan(tmp_path / "scratch" / "proj", tmp_path / "scratch" / "proj" / "results")
+    code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"the spec's directory {tmp_path / 'scratch' / 'proj'} (`source.workdir` of this plan) " \
+           "does not exist here" in err, err
+    assert not (tmp_path / "scratch").exists()

@@ -71,7 +71,12 @@ def import_target(target: str, workdir: str | None = None, role: str = "target")
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise PipelineError(f"{role} `{target}`: no module named `{module_name}`{where}") from None
+            gone = ""
+            if workdir and not os.path.isdir(workdir):  # a plan compiled before its project moved
+                gone = (f"\n  help: {workdir}, the spec's directory when this plan was compiled, "
+                        "does not exist here (moved since?): compile the spec where it is now "
+                        "(`hpoc compile`, or `hpoc run`/`hpoc submit` on the spec), not an old plan")
+            raise PipelineError(f"{role} `{target}`: no module named `{module_name}`{where}{gone}") from None
         help = f"install `{exc.name}` in the environment the study runs in"
         if (exc.name or "").split(".")[0] == "itwinai":  # a tutorial's trainer as it is: hpoc needs no itwinai
             help = "import it from `hpoc.compat.itwinai` (docs/migrating-from-itwinai.md)"

@@ -133,6 +133,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     if not 0 <= shard < shards:
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
                          f"(0..{shards - 1})")
+    _require_workdir(plan)
     exp = STATE.experiment = experiment_dir(plan, shard)
     fp = marker.fingerprint(plan, plan_hash(plan))
     _quiet_ray(opts.verbose)
@@ -184,6 +185,20 @@ def _check_capacity(plan: dict[str, Any], ray_session: Any) -> None:
         session.check_capacity(plan, ray.nodes(), "this machine" if ray_session.local else "the cluster")
     except session.SessionError as exc:
         raise StudyError(str(exc), exc.exit_code) from None
+
+
+def _require_workdir(plan: dict[str, Any]) -> None:
+    """A plan compiled before its project moved names the old directory: its study would
+    import whatever the current directory holds and write its results to the old storage,
+    recreating it (a purged scratch, say)."""
+    workdir = plan["source"].get("workdir")
+    if workdir and not os.path.isdir(workdir):
+        spec = plan["source"].get("file") or "the spec"
+        raise StudyError(
+            f"the spec's directory {workdir} (`source.workdir` of this plan) does not exist here: "
+            "moved since the plan was compiled?\n  help: compile the spec where it is now "
+            f"(`hpoc run {spec}`, `hpoc submit {spec}` or `hpoc compile {spec}` in its directory): "
+            "a moved study resumes there (docs/resume.md)")
 
 
 def _check_storage(plan: dict[str, Any], exp: Path) -> None:

@@ -873,3 +873,16 @@ def test_the_driver_refuses_a_plan_whose_spec_directory_is_gone(tmp_path, capsys
     assert f"the spec's directory {tmp_path / 'scratch' / 'proj'} (`source.workdir` of this plan) " \
            "does not exist here" in err, err
     assert not (tmp_path / "scratch").exists()
+
+
+def test_submitting_the_old_build_of_a_moved_project_is_refused_before_any_job(spec, tmp_path):
+    """`hpoc submit build/digits` after `mv`: the dry run showed nothing amiss, and every job
+    it sent failed on the old paths."""
+    import hpoc
+    from hpoc.cli import main
+
+    assert main(["compile", str(spec), "-o", str(spec.parent / "build" / "digits")]) == 0
+    moved = tmp_path / "project" / "digits"
+    shutil.move(str(spec.parent), moved)
+    with pytest.raises(SubmitError, match=f"the spec's directory {spec.parent} .* does not exist here"):
+        hpoc.submit(moved / "build" / "digits", cluster="local", dry_run=True)

@@ -56,6 +56,20 @@ def _evict_shadowed(module: str, workdir: str | None) -> None:
             del sys.modules[name]
 
 
+def workdir_gone(plan: dict[str, Any]) -> str | None:
+    """Why a plan cannot run here when its spec's directory is gone: a plan compiled before
+    its project moved would import the current directory's code and write its results to
+    the old storage, recreating it (a purged scratch, say). None when it is there."""
+    workdir = plan["source"].get("workdir")
+    if not workdir or os.path.isdir(workdir):
+        return None
+    spec = plan["source"].get("file") or "the spec"
+    return (f"the spec's directory {workdir} (`source.workdir` of this plan) does not exist here: "
+            "moved since the plan was compiled?\n  help: compile the spec where it is now "
+            f"(`hpoc run {spec}`, `hpoc submit {spec}` or `hpoc compile {spec}` in its directory): "
+            "a moved study resumes there (docs/resume.md)")
+
+
 def import_target(target: str, workdir: str | None = None, role: str = "target") -> Any:
     """The object named by `module:qualname` (a dotted `module.Name` is accepted too)."""
     if ":" in target:

@@ -188,17 +188,10 @@ def _check_capacity(plan: dict[str, Any], ray_session: Any) -> None:
 
 
 def _require_workdir(plan: dict[str, Any]) -> None:
-    """A plan compiled before its project moved names the old directory: its study would
-    import whatever the current directory holds and write its results to the old storage,
-    recreating it (a purged scratch, say)."""
-    workdir = plan["source"].get("workdir")
-    if workdir and not os.path.isdir(workdir):
-        spec = plan["source"].get("file") or "the spec"
-        raise StudyError(
-            f"the spec's directory {workdir} (`source.workdir` of this plan) does not exist here: "
-            "moved since the plan was compiled?\n  help: compile the spec where it is now "
-            f"(`hpoc run {spec}`, `hpoc submit {spec}` or `hpoc compile {spec}` in its directory): "
-            "a moved study resumes there (docs/resume.md)")
+    from hpoc.runtime.pipeline import workdir_gone
+
+    if (why := workdir_gone(plan)) is not None:
+        raise StudyError(why)
 
 
 def _check_storage(plan: dict[str, Any], exp: Path) -> None:

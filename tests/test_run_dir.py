@@ -203,16 +203,60 @@ def test_a_run_saved_by_an_older_hpoc_finds_its_callbacks_again(where, name):
     assert pickle.loads(saved) is getattr(importlib.import_module(f"hpoc.runtime.{where}"), name)
 
 
-def test_a_project_moved_after_its_run_is_told_where_to_resume_it_not_only_fresh(spec, tmp_path):
-    """`mv /scratch/me/proj /project/me/proj`: the refusal said "undo that change to resume,
-    ..., or pass --fresh", and --fresh starts the study over, every trial it ran set aside."""
+def test_a_project_moved_after_its_run_resumes_from_where_it_is_now(spec, tmp_path):
+    """`mv /scratch/me/proj /project/me/proj`, results inside: the plans differ in their
+    absolute paths alone, and the run was refused ("run it from /scratch/me/proj again")."""
+    ran = load_plan(str(spec))
+    moved = tmp_path / "project" / "digits"
+    shutil.move(str(spec.parent), moved)
+    plan = load_plan(str(moved / "study.hpo"))
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    _finished_run(ran, exp)
+    assert _prior(plan, exp) == "done"
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    assert marker.moved(marker.read(exp), fp, exp) == Path(ran["storage"]["path"]) / "digits"
+    assert check_previous(plan, fresh=False) == "done"
+    assert before.verdict(plan, 0)[0] == before.DONE
+
+
+def test_a_project_moved_with_a_symlink_left_in_its_place_resumes(spec, tmp_path):
+    """`mv` then `ln -s` back: run from the link, the spec's directory is the resolved path
+    (the shell's cwd), and the refusal said to run it from the link's path: where it ran."""
     old = spec.parent
     ran = load_plan(str(spec))
     moved = tmp_path / "project" / "digits"
     shutil.move(str(old), moved)
+    old.symlink_to(moved)
     plan = load_plan(str(moved / "study.hpo"))
     exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
     _finished_run(ran, exp)
+    assert _prior(plan, exp) == "done"
+
+
+def test_only_the_results_moved_and_storage_path_edited_resume(spec, tmp_path):
+    ran = load_plan(str(spec))
+    elsewhere = tmp_path / "work" / "results"
+    spec.write_text(spec.read_text().replace('path = "results"', f'path = "{elsewhere}"'))
+    plan = load_plan(str(spec))
+    assert plan["storage"]["path"] == str(elsewhere), plan["storage"]
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    _finished_run(ran, exp)
+    assert _prior(plan, exp) == "done"
+
+
+def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ran(spec, tmp_path):
+    """Another copy of the project (maybe other code) whose `storage.path` names the first
+    one's results: the experiment directory did not move, so it is not resumed."""
+    old = spec.parent
+    ran = load_plan(str(spec))
+    exp = Path(ran["storage"]["path"]) / ran["storage"]["name"]
+    _finished_run(ran, exp)
+    other = tmp_path / "checkout"
+    shutil.copytree(old, other)
+    text = (other / "study.hpo").read_text()
+    (other / "study.hpo").write_text(text.replace('path = "results"', f'path = "{ran["storage"]["path"]}"'))
+    plan = load_plan(str(other / "study.hpo"))
+    assert plan["storage"] == ran["storage"] and plan["source"]["workdir"] == str(other)
     with pytest.raises(StudyError, match="different plan") as err:
         _prior(plan, exp)
     said = str(err.value)
@@ -802,3 +846,43 @@ def test_runs_moved_aside_within_one_second_get_names_of_their_own(tmp_path):
         names.append(aside.name)
     assert len(set(names)) == 3
     assert all(moved_aside_from(tmp_path / n) == exp for n in names)
+
+
+def test_an_old_plan_of_a_moved_project_says_its_spec_directory_is_gone(tmp_path):
+    """`hpoc run build/digits/plan.json` after `mv`: the plan names the old directory, and the
+    error was only "no module named `data` (searched /scratch/me/proj and the Python path)"."""
+    from hpoc.runtime.pipeline import PipelineError, import_target
+
+    gone = tmp_path / "scratch" / "proj"
+    with pytest.raises(PipelineError) as err:
+        import_target("data:DigitsGetter", str(gone), "getter")
+    said = str(err.value)
+    assert f"help: {gone}, the spec's directory when this plan was compiled, does not exist here" in said, said
+    with pytest.raises(PipelineError) as err:  # a directory that is there: a typo, not a move
+        import_target("nosuchmodule:X", str(tmp_path), "getter")
+    assert "help" not in str(err.value)
+
+
+def test_the_driver_refuses_a_plan_whose_spec_directory_is_gone(tmp_path, capsys):
+    """Run from the moved project with the plan compiled before the move: it ran the study
+    with the current directory's code and wrote its results under the old path, recreating it."""
+    plan = make_plan(tmp_path / "scratch" / "proj", tmp_path / "scratch" / "proj" / "results")
+    code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"the spec's directory {tmp_path / 'scratch' / 'proj'} (`source.workdir` of this plan) " \
+           "does not exist here" in err, err
+    assert not (tmp_path / "scratch").exists()
+
+
+def test_submitting_the_old_build_of_a_moved_project_is_refused_before_any_job(spec, tmp_path):
+    """`hpoc submit build/digits` after `mv`: the dry run showed nothing amiss, and every job
+    it sent failed on the old paths."""
+    import hpoc
+    from hpoc.cli import main
+
+    assert main(["compile", str(spec), "-o", str(spec.parent / "build" / "digits")]) == 0
+    moved = tmp_path / "project" / "digits"
+    shutil.move(str(spec.parent), moved)
+    with pytest.raises(SubmitError, match=f"the spec's directory {spec.parent} .* does not exist here"):
+        hpoc.submit(moved / "build" / "digits", cluster="local", dry_run=True)

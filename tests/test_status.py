@@ -1474,9 +1474,9 @@ def test_an_interrupted_local_run_without_resume_is_started_over_where_it_ran(tm
             f"{tmp_path / 'study.hpo'} --local --fresh` starts it over (the run so far is moved aside)\n") in out, out
 
 
-def test_a_study_moved_since_its_run_is_told_where_it_resumes_not_only_fresh(tmp_path, capsys):
-    """A project moved after its run: status's next step was "give the spec a `storage.name`
-    of its own, or move that run aside with `--fresh`", as for another spec's run."""
+def test_a_study_moved_since_its_run_is_that_study(tmp_path, capsys):
+    """`mv` of the whole project, results inside: the run resumes where it is now, so
+    status shows it as this spec's, without a warning of another plan."""
     from hpoc.plan import plan_hash
     from hpoc.results.source import spec_plan
     from hpoc.runtime import marker
@@ -1486,6 +1486,26 @@ def test_a_study_moved_since_its_run_is_told_where_it_resumes_not_only_fresh(tmp
     (old / "study.hpo").write_text(SPEC)
     ran = spec_plan(old / "study.hpo")
     exp = finished_local_run(tmp_path)
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0, err
+    assert "warning" not in out and "moved or copied" not in out, out
+
+
+def test_another_checkout_over_a_studys_results_is_told_where_it_resumes_not_only_fresh(tmp_path, capsys):
+    """Another copy of the project whose spec names the same storage: status's next step was
+    "give the spec a `storage.name` of its own, or move that run aside with `--fresh`", as for
+    another spec's run."""
+    from hpoc.plan import plan_hash
+    from hpoc.results.source import spec_plan
+    from hpoc.runtime import marker
+
+    exp = finished_local_run(tmp_path)
+    old = tmp_path / "scratch"
+    old.mkdir()
+    (old / "study.hpo").write_text(SPEC.replace('path = "results"', f'path = "{tmp_path / "results"}"'))
+    ran = spec_plan(old / "study.hpo")
+    assert ran["storage"]["path"] == str(tmp_path / "results"), ran["storage"]
     marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
     code, out, err = status(capsys, tmp_path / "study.hpo")
     assert code == 0, err

@@ -139,7 +139,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         recorded = marker.read(path)  # once: which plan ran here, what it recorded
         if fp is not None and (other := _other_plan(path, recorded, fp)):
             others.append(other)
-            ran_in = ran_in or marker.ran_in(recorded, fp, marker.differences(recorded, fp) or [])
+            ran_in = ran_in or marker.ran_in(recorded, fp, marker.differences(recorded, fp, path) or [])
         reads: list[list[str]] = []  # each read's warnings: the last one's are said
 
         def read(path: Path = path) -> tuple[dict[str, Any] | None, bool]:
@@ -250,7 +250,7 @@ def _other_plan(path: Path, recorded: dict[str, Any] | None, fp: dict[str, Any])
     results only show it)."""
     from hpoc.runtime import marker
 
-    parts = marker.differences(recorded, fp) if recorded is not None else None
+    parts = marker.differences(recorded, fp, path) if recorded is not None else None
     if parts is None:
         return None
     return marker.describe(path, recorded, fp, parts) + "; the trials shown are that run's"

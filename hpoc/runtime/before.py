@@ -47,7 +47,7 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
         recorded = marker.read(exp)
     digest = plan_hash(plan)
     fp = marker.fingerprint(plan, digest)
-    if recorded is not None and marker.differences(recorded, fp) is not None:
+    if recorded is not None and marker.differences(recorded, fp, exp) is not None:
         return GO, ""  # another plan's run: the driver refuses it, with the differences
     summary = finished_run(exp, recorded, digest, fp)
     if summary is not None:

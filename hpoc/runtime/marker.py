@@ -278,9 +278,10 @@ def migrate_legacy(exp: Path) -> None:
     legacy.unlink(missing_ok=True)
 
 
-def differences(recorded: dict[str, Any], fp: dict[str, Any]) -> list[str] | None:
+def differences(recorded: dict[str, Any], fp: dict[str, Any], exp: Path | None = None) -> list[str] | None:
     """None when `recorded` is a run of the same plan; else the top-level parts that differ
-    (empty when the marker is too old to tell)."""
+    (empty when the marker is too old to tell). With `exp`, the directory the marker is in,
+    a run whose experiment directory was moved since is the same plan (`moved_from`)."""
     if recorded.get("plan_hash") == fp["plan_hash"]:
         return None
     if "run_hash" not in recorded:  # a legacy marker: only the exact plan matches
@@ -289,7 +290,10 @@ def differences(recorded: dict[str, Any], fp: dict[str, Any]) -> list[str] | Non
     if recorded["run_hash"] == fp["run_hash"] or growth(recorded, fp) is not None:
         return None
     old, new = recorded.get("parts") or {}, fp["parts"]
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    parts = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if exp is not None and moved_from(recorded, fp, parts, exp) is not None:
+        return None
+    return parts
 
 
 UPGRADE = "the run was made by another hpoc version"  # what `hpoc status` tells apart
@@ -313,6 +317,44 @@ def ran_in(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> st
         return None
     _, where = _at(old, _PLACES[0])
     return where if isinstance(where, str) else None
+
+
+def moved_from(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str], exp: Path) -> Path | None:
+    """The experiment directory the run had, when `exp` is that directory moved (or copied)
+    elsewhere: the plans differ in their paths alone and the storage the run recorded does
+    not hold `exp`. Tune's restore re-points the trials to where the directory is now. The
+    same storage under another workdir is another checkout running the same results, maybe
+    with other code: still refused."""
+    if ran_in(recorded, fp, parts) is None:
+        return None
+    _, was = _at(recorded.get("body") or {}, _PLACES[1])
+    _, now = _at(fp.get("body") or {}, _PLACES[1])
+    if not isinstance(was, str) or not isinstance(now, str) or was == now:
+        return None
+    try:
+        old = Path(was) / Path(exp).relative_to(now)
+    except ValueError:  # `exp` is not under this plan's storage: not a directory it names
+        return None
+    # The same directory by another name (a symlink left where the project was, a
+    # cluster's $SCRATCH alias): the same project, unless the workdirs are two.
+    workdirs = [_at(body or {}, _PLACES[0])[1] for body in (recorded.get("body"), fp.get("body"))]
+    if _same(old, exp) and not (all(isinstance(w, str) for w in workdirs)
+                                and _same(Path(workdirs[0]), Path(workdirs[1]))):
+        return None
+    return old
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def moved(recorded: dict[str, Any] | None, fp: dict[str, Any], exp: Path) -> Path | None:
+    """Where `exp` was when its run ran, when it moved since (moved_from); None otherwise."""
+    parts = differences(recorded, fp) if recorded and "body" in recorded else None
+    return moved_from(aligned(recorded, fp), fp, parts, exp) if parts else None
 
 
 def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: list[str]) -> str:

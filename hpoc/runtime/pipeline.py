@@ -56,6 +56,20 @@ def _evict_shadowed(module: str, workdir: str | None) -> None:
             del sys.modules[name]
 
 
+def workdir_gone(plan: dict[str, Any]) -> str | None:
+    """Why a plan cannot run here when its spec's directory is gone: a plan compiled before
+    its project moved would import the current directory's code and write its results to
+    the old storage, recreating it (a purged scratch, say). None when it is there."""
+    workdir = plan["source"].get("workdir")
+    if not workdir or os.path.isdir(workdir):
+        return None
+    spec = plan["source"].get("file") or "the spec"
+    return (f"the spec's directory {workdir} (`source.workdir` of this plan) does not exist here: "
+            "moved since the plan was compiled?\n  help: compile the spec where it is now "
+            f"(`hpoc run {spec}`, `hpoc submit {spec}` or `hpoc compile {spec}` in its directory): "
+            "a moved study resumes there (docs/resume.md)")
+
+
 def import_target(target: str, workdir: str | None = None, role: str = "target") -> Any:
     """The object named by `module:qualname` (a dotted `module.Name` is accepted too)."""
     if ":" in target:
@@ -71,7 +85,12 @@ def import_target(target: str, workdir: str | None = None, role: str = "target")
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise PipelineError(f"{role} `{target}`: no module named `{module_name}`{where}") from None
+            gone = ""
+            if workdir and not os.path.isdir(workdir):  # a plan compiled before its project moved
+                gone = (f"\n  help: {workdir}, the spec's directory when this plan was compiled, "
+                        "does not exist here (moved since?): compile the spec where it is now "
+                        "(`hpoc compile`, or `hpoc run`/`hpoc submit` on the spec), not an old plan")
+            raise PipelineError(f"{role} `{target}`: no module named `{module_name}`{where}{gone}") from None
         help = f"install `{exc.name}` in the environment the study runs in"
         if (exc.name or "").split(".")[0] == "itwinai":  # a tutorial's trainer as it is: hpoc needs no itwinai
             help = "import it from `hpoc.compat.itwinai` (docs/migrating-from-itwinai.md)"

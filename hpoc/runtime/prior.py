@@ -39,7 +39,7 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         return "fresh"
     if fresh:
         return "aside"
-    parts = marker.differences(recorded, fp) if recorded is not None else None
+    parts = marker.differences(recorded, fp, exp) if recorded is not None else None
     if parts is not None:
         raise StudyError(marker.describe(exp, recorded, fp, parts) + "\n  help: "
                          + marker.remedy(recorded, fp, parts))

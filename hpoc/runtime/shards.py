@@ -122,14 +122,30 @@ def _optuna_search_class() -> type:
             self._hpoc_shard = shard
             self._hpoc_budget = budget
             self._hpoc_orphans: list[Any] | None = None  # found once per process
+            # the journal's path restore() keeps (_hpoc_repoint); None: not a shared study
+            self._hpoc_journal = getattr(getattr(self._storage, "_backend", None), "_file_path", None)
             if points and shard == 0 and self._ot_study is not None:
                 for point in points:
                     self._ot_study.enqueue_trial(point, skip_if_exists=True)
 
         def restore(self, checkpoint_path: str) -> None:
             budget = self._hpoc_budget  # this plan's: an extension raised it (extend.py)
+            journal = getattr(self, "_hpoc_journal", None)  # where it is now (repoint_journal)
             super().restore(checkpoint_path)
             self._hpoc_budget = budget
+            if journal is not None:
+                self._hpoc_repoint(journal)
+
+        def _hpoc_repoint(self, journal: str) -> None:
+            """The saved storage names the journal where it was when saved: a study moved
+            since appends to the journal where it is now, never to the old path. The study
+            and its trials share that storage object, so its file is swapped."""
+            from optuna.storages.journal import JournalFileBackend
+
+            self._hpoc_journal = journal
+            if self._storage is not None and getattr(self._storage, "_backend", None) is not None:
+                if getattr(self._storage._backend, "_file_path", None) != journal:
+                    self._storage._backend = JournalFileBackend(journal)
             self._hpoc_orphans = None  # look again, against the restored trials
 
         # ---- budget
@@ -234,6 +250,17 @@ def optuna_search(*, shard: int, budget: int | None, **kwargs: Any) -> Any:
     if not _CLASS:
         _CLASS.append(_optuna_search_class())
     return _CLASS[0](shard=shard, budget=budget, **kwargs)
+
+
+def repoint_journal(search_alg: Any, journal: Path) -> None:
+    """Make a restored Tuner's Optuna searcher (Tune's wrappers around it) use the shared
+    journal at `journal`, this plan's path: Tune unpickles the searcher, and then its saved
+    state, with the path the study had when it ran."""
+    node = search_alg
+    while node is not None and not hasattr(node, "_hpoc_repoint"):
+        node = getattr(node, "searcher", None)
+    if node is not None and node._storage is not None:
+        node._hpoc_repoint(str(journal))
 
 
 def __getattr__(name: str) -> Any:

@@ -133,6 +133,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     if not 0 <= shard < shards:
         raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
                          f"(0..{shards - 1})")
+    _require_workdir(plan)
     exp = STATE.experiment = experiment_dir(plan, shard)
     fp = marker.fingerprint(plan, plan_hash(plan))
     _quiet_ray(opts.verbose)
@@ -184,6 +185,13 @@ def _check_capacity(plan: dict[str, Any], ray_session: Any) -> None:
         session.check_capacity(plan, ray.nodes(), "this machine" if ray_session.local else "the cluster")
     except session.SessionError as exc:
         raise StudyError(str(exc), exc.exit_code) from None
+
+
+def _require_workdir(plan: dict[str, Any]) -> None:
+    from hpoc.runtime.pipeline import workdir_gone
+
+    if (why := workdir_gone(plan)) is not None:
+        raise StudyError(why)
 
 
 def _check_storage(plan: dict[str, Any], exp: Path) -> None:

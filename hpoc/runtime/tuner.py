@@ -123,6 +123,9 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
             left = budget_left(exp) if plan["trials"]["time_budget_s"] else None
             budget = "" if left is None else \
                 f"; time budget: {left:.0f} s left of {plan['trials']['time_budget_s']:g} s (it spans runs)"
+            was = marker.moved(seen.recorded, seen.fp, exp)
+            if was is not None:
+                say(stream, f"[hpoc] {exp} was {was} when it ran: it resumes where it is now")
             what = (f"resuming the interrupted run in {exp}" if grown is None else
                     f"extending the study in {exp} ({marker.grown_words(grown, plan)})")
             say(stream, f"[hpoc] {what} ({taken_over(exp)}{budget})")
@@ -135,6 +138,10 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
                                    resume_errored=bool(retry),
                                    restart_errored=False,
                                    param_space=param_space or None)
+        if plan["shards"]["count"] > 1:  # a project moved since: the journal with it
+            from hpoc.runtime.shards import journal_path, repoint_journal
+
+            repoint_journal(tuner._local_tuner._tune_config.search_alg, journal_path(plan))
         if extended:
             from hpoc.runtime.extend import rebuild_search
 

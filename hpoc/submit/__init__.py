@@ -47,6 +47,10 @@ def submit(target: str | os.PathLike, *, cluster: str | None = None, dry_run: bo
     `hpoc submit --retry-errored`) submits the shards with errored trials, whose jobs run
     only those again."""
     found = load_target(target, out)
+    from hpoc.runtime.pipeline import workdir_gone
+
+    if (why := workdir_gone(found.plan)) is not None:  # its jobs would all fail on it
+        raise SubmitError(why)
     sub = prepare(found.plan, found.plan_path, cluster)
     if dry_run:
         return would_send(found.plan, sub, fresh, retry_errored)
@@ -192,7 +196,7 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
     done: set[int] = set()
     for k, d in enumerate(dirs):
         recorded = marker.read(d)
-        parts = marker.differences(recorded, fp) if recorded and fp else None
+        parts = marker.differences(recorded, fp, d) if recorded and fp else None
         if parts is not None:
             raise SubmitError(
                 marker.describe(d, recorded, fp, parts) + "\n  help: " + marker.remedy(recorded, fp, parts))

@@ -133,6 +133,7 @@ def _optuna_search_class() -> type:
             journal = getattr(self, "_hpoc_journal", None)  # where it is now (repoint_journal)
             super().restore(checkpoint_path)
             self._hpoc_budget = budget
+            self._hpoc_orphans = None  # look again, against the restored trials
             if journal is not None:
                 self._hpoc_repoint(journal)
 
@@ -146,7 +147,6 @@ def _optuna_search_class() -> type:
             if self._storage is not None and getattr(self._storage, "_backend", None) is not None:
                 if getattr(self._storage._backend, "_file_path", None) != journal:
                     self._storage._backend = JournalFileBackend(journal)
-            self._hpoc_orphans = None  # look again, against the restored trials
 
         # ---- budget
 

@@ -193,13 +193,9 @@ def _on_cuda(call: ast.Call) -> bool:
     return False
 
 
-def silent_loop(target: str, workdir: str | None) -> Problem | None:
-    """A `train()` of the trainer's own in a module that never calls `report(...)` (nor
-    itwinai's `checkpoint_and_report`), or reports to Ray itself (`ray.train.report`,
-    `tune.report`, itwinai's newer `self.ray_report`): its trials end with no result,
-    each a failure."""
-    plain = _trainer(target, workdir)
-    trainer = plain or _trainer(target, workdir, compat=True)
+def _own_train(trainer: Any) -> tuple[str, ast.Module, dict[str, Any], ast.FunctionDef, str] | None:
+    """(file shown, module tree, methods, `train`, the class defining it) of a trainer
+    (`_trainer`'s) with a `train()` of its own; None for hpoc's default loop."""
     if trainer is None:
         return None
     shown, tree, cls, methods = trainer
@@ -208,6 +204,20 @@ def silent_loop(target: str, workdir: str | None) -> Problem | None:
         return None
     owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body),
                  cls.name)
+    return shown, tree, methods, train, owner
+
+
+def silent_loop(target: str, workdir: str | None) -> Problem | None:
+    """A `train()` of the trainer's own in a module that never calls `report(...)` (nor
+    itwinai's `checkpoint_and_report`), or reports to Ray itself (`ray.train.report`,
+    `tune.report`, itwinai's newer `self.ray_report`): its trials end with no result,
+    each a failure."""
+    plain = _trainer(target, workdir)
+    trainer = plain or _trainer(target, workdir, compat=True)
+    own = _own_train(trainer)
+    if own is None:
+        return None
+    shown, tree, methods, train, owner = own
     fix = ("report each epoch's metrics: `self.report({\"val_loss\": ...}, epoch=epoch)` "
            "(docs/trainer.md, A loop of your own)" if plain else
            "report each epoch's metrics with itwinai's `self.checkpoint_and_report(epoch, "
@@ -280,18 +290,13 @@ _RESTORES = ("restore", "load_checkpoint", "latest_checkpoint", "get_checkpoint"
 def unrestored_loop(target: str, workdir: str | None) -> Problem | None:
     """A `train()` of the trainer's own in a module that never loads a checkpoint back: a
     resumed, retried, paused or exploited trial trains again from epoch 0, and says nothing."""
-    trainer = _trainer(target, workdir)
-    if trainer is None:
+    own = _own_train(_trainer(target, workdir))
+    if own is None:
         return None
-    shown, tree, cls, methods = trainer
-    train = methods.get("train")
-    if not isinstance(train, ast.FunctionDef):
-        return None
+    shown, tree, _, train, owner = own
     if any(isinstance(n, ast.Attribute) and n.attr in _RESTORES or isinstance(n, ast.Name) and n.id in _RESTORES
            for n in ast.walk(tree)):
         return None
-    owner = next((c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and train in c.body),
-                 cls.name)
     return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls `self.restore()`: a resumed, "
                    "retried, paused or exploited trial trains again from epoch 0",
                    "start the epochs where the checkpoint left off, after `self.setup()`: "

@@ -72,3 +72,16 @@ def age(path: Path, seconds: float) -> None:
     """Make a file look `seconds` old."""
     then = time.time() - seconds
     os.utime(path, (then, then))
+
+
+def closed(monkeypatch: Any, directory: Path) -> None:
+    """`directory` unreadable, as another user's on a shared file system (root reads any
+    directory, so the listing fails by hand)."""
+    real = Path.iterdir
+
+    def iterdir(self: Path) -> Any:
+        if self == directory:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)

@@ -16,7 +16,7 @@ from hpoc.results import ResultsError, load, rank
 from hpoc.results.model import Metric, Results, Trial
 from hpoc.results.rank import param_names
 
-from results_dirs import age, run_lock, summary as write_summary, trial_dir
+from results_dirs import age, closed, run_lock, summary as write_summary, trial_dir
 from results_fixtures import make_plan, study_data, write_plan
 
 pytestmark = pytest.mark.ray
@@ -1425,13 +1425,6 @@ def test_an_unreadable_directory_in_the_study_is_skipped(tmp_path, capsys, monke
 def test_an_unreadable_study_directory_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch):
     exp = tmp_path / "exp"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
-    real = Path.iterdir
-
-    def iterdir(self):
-        if self == exp:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
-
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    closed(monkeypatch, exp)
     code, _, err = cli(capsys, exp)
     assert code == 2 and f"{exp}: permission denied" in err, err

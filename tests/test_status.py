@@ -14,7 +14,7 @@ import pytest
 from hpoc.cli import main
 
 from results_dirs import TINY_SPEC as SPEC
-from results_dirs import age, run_lock, summary, trial_dir
+from results_dirs import age, closed, run_lock, summary, trial_dir
 from results_fixtures import make_plan, write_plan
 
 
@@ -1426,14 +1426,7 @@ def test_a_study_it_cannot_read_is_not_said_to_be_not_started(tmp_path, capsys, 
     trial_dir(exp, "aaaaa_00000", {"lr": 0.1}, [{"val_loss": 0.5}])
     build = tmp_path / "build"
     write_plan(build, make_plan(tmp_path / "storage", "s", workdir=tmp_path))
-    real = Path.iterdir
-
-    def iterdir(self):
-        if self == exp:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
-
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    closed(monkeypatch, exp)
     code, out, err = status(capsys, build)
     assert code == 2 and "not started" not in out and f"{exp}: permission denied" in err, (out, err)
 

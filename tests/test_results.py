@@ -1335,24 +1335,33 @@ def test_a_status_filter_that_keeps_no_trial_says_which_statuses_there_are(tmp_p
     assert "#  trial" not in out
 
 
-def test_a_study_moved_to_another_directory_says_where_it_ran(tmp_path, capsys):
-    """A project copied from the cluster's scratch to elsewhere: its run's plan differs from
-    the spec's only in its paths, and the warning said no more than `source`, `storage`."""
+def test_a_moved_study_is_its_own_and_another_checkout_is_told_where_it_ran(tmp_path, capsys):
+    """A project moved from the cluster's scratch: its run's plan differs from the spec's only
+    in its paths. It is the same study (it resumes there: docs/resume.md), so its results come
+    without a warning. Another checkout over the same storage is not: the warning said no more
+    than `source`, and now says where the run ran."""
     from hpoc.compiler import compile_source
     from hpoc.plan import plan_hash
     from hpoc.runtime import marker
 
-    text = ('study "d"\npipeline { trainer = t:T }\nspace { lr = loguniform(1e-3, 1e-1), epochs = 1 }\n'
-            'storage { path = "results", name = "d" }\n')
+    def study(storage: str) -> str:
+        return ('study "d"\npipeline { trainer = t:T }\nspace { lr = loguniform(1e-3, 1e-1), epochs = 1 }\n'
+                f'storage {{ path = "{storage}", name = "d" }}\n')
+
     old, new = tmp_path / "scratch" / "proj", tmp_path / "home" / "proj"
-    ran = compile_source(text, "d.hpo", str(old))
-    exp = new / "results" / "d"
-    trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
-    write_summary(exp, "d", [])
-    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
-    (new / "d.hpo").write_text(text)
-    code, _, err = cli(capsys, new / "d.hpo")
-    assert code == 0 and f"it ran in {old}: moved or copied since?" in err, err
+    for storage, exp in (("results", new / "results" / "d"), (str(tmp_path / "shared"), tmp_path / "shared" / "d")):
+        ran = compile_source(study(storage), "d.hpo", str(old))
+        trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
+        write_summary(exp, "d", [])
+        marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
+        new.mkdir(parents=True, exist_ok=True)
+        (new / "d.hpo").write_text(study(storage))
+        code, out, err = cli(capsys, new / "d.hpo")
+        assert code == 0 and "aaaaa_00000" in out, err
+        if storage == "results":  # moved with its results: the same study
+            assert "plans differ" not in err and "moved or copied" not in err, err
+        else:  # the same results under another checkout
+            assert f"it ran in {old}: moved or copied since?" in err, err
 
 
 def test_a_build_directory_copied_elsewhere_says_where_it_was_compiled(tmp_path, capsys):

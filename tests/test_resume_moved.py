@@ -16,19 +16,9 @@ import pytest
 
 from hpoc.plan import dumps
 from runtime_plans import make_plan, write_toy
+from study_jobs import wait_for
 
 pytestmark = pytest.mark.ray
-
-
-def _wait_for(predicate, timeout, what):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _plan(project: Path, shards: int = 2) -> dict:
@@ -66,7 +56,7 @@ def test_a_moved_project_resumes_its_interrupted_study_where_it_is_now(tmp_path,
     exp = old / "results" / "toy" / shard
     proc = _run(_plan(old, shards), tmp_path)
     try:
-        _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")),
+        wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")),
                   180, "a reported epoch")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)

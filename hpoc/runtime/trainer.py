@@ -371,9 +371,11 @@ class Trainer:
         failed inside torch, naming no line of the study's code. A loss of the trainer's own
         may take anything."""
         if isinstance(out, torch.Tensor):
-            first = getattr(self, "_labels_seen", set())  # per step: train, validation
-            self._labels_seen = first | {self.model.training}
-            require_class_labels(out, targets, self.loss, check_range=self.model.training not in first)
+            seen = self.__dict__.setdefault("_labels_seen", set())  # the steps checked: train, validation
+            first = self.model.training not in seen
+            if first:  # each step's first batch only: the range check waits for the device
+                seen.add(self.model.training)
+            require_class_labels(out, targets, self.loss, check_range=first)
             return require_same_shape(out, targets, self.loss, self.model)
         if not isinstance(self.loss, torch.nn.modules.loss._Loss):
             return out

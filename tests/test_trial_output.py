@@ -86,3 +86,22 @@ def test_a_trial_leaves_the_processs_crash_handler_as_it_found_it(tmp_path):
     with output.kept(str(tmp_path)):
         assert faulthandler.is_enabled()
     assert faulthandler.is_enabled() == was
+
+
+def test_a_crash_after_stderr_rotated_is_at_the_end_of_the_current_stderr(tmp_path):
+    """faulthandler wrote to the file it was given at the start: once the trial's stderr
+    passed the cap, that file was `stderr.1` (not read), and after a second rotation it was
+    gone, and the crash's stack with it."""
+    from hpoc.runtime import crash
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import ctypes, sys\nfrom hpoc.runtime import output\noutput.CAP_BYTES = 1000\n"
+                      "with output.kept(sys.argv[1]):\n    for i in range(300):\n"
+                      "        print(f'step {i:04d}', file=sys.stderr, flush=True)\n"
+                      "    ctypes.string_at(0)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True)
+    assert done.returncode != 0
+    assert "Fatal Python error" not in (tmp_path / "stderr.1").read_text()
+    stack = crash.crash(str(tmp_path))
+    assert stack and stack.startswith("Fatal Python error: Segmentation fault") and f'"{script}", line 7' in stack

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 
 from hpoc.runtime import output
 from hpoc.runtime import session as session_mod
@@ -105,3 +106,19 @@ def test_a_crash_after_stderr_rotated_is_at_the_end_of_the_current_stderr(tmp_pa
     assert "Fatal Python error" not in (tmp_path / "stderr.1").read_text()
     stack = crash.crash(str(tmp_path))
     assert stack and stack.startswith("Fatal Python error: Segmentation fault") and f'"{script}", line 7' in stack
+
+
+def test_a_crash_is_placed_at_its_innermost_frame_in_the_studys_code(tmp_path):
+    """faulthandler lists the innermost call first, a traceback last: the line named the
+    outermost frame of the study's code (the trainer's method), not where it crashed."""
+    from hpoc.runtime import summary
+
+    (tmp_path / "stderr").write_text(
+        "Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f (most recent call first):\n"
+        f'  File "{sysconfig.get_paths()["stdlib"]}/ctypes/__init__.py", line 519 in string_at\n'
+        '  File "/home/me/study/native.py", line 3 in decode\n'
+        '  File "/home/me/study/train.py", line 42 in train_epoch\n'
+        f'  File "{os.path.dirname(summary.__file__)}/trainer.py", line 504 in train\n\nExtension modules: numpy\n')
+    from hpoc.runtime import crash
+
+    assert summary.error_at(crash.with_crash(_DIED, str(tmp_path))).endswith(" at /home/me/study/native.py:3")

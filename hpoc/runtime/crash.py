@@ -64,6 +64,14 @@ def with_crash(text: str | None, directory: str | None) -> str | None:
     return f"{text}\n{stack}" if stack else text
 
 
+def stack_of(text: str) -> str | None:
+    """The crash stack `with_crash` put after an error text of a process that died, or None."""
+    if not died(text):
+        return None
+    at = latest(text).rfind(_FATAL)
+    return latest(text)[at:] if at >= 0 else None
+
+
 def died_line(text: str) -> str | None:
     """The trial's error line for a process that died, or None for any other error."""
     if not died(text):

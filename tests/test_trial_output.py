@@ -122,3 +122,35 @@ def test_a_crash_is_placed_at_its_innermost_frame_in_the_studys_code(tmp_path):
     from hpoc.runtime import crash
 
     assert summary.error_at(crash.with_crash(_DIED, str(tmp_path))).endswith(" at /home/me/study/native.py:3")
+
+
+# Ray Train's error of a worker group whose rank 1 died: rank 0 lost its peer
+_TRAIN_DIED = ("Failure # 1 (occurred at 2026-11-30_05-56-59)\nray.train.WorkerGroupError: Training failed due to "
+               "worker errors:\n[Rank 0 Error Snippet]:\nRuntimeError: [gloo/transport/tcp/pair.cc:561] Connection "
+               "closed by peer [127.0.0.1]:2465.\n\n[Rank 1 Error Snippet]:\nA worker health check failed.\n"
+               "The actor died unexpectedly before finishing this task.\n\tclass_name: RayTrainWorker\n"
+               "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR ...")
+
+
+def test_a_multi_worker_trial_says_which_rank_crashed_and_where(tmp_path):
+    """Ray's error listed every rank's failure and every way a worker dies; the line said the
+    trial's process died without a Python error, though rank 1 segfaulted."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import ctypes, sys\nfrom hpoc.runtime import output\n"
+                      "with output.rank_crash(sys.argv[1], 1):\n    ctypes.string_at(0)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True).returncode
+    assert crash.dead_rank(_TRAIN_DIED) == 1
+    assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
+        "the process of the trial's rank 1 crashed: Segmentation fault (Python's stack of it is in the trial's "
+        f"rank-1.crash) at {script}:4")
+    # a warm group's rank: pool.py notes which one
+    pooled = _DIED + "\n" + crash.RANK_NOTE.format(rank=3)
+    assert summary.error_at(crash.with_crash(pooled, str(tmp_path))).startswith(
+        "the process of the trial's rank 3 died without a Python error: killed")
+    # a rank that ends without a crash leaves no file
+    with output.rank_crash(str(tmp_path), 0):
+        pass
+    assert not (tmp_path / "rank-0.crash").exists()

@@ -126,3 +126,35 @@ def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
             if was and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr
                 faulthandler.enable(file=sys.__stderr__, all_threads=False)
             held[0].close()
+
+
+@contextlib.contextmanager
+def rank_crash(directory: str | None, rank: int) -> Iterator[None]:
+    """A crash of this rank of a multi-worker trial (whose output goes to Ray's logs only)
+    in `<directory>/rank-<k>.crash`, emptied for each attempt; removed when the rank ends
+    without one (a rank killed with its group leaves it empty)."""
+    from hpoc.runtime.crash import rank_file
+
+    if not directory:
+        yield
+        return
+    path = os.path.join(directory, rank_file(rank))
+    try:
+        with crash_stack(path, fresh=True):
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) == 0:
+                os.remove(path)
+
+
+def drop_empty_rank_crashes(directory: str | None, workers: int) -> None:
+    """Remove the empty `rank-<k>.crash` of ranks that ended with their failed group (killed,
+    os._exit): rank_crash could not, and they hold no crash."""
+    from hpoc.runtime.crash import rank_file
+
+    for rank in range(workers if directory else 0):
+        path = os.path.join(directory, rank_file(rank))
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) == 0:
+                os.remove(path)

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.runtime import pipeline, report
+from hpoc.runtime import output, pipeline, report
 
 
 class TrialStopped(SystemExit):
@@ -238,7 +238,7 @@ class PoolWorker:
         report.set_mode("pool")
         workdir = plan["source"]["workdir"]
         trial_dir = Path(payload["trial_dir"])
-        with TrialScope(workdir):
+        with output.rank_crash(payload["trial"].get("dir"), self.rank), TrialScope(workdir):
             torch.set_num_threads(max(1, int(plan["resources"]["cpus_per_worker"])))
             check = torch.ones(1, device=self._device())
             dist.all_reduce(check)  # the group answers, and every rank starts together

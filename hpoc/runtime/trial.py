@@ -140,10 +140,14 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
         return
     from hpoc.runtime import pool
 
-    if pool.enabled(plan):  # a warm worker group instead of a Train run (pool.py)
-        pool.run_pooled_trial(plan, cfg, data_ref, trial, experiment_dir)
-        return
-    _fit_train_run(plan, cfg, data_ref, trial, experiment_dir)
+    try:
+        if pool.enabled(plan):  # a warm worker group instead of a Train run (pool.py)
+            pool.run_pooled_trial(plan, cfg, data_ref, trial, experiment_dir)
+        else:
+            _fit_train_run(plan, cfg, data_ref, trial, experiment_dir)
+    except BaseException:
+        output.drop_empty_rank_crashes(trial.dir, int(res["workers"]))
+        raise
 
 
 # How often a Train run's controller collects its workers' reports (Ray's default: 2 s).
@@ -210,10 +214,12 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     """The loop of each Ray Train worker of a multi-worker trial."""
     from hpoc.runtime.trainer import TrialInfo
 
+    import ray.train
+
     report.set_mode("train")
-    plan = loop_config["plan"]
+    plan, trial = loop_config["plan"], TrialInfo(**loop_config["trial"])
     pipeline.adopt_workdir(plan["source"]["workdir"])
     _limit_threads(plan["resources"]["cpus_per_worker"])
-    data = pipeline.fetch(loop_config["data_ref"][0])
-    run_trainer(plan, loop_config["config"], data, report.TrainReporter(),
-                TrialInfo(**loop_config["trial"]), distributed=True)
+    with output.rank_crash(trial.dir, ray.train.get_context().get_world_rank()):
+        data = pipeline.fetch(loop_config["data_ref"][0])
+        run_trainer(plan, loop_config["config"], data, report.TrainReporter(), trial, distributed=True)

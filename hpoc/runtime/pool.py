@@ -103,7 +103,7 @@ class WarmGroup:
             targets = [step["target"] for step in plan["pipeline"].values() if step]
             group.pids = ray.get([
                 w.join.remote(where[0]["ip"], where[0]["port"], backend(plan), lr, lw,
-                              plan["source"]["workdir"], targets, gpus)
+                              plan["source"]["workdir"], targets, gpus, float(res["gpus_per_worker"] or 0))
                 for w, (lr, lw), gpus in zip(workers, local, visible)])
         except BaseException:
             group.close()

@@ -193,7 +193,8 @@ class PoolWorker:
                 "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
     def join(self, master: str, port: int, backend: str, local_rank: int, local_world: int,
-             workdir: str, targets: list[str], visible_gpus: list[str] | None = None) -> int:
+             workdir: str, targets: list[str], visible_gpus: list[str] | None = None,
+             gpus: float = 1) -> int:
         """Join the process group and import what trials will need; returns the pid.
 
         With GPUs, every worker sees all GPUs of its node's workers (as Ray Train does, so
@@ -210,6 +211,11 @@ class PoolWorker:
         import torch.distributed as dist
 
         if backend == "nccl":
+            from hpoc.runtime.gpus import device_problem
+
+            problem = device_problem(gpus)
+            if problem:  # torch's own words: "Found no NVIDIA driver on your system"
+                raise RuntimeError(problem)
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend, init_method=f"tcp://{master}:{port}", rank=self.rank,
                                 world_size=self.world_size, timeout=timedelta(minutes=30))

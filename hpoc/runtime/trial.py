@@ -24,13 +24,19 @@ def train_runs_dir(experiment_dir: str | os.PathLike) -> Path:
 
 
 def make_strategy(plan: dict[str, Any], trainer: Any, *, distributed: bool) -> Strategy:
+    from hpoc.runtime.gpus import device_problem
+
     res, training = plan["resources"], plan["training"]
     kind = res["strategy"] if (distributed or res["strategy"] == "deepspeed") else "single"
-    return Strategy.create(kind, precision=training["precision"], compile=training["compile"],
-                           deepspeed=res.get("deepspeed"),
-                           grad_accumulation_steps=getattr(trainer, "grad_accumulation_steps", 1),
-                           channels_last=getattr(trainer, "channels_last", "auto"),
-                           find_unused_parameters=unused_parameters(res, trainer))
+    strategy = Strategy.create(kind, precision=training["precision"], compile=training["compile"],
+                               deepspeed=res.get("deepspeed"),
+                               grad_accumulation_steps=getattr(trainer, "grad_accumulation_steps", 1),
+                               channels_last=getattr(trainer, "channels_last", "auto"),
+                               find_unused_parameters=unused_parameters(res, trainer))
+    problem = device_problem(float(res["gpus_per_worker"] or 0), strategy.device())
+    if problem:  # a node's: a retry may run where the GPUs work
+        raise RuntimeError(problem)
+    return strategy
 
 
 def unused_parameters(resources: dict[str, Any], trainer: Any) -> bool:

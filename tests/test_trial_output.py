@@ -146,6 +146,12 @@ def test_a_multi_worker_trial_says_which_rank_crashed_and_where(tmp_path):
     assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
         "the process of the trial's rank 1 crashed: Segmentation fault (Python's stack of it is in the trial's "
         f"rank-1.crash) at {script}:4")
+    # Ray's snippet of the rank goes when the summary keeps the text's end: the rank stays
+    kept = crash.with_crash(_TRAIN_DIED, str(tmp_path))
+    kept = kept[kept.index("The actor is dead"):]
+    assert summary.error_line(kept).startswith("the process of the trial's rank 1 crashed: Segmentation fault")
+    assert summary.error_line(crash.with_crash(_TRAIN_DIED, str(tmp_path / "none"))[-300:]).startswith(
+        "the process of the trial's rank 1 died without a Python error")
     # a warm group's rank: pool.py notes which one
     pooled = _DIED + "\n" + crash.RANK_NOTE.format(rank=3)
     assert summary.error_at(crash.with_crash(pooled, str(tmp_path))).startswith(

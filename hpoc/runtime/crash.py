@@ -86,11 +86,14 @@ def crash(directory: str | None, rank: int | None = None) -> str | None:
 
 
 def with_crash(text: str | None, directory: str | None) -> str | None:
-    """`text` with the crash's stack after it, when `text` says the trial's process died."""
+    """`text` with the crash's stack after it, when `text` says the trial's process died,
+    and the rank's note (kept with the stack when the text is cut to its end, summary.py)."""
     if not died(text):
         return text
-    stack = crash(directory, dead_rank(text))
-    return f"{text}\n{stack}" if stack else text
+    rank = dead_rank(text)
+    stack = crash(directory, rank)
+    note = "" if rank is None else "\n" + RANK_NOTE.format(rank=rank)
+    return f"{text}{note}\n{stack}" if stack else f"{text}{note}"
 
 
 def stack_of(text: str) -> str | None:

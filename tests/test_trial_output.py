@@ -152,6 +152,10 @@ def test_a_multi_worker_trial_says_which_rank_crashed_and_where(tmp_path):
     assert summary.error_line(kept).startswith("the process of the trial's rank 1 crashed: Segmentation fault")
     assert summary.error_line(crash.with_crash(_TRAIN_DIED, str(tmp_path / "none"))[-300:]).startswith(
         "the process of the trial's rank 1 died without a Python error")
+    # rank 0's traceback in the study's code is where it lost its peer, not where rank 1 died
+    lost = _TRAIN_DIED.replace("RuntimeError: [gloo", '  File "/home/me/study/train.py", line 42, in train_epoch\n'
+                                                    "RuntimeError: [gloo")
+    assert " at " not in summary.error_at(crash.with_crash(lost, str(tmp_path / "none")))
     # a warm group's rank: pool.py notes which one
     pooled = _DIED + "\n" + crash.RANK_NOTE.format(rank=3)
     assert summary.error_at(crash.with_crash(pooled, str(tmp_path))).startswith(

@@ -220,12 +220,13 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     """The loop of each Ray Train worker of a multi-worker trial."""
     from hpoc.runtime.trainer import TrialInfo
 
-    import ray.train
+    import torch.distributed as dist
 
     report.set_mode("train")
     plan, trial = loop_config["plan"], TrialInfo(**loop_config["trial"])
     pipeline.adopt_workdir(plan["source"]["workdir"])
     _limit_threads(plan["resources"]["cpus_per_worker"])
-    with output.rank_crash(trial.dir, ray.train.get_context().get_world_rank()):
+    rank = dist.get_rank() if dist.is_initialized() else 0  # Train set the group up before
+    with output.rank_crash(trial.dir, rank):
         data = pipeline.fetch(loop_config["data_ref"][0])
         run_trainer(plan, loop_config["config"], data, report.TrainReporter(), trial, distributed=True)

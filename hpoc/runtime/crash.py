@@ -29,9 +29,10 @@ _STACK_LINE = re.compile(r"(Current thread|Thread) 0x[0-9a-fA-F]+|\s+File \"|\s+
                          r"\s+\.\.\.|Extension modules:|Python runtime state:|Garbage-collecting|"
                          r"Stack \(most recent call first\)")
 _TAIL_BYTES = 64 * 1024
+_FRAMES = 12
 # Ray Train's error of a worker group: one snippet per failed rank
 _SNIPPET = re.compile(r"^\[Rank (\d+) Error Snippet\]:$", re.MULTILINE)
-# what pool.py adds to the error of a warm group's rank whose process died
+# which rank died: pool.py adds it to a warm group rank's death, with_crash beside a rank's stack
 RANK_NOTE = "hpoc: the process of rank {rank} of the trial died"
 _NOTE = re.compile("^" + re.escape(RANK_NOTE).replace(r"\{rank\}", r"(\d+)") + "$", re.MULTILINE)
 
@@ -53,7 +54,6 @@ def dead_rank(text: str | None) -> int | None:
         if _DIED.search(snippet):
             return int(rank)
     return None
-_FRAMES = 12
 
 
 def died(text: str | None) -> bool:

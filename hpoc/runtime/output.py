@@ -143,9 +143,7 @@ def rank_crash(directory: str | None, rank: int) -> Iterator[None]:
         with crash_stack(path, fresh=True):
             yield
     finally:
-        with contextlib.suppress(OSError):
-            if os.path.getsize(path) == 0:
-                os.remove(path)
+        _drop_if_empty(path)
 
 
 def drop_empty_rank_crashes(directory: str | None, workers: int) -> None:
@@ -154,7 +152,10 @@ def drop_empty_rank_crashes(directory: str | None, workers: int) -> None:
     from hpoc.runtime.crash import rank_file
 
     for rank in range(workers if directory else 0):
-        path = os.path.join(directory, rank_file(rank))
-        with contextlib.suppress(OSError):
-            if os.path.getsize(path) == 0:
-                os.remove(path)
+        _drop_if_empty(os.path.join(directory, rank_file(rank)))
+
+
+def _drop_if_empty(path: str) -> None:
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) == 0:
+            os.remove(path)

@@ -218,9 +218,9 @@ def train_run_class() -> type:
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """The loop of each Ray Train worker of a multi-worker trial."""
-    from hpoc.runtime.trainer import TrialInfo
-
     import torch.distributed as dist
+
+    from hpoc.runtime.trainer import TrialInfo
 
     report.set_mode("train")
     plan, trial = loop_config["plan"], TrialInfo(**loop_config["trial"])

@@ -81,6 +81,25 @@ TOY = textwrap.dedent('''
                 os.kill(os.getpid(), signal.SIGKILL)
 
 
+    class CrashRankTrainer(ToyTrainer):
+        """Rank `rank` crashes right after its first report: `how` = "segfault" (a C
+        extension's), "abort", "exit" (os._exit(3)) or "kill" (SIGKILL, as the OOM killer)."""
+
+        def report(self, metrics, *, epoch=None, **kwargs):
+            super().report(metrics, epoch=epoch, **kwargs)
+            if self.strategy.rank == self.args.get("rank", 1):
+                import ctypes
+                import signal
+                how = self.args["how"]
+                if how == "segfault":
+                    ctypes.string_at(0)
+                elif how == "abort":
+                    os.abort()
+                elif how == "exit":
+                    os._exit(3)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
     class SlowTrainer(ToyTrainer):
         """Sleeps a little per epoch, so a test can signal the run while trials are busy;
         after its first epoch, waits while the file `hold` exists (a test looks at the run)."""

@@ -364,6 +364,12 @@ def test_a_refused_job_array_names_the_shards(tmp_path: Path, monkeypatch) -> No
         "(`scontrol show config | grep -E 'MaxArraySize|MaxJobCount'`)"), found.message
 
 
+def torch_build_has_gpu() -> bool:
+    import torch
+
+    return bool(torch.version.cuda or getattr(torch.version, "hip", None))
+
+
 def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
     """A `slurm.python` without hpoc or Ray, or a container image that is not there, was
     found only on the compute node, after the job had waited in the queue."""
@@ -389,6 +395,20 @@ def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None
     (found,) = check_interpreter(plan(source=source, slurm={"python": str(env_python), "setup": [],
                                                             "env": {"HPOC_SITE_X": "a b"}}))
     assert found.ok, found.message
+    # Trials given GPUs, and a torch built without CUDA there: every trial would train on the CPU.
+    cpu_torch = tmp_path / "cpu-python"
+    cpu_torch.write_text('#!/bin/sh\necho "@@hpoc-torch-build@@cpu 2.5.1+cpu"\n')
+    cpu_torch.chmod(0o755)
+    gpu_plan = plan(source=source, slurm={"python": str(cpu_torch), "setup": []}, resources={"gpus_per_worker": 1})
+    (found,) = check_interpreter(gpu_plan)
+    assert not found.ok and found.message.startswith(
+        f"slurm.python {cpu_torch}'s torch (2.5.1+cpu) is built without CUDA, and `gpus_per_worker = 1` gives "
+        "the trials GPUs; help: install a CUDA (or ROCm) build of torch"), found.message
+    (found,) = check_interpreter(plan(source=source, slurm={"python": str(cpu_torch), "setup": []}))
+    assert found.ok, found.message  # CPU trials: its torch is fine
+    (found,) = check_interpreter(plan(source=source, slurm={"python": sys.executable, "setup": []},
+                                      resources={"gpus_per_worker": 1}))
+    assert found.ok == bool(torch_build_has_gpu()), found.message
     # After `module load ...` it may well start: only its existence is checked.
     (found,) = check_interpreter(plan(source=source, slurm={"python": str(bare), "setup": ["module load X"]}))
     assert found.ok and "imports not tried" in found.message

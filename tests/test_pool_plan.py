@@ -71,3 +71,27 @@ def test_population_schedulers_run_multi_worker_trials_on_warm_groups():
     assert not pool.enabled(compile_source(SPEC % "" + pbt % "asha"))
     one = compile_source(SPEC.replace("workers = 2", "workers = 1") % "" + pbt % "pbt")
     assert not pool.enabled(one)
+
+
+def test_a_rank_that_lost_its_peer_fails_the_trial_with_the_peers_death(monkeypatch):
+    """Rank 0's "Connection closed by peer" (Gloo) could come back before Ray saw rank 1's
+    process die: the trial's error was the symptom, and no rank was named."""
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    from hpoc.runtime import crash, pool
+
+    errors = {"r0": RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:2465"),
+              "r1": ActorDiedError()}
+
+    def get(ref):
+        raise errors[ref]
+
+    monkeypatch.setattr(ray, "get", get)
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: (refs[:1], refs[1:]))
+    monkeypatch.setattr(ray, "kill", lambda *a, **k: None)
+    group = pool.WarmGroup(key=(), workers=["w0", "w1"], pids=[], running=["r0", "r1"])
+    with pytest.raises(ActorDiedError) as info:
+        pool._raise_failures(group, ["r0"])
+    assert crash.dead_rank("\n".join([str(info.value), *info.value.__notes__])) == 1
+    assert group.workers == []  # the group is gone

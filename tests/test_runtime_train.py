@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,40 @@ def test_a_train_run_that_tune_stops_trains_no_further_epoch(tmp_path):
         assert lines[:10] == ["step"] * 9 + ["reported 1"], lines[:10]
         after = lines[lines.index("reported 2") + 1:]
         assert len(after) < 9 and "reported 3" not in after, (rank, after)
+
+
+def _crashing_rank(tmp_path, how, reuse):
+    """One trial of 2 workers whose rank 1 crashes after its first report: its line."""
+    from hpoc.runtime.study import EXIT_FAILED
+
+    plan = make_plan(
+        write_toy(tmp_path / "study"), tmp_path / "results", trials={"num_samples": 1},
+        space={"constants": {"epochs": 1, "batch_size": 32}},
+        pipeline={"trainer": {"target": "toy:CrashRankTrainer", "args": {"how": how}}},
+        resources={"workers": 2, "cpus_per_worker": 0.5, "strategy": "ddp", "reuse_workers": reuse})
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    assert code == EXIT_FAILED, progress.getvalue()
+    (trial,) = json.loads((tmp_path / "results" / "toy" / "summary.json").read_text())["trials"]
+    return progress.getvalue(), trial
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["train-run", "warm-group"])
+def test_a_rank_that_segfaults_is_named_with_what_crashed_and_where(tmp_path, reuse):
+    """Ray's error listed both ranks (rank 0 lost its peer) and every way a worker dies; the
+    line said the trial's process died without a Python error, though rank 1 segfaulted."""
+    progress, trial = _crashing_rank(tmp_path, "segfault", reuse)
+    assert re.search(r"errored: the process of the trial's rank 1 crashed: Segmentation fault \(Python's stack "
+                     r"of it is in the trial's rank-1\.crash\) at .*toy\.py:\d+ \(details", progress), progress
+    stack = (Path(trial["path"]) / "rank-1.crash").read_text()
+    assert stack.startswith("Fatal Python error: Segmentation fault") and "toy.py" in stack
+    from hpoc.runtime.summary import error_line
+
+    assert error_line(trial["error"]).startswith("the process of the trial's rank 1 crashed: Segmentation fault")
+    assert not (Path(trial["path"]) / "rank-0.crash").exists()  # rank 0 did not crash
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["train-run", "warm-group"])
+def test_a_rank_killed_or_exiting_is_named(tmp_path, reuse):
+    progress, _ = _crashing_rank(tmp_path, "exit" if reuse else "kill", reuse)
+    assert "errored: the process of the trial's rank 1 died without a Python error: killed" in progress, progress

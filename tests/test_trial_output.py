@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 
 from hpoc.runtime import output
 from hpoc.runtime import session as session_mod
@@ -86,3 +87,80 @@ def test_a_trial_leaves_the_processs_crash_handler_as_it_found_it(tmp_path):
     with output.kept(str(tmp_path)):
         assert faulthandler.is_enabled()
     assert faulthandler.is_enabled() == was
+
+
+def test_a_crash_after_stderr_rotated_is_at_the_end_of_the_current_stderr(tmp_path):
+    """faulthandler wrote to the file it was given at the start: once the trial's stderr
+    passed the cap, that file was `stderr.1` (not read), and after a second rotation it was
+    gone, and the crash's stack with it."""
+    from hpoc.runtime import crash
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import ctypes, sys\nfrom hpoc.runtime import output\noutput.CAP_BYTES = 1000\n"
+                      "with output.kept(sys.argv[1]):\n    for i in range(300):\n"
+                      "        print(f'step {i:04d}', file=sys.stderr, flush=True)\n"
+                      "    ctypes.string_at(0)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True)
+    assert done.returncode != 0
+    assert "Fatal Python error" not in (tmp_path / "stderr.1").read_text()
+    stack = crash.crash(str(tmp_path))
+    assert stack and stack.startswith("Fatal Python error: Segmentation fault") and f'"{script}", line 7' in stack
+
+
+def test_a_crash_is_placed_at_its_innermost_frame_in_the_studys_code(tmp_path):
+    """faulthandler lists the innermost call first, a traceback last: the line named the
+    outermost frame of the study's code (the trainer's method), not where it crashed."""
+    from hpoc.runtime import summary
+
+    (tmp_path / "stderr").write_text(
+        "Fatal Python error: Segmentation fault\n\nCurrent thread 0x00007f (most recent call first):\n"
+        f'  File "{sysconfig.get_paths()["stdlib"]}/ctypes/__init__.py", line 519 in string_at\n'
+        '  File "/home/me/study/native.py", line 3 in decode\n'
+        '  File "/home/me/study/train.py", line 42 in train_epoch\n'
+        f'  File "{os.path.dirname(summary.__file__)}/trainer.py", line 504 in train\n\nExtension modules: numpy\n')
+    from hpoc.runtime import crash
+
+    assert summary.error_at(crash.with_crash(_DIED, str(tmp_path))).endswith(" at /home/me/study/native.py:3")
+
+
+# Ray Train's error of a worker group whose rank 1 died: rank 0 lost its peer
+_TRAIN_DIED = ("Failure # 1 (occurred at 2026-11-30_05-56-59)\nray.train.WorkerGroupError: Training failed due to "
+               "worker errors:\n[Rank 0 Error Snippet]:\nRuntimeError: [gloo/transport/tcp/pair.cc:561] Connection "
+               "closed by peer [127.0.0.1]:2465.\n\n[Rank 1 Error Snippet]:\nA worker health check failed.\n"
+               "The actor died unexpectedly before finishing this task.\n\tclass_name: RayTrainWorker\n"
+               "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR ...")
+
+
+def test_a_multi_worker_trial_says_which_rank_crashed_and_where(tmp_path):
+    """Ray's error listed every rank's failure and every way a worker dies; the line said the
+    trial's process died without a Python error, though rank 1 segfaulted."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import ctypes, sys\nfrom hpoc.runtime import output\n"
+                      "with output.rank_crash(sys.argv[1], 1):\n    ctypes.string_at(0)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True).returncode
+    assert crash.dead_rank(_TRAIN_DIED) == 1
+    assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
+        "the process of the trial's rank 1 crashed: Segmentation fault (Python's stack of it is in the trial's "
+        f"rank-1.crash) at {script}:4")
+    # Ray's snippet of the rank goes when the summary keeps the text's end: the rank stays
+    kept = crash.with_crash(_TRAIN_DIED, str(tmp_path))
+    kept = kept[kept.index("The actor is dead"):]
+    assert summary.error_line(kept).startswith("the process of the trial's rank 1 crashed: Segmentation fault")
+    assert summary.error_line(crash.with_crash(_TRAIN_DIED, str(tmp_path / "none"))[-300:]).startswith(
+        "the process of the trial's rank 1 died without a Python error")
+    # rank 0's traceback in the study's code is where it lost its peer, not where rank 1 died
+    lost = _TRAIN_DIED.replace("RuntimeError: [gloo", '  File "/home/me/study/train.py", line 42, in train_epoch\n'
+                                                    "RuntimeError: [gloo")
+    assert " at " not in summary.error_at(crash.with_crash(lost, str(tmp_path / "none")))
+    # a warm group's rank: pool.py notes which one
+    pooled = _DIED + "\n" + crash.RANK_NOTE.format(rank=3)
+    assert summary.error_at(crash.with_crash(pooled, str(tmp_path))).startswith(
+        "the process of the trial's rank 3 died without a Python error: killed")
+    # a rank that ends without a crash leaves no file
+    with output.rank_crash(str(tmp_path), 0):
+        pass
+    assert not (tmp_path / "rank-0.crash").exists()

@@ -5,6 +5,10 @@ Ray reports a trial process that died (a segfault in a C extension, `os.abort()`
 cause it can think of. The trial's process writes Python's stack of a crash into its
 `stderr` (output.crash_stack): with it the trial's line says what crashed and where, in
 the study's code; without it, that the process died without a Python error.
+
+Each rank of a multi-worker trial writes its crash to `rank-<k>.crash` in the trial's
+directory (its output goes to Ray's logs only); the rank that died is read from Ray's
+error: Ray Train's `[Rank k Error Snippet]`, or the `RANK_NOTE` a warm group adds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,30 @@ _STACK_LINE = re.compile(r"(Current thread|Thread) 0x[0-9a-fA-F]+|\s+File \"|\s+
                          r"Stack \(most recent call first\)")
 _TAIL_BYTES = 64 * 1024
 _FRAMES = 12
+# Ray Train's error of a worker group: one snippet per failed rank
+_SNIPPET = re.compile(r"^\[Rank (\d+) Error Snippet\]:$", re.MULTILINE)
+# which rank died: pool.py adds it to a warm group rank's death, with_crash beside a rank's stack
+RANK_NOTE = "hpoc: the process of rank {rank} of the trial died"
+_NOTE = re.compile("^" + re.escape(RANK_NOTE).replace(r"\{rank\}", r"(\d+)") + "$", re.MULTILINE)
+
+
+def rank_file(rank: int) -> str:
+    """The file of a trial's directory where rank `rank` writes Python's stack of a crash."""
+    return f"rank-{rank}.crash"
+
+
+def dead_rank(text: str | None) -> int | None:
+    """The rank of a multi-worker trial whose process died, from its latest failure, or None
+    (a one-worker trial, another error)."""
+    text = latest(text or "")
+    note = _NOTE.search(text)
+    if note:
+        return int(note.group(1))
+    parts = _SNIPPET.split(text)  # [before, rank, snippet, rank, snippet, ...]
+    for rank, snippet in zip(parts[1::2], parts[2::2]):
+        if _DIED.search(snippet):
+            return int(rank)
+    return None
 
 
 def died(text: str | None) -> bool:
@@ -33,14 +61,15 @@ def died(text: str | None) -> bool:
     return bool(text and _DIED.search(latest(text)))
 
 
-def crash(directory: str | None) -> str | None:
-    """Python's stack of the crash that ended the trial's process, from the end of
-    `<directory>/stderr` (nothing printed after it: a later attempt's death is not this
-    one's), or None."""
+def crash(directory: str | None, rank: int | None = None) -> str | None:
+    """Python's stack of the crash that ended the trial's process (of `rank`'s, if given),
+    from the end of `<directory>/stderr` (`rank-<k>.crash`) with nothing printed after it (a
+    later attempt's death is not this one's), or None."""
     if not directory:
         return None
     try:
-        with open(os.path.join(directory, "stderr"), "rb") as fh:
+        name = "stderr" if rank is None else rank_file(rank)
+        with open(os.path.join(directory, name), "rb") as fh:
             fh.seek(max(0, os.fstat(fh.fileno()).st_size - _TAIL_BYTES))
             tail = fh.read().decode("utf-8", "replace")
     except OSError:
@@ -57,21 +86,35 @@ def crash(directory: str | None) -> str | None:
 
 
 def with_crash(text: str | None, directory: str | None) -> str | None:
-    """`text` with the crash's stack after it, when `text` says the trial's process died."""
+    """`text` with the crash's stack after it, when `text` says the trial's process died,
+    and the rank's note (kept with the stack when the text is cut to its end, summary.py)."""
     if not died(text):
         return text
-    stack = crash(directory)
-    return f"{text}\n{stack}" if stack else text
+    rank = dead_rank(text)
+    stack = crash(directory, rank)
+    note = "" if rank is None else "\n" + RANK_NOTE.format(rank=rank)
+    return f"{text}{note}\n{stack}" if stack else f"{text}{note}"
+
+
+def stack_of(text: str) -> str | None:
+    """The crash stack `with_crash` put after an error text of a process that died, or None."""
+    if not died(text):
+        return None
+    at = latest(text).rfind(_FATAL)
+    return latest(text)[at:] if at >= 0 else None
 
 
 def died_line(text: str) -> str | None:
     """The trial's error line for a process that died, or None for any other error."""
     if not died(text):
         return None
+    rank = dead_rank(text)
+    who = "the trial's process" if rank is None else f"the process of the trial's rank {rank}"
     text = latest(text)
     at = text.rfind(_FATAL)
     if at >= 0:
         what = text[at + len(_FATAL):].splitlines()[0].strip()
-        return f"the trial's process crashed: {what} (Python's stack of it is at the end of the trial's stderr)"
-    return ("the trial's process died without a Python error: killed (the kernel's OOM killer, "
+        where = "at the end of the trial's stderr" if rank is None else f"in the trial's {rank_file(rank)}"
+        return f"{who} crashed: {what} (Python's stack of it is {where})"
+    return (f"{who} died without a Python error: killed (the kernel's OOM killer, "
             "a signal) or it called os._exit()")

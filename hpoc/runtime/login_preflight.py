@@ -259,8 +259,10 @@ def check_interpreter(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -
     if slurm.get("setup"):  # module loads may be what lets it start: not judged without them
         return [Finding(True, "python", f"{python} exists (imports not tried: slurm.setup runs first)")]
     env = dict(os.environ, **{k: str(v) for k, v in (slurm.get("env") or {}).items()})  # as the job exports
+    gpus = float(plan["resources"].get("gpus_per_worker") or 0)
+    code = "import hpoc.runtime, ray" + (_TORCH_BUILD if gpus else "")
     try:
-        run = subprocess.run([path, "-c", "import hpoc.runtime, ray"], capture_output=True, text=True,
+        run = subprocess.run([path, "-c", code], capture_output=True, text=True,
                              timeout=timeout, cwd=workdir, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [Finding(False, "python", f"slurm.python {python} does not run: {exc}")]
@@ -268,7 +270,21 @@ def check_interpreter(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -
         said = (run.stderr.strip().splitlines() or [f"exit {run.returncode}"])[-1]
         return [Finding(False, "python", f"slurm.python {python} cannot run hpoc ({said}); set it to the "
                                          "python of the environment hpoc is installed in")]
+    said = [ln[len(_BUILD_MARK):] for ln in run.stdout.splitlines() if ln.startswith(_BUILD_MARK)]
+    if gpus and said and said[-1].startswith("cpu "):
+        from hpoc.runtime.gpus import HELP
+
+        return [Finding(False, "python", f"slurm.python {python}'s torch ({said[-1][4:]}) is built without "
+                                         f"CUDA, and `gpus_per_worker = {gpus:g}` gives the trials GPUs; "
+                                         f"help: {HELP}")]
     return [Finding(True, "python", f"{python} imports hpoc and Ray")]
+
+
+# What the job's python says of its torch when the trials get GPUs: "cpu VERSION" for a build
+# without CUDA or ROCm (gpus.build_problem, which the driver asks again before Ray)
+_BUILD_MARK = "@@hpoc-torch-build@@"
+_TORCH_BUILD = ("\nimport torch\nprint(" + repr(_BUILD_MARK) + " + ('gpu ' if torch.version.cuda or "
+                "getattr(torch.version, 'hip', None) else 'cpu ') + torch.__version__)")
 
 
 # ---------------------------------------------------------------- all of it

@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 import threading
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 CAP_BYTES = 16 * 2**20
 STREAMS = ("stdout", "stderr")
@@ -25,6 +25,7 @@ class CappedLog:
 
     def __init__(self, path: str, cap: int | None = None) -> None:
         self.path, self.cap = path, cap or CAP_BYTES
+        self.rotated: Callable[[], None] | None = None  # told once `path` is a new file
         self._lock = threading.Lock()
         self._fh: TextIO = open(path, "a", encoding="utf-8", errors="replace")
         self._size = self._fh.tell()
@@ -42,6 +43,8 @@ class CappedLog:
                 os.replace(self.path, self.path + ".1")
                 self._fh = open(self.path, "w", encoding="utf-8", errors="replace")
                 self._size = 0
+                if self.rotated is not None:
+                    self.rotated()
             self._fh.write(text)
             self._size += len(data)
 
@@ -83,7 +86,8 @@ def kept(directory: str | None) -> Iterator[None]:
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(saved[0], logs[0]), _Tee(saved[1], logs[1])
     try:
-        with crash_stack(os.path.join(directory, "stderr")):
+        with crash_stack(os.path.join(directory, "stderr")) as follow:
+            logs[1].rotated = follow
             yield
     finally:
         sys.stdout, sys.stderr = saved
@@ -92,23 +96,66 @@ def kept(directory: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def crash_stack(path: str) -> Iterator[None]:
-    """Python's stack of a crash (a segfault, an abort in a C extension) appended to `path`:
-    Ray's worker writes it to its own log, in the temp directory a local run removes, and
-    the trial's line could only say that its process died (summary.crash reads it)."""
+def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
+    """Python's stack of a crash (a segfault, an abort in a C extension) appended to `path`
+    (emptied first if `fresh`): Ray's worker writes it to its own log, in the temp directory
+    a local run removes, and the trial's line could only say that its process died
+    (crash.py reads it). Yields what to call once `path` was rotated (CappedLog): the stack
+    went on into the file moved to `.1`, and was lost with it at the next rotation."""
     import faulthandler
 
+    held: list[Any] = []
+
+    def follow() -> None:
+        try:
+            fh = open(path, "wb" if fresh and not held else "ab")  # its own descriptor
+        except OSError:
+            return
+        faulthandler.enable(file=fh, all_threads=False)
+        for old in held:
+            old.close()
+        held[:] = [fh]
+
+    was = faulthandler.is_enabled()
+    follow()
     try:
-        fh = open(path, "ab")  # its own descriptor: CappedLog closes and reopens its file
-    except OSError:
+        yield follow
+    finally:
+        if held:
+            faulthandler.disable()
+            if was and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr
+                faulthandler.enable(file=sys.__stderr__, all_threads=False)
+            held[0].close()
+
+
+@contextlib.contextmanager
+def rank_crash(directory: str | None, rank: int) -> Iterator[None]:
+    """A crash of this rank of a multi-worker trial (whose output goes to Ray's logs only)
+    in `<directory>/rank-<k>.crash`, emptied for each attempt; removed when the rank ends
+    without one (a rank killed with its group leaves it empty)."""
+    from hpoc.runtime.crash import rank_file
+
+    if not directory:
         yield
         return
-    was = faulthandler.is_enabled()
-    faulthandler.enable(file=fh, all_threads=False)
+    path = os.path.join(directory, rank_file(rank))
     try:
-        yield
+        with crash_stack(path, fresh=True):
+            yield
     finally:
-        faulthandler.disable()
-        if was and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr
-            faulthandler.enable(file=sys.__stderr__, all_threads=False)
-        fh.close()
+        _drop_if_empty(path)
+
+
+def drop_empty_rank_crashes(directory: str | None, workers: int) -> None:
+    """Remove the empty `rank-<k>.crash` of ranks that ended with their failed group (killed,
+    os._exit): rank_crash could not, and they hold no crash."""
+    from hpoc.runtime.crash import rank_file
+
+    for rank in range(workers if directory else 0):
+        _drop_if_empty(os.path.join(directory, rank_file(rank)))
+
+
+def _drop_if_empty(path: str) -> None:
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) == 0:
+            os.remove(path)

@@ -19,11 +19,14 @@ Ray's own Train V2 path (trial.py) stays the default.
 
 from __future__ import annotations
 
+import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from hpoc.runtime.crash import RANK_NOTE
 from hpoc.runtime.pool_worker import PoolWorker
 
 SETTLE_S = 300.0  # how long to wait for ranks to unwind after rank 0 (or the previous trial)
@@ -100,7 +103,7 @@ class WarmGroup:
             targets = [step["target"] for step in plan["pipeline"].values() if step]
             group.pids = ray.get([
                 w.join.remote(where[0]["ip"], where[0]["port"], backend(plan), lr, lw,
-                              plan["source"]["workdir"], targets, gpus)
+                              plan["source"]["workdir"], targets, gpus, float(res["gpus_per_worker"] or 0))
                 for w, (lr, lw), gpus in zip(workers, local, visible)])
         except BaseException:
             group.close()
@@ -241,11 +244,45 @@ def _raise_failures(group: WarmGroup, done: list[Any]) -> None:
     for ref in done:
         try:
             ray.get(ref)
-        except Exception:
+        except Exception as exc:
             # Other ranks may be stuck in a collective with the failed one: the group is
-            # gone. The trial fails with the rank's own error (and traceback).
+            # gone. The trial fails with the rank's own error (and traceback), or with the
+            # death of the rank that made this one lose its peer.
+            failure = _dead_peer(group, ref) if _PEER_GONE.search(str(exc)) else None
+            rank, exc = failure or (_rank(group, ref), exc)
+            if rank is not None and isinstance(exc, ray.exceptions.RayActorError):
+                exc.add_note(RANK_NOTE.format(rank=rank))  # which one: crash.dead_rank
             discard(group)
-            raise
+            raise exc
+
+
+# A rank's error when its peer's process died (Gloo's, NCCL's)
+_PEER_GONE = re.compile(r"Connection (closed|reset) by peer|DistBackendError|DistNetworkError|"
+                        r"NCCL communicator was aborted|remote process exited|Broken pipe")
+PEER_WAIT_S = 5.0  # how long Ray may take to see the death of the rank that caused it
+
+
+def _rank(group: WarmGroup, ref: Any) -> int | None:
+    return group.running.index(ref) if ref in group.running else None
+
+
+def _dead_peer(group: WarmGroup, failed: Any) -> tuple[int, Exception] | None:
+    """(rank, error) of another rank whose process died, when `failed`'s error is that its
+    peer went away; None when none did (within PEER_WAIT_S)."""
+    import ray
+
+    waiting = [ref for ref in group.running if ref != failed]
+    deadline = time.monotonic() + PEER_WAIT_S
+    while waiting and time.monotonic() < deadline:
+        done, waiting = ray.wait(waiting, num_returns=1, timeout=deadline - time.monotonic())
+        for ref in done:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as died:
+                return group.running.index(ref), died
+            except Exception:
+                pass
+    return None
 
 
 def run_pooled_trial(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,

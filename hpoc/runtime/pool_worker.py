@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.runtime import pipeline, report
+from hpoc.runtime import output, pipeline, report
 
 
 class TrialStopped(SystemExit):
@@ -193,7 +193,8 @@ class PoolWorker:
                 "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
     def join(self, master: str, port: int, backend: str, local_rank: int, local_world: int,
-             workdir: str, targets: list[str], visible_gpus: list[str] | None = None) -> int:
+             workdir: str, targets: list[str], visible_gpus: list[str] | None = None,
+             gpus: float = 1) -> int:
         """Join the process group and import what trials will need; returns the pid.
 
         With GPUs, every worker sees all GPUs of its node's workers (as Ray Train does, so
@@ -210,6 +211,11 @@ class PoolWorker:
         import torch.distributed as dist
 
         if backend == "nccl":
+            from hpoc.runtime.gpus import device_problem
+
+            problem = device_problem(gpus)
+            if problem:  # torch's own words: "Found no NVIDIA driver on your system"
+                raise RuntimeError(problem)
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend, init_method=f"tcp://{master}:{port}", rank=self.rank,
                                 world_size=self.world_size, timeout=timedelta(minutes=30))
@@ -238,7 +244,7 @@ class PoolWorker:
         report.set_mode("pool")
         workdir = plan["source"]["workdir"]
         trial_dir = Path(payload["trial_dir"])
-        with TrialScope(workdir):
+        with output.rank_crash(payload["trial"].get("dir"), self.rank), TrialScope(workdir):
             torch.set_num_threads(max(1, int(plan["resources"]["cpus_per_worker"])))
             check = torch.ones(1, device=self._device())
             dist.all_reduce(check)  # the group answers, and every rank starts together

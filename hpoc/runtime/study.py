@@ -207,8 +207,9 @@ def _check_storage(plan: dict[str, Any], exp: Path) -> None:
 
 def _check_code(plan: dict[str, Any], stream: TextIO) -> Any:
     """Everything about the spec's code, before Ray: the steps import, the search and
-    logger libraries are installed. Returns the trainer class."""
-    from hpoc.runtime import pipeline, search, space
+    logger libraries are installed, torch can use the GPUs asked for. Returns the trainer
+    class."""
+    from hpoc.runtime import gpus, pipeline, search, space
 
     try:
         trainer_cls = pipeline.check_imports(plan).get("trainer")
@@ -218,6 +219,9 @@ def _check_code(plan: dict[str, Any], stream: TextIO) -> Any:
         search.make_scheduler(plan)
     except (pipeline.PipelineError, search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
+    cpu_torch = gpus.build_problem(float(plan["resources"]["gpus_per_worker"] or 0))
+    if cpu_torch:
+        raise StudyError(cpu_torch)
     tracking = _tracking()
     missing = tracking.missing_libraries(plan) if tracking else None
     if missing:

@@ -32,7 +32,7 @@ from typing import Any
 
 from hpoc import unranked
 from hpoc.files import read_json_lines, trial_path
-from hpoc.runtime.crash import died_line, with_crash
+from hpoc.runtime.crash import died, died_line, stack_of, with_crash
 from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
 from hpoc.runtime.space import trial_config
@@ -132,9 +132,13 @@ _NOT_USER = tuple(os.path.normpath(p) + os.sep for p in {
 
 def error_where(text: str) -> str | None:
     """`file:line` of the innermost traceback frame in the study's own code (not Python's,
-    an installed package's or hpoc's), or None."""
-    frames = [m.groups() for m in map(_FRAME.match, text.splitlines()) if m]
-    for path, line in reversed(frames):
+    an installed package's or hpoc's), or None. Of a crash, its stack's (crash.stack_of):
+    that lists the innermost call first; of a process that died without one, None."""
+    stack = stack_of(text)
+    if stack is None and died(text):
+        return None  # the frames are another rank's, which only lost the one that died
+    frames = [m.groups() for m in map(_FRAME.match, (stack or text).splitlines()) if m]
+    for path, line in (frames if stack else reversed(frames)):
         norm = os.path.normpath(path)
         if not path.startswith("<") and not norm.startswith(_NOT_USER) and \
                 "site-packages" not in norm.split(os.sep):

@@ -24,13 +24,19 @@ def train_runs_dir(experiment_dir: str | os.PathLike) -> Path:
 
 
 def make_strategy(plan: dict[str, Any], trainer: Any, *, distributed: bool) -> Strategy:
+    from hpoc.runtime.gpus import device_problem
+
     res, training = plan["resources"], plan["training"]
     kind = res["strategy"] if (distributed or res["strategy"] == "deepspeed") else "single"
-    return Strategy.create(kind, precision=training["precision"], compile=training["compile"],
-                           deepspeed=res.get("deepspeed"),
-                           grad_accumulation_steps=getattr(trainer, "grad_accumulation_steps", 1),
-                           channels_last=getattr(trainer, "channels_last", "auto"),
-                           find_unused_parameters=unused_parameters(res, trainer))
+    strategy = Strategy.create(kind, precision=training["precision"], compile=training["compile"],
+                               deepspeed=res.get("deepspeed"),
+                               grad_accumulation_steps=getattr(trainer, "grad_accumulation_steps", 1),
+                               channels_last=getattr(trainer, "channels_last", "auto"),
+                               find_unused_parameters=unused_parameters(res, trainer))
+    problem = device_problem(float(res["gpus_per_worker"] or 0), strategy.device())
+    if problem:  # a node's: a retry may run where the GPUs work
+        raise RuntimeError(problem)
+    return strategy
 
 
 def unused_parameters(resources: dict[str, Any], trainer: Any) -> bool:
@@ -140,10 +146,14 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
         return
     from hpoc.runtime import pool
 
-    if pool.enabled(plan):  # a warm worker group instead of a Train run (pool.py)
-        pool.run_pooled_trial(plan, cfg, data_ref, trial, experiment_dir)
-        return
-    _fit_train_run(plan, cfg, data_ref, trial, experiment_dir)
+    try:
+        if pool.enabled(plan):  # a warm worker group instead of a Train run (pool.py)
+            pool.run_pooled_trial(plan, cfg, data_ref, trial, experiment_dir)
+        else:
+            _fit_train_run(plan, cfg, data_ref, trial, experiment_dir)
+    except BaseException:
+        output.drop_empty_rank_crashes(trial.dir, int(res["workers"]))
+        raise
 
 
 # How often a Train run's controller collects its workers' reports (Ray's default: 2 s).
@@ -208,12 +218,15 @@ def train_run_class() -> type:
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """The loop of each Ray Train worker of a multi-worker trial."""
+    import torch.distributed as dist
+
     from hpoc.runtime.trainer import TrialInfo
 
     report.set_mode("train")
-    plan = loop_config["plan"]
+    plan, trial = loop_config["plan"], TrialInfo(**loop_config["trial"])
     pipeline.adopt_workdir(plan["source"]["workdir"])
     _limit_threads(plan["resources"]["cpus_per_worker"])
-    data = pipeline.fetch(loop_config["data_ref"][0])
-    run_trainer(plan, loop_config["config"], data, report.TrainReporter(),
-                TrialInfo(**loop_config["trial"]), distributed=True)
+    rank = dist.get_rank() if dist.is_initialized() else 0  # Train set the group up before
+    with output.rank_crash(trial.dir, rank):
+        data = pipeline.fetch(loop_config["data_ref"][0])
+        run_trainer(plan, loop_config["config"], data, report.TrainReporter(), trial, distributed=True)

@@ -2409,6 +2409,32 @@ def test_pipeline_steps_are_checked_against_their_module_source_never_imported(t
     assert not (tmp_path / "data.py.imported").exists()
 
 
+def test_a_step_written_as_a_function_is_refused_at_check_with_how_to_write_a_class(tmp_path) -> None:
+    """`getter = data:load` with `def load(): return train, val` passed `hpoc check`; the
+    run then stopped after the job had waited in the queue: hpoc builds a step by calling
+    its target and runs the `execute()` of what that returns (docs/trainer.md)."""
+    (tmp_path / "data.py").write_text(
+        "def load(root='d'):\n    return [1], [2]\n\n"
+        "def split(data, ratio=0.9):\n    return data\n\n"
+        "def fit(config):\n    return 1\n\n"
+        "class Getter:\n    def execute(self):\n        return [1], [2]\n\n"
+        "def make(root='d'):\n    return Getter()\n")
+    spec = 'study "t"\npipeline {{ {}\n  trainer = t:T }}\n'
+    cases = {"getter = data:load(root = \"x\")": ("getter", "load", 1),
+             "getter = data:Getter, splitter = data:split(ratio = 0.8)": ("splitter", "split", 4)}
+    for step, (role, name, line) in cases.items():
+        (d,) = [d for d in diagnostics(spec.format(step), str(tmp_path)) if d.severity == "error"]
+        assert d.code == "HP204", step
+        assert d.message.startswith(f"{role}: `{name}` (data.py:{line}) is a function, not a class"), d.message
+        assert "`execute(self" in d.help and "docs/trainer.md" in d.help, d.help
+    (d,) = [d for d in diagnostics('study "t"\npipeline { getter = data:Getter\n  trainer = data:fit }\n',
+                                   str(tmp_path)) if d.severity == "error"]
+    assert d.message.startswith("trainer: `fit` (data.py:7) is a function, not a class"), d.message
+    assert "hpoc.Trainer" in d.help
+    # a function that builds a step and returns it is how the runtime builds steps anyway
+    assert not [d for d in diagnostics(spec.format("getter = data:make"), str(tmp_path)) if d.severity == "error"]
+
+
 def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(tmp_path) -> None:
     """`def __init__(self, config)` on an hpoc.Trainer was passed by `hpoc check` (the itwinai
     compat trainer is built with a config), then every trial failed building it."""

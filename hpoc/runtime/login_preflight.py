@@ -208,13 +208,20 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60, sinfo: Sinfo | None 
     said = [line.strip() for line in (run.stderr + run.stdout).splitlines() if line.strip()]
     if run.returncode != 0 and refusal.unreachable("\n".join(said)):
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
+    from hpoc.site.partition import enforces_part_limits, never_fits
+
+    if run.returncode != 0 and refusal.no_node(run.stderr + run.stdout) and not enforces_part_limits(timeout) \
+            and (never := never_fits(plan, timeout, sinfo)):
+        # --test-only refuses what sbatch itself takes where limits are not enforced at submission
+        return [Finding(False, "slurm", "sbatch takes the job (the site does not enforce partition limits at "
+                        "submission: EnforcePartLimits=NO), but it would never start: " + "; ".join(
+                            f"{why}; {change}, or choose a partition that allows it (`{refusal.SINFO}`)"
+                            for why, change in never))]
     if run.returncode != 0:
         why = "; ".join(refusal.reasons(run.stderr + run.stdout)) or f"exit {run.returncode}"
         from hpoc.site.sbatch_env import what_to_check
 
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {what_to_check(why, plan)}")]
-    from hpoc.site.partition import never_fits
-
     if never := never_fits(plan, timeout, sinfo):  # sbatch --test-only takes a `time` above the limit
         return [Finding(False, "slurm", "sbatch takes the job, but it would never start: " + "; ".join(
             f"{why}; {change}, or choose a partition that allows it (`{refusal.SINFO}`)" for why, change in never))]

@@ -1281,6 +1281,35 @@ def test_gpus_no_trial_uses_are_a_warning() -> None:
                 if "use none" in w.message]
 
 
+def test_gpus_the_trials_at_once_leave_unused_are_a_warning() -> None:
+    """`gpus_per_node = 4` for trials of 1 GPU under `max_concurrent = 2`: two GPUs were held
+    (and charged) for the whole job without a word, while wholly unused ones were warned of."""
+    gpus = "resources { gpus_per_worker = 1 }\n"
+    [w] = warnings(BASE + "trials { num_samples = 8, max_concurrent = 2 }\n" + gpus
+                   + "slurm { gpus_per_node = 4, cpus_per_node = 8 }\n")
+    assert (w.code, where(w)) == ("HP804", (5, 9))
+    assert w.message == ("the job holds 4 GPUs (1 node × 4), but at most 2 trials of 1 GPU run at once "
+                         "(`max_concurrent`): 2 GPUs sit idle for the whole job")
+    assert w.help == "lower `slurm.gpus_per_node` to 2, or raise `max_concurrent` to 4"
+    # the CPUs hold one trial at once: the GPUs wait on them
+    [w] = warnings(BASE + "trials { num_samples = 8 }\n" + gpus + "slurm { gpus_per_node = 4 }\n")
+    assert w.message == ("the job holds 4 GPUs (1 node × 4), but at most 1 trial of 1 GPU runs at once "
+                         "(the job's CPUs: `cpus_per_node = 1`): 3 GPUs sit idle for the whole job")
+    assert w.help == "lower `slurm.gpus_per_node` to 1, or raise `slurm.cpus_per_node` to 4"
+    [w] = warnings(BASE + "trials { num_samples = 2 }\n" + gpus + "slurm { gpus_per_node = 4, cpus_per_node = 8 }\n")
+    assert "at most 2 trials of 1 GPU run at once (`num_samples`): 2 GPUs sit idle" in w.message
+    assert w.help == "lower `slurm.gpus_per_node` to 2, or raise `num_samples`"
+    # two trials a GPU, or as many trials as GPUs: every GPU in use
+    assert not warnings(BASE + "trials { num_samples = 8, max_concurrent = 8 }\nresources { gpus_per_worker = 0.5 }\n"
+                        "slurm { gpus_per_node = 4, cpus_per_node = 8 }\n")
+    assert not warnings(BASE + "trials { num_samples = 8, max_concurrent = 4 }\n" + gpus
+                        + "slurm { gpus_per_node = 4, cpus_per_node = 4 }\n")
+    # idle nodes are said as nodes, not again as their GPUs
+    [w] = warnings(BASE + "trials { num_samples = 8, max_concurrent = 1 }\n" + gpus
+                   + "slurm { nodes = 2, gpus_per_node = 1 }\n")
+    assert "1 node sits idle" in w.message
+
+
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
     from hpoc.runtime.session import DRIVER_CPU

@@ -149,30 +149,76 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
             )  # fmt: skip
         else:
             _concurrency(ch, out, s, by_cpu, by_gpu, driver)
-            _idle_nodes(ch, out, s, min(math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9),
-                                        per_node * nodes // workers))
+            cpu_held = min(by_cpu * nodes // workers, math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9))
+            if not _idle_nodes(ch, out, s, min(math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9),
+                                               per_node * nodes // workers)):
+                _idle_gpus(ch, out, s, cpu_held, by_gpu * nodes // workers, driver)
 
 
-def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) -> None:
-    """Nodes no trial can ever reach: fewer trials at once (`max_concurrent`, or the trials
-    there are) than the job has nodes for. Each worker takes one node at most, so the rest
-    are held, and charged, for the whole job."""
-    if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
-        return
+def _at_once(out: dict[str, Any], s: dict[str, Any]) -> tuple[int, str, str]:
+    """(the trials a job may run at once by `max_concurrent` and the trials there are, the
+    setting that bounds them, that bound as said)."""
     shards = (s.get("array") or {}).get("shards") or 1
     # A shard's: each runs on nodes of its own; Optuna's shards share the budget, a fast one takes more
     trials = total_trials(out) if out["search"]["algorithm"] == "optuna" else math.ceil(total_trials(out) / shards)
-    cap, workers, nodes = out["trials"]["max_concurrent"], out["resources"]["workers"], s["nodes"]
-    at_once = min(trials, cap or trials)
+    cap = out["trials"]["max_concurrent"]
+    limit = "max_concurrent" if cap is not None and cap < trials else "num_samples"
+    return min(trials, cap or trials), limit, \
+        f"`{limit}`" + (f" over {shards} shards" if limit == "num_samples" and shards > 1 else "")
+
+
+def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) -> bool:
+    """Nodes no trial can ever reach: fewer trials at once (`max_concurrent`, or the trials
+    there are) than the job has nodes for. Each worker takes one node at most, so the rest
+    are held, and charged, for the whole job. Whether it warned."""
+    if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
+        return False
+    workers, nodes = out["resources"]["workers"], s["nodes"]
+    at_once, limit, why = _at_once(out, s)
     busy = at_once * workers
     if busy >= nodes or at_once >= held:  # every node in use, or the nodes' room is the limit
-        return
-    limit = "max_concurrent" if cap is not None and cap < trials else "num_samples"
-    why = f"`{limit}`" + (f" over {shards} shards" if limit == "num_samples" and shards > 1 else "")
+        return False
     ch.warn(WARN_RESOURCES, f"the job holds {nodes} nodes, but at most {at_once} trial{'s' * (at_once > 1)} of "
                             f"{workers} worker{'s' * (workers > 1)} run{'s' * (at_once == 1)} at once ({why}): "
                             f"{nodes - busy} node{'s sit' if nodes - busy > 1 else ' sits'} idle for the whole job",
             ch.spans.get("slurm.nodes"), help=f"lower `slurm.nodes` to {busy}, or raise `{limit}`")  # fmt: skip
+    return True
+
+
+def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: int, gpu_held: int,
+               driver: float) -> None:
+    """GPUs of `slurm.gpus_per_node` that the trials at once leave unused (`gpus_per_node = 4`
+    for trials of 1 GPU under `max_concurrent = 2`), held and charged for the whole job, as
+    wholly unused ones are. `cpu_held`, `gpu_held`: the trials the job's CPUs, GPUs hold."""
+    r = out["resources"]
+    workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
+    nodes, gpn, cpn = s["nodes"], s["gpus_per_node"], s["cpus_per_node"]
+    if not gpw or "slurm.gpus_per_node" not in ch.spans or grid_bound(out["space"]) > T.MAX_GRID_POINTS \
+            or "trials.num_samples" in ch.invalid:
+        return  # hpoc's own gpus_per_node fits the trial
+    wanted, limit, why = _at_once(out, s)
+    if limit == "num_samples" and "trials.num_samples" not in ch.spans and cpu_held >= wanted:
+        return  # the default single trial: a first try, not the study's size
+    at_once = min(wanted, cpu_held)
+    if at_once >= gpu_held:
+        return  # the GPUs are the limit: what is left is less than a trial's
+    idle = nodes * gpn - math.ceil(at_once * workers * gpw - 1e-9)
+    if idle < 1:
+        return
+    fit = math.ceil(math.ceil(at_once * workers / nodes) * gpw - 1e-9)  # GPUs a node needs
+    if cpu_held < wanted:  # the CPUs hold fewer trials than the GPUs
+        why = f"the job's CPUs: `cpus_per_node = {fmt_number(cpn)}`"
+        more = min(wanted, gpu_held)
+        need = math.ceil(max(math.ceil(more * workers / nodes) * cpw, more * (workers * cpw + driver) / nodes) - 1e-9)
+        instead = f"raise `slurm.cpus_per_node` to {need}"
+    else:
+        instead = f"raise `{limit}`" + (f" to {gpu_held}" if limit == "max_concurrent" else "")
+    each = fmt_number(workers * gpw)
+    ch.warn(WARN_RESOURCES, f"the job holds {nodes * gpn} GPUs ({nodes} node{'s' * (nodes > 1)} × {gpn}), but at most "
+                            f"{at_once} trial{'s' * (at_once > 1)} of {each} GPU{'s' * (each != '1')} "
+                            f"run{'s' * (at_once == 1)} at once ({why}): {idle} GPU{'s sit' if idle > 1 else ' sits'} "
+                            "idle for the whole job", ch.spans.get("slurm.gpus_per_node"),
+            help=f"lower `slurm.gpus_per_node` to {fit}, or {instead}")  # fmt: skip
 
 
 def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:

@@ -1822,6 +1822,25 @@ def test_an_sbatch_directive_in_setup_is_an_error() -> None:
     plan_of(BASE + 'slurm { setup = ["# load the site\'s Python", "module load X"] }\n')  # a comment is fine
 
 
+def test_conda_activate_in_setup_without_conda_s_shell_functions_is_a_warning() -> None:
+    """`setup = ["conda activate hpo"]`: the job's bash is not interactive, has no `conda`
+    shell function, and the job ended on the node with "CondaError: Run 'conda init' before
+    'conda activate'" after waiting in the queue."""
+    (w,) = warnings(BASE + 'slurm { setup = ["module load Anaconda3", "conda activate hpo"] }\n')
+    assert (w.code, where(w)) == ("HP824", (3, 43))  # at the line
+    assert w.message == ("`setup` line \"conda activate hpo\" needs conda's shell functions, which a batch job's "
+                         "non-interactive bash lacks: it fails with \"CondaError: Run 'conda init' before 'conda "
+                         "activate'\"")
+    assert w.help == ('set them up first: `setup = ["eval \\"$(conda shell.bash hook)\\"", "conda activate hpo"]`, '
+                      'or set `python` to the environment\'s interpreter ("<env>/bin/python")')
+    (w,) = warnings(BASE + 'slurm { setup = ["micromamba activate hpo"] }\n')
+    assert "micromamba shell hook" in w.help
+    for first in ('eval \\"$(conda shell.bash hook)\\"', "source ~/miniconda3/etc/profile.d/conda.sh",
+                  ". /opt/conda/etc/profile.d/conda.sh", "source ~/.bashrc"):
+        assert warnings(BASE + f'slurm {{ setup = ["{first}", "conda activate hpo"] }}\n') == [], first
+    assert warnings(BASE + 'slurm { setup = ["source activate hpo"] }\n') == []  # conda's older script
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}

@@ -11,7 +11,7 @@ from typing import Any
 
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
-                                  WARN_NODE_LOCAL, WARN_TIME, WARN_WALLTIME, Checker)
+                                  WARN_NODE_LOCAL, WARN_SETUP, WARN_TIME, WARN_WALLTIME, Checker)
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
@@ -384,11 +384,30 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
                      help=f"quote the value, as on a command line: \"{given}='...'\"")  # fmt: skip
 
 
+# `conda activate` is a shell function that `conda init` defines in ~/.bashrc, which a batch
+# job's bash never reads; these lines define it (or activate without it).
+_CONDA_ACTIVATE = re.compile(r"\b(conda|mamba|micromamba)\s+activate\b")
+_CONDA_HOOK = re.compile(r"shell\.bash\s+hook|shell\s+hook|(conda|mamba)\.sh\b|\.bashrc\b|\bbash\s+-i\b")
+_HOOKS = {"conda": 'eval \\"$(conda shell.bash hook)\\"', "mamba": 'eval \\"$(mamba shell hook --shell bash)\\"',
+          "micromamba": 'eval \\"$(micromamba shell hook --shell bash)\\"'}
+
+
 def _setup(ch: Checker, s: dict[str, Any], block: Any) -> None:
     """`#SBATCH` lines pasted into `setup` from a job script's header: sbatch reads none past the
-    script's first command, so they would be comments there."""
+    script's first command, so they would be comments there. A `conda activate` before
+    anything defines conda's shell functions fails in the job, after the queue."""
     spans = item_spans(block, "setup") or [ch.spans.get("slurm.setup")] * len(s["setup"])
+    hooked = False
     for line, span in zip(s["setup"], spans):
+        activate = _CONDA_ACTIVATE.search(line)
+        if activate and not hooked and not _CONDA_HOOK.search(line[:activate.start()]):
+            tool = activate[1]
+            ch.warn(WARN_SETUP, f'`setup` line "{line.strip()}" needs {tool}\'s shell functions, which a batch '
+                                f"job's non-interactive bash lacks: it fails with \"CondaError: Run '{tool} init' "
+                                f"before '{tool} activate'\"", span,
+                    help=f'set them up first: `setup = ["{_HOOKS[tool]}", "{line.strip()}"]`, or set `python` '
+                         'to the environment\'s interpreter ("<env>/bin/python")')  # fmt: skip
+        hooked = hooked or bool(_CONDA_HOOK.search(line))
         if re.match(r"\s*#SBATCH\b", line):
             option = line.strip()[len("#SBATCH"):].strip()
             ch.error(SLURM, f'`setup` line "{line.strip()}" is an #SBATCH directive: sbatch reads them only before '

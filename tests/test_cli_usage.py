@@ -104,3 +104,19 @@ def test_a_current_directory_removed_under_the_shell_is_said(tmp_path, monkeypat
     gone.rmdir()
     assert main(["check", "study.hpo"]) == 2
     assert capsys.readouterr().err.startswith("hpoc: error: the current directory no longer exists")
+
+
+def test_the_closing_line_of_a_failed_command_says_what_failed(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every spec error ended "could not compile the study": under `hpoc fmt`, which compiles
+    nothing, and after a file that could not even be read."""
+    bad = tmp_path / "bad.hpo"
+    bad.write_text('study "x"\npipeline { trainer = a:B\n')
+    for argv, closing in ((["fmt", str(bad)], "error: could not format the study (1 error)"),
+                          (["check", str(bad)], "error: the study is not valid (1 error)"),
+                          (["compile", str(bad), "-o", str(tmp_path / "b")],
+                           "error: could not compile the study (1 error)"),
+                          (["check", str(tmp_path / "none.hpo")], "error: could not read the study (1 error)"),
+                          (["fmt", str(tmp_path)], "error: could not read the study (1 error)")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.rstrip().endswith(closing), (argv, err)

@@ -83,15 +83,23 @@ def _meant(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     return ""
 
 
+class _Version(argparse.Action):
+    """`--version`, asked of git only when given (not at every command's parse)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from hpoc.version import describe
+
+        print(describe())
+        parser.exit()
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only`, one command's sub-parser (what it parses is
     the same: argparse reads nothing but the sub-parser of the command given)."""
-    from hpoc import __version__
-
     parser = _Parser(
         prog="hpoc", description="Hyperparameter-optimisation studies on HPC clusters."
     )
-    parser.add_argument("--version", action="version", version=f"hpoc {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show hpoc's version (and commit) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     parser.commands = {}  # type: ignore[attr-defined]  # name -> its parser, for its usage in errors

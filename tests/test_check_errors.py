@@ -1826,11 +1826,13 @@ def test_conda_activate_in_setup_without_conda_s_shell_functions_is_a_warning() 
     """`setup = ["conda activate hpo"]`: the job's bash is not interactive, has no `conda`
     shell function, and the job ended on the node with "CondaError: Run 'conda init' before
     'conda activate'" after waiting in the queue."""
-    (w,) = warnings(BASE + 'slurm { setup = ["module load Anaconda3", "conda activate hpo"] }\n')
-    assert (w.code, where(w)) == ("HP824", (3, 43))  # at the line
+    (w,) = warnings(BASE + 'slurm { setup = ["cd $HOME", "conda activate hpo"] }\n')
+    assert (w.code, where(w)) == ("HP824", (3, 30))  # at the line
     assert w.message == ("`setup` line \"conda activate hpo\" needs conda's shell functions, which a batch job's "
                          "non-interactive bash lacks: it fails with \"CondaError: Run 'conda init' before 'conda "
                          "activate'\"")
+    (w,) = warnings(BASE + 'slurm { setup = ["module load Anaconda3", "conda activate hpo"] }\n')
+    assert "lacks (unless a module loaded before it defines them, as some sites' conda modules do): " in w.message
     assert w.help == ('set them up first: `setup = ["eval \\"$(conda shell.bash hook)\\"", "conda activate hpo"]`, '
                       'or set `python` to the environment\'s interpreter ("<env>/bin/python")')
     (w,) = warnings(BASE + 'slurm { setup = ["micromamba activate hpo"] }\n')

@@ -397,17 +397,20 @@ def _setup(ch: Checker, s: dict[str, Any], block: Any) -> None:
     script's first command, so they would be comments there. A `conda activate` before
     anything defines conda's shell functions fails in the job, after the queue."""
     spans = item_spans(block, "setup") or [ch.spans.get("slurm.setup")] * len(s["setup"])
-    hooked = False
+    hooked = loaded = False
     for line, span in zip(s["setup"], spans):
         activate = _CONDA_ACTIVATE.search(line)
         if activate and not hooked and not _CONDA_HOOK.search(line[:activate.start()]):
             tool = activate[1]
+            unless = " (unless a module loaded before it defines them, as some sites' conda modules do)" \
+                if loaded else ""
             ch.warn(WARN_SETUP, f'`setup` line "{line.strip()}" needs {tool}\'s shell functions, which a batch '
-                                f"job's non-interactive bash lacks: it fails with \"CondaError: Run '{tool} init' "
-                                f"before '{tool} activate'\"", span,
+                                f"job's non-interactive bash lacks{unless}: it fails with \"CondaError: Run "
+                                f"'{tool} init' before '{tool} activate'\"", span,
                     help=f'set them up first: `setup = ["{_HOOKS[tool]}", "{line.strip()}"]`, or set `python` '
                          'to the environment\'s interpreter ("<env>/bin/python")')  # fmt: skip
         hooked = hooked or bool(_CONDA_HOOK.search(line))
+        loaded = loaded or bool(re.match(r"\s*(module\s+(load|add)|ml)\s", line))
         if re.match(r"\s*#SBATCH\b", line):
             option = line.strip()[len("#SBATCH"):].strip()
             ch.error(SLURM, f'`setup` line "{line.strip()}" is an #SBATCH directive: sbatch reads them only before '

@@ -2157,7 +2157,7 @@ def test_a_study_module_named_like_a_standard_module_is_an_error(tmp_path) -> No
     """`random.py` beside the study replaces Python's `random` for torch and Ray: refused, located."""
     spec = 'study "t"\npipeline {\n  getter  = random:Getter\n  trainer = trainer:T\n}\n'
     assert diagnostics(spec, str(tmp_path)) == []  # no such file beside it: the real module
-    (tmp_path / "random.py").write_text("class Getter: pass\n")
+    (tmp_path / "random.py").write_text("class Getter:\n    def execute(self):\n        return [1], [2]\n")
     (d,) = diagnostics(spec, str(tmp_path))
     assert (d.code, where(d), d.message) == (
         "HP204", (3, 13), "the study's module `random` has the name of Python's `random` module")
@@ -2446,7 +2446,8 @@ def test_pipeline_steps_are_checked_against_their_module_source_never_imported(t
     """docs/language.md's pipeline section: what `hpoc check` finds in a step's source."""
     (tmp_path / "data.py").write_text(
         "open(__file__ + '.imported', 'w').close()\n\n"
-        "class Getter:\n    def __init__(self, mode: str, ratio: float = 0.9):\n        pass\n")
+        "class Getter:\n    def __init__(self, mode: str, ratio: float = 0.9):\n        pass\n\n"
+        "    def execute(self):\n        return [1], [2]\n")
     spec = 'study "t"\npipeline {{ getter = {}\n  trainer = t:T }}\n'
     cases = {"data:Getr(mode = train)": "getter: `data` (data.py) defines no `Getr`",
              "data:Getter(mode = train, seed = 1)": "getter: `Getter` (data.py) takes no argument `seed`",
@@ -2483,6 +2484,25 @@ def test_a_step_written_as_a_function_is_refused_at_check_with_how_to_write_a_cl
     assert "hpoc.Trainer" in d.help
     # a function that builds a step and returns it is how the runtime builds steps anyway
     assert not [d for d in diagnostics(spec.format("getter = data:make"), str(tmp_path)) if d.severity == "error"]
+
+
+def test_a_step_class_without_execute_is_refused_at_check(tmp_path) -> None:
+    """A getter class whose method is `load()`, not `execute()`, passed `hpoc check`; the run
+    stopped on it ("has neither `execute()` nor `__call__`") after the queue."""
+    (tmp_path / "data.py").write_text(
+        "class Getter:\n    def __init__(self, root='d'):\n        self.root = root\n\n"
+        "    def load(self):\n        return [1], [2]\n\n"
+        "class Base:\n    def execute(self):\n        return [1], [2]\n\n"
+        "class Sub(Base):\n    pass\n\n"
+        "class Called:\n    def __call__(self, data):\n        return data\n\n"
+        "import somewhere\n\nclass Elsewhere(somewhere.Step):\n    pass\n")
+    spec = 'study "t"\npipeline {{ {}\n  trainer = t:T }}\n'
+    (d,) = [d for d in diagnostics(spec.format("getter = data:Getter"), str(tmp_path)) if d.severity == "error"]
+    assert (d.code, d.message) == ("HP204", "getter: `Getter` (data.py:1) has no `execute()`: hpoc builds the "
+                                            "step, then runs its `execute()`"), d.message
+    assert d.help == "rename `load` (data.py:5) to `execute`", d.help
+    for fine in ("getter = data:Sub", "getter = data:Sub, splitter = data:Called", "getter = data:Elsewhere"):
+        assert not [d for d in diagnostics(spec.format(fine), str(tmp_path)) if d.severity == "error"], fine
 
 
 def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(tmp_path) -> None:

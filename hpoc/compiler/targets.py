@@ -110,6 +110,47 @@ def function_step(target: str, role: str, workdir: str | None) -> Problem | None
                    + ("" if role == "trainer" else ", then runs the `execute()` of what it returns"), fix)
 
 
+def without_execute(target: str, workdir: str | None) -> Problem | None:
+    """A getter or splitter class with neither `execute()` nor `__call__`, when its classes,
+    up to `object`, are all in its module as written: the run stops on it."""
+    module, _, qual = target.partition(":")
+    path = find_module(workdir, module) if workdir and module and qual and "." not in qual else None
+    tree = parse_module(path) if path else None
+    names = bindings(tree) if isinstance(tree, ast.Module) else None
+    cls = (names or {}).get(qual)
+    if not isinstance(cls, ast.ClassDef):
+        return None
+    return _without_execute(cls, names or {}, os.path.relpath(path, workdir))  # type: ignore[arg-type]
+
+
+def _without_execute(cls: ast.ClassDef, names: dict[str, ast.AST], shown: str) -> Problem | None:
+    methods: dict[str, ast.AST] = {}
+    node: ast.AST | None = cls
+    for _ in range(8):
+        if not isinstance(node, ast.ClassDef) or node.decorator_list or node.keywords or len(node.bases) > 1 \
+                or any(isinstance(item, (ast.If, ast.Try, ast.With, ast.For, ast.While)) for item in node.body):
+            return None  # a metaclass, a decorator, conditional methods: cannot tell
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                methods.setdefault(item.name, item)
+            elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                for t in item.targets if isinstance(item, ast.Assign) else [item.target]:
+                    if isinstance(t, ast.Name):
+                        methods.setdefault(t.id, item)
+        if not node.bases or (isinstance(node.bases[0], ast.Name) and node.bases[0].id == "object"):
+            break
+        node = names.get(node.bases[0].id) if isinstance(node.bases[0], ast.Name) else None
+    else:
+        return None
+    if "execute" in methods or "__call__" in methods or "__getattr__" in methods:
+        return None
+    public = [m for m in methods if not m.startswith("_")]
+    fix = (f"rename `{public[0]}` ({shown}:{getattr(methods[public[0]], 'lineno', 0)}) to `execute`" if len(public) == 1
+           else f"give `{cls.name}` an `execute(self)` that returns the data (docs/trainer.md)")
+    return Problem(f"`{cls.name}` ({shown}:{cls.lineno}) has no `execute()`: hpoc builds the step, then runs "
+                   "its `execute()`", fix)
+
+
 def _builds_a_step(fn: ast.FunctionDef, names: dict[str, ast.AST], depth: int = 0) -> bool:
     """Whether `fn` may return a step: a call of a class (of this module, or a capitalised
     name from elsewhere), or of a module function that may."""

@@ -149,10 +149,9 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
             )  # fmt: skip
         else:
             _concurrency(ch, out, s, by_cpu, by_gpu, driver)
-            cpu_held = min(by_cpu * nodes // workers, math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9))
-            if not _idle_nodes(ch, out, s, min(math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9),
-                                               per_node * nodes // workers)):
-                _idle_gpus(ch, out, s, cpu_held, by_gpu * nodes // workers, driver)
+            by_cpus = math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9)  # trials, all their CPUs
+            if not _idle_nodes(ch, out, s, min(by_cpus, per_node * nodes // workers)):
+                _idle_gpus(ch, out, s, min(by_cpu * nodes // workers, by_cpus), by_gpu * nodes // workers, driver)
 
 
 def _at_once(out: dict[str, Any], s: dict[str, Any]) -> tuple[int, str, str]:

@@ -287,9 +287,17 @@ def test_cpus_per_node_above_every_node_says_the_job_pends_where_sbatch_takes_it
         "but it would never start: `slurm.cpus_per_node = 8` is more than any node of partition `debug` "
         "(2 CPUs) has"), found.message
     assert "PartitionConfig" in found.message and "lower `cpus_per_node` to 2 or fewer in study.hpo" in found.message
-    (tmp_path / "scontrol").write_text('#!/bin/sh\necho "EnforcePartLimits       = ALL"\n')
-    (found,) = check_sbatch(plan(slurm=slurm))  # this site refuses it at submission: as sbatch said
-    assert not found.ok and found.message.startswith("sbatch would refuse the job: "), found.message
+    (tmp_path / "sinfo").write_text("#!/bin/sh\nexit 1\n")  # the partitions unsaid: sbatch's words
+    (found,) = check_sbatch(plan(slurm=slurm))
+    assert found.message.startswith("sbatch takes the job (the site does not enforce partition limits at "
+                                    "submission: EnforcePartLimits=NO), but no node fits it (Batch job submission "
+                                    "failed: Requested node configuration is not available): it would never "
+                                    "start; check `slurm.nodes = 1`, `slurm.cpus_per_node = 8`"), found.message
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "debug*|infinite|3|1-infinite|2\\n"\n')
+    for said in ('echo "EnforcePartLimits       = ALL"', "exit 1"):  # refused at submission, or cannot tell
+        (tmp_path / "scontrol").write_text(f"#!/bin/sh\n{said}\n")
+        (found,) = check_sbatch(plan(slurm=slurm))  # as sbatch said
+        assert not found.ok and found.message.startswith("sbatch would refuse the job: "), found.message
 
 
 def test_a_refusal_names_the_sbatch_variable_that_sbatch_read_instead_of_the_spec(tmp_path, monkeypatch):

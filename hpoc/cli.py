@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "help":  # `hpoc help [COMMAND]`, as git and pip take it
         argv = [*argv[1:2], "--help"]
+    if argv[:1] in (["version"], ["-V"]):  # as other tools spell it, asked for a bug report
+        argv = ["--version"]
     if (unknown := _unknown_command(argv)) is not None:
         print(unknown, file=sys.stderr)
         return EXIT_SPEC  # a usage error, as argparse's

@@ -134,6 +134,10 @@ def test_version_names_the_commit_of_a_checkout(tmp_path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out == describe() + "\n"
+    for other in ("version", "-V"):  # as other tools spell it
+        with pytest.raises(SystemExit):
+            main([other])
+        assert capsys.readouterr().out == describe() + "\n", other
     (tmp_path / "hpoc").mkdir()
     assert describe(tmp_path).startswith(f"hpoc {__version__} (Python ")  # not a checkout: no commit
     if shutil.which("git") is None:

@@ -83,15 +83,23 @@ def _meant(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     return ""
 
 
+class _Version(argparse.Action):
+    """`--version`, asked of git only when given (not at every command's parse)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from hpoc.version import describe
+
+        print(describe())
+        parser.exit()
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; with `only`, one command's sub-parser (what it parses is
     the same: argparse reads nothing but the sub-parser of the command given)."""
-    from hpoc import __version__
-
     parser = _Parser(
         prog="hpoc", description="Hyperparameter-optimisation studies on HPC clusters."
     )
-    parser.add_argument("--version", action="version", version=f"hpoc {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show hpoc's version (and commit) and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     parser.commands = {}  # type: ignore[attr-defined]  # name -> its parser, for its usage in errors
@@ -160,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "help":  # `hpoc help [COMMAND]`, as git and pip take it
         argv = [*argv[1:2], "--help"]
+    if argv[:1] in (["version"], ["-V"]):  # as other tools spell it, asked for a bug report
+        argv = ["--version"]
     if (unknown := _unknown_command(argv)) is not None:
         print(unknown, file=sys.stderr)
         return EXIT_SPEC  # a usage error, as argparse's

@@ -137,8 +137,8 @@ class SpecError(HpocError):
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "warning"]
 
-    def render(self) -> str:
-        return render_all(self.diagnostics)
+    def render(self, failed: str = "could not compile the study") -> str:
+        return render_all(self.diagnostics, failed)
 
     def __str__(self) -> str:
         return self.render()
@@ -152,7 +152,13 @@ class SpecCheckError(SpecError):
     """The file parses but means something invalid (unknown key, bad bound, …)."""
 
 
-def render_all(diagnostics: Iterable[Diagnostic]) -> str:
+# A file that could not be read at all (missing, a directory, not UTF-8, too large)
+_UNREAD = ("HP001", "HP002", "HP003")
+
+
+def render_all(diagnostics: Iterable[Diagnostic], failed: str = "could not compile the study") -> str:
+    """The diagnostics, then, with errors among them, a closing line: `failed` (what the
+    command could not do) with the counts."""
     diagnostics = list(diagnostics)
     parts = [d.render() for d in diagnostics]
     n_err = sum(d.severity == "error" for d in diagnostics)
@@ -161,7 +167,9 @@ def render_all(diagnostics: Iterable[Diagnostic]) -> str:
         summary = f"{n_err} error{'s' if n_err != 1 else ''}"
         if n_warn:
             summary += f", {n_warn} warning{'s' if n_warn != 1 else ''}"
-        parts.append(f"error: could not compile the study ({summary})")
+        if all(d.code in _UNREAD for d in diagnostics if d.severity == "error"):
+            failed = "could not read the study"
+        parts.append(f"error: {failed} ({summary})")
     return "\n\n".join(parts)
 
 
@@ -229,8 +237,9 @@ def _cwd_gone() -> bool:
     return False
 
 
-def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
+def run_reporting(fn: Callable[[], int], prog: str = "hpoc", failed: str = "could not compile the study") -> int:
     """Run a command body; turn errors into messages and exit codes (never a traceback).
+    `failed`: what a spec error kept the command from doing, its closing line.
 
     0 ok, 2 spec/user-input error, 1 internal error (traceback only with HPOC_DEBUG=1).
     """
@@ -240,7 +249,7 @@ def run_reporting(fn: Callable[[], int], prog: str = "hpoc") -> int:
     try:
         return fn()
     except SpecError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.render(failed), file=sys.stderr)
         return 2
     except HpocError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -1281,6 +1281,35 @@ def test_gpus_no_trial_uses_are_a_warning() -> None:
                 if "use none" in w.message]
 
 
+def test_gpus_the_trials_at_once_leave_unused_are_a_warning() -> None:
+    """`gpus_per_node = 4` for trials of 1 GPU under `max_concurrent = 2`: two GPUs were held
+    (and charged) for the whole job without a word, while wholly unused ones were warned of."""
+    gpus = "resources { gpus_per_worker = 1 }\n"
+    [w] = warnings(BASE + "trials { num_samples = 8, max_concurrent = 2 }\n" + gpus
+                   + "slurm { gpus_per_node = 4, cpus_per_node = 8 }\n")
+    assert (w.code, where(w)) == ("HP804", (5, 9))
+    assert w.message == ("the job holds 4 GPUs (1 node × 4), but at most 2 trials of 1 GPU run at once "
+                         "(`max_concurrent`): 2 GPUs sit idle for the whole job")
+    assert w.help == "lower `slurm.gpus_per_node` to 2, or raise `max_concurrent` to 4"
+    # the CPUs hold one trial at once: the GPUs wait on them
+    [w] = warnings(BASE + "trials { num_samples = 8 }\n" + gpus + "slurm { gpus_per_node = 4 }\n")
+    assert w.message == ("the job holds 4 GPUs (1 node × 4), but at most 1 trial of 1 GPU runs at once "
+                         "(the job's CPUs: `cpus_per_node = 1`): 3 GPUs sit idle for the whole job")
+    assert w.help == "lower `slurm.gpus_per_node` to 1, or raise `slurm.cpus_per_node` to 4"
+    [w] = warnings(BASE + "trials { num_samples = 2 }\n" + gpus + "slurm { gpus_per_node = 4, cpus_per_node = 8 }\n")
+    assert "at most 2 trials of 1 GPU run at once (`num_samples`): 2 GPUs sit idle" in w.message
+    assert w.help == "lower `slurm.gpus_per_node` to 2, or raise `num_samples`"
+    # two trials a GPU, or as many trials as GPUs: every GPU in use
+    assert not warnings(BASE + "trials { num_samples = 8, max_concurrent = 8 }\nresources { gpus_per_worker = 0.5 }\n"
+                        "slurm { gpus_per_node = 4, cpus_per_node = 8 }\n")
+    assert not warnings(BASE + "trials { num_samples = 8, max_concurrent = 4 }\n" + gpus
+                        + "slurm { gpus_per_node = 4, cpus_per_node = 4 }\n")
+    # idle nodes are said as nodes, not again as their GPUs
+    [w] = warnings(BASE + "trials { num_samples = 8, max_concurrent = 1 }\n" + gpus
+                   + "slurm { nodes = 2, gpus_per_node = 1 }\n")
+    assert "1 node sits idle" in w.message
+
+
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
     from hpoc.runtime.session import DRIVER_CPU
@@ -1793,6 +1822,27 @@ def test_an_sbatch_directive_in_setup_is_an_error() -> None:
     plan_of(BASE + 'slurm { setup = ["# load the site\'s Python", "module load X"] }\n')  # a comment is fine
 
 
+def test_conda_activate_in_setup_without_conda_s_shell_functions_is_a_warning() -> None:
+    """`setup = ["conda activate hpo"]`: the job's bash is not interactive, has no `conda`
+    shell function, and the job ended on the node with "CondaError: Run 'conda init' before
+    'conda activate'" after waiting in the queue."""
+    (w,) = warnings(BASE + 'slurm { setup = ["cd $HOME", "conda activate hpo"] }\n')
+    assert (w.code, where(w)) == ("HP824", (3, 30))  # at the line
+    assert w.message == ("`setup` line \"conda activate hpo\" needs conda's shell functions, which a batch job's "
+                         "non-interactive bash lacks: it fails with \"CondaError: Run 'conda init' before 'conda "
+                         "activate'\"")
+    (w,) = warnings(BASE + 'slurm { setup = ["module load Anaconda3", "conda activate hpo"] }\n')
+    assert "lacks (unless a module loaded before it defines them, as some sites' conda modules do): " in w.message
+    assert w.help == ('set them up first: `setup = ["eval \\"$(conda shell.bash hook)\\"", "conda activate hpo"]`, '
+                      'or set `python` to the environment\'s interpreter ("<env>/bin/python")')
+    (w,) = warnings(BASE + 'slurm { setup = ["micromamba activate hpo"] }\n')
+    assert "micromamba shell hook" in w.help
+    for first in ('eval \\"$(conda shell.bash hook)\\"', "source ~/miniconda3/etc/profile.d/conda.sh",
+                  ". /opt/conda/etc/profile.d/conda.sh", "source ~/.bashrc"):
+        assert warnings(BASE + f'slurm {{ setup = ["{first}", "conda activate hpo"] }}\n') == [], first
+    assert warnings(BASE + 'slurm { setup = ["source activate hpo"] }\n') == []  # conda's older script
+
+
 def test_env_values_are_exported_as_written() -> None:
     plan = plan_of(BASE + "slurm { env = { A = true, B = false, C = 1.50, D = 1e3, E = -4, F = \"x\" } }\n")
     assert plan["slurm"]["env"] == {"A": "true", "B": "false", "C": "1.50", "D": "1e3", "E": "-4", "F": "x"}
@@ -2107,7 +2157,7 @@ def test_a_study_module_named_like_a_standard_module_is_an_error(tmp_path) -> No
     """`random.py` beside the study replaces Python's `random` for torch and Ray: refused, located."""
     spec = 'study "t"\npipeline {\n  getter  = random:Getter\n  trainer = trainer:T\n}\n'
     assert diagnostics(spec, str(tmp_path)) == []  # no such file beside it: the real module
-    (tmp_path / "random.py").write_text("class Getter: pass\n")
+    (tmp_path / "random.py").write_text("class Getter:\n    def execute(self):\n        return [1], [2]\n")
     (d,) = diagnostics(spec, str(tmp_path))
     assert (d.code, where(d), d.message) == (
         "HP204", (3, 13), "the study's module `random` has the name of Python's `random` module")
@@ -2396,7 +2446,8 @@ def test_pipeline_steps_are_checked_against_their_module_source_never_imported(t
     """docs/language.md's pipeline section: what `hpoc check` finds in a step's source."""
     (tmp_path / "data.py").write_text(
         "open(__file__ + '.imported', 'w').close()\n\n"
-        "class Getter:\n    def __init__(self, mode: str, ratio: float = 0.9):\n        pass\n")
+        "class Getter:\n    def __init__(self, mode: str, ratio: float = 0.9):\n        pass\n\n"
+        "    def execute(self):\n        return [1], [2]\n")
     spec = 'study "t"\npipeline {{ getter = {}\n  trainer = t:T }}\n'
     cases = {"data:Getr(mode = train)": "getter: `data` (data.py) defines no `Getr`",
              "data:Getter(mode = train, seed = 1)": "getter: `Getter` (data.py) takes no argument `seed`",
@@ -2407,6 +2458,51 @@ def test_pipeline_steps_are_checked_against_their_module_source_never_imported(t
         assert (d.code, d.message) == ("HP204", message), step
     assert plan_of(spec.format("data:Getter(mode = train)"), str(tmp_path))["pipeline"]["getter"]["args"] == {"mode": "train"}
     assert not (tmp_path / "data.py.imported").exists()
+
+
+def test_a_step_written_as_a_function_is_refused_at_check_with_how_to_write_a_class(tmp_path) -> None:
+    """`getter = data:load` with `def load(): return train, val` passed `hpoc check`; the
+    run then stopped after the job had waited in the queue: hpoc builds a step by calling
+    its target and runs the `execute()` of what that returns (docs/trainer.md)."""
+    (tmp_path / "data.py").write_text(
+        "def load(root='d'):\n    return [1], [2]\n\n"
+        "def split(data, ratio=0.9):\n    return data\n\n"
+        "def fit(config):\n    return 1\n\n"
+        "class Getter:\n    def execute(self):\n        return [1], [2]\n\n"
+        "def make(root='d'):\n    return Getter()\n")
+    spec = 'study "t"\npipeline {{ {}\n  trainer = t:T }}\n'
+    cases = {"getter = data:load(root = \"x\")": ("getter", "load", 1),
+             "getter = data:Getter, splitter = data:split(ratio = 0.8)": ("splitter", "split", 4)}
+    for step, (role, name, line) in cases.items():
+        (d,) = [d for d in diagnostics(spec.format(step), str(tmp_path)) if d.severity == "error"]
+        assert d.code == "HP204", step
+        assert d.message.startswith(f"{role}: `{name}` (data.py:{line}) is a function, not a class"), d.message
+        assert "`execute(self" in d.help and "docs/trainer.md" in d.help, d.help
+    (d,) = [d for d in diagnostics('study "t"\npipeline { getter = data:Getter\n  trainer = data:fit }\n',
+                                   str(tmp_path)) if d.severity == "error"]
+    assert d.message.startswith("trainer: `fit` (data.py:7) is a function, not a class"), d.message
+    assert "hpoc.Trainer" in d.help
+    # a function that builds a step and returns it is how the runtime builds steps anyway
+    assert not [d for d in diagnostics(spec.format("getter = data:make"), str(tmp_path)) if d.severity == "error"]
+
+
+def test_a_step_class_without_execute_is_refused_at_check(tmp_path) -> None:
+    """A getter class whose method is `load()`, not `execute()`, passed `hpoc check`; the run
+    stopped on it ("has neither `execute()` nor `__call__`") after the queue."""
+    (tmp_path / "data.py").write_text(
+        "class Getter:\n    def __init__(self, root='d'):\n        self.root = root\n\n"
+        "    def load(self):\n        return [1], [2]\n\n"
+        "class Base:\n    def execute(self):\n        return [1], [2]\n\n"
+        "class Sub(Base):\n    pass\n\n"
+        "class Called:\n    def __call__(self, data):\n        return data\n\n"
+        "import somewhere\n\nclass Elsewhere(somewhere.Step):\n    pass\n")
+    spec = 'study "t"\npipeline {{ {}\n  trainer = t:T }}\n'
+    (d,) = [d for d in diagnostics(spec.format("getter = data:Getter"), str(tmp_path)) if d.severity == "error"]
+    assert (d.code, d.message) == ("HP204", "getter: `Getter` (data.py:1) has no `execute()`: hpoc builds the "
+                                            "step, then runs its `execute()`"), d.message
+    assert d.help == "rename `load` (data.py:5) to `execute`", d.help
+    for fine in ("getter = data:Sub", "getter = data:Sub, splitter = data:Called", "getter = data:Elsewhere"):
+        assert not [d for d in diagnostics(spec.format(fine), str(tmp_path)) if d.severity == "error"], fine
 
 
 def test_a_trainer_whose_init_needs_the_config_is_refused_unless_itwinai_style(tmp_path) -> None:

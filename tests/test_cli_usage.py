@@ -104,3 +104,49 @@ def test_a_current_directory_removed_under_the_shell_is_said(tmp_path, monkeypat
     gone.rmdir()
     assert main(["check", "study.hpo"]) == 2
     assert capsys.readouterr().err.startswith("hpoc: error: the current directory no longer exists")
+
+
+def test_the_closing_line_of_a_failed_command_says_what_failed(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every spec error ended "could not compile the study": under `hpoc fmt`, which compiles
+    nothing, and after a file that could not even be read."""
+    bad = tmp_path / "bad.hpo"
+    bad.write_text('study "x"\npipeline { trainer = a:B\n')
+    for argv, closing in ((["fmt", str(bad)], "error: could not format the study (1 error)"),
+                          (["check", str(bad)], "error: the study is not valid (1 error)"),
+                          (["compile", str(bad), "-o", str(tmp_path / "b")],
+                           "error: could not compile the study (1 error)"),
+                          (["check", str(tmp_path / "none.hpo")], "error: could not read the study (1 error)"),
+                          (["fmt", str(tmp_path)], "error: could not read the study (1 error)")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.rstrip().endswith(closing), (argv, err)
+
+
+def test_version_names_the_commit_of_a_checkout(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hpoc --version` said "hpoc 0.1.0" for every commit: a bug report could not say which
+    code ran. In a git checkout of hpoc it names the commit, and whether the tree has changes."""
+    import shutil
+    import subprocess
+
+    from hpoc import __version__
+    from hpoc.version import describe
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == describe() + "\n"
+    for other in ("version", "-V"):  # as other tools spell it
+        with pytest.raises(SystemExit):
+            main([other])
+        assert capsys.readouterr().out == describe() + "\n", other
+    (tmp_path / "hpoc").mkdir()
+    assert describe(tmp_path).startswith(f"hpoc {__version__} (Python ")  # not a checkout: no commit
+    if shutil.which("git") is None:
+        pytest.skip("no git here")
+    (tmp_path / "hpoc" / "x.py").write_text("x = 1\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert describe(tmp_path).startswith(f"hpoc {__version__} (git {head}; Python "), describe(tmp_path)
+    (tmp_path / "hpoc" / "x.py").write_text("x = 2\n")
+    assert f"(git {head}, with changes; Python " in describe(tmp_path)

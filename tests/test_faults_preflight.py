@@ -234,6 +234,9 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
               "sbatch: error: Batch job submission failed: Requested node configuration is not available")
     fake.write_text(f'#!/bin/sh\necho "$1" >"$0.args"; cp "$2" "$0.script"\necho "{refuse}" >&2\nexit 1\n')
     fake.chmod(0o755)
+    # a site that refuses such a job at submission too (not the machine's own SLURM)
+    (tmp_path / "scontrol").write_text('#!/bin/sh\necho "EnforcePartLimits       = ALL"\n')
+    (tmp_path / "scontrol").chmod(0o755)
     (found,) = check_sbatch(plan(slurm={"cpus_per_node": 64}))
     assert not found.ok and found.message.startswith(
         "sbatch would refuse the job: CPU count per node can not be satisfied; Batch job submission failed: "
@@ -260,6 +263,41 @@ def test_the_site_is_asked_whether_it_would_take_the_job(tmp_path: Path, monkeyp
     (found,) = check_sbatch(plan(slurm={"extra": ["--mem-per-cpu=1G"]}))
     assert not found.ok and found.message.startswith(
         "sbatch would refuse the job: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.")
+
+
+def test_cpus_per_node_above_every_node_says_the_job_pends_where_sbatch_takes_it(tmp_path, monkeypatch):
+    """`sbatch --test-only` refuses a `cpus_per_node` above every node's CPUs, and preflight
+    said "sbatch would refuse the job"; where the site does not enforce partition limits at
+    submission (EnforcePartLimits=NO, SLURM's default) sbatch takes it and it pends for ever."""
+    from hpoc.runtime.login_preflight import check_sbatch
+    from slurm_plans import plan
+
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    refuse = "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+    for name, text in (("sbatch", f'echo "{refuse}" >&2; exit 1'),
+                       ("sinfo", 'printf "debug*|infinite|3|1-infinite|2\n"'),
+                       ("scontrol", 'echo "EnforcePartLimits       = NO"')):
+        (tmp_path / name).write_text(f"#!/bin/sh\n{text}\n")
+        (tmp_path / name).chmod(0o755)
+    slurm = {"partition": None, "cpus_per_node": 8, "nodes": 1}
+    (found,) = check_sbatch(plan(slurm=slurm))
+    assert not found.ok and "would refuse" not in found.message, found.message
+    assert found.message.startswith(
+        "sbatch takes the job (the site does not enforce partition limits at submission: EnforcePartLimits=NO), "
+        "but it would never start: `slurm.cpus_per_node = 8` is more than any node of partition `debug` "
+        "(2 CPUs) has"), found.message
+    assert "PartitionConfig" in found.message and "lower `cpus_per_node` to 2 or fewer in study.hpo" in found.message
+    (tmp_path / "sinfo").write_text("#!/bin/sh\nexit 1\n")  # the partitions unsaid: sbatch's words
+    (found,) = check_sbatch(plan(slurm=slurm))
+    assert found.message.startswith("sbatch takes the job (the site does not enforce partition limits at "
+                                    "submission: EnforcePartLimits=NO), but no node fits it (Batch job submission "
+                                    "failed: Requested node configuration is not available): it would never "
+                                    "start; check `slurm.nodes = 1`, `slurm.cpus_per_node = 8`"), found.message
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "debug*|infinite|3|1-infinite|2\\n"\n')
+    for said in ('echo "EnforcePartLimits       = ALL"', "exit 1"):  # refused at submission, or cannot tell
+        (tmp_path / "scontrol").write_text(f"#!/bin/sh\n{said}\n")
+        (found,) = check_sbatch(plan(slurm=slurm))  # as sbatch said
+        assert not found.ok and found.message.startswith("sbatch would refuse the job: "), found.message
 
 
 def test_a_refusal_names_the_sbatch_variable_that_sbatch_read_instead_of_the_spec(tmp_path, monkeypatch):
@@ -310,6 +348,9 @@ def test_a_refusal_names_the_setting_it_is_about(tmp_path: Path, monkeypatch, re
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "{refuse}" >&2\nexit 1\n')
     fake.chmod(0o755)
+    # a site that refuses such a job at submission too (not the machine's own SLURM)
+    (tmp_path / "scontrol").write_text('#!/bin/sh\necho "EnforcePartLimits       = ALL"\n')
+    (tmp_path / "scontrol").chmod(0o755)
     (found,) = check_sbatch(plan(slurm=slurm))
     assert not found.ok and f"; check {named} in study.hpo with what the site offers (`sinfo" in found.message, \
         found.message

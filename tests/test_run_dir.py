@@ -261,11 +261,16 @@ def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ra
         _prior(plan, exp)
     said = str(err.value)
     assert f"it ran in {old}: moved or copied since?" in said, said
-    assert f"help: only its location changed: to resume it, run it from {old} again (move the " \
-           "project back), or pass --fresh to start the study over here" in said, said
-    assert "undo that change" not in said, said
-    with pytest.raises(SubmitError, match=f"run it from {old} again"):
+    # the first checkout is still there: not a move to undo
+    assert f"help: {old} is another checkout of the project, and this is its run: resume it from there, " \
+           "give this checkout's spec a `storage.name` of its own to run a study beside it, or pass --fresh " \
+           "to start the study over here (that checkout's run is moved aside, not resumed)" in said, said
+    assert "undo that change" not in said and "move the project back" not in said, said
+    with pytest.raises(SubmitError, match=f"{old} is another checkout of the project"):
         check_previous(plan, fresh=False)
+    gone = tmp_path / "gone"  # a project moved away since: moving it back resumes the run
+    assert marker.moved_help(str(gone)).startswith(f"only its location changed: to resume it, run it from "
+                                                   f"{gone} again (move the project back)")
 
 
 def test_hpoc_submit_compares_plans_the_same_way(spec, tmp_path):

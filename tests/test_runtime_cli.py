@@ -59,6 +59,24 @@ def test_runtime_entry_point_refuses_bad_plans_and_shards(tmp_path, capsys):
     assert "shard 3 does not exist: the study has 1 shard(s)" in capsys.readouterr().err
 
 
+def test_a_shard_the_study_lacks_is_an_hpoc_error_with_the_shards_it_has(tmp_path, capsys):
+    """`hpoc run --shard 2` of a one-shard study said "error: shard 2 does not exist" with
+    neither the `hpoc:` prefix of every other refusal nor what to run instead."""
+    good = tmp_path / "plan.json"
+    good.write_text(dumps(make_plan(tmp_path, tmp_path / "res")))
+    assert main(["run", str(good), "--local", "--shard", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpoc: error: shard 2 does not exist: the study has 1 shard(s) (0..0)\n"), err
+    assert "help: leave out --shard: a study that is not sharded (`slurm { array { shards = N } }`) " \
+        "runs as shard 0" in err, err
+    sharded = tmp_path / "sharded.json"
+    sharded.write_text(dumps(make_plan(tmp_path, tmp_path / "res", shards={"count": 3, "parallel": 3})))
+    assert main(["run", str(sharded), "--local", "--shard", "-1"]) == 2
+    assert "help: pass --shard 0 to 2" in capsys.readouterr().err
+    assert runtime_main([str(sharded), "--shard", "3", "--local"]) == 2  # as the job script runs it
+    assert "help: pass --shard 0 to 2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["-2", "0", "two"])
 def test_cpus_must_be_a_positive_count(value, capsys):
     """Ray would fail with 'Resource quantities must be nonnegative' (or take 0 as all)."""

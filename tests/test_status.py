@@ -1503,9 +1503,10 @@ def test_another_checkout_over_a_studys_results_is_told_where_it_resumes_not_onl
     code, out, err = status(capsys, tmp_path / "study.hpo")
     assert code == 0, err
     assert f"it ran in {old}: moved or copied since?" in out, out
-    assert out.endswith(f"next: only its location changed: to resume it, run it from {old} again "
-                        "(move the project back), or pass --fresh to start the study over here "
-                        "(the run so far is moved aside, not resumed)\n"), out
+    assert out.endswith(f"next: {old} is another checkout of the project, and this is its run: resume it "
+                        "from there, give this checkout's spec a `storage.name` of its own to run a study beside "
+                        "it, or pass --fresh to start the study over here (that checkout's run is moved aside, "
+                        "not resumed)\n"), out
 
 
 def test_status_with_no_argument_shows_the_study_of_the_current_directory(tmp_path, capsys, monkeypatch):

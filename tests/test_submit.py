@@ -1031,6 +1031,7 @@ def test_submitting_to_slurm_without_sbatch_says_so_in_one_line(tmp_path, monkey
     err = capsys.readouterr().err
     assert code == 2 and "internal error" not in err, err
     assert err.startswith("hpoc: error: `sbatch` is not on PATH here, so nothing can be submitted to SLURM\n"), err
+    assert f"`hpoc run {shlex.quote(str(spec))} --local`" in err, err  # what runs it here
     assert not (tmp_path / "build" / "jobs.json").exists()
 
 
@@ -1046,6 +1047,9 @@ def test_a_slurm_study_sent_to_this_machine_for_want_of_sbatch_says_so(tmp_path,
     out, err = capsys.readouterr()
     assert "cluster:    local" in out
     assert "hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local)" in err, err
+    # what to do instead: not "submit" again here, where it can only run locally
+    assert "submit where" not in err and f"`hpoc run {shlex.quote(str(spec))} --local`" in err, err
+    assert "login node" in err, err
     assert main(["submit", str(spec), "--dry-run", "--cluster", "local", "-o", str(tmp_path / "build")]) == 0
     assert "no `sbatch`" not in capsys.readouterr().err  # asked for: nothing to explain
 

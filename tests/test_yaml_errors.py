@@ -319,7 +319,8 @@ def test_steps_are_checked_against_their_source_only_when_it_is_certain(tmp_path
     write(tmp_path, "")
     data = tmp_path / "data.py"
     data.write_text("class FashionMNISTGetter:\n    def __init__(self, root):\n        pass\n\n\n"
-                    "class FashionMNISTSplitter:\n    def __init__(self, **kw):\n        pass\n")
+                    "class FashionMNISTSplitter:\n    def __init__(self, **kw):\n        pass\n\n"
+                    "    def execute(self, data):\n        return data\n")
     (d,) = diagnose(tmp_path, SEED)
     assert (d.line, d.col, d.message) == (5, 21, "getter: `FashionMNISTGetter` (data.py) needs `root`: "
                                                  "hpoc builds it with the step's `init_args` only")
@@ -502,9 +503,9 @@ def test_a_step_argument_of_the_wrong_type_is_an_error_where_its_annotation_says
         "from typing import Optional\n\n\nclass FashionMNISTGetter:\n"
         "    def __init__(self, a: 'int | None' = 1, b: Optional[str] = None, c: list = (), d: float = 0,\n"
         "                 e: bool = False):\n"
-        "        pass\n\n\nclass FashionMNISTSplitter:\n"
+        "        pass\n\n    def execute(self):\n        return None\n\n\nclass FashionMNISTSplitter:\n"
         "    def __init__(self, train_proportion: float, validation_proportion: float = 0.0):\n"
-        "        pass\n")
+        "        pass\n\n    def execute(self, data):\n        return data\n")
     getter = "      - class_path: data.FashionMNISTGetter\n"
     ok = getter + "        init_args: {a: null, b: 3, c: 3, d: 2, e: 1}\n"  # Python takes these as meant
     assert compile_path(write(tmp_path, SEED.replace(getter, ok)))

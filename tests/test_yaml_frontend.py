@@ -562,8 +562,10 @@ def test_class_paths_resolve_beside_the_config(tmp_path: Path, monkeypatch) -> N
 
     sub = tmp_path / "cfg"
     path = write(sub, seed(), with_code=False)
-    (sub / "data.py").write_text("class FashionMNISTGetter:\n    where = __file__\n\n\nclass FashionMNISTSplitter:\n"
-                                 "    def __init__(self, train_proportion, validation_proportion):\n        pass\n")
+    (sub / "data.py").write_text("class FashionMNISTGetter:\n    where = __file__\n\n    def execute(self):\n"
+                                 "        return None\n\n\nclass FashionMNISTSplitter:\n"
+                                 "    def __init__(self, train_proportion, validation_proportion):\n        pass\n\n"
+                                 "    def execute(self, data):\n        return data\n")
     monkeypatch.chdir(tmp_path)
     plan = compile_path(Path("cfg") / "config.yaml").plan
     assert plan["source"]["workdir"] == str(sub.resolve())

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         return run_reporting(lambda: _json(args.specs))
     status = 0
     for spec in args.specs:
-        status = max(status, run_reporting(lambda: _check(spec, args)))
+        status = max(status, run_reporting(lambda: _check(spec, args), failed="the study is not valid"))
     return status
 
 

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hpoc.errors import run_reporting
 
-    return run_reporting(lambda: _convert(args))
+    return run_reporting(lambda: _convert(args), failed="could not convert the config")
 
 
 def _convert(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     args.check = args.check or args.diff  # `--diff` alone printed the whole study, no diff
     status = 0
     for spec in args.specs:
-        status = max(status, run_reporting(lambda: _fmt(spec, args)))
+        status = max(status, run_reporting(lambda: _fmt(spec, args), failed="could not format the study"))
     return status
 
 

@@ -107,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     retry = retry_mode(args)
     plan = load_plan(args.target)
+    from hpoc.errors import HpocError
+    from hpoc.runtime.shards import missing_shard
     from hpoc.runtime.study import RunOptions, run_study
+
+    if missing := missing_shard(plan, args.shard):
+        raise HpocError(missing)
 
     opts = RunOptions(shard=args.shard, local=args.local, num_cpus=args.cpus, fresh=args.fresh,
                       verbose=args.verbose, retry_errored=retry, progress=sys.stderr, out=sys.stdout)

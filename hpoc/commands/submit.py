@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from hpoc.commands.run import retry_mode
     from hpoc.errors import HpocError
-    from hpoc.submit import SubmitError, load_target, prepare, send, would_send
+    from hpoc.submit import SubmitError, load_target, prepare, send, spec_of, would_send
 
     retry = retry_mode(args)
     try:
@@ -67,8 +67,10 @@ def _run(args: argparse.Namespace) -> int:
         sub = prepare(plan, found.plan_path, args.cluster)
         if args.cluster is None and sub.cluster == "local" and plan.get("slurm") is not None:
             # a login shell without the site's SLURM module would otherwise run the study here
-            print("hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local); "
-                  "to submit it to SLURM, submit where `sbatch` is at hand", file=sys.stderr)
+            print("hpoc: note: no `sbatch` on PATH: the study runs on this machine (--cluster local), "
+                  f"as `hpoc run {spec_of(plan)} --local` would; to run it on SLURM, submit it from the "
+                  "cluster's login node, with its SLURM commands on PATH (`module load slurm` at some sites)",
+                  file=sys.stderr)
         if sub.cluster == "slurm":
             from hpoc.site import sbatch_env
 

@@ -33,6 +33,7 @@ WARN_SCHEDULE, WARN_ARRAY, WARN_TIME, WARN_WALLTIME = "HP805", "HP806", "HP807",
 WARN_DIRECTION, WARN_ONE_VALUE, WARN_CONFIG, WARN_ALWAYS = "HP809", "HP810", "HP811", "HP812"
 WARN_FIRST_METRIC, WARN_SHAPE, WARN_REPEATS, WARN_UNREAD = "HP813", "HP814", "HP815", "HP816"
 WARN_SECONDS, WARN_ENV, WARN_NODE_LOCAL, WARN_PATH = "HP817", "HP818", "HP819", "HP823"
+WARN_SETUP = "HP824"
 
 
 @dataclass
@@ -270,7 +271,8 @@ def _borrowed_key(key: str, value: Any) -> str | None:
     if key in ("venv", "virtualenv", "conda_env"):
         env = written.rstrip("/")
         return (f'activate it in `setup` ("source {env}/bin/activate"), or set `python = "{env}/bin/python"`'
-                if key != "conda_env" else f'activate it in `setup` ("conda activate {env}")')
+                if key != "conda_env" else f'activate it in `setup` (`setup = ["eval \\"$(conda shell.bash hook)\\"", '
+                                       f'"conda activate {env}"]`)')
     flag = "--" + key.replace("_", "-")
     if flag in T.OWNED_SBATCH or flag in T.RESUME_SBATCH:
         why, fix = T.OWNED_SBATCH.get(flag) or T.RESUME_SBATCH[flag]

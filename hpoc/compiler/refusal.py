@@ -27,6 +27,12 @@ def unreachable(said: str) -> bool:
     return any(word in said for word in _UNREACHABLE)
 
 
+def no_node(said: str) -> bool:
+    """Whether sbatch's words say no node fits the job (`cpus_per_node` above every node's):
+    `--test-only` says so, and sbatch too where the site enforces partition limits."""
+    return "Requested node configuration is not available" in said or "can not be satisfied" in said
+
+
 _PREFIX = re.compile(r"^sbatch: (error|fatal|warning): ")
 
 

@@ -42,7 +42,7 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
                                    trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
-from hpoc.compiler.targets import check_step
+from hpoc.compiler.targets import check_step, function_step, without_execute
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
                                          itwinai_strategy_calls, keeps_default, model_config_reads,
                                          module_names, silent_loop, unread_optimizer_keys,
@@ -728,7 +728,11 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         keys = {p.key: p.key_span or p.span for p in getattr(value, "kwargs", ())}
         # The compat trainer is built without the itwinai `config` (the study holds it).
         supplied = ("config",) if role == "trainer" else ()
-        problems = check_step(step["target"], dict(step.get("args") or {}), workdir, supplied)
+        function = function_step(step["target"], role, workdir)
+        problems = [function] if function else \
+            check_step(step["target"], dict(step.get("args") or {}), workdir, supplied)
+        if role != "trainer" and not problems and (no_execute := without_execute(step["target"], workdir)):
+            problems = [no_execute]
         if role == "trainer" and not problems:
             problems = hook_problems(step["target"], workdir)
             silent = None if problems else silent_loop(step["target"], workdir)  # the errors first

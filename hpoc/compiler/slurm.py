@@ -11,7 +11,7 @@ from typing import Any
 
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
-                                  WARN_NODE_LOCAL, WARN_TIME, WARN_WALLTIME, Checker)
+                                  WARN_NODE_LOCAL, WARN_SETUP, WARN_TIME, WARN_WALLTIME, Checker)
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
@@ -149,30 +149,75 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
             )  # fmt: skip
         else:
             _concurrency(ch, out, s, by_cpu, by_gpu, driver)
-            _idle_nodes(ch, out, s, min(math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9),
-                                        per_node * nodes // workers))
+            by_cpus = math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9)  # trials, all their CPUs
+            if not _idle_nodes(ch, out, s, min(by_cpus, per_node * nodes // workers)):
+                _idle_gpus(ch, out, s, min(by_cpu * nodes // workers, by_cpus), by_gpu * nodes // workers, driver)
 
 
-def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) -> None:
-    """Nodes no trial can ever reach: fewer trials at once (`max_concurrent`, or the trials
-    there are) than the job has nodes for. Each worker takes one node at most, so the rest
-    are held, and charged, for the whole job."""
-    if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
-        return
+def _at_once(out: dict[str, Any], s: dict[str, Any]) -> tuple[int, str, str]:
+    """(the trials a job may run at once by `max_concurrent` and the trials there are, the
+    setting that bounds them, that bound as said)."""
     shards = (s.get("array") or {}).get("shards") or 1
     # A shard's: each runs on nodes of its own; Optuna's shards share the budget, a fast one takes more
     trials = total_trials(out) if out["search"]["algorithm"] == "optuna" else math.ceil(total_trials(out) / shards)
-    cap, workers, nodes = out["trials"]["max_concurrent"], out["resources"]["workers"], s["nodes"]
-    at_once = min(trials, cap or trials)
+    cap = out["trials"]["max_concurrent"]
+    limit = "max_concurrent" if cap is not None and cap < trials else "num_samples"
+    return min(trials, cap or trials), limit, \
+        f"`{limit}`" + (f" over {shards} shards" if limit == "num_samples" and shards > 1 else "")
+
+
+def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) -> bool:
+    """Nodes no trial can ever reach: fewer trials at once (`max_concurrent`, or the trials
+    there are) than the job has nodes for. Each worker takes one node at most, so the rest
+    are held, and charged, for the whole job. Whether it warned."""
+    if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
+        return False
+    workers, nodes = out["resources"]["workers"], s["nodes"]
+    at_once, limit, why = _at_once(out, s)
     busy = at_once * workers
     if busy >= nodes or at_once >= held:  # every node in use, or the nodes' room is the limit
-        return
-    limit = "max_concurrent" if cap is not None and cap < trials else "num_samples"
-    why = f"`{limit}`" + (f" over {shards} shards" if limit == "num_samples" and shards > 1 else "")
+        return False
     ch.warn(WARN_RESOURCES, f"the job holds {nodes} nodes, but at most {at_once} trial{'s' * (at_once > 1)} of "
                             f"{workers} worker{'s' * (workers > 1)} run{'s' * (at_once == 1)} at once ({why}): "
                             f"{nodes - busy} node{'s sit' if nodes - busy > 1 else ' sits'} idle for the whole job",
             ch.spans.get("slurm.nodes"), help=f"lower `slurm.nodes` to {busy}, or raise `{limit}`")  # fmt: skip
+    return True
+
+
+def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: int, gpu_held: int,
+               driver: float) -> None:
+    """GPUs of `slurm.gpus_per_node` that the trials at once leave unused (`gpus_per_node = 4`
+    for trials of 1 GPU under `max_concurrent = 2`), held and charged for the whole job, as
+    wholly unused ones are. `cpu_held`, `gpu_held`: the trials the job's CPUs, GPUs hold."""
+    r = out["resources"]
+    workers, cpw, gpw = r["workers"], r["cpus_per_worker"], r["gpus_per_worker"]
+    nodes, gpn, cpn = s["nodes"], s["gpus_per_node"], s["cpus_per_node"]
+    if not gpw or "slurm.gpus_per_node" not in ch.spans or grid_bound(out["space"]) > T.MAX_GRID_POINTS \
+            or "trials.num_samples" in ch.invalid:
+        return  # hpoc's own gpus_per_node fits the trial
+    wanted, limit, why = _at_once(out, s)
+    if limit == "num_samples" and "trials.num_samples" not in ch.spans and cpu_held >= wanted:
+        return  # the default single trial: a first try, not the study's size
+    at_once = min(wanted, cpu_held)
+    if at_once >= gpu_held:
+        return  # the GPUs are the limit: what is left is less than a trial's
+    idle = nodes * gpn - math.ceil(at_once * workers * gpw - 1e-9)
+    if idle < 1:
+        return
+    fit = math.ceil(math.ceil(at_once * workers / nodes) * gpw - 1e-9)  # GPUs a node needs
+    if cpu_held < wanted:  # the CPUs hold fewer trials than the GPUs
+        why = f"the job's CPUs: `cpus_per_node = {fmt_number(cpn)}`"
+        more = min(wanted, gpu_held)
+        need = math.ceil(max(math.ceil(more * workers / nodes) * cpw, more * (workers * cpw + driver) / nodes) - 1e-9)
+        instead = f"raise `slurm.cpus_per_node` to {need}"
+    else:
+        instead = f"raise `{limit}`" + (f" to {gpu_held}" if limit == "max_concurrent" else "")
+    each = fmt_number(workers * gpw)
+    ch.warn(WARN_RESOURCES, f"the job holds {nodes * gpn} GPUs ({nodes} node{'s' * (nodes > 1)} × {gpn}), but at most "
+                            f"{at_once} trial{'s' * (at_once > 1)} of {each} GPU{'s' * (each != '1')} "
+                            f"run{'s' * (at_once == 1)} at once ({why}): {idle} GPU{'s sit' if idle > 1 else ' sits'} "
+                            "idle for the whole job", ch.spans.get("slurm.gpus_per_node"),
+            help=f"lower `slurm.gpus_per_node` to {fit}, or {instead}")  # fmt: skip
 
 
 def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
@@ -338,11 +383,33 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
                      help=f"quote the value, as on a command line: \"{given}='...'\"")  # fmt: skip
 
 
+# `conda activate` is a shell function that `conda init` defines in ~/.bashrc, which a batch
+# job's bash never reads; these lines define it (or activate without it).
+_CONDA_ACTIVATE = re.compile(r"\b(conda|mamba|micromamba)\s+activate\b")
+_CONDA_HOOK = re.compile(r"shell\.bash\s+hook|shell\s+hook|(conda|mamba)\.sh\b|\.bashrc\b|\bbash\s+-i\b")
+_HOOKS = {"conda": 'eval \\"$(conda shell.bash hook)\\"', "mamba": 'eval \\"$(mamba shell hook --shell bash)\\"',
+          "micromamba": 'eval \\"$(micromamba shell hook --shell bash)\\"'}
+
+
 def _setup(ch: Checker, s: dict[str, Any], block: Any) -> None:
     """`#SBATCH` lines pasted into `setup` from a job script's header: sbatch reads none past the
-    script's first command, so they would be comments there."""
+    script's first command, so they would be comments there. A `conda activate` before
+    anything defines conda's shell functions fails in the job, after the queue."""
     spans = item_spans(block, "setup") or [ch.spans.get("slurm.setup")] * len(s["setup"])
+    hooked = loaded = False
     for line, span in zip(s["setup"], spans):
+        activate = _CONDA_ACTIVATE.search(line)
+        if activate and not hooked and not _CONDA_HOOK.search(line[:activate.start()]):
+            tool = activate[1]
+            unless = " (unless a module loaded before it defines them, as some sites' conda modules do)" \
+                if loaded else ""
+            ch.warn(WARN_SETUP, f'`setup` line "{line.strip()}" needs {tool}\'s shell functions, which a batch '
+                                f"job's non-interactive bash lacks{unless}: it fails with \"CondaError: Run "
+                                f"'{tool} init' before '{tool} activate'\"", span,
+                    help=f'set them up first: `setup = ["{_HOOKS[tool]}", "{line.strip()}"]`, or set `python` '
+                         'to the environment\'s interpreter ("<env>/bin/python")')  # fmt: skip
+        hooked = hooked or bool(_CONDA_HOOK.search(line))
+        loaded = loaded or bool(re.match(r"\s*(module\s+(load|add)|ml)\s", line))
         if re.match(r"\s*#SBATCH\b", line):
             option = line.strip()[len("#SBATCH"):].strip()
             ch.error(SLURM, f'`setup` line "{line.strip()}" is an #SBATCH directive: sbatch reads them only before '

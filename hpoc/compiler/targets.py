@@ -81,6 +81,96 @@ def _class(tree: ast.Module, qual: str, args: Mapping[str, object], supplied: It
     return problems or _types(init, args, f"`{qual}`", shown)
 
 
+def function_step(target: str, role: str, workdir: str | None) -> Problem | None:
+    """A step named by a plain function of its module (`getter = data:load`): hpoc builds a
+    step by calling its target with the step's arguments, then runs the `execute()` of what
+    that returns (the trainer must be an `hpoc.Trainer` class), so a function that returns
+    the data fails as the run starts. A function that returns a class's instance (a
+    factory) builds a step, and is left alone."""
+    module, _, qual = target.partition(":")
+    path = find_module(workdir, module) if workdir and module and qual and "." not in qual else None
+    tree = parse_module(path) if path else None
+    names = bindings(tree) if isinstance(tree, ast.Module) else None
+    fn = (names or {}).get(qual)
+    if not isinstance(fn, ast.FunctionDef) or fn.decorator_list or fn not in tree.body:  # type: ignore[union-attr]
+        return None
+    if role != "trainer" and _builds_a_step(fn, names or {}):
+        return None
+    shown = os.path.relpath(path, workdir)  # type: ignore[arg-type]
+    name = "".join(w.title() for w in qual.split("_")) or qual
+    if role == "trainer":
+        fix = f"write `class {name}(hpoc.Trainer):` with `create_model(self, config)` (docs/trainer.md)"
+    else:
+        takes = "self, data" if role == "splitter" else "self"
+        fix = (f"a step is a class whose `execute({takes})` returns the data, built with the step's "
+               f"arguments: `class {name}:` with `__init__` taking them and `def execute({takes}): ... "
+               "return train, validation` (docs/trainer.md)")
+    return Problem(f"`{qual}` ({shown}:{fn.lineno}) is a function, not a class: hpoc calls the target with the "
+                   "step's arguments to build the step"
+                   + ("" if role == "trainer" else ", then runs the `execute()` of what it returns"), fix)
+
+
+def without_execute(target: str, workdir: str | None) -> Problem | None:
+    """A getter or splitter class with neither `execute()` nor `__call__`, when its classes,
+    up to `object`, are all in its module as written: the run stops on it."""
+    module, _, qual = target.partition(":")
+    path = find_module(workdir, module) if workdir and module and qual and "." not in qual else None
+    tree = parse_module(path) if path else None
+    names = bindings(tree) if isinstance(tree, ast.Module) else None
+    cls = (names or {}).get(qual)
+    if not isinstance(cls, ast.ClassDef):
+        return None
+    return _without_execute(cls, names or {}, os.path.relpath(path, workdir))  # type: ignore[arg-type]
+
+
+def _without_execute(cls: ast.ClassDef, names: dict[str, ast.AST], shown: str) -> Problem | None:
+    methods: dict[str, ast.AST] = {}
+    node: ast.AST | None = cls
+    for _ in range(8):
+        if not isinstance(node, ast.ClassDef) or node.decorator_list or node.keywords or len(node.bases) > 1 \
+                or any(isinstance(item, (ast.If, ast.Try, ast.With, ast.For, ast.While)) for item in node.body):
+            return None  # a metaclass, a decorator, conditional methods: cannot tell
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                methods.setdefault(item.name, item)
+            elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                for t in item.targets if isinstance(item, ast.Assign) else [item.target]:
+                    if isinstance(t, ast.Name):
+                        methods.setdefault(t.id, item)
+        if not node.bases or (isinstance(node.bases[0], ast.Name) and node.bases[0].id == "object"):
+            break
+        node = names.get(node.bases[0].id) if isinstance(node.bases[0], ast.Name) else None
+    else:
+        return None
+    if "execute" in methods or "__call__" in methods or "__getattr__" in methods:
+        return None
+    public = [m for m in methods if not m.startswith("_")]
+    fix = (f"rename `{public[0]}` ({shown}:{getattr(methods[public[0]], 'lineno', 0)}) to `execute`" if len(public) == 1
+           else f"give `{cls.name}` an `execute(self)` that returns the data (docs/trainer.md)")
+    return Problem(f"`{cls.name}` ({shown}:{cls.lineno}) has no `execute()`: hpoc builds the step, then runs "
+                   "its `execute()`", fix)
+
+
+def _builds_a_step(fn: ast.FunctionDef, names: dict[str, ast.AST], depth: int = 0) -> bool:
+    """Whether `fn` may return a step: a call of a class (of this module, or a capitalised
+    name from elsewhere), or of a module function that may."""
+    for node in ast.walk(fn):
+        if not isinstance(node, ast.Return) or not isinstance(node.value, ast.Call):
+            continue
+        func = node.value.func
+        callee = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        bound = names.get(callee) if isinstance(func, ast.Name) else None
+        if isinstance(bound, ast.ClassDef) or (bound is None and callee[:1].isupper()):
+            return True
+        if isinstance(bound, ast.FunctionDef) and bound is not fn and depth < 3 \
+                and _builds_a_step(bound, names, depth + 1):
+            return True
+        if not isinstance(bound, (ast.ClassDef, ast.FunctionDef)) and isinstance(func, ast.Name) \
+                and bound is not None:
+            return True  # imported or assigned: cannot tell
+    return False
+
+
 def _hpoc_trainer(node: ast.AST, names: dict[str, ast.AST], depth: int = 0) -> bool:
     """Whether class `node` is an `hpoc.Trainer` for sure: its bases in this module lead to
     `hpoc.Trainer` (or `Trainer` imported from hpoc), not to itwinai's `RayTorchTrainer`."""

@@ -208,13 +208,24 @@ def check_sbatch(plan: dict[str, Any], timeout: float = 60, sinfo: Sinfo | None 
     said = [line.strip() for line in (run.stderr + run.stdout).splitlines() if line.strip()]
     if run.returncode != 0 and refusal.unreachable("\n".join(said)):
         return [Finding(True, "slurm", f"not asked: sbatch cannot reach a SLURM controller here ({said[-1]})")]
+    from hpoc.site.partition import enforces_part_limits, never_fits
+    from hpoc.site.sbatch_env import what_to_check
+
+    # --test-only refuses a job no node fits, which sbatch itself takes where the site does not
+    # enforce partition limits at submission: it pends for ever there
+    taken = run.returncode != 0 and refusal.no_node(run.stderr + run.stdout) and enforces_part_limits(timeout) is False
+    if taken and (never := never_fits(plan, timeout, sinfo)):
+        return [Finding(False, "slurm", "sbatch takes the job (the site does not enforce partition limits at "
+                        "submission: EnforcePartLimits=NO), but it would never start: " + "; ".join(
+                            f"{why}; {change}, or choose a partition that allows it (`{refusal.SINFO}`)"
+                            for why, change in never))]
     if run.returncode != 0:
         why = "; ".join(refusal.reasons(run.stderr + run.stdout)) or f"exit {run.returncode}"
-        from hpoc.site.sbatch_env import what_to_check
-
+        if taken:
+            return [Finding(False, "slurm", f"sbatch takes the job (the site does not enforce partition limits at "
+                                            f"submission: EnforcePartLimits=NO), but no node fits it ({why}): it "
+                                            f"would never start; {what_to_check(why, plan)}")]
         return [Finding(False, "slurm", f"sbatch would refuse the job: {why}; {what_to_check(why, plan)}")]
-    from hpoc.site.partition import never_fits
-
     if never := never_fits(plan, timeout, sinfo):  # sbatch --test-only takes a `time` above the limit
         return [Finding(False, "slurm", "sbatch takes the job, but it would never start: " + "; ".join(
             f"{why}; {change}, or choose a partition that allows it (`{refusal.SINFO}`)" for why, change in never))]

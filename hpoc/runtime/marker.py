@@ -380,6 +380,12 @@ def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: lis
 
 
 def moved_help(where: str) -> str:
+    """What to do with a run that differs from this plan in its paths alone: of this project
+    moved since, or of another checkout of it (still there) over the same storage."""
+    if Path(where).is_dir():  # not a move: "move the project back" cannot be done
+        return (f"{where} is another checkout of the project, and this is its run: resume it from there, "
+                "give this checkout's spec a `storage.name` of its own to run a study beside it, or pass "
+                "--fresh to start the study over here (that checkout's run is moved aside, not resumed)")
     return (f"only its location changed: to resume it, run it from {where} again (move the "
             "project back), or pass --fresh to start the study over here (the run so far "
             "is moved aside, not resumed)")

@@ -37,6 +37,16 @@ EXTRA_ATTR = "hpoc.extra"        # set on trials that do not count against the b
 RETRY_OF_ATTR = "hpoc.retry_of"
 
 
+def missing_shard(plan: dict[str, Any], shard: int) -> str | None:
+    """Why `shard` is none of the plan's, with what to run instead; None when it is one."""
+    shards = plan["shards"]["count"]
+    if 0 <= shard < shards:
+        return None
+    fix = ("leave out --shard: a study that is not sharded (`slurm { array { shards = N } }`) runs as shard 0"
+           if shards == 1 else f"pass --shard 0 to {shards - 1}")
+    return f"shard {shard} does not exist: the study has {shards} shard(s) (0..{shards - 1})\n  help: {fix}"
+
+
 def study_root(plan: dict[str, Any]) -> Path:
     return Path(plan["storage"]["path"]) / plan["storage"]["name"]
 

@@ -43,7 +43,7 @@ from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
 from hpoc.runtime.prior import move_aside, prior_run, refuse_synch_population, take_lock
-from hpoc.runtime.shards import experiment_dir
+from hpoc.runtime.shards import experiment_dir, missing_shard
 from hpoc.runtime.signals import install_signals, restore_signals, stopped_line
 from hpoc.runtime.tuner import budget_left, build_tuner, make_trainable
 from hpoc.runtime.watch import STATE, _as_seen, _budget_line
@@ -129,10 +129,9 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     started = time.monotonic()
     STATE.__init__()
     watch.begin(plan, stream)
-    shard, shards = opts.shard, plan["shards"]["count"]
-    if not 0 <= shard < shards:
-        raise StudyError(f"shard {shard} does not exist: the study has {shards} shard(s) "
-                         f"(0..{shards - 1})")
+    shard = opts.shard
+    if missing := missing_shard(plan, shard):
+        raise StudyError(missing)
     _require_workdir(plan)
     exp = STATE.experiment = experiment_dir(plan, shard)
     fp = marker.fingerprint(plan, plan_hash(plan))

@@ -77,6 +77,19 @@ class Sinfo:
         return {name: found[name] for name in wanted}
 
 
+def enforces_part_limits(timeout: float = 30) -> bool | None:
+    """Whether sbatch refuses, at submission, a job that no node of its partition fits
+    (EnforcePartLimits other than NO); None when scontrol cannot tell."""
+    if not shutil.which("scontrol"):
+        return None
+    try:
+        run = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"^EnforcePartLimits\s*=\s*(\S+)", run.stdout, re.MULTILINE)
+    return None if run.returncode != 0 or found is None else found[1].upper() != "NO"
+
+
 def never_fits(plan: dict[str, Any], timeout: float = 30, sinfo: Sinfo | None = None) -> list[tuple[str, str]]:
     """(why the job never starts, what to change in the spec) for each of the job's `time`
     and `nodes` that no partition it may run in allows; empty when it fits or sinfo cannot

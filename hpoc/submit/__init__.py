@@ -231,6 +231,12 @@ def make_executor(sub: Submission) -> Any:
     return executor
 
 
+def spec_of(plan: dict[str, Any]) -> str:
+    """The plan's spec as the user pastes it into a shell (a directory may have a space)."""
+    source = plan.get("source") or {}
+    return shlex.quote(os.path.join(source.get("workdir") or ".", source.get("file") or "study.hpo"))
+
+
 def make_job(plan: dict[str, Any], sub: Submission, retry: str | None = None) -> Any:
     from hpoc.submit.job import StudyJob
 
@@ -248,7 +254,8 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         raise SubmitError(
             "`sbatch` is not on PATH here, so nothing can be submitted to SLURM\n"
             "  help: submit from the cluster's login node, with its SLURM commands on PATH "
-            "(`module load slurm` at some sites), or pass --cluster local to run on this machine")
+            f"(`module load slurm` at some sites); to run it on this machine: `hpoc run {spec_of(plan)} "
+            "--local` (or --cluster local)")
     if sub.cluster == "slurm" and not force:
         running = active_jobs(plan)
         if running:

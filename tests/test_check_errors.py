@@ -1065,6 +1065,20 @@ def test_a_metric_the_trainer_source_reports_is_not_warned_about(tmp_path) -> No
     assert [w.code for w in compile_path(spec).warnings] == ["HP803", "HP801"]  # and it is said
 
 
+@pytest.mark.parametrize("body", [
+    "metrics = self.validation_epoch(e)\n        metrics['f1'] = f\n        self.report(metrics)",
+    "self.report(dict(self.validation_epoch(e), f1=f))",
+    "metrics = self.validation_epoch(e)\n        metrics.update(f1=f)\n        self.report(metrics)",
+])
+def test_a_metric_added_to_the_reported_dict_by_key_is_not_warned_about(tmp_path, body) -> None:
+    from hpoc.compiler import compile_path
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "m"\npipeline { trainer = train:T }\nobjective maximize f1\n')
+    (tmp_path / "train.py").write_text(f"class T:\n    def step(self, e, f):\n        {body}\n")
+    assert compile_path(spec).warnings == []
+
+
 # ------------------------------------------------------------------------ scheduler
 
 

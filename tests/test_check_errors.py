@@ -447,6 +447,14 @@ def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
                      "space { a = uniform(0, 1) }\n").help.startswith("the search and the scheduler use")
 
 
+def test_an_optuna_pruner_points_to_the_schedulers() -> None:
+    d = one_error(BASE + "objective minimize val_loss\nsearch optuna { pruner = median }\n"
+                  "space { a = uniform(0, 1) }\n")
+    assert (d.code, d.message) == ("HP201", "unknown key `pruner` in `search optuna`")
+    assert d.help == ("Ray Tune, not Optuna, stops trials early: `scheduler median` (Optuna's "
+                      "MedianPruner) or `scheduler asha` (its SuccessiveHalvingPruner)")
+
+
 def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
     d = one_error(BASE + "trials { cpus_per_worker = 3 }\n")
     assert (where(d), d.help) == ((3, 10), "`cpus_per_worker` belongs in `resources`")

@@ -447,6 +447,19 @@ def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
                      "space { a = uniform(0, 1) }\n").help.startswith("the search and the scheduler use")
 
 
+def test_scheduler_times_take_a_duration_when_time_attr_counts_seconds() -> None:
+    # Ray's own PBT example counts `time_total_s`; `perturbation_interval = 2m` was refused.
+    obj = "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1), epochs = 50 }\ntrials { num_samples = 8 }\n"
+    plan = plan_of(BASE + obj + "scheduler asha { time_attr = time_total_s, max_t = 1h, grace_period = 00:02:00 }\n")
+    assert (plan["scheduler"]["options"]["max_t"], plan["scheduler"]["options"]["grace_period"]) == (3600, 120)
+    plan = plan_of(BASE + obj + "scheduler pbt { time_attr = time_total_s, perturbation_interval = 2m }\n")
+    assert plan["scheduler"]["options"]["perturbation_interval"] == 120
+    d = one_error(BASE + obj + "scheduler asha { max_t = 2m }\n")
+    assert (d.code, where(d), d.message) == ("HP203", (6, 26), "`max_t` must be an integer, not the duration `2m`")
+    assert d.help == ("`max_t` counts `time_attr` units, epochs under `training_iteration`; "
+                      "for seconds, set `time_attr = time_total_s`")
+
+
 def test_an_optuna_pruner_points_to_the_schedulers() -> None:
     d = one_error(BASE + "objective minimize val_loss\nsearch optuna { pruner = median }\n"
                   "space { a = uniform(0, 1) }\n")

@@ -460,6 +460,14 @@ def test_scheduler_times_take_a_duration_when_time_attr_counts_seconds() -> None
                       "for seconds, set `time_attr = time_total_s`")
 
 
+def test_a_start_up_option_in_error_is_not_also_warned_of_with_its_default() -> None:
+    # `population_size = 1` was refused, and warned of as "its 50 random start-up trials"
+    src = BASE + "objective minimize val_loss\nspace { a = uniform(0, 1) }\ntrials { num_samples = 12 }\n"
+    d = one_error(src + "search optuna { sampler = nsga2, population_size = 1 }\n")
+    assert d.message == "`population_size` must be at least 2 (got 1)"
+    assert not warnings(src + "search optuna { sampler = nsga2, population_size = 1 }\n")
+
+
 def test_an_optuna_pruner_points_to_the_schedulers() -> None:
     d = one_error(BASE + "objective minimize val_loss\nsearch optuna { pruner = median }\n"
                   "space { a = uniform(0, 1) }\n")

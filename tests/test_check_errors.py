@@ -309,6 +309,20 @@ def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
                                "scheduler asha { max_t = 4, grace_period = 4, stop_last_trials = false }"))
 
 
+def test_hyperband_under_a_max_concurrent_below_its_halving_brackets() -> None:
+    # Seen with Ray 2.60 (max_t = 3, rf = 3: brackets of 2 and 3 trials): under
+    # `max_concurrent = 2` no trial was stopped, with 3 or more (or none) two were.
+    sched = "scheduler hyperband { max_t = 3 }"
+    (w,) = warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 2", sched))
+    assert (w.code, where(w), w.message) == (
+        "HP805", (5, 27), "`scheduler hyperband` stops no trial early under `max_concurrent = 2`")
+    assert w.notes == ("a bracket compares its trials once all of them reach its milestone, and Tune makes no "
+                       "new trial while 2 wait there: fewer than the 3 trials of the first bracket that halves",)
+    assert w.help == "raise `max_concurrent` to 3 or more, or leave it out, or use `scheduler asha`"
+    assert not warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 3", sched))
+    assert not warnings(_sched("epochs = 3", "num_samples = 6", sched))
+
+
 def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
     # Ray's HyperBand fills bracket s = 0 first: its trials all run to max_t. max_t = 10,
     # rf = 3: 3 trials there, then 5 halved after 3 epochs (2 kept): 6 trials stop one.

@@ -309,6 +309,20 @@ def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
                                "scheduler asha { max_t = 4, grace_period = 4, stop_last_trials = false }"))
 
 
+def test_hyperband_under_a_max_concurrent_below_its_halving_brackets() -> None:
+    # Seen with Ray 2.60 (max_t = 3, rf = 3: brackets of 2 and 3 trials): under
+    # `max_concurrent = 2` no trial was stopped, with 3 or more (or none) two were.
+    sched = "scheduler hyperband { max_t = 3 }"
+    (w,) = warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 2", sched))
+    assert (w.code, where(w), w.message) == (
+        "HP805", (5, 27), "`scheduler hyperband` stops no trial early under `max_concurrent = 2`")
+    assert w.notes == ("a bracket compares its trials once all of them reach its milestone, and Tune makes no "
+                       "new trial while 2 wait there: fewer than the 3 trials of the first bracket that halves",)
+    assert w.help == "raise `max_concurrent` to 3 or more, or leave it out, or use `scheduler asha`"
+    assert not warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 3", sched))
+    assert not warnings(_sched("epochs = 3", "num_samples = 6", sched))
+
+
 def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
     # Ray's HyperBand fills bracket s = 0 first: its trials all run to max_t. max_t = 10,
     # rf = 3: 3 trials there, then 5 halved after 3 epochs (2 kept): 6 trials stop one.
@@ -445,6 +459,35 @@ def test_scheduler_metric_and_mode_point_to_the_objective() -> None:
                       "`objective minimize val_loss` or `objective maximize val_accuracy`")
     assert one_error(BASE + "objective minimize val_loss\nsearch optuna { mode = max }\n"
                      "space { a = uniform(0, 1) }\n").help.startswith("the search and the scheduler use")
+
+
+def test_scheduler_times_take_a_duration_when_time_attr_counts_seconds() -> None:
+    # Ray's own PBT example counts `time_total_s`; `perturbation_interval = 2m` was refused.
+    obj = "objective minimize val_loss\nspace { lr = loguniform(1e-4, 1e-1), epochs = 50 }\ntrials { num_samples = 8 }\n"
+    plan = plan_of(BASE + obj + "scheduler asha { time_attr = time_total_s, max_t = 1h, grace_period = 00:02:00 }\n")
+    assert (plan["scheduler"]["options"]["max_t"], plan["scheduler"]["options"]["grace_period"]) == (3600, 120)
+    plan = plan_of(BASE + obj + "scheduler pbt { time_attr = time_total_s, perturbation_interval = 2m }\n")
+    assert plan["scheduler"]["options"]["perturbation_interval"] == 120
+    d = one_error(BASE + obj + "scheduler asha { max_t = 2m }\n")
+    assert (d.code, where(d), d.message) == ("HP203", (6, 26), "`max_t` must be an integer, not the duration `2m`")
+    assert d.help == ("`max_t` counts `time_attr` units, epochs under `training_iteration`; "
+                      "for seconds, set `time_attr = time_total_s`")
+
+
+def test_a_start_up_option_in_error_is_not_also_warned_of_with_its_default() -> None:
+    # `population_size = 1` was refused, and warned of as "its 50 random start-up trials"
+    src = BASE + "objective minimize val_loss\nspace { a = uniform(0, 1) }\ntrials { num_samples = 12 }\n"
+    d = one_error(src + "search optuna { sampler = nsga2, population_size = 1 }\n")
+    assert d.message == "`population_size` must be at least 2 (got 1)"
+    assert not warnings(src + "search optuna { sampler = nsga2, population_size = 1 }\n")
+
+
+def test_an_optuna_pruner_points_to_the_schedulers() -> None:
+    d = one_error(BASE + "objective minimize val_loss\nsearch optuna { pruner = median }\n"
+                  "space { a = uniform(0, 1) }\n")
+    assert (d.code, d.message) == ("HP201", "unknown key `pruner` in `search optuna`")
+    assert d.help == ("Ray Tune, not Optuna, stops trials early: `scheduler median` (Optuna's "
+                      "MedianPruner) or `scheduler asha` (its SuccessiveHalvingPruner)")
 
 
 def test_key_in_the_wrong_section_says_where_it_belongs() -> None:
@@ -1063,6 +1106,20 @@ def test_a_metric_the_trainer_source_reports_is_not_warned_about(tmp_path) -> No
     assert compile_path(spec).warnings == []
     trainer.write_text("def broken(:\n")  # unreadable source: no answer, so the warning stays
     assert [w.code for w in compile_path(spec).warnings] == ["HP803", "HP801"]  # and it is said
+
+
+@pytest.mark.parametrize("body", [
+    "metrics = self.validation_epoch(e)\n        metrics['f1'] = f\n        self.report(metrics)",
+    "self.report(dict(self.validation_epoch(e), f1=f))",
+    "metrics = self.validation_epoch(e)\n        metrics.update(f1=f)\n        self.report(metrics)",
+])
+def test_a_metric_added_to_the_reported_dict_by_key_is_not_warned_about(tmp_path, body) -> None:
+    from hpoc.compiler import compile_path
+
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "m"\npipeline { trainer = train:T }\nobjective maximize f1\n')
+    (tmp_path / "train.py").write_text(f"class T:\n    def step(self, e, f):\n        {body}\n")
+    assert compile_path(spec).warnings == []
 
 
 # ------------------------------------------------------------------------ scheduler

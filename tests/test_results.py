@@ -1091,6 +1091,25 @@ def test_a_config_value_no_spec_can_write_does_not_break_the_best_trial(tmp_path
     assert "dropout = NaN  # not expressible in a .hpo file" in kv and "epochs = 6" in kv
 
 
+def test_a_tie_goes_to_the_earlier_trial_as_the_run_said(tmp_path):
+    """Searchers give trials random hex ids: ranked by id, `hpoc results` named another best
+    trial than the run's own summary (the first trial to reach the value) on a tie."""
+    exp = tmp_path / "exp"
+    for index, trial_id in enumerate(["ffff0000", "0000aaaa", "8888bbbb"]):
+        path = exp / f"trial_{index:05d}_{trial_id}"
+        path.mkdir(parents=True)
+        (path / "params.json").write_text(json.dumps({"lr": 0.1 * (index + 1)}))
+        row = {"training_iteration": 1, "trial_id": trial_id, "done": True,
+               "val_accuracy": 0.5 if index == 2 else 0.9}
+        (path / "result.json").write_text(json.dumps(row) + "\n")
+    write_summary(exp, "s", [], metric="val_accuracy", mode="max")
+    ranking = rank(load(exp))
+    assert ranking.best.trial_id == "ffff0000"
+    assert [t.trial_id for t in ranking.trials] == ["ffff0000", "0000aaaa", "8888bbbb"]
+    # without an objective, "rows are in trial order": the order they were made
+    assert [t.trial_id for t in load(exp).trials] == ["ffff0000", "0000aaaa", "8888bbbb"]
+
+
 def test_the_table_shows_nan_for_a_diverged_trial_and_a_dash_for_a_missing_value(tmp_path, capsys):
     """Both were "-": a diverged trial looked like one that never reported the metric."""
     exp = tmp_path / "exp"

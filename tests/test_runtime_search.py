@@ -499,3 +499,21 @@ def test_nevergrad_without_an_optimizer_uses_the_documented_default(monkeypatch)
     p = plan(search={"algorithm": "nevergrad", "options": {"optimizer_kwargs": None}, "_replace": True})
     searcher, _, _ = search.make_searcher(p)
     assert searcher.optimizer == "NGOpt-class"
+
+
+@pytest.mark.parametrize("mode, value", [("max", float("inf")), ("min", float("-inf")),
+                                         ("max", float("nan"))])
+def test_optuna_learns_nothing_good_from_a_diverged_trial(mode, value):
+    # Told as a value, +inf under `maximize` was Optuna's best trial: TPE sampled around
+    # the configuration that diverged. Optuna fails a NaN itself; any non-finite value so.
+    from optuna.trial import TrialState
+
+    p = plan(search={"algorithm": "optuna", "options": {"seed": 0}},
+             objective={"metrics": [{"name": "val_accuracy", "mode": mode}]})
+    searcher, param_space, _ = search.make_searcher(p)
+    searcher.set_search_properties(None, None, param_space)
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", {"val_accuracy": value, "training_iteration": 3})
+    (told,) = searcher._ot_study.get_trials()
+    assert told.state == TrialState.FAIL
+    assert searcher._ot_study.best_trials == []

@@ -227,6 +227,18 @@ def test_dataloader_path_and_tensor_path_agree(toy, tmp_path):
     assert results["dataset"][1]["val_loss"] == pytest.approx(results["tensors"][1]["val_loss"], rel=1e-6)
 
 
+def test_a_dataset_shuffles_under_the_largest_seed_the_spec_takes(toy, tmp_path):
+    # `training.seed` up to 2**63 - 1 (a date-time such as 20261130060000 too): the loader's
+    # per-epoch seed overflowed torch's 64 bits and failed every trial at its first epoch.
+    workdir, plan, (train, val, _) = toy
+    t = trainer(workdir)
+    t.bind(config=dict(CONFIG, epochs=1), strategy=Strategy(), reporter=LocalReporter(tmp_path),
+           plan=plan, trial=TrialInfo(seed=2**63 - 1), data=(ListDataset(*train), ListDataset(*val), None))
+    t.setup()
+    t.set_epoch(0)
+    t.train_epoch(0)
+
+
 def test_uint8_inputs_are_scaled_and_normalised_as_batches_are_made(tmp_path):
     class Images(hpoc.Trainer):
         normalize = (0.5, 0.25)

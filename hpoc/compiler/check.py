@@ -236,6 +236,9 @@ class Checker:
             # Ray's own argument names: here the study's objective says both, once for all.
             help = ("the search and the scheduler use the study's objective (its first metric): "
                     "`objective minimize val_loss` or `objective maximize val_accuracy`")
+        if key == "pruner" and where.startswith("`search"):  # Optuna's early stopping
+            help = ("Ray Tune, not Optuna, stops trials early: `scheduler median` (Optuna's "
+                    "MedianPruner) or `scheduler asha` (its SuccessiveHalvingPruner)")
         kind, _, name = where.strip("`").partition(" ")
         algorithms = {"search": T.SEARCHERS, "scheduler": T.SCHEDULERS}.get(kind, {})
         others = [f"{kind} {n}" for n, opts in algorithms.items() if key in opts and n != name]

@@ -3,9 +3,9 @@
 Compiling must not import user code (torch, on a login node), but an objective metric the
 trainer never reports is a silent misconfiguration: every trial ends without a result. A
 trainer reports what it puts in a dict (`{"loss": ...}` for itwinai's
-`checkpoint_and_report`, hpoc's `report({...})`), so the string keys of the dict displays
-in its module are a good, cheap answer. A module that is not a file under the study's
-directory (an installed package) gives no answer.
+`checkpoint_and_report`, hpoc's `report({...})`), so the string keys of the dicts in its
+module (written out, or set by subscript or keyword) are a good, cheap answer. A module
+that is not a file under the study's directory (an installed package) gives no answer.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def trainer_target(out: dict[str, Any]) -> str:
 
 
 def trainer_metrics(target: str, workdir: str | None) -> set[str] | None:
-    """String keys of the dicts in the module of `target` (`pkg.mod:Class`); None if the
-    module is not a readable Python file under `workdir`."""
+    """String keys of the dicts in the module of `target` (`pkg.mod:Class`): those written
+    out, set by subscript (`metrics["f1"] = f1`) or by keyword (`dict(m, f1=f1)`,
+    `m.update(f1=f1)`); None if the module is not a readable Python file under `workdir`."""
     tree = _module_tree(target, workdir)
     if tree is None:
         return None
@@ -44,7 +45,17 @@ def trainer_metrics(target: str, workdir: str | None) -> set[str] | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Dict):
             keys.update(k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) \
+                and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+            keys.add(node.slice.value)
+        elif isinstance(node, ast.Call) and _dict_by_keywords(node.func):
+            keys.update(k.arg for k in node.keywords if k.arg)
     return keys
+
+
+def _dict_by_keywords(func: ast.AST) -> bool:
+    return (isinstance(func, ast.Name) and func.id == "dict") or \
+        (isinstance(func, ast.Attribute) and func.attr == "update")
 
 
 def reported_by_loop(target: str, workdir: str | None) -> set[str] | None:

@@ -335,8 +335,8 @@ def _random_start_up(ch: Checker, out: dict[str, Any], block: Any) -> None:
     alg, opts = out["search"]["algorithm"], out["search"]["options"]
     option, default = _START_UP.get((alg, opts.get("sampler") if alg == "optuna" else None), (None, 0))
     start, trials = opts.get(option) if opts.get(option) is not None else default, total_trials(out)
-    if option is None or trials < 2 or start < trials:
-        return
+    if option is None or trials < 2 or start < trials or f"search.options.{option}" in ch.invalid:
+        return  # (a value in error: its default stands in, not what the spec says)
     who = f"optuna's `{opts['sampler']}` sampler" if alg == "optuna" else f"`search {alg}`"
     least = 2 if option == "population_size" else 1
     ch.warn(WARN_SEARCH, f"{who} never uses its model: the study's {trials} trials are all within its "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 from hpoc.compiler import kinds as K
@@ -216,6 +217,8 @@ def _named(
     fields = dict(table[name])
     if with_time_attr:
         fields["time_attr"] = T.TIME_ATTR
+        if block is not None and block.body:
+            block = _timed_in_seconds(ch, block, name)
     options = ch.read_record(block if block and block.body else None, fields, f"`{kind} {name}`", f"{kind}.options", _Special(ch))
     if with_time_attr:
         result["time_attr"] = options.pop("time_attr")
@@ -225,6 +228,37 @@ def _named(
     if block is not None and block.span:
         ch.spans[f"{kind}.{key}"] = block.span
     return result
+
+
+# Scheduler options counted in `time_attr` units, and the `time_attr`s that count seconds.
+_TIMED = ("max_t", "grace_period", "perturbation_interval", "burn_in_period", "min_time_slice")
+_CLOCKS = ("time_total_s", "time_this_iter_s", "time_since_restore")
+
+
+def _timed_in_seconds(ch: Checker, block: A.Block, name: str) -> A.Block:
+    """`block` with its durations (`max_t = 2m`) as seconds where `time_attr` counts seconds;
+    elsewhere a duration is an error saying what the option counts."""
+    attr = next((s.value for s in block.body or () if isinstance(s, A.Setting) and s.key == "time_attr"), None)
+    clock = (attr.path if isinstance(attr, A.Ref) else attr.value if isinstance(attr, A.String) else None) in _CLOCKS
+    body: list[A.Item] = []
+    for item in block.body or ():
+        if isinstance(item, A.Setting) and item.key in _TIMED and item.key in T.SCHEDULERS[name] \
+                and isinstance(item.value, (A.Duration, A.Clock)):
+            if not clock:
+                kind = "an integer" if name in ("asha", "hyperband", "bohb") else "a number"
+                ch.error(TYPE, f"`{item.key}` must be {kind}, not {K.describe(item.value)}", item.value.span,
+                         help=f"`{item.key}` counts `time_attr` units, epochs under `training_iteration`; "
+                              "for seconds, set `time_attr = time_total_s`")
+                continue
+            try:
+                seconds = K.duration(item.value)
+            except K.Invalid:
+                body.append(item)  # said as the option is read
+                continue
+            whole = int(seconds) if float(seconds).is_integer() else seconds
+            item = replace(item, value=A.Number(whole, str(whole), span=item.value.span))
+        body.append(item)
+    return replace(block, body=tuple(body))
 
 
 def _objective(ch: Checker, stmts: list[A.Objective]) -> dict[str, Any]:

@@ -381,7 +381,8 @@ def _load_trials(trial_dirs: list[Path], shard: int, summary: dict[str, Any] | N
             # PBT the trial's final config can be one it never trained with (an exploit
             # after its last epoch).
             trial.config = entry["config"]
-    return sorted(by_id.values(), key=lambda t: t.trial_id)
+    # In the order the trials were made (a searcher's trial ids are random)
+    return sorted(by_id.values(), key=lambda t: (t.number is None, t.number or 0, t.trial_id))
 
 
 def _trial_dirs(path: Path, depth: int = 3, top: bool = True) -> Iterator[Path]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpoc.runtime import summary as _summary
 from hpoc.runtime.space import flatten as flatten  # {"optimizer": {"lr": 1}} -> {"optimizer.lr": 1}
+
+_NUMBERED = re.compile(r"trial_(\d+)_")  # hpoc.runtime.tuner.trial_dirname
 
 # Keys Ray Tune adds to every reported result; everything else numeric is a user metric.
 # hpoc's trainer reports `epoch` beside training_iteration: an axis, not a metric.
@@ -61,6 +64,13 @@ class Trial:
         # A line another writer made (a hand-edited or foreign result.json) may not say.
         it = number(self.history[-1].get("training_iteration"))
         return int(it) if it and it > 0 else len(self.history)
+
+    @property
+    def number(self) -> int | None:
+        """Its creation order in its shard, from hpoc's `trial_<N>_<id>` directory; None for
+        another's. Searchers' trial ids are random: only this tells which trial came first."""
+        match = _NUMBERED.match(Path(self.path).name) if self.path else None
+        return int(match.group(1)) if match else None
 
     @property
     def last(self) -> dict[str, Any]:

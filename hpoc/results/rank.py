@@ -66,10 +66,12 @@ def _order(metric: str | None, mode: str, scope: str) -> Callable[[Trial], tuple
     def key(trial: Trial) -> tuple:
         value = trial.value(metric, scope, mode) if metric else None
         # Errored trials go after the others: a value they reported before failing does
-        # not make them a result to build on. Ties: the earlier shard and trial.
+        # not make them a result to build on. Ties: the earlier shard and trial, as the
+        # run's own summary picks (a searcher's trial ids are random).
+        number = trial.number
         return (value is None, trial.status == "ERROR",
                 0.0 if value is None else (value if mode == "min" else -value),
-                trial.shard, trial.trial_id)
+                trial.shard, number is None, number or 0, trial.trial_id)
     return key
 
 

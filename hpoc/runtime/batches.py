@@ -234,7 +234,7 @@ class DeviceLoader:
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         elif self.shuffle and self.loader.generator is not None:
-            self.loader.generator.manual_seed(self.seed * 1_000_003 + epoch)
+            self.loader.generator.manual_seed((self.seed * 1_000_003 + epoch) % (2**63))
 
     def __len__(self) -> int:
         return len(self.loader)

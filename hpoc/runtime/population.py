@@ -38,6 +38,9 @@
 6. Synchronous PBT pauses every trial at a perturbation until all live trials reach it; a
    trial that failed before it (its exploit's weights did not fit its model) left the
    others PAUSED forever, the driver spinning. They go on without that perturbation.
+
+7. Ray's PBT leaves a trial whose objective is NaN out of its quantiles: a diverged trial
+   never exploited a better one. It counts as the worst trial (diverged.py).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from typing import Any
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
 
+from hpoc.runtime.diverged import DivergedWorst
 from hpoc.runtime.resume import Capped, SaveOnComplete
 from hpoc.runtime.timelimit import TimeLimited
 from hpoc.runtime.space import grid_step, snap
@@ -207,11 +211,11 @@ class _Population:
         keep_config(trial)
 
 
-class PBT(TimeLimited, SaveOnComplete, Capped, _Population, PopulationBasedTraining):
+class PBT(TimeLimited, SaveOnComplete, Capped, _Population, DivergedWorst, PopulationBasedTraining):
     pass
 
 
-class PB2(TimeLimited, SaveOnComplete, Capped, _Population, RayPB2):
+class PB2(TimeLimited, SaveOnComplete, Capped, _Population, DivergedWorst, RayPB2):
     def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
         rows = len(self.data)
         config, operations = super()._get_new_config(trial, trial_to_clone)

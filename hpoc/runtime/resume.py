@@ -31,7 +31,9 @@
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; HyperBand and BOHB pause and resume trials themselves and
 keep Tune's behaviour there), and each of them, HyperBand and BOHB too, stops trials at
-`trials.time_limit` (timelimit.py). It changes the instance's class to a subclass of its own
+`trials.time_limit` (timelimit.py); those that compare trials (not FIFO, and the median rule,
+which leaves non-finite values out itself) see a NaN or infinite objective as the worst
+(diverged.py). It changes the instance's class to a subclass of its own
 class, so everything else about it stays as built. hpoc's PBT and PB2 (`population.py`)
 have gaps 2 and 3 closed in their classes; `prepare_scheduler` sets their cap.
 """
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.files import read_json_lines
+from hpoc.runtime.diverged import DivergedWorst, judged
 from hpoc.runtime.timelimit import TimeLimited
 
 logger = logging.getLogger(__name__)
@@ -148,7 +151,8 @@ class _RungReplay:
         for row in trial_history(trial):
             t, value = row.get(self._time_attr), row.get(self._metric)
             if isinstance(t, (int, float)) and isinstance(value, (int, float)):
-                bracket.on_result(trial, t, self._metric_op * value)  # records; decision ignored
+                # records; decision ignored
+                bracket.on_result(trial, t, self._metric_op * judged(value, self._mode))
                 replayed += 1
         if replayed:
             logger.debug("ASHA: replayed %d result(s) of restored trial %s", replayed, trial.trial_id)
@@ -167,13 +171,14 @@ def _classes() -> dict[str, type]:
     class CappedMedianStoppingRule(TimeLimited, SaveOnComplete, Capped, _ReportedOnly, s.MedianStoppingRule):
         pass
 
-    class ResumableASHA(TimeLimited, SaveOnComplete, Capped, _RungReplay, s.AsyncHyperBandScheduler):
+    class ResumableASHA(TimeLimited, SaveOnComplete, Capped, _RungReplay, DivergedWorst,
+                        s.AsyncHyperBandScheduler):
         pass
 
-    class TimedHyperBand(TimeLimited, s.HyperBandScheduler):
+    class TimedHyperBand(TimeLimited, DivergedWorst, s.HyperBandScheduler):
         pass
 
-    class TimedBOHB(TimeLimited, s.HyperBandForBOHB):
+    class TimedBOHB(TimeLimited, DivergedWorst, s.HyperBandForBOHB):
         pass
 
     made = {}

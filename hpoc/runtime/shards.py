@@ -22,6 +22,7 @@ with the trials of its own shard only.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +219,18 @@ def _optuna_search_class() -> type:
         # ---- results
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if result and self._diverged(result):
+                # Optuna fails a NaN itself, but told with Ray's COMPLETE it raised and the
+                # trial stayed RUNNING; an infinity in the good direction was its best trial.
+                result, error = None, True
             if trial_id in self._completed_trials and result and not error and trial_id in self._ot_trials:
                 self._record_retry(trial_id, result)
                 return
             super().on_trial_complete(trial_id, result=result, error=error)
+
+        def _diverged(self, result: dict) -> bool:
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            return any(isinstance(v, float) and not math.isfinite(v) for v in map(result.get, metrics))
 
         def _record_retry(self, trial_id: str, result: dict) -> None:
             import optuna

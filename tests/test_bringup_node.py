@@ -296,6 +296,43 @@ def test_init_makes_a_fresh_private_token_per_job(tmp_path):
     assert not (job / "n0").exists()
 
 
+def full_disk() -> None:
+    """In the child: any write past 0 bytes fails (EFBIG), as on a full node-local /tmp."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_a_job_directory_that_cannot_be_made_is_said_without_a_traceback(tmp_path):
+    """A full /tmp on a shared node: `cluster init` failed writing the token with a
+    traceback, and left the job directory behind with an empty token in it."""
+    job = tmp_path / "hpoc-9"
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime.cluster", "init", str(job)], capture_output=True,
+                         text=True, preexec_fn=full_disk, env={**os.environ, "SLURMD_NODENAME": "node4"})
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith(f"hpoc: cannot write {job}/token on node4: File too large; free space there, "
+                                 "or set HPOC_TMP to another node-local directory"), run.stderr
+    assert not job.exists()
+    # A base that is not a directory (or read-only, or another user's)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match=r"^hpoc: cannot create the job directory .*/file/hpoc-9 on \S+: Not a "
+                       "directory; set HPOC_TMP to a writable node-local directory$"):
+        cluster.init(tmp_path / "file" / "hpoc-9")
+
+
+def test_a_worker_that_cannot_write_the_token_leaves_no_empty_one(tmp_path):
+    """An empty token file would pass for this job's: a second Ray node of the job on that
+    host would read it and be refused by the head."""
+    job = tmp_path / "hpoc-8"
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(job), "--address",
+                          "127.0.0.1:1", "--job-id", "8"], capture_output=True, text=True, preexec_fn=full_disk,
+                         env={**os.environ, node.TOKEN_ENV: "tok", "SLURMD_NODENAME": "node5"})
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith(f"hpoc: cannot start ray worker: cannot write {job}/token on node5: File too "
+                                 "large"), run.stderr
+    assert not (job / node.TOKEN_FILE).exists()
+
+
 def test_wait_head_returns_the_address_once_the_port_answers(tmp_path):
     job = tmp_path / "hpoc-2"
     cluster.init(job)

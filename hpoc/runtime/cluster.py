@@ -21,7 +21,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpoc.runtime.node import HEAD_FILE, TOKEN_FILE, answers, ensure_private_dir, write_secret
+from hpoc.runtime.node import (HEAD_FILE, TOKEN_FILE, NodeError, answers, ensure_private_dir, host_name,
+                               write_secret)
 
 POLL_S = 0.1
 
@@ -35,9 +36,19 @@ def init(job_dir: Path) -> Path:
         if job_dir.stat().st_uid != os.getuid():
             raise SystemExit(f"hpoc: {job_dir} belongs to another user")
         shutil.rmtree(job_dir)
-    ensure_private_dir(job_dir)
     token = job_dir / TOKEN_FILE
-    write_secret(token, secrets.token_hex(32))
+    try:
+        ensure_private_dir(job_dir)
+    except NodeError as exc:
+        raise SystemExit(f"hpoc: {exc}") from None
+    except OSError as exc:  # a read-only /tmp, or one of another user's making
+        raise SystemExit(f"hpoc: cannot create the job directory {job_dir} on {host_name()}: "
+                         f"{exc.strerror or exc}; set HPOC_TMP to a writable node-local directory") from None
+    try:
+        write_secret(token, secrets.token_hex(32))
+    except NodeError as exc:  # a full /tmp on a shared node
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise SystemExit(f"hpoc: {exc}") from None
     return token
 
 

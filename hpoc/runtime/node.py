@@ -67,7 +67,7 @@ def ensure_private_dir(path: Path) -> None:
     try:
         path.mkdir(mode=0o700)
     except FileNotFoundError:  # the job script checked the base on the batch node only
-        raise NodeError(f"{path.parent} does not exist on {socket.gethostname()}: the job directory's "
+        raise NodeError(f"{path.parent} does not exist on {host_name()}: the job directory's "
                         "base (HPOC_TMP, or the job's TMPDIR) must exist on every node of the job") from None
     except FileExistsError:
         st = path.lstat()
@@ -80,8 +80,18 @@ def ensure_private_dir(path: Path) -> None:
 def write_secret(path: Path, text: str) -> None:
     """Write `text` to a new 0600 file (never readable by others, not even briefly)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError as exc:  # a full node-local disk: an empty token would pass for this job's
+        path.unlink(missing_ok=True)
+        raise NodeError(f"cannot write {path} on {host_name()}: {exc.strerror or exc}; free space there, "
+                        "or set HPOC_TMP to another node-local directory") from None
+
+
+def host_name() -> str:
+    """This node as SLURM names it (fake nodes share a host), else the host's name."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
 
 
 def ensure_token(job_dir: Path, env: Mapping[str, str]) -> Path:
@@ -236,7 +246,7 @@ def node_ip(interface: str | None) -> str:
         if not addr:
             raise NodeError(
                 f"interface {interface!r} has no IPv4 address on "
-                f"{os.environ.get('SLURMD_NODENAME') or socket.gethostname()}; "
+                f"{host_name()}; "
                 "fix slurm.interface in the spec (see `ip -4 addr` on a compute node)"
             )
         return addr

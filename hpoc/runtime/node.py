@@ -38,10 +38,10 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from hpoc.runtime import ports
+from hpoc.runtime import node_stop, ports
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
 TOKEN_FILE = "token"
@@ -463,7 +463,8 @@ def wait_for_head(address: str, timeout: float, poll_s: float = 0.1) -> None:
         time.sleep(poll_s)
 
 
-def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, timeout: float = 300) -> None:
+def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, timeout: float = 300,
+            cleanup: Callable[[], None] = lambda: None) -> None:
     """Run `ray start` in this very process, which thereby becomes the Ray node.
 
     Loading Ray takes a while; a worker does it while the head is still starting and only
@@ -476,6 +477,7 @@ def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, 
     if head is not None:
         wait_for_head(head, timeout)
     print(f"hpoc: {shlex.join(['ray', *cmd[3:]])}", flush=True)
+    node_stop.heed_sigterm(cleanup)  # scancel while Ray waits for a GCS that has gone
     cli.main(args=cmd[3:], prog_name="ray")  # exits with ray start's status
 
 
@@ -496,11 +498,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("worker needs --address IP:PORT of the head")
     try:
         cmd, env = prepare(args, os.environ)
-        try:
-            run_ray(cmd, env, head=args.address if args.role == "worker" else None, timeout=args.timeout)
-        finally:  # `ray start --block` ends by SystemExit, on SIGTERM too
+        def cleanup() -> None:
             if args.role == "worker":
                 release_job_dir(Path(args.job_dir), env)
+
+        try:
+            run_ray(cmd, env, head=args.address if args.role == "worker" else None, timeout=args.timeout,
+                    cleanup=cleanup)
+        finally:  # `ray start --block` ends by SystemExit, on SIGTERM too
+            cleanup()
     except (NodeError, OSError) as exc:
         print(f"hpoc: cannot start ray {args.role}: {exc}", file=sys.stderr)
         return 1

@@ -181,6 +181,21 @@ def test_a_taken_port_moves_the_node_to_the_next_slot():
     assert first.object_manager not in chosen.all_ports()
 
 
+def test_a_port_held_on_ipv6_only_is_taken():
+    """Ray's GCS, raylet and workers bind `[::]` (both families): a port that another
+    program holds on IPv6 only looked free, and that Ray process failed to start."""
+    try:
+        v6 = socket.socket(socket.AF_INET6)
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6.bind(("::", 0))
+    except OSError:
+        pytest.skip("no IPv6 on this host")
+    with v6:
+        v6.listen()
+        port = v6.getsockname()[1]
+        assert not node.port_free("127.0.0.1", port)
+
+
 @pytest.fixture
 def short_tmp():
     import shutil

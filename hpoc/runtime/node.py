@@ -266,16 +266,21 @@ def node_ip(interface: str | None) -> str:
 
 
 def port_free(ip: str, port: int) -> bool:
-    """True if nothing listens on `port` (Ray binds its gRPC servers to all interfaces)."""
-    for host in ("0.0.0.0", ip):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """True if nothing listens on `port` (Ray binds its gRPC servers to all interfaces, `[::]`
+    where the host has IPv6: an IPv6-only listener of another program stops them too)."""
+    for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET, ip), (socket.AF_INET6, "::")):
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # a host without IPv6
+            continue
+        with s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
             try:
                 s.bind((host, port))
             except OSError as exc:
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                     return False
-                if exc.errno != errno.EADDRNOTAVAIL:
+                if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     raise
     return True
 

@@ -348,6 +348,45 @@ def test_a_worker_that_cannot_write_the_token_leaves_no_empty_one(tmp_path):
     assert not (job / node.TOKEN_FILE).exists()
 
 
+def test_init_removes_what_ended_jobs_of_this_user_left_on_the_node(tmp_path, monkeypatch):
+    """A teardown that SLURM's SIGKILL cut short left the job directory (token, Ray's session
+    logs) in the node's /tmp for good. The next job on the node removes those of jobs squeue
+    no longer lists, and only those."""
+    squeue = tmp_path / "bin" / "squeue"
+    squeue.parent.mkdir()
+    squeue.write_text('#!/bin/bash\necho "$*" >>"$0.args"\nprintf "6\\n12\\n"\n')  # this user's live jobs
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{squeue.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    base = tmp_path / "tmp"
+    for name in ("hpoc-5", "hpoc-7-r1", "hpoc-6", "hpoc-6-r2", "hpoc-12", "hpoc-x1y2z3", "hpoc-8", "hpoc-4"):
+        (base / name).mkdir(parents=True, mode=0o700)
+        (base / name / "token").write_text("t")
+    (base / "hpoc-8" / node.KEEP_FILE).touch()  # kept on purpose: HPOC_KEEP_TMP=1
+    (base / "hpoc-12345678").mkdir(mode=0o700)  # a local run's, whose random name is all digits
+    (base / "hpoc-12345678" / "owner.json").write_text("{}")
+    (base / "hpoc-3").symlink_to(base / "hpoc-4")
+    cluster.init(base / "hpoc-9")
+    left = sorted(p.name for p in base.iterdir())
+    assert left == ["hpoc-12", "hpoc-12345678", "hpoc-3", "hpoc-6", "hpoc-6-r2", "hpoc-8", "hpoc-9",
+                    "hpoc-x1y2z3"], left
+    assert "-u" in (tmp_path / "bin" / "squeue.args").read_text()  # only this user's jobs asked for
+    # squeue not answering (the controller down): nothing is taken for ended
+    squeue.write_text("#!/bin/bash\nexit 1\n")
+    (base / "hpoc-5").mkdir(mode=0o700)
+    cluster.init(base / "hpoc-10")
+    assert (base / "hpoc-5").is_dir()
+    # under HPOC_TMP (maybe shared with another cluster's jobs) nothing is swept
+    squeue.write_text("#!/bin/bash\n")
+    monkeypatch.setenv("HPOC_TMP", str(base))
+    cluster.init(base / "hpoc-11")
+    assert (base / "hpoc-5").is_dir()
+    monkeypatch.setenv("HPOC_KEEP_TMP", "1")  # kept to read Ray's logs: no later job removes it
+    cluster.init(base / "hpoc-13")
+    assert (base / "hpoc-13" / node.KEEP_FILE).is_file()
+
+
 def test_wait_head_returns_the_address_once_the_port_answers(tmp_path):
     job = tmp_path / "hpoc-2"
     cluster.init(job)

@@ -45,6 +45,7 @@ from hpoc.runtime import node_stop, ports
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
 TOKEN_FILE = "token"
+KEEP_FILE = "keep"  # HPOC_KEEP_TMP=1: a later job's sweep of ended jobs' directories leaves it
 HEAD_FILE = "head.json"
 # Ray puts "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store" under --temp-dir
 # (about 64 characters); a unix socket path holds at most 107 bytes.
@@ -110,6 +111,12 @@ def ensure_token(job_dir: Path, env: Mapping[str, str]) -> Path:
     except FileExistsError:  # another node of this job on this host was faster
         pass
     return token
+
+
+def keep_if_asked(job_dir: Path, env: Mapping[str, str]) -> None:
+    """Mark the job directory as kept on purpose (HPOC_KEEP_TMP=1, Ray's logs to read)."""
+    if env.get("HPOC_KEEP_TMP") == "1":
+        (job_dir / KEEP_FILE).touch()
 
 
 def claim_rank(job_dir: Path, limit: int = ports.N_SLOTS) -> tuple[int, Path]:
@@ -404,6 +411,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     if job_id is None:
         raise NodeError("no job id: pass --job-id or run inside a SLURM job")
     token = ensure_token(job_dir, env)
+    keep_if_asked(job_dir, env)
     check_socket_room(job_dir / "n00")
     rank, temp_dir = claim_rank(job_dir)
     ip = node_ip(args.interface)

@@ -143,6 +143,11 @@ def test_ranks_are_claimed_atomically(tmp_path):
         t.join()
     assert sorted(results) == list(range(8))
     assert mode(job / "n0") == 0o700
+    # More than a host can hold: a base every node of the job shares (HPOC_TMP on GPFS), which
+    # was said as "more than 64 Ray nodes of one job on this host".
+    with pytest.raises(NodeError, match=r"more than 8 Ray nodes of this job share .*hpoc-9: it must be on "
+                       r"node-local storage \(an HPOC_TMP on a shared file system"):
+        node.claim_rank(job, limit=8)
 
 
 def test_temp_dirs_too_long_for_unix_sockets_are_refused():

@@ -129,7 +129,8 @@ def claim_rank(job_dir: Path, limit: int = ports.N_SLOTS) -> tuple[int, Path]:
         except FileExistsError:
             continue
         return rank, path
-    raise NodeError(f"more than {limit} Ray nodes of one job on this host")
+    raise NodeError(f"more than {limit} Ray nodes of this job share {job_dir}: it must be on node-local "
+                    "storage (an HPOC_TMP on a shared file system is every node's at once)")
 
 
 def path_bytes(path: str) -> int:

@@ -1592,3 +1592,9 @@ def test_a_directory_of_builds_names_them_or_shows_its_one(tmp_path, capsys, mon
     monkeypatch.chdir(tmp_path / "build")
     code, out, err = status(capsys)  # in it, as in a study's directory
     assert code == 0 and out.startswith("study `alpha`"), out + err
+    # A project's directory is read as before, a build beside its specs taken for no study
+    (tmp_path / "alpha.hpo").write_text(SPEC)
+    (tmp_path / "beta.hpo").write_text(SPEC)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = status(capsys)
+    assert code == 2 and "no study in the current directory" in err, out + err

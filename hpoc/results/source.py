@@ -77,8 +77,14 @@ def lone_spec(target: Path) -> Path | None:
 def lone_build(target: Path) -> Path | None:
     """The one build directory in `target` (`build/`, where `hpoc compile SPEC` writes
     `build/<study>/`), None where it holds none; an error where it holds several (the
-    studies of one project, compiled one after the other)."""
-    if not target.is_dir() or (target / "plan.json").is_file():
+    studies of one project, compiled one after the other). None for a study's own directory
+    too (its spec files, its results below): what it holds is read as before."""
+    if not target.is_dir() or (target / "plan.json").is_file() or _is_study(target) or _has_trials(target):
+        return None
+    try:
+        if any(c.suffix.lower() in SPEC_SUFFIXES for c in target.iterdir()) or _studies_below(target):
+            return None
+    except OSError:
         return None
     builds = sorted(c for c in _children(target) if (c / "plan.json").is_file())
     if len(builds) > 1:

@@ -143,6 +143,11 @@ def test_ranks_are_claimed_atomically(tmp_path):
         t.join()
     assert sorted(results) == list(range(8))
     assert mode(job / "n0") == 0o700
+    # More than a host can hold: a base every node of the job shares (HPOC_TMP on GPFS), which
+    # was said as "more than 64 Ray nodes of one job on this host".
+    with pytest.raises(NodeError, match=r"more than 8 Ray nodes of this job share .*hpoc-9: it must be on "
+                       r"node-local storage \(an HPOC_TMP on a shared file system"):
+        node.claim_rank(job, limit=8)
 
 
 def test_temp_dirs_too_long_for_unix_sockets_are_refused():
@@ -179,6 +184,21 @@ def test_a_taken_port_moves_the_node_to_the_next_slot():
         chosen = node.pick_ports(job, 0, "127.0.0.1")
     assert chosen == ports.node_ports(job, 0, 1)
     assert first.object_manager not in chosen.all_ports()
+
+
+def test_a_port_held_on_ipv6_only_is_taken():
+    """Ray's GCS, raylet and workers bind `[::]` (both families): a port that another
+    program holds on IPv6 only looked free, and that Ray process failed to start."""
+    try:
+        v6 = socket.socket(socket.AF_INET6)
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6.bind(("::", 0))
+    except OSError:
+        pytest.skip("no IPv6 on this host")
+    with v6:
+        v6.listen()
+        port = v6.getsockname()[1]
+        assert not node.port_free("127.0.0.1", port)
 
 
 @pytest.fixture
@@ -294,6 +314,82 @@ def test_init_makes_a_fresh_private_token_per_job(tmp_path):
     (job / "n0").mkdir()  # left over by an earlier run of a requeued job
     assert cluster.init(job).read_text() != first
     assert not (job / "n0").exists()
+
+
+def full_disk() -> None:
+    """In the child: any write past 0 bytes fails (EFBIG), as on a full node-local /tmp."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_a_job_directory_that_cannot_be_made_is_said_without_a_traceback(tmp_path):
+    """A full /tmp on a shared node: `cluster init` failed writing the token with a
+    traceback, and left the job directory behind with an empty token in it."""
+    job = tmp_path / "hpoc-9"
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime.cluster", "init", str(job)], capture_output=True,
+                         text=True, preexec_fn=full_disk, env={**os.environ, "SLURMD_NODENAME": "node4"})
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith(f"hpoc: cannot write {job}/token on node4: File too large; free space there, "
+                                 "or set HPOC_TMP to another node-local directory"), run.stderr
+    assert not job.exists()
+    # A base that is not a directory (or read-only, or another user's)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match=r"^hpoc: cannot create the job directory .*/file/hpoc-9 on \S+: Not a "
+                       "directory; set HPOC_TMP to a writable node-local directory$"):
+        cluster.init(tmp_path / "file" / "hpoc-9")
+
+
+def test_a_worker_that_cannot_write_the_token_leaves_no_empty_one(tmp_path):
+    """An empty token file would pass for this job's: a second Ray node of the job on that
+    host would read it and be refused by the head."""
+    job = tmp_path / "hpoc-8"
+    run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(job), "--address",
+                          "127.0.0.1:1", "--job-id", "8"], capture_output=True, text=True, preexec_fn=full_disk,
+                         env={**os.environ, node.TOKEN_ENV: "tok", "SLURMD_NODENAME": "node5"})
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith(f"hpoc: cannot start ray worker: cannot write {job}/token on node5: File too "
+                                 "large"), run.stderr
+    assert not (job / node.TOKEN_FILE).exists()
+
+
+def test_init_removes_what_ended_jobs_of_this_user_left_on_the_node(tmp_path, monkeypatch):
+    """A teardown that SLURM's SIGKILL cut short left the job directory (token, Ray's session
+    logs) in the node's /tmp for good. The next job on the node removes those of jobs squeue
+    no longer lists, and only those."""
+    squeue = tmp_path / "bin" / "squeue"
+    squeue.parent.mkdir()
+    squeue.write_text('#!/bin/bash\necho "$*" >>"$0.args"\nprintf "6\\n12\\n"\n')  # this user's live jobs
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{squeue.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    monkeypatch.delenv("HPOC_TMP", raising=False)
+    base = tmp_path / "tmp"
+    for name in ("hpoc-5", "hpoc-7-r1", "hpoc-6", "hpoc-6-r2", "hpoc-12", "hpoc-x1y2z3", "hpoc-8", "hpoc-4"):
+        (base / name).mkdir(parents=True, mode=0o700)
+        (base / name / "token").write_text("t")
+    (base / "hpoc-8" / node.KEEP_FILE).touch()  # kept on purpose: HPOC_KEEP_TMP=1
+    (base / "hpoc-12345678").mkdir(mode=0o700)  # a local run's, whose random name is all digits
+    (base / "hpoc-12345678" / "owner.json").write_text("{}")
+    (base / "hpoc-3").symlink_to(base / "hpoc-4")
+    cluster.init(base / "hpoc-9")
+    left = sorted(p.name for p in base.iterdir())
+    assert left == ["hpoc-12", "hpoc-12345678", "hpoc-3", "hpoc-6", "hpoc-6-r2", "hpoc-8", "hpoc-9",
+                    "hpoc-x1y2z3"], left
+    assert "-u" in (tmp_path / "bin" / "squeue.args").read_text()  # only this user's jobs asked for
+    # squeue not answering (the controller down): nothing is taken for ended
+    squeue.write_text("#!/bin/bash\nexit 1\n")
+    (base / "hpoc-5").mkdir(mode=0o700)
+    cluster.init(base / "hpoc-10")
+    assert (base / "hpoc-5").is_dir()
+    # under HPOC_TMP (maybe shared with another cluster's jobs) nothing is swept
+    squeue.write_text("#!/bin/bash\n")
+    monkeypatch.setenv("HPOC_TMP", str(base))
+    cluster.init(base / "hpoc-11")
+    assert (base / "hpoc-5").is_dir()
+    monkeypatch.setenv("HPOC_KEEP_TMP", "1")  # kept to read Ray's logs: no later job removes it
+    cluster.init(base / "hpoc-13")
+    assert (base / "hpoc-13" / node.KEEP_FILE).is_file()
 
 
 def test_wait_head_returns_the_address_once_the_port_answers(tmp_path):

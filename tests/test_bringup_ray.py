@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -90,3 +91,44 @@ def test_preflight_with_a_wrong_token_is_refused(head, tmp_path):
     wrong.chmod(0o600)
     run = preflight(head, "--nodes", "1", token=wrong)
     assert run.returncode == 1 and "refused our token" in run.stderr
+
+
+def test_a_node_stops_on_sigterm_while_ray_waits_for_a_gcs_that_is_gone(tmp_path):
+    """scancel during bring-up signals every process of the job at once, the head's GCS
+    too: a node whose `ray start` then waits in Ray's C++ GCS client cannot run Ray's
+    Python SIGTERM handler, and lived on about 40 s. SLURM's SIGKILL (KillWait, 30 s)
+    came first, to the job script's teardown too: the job directory stayed in /tmp."""
+    job_dir = Path(tempfile.mkdtemp(prefix="hps", dir="/tmp")) / "hpoc-4712"
+    cluster.init(job_dir)
+    with socket.socket() as gone:  # takes TCP connections, never answers as a GCS
+        gone.bind(("0.0.0.0", 0))
+        gone.listen(64)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RAY_"))}
+        env.update(SLURM_CPUS_PER_TASK="1", SLURM_MEM_PER_NODE="1000", RAY_USAGE_STATS_ENABLED="0",
+                   RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(job_dir / "token"))
+        proc = subprocess.Popen([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(job_dir),
+                                 "--job-id", "4712", "--interface", "lo", "--address",
+                                 f"127.0.0.1:{gone.getsockname()[1]}"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        try:
+            said = []
+            for line in proc.stdout:
+                said.append(line)
+                if "Local node IP" in line:  # `ray start` is connecting to the GCS now
+                    break
+            time.sleep(2)
+            os.killpg(proc.pid, signal.SIGTERM)  # as SLURM signals every process of the step
+            said.append(proc.communicate(timeout=120)[0])
+            removed = not job_dir.exists()  # the worker's own copy of the token, its temp dir
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            left = subprocess.run(["pgrep", "-f", str(job_dir)], capture_output=True, text=True).stdout.split()
+            for pid in left:
+                os.kill(int(pid), signal.SIGKILL)
+            shutil.rmtree(job_dir.parent, ignore_errors=True)
+    out = "".join(said)
+    assert "hpoc: Ray did not stop within 10 s of SIGTERM; killing its processes" in out, out[-3000:]
+    assert proc.returncode == 143 and left == [] and removed

@@ -300,7 +300,8 @@ def test_walltime_signal_handler_asks_the_driver_to_checkpoint_then_requeues():
     assert "hpoc_wait_pids 110 " in handler  # grace minus the teardown margin
     assert 'scontrol requeue "$hpoc_job_ref"' in handler
     assert "trap hpoc_teardown EXIT" in script
-    assert "trap 'echo \"hpoc: terminated (SIGTERM)\" >&2; hpoc_lost_nodes; exit 143' TERM" in script
+    assert ("trap 'hpoc_stop_said=1; echo \"hpoc: terminated (SIGTERM)\" >&2; hpoc_lost_nodes; exit 143' TERM"
+            in script)
     plain = rendered("basic")["job.sbatch"]
     assert "USR2@" not in plain and "--requeue" not in plain and "hpoc_on_usr2" not in plain
     # resume off: not requeued after a node failure either (SLURM's JobRequeue=1 default would)

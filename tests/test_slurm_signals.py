@@ -221,6 +221,29 @@ def test_scancel_during_the_bring_up_leaves_no_terminated_line(tmp_path):
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 
+def test_scancel_whose_signal_reaches_the_waited_command_first_is_still_said(tmp_path):
+    """SLURM signals every process of the job at once: the bring-up command the script
+    waited for could die of it first and end the script through `set -e`, before bash ran
+    its SIGTERM trap. The signal then arrived in the teardown, and the job's .err said only
+    "signal during teardown: finishing it first": not that it was terminated, nor which
+    node SLURM had lost."""
+    job = harness(tmp_path, stage="preflight")
+    text = job.read_text()
+    # the preflight's python, dead of SLURM's SIGTERM before the batch shell gets its own
+    late = ("import subprocess; subprocess.Popen([\"bash\", \"-c\", \"sleep 0.3; kill -TERM $0\", "
+            "str(os.getppid())]); os._exit(143)")
+    assert "time.sleep(60)" in text
+    job.write_text(text.replace("time.sleep(60)", late))
+    env = {**os.environ, "T": str(tmp_path), "PATH": f"{tmp_path}/bin:{os.environ['PATH']}", "SLURM_JOB_ID": "77",
+           "FAKE_STEP": "trap 'sleep 1.5; exit 0' TERM; sleep 300 & wait"}  # Ray takes a while to stop
+    proc = subprocess.Popen(["bash", str(job)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    rc, out = finish(proc)
+    assert rc == 143 and "hpoc: terminated (SIGTERM)" in out, out
+    assert "signal during teardown" not in out and "Terminated" not in out, out
+    assert not (tmp_path / "jobdir").exists()
+
+
 @pytest.mark.parametrize("code", ["0", "1"])
 def test_usr2_after_the_study_is_complete_does_not_requeue(tmp_path, code):
     """Finished (0) or failed (1: every trial errored) as the signal came: nothing to resume."""

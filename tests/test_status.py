@@ -1575,3 +1575,27 @@ def test_a_study_directory_after_its_run_is_read_through_its_spec(tmp_path, caps
     (tmp_path / "study.hpo").write_text(SPEC.replace('name = "tiny"', 'name = "renamed"'))
     code, out, err = status(capsys)
     assert code == 0 and "read without a plan" in out
+
+
+def test_a_directory_of_builds_names_them_or_shows_its_one(tmp_path, capsys, monkeypatch):
+    """`hpoc compile alpha.hpo` and `hpoc compile beta.hpo` write build/alpha and build/beta:
+    `hpoc status build` said "no trials found in build" (not an experiment directory)."""
+    storage = tmp_path / "results"
+    for name in ("alpha", "beta"):
+        write_plan(tmp_path / "build" / name, make_plan(storage, name))
+    code, out, err = status(capsys, tmp_path / "build")
+    assert code == 2 and out == ""
+    assert err == (f"hpoc: error: {tmp_path}/build holds 2 build directories: {tmp_path}/build/alpha, "
+                   f"{tmp_path}/build/beta; pass one of them\n")
+    assert main(["results", str(tmp_path / "build")]) == 2
+    assert "holds 2 build directories" in capsys.readouterr().err
+    (tmp_path / "build" / "beta" / "plan.json").unlink()
+    monkeypatch.chdir(tmp_path / "build")
+    code, out, err = status(capsys)  # in it, as in a study's directory
+    assert code == 0 and out.startswith("study `alpha`"), out + err
+    # A project's directory is read as before, a build beside its specs taken for no study
+    (tmp_path / "alpha.hpo").write_text(SPEC)
+    (tmp_path / "beta.hpo").write_text(SPEC)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = status(capsys)
+    assert code == 2 and "no study in the current directory" in err, out + err

@@ -105,9 +105,16 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
         raise HpocError(f"{target}: no such file or directory (a build directory, plan.json, "
                         "study file, experiment directory or job id)" + (f"\n  = help: {hint}" if hint else ""))
     if path.is_dir():
-        if not (path / "plan.json").is_file():
+        from hpoc.results.model import ResultsError
+        from hpoc.results.source import lone_build
+
+        try:
+            build = lone_build(path)  # `build/`, holding `build/<study>/`
+        except ResultsError as exc:
+            raise HpocError(str(exc)) from None
+        if not (path / "plan.json").is_file() and build is None:
             return None, path
-        path = path / "plan.json"
+        path = (build or path) / "plan.json"
     if path.suffix == ".json":
         try:
             return load(path), path.resolve().parent

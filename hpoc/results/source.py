@@ -23,6 +23,8 @@ def find_plan(target: Path) -> tuple[dict[str, Any] | None, Path | None]:
         candidate = target / "plan.json"
     elif (spec := lone_spec(target)) is not None:
         candidate = spec
+    elif (build := lone_build(target)) is not None:
+        candidate = build / "plan.json"
     else:
         return None, None
     if candidate.suffix.lower() in SPEC_SUFFIXES:
@@ -40,7 +42,8 @@ def holds_study(target: Path) -> bool:
     """Whether `target` is (or holds) something hpoc can show: a build, a study file, an
     experiment directory or a storage path above some; or one trial's directory (which
     `status` and `results` point to its study)."""
-    return ((target / "plan.json").is_file() or lone_spec(target) is not None or _is_study(target)
+    return ((target / "plan.json").is_file() or lone_spec(target) is not None or _builds_in(target)
+            or _is_study(target)
             or _has_trials(target) or bool(_studies_below(target))
             or (target / "result.json").is_file() or (target / "params.json").is_file())
 
@@ -69,6 +72,25 @@ def lone_spec(target: Path) -> Path | None:
     except (HpocError, ResultsError, KeyError):
         return None  # the directory's studies are read as they are
     return spec if root in {b.resolve() for b in below} else None
+
+
+def lone_build(target: Path) -> Path | None:
+    """The one build directory in `target` (`build/`, where `hpoc compile SPEC` writes
+    `build/<study>/`), None where it holds none; an error where it holds several (the
+    studies of one project, compiled one after the other). None for a study's own directory
+    too (its spec files, its results below): what it holds is read as before."""
+    if not target.is_dir() or (target / "plan.json").is_file() or _is_study(target) or _has_trials(target):
+        return None
+    try:
+        if any(c.suffix.lower() in SPEC_SUFFIXES for c in target.iterdir()) or _studies_below(target):
+            return None
+    except OSError:
+        return None
+    builds = sorted(c for c in _children(target) if (c / "plan.json").is_file())
+    if len(builds) > 1:
+        raise ResultsError(f"{target} holds {len(builds)} build directories: "
+                           f"{', '.join(str(target / b.name) for b in builds)}; pass one of them")
+    return target / builds[0].name if builds else None
 
 
 class OtherPlanVersion(ResultsError):
@@ -158,6 +180,10 @@ def _studies_below(path: Path, depth: int = 2) -> list[Path]:
         elif depth > 1 and child.name not in ("mlruns", "tensorboard", "__pycache__"):
             out += _studies_below(child, depth - 1)
     return out
+
+
+def _builds_in(target: Path) -> bool:
+    return any((c / "plan.json").is_file() for c in _children(target))
 
 
 def _children(path: Path) -> list[Path]:

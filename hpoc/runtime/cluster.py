@@ -1,7 +1,8 @@
 """Small bring-up steps the job script runs on the batch node (no Ray import, fast start).
 
     python -m hpoc.runtime.cluster init JOB_DIR
-        fresh private job directory (0700) with a new random token (0600)
+        fresh private job directory (0700) with a new random token (0600); removes the
+        directories this user's ended jobs left beside it (sweep_ended_jobs)
     python -m hpoc.runtime.cluster wait-head JOB_DIR --timeout S [--pid PID] [--log FILE]
             [--address-only]
         wait until the head has written its address and its GCS port answers (with
@@ -12,16 +13,21 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import re
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpoc.runtime.node import HEAD_FILE, TOKEN_FILE, answers, ensure_private_dir, write_secret
+from hpoc.runtime.node import (HEAD_FILE, KEEP_FILE, TOKEN_FILE, NodeError, answers, ensure_private_dir,
+                               host_name, keep_if_asked, write_secret)
+from hpoc.runtime.session import OWNER
 
 POLL_S = 0.1
 
@@ -29,16 +35,72 @@ POLL_S = 0.1
 def init(job_dir: Path) -> Path:
     """A fresh job directory and token. A requeued job keeps its job id, so an old
     directory of the same id may exist: nothing of this job runs yet, so it goes."""
+    if os.environ.get("SLURM_JOB_ID") and not os.environ.get("HPOC_TMP"):  # /tmp, or the job's own TMPDIR
+        sweep_ended_jobs(job_dir.parent)
     if job_dir.is_symlink() or job_dir.is_file():
         raise SystemExit(f"hpoc: {job_dir} exists and is not a directory")
     if job_dir.exists():
         if job_dir.stat().st_uid != os.getuid():
             raise SystemExit(f"hpoc: {job_dir} belongs to another user")
         shutil.rmtree(job_dir)
-    ensure_private_dir(job_dir)
     token = job_dir / TOKEN_FILE
-    write_secret(token, secrets.token_hex(32))
+    try:
+        ensure_private_dir(job_dir)
+    except NodeError as exc:
+        raise SystemExit(f"hpoc: {exc}") from None
+    except OSError as exc:  # a read-only /tmp, or one of another user's making
+        raise SystemExit(f"hpoc: cannot create the job directory {job_dir} on {host_name()}: "
+                         f"{exc.strerror or exc}; set HPOC_TMP to a writable node-local directory") from None
+    try:
+        write_secret(token, secrets.token_hex(32))
+    except NodeError as exc:  # a full /tmp on a shared node
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise SystemExit(f"hpoc: {exc}") from None
+    keep_if_asked(job_dir, os.environ)
     return token
+
+
+JOB_DIR_NAME = re.compile(r"hpoc-(\d+)(-r\d+)?")
+
+
+def sweep_ended_jobs(base: Path) -> list[Path]:
+    """Remove this user's job directories in `base` whose SLURM job has ended; the removed.
+
+    A teardown that SLURM's SIGKILL cut short (KillWait), or a node that rebooted keeping
+    /tmp, left the job's token and Ray's session logs in the node's /tmp, and nothing else
+    ever removes them. Only when squeue answers, and never a job it still lists (a requeued
+    one included), one kept on purpose (HPOC_KEEP_TMP=1), another user's directory, or a
+    local run's (`hpoc-<random>`). Not under HPOC_TMP: it may be shared with another cluster,
+    whose jobs this squeue does not list."""
+    try:
+        found = [p for p in base.iterdir() if JOB_DIR_NAME.fullmatch(p.name) and not p.is_symlink()
+                 and p.is_dir() and p.stat().st_uid == os.getuid() and not (p / KEEP_FILE).exists()
+                 and not (p / OWNER).exists()]  # a local run's, whose random name came out all digits
+    except OSError:
+        return []
+    if not found or (listed := _listed_jobs()) is None:
+        return []
+    ended = sorted((p for p in found if JOB_DIR_NAME.fullmatch(p.name).group(1) not in listed),
+                   key=lambda p: int(JOB_DIR_NAME.fullmatch(p.name).group(1)))
+    for path in ended:
+        shutil.rmtree(path, ignore_errors=True)
+    if ended:
+        print(f"hpoc: removed what ended jobs left in {base} ({', '.join(p.name for p in ended)}): their "
+              "teardown did not finish", flush=True)
+    return ended
+
+
+def _listed_jobs() -> set[str] | None:
+    """The ids of this user's jobs squeue lists (array tasks one by one), this one's too;
+    None when squeue cannot be asked."""
+    try:
+        run = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%A"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, KeyError, subprocess.TimeoutExpired):  # KeyError: a uid without a name
+        return None
+    if run.returncode != 0:
+        return None
+    return set(run.stdout.split()) | {os.environ.get("SLURM_JOB_ID", "")}
 
 
 def alive(pid: int | None) -> bool:

@@ -38,13 +38,14 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from hpoc.runtime import ports
+from hpoc.runtime import node_stop, ports
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
 TOKEN_FILE = "token"
+KEEP_FILE = "keep"  # HPOC_KEEP_TMP=1: a later job's sweep of ended jobs' directories leaves it
 HEAD_FILE = "head.json"
 # Ray puts "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store" under --temp-dir
 # (about 64 characters); a unix socket path holds at most 107 bytes.
@@ -67,7 +68,7 @@ def ensure_private_dir(path: Path) -> None:
     try:
         path.mkdir(mode=0o700)
     except FileNotFoundError:  # the job script checked the base on the batch node only
-        raise NodeError(f"{path.parent} does not exist on {socket.gethostname()}: the job directory's "
+        raise NodeError(f"{path.parent} does not exist on {host_name()}: the job directory's "
                         "base (HPOC_TMP, or the job's TMPDIR) must exist on every node of the job") from None
     except FileExistsError:
         st = path.lstat()
@@ -80,8 +81,18 @@ def ensure_private_dir(path: Path) -> None:
 def write_secret(path: Path, text: str) -> None:
     """Write `text` to a new 0600 file (never readable by others, not even briefly)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    except OSError as exc:  # a full node-local disk: an empty token would pass for this job's
+        path.unlink(missing_ok=True)
+        raise NodeError(f"cannot write {path} on {host_name()}: {exc.strerror or exc}; free space there, "
+                        "or set HPOC_TMP to another node-local directory") from None
+
+
+def host_name() -> str:
+    """This node as SLURM names it (fake nodes share a host), else the host's name."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
 
 
 def ensure_token(job_dir: Path, env: Mapping[str, str]) -> Path:
@@ -102,6 +113,12 @@ def ensure_token(job_dir: Path, env: Mapping[str, str]) -> Path:
     return token
 
 
+def keep_if_asked(job_dir: Path, env: Mapping[str, str]) -> None:
+    """Mark the job directory as kept on purpose (HPOC_KEEP_TMP=1, Ray's logs to read)."""
+    if env.get("HPOC_KEEP_TMP") == "1":
+        (job_dir / KEEP_FILE).touch()
+
+
 def claim_rank(job_dir: Path, limit: int = ports.N_SLOTS) -> tuple[int, Path]:
     """Atomically take the first free `n<rank>` temp dir: rank = Ray nodes of this job
     already on this host (mkdir is atomic, so concurrent nodes get distinct ranks)."""
@@ -112,7 +129,8 @@ def claim_rank(job_dir: Path, limit: int = ports.N_SLOTS) -> tuple[int, Path]:
         except FileExistsError:
             continue
         return rank, path
-    raise NodeError(f"more than {limit} Ray nodes of one job on this host")
+    raise NodeError(f"more than {limit} Ray nodes of this job share {job_dir}: it must be on node-local "
+                    "storage (an HPOC_TMP on a shared file system is every node's at once)")
 
 
 def path_bytes(path: str) -> int:
@@ -236,7 +254,7 @@ def node_ip(interface: str | None) -> str:
         if not addr:
             raise NodeError(
                 f"interface {interface!r} has no IPv4 address on "
-                f"{os.environ.get('SLURMD_NODENAME') or socket.gethostname()}; "
+                f"{host_name()}; "
                 "fix slurm.interface in the spec (see `ip -4 addr` on a compute node)"
             )
         return addr
@@ -256,16 +274,21 @@ def node_ip(interface: str | None) -> str:
 
 
 def port_free(ip: str, port: int) -> bool:
-    """True if nothing listens on `port` (Ray binds its gRPC servers to all interfaces)."""
-    for host in ("0.0.0.0", ip):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """True if nothing listens on `port` (Ray binds its gRPC servers to all interfaces, `[::]`
+    where the host has IPv6: an IPv6-only listener of another program stops them too)."""
+    for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET, ip), (socket.AF_INET6, "::")):
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # a host without IPv6
+            continue
+        with s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
             try:
                 s.bind((host, port))
             except OSError as exc:
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                     return False
-                if exc.errno != errno.EADDRNOTAVAIL:
+                if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     raise
     return True
 
@@ -389,6 +412,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     if job_id is None:
         raise NodeError("no job id: pass --job-id or run inside a SLURM job")
     token = ensure_token(job_dir, env)
+    keep_if_asked(job_dir, env)
     check_socket_room(job_dir / "n00")
     rank, temp_dir = claim_rank(job_dir)
     ip = node_ip(args.interface)
@@ -453,7 +477,8 @@ def wait_for_head(address: str, timeout: float, poll_s: float = 0.1) -> None:
         time.sleep(poll_s)
 
 
-def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, timeout: float = 300) -> None:
+def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, timeout: float = 300,
+            cleanup: Callable[[], None] = lambda: None) -> None:
     """Run `ray start` in this very process, which thereby becomes the Ray node.
 
     Loading Ray takes a while; a worker does it while the head is still starting and only
@@ -466,6 +491,7 @@ def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, 
     if head is not None:
         wait_for_head(head, timeout)
     print(f"hpoc: {shlex.join(['ray', *cmd[3:]])}", flush=True)
+    node_stop.heed_sigterm(cleanup)  # scancel while Ray waits for a GCS that has gone
     cli.main(args=cmd[3:], prog_name="ray")  # exits with ray start's status
 
 
@@ -486,11 +512,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("worker needs --address IP:PORT of the head")
     try:
         cmd, env = prepare(args, os.environ)
-        try:
-            run_ray(cmd, env, head=args.address if args.role == "worker" else None, timeout=args.timeout)
-        finally:  # `ray start --block` ends by SystemExit, on SIGTERM too
+        def cleanup() -> None:
             if args.role == "worker":
                 release_job_dir(Path(args.job_dir), env)
+
+        try:
+            run_ray(cmd, env, head=args.address if args.role == "worker" else None, timeout=args.timeout,
+                    cleanup=cleanup)
+        finally:  # `ray start --block` ends by SystemExit, on SIGTERM too
+            cleanup()
     except (NodeError, OSError) as exc:
         print(f"hpoc: cannot start ray {args.role}: {exc}", file=sys.stderr)
         return 1

@@ -287,7 +287,10 @@ class StudyJob(submitit.helpers.Checkpointable):
         head = None
         self._note_sigterm()
         try:
-            token = cluster.init(job_dir)
+            try:
+                token = cluster.init(job_dir)
+            except SystemExit as exc:  # a full or read-only /tmp, said as the job script says it
+                raise StudyJobError(str(exc).removeprefix("hpoc: ")) from None
             ray_env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
             ray_env.pop("RAY_AUTH_TOKEN", None)
             restart = os.environ.get("SLURM_RESTART_COUNT", "0")  # a requeue appends to the log

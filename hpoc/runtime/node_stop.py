@@ -1,0 +1,69 @@
+"""A Ray node that stops on SIGTERM even while Ray's own handler cannot run.
+
+`ray start` handles SIGTERM in Python, and Python runs a handler only between bytecodes of
+the main thread. While the node starts, that thread waits in Ray's C++ GCS client, up to
+40 s when the GCS has gone (scancel signals every process of the job at once, the GCS
+too). SLURM's SIGKILL (KillWait, 30 s by default) then came first, to this node and to the
+job script's teardown: the job directory, token included, stayed in the node's /tmp.
+
+The signal's C-level handler still writes its number to Python's wakeup fd at once, so a
+thread learns of it; if the node has not stopped `GRACE_S` later, the thread kills the
+node's processes and ends it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+GRACE_S = 10.0  # Ray's handler stops a node's processes in a second or two
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children first), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def heed_sigterm(cleanup: Callable[[], None] = lambda: None, grace_s: float = GRACE_S) -> None:
+    """From now on a SIGTERM that Ray's handler has not acted on within `grace_s` kills this
+    process's children and ends it (143), after `cleanup`. Call from the main thread."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while signal.SIGTERM not in os.read(read_fd, 64):
+            pass
+        time.sleep(grace_s)
+        print(f"hpoc: Ray did not stop within {grace_s:g} s of SIGTERM; killing its processes",
+              file=sys.stderr, flush=True)
+        for pid in descendants(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            cleanup()
+        finally:
+            os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="hpoc-sigterm", daemon=True).start()

@@ -14,7 +14,7 @@ from torch import nn
 
 from hpoc.runtime.batches import TensorBatches
 from hpoc.runtime.report import free_port
-from hpoc.runtime.strategy import DDPStrategy, DeepSpeedStrategy, Strategy, resolve_precision
+from hpoc.runtime.strategy import DDPStrategy, DeepSpeedStrategy, Strategy, file_precision, resolve_precision
 
 torch.set_num_threads(1)
 
@@ -464,6 +464,20 @@ def test_a_deepspeed_config_files_precision_is_the_trials(tmp_path, file, ours, 
     config = s.ds_config()
     enabled = [k for k in ("bf16", "fp16") if config[k].get("enabled")]
     assert (s.precision, enabled) == (engine, [engine] if engine != "fp32" else [])
+
+
+@pytest.mark.parametrize("enabled, engine", [("false", "fp32"), ("False", "fp32"), ("0", "fp32"), ("no", "fp32"),
+                                             ("off", "fp32"), (0, "fp32"), ("true", "bf16"), ("yes", "bf16"), (1, "bf16")])
+def test_a_deepspeed_config_files_enabled_string_is_read_as_deepspeed_reads_it(enabled, engine):
+    """`"enabled": "false"` in a plan built without `hpoc check` (which refuses it): DeepSpeed
+    reads it as false, hpoc took any string as on and gave an fp32 engine bf16 inputs."""
+    ours = "fp32" if engine == "bf16" else "bf16"  # the spec's precision, which the file's section overrides
+    assert file_precision({"bf16": {"enabled": enabled}}, ours) == engine
+
+
+def test_a_deepspeed_config_files_enabled_value_deepspeed_refuses_is_named():
+    with pytest.raises(ValueError, match=r'`fp16\.enabled` is "maybe": DeepSpeed reads true or false'):
+        file_precision({"fp16": {"enabled": "maybe"}}, "bf16")
 
 
 @pytest.mark.parametrize("file, batch, accumulate, engine", [

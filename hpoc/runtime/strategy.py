@@ -501,11 +501,25 @@ class DDPStrategy(Strategy):
 DEFAULT_ZERO_STAGE = 2  # as the compiler's default (docs/language.md)
 
 
+# How DeepSpeed's config models (pydantic) read a boolean written as a string, any case.
+_FALSE_WORDS, _TRUE_WORDS = ("0", "off", "f", "false", "n", "no"), ("1", "on", "t", "true", "y", "yes")
+
+
+def ds_bool(value: Any, key: str) -> bool:
+    """`value` as DeepSpeed reads a boolean setting: "false" is false (not a truthy string)."""
+    if isinstance(value, str) and value.lower() in _FALSE_WORDS + _TRUE_WORDS:
+        return value.lower() in _TRUE_WORDS
+    if type(value) in (bool, int, float) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"the DeepSpeed config's `{key}` is {json.dumps(value)}: DeepSpeed reads true or false "
+                     "(or \"auto\", filled in by hpoc)")
+
+
 def file_precision(config: dict[str, Any], precision: str) -> str:
     """The engine's precision under a DeepSpeed config whose `bf16`/`fp16` sections say
     (a section without `enabled` is off, as DeepSpeed reads it; "auto" or no section leaves
     `precision` as it is)."""
-    said = {k: config[k].get("enabled", False) for k in ("bf16", "fp16")
+    said = {k: ds_bool(config[k].get("enabled", False), f"{k}.enabled") for k in ("bf16", "fp16")
             if isinstance(config.get(k), dict) and config[k].get("enabled") != "auto"}
     on = [k for k, enabled in said.items() if enabled]
     if on:

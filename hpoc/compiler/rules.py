@@ -906,9 +906,15 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
     with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
     searched = [p["name"] for p in out["space"]["params"]]
     owners = []
+
+    def auto(section: str, key: str) -> bool:  # filled in from the trial (docs/language.md)
+        params = ds[section].get("params") if isinstance(ds[section], dict) else None
+        return isinstance(params, dict) and params.get(key) == "auto"
+
     if "optimizer" in ds:
-        owners.append(("optimizer", [n for n in searched if n.rsplit(".", 1)[-1] in _OPTIMIZER_KEYS]))
-    if "scheduler" in ds:
+        owners.append(("optimizer", [n for n in searched if (k := n.rsplit(".", 1)[-1]) in _OPTIMIZER_KEYS
+                                     and not auto("optimizer", "lr" if k in _LR_KEYS else k)]))
+    if "scheduler" in ds and not auto("scheduler", "warmup_max_lr"):
         owners.append(("scheduler", [n for n in searched if n.rsplit(".", 1)[-1] in _LR_KEYS]))
     names = list(dict.fromkeys(n for _, ns in owners for n in ns))
     if not names:

@@ -28,6 +28,8 @@ from typing import Any, Iterator
 
 import torch
 
+from hpoc.runtime.deepspeed_autos import fill_autos
+
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
 DS_EXTRA = "hpoc_extra"  # the trainer's part of a DeepSpeed checkpoint's client state
@@ -585,7 +587,9 @@ class DeepSpeedStrategy(DDPStrategy):
             os.environ.setdefault("LOCAL_RANK", "0")
         deepspeed.init_distributed(dist_backend=self.backend(), verbose=False)
 
-    def ds_config(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def ds_config(self, extra: dict[str, Any] | None = None, optimizer: Any = None) -> dict[str, Any]:
+        """The config the engine gets: the file's over hpoc's settings, its "auto" values
+        filled in (HF-style ones from the trainer's `optimizer`), then the trainer's `extra`."""
         config: dict[str, Any] = {}
         if self.config_file:
             config = json.loads(Path(self.config_file).read_text(encoding="utf-8"))
@@ -618,6 +622,7 @@ class DeepSpeedStrategy(DDPStrategy):
         # This DeepSpeed clips gradients at norm 1.0 unless told: the same trainer then trained
         # differently under DeepSpeed than under DDP, which clips nothing. A file's value stays.
         config.setdefault("gradient_clipping", 0.0)
+        self._optimizer_autos = fill_autos(config, optimizer)
         for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
             if config.get(key) == "auto":  # left to DeepSpeed, which derives it from the others
                 del config[key]
@@ -630,14 +635,14 @@ class DeepSpeedStrategy(DDPStrategy):
         import deepspeed
 
         self.init()
-        config = self.ds_config(kwargs.pop("config_params", None))
+        config = self.ds_config(kwargs.pop("config_params", None), optimizer)
         model = model.to(self._device)
         # The lr scheduler stays ours: stepped per epoch like with the other strategies
         # (DeepSpeed would step it per optimizer step) and saved in the client state. A
         # DeepSpeed config file that defines its own optimizer or scheduler wins.
         args: dict[str, Any] = {"model": model, "config": config, "dist_init_required": False}
         if "optimizer" in config:
-            if optimizer is not None:
+            if optimizer is not None and not self._optimizer_autos:
                 log.warning("the DeepSpeed config defines an optimizer; the trainer's is not used")
             args["model_parameters"] = [p for p in model.parameters() if p.requires_grad]
         else:

@@ -655,3 +655,19 @@ def test_an_hf_deepspeed_files_auto_values_hpoc_cannot_know_are_named(tmp_path, 
             "sgd": lambda: torch.optim.SGD(model.parameters(), lr=0.01), None: lambda: None}[optimizer]()
     with pytest.raises(ValueError, match=message):
         s.ds_config(optimizer=made)
+
+
+def test_a_trainers_lr_scheduler_beside_a_deepspeed_files_optimizer_is_refused(tmp_path):
+    """The file's optimizer trained; the trainer's scheduler, stepped every epoch, moved the
+    learning rate of the trainer's own optimizer, which trained nothing: a constant rate."""
+    from hpoc.runtime.returns import TrainerError
+
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    with pytest.raises(TrainerError, match=r"the trainer's lr scheduler \(StepLR\) would step an optimizer that "
+                                           r"trains nothing"):
+        s.distributed(model, optimizer, scheduler)

@@ -503,6 +503,18 @@ class DDPStrategy(Strategy):
 DEFAULT_ZERO_STAGE = 2  # as the compiler's default (docs/language.md)
 
 
+def _orphan_scheduler(scheduler: Any) -> Exception:
+    """The trainer's lr scheduler beside a DeepSpeed config's own optimizer: it would move the
+    learning rate of the trainer's optimizer, which trains nothing, and the trial would
+    train at the file's constant rate."""
+    from hpoc.runtime.returns import TrainerError  # it imports this module
+
+    return TrainerError(f"the DeepSpeed config defines an `optimizer`, which trains instead of the trainer's: "
+                        f"the trainer's lr scheduler ({type(scheduler).__name__}) would step an optimizer that "
+                        "trains nothing\n  help: give the DeepSpeed config a `scheduler` section too (WarmupLR, "
+                        "WarmupDecayLR, ...), or remove its `optimizer` (the trainer's then trains, with its scheduler)")
+
+
 # How DeepSpeed's config models (pydantic) read a boolean written as a string, any case.
 _FALSE_WORDS, _TRUE_WORDS = ("0", "off", "f", "false", "n", "no"), ("1", "on", "t", "true", "y", "yes")
 
@@ -634,8 +646,10 @@ class DeepSpeedStrategy(DDPStrategy):
                     **kwargs: Any) -> tuple[Any, Any, Any]:
         import deepspeed
 
-        self.init()
         config = self.ds_config(kwargs.pop("config_params", None), optimizer)
+        if "optimizer" in config and "scheduler" not in config and lr_scheduler is not None:
+            raise _orphan_scheduler(lr_scheduler)
+        self.init()
         model = model.to(self._device)
         # The lr scheduler stays ours: stepped per epoch like with the other strategies
         # (DeepSpeed would step it per optimizer step) and saved in the client state. A

@@ -671,3 +671,17 @@ def test_a_trainers_lr_scheduler_beside_a_deepspeed_files_optimizer_is_refused(t
     with pytest.raises(TrainerError, match=r"the trainer's lr scheduler \(StepLR\) would step an optimizer that "
                                            r"trains nothing"):
         s.distributed(model, optimizer, scheduler)
+
+
+@pytest.mark.parametrize("amp", [{"enabled": "auto", "opt_level": "auto"}, {"enabled": False}])
+def test_an_hf_deepspeed_files_apex_section_that_is_off_is_dropped(tmp_path, amp):
+    """Older HF files carry `"amp": {"enabled": "auto"}` (Apex, off unless the HF Trainer's
+    fp16 backend was Apex): DeepSpeed refused the section in every trial."""
+    deepspeed_config = pytest.importorskip("deepspeed.runtime.config")
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"amp": amp}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)}, device="cpu")
+    s.batch_size = 8
+    config = s.ds_config()
+    assert "amp" not in config
+    deepspeed_config.DeepSpeedConfig(config)  # refused "NVIDIA Apex AMP integration has been removed"

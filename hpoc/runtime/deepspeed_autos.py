@@ -17,6 +17,11 @@ AUTO = "auto"
 def fill_autos(config: dict[str, Any], optimizer: Any) -> bool:
     """Fill in `config`'s "auto" optimizer/scheduler params and `gradient_clipping` in place;
     `optimizer` is the trainer's (None when it gave none). True when values came from it."""
+    amp = config.get("amp")
+    if isinstance(amp, dict) and amp.get("enabled", False) in (AUTO, False):
+        # the HF Trainer's Apex switch, on only for its Apex fp16 backend, which hpoc never
+        # uses: DeepSpeed 0.19 refuses the section itself, and older ones read "auto" as on
+        del config["amp"]
     if config.get("gradient_clipping") == AUTO:
         config["gradient_clipping"] = 0.0  # hpoc's loops do not clip (nor does DDP)
     params = _params(config, "optimizer")

@@ -2522,6 +2522,9 @@ def test_hf_style_auto_optimizer_values_take_the_searched_ones(tmp_path) -> None
     assert w.code == "HP804" and "the searched `weight_decay` never reaches training" in w.message
     hf["optimizer"]["params"]["weight_decay"] = "auto"
     assert not _ds_diagnostics(tmp_path, json.dumps(hf), extra=space)
+    pbt = "scheduler pbt { perturbation_interval = 2 }\nobjective minimize val_loss\n"
+    (w,) = _ds_diagnostics(tmp_path, json.dumps(hf), extra=space + pbt)  # the scheduler sets the rate every step
+    assert w.code == "HP804" and "`pbt`'s mutations of `lr` never reach training" in w.message
     hf["scheduler"]["params"]["warmup_max_lr"] = 0.001  # the warm-up's peak is the file's
     (w,) = _ds_diagnostics(tmp_path, json.dumps(hf), extra=space)
     assert "sets its own `scheduler`: the searched `lr` never reaches training" in w.message

@@ -2646,18 +2646,41 @@ def test_a_deepspeed_config_enabling_bf16_and_fp16_is_refused(tmp_path) -> None:
 
 def test_hf_style_auto_values_hpoc_does_not_fill_in_are_refused(tmp_path) -> None:
     """HF's ds_config_zero3.json leaves `gradient_clipping` and the optimizer's and scheduler's
-    values to "auto" for the HF Trainer: DeepSpeed took the string for a number in every trial."""
+    values to "auto" for the HF Trainer: hpoc fills in what the trial gives (the learning rate,
+    weight decay, ...) and refuses the rest, which DeepSpeed took for a number in every trial."""
     hf = {"bf16": {"enabled": "auto"}, "train_batch_size": "auto", "gradient_accumulation_steps": "auto",
           "train_micro_batch_size_per_gpu": "auto", "gradient_clipping": "auto",
           "zero_optimization": {"stage": 3, "reduce_bucket_size": "auto"},
-          "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": 0.0}},
-          "scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}
+          "optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": 0.0, "torch_adam": "auto"}},
+          "scheduler": {"type": "WarmupDecayLR", "params": {"warmup_num_steps": "auto", "warmup_max_lr": "auto",
+                                                            "total_num_steps": "auto"}}}
     (d,) = [d for d in _ds_diagnostics(tmp_path, json.dumps(hf)) if d.severity == "error"]
     assert (d.code, where(d)) == ("HP204", (3, 59))
-    assert "leaves `gradient_clipping`, `optimizer.params.lr`, `scheduler.params.warmup_num_steps` to \"auto\"" \
-        in d.message
-    del hf["gradient_clipping"], hf["optimizer"], hf["scheduler"]
+    assert ("leaves `optimizer.params.torch_adam`, `scheduler.params.warmup_num_steps`, "
+            "`scheduler.params.total_num_steps` to \"auto\"") in d.message
+    assert "a scheduler counts optimizer steps: epochs × batches per epoch" in d.help
+    hf["optimizer"]["params"] = {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"}
+    hf["scheduler"] = {"type": "WarmupLR", "params": {"warmup_min_lr": "auto", "warmup_max_lr": "auto",
+                                                      "warmup_num_steps": 100}}
     assert not _ds_diagnostics(tmp_path, json.dumps(hf))
+
+
+def test_hf_style_auto_optimizer_values_take_the_searched_ones(tmp_path) -> None:
+    """An `optimizer` section whose `lr` is "auto" trains with the trial's: no HP804 that the
+    searched `lr` never reaches training; a `weight_decay` the file sets still overrides."""
+    hf = {"optimizer": {"type": "AdamW", "params": {"lr": "auto", "weight_decay": 0.01}},
+          "scheduler": {"type": "WarmupLR", "params": {"warmup_max_lr": "auto", "warmup_num_steps": 10}}}
+    space = "space { lr = loguniform(1e-4, 1e-2), weight_decay = uniform(0.0, 0.1) }\n"
+    (w,) = _ds_diagnostics(tmp_path, json.dumps(hf), extra=space)
+    assert w.code == "HP804" and "the searched `weight_decay` never reaches training" in w.message
+    hf["optimizer"]["params"]["weight_decay"] = "auto"
+    assert not _ds_diagnostics(tmp_path, json.dumps(hf), extra=space)
+    pbt = "scheduler pbt { perturbation_interval = 2 }\nobjective minimize val_loss\n"
+    (w,) = _ds_diagnostics(tmp_path, json.dumps(hf), extra=space + pbt)  # the scheduler sets the rate every step
+    assert w.code == "HP804" and "`pbt`'s mutations of `lr` never reach training" in w.message
+    hf["scheduler"]["params"]["warmup_max_lr"] = 0.001  # the warm-up's peak is the file's
+    (w,) = _ds_diagnostics(tmp_path, json.dumps(hf), extra=space)
+    assert "sets its own `scheduler`: the searched `lr` never reaches training" in w.message
 
 
 def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_warned(tmp_path) -> None:

@@ -171,6 +171,68 @@ def deepspeed_loops(tmp_path_factory) -> dict:
     return {stop: torch.load(out / f"loop-{stop}.pt") for stop in (None, 5)}
 
 
+class _MicroBatchLoop(RayTorchTrainer):
+    """Where an itwinai loop sets its loader's batch: before the engine (`first`), after it,
+    or not at all (the trial's `batch_size`). Records the engine's micro-batch and accumulation."""
+
+    def train(self, config, data):
+        self.strategy.init()
+        model = torch.nn.Linear(4, 1)
+        if config["loader"] == "first":
+            self.create_dataloaders(train_dataset=data[0], batch_size=8)
+        self.model, self.optimizer, _ = self.strategy.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+        self.engine = (self.model.train_micro_batch_size_per_gpu(), self.model.gradient_accumulation_steps())
+        if config["loader"] == "after":
+            self.create_dataloaders(train_dataset=data[0], batch_size=8)
+        elif config["loader"] is None:
+            self.create_dataloaders(train_dataset=data[0])
+
+
+def _itwinai_micro_batches(_rank, port, out):
+    import os
+
+    import torch.distributed as dist
+
+    from hpoc.runtime.returns import TrainerError
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    config = Path(out) / "ds.json"
+    config.write_text(json.dumps({"train_batch_size": 16}))
+    got = {}
+    for loader in ("first", None, "after"):
+        strategy = Strategy.create("deepspeed", deepspeed={"zero_stage": 1, "precision": None,
+                                                           "config_file": str(config)})
+        trainer = _MicroBatchLoop()
+        try:
+            trainer.run_local({"batch_size": 4, "loader": loader},
+                              (torch.utils.data.TensorDataset(torch.ones(16, 4), torch.zeros(16, 1)), None, None),
+                              directory=Path(out) / f"run-{loader}", strategy=strategy)
+            got[loader] = trainer.engine
+        except TrainerError as exc:
+            got[loader] = str(exc)
+    torch.save(got, Path(out) / "micro.pt")
+
+
+def test_an_itwinai_loops_loader_batch_is_deepspeeds_micro_batch(tmp_path) -> None:
+    """DeepSpeed's micro-batch was not the loader's: without a config file 1, with one whose
+    `train_batch_size` is 16 it derived micro-batches of 16 and no accumulation while the
+    loader drew 8 (a step trained on 8 samples, not 16). A loader made after the engine
+    with another batch is said, not trained."""
+    pytest.importorskip("deepspeed")
+    import torch.multiprocessing as mp
+
+    from hpoc.runtime.report import free_port
+
+    mp.spawn(_itwinai_micro_batches, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    got = torch.load(tmp_path / "micro.pt")
+    assert got["first"] == (8, 2)  # the loader's 8 × 2 steps is the file's 16
+    assert got[None] == (4, 4)  # the trial's batch_size, which the loader draws
+    assert got["after"].startswith("create_dataloaders(batch_size=8) after the DeepSpeed engine was made for "
+                                   "micro-batches of 4")
+
+
 def test_an_itwinai_loop_under_deepspeed_accumulates_in_windows_that_end_with_the_epoch(deepspeed_loops) -> None:
     """The loop steps the engine itself, which counted its own windows: the 2 micro-batches
     left at an epoch's end did not step and went into the next epoch's first window (as the

@@ -14,7 +14,7 @@ from torch import nn
 
 from hpoc.runtime.batches import TensorBatches
 from hpoc.runtime.report import free_port
-from hpoc.runtime.strategy import DDPStrategy, DeepSpeedStrategy, Strategy, resolve_precision
+from hpoc.runtime.strategy import DDPStrategy, DeepSpeedStrategy, Strategy, file_precision, resolve_precision
 
 torch.set_num_threads(1)
 
@@ -466,6 +466,20 @@ def test_a_deepspeed_config_files_precision_is_the_trials(tmp_path, file, ours, 
     assert (s.precision, enabled) == (engine, [engine] if engine != "fp32" else [])
 
 
+@pytest.mark.parametrize("enabled, engine", [("false", "fp32"), ("False", "fp32"), ("0", "fp32"), ("no", "fp32"),
+                                             ("off", "fp32"), (0, "fp32"), ("true", "bf16"), ("yes", "bf16"), (1, "bf16")])
+def test_a_deepspeed_config_files_enabled_string_is_read_as_deepspeed_reads_it(enabled, engine):
+    """`"enabled": "false"` in a plan built without `hpoc check` (which refuses it): DeepSpeed
+    reads it as false, hpoc took any string as on and gave an fp32 engine bf16 inputs."""
+    ours = "fp32" if engine == "bf16" else "bf16"  # the spec's precision, which the file's section overrides
+    assert file_precision({"bf16": {"enabled": enabled}}, ours) == engine
+
+
+def test_a_deepspeed_config_files_enabled_value_deepspeed_refuses_is_named():
+    with pytest.raises(ValueError, match=r'`fp16\.enabled` is "maybe": DeepSpeed reads true or false'):
+        file_precision({"fp16": {"enabled": "maybe"}}, "bf16")
+
+
 @pytest.mark.parametrize("file, batch, accumulate, engine", [
     ({"train_batch_size": 64}, 16, 1, (64, 16, 4)),          # DeepSpeed derives the accumulation
     ({"train_batch_size": 64}, None, 1, (64, 64, 1)),        # and the micro-batch, when no batch_size
@@ -575,3 +589,99 @@ def test_a_checkpoint_gives_back_only_the_extra_it_was_given(tmp_path):
     other = nn.Linear(4, 1)
     loader.distributed(other, torch.optim.SGD(other.parameters(), lr=0.1))
     assert loader.load_checkpoint(tmp_path / "ckpt") == {"epoch": 3}
+
+
+# An HF Trainer's DeepSpeed file (its ZeRO-2 example): the values it left to "auto".
+HF_FILE = {"bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto", "loss_scale": 0},
+           "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto",
+                                                     "weight_decay": "auto",
+                                                     "torch_adam": True}},  # no FusedAdam to build
+           "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": "auto", "warmup_max_lr": "auto",
+                                                        "warmup_num_steps": 10}},
+           "zero_optimization": {"stage": 2, "overlap_comm": True, "reduce_bucket_size": "auto"},
+           "gradient_accumulation_steps": "auto", "gradient_clipping": "auto", "steps_per_print": 2000,
+           "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "wall_clock_breakdown": False}
+
+
+def _hf_engine(_rank, port, out):
+    """A real engine from `HF_FILE`, the trainer's AdamW built from the trial's values."""
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    config = os.path.join(out, "ds.json")
+    with open(config, "w") as f:
+        json.dump(HF_FILE, f)
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": config}, device="cpu")
+    s.batch_size = 8
+    model = nn.Linear(4, 1)
+    engine, optimizer, _ = s.distributed(model, torch.optim.AdamW(model.parameters(), lr=0.003, weight_decay=0.05,
+                                                                   betas=(0.8, 0.9), eps=1e-6))
+    group = optimizer.param_groups[0]
+    torch.save({"group": {"weight_decay": group["weight_decay"], "betas": tuple(group["betas"]), "eps": group["eps"]},
+                "max_lrs": engine.lr_scheduler.max_lrs, "min_lrs": engine.lr_scheduler.min_lrs,
+                "clipping": engine.gradient_clipping(), "micro": engine.train_micro_batch_size_per_gpu()},
+               os.path.join(out, "engine.pt"))
+
+
+def test_an_hf_deepspeed_files_auto_values_reach_the_engine_from_the_trial(tmp_path):
+    """hpoc refused such a file at check: the learning rate, weight decay, betas and eps
+    come from the trainer's optimizer (built from the trial's config), the warm-up's peak is
+    that learning rate and gradients are not clipped, as in hpoc's other loops."""
+    pytest.importorskip("deepspeed")
+    mp.spawn(_hf_engine, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    got = torch.load(tmp_path / "engine.pt")
+    assert got["group"] == {"weight_decay": 0.05, "betas": (0.8, 0.9), "eps": 1e-6}
+    assert (got["max_lrs"], got["min_lrs"]) == ([0.003], [0.0])
+    assert (got["clipping"], got["micro"]) == (0.0, 8)
+
+
+@pytest.mark.parametrize("params, optimizer, message", [
+    ({"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}, "adamw",
+     r"`scheduler.params.warmup_num_steps` is \"auto\", which hpoc does not fill in"),
+    ({"optimizer": {"type": "AdamW", "params": {"betas": "auto"}}}, "sgd",
+     r"`optimizer.params.betas` is \"auto\", filled in from the trainer's optimizer, and its SGD has no `betas`"),
+    ({"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}, None,
+     r"`optimizer.params.lr` is \"auto\", filled in from the trainer's optimizer, and the trainer gave none"),
+])  # fmt: skip
+def test_an_hf_deepspeed_files_auto_values_hpoc_cannot_know_are_named(tmp_path, params, optimizer, message):
+    """DeepSpeed took the string for a number deep in its scheduler or optimizer."""
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(params))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    made = {"adamw": lambda: torch.optim.AdamW(model.parameters(), lr=0.01),
+            "sgd": lambda: torch.optim.SGD(model.parameters(), lr=0.01), None: lambda: None}[optimizer]()
+    with pytest.raises(ValueError, match=message):
+        s.ds_config(optimizer=made)
+
+
+def test_a_trainers_lr_scheduler_beside_a_deepspeed_files_optimizer_is_refused(tmp_path):
+    """The file's optimizer trained; the trainer's scheduler, stepped every epoch, moved the
+    learning rate of the trainer's own optimizer, which trained nothing: a constant rate."""
+    from hpoc.runtime.returns import TrainerError
+
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    with pytest.raises(TrainerError, match=r"the trainer's lr scheduler \(StepLR\) would step an optimizer that "
+                                           r"trains nothing"):
+        s.distributed(model, optimizer, scheduler)
+
+
+@pytest.mark.parametrize("amp", [{"enabled": "auto", "opt_level": "auto"}, {"enabled": False}])
+def test_an_hf_deepspeed_files_apex_section_that_is_off_is_dropped(tmp_path, amp):
+    """Older HF files carry `"amp": {"enabled": "auto"}` (Apex, off unless the HF Trainer's
+    fp16 backend was Apex): DeepSpeed refused the section in every trial."""
+    deepspeed_config = pytest.importorskip("deepspeed.runtime.config")
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"amp": amp}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)}, device="cpu")
+    s.batch_size = 8
+    config = s.ds_config()
+    assert "amp" not in config
+    deepspeed_config.DeepSpeedConfig(config)  # refused "NVIDIA Apex AMP integration has been removed"

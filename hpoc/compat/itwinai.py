@@ -125,6 +125,9 @@ class RayTorchTrainer(Trainer):
             return
         self._epoch_offset = self._epochs_done()
         seed_everything(self.seed, self.trial.deterministic)
+        # the loop's batch (the trial's `batch_size`, or a `create_dataloaders(batch_size=...)` made
+        # first) is DeepSpeed's micro-batch, as in hpoc's own loop: it was 1
+        self.strategy.batch_size = self.batch_size
         self.strategy.init()
         config = dict(self.config)
         epochs = config.get("epochs")

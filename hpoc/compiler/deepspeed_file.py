@@ -10,13 +10,14 @@ import os
 from typing import Any
 
 from hpoc.compiler.check import RESOURCES, VALUE, WARN_FILE, WARN_RESOURCES, Checker
+from hpoc.plan import DS_AUTO_OPTIMIZER, DS_AUTO_SCHEDULER
 from hpoc.plan.space import INT_DOMAINS, multiples
 
 BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
 # Top-level keys whose "auto" hpoc fills in (the batch keys: DeepSpeed derives them). Inside
 # other sections, DeepSpeed's own config models read "auto" as their default.
 FILLED = (*BATCH_KEYS, "zero_optimization", "bf16", "fp16", "zero_allow_untested_optimizer",
-          "steps_per_print", "wall_clock_breakdown")
+          "steps_per_print", "wall_clock_breakdown", "gradient_clipping")
 DEFAULT_BATCH = 64  # hpoc's loop without a `batch_size` (Trainer.batch_size), DeepSpeed's micro-batch then
 MAX_VALUES = 4096  # a searched batch_size with more values is not enumerated
 
@@ -59,22 +60,30 @@ def _fp16_on_cpu(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, An
 
 
 def _unfilled_autos(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
-    """HF-style files leave values to "auto" for the HF Trainer to fill in; hpoc fills in only
-    its own settings, and DeepSpeed takes the string for a number."""
+    """HF-style files leave values to "auto" for the HF Trainer to fill in from its arguments;
+    hpoc fills in those the trial gives (DS_AUTO_*), and DeepSpeed takes any other for a number."""
     autos = [k for k, v in ds.items() if v == "auto" and k not in FILLED]
-    for section in ("optimizer", "scheduler"):
+    for section, filled in (("optimizer", DS_AUTO_OPTIMIZER), ("scheduler", DS_AUTO_SCHEDULER)):
         params = ds.get(section, {}).get("params") if isinstance(ds.get(section), dict) else None
         if isinstance(params, dict):
-            autos += [f"{section}.params.{k}" for k, v in params.items() if v == "auto"]
+            autos += [f"{section}.params.{k}" for k, v in params.items() if v == "auto" and k not in filled]
     if autos:
         listed = ", ".join(f"`{a}`" for a in autos)
+        steps = any(a.endswith("_num_steps") for a in autos)
         ch.error(VALUE, f'the DeepSpeed config "{config}" leaves {listed} to "auto", which hpoc does not fill in: '
                  "every trial would fail on it", at,
-                 notes=('hpoc fills in "auto" only for the batch sizes, `gradient_accumulation_steps`, '
-                        "`zero_optimization.stage` and `bf16`/`fp16` `enabled` (inside `zero_optimization` "
-                        'DeepSpeed reads "auto" as its default)',),
-                 help="give numbers (the HF Trainer filled these in from its own arguments), or remove them "
-                      "for DeepSpeed's defaults")  # fmt: skip
+                 notes=('hpoc fills in "auto" for the batch sizes, `gradient_accumulation_steps`, '
+                        "`gradient_clipping`, `zero_optimization.stage`, `bf16`/`fp16` `enabled`, the optimizer's "
+                        f"{_listed(DS_AUTO_OPTIMIZER)} (from the trainer's optimizer) and the scheduler's "
+                        f"{_listed(DS_AUTO_SCHEDULER)}",),
+                 help="give numbers (the HF Trainer filled these in from its own arguments"
+                      + ("; a scheduler counts optimizer steps: epochs × batches per epoch ÷ "
+                         "`gradient_accumulation_steps`" if steps else "")
+                      + "), or remove them for DeepSpeed's defaults")  # fmt: skip
+
+
+def _listed(keys: tuple[str, ...]) -> str:
+    return ", ".join(f"`{k}`" for k in keys)
 
 
 def _number(ch: Checker, config: str, ds: dict[str, Any], key: str, at: Any) -> int | None:

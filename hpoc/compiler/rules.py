@@ -910,16 +910,30 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
     with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
     searched = [p["name"] for p in out["space"]["params"]]
     owners = []
+
+    def auto(section: str, key: str) -> bool:  # filled in from the trial (docs/language.md)
+        params = ds[section].get("params") if isinstance(ds[section], dict) else None
+        return isinstance(params, dict) and params.get(key) == "auto"
+
     if "optimizer" in ds:
-        owners.append(("optimizer", [n for n in searched if n.rsplit(".", 1)[-1] in _OPTIMIZER_KEYS]))
-    if "scheduler" in ds:
+        owners.append(("optimizer", [n for n in searched if (k := n.rsplit(".", 1)[-1]) in _OPTIMIZER_KEYS
+                                     and not auto("optimizer", "lr" if k in _LR_KEYS else k)]))
+    sched = (out.get("scheduler") or {}).get("name")
+    if "scheduler" in ds and not auto("scheduler", "warmup_max_lr"):
         owners.append(("scheduler", [n for n in searched if n.rsplit(".", 1)[-1] in _LR_KEYS]))
+    elif "scheduler" in ds and sched in T.POPULATION and (lrs := [n for n in searched
+                                                               if n.rsplit(".", 1)[-1] in _LR_KEYS]):
+        # its peak is each trial's first `lr`, and it sets the rate every step: an exploit's is lost
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own `scheduler`, which sets the learning '
+                f"rate every step: `{sched}`'s mutations of `{lrs[0]}` never reach training",
+                ch.spans.get("resources.deepspeed.config"),
+                notes=('its "auto" `warmup_max_lr` is each trial\'s first value',),
+                help="remove `scheduler` from the DeepSpeed config, or stop searching it")  # fmt: skip
     names = list(dict.fromkeys(n for _, ns in owners for n in ns))
     if not names:
         return
     sections = " and ".join(f"`{k}`" for k, ns in owners if ns)
     listed = ", ".join(f"`{n}`" for n in names)
-    sched = (out.get("scheduler") or {}).get("name")
     them, verb = ("it", "reaches") if len(names) == 1 else ("them", "reach")
     notes = (f"`{sched}` mutates {them}, to no effect: every exploit trains on with the file's values",) \
         if sched in T.POPULATION else ()

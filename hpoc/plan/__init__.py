@@ -29,6 +29,11 @@ WALLTIME_REQUEUE = "HPOC_WALLTIME_REQUEUE"
 # `search nevergrad`'s optimizer when the plan names none: the compiler writes it, the
 # runtime falls back on it, the docs name it.
 NEVERGRAD_OPTIMIZER = "NGOpt"
+# HF-style "auto" values in a DeepSpeed config file's `optimizer.params` the runtime fills in
+# from the trainer's optimizer (built from the trial's config), and in `scheduler.params`
+# from that learning rate (`warmup_min_lr`: 0, as the HF Trainer); `hpoc check` refuses others.
+DS_AUTO_OPTIMIZER = ("lr", "betas", "eps", "weight_decay", "momentum")
+DS_AUTO_SCHEDULER = ("warmup_min_lr", "warmup_max_lr")
 
 
 class PlanError(HpocError):

@@ -28,6 +28,8 @@ from typing import Any, Iterator
 
 import torch
 
+from hpoc.runtime.deepspeed_autos import fill_autos
+
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
 DS_EXTRA = "hpoc_extra"  # the trainer's part of a DeepSpeed checkpoint's client state
@@ -501,11 +503,37 @@ class DDPStrategy(Strategy):
 DEFAULT_ZERO_STAGE = 2  # as the compiler's default (docs/language.md)
 
 
+def _orphan_scheduler(scheduler: Any) -> Exception:
+    """The trainer's lr scheduler beside a DeepSpeed config's own optimizer: it would move the
+    learning rate of the trainer's optimizer, which trains nothing, and the trial would
+    train at the file's constant rate."""
+    from hpoc.runtime.returns import TrainerError  # it imports this module
+
+    return TrainerError(f"the DeepSpeed config defines an `optimizer`, which trains instead of the trainer's: "
+                        f"the trainer's lr scheduler ({type(scheduler).__name__}) would step an optimizer that "
+                        "trains nothing\n  help: give the DeepSpeed config a `scheduler` section too (WarmupLR, "
+                        "WarmupDecayLR, ...), or remove its `optimizer` (the trainer's then trains, with its scheduler)")
+
+
+# How DeepSpeed's config models (pydantic) read a boolean written as a string, any case.
+_FALSE_WORDS, _TRUE_WORDS = ("0", "off", "f", "false", "n", "no"), ("1", "on", "t", "true", "y", "yes")
+
+
+def ds_bool(value: Any, key: str) -> bool:
+    """`value` as DeepSpeed reads a boolean setting: "false" is false (not a truthy string)."""
+    if isinstance(value, str) and value.lower() in _FALSE_WORDS + _TRUE_WORDS:
+        return value.lower() in _TRUE_WORDS
+    if type(value) in (bool, int, float) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"the DeepSpeed config's `{key}` is {json.dumps(value)}: DeepSpeed reads true or false "
+                     "(or \"auto\", filled in by hpoc)")
+
+
 def file_precision(config: dict[str, Any], precision: str) -> str:
     """The engine's precision under a DeepSpeed config whose `bf16`/`fp16` sections say
     (a section without `enabled` is off, as DeepSpeed reads it; "auto" or no section leaves
     `precision` as it is)."""
-    said = {k: config[k].get("enabled", False) for k in ("bf16", "fp16")
+    said = {k: ds_bool(config[k].get("enabled", False), f"{k}.enabled") for k in ("bf16", "fp16")
             if isinstance(config.get(k), dict) and config[k].get("enabled") != "auto"}
     on = [k for k, enabled in said.items() if enabled]
     if on:
@@ -571,7 +599,9 @@ class DeepSpeedStrategy(DDPStrategy):
             os.environ.setdefault("LOCAL_RANK", "0")
         deepspeed.init_distributed(dist_backend=self.backend(), verbose=False)
 
-    def ds_config(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def ds_config(self, extra: dict[str, Any] | None = None, optimizer: Any = None) -> dict[str, Any]:
+        """The config the engine gets: the file's over hpoc's settings, its "auto" values
+        filled in (HF-style ones from the trainer's `optimizer`), then the trainer's `extra`."""
         config: dict[str, Any] = {}
         if self.config_file:
             config = json.loads(Path(self.config_file).read_text(encoding="utf-8"))
@@ -604,6 +634,7 @@ class DeepSpeedStrategy(DDPStrategy):
         # This DeepSpeed clips gradients at norm 1.0 unless told: the same trainer then trained
         # differently under DeepSpeed than under DDP, which clips nothing. A file's value stays.
         config.setdefault("gradient_clipping", 0.0)
+        self._optimizer_autos = fill_autos(config, optimizer)
         for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
             if config.get(key) == "auto":  # left to DeepSpeed, which derives it from the others
                 del config[key]
@@ -615,15 +646,17 @@ class DeepSpeedStrategy(DDPStrategy):
                     **kwargs: Any) -> tuple[Any, Any, Any]:
         import deepspeed
 
+        config = self.ds_config(kwargs.pop("config_params", None), optimizer)
+        if "optimizer" in config and "scheduler" not in config and lr_scheduler is not None:
+            raise _orphan_scheduler(lr_scheduler)
         self.init()
-        config = self.ds_config(kwargs.pop("config_params", None))
         model = model.to(self._device)
         # The lr scheduler stays ours: stepped per epoch like with the other strategies
         # (DeepSpeed would step it per optimizer step) and saved in the client state. A
         # DeepSpeed config file that defines its own optimizer or scheduler wins.
         args: dict[str, Any] = {"model": model, "config": config, "dist_init_required": False}
         if "optimizer" in config:
-            if optimizer is not None:
+            if optimizer is not None and not self._optimizer_autos:
                 log.warning("the DeepSpeed config defines an optimizer; the trainer's is not used")
             args["model_parameters"] = [p for p in model.parameters() if p.requires_grad]
         else:

@@ -404,7 +404,8 @@ class Trainer:
             self.create_dataloaders(self.train_data, self.validation_data, self.test_data)
 
     def _create_model(self) -> None:
-        self.strategy.batch_size = self.batch_size  # what the loop draws: DeepSpeed counts with it
+        # what the loop draws (a `create_dataloaders(batch_size=...)` before this): DeepSpeed counts with it
+        self.strategy.batch_size = self.__dict__.get("_loader_batch") or self.batch_size
         hook = self.create_model_loss_optimizer
         made = hook(self.config) if _takes_args(hook) else hook()
         if made is None:  # itwinai style: the hook set the attributes (maybe distributed)
@@ -470,6 +471,8 @@ class Trainer:
         args = {k: v for k, v in (("collate_fn", collate_fn), ("num_workers", num_workers_dataloader),
                                   ("pin_memory", pin_memory)) if v is not None}
         size = None if batch_size is None else whole_count("batch_size", batch_size, 1)
+        if size is not None:
+            self._micro_batch_agrees(size)
 
         def batches(data: Any, train: bool, shuffle: bool | None) -> Any:
             given: dict[str, Any] = {"loader_args": args} if args else {}  # a `batches` override may not take them
@@ -485,6 +488,23 @@ class Trainer:
         self.train_dataloader = self._batches["train"]
         self.validation_dataloader = self._batches["validation"]
         self.test_dataloader = self._batches["test"]
+
+    def _micro_batch_agrees(self, size: int) -> None:
+        """DeepSpeed's micro-batch is the training loader's: made before the engine, the engine
+        gets it; after, one that differs would be counted (and a config file's
+        `train_batch_size` split) with the engine's, not the batches trained on."""
+        self._loader_batch = size
+        engine = getattr(self.strategy, "engine", None)
+        if engine is None:
+            self.strategy.batch_size = size
+            return
+        micro = engine.train_micro_batch_size_per_gpu()
+        if micro != size:
+            raise TrainerError(f"create_dataloaders(batch_size={size}) after the DeepSpeed engine was made for "
+                               f"micro-batches of {micro}: DeepSpeed would count, and split a config file's "
+                               f"`train_batch_size`, with {micro} while the loader draws {size}\n"
+                               "  help: call `create_dataloaders` before `self.strategy.distributed(...)`, or pass "
+                               f"`config_params={{\"train_micro_batch_size_per_gpu\": {size}}}` to it")
 
     def set_epoch(self, epoch: int) -> None:
         for batches in self._batches.values():

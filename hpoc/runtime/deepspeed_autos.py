@@ -1,0 +1,62 @@
+"""HF-style "auto" values in a DeepSpeed config file, filled in from the trial as the HF
+Trainer fills them from its arguments: the optimizer's settings from the trainer's own
+optimizer (built from the trial's `lr`, `weight_decay`, ...), the warm-up's peak from that
+learning rate, and `gradient_clipping` as hpoc's loop clips (not at all). What hpoc cannot
+know (a warm-up's or a schedule's length in steps) `hpoc check` refuses; here it fails
+naming the key, before DeepSpeed reads the string as a number."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpoc.plan import DS_AUTO_OPTIMIZER, DS_AUTO_SCHEDULER
+
+AUTO = "auto"
+
+
+def fill_autos(config: dict[str, Any], optimizer: Any) -> bool:
+    """Fill in `config`'s "auto" optimizer/scheduler params and `gradient_clipping` in place;
+    `optimizer` is the trainer's (None when it gave none). True when values came from it."""
+    amp = config.get("amp")
+    if isinstance(amp, dict) and amp.get("enabled", False) in (AUTO, False):
+        # the HF Trainer's Apex switch, on only for its Apex fp16 backend, which hpoc never
+        # uses: DeepSpeed 0.19 refuses the section itself, and older ones read "auto" as on
+        del config["amp"]
+    if config.get("gradient_clipping") == AUTO:
+        config["gradient_clipping"] = 0.0  # hpoc's loops do not clip (nor does DDP)
+    params = _params(config, "optimizer")
+    autos = [k for k, v in params.items() if v == AUTO]
+    for key in autos:
+        params[key] = _from_optimizer(optimizer, key)
+    schedule = _params(config, "scheduler")
+    for key in [k for k, v in schedule.items() if v == AUTO]:
+        if key not in DS_AUTO_SCHEDULER:
+            raise ValueError(f'the DeepSpeed config\'s `scheduler.params.{key}` is "auto", which hpoc does not '
+                             "fill in (the HF Trainer counted it from its own arguments): give a number")
+        lr = params.get("lr", AUTO)
+        schedule[key] = 0.0 if key == "warmup_min_lr" else lr if lr != AUTO else _from_optimizer(optimizer, "lr")
+    return bool(autos)
+
+
+def _params(config: dict[str, Any], section: str) -> dict[str, Any]:
+    part = config.get(section)
+    params = part.get("params") if isinstance(part, dict) else None
+    return params if isinstance(params, dict) else {}
+
+
+def _from_optimizer(optimizer: Any, key: str) -> Any:
+    groups = getattr(optimizer, "param_groups", None)
+    where = f'the DeepSpeed config\'s `optimizer.params.{key}` is "auto"'
+    if key not in DS_AUTO_OPTIMIZER:
+        raise ValueError(f"{where}, which hpoc does not fill in: give a value")
+    if not groups:
+        raise ValueError(f"{where}, filled in from the trainer's optimizer, and the trainer gave none: give a "
+                         "value, or return the optimizer from `create_optimizer`")
+    group = groups[0]
+    if key == "lr":  # before a scheduler of the trainer's moved it (a warm-up's first factor)
+        return group.get("initial_lr", group["lr"])
+    if key not in group:
+        raise ValueError(f"{where}, filled in from the trainer's optimizer, and its {type(optimizer).__name__} "
+                         f"has no `{key}`: give a value")
+    value = group[key]
+    return list(value) if isinstance(value, tuple) else value

@@ -536,7 +536,7 @@ def test_the_specs_find_unused_parameters_wins_over_the_trainers(spec, trainer, 
     from hpoc.runtime.trainer import Trainer
     from hpoc.runtime.trial import make_strategy
 
-    plan = {"resources": {"strategy": "ddp", "deepspeed": None, "find_unused_parameters": spec},
+    plan = {"resources": {"strategy": "ddp", "deepspeed": None, "find_unused_parameters": spec, "gpus_per_worker": 0},
             "training": {"precision": "fp32", "compile": False}}
     cls = type("T", (Trainer,), {"find_unused_parameters": trainer})
     assert make_strategy(plan, cls(), distributed=True).find_unused_parameters is used
@@ -554,7 +554,7 @@ def _unused_worker(rank, port, out):
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
         trainer = type("T", (Trainer,), {"find_unused_parameters": True})()
-        plan = {"resources": {"strategy": "ddp", "deepspeed": None},
+        plan = {"resources": {"strategy": "ddp", "deepspeed": None, "gpus_per_worker": 0},
                 "training": {"precision": "fp32", "compile": False}}
         s = make_strategy(plan, trainer, distributed=True)
         model = _PartlyUsed()

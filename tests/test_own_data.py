@@ -6,8 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+import hpoc
+from hpoc.runtime import pipeline
 from hpoc.runtime.batches import as_tensors
+from hpoc.runtime.trainer import TrainerError
 
 
 def test_read_only_arrays_are_batched_in_place_not_copied_per_trial():
@@ -26,3 +30,96 @@ def test_reversed_arrays_are_data_too():
     y = np.arange(20)
     tx, ty = as_tensors((x[::-1], y[::-1]))
     assert tx[0].tolist() == [38.0, 39.0] and ty[0] == 19
+
+
+class _Linear(hpoc.Trainer):
+    def create_model(self, config):
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+
+
+PLAN = {"pipeline": {"getter": {"target": "data:Getter"}}, "training": {}}
+CONFIG = {"lr": 0.01, "batch_size": 8, "epochs": 1}
+rng = np.random.default_rng(0)
+X = rng.normal(size=(40, 4)).astype(np.float32)
+Y = rng.integers(0, 3, 40)
+
+
+def _split_refused(train, val):
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_datasets(_Linear, (train, val, None), PLAN)
+    return str(info.value)
+
+
+def test_a_dict_of_arrays_as_a_split_is_refused_naming_its_keys(tmp_path):
+    """`{"x": X, "y": y}` (or scikit-learn's Bunch) failed every trial with `KeyError: 1`
+    from inside torch's DataLoader."""
+    said = _split_refused({"x": X[:32], "y": Y[:32]}, (X[32:], Y[32:]))
+    assert said.startswith("getter `data:Getter` returned a train split hpoc cannot batch: it is a dict "
+                           "(keys x, y)"), said
+    assert "(d['x'], d['y'])" in said
+    bunch = {"data": X[32:], "target": Y[32:], "DESCR": "digits"}
+    assert "validation split" in _split_refused((X[:32], Y[:32]), bunch)
+    assert "`(d.data, d.target)`" in _split_refused((X[:32], Y[:32]), bunch)
+    with pytest.raises(TrainerError, match=r"^the train split cannot be batched: it is a dict"):
+        _Linear().run_local(CONFIG, ({"x": X[:32], "y": Y[:32]}, (X[32:], Y[32:])), directory=tmp_path)
+
+
+def test_a_whole_dataframe_as_a_split_is_refused_naming_a_target_column():
+    """A DataFrame read from a CSV, label column and all: `KeyError: 21` from pandas."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=list("abcd")).assign(species=Y)
+    said = _split_refused(df[:32], df[32:])
+    assert "it is one pandas DataFrame (columns a, b, c, d, species)" in said
+    assert "`(df.drop(columns=['species']), df['species'])`" in said
+
+
+def test_inputs_and_targets_as_python_lists_are_refused_not_read_as_two_samples():
+    """`(x.tolist(), y.tolist())`: torch read the tuple as a dataset of two samples and
+    failed to collate "must be real number, not list"."""
+    said = _split_refused((X[:32].tolist(), Y[:32].tolist()), (X[32:], Y[32:]))
+    assert "its parts are Python lists of 32 rows, which torch reads as a dataset of 2 samples" in said
+    # a list of (input, target) samples is a dataset, as torch reads it
+    samples = [(X[i], int(Y[i])) for i in range(32)]
+    pipeline.require_datasets(_Linear, (samples, (X[32:], Y[32:]), None), PLAN)
+
+
+class _Samples(torch.utils.data.Dataset):
+    def __init__(self, make):
+        self.make = make
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return self.make(i)
+
+
+def test_a_dataset_of_dict_samples_says_what_hpocs_steps_take(tmp_path):
+    """A HuggingFace-style dataset (`{"pixel_values": ..., "label": ...}`) failed every
+    trial, and its retry, with `KeyError: 0` on a line of hpoc's own."""
+    dicts = _Samples(lambda i: {"pixel_values": torch.tensor(X[i]), "label": int(Y[i])})
+    with pytest.raises(TrainerError, match=r"^the batches are dicts \(keys pixel_values, label\), and hpoc's "
+                                           r"train_step takes a batch as \(inputs, targets\)"):
+        _Linear().run_local(CONFIG, (dicts, dicts), directory=tmp_path / "a")
+
+    class ReadsDicts(_Linear):  # steps of its own read the dict
+        def train_step(self, batch):
+            return self.loss(self.model(batch["pixel_values"]), batch["label"])
+
+        def validation_step(self, batch):
+            out = self.model(batch["pixel_values"])
+            return self.loss(out, batch["label"]), out
+
+    last = ReadsDicts().run_local(CONFIG, (dicts, dicts), directory=tmp_path / "b")[-1]
+    assert last["val_loss"] > 0 and 0 <= last["val_accuracy"] <= 1  # scored with the `label` key
+
+
+def test_a_dataset_of_pil_images_fails_its_trial_once_naming_the_transform(tmp_path):
+    """torchvision's datasets without a transform give PIL images: every trial failed in
+    `default_collate`, and was retried, without a word of the fix."""
+    image = pytest.importorskip("PIL.Image")
+    pictures = _Samples(lambda i: (image.fromarray((X[i].reshape(2, 2) * 50).astype(np.uint8)), int(Y[i])))
+    with pytest.raises(TrainerError, match=r"its samples hold PIL images \(a torchvision dataset without a "
+                                           r"transform\).*transforms.PILToTensor\(\)") as info:
+        _Linear().run_local(CONFIG, (pictures, pictures), directory=tmp_path)
+    assert "default_collate" in str(info.value.__cause__)

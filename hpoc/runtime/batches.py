@@ -255,7 +255,7 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[Any]:
         left = self.keep
-        for batch in self.loader:
+        for batch in _said(self.loader):
             n = _leading_len(batch) if left is not None else -1
             if n >= 0:  # (a batch of no tensors cannot be cut: counted as it comes)
                 self.empty = left <= 0
@@ -269,6 +269,21 @@ class DeviceLoader:
                 batch = tuple(batch)
             yield batch
         self.empty = False
+
+
+def _said(loader: Any) -> Iterator[Any]:
+    """The loader's batches; a collate error ("batch must contain tensors, ... found <class
+    'PIL.Image.Image'>") as what the dataset's samples hold, failing the trial once."""
+    from hpoc.runtime.splitcheck import sample_problem
+    from hpoc.runtime.returns import TrainerError
+
+    try:
+        yield from loader
+    except TypeError as exc:
+        why = sample_problem(loader.dataset)
+        if why is None:
+            raise
+        raise TrainerError(f"a split hpoc's loop cannot batch: {why}") from exc
 
 
 def _leading_len(batch: Any) -> int:

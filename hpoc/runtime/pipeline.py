@@ -340,8 +340,11 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
     if name:
         raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
                             f"split\n  help: {LOADER_HELP}")
+    from hpoc.runtime.splitcheck import unbatchable
+
     for name, split in zip(SPLITS, data):
         why = not_tensors(split)
+        why = why or (unbatchable(split) if split is not None else None)
         if why:  # every trial would fail inside torch's DataLoader
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
                                 f"batch: {why}")

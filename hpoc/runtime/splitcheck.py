@@ -1,0 +1,67 @@
+"""What a getter or splitter returned as a split, read as hpoc's default loop would batch
+it. Every trial (and its retry) failed inside torch's DataLoader with a `KeyError: 0` or a
+collate error naming no line of the study's code: a split's type is said as the data
+loads, a sample's contents by the trial whose batching failed (a TrainerError: not retried).
+
+The loop takes a split as `(inputs, targets)` arrays or tensors, a `TensorDataset`, or a
+map-style dataset whose samples are `(input, target)` tensors, arrays or numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PAIR_HELP = "hpoc's loop takes a split as (inputs, targets)"
+
+
+def unbatchable(split: Any) -> str | None:
+    """Why hpoc's loop cannot batch `split`, read from its type alone, or None."""
+    kind = type(split)
+    module = kind.__module__.split(".")[0]
+    if module == "pandas" and kind.__name__ == "DataFrame":
+        columns = [str(c) for c in split.columns]
+        last = columns[-1] if columns else "label"
+        return (f"it is one pandas DataFrame (columns {_names(columns)}): {PAIR_HELP}, e.g. "
+                f"`(df.drop(columns=[{last!r}]), df[{last!r}])` with `{last}` as the targets")
+    if isinstance(split, dict):
+        keys = [str(k) for k in split]
+        pair = ("`(d.data, d.target)`" if {"data", "target"} <= set(keys) else
+                f"`(d[{keys[0]!r}], d[{keys[1]!r}])`" if len(keys) >= 2 else "`(x, y)`")
+        return f"it is a dict (keys {_names(keys)}), which a DataLoader indexes by sample number: " \
+               f"{PAIR_HELP}: {pair}"
+    if isinstance(split, (tuple, list)) and 1 <= len(split) <= 4 and \
+            all(isinstance(p, list) for p in split) and len({len(p) for p in split}) == 1 and \
+            len(split[0]) > len(split):
+        # torch reads a tuple of lists as a dataset of len(split) samples, each a whole list
+        return (f"its parts are Python lists of {len(split[0])} rows, which torch reads as a dataset "
+                f"of {len(split)} samples: give arrays, `(np.asarray(x), np.asarray(y))`")
+    return None
+
+
+def sample_problem(dataset: Any) -> str | None:
+    """What is wrong with the first sample of a map-style dataset (torchvision's without a
+    transform gives PIL images), or None. Asked in the trial once batching failed, never in
+    the driver: a dataset that opens its file on first use (h5py) would then hold an open
+    file, which cannot be sent to the trials."""
+    if isinstance(dataset, (str, bytes)) or not hasattr(dataset, "__getitem__") or \
+            not hasattr(dataset, "__len__"):
+        return None
+    try:
+        sample = dataset[0] if len(dataset) else None
+    except Exception:  # noqa: BLE001 - not indexable by number, or it fails: the trial says so
+        return None
+    parts = sample if isinstance(sample, (tuple, list)) else (sample,)
+    for part in parts:
+        if type(part).__module__.split(".")[0] == "PIL":
+            return ("its samples hold PIL images (a torchvision dataset without a transform), which "
+                    "the DataLoader cannot batch: give it `transform=transforms.PILToTensor()` (uint8, "
+                    "which hpoc scales to [0, 1] on the device) or `transforms.ToTensor()`")
+        if isinstance(part, str):
+            return (f"its samples hold strings ({part[:40]!r}): give numbers (class names as "
+                    "integers, text as token ids)")
+    return None
+
+
+def _names(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f", … ({len(names)} in all)" if len(names) > most else "")

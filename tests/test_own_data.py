@@ -123,3 +123,24 @@ def test_a_dataset_of_pil_images_fails_its_trial_once_naming_the_transform(tmp_p
                                            r"transform\).*transforms.PILToTensor\(\)") as info:
         _Linear().run_local(CONFIG, (pictures, pictures), directory=tmp_path)
     assert "default_collate" in str(info.value.__cause__)
+
+
+def test_missing_values_in_the_data_are_said_as_it_loads_not_as_a_diverged_training():
+    """A CSV with empty cells, read by pandas: NaN inputs made every trial's loss NaN, and
+    the study ended with "no trial reported a finite objective (training diverged?)"."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=list("abcd"))
+    df.loc[[5, 9], "c"] = np.nan
+    said = _split_refused((df[:32], Y[:32]), (X[32:], Y[32:]))
+    assert "returned a train split hpoc cannot batch: its inputs hold NaN or inf in 2 row(s) (the first: " \
+           "row 5)" in said and "`df.dropna()`" in said
+    y = Y.astype(np.float32)
+    y[35] = np.inf
+    assert "validation split hpoc cannot batch: its targets hold NaN or inf in 1 row(s) (the first: row 3)" \
+        in _split_refused((X[:32], Y[:32]), (X[32:], y[32:]))
+
+    class Masks(_Linear):  # a step of its own may mask them
+        def train_step(self, batch):
+            return super().train_step((torch.nan_to_num(batch[0]), batch[1]))
+
+    pipeline.require_datasets(Masks, ((df[:32], Y[:32]), (X[32:], Y[32:]), None), PLAN)

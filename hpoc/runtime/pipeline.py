@@ -329,7 +329,7 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
     """A DataLoader as a split of a trainer that hpoc's loop batches, or arrays it cannot
     batch (strings, inputs and targets of different lengths): said as the data loads,
     naming the step that returned it, rather than by every trial."""
-    from hpoc.runtime.batches import LOADER_HELP, SPLITS, loader_split, not_tensors
+    from hpoc.runtime.batches import LOADER_HELP, SPLITS, as_tensors, loader_split, not_tensors
     from hpoc.runtime.hooks import batches_splits
 
     if data is None or not batches_splits(trainer):
@@ -340,11 +340,18 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
     if name:
         raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
                             f"split\n  help: {LOADER_HELP}")
-    from hpoc.runtime.splitcheck import unbatchable
+    from hpoc.runtime.splitcheck import not_finite, unbatchable
+    from hpoc.runtime.trainer import Trainer
 
+    # hpoc's own steps feed the values to the loss as they are; a step of one's own may mask them
+    hpocs = {"train": "train_step", "validation": "validation_step"}
     for name, split in zip(SPLITS, data):
         why = not_tensors(split)
         why = why or (unbatchable(split) if split is not None else None)
+        step = hpocs.get(name)
+        if not why and step and getattr(trainer, step) is getattr(Trainer, step):
+            tensors = as_tensors(split)
+            why = not_finite(tensors) if tensors is not None else None
         if why:  # every trial would fail inside torch's DataLoader
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
                                 f"batch: {why}")

@@ -38,6 +38,31 @@ def unbatchable(split: Any) -> str | None:
     return None
 
 
+def not_finite(tensors: Any) -> str | None:
+    """Where in-memory data holds NaN or inf (a CSV's missing values, read by pandas as NaN),
+    or None: hpoc's steps then make every trial's loss NaN, and the study ended as if
+    training had diverged. Read in chunks: no mask the size of the data."""
+    import torch
+
+    for name, t in zip(("inputs", "targets", "third part", "fourth part"), tensors):
+        if not t.is_floating_point() or t.numel() == 0:
+            continue
+        rows = t.reshape(t.shape[0], -1)
+        step = max(1, (1 << 24) // max(1, rows.shape[1]))
+        bad = first = 0
+        for start in range(0, rows.shape[0], step):
+            finite = torch.isfinite(rows[start:start + step]).all(dim=1)
+            if not bool(finite.all()):
+                if not bad:
+                    first = start + int((~finite).nonzero()[0])
+                bad += int((~finite).sum())
+        if bad:
+            return (f"its {name} hold NaN or inf in {bad} row(s) (the first: row {first}), which make "
+                    "every trial's loss NaN: missing values? drop or fill them in the getter or "
+                    "splitter (`df.dropna()`, `df.fillna(...)`)")
+    return None
+
+
 def sample_problem(dataset: Any) -> str | None:
     """What is wrong with the first sample of a map-style dataset (torchvision's without a
     transform gives PIL images), or None. Asked in the trial once batching failed, never in

@@ -144,3 +144,28 @@ def test_missing_values_in_the_data_are_said_as_it_loads_not_as_a_diverged_train
             return super().train_step((torch.nan_to_num(batch[0]), batch[1]))
 
     pipeline.require_datasets(Masks, ((df[:32], Y[:32]), (X[32:], Y[32:]), None), PLAN)
+
+
+@pytest.mark.parametrize("raises", [
+    # torchvision's: the URLError's text in a RuntimeError of its own
+    "RuntimeError('Error downloading train-images-idx3-ubyte.gz:\\nTried http://x/, got:\\n"
+    "<urlopen error [Errno -2] Name or service not known>\\n')",
+    "urllib.error.URLError(socket.gaierror(-3, 'Temporary failure in name resolution'))",
+    "ConnectionError(\"Couldn't reach 'mnist' on the Hub (ConnectionError)\")",
+])
+def test_a_getter_that_downloads_without_internet_is_told_where_to_download(tmp_path, raises):
+    """A getter with `download=True` on a compute node: the error named the URL and the
+    failed name lookup, not that these nodes have no internet nor what to do instead."""
+    (tmp_path / "net.py").write_text(
+        "import socket, urllib.error\n\nclass Getter:\n    def execute(self):\n"
+        f"        raise {raises}\n\nclass Broken:\n    def execute(self):\n"
+        "        raise ValueError('bad header')\n")
+    plan = {"source": {"workdir": str(tmp_path)}, "pipeline": {"getter": {"target": "net:Getter"}}}
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    assert "help: it tried to download, and compute nodes usually have no internet: download the data " \
+           "once on a login node" in str(info.value)
+    plan["pipeline"]["getter"]["target"] = "net:Broken"
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    assert "internet" not in str(info.value)

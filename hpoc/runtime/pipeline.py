@@ -222,7 +222,37 @@ def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
     except PipelineError as exc:
         raise PipelineError(f"{role} `{target}` failed: {exc}") from None
     except Exception as exc:
-        raise PipelineError(f"{role} `{target}` failed: {_describe(exc)}") from exc
+        raise PipelineError(f"{role} `{target}` failed: {_describe(exc)}{_offline_help(exc)}") from exc
+
+
+# What a download says when the machine has no internet (torchvision puts the URLError's text
+# in a RuntimeError of its own, without the URLError as its cause).
+_OFFLINE_TEXT = ("urlopen error", "name or service not known", "temporary failure in name resolution",
+                 "network is unreachable", "failed to resolve", "max retries exceeded",
+                 "failed to establish a new connection", "couldn't reach", "couldn't connect",
+                 "connection timed out", "no route to host", "nodename nor servname")
+
+
+def _offline_help(exc: BaseException) -> str:
+    """A help line for a step that tried to download on a machine without internet (a
+    compute node): where to download instead. Empty for any other failure."""
+    import socket
+    import urllib.error
+
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 8:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    network = (urllib.error.URLError, socket.gaierror, socket.timeout, ConnectionError)
+    offline = any(isinstance(e, network) or type(e).__name__ in ("ConnectionError", "ConnectTimeout",
+                                                                 "LocalEntryNotFoundError")
+                  or any(t in str(e).lower() for t in _OFFLINE_TEXT) for e in seen)
+    if not offline:
+        return ""
+    return ("\n  help: it tried to download, and compute nodes usually have no internet: download "
+            "the data once on a login node, into a directory the jobs can read (`hpoc data fetch "
+            "NAME --root DIR` for the datasets `hpoc data list` names, else the library's own "
+            "download there), and read it from that directory in the getter (`download=False`)")
 
 
 def _missing(exc: FileNotFoundError) -> str:
@@ -262,7 +292,7 @@ def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:
         raise PipelineError(f"{role} `{step['target']}`: {exc}") from None
     except Exception as exc:
         raise PipelineError(f"{role} `{step['target']}`: constructing it failed: {_describe(exc)}"
-                            ) from exc
+                            f"{_offline_help(exc)}") from exc
 
 
 def enter_workdir(workdir: str | None) -> None:

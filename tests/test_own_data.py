@@ -169,3 +169,31 @@ def test_a_getter_that_downloads_without_internet_is_told_where_to_download(tmp_
     with pytest.raises(pipeline.PipelineError) as info:
         pipeline.load_data(plan)
     assert "internet" not in str(info.value)
+
+
+def test_a_validation_split_that_holds_training_samples_is_warned_of():
+    """A splitter that returned its training data twice, or slices that overlap, ran: the
+    trials validated on what they trained on, and the study ranked memorisation best."""
+    plan = {"pipeline": {"getter": {"target": "data:Getter"}, "splitter": {"target": "data:Split"}}}
+    x, y = torch.randn(40, 3), torch.arange(40) % 3
+
+    def said(train, val):
+        return pipeline.shared_validation(plan, (train, val, None))
+
+    assert said((x, y), (x, y)) == said((x, y), (x, y))  # the same tensors, in two tuples
+    assert said((x, y), (x, y)).startswith("splitter `data:Split`: the validation split's inputs overlap "
+                                           "the train split's in memory")
+    pair = (x, y)
+    assert "the validation split is the train split (the same object): val_loss and val_accuracy " \
+           "measure data the model trains on" in said(pair, pair)
+    assert said((x[:30], y[:30]), (x[25:], y[25:])) is not None  # off by five
+    assert said((x[:30], y[:30]), (x[30:], y[30:])) is None  # adjacent slices: no common row
+    assert said((x[:30], y[:30]), (x[30:].clone(), y[30:])) is None
+    numpy_x = x.double().numpy()  # NumPy's float64: batched as float32 copies, which share nothing
+    assert said((numpy_x[:30], y[:30]), (numpy_x[20:], y[20:])) is not None
+    assert said((numpy_x[:30], y[:30]), (numpy_x[30:], y[30:])) is None
+    whole = torch.utils.data.TensorDataset(x, y)
+    train, val = torch.utils.data.Subset(whole, range(0, 30)), torch.utils.data.Subset(whole, range(25, 40))
+    assert said(train, val).startswith("splitter `data:Split`: 5 of the validation split's 15 samples are "
+                                       "in the train split")
+    assert said(*torch.utils.data.random_split(whole, [30, 10])) is None

@@ -387,6 +387,18 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
                                 f"batch: {why}")
 
 
+def shared_validation(plan: dict[str, Any], data: tuple[Any, Any, Any] | None) -> str | None:
+    """A warning when the validation split holds training samples, naming the step."""
+    from hpoc.runtime.splitcheck import shared_rows
+
+    why = shared_rows(data[0], data[1]) if data else None
+    if why is None:
+        return None
+    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
+    return (f"{role} `{plan['pipeline'][role]['target']}`: {why}: val_loss and val_accuracy measure "
+            "data the model trains on, and rank the trials that memorise it best")
+
+
 def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
     splits = _splits(out, what)
     _require_samples(splits[0], "train", what)

@@ -63,6 +63,57 @@ def not_finite(tensors: Any) -> str | None:
     return None
 
 
+def shared_rows(train: Any, validation: Any) -> str | None:
+    """What the validation split shares with the train split (a splitter that returned one
+    object twice, or slices that overlap), or None: its val_loss and val_accuracy would
+    then measure, in part or whole, the data the model trained on."""
+    if train is None or validation is None:
+        return None
+    if validation is train:
+        return "the validation split is the train split (the same object)"
+    import torch
+
+    subsets = torch.utils.data.Subset
+    if isinstance(train, subsets) and isinstance(validation, subsets) and train.dataset is validation.dataset:
+        common = len(set(map(int, train.indices)) & set(map(int, validation.indices)))
+        return (f"{common} of the validation split's {len(validation.indices)} samples are in the "
+                "train split (Subsets of one dataset)") if common else None
+    if not _overlap(_inputs(train), _inputs(validation)):
+        return None
+    return ("the validation split's inputs overlap the train split's in memory (slices of one "
+            "array that share rows)")
+
+
+def _inputs(split: Any) -> Any:
+    """The inputs of an `(inputs, targets)` pair or a TensorDataset, as they are (no copy
+    into a tensor: a copy shares no memory), or None."""
+    parts = getattr(split, "tensors", split)
+    return parts[0] if isinstance(parts, (tuple, list)) and parts else None
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether two arrays or tensors view common bytes of memory."""
+    import numpy as np
+    import torch
+
+    def span(t: Any) -> tuple[int, int] | None:
+        if hasattr(t, "to_numpy") and not isinstance(t, torch.Tensor):  # pandas, when it is one array
+            t = t.to_numpy()
+        if isinstance(t, torch.Tensor):
+            start, steps, size = t.data_ptr(), t.stride(), t.element_size()
+        elif isinstance(t, np.ndarray):
+            start, steps, size = t.__array_interface__["data"][0], [s // t.itemsize for s in t.strides], t.itemsize
+        else:
+            return None
+        if not all(n for n in t.shape) or any(s < 0 for s in steps):
+            return None
+        last = sum((n - 1) * s for n, s in zip(t.shape, steps))
+        return start, start + (last + 1) * size
+
+    sa, sb = span(a), span(b)
+    return sa is not None and sb is not None and sa[0] < sb[1] and sb[0] < sa[1]
+
+
 def sample_problem(dataset: Any) -> str | None:
     """What is wrong with the first sample of a map-style dataset (torchvision's without a
     transform gives PIL images), or None. Asked in the trial once batching failed, never in

@@ -197,3 +197,25 @@ def test_a_validation_split_that_holds_training_samples_is_warned_of():
     assert said(train, val).startswith("splitter `data:Split`: 5 of the validation split's 15 samples are "
                                        "in the train split")
     assert said(*torch.utils.data.random_split(whole, [30, 10])) is None
+
+
+@pytest.mark.parametrize("layout, channels, said", [
+    ((40, 8, 8, 3), 3, r"images shaped \(8, 8, 8, 3\), channels last \(N, H, W, C\).*`x.transpose\(0, 3, 1, 2\)`"),
+    ((40, 8, 8), 1, r"images shaped \(8, 8, 8\), without a channel dimension.*`x\[:, None\]`"),
+])
+def test_images_laid_out_otherwise_than_the_model_takes_them_say_how(tmp_path, layout, channels, said):
+    """uint8 images as NumPy and PIL keep them, (N, H, W, C), or (N, H, W) without a channel:
+    torch's "expected input[8, 8, 8, 3] to have 3 channels, but got 8 channels instead",
+    retried as if it might pass, said nothing of the data."""
+    images = np.random.default_rng(0).integers(0, 255, layout, dtype=np.uint8)
+
+    class Conv(hpoc.Trainer):
+        def create_model(self, config):
+            return nn.Sequential(nn.Conv2d(channels, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+
+    with pytest.raises(TrainerError, match="^the input batches are " + said):
+        Conv().run_local(CONFIG, ((images[:32], Y[:32]), (images[32:], Y[32:])), directory=tmp_path)
+    # laid out as the model takes them, they train
+    fixed = images.transpose(0, 3, 1, 2) if len(layout) == 4 else images[:, None]
+    assert Conv().run_local(CONFIG, ((fixed[:32], Y[:32]), (fixed[32:], Y[32:])),
+                            directory=tmp_path / "fixed")[-1]["val_loss"] > 0

@@ -9,6 +9,7 @@ map-style dataset whose samples are `(input, target)` tensors, arrays or numbers
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 PAIR_HELP = "hpoc's loop takes a split as (inputs, targets)"
@@ -141,3 +142,25 @@ def sample_problem(dataset: Any) -> str | None:
 def _names(names: list[str], most: int = 6) -> str:
     shown = ", ".join(names[:most])
     return shown + (f", … ({len(names)} in all)" if len(names) > most else "")
+
+
+_CHANNELS = re.compile(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels")
+
+
+def layout_hint(exc: BaseException, x: Any) -> str | None:
+    """What a convolution's "expected input[8, 28, 28, 1] to have 1 channels, but got 28"
+    says of the data: images channels last (N, H, W, C), as NumPy, PIL and TensorFlow
+    keep them, or without their channel dimension (N, H, W); None for anything else."""
+    match = _CHANNELS.search(str(exc))
+    shape = tuple(getattr(x, "shape", ()))
+    if match is None:
+        return None
+    want = int(match.group(1))
+    if len(shape) == 4 and shape[-1] == want and shape[1] != want:
+        return (f"the input batches are images shaped {shape}, channels last (N, H, W, C), and the model's "
+                f"convolution takes (N, C, H, W): give them as `x.transpose(0, 3, 1, 2)` (NumPy) or "
+                "`x.permute(0, 3, 1, 2)` (torch) in the getter or splitter")
+    if len(shape) == 3 and want == 1:
+        return (f"the input batches are images shaped {shape}, without a channel dimension, and the model's "
+                f"convolution takes (N, 1, H, W): give them as `x[:, None]` in the getter or splitter")
+    return None

@@ -48,7 +48,7 @@ from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require
                                   require_loss, require_module, require_objective, require_optimizer,
                                   require_same_shape, require_scheduler, returned, scalar, source_line,
                                   validation_parts, whole_count)
-from hpoc.runtime.splitcheck import unbatchable
+from hpoc.runtime.splitcheck import layout_hint, unbatchable
 from hpoc.runtime.strategy import ModelMismatch, Strategy
 from hpoc.runtime.summary import raised_at
 
@@ -359,13 +359,24 @@ class Trainer:
     def train_step(self, batch: Any) -> torch.Tensor:
         self._require_model("train_step", self.model)
         x, y = _inputs_targets(batch, "train_step")
-        return self.loss(self._outputs(self.model(x), y), y)
+        return self.loss(self._outputs(self._forward(x), y), y)
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         self._require_model("validation_step", self.model)
         x, y = _inputs_targets(batch, "validation_step")
-        out = self._outputs(self.model(x), y)
+        out = self._outputs(self._forward(x), y)
         return self.loss(out, y), out
+
+    def _forward(self, x: Any) -> Any:
+        """The model's outputs; images laid out otherwise than its convolutions take them
+        fail the trial saying how to lay them out (not retried: every retry would too)."""
+        try:
+            return self.model(x)
+        except RuntimeError as exc:
+            hint = layout_hint(exc, x)
+            if hint is None:
+                raise
+            raise TrainerError(hint) from exc
 
     def _outputs(self, out: Any, targets: Any) -> Any:
         """The model's outputs for torch's losses, which take one tensor: `(logits, features)`

@@ -219,3 +219,22 @@ def test_images_laid_out_otherwise_than_the_model_takes_them_say_how(tmp_path, l
     fixed = images.transpose(0, 3, 1, 2) if len(layout) == 4 else images[:, None]
     assert Conv().run_local(CONFIG, ((fixed[:32], Y[:32]), (fixed[32:], Y[32:])),
                             directory=tmp_path / "fixed")[-1]["val_loss"] > 0
+
+
+def test_no_validation_split_under_a_validation_objective_is_said_as_the_data_loads():
+    """HuggingFace's `train_test_split` gives `{"train", "test"}`: hpoc read no validation
+    split, and every trial failed after training an epoch with "reported `train_loss` but
+    not `val_accuracy`"."""
+    plan = dict(PLAN, objective={"metrics": [{"name": "val_accuracy", "mode": "max"}]})
+    splits = pipeline.as_splits({"train": (X[:32], Y[:32]), "test": (X[32:], Y[32:])})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_datasets(_Linear, splits, plan)
+    assert str(info.value).startswith(
+        "getter `data:Getter` returned train and test splits but no validation split, and hpoc's loop "
+        "computes the objective `val_accuracy` on the validation split (never on `test`)\n  help: return "
+        "(train, validation[, test])")
+    # an objective of the trainer's own making, or a loop that reports it itself
+    pipeline.require_datasets(_Linear, splits, dict(PLAN, objective={"metrics": [{"name": "train_loss",
+                                                                                   "mode": "min"}]}))
+    own = type("Own", (_Linear,), {"validation_epoch": lambda self, epoch: {"val_accuracy": 1.0}})
+    pipeline.require_datasets(own, splits, plan)

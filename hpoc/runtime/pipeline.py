@@ -370,6 +370,8 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
     if name:
         raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
                             f"split\n  help: {LOADER_HELP}")
+    if data[1] is None:
+        _require_validation(trainer, plan, role, data)
     from hpoc.runtime.splitcheck import not_finite, unbatchable
     from hpoc.runtime.trainer import Trainer
 
@@ -385,6 +387,24 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
         if why:  # every trial would fail inside torch's DataLoader
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
                                 f"batch: {why}")
+
+
+def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:
+    """No validation split, and an objective that hpoc's loop computes from it: every trial
+    failed after its first epoch with "reported `train_loss` but not `val_accuracy`"."""
+    from hpoc.runtime.hooks import _keeps
+
+    metrics = [m["name"] for m in (plan.get("objective") or {}).get("metrics") or ()]
+    wanted = [m for m in metrics if m in ("val_loss", "val_accuracy")]
+    if not wanted or not _keeps(trainer, "validation_epoch", "report"):
+        return
+    said = ("train and test splits but no validation split" if data[2] is not None else
+            "no validation split")
+    never = " (never on `test`)" if data[2] is not None else ""
+    raise PipelineError(f"{role} `{plan['pipeline'][role]['target']}` returned {said}, and hpoc's loop "
+                        f"computes the objective `{wanted[0]}` on the validation split{never}"
+                        "\n  help: return (train, validation[, test]), or a dict with `train` and "
+                        "`validation` (or `val`)")
 
 
 def shared_validation(plan: dict[str, Any], data: tuple[Any, Any, Any] | None) -> str | None:

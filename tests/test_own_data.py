@@ -238,3 +238,51 @@ def test_no_validation_split_under_a_validation_objective_is_said_as_the_data_lo
                                                                                    "mode": "min"}]}))
     own = type("Own", (_Linear,), {"validation_epoch": lambda self, epoch: {"val_accuracy": 1.0}})
     pipeline.require_datasets(own, splits, plan)
+
+
+DICT_SAMPLES = """
+from toy import ToySplitter
+
+
+class Rows:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.x[i], "label": self.y[i]}
+
+
+class Split(ToySplitter):
+    def execute(self, data):
+        return tuple(Rows(*part) for part in super().execute(data))
+"""
+
+
+@pytest.mark.ray
+def test_a_study_of_dict_samples_fails_each_trial_once_saying_what_the_steps_take(tmp_path, monkeypatch):
+    """Through Ray: the trial's error is hpoc's (not retried), not a `KeyError: 0` on a line
+    of hpoc's, retried as if it might pass."""
+    import io
+
+    from hpoc.runtime.study import EXIT_FAILED, RunOptions, run_study
+    from runtime_plans import make_plan, write_toy
+
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "split.py").write_text(DICT_SAMPLES)
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     pipeline={"splitter": {"target": "split:Split", "args": {}}},
+                     failure={"max_retries": 2, "fail_fast": 3})
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    said = progress.getvalue()
+    assert code == EXIT_FAILED, said
+    errored = "errored: the batches are dicts (keys pixel_values, label), and hpoc's train_step takes a " \
+              "batch as (inputs, targets)"
+    assert said.count(errored) == 2, said  # each trial once: a retry would fail the same way
+    assert "retry" not in said.lower(), said

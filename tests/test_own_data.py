@@ -286,3 +286,23 @@ def test_a_study_of_dict_samples_fails_each_trial_once_saying_what_the_steps_tak
               "batch as (inputs, targets)"
     assert said.count(errored) == 2, said  # each trial once: a retry would fail the same way
     assert "retry" not in said.lower(), said
+
+
+def test_a_gpu_loops_loader_settings_run_on_a_cpu_trial():
+    """`persistent_workers=True` (or `prefetch_factor`) from a GPU training script failed
+    every CPU trial, which gets no loader workers: "persistent_workers option needs
+    num_workers > 0"; `pin_memory=True` warned in every trial's stderr."""
+    import warnings
+
+    from hpoc.runtime.strategy import Strategy
+
+    samples = [(torch.tensor([float(i)]), i % 2) for i in range(10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "pin_memory ... no accelerator is found"
+        loader = Strategy(device="cpu").dataloader(samples, 4, persistent_workers=True, prefetch_factor=4,
+                                                   pin_memory=True)
+        assert sum(len(batch[1]) for batch in loader) == 10
+    assert not loader.loader.pin_memory and not loader.loader.persistent_workers
+    # with workers, they are the loop's own settings
+    loader = Strategy(device="cpu").dataloader(samples, 4, num_workers=1, persistent_workers=True)
+    assert loader.loader.persistent_workers and loader.loader.num_workers == 1

@@ -306,3 +306,17 @@ def test_a_gpu_loops_loader_settings_run_on_a_cpu_trial():
     # with workers, they are the loop's own settings
     loader = Strategy(device="cpu").dataloader(samples, 4, num_workers=1, persistent_workers=True)
     assert loader.loader.persistent_workers and loader.loader.num_workers == 1
+
+
+def test_one_hot_targets_are_scored_and_half_precision_inputs_train(tmp_path):
+    """Keras-style one-hot targets trained (CrossEntropyLoss takes class probabilities) but
+    left `val_accuracy` out, so a study maximising it failed every trial; inputs stored in
+    float16 (half the memory of a large dataset) failed every trial with "mat1 and mat2
+    must have the same dtype"."""
+    onehot = np.eye(3, dtype=np.float32)[Y]
+    last = _Linear().run_local(CONFIG, ((X[:32], onehot[:32]), (X[32:], onehot[32:])), directory=tmp_path / "a")[-1]
+    labels = _Linear().run_local(CONFIG, ((X[:32], Y[:32]), (X[32:], Y[32:])), directory=tmp_path / "b")[-1]
+    assert last["val_accuracy"] == labels["val_accuracy"]  # the same model, scored by the same classes
+    half = X.astype(np.float16)
+    last = _Linear().run_local(CONFIG, ((half[:32], Y[:32]), (half[32:], Y[32:])), directory=tmp_path / "c")[-1]
+    assert last["val_loss"] == pytest.approx(labels["val_loss"], rel=1e-2)

@@ -136,7 +136,7 @@ def resident(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def default_prepare(normalize: tuple[Any, Any] | None) -> Prepare:
-    """uint8 images -> floats in [0, 1] (float64 -> torch's default float), then
+    """uint8 images -> floats in [0, 1] (float64, float16, bfloat16 -> torch's default float), then
     `(x - mean) / std` on the device.
 
     `mean`/`std` are numbers or per-channel sequences (channel = dim 1)."""
@@ -145,7 +145,10 @@ def default_prepare(normalize: tuple[Any, Any] | None) -> Prepare:
     def prepare(x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
-        elif x.dtype == torch.float64:  # NumPy's default, from a Dataset's __getitem__
+        elif x.dtype in (torch.float64, torch.float16, torch.bfloat16):
+            # NumPy's default, from a Dataset's __getitem__; or half precision, to store a large
+            # dataset in half the memory: the model is built in torch's default (autocast, or
+            # DeepSpeed's fp16/bf16, casts from there)
             x = x.to(torch.get_default_dtype())
         if normalize is not None and x.is_floating_point():
             key = (str(x.device), x.dtype)

@@ -608,6 +608,8 @@ class Trainer:
                                    "\"regression\"` (a trainer argument in the spec, or a class "
                                    "attribute) to train with MSELoss, or return one output per class")
             labels = _labels(batch)
+            if isinstance(labels, torch.Tensor) and labels.is_floating_point() and labels.shape == outputs.shape:
+                labels = labels.argmax(dim=1)  # one-hot or soft targets (Keras' layout): their class
             if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
                 unjudged = unjudged or ("the validation labels are floats, not class indices"
                                         if isinstance(labels, torch.Tensor) else labels)

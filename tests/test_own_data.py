@@ -320,3 +320,33 @@ def test_one_hot_targets_are_scored_and_half_precision_inputs_train(tmp_path):
     half = X.astype(np.float16)
     last = _Linear().run_local(CONFIG, ((half[:32], Y[:32]), (half[32:], Y[32:])), directory=tmp_path / "c")[-1]
     assert last["val_loss"] == pytest.approx(labels["val_loss"], rel=1e-2)
+
+
+def test_inputs_without_targets_are_refused_not_trained_one_sample_against_the_next(tmp_path):
+    """A dataset of inputs only (an autoencoder's) trained: hpoc's steps took the batch's
+    first sample as the inputs and its second as their targets, and reported a loss."""
+    class AutoEncoder(hpoc.Trainer):
+        task = "regression"
+
+        def create_model(self, config):
+            return nn.Linear(4, 4)
+
+    x = torch.tensor(X)
+    for splits in ((x[:32], x[32:]), ((x[:32],), (x[32:],))):
+        with pytest.raises(TrainerError, match=r"^the batches hold inputs only \(.*\), and hpoc's train_step "
+                                               r"takes a batch as \(inputs, targets\).*`\(x, x\)`"):
+            AutoEncoder().run_local(CONFIG, splits, directory=tmp_path / "a")
+    pair = (torch.tensor(X), torch.tensor(X))
+    assert AutoEncoder().run_local(CONFIG, (pair, pair), directory=tmp_path / "b")[-1]["val_loss"] > 0
+
+
+def test_a_stream_as_a_split_is_refused_as_the_data_loads():
+    """An IterableDataset (WebDataset, a streamed HuggingFace dataset) failed every trial
+    with "DataLoader with IterableDataset: expected unspecified shuffle option"."""
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(zip(torch.tensor(X), torch.tensor(Y)))
+
+    said = _split_refused(Stream(), (X[32:], Y[32:]))
+    assert "returned a train split hpoc cannot batch: it is an IterableDataset (a stream, Stream): " in said
+    assert "write a `train()` of your own that iterates the stream" in said

@@ -30,6 +30,13 @@ def unbatchable(split: Any) -> str | None:
                 f"`(d[{keys[0]!r}], d[{keys[1]!r}])`" if len(keys) >= 2 else "`(x, y)`")
         return f"it is a dict (keys {_names(keys)}), which a DataLoader indexes by sample number: " \
                f"{PAIR_HELP}: {pair}"
+    import torch
+
+    if isinstance(split, torch.utils.data.IterableDataset):
+        return (f"it is an IterableDataset (a stream, {type(split).__name__}): hpoc's loop shuffles a "
+                "split, divides it between a trial's workers and counts an epoch's batches, which takes "
+                "a map-style dataset (`__len__` and `__getitem__`)\n  help: give one, or write a "
+                "`train()` of your own that iterates the stream (docs/trainer.md, A loop of your own)")
     if isinstance(split, (tuple, list)) and 1 <= len(split) <= 4 and \
             all(isinstance(p, list) for p in split) and len({len(p) for p in split}) == 1 and \
             len(split[0]) > len(split):

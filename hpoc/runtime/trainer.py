@@ -959,6 +959,13 @@ def _inputs_targets(batch: Any, step: str) -> tuple[Any, Any]:
                            f"{step} takes a batch as (inputs, targets): return `(x, y)` from the "
                            "dataset's `__getitem__`, or override `train_step` and `validation_step` "
                            "to read the dict")
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        # a bare tensor's batch[0] and batch[1] are its first two samples: one trained against the other
+        shape = f"a tensor shaped {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else \
+            f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
+        raise TrainerError(f"the batches hold inputs only ({shape}), and hpoc's {step} takes a batch as "
+                           "(inputs, targets): give each sample its target (an autoencoder's is its "
+                           "input: `(x, x)`), or override `train_step` and `validation_step`")
     return batch[0], batch[1]
 
 

@@ -350,3 +350,16 @@ def test_a_stream_as_a_split_is_refused_as_the_data_loads():
     said = _split_refused(Stream(), (X[32:], Y[32:]))
     assert "returned a train split hpoc cannot batch: it is an IterableDataset (a stream, Stream): " in said
     assert "write a `train()` of your own that iterates the stream" in said
+
+
+def test_train_test_splits_four_arrays_are_told_apart_from_splits():
+    """A splitter returning `train_test_split(x, y)` as it comes was told only that it must
+    return (train, validation): "got tuple of length 4"."""
+    from sklearn.model_selection import train_test_split
+
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.as_splits(tuple(train_test_split(X, Y, test_size=0.2, random_state=0)), "splitter `data:S`")
+    assert str(info.value) == (
+        "splitter `data:S` returned four arrays, as scikit-learn's `train_test_split(x, y)` gives them: "
+        "(x_train, x_val, y_train, y_val), not (train, validation) splits\n"
+        "  help: return `(x_train, y_train), (x_val, y_val)`")

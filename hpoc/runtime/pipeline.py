@@ -453,6 +453,12 @@ def _splits(out: Any, what: str) -> tuple[Any, Any, Any]:
                 "`{\"train\": (x_train, y_train), \"validation\": (x_val, y_val)}`")
         train, val, *rest = out
         return train, val, (rest[0] if rest else None)
+    if isinstance(out, (tuple, list)) and len(out) == 4 and _inputs_and_targets(out[0], out[2]) \
+            and _inputs_and_targets(out[1], out[3]):
+        raise PipelineError(
+            f"{what} returned four arrays, as scikit-learn's `train_test_split(x, y)` gives them: "
+            "(x_train, x_val, y_train, y_val), not (train, validation) splits\n  help: return "
+            "`(x_train, y_train), (x_val, y_val)`")
     raise PipelineError(f"{what} must return (train, validation) or (train, validation, test); "
                         f"got {type(out).__name__}"
                         + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))

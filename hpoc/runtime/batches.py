@@ -283,7 +283,7 @@ def _said(loader: Any) -> Iterator[Any]:
     try:
         yield from loader
     except TypeError as exc:
-        why = sample_problem(loader.dataset)
+        why = sample_problem(loader.dataset) if "collate" in str(exc) else None
         if why is None:
             raise
         raise TrainerError(f"a split hpoc's loop cannot batch: {why}") from exc

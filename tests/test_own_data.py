@@ -363,3 +363,13 @@ def test_train_test_splits_four_arrays_are_told_apart_from_splits():
         "splitter `data:S` returned four arrays, as scikit-learn's `train_test_split(x, y)` gives them: "
         "(x_train, x_val, y_train, y_val), not (train, validation) splits\n"
         "  help: return `(x_train, y_train), (x_val, y_val)`")
+
+
+def test_class_names_as_a_datasets_targets_are_said_in_the_datas_terms(tmp_path):
+    """A Dataset returning `(x, "cat")`: every trial failed in torch with "argument
+    'target' must be Tensor, not tuple", naming no line of the study's."""
+    names = ["cat", "dog", "owl"]
+    named = _Samples(lambda i: (torch.tensor(X[i]), names[int(Y[i])]))
+    with pytest.raises(TrainerError, match=r"^the targets are strings \('\w+', '\w+', '\w+', \.\.\.\): the loss "
+                                           r"takes numbers"):
+        _Linear().run_local(dict(CONFIG, batch_size=16), (named, named), directory=tmp_path)

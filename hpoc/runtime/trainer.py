@@ -966,7 +966,13 @@ def _inputs_targets(batch: Any, step: str) -> tuple[Any, Any]:
         raise TrainerError(f"the batches hold inputs only ({shape}), and hpoc's {step} takes a batch as "
                            "(inputs, targets): give each sample its target (an autoencoder's is its "
                            "input: `(x, x)`), or override `train_step` and `validation_step`")
-    return batch[0], batch[1]
+    y = batch[1]
+    if isinstance(y, (tuple, list)) and y and isinstance(y[0], str):  # collated strings stay strings
+        shown = ", ".join(repr(str(t)) for t in y[:3])
+        raise TrainerError(f"the targets are strings ({shown}, ...): the loss takes numbers: give the "
+                           "classes as integers from the dataset's `__getitem__` (`classes.index(name)`, "
+                           "or `pd.factorize(y)[0]` once in the getter)")
+    return batch[0], y
 
 
 LABEL_KEYS = ("label", "labels", "target", "targets", "y")

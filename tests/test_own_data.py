@@ -132,12 +132,12 @@ def test_missing_values_in_the_data_are_said_as_it_loads_not_as_a_diverged_train
     df = pd.DataFrame(X, columns=list("abcd"))
     df.loc[[5, 9], "c"] = np.nan
     said = _split_refused((df[:32], Y[:32]), (X[32:], Y[32:]))
-    assert "returned a train split hpoc cannot batch: its inputs hold NaN or inf in 2 row(s) (the first: " \
-           "row 5)" in said and "`df.dropna()`" in said
+    assert "returned a train split hpoc's train_step cannot use: its inputs hold NaN or inf in 2 " \
+           "row(s) (the first: row 5)" in said and "`df.dropna()`" in said
     y = Y.astype(np.float32)
     y[35] = np.inf
-    assert "validation split hpoc cannot batch: its targets hold NaN or inf in 1 row(s) (the first: row 3)" \
-        in _split_refused((X[:32], Y[:32]), (X[32:], y[32:]))
+    assert "validation split hpoc's validation_step cannot use: its targets hold NaN or inf in 1 " \
+           "row(s) (the first: row 3)" in _split_refused((X[:32], Y[:32]), (X[32:], y[32:]))
 
     class Masks(_Linear):  # a step of its own may mask them
         def train_step(self, batch):

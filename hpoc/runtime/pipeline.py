@@ -356,9 +356,10 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
 
 
 def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict[str, Any]) -> None:
-    """A DataLoader as a split of a trainer that hpoc's loop batches, or arrays it cannot
-    batch (strings, inputs and targets of different lengths): said as the data loads,
-    naming the step that returned it, rather than by every trial."""
+    """A DataLoader as a split of a trainer that hpoc's loop batches, splits it cannot batch
+    (strings, inputs and targets of different lengths, a dict, a stream: splitcheck.py),
+    values it cannot train on (NaN), or no validation split for a validation objective:
+    said as the data loads, naming the step that returned it, rather than by every trial."""
     from hpoc.runtime.batches import LOADER_HELP, SPLITS, as_tensors, loader_split, not_tensors
     from hpoc.runtime.hooks import batches_splits
 
@@ -380,13 +381,15 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
     for name, split in zip(SPLITS, data):
         why = not_tensors(split)
         why = why or (unbatchable(split) if split is not None else None)
-        step = hpocs.get(name)
-        if not why and step and getattr(trainer, step) is getattr(Trainer, step):
-            tensors = as_tensors(split)
-            why = not_finite(tensors) if tensors is not None else None
         if why:  # every trial would fail inside torch's DataLoader
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
                                 f"batch: {why}")
+        step = hpocs.get(name)
+        tensors = as_tensors(split) if step and getattr(trainer, step) is getattr(Trainer, step) else None
+        why = not_finite(tensors) if tensors is not None else None
+        if why:  # every trial's loss would be NaN, as if training diverged
+            raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc's "
+                                f"{step} cannot use: {why}")
 
 
 def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:

@@ -458,3 +458,23 @@ def test_an_itwinai_trainer_building_its_model_from_training_config_is_warned_un
         said = [w for w in compile_path(spec).warnings if w.code == "HP814"]
     assert [w.message.split("`")[3] for w in said] == ["width"], said
     assert "(trainer.py:7)" in said[0].message
+
+
+def test_a_getter_that_downloads_in_a_study_for_compute_nodes_is_warned(tmp_path: Path) -> None:
+    """`FashionMNIST(root, download=True)` checked clean, then failed every job on nodes
+    without internet (or waited on a firewall that drops the packets) after the queue."""
+    (tmp_path / "trainer.py").write_text("import hpoc\n\nclass T(hpoc.Trainer):\n"
+                                         "    def create_model(self, config):\n        return None\n")
+    (tmp_path / "data.py").write_text(
+        "import os\nfrom torchvision.datasets import FashionMNIST\n\nclass G:\n    def execute(self):\n"
+        "        here = os.path.isdir('data')\n"
+        "        train = FashionMNIST('data', train=True, download=True)\n"
+        "        return train, FashionMNIST('data', train=False, download=not here)\n")
+    spec = tmp_path / "study.hpo"
+    spec.write_text(HOOKS_SPEC)
+    assert not [w for w in compile_path(spec).warnings if w.code == "HP825"]  # run here: it may download
+    spec.write_text(HOOKS_SPEC + "slurm { nodes = 1, time = 00:30:00 }\n")
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP825"]
+    assert w.message == ("the getter downloads its data (`download=True`, data.py:7), and the study runs on "
+                         "compute nodes, which usually have no internet")
+    assert w.line == 2 and "`hpoc data fetch NAME --root DIR`" in w.help

@@ -171,3 +171,15 @@ def test_fetch_refuses_a_root_with_an_unset_variable(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert "`$HPOC_NOT_SET_ANYWHERE`, which is not set here" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("given", ["FashionMNIST", "fashion_mnist", "Fashion-MNIST"])
+def test_fetch_takes_the_dataset_as_torchvision_and_getters_name_it(mirror, tmp_path, capsys, given):
+    """`hpoc data fetch FashionMNIST` (torchvision's class, the getter's folder) was refused:
+    "invalid choice: 'FashionMNIST' (choose from 'digits', 'fashion-mnist', 'mnist')"."""
+    root = tmp_path / "data"
+    assert main(["data", "fetch", given, "--root", str(root)]) == 0
+    assert f"fashion-mnist: ready in {root / 'FashionMNIST' / 'raw'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["data", "fetch", "cifar10", "--root", str(root)])
+    assert "invalid choice: 'cifar10'" in capsys.readouterr().err

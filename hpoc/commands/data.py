@@ -62,11 +62,18 @@ BUNDLED = {"digits"}  # shipped with a library: nothing is written under --root
 LIBRARY = {"fashion-mnist": "torchvision", "mnist": "torchvision", "digits": "scikit-learn"}
 
 
+def dataset_name(given: str) -> str:
+    """The known dataset `given` names as torchvision's class or a getter's argument would
+    (`FashionMNIST`, `fashion_mnist`, `MNIST`), else `given` as it is (argparse refuses it)."""
+    plain = "".join(c for c in given.lower() if c.isalnum())
+    return next((name for name in DATASETS if name.replace("-", "") == plain), given)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     fetch = sub.add_parser("fetch", help="download a dataset into --root")
-    fetch.add_argument("name", choices=sorted(DATASETS), metavar="NAME",
+    fetch.add_argument("name", type=dataset_name, choices=sorted(DATASETS), metavar="NAME",
                        help="dataset: " + ", ".join(sorted(DATASETS)))
     fetch.add_argument("--root", required=True, metavar="DIR",
                        help="directory to put it in (the getter's `root`; `~` and $VARS expand)")

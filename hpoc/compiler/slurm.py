@@ -3,6 +3,7 @@ walltime, job arrays, the container, `extra` sbatch options and the interpreter.
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import re
@@ -10,8 +11,9 @@ import shlex
 from typing import Any
 
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_RESOURCES,
-                                  WARN_NODE_LOCAL, WARN_SETUP, WARN_TIME, WARN_WALLTIME, Checker)
+from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_DOWNLOAD,
+                                  WARN_NODE_LOCAL, WARN_RESOURCES, WARN_SETUP, WARN_TIME, WARN_WALLTIME,
+                                  Checker)
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
@@ -71,6 +73,7 @@ def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | Non
     _python(ch, s, block)
     _container(ch, out, s, workdir)
     _node_local_storage(ch, out["storage"]["path"])
+    _downloads(ch, out, workdir)
     out["shards"] = _shards(ch, out, s)
     out["slurm"] = s
 
@@ -260,6 +263,30 @@ def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
 
 # Each node's own: what a job's nodes write there, the login node never sees
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _downloads(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """A getter or splitter that downloads its data (`download=True`) in a study for compute
+    nodes, which usually have no internet: every run failed loading the data, or waited on a
+    firewall that drops the packets, once the job had waited in the queue."""
+    from hpoc.compiler.pysource import target_tree
+
+    for role in ("getter", "splitter"):
+        target = ((out.get("pipeline") or {}).get(role) or {}).get("target") or ""
+        found = target_tree(target, workdir)
+        if found is None:
+            continue
+        lines = sorted({node.lineno for node in ast.walk(found[1]) if isinstance(node, ast.Call) and any(
+            k.arg == "download" and isinstance(k.value, ast.Constant) and k.value.value is True
+            for k in node.keywords)})
+        if lines:
+            at = ", ".join(f"{os.path.relpath(found[0], workdir)}:{n}" for n in lines[:3])
+            ch.warn(WARN_DOWNLOAD, f"the {role} downloads its data (`download=True`, {at}), and the study runs "
+                                   "on compute nodes, which usually have no internet",
+                    ch.spans.get(f"pipeline.{role}"),
+                    help="fetch it once on a login node (`hpoc data fetch NAME --root DIR`; `hpoc data "
+                         "list` names the datasets it knows) and read it from there with `download=False`")
+            return  # one step's line says it
 
 
 def _node_local_storage(ch: Checker, path: str) -> None:

@@ -222,7 +222,37 @@ def _run_step(obj: Any, role: str, target: str, *inputs: Any) -> Any:
     except PipelineError as exc:
         raise PipelineError(f"{role} `{target}` failed: {exc}") from None
     except Exception as exc:
-        raise PipelineError(f"{role} `{target}` failed: {_describe(exc)}") from exc
+        raise PipelineError(f"{role} `{target}` failed: {_describe(exc)}{_offline_help(exc)}") from exc
+
+
+# What a download says when the machine has no internet (torchvision puts the URLError's text
+# in a RuntimeError of its own, without the URLError as its cause).
+_OFFLINE_TEXT = ("urlopen error", "name or service not known", "temporary failure in name resolution",
+                 "network is unreachable", "failed to resolve", "max retries exceeded",
+                 "failed to establish a new connection", "couldn't reach", "couldn't connect",
+                 "connection timed out", "no route to host", "nodename nor servname")
+
+
+def _offline_help(exc: BaseException) -> str:
+    """A help line for a step that tried to download on a machine without internet (a
+    compute node): where to download instead. Empty for any other failure."""
+    import socket
+    import urllib.error
+
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 8:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    network = (urllib.error.URLError, socket.gaierror, socket.timeout, ConnectionError)
+    offline = any(isinstance(e, network) or type(e).__name__ in ("ConnectionError", "ConnectTimeout",
+                                                                 "LocalEntryNotFoundError")
+                  or any(t in str(e).lower() for t in _OFFLINE_TEXT) for e in seen)
+    if not offline:
+        return ""
+    return ("\n  help: it tried to download, and compute nodes usually have no internet: download "
+            "the data once on a login node, into a directory the jobs can read (`hpoc data fetch "
+            "NAME --root DIR` for the datasets `hpoc data list` names, else the library's own "
+            "download there), and read it from that directory in the getter (`download=False`)")
 
 
 def _missing(exc: FileNotFoundError) -> str:
@@ -262,7 +292,7 @@ def build(role: str, step: dict[str, Any], workdir: str | None) -> Any:
         raise PipelineError(f"{role} `{step['target']}`: {exc}") from None
     except Exception as exc:
         raise PipelineError(f"{role} `{step['target']}`: constructing it failed: {_describe(exc)}"
-                            ) from exc
+                            f"{_offline_help(exc)}") from exc
 
 
 def enter_workdir(workdir: str | None) -> None:
@@ -326,10 +356,11 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
 
 
 def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict[str, Any]) -> None:
-    """A DataLoader as a split of a trainer that hpoc's loop batches, or arrays it cannot
-    batch (strings, inputs and targets of different lengths): said as the data loads,
-    naming the step that returned it, rather than by every trial."""
-    from hpoc.runtime.batches import LOADER_HELP, SPLITS, loader_split, not_tensors
+    """A DataLoader as a split of a trainer that hpoc's loop batches, splits it cannot batch
+    (strings, inputs and targets of different lengths, a dict, a stream: splitcheck.py),
+    values it cannot train on (NaN), or no validation split for a validation objective:
+    said as the data loads, naming the step that returned it, rather than by every trial."""
+    from hpoc.runtime.batches import LOADER_HELP, SPLITS, as_tensors, loader_split, not_tensors
     from hpoc.runtime.hooks import batches_splits
 
     if data is None or not batches_splits(trainer):
@@ -340,11 +371,55 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
     if name:
         raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
                             f"split\n  help: {LOADER_HELP}")
+    if data[1] is None:
+        _require_validation(trainer, plan, role, data)
+    from hpoc.runtime.splitcheck import not_finite, unbatchable
+    from hpoc.runtime.trainer import Trainer
+
+    # hpoc's own steps feed the values to the loss as they are; a step of one's own may mask them
+    hpocs = {"train": "train_step", "validation": "validation_step"}
     for name, split in zip(SPLITS, data):
         why = not_tensors(split)
+        why = why or (unbatchable(split) if split is not None else None)
         if why:  # every trial would fail inside torch's DataLoader
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
                                 f"batch: {why}")
+        step = hpocs.get(name)
+        tensors = as_tensors(split) if step and getattr(trainer, step) is getattr(Trainer, step) else None
+        why = not_finite(tensors) if tensors is not None else None
+        if why:  # every trial's loss would be NaN, as if training diverged
+            raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc's "
+                                f"{step} cannot use: {why}")
+
+
+def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:
+    """No validation split, and an objective that hpoc's loop computes from it: every trial
+    failed after its first epoch with "reported `train_loss` but not `val_accuracy`"."""
+    from hpoc.runtime.hooks import _keeps
+
+    metrics = [m["name"] for m in (plan.get("objective") or {}).get("metrics") or ()]
+    wanted = [m for m in metrics if m in ("val_loss", "val_accuracy")]
+    if not wanted or not _keeps(trainer, "validation_epoch", "report"):
+        return
+    said = ("train and test splits but no validation split" if data[2] is not None else
+            "no validation split")
+    never = " (never on `test`)" if data[2] is not None else ""
+    raise PipelineError(f"{role} `{plan['pipeline'][role]['target']}` returned {said}, and hpoc's loop "
+                        f"computes the objective `{wanted[0]}` on the validation split{never}"
+                        "\n  help: return (train, validation[, test]), or a dict with `train` and "
+                        "`validation` (or `val`)")
+
+
+def shared_validation(plan: dict[str, Any], data: tuple[Any, Any, Any] | None) -> str | None:
+    """A warning when the validation split holds training samples, naming the step."""
+    from hpoc.runtime.splitcheck import shared_rows
+
+    why = shared_rows(data[0], data[1]) if data else None
+    if why is None:
+        return None
+    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
+    return (f"{role} `{plan['pipeline'][role]['target']}`: {why}: val_loss and val_accuracy measure "
+            "data the model trains on, and rank the trials that memorise it best")
 
 
 def as_splits(out: Any, what: str = "data") -> tuple[Any, Any, Any]:
@@ -381,6 +456,12 @@ def _splits(out: Any, what: str) -> tuple[Any, Any, Any]:
                 "`{\"train\": (x_train, y_train), \"validation\": (x_val, y_val)}`")
         train, val, *rest = out
         return train, val, (rest[0] if rest else None)
+    if isinstance(out, (tuple, list)) and len(out) == 4 and _inputs_and_targets(out[0], out[2]) \
+            and _inputs_and_targets(out[1], out[3]):
+        raise PipelineError(
+            f"{what} returned four arrays, as scikit-learn's `train_test_split(x, y)` gives them: "
+            "(x_train, x_val, y_train, y_val), not (train, validation) splits\n  help: return "
+            "`(x_train, y_train), (x_val, y_val)`")
     raise PipelineError(f"{what} must return (train, validation) or (train, validation, test); "
                         f"got {type(out).__name__}"
                         + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))

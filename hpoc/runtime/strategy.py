@@ -339,10 +339,14 @@ class Strategy:
         if shuffle:
             generator = torch.Generator()
             generator.manual_seed(seed)
-        kwargs.setdefault("pin_memory", self._device.type == "cuda")
+        # Pinning needs a GPU to copy to: on a CPU trial torch warns of it, once per loader.
+        kwargs["pin_memory"] = bool(kwargs.get("pin_memory", True)) and self._device.type == "cuda"
         workers = loader_workers(self._device, torch.get_num_threads())
         if workers and "num_workers" not in kwargs:
             kwargs.update(num_workers=workers, persistent_workers=True)
+        if not kwargs.get("num_workers"):  # a GPU loop's settings on a CPU trial, which has no workers:
+            for key in ("persistent_workers", "prefetch_factor"):  # torch refuses them without
+                kwargs.pop(key, None)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                             drop_last=drop_last, generator=generator, **kwargs)
         keep = None

@@ -270,6 +270,9 @@ def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
         pipeline.require_datasets(trainer_cls, data, plan)
     except pipeline.PipelineError as exc:
         raise StudyError(str(exc)) from None
+    leak = pipeline.shared_validation(plan, data)
+    if leak:
+        say(stream, f"[hpoc] warning: {leak}")
     return data
 
 

@@ -41,13 +41,14 @@ from typing import Any
 
 import torch
 
-from hpoc.runtime.batches import (LOADER_HELP, TensorBatches, as_tensors, default_prepare, loader_split,
-                                  num_samples)
+from hpoc.runtime.batches import (LOADER_HELP, SPLITS, TensorBatches, as_tensors, default_prepare,
+                                  loader_split, num_samples)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_class_labels,
                                   require_loss, require_module, require_objective, require_optimizer,
                                   require_same_shape, require_scheduler, returned, scalar, source_line,
                                   validation_parts, whole_count)
+from hpoc.runtime.splitcheck import layout_hint, unbatchable
 from hpoc.runtime.strategy import ModelMismatch, Strategy
 from hpoc.runtime.summary import raised_at
 
@@ -357,14 +358,25 @@ class Trainer:
 
     def train_step(self, batch: Any) -> torch.Tensor:
         self._require_model("train_step", self.model)
-        x, y = batch[0], batch[1]
-        return self.loss(self._outputs(self.model(x), y), y)
+        x, y = _inputs_targets(batch, "train_step")
+        return self.loss(self._outputs(self._forward(x), y), y)
 
     def validation_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         self._require_model("validation_step", self.model)
-        x, y = batch[0], batch[1]
-        out = self._outputs(self.model(x), y)
+        x, y = _inputs_targets(batch, "validation_step")
+        out = self._outputs(self._forward(x), y)
         return self.loss(out, y), out
+
+    def _forward(self, x: Any) -> Any:
+        """The model's outputs; images laid out otherwise than its convolutions take them
+        fail the trial saying how to lay them out (not retried: every retry would too)."""
+        try:
+            return self.model(x)
+        except RuntimeError as exc:
+            hint = layout_hint(exc, x)
+            if hint is None:
+                raise
+            raise TrainerError(hint) from exc
 
     def _outputs(self, out: Any, targets: Any) -> Any:
         """The model's outputs for torch's losses, which take one tensor: `(logits, features)`
@@ -464,6 +476,10 @@ class Trainer:
         loader = loader_split((train_dataset, validation_dataset, test_dataset))
         if loader:
             raise TrainerError(f"the {loader} split is a DataLoader\n  help: {LOADER_HELP}")
+        for name, split in zip(SPLITS, (train_dataset, validation_dataset, test_dataset)):
+            why = unbatchable(split) if split is not None else None
+            if why:  # said by the driver as the data loads; here for run_local
+                raise TrainerError(f"the {name} split cannot be batched: {why}")
         if sampler is not None:
             raise TrainerError("create_dataloaders(sampler=...) is not supported: each worker "
                                "draws its own part of the data with hpoc's sampler\n  help: leave "
@@ -611,11 +627,14 @@ class Trainer:
                                    "which is then always 0: for regression set `task = "
                                    "\"regression\"` (a trainer argument in the spec, or a class "
                                    "attribute) to train with MSELoss, or return one output per class")
-            if len(batch) <= 1 or batch[1].is_floating_point():
+            labels = _labels(batch)
+            if isinstance(labels, torch.Tensor) and labels.is_floating_point() and labels.shape == outputs.shape:
+                labels = labels.argmax(dim=1)  # one-hot or soft targets (Keras' layout): their class
+            if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
                 unjudged = unjudged or ("the validation labels are floats, not class indices"
-                                        if len(batch) > 1 else "the validation batches have no labels")
+                                        if isinstance(labels, torch.Tensor) else labels)
             else:
-                hits = (outputs.argmax(dim=1) == batch[1]).sum().to(sums.dtype)
+                hits = (outputs.argmax(dim=1) == labels).sum().to(sums.dtype)
                 # NaN outputs (training diverged) predict nothing: argmax read them as class 0,
                 # and a diverged trial ranked with the share of class 0 as its accuracy
                 sums[1] += torch.where(outputs.isnan().any(), torch.full_like(hits, math.nan), hits)
@@ -950,6 +969,48 @@ def _reset_peak_memory(device: torch.device) -> None:
     """Peak-memory figures count from here (trial processes are reused across trials)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def _inputs_targets(batch: Any, step: str) -> tuple[Any, Any]:
+    """A batch as hpoc's own steps take it; a dict (a HuggingFace-style dataset's samples)
+    failed as `KeyError: 0` on hpoc's line."""
+    if isinstance(batch, dict):
+        raise TrainerError(f"the batches are dicts (keys {', '.join(map(str, batch))}), and hpoc's "
+                           f"{step} takes a batch as (inputs, targets): return `(x, y)` from the "
+                           "dataset's `__getitem__`, or override `train_step` and `validation_step` "
+                           "to read the dict")
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        # a bare tensor's batch[0] and batch[1] are its first two samples: one trained against the other
+        shape = f"a tensor shaped {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else \
+            f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
+        raise TrainerError(f"the batches hold inputs only ({shape}), and hpoc's {step} takes a batch as "
+                           "(inputs, targets): give each sample its target (an autoencoder's is its "
+                           "input: `(x, x)`), or override `train_step` and `validation_step`")
+    y = batch[1]
+    if isinstance(y, (tuple, list)) and y and isinstance(y[0], str):  # collated strings stay strings
+        shown = ", ".join(repr(str(t)) for t in y[:3])
+        raise TrainerError(f"the targets are strings ({shown}, ...): the loss takes numbers: give the "
+                           "classes as integers from the dataset's `__getitem__` (`classes.index(name)`, "
+                           "or `pd.factorize(y)[0]` once in the getter)")
+    return batch[0], y
+
+
+LABEL_KEYS = ("label", "labels", "target", "targets", "y")
+
+
+def _labels(batch: Any) -> torch.Tensor | str:
+    """A validation batch's class labels, to score the outputs with, or why there are none:
+    the second of a tuple, or a dict's one `label`-like key (a validation_step of the
+    trainer's own reads dict batches)."""
+    if isinstance(batch, dict):
+        keys = [k for k in LABEL_KEYS if k in batch]
+        if len(keys) == 1 and isinstance(batch[keys[0]], torch.Tensor):
+            return batch[keys[0]]
+        return (f"the validation batches are dicts whose labels hpoc cannot tell (keys "
+                f"{', '.join(map(str, batch))}; one of {', '.join(LABEL_KEYS)} is read)")
+    if len(batch) <= 1 or not isinstance(batch[1], torch.Tensor):
+        return "the validation batches have no labels"
+    return batch[1]
 
 
 def _batch_len(batch: Any) -> int:

@@ -1,0 +1,173 @@
+"""What a getter or splitter returned as a split, read as hpoc's default loop would batch
+it. Every trial (and its retry) failed inside torch's DataLoader with a `KeyError: 0` or a
+collate error naming no line of the study's code: a split's type is said as the data
+loads, a sample's contents by the trial whose batching failed (a TrainerError: not retried).
+
+The loop takes a split as `(inputs, targets)` arrays or tensors, a `TensorDataset`, or a
+map-style dataset whose samples are `(input, target)` tensors, arrays or numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+PAIR_HELP = "hpoc's loop takes a split as (inputs, targets)"
+
+
+def unbatchable(split: Any) -> str | None:
+    """Why hpoc's loop cannot batch `split`, read from its type alone, or None."""
+    kind = type(split)
+    module = kind.__module__.split(".")[0]
+    if module == "pandas" and kind.__name__ == "DataFrame":
+        columns = [str(c) for c in split.columns]
+        last = columns[-1] if columns else "label"
+        return (f"it is one pandas DataFrame (columns {_names(columns)}): {PAIR_HELP}, e.g. "
+                f"`(df.drop(columns=[{last!r}]), df[{last!r}])` with `{last}` as the targets")
+    if isinstance(split, dict):
+        keys = [str(k) for k in split]
+        pair = ("`(d.data, d.target)`" if {"data", "target"} <= set(keys) else
+                f"`(d[{keys[0]!r}], d[{keys[1]!r}])`" if len(keys) >= 2 else "`(x, y)`")
+        return f"it is a dict (keys {_names(keys)}), which a DataLoader indexes by sample number: " \
+               f"{PAIR_HELP}: {pair}"
+    import torch
+
+    if isinstance(split, torch.utils.data.IterableDataset):
+        return (f"it is an IterableDataset (a stream, {type(split).__name__}): hpoc's loop shuffles a "
+                "split, divides it between a trial's workers and counts an epoch's batches, which takes "
+                "a map-style dataset (`__len__` and `__getitem__`)\n  help: give one, or write a "
+                "`train()` of your own that iterates the stream (docs/trainer.md, A loop of your own)")
+    if isinstance(split, (tuple, list)) and 1 <= len(split) <= 4 and \
+            all(isinstance(p, list) for p in split) and len({len(p) for p in split}) == 1 and \
+            len(split[0]) > len(split):
+        # torch reads a tuple of lists as a dataset of len(split) samples, each a whole list
+        return (f"its parts are Python lists of {len(split[0])} rows, which torch reads as a dataset "
+                f"of {len(split)} samples: give arrays, `(np.asarray(x), np.asarray(y))`")
+    return None
+
+
+def not_finite(tensors: Any) -> str | None:
+    """Where in-memory data holds NaN or inf (a CSV's missing values, read by pandas as NaN),
+    or None: hpoc's steps then make every trial's loss NaN, and the study ended as if
+    training had diverged. Read in chunks: no mask the size of the data."""
+    import torch
+
+    for name, t in zip(("inputs", "targets", "third part", "fourth part"), tensors):
+        if not t.is_floating_point() or t.numel() == 0:
+            continue
+        rows = t.reshape(t.shape[0], -1)
+        step = max(1, (1 << 24) // max(1, rows.shape[1]))
+        bad = first = 0
+        for start in range(0, rows.shape[0], step):
+            finite = torch.isfinite(rows[start:start + step]).all(dim=1)
+            if not bool(finite.all()):
+                if not bad:
+                    first = start + int((~finite).nonzero()[0])
+                bad += int((~finite).sum())
+        if bad:
+            return (f"its {name} hold NaN or inf in {bad} row(s) (the first: row {first}), which make "
+                    "every trial's loss NaN: missing values? drop or fill them in the getter or "
+                    "splitter (`df.dropna()`, `df.fillna(...)`)")
+    return None
+
+
+def shared_rows(train: Any, validation: Any) -> str | None:
+    """What the validation split shares with the train split (a splitter that returned one
+    object twice, or slices that overlap), or None: its val_loss and val_accuracy would
+    then measure, in part or whole, the data the model trained on."""
+    if train is None or validation is None:
+        return None
+    if validation is train:
+        return "the validation split is the train split (the same object)"
+    import torch
+
+    subsets = torch.utils.data.Subset
+    if isinstance(train, subsets) and isinstance(validation, subsets) and train.dataset is validation.dataset:
+        common = len(set(map(int, train.indices)) & set(map(int, validation.indices)))
+        return (f"{common} of the validation split's {len(validation.indices)} samples are in the "
+                "train split (Subsets of one dataset)") if common else None
+    if not _overlap(_inputs(train), _inputs(validation)):
+        return None
+    return ("the validation split's inputs overlap the train split's in memory (slices of one "
+            "array that share rows)")
+
+
+def _inputs(split: Any) -> Any:
+    """The inputs of an `(inputs, targets)` pair or a TensorDataset, as they are (no copy
+    into a tensor: a copy shares no memory), or None."""
+    parts = getattr(split, "tensors", split)
+    return parts[0] if isinstance(parts, (tuple, list)) and parts else None
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether two arrays or tensors view common bytes of memory."""
+    import numpy as np
+    import torch
+
+    def span(t: Any) -> tuple[int, int] | None:
+        if hasattr(t, "to_numpy") and not isinstance(t, torch.Tensor):  # pandas, when it is one array
+            t = t.to_numpy()
+        if isinstance(t, torch.Tensor):
+            start, steps, size = t.data_ptr(), t.stride(), t.element_size()
+        elif isinstance(t, np.ndarray):
+            start, steps, size = t.__array_interface__["data"][0], [s // t.itemsize for s in t.strides], t.itemsize
+        else:
+            return None
+        if not all(n for n in t.shape) or any(s < 0 for s in steps):
+            return None
+        last = sum((n - 1) * s for n, s in zip(t.shape, steps))
+        return start, start + (last + 1) * size
+
+    sa, sb = span(a), span(b)
+    return sa is not None and sb is not None and sa[0] < sb[1] and sb[0] < sa[1]
+
+
+def sample_problem(dataset: Any) -> str | None:
+    """What is wrong with the first sample of a map-style dataset (torchvision's without a
+    transform gives PIL images), or None. Asked in the trial once batching failed, never in
+    the driver: a dataset that opens its file on first use (h5py) would then hold an open
+    file, which cannot be sent to the trials."""
+    if isinstance(dataset, (str, bytes)) or not hasattr(dataset, "__getitem__") or \
+            not hasattr(dataset, "__len__"):
+        return None
+    try:
+        sample = dataset[0] if len(dataset) else None
+    except Exception:  # noqa: BLE001 - not indexable by number, or it fails: the trial says so
+        return None
+    parts = sample if isinstance(sample, (tuple, list)) else (sample,)
+    for part in parts:
+        if type(part).__module__.split(".")[0] == "PIL":
+            return ("its samples hold PIL images (a torchvision dataset without a transform), which "
+                    "the DataLoader cannot batch: give it `transform=transforms.PILToTensor()` (uint8, "
+                    "which hpoc scales to [0, 1] on the device) or `transforms.ToTensor()`")
+        if isinstance(part, str):
+            return (f"its samples hold strings ({part[:40]!r}): give numbers (class names as "
+                    "integers, text as token ids)")
+    return None
+
+
+def _names(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f", … ({len(names)} in all)" if len(names) > most else "")
+
+
+_CHANNELS = re.compile(r"expected input\[[\d, ]+\] to have (\d+) channels, but got (\d+) channels")
+
+
+def layout_hint(exc: BaseException, x: Any) -> str | None:
+    """What a convolution's "expected input[8, 28, 28, 1] to have 1 channels, but got 28"
+    says of the data: images channels last (N, H, W, C), as NumPy, PIL and TensorFlow
+    keep them, or without their channel dimension (N, H, W); None for anything else."""
+    match = _CHANNELS.search(str(exc))
+    shape = tuple(getattr(x, "shape", ()))
+    if match is None:
+        return None
+    want = int(match.group(1))
+    if len(shape) == 4 and shape[-1] == want and shape[1] != want:
+        return (f"the input batches are images shaped {shape}, channels last (N, H, W, C), and the model's "
+                f"convolution takes (N, C, H, W): give them as `x.transpose(0, 3, 1, 2)` (NumPy) or "
+                "`x.permute(0, 3, 1, 2)` (torch) in the getter or splitter")
+    if len(shape) == 3 and want == 1:
+        return (f"the input batches are images shaped {shape}, without a channel dimension, and the model's "
+                f"convolution takes (N, 1, H, W): give them as `x[:, None]` in the getter or splitter")
+    return None

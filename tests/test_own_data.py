@@ -1,0 +1,375 @@
+"""A researcher's own data in the shapes it comes in: what hpoc's loop batches, and what
+it refuses as the data loads (in the data's terms, not as an error from inside torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hpoc
+from hpoc.runtime import pipeline
+from hpoc.runtime.batches import as_tensors
+from hpoc.runtime.trainer import TrainerError
+
+
+def test_read_only_arrays_are_batched_in_place_not_copied_per_trial():
+    """Arrays come out of Ray's object store read-only; each trial copied them, so every
+    running trial held its own copy of the data beside the shared one."""
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.arange(20)
+    x.flags.writeable = y.flags.writeable = False
+    tx, ty = as_tensors((x, y))
+    assert np.shares_memory(tx.numpy(), x) and np.shares_memory(ty.numpy(), y)
+
+
+def test_reversed_arrays_are_data_too():
+    """`x[::-1]` (newest first) failed every trial: torch takes no negative strides."""
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    y = np.arange(20)
+    tx, ty = as_tensors((x[::-1], y[::-1]))
+    assert tx[0].tolist() == [38.0, 39.0] and ty[0] == 19
+
+
+class _Linear(hpoc.Trainer):
+    def create_model(self, config):
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+
+
+PLAN = {"pipeline": {"getter": {"target": "data:Getter"}}, "training": {}}
+CONFIG = {"lr": 0.01, "batch_size": 8, "epochs": 1}
+rng = np.random.default_rng(0)
+X = rng.normal(size=(40, 4)).astype(np.float32)
+Y = rng.integers(0, 3, 40)
+
+
+def _split_refused(train, val):
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_datasets(_Linear, (train, val, None), PLAN)
+    return str(info.value)
+
+
+def test_a_dict_of_arrays_as_a_split_is_refused_naming_its_keys(tmp_path):
+    """`{"x": X, "y": y}` (or scikit-learn's Bunch) failed every trial with `KeyError: 1`
+    from inside torch's DataLoader."""
+    said = _split_refused({"x": X[:32], "y": Y[:32]}, (X[32:], Y[32:]))
+    assert said.startswith("getter `data:Getter` returned a train split hpoc cannot batch: it is a dict "
+                           "(keys x, y)"), said
+    assert "(d['x'], d['y'])" in said
+    bunch = {"data": X[32:], "target": Y[32:], "DESCR": "digits"}
+    assert "validation split" in _split_refused((X[:32], Y[:32]), bunch)
+    assert "`(d.data, d.target)`" in _split_refused((X[:32], Y[:32]), bunch)
+    with pytest.raises(TrainerError, match=r"^the train split cannot be batched: it is a dict"):
+        _Linear().run_local(CONFIG, ({"x": X[:32], "y": Y[:32]}, (X[32:], Y[32:])), directory=tmp_path)
+
+
+def test_a_whole_dataframe_as_a_split_is_refused_naming_a_target_column():
+    """A DataFrame read from a CSV, label column and all: `KeyError: 21` from pandas."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=list("abcd")).assign(species=Y)
+    said = _split_refused(df[:32], df[32:])
+    assert "it is one pandas DataFrame (columns a, b, c, d, species)" in said
+    assert "`(df.drop(columns=['species']), df['species'])`" in said
+
+
+def test_inputs_and_targets_as_python_lists_are_refused_not_read_as_two_samples():
+    """`(x.tolist(), y.tolist())`: torch read the tuple as a dataset of two samples and
+    failed to collate "must be real number, not list"."""
+    said = _split_refused((X[:32].tolist(), Y[:32].tolist()), (X[32:], Y[32:]))
+    assert "its parts are Python lists of 32 rows, which torch reads as a dataset of 2 samples" in said
+    # a list of (input, target) samples is a dataset, as torch reads it
+    samples = [(X[i], int(Y[i])) for i in range(32)]
+    pipeline.require_datasets(_Linear, (samples, (X[32:], Y[32:]), None), PLAN)
+
+
+class _Samples(torch.utils.data.Dataset):
+    def __init__(self, make):
+        self.make = make
+
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return self.make(i)
+
+
+def test_a_dataset_of_dict_samples_says_what_hpocs_steps_take(tmp_path):
+    """A HuggingFace-style dataset (`{"pixel_values": ..., "label": ...}`) failed every
+    trial, and its retry, with `KeyError: 0` on a line of hpoc's own."""
+    dicts = _Samples(lambda i: {"pixel_values": torch.tensor(X[i]), "label": int(Y[i])})
+    with pytest.raises(TrainerError, match=r"^the batches are dicts \(keys pixel_values, label\), and hpoc's "
+                                           r"train_step takes a batch as \(inputs, targets\)"):
+        _Linear().run_local(CONFIG, (dicts, dicts), directory=tmp_path / "a")
+
+    class ReadsDicts(_Linear):  # steps of its own read the dict
+        def train_step(self, batch):
+            return self.loss(self.model(batch["pixel_values"]), batch["label"])
+
+        def validation_step(self, batch):
+            out = self.model(batch["pixel_values"])
+            return self.loss(out, batch["label"]), out
+
+    last = ReadsDicts().run_local(CONFIG, (dicts, dicts), directory=tmp_path / "b")[-1]
+    assert last["val_loss"] > 0 and 0 <= last["val_accuracy"] <= 1  # scored with the `label` key
+
+
+def test_a_dataset_of_pil_images_fails_its_trial_once_naming_the_transform(tmp_path):
+    """torchvision's datasets without a transform give PIL images: every trial failed in
+    `default_collate`, and was retried, without a word of the fix."""
+    image = pytest.importorskip("PIL.Image")
+    pictures = _Samples(lambda i: (image.fromarray((X[i].reshape(2, 2) * 50).astype(np.uint8)), int(Y[i])))
+    with pytest.raises(TrainerError, match=r"its samples hold PIL images \(a torchvision dataset without a "
+                                           r"transform\).*transforms.PILToTensor\(\)") as info:
+        _Linear().run_local(CONFIG, (pictures, pictures), directory=tmp_path)
+    assert "default_collate" in str(info.value.__cause__)
+
+
+def test_missing_values_in_the_data_are_said_as_it_loads_not_as_a_diverged_training():
+    """A CSV with empty cells, read by pandas: NaN inputs made every trial's loss NaN, and
+    the study ended with "no trial reported a finite objective (training diverged?)"."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X, columns=list("abcd"))
+    df.loc[[5, 9], "c"] = np.nan
+    said = _split_refused((df[:32], Y[:32]), (X[32:], Y[32:]))
+    assert "returned a train split hpoc's train_step cannot use: its inputs hold NaN or inf in 2 " \
+           "row(s) (the first: row 5)" in said and "`df.dropna()`" in said
+    y = Y.astype(np.float32)
+    y[35] = np.inf
+    assert "validation split hpoc's validation_step cannot use: its targets hold NaN or inf in 1 " \
+           "row(s) (the first: row 3)" in _split_refused((X[:32], Y[:32]), (X[32:], y[32:]))
+
+    class Masks(_Linear):  # a step of its own may mask them
+        def train_step(self, batch):
+            return super().train_step((torch.nan_to_num(batch[0]), batch[1]))
+
+    pipeline.require_datasets(Masks, ((df[:32], Y[:32]), (X[32:], Y[32:]), None), PLAN)
+
+
+@pytest.mark.parametrize("raises", [
+    # torchvision's: the URLError's text in a RuntimeError of its own
+    "RuntimeError('Error downloading train-images-idx3-ubyte.gz:\\nTried http://x/, got:\\n"
+    "<urlopen error [Errno -2] Name or service not known>\\n')",
+    "urllib.error.URLError(socket.gaierror(-3, 'Temporary failure in name resolution'))",
+    "ConnectionError(\"Couldn't reach 'mnist' on the Hub (ConnectionError)\")",
+])
+def test_a_getter_that_downloads_without_internet_is_told_where_to_download(tmp_path, raises):
+    """A getter with `download=True` on a compute node: the error named the URL and the
+    failed name lookup, not that these nodes have no internet nor what to do instead."""
+    (tmp_path / "net.py").write_text(
+        "import socket, urllib.error\n\nclass Getter:\n    def execute(self):\n"
+        f"        raise {raises}\n\nclass Broken:\n    def execute(self):\n"
+        "        raise ValueError('bad header')\n")
+    plan = {"source": {"workdir": str(tmp_path)}, "pipeline": {"getter": {"target": "net:Getter"}}}
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    assert "help: it tried to download, and compute nodes usually have no internet: download the data " \
+           "once on a login node" in str(info.value)
+    plan["pipeline"]["getter"]["target"] = "net:Broken"
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    assert "internet" not in str(info.value)
+
+
+def test_a_validation_split_that_holds_training_samples_is_warned_of():
+    """A splitter that returned its training data twice, or slices that overlap, ran: the
+    trials validated on what they trained on, and the study ranked memorisation best."""
+    plan = {"pipeline": {"getter": {"target": "data:Getter"}, "splitter": {"target": "data:Split"}}}
+    x, y = torch.randn(40, 3), torch.arange(40) % 3
+
+    def said(train, val):
+        return pipeline.shared_validation(plan, (train, val, None))
+
+    assert said((x, y), (x, y)) == said((x, y), (x, y))  # the same tensors, in two tuples
+    assert said((x, y), (x, y)).startswith("splitter `data:Split`: the validation split's inputs overlap "
+                                           "the train split's in memory")
+    pair = (x, y)
+    assert "the validation split is the train split (the same object): val_loss and val_accuracy " \
+           "measure data the model trains on" in said(pair, pair)
+    assert said((x[:30], y[:30]), (x[25:], y[25:])) is not None  # off by five
+    assert said((x[:30], y[:30]), (x[30:], y[30:])) is None  # adjacent slices: no common row
+    assert said((x[:30], y[:30]), (x[30:].clone(), y[30:])) is None
+    numpy_x = x.double().numpy()  # NumPy's float64: batched as float32 copies, which share nothing
+    assert said((numpy_x[:30], y[:30]), (numpy_x[20:], y[20:])) is not None
+    assert said((numpy_x[:30], y[:30]), (numpy_x[30:], y[30:])) is None
+    whole = torch.utils.data.TensorDataset(x, y)
+    train, val = torch.utils.data.Subset(whole, range(0, 30)), torch.utils.data.Subset(whole, range(25, 40))
+    assert said(train, val).startswith("splitter `data:Split`: 5 of the validation split's 15 samples are "
+                                       "in the train split")
+    assert said(*torch.utils.data.random_split(whole, [30, 10])) is None
+
+
+@pytest.mark.parametrize("layout, channels, said", [
+    ((40, 8, 8, 3), 3, r"images shaped \(8, 8, 8, 3\), channels last \(N, H, W, C\).*`x.transpose\(0, 3, 1, 2\)`"),
+    ((40, 8, 8), 1, r"images shaped \(8, 8, 8\), without a channel dimension.*`x\[:, None\]`"),
+])
+def test_images_laid_out_otherwise_than_the_model_takes_them_say_how(tmp_path, layout, channels, said):
+    """uint8 images as NumPy and PIL keep them, (N, H, W, C), or (N, H, W) without a channel:
+    torch's "expected input[8, 8, 8, 3] to have 3 channels, but got 8 channels instead",
+    retried as if it might pass, said nothing of the data."""
+    images = np.random.default_rng(0).integers(0, 255, layout, dtype=np.uint8)
+
+    class Conv(hpoc.Trainer):
+        def create_model(self, config):
+            return nn.Sequential(nn.Conv2d(channels, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+
+    with pytest.raises(TrainerError, match="^the input batches are " + said):
+        Conv().run_local(CONFIG, ((images[:32], Y[:32]), (images[32:], Y[32:])), directory=tmp_path)
+    # laid out as the model takes them, they train
+    fixed = images.transpose(0, 3, 1, 2) if len(layout) == 4 else images[:, None]
+    assert Conv().run_local(CONFIG, ((fixed[:32], Y[:32]), (fixed[32:], Y[32:])),
+                            directory=tmp_path / "fixed")[-1]["val_loss"] > 0
+
+
+def test_no_validation_split_under_a_validation_objective_is_said_as_the_data_loads():
+    """HuggingFace's `train_test_split` gives `{"train", "test"}`: hpoc read no validation
+    split, and every trial failed after training an epoch with "reported `train_loss` but
+    not `val_accuracy`"."""
+    plan = dict(PLAN, objective={"metrics": [{"name": "val_accuracy", "mode": "max"}]})
+    splits = pipeline.as_splits({"train": (X[:32], Y[:32]), "test": (X[32:], Y[32:])})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.require_datasets(_Linear, splits, plan)
+    assert str(info.value).startswith(
+        "getter `data:Getter` returned train and test splits but no validation split, and hpoc's loop "
+        "computes the objective `val_accuracy` on the validation split (never on `test`)\n  help: return "
+        "(train, validation[, test])")
+    # an objective of the trainer's own making, or a loop that reports it itself
+    pipeline.require_datasets(_Linear, splits, dict(PLAN, objective={"metrics": [{"name": "train_loss",
+                                                                                   "mode": "min"}]}))
+    own = type("Own", (_Linear,), {"validation_epoch": lambda self, epoch: {"val_accuracy": 1.0}})
+    pipeline.require_datasets(own, splits, plan)
+
+
+DICT_SAMPLES = """
+from toy import ToySplitter
+
+
+class Rows:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.x[i], "label": self.y[i]}
+
+
+class Split(ToySplitter):
+    def execute(self, data):
+        return tuple(Rows(*part) for part in super().execute(data))
+"""
+
+
+@pytest.mark.ray
+def test_a_study_of_dict_samples_fails_each_trial_once_saying_what_the_steps_take(tmp_path, monkeypatch):
+    """Through Ray: the trial's error is hpoc's (not retried), not a `KeyError: 0` on a line
+    of hpoc's, retried as if it might pass."""
+    import io
+
+    from hpoc.runtime.study import EXIT_FAILED, RunOptions, run_study
+    from runtime_plans import make_plan, write_toy
+
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "split.py").write_text(DICT_SAMPLES)
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 2},
+                     space={"constants": {"epochs": 1, "batch_size": 32}},
+                     pipeline={"splitter": {"target": "split:Split", "args": {}}},
+                     failure={"max_retries": 2, "fail_fast": 3})
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    said = progress.getvalue()
+    assert code == EXIT_FAILED, said
+    errored = "errored: the batches are dicts (keys pixel_values, label), and hpoc's train_step takes a " \
+              "batch as (inputs, targets)"
+    assert said.count(errored) == 2, said  # each trial once: a retry would fail the same way
+    assert "retry" not in said.lower(), said
+
+
+def test_a_gpu_loops_loader_settings_run_on_a_cpu_trial():
+    """`persistent_workers=True` (or `prefetch_factor`) from a GPU training script failed
+    every CPU trial, which gets no loader workers: "persistent_workers option needs
+    num_workers > 0"; `pin_memory=True` warned in every trial's stderr."""
+    import warnings
+
+    from hpoc.runtime.strategy import Strategy
+
+    samples = [(torch.tensor([float(i)]), i % 2) for i in range(10)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "pin_memory ... no accelerator is found"
+        loader = Strategy(device="cpu").dataloader(samples, 4, persistent_workers=True, prefetch_factor=4,
+                                                   pin_memory=True)
+        assert sum(len(batch[1]) for batch in loader) == 10
+    assert not loader.loader.pin_memory and not loader.loader.persistent_workers
+    # with workers, they are the loop's own settings
+    loader = Strategy(device="cpu").dataloader(samples, 4, num_workers=1, persistent_workers=True)
+    assert loader.loader.persistent_workers and loader.loader.num_workers == 1
+
+
+def test_one_hot_targets_are_scored_and_half_precision_inputs_train(tmp_path):
+    """Keras-style one-hot targets trained (CrossEntropyLoss takes class probabilities) but
+    left `val_accuracy` out, so a study maximising it failed every trial; inputs stored in
+    float16 (half the memory of a large dataset) failed every trial with "mat1 and mat2
+    must have the same dtype"."""
+    onehot = np.eye(3, dtype=np.float32)[Y]
+    last = _Linear().run_local(CONFIG, ((X[:32], onehot[:32]), (X[32:], onehot[32:])), directory=tmp_path / "a")[-1]
+    labels = _Linear().run_local(CONFIG, ((X[:32], Y[:32]), (X[32:], Y[32:])), directory=tmp_path / "b")[-1]
+    assert last["val_accuracy"] == labels["val_accuracy"]  # the same model, scored by the same classes
+    half = X.astype(np.float16)
+    last = _Linear().run_local(CONFIG, ((half[:32], Y[:32]), (half[32:], Y[32:])), directory=tmp_path / "c")[-1]
+    assert last["val_loss"] == pytest.approx(labels["val_loss"], rel=1e-2)
+
+
+def test_inputs_without_targets_are_refused_not_trained_one_sample_against_the_next(tmp_path):
+    """A dataset of inputs only (an autoencoder's) trained: hpoc's steps took the batch's
+    first sample as the inputs and its second as their targets, and reported a loss."""
+    class AutoEncoder(hpoc.Trainer):
+        task = "regression"
+
+        def create_model(self, config):
+            return nn.Linear(4, 4)
+
+    x = torch.tensor(X)
+    for splits in ((x[:32], x[32:]), ((x[:32],), (x[32:],))):
+        with pytest.raises(TrainerError, match=r"^the batches hold inputs only \(.*\), and hpoc's train_step "
+                                               r"takes a batch as \(inputs, targets\).*`\(x, x\)`"):
+            AutoEncoder().run_local(CONFIG, splits, directory=tmp_path / "a")
+    pair = (torch.tensor(X), torch.tensor(X))
+    assert AutoEncoder().run_local(CONFIG, (pair, pair), directory=tmp_path / "b")[-1]["val_loss"] > 0
+
+
+def test_a_stream_as_a_split_is_refused_as_the_data_loads():
+    """An IterableDataset (WebDataset, a streamed HuggingFace dataset) failed every trial
+    with "DataLoader with IterableDataset: expected unspecified shuffle option"."""
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(zip(torch.tensor(X), torch.tensor(Y)))
+
+    said = _split_refused(Stream(), (X[32:], Y[32:]))
+    assert "returned a train split hpoc cannot batch: it is an IterableDataset (a stream, Stream): " in said
+    assert "write a `train()` of your own that iterates the stream" in said
+
+
+def test_train_test_splits_four_arrays_are_told_apart_from_splits():
+    """A splitter returning `train_test_split(x, y)` as it comes was told only that it must
+    return (train, validation): "got tuple of length 4"."""
+    from sklearn.model_selection import train_test_split
+
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.as_splits(tuple(train_test_split(X, Y, test_size=0.2, random_state=0)), "splitter `data:S`")
+    assert str(info.value) == (
+        "splitter `data:S` returned four arrays, as scikit-learn's `train_test_split(x, y)` gives them: "
+        "(x_train, x_val, y_train, y_val), not (train, validation) splits\n"
+        "  help: return `(x_train, y_train), (x_val, y_val)`")
+
+
+def test_class_names_as_a_datasets_targets_are_said_in_the_datas_terms(tmp_path):
+    """A Dataset returning `(x, "cat")`: every trial failed in torch with "argument
+    'target' must be Tensor, not tuple", naming no line of the study's."""
+    names = ["cat", "dog", "owl"]
+    named = _Samples(lambda i: (torch.tensor(X[i]), names[int(Y[i])]))
+    with pytest.raises(TrainerError, match=r"^the targets are strings \('\w+', '\w+', '\w+', \.\.\.\): the loss "
+                                           r"takes numbers"):
+        _Linear().run_local(dict(CONFIG, batch_size=16), (named, named), directory=tmp_path)

@@ -309,6 +309,21 @@ def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
                                "scheduler asha { max_t = 4, grace_period = 4, stop_last_trials = false }"))
 
 
+def test_asha_brackets_whose_rungs_all_fall_at_or_after_the_last_epoch() -> None:
+    # Ray's ASHA bracket s has rungs at grace_period * rf ** (k + s) below max_t, and puts a
+    # trial in it with weight e ** (its rungs): max_t = 4, rf = 4, 3 brackets have rungs
+    # {1, 4}, {4}, {}: the last two (weights e^-1, e^-2 of 1 + e^-1 + e^-2) never stop one.
+    (w,) = warnings(_sched("epochs = 4", "num_samples = 12",
+                           "scheduler asha { max_t = 4, reduction_factor = 4, brackets = 3 }"))
+    assert (w.code, where(w), w.message) == (
+        "HP805", (6, 51), "`scheduler asha` stops no trial early in 2 of its 3 brackets: about 33% of the trials")
+    assert w.help == "set `brackets = 1`, or raise `max_t` and `epochs`"
+    assert not warnings(_sched("epochs = 16", "num_samples = 12",
+                               "scheduler asha { max_t = 16, reduction_factor = 4, brackets = 2 }"))
+    # the trials' last epoch bounds the rungs too (max_t past it is its own warning: not here)
+    (w,) = warnings(_sched("epochs = 16", "num_samples = 12",
+                           "scheduler asha { max_t = 16, reduction_factor = 4, brackets = 3, stop_last_trials = false }"))
+    assert w.message == "`scheduler asha` stops no trial early in 1 of its 3 brackets: about 9% of the trials"
 def test_hyperband_under_a_max_concurrent_below_its_halving_brackets() -> None:
     # Seen with Ray 2.60 (max_t = 3, rf = 3: brackets of 2 and 3 trials): under
     # `max_concurrent = 2` no trial was stopped, with 3 or more (or none) two were.

@@ -105,6 +105,8 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
             return
     if name in ("asha", "median"):
         _grace(ch, sched, horizon, label)
+    if name == "asha":
+        _asha_brackets(ch, sched["options"], horizon, label)
     if name in T.POPULATION:
         _population_keep(ch, out, name)
         _perturbation_checkpoints(ch, out, epochs, label)
@@ -176,6 +178,43 @@ def _grace(ch: Checker, sched: dict[str, Any], horizon: int | None, label: A.Spa
                 f"({opts['max_t']}), where every trial ends anyway",
                 ch.spans.get("scheduler.options.grace_period", label),
                 help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
+
+
+def asha_rungs(opts: dict[str, Any]) -> list[list[float]]:
+    """The rungs of each of Ray's ASHA brackets (its `_Bracket`): bracket s's milestones are
+    grace_period * rf ** (k + s), as many as fit below max_t (none for a late bracket)."""
+    grace, max_t, rf = opts["grace_period"], opts["max_t"], opts["reduction_factor"]
+    out = []
+    for s in range(opts["brackets"]):
+        count = int(math.log(max_t / grace) / math.log(rf) - s + 1)
+        out.append([grace * rf ** (k + s) for k in range(count)])
+    return out
+
+
+def _asha_brackets(ch: Checker, opts: dict[str, Any], horizon: int | None, label: A.Span | None) -> None:
+    """Ray's ASHA puts each trial in a bracket at random, weighted e ** (its rungs): a
+    bracket whose rungs all lie where trials end (`max_t`, the last epoch) stops none of
+    its share. The first bracket's case is `_grace`'s."""
+    if not 1 < opts["brackets"] <= _MAX_BRACKETS or opts["grace_period"] > opts["max_t"]:
+        return
+    limits = [horizon] if horizon is not None else []
+    if opts["stop_last_trials"]:
+        limits.append(opts["max_t"])
+    if not limits:
+        return
+    end = min(limits)
+    rungs = asha_rungs(opts)
+    useful = [any(m < end for m in r) for r in rungs]
+    if not useful[0] or all(useful):
+        return
+    weights = [math.exp(len(r) - max(map(len, rungs))) for r in rungs]
+    idle = sum(w for w, u in zip(weights, useful) if not u) / sum(weights)
+    count = len(rungs)
+    ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early in {useful.count(False)} of its {count} "
+            f"brackets: about {idle:.0%} of the trials", ch.spans.get("scheduler.options.brackets") or label,
+            notes=(f"Ray's ASHA puts each trial in one of its brackets at random; bracket s compares trials "
+                   f"first after `grace_period` * `reduction_factor` ** s epochs, and trials end at {end:g}",),
+            help=f"set `brackets = {useful.index(False)}`, or raise `max_t` and `epochs`")  # fmt: skip
 
 
 def _population_default_keep(out: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import torch
 
-from hpoc.runtime.deepspeed_autos import fill_autos
+from hpoc.runtime.deepspeed_autos import fill_autos, param_groups
 
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
@@ -662,7 +662,8 @@ class DeepSpeedStrategy(DDPStrategy):
         if "optimizer" in config:
             if optimizer is not None and not self._optimizer_autos:
                 log.warning("the DeepSpeed config defines an optimizer; the trainer's is not used")
-            args["model_parameters"] = [p for p in model.parameters() if p.requires_grad]
+            groups = param_groups(optimizer, self._optimizer_autos) if self._optimizer_autos else None
+            args["model_parameters"] = groups or [p for p in model.parameters() if p.requires_grad]
         else:
             args["optimizer"] = optimizer
         if "scheduler" in config:

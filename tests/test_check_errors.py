@@ -2711,6 +2711,26 @@ def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_w
     assert not _ds_diagnostics(tmp_path, json.dumps(ok))
 
 
+@pytest.mark.parametrize("zero, message", [
+    # DeepSpeed reads `offload_param` under stage 3 only: the parameters stayed on the GPU
+    ({"stage": 2, "offload_param": {"device": "cpu"}},
+     "offloads the parameters (`offload_param`) under ZeRO stage 2: DeepSpeed offloads them only under stage 3"),
+    ({"offload_param": {"device": "cpu"}},  # no stage in the file: hpoc's default, 2
+     "offloads the parameters (`offload_param`) under ZeRO stage 2: DeepSpeed offloads them only under stage 3"),
+    ({"stage": 0, "offload_optimizer": {"device": "cpu"}},
+     "offloads the optimizer (`offload_optimizer`) under ZeRO stage 0: DeepSpeed offloads it only under stages 1 to 3"),
+])  # fmt: skip
+def test_zero_offload_that_deepspeed_ignores_at_its_stage_is_warned(tmp_path, zero, message) -> None:
+    ds = {"zero_optimization": zero, "optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}
+    (w,) = _ds_diagnostics(tmp_path, json.dumps(ds))
+    assert (w.code, w.message) == ("HP804", f'the DeepSpeed config "ds.json" {message}')
+    # parameters offloaded alone under stage 3 (the file's, or the spec's where the file has none) work
+    assert not _ds_diagnostics(tmp_path, json.dumps({**ds, "zero_optimization": {**zero, "stage": 3}}))
+    (tmp_path / "ds.json").write_text(json.dumps({**ds, "zero_optimization": {"offload_param": {"device": "cpu"}}}))
+    text = BASE + 'resources { gpus_per_worker = 1, deepspeed { config = "ds.json", zero_stage = 3 } }\n'
+    assert not [d for d in diagnostics(text, str(tmp_path)) if "offload" in d.message]
+
+
 def test_a_deepspeed_config_path_that_names_no_json_file_is_said_once_and_plainly(tmp_path, monkeypatch) -> None:
     """An empty path got a hint of "results" and a second "does not exist" beside the error;
     a directory "did not exist"; a YAML file was only "not JSON"."""

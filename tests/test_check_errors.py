@@ -325,16 +325,21 @@ def test_asha_brackets_whose_rungs_all_fall_at_or_after_the_last_epoch() -> None
                            "scheduler asha { max_t = 16, reduction_factor = 4, brackets = 3, stop_last_trials = false }"))
     assert w.message == "`scheduler asha` stops no trial early in 1 of its 3 brackets: about 9% of the trials"
 def test_hyperband_under_a_max_concurrent_below_its_halving_brackets() -> None:
-    # Seen with Ray 2.60 (max_t = 3, rf = 3: brackets of 2 and 3 trials): under
-    # `max_concurrent = 2` no trial was stopped, with 3 or more (or none) two were.
+    # Seen with Ray 2.60 (max_t = 3, rf = 3: trials 1-2 in a bracket that halves none, 3-5 in
+    # one that keeps 1 of 3), slots for every running trial: under `max_concurrent = 2` or 3
+    # no trial was stopped, with 4, 5 or none two were. The bracket halves the trials it
+    # holds once they all reach its milestone: under 3 it held trial 3 alone, as trials 4 and
+    # 5 are made only once trial 1 or 2 ends, after 3 epochs.
     sched = "scheduler hyperband { max_t = 3 }"
-    (w,) = warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 2", sched))
-    assert (w.code, where(w), w.message) == (
-        "HP805", (5, 27), "`scheduler hyperband` stops no trial early under `max_concurrent = 2`")
-    assert w.notes == ("a bracket compares its trials once all of them reach its milestone, and Tune makes no "
-                       "new trial while 2 wait there: fewer than the 3 trials of the first bracket that halves",)
-    assert w.help == "raise `max_concurrent` to 3 or more, or leave it out, or use `scheduler asha`"
-    assert not warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 3", sched))
+    for cap in (2, 3):
+        (w,) = warnings(_sched("epochs = 3", f"num_samples = 6, max_concurrent = {cap}", sched))
+        assert (w.code, where(w), w.message) == (
+            "HP805", (5, 27), f"`scheduler hyperband` stops no trial early under `max_concurrent = {cap}`")
+        assert w.help == "raise `max_concurrent` to 4 or more, or leave it out, or use `scheduler asha`"
+    assert w.notes == ("a bracket compares the trials it holds once all of them reach its milestone, and Tune "
+                       "makes more trials only as others end: the first bracket that halves (trials 3 to 5) holds "
+                       "1 of its 3 then, and keeps 1",)
+    assert not warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 4", sched))
     assert not warnings(_sched("epochs = 3", "num_samples = 6", sched))
 
 

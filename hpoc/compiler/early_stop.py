@@ -386,18 +386,33 @@ def _hyperband(ch: Checker, name: str, opts: dict[str, Any], n: int, horizon: in
 
 def _hyperband_cap(ch: Checker, name: str, filled: list[tuple[int, int, int, int]], max_t: int, eta: float,
                    horizon: int | None, cap: int | None, trials_span: A.Span | None) -> None:
-    """HyperBand halves a bracket once all its trials reach the milestone, but Tune makes no
-    new trial while `max_concurrent` of them wait paused there: with fewer than the bracket's
-    trials, Ray's HyperBand stopped none (seen with 2 of 3, while 3 of 3 stopped two)."""
-    halving = [k for s, r0, n0, k in filled if bracket_stops(s, r0, n0, k, max_t, eta, horizon)]
-    if not cap or not halving or cap >= min(halving):
+    """HyperBand halves the trials a bracket holds once all of them reach its milestone, and
+    Tune makes trial `cap + 1` only once one ends. A bracket after others (whose trials run
+    longer) then halves only its trials among the first `cap`: seen with Ray 2.60, max_t = 3,
+    trials 3-5 in the bracket that halves: under a cap of 2 or 3 none was stopped, under 4
+    or 5 two were. (With fewer slots than the cap, trials start later, and timing decides.)"""
+    if not cap:
+        return
+    first, need, halving = 1, None, None
+    for s, r0, n0, k in filled:
+        if bracket_stops(s, r0, n0, k, max_t, eta, horizon):
+            held = min(first + k - 1, cap) - first + 1
+            if held > 1 and bracket_stops(s, r0, n0, held, max_t, eta, horizon):
+                return
+            fewest = next(p for p in range(2, k + 1) if bracket_stops(s, r0, n0, p, max_t, eta, horizon))
+            need = min(need or math.inf, first - 1 + fewest)
+            if halving is None:
+                kept = int(math.ceil(n0 / eta))
+                halving = (f"the first bracket that halves (trials {first} to {first + k - 1}) holds "
+                           f"{max(held, 0)} of its {k} then, and keeps {kept}")
+        first += k
+    if halving is None:
         return
     ch.warn(WARN_SCHEDULE, f"`scheduler {name}` stops no trial early under `max_concurrent = {cap}`",
             ch.spans.get("trials.max_concurrent") or trials_span,
-            notes=(f"a bracket compares its trials once all of them reach its milestone, and Tune makes no new "
-                   f"trial while {cap} wait there: fewer than the {halving[0]} trials of the first bracket "
-                   "that halves",),
-            help=f"raise `max_concurrent` to {min(halving)} or more, or leave it out, or use `scheduler asha`")
+            notes=("a bracket compares the trials it holds once all of them reach its milestone, and Tune makes "
+                   f"more trials only as others end: {halving}",),
+            help=f"raise `max_concurrent` to {need} or more, or leave it out, or use `scheduler asha`")
 
 
 def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None) -> None:

@@ -106,7 +106,7 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
     if name in ("asha", "median"):
         _grace(ch, sched, horizon, label)
     if name == "asha":
-        _asha_brackets(ch, sched["options"], horizon, label)
+        _asha_brackets(ch, sched["options"], horizon, label, "epochs" if _by_epoch(sched) else "`time_attr` units")
     if name in T.POPULATION:
         _population_keep(ch, out, name)
         _perturbation_checkpoints(ch, out, epochs, label)
@@ -183,19 +183,21 @@ def _grace(ch: Checker, sched: dict[str, Any], horizon: int | None, label: A.Spa
 def asha_rungs(opts: dict[str, Any]) -> list[list[float]]:
     """The rungs of each of Ray's ASHA brackets (its `_Bracket`): bracket s's milestones are
     grace_period * rf ** (k + s), as many as fit below max_t (none for a late bracket)."""
-    grace, max_t, rf = opts["grace_period"], opts["max_t"], opts["reduction_factor"]
-    out = []
-    for s in range(opts["brackets"]):
-        count = int(math.log(max_t / grace) / math.log(rf) - s + 1)
-        out.append([grace * rf ** (k + s) for k in range(count)])
-    return out
+    grace, rf = opts["grace_period"], opts["reduction_factor"]
+    return [[grace * rf ** (k + s) for k in range(_rung_count(opts, s))] for s in range(opts["brackets"])]
 
 
-def _asha_brackets(ch: Checker, opts: dict[str, Any], horizon: int | None, label: A.Span | None) -> None:
+def _rung_count(opts: dict[str, Any], s: int) -> int:
+    return max(0, int(math.log(opts["max_t"] / opts["grace_period"]) / math.log(opts["reduction_factor"]) - s + 1))
+
+
+def _asha_brackets(ch: Checker, opts: dict[str, Any], horizon: int | None, label: A.Span | None,
+                   unit: str) -> None:
     """Ray's ASHA puts each trial in a bracket at random, weighted e ** (its rungs): a
     bracket whose rungs all lie where trials end (`max_t`, the last epoch) stops none of
     its share. The first bracket's case is `_grace`'s."""
-    if not 1 < opts["brackets"] <= _MAX_BRACKETS or opts["grace_period"] > opts["max_t"]:
+    count, grace, rf = opts["brackets"], opts["grace_period"], opts["reduction_factor"]
+    if not 1 < count <= _MAX_BRACKETS or grace > opts["max_t"]:
         return
     limits = [horizon] if horizon is not None else []
     if opts["stop_last_trials"]:
@@ -203,17 +205,16 @@ def _asha_brackets(ch: Checker, opts: dict[str, Any], horizon: int | None, label
     if not limits:
         return
     end = min(limits)
-    rungs = asha_rungs(opts)
-    useful = [any(m < end for m in r) for r in rungs]
+    sizes = [_rung_count(opts, s) for s in range(count)]
+    useful = [n > 0 and grace * rf ** s < end for s, n in enumerate(sizes)]  # its first rung before the end
     if not useful[0] or all(useful):
         return
-    weights = [math.exp(len(r) - max(map(len, rungs))) for r in rungs]
+    weights = [math.exp(n - max(sizes)) for n in sizes]
     idle = sum(w for w, u in zip(weights, useful) if not u) / sum(weights)
-    count = len(rungs)
     ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early in {useful.count(False)} of its {count} "
             f"brackets: about {idle:.0%} of the trials", ch.spans.get("scheduler.options.brackets") or label,
             notes=(f"Ray's ASHA puts each trial in one of its brackets at random; bracket s compares trials "
-                   f"first after `grace_period` * `reduction_factor` ** s epochs, and trials end at {end:g}",),
+                   f"first after `grace_period` * `reduction_factor` ** s {unit}, and trials end at {end:g}",),
             help=f"set `brackets = {useful.index(False)}`, or raise `max_t` and `epochs`")  # fmt: skip
 
 

@@ -324,6 +324,10 @@ def test_asha_brackets_whose_rungs_all_fall_at_or_after_the_last_epoch() -> None
     (w,) = warnings(_sched("epochs = 16", "num_samples = 12",
                            "scheduler asha { max_t = 16, reduction_factor = 4, brackets = 3, stop_last_trials = false }"))
     assert w.message == "`scheduler asha` stops no trial early in 1 of its 3 brackets: about 9% of the trials"
+    assert w.help == "set `brackets = 2`, or raise `epochs`"
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 12", "scheduler asha { brackets = 3 }"))  # max_t = 100
+    assert (w.message, w.help) == ("`scheduler asha` stops no trial early in 1 of its 3 brackets: about 9% of the "
+                                   "trials", "set `brackets = 2`, or raise `epochs`")
 def test_hyperband_under_a_max_concurrent_below_its_halving_brackets() -> None:
     # Seen with Ray 2.60 (max_t = 3, rf = 3: trials 1-2 in a bracket that halves none, 3-5 in
     # one that keeps 1 of 3), slots for every running trial: under `max_concurrent = 2` or 3

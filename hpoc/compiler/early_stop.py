@@ -210,12 +210,14 @@ def _asha_brackets(ch: Checker, opts: dict[str, Any], horizon: int | None, label
     if not useful[0] or all(useful):
         return
     weights = [math.exp(n - max(sizes)) for n in sizes]
+    raise_ = [f"`{k}`" for k, v in (("max_t", opts["max_t"] if opts["stop_last_trials"] else None),
+                                      ("epochs", horizon)) if v == end]
     idle = sum(w for w, u in zip(weights, useful) if not u) / sum(weights)
     ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early in {useful.count(False)} of its {count} "
             f"brackets: about {idle:.0%} of the trials", ch.spans.get("scheduler.options.brackets") or label,
             notes=(f"Ray's ASHA puts each trial in one of its brackets at random; bracket s compares trials "
                    f"first after `grace_period` * `reduction_factor` ** s {unit}, and trials end at {end:g}",),
-            help=f"set `brackets = {useful.index(False)}`, or raise `max_t` and `epochs`")  # fmt: skip
+            help=f"set `brackets = {useful.index(False)}`, or raise {' and '.join(raise_)}")  # fmt: skip
 
 
 def _population_default_keep(out: dict[str, Any]) -> None:

@@ -309,17 +309,41 @@ def test_schedulers_that_compare_no_trial_are_warned_about() -> None:
                                "scheduler asha { max_t = 4, grace_period = 4, stop_last_trials = false }"))
 
 
-def test_hyperband_under_a_max_concurrent_below_its_halving_brackets() -> None:
-    # Seen with Ray 2.60 (max_t = 3, rf = 3: brackets of 2 and 3 trials): under
-    # `max_concurrent = 2` no trial was stopped, with 3 or more (or none) two were.
-    sched = "scheduler hyperband { max_t = 3 }"
-    (w,) = warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 2", sched))
+def test_asha_brackets_whose_rungs_all_fall_at_or_after_the_last_epoch() -> None:
+    # Ray's ASHA bracket s has rungs at grace_period * rf ** (k + s) below max_t, and puts a
+    # trial in it with weight e ** (its rungs): max_t = 4, rf = 4, 3 brackets have rungs
+    # {1, 4}, {4}, {}: the last two (weights e^-1, e^-2 of 1 + e^-1 + e^-2) never stop one.
+    (w,) = warnings(_sched("epochs = 4", "num_samples = 12",
+                           "scheduler asha { max_t = 4, reduction_factor = 4, brackets = 3 }"))
     assert (w.code, where(w), w.message) == (
-        "HP805", (5, 27), "`scheduler hyperband` stops no trial early under `max_concurrent = 2`")
-    assert w.notes == ("a bracket compares its trials once all of them reach its milestone, and Tune makes no "
-                       "new trial while 2 wait there: fewer than the 3 trials of the first bracket that halves",)
-    assert w.help == "raise `max_concurrent` to 3 or more, or leave it out, or use `scheduler asha`"
-    assert not warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 3", sched))
+        "HP805", (6, 51), "`scheduler asha` stops no trial early in 2 of its 3 brackets: about 33% of the trials")
+    assert w.help == "set `brackets = 1`, or raise `max_t` and `epochs`"
+    assert not warnings(_sched("epochs = 16", "num_samples = 12",
+                               "scheduler asha { max_t = 16, reduction_factor = 4, brackets = 2 }"))
+    # the trials' last epoch bounds the rungs too (max_t past it is its own warning: not here)
+    (w,) = warnings(_sched("epochs = 16", "num_samples = 12",
+                           "scheduler asha { max_t = 16, reduction_factor = 4, brackets = 3, stop_last_trials = false }"))
+    assert w.message == "`scheduler asha` stops no trial early in 1 of its 3 brackets: about 9% of the trials"
+    assert w.help == "set `brackets = 2`, or raise `epochs`"
+    (w,) = warnings(_sched("epochs = 10", "num_samples = 12", "scheduler asha { brackets = 3 }"))  # max_t = 100
+    assert (w.message, w.help) == ("`scheduler asha` stops no trial early in 1 of its 3 brackets: about 9% of the "
+                                   "trials", "set `brackets = 2`, or raise `epochs`")
+def test_hyperband_under_a_max_concurrent_below_its_halving_brackets() -> None:
+    # Seen with Ray 2.60 (max_t = 3, rf = 3: trials 1-2 in a bracket that halves none, 3-5 in
+    # one that keeps 1 of 3), slots for every running trial: under `max_concurrent = 2` or 3
+    # no trial was stopped, with 4, 5 or none two were. The bracket halves the trials it
+    # holds once they all reach its milestone: under 3 it held trial 3 alone, as trials 4 and
+    # 5 are made only once trial 1 or 2 ends, after 3 epochs.
+    sched = "scheduler hyperband { max_t = 3 }"
+    for cap in (2, 3):
+        (w,) = warnings(_sched("epochs = 3", f"num_samples = 6, max_concurrent = {cap}", sched))
+        assert (w.code, where(w), w.message) == (
+            "HP805", (5, 27), f"`scheduler hyperband` stops no trial early under `max_concurrent = {cap}`")
+        assert w.help == "raise `max_concurrent` to 4 or more, or leave it out, or use `scheduler asha`"
+    assert w.notes == ("a bracket compares the trials it holds once all of them reach its milestone, and Tune "
+                       "makes more trials only as others end: the first bracket that halves (trials 3 to 5) holds "
+                       "1 of its 3 then, and keeps 1",)
+    assert not warnings(_sched("epochs = 3", "num_samples = 6, max_concurrent = 4", sched))
     assert not warnings(_sched("epochs = 3", "num_samples = 6", sched))
 
 
@@ -2694,6 +2718,26 @@ def test_zero_offload_without_an_optimizer_section_and_a_missing_nvme_path_are_w
     # expanded on each node (the runtime does): a node-local disk's variable may be unset here
     zero["offload_optimizer"]["nvme_path"] = "$HPOC_NODE_LOCAL_DISK/zero"
     assert not _ds_diagnostics(tmp_path, json.dumps(ok))
+
+
+@pytest.mark.parametrize("zero, message", [
+    # DeepSpeed reads `offload_param` under stage 3 only: the parameters stayed on the GPU
+    ({"stage": 2, "offload_param": {"device": "cpu"}},
+     "offloads the parameters (`offload_param`) under ZeRO stage 2: DeepSpeed offloads them only under stage 3"),
+    ({"offload_param": {"device": "cpu"}},  # no stage in the file: hpoc's default, 2
+     "offloads the parameters (`offload_param`) under ZeRO stage 2: DeepSpeed offloads them only under stage 3"),
+    ({"stage": 0, "offload_optimizer": {"device": "cpu"}},
+     "offloads the optimizer (`offload_optimizer`) under ZeRO stage 0: DeepSpeed offloads it only under stages 1 to 3"),
+])  # fmt: skip
+def test_zero_offload_that_deepspeed_ignores_at_its_stage_is_warned(tmp_path, zero, message) -> None:
+    ds = {"zero_optimization": zero, "optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}
+    (w,) = _ds_diagnostics(tmp_path, json.dumps(ds))
+    assert (w.code, w.message) == ("HP804", f'the DeepSpeed config "ds.json" {message}')
+    # parameters offloaded alone under stage 3 (the file's, or the spec's where the file has none) work
+    assert not _ds_diagnostics(tmp_path, json.dumps({**ds, "zero_optimization": {**zero, "stage": 3}}))
+    (tmp_path / "ds.json").write_text(json.dumps({**ds, "zero_optimization": {"offload_param": {"device": "cpu"}}}))
+    text = BASE + 'resources { gpus_per_worker = 1, deepspeed { config = "ds.json", zero_stage = 3 } }\n'
+    assert not [d for d in diagnostics(text, str(tmp_path)) if "offload" in d.message]
 
 
 def test_a_deepspeed_config_path_that_names_no_json_file_is_said_once_and_plainly(tmp_path, monkeypatch) -> None:

@@ -170,6 +170,51 @@ def test_the_compiler_fills_hyperband_brackets_as_ray_does(cls, caplog):
                 assert brackets(max_t, eta, n, cls is S.HyperBandForBOHB) == ray_brackets, (max_t, eta, n)
 
 
+def test_the_compiler_reads_asha_brackets_rungs_as_ray_builds_them():
+    """HP805's share of the trials ASHA's brackets cannot stop rests on Ray's rungs."""
+    from hpoc.compiler.early_stop import asha_rungs
+
+    for grace in (1, 2, 3):
+        for max_t in (3, 4, 8, 10, 16, 81, 100):
+            for eta in (2, 2.5, 3, 4):
+                for brackets in (1, 2, 3, 5):
+                    opts = {"grace_period": grace, "max_t": max_t, "reduction_factor": eta, "brackets": brackets}
+                    asha = S.AsyncHyperBandScheduler(**opts)
+                    assert asha_rungs(opts) == [sorted(m for m, _ in b._rungs) for b in asha._brackets], opts
+
+
+@pytest.mark.ray
+def test_hyperband_under_a_max_concurrent_that_splits_its_halving_bracket_stops_no_trial(tmp_path):
+    """What HP805 says of `max_concurrent = 3`: trial 3 reached the bracket's milestone alone,
+    as trials 4 and 5 are made only once trial 1 or 2 ends, and was halved alone."""
+    import time
+
+    import ray
+    from ray import tune
+
+    from hpo_util import BASE, warnings
+
+    def _epochs_by_kind(config):  # here, not at module level: Ray's workers cannot import tests
+        # trials 1 and 2 (kinds 1, 2) land in the bracket that halves none, and train long
+        for _ in range(3):
+            time.sleep(3 if config["kind"] <= 2 else 0.1)
+            tune.report({"score": float(config["kind"])})
+
+    (w,) = warnings(BASE + "space { epochs = 3 }\nobjective maximize val_accuracy\n"
+                    "trials { num_samples = 6, max_concurrent = 3 }\nscheduler hyperband { max_t = 3 }\n")
+    assert w.message == "`scheduler hyperband` stops no trial early under `max_concurrent = 3`"
+    ray.init(num_cpus=6, include_dashboard=False, log_to_driver=False)  # a slot for every trial
+    try:
+        tuner = tune.Tuner(_epochs_by_kind, param_space={"kind": tune.grid_search([1, 2, 3, 4, 5, 6])},
+                           tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=3,
+                                                       scheduler=S.HyperBandScheduler(max_t=3, reduction_factor=3)),
+                           run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+        epochs = sorted((r.config["kind"], r.metrics["training_iteration"]) for r in tuner.fit())
+    finally:
+        ray.shutdown()
+    assert epochs == [(k, 3) for k in range(1, 7)]
+
+
 def test_schedulers_by_name_get_their_options_metric_and_mode():
     asha = search.make_scheduler(plan(scheduler={
         "name": "asha", "time_attr": "training_iteration",

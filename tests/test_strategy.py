@@ -637,6 +637,38 @@ def test_an_hf_deepspeed_files_auto_values_reach_the_engine_from_the_trial(tmp_p
     assert (got["clipping"], got["micro"]) == (0.0, 8)
 
 
+def _two_group_engine(_rank, port, out):
+    """A real engine from `HF_FILE`, the trainer's AdamW in two groups (no weight decay on
+    the bias, as many trainers do)."""
+    import torch.distributed as dist
+
+    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
+    config = os.path.join(out, "ds.json")
+    with open(config, "w") as f:
+        json.dump(HF_FILE, f)
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": config}, device="cpu")
+    s.batch_size = 8
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW([{"params": [model.weight], "weight_decay": 0.05},
+                                   {"params": [model.bias], "weight_decay": 0.0, "lr": 0.001}], lr=0.003)
+    engine, ds_optimizer, _ = s.distributed(model, optimizer)
+    torch.save({"decay": [g["weight_decay"] for g in ds_optimizer.param_groups], "max_lrs": engine.lr_scheduler.max_lrs},
+               os.path.join(out, "groups.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_an_hf_deepspeed_files_auto_optimizer_keeps_the_trainers_param_groups(tmp_path):
+    """DeepSpeed's optimizer got one group with the first group's values: the bias, which the
+    trainer kept free of weight decay at its own rate, was decayed at the weights' rate
+    (the file's warm-up rises to each group's rate)."""
+    pytest.importorskip("deepspeed")
+    mp.spawn(_two_group_engine, args=(free_port(), str(tmp_path)), nprocs=1, join=True)
+    assert torch.load(tmp_path / "groups.pt") == {"decay": [0.05, 0.0], "max_lrs": [0.003, 0.001]}
+
+
 @pytest.mark.parametrize("params, optimizer, message", [
     ({"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}, "adamw",
      r"`scheduler.params.warmup_num_steps` is \"auto\", which hpoc does not fill in"),

@@ -30,6 +30,7 @@ def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]
     _batch_split(ch, out, config, ds, at)
     _micro_batch(ch, out, config, ds, at)
     _offload(ch, config, ds, at)
+    _offload_stage(ch, out, config, ds, at)
 
 
 def _half_precisions(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
@@ -226,3 +227,25 @@ def _offload(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
                 notes=("unless the trainer builds `deepspeed.ops.adam.DeepSpeedCPUAdam` itself",),
                 help='add an `optimizer` section (e.g. {"type": "AdamW", "params": {"lr": 0.001}}), or set '
                      '`"zero_force_ds_cpu_optimizer": false`')  # fmt: skip
+
+
+def _offload_stage(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], at: Any) -> None:
+    """DeepSpeed reads `offload_param` under stage 3 only and `offload_optimizer` under a ZeRO
+    stage only, and says nothing otherwise: what the file moved off the GPU stays on it."""
+    zero = ds.get("zero_optimization")
+    if not isinstance(zero, dict):
+        return
+    stage = zero.get("stage", "auto")
+    if stage == "auto":  # the spec's, else the runtime's default (DeepSpeedStrategy)
+        stage = (out["resources"].get("deepspeed") or {}).get("zero_stage")
+        stage = 2 if stage is None else stage
+    for part, what, need, ok in (("offload_param", "the parameters", "stage 3", stage == 3),
+                                 ("offload_optimizer", "the optimizer", "stages 1 to 3", stage >= 1)):
+        o = zero.get(part)
+        if ok or not isinstance(o, dict) or o.get("device") in (None, "none"):
+            continue
+        it, stay = ("them", "stay") if part == "offload_param" else ("it", "stays")
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" offloads {what} (`{part}`) under ZeRO stage '
+                f"{stage}: DeepSpeed offloads {it} only under {need}", at,
+                notes=(f"DeepSpeed ignores `{part}` there without a word: {what} {stay} on the GPU",),
+                help=f'set `"stage": 3` in `zero_optimization`, or remove `{part}`')  # fmt: skip

@@ -105,6 +105,8 @@ def check(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | 
             return
     if name in ("asha", "median"):
         _grace(ch, sched, horizon, label)
+    if name == "asha":
+        _asha_brackets(ch, sched["options"], horizon, label, "epochs" if _by_epoch(sched) else "`time_attr` units")
     if name in T.POPULATION:
         _population_keep(ch, out, name)
         _perturbation_checkpoints(ch, out, epochs, label)
@@ -176,6 +178,46 @@ def _grace(ch: Checker, sched: dict[str, Any], horizon: int | None, label: A.Spa
                 f"({opts['max_t']}), where every trial ends anyway",
                 ch.spans.get("scheduler.options.grace_period", label),
                 help="lower `grace_period` (the first point where trials are compared)")  # fmt: skip
+
+
+def asha_rungs(opts: dict[str, Any]) -> list[list[float]]:
+    """The rungs of each of Ray's ASHA brackets (its `_Bracket`): bracket s's milestones are
+    grace_period * rf ** (k + s), as many as fit below max_t (none for a late bracket)."""
+    grace, rf = opts["grace_period"], opts["reduction_factor"]
+    return [[grace * rf ** (k + s) for k in range(_rung_count(opts, s))] for s in range(opts["brackets"])]
+
+
+def _rung_count(opts: dict[str, Any], s: int) -> int:
+    return max(0, int(math.log(opts["max_t"] / opts["grace_period"]) / math.log(opts["reduction_factor"]) - s + 1))
+
+
+def _asha_brackets(ch: Checker, opts: dict[str, Any], horizon: int | None, label: A.Span | None,
+                   unit: str) -> None:
+    """Ray's ASHA puts each trial in a bracket at random, weighted e ** (its rungs): a
+    bracket whose rungs all lie where trials end (`max_t`, the last epoch) stops none of
+    its share. The first bracket's case is `_grace`'s."""
+    count, grace, rf = opts["brackets"], opts["grace_period"], opts["reduction_factor"]
+    if not 1 < count <= _MAX_BRACKETS or grace > opts["max_t"]:
+        return
+    limits = [horizon] if horizon is not None else []
+    if opts["stop_last_trials"]:
+        limits.append(opts["max_t"])
+    if not limits:
+        return
+    end = min(limits)
+    sizes = [_rung_count(opts, s) for s in range(count)]
+    useful = [n > 0 and grace * rf ** s < end for s, n in enumerate(sizes)]  # its first rung before the end
+    if not useful[0] or all(useful):
+        return
+    weights = [math.exp(n - max(sizes)) for n in sizes]
+    raise_ = [f"`{k}`" for k, v in (("max_t", opts["max_t"] if opts["stop_last_trials"] else None),
+                                      ("epochs", horizon)) if v == end]
+    idle = sum(w for w, u in zip(weights, useful) if not u) / sum(weights)
+    ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early in {useful.count(False)} of its {count} "
+            f"brackets: about {idle:.0%} of the trials", ch.spans.get("scheduler.options.brackets") or label,
+            notes=(f"Ray's ASHA puts each trial in one of its brackets at random; bracket s compares trials "
+                   f"first after `grace_period` * `reduction_factor` ** s {unit}, and trials end at {end:g}",),
+            help=f"set `brackets = {useful.index(False)}`, or raise {' and '.join(raise_)}")  # fmt: skip
 
 
 def _population_default_keep(out: dict[str, Any]) -> None:
@@ -347,18 +389,33 @@ def _hyperband(ch: Checker, name: str, opts: dict[str, Any], n: int, horizon: in
 
 def _hyperband_cap(ch: Checker, name: str, filled: list[tuple[int, int, int, int]], max_t: int, eta: float,
                    horizon: int | None, cap: int | None, trials_span: A.Span | None) -> None:
-    """HyperBand halves a bracket once all its trials reach the milestone, but Tune makes no
-    new trial while `max_concurrent` of them wait paused there: with fewer than the bracket's
-    trials, Ray's HyperBand stopped none (seen with 2 of 3, while 3 of 3 stopped two)."""
-    halving = [k for s, r0, n0, k in filled if bracket_stops(s, r0, n0, k, max_t, eta, horizon)]
-    if not cap or not halving or cap >= min(halving):
+    """HyperBand halves the trials a bracket holds once all of them reach its milestone, and
+    Tune makes trial `cap + 1` only once one ends. A bracket after others (whose trials run
+    longer) then halves only its trials among the first `cap`: seen with Ray 2.60, max_t = 3,
+    trials 3-5 in the bracket that halves: under a cap of 2 or 3 none was stopped, under 4
+    or 5 two were. (With fewer slots than the cap, trials start later, and timing decides.)"""
+    if not cap:
+        return
+    first, need, halving = 1, None, None
+    for s, r0, n0, k in filled:
+        if bracket_stops(s, r0, n0, k, max_t, eta, horizon):
+            held = min(first + k - 1, cap) - first + 1
+            if held > 1 and bracket_stops(s, r0, n0, held, max_t, eta, horizon):
+                return
+            fewest = next(p for p in range(2, k + 1) if bracket_stops(s, r0, n0, p, max_t, eta, horizon))
+            need = min(need or math.inf, first - 1 + fewest)
+            if halving is None:
+                kept = int(math.ceil(n0 / eta))
+                halving = (f"the first bracket that halves (trials {first} to {first + k - 1}) holds "
+                           f"{max(held, 0)} of its {k} then, and keeps {kept}")
+        first += k
+    if halving is None:
         return
     ch.warn(WARN_SCHEDULE, f"`scheduler {name}` stops no trial early under `max_concurrent = {cap}`",
             ch.spans.get("trials.max_concurrent") or trials_span,
-            notes=(f"a bracket compares its trials once all of them reach its milestone, and Tune makes no new "
-                   f"trial while {cap} wait there: fewer than the {halving[0]} trials of the first bracket "
-                   "that halves",),
-            help=f"raise `max_concurrent` to {min(halving)} or more, or leave it out, or use `scheduler asha`")
+            notes=("a bracket compares the trials it holds once all of them reach its milestone, and Tune makes "
+                   f"more trials only as others end: {halving}",),
+            help=f"raise `max_concurrent` to {need} or more, or leave it out, or use `scheduler asha`")
 
 
 def _perturbation_checkpoints(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span | None) -> None:

@@ -14,9 +14,10 @@ from hpoc.plan import DS_AUTO_OPTIMIZER, DS_AUTO_SCHEDULER
 AUTO = "auto"
 
 
-def fill_autos(config: dict[str, Any], optimizer: Any) -> bool:
+def fill_autos(config: dict[str, Any], optimizer: Any) -> list[str]:
     """Fill in `config`'s "auto" optimizer/scheduler params and `gradient_clipping` in place;
-    `optimizer` is the trainer's (None when it gave none). True when values came from it."""
+    `optimizer` is the trainer's (None when it gave none). The optimizer keys filled from it:
+    with several param groups, `param_groups` gives each group's own to DeepSpeed."""
     amp = config.get("amp")
     if isinstance(amp, dict) and amp.get("enabled", False) in (AUTO, False):
         # the HF Trainer's Apex switch, on only for its Apex fp16 backend, which hpoc never
@@ -34,8 +35,28 @@ def fill_autos(config: dict[str, Any], optimizer: Any) -> bool:
             raise ValueError(f'the DeepSpeed config\'s `scheduler.params.{key}` is "auto", which hpoc does not '
                              "fill in (the HF Trainer counted it from its own arguments): give a number")
         lr = params.get("lr", AUTO)
-        schedule[key] = 0.0 if key == "warmup_min_lr" else lr if lr != AUTO else _from_optimizer(optimizer, "lr")
-    return bool(autos)
+        if key == "warmup_min_lr":
+            schedule[key] = 0.0
+        elif "lr" in autos and (groups := param_groups(optimizer, ["lr"])):
+            schedule[key] = [g["lr"] for g in groups]  # each group's own peak
+        else:
+            schedule[key] = lr if lr != AUTO else _from_optimizer(optimizer, "lr")
+    return autos
+
+
+def param_groups(optimizer: Any, autos: list[str]) -> list[dict[str, Any]] | None:
+    """The trainer's param groups for DeepSpeed's optimizer, each with its own values of the
+    "auto" keys (a bias group without weight decay, a head at its own rate), where the
+    trainer's optimizer has several: DeepSpeed otherwise builds one group with the first's."""
+    groups = getattr(optimizer, "param_groups", None) or []
+    if len(groups) < 2:
+        return None
+    out = []
+    for g in groups:
+        params = [p for p in g["params"] if p.requires_grad]
+        if params:
+            out.append({"params": params, **{k: _group_value(g, k) for k in autos}})
+    return out
 
 
 def _params(config: dict[str, Any], section: str) -> dict[str, Any]:
@@ -52,11 +73,14 @@ def _from_optimizer(optimizer: Any, key: str) -> Any:
     if not groups:
         raise ValueError(f"{where}, filled in from the trainer's optimizer, and the trainer gave none: give a "
                          "value, or return the optimizer from `create_optimizer`")
-    group = groups[0]
-    if key == "lr":  # before a scheduler of the trainer's moved it (a warm-up's first factor)
-        return group.get("initial_lr", group["lr"])
-    if key not in group:
+    if key != "lr" and key not in groups[0]:
         raise ValueError(f"{where}, filled in from the trainer's optimizer, and its {type(optimizer).__name__} "
                          f"has no `{key}`: give a value")
+    return _group_value(groups[0], key)
+
+
+def _group_value(group: dict[str, Any], key: str) -> Any:
+    if key == "lr":  # before a scheduler of the trainer's moved it (a warm-up's first factor)
+        return group.get("initial_lr", group["lr"])
     value = group[key]
     return list(value) if isinstance(value, tuple) else value

@@ -28,7 +28,8 @@ from typing import Any, Iterator
 
 import torch
 
-from hpoc.runtime.deepspeed_autos import fill_autos
+from hpoc.runtime import deepspeed_log
+from hpoc.runtime.deepspeed_autos import fill_autos, param_groups
 
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
@@ -619,7 +620,7 @@ class DeepSpeedStrategy(DDPStrategy):
             "bf16": {"enabled": self.precision == "bf16"},
             "fp16": {"enabled": self.precision == "fp16"},
             "zero_allow_untested_optimizer": True,
-            "steps_per_print": 2**31 - 1,
+            "steps_per_print": deepspeed_log.QUIET_STEPS,
             "wall_clock_breakdown": False,
         }
         if isinstance(config.get("train_batch_size"), int):
@@ -654,6 +655,7 @@ class DeepSpeedStrategy(DDPStrategy):
         if "optimizer" in config and "scheduler" not in config and lr_scheduler is not None:
             raise _orphan_scheduler(lr_scheduler)
         self.init()
+        deepspeed_log.quiet(deepspeed.utils.logger, config)
         model = model.to(self._device)
         # The lr scheduler stays ours: stepped per epoch like with the other strategies
         # (DeepSpeed would step it per optimizer step) and saved in the client state. A
@@ -662,7 +664,8 @@ class DeepSpeedStrategy(DDPStrategy):
         if "optimizer" in config:
             if optimizer is not None and not self._optimizer_autos:
                 log.warning("the DeepSpeed config defines an optimizer; the trainer's is not used")
-            args["model_parameters"] = [p for p in model.parameters() if p.requires_grad]
+            groups = param_groups(optimizer, self._optimizer_autos) if self._optimizer_autos else None
+            args["model_parameters"] = groups or [p for p in model.parameters() if p.requires_grad]
         else:
             args["optimizer"] = optimizer
         if "scheduler" in config:

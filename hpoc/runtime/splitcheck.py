@@ -49,17 +49,22 @@ def unbatchable(split: Any) -> str | None:
 def not_finite(tensors: Any) -> str | None:
     """Where in-memory data holds NaN or inf (a CSV's missing values, read by pandas as NaN),
     or None: hpoc's steps then make every trial's loss NaN, and the study ended as if
-    training had diverged. Read in chunks: no mask the size of the data."""
+    training had diverged. Read in chunks, float64 cast as the trials cast it (1e39 is inf
+    in float32): neither a mask nor a copy the size of the data, which may be most of the
+    driver's memory."""
     import torch
 
+    dtype = torch.get_default_dtype()
     for name, t in zip(("inputs", "targets", "third part", "fourth part"), tensors):
         if not t.is_floating_point() or t.numel() == 0:
             continue
         rows = t.reshape(t.shape[0], -1)
-        step = max(1, (1 << 24) // max(1, rows.shape[1]))
+        step = max(1, (1 << 20) // max(1, rows.shape[1]))
         bad = first = 0
         for start in range(0, rows.shape[0], step):
-            finite = torch.isfinite(rows[start:start + step]).all(dim=1)
+            chunk = rows[start:start + step]
+            chunk = chunk.to(dtype) if chunk.dtype == torch.float64 else chunk
+            finite = torch.isfinite(chunk).all(dim=1)
             if not bool(finite.all()):
                 if not bad:
                     first = start + int((~finite).nonzero()[0])

@@ -197,6 +197,9 @@ def test_a_validation_split_that_holds_training_samples_is_warned_of():
     assert said(train, val).startswith("splitter `data:Split`: 5 of the validation split's 15 samples are "
                                        "in the train split")
     assert said(*torch.utils.data.random_split(whole, [30, 10])) is None
+    # a sample drawn twice is one shared sample; far-apart indices (a sparse sample) still meet
+    repeated = torch.utils.data.Subset(whole, [3, 3, 10**9, 7])
+    assert "2 of the validation split's 3 samples" in said(repeated, torch.utils.data.Subset(whole, [3, 10**9, 8]))
 
 
 @pytest.mark.parametrize("layout, channels, said", [

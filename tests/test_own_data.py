@@ -411,3 +411,27 @@ def test_checking_a_float64_split_as_it_loads_copies_none_of_it():
     grown, said = out.split("\n", 1)
     assert int(grown) < 32, f"the check grew the driver by {grown} MiB for 128 MiB of float64 data"
     assert "its inputs hold NaN or inf in 1 row(s) (the first: row 123456)" in said
+
+
+def test_the_checks_as_the_data_loads_read_no_sample_of_a_lazy_dataset():
+    """A dataset that reads its samples from files (images, HDF5) on `__getitem__`: a check
+    that looked at its samples in the driver would read the data set from disk, or open a
+    file there that cannot be sent to the trials."""
+    read = []
+
+    class Lazy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1_000_000
+
+        def __getitem__(self, i):
+            read.append(i)
+            return torch.zeros(4), 0
+
+    whole = Lazy()
+    for data in ((whole, Lazy(), None),
+                 tuple(torch.utils.data.Subset(whole, ix) for ix in (range(0, 900_000), range(900_000, 10**6)))
+                 + (None,)):
+        splits = pipeline.as_splits(data[:2])
+        pipeline.require_datasets(_Linear, splits, PLAN)
+        assert pipeline.shared_validation(PLAN, splits) is None
+    assert read == []

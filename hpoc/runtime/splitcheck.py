@@ -64,6 +64,10 @@ def not_finite(tensors: Any) -> str | None:
         for start in range(0, rows.shape[0], step):
             chunk = rows[start:start + step]
             chunk = chunk.to(dtype) if chunk.dtype == torch.float64 else chunk
+            # a sum is finite exactly when every value is (in float64 no float32 sum
+            # overflows): one pass, where isfinite's mask took ten times as long
+            if bool(torch.isfinite(chunk.sum(dtype=torch.float64))):
+                continue
             finite = torch.isfinite(chunk).all(dim=1)
             if not bool(finite.all()):
                 if not bad:

@@ -197,6 +197,9 @@ def test_a_validation_split_that_holds_training_samples_is_warned_of():
     assert said(train, val).startswith("splitter `data:Split`: 5 of the validation split's 15 samples are "
                                        "in the train split")
     assert said(*torch.utils.data.random_split(whole, [30, 10])) is None
+    # a sample drawn twice is one shared sample; far-apart indices (a sparse sample) still meet
+    repeated = torch.utils.data.Subset(whole, [3, 3, 10**9, 7])
+    assert "2 of the validation split's 3 samples" in said(repeated, torch.utils.data.Subset(whole, [3, 10**9, 8]))
 
 
 @pytest.mark.parametrize("layout, channels, said", [
@@ -373,3 +376,62 @@ def test_class_names_as_a_datasets_targets_are_said_in_the_datas_terms(tmp_path)
     with pytest.raises(TrainerError, match=r"^the targets are strings \('\w+', '\w+', '\w+', \.\.\.\): the loss "
                                            r"takes numbers"):
         _Linear().run_local(dict(CONFIG, batch_size=16), (named, named), directory=tmp_path)
+
+
+def test_checking_a_float64_split_as_it_loads_copies_none_of_it():
+    """NumPy's default float64 was cast whole to float32 by each check of the data in the
+    driver (its type, its size, its NaN): a copy half the data's size, on the login node,
+    before Ray had it. One 1e39 (finite in float64, inf in float32) is still found."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import resource
+        import numpy as np
+        from hpoc.runtime import pipeline
+        from hpoc.runtime.trainer import Trainer
+
+        def peak():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # MiB
+
+        x, y = np.random.default_rng(0).random((4_000_000, 4)), np.zeros(4_000_000, np.int64)
+        plan = {"pipeline": {"getter": {"target": "data:Getter"}}, "training": {}}
+        pipeline.require_datasets(Trainer, ((x[:64], y[:64]), (x[:8], y[:8]), None), plan)  # its imports
+        before = peak()
+        pipeline.require_datasets(Trainer, ((x, y), (x[:8], y[:8]), None), plan)
+        print(peak() - before)
+        x[123_456, 2] = 1e39
+        try:
+            pipeline.require_datasets(Trainer, ((x, y), (x[:8], y[:8]), None), plan)
+        except pipeline.PipelineError as exc:
+            print(exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    grown, said = out.split("\n", 1)
+    assert int(grown) < 32, f"the check grew the driver by {grown} MiB for 128 MiB of float64 data"
+    assert "its inputs hold NaN or inf in 1 row(s) (the first: row 123456)" in said
+
+
+def test_the_checks_as_the_data_loads_read_no_sample_of_a_lazy_dataset():
+    """A dataset that reads its samples from files (images, HDF5) on `__getitem__`: a check
+    that looked at its samples in the driver would read the data set from disk, or open a
+    file there that cannot be sent to the trials."""
+    read = []
+
+    class Lazy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1_000_000
+
+        def __getitem__(self, i):
+            read.append(i)
+            return torch.zeros(4), 0
+
+    whole = Lazy()
+    for data in ((whole, Lazy(), None),
+                 tuple(torch.utils.data.Subset(whole, ix) for ix in (range(0, 900_000), range(900_000, 10**6)))
+                 + (None,)):
+        splits = pipeline.as_splits(data[:2])
+        pipeline.require_datasets(_Linear, splits, PLAN)
+        assert pipeline.shared_validation(PLAN, splits) is None
+    assert read == []

@@ -28,9 +28,10 @@ _RESIDENT: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 _MAX_RESIDENT = 8
 
 
-def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
+def as_tensors(dataset: Any, cast: bool = True) -> tuple[torch.Tensor, ...] | None:
     """The tensors behind in-memory data (tensors, NumPy arrays, numeric pandas frames and
-    series), or None for any other dataset; float64 becomes torch's default float dtype."""
+    series), or None for any other dataset; float64 becomes torch's default float dtype
+    (a copy: `cast=False` keeps it, to look at the data without copying it)."""
     tensors = getattr(dataset, "tensors", None)  # TensorDataset and look-alikes
     if tensors is None and isinstance(dataset, (tuple, list)):
         tensors = dataset
@@ -47,7 +48,7 @@ def as_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | None:
             t = _shared_tensor(array)
             # NumPy's default float64 is rarely what the model is built in: torch's default
             # (float32) met float64 inputs or targets in a dtype error on the first batch
-            out.append(t.to(torch.get_default_dtype()) if t.dtype == torch.float64 else t)
+            out.append(t.to(torch.get_default_dtype()) if cast and t.dtype == torch.float64 else t)
         else:
             return None
     if len({t.shape[0] for t in out}) != 1 or out[0].dim() == 0:
@@ -78,7 +79,7 @@ def not_tensors(dataset: Any) -> str | None:
     (`as_tensors` gave None, and they went to a DataLoader as a dataset of 2 samples, to
     fail in every trial as "default_collate: batch must contain tensors ..."), or None."""
     if not isinstance(dataset, (tuple, list)) or not 1 <= len(dataset) <= 4 or \
-            not all(map(_array, dataset)) or as_tensors(dataset) is not None:
+            not all(map(_array, dataset)) or as_tensors(dataset, cast=False) is not None:
         return None
     names = ("inputs", "targets", "third part", "fourth part")
     for name, t in zip(names, dataset):
@@ -111,7 +112,7 @@ LOADER_HELP = ("return its dataset (`loader.dataset`): hpoc's loop makes the bat
 
 
 def num_samples(dataset: Any) -> int:
-    tensors = as_tensors(dataset)
+    tensors = as_tensors(dataset, cast=False)
     return int(tensors[0].shape[0]) if tensors is not None else len(dataset)
 
 

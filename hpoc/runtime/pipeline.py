@@ -385,7 +385,7 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
                                 f"batch: {why}")
         step = hpocs.get(name)
-        tensors = as_tensors(split) if step and getattr(trainer, step) is getattr(Trainer, step) else None
+        tensors = as_tensors(split, cast=False) if step and getattr(trainer, step) is getattr(Trainer, step) else None
         why = not_finite(tensors) if tensors is not None else None
         if why:  # every trial's loss would be NaN, as if training diverged
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc's "

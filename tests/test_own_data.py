@@ -373,3 +373,33 @@ def test_class_names_as_a_datasets_targets_are_said_in_the_datas_terms(tmp_path)
     with pytest.raises(TrainerError, match=r"^the targets are strings \('\w+', '\w+', '\w+', \.\.\.\): the loss "
                                            r"takes numbers"):
         _Linear().run_local(dict(CONFIG, batch_size=16), (named, named), directory=tmp_path)
+
+
+def test_batches_that_are_mappings_but_not_dicts_are_scored_too(tmp_path):
+    """HuggingFace's collators give a `BatchEncoding`, a mapping that is no dict: a trainer
+    whose own steps read it failed every trial as hpoc counted and scored its batches."""
+    from collections import UserDict
+    from torch.utils.data import default_collate
+
+    dicts = _Samples(lambda i: {"pixel_values": torch.tensor(X[i]), "label": int(Y[i])})
+
+    class ReadsEncodings(_Linear):
+        def create_dataloaders(self, train, validation=None, test=None, **kwargs):
+            super().create_dataloaders(train, validation, test,
+                                       collate_fn=lambda samples: UserDict(default_collate(samples)))
+
+        def train_step(self, batch):
+            return self.loss(self.model(batch["pixel_values"]), batch["label"])
+
+        def validation_step(self, batch):
+            out = self.model(batch["pixel_values"])
+            return self.loss(out, batch["label"]), out
+
+    last = ReadsEncodings().run_local(CONFIG, (dicts, dicts), directory=tmp_path)[-1]
+    assert last["val_loss"] > 0 and 0 <= last["val_accuracy"] <= 1
+
+    class StepsOfHpoc(ReadsEncodings):
+        train_step, validation_step = _Linear.train_step, _Linear.validation_step
+
+    with pytest.raises(TrainerError, match=r"^the batches are dicts \(keys pixel_values, label\)"):
+        StepsOfHpoc().run_local(CONFIG, (dicts, dicts), directory=tmp_path / "hpocs")

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -302,8 +303,9 @@ class Strategy:
         if isinstance(batch, (list, tuple)):
             out = [self.to_device(b) for b in batch]
             return type(batch)(out) if not hasattr(batch, "_fields") else type(batch)(*out)
-        if isinstance(batch, dict):
-            return {k: self.to_device(v) for k, v in batch.items()}
+        if isinstance(batch, Mapping):  # HF's BatchEncoding too, a UserDict
+            moved = {k: self.to_device(v) for k, v in batch.items()}
+            return moved if type(batch) is dict else type(batch)(moved)
         return batch
 
     @property

@@ -403,3 +403,16 @@ def test_batches_that_are_mappings_but_not_dicts_are_scored_too(tmp_path):
 
     with pytest.raises(TrainerError, match=r"^the batches are dicts \(keys pixel_values, label\)"):
         StepsOfHpoc().run_local(CONFIG, (dicts, dicts), directory=tmp_path / "hpocs")
+
+
+def test_row_slices_that_share_no_row_are_not_warned_of_whatever_the_memory_layout():
+    """The warning compared the memory ranges the slices span: rows of a column-major array
+    (`df.to_numpy()` of a float DataFrame) or every other row interleave there without a
+    common row, and a sound split was said to validate on training samples."""
+    plan = {"pipeline": {"getter": {"target": "data:Getter"}}}
+    y = np.arange(40) % 3
+    for x in (np.asfortranarray(np.random.rand(40, 3)), torch.randn(40, 3).t().contiguous().t()):
+        assert pipeline.shared_validation(plan, ((x[:30], y[:30]), (x[30:], y[30:]), None)) is None
+        assert pipeline.shared_validation(plan, ((x[:30], y[:30]), (x[25:], y[25:]), None)) is not None
+    x = np.random.rand(40, 3)
+    assert pipeline.shared_validation(plan, ((x[::2], y[::2]), (x[1::2], y[1::2]), None)) is None

@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import torch
 
-from hpoc.runtime.deepspeed_autos import fill_autos
+from hpoc.runtime.deepspeed_autos import ds_bool, fill_autos
 
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
@@ -519,20 +519,6 @@ def _orphan_scheduler(scheduler: Any) -> Exception:
                         f"the trainer's lr scheduler ({type(scheduler).__name__}) would step an optimizer that "
                         "trains nothing\n  help: give the DeepSpeed config a `scheduler` section too (WarmupLR, "
                         "WarmupDecayLR, ...), or remove its `optimizer` (the trainer's then trains, with its scheduler)")
-
-
-# How DeepSpeed's config models (pydantic) read a boolean written as a string, any case.
-_FALSE_WORDS, _TRUE_WORDS = ("0", "off", "f", "false", "n", "no"), ("1", "on", "t", "true", "y", "yes")
-
-
-def ds_bool(value: Any, key: str) -> bool:
-    """`value` as DeepSpeed reads a boolean setting: "false" is false (not a truthy string)."""
-    if isinstance(value, str) and value.lower() in _FALSE_WORDS + _TRUE_WORDS:
-        return value.lower() in _TRUE_WORDS
-    if type(value) in (bool, int, float) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"the DeepSpeed config's `{key}` is {json.dumps(value)}: DeepSpeed reads true or false "
-                     "(or \"auto\", filled in by hpoc)")
 
 
 def file_precision(config: dict[str, Any], precision: str) -> str:

@@ -435,3 +435,46 @@ def test_the_checks_as_the_data_loads_read_no_sample_of_a_lazy_dataset():
         pipeline.require_datasets(_Linear, splits, PLAN)
         assert pipeline.shared_validation(PLAN, splits) is None
     assert read == []
+
+
+def test_batches_that_are_mappings_but_not_dicts_are_scored_too(tmp_path):
+    """HuggingFace's collators give a `BatchEncoding`, a mapping that is no dict: a trainer
+    whose own steps read it failed every trial as hpoc counted and scored its batches."""
+    from collections import UserDict
+    from torch.utils.data import default_collate
+
+    dicts = _Samples(lambda i: {"pixel_values": torch.tensor(X[i]), "label": int(Y[i])})
+
+    class ReadsEncodings(_Linear):
+        def create_dataloaders(self, train, validation=None, test=None, **kwargs):
+            super().create_dataloaders(train, validation, test,
+                                       collate_fn=lambda samples: UserDict(default_collate(samples)))
+
+        def train_step(self, batch):
+            return self.loss(self.model(batch["pixel_values"]), batch["label"])
+
+        def validation_step(self, batch):
+            out = self.model(batch["pixel_values"])
+            return self.loss(out, batch["label"]), out
+
+    last = ReadsEncodings().run_local(CONFIG, (dicts, dicts), directory=tmp_path)[-1]
+    assert last["val_loss"] > 0 and 0 <= last["val_accuracy"] <= 1
+
+    class StepsOfHpoc(ReadsEncodings):
+        train_step, validation_step = _Linear.train_step, _Linear.validation_step
+
+    with pytest.raises(TrainerError, match=r"^the batches are dicts \(keys pixel_values, label\)"):
+        StepsOfHpoc().run_local(CONFIG, (dicts, dicts), directory=tmp_path / "hpocs")
+
+
+def test_row_slices_that_share_no_row_are_not_warned_of_whatever_the_memory_layout():
+    """The warning compared the memory ranges the slices span: rows of a column-major array
+    (`df.to_numpy()` of a float DataFrame) or every other row interleave there without a
+    common row, and a sound split was said to validate on training samples."""
+    plan = {"pipeline": {"getter": {"target": "data:Getter"}}}
+    y = np.arange(40) % 3
+    for x in (np.asfortranarray(np.random.rand(40, 3)), torch.randn(40, 3).t().contiguous().t()):
+        assert pipeline.shared_validation(plan, ((x[:30], y[:30]), (x[30:], y[30:]), None)) is None
+        assert pipeline.shared_validation(plan, ((x[:30], y[:30]), (x[25:], y[25:]), None)) is not None
+    x = np.random.rand(40, 3)
+    assert pipeline.shared_validation(plan, ((x[::2], y[::2]), (x[1::2], y[1::2]), None)) is None

@@ -95,3 +95,27 @@ def test_a_rank_that_lost_its_peer_fails_the_trial_with_the_peers_death(monkeypa
         pool._raise_failures(group, ["r0"])
     assert crash.dead_rank("\n".join([str(info.value), *info.value.__notes__])) == 1
     assert group.workers == []  # the group is gone
+
+
+def test_a_dead_rank_fails_its_trial_on_python_3_10_too(monkeypatch):
+    """Exception notes came with Python 3.11 (hpoc runs on 3.10): naming the rank raised an
+    AttributeError in place of the rank's death, and the broken group was never discarded."""
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    from hpoc.runtime import pool
+
+    class NoNotes(ActorDiedError):  # as on Python 3.10: BaseException has no add_note
+        @property
+        def add_note(self):
+            raise AttributeError("add_note")
+
+    def get(ref):
+        raise NoNotes()
+
+    monkeypatch.setattr(ray, "get", get)
+    monkeypatch.setattr(ray, "kill", lambda *a, **k: None)
+    group = pool.WarmGroup(key=(), workers=["w0", "w1"], pids=[], running=["r0", "r1"])
+    with pytest.raises(NoNotes):
+        pool._raise_failures(group, ["r1"])
+    assert group.workers == []  # the group is gone

@@ -705,7 +705,7 @@ def test_a_trainers_lr_scheduler_beside_a_deepspeed_files_optimizer_is_refused(t
         s.distributed(model, optimizer, scheduler)
 
 
-@pytest.mark.parametrize("amp", [{"enabled": "auto", "opt_level": "auto"}, {"enabled": False}])
+@pytest.mark.parametrize("amp", [{"enabled": "auto", "opt_level": "auto"}, {"enabled": False}, {"enabled": "false"}])
 def test_an_hf_deepspeed_files_apex_section_that_is_off_is_dropped(tmp_path, amp):
     """Older HF files carry `"amp": {"enabled": "auto"}` (Apex, off unless the HF Trainer's
     fp16 backend was Apex): DeepSpeed refused the section in every trial."""

@@ -15,6 +15,7 @@ the sampler's repeats off the last batches.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -294,7 +295,7 @@ def _leading_len(batch: Any) -> int:
     """The number of samples in a collated batch (its first tensor's length)."""
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() else -1
-    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else ()
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (tuple, list)) else ()
     for item in items:
         n = _leading_len(item)
         if n >= 0:
@@ -307,7 +308,7 @@ def _head(batch: Any, k: int, n: int) -> Any:
     in tuples, lists and dicts)."""
     if isinstance(batch, torch.Tensor):
         return batch[:k] if batch.dim() and batch.shape[0] == n else batch
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         return type(batch)((key, _head(v, k, n)) for key, v in batch.items())
     if isinstance(batch, (tuple, list)):
         return type(batch)(_head(v, k, n) for v in batch)

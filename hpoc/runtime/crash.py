@@ -37,6 +37,14 @@ RANK_NOTE = "hpoc: the process of rank {rank} of the trial died"
 _NOTE = re.compile("^" + re.escape(RANK_NOTE).replace(r"\{rank\}", r"(\d+)") + "$", re.MULTILINE)
 
 
+def note_rank(exc: BaseException, rank: int) -> None:
+    """Name the rank whose death `exc` is, for dead_rank (Python 3.10 has no exception
+    notes: the trial's line then names no rank)."""
+    add = getattr(exc, "add_note", None)
+    if add is not None:
+        add(RANK_NOTE.format(rank=rank))
+
+
 def rank_file(rank: int) -> str:
     """The file of a trial's directory where rank `rank` writes Python's stack of a crash."""
     return f"rank-{rank}.crash"

@@ -7,6 +7,7 @@ naming the key, before DeepSpeed reads the string as a number."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hpoc.plan import DS_AUTO_OPTIMIZER, DS_AUTO_SCHEDULER
@@ -19,7 +20,8 @@ def fill_autos(config: dict[str, Any], optimizer: Any) -> list[str]:
     `optimizer` is the trainer's (None when it gave none). The optimizer keys filled from it:
     with several param groups, `param_groups` gives each group's own to DeepSpeed."""
     amp = config.get("amp")
-    if isinstance(amp, dict) and amp.get("enabled", False) in (AUTO, False):
+    enabled = amp.get("enabled", False) if isinstance(amp, dict) else True
+    if enabled == AUTO or not ds_bool(enabled, "amp.enabled"):  # "false" too, as DeepSpeed reads it
         # the HF Trainer's Apex switch, on only for its Apex fp16 backend, which hpoc never
         # uses: DeepSpeed 0.19 refuses the section itself, and older ones read "auto" as on
         del config["amp"]
@@ -57,6 +59,20 @@ def param_groups(optimizer: Any, autos: list[str]) -> list[dict[str, Any]] | Non
         if params:
             out.append({"params": params, **{k: _group_value(g, k) for k in autos}})
     return out
+
+
+# How DeepSpeed's config models (pydantic) read a boolean written as a string, any case.
+_FALSE_WORDS, _TRUE_WORDS = ("0", "off", "f", "false", "n", "no"), ("1", "on", "t", "true", "y", "yes")
+
+
+def ds_bool(value: Any, key: str) -> bool:
+    """`value` as DeepSpeed reads a boolean setting: "false" is false (not a truthy string)."""
+    if isinstance(value, str) and value.lower() in _FALSE_WORDS + _TRUE_WORDS:
+        return value.lower() in _TRUE_WORDS
+    if type(value) in (bool, int, float) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"the DeepSpeed config's `{key}` is {json.dumps(value)}: DeepSpeed reads true or false "
+                     "(or \"auto\", filled in by hpoc)")
 
 
 def _params(config: dict[str, Any], section: str) -> dict[str, Any]:

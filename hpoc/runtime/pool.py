@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from hpoc.runtime.crash import RANK_NOTE
+from hpoc.runtime.crash import note_rank
 from hpoc.runtime.pool_worker import PoolWorker
 
 SETTLE_S = 300.0  # how long to wait for ranks to unwind after rank 0 (or the previous trial)
@@ -250,9 +250,9 @@ def _raise_failures(group: WarmGroup, done: list[Any]) -> None:
             # death of the rank that made this one lose its peer.
             failure = _dead_peer(group, ref) if _PEER_GONE.search(str(exc)) else None
             rank, exc = failure or (_rank(group, ref), exc)
-            if rank is not None and isinstance(exc, ray.exceptions.RayActorError):
-                exc.add_note(RANK_NOTE.format(rank=rank))  # which one: crash.dead_rank
             discard(group)
+            if rank is not None and isinstance(exc, ray.exceptions.RayActorError):
+                note_rank(exc, rank)  # which one: crash.dead_rank
             raise exc
 
 

@@ -23,13 +23,14 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from hpoc.runtime import deepspeed_log
-from hpoc.runtime.deepspeed_autos import fill_autos, param_groups
+from hpoc.runtime.deepspeed_autos import ds_bool, fill_autos, param_groups
 
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
@@ -303,8 +304,9 @@ class Strategy:
         if isinstance(batch, (list, tuple)):
             out = [self.to_device(b) for b in batch]
             return type(batch)(out) if not hasattr(batch, "_fields") else type(batch)(*out)
-        if isinstance(batch, dict):
-            return {k: self.to_device(v) for k, v in batch.items()}
+        if isinstance(batch, Mapping):  # HF's BatchEncoding too, a UserDict
+            moved = {k: self.to_device(v) for k, v in batch.items()}
+            return moved if type(batch) is dict else type(batch)(moved)
         return batch
 
     @property
@@ -518,20 +520,6 @@ def _orphan_scheduler(scheduler: Any) -> Exception:
                         f"the trainer's lr scheduler ({type(scheduler).__name__}) would step an optimizer that "
                         "trains nothing\n  help: give the DeepSpeed config a `scheduler` section too (WarmupLR, "
                         "WarmupDecayLR, ...), or remove its `optimizer` (the trainer's then trains, with its scheduler)")
-
-
-# How DeepSpeed's config models (pydantic) read a boolean written as a string, any case.
-_FALSE_WORDS, _TRUE_WORDS = ("0", "off", "f", "false", "n", "no"), ("1", "on", "t", "true", "y", "yes")
-
-
-def ds_bool(value: Any, key: str) -> bool:
-    """`value` as DeepSpeed reads a boolean setting: "false" is false (not a truthy string)."""
-    if isinstance(value, str) and value.lower() in _FALSE_WORDS + _TRUE_WORDS:
-        return value.lower() in _TRUE_WORDS
-    if type(value) in (bool, int, float) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"the DeepSpeed config's `{key}` is {json.dumps(value)}: DeepSpeed reads true or false "
-                     "(or \"auto\", filled in by hpoc)")
 
 
 def file_precision(config: dict[str, Any], precision: str) -> str:

@@ -35,6 +35,7 @@ import reprlib
 import shutil
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -974,7 +975,7 @@ def _reset_peak_memory(device: torch.device) -> None:
 def _inputs_targets(batch: Any, step: str) -> tuple[Any, Any]:
     """A batch as hpoc's own steps take it; a dict (a HuggingFace-style dataset's samples)
     failed as `KeyError: 0` on hpoc's line."""
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):  # HF's BatchEncoding too, which is no dict
         raise TrainerError(f"the batches are dicts (keys {', '.join(map(str, batch))}), and hpoc's "
                            f"{step} takes a batch as (inputs, targets): return `(x, y)` from the "
                            "dataset's `__getitem__`, or override `train_step` and `validation_step` "
@@ -1002,7 +1003,7 @@ def _labels(batch: Any) -> torch.Tensor | str:
     """A validation batch's class labels, to score the outputs with, or why there are none:
     the second of a tuple, or a dict's one `label`-like key (a validation_step of the
     trainer's own reads dict batches)."""
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         keys = [k for k in LABEL_KEYS if k in batch]
         if len(keys) == 1 and isinstance(batch[keys[0]], torch.Tensor):
             return batch[keys[0]]
@@ -1015,7 +1016,7 @@ def _labels(batch: Any) -> torch.Tensor | str:
 
 def _batch_len(batch: Any) -> int:
     first = batch[0] if isinstance(batch, (tuple, list)) else batch
-    if isinstance(first, dict):
+    if isinstance(first, Mapping):
         first = next(iter(first.values()))
     return int(first.shape[0])
 

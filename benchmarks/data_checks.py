@@ -1,6 +1,6 @@
 """Seconds and memory of the driver's data checks on a large split, against a plain copy of it.
 
-    python benchmarks/data_checks.py [--rows N] [--cols N] [--reps N] [--dir DIR]
+    python benchmarks/data_checks.py [--rows N] [--cols N] [--reps N] [--dir DIR] [--out DIR]
 
 Before Ray gets the splits, the driver checks them (`pipeline.require_datasets` and
 `pipeline.shared_validation`: types, lengths, NaN/inf, a validation split holding training
@@ -19,7 +19,6 @@ anonymous RSS above its start, sampled every 5 ms. Final JSON line: per case `ch
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -27,10 +26,13 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from _ours import emit  # noqa: E402
 
 from hpoc.runtime import pipeline  # noqa: E402
 from hpoc.runtime.trainer import Trainer  # noqa: E402
@@ -116,6 +118,7 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=512)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where the memmaps are written (default: a temp dir)")
+    ap.add_argument("--out", default=None, help="append the JSON line to DIR/data_checks.jsonl")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         cases = write(Path(tmp), args.rows, args.cols)
@@ -139,7 +142,8 @@ def main() -> None:
         sub = torch.utils.data.Subset
         s, mb = measured(lambda: check((sub(lazy, perm[:n]), sub(lazy, perm[n:]), None)))
         out["subsets"] = {"check_s": round(s, 3), "check_peak_mb": round(mb)}
-        print(json.dumps({"rows": args.rows, "cols": args.cols, "reps": args.reps, **out}))
+        emit({"benchmark": "data_checks", "rows": args.rows, "cols": args.cols, "reps": args.reps, **out},
+             args.out)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def test_results_are_printed_and_appended_as_json_lines(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"benchmark": "x", "ratio": 3.0}
 
 
-@pytest.mark.parametrize("script", ["trainer_throughput", "packed_trials", "trial_overhead", "study_e2e"])
+@pytest.mark.parametrize("script", ["trainer_throughput", "packed_trials", "trial_overhead", "study_e2e",
+                                    "data_checks"])
 def test_every_benchmark_documents_itself_and_takes_an_output_directory(script, monkeypatch, capsys):
     import importlib
 
@@ -76,3 +77,15 @@ def test_every_benchmark_documents_itself_and_takes_an_output_directory(script, 
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "--out" in out and module.__doc__.splitlines()[0] in " ".join(out.split())
+
+
+def test_the_data_checks_benchmark_compares_against_a_copy_and_reads_no_lazy_sample(tmp_path, monkeypatch, capsys):
+    import data_checks
+
+    monkeypatch.setattr(sys, "argv", ["data_checks", "--rows", "4000", "--cols", "8", "--reps", "1",
+                                      "--dir", str(tmp_path), "--out", str(tmp_path)])
+    data_checks.main()
+    (line,) = (tmp_path / "data_checks.jsonl").read_text().splitlines()
+    result = json.loads(line)
+    assert {"check_s", "copy_s", "ratio"} <= set(result["f32"]) and {"check_s", "copy_s", "ratio"} <= set(result["f64"])
+    assert result["lazy"]["getitem_calls"] == 0

@@ -689,6 +689,20 @@ def test_an_hf_deepspeed_files_auto_values_hpoc_cannot_know_are_named(tmp_path, 
         s.ds_config(optimizer=made)
 
 
+def test_a_deepspeed_config_hpoc_cannot_fill_fails_its_trial_once(tmp_path):
+    """A ValueError from reading the file was retried by Ray, every retry failing alike: the
+    trial's error is a TrainerError, which fails it at once (retry.py)."""
+    from hpoc.runtime.retry import deterministic
+
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": "auto"}}}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    with pytest.raises(Exception, match="warmup_num_steps") as raised:
+        s.distributed(model, torch.optim.AdamW(model.parameters(), lr=0.01))
+    assert deterministic(raised.value) is not None
+
+
 def test_a_trainers_lr_scheduler_beside_a_deepspeed_files_optimizer_is_refused(tmp_path):
     """The file's optimizer trained; the trainer's scheduler, stepped every epoch, moved the
     learning rate of the trainer's own optimizer, which trained nothing: a constant rate."""

@@ -639,7 +639,12 @@ class DeepSpeedStrategy(DDPStrategy):
                     **kwargs: Any) -> tuple[Any, Any, Any]:
         import deepspeed
 
-        config = self.ds_config(kwargs.pop("config_params", None), optimizer)
+        try:
+            config = self.ds_config(kwargs.pop("config_params", None), optimizer)
+        except ValueError as exc:  # the file as hpoc reads it: every retry would fail alike
+            from hpoc.runtime.returns import TrainerError  # it imports this module
+
+            raise TrainerError(str(exc)) from exc
         if "optimizer" in config and "scheduler" not in config and lr_scheduler is not None:
             raise _orphan_scheduler(lr_scheduler)
         self.init()

@@ -373,3 +373,27 @@ def test_class_names_as_a_datasets_targets_are_said_in_the_datas_terms(tmp_path)
     with pytest.raises(TrainerError, match=r"^the targets are strings \('\w+', '\w+', '\w+', \.\.\.\): the loss "
                                            r"takes numbers"):
         _Linear().run_local(dict(CONFIG, batch_size=16), (named, named), directory=tmp_path)
+
+
+def test_float64_arrays_become_float32_once_in_the_driver_and_trials_share_them():
+    """A CSV read with np.loadtxt is float64: each trial process made its own float32 copy,
+    so N concurrent trials held N copies beside the one in Ray's object store."""
+    x, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)  # float64, int64
+    train, val, test = pipeline.in_model_dtype(_Linear, ((x[:32], y[:32]), [x[32:], y[32:]], None))
+    assert train[0].dtype == np.float32 and val[0].dtype == np.float32 and isinstance(val, list)
+    assert train[1] is not None and train[1].dtype == np.int64 and test is None
+    for a in (*train, *val):
+        a.flags.writeable = False  # as Ray's object store hands them to a trial
+    tx, _ = as_tensors(train)
+    assert tx.dtype == torch.float32 and np.shares_memory(tx.numpy(), train[0])
+
+
+def test_float64_arrays_stay_as_given_to_a_trainer_that_batches_them_itself():
+    """A trainer of its own `create_dataloaders` reads the splits as the getter made them."""
+    class OwnLoaders(_Linear):
+        def create_dataloaders(self, *args, **kwargs):
+            super().create_dataloaders(*args, **kwargs)
+
+    x = rng.normal(size=(8, 4))
+    data = ((x, Y[:8]), None, None)
+    assert pipeline.in_model_dtype(OwnLoaders, data) is data

@@ -392,6 +392,37 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
                                 f"{step} cannot use: {why}")
 
 
+def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any, Any, Any] | None:
+    """The splits with their float64 NumPy arrays (np.loadtxt's, pandas' `.values`) as
+    torch's default float, once here before Ray shares them: converted in each trial (as
+    hpoc's batches do, docs/trainer.md) every running trial held its own copy. Only for
+    hpoc's loop, which batches them; a trainer's own loaders get the arrays as returned."""
+    import numpy as np
+    import torch
+
+    from hpoc.runtime.hooks import batches_splits
+
+    dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(torch.get_default_dtype())
+    if data is None or dtype is None or not batches_splits(trainer):
+        return data
+    done: dict[int, Any] = {}  # one array given twice (train and validation) stays one
+
+    def convert(part: Any) -> Any:
+        if not (isinstance(part, np.ndarray) and part.dtype == np.float64):
+            return part
+        if id(part) not in done:
+            done[id(part)] = part.astype(dtype)
+        return done[id(part)]
+
+    def split(s: Any) -> Any:
+        if isinstance(s, (tuple, list)) and any(convert(p) is not p for p in s):
+            return type(s)(convert(p) for p in s)
+        return s
+
+    out = tuple(split(s) for s in data)
+    return data if all(a is b for a, b in zip(out, data)) else out  # type: ignore[return-value]
+
+
 def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:
     """No validation split, and an objective that hpoc's loop computes from it: every trial
     failed after its first epoch with "reported `train_loss` but not `val_accuracy`"."""

@@ -165,10 +165,24 @@ def test_a_getter_that_downloads_without_internet_is_told_where_to_download(tmp_
         pipeline.load_data(plan)
     assert "help: it tried to download, and compute nodes usually have no internet: download the data " \
            "once on a login node" in str(info.value)
+    # the error's own newlines (torchvision's) left the step's location on a line of its own
+    assert "net.py:5)" in str(info.value).splitlines()[0], str(info.value)
     plan["pipeline"]["getter"]["target"] = "net:Broken"
     with pytest.raises(pipeline.PipelineError) as info:
         pipeline.load_data(plan)
     assert "internet" not in str(info.value)
+
+
+def test_a_long_error_of_many_lines_from_a_getter_says_where_on_its_first_line(tmp_path):
+    (tmp_path / "table.py").write_text(
+        "class Getter:\n    def execute(self):\n"
+        "        raise ValueError('columns differ:\\n' + '\\n'.join(['col' * 30] * 4))\n")
+    plan = {"source": {"workdir": str(tmp_path)}, "pipeline": {"getter": {"target": "table:Getter"}}}
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("getter `table:Getter` failed: ValueError: columns differ: (") and \
+        lines[0].endswith("table.py:3)") and lines[1:] == ["    " + "col" * 30] * 4, lines
 
 
 def test_a_validation_split_that_holds_training_samples_is_warned_of():

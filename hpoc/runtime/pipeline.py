@@ -124,7 +124,16 @@ def _describe(exc: BaseException) -> str:
     own = error_where("".join(traceback.format_tb(exc.__traceback__)))
     if own and own != where:
         where += f", called from {own}"
-    return f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
+    at = f" ({where})" if where else ""
+    # torchvision's download error spans three lines: the location after it stood on a line
+    # of its own. As one line when that fits, else the location after its first line.
+    text = str(exc).strip()
+    joined = " ".join(text.split())
+    if "\n" not in text or len(joined) <= 240:
+        return f"{type(exc).__name__}: {joined if chr(10) in text else text}{at}"
+    first, _, rest = text.partition("\n")
+    return f"{type(exc).__name__}: {first.rstrip()}{at}" + "".join(
+        f"\n    {ln.strip()}" for ln in rest.splitlines() if ln.strip())
 
 
 def check_imports(plan: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
                                          itwinai_strategy_calls, keeps_default, model_config_reads,
-                                         module_names, silent_loop, unread_optimizer_keys,
+                                         module_names, not_a_trainer, silent_loop, unread_optimizer_keys,
                                          unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
@@ -734,7 +734,8 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         if role != "trainer" and not problems and (no_execute := without_execute(step["target"], workdir)):
             problems = [no_execute]
         if role == "trainer" and not problems:
-            problems = hook_problems(step["target"], workdir)
+            bare = not_a_trainer(step["target"], workdir)
+            problems = [bare] if bare else hook_problems(step["target"], workdir)
             silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
             if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)

@@ -411,3 +411,35 @@ def test_float64_arrays_stay_as_given_to_a_trainer_that_batches_them_itself():
     x = rng.normal(size=(8, 4))
     data = ((x, Y[:8]), None, None)
     assert pipeline.in_model_dtype(OwnLoaders, data) is data
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return torch.full((4,), float(i)), i % 3
+
+
+@pytest.mark.parametrize("own", [False, True])
+def test_loader_workers_beyond_the_trials_cpus_are_said_once_in_its_log(tmp_path, capfd, own):
+    """`create_dataloaders(num_workers_dataloader=8)` (itwinai's) or a DataLoader of one's own
+    in a trial of 2 CPUs: 9 processes on 2 cores, and torch's own warning counts the node's."""
+    class Workers(_Linear):
+        def create_dataloaders(self, train, validation=None, test=None, **settings):
+            if own:
+                super().create_dataloaders(train, validation)
+                self.train_dataloader = torch.utils.data.DataLoader(train, batch_size=8, num_workers=8)
+            else:
+                super().create_dataloaders(train, validation, num_workers_dataloader=8)
+
+    plan = {"resources": {"cpus_per_worker": 2, "workers": 1}, "training": {}}
+    Workers().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path, plan=plan)
+    said = [ln for ln in capfd.readouterr().err.splitlines() if "num_workers" in ln and "[hpoc]" in ln]
+    assert len(said) == 1, said
+    assert said[0].startswith("[hpoc] warning: the train DataLoader has num_workers=8, and the trial "
+                              "has cpus_per_worker = 2"), said
+    capfd.readouterr()
+    plan["resources"]["cpus_per_worker"] = 9
+    Workers().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
+    assert "num_workers" not in capfd.readouterr().err

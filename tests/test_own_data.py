@@ -302,6 +302,56 @@ def test_a_study_of_dict_samples_fails_each_trial_once_saying_what_the_steps_tak
     assert "retry" not in said.lower(), said
 
 
+FLOAT64 = """
+import json, os
+import numpy as np
+from toy import ToyTrainer
+from hpoc.runtime.batches import as_tensors
+
+
+class Split:
+    def execute(self):
+        x = np.random.default_rng(0).normal(size=(64, 8))  # np.loadtxt's float64
+        y = (x[:, 0] > 0).astype(np.int64)
+        return (x[:48], y[:48]), (x[48:], y[48:])
+
+
+class Seeing(ToyTrainer):
+    def create_model(self, config):
+        x = self.train_data[0]
+        tx = as_tensors(self.train_data)[0]
+        with open(os.environ["SEEN"], "a") as fh:
+            fh.write(json.dumps([str(x.dtype), x.flags.writeable, str(tx.dtype),
+                                 bool(np.shares_memory(tx.numpy(), x))]) + "\\n")
+        return super().create_model(config)
+"""
+
+
+@pytest.mark.ray
+def test_a_trials_float64_data_is_the_shared_float32_array_not_its_own_copy(tmp_path, monkeypatch):
+    import io
+    import json
+
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+    from runtime_plans import make_plan, write_toy
+
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.setenv("SEEN", str(tmp_path / "seen.jsonl"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "own.py").write_text(FLOAT64)
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     space={"constants": {"epochs": 1, "batch_size": 16}},
+                     pipeline={"getter": {"target": "own:Split", "args": {}}, "splitter": None,
+                               "trainer": {"target": "own:Seeing", "args": {}}})
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    assert code == EXIT_OK, progress.getvalue()
+    (seen,) = [json.loads(ln) for ln in (tmp_path / "seen.jsonl").read_text().splitlines()]
+    # float32 as it arrives, read-only from Ray's object store, and batched in place
+    assert seen == ["float32", False, "torch.float32", True]
+
+
 def test_a_gpu_loops_loader_settings_run_on_a_cpu_trial():
     """`persistent_workers=True` (or `prefetch_factor`) from a GPU training script failed
     every CPU trial, which gets no loader workers: "persistent_workers option needs

@@ -234,6 +234,23 @@ def test_a_trainer_class_with_no_base_is_an_error_at_check_time(tmp_path: Path) 
         assert hook_errors(tmp_path, source) == [], source
 
 
+def test_loader_workers_beyond_a_trials_cpus_are_warned_at_check_time(tmp_path: Path) -> None:
+    """`create_dataloaders(num_workers_dataloader=8)` in trials of 2 CPUs: 9 processes on 2
+    cores, in silence (torch's own warning counts the node's cores)."""
+    (tmp_path / "trainer.py").write_text(own_trainer(body="\n    def setup(self):\n        self.create_dataloaders("
+                                                          "self.train_data, num_workers_dataloader=8)\n"))
+    spec = tmp_path / "study.hpo"
+    text = 'study "w"\npipeline { trainer = trainer:T }\nresources { cpus_per_worker = %d }\n'
+    spec.write_text(text % 2)
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP804"]
+    assert w.message == ("the trainer asks for 8 DataLoader workers (`num_workers_dataloader=8`, trainer.py:13), "
+                         "and a trial has `cpus_per_worker = 2`: 9 processes share its 2 core(s)")
+    assert w.help == "set `cpus_per_worker = 9` in `resources`, or `num_workers_dataloader` to at most 1"
+    assert where(w) == (3, 13)  # the setting to change
+    spec.write_text(text % 8)
+    assert [w for w in compile_path(spec).warnings if w.code == "HP804"] == []
+
+
 def test_the_check_knows_the_hooks_the_runtime_calls() -> None:
     from hpoc.compiler.trainer_hooks import HOOKS as CHECKED
     from hpoc.runtime.hooks import HOOKS

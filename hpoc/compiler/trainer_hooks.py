@@ -112,6 +112,22 @@ def not_a_trainer(target: str, workdir: str | None) -> Problem | None:
     return None
 
 
+def loader_workers(target: str, workdir: str | None) -> tuple[str, int, str, int] | None:
+    """(module as shown, line, keyword, count) of the most DataLoader worker processes the
+    trainer's module asks for as a number (`DataLoader(..., num_workers=8)`, itwinai's
+    `create_dataloaders(num_workers_dataloader=8)`), or None."""
+    found = target_tree(target, workdir)
+    if found is None:
+        return None
+    asked = [(k.value.value, node.lineno, k.arg) for node in ast.walk(found[1]) if isinstance(node, ast.Call)
+             for k in node.keywords if k.arg in ("num_workers", "num_workers_dataloader")
+             and isinstance(k.value, ast.Constant) and type(k.value.value) is int]
+    if not asked:
+        return None
+    count, line, keyword = max(asked)
+    return os.path.relpath(found[0], workdir), line, keyword, count
+
+
 def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0,
              compat: bool = False) -> dict[str, ast.AST] | None:
     """Each method name of `cls` and the statement that defines it, nearest class first,

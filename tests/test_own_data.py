@@ -452,6 +452,15 @@ def test_float64_arrays_become_float32_once_in_the_driver_and_trials_share_them(
     assert tx.dtype == torch.float32 and np.shares_memory(tx.numpy(), train[0])
 
 
+def test_float64_dataframes_become_float32_once_in_the_driver_too():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=list("abc")).assign(n=np.arange(40))
+    labels = pd.Series(rng.integers(0, 3, 40))
+    (train, *_) = pipeline.in_model_dtype(_Linear, ((frame, labels), None, None))
+    assert isinstance(train[0], pd.DataFrame) and train[0].to_numpy().dtype == np.float32
+    assert train[1] is labels  # int64 class labels stay as they are
+
+
 def test_float64_arrays_stay_as_given_to_a_trainer_that_batches_them_itself():
     """A trainer of its own `create_dataloaders` reads the splits as the getter made them."""
     class OwnLoaders(_Linear):

@@ -402,7 +402,7 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
 
 
 def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any, Any, Any] | None:
-    """The splits with their float64 NumPy arrays (np.loadtxt's, pandas' `.values`) as
+    """The splits with their float64 NumPy arrays (np.loadtxt's) and pandas frames as
     torch's default float, once here before Ray shares them: converted in each trial (as
     hpoc's batches do, docs/trainer.md) every running trial held its own copy. Only for
     hpoc's loop, which batches them; a trainer's own loaders get the arrays as returned."""
@@ -417,8 +417,10 @@ def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any
     done: dict[int, Any] = {}  # one array given twice (train and validation) stays one
 
     def convert(part: Any) -> Any:
-        if not (isinstance(part, np.ndarray) and part.dtype == np.float64):
-            return part
+        frame = type(part).__module__.split(".")[0] == "pandas" and hasattr(part, "to_numpy")
+        if not (isinstance(part, np.ndarray) or frame) or getattr(
+                part.to_numpy() if frame else part, "dtype", None) != np.float64:
+            return part  # a frame of float64 (or int and float) columns arrives as float64 too
         if id(part) not in done:
             done[id(part)] = part.astype(dtype)
         return done[id(part)]

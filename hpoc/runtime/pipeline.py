@@ -129,8 +129,10 @@ def _describe(exc: BaseException) -> str:
     # of its own. As one line when that fits, else the location after its first line.
     text = str(exc).strip()
     joined = " ".join(text.split())
-    if "\n" not in text or len(joined) <= 240:
-        return f"{type(exc).__name__}: {joined if chr(10) in text else text}{at}"
+    if "\n" not in text:
+        return f"{type(exc).__name__}: {text}{at}"
+    if len(joined) <= 240:
+        return f"{type(exc).__name__}: {joined}{at}"
     first, _, rest = text.partition("\n")
     return f"{type(exc).__name__}: {first.rstrip()}{at}" + "".join(
         f"\n    {ln.strip()}" for ln in rest.splitlines() if ln.strip())

@@ -22,6 +22,15 @@ EXAMPLES = {
 # The smallest valid study; tests append sections to it.
 BASE = 'study "t"\npipeline { trainer = trainer:T }\n'
 
+def own_trainer(name: str = "T", body: str = "") -> str:
+    """A trainer module the check finds nothing to say about: an `hpoc.Trainer` (a class of
+    no base is refused) that sets its epochs and loads its own data; `body` adds methods."""
+    return (f"from hpoc import Trainer\n\nclass {name}(Trainer):\n    epochs = 1\n\n"
+            "    def create_model(self, config):\n        return config\n\n"
+            "    def create_dataloaders(self, *splits, **settings):\n        self.train_dataloader = load()\n"
+            + body)
+
+
 # The spec's directory of a test that names none: empty, so that no stray `t.py` or
 # `trainer.py` in a shared /tmp changes what a test sees.
 NOWHERE = tempfile.mkdtemp(prefix="hpoc-spec-")

@@ -10,7 +10,7 @@ import numpy as np
 
 import pytest
 
-from hpo_util import BASE, diagnostics, errors, installed, one_error, plan_of, warnings, where
+from hpo_util import BASE, diagnostics, errors, installed, one_error, own_trainer, plan_of, warnings, where
 from hpoc.compiler import compile_source
 from hpoc.errors import SpecCheckError, SpecError
 from hpoc.plan import dumps
@@ -415,7 +415,7 @@ def test_a_time_attr_a_loop_of_its_own_does_not_report(tmp_path) -> None:
     Tune only what it passes to `checkpoint_and_report`, not another dict of its module nor
     hpoc's default loop metrics."""
     (tmp_path / "trainer.py").write_text(
-        "class T:\n    def train(self):\n        self.log({'step': 1})\n"
+        "from hpoc import Trainer\n\nclass T(Trainer):\n    def train(self):\n        self.log({'step': 1})\n"
         "        self.checkpoint_and_report(1, tuning_metrics={'val_accuracy': 0.5})\n", encoding="utf-8")
 
     def said(attr):
@@ -1123,10 +1123,10 @@ def test_a_metric_the_trainer_source_reports_is_not_warned_about(tmp_path) -> No
     spec.write_text('study "m"\npipeline { trainer = pkg.train:T }\nobjective maximize f1\n')
     (tmp_path / "pkg").mkdir()
     trainer = tmp_path / "pkg" / "train.py"
-    trainer.write_text("class T:\n    def step(self):\n        return {'loss': 1.0}\n")
+    trainer.write_text(own_trainer() + "    def step(self):\n        return {'loss': 1.0}\n")
     (w,) = compile_path(spec).warnings
     assert w.code == "HP801" and w.notes[-1] == "and the trainer's module has no dict with that key"
-    trainer.write_text("class T:\n    def step(self, f):\n        self.report({'f1': f, 'n': 2})\n")
+    trainer.write_text(own_trainer() + "    def step(self, f):\n        self.report({'f1': f, 'n': 2})\n")
     assert compile_path(spec).warnings == []
     trainer.write_text("def broken(:\n")  # unreadable source: no answer, so the warning stays
     assert [w.code for w in compile_path(spec).warnings] == ["HP803", "HP801"]  # and it is said
@@ -1142,7 +1142,7 @@ def test_a_metric_added_to_the_reported_dict_by_key_is_not_warned_about(tmp_path
 
     spec = tmp_path / "study.hpo"
     spec.write_text('study "m"\npipeline { trainer = train:T }\nobjective maximize f1\n')
-    (tmp_path / "train.py").write_text(f"class T:\n    def step(self, e, f):\n        {body}\n")
+    (tmp_path / "train.py").write_text(own_trainer() + f"    def step(self, e, f):\n        {body}\n")
     assert compile_path(spec).warnings == []
 
 
@@ -1219,7 +1219,7 @@ def test_population_perturbations_must_fall_on_checkpoints(tmp_path, monkeypatch
     from hpoc.cli import main
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "trainer.py").write_text("class T:\n    pass\n")
+    (tmp_path / "trainer.py").write_text(own_trainer())
     study = BASE + "objective maximize val_accuracy\nspace { lr = loguniform(1e-4, 1e-1), epochs = 6 }\n"
 
     def check(tail: str) -> str:
@@ -2243,7 +2243,7 @@ def test_a_study_module_named_like_a_standard_module_is_an_error(tmp_path) -> No
     assert (d.code, where(d), d.message) == (
         "HP204", (3, 13), "the study's module `random` has the name of Python's `random` module")
     assert d.help == "rename random.py (e.g. to `my_random.py`) and `getter` with it"
-    (tmp_path / "trainer.py").write_text("class T: pass\n")  # not a standard module name
+    (tmp_path / "trainer.py").write_text(own_trainer())  # not a standard module name
     assert [x.message for x in diagnostics(spec, str(tmp_path))] == [d.message]
 
 
@@ -2335,7 +2335,7 @@ def test_a_score_attribute_a_loop_of_its_own_does_not_report(tmp_path) -> None:
     """As for time_attr: a trainer with a loop of its own reports only what it passes to
     `checkpoint_and_report`, not hpoc's default loop metrics (`train_loss`)."""
     (tmp_path / "trainer.py").write_text(
-        "class T:\n    def train(self):\n"
+        "from hpoc import Trainer\n\nclass T(Trainer):\n    def train(self):\n"
         "        self.checkpoint_and_report(1, tuning_metrics={'val_accuracy': 0.5})\n", encoding="utf-8")
 
     def said(attr):

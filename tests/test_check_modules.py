@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from hpo_util import EXAMPLES, installed, where
+from hpo_util import EXAMPLES, installed, own_trainer, where
 from hpoc.compiler import compile_path
 
 YAML = Path(__file__).resolve().parents[1] / "examples/itwinai/config.yaml"
@@ -40,7 +40,7 @@ def test_a_spec_copied_away_from_its_modules_is_warned_once_per_module(tmp_path:
 
 
 def test_a_module_named_unlike_its_file_lists_the_files_beside_the_spec(tmp_path: Path) -> None:
-    (tmp_path / "net.py").write_text("class Net:\n    pass\n")
+    (tmp_path / "net.py").write_text(own_trainer("Net"))
     (w,) = missing(study(tmp_path, "trainer = model:Net"))
     assert w.notes[1] == "beside the spec: `net.py`"
     (tmp_path / "data").mkdir()  # a dataset folder: no `data` module, and no name to suggest for it
@@ -51,7 +51,7 @@ def test_a_module_named_unlike_its_file_lists_the_files_beside_the_spec(tmp_path
 
 def test_a_package_path_is_looked_for_under_the_spec_directory(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "nets.py").write_text("class Net:\n    pass\n")
+    (tmp_path / "models" / "nets.py").write_text(own_trainer("Net"))
     (w,) = missing(study(tmp_path, "trainer = models.net:Net"))
     assert w.help == "did you mean `models.nets`?"
     assert missing(study(tmp_path, "trainer = models.nets:Net")) == []  # a namespace package
@@ -65,7 +65,7 @@ def test_a_package_path_is_looked_for_under_the_spec_directory(tmp_path: Path) -
 def test_a_module_written_as_its_file_name_is_told_to_drop_py(tmp_path: Path) -> None:
     """`trainer = trainer.py:T` (the file's name) was told that trainer.py holds no
     modules, with the hint to put `trainer/py.py` beside the spec."""
-    (tmp_path / "trainer.py").write_text("class T:\n    pass\n")
+    (tmp_path / "trainer.py").write_text(own_trainer())
     (w,) = missing(study(tmp_path, "trainer = trainer.py:T"))
     assert w.help == "write `trainer:T`: a module is named without `.py`"
     (tmp_path / "models").mkdir()
@@ -100,7 +100,7 @@ def test_the_yaml_front_end_warns_at_the_steps_class_path(tmp_path: Path) -> Non
 
 def test_a_module_that_does_not_parse_is_said_once_for_all_its_steps(tmp_path: Path) -> None:
     (tmp_path / "data.py").write_text("class G(\n")
-    (tmp_path / "t.py").write_text("class T:\n    pass\n")
+    (tmp_path / "t.py").write_text(own_trainer())
     (w,) = missing(study(tmp_path, "getter = data:G\nsplitter = data:S\ntrainer = t:T"))
     assert w.message.startswith("getter, splitter: `data` (data.py:1) has a syntax error")
 
@@ -110,8 +110,8 @@ def test_a_package_is_checked_before_a_module_of_its_name(tmp_path: Path) -> Non
     against the package's classes (`Net` was "not defined", and the study refused)."""
     (tmp_path / "models.py").write_text("class Old:\n    pass\n", encoding="utf-8")
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "__init__.py").write_text("class Net:\n    def __init__(self, width: int):\n"
-                                                    "        pass\n", encoding="utf-8")
+    (tmp_path / "models" / "__init__.py").write_text(
+        own_trainer("Net", "\n    def __init__(self, width: int):\n        pass\n"), encoding="utf-8")
     spec = study(tmp_path, "  trainer = models:Net(width = 2)")
     assert [w.message for w in compile_path(spec).warnings if "models" in w.message] == []
 
@@ -214,6 +214,41 @@ def test_hooks_the_trainers_own_code_calls_or_that_the_source_cannot_tell_are_no
         "        return make(config)\n    def prepare_inputs(self, x):\n        yield x\n",
     ):
         assert hook_errors(tmp_path, source) == [], source
+
+
+def test_a_trainer_class_with_no_base_is_an_error_at_check_time(tmp_path: Path) -> None:
+    """`class T:` with hooks passed the check; the driver refused it after the queue wait
+    ("does not subclass hpoc.Trainer")."""
+    (bare,) = hook_diagnostics(tmp_path, "class T:\n    def create_model(self, config):\n        return 1\n")
+    assert bare.message == ("trainer: `T` is a class that does not subclass `hpoc.Trainer`: hpoc drives "
+                            "every trial through its methods")
+    assert bare.help.startswith("write `class T(hpoc.Trainer):`")
+    (via,) = hook_errors(tmp_path, "class Base(object):\n    pass\nclass T(Base):\n    def create_model("
+                                   "self, config):\n        return 1\n")
+    assert "(its base `Base`, trainer.py:1, has none)" in via
+    for source in (  # an itwinai-style base, a base from elsewhere, a metaclass: not judged
+            "from itwinai.torch.trainer import TorchTrainer\nclass T(TorchTrainer):\n    pass\n",
+            "import lib\nclass T(lib.Base):\n    pass\n",
+            "from hpoc.compat.itwinai import RayTorchTrainer\nclass T(RayTorchTrainer):\n    pass\n",
+            "class T(metaclass=type):\n    pass\n"):
+        assert hook_errors(tmp_path, source) == [], source
+
+
+def test_loader_workers_beyond_a_trials_cpus_are_warned_at_check_time(tmp_path: Path) -> None:
+    """`create_dataloaders(num_workers_dataloader=8)` in trials of 2 CPUs: 9 processes on 2
+    cores, in silence (torch's own warning counts the node's cores)."""
+    (tmp_path / "trainer.py").write_text(own_trainer(body="\n    def setup(self):\n        self.create_dataloaders("
+                                                          "self.train_data, num_workers_dataloader=8)\n"))
+    spec = tmp_path / "study.hpo"
+    text = 'study "w"\npipeline { trainer = trainer:T }\nresources { cpus_per_worker = %d }\n'
+    spec.write_text(text % 2)
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP804"]
+    assert w.message == ("the trainer asks for 8 DataLoader workers (`num_workers_dataloader=8`, trainer.py:13), "
+                         "and a trial has `cpus_per_worker = 2`: 9 processes share its 2 core(s)")
+    assert w.help == "set `cpus_per_worker = 9` in `resources`, or `num_workers_dataloader` to at most 1"
+    assert where(w) == (3, 13)  # the setting to change
+    spec.write_text(text % 8)
+    assert [w for w in compile_path(spec).warnings if w.code == "HP804"] == []
 
 
 def test_the_check_knows_the_hooks_the_runtime_calls() -> None:

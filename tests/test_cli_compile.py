@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo_util import EXAMPLES
+from hpo_util import EXAMPLES, own_trainer
 from hpoc import plan as plan_mod
 from hpoc.cli import main
 from hpoc.compiler import compile_file
@@ -29,7 +29,7 @@ def test_check_ok_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
 def test_check_reports_errors_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\n')
-    (tmp_path / "t.py").write_text("class T:\n    pass\n")
+    (tmp_path / "t.py").write_text(own_trainer())
     assert main(["check", str(spec)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"{spec}:3:24: error: `num_samples` must be at least 1 (got 0) [HP204]\n")
@@ -289,7 +289,7 @@ def test_a_plan_the_renderer_refuses_is_a_user_error(tmp_path: Path, monkeypatch
 def test_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "s.hpo"
     spec.write_text('study "x"\npipeline { trainer = t:T }\ntrials { num_samples = 0 }\nobjective minimize score\n')
-    (tmp_path / "t.py").write_text("class T:\n    pass\n")
+    (tmp_path / "t.py").write_text(own_trainer())
     assert main(["check", "--json", str(spec)]) == 2
     diags = json.loads(capsys.readouterr().out)
     assert [(d["severity"], d["code"], d["line"], d["col"]) for d in diags] == [
@@ -383,7 +383,7 @@ def test_compile_enumerates_a_grid_once(tmp_path: Path, monkeypatch: pytest.Monk
     spec.write_text('study "g"\npipeline { trainer = t:T }\nspace { a = grid(1, 2, 3)\n b = grid(4, 5) }\n'
                     "objective minimize val_loss\nsearch random\nscheduler asha { max_t = 5 }\n"
                     "trials { num_samples = 2 }\nslurm { nodes = 1 }\n")
-    (tmp_path / "t.py").write_text("class T:\n    pass\n")
+    (tmp_path / "t.py").write_text(own_trainer())
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 0
     assert "trials: 12 (2 × a grid of 6)" in capsys.readouterr().out
     assert len(calls) == 1

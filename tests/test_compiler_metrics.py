@@ -13,7 +13,7 @@ BASE = {"epoch", "training_iteration"}
 
 def loop(tmp_path: Path, body: str) -> set[str] | None:
     (tmp_path / "mytrainer.py").write_text(
-        "class T:\n    def train(self, config, data):\n"
+        "from hpoc import Trainer\n\nclass T(Trainer):\n    def train(self, config, data):\n"
         + "".join(f"        {line}\n" for line in body.splitlines()))
     return reported_by_loop("mytrainer:T", str(tmp_path))
 
@@ -73,7 +73,7 @@ def test_a_compile_reads_what_the_trainer_reports_once(tmp_path: Path, monkeypat
     from hpoc.compiler import compile_source, metrics
 
     (tmp_path / "mytrainer.py").write_text(
-        "class T:\n    def train(self, config, data):\n"
+        "from hpoc import Trainer\n\nclass T(Trainer):\n    def train(self, config, data):\n"
         "        self.checkpoint_and_report(1, tuning_metrics={'loss': 1.0})\n")
     calls: list[str] = []
     real = metrics.reported_by_loop

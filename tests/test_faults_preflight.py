@@ -37,16 +37,18 @@ GOOD_DATA = textwrap.dedent('''
             if not os.path.isdir(self.root):
                 raise FileNotFoundError(f"{os.path.abspath(self.root)} is missing; fetch it with `hpoc data fetch`")
 ''')
+OK = "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_model(self, config):\n        return Net()\n"
 TRAINERS = {
-    "ok": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_model(self, config):\n        return Net()\n",
+    "ok": OK,
     # `Base = hpoc.Trainer` hides the class's hooks from `hpoc check`'s look at its source
     "no-model": "import hpoc\nBase = hpoc.Trainer\nclass Trainer(Base):\n    pass\n",
-    "raises": "import json\nraise RuntimeError('CUDA driver not found')\nclass Trainer: pass\n",
-    "missing-dep": "import torch_not_installed_anywhere\nclass Trainer: pass\n",
+    "raises": "import json\nraise RuntimeError('CUDA driver not found')\n" + OK,
+    "missing-dep": "import torch_not_installed_anywhere\n" + OK,
     "syntax": "class Trainer(:\n    pass\n",
-    "hangs": "import time\ntime.sleep(600)\nclass Trainer: pass\n",
-    "kills": "import os\nos._exit(7)\nclass Trainer: pass\n",
-    "bare": "class Trainer:\n    pass\n",
+    "hangs": "import time\ntime.sleep(600)\n" + OK,
+    "kills": "import os\nos._exit(7)\n" + OK,
+    # `Base = object` hides that it subclasses nothing from the check (which refuses `class Trainer:`)
+    "bare": "Base = object\nclass Trainer(Base):\n    pass\n",
     "hook": "import hpoc\nBase = hpoc.Trainer\nclass Trainer(Base):\n    def create_model(self):\n        pass\n",
     "typo": "import hpoc\nclass Trainer(hpoc.Trainer):\n    def create_lr_schedular(self, optimizer, config):\n"
             "        pass\n    def create_model(self, config):\n        return Net()\n",

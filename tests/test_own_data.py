@@ -165,10 +165,24 @@ def test_a_getter_that_downloads_without_internet_is_told_where_to_download(tmp_
         pipeline.load_data(plan)
     assert "help: it tried to download, and compute nodes usually have no internet: download the data " \
            "once on a login node" in str(info.value)
+    # the error's own newlines (torchvision's) left the step's location on a line of its own
+    assert "net.py:5)" in str(info.value).splitlines()[0], str(info.value)
     plan["pipeline"]["getter"]["target"] = "net:Broken"
     with pytest.raises(pipeline.PipelineError) as info:
         pipeline.load_data(plan)
     assert "internet" not in str(info.value)
+
+
+def test_a_long_error_of_many_lines_from_a_getter_says_where_on_its_first_line(tmp_path):
+    (tmp_path / "table.py").write_text(
+        "class Getter:\n    def execute(self):\n"
+        "        raise ValueError('columns differ:\\n' + '\\n'.join(['col' * 30] * 4))\n")
+    plan = {"source": {"workdir": str(tmp_path)}, "pipeline": {"getter": {"target": "table:Getter"}}}
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("getter `table:Getter` failed: ValueError: columns differ: (") and \
+        lines[0].endswith("table.py:3)") and lines[1:] == ["    " + "col" * 30] * 4, lines
 
 
 def test_a_validation_split_that_holds_training_samples_is_warned_of():
@@ -289,6 +303,56 @@ def test_a_study_of_dict_samples_fails_each_trial_once_saying_what_the_steps_tak
               "batch as (inputs, targets)"
     assert said.count(errored) == 2, said  # each trial once: a retry would fail the same way
     assert "retry" not in said.lower(), said
+
+
+FLOAT64 = """
+import json, os
+import numpy as np
+from toy import ToyTrainer
+from hpoc.runtime.batches import as_tensors
+
+
+class Split:
+    def execute(self):
+        x = np.random.default_rng(0).normal(size=(64, 8))  # np.loadtxt's float64
+        y = (x[:, 0] > 0).astype(np.int64)
+        return (x[:48], y[:48]), (x[48:], y[48:])
+
+
+class Seeing(ToyTrainer):
+    def create_model(self, config):
+        x = self.train_data[0]
+        tx = as_tensors(self.train_data)[0]
+        with open(os.environ["SEEN"], "a") as fh:
+            fh.write(json.dumps([str(x.dtype), x.flags.writeable, str(tx.dtype),
+                                 bool(np.shares_memory(tx.numpy(), x))]) + "\\n")
+        return super().create_model(config)
+"""
+
+
+@pytest.mark.ray
+def test_a_trials_float64_data_is_the_shared_float32_array_not_its_own_copy(tmp_path, monkeypatch):
+    import io
+    import json
+
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+    from runtime_plans import make_plan, write_toy
+
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.setenv("SEEN", str(tmp_path / "seen.jsonl"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "own.py").write_text(FLOAT64)
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     space={"constants": {"epochs": 1, "batch_size": 16}},
+                     pipeline={"getter": {"target": "own:Split", "args": {}}, "splitter": None,
+                               "trainer": {"target": "own:Seeing", "args": {}}})
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    assert code == EXIT_OK, progress.getvalue()
+    (seen,) = [json.loads(ln) for ln in (tmp_path / "seen.jsonl").read_text().splitlines()]
+    # float32 as it arrives, read-only from Ray's object store, and batched in place
+    assert seen == ["float32", False, "torch.float32", True]
 
 
 def test_a_gpu_loops_loader_settings_run_on_a_cpu_trial():
@@ -478,3 +542,68 @@ def test_row_slices_that_share_no_row_are_not_warned_of_whatever_the_memory_layo
         assert pipeline.shared_validation(plan, ((x[:30], y[:30]), (x[25:], y[25:]), None)) is not None
     x = np.random.rand(40, 3)
     assert pipeline.shared_validation(plan, ((x[::2], y[::2]), (x[1::2], y[1::2]), None)) is None
+
+
+def test_float64_arrays_become_float32_once_in_the_driver_and_trials_share_them():
+    """A CSV read with np.loadtxt is float64: each trial process made its own float32 copy,
+    so N concurrent trials held N copies beside the one in Ray's object store."""
+    x, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)  # float64, int64
+    train, val, test = pipeline.in_model_dtype(_Linear, ((x[:32], y[:32]), [x[32:], y[32:]], None))
+    assert train[0].dtype == np.float32 and val[0].dtype == np.float32 and isinstance(val, list)
+    assert train[1] is not None and train[1].dtype == np.int64 and test is None
+    for a in (*train, *val):
+        a.flags.writeable = False  # as Ray's object store hands them to a trial
+    tx, _ = as_tensors(train)
+    assert tx.dtype == torch.float32 and np.shares_memory(tx.numpy(), train[0])
+
+
+def test_float64_dataframes_become_float32_once_in_the_driver_too():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=list("abc")).assign(n=np.arange(40))
+    labels = pd.Series(rng.integers(0, 3, 40))
+    (train, *_) = pipeline.in_model_dtype(_Linear, ((frame, labels), None, None))
+    assert isinstance(train[0], pd.DataFrame) and train[0].to_numpy().dtype == np.float32
+    assert train[1] is labels  # int64 class labels stay as they are
+
+
+def test_float64_arrays_stay_as_given_to_a_trainer_that_batches_them_itself():
+    """A trainer of its own `create_dataloaders` reads the splits as the getter made them."""
+    class OwnLoaders(_Linear):
+        def create_dataloaders(self, *args, **kwargs):
+            super().create_dataloaders(*args, **kwargs)
+
+    x = rng.normal(size=(8, 4))
+    data = ((x, Y[:8]), None, None)
+    assert pipeline.in_model_dtype(OwnLoaders, data) is data
+
+
+class _Rows(torch.utils.data.Dataset):
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return torch.full((4,), float(i)), i % 3
+
+
+@pytest.mark.parametrize("own", [False, True])
+def test_loader_workers_beyond_the_trials_cpus_are_said_once_in_its_log(tmp_path, capfd, own):
+    """`create_dataloaders(num_workers_dataloader=8)` (itwinai's) or a DataLoader of one's own
+    in a trial of 2 CPUs: 9 processes on 2 cores, and torch's own warning counts the node's."""
+    class Workers(_Linear):
+        def create_dataloaders(self, train, validation=None, test=None, **settings):
+            if own:
+                super().create_dataloaders(train, validation)
+                self.train_dataloader = torch.utils.data.DataLoader(train, batch_size=8, num_workers=8)
+            else:
+                super().create_dataloaders(train, validation, num_workers_dataloader=8)
+
+    plan = {"resources": {"cpus_per_worker": 2, "workers": 1}, "training": {}}
+    Workers().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path, plan=plan)
+    said = [ln for ln in capfd.readouterr().err.splitlines() if "num_workers" in ln and "[hpoc]" in ln]
+    assert len(said) == 1, said
+    assert said[0].startswith("[hpoc] warning: the train DataLoader has num_workers=8, and the trial "
+                              "has cpus_per_worker = 2"), said
+    capfd.readouterr()
+    plan["resources"]["cpus_per_worker"] = 9
+    Workers().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
+    assert "num_workers" not in capfd.readouterr().err

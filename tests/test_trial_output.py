@@ -164,3 +164,16 @@ def test_a_multi_worker_trial_says_which_rank_crashed_and_where(tmp_path):
     with output.rank_crash(str(tmp_path), 0):
         pass
     assert not (tmp_path / "rank-0.crash").exists()
+
+
+def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_line():
+    """torchvision's download error in a trial: the line stopped at "Error downloading x.gz:",
+    and the reason (no name lookup: a compute node without internet) was on the lines after."""
+    from hpoc.runtime import summary
+
+    text = ('Traceback (most recent call last):\n  File "trainer.py", line 5, in create_dataloaders\n'
+            "RuntimeError: Error downloading train-images-idx3-ubyte.gz:\nTried http://x/, got:\n"
+            "<urlopen error [Errno -2] Name or service not known>\n\n")
+    assert summary.error_line(text) == ("RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried "
+                                        "http://x/, got: <urlopen error [Errno -2] Name or service not known>")
+    assert summary.error_line("ValueError: bad:\n\nTraceback (most recent call last):\n") == "ValueError: bad:"

@@ -94,10 +94,10 @@ def test_seed_config_warns_once_about_bayes_and_not_about_loss() -> None:
 
 def test_loss_warning_appears_when_the_trainer_does_not_report_it(tmp_path: Path) -> None:
     path = write(tmp_path, seed(), with_code=False)
-    (tmp_path / "trainer.py").write_text("class MyRayTorchTrainer:\n    pass\n")
+    (tmp_path / "trainer.py").write_text("from hpoc.compat.itwinai import RayTorchTrainer\n\n\nclass MyRayTorchTrainer(RayTorchTrainer):\n    pass\n")
     warnings = compile_path(path).warnings
     assert "HP801" in [w.code for w in warnings]
-    (tmp_path / "trainer.py").write_text("class MyRayTorchTrainer:\n    pass\n\n\ndef f(v):\n    return {'loss': v}\n")
+    (tmp_path / "trainer.py").write_text("from hpoc.compat.itwinai import RayTorchTrainer\n\n\nclass MyRayTorchTrainer(RayTorchTrainer):\n    pass\n\n\ndef f(v):\n    return {'loss': v}\n")
     assert "HP801" not in [w.code for w in compile_path(path).warnings]
 
 

@@ -44,9 +44,9 @@ from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
-                                         itwinai_strategy_calls, keeps_default, model_config_reads,
-                                         module_names, silent_loop, unread_optimizer_keys,
-                                         unread_trainer_args, unrestored_loop)
+                                         itwinai_strategy_calls, keeps_default, loader_workers,
+                                         model_config_reads, module_names, not_a_trainer, silent_loop,
+                                         unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -479,6 +479,23 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _trainer_args(ch, out, block, workdir)
     _settings_in_space(ch, out, workdir)
     _shadowing(ch, out, block, workdir)
+    _loader_workers(ch, out, workdir)
+
+
+def _loader_workers(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """More DataLoader workers than a trial's CPUs: N + 1 processes on its cores slow it and
+    its neighbours, and torch's own warning counts the node's cores, not the trial's."""
+    target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
+    cpus = (out.get("resources") or {}).get("cpus_per_worker")
+    asked = loader_workers(target, workdir) if target and isinstance(cpus, int) else None
+    if asked is None or asked[3] <= cpus:
+        return
+    shown, line, keyword, count = asked
+    at = ch.spans.get("resources.cpus_per_worker") or ch.spans.get("pipeline.trainer")
+    ch.warn(WARN_RESOURCES, f"the trainer asks for {count} DataLoader workers (`{keyword}={count}`, "
+                            f"{shown}:{line}), and a trial has `cpus_per_worker = {cpus}`: {count + 1} "
+                            f"processes share its {cpus} core(s)", at,
+            help=f"set `cpus_per_worker = {count + 1}` in `resources`, or `{keyword}` to at most {max(cpus - 1, 0)}")
 
 
 def _shadowing(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
@@ -734,7 +751,8 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         if role != "trainer" and not problems and (no_execute := without_execute(step["target"], workdir)):
             problems = [no_execute]
         if role == "trainer" and not problems:
-            problems = hook_problems(step["target"], workdir)
+            bare = not_a_trainer(step["target"], workdir)
+            problems = [bare] if bare else hook_problems(step["target"], workdir)
             silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
             if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)

@@ -87,6 +87,47 @@ def hook_problems(target: str, workdir: str | None) -> list[Problem]:
     return out
 
 
+def not_a_trainer(target: str, workdir: str | None) -> Problem | None:
+    """A trainer class that subclasses nothing (`class T:`), itself or through the module's
+    own bases: the driver refuses it after the job waited in the queue, as it "does not
+    subclass hpoc.Trainer". A base from elsewhere (itwinai's, a package's) is not judged."""
+    qual = target.partition(":")[2]
+    found = target_tree(target, workdir) if qual and "." not in qual else None
+    names = bindings(found[1]) if found else None
+    cls = names.get(qual) if names else None
+    seen = 0
+    while isinstance(cls, ast.ClassDef) and not cls.decorator_list and not cls.keywords and seen < 8:
+        bases = [b for b in cls.bases if not (isinstance(b, ast.Name) and b.id == "object")]
+        if not bases:
+            shown = os.path.relpath(found[0], workdir)  # type: ignore[index]
+            via = "" if cls.name == qual else f" (its base `{cls.name}`, {shown}:{cls.lineno}, has none)"
+            return Problem(f"`{qual}` is a class that does not subclass `hpoc.Trainer`{via}: hpoc "
+                           "drives every trial through its methods",
+                           f"write `class {qual}(hpoc.Trainer):` (with `import hpoc`; docs/trainer.md)"
+                           if cls.name == qual else
+                           f"write `class {cls.name}(hpoc.Trainer):` (with `import hpoc`; docs/trainer.md)")
+        if len(bases) != 1 or not isinstance(bases[0], ast.Name):
+            return None
+        cls, seen = names.get(bases[0].id), seen + 1  # type: ignore[union-attr]
+    return None
+
+
+def loader_workers(target: str, workdir: str | None) -> tuple[str, int, str, int] | None:
+    """(module as shown, line, keyword, count) of the most DataLoader worker processes the
+    trainer's module asks for as a number (`DataLoader(..., num_workers=8)`, itwinai's
+    `create_dataloaders(num_workers_dataloader=8)`), or None."""
+    found = target_tree(target, workdir)
+    if found is None:
+        return None
+    asked = [(k.value.value, node.lineno, k.arg) for node in ast.walk(found[1]) if isinstance(node, ast.Call)
+             for k in node.keywords if k.arg in ("num_workers", "num_workers_dataloader")
+             and isinstance(k.value, ast.Constant) and type(k.value.value) is int]
+    if not asked:
+        return None
+    count, line, keyword = max(asked)
+    return os.path.relpath(found[0], workdir), line, keyword, count
+
+
 def _methods(cls: Any, names: dict[str, ast.AST], depth: int = 0,
              compat: bool = False) -> dict[str, ast.AST] | None:
     """Each method name of `cls` and the statement that defines it, nearest class first,

@@ -124,7 +124,18 @@ def _describe(exc: BaseException) -> str:
     own = error_where("".join(traceback.format_tb(exc.__traceback__)))
     if own and own != where:
         where += f", called from {own}"
-    return f"{type(exc).__name__}: {exc}" + (f" ({where})" if where else "")
+    at = f" ({where})" if where else ""
+    # torchvision's download error spans three lines: the location after it stood on a line
+    # of its own. As one line when that fits, else the location after its first line.
+    text = str(exc).strip()
+    joined = " ".join(text.split())
+    if "\n" not in text:
+        return f"{type(exc).__name__}: {text}{at}"
+    if len(joined) <= 240:
+        return f"{type(exc).__name__}: {joined}{at}"
+    first, _, rest = text.partition("\n")
+    return f"{type(exc).__name__}: {first.rstrip()}{at}" + "".join(
+        f"\n    {ln.strip()}" for ln in rest.splitlines() if ln.strip())
 
 
 def check_imports(plan: dict[str, Any]) -> dict[str, Any]:
@@ -390,6 +401,39 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
         if why:  # every trial's loss would be NaN, as if training diverged
             raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc's "
                                 f"{step} cannot use: {why}")
+
+
+def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any, Any, Any] | None:
+    """The splits with their float64 NumPy arrays (np.loadtxt's) and pandas frames as
+    torch's default float, once here before Ray shares them: converted in each trial (as
+    hpoc's batches do, docs/trainer.md) every running trial held its own copy. Only for
+    hpoc's loop, which batches them; a trainer's own loaders get the arrays as returned."""
+    import numpy as np
+    import torch
+
+    from hpoc.runtime.hooks import batches_splits
+
+    dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(torch.get_default_dtype())
+    if data is None or dtype is None or not batches_splits(trainer):
+        return data
+    done: dict[int, Any] = {}  # one array given twice (train and validation) stays one
+
+    def convert(part: Any) -> Any:
+        frame = type(part).__module__.split(".")[0] == "pandas" and hasattr(part, "to_numpy")
+        if not (isinstance(part, np.ndarray) or frame) or getattr(
+                part.to_numpy() if frame else part, "dtype", None) != np.float64:
+            return part  # a frame of float64 (or int and float) columns arrives as float64 too
+        if id(part) not in done:
+            done[id(part)] = part.astype(dtype)
+        return done[id(part)]
+
+    def split(s: Any) -> Any:
+        if isinstance(s, (tuple, list)) and any(convert(p) is not p for p in s):
+            return type(s)(convert(p) for p in s)
+        return s
+
+    out = tuple(split(s) for s in data)
+    return data if all(a is b for a, b in zip(out, data)) else out  # type: ignore[return-value]
 
 
 def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:

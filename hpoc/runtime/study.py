@@ -273,7 +273,7 @@ def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
     leak = pipeline.shared_validation(plan, data)
     if leak:
         say(stream, f"[hpoc] warning: {leak}")
-    return data
+    return pipeline.in_model_dtype(trainer_cls, data)
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:

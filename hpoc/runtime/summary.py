@@ -109,9 +109,25 @@ def error_line(text: str, width: int = 240) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
     line = died_line(text) or \
-        OWN_ERROR.sub("", (picks or lines or [""])[-1]).replace(_RAY_STORAGE, _STORAGE_GONE)
+        OWN_ERROR.sub("", (picks or lines or [""])[-1] + _goes_on(text, picks)).replace(_RAY_STORAGE,
+                                                                                    _STORAGE_GONE)
     line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _goes_on(text: str, picks: list[str]) -> str:
+    """The lines a message ending in a colon goes on with (torchvision's "Error downloading
+    x.gz:", then "Tried ..., got:" and the reason), up to a blank line; else ""."""
+    if not picks or not picks[-1].endswith(":") or died_line(text):
+        return ""
+    raw = text.splitlines()
+    at = max(i for i, ln in enumerate(raw) if ln.strip() == picks[-1])
+    more = []
+    for ln in raw[at + 1:at + 4]:
+        if not ln.strip() or _FRAME.match(ln) or ln.startswith(("Traceback", "During handling", "The above")):
+            break
+        more.append(ln.strip())
+    return "".join(f" {ln}" for ln in more)
 
 
 def error_help(text: str) -> str | None:

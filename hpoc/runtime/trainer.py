@@ -33,6 +33,7 @@ import pickle
 import random
 import reprlib
 import shutil
+import sys
 import time
 import zlib
 from collections.abc import Mapping
@@ -43,7 +44,7 @@ from typing import Any
 import torch
 
 from hpoc.runtime.batches import (LOADER_HELP, SPLITS, TensorBatches, as_tensors, default_prepare,
-                                  loader_split, num_samples)
+                                  loader_split, num_samples, oversubscribed)
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_class_labels,
                                   require_loss, require_module, require_objective, require_optimizer,
@@ -415,6 +416,16 @@ class Trainer:
             self._create_model()
         if not self._batches:
             self.create_dataloaders(self.train_data, self.validation_data, self.test_data)
+            self._say_oversubscribed()
+
+    def _say_oversubscribed(self) -> None:
+        """Loader workers beyond the trial's CPUs, said once per trial in its log (rank 0's)."""
+        cpus = ((self.plan or {}).get("resources") or {}).get("cpus_per_worker")
+        loaders = {"train": self.train_dataloader, "validation": self.validation_dataloader,
+                   "test": self.test_dataloader}
+        why = oversubscribed(loaders, cpus) if getattr(self.strategy, "rank", 0) == 0 else None
+        if why:
+            print(f"[hpoc] warning: {why}", file=sys.stderr, flush=True)
 
     def _create_model(self) -> None:
         # what the loop draws (a `create_dataloaders(batch_size=...)` before this): DeepSpeed counts with it

@@ -108,9 +108,9 @@ def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
-    line = died_line(text) or \
-        OWN_ERROR.sub("", (picks or lines or [""])[-1] + _goes_on(text, picks)).replace(_RAY_STORAGE,
-                                                                                    _STORAGE_GONE)
+    last = (picks or lines or [""])[-1]
+    more = "" if _RAY_STORAGE in last else _goes_on(text, picks)  # its own sentence says it all
+    line = died_line(text) or OWN_ERROR.sub("", last + more).replace(_RAY_STORAGE, _STORAGE_GONE)
     line = " ".join(line.split())
     return line if len(line) <= width else line[: width - 1] + "…"
 

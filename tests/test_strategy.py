@@ -603,8 +603,8 @@ HF_FILE = {"bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto", "loss_scale"
            "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "wall_clock_breakdown": False}
 
 
-def _hf_engine(_rank, port, out):
-    """A real engine from `HF_FILE`, the trainer's AdamW built from the trial's values."""
+def _hf_strategy(port, out):
+    """A one-rank gloo group and a DeepSpeed strategy of `HF_FILE` at batch_size 8."""
     import torch.distributed as dist
 
     for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
@@ -615,6 +615,12 @@ def _hf_engine(_rank, port, out):
         json.dump(HF_FILE, f)
     s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": config}, device="cpu")
     s.batch_size = 8
+    return s
+
+
+def _hf_engine(_rank, port, out):
+    """A real engine from `HF_FILE`, the trainer's AdamW built from the trial's values."""
+    s = _hf_strategy(port, out)
     model = nn.Linear(4, 1)
     engine, optimizer, _ = s.distributed(model, torch.optim.AdamW(model.parameters(), lr=0.003, weight_decay=0.05,
                                                                    betas=(0.8, 0.9), eps=1e-6))
@@ -640,24 +646,14 @@ def test_an_hf_deepspeed_files_auto_values_reach_the_engine_from_the_trial(tmp_p
 def _two_group_engine(_rank, port, out):
     """A real engine from `HF_FILE`, the trainer's AdamW in two groups (no weight decay on
     the bias, as many trainers do)."""
-    import torch.distributed as dist
-
-    for key in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(key, None)
-    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{port}")
-    config = os.path.join(out, "ds.json")
-    with open(config, "w") as f:
-        json.dump(HF_FILE, f)
-    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": config}, device="cpu")
-    s.batch_size = 8
+    s = _hf_strategy(port, out)
     model = nn.Linear(4, 1)
     optimizer = torch.optim.AdamW([{"params": [model.weight], "weight_decay": 0.05},
                                    {"params": [model.bias], "weight_decay": 0.0, "lr": 0.001}], lr=0.003)
     engine, ds_optimizer, _ = s.distributed(model, optimizer)
     torch.save({"decay": [g["weight_decay"] for g in ds_optimizer.param_groups], "max_lrs": engine.lr_scheduler.max_lrs},
                os.path.join(out, "groups.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
+    torch.distributed.destroy_process_group()  # one rank: none to wait for
 
 
 def test_an_hf_deepspeed_files_auto_optimizer_keeps_the_trainers_param_groups(tmp_path):

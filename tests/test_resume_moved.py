@@ -115,4 +115,5 @@ def test_another_checkout_over_the_same_results_is_refused(tmp_path, capsys):
     said = progress.getvalue() + capsys.readouterr().err
     assert code == 2, said
     assert "different plan" in said, said
-    assert f"run it from {project / 'study'} again" in said, said
+    assert f"{project / 'study'} is another checkout of the project, and this is its run: resume it from there" \
+        in said, said

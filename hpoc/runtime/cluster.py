@@ -13,13 +13,11 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -93,14 +91,12 @@ def sweep_ended_jobs(base: Path) -> list[Path]:
 def _listed_jobs() -> set[str] | None:
     """The ids of this user's jobs squeue lists (array tasks one by one), this one's too;
     None when squeue cannot be asked."""
-    try:
-        run = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%A"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, KeyError, subprocess.TimeoutExpired):  # KeyError: a uid without a name
+    from hpoc.submit.queue import ask_squeue  # stdlib only: nothing of submitit's
+
+    rows = ask_squeue("%A", "-r", timeout=10)
+    if isinstance(rows, str):
         return None
-    if run.returncode != 0:
-        return None
-    return set(run.stdout.split()) | {os.environ.get("SLURM_JOB_ID", "")}
+    return {r.strip() for r in rows if r.strip()} | {os.environ.get("SLURM_JOB_ID", "")}
 
 
 def alive(pid: int | None) -> bool:

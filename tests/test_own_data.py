@@ -557,6 +557,32 @@ def test_float64_arrays_become_float32_once_in_the_driver_and_trials_share_them(
     assert tx.dtype == torch.float32 and np.shares_memory(tx.numpy(), train[0])
 
 
+def test_float64_tensor_inputs_become_float32_once_in_the_driver_and_train_alike(tmp_path):
+    """A float64 tensor (`torch.from_numpy` of np.loadtxt's), or a TensorDataset of them,
+    reached every trial as float64, each trial holding its own float64 copy, and was cast
+    per batch. The inputs are cast once in the driver, as the batches cast them (targets
+    stay: the loss was and is computed with them as given); the numbers are the same."""
+    class Regression(_Linear):
+        task = "regression"
+        normalize = (0.5, 2.0)
+
+    x, y = torch.tensor(rng.normal(size=(40, 4))), torch.tensor(rng.normal(size=(40, 3)))
+    data = ((x[:32], y[:32]), torch.utils.data.TensorDataset(x[32:], y[32:]), None)
+    train, val, test = pipeline.in_model_dtype(Regression, data)
+    assert train[0].dtype == torch.float32 and train[1] is data[0][1] and test is None
+    assert type(val) is torch.utils.data.TensorDataset and val.tensors[0].dtype == torch.float32
+    assert val.tensors[1] is data[1].tensors[1]
+    given = Regression().run_local(CONFIG, data[:2], directory=tmp_path / "a")
+    cast = Regression().run_local(CONFIG, (train, val), directory=tmp_path / "b")
+    assert [(h["train_loss"], h["val_loss"]) for h in cast] == [(h["train_loss"], h["val_loss"]) for h in given]
+
+    class OwnInputs(Regression):  # a prepare_inputs of its own gets the inputs as given
+        def prepare_inputs(self, x):
+            return x.float()
+
+    assert pipeline.in_model_dtype(OwnInputs, data) is data
+
+
 def test_float64_dataframes_become_float32_once_in_the_driver_too():
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=list("abc")).assign(n=np.arange(40))

@@ -633,3 +633,36 @@ def test_loader_workers_beyond_the_trials_cpus_are_said_once_in_its_log(tmp_path
     plan["resources"]["cpus_per_worker"] = 9
     Workers().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
     assert "num_workers" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["setup", "train"])
+def test_loader_workers_a_trainer_builds_itself_beyond_the_trials_cpus_are_said_as_it_runs(tmp_path, capfd, where):
+    """A DataLoader made in the trainer's own `setup()` or `train()` (not hpoc's
+    `create_dataloaders`): `hpoc check` sees only literal counts, and the trial ran 3
+    processes on its 1 core in silence. Said once, when the trial first iterates it."""
+    class OwnLoop(_Linear):
+        def setup(self):
+            super().setup()
+            if where == "setup":
+                self.loader = torch.utils.data.DataLoader(_Rows(), batch_size=8, num_workers=2)
+
+        def train(self):
+            self.setup()
+            loader = self.loader if where == "setup" else torch.utils.data.DataLoader(
+                _Rows(), batch_size=8, num_workers=2)
+            for epoch in range(2):
+                for x, y in loader:
+                    loss = self.train_step((x, y))
+                    self.strategy.backward(loss)
+                    self.strategy.step()
+                self.report({"train_loss": float(loss.detach())}, epoch=epoch)
+
+    plan = {"resources": {"cpus_per_worker": 1, "workers": 1}, "training": {}}
+    OwnLoop().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path, plan=plan)
+    said = [ln for ln in capfd.readouterr().err.splitlines() if "num_workers" in ln and "[hpoc]" in ln]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"[hpoc] warning: the DataLoader iterated at {__file__}:"), said
+    assert "has num_workers=2, and the trial has cpus_per_worker = 1: 3 processes share its 1 core(s)" in said[0]
+    plan["resources"]["cpus_per_worker"] = 3
+    OwnLoop().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
+    assert "num_workers" not in capfd.readouterr().err

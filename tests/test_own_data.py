@@ -173,6 +173,57 @@ def test_a_getter_that_downloads_without_internet_is_told_where_to_download(tmp_
     assert "internet" not in str(info.value)
 
 
+def test_a_getter_that_downloads_behind_a_firewall_that_drops_packets_fails_fast(tmp_path, monkeypatch):
+    """`download=True` on a compute node whose firewall drops packets: torchvision's urlopen has
+    no timeout, so the getter waited on the kernel's connect retries (minutes per mirror and
+    file) before the message saying to download on a login node."""
+    import socket
+    import threading
+    import time
+
+    from torchvision.datasets import FashionMNIST
+
+    dropping = socket.socket()  # a full accept queue: the kernel drops further SYNs, as a firewall
+    dropping.bind(("127.0.0.1", 0))
+    dropping.listen(0)
+    port = dropping.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.2)
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    monkeypatch.setattr(pipeline, "NETWORK_TIMEOUT_S", 1.0)
+    (tmp_path / "net.py").write_text(
+        "from torchvision.datasets import FashionMNIST\n\nclass Getter:\n    def execute(self):\n"
+        "        return FashionMNIST('fmnist', download=True)\n")
+    plan = {"source": {"workdir": str(tmp_path)}, "pipeline": {"getter": {"target": "net:Getter"}}}
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            pipeline.load_data(plan)
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            raised.append(exc)
+
+    loading = threading.Thread(target=load, daemon=True)
+    started = time.monotonic()
+    loading.start()
+    try:
+        loading.join(10)
+        took = time.monotonic() - started
+    finally:  # the connect hanging without the fix gets a reset, and the thread ends
+        for s in (dropping, *fillers):
+            s.close()
+    assert not loading.is_alive() and took < 10, f"still waiting on the network after {took:.0f} s"
+    assert isinstance(raised[0], pipeline.PipelineError), raised
+    assert "timed out" in str(raised[0]) and "help: it tried to download, and compute nodes usually " \
+        "have no internet" in str(raised[0]), str(raised[0])
+    assert socket.getdefaulttimeout() is None  # the process's default is put back
+
+
 def test_a_long_error_of_many_lines_from_a_getter_says_where_on_its_first_line(tmp_path):
     (tmp_path / "table.py").write_text(
         "class Getter:\n    def execute(self):\n"

@@ -333,11 +333,32 @@ def _cwd(directory: str | None) -> Iterator[None]:
         os.chdir(before)
 
 
+# Seconds a getter's download may wait on the network, as `hpoc data fetch`'s: torchvision's
+# urlopen has no timeout, so behind a firewall that drops packets (a compute node's) it waited
+# on the kernel's connect retries, minutes per mirror and file, before failing.
+NETWORK_TIMEOUT_S = 30.0
+
+
 def load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
     """Run getter and splitter in the spec's directory (relative paths in their arguments
     resolve there); `(train, validation, test)` or None without either step."""
-    with _cwd(plan["source"]["workdir"]):
+    with _cwd(plan["source"]["workdir"]), _network_timeout():
         return _load_data(plan)
+
+
+@contextlib.contextmanager
+def _network_timeout() -> Iterator[None]:
+    """Sockets the steps open without a timeout of their own give up after NETWORK_TIMEOUT_S
+    of silence (each connect or read: a slow download that goes on is not cut)."""
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    if previous is None:  # one the process set is kept
+        socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:

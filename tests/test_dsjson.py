@@ -35,5 +35,5 @@ def test_a_trial_reads_a_commented_deepspeed_config(tmp_path):
                                                        "config_file": str(path)})
     assert strategy.ds_config()["zero_optimization"] == {"stage": 3}
     path.write_text('{\n  "zero_optimization": {"stage": 3,},\n  "bf16": \n}\n')
-    with pytest.raises(ValueError, match=rf"^the DeepSpeed config {path} is not JSON: {path}:4:1: Expecting value$"):
+    with pytest.raises(ValueError, match=rf"^the DeepSpeed config is not JSON: {path}:4:1: Expecting value$"):
         strategy.ds_config()

@@ -24,8 +24,7 @@ def read(path: str) -> Any:
     try:
         return loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"the DeepSpeed config {path} is not JSON: {path}:{exc.lineno}:{exc.colno}: "
-                         f"{exc.msg}") from None
+        raise ValueError(f"the DeepSpeed config is not JSON: {path}:{exc.lineno}:{exc.colno}: {exc.msg}") from None
 
 
 def blank_comments(text: str) -> str:

@@ -2500,7 +2500,7 @@ def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
      'the DeepSpeed config "ds.json" sets `zero_optimization.stage` to 4: ZeRO has stages 0 to 3 (or "auto")'),
     ('{"zero_optimization": {"stage": "2"}}',
      'the DeepSpeed config "ds.json" sets `zero_optimization.stage` to "2": ZeRO has stages 0 to 3 (or "auto")'),
-    ('{"zero_optimization": {"stage": 2,}}', 'the DeepSpeed config "ds.json" is not JSON: '),
+    ('{"zero_optimization": {"stage": 2}', 'the DeepSpeed config "ds.json" is not JSON: ds.json:1:35: '),
     ('[1]', 'the DeepSpeed config "ds.json" is not a JSON object'),
     # a section given as a bare value: DeepSpeed's config models take `**section`
     ('{"fp16": true}', 'the DeepSpeed config "ds.json" sets `fp16` to true: DeepSpeed reads it as a section'),
@@ -2779,12 +2779,23 @@ def test_a_deepspeed_config_enabling_fp16_on_cpu_workers_is_warned(tmp_path) -> 
     assert not warned(0)  # DeepSpeed's CPU accelerator takes bf16
 
 
-def test_a_deepspeed_config_with_a_key_twice_is_warned_and_json5_is_told_apart(tmp_path) -> None:
+def test_a_deepspeed_config_with_a_key_twice_is_warned(tmp_path) -> None:
     (w,) = _ds_diagnostics(tmp_path, '{"zero_optimization": {"stage": 2, "stage": 3}}')
     assert (w.severity, w.message) == (
         "warning", 'the DeepSpeed config "ds.json" sets `stage` twice in one section: only the last value is used')
-    (d,) = _ds_diagnostics(tmp_path, '{\n  // ZeRO-2\n  "zero_optimization": {"stage": 2}\n}')
-    assert d.severity == "error" and "comments and trailing commas" in d.help
+
+
+def test_a_deepspeed_config_with_comments_and_trailing_commas_is_read_as_deepspeed_reads_it(tmp_path) -> None:
+    """DeepSpeed reads its config with hjson (its tutorials' files have comments): `hpoc check`
+    refused such a file as "not JSON", and the trials could not read it either."""
+    commented = ('{\n  // ZeRO-2, as the tutorial has it\n  "zero_optimization": {"stage": 2, /* not 3 */},\n'
+                 '  # hjson\'s comment too\n  "bf16": {"enabled": "auto",},\n}\n')
+    assert _ds_diagnostics(tmp_path, commented) == []
+    # read, not skipped: what it sets is checked, and an error in it says the file's line and column
+    (d,) = _ds_diagnostics(tmp_path, commented.replace('"stage": 2', '"stage": 4'))
+    assert d.message.startswith('the DeepSpeed config "ds.json" sets `zero_optimization.stage` to 4')
+    (d,) = _ds_diagnostics(tmp_path, commented.replace('"auto",', '"auto" "x",'))
+    assert d.severity == "error" and d.message.startswith('the DeepSpeed config "ds.json" is not JSON: ds.json:5:30: ')
 
 
 def test_a_training_precision_the_deepspeed_config_file_overrides_is_warned_about(tmp_path) -> None:

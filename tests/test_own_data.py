@@ -173,6 +173,57 @@ def test_a_getter_that_downloads_without_internet_is_told_where_to_download(tmp_
     assert "internet" not in str(info.value)
 
 
+def test_a_getter_that_downloads_behind_a_firewall_that_drops_packets_fails_fast(tmp_path, monkeypatch):
+    """`download=True` on a compute node whose firewall drops packets: torchvision's urlopen has
+    no timeout, so the getter waited on the kernel's connect retries (minutes per mirror and
+    file) before the message saying to download on a login node."""
+    import socket
+    import threading
+    import time
+
+    from torchvision.datasets import FashionMNIST
+
+    dropping = socket.socket()  # a full accept queue: the kernel drops further SYNs, as a firewall
+    dropping.bind(("127.0.0.1", 0))
+    dropping.listen(0)
+    port = dropping.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.2)
+    monkeypatch.setattr(FashionMNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    monkeypatch.setattr(pipeline, "NETWORK_TIMEOUT_S", 1.0)
+    (tmp_path / "net.py").write_text(
+        "from torchvision.datasets import FashionMNIST\n\nclass Getter:\n    def execute(self):\n"
+        "        return FashionMNIST('fmnist', download=True)\n")
+    plan = {"source": {"workdir": str(tmp_path)}, "pipeline": {"getter": {"target": "net:Getter"}}}
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            pipeline.load_data(plan)
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            raised.append(exc)
+
+    loading = threading.Thread(target=load, daemon=True)
+    started = time.monotonic()
+    loading.start()
+    try:
+        loading.join(10)
+        took = time.monotonic() - started
+    finally:  # the connect hanging without the fix gets a reset, and the thread ends
+        for s in (dropping, *fillers):
+            s.close()
+    assert not loading.is_alive() and took < 10, f"still waiting on the network after {took:.0f} s"
+    assert isinstance(raised[0], pipeline.PipelineError), raised
+    assert "timed out" in str(raised[0]) and "help: it tried to download, and compute nodes usually " \
+        "have no internet" in str(raised[0]), str(raised[0])
+    assert socket.getdefaulttimeout() is None  # the process's default is put back
+
+
 def test_a_long_error_of_many_lines_from_a_getter_says_where_on_its_first_line(tmp_path):
     (tmp_path / "table.py").write_text(
         "class Getter:\n    def execute(self):\n"
@@ -557,6 +608,32 @@ def test_float64_arrays_become_float32_once_in_the_driver_and_trials_share_them(
     assert tx.dtype == torch.float32 and np.shares_memory(tx.numpy(), train[0])
 
 
+def test_float64_tensor_inputs_become_float32_once_in_the_driver_and_train_alike(tmp_path):
+    """A float64 tensor (`torch.from_numpy` of np.loadtxt's), or a TensorDataset of them,
+    reached every trial as float64, each trial holding its own float64 copy, and was cast
+    per batch. The inputs are cast once in the driver, as the batches cast them (targets
+    stay: the loss was and is computed with them as given); the numbers are the same."""
+    class Regression(_Linear):
+        task = "regression"
+        normalize = (0.5, 2.0)
+
+    x, y = torch.tensor(rng.normal(size=(40, 4))), torch.tensor(rng.normal(size=(40, 3)))
+    data = ((x[:32], y[:32]), torch.utils.data.TensorDataset(x[32:], y[32:]), None)
+    train, val, test = pipeline.in_model_dtype(Regression, data)
+    assert train[0].dtype == torch.float32 and train[1] is data[0][1] and test is None
+    assert type(val) is torch.utils.data.TensorDataset and val.tensors[0].dtype == torch.float32
+    assert val.tensors[1] is data[1].tensors[1]
+    given = Regression().run_local(CONFIG, data[:2], directory=tmp_path / "a")
+    cast = Regression().run_local(CONFIG, (train, val), directory=tmp_path / "b")
+    assert [(h["train_loss"], h["val_loss"]) for h in cast] == [(h["train_loss"], h["val_loss"]) for h in given]
+
+    class OwnInputs(Regression):  # a prepare_inputs of its own gets the inputs as given
+        def prepare_inputs(self, x):
+            return x.float()
+
+    assert pipeline.in_model_dtype(OwnInputs, data) is data
+
+
 def test_float64_dataframes_become_float32_once_in_the_driver_too():
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=list("abc")).assign(n=np.arange(40))
@@ -606,4 +683,37 @@ def test_loader_workers_beyond_the_trials_cpus_are_said_once_in_its_log(tmp_path
     capfd.readouterr()
     plan["resources"]["cpus_per_worker"] = 9
     Workers().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
+    assert "num_workers" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["setup", "train"])
+def test_loader_workers_a_trainer_builds_itself_beyond_the_trials_cpus_are_said_as_it_runs(tmp_path, capfd, where):
+    """A DataLoader made in the trainer's own `setup()` or `train()` (not hpoc's
+    `create_dataloaders`): `hpoc check` sees only literal counts, and the trial ran 3
+    processes on its 1 core in silence. Said once, when the trial first iterates it."""
+    class OwnLoop(_Linear):
+        def setup(self):
+            super().setup()
+            if where == "setup":
+                self.loader = torch.utils.data.DataLoader(_Rows(), batch_size=8, num_workers=2)
+
+        def train(self):
+            self.setup()
+            loader = self.loader if where == "setup" else torch.utils.data.DataLoader(
+                _Rows(), batch_size=8, num_workers=2)
+            for epoch in range(2):
+                for x, y in loader:
+                    loss = self.train_step((x, y))
+                    self.strategy.backward(loss)
+                    self.strategy.step()
+                self.report({"train_loss": float(loss.detach())}, epoch=epoch)
+
+    plan = {"resources": {"cpus_per_worker": 1, "workers": 1}, "training": {}}
+    OwnLoop().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path, plan=plan)
+    said = [ln for ln in capfd.readouterr().err.splitlines() if "num_workers" in ln and "[hpoc]" in ln]
+    assert len(said) == 1, said
+    assert said[0].startswith(f"[hpoc] warning: the DataLoader iterated at {__file__}:"), said
+    assert "has num_workers=2, and the trial has cpus_per_worker = 1: 3 processes share its 1 core(s)" in said[0]
+    plan["resources"]["cpus_per_worker"] = 3
+    OwnLoop().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
     assert "num_workers" not in capfd.readouterr().err

@@ -52,6 +52,7 @@ from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
+from hpoc.plan import dsjson
 from hpoc.plan.space import count_grid, distinct_configs, grid_bound, total_trials
 
 
@@ -887,15 +888,15 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
     twice: list[str] = []
     try:
         with open(path, encoding="utf-8") as f:
-            ds = json.load(f, object_pairs_hook=functools.partial(_keys_once, twice))
+            ds = dsjson.loads(f.read(), object_pairs_hook=functools.partial(_keys_once, twice))
     except OSError:
         return  # read again when the study runs, which says what is wrong
     except ValueError as exc:  # every trial would fail reading it
         yaml = path.lower().endswith((".yaml", ".yml"))
-        ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {exc}', at,
+        where = f"{config}:{exc.lineno}:{exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else exc
+        ch.error(VALUE, f'the DeepSpeed config "{config}" is not JSON: {where}', at,
                  help="DeepSpeed reads JSON, not YAML: write the file as JSON" if yaml else
-                 "hpoc reads it as JSON, without the comments and trailing commas DeepSpeed's own "
-                 "loader (hjson) takes")  # fmt: skip
+                 "DeepSpeed reads JSON (comments and trailing commas allowed): mend the file there")  # fmt: skip
         return
     if twice:  # DeepSpeed's loader refuses them; from hpoc it gets the last value only
         ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets {", ".join(f"`{k}`" for k in twice)} twice '

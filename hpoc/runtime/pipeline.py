@@ -333,11 +333,32 @@ def _cwd(directory: str | None) -> Iterator[None]:
         os.chdir(before)
 
 
+# Seconds a getter's download may wait on the network, as `hpoc data fetch`'s: torchvision's
+# urlopen has no timeout, so behind a firewall that drops packets (a compute node's) it waited
+# on the kernel's connect retries, minutes per mirror and file, before failing.
+NETWORK_TIMEOUT_S = 30.0
+
+
 def load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
     """Run getter and splitter in the spec's directory (relative paths in their arguments
     resolve there); `(train, validation, test)` or None without either step."""
-    with _cwd(plan["source"]["workdir"]):
+    with _cwd(plan["source"]["workdir"]), _network_timeout():
         return _load_data(plan)
+
+
+@contextlib.contextmanager
+def _network_timeout() -> Iterator[None]:
+    """Sockets the steps open without a timeout of their own give up after NETWORK_TIMEOUT_S
+    of silence (each connect or read: a slow download that goes on is not cut)."""
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    if previous is None:  # one the process set is kept
+        socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
@@ -407,29 +428,39 @@ def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any
     """The splits with their float64 NumPy arrays (np.loadtxt's) and pandas frames as
     torch's default float, once here before Ray shares them: converted in each trial (as
     hpoc's batches do, docs/trainer.md) every running trial held its own copy. Only for
-    hpoc's loop, which batches them; a trainer's own loaders get the arrays as returned."""
+    hpoc's loop, which batches them; a trainer's own loaders get the arrays as returned.
+    float64 tensors (and a TensorDataset's) are cast for their inputs only, which hpoc's
+    `prepare_inputs` casts per batch: their targets went to the loss as they are."""
     import numpy as np
     import torch
 
-    from hpoc.runtime.hooks import batches_splits
+    from hpoc.runtime.hooks import _keeps, batches_splits
 
-    dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(torch.get_default_dtype())
+    default = torch.get_default_dtype()
+    dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(default)
     if data is None or dtype is None or not batches_splits(trainer):
         return data
+    inputs = _keeps(trainer, "prepare_inputs")  # else its own may want them as they are
     done: dict[int, Any] = {}  # one array given twice (train and validation) stays one
 
-    def convert(part: Any) -> Any:
-        frame = type(part).__module__.split(".")[0] == "pandas" and hasattr(part, "to_numpy")
-        if not (isinstance(part, np.ndarray) or frame) or getattr(
-                part.to_numpy() if frame else part, "dtype", None) != np.float64:
-            return part  # a frame of float64 (or int and float) columns arrives as float64 too
+    def convert(part: Any, first: bool) -> Any:
+        if isinstance(part, torch.Tensor):
+            if not (first and inputs and part.dtype == torch.float64):
+                return part
+        else:
+            frame = type(part).__module__.split(".")[0] == "pandas" and hasattr(part, "to_numpy")
+            if not (isinstance(part, np.ndarray) or frame) or getattr(
+                    part.to_numpy() if frame else part, "dtype", None) != np.float64:
+                return part  # a frame of float64 (or int and float) columns arrives as float64 too
         if id(part) not in done:
-            done[id(part)] = part.astype(dtype)
+            done[id(part)] = part.to(default) if isinstance(part, torch.Tensor) else part.astype(dtype)
         return done[id(part)]
 
     def split(s: Any) -> Any:
-        if isinstance(s, (tuple, list)) and any(convert(p) is not p for p in s):
-            return type(s)(convert(p) for p in s)
+        parts = s.tensors if type(s) is torch.utils.data.TensorDataset else s
+        if isinstance(parts, (tuple, list)) and any(convert(p, i == 0) is not p for i, p in enumerate(parts)):
+            made = [convert(p, i == 0) for i, p in enumerate(parts)]
+            return torch.utils.data.TensorDataset(*made) if parts is not s else type(s)(made)
         return s
 
     out = tuple(split(s) for s in data)

@@ -20,7 +20,6 @@ trainers written for itwinai keep working.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from typing import Any, Iterator
 
 import torch
 
+from hpoc.plan import dsjson
 from hpoc.runtime import deepspeed_log
 from hpoc.runtime.deepspeed_autos import ds_bool, fill_autos, param_groups
 
@@ -597,7 +597,7 @@ class DeepSpeedStrategy(DDPStrategy):
         filled in (HF-style ones from the trainer's `optimizer`), then the trainer's `extra`."""
         config: dict[str, Any] = {}
         if self.config_file:
-            config = json.loads(Path(self.config_file).read_text(encoding="utf-8"))
+            config = dsjson.read(self.config_file)  # as DeepSpeed reads it: comments allowed
             node_nvme_paths(config)
         # The file's precision wins: the section hpoc fills in and the inputs' dtype follow it.
         self.precision = file_precision(config, self.precision)

@@ -44,7 +44,8 @@ from typing import Any
 import torch
 
 from hpoc.runtime.batches import (LOADER_HELP, SPLITS, TensorBatches, as_tensors, default_prepare,
-                                  loader_split, num_samples, oversubscribed)
+                                  loader_split, num_samples)
+from hpoc.runtime.loaders import watched
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_class_labels,
                                   require_loss, require_module, require_objective, require_optimizer,
@@ -416,16 +417,22 @@ class Trainer:
             self._create_model()
         if not self._batches:
             self.create_dataloaders(self.train_data, self.validation_data, self.test_data)
-            self._say_oversubscribed()
 
-    def _say_oversubscribed(self) -> None:
-        """Loader workers beyond the trial's CPUs, said once per trial in its log (rank 0's)."""
+    def _workers_watched(self) -> Any:
+        """While the trial trains: loader workers beyond its CPUs, said once in its log (rank
+        0's), whoever made the DataLoader (hpoc, or the trainer's own code: loaders.py)."""
         cpus = ((self.plan or {}).get("resources") or {}).get("cpus_per_worker")
-        loaders = {"train": self.train_dataloader, "validation": self.validation_dataloader,
-                   "test": self.test_dataloader}
-        why = oversubscribed(loaders, cpus) if getattr(self.strategy, "rank", 0) == 0 else None
-        if why:
-            print(f"[hpoc] warning: {why}", file=sys.stderr, flush=True)
+        if getattr(self.strategy, "rank", 0) != 0:
+            cpus = None
+
+        def name(loader: Any) -> str | None:
+            for split in SPLITS:
+                made = self.__dict__.get(f"{split}_dataloader")  # not __getattr__'s NotSetUp
+                if made is not None and (made is loader or getattr(made, "loader", None) is loader):
+                    return f"the {split} DataLoader"
+            return None
+
+        return watched(cpus, name, lambda why: print(f"[hpoc] warning: {why}", file=sys.stderr, flush=True))
 
     def _create_model(self) -> None:
         # what the loop draws (a `create_dataloaders(batch_size=...)` before this): DeepSpeed counts with it
@@ -834,10 +841,11 @@ class Trainer:
 
         error: BaseException | None = None
         try:
-            if _takes_args(self.train) >= 2:
-                value = self.train(config, (self.train_data, self.validation_data, self.test_data))
-            else:
-                value = self.train()
+            with self._workers_watched():
+                if _takes_args(self.train) >= 2:
+                    value = self.train(config, (self.train_data, self.validation_data, self.test_data))
+                else:
+                    value = self.train()
             wanted = ((self.plan or {}).get("objective") or {}).get("metrics")
             if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
                 # Tune would end the trial with no result, and its metric check the study;

@@ -392,6 +392,44 @@ def test_init_removes_what_ended_jobs_of_this_user_left_on_the_node(tmp_path, mo
     assert (base / "hpoc-13" / node.KEEP_FILE).is_file()
 
 
+def test_every_other_node_removes_what_ended_jobs_left_in_its_own_tmp(short_tmp, monkeypatch, capsys):
+    """Only the batch node swept (`cluster init`): the other nodes of multi-node jobs kept the
+    directories (tokens, Ray's session logs) of ended jobs, and their /tmp filled over weeks.
+    Each worker node sweeps its own now, once per job (its first Ray node), asking squeue only
+    when there is something to sweep."""
+    squeue = short_tmp / "bin" / "squeue"
+    squeue.parent.mkdir()
+    squeue.write_text('#!/bin/bash\necho "$*" >>"$0.args"\nprintf "6\\n"\n')  # this user's live jobs
+    squeue.chmod(0o755)
+    asked = lambda: len((squeue.parent / "squeue.args").read_text().splitlines())  # noqa: E731
+    monkeypatch.setenv("PATH", f"{squeue.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    base = short_tmp / "t"
+    for name in ("hpoc-5", "hpoc-6-r1", "hpoc-7"):
+        (base / name).mkdir(parents=True, mode=0o700)
+    (base / "hpoc-7" / node.KEEP_FILE).touch()
+    env = {"SLURM_JOB_ID": "9", "SLURMD_NODENAME": "node2", "SLURM_CPUS_PER_TASK": "1", node.TOKEN_ENV: "tok"}
+    args = argparse.Namespace(role="worker", job_dir=str(base / "hpoc-9"), address="127.0.0.1:1", job_id=9,
+                              node_name=None, interface="lo", gpus=None)
+    node.prepare(args, env)
+    assert sorted(p.name for p in base.iterdir()) == ["hpoc-6-r1", "hpoc-7", "hpoc-9"]
+    assert f"hpoc: removed what ended jobs left in {base} on node2 (hpoc-5): their teardown did not finish" in \
+        capsys.readouterr().out
+    assert asked() == 1
+    (base / "hpoc-4").mkdir(mode=0o700)
+    node.prepare(args, env)  # a second Ray node of the job on this host (rank 1): swept already
+    args.role, args.address, args.job_dir = "head", None, str(base / "hpoc-10")
+    node.prepare(args, env | {"SLURM_JOB_ID": "10"})  # the batch node: `cluster init` sweeps there
+    args.role, args.address, args.job_dir = "worker", "127.0.0.1:1", str(base / "hpoc-11")
+    node.prepare(args, env | {"SLURM_JOB_ID": "11", "HPOC_TMP": str(base)})  # maybe shared: never swept
+    assert (base / "hpoc-4").is_dir() and asked() == 1
+    empty = short_tmp / "e"
+    empty.mkdir()
+    args.job_dir = str(empty / "hpoc-12")
+    node.prepare(args, env | {"SLURM_JOB_ID": "12"})
+    assert asked() == 1  # nothing to sweep: squeue not asked
+
+
 def test_wait_head_returns_the_address_once_the_port_answers(tmp_path):
     job = tmp_path / "hpoc-2"
     cluster.init(job)

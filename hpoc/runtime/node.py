@@ -41,11 +41,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from hpoc.runtime import node_stop, ports
+from hpoc.runtime import node_stop, ports, sweep
+from hpoc.runtime.sweep import KEEP_FILE
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
 TOKEN_FILE = "token"
-KEEP_FILE = "keep"  # HPOC_KEEP_TMP=1: a later job's sweep of ended jobs' directories leaves it
 HEAD_FILE = "head.json"
 # Ray puts "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store" under --temp-dir
 # (about 64 characters); a unix socket path holds at most 107 bytes.
@@ -415,9 +415,11 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     keep_if_asked(job_dir, env)
     check_socket_room(job_dir / "n00")
     rank, temp_dir = claim_rank(job_dir)
+    name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()
+    if args.role == "worker" and rank == 0 and sweep.wanted(env):  # the batch node's: `cluster init`
+        sweep.sweep_ended_jobs(job_dir.parent, f" on {name}", own=job_dir.name)  # squeue only if one is there
     ip = node_ip(args.interface)
     node_ports = pick_ports(job_id, rank, ip)
-    name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()
     res = allocation(env)
     if args.gpus is not None:  # a job that asked SLURM for no GPUs (gpu_request = none)
         if args.gpus and not gpu_devices():  # Ray would place trials on GPUs that are not there

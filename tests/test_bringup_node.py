@@ -186,6 +186,30 @@ def test_a_taken_port_moves_the_node_to_the_next_slot():
     assert first.object_manager not in chosen.all_ports()
 
 
+def test_a_node_takes_its_ports_outside_the_hosts_own_ephemeral_range(tmp_path, monkeypatch, capsys):
+    """The slots assumed Linux's default ephemeral range (32768-60999); on a host whose kernel
+    hands out 49152-65535 to client sockets, half of them lay where any program's connection
+    could hold a port a Ray worker needs later."""
+    port_range, reserved = tmp_path / "ip_local_port_range", tmp_path / "ip_local_reserved_ports"
+    monkeypatch.setattr(node, "PORT_RANGE", port_range, raising=False)
+    monkeypatch.setattr(node, "RESERVED_PORTS", reserved, raising=False)
+    monkeypatch.setattr(node, "port_free", lambda ip, port: True)  # the layout, not this machine's ports
+    port_range.write_text("49152\t65535\n")
+    reserved.write_text("\n")
+    for job in range(60, 124):
+        assert node.pick_ports(job, 0, "127.0.0.1").max_worker < 49152
+    port_range.write_text("1024\t65535\n")  # widened: only the reserved ports are left
+    reserved.write_text("30000-39999\n")
+    for job in range(60, 124):
+        p = node.pick_ports(job, 0, "127.0.0.1")
+        assert 30000 <= p.gcs and p.max_worker <= 39999
+    reserved.write_text("\n")  # nothing fits: Linux's default layout, said
+    monkeypatch.setenv("SLURMD_NODENAME", "node4")
+    assert node.pick_ports(64, 0, "127.0.0.1").gcs in ports.DEFAULT_BASES
+    assert ("hpoc: warning: no block of 256 ports in 20000-64999 lies outside node4's ephemeral port range "
+            "1024-65535") in capsys.readouterr().err
+
+
 def test_a_port_held_on_ipv6_only_is_taken():
     """Ray's GCS, raylet and workers bind `[::]` (both families): a port that another
     program holds on IPv6 only looked free, and that Ray process failed to start."""

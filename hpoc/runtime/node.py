@@ -293,10 +293,37 @@ def port_free(ip: str, port: int) -> bool:
     return True
 
 
-def pick_ports(job_id: int, rank: int, ip: str) -> ports.NodePorts:
+PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # IPv6 sockets take theirs from it too
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # not Linux, or /proc not mounted: Linux's default
+        return ""
+
+
+def slot_bases() -> tuple[int, ...]:
+    """The port slots clear of this host's ephemeral ports: those the kernel may hand to any
+    program's client socket at any moment, where a Ray worker then could not listen. Linux's
+    default layout when none fits (a range widened to 1024-65535, say), said in the node's log."""
+    ephemeral = ports.parse_port_range(_read(PORT_RANGE)) or ports.EPHEMERAL
+    bases = ports.slot_bases(ephemeral, ports.parse_reserved(_read(RESERVED_PORTS)))
+    if bases:
+        return bases
+    print(f"hpoc: warning: no block of {ports.SLOT} ports in {ports.LOW}-{ports.HIGH - 1} lies outside "
+          f"{host_name()}'s ephemeral port range {ephemeral[0]}-{ephemeral[1]} ({PORT_RANGE}): Ray's ports "
+          "are taken from it, and a client connection of any program may hold one that a Ray worker "
+          "needs later; the site can exclude some with net.ipv4.ip_local_reserved_ports", file=sys.stderr)
+    return ports.DEFAULT_BASES
+
+
+def pick_ports(job_id: int, rank: int, ip: str, bases: Sequence[int] | None = None) -> ports.NodePorts:
+    bases = slot_bases() if bases is None else bases
     busy: list[int] = []
     for attempt in range(ports.MAX_ATTEMPTS):
-        candidate = ports.node_ports(job_id, rank, attempt)
+        candidate = ports.node_ports(job_id, rank, attempt, bases)
         busy = [p for p in candidate.all_ports() if not port_free(ip, p)]
         if not busy:
             return candidate

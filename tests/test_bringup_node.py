@@ -315,6 +315,45 @@ def test_a_worker_removes_its_job_directory_when_its_ray_node_stops(short_tmp, m
     assert job.exists() is not removed
 
 
+RAY_BLOCKED = """
+import os, signal, sys, time, types
+from hpoc.runtime import node
+
+def main(args, prog_name):  # `ray start` waiting in Ray's C++ GCS client: its handler cannot act
+    signal.signal(signal.SIGTERM, lambda *a: None)
+    print("blocked", flush=True)
+    while True:
+        time.sleep(1)
+
+for name in ("ray", "ray.scripts", "ray.scripts.scripts"):
+    sys.modules[name] = types.ModuleType(name)
+sys.modules["ray.scripts.scripts"].cli = types.SimpleNamespace(main=main)
+node.run_ray([sys.executable, "-m", "ray.scripts.scripts", "start"], dict(os.environ))
+"""
+
+
+def test_a_node_stops_within_a_share_of_the_sites_killwait():
+    """The node gave Ray's SIGTERM handler 10 s whatever the site: where SLURM's SIGKILL
+    follows its SIGTERM after 5 s (KillWait), it came first, and the job directory (token,
+    staged checkpoints) stayed in the node's /tmp. A third of KillWait now."""
+    proc = subprocess.Popen([sys.executable, "-c", RAY_BLOCKED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "HPOC_KILL_WAIT": "3"})
+    while proc.stdout.readline() not in ("blocked\n", ""):  # after hpoc's `ray start` line
+        pass
+    sent = time.monotonic()
+    proc.send_signal(subprocess.signal.SIGTERM)
+    rc = proc.wait(timeout=30)
+    took = time.monotonic() - sent
+    assert rc == 143 and took < 4, took
+    assert "hpoc: Ray did not stop within 1 s of SIGTERM; killing its processes" in proc.stderr.read()
+
+
+def test_the_grace_is_a_third_of_killwait_within_bounds_and_10_s_unknown():
+    grace = node.node_stop.grace_for
+    assert [grace(k) for k in ("30", "5", "120", "600", "0")] == [10, 1.7, 30, 30, 1]
+    assert [grace(k) for k in (None, "", "x", "nan")] == [10] * 4  # SLURM's default KillWait: 30 s
+
+
 def test_node_cli_reports_problems_without_a_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(tmp_path / "j")],
                          capture_output=True, text=True, env={**os.environ, "SLURM_JOB_ID": "3"})

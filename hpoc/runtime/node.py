@@ -520,7 +520,8 @@ def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, 
     if head is not None:
         wait_for_head(head, timeout)
     print(f"hpoc: {shlex.join(['ray', *cmd[3:]])}", flush=True)
-    node_stop.heed_sigterm(cleanup)  # scancel while Ray waits for a GCS that has gone
+    # scancel while Ray waits for a GCS that has gone: stopped within a share of KillWait
+    node_stop.heed_sigterm(cleanup, node_stop.grace_for(env.get(node_stop.KILL_WAIT_ENV)))
     cli.main(args=cmd[3:], prog_name="ray")  # exits with ray start's status
 
 

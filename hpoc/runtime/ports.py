@@ -22,7 +22,9 @@ A Ray node picks its slot from three numbers:
 
     slot = (job_id + rank * RANK_STRIDE + rank // MAX_RANK + attempt) mod N_SLOTS
 
-(mod the number of slots that fit, where fewer than N_SLOTS do.) Why two jobs on one host do not collide (see tests/test_slurm_ports.py):
+(mod the number of slots that fit, where fewer than N_SLOTS do: the guarantees below then
+hold for fewer ids, and the probe at start catches the rest). Why two jobs on one host do
+not collide (see tests/test_slurm_ports.py):
 
 * Two Ray nodes share a port only if they have the same slot: slots never overlap.
 * Same rank (the real-cluster case, rank 0): jobs whose ids differ by 1 .. N_SLOTS-1
@@ -93,22 +95,23 @@ class NodePorts:
 
 
 @functools.lru_cache(maxsize=8)
-def slot_bases(ephemeral: tuple[int, int] = EPHEMERAL, reserved: tuple[tuple[int, int], ...] = ()) -> tuple[int, ...]:
+def slot_bases(ephemeral: tuple[int, int] = EPHEMERAL,
+               reserved: tuple[tuple[int, int], ...] = ()) -> tuple[int, ...]:
     """First port of each slot clear of the ephemeral ports `ephemeral` (both ends included)
     less the `reserved` ranges, which the kernel never hands out: each run of such ports in
     [LOW, HIGH) cut into SLOTs from its start; at most N_SLOTS of them (pure)."""
     lo, hi = ephemeral
-    kept = [False] * (HIGH - LOW)  # ports that client sockets may hold, or a default Ray
+    blocked = [False] * (HIGH - LOW)  # ports that client sockets may hold, or a default Ray
     for port in range(max(lo, LOW), min(hi + 1, HIGH)):
-        kept[port - LOW] = True
+        blocked[port - LOW] = True
     for start, end in reserved:
         for port in range(max(start, LOW), min(end + 1, HIGH)):
-            kept[port - LOW] = False
-    kept[RAY_DEFAULT - LOW] = True
+            blocked[port - LOW] = False
+    blocked[RAY_DEFAULT - LOW] = True
     bases: list[int] = []
     port = LOW
     while port + SLOT <= HIGH and len(bases) < N_SLOTS:
-        taken = next((p for p in range(port + SLOT - 1, port - 1, -1) if kept[p - LOW]), None)
+        taken = next((p for p in range(port + SLOT - 1, port - 1, -1) if blocked[p - LOW]), None)
         if taken is None:
             bases.append(port)
             port += SLOT
@@ -151,7 +154,8 @@ def parse_reserved(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
-def node_ports(job_id: int, rank: int = 0, attempt: int = 0, bases: Sequence[int] = DEFAULT_BASES) -> NodePorts:
+def node_ports(job_id: int, rank: int = 0, attempt: int = 0,
+               bases: Sequence[int] = DEFAULT_BASES) -> NodePorts:
     """The ports of Ray node `rank` of job `job_id` on its host, among the slots `bases` (pure)."""
     slot = slot_index(job_id, rank, attempt, len(bases))
     base = slot_base(slot, bases)

@@ -186,6 +186,30 @@ def test_a_taken_port_moves_the_node_to_the_next_slot():
     assert first.object_manager not in chosen.all_ports()
 
 
+def test_a_node_takes_its_ports_outside_the_hosts_own_ephemeral_range(tmp_path, monkeypatch, capsys):
+    """The slots assumed Linux's default ephemeral range (32768-60999); on a host whose kernel
+    hands out 49152-65535 to client sockets, half of them lay where any program's connection
+    could hold a port a Ray worker needs later."""
+    port_range, reserved = tmp_path / "ip_local_port_range", tmp_path / "ip_local_reserved_ports"
+    monkeypatch.setattr(node, "PORT_RANGE", port_range, raising=False)
+    monkeypatch.setattr(node, "RESERVED_PORTS", reserved, raising=False)
+    monkeypatch.setattr(node, "port_free", lambda ip, port: True)  # the layout, not this machine's ports
+    port_range.write_text("49152\t65535\n")
+    reserved.write_text("\n")
+    for job in range(60, 124):
+        assert node.pick_ports(job, 0, "127.0.0.1").max_worker < 49152
+    port_range.write_text("1024\t65535\n")  # widened: only the reserved ports are left
+    reserved.write_text("30000-39999\n")
+    for job in range(60, 124):
+        p = node.pick_ports(job, 0, "127.0.0.1")
+        assert 30000 <= p.gcs and p.max_worker <= 39999
+    reserved.write_text("\n")  # nothing fits: Linux's default layout, said
+    monkeypatch.setenv("SLURMD_NODENAME", "node4")
+    assert node.pick_ports(64, 0, "127.0.0.1").gcs in ports.DEFAULT_BASES
+    assert ("hpoc: warning: no block of 256 ports in 20000-64999 lies outside node4's ephemeral port range "
+            "1024-65535") in capsys.readouterr().err
+
+
 def test_a_port_held_on_ipv6_only_is_taken():
     """Ray's GCS, raylet and workers bind `[::]` (both families): a port that another
     program holds on IPv6 only looked free, and that Ray process failed to start."""
@@ -291,6 +315,45 @@ def test_a_worker_removes_its_job_directory_when_its_ray_node_stops(short_tmp, m
     assert job.exists() is not removed
 
 
+RAY_BLOCKED = """
+import os, signal, sys, time, types
+from hpoc.runtime import node
+
+def main(args, prog_name):  # `ray start` waiting in Ray's C++ GCS client: its handler cannot act
+    signal.signal(signal.SIGTERM, lambda *a: None)
+    print("blocked", flush=True)
+    while True:
+        time.sleep(1)
+
+for name in ("ray", "ray.scripts", "ray.scripts.scripts"):
+    sys.modules[name] = types.ModuleType(name)
+sys.modules["ray.scripts.scripts"].cli = types.SimpleNamespace(main=main)
+node.run_ray([sys.executable, "-m", "ray.scripts.scripts", "start"], dict(os.environ))
+"""
+
+
+def test_a_node_stops_within_a_share_of_the_sites_killwait():
+    """The node gave Ray's SIGTERM handler 10 s whatever the site: where SLURM's SIGKILL
+    follows its SIGTERM after 5 s (KillWait), it came first, and the job directory (token,
+    staged checkpoints) stayed in the node's /tmp. A third of KillWait now."""
+    proc = subprocess.Popen([sys.executable, "-c", RAY_BLOCKED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "HPOC_KILL_WAIT": "3"})
+    while proc.stdout.readline() not in ("blocked\n", ""):  # after hpoc's `ray start` line
+        pass
+    sent = time.monotonic()
+    proc.send_signal(subprocess.signal.SIGTERM)
+    rc = proc.wait(timeout=30)
+    took = time.monotonic() - sent
+    assert rc == 143 and took < 4, took
+    assert "hpoc: Ray did not stop within 1 s of SIGTERM; killing its processes" in proc.stderr.read()
+
+
+def test_the_grace_is_a_third_of_killwait_within_bounds_and_10_s_unknown():
+    grace = node.node_stop.grace_for
+    assert [grace(k) for k in ("30", "5", "120", "600", "0")] == [10, 1.7, 30, 30, 1]
+    assert [grace(k) for k in (None, "", "x", "nan")] == [10] * 4  # SLURM's default KillWait: 30 s
+
+
 def test_node_cli_reports_problems_without_a_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "hpoc.runtime.node", "worker", "--job-dir", str(tmp_path / "j")],
                          capture_output=True, text=True, env={**os.environ, "SLURM_JOB_ID": "3"})
@@ -390,6 +453,44 @@ def test_init_removes_what_ended_jobs_of_this_user_left_on_the_node(tmp_path, mo
     monkeypatch.setenv("HPOC_KEEP_TMP", "1")  # kept to read Ray's logs: no later job removes it
     cluster.init(base / "hpoc-13")
     assert (base / "hpoc-13" / node.KEEP_FILE).is_file()
+
+
+def test_every_other_node_removes_what_ended_jobs_left_in_its_own_tmp(short_tmp, monkeypatch, capsys):
+    """Only the batch node swept (`cluster init`): the other nodes of multi-node jobs kept the
+    directories (tokens, Ray's session logs) of ended jobs, and their /tmp filled over weeks.
+    Each worker node sweeps its own now, once per job (its first Ray node), asking squeue only
+    when there is something to sweep."""
+    squeue = short_tmp / "bin" / "squeue"
+    squeue.parent.mkdir()
+    squeue.write_text('#!/bin/bash\necho "$*" >>"$0.args"\nprintf "6\\n"\n')  # this user's live jobs
+    squeue.chmod(0o755)
+    asked = lambda: len((squeue.parent / "squeue.args").read_text().splitlines())  # noqa: E731
+    monkeypatch.setenv("PATH", f"{squeue.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    base = short_tmp / "t"
+    for name in ("hpoc-5", "hpoc-6-r1", "hpoc-7"):
+        (base / name).mkdir(parents=True, mode=0o700)
+    (base / "hpoc-7" / node.KEEP_FILE).touch()
+    env = {"SLURM_JOB_ID": "9", "SLURMD_NODENAME": "node2", "SLURM_CPUS_PER_TASK": "1", node.TOKEN_ENV: "tok"}
+    args = argparse.Namespace(role="worker", job_dir=str(base / "hpoc-9"), address="127.0.0.1:1", job_id=9,
+                              node_name=None, interface="lo", gpus=None)
+    node.prepare(args, env)
+    assert sorted(p.name for p in base.iterdir()) == ["hpoc-6-r1", "hpoc-7", "hpoc-9"]
+    assert f"hpoc: removed what ended jobs left in {base} on node2 (hpoc-5): their teardown did not finish" in \
+        capsys.readouterr().out
+    assert asked() == 1
+    (base / "hpoc-4").mkdir(mode=0o700)
+    node.prepare(args, env)  # a second Ray node of the job on this host (rank 1): swept already
+    args.role, args.address, args.job_dir = "head", None, str(base / "hpoc-10")
+    node.prepare(args, env | {"SLURM_JOB_ID": "10"})  # the batch node: `cluster init` sweeps there
+    args.role, args.address, args.job_dir = "worker", "127.0.0.1:1", str(base / "hpoc-11")
+    node.prepare(args, env | {"SLURM_JOB_ID": "11", "HPOC_TMP": str(base)})  # maybe shared: never swept
+    assert (base / "hpoc-4").is_dir() and asked() == 1
+    empty = short_tmp / "e"
+    empty.mkdir()
+    args.job_dir = str(empty / "hpoc-12")
+    node.prepare(args, env | {"SLURM_JOB_ID": "12"})
+    assert asked() == 1  # nothing to sweep: squeue not asked
 
 
 def test_wait_head_returns_the_address_once_the_port_answers(tmp_path):

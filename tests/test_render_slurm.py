@@ -126,6 +126,37 @@ def test_a_failing_setup_line_stops_the_job_and_is_named(tmp_path, line, code, a
     assert f"hpoc: slurm.setup failed (exit {code}) at: {at}\n" in run.stderr
 
 
+@pytest.mark.parametrize("launcher", ["job.sbatch", "hpoc submit"])
+def test_the_job_asks_slurm_for_its_killwait_once_for_every_ray_node(tmp_path, launcher):
+    """The Ray nodes gave Ray's SIGTERM handler 10 s whatever the site: with KillWait = 5,
+    SLURM's SIGKILL came first and the job directory (token included) stayed in /tmp. The
+    batch node asks `scontrol show config` once and exports it to the steps."""
+    from hpoc.submit.params import setup_lines
+
+    if launcher == "job.sbatch":
+        text = render_all(plan(), plan_path=PLAN_PATH)["job.sbatch"]
+    else:
+        text = "\n".join(setup_lines(plan()))
+    start = text.index("[[ -n ${HPOC_KILL_WAIT:-} ]]")
+    lines = text[start:text.index("export HPOC_KILL_WAIT", start)] + "export HPOC_KILL_WAIT"
+    fake = tmp_path / "scontrol"
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    env.pop("HPOC_KILL_WAIT", None)
+
+    def run(scontrol: str, **extra: str) -> str:
+        fake.write_text(f"#!/bin/bash\necho \"$*\" >>{tmp_path}/asked\n{scontrol}\n")
+        fake.chmod(0o755)
+        script = f"set -eo pipefail\nset -u\n{lines}\nbash -c 'echo \"step sees [$HPOC_KILL_WAIT]\"'\n"
+        return subprocess.run(["bash", "-c", script], env={**env, **extra}, capture_output=True, text=True,
+                              check=True).stdout
+
+    assert run('printf "JobRequeue              = 1\\nKillWait                = 5 sec\\n"') == "step sees [5]\n"
+    assert (tmp_path / "asked").read_text() == "show config\n"
+    assert run("echo 'slurm_load_ctl_conf error' >&2; exit 1") == "step sees []\n"  # the nodes' default
+    assert run("exit 1", HPOC_KILL_WAIT="12") == "step sees [12]\n"  # set by the user: kept, not asked
+    assert len((tmp_path / "asked").read_text().splitlines()) == 2
+
+
 def test_setup_lines_run_in_the_specs_directory_wherever_sbatch_ran(tmp_path):
     """`source .venv/bin/activate` (docs/language.md's example) ran in sbatch's working
     directory: submitted from the build directory, it failed."""

@@ -98,3 +98,45 @@ def test_attempts_move_to_another_slot():
 def test_negative_inputs_are_refused():
     with pytest.raises(ValueError):
         node_ports(-1)
+
+
+DEFAULT_LAYOUT = [20000 + 256 * k for k in range(49)] + [61000 + 256 * k for k in range(15)]
+
+
+@pytest.mark.parametrize("ephemeral, reserved", [
+    ((32768, 60999), ()),              # Linux's default
+    ((49152, 65535), ()),              # IANA's range, set on some sites
+    ((15000, 40000), ()),              # low: only ports above it are left
+    ((1024, 65535), ((20000, 29999), (8080, 8080))),  # widened, with ports reserved for services
+    ((32768, 60999), ((40000, 45055),)),  # reserved inside the default range: more room
+])  # fmt: skip
+def test_slots_stay_clear_of_the_ephemeral_range_a_host_really_uses(ephemeral, reserved):
+    """Slots assumed Linux's default range: on a host whose kernel hands out client ports from
+    49152-65535, the slots in 61000-64839 could be held by any program's connection."""
+    handed_out = set(range(ephemeral[0], ephemeral[1] + 1)) - {p for a, b in reserved for p in range(a, b + 1)}
+    bases = ports.slot_bases(ephemeral, reserved)
+    assert 0 < len(bases) <= ports.N_SLOTS
+    seen: set[int] = set()
+    for base in bases:
+        span = set(range(base, base + ports.SLOT))
+        assert not span & handed_out and not span & RAY_DEFAULTS and not span & seen
+        assert ports.LOW <= base and base + ports.SLOT <= ports.HIGH
+        seen |= span
+    for job in range(0, 3000, 7):
+        for rank in range(3):
+            assert node_ports(job, rank, 0, bases).gcs in bases
+    # any len(bases) consecutive job ids of rank 0 get different slots
+    assert len({node_ports(job, 0, 0, bases).slot for job in range(100, 100 + len(bases))}) == len(bases)
+
+
+def test_the_default_range_keeps_the_layout_of_before():
+    assert ports.slot_bases() == ports.DEFAULT_BASES == tuple(DEFAULT_LAYOUT)
+    assert [node_ports(j).gcs for j in range(64)] == DEFAULT_LAYOUT
+    assert ports.slot_bases((1024, 65535)) == ()  # no slot fits: the caller decides
+
+
+def test_the_kernel_files_are_read_as_linux_writes_them():
+    assert ports.parse_port_range("32768\t60999\n") == (32768, 60999)
+    assert ports.parse_port_range("") is None and ports.parse_port_range("9 3") is None
+    assert ports.parse_reserved("\n") == ()
+    assert ports.parse_reserved("8080,20000-29999,x\n") == ((8080, 8080), (20000, 29999))

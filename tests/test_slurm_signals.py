@@ -203,9 +203,9 @@ def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_termina
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 
-def test_scancel_during_the_bring_up_leaves_no_terminated_line(tmp_path):
-    """scancel while the preflight waited for the nodes: SLURM's SIGTERM killed its python,
-    the script's foreground command, and bash wrote "Terminated" above hpoc's own line."""
+def cancel_in_preflight(tmp_path: Path) -> tuple[int, str]:
+    """The job script cancelled while it waits for the head's GCS (its first command of the
+    preflight section): SIGTERM to every process, as SLURM sends it."""
     job = harness(tmp_path, stage="preflight")
     env = {**os.environ, "T": str(tmp_path), "PATH": f"{tmp_path}/bin:{os.environ['PATH']}", "SLURM_JOB_ID": "77"}
     proc = subprocess.Popen(["bash", str(job)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -215,10 +215,24 @@ def test_scancel_during_the_bring_up_leaves_no_terminated_line(tmp_path):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)  # as SLURM signals every process of the job
-    rc, out = finish(proc)
+    return finish(proc)
+
+
+def test_scancel_during_the_bring_up_leaves_no_terminated_line(tmp_path):
+    """scancel while the preflight waited for the nodes: SLURM's SIGTERM killed its python,
+    the script's foreground command, and bash wrote "Terminated" above hpoc's own line."""
+    rc, out = cancel_in_preflight(tmp_path)
     assert rc == 143 and "hpoc: terminated (SIGTERM)" in out, out
     assert "Terminated" not in out, out
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_scancel_while_the_script_waits_for_the_head_keeps_the_teardowns_lines(tmp_path):
+    """The wait for the head's GCS was a function call with its stdout sent to /dev/null: the
+    SIGTERM trap, and the teardown after it, ran inside that call, so "stopping Ray on 2
+    node(s)" went to /dev/null, not to the job's .out (seen after a scancel during bring-up)."""
+    rc, out = cancel_in_preflight(tmp_path)
+    assert rc == 143 and "hpoc: stopping Ray on 2 node(s)" in out, out
 
 
 def test_scancel_whose_signal_reaches_the_waited_command_first_is_still_said(tmp_path):

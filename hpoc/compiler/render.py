@@ -244,6 +244,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "nic_env": nic_env(slurm),
         "binds": binds,
         "job_dir_max": T.JOB_DIR_MAX,
+        "kill_wait_sh": T.KILL_WAIT_SH,
     }
 
 

@@ -72,6 +72,12 @@ def bindable(path: str) -> bool:
 # bytes (hpoc/runtime/node.py JOB_DIR_MAX, tested equal).
 JOB_DIR_MAX = 107 - 64 - len("/n00")
 
+# SLURM's KillWait (its SIGKILL follows its SIGTERM by that many seconds), asked once on the
+# batch node unless set; the steps carry it to every Ray node, whose SIGTERM watchdog takes a
+# share of it (hpoc/runtime/node_stop.py). No answer leaves it empty: the nodes' default.
+KILL_WAIT_SH = ("[[ -n ${HPOC_KILL_WAIT:-} ]] || HPOC_KILL_WAIT=$(timeout 5 scontrol show config 2>/dev/null"
+                " | sed -n 's/^KillWait *= *\\([0-9][0-9]*\\) sec.*/\\1/p') || true\nexport HPOC_KILL_WAIT")
+
 # CPUs of the Tune actor that drives a trial of several workers (hpoc/runtime/session.py
 # DRIVER_CPU): it takes a node's CPUs beside the trial's workers.
 TRIAL_DRIVER_CPU = 0.01

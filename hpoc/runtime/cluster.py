@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -23,9 +22,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpoc.runtime.node import (HEAD_FILE, KEEP_FILE, TOKEN_FILE, NodeError, answers, ensure_private_dir,
-                               host_name, keep_if_asked, write_secret)
-from hpoc.runtime.session import OWNER
+from hpoc.runtime.node import (HEAD_FILE, TOKEN_FILE, NodeError, answers, ensure_private_dir, host_name,
+                               keep_if_asked, write_secret)
+from hpoc.runtime.sweep import sweep_ended_jobs, wanted
 
 POLL_S = 0.1
 
@@ -33,7 +32,7 @@ POLL_S = 0.1
 def init(job_dir: Path) -> Path:
     """A fresh job directory and token. A requeued job keeps its job id, so an old
     directory of the same id may exist: nothing of this job runs yet, so it goes."""
-    if os.environ.get("SLURM_JOB_ID") and not os.environ.get("HPOC_TMP"):  # /tmp, or the job's own TMPDIR
+    if wanted(os.environ):  # /tmp, or the job's own TMPDIR: the other nodes sweep theirs (node.py)
         sweep_ended_jobs(job_dir.parent)
     if job_dir.is_symlink() or job_dir.is_file():
         raise SystemExit(f"hpoc: {job_dir} exists and is not a directory")
@@ -56,47 +55,6 @@ def init(job_dir: Path) -> Path:
         raise SystemExit(f"hpoc: {exc}") from None
     keep_if_asked(job_dir, os.environ)
     return token
-
-
-JOB_DIR_NAME = re.compile(r"hpoc-(\d+)(-r\d+)?")
-
-
-def sweep_ended_jobs(base: Path) -> list[Path]:
-    """Remove this user's job directories in `base` whose SLURM job has ended; the removed.
-
-    A teardown that SLURM's SIGKILL cut short (KillWait), or a node that rebooted keeping
-    /tmp, left the job's token and Ray's session logs in the node's /tmp, and nothing else
-    ever removes them. Only when squeue answers, and never a job it still lists (a requeued
-    one included), one kept on purpose (HPOC_KEEP_TMP=1), another user's directory, or a
-    local run's (`hpoc-<random>`). Not under HPOC_TMP: it may be shared with another cluster,
-    whose jobs this squeue does not list."""
-    try:
-        found = [p for p in base.iterdir() if JOB_DIR_NAME.fullmatch(p.name) and not p.is_symlink()
-                 and p.is_dir() and p.stat().st_uid == os.getuid() and not (p / KEEP_FILE).exists()
-                 and not (p / OWNER).exists()]  # a local run's, whose random name came out all digits
-    except OSError:
-        return []
-    if not found or (listed := _listed_jobs()) is None:
-        return []
-    ended = sorted((p for p in found if JOB_DIR_NAME.fullmatch(p.name).group(1) not in listed),
-                   key=lambda p: int(JOB_DIR_NAME.fullmatch(p.name).group(1)))
-    for path in ended:
-        shutil.rmtree(path, ignore_errors=True)
-    if ended:
-        print(f"hpoc: removed what ended jobs left in {base} ({', '.join(p.name for p in ended)}): their "
-              "teardown did not finish", flush=True)
-    return ended
-
-
-def _listed_jobs() -> set[str] | None:
-    """The ids of this user's jobs squeue lists (array tasks one by one), this one's too;
-    None when squeue cannot be asked."""
-    from hpoc.submit.queue import ask_squeue  # stdlib only: nothing of submitit's
-
-    rows = ask_squeue("%A", "-r", timeout=10)
-    if isinstance(rows, str):
-        return None
-    return {r.strip() for r in rows if r.strip()} | {os.environ.get("SLURM_JOB_ID", "")}
 
 
 def alive(pid: int | None) -> bool:

@@ -41,11 +41,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from hpoc.runtime import node_stop, ports
+from hpoc.runtime import node_stop, ports, sweep
+from hpoc.runtime.sweep import KEEP_FILE
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
 TOKEN_FILE = "token"
-KEEP_FILE = "keep"  # HPOC_KEEP_TMP=1: a later job's sweep of ended jobs' directories leaves it
 HEAD_FILE = "head.json"
 # Ray puts "/session_<date>_<time>_<micros>_<pid>/sockets/plasma_store" under --temp-dir
 # (about 64 characters); a unix socket path holds at most 107 bytes.
@@ -293,10 +293,37 @@ def port_free(ip: str, port: int) -> bool:
     return True
 
 
-def pick_ports(job_id: int, rank: int, ip: str) -> ports.NodePorts:
+PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")  # IPv6 sockets take theirs from it too
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # not Linux, or /proc not mounted: Linux's default
+        return ""
+
+
+def slot_bases() -> tuple[int, ...]:
+    """The port slots clear of this host's ephemeral ports: those the kernel may hand to any
+    program's client socket at any moment, where a Ray worker then could not listen. Linux's
+    default layout when none fits (a range widened to 1024-65535, say), said in the node's log."""
+    ephemeral = ports.parse_port_range(_read(PORT_RANGE)) or ports.EPHEMERAL
+    bases = ports.slot_bases(ephemeral, ports.parse_reserved(_read(RESERVED_PORTS)))
+    if bases:
+        return bases
+    print(f"hpoc: warning: no block of {ports.SLOT} ports in {ports.LOW}-{ports.HIGH - 1} lies outside "
+          f"{host_name()}'s ephemeral port range {ephemeral[0]}-{ephemeral[1]} ({PORT_RANGE}): Ray's ports "
+          "are taken from it, and a client connection of any program may hold one that a Ray worker "
+          "needs later; the site can exclude some with net.ipv4.ip_local_reserved_ports", file=sys.stderr)
+    return ports.DEFAULT_BASES
+
+
+def pick_ports(job_id: int, rank: int, ip: str, bases: Sequence[int] | None = None) -> ports.NodePorts:
+    bases = slot_bases() if bases is None else bases
     busy: list[int] = []
     for attempt in range(ports.MAX_ATTEMPTS):
-        candidate = ports.node_ports(job_id, rank, attempt)
+        candidate = ports.node_ports(job_id, rank, attempt, bases)
         busy = [p for p in candidate.all_ports() if not port_free(ip, p)]
         if not busy:
             return candidate
@@ -415,9 +442,11 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     keep_if_asked(job_dir, env)
     check_socket_room(job_dir / "n00")
     rank, temp_dir = claim_rank(job_dir)
+    name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()
+    if args.role == "worker" and rank == 0 and sweep.wanted(env):  # the batch node's: `cluster init`
+        sweep.sweep_ended_jobs(job_dir.parent, f" on {name}", own=job_dir.name)  # squeue only if one is there
     ip = node_ip(args.interface)
     node_ports = pick_ports(job_id, rank, ip)
-    name = args.node_name or env.get("SLURMD_NODENAME") or socket.gethostname()
     res = allocation(env)
     if args.gpus is not None:  # a job that asked SLURM for no GPUs (gpu_request = none)
         if args.gpus and not gpu_devices():  # Ray would place trials on GPUs that are not there
@@ -491,7 +520,8 @@ def run_ray(cmd: list[str], env: Mapping[str, str], *, head: str | None = None, 
     if head is not None:
         wait_for_head(head, timeout)
     print(f"hpoc: {shlex.join(['ray', *cmd[3:]])}", flush=True)
-    node_stop.heed_sigterm(cleanup)  # scancel while Ray waits for a GCS that has gone
+    # scancel while Ray waits for a GCS that has gone: stopped within a share of KillWait
+    node_stop.heed_sigterm(cleanup, node_stop.grace_for(env.get(node_stop.KILL_WAIT_ENV)))
     cli.main(args=cmd[3:], prog_name="ray")  # exits with ray start's status
 
 

@@ -7,8 +7,8 @@ too). SLURM's SIGKILL (KillWait, 30 s by default) then came first, to this node 
 job script's teardown: the job directory, token included, stayed in the node's /tmp.
 
 The signal's C-level handler still writes its number to Python's wakeup fd at once, so a
-thread learns of it; if the node has not stopped `GRACE_S` later, the thread kills the
-node's processes and ends it.
+thread learns of it; if the node has not stopped `grace_for(KillWait)` later, the thread
+kills the node's processes and ends it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,22 @@ import time
 from collections.abc import Callable
 
 GRACE_S = 10.0  # Ray's handler stops a node's processes in a second or two
+KILL_WAIT_ENV = "HPOC_KILL_WAIT"  # SLURM's KillWait, asked by the job script (compiler/tables.py)
+GRACE_RANGE = (1.0, 30.0)
+
+
+def grace_for(kill_wait: str | None) -> float:
+    """Seconds Ray's own SIGTERM handler gets before the node kills its processes itself: a
+    third of the site's KillWait, the time from SLURM's SIGTERM to its SIGKILL (5 s on some
+    sites, 120 s on others), leaving the rest for removing the job directory here and on the
+    batch node; GRACE_S (a third of SLURM's default 30 s) when it is not known."""
+    try:
+        seconds = float(kill_wait or "")
+    except ValueError:
+        return GRACE_S
+    if not seconds >= 0:  # nan
+        return GRACE_S
+    return round(min(max(seconds / 3, GRACE_RANGE[0]), GRACE_RANGE[1]), 1)
 
 
 def descendants(pid: int) -> list[int]:

@@ -1,13 +1,17 @@
 """Port blocks for Ray nodes, so that jobs sharing a host never fight over a port.
 
 Every port a Ray node listens on is pinned. The ports come from a *slot*: a block of
-`SLOT` (256) consecutive ports. The 64 slots lie in two regions that avoid both Linux's
-default ephemeral range (32768-60999: the kernel hands those out to client sockets of any
-program) and the ports a Ray started with defaults uses (6379, 8265, 10001, workers in
-10002-19999, 52365):
+`SLOT` (256) consecutive ports in 20000-64999, clear of the ports a Ray started with
+defaults uses (6379, 8265, 10001, workers in 10002-19999, 52365) and of the host's
+ephemeral range (`ip_local_port_range`, less `ip_local_reserved_ports`: the kernel hands
+those out to client sockets of any program). With Linux's default range (32768-60999)
+the 64 slots lie in two regions:
 
     slots  0..48  in 20000-32543
     slots 49..63  in 61000-64839
+
+A host with another range gets the slots that fit (`slot_bases`), the first 64 of them;
+every Ray node of a host reads the same range, so they share one layout.
 
 A Ray node picks its slot from three numbers:
 
@@ -18,7 +22,9 @@ A Ray node picks its slot from three numbers:
 
     slot = (job_id + rank * RANK_STRIDE + rank // MAX_RANK + attempt) mod N_SLOTS
 
-Why two jobs on one host do not collide (see tests/test_slurm_ports.py):
+(mod the number of slots that fit, where fewer than N_SLOTS do: the guarantees below then
+hold for fewer ids, and the probe at start catches the rest). Why two jobs on one host do
+not collide (see tests/test_slurm_ports.py):
 
 * Two Ray nodes share a port only if they have the same slot: slots never overlap.
 * Same rank (the real-cluster case, rank 0): jobs whose ids differ by 1 .. N_SLOTS-1
@@ -34,13 +40,15 @@ Why two jobs on one host do not collide (see tests/test_slurm_ports.py):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 SLOT = 256
-REGIONS = ((20000, 32768), (61000, 65000))  # [start, end) below and above the ephemeral range
-_REGION_SLOTS = [(start, (end - start) // SLOT) for start, end in REGIONS]
-N_SLOTS = sum(n for _, n in _REGION_SLOTS)  # 49 + 15 = 64
-LOW, HIGH = REGIONS[0][0], REGIONS[-1][1]
+LOW, HIGH = 20000, 65000  # [LOW, HIGH): above the worker ports of a Ray started with defaults
+RAY_DEFAULT = 52365  # a default Ray's dashboard agent port: in no slot
+EPHEMERAL = (32768, 60999)  # Linux's default ip_local_port_range, both ends included
+N_SLOTS = 64  # 49 below and 15 above the default ephemeral range
 RANK_STRIDE = 16
 MAX_RANK = N_SLOTS // RANK_STRIDE  # 4 Ray nodes of one job per host keep the guarantee
 MAX_ATTEMPTS = 8
@@ -86,25 +94,71 @@ class NodePorts:
         return args
 
 
-def slot_index(job_id: int, rank: int = 0, attempt: int = 0) -> int:
+@functools.lru_cache(maxsize=8)
+def slot_bases(ephemeral: tuple[int, int] = EPHEMERAL,
+               reserved: tuple[tuple[int, int], ...] = ()) -> tuple[int, ...]:
+    """First port of each slot clear of the ephemeral ports `ephemeral` (both ends included)
+    less the `reserved` ranges, which the kernel never hands out: each run of such ports in
+    [LOW, HIGH) cut into SLOTs from its start; at most N_SLOTS of them (pure)."""
+    lo, hi = ephemeral
+    blocked = [False] * (HIGH - LOW)  # ports that client sockets may hold, or a default Ray
+    for port in range(max(lo, LOW), min(hi + 1, HIGH)):
+        blocked[port - LOW] = True
+    for start, end in reserved:
+        for port in range(max(start, LOW), min(end + 1, HIGH)):
+            blocked[port - LOW] = False
+    blocked[RAY_DEFAULT - LOW] = True
+    bases: list[int] = []
+    port = LOW
+    while port + SLOT <= HIGH and len(bases) < N_SLOTS:
+        taken = next((p for p in range(port + SLOT - 1, port - 1, -1) if blocked[p - LOW]), None)
+        if taken is None:
+            bases.append(port)
+            port += SLOT
+        else:
+            port = taken + 1
+    return tuple(bases)
+
+
+DEFAULT_BASES = slot_bases()
+
+
+def slot_index(job_id: int, rank: int = 0, attempt: int = 0, slots: int = N_SLOTS) -> int:
     if job_id < 0 or rank < 0 or attempt < 0:
         raise ValueError(f"job_id, rank and attempt must be >= 0, got {job_id}, {rank}, {attempt}")
-    return (job_id + rank * RANK_STRIDE + rank // MAX_RANK + attempt) % N_SLOTS
+    return (job_id + rank * RANK_STRIDE + rank // MAX_RANK + attempt) % slots
 
 
-def slot_base(slot: int) -> int:
+def slot_base(slot: int, bases: Sequence[int] = DEFAULT_BASES) -> int:
     """First port of `slot`."""
-    for start, count in _REGION_SLOTS:
-        if slot < count:
-            return start + slot * SLOT
-        slot -= count
-    raise ValueError("slot out of range")
+    if not 0 <= slot < len(bases):
+        raise ValueError("slot out of range")
+    return bases[slot]
 
 
-def node_ports(job_id: int, rank: int = 0, attempt: int = 0) -> NodePorts:
-    """The ports of Ray node `rank` of job `job_id` on its host (pure)."""
-    slot = slot_index(job_id, rank, attempt)
-    base = slot_base(slot)
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """`ip_local_port_range` ("32768\t60999"); None when it does not read as one."""
+    parts = text.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[0]) > int(parts[1]):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def parse_reserved(text: str) -> tuple[tuple[int, int], ...]:
+    """`ip_local_reserved_ports` ("8080,20000-29999", or empty): the ranges, both ends included."""
+    out = []
+    for item in text.strip().split(","):
+        start, _, end = item.strip().partition("-")
+        if start.isdigit() and (end or start).isdigit():
+            out.append((int(start), int(end or start)))
+    return tuple(out)
+
+
+def node_ports(job_id: int, rank: int = 0, attempt: int = 0,
+               bases: Sequence[int] = DEFAULT_BASES) -> NodePorts:
+    """The ports of Ray node `rank` of job `job_id` on its host, among the slots `bases` (pure)."""
+    slot = slot_index(job_id, rank, attempt, len(bases))
+    base = slot_base(slot, bases)
     return NodePorts(
         slot=slot,
         gcs=base,

@@ -23,6 +23,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpoc.compiler.tables import KILL_WAIT_SH
 from hpoc.plan import MAX_WALLTIME_REQUEUES
 
 CLUSTERS = ("slurm", "local")
@@ -123,6 +124,7 @@ def setup_lines(plan: dict[str, Any]) -> list[str]:
         nic = shlex.quote(slurm["interface"])
         lines.append("export " + " ".join(f"{key}={nic}" for key in nics))
     lines.append("export RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1")
+    lines += KILL_WAIT_SH.split("\n")  # the Ray nodes stop within a share of it (node_stop.py)
     lines.append(f"cd {shlex.quote(plan['source']['workdir'])}")
     container = slurm.get("container")
     if container:

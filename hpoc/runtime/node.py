@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from hpoc.runtime import node_stop, ports
+from hpoc.runtime import node_stop, ports, visible
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
 TOKEN_FILE = "token"
@@ -320,9 +320,8 @@ def allocation(env: Mapping[str, str], shm: str = "/dev/shm") -> dict[str, int |
     """CPUs, GPUs and memory (bytes) this job has on this node, from SLURM's variables."""
     cpus = _int_env(env, "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE")
     gpus = _int_env(env, "SLURM_GPUS_ON_NODE")
-    if gpus is None:
-        visible = env.get("CUDA_VISIBLE_DEVICES", "")
-        gpus = len([d for d in visible.split(",") if d.strip()]) if visible else 0
+    if gpus is None:  # CUDA_VISIBLE_DEVICES, or on AMD nodes ROCR_/HIP_VISIBLE_DEVICES
+        gpus = visible.count(env) or 0
     mem_mb = _int_env(env, "SLURM_MEM_PER_NODE")
     if mem_mb is None and cpus and (per_cpu := _int_env(env, "SLURM_MEM_PER_CPU")):
         mem_mb = per_cpu * cpus
@@ -449,7 +448,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", help="name Ray reports for this node (default: $SLURMD_NODENAME)")
     p.add_argument("--interface", help="network interface for Ray (default: first non-loopback IPv4)")
     p.add_argument("--gpus", type=int, help="GPUs of this node for Ray (default: $SLURM_GPUS_ON_NODE, "
-                   "else the devices in $CUDA_VISIBLE_DEVICES)")
+                   "else the devices in $CUDA_VISIBLE_DEVICES or $ROCR_VISIBLE_DEVICES)")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("HPOC_BRINGUP_TIMEOUT", 300)),
                    help="seconds a worker waits for the head to answer (default: $HPOC_BRINGUP_TIMEOUT or 300)")
     return p

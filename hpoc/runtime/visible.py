@@ -1,0 +1,57 @@
+"""Which GPUs a process sees: NVIDIA's CUDA_VISIBLE_DEVICES, AMD's ROCR_ and HIP_VISIBLE_DEVICES.
+
+On AMD nodes (LUMI) SLURM hides the job's other GPUs with ROCR_VISIBLE_DEVICES, and HIP
+numbers what that leaves 0..n-1; HIP_VISIBLE_DEVICES picks among those. Ray gives each
+worker its GPUs in HIP_VISIBLE_DEVICES, and refuses to start, or even be imported, when
+ROCR_VISIBLE_DEVICES is set without it ("Please use HIP_VISIBLE_DEVICES instead").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+
+ROCR, HIP, CUDA = "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES"
+
+
+def _items(value: str) -> list[str]:
+    return [d.strip() for d in value.split(",") if d.strip()]
+
+
+def hip_for_rocr(env: Mapping[str, str]) -> str | None:
+    """The HIP_VISIBLE_DEVICES that shows a process every GPU ROCR_VISIBLE_DEVICES leaves it
+    (`0,...,n-1`: HIP counts only those), when ROCR is set and HIP is not; else None."""
+    if ROCR not in env or HIP in env:
+        return None
+    return ",".join(str(i) for i in range(len(_items(env[ROCR]))))
+
+
+def adopt_rocr(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Set HIP_VISIBLE_DEVICES from SLURM's ROCR_VISIBLE_DEVICES (the same GPUs), so that
+    Ray, which this process or its children load, accepts the node's GPUs."""
+    hip = hip_for_rocr(environ)
+    if hip is not None:
+        environ[HIP] = hip
+
+
+def count(env: Mapping[str, str]) -> int | None:
+    """GPUs the visible-devices variables leave a process; None when none is set."""
+    for name in (CUDA, HIP, ROCR):  # HIP picks among ROCR's: the narrower one
+        if name in env:
+            return len(_items(env[name]))
+    return None
+
+
+def share(gpus: list[str], environ: MutableMapping[str, str] = os.environ) -> None:
+    """Show a process the GPUs `gpus` (Ray's ids) of all workers on its node, as Ray Train
+    does for NCCL's peer links. Ray hid the others in the variable of the node's GPUs:
+    CUDA_VISIBLE_DEVICES, and on AMD HIP_VISIBLE_DEVICES, which wins over it there."""
+    environ[CUDA] = ",".join(gpus)
+    if HIP in environ:
+        environ[HIP] = ",".join(gpus)
+
+
+def shown(environ: Mapping[str, str] = os.environ) -> str:
+    """The visible-devices variables as set, for a message: `CUDA_VISIBLE_DEVICES=''`."""
+    said = [f"{name}={environ[name]!r}" for name in (CUDA, HIP, ROCR) if name in environ]
+    return ", ".join(said) or "CUDA_VISIBLE_DEVICES unset"

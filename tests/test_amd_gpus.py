@@ -1,0 +1,41 @@
+"""AMD GPUs (LUMI: MI250X, ROCm torch): SLURM hides the job's other GPUs with
+ROCR_VISIBLE_DEVICES, Ray assigns them with HIP_VISIBLE_DEVICES. No AMD GPU here: the
+environment is faked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hpoc.runtime import node, visible
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_VISIBLE_DEVICES")}
+    return subprocess.run([sys.executable, "-c", code], env=clean | env | {"PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_rays_amd_gpu_manager_accepts_the_gpus_slurm_gave_a_lumi_step():
+    """SLURM sets ROCR_VISIBLE_DEVICES on LUMI; Ray raised "Please use HIP_VISIBLE_DEVICES
+    instead of ROCR_VISIBLE_DEVICES" at `import ray` on such a node: no Ray node, driver or
+    local run started. hpoc's runtime gives HIP the same GPUs (HIP numbers ROCR's from 0)."""
+    code = ("import hpoc.runtime, os\n"
+            "from ray._private.accelerators.amd_gpu import AMDGPUAcceleratorManager as M\n"
+            "print(M.get_current_process_visible_accelerator_ids(), os.environ['ROCR_VISIBLE_DEVICES'])")
+    done = _python(code, {"ROCR_VISIBLE_DEVICES": "2,5"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "['0', '1'] 2,5"  # ROCR's GPUs 2 and 5, as HIP's 0 and 1
+    # HIP set by the user (or by Ray for a worker) stays as it is
+    assert visible.hip_for_rocr({"ROCR_VISIBLE_DEVICES": "0,1,2", "HIP_VISIBLE_DEVICES": "1"}) is None
+    assert visible.hip_for_rocr({"CUDA_VISIBLE_DEVICES": "0"}) is None  # NVIDIA: nothing changes
+
+
+def test_a_node_counts_the_amd_gpus_slurm_left_it():
+    assert node.allocation({"ROCR_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"})["gpus"] == 8
+    assert node.allocation({"ROCR_VISIBLE_DEVICES": "0,1,2,3", "HIP_VISIBLE_DEVICES": "1"})["gpus"] == 1
+    assert node.allocation({"CUDA_VISIBLE_DEVICES": "0,1", "ROCR_VISIBLE_DEVICES": "0"})["gpus"] == 2

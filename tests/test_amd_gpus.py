@@ -39,3 +39,31 @@ def test_a_node_counts_the_amd_gpus_slurm_left_it():
     assert node.allocation({"ROCR_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"})["gpus"] == 8
     assert node.allocation({"ROCR_VISIBLE_DEVICES": "0,1,2,3", "HIP_VISIBLE_DEVICES": "1"})["gpus"] == 1
     assert node.allocation({"CUDA_VISIBLE_DEVICES": "0,1", "ROCR_VISIBLE_DEVICES": "0"})["gpus"] == 2
+
+
+def test_a_warm_groups_workers_see_their_nodes_amd_gpus_not_only_their_own(monkeypatch, tmp_path):
+    """Ray put each pooled worker's own GPU in HIP_VISIBLE_DEVICES, which wins over
+    CUDA_VISIBLE_DEVICES under ROCm: the worker of local rank 1 saw one GPU and failed in
+    `torch.cuda.set_device(1)` ("invalid device ordinal"). It sees its node's workers' GPUs,
+    as on NVIDIA nodes."""
+    import torch.distributed as dist
+
+    from hpoc.runtime.pool_worker import PoolWorker
+    from hpoc.runtime.report import free_port
+
+    for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+                 "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # join enters the study's directory
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
+    monkeypatch.setenv("HIP_VISIBLE_DEVICES", "5")  # what Ray gave this worker
+    try:
+        PoolWorker(0, 1).join("127.0.0.1", free_port(""), "gloo", 1, 2, str(tmp_path), [], ["4", "5"])
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert os.environ["HIP_VISIBLE_DEVICES"] == "4,5" and os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
+    monkeypatch.delenv("HIP_VISIBLE_DEVICES")  # NVIDIA: Ray set CUDA_VISIBLE_DEVICES only
+    visible.share(["0", "3"])
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,3" and "HIP_VISIBLE_DEVICES" not in os.environ

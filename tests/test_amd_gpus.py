@@ -67,3 +67,34 @@ def test_a_warm_groups_workers_see_their_nodes_amd_gpus_not_only_their_own(monke
     monkeypatch.delenv("HIP_VISIBLE_DEVICES")  # NVIDIA: Ray set CUDA_VISIBLE_DEVICES only
     visible.share(["0", "3"])
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,3" and "HIP_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_train_runs_workers_on_amd_nodes_see_the_gpus_train_shared(monkeypatch, tmp_path):
+    """Ray Train shares a node's workers' GPUs in CUDA_VISIBLE_DEVICES and gives torch the
+    worker's index in it (`cuda:1`), while Ray left HIP_VISIBLE_DEVICES, which wins under
+    ROCm, at the worker's own GPU: local rank 1 failed with "invalid device ordinal"
+    (ray-project/ray#49260) before the trainer ran. A callback right after Train's
+    gives HIP the shared list."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.v2._internal.callbacks.accelerators import AcceleratorSetupCallback
+
+    from hpoc.runtime.trial import train_run_class
+
+    run = train_run_class()(lambda config: None, scaling_config=ScalingConfig(num_workers=2, use_gpu=True),
+                            run_config=RunConfig(name="t", storage_path=str(tmp_path)))
+    callbacks = run._create_default_callbacks()
+    after = callbacks[next(i for i, c in enumerate(callbacks) if isinstance(c, AcceleratorSetupCallback)) + 1]
+
+    class Worker:  # runs here what the callback sends a worker
+        def execute_async(self, fn):
+            return fn()
+
+    monkeypatch.setattr(ray, "get", lambda refs: refs)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # what Train shared
+    monkeypatch.setenv("HIP_VISIBLE_DEVICES", "3")  # what Ray gave the worker
+    assert after.before_init_train_context([Worker()]) == {}
+    assert os.environ["HIP_VISIBLE_DEVICES"] == "2,3"
+    monkeypatch.delenv("HIP_VISIBLE_DEVICES")  # NVIDIA: nothing to follow
+    after.before_init_train_context([Worker()])
+    assert "HIP_VISIBLE_DEVICES" not in os.environ

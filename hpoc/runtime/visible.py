@@ -51,6 +51,14 @@ def share(gpus: list[str], environ: MutableMapping[str, str] = os.environ) -> No
         environ[HIP] = ",".join(gpus)
 
 
+def hip_follows_cuda(environ: MutableMapping[str, str] = os.environ) -> None:
+    """On AMD nodes, a Ray Train worker's HIP_VISIBLE_DEVICES (its own GPU, from Ray) takes
+    the GPUs Ray Train shared in CUDA_VISIBLE_DEVICES, whose index of the worker's GPU Train
+    then hands torch (ray-project/ray#49260: "invalid device ordinal" on local rank 1)."""
+    if HIP in environ and CUDA in environ:
+        environ[HIP] = environ[CUDA]
+
+
 def shown(environ: Mapping[str, str] = os.environ) -> str:
     """The visible-devices variables as set, for a message: `CUDA_VISIBLE_DEVICES=''`."""
     said = [f"{name}={environ[name]!r}" for name in (CUDA, HIP, ROCR) if name in environ]

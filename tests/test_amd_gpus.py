@@ -98,3 +98,30 @@ def test_a_train_runs_workers_on_amd_nodes_see_the_gpus_train_shared(monkeypatch
     monkeypatch.delenv("HIP_VISIBLE_DEVICES")  # NVIDIA: nothing to follow
     after.before_init_train_context([Worker()])
     assert "HIP_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_cuda_torch_on_an_amd_node_is_named_as_the_reason_trials_see_no_gpu(monkeypatch, tmp_path):
+    """`pip install torch` gives a CUDA build; on LUMI's AMD nodes it sees no GPU, and the
+    trial's error sent the user to `nvidia-smi` and CUDA_VISIBLE_DEVICES."""
+    import torch
+
+    from hpoc.runtime import gpus
+
+    dev = tmp_path / "dev"
+    (dev / "dri").mkdir(parents=True)
+    (dev / "kfd").touch()
+    (dev / "dri" / "renderD128").touch()
+    monkeypatch.setattr(gpus, "DEV", dev)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("HIP_VISIBLE_DEVICES", "0")
+    said = gpus.device_problem(1)
+    assert "is built for CUDA and " in said and "'s GPUs are AMD" in said
+    assert "help: install a ROCm build of torch" in said and "nvidia-smi" not in said
+    monkeypatch.setattr(torch.version, "hip", "6.2")  # a ROCm build that sees none: the node's doing
+    said = gpus.device_problem(1)
+    assert "sees none (HIP_VISIBLE_DEVICES='0', ROCR_VISIBLE_DEVICES='0', torch.cuda.device_count() = " in said
+    assert "`rocm-smi` there" in said

@@ -4,14 +4,26 @@ environment is faked."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from hpoc.runtime import node, visible
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def short_tmp():
+    path = Path(tempfile.mkdtemp(prefix="hpt", dir="/tmp"))  # pytest's tmp_path is too long for sockets
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -125,3 +137,25 @@ def test_a_cuda_torch_on_an_amd_node_is_named_as_the_reason_trials_see_no_gpu(mo
     said = gpus.device_problem(1)
     assert "sees none (HIP_VISIBLE_DEVICES='0', ROCR_VISIBLE_DEVICES='0', torch.cuda.device_count() = " in said
     assert "`rocm-smi` there" in said
+
+
+def test_miopens_databases_go_to_the_nodes_job_directory_on_amd_nodes(short_tmp, monkeypatch):
+    """MIOpen (ROCm's cuDNN) keeps its kernel databases in SQLite files under $HOME: on LUMI
+    a Lustre home that every trial of every node locks at once (slow first epochs, "database
+    is locked"), or a read-only one in a container. Each Ray node's trials use a directory
+    in its private job directory instead; the user's own setting stays; NVIDIA nodes get none."""
+    dev = short_tmp / "dev"
+    dev.mkdir()
+    monkeypatch.setattr(node, "DEV", dev)
+    args = argparse.Namespace(role="head", job_dir=str(short_tmp / "hpoc-61"), address=None, job_id=61,
+                              node_name=None, interface="lo", gpus=None)
+    base = {"SLURMD_NODENAME": "nid005000", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"}
+    _, env = node.prepare(args, base | {"ROCR_VISIBLE_DEVICES": "0,1", "HIP_VISIBLE_DEVICES": "0,1"})
+    miopen = short_tmp / "hpoc-61" / "miopen"
+    assert env["MIOPEN_USER_DB_PATH"] == env["MIOPEN_CUSTOM_CACHE_DIR"] == str(miopen) and miopen.is_dir()
+    (dev / "kfd").touch()  # gpu_request = none: SLURM set no ROCR_VISIBLE_DEVICES
+    env = node.ray_env(base | {"MIOPEN_USER_DB_PATH": "/scratch/me/miopen"}, short_tmp / "hpoc-61" / "token")
+    assert env["MIOPEN_USER_DB_PATH"] == "/scratch/me/miopen" and env["MIOPEN_CUSTOM_CACHE_DIR"] == str(miopen)
+    (dev / "kfd").unlink()
+    env = node.ray_env(base | {"CUDA_VISIBLE_DEVICES": "0"}, short_tmp / "hpoc-61" / "token")
+    assert "MIOPEN_USER_DB_PATH" not in env and "MIOPEN_CUSTOM_CACHE_DIR" not in env

@@ -12,7 +12,8 @@ so the step's PID *is* the Ray node and killing the step stops exactly this node
 * the node's IP: the configured interface, else the first non-loopback IPv4 of the host;
 * a port slot from `hpoc.runtime.ports`, probed free before use;
 * CPUs, GPUs and memory from the allocation (SLURM_*), not from the whole machine (`--gpus N`
-  for a job that asked SLURM for none: `slurm.gpu_request = none`).
+  for a job that asked SLURM for none: `slurm.gpu_request = none`);
+* on AMD nodes, MIOpen's kernel databases in the job directory rather than $HOME.
 
 The head writes `<job dir>/head.json` with its address before Ray starts, so the script
 can start the workers right away: each loads Ray while the head starts, waits until the
@@ -379,7 +380,20 @@ def ray_env(env: Mapping[str, str], token: Path) -> dict[str, str]:
     # On SIGTERM `ray start` first asks the GCS to drain this node, for up to 30 s. At
     # teardown every node of the job stops at once and the GCS may be gone already.
     out["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+    out.update(miopen_env(env, token.parent))
     return out
+
+
+MIOPEN_VARS = ("MIOPEN_USER_DB_PATH", "MIOPEN_CUSTOM_CACHE_DIR")
+
+
+def miopen_env(env: Mapping[str, str], job_dir: Path) -> dict[str, str]:
+    """On AMD nodes, MIOpen's databases in the node's job directory, not in $HOME: SQLite
+    files there that every trial of every node locks at once on a shared file system (LUMI's
+    Lustre), or that a container's read-only home refuses. What the user set stays."""
+    if not (visible.ROCR in env or (DEV / "kfd").exists()):
+        return {}
+    return {name: str(job_dir / "miopen") for name in MIOPEN_VARS if not env.get(name)}
 
 
 def write_head_file(job_dir: Path, address: str, node_name: str) -> None:
@@ -424,6 +438,9 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
                             f"has no GPU device ({DEV}/nvidia*, {DEV}/dri/renderD*): its partition gives no GPUs "
                             "with the node; choose a GPU partition, or set slurm.gpu_request = gres or per_node")
         res["gpus"] = args.gpus
+    env_out = ray_env(env, token)
+    if any(env_out.get(name) == str(job_dir / "miopen") for name in MIOPEN_VARS):
+        (job_dir / "miopen").mkdir(mode=0o700, exist_ok=True)
     address = f"{ip}:{node_ports.gcs}" if args.role == "head" else args.address
     cmd = ray_start_command(
         role=args.role, python=sys.executable, ip=ip, node_ports=node_ports, temp_dir=temp_dir,
@@ -436,7 +453,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
         f"temp={temp_dir} cpus={res['cpus']} gpus={res['gpus']} memory={res['memory']}",
         flush=True,
     )
-    return cmd, ray_env(env, token)
+    return cmd, env_out
 
 
 def parser() -> argparse.ArgumentParser:

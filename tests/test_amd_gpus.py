@@ -26,22 +26,39 @@ def short_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+FAKE_AMDSMI = """
+class AmdSmiInitFlags: INIT_AMD_GPUS = 2
+class AmdSmiMemoryType: VRAM = 0
+class AmdSmiLibraryException(Exception): pass
+def amdsmi_init(flags=None): pass
+def amdsmi_get_processor_handles(): return ["gcd0", "gcd1"]
+def amdsmi_shut_down(): pass
+def amdsmi_get_gpu_id(handle): return 0x7408
+"""
+
+
+def _python(code: str, env: dict[str, str], path: str = "") -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.endswith("_VISIBLE_DEVICES")}
-    return subprocess.run([sys.executable, "-c", code], env=clean | env | {"PYTHONPATH": str(ROOT)},
+    return subprocess.run([sys.executable, "-c", code], env=clean | env | {"PYTHONPATH": f"{ROOT}{path}"},
                           capture_output=True, text=True, timeout=120)
 
 
-def test_rays_amd_gpu_manager_accepts_the_gpus_slurm_gave_a_lumi_step():
-    """SLURM sets ROCR_VISIBLE_DEVICES on LUMI; Ray raised "Please use HIP_VISIBLE_DEVICES
-    instead of ROCR_VISIBLE_DEVICES" at `import ray` on such a node: no Ray node, driver or
-    local run started. hpoc's runtime gives HIP the same GPUs (HIP numbers ROCR's from 0)."""
-    code = ("import hpoc.runtime, os\n"
-            "from ray._private.accelerators.amd_gpu import AMDGPUAcceleratorManager as M\n"
-            "print(M.get_current_process_visible_accelerator_ids(), os.environ['ROCR_VISIBLE_DEVICES'])")
+def test_ray_loads_and_takes_the_gpus_slurm_gave_a_lumi_step(tmp_path):
+    """SLURM sets ROCR_VISIBLE_DEVICES on LUMI; where AMD SMI finds the GPUs (here a fake
+    `amdsmi`), Ray raised "Please use HIP_VISIBLE_DEVICES instead of ROCR_VISIBLE_DEVICES"
+    at `import ray`: no Ray node, driver or local run started. hpoc's runtime gives HIP the
+    same GPUs (HIP numbers ROCR's from 0)."""
+    (tmp_path / "amdsmi.py").write_text(FAKE_AMDSMI)
+    code = ("import hpoc.runtime, os, ray\n"
+            "print(ray._private.utils.get_visible_accelerator_ids()['GPU'], os.environ.get('HIP_VISIBLE_DEVICES'))")
+    done = _python(code, {"ROCR_VISIBLE_DEVICES": "2,5"}, f":{tmp_path}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == "['0', '1'] 0,1"  # ROCR's GPUs 2 and 5, as HIP's 0 and 1
+    # Without AMD SMI Ray hands out CUDA_VISIBLE_DEVICES (HIP reads it too): a HIP of all
+    # the node's GPUs would override it, so none is set
     done = _python(code, {"ROCR_VISIBLE_DEVICES": "2,5"})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[0] == "['0', '1'] 2,5"  # ROCR's GPUs 2 and 5, as HIP's 0 and 1
+    assert done.stdout.split("\n")[0] == "None None"
     # HIP set by the user (or by Ray for a worker) stays as it is
     assert visible.hip_for_rocr({"ROCR_VISIBLE_DEVICES": "0,1,2", "HIP_VISIBLE_DEVICES": "1"}) is None
     assert visible.hip_for_rocr({"CUDA_VISIBLE_DEVICES": "0"}) is None  # NVIDIA: nothing changes

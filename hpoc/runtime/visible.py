@@ -1,7 +1,8 @@
 """Which GPUs a process sees: NVIDIA's CUDA_VISIBLE_DEVICES, AMD's ROCR_ and HIP_VISIBLE_DEVICES.
 
 On AMD nodes (LUMI) SLURM hides the job's other GPUs with ROCR_VISIBLE_DEVICES, and HIP
-numbers what that leaves 0..n-1; HIP_VISIBLE_DEVICES picks among those. Ray gives each
+numbers what that leaves 0..n-1; HIP_VISIBLE_DEVICES (or CUDA_VISIBLE_DEVICES, which HIP
+reads when it is unset) picks among those. Ray, where AMD SMI finds the GPUs, gives each
 worker its GPUs in HIP_VISIBLE_DEVICES, and refuses to start, or even be imported, when
 ROCR_VISIBLE_DEVICES is set without it ("Please use HIP_VISIBLE_DEVICES instead").
 """
@@ -26,11 +27,38 @@ def hip_for_rocr(env: Mapping[str, str]) -> str | None:
     return ",".join(str(i) for i in range(len(_items(env[ROCR]))))
 
 
+def ray_takes_amd_gpus() -> bool:
+    """Whether Ray takes this node's GPUs for AMD's, by its own test (AMD SMI finds some),
+    run from Ray's file without importing Ray: that import is what fails. Without AMD SMI
+    (Ray 2.60 needs the `amdsmi` package) Ray hands each worker its GPUs in
+    CUDA_VISIBLE_DEVICES, which HIP also reads, and a HIP_VISIBLE_DEVICES of all the node's
+    GPUs would override it: every trial on the first GPU."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("ray")  # finds it, imports nothing
+        if spec is None or not spec.submodule_search_locations:
+            return False
+        path = Path(list(spec.submodule_search_locations)[0], "_private", "thirdparty", "pyamdsmi", "pyamdsmi.py")
+        file_spec = importlib.util.spec_from_file_location("hpoc_ray_pyamdsmi", path)
+        smi = importlib.util.module_from_spec(file_spec)
+        file_spec.loader.exec_module(smi)
+        smi.smi_initialize()
+        try:
+            return smi.smi_get_device_count() > 0
+        finally:
+            smi.smi_shutdown()
+    except Exception:  # no Ray, no AMD SMI, no GPU: Ray's own test fails alike
+        return False
+
+
 def adopt_rocr(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Set HIP_VISIBLE_DEVICES from SLURM's ROCR_VISIBLE_DEVICES (the same GPUs), so that
-    Ray, which this process or its children load, accepts the node's GPUs."""
+    """Set HIP_VISIBLE_DEVICES from SLURM's ROCR_VISIBLE_DEVICES (the same GPUs) where Ray
+    takes the node's GPUs for AMD's, so that Ray, which this process or its children load,
+    accepts them and hands them out in HIP_VISIBLE_DEVICES."""
     hip = hip_for_rocr(environ)
-    if hip is not None:
+    if hip is not None and ray_takes_amd_gpus():
         environ[HIP] = hip
 
 

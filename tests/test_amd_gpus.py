@@ -62,6 +62,8 @@ def test_ray_loads_and_takes_the_gpus_slurm_gave_a_lumi_step(tmp_path):
     # HIP set by the user (or by Ray for a worker) stays as it is
     assert visible.hip_for_rocr({"ROCR_VISIBLE_DEVICES": "0,1,2", "HIP_VISIBLE_DEVICES": "1"}) is None
     assert visible.hip_for_rocr({"CUDA_VISIBLE_DEVICES": "0"}) is None  # NVIDIA: nothing changes
+    # HIP read CUDA_VISIBLE_DEVICES (`hpoc submit --local` sets it): the same GPUs
+    assert visible.hip_for_rocr({"ROCR_VISIBLE_DEVICES": "0,1,2,3", "CUDA_VISIBLE_DEVICES": "1,2"}) == "1,2"
 
 
 def test_a_node_counts_the_amd_gpus_slurm_left_it():
@@ -176,3 +178,22 @@ def test_miopens_databases_go_to_the_nodes_job_directory_on_amd_nodes(short_tmp,
     (dev / "kfd").unlink()
     env = node.ray_env(base | {"CUDA_VISIBLE_DEVICES": "0"}, short_tmp / "hpoc-61" / "token")
     assert "MIOPEN_USER_DB_PATH" not in env and "MIOPEN_CUSTOM_CACHE_DIR" not in env
+
+
+def test_local_jobs_on_an_amd_machine_keep_its_gpus(monkeypatch, tmp_path):
+    """`hpoc submit --local` on an AMD node (an interactive LUMI allocation): no
+    CUDA_VISIBLE_DEVICES, no nvidia-smi, so hpoc found no GPU and submitit gave the job
+    CUDA_VISIBLE_DEVICES='' (which HIP reads too): its trials saw none."""
+    from hpoc.submit import params as P
+
+    assert P.local_gpus({"ROCR_VISIBLE_DEVICES": "4,5,6,7"}) == [0, 1, 2, 3]  # HIP numbers ROCR's from 0
+    assert P.local_gpus({"ROCR_VISIBLE_DEVICES": "4,5,6,7", "HIP_VISIBLE_DEVICES": "1,3"}) == [1, 3]
+    dev = tmp_path / "dev"
+    (dev / "dri").mkdir(parents=True)
+    for k in range(2):
+        (dev / "dri" / f"renderD{128 + k}").touch()
+    monkeypatch.setattr(node, "DEV", dev)
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no nvidia-smi
+    assert P.local_gpus({}) == []  # render nodes without /dev/kfd: a display adapter
+    (dev / "kfd").touch()
+    assert P.local_gpus({}) == [0, 1]

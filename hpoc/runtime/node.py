@@ -418,6 +418,11 @@ def gpu_devices() -> int:
     return len(nvidia) or len(list(DEV.glob("dri/renderD*")))
 
 
+def amd_gpus() -> int:
+    """AMD's GPUs of this node: render nodes where the compute driver is (/dev/kfd)."""
+    return len(list(DEV.glob("dri/renderD*"))) if (DEV / "kfd").exists() else 0
+
+
 def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """Everything before Ray: returns the `ray start` command and its environment."""
     job_dir = Path(args.job_dir)

@@ -20,10 +20,13 @@ def _items(value: str) -> list[str]:
 
 
 def hip_for_rocr(env: Mapping[str, str]) -> str | None:
-    """The HIP_VISIBLE_DEVICES that shows a process every GPU ROCR_VISIBLE_DEVICES leaves it
-    (`0,...,n-1`: HIP counts only those), when ROCR is set and HIP is not; else None."""
+    """The HIP_VISIBLE_DEVICES that shows a process the GPUs it sees now, when ROCR is set
+    and HIP is not: CUDA_VISIBLE_DEVICES's (HIP reads it then; `hpoc submit --local` sets
+    it), else every GPU ROCR leaves (`0,...,n-1`: HIP counts only those). Else None."""
     if ROCR not in env or HIP in env:
         return None
+    if CUDA in env:
+        return env[CUDA]
     return ",".join(str(i) for i in range(len(_items(env[ROCR]))))
 
 

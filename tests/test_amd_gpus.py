@@ -197,3 +197,28 @@ def test_local_jobs_on_an_amd_machine_keep_its_gpus(monkeypatch, tmp_path):
     assert P.local_gpus({}) == []  # render nodes without /dev/kfd: a display adapter
     (dev / "kfd").touch()
     assert P.local_gpus({}) == [0, 1]
+
+
+def test_a_local_run_on_an_amd_node_keeps_miopens_databases_in_its_temp_dir(monkeypatch, short_tmp):
+    """`hpoc run` in an interactive LUMI allocation: its trials' MIOpen databases went to the
+    shared $HOME as a job's did."""
+    import ray
+
+    from hpoc.runtime import session as S
+
+    dev = short_tmp / "dev"
+    dev.mkdir()
+    (dev / "kfd").touch()
+    monkeypatch.setattr(node, "DEV", dev)
+    monkeypatch.setenv("HPOC_TMP", str(short_tmp))
+    for name in node.MIOPEN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    seen: dict[str, str] = {}
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(os.environ))  # what Ray's workers would inherit
+    run = S.start_local(workdir=None, num_cpus=1, num_gpus=0)
+    try:
+        assert seen["MIOPEN_USER_DB_PATH"] == seen["MIOPEN_CUSTOM_CACHE_DIR"] == os.path.join(run.temp_dir, "miopen")
+        assert os.path.isdir(seen["MIOPEN_USER_DB_PATH"])
+    finally:
+        run.close()
+    assert "MIOPEN_USER_DB_PATH" not in os.environ  # the run's own, undone at its end

@@ -222,3 +222,16 @@ def test_a_local_run_on_an_amd_node_keeps_miopens_databases_in_its_temp_dir(monk
     finally:
         run.close()
     assert "MIOPEN_USER_DB_PATH" not in os.environ  # the run's own, undone at its end
+
+
+def test_a_cluster_short_of_gpus_names_amds_variable_too(monkeypatch):
+    """The cluster check sent LUMI users to CUDA_VISIBLE_DEVICES, which SLURM does not set there."""
+    from hpoc.runtime import preflight
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "/j/token")
+    monkeypatch.setattr(preflight, "wait_for_nodes", lambda *a: [("nid005000", {"CPU": 56.0, "GPU": 0.0})])
+    with pytest.raises(preflight.NotReady) as info:
+        preflight.check("10.0.0.1:1", 1, cpus_per_node=56, gpus_per_node=8)
+    assert "expected 8 GPUs (8 per node), Ray sees 0" in str(info.value)
+    assert "CUDA_VISIBLE_DEVICES (ROCR_VISIBLE_DEVICES on AMD nodes)" in str(info.value)

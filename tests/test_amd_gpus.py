@@ -142,7 +142,7 @@ def test_a_cuda_torch_on_an_amd_node_is_named_as_the_reason_trials_see_no_gpu(mo
     (dev / "dri").mkdir(parents=True)
     (dev / "kfd").touch()
     (dev / "dri" / "renderD128").touch()
-    monkeypatch.setattr(gpus, "DEV", dev)
+    monkeypatch.setattr(node, "DEV", dev)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "12.4")
     monkeypatch.setattr(torch.version, "hip", None)

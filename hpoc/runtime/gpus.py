@@ -9,12 +9,9 @@ slower, and nothing said so.
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 from typing import Any
 
-from hpoc.runtime import visible
-
-DEV = Path("/dev")  # AMD's GPUs show as /dev/kfd, NVIDIA's as /dev/nvidia0...
+from hpoc.runtime import node, visible
 
 HELP = ("install a CUDA (or ROCm) build of torch in the environment the trials run in "
         "(`slurm.python`, `slurm.setup`), or set `gpus_per_worker = 0` to train on CPUs")
@@ -45,11 +42,11 @@ def device_problem(gpus: float, device: Any = None) -> str | None:
     why = build_problem(gpus)
     if why:
         return why
-    amd = (DEV / "kfd").exists() and not any(DEV.glob("nvidia[0-9]*"))
+    amd = node.amd_gpus() > 0 and not any(node.DEV.glob("nvidia[0-9]*"))
     if amd and getattr(torch.version, "hip", None) is None:  # `pip install torch` on LUMI: a CUDA build
         return (f"`gpus_per_worker = {gpus:g}` reserves GPUs for each worker, but this torch "
                 f"({torch.__version__}, {torch.__file__.rsplit('/torch/', 1)[0]}) is built for CUDA and "
-                f"{socket.gethostname()}'s GPUs are AMD ({DEV}/kfd): every trial would train on the CPU\n"
+                f"{socket.gethostname()}'s GPUs are AMD ({node.DEV}/kfd): every trial would train on the CPU\n"
                 f"  help: install a ROCm build of torch (https://pytorch.org/get-started/locally/, or your "
                 f"site's module or container) in the environment the trials run in (`slurm.python`, `slurm.setup`)")
     return (f"`gpus_per_worker = {gpus:g}` reserves GPUs for each worker, but torch on "

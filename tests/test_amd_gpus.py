@@ -235,3 +235,29 @@ def test_a_cluster_short_of_gpus_names_amds_variable_too(monkeypatch):
         preflight.check("10.0.0.1:1", 1, cpus_per_node=56, gpus_per_node=8)
     assert "expected 8 GPUs (8 per node), Ray sees 0" in str(info.value)
     assert "CUDA_VISIBLE_DEVICES (ROCR_VISIBLE_DEVICES on AMD nodes)" in str(info.value)
+
+
+RAY_TASKS = """
+import hpoc.runtime, os, ray, time
+ray.init(num_cpus=2, num_gpus=2, include_dashboard=False)
+@ray.remote(num_gpus=1)
+def seen():
+    time.sleep(1)  # both at once: one GPU each
+    return os.environ.get("HIP_VISIBLE_DEVICES"), os.environ.get("CUDA_VISIBLE_DEVICES")
+print(sorted(ray.get([seen.remote(), seen.remote()])))
+"""
+
+
+@pytest.mark.ray
+def test_two_one_gpu_trials_on_a_lumi_step_get_a_gpu_each(tmp_path):
+    """What Ray hands each trial agrees with what HIP reads: with AMD SMI, HIP_VISIBLE_DEVICES
+    of one GPU each; without, CUDA_VISIBLE_DEVICES of one each and no HIP_VISIBLE_DEVICES of
+    the node's GPUs that would override it (every trial on the first GPU)."""
+    (tmp_path / "amdsmi.py").write_text(FAKE_AMDSMI)
+    env = {"ROCR_VISIBLE_DEVICES": "4,5", "RAY_USAGE_STATS_ENABLED": "0"}
+    done = _python(RAY_TASKS, env, f":{tmp_path}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[('0', None), ('1', None)]"
+    done = _python(RAY_TASKS, env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[(None, '0'), (None, '1')]"

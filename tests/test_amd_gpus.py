@@ -62,7 +62,7 @@ def test_ray_loads_and_takes_the_gpus_slurm_gave_a_lumi_step(tmp_path):
     # HIP set by the user (or by Ray for a worker) stays as it is
     assert visible.hip_for_rocr({"ROCR_VISIBLE_DEVICES": "0,1,2", "HIP_VISIBLE_DEVICES": "1"}) is None
     assert visible.hip_for_rocr({"CUDA_VISIBLE_DEVICES": "0"}) is None  # NVIDIA: nothing changes
-    # HIP read CUDA_VISIBLE_DEVICES (`hpoc submit --local` sets it): the same GPUs
+    # HIP read CUDA_VISIBLE_DEVICES (`hpoc submit --cluster local` sets it): the same GPUs
     assert visible.hip_for_rocr({"ROCR_VISIBLE_DEVICES": "0,1,2,3", "CUDA_VISIBLE_DEVICES": "1,2"}) == "1,2"
 
 
@@ -181,7 +181,7 @@ def test_miopens_databases_go_to_the_nodes_job_directory_on_amd_nodes(short_tmp,
 
 
 def test_local_jobs_on_an_amd_machine_keep_its_gpus(monkeypatch, tmp_path):
-    """`hpoc submit --local` on an AMD node (an interactive LUMI allocation): no
+    """`hpoc submit --cluster local` on an AMD node (an interactive LUMI allocation): no
     CUDA_VISIBLE_DEVICES, no nvidia-smi, so hpoc found no GPU and submitit gave the job
     CUDA_VISIBLE_DEVICES='' (which HIP reads too): its trials saw none."""
     from hpoc.submit import params as P

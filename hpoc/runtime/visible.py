@@ -21,8 +21,9 @@ def _items(value: str) -> list[str]:
 
 def hip_for_rocr(env: Mapping[str, str]) -> str | None:
     """The HIP_VISIBLE_DEVICES that shows a process the GPUs it sees now, when ROCR is set
-    and HIP is not: CUDA_VISIBLE_DEVICES's (HIP reads it then; `hpoc submit --local` sets
-    it), else every GPU ROCR leaves (`0,...,n-1`: HIP counts only those). Else None."""
+    and HIP is not: CUDA_VISIBLE_DEVICES's (HIP reads it then; `hpoc submit --cluster
+    local` sets it), else every GPU ROCR leaves (`0,...,n-1`: HIP counts only those).
+    Else None."""
     if ROCR not in env or HIP in env:
         return None
     if CUDA in env:

@@ -10,6 +10,12 @@ Importing this package is cheap; Ray and torch load when a run starts.
 
 from __future__ import annotations
 
+from hpoc.runtime.visible import adopt_rocr
+
+# Before any import of Ray in this process (driver, Ray node, helper) or its children: on
+# AMD nodes Ray refuses SLURM's ROCR_VISIBLE_DEVICES without a HIP_VISIBLE_DEVICES.
+adopt_rocr()
+
 _LAZY = {
     "run_study": "hpoc.runtime.study",
     "RunOptions": "hpoc.runtime.study",

@@ -8,9 +8,10 @@ slower, and nothing said so.
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
+
+from hpoc.runtime import node, visible
 
 HELP = ("install a CUDA (or ROCm) build of torch in the environment the trials run in "
         "(`slurm.python`, `slurm.setup`), or set `gpus_per_worker = 0` to train on CPUs")
@@ -41,11 +42,16 @@ def device_problem(gpus: float, device: Any = None) -> str | None:
     why = build_problem(gpus)
     if why:
         return why
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    seen = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "CUDA_VISIBLE_DEVICES unset"
+    amd = node.amd_gpus() > 0 and not any(node.DEV.glob("nvidia[0-9]*"))
+    if amd and getattr(torch.version, "hip", None) is None:  # `pip install torch` on LUMI: a CUDA build
+        return (f"`gpus_per_worker = {gpus:g}` reserves GPUs for each worker, but this torch "
+                f"({torch.__version__}, {torch.__file__.rsplit('/torch/', 1)[0]}) is built for CUDA and "
+                f"{socket.gethostname()}'s GPUs are AMD ({node.DEV}/kfd): every trial would train on the CPU\n"
+                f"  help: install a ROCm build of torch (https://pytorch.org/get-started/locally/, or your "
+                f"site's module or container) in the environment the trials run in (`slurm.python`, `slurm.setup`)")
     return (f"`gpus_per_worker = {gpus:g}` reserves GPUs for each worker, but torch on "
-            f"{socket.gethostname()} sees none ({seen}, torch.cuda.device_count() = "
+            f"{socket.gethostname()} sees none ({visible.shown()}, torch.cuda.device_count() = "
             f"{torch.cuda.device_count()}): the trial would train on the CPU\n"
-            f"  help: check the node's GPU driver (`nvidia-smi` there) and the job's GPU request "
-            f"(`slurm.gpu_request`)")
+            f"  help: check the node's GPU driver (`{'rocm-smi' if amd else 'nvidia-smi'}` there) and the "
+            f"job's GPU request (`slurm.gpu_request`)")
 

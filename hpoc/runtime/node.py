@@ -12,7 +12,8 @@ so the step's PID *is* the Ray node and killing the step stops exactly this node
 * the node's IP: the configured interface, else the first non-loopback IPv4 of the host;
 * a port slot from `hpoc.runtime.ports`, probed free before use;
 * CPUs, GPUs and memory from the allocation (SLURM_*), not from the whole machine (`--gpus N`
-  for a job that asked SLURM for none: `slurm.gpu_request = none`).
+  for a job that asked SLURM for none: `slurm.gpu_request = none`);
+* on AMD nodes, MIOpen's kernel databases in the job directory rather than $HOME.
 
 The head writes `<job dir>/head.json` with its address before Ray starts, so the script
 can start the workers right away: each loads Ray while the head starts, waits until the
@@ -41,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from hpoc.runtime import node_stop, ports, sweep
+from hpoc.runtime import node_stop, ports, sweep, visible
 from hpoc.runtime.sweep import KEEP_FILE
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
@@ -347,9 +348,8 @@ def allocation(env: Mapping[str, str], shm: str = "/dev/shm") -> dict[str, int |
     """CPUs, GPUs and memory (bytes) this job has on this node, from SLURM's variables."""
     cpus = _int_env(env, "SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE")
     gpus = _int_env(env, "SLURM_GPUS_ON_NODE")
-    if gpus is None:
-        visible = env.get("CUDA_VISIBLE_DEVICES", "")
-        gpus = len([d for d in visible.split(",") if d.strip()]) if visible else 0
+    if gpus is None:  # CUDA_VISIBLE_DEVICES, or on AMD nodes ROCR_/HIP_VISIBLE_DEVICES
+        gpus = visible.count(env) or 0
     mem_mb = _int_env(env, "SLURM_MEM_PER_NODE")
     if mem_mb is None and cpus and (per_cpu := _int_env(env, "SLURM_MEM_PER_CPU")):
         mem_mb = per_cpu * cpus
@@ -407,7 +407,20 @@ def ray_env(env: Mapping[str, str], token: Path) -> dict[str, str]:
     # On SIGTERM `ray start` first asks the GCS to drain this node, for up to 30 s. At
     # teardown every node of the job stops at once and the GCS may be gone already.
     out["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+    out.update(miopen_env(env, token.parent))
     return out
+
+
+MIOPEN_VARS = ("MIOPEN_USER_DB_PATH", "MIOPEN_CUSTOM_CACHE_DIR")
+
+
+def miopen_env(env: Mapping[str, str], job_dir: Path) -> dict[str, str]:
+    """On AMD nodes, MIOpen's databases in the node's job directory, not in $HOME: SQLite
+    files there that every trial of every node locks at once on a shared file system (LUMI's
+    Lustre), or that a container's read-only home refuses. What the user set stays."""
+    if not (visible.ROCR in env or (DEV / "kfd").exists()):
+        return {}
+    return {name: str(job_dir / "miopen") for name in MIOPEN_VARS if not env.get(name)}
 
 
 def write_head_file(job_dir: Path, address: str, node_name: str) -> None:
@@ -432,6 +445,11 @@ def gpu_devices() -> int:
     return len(nvidia) or len(list(DEV.glob("dri/renderD*")))
 
 
+def amd_gpus() -> int:
+    """AMD's GPUs of this node: render nodes where the compute driver is (/dev/kfd)."""
+    return len(list(DEV.glob("dri/renderD*"))) if (DEV / "kfd").exists() else 0
+
+
 def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """Everything before Ray: returns the `ray start` command and its environment."""
     job_dir = Path(args.job_dir)
@@ -454,6 +472,9 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
                             f"has no GPU device ({DEV}/nvidia*, {DEV}/dri/renderD*): its partition gives no GPUs "
                             "with the node; choose a GPU partition, or set slurm.gpu_request = gres or per_node")
         res["gpus"] = args.gpus
+    env_out = ray_env(env, token)
+    if any(env_out.get(name) == str(job_dir / "miopen") for name in MIOPEN_VARS):
+        (job_dir / "miopen").mkdir(mode=0o700, exist_ok=True)
     address = f"{ip}:{node_ports.gcs}" if args.role == "head" else args.address
     cmd = ray_start_command(
         role=args.role, python=sys.executable, ip=ip, node_ports=node_ports, temp_dir=temp_dir,
@@ -466,7 +487,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
         f"temp={temp_dir} cpus={res['cpus']} gpus={res['gpus']} memory={res['memory']}",
         flush=True,
     )
-    return cmd, ray_env(env, token)
+    return cmd, env_out
 
 
 def parser() -> argparse.ArgumentParser:
@@ -478,7 +499,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", help="name Ray reports for this node (default: $SLURMD_NODENAME)")
     p.add_argument("--interface", help="network interface for Ray (default: first non-loopback IPv4)")
     p.add_argument("--gpus", type=int, help="GPUs of this node for Ray (default: $SLURM_GPUS_ON_NODE, "
-                   "else the devices in $CUDA_VISIBLE_DEVICES)")
+                   "else the devices in $CUDA_VISIBLE_DEVICES or $ROCR_VISIBLE_DEVICES)")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("HPOC_BRINGUP_TIMEOUT", 300)),
                    help="seconds a worker waits for the head to answer (default: $HPOC_BRINGUP_TIMEOUT or 300)")
     return p

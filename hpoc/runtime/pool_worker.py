@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.runtime import output, pipeline, report
+from hpoc.runtime import output, pipeline, report, visible
 
 
 class TrialStopped(SystemExit):
@@ -205,7 +205,7 @@ class PoolWorker:
                            "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": str(local_rank),
                            "LOCAL_WORLD_SIZE": str(local_world)})
         if visible_gpus:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(visible_gpus)  # before CUDA starts
+            visible.share(visible_gpus)  # before CUDA (or HIP) starts
 
         import torch
         import torch.distributed as dist

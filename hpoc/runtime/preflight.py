@@ -116,7 +116,7 @@ def check(address: str, want: int, *, job_dir: Path | None = None, cpus_per_node
     if gpus_per_node is not None and gpus != want * gpus_per_node:
         raise NotReady(f"expected {want * gpus_per_node:g} GPUs ({gpus_per_node:g} per node), Ray sees {gpus:g}; "
                        "check the GPU request (slurm.gpu_request: --gres, --gpus-per-node) and "
-                       "CUDA_VISIBLE_DEVICES on the nodes")
+                       "CUDA_VISIBLE_DEVICES (ROCR_VISIBLE_DEVICES on AMD nodes) on the nodes")
     if not refuses_strangers(address):
         raise NotReady(f"the cluster at {address} accepts clients without the token: token auth is off")
     return len(nodes), cpus, gpus

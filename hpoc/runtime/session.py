@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 LOCAL_OBJECT_STORE_CAP = 2 * 1024**3
@@ -199,6 +200,11 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     # the first trials then waited for new ones (1-2 s of each local run on two cores).
     _set_env(backup, "PYTHONPATH", _pythonpath(workdir))
     _set_env(backup, "HPOC_SCRATCH", os.path.join(temp, "scratch"))
+    from hpoc.runtime.node import miopen_env
+
+    for key, value in miopen_env(os.environ, Path(temp)).items():  # AMD nodes: not in $HOME (node.py)
+        os.makedirs(value, mode=0o700, exist_ok=True)
+        _set_env(backup, key, value)
     for key, value in RAY_LOG_ROTATION.items():  # the user's own setting stays
         _set_env(backup, key, os.environ.get(key) or value)
     _refresh_auth()

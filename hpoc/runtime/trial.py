@@ -204,14 +204,33 @@ def train_run_class() -> type:
     that asks Ray's dashboard (not started here) whether the run's controller is alive. It
     could never act, and one was left behind by every trial Tune ended early (a process,
     and a share of the head node that runs out). The driver frees what a trial Tune ended
-    left reserved instead (orphans.py)."""
+    left reserved instead (orphans.py). On AMD nodes its workers see the GPUs Train
+    shares them in HIP_VISIBLE_DEVICES too (ShareAmdGpus)."""
+    import ray
     from ray.train.torch import TorchTrainer
+    from ray.train.v2._internal.callbacks.accelerators import AcceleratorSetupCallback
     from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+
+    from hpoc.runtime import visible
+
+    class ShareAmdGpus(WorkerGroupCallback):
+        """After Train shared its workers' GPUs in CUDA_VISIBLE_DEVICES: the same in HIP's
+        (AMD nodes only), before Train makes a worker's GPU current."""
+
+        def before_init_train_context(self, workers: list) -> dict:
+            ray.get([w.execute_async(visible.hip_follows_cuda) for w in workers])
+            return {}
 
     class TrainRun(TorchTrainer):
         def _create_default_callbacks(self) -> list:
-            return [c for c in super()._create_default_callbacks()
-                    if not isinstance(c, PlacementGroupCleanerCallback)]
+            callbacks = []
+            for c in super()._create_default_callbacks():
+                if not isinstance(c, PlacementGroupCleanerCallback):
+                    callbacks.append(c)
+                if isinstance(c, AcceleratorSetupCallback) and self.scaling_config.use_gpu:
+                    callbacks.append(ShareAmdGpus())
+            return callbacks
 
     return TrainRun
 

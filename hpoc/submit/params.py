@@ -242,18 +242,23 @@ def _slurm(plan: dict[str, Any], plan_path: str, folder: str, shards: list[int],
 
 
 def local_gpus(env: dict[str, str] | None = None) -> list[int]:
-    """This machine's GPU indices: CUDA_VISIBLE_DEVICES when it lists numbers, else the
-    devices `nvidia-smi -L` shows."""
+    """This machine's GPU indices: CUDA_VISIBLE_DEVICES when it lists numbers, else on AMD
+    nodes HIP_VISIBLE_DEVICES or what ROCR_VISIBLE_DEVICES leaves (HIP numbers it from 0),
+    else the devices `nvidia-smi -L` shows, else AMD's render nodes (/dev/kfd there)."""
     import os
     import shutil
     import subprocess
 
+    from hpoc.runtime import node
+
     env = os.environ if env is None else env
-    if "CUDA_VISIBLE_DEVICES" in env:
-        items = [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
-        return [int(d) for d in items] if all(d.isdigit() for d in items) else list(range(len(items)))
+    for name in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"):
+        if name in env:
+            items = [d.strip() for d in env[name].split(",") if d.strip()]
+            numbers = name != "ROCR_VISIBLE_DEVICES" and all(d.isdigit() for d in items)
+            return [int(d) for d in items] if numbers else list(range(len(items)))
     if not shutil.which("nvidia-smi"):
-        return []
+        return list(range(node.amd_gpus()))
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):

@@ -177,3 +177,24 @@ def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_li
     assert summary.error_line(text) == ("RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried "
                                         "http://x/, got: <urlopen error [Errno -2] Name or service not known>")
     assert summary.error_line("ValueError: bad:\n\nTraceback (most recent call last):\n") == "ValueError: bad:"
+
+
+def test_an_error_line_joins_as_much_of_a_message_as_says_its_reason():
+    """The real shapes: torchvision's two mirrors (the first one's reason is on the line), and
+    Ray's storage error, whose settings after its colon hpoc's own sentence replaces."""
+    from hpoc.runtime import summary
+
+    mirrors = ("Traceback (most recent call last):\nRuntimeError: Error downloading train-images-idx3-ubyte.gz:\n"
+               "Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got:\n<urlopen error [Errno -2] Name or "
+               "service not known>\nTried http://yann.lecun.com/exdb/mnist/, got:\n<urlopen error [Errno -2] "
+               "Name or service not known>\n")
+    assert summary.error_line(mirrors) == (
+        "RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried https://ossci-datasets.s3."
+        "amazonaws.com/mnist/, got: <urlopen error [Errno -2] Name or service not known>")
+    storage = ("Traceback (most recent call last):\nRuntimeError: Unable to set up cluster storage with the "
+               "following settings:\nStorageContext<\n  storage_filesystem='local',\n  storage_fs_path='/r',\n"
+               "  experiment_dir_name='s',\n  trial_dir_name='t',\n  current_checkpoint_index=0,\n>\n"
+               "Check that all nodes in the cluster have read/write access to the configured storage path.\n")
+    assert summary.error_line(storage).endswith("was it deleted or moved during the run?")
+    assert summary.one_line(["Error downloading x.gz:", "  Tried a,", "got: b"]) == \
+        "Error downloading x.gz: Tried a, got: b"

@@ -607,3 +607,15 @@ def test_loader_workers_beyond_the_trials_cpus_are_said_once_in_its_log(tmp_path
     plan["resources"]["cpus_per_worker"] = 9
     Workers().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
     assert "num_workers" not in capfd.readouterr().err
+
+
+def test_loader_workers_are_said_from_as_many_as_the_trials_cpus_as_the_hint_counts():
+    """N workers and the trial's own process are N + 1 processes: the warning started above
+    N = cpus_per_worker, while its hint asked for at most cpus_per_worker - 1."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime.batches import oversubscribed
+
+    said = oversubscribed({"train": SimpleNamespace(num_workers=4)}, 4)
+    assert said is not None and said.endswith("set num_workers to at most 3, or `resources.cpus_per_worker` to 5")
+    assert oversubscribed({"train": SimpleNamespace(num_workers=3)}, 4) is None

@@ -236,14 +236,15 @@ class TensorBatches:
 
 
 def oversubscribed(loaders: dict[str, Any], cpus: Any) -> str | None:
-    """Why a split's DataLoader, given more worker processes than the trial has CPUs
-    (`num_workers=8`, as on a node of many, in a trial of `cpus_per_worker = 2`), slows the
-    trial and its neighbours: torch's own warning counts the node's cores, not the trial's."""
+    """Why a split's DataLoader, given as many worker processes as the trial has CPUs or
+    more (`num_workers=8`, as on a node of many, in a trial of `cpus_per_worker = 2`), slows
+    the trial and its neighbours: with the trial's own process, N workers are N + 1 processes,
+    and torch's own warning counts the node's cores, not the trial's."""
     if not isinstance(cpus, int) or cpus < 1:
         return None
     for name, loader in loaders.items():
         workers = getattr(getattr(loader, "loader", loader), "num_workers", 0)
-        if isinstance(workers, int) and not isinstance(workers, bool) and workers > cpus:
+        if isinstance(workers, int) and not isinstance(workers, bool) and workers >= cpus:
             return (f"the {name} DataLoader has num_workers={workers}, and the trial has "
                     f"cpus_per_worker = {cpus}: {workers + 1} processes share its {cpus} core(s), "
                     "and slow the trial and those beside it on the node; set num_workers to at most "

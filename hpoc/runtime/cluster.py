@@ -25,6 +25,7 @@ from pathlib import Path
 
 from hpoc.runtime.node import (HEAD_FILE, KEEP_FILE, TOKEN_FILE, NodeError, answers, ensure_private_dir,
                                host_name, keep_if_asked, write_secret)
+from hpoc.runtime.procstat import stat_fields
 from hpoc.runtime.session import OWNER
 
 POLL_S = 0.1
@@ -110,11 +111,8 @@ def alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     # A finished child that the shell has not reaped yet still answers kill(0).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[0] != "Z"
 
 
 def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | None = None,

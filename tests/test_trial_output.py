@@ -89,6 +89,22 @@ def test_a_trial_leaves_the_processs_crash_handler_as_it_found_it(tmp_path):
     assert faulthandler.is_enabled() == was
 
 
+def test_a_rotation_after_the_trial_leaves_the_crash_handler_alone(tmp_path):
+    """kept()'s stderr kept calling crash_stack's callback after its block: a rotation in that
+    moment (another thread writing 16 MiB) pointed faulthandler at the trial's file again,
+    on a descriptor nobody closed."""
+    import faulthandler
+
+    path = str(tmp_path / "stderr")
+    was = faulthandler.is_enabled()
+    with output.crash_stack(path) as follow:
+        pass
+    follow()  # the rotation, late
+    assert faulthandler.is_enabled() == was
+    assert not [fd for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(path)]
+
+
 def test_a_crash_after_stderr_rotated_is_at_the_end_of_the_current_stderr(tmp_path):
     """faulthandler wrote to the file it was given at the start: once the trial's stderr
     passed the cap, that file was `stderr.1` (not read), and after a second rotation it was

@@ -3,14 +3,17 @@
 `<experiment dir>/.hpoc-plan.json`, written when a run starts:
 
     {"plan_hash": "sha256:…", "run_hash": "sha256:…", "parts": {"space": "…", …}, "shard": 0,
-     "space": {…the plan's space…}, "body": {…the plan the hashes are of…}}
+     "body": {…the plan the hashes are of…}}
 
 `plan_hash` is the plan's content hash. Resume compares `run_hash` instead: the hash of the
 plan without what does not change what the trials run (`COSMETIC`), so that a comment, a
 `hpoc fmt -w` or a longer walltime does not block a resume. `parts` hashes each top-level
 part of that plan, to say which parts a refused plan changed.
 
-`body` is what the run was made from: after an hpoc upgrade the same spec compiles to a plan
+`body` is what the run was made from, its `space` what `hpoc results DIR` needs to show the
+configs as the trainer saw them (Ray records only the sampled values, no constants); markers
+from before `body` kept the space alone, as `space` (recorded_space reads either). After an
+hpoc upgrade the same spec compiles to a plan
 with keys the run's plan lacked. A key whose value is what its absence means (the schema's
 `default`: "Absent in plans from before this key") is the same run (`aligned`); other keys
 one side lacks are said as such, not as a change to the spec. Markers from before `body`
@@ -227,6 +230,14 @@ def read(exp: Path) -> dict[str, Any] | None:
     return None
 
 
+def recorded_space(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The space of the plan a marker records (its body's; an older marker's own `space`),
+    None where it holds none of the plan's shape (a marker edited by hand, or cut short)."""
+    body = (recorded or {}).get("body")
+    space = body.get("space") if isinstance(body, dict) else (recorded or {}).get("space")
+    return space if isinstance(space, dict) and isinstance(space.get("params"), list) else None
+
+
 UNREAD: Any = object()  # a marker the caller has not read (None: there is none)
 
 
@@ -252,13 +263,11 @@ class Seen:
         return replace(self, recorded=None)
 
 
-def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | None = None,
-          previous: dict[str, Any] | None = UNREAD) -> None:
-    """The fingerprint, and the plan's space: what `hpoc results DIR` needs to show the
-    configs as the trainer saw them (Ray records only the sampled values, no constants).
-    `previous`: the marker there, where the caller read it already."""
+def write(exp: Path, fp: dict[str, Any], shard: int, previous: dict[str, Any] | None = UNREAD) -> None:
+    """The fingerprint, its body the plan's space too (recorded_space). `previous`: the
+    marker there, where the caller read it already."""
     exp.mkdir(parents=True, exist_ok=True)
-    record = dict(fp, shard=shard, **({"space": space} if space is not None else {}))
+    record = dict(fp, shard=shard)
     if extended(read(exp) if previous is UNREAD else previous, fp):
         record["extended"] = True
     write_atomic(exp / PLAN_MARKER, json.dumps(record) + "\n")

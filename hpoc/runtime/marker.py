@@ -39,7 +39,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hpoc.files import write_atomic
+from hpoc.files import read_json_object, write_atomic
 
 PLAN_MARKER = ".hpoc-plan.json"
 LEGACY_MARKER = ".hpoc-run.json"  # now the run lock (hpoc.runtime.runlock)
@@ -221,11 +221,8 @@ def extended(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> bool
 def read(exp: Path) -> dict[str, Any] | None:
     """The recorded fingerprint, or a legacy marker's {"plan_hash", "shard"}, or None."""
     for name in (PLAN_MARKER, LEGACY_MARKER):
-        try:
-            recorded = json.loads((exp / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(recorded, dict) and "plan_hash" in recorded:  # the lock has no plan_hash
+        recorded = read_json_object(exp / name)
+        if recorded is not None and "plan_hash" in recorded:  # the lock has no plan_hash
             return recorded
     return None
 
@@ -276,12 +273,9 @@ def write(exp: Path, fp: dict[str, Any], shard: int, previous: dict[str, Any] | 
 def migrate_legacy(exp: Path) -> None:
     """Move a legacy marker's content to PLAN_MARKER so that the run lock can take its name."""
     legacy = exp / LEGACY_MARKER
-    try:
-        recorded = json.loads(legacy.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if not isinstance(recorded, dict) or "plan_hash" not in recorded:
-        return  # a run lock
+    recorded = read_json_object(legacy)
+    if recorded is None or "plan_hash" not in recorded:
+        return  # a run lock, or nothing
     if not (exp / PLAN_MARKER).exists():
         write(exp, {"plan_hash": recorded["plan_hash"]}, recorded.get("shard", 0), previous=recorded)
     legacy.unlink(missing_ok=True)

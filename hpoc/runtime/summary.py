@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc import unranked
-from hpoc.files import read_json_lines, trial_path
+from hpoc.files import read_json_lines, read_json_object, trial_path
 from hpoc.runtime.crash import died, died_line, stack_of, with_crash
 from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
@@ -371,12 +371,7 @@ def write(summary: dict[str, Any], directory: str | os.PathLike) -> Path:
 
 
 def read(directory: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(directory) / SUMMARY
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_object(Path(directory) / SUMMARY)
 
 
 def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | None,

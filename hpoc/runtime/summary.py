@@ -176,12 +176,17 @@ def error_at(text: str) -> str:
     return line + (f" at {at}" if at and at not in line else "")
 
 
-def raised_at(exc: BaseException) -> str:
-    """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
-    library that raised or called sys.exit for it, such as argparse), or ""."""
+def raised_where(exc: BaseException) -> str | None:
+    """`file.py:12`: the innermost frame of `exc` in the study's own code (not in a library
+    that raised or called sys.exit for it, such as argparse), or None."""
     import traceback
 
-    at = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    return error_where("".join(traceback.format_tb(exc.__traceback__)))
+
+
+def raised_at(exc: BaseException) -> str:
+    """` at file.py:12` (raised_where), or ""."""
+    at = raised_where(exc)
     return f" at {at}" if at else ""
 
 

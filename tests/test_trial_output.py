@@ -214,3 +214,14 @@ def test_an_error_line_joins_as_much_of_a_message_as_says_its_reason():
     assert summary.error_line(storage).endswith("was it deleted or moved during the run?")
     assert summary.one_line(["Error downloading x.gz:", "  Tried a,", "got: b"]) == \
         "Error downloading x.gz: Tried a, got: b"
+
+
+def test_a_logs_end_is_read_whatever_its_length(tmp_path):
+    """One reader of a log's last bytes for the crash stack in a trial's stderr and the last
+    words of a Ray node's log: a character the cut splits is replaced, not an error."""
+    from hpoc.files import read_tail
+
+    log = tmp_path / "log"
+    assert read_tail(log, 10) is None
+    log.write_bytes("ab€cd".encode())  # € is 3 bytes: the last 4 cut it
+    assert read_tail(log, 4).endswith("\ufffdcd") and read_tail(log, 100) == "ab€cd"

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hpoc.files import read_tail
 from hpoc.runtime.node import (HEAD_FILE, KEEP_FILE, TOKEN_FILE, NodeError, answers, ensure_private_dir,
                                host_name, keep_if_asked, write_secret)
 from hpoc.runtime.procstat import stat_fields
@@ -138,13 +139,8 @@ def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | 
 def last_error(log: str | None, limit: int = 300) -> str | None:
     """The last line of a step's log that is not srun's own (a traceback's last line: "No
     module named 'ray'" where the nodes' Python lacks it), so the job's .err says why."""
-    try:
-        with open(log or "", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
+    tail = read_tail(log or "", 8192)
+    for line in reversed((tail or "").splitlines()):
         line = line.strip()
         if line and not line.startswith(("srun:", "slurmstepd")):
             line = line.removeprefix("hpoc: ")  # quoted after hpoc's own words

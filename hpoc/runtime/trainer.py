@@ -419,7 +419,8 @@ class Trainer:
             self._say_oversubscribed()
 
     def _say_oversubscribed(self) -> None:
-        """Loader workers beyond the trial's CPUs, said once per trial in its log (rank 0's)."""
+        """Loader workers the trial's CPUs cannot hold beside its own process
+        (batches.oversubscribed), said once per trial in its log (rank 0's)."""
         cpus = ((self.plan or {}).get("resources") or {}).get("cpus_per_worker")
         loaders = {"train": self.train_dataloader, "validation": self.validation_dataloader,
                    "test": self.test_dataloader}

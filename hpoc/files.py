@@ -72,6 +72,27 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
     return path
 
 
+def read_tail(path: str | os.PathLike[str], size: int) -> str | None:
+    """The last `size` bytes of a log as text (a cut character replaced), or None where it
+    cannot be read: what a log's end says, however long the log grew."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - size))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON object a small file holds (a marker, a record, summary.json), or None where
+    the file is missing, unreadable, cut short or holds something else."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file (Ray Tune's `result.json`), oldest first.
     Lines that are not a whole JSON object are skipped: a trial killed mid-write leaves

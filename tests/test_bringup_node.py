@@ -592,3 +592,27 @@ def test_a_missing_interface_names_the_slurm_node(monkeypatch):
     monkeypatch.setenv("SLURMD_NODENAME", "node7")
     with pytest.raises(NodeError, match=r"interface 'ib0' has no IPv4 address on node7; "):
         node.node_ip("ib0")
+
+
+def test_processes_whose_name_holds_spaces_and_parentheses_are_read_right(tmp_path):
+    """/proc/<pid>/stat names a process in parentheses that its name may hold itself: one
+    reader serves cluster.alive (a zombie is gone) and node_stop.descendants (its parent)."""
+    from hpoc.runtime import node_stop, procstat
+
+    assert procstat.after_name("12 (a) S 1 (b) R 7 8") == ["R", "7", "8"]
+    assert procstat.after_name("garbage") is None
+    odd = tmp_path / "x) S 99 (y"  # the kernel keeps the program's name as its comm
+    odd.symlink_to("/bin/sleep")
+    child = subprocess.Popen([str(odd), "30"])
+    try:
+        assert child.pid in node_stop.descendants(os.getpid())
+        assert procstat.stat_fields(child.pid)[:2] == ["S", str(os.getpid())]
+        assert cluster.alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 5
+        while procstat.stat_fields(child.pid)[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not cluster.alive(child.pid)  # ended, not reaped yet
+    finally:
+        child.kill()
+        child.wait()

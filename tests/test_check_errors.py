@@ -318,6 +318,10 @@ def test_asha_brackets_whose_rungs_all_fall_at_or_after_the_last_epoch() -> None
     assert (w.code, where(w), w.message) == (
         "HP805", (6, 51), "`scheduler asha` stops no trial early in 2 of its 3 brackets: about 33% of the trials")
     assert w.help == "set `brackets = 1`, or raise `max_t` and `epochs`"
+    # users count brackets from 1, as `brackets = 3` does: "bracket s ... ** s" meant s from 0
+    assert w.notes == ("Ray's ASHA puts each trial in one of its brackets at random; its k-th bracket compares "
+                       "trials first after `grace_period` * `reduction_factor` ** (k - 1) epochs (here: 1, 4, 16), "
+                       "and trials end at 4",)
     assert not warnings(_sched("epochs = 16", "num_samples = 12",
                                "scheduler asha { max_t = 16, reduction_factor = 4, brackets = 2 }"))
     # the trials' last epoch bounds the rungs too (max_t past it is its own warning: not here)

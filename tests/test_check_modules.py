@@ -247,7 +247,10 @@ def test_loader_workers_beyond_a_trials_cpus_are_warned_at_check_time(tmp_path: 
                          "and a trial has `cpus_per_worker = 2`: 9 processes share its 2 core(s)")
     assert w.help == "set `cpus_per_worker = 9` in `resources`, or `num_workers_dataloader` to at most 1"
     assert where(w) == (3, 13)  # the setting to change
-    spec.write_text(text % 8)
+    spec.write_text(text % 8)  # 8 workers and the trial's own process: 9 on 8 cores, as the help counts
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP804"]
+    assert w.help == "set `cpus_per_worker = 9` in `resources`, or `num_workers_dataloader` to at most 7"
+    spec.write_text(text % 9)
     assert [w for w in compile_path(spec).warnings if w.code == "HP804"] == []
 
 

@@ -80,7 +80,7 @@ def test_a_finished_run_is_not_done_for_a_plan_that_grows_it(tmp_path):
 
     plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
     exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
-    marker.write(exp, _fp(plan), 0, plan["space"])
+    marker.write(exp, _fp(plan), 0)
     (exp / "summary.json").write_text(json.dumps(
         {"interrupted": False, "plan_hash": plan_hash(plan), "num_trials": 2,
          "status_counts": {"TERMINATED": 2}, "trials": []}))
@@ -409,7 +409,7 @@ def test_a_population_study_started_over_a_first_run_that_saved_nothing_resumes(
                      pipeline={"trainer": {"target": "toy:SlowTrainer", "args": {"sleep": 0.5}}},
                      space={"constants": {"epochs": 3, "batch_size": 32}}, checkpoint={"keep": 4})
     exp = tmp_path / "results" / "toy"
-    marker.write(exp, _fp(plan), 0, plan["space"])  # all the first run left
+    marker.write(exp, _fp(plan), 0)  # all the first run left
     grown = _with(plan, num_samples=3)
 
     _sigterm_once_a_trial_reported(exp)

@@ -56,3 +56,19 @@ def test_every_reader_takes_the_reports_before_the_cut(tmp_path: Path, reader: s
     else:
         latest = str(trial_dir / "checkpoint_000000")
         assert report.recorded_checkpoint(latest, trial_dir.name) == str(trial_dir / "checkpoint_000001")
+
+
+def test_a_json_file_of_one_object_reads_as_it_or_none(tmp_path):
+    """One reader for the runtime's small JSON files (the plan marker, summary.json, a trial's
+    retry and time-limit records): anything but a whole object reads as none."""
+    from hpoc.files import read_json_object
+
+    path = tmp_path / "x.json"
+    assert read_json_object(path) is None  # missing
+    for text in ('{"a": 1', "[1, 2]", "null"):
+        path.write_text(text, encoding="utf-8")
+        assert read_json_object(path) is None, text
+    path.write_bytes(b'{"a": "\xff"}')
+    assert read_json_object(path) is None  # not UTF-8
+    path.write_text('{"a": 1}', encoding="utf-8")
+    assert read_json_object(path) == {"a": 1} and read_json_object(str(path)) == {"a": 1}

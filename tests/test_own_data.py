@@ -717,3 +717,17 @@ def test_loader_workers_a_trainer_builds_itself_beyond_the_trials_cpus_are_said_
     plan["resources"]["cpus_per_worker"] = 3
     OwnLoop().run_local(CONFIG, (_Rows(), _Rows()), directory=tmp_path / "b", plan=plan)
     assert "num_workers" not in capfd.readouterr().err
+
+
+def test_loader_workers_are_said_from_as_many_as_the_trials_cpus_as_the_hint_counts():
+    """N workers and the trial's own process are N + 1 processes: the warning started above
+    N = cpus_per_worker, while its hint asked for at most cpus_per_worker - 1."""
+    from hpoc.runtime.loaders import watched
+
+    said: list[str] = []
+    loader = torch.utils.data.DataLoader(_Rows(), batch_size=8, num_workers=2)
+    for cpus, times in ((3, 0), (2, 1)):
+        with watched(cpus, lambda _: "the train DataLoader", said.append):
+            next(iter(loader))
+        assert len(said) == times, said
+    assert said[0].endswith("set num_workers to at most 1, or `resources.cpus_per_worker` to 3"), said

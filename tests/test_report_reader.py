@@ -34,7 +34,7 @@ def test_the_header_of_an_extended_study_says_so_in_the_words_of_results(tmp_pat
     summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(3)],
             metric="val_accuracy", mode="max")
     plan = compile_path(spec).plan
-    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
     out = tmp_path / "r.html"
     assert main(["report", str(spec), "-o", str(out), "--no-png"]) == 0
     assert "is extended" not in out.read_text(encoding="utf-8")

@@ -547,7 +547,7 @@ def test_an_experiment_dir_alone_shows_the_configs_with_the_studys_constants(tmp
     write_summary(exp, "d", [])
     code, out, _ = cli(capsys, exp)
     assert code == 0 and "epochs = 6" not in out  # an older run: no space recorded
-    marker.write(exp, {"plan_hash": "sha256:abc", "run_hash": "sha256:abc", "parts": {}}, 0, space)
+    marker.write(exp, {"plan_hash": "sha256:abc", "run_hash": "sha256:abc", "parts": {}, "body": {"space": space}}, 0)
     assert load(exp).trials[0].config == {"lr": 0.01, "epochs": 6}
     code, out, _ = cli(capsys, exp)
     assert code == 0 and "epochs = 6" in out and "lr = 0.01" in out
@@ -563,7 +563,7 @@ def test_a_run_that_quit_at_once_is_read_from_one_read_of_its_marker(tmp_path, m
                            "space { lr = loguniform(1e-3, 1e-1), epochs = 6 }\n", "d.hpo", str(tmp_path))["space"]
     exp = tmp_path / "results" / "d"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}], done=False)
-    marker.write(exp, {"plan_hash": "sha256:abc", "run_hash": "sha256:abc", "parts": {}}, 0, space)
+    marker.write(exp, {"plan_hash": "sha256:abc", "run_hash": "sha256:abc", "parts": {}, "body": {"space": space}}, 0)
     reads, real = [], marker.read
     monkeypatch.setattr(marker, "read", lambda path: reads.append(path) or real(path))
     results = load(exp)
@@ -1293,7 +1293,7 @@ def test_a_killed_runs_directory_is_ranked_by_the_objective_its_marker_records(t
     exp = tmp_path / "results" / "d"
     trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_accuracy": 0.5}] * 2)
     trial_dir(exp, "aaaaa_00001", {"lr": 0.02}, [{"val_accuracy": 0.9}] * 2)
-    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
     results = load(exp)
     assert [(m.name, m.mode) for m in results.metrics] == [("val_accuracy", "max")]
     code, out, err = cli(capsys, exp)
@@ -1326,7 +1326,7 @@ def test_a_one_trial_directory_shows_only_the_searched_parameters_its_marker_rec
     exp = tmp_path / "results" / "d.prev-20260101-000000"  # a run `--fresh` moved aside
     trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
     write_summary(exp, "d", [])
-    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
     assert param_names(load(exp)) == ["lr"]
     code, out, _ = cli(capsys, exp, "--no-best")
     header = out.splitlines()[3].split()
@@ -1372,7 +1372,7 @@ def test_a_moved_study_is_its_own_and_another_checkout_is_told_where_it_ran(tmp_
         ran = compile_source(study(storage), "d.hpo", str(old))
         trial_dir(exp, "aaaaa_00000", {"lr": 0.01}, [{"val_loss": 0.5}])
         write_summary(exp, "d", [])
-        marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
+        marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
         new.mkdir(parents=True, exist_ok=True)
         (new / "d.hpo").write_text(study(storage))
         code, out, err = cli(capsys, new / "d.hpo")
@@ -1456,3 +1456,27 @@ def test_an_unreadable_study_directory_is_an_error_not_a_traceback(tmp_path, cap
     closed(monkeypatch, exp)
     code, _, err = cli(capsys, exp)
     assert code == 2 and f"{exp}: permission denied" in err, err
+
+
+def test_the_plan_marker_keeps_the_space_once_and_old_markers_still_name_it(tmp_path):
+    """The marker held the plan's space twice: in `space` and in `body` (the plan it hashes)."""
+    from hpoc.compiler import compile_source
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = compile_source('study "d"\npipeline { trainer = t:T }\n'
+                          "space { lr = loguniform(1e-3, 1e-1), depth = choice(2, 4), epochs = 2 }\n",
+                          "d.hpo", str(tmp_path))
+    exp = tmp_path / "results" / "d"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.01, "depth": 2}, [{"val_loss": 0.5}] * 2)
+    write_summary(exp, "d", [])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
+    written = json.loads((exp / marker.PLAN_MARKER).read_text())
+    assert "space" not in written and written["body"]["space"] == plan["space"]
+    assert marker.recorded_space(written) == plan["space"]
+    assert param_names(load(exp)) == ["lr", "depth"]
+    # a marker of an hpoc before the plan's body: its own `space`
+    old = {"plan_hash": written["plan_hash"], "shard": 0, "space": plan["space"]}
+    (exp / marker.PLAN_MARKER).write_text(json.dumps(old))
+    assert marker.recorded_space(old) == plan["space"] and param_names(load(exp)) == ["lr", "depth"]
+    assert marker.recorded_space({"plan_hash": "x", "body": {"space": "cut"}}) is None

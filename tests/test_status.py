@@ -1158,7 +1158,7 @@ def test_a_finished_study_whose_spec_raises_num_samples_has_the_added_trials_to_
 
     exp = finished_local_run(tmp_path)
     plan = compile_path(tmp_path / "study.hpo").plan
-    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
     (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
     code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
     doc = json.loads(out)
@@ -1184,7 +1184,7 @@ def test_status_reads_a_shards_marker_once(tmp_path, capsys, monkeypatch):
 
     exp = finished_local_run(tmp_path)
     plan = compile_path(tmp_path / "study.hpo").plan
-    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
     (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
     reads, real = [], marker.read
     monkeypatch.setattr(marker, "read", lambda path: reads.append(path) or real(path))
@@ -1219,7 +1219,7 @@ def test_an_extended_study_whose_job_is_queued_shows_the_job_and_no_second_submi
     plan = make_plan(tmp_path / "results", "tiny")
     ran = copy.deepcopy(plan)
     ran["trials"]["num_samples"] = 3
-    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0, ran["space"])
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
     write_plan(build, plan)
     (build / "job.sbatch").write_text("#!/bin/bash\n")
     fake_squeue(monkeypatch, tmp_path / "bin", [])
@@ -1270,7 +1270,7 @@ def test_results_of_an_extended_study_say_it_has_trials_still_to_run(tmp_path, c
 
     exp = finished_local_run(tmp_path)
     plan = compile_path(tmp_path / "study.hpo").plan
-    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
     assert "extended" not in main_err(capsys, "results", tmp_path / "study.hpo")
     (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
     said = [line for line in main_err(capsys, "results", tmp_path / "study.hpo").splitlines() if "extended" in line]
@@ -1446,7 +1446,7 @@ def test_an_experiment_directory_takes_its_budget_from_the_runs_marker(tmp_path,
         trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.01 * (i + 1)}, [{"val_loss": 0.5}] * 2)
     summary(exp, "d", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(2)],
             interrupted=True)
-    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0, plan["space"])
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
     code, out, err = status(capsys, exp)
     assert code == 0, err
     assert out.startswith("study `d`: interrupted; budget 5 trial(s) (random)\n"), out

@@ -89,6 +89,22 @@ def test_a_trial_leaves_the_processs_crash_handler_as_it_found_it(tmp_path):
     assert faulthandler.is_enabled() == was
 
 
+def test_a_rotation_after_the_trial_leaves_the_crash_handler_alone(tmp_path):
+    """kept()'s stderr kept calling crash_stack's callback after its block: a rotation in that
+    moment (another thread writing 16 MiB) pointed faulthandler at the trial's file again,
+    on a descriptor nobody closed."""
+    import faulthandler
+
+    path = str(tmp_path / "stderr")
+    was = faulthandler.is_enabled()
+    with output.crash_stack(path) as follow:
+        pass
+    follow()  # the rotation, late
+    assert faulthandler.is_enabled() == was
+    assert not [fd for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(path)]
+
+
 def test_a_crash_after_stderr_rotated_is_at_the_end_of_the_current_stderr(tmp_path):
     """faulthandler wrote to the file it was given at the start: once the trial's stderr
     passed the cap, that file was `stderr.1` (not read), and after a second rotation it was
@@ -177,3 +193,35 @@ def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_li
     assert summary.error_line(text) == ("RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried "
                                         "http://x/, got: <urlopen error [Errno -2] Name or service not known>")
     assert summary.error_line("ValueError: bad:\n\nTraceback (most recent call last):\n") == "ValueError: bad:"
+
+
+def test_an_error_line_joins_as_much_of_a_message_as_says_its_reason():
+    """The real shapes: torchvision's two mirrors (the first one's reason is on the line), and
+    Ray's storage error, whose settings after its colon hpoc's own sentence replaces."""
+    from hpoc.runtime import summary
+
+    mirrors = ("Traceback (most recent call last):\nRuntimeError: Error downloading train-images-idx3-ubyte.gz:\n"
+               "Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got:\n<urlopen error [Errno -2] Name or "
+               "service not known>\nTried http://yann.lecun.com/exdb/mnist/, got:\n<urlopen error [Errno -2] "
+               "Name or service not known>\n")
+    assert summary.error_line(mirrors) == (
+        "RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried https://ossci-datasets.s3."
+        "amazonaws.com/mnist/, got: <urlopen error [Errno -2] Name or service not known>")
+    storage = ("Traceback (most recent call last):\nRuntimeError: Unable to set up cluster storage with the "
+               "following settings:\nStorageContext<\n  storage_filesystem='local',\n  storage_fs_path='/r',\n"
+               "  experiment_dir_name='s',\n  trial_dir_name='t',\n  current_checkpoint_index=0,\n>\n"
+               "Check that all nodes in the cluster have read/write access to the configured storage path.\n")
+    assert summary.error_line(storage).endswith("was it deleted or moved during the run?")
+    assert summary.one_line(["Error downloading x.gz:", "  Tried a,", "got: b"]) == \
+        "Error downloading x.gz: Tried a, got: b"
+
+
+def test_a_logs_end_is_read_whatever_its_length(tmp_path):
+    """One reader of a log's last bytes for the crash stack in a trial's stderr and the last
+    words of a Ray node's log: a character the cut splits is replaced, not an error."""
+    from hpoc.files import read_tail
+
+    log = tmp_path / "log"
+    assert read_tail(log, 10) is None
+    log.write_bytes("ab€cd".encode())  # € is 3 bytes: the last 4 cut it
+    assert read_tail(log, 4).endswith("\ufffdcd") and read_tail(log, 100) == "ab€cd"

@@ -215,8 +215,9 @@ def _asha_brackets(ch: Checker, opts: dict[str, Any], horizon: int | None, label
     idle = sum(w for w, u in zip(weights, useful) if not u) / sum(weights)
     ch.warn(WARN_SCHEDULE, f"`scheduler asha` stops no trial early in {useful.count(False)} of its {count} "
             f"brackets: about {idle:.0%} of the trials", ch.spans.get("scheduler.options.brackets") or label,
-            notes=(f"Ray's ASHA puts each trial in one of its brackets at random; bracket s compares trials "
-                   f"first after `grace_period` * `reduction_factor` ** s {unit}, and trials end at {end:g}",),
+            notes=(f"Ray's ASHA puts each trial in one of its brackets at random; its k-th bracket compares "
+                   f"trials first after `grace_period` * `reduction_factor` ** (k - 1) {unit} (here: "
+                   f"{', '.join(f'{grace * rf ** s:g}' for s in range(count))}), and trials end at {end:g}",),
             help=f"set `brackets = {useful.index(False)}`, or raise {' and '.join(raise_)}")  # fmt: skip
 
 

@@ -484,12 +484,13 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
 
 
 def _loader_workers(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
-    """More DataLoader workers than a trial's CPUs: N + 1 processes on its cores slow it and
-    its neighbours, and torch's own warning counts the node's cores, not the trial's."""
+    """As many DataLoader workers as a trial's CPUs or more: N + 1 processes (the trial's own
+    too) on its cores slow it and its neighbours, and torch's own warning counts the node's
+    cores, not the trial's."""
     target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
     cpus = (out.get("resources") or {}).get("cpus_per_worker")
     asked = loader_workers(target, workdir) if target and isinstance(cpus, int) else None
-    if asked is None or asked[3] <= cpus:
+    if asked is None or asked[3] < cpus:
         return
     shown, line, keyword, count = asked
     at = ch.spans.get("resources.cpus_per_worker") or ch.spans.get("pipeline.trainer")

@@ -21,6 +21,7 @@ from hpoc.results.model import (STATUSES, Metric, Results, ResultsError, Shard, 
                                 UnreadableError, number)
 from hpoc.results.source import OtherPlanVersion, find_plan, study_dir
 from hpoc.runtime import timelimit
+from hpoc.runtime.marker import recorded_space
 from hpoc.runtime.summary import ending, endings as summary_endings, error_line, stopped_itself
 
 SUMMARY = "summary.json"
@@ -155,7 +156,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         trial_dirs = list(_trial_dirs(path))
         states = _experiment_states(path, skip=set(trial_dirs))
         found = _load_trials(trial_dirs, index, None if stale else summary, states,
-                             plan["space"] if plan else _recorded_space(recorded))
+                             plan["space"] if plan else recorded_space(recorded))
         # hpoc's driver ran here (it records its plan marker before any trial; unlike a bare
         # Ray Tune directory, it holds a lock whenever a run is live) but holds no lock and
         # left no summary: stopped at once (a second Ctrl-C), so nothing trains its trials either
@@ -278,12 +279,6 @@ def _recorded(recorded: Any, *path: str) -> Any:
     for key in path:
         recorded = recorded.get(key) if isinstance(recorded, dict) else None
     return recorded
-
-
-def _recorded_space(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The space a run recorded in its plan marker (results read without a plan)."""
-    space = (recorded or {}).get("space")
-    return space if isinstance(space, dict) and isinstance(space.get("params"), list) else None
 
 
 def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc.runtime import summary as _summary
+from hpoc.runtime.marker import recorded_space
 from hpoc.runtime.space import flatten as flatten  # {"optimizer": {"lr": 1}} -> {"optimizer.lr": 1}
 
 _NUMBERED = re.compile(r"trial_(\d+)_")  # hpoc.runtime.tuner.trial_dirname
@@ -219,8 +220,7 @@ class Results:
         if self.plan:
             return list(self.plan["space"]["params"])
         for shard in self.shards:
-            space = (shard.marker or {}).get("space")
-            params = space.get("params") if isinstance(space, dict) else None
+            params = (recorded_space(shard.marker) or {}).get("params")
             if isinstance(params, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str)
                                                 for p in params):
                 return list(params)

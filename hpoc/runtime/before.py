@@ -109,7 +109,7 @@ def budget_taken(plan: dict[str, Any], shard: int) -> str | None:
             r["shard"] == shard and r["state"] == "RUNNING" for r in rows):
         return None  # trials left to ask, or asked by this shard and not yet run
     digest = plan_hash(plan)
-    marker.write(exp, marker.fingerprint(plan, digest), shard, plan["space"], previous=None)  # check: none
+    marker.write(exp, marker.fingerprint(plan, digest), shard, previous=None)  # check: none
     built = summary_mod.build(plan, shard, [], wall_s=0.0, interrupted=False, experiment_dir=exp,
                               plan_hash=digest)
     summary_mod.write(built, exp)

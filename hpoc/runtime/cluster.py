@@ -22,8 +22,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hpoc.files import read_tail
 from hpoc.runtime.node import (HEAD_FILE, TOKEN_FILE, NodeError, answers, ensure_private_dir, host_name,
                                keep_if_asked, write_secret)
+from hpoc.runtime.procstat import stat_fields
 from hpoc.runtime.sweep import sweep_ended_jobs, wanted
 
 POLL_S = 0.1
@@ -68,11 +70,8 @@ def alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     # A finished child that the shell has not reaped yet still answers kill(0).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[0] != "Z"
 
 
 def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | None = None,
@@ -98,13 +97,8 @@ def wait_head(job_dir: Path, timeout: float, pid: int | None = None, log: str | 
 def last_error(log: str | None, limit: int = 300) -> str | None:
     """The last line of a step's log that is not srun's own (a traceback's last line: "No
     module named 'ray'" where the nodes' Python lacks it), so the job's .err says why."""
-    try:
-        with open(log or "", "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
+    tail = read_tail(log or "", 8192)
+    for line in reversed((tail or "").splitlines()):
         line = line.strip()
         if line and not line.startswith(("srun:", "slurmstepd")):
             line = line.removeprefix("hpoc: ")  # quoted after hpoc's own words

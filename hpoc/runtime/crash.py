@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 
+from hpoc.files import read_tail
 from hpoc.runtime.retry import latest
 
 # Ray's words for a worker process gone (ActorDiedError, WorkerCrashedError) in error.txt
@@ -75,13 +76,7 @@ def crash(directory: str | None, rank: int | None = None) -> str | None:
     later attempt's death is not this one's), or None."""
     if not directory:
         return None
-    try:
-        name = "stderr" if rank is None else rank_file(rank)
-        with open(os.path.join(directory, name), "rb") as fh:
-            fh.seek(max(0, os.fstat(fh.fileno()).st_size - _TAIL_BYTES))
-            tail = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return None
+    tail = read_tail(os.path.join(directory, "stderr" if rank is None else rank_file(rank)), _TAIL_BYTES) or ""
     at = tail.rfind(_FATAL)
     if at < 0:
         return None

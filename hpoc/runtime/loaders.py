@@ -4,7 +4,8 @@
 node's cores, not the trial's: a DataLoader that a trainer builds itself (in its `setup()`,
 `create_dataloaders` or `train()`) with `num_workers=8`, in a trial of 2 CPUs, ran 9
 processes on 2 cores and slowed the trial and those beside it in silence. While a trial
-trains, the first DataLoader it iterates with more workers than its CPUs is said once.
+trains, the first DataLoader it iterates with as many workers as its CPUs or more (with
+the trial's own process, N workers are N + 1 processes) is said once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 @contextlib.contextmanager
 def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], None]) -> Iterator[None]:
-    """Within it, iterating a DataLoader with more workers than `cpus` calls `say` once, with
+    """Within it, iterating a DataLoader with `cpus` workers or more calls `say` once, with
     the loader as `name` calls it (a split's, "train"), else where it was iterated."""
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
         yield
@@ -29,7 +30,7 @@ def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], N
 
     def __iter__(self: Any) -> Any:
         workers = getattr(self, "num_workers", 0)
-        if not said[0] and isinstance(workers, int) and workers > cpus:
+        if not said[0] and isinstance(workers, int) and workers >= cpus:
             said[0] = True
             frame = sys._getframe(1)
             what = name(self) or f"the DataLoader iterated at {frame.f_code.co_filename}:{frame.f_lineno}"

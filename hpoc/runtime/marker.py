@@ -3,14 +3,17 @@
 `<experiment dir>/.hpoc-plan.json`, written when a run starts:
 
     {"plan_hash": "sha256:…", "run_hash": "sha256:…", "parts": {"space": "…", …}, "shard": 0,
-     "space": {…the plan's space…}, "body": {…the plan the hashes are of…}}
+     "body": {…the plan the hashes are of…}}
 
 `plan_hash` is the plan's content hash. Resume compares `run_hash` instead: the hash of the
 plan without what does not change what the trials run (`COSMETIC`), so that a comment, a
 `hpoc fmt -w` or a longer walltime does not block a resume. `parts` hashes each top-level
 part of that plan, to say which parts a refused plan changed.
 
-`body` is what the run was made from: after an hpoc upgrade the same spec compiles to a plan
+`body` is what the run was made from, its `space` what `hpoc results DIR` needs to show the
+configs as the trainer saw them (Ray records only the sampled values, no constants); markers
+from before `body` kept the space alone, as `space` (recorded_space reads either). After an
+hpoc upgrade the same spec compiles to a plan
 with keys the run's plan lacked. A key whose value is what its absence means (the schema's
 `default`: "Absent in plans from before this key") is the same run (`aligned`); other keys
 one side lacks are said as such, not as a change to the spec. Markers from before `body`
@@ -36,7 +39,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hpoc.files import write_atomic
+from hpoc.files import read_json_object, write_atomic
 
 PLAN_MARKER = ".hpoc-plan.json"
 LEGACY_MARKER = ".hpoc-run.json"  # now the run lock (hpoc.runtime.runlock)
@@ -218,13 +221,18 @@ def extended(recorded: dict[str, Any] | None, fp: dict[str, Any] | None) -> bool
 def read(exp: Path) -> dict[str, Any] | None:
     """The recorded fingerprint, or a legacy marker's {"plan_hash", "shard"}, or None."""
     for name in (PLAN_MARKER, LEGACY_MARKER):
-        try:
-            recorded = json.loads((exp / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(recorded, dict) and "plan_hash" in recorded:  # the lock has no plan_hash
+        recorded = read_json_object(exp / name)
+        if recorded is not None and "plan_hash" in recorded:  # the lock has no plan_hash
             return recorded
     return None
+
+
+def recorded_space(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The space of the plan a marker records (its body's; an older marker's own `space`),
+    None where it holds none of the plan's shape (a marker edited by hand, or cut short)."""
+    body = (recorded or {}).get("body")
+    space = body.get("space") if isinstance(body, dict) else (recorded or {}).get("space")
+    return space if isinstance(space, dict) and isinstance(space.get("params"), list) else None
 
 
 UNREAD: Any = object()  # a marker the caller has not read (None: there is none)
@@ -252,13 +260,11 @@ class Seen:
         return replace(self, recorded=None)
 
 
-def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | None = None,
-          previous: dict[str, Any] | None = UNREAD) -> None:
-    """The fingerprint, and the plan's space: what `hpoc results DIR` needs to show the
-    configs as the trainer saw them (Ray records only the sampled values, no constants).
-    `previous`: the marker there, where the caller read it already."""
+def write(exp: Path, fp: dict[str, Any], shard: int, previous: dict[str, Any] | None = UNREAD) -> None:
+    """The fingerprint, its body the plan's space too (recorded_space). `previous`: the
+    marker there, where the caller read it already."""
     exp.mkdir(parents=True, exist_ok=True)
-    record = dict(fp, shard=shard, **({"space": space} if space is not None else {}))
+    record = dict(fp, shard=shard)
     if extended(read(exp) if previous is UNREAD else previous, fp):
         record["extended"] = True
     write_atomic(exp / PLAN_MARKER, json.dumps(record) + "\n")
@@ -267,12 +273,9 @@ def write(exp: Path, fp: dict[str, Any], shard: int, space: dict[str, Any] | Non
 def migrate_legacy(exp: Path) -> None:
     """Move a legacy marker's content to PLAN_MARKER so that the run lock can take its name."""
     legacy = exp / LEGACY_MARKER
-    try:
-        recorded = json.loads(legacy.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if not isinstance(recorded, dict) or "plan_hash" not in recorded:
-        return  # a run lock
+    recorded = read_json_object(legacy)
+    if recorded is None or "plan_hash" not in recorded:
+        return  # a run lock, or nothing
     if not (exp / PLAN_MARKER).exists():
         write(exp, {"plan_hash": recorded["plan_hash"]}, recorded.get("shard", 0), previous=recorded)
     legacy.unlink(missing_ok=True)

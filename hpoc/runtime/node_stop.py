@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from hpoc.runtime.procstat import stat_fields
+
 GRACE_S = 10.0  # Ray's handler stops a node's processes in a second or two
 KILL_WAIT_ENV = "HPOC_KILL_WAIT"  # SLURM's KillWait, asked by the job script (compiler/tables.py)
 GRACE_RANGE = (1.0, 30.0)
@@ -45,12 +47,9 @@ def descendants(pid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
+        fields = stat_fields(entry)
+        if fields and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry))
     out, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):

@@ -101,12 +101,19 @@ def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
     (emptied first if `fresh`): Ray's worker writes it to its own log, in the temp directory
     a local run removes, and the trial's line could only say that its process died
     (crash.py reads it). Yields what to call once `path` was rotated (CappedLog): the stack
-    went on into the file moved to `.1`, and was lost with it at the next rotation."""
+    went on into the file moved to `.1`, and was lost with it at the next rotation. Only
+    within the block: a rotation after it (another thread's write) changes nothing."""
     import faulthandler
 
     held: list[Any] = []
+    lock, ended = threading.Lock(), False
 
     def follow() -> None:
+        with lock:
+            if not ended:
+                _follow()
+
+    def _follow() -> None:
         try:
             fh = open(path, "wb" if fresh and not held else "ab")  # its own descriptor
         except OSError:
@@ -121,6 +128,8 @@ def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
     try:
         yield follow
     finally:
+        with lock:
+            ended = True
         if held:
             faulthandler.disable()
             if was and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr

@@ -117,20 +117,20 @@ def _describe(exc: BaseException) -> str:
     """`Type: message (file:line)` at the innermost frame, without a whole traceback; when
     that is a library's (torchvision's reader of a truncated file), also the study's own
     line that called it."""
-    from hpoc.runtime.summary import error_where
+    from hpoc.runtime.summary import one_line, raised_where
 
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    own = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    own = raised_where(exc)
     if own and own != where:
         where += f", called from {own}"
     at = f" ({where})" if where else ""
     # torchvision's download error spans three lines: the location after it stood on a line
     # of its own. As one line when that fits, else the location after its first line.
     text = str(exc).strip()
-    joined = " ".join(text.split())
     if "\n" not in text:
         return f"{type(exc).__name__}: {text}{at}"
+    joined = one_line(text.splitlines())
     if len(joined) <= 240:
         return f"{type(exc).__name__}: {joined}{at}"
     first, _, rest = text.partition("\n")

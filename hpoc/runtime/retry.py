@@ -62,11 +62,10 @@ def recorded(directory: str | None, run: str | None) -> str | None:
     """The message of the deterministic error this run's trial in `directory` failed with."""
     if not directory or not run:
         return None
-    try:
-        data = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("run") != run:
+    from hpoc.files import read_json_object
+
+    data = read_json_object(Path(directory) / MARKER)
+    if data is None or data.get("run") != run:
         return None
     return str(data.get("error", ""))
 

@@ -11,7 +11,7 @@ from typing import Any
 from hpoc.plan import WALLTIME_REQUEUE
 from hpoc.runtime import early
 from hpoc.runtime.exits import Interrupted, say
-from hpoc.runtime.watch import STATE, stop_tune
+from hpoc.runtime.watch import STATE, stop_tune, tune_stopper
 
 _STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP")
 
@@ -52,8 +52,7 @@ def install_signals() -> dict[int, Any]:
                 say(STATE.stream or sys.stderr, f"[hpoc] {name}: stopping once Ray has started "
                                                  "(a second Ctrl-C stops at once)")
             return
-        tune_handler = signal.getsignal(signal.SIGUSR1)
-        if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
+        if tune_stopper() is not None:
             if first:
                 then = ("the requeued job resumes" if requeues(signum)
                         else "running the plan again resumes")

@@ -348,7 +348,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
                                    seen=seen)
     except (search.SearchError, space.SpaceError) as exc:
         raise StudyError(str(exc)) from None
-    marker.write(exp, seen.fp, opts.shard, plan["space"], previous=seen.recorded)
+    marker.write(exp, seen.fp, opts.shard, previous=seen.recorded)
     clock.TIMES = clock.TrialTimes(plan["trials"].get("time_limit_s"))  # this run's
     metrics = plan["objective"]["metrics"]
     STATE.fail_fast = failfast.FailFast(plan["failure"].get("fail_fast", failfast.DEFAULT), total,

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hpoc import unranked
-from hpoc.files import read_json_lines, trial_path
+from hpoc.files import read_json_lines, read_json_object, trial_path
 from hpoc.runtime.crash import died, died_line, stack_of, with_crash
 from hpoc.runtime.shards import shared_budget
 from hpoc.runtime import timelimit
@@ -97,7 +97,8 @@ OWN_ERROR = re.compile(r"^(?:hpoc\.[\w.]+\.)?(?:TrainerError|PipelineError): ")
 _EXC_LINE = re.compile(r"^\s*(?:[\w.]+\.)?\w*(?:Error|Exception|Interrupt|Exit)\b.*")
 
 
-# Ray's errors whose line says nothing without the lines after it
+# Ray's error whose line says nothing alone: hpoc says what it means, in a sentence that
+# needs none of the lines after Ray's colon
 _RAY_STORAGE = "RuntimeError: Unable to set up cluster storage with the following settings:"
 _STORAGE_GONE = ("the study's experiment directory is gone or cannot be written (Ray's "
                  "`.validate_storage_marker` in it is missing): was it deleted or moved during "
@@ -108,26 +109,32 @@ def error_line(text: str, width: int = 240) -> str:
     """The one line of an error text worth printing: the last `SomeError: message` line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     picks = [ln for ln in lines if _EXC_LINE.match(ln)]
-    last = (picks or lines or [""])[-1]
-    more = "" if _RAY_STORAGE in last else _goes_on(text, picks)  # its own sentence says it all
-    line = died_line(text) or OWN_ERROR.sub("", last + more).replace(_RAY_STORAGE, _STORAGE_GONE)
-    line = " ".join(line.split())
+    last = (picks or lines or [""])[-1].replace(_RAY_STORAGE, _STORAGE_GONE)
+    line = died_line(text) or OWN_ERROR.sub("", one_line([last, *_goes_on(text, picks, last)]))
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _goes_on(text: str, picks: list[str]) -> str:
-    """The lines a message ending in a colon goes on with (torchvision's "Error downloading
-    x.gz:", then "Tried ..., got:" and the reason), up to a blank line; else ""."""
-    if not picks or not picks[-1].endswith(":") or died_line(text):
-        return ""
+def one_line(lines: list[str]) -> str:
+    """The lines of one message as one line, words apart by single spaces (an error's line
+    here, a getter's error in pipeline._describe)."""
+    return " ".join(" ".join(lines).split())
+
+
+def _goes_on(text: str, picks: list[str], last: str) -> list[str]:
+    """The lines a message `last` ending in a colon goes on with, each line one more while
+    the one before ends in a colon (torchvision's "Error downloading x.gz:", "Tried <first
+    mirror>, got:" and its reason, not the next mirror's "Tried ..., got:"); else []."""
+    if not picks:
+        return []
     raw = text.splitlines()
     at = max(i for i, ln in enumerate(raw) if ln.strip() == picks[-1])
-    more = []
-    for ln in raw[at + 1:at + 4]:
-        if not ln.strip() or _FRAME.match(ln) or ln.startswith(("Traceback", "During handling", "The above")):
+    more: list[str] = []
+    for ln in raw[at + 1:]:
+        if not (more or [last])[-1].endswith(":") or not ln.strip() or _FRAME.match(ln) or \
+                ln.startswith(("Traceback", "During handling", "The above")):
             break
         more.append(ln.strip())
-    return "".join(f" {ln}" for ln in more)
+    return more
 
 
 def error_help(text: str) -> str | None:
@@ -169,12 +176,17 @@ def error_at(text: str) -> str:
     return line + (f" at {at}" if at and at not in line else "")
 
 
-def raised_at(exc: BaseException) -> str:
-    """` at file.py:12`: the innermost frame of `exc` in the study's own code (not in a
-    library that raised or called sys.exit for it, such as argparse), or ""."""
+def raised_where(exc: BaseException) -> str | None:
+    """`file.py:12`: the innermost frame of `exc` in the study's own code (not in a library
+    that raised or called sys.exit for it, such as argparse), or None."""
     import traceback
 
-    at = error_where("".join(traceback.format_tb(exc.__traceback__)))
+    return error_where("".join(traceback.format_tb(exc.__traceback__)))
+
+
+def raised_at(exc: BaseException) -> str:
+    """` at file.py:12` (raised_where), or ""."""
+    at = raised_where(exc)
     return f" at {at}" if at else ""
 
 
@@ -364,12 +376,7 @@ def write(summary: dict[str, Any], directory: str | os.PathLike) -> Path:
 
 
 def read(directory: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(directory) / SUMMARY
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_object(Path(directory) / SUMMARY)
 
 
 def finished_run(directory: str | os.PathLike, recorded: Any, plan_hash: str | None,

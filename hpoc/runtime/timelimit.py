@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hpoc.files import trial_path, write_atomic
+from hpoc.files import read_json_object, trial_path, write_atomic
 from hpoc.runtime import clock
 
 MARKER = "hpoc-stopped.json"
@@ -66,11 +66,8 @@ def reason(directory: str | None) -> str | None:
     """Why the trial in `directory` was stopped by hpoc, or None."""
     if not directory:
         return None
-    try:
-        data = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return str(data.get("reason")) if isinstance(data, dict) and data.get("reason") else None
+    data = read_json_object(Path(directory) / MARKER) or {}
+    return str(data["reason"]) if data.get("reason") else None
 
 
 class TimeLimited:

@@ -307,13 +307,19 @@ def _stop_failed(verdict: str | None) -> None:
         say(STATE.stream or sys.stderr, f"[hpoc] {STATE.fail_fast.headline}")
 
 
+def tune_stopper() -> Any:
+    """Tune's own graceful stop (the handler it installs for SIGUSR1) while it runs, or None."""
+    handler = signal.getsignal(signal.SIGUSR1)
+    return handler if callable(handler) and getattr(handler, "__name__", "") == "signal_interrupt_tune_run" \
+        else None
+
+
 def stop_tune(signum: int, frame: Any) -> bool:
-    """Tune's own graceful stop (the handler it installs for SIGUSR1), when it is running."""
-    tune_handler = signal.getsignal(signal.SIGUSR1)
-    if callable(tune_handler) and getattr(tune_handler, "__name__", "") == "signal_interrupt_tune_run":
-        tune_handler(signum, frame)
-        return True
-    return False
+    """Tune's own graceful stop, when it is running (tune_stopper); whether it was."""
+    handler = tune_stopper()
+    if handler is not None:
+        handler(signum, frame)
+    return handler is not None
 
 
 def _failed_after(trial: Any) -> int:

@@ -186,5 +186,11 @@ def test_a_rank_that_segfaults_is_named_with_what_crashed_and_where(tmp_path, re
 
 @pytest.mark.parametrize("reuse", [False, True], ids=["train-run", "warm-group"])
 def test_a_rank_killed_or_exiting_is_named(tmp_path, reuse):
+    """os._exit(3): Ray gives no exit code (the worker's connection ended), the rank's
+    process records it."""
     progress, _ = _crashing_rank(tmp_path, "exit" if reuse else "kill", reuse)
-    assert "errored: the process of the trial's rank 1 died without a Python error: killed" in progress, progress
+    if reuse:
+        assert re.search(r"errored: the process of the trial's rank 1 exited with code 3: it called os\._exit\(3\) "
+                         r"\(Python's stack of it is in the trial's rank-1\.crash\) at .*toy\.py:\d+", progress), progress
+    else:
+        assert "errored: the process of the trial's rank 1 died without a Python error: killed" in progress, progress

@@ -166,6 +166,35 @@ def test_a_multi_worker_trial_says_which_rank_crashed_and_where(tmp_path):
     assert not (tmp_path / "rank-0.crash").exists()
 
 
+def test_a_rank_or_trial_that_calls_os_exit_says_its_exit_code_and_where(tmp_path):
+    """os._exit(3) ends a process at once, and Ray says only that the worker's connection
+    ended (no exit code): the line said "died without a Python error: killed ... or it
+    called os._exit()". The process now records the call, its code and where."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import os, sys\nfrom hpoc.runtime import output\n"
+                      "with output.rank_crash(sys.argv[1], 1):\n    os._exit(3)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 3
+    assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
+        "the process of the trial's rank 1 exited with code 3: it called os._exit(3) (Python's stack of it "
+        f"is in the trial's rank-1.crash) at {script}:4")
+    # a one-worker trial: at the end of its stderr
+    script.write_text("import os, sys\nfrom hpoc.runtime import output\n"
+                      "with output.kept(sys.argv[1]):\n    print('training', file=sys.stderr)\n    os._exit(7)\n")
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 7
+    assert summary.error_at(crash.with_crash(_DIED, str(tmp_path))) == (
+        "the trial's process exited with code 7: it called os._exit(7) (Python's stack of it is at the end "
+        f"of the trial's stderr) at {script}:5")
+    # a forked child (a DataLoader worker) ends by os._exit: not the trial's process
+    script.write_text("import os, sys\nfrom hpoc.runtime import output\n"
+                      "with output.rank_crash(sys.argv[1], 2):\n    pid = os.fork()\n"
+                      "    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n")
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 0
+    assert not (tmp_path / "rank-2.crash").exists()
+
+
 def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_line():
     """torchvision's download error in a trial: the line stopped at "Error downloading x.gz:",
     and the reason (no name lookup: a compute node without internet) was on the lines after."""

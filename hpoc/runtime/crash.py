@@ -24,6 +24,15 @@ _DIED = re.compile(r"The actor is dead because its worker process has died|"
                    r"The actor died unexpectedly before finishing this task|"
                    r"The worker died unexpectedly while executing this task")
 _FATAL = "Fatal Python error: "
+# what the process writes of the ends faulthandler does not see (output.write_end): Ray
+# gives no exit code of os._exit, and a warm group's rank ignored SIGTERM (signals run in
+# the main thread, which waits in Ray's C++ task loop)
+_OWN = "hpoc: "
+SIGTERM_HEADER = (_OWN + "was terminated by SIGTERM (sent by a `kill`, the job scheduler or a "
+                  "memory watchdog)")
+# the first line of a crash's record: faulthandler's, or the process's own
+_HEADER = re.compile(r"^(?:" + re.escape(_FATAL) + r"|" + re.escape(_OWN) +
+                     r"(?=exited with code|was terminated by)).*$", re.MULTILINE)
 # what faulthandler writes after its first line: no other output may follow a crash
 _STACK_LINE = re.compile(r"(Current thread|Thread) 0x[0-9a-fA-F]+|\s+File \"|\s+<no Python frame>|"
                          r"\s+\.\.\.|Extension modules:|Python runtime state:|Garbage-collecting|"
@@ -43,6 +52,19 @@ def note_rank(exc: BaseException, rank: int) -> None:
     add = getattr(exc, "add_note", None)
     if add is not None:
         add(RANK_NOTE.format(rank=rank))
+
+
+def exit_header(code: int) -> str:
+    """The record's first line of a process that called os._exit(code)."""
+    return f"{_OWN}exited with code {code}: it called os._exit({code})"
+
+
+def _last_header(text: str) -> int:
+    """Where the last crash record's first line starts in `text`, or -1."""
+    found = None
+    for found in _HEADER.finditer(text):
+        pass
+    return found.start() if found else -1
 
 
 def rank_file(rank: int) -> str:
@@ -82,7 +104,7 @@ def crash(directory: str | None, rank: int | None = None) -> str | None:
             tail = fh.read().decode("utf-8", "replace")
     except OSError:
         return None
-    at = tail.rfind(_FATAL)
+    at = _last_header(tail)
     if at < 0:
         return None
     first, *rest = tail[at:].strip().splitlines()
@@ -108,7 +130,7 @@ def stack_of(text: str) -> str | None:
     """The crash stack `with_crash` put after an error text of a process that died, or None."""
     if not died(text):
         return None
-    at = latest(text).rfind(_FATAL)
+    at = _last_header(latest(text))
     return latest(text)[at:] if at >= 0 else None
 
 
@@ -119,10 +141,11 @@ def died_line(text: str) -> str | None:
     rank = dead_rank(text)
     who = "the trial's process" if rank is None else f"the process of the trial's rank {rank}"
     text = latest(text)
-    at = text.rfind(_FATAL)
+    at = _last_header(text)
     if at >= 0:
-        what = text[at + len(_FATAL):].splitlines()[0].strip()
+        first = text[at:].splitlines()[0].strip()
+        what = f"crashed: {first[len(_FATAL):]}" if first.startswith(_FATAL) else first[len(_OWN):]
         where = "at the end of the trial's stderr" if rank is None else f"in the trial's {rank_file(rank)}"
-        return f"{who} crashed: {what} (Python's stack of it is {where})"
+        return f"{who} {what} (Python's stack of it is {where})"
     return (f"{who} died without a Python error: killed (the kernel's OOM killer, "
             "a signal) or it called os._exit()")

@@ -195,6 +195,32 @@ def test_a_rank_or_trial_that_calls_os_exit_says_its_exit_code_and_where(tmp_pat
     assert not (tmp_path / "rank-2.crash").exists()
 
 
+def test_a_warm_group_rank_ends_on_sigterm_and_says_so(tmp_path):
+    """A warm group's rank runs its trials in threads of a Ray actor whose main thread waits
+    in C++: Ray's SIGTERM handler never ran, and a rank sent SIGTERM (a `kill`, a memory
+    watchdog) trained on. It now ends, naming SIGTERM and where its trial was."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import os, signal, sys, threading, time\nfrom hpoc.runtime import output, rank_term\n"
+        "signal.signal(signal.SIGTERM, lambda *a: None)  # Ray's, which never runs there\n"
+        "rank_term.heed_sigterm()\n"
+        "def trial():\n    with output.rank_crash(sys.argv[1], 1):\n"
+        "        pid = os.fork()\n        if pid == 0:\n            time.sleep(1)\n            os._exit(0)\n"
+        "        time.sleep(0.2)\n        os.kill(pid, signal.SIGTERM)  # a DataLoader worker's end: not the rank's\n"
+        "        os.waitpid(pid, 0)\n        time.sleep(0.5)\n        print('alive', flush=True)\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(10)\n"
+        "t = threading.Thread(target=trial)\nt.start()\nt.join()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout == "alive\n" and done.returncode == 143, (done.returncode, done.stdout, done.stderr)
+    assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
+        "the process of the trial's rank 1 was terminated by SIGTERM: a `kill`, the job scheduler or a memory "
+        f"watchdog sent it (Python's stack of it is in the trial's rank-1.crash) at {script}:17")
+
+
 def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_line():
     """torchvision's download error in a trial: the line stopped at "Error downloading x.gz:",
     and the reason (no name lookup: a compute node without internet) was on the lines after."""

@@ -28,8 +28,7 @@ _FATAL = "Fatal Python error: "
 # gives no exit code of os._exit, and a warm group's rank ignored SIGTERM (signals run in
 # the main thread, which waits in Ray's C++ task loop)
 _OWN = "hpoc: "
-SIGTERM_HEADER = (_OWN + "was terminated by SIGTERM (sent by a `kill`, the job scheduler or a "
-                  "memory watchdog)")
+SIGTERM_HEADER = _OWN + "was terminated by SIGTERM: a `kill`, the job scheduler or a memory watchdog sent it"
 # the first line of a crash's record: faulthandler's, or the process's own
 _HEADER = re.compile(r"^(?:" + re.escape(_FATAL) + r"|" + re.escape(_OWN) +
                      r"(?=exited with code|was terminated by)).*$", re.MULTILINE)

@@ -178,7 +178,10 @@ class PoolWorker:
     """The actor class (pool.py wraps it with `ray.remote`)."""
 
     def __init__(self, rank: int, world_size: int) -> None:
+        from hpoc.runtime.rank_term import heed_sigterm
+
         self.rank, self.world_size = rank, world_size
+        heed_sigterm()  # its trials run in other threads: Ray's own handler never runs
         self.events: queue.Queue = queue.Queue()
         self.decisions: queue.Queue = queue.Queue()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -129,6 +130,21 @@ class WarmGroup:
             return False
         return True
 
+    def alive(self, timeout: float = 30.0) -> bool:
+        """Whether every rank still answers: one killed while the group waited for the next
+        trial (the OOM killer, a SIGTERM) would fail that trial for a death before it."""
+        import ray
+
+        refs = [w.ping.remote() for w in self.workers]
+        for rank, ref in enumerate(refs):
+            try:
+                ray.get(ref, timeout=timeout)
+            except Exception:  # noqa: BLE001 - dead, or not answering: either way not lent
+                print(f"hpoc: rank {rank} of this process's warm group died between trials (or does "
+                      "not answer); this trial starts a new group", file=sys.stderr, flush=True)
+                return False
+        return True
+
     def close(self) -> None:
         import ray
 
@@ -171,7 +187,7 @@ def borrow(plan: dict[str, Any], crash_dir: str | None = None) -> WarmGroup:
     """This process's warm group for `plan`, started on first use or after a failure (for
     the trial whose directory is `crash_dir`, WarmGroup.start)."""
     global _group
-    if _group is not None and (_group.key != signature(plan) or not _group.settle()):
+    if _group is not None and (_group.key != signature(plan) or not _group.settle() or not _group.alive()):
         discard()
     if _group is None:
         _group = WarmGroup.start(plan, crash_dir)

@@ -195,6 +195,9 @@ class PoolWorker:
                 "pid": os.getpid(), "port": report.free_port("") if self.rank == 0 else None,
                 "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
+    def ping(self) -> None:
+        """Answers while the process lives (WarmGroup.alive)."""
+
     def join(self, master: str, port: int, backend: str, local_rank: int, local_world: int,
              workdir: str, targets: list[str], visible_gpus: list[str] | None = None,
              gpus: float = 1, crash_dir: str | None = None) -> int:

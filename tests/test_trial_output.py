@@ -221,6 +221,26 @@ def test_a_warm_group_rank_ends_on_sigterm_and_says_so(tmp_path):
         f"watchdog sent it (Python's stack of it is in the trial's rank-1.crash) at {script}:17")
 
 
+def test_a_trial_process_that_ray_says_got_sigterm_or_exited_is_said_so(tmp_path):
+    """Ray's own words name a SIGTERM (its handler made the worker exit) or a worker's exit
+    code: the line still said "died without a Python error: killed (...) or os._exit()"."""
+    from hpoc.runtime import crash, summary
+
+    ray_term = _DIED.replace("Worker unexpectedly exits with a connection error code 2. End of file. Some common "
+                             "causes include: (1) the process was killed by the OOM killer ...",
+                             "Worker exits unexpectedly by a signal. SystemExit is raised (sys.exit is called). "
+                             "Exit code: 1. The process receives a SIGTERM.")
+    assert ray_term != _DIED
+    assert summary.error_at(crash.with_crash(ray_term, str(tmp_path))) == (
+        "the trial's process was terminated by SIGTERM: a `kill`, the job scheduler or a memory watchdog sent it")
+    ray_exit = _TRAIN_DIED.replace("SYSTEM_ERROR ...", "SYSTEM_ERROR Worker exit detail: Worker exits unexpectedly. "
+                                   "Worker exits with an exit code 4.")
+    assert summary.error_at(crash.with_crash(ray_exit, str(tmp_path))) == (
+        "the process of the trial's rank 1 exited with code 4")
+    # Ray's "connection error code 2" is no exit code
+    assert summary.error_line(_DIED).startswith("the trial's process died without a Python error: killed")
+
+
 def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_line():
     """torchvision's download error in a trial: the line stopped at "Error downloading x.gz:",
     and the reason (no name lookup: a compute node without internet) was on the lines after."""

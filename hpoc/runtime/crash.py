@@ -30,6 +30,9 @@ _FATAL = "Fatal Python error: "
 _OWN = "hpoc: "
 SIGTERM_HEADER = _OWN + "was terminated by SIGTERM: a `kill`, the job scheduler or a memory watchdog sent it"
 # the first line of a crash's record: faulthandler's, or the process's own
+# Ray's own words of a worker its SIGTERM handler ended, or that exited with a code
+_RAY_SIGTERM = "The process receives a SIGTERM."
+_RAY_EXIT = re.compile(r"\b(?:Exit code: |exits with an exit code )(\d+)\.")
 _HEADER = re.compile(r"^(?:" + re.escape(_FATAL) + r"|" + re.escape(_OWN) +
                      r"(?=exited with code|was terminated by)).*$", re.MULTILINE)
 # what faulthandler writes after its first line: no other output may follow a crash
@@ -146,5 +149,10 @@ def died_line(text: str) -> str | None:
         what = f"crashed: {first[len(_FATAL):]}" if first.startswith(_FATAL) else first[len(_OWN):]
         where = "at the end of the trial's stderr" if rank is None else f"in the trial's {rank_file(rank)}"
         return f"{who} {what} (Python's stack of it is {where})"
+    if _RAY_SIGTERM in text:
+        return f"{who} {SIGTERM_HEADER[len(_OWN):]}"
+    code = _RAY_EXIT.search(text)
+    if code:
+        return f"{who} exited with code {code.group(1)}"
     return (f"{who} died without a Python error: killed (the kernel's OOM killer, "
             "a signal) or it called os._exit()")

@@ -241,6 +241,50 @@ def test_a_trial_process_that_ray_says_got_sigterm_or_exited_is_said_so(tmp_path
     assert summary.error_line(_DIED).startswith("the trial's process died without a Python error: killed")
 
 
+def test_a_rank_the_oom_killer_ended_is_said_to_have_run_out_of_memory(tmp_path, monkeypatch):
+    """A rank SIGKILLed by the kernel's OOM killer: the line listed the OOM killer among every
+    way a process dies. The kernel's count of OOM kills on the rank's node rose while the
+    trial ran: the trial's process notes it, and the line says so."""
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    from hpoc.runtime import crash, oom, summary
+
+    # the count: the memory cgroup's (v2, v1), else the node's
+    (tmp_path / "cgroup").write_text("0::/job_7/step_0\n")
+    (tmp_path / "job_7" / "step_0").mkdir(parents=True)
+    (tmp_path / "job_7" / "step_0" / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    (tmp_path / "vmstat").write_text("nr_free_pages 1\noom_kill 9\n")
+    assert oom.kills(str(tmp_path / "cgroup"), str(tmp_path), str(tmp_path / "vmstat")) == 1
+    (tmp_path / "cgroup").write_text("4:memory:/job_7\n0::/\n")
+    (tmp_path / "memory" / "job_7").mkdir(parents=True)
+    (tmp_path / "memory" / "job_7" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert oom.kills(str(tmp_path / "cgroup"), str(tmp_path), str(tmp_path / "vmstat")) == 2
+    assert oom.kills(str(tmp_path / "none"), str(tmp_path), str(tmp_path / "vmstat")) == 9
+    assert oom.kills(str(tmp_path / "none"), str(tmp_path), str(tmp_path / "none")) is None
+
+    # the note: only for a death on this node, when the count rose
+    died = _DIED.replace("\tclass_name: ImplicitFunc\n", "\tclass_name: PoolWorker\n\tip: 10.0.0.5\n")
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.5")
+    counts = iter([4])
+    monkeypatch.setattr(oom, "kills", lambda: next(counts))
+    exc = ActorDiedError()
+    monkeypatch.setattr(ActorDiedError, "__str__", lambda self: died)
+    crash.note_rank(exc, 1)
+    oom.note_kill(exc, 3)
+    text = "\n".join([died, *exc.__notes__])
+    assert summary.error_at(crash.with_crash(text, str(tmp_path))) == (
+        "the process of the trial's rank 1 was killed by the kernel's OOM killer (it killed a process on that "
+        "node while the trial ran): give the trial more memory, or make it use less")
+    calm = ActorDiedError()
+    monkeypatch.setattr(oom, "kills", lambda: 3)
+    oom.note_kill(calm, 3)  # no kill meanwhile
+    monkeypatch.setattr(oom, "kills", lambda: 5)
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.6")
+    oom.note_kill(calm, 3)  # a kill, but on another node than the rank's
+    assert not getattr(calm, "__notes__", [])
+
+
 def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_line():
     """torchvision's download error in a trial: the line stopped at "Error downloading x.gz:",
     and the reason (no name lookup: a compute node without internet) was on the lines after."""

@@ -30,6 +30,8 @@ _FATAL = "Fatal Python error: "
 _OWN = "hpoc: "
 SIGTERM_HEADER = _OWN + "was terminated by SIGTERM: a `kill`, the job scheduler or a memory watchdog sent it"
 # the first line of a crash's record: faulthandler's, or the process's own
+# the trial's process saw the OOM killer kill on the dead rank's node meanwhile (oom.py)
+OOM_NOTE = "hpoc: the kernel's OOM killer killed a process on the node of the rank that died, during the trial"
 # Ray's own words of a worker its SIGTERM handler ended, or that exited with a code
 _RAY_SIGTERM = "The process receives a SIGTERM."
 _RAY_EXIT = re.compile(r"\b(?:Exit code: |exits with an exit code )(\d+)\.")
@@ -154,5 +156,8 @@ def died_line(text: str) -> str | None:
     code = _RAY_EXIT.search(text)
     if code:
         return f"{who} exited with code {code.group(1)}"
+    if OOM_NOTE in text:
+        return (f"{who} was killed by the kernel's OOM killer (it killed a process on that node while "
+                "the trial ran): give the trial more memory, or make it use less")
     return (f"{who} died without a Python error: killed (the kernel's OOM killer, "
             "a signal) or it called os._exit()")

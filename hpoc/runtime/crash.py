@@ -3,8 +3,10 @@
 Ray reports a trial process that died (a segfault in a C extension, `os.abort()`,
 `os._exit()`, the kernel's OOM killer, a SIGKILL) with one paragraph that lists every
 cause it can think of. The trial's process writes Python's stack of a crash into its
-`stderr` (output.crash_stack): with it the trial's line says what crashed and where, in
-the study's code; without it, that the process died without a Python error.
+`stderr` (output.crash_stack), and of a call of os._exit or a SIGTERM (output.write_end):
+with it the trial's line says what ended the process and where, in the study's code;
+without it, what Ray's words or the OOM killer's count (oom.py) tell, else that the
+process died without a Python error.
 
 Each rank of a multi-worker trial writes its crash to `rank-<k>.crash` in the trial's
 directory (its output goes to Ray's logs only); the rank that died is read from Ray's

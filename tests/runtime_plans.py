@@ -83,13 +83,21 @@ TOY = textwrap.dedent('''
 
     class CrashRankTrainer(ToyTrainer):
         """Rank `rank` crashes right after its first report: `how` = "segfault" (a C
-        extension's), "abort", "exit" (os._exit(3)) or "kill" (SIGKILL, as the OOM killer)."""
+        extension's), "abort", "exit" (os._exit(3)), "sigterm" (a `kill`; the rank trains
+        on if it is ignored) or "kill" (SIGKILL, as the OOM killer). With `once` (a file
+        path), only the first trial of the study crashes."""
 
         def report(self, metrics, *, epoch=None, **kwargs):
             super().report(metrics, epoch=epoch, **kwargs)
             if self.strategy.rank == self.args.get("rank", 1):
                 import ctypes
                 import signal
+                import time
+                once = self.args.get("once")
+                if once and os.path.exists(once):
+                    return
+                if once:
+                    open(once, "w").close()
                 how = self.args["how"]
                 if how == "segfault":
                     ctypes.string_at(0)
@@ -97,6 +105,10 @@ TOY = textwrap.dedent('''
                     os.abort()
                 elif how == "exit":
                     os._exit(3)
+                elif how == "sigterm":
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(10)
+                    return
                 os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -119,3 +119,33 @@ def test_a_dead_rank_fails_its_trial_on_python_3_10_too(monkeypatch):
     with pytest.raises(NoNotes):
         pool._raise_failures(group, ["r1"])
     assert group.workers == []  # the group is gone
+
+
+def test_a_warm_group_whose_rank_died_between_trials_is_not_lent_to_the_next_trial(monkeypatch, capsys):
+    """A rank killed while its group waited for the next trial (the OOM killer, a SIGTERM):
+    the next trial was run on the broken group, and failed for a death before it began."""
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    class Rank:
+        def __init__(self, dead):
+            self.ping = type("M", (), {"remote": staticmethod(lambda: "dead" if dead else "ok")})
+
+    def get(ref, timeout=None):
+        if ref == "dead" or "dead" in (ref if isinstance(ref, list) else []):
+            raise ActorDiedError()
+        return None
+
+    plan = compile_source(SPEC % ", reuse_workers = true")
+    killed, new = [], pool.WarmGroup(key=pool.signature(plan), workers=[], pids=[])
+    monkeypatch.setattr(ray, "get", get)
+    monkeypatch.setattr(ray, "kill", lambda w, **k: killed.append(w))
+    monkeypatch.setattr(pool.WarmGroup, "start", classmethod(lambda cls, plan, crash_dir=None: new))
+    ranks = [Rank(False), Rank(True)]
+    monkeypatch.setattr(pool, "_group", pool.WarmGroup(key=pool.signature(plan), workers=ranks, pids=[]))
+    assert pool.borrow(plan) is new and killed == ranks
+    assert "rank 1 of this process's warm group died between trials" in capsys.readouterr().err
+    # a group whose ranks all answer is lent again
+    kept = pool.WarmGroup(key=pool.signature(plan), workers=[Rank(False), Rank(False)], pids=[])
+    monkeypatch.setattr(pool, "_group", kept)
+    assert pool.borrow(plan) is kept

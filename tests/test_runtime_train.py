@@ -184,7 +184,58 @@ def test_a_rank_that_segfaults_is_named_with_what_crashed_and_where(tmp_path, re
     assert not (Path(trial["path"]) / "rank-0.crash").exists()  # rank 0 did not crash
 
 
+def test_a_warm_group_rank_sent_sigterm_fails_its_trial_and_the_next_trial_gets_a_new_group(tmp_path):
+    """A warm group's rank ignored SIGTERM (its trials run in threads; Ray's handler waits for
+    the main thread, which stays in C++) until a later trial's task let it run: that trial
+    failed, though the rank was sent SIGTERM during the one before."""
+    plan = make_plan(
+        write_toy(tmp_path / "study"), tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 1},
+        space={"constants": {"epochs": 1, "batch_size": 32}},
+        pipeline={"trainer": {"target": "toy:CrashRankTrainer",
+                              "args": {"how": "sigterm", "once": str(tmp_path / "once")}}},
+        resources={"workers": 2, "cpus_per_worker": 0.5, "strategy": "ddp", "reuse_workers": True})
+    progress = io.StringIO()
+    run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    assert re.search(r"errored: the process of the trial's rank 1 was terminated by SIGTERM: a `kill`, the job "
+                     r"scheduler or a memory watchdog sent it \(Python's stack of it is in the trial's "
+                     r"rank-1\.crash\) at .*toy\.py:\d+", progress.getvalue()), progress.getvalue()
+    trials = json.loads((tmp_path / "results" / "toy" / "summary.json").read_text())["trials"]
+    # the trial of the SIGTERM fails (it ended that trial's turn, not a later one's), the next
+    # runs on a new group
+    assert [t["status"] for t in sorted(trials, key=lambda t: t["path"])] == ["ERROR", "TERMINATED"]
+
+
+def test_a_rank_that_crashes_while_its_warm_group_starts_is_named_with_where(tmp_path):
+    """A rank that died while the group started (importing the study's code) was "the
+    trial's process died without a Python error", no rank, no crash file."""
+    study = write_toy(tmp_path / "study")
+    (study / "startcrash.py").write_text(
+        "import ctypes, os\nfrom toy import ToyTrainer as StartCrashTrainer  # noqa: F401\n"
+        f"if os.environ.get('RANK') == '1' and not os.path.exists({str(tmp_path / 'once')!r}):\n"
+        f"    open({str(tmp_path / 'once')!r}, 'w').close()\n    ctypes.string_at(0)\n")
+    plan = make_plan(
+        study, tmp_path / "results", trials={"num_samples": 2, "max_concurrent": 1},
+        space={"constants": {"epochs": 1, "batch_size": 32}},
+        pipeline={"trainer": {"target": "startcrash:StartCrashTrainer", "args": {}}},
+        resources={"workers": 2, "cpus_per_worker": 0.5, "strategy": "ddp", "reuse_workers": True})
+    progress = io.StringIO()
+    run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    assert re.search(r"errored: the process of the trial's rank 1 crashed: Segmentation fault \(Python's stack "
+                     r"of it is in the trial's rank-1\.crash\) at .*startcrash\.py:5 ", progress.getvalue()), \
+        progress.getvalue()
+    trials = sorted(json.loads((tmp_path / "results" / "toy" / "summary.json").read_text())["trials"],
+                    key=lambda t: t["path"])
+    assert [t["status"] for t in trials] == ["ERROR", "TERMINATED"]
+    assert "startcrash.py" in (Path(trials[0]["path"]) / "rank-1.crash").read_text()
+
+
 @pytest.mark.parametrize("reuse", [False, True], ids=["train-run", "warm-group"])
 def test_a_rank_killed_or_exiting_is_named(tmp_path, reuse):
+    """os._exit(3): Ray gives no exit code (the worker's connection ended), the rank's
+    process records it."""
     progress, _ = _crashing_rank(tmp_path, "exit" if reuse else "kill", reuse)
-    assert "errored: the process of the trial's rank 1 died without a Python error: killed" in progress, progress
+    if reuse:
+        assert re.search(r"errored: the process of the trial's rank 1 exited with code 3: it called os\._exit\(3\) "
+                         r"\(Python's stack of it is in the trial's rank-1\.crash\) at .*toy\.py:\d+", progress), progress
+    else:
+        assert "errored: the process of the trial's rank 1 died without a Python error: killed" in progress, progress

@@ -182,6 +182,125 @@ def test_a_multi_worker_trial_says_which_rank_crashed_and_where(tmp_path):
     assert not (tmp_path / "rank-0.crash").exists()
 
 
+def test_a_rank_or_trial_that_calls_os_exit_says_its_exit_code_and_where(tmp_path):
+    """os._exit(3) ends a process at once, and Ray says only that the worker's connection
+    ended (no exit code): the line said "died without a Python error: killed ... or it
+    called os._exit()". The process now records the call, its code and where."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import os, sys\nfrom hpoc.runtime import output\n"
+                      "with output.rank_crash(sys.argv[1], 1):\n    os._exit(3)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 3
+    assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
+        "the process of the trial's rank 1 exited with code 3: it called os._exit(3) (Python's stack of it "
+        f"is in the trial's rank-1.crash) at {script}:4")
+    # a one-worker trial: at the end of its stderr
+    script.write_text("import os, sys\nfrom hpoc.runtime import output\n"
+                      "with output.kept(sys.argv[1]):\n    print('training', file=sys.stderr)\n    os._exit(7)\n")
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 7
+    assert summary.error_at(crash.with_crash(_DIED, str(tmp_path))) == (
+        "the trial's process exited with code 7: it called os._exit(7) (Python's stack of it is at the end "
+        f"of the trial's stderr) at {script}:5")
+    # a forked child (a DataLoader worker) ends by os._exit: not the trial's process
+    script.write_text("import os, sys\nfrom hpoc.runtime import output\n"
+                      "with output.rank_crash(sys.argv[1], 2):\n    pid = os.fork()\n"
+                      "    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n")
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 0
+    assert not (tmp_path / "rank-2.crash").exists()
+
+
+def test_a_warm_group_rank_ends_on_sigterm_and_says_so(tmp_path):
+    """A warm group's rank runs its trials in threads of a Ray actor whose main thread waits
+    in C++: Ray's SIGTERM handler never ran, and a rank sent SIGTERM (a `kill`, a memory
+    watchdog) trained on. It now ends, naming SIGTERM and where its trial was."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import os, signal, sys, threading, time\nfrom hpoc.runtime import output, rank_term\n"
+        "signal.signal(signal.SIGTERM, lambda *a: None)  # Ray's, which never runs there\n"
+        "rank_term.heed_sigterm()\n"
+        "def trial():\n    with output.rank_crash(sys.argv[1], 1):\n"
+        "        pid = os.fork()\n        if pid == 0:\n            time.sleep(1)\n            os._exit(0)\n"
+        "        time.sleep(0.2)\n        os.kill(pid, signal.SIGTERM)  # a DataLoader worker's end: not the rank's\n"
+        "        os.waitpid(pid, 0)\n        time.sleep(0.5)\n        print('alive', flush=True)\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(10)\n"
+        "t = threading.Thread(target=trial)\nt.start()\nt.join()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout == "alive\n" and done.returncode == 143, (done.returncode, done.stdout, done.stderr)
+    assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
+        "the process of the trial's rank 1 was terminated by SIGTERM: a `kill`, the job scheduler or a memory "
+        f"watchdog sent it (Python's stack of it is in the trial's rank-1.crash) at {script}:17")
+
+
+def test_a_trial_process_that_ray_says_got_sigterm_or_exited_is_said_so(tmp_path):
+    """Ray's own words name a SIGTERM (its handler made the worker exit) or a worker's exit
+    code: the line still said "died without a Python error: killed (...) or os._exit()"."""
+    from hpoc.runtime import crash, summary
+
+    ray_term = _DIED.replace("Worker unexpectedly exits with a connection error code 2. End of file. Some common "
+                             "causes include: (1) the process was killed by the OOM killer ...",
+                             "Worker exits unexpectedly by a signal. SystemExit is raised (sys.exit is called). "
+                             "Exit code: 1. The process receives a SIGTERM.")
+    assert ray_term != _DIED
+    assert summary.error_at(crash.with_crash(ray_term, str(tmp_path))) == (
+        "the trial's process was terminated by SIGTERM: a `kill`, the job scheduler or a memory watchdog sent it")
+    ray_exit = _TRAIN_DIED.replace("SYSTEM_ERROR ...", "SYSTEM_ERROR Worker exit detail: Worker exits unexpectedly. "
+                                   "Worker exits with an exit code 4.")
+    assert summary.error_at(crash.with_crash(ray_exit, str(tmp_path))) == (
+        "the process of the trial's rank 1 exited with code 4")
+    # Ray's "connection error code 2" is no exit code
+    assert summary.error_line(_DIED).startswith("the trial's process died without a Python error: killed")
+
+
+def test_a_rank_the_oom_killer_ended_is_said_to_have_run_out_of_memory(tmp_path, monkeypatch):
+    """A rank SIGKILLed by the kernel's OOM killer: the line listed the OOM killer among every
+    way a process dies. The kernel's count of OOM kills on the rank's node rose while the
+    trial ran: the trial's process notes it, and the line says so."""
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    from hpoc.runtime import crash, oom, summary
+
+    # the count: the memory cgroup's (v2, v1), else the node's
+    (tmp_path / "cgroup").write_text("0::/job_7/step_0\n")
+    (tmp_path / "job_7" / "step_0").mkdir(parents=True)
+    (tmp_path / "job_7" / "step_0" / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    (tmp_path / "vmstat").write_text("nr_free_pages 1\noom_kill 9\n")
+    assert oom.kills(str(tmp_path / "cgroup"), str(tmp_path), str(tmp_path / "vmstat")) == 1
+    (tmp_path / "cgroup").write_text("4:memory:/job_7\n0::/\n")
+    (tmp_path / "memory" / "job_7").mkdir(parents=True)
+    (tmp_path / "memory" / "job_7" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert oom.kills(str(tmp_path / "cgroup"), str(tmp_path), str(tmp_path / "vmstat")) == 2
+    assert oom.kills(str(tmp_path / "none"), str(tmp_path), str(tmp_path / "vmstat")) == 9
+    assert oom.kills(str(tmp_path / "none"), str(tmp_path), str(tmp_path / "none")) is None
+
+    # the note: only for a death on this node, when the count rose
+    died = _DIED.replace("\tclass_name: ImplicitFunc\n", "\tclass_name: PoolWorker\n\tip: 10.0.0.5\n")
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.5")
+    counts = iter([4])
+    monkeypatch.setattr(oom, "kills", lambda: next(counts))
+    exc = ActorDiedError()
+    monkeypatch.setattr(ActorDiedError, "__str__", lambda self: died)
+    crash.note_rank(exc, 1)
+    oom.note_kill(exc, 3)
+    text = "\n".join([died, *exc.__notes__])
+    assert summary.error_at(crash.with_crash(text, str(tmp_path))) == (
+        "the process of the trial's rank 1 was killed by the kernel's OOM killer (it killed a process on that "
+        "node while the trial ran): give the trial more memory, or make it use less")
+    calm = ActorDiedError()
+    monkeypatch.setattr(oom, "kills", lambda: 3)
+    oom.note_kill(calm, 3)  # no kill meanwhile
+    monkeypatch.setattr(oom, "kills", lambda: 5)
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.6")
+    oom.note_kill(calm, 3)  # a kill, but on another node than the rank's
+    assert not getattr(calm, "__notes__", [])
+
+
 def test_an_error_whose_message_goes_on_after_a_colon_keeps_its_reason_on_the_line():
     """torchvision's download error in a trial: the line stopped at "Error downloading x.gz:",
     and the reason (no name lookup: a compute node without internet) was on the lines after."""

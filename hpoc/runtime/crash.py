@@ -3,8 +3,10 @@
 Ray reports a trial process that died (a segfault in a C extension, `os.abort()`,
 `os._exit()`, the kernel's OOM killer, a SIGKILL) with one paragraph that lists every
 cause it can think of. The trial's process writes Python's stack of a crash into its
-`stderr` (output.crash_stack): with it the trial's line says what crashed and where, in
-the study's code; without it, that the process died without a Python error.
+`stderr` (output.crash_stack), and of a call of os._exit or a SIGTERM (output.write_end):
+with it the trial's line says what ended the process and where, in the study's code;
+without it, what Ray's words or the OOM killer's count (oom.py) tell, else that the
+process died without a Python error.
 
 Each rank of a multi-worker trial writes its crash to `rank-<k>.crash` in the trial's
 directory (its output goes to Ray's logs only); the rank that died is read from Ray's
@@ -25,6 +27,19 @@ _DIED = re.compile(r"The actor is dead because its worker process has died|"
                    r"The actor died unexpectedly before finishing this task|"
                    r"The worker died unexpectedly while executing this task")
 _FATAL = "Fatal Python error: "
+# what the process writes of the ends faulthandler does not see (output.write_end): Ray
+# gives no exit code of os._exit, and a warm group's rank ignored SIGTERM (signals run in
+# the main thread, which waits in Ray's C++ task loop)
+_OWN = "hpoc: "
+SIGTERM_HEADER = _OWN + "was terminated by SIGTERM: a `kill`, the job scheduler or a memory watchdog sent it"
+# the first line of a crash's record: faulthandler's, or the process's own
+# the trial's process saw the OOM killer kill on the dead rank's node meanwhile (oom.py)
+OOM_NOTE = "hpoc: the kernel's OOM killer killed a process on the node of the rank that died, during the trial"
+# Ray's own words of a worker its SIGTERM handler ended, or that exited with a code
+_RAY_SIGTERM = "The process receives a SIGTERM."
+_RAY_EXIT = re.compile(r"\b(?:Exit code: |exits with an exit code )(\d+)\.")
+_HEADER = re.compile(r"^(?:" + re.escape(_FATAL) + r"|" + re.escape(_OWN) +
+                     r"(?=exited with code|was terminated by)).*$", re.MULTILINE)
 # what faulthandler writes after its first line: no other output may follow a crash
 _STACK_LINE = re.compile(r"(Current thread|Thread) 0x[0-9a-fA-F]+|\s+File \"|\s+<no Python frame>|"
                          r"\s+\.\.\.|Extension modules:|Python runtime state:|Garbage-collecting|"
@@ -44,6 +59,19 @@ def note_rank(exc: BaseException, rank: int) -> None:
     add = getattr(exc, "add_note", None)
     if add is not None:
         add(RANK_NOTE.format(rank=rank))
+
+
+def exit_header(code: int) -> str:
+    """The record's first line of a process that called os._exit(code)."""
+    return f"{_OWN}exited with code {code}: it called os._exit({code})"
+
+
+def _last_header(text: str) -> int:
+    """Where the last crash record's first line starts in `text`, or -1."""
+    found = None
+    for found in _HEADER.finditer(text):
+        pass
+    return found.start() if found else -1
 
 
 def rank_file(rank: int) -> str:
@@ -76,8 +104,9 @@ def crash(directory: str | None, rank: int | None = None) -> str | None:
     later attempt's death is not this one's), or None."""
     if not directory:
         return None
-    tail = read_tail(os.path.join(directory, "stderr" if rank is None else rank_file(rank)), _TAIL_BYTES) or ""
-    at = tail.rfind(_FATAL)
+    name = "stderr" if rank is None else rank_file(rank)
+    tail = read_tail(os.path.join(directory, name), _TAIL_BYTES) or ""
+    at = _last_header(tail)
     if at < 0:
         return None
     first, *rest = tail[at:].strip().splitlines()
@@ -103,7 +132,7 @@ def stack_of(text: str) -> str | None:
     """The crash stack `with_crash` put after an error text of a process that died, or None."""
     if not died(text):
         return None
-    at = latest(text).rfind(_FATAL)
+    at = _last_header(latest(text))
     return latest(text)[at:] if at >= 0 else None
 
 
@@ -114,10 +143,19 @@ def died_line(text: str) -> str | None:
     rank = dead_rank(text)
     who = "the trial's process" if rank is None else f"the process of the trial's rank {rank}"
     text = latest(text)
-    at = text.rfind(_FATAL)
+    at = _last_header(text)
     if at >= 0:
-        what = text[at + len(_FATAL):].splitlines()[0].strip()
+        first = text[at:].splitlines()[0].strip()
+        what = f"crashed: {first[len(_FATAL):]}" if first.startswith(_FATAL) else first[len(_OWN):]
         where = "at the end of the trial's stderr" if rank is None else f"in the trial's {rank_file(rank)}"
-        return f"{who} crashed: {what} (Python's stack of it is {where})"
+        return f"{who} {what} (Python's stack of it is {where})"
+    if _RAY_SIGTERM in text:
+        return f"{who} {SIGTERM_HEADER[len(_OWN):]}"
+    code = _RAY_EXIT.search(text)
+    if code:
+        return f"{who} exited with code {code.group(1)}"
+    if OOM_NOTE in text:
+        return (f"{who} was killed by the kernel's OOM killer (it killed a process on that node while "
+                "the trial ran): give the trial more memory, or make it use less")
     return (f"{who} died without a Python error: killed (the kernel's OOM killer, "
             "a signal) or it called os._exit()")

@@ -95,6 +95,41 @@ def kept(directory: str | None) -> Iterator[None]:
             log.close()
 
 
+# The crash file crash_stack holds, for the ends faulthandler does not see (os._exit, a
+# SIGTERM): its file, the thread that runs the trial, and the process (not a forked child)
+_active: dict[str, Any] = {}
+_real_exit = os._exit
+
+
+def write_end(header: str, frame: Any = None, thread: int | None = None) -> bool:
+    """Write `header` and Python's stack from `frame` (or of `thread`) to this process's
+    crash file as faulthandler writes a crash, so crash.py reads it; False without one."""
+    fh = _active.get("fh")
+    if fh is None or _active.get("pid") != os.getpid():
+        return False
+    if frame is None:
+        frame = sys._current_frames().get(thread if thread is not None else _active["thread"])
+    lines = [header, "", "Stack (most recent call first):"]
+    while frame is not None:
+        lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno} in {frame.f_code.co_name}')
+        frame = frame.f_back
+    try:
+        fh.write(("\n".join(lines) + "\n").encode("utf-8", "replace"))
+        fh.flush()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _exit(code: int) -> None:
+    """os._exit, that first says so: Ray tells only that the process's connection ended."""
+    from hpoc.runtime.crash import exit_header
+
+    with contextlib.suppress(Exception):
+        write_end(exit_header(code), sys._getframe(1))
+    _real_exit(code)
+
+
 @contextlib.contextmanager
 def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
     """Python's stack of a crash (a segfault, an abort in a C extension) appended to `path`
@@ -102,7 +137,8 @@ def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
     a local run removes, and the trial's line could only say that its process died
     (crash.py reads it). Yields what to call once `path` was rotated (CappedLog): the stack
     went on into the file moved to `.1`, and was lost with it at the next rotation. Only
-    within the block: a rotation after it (another thread's write) changes nothing."""
+    within the block: a rotation after it (another thread's write) changes nothing. A call
+    of os._exit is written there too (write_end)."""
     import faulthandler
 
     held: list[Any] = []
@@ -119,17 +155,22 @@ def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
         except OSError:
             return
         faulthandler.enable(file=fh, all_threads=False)
+        _active["fh"] = fh
         for old in held:
             old.close()
         held[:] = [fh]
 
-    was = faulthandler.is_enabled()
+    was, exit_was = faulthandler.is_enabled(), os._exit
+    _active.update(thread=threading.get_ident(), pid=os.getpid())
+    os._exit = _exit
     follow()
     try:
         yield follow
     finally:
         with lock:
             ended = True
+        os._exit = exit_was
+        _active.clear()
         if held:
             faulthandler.disable()
             if was and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -78,7 +79,9 @@ class WarmGroup:
     running: list[Any] = field(default_factory=list)
 
     @classmethod
-    def start(cls, plan: dict[str, Any]) -> "WarmGroup":
+    def start(cls, plan: dict[str, Any], crash_dir: str | None = None) -> "WarmGroup":
+        """Start the group for the trial whose directory is `crash_dir`: a rank that dies
+        while it starts (importing the study's code) leaves its crash there, and is named."""
         import ray
         from ray.util import get_current_placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -98,12 +101,13 @@ class WarmGroup:
             workers.append(actor.options(**opts).remote(rank, n))
         group = cls(signature(plan), workers, [])
         try:
-            where = ray.get([w.where.remote() for w in workers])
+            where = _gather(group, [w.where.remote() for w in workers])
             local, visible = _local_ranks([w["node"] for w in where], [w["gpus"] for w in where])
             targets = [step["target"] for step in plan["pipeline"].values() if step]
-            group.pids = ray.get([
+            group.pids = _gather(group, [
                 w.join.remote(where[0]["ip"], where[0]["port"], backend(plan), lr, lw,
-                              plan["source"]["workdir"], targets, gpus, float(res["gpus_per_worker"] or 0))
+                              plan["source"]["workdir"], targets, gpus, float(res["gpus_per_worker"] or 0),
+                              crash_dir)
                 for w, (lr, lw), gpus in zip(workers, local, visible)])
         except BaseException:
             group.close()
@@ -124,6 +128,21 @@ class WarmGroup:
             ray.get(done)
         except Exception:
             return False
+        return True
+
+    def alive(self, timeout: float = 30.0) -> bool:
+        """Whether every rank still answers: one killed while the group waited for the next
+        trial (the OOM killer, a SIGTERM) would fail that trial for a death before it."""
+        import ray
+
+        refs = [w.ping.remote() for w in self.workers]
+        for rank, ref in enumerate(refs):
+            try:
+                ray.get(ref, timeout=timeout)
+            except Exception:  # noqa: BLE001 - dead, or not answering: either way not lent
+                print(f"hpoc: rank {rank} of this process's warm group died between trials (or does "
+                      "not answer); this trial starts a new group", file=sys.stderr, flush=True)
+                return False
         return True
 
     def close(self) -> None:
@@ -164,13 +183,14 @@ def _local_ranks(nodes: list[str], gpus: list[list[str]] | None = None
 _group: WarmGroup | None = None
 
 
-def borrow(plan: dict[str, Any]) -> WarmGroup:
-    """This process's warm group for `plan`, started on first use or after a failure."""
+def borrow(plan: dict[str, Any], crash_dir: str | None = None) -> WarmGroup:
+    """This process's warm group for `plan`, started on first use or after a failure (for
+    the trial whose directory is `crash_dir`, WarmGroup.start)."""
     global _group
-    if _group is not None and (_group.key != signature(plan) or not _group.settle()):
+    if _group is not None and (_group.key != signature(plan) or not _group.settle() or not _group.alive()):
         discard()
     if _group is None:
-        _group = WarmGroup.start(plan)
+        _group = WarmGroup.start(plan, crash_dir)
     return _group
 
 
@@ -221,6 +241,20 @@ def run_trial(group: WarmGroup, payload: dict[str, Any],
             # Tune stopped the trial (or the trainable failed): the workers leave `report()`
             # together; the next trial waits for that in `borrow()`.
             head.decide.remote(token, False)
+
+
+def _gather(group: WarmGroup, refs: list[Any]) -> list[Any]:
+    """The results of one call per rank; the first rank to fail fails the start as a rank
+    fails a trial (_raise_failures: the rank whose process died is named). A rank that waits
+    for a dead one (its rendezvous) is not waited for."""
+    import ray
+
+    group.running, waiting = refs, list(refs)
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=1)
+        _raise_failures(group, done)
+    group.running = []
+    return ray.get(refs)
 
 
 def _finish(group: WarmGroup) -> str:
@@ -293,7 +327,7 @@ def run_pooled_trial(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[A
     from hpoc.runtime.report import TuneReporter
     from hpoc.runtime.trial import train_runs_dir
 
-    group = borrow(plan)
+    group = borrow(plan, trial.dir)
     with TuneReporter().latest_checkpoint() as resume_from:  # as for one-worker trials
         work = payload(plan, cfg, data_ref, trial, train_runs_dir(experiment_dir) / trial.id,
                        resume_from)

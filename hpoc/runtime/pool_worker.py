@@ -178,7 +178,10 @@ class PoolWorker:
     """The actor class (pool.py wraps it with `ray.remote`)."""
 
     def __init__(self, rank: int, world_size: int) -> None:
+        from hpoc.runtime.rank_term import heed_sigterm
+
         self.rank, self.world_size = rank, world_size
+        heed_sigterm()  # its trials run in other threads: Ray's own handler never runs
         self.events: queue.Queue = queue.Queue()
         self.decisions: queue.Queue = queue.Queue()
 
@@ -192,20 +195,29 @@ class PoolWorker:
                 "pid": os.getpid(), "port": report.free_port("") if self.rank == 0 else None,
                 "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
+    def ping(self) -> None:
+        """Answers while the process lives (WarmGroup.alive)."""
+
     def join(self, master: str, port: int, backend: str, local_rank: int, local_world: int,
              workdir: str, targets: list[str], visible_gpus: list[str] | None = None,
-             gpus: float = 1) -> int:
-        """Join the process group and import what trials will need; returns the pid.
+             gpus: float = 1, crash_dir: str | None = None) -> int:
+        """Join the process group and import what trials will need; returns the pid. A crash
+        meanwhile goes to `crash_dir`'s rank-<k>.crash (the trial that started the group).
 
         With GPUs, every worker sees all GPUs of its node's workers (as Ray Train does, so
         NCCL can use peer-to-peer links) and `local_rank` is the index of its own one."""
-        from datetime import timedelta
-
         os.environ.update({"MASTER_ADDR": master, "MASTER_PORT": str(port), "RANK": str(self.rank),
                            "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": str(local_rank),
                            "LOCAL_WORLD_SIZE": str(local_world)})
         if visible_gpus:
             visible.share(visible_gpus)  # before CUDA (or HIP) starts
+        with output.rank_crash(crash_dir, self.rank):
+            self._join(master, port, backend, local_rank, workdir, targets, gpus)
+        return os.getpid()
+
+    def _join(self, master: str, port: int, backend: str, local_rank: int, workdir: str,
+              targets: list[str], gpus: float) -> None:
+        from datetime import timedelta
 
         import torch
         import torch.distributed as dist
@@ -227,7 +239,6 @@ class PoolWorker:
         for target in targets:  # libraries (torch, torchvision, ...) stay imported
             pipeline.import_target(target, workdir)
         forget_modules_under(workdir)
-        return os.getpid()
 
     # ------------------------------------------------------------ one trial
 

@@ -144,15 +144,17 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
             data = pipeline.fetch(data_ref[0])
             run_trainer(plan, cfg, data, report.TuneReporter(), trial, distributed=False)
         return
-    from hpoc.runtime import pool
+    from hpoc.runtime import oom, pool
 
+    kills = oom.kills()
     try:
         if pool.enabled(plan):  # a warm worker group instead of a Train run (pool.py)
             pool.run_pooled_trial(plan, cfg, data_ref, trial, experiment_dir)
         else:
             _fit_train_run(plan, cfg, data_ref, trial, experiment_dir)
-    except BaseException:
+    except BaseException as exc:
         output.drop_empty_rank_crashes(trial.dir, int(res["workers"]))
+        oom.note_kill(exc, kills)  # a rank SIGKILLed for memory: say so
         raise
 
 

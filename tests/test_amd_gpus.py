@@ -72,11 +72,9 @@ def test_a_node_counts_the_amd_gpus_slurm_left_it():
     assert node.allocation({"CUDA_VISIBLE_DEVICES": "0,1", "ROCR_VISIBLE_DEVICES": "0"})["gpus"] == 2
 
 
-def test_a_warm_groups_workers_see_their_nodes_amd_gpus_not_only_their_own(monkeypatch, tmp_path):
-    """Ray put each pooled worker's own GPU in HIP_VISIBLE_DEVICES, which wins over
-    CUDA_VISIBLE_DEVICES under ROCm: the worker of local rank 1 saw one GPU and failed in
-    `torch.cuda.set_device(1)` ("invalid device ordinal"). It sees its node's workers' GPUs,
-    as on NVIDIA nodes."""
+def _join_alone(tmp: str, out) -> None:
+    """A pooled worker's join in a process of its own: the test process may hold a group
+    an earlier test made (a one-worker DeepSpeed trial keeps its private one)."""
     import torch.distributed as dist
 
     from hpoc.runtime.pool_worker import PoolWorker
@@ -84,18 +82,31 @@ def test_a_warm_groups_workers_see_their_nodes_amd_gpus_not_only_their_own(monke
 
     for name in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
                  "CUDA_VISIBLE_DEVICES"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # join enters the study's directory
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
-    monkeypatch.setenv("HIP_VISIBLE_DEVICES", "5")  # what Ray gave this worker
-    try:
-        PoolWorker(0, 1).join("127.0.0.1", free_port(""), "gloo", 1, 2, str(tmp_path), [], ["4", "5"])
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    assert os.environ["HIP_VISIBLE_DEVICES"] == "4,5" and os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
-    monkeypatch.delenv("HIP_VISIBLE_DEVICES")  # NVIDIA: Ray set CUDA_VISIBLE_DEVICES only
+        os.environ.pop(name, None)
+    os.environ["ROCR_VISIBLE_DEVICES"] = "0,1,2,3,4,5,6,7"
+    os.environ["HIP_VISIBLE_DEVICES"] = "5"  # what Ray gave this worker
+    os.chdir(tmp)  # join enters the study's directory
+    PoolWorker(0, 1).join("127.0.0.1", free_port(""), "gloo", 1, 2, tmp, [], ["4", "5"])
+    dist.destroy_process_group()
+    out.put((os.environ["HIP_VISIBLE_DEVICES"], os.environ["CUDA_VISIBLE_DEVICES"]))
+
+
+def test_a_warm_groups_workers_see_their_nodes_amd_gpus_not_only_their_own(monkeypatch, tmp_path):
+    """Ray put each pooled worker's own GPU in HIP_VISIBLE_DEVICES, which wins over
+    CUDA_VISIBLE_DEVICES under ROCm: the worker of local rank 1 saw one GPU and failed in
+    `torch.cuda.set_device(1)` ("invalid device ordinal"). It sees its node's workers' GPUs,
+    as on NVIDIA nodes."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=_join_alone, args=(str(tmp_path), out))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    assert out.get(timeout=5) == ("4,5", "4,5")
+    monkeypatch.delenv("HIP_VISIBLE_DEVICES", raising=False)  # NVIDIA: Ray set CUDA_VISIBLE_DEVICES only
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     visible.share(["0", "3"])
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,3" and "HIP_VISIBLE_DEVICES" not in os.environ
 

@@ -731,3 +731,27 @@ def test_loader_workers_are_said_from_as_many_as_the_trials_cpus_as_the_hint_cou
             next(iter(loader))
         assert len(said) == times, said
     assert said[0].endswith("set num_workers to at most 1, or `resources.cpus_per_worker` to 3"), said
+
+
+def test_overlapping_loader_watches_leave_dataloader_as_it_was_and_each_still_says():
+    """Two trials' watches in one process that end out of order (the first to start ends
+    first): each put back the __iter__ it found, so the later one's patch stayed on
+    DataLoader for good (a finished trial's callback on every later loader), and the later
+    trial, still training, was no longer watched."""
+    from hpoc.runtime.loaders import watched
+
+    original = torch.utils.data.DataLoader.__iter__
+    said_a: list[str] = []
+    said_b: list[str] = []
+    loader = torch.utils.data.DataLoader(_Rows(), batch_size=8, num_workers=2)
+    a = watched(1, lambda _: "a's loader", said_a.append)
+    b = watched(1, lambda _: "b's loader", said_b.append)
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    next(iter(loader))  # b's trial still trains
+    b.__exit__(None, None, None)
+    assert torch.utils.data.DataLoader.__iter__ is original
+    assert said_a == [] and len(said_b) == 1 and said_b[0].startswith("b's loader has num_workers=2"), (said_a, said_b)
+    next(iter(loader))
+    assert len(said_b) == 1

@@ -344,3 +344,25 @@ def test_a_logs_end_is_read_whatever_its_length(tmp_path):
     assert read_tail(log, 10) is None
     log.write_bytes("ab€cd".encode())  # € is 3 bytes: the last 4 cut it
     assert read_tail(log, 4).endswith("\ufffdcd") and read_tail(log, 100) == "ab€cd"
+
+
+def test_crash_blocks_that_end_out_of_order_leave_the_open_one_recording(tmp_path):
+    """Two crash_stack blocks of one process (one inside the other, or two threads' that end
+    out of order): the first to end cleared the process's record and pointed faulthandler
+    back at the process's stderr, so an os._exit or a segfault of the block still open went
+    unrecorded; and os._exit stayed replaced after both."""
+    script = tmp_path / "blocks.py"
+    script.write_text(
+        "import faulthandler, os, sys\nfrom hpoc.runtime import output\n"
+        "real = os._exit\n"
+        "a = output.crash_stack(os.path.join(sys.argv[1], 'a'))\nb = output.crash_stack(os.path.join(sys.argv[1], 'b'))\n"
+        "a.__enter__()\nb.__enter__()\na.__exit__(None, None, None)\n"
+        "assert faulthandler.is_enabled()\n"
+        "b.__exit__(None, None, None)\nassert os._exit is real and not faulthandler.is_enabled()\n"
+        "with output.crash_stack(os.path.join(sys.argv[1], 'c')):\n"
+        "    with output.crash_stack(os.path.join(sys.argv[1], 'd')):\n        pass\n"
+        "    os._exit(5)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 5, done.stderr
+    assert (tmp_path / "c").read_text().startswith("hpoc: exited with code 5: it called os._exit(5)")

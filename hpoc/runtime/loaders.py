@@ -12,9 +12,40 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from typing import Any, Callable, Iterator
 
 import torch
+
+
+# The watches now open, the latest last, and DataLoader's own __iter__ while any is: one
+# patch for them all, so that watches ending out of order (two trials' threads of one
+# process) leave neither a finished trial's patch on DataLoader nor a running one unwatched.
+_lock = threading.Lock()
+_open: list["_Watch"] = []
+_original: list[Any] = []
+
+
+class _Watch:
+    def __init__(self, cpus: int, name: Callable[[Any], str | None], say: Callable[[str], None]) -> None:
+        self.cpus, self.name, self.say = cpus, name, say
+        self.thread, self.said = threading.get_ident(), False
+
+    def saw(self, loader: Any, frame: Any) -> None:
+        workers = getattr(loader, "num_workers", 0)
+        if not self.said and isinstance(workers, int) and workers >= self.cpus:
+            self.said = True
+            what = self.name(loader) or f"the DataLoader iterated at {frame.f_code.co_filename}:{frame.f_lineno}"
+            self.say(message(what, workers, self.cpus))
+
+
+def _iter(self: Any) -> Any:
+    with _lock:
+        watches, original = list(_open), _original[0]
+    here = threading.get_ident()  # the trial's own thread, else (a thread of its own) the latest
+    for watch in ([w for w in watches if w.thread == here] or watches)[-1:]:
+        watch.saw(self, sys._getframe(1))
+    return original(self)
 
 
 @contextlib.contextmanager
@@ -25,23 +56,19 @@ def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], N
         yield
         return
     loader_class = torch.utils.data.DataLoader
-    original = loader_class.__iter__
-    said = [False]
-
-    def __iter__(self: Any) -> Any:
-        workers = getattr(self, "num_workers", 0)
-        if not said[0] and isinstance(workers, int) and workers >= cpus:
-            said[0] = True
-            frame = sys._getframe(1)
-            what = name(self) or f"the DataLoader iterated at {frame.f_code.co_filename}:{frame.f_lineno}"
-            say(message(what, workers, cpus))
-        return original(self)
-
-    loader_class.__iter__ = __iter__  # type: ignore[method-assign]
+    watch = _Watch(cpus, name, say)
+    with _lock:
+        if not _open:
+            _original[:] = [loader_class.__iter__]
+            loader_class.__iter__ = _iter  # type: ignore[method-assign]
+        _open.append(watch)
     try:
         yield
     finally:
-        loader_class.__iter__ = original  # type: ignore[method-assign]
+        with _lock:
+            _open.remove(watch)
+            if not _open:
+                loader_class.__iter__ = _original[0]  # type: ignore[method-assign]
 
 
 def message(what: str, workers: int, cpus: int) -> str:

@@ -95,20 +95,31 @@ def kept(directory: str | None) -> Iterator[None]:
             log.close()
 
 
-# The crash file crash_stack holds, for the ends faulthandler does not see (os._exit, a
-# SIGTERM): its file, the thread that runs the trial, and the process (not a forked child)
-_active: dict[str, Any] = {}
+# The crash_stack blocks open in this process, the latest last (nested, or two threads'
+# ending out of order): each one's crash file, for the ends faulthandler does not see
+# (os._exit, a SIGTERM), the thread that runs its trial, and the process (not a forked
+# child); what os._exit and faulthandler were before the first.
+_blocks: list[dict[str, Any]] = []
+_blocks_lock = threading.Lock()
+_before: dict[str, Any] = {}
 _real_exit = os._exit
+
+
+def _block(thread: int) -> dict[str, Any] | None:
+    """The open block of `thread` in this process, else the latest one, or None."""
+    mine = [b for b in list(_blocks) if b.get("fh") is not None and b["pid"] == os.getpid()]
+    return next((b for b in reversed(mine) if b["thread"] == thread), mine[-1] if mine else None)
 
 
 def write_end(header: str, frame: Any = None, thread: int | None = None) -> bool:
     """Write `header` and Python's stack from `frame` (or of `thread`) to this process's
     crash file as faulthandler writes a crash, so crash.py reads it; False without one."""
-    fh = _active.get("fh")
-    if fh is None or _active.get("pid") != os.getpid():
+    block = _block(threading.get_ident() if thread is None else thread)
+    if block is None:
         return False
+    fh = block["fh"]
     if frame is None:
-        frame = sys._current_frames().get(thread if thread is not None else _active["thread"])
+        frame = sys._current_frames().get(thread if thread is not None else block["thread"])
     lines = [header, "", "Stack (most recent call first):"]
     while frame is not None:
         lines.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno} in {frame.f_code.co_name}')
@@ -123,10 +134,11 @@ def write_end(header: str, frame: Any = None, thread: int | None = None) -> bool
 
 def _exit(code: int) -> None:
     """os._exit, that first says so: Ray tells only that the process's connection ended."""
-    from hpoc.runtime.crash import exit_header
+    if _block(threading.get_ident()) is not None:  # not a forked child's (a DataLoader worker's)
+        from hpoc.runtime.crash import exit_header
 
-    with contextlib.suppress(Exception):
-        write_end(exit_header(code), sys._getframe(1))
+        with contextlib.suppress(Exception):
+            write_end(exit_header(code), sys._getframe(1))
     _real_exit(code)
 
 
@@ -154,28 +166,38 @@ def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
             fh = open(path, "wb" if fresh and not held else "ab")  # its own descriptor
         except OSError:
             return
-        faulthandler.enable(file=fh, all_threads=False)
-        _active["fh"] = fh
+        with _blocks_lock:
+            if _blocks and _blocks[-1] is block:  # an earlier block's rotation leaves the latest's
+                faulthandler.enable(file=fh, all_threads=False)
+            block["fh"] = fh
         for old in held:
             old.close()
         held[:] = [fh]
 
-    was, exit_was = faulthandler.is_enabled(), os._exit
-    _active.update(thread=threading.get_ident(), pid=os.getpid())
-    os._exit = _exit
+    block: dict[str, Any] = {"thread": threading.get_ident(), "pid": os.getpid()}
+    with _blocks_lock:
+        if not _blocks:
+            _before.update(faulthandler=faulthandler.is_enabled(), exit=os._exit)
+            os._exit = _exit
+        _blocks.append(block)
     follow()
     try:
         yield follow
     finally:
         with lock:
             ended = True
-        os._exit = exit_was
-        _active.clear()
-        if held:
-            faulthandler.disable()
-            if was and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr
-                faulthandler.enable(file=sys.__stderr__, all_threads=False)
-            held[0].close()
+        with _blocks_lock:
+            _blocks[:] = [b for b in _blocks if b is not block]  # not remove(): equal dicts
+            latest = next((b for b in reversed(_blocks) if b.get("fh") is not None), None)
+            if not _blocks:
+                os._exit = _before["exit"]
+            if held:
+                faulthandler.disable()
+                if latest is not None:  # a block still open: its file again
+                    faulthandler.enable(file=latest["fh"], all_threads=False)
+                elif _before["faulthandler"] and sys.__stderr__ is not None:  # Ray's, on the worker's own stderr
+                    faulthandler.enable(file=sys.__stderr__, all_threads=False)
+                held[0].close()
 
 
 @contextlib.contextmanager

@@ -891,3 +891,32 @@ def test_submitting_the_old_build_of_a_moved_project_is_refused_before_any_job(s
     shutil.move(str(spec.parent), moved)
     with pytest.raises(SubmitError, match=f"the spec's directory {spec.parent} .* does not exist here"):
         hpoc.submit(moved / "build" / "digits", cluster="local", dry_run=True)
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file", "not searchable", "not writable"])
+def test_a_local_run_and_a_job_refuse_the_same_hpoc_tmp_in_the_same_words(tmp_path, monkeypatch, kind):
+    """A directory hpoc cannot make its own in (mkdir needs write and search permission)
+    is refused by a local run and by a job's node alike, naming HPOC_TMP as it was set."""
+    from hpoc.runtime import session
+    from hpoc.runtime.node import NodeError, job_dir
+
+    short = tempfile.mkdtemp(prefix="h", dir="/tmp")  # room for Ray's socket paths
+    try:
+        base = os.path.join(short, "t")
+        if kind == "a file":
+            open(base, "w").close()
+        elif kind != "missing":
+            os.mkdir(base)
+            denied = os.X_OK if kind == "not searchable" else os.W_OK
+            real = os.access  # root passes any mode bits: refuse as a user's would be
+            monkeypatch.setattr(os, "access", lambda p, m, **kw: False if (
+                os.fspath(p).rstrip("/") == base and m & denied) else real(p, m, **kw))
+        said = base + "/"
+        monkeypatch.setenv("HPOC_TMP", said)
+        with pytest.raises(session.SessionError) as local:
+            session.temp_root()
+        with pytest.raises(NodeError) as job:
+            job_dir({"SLURM_JOB_ID": "77", "HPOC_TMP": said}, "hpoc-77")
+        assert str(local.value) == str(job.value) == f"HPOC_TMP={said} is not a writable directory"
+    finally:
+        shutil.rmtree(short)

@@ -146,6 +146,24 @@ def job_dir_name(env: Mapping[str, str]) -> str:
     return f"hpoc-{env.get('SLURM_JOB_ID')}" + (f"-r{restarts}" if restarts != "0" else "")
 
 
+def usable_dir(path: str) -> bool:
+    """A directory this user can make entries in: mkdir needs write and search permission
+    (the job script's `-d && -w && -x`)."""
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def hpoc_tmp(said: str, *, relative_ok: bool = False) -> str:
+    """HPOC_TMP as set (`said`), trimmed, else NodeError in the job script's words. Relative
+    is a local run's (one working directory, made absolute: Ray takes no other); in a job it
+    would be each node's own working directory."""
+    if not os.path.isabs(said) and not relative_ok:
+        raise NodeError(f"HPOC_TMP={said} must be an absolute path (a node-local directory such as /tmp)")
+    path = _trimmed(os.path.abspath(said) if relative_ok else said)
+    if not usable_dir(path):
+        raise NodeError(f"HPOC_TMP={said} is not a writable directory")
+    return path
+
+
 def job_dir_base(env: Mapping[str, str], name: str) -> str:
     """Where the job directory `name` goes on this node, as the job script picks it
     (hpoc/templates/slurm/setup.j2, which says why): HPOC_TMP; else the job's own TMPDIR
@@ -166,8 +184,7 @@ def _own_tmpdir(env: Mapping[str, str]) -> str | None:
     if env.get("SLURM_ARRAY_JOB_ID"):
         ids.append(f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}")
     own = any(re.search(rf"(^|[^0-9]){re.escape(i)}([^0-9]|$)", tmpdir) for i in ids if i)
-    if own and os.path.isabs(tmpdir) and not set(",:") & set(tmpdir) and os.path.isdir(tmpdir) and \
-            os.access(tmpdir, os.W_OK):
+    if own and os.path.isabs(tmpdir) and not set(",:") & set(tmpdir) and usable_dir(tmpdir):
         return tmpdir
     return None
 
@@ -187,10 +204,8 @@ def job_dir(env: Mapping[str, str], name: str) -> Path:
     if not said and base == "/tmp" and _own_tmpdir(env):
         print(f"hpoc: TMPDIR={env['TMPDIR']} is too long for Ray's unix socket paths; the job "
               "directory goes to /tmp", file=sys.stderr)
-    if said and not os.path.isabs(base):  # each node's own working directory
-        raise NodeError(f"HPOC_TMP={said} must be an absolute path (a node-local directory such as /tmp)")
-    if said and not (os.path.isdir(base) and os.access(base, os.W_OK)):
-        raise NodeError(f"HPOC_TMP={said} is not a writable directory")
+    if said:
+        hpoc_tmp(said)
     if path_bytes(path) > JOB_DIR_MAX:
         raise NodeError(f"HPOC_TMP={said} is too long: Ray's unix socket paths under {path} would "
                         f"exceed {SOCKET_PATH_MAX} bytes; choose a node-local directory of at most "

@@ -609,6 +609,29 @@ def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_
 # ---------------------------------------------------------------- a job's claim before Ray
 
 
+def test_a_lock_is_judged_by_squeue_whoever_submitted_its_job(tmp_path, monkeypatch):
+    """An experiment directory shared by a group: the lock's job may be another user's, which
+    `squeue -u me` never lists. It is asked for by id alone; only squeue's "invalid job id"
+    (the job has left the controller) says it ended, a failure to answer says nothing."""
+    exp, bin_dir = tmp_path / "exp", tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    squeue = bin_dir / "squeue"
+
+    def says(body: str) -> None:
+        squeue.write_text(f'#!/bin/sh\necho "$@" >"$0.args"\n{body}\n')
+        squeue.chmod(0o755)
+
+    _lock_file(exp, host="node-elsewhere", pid=1, slurm_job="42")
+    says('case " $* " in *" -u "*) ;; *" -j 42 "*) echo RUNNING;; esac')  # another user's job
+    assert runlock.holder(exp)["slurm_job"] == "42"
+    assert " -u " not in f" {(bin_dir / 'squeue.args').read_text().strip()} "
+    says('echo "slurm_load_jobs error: Socket timed out on send/recv operation" >&2; exit 1')
+    assert runlock.holder(exp)["slurm_job"] == "42"
+    says('echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1')
+    assert runlock.holder(exp) is None
+
+
 def _as_job(monkeypatch, job, restart=0):
     monkeypatch.setenv("SLURM_JOB_ID", job)
     monkeypatch.setenv("SLURM_RESTART_COUNT", str(restart))

@@ -455,9 +455,35 @@ DEV = Path("/dev")
 
 def gpu_devices() -> int:
     """The GPU devices of this node as the driver makes them: NVIDIA's `nvidia0`…, AMD's and
-    Intel's render nodes (`dri/renderD128`…, one per GCD on LUMI)."""
+    Intel's render nodes (`dri/renderD128`…, one per GCD on LUMI); AMD's only those this
+    job may open (_denied)."""
     nvidia = [p for p in DEV.glob("nvidia*") if p.name[len("nvidia"):].isdigit()]
-    return len(nvidia) or len(list(DEV.glob("dri/renderD*")))
+    if nvidia:
+        return len(nvidia)
+    render = sorted(DEV.glob("dri/renderD*"))
+    if not (DEV / "kfd").exists():
+        return len(render)
+    return 0 if _denied(DEV / "kfd") else sum(not _denied(p) for p in render)
+
+
+def amd_closed() -> str | None:
+    """Why this job may not use the node's AMD GPUs (`/dev/kfd: Operation not permitted`);
+    None when it may, or the node has none."""
+    if not (DEV / "kfd").exists():
+        return None
+    return next(filter(None, map(_denied, [DEV / "kfd", *sorted(DEV.glob("dri/renderD*"))])), None)
+
+
+def _denied(path: Path) -> str | None:
+    """Why `path` does not open read-write, as ROCm opens it, when a permission says so.
+    SLURM's device cgroup (ConstrainDevices) denies a job the GPUs it did not ask for, but
+    leaves their device files there: only an open tells. Cheap: no GPU context is made."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):  # the cgroup's answer; file modes alike
+            return f"{path}: {exc.strerror}"
+    return None
 
 
 def amd_gpus() -> int:
@@ -482,6 +508,10 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     node_ports = pick_ports(job_id, rank, ip)
     res = allocation(env)
     if args.gpus is not None:  # a job that asked SLURM for no GPUs (gpu_request = none)
+        if args.gpus and not gpu_devices() and (closed := amd_closed()):
+            raise NodeError(f"the plan gives each node {args.gpus} GPU(s) (slurm.gpu_request = none), but {name}'s "
+                            f"AMD GPUs are closed to this job ({closed}): the job asked SLURM for none, and SLURM "
+                            "gives a job only the GPUs it asks for; set slurm.gpu_request = gres or per_node")
         if args.gpus and not gpu_devices():  # Ray would place trials on GPUs that are not there
             raise NodeError(f"the plan gives each node {args.gpus} GPU(s) (slurm.gpu_request = none), but {name} "
                             f"has no GPU device ({DEV}/nvidia*, {DEV}/dri/renderD*): its partition gives no GPUs "

@@ -284,6 +284,47 @@ def test_gpus_given_with_the_node_are_refused_on_a_node_without_any(short_tmp, m
     node.prepare(args, {"SLURMD_NODENAME": "node3", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"})
 
 
+@pytest.mark.parametrize("closed", ["kfd", "render"])
+def test_amd_gpus_a_jobs_cgroup_closes_are_no_gpus(short_tmp, monkeypatch, closed):
+    """`gpu_request = none` with `--exclusive` where SLURM constrains devices: the job asked
+    for no GPUs, so its cgroup denies them, yet /dev/dri/renderD* are there; the node check
+    passed and the trials saw no GPU. On AMD nodes the devices are opened as ROCm opens them
+    (read-write); NVIDIA's stay a look at /dev/nvidia*."""
+    import errno
+
+    dev = short_tmp / "dev"
+    (dev / "dri").mkdir(parents=True)
+    (dev / "kfd").touch()
+    for k in range(8):
+        (dev / "dri" / f"renderD{128 + k}").touch()
+    monkeypatch.setattr(node, "DEV", dev)
+    real_open = os.open
+    denied = [dev / "kfd"] if closed == "kfd" else [dev / "dri" / f"renderD{128 + k}" for k in range(8)]
+
+    def cgroup_open(path, flags, *args, **kwargs):  # a device cgroup refuses the open, not the stat
+        if Path(path) in denied and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", cgroup_open)
+    env = {"SLURMD_NODENAME": "nid005000", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"}
+    args = argparse.Namespace(role="head", job_dir=str(short_tmp / "hpoc-56"), address=None, job_id=56,
+                              node_name=None, interface="lo", gpus=8)
+    with pytest.raises(NodeError) as refused:
+        node.prepare(args, env)
+    assert str(refused.value) == (
+        f"the plan gives each node 8 GPU(s) (slurm.gpu_request = none), but nid005000's AMD GPUs are closed to "
+        f"this job ({denied[0]}: Operation not permitted): the job asked SLURM for none, and SLURM gives a job "
+        "only the GPUs it asks for; set slurm.gpu_request = gres or per_node")
+    denied.clear()  # the job's own GPUs: they open
+    args.job_dir = str(short_tmp / "hpoc-57")
+    node.prepare(args, env)
+    (dev / "kfd").unlink()  # not AMD (an Intel GPU, say): its render nodes count, as before
+    denied.extend(dev / "dri" / f"renderD{128 + k}" for k in range(8))
+    args.job_dir = str(short_tmp / "hpoc-58")
+    node.prepare(args, env)
+
+
 @pytest.mark.parametrize("role, shared, keep, removed", [
     ("worker", False, False, True),   # node-local: gone with its Ray node
     ("worker", True, False, False),   # the head's too (its address file is there): the teardown's

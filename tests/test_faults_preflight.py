@@ -609,3 +609,77 @@ def test_the_preflight_asks_sinfo_once(tmp_path: Path, monkeypatch) -> None:
     found = run_checks(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive"]}))
     assert any(f.warning and "`--exclusive`" in f.message for f in found), found
     assert (tmp_path / "sinfo.calls").read_text() == "asked\n"
+
+
+# LUMI-G-like nodes as `scontrol -o show node` writes them: 64 cores of 2 hardware threads,
+# 8 cores kept for the system (CoreSpecCount): sinfo says 128 CPUs, a job may use 112.
+_LUMI_NODE = ("NodeName={name} Arch=x86_64 CoresPerSocket=64 CPUAlloc=0 {cpus} CPULoad=0.01 "
+              "AvailableFeatures=AMD_EPYC_7A53 Gres=gpu:mi250:8 NodeAddr={name} Sockets=1 Boards=1 "
+              "State=IDLE ThreadsPerCore=2 TmpDisk=0 Weight=1 Owner=N/A Partitions=standard-g,small-g "
+              "{spec} RealMemory=491520")
+
+
+def _fake_lumi(tmp_path: Path, monkeypatch, cpus: str, spec: str, scontrol_rc: int = 0) -> None:
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("SBATCH_HINT", raising=False)
+    monkeypatch.delenv("SLURM_HINT", raising=False)
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "standard-g*|2-00:00:00|2|1-1024|128|nid[005000-005001]\\n'
+                                    'small-g|3-00:00:00|1|1-4|128|nid005002\\n"\n')
+    lines = "\\n".join(_LUMI_NODE.format(name=n, cpus=cpus, spec=spec) for n in ("nid005000", "nid005001"))
+    body = f'printf "{lines}\\n"' if scontrol_rc == 0 else 'echo "slurm_load_node error: Unable to contact slurm controller" >&2'
+    (tmp_path / "scontrol").write_text(f'#!/bin/sh\necho "$*" >>"$0.args"\n{body}\nexit {scontrol_rc}\n')
+    for name in ("sinfo", "scontrol"):
+        (tmp_path / name).chmod(0o755)
+
+
+@pytest.mark.parametrize("cpus, spec", [
+    ("CPUEfctv=112 CPUTot=128", "CoreSpecCount=8 CPUSpecList=0-7,64-71"),  # SLURM 22.05 and later
+    ("CPUTot=128", "CoreSpecCount=8 CPUSpecList=0-7,64-71"),  # older: no CPUEfctv
+    ("CPUTot=128", "CoreSpecCount=8"),
+])
+def test_cpus_a_site_keeps_for_the_system_are_not_offered_to_the_job(tmp_path: Path, monkeypatch, cpus, spec) -> None:
+    """sinfo counts the cores a site reserves (CoreSpecCount): `--exclusive` advice said
+    `cpus_per_node = 128` on nodes where a job may have 112, and a `cpus_per_node = 120` that
+    pends for ever passed the never-fits check."""
+    from hpoc.runtime.login_preflight import check_exclusive
+    from hpoc.site.partition import never_fits
+    from slurm_plans import plan
+
+    _fake_lumi(tmp_path, monkeypatch, cpus, spec)
+    (found,) = check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive"], "partition": "standard-g"}))
+    assert "whole nodes of 112 CPUs (2 hardware threads a core) or more" in found.message, found.message
+    assert "set `cpus_per_node = 112`" in found.message, found.message
+    assert never_fits(plan(slurm={"partition": "standard-g", "cpus_per_node": 120})) == [(
+        "`slurm.cpus_per_node = 120` is more than any node of partition `standard-g` (112 CPUs) has, and this site "
+        "queues such jobs for ever (PartitionConfig)", "lower `cpus_per_node` to 112 or fewer in study.hpo")]
+    assert never_fits(plan(slurm={"partition": "standard-g", "cpus_per_node": 112})) == []
+    asked = set((tmp_path / "scontrol.args").read_text().splitlines())  # the partition's nodes only
+    assert asked == {"-o show node nid[005000-005001]"}, asked
+
+
+@pytest.mark.parametrize("one_thread", [["--hint=nomultithread"], ["--threads-per-core=1"], "SBATCH_HINT"])
+def test_one_thread_a_core_halves_the_cpus_a_job_may_ask_for(tmp_path: Path, monkeypatch, one_thread) -> None:
+    """With `--hint=nomultithread` a task's CPUs are cores: `cpus_per_node = 112` on 56 usable
+    cores never starts, and the `--exclusive` advice must say 56."""
+    from hpoc.runtime.login_preflight import check_exclusive
+    from hpoc.site.partition import never_fits
+    from slurm_plans import plan
+
+    _fake_lumi(tmp_path, monkeypatch, "CPUEfctv=112 CPUTot=128", "CoreSpecCount=8")
+    extra = one_thread if isinstance(one_thread, list) else []
+    if one_thread == "SBATCH_HINT":
+        monkeypatch.setenv("SBATCH_HINT", "nomultithread")
+    (found,) = check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive", *extra]}))
+    assert "whole nodes of 56 CPUs (cores: one thread each) or more" in found.message, found.message
+    assert "set `cpus_per_node = 56`" in found.message, found.message
+    (misfit,) = never_fits(plan(slurm={"cpus_per_node": 112, "extra": extra}))
+    assert "`standard-g` (56 CPUs)" in misfit[0] and misfit[1].startswith("lower `cpus_per_node` to 56 or fewer")
+
+
+def test_sinfos_cpus_stand_when_scontrol_does_not_answer(tmp_path: Path, monkeypatch) -> None:
+    from hpoc.runtime.login_preflight import check_exclusive
+    from slurm_plans import plan
+
+    _fake_lumi(tmp_path, monkeypatch, "CPUEfctv=112 CPUTot=128", "CoreSpecCount=8", scontrol_rc=1)
+    (found,) = check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive"]}))
+    assert "whole nodes of 128 CPUs or more" in found.message, found.message

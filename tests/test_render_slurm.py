@@ -679,6 +679,37 @@ def test_a_tmpdir_too_long_for_rays_sockets_is_passed_over_and_a_long_hpoc_tmp_r
     assert f"hpoc: {refused.value}\n" in err, err
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs the script as nobody")
+def test_an_hpoc_tmp_the_user_cannot_enter_is_refused_by_the_script_as_by_the_runtime(short_dir):
+    """Write permission without search (mode 0600): mkdir under it fails, so the script says
+    so at once, in hpoc.runtime.node.hpoc_tmp's words (tests/test_run_dir.py), and a TMPDIR
+    like it is passed over. Root enters anything: the script runs as nobody."""
+    short_dir.chmod(0o755)
+    stub = short_dir / "bin" / "python3"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\ncase "$*" in *--before-ray*|*"-c import "*) exit 0;; esac\necho "$@"\nexit 3\n')
+    stub.chmod(0o755)
+    p = plan(source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(short_dir)},
+             storage={"path": str(short_dir / "results"), "name": "s"}, slurm={"nodes": 2, "python": "python3"})
+    script = short_dir / "job.sbatch"
+    script.write_text(render_all(p, plan_path=str(short_dir / "plan.json"))["job.sbatch"])
+    closed = short_dir / "job77"
+    closed.mkdir(mode=0o600)
+    for path in (short_dir, closed):
+        os.chown(path, 65534, 65534)
+
+    def run(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(script)],
+                              env={"PATH": f"{stub.parent}:/usr/bin:/bin", "SLURM_JOB_ID": "77", **env},
+                              cwd=short_dir, capture_output=True, text=True, timeout=60)
+
+    refused = run(HPOC_TMP=str(closed))
+    assert refused.returncode == 2, refused.stdout
+    assert refused.stderr.strip().splitlines()[-1] == f"hpoc: HPOC_TMP={closed} is not a writable directory"
+    passed_over = run(TMPDIR=str(closed))
+    assert passed_over.returncode == 3 and passed_over.stdout.endswith("cluster init /tmp/hpoc-77\n")
+
+
 @pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
 def test_a_tmpdir_is_measured_in_bytes_as_a_unix_socket_path_is(tmp_path, short_dir, locale):
     """A TMPDIR of non-ASCII letters that fits Ray's socket paths in characters but not in

@@ -609,6 +609,29 @@ def test_a_job_asks_before_ray_whether_its_shard_has_anything_to_do(spec, other_
 # ---------------------------------------------------------------- a job's claim before Ray
 
 
+def test_a_lock_is_judged_by_squeue_whoever_submitted_its_job(tmp_path, monkeypatch):
+    """An experiment directory shared by a group: the lock's job may be another user's, which
+    `squeue -u me` never lists. It is asked for by id alone; only squeue's "invalid job id"
+    (the job has left the controller) says it ended, a failure to answer says nothing."""
+    exp, bin_dir = tmp_path / "exp", tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    squeue = bin_dir / "squeue"
+
+    def says(body: str) -> None:
+        squeue.write_text(f'#!/bin/sh\necho "$@" >"$0.args"\n{body}\n')
+        squeue.chmod(0o755)
+
+    _lock_file(exp, host="node-elsewhere", pid=1, slurm_job="42")
+    says('case " $* " in *" -u "*) ;; *" -j 42 "*) echo RUNNING;; esac')  # another user's job
+    assert runlock.holder(exp)["slurm_job"] == "42"
+    assert " -u " not in f" {(bin_dir / 'squeue.args').read_text().strip()} "
+    says('echo "slurm_load_jobs error: Socket timed out on send/recv operation" >&2; exit 1')
+    assert runlock.holder(exp)["slurm_job"] == "42"
+    says('echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1')
+    assert runlock.holder(exp) is None
+
+
 def _as_job(monkeypatch, job, restart=0):
     monkeypatch.setenv("SLURM_JOB_ID", job)
     monkeypatch.setenv("SLURM_RESTART_COUNT", str(restart))
@@ -891,3 +914,32 @@ def test_submitting_the_old_build_of_a_moved_project_is_refused_before_any_job(s
     shutil.move(str(spec.parent), moved)
     with pytest.raises(SubmitError, match=f"the spec's directory {spec.parent} .* does not exist here"):
         hpoc.submit(moved / "build" / "digits", cluster="local", dry_run=True)
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file", "not searchable", "not writable"])
+def test_a_local_run_and_a_job_refuse_the_same_hpoc_tmp_in_the_same_words(tmp_path, monkeypatch, kind):
+    """A directory hpoc cannot make its own in (mkdir needs write and search permission)
+    is refused by a local run and by a job's node alike, naming HPOC_TMP as it was set."""
+    from hpoc.runtime import session
+    from hpoc.runtime.node import NodeError, job_dir
+
+    short = tempfile.mkdtemp(prefix="h", dir="/tmp")  # room for Ray's socket paths
+    try:
+        base = os.path.join(short, "t")
+        if kind == "a file":
+            open(base, "w").close()
+        elif kind != "missing":
+            os.mkdir(base)
+            denied = os.X_OK if kind == "not searchable" else os.W_OK
+            real = os.access  # root passes any mode bits: refuse as a user's would be
+            monkeypatch.setattr(os, "access", lambda p, m, **kw: False if (
+                os.fspath(p).rstrip("/") == base and m & denied) else real(p, m, **kw))
+        said = base + "/"
+        monkeypatch.setenv("HPOC_TMP", said)
+        with pytest.raises(session.SessionError) as local:
+            session.temp_root()
+        with pytest.raises(NodeError) as job:
+            job_dir({"SLURM_JOB_ID": "77", "HPOC_TMP": said}, "hpoc-77")
+        assert str(local.value) == str(job.value) == f"HPOC_TMP={said} is not a writable directory"
+    finally:
+        shutil.rmtree(short)

@@ -146,6 +146,24 @@ def job_dir_name(env: Mapping[str, str]) -> str:
     return f"hpoc-{env.get('SLURM_JOB_ID')}" + (f"-r{restarts}" if restarts != "0" else "")
 
 
+def usable_dir(path: str) -> bool:
+    """A directory this user can make entries in: mkdir needs write and search permission
+    (the job script's `-d && -w && -x`)."""
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def hpoc_tmp(said: str, *, relative_ok: bool = False) -> str:
+    """HPOC_TMP as set (`said`), trimmed, else NodeError in the job script's words. Relative
+    is a local run's (one working directory, made absolute: Ray takes no other); in a job it
+    would be each node's own working directory."""
+    if not os.path.isabs(said) and not relative_ok:
+        raise NodeError(f"HPOC_TMP={said} must be an absolute path (a node-local directory such as /tmp)")
+    path = _trimmed(os.path.abspath(said) if relative_ok else said)
+    if not usable_dir(path):
+        raise NodeError(f"HPOC_TMP={said} is not a writable directory")
+    return path
+
+
 def job_dir_base(env: Mapping[str, str], name: str) -> str:
     """Where the job directory `name` goes on this node, as the job script picks it
     (hpoc/templates/slurm/setup.j2, which says why): HPOC_TMP; else the job's own TMPDIR
@@ -166,8 +184,7 @@ def _own_tmpdir(env: Mapping[str, str]) -> str | None:
     if env.get("SLURM_ARRAY_JOB_ID"):
         ids.append(f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}")
     own = any(re.search(rf"(^|[^0-9]){re.escape(i)}([^0-9]|$)", tmpdir) for i in ids if i)
-    if own and os.path.isabs(tmpdir) and not set(",:") & set(tmpdir) and os.path.isdir(tmpdir) and \
-            os.access(tmpdir, os.W_OK):
+    if own and os.path.isabs(tmpdir) and not set(",:") & set(tmpdir) and usable_dir(tmpdir):
         return tmpdir
     return None
 
@@ -187,10 +204,8 @@ def job_dir(env: Mapping[str, str], name: str) -> Path:
     if not said and base == "/tmp" and _own_tmpdir(env):
         print(f"hpoc: TMPDIR={env['TMPDIR']} is too long for Ray's unix socket paths; the job "
               "directory goes to /tmp", file=sys.stderr)
-    if said and not os.path.isabs(base):  # each node's own working directory
-        raise NodeError(f"HPOC_TMP={said} must be an absolute path (a node-local directory such as /tmp)")
-    if said and not (os.path.isdir(base) and os.access(base, os.W_OK)):
-        raise NodeError(f"HPOC_TMP={said} is not a writable directory")
+    if said:
+        hpoc_tmp(said)
     if path_bytes(path) > JOB_DIR_MAX:
         raise NodeError(f"HPOC_TMP={said} is too long: Ray's unix socket paths under {path} would "
                         f"exceed {SOCKET_PATH_MAX} bytes; choose a node-local directory of at most "
@@ -440,9 +455,35 @@ DEV = Path("/dev")
 
 def gpu_devices() -> int:
     """The GPU devices of this node as the driver makes them: NVIDIA's `nvidia0`…, AMD's and
-    Intel's render nodes (`dri/renderD128`…, one per GCD on LUMI)."""
+    Intel's render nodes (`dri/renderD128`…, one per GCD on LUMI); AMD's only those this
+    job may open (_denied)."""
     nvidia = [p for p in DEV.glob("nvidia*") if p.name[len("nvidia"):].isdigit()]
-    return len(nvidia) or len(list(DEV.glob("dri/renderD*")))
+    if nvidia:
+        return len(nvidia)
+    render = sorted(DEV.glob("dri/renderD*"))
+    if not (DEV / "kfd").exists():
+        return len(render)
+    return 0 if _denied(DEV / "kfd") else sum(not _denied(p) for p in render)
+
+
+def amd_closed() -> str | None:
+    """Why this job may not use the node's AMD GPUs (`/dev/kfd: Operation not permitted`);
+    None when it may, or the node has none."""
+    if not (DEV / "kfd").exists():
+        return None
+    return next(filter(None, map(_denied, [DEV / "kfd", *sorted(DEV.glob("dri/renderD*"))])), None)
+
+
+def _denied(path: Path) -> str | None:
+    """Why `path` does not open read-write, as ROCm opens it, when a permission says so.
+    SLURM's device cgroup (ConstrainDevices) denies a job the GPUs it did not ask for, but
+    leaves their device files there: only an open tells. Cheap: no GPU context is made."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):  # the cgroup's answer; file modes alike
+            return f"{path}: {exc.strerror}"
+    return None
 
 
 def amd_gpus() -> int:
@@ -467,6 +508,10 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str]
     node_ports = pick_ports(job_id, rank, ip)
     res = allocation(env)
     if args.gpus is not None:  # a job that asked SLURM for no GPUs (gpu_request = none)
+        if args.gpus and not gpu_devices() and (closed := amd_closed()):
+            raise NodeError(f"the plan gives each node {args.gpus} GPU(s) (slurm.gpu_request = none), but {name}'s "
+                            f"AMD GPUs are closed to this job ({closed}): the job asked SLURM for none, and SLURM "
+                            "gives a job only the GPUs it asks for; set slurm.gpu_request = gres or per_node")
         if args.gpus and not gpu_devices():  # Ray would place trials on GPUs that are not there
             raise NodeError(f"the plan gives each node {args.gpus} GPU(s) (slurm.gpu_request = none), but {name} "
                             f"has no GPU device ({DEV}/nvidia*, {DEV}/dri/renderD*): its partition gives no GPUs "

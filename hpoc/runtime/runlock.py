@@ -30,9 +30,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -110,17 +108,12 @@ def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
 
 def _slurm_job_running(job: str) -> bool | None:
     """Whether SLURM runs `job`; None when squeue cannot tell (not installed, no answer)."""
-    if not shutil.which("squeue"):
-        return None
-    try:
-        run = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
-                             text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if run.returncode != 0:
-        return False if "invalid job id" in run.stderr.lower() else None
-    return any(state in ("RUNNING", "COMPLETING", "STOPPED", "SUSPENDED")
-               for state in run.stdout.split())
+    from hpoc.submit.queue import ask_squeue  # stdlib only: nothing of submitit's
+
+    rows = ask_squeue("%T", "-j", job, timeout=20, anyones=True)  # a group's directory: anyone's job
+    if isinstance(rows, str):
+        return False if "invalid job id" in rows.lower() else None
+    return any(state in ("RUNNING", "COMPLETING", "STOPPED", "SUSPENDED") for state in rows)
 
 
 def _read(path: Path) -> tuple[str, dict[str, Any], float] | None:

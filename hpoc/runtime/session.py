@@ -114,14 +114,12 @@ def temp_root() -> str | None:
     """Where a local run's private temp dir goes: HPOC_TMP (as for SLURM jobs; e.g. a
     node-local disk where /tmp is small), else /tmp, whose short path leaves room for Ray's
     unix socket paths (a long TMPDIR would not)."""
-    from hpoc.runtime.node import NodeError, check_socket_room
+    from hpoc.runtime.node import NodeError, check_socket_room, hpoc_tmp
 
-    root = os.environ.get("HPOC_TMP")
-    if root:
-        root = os.path.abspath(root)  # Ray takes only an absolute temp dir; sockets measure it so
-        if not os.path.isdir(root) or not os.access(root, os.W_OK | os.X_OK):
-            raise SessionError(f"HPOC_TMP={root} is not a writable directory", exit_code=2)
-        try:
+    said = os.environ.get("HPOC_TMP")
+    if said:
+        try:  # the job's own check, in its words; sockets measure the absolute path
+            root = hpoc_tmp(said, relative_ok=True)
             check_socket_room(os.path.join(root, "hpoc-xxxxxxxx"))
         except NodeError as exc:
             raise SessionError(str(exc), exit_code=2) from None

@@ -20,15 +20,17 @@ DONE_SOON = {"COMPLETING"}  # its driver has stopped: it will not read the plan 
 LOCAL_CHECK_S = 5.0  # a check before a local run: a hung controller must not hold it up long
 
 
-def ask_squeue(fmt: str, *args: str, timeout: float = 30) -> list[str] | str:
+def ask_squeue(fmt: str, *args: str, timeout: float = 30, anyones: bool = False) -> list[str] | str:
     """squeue's rows (`-o fmt`) of this user's jobs, or why squeue could not be asked (its
     error): a caller that shows the queue must not take "no answer" for "no jobs". Only
     ours: on a site with tens of thousands of queued jobs the whole queue takes seconds and
-    loads the controller, and other users' jobs are not ours to guard or show."""
+    loads the controller, and other users' jobs are not ours to guard or show. `anyones`:
+    jobs named in `args` (`-j ID`), whoever's (a run lock in a group's directory)."""
     if not shutil.which("squeue"):
         return "squeue is not installed here"
     try:
-        run = subprocess.run(["squeue", "-h", "-u", getpass.getuser(), "-o", fmt, *args],
+        mine = [] if anyones else ["-u", getpass.getuser()]
+        run = subprocess.run(["squeue", "-h", *mine, "-o", fmt, *args],
                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"squeue gave no answer in {timeout:g}s"

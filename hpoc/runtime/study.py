@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, hooks, lean, marker, rerun, runlock, walltime, watch
+from hpoc.runtime import clock, compact, failfast, hooks, lean, marker, rerun, runlock, walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -273,7 +273,9 @@ def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
     leak = pipeline.shared_validation(plan, data)
     if leak:
         say(stream, f"[hpoc] warning: {leak}")
-    return pipeline.in_model_dtype(trainer_cls, data)
+    data = pipeline.in_model_dtype(trainer_cls, data)
+    # Ray pickles what this returns for every trial; the views as returned are dropped here
+    return compact.for_ray(data, arrays=hooks.batches_splits(trainer_cls))
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:

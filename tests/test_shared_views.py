@@ -136,3 +136,12 @@ def test_numpy_column_slices_and_memmaps_are_shared_with_the_trials_not_copied(t
     # a trainer's own loaders get NumPy's as returned (a private copy is writable)
     own = _loaded(tmp_path, body, trainer=_OwnLoaders)
     assert type(own[0][0]) is np.memmap and _pickled(own)[0] > 3600 * 8 * 4
+
+
+def test_a_list_of_samples_cut_from_one_tensor_is_sent_as_its_rows_not_a_storage_per_sample(tmp_path):
+    """`[(x[i], y[i]) for i in ...]`: every sample pickled the whole of x and y, a split of
+    n samples as n copies of the data (60,000 Fashion-MNIST rows: terabytes)."""
+    data = _loaded(tmp_path, "return [(x[i], y[i]) for i in range(400)], [(x[i], y[i]) for i in range(400, 500)]")
+    assert _pickled(data)[0] < 500 * (8 * 4 + 8) + 500 * 1000, _pickled(data)  # was 500 x OWN
+    assert len(data[0]) == 400 and len(data[1]) == 100 and data[1][0][0].shape == (8,) and data[1][0][1].dim() == 0
+    assert data[0][3][0].untyped_storage().nbytes() == 8 * 4

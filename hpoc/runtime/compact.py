@@ -25,47 +25,45 @@ def for_ray(data: tuple[Any, Any, Any] | None, arrays: bool) -> tuple[Any, Any, 
     twice (train and validation), and tensors that own their storage are not copied."""
     if data is None:
         return None
-    done: dict[Any, Any] = {}
-    out = tuple(_part(s, done, arrays, 0) for s in data)
-    return data if all(a is b for a, b in zip(out, data)) else out  # type: ignore[return-value]
-
-
-def _part(obj: Any, done: dict[Any, Any], arrays: bool, depth: int) -> Any:
     import numpy as np
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return _tensor(obj, done)
-    if isinstance(obj, np.ndarray):
-        return _array(obj, done) if arrays else obj
-    if depth >= _DEPTH:
-        return obj
-    if id(obj) not in done:  # a split given twice (train and validation) stays one object
-        done[id(obj)] = _container(obj, done, arrays, depth)
-    return done[id(obj)]
+    dataset = torch.utils.data.TensorDataset
+    walked = (tuple, list, dict, dataset)
+    done: dict[Any, Any] = {}
 
+    def part(obj: Any, depth: int) -> Any:
+        kind = type(obj)  # exact types: a list of a million labels is walked in a blink
+        if kind is torch.Tensor:
+            return _tensor(obj, done)
+        if kind is np.ndarray or kind is np.memmap:  # a masked array's mask would be lost
+            return _array(obj, done) if arrays else obj
+        if depth >= _DEPTH or kind not in walked:
+            return obj
+        if id(obj) not in done:  # a split given twice (train and validation) stays one object
+            done[id(obj)] = container(obj, depth + 1)
+        return done[id(obj)]
 
-def _container(obj: Any, done: dict[Any, Any], arrays: bool, depth: int) -> Any:
-    import torch
+    def container(obj: Any, depth: int) -> Any:
+        if type(obj) is dict:
+            made = {k: part(v, depth) for k, v in obj.items()}
+            return made if any(made[k] is not v for k, v in obj.items()) else obj
+        parts = obj.tensors if type(obj) is dataset else obj
+        made = [part(p, depth) for p in parts]
+        if all(a is b for a, b in zip(made, parts)):
+            return obj
+        # a namedtuple's or a subclass's constructor may differ: those are not walked
+        return dataset(*made) if type(obj) is dataset else type(obj)(made)
 
-    if type(obj) is torch.utils.data.TensorDataset:
-        made = [_part(t, done, arrays, depth + 1) for t in obj.tensors]
-        changed = any(a is not b for a, b in zip(made, obj.tensors))
-        return torch.utils.data.TensorDataset(*made) if changed else obj
-    if type(obj) in (tuple, list):  # a namedtuple's or a subclass's constructor may differ
-        made = [_part(p, done, arrays, depth + 1) for p in obj]
-        return type(obj)(made) if any(a is not b for a, b in zip(made, obj)) else obj
-    if type(obj) is dict:
-        made = {k: _part(v, done, arrays, depth + 1) for k, v in obj.items()}
-        return made if any(made[k] is not v for k, v in obj.items()) else obj
-    return obj
+    out = tuple(part(s, 0) for s in data)
+    return data if all(a is b for a, b in zip(out, data)) else out  # type: ignore[return-value]
 
 
 def _tensor(t: Any, done: dict[Any, Any]) -> Any:
     import torch
 
-    # a Parameter or a subclass, sparse, quantized or autograd tensors: pickled as they are
-    if type(t) is not torch.Tensor or t.layout is not torch.strided or t.is_quantized or t.requires_grad:
+    # sparse, quantized or autograd tensors (and a Parameter, not walked): pickled as they are
+    if t.layout is not torch.strided or t.is_quantized or t.requires_grad:
         return t
     storage = t.untyped_storage()
     if storage.nbytes() <= t.numel() * t.element_size() * (1 + SLACK):
@@ -80,8 +78,8 @@ def _tensor(t: Any, done: dict[Any, Any]) -> Any:
 def _array(a: Any, done: dict[Any, Any]) -> Any:
     import numpy as np
 
-    if type(a) not in (np.ndarray, np.memmap) or a.dtype.hasobject:
-        return a  # a masked array's mask, objects pickled one by one: left to pickle
+    if a.dtype.hasobject:
+        return a  # objects are pickled one by one anyway
     if type(a) is np.ndarray and (a.flags.c_contiguous or a.flags.f_contiguous):
         return a  # shared zero-copy already
     if id(a) not in done:

@@ -2,10 +2,11 @@
 
 torch pickles a tensor with its whole storage, not the part its view shows: a splitter's
 `(x[:n], y[:n]), (x[n:], y[n:])` (or `narrow`, `split`, `chunk`, `x[:, :10]`) went into
-Ray's object store, and into every trial process, as twice the data. NumPy pickles a view's
+Ray's object store, and into every trial process, as twice the data; a list of `(x[i], y[i])`
+samples as one copy of it per sample. NumPy pickles a view's
 own elements, but shares an array with the trials (out of band, zero-copy) only when it is
 contiguous and a plain ndarray: `x[:, :10]`, `x[::2]` and a memmap (its whole file) were
-copied into each trial. `benchmarks/object_store.py` measures both.
+copied into each trial. `benchmarks/shared_views.py` measures both.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_results_are_printed_and_appended_as_json_lines(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("script", ["trainer_throughput", "packed_trials", "trial_overhead", "study_e2e",
-                                    "data_checks"])
+                                    "data_checks", "shared_views"])
 def test_every_benchmark_documents_itself_and_takes_an_output_directory(script, monkeypatch, capsys):
     import importlib
 
@@ -89,3 +89,16 @@ def test_the_data_checks_benchmark_compares_against_a_copy_and_reads_no_lazy_sam
     result = json.loads(line)
     assert {"check_s", "copy_s", "ratio"} <= set(result["f32"]) and {"check_s", "copy_s", "ratio"} <= set(result["f64"])
     assert result["lazy"]["getitem_calls"] == 0
+
+
+def test_the_shared_views_benchmark_halves_a_split_of_tensor_views_and_copies_no_array_per_trial(tmp_path, monkeypatch):
+    import shared_views
+
+    monkeypatch.setattr(sys, "argv", ["shared_views", "--rows", "40000", "--cols", "16", "--pickle-only",
+                                      "--out", str(tmp_path)])
+    shared_views.main()
+    (line,) = (tmp_path / "shared_views.jsonl").read_text().splitlines()
+    result = json.loads(line)
+    assert 0.45 <= result["torch"]["pickled_ratio"] <= 0.55  # a 90/10 split pickled its storage twice
+    assert result["memmap"]["inband_ratio"] == 0.0  # in band: each trial's private copy
+    assert result["numpy_cols"]["pickled_mb_compacted"][0] == 0.0 < result["numpy_cols"]["pickled_mb_given"][0]

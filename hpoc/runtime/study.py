@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, hooks, lean, marker, rerun, runlock, walltime, watch
+from hpoc.runtime import clock, compact, failfast, hooks, lean, marker, rerun, runlock, walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -152,7 +152,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             say(stream, _done_line(exp, bool(opts.retry_errored), len(STATE.errored)))
             say(out, summary_mod.describe_best(previous))
             return summary_mod.exit_code(previous)
-        data = _load_data(plan, trainer_cls, stream)
+        # in a list _tune empties: the driver holds no copy of it beside Ray's while trials run
+        data = [_load_data(plan, trainer_cls, stream)]
         ray_session = _start_ray(plan, opts)
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
@@ -273,7 +274,9 @@ def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
     leak = pipeline.shared_validation(plan, data)
     if leak:
         say(stream, f"[hpoc] warning: {leak}")
-    return pipeline.in_model_dtype(trainer_cls, data)
+    data = pipeline.in_model_dtype(trainer_cls, data)
+    # Ray pickles what this returns for every trial; the views as returned are dropped here
+    return compact.for_ray(data, arrays=hooks.batches_splits(trainer_cls))
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:
@@ -328,12 +331,13 @@ def _loading_line(plan: dict[str, Any]) -> str | None:
     return f"[hpoc] loading data: {' → '.join(targets)}" if targets else None
 
 
-def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, exp: Path,
+def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list[Any], exp: Path,
           seen: marker.Seen, mode: str, started: float, stream: TextIO, out: TextIO) -> int:
     import ray
 
     from hpoc.runtime import pipeline, search, session, space
 
+    data = loaded.pop()
     try:
         data_ref = ray.put(data)
     except TypeError as exc:  # Ray pickles the splits to share them with every trial

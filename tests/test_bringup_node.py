@@ -657,3 +657,17 @@ def test_processes_whose_name_holds_spaces_and_parentheses_are_read_right(tmp_pa
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_teardowns_waits_fit_the_sites_killwait_and_are_todays_under_30_s():
+    """The job's teardown gave the driver 20 s (3 s once Ray's head is gone) and the Ray
+    nodes 60 s whatever the site: under KillWait = 5 SLURM's SIGKILL came first and the job
+    directory (token included) stayed. A share of KillWait now, today's waits from 30 s up."""
+    waits = node.node_stop.stop_waits
+    assert [waits(k) for k in (None, "", "x", "30", "120", "7.5")] == [(20, 3, 60)] * 6
+    assert waits("5") == (3, 1, 10) and waits("15") == (10, 1, 30) and waits("0") == (1, 1, 1)
+    for k in range(4, 121):
+        # after scancel: the head's node stops within its grace, the teardown sees it
+        # within 0.5 s, waits for the driver, and has a second left to remove the job directory
+        assert node.node_stop.grace_for(str(k)) + 0.5 + waits(str(k)).head_down_s < k - 1, k
+        assert waits(str(k)).driver_s <= max(1, k * 2 / 3), k

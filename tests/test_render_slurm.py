@@ -807,3 +807,23 @@ def test_the_walltime_handler_requeues_only_a_study_the_driver_left_resumable(tm
     assert run.returncode == (driver_rc if isinstance(driver_rc, int) else 1), run.stdout + run.stderr
     assert (tmp_path / "scontrol.args").exists() == requeued, run.stdout + run.stderr
     assert ("requeueing job 77" in run.stdout) == requeued, run.stdout
+
+
+@pytest.mark.parametrize("kill_wait", [None, "", "5", "08", "15", "30", "120", "x", "7.5"])
+def test_the_teardowns_waits_are_the_runtimes_share_of_killwait(kill_wait):
+    """The teardown waited 20 s for the driver (3 s once the head is gone) and 60 s for the
+    Ray nodes whatever SLURM's KillWait: under 5 s its SIGKILL came first and the job
+    directory stayed. The script's waits are node_stop.stop_waits' (hpoc submit's)."""
+    from hpoc.runtime.node_stop import stop_waits
+
+    script = rendered("gpu-resume")["job.sbatch"]
+    start = script.index("# ---- teardown")
+    lines = script[start:script.index("hpoc_shielded() {", start)]
+    env = {"PATH": os.environ["PATH"]}
+    if kill_wait is not None:
+        env["HPOC_KILL_WAIT"] = kill_wait
+    run = subprocess.run(["bash", "-c", "set -eo pipefail\nset -u\n" + lines
+                          + 'echo "$hpoc_driver_wait $hpoc_head_down_wait $hpoc_nodes_wait"'],
+                         capture_output=True, text=True, env=env, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert tuple(map(int, run.stdout.split())) == stop_waits(kill_wait)

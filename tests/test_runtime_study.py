@@ -128,6 +128,24 @@ def test_a_trial_whose_process_crashes_says_what_crashed_and_where(tmp_path):
     assert "Fatal Python error: Aborted" in trial["error"]
 
 
+def test_a_trial_process_the_oom_killer_ends_is_said_to_have_run_out_of_memory(tmp_path, monkeypatch):
+    """A one-worker trial's process SIGKILLed by the kernel's OOM killer: its line said it
+    died without a Python error, since the process that reads the kill count was the one
+    that died. The driver, on the same node, reads it instead (faked here to have risen)."""
+    from hpoc.runtime import oom
+
+    monkeypatch.setattr(oom, "_count", lambda path: 10**9)  # the driver's read only
+    workdir = write_toy(tmp_path / "study")
+    plan = make_plan(workdir, tmp_path / "results", trials={"num_samples": 1},
+                     pipeline={"trainer": {"target": "toy:KillAfterTrainer", "args": {"kill_after": 1}}})
+    code, progress, _ = _run(plan)
+    assert code == EXIT_FAILED
+    assert ("errored: the trial's process was killed by the kernel's OOM killer (it killed a process on "
+            "that node while the trial ran): give the trial more memory, or make it use less") in progress, progress
+    (trial,) = _summary(plan)["trials"]
+    assert trial["error"].count("hpoc: the kernel's OOM killer killed") == 1
+
+
 def test_a_trainer_mistake_is_not_retried(tmp_path):
     """A TrainerError fails the same way every time: one quick re-run, not max_retries."""
     workdir = write_toy(tmp_path / "study")

@@ -337,6 +337,19 @@ def test_sigterm_with_the_heads_gcs_gone_gives_the_driver_seconds_not_20(tmp_pat
     assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
 
 
+def test_under_a_short_killwait_the_teardown_ends_before_slurms_sigkill(tmp_path):
+    """The teardown gave a driver that does not stop 20 s whatever the site: where SLURM's
+    SIGKILL follows its SIGTERM after 5 s (KillWait), it came first, and the job directory
+    (token included) stayed. Its waits shrink with KillWait (node_stop.stop_waits)."""
+    proc = start(tmp_path, ON_TERM="ignore", HPOC_KILL_WAIT="5")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 5, out
+    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out, out
+    assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
+
+
 @pytest.mark.parametrize("code", ["0", "3"])
 def test_normal_exit_passes_the_driver_status_on_and_tears_down(tmp_path, code):
     proc = start(tmp_path, EXIT_NOW=code)

@@ -1400,3 +1400,33 @@ def test_an_out_path_naming_a_file_is_refused(tmp_path):
     spec.write_text('study "x"\npipeline { trainer = t:T }\n')
     with pytest.raises(SubmitError, match="-o names the build directory"):
         load_target(spec, tmp_path / "build" / "job.sbatch")
+
+
+def test_the_submitit_job_stops_within_the_sites_killwait(tmp_path, monkeypatch):
+    """The job gave the driver 3 s once the head was gone and each Ray node 60 s, whatever
+    SLURM's KillWait: under 5 s its SIGKILL came first and the job directory stayed. A
+    share of it now (node_stop.stop_waits), as job.sbatch's teardown."""
+    import subprocess
+    import sys
+    import time
+
+    from hpoc.runtime.node_stop import stop_waits
+    from hpoc.submit import job as J
+
+    monkeypatch.setenv("HPOC_KILL_WAIT", "1")
+    assert stop_waits("1") == (1, 1, 2)
+    fake = tmp_path / "python"  # a driver whose graceful stop hangs without the head's GCS
+    fake.write_text(f"#!/bin/bash\ntrap '' TERM\ntouch {tmp_path}/ready\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    head = subprocess.Popen(["bash", "-c", f"until [ -e {tmp_path}/ready ]; do sleep 0.05; done"])
+    t0 = time.monotonic()
+    with pytest.raises(J.StudyJobError, match="the Ray head stopped"):
+        J.StudyJob(str(tmp_path / "plan.json"))._run_driver(0, {}, local=False, head=head,
+                                                             head_log=tmp_path / "ray-node1.log")
+    assert time.monotonic() - t0 < 2.8  # 1 s, not 3, after the head ended
+    node = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60"])  # a Ray node that hangs
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    J._stop_node(node)
+    assert node.returncode == -9 and time.monotonic() - t0 < 4  # 2 s, not 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -366,3 +367,61 @@ def test_crash_blocks_that_end_out_of_order_leave_the_open_one_recording(tmp_pat
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env, capture_output=True, text=True)
     assert done.returncode == 5, done.stderr
     assert (tmp_path / "c").read_text().startswith("hpoc: exited with code 5: it called os._exit(5)")
+
+
+def _one_worker_died(pid: int, ip: str = "10.0.0.5") -> str:
+    """Ray's error.txt of a one-worker trial whose process (`pid`) died on node `ip`."""
+    return _DIED.replace("\tclass_name: ImplicitFunc\n",
+                         f"\tclass_name: ImplicitFunc\n\tpid: {pid}\n\tip: {ip}\n") + "\n"
+
+
+def test_a_one_worker_trial_the_oom_killer_ended_is_said_to_have_run_out_of_memory(tmp_path):
+    """A one-worker trial's own process SIGKILLed by the kernel's OOM killer got the generic
+    "died without a Python error" line: the process that reads the kill counts (oom.py) for
+    ranks is the one that died. The trial's process notes where its node's count stood; the
+    driver, on the same node, sees it rose, and the line says out of memory with the hint.
+    A real process, killed with SIGKILL while the (faked) count rises."""
+    import signal
+
+    from hpoc.runtime import crash, oom, summary
+
+    (tmp_path / "cgroup").write_text("0::/job_7/step_0\n")
+    events = tmp_path / "job_7" / "step_0" / "memory.events"
+    events.parent.mkdir(parents=True)
+    events.write_text("oom 0\noom_kill 2\n")
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    script = (f"import os, sys\nfrom hpoc.runtime import oom\n"
+              f"oom.record({str(trial)!r}, cgroups={str(tmp_path / 'cgroup')!r}, root={str(tmp_path)!r}, "
+              f"vmstat={str(tmp_path / 'none')!r})\nprint('recorded', flush=True)\nsys.stdin.read()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "recorded\n"
+    events.write_text("oom 1\noom_kill 3\n")  # the kernel kills it for memory
+    proc.kill()
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    error_file = trial / "error.txt"
+    error_file.write_text(_one_worker_died(proc.pid))
+    oom.note_trial_kill(str(error_file), str(trial))
+    oom.note_trial_kill(str(error_file), str(trial))  # said once, whoever asks again
+    text = error_file.read_text()
+    assert text.count(crash.OOM_NOTE) == 1
+    assert summary.error_at(crash.with_crash(text, str(trial))) == (
+        "the trial's process was killed by the kernel's OOM killer (it killed a process on that node while "
+        "the trial ran): give the trial more memory, or make it use less")
+
+    # no kill meanwhile, another process's death, another node's: the line stays as it was
+    for count, pid, host in [(2, proc.pid, None), (3, proc.pid + 1, None), (3, proc.pid, "elsewhere")]:
+        events.write_text(f"oom_kill {count}\n")
+        if host:
+            record = json.loads((trial / oom.RECORD).read_text())
+            (trial / oom.RECORD).write_text(json.dumps({**record, "host": host}))
+        error_file.write_text(_one_worker_died(pid))
+        oom.note_trial_kill(str(error_file), str(trial))
+        assert crash.OOM_NOTE not in error_file.read_text(), (count, pid, host)
+        assert summary.error_line(error_file.read_text()).startswith(
+            "the trial's process died without a Python error")
+    # a trial without a record (it died before it wrote one), or no error file
+    oom.note_trial_kill(str(error_file), str(tmp_path / "none"))
+    oom.note_trial_kill(None, str(trial))

@@ -14,11 +14,13 @@ kills the node's processes and ends it.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from hpoc.runtime.procstat import stat_fields
 
@@ -39,6 +41,30 @@ def grace_for(kill_wait: str | None) -> float:
     if not seconds >= 0:  # nan
         return GRACE_S
     return round(min(max(seconds / 3, GRACE_RANGE[0]), GRACE_RANGE[1]), 1)
+
+
+class StopWaits(NamedTuple):
+    """Whole seconds the job's teardown (job.sbatch's, `hpoc submit`'s) waits for each
+    process to stop before it kills it."""
+
+    driver_s: int      # the study driver's graceful stop
+    head_down_s: int   # ... once Ray's head is gone (it then hangs in Tune's cleanup)
+    nodes_s: int       # a Ray node's (its own watchdog ends it within grace_for)
+
+
+TODAY = StopWaits(20, 3, 60)  # under SLURM's default KillWait (30 s) and longer ones
+_DEFAULT_KILL_WAIT = 30
+
+
+def stop_waits(kill_wait: str | None) -> StopWaits:
+    """The teardown's waits under the site's KillWait: TODAY's from 30 s up or when unknown
+    (whole seconds only, as the job script reads it), as much shorter under a shorter one
+    (at least 1 s), so that the job directory is removed before SLURM's SIGKILL. The job
+    script computes the same (teardown.j2 hpoc_stop_s, tested equal)."""
+    text = kill_wait or ""
+    k = int(text) if re.fullmatch(r"[0-9]+", text) else _DEFAULT_KILL_WAIT
+    k = min(k, _DEFAULT_KILL_WAIT)
+    return StopWaits(*(max(1, base * k // _DEFAULT_KILL_WAIT) for base in TODAY))
 
 
 def descendants(pid: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Whether the kernel's OOM killer ended a rank of a multi-worker trial.
+"""Whether the kernel's OOM killer ended a trial's process, or a rank of a multi-worker trial.
 
 A process the OOM killer ends gets SIGKILL: it leaves no crash record, and Ray's error only
 lists the OOM killer among every way a worker dies. The kernel counts its kills (`oom_kill`
@@ -6,30 +6,92 @@ in the memory cgroup's `memory.events` (v2) or `memory.oom_control` (v1), else t
 `/proc/vmstat`): a count that rose on the dead rank's node while the trial ran points to it.
 The trial's process reads it before and after (trial.py) and notes it on the error
 (crash.OOM_NOTE), which crash.died_line turns into the trial's line.
+
+A one-worker trial's process is the one that died: it writes where its count stood at the
+start (`record`, RECORD in the trial's directory), and the driver, when the process ran on
+its node, reads the same counter once Ray reports the death and notes it in the trial's
+error.txt (`note_trial_kill`): the driver's own cgroup (a SLURM job's batch step) may not
+be the Ray node's.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
 from typing import Iterator
 
 _KILLS = re.compile(r"^oom_kill (\d+)$", re.MULTILINE)
 _IP = re.compile(r"^\s*ip: (\S+)$", re.MULTILINE)  # of the actor whose death an error is
+_PID = re.compile(r"^\s*pid: (\d+)$", re.MULTILINE)
+RECORD = ".hpoc-oom.json"  # a one-worker trial's process: its node, pid and count at the start
 
 
 def kills(cgroups: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup",
           vmstat: str = "/proc/vmstat") -> int | None:
     """The OOM killer's kills in this process's memory cgroup (Ray's workers on a node share
     the raylet's), else on this node, or None where neither can be read."""
+    found = counter(cgroups, root, vmstat)
+    return found[1] if found else None
+
+
+def counter(cgroups: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup",
+            vmstat: str = "/proc/vmstat") -> tuple[str, int] | None:
+    """(the file, its count) that `kills` reads, or None."""
     for path in [*_cgroup_counters(cgroups, root), vmstat]:
-        try:
-            with open(path) as fh:
-                found = _KILLS.search(fh.read())
-        except OSError:
-            continue
-        if found:
-            return int(found.group(1))
+        count = _count(path)
+        if count is not None:
+            return path, count
     return None
+
+
+def _count(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            found = _KILLS.search(fh.read())
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
+def record(directory: str | None, **paths: str) -> None:
+    """Write where this process's count stands (RECORD), for the driver to compare with
+    should this process die (`note_trial_kill`)."""
+    found = counter(**paths)
+    if not directory or found is None:
+        return
+    try:
+        with open(os.path.join(directory, RECORD), "w") as fh:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "path": found[0],
+                       "kills": found[1]}, fh)
+    except OSError:
+        pass  # a hint only: the trial runs as before
+
+
+def note_trial_kill(error_file: str | None, directory: str | None) -> None:
+    """In the driver, after Ray reported a trial's failure in `error_file`: note in it
+    (crash.OOM_NOTE, once) that the OOM killer killed on this node while the trial ran, when
+    the failure is the death of the one-worker trial's process that wrote `directory`'s
+    RECORD on this node, and the count it read has risen since."""
+    from hpoc.runtime.crash import OOM_NOTE, dead_rank, died
+    from hpoc.runtime.retry import last_failure
+
+    try:
+        text = last_failure(error_file)
+        if not text or not died(text) or dead_rank(text) is not None or OOM_NOTE in text:
+            return
+        with open(os.path.join(directory or "", RECORD)) as fh:
+            start = json.load(fh)
+        pid = _PID.findall(text)
+        if not pid or int(pid[-1]) != start["pid"] or start["host"] != socket.gethostname():
+            return  # another process's death, or on another node: its count is not read here
+        now = _count(start["path"])
+        if now is not None and now > start["kills"]:
+            with open(str(error_file), "a") as fh:
+                fh.write(OOM_NOTE + "\n")
+    except Exception:  # noqa: BLE001 - a hint only: the trial's own error stands
+        pass
 
 
 def _cgroup_counters(cgroups: str, root: str) -> Iterator[str]:

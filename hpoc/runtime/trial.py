@@ -135,8 +135,10 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
     cfg = trial_config(config, plan["space"])
     res = plan["resources"]
     if res["workers"] == 1:
+        from hpoc.runtime import oom
         from hpoc.runtime.pool_worker import TrialScope
 
+        oom.record(trial.dir)  # should this process die, the driver reads the count on (oom.py)
         report.set_mode("tune")
         # Tune reuses this process for the next trial: what this one changes is undone
         with TrialScope(plan["source"]["workdir"]):

@@ -173,6 +173,7 @@ def _events_class() -> type:
             STATE.trials = trials
             STATE.ended.add(trial.trial_id)
             STATE.retrying.pop(trial.trial_id, None)  # its retry's own error is the one kept
+            _note_oom(trial)
             _trial_line(trial, "errored")
             _fail_fast(trial, trials)
 
@@ -248,6 +249,7 @@ def _trial_started(trial: Any) -> None:
 def _trial_recovered(trial: Any, trials: list[Any]) -> None:
     """Tune retries `trial` after a failure: say so, unless the failure repeats itself."""
     path = trial_path(trial)
+    _note_oom(trial)
     error = with_crash(retry.last_failure(getattr(trial, "error_file", None)), path)
     line = STATE.repeats.same_again(trial.trial_id, error, _failed_after(trial), path)
     if line is not None:  # Tune decided before any callback: its queued retry ends it
@@ -265,6 +267,14 @@ def _trial_recovered(trial: Any, trials: list[Any]) -> None:
     _trial_line(trial, "failed" if verdict else f"failed; retrying from {start} "
                        f"(retry {STATE.retries[trial.trial_id]})", error=error)
     _stop_failed(verdict)
+
+
+def _note_oom(trial: Any) -> None:
+    """A one-worker trial's process the OOM killer ended: said so in its error.txt, read
+    here while the count is fresh (oom.py)."""
+    from hpoc.runtime import oom
+
+    oom.note_trial_kill(getattr(trial, "error_file", None), trial_path(trial))
 
 
 def _write_live(trials: list[Any]) -> None:

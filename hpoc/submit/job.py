@@ -50,9 +50,9 @@ from submitit.core.utils import UncompletedJobError
 
 from hpoc.files import write_atomic
 from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS, WALLTIME_REQUEUE
+from hpoc.runtime.node_stop import KILL_WAIT_ENV, StopWaits, stop_waits
 
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
-HEAD_LOST_STOP_S = 3     # the driver's graceful stop hangs without the head's GCS
 HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
 POLL_S = 0.5
 _HEEDED = {signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGUSR2}  # job.sbatch's list
@@ -210,7 +210,8 @@ class StudyJob(submitit.helpers.Checkpointable):
         print(f"hpoc: running shard {shard}: {' '.join(cmd)}", flush=True)
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)
-        stop_s = 20
+        waits = _waits()
+        stop_s = waits.driver_s
         lost: set[Path] = set()  # worker nodes whose Ray stopped (their task says so in rdv)
         try:
             # Poll rather than block in wait(): a blocking wait holds Popen's lock, and the
@@ -220,7 +221,7 @@ class StudyJob(submitit.helpers.Checkpointable):
                 if head is not None and head.poll() is not None:
                     # Without its head the driver would wait out Ray's GCS reconnect timeout,
                     # and its graceful stop too (Tune frees placement groups through the GCS).
-                    stop_s = HEAD_LOST_STOP_S
+                    stop_s = waits.head_down_s
                     if self._terminated and self._lost:
                         raise StudyJobError(", ".join(f"SLURM lost {node} (down: {reason})" for node, reason
                                                       in self._lost) + " and ended the job; the study stopped: "
@@ -326,7 +327,7 @@ class StudyJob(submitit.helpers.Checkpointable):
                 (rdv / name).unlink(missing_ok=True)
             if head is not None:
                 print("hpoc: stopping Ray", flush=True)
-                _stop(head, 60)
+                _stop_node(head)
             if os.environ.get("HPOC_KEEP_TMP") != "1":
                 shutil.rmtree(job_dir, ignore_errors=True)
             runlock.release_claim(experiment_dir(plan, shard))  # unless a driver took it
@@ -373,7 +374,7 @@ class StudyJob(submitit.helpers.Checkpointable):
                     break
                 time.sleep(POLL_S * 2)
         finally:
-            _stop(worker, 60)
+            _stop_node(worker)
             if os.environ.get("HPOC_KEEP_TMP") != "1":
                 shutil.rmtree(job_dir, ignore_errors=True)
         print(f"hpoc: Ray worker on {node} stopped", flush=True)
@@ -480,6 +481,17 @@ def _stop(proc: subprocess.Popen, wait_s: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _stop_node(proc: subprocess.Popen) -> None:
+    """Stop a Ray node within the site's share of KillWait: SLURM's SIGKILL after a scancel
+    must not come before the job directory is removed."""
+    _stop(proc, _waits().nodes_s)
+
+
+def _waits() -> StopWaits:
+    """The teardown's waits under the site's KillWait, as job.sbatch's (node_stop.py)."""
+    return stop_waits(os.environ.get(KILL_WAIT_ENV))
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

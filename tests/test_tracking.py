@@ -429,3 +429,62 @@ def test_a_nan_metric_is_no_riddle_on_the_terminal(monkeypatch, caplog):
     study._quiet_ray(verbose=False)
     x2num.check_nan(np.array([np.nan]))
     assert "NaN or Inf" not in caplog.text
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_tracking_server_is_an_error_before_ray(tmp_path, capsys):
+    """MLflow's client retried a server that did not answer for about 4 minutes, in the
+    driver and then in every trial (far longer on a node that drops the packets), before
+    the logger gave up with a warning. The driver now asks once, before Ray starts."""
+    from hpoc.runtime.login_preflight import run_checks
+    from hpoc.runtime.study import EXIT_SPEC, RunOptions, run_study
+    from runtime_plans import make_plan as runtime_plan, write_toy
+
+    uri = f"http://user:secret@127.0.0.1:{_closed_port()}"
+    workdir = write_toy(tmp_path / "study")
+    plan = runtime_plan(workdir, tmp_path / "results", loggers=[mlflow_logger(tracking_uri=uri)])
+    # the login node's preflight warns: the compute nodes may be on another network
+    [said] = [f for f in run_checks(plan) if f.what == "loggers" and f.warning]
+    assert said.ok and "does not answer" in said.message and "secret" not in said.message
+    started = time.monotonic()
+    assert run_study(plan, RunOptions(local=True, num_cpus=1)) == EXIT_SPEC
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert "tracking server http://127.0.0.1:" in err and "does not answer" in err
+    assert "secret" not in err and "Traceback" not in err
+    assert not (tmp_path / "results" / "toy").exists()  # stopped before anything ran
+
+
+def test_a_server_that_answers_is_reachable_and_a_silent_one_is_not(tmp_path):
+    """Any HTTP answer will do (a 404, a 401 of a server that wants credentials); a port that
+    takes the connection and never answers is said within the timeout."""
+    import http.server
+    import socket
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(
+            tracking_uri=f"http://127.0.0.1:{server.server_address[1]}/prefix/"))
+        assert tracking.unreachable_server(plan, timeout_s=5) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        plan = plan_with(tmp_path, mlflow_logger(
+            tracking_uri=f"http://127.0.0.1:{silent.getsockname()[1]}"))
+        started = time.monotonic()
+        assert "no answer in 0.5 s" in tracking.unreachable_server(plan, timeout_s=0.5)
+        assert time.monotonic() - started < 5
+    for local in (None, "file:./mlruns", "sqlite:///mlflow.db"):
+        assert tracking.unreachable_server(plan_with(tmp_path, mlflow_logger(tracking_uri=local))) is None

@@ -235,6 +235,60 @@ def missing_libraries(plan: Mapping[str, Any]) -> str | None:
     return packages.install_hint(what, missing.values(), ", or remove the logger block")
 
 
+def _without_password(uri: str) -> str:
+    """`uri` without the `user:password@` of its host: for the probe and for messages."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _no_answer(uri: str, timeout_s: float) -> str | None:
+    """Why nothing answers HTTP at `uri` within `timeout_s`, or None. Any HTTP answer (404,
+    401 of a server that wants credentials) is an answer: this is about the network."""
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(_without_password(uri))
+    probe = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        urllib.request.urlopen(probe, timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return None
+    except (TimeoutError, socket.timeout):
+        return f"no answer in {timeout_s:g} s"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return f"no answer in {timeout_s:g} s"
+        return getattr(reason, "strerror", None) or str(reason)
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    return None
+
+
+def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str | None:
+    """Why the study's MLflow tracking server does not answer from this machine, or None.
+    Asked before Ray starts: MLflow's client retries for minutes (longer where a node without
+    internet drops the packets), and each trial would wait so before its logger gave up."""
+    import socket
+
+    for logger in _loggers(plan, "mlflow"):
+        uri = mlflow_uri(plan, logger)
+        if not uri.lower().startswith(("http://", "https://")):
+            continue
+        why = _no_answer(uri, timeout_s)
+        if why:
+            return (f"`logger mlflow`: the tracking server {_without_password(uri)} does not answer from "
+                    f"{socket.gethostname()} ({why})\n  help: start it, or make it reachable "
+                    "from the compute nodes (many have no internet); or log to a file store on "
+                    "a shared filesystem: leave `tracking_uri` out (mlruns in the study's "
+                    "directory), and view it with `mlflow ui --backend-store-uri <that folder>`")
+    return None
+
+
 def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
     """In the driver: create (or find) the MLflow parent run; its id goes to every trial."""
     for logger in _loggers(plan, "mlflow"):

@@ -66,7 +66,7 @@ def test_results_are_printed_and_appended_as_json_lines(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("script", ["trainer_throughput", "packed_trials", "trial_overhead", "study_e2e",
-                                    "data_checks"])
+                                    "data_checks", "batch_logging"])
 def test_every_benchmark_documents_itself_and_takes_an_output_directory(script, monkeypatch, capsys):
     import importlib
 
@@ -89,3 +89,15 @@ def test_the_data_checks_benchmark_compares_against_a_copy_and_reads_no_lazy_sam
     result = json.loads(line)
     assert {"check_s", "copy_s", "ratio"} <= set(result["f32"]) and {"check_s", "copy_s", "ratio"} <= set(result["f64"])
     assert result["lazy"]["getitem_calls"] == 0
+
+
+def test_the_batch_logging_benchmark_prints_both_ratios_against_the_epoch_arm(tmp_path, monkeypatch, capsys):
+    import batch_logging
+
+    monkeypatch.setattr(sys, "argv", ["batch_logging", "--reps", "1", "--epochs", "1", "--batch", "128",
+                                      "--out", str(tmp_path)])
+    batch_logging.main()
+    (line,) = (tmp_path / "batch_logging.jsonl").read_text().splitlines()
+    result = json.loads(line)
+    assert result["ratio_mlflow"] > 0 and result["ratio_tb"] > 0 and result["steps_per_epoch"] == 12
+    assert result["call_us_mlflow"] > 0 and result["call_us_tb"] > 0

@@ -208,6 +208,28 @@ def test_restarted_trial_continues_its_run(tmp_path):
     assert [m.step for m in history] == [0, 1]
 
 
+def test_an_exploited_trial_with_a_new_config_keeps_logging_to_its_run(tmp_path, caplog):
+    """PBT restarts an exploiting trial from the donor's checkpoint with mutated values: MLflow
+    refuses a param's new value, and the refusal switched the trial's logger off, so the rest
+    of its epochs were never logged. The run keeps the first values as params and the
+    current ones as `hpoc.param.<key>` tags; a new key is a param."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    configs = [{"lr": 0.1, "batch_size": 32}, {"lr": 0.2, "batch_size": 32, "extra": 1}]
+    for epochs, config in zip(((0, 1), (2, 3)), configs):
+        tracker = open_loggers(plan, "t00001_abc", config, rank=0, trial_index=1, parent_run_id=parent)
+        assert tracker.kinds == ["mlflow"]
+        for epoch in epochs:
+            tracker.log_metrics({"val_loss": 1.0 / (epoch + 1)}, step=epoch)
+        tracker.close()
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t00001_abc"]
+    history = client_for(plan).get_metric_history(run.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    assert run.data.params == {"lr": "0.1", "batch_size": "32", "extra": "1"}
+    assert run.data.tags["hpoc.param.lr"] == "0.2" and "hpoc.param.batch_size" not in run.data.tags
+    assert "tracking disabled" not in caplog.text
+
+
 def test_failed_trial_marks_its_run_failed(tmp_path):
     plan = plan_with(tmp_path, mlflow_logger())
     with pytest.raises(RuntimeError):

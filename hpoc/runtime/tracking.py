@@ -346,9 +346,19 @@ class _MlflowSink:
         return self.client.create_run(exp_id, tags=tags, run_name=trial_name).info.run_id
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
-        items = _params(flat)
+        from mlflow.entities import RunTag
+
+        # MLflow refuses a param's new value, which a continued run meets when PBT restarts
+        # an exploiting trial with mutated values: the run keeps the first value, a tag the
+        # current one (a refusal would switch this logger off for the rest of the trial).
+        logged = self.client.get_run(self.run_id).data.params
+        items = [p for p in _params(flat) if p.key not in logged]
+        tags = [RunTag(f"hpoc.param.{p.key}"[:250], p.value[:5000]) for p in _params(flat)
+                if p.key in logged and logged[p.key] != p.value]
         for i in range(0, len(items), 100):  # MLflow's per-call limit
             self.client.log_batch(self.run_id, params=items[i:i + 100])
+        for i in range(0, len(tags), 100):
+            self.client.log_batch(self.run_id, tags=tags[i:i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric

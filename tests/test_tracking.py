@@ -208,6 +208,18 @@ def test_restarted_trial_continues_its_run(tmp_path):
     assert [m.step for m in history] == [0, 1]
 
 
+def test_a_resumed_study_runs_its_parent_run_again(tmp_path):
+    """The parent run of a study resumed after a stop (walltime, Ctrl-C) stayed KILLED in
+    MLflow's UI while its trials ran again."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    end_study_tracking(plan, parent, "KILLED")
+    assert start_study_tracking(plan) == parent
+    assert client_for(plan).get_run(parent).info.status == "RUNNING"
+    end_study_tracking(plan, parent)
+    assert client_for(plan).get_run(parent).info.status == "FINISHED"
+
+
 def test_an_exploited_trial_with_a_new_config_keeps_logging_to_its_run(tmp_path, caplog):
     """PBT restarts an exploiting trial from the donor's checkpoint with mutated values: MLflow
     refuses a param's new value, and the refusal switched the trial's logger off, so the rest

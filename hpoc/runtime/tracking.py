@@ -296,7 +296,9 @@ def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
             uri = mlflow_uri(plan, logger)
             client = _mlflow_client(uri)
             name = logger.get("experiment_name") or plan["study"]["name"]
-            return _parent_run(client, _experiment_id(client, name, uri), plan, uri)
+            run_id = _parent_run(client, _experiment_id(client, name, uri), plan, uri)
+            client.update_run(run_id, status="RUNNING")  # a resumed study's run ended KILLED
+            return run_id
         except Exception as exc:  # noqa: BLE001 — tracking must not stop the study
             _warn_once("mlflow", "creating the study run", exc)
     return None

@@ -522,3 +522,31 @@ def test_a_server_that_answers_is_reachable_and_a_silent_one_is_not(tmp_path):
         assert time.monotonic() - started < 5
     for local in (None, "file:./mlruns", "sqlite:///mlflow.db"):
         assert tracking.unreachable_server(plan_with(tmp_path, mlflow_logger(tracking_uri=local))) is None
+
+
+def test_an_itwinai_loops_per_batch_items_follow_log_freq(tmp_path):
+    """itwinai's loggers drop what a loop logs with `batch_idx=` unless `log_freq` is `batch`;
+    hpoc sent each to MLflow under `log_freq = epoch`, one store write per batch."""
+    import torch
+
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class Loop(RayTorchTrainer):
+        def train(self, config, data):
+            self.strategy.init()
+            self.initialize_logger(hyperparams=config)
+            for epoch in range(2):
+                for i in range(3):
+                    self.log(0.5, "train_loss", kind="metric", step=epoch * 3 + i, batch_idx=i)
+                self.log(0.4, "train_loss_epoch", kind="metric", step=epoch)
+                self.report({"val_loss": 0.3}, epoch=epoch, checkpoint=False)
+
+    for freq in ("epoch", "batch"):
+        plan = plan_with(tmp_path / freq, mlflow_logger(log_freq=freq))
+        plan["objective"] = {"metrics": []}
+        Loop().run_local({"epochs": 2}, directory=tmp_path / freq / "trial", plan=plan)
+        (run,) = [r for r in runs(plan) if "mlflow.parentRunId" in r.data.tags]
+        history = {name: sorted(m.step for m in client_for(plan).get_metric_history(run.info.run_id, name))
+                   for name in run.data.metrics}
+        batches = {"train_loss": list(range(6))} if freq == "batch" else {}
+        assert history == {"train_loss_epoch": [0, 1], "val_loss": [0, 1], **batches}, freq

@@ -261,6 +261,23 @@ def test_tracking_uri_is_relative_to_the_spec(tmp_path):
     assert [r.info.run_name for r in runs(plan)].count("t") == 1
 
 
+def test_a_file_uri_names_the_folder_it_says(tmp_path):
+    """`file://localhost/p` and `file:///p/my%20runs` (as `storage.path` takes them) named a
+    folder `localhost/p` beside the spec and one called `my%20runs`."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    where = {"file://localhost" + str(tmp_path / "a"): tmp_path / "a",
+             (tmp_path / "my runs").as_uri(): tmp_path / "my runs",
+             "file:./b": tmp_path / "b", "file:c": tmp_path / "c", str(tmp_path / "d"): tmp_path / "d"}
+    for uri, folder in where.items():
+        assert tracking.mlflow_uri(plan, mlflow_logger(tracking_uri=uri)) == folder.as_uri(), uri
+        assert tracking.tensorboard_dir(plan, tb_logger(tracking_uri=uri), "t1") == folder / "t1", uri
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=(tmp_path / "my runs").as_uri()))
+    with open_loggers(plan, "t", {"a": 1}, rank=0) as tracker:
+        tracker.log_metric("val_loss", 1.0, 0)
+    assert [r.info.run_name for r in runs(plan)] == ["t", "demo"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hpoc-locks", "my runs"]
+
+
 def test_itwinais_other_log_kinds_reach_mlflow(tmp_path, caplog):
     """`self.log(path, name, kind="artifact")` (the itwinai tutorial logs its checkpoints so),
     `torch`, `dict` and `text` were dropped without a word."""

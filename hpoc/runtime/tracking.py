@@ -79,8 +79,16 @@ def _is_uri(text: str) -> bool:
 
 
 def _local_path(plan: Mapping[str, Any], text: str) -> Path:
-    path = Path(text.removeprefix("file://") if text.startswith("file://") else
-                text.removeprefix("file:")).expanduser()
+    """A folder given as a path or a `file:` URI (`file:///p/my%20runs`, `file://localhost/p`,
+    `file:./mlruns`); a relative one is in the spec's directory."""
+    full = re.match(r"(?i)file://(?:localhost)?(/.*)", text)
+    if full:
+        import urllib.parse
+
+        text = urllib.parse.unquote(full.group(1))
+    elif text[:5].lower() == "file:":
+        text = text[5:]
+    path = Path(text).expanduser()
     return path if path.is_absolute() else Path(plan["source"]["workdir"]) / path
 
 
@@ -111,12 +119,19 @@ def _loggers(plan: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
 
 # ------------------------------------------------------------------ MLflow
 
+def _file_root(uri: str) -> Path:
+    """The folder of a file store's URI as `mlflow_uri` makes it (`file:///p/my%20runs`)."""
+    import urllib.parse
+
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path))
+
+
 def _mlflow_client(uri: str):
     if uri.startswith("file:"):
         # MLflow 3 refuses its file store unless asked; it is the store that needs no server
         # or database and works on a shared filesystem.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        Path(uri.removeprefix("file://").removeprefix("file:")).mkdir(parents=True, exist_ok=True)
+        _file_root(uri).mkdir(parents=True, exist_ok=True)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -129,7 +144,7 @@ def _file_lock(uri: str, key: str, timeout_s: float = 60.0) -> Iterator[None]:
     if not uri.startswith("file:"):
         yield
         return
-    root = Path(uri.removeprefix("file://").removeprefix("file:"))
+    root = _file_root(uri)
     lock = root.parent / ".hpoc-locks" / f"mlflow-{root.name}-{key}"
     lock.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s

@@ -567,3 +567,15 @@ def test_an_itwinai_loops_per_batch_items_follow_log_freq(tmp_path):
                    for name in run.data.metrics}
         batches = {"train_loss": list(range(6))} if freq == "batch" else {}
         assert history == {"train_loss_epoch": [0, 1], "val_loss": [0, 1], **batches}, freq
+
+
+def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch, caplog):
+    """A server that went away after the driver asked: each trial's MLflow client retried it
+    for about 4 minutes before its logger gave up (MLflow's 7 retries; 1 here to fail fast).
+    The trial asks first (10 s at most) and trains on without the logger."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{_closed_port()}"))
+    started = time.monotonic()
+    tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+    assert tracker.kinds == [] and time.monotonic() - started < 15
+    assert "does not answer" in caplog.text

@@ -339,6 +339,11 @@ class _MlflowSink:
                  trial_index: int | None, parent_run_id: str | None) -> None:
         self.batch = logger.get("log_freq") == "batch"
         uri = mlflow_uri(plan, logger)
+        if uri.lower().startswith(("http://", "https://")):
+            # gone since the driver asked: MLflow's client would retry it for minutes
+            why = _no_answer(uri, 10.0)
+            if why:
+                raise ConnectionError(f"the server {_without_password(uri)} does not answer ({why})")
         self.client = client = _mlflow_client(uri)
         exp_id = _experiment_id(client, logger.get("experiment_name") or plan["study"]["name"], uri)
         parent = parent_run_id or _parent_run(client, exp_id, plan, uri)

@@ -514,28 +514,50 @@ def test_an_unreachable_tracking_server_is_an_error_before_ray(tmp_path, capsys)
 
 
 def test_a_server_that_answers_is_reachable_and_a_silent_one_is_not(tmp_path):
-    """Any HTTP answer will do (a 404, a 401 of a server that wants credentials); a port that
+    """MLflow's API under the URI's path is asked: a server that wants credentials (401)
+    answers; a 404 there is no MLflow server (the study ran without tracking); a port that
     takes the connection and never answers is said within the timeout."""
     import http.server
     import socket
     import threading
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        plan = plan_with(tmp_path, mlflow_logger(
-            tracking_uri=f"http://127.0.0.1:{server.server_address[1]}/prefix/"))
-        assert tracking.unreachable_server(plan, timeout_s=5) is None
-    finally:
-        server.shutdown()
-        server.server_close()
+    asked = []
+
+    def server_answering(code: int) -> http.server.HTTPServer:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.path)
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    for code, wrong in ((200, None), (401, None), (404, "answers 404 to MLflow's API")):
+        server = server_answering(code)
+        try:
+            plan = plan_with(tmp_path, mlflow_logger(
+                tracking_uri=f"http://127.0.0.1:{server.server_address[1]}/prefix/"))
+            said = tracking.unreachable_server(plan, timeout_s=5)
+            if wrong is None:
+                assert said is None, said
+            else:
+                assert wrong in said and "check the host, port and path" in said
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert asked[0] == "/prefix/api/2.0/mlflow/experiments/search?max_results=1"
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         plan = plan_with(tmp_path, mlflow_logger(
             tracking_uri=f"http://127.0.0.1:{silent.getsockname()[1]}"))
         started = time.monotonic()
-        assert "no answer in 0.5 s" in tracking.unreachable_server(plan, timeout_s=0.5)
+        assert "does not answer in 0.5 s" in tracking.unreachable_server(plan, timeout_s=0.5)
         assert time.monotonic() - started < 5
     for local in (None, "file:./mlruns", "sqlite:///mlflow.db"):
         assert tracking.unreachable_server(plan_with(tmp_path, mlflow_logger(tracking_uri=local))) is None

@@ -258,36 +258,46 @@ def _without_password(uri: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
+# What an MLflow client asks first (`search_experiments`), as it asks it: under the URI's path
+_API = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
 def _no_answer(uri: str, timeout_s: float) -> str | None:
-    """Why nothing answers HTTP at `uri` within `timeout_s`, or None. Any HTTP answer (404,
-    401 of a server that wants credentials) is an answer: this is about the network."""
+    """What is wrong with the MLflow server at `uri`, asked once with `timeout_s`: "does not
+    answer (...)", or "answers 404 ..." (no MLflow server there); None when it answers.
+    Another HTTP error (401 of a server that wants credentials, a 5xx) is an answer: this is
+    about the address and the network."""
     import socket
     import urllib.error
     import urllib.parse
     import urllib.request
 
     parts = urllib.parse.urlsplit(_without_password(uri))
-    probe = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/health", "", ""))
+    probe = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")) + _API
+    late = f"does not answer in {timeout_s:g} s"
     try:
         urllib.request.urlopen(probe, timeout=timeout_s).close()
-    except urllib.error.HTTPError:
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return "answers 404 to MLflow's API: no MLflow server at that address and path"
         return None
     except (TimeoutError, socket.timeout):
-        return f"no answer in {timeout_s:g} s"
+        return late
     except urllib.error.URLError as exc:
         reason = exc.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            return f"no answer in {timeout_s:g} s"
-        return getattr(reason, "strerror", None) or str(reason)
+            return late
+        return f"does not answer ({getattr(reason, 'strerror', None) or reason})"
     except (OSError, ValueError) as exc:
-        return getattr(exc, "strerror", None) or str(exc)
+        return f"does not answer ({getattr(exc, 'strerror', None) or exc})"
     return None
 
 
 def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str | None:
-    """Why the study's MLflow tracking server does not answer from this machine, or None.
-    Asked before Ray starts: MLflow's client retries for minutes (longer where a node without
-    internet drops the packets), and each trial would wait so before its logger gave up."""
+    """What is wrong with the study's MLflow tracking server from this machine, or None.
+    Asked before Ray starts: MLflow's client retries one that does not answer for minutes
+    (longer where a node without internet drops the packets), in the driver and again in
+    each trial, before its logger gives up; and the study ran on without tracking."""
     import socket
 
     for logger in _loggers(plan, "mlflow"):
@@ -296,11 +306,12 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
             continue
         why = _no_answer(uri, timeout_s)
         if why:
-            return (f"`logger mlflow`: the tracking server {_without_password(uri)} does not answer from "
-                    f"{socket.gethostname()} ({why})\n  help: start it, or make it reachable "
-                    "from the compute nodes (many have no internet); or log to a file store on "
-                    "a shared filesystem: leave `tracking_uri` out (mlruns in the study's "
-                    "directory), and view it with `mlflow ui --backend-store-uri <that folder>`")
+            hint = ("check the host, port and path in `tracking_uri`" if why.startswith("answers") else
+                    "start it, or make it reachable from the compute nodes (many have no internet)")
+            return (f"`logger mlflow`: the tracking server {_without_password(uri)} {why}, from "
+                    f"{socket.gethostname()}\n  help: {hint}; or log to a file store on a shared "
+                    "filesystem: leave `tracking_uri` out (mlruns in the study's directory), and "
+                    "view it with `mlflow ui --backend-store-uri <that folder>`")
     return None
 
 
@@ -343,7 +354,7 @@ class _MlflowSink:
             # gone since the driver asked: MLflow's client would retry it for minutes
             why = _no_answer(uri, 10.0)
             if why:
-                raise ConnectionError(f"the server {_without_password(uri)} does not answer ({why})")
+                raise ConnectionError(f"the server {_without_password(uri)} {why}")
         self.client = client = _mlflow_client(uri)
         exp_id = _experiment_id(client, logger.get("experiment_name") or plan["study"]["name"], uri)
         parent = parent_run_id or _parent_run(client, exp_id, plan, uri)

@@ -422,6 +422,18 @@ def test_metrics_without_a_step_count_up(tmp_path):
     assert [e.step for e in acc.Scalars("loss_batch")] == [0, 1, 2]
 
 
+def test_an_epochs_perf_group_reaches_the_loggers(tmp_path):
+    """hpoc's loop reports `perf` (seconds, images/s) as a group: Tune's own TensorBoard files
+    had `perf/images_per_s`, hpoc's loggers nothing, as the group is not a number."""
+    plan = plan_with(tmp_path, mlflow_logger(), tb_logger())
+    with open_loggers(plan, "t", {}, rank=0) as tracker:
+        tracker.log_metrics({"val_loss": 0.5, "perf": {"train_s": 2.0, "images_per_s": 640.0}}, step=0)
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    assert run.data.metrics == {"val_loss": 0.5, "perf/train_s": 2.0, "perf/images_per_s": 640.0}
+    acc = events(tmp_path / "storage" / "demo" / "tensorboard" / "t")
+    assert [e.value for e in acc.Scalars("perf/images_per_s")] == [640.0]  # a "perf" section
+
+
 def test_ray_stopping_a_trial_is_not_a_failure(tmp_path):
     """Ray ends a stopped trial (stop criterion, early stop) with SystemExit(0) in report()."""
     plan = plan_with(tmp_path, mlflow_logger())

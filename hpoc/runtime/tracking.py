@@ -551,8 +551,14 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not self._sinks:
             return
-        by_step: dict[int, dict[str, float]] = {}
+        flat: dict[str, Any] = {}
         for name, value in metrics.items():
+            if isinstance(value, Mapping):  # a group (hpoc's `perf`): `perf/train_s`, a
+                flat.update((f"{name}/{k}", v) for k, v in value.items())  # section in TensorBoard
+            else:
+                flat[name] = value
+        by_step: dict[int, dict[str, float]] = {}
+        for name, value in flat.items():
             try:
                 number = _float(value)
             except (TypeError, ValueError):

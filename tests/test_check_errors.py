@@ -2174,6 +2174,30 @@ def test_paths_expand_environment_variables(monkeypatch: pytest.MonkeyPatch) -> 
     assert (d.code, where(d), d.message) == ("HP204", (3, 11), "`path` uses `$NOPE_NOT_SET`, which is not set here")
 
 
+def test_a_loggers_folder_expands_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tracking_uri = "$SCRATCH/mlruns"` put the runs in a directory named `$SCRATCH` beside
+    the spec, where neither `mlflow ui` nor the user looked; storage.path expanded it."""
+    monkeypatch.setenv("SCRATCH", "/p/scratch/me")
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    plan = plan_of(BASE + 'logger mlflow { tracking_uri = "$SCRATCH/mlruns" }\n'
+                          'logger tensorboard { tracking_uri = "file:${SCRATCH}/tb" }\n')
+    assert [lg["tracking_uri"] for lg in plan["loggers"]] == ["/p/scratch/me/mlruns", "file:/p/scratch/me/tb"]
+    for kept in ("http://$HOST:5000", "file:./mlruns", "mlruns", "file:///p/x"):  # a server: as given
+        assert plan_of(BASE + f'logger mlflow {{ tracking_uri = "{kept}" }}\n')["loggers"][0]["tracking_uri"] == kept
+    d = one_error(BASE + 'logger mlflow { tracking_uri = "$NOPE_NOT_SET/mlruns" }\n')
+    assert (d.code, where(d), d.message) == ("HP204", (3, 17), "`tracking_uri` uses `$NOPE_NOT_SET`, which is not set here")
+
+
+def test_a_tensorboard_logger_refuses_a_server_uri() -> None:
+    """TensorBoard's events go to a folder: `tracking_uri = "http://host:6006"` (or s3://)
+    made a folder `http:/host:6006` beside the spec, silently."""
+    for uri in ("http://host:6006", "s3://bucket/tb"):
+        d = one_error(BASE + f'logger tensorboard {{ tracking_uri = "{uri}" }}\n')
+        assert (d.code, d.message) == ("HP204", f'`tracking_uri` of `logger tensorboard` is a URI ("{uri}"): '
+                                                 "TensorBoard writes its event files to a folder")
+    assert plan_of(BASE + 'logger tensorboard { tracking_uri = "file:tb" }\n')["loggers"][0]["tracking_uri"] == "file:tb"
+
+
 def test_a_tensorboard_logger_takes_the_folder_it_writes_to() -> None:
     """The runtime and docs/results.md put TensorBoard's event directories under the
     logger's `tracking_uri`, which the language refused."""

@@ -66,7 +66,7 @@ def test_results_are_printed_and_appended_as_json_lines(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("script", ["trainer_throughput", "packed_trials", "trial_overhead", "study_e2e",
-                                    "data_checks", "shared_views"])
+                                    "data_checks", "shared_views", "batch_logging", "float64_tensors"])
 def test_every_benchmark_documents_itself_and_takes_an_output_directory(script, monkeypatch, capsys):
     import importlib
 
@@ -102,3 +102,15 @@ def test_the_shared_views_benchmark_halves_a_split_of_tensor_views_and_copies_no
     assert 0.45 <= result["torch"]["pickled_ratio"] <= 0.55  # a 90/10 split pickled its storage twice
     assert result["memmap"]["inband_ratio"] == 0.0  # in band: each trial's private copy
     assert result["numpy_cols"]["pickled_mb_compacted"][0] == 0.0 < result["numpy_cols"]["pickled_mb_given"][0]
+
+
+def test_the_batch_logging_benchmark_prints_both_ratios_against_the_epoch_arm(tmp_path, monkeypatch, capsys):
+    import batch_logging
+
+    monkeypatch.setattr(sys, "argv", ["batch_logging", "--reps", "1", "--epochs", "1", "--batch", "128",
+                                      "--out", str(tmp_path)])
+    batch_logging.main()
+    (line,) = (tmp_path / "batch_logging.jsonl").read_text().splitlines()
+    result = json.loads(line)
+    assert result["ratio_mlflow"] > 0 and result["ratio_tb"] > 0 and result["steps_per_epoch"] == 12
+    assert result["call_us_mlflow"] > 0 and result["call_us_tb"] > 0

@@ -208,6 +208,40 @@ def test_restarted_trial_continues_its_run(tmp_path):
     assert [m.step for m in history] == [0, 1]
 
 
+def test_a_resumed_study_runs_its_parent_run_again(tmp_path):
+    """The parent run of a study resumed after a stop (walltime, Ctrl-C) stayed KILLED in
+    MLflow's UI while its trials ran again."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    end_study_tracking(plan, parent, "KILLED")
+    assert start_study_tracking(plan) == parent
+    assert client_for(plan).get_run(parent).info.status == "RUNNING"
+    end_study_tracking(plan, parent)
+    assert client_for(plan).get_run(parent).info.status == "FINISHED"
+
+
+def test_an_exploited_trial_with_a_new_config_keeps_logging_to_its_run(tmp_path, caplog):
+    """PBT restarts an exploiting trial from the donor's checkpoint with mutated values: MLflow
+    refuses a param's new value, and the refusal switched the trial's logger off, so the rest
+    of its epochs were never logged. The run keeps the first values as params and the
+    current ones as `hpoc.param.<key>` tags; a new key is a param."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    configs = [{"lr": 0.1, "batch_size": 32}, {"lr": 0.2, "batch_size": 32, "extra": 1}]
+    for epochs, config in zip(((0, 1), (2, 3)), configs):
+        tracker = open_loggers(plan, "t00001_abc", config, rank=0, trial_index=1, parent_run_id=parent)
+        assert tracker.kinds == ["mlflow"]
+        for epoch in epochs:
+            tracker.log_metrics({"val_loss": 1.0 / (epoch + 1)}, step=epoch)
+        tracker.close()
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t00001_abc"]
+    history = client_for(plan).get_metric_history(run.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3]
+    assert run.data.params == {"lr": "0.1", "batch_size": "32", "extra": "1"}
+    assert run.data.tags["hpoc.param.lr"] == "0.2" and "hpoc.param.batch_size" not in run.data.tags
+    assert "tracking disabled" not in caplog.text
+
+
 def test_failed_trial_marks_its_run_failed(tmp_path):
     plan = plan_with(tmp_path, mlflow_logger())
     with pytest.raises(RuntimeError):
@@ -225,6 +259,23 @@ def test_tracking_uri_is_relative_to_the_spec(tmp_path):
     assert (tmp_path / "tracking" / "mlruns").is_dir()
     assert not (tmp_path / "storage" / "demo" / "mlruns").exists()
     assert [r.info.run_name for r in runs(plan)].count("t") == 1
+
+
+def test_a_file_uri_names_the_folder_it_says(tmp_path):
+    """`file://localhost/p` and `file:///p/my%20runs` (as `storage.path` takes them) named a
+    folder `localhost/p` beside the spec and one called `my%20runs`."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    where = {"file://localhost" + str(tmp_path / "a"): tmp_path / "a",
+             (tmp_path / "my runs").as_uri(): tmp_path / "my runs",
+             "file:./b": tmp_path / "b", "file:c": tmp_path / "c", str(tmp_path / "d"): tmp_path / "d"}
+    for uri, folder in where.items():
+        assert tracking.mlflow_uri(plan, mlflow_logger(tracking_uri=uri)) == folder.as_uri(), uri
+        assert tracking.tensorboard_dir(plan, tb_logger(tracking_uri=uri), "t1") == folder / "t1", uri
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=(tmp_path / "my runs").as_uri()))
+    with open_loggers(plan, "t", {"a": 1}, rank=0) as tracker:
+        tracker.log_metric("val_loss", 1.0, 0)
+    assert [r.info.run_name for r in runs(plan)] == ["t", "demo"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hpoc-locks", "my runs"]
 
 
 def test_itwinais_other_log_kinds_reach_mlflow(tmp_path, caplog):
@@ -371,6 +422,18 @@ def test_metrics_without_a_step_count_up(tmp_path):
     assert [e.step for e in acc.Scalars("loss_batch")] == [0, 1, 2]
 
 
+def test_an_epochs_perf_group_reaches_the_loggers(tmp_path):
+    """hpoc's loop reports `perf` (seconds, images/s) as a group: Tune's own TensorBoard files
+    had `perf/images_per_s`, hpoc's loggers nothing, as the group is not a number."""
+    plan = plan_with(tmp_path, mlflow_logger(), tb_logger())
+    with open_loggers(plan, "t", {}, rank=0) as tracker:
+        tracker.log_metrics({"val_loss": 0.5, "perf": {"train_s": 2.0, "images_per_s": 640.0}}, step=0)
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    assert run.data.metrics == {"val_loss": 0.5, "perf/train_s": 2.0, "perf/images_per_s": 640.0}
+    acc = events(tmp_path / "storage" / "demo" / "tensorboard" / "t")
+    assert [e.value for e in acc.Scalars("perf/images_per_s")] == [640.0]  # a "perf" section
+
+
 def test_ray_stopping_a_trial_is_not_a_failure(tmp_path):
     """Ray ends a stopped trial (stop criterion, early stop) with SystemExit(0) in report()."""
     plan = plan_with(tmp_path, mlflow_logger())
@@ -429,3 +492,124 @@ def test_a_nan_metric_is_no_riddle_on_the_terminal(monkeypatch, caplog):
     study._quiet_ray(verbose=False)
     x2num.check_nan(np.array([np.nan]))
     assert "NaN or Inf" not in caplog.text
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_tracking_server_is_an_error_before_ray(tmp_path, capsys):
+    """MLflow's client retried a server that did not answer for about 4 minutes, in the
+    driver and then in every trial (far longer on a node that drops the packets), before
+    the logger gave up with a warning. The driver now asks once, before Ray starts."""
+    from hpoc.runtime.login_preflight import run_checks
+    from hpoc.runtime.study import EXIT_SPEC, RunOptions, run_study
+    from runtime_plans import make_plan as runtime_plan, write_toy
+
+    uri = f"http://user:secret@127.0.0.1:{_closed_port()}"
+    workdir = write_toy(tmp_path / "study")
+    plan = runtime_plan(workdir, tmp_path / "results", loggers=[mlflow_logger(tracking_uri=uri)])
+    # the login node's preflight warns: the compute nodes may be on another network
+    [said] = [f for f in run_checks(plan) if f.what == "loggers" and f.warning]
+    assert said.ok and "does not answer" in said.message and "secret" not in said.message
+    started = time.monotonic()
+    assert run_study(plan, RunOptions(local=True, num_cpus=1)) == EXIT_SPEC
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert "tracking server http://127.0.0.1:" in err and "does not answer" in err
+    assert "secret" not in err and "Traceback" not in err
+    assert not (tmp_path / "results" / "toy").exists()  # stopped before anything ran
+
+
+def test_a_server_that_answers_is_reachable_and_a_silent_one_is_not(tmp_path):
+    """MLflow's API under the URI's path is asked: a server that wants credentials (401)
+    answers; a 404 there is no MLflow server (the study ran without tracking); a port that
+    takes the connection and never answers is said within the timeout."""
+    import http.server
+    import socket
+    import threading
+
+    asked = []
+
+    def server_answering(code: int) -> http.server.HTTPServer:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.path)
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    for code, wrong in ((200, None), (401, None), (404, "answers 404 to MLflow's API")):
+        server = server_answering(code)
+        try:
+            plan = plan_with(tmp_path, mlflow_logger(
+                tracking_uri=f"http://127.0.0.1:{server.server_address[1]}/prefix/"))
+            said = tracking.unreachable_server(plan, timeout_s=5)
+            if wrong is None:
+                assert said is None, said
+            else:
+                assert wrong in said and "check the host, port and path" in said
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert asked[0] == "/prefix/api/2.0/mlflow/experiments/search?max_results=1"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        plan = plan_with(tmp_path, mlflow_logger(
+            tracking_uri=f"http://127.0.0.1:{silent.getsockname()[1]}"))
+        started = time.monotonic()
+        assert "does not answer in 0.5 s" in tracking.unreachable_server(plan, timeout_s=0.5)
+        assert time.monotonic() - started < 5
+    for local in (None, "file:./mlruns", "sqlite:///mlflow.db"):
+        assert tracking.unreachable_server(plan_with(tmp_path, mlflow_logger(tracking_uri=local))) is None
+
+
+def test_an_itwinai_loops_per_batch_items_follow_log_freq(tmp_path):
+    """itwinai's loggers drop what a loop logs with `batch_idx=` unless `log_freq` is `batch`;
+    hpoc sent each to MLflow under `log_freq = epoch`, one store write per batch."""
+    import torch
+
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class Loop(RayTorchTrainer):
+        def train(self, config, data):
+            self.strategy.init()
+            self.initialize_logger(hyperparams=config)
+            for epoch in range(2):
+                for i in range(3):
+                    self.log(0.5, "train_loss", kind="metric", step=epoch * 3 + i, batch_idx=i)
+                self.log(0.4, "train_loss_epoch", kind="metric", step=epoch)
+                self.report({"val_loss": 0.3}, epoch=epoch, checkpoint=False)
+
+    for freq in ("epoch", "batch"):
+        plan = plan_with(tmp_path / freq, mlflow_logger(log_freq=freq))
+        plan["objective"] = {"metrics": []}
+        Loop().run_local({"epochs": 2}, directory=tmp_path / freq / "trial", plan=plan)
+        (run,) = [r for r in runs(plan) if "mlflow.parentRunId" in r.data.tags]
+        history = {name: sorted(m.step for m in client_for(plan).get_metric_history(run.info.run_id, name))
+                   for name in run.data.metrics}
+        batches = {"train_loss": list(range(6))} if freq == "batch" else {}
+        assert history == {"train_loss_epoch": [0, 1], "val_loss": [0, 1], **batches}, freq
+
+
+def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch, caplog):
+    """A server that went away after the driver asked: each trial's MLflow client retried it
+    for about 4 minutes before its logger gave up (MLflow's 7 retries; 1 here to fail fast).
+    The trial asks first (10 s at most) and trains on without the logger."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{_closed_port()}"))
+    started = time.monotonic()
+    tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+    assert tracker.kinds == [] and time.monotonic() - started < 15
+    assert "does not answer" in caplog.text

@@ -166,6 +166,16 @@ class RayTorchTrainer(Trainer):
 
     def log(self, item: Any, identifier: str, kind: str = "metric", step: int | None = None,
             batch_idx: int | None = None, **kwargs: Any) -> None:
+        if batch_idx is not None and self.strategy.is_main:
+            # a batch's item: itwinai's loggers take it only under log_freq "batch", as
+            # hpoc's per-batch values (MLflow: buffered, not one write per batch)
+            if getattr(self, "tracker", None) is None:
+                self.initialize_logger()
+            if kind == "metric":
+                self.tracker.log_batch_metric(identifier, item, step)
+                return
+            if not self._batch_logging:
+                return
         super().log(item, identifier, kind=kind,
                     step=step + self._epoch_offset if step is not None and batch_idx is None else step)
 

@@ -304,13 +304,37 @@ def _loggers(ch: Checker, blocks: list[A.Block], study_name: str) -> list[dict[s
         path = f"loggers.{len(out)}"
         opts = ch.read_record(block if block.body else None, T.LOGGERS[kind], f"`logger {kind}`", path)
         entry = {"kind": kind, "experiment_name": None, "log_freq": opts["log_freq"],
-                 "tracking_uri": opts["tracking_uri"]}
+                 "tracking_uri": _folder_uri(ch, opts["tracking_uri"], f"{path}.tracking_uri", kind)}
         if kind == "mlflow":
             entry["experiment_name"] = opts["experiment_name"] or study_name
         if block.span:
             ch.spans[path] = block.span
         out.append(entry)
     return out
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_FILE_SCHEME = re.compile(r"file:(?://(?:localhost)?)?", re.IGNORECASE)
+
+
+def _folder_uri(ch: Checker, uri: str | None, where: str, kind: str) -> str | None:
+    """A logger's folder (a path, a `file:` URI) with `~` and `$VARS` expanded as in
+    `storage.path`: left as written, `$SCRATCH` was a directory of that name beside the spec.
+    MLflow's server or database URI is used as given; TensorBoard takes none (the runtime
+    made `http://h` a folder `http:/h`)."""
+    if not uri or (_SCHEME.match(uri) and not _FILE_SCHEME.match(uri)):
+        if uri and kind == "tensorboard":
+            ch.error(VALUE, f'`tracking_uri` of `logger tensorboard` is a URI ("{uri}"): TensorBoard '
+                            "writes its event files to a folder", ch.spans.get(where),
+                     help='give a folder on a filesystem every node shares, e.g. "$SCRATCH/tb" or '
+                          '"tb_logs" (beside the spec)')  # fmt: skip
+        return uri
+    from hpoc.compiler.values import expand_path
+
+    head = _FILE_SCHEME.match(uri)
+    head = head.group(0) if head else ""
+    path = expand_path(ch, uri[len(head):], where)
+    return uri if path is None else head + path
 
 
 # ---------------------------------------------------------------- special value kinds

@@ -314,12 +314,16 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     found += check_sbatch(plan, sinfo=sinfo)
     found += check_exclusive(plan, sinfo)
     if plan.get("loggers"):
-        from hpoc.runtime.tracking import missing_libraries
+        from hpoc.runtime.tracking import missing_libraries, unreachable_server
 
         problem = missing_libraries(plan)
         kinds = ", ".join(lg["kind"] for lg in plan["loggers"])
         found.append(Finding(problem is None, "loggers",
                              (problem or "").replace("\n  help:", "; help:") or f"{kinds} installed"))
+        # a warning here: the compute nodes, where the driver asks again, may see another network
+        silent = unreachable_server(plan)
+        if silent:
+            found.append(Finding(True, "loggers", silent.replace("\n  help:", "; help:"), warning=True))
     return found
 
 

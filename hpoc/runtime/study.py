@@ -207,8 +207,8 @@ def _check_storage(plan: dict[str, Any], exp: Path) -> None:
 
 def _check_code(plan: dict[str, Any], stream: TextIO) -> Any:
     """Everything about the spec's code, before Ray: the steps import, the search and
-    logger libraries are installed, torch can use the GPUs asked for. Returns the trainer
-    class."""
+    logger libraries are installed (and an MLflow server answers), torch can use the GPUs
+    asked for. Returns the trainer class."""
     from hpoc.runtime import gpus, pipeline, search, space
 
     try:
@@ -223,7 +223,7 @@ def _check_code(plan: dict[str, Any], stream: TextIO) -> Any:
     if cpu_torch:
         raise StudyError(cpu_torch)
     tracking = _tracking()
-    missing = tracking.missing_libraries(plan) if tracking else None
+    missing = tracking and (tracking.missing_libraries(plan) or tracking.unreachable_server(plan))
     if missing:
         raise StudyError(missing)
     return trainer_cls

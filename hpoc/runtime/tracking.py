@@ -79,8 +79,16 @@ def _is_uri(text: str) -> bool:
 
 
 def _local_path(plan: Mapping[str, Any], text: str) -> Path:
-    path = Path(text.removeprefix("file://") if text.startswith("file://") else
-                text.removeprefix("file:")).expanduser()
+    """A folder given as a path or a `file:` URI (`file:///p/my%20runs`, `file://localhost/p`,
+    `file:./mlruns`); a relative one is in the spec's directory."""
+    full = re.match(r"(?i)file://(?:localhost)?(/.*)", text)
+    if full:
+        import urllib.parse
+
+        text = urllib.parse.unquote(full.group(1))
+    elif text[:5].lower() == "file:":
+        text = text[5:]
+    path = Path(text).expanduser()
     return path if path.is_absolute() else Path(plan["source"]["workdir"]) / path
 
 
@@ -111,12 +119,19 @@ def _loggers(plan: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
 
 # ------------------------------------------------------------------ MLflow
 
+def _file_root(uri: str) -> Path:
+    """The folder of a file store's URI as `mlflow_uri` makes it (`file:///p/my%20runs`)."""
+    import urllib.parse
+
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(uri).path))
+
+
 def _mlflow_client(uri: str):
     if uri.startswith("file:"):
         # MLflow 3 refuses its file store unless asked; it is the store that needs no server
         # or database and works on a shared filesystem.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        Path(uri.removeprefix("file://").removeprefix("file:")).mkdir(parents=True, exist_ok=True)
+        _file_root(uri).mkdir(parents=True, exist_ok=True)
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -129,7 +144,7 @@ def _file_lock(uri: str, key: str, timeout_s: float = 60.0) -> Iterator[None]:
     if not uri.startswith("file:"):
         yield
         return
-    root = Path(uri.removeprefix("file://").removeprefix("file:"))
+    root = _file_root(uri)
     lock = root.parent / ".hpoc-locks" / f"mlflow-{root.name}-{key}"
     lock.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
@@ -235,6 +250,71 @@ def missing_libraries(plan: Mapping[str, Any]) -> str | None:
     return packages.install_hint(what, missing.values(), ", or remove the logger block")
 
 
+def _without_password(uri: str) -> str:
+    """`uri` without the `user:password@` of its host: for the probe and for messages."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+# What an MLflow client asks first (`search_experiments`), as it asks it: under the URI's path
+_API = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+
+def _no_answer(uri: str, timeout_s: float) -> str | None:
+    """What is wrong with the MLflow server at `uri`, asked once with `timeout_s`: "does not
+    answer (...)", or "answers 404 ..." (no MLflow server there); None when it answers.
+    Another HTTP error (401 of a server that wants credentials, a 5xx) is an answer: this is
+    about the address and the network."""
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(_without_password(uri))
+    probe = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")) + _API
+    late = f"does not answer in {timeout_s:g} s"
+    try:
+        urllib.request.urlopen(probe, timeout=timeout_s).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return "answers 404 to MLflow's API: no MLflow server at that address and path"
+        return None
+    except (TimeoutError, socket.timeout):
+        return late
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            return late
+        return f"does not answer ({getattr(reason, 'strerror', None) or reason})"
+    except (OSError, ValueError) as exc:
+        return f"does not answer ({getattr(exc, 'strerror', None) or exc})"
+    return None
+
+
+def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str | None:
+    """What is wrong with the study's MLflow tracking server from this machine, or None.
+    Asked before Ray starts: MLflow's client retries one that does not answer for minutes
+    (longer where a node without internet drops the packets), in the driver and again in
+    each trial, before its logger gives up; and the study ran on without tracking."""
+    import socket
+
+    for logger in _loggers(plan, "mlflow"):
+        uri = mlflow_uri(plan, logger)
+        if not uri.lower().startswith(("http://", "https://")):
+            continue
+        why = _no_answer(uri, timeout_s)
+        if why:
+            hint = ("check the host, port and path in `tracking_uri`" if why.startswith("answers") else
+                    "start it, or make it reachable from the compute nodes (many have no internet)")
+            return (f"`logger mlflow`: the tracking server {_without_password(uri)} {why}, from "
+                    f"{socket.gethostname()}\n  help: {hint}; or log to a file store on a shared "
+                    "filesystem: leave `tracking_uri` out (mlruns in the study's directory), and "
+                    "view it with `mlflow ui --backend-store-uri <that folder>`")
+    return None
+
+
 def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
     """In the driver: create (or find) the MLflow parent run; its id goes to every trial."""
     for logger in _loggers(plan, "mlflow"):
@@ -242,7 +322,9 @@ def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
             uri = mlflow_uri(plan, logger)
             client = _mlflow_client(uri)
             name = logger.get("experiment_name") or plan["study"]["name"]
-            return _parent_run(client, _experiment_id(client, name, uri), plan, uri)
+            run_id = _parent_run(client, _experiment_id(client, name, uri), plan, uri)
+            client.update_run(run_id, status="RUNNING")  # a resumed study's run ended KILLED
+            return run_id
         except Exception as exc:  # noqa: BLE001 — tracking must not stop the study
             _warn_once("mlflow", "creating the study run", exc)
     return None
@@ -268,6 +350,11 @@ class _MlflowSink:
                  trial_index: int | None, parent_run_id: str | None) -> None:
         self.batch = logger.get("log_freq") == "batch"
         uri = mlflow_uri(plan, logger)
+        if uri.lower().startswith(("http://", "https://")):
+            # gone since the driver asked: MLflow's client would retry it for minutes
+            why = _no_answer(uri, 10.0)
+            if why:
+                raise ConnectionError(f"the server {_without_password(uri)} {why}")
         self.client = client = _mlflow_client(uri)
         exp_id = _experiment_id(client, logger.get("experiment_name") or plan["study"]["name"], uri)
         parent = parent_run_id or _parent_run(client, exp_id, plan, uri)
@@ -292,9 +379,19 @@ class _MlflowSink:
         return self.client.create_run(exp_id, tags=tags, run_name=trial_name).info.run_id
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
-        items = _params(flat)
+        from mlflow.entities import RunTag
+
+        # MLflow refuses a param's new value, which a continued run meets when PBT restarts
+        # an exploiting trial with mutated values: the run keeps the first value, a tag the
+        # current one (a refusal would switch this logger off for the rest of the trial).
+        logged = self.client.get_run(self.run_id).data.params
+        items = [p for p in _params(flat) if p.key not in logged]
+        tags = [RunTag(f"hpoc.param.{p.key}"[:250], p.value[:5000]) for p in _params(flat)
+                if p.key in logged and logged[p.key] != p.value]
         for i in range(0, len(items), 100):  # MLflow's per-call limit
             self.client.log_batch(self.run_id, params=items[i:i + 100])
+        for i in range(0, len(tags), 100):
+            self.client.log_batch(self.run_id, tags=tags[i:i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -454,8 +551,14 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not self._sinks:
             return
-        by_step: dict[int, dict[str, float]] = {}
+        flat: dict[str, Any] = {}
         for name, value in metrics.items():
+            if isinstance(value, Mapping):  # a group (hpoc's `perf`): `perf/train_s`, a
+                flat.update((f"{name}/{k}", v) for k, v in value.items())  # section in TensorBoard
+            else:
+                flat[name] = value
+        by_step: dict[int, dict[str, float]] = {}
+        for name, value in flat.items():
             try:
                 number = _float(value)
             except (TypeError, ValueError):

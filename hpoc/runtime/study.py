@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, failfast, hooks, lean, marker, rerun, runlock, walltime, watch
+from hpoc.runtime import clock, failfast, full, hooks, lean, marker, rerun, runlock, walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -379,13 +379,19 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
-    path = summary_mod.write(result, exp)
+    path = _write_summary(result, exp, stream)
     if result.get("search_ended"):
         say(stream, f"[hpoc] {summary_mod.search_ended(result)}")
     say(out, summary_mod.describe_best(result, budget if budget_reached else None, total))
-    say(out, f"summary: {path}")
+    if path is not None:
+        say(out, f"summary: {path}")
+    elif not STATE.failed:  # the disk filled as the run ended: its trials are saved, not the summary
+        say(stream, full.hint(str(exp), "run the same command again: it writes the summary"))
+        return EXIT_FAILED
     if STATE.failed:
-        say(stream, f"[hpoc] stopped: {STATE.failed}\n{failfast.hint(plan, STATE.fail_fast.error)}")
+        after = (full.hint(str(exp), failfast.run_again(plan)) if STATE.full
+                 else failfast.hint(plan, STATE.fail_fast.error))
+        say(stream, f"[hpoc] stopped: {STATE.failed}\n{after}")
         return EXIT_FAILED
     if interrupted and STATE.signal == signal.SIGUSR2:  # the walltime: the job requeues
         idle = walltime.after_stop(exp, clock.TIMES.reported_any)
@@ -396,6 +402,19 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, data: Any, e
         say(stream, stopped_line(STATE.signal))
         return EXIT_INTERRUPTED
     return summary_mod.exit_code(result)
+
+
+def _write_summary(result: dict[str, Any], exp: Path, stream: TextIO) -> Path | None:
+    """summary.json, or None (said in one line) where a full disk or a quota refused it: the
+    run's trials are saved already, and the summary of an earlier run stays as it was."""
+    try:
+        return summary_mod.write(result, exp)
+    except OSError as exc:
+        what = full.of_exception(exc)
+        if what is None:
+            raise
+        say(stream, f"[hpoc] could not write {exp / summary_mod.SUMMARY}: {full.stop_line(what, str(exp))}")
+        return None
 
 
 def _fit(tuner: Any, plan: dict[str, Any], ray_session: Any) -> Any:

@@ -1,0 +1,98 @@
+"""A disk that is full, out of inodes, or over its quota (ENOSPC, EDQUOT) while a study runs.
+
+Every trial writes to the same storage: once one cannot, the others cannot either, and
+retrying them only cuts more files short (Ray copies result.json, error files and
+checkpoints into the storage in place, so a full disk leaves them empty or half written).
+The driver stops the study at the first such failure instead, resumable once there is room.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+# OSError's own words, and pyarrow's (`[errno 28] No space left on device`), which Ray's
+# storage copies raise from a trial's worker: only the text reaches the driver
+_TEXT = re.compile(r"\[errno (28|122)\]|No space left on device|Disk quota exceeded", re.I)
+
+
+def kind(text: str | None) -> str | None:
+    """What `text` (an error's) says ran out, in words, or None when it is another error."""
+    m = _TEXT.search(text or "")
+    if m is None:
+        return None
+    said = m.group(1) or ("28" if "space" in m.group(0).lower() else "122")
+    return _ERRNOS[int(said)]
+
+
+def of_exception(exc: BaseException | None) -> str | None:
+    """kind() of an exception or of one it was raised from (Tune's, around a worker's)."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _ERRNOS:
+            return _ERRNOS[e.errno]
+        if (said := kind(str(e))) is not None:
+            return said
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
+def room(path: str | os.PathLike[str]) -> str | None:
+    """`12.0 MiB and 1,900 inodes free` on the file system of `path` (or of its nearest
+    existing parent), or None where it cannot be read. A quota is not seen here: `statvfs`
+    gives the file system's room, not the user's (`lfs quota`, `quota` say that)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    space = f"{st.f_bavail * st.f_frsize / 1024**2:.1f} MiB"
+    if not st.f_files:  # no inode count (some network file systems): space alone
+        return f"{space} free"
+    return f"{space} and {st.f_favail:,} inodes free"
+
+
+def stop_line(what: str, storage: str) -> str:
+    """Why the study stops: what ran out, where the trials write, and the room there."""
+    left = room(storage)
+    return f"{what} writing under {storage}" + (f" ({left})" if left else "")
+
+
+def hint(storage: str, again: str) -> str:
+    """What to do: make room (or raise the quota), then `again` (the resume settings' step)."""
+    return (f"  help: free space and files under {storage} (or ask for a larger quota; fewer "
+            "files per trial: docs/results.md, \"Files per trial\"), then " + again)
+
+
+def drop_cut_error_pickle(trial_dir: str | None) -> bool:
+    """Remove a trial's `error.pkl` that a full disk left empty or cut short: Ray unpickles it
+    for the run's results (EOFError, ending the driver) where the text of error.txt would do.
+    Whether one was removed."""
+    if not trial_dir:
+        return False
+    path = os.path.join(trial_dir, "error.pkl")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    try:
+        import cloudpickle
+
+        cloudpickle.loads(data)
+        return False
+    except Exception:  # noqa: BLE001 - EOFError, UnpicklingError, ...: not an error Ray can read
+        pass
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,177 @@
+"""A disk that is full or over its quota while a study runs (hpoc/runtime/full.py): the
+study stops at the first trial that could not write, saying where, instead of retrying every
+trial into the same full disk. No Ray; the tmpfs tests need root (mount) and skip without."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from hpoc.runtime import full, watch
+
+PYARROW = ("Failure # 1 (occurred at 2026-11-30_09:45:31)\nray::ImplicitFunc.train() (pid=12, ip=10.0.0.1)\n"
+           "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device\n")
+QUOTA = "OSError: [Errno 122] Disk quota exceeded: '/p/scratch/me/results/s/trial_00001_ab/checkpoint_000003/state.pt'\n"
+
+
+def test_a_full_disk_or_a_quota_is_told_from_other_errors():
+    assert full.kind(PYARROW) == "no space left on the device"
+    assert full.kind(QUOTA) == "disk quota exceeded"
+    assert full.kind("RuntimeError: No space left on device (in the CUDA cache)") == "no space left on the device"
+    assert full.kind("ValueError: expected 28 classes, got 122") is None
+    assert full.kind("") is None and full.kind(None) is None
+    assert full.of_exception(RuntimeError("Tune failed")) is None
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as inner:
+            raise RuntimeError("Tune failed") from inner
+    except RuntimeError as outer:
+        assert full.of_exception(outer) == "disk quota exceeded"
+
+
+def test_the_room_left_names_space_and_inodes(tmp_path):
+    said = full.room(tmp_path / "not" / "made" / "yet")  # its nearest existing parent's
+    assert said is not None and "MiB" in said and "inodes free" in said
+    assert full.stop_line("disk quota exceeded", str(tmp_path)).startswith(f"disk quota exceeded writing under {tmp_path} (")
+
+
+@dataclass
+class Trial:
+    trial_id: str
+    path: str
+    error_file: str | None = None
+    status: str = "PENDING"
+    config: dict = field(default_factory=dict)
+    last_result: dict = field(default_factory=dict)
+    checkpoint: object = None
+    max_failures: int = 3
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    stops = []
+    monkeypatch.setattr(watch, "stop_tune", lambda signum, frame: stops.append(signum) or True)
+    watch.STATE.__init__()
+    watch.STATE.stream = io.StringIO()
+    watch.STATE.experiment = tmp_path
+    yield stops
+    watch.STATE.__init__()
+
+
+def _trial(tmp_path: Path, tid: str, error: str, status: str = "PENDING") -> Trial:
+    directory = tmp_path / f"trial_{tid}"
+    directory.mkdir()
+    (directory / "error.txt").write_text(error)
+    return Trial(tid, str(directory), str(directory / "error.txt"), status=status)
+
+
+def test_a_trial_that_finds_no_room_stops_the_study_and_is_not_retried(tmp_path, state):
+    trial = _trial(tmp_path, "aaaa0001", PYARROW)
+    watch._trial_recovered(trial, [trial])
+    assert state == [watch.signal.SIGUSR1]
+    assert watch.STATE.full and f"no space left on the device writing under {tmp_path}" in watch.STATE.failed
+    assert "trial aaaa0001" in watch.STATE.failed and "inodes free" in watch.STATE.failed
+    # not counted as waiting for a retry: it resumes as any stopped trial, not as errored
+    assert "aaaa0001" not in watch.STATE.retrying
+    said = watch.STATE.stream.getvalue()
+    assert said.count("stopping the study: trial aaaa0001: no space left") == 1 and "retrying from" not in said
+    # a second trial failing the same way as the stop lands says nothing more
+    other = _trial(tmp_path, "aaaa0002", QUOTA)
+    watch._trial_recovered(other, [trial, other])
+    assert state == [watch.signal.SIGUSR1] and "aaaa0002" not in watch.STATE.retrying
+
+
+def test_a_trial_that_errored_for_want_of_room_stops_the_study_too(tmp_path, state):
+    trial = _trial(tmp_path, "aaaa0003", QUOTA, status="ERROR")
+    watch._make_events().on_trial_error(0, [trial], trial)
+    assert state == [watch.signal.SIGUSR1]
+    assert watch.STATE.failed.startswith("trial aaaa0003: disk quota exceeded writing under")
+
+
+def test_another_error_is_retried_as_before(tmp_path, state):
+    trial = _trial(tmp_path, "aaaa0004", "ValueError: bad lr\n")
+    watch._trial_recovered(trial, [trial])
+    assert state == [] and not watch.STATE.full and watch.STATE.failed is None
+    assert "aaaa0004" in watch.STATE.retrying
+
+
+def test_the_hint_says_to_make_room_then_resume():
+    line = full.hint("/p/scratch/me/results/s", "run the same command again")
+    assert line.startswith("  help: free space and files under /p/scratch/me/results/s")
+    assert line.endswith("then run the same command again")
+
+
+def test_an_error_pickle_the_full_disk_left_empty_is_removed_a_readable_one_kept(tmp_path, state):
+    import pickle
+
+    cut = _trial(tmp_path, "aaaa0005", PYARROW)
+    Path(cut.path, "error.pkl").write_bytes(b"")  # Ray's results would unpickle it: EOFError
+    watch._trial_recovered(cut, [cut])
+    assert not Path(cut.path, "error.pkl").exists() and Path(cut.path, "error.txt").exists()
+    kept = _trial(tmp_path, "aaaa0006", QUOTA)
+    Path(kept.path, "error.pkl").write_bytes(pickle.dumps(OSError(errno.EDQUOT, "Disk quota exceeded")))
+    watch._trial_recovered(kept, [cut, kept])
+    assert Path(kept.path, "error.pkl").exists()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 1 MiB tmpfs of 64 inodes (root only: mount); unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=64", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _fill(mnt: Path) -> None:
+    with open(mnt / "filler", "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+
+def test_a_summary_the_full_disk_refuses_leaves_the_earlier_one_whole_and_no_temporary_file(tiny_fs):
+    from hpoc.runtime import summary as summary_mod
+
+    exp = tiny_fs / "s"
+    summary_mod.write({"study": "s", "interrupted": True}, exp)
+    _fill(tiny_fs)
+    with pytest.raises(OSError) as caught:
+        summary_mod.write({"study": "s", "interrupted": False, "pad": "x" * 200_000}, exp)
+    assert full.of_exception(caught.value) == "no space left on the device"
+    assert summary_mod.read(exp) == {"study": "s", "interrupted": True}
+    assert sorted(p.name for p in exp.iterdir()) == ["summary.json"]
+
+
+def test_the_driver_says_in_one_line_that_the_summary_could_not_be_written(tmp_path, monkeypatch):
+    from hpoc.runtime import study
+    from hpoc.runtime import summary as summary_mod
+
+    def refuse(result, exp):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded", str(exp / "summary.json"))
+
+    monkeypatch.setattr(summary_mod, "write", refuse)
+    stream = io.StringIO()
+    assert study._write_summary({}, tmp_path, stream) is None
+    line = stream.getvalue()
+    assert line.count("\n") == 1
+    assert line.startswith(f"[hpoc] could not write {tmp_path}/summary.json: disk quota exceeded writing under {tmp_path} (")
+    monkeypatch.setattr(summary_mod, "write", lambda result, exp: (_ for _ in ()).throw(OSError(errno.EACCES, "no")))
+    with pytest.raises(OSError):  # not a full disk: as before
+        study._write_summary({}, tmp_path, stream)

@@ -21,9 +21,9 @@ QUOTA = "OSError: [Errno 122] Disk quota exceeded: '/p/scratch/me/results/s/tria
 
 
 def test_a_full_disk_or_a_quota_is_told_from_other_errors():
-    assert full.kind(PYARROW) == "no space left on the device"
+    assert full.kind(PYARROW) == "no space left on a device"
     assert full.kind(QUOTA) == "disk quota exceeded"
-    assert full.kind("RuntimeError: No space left on device (in the CUDA cache)") == "no space left on the device"
+    assert full.kind("RuntimeError: No space left on device (in the CUDA cache)") == "no space left on a device"
     assert full.kind("ValueError: expected 28 classes, got 122") is None
     assert full.kind("") is None and full.kind(None) is None
     assert full.of_exception(RuntimeError("Tune failed")) is None
@@ -52,6 +52,7 @@ class Trial:
     last_result: dict = field(default_factory=dict)
     checkpoint: object = None
     max_failures: int = 3
+    run_metadata: object = None
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_a_trial_that_finds_no_room_stops_the_study_and_is_not_retried(tmp_path,
     trial = _trial(tmp_path, "aaaa0001", PYARROW)
     watch._trial_recovered(trial, [trial])
     assert state == [watch.signal.SIGUSR1]
-    assert watch.STATE.full and f"no space left on the device writing under {tmp_path}" in watch.STATE.failed
+    assert watch.STATE.full and f"no space left on a device writing under {tmp_path}" in watch.STATE.failed
     assert "trial aaaa0001" in watch.STATE.failed and "inodes free" in watch.STATE.failed
     # not counted as waiting for a retry: it resumes as any stopped trial, not as errored
     assert "aaaa0001" not in watch.STATE.retrying
@@ -111,10 +112,15 @@ def test_the_hint_says_to_make_room_then_resume():
 def test_an_error_pickle_the_full_disk_left_empty_is_removed_a_readable_one_kept(tmp_path, state):
     import pickle
 
+    from types import SimpleNamespace
+
     cut = _trial(tmp_path, "aaaa0005", PYARROW)
     Path(cut.path, "error.pkl").write_bytes(b"")  # Ray's results would unpickle it: EOFError
+    # Ray reads the storage's copy, which its sync may cut after this: it reads error.txt instead
+    cut.run_metadata = SimpleNamespace(pickled_error_filename="error.pkl")
     watch._trial_recovered(cut, [cut])
     assert not Path(cut.path, "error.pkl").exists() and Path(cut.path, "error.txt").exists()
+    assert cut.run_metadata.pickled_error_filename is None
     kept = _trial(tmp_path, "aaaa0006", QUOTA)
     Path(kept.path, "error.pkl").write_bytes(pickle.dumps(OSError(errno.EDQUOT, "Disk quota exceeded")))
     watch._trial_recovered(kept, [cut, kept])
@@ -154,7 +160,7 @@ def test_a_summary_the_full_disk_refuses_leaves_the_earlier_one_whole_and_no_tem
     _fill(tiny_fs)
     with pytest.raises(OSError) as caught:
         summary_mod.write({"study": "s", "interrupted": False, "pad": "x" * 200_000}, exp)
-    assert full.of_exception(caught.value) == "no space left on the device"
+    assert full.of_exception(caught.value) == "no space left on a device"
     assert summary_mod.read(exp) == {"study": "s", "interrupted": True}
     assert sorted(p.name for p in exp.iterdir()) == ["summary.json"]
 
@@ -175,3 +181,24 @@ def test_the_driver_says_in_one_line_that_the_summary_could_not_be_written(tmp_p
     monkeypatch.setattr(summary_mod, "write", lambda result, exp: (_ for _ in ()).throw(OSError(errno.EACCES, "no")))
     with pytest.raises(OSError):  # not a full disk: as before
         study._write_summary({}, tmp_path, stream)
+
+
+def test_tune_failing_for_a_quota_or_for_inodes_is_said_as_such(tmp_path, monkeypatch):
+    from hpoc.runtime import session
+
+    try:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    except OSError as exc:
+        said = session.no_room(exc, {"the run's temp dir in": str(tmp_path), "the storage": "/p/scratch/me/results"})
+    assert said == "disk quota exceeded: the storage /p/scratch/me/results (`lfs quota` or `quota` shows yours)"
+    real = os.statvfs
+
+    def few_inodes(path):  # bytes to spare, 12 inodes left
+        st = real(path)
+        return os.statvfs_result((st.f_bsize, st.f_frsize, st.f_blocks, st.f_bfree, st.f_bavail,
+                                  1000, 12, 12, st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(session.os, "statvfs", few_inodes)
+    said = session.no_room(OSError(errno.ENOSPC, "No space left on device"), {"the storage": str(tmp_path)})
+    assert said == f"no space left on a device: the storage {tmp_path} has 12 inodes free"
+    assert session.no_room(ValueError("28 things"), {"the storage": str(tmp_path)}) is None

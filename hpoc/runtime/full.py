@@ -12,7 +12,8 @@ import errno
 import os
 import re
 
-_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+SPACE, QUOTA = "no space left on a device", "disk quota exceeded"
+_ERRNOS = {errno.ENOSPC: SPACE, errno.EDQUOT: QUOTA}
 # OSError's own words, and pyarrow's (`[errno 28] No space left on device`), which Ray's
 # storage copies raise from a trial's worker: only the text reaches the driver
 _TEXT = re.compile(r"\[errno (28|122)\]|No space left on device|Disk quota exceeded", re.I)
@@ -70,6 +71,16 @@ def hint(storage: str, again: str) -> str:
     """What to do: make room (or raise the quota), then `again` (the resume settings' step)."""
     return (f"  help: free space and files under {storage} (or ask for a larger quota; fewer "
             "files per trial: docs/results.md, \"Files per trial\"), then " + again)
+
+
+def forget_error_pickle(trial: object, trial_dir: str | None) -> None:
+    """Ray reads a failed trial's error.pkl back from the storage for the run's results (a
+    resumed run's too), and a full disk leaves that copy empty or cut short: EOFError or
+    UnpicklingError ended the driver. Without it Ray reads error.txt, as hpoc does."""
+    meta = getattr(trial, "run_metadata", None)
+    if getattr(meta, "pickled_error_filename", None):
+        meta.pickled_error_filename = None  # saved with the experiment's state
+    drop_cut_error_pickle(trial_dir)
 
 
 def drop_cut_error_pickle(trial_dir: str | None) -> bool:

@@ -426,12 +426,12 @@ def _fit(tuner: Any, plan: dict[str, Any], ray_session: Any) -> Any:
         return tuner.fit()
     except Exception as exc:
         temp = os.path.dirname(ray_session.temp_dir) if ray_session.temp_dir else None
-        full = session.no_room(exc, {"the run's temp dir in": temp,
+        room = session.no_room(exc, {"the run's temp dir in": temp,
                                      "the storage": plan["storage"]["path"]})
-        if full is None:
+        if room is None:
             raise
         raise StudyError(
-            f"no space left on a device while the study ran: {full}\n  help: free some space "
+            f"{room.replace(': ', ' while the study ran: ', 1)}\n  help: free some space "
             "(Ray's logs, with what the trials print, are kept in the temp dir while it runs; "
             "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
 

@@ -312,7 +312,7 @@ def _storage_full(trial: Any, error: str | None) -> bool:
     what = full.kind(error)
     if what is None:
         return False
-    full.drop_cut_error_pickle(trial_path(trial))
+    full.forget_error_pickle(trial, trial_path(trial))
     if STATE.stopping:
         return STATE.full
     if not stop_tune(signal.SIGUSR1, None):

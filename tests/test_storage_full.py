@@ -202,3 +202,26 @@ def test_tune_failing_for_a_quota_or_for_inodes_is_said_as_such(tmp_path, monkey
     said = session.no_room(OSError(errno.ENOSPC, "No space left on device"), {"the storage": str(tmp_path)})
     assert said == f"no space left on a device: the storage {tmp_path} has 12 inodes free"
     assert session.no_room(ValueError("28 things"), {"the storage": str(tmp_path)}) is None
+
+
+def test_hpoc_min_free_gb_moves_the_runs_own_limit_as_its_message_says(tmp_path, monkeypatch):
+    from hpoc.runtime import login_preflight, study
+    from hpoc.runtime.exits import StudyError
+
+    real = os.statvfs
+
+    def small(path):  # 40 KiB free
+        st = real(path)
+        return os.statvfs_result((st.f_bsize, 4096, 1000, 10, 10, st.f_files, st.f_ffree, st.f_favail,
+                                  st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(login_preflight.os, "statvfs", small)
+    monkeypatch.delenv("HPOC_MIN_FREE_GB", raising=False)
+    plan = {"storage": {"path": str(tmp_path)}}
+    with pytest.raises(StudyError, match="set HPOC_MIN_FREE_GB to change the limit"):
+        study._check_storage(plan, tmp_path / "s")
+    monkeypatch.setenv("HPOC_MIN_FREE_GB", "0")
+    study._check_storage(plan, tmp_path / "s")  # as the message says: no refusal
+    monkeypatch.setenv("HPOC_MIN_FREE_GB", "lots")  # not a number: the run's own limit
+    with pytest.raises(StudyError):
+        study._check_storage(plan, tmp_path / "s")

@@ -225,3 +225,46 @@ def test_hpoc_min_free_gb_moves_the_runs_own_limit_as_its_message_says(tmp_path,
     monkeypatch.setenv("HPOC_MIN_FREE_GB", "lots")  # not a number: the run's own limit
     with pytest.raises(StudyError):
         study._check_storage(plan, tmp_path / "s")
+
+
+def _prior_run(tmp_path: Path, exp: Path) -> str:
+    """prior_run over `exp` as an interrupted run of the digits example left it (no summary)."""
+    import shutil
+
+    from hpoc.commands.run import load_plan
+    from hpoc.runtime import marker
+    from hpoc.runtime.prior import prior_run
+    from hpoc.runtime.study import plan_hash
+
+    spec = tmp_path / "digits"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "digits", spec,
+                    ignore=shutil.ignore_patterns("results", "build"))
+    plan = load_plan(str(spec / "study.hpo"))
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    marker.write(exp, fp, 0)
+    (exp / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
+    return prior_run(exp, fp, False, True, io.StringIO())
+
+
+def test_a_state_file_the_full_disk_cut_short_refuses_the_resume_tune_would_start_over(tmp_path):
+    import pickle
+
+    from hpoc.runtime.exits import StudyError
+
+    exp = tmp_path / "s"
+    exp.mkdir()
+    (exp / "experiment_state-2026-11-30_09-54-31.json").write_text('{"trial_data": []}')
+    (exp / "searcher-state-2026-11-30_09-54-31.pkl").write_bytes(pickle.dumps({"n": 1}))
+    assert full.cut_state(exp) is None
+    whole = '{"trial_data": [["a", "b"]], "runner_data": {}}'
+    cut = exp / "experiment_state-2026-11-30_09-55-31.json"
+    cut.write_text(whole[:20])
+    said = full.cut_state(exp)
+    assert said.startswith(f"{cut} is cut short (20 bytes; a disk full or over its quota")
+    assert said.endswith("the run before saved experiment_state-2026-11-30_09-54-31.json")
+    with pytest.raises(StudyError, match="move that file aside to resume"):
+        _prior_run(tmp_path, exp)
+    cut.write_text(whole)
+    pkl = exp / "searcher-state-2026-11-30_09-55-31.pkl"
+    pkl.write_bytes(pickle.dumps({"n": 2, "pad": "x" * 100})[:30])
+    assert full.cut_state(exp).startswith(f"{pkl} is cut short")

@@ -107,3 +107,41 @@ def drop_cut_error_pickle(trial_dir: str | None) -> bool:
     except OSError:
         return False
     return True
+
+
+# The experiment state Tune saves (TuneController.CKPT_FILE_TMPL and its searcher's files),
+# each run under its own time stamp; Tune restores the newest of each.
+_STATES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+
+
+def cut_state(exp: str | os.PathLike[str]) -> str | None:
+    """Why the run in `exp` cannot resume: the newest state file Tune would restore is cut
+    short (a full disk as Tune saved it), or None. Tune meets such a file by starting the
+    study over in the same directory, silently ("0 finished trials kept")."""
+    import glob
+    import json
+    import pickletools
+
+    for pattern in _STATES:
+        files = sorted(glob.glob(os.path.join(glob.escape(str(exp)), pattern)))
+        if not files:
+            continue
+        newest = files[-1]
+        try:
+            with open(newest, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        try:
+            if newest.endswith(".json"):
+                json.loads(data)
+            else:  # read up to its STOP, running none of it (pickletools raises ValueError)
+                for _ in pickletools.genops(data):
+                    pass
+            continue
+        except ValueError:  # JSONDecodeError is one; so is a pickle cut before its STOP
+            pass
+        older = f"; the run before saved {os.path.basename(files[-2])}" if len(files) > 1 else ""
+        return (f"{newest} is cut short ({len(data):,} bytes; a disk full or over its quota as "
+                f"Ray saved it): the study cannot resume from it{older}")
+    return None

@@ -255,14 +255,15 @@ def test_a_state_file_the_full_disk_cut_short_refuses_the_resume_tune_would_star
     exp.mkdir()
     (exp / "experiment_state-2026-11-30_09-54-31.json").write_text('{"trial_data": []}')
     (exp / "searcher-state-2026-11-30_09-54-31.pkl").write_bytes(pickle.dumps({"n": 1}))
+    (exp / "search_gen_state-2026-11-30_09-54-31.json").write_bytes(pickle.dumps({"n": 1}))  # Ray's name
     assert full.cut_state(exp) is None
     whole = '{"trial_data": [["a", "b"]], "runner_data": {}}'
     cut = exp / "experiment_state-2026-11-30_09-55-31.json"
     cut.write_text(whole[:20])
     said = full.cut_state(exp)
     assert said.startswith(f"{cut} is cut short (20 bytes; a disk full or over its quota")
-    assert said.endswith("the run before saved experiment_state-2026-11-30_09-54-31.json")
-    with pytest.raises(StudyError, match="move that file aside to resume"):
+    assert said.endswith("the study cannot resume from it")
+    with pytest.raises(StudyError, match="pass --fresh to start the study over"):
         _prior_run(tmp_path, exp)
     cut.write_text(whole)
     pkl = exp / "searcher-state-2026-11-30_09-55-31.pkl"

@@ -133,7 +133,7 @@ def cut_state(exp: str | os.PathLike[str]) -> str | None:
         except OSError:
             continue
         try:
-            if newest.endswith(".json"):
+            if not data.startswith(b"\x80"):  # search_gen_state-*.json is a pickle too
                 json.loads(data)
             else:  # read up to its STOP, running none of it (pickletools raises ValueError)
                 for _ in pickletools.genops(data):
@@ -141,7 +141,6 @@ def cut_state(exp: str | os.PathLike[str]) -> str | None:
             continue
         except ValueError:  # JSONDecodeError is one; so is a pickle cut before its STOP
             pass
-        older = f"; the run before saved {os.path.basename(files[-2])}" if len(files) > 1 else ""
         return (f"{newest} is cut short ({len(data):,} bytes; a disk full or over its quota as "
-                f"Ray saved it): the study cannot resume from it{older}")
+                "Ray saved it): the study cannot resume from it")
     return None

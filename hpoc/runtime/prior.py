@@ -67,9 +67,9 @@ def _refuse_cut_state(exp: Path) -> None:
 
     why = full.cut_state(exp)
     if why is not None:
-        raise StudyError(why + "\n  help: make room, then move that file aside to resume from "
-                         "the state saved before it (trials since then run again), or pass "
-                         "--fresh to start over (`hpoc results` still reads the trials)")
+        raise StudyError(why + "\n  help: make room, then pass --fresh to start the study over "
+                         "(the run is moved aside, where `hpoc results` still reads its trials); "
+                         "the state of a run before it does not match the trials since")
 
 
 def move_aside(exp: Path, stream: TextIO, lock: runlock.Lock | None = None) -> None:

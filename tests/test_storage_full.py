@@ -39,7 +39,11 @@ def test_a_full_disk_or_a_quota_is_told_from_other_errors():
 def test_the_room_left_names_space_and_inodes(tmp_path):
     said = full.room(tmp_path / "not" / "made" / "yet")  # its nearest existing parent's
     assert said is not None and "MiB" in said and "inodes free" in said
+    # a quota is not seen in the file system's room: the storage is named all the same
     assert full.stop_line("disk quota exceeded", str(tmp_path)).startswith(f"disk quota exceeded writing under {tmp_path} (")
+    # a storage with room was not the full disk (the node's /tmp, a cache): not blamed
+    assert full.stop_line(full.SPACE, str(tmp_path)).startswith(
+        f"no space left on a device: a disk the trial writes to is full (not the storage {tmp_path}: ")
 
 
 @dataclass
@@ -73,12 +77,25 @@ def _trial(tmp_path: Path, tid: str, error: str, status: str = "PENDING") -> Tri
     return Trial(tid, str(directory), str(directory / "error.txt"), status=status)
 
 
-def test_a_trial_that_finds_no_room_stops_the_study_and_is_not_retried(tmp_path, state):
+def _full_fs(monkeypatch) -> None:
+    """statvfs as on a full file system: no blocks, 5 inodes left."""
+    real = os.statvfs
+
+    def full_fs(path):
+        st = real(path)
+        return os.statvfs_result((st.f_bsize, st.f_frsize, st.f_blocks, 0, 0, 1000, 5, 5,
+                                  st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(full.os, "statvfs", full_fs)
+
+
+def test_a_trial_that_finds_no_room_stops_the_study_and_is_not_retried(tmp_path, state, monkeypatch):
+    _full_fs(monkeypatch)
     trial = _trial(tmp_path, "aaaa0001", PYARROW)
     watch._trial_recovered(trial, [trial])
     assert state == [watch.signal.SIGUSR1]
     assert watch.STATE.full and f"no space left on a device writing under {tmp_path}" in watch.STATE.failed
-    assert "trial aaaa0001" in watch.STATE.failed and "inodes free" in watch.STATE.failed
+    assert "trial aaaa0001" in watch.STATE.failed and "0.0 MiB and 5 inodes free" in watch.STATE.failed
     # not counted as waiting for a retry: it resumes as any stopped trial, not as errored
     assert "aaaa0001" not in watch.STATE.retrying
     said = watch.STATE.stream.getvalue()

@@ -14,6 +14,7 @@ import re
 
 SPACE, QUOTA = "no space left on a device", "disk quota exceeded"
 _ERRNOS = {errno.ENOSPC: SPACE, errno.EDQUOT: QUOTA}
+LOW_BYTES, FEW_INODES = 32 * 1024**2, 100  # less room than this: that disk may be the full one
 # OSError's own words, and pyarrow's (`[errno 28] No space left on device`), which Ray's
 # storage copies raise from a trial's worker: only the text reaches the driver
 _TEXT = re.compile(r"\[errno (28|122)\]|No space left on device|Disk quota exceeded", re.I)
@@ -44,16 +45,23 @@ def of_exception(exc: BaseException | None) -> str | None:
     return None
 
 
-def room(path: str | os.PathLike[str]) -> str | None:
-    """`12.0 MiB and 1,900 inodes free` on the file system of `path` (or of its nearest
-    existing parent), or None where it cannot be read. A quota is not seen here: `statvfs`
-    gives the file system's room, not the user's (`lfs quota`, `quota` say that)."""
+def _statvfs(path: str | os.PathLike[str]) -> os.statvfs_result | None:
+    """statvfs of `path`, or of its nearest existing parent; None where it cannot be read."""
     path = os.path.abspath(path)
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
     try:
-        st = os.statvfs(path)
+        return os.statvfs(path)
     except OSError:
+        return None
+
+
+def room(path: str | os.PathLike[str]) -> str | None:
+    """`12.0 MiB and 1,900 inodes free` on the file system of `path`, or None where it cannot
+    be read. A quota is not seen here: `statvfs` gives the file system's room, not the user's
+    (`lfs quota`, `quota` say that)."""
+    st = _statvfs(path)
+    if st is None:
         return None
     space = f"{st.f_bavail * st.f_frsize / 1024**2:.1f} MiB"
     if not st.f_files:  # no inode count (some network file systems): space alone
@@ -62,8 +70,13 @@ def room(path: str | os.PathLike[str]) -> str | None:
 
 
 def stop_line(what: str, storage: str) -> str:
-    """Why the study stops: what ran out, where the trials write, and the room there."""
-    left = room(storage)
+    """Why the study stops: what ran out, where, and the room there. A storage with room to
+    spare was not the full disk (a node's /tmp, a dataset cache): said so, not blamed."""
+    st, left = _statvfs(storage), room(storage)
+    roomy = (st is not None and st.f_bavail * st.f_frsize >= LOW_BYTES
+             and (not st.f_files or st.f_favail >= FEW_INODES))
+    if what == SPACE and roomy:
+        return f"{what}: a disk the trial writes to is full (not the storage {storage}: {left})"
     return f"{what} writing under {storage}" + (f" ({left})" if left else "")
 
 

@@ -33,7 +33,6 @@ LOCAL_OBJECT_STORE_CAP = 2 * 1024**3
 # Ray's logs and session files of a short study take a few MiB; with less than this it timed
 # out starting ("the current node timed out during startup"), half a minute later.
 TEMP_MIN_FREE = 32 * 1024**2
-FEW_INODES = 100  # fewer free than this: a full disk's ENOSPC may be the inodes
 # Ray's logs of each process (a worker's .out/.err hold what its trials print) move aside
 # past this size, one part kept: Ray's default (512 MiB, 5 parts) could fill the temp disk.
 RAY_LOG_ROTATION = {"RAY_ROTATION_MAX_BYTES": str(16 * 1024**2), "RAY_ROTATION_BACKUP_COUNT": "1"}
@@ -165,7 +164,7 @@ def no_room(exc: BaseException, places: dict[str, str | None]) -> str | None:
             continue
         if free < TEMP_MIN_FREE:
             said.append(f"{name} {where} has {free / 1024**2:.1f} MiB free")
-        elif st.f_files and st.f_favail < FEW_INODES:  # room for bytes, none for files
+        elif st.f_files and st.f_favail < full.FEW_INODES:  # room for bytes, none for files
             said.append(f"{name} {where} has {st.f_favail} inodes free")
     if said:
         return f"{what}: " + "; ".join(said)

@@ -94,7 +94,7 @@ def test_a_trial_that_finds_no_room_stops_the_study_and_is_not_retried(tmp_path,
     trial = _trial(tmp_path, "aaaa0001", PYARROW)
     watch._trial_recovered(trial, [trial])
     assert state == [watch.signal.SIGUSR1]
-    assert watch.STATE.full and f"no space left on a device writing under {tmp_path}" in watch.STATE.failed
+    assert watch.STATE.full == full.SPACE and f"no space left on a device writing under {tmp_path}" in watch.STATE.failed
     assert "trial aaaa0001" in watch.STATE.failed and "0.0 MiB and 5 inodes free" in watch.STATE.failed
     # not counted as waiting for a retry: it resumes as any stopped trial, not as errored
     assert "aaaa0001" not in watch.STATE.retrying
@@ -120,10 +120,15 @@ def test_another_error_is_retried_as_before(tmp_path, state):
     assert "aaaa0004" in watch.STATE.retrying
 
 
-def test_the_hint_says_to_make_room_then_resume():
-    line = full.hint("/p/scratch/me/results/s", "run the same command again")
+def test_the_hint_says_to_make_room_then_resume(tmp_path, monkeypatch):
+    line = full.hint("/p/scratch/me/results/s", "run the same command again", full.QUOTA)
     assert line.startswith("  help: free space and files under /p/scratch/me/results/s")
     assert line.endswith("then run the same command again")
+    # a storage with room: the full disk is another (/dev/shm of a DataLoader, the node's /tmp)
+    line = full.hint(str(tmp_path), "run the same command again", full.SPACE)
+    assert line.startswith("  help: free space on the disk the trial's error names (the node's /tmp or /dev/shm")
+    _full_fs(monkeypatch)
+    assert full.hint(str(tmp_path), "again", full.SPACE).startswith(f"  help: free space and files under {tmp_path}")
 
 
 def test_an_error_pickle_the_full_disk_left_empty_is_removed_a_readable_one_kept(tmp_path, state):

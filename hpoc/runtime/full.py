@@ -69,19 +69,28 @@ def room(path: str | os.PathLike[str]) -> str | None:
     return f"{space} and {st.f_favail:,} inodes free"
 
 
+def roomy(path: str | os.PathLike[str]) -> bool:
+    """Whether the file system of `path` has room to spare, bytes and inodes (a quota aside)."""
+    st = _statvfs(path)
+    return (st is not None and st.f_bavail * st.f_frsize >= LOW_BYTES
+            and (not st.f_files or st.f_favail >= FEW_INODES))
+
+
 def stop_line(what: str, storage: str) -> str:
     """Why the study stops: what ran out, where, and the room there. A storage with room to
     spare was not the full disk (a node's /tmp, a dataset cache): said so, not blamed."""
-    st, left = _statvfs(storage), room(storage)
-    roomy = (st is not None and st.f_bavail * st.f_frsize >= LOW_BYTES
-             and (not st.f_files or st.f_favail >= FEW_INODES))
-    if what == SPACE and roomy:
+    left = room(storage)
+    if what == SPACE and roomy(storage):
         return f"{what}: a disk the trial writes to is full (not the storage {storage}: {left})"
     return f"{what} writing under {storage}" + (f" ({left})" if left else "")
 
 
-def hint(storage: str, again: str) -> str:
-    """What to do: make room (or raise the quota), then `again` (the resume settings' step)."""
+def hint(storage: str, again: str, what: str | None = None) -> str:
+    """What to do: make room (or raise the quota), then `again` (the resume settings' step).
+    `what` ran out (kind()); a storage with room left was not the full disk (stop_line)."""
+    if what == SPACE and roomy(storage):
+        return ("  help: free space on the disk the trial's error names (the node's /tmp or "
+                "/dev/shm, a cache), then " + again)
     return (f"  help: free space and files under {storage} (or ask for a larger quota; fewer "
             "files per trial: docs/results.md, \"Files per trial\"), then " + again)
 

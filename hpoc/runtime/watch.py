@@ -46,7 +46,7 @@ class _State:
     errored: dict[str, Path] = field(default_factory=dict)  # rerun.errored, read at start-up
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py, full.py)
-    full: bool = False        # it stopped because a disk it writes to is full (full.py)
+    full: str | None = None   # it stopped because a disk was full: what ran out (full.py)
     repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
     # trial id -> the failure its retry follows, until the retry reports: a time budget that
     # ends the study then leaves the trial TERMINATED, and its error would go unsaid
@@ -314,10 +314,10 @@ def _storage_full(trial: Any, error: str | None) -> bool:
         return False
     full.forget_error_pickle(trial, trial_path(trial))
     if STATE.stopping:
-        return STATE.full
+        return STATE.full is not None
     if not stop_tune(signal.SIGUSR1, None):
         return False
-    STATE.full = True
+    STATE.full = what
     STATE.failed = f"trial {trial.trial_id}: " + full.stop_line(what, str(STATE.experiment or trial_path(trial)))
     say(STATE.stream or sys.stderr, f"[hpoc] stopping the study: {STATE.failed}; "
                                     "not retrying it nor starting other trials")

@@ -41,9 +41,20 @@ def test_the_room_left_names_space_and_inodes(tmp_path):
     assert said is not None and "MiB" in said and "inodes free" in said
     # a quota is not seen in the file system's room: the storage is named all the same
     assert full.stop_line("disk quota exceeded", str(tmp_path)).startswith(f"disk quota exceeded writing under {tmp_path} (")
-    # a storage with room was not the full disk (the node's /tmp, a cache): not blamed
-    assert full.stop_line(full.SPACE, str(tmp_path)).startswith(
-        f"no space left on a device: a disk the trial writes to is full (not the storage {tmp_path}: ")
+
+
+
+def test_the_storage_is_blamed_when_it_is_out_of_room_or_named_not_for_a_full_dev_shm(tmp_path, monkeypatch):
+    shm = "RuntimeError: unable to write to file </torch_12_345_0>: No space left on device (28)"
+    assert full.of_storage(QUOTA, str(tmp_path)) == full.QUOTA  # quotas are the storage's
+    assert full.of_storage(shm, str(tmp_path)) is None  # the storage has room: retried as before
+    assert full.of_storage(PYARROW, str(tmp_path)) is None
+    named = (f"OSError: [Errno 28] Cannot create directory '{tmp_path}/trial_1/checkpoint_000002'. "
+             "Detail: [errno 28] No space left on device")  # one Lustre OST full, the others not
+    assert full.of_storage(named, str(tmp_path)) == full.SPACE
+    assert full.of_storage("ValueError: bad lr", str(tmp_path)) is None
+    _full_fs(monkeypatch)
+    assert full.of_storage(PYARROW, str(tmp_path)) == full.SPACE
 
 
 @dataclass
@@ -113,26 +124,24 @@ def test_a_trial_that_errored_for_want_of_room_stops_the_study_too(tmp_path, sta
     assert watch.STATE.failed.startswith("trial aaaa0003: disk quota exceeded writing under")
 
 
-def test_another_error_is_retried_as_before(tmp_path, state):
-    trial = _trial(tmp_path, "aaaa0004", "ValueError: bad lr\n")
+@pytest.mark.parametrize("error", ["ValueError: bad lr\n", PYARROW])  # PYARROW: the storage has room
+def test_another_error_is_retried_as_before(tmp_path, state, error):
+    trial = _trial(tmp_path, "aaaa0004", error)
     watch._trial_recovered(trial, [trial])
     assert state == [] and not watch.STATE.full and watch.STATE.failed is None
     assert "aaaa0004" in watch.STATE.retrying
 
 
-def test_the_hint_says_to_make_room_then_resume(tmp_path, monkeypatch):
-    line = full.hint("/p/scratch/me/results/s", "run the same command again", full.QUOTA)
+def test_the_hint_says_to_make_room_then_resume():
+    line = full.hint("/p/scratch/me/results/s", "run the same command again")
     assert line.startswith("  help: free space and files under /p/scratch/me/results/s")
     assert line.endswith("then run the same command again")
-    # a storage with room: the full disk is another (/dev/shm of a DataLoader, the node's /tmp)
-    line = full.hint(str(tmp_path), "run the same command again", full.SPACE)
-    assert line.startswith("  help: free space on the disk the trial's error names (the node's /tmp or /dev/shm")
-    _full_fs(monkeypatch)
-    assert full.hint(str(tmp_path), "again", full.SPACE).startswith(f"  help: free space and files under {tmp_path}")
 
 
-def test_an_error_pickle_the_full_disk_left_empty_is_removed_a_readable_one_kept(tmp_path, state):
+def test_an_error_pickle_the_full_disk_left_empty_is_removed_a_readable_one_kept(tmp_path, state, monkeypatch):
     import pickle
+
+    _full_fs(monkeypatch)
 
     from types import SimpleNamespace
 

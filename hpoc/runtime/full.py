@@ -76,21 +76,25 @@ def roomy(path: str | os.PathLike[str]) -> bool:
             and (not st.f_files or st.f_favail >= FEW_INODES))
 
 
+def of_storage(text: str | None, storage: str) -> str | None:
+    """kind() of a trial's error when it is the storage that ran out: a quota (the storage is
+    where quotas are), an error naming a path under it, or a storage without room to spare.
+    A full /dev/shm or node /tmp is left to the retries and fail fast: it may pass."""
+    what = kind(text)
+    if what is None or what == QUOTA:
+        return what
+    under = os.path.join(os.path.abspath(storage), "")
+    return what if under in (text or "") or not roomy(storage) else None
+
+
 def stop_line(what: str, storage: str) -> str:
-    """Why the study stops: what ran out, where, and the room there. A storage with room to
-    spare was not the full disk (a node's /tmp, a dataset cache): said so, not blamed."""
+    """Why the study stops: what ran out, where, and the room there."""
     left = room(storage)
-    if what == SPACE and roomy(storage):
-        return f"{what}: a disk the trial writes to is full (not the storage {storage}: {left})"
     return f"{what} writing under {storage}" + (f" ({left})" if left else "")
 
 
-def hint(storage: str, again: str, what: str | None = None) -> str:
-    """What to do: make room (or raise the quota), then `again` (the resume settings' step).
-    `what` ran out (kind()); a storage with room left was not the full disk (stop_line)."""
-    if what == SPACE and roomy(storage):
-        return ("  help: free space on the disk the trial's error names (the node's /tmp or "
-                "/dev/shm, a cache), then " + again)
+def hint(storage: str, again: str) -> str:
+    """What to do: make room (or raise the quota), then `again` (the resume settings' step)."""
     return (f"  help: free space and files under {storage} (or ask for a larger quota; fewer "
             "files per trial: docs/results.md, \"Files per trial\"), then " + again)
 

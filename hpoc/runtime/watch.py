@@ -309,7 +309,8 @@ def _fail_fast_verdict(trial: Any, trials: list[Any], retried: str | None = None
 def _storage_full(trial: Any, error: str | None) -> bool:
     """`trial` failed for want of room on a disk (full.py): stop the study now, before more
     trials and retries cut more files short. Whether the study stops for that."""
-    what = full.kind(error)
+    storage = str(STATE.experiment or trial_path(trial))
+    what = full.of_storage(error, storage)
     if what is None:
         return False
     full.forget_error_pickle(trial, trial_path(trial))
@@ -318,7 +319,7 @@ def _storage_full(trial: Any, error: str | None) -> bool:
     if not stop_tune(signal.SIGUSR1, None):
         return False
     STATE.full = what
-    STATE.failed = f"trial {trial.trial_id}: " + full.stop_line(what, str(STATE.experiment or trial_path(trial)))
+    STATE.failed = f"trial {trial.trial_id}: " + full.stop_line(what, storage)
     say(STATE.stream or sys.stderr, f"[hpoc] stopping the study: {STATE.failed}; "
                                     "not retrying it nor starting other trials")
     return True

@@ -300,3 +300,17 @@ def test_a_state_file_the_full_disk_cut_short_refuses_the_resume_tune_would_star
     pkl = exp / "searcher-state-2026-11-30_09-55-31.pkl"
     pkl.write_bytes(pickle.dumps({"n": 2, "pad": "x" * 100})[:30])
     assert full.cut_state(exp).startswith(f"{pkl} is cut short")
+
+
+def test_rays_traceback_of_another_trial_failing_on_the_full_disk_is_left_out(tmp_path, state, monkeypatch, caplog):
+    from ray._private import worker
+
+    monkeypatch.setattr(worker, "_unhandled_error_handler", worker._unhandled_error_handler)
+    _full_fs(monkeypatch)
+    trial = _trial(tmp_path, "aaaa0007", PYARROW)
+    watch._trial_recovered(trial, [trial])  # the stop
+    with caplog.at_level("ERROR"):
+        worker._unhandled_error_handler(OSError(28, PYARROW))  # another trial's: the stop said it
+        assert "Unhandled error" not in caplog.text
+        worker._unhandled_error_handler(ValueError("bad lr"))  # any other: as Ray logs it
+    assert "Unhandled error" in caplog.text and "bad lr" in caplog.text

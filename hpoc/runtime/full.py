@@ -170,3 +170,23 @@ def cut_state(exp: str | os.PathLike[str]) -> str | None:
         return (f"{newest} is cut short ({len(data):,} bytes; a disk full or over its quota as "
                 "Ray saved it): the study cannot resume from it")
     return None
+
+
+def quiet_unhandled() -> None:
+    """Ray's driver logs, with its whole traceback, the failure of a trial whose result Tune
+    no longer waited for (`Unhandled error …`): after a stop for room, the other trials'
+    failures of the same full disk, which the stop's line says. Those alone are left out."""
+    try:
+        from ray._private import worker
+    except ImportError:  # another Ray: its lines show as they are
+        return
+    show = getattr(worker, "_unhandled_error_handler", None)
+    if show is None or getattr(show, "hpoc_quiet", False):
+        return
+
+    def handler(e: Exception) -> None:
+        if kind(str(e)) is None:
+            show(e)
+
+    handler.hpoc_quiet = True  # type: ignore[attr-defined]
+    worker._unhandled_error_handler = handler

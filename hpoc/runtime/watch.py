@@ -319,6 +319,7 @@ def _storage_full(trial: Any, error: str | None) -> bool:
     if not stop_tune(signal.SIGUSR1, None):
         return False
     STATE.full = what
+    full.quiet_unhandled()
     STATE.failed = f"trial {trial.trial_id}: " + full.stop_line(what, storage)
     say(STATE.stream or sys.stderr, f"[hpoc] stopping the study: {STATE.failed}; "
                                     "not retrying it nor starting other trials")

@@ -162,19 +162,23 @@ class FailFast:
 def hint(plan: dict[str, Any], text: str | None = None) -> str:
     """What to do next, for the plan's resume settings; `text`: the deciding trials' error,
     which names the step to fix."""
-    resume = plan["resume"]
-    if not resume["enabled"]:
-        again = "run again with --fresh (resume is disabled in the study)"
-    elif resume["retry_errored"]:
-        again = "run the same command again: the study resumes and retries the failed trials"
-    else:
-        again = ("run again with --fresh (resuming would keep these trials failed: "
-                 "`resume.retry_errored = false`)")
+    again = run_again(plan)
     fix = what_to_fix(plan, summary_mod.error_where(text or ""), text or "")
     if summary_mod.error_help(text or ""):  # the stop's message said it just above
         fix = "do as the error's help says"
     return (f"  help: every trial failed the same way; {fix} and {again} "
             "(`failure { fail_fast = 0 }` runs every trial regardless)")
+
+
+def run_again(plan: dict[str, Any]) -> str:
+    """How the study goes on once the cause of its stop is fixed, for its resume settings."""
+    resume = plan["resume"]
+    if not resume["enabled"]:
+        return "run again with --fresh (resume is disabled in the study)"
+    if resume["retry_errored"]:
+        return "run the same command again: the study resumes and retries the failed trials"
+    return ("run again with --fresh (resuming would keep these trials failed: "
+            "`resume.retry_errored = false`)")
 
 
 def what_to_fix(plan: dict[str, Any] | None, where: str | None, text: str) -> str:

@@ -38,7 +38,16 @@ if TYPE_CHECKING:
     from hpoc.site.partition import Sinfo
 
 IMPORT_TIMEOUT_S = float(os.environ.get("HPOC_PREFLIGHT_TIMEOUT", "120"))
-MIN_FREE_GB = float(os.environ.get("HPOC_MIN_FREE_GB", "1"))
+MIN_FREE_GB = 1.0  # on the login node; HPOC_MIN_FREE_GB changes it (free_gb_needed)
+
+
+def free_gb_needed(default: float) -> float:
+    """HPOC_MIN_FREE_GB where it is a number (0: no limit), else `default`: read at each
+    check, so that the run's own check on the compute node honours it too."""
+    try:
+        return max(0.0, float(os.environ["HPOC_MIN_FREE_GB"]))
+    except (KeyError, ValueError):
+        return default
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ def storage_problem(path: str | os.PathLike[str], min_free_gb: float | None = No
     except OSError as exc:
         where = "" if base == target else f" (its nearest existing parent {base})"
         return f"storage path {target}{where} is not writable: {exc.strerror or exc}"
-    need = MIN_FREE_GB if min_free_gb is None else min_free_gb
+    need = free_gb_needed(MIN_FREE_GB if min_free_gb is None else min_free_gb)
     try:
         st = os.statvfs(base)
     except OSError:

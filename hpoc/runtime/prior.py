@@ -46,7 +46,10 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     if summary is ...:
         summary = summary_mod.read(exp)
     if summary_mod.finished(summary, recorded, fp["plan_hash"], fp):
-        return "retry" if retry and errored else "done"
+        if not (retry and errored):
+            return "done"
+        _refuse_cut_state(exp)
+        return "retry"
     if not has_state:
         return "fresh"
     # An extension of a run that ended resumes nothing unfinished: resume off allows it.
@@ -54,7 +57,19 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
     if not resume_enabled and not ended:
         raise StudyError(f"{exp} holds an unfinished run and resume is disabled in the study\n"
                          "  help: pass --fresh to move it aside and start over")
+    _refuse_cut_state(exp)
     return "restore"
+
+
+def _refuse_cut_state(exp: Path) -> None:
+    """A state file a full disk cut short: said here, where Tune would start the study over."""
+    from hpoc.runtime import full
+
+    why = full.cut_state(exp)
+    if why is not None:
+        raise StudyError(why + "\n  help: make room, then pass --fresh to start the study over "
+                         "(the run is moved aside, where `hpoc results` still reads its trials); "
+                         "the state of a run before it does not match the trials since")
 
 
 def move_aside(exp: Path, stream: TextIO, lock: runlock.Lock | None = None) -> None:

@@ -143,29 +143,33 @@ def check_room(root: str) -> None:
 
 
 def no_room(exc: BaseException, places: dict[str, str | None]) -> str | None:
-    """When `exc` (Tune's, around a remote worker's) comes of a full disk: which of
-    `places` (name -> directory) has no room left, in words; else None."""
-    import errno
+    """When `exc` (Tune's, around a remote worker's) comes of a full disk or a quota
+    (full.py): what ran out and which of `places` (name -> directory) has no room left, in
+    words; else None."""
+    from hpoc.runtime import full
 
-    seen, todo, full = set(), [exc], False
-    while todo and not full:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        full = (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "[Errno 28]" in str(e)
-        todo += [e.__cause__, e.__context__]
-    if not full:
+    what = full.of_exception(exc)
+    if what is None:
         return None
     said = []
     for name, where in places.items():
         try:
             free = shutil.disk_usage(where).free if where else None
+            st = os.statvfs(where) if where else None
         except OSError:
             continue
-        if free is not None and free < TEMP_MIN_FREE:
+        if free is None or st is None:
+            continue
+        if free < TEMP_MIN_FREE:
             said.append(f"{name} {where} has {free / 1024**2:.1f} MiB free")
-    return "; ".join(said) or "a disk the run writes to is full"
+        elif st.f_files and st.f_favail < full.FEW_INODES:  # room for bytes, none for files
+            said.append(f"{name} {where} has {st.f_favail} inodes free")
+    if said:
+        return f"{what}: " + "; ".join(said)
+    if what == full.QUOTA:  # statvfs does not see a user's quota: the storage is where it is kept
+        storage = next((f"{name} {where}" for name, where in places.items() if "storage" in name), "a disk")
+        return f"{what}: {storage} (`lfs quota` or `quota` shows yours)"
+    return f"{what}: a disk the run writes to is full"
 
 
 def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, compact, failfast, hooks, lean, marker, rerun, runlock, walltime, watch
+from hpoc.runtime import clock, compact, failfast, full, hooks, lean, marker, rerun, runlock, walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -383,13 +383,19 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
         status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"
         tracking.end_study_tracking(plan, parent_run, status)
-    path = summary_mod.write(result, exp)
+    path = _write_summary(result, exp, stream)
     if result.get("search_ended"):
         say(stream, f"[hpoc] {summary_mod.search_ended(result)}")
     say(out, summary_mod.describe_best(result, budget if budget_reached else None, total))
-    say(out, f"summary: {path}")
+    if path is not None:
+        say(out, f"summary: {path}")
+    elif not STATE.failed:  # the disk filled as the run ended: its trials are saved, not the summary
+        say(stream, full.hint(str(exp), "run the same command again: it writes the summary"))
+        return EXIT_FAILED
     if STATE.failed:
-        say(stream, f"[hpoc] stopped: {STATE.failed}\n{failfast.hint(plan, STATE.fail_fast.error)}")
+        after = (full.hint(str(exp), failfast.run_again(plan)) if STATE.full
+                 else failfast.hint(plan, STATE.fail_fast.error))
+        say(stream, f"[hpoc] stopped: {STATE.failed}\n{after}")
         return EXIT_FAILED
     if interrupted and STATE.signal == signal.SIGUSR2:  # the walltime: the job requeues
         idle = walltime.after_stop(exp, clock.TIMES.reported_any)
@@ -402,6 +408,19 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
     return summary_mod.exit_code(result)
 
 
+def _write_summary(result: dict[str, Any], exp: Path, stream: TextIO) -> Path | None:
+    """summary.json, or None (said in one line) where a full disk or a quota refused it: the
+    run's trials are saved already, and the summary of an earlier run stays as it was."""
+    try:
+        return summary_mod.write(result, exp)
+    except OSError as exc:
+        what = full.of_exception(exc)
+        if what is None:
+            raise
+        say(stream, f"[hpoc] could not write {exp / summary_mod.SUMMARY}: {full.stop_line(what, str(exp))}")
+        return None
+
+
 def _fit(tuner: Any, plan: dict[str, Any], ray_session: Any) -> Any:
     """Tune's fit; a full disk that failed Tune itself is a StudyError naming the full place,
     not a traceback that reads as a bug of hpoc or the trainer."""
@@ -411,12 +430,12 @@ def _fit(tuner: Any, plan: dict[str, Any], ray_session: Any) -> Any:
         return tuner.fit()
     except Exception as exc:
         temp = os.path.dirname(ray_session.temp_dir) if ray_session.temp_dir else None
-        full = session.no_room(exc, {"the run's temp dir in": temp,
+        room = session.no_room(exc, {"the run's temp dir in": temp,
                                      "the storage": plan["storage"]["path"]})
-        if full is None:
+        if room is None:
             raise
         raise StudyError(
-            f"no space left on a device while the study ran: {full}\n  help: free some space "
+            f"{room.replace(': ', ' while the study ran: ', 1)}\n  help: free some space "
             "(Ray's logs, with what the trials print, are kept in the temp dir while it runs; "
             "`HPOC_TMP` moves that), then run the same plan again to resume", EXIT_FAILED) from None
 

@@ -368,11 +368,9 @@ def endings(ended: list[tuple[int, str]]) -> list[str]:
 def write(summary: dict[str, Any], directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / SUMMARY
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from hpoc.files import write_atomic  # a full disk leaves no cut temporary file behind
+
+    return write_atomic(directory / SUMMARY, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read(directory: str | os.PathLike) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.files import mark_started, trial_path, write_live
-from hpoc.runtime import clock, failfast, rerun, retry, stall
+from hpoc.runtime import clock, failfast, full, rerun, retry, stall
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.crash import with_crash
 from hpoc.runtime.exits import say
@@ -45,7 +45,8 @@ class _State:
     start_over: set[str] = field(default_factory=set)  # errored trials retried from scratch
     errored: dict[str, Path] = field(default_factory=dict)  # rerun.errored, read at start-up
     fail_fast: failfast.FailFast | None = None
-    failed: str | None = None  # why the study stopped itself (failfast.py)
+    failed: str | None = None  # why the study stopped itself (failfast.py, full.py)
+    full: str | None = None   # it stopped because a disk was full: what ran out (full.py)
     repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
     # trial id -> the failure its retry follows, until the retry reports: a time budget that
     # ends the study then leaves the trial TERMINATED, and its error would go unsaid
@@ -175,7 +176,8 @@ def _events_class() -> type:
             STATE.retrying.pop(trial.trial_id, None)  # its retry's own error is the one kept
             _note_oom(trial)
             _trial_line(trial, "errored")
-            _fail_fast(trial, trials)
+            if not _storage_full(trial, summary_mod.trial_error(trial)):
+                _fail_fast(trial, trials)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             STATE.ended.add(trial.trial_id)
@@ -260,6 +262,9 @@ def _trial_recovered(trial: Any, trials: list[Any]) -> None:
         # retries in a later run). Its "errored" line follows.
         trial.max_failures = 0
         return
+    if _storage_full(trial, error):  # its retry would fail the same way, and so would others
+        _trial_line(trial, "failed", error=error)
+        return
     STATE.retries[trial.trial_id] = STATE.retries.get(trial.trial_id, 0) + 1
     STATE.retrying[trial.trial_id] = error or "failed (no message kept)"
     verdict = _fail_fast_verdict(trial, trials, retried=error or "")  # a small study: no retry
@@ -309,6 +314,26 @@ def _fail_fast_verdict(trial: Any, trials: list[Any], retried: str | None = None
     if retried is not None:
         return STATE.fail_fast.trial_failed(trial, trials, retried)
     return STATE.fail_fast.trial_ended(trial, trials)
+
+
+def _storage_full(trial: Any, error: str | None) -> bool:
+    """`trial` failed for want of room on a disk (full.py): stop the study now, before more
+    trials and retries cut more files short. Whether the study stops for that."""
+    storage = str(STATE.experiment or trial_path(trial))
+    what = full.of_storage(error, storage)
+    if what is None:
+        return False
+    full.forget_error_pickle(trial, trial_path(trial))
+    if STATE.stopping:
+        return STATE.full is not None
+    if not stop_tune(signal.SIGUSR1, None):
+        return False
+    STATE.full = what
+    full.quiet_unhandled()
+    STATE.failed = f"trial {trial.trial_id}: " + full.stop_line(what, storage)
+    say(STATE.stream or sys.stderr, f"[hpoc] stopping the study: {STATE.failed}; "
+                                    "not retrying it nor starting other trials")
+    return True
 
 
 def _stop_failed(verdict: str | None) -> None:

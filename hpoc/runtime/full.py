@@ -1,0 +1,192 @@
+"""A disk that is full, out of inodes, or over its quota (ENOSPC, EDQUOT) while a study runs.
+
+Every trial writes to the same storage: once one cannot, the others cannot either, and
+retrying them only cuts more files short (Ray copies result.json, error files and
+checkpoints into the storage in place, so a full disk leaves them empty or half written).
+The driver stops the study at the first such failure instead, resumable once there is room.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+SPACE, QUOTA = "no space left on a device", "disk quota exceeded"
+_ERRNOS = {errno.ENOSPC: SPACE, errno.EDQUOT: QUOTA}
+LOW_BYTES, FEW_INODES = 32 * 1024**2, 100  # less room than this: that disk may be the full one
+# OSError's own words, and pyarrow's (`[errno 28] No space left on device`), which Ray's
+# storage copies raise from a trial's worker: only the text reaches the driver
+_TEXT = re.compile(r"\[errno (28|122)\]|No space left on device|Disk quota exceeded", re.I)
+
+
+def kind(text: str | None) -> str | None:
+    """What `text` (an error's) says ran out, in words, or None when it is another error."""
+    m = _TEXT.search(text or "")
+    if m is None:
+        return None
+    said = m.group(1) or ("28" if "space" in m.group(0).lower() else "122")
+    return _ERRNOS[int(said)]
+
+
+def of_exception(exc: BaseException | None) -> str | None:
+    """kind() of an exception or of one it was raised from (Tune's, around a worker's)."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _ERRNOS:
+            return _ERRNOS[e.errno]
+        if (said := kind(str(e))) is not None:
+            return said
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
+def _statvfs(path: str | os.PathLike[str]) -> os.statvfs_result | None:
+    """statvfs of `path`, or of its nearest existing parent; None where it cannot be read."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        return os.statvfs(path)
+    except OSError:
+        return None
+
+
+def room(path: str | os.PathLike[str]) -> str | None:
+    """`12.0 MiB and 1,900 inodes free` on the file system of `path`, or None where it cannot
+    be read. A quota is not seen here: `statvfs` gives the file system's room, not the user's
+    (`lfs quota`, `quota` say that)."""
+    st = _statvfs(path)
+    if st is None:
+        return None
+    space = f"{st.f_bavail * st.f_frsize / 1024**2:.1f} MiB"
+    if not st.f_files:  # no inode count (some network file systems): space alone
+        return f"{space} free"
+    return f"{space} and {st.f_favail:,} inodes free"
+
+
+def roomy(path: str | os.PathLike[str]) -> bool:
+    """Whether the file system of `path` has room to spare, bytes and inodes (a quota aside)."""
+    st = _statvfs(path)
+    return (st is not None and st.f_bavail * st.f_frsize >= LOW_BYTES
+            and (not st.f_files or st.f_favail >= FEW_INODES))
+
+
+def of_storage(text: str | None, storage: str) -> str | None:
+    """kind() of a trial's error when it is the storage that ran out: a quota (the storage is
+    where quotas are), an error naming a path under it, or a storage without room to spare.
+    A full /dev/shm or node /tmp is left to the retries and fail fast: it may pass."""
+    what = kind(text)
+    if what is None or what == QUOTA:
+        return what
+    under = os.path.join(os.path.abspath(storage), "")
+    return what if under in (text or "") or not roomy(storage) else None
+
+
+def stop_line(what: str, storage: str) -> str:
+    """Why the study stops: what ran out, where, and the room there."""
+    left = room(storage)
+    return f"{what} writing under {storage}" + (f" ({left})" if left else "")
+
+
+def hint(storage: str, again: str) -> str:
+    """What to do: make room (or raise the quota), then `again` (the resume settings' step)."""
+    return (f"  help: free space and files under {storage} (or ask for a larger quota; fewer "
+            "files per trial: docs/results.md, \"Files per trial\"), then " + again)
+
+
+def forget_error_pickle(trial: object, trial_dir: str | None) -> None:
+    """Ray reads a failed trial's error.pkl back from the storage for the run's results (a
+    resumed run's too), and a full disk leaves that copy empty or cut short: EOFError or
+    UnpicklingError ended the driver. Without it Ray reads error.txt, as hpoc does."""
+    meta = getattr(trial, "run_metadata", None)
+    if getattr(meta, "pickled_error_filename", None):
+        meta.pickled_error_filename = None  # saved with the experiment's state
+    drop_cut_error_pickle(trial_dir)
+
+
+def drop_cut_error_pickle(trial_dir: str | None) -> bool:
+    """Remove a trial's `error.pkl` that a full disk left empty or cut short: Ray unpickles it
+    for the run's results (EOFError, ending the driver) where the text of error.txt would do.
+    Whether one was removed."""
+    if not trial_dir:
+        return False
+    path = os.path.join(trial_dir, "error.pkl")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    try:
+        import cloudpickle
+
+        cloudpickle.loads(data)
+        return False
+    except Exception:  # noqa: BLE001 - EOFError, UnpicklingError, ...: not an error Ray can read
+        pass
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+# The experiment state Tune saves (TuneController.CKPT_FILE_TMPL and its searcher's files),
+# each run under its own time stamp; Tune restores the newest of each.
+_STATES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+
+
+def cut_state(exp: str | os.PathLike[str]) -> str | None:
+    """Why the run in `exp` cannot resume: the newest state file Tune would restore is cut
+    short (a full disk as Tune saved it), or None. Tune meets such a file by starting the
+    study over in the same directory, silently ("0 finished trials kept")."""
+    import glob
+    import json
+    import pickletools
+
+    for pattern in _STATES:
+        files = sorted(glob.glob(os.path.join(glob.escape(str(exp)), pattern)))
+        if not files:
+            continue
+        newest = files[-1]
+        try:
+            with open(newest, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        try:
+            if not data.startswith(b"\x80"):  # search_gen_state-*.json is a pickle too
+                json.loads(data)
+            else:  # read up to its STOP, running none of it (pickletools raises ValueError)
+                for _ in pickletools.genops(data):
+                    pass
+            continue
+        except ValueError:  # JSONDecodeError is one; so is a pickle cut before its STOP
+            pass
+        return (f"{newest} is cut short ({len(data):,} bytes; a disk full or over its quota as "
+                "Ray saved it): the study cannot resume from it")
+    return None
+
+
+def quiet_unhandled() -> None:
+    """Ray's driver logs, with its whole traceback, the failure of a trial whose result Tune
+    no longer waited for (`Unhandled error …`): after a stop for room, the other trials'
+    failures of the same full disk, which the stop's line says. Those alone are left out."""
+    try:
+        from ray._private import worker
+    except ImportError:  # another Ray: its lines show as they are
+        return
+    show = getattr(worker, "_unhandled_error_handler", None)
+    if show is None or getattr(show, "hpoc_quiet", False):
+        return
+
+    def handler(e: Exception) -> None:
+        if kind(str(e)) is None:
+            show(e)
+
+    handler.hpoc_quiet = True  # type: ignore[attr-defined]
+    worker._unhandled_error_handler = handler

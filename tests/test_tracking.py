@@ -220,6 +220,26 @@ def test_a_resumed_study_runs_its_parent_run_again(tmp_path):
     assert client_for(plan).get_run(parent).info.status == "FINISHED"
 
 
+def test_a_sharded_studys_parent_run_ends_with_its_last_shard(tmp_path):
+    """The shards of a job array end at different times: the first to end marked the parent
+    run FINISHED while the others still ran. It ends with the last, FAILED if one failed;
+    a shard requeued after a stop runs it again."""
+    plan = make_plan(tmp_path / "storage", "demo", shards=3, loggers=[mlflow_logger()], workdir=tmp_path)
+    parents = {start_study_tracking(plan, shard) for shard in range(3)}
+    (parent,) = parents
+    status = lambda: client_for(plan).get_run(parent).info.status  # noqa: E731
+    end_study_tracking(plan, parent, "FINISHED", 0)
+    assert status() == "RUNNING"
+    end_study_tracking(plan, parent, "KILLED", 2)   # walltime: requeued
+    assert status() == "RUNNING"
+    end_study_tracking(plan, parent, "FINISHED", 1)
+    assert status() == "KILLED"
+    start_study_tracking(plan, 2)
+    assert status() == "RUNNING"
+    end_study_tracking(plan, parent, "FAILED", 2)
+    assert status() == "FAILED"
+
+
 def test_an_exploited_trial_with_a_new_config_keeps_logging_to_its_run(tmp_path, caplog):
     """PBT restarts an exploiting trial from the donor's checkpoint with mutated values: MLflow
     refuses a param's new value, and the refusal switched the trial's logger off, so the rest

@@ -315,7 +315,11 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
     return None
 
 
-def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
+def _shard_tag(shard: int) -> str:
+    return f"hpoc.shard.{shard}.status"
+
+
+def start_study_tracking(plan: Mapping[str, Any], shard: int = 0) -> str | None:
     """In the driver: create (or find) the MLflow parent run; its id goes to every trial."""
     for logger in _loggers(plan, "mlflow"):
         try:
@@ -324,19 +328,47 @@ def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
             name = logger.get("experiment_name") or plan["study"]["name"]
             run_id = _parent_run(client, _experiment_id(client, name, uri), plan, uri)
             client.update_run(run_id, status="RUNNING")  # a resumed study's run ended KILLED
+            if _shard_count(plan) > 1:
+                client.set_tag(run_id, _shard_tag(shard), "RUNNING")
             return run_id
         except Exception as exc:  # noqa: BLE001 — tracking must not stop the study
             _warn_once("mlflow", "creating the study run", exc)
     return None
 
 
+def _shard_count(plan: Mapping[str, Any]) -> int:
+    return int((plan.get("shards") or {}).get("count") or 1)
+
+
+def _study_status(client: Any, run_id: str, count: int) -> str | None:
+    """The parent run's status once every shard has ended (each says how in its tag), or
+    None while one runs or has not started: the shards of a job array end at different
+    times, and the first to end marked the whole study FINISHED."""
+    tags = client.get_run(run_id).data.tags
+    ended = [tags.get(_shard_tag(k)) for k in range(count)]
+    if any(status in (None, "RUNNING") for status in ended):
+        return None
+    return next((s for s in ("FAILED", "KILLED") if s in ended), "FINISHED")
+
+
 def end_study_tracking(plan: Mapping[str, Any], parent_run_id: str | None,
-                       status: str = "FINISHED") -> None:
+                       status: str = "FINISHED", shard: int = 0) -> None:
+    """In the driver, as its shard ends; the parent run ends with the last shard (FAILED if
+    one failed, else KILLED if one was stopped)."""
     if not parent_run_id:
         return
     for logger in _loggers(plan, "mlflow"):
         try:
-            _mlflow_client(mlflow_uri(plan, logger)).set_terminated(parent_run_id, status)
+            uri = mlflow_uri(plan, logger)
+            client = _mlflow_client(uri)
+            count = _shard_count(plan)
+            if count > 1:
+                with _file_lock(uri, "setup"):  # two shards ending at once: one sees both
+                    client.set_tag(parent_run_id, _shard_tag(shard), status)
+                    status = _study_status(client, parent_run_id, count)
+                if status is None:
+                    return
+            client.set_terminated(parent_run_id, status)
         except Exception as exc:  # noqa: BLE001
             _warn_once("mlflow", "closing the study run", exc)
         return

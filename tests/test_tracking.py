@@ -633,3 +633,78 @@ def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch,
     tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
     assert tracker.kinds == [] and time.monotonic() - started < 15
     assert "does not answer" in caplog.text
+
+
+# ------------------------------------------------------------------ per-batch values
+
+class _Linear:
+    """A default-loop trainer on 40 samples, batch 4: 10 steps an epoch; keeps its losses."""
+
+    @staticmethod
+    def make(steps: list):
+        import torch
+
+        import hpoc
+
+        class Linear(hpoc.Trainer):
+            def create_model(self, config):
+                torch.manual_seed(0)
+                return torch.nn.Linear(3, 2)
+
+            def train_step(self, batch):
+                loss = super().train_step(batch)
+                steps.append(float(loss.detach()))  # the test's own read, after the step's
+                return loss
+
+        return Linear()
+
+    @staticmethod
+    def data():
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+        return (x, y), (x[:8], y[:8])
+
+
+def test_batch_losses_reach_the_logger_without_a_host_read_per_step(tmp_path, monkeypatch):
+    """`log_freq = batch` read each step's loss on the host (`loss.item()`: a device sync per
+    step on a GPU). The losses are held on the device and read together, at the epoch's end
+    here: same values, same steps."""
+    losses: list = []
+    arrivals: list = []  # how many steps had run when each value reached the logger
+    real = tracking._MlflowSink.log_batch_metric
+    monkeypatch.setattr(tracking._MlflowSink, "log_batch_metric",
+                        lambda self, *a: (arrivals.append(len(losses)), real(self, *a)))
+    plan = plan_with(tmp_path, mlflow_logger(log_freq="batch"))
+    plan["objective"] = {"metrics": []}
+    _Linear.make(losses).run_local({"epochs": 2, "batch_size": 4}, _Linear.data(),
+                                   directory=tmp_path / "trial", plan=plan)
+    (run,) = [r for r in runs(plan) if "mlflow.parentRunId" in r.data.tags]
+    history = client_for(plan).get_metric_history(run.info.run_id, "train_loss_batch")
+    assert sorted((m.step, m.value) for m in history) == list(enumerate(losses))
+    assert len(losses) == 20 and sorted(set(arrivals)) == [10, 20]  # two reads, not 20
+
+
+def test_held_batch_values_are_read_in_chunks_in_order(tmp_path):
+    import torch
+
+    plan = plan_with(tmp_path, tb_logger(log_freq="batch"))
+    tracker = open_loggers(plan, "t", {}, rank=0)
+    (sink,) = tracker._sinks
+    got: list = []
+    sink.log_batch_metric = lambda name, value, step: got.append((name, step, value))
+    n = tracking.Tracker.BATCH_READ
+    x = torch.ones((), dtype=torch.bfloat16)
+    for i in range(n - 1):
+        tracker.log_batch_metric("loss", x * i if i % 2 else torch.tensor([i / 3]), i)
+    tracker.log_batch_metric("other", 0.25)  # a number waits its turn behind the held tensors
+    assert got == []
+    tracker.log_batch_metric("loss", torch.tensor(7.5), n - 1)
+    assert got[n - 1:] == [("other", 0, 0.25), ("loss", n - 1, 7.5)]
+    assert [v for _, _, v in got[:n - 1]] == [(x * i).item() if i % 2 else torch.tensor([i / 3]).item()
+                                              for i in range(n - 1)]
+    tracker.log_batch_metric("loss", torch.tensor(1.0), n)
+    tracker.log_metrics({"val_loss": 0.5}, step=0)  # the epoch's end reads what is held
+    assert got[-1] == ("loss", n, 1.0)
+    tracker.close()

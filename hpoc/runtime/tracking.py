@@ -551,10 +551,15 @@ def run_status(exc: BaseException | None) -> str:
 class Tracker:
     """What a trial logs to; forwards to every backend that still works."""
 
+    # Per-batch tensors (a step's loss) are held where they are and read to the host this
+    # many at a time, and at the epoch's end: one device sync per chunk, not one per step.
+    BATCH_READ = 64
+
     def __init__(self, sinks: list[Any] | None = None) -> None:
         self._sinks = list(sinks or [])
         self._closed = False
         self._counts: dict[str, int] = {}  # steps for metrics logged without one
+        self._held: list[tuple[str, Any, int]] = []  # per-batch (name, tensor or number, step)
 
     @property
     def kinds(self) -> list[str]:
@@ -583,6 +588,7 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not self._sinks:
             return
+        self.read_held()
         flat: dict[str, Any] = {}
         for name, value in metrics.items():
             if isinstance(value, Mapping):  # a group (hpoc's `perf`): `perf/train_s`, a
@@ -622,21 +628,58 @@ class Tracker:
                         " (MLflow also artifact, torch, dict, text, figure and image)")
 
     def log_batch_metric(self, name: str, value: Any, step: int | None = None) -> None:
-        """Per-batch values: only for loggers with log_freq "batch" (others would drown)."""
+        """Per-batch values: only for loggers with log_freq "batch" (others would drown). A
+        one-value tensor is copied where it is (the caller may change it in place) and read
+        with the others held (`BATCH_READ`)."""
         if not any(s.batch for s in self._sinks):
+            return
+        if hasattr(value, "detach") and hasattr(value, "numel"):
+            if value.numel() != 1:
+                return  # not one number
+            self._held.append((name, value.detach().reshape(()).clone(), self._step(name, step)))
+            if len(self._held) >= self.BATCH_READ:
+                self.read_held()
             return
         try:
             number = _float(value)
         except (TypeError, ValueError):
             return
-        at = self._step(name, step)
-        self._each("logging batch metrics", lambda s: s.log_batch_metric(name, number, at),
-                   only_batch=True)
+        self._held.append((name, number, self._step(name, step)))  # after the tensors before it
+        if not any(hasattr(v, "detach") for _, v, _ in self._held):
+            self.read_held()
+
+    def read_held(self) -> None:
+        """Send the held per-batch values to the loggers: one host read per device."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        try:
+            import torch
+
+            by_device: dict[Any, list[int]] = {}
+            for i, (_, value, _) in enumerate(held):
+                if isinstance(value, torch.Tensor):
+                    by_device.setdefault(value.device, []).append(i)
+            values = [v for _, v, _ in held]
+            for slots in by_device.values():
+                for i, number in zip(slots, torch.stack([values[i] for i in slots]).tolist()):
+                    values[i] = float(number)
+        except Exception as exc:  # noqa: BLE001 — a device gone bad: its values are lost
+            if "held" not in _warned:
+                _warned.add("held")
+                log.warning("%d per-batch value(s) could not be read (%s: %s); not logged",
+                            len(held), type(exc).__name__, exc)
+            return
+        for (name, _, at), number in zip(held, values):
+            self._each("logging batch metrics",
+                       lambda s, name=name, number=number, at=at: s.log_batch_metric(name, number, at),
+                       only_batch=True)
 
     def close(self, status: str = "FINISHED") -> None:
         if self._closed:
             return
         self._closed = True
+        self.read_held()
         self._each("closing", lambda s: s.close(status))
         self._sinks = []
 

@@ -586,7 +586,8 @@ class Trainer:
             loss_sum += loss.detach().double() * n  # stays on the device: no sync per step
             count += n
             if self._batch_logging:
-                self.tracker.log_batch_metric("train_loss_batch", loss.item(), epoch * (last + 1) + i)
+                # the tensor: the tracker reads it with others, not with a sync per step
+                self.tracker.log_batch_metric("train_loss_batch", loss, epoch * (last + 1) + i)
         totals = self.strategy.all_reduce(torch.stack([loss_sum, torch.tensor(float(count), device=dev, dtype=torch.float64)]))
         loss_total, n_total = totals.tolist()
         self.epoch_images = int(n_total)
@@ -797,7 +798,7 @@ class Trainer:
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
                 self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id)
-            # per-batch values cost a host sync per step: only when a logger asks for them
+            # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
 
     def log(self, value: Any, name: str, kind: str = "metric", step: int | None = None,

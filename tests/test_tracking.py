@@ -708,3 +708,59 @@ def test_held_batch_values_are_read_in_chunks_in_order(tmp_path):
     tracker.log_metrics({"val_loss": 0.5}, step=0)  # the epoch's end reads what is held
     assert got[-1] == ("loss", n, 1.0)
     tracker.close()
+
+
+# ------------------------------------------------------------------ a resumed trial
+
+def _stopping(losses: list, stop_at: list):
+    """`_Linear` that logs a step-less metric each epoch and, while `stop_at` holds a global
+    step, fails there (a node lost part way through an epoch)."""
+    base = type(_Linear.make(losses))
+
+    class Stopping(base):
+        def train_epoch(self, epoch):
+            self.log(10.0 + epoch, "lr")  # no step=: counts up
+            return super().train_epoch(epoch)
+
+        def train_step(self, batch):
+            if stop_at and len(losses) == stop_at[0]:
+                stop_at.pop()
+                raise RuntimeError("node lost")
+            return super().train_step(batch)
+
+    return Stopping()
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_resumed_trial_logs_each_step_once_and_goes_on_where_its_checkpoint_was(tmp_path, kind):
+    """A trial checkpointed every 2 epochs, lost in its 4th: the resume redid epochs 2-3 and
+    logged their epochs and batches up to the loss a second time (MLflow drew two points a step), and
+    `self.log` without step= started again at 0. Each step is logged once, and step-less
+    metrics go on from the checkpoint's count: as the run that was never interrupted."""
+    logger = (mlflow_logger if kind == "mlflow" else tb_logger)(log_freq="batch")
+    plan = plan_with(tmp_path, logger)
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 2
+    plan["training"]["seed"] = 0
+    losses: list = []
+    stop_at = [35]  # epoch 3, batch 5
+    config = {"epochs": 6, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):
+        _stopping(losses, stop_at).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    _stopping(losses, stop_at).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    assert len(losses) == 35 + 40  # the resume redid epochs 2 and 3
+    if kind == "mlflow":
+        (run,) = [r for r in runs(plan) if "mlflow.parentRunId" in r.data.tags]
+
+        def series(name):
+            return [(m.step, m.value) for m in client_for(plan).get_metric_history(run.info.run_id, name)]
+    else:
+        acc = events(tmp_path / "storage" / "demo" / "tensorboard" / "local")
+
+        def series(name):
+            return [(e.step, e.value) for e in acc.Scalars(name)]
+    batches = sorted(series("train_loss_batch"))
+    assert [step for step, _ in batches] == list(range(60))
+    assert [v for _, v in batches] == pytest.approx(losses[:35] + losses[-25:])
+    assert sorted(step for step, _ in series("train_loss")) == list(range(6))
+    assert sorted(series("lr")) == [(e, 10.0 + e) for e in range(6)]

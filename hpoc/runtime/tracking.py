@@ -374,6 +374,14 @@ def end_study_tracking(plan: Mapping[str, Any], parent_run_id: str | None,
         return
 
 
+def _logged_before(logged: Mapping[str, int], name: str, step: int) -> bool:
+    """A resumed trial redoes the steps after its checkpoint, which the attempt it resumes
+    had logged (up to where it stopped): a point whose step the run already has is left out
+    (one point per step; MLflow cannot delete the first, and a seeded trial redoes the
+    same values bit for bit)."""
+    return int(step) <= logged.get(name, -1)
+
+
 class _MlflowSink:
     kind = "mlflow"
     BATCH_FLUSH = 200
@@ -390,6 +398,7 @@ class _MlflowSink:
         self.client = client = _mlflow_client(uri)
         exp_id = _experiment_id(client, logger.get("experiment_name") or plan["study"]["name"], uri)
         parent = parent_run_id or _parent_run(client, exp_id, plan, uri)
+        self.logged: dict[str, int] = {}  # a continued run's last step per metric
         self.run_id = self._child(exp_id, parent, plan, trial_name, trial_index)
         self.pending: list = []
 
@@ -402,6 +411,7 @@ class _MlflowSink:
                               f"tags.`{PARENT_TAG}` = '{parent}'")
             if runs:
                 run_id = runs[0].info.run_id
+                self.logged = {m.key: int(m.step) for m in runs[0].data._metric_objs}
                 self.client.update_run(run_id, status="RUNNING")
                 return run_id
         tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),
@@ -429,12 +439,15 @@ class _MlflowSink:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [Metric(k, v, now, int(step)) for k, v in metrics.items()]
+        self.pending += [Metric(k, v, now, int(step)) for k, v in metrics.items()
+                         if not _logged_before(self.logged, k, step)]
         self.flush()
 
     def log_batch_metric(self, name: str, value: float, step: int) -> None:
         from mlflow.entities import Metric
 
+        if _logged_before(self.logged, name, step):
+            return
         self.pending.append(Metric(name, value, int(time.time() * 1000), int(step)))
         if len(self.pending) >= self.BATCH_FLUSH:
             self.flush()
@@ -485,6 +498,34 @@ def _summary_writer():
     return SummaryWriter, hparams
 
 
+def _event_steps(logdir: Path) -> dict[str, int]:
+    """The last step of each scalar in the event files already in `logdir` (a trial that
+    resumes writes a new file beside them); records cut short by a kill end the read."""
+    import struct
+
+    files = sorted(logdir.glob("events.out.tfevents.*"))
+    if not files:
+        return {}
+    try:
+        from tensorboard.compat.proto.event_pb2 import Event
+    except ImportError:
+        from tensorboardX.proto.event_pb2 import Event
+    steps: dict[str, int] = {}
+    for path in files:
+        data = path.read_bytes()
+        at = 0
+        while at + 12 <= len(data):  # TFRecord: length, its crc, the record, its crc
+            (size,) = struct.unpack_from("<Q", data, at)
+            record = data[at + 12:at + 12 + size]
+            at += 12 + size + 4
+            if len(record) < size or at > len(data):
+                break
+            event = Event.FromString(record)
+            for value in event.summary.value:
+                steps[value.tag] = max(steps.get(value.tag, -1), int(event.step))
+    return steps
+
+
 class _TensorBoardSink:
     kind = "tensorboard"
 
@@ -494,6 +535,7 @@ class _TensorBoardSink:
         writer_cls, self._hparams = _summary_writer()
         self.logdir = tensorboard_dir(plan, logger, trial_name)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self.logged = _event_steps(self.logdir)  # a resumed trial's earlier attempts
         self.writer = writer_cls(log_dir=str(self.logdir))
         self.params: dict[str, Any] = {}
         self.last: dict[str, float] = {}
@@ -506,12 +548,14 @@ class _TensorBoardSink:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for name, value in metrics.items():
-            self.writer.add_scalar(name, value, int(step))
             self.last[name] = value
+            if not _logged_before(self.logged, name, step):
+                self.writer.add_scalar(name, value, int(step))
         self.writer.flush()
 
     def log_batch_metric(self, name: str, value: float, step: int) -> None:
-        self.writer.add_scalar(name, value, int(step))
+        if not _logged_before(self.logged, name, step):
+            self.writer.add_scalar(name, value, int(step))
 
     def close(self, status: str) -> None:
         try:
@@ -607,6 +651,14 @@ class Tracker:
 
     def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
         self.log_metrics({name: value}, step)
+
+    def steps(self) -> dict[str, int]:
+        """How often each metric was logged: the trial's checkpoint keeps it, so that a
+        resumed trial's step-less metrics go on from there (`continue_steps`)."""
+        return dict(self._counts)
+
+    def continue_steps(self, counts: Mapping[str, int]) -> None:
+        self._counts.update((str(k), int(v)) for k, v in counts.items())
 
     def log_item(self, kind: str, item: Any, name: str) -> None:
         """`self.log(item, name, kind=...)` of a kind other than metrics and params: to the

@@ -705,15 +705,15 @@ class Tracker:
         held, self._held = self._held, []
         if not held:
             return
+        values = [v for _, v, _ in held]
+        by_device: dict[Any, list[int]] = {}
+        for i, value in enumerate(values):
+            if hasattr(value, "detach"):  # a tensor: torch is imported already
+                by_device.setdefault(value.device, []).append(i)
         try:
-            import torch
-
-            by_device: dict[Any, list[int]] = {}
-            for i, (_, value, _) in enumerate(held):
-                if isinstance(value, torch.Tensor):
-                    by_device.setdefault(value.device, []).append(i)
-            values = [v for _, v, _ in held]
             for slots in by_device.values():
+                import torch
+
                 for i, number in zip(slots, torch.stack([values[i] for i in slots]).tolist()):
                     values[i] = float(number)
         except Exception as exc:  # noqa: BLE001 — a device gone bad: its values are lost

@@ -411,7 +411,7 @@ class _MlflowSink:
                               f"tags.`{PARENT_TAG}` = '{parent}'")
             if runs:
                 run_id = runs[0].info.run_id
-                self.logged = {m.key: int(m.step) for m in runs[0].data._metric_objs}
+                self.logged = {m.key: int(m.step) for m in getattr(runs[0].data, "_metric_objs", ())}
                 self.client.update_run(run_id, status="RUNNING")
                 return run_id
         tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),
@@ -520,7 +520,10 @@ def _event_steps(logdir: Path) -> dict[str, int]:
             at += 12 + size + 4
             if len(record) < size or at > len(data):
                 break
-            event = Event.FromString(record)
+            try:
+                event = Event.FromString(record)
+            except Exception:  # noqa: BLE001 — a damaged file: what came before it counts
+                break
             for value in event.summary.value:
                 steps[value.tag] = max(steps.get(value.tag, -1), int(event.step))
     return steps

@@ -220,6 +220,26 @@ def test_a_resumed_study_runs_its_parent_run_again(tmp_path):
     assert client_for(plan).get_run(parent).info.status == "FINISHED"
 
 
+def test_a_sharded_studys_parent_run_ends_with_its_last_shard(tmp_path):
+    """The shards of a job array end at different times: the first to end marked the parent
+    run FINISHED while the others still ran. It ends with the last, FAILED if one failed;
+    a shard requeued after a stop runs it again."""
+    plan = make_plan(tmp_path / "storage", "demo", shards=3, loggers=[mlflow_logger()], workdir=tmp_path)
+    parents = {start_study_tracking(plan, shard) for shard in range(3)}
+    (parent,) = parents
+    status = lambda: client_for(plan).get_run(parent).info.status  # noqa: E731
+    end_study_tracking(plan, parent, "FINISHED", 0)
+    assert status() == "RUNNING"
+    end_study_tracking(plan, parent, "KILLED", 2)   # walltime: requeued
+    assert status() == "RUNNING"
+    end_study_tracking(plan, parent, "FINISHED", 1)
+    assert status() == "KILLED"
+    start_study_tracking(plan, 2)
+    assert status() == "RUNNING"
+    end_study_tracking(plan, parent, "FAILED", 2)
+    assert status() == "FAILED"
+
+
 def test_an_exploited_trial_with_a_new_config_keeps_logging_to_its_run(tmp_path, caplog):
     """PBT restarts an exploiting trial from the donor's checkpoint with mutated values: MLflow
     refuses a param's new value, and the refusal switched the trial's logger off, so the rest
@@ -613,3 +633,134 @@ def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch,
     tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
     assert tracker.kinds == [] and time.monotonic() - started < 15
     assert "does not answer" in caplog.text
+
+
+# ------------------------------------------------------------------ per-batch values
+
+class _Linear:
+    """A default-loop trainer on 40 samples, batch 4: 10 steps an epoch; keeps its losses."""
+
+    @staticmethod
+    def make(steps: list):
+        import torch
+
+        import hpoc
+
+        class Linear(hpoc.Trainer):
+            def create_model(self, config):
+                torch.manual_seed(0)
+                return torch.nn.Linear(3, 2)
+
+            def train_step(self, batch):
+                loss = super().train_step(batch)
+                steps.append(float(loss.detach()))  # the test's own read, after the step's
+                return loss
+
+        return Linear()
+
+    @staticmethod
+    def data():
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+        return (x, y), (x[:8], y[:8])
+
+
+def test_batch_losses_reach_the_logger_without_a_host_read_per_step(tmp_path, monkeypatch):
+    """`log_freq = batch` read each step's loss on the host (`loss.item()`: a device sync per
+    step on a GPU). The losses are held on the device and read together, at the epoch's end
+    here: same values, same steps."""
+    losses: list = []
+    arrivals: list = []  # how many steps had run when each value reached the logger
+    real = tracking._MlflowSink.log_batch_metric
+    monkeypatch.setattr(tracking._MlflowSink, "log_batch_metric",
+                        lambda self, *a: (arrivals.append(len(losses)), real(self, *a)))
+    plan = plan_with(tmp_path, mlflow_logger(log_freq="batch"))
+    plan["objective"] = {"metrics": []}
+    _Linear.make(losses).run_local({"epochs": 2, "batch_size": 4}, _Linear.data(),
+                                   directory=tmp_path / "trial", plan=plan)
+    (run,) = [r for r in runs(plan) if "mlflow.parentRunId" in r.data.tags]
+    history = client_for(plan).get_metric_history(run.info.run_id, "train_loss_batch")
+    assert sorted((m.step, m.value) for m in history) == list(enumerate(losses))
+    assert len(losses) == 20 and sorted(set(arrivals)) == [10, 20]  # two reads, not 20
+
+
+def test_held_batch_values_are_read_in_chunks_in_order(tmp_path):
+    import torch
+
+    plan = plan_with(tmp_path, tb_logger(log_freq="batch"))
+    tracker = open_loggers(plan, "t", {}, rank=0)
+    (sink,) = tracker._sinks
+    got: list = []
+    sink.log_batch_metric = lambda name, value, step: got.append((name, step, value))
+    n = tracking.Tracker.BATCH_READ
+    x = torch.ones((), dtype=torch.bfloat16)
+    for i in range(n - 1):
+        tracker.log_batch_metric("loss", x * i if i % 2 else torch.tensor([i / 3]), i)
+    tracker.log_batch_metric("other", 0.25)  # a number waits its turn behind the held tensors
+    assert got == []
+    tracker.log_batch_metric("loss", torch.tensor(7.5), n - 1)
+    assert got[n - 1:] == [("other", 0, 0.25), ("loss", n - 1, 7.5)]
+    assert [v for _, _, v in got[:n - 1]] == [(x * i).item() if i % 2 else torch.tensor([i / 3]).item()
+                                              for i in range(n - 1)]
+    tracker.log_batch_metric("loss", torch.tensor(1.0), n)
+    tracker.log_metrics({"val_loss": 0.5}, step=0)  # the epoch's end reads what is held
+    assert got[-1] == ("loss", n, 1.0)
+    tracker.close()
+
+
+# ------------------------------------------------------------------ a resumed trial
+
+def _stopping(losses: list, stop_at: list):
+    """`_Linear` that logs a step-less metric each epoch and, while `stop_at` holds a global
+    step, fails there (a node lost part way through an epoch)."""
+    base = type(_Linear.make(losses))
+
+    class Stopping(base):
+        def train_epoch(self, epoch):
+            self.log(10.0 + epoch, "lr")  # no step=: counts up
+            return super().train_epoch(epoch)
+
+        def train_step(self, batch):
+            if stop_at and len(losses) == stop_at[0]:
+                stop_at.pop()
+                raise RuntimeError("node lost")
+            return super().train_step(batch)
+
+    return Stopping()
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_resumed_trial_logs_each_step_once_and_goes_on_where_its_checkpoint_was(tmp_path, kind):
+    """A trial checkpointed every 2 epochs, lost in its 4th: the resume redid epochs 2-3 and
+    logged their epochs and batches up to the loss a second time (MLflow drew two points a step), and
+    `self.log` without step= started again at 0. Each step is logged once, and step-less
+    metrics go on from the checkpoint's count: as the run that was never interrupted."""
+    logger = (mlflow_logger if kind == "mlflow" else tb_logger)(log_freq="batch")
+    plan = plan_with(tmp_path, logger)
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 2
+    plan["training"]["seed"] = 0
+    losses: list = []
+    stop_at = [35]  # epoch 3, batch 5
+    config = {"epochs": 6, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):
+        _stopping(losses, stop_at).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    _stopping(losses, stop_at).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    assert len(losses) == 35 + 40  # the resume redid epochs 2 and 3
+    if kind == "mlflow":
+        (run,) = [r for r in runs(plan) if "mlflow.parentRunId" in r.data.tags]
+
+        def series(name):
+            return [(m.step, m.value) for m in client_for(plan).get_metric_history(run.info.run_id, name)]
+    else:
+        acc = events(tmp_path / "storage" / "demo" / "tensorboard" / "local")
+
+        def series(name):
+            return [(e.step, e.value) for e in acc.Scalars(name)]
+    batches = sorted(series("train_loss_batch"))
+    assert [step for step, _ in batches] == list(range(60))
+    assert [v for _, v in batches] == pytest.approx(losses[:35] + losses[-25:])
+    assert sorted(step for step, _ in series("train_loss")) == list(range(6))
+    assert sorted(series("lr")) == [(e, 10.0 + e) for e in range(6)]

@@ -344,7 +344,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
         raise StudyError(pipeline.unshareable(plan, data, exc)) from None
     del data
     tracking = _tracking()
-    parent_run = tracking.start_study_tracking(plan) if tracking and plan.get("loggers") else None
+    parent_run = tracking.start_study_tracking(plan, opts.shard) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, STATE.run)
     lean.skip_callback_tag()  # Tune's usage tag imports MLflow, for statistics that are off
     try:
@@ -382,7 +382,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
     if parent_run:
         status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"
-        tracking.end_study_tracking(plan, parent_run, status)
+        tracking.end_study_tracking(plan, parent_run, status, opts.shard)
     path = _write_summary(result, exp, stream)
     if result.get("search_ended"):
         say(stream, f"[hpoc] {summary_mod.search_ended(result)}")

@@ -15,6 +15,7 @@ MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one n
 run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
 store at `<storage.path>/<storage.name>/mlruns`. TensorBoard: one event-file directory per
 trial under `<storage.path>/<storage.name>/tensorboard/` (or the logger's tracking_uri).
+A trial that resumes continues its run (or folder) and leaves out the steps it already has.
 """
 
 from __future__ import annotations
@@ -315,7 +316,11 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
     return None
 
 
-def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
+def _shard_tag(shard: int) -> str:
+    return f"hpoc.shard.{shard}.status"
+
+
+def start_study_tracking(plan: Mapping[str, Any], shard: int = 0) -> str | None:
     """In the driver: create (or find) the MLflow parent run; its id goes to every trial."""
     for logger in _loggers(plan, "mlflow"):
         try:
@@ -324,22 +329,58 @@ def start_study_tracking(plan: Mapping[str, Any]) -> str | None:
             name = logger.get("experiment_name") or plan["study"]["name"]
             run_id = _parent_run(client, _experiment_id(client, name, uri), plan, uri)
             client.update_run(run_id, status="RUNNING")  # a resumed study's run ended KILLED
+            if _shard_count(plan) > 1:
+                client.set_tag(run_id, _shard_tag(shard), "RUNNING")
             return run_id
         except Exception as exc:  # noqa: BLE001 — tracking must not stop the study
             _warn_once("mlflow", "creating the study run", exc)
     return None
 
 
+def _shard_count(plan: Mapping[str, Any]) -> int:
+    return int((plan.get("shards") or {}).get("count") or 1)
+
+
+def _study_status(client: Any, run_id: str, count: int) -> str | None:
+    """The parent run's status once every shard has ended (each says how in its tag), or
+    None while one runs or has not started: the shards of a job array end at different
+    times, and the first to end marked the whole study FINISHED."""
+    tags = client.get_run(run_id).data.tags
+    ended = [tags.get(_shard_tag(k)) for k in range(count)]
+    if any(status in (None, "RUNNING") for status in ended):
+        return None
+    return next((s for s in ("FAILED", "KILLED") if s in ended), "FINISHED")
+
+
 def end_study_tracking(plan: Mapping[str, Any], parent_run_id: str | None,
-                       status: str = "FINISHED") -> None:
+                       status: str = "FINISHED", shard: int = 0) -> None:
+    """In the driver, as its shard ends; the parent run ends with the last shard (FAILED if
+    one failed, else KILLED if one was stopped)."""
     if not parent_run_id:
         return
     for logger in _loggers(plan, "mlflow"):
         try:
-            _mlflow_client(mlflow_uri(plan, logger)).set_terminated(parent_run_id, status)
+            uri = mlflow_uri(plan, logger)
+            client = _mlflow_client(uri)
+            count = _shard_count(plan)
+            if count > 1:
+                with _file_lock(uri, "setup"):  # two shards ending at once: one sees both
+                    client.set_tag(parent_run_id, _shard_tag(shard), status)
+                    status = _study_status(client, parent_run_id, count)
+                if status is None:
+                    return
+            client.set_terminated(parent_run_id, status)
         except Exception as exc:  # noqa: BLE001
             _warn_once("mlflow", "closing the study run", exc)
         return
+
+
+def _logged_before(logged: Mapping[str, int], name: str, step: int) -> bool:
+    """A resumed trial redoes the steps after its checkpoint, which the attempt it resumes
+    had logged (up to where it stopped): a point whose step the run already has is left out
+    (one point per step; MLflow cannot delete the first, and a seeded trial redoes the
+    same values bit for bit)."""
+    return int(step) <= logged.get(name, -1)
 
 
 class _MlflowSink:
@@ -358,6 +399,7 @@ class _MlflowSink:
         self.client = client = _mlflow_client(uri)
         exp_id = _experiment_id(client, logger.get("experiment_name") or plan["study"]["name"], uri)
         parent = parent_run_id or _parent_run(client, exp_id, plan, uri)
+        self.logged: dict[str, int] = {}  # a continued run's last step per metric
         self.run_id = self._child(exp_id, parent, plan, trial_name, trial_index)
         self.pending: list = []
 
@@ -370,6 +412,7 @@ class _MlflowSink:
                               f"tags.`{PARENT_TAG}` = '{parent}'")
             if runs:
                 run_id = runs[0].info.run_id
+                self.logged = {m.key: int(m.step) for m in getattr(runs[0].data, "_metric_objs", ())}
                 self.client.update_run(run_id, status="RUNNING")
                 return run_id
         tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),
@@ -397,12 +440,15 @@ class _MlflowSink:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending += [Metric(k, v, now, int(step)) for k, v in metrics.items()]
+        self.pending += [Metric(k, v, now, int(step)) for k, v in metrics.items()
+                         if not _logged_before(self.logged, k, step)]
         self.flush()
 
     def log_batch_metric(self, name: str, value: float, step: int) -> None:
         from mlflow.entities import Metric
 
+        if _logged_before(self.logged, name, step):
+            return
         self.pending.append(Metric(name, value, int(time.time() * 1000), int(step)))
         if len(self.pending) >= self.BATCH_FLUSH:
             self.flush()
@@ -453,6 +499,37 @@ def _summary_writer():
     return SummaryWriter, hparams
 
 
+def _event_steps(logdir: Path) -> dict[str, int]:
+    """The last step of each scalar in the event files already in `logdir` (a trial that
+    resumes writes a new file beside them); records cut short by a kill end the read."""
+    import struct
+
+    files = sorted(logdir.glob("events.out.tfevents.*"))
+    if not files:
+        return {}
+    try:
+        from tensorboard.compat.proto.event_pb2 import Event
+    except ImportError:
+        from tensorboardX.proto.event_pb2 import Event
+    steps: dict[str, int] = {}
+    for path in files:
+        data = path.read_bytes()
+        at = 0
+        while at + 12 <= len(data):  # TFRecord: length, its crc, the record, its crc
+            (size,) = struct.unpack_from("<Q", data, at)
+            record = data[at + 12:at + 12 + size]
+            at += 12 + size + 4
+            if len(record) < size or at > len(data):
+                break
+            try:
+                event = Event.FromString(record)
+            except Exception:  # noqa: BLE001 — a damaged file: what came before it counts
+                break
+            for value in event.summary.value:
+                steps[value.tag] = max(steps.get(value.tag, -1), int(event.step))
+    return steps
+
+
 class _TensorBoardSink:
     kind = "tensorboard"
 
@@ -462,6 +539,7 @@ class _TensorBoardSink:
         writer_cls, self._hparams = _summary_writer()
         self.logdir = tensorboard_dir(plan, logger, trial_name)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self.logged = _event_steps(self.logdir)  # a resumed trial's earlier attempts
         self.writer = writer_cls(log_dir=str(self.logdir))
         self.params: dict[str, Any] = {}
         self.last: dict[str, float] = {}
@@ -474,12 +552,14 @@ class _TensorBoardSink:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for name, value in metrics.items():
-            self.writer.add_scalar(name, value, int(step))
             self.last[name] = value
+            if not _logged_before(self.logged, name, step):
+                self.writer.add_scalar(name, value, int(step))
         self.writer.flush()
 
     def log_batch_metric(self, name: str, value: float, step: int) -> None:
-        self.writer.add_scalar(name, value, int(step))
+        if not _logged_before(self.logged, name, step):
+            self.writer.add_scalar(name, value, int(step))
 
     def close(self, status: str) -> None:
         try:
@@ -519,10 +599,15 @@ def run_status(exc: BaseException | None) -> str:
 class Tracker:
     """What a trial logs to; forwards to every backend that still works."""
 
+    # Per-batch tensors (a step's loss) are held where they are and read to the host this
+    # many at a time, and at the epoch's end: one device sync per chunk, not one per step.
+    BATCH_READ = 64
+
     def __init__(self, sinks: list[Any] | None = None) -> None:
         self._sinks = list(sinks or [])
         self._closed = False
         self._counts: dict[str, int] = {}  # steps for metrics logged without one
+        self._held: list[tuple[str, Any, int]] = []  # per-batch (name, tensor or number, step)
 
     @property
     def kinds(self) -> list[str]:
@@ -551,6 +636,7 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not self._sinks:
             return
+        self.read_held()
         flat: dict[str, Any] = {}
         for name, value in metrics.items():
             if isinstance(value, Mapping):  # a group (hpoc's `perf`): `perf/train_s`, a
@@ -569,6 +655,14 @@ class Tracker:
 
     def log_metric(self, name: str, value: Any, step: int | None = None) -> None:
         self.log_metrics({name: value}, step)
+
+    def steps(self) -> dict[str, int]:
+        """How often each metric was logged: the trial's checkpoint keeps it, so that a
+        resumed trial's step-less metrics go on from there (`continue_steps`)."""
+        return dict(self._counts)
+
+    def continue_steps(self, counts: Mapping[str, int]) -> None:
+        self._counts.update((str(k), int(v)) for k, v in counts.items())
 
     def log_item(self, kind: str, item: Any, name: str) -> None:
         """`self.log(item, name, kind=...)` of a kind other than metrics and params: to the
@@ -590,21 +684,58 @@ class Tracker:
                         " (MLflow also artifact, torch, dict, text, figure and image)")
 
     def log_batch_metric(self, name: str, value: Any, step: int | None = None) -> None:
-        """Per-batch values: only for loggers with log_freq "batch" (others would drown)."""
+        """Per-batch values: only for loggers with log_freq "batch" (others would drown). A
+        one-value tensor is copied where it is (the caller may change it in place) and read
+        with the others held (`BATCH_READ`)."""
         if not any(s.batch for s in self._sinks):
+            return
+        if hasattr(value, "detach") and hasattr(value, "numel"):
+            if value.numel() != 1:
+                return  # not one number
+            self._held.append((name, value.detach().reshape(()).clone(), self._step(name, step)))
+            if len(self._held) >= self.BATCH_READ:
+                self.read_held()
             return
         try:
             number = _float(value)
         except (TypeError, ValueError):
             return
-        at = self._step(name, step)
-        self._each("logging batch metrics", lambda s: s.log_batch_metric(name, number, at),
-                   only_batch=True)
+        self._held.append((name, number, self._step(name, step)))  # after the tensors before it
+        if not any(hasattr(v, "detach") for _, v, _ in self._held):
+            self.read_held()
+
+    def read_held(self) -> None:
+        """Send the held per-batch values to the loggers: one host read per device."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        values = [v for _, v, _ in held]
+        by_device: dict[Any, list[int]] = {}
+        for i, value in enumerate(values):
+            if hasattr(value, "detach"):  # a tensor: torch is imported already
+                by_device.setdefault(value.device, []).append(i)
+        try:
+            for slots in by_device.values():
+                import torch
+
+                for i, number in zip(slots, torch.stack([values[i] for i in slots]).tolist()):
+                    values[i] = float(number)
+        except Exception as exc:  # noqa: BLE001 — a device gone bad: its values are lost
+            if "held" not in _warned:
+                _warned.add("held")
+                log.warning("%d per-batch value(s) could not be read (%s: %s); not logged",
+                            len(held), type(exc).__name__, exc)
+            return
+        for (name, _, at), number in zip(held, values):
+            self._each("logging batch metrics",
+                       lambda s, name=name, number=number, at=at: s.log_batch_metric(name, number, at),
+                       only_batch=True)
 
     def close(self, status: str = "FINISHED") -> None:
         if self._closed:
             return
         self._closed = True
+        self.read_held()
         self._each("closing", lambda s: s.close(status))
         self._sinks = []
 

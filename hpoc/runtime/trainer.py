@@ -586,7 +586,8 @@ class Trainer:
             loss_sum += loss.detach().double() * n  # stays on the device: no sync per step
             count += n
             if self._batch_logging:
-                self.tracker.log_batch_metric("train_loss_batch", loss.item(), epoch * (last + 1) + i)
+                # the tensor: the tracker reads it with others, not with a sync per step
+                self.tracker.log_batch_metric("train_loss_batch", loss, epoch * (last + 1) + i)
         totals = self.strategy.all_reduce(torch.stack([loss_sum, torch.tensor(float(count), device=dev, dtype=torch.float64)]))
         loss_total, n_total = totals.tolist()
         self.epoch_images = int(n_total)
@@ -715,6 +716,9 @@ class Trainer:
                  "user": self.checkpoint_state(), "config": self.config}
         if getattr(self, "_built_lrs", None):  # what an exploiting trial scales its lr by
             state["built_lrs"] = self._built_lrs
+        counts = getattr(getattr(self, "tracker", None), "steps", None)
+        if counts is not None:  # rank 0's: where step-less metrics go on after a resume
+            state["log_steps"] = counts()
         if extra:
             state["data"] = extra
         try:
@@ -773,6 +777,8 @@ class Trainer:
         set_rng_state(state.get("rng"))
         self.load_checkpoint_state(state.get("user") or {})
         self.restored = state
+        self._log_steps = state.get("log_steps") or {}
+        self._continue_log_steps()
         return int(state.get("epoch", 0))
 
     # itwinai's name for "report and checkpoint this epoch"
@@ -797,8 +803,16 @@ class Trainer:
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
                 self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id)
-            # per-batch values cost a host sync per step: only when a logger asks for them
+            # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
+            self._continue_log_steps()
+
+    def _continue_log_steps(self) -> None:
+        """A resumed trial's step-less metrics go on at its checkpoint's counts, whichever of
+        `restore()` and the logger comes first."""
+        go_on = getattr(getattr(self, "tracker", None), "continue_steps", None)
+        if go_on is not None and getattr(self, "_log_steps", None):
+            go_on(self._log_steps)
 
     def log(self, value: Any, name: str, kind: str = "metric", step: int | None = None,
             **_: Any) -> None:

@@ -534,6 +534,28 @@ def test_every_other_node_removes_what_ended_jobs_left_in_its_own_tmp(short_tmp,
     assert asked() == 1  # nothing to sweep: squeue not asked
 
 
+def test_the_sweep_asks_squeue_for_the_jobs_of_the_real_uid_not_of_user(tmp_path, monkeypatch):
+    """squeue was asked for the jobs of `$USER`: where that names someone else (`sudo -E`, a
+    container's environment) it listed none of this user's, and the directory of a live job
+    of theirs was removed as an ended one's."""
+    from hpoc.runtime import sweep
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # a live job 6 of this uid, listed only when squeue is asked for this uid's jobs
+    (bin_dir / "squeue").write_text(f'#!/bin/sh\ncase " $* " in *" -u {os.getuid()} "*) echo 6;; esac\n')
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "9")
+    for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "someone-else")
+    base = tmp_path / "t"
+    for name in ("hpoc-5", "hpoc-6"):
+        (base / name).mkdir(parents=True, mode=0o700)
+    assert [p.name for p in sweep.sweep_ended_jobs(base)] == ["hpoc-5"]
+    assert (base / "hpoc-6").is_dir()
+
+
 def test_wait_head_returns_the_address_once_the_port_answers(tmp_path):
     job = tmp_path / "hpoc-2"
     cluster.init(job)

@@ -190,3 +190,61 @@ def test_a_stopped_trial_leaves_the_group_ready_and_a_failed_rank_replaces_it(ra
     assert replacement is not group and not set(replacement.pids) & set(pids)
     status, reports = run(replacement, plan, data_ref, tmp_path, "after", seed=1)
     assert status == "done" and len(reports) == 2
+
+
+def test_a_rank_whose_owner_dies_leaves_no_crash_file_and_a_kill_still_does(ray_session, tmp_path):
+    """When a rank's owner (the trial's trainable) dies, as at the end of an experiment, Ray's
+    raylet SIGTERMs the rank: it wrote "was terminated by SIGTERM" into the trial's
+    rank-<k>.crash. Only a SIGTERM without Ray's hangup (a `kill`) writes one now."""
+    import os
+    import signal
+    import time
+
+    import ray
+
+    from hpoc.runtime.pool_worker import PoolWorker, raylet_socket
+
+    class Rank(PoolWorker):
+        def hold(self, directory):
+            from hpoc.runtime import output
+
+            with output.rank_crash(directory, self.rank):  # a trial running on the rank
+                time.sleep(120)
+
+        def facts(self):
+            from hpoc.runtime.rank_term import connection_to
+
+            return os.getpid(), connection_to(raylet_socket()) is not None
+
+    @ray.remote(num_cpus=0)
+    class Owner:
+        def start(self, rank, directory):
+            self.rank = ray.remote(Rank).options(num_cpus=0, max_concurrency=3).remote(rank, 2)
+            self.held = self.rank.hold.remote(directory)
+            return ray.get(self.rank.facts.remote()) + (os.getpid(),)
+
+    def gone(pid):
+        for _ in range(300):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
+        return False
+
+    owners = [Owner.remote() for _ in range(2)]
+    (rank0, found, owner0), (rank1, _, _) = ray.get([o.start.remote(k, str(tmp_path)) for k, o in enumerate(owners)])
+    assert found  # the rank knows its connection to the raylet
+    for k in (0, 1):
+        for _ in range(300):
+            if (tmp_path / f"rank-{k}.crash").exists():  # its trial runs
+                break
+            time.sleep(0.1)
+    os.kill(owner0, signal.SIGKILL)  # the owner dies: Ray ends the rank it owns
+    os.kill(rank1, signal.SIGTERM)   # a `kill`
+    assert gone(rank0) and gone(rank1)
+    left = tmp_path / "rank-0.crash"  # removed; or empty where Ray's own exit came first (as after a SIGKILL)
+    assert not left.exists() or left.read_text() == ""
+    assert (tmp_path / "rank-1.crash").read_text().startswith("hpoc: was terminated by SIGTERM")
+    for owner in owners:
+        ray.kill(owner)

@@ -587,9 +587,8 @@ def test_the_submitit_job_asks_before_ray_and_claims_the_shard(tmp_path, monkeyp
 
 def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
     """A site's whole queue (tens of thousands of jobs) answers in seconds and loads the
-    controller; hpoc only ever looks for its own jobs."""
-    import getpass
-
+    controller; hpoc only ever looks for its own jobs: by uid, as `$USER` may name someone
+    else (`sudo -E`, a container's environment)."""
     from submit_support import fake_squeue
 
     from hpoc.commands.status import slurm_states
@@ -598,12 +597,14 @@ def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
 
     bin_dir = tmp_path / "bin"
     fake_squeue(monkeypatch, bin_dir, [])
+    for name in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "someone-else")
     readers(tmp_path)
     slurm_states(["12"])
     active_jobs({"study": "s", "storage": {"path": str(tmp_path), "name": "s"}})
     asked = (bin_dir / "asked").read_text().splitlines()
     assert len(asked) >= 3
-    assert all(f"-u {getpass.getuser()} " in line for line in asked), asked
+    assert all(f"-u {os.getuid()} " in line for line in asked), asked
 
 
 def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypatch, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -236,6 +237,65 @@ def test_a_warm_group_rank_ends_on_sigterm_and_says_so(tmp_path):
     assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
         "the process of the trial's rank 1 was terminated by SIGTERM: a `kill`, the job scheduler or a memory "
         f"watchdog sent it (Python's stack of it is in the trial's rank-1.crash) at {script}:17")
+
+
+def test_a_rank_that_ray_ends_leaves_no_crash_file_and_a_kill_still_does(tmp_path):
+    """Ray ends a worker whose owner died, or whose job ended (`ray.shutdown`), by a SIGTERM
+    from its raylet, which then hangs up on it: each rank wrote "was terminated by SIGTERM"
+    into its trial's rank-<k>.crash at a normal end of the experiment. A SIGTERM that the
+    raylet's hangup follows leaves no crash file now; a `kill` mid-trial still does."""
+    import signal
+    import socket
+    import tempfile
+    import time
+
+    from hpoc.runtime import crash, rank_term, summary
+
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import signal, socket, sys, threading, time\nfrom hpoc.runtime import output, rank_term\n"
+        "raylet = socket.socket(socket.AF_UNIX)\nraylet.connect(sys.argv[2])  # as Ray's worker does\n"
+        "signal.signal(signal.SIGTERM, lambda *a: None)  # Ray's, which never runs there\n"
+        "rank_term.heed_sigterm(sys.argv[2])\n"
+        "def trial():\n    with output.rank_crash(sys.argv[1], 1):\n"
+        "        print('training', flush=True)\n        time.sleep(30)\n"
+        "t = threading.Thread(target=trial)\nt.start()\nt.join()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    short = tempfile.mkdtemp(prefix="hpt", dir="/tmp")  # a socket's path: 107 bytes at most
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(os.path.join(short, "raylet"))
+        server.listen()
+
+        def rank(ray_ends: bool) -> tuple[int, float]:
+            proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), os.path.join(short, "raylet")],
+                                    env=env, stdout=subprocess.PIPE, text=True)
+            try:
+                conn, _ = server.accept()
+                assert proc.stdout.readline() == "training\n"
+                start = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                if ray_ends:  # the raylet's end of a worker: SIGTERM, then its hangup
+                    time.sleep(0.05)
+                    conn.close()
+                code = proc.wait(timeout=30)
+                return code, time.monotonic() - start
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()
+
+        code, took = rank(ray_ends=True)
+        assert code == 143 and took < rank_term.RAY_HANGUP_S
+        assert not (tmp_path / "rank-1.crash").exists()  # not even empty
+        code, took = rank(ray_ends=False)  # a `kill`, the OOM watchdog: the raylet keeps the connection
+        assert code == 143 and took >= rank_term.RAY_HANGUP_S
+    finally:
+        server.close()
+        shutil.rmtree(short, ignore_errors=True)
+    assert summary.error_at(crash.with_crash(_TRAIN_DIED, str(tmp_path))) == (
+        "the process of the trial's rank 1 was terminated by SIGTERM: a `kill`, the job scheduler or a memory "
+        f"watchdog sent it (Python's stack of it is in the trial's rank-1.crash) at {script}:10")
 
 
 def test_a_trial_process_that_ray_says_got_sigterm_or_exited_is_said_so(tmp_path):

@@ -174,7 +174,7 @@ def crash_stack(path: str, fresh: bool = False) -> Iterator[Callable[[], None]]:
             old.close()
         held[:] = [fh]
 
-    block: dict[str, Any] = {"thread": threading.get_ident(), "pid": os.getpid()}
+    block: dict[str, Any] = {"thread": threading.get_ident(), "pid": os.getpid(), "path": path, "fresh": fresh}
     with _blocks_lock:
         if not _blocks:
             _before.update(faulthandler=faulthandler.is_enabled(), exit=os._exit)
@@ -216,6 +216,33 @@ def rank_crash(directory: str | None, rank: int) -> Iterator[None]:
             yield
     finally:
         _drop_if_empty(path)
+
+
+def recording() -> bool:
+    """Whether this process has a crash file open (a crash_stack block) for write_end."""
+    return _block(threading.get_ident()) is not None
+
+
+def set_aside_rank_crashes() -> list[dict[str, Any]]:
+    """Remove the empty crash files of the rank_crash blocks open in this process (rank_term:
+    Ray may end it any moment, without a crash); the blocks, for put_back."""
+    aside = []
+    for block in list(_blocks):
+        if block["fresh"] and block["pid"] == os.getpid() and block.get("fh") is not None:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(block["path"]) == 0:
+                    os.remove(block["path"])
+                    aside.append(block)
+    return aside
+
+
+def put_back(blocks: list[dict[str, Any]]) -> None:
+    """Open the crash files set aside again, for write_end (the removed file's descriptor
+    stays open: faulthandler may still write to it)."""
+    for block in blocks:
+        if any(b is block for b in list(_blocks)):  # not one that ended meanwhile
+            with contextlib.suppress(OSError):
+                block["fh"] = open(block["path"], "ab")
 
 
 def drop_empty_rank_crashes(directory: str | None, workers: int) -> None:

@@ -174,6 +174,15 @@ class PoolReporter(report.Reporter):
             raise TrialStopped()
 
 
+def raylet_socket() -> str | None:
+    """The path of the raylet's socket this Ray worker is connected to; None outside Ray."""
+    with contextlib.suppress(Exception):
+        import ray
+
+        return ray._private.worker.global_worker.node.raylet_socket_name
+    return None
+
+
 class PoolWorker:
     """The actor class (pool.py wraps it with `ray.remote`)."""
 
@@ -181,7 +190,7 @@ class PoolWorker:
         from hpoc.runtime.rank_term import heed_sigterm
 
         self.rank, self.world_size = rank, world_size
-        heed_sigterm()  # its trials run in other threads: Ray's own handler never runs
+        heed_sigterm(raylet_socket())  # its trials run in other threads: Ray's own handler never runs
         self.events: queue.Queue = queue.Queue()
         self.decisions: queue.Queue = queue.Queue()
 

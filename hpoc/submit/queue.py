@@ -8,7 +8,6 @@ plan also says which experiment the job will run (`experiment_jobs`).
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import subprocess
@@ -25,16 +24,18 @@ def ask_squeue(fmt: str, *args: str, timeout: float = 30, anyones: bool = False)
     error): a caller that shows the queue must not take "no answer" for "no jobs". Only
     ours: on a site with tens of thousands of queued jobs the whole queue takes seconds and
     loads the controller, and other users' jobs are not ours to guard or show. `anyones`:
-    jobs named in `args` (`-j ID`), whoever's (a run lock in a group's directory)."""
+    jobs named in `args` (`-j ID`), whoever's (a run lock in a group's directory). By uid:
+    `$USER` (getpass) may name another user (`sudo -E`, a container's environment), whose
+    jobs are not this process's (sweep.py would remove the directories of ours)."""
     if not shutil.which("squeue"):
         return "squeue is not installed here"
     try:
-        mine = [] if anyones else ["-u", getpass.getuser()]
+        mine = [] if anyones else ["-u", str(os.getuid())]
         run = subprocess.run(["squeue", "-h", *mine, "-o", fmt, *args],
                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"squeue gave no answer in {timeout:g}s"
-    except (OSError, KeyError) as exc:  # KeyError: a uid without a name
+    except OSError as exc:
         return f"squeue: {exc}"
     if run.returncode != 0:
         said = (run.stderr.strip() or run.stdout.strip()).splitlines()

@@ -369,6 +369,22 @@ def test_under_a_short_killwait_the_whole_teardown_ends_before_slurms_sigkill(tm
     assert not (tmp_path / "jobdir").exists()
 
 
+def test_under_a_short_killwait_slurm_questions_that_hang_leave_the_teardown_its_time(tmp_path):
+    """On SIGTERM the job asks sinfo and scontrol which nodes SLURM lost, 5 s each at most:
+    with slurmctld slow to answer, that alone outlasted a KillWait of 5 s and SLURM's
+    SIGKILL came before the teardown had begun."""
+    (tmp_path / "bin").mkdir()
+    for tool in ("sinfo", "scontrol"):
+        (tmp_path / "bin" / tool).write_text("#!/bin/bash\nexec sleep 60\n")
+        (tmp_path / "bin" / tool).chmod(0o755)
+    proc = start(tmp_path, HPOC_KILL_WAIT="5", SLURM_JOB_NODELIST="node[1-2]")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 4.5, out
+    assert rc == 143 and not (tmp_path / "jobdir").exists(), out
+
+
 def test_the_teardown_keeps_its_waits_when_no_sigterm_came(tmp_path):
     """The cut applies from SLURM's SIGTERM on only: a study that ended keeps the full waits
     (the other nodes' `srun rm -rf` is not skipped)."""

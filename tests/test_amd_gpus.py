@@ -167,6 +167,17 @@ def test_a_cuda_torch_on_an_amd_node_is_named_as_the_reason_trials_see_no_gpu(mo
     said = gpus.device_problem(1)
     assert "sees none (HIP_VISIBLE_DEVICES='0', ROCR_VISIBLE_DEVICES='0', torch.cuda.device_count() = " in said
     assert "`rocm-smi` there" in said
+    # the job's cgroup denies the devices (amd_gpus counts none): the node's GPUs are AMD still
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, flags, *a, **k: (
+        _deny(path) if Path(path).parent in (dev, dev / "dri") else real_open(path, flags, *a, **k)))
+    assert node.amd_gpus() == 0 and "`rocm-smi` there" in gpus.device_problem(1)
+
+
+def _deny(path) -> None:
+    import errno
+
+    raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
 
 
 def test_miopens_databases_go_to_the_nodes_job_directory_on_amd_nodes(short_tmp, monkeypatch):
@@ -272,3 +283,41 @@ def test_two_one_gpu_trials_on_a_lumi_step_get_a_gpu_each(tmp_path):
     done = _python(RAY_TASKS, env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[(None, '0'), (None, '1')]"
+
+
+def test_the_amd_gpus_counted_are_those_the_job_may_open(monkeypatch, tmp_path):
+    """The node check (gpu_devices) opened AMD's devices to leave out those the job's cgroup
+    denies, but amd_gpus, which `hpoc submit --cluster local` counts its GPUs with, still
+    counted every render node: in a job that asked SLURM for no GPU (no ROCR_VISIBLE_DEVICES,
+    every device denied) it gave Ray all the node's GPUs, and the trials failed in HIP or
+    ran on the CPU. Both count the devices that open now."""
+    import errno
+
+    from hpoc.submit.params import local_gpus
+
+    dev = tmp_path / "dev"
+    (dev / "dri").mkdir(parents=True)
+    (dev / "kfd").touch()
+    for k in range(4):
+        (dev / "dri" / f"renderD{128 + k}").touch()
+    monkeypatch.setattr(node, "DEV", dev)
+    denied = {dev / "dri" / "renderD130", dev / "dri" / "renderD131"}
+    real_open = os.open
+
+    def cgroup_open(path, flags, *args, **kwargs):  # a device cgroup refuses the open, not the stat
+        if Path(path) in denied and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", cgroup_open)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no nvidia-smi
+    assert node.amd_gpus() == node.gpu_devices() == 2
+    assert local_gpus({}) == [0, 1]
+    denied.add(dev / "kfd")  # the job asked for no GPU: none of them
+    assert node.amd_gpus() == node.gpu_devices() == 0 and local_gpus({}) == []
+    denied.clear()
+    (dev / "kfd").unlink()  # Intel's render nodes: no AMD GPU, the node's devices as before
+    assert node.amd_gpus() == 0 and node.gpu_devices() == 4
+    (dev / "kfd").touch()
+    (dev / "nvidia0").touch()  # NVIDIA's count as before
+    assert node.gpu_devices() == 1

@@ -350,6 +350,49 @@ def test_under_a_short_killwait_the_teardown_ends_before_slurms_sigkill(tmp_path
     assert not alive(tmp_path / "driver.pid") and not (tmp_path / "jobdir").exists()
 
 
+def test_under_a_short_killwait_the_whole_teardown_ends_before_slurms_sigkill(tmp_path):
+    """Each wait fitted KillWait alone, not all of them together: at KillWait = 5 the driver
+    got 3 s, then the Ray nodes 10 s and the other nodes' `srun rm -rf` 30 s, and SLURM's
+    SIGKILL came long before the job directory was removed. Each is now cut to what is
+    left since SLURM's SIGTERM."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text(RECORDER + "exec sleep 60\n")  # refused: hangs
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    proc = start(tmp_path, ON_TERM="ignore", HPOC_KILL_WAIT="5",
+                 FAKE_STEP="trap '' TERM; while :; do sleep 0.1; done")  # a node that hangs
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 4.5, out
+    assert rc == 143 and "the study driver did not stop within 3 s; killing it" in out, out
+    assert not alive(tmp_path / "driver.pid") and not alive(tmp_path / "step.pid")
+    assert not (tmp_path / "jobdir").exists()
+
+
+def test_under_a_short_killwait_slurm_questions_that_hang_leave_the_teardown_its_time(tmp_path):
+    """On SIGTERM the job asks sinfo and scontrol which nodes SLURM lost, 5 s each at most:
+    with slurmctld slow to answer, that alone outlasted a KillWait of 5 s and SLURM's
+    SIGKILL came before the teardown had begun."""
+    (tmp_path / "bin").mkdir()
+    for tool in ("sinfo", "scontrol"):
+        (tmp_path / "bin" / tool).write_text("#!/bin/bash\nexec sleep 60\n")
+        (tmp_path / "bin" / tool).chmod(0o755)
+    proc = start(tmp_path, HPOC_KILL_WAIT="5", SLURM_JOB_NODELIST="node[1-2]")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 4.5, out
+    assert rc == 143 and not (tmp_path / "jobdir").exists(), out
+
+
+def test_the_teardown_keeps_its_waits_when_no_sigterm_came(tmp_path):
+    """The cut applies from SLURM's SIGTERM on only: a study that ended keeps the full waits
+    (the other nodes' `srun rm -rf` is not skipped)."""
+    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5")
+    rc, out = finish(proc)
+    assert rc == 0 and "srun --overlap" in calls(tmp_path), out
+
+
 @pytest.mark.parametrize("code", ["0", "3"])
 def test_normal_exit_passes_the_driver_status_on_and_tears_down(tmp_path, code):
     proc = start(tmp_path, EXIT_NOW=code)

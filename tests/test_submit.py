@@ -1431,3 +1431,34 @@ def test_the_submitit_job_stops_within_the_sites_killwait(tmp_path, monkeypatch)
     t0 = time.monotonic()
     J._stop_node(node)
     assert node.returncode == -9 and time.monotonic() - t0 < 4  # 2 s, not 60
+
+
+def test_the_submitit_jobs_waits_after_sigterm_fit_what_is_left_of_killwait(tmp_path, monkeypatch):
+    """Each wait was a share of KillWait, but one after the other they were more: at
+    KillWait = 5 the driver's 3 s and the head node's 10 s came long after SLURM's SIGKILL,
+    and the job directory stayed. Once SIGTERM has come each is cut to what is left."""
+    import subprocess
+    import sys
+    import time
+
+    from hpoc.submit import job as J
+
+    monkeypatch.setenv("HPOC_KILL_WAIT", "30")  # the driver: 3 s once the head is gone
+    fake = tmp_path / "python"  # a driver whose graceful stop hangs without the head's GCS
+    fake.write_text(f"#!/bin/bash\ntrap '' TERM\ntouch {tmp_path}/ready\nwhile :; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    head = subprocess.Popen(["bash", "-c", f"until [ -e {tmp_path}/ready ]; do sleep 0.05; done"])
+    job = J.StudyJob(str(tmp_path / "plan.json"))
+    # SIGTERM 28 s ago: 2 s left, one for the head's stop and one for the rm, none for the driver
+    job._terminated, job._term_at = True, time.monotonic() - 28
+    t0 = time.monotonic()
+    with pytest.raises(J.StudyJobError, match="terminated"):
+        job._run_driver(0, {}, local=False, head=head, head_log=tmp_path / "ray-node1.log")
+    assert time.monotonic() - t0 < 2.5  # 0 s, not 3, after the head ended
+    monkeypatch.setenv("HPOC_KILL_WAIT", "5")
+    node = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60"])  # a Ray node that hangs
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    J._stop_node(node, term_at=t0 - 4)  # SIGTERM 4 s ago: a second left, for the rm
+    assert node.returncode == -9 and time.monotonic() - t0 < 1  # 0 s, not 10

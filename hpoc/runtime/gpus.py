@@ -42,7 +42,8 @@ def device_problem(gpus: float, device: Any = None) -> str | None:
     why = build_problem(gpus)
     if why:
         return why
-    amd = node.amd_gpus() > 0 and not any(node.DEV.glob("nvidia[0-9]*"))
+    # the vendor, not the count: GPUs the job's cgroup denies are AMD's still (node.amd_gpus)
+    amd = (node.DEV / "kfd").exists() and not any(node.DEV.glob("nvidia[0-9]*"))
     if amd and getattr(torch.version, "hip", None) is None:  # `pip install torch` on LUMI: a CUDA build
         return (f"`gpus_per_worker = {gpus:g}` reserves GPUs for each worker, but this torch "
                 f"({torch.__version__}, {torch.__file__.rsplit('/torch/', 1)[0]}) is built for CUDA and "

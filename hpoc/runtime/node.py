@@ -460,10 +460,9 @@ def gpu_devices() -> int:
     nvidia = [p for p in DEV.glob("nvidia*") if p.name[len("nvidia"):].isdigit()]
     if nvidia:
         return len(nvidia)
-    render = sorted(DEV.glob("dri/renderD*"))
-    if not (DEV / "kfd").exists():
-        return len(render)
-    return 0 if _denied(DEV / "kfd") else sum(not _denied(p) for p in render)
+    if (DEV / "kfd").exists():
+        return amd_gpus()
+    return len(list(DEV.glob("dri/renderD*")))
 
 
 def amd_closed() -> str | None:
@@ -487,8 +486,11 @@ def _denied(path: Path) -> str | None:
 
 
 def amd_gpus() -> int:
-    """AMD's GPUs of this node: render nodes where the compute driver is (/dev/kfd)."""
-    return len(list(DEV.glob("dri/renderD*"))) if (DEV / "kfd").exists() else 0
+    """AMD's GPUs of this node that this job may open (_denied): render nodes where the
+    compute driver is (/dev/kfd)."""
+    if not (DEV / "kfd").exists() or _denied(DEV / "kfd"):
+        return 0
+    return sum(not _denied(p) for p in DEV.glob("dri/renderD*"))
 
 
 def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:

@@ -67,6 +67,21 @@ def stop_waits(kill_wait: str | None) -> StopWaits:
     return StopWaits(*(max(1, base * k // _DEFAULT_KILL_WAIT) for base in TODAY))
 
 
+MARGIN_S = 1.0  # for removing the job directory once the waits are over
+
+
+def left_s(wait_s: float, kill_wait: str | None, term_at: float | None, after_s: float = 0.0) -> float:
+    """`wait_s`, or less once SLURM's SIGTERM has come (at `term_at`, time.monotonic()):
+    what is left before its SIGKILL, KillWait later (30 s when not known), less `after_s`
+    for what follows the wait and MARGIN_S; 0 when none is left. stop_waits' waits are each
+    a share of KillWait, but together more (teardown.j2 hpoc_left_s does the same)."""
+    if term_at is None:
+        return wait_s
+    text = kill_wait or ""
+    k = int(text) if re.fullmatch(r"[0-9]+", text) else _DEFAULT_KILL_WAIT
+    return max(0.0, min(wait_s, term_at + k - time.monotonic() - after_s - MARGIN_S))
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (children first), read from /proc."""
     children: dict[int, list[int]] = {}

@@ -50,7 +50,7 @@ from submitit.core.utils import UncompletedJobError
 
 from hpoc.files import write_atomic
 from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS, WALLTIME_REQUEUE
-from hpoc.runtime.node_stop import KILL_WAIT_ENV, StopWaits, stop_waits
+from hpoc.runtime.node_stop import KILL_WAIT_ENV, StopWaits, left_s, stop_waits
 
 STOP_MARGIN_S = 10       # of the grace period, left for teardown after the driver stopped
 HEAD_GONE_CHECKS = 3     # failed probes in a row before a worker decides the head is gone
@@ -78,6 +78,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.retry_errored = retry_errored  # rerun.SCRATCH/CHECKPOINT: `hpoc submit --retry-errored`
         self._driver: subprocess.Popen | None = None
         self._terminated = False  # SLURM sent SIGTERM: scancel, preemption, scontrol requeue
+        self._term_at: float | None = None  # ... when (time.monotonic())
         self._lost: list[tuple[str, str]] | None = None  # ... or a node of the job it marked down
         self._walltime_stop = False  # USR2 stopped the study: SLURM's SIGTERM follows the requeue
         self._driver_rc: int | None = None  # the driver's exit status, once it has ended
@@ -89,6 +90,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         self.__dict__.update(state)
         self._driver = None
         self._terminated = False
+        self._term_at = None
         self._lost = None
         self._walltime_stop = False
         self._driver_rc = None
@@ -170,6 +172,8 @@ class StudyJob(submitit.helpers.Checkpointable):
             if not self._terminated and not self._walltime_stop:  # (the requeue's own SIGTERM)
                 print("hpoc: terminated (SIGTERM): stopping the study", file=sys.stderr, flush=True)
             self._terminated = True
+            if self._term_at is None:  # SLURM's SIGKILL follows KillWait later
+                self._term_at = time.monotonic()
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGCONT, signal.SIG_DFL)  # SLURM's, before its SIGTERM
@@ -241,8 +245,8 @@ class StudyJob(submitit.helpers.Checkpointable):
                 time.sleep(POLL_S)
         finally:
             driver, self._driver = self._driver, None
-            if driver.poll() is None:  # we are being torn down: stop it first
-                _stop(driver, stop_s)
+            if driver.poll() is None:  # we are being torn down: stop it first (a second for the head)
+                _stop(driver, left_s(stop_s, os.environ.get(KILL_WAIT_ENV), self._term_at, 1))
             self._driver_rc = driver.poll()
         print(f"hpoc: study driver exited with status {rc}", flush=True)
         if rc == EXIT_NO_PROGRESS:
@@ -327,7 +331,7 @@ class StudyJob(submitit.helpers.Checkpointable):
                 (rdv / name).unlink(missing_ok=True)
             if head is not None:
                 print("hpoc: stopping Ray", flush=True)
-                _stop_node(head)
+                _stop_node(head, self._term_at)
             if os.environ.get("HPOC_KEEP_TMP") != "1":
                 shutil.rmtree(job_dir, ignore_errors=True)
             runlock.release_claim(experiment_dir(plan, shard))  # unless a driver took it
@@ -483,10 +487,11 @@ def _stop(proc: subprocess.Popen, wait_s: float) -> None:
         proc.wait()
 
 
-def _stop_node(proc: subprocess.Popen) -> None:
-    """Stop a Ray node within the site's share of KillWait: SLURM's SIGKILL after a scancel
-    must not come before the job directory is removed."""
-    _stop(proc, _waits().nodes_s)
+def _stop_node(proc: subprocess.Popen, term_at: float | None = None) -> None:
+    """Stop a Ray node within the site's share of KillWait, and within what is left of it
+    since SLURM's SIGTERM (at `term_at`): its SIGKILL after a scancel must not come before
+    the job directory is removed."""
+    _stop(proc, left_s(_waits().nodes_s, os.environ.get(KILL_WAIT_ENV), term_at))
 
 
 def _waits() -> StopWaits:

@@ -291,25 +291,12 @@ def test_the_amd_gpus_counted_are_those_the_job_may_open(monkeypatch, tmp_path):
     counted every render node: in a job that asked SLURM for no GPU (no ROCR_VISIBLE_DEVICES,
     every device denied) it gave Ray all the node's GPUs, and the trials failed in HIP or
     ran on the CPU. Both count the devices that open now."""
-    import errno
+    from fake_dev import amd_node
 
     from hpoc.submit.params import local_gpus
 
-    dev = tmp_path / "dev"
-    (dev / "dri").mkdir(parents=True)
-    (dev / "kfd").touch()
-    for k in range(4):
-        (dev / "dri" / f"renderD{128 + k}").touch()
-    monkeypatch.setattr(node, "DEV", dev)
-    denied = {dev / "dri" / "renderD130", dev / "dri" / "renderD131"}
-    real_open = os.open
-
-    def cgroup_open(path, flags, *args, **kwargs):  # a device cgroup refuses the open, not the stat
-        if Path(path) in denied and flags & (os.O_WRONLY | os.O_RDWR):
-            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", cgroup_open)
+    dev, denied = amd_node(tmp_path, monkeypatch, gpus=4)
+    denied.update({dev / "dri" / "renderD130", dev / "dri" / "renderD131"})
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # no nvidia-smi
     assert node.amd_gpus() == node.gpu_devices() == 2
     assert local_gpus({}) == [0, 1]

@@ -290,23 +290,11 @@ def test_amd_gpus_a_jobs_cgroup_closes_are_no_gpus(short_tmp, monkeypatch, close
     for no GPUs, so its cgroup denies them, yet /dev/dri/renderD* are there; the node check
     passed and the trials saw no GPU. On AMD nodes the devices are opened as ROCm opens them
     (read-write); NVIDIA's stay a look at /dev/nvidia*."""
-    import errno
+    from fake_dev import amd_node
 
-    dev = short_tmp / "dev"
-    (dev / "dri").mkdir(parents=True)
-    (dev / "kfd").touch()
-    for k in range(8):
-        (dev / "dri" / f"renderD{128 + k}").touch()
-    monkeypatch.setattr(node, "DEV", dev)
-    real_open = os.open
+    dev, closed_paths = amd_node(short_tmp, monkeypatch, gpus=8)
     denied = [dev / "kfd"] if closed == "kfd" else [dev / "dri" / f"renderD{128 + k}" for k in range(8)]
-
-    def cgroup_open(path, flags, *args, **kwargs):  # a device cgroup refuses the open, not the stat
-        if Path(path) in denied and flags & (os.O_WRONLY | os.O_RDWR):
-            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", cgroup_open)
+    closed_paths.update(denied)
     env = {"SLURMD_NODENAME": "nid005000", "SLURM_CPUS_PER_TASK": "2", node.TOKEN_ENV: "tok"}
     args = argparse.Namespace(role="head", job_dir=str(short_tmp / "hpoc-56"), address=None, job_id=56,
                               node_name=None, interface="lo", gpus=8)
@@ -316,11 +304,11 @@ def test_amd_gpus_a_jobs_cgroup_closes_are_no_gpus(short_tmp, monkeypatch, close
         f"the plan gives each node 8 GPU(s) (slurm.gpu_request = none), but nid005000's AMD GPUs are closed to "
         f"this job ({denied[0]}: Operation not permitted): the job asked SLURM for none, and SLURM gives a job "
         "only the GPUs it asks for; set slurm.gpu_request = gres or per_node")
-    denied.clear()  # the job's own GPUs: they open
+    closed_paths.clear()  # the job's own GPUs: they open
     args.job_dir = str(short_tmp / "hpoc-57")
     node.prepare(args, env)
     (dev / "kfd").unlink()  # not AMD (an Intel GPU, say): its render nodes count, as before
-    denied.extend(dev / "dri" / f"renderD{128 + k}" for k in range(8))
+    closed_paths.update(dev / "dri" / f"renderD{128 + k}" for k in range(8))
     args.job_dir = str(short_tmp / "hpoc-58")
     node.prepare(args, env)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from typing import Any
 
 SPACE, QUOTA = "no space left on a device", "disk quota exceeded"
 _ERRNOS = {errno.ENOSPC: SPACE, errno.EDQUOT: QUOTA}
@@ -176,17 +177,12 @@ def quiet_unhandled() -> None:
     """Ray's driver logs, with its whole traceback, the failure of a trial whose result Tune
     no longer waited for (`Unhandled error …`): after a stop for room, the other trials'
     failures of the same full disk, which the stop's line says. Those alone are left out."""
-    try:
-        from ray._private import worker
-    except ImportError:  # another Ray: its lines show as they are
-        return
-    show = getattr(worker, "_unhandled_error_handler", None)
-    if show is None or getattr(show, "hpoc_quiet", False):
-        return
+    from hpoc.runtime.raylet_lines import wrap_ray_worker
 
-    def handler(e: Exception) -> None:
-        if kind(str(e)) is None:
-            show(e)
+    def wrap(show: Any) -> Any:
+        def handler(e: Exception) -> None:
+            if kind(str(e)) is None:
+                show(e)
+        return handler
 
-    handler.hpoc_quiet = True  # type: ignore[attr-defined]
-    worker._unhandled_error_handler = handler
+    wrap_ray_worker("_unhandled_error_handler", wrap)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -306,6 +307,7 @@ def test_rays_traceback_of_another_trial_failing_on_the_full_disk_is_left_out(tm
     from ray._private import worker
 
     monkeypatch.setattr(worker, "_unhandled_error_handler", worker._unhandled_error_handler)
+    monkeypatch.setattr(logging.getLogger("ray"), "propagate", True)  # to caplog's root handler
     _full_fs(monkeypatch)
     trial = _trial(tmp_path, "aaaa0007", PYARROW)
     watch._trial_recovered(trial, [trial])  # the stop

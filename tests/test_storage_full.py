@@ -329,3 +329,7 @@ def test_a_quota_met_outside_the_storage_names_that_place_not_the_storage(tmp_pa
     # a path under the storage names the storage, as before
     assert full.place(f"OSError: [Errno 122] Disk quota exceeded: '{tmp_path}/trial_1/x.pt'", str(tmp_path)) == str(tmp_path)
     assert full.place(PYARROW, str(tmp_path)) == str(tmp_path)
+    # a traceback's files are not where the disk was full: only the error's own line counts
+    traced = ('Traceback (most recent call last):\n  File "/home/me/study/train.py", line 9, in save\n'
+              "OSError: [Errno 122] Disk quota exceeded\n")
+    assert full.place(traced, str(tmp_path)) == str(tmp_path)

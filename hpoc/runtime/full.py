@@ -92,9 +92,10 @@ _NAMED = re.compile(r"""['"](/[^'"\n]+)['"]""")  # OSError's `: '/path'`, pyarro
 
 def place(text: str | None, storage: str) -> str:
     """Where a trial's error says it found no room: the storage, unless the error names only
-    paths outside it (a home quota met in ~/.cache): the folder of the first of them."""
+    paths outside it (a home quota met in ~/.cache): the folder of the first of them. Only
+    the lines that say the disk was full count (a traceback's `File "/…/train.py"` does not)."""
     under = os.path.join(os.path.abspath(storage), "")
-    named = _NAMED.findall(text or "")
+    named = [p for line in (text or "").splitlines() if _TEXT.search(line) for p in _NAMED.findall(line)]
     if not named or any(os.path.join(p, "").startswith(under) for p in named):
         return storage
     return os.path.dirname(named[0]) or named[0]

@@ -121,6 +121,19 @@ def test_expanded_and_autograd_tensors_are_left_to_pickle_as_they_are():
     assert compact.for_ray(data, arrays=True) is data
 
 
+def test_a_compacted_tensor_dataset_keeps_what_the_study_set_on_it():
+    """A TensorDataset of views is made again from its rows: what the study's code had set
+    on it (`classes`, read by its trainer) was lost, an AttributeError in every trial."""
+    from hpoc.runtime import compact
+
+    x, y = torch.rand(100, 4), torch.zeros(100, dtype=torch.long)
+    train = torch.utils.data.TensorDataset(x[:80], y[:80])
+    train.classes = ["cat", "dog"]
+    made = compact.for_ray((train, None, None), arrays=False)[0]
+    assert made is not train and made.tensors[0].untyped_storage().nbytes() == 80 * 4 * 4
+    assert made.classes == ["cat", "dog"]
+
+
 def test_numpy_column_slices_and_memmaps_are_shared_with_the_trials_not_copied(tmp_path):
     """NumPy pickles a non-contiguous view (`x[:, :4]`, `x[::2]`) and a memmap (its whole
     file) in band: each trial unpickled its own copy, where a plain array is shared."""

@@ -516,3 +516,17 @@ def test_a_requeued_jobs_output_says_which_run_of_it_follows(tmp_path, restarts,
     run = subprocess.run(["bash", "-c", "set -eu\nhpoc_nodes=(node1)\n" + lines], env=env, capture_output=True,
                          text=True, timeout=30)
     assert run.returncode == 0 and run.stdout == f"{said} on 1 node(s): node1\n", run.stderr
+
+
+def test_a_sigterm_that_comes_while_the_ray_nodes_stop_cuts_their_wait_to_killwait(tmp_path):
+    """A study that ended gives the Ray nodes their full wait (10 s under KillWait = 5); the
+    time limit or a scancel coming meanwhile left that wait as it was, and SLURM's SIGKILL,
+    KillWait after its SIGTERM, came before the job directory was removed."""
+    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5",
+                 FAKE_STEP="trap '' TERM; while :; do sleep 0.1; done")  # a node that hangs
+    time.sleep(1)  # the teardown waits for the nodes now
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert time.monotonic() - t0 < 4.5, out
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists(), out

@@ -316,3 +316,22 @@ def test_rays_traceback_of_another_trial_failing_on_the_full_disk_is_left_out(tm
         assert "Unhandled error" not in caplog.text
         worker._unhandled_error_handler(ValueError("bad lr"))  # any other: as Ray logs it
     assert "Unhandled error" in caplog.text and "bad lr" in caplog.text
+
+
+def test_a_quota_met_outside_the_storage_names_that_place_not_the_storage(tmp_path, state):
+    """A trial over the home quota (~/.cache) stops the study as a quota does, but the line
+    and its help named the storage, which had room and no quota problem."""
+    home = "OSError: [Errno 122] Disk quota exceeded: '/home/me/.cache/torch/hub/model.pt'\n"
+    trial = _trial(tmp_path, "aaaa0005", home)
+    watch._trial_recovered(trial, [trial])
+    assert state == [watch.signal.SIGUSR1]
+    assert "disk quota exceeded writing under /home/me/.cache/torch/hub" in watch.STATE.failed
+    assert str(tmp_path) not in watch.STATE.failed
+    assert watch.STATE.full_at == "/home/me/.cache/torch/hub"
+    # a path under the storage names the storage, as before
+    assert full.place(f"OSError: [Errno 122] Disk quota exceeded: '{tmp_path}/trial_1/x.pt'", str(tmp_path)) == str(tmp_path)
+    assert full.place(PYARROW, str(tmp_path)) == str(tmp_path)
+    # a traceback's files are not where the disk was full: only the error's own line counts
+    traced = ('Traceback (most recent call last):\n  File "/home/me/study/train.py", line 9, in save\n'
+              "OSError: [Errno 122] Disk quota exceeded\n")
+    assert full.place(traced, str(tmp_path)) == str(tmp_path)

@@ -595,6 +595,42 @@ def test_a_server_that_answers_is_reachable_and_a_silent_one_is_not(tmp_path):
         assert tracking.unreachable_server(plan_with(tmp_path, mlflow_logger(tracking_uri=local))) is None
 
 
+def test_an_https_server_whose_certificate_this_python_does_not_trust_answers(tmp_path):
+    """A site's MLflow server with its own CA (REQUESTS_CA_BUNDLE, MLFLOW_TRACKING_SERVER_CERT_PATH,
+    MLFLOW_TRACKING_INSECURE_TLS: MLflow's client trusts it) answers the probe's TLS handshake:
+    the probe, which knows none of those, said it "does not answer" and stopped the study."""
+    import http.server
+    import shutil
+    import ssl
+    import threading
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl makes the test's certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"https://127.0.0.1:{server.server_address[1]}"))
+        assert tracking.unreachable_server(plan, timeout_s=5) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_an_itwinai_loops_per_batch_items_follow_log_freq(tmp_path):
     """itwinai's loggers drop what a loop logs with `batch_idx=` unless `log_freq` is `batch`;
     hpoc sent each to MLflow under `log_freq = epoch`, one store write per batch."""

@@ -54,7 +54,11 @@ def for_ray(data: tuple[Any, Any, Any] | None, arrays: bool) -> tuple[Any, Any, 
         if all(a is b for a, b in zip(made, parts)):
             return obj
         # a namedtuple's or a subclass's constructor may differ: those are not walked
-        return dataset(*made) if type(obj) is dataset else type(obj)(made)
+        if type(obj) is not dataset:
+            return type(obj)(made)
+        new = dataset(*made)
+        new.__dict__.update((k, v) for k, v in vars(obj).items() if k != "tensors")  # `classes`, ...
+        return new
 
     out = tuple(part(s, 0) for s in data)
     return data if all(a is b for a, b in zip(out, data)) else out  # type: ignore[return-value]

@@ -88,6 +88,20 @@ def of_storage(text: str | None, storage: str) -> str | None:
     return what if under in (text or "") or not roomy(storage) else None
 
 
+_NAMED = re.compile(r"""['"](/[^'"\n]+)['"]""")  # OSError's `: '/path'`, pyarrow's '/path'
+
+
+def place(text: str | None, storage: str) -> str:
+    """Where a trial's error says it found no room: the storage, unless the error names only
+    paths outside it (a home quota met in ~/.cache): the folder of the first of them. Only
+    the lines that say the disk was full count (a traceback's `File "/…/train.py"` does not)."""
+    under = os.path.join(os.path.abspath(storage), "")
+    named = [p for line in (text or "").splitlines() if _TEXT.search(line) for p in _NAMED.findall(line)]
+    if not named or any(os.path.join(p, "").startswith(under) for p in named):
+        return storage
+    return os.path.dirname(named[0]) or named[0]
+
+
 def stop_line(what: str, storage: str) -> str:
     """Why the study stops: what ran out, where, and the room there."""
     left = room(storage)

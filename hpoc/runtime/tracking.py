@@ -267,8 +267,10 @@ def _no_answer(uri: str, timeout_s: float) -> str | None:
     """What is wrong with the MLflow server at `uri`, asked once with `timeout_s`: "does not
     answer (...)", or "answers 404 ..." (no MLflow server there); None when it answers.
     Another HTTP error (401 of a server that wants credentials, a 5xx) is an answer: this is
-    about the address and the network."""
+    about the address and the network. So is a TLS certificate this Python does not trust:
+    MLflow's client may (REQUESTS_CA_BUNDLE, MLFLOW_TRACKING_SERVER_CERT_PATH, ..._INSECURE_TLS)."""
     import socket
+    import ssl
     import urllib.error
     import urllib.parse
     import urllib.request
@@ -288,7 +290,11 @@ def _no_answer(uri: str, timeout_s: float) -> str | None:
         reason = exc.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
             return late
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return None  # it answered the handshake
         return f"does not answer ({getattr(reason, 'strerror', None) or reason})"
+    except ssl.SSLCertVerificationError:
+        return None
     except (OSError, ValueError) as exc:
         return f"does not answer ({getattr(exc, 'strerror', None) or exc})"
     return None

@@ -47,6 +47,7 @@ class _State:
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py, full.py)
     full: str | None = None   # it stopped because a disk was full: what ran out (full.py)
+    full_at: str | None = None  # ... and where (the storage, or a place outside it the error names)
     repeats: retry.Repeats = field(default_factory=retry.Repeats)  # failed the same way twice
     # trial id -> the failure its retry follows, until the retry reports: a time budget that
     # ends the study then leaves the trial TERMINATED, and its error would go unsaid
@@ -328,9 +329,9 @@ def _storage_full(trial: Any, error: str | None) -> bool:
         return STATE.full is not None
     if not stop_tune(signal.SIGUSR1, None):
         return False
-    STATE.full = what
+    STATE.full, STATE.full_at = what, full.place(error, storage)
     full.quiet_unhandled()
-    STATE.failed = f"trial {trial.trial_id}: " + full.stop_line(what, storage)
+    STATE.failed = f"trial {trial.trial_id}: " + full.stop_line(what, STATE.full_at)
     say(STATE.stream or sys.stderr, f"[hpoc] stopping the study: {STATE.failed}; "
                                     "not retrying it nor starting other trials")
     return True

@@ -75,6 +75,7 @@ def test_a_local_study_with_asha_runs_end_to_end(tmp_path):
         assert _epochs(t) == list(range(1, t["epochs"] + 1))  # each epoch reported once
         assert t["metrics"]["epoch"] == t["epochs"] and t["error"] is None
         assert (Path(t["path"]) / ".hpoc-started").is_file()  # hpoc status: running before a report
+        assert not (Path(t["path"]) / ".hpoc-oom.json").exists()  # needed only after a death: no inode kept
     best = max(trials, key=lambda t: t["metrics"]["val_accuracy"])
     assert summary["best"] == {k: best[k] for k in ("trial_id", "config", "metrics", "epochs")}
     assert f"best trial {best['trial_id']}: val_accuracy=" in out

@@ -8,14 +8,15 @@ The trial's process reads it before and after (trial.py) and notes it on the err
 (crash.OOM_NOTE), which crash.died_line turns into the trial's line.
 
 A one-worker trial's process is the one that died: it writes where its count stood at the
-start (`record`, RECORD in the trial's directory), and the driver, when the process ran on
-its node, reads the same counter once Ray reports the death and notes it in the trial's
-error.txt (`note_trial_kill`): the driver's own cgroup (a SLURM job's batch step) may not
-be the Ray node's.
+start (`record`, RECORD in the trial's directory, removed when the trial ends alive), and
+the driver, when the process ran on its node, reads the same counter once Ray reports the
+death and notes it in the trial's error.txt (`note_trial_kill`): the driver's own cgroup
+(a SLURM job's batch step) may not be the Ray node's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -67,6 +68,13 @@ def record(directory: str | None, **paths: str) -> None:
                        "kills": found[1]}, fh)
     except OSError:
         pass  # a hint only: the trial runs as before
+
+
+def forget(directory: str | None) -> None:
+    """Remove `record`'s file: the process ended its trial alive."""
+    if directory:
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(directory, RECORD))
 
 
 def note_trial_kill(error_file: str | None, directory: str | None) -> None:

@@ -139,12 +139,15 @@ def _run_trial(plan: dict[str, Any], config: dict[str, Any], data_ref: list[Any]
         from hpoc.runtime.pool_worker import TrialScope
 
         oom.record(trial.dir)  # should this process die, the driver reads the count on (oom.py)
-        report.set_mode("tune")
-        # Tune reuses this process for the next trial: what this one changes is undone
-        with TrialScope(plan["source"]["workdir"]):
-            _limit_threads(res["cpus_per_worker"])
-            data = pipeline.fetch(data_ref[0])
-            run_trainer(plan, cfg, data, report.TuneReporter(), trial, distributed=False)
+        try:
+            report.set_mode("tune")
+            # Tune reuses this process for the next trial: what this one changes is undone
+            with TrialScope(plan["source"]["workdir"]):
+                _limit_threads(res["cpus_per_worker"])
+                data = pipeline.fetch(data_ref[0])
+                run_trainer(plan, cfg, data, report.TuneReporter(), trial, distributed=False)
+        finally:  # the process lives on: no death for the driver to read, and one inode less a trial
+            oom.forget(trial.dir)
         return
     from hpoc.runtime import oom, pool
 

@@ -29,16 +29,20 @@ KILL_WAIT_ENV = "HPOC_KILL_WAIT"  # SLURM's KillWait, asked by the job script (c
 GRACE_RANGE = (1.0, 30.0)
 
 
+def kill_wait_s(kill_wait: str | None) -> int | None:
+    """KILL_WAIT_ENV's whole seconds (the job script writes scontrol's `30 sec` as `30`), or
+    None when it is not set or not a number."""
+    text = kill_wait or ""  # as the job script reads it: no blanks
+    return int(text) if re.fullmatch(r"[0-9]+", text) else None
+
+
 def grace_for(kill_wait: str | None) -> float:
     """Seconds Ray's own SIGTERM handler gets before the node kills its processes itself: a
     third of the site's KillWait, the time from SLURM's SIGTERM to its SIGKILL (5 s on some
     sites, 120 s on others), leaving the rest for removing the job directory here and on the
     batch node; GRACE_S (a third of SLURM's default 30 s) when it is not known."""
-    try:
-        seconds = float(kill_wait or "")
-    except ValueError:
-        return GRACE_S
-    if not seconds >= 0:  # nan
+    seconds = kill_wait_s(kill_wait)
+    if seconds is None:
         return GRACE_S
     return round(min(max(seconds / 3, GRACE_RANGE[0]), GRACE_RANGE[1]), 1)
 
@@ -61,9 +65,7 @@ def stop_waits(kill_wait: str | None) -> StopWaits:
     (whole seconds only, as the job script reads it), as much shorter under a shorter one
     (at least 1 s), so that the job directory is removed before SLURM's SIGKILL. The job
     script computes the same (teardown.j2 hpoc_stop_s, tested equal)."""
-    text = kill_wait or ""
-    k = int(text) if re.fullmatch(r"[0-9]+", text) else _DEFAULT_KILL_WAIT
-    k = min(k, _DEFAULT_KILL_WAIT)
+    k = min(_DEFAULT_KILL_WAIT if (known := kill_wait_s(kill_wait)) is None else known, _DEFAULT_KILL_WAIT)
     return StopWaits(*(max(1, base * k // _DEFAULT_KILL_WAIT) for base in TODAY))
 
 
@@ -77,8 +79,7 @@ def left_s(wait_s: float, kill_wait: str | None, term_at: float | None, after_s:
     a share of KillWait, but together more (teardown.j2 hpoc_left_s does the same)."""
     if term_at is None:
         return wait_s
-    text = kill_wait or ""
-    k = int(text) if re.fullmatch(r"[0-9]+", text) else _DEFAULT_KILL_WAIT
+    k = _DEFAULT_KILL_WAIT if (known := kill_wait_s(kill_wait)) is None else known
     return max(0.0, min(wait_s, term_at + k - time.monotonic() - after_s - MARGIN_S))
 
 

@@ -190,8 +190,10 @@ def test_a_requeued_job_keeps_the_log_of_its_run_before(tmp_path):
     try:
         wait_until(lambda: any(r.get("Restarts") == "1" and r.get("JobState") == "PENDING"
                                for r in job_records(job)), 60, "the job requeued", tmp_path)
-        # SLURM holds a requeued job for ~2 minutes; let it start now.
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+        # SLURM holds a requeued job for ~2 minutes; let it start sooner, but not within the
+        # second of the requeue: slurmd refuses a credential made in the second it revoked the
+        # job's ("Killing non-startable batch job: Job credential revoked", the job FAILED).
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+2"], check=True, timeout=30)
         (record,) = wait_jobs([job], 60, tmp_path)
     finally:
         subprocess.run(["scancel", job], capture_output=True, timeout=30)

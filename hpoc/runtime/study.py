@@ -242,6 +242,7 @@ def _prior(plan: dict[str, Any], opts: RunOptions, exp: Path, fp: dict[str, Any]
                                   stream, opts.retry_errored, STATE.errored, previous,
                                   recorded=seen.recorded)
     if mode in ("restore", "retry"):
+        full.prune_states(exp)  # prior_run found the newest whole: the older ones are unread
         refuse_synch_population(plan, exp)
         if (grown := seen.grown) is not None:
             from hpoc.runtime.extend import refuse_population

@@ -178,3 +178,23 @@ def test_a_study_whose_trials_all_ran_is_not_refused_for_files(tmp_path, lustre)
         (tmp_path / "results" / "toy" / f"train_{i}" / "params.json").write_text("{}")
     assert quota.check(plan, 1.0)[0] is None
     assert quota.check(_plan(tmp_path, 3), 1.0)[0].startswith(f"storage path {tmp_path / 'results'}: your file quota")
+
+
+def test_the_mount_holding_a_path_is_found_with_its_type(tmp_path):
+    point, fstype, _ = quota._mount(str(tmp_path / "not" / "yet"))
+    assert fstype and os.path.realpath(tmp_path).startswith(point.rstrip("/") + "/")
+
+
+def test_gpfs_mmlsquota_is_found_where_gpfs_installs_it(tmp_path, monkeypatch):
+    """/usr/lpp/mmfs/bin is often not on a user's PATH."""
+    row = ("mmlsquota::HEADER:version:reserved:reserved:filesystemName:quotaType:id:name:blockUsage:"
+           "blockQuota:blockLimit:blockInDoubt:blockGrace:filesUsage:filesQuota:filesLimit:filesInDoubt:"
+           "filesGrace:remarks:quota:defQuota:fid:filesetname:\n"
+           "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:4000:0:5000:0:none:e:on:off:::")
+    _tool(tmp_path / "mmfs", "mmlsquota", f'echo "$@" > {tmp_path}/mm.args\ncat <<"EOF"\n{row}\nEOF\n')
+    monkeypatch.setattr(quota, "_ELSEWHERE", {"mmlsquota": (str(tmp_path / "mmfs" / "mmlsquota"),)})
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/gpfs/work", "gpfs", "/dev/gpfs1"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # its `cat`, no mmlsquota
+    q = quota.read(str(tmp_path))
+    assert q.command == "mmlsquota -u $USER -Y gpfs1" and q.files.left() == 1000
+    assert (tmp_path / "mm.args").read_text().split()[-2:] == ["-Y", "gpfs1"]

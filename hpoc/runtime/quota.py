@@ -159,6 +159,10 @@ def _user() -> str:
         return str(os.getuid())
 
 
+# GPFS installs its commands outside the usual PATH
+_ELSEWHERE = {"mmlsquota": ("/usr/lpp/mmfs/bin/mmlsquota",)}
+
+
 def read(path: str, timeout: float = TIMEOUT_S) -> Quota | None:
     """The user's quota on the file system of `path`, or None: no quota tool here, none
     answering within `timeout`, no quota, or output not understood."""
@@ -170,14 +174,16 @@ def read(path: str, timeout: float = TIMEOUT_S) -> Quota | None:
         cmd, parse = ["mmlsquota", "-u", user, "-Y", os.path.basename(device)], parse_mmlsquota
     else:
         cmd, parse = ["quota", "-w", "-p", "-v", "-f", mount], parse_quota
-    if shutil.which(cmd[0]) is None:
+    tool = shutil.which(cmd[0]) or next((p for p in _ELSEWHERE.get(cmd[0], ()) if os.access(p, os.X_OK)), None)
+    if tool is None:
         return None
+    cmd[0] = tool
     try:  # quota exits 1 when the user is over a quota: its output is read all the same
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
-    shown = " ".join(w if w != user else "$USER" for w in cmd)
+    shown = " ".join(w if w != user else "$USER" for w in [os.path.basename(tool), *cmd[1:]])
     return parse(run.stdout, shown)
 
 

@@ -47,10 +47,10 @@ def test_linux_quota_is_read_with_raw_graces():
             "     Filesystem  blocks   quota   limit   grace   files   quota   limit   grace\n")
     q = quota.parse_quota(head + "nfs:/export/home   51200  100000  120000       0     900    1000    1200       0\n")
     assert q.kib.left() == 68800 and q.files.left() == 300 and q.files.grace is None
-    now = time.time()
+    now = float(int(time.time()))
     over = quota.parse_quota(head + f"      /dev/sda1  110000* 100000  120000 {int(now) + 3600}  1100*   1000    "
                                     f"0 {int(now) - 60}\n", now=now)
-    assert over.kib.grace is not None and not over.kib.expired and over.kib.left() == 10000
+    assert over.kib.grace == "1h0m" and not over.kib.expired and over.kib.left() == 10000
     assert over.files.expired and over.files.left() == 0
     assert quota.parse_quota("Disk quotas for user alice (uid 1000): none\n") is None
 
@@ -198,3 +198,14 @@ def test_gpfs_mmlsquota_is_found_where_gpfs_installs_it(tmp_path, monkeypatch):
     q = quota.read(str(tmp_path))
     assert q.command == "mmlsquota -u $USER -Y gpfs1" and q.files.left() == 1000
     assert (tmp_path / "mm.args").read_text().split()[-2:] == ["-Y", "gpfs1"]
+
+
+def test_a_soft_quota_whose_grace_ran_out_is_said_as_refusing_writes(tmp_path, lustre):
+    """All trials ran (the run only reads, or resumes them): not refused, but said."""
+    lustre("    /lustre/fs1  100000       0 9000000       -   50001*  50000       0    none")
+    exp = tmp_path / "results" / "toy"
+    for i in range(2):
+        (exp / f"train_{i}").mkdir(parents=True)
+        (exp / f"train_{i}" / "params.json").write_text("{}")
+    assert quota.check(_plan(tmp_path, 2), 1.0) == (None, [
+        "you are over your soft file quota (`lfs quota -u $USER /lustre/fs1`): writes are refused unless you free some"])

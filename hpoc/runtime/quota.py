@@ -60,8 +60,9 @@ def _number(word: str) -> int | None:
     return int(word) if word.isdigit() else None
 
 
-def _limits(values: list[str], expired: Any) -> tuple[Limit, Limit] | None:
-    """kbytes quota limit grace files quota limit grace -> (KiB, files)."""
+def _limits(values: list[str], expired: Any, said: Any = str) -> tuple[Limit, Limit] | None:
+    """kbytes quota limit grace files quota limit grace -> (KiB, files); `expired(grace)`
+    whether a grace has run out, `said(grace)` the time left in words."""
     if len(values) < 8:
         return None
     out = []
@@ -71,7 +72,7 @@ def _limits(values: list[str], expired: Any) -> tuple[Limit, Limit] | None:
             return None
         grace = grace.strip("[]")
         over = grace not in ("-", "0", "")
-        out.append(Limit(*nums, grace=grace if over else None, expired=over and expired(grace)))  # type: ignore[misc]
+        out.append(Limit(*nums, grace=said(grace) if over else None, expired=over and expired(grace)))  # type: ignore[misc]
     return out[0], out[1]
 
 
@@ -100,8 +101,16 @@ def parse_quota(text: str, command: str = "quota", now: float | None = None) -> 
     time (epoch seconds) it ends. `Disk quotas for user me (uid 1): none`: no limits."""
     now = time.time() if now is None else now
     words = _table(text)
-    got = _limits(words[1:9], lambda g: g.isdigit() and int(g) <= now) if words else None
+    got = _limits(words[1:9], lambda g: g.isdigit() and int(g) <= now,
+                  lambda g: _duration(int(g) - now) if g.isdigit() else g) if words else None
     return Quota(command, *got) if got else None
+
+
+def _duration(seconds: float) -> str:
+    """`6d23h`, `5h12m`, `40m`: a grace's time left as lfs says it, to the minute."""
+    minutes = max(0, int(seconds) // 60)
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    return f"{days}d{hours}h" if days else f"{hours}h{mins}m" if hours else f"{mins}m"
 
 
 _MM = re.compile(r"^mmlsquota::")
@@ -270,8 +279,8 @@ def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S) -> t
                 "HPOC_MIN_FREE_GB to change the limit (0 skips it)"), []
     for what, limit in (("space", q.kib), ("file", q.files)):
         if limit.grace is not None:
-            warnings.append(f"you are over your soft {what} quota ({where}): writes stop in {limit.grace} "
-                            "unless you free some")
+            when = "writes are refused" if limit.expired else f"writes stop in {limit.grace}"
+            warnings.append(f"you are over your soft {what} quota ({where}): {when} unless you free some")
     if files_left is not None and files_left < TIGHT * need:
         warnings.append(f"your file quota ({where}) leaves {files_left:,} file(s): {study}")
     elif (soft := q.files.soft_left()) is not None and q.files.grace is None and 0 <= soft < need:

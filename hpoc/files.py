@@ -47,7 +47,8 @@ def missing_hint(name: str, suffixes: tuple[str, ...] | None = None) -> str | No
 def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> Path:
     """Write `text` beside `path`, then rename it over `path`. `mode` (e.g. 0o755, or 0o600
     for a secret) sets the permissions; without it a file that exists keeps its own
-    (`hpoc fmt --write`)."""
+    (`hpoc fmt --write`). The content is synced before the rename and the directory after:
+    without that a node crash can leave the renamed file empty (ext4, XFS delay the data)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -56,6 +57,8 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         if mode is None and path.exists():
             mode = path.stat().st_mode & 0o7777
         if mode is not None:
@@ -69,7 +72,23 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
         if isinstance(exc, OSError) and exc.filename == str(tmp):
             exc.filename = str(path)  # the user asked for `path`; the temporary name is ours
         raise
+    _sync_dir(path.parent)
     return path
+
+
+def _sync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable; a file system that cannot sync a directory
+    (EINVAL, some network ones) or one not readable here leaves the rename as it is."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_tail(path: str | os.PathLike[str], size: int) -> str | None:

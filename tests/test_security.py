@@ -185,7 +185,8 @@ def test_an_atomic_secret_is_private_from_creation(tmp_path: Path, monkeypatch: 
 
     created = []
     real_open = os.open
-    monkeypatch.setattr(os, "open", lambda p, flags, mode=0o777: (created.append(mode), real_open(p, flags, mode))[1])
+    monkeypatch.setattr(os, "open", lambda p, flags, mode=0o777: (
+        flags & os.O_CREAT and created.append(mode), real_open(p, flags, mode))[1])  # files it creates
     old = os.umask(0)
     try:
         target = tmp_path / "token"

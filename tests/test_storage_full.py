@@ -251,12 +251,12 @@ def test_hpoc_min_free_gb_moves_the_runs_own_limit_as_its_message_says(tmp_path,
     monkeypatch.delenv("HPOC_MIN_FREE_GB", raising=False)
     plan = {"storage": {"path": str(tmp_path)}}
     with pytest.raises(StudyError, match="set HPOC_MIN_FREE_GB to change the limit"):
-        study._check_storage(plan, tmp_path / "s")
+        study._check_storage(plan, tmp_path / "s", io.StringIO())
     monkeypatch.setenv("HPOC_MIN_FREE_GB", "0")
-    study._check_storage(plan, tmp_path / "s")  # as the message says: no refusal
+    study._check_storage(plan, tmp_path / "s", io.StringIO())  # as the message says: no refusal
     monkeypatch.setenv("HPOC_MIN_FREE_GB", "lots")  # not a number: the run's own limit
     with pytest.raises(StudyError):
-        study._check_storage(plan, tmp_path / "s")
+        study._check_storage(plan, tmp_path / "s", io.StringIO())
 
 
 def _prior_run(tmp_path: Path, exp: Path) -> str:

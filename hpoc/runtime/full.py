@@ -187,6 +187,31 @@ def cut_state(exp: str | os.PathLike[str]) -> str | None:
     return None
 
 
+# Every state file Tune saves, one of each per run, and restores from the newest by name
+# (max(): the name carries the run's time): the controller's, its searcher's, the variant
+# generator's and the callbacks' (Ray 2.x, ray/tune/execution/experiment_state.py,
+# ray/tune/utils/util.py _load_newest_checkpoint).
+_RESTORED = _STATES + ("basic-variant-state-*.json", "callback-states-*.pkl")
+
+
+def prune_states(exp: str | os.PathLike[str]) -> int:
+    """Remove the state files of earlier runs that Tune no longer reads: a resume restores
+    only the newest of each kind, and copies every .json/.pkl of the experiment to its
+    staging folder and back, so each resume kept one more set. Called before the restore,
+    once cut_state found the newest whole; the newest is never touched. How many went."""
+    import glob
+
+    gone = 0
+    for pattern in _RESTORED:
+        for older in sorted(glob.glob(os.path.join(glob.escape(str(exp)), pattern)))[:-1]:
+            try:
+                os.unlink(older)
+                gone += 1
+            except OSError:  # read-only, or gone meanwhile: it only costs its room
+                pass
+    return gone
+
+
 def quiet_unhandled() -> None:
     """Ray's driver logs, with its whole traceback, the failure of a trial whose result Tune
     no longer waited for (`Unhandled error …`): after a stop for room, the other trials'

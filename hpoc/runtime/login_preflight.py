@@ -10,7 +10,8 @@ its Ray cluster:
   called on an instance built with the plan's arguments, which raises (or returns a
   message) when its data is missing;
 * the storage path is writable (a file is created and removed in it, or in its nearest
-  existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free;
+  existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free, free inodes and
+  a user quota (`lfs quota`, `quota`, `mmlsquota`) with room for the study's files;
 * the search algorithm's library (and the optuna sampler's) is installed;
 * the compute nodes' interpreter: a `slurm.python` path imports hpoc and Ray (exists, when
   `slurm.setup` has to run first), a container image exists;
@@ -310,10 +311,23 @@ _TORCH_BUILD = ("\nimport torch\nprint(" + repr(_BUILD_MARK) + " + ('gpu ' if to
 # ---------------------------------------------------------------- all of it
 
 
+def check_storage(plan: dict[str, Any]) -> list[Finding]:
+    """Writable with HPOC_MIN_FREE_GB free, then room for the study's files and the user's
+    quota (quota.py)."""
+    from hpoc.runtime import quota
+
+    problem = storage_problem(plan["storage"]["path"])
+    if problem is None:
+        problem, tight = quota.check(plan, free_gb_needed(MIN_FREE_GB))
+    else:
+        tight = []
+    return ([Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable")]
+            + [Finding(True, "storage", w, warning=True) for w in tight])
+
+
 def run_checks(plan: dict[str, Any]) -> list[Finding]:
     found = check_pipeline(plan)
-    problem = storage_problem(plan["storage"]["path"])
-    found.append(Finding(problem is None, "storage", problem or f"{plan['storage']['path']} is writable"))
+    found += check_storage(plan)
     found += check_search(plan)
     found += check_interpreter(plan)
     found += check_sbatch_env(plan)

@@ -141,7 +141,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     try:
         if STATE.signal is not None:  # it came as the driver started
             raise Interrupted()
-        _check_storage(plan, exp)
+        _check_storage(plan, exp, stream)
         # One driver per experiment directory, before looking at (or moving) what is there,
         # and before the slow checks: another live run is said at once.
         marker.migrate_legacy(exp)
@@ -194,15 +194,21 @@ def _require_workdir(plan: dict[str, Any]) -> None:
         raise StudyError(why)
 
 
-def _check_storage(plan: dict[str, Any], exp: Path) -> None:
-    """A storage that cannot take the results: here, not as a traceback from Tune once the
-    cluster is up."""
-    from hpoc.runtime.login_preflight import storage_problem
+def _check_storage(plan: dict[str, Any], exp: Path, stream: TextIO) -> None:
+    """A storage that cannot take the results, or the study's files (free inodes, the user's
+    quota): here, not as a traceback from Tune once the cluster is up, nor a stop midway."""
+    from hpoc.runtime import quota
+    from hpoc.runtime.login_preflight import free_gb_needed, storage_problem
 
     problem = (storage_problem(plan["storage"]["path"], min_free_gb=RUN_MIN_FREE_GB)
                or _not_a_directory(exp, Path(plan["storage"]["path"])))
     if problem:
         raise StudyError(problem)
+    problem, tight = quota.check(plan, free_gb_needed(RUN_MIN_FREE_GB))
+    if problem:
+        raise StudyError(problem)
+    for line in tight:
+        say(stream, f"[hpoc] warning: {line}")
 
 
 def _check_code(plan: dict[str, Any], stream: TextIO) -> Any:
@@ -242,6 +248,7 @@ def _prior(plan: dict[str, Any], opts: RunOptions, exp: Path, fp: dict[str, Any]
                                   stream, opts.retry_errored, STATE.errored, previous,
                                   recorded=seen.recorded)
     if mode in ("restore", "retry"):
+        full.prune_states(exp)  # prior_run found the newest whole: the older ones are unread
         refuse_synch_population(plan, exp)
         if (grown := seen.grown) is not None:
             from hpoc.runtime.extend import refuse_population

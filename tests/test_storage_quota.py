@@ -1,0 +1,211 @@
+"""The room a study needs, checked before Ray starts: free inodes against the files the
+study will write, and the user's quota as `lfs quota`, `quota` or `mmlsquota` says it (fake
+tools on PATH print the real formats: lustre lfs.c print_quota, linuxquota quota.c)."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from hpoc.runtime import full, login_preflight, quota
+from hpoc.runtime.exits import StudyError
+from runtime_plans import make_plan
+
+LFS_HEAD = ("Disk quotas for usr alice (uid 1000):\n"
+            "     Filesystem  kbytes   quota   limit   grace   files   quota   limit   grace\n")
+
+
+def test_lfs_quota_is_read_with_its_marks_a_wrapped_name_and_its_graces():
+    q = quota.parse_lfs(LFS_HEAD + "    /lustre/fs1  204800       0 1048576       -   12000   40000   50000       -\n")
+    assert q.kib == quota.Limit(204800, 0, 1048576) and q.files == quota.Limit(12000, 40000, 50000)
+    assert q.kib.left() == 843776 and q.files.left() == 38000 and q.files.soft_left() == 28000
+    # a mount point longer than 15 characters is alone on its line; `*` marks over a limit
+    over = quota.parse_lfs(LFS_HEAD + "/p/scratch/project-x\n"
+                           "                 1100000*  1000000 2000000 6d23h59m57s  45000*  40000   50000    none\n"
+                           "uid 1000 is using default file quota setting\n")
+    assert over.kib == quota.Limit(1100000, 1000000, 2000000, grace="6d23h59m57s")
+    assert over.files == quota.Limit(45000, 40000, 50000, grace="none", expired=True)
+    assert over.files.left() == 0 and over.kib.left() == 900000
+    # at the hard limit the grace reads `-`; `[...]`: some targets did not answer
+    hard = quota.parse_lfs(LFS_HEAD + "    /lustre/fs1 [2000000]* 1000000 2000000       -       5       0       0       -\n")
+    assert hard.kib.left() == 0 and hard.files.left() is None
+    newer = LFS_HEAD.replace("quota   limit   grace   files   quota   limit   grace",
+                             "bquota  blimit  bgrace   files  iquota  ilimit  igrace")
+    assert quota.parse_lfs(newer + "    /lustre/fs1      10       0       0       -       1       0       0       -\n")
+    assert quota.parse_lfs("lfs: /tmp is not on a Lustre file system\n") is None
+    assert quota.parse_lfs(LFS_HEAD) is None
+
+
+def test_linux_quota_is_read_with_raw_graces():
+    head = ("Disk quotas for user alice (uid 1000): \n"
+            "     Filesystem  blocks   quota   limit   grace   files   quota   limit   grace\n")
+    q = quota.parse_quota(head + "nfs:/export/home   51200  100000  120000       0     900    1000    1200       0\n")
+    assert q.kib.left() == 68800 and q.files.left() == 300 and q.files.grace is None
+    now = float(int(time.time()))
+    over = quota.parse_quota(head + f"      /dev/sda1  110000* 100000  120000 {int(now) + 3600}  1100*   1000    "
+                                    f"0 {int(now) - 60}\n", now=now)
+    assert over.kib.grace == "1h0m" and not over.kib.expired and over.kib.left() == 10000
+    assert over.files.expired and over.files.left() == 0
+    assert quota.parse_quota("Disk quotas for user alice (uid 1000): none\n") is None
+
+
+def test_gpfs_mmlsquota_is_read_by_its_header_names():
+    text = ("mmlsquota::HEADER:version:reserved:reserved:filesystemName:quotaType:id:name:blockUsage:"
+            "blockQuota:blockLimit:blockInDoubt:blockGrace:filesUsage:filesQuota:filesLimit:filesInDoubt:"
+            "filesGrace:remarks:quota:defQuota:fid:filesetname:\n"
+            "mmlsquota::0:1:::gpfs1:USR:1000:alice:2097152:10485760:12582912:0:none:4000:0:5000:0:none:e:on:off:::\n")
+    q = quota.parse_mmlsquota(text)
+    assert q.kib.left() == 12582912 - 2097152 and q.files.left() == 1000 and q.kib.grace is None
+    expired = text.replace(":4000:0:5000:0:none:", ":6000:5000:8000:0:expired:")
+    assert quota.parse_mmlsquota(expired).files.left() == 0
+
+
+# ---------------------------------------------------------------- the tools as the run meets them
+
+
+def _tool(bin_dir: Path, name: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def lustre(tmp_path, monkeypatch):
+    """The storage on a Lustre mount with an `lfs` on PATH that prints `row` (and records its
+    arguments); the file system itself has room."""
+    bins = tmp_path / "bin"
+
+    def given(row: str, sleep: float = 0) -> Path:
+        _tool(bins, "lfs", f'echo "$@" > {tmp_path}/lfs.args\nsleep {sleep}\ncat <<"EOF"\n{LFS_HEAD}{row}\nEOF\n')
+        return tmp_path / "lfs.args"
+
+    monkeypatch.setenv("PATH", f"{bins}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/lustre/fs1", "lustre", "10.0.0.1@tcp:/fs1"))
+    return given
+
+
+def _plan(tmp_path, num_samples=100):
+    return make_plan(tmp_path, tmp_path / "results", trials={"num_samples": num_samples})
+
+
+def test_the_run_refuses_a_file_quota_too_small_for_the_study_before_ray_starts(tmp_path, lustre):
+    from hpoc.runtime import study
+
+    args = lustre("    /lustre/fs1  204800       0 1048576       -   49000   40000   50000       -")
+    plan = _plan(tmp_path)  # 100 trials x 15 files: 1,500 files, 1,000 left
+    with pytest.raises(StudyError) as err:
+        study._check_storage(plan, tmp_path / "results" / "toy", io.StringIO())
+    said = str(err.value)
+    assert "\n" not in said
+    assert said.startswith(f"storage path {tmp_path / 'results'}: your file quota (`lfs quota -u $USER "
+                           "/lustre/fs1`) leaves 1,000 file(s): the study's 100 trial(s) left need about 1,500")
+    assert "storage.path" in said and "HPOC_MIN_FREE_GB=0 skips this check" in said
+    assert args.read_text().split()[:2] == ["quota", "-u"] and args.read_text().split()[-1] == "/lustre/fs1"
+
+
+def test_a_tight_quota_or_one_in_its_grace_is_a_warning_and_the_run_goes_on(tmp_path, lustre):
+    from hpoc.runtime import study
+
+    lustre("/lustre/fs1\n                 1100000*  1000000 9000000 6d23h59m57s  48000   0   50000       -")
+    stream = io.StringIO()
+    study._check_storage(_plan(tmp_path), tmp_path / "results" / "toy", stream)
+    said = stream.getvalue()
+    assert "warning: you are over your soft space quota (`lfs quota -u $USER /lustre/fs1`): writes stop in 6d23h59m57s" in said
+    assert "warning: your file quota (`lfs quota -u $USER /lustre/fs1`) leaves 2,000 file(s)" in said
+
+
+def test_a_used_up_space_quota_is_refused_as_free_space_is(tmp_path, lustre):
+    lustre("    /lustre/fs1 1048576*       0 1048576       -     100       0       0       -")
+    problem, _ = quota.check(_plan(tmp_path, 2), 1.0)
+    assert problem.startswith(f"storage path {tmp_path / 'results'}: your quota (`lfs quota -u $USER /lustre/fs1`) "
+                              "leaves 0.00 GiB, less than 1 GiB")
+    assert "HPOC_MIN_FREE_GB" in problem
+
+
+def test_preflight_says_the_quota_too(tmp_path, lustre):
+    lustre("    /lustre/fs1  204800       0 1048576       -   49990       0   50000       -")
+    found = login_preflight.check_storage(_plan(tmp_path))
+    assert [(f.ok, f.what) for f in found] == [(False, "storage")]
+    assert "leaves 10 file(s)" in found[0].message
+
+
+def test_a_slow_or_missing_quota_tool_is_no_finding(tmp_path, lustre, monkeypatch):
+    lustre("    /lustre/fs1  204800       0 1048576       -   49990       0   50000       -", sleep=5)
+    t = time.monotonic()
+    assert quota.check(_plan(tmp_path), 1.0, timeout=0.5) == (None, [])
+    assert time.monotonic() - t < 3
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert quota.read(str(tmp_path)) is None
+
+
+def test_too_few_free_inodes_for_the_study_are_refused_and_hpoc_min_free_gb_0_skips_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(quota, "read", lambda path, timeout=0: None)
+    monkeypatch.setattr(full, "_statvfs", lambda path: SimpleNamespace(f_files=10**6, f_favail=700,
+                                                                      f_bavail=10**9, f_frsize=4096))
+    plan = _plan(tmp_path)  # 1,500 files
+    problem, _ = quota.check(plan, 1.0)
+    assert problem.startswith(f"storage path {tmp_path / 'results'} has 700 free files (inodes) on its file "
+                              "system: the study's 100 trial(s) left need about 1,500 (15 each")
+    monkeypatch.setenv("HPOC_MIN_FREE_GB", "0")
+    assert quota.check(plan, login_preflight.free_gb_needed(1.0)) == (None, [])
+
+
+def test_trials_an_earlier_run_left_need_no_more_files(tmp_path, monkeypatch):
+    plan = _plan(tmp_path, 10)
+    exp = tmp_path / "results" / "toy"
+    for i in range(4):
+        (exp / f"train_{i}").mkdir(parents=True)
+        (exp / f"train_{i}" / "params.json").write_text("{}")
+    (exp / ".hpoc-locks").mkdir()
+    assert quota.files_needed(plan) == (6 * 15, 6, 15)
+    plan["checkpoint"]["every"] = 0
+    assert quota.files_per_trial(plan) == 9
+
+
+def test_a_study_whose_trials_all_ran_is_not_refused_for_files(tmp_path, lustre):
+    """Its run only reads (`already ran to the end`) or resumes trials that have their files."""
+    lustre("    /lustre/fs1  204800       0 9000000       -   50000*      0   50000       -")
+    plan = _plan(tmp_path, 2)
+    for i in range(2):
+        (tmp_path / "results" / "toy" / f"train_{i}").mkdir(parents=True)
+        (tmp_path / "results" / "toy" / f"train_{i}" / "params.json").write_text("{}")
+    assert quota.check(plan, 1.0)[0] is None
+    assert quota.check(_plan(tmp_path, 3), 1.0)[0].startswith(f"storage path {tmp_path / 'results'}: your file quota")
+
+
+def test_the_mount_holding_a_path_is_found_with_its_type(tmp_path):
+    point, fstype, _ = quota._mount(str(tmp_path / "not" / "yet"))
+    assert fstype and os.path.realpath(tmp_path).startswith(point.rstrip("/") + "/")
+
+
+def test_gpfs_mmlsquota_is_found_where_gpfs_installs_it(tmp_path, monkeypatch):
+    """/usr/lpp/mmfs/bin is often not on a user's PATH."""
+    row = ("mmlsquota::HEADER:version:reserved:reserved:filesystemName:quotaType:id:name:blockUsage:"
+           "blockQuota:blockLimit:blockInDoubt:blockGrace:filesUsage:filesQuota:filesLimit:filesInDoubt:"
+           "filesGrace:remarks:quota:defQuota:fid:filesetname:\n"
+           "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:4000:0:5000:0:none:e:on:off:::")
+    _tool(tmp_path / "mmfs", "mmlsquota", f'echo "$@" > {tmp_path}/mm.args\ncat <<"EOF"\n{row}\nEOF\n')
+    monkeypatch.setattr(quota, "_ELSEWHERE", {"mmlsquota": (str(tmp_path / "mmfs" / "mmlsquota"),)})
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/gpfs/work", "gpfs", "/dev/gpfs1"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # its `cat`, no mmlsquota
+    q = quota.read(str(tmp_path))
+    assert q.command == "mmlsquota -u $USER -Y gpfs1" and q.files.left() == 1000
+    assert (tmp_path / "mm.args").read_text().split()[-2:] == ["-Y", "gpfs1"]
+
+
+def test_a_soft_quota_whose_grace_ran_out_is_said_as_refusing_writes(tmp_path, lustre):
+    """All trials ran (the run only reads, or resumes them): not refused, but said."""
+    lustre("    /lustre/fs1  100000       0 9000000       -   50001*  50000       0    none")
+    exp = tmp_path / "results" / "toy"
+    for i in range(2):
+        (exp / f"train_{i}").mkdir(parents=True)
+        (exp / f"train_{i}" / "params.json").write_text("{}")
+    assert quota.check(_plan(tmp_path, 2), 1.0) == (None, [
+        "you are over your soft file quota (`lfs quota -u $USER /lustre/fs1`): writes are refused unless you free some"])

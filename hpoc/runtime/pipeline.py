@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 ROLES = ("getter", "splitter", "trainer")
 
@@ -425,12 +425,22 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
 
 
 def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any, Any, Any] | None:
-    """The splits with their float64 NumPy arrays (np.loadtxt's) and pandas frames as
-    torch's default float, once here before Ray shares them: converted in each trial (as
-    hpoc's batches do, docs/trainer.md) every running trial held its own copy. Only for
-    hpoc's loop, which batches them; a trainer's own loaders get the arrays as returned.
-    float64 tensors (and a TensorDataset's) are cast for their inputs only, which hpoc's
-    `prepare_inputs` casts per batch: their targets went to the loss as they are."""
+    """The splits with `model_dtype_cast`'s cast alone (the driver casts them as it compacts
+    them: compact.for_ray)."""
+    from hpoc.runtime import compact
+
+    cast = model_dtype_cast(trainer)
+    return data if cast is None else compact.walk(data, views=False, arrays=False, cast=cast)
+
+
+def model_dtype_cast(trainer: Any) -> Callable[[Any, bool], Any] | None:
+    """`cast(part, first)` for each part of a split: float64 NumPy arrays (np.loadtxt's) and
+    pandas frames as torch's default float, once in the driver before Ray shares them:
+    converted in each trial (as hpoc's batches do, docs/trainer.md) every running trial
+    held its own copy. Only for hpoc's loop, which batches them (None otherwise); a trainer's
+    own loaders get the arrays as returned. float64 tensors (and a TensorDataset's) are cast
+    for their inputs (`first`) only, which hpoc's `prepare_inputs` casts per batch: their
+    targets went to the loss as they are."""
     import numpy as np
     import torch
 
@@ -438,8 +448,8 @@ def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any
 
     default = torch.get_default_dtype()
     dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(default)
-    if data is None or dtype is None or not batches_splits(trainer):
-        return data
+    if dtype is None or not batches_splits(trainer):
+        return None
     inputs = _keeps(trainer, "prepare_inputs")  # else its own may want them as they are
     done: dict[int, Any] = {}  # one array given twice (train and validation) stays one
 
@@ -456,15 +466,7 @@ def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any
             done[id(part)] = part.to(default) if isinstance(part, torch.Tensor) else part.astype(dtype)
         return done[id(part)]
 
-    def split(s: Any) -> Any:
-        parts = s.tensors if type(s) is torch.utils.data.TensorDataset else s
-        if isinstance(parts, (tuple, list)) and any(convert(p, i == 0) is not p for i, p in enumerate(parts)):
-            made = [convert(p, i == 0) for i, p in enumerate(parts)]
-            return torch.utils.data.TensorDataset(*made) if parts is not s else type(s)(made)
-        return s
-
-    out = tuple(split(s) for s in data)
-    return data if all(a is b for a, b in zip(out, data)) else out  # type: ignore[return-value]
+    return convert
 
 
 def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:

@@ -397,14 +397,13 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
 
     if data is None or not batches_splits(trainer):
         return
-    steps = plan["pipeline"]
-    role = "splitter" if steps.get("splitter") else "getter"
+    maker = data_step(plan)
     name = loader_split(data)
     if name:
-        raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
+        raise PipelineError(f"{maker} returned a DataLoader as its {name} "
                             f"split\n  help: {LOADER_HELP}")
     if data[1] is None:
-        _require_validation(trainer, plan, role, data)
+        _require_validation(trainer, plan, maker, data)
     from hpoc.runtime.splitcheck import not_finite, unbatchable
     from hpoc.runtime.trainer import Trainer
 
@@ -414,14 +413,20 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
         why = not_tensors(split)
         why = why or (unbatchable(split) if split is not None else None)
         if why:  # every trial would fail inside torch's DataLoader
-            raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
+            raise PipelineError(f"{maker} returned a {name} split hpoc cannot "
                                 f"batch: {why}")
         step = hpocs.get(name)
         tensors = as_tensors(split, cast=False) if step and getattr(trainer, step) is getattr(Trainer, step) else None
         why = not_finite(tensors) if tensors is not None else None
         if why:  # every trial's loss would be NaN, as if training diverged
-            raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc's "
+            raise PipelineError(f"{maker} returned a {name} split hpoc's "
                                 f"{step} cannot use: {why}")
+
+
+def data_step(plan: dict[str, Any]) -> str:
+    """The step whose splits a message is about, as it names it: "splitter `data:Split`"."""
+    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
+    return f"{role} `{plan['pipeline'][role]['target']}`"
 
 
 def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any, Any, Any] | None:
@@ -469,7 +474,7 @@ def model_dtype_cast(trainer: Any) -> Callable[[Any, bool], Any] | None:
     return convert
 
 
-def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:
+def _require_validation(trainer: Any, plan: dict[str, Any], maker: str, data: tuple[Any, Any, Any]) -> None:
     """No validation split, and an objective that hpoc's loop computes from it: every trial
     failed after its first epoch with "reported `train_loss` but not `val_accuracy`"."""
     from hpoc.runtime.hooks import _keeps
@@ -481,7 +486,7 @@ def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tup
     said = ("train and test splits but no validation split" if data[2] is not None else
             "no validation split")
     never = " (never on `test`)" if data[2] is not None else ""
-    raise PipelineError(f"{role} `{plan['pipeline'][role]['target']}` returned {said}, and hpoc's loop "
+    raise PipelineError(f"{maker} returned {said}, and hpoc's loop "
                         f"computes the objective `{wanted[0]}` on the validation split{never}"
                         "\n  help: return (train, validation[, test]), or a dict with `train` and "
                         "`validation` (or `val`)")
@@ -494,8 +499,7 @@ def shared_validation(plan: dict[str, Any], data: tuple[Any, Any, Any] | None) -
     why = shared_rows(data[0], data[1]) if data else None
     if why is None:
         return None
-    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
-    return (f"{role} `{plan['pipeline'][role]['target']}`: {why}: val_loss and val_accuracy measure "
+    return (f"{data_step(plan)}: {why}: val_loss and val_accuracy measure "
             "data the model trains on, and rank the trials that memorise it best")
 
 
@@ -593,10 +597,9 @@ def unshareable(plan: dict[str, Any], data: Any, exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     bad = [name for name, split in zip(("train", "validation", "test"), data or ())
            if split is not None and fails(split)]
-    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
     what = f"the {' and '.join(bad)} split{'s' if len(bad) > 1 else ''}" if bad else "the data"
     reason = str(cause).splitlines()[0][:200] if str(cause) else ""
-    return (f"{what} from {role} `{plan['pipeline'][role]['target']}` cannot be sent to the trials: "
+    return (f"{what} from {data_step(plan)} cannot be sent to the trials: "
             f"{type(cause).__name__}: {reason}\n"
             "  help: Ray pickles the splits to share them; return tensors, arrays, lists or a "
             "Dataset that pickles (not a generator, an open file or a lock)")

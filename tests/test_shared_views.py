@@ -218,3 +218,12 @@ def test_float64_views_are_cast_and_compacted_in_one_walk_and_keep_the_datasets_
     assert train.tensors[0].dtype == val.tensors[0].dtype == torch.float32  # inputs cast once, here
     assert val.tensors[0].untyped_storage().nbytes() == 1000 * 8 * 4  # cast: a storage of its own
     assert train.tensors[1].untyped_storage().nbytes() == 3000 * 8  # the labels' view compacted
+
+
+def test_a_namedtuple_split_of_float64_arrays_loads(tmp_path):
+    """The float64 cast made a split again as `type(split)(parts)`: a namedtuple's takes its
+    fields one by one, and the driver stopped with a TypeError (XY.__new__() missing 'y')."""
+    data = _loaded(tmp_path, "XY = __import__('collections').namedtuple('XY', 'x y'); a = x.double().numpy(); "
+                             "return XY(a[:3000], y[:3000].numpy()), XY(a[3000:], y[3000:].numpy())")
+    train, val, _ = data
+    assert type(train).__name__ == "XY" and train.x.shape == (3000, 8) and val.y.shape == (1000,)

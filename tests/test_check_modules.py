@@ -244,7 +244,8 @@ def test_loader_workers_beyond_a_trials_cpus_are_warned_at_check_time(tmp_path: 
     spec.write_text(text % 2)
     (w,) = [w for w in compile_path(spec).warnings if w.code == "HP804"]
     assert w.message == ("the trainer asks for 8 DataLoader workers (`num_workers_dataloader=8`, trainer.py:13), "
-                         "and a trial has `cpus_per_worker = 2`: 9 processes share its 2 core(s)")
+                         "and a trial has `cpus_per_worker = 2`: 9 processes share its 2 core(s), and slow the "
+                         "trial and those beside it on the node")
     assert w.help == "set `cpus_per_worker = 9` in `resources`, or `num_workers_dataloader` to at most 1"
     assert where(w) == (3, 13)  # the setting to change
     spec.write_text(text % 8)  # 8 workers and the trial's own process: 9 on 8 cores, as the help counts
@@ -516,3 +517,18 @@ def test_a_getter_that_downloads_in_a_study_for_compute_nodes_is_warned(tmp_path
     assert w.message == ("the getter downloads its data (`download=True`, data.py:7), and the study runs on "
                          "compute nodes, which usually have no internet")
     assert w.line == 2 and "`hpoc data fetch NAME --root DIR`" in w.help
+
+
+def test_loader_workers_are_said_alike_at_check_time_and_as_the_trial_runs(tmp_path: Path) -> None:
+    """Two copies of the wording and threshold (hpoc check's HP804, the trial's line) had
+    drifted: the same 3 workers in trials of 2 CPUs had two different fixes in two orders."""
+    from hpoc.runtime.loaders import message
+
+    (tmp_path / "trainer.py").write_text(own_trainer(body="\n    def setup(self):\n        self.create_dataloaders("
+                                                          "self.train_data, num_workers=3)\n"))
+    spec = tmp_path / "study.hpo"
+    spec.write_text('study "w"\npipeline { trainer = trainer:T }\nresources { cpus_per_worker = 2 }\n')
+    (w,) = [w for w in compile_path(spec).warnings if w.code == "HP804"]
+    said = message("the train DataLoader", 3, 2)
+    consequence = w.message.partition("`cpus_per_worker = 2`: ")[2]
+    assert consequence and said.endswith(f"cpus_per_worker = 2: {consequence}; {w.help}"), (w.message, w.help, said)

@@ -730,7 +730,7 @@ def test_loader_workers_are_said_from_as_many_as_the_trials_cpus_as_the_hint_cou
         with watched(cpus, lambda _: "the train DataLoader", said.append):
             next(iter(loader))
         assert len(said) == times, said
-    assert said[0].endswith("set num_workers to at most 1, or `resources.cpus_per_worker` to 3"), said
+    assert said[0].endswith("set `cpus_per_worker = 3` in `resources`, or `num_workers` to at most 1"), said
 
 
 def test_overlapping_loader_watches_leave_dataloader_as_it_was_and_each_still_says():

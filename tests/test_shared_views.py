@@ -205,3 +205,25 @@ def test_the_driver_lets_go_of_the_splits_once_ray_holds_them(tmp_path, monkeypa
 
     assert run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO())) != 0
     assert after == [True]
+
+
+def test_float64_views_are_cast_and_compacted_in_one_walk_and_keep_the_datasets_attributes(tmp_path):
+    """The driver walked the splits twice (the float64 cast, then the compaction), and the
+    cast made a TensorDataset again without what the study had set on it (`classes`, read
+    by its trainer): an AttributeError in every trial."""
+    data = _loaded(tmp_path, "D = torch.utils.data.TensorDataset; t = D(x[:3000].double(), y[:3000]); "
+                             "t.classes = ['a', 'b', 'c']; v = D(x.double()[3000:], y[3000:]); return t, v")
+    train, val, _ = data
+    assert train.classes == ["a", "b", "c"]
+    assert train.tensors[0].dtype == val.tensors[0].dtype == torch.float32  # inputs cast once, here
+    assert val.tensors[0].untyped_storage().nbytes() == 1000 * 8 * 4  # cast: a storage of its own
+    assert train.tensors[1].untyped_storage().nbytes() == 3000 * 8  # the labels' view compacted
+
+
+def test_a_namedtuple_split_of_float64_arrays_loads(tmp_path):
+    """The float64 cast made a split again as `type(split)(parts)`: a namedtuple's takes its
+    fields one by one, and the driver stopped with a TypeError (XY.__new__() missing 'y')."""
+    data = _loaded(tmp_path, "XY = __import__('collections').namedtuple('XY', 'x y'); a = x.double().numpy(); "
+                             "return XY(a[:3000], y[:3000].numpy()), XY(a[3000:], y[3000:].numpy())")
+    train, val, _ = data
+    assert type(train).__name__ == "XY" and train.x.shape == (3000, 8) and val.y.shape == (1000,)

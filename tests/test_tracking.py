@@ -659,16 +659,76 @@ def test_an_itwinai_loops_per_batch_items_follow_log_freq(tmp_path):
         assert history == {"train_loss_epoch": [0, 1], "val_loss": [0, 1], **batches}, freq
 
 
-def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("silent", ["refused", "never answers"])
+def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch, caplog, silent):
     """A server that went away after the driver asked: each trial's MLflow client retried it
-    for about 4 minutes before its logger gave up (MLflow's 7 retries; 1 here to fail fast).
-    The trial asks first (10 s at most) and trains on without the logger."""
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{_closed_port()}"))
-    started = time.monotonic()
-    tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
-    assert tracker.kinds == [] and time.monotonic() - started < 15
-    assert "does not answer" in caplog.text
+    for about 4 minutes (MLflow's 7 retries, 120 s each where packets are dropped) before its
+    logger gave up. The trial's first request is waited for 10 s at most (1 here), and the
+    trial trains on without the logger."""
+    import socket
+
+    import mlflow.tracking  # noqa: F401 — its import (seconds, once per process) is not the wait
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)  # takes the connection, never answers
+        port = listening.getsockname()[1] if silent == "never answers" else _closed_port()
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{port}"))
+        started = time.monotonic()
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        assert tracker.kinds == [] and time.monotonic() - started < 5
+    said = "does not answer (" if silent == "refused" else "does not answer in 1 s"
+    assert said in caplog.text and "training continues" in caplog.text, caplog.text
+
+
+def _rest_server(asked: list) -> "http.server.HTTPServer":
+    """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            asked.append(self.path)
+            body = ({"experiment": {"experiment_id": "1", "name": "demo", "lifecycle_stage": "active"}}
+                    if "experiments/get-by-name" in self.path else
+                    {"run": {"info": {"run_id": "r1", "experiment_id": "1", "status": "RUNNING",
+                                      "lifecycle_stage": "active"}, "data": {}}}
+                    if "runs/create" in self.path else {})
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_trial_does_not_probe_the_server_the_driver_asked_before_it(tmp_path):
+    """Every trial start asked the server's experiments (a request of its own, on a
+    connection of its own) before its client asked the same server for the study's
+    experiment: the driver had already asked once before Ray started."""
+    asked: list = []
+    server = _rest_server(asked)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        assert tracker.kinds == ["mlflow"]
+        tracker.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked and not [p for p in asked if "experiments/search" in p], asked
+    assert "get-by-name" in asked[0], asked  # the client's own first request
 
 
 # ------------------------------------------------------------------ per-batch values

@@ -12,6 +12,7 @@ import sys
 import urllib.parse
 from typing import Any, Iterator
 
+from hpoc import loader_cpus
 from hpoc.compiler import early_stop
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (
@@ -490,14 +491,14 @@ def _loader_workers(ch: Checker, out: dict[str, Any], workdir: str | None) -> No
     target = ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
     cpus = (out.get("resources") or {}).get("cpus_per_worker")
     asked = loader_workers(target, workdir) if target and isinstance(cpus, int) else None
-    if asked is None or asked[3] < cpus:
+    if asked is None or not loader_cpus.crowded(asked[3], cpus):
         return
     shown, line, keyword, count = asked
     at = ch.spans.get("resources.cpus_per_worker") or ch.spans.get("pipeline.trainer")
     ch.warn(WARN_RESOURCES, f"the trainer asks for {count} DataLoader workers (`{keyword}={count}`, "
-                            f"{shown}:{line}), and a trial has `cpus_per_worker = {cpus}`: {count + 1} "
-                            f"processes share its {cpus} core(s)", at,
-            help=f"set `cpus_per_worker = {count + 1}` in `resources`, or `{keyword}` to at most {max(cpus - 1, 0)}")
+                            f"{shown}:{line}), and a trial has `cpus_per_worker = {cpus}`: "
+                            f"{loader_cpus.consequence(count, cpus)}", at,
+            help=loader_cpus.fix(count, cpus, keyword))
 
 
 def _shadowing(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:

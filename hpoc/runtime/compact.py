@@ -11,7 +11,7 @@ copied into each trial. `benchmarks/shared_views.py` measures both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 # A view of nearly all of its storage stays as it is: its copy would cost the driver more
 # than the few rows it saves (a 95/5 split's larger part).
@@ -19,11 +19,20 @@ SLACK = 1 / 16
 _DEPTH = 4  # (x, y) in a split, ((x1, x2), y), a dict of them: no deeper
 
 
-def for_ray(data: tuple[Any, Any, Any] | None, arrays: bool) -> tuple[Any, Any, Any] | None:
+def for_ray(data: tuple[Any, Any, Any] | None, arrays: bool,
+            cast: Callable[[Any, bool], Any] | None = None) -> tuple[Any, Any, Any] | None:
     """`data` with its tensor views copied to storages of their own and, with `arrays`
     (hpoc's loop, which reads them through read-only tensors), its NumPy views and memmaps
     as contiguous ndarrays. Values, dtypes and shapes are kept; so is one object given
-    twice (train and validation), and tensors that own their storage are not copied."""
+    twice (train and validation), and tensors that own their storage are not copied.
+    `cast(part, first)` (pipeline.model_dtype_cast) is applied to each part of a split
+    first: the driver walks the data once for both."""
+    return walk(data, views=True, arrays=arrays, cast=cast)
+
+
+def walk(data: tuple[Any, Any, Any] | None, views: bool, arrays: bool,
+         cast: Callable[[Any, bool], Any] | None = None) -> tuple[Any, Any, Any] | None:
+    """for_ray's walk; without `views` it leaves tensors as they are (the cast alone)."""
     if data is None:
         return None
     import numpy as np
@@ -36,7 +45,7 @@ def for_ray(data: tuple[Any, Any, Any] | None, arrays: bool) -> tuple[Any, Any, 
     def part(obj: Any, depth: int) -> Any:
         kind = type(obj)  # exact types: a list of a million labels is walked in a blink
         if kind is torch.Tensor:
-            return _tensor(obj, done)
+            return _tensor(obj, done) if views else obj
         if kind is np.ndarray or kind is np.memmap:  # a masked array's mask would be lost
             return _array(obj, done) if arrays else obj
         if depth >= _DEPTH or kind not in walked:
@@ -50,7 +59,10 @@ def for_ray(data: tuple[Any, Any, Any] | None, arrays: bool) -> tuple[Any, Any, 
             made = {k: part(v, depth) for k, v in obj.items()}
             return made if any(made[k] is not v for k, v in obj.items()) else obj
         parts = obj.tensors if type(obj) is dataset else obj
-        made = [part(p, depth) for p in parts]
+        if cast is not None and depth == 1:  # a split's (inputs, targets, ...)
+            made = [part(cast(p, i == 0), depth) for i, p in enumerate(parts)]
+        else:
+            made = [part(p, depth) for p in parts]
         if all(a is b for a, b in zip(made, parts)):
             return obj
         # a namedtuple's or a subclass's constructor may differ: those are not walked

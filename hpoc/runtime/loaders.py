@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from hpoc import loader_cpus
+
 
 # The watches now open, the latest last, and DataLoader's own __iter__ while any is: one
 # patch for them all, so that watches ending out of order (two trials' threads of one
@@ -33,7 +35,7 @@ class _Watch:
 
     def saw(self, loader: Any, frame: Any) -> None:
         workers = getattr(loader, "num_workers", 0)
-        if not self.said and isinstance(workers, int) and workers >= self.cpus:
+        if not self.said and isinstance(workers, int) and loader_cpus.crowded(workers, self.cpus):
             self.said = True
             what = self.name(loader) or f"the DataLoader iterated at {frame.f_code.co_filename}:{frame.f_lineno}"
             self.say(message(what, workers, self.cpus))
@@ -72,6 +74,5 @@ def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], N
 
 
 def message(what: str, workers: int, cpus: int) -> str:
-    return (f"{what} has num_workers={workers}, and the trial has cpus_per_worker = {cpus}: {workers + 1} "
-            f"processes share its {cpus} core(s), and slow the trial and those beside it on the node; set "
-            f"num_workers to at most {max(cpus - 1, 0)}, or `resources.cpus_per_worker` to {workers + 1}")
+    return (f"{what} has num_workers={workers}, and the trial has cpus_per_worker = {cpus}: "
+            f"{loader_cpus.consequence(workers, cpus)}; {loader_cpus.fix(workers, cpus)}")

@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 ROLES = ("getter", "splitter", "trainer")
 
@@ -397,14 +397,13 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
 
     if data is None or not batches_splits(trainer):
         return
-    steps = plan["pipeline"]
-    role = "splitter" if steps.get("splitter") else "getter"
+    maker = data_step(plan)
     name = loader_split(data)
     if name:
-        raise PipelineError(f"{role} `{steps[role]['target']}` returned a DataLoader as its {name} "
+        raise PipelineError(f"{maker} returned a DataLoader as its {name} "
                             f"split\n  help: {LOADER_HELP}")
     if data[1] is None:
-        _require_validation(trainer, plan, role, data)
+        _require_validation(trainer, plan, maker, data)
     from hpoc.runtime.splitcheck import not_finite, unbatchable
     from hpoc.runtime.trainer import Trainer
 
@@ -414,23 +413,39 @@ def require_datasets(trainer: Any, data: tuple[Any, Any, Any] | None, plan: dict
         why = not_tensors(split)
         why = why or (unbatchable(split) if split is not None else None)
         if why:  # every trial would fail inside torch's DataLoader
-            raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc cannot "
+            raise PipelineError(f"{maker} returned a {name} split hpoc cannot "
                                 f"batch: {why}")
         step = hpocs.get(name)
         tensors = as_tensors(split, cast=False) if step and getattr(trainer, step) is getattr(Trainer, step) else None
         why = not_finite(tensors) if tensors is not None else None
         if why:  # every trial's loss would be NaN, as if training diverged
-            raise PipelineError(f"{role} `{steps[role]['target']}` returned a {name} split hpoc's "
+            raise PipelineError(f"{maker} returned a {name} split hpoc's "
                                 f"{step} cannot use: {why}")
 
 
+def data_step(plan: dict[str, Any]) -> str:
+    """The step whose splits a message is about, as it names it: "splitter `data:Split`"."""
+    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
+    return f"{role} `{plan['pipeline'][role]['target']}`"
+
+
 def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any, Any, Any] | None:
-    """The splits with their float64 NumPy arrays (np.loadtxt's) and pandas frames as
-    torch's default float, once here before Ray shares them: converted in each trial (as
-    hpoc's batches do, docs/trainer.md) every running trial held its own copy. Only for
-    hpoc's loop, which batches them; a trainer's own loaders get the arrays as returned.
-    float64 tensors (and a TensorDataset's) are cast for their inputs only, which hpoc's
-    `prepare_inputs` casts per batch: their targets went to the loss as they are."""
+    """The splits with `model_dtype_cast`'s cast alone (the driver casts them as it compacts
+    them: compact.for_ray)."""
+    from hpoc.runtime import compact
+
+    cast = model_dtype_cast(trainer)
+    return data if cast is None else compact.walk(data, views=False, arrays=False, cast=cast)
+
+
+def model_dtype_cast(trainer: Any) -> Callable[[Any, bool], Any] | None:
+    """`cast(part, first)` for each part of a split: float64 NumPy arrays (np.loadtxt's) and
+    pandas frames as torch's default float, once in the driver before Ray shares them:
+    converted in each trial (as hpoc's batches do, docs/trainer.md) every running trial
+    held its own copy. Only for hpoc's loop, which batches them (None otherwise); a trainer's
+    own loaders get the arrays as returned. float64 tensors (and a TensorDataset's) are cast
+    for their inputs (`first`) only, which hpoc's `prepare_inputs` casts per batch: their
+    targets went to the loss as they are."""
     import numpy as np
     import torch
 
@@ -438,8 +453,8 @@ def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any
 
     default = torch.get_default_dtype()
     dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(default)
-    if data is None or dtype is None or not batches_splits(trainer):
-        return data
+    if dtype is None or not batches_splits(trainer):
+        return None
     inputs = _keeps(trainer, "prepare_inputs")  # else its own may want them as they are
     done: dict[int, Any] = {}  # one array given twice (train and validation) stays one
 
@@ -456,18 +471,10 @@ def in_model_dtype(trainer: Any, data: tuple[Any, Any, Any] | None) -> tuple[Any
             done[id(part)] = part.to(default) if isinstance(part, torch.Tensor) else part.astype(dtype)
         return done[id(part)]
 
-    def split(s: Any) -> Any:
-        parts = s.tensors if type(s) is torch.utils.data.TensorDataset else s
-        if isinstance(parts, (tuple, list)) and any(convert(p, i == 0) is not p for i, p in enumerate(parts)):
-            made = [convert(p, i == 0) for i, p in enumerate(parts)]
-            return torch.utils.data.TensorDataset(*made) if parts is not s else type(s)(made)
-        return s
-
-    out = tuple(split(s) for s in data)
-    return data if all(a is b for a, b in zip(out, data)) else out  # type: ignore[return-value]
+    return convert
 
 
-def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tuple[Any, Any, Any]) -> None:
+def _require_validation(trainer: Any, plan: dict[str, Any], maker: str, data: tuple[Any, Any, Any]) -> None:
     """No validation split, and an objective that hpoc's loop computes from it: every trial
     failed after its first epoch with "reported `train_loss` but not `val_accuracy`"."""
     from hpoc.runtime.hooks import _keeps
@@ -479,7 +486,7 @@ def _require_validation(trainer: Any, plan: dict[str, Any], role: str, data: tup
     said = ("train and test splits but no validation split" if data[2] is not None else
             "no validation split")
     never = " (never on `test`)" if data[2] is not None else ""
-    raise PipelineError(f"{role} `{plan['pipeline'][role]['target']}` returned {said}, and hpoc's loop "
+    raise PipelineError(f"{maker} returned {said}, and hpoc's loop "
                         f"computes the objective `{wanted[0]}` on the validation split{never}"
                         "\n  help: return (train, validation[, test]), or a dict with `train` and "
                         "`validation` (or `val`)")
@@ -492,8 +499,7 @@ def shared_validation(plan: dict[str, Any], data: tuple[Any, Any, Any] | None) -
     why = shared_rows(data[0], data[1]) if data else None
     if why is None:
         return None
-    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
-    return (f"{role} `{plan['pipeline'][role]['target']}`: {why}: val_loss and val_accuracy measure "
+    return (f"{data_step(plan)}: {why}: val_loss and val_accuracy measure "
             "data the model trains on, and rank the trials that memorise it best")
 
 
@@ -591,10 +597,9 @@ def unshareable(plan: dict[str, Any], data: Any, exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     bad = [name for name, split in zip(("train", "validation", "test"), data or ())
            if split is not None and fails(split)]
-    role = "splitter" if plan["pipeline"].get("splitter") else "getter"
     what = f"the {' and '.join(bad)} split{'s' if len(bad) > 1 else ''}" if bad else "the data"
     reason = str(cause).splitlines()[0][:200] if str(cause) else ""
-    return (f"{what} from {role} `{plan['pipeline'][role]['target']}` cannot be sent to the trials: "
+    return (f"{what} from {data_step(plan)} cannot be sent to the trials: "
             f"{type(cause).__name__}: {reason}\n"
             "  help: Ray pickles the splits to share them; return tensors, arrays, lists or a "
             "Dataset that pickles (not a generator, an open file or a lock)")

@@ -281,9 +281,9 @@ def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
     leak = pipeline.shared_validation(plan, data)
     if leak:
         say(stream, f"[hpoc] warning: {leak}")
-    data = pipeline.in_model_dtype(trainer_cls, data)
     # Ray pickles what this returns for every trial; the views as returned are dropped here
-    return compact.for_ray(data, arrays=hooks.batches_splits(trainer_cls))
+    return compact.for_ray(data, arrays=hooks.batches_splits(trainer_cls),
+                           cast=pipeline.model_dtype_cast(trainer_cls))
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:

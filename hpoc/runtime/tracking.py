@@ -29,7 +29,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 log = logging.getLogger("hpoc.tracking")
 _warned: set[str] = set()
@@ -322,6 +322,39 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
     return None
 
 
+# A trial's first request to a tracking server is waited for this long at most: a server
+# gone silent since the driver asked was retried by MLflow's client for minutes (7 tries,
+# up to 120 s each) before the trial's logger gave up. No probe before it: the driver asked.
+FIRST_ANSWER_S = 10.0
+
+
+def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
+    """request() to the server at `uri`, waited for FIRST_ANSWER_S at most (in a daemon
+    thread, left to MLflow's retries); ConnectionError when it has not answered by then."""
+    if not uri.lower().startswith(("http://", "https://")):
+        return request()
+    import threading
+
+    got: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            got["answer"] = request()
+        except BaseException as exc:  # noqa: BLE001 — raised in the trial's thread below
+            got["error"] = exc
+
+    asking = threading.Thread(target=ask, name="hpoc-mlflow-first-request", daemon=True)
+    asking.start()
+    asking.join(FIRST_ANSWER_S)
+    if asking.is_alive():  # a refused connection says so; a silent one has had its time
+        why = _no_answer(uri, 1.0) or ""
+        why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
+        raise ConnectionError(f"the server {_without_password(uri)} {why}")
+    if "error" in got:
+        raise got["error"]
+    return got["answer"]
+
+
 def _shard_tag(shard: int) -> str:
     return f"hpoc.shard.{shard}.status"
 
@@ -397,13 +430,9 @@ class _MlflowSink:
                  trial_index: int | None, parent_run_id: str | None) -> None:
         self.batch = logger.get("log_freq") == "batch"
         uri = mlflow_uri(plan, logger)
-        if uri.lower().startswith(("http://", "https://")):
-            # gone since the driver asked: MLflow's client would retry it for minutes
-            why = _no_answer(uri, 10.0)
-            if why:
-                raise ConnectionError(f"the server {_without_password(uri)} {why}")
         self.client = client = _mlflow_client(uri)
-        exp_id = _experiment_id(client, logger.get("experiment_name") or plan["study"]["name"], uri)
+        name = logger.get("experiment_name") or plan["study"]["name"]
+        exp_id = _first_answer(uri, lambda: _experiment_id(client, name, uri))
         parent = parent_run_id or _parent_run(client, exp_id, plan, uri)
         self.logged: dict[str, int] = {}  # a continued run's last step per metric
         self.run_id = self._child(exp_id, parent, plan, trial_name, trial_index)

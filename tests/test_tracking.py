@@ -800,3 +800,29 @@ def test_a_resumed_trial_logs_each_step_once_and_goes_on_where_its_checkpoint_wa
     assert [v for _, v in batches] == pytest.approx(losses[:35] + losses[-25:])
     assert sorted(step for step, _ in series("train_loss")) == list(range(6))
     assert sorted(series("lr")) == [(e, 10.0 + e) for e in range(6)]
+
+
+def test_a_resumed_trial_finds_its_last_steps_through_mlflows_public_api(tmp_path, monkeypatch):
+    """The last step per metric came from `Run.data._metric_objs`, private to MLflow: a client
+    without it (or one that fills it otherwise) made a resumed trial log its steps twice."""
+    from mlflow.entities import RunData
+
+    real = RunData.__init__
+
+    def without_private(self, *a, **kw):
+        real(self, *a, **kw)
+        self._metric_objs = []
+
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    with open_loggers(plan, "t", {}, rank=0, parent_run_id=parent) as tracker:
+        for step in range(3):
+            tracker.log_metric("val_loss", 1.0 + step, step)
+    monkeypatch.setattr(RunData, "__init__", without_private)
+    with open_loggers(plan, "t", {}, rank=0, parent_run_id=parent) as tracker:
+        for step in range(1, 5):  # resumed after step 0's checkpoint: redoes 1 and 2
+            tracker.log_metric("val_loss", 1.0 + step, step)
+    monkeypatch.setattr(RunData, "__init__", real)
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    history = client_for(plan).get_metric_history(run.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]

@@ -389,6 +389,13 @@ def _logged_before(logged: Mapping[str, int], name: str, step: int) -> bool:
     return int(step) <= logged.get(name, -1)
 
 
+def _last_steps(client: Any, run_id: str, keys: Any) -> dict[str, int]:
+    """The last step of each metric `keys` names in the run, through MLflow's public API: one
+    history read per metric, once, when a trial's run is continued (never per step)."""
+    return {key: max((int(m.step) for m in client.get_metric_history(run_id, key)), default=-1)
+            for key in keys}
+
+
 class _MlflowSink:
     kind = "mlflow"
     BATCH_FLUSH = 200
@@ -418,7 +425,7 @@ class _MlflowSink:
                               f"tags.`{PARENT_TAG}` = '{parent}'")
             if runs:
                 run_id = runs[0].info.run_id
-                self.logged = {m.key: int(m.step) for m in getattr(runs[0].data, "_metric_objs", ())}
+                self.logged = _last_steps(self.client, run_id, runs[0].data.metrics)
                 self.client.update_run(run_id, status="RUNNING")
                 return run_id
         tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),

@@ -826,3 +826,79 @@ def test_a_resumed_trial_finds_its_last_steps_through_mlflows_public_api(tmp_pat
     (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
     history = client_for(plan).get_metric_history(run.info.run_id, "val_loss")
     assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ a trial that starts over
+
+def _series(plan: dict, kind: str, trial: str, name: str) -> list:
+    if kind == "mlflow":
+        (run,) = [r for r in runs(plan) if r.info.run_name == trial]
+        return sorted((m.step, m.value) for m in client_for(plan).get_metric_history(run.info.run_id, name))
+    acc = events(tmp_dir(plan) / "tensorboard" / trial)
+    return sorted((e.step, e.value) for e in acc.Scalars(name))
+
+
+def tmp_dir(plan: dict) -> Path:
+    return tracking.study_dir(plan)
+
+
+def _attempt(plan, parent, keep, steps, value, fail=False):
+    """One attempt of trial `t`: told where it starts (`keep`, None: its own checkpoint), then
+    `steps` logged at `value + step`."""
+    try:
+        with open_loggers(plan, "t", {"lr": value}, rank=0, trial_index=3, parent_run_id=parent) as tracker:
+            tracker.begin(keep)
+            for step in steps:
+                tracker.log_metric("val_loss", value + step, step)
+            if fail:
+                raise RuntimeError("node lost")
+    except RuntimeError:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trial_restarted_from_scratch_shows_the_attempt_that_counts(tmp_path, kind):
+    """A trial lost before its first checkpoint (or retried with --retry-errored) starts over
+    in its old run or folder: "first write wins" dropped the new attempt's points up to the
+    old one's last step, and the curves showed the failed attempt. The restarted attempt's
+    points replace them (MLflow: a new run, the old one kept and tagged superseded); a later
+    resume from a checkpoint still logs each step once."""
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    parent = start_study_tracking(plan)
+    _attempt(plan, parent, None, range(4), 10.0, fail=True)
+    _attempt(plan, parent, {}, range(2), 20.0, fail=True)  # from scratch
+    assert _series(plan, kind, "t", "val_loss") == [(0, 20.0), (1, 21.0)]
+    _attempt(plan, parent, None, range(1, 3), 30.0)  # resumed at step 1: redoes it
+    assert _series(plan, kind, "t", "val_loss") == [(0, 20.0), (1, 21.0), (2, 32.0)]
+    if kind == "mlflow":
+        by_name = {r.info.run_name: r for r in runs(plan)}
+        current, old = by_name["t"], by_name["t (attempt 1, superseded)"]
+        assert old.data.tags["hpoc.superseded_by"] == current.info.run_id
+        assert old.info.status == "FAILED" and current.info.status == "FINISHED"
+        assert current.data.tags["hpoc.attempt"] == "2" and current.data.tags["mlflow.parentRunId"] == parent
+        assert current.data.tags["hpoc.trial_index"] == "3" and current.data.params == {"lr": "20.0"}
+        assert len(by_name) == 3  # the parent, the two attempts
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_an_exploit_of_an_older_checkpoint_replaces_the_steps_after_it(tmp_path, kind):
+    """Asynchronous PBT restarts a trial from another's checkpoint older than its own last
+    step: its points before that checkpoint stay, those after are the new attempt's."""
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    parent = start_study_tracking(plan)
+    _attempt(plan, parent, None, range(5), 10.0)
+    _attempt(plan, parent, {"val_loss": 1}, range(2, 4), 20.0)
+    assert _series(plan, kind, "t", "val_loss") == [(0, 10.0), (1, 11.0), (2, 22.0), (3, 23.0)]
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_first_attempt_and_an_exploit_with_nothing_to_replace_keep_their_run(tmp_path, kind):
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    parent = start_study_tracking(plan)
+    _attempt(plan, parent, {}, range(2), 10.0)
+    _attempt(plan, parent, {"val_loss": 1}, range(2, 4), 20.0)
+    assert _series(plan, kind, "t", "val_loss") == [(0, 10.0), (1, 11.0), (2, 22.0), (3, 23.0)]
+    if kind == "mlflow":
+        assert len(runs(plan)) == 2
+    else:
+        assert len(list((tmp_dir(plan) / "tensorboard" / "t").glob("events.*"))) == 2

@@ -902,3 +902,49 @@ def test_a_first_attempt_and_an_exploit_with_nothing_to_replace_keep_their_run(t
         assert len(runs(plan)) == 2
     else:
         assert len(list((tmp_dir(plan) / "tensorboard" / "t").glob("events.*"))) == 2
+
+
+def _scoring(attempt: int, fail_in: int | None = None):
+    """`_Linear` that logs `score` = attempt * 100 + epoch at each epoch's start and, in epoch
+    `fail_in`, fails after it (a node lost part way through an epoch)."""
+    base = type(_Linear.make([]))
+
+    class Scoring(base):
+        def train_epoch(self, epoch):
+            self.log(attempt * 100.0 + epoch, "score", step=epoch)
+            if epoch == fail_in:
+                raise RuntimeError("node lost")
+            return super().train_epoch(epoch)
+
+    return Scoring()
+
+
+def _score_plan(tmp_path: Path, kind: str) -> dict:
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 2
+    return plan
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trainer_lost_before_its_first_checkpoint_logs_its_new_attempt(tmp_path, kind):
+    """Lost in its 2nd epoch, before the checkpoint of epochs 0-1: the retry trains from
+    scratch, and its epochs 0-1 are the ones the curves show."""
+    plan, config = _score_plan(tmp_path, kind), {"epochs": 4, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):
+        _scoring(1, fail_in=1).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    _scoring(2).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(e, 200.0 + e) for e in range(4)]
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trainer_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind):
+    """PBT's exploit (a checkpoint whose config is not the trial's) of a checkpoint older than
+    the trial's last step: the trial's own points up to that checkpoint stay, the new
+    attempt's follow."""
+    plan = _score_plan(tmp_path, kind)
+    config = {"epochs": 4, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _scoring(1, fail_in=3).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    _scoring(2).run_local({**config, "lr": 0.5}, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]

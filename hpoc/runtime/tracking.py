@@ -15,7 +15,9 @@ MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one n
 run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
 store at `<storage.path>/<storage.name>/mlruns`. TensorBoard: one event-file directory per
 trial under `<storage.path>/<storage.name>/tensorboard/` (or the logger's tracking_uri).
-A trial that resumes continues its run (or folder) and leaves out the steps it already has.
+A trial that resumes from its checkpoint continues its run (or folder) and leaves out the
+steps it already has; one that starts over (no checkpoint; PBT's exploit of an older one)
+replaces the points after where it starts (`Tracker.begin`).
 """
 
 from __future__ import annotations

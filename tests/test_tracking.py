@@ -948,3 +948,53 @@ def test_a_trainer_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind
         _scoring(1, fail_in=3).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
     _scoring(2).run_local({**config, "lr": 0.5}, _Linear.data(), directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+
+
+def test_an_itwinai_loop_that_logs_before_its_first_batch_resumes_its_run(tmp_path):
+    """An itwinai loop's trainer restores its checkpoint at the first batch: a metric logged
+    before it (an epoch's lr) must not read as an attempt from scratch."""
+    import torch
+
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class LrLoop(RayTorchTrainer):
+        def train(self, config, data):
+            self.strategy.init()
+            torch.manual_seed(0)
+            model = torch.nn.Linear(4, 1)
+            self.model, self.optimizer, _ = self.strategy.distributed(
+                model, torch.optim.SGD(model.parameters(), lr=0.1))
+            self.create_dataloaders(train_dataset=data[0])
+            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            for epoch in range(config["epochs"]):
+                self.log(0.1, "lr", step=epoch)  # before the first batch, where the restore is
+                for x, y in self.train_dataloader:
+                    loss = torch.nn.functional.mse_loss(self.model(x), y)
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                self.log(1.0, "done")  # no step=: counts on from the checkpoint's
+                self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
+
+    plan = plan_with(tmp_path, mlflow_logger())
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 1
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    for epochs in (2, 4):
+        LrLoop().run_local({"batch_size": 4, "epochs": epochs}, data, directory=tmp_path / "trial", plan=plan)
+    assert [r.info.run_name for r in runs(plan) if "mlflow.parentRunId" in r.data.tags] == ["local"]
+    assert _series(plan, "mlflow", "local", "done") == [(e, 1.0) for e in range(4)]
+
+
+def test_a_restart_shows_after_an_attempt_whose_file_names_a_later_second(tmp_path):
+    """TensorBoard reads a folder's event files in name order: the second each was made,
+    then the host. A restart within a second of the lost attempt (or on a node whose clock
+    is behind the lost one's) wrote a purge that was read before the points it replaces."""
+    plan = plan_with(tmp_path, tb_logger())
+    _attempt(plan, None, None, range(4), 10.0, fail=True)
+    (old,) = (tmp_dir(plan) / "tensorboard" / "t").glob("events.*")
+    parts = old.name.split(".")
+    parts[3:5] = [str(int(time.time()) + 1), "zz-node"]  # a second ahead, a host that sorts last
+    old.rename(old.with_name(".".join(parts)))
+    _attempt(plan, None, {}, range(2), 20.0)
+    assert _series(plan, "tensorboard", "t", "val_loss") == [(0, 20.0), (1, 21.0)]

@@ -597,6 +597,19 @@ def _event_steps(logdir: Path) -> dict[str, int]:
     return {tag: max(points) for tag, points in _event_scalars(logdir).items() if points}
 
 
+def _after_newest_file(logdir: Path) -> None:
+    """Wait, if need be, for a second later than the newest event file's in `logdir`:
+    TensorBoard reads a folder's files in name order (the second each was made, then host,
+    pid and a counter), and a restart's purge must come after the points it replaces, and
+    a resume's points after that purge. Only an attempt made within a second of the last
+    one waits (under a second)."""
+    stamps = [int(p.name.split(".")[3]) for p in logdir.glob("events.out.tfevents.*")
+              if p.name.count(".") >= 3 and p.name.split(".")[3].isdigit()]
+    wait = max(stamps, default=0) + 1 - time.time()
+    if wait > 0:
+        time.sleep(wait)
+
+
 class _TensorBoardSink:
     kind = "tensorboard"
 
@@ -615,6 +628,7 @@ class _TensorBoardSink:
     def writer(self) -> Any:
         """Made at the first write, once `restart` may have asked for a purge."""
         if self._writer is None:
+            _after_newest_file(self.logdir)
             purge = {} if self.purge is None else {"purge_step": self.purge}
             self._writer = self.writer_cls(log_dir=str(self.logdir), **purge)
             if self.params:
@@ -703,13 +717,13 @@ class Tracker:
     # many at a time, and at the epoch's end: one device sync per chunk, not one per step.
     BATCH_READ = 64
 
-    def __init__(self, sinks: list[Any] | None = None, fresh_unless_told: bool = False) -> None:
+    def __init__(self, sinks: list[Any] | None = None, fresh_unless_told: Any = False) -> None:
         self._sinks = list(sinks or [])
         self._closed = False
         self._counts: dict[str, int] = {}  # steps for metrics logged without one
         self._last: dict[str, int] = {}  # the last step of each metric (a checkpoint keeps it)
         self._begun = False
-        self._unless_told: dict[str, int] | None = {} if fresh_unless_told else None
+        self._fresh = fresh_unless_told  # a bool, or a callable asked at the first metric
         self._held: list[tuple[str, Any, int]] = []  # per-batch (name, tensor or number, step)
 
     @property
@@ -728,7 +742,7 @@ class Tracker:
 
     def begin(self, keep: Mapping[str, int] | None) -> None:
         """Where this attempt of the trial starts; said before its first metric, or it is
-        `fresh_unless_told` (the trainer's: {}, else None). None: at its own checkpoint; the
+        `_unless_told()`: {} if `fresh_unless_told` says so, else None. None: at its own checkpoint; the
         run goes on and a step it has is not logged again (first write wins). A mapping: it
         starts over, from scratch ({}) or at another trial's checkpoint (PBT: the last step
         per metric that checkpoint saw); each metric's points after `keep` are replaced by
@@ -739,6 +753,9 @@ class Tracker:
         if keep is not None:
             keep = {str(k): int(v) for k, v in keep.items()}
             self._each("starting over", lambda s: s.restart(keep))
+
+    def _unless_told(self) -> dict[str, int] | None:
+        return {} if (self._fresh() if callable(self._fresh) else self._fresh) else None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         flat = flatten(params)
@@ -762,7 +779,7 @@ class Tracker:
                 flat.update((f"{name}/{k}", v) for k, v in value.items())  # section in TensorBoard
             else:
                 flat[name] = value
-        self.begin(self._unless_told)
+        self.begin(self._unless_told())
         by_step: dict[int, dict[str, float]] = {}
         for name, value in flat.items():
             try:
@@ -852,7 +869,7 @@ class Tracker:
                 log.warning("%d per-batch value(s) could not be read (%s: %s); not logged",
                             len(held), type(exc).__name__, exc)
             return
-        self.begin(self._unless_told)
+        self.begin(self._unless_told())
         for (name, _, at), number in zip(held, values):
             self._each("logging batch metrics",
                        lambda s, name=name, number=number, at=at: s.log_batch_metric(name, number, at),
@@ -875,10 +892,10 @@ class Tracker:
 
 def open_loggers(plan: Mapping[str, Any], trial_name: str, config: Mapping[str, Any] | None,
                  rank: int, trial_index: int | None = None,
-                 parent_run_id: str | None = None, fresh_unless_told: bool = False) -> Tracker:
+                 parent_run_id: str | None = None, fresh_unless_told: Any = False) -> Tracker:
     """The trial's tracker: logs `config` as params right away; a no-op off rank 0.
-    `fresh_unless_told`: an attempt not told where it starts (`Tracker.begin`) before its
-    first metric starts from scratch (the trainer's: it restored no checkpoint)."""
+    `fresh_unless_told` (or what it returns, asked at the first metric): an attempt not told
+    where it starts (`Tracker.begin`) before its first metric starts from scratch."""
     if rank != 0 or not plan.get("loggers"):
         return Tracker()
     sinks = []

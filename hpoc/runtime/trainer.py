@@ -807,11 +807,12 @@ class Trainer:
                 from hpoc.runtime.tracking import open_loggers
             except ImportError:  # a checkout without tracking: log nowhere
                 return
-            # an attempt that logs before restore() found a checkpoint trains from scratch
+            # an attempt that logs before restore() trains from scratch, unless a restore is
+            # known to come (itwinai's loops restore at their first batch)
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
                 self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id,
-                fresh_unless_told=True)
+                fresh_unless_told=lambda: not getattr(self, "_restore_to_come", False))
             # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
             self._continue_log_steps()

@@ -741,12 +741,11 @@ class Tracker:
                 self._sinks.remove(sink)
 
     def begin(self, keep: Mapping[str, int] | None) -> None:
-        """Where this attempt of the trial starts; said before its first metric, or it is
-        `_unless_told()`: {} if `fresh_unless_told` says so, else None. None: at its own checkpoint; the
-        run goes on and a step it has is not logged again (first write wins). A mapping: it
-        starts over, from scratch ({}) or at another trial's checkpoint (PBT: the last step
-        per metric that checkpoint saw); each metric's points after `keep` are replaced by
-        this attempt's."""
+        """Where this attempt of the trial starts; said before its first metric, or that
+        metric decides (`_unless_told`). None: at its own checkpoint; the run goes on and a
+        step it has is not logged again (first write wins). A mapping: it starts over, from
+        scratch ({}) or at another trial's checkpoint (PBT: the last step per metric that
+        checkpoint saw); each metric's points after `keep` are replaced by this attempt's."""
         if self._begun:
             return
         self._begun = True
@@ -755,6 +754,7 @@ class Tracker:
             self._each("starting over", lambda s: s.restart(keep))
 
     def _unless_told(self) -> dict[str, int] | None:
+        """{} (from scratch) if `fresh_unless_told` says so, else None (a resume)."""
         return {} if (self._fresh() if callable(self._fresh) else self._fresh) else None
 
     def log_params(self, params: Mapping[str, Any]) -> None:

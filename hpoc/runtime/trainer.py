@@ -778,8 +778,9 @@ class Trainer:
             # hyperparameters; the optimizer state just loaded carries the donor's.
             _apply_optimizer_settings(self.strategy.optimizer, self.strategy.lr_scheduler, fresh,
                                       state.get("built_lrs"))
-        # an exploit's points after the donor's checkpoint replace this trial's own there
-        self._begin_attempt(state.get("log_last") if exploit else None)
+        # an exploit's points after the donor's checkpoint replace this trial's own there (a
+        # checkpoint without its steps, from an older hpoc: first write wins, as before)
+        self._begin_attempt((state.get("log_last") or None) if exploit else None)
         set_rng_state(state.get("rng"))
         self.load_checkpoint_state(state.get("user") or {})
         self.restored = state

@@ -779,7 +779,8 @@ class Tracker:
                 flat.update((f"{name}/{k}", v) for k, v in value.items())  # section in TensorBoard
             else:
                 flat[name] = value
-        self.begin(self._unless_told())
+        if not self._begun:
+            self.begin(self._unless_told())
         by_step: dict[int, dict[str, float]] = {}
         for name, value in flat.items():
             try:
@@ -869,7 +870,8 @@ class Tracker:
                 log.warning("%d per-batch value(s) could not be read (%s: %s); not logged",
                             len(held), type(exc).__name__, exc)
             return
-        self.begin(self._unless_told())
+        if not self._begun:
+            self.begin(self._unless_told())
         for (name, _, at), number in zip(held, values):
             self._each("logging batch metrics",
                        lambda s, name=name, number=number, at=at: s.log_batch_metric(name, number, at),

@@ -478,3 +478,31 @@ def test_a_retry_of_a_finished_run_reads_its_summary_once(tmp_path, monkeypatch)
     reads.clear()
     code, text = _run(plan, retry_errored=rerun.SCRATCH)  # nothing to retry: said from that read
     assert code == EXIT_OK and "nothing to retry" in text and len(reads) == 1
+
+
+@pytest.mark.ray
+def test_a_retried_trial_logs_its_new_attempt_beside_the_errored_one(tmp_path):
+    """A trial run again from scratch kept its MLflow run, where first-write-wins left out
+    its new epochs up to where the errored attempt had stopped. The new attempt has a run
+    of its own, whole; the errored one stays, tagged superseded."""
+    from mlflow.tracking import MlflowClient
+
+    from hpoc.runtime import tracking
+
+    plan = _flaky_plan(tmp_path)
+    plan["loggers"] = [{"kind": "mlflow", "experiment_name": None, "log_freq": "epoch", "tracking_uri": None}]
+    assert _run(plan)[0] == EXIT_OK
+    (Path(plan["source"]["workdir"]) / "flaky.py").write_text("BUG = False\n" + FLAKY)
+    code, text = _run(plan, retry_errored=rerun.SCRATCH)
+    assert code == EXIT_OK, text
+    client = MlflowClient(tracking.mlflow_uri(plan, plan["loggers"][0]))
+    exp = client.get_experiment_by_name(plan["study"]["name"])
+    trials = [r for r in client.search_runs([exp.experiment_id]) if "hpoc.trial" in r.data.tags]
+    (old,) = [r for r in trials if "hpoc.superseded_by" in r.data.tags]
+    (new,) = [r for r in trials if r.info.run_id == old.data.tags["hpoc.superseded_by"]]
+    assert len(trials) == 3  # hidden=8's run, and hidden=16's two attempts
+    assert new.data.tags["hpoc.trial"] == old.data.tags["hpoc.trial"] and new.data.tags["hpoc.attempt"] == "2"
+    assert (old.info.status, new.info.status) == ("FAILED", "FINISHED")
+    assert new.data.metrics and all(
+        sorted(m.step for m in client.get_metric_history(new.info.run_id, key)) == [0, 1, 2]
+        for key in new.data.metrics)

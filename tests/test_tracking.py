@@ -860,3 +860,201 @@ def test_a_resumed_trial_logs_each_step_once_and_goes_on_where_its_checkpoint_wa
     assert [v for _, v in batches] == pytest.approx(losses[:35] + losses[-25:])
     assert sorted(step for step, _ in series("train_loss")) == list(range(6))
     assert sorted(series("lr")) == [(e, 10.0 + e) for e in range(6)]
+
+
+def test_a_resumed_trial_finds_its_last_steps_through_mlflows_public_api(tmp_path, monkeypatch):
+    """The last step per metric came from `Run.data._metric_objs`, private to MLflow: a client
+    without it (or one that fills it otherwise) made a resumed trial log its steps twice."""
+    from mlflow.entities import RunData
+
+    real = RunData.__init__
+
+    def without_private(self, *a, **kw):
+        real(self, *a, **kw)
+        self._metric_objs = []
+
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    with open_loggers(plan, "t", {}, rank=0, parent_run_id=parent) as tracker:
+        for step in range(3):
+            tracker.log_metric("val_loss", 1.0 + step, step)
+    monkeypatch.setattr(RunData, "__init__", without_private)
+    with open_loggers(plan, "t", {}, rank=0, parent_run_id=parent) as tracker:
+        for step in range(1, 5):  # resumed after step 0's checkpoint: redoes 1 and 2
+            tracker.log_metric("val_loss", 1.0 + step, step)
+    monkeypatch.setattr(RunData, "__init__", real)
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    history = client_for(plan).get_metric_history(run.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ a trial that starts over
+
+def _series(plan: dict, kind: str, trial: str, name: str) -> list:
+    if kind == "mlflow":
+        (run,) = [r for r in runs(plan) if r.info.run_name == trial]
+        return sorted((m.step, m.value) for m in client_for(plan).get_metric_history(run.info.run_id, name))
+    acc = events(tmp_dir(plan) / "tensorboard" / trial)
+    return sorted((e.step, e.value) for e in acc.Scalars(name))
+
+
+def tmp_dir(plan: dict) -> Path:
+    return tracking.study_dir(plan)
+
+
+def _attempt(plan, parent, keep, steps, value, fail=False):
+    """One attempt of trial `t`: told where it starts (`keep`, None: its own checkpoint), then
+    `steps` logged at `value + step`."""
+    try:
+        with open_loggers(plan, "t", {"lr": value}, rank=0, trial_index=3, parent_run_id=parent) as tracker:
+            tracker.begin(keep)
+            for step in steps:
+                tracker.log_metric("val_loss", value + step, step)
+            if fail:
+                raise RuntimeError("node lost")
+    except RuntimeError:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trial_restarted_from_scratch_shows_the_attempt_that_counts(tmp_path, kind):
+    """A trial lost before its first checkpoint (or retried with --retry-errored) starts over
+    in its old run or folder: "first write wins" dropped the new attempt's points up to the
+    old one's last step, and the curves showed the failed attempt. The restarted attempt's
+    points replace them (MLflow: a new run, the old one kept and tagged superseded); a later
+    resume from a checkpoint still logs each step once."""
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    parent = start_study_tracking(plan)
+    _attempt(plan, parent, None, range(4), 10.0, fail=True)
+    _attempt(plan, parent, {}, range(2), 20.0, fail=True)  # from scratch
+    assert _series(plan, kind, "t", "val_loss") == [(0, 20.0), (1, 21.0)]
+    _attempt(plan, parent, None, range(1, 3), 30.0)  # resumed at step 1: redoes it
+    assert _series(plan, kind, "t", "val_loss") == [(0, 20.0), (1, 21.0), (2, 32.0)]
+    if kind == "mlflow":
+        by_name = {r.info.run_name: r for r in runs(plan)}
+        current, old = by_name["t"], by_name["t (attempt 1, superseded)"]
+        assert old.data.tags["hpoc.superseded_by"] == current.info.run_id
+        assert old.info.status == "FAILED" and current.info.status == "FINISHED"
+        assert current.data.tags["hpoc.attempt"] == "2" and current.data.tags["mlflow.parentRunId"] == parent
+        assert current.data.tags["hpoc.trial_index"] == "3" and current.data.params == {"lr": "20.0"}
+        assert len(by_name) == 3  # the parent, the two attempts
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_an_exploit_of_an_older_checkpoint_replaces_the_steps_after_it(tmp_path, kind):
+    """Asynchronous PBT restarts a trial from another's checkpoint older than its own last
+    step: its points before that checkpoint stay, those after are the new attempt's."""
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    parent = start_study_tracking(plan)
+    _attempt(plan, parent, None, range(5), 10.0)
+    _attempt(plan, parent, {"val_loss": 1}, range(2, 4), 20.0)
+    assert _series(plan, kind, "t", "val_loss") == [(0, 10.0), (1, 11.0), (2, 22.0), (3, 23.0)]
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_first_attempt_and_an_exploit_with_nothing_to_replace_keep_their_run(tmp_path, kind):
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    parent = start_study_tracking(plan)
+    _attempt(plan, parent, {}, range(2), 10.0)
+    _attempt(plan, parent, {"val_loss": 1}, range(2, 4), 20.0)
+    assert _series(plan, kind, "t", "val_loss") == [(0, 10.0), (1, 11.0), (2, 22.0), (3, 23.0)]
+    if kind == "mlflow":
+        assert len(runs(plan)) == 2
+    else:
+        assert len(list((tmp_dir(plan) / "tensorboard" / "t").glob("events.*"))) == 2
+
+
+def _scoring(attempt: int, fail_in: int | None = None):
+    """`_Linear` that logs `score` = attempt * 100 + epoch at each epoch's start and, in epoch
+    `fail_in`, fails after it (a node lost part way through an epoch)."""
+    base = type(_Linear.make([]))
+
+    class Scoring(base):
+        def train_epoch(self, epoch):
+            self.log(attempt * 100.0 + epoch, "score", step=epoch)
+            if epoch == fail_in:
+                raise RuntimeError("node lost")
+            return super().train_epoch(epoch)
+
+    return Scoring()
+
+
+def _score_plan(tmp_path: Path, kind: str) -> dict:
+    plan = plan_with(tmp_path, (mlflow_logger if kind == "mlflow" else tb_logger)())
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 2
+    return plan
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trainer_lost_before_its_first_checkpoint_logs_its_new_attempt(tmp_path, kind):
+    """Lost in its 2nd epoch, before the checkpoint of epochs 0-1: the retry trains from
+    scratch, and its epochs 0-1 are the ones the curves show."""
+    plan, config = _score_plan(tmp_path, kind), {"epochs": 4, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):
+        _scoring(1, fail_in=1).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    _scoring(2).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(e, 200.0 + e) for e in range(4)]
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trainer_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind):
+    """PBT's exploit (a checkpoint whose config is not the trial's) of a checkpoint older than
+    the trial's last step: the trial's own points up to that checkpoint stay, the new
+    attempt's follow."""
+    plan = _score_plan(tmp_path, kind)
+    config = {"epochs": 4, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _scoring(1, fail_in=3).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    _scoring(2).run_local({**config, "lr": 0.5}, _Linear.data(), directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+
+
+def test_an_itwinai_loop_that_logs_before_its_first_batch_resumes_its_run(tmp_path):
+    """An itwinai loop's trainer restores its checkpoint at the first batch: a metric logged
+    before it (an epoch's lr) must not read as an attempt from scratch."""
+    import torch
+
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class LrLoop(RayTorchTrainer):
+        def train(self, config, data):
+            self.strategy.init()
+            torch.manual_seed(0)
+            model = torch.nn.Linear(4, 1)
+            self.model, self.optimizer, _ = self.strategy.distributed(
+                model, torch.optim.SGD(model.parameters(), lr=0.1))
+            self.create_dataloaders(train_dataset=data[0])
+            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            for epoch in range(config["epochs"]):
+                self.log(0.1, "lr", step=epoch)  # before the first batch, where the restore is
+                for x, y in self.train_dataloader:
+                    loss = torch.nn.functional.mse_loss(self.model(x), y)
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                self.log(1.0, "done")  # no step=: counts on from the checkpoint's
+                self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
+
+    plan = plan_with(tmp_path, mlflow_logger())
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 1
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    for epochs in (2, 4):
+        LrLoop().run_local({"batch_size": 4, "epochs": epochs}, data, directory=tmp_path / "trial", plan=plan)
+    assert [r.info.run_name for r in runs(plan) if "mlflow.parentRunId" in r.data.tags] == ["local"]
+    assert _series(plan, "mlflow", "local", "done") == [(e, 1.0) for e in range(4)]
+
+
+def test_a_restart_shows_after_an_attempt_whose_file_names_a_later_second(tmp_path):
+    """TensorBoard reads a folder's event files in name order: the second each was made,
+    then the host. A restart within a second of the lost attempt (or on a node whose clock
+    is behind the lost one's) wrote a purge that was read before the points it replaces."""
+    plan = plan_with(tmp_path, tb_logger())
+    _attempt(plan, None, None, range(4), 10.0, fail=True)
+    (old,) = (tmp_dir(plan) / "tensorboard" / "t").glob("events.*")
+    parts = old.name.split(".")
+    parts[3:5] = [str(int(time.time()) + 1), "zz-node"]  # a second ahead, a host that sorts last
+    old.rename(old.with_name(".".join(parts)))
+    _attempt(plan, None, {}, range(2), 20.0)
+    assert _series(plan, "tensorboard", "t", "val_loss") == [(0, 20.0), (1, 21.0)]

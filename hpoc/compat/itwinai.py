@@ -124,6 +124,7 @@ class RayTorchTrainer(Trainer):
             super().execute()
             return
         self._epoch_offset = self._epochs_done()
+        self._restore_to_come = bool(self._epoch_offset)  # at the first batch: see _RestoreFirst
         seed_everything(self.seed, self.trial.deterministic)
         # the loop's batch (the trial's `batch_size`, or a `create_dataloaders(batch_size=...)` made
         # first) is DeepSpeed's micro-batch, as in hpoc's own loop: it was 1

@@ -15,7 +15,9 @@ MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one n
 run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
 store at `<storage.path>/<storage.name>/mlruns`. TensorBoard: one event-file directory per
 trial under `<storage.path>/<storage.name>/tensorboard/` (or the logger's tracking_uri).
-A trial that resumes continues its run (or folder) and leaves out the steps it already has.
+A trial that resumes from its checkpoint continues its run (or folder) and leaves out the
+steps it already has; one that starts over (no checkpoint; PBT's exploit of an older one)
+replaces the points after where it starts (`Tracker.begin`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ _warned: set[str] = set()
 
 STUDY_KEY_TAG = "hpoc.study_key"
 TRIAL_TAG = "hpoc.trial"
+ATTEMPT_TAG = "hpoc.attempt"
+SUPERSEDED_TAG = "hpoc.superseded_by"
 PARENT_TAG = "mlflow.parentRunId"
 
 
@@ -422,6 +426,18 @@ def _logged_before(logged: Mapping[str, int], name: str, step: int) -> bool:
     return int(step) <= logged.get(name, -1)
 
 
+def _past(logged: Mapping[str, int], keep: Mapping[str, int]) -> bool:
+    """Whether a run (or folder) has a point past where an attempt that starts over keeps."""
+    return any(last > keep.get(name, -1) for name, last in logged.items())
+
+
+def _last_steps(client: Any, run_id: str, keys: Any) -> dict[str, int]:
+    """The last step of each metric `keys` names in the run, through MLflow's public API: one
+    history read per metric, once, when a trial's run is continued (never per step)."""
+    return {key: max((int(m.step) for m in client.get_metric_history(run_id, key)), default=-1)
+            for key in keys}
+
+
 class _MlflowSink:
     kind = "mlflow"
     BATCH_FLUSH = 200
@@ -435,26 +451,58 @@ class _MlflowSink:
         exp_id = _first_answer(uri, lambda: _experiment_id(client, name, uri))
         parent = parent_run_id or _parent_run(client, exp_id, plan, uri)
         self.logged: dict[str, int] = {}  # a continued run's last step per metric
-        self.run_id = self._child(exp_id, parent, plan, trial_name, trial_index)
+        self.trial_name, self.exp_id = trial_name, exp_id
+        self.tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),
+                     "hpoc.study": plan["study"]["name"]}
+        if trial_index is not None:
+            self.tags["hpoc.trial_index"] = str(trial_index)
+        self.attempt, self.was = 1, "KILLED"  # a continued run's attempt, and how it had ended
+        self.params: dict[str, Any] = {}
+        self.run_id = self._child(exp_id, parent, trial_name)
         self.pending: list = []
 
-    def _child(self, exp_id: str, parent: str, plan: Mapping[str, Any], trial_name: str,
-               trial_index: int | None) -> str:
-        if "'" not in trial_name:  # a restarted trial goes on in its own run
+    def _child(self, exp_id: str, parent: str, trial_name: str) -> str:
+        if "'" not in trial_name:  # a restarted trial goes on in its own run (its latest attempt's)
             runs = self.client.search_runs(
-                [exp_id], max_results=5,
+                [exp_id], max_results=50, order_by=["attributes.start_time DESC"],
                 filter_string=f"tags.`{TRIAL_TAG}` = '{trial_name}' and "
                               f"tags.`{PARENT_TAG}` = '{parent}'")
-            if runs:
-                run_id = runs[0].info.run_id
-                self.logged = {m.key: int(m.step) for m in getattr(runs[0].data, "_metric_objs", ())}
+            run = next((r for r in runs if SUPERSEDED_TAG not in r.data.tags), None)
+            if run is not None:
+                run_id = run.info.run_id
+                self.logged = _last_steps(self.client, run_id, run.data.metrics)
+                self.attempt = int(run.data.tags.get(ATTEMPT_TAG) or 1)
+                self.was = run.info.status if run.info.status != "RUNNING" else "KILLED"
                 self.client.update_run(run_id, status="RUNNING")
                 return run_id
-        tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),
-                "hpoc.study": plan["study"]["name"]}
-        if trial_index is not None:
-            tags["hpoc.trial_index"] = str(trial_index)
-        return self.client.create_run(exp_id, tags=tags, run_name=trial_name).info.run_id
+        return self._create()
+
+    def _create(self) -> str:
+        tags = {**self.tags, ATTEMPT_TAG: str(self.attempt)}
+        return self.client.create_run(self.exp_id, tags=tags, run_name=self.trial_name).info.run_id
+
+    def restart(self, keep: Mapping[str, int]) -> None:
+        """This attempt starts over (`Tracker.begin`): when the run has points past `keep`, a
+        new run holds the points up to `keep` and this attempt's; MLflow cannot delete a
+        point, so the old run stays beside it, renamed and tagged `hpoc.superseded_by`."""
+        if not _past(self.logged, keep):
+            return
+        old, kept = self.run_id, []
+        for key, last in keep.items():
+            if key in self.logged:
+                kept += [m for m in self.client.get_metric_history(old, key) if m.step <= last]
+        self.attempt += 1
+        self.run_id = self._create()
+        if self.params:
+            self.log_params(self.params)
+        self.pending = kept + self.pending
+        self.flush()
+        self.logged = {}
+        for m in kept:
+            self.logged[m.key] = max(self.logged.get(m.key, -1), int(m.step))
+        self.client.set_tag(old, SUPERSEDED_TAG, self.run_id)
+        self.client.update_run(old, status=self.was,
+                               name=f"{self.trial_name} (attempt {self.attempt - 1}, superseded)")
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -462,6 +510,7 @@ class _MlflowSink:
         # MLflow refuses a param's new value, which a continued run meets when PBT restarts
         # an exploiting trial with mutated values: the run keeps the first value, a tag the
         # current one (a refusal would switch this logger off for the rest of the trial).
+        self.params.update(flat)  # for a run that supersedes this one (`restart`)
         logged = self.client.get_run(self.run_id).data.params
         items = [p for p in _params(flat) if p.key not in logged]
         tags = [RunTag(f"hpoc.param.{p.key}"[:250], p.value[:5000]) for p in _params(flat)
@@ -534,19 +583,21 @@ def _summary_writer():
     return SummaryWriter, hparams
 
 
-def _event_steps(logdir: Path) -> dict[str, int]:
-    """The last step of each scalar in the event files already in `logdir` (a trial that
-    resumes writes a new file beside them); records cut short by a kill end the read."""
+def _event_scalars(logdir: Path) -> dict[str, dict[int, tuple[float, float]]]:
+    """The scalars in the event files already in `logdir` (each attempt of a trial writes a
+    new file beside them), {tag: {step: (wall time, value)}}, as TensorBoard shows them: a
+    restart's purge (`purge_step`) drops the points at and after its step read before it;
+    records cut short by a kill end a file's read."""
     import struct
 
-    files = sorted(logdir.glob("events.out.tfevents.*"))
+    files = sorted(logdir.glob("events.out.tfevents.*"))  # TensorBoard's order too
     if not files:
         return {}
     try:
-        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
     except ImportError:
-        from tensorboardX.proto.event_pb2 import Event
-    steps: dict[str, int] = {}
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+    scalars: dict[str, dict[int, tuple[float, float]]] = {}
     for path in files:
         data = path.read_bytes()
         at = 0
@@ -560,9 +611,32 @@ def _event_steps(logdir: Path) -> dict[str, int]:
                 event = Event.FromString(record)
             except Exception:  # noqa: BLE001 — a damaged file: what came before it counts
                 break
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                for points in scalars.values():
+                    for step in [k for k in points if k >= event.step]:
+                        del points[step]
             for value in event.summary.value:
-                steps[value.tag] = max(steps.get(value.tag, -1), int(event.step))
-    return steps
+                if value.HasField("simple_value"):  # add_scalar's; not text, not hparams
+                    scalars.setdefault(value.tag, {})[int(event.step)] = (event.wall_time, value.simple_value)
+    return scalars
+
+
+def _event_steps(logdir: Path) -> dict[str, int]:
+    """The last step of each scalar in `logdir`'s event files."""
+    return {tag: max(points) for tag, points in _event_scalars(logdir).items() if points}
+
+
+def _after_newest_file(logdir: Path) -> None:
+    """Wait, if need be, for a second later than the newest event file's in `logdir`:
+    TensorBoard reads a folder's files in name order (the second each was made, then host,
+    pid and a counter), and a restart's purge must come after the points it replaces, and
+    a resume's points after that purge. Only an attempt made within a second of the last
+    one waits (under a second)."""
+    stamps = [int(p.name.split(".")[3]) for p in logdir.glob("events.out.tfevents.*")
+              if p.name.count(".") >= 3 and p.name.split(".")[3].isdigit()]
+    wait = max(stamps, default=0) + 1 - time.time()
+    if wait > 0:
+        time.sleep(wait)
 
 
 class _TensorBoardSink:
@@ -575,15 +649,49 @@ class _TensorBoardSink:
         self.logdir = tensorboard_dir(plan, logger, trial_name)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.logged = _event_steps(self.logdir)  # a resumed trial's earlier attempts
-        self.writer = writer_cls(log_dir=str(self.logdir))
+        self.writer_cls, self._writer, self.purge = writer_cls, None, None
         self.params: dict[str, Any] = {}
         self.last: dict[str, float] = {}
 
-    def log_params(self, flat: Mapping[str, Any]) -> None:
-        self.params.update(flat)
+    @property
+    def writer(self) -> Any:
+        """Made at the first write, once `restart` may have asked for a purge."""
+        if self._writer is None:
+            _after_newest_file(self.logdir)
+            purge = {} if self.purge is None else {"purge_step": self.purge}
+            self._writer = self.writer_cls(log_dir=str(self.logdir), **purge)
+            if self.params:
+                self._config(self.params)
+        return self._writer
+
+    def _config(self, flat: Mapping[str, Any]) -> None:
         lines = ["| parameter | value |", "|---|---|"]
         lines += [f"| {k} | {json.dumps(v, default=str)} |" for k, v in sorted(flat.items())]
         self.writer.add_text("config", "\n".join(lines), 0)
+
+    def log_params(self, flat: Mapping[str, Any]) -> None:
+        made = self._writer is not None
+        self.params.update(flat)
+        if made:
+            self._config(flat)
+
+    def restart(self, keep: Mapping[str, int]) -> None:
+        """This attempt starts over (`Tracker.begin`): a new event file that purges the
+        earlier ones from step 0 (TensorBoard's `purge_step`), then writes again the points
+        up to `keep`, so the redone steps show this attempt's values."""
+        if not _past(self.logged, keep):
+            return
+        kept = {tag: sorted((step, point) for step, point in points.items() if step <= keep[tag])
+                for tag, points in _event_scalars(self.logdir).items() if tag in keep}
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.purge = 0
+        for tag, points in kept.items():
+            for step, (wall, value) in points:
+                self.writer.add_scalar(tag, value, step, walltime=wall)
+        self.writer.flush()
+        self.logged = {tag: points[-1][0] for tag, points in kept.items() if points}
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for name, value in metrics.items():
@@ -638,10 +746,13 @@ class Tracker:
     # many at a time, and at the epoch's end: one device sync per chunk, not one per step.
     BATCH_READ = 64
 
-    def __init__(self, sinks: list[Any] | None = None) -> None:
+    def __init__(self, sinks: list[Any] | None = None, fresh_unless_told: Any = False) -> None:
         self._sinks = list(sinks or [])
         self._closed = False
         self._counts: dict[str, int] = {}  # steps for metrics logged without one
+        self._last: dict[str, int] = {}  # the last step of each metric (a checkpoint keeps it)
+        self._begun = False
+        self._fresh = fresh_unless_told  # a bool, or a callable asked at the first metric
         self._held: list[tuple[str, Any, int]] = []  # per-batch (name, tensor or number, step)
 
     @property
@@ -658,6 +769,23 @@ class Tracker:
                 _warn_once(sink.kind, what, exc)
                 self._sinks.remove(sink)
 
+    def begin(self, keep: Mapping[str, int] | None) -> None:
+        """Where this attempt of the trial starts; said before its first metric, or that
+        metric decides (`_unless_told`). None: at its own checkpoint; the run goes on and a
+        step it has is not logged again (first write wins). A mapping: it starts over, from
+        scratch ({}) or at another trial's checkpoint (PBT: the last step per metric that
+        checkpoint saw); each metric's points after `keep` are replaced by this attempt's."""
+        if self._begun:
+            return
+        self._begun = True
+        if keep is not None:
+            keep = {str(k): int(v) for k, v in keep.items()}
+            self._each("starting over", lambda s: s.restart(keep))
+
+    def _unless_told(self) -> dict[str, int] | None:
+        """{} (from scratch) if `fresh_unless_told` says so, else None (a resume)."""
+        return {} if (self._fresh() if callable(self._fresh) else self._fresh) else None
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         flat = flatten(params)
         self._each("logging parameters", lambda s: s.log_params(flat))
@@ -666,7 +794,9 @@ class Tracker:
         """`step`, or for a metric logged without one: how often it was logged before."""
         count = self._counts.get(name, 0)
         self._counts[name] = count + 1
-        return count if step is None else int(step)
+        at = count if step is None else int(step)
+        self._last[name] = max(self._last.get(name, -1), at)
+        return at
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not self._sinks:
@@ -678,6 +808,8 @@ class Tracker:
                 flat.update((f"{name}/{k}", v) for k, v in value.items())  # section in TensorBoard
             else:
                 flat[name] = value
+        if not self._begun:
+            self.begin(self._unless_told())
         by_step: dict[int, dict[str, float]] = {}
         for name, value in flat.items():
             try:
@@ -696,8 +828,14 @@ class Tracker:
         resumed trial's step-less metrics go on from there (`continue_steps`)."""
         return dict(self._counts)
 
-    def continue_steps(self, counts: Mapping[str, int]) -> None:
+    def last_steps(self) -> dict[str, int]:
+        """The last step of each metric so far (a checkpoint keeps it: where an exploiting
+        trial that restarts from it keeps the points of its own run, `begin`)."""
+        return dict(self._last)
+
+    def continue_steps(self, counts: Mapping[str, int], last: Mapping[str, int] | None = None) -> None:
         self._counts.update((str(k), int(v)) for k, v in counts.items())
+        self._last.update((str(k), int(v)) for k, v in (last or {}).items())
 
     def log_item(self, kind: str, item: Any, name: str) -> None:
         """`self.log(item, name, kind=...)` of a kind other than metrics and params: to the
@@ -761,6 +899,8 @@ class Tracker:
                 log.warning("%d per-batch value(s) could not be read (%s: %s); not logged",
                             len(held), type(exc).__name__, exc)
             return
+        if not self._begun:
+            self.begin(self._unless_told())
         for (name, _, at), number in zip(held, values):
             self._each("logging batch metrics",
                        lambda s, name=name, number=number, at=at: s.log_batch_metric(name, number, at),
@@ -783,8 +923,10 @@ class Tracker:
 
 def open_loggers(plan: Mapping[str, Any], trial_name: str, config: Mapping[str, Any] | None,
                  rank: int, trial_index: int | None = None,
-                 parent_run_id: str | None = None) -> Tracker:
-    """The trial's tracker: logs `config` as params right away; a no-op off rank 0."""
+                 parent_run_id: str | None = None, fresh_unless_told: Any = False) -> Tracker:
+    """The trial's tracker: logs `config` as params right away; a no-op off rank 0.
+    `fresh_unless_told` (or what it returns, asked at the first metric): an attempt not told
+    where it starts (`Tracker.begin`) before its first metric starts from scratch."""
     if rank != 0 or not plan.get("loggers"):
         return Tracker()
     sinks = []
@@ -796,7 +938,7 @@ def open_loggers(plan: Mapping[str, Any], trial_name: str, config: Mapping[str, 
             sinks.append(sink_cls(plan, logger, trial_name, trial_index, parent_run_id))
         except Exception as exc:  # noqa: BLE001
             _warn_once(logger.get("kind", "?"), "starting", exc)
-    tracker = Tracker(sinks)
+    tracker = Tracker(sinks, fresh_unless_told)
     if config:
         tracker.log_params(config)
     return tracker

@@ -719,6 +719,7 @@ class Trainer:
         counts = getattr(getattr(self, "tracker", None), "steps", None)
         if counts is not None:  # rank 0's: where step-less metrics go on after a resume
             state["log_steps"] = counts()
+            state["log_last"] = getattr(self.tracker, "last_steps", dict)()
         if extra:
             state["data"] = extra
         try:
@@ -744,6 +745,7 @@ class Trainer:
         self._built_lrs = [g.get("initial_lr", g.get("lr")) for g in fresh]
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
+                self._begin_attempt({})
                 return 0
             self._resumed = True  # a trial resumed after its last epoch has none to report
             state, write = None, self.strategy.is_main
@@ -768,16 +770,22 @@ class Trainer:
             if state is None:
                 checkpoint_note(directory, f"trial {self.trial.name}: no readable checkpoint; "
                                 "the trial starts over from epoch 0", write=write)
+                self._begin_attempt({})
                 return 0
-        if state.get("config") is not None and state["config"] != self.config:
+        exploit = state.get("config") is not None and state["config"] != self.config
+        if exploit:
             # Another trial's checkpoint (PBT's exploit): its weights, this trial's
             # hyperparameters; the optimizer state just loaded carries the donor's.
             _apply_optimizer_settings(self.strategy.optimizer, self.strategy.lr_scheduler, fresh,
                                       state.get("built_lrs"))
+        # an exploit's points after the donor's checkpoint replace this trial's own there (a
+        # checkpoint without its steps, from an older hpoc: first write wins, as before)
+        self._begin_attempt((state.get("log_last") or None) if exploit else None)
         set_rng_state(state.get("rng"))
         self.load_checkpoint_state(state.get("user") or {})
         self.restored = state
         self._log_steps = state.get("log_steps") or {}
+        self._log_last = state.get("log_last") or {}
         self._continue_log_steps()
         return int(state.get("epoch", 0))
 
@@ -800,19 +808,33 @@ class Trainer:
                 from hpoc.runtime.tracking import open_loggers
             except ImportError:  # a checkout without tracking: log nowhere
                 return
+            # an attempt that logs before restore() trains from scratch, unless a restore is
+            # known to come (itwinai's loops restore at their first batch)
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
-                self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id)
+                self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id,
+                fresh_unless_told=lambda: not getattr(self, "_restore_to_come", False))
             # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
             self._continue_log_steps()
 
     def _continue_log_steps(self) -> None:
-        """A resumed trial's step-less metrics go on at its checkpoint's counts, whichever of
-        `restore()` and the logger comes first."""
-        go_on = getattr(getattr(self, "tracker", None), "continue_steps", None)
-        if go_on is not None and getattr(self, "_log_steps", None):
-            go_on(self._log_steps)
+        """A resumed trial's step-less metrics go on at its checkpoint's counts, and the
+        logger learns where the attempt starts, whichever of `restore()` and the logger
+        comes first."""
+        tracker = getattr(self, "tracker", None)
+        go_on = getattr(tracker, "continue_steps", None)
+        if go_on is not None and (getattr(self, "_log_steps", None) or getattr(self, "_log_last", None)):
+            go_on(getattr(self, "_log_steps", None) or {}, getattr(self, "_log_last", None))
+        begin = getattr(tracker, "begin", None)
+        if begin is not None and hasattr(self, "_attempt_keep"):
+            begin(self._attempt_keep)
+
+    def _begin_attempt(self, keep: dict[str, int] | None) -> None:
+        """Where this attempt starts, for the logger (`Tracker.begin`): None at the trial's own
+        checkpoint, else the last step per metric kept ({}: from scratch)."""
+        self._attempt_keep = keep
+        self._continue_log_steps()
 
     def log(self, value: Any, name: str, kind: str = "metric", step: int | None = None,
             **_: Any) -> None:

@@ -1907,6 +1907,24 @@ def test_an_sbatch_directive_in_setup_is_an_error() -> None:
     plan_of(BASE + 'slurm { setup = ["# load the site\'s Python", "module load X"] }\n')  # a comment is fine
 
 
+def test_setup_lines_that_are_not_complete_bash_are_an_error() -> None:
+    """The job script runs `setup` inside one `{ ... }` group: `echo 'hi` (a quote left open),
+    a stray `}` or an `if` without `fi` made the whole script a bash syntax error, which the
+    job met only when it started, after the queue."""
+    d = one_error(BASE + 'slurm { setup = ["module load X", "echo \'hi"] }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 35))
+    assert d.message == ("`setup` line \"echo 'hi\" is not complete bash: unexpected EOF while looking for "
+                         "matching `''")
+    assert d.help == ("each line is a whole command (or the lines together, as `if ...; then`, `...`, `fi`): "
+                      "close what it opens")
+    d = one_error(BASE + 'slurm { setup = ["if true; then echo x"] }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 9))  # what is left open: all of `setup`
+    assert d.message == ("`setup` lines are not complete bash: something they open (`if`, `for`, `case`, `(`, "
+                         "`{`) is still open after the last one")
+    assert one_error(BASE + 'slurm { setup = ["}"] }\n').code == "HP204"
+    plan_of(BASE + 'slurm { setup = ["if true; then", "  echo x", "fi", "A=$(date)"] }\n')
+
+
 def test_conda_activate_in_setup_without_conda_s_shell_functions_is_a_warning() -> None:
     """`setup = ["conda activate hpo"]`: the job's bash is not interactive, has no `conda`
     shell function, and the job ended on the node with "CondaError: Run 'conda init' before

@@ -250,6 +250,15 @@ def test_a_duration_with_a_spelt_out_unit_is_shown_with_its_letter(written: str,
     assert error_at(f"trials {{ time_budget = {written} }}")[4] == f"write `{meant}`"
 
 
+@pytest.mark.parametrize("written, help", [
+    ("1:00:00:00", "a walltime has at most three fields: for days write `1-00:00:00` (`D-HH:MM:SS`)"),
+    ("2-12:00:00:00", "a walltime has at most three fields: `D-HH:MM:SS`, `HH:MM:SS` or `MM:SS`")])
+def test_a_walltime_with_a_field_too_many_says_how_days_are_written(written: str, help: str) -> None:
+    """`time = 1:00:00:00` (days as a fourth field, as some schedulers write them) got
+    "unexpected `:`" and no hint."""
+    assert error_at(f"slurm {{ time = {written} }}")[4] == help
+
+
 def test_a_duration_in_two_words_is_one() -> None:
     assert error_at("trials { time_budget = 1h 30m }")[4] == "write `1h30m`: a duration is one word"
 

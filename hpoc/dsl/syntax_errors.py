@@ -289,6 +289,12 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
     if tok.type == "DURATION" and re.search(r"(?<![\w.])\d+(?:\.\d+)?[smhd][ \t]+$", text[: tok.start_pos]):
         whole = re.search(r"(\S+)[ \t]+$", text[: tok.start_pos]).group(1)  # type: ignore[union-attr]
         return f"write `{whole}{tok}`: a duration is one word"
+    clock = re.search(r"(?<![\w.:-])(\d+-)?(\d+):(\d+):(\d+)$", text[: tok.start_pos])
+    if tok.type == "COLON" and clock:  # `1:00:00:00`, days as a fourth field
+        if clock[1]:
+            return "a walltime has at most three fields: `D-HH:MM:SS`, `HH:MM:SS` or `MM:SS`"
+        return f"a walltime has at most three fields: for days write `{clock[2]}-{clock[3]}:{clock[4]}:" \
+               f"{re.match(r'[0-9]*', text[tok.end_pos:]).group(0) or '00'}` (`D-HH:MM:SS`)"  # type: ignore[union-attr]
     if tok.type == "COLON" and "EQUAL" in expected:
         return "settings are written `key = value`, not `key: value`"
     if (listed := _logger_list(text, tok.line)) is not None:

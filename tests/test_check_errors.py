@@ -692,6 +692,18 @@ def test_an_integer_domain_of_one_value_is_a_warning() -> None:
                       "`randint(3, 4)` also gives only 3)")
 
 
+def test_a_choice_of_one_value_is_a_warning() -> None:
+    """`hidden = choice(64)` (the other sizes not yet written, or deleted) passed without a
+    word, as `randint(1, 2)` does not: every trial trains the same value."""
+    (w,) = warnings(BASE + "space { hidden = choice(64) }\n")
+    assert (w.code, where(w), w.message) == ("HP810", (3, 18), "`choice(64)` only ever gives 64")
+    assert w.help == "list the other values to search, or write the constant: `hidden = 64`"
+    (w,) = warnings(BASE + 'space { act = grid("relu") }\n')
+    assert (w.message, w.help) == ('`grid("relu")` only ever gives "relu"',
+                                   'list the other values to search, or write the constant: `act = "relu"`')
+    assert not warnings(BASE + "space { hidden = choice(32, 64), seed = grid(0, 1) }\n")
+
+
 def test_a_quantised_log_domain_whose_low_end_rounds_to_one_value_is_a_warning() -> None:
     """`qlograndint(1, 1000, 7)` under optuna: a log scale from 1 puts a third of the draws
     below 10.5, and every one of them rounds to 7."""

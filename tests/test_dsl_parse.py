@@ -139,6 +139,21 @@ def test_missing_comma_in_call() -> None:
     assert d.help == "separate items with `,`"
 
 
+@pytest.mark.parametrize("text, where, help", [
+    ('slurm {\n  extra = ["--exclusive"\n  partition = "gpu"\n}', (3, 3),
+     "close the `[` of line 2 (column 11) with `]`: a setting starts here"),
+    ("space {\n  lr = loguniform(1e-4, 1e-2\n  epochs = 2\n}", (3, 3),
+     "close the `(` of line 2 (column 18) with `)`: a setting starts here")])
+def test_a_bracket_left_open_before_the_next_setting_is_named(text, where, help) -> None:
+    """`lr = loguniform(1e-4, 1e-2` and `epochs = 2` on the next line got "separate items
+    with `,`", which would make `epochs = 2` an argument: the `)` was what was missing."""
+    d = syntax_error(text)
+    assert ((d.line, d.col), d.help) == (where, help)
+    assert syntax_error('slurm {\n  extra = ["a"\n  "b"]\n}').help == "separate items with `,`"
+    kwargs = 'pipeline {\n  trainer = t:T(lr = 1\n  epochs = 2)\n}'  # a `,` missing, or a `)`: not said
+    assert syntax_error(kwargs).help == "separate items with `,`"
+
+
 def test_a_stray_word_after_a_value_is_named_not_the_next_line() -> None:
     """`x = choice(1, 2) stray` was read as the start of a block `stray y`, and the error
     pointed at the next line's `=`; in every section, in a map, and at the end of the file."""

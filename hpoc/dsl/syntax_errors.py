@@ -213,7 +213,21 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
         msg += f", expected {_expected_words(expected)}"
     width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
     fail_at(text, file, msg, "HP101", tok.line, tok.column, width=width,
-            help=_token_help(text, tok, expected) or _keyword_hint(text, tok))
+            help=_left_open(text, tok, state) or _token_help(text, tok, expected) or _keyword_hint(text, tok))
+
+
+def _left_open(text: str, tok: Any, state: _State) -> str | None:
+    """`lr = loguniform(1e-4, 1e-2` with `epochs = 2` on the next line: the `)` is missing,
+    not a `,` (which would make the setting an argument)."""
+    if not state.stack or state.stack[-1][0] not in "([" or tok.type != "NAME":
+        return None
+    ch, line, col = state.stack[-1]
+    if line >= tok.line or not re.match(r"[ \t]*=(?!=)", text[tok.end_pos:]):
+        return None
+    opened = sum(len(row) + 1 for row in text.split("\n")[: line - 1]) + col  # just after the bracket
+    if re.search(r"[A-Za-z_]\w*[ \t]*=(?!=)", text[opened: tok.start_pos]):
+        return None  # keyword arguments (`data:Getter(root = "d"`): a `,` may be what is missing
+    return f"close the `{ch}` of line {line} (column {col}) with `{PAIR[ch]}`: a setting starts here"
 
 
 def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _State) -> NoReturn:

@@ -251,6 +251,15 @@ def test_a_pasted_dash_or_invisible_character_is_named() -> None:
         "this is an invisible zero width space (U+200B): delete it")
 
 
+@pytest.mark.parametrize("written, plain", [("\uff1d", "="), ("\uff0c", ","), ("\uff08", "(")])
+def test_full_width_punctuation_is_shown_with_its_ascii_character(written: str, plain: str) -> None:
+    """`num_samples ＝ 4` (an input method's full-width `=`) got "unexpected character" and no
+    hint, while full-width letters and digits had one."""
+    help = error_at(f"space {{ x {written} uniform(0, 1) }}" if plain == "=" else
+                    f"space {{ x = uniform(0{written} 1) }}" if plain == "," else f"space {{ x = uniform{written}0, 1) }}")[4]
+    assert help is not None and help.startswith(f"write `{plain}`: `{written}` is fullwidth ")
+
+
 def test_a_step_written_as_a_relative_path_is_shown_as_a_module() -> None:
     """`trainer = ./models/net.py:Net` got "unexpected `.`" and no hint."""
     d = syntax_error("pipeline { trainer = ./models/net.py:Net }")

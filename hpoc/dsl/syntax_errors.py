@@ -141,6 +141,8 @@ def _non_ascii_hint(text: str, pos: int) -> str | None:
         return f"this is an invisible {unicodedata.name(ch, 'format character').lower()} (U+{ord(ch):04X}): delete it"
     if unicodedata.category(ch) == "Zs":
         return f"this is a {unicodedata.name(ch, 'space').lower()} (U+{ord(ch):04X}): write a plain space"
+    if not ch.isalpha() and (plain := unicodedata.normalize("NFKC", ch)).isascii() and plain.isprintable():
+        return f"write `{plain}`: `{ch}` is {unicodedata.name(ch, 'a full-width sign').lower()}, not ASCII"  # an IME's
     if ch.isalpha():
         before, after = re.search(r"\w*$", text[:pos]), re.match(r"\w*", text[pos:])
         word = (before.group(0) if before else "") + (after.group(0) if after else "")

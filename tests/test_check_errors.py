@@ -553,6 +553,16 @@ def test_wrong_option_type_and_enum() -> None:
     assert (d.message, d.help) == ("`num_samples` must be an integer, not the number `2.0`", "write 2")
 
 
+def test_a_repeated_sections_unknown_keys_are_reported_with_it() -> None:
+    """`trials` written twice, the second with `max_concurent`: the study said only "appears
+    twice"; merged, it failed again on the misspelt key."""
+    found = errors(BASE + "trials { num_samples = 2 }\ntrials { max_concurent = 3 }\n")
+    assert [(d.code, where(d), d.message) for d in found] == [
+        ("HP202", (4, 1), "section `trials` appears twice"),
+        ("HP201", (4, 10), "unknown key `max_concurent` in `trials`")]
+    assert found[1].help == "did you mean `max_concurrent`?"
+
+
 def test_duplicates() -> None:
     d = one_error(BASE + "trials { num_samples = 2 }\ntrials { num_samples = 3 }\n")
     assert (d.code, where(d), d.message) == ("HP202", (4, 1), "section `trials` appears twice")

@@ -81,9 +81,19 @@ def collect(ch: Checker, study: A.Study) -> Found:
                 notes=(f"first at {ch.at(prev.span)}",),
                 help=_goals_block(prev, item) if kind == "objective" else "merge them into one",
             )  # fmt: skip
+            _repeated_keys(ch, kind, item)
             continue
         found.setdefault(kind, []).append(item)
     return found
+
+
+def _repeated_keys(ch: Checker, kind: str, block: Any) -> None:
+    """The unknown keys of a section written twice, said now rather than once it is merged."""
+    fields = T.SECTIONS.get(kind)
+    for item in (getattr(block, "body", None) or ()) if fields is not None else ():
+        key = item.key if isinstance(item, A.Setting) else item.kind if isinstance(item, A.Block) else None
+        if key is not None and key not in fields:
+            ch.unknown_key(key, item.key_span if isinstance(item, A.Setting) else item.kind_span, fields, f"`{kind}`")
 
 
 def _goals_block(*objectives: A.Objective) -> str:

@@ -563,6 +563,15 @@ def test_a_repeated_sections_unknown_keys_are_reported_with_it() -> None:
     assert found[1].help == "did you mean `max_concurrent`?"
 
 
+def test_a_huge_word_in_a_message_is_cut_as_the_source_line_is() -> None:
+    """A 5000-character unknown key came back whole in the message and the help, one
+    terminal screen of `x`s; the source line under it was already cut."""
+    d = one_error(BASE + "trials { num_samples = 4, " + "x" * 5000 + " = 3 }\n")
+    head, *_, help = d.render().splitlines()
+    assert len(head) < 200 and head.endswith("xxx` in `trials` [HP201]") and "…" in head
+    assert "x" * 5000 in d.message  # the diagnostic itself (`--json`) keeps it whole
+
+
 def test_duplicates() -> None:
     d = one_error(BASE + "trials { num_samples = 2 }\ntrials { num_samples = 3 }\n")
     assert (d.code, where(d), d.message) == ("HP202", (4, 1), "section `trials` appears twice")

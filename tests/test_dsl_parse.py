@@ -715,6 +715,17 @@ def test_a_missing_spec_names_the_file_meant_beside_it(tmp_path: Path, given: st
     assert (d.code, d.message, d.help) == ("HP001", "no such file", f"did you mean `{tmp_path / meant}`?")
 
 
+def test_a_dangling_link_is_named_with_its_missing_target(tmp_path: Path) -> None:
+    """`study.hpo` a link to a moved file got "no such file", "did you mean `study.hpo`?":
+    the very name given, which `ls` shows."""
+    (tmp_path / "study.hpo").symlink_to(tmp_path / "moved" / "study.hpo")
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(tmp_path / "study.hpo")
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message) == ("HP001", "no such file")
+    assert d.help == f"it is a symbolic link to `{tmp_path / 'moved' / 'study.hpo'}`, which does not exist"
+
+
 def test_a_missing_spec_with_a_quoted_tilde_says_the_shell_left_it(tmp_path: Path) -> None:
     with pytest.raises(SpecSyntaxError) as info:
         read_spec("~/no-such-study.hpo")

@@ -2046,6 +2046,16 @@ def test_extra_may_not_truncate_the_log_that_resume_appends_to() -> None:
     assert plan["slurm"]["extra"] == ["--open-mode=truncate"]
 
 
+def test_a_job_name_in_extra_names_the_study_line_that_sets_it() -> None:
+    """`extra = ["--job-name=foo"]` said "hpoc writes from `study name`", "set `study name`
+    instead": there is no such setting; the job is named by `study "..."`."""
+    d = one_error(BASE + 'slurm { extra = ["--job-name=foo"] }\n')
+    assert (d.code, d.message) == ("HP504", '`extra` sets `--job-name`, which hpoc writes from `study "..."`')
+    assert d.help == 'set `study "..."` instead'
+    d = one_error(BASE + 'slurm { job_name = "foo" }\n')
+    assert d.help == 'hpoc writes `--job-name` from `study "..."`'
+
+
 @pytest.mark.parametrize(
     "flag,setting",
     [("--tasks-per-node=2", "nodes"), ("--ntasks-per-gpu=1", "nodes"), ("--gpus-per-task=1", "gpus_per_node"),

@@ -1913,6 +1913,18 @@ def test_site_names_with_spaces_are_refused(key: str, written: str, fixed: str) 
     assert d.help == f'write `{key} = "{fixed}"`'
 
 
+@pytest.mark.parametrize("key, written, fixed", [
+    ("partition", "--partition=gpu", "gpu"), ("partition", "-p gpu", "gpu"), ("account", "-A proj1", "proj1"),
+    ("qos", "--qos normal", "normal")])
+def test_a_site_name_written_as_its_sbatch_option_is_refused(key: str, written: str, fixed: str) -> None:
+    """`partition = "--partition=gpu"` (copied from a job script's header) went into the
+    script as `--partition='--partition=gpu'`, which sbatch refused as a partition the site lacks."""
+    d = one_error(BASE + f'slurm {{ {key} = "{written}" }}\n')
+    assert (d.code, where(d)) == ("HP204", (3, 9 + len(key) + 3))
+    assert d.message == f'`{key}` "{written}" is an sbatch option, not a name: hpoc writes the option itself'
+    assert d.help == f'write `{key} = "{fixed}"`'
+
+
 def test_a_node_local_storage_path_for_a_slurm_job_is_a_warning() -> None:
     """`storage { path = "/tmp/hpo" }` on a cluster: each node wrote its trials to its own
     /tmp, gone with the job, and `hpoc status` on the login node found none of them."""

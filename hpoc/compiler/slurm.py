@@ -343,6 +343,13 @@ def _shards(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> dict[str, in
 def _site_names(ch: Checker, s: dict[str, Any], block: Any) -> None:
     """Names the site gives (partition, account, qos, constraint) as sbatch would read them."""
     for key in ("partition", "account", "qos", "constraint"):
+        # copied with its option from a job script's header: "--partition=gpu", "-p gpu"
+        if s[key] is not None and (flag := re.match(r"\s*--?[A-Za-z][\w-]*(?:=|\s+)(\S.*)?$", s[key])):
+            value = setting_value(block, key)
+            ch.error(VALUE, f'`{key}` "{s[key]}" is an sbatch option, not a name: hpoc writes the option itself',
+                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
+                     help=f'write `{key} = "{(flag[1] or "").strip()}"`' if flag[1] else "write the name alone")
+            continue
         # pasted with a space: "gpu ", "booster, develbooster" (values with other spaces go through quoted)
         if s[key] is not None and s[key].strip() and (s[key] != s[key].strip(" ") or re.search(r" ,|, ", s[key])):
             value = setting_value(block, key)

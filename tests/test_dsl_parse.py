@@ -154,6 +154,16 @@ def test_a_bracket_left_open_before_the_next_setting_is_named(text, where, help)
     assert syntax_error(kwargs).help == "separate items with `,`"
 
 
+@pytest.mark.parametrize("word", ["if", "objective"])
+def test_a_setting_named_like_a_keyword_is_shown_quoted(word: str) -> None:
+    """`space { if = 1 }` got "unexpected `=`" and no hint (`objective = 2` the hint to write
+    an objective section), though the language takes such a key quoted."""
+    assert error_at(f"space {{\n  {word} = 1\n}}")[4] == (
+        f'`{word}` begins {"a condition" if word == "if" else "the objective"}; a setting of that name is '
+        f'quoted: `"{word}" = 1`')
+    assert error_at("objective = val_loss")[4] == "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+
+
 def test_a_stray_word_after_a_value_is_named_not_the_next_line() -> None:
     """`x = choice(1, 2) stray` was read as the start of a block `stray y`, and the error
     pointed at the next line's `=`; in every section, in a map, and at the end of the file."""

@@ -215,7 +215,18 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
         msg += f", expected {_expected_words(expected)}"
     width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
     fail_at(text, file, msg, "HP101", tok.line, tok.column, width=width,
-            help=_left_open(text, tok, state) or _token_help(text, tok, expected) or _keyword_hint(text, tok))
+            help=_left_open(text, tok, state) or _keyword_key(text, tok, state) or _token_help(text, tok, expected)
+            or _keyword_hint(text, tok))
+
+
+def _keyword_key(text: str, tok: Any, state: _State) -> str | None:
+    """`space { if = 1 }`: a key named like a keyword that begins an item is written quoted."""
+    word = re.search(r"(?:^|[\s{,;])(if|objective)[ \t]*$", text[: tok.start_pos])
+    if tok.type != "EQUAL" or word is None or not state.stack:
+        return None
+    value = re.match(r"[ \t]*([^\s,;}]*)", text[tok.end_pos:]).group(1) or "..."  # type: ignore[union-attr]
+    what = "a condition" if word[1] == "if" else "the objective"
+    return f'`{word[1]}` begins {what}; a setting of that name is quoted: `"{word[1]}" = {value}`'
 
 
 def _left_open(text: str, tok: Any, state: _State) -> str | None:

@@ -304,6 +304,9 @@ def test_a_duration_in_two_words_is_one() -> None:
     ("64 GiB", "write `64G`"),
     ("1.5T", "write `1536G`: a size is a whole number of its unit"),
     ("0.5G", "write `512M`: a size is a whole number of its unit"),
+    ("64g", "write `64G`: a size's unit is a capital letter (`\"64g\"` as a string is read too)"),
+    ("64gb", "write `64GB`: a size's unit is a capital letter (`\"64gb\"` as a string is read too)"),
+    ("512k", "write `512K`: a size's unit is a capital letter (`\"512k\"` as a string is read too)"),
 ])
 def test_a_memory_size_as_other_tools_write_it_is_shown_as_slurm_takes_it(written: str, help: str) -> None:
     """`mem = 64GiB` (as `free -h` prints it), `64 GB` or `1.5T`: the hint listed the

@@ -433,6 +433,10 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             elif re.fullmatch(r"[KMGT]iB?", suffix) and number.isdigit():  # as `free -h` prints it
                 msg = f"unexpected name `{suffix}` right after the number `{number}`"
                 help = f"write `{number}{suffix[0]}`: SLURM's units are binary, its {suffix[0]} is a {suffix[0]}iB"
+            elif re.fullmatch(r"[kgt]b?|mb", suffix) and number.isdigit():  # `64g`: `m` alone is minutes
+                msg = f"unexpected name `{suffix}` right after the number `{number}`"
+                help = (f"write `{number}{suffix.upper()}`: a size's unit is a capital letter "
+                        f'(`"{number}{suffix}"` as a string is read too)')
             else:
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
                 unit = _spelt_unit(number, suffix)

@@ -1716,6 +1716,9 @@ def test_mem_takes_the_spellings_sbatch_takes() -> None:
                           ("64G", "64G"), ("4000", "4000M")):
         assert plan_of(BASE + f"slurm {{ mem = {written} }}\n")["slurm"]["mem"] == plan, written
     assert one_error(BASE + 'slurm { mem = "64 G" }\n').code == "HP203"
+    d = one_error(BASE + "slurm { mem = 500m }\n")  # minutes to the lexer: the unit that means megabytes
+    assert (d.code, d.message) == ("HP203", "`mem` must be a memory size such as `64G`, not the duration `500m`")
+    assert d.help == "write `500M` for megabytes: a size's unit is a capital letter (`500m` is 500 minutes)"
 
 
 def test_slurm_values() -> None:
@@ -1740,7 +1743,7 @@ def test_slurm_values() -> None:
     assert (where(d), d.message) == ((3, 21), "`partition` must be one line without control characters")
     d = one_error(BASE + "slurm { mem = 64g }\n")  # lowercase: the number 64, then a name
     assert (d.code, where(d), d.message) == ("HP101", (3, 17), "unexpected name `g` right after the number `64`")
-    assert d.help.startswith("sizes are written like `64G`")
+    assert d.help.startswith("write `64G`: a size's unit is a capital letter")
     d = one_error(BASE + 'slurm { interface = "ib0; reboot" }\n')
     assert d.message == '`interface` is not a valid network interface name (at most 15 characters): "ib0; reboot"'
     assert one_error(BASE + 'slurm { interface = "a.very-long-iface0" }\n').code == "HP204"  # IFNAMSIZ

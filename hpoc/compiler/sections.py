@@ -424,8 +424,12 @@ class _Special:
                              help=f"write `{text.rstrip('M')}G` for gigabytes" if bare else
                              "raise `mem` to 2G or more, or leave it out for the partition's default")  # fmt: skip
             return text
+        help = "a whole number with K, M, G or T (`512M`, `64G`); without one, megabytes"
+        if isinstance(value, A.Duration) and re.fullmatch(r"\d+m", value.text):  # `500m`: minutes to the lexer
+            help = f"write `{value.text[:-1]}M` for megabytes: a size's unit is a capital letter " \
+                   f"(`{value.text}` is {value.text[:-1]} minutes)"
         self.ch.error(TYPE, f"`mem` must be a memory size such as `64G`, not {K.describe(value)}", value.span,
-                      help="a whole number with K, M, G or T (`512M`, `64G`); without one, megabytes")  # fmt: skip
+                      help=help)  # fmt: skip
         return None
 
     def time(self, key: str, value: A.Value, path: str) -> dict[str, Any] | None:

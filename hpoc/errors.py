@@ -28,6 +28,12 @@ def shown(text: str) -> str:
     return _UNSHOWN.sub(lambda m: repr(m.group())[1:-1], text)
 
 
+def _clipped(text: str) -> str:
+    """`text` with each word over 300 characters (a 5000-character key in a message; paths
+    stay whole) cut in its middle, its ends kept: the closing quote or backtick."""
+    return re.sub(r"\S{300,}", lambda m: m[0][:60] + "…" + m[0][-20:], text)
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One error or warning at a place in a spec (line/col are None for whole-file problems)."""
@@ -53,12 +59,12 @@ class Diagnostic:
     def render(self) -> str:
         # One line per diagnostic head (editors parse it): control characters from user
         # values (a YAML "\n") are shown escaped.
-        out = [f"{self.location}: {self.severity}: {shown(self.message)} [{self.code}]"]
+        out = [f"{self.location}: {self.severity}: {shown(_clipped(self.message))} [{self.code}]"]
         if self.line is not None and self.source_line is not None:
             out.extend(_snippet(self.line, self.col or 1, self._width(), self.source_line))
-        out.extend(f"  = note: {shown(n)}" for n in self.notes)
+        out.extend(f"  = note: {shown(_clipped(n))}" for n in self.notes)
         if self.help:
-            out.append(f"  = help: {shown(self.help)}")
+            out.append(f"  = help: {shown(_clipped(self.help))}")
         return "\n".join(out)
 
     def _width(self) -> int:

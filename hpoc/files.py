@@ -31,6 +31,8 @@ def missing_hint(name: str, suffixes: tuple[str, ...] | None = None) -> str | No
         return f"the shell did not expand {what} (quoted?): leave it unquoted, or give the full path"
     if any(c in os.path.basename(name) for c in "*?["):  # an unmatched glob reaches us as typed
         return "no file matches this pattern (the shell passed it on as typed)"
+    if os.path.islink(name):  # a dangling link: `ls` shows the name, so no near name is meant
+        return f"it is a symbolic link to `{os.readlink(name)}`, which does not exist"
     import difflib
 
     directory, base = os.path.split(name.rstrip("/"))

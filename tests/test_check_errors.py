@@ -553,6 +553,25 @@ def test_wrong_option_type_and_enum() -> None:
     assert (d.message, d.help) == ("`num_samples` must be an integer, not the number `2.0`", "write 2")
 
 
+def test_a_repeated_sections_unknown_keys_are_reported_with_it() -> None:
+    """`trials` written twice, the second with `max_concurent`: the study said only "appears
+    twice"; merged, it failed again on the misspelt key."""
+    found = errors(BASE + "trials { num_samples = 2 }\ntrials { max_concurent = 3 }\n")
+    assert [(d.code, where(d), d.message) for d in found] == [
+        ("HP202", (4, 1), "section `trials` appears twice"),
+        ("HP201", (4, 10), "unknown key `max_concurent` in `trials`")]
+    assert found[1].help == "did you mean `max_concurrent`?"
+
+
+def test_a_huge_word_in_a_message_is_cut_as_the_source_line_is() -> None:
+    """A 5000-character unknown key came back whole in the message and the help, one
+    terminal screen of `x`s; the source line under it was already cut."""
+    d = one_error(BASE + "trials { num_samples = 4, " + "x" * 5000 + " = 3 }\n")
+    head, *_, help = d.render().splitlines()
+    assert len(head) < 200 and head.endswith("xxx` in `trials` [HP201]") and "…" in head
+    assert "x" * 5000 in d.message  # the diagnostic itself (`--json`) keeps it whole
+
+
 def test_duplicates() -> None:
     d = one_error(BASE + "trials { num_samples = 2 }\ntrials { num_samples = 3 }\n")
     assert (d.code, where(d), d.message) == ("HP202", (4, 1), "section `trials` appears twice")
@@ -690,6 +709,18 @@ def test_an_integer_domain_of_one_value_is_a_warning() -> None:
     d = one_error(BASE + "space { a = randint(3, 3) }\n")
     assert d.help == ("for the one value 3, write the constant `3` (`randint`'s upper bound is exclusive: "
                       "`randint(3, 4)` also gives only 3)")
+
+
+def test_a_choice_of_one_value_is_a_warning() -> None:
+    """`hidden = choice(64)` (the other sizes not yet written, or deleted) passed without a
+    word, as `randint(1, 2)` does not: every trial trains the same value."""
+    (w,) = warnings(BASE + "space { hidden = choice(64) }\n")
+    assert (w.code, where(w), w.message) == ("HP810", (3, 18), "`choice(64)` only ever gives 64")
+    assert w.help == "list the other values to search, or write the constant: `hidden = 64`"
+    (w,) = warnings(BASE + 'space { act = grid("relu") }\n')
+    assert (w.message, w.help) == ('`grid("relu")` only ever gives "relu"',
+                                   'list the other values to search, or write the constant: `act = "relu"`')
+    assert not warnings(BASE + "space { hidden = choice(32, 64), seed = grid(0, 1) }\n")
 
 
 def test_a_quantised_log_domain_whose_low_end_rounds_to_one_value_is_a_warning() -> None:
@@ -1685,6 +1716,9 @@ def test_mem_takes_the_spellings_sbatch_takes() -> None:
                           ("64G", "64G"), ("4000", "4000M")):
         assert plan_of(BASE + f"slurm {{ mem = {written} }}\n")["slurm"]["mem"] == plan, written
     assert one_error(BASE + 'slurm { mem = "64 G" }\n').code == "HP203"
+    d = one_error(BASE + "slurm { mem = 500m }\n")  # minutes to the lexer: the unit that means megabytes
+    assert (d.code, d.message) == ("HP203", "`mem` must be a memory size such as `64G`, not the duration `500m`")
+    assert d.help == "write `500M` for megabytes: a size's unit is a capital letter (`500m` is 500 minutes)"
 
 
 def test_slurm_values() -> None:
@@ -1709,7 +1743,7 @@ def test_slurm_values() -> None:
     assert (where(d), d.message) == ((3, 21), "`partition` must be one line without control characters")
     d = one_error(BASE + "slurm { mem = 64g }\n")  # lowercase: the number 64, then a name
     assert (d.code, where(d), d.message) == ("HP101", (3, 17), "unexpected name `g` right after the number `64`")
-    assert d.help.startswith("sizes are written like `64G`")
+    assert d.help.startswith("write `64G`: a size's unit is a capital letter")
     d = one_error(BASE + 'slurm { interface = "ib0; reboot" }\n')
     assert d.message == '`interface` is not a valid network interface name (at most 15 characters): "ib0; reboot"'
     assert one_error(BASE + 'slurm { interface = "a.very-long-iface0" }\n').code == "HP204"  # IFNAMSIZ
@@ -1882,6 +1916,18 @@ def test_site_names_with_spaces_are_refused(key: str, written: str, fixed: str) 
     assert d.help == f'write `{key} = "{fixed}"`'
 
 
+@pytest.mark.parametrize("key, written, fixed", [
+    ("partition", "--partition=gpu", "gpu"), ("partition", "-p gpu", "gpu"), ("account", "-A proj1", "proj1"),
+    ("qos", "--qos normal", "normal")])
+def test_a_site_name_written_as_its_sbatch_option_is_refused(key: str, written: str, fixed: str) -> None:
+    """`partition = "--partition=gpu"` (copied from a job script's header) went into the
+    script as `--partition='--partition=gpu'`, which sbatch refused as a partition the site lacks."""
+    d = one_error(BASE + f'slurm {{ {key} = "{written}" }}\n')
+    assert (d.code, where(d)) == ("HP204", (3, 9 + len(key) + 3))
+    assert d.message == f'`{key}` "{written}" is an sbatch option, not a name: hpoc writes the option itself'
+    assert d.help == f'write `{key} = "{fixed}"`'
+
+
 def test_a_node_local_storage_path_for_a_slurm_job_is_a_warning() -> None:
     """`storage { path = "/tmp/hpo" }` on a cluster: each node wrote its trials to its own
     /tmp, gone with the job, and `hpoc status` on the login node found none of them."""
@@ -1905,6 +1951,24 @@ def test_an_sbatch_directive_in_setup_is_an_error() -> None:
                          "before the script's first command, and setup runs later")
     assert d.help == 'give the option in `extra`: `extra = ["--exclusive"]`'
     plan_of(BASE + 'slurm { setup = ["# load the site\'s Python", "module load X"] }\n')  # a comment is fine
+
+
+def test_setup_lines_that_are_not_complete_bash_are_an_error() -> None:
+    """The job script runs `setup` inside one `{ ... }` group: `echo 'hi` (a quote left open),
+    a stray `}` or an `if` without `fi` made the whole script a bash syntax error, which the
+    job met only when it started, after the queue."""
+    d = one_error(BASE + 'slurm { setup = ["module load X", "echo \'hi"] }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 35))
+    assert d.message == ("`setup` line \"echo 'hi\" is not complete bash: unexpected EOF while looking for "
+                         "matching `''")
+    assert d.help == ("each line is a whole command (or the lines together, as `if ...; then`, `...`, `fi`): "
+                      "close what it opens")
+    d = one_error(BASE + 'slurm { setup = ["if true; then echo x"] }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 9))  # what is left open: all of `setup`
+    assert d.message == ("`setup` lines are not complete bash: something they open (`if`, `for`, `case`, `(`, "
+                         "`{`) is still open after the last one")
+    assert one_error(BASE + 'slurm { setup = ["}"] }\n').code == "HP204"
+    plan_of(BASE + 'slurm { setup = ["if true; then", "  echo x", "fi", "A=$(date)"] }\n')
 
 
 def test_conda_activate_in_setup_without_conda_s_shell_functions_is_a_warning() -> None:
@@ -1995,6 +2059,16 @@ def test_extra_may_not_truncate_the_log_that_resume_appends_to() -> None:
                                             "each requeued run adds to the job's log")
     plan = plan_of(BASE + 'resume { enabled = false }\nslurm { extra = ["--open-mode=truncate"] }\n')
     assert plan["slurm"]["extra"] == ["--open-mode=truncate"]
+
+
+def test_a_job_name_in_extra_names_the_study_line_that_sets_it() -> None:
+    """`extra = ["--job-name=foo"]` said "hpoc writes from `study name`", "set `study name`
+    instead": there is no such setting; the job is named by `study "..."`."""
+    d = one_error(BASE + 'slurm { extra = ["--job-name=foo"] }\n')
+    assert (d.code, d.message) == ("HP504", '`extra` sets `--job-name`, which hpoc writes from `study "..."`')
+    assert d.help == 'set `study "..."` instead'
+    d = one_error(BASE + 'slurm { job_name = "foo" }\n')
+    assert d.help == 'hpoc writes `--job-name` from `study "..."`'
 
 
 @pytest.mark.parametrize(

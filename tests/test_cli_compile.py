@@ -104,6 +104,16 @@ def test_a_compile_that_fails_to_render_writes_nothing(tmp_path: Path, monkeypat
     assert {p.name: p.read_text() for p in out.iterdir()} == before
 
 
+def test_an_empty_output_directory_is_refused_not_read_as_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`hpoc compile study.hpo -o "$BUILD"` with BUILD unset wrote build/<study> in the
+    current directory without a word; the `sbatch "$BUILD/job.sbatch"` after it found nothing."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", str(EXAMPLES["digits"]), "-o", ""]) == 2
+    assert "hpoc: error: -o is empty (an unset shell variable?): give the output directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_compile_without_renderer_writes_only_the_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "hpoc.compiler.render", None)  # import fails like a missing module
     assert main(["compile", str(EXAMPLES["digits"]), "-o", str(tmp_path)]) == 0

@@ -139,6 +139,31 @@ def test_missing_comma_in_call() -> None:
     assert d.help == "separate items with `,`"
 
 
+@pytest.mark.parametrize("text, where, help", [
+    ('slurm {\n  extra = ["--exclusive"\n  partition = "gpu"\n}', (3, 3),
+     "close the `[` of line 2 (column 11) with `]`: a setting starts here"),
+    ("space {\n  lr = loguniform(1e-4, 1e-2\n  epochs = 2\n}", (3, 3),
+     "close the `(` of line 2 (column 18) with `)`: a setting starts here")])
+def test_a_bracket_left_open_before_the_next_setting_is_named(text, where, help) -> None:
+    """`lr = loguniform(1e-4, 1e-2` and `epochs = 2` on the next line got "separate items
+    with `,`", which would make `epochs = 2` an argument: the `)` was what was missing."""
+    d = syntax_error(text)
+    assert ((d.line, d.col), d.help) == (where, help)
+    assert syntax_error('slurm {\n  extra = ["a"\n  "b"]\n}').help == "separate items with `,`"
+    kwargs = 'pipeline {\n  trainer = t:T(lr = 1\n  epochs = 2)\n}'  # a `,` missing, or a `)`: not said
+    assert syntax_error(kwargs).help == "separate items with `,`"
+
+
+@pytest.mark.parametrize("word", ["if", "objective"])
+def test_a_setting_named_like_a_keyword_is_shown_quoted(word: str) -> None:
+    """`space { if = 1 }` got "unexpected `=`" and no hint (`objective = 2` the hint to write
+    an objective section), though the language takes such a key quoted."""
+    assert error_at(f"space {{\n  {word} = 1\n}}")[4] == (
+        f'`{word}` begins {"a condition" if word == "if" else "the objective"}; a setting of that name is '
+        f'quoted: `"{word}" = 1`')
+    assert error_at("objective = val_loss")[4] == "write `objective minimize val_loss` or `objective maximize val_accuracy`"
+
+
 def test_a_stray_word_after_a_value_is_named_not_the_next_line() -> None:
     """`x = choice(1, 2) stray` was read as the start of a block `stray y`, and the error
     pointed at the next line's `=`; in every section, in a map, and at the end of the file."""
@@ -236,6 +261,15 @@ def test_a_pasted_dash_or_invisible_character_is_named() -> None:
         "this is an invisible zero width space (U+200B): delete it")
 
 
+@pytest.mark.parametrize("written, plain", [("\uff1d", "="), ("\uff0c", ","), ("\uff08", "(")])
+def test_full_width_punctuation_is_shown_with_its_ascii_character(written: str, plain: str) -> None:
+    """`num_samples ＝ 4` (an input method's full-width `=`) got "unexpected character" and no
+    hint, while full-width letters and digits had one."""
+    help = error_at(f"space {{ x {written} uniform(0, 1) }}" if plain == "=" else
+                    f"space {{ x = uniform(0{written} 1) }}" if plain == "," else f"space {{ x = uniform{written}0, 1) }}")[4]
+    assert help is not None and help.startswith(f"write `{plain}`: `{written}` is fullwidth ")
+
+
 def test_a_step_written_as_a_relative_path_is_shown_as_a_module() -> None:
     """`trainer = ./models/net.py:Net` got "unexpected `.`" and no hint."""
     d = syntax_error("pipeline { trainer = ./models/net.py:Net }")
@@ -250,6 +284,15 @@ def test_a_duration_with_a_spelt_out_unit_is_shown_with_its_letter(written: str,
     assert error_at(f"trials {{ time_budget = {written} }}")[4] == f"write `{meant}`"
 
 
+@pytest.mark.parametrize("written, help", [
+    ("1:00:00:00", "a walltime has at most three fields: for days write `1-00:00:00` (`D-HH:MM:SS`)"),
+    ("2-12:00:00:00", "a walltime has at most three fields: `D-HH:MM:SS`, `HH:MM:SS` or `MM:SS`")])
+def test_a_walltime_with_a_field_too_many_says_how_days_are_written(written: str, help: str) -> None:
+    """`time = 1:00:00:00` (days as a fourth field, as some schedulers write them) got
+    "unexpected `:`" and no hint."""
+    assert error_at(f"slurm {{ time = {written} }}")[4] == help
+
+
 def test_a_duration_in_two_words_is_one() -> None:
     assert error_at("trials { time_budget = 1h 30m }")[4] == "write `1h30m`: a duration is one word"
 
@@ -261,6 +304,9 @@ def test_a_duration_in_two_words_is_one() -> None:
     ("64 GiB", "write `64G`"),
     ("1.5T", "write `1536G`: a size is a whole number of its unit"),
     ("0.5G", "write `512M`: a size is a whole number of its unit"),
+    ("64g", "write `64G`: a size's unit is a capital letter (`\"64g\"` as a string is read too)"),
+    ("64gb", "write `64GB`: a size's unit is a capital letter (`\"64gb\"` as a string is read too)"),
+    ("512k", "write `512K`: a size's unit is a capital letter (`\"512k\"` as a string is read too)"),
 ])
 def test_a_memory_size_as_other_tools_write_it_is_shown_as_slurm_takes_it(written: str, help: str) -> None:
     """`mem = 64GiB` (as `free -h` prints it), `64 GB` or `1.5T`: the hint listed the
@@ -680,6 +726,17 @@ def test_a_missing_spec_names_the_file_meant_beside_it(tmp_path: Path, given: st
         read_spec(tmp_path / given)
     (d,) = info.value.diagnostics
     assert (d.code, d.message, d.help) == ("HP001", "no such file", f"did you mean `{tmp_path / meant}`?")
+
+
+def test_a_dangling_link_is_named_with_its_missing_target(tmp_path: Path) -> None:
+    """`study.hpo` a link to a moved file got "no such file", "did you mean `study.hpo`?":
+    the very name given, which `ls` shows."""
+    (tmp_path / "study.hpo").symlink_to(tmp_path / "moved" / "study.hpo")
+    with pytest.raises(SpecSyntaxError) as info:
+        read_spec(tmp_path / "study.hpo")
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message) == ("HP001", "no such file")
+    assert d.help == f"it is a symbolic link to `{tmp_path / 'moved' / 'study.hpo'}`, which does not exist"
 
 
 def test_a_missing_spec_with_a_quoted_tilde_says_the_shell_left_it(tmp_path: Path) -> None:

@@ -108,6 +108,15 @@ def test_shellcheck_skips_the_users_setup_lines_and_only_those(shellcheck, tmp_p
         assert (check.returncode == 0) == clean, check.stdout
 
 
+@pytest.mark.parametrize("setup", [["# module load PyTorch"], [""], ["  ", "# later"]])
+def test_setup_of_comments_or_blank_lines_alone_is_a_valid_script(tmp_path, setup):
+    """`setup = ["# module load PyTorch"]` (a line commented out) left the `{ }` group that
+    holds the setup lines with no command: bash refused the whole job script."""
+    for name, text in render_all(plan(slurm={"setup": setup}), plan_path=PLAN_PATH).items():
+        check = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0, (name, check.stderr)
+
+
 @pytest.mark.parametrize("line, code, at", [
     ("hpoc_no_such_module load Stages/2025", 127, "hpoc_no_such_module load Stages/2025"),
     ("source /nonexistent/venv/bin/activate", 1, "source /nonexistent/venv/bin/activate"),

@@ -60,6 +60,8 @@ def _compile(args: argparse.Namespace) -> int:
     from hpoc.files import not_a_build_dir
     from hpoc.submit.queue import plan_in_use
 
+    if args.out == "":  # `-o "$BUILD"` with BUILD unset: not the default directory, silently
+        raise HpocError("-o is empty (an unset shell variable?): give the output directory")
     result = compile_path(args.spec)
     if result.warnings:
         print(render_all(result.warnings), file=sys.stderr)

@@ -310,6 +310,7 @@ def _site(problems: _Problems, slurm: Mapping[str, Any]) -> dict[str, Any]:
         "extra": list(slurm["extra"] or []),
         "requeue_own": requeue_in_extra(slurm["extra"] or []),
         "setup": list(slurm["setup"] or []),
+        "setup_runs": any(line.strip() and not line.strip().startswith("#") for line in slurm["setup"] or []),
         "env": env,
         "interface": interface,
         "container": container,

@@ -81,9 +81,19 @@ def collect(ch: Checker, study: A.Study) -> Found:
                 notes=(f"first at {ch.at(prev.span)}",),
                 help=_goals_block(prev, item) if kind == "objective" else "merge them into one",
             )  # fmt: skip
+            _repeated_keys(ch, kind, item)
             continue
         found.setdefault(kind, []).append(item)
     return found
+
+
+def _repeated_keys(ch: Checker, kind: str, block: Any) -> None:
+    """The unknown keys of a section written twice, said now rather than once it is merged."""
+    fields = T.SECTIONS.get(kind)
+    for item in (getattr(block, "body", None) or ()) if fields is not None else ():
+        key = item.key if isinstance(item, A.Setting) else item.kind if isinstance(item, A.Block) else None
+        if key is not None and key not in fields:
+            ch.unknown_key(key, item.key_span if isinstance(item, A.Setting) else item.kind_span, fields, f"`{kind}`")
 
 
 def _goals_block(*objectives: A.Objective) -> str:
@@ -414,8 +424,12 @@ class _Special:
                              help=f"write `{text.rstrip('M')}G` for gigabytes" if bare else
                              "raise `mem` to 2G or more, or leave it out for the partition's default")  # fmt: skip
             return text
+        help = "a whole number with K, M, G or T (`512M`, `64G`); without one, megabytes"
+        if isinstance(value, A.Duration) and re.fullmatch(r"\d+m", value.text):  # `500m`: minutes to the lexer
+            help = f"write `{value.text[:-1]}M` for megabytes: a size's unit is a capital letter " \
+                   f"(`{value.text}` is {value.text[:-1]} minutes)"
         self.ch.error(TYPE, f"`mem` must be a memory size such as `64G`, not {K.describe(value)}", value.span,
-                      help="a whole number with K, M, G or T (`512M`, `64G`); without one, megabytes")  # fmt: skip
+                      help=help)  # fmt: skip
         return None
 
     def time(self, key: str, value: A.Value, path: str) -> dict[str, Any] | None:

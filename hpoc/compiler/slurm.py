@@ -14,6 +14,7 @@ from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_DOWNLOAD,
                                   WARN_NODE_LOCAL, WARN_RESOURCES, WARN_SETUP, WARN_TIME, WARN_WALLTIME,
                                   Checker)
+from hpoc.compiler.shell_syntax import setup_syntax_error
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
@@ -342,6 +343,13 @@ def _shards(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> dict[str, in
 def _site_names(ch: Checker, s: dict[str, Any], block: Any) -> None:
     """Names the site gives (partition, account, qos, constraint) as sbatch would read them."""
     for key in ("partition", "account", "qos", "constraint"):
+        # copied with its option from a job script's header: "--partition=gpu", "-p gpu"
+        if s[key] is not None and (flag := re.match(r"\s*--?[A-Za-z][\w-]*(?:=|\s+)(\S.*)?$", s[key])):
+            value = setting_value(block, key)
+            ch.error(VALUE, f'`{key}` "{s[key]}" is an sbatch option, not a name: hpoc writes the option itself',
+                     value.span if value is not None else ch.spans.get(f"slurm.{key}"),
+                     help=f'write `{key} = "{(flag[1] or "").strip()}"`' if flag[1] else "write the name alone")
+            continue
         # pasted with a space: "gpu ", "booster, develbooster" (values with other spaces go through quoted)
         if s[key] is not None and s[key].strip() and (s[key] != s[key].strip(" ") or re.search(r" ,|, ", s[key])):
             value = setting_value(block, key)
@@ -442,6 +450,16 @@ def _setup(ch: Checker, s: dict[str, Any], block: Any) -> None:
             ch.error(SLURM, f'`setup` line "{line.strip()}" is an #SBATCH directive: sbatch reads them only before '
                             "the script's first command, and setup runs later", span,
                      help=f'give the option in `extra`: `extra = ["{option}"]`')  # fmt: skip
+    broken = setup_syntax_error(s["setup"])
+    if broken is not None:
+        index, why = broken
+        what = (f'line "{s["setup"][index].strip()}" is not complete bash: {why}' if index is not None else
+                "lines are not complete bash: something they open (`if`, `for`, `case`, `(`, `{`) is still "
+                "open after the last one")
+        ch.error(VALUE, f"`setup` {what}",
+                 ch.spans.get("slurm.setup") if index is None else spans[index],
+                 help="each line is a whole command (or the lines together, as `if ...; then`, `...`, `fi`): "
+                      "close what it opens")
 
 
 def _gres(flag: str) -> list[str]:

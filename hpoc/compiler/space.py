@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -246,7 +247,18 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
             continue
         seen[tk] = node.span
         values.append(value)
+    if ok and len(values) == 1:  # searches nothing, as `randint(1, 2)` does not (HP810)
+        _one_category(ch, call, what, values[0])
     return (call.func, {key: values}) if ok else None
+
+
+def _one_category(ch: Checker, call: A.Call, what: str, value: Any) -> None:
+    shown = json.dumps(value) if value is None or isinstance(value, (str, bool, int, float)) else None
+    help = "list the other values to search"
+    if shown is not None and what.startswith("`") and what.endswith("`"):  # a parameter, not a mutation
+        help += f", or write the constant: `{what.strip('`')} = {shown}`"
+    ch.warn(WARN_ONE_VALUE, f"`{call.func}({shown or '...'})` only ever gives {shown or 'that value'}",
+            call.span, help=help)
 
 
 def import_paths(ch: Checker, node: A.Value) -> None:

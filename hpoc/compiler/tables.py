@@ -356,8 +356,8 @@ MANAGED_SBATCH = {
     "-C": "constraint",
     "--array": "array",
     "-a": "array",
-    "--job-name": "study name",
-    "-J": "study name",
+    "--job-name": 'study "..."',
+    "-J": 'study "..."',
 }
 # Of those, the task counts: hpoc's is one per node, whatever the site's templates ask.
 TASK_SBATCH = ("--ntasks-per-node", "--tasks-per-node", "--ntasks-per-gpu", "--ntasks", "-n")

@@ -141,6 +141,8 @@ def _non_ascii_hint(text: str, pos: int) -> str | None:
         return f"this is an invisible {unicodedata.name(ch, 'format character').lower()} (U+{ord(ch):04X}): delete it"
     if unicodedata.category(ch) == "Zs":
         return f"this is a {unicodedata.name(ch, 'space').lower()} (U+{ord(ch):04X}): write a plain space"
+    if not ch.isalpha() and (plain := unicodedata.normalize("NFKC", ch)).isascii() and plain.isprintable():
+        return f"write `{plain}`: `{ch}` is {unicodedata.name(ch, 'a full-width sign').lower()}, not ASCII"  # an IME's
     if ch.isalpha():
         before, after = re.search(r"\w*$", text[:pos]), re.match(r"\w*", text[pos:])
         word = (before.group(0) if before else "") + (after.group(0) if after else "")
@@ -213,7 +215,32 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
         msg += f", expected {_expected_words(expected)}"
     width = max(1, (tok.end_column or tok.column + 1) - tok.column) if tok.end_line == tok.line else 1
     fail_at(text, file, msg, "HP101", tok.line, tok.column, width=width,
-            help=_token_help(text, tok, expected) or _keyword_hint(text, tok))
+            help=_left_open(text, tok, state) or _keyword_key(text, tok, state) or _token_help(text, tok, expected)
+            or _keyword_hint(text, tok))
+
+
+def _keyword_key(text: str, tok: Any, state: _State) -> str | None:
+    """`space { if = 1 }`: a key named like a keyword that begins an item is written quoted."""
+    word = re.search(r"(?:^|[\s{,;])(if|objective)[ \t]*$", text[: tok.start_pos])
+    if tok.type != "EQUAL" or word is None or not state.stack:
+        return None
+    value = re.match(r"[ \t]*([^\s,;}]*)", text[tok.end_pos:]).group(1) or "..."  # type: ignore[union-attr]
+    what = "a condition" if word[1] == "if" else "the objective"
+    return f'`{word[1]}` begins {what}; a setting of that name is quoted: `"{word[1]}" = {value}`'
+
+
+def _left_open(text: str, tok: Any, state: _State) -> str | None:
+    """`lr = loguniform(1e-4, 1e-2` with `epochs = 2` on the next line: the `)` is missing,
+    not a `,` (which would make the setting an argument)."""
+    if not state.stack or state.stack[-1][0] not in "([" or tok.type != "NAME":
+        return None
+    ch, line, col = state.stack[-1]
+    if line >= tok.line or not re.match(r"[ \t]*=(?!=)", text[tok.end_pos:]):
+        return None
+    opened = sum(len(row) + 1 for row in text.split("\n")[: line - 1]) + col  # just after the bracket
+    if re.search(r"[A-Za-z_]\w*[ \t]*=(?!=)", text[opened: tok.start_pos]):
+        return None  # keyword arguments (`data:Getter(root = "d"`): a `,` may be what is missing
+    return f"close the `{ch}` of line {line} (column {col}) with `{PAIR[ch]}`: a setting starts here"
 
 
 def _unexpected_end(text: str, file: str, tok: Any, expected: set[str], state: _State) -> NoReturn:
@@ -289,6 +316,12 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
     if tok.type == "DURATION" and re.search(r"(?<![\w.])\d+(?:\.\d+)?[smhd][ \t]+$", text[: tok.start_pos]):
         whole = re.search(r"(\S+)[ \t]+$", text[: tok.start_pos]).group(1)  # type: ignore[union-attr]
         return f"write `{whole}{tok}`: a duration is one word"
+    clock = re.search(r"(?<![\w.:-])(\d+-)?(\d+):(\d+):(\d+)$", text[: tok.start_pos])
+    if tok.type == "COLON" and clock:  # `1:00:00:00`, days as a fourth field
+        if clock[1]:
+            return "a walltime has at most three fields: `D-HH:MM:SS`, `HH:MM:SS` or `MM:SS`"
+        return f"a walltime has at most three fields: for days write `{clock[2]}-{clock[3]}:{clock[4]}:" \
+               f"{re.match(r'[0-9]*', text[tok.end_pos:]).group(0) or '00'}` (`D-HH:MM:SS`)"  # type: ignore[union-attr]
     if tok.type == "COLON" and "EQUAL" in expected:
         return "settings are written `key = value`, not `key: value`"
     if (listed := _logger_list(text, tok.line)) is not None:
@@ -400,6 +433,10 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             elif re.fullmatch(r"[KMGT]iB?", suffix) and number.isdigit():  # as `free -h` prints it
                 msg = f"unexpected name `{suffix}` right after the number `{number}`"
                 help = f"write `{number}{suffix[0]}`: SLURM's units are binary, its {suffix[0]} is a {suffix[0]}iB"
+            elif re.fullmatch(r"[kgt]b?|mb", suffix) and number.isdigit():  # `64g`: `m` alone is minutes
+                msg = f"unexpected name `{suffix}` right after the number `{number}`"
+                help = (f"write `{number}{suffix.upper()}`: a size's unit is a capital letter "
+                        f'(`"{number}{suffix}"` as a string is read too)')
             else:
                 msg, help = f"unexpected name `{suffix}` right after the number `{number}`", _UNIT_HELP
                 unit = _spelt_unit(number, suffix)

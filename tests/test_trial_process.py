@@ -291,6 +291,25 @@ def test_an_error_line_of_hpocs_own_trainer_error_is_its_sentence():
         "trainer `t:T`: constructing it failed: RuntimeError: no licence (t.py:5)"
 
 
+
+
+def test_a_trial_that_failed_twice_and_one_that_failed_once_the_same_way_are_one_error():
+    """Two trials whose trainer's __init__ raised: the first was retried and ended "failed the
+    same way twice: X; not retried again", the second (fail-fast) with X. The study's last line
+    said "X ... (and 1 other error(s))", an error that was not there."""
+    from hpoc.runtime.summary import errors_said
+
+    x = "trainer `t:T`: constructing it failed: RuntimeError: boom (/s/t.py:12)"
+    summary = {"trials": [
+        {"status": "ERROR", "error": "Traceback ...\nhpoc.runtime.returns.TrainerError: failed the same way "
+                                     f"twice: {x}; not retried again"},
+        {"status": "ERROR", "error": f"Traceback ...\nhpoc.runtime.pipeline.PipelineError: {x}"}]}
+    assert errors_said(summary) == x
+    # a different error is still counted
+    summary["trials"].append({"status": "ERROR", "error": "Traceback ...\nValueError: bad"})
+    assert errors_said(summary) == x + " (and 1 other error(s))"
+
+
 def test_an_experiment_directory_deleted_during_the_run_is_said_so():
     """Deleting the results mid-run failed every trial with Ray's "Unable to set up cluster
     storage with the following settings:", whose line ends where its meaning starts."""

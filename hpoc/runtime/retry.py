@@ -130,5 +130,16 @@ class Repeats:
         return summary.error_at(text or "")  # the retry that ends it has no user frame
 
 
+_TWICE = ("failed the same way twice: ", "; not retried again")
+
+
 def same_way_twice(line: str) -> str:
-    return f"failed the same way twice: {line}; not retried again"
+    return f"{_TWICE[0]}{line}{_TWICE[1]}"
+
+
+def first_way(line: str) -> str:
+    """The error of a `same_way_twice` line: a trial stopped so failed as another that was
+    not retried (fail-fast) did."""
+    if line.startswith(_TWICE[0]) and line.endswith(_TWICE[1]):
+        return line[len(_TWICE[0]):-len(_TWICE[1])]
+    return line

@@ -418,10 +418,11 @@ def errors_said(summary: dict[str, Any]) -> str:
     """The errored trials' most common error line (errors alike but for their numbers, a shape
     or an id, are one, as fail-fast has them), for a study with no success to show."""
     from hpoc.runtime.failfast import signature
+    from hpoc.runtime.retry import first_way
 
     trials = summary.get("trials") or []
     texts = [str(t["error"]) for t in trials if t.get("status") == "ERROR" and t.get("error")]
-    lines = [error_line(text) for text in texts]
+    lines = [first_way(error_line(text)) for text in texts]
     errors = Counter(signature(line) or line for line in lines)
     if not errors:
         return "each trial's error.txt says why"

@@ -478,6 +478,36 @@ def test_a_misspelt_domain_type_is_an_error_not_a_constant_mapping(tmp_path: Pat
     assert errs[1].message == "unknown key `Type` in `sched.step`"
 
 
+def test_a_misspelt_grid_search_is_an_error_not_a_constant_mapping(tmp_path: Path) -> None:
+    """`layers: {grid_serach: [2, 4]}` handed every trial that dict as its `layers`."""
+    text = seed_with("epochs: 20", "epochs: 20\n              layers: {grid_serach: [2, 4]}")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.col) for e in errs] == [("HP201", 28, 24)]
+    assert errs[0].message == "unknown key `grid_serach` in `layers`" and \
+        errs[0].help == "did you mean `grid_search`?"
+    nested = seed_with("epochs: 20", "epochs: 20\n              model: {kind: mlp, layers: {grid_serach: [2, 4]}}")
+    assert [e.message for e in diagnose(tmp_path, nested)] == ["unknown key `grid_serach` in `model.layers`"]
+
+
+def test_a_domain_written_without_its_type_is_a_warning(tmp_path: Path) -> None:
+    """`learning_rate: {min: 1e-5, max: 1e-3}` (`type:` forgotten) handed every trial the dict
+    as its learning rate, without a word; a mapping of other constants says nothing."""
+    text = seed_with("                type: uniform\n", "").replace(
+        "epochs: 20", "epochs: 20\n              opt: {name: adam, momentum: 0.9}\n"
+                      "              sizes: {options: [1, 2]}")
+    write(tmp_path, text)
+    warned = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP826"]
+    assert [(w.line, w.col, w.message, w.help) for w in warned] == [
+        (23, 15, "`learning_rate` has a domain's arguments but no `type`: it is not searched, "
+                 "every trial gets this mapping", "add `type: uniform` (or `loguniform`, `randint`, ...)"),
+        (28, 15, "`sizes` has a domain's arguments but no `type`: it is not searched, "
+                 "every trial gets this mapping", "add `type: choice`")]
+    nested = seed_with("epochs: 20", "epochs: 20\n              optimizer: {name: adam, lr: {min: 0.1, max: 0.2}}")
+    write(tmp_path, nested)
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP826"]
+    assert (w.line, w.message.split(":")[0]) == (28, "`optimizer.lr` has a domain's arguments but no `type`")
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

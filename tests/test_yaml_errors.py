@@ -508,6 +508,15 @@ def test_a_domain_written_without_its_type_is_a_warning(tmp_path: Path) -> None:
     assert (w.line, w.message.split(":")[0]) == (28, "`optimizer.lr` has a domain's arguments but no `type`")
 
 
+def test_a_trainer_module_not_found_is_not_also_said_to_be_hpocs_default_loop(tmp_path: Path) -> None:
+    """`class_path: trainerz.MyRayTorchTrainer` (no such module): besides HP803, the check said
+    `loss` "is not reported by hpoc's default train loop ... did you mean `val_loss`?", of a
+    trainer that is not hpoc's loop; nothing is known of what it reports."""
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: trainerz.MyRayTorchTrainer"))
+    codes = [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+    assert "HP803" in codes and "HP801" not in codes, codes
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

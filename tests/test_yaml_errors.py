@@ -517,6 +517,16 @@ def test_a_trainer_module_not_found_is_not_also_said_to_be_hpocs_default_loop(tm
     assert "HP803" in codes and "HP801" not in codes, codes
 
 
+def test_a_reference_unquoted_inside_braces_is_told_to_be_quoted(tmp_path: Path) -> None:
+    """`run_config: {name: run-${epochs}}`: PyYAML's "expected ',' or '}', but got '{'" said
+    nothing of the `${...}` that the user wrote there, a value YAML reads only when quoted."""
+    d = one(tmp_path, seed_with("run_config:\n              storage_path: ray_checkpoints\n"
+                                "              name: Virgo-HPO-Experiment",
+                                "run_config: {storage_path: ray_checkpoints, name: run-${epochs}}"))
+    assert (d.code, d.line, d.col) == ("HP110", 41, 68)
+    assert d.help == 'quote a value holding `${...}` inside `{...}` or `[...]`: `key: "run-${epochs}"`'
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

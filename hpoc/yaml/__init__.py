@@ -196,7 +196,8 @@ WORDS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": 
          "search": "search_alg",
          "trials.num_samples": "num_samples", "trials.max_concurrent": "max_concurrent_trials",
          "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
-         "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
+         "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path",
+         "trials.time_budget": "time_budget_s", "trials.time_limit": "run_config.stop.time_total_s"}
 _NESTED = re.compile(r"`(checkpoint|hyperparam_mutations|hyperparam_bounds) \{ (\w+) = ([^`{}]*) \}`")
 _STOP = re.compile(r"`stop = \{ (\w+) = ([^`{}]*) \}`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")

@@ -527,6 +527,14 @@ def test_a_reference_unquoted_inside_braces_is_told_to_be_quoted(tmp_path: Path)
     assert d.help == 'quote a value holding `${...}` inside `{...}` or `[...]`: `key: "run-${epochs}"`'
 
 
+def test_a_misspelt_options_key_of_a_choice_is_one_error_naming_options(tmp_path: Path) -> None:
+    """`option: [32, 64]` was two errors (no argument `option`, and `choice` needs its values),
+    each saying to list them under Ray's `categories`, not the `options` the config meant."""
+    d = one(tmp_path, seed_with("options: [32, 64, 128]", "option: [32, 64, 128]"))
+    assert (d.code, d.line, d.col, d.message, d.help) == (
+        "HP301", 22, 17, "`choice` has no argument `option` (`batch_size`)", "did you mean `options`?")
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

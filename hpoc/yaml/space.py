@@ -216,10 +216,13 @@ def read_domain(b: Builder, node: YMap, name: str) -> A.Call | None:
 
 def _categorical(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> A.Call | None:
     given = [(k, ks, v) for k, ks, v in node.entries if k in LIST_KEYS]
-    for key, kspan, _ in node.entries:
-        if key != "type" and key not in LIST_KEYS:
-            b.error(SPACE, f"`{func}` has no argument `{key}` (`{name}`)", kspan,
-                    help=f"list the values under `{'categories' if func == 'choice' else 'values'}`")
+    unknown = [(k, ks) for k, ks, _ in node.entries if k != "type" and k not in LIST_KEYS]
+    for key, kspan in unknown:
+        b.error(SPACE, f"`{func}` has no argument `{key}` (`{name}`)", kspan,
+                help=did_you_mean(key, list(LIST_KEYS))
+                or f"list the values under `{'categories' if func == 'choice' else 'values'}`")
+    if not given and unknown:  # a misspelt `options`: its error says it all
+        return None
     if not given:
         b.error(MISSING, f"`{func}` needs its values for `{name}`", type_node.span,
                 help=f"add `{'categories' if func == 'choice' else 'values'}: [a, b, c]`")

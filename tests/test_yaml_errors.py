@@ -535,6 +535,23 @@ def test_a_misspelt_options_key_of_a_choice_is_one_error_naming_options(tmp_path
         "HP301", 22, 17, "`choice` has no argument `option` (`batch_size`)", "did you mean `options`?")
 
 
+def test_data_steps_written_after_the_trainer_are_an_error_not_a_study_without_data(tmp_path: Path) -> None:
+    """Getter and splitter listed after the trainer: a warning that they are not run, and a
+    valid study whose every trial got no data (in itwinai, whose steps run in order, the
+    trainer gets no input either). A step after a trainer that has its data is still a warning."""
+    data = ("      - class_path: data.FashionMNISTGetter\n      - class_path: data.FashionMNISTSplitter\n"
+            "        init_args:\n          train_proportion: 0.9\n          validation_proportion: 0.1\n")
+    assert SEED.endswith("log_freq: batch\n")  # the trainer step ends the file
+    trainer_first = SEED.replace(data, "") + data
+    errs = diagnose(tmp_path, trainer_first)
+    assert [(e.code, e.message) for e in errs] == [
+        ("HP204", "step `data.FashionMNISTGetter` comes after the trainer, which would get no data"),
+        ("HP204", "step `data.FashionMNISTSplitter` comes after the trainer, which would get no data")]
+    assert errs[0].help == "move the data steps before the trainer: steps run in the order they are listed"
+    write(tmp_path, SEED + "      - class_path: data.FashionMNISTGetter\n")
+    assert "HP821" in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

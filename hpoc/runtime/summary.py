@@ -438,8 +438,6 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
     study's time budget, when it ended the run (the trials did not end by themselves);
     `planned`: the shard's number of trials, said when a stop left some never started;
     `words`: the plan's `source.words`, to name settings as a YAML config writes them."""
-    from hpoc.plan.words import respell
-
     best = summary.get("best")
     counts = ", ".join(counted(n, s.lower()) for s, n in summary["status_counts"].items()) or "none"
     of = f" of {planned}" if planned and planned > summary["num_trials"] else ""
@@ -452,11 +450,9 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
         lines.append("the study has no objective: trials are not ranked")
         return "\n".join(lines)
     if best is None:
-        said = unranked.why(objective(summary), outcomes(summary), "{errors}",
-                            stopped=bool(summary.get("interrupted")),
-                            failed_fast=bool(summary.get("stopped")), budget_s=budget_s)
-        # the trials' own errors as they are: only hpoc's words are the config's
-        lines.append(respell(said, words).replace("{errors}", errors_said(summary)))
+        lines.append(unranked.why(objective(summary), outcomes(summary),
+                                  errors_said(summary), stopped=bool(summary.get("interrupted")),
+                                  failed_fast=bool(summary.get("stopped")), budget_s=budget_s, words=words))
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)

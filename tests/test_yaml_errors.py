@@ -776,6 +776,10 @@ def test_a_config_key_the_trainer_reads_but_the_space_lacks_is_a_warning(tmp_pat
         10, 'the trainer reads `config["epochs"]` (trainer.py:60), which `train_loop_config` does not set: '
             "trials that get there fail with a KeyError", "add `epochs` to `train_loop_config`")
     assert not [w for w in compile_path(write(tmp_path, SEED)).warnings if w.code == "HP811"]
+    # `epoch: 20` for the `epochs` it reads: "did you mean `epoch`?" said which to change the wrong way
+    path = write(tmp_path, seed_with("              epochs: 20\n", "              epoch: 20\n"))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP811"]
+    assert w.help == "`train_loop_config` sets `epoch`: rename it `epochs`, as the trainer reads it"
     # a domain that is an error (not in the plan) is not also a key the space lacks
     assert [d.code for d in reported(tmp_path / "b", seed_with("min: 1e-5", "min: 1e-5x"))] == ["HP203", "HP802"]
     # a module that fills its config itself gives no answer

@@ -51,7 +51,7 @@ from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
-from hpoc.errors import did_you_mean, one_of
+from hpoc.errors import closest, did_you_mean, one_of
 from hpoc.plan import dsjson
 from hpoc.plan.space import count_grid, distinct_configs, grid_bound, total_trials
 
@@ -537,10 +537,12 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     module = target.split(":", 1)[0].replace(".", "/") + ".py"
     for key, line in reads.items():
         if key not in have:
+            close = closest(key, sorted(have))  # the space's name misspelt, more likely than the code's
             ch.warn(WARN_CONFIG, f"the trainer reads `config[\"{key}\"]` ({module}:{line}), which `space` does "
                     "not set: trials that get there fail with a KeyError",
                     ch.spans.get("pipeline.trainer"),
-                    help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
+                    help=f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
+                    else f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
 
 

@@ -101,8 +101,11 @@ _INFRASTRUCTURE = re.compile(
 
 
 def infrastructure(text: str | None) -> bool:
-    """Whether an error is the cluster's (`_INFRASTRUCTURE`): a retry may get past it."""
-    return bool(_INFRASTRUCTURE.search(text or ""))
+    """Whether an error is the cluster's (`_INFRASTRUCTURE`): a retry may get past it. A
+    worker that died calling os._exit itself is not (Ray says only that it died)."""
+    from hpoc.runtime.crash import called_exit
+
+    return bool(_INFRASTRUCTURE.search(text or "")) and not called_exit(text or "")
 
 
 class Repeats:

@@ -552,6 +552,13 @@ def test_data_steps_written_after_the_trainer_are_an_error_not_a_study_without_d
     assert "HP821" in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
 
 
+def test_a_reversed_objectives_fix_is_written_as_yaml(tmp_path: Path) -> None:
+    """`metric: loss` with `mode: max`: HP809's help said "write `minimize loss`", .hpo syntax."""
+    write(tmp_path, seed_with("mode: min", "mode: max"))
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP809"]
+    assert w.help == "write `mode: min` (if maximising is really meant, this warning can be ignored)"
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

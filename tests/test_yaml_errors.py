@@ -559,6 +559,16 @@ def test_a_reversed_objectives_fix_is_written_as_yaml(tmp_path: Path) -> None:
     assert w.help == "write `mode: min` (if maximising is really meant, this warning can be ignored)"
 
 
+def test_a_num_to_keep_that_is_an_error_is_not_also_said_to_keep_the_best(tmp_path: Path) -> None:
+    """`num_to_keep: 0`: a warning of what it keeps beside the error that it keeps nothing."""
+    write(tmp_path, seed_with("name: Virgo-HPO-Experiment",
+                              "name: Virgo-HPO-Experiment\n              checkpoint_config: {num_to_keep: 0}"))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    said = [(d.code, d.message) for d in info.value.diagnostics if "num_to_keep" in d.message]
+    assert said == [("HP204", "`num_to_keep` must be at least 1 (got 0)")], said
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

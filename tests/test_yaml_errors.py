@@ -569,6 +569,27 @@ def test_a_num_to_keep_that_is_an_error_is_not_also_said_to_keep_the_best(tmp_pa
     assert said == [("HP204", "`num_to_keep` must be at least 1 (got 0)")], said
 
 
+def test_a_loop_that_reports_on_rank_0_only_is_warned_about(tmp_path: Path) -> None:
+    """`if self.strategy.global_rank() == 0: self.checkpoint_and_report(...)`: with 2 workers
+    the trial hung until killed (rank 0 waits for the others' report, which never comes)."""
+    call = ("            self.checkpoint_and_report(\n"
+            "                epoch, tuning_metrics=metrics, checkpointing_data=checkpoint\n            )\n")
+    path = write(tmp_path, SEED)
+    trainer = tmp_path / "trainer.py"
+    assert call in trainer.read_text()
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+    guarded = "            if self.strategy.global_rank() == 0:\n" + "".join("    " + ln + "\n" for ln in call.splitlines())
+    trainer.write_text(trainer.read_text().replace(call, guarded))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP801"]
+    assert w.message.startswith("trainer: `MyRayTorchTrainer.train()` reports on some ranks only "
+                                "(`if self.strategy.global_rank() == 0:`, trainer.py:"), w.message
+    assert "every worker must report" in w.message and w.help.startswith("call `self.checkpoint_and_report(")
+    # one worker (the seed has 4): rank 0 is every worker
+    write(tmp_path, seed_with("num_workers: 4", "num_workers: 1"))
+    trainer.write_text(trainer.read_text().replace(call, guarded))
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

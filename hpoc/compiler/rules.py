@@ -763,7 +763,8 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         if role == "trainer" and not problems:
             bare = not_a_trainer(step["target"], workdir)
             problems = [bare] if bare else hook_problems(step["target"], workdir)
-            silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
+            workers = (out.get("resources") or {}).get("workers") or 1
+            silent = None if problems else silent_loop(step["target"], workdir, workers)  # the errors first
             if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
             fresh = None if problems or silent or not (out.get("checkpoint") or {}).get("every") \

@@ -16,11 +16,21 @@ class Outcomes:
 
 
 def why(metric: str, seen: Outcomes, errors: str, *, over: bool = True, stopped: bool = False,
-        failed_fast: bool = False, budget_s: float | None = None) -> str:
+        failed_fast: bool = False, budget_s: float | None = None, words: dict[str, str] | None = None) -> str:
     """`errors`: where the failed trials' errors are said (or the error itself); `over`:
     no trial will report any more; `stopped`: the run stopped before its end (it resumes);
     `failed_fast`: the study stopped itself, its trials failing the same way (failfast.py);
-    `budget_s`: the study's time budget, when it ended the run."""
+    `budget_s`: the study's time budget, when it ended the run; `words`: the plan's
+    `source.words`, naming settings as a YAML config writes them (`time_budget_s`)."""
+    from hpoc.plan.words import respell
+
+    # the trials' errors are theirs: only hpoc's own words are respelled
+    said = _why(metric, seen, "\0", over=over, stopped=stopped, failed_fast=failed_fast, budget_s=budget_s)
+    return respell(said, words).replace("\0", errors)
+
+
+def _why(metric: str, seen: Outcomes, errors: str, *, over: bool, stopped: bool, failed_fast: bool,
+         budget_s: float | None) -> str:
     ran = seen.trials - seen.failed
     if seen.trials and not ran:
         return f"every trial failed ({seen.trials} of {seen.trials}): {errors}"

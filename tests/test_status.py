@@ -120,6 +120,47 @@ def test_trials_stopped_at_their_time_limit_are_named(tmp_path, capsys):
     assert [s["time_limit"] for s in doc["shards"]] == [1] and doc["totals"]["done"] == 3
 
 
+YAML_TINY = """ray_training_pipeline:
+  class_path: itwinai.pipeline.Pipeline
+  init_args:
+    steps:
+      - class_path: trainer.MyTrainer
+        init_args:
+          config:
+            train_loop_config: {lr: {type: loguniform, min: 0.0001, max: 0.1}, epochs: 2}
+            tune_config: {num_samples: 3, search_alg: {name: random, metric: val_accuracy, mode: max}}
+            run_config: {name: tiny, storage_path: results, stop: {time_total_s: 60}}
+"""
+
+
+def test_a_yaml_studys_time_limit_is_named_as_its_config_writes_it(tmp_path, capsys):
+    """`hpoc status config.yaml` said "stopped at their time limit (`trials.time_limit`)", a
+    key the config does not have: it is `run_config.stop.time_total_s`."""
+    from hpoc.runtime import timelimit
+
+    exp = finished_local_run(tmp_path)
+    (tmp_path / "config.yaml").write_text(YAML_TINY)
+    timelimit.record(str(next(exp.glob("*aaaaa_00002*"))), 60)
+    code, out, err = status(capsys, tmp_path / "config.yaml")
+    assert code == 0, err
+    assert "1 of the done trial(s) stopped at their time limit (`run_config.stop.time_total_s`)" in out
+
+
+def test_a_yaml_studys_unranked_line_names_its_time_limit_as_its_config_writes_it(tmp_path, capsys):
+    """`hpoc results config.yaml` of a study whose one trial hung: "... reached their time
+    limit (`trials.time_limit`)", a key the config does not have."""
+    from hpoc.runtime import timelimit
+
+    exp = tmp_path / "results" / "tiny"
+    timelimit.record(str(trial_dir(exp, "aaaaa_00000", {"lr": 0.01, "epochs": 2}, [])), 60)
+    summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}], metric="val_accuracy", mode="max")
+    (tmp_path / "config.yaml").write_text(YAML_TINY)
+    main(["results", str(tmp_path / "config.yaml")])
+    out, err = capsys.readouterr()
+    said = "reached their time limit (`run_config.stop.time_total_s`) before their first report"
+    assert said in out and said in err and "trials.time_limit" not in out + err, out + err
+
+
 def test_trials_whose_retry_the_time_budget_cut_short_are_named(tmp_path, capsys):
     """Such a trial counts as done: without a line, its failure was seen nowhere in status."""
     exp = finished_local_run(tmp_path)

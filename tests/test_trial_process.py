@@ -211,6 +211,22 @@ def test_the_retry_line_says_where_the_trial_restarts(tmp_path, monkeypatch):
     assert deterministic.max_failures == 2
 
 
+def test_a_trainer_that_calls_os_exit_fails_the_same_way_twice_not_as_a_lost_worker(tmp_path):
+    """os._exit(0) in the loop: Ray's "The actor died unexpectedly" made it the cluster's
+    fault, so the trial was retried to its last retry, each one training to the same call."""
+    from hpoc.runtime.crash import exit_header
+    from hpoc.runtime.retry import Repeats, infrastructure
+
+    died = ("The actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc\n"
+            "The actor is dead because its worker process has died.\n")
+    own = died + exit_header(0) + f'\n  File "{tmp_path}/trainer.py", line 39 in train\n'
+    assert infrastructure(died) and not infrastructure(own)
+    r = Repeats()
+    assert r.same_again("t1", own, 0, None) is None
+    assert r.same_again("t1", own, 0, None) is not None
+    assert r.same_again("t2", died, 0, None) is None and r.same_again("t2", died, 0, None) is None  # a lost worker
+
+
 def test_only_groups_whose_creator_actor_died_are_orphans():
     """Ray frees a group when its creator actor *and* job are gone: the study's job lives on."""
     from ray.core.generated import gcs_pb2
@@ -289,6 +305,25 @@ def test_an_error_line_of_hpocs_own_trainer_error_is_its_sentence():
     assert error_line("Traceback ...\nhpoc.runtime.pipeline.PipelineError: trainer `t:T`: constructing it "
                       "failed: RuntimeError: no licence (t.py:5)") == \
         "trainer `t:T`: constructing it failed: RuntimeError: no licence (t.py:5)"
+
+
+
+
+def test_a_trial_that_failed_twice_and_one_that_failed_once_the_same_way_are_one_error():
+    """Two trials whose trainer's __init__ raised: the first was retried and ended "failed the
+    same way twice: X; not retried again", the second (fail-fast) with X. The study's last line
+    said "X ... (and 1 other error(s))", an error that was not there."""
+    from hpoc.runtime.summary import errors_said
+
+    x = "trainer `t:T`: constructing it failed: RuntimeError: boom (/s/t.py:12)"
+    summary = {"trials": [
+        {"status": "ERROR", "error": "Traceback ...\nhpoc.runtime.returns.TrainerError: failed the same way "
+                                     f"twice: {x}; not retried again"},
+        {"status": "ERROR", "error": f"Traceback ...\nhpoc.runtime.pipeline.PipelineError: {x}"}]}
+    assert errors_said(summary) == x
+    # a different error is still counted
+    summary["trials"].append({"status": "ERROR", "error": "Traceback ...\nValueError: bad"})
+    assert errors_said(summary) == x + " (and 1 other error(s))"
 
 
 def test_an_experiment_directory_deleted_during_the_run_is_said_so():

@@ -478,6 +478,118 @@ def test_a_misspelt_domain_type_is_an_error_not_a_constant_mapping(tmp_path: Pat
     assert errs[1].message == "unknown key `Type` in `sched.step`"
 
 
+def test_a_misspelt_grid_search_is_an_error_not_a_constant_mapping(tmp_path: Path) -> None:
+    """`layers: {grid_serach: [2, 4]}` handed every trial that dict as its `layers`."""
+    text = seed_with("epochs: 20", "epochs: 20\n              layers: {grid_serach: [2, 4]}")
+    errs = diagnose(tmp_path, text)
+    assert [(e.code, e.line, e.col) for e in errs] == [("HP201", 28, 24)]
+    assert errs[0].message == "unknown key `grid_serach` in `layers`" and \
+        errs[0].help == "did you mean `grid_search`?"
+    nested = seed_with("epochs: 20", "epochs: 20\n              model: {kind: mlp, layers: {grid_serach: [2, 4]}}")
+    assert [e.message for e in diagnose(tmp_path, nested)] == ["unknown key `grid_serach` in `model.layers`"]
+
+
+def test_a_domain_written_without_its_type_is_a_warning(tmp_path: Path) -> None:
+    """`learning_rate: {min: 1e-5, max: 1e-3}` (`type:` forgotten) handed every trial the dict
+    as its learning rate, without a word; a mapping of other constants says nothing."""
+    text = seed_with("                type: uniform\n", "").replace(
+        "epochs: 20", "epochs: 20\n              opt: {name: adam, momentum: 0.9}\n"
+                      "              sizes: {options: [1, 2]}")
+    write(tmp_path, text)
+    warned = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP826"]
+    assert [(w.line, w.col, w.message, w.help) for w in warned] == [
+        (23, 15, "`learning_rate` has a domain's arguments but no `type`: it is not searched, "
+                 "every trial gets this mapping", "add `type: uniform` (or `loguniform`, `randint`, ...)"),
+        (28, 15, "`sizes` has a domain's arguments but no `type`: it is not searched, "
+                 "every trial gets this mapping", "add `type: choice`")]
+    nested = seed_with("epochs: 20", "epochs: 20\n              optimizer: {name: adam, lr: {min: 0.1, max: 0.2}}")
+    write(tmp_path, nested)
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP826"]
+    assert (w.line, w.message.split(":")[0]) == (28, "`optimizer.lr` has a domain's arguments but no `type`")
+
+
+def test_a_trainer_module_not_found_is_not_also_said_to_be_hpocs_default_loop(tmp_path: Path) -> None:
+    """`class_path: trainerz.MyRayTorchTrainer` (no such module): besides HP803, the check said
+    `loss` "is not reported by hpoc's default train loop ... did you mean `val_loss`?", of a
+    trainer that is not hpoc's loop; nothing is known of what it reports."""
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: trainerz.MyRayTorchTrainer"))
+    codes = [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+    assert "HP803" in codes and "HP801" not in codes, codes
+
+
+def test_a_reference_unquoted_inside_braces_is_told_to_be_quoted(tmp_path: Path) -> None:
+    """`run_config: {name: run-${epochs}}`: PyYAML's "expected ',' or '}', but got '{'" said
+    nothing of the `${...}` that the user wrote there, a value YAML reads only when quoted."""
+    d = one(tmp_path, seed_with("run_config:\n              storage_path: ray_checkpoints\n"
+                                "              name: Virgo-HPO-Experiment",
+                                "run_config: {storage_path: ray_checkpoints, name: run-${epochs}}"))
+    assert (d.code, d.line, d.col) == ("HP110", 41, 68)
+    assert d.help == 'quote a value holding `${...}` inside `{...}` or `[...]`: `key: "run-${epochs}"`'
+
+
+def test_a_misspelt_options_key_of_a_choice_is_one_error_naming_options(tmp_path: Path) -> None:
+    """`option: [32, 64]` was two errors (no argument `option`, and `choice` needs its values),
+    each saying to list them under Ray's `categories`, not the `options` the config meant."""
+    d = one(tmp_path, seed_with("options: [32, 64, 128]", "option: [32, 64, 128]"))
+    assert (d.code, d.line, d.col, d.message, d.help) == (
+        "HP301", 22, 17, "`choice` has no argument `option` (`batch_size`)", "did you mean `options`?")
+
+
+def test_data_steps_written_after_the_trainer_are_an_error_not_a_study_without_data(tmp_path: Path) -> None:
+    """Getter and splitter listed after the trainer: a warning that they are not run, and a
+    valid study whose every trial got no data (in itwinai, whose steps run in order, the
+    trainer gets no input either). A step after a trainer that has its data is still a warning."""
+    data = ("      - class_path: data.FashionMNISTGetter\n      - class_path: data.FashionMNISTSplitter\n"
+            "        init_args:\n          train_proportion: 0.9\n          validation_proportion: 0.1\n")
+    assert SEED.endswith("log_freq: batch\n")  # the trainer step ends the file
+    trainer_first = SEED.replace(data, "") + data
+    errs = diagnose(tmp_path, trainer_first)
+    assert [(e.code, e.message) for e in errs] == [
+        ("HP204", "step `data.FashionMNISTGetter` comes after the trainer, which would get no data"),
+        ("HP204", "step `data.FashionMNISTSplitter` comes after the trainer, which would get no data")]
+    assert errs[0].help == "move the data steps before the trainer: steps run in the order they are listed"
+    write(tmp_path, SEED + "      - class_path: data.FashionMNISTGetter\n")
+    assert "HP821" in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
+def test_a_reversed_objectives_fix_is_written_as_yaml(tmp_path: Path) -> None:
+    """`metric: loss` with `mode: max`: HP809's help said "write `minimize loss`", .hpo syntax."""
+    write(tmp_path, seed_with("mode: min", "mode: max"))
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP809"]
+    assert w.help == "write `mode: min` (if maximising is really meant, this warning can be ignored)"
+
+
+def test_a_num_to_keep_that_is_an_error_is_not_also_said_to_keep_the_best(tmp_path: Path) -> None:
+    """`num_to_keep: 0`: a warning of what it keeps beside the error that it keeps nothing."""
+    write(tmp_path, seed_with("name: Virgo-HPO-Experiment",
+                              "name: Virgo-HPO-Experiment\n              checkpoint_config: {num_to_keep: 0}"))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    said = [(d.code, d.message) for d in info.value.diagnostics if "num_to_keep" in d.message]
+    assert said == [("HP204", "`num_to_keep` must be at least 1 (got 0)")], said
+
+
+def test_a_loop_that_reports_on_rank_0_only_is_warned_about(tmp_path: Path) -> None:
+    """`if self.strategy.global_rank() == 0: self.checkpoint_and_report(...)`: with 2 workers
+    the trial hung until killed (rank 0 waits for the others' report, which never comes)."""
+    call = ("            self.checkpoint_and_report(\n"
+            "                epoch, tuning_metrics=metrics, checkpointing_data=checkpoint\n            )\n")
+    path = write(tmp_path, SEED)
+    trainer = tmp_path / "trainer.py"
+    assert call in trainer.read_text()
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+    guarded = "            if self.strategy.global_rank() == 0:\n" + "".join("    " + ln + "\n" for ln in call.splitlines())
+    trainer.write_text(trainer.read_text().replace(call, guarded))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP801"]
+    assert w.message.startswith("trainer: `MyRayTorchTrainer.train()` reports on some ranks only "
+                                "(`if self.strategy.global_rank() == 0:`, trainer.py:"), w.message
+    assert "every worker must report" in w.message and w.help.startswith("call `self.checkpoint_and_report(")
+    # one worker (the seed has 4): rank 0 is every worker
+    write(tmp_path, seed_with("num_workers: 4", "num_workers: 1"))
+    trainer.write_text(trainer.read_text().replace(call, guarded))
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
@@ -702,6 +814,10 @@ def test_a_config_key_the_trainer_reads_but_the_space_lacks_is_a_warning(tmp_pat
         10, 'the trainer reads `config["epochs"]` (trainer.py:60), which `train_loop_config` does not set: '
             "trials that get there fail with a KeyError", "add `epochs` to `train_loop_config`")
     assert not [w for w in compile_path(write(tmp_path, SEED)).warnings if w.code == "HP811"]
+    # `epoch: 20` for the `epochs` it reads: "did you mean `epoch`?" said which to change the wrong way
+    path = write(tmp_path, seed_with("              epochs: 20\n", "              epoch: 20\n"))
+    (w,) = [w for w in compile_path(path).warnings if w.code == "HP811"]
+    assert w.help == "`train_loop_config` sets `epoch`: rename it `epochs`, as the trainer reads it"
     # a domain that is an error (not in the plan) is not also a key the space lacks
     assert [d.code for d in reported(tmp_path / "b", seed_with("min: 1e-5", "min: 1e-5x"))] == ["HP203", "HP802"]
     # a module that fills its config itself gives no answer

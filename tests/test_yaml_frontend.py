@@ -351,6 +351,27 @@ def test_run_config_sections(tmp_path: Path) -> None:
     assert any(w.code == "HP820" and 'run name "my run" is used as "my-run"' in w.message for w in result.warnings)
 
 
+def test_the_final_report_names_a_yaml_configs_time_limit_and_budget_as_it_writes_them(tmp_path: Path) -> None:
+    """A hung first epoch stopped by `run_config.stop: {time_total_s: 10}` ended the run with
+    "... reached their time limit (`trials.time_limit`)", a key the config does not have."""
+    from hpoc.runtime import summary
+
+    doc = seed()
+    config(doc)["run_config"]["stop"] = {"time_total_s": 10}
+    plan = compiled(tmp_path, doc).plan
+    hung = {"trial_id": "t1", "status": "TERMINATED", "metrics": {}, "stopped": "time limit"}
+    said = summary.describe_best({"study": "s", "num_trials": 1, "status_counts": {"TERMINATED": 1},
+                                  "wall_s": 1.0, "metrics": [{"name": "loss", "mode": "min"}],
+                                  "best": None, "trials": [hung]}, words=plan["source"]["words"])
+    assert said.splitlines()[-1] == ("no trial reported the objective metric `loss`: 1 trial(s) reached their "
+                                     "time limit (`run_config.stop.time_total_s`) before their first report")
+    said = summary.describe_best({"study": "s", "num_trials": 1, "status_counts": {"TERMINATED": 1},
+                                  "wall_s": 1.0, "metrics": [{"name": "loss", "mode": "min"}],
+                                  "best": None, "trials": [dict(hung, stopped=None)]}, budget_s=60,
+                                 words=plan["source"]["words"])
+    assert "(`time_budget_s`, 60 s)" in said
+
+
 def test_a_stop_on_time_total_s_is_the_trials_time_limit(tmp_path: Path) -> None:
     """The YAML had no way to the per-trial `time_limit` of .hpo: Ray's `stop: {time_total_s: N}`
     is that limit, which hpoc enforces inside an epoch too."""

@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2, sort_keys=True, default=str) + "\n")
     else:
-        sys.stdout.write(render(status, every=args.all))
+        sys.stdout.write(render(status, every=args.all, words=((plan or {}).get("source") or {}).get("words")))
     return 0
 
 
@@ -634,7 +634,10 @@ def _best(trials: list[Any], metric: dict[str, str] | None) -> dict[str, Any] | 
 # ---------------------------------------------------------------- table
 
 
-def render(status: dict[str, Any], every: bool = False) -> str:
+def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | None = None) -> str:
+    """`words`: the plan's `source.words` (a YAML config's names for hpoc's settings)."""
+    from hpoc.plan.words import respell
+
     metric = status["metric"]["name"] if status["metric"] else "(no objective)"
     kind = "shared by the shards" if status["shared_budget"] else "split over the shards"
     if status["budget"] is None:
@@ -697,7 +700,8 @@ def render(status: dict[str, Any], every: bool = False) -> str:
                      f"{_tally(_said_state(s) for s in unlisted)} (--all lists every shard)")
     timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
     if timed_out:
-        lines.append(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)")
+        lines.append(respell(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)",
+                             words))
     cut = sum(s.get("retry_cut", 0) for s in status["shards"])
     if cut:
         lines.append(f"{cut} of the done trial(s) failed and were being retried when the time budget "
@@ -709,8 +713,8 @@ def render(status: dict[str, Any], every: bool = False) -> str:
         if s.get("no_success_why") and not (s["job"] or {}).get("why"):
             why = s["no_success_why"].removeprefix(f"shard {s['shard']}: ")
             alike.setdefault(why, []).append(s["shard"])
-    lines += [f"shard {ks[0]}: {why}" if len(ks) == 1 else f"shards {index_ranges(ks, ', ')}: {why}"
-              for why, ks in alike.items()]
+    lines += [f"shard {ks[0]}: {respell(why, words)}" if len(ks) == 1
+              else f"shards {index_ranges(ks, ', ')}: {respell(why, words)}" for why, ks in alike.items()]
     best = status["best"]
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "

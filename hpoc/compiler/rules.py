@@ -40,7 +40,7 @@ from hpoc.compiler.check import (
 )
 from hpoc.compiler.deepspeed_file import check_file
 from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, study_reports,
-                                   trainer_target)
+                                   trainer_nowhere, trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
@@ -52,7 +52,7 @@ from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
-from hpoc.errors import did_you_mean, one_of
+from hpoc.errors import closest, did_you_mean, one_of
 from hpoc.plan import dsjson
 from hpoc.plan.space import count_grid, distinct_configs, grid_bound, total_trials
 
@@ -69,7 +69,10 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
     reports = study_reports(out, workdir)
-    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports)
+    # An itwinai config's trainer has a loop of its own, not hpoc's default one.
+    nowhere = ch.file.endswith((".yaml", ".yml")) and reports[1] is None and \
+        trainer_nowhere(trainer_target(out), workdir)
+    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, nowhere)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
     early_stop.stop_keys(ch, out, reports)
@@ -119,7 +122,8 @@ def _label_span(block: A.Block | None) -> A.Span | None:
 
 
 def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any,
-               reports: Reports) -> None:
+               reports: Reports, nowhere: bool = False) -> None:
+    """`nowhere`: an itwinai trainer's module is not found (HP803): what it reports is unknown."""
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
@@ -150,6 +154,8 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
                                "`checkpoint_and_report` (what it `self.log`s goes to the loggers only)",),
                         help=did_you_mean(m["name"], sorted(own))
                         or f"add `{m['name']}` to the metrics the trainer passes to `checkpoint_and_report`")
+        return
+    if nowhere:
         return
     # not hpoc's default metrics: a trainer of the user's own may report it, its source says
     unknown = [(i, m) for i, m in enumerate(metrics)
@@ -532,10 +538,12 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     module = target.split(":", 1)[0].replace(".", "/") + ".py"
     for key, line in reads.items():
         if key not in have:
+            close = closest(key, sorted(have))  # the space's name misspelt, more likely than the code's
             ch.warn(WARN_CONFIG, f"the trainer reads `config[\"{key}\"]` ({module}:{line}), which `space` does "
                     "not set: trials that get there fail with a KeyError",
                     ch.spans.get("pipeline.trainer"),
-                    help=did_you_mean(key, sorted(have)) or f"add `{key}` to `space`")
+                    help=f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
+                    else f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
 
 
@@ -756,7 +764,8 @@ def _step_sources(ch: Checker, out: dict[str, Any], block: Any, workdir: str | N
         if role == "trainer" and not problems:
             bare = not_a_trainer(step["target"], workdir)
             problems = [bare] if bare else hook_problems(step["target"], workdir)
-            silent = None if problems else silent_loop(step["target"], workdir)  # the errors first
+            workers = (out.get("resources") or {}).get("workers") or 1
+            silent = None if problems else silent_loop(step["target"], workdir, workers)  # the errors first
             if silent:
                 ch.warn(WARN_METRIC, f"trainer: {silent.message}", at, help=silent.help)
             fresh = None if problems or silent or not (out.get("checkpoint") or {}).get("every") \

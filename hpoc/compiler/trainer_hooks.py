@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import os
+import re
 from typing import Any
 
 from hpoc.compiler.metrics import config_attribute
@@ -248,11 +249,11 @@ def _own_train(trainer: Any) -> tuple[str, ast.Module, dict[str, Any], ast.Funct
     return shown, tree, methods, train, owner
 
 
-def silent_loop(target: str, workdir: str | None) -> Problem | None:
+def silent_loop(target: str, workdir: str | None, workers: int = 1) -> Problem | None:
     """A `train()` of the trainer's own in a module that never calls `report(...)` (nor
     itwinai's `checkpoint_and_report`), or reports to Ray itself (`ray.train.report`,
     `tune.report`, itwinai's newer `self.ray_report`): its trials end with no result,
-    each a failure."""
+    each a failure. With several `workers`, one that reports on rank 0 only: they hang."""
     plain = _trainer(target, workdir)
     trainer = plain or _trainer(target, workdir, compat=True)
     own = _own_train(trainer)
@@ -273,11 +274,38 @@ def silent_loop(target: str, workdir: str | None) -> Problem | None:
                    "`ray_report` is itwinai's newer `TorchTrainer`'s; `RayTorchTrainer` has none")
             return Problem(f"`{owner}.train()` reports with `{ast.unparse(call.func)}(...)` ({shown}:"
                            f"{call.lineno}): {why}; every trial fails there", fix, warning=True)
-    if any(c.func.attr in ("report", "checkpoint_and_report") for c in calls):  # type: ignore[attr-defined]
+    reports = [c for c in calls if c.func.attr in ("report", "checkpoint_and_report")]  # type: ignore[attr-defined]
+    guard = _rank_guard(tree, reports) if workers > 1 else None
+    if guard is not None:
+        return Problem(f"`{owner}.train()` reports on some ranks only (`if {ast.unparse(guard.test)}:`, "
+                       f"{shown}:{guard.lineno}): every worker must report each epoch, or the trial "
+                       "hangs waiting for the others' report",
+                       f"call `self.{'report' if plain else 'checkpoint_and_report'}(...)` on every rank: "
+                       "hpoc saves checkpoints and logs from rank 0 only", warning=True)
+    if reports:
         return None
     return Problem(f"`{owner}.train()` ({shown}:{train.lineno}) never calls "
                    f"`self.{'report' if plain else 'checkpoint_and_report'}(...)`: its trials "
                    "report nothing, and each fails at its end", fix, warning=True)
+
+
+_RANKED = re.compile(r"\b(?:\w*rank\w*|is_main\w*|\w*main_(?:worker|process|rank))\b")
+
+
+def _rank_guard(tree: ast.Module, calls: list[ast.Call]) -> ast.If | None:
+    """The `if` on the worker's rank (`global_rank() == 0`, `is_main_worker`) that the first
+    of `calls` is inside, when every one is inside such an `if`; else None (Ray Train waits
+    for every worker's report)."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    guards = []
+    for call in calls:
+        node: ast.AST = call
+        while node in parents and not (isinstance(node, ast.If) and _RANKED.search(ast.unparse(node.test))):
+            node = parents[node]
+        if not isinstance(node, ast.If):
+            return None
+        guards.append(node)
+    return guards[0] if guards else None
 
 
 def _ray_session(node: ast.expr, names: dict[str, ast.AST]) -> bool:

@@ -175,6 +175,11 @@ class Results:
     _names: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
+    def words(self) -> dict[str, str] | None:
+        """The plan's `source.words`: a YAML config's names for hpoc's settings."""
+        return ((self.plan or {}).get("source") or {}).get("words")
+
+    @property
     def sharded(self) -> bool:
         return len(self.shards) > 1
 

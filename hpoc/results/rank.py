@@ -98,7 +98,7 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
             # Before the first report (or a trainer that never reports it): the table still
             # shows where the trials stand; only an explicit --sort is an error.
             why = unranked.why(primary.name, outcomes(results, primary.name), "`errors:` says why",
-                               over=results.over, budget_s=results.budget_s)
+                               over=results.over, budget_s=results.budget_s, words=results.words)
             notes.append(f"{why}; rows are in trial order "
                          f"(reported metrics: {', '.join(available) or 'none'})")
             return primary.name, primary.mode

@@ -149,7 +149,7 @@ def render_best(results: Results, ranking: Ranking) -> str:
             return ""
         return "no best trial: " + unranked.why(ranking.metric, outcomes(results, ranking.metric),
                                                 "the errors say why", over=results.over,
-                                                budget_s=results.budget_s)
+                                                budget_s=results.budget_s, words=results.words)
     where = f" (shard {best.shard})" if results.sharded else ""
     value = fmt(ranking.value(best))
     lines = [f"best trial: {best.trial_id}{where}  {ranking.metric} = {value}  "

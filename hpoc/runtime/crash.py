@@ -66,6 +66,14 @@ def exit_header(code: int) -> str:
     return f"{_OWN}exited with code {code}: it called os._exit({code})"
 
 
+def called_exit(text: str) -> bool:
+    """Whether `text`'s last crash record is its process's own os._exit call (exit_header):
+    the trainer's doing, which a retry repeats, not the cluster's."""
+    at = _last_header(text)
+    first = text[at:].split("\n", 1)[0] if at >= 0 else ""
+    return first.startswith(_OWN + "exited with code ") and "it called os._exit(" in first
+
+
 def _last_header(text: str) -> int:
     """Where the last crash record's first line starts in `text`, or -1."""
     found = None

@@ -101,8 +101,11 @@ _INFRASTRUCTURE = re.compile(
 
 
 def infrastructure(text: str | None) -> bool:
-    """Whether an error is the cluster's (`_INFRASTRUCTURE`): a retry may get past it."""
-    return bool(_INFRASTRUCTURE.search(text or ""))
+    """Whether an error is the cluster's (`_INFRASTRUCTURE`): a retry may get past it. A
+    worker that died calling os._exit itself is not (Ray says only that it died)."""
+    from hpoc.runtime.crash import called_exit
+
+    return bool(_INFRASTRUCTURE.search(text or "")) and not called_exit(text or "")
 
 
 class Repeats:
@@ -130,5 +133,16 @@ class Repeats:
         return summary.error_at(text or "")  # the retry that ends it has no user frame
 
 
+_TWICE = ("failed the same way twice: ", "; not retried again")
+
+
 def same_way_twice(line: str) -> str:
-    return f"failed the same way twice: {line}; not retried again"
+    return f"{_TWICE[0]}{line}{_TWICE[1]}"
+
+
+def first_way(line: str) -> str:
+    """The error of a `same_way_twice` line: a trial stopped so failed as another that was
+    not retried (fail-fast) did."""
+    if line.startswith(_TWICE[0]) and line.endswith(_TWICE[1]):
+        return line[len(_TWICE[0]):-len(_TWICE[1])]
+    return line

@@ -150,7 +150,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
         mode, previous, seen = _prior(plan, opts, exp, fp, stream)
         if mode == "done":
             say(stream, _done_line(exp, bool(opts.retry_errored), len(STATE.errored)))
-            say(out, summary_mod.describe_best(previous))
+            say(out, summary_mod.describe_best(previous, words=(plan.get("source") or {}).get("words")))
             return summary_mod.exit_code(previous)
         # in a list _tune empties: the driver holds no copy of it beside Ray's while trials run
         data = [_load_data(plan, trainer_cls, stream)]
@@ -393,7 +393,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
     path = _write_summary(result, exp, stream)
     if result.get("search_ended"):
         say(stream, f"[hpoc] {summary_mod.search_ended(result)}")
-    say(out, summary_mod.describe_best(result, budget if budget_reached else None, total))
+    say(out, summary_mod.describe_best(result, budget if budget_reached else None, total,
+                                       (plan.get("source") or {}).get("words")))
     if path is not None:
         say(out, f"summary: {path}")
     elif not STATE.failed:  # the disk filled as the run ended: its trials are saved, not the summary

@@ -418,10 +418,11 @@ def errors_said(summary: dict[str, Any]) -> str:
     """The errored trials' most common error line (errors alike but for their numbers, a shape
     or an id, are one, as fail-fast has them), for a study with no success to show."""
     from hpoc.runtime.failfast import signature
+    from hpoc.runtime.retry import first_way
 
     trials = summary.get("trials") or []
     texts = [str(t["error"]) for t in trials if t.get("status") == "ERROR" and t.get("error")]
-    lines = [error_line(text) for text in texts]
+    lines = [first_way(error_line(text)) for text in texts]
     errors = Counter(signature(line) or line for line in lines)
     if not errors:
         return "each trial's error.txt says why"
@@ -431,10 +432,12 @@ def errors_said(summary: dict[str, Any]) -> str:
     return lines[i] + (f"; {help}" if help else "") + (f" (and {len(others)} other error(s))" if others else "")
 
 
-def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None) -> str:
+def describe_best(summary: dict[str, Any], budget_s: float | None = None, planned: int | None = None,
+                  words: dict[str, str] | None = None) -> str:
     """Human-readable lines about the best trial, for the end of a run; `budget_s`: the
     study's time budget, when it ended the run (the trials did not end by themselves);
-    `planned`: the shard's number of trials, said when a stop left some never started."""
+    `planned`: the shard's number of trials, said when a stop left some never started;
+    `words`: the plan's `source.words`, to name settings as a YAML config writes them."""
     best = summary.get("best")
     counts = ", ".join(counted(n, s.lower()) for s, n in summary["status_counts"].items()) or "none"
     of = f" of {planned}" if planned and planned > summary["num_trials"] else ""
@@ -449,7 +452,7 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
     if best is None:
         lines.append(unranked.why(objective(summary), outcomes(summary),
                                   errors_said(summary), stopped=bool(summary.get("interrupted")),
-                                  failed_fast=bool(summary.get("stopped")), budget_s=budget_s))
+                                  failed_fast=bool(summary.get("stopped")), budget_s=budget_s, words=words))
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)

@@ -196,10 +196,12 @@ WORDS = {"workers": "num_workers", "cpus_per_worker": "CPU", "gpus_per_worker": 
          "search": "search_alg",
          "trials.num_samples": "num_samples", "trials.max_concurrent": "max_concurrent_trials",
          "checkpoint.every": "checkpoint_frequency", "checkpoint.keep": "num_to_keep",
-         "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path"}
+         "failure.max_retries": "max_failures", "storage.name": "run_config.name", "storage.path": "storage_path",
+         "trials.time_budget": "time_budget_s", "trials.time_limit": "run_config.stop.time_total_s"}
 _NESTED = re.compile(r"`(checkpoint|hyperparam_mutations|hyperparam_bounds) \{ (\w+) = ([^`{}]*) \}`")
 _STOP = re.compile(r"`stop = \{ (\w+) = ([^`{}]*) \}`")
 _CALL = re.compile(r"`(\w+)\(([^()`]*)\)`")
+_GOAL = re.compile(r"`(objective )?(minimize|maximize) ([^`\s]+)`")
 _DOMAIN = re.compile(r"(\w+)\(([^(),]+), ([^(),]+)\)")  # `loguniform(1e-5, 1e-2)`
 
 
@@ -240,6 +242,9 @@ def yaml_words(text: str) -> str:
         return f"`{key}: {{{inner}: {value}}}`"
 
     text = _STOP.sub(r"`stop: {\1: \2}`", text)  # `stop = { epoch = 0 }`, a map value
+    # `objective minimize loss`, `minimize loss` (HP809's fix): the `search_alg`'s metric and mode
+    text = _GOAL.sub(lambda m: (f"`metric: {m.group(3)}` with " if m.group(1) else "")
+                     + f"`mode: {m.group(2)[:3]}`", text)
     text = text.replace("step's arguments", "step's `init_args`")  # `getter = data:Getter(root = ...)`
     text = respell(_NESTED.sub(nested, text), WORDS, _range).replace("`grid`", "`grid_search`")
     return _CALL.sub(call, text)

@@ -218,6 +218,10 @@ def _roles(b: Builder, steps: list[Step], key: str, kspan: A.Span) -> dict[str, 
     t = trainers[-1]
     before, after = steps[:t], steps[t + 1:]
     for s in after:
+        if not before:  # the data steps, listed after the trainer: its trials would get no data
+            b.error(VALUE, f"step `{s.target}` comes after the trainer, which would get no data", s.span,
+                    help="move the data steps before the trainer: steps run in the order they are listed")
+            continue
         b.warn(IGNORED, f"step `{s.target}` after the trainer is not run: hpoc runs getter → splitter → trainer",
                s.span, help="remove it, or run it on the study's results afterwards")
     roles = {"trainer": steps[t]}

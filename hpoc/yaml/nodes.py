@@ -117,6 +117,10 @@ def load(text: str, file: str) -> YNode:
             help = _mapping_value_help(text.split("\n"), line, col)
         elif "expected <block end>, but found '?'" in msg and line is not None and col is not None:
             help = _item_key_help(text.split("\n"), line, col)
+        elif "flow" in msg and line is not None and col is not None and \
+                text.split("\n")[line - 1][max(col - 2, 0):col] == "${":
+            # `{name: run-${epochs}}`: inside braces, YAML reads the reference's `{` as a mapping
+            help = 'quote a value holding `${...}` inside `{...}` or `[...]`: `key: "run-${epochs}"`'
         _fail(file, f"invalid YAML: {msg}", SYNTAX, line, col, help=help, text=text)
     except yaml.YAMLError as exc:  # e.g. a ReaderError (a control character): a position only
         pos = getattr(exc, "position", None)

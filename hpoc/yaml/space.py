@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hpoc.compiler import tables as T
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
-from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, UNKNOWN, VALUE, Builder
+from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, UNKNOWN, UNTYPED, VALUE, Builder
 from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe
 
 TYPE_ALIASES = {"grid_search": "grid", "sample": None, "sample_from": None, "function": None}
@@ -52,7 +52,7 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
                                 f"(`{key.replace('.', '_')}`)")
             continue
         value = hydra_domain(value)
-        typo = _misspelt_type(value)
+        typo = _misspelt_type(value) or _misspelt_grid(value)
         if isinstance(value, YMap) and "type" in value.index:
             call = read_domain(b, value, name)
             if call is not None:
@@ -60,13 +60,14 @@ def _walk(b: Builder, node: YMap, prefix: str, settings: list[A.Setting], params
                 params.append(Param(name, call.func, kspan))
         elif typo is not None:
             b.error(UNKNOWN, f"unknown key `{typo[0]}` in `{name}`", typo[1],
-                    notes=(f"without `type`, `{name}` is not searched: every trial would get this mapping",),
-                    help="did you mean `type`?")
+                    notes=(f"without `{typo[2]}`, `{name}` is not searched: every trial would get this mapping",),
+                    help=f"did you mean `{typo[2]}`?")
         elif isinstance(value, YMap) and value.entries and _has_domain(value):
             _walk(b, value, name + ".", settings, params)
         elif _python_domain(b, value, name):
             continue
         else:
+            _untyped_domain(b, value, name, kspan)
             settings.append(A.Setting(name, b.value(value), key_span=kspan, span=kspan))
 
 
@@ -138,21 +139,53 @@ def hydra_domain(node: YNode) -> YNode:
 _DOMAIN_ARGS = {a for sig in T.DOMAINS.values() for a, _, _ in sig} | set(ARG_ALIASES) | set(LIST_KEYS)
 
 
-def _misspelt_type(node: YNode) -> tuple[str, A.Span] | None:
-    """(key, span) of a misspelt `type` (`tpye`, `Type`) in a mapping whose other keys are
+def _misspelt_type(node: YNode) -> tuple[str, A.Span, str] | None:
+    """(key, span, "type") of a misspelt `type` (`tpye`, `Type`) in a mapping whose other keys are
     all a domain's arguments: read as a constant, it would reach trials as a dict."""
     if not isinstance(node, YMap) or "type" in node.index:
         return None
     others = [k for k in node.keys() if k not in _DOMAIN_ARGS]
     if len(others) != 1 or len(node.entries) < 2 or did_you_mean(others[0].lower(), ["type"]) is None:
         return None
-    return others[0], node.key_span(others[0])  # type: ignore[return-value]
+    return others[0], node.key_span(others[0]), "type"  # type: ignore[return-value]
+
+
+def _misspelt_grid(node: YNode) -> tuple[str, A.Span, str] | None:
+    """(key, span, "grid_search") of a misspelt `{grid_search: [...]}` (`grid_serach`): read
+    as a constant, it would reach trials as a dict."""
+    if not (isinstance(node, YMap) and len(node.entries) == 1 and isinstance(node.entries[0][2], YSeq)):
+        return None
+    key = node.entries[0][0]
+    if key == "grid_search" or did_you_mean(key.lower(), ["grid_search"]) is None:
+        return None
+    return key, node.entries[0][1], "grid_search"
+
+
+# A mapping of only a domain's arguments lacks its `type` (forgotten): the type to add.
+_UNTYPED = ((("options", "categories"), "`type: choice`"), (("values",), "`type: grid_search`"),
+            (("min", "max", "lower", "upper", "low", "high"), "`type: uniform` (or `loguniform`, `randint`, ...)"),
+            (("mean",), "`type: randn`"))
+
+
+def _untyped_domain(b: Builder, node: YNode, name: str, span: A.Span) -> None:
+    """A warning for `{min: 1e-5, max: 1e-3}` with no `type`, nested in a constant too: every
+    trial gets the dict."""
+    if not isinstance(node, YMap) or not node.entries:
+        return
+    if any(k not in _DOMAIN_ARGS for k in node.keys()):
+        for key, kspan, value in node.entries:
+            _untyped_domain(b, value, f"{name}.{key}", kspan)
+        return
+    fix = next((t for keys, t in _UNTYPED if any(k in node.index for k in keys)), None)
+    if fix is not None:
+        b.warn(UNTYPED, f"`{name}` has a domain's arguments but no `type`: it is not searched, "
+                        "every trial gets this mapping", span, help=f"add {fix}")
 
 
 def _has_domain(node: YNode) -> bool:
     node = hydra_domain(node)
     if isinstance(node, YMap):
-        return "type" in node.index or _misspelt_type(node) is not None or \
+        return "type" in node.index or (_misspelt_type(node) or _misspelt_grid(node)) is not None or \
             any(_has_domain(v) for _, _, v in node.entries)
     # a nested `tune.choice(...)` string: walked, so that it is reported
     return isinstance(node, YScalar) and isinstance(node.value, str) and \
@@ -183,10 +216,13 @@ def read_domain(b: Builder, node: YMap, name: str) -> A.Call | None:
 
 def _categorical(b: Builder, node: YMap, name: str, func: str, type_node: YNode) -> A.Call | None:
     given = [(k, ks, v) for k, ks, v in node.entries if k in LIST_KEYS]
-    for key, kspan, _ in node.entries:
-        if key != "type" and key not in LIST_KEYS:
-            b.error(SPACE, f"`{func}` has no argument `{key}` (`{name}`)", kspan,
-                    help=f"list the values under `{'categories' if func == 'choice' else 'values'}`")
+    unknown = [(k, ks) for k, ks, _ in node.entries if k != "type" and k not in LIST_KEYS]
+    for key, kspan in unknown:
+        b.error(SPACE, f"`{func}` has no argument `{key}` (`{name}`)", kspan,
+                help=did_you_mean(key, list(LIST_KEYS))
+                or f"list the values under `{'categories' if func == 'choice' else 'values'}`")
+    if not given and unknown:  # a misspelt `options`: its error says it all
+        return None
     if not given:
         b.error(MISSING, f"`{func}` needs its values for `{name}`", type_node.span,
                 help=f"add `{'categories' if func == 'choice' else 'values'}: [a, b, c]`")

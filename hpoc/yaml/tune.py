@@ -578,8 +578,8 @@ def _checkpoint_config(b: Builder, out: Tune, run: YMap) -> None:
     keep = ck.get("num_to_keep")
     population = out.scheduler is not None and isinstance(out.scheduler.label, A.Ref) and \
         out.scheduler.label.path in T.POPULATION  # the latest are kept there, as in Ray
-    if (keep is not None and "checkpoint_score_attribute" not in ck.index and not population
-            and not (isinstance(keep, YScalar) and keep.value is None)):
+    counts = isinstance(keep, YScalar) and type(keep.value) is int and keep.value >= 1  # else its error
+    if counts and "checkpoint_score_attribute" not in ck.index and not population:
         # Ray keeps the most recent ones then; hpoc ranks them by the objective metric.
         b.warn(SUBSTITUTED, f"`num_to_keep: {keep.text if isinstance(keep, YScalar) else '...'}` keeps the best "
                "checkpoints by the objective metric, not the most recent as in Ray", ck.key_span("num_to_keep"),

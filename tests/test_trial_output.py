@@ -9,6 +9,8 @@ import subprocess
 import sys
 import sysconfig
 
+import pytest
+
 from hpoc.runtime import output
 from hpoc.runtime import session as session_mod
 
@@ -485,3 +487,33 @@ def test_a_one_worker_trial_the_oom_killer_ended_is_said_to_have_run_out_of_memo
     # a trial without a record (it died before it wrote one), or no error file
     oom.note_trial_kill(str(error_file), str(tmp_path / "none"))
     oom.note_trial_kill(None, str(trial))
+
+
+@pytest.mark.ray
+def test_a_one_worker_trial_the_oom_killer_ended_on_another_node_is_said_to_have_run_out_of_memory(tmp_path):
+    """The kill count of a one-worker trial's node was read only where the driver runs: a
+    trial killed for memory on another node got the generic "died" line. The driver reads
+    the count on the trial's node (a Ray task there). Faked counter; the trial's record
+    names another host, and this one-node cluster's node."""
+    import ray
+
+    from hpoc.runtime import crash, oom, summary
+
+    events = tmp_path / "memory.events"
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    error_file = trial / "error.txt"
+    s = session_mod.start_local(workdir=None, num_cpus=1)
+    try:
+        node = ray.get_runtime_context().get_node_id()
+        (trial / oom.RECORD).write_text(json.dumps({"host": "elsewhere", "pid": 4242, "path": str(events),
+                                                    "kills": 2, "node": node}))
+        for count, noted in [(2, False), (3, True)]:
+            events.write_text(f"oom 1\noom_kill {count}\n")
+            error_file.write_text(_one_worker_died(4242))
+            oom.note_trial_kill(str(error_file), str(trial))
+            assert (crash.OOM_NOTE in error_file.read_text()) is noted, count
+        assert summary.error_at(crash.with_crash(error_file.read_text(), str(trial))).startswith(
+            "the trial's process was killed by the kernel's OOM killer")
+    finally:
+        s.close()

@@ -215,6 +215,22 @@ def test_a_rank_or_trial_that_calls_os_exit_says_its_exit_code_and_where(tmp_pat
     assert not (tmp_path / "rank-2.crash").exists()
 
 
+def test_a_trial_that_calls_exit_in_c_code_is_not_said_to_have_called_os_exit(tmp_path):
+    """C's exit(3) (an extension's, or `ctypes.CDLL(None).exit(3)`) ends the process without
+    Python: neither Ray nor the process records its code, and the line named only a kill or
+    os._exit() (which the process records itself). It names C's exit() too."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import ctypes, sys\nfrom hpoc.runtime import output\n"
+                      "with output.kept(sys.argv[1]):\n    ctypes.CDLL(None).exit(3)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 3
+    assert summary.error_at(crash.with_crash(_DIED, str(tmp_path))) == (
+        "the trial's process died without a Python error: killed (the kernel's OOM killer, a signal) "
+        "or it exited outside Python (exit() in C code, os._exit())")
+
+
 def test_a_warm_group_rank_ends_on_sigterm_and_says_so(tmp_path):
     """A warm group's rank runs its trials in threads of a Ray actor whose main thread waits
     in C++: Ray's SIGTERM handler never ran, and a rank sent SIGTERM (a `kill`, a memory

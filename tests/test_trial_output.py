@@ -523,12 +523,13 @@ def test_a_one_worker_trial_the_oom_killer_ended_on_another_node_is_said_to_have
     try:
         node = ray.get_runtime_context().get_node_id()
         (trial / oom.RECORD).write_text(json.dumps({"host": "elsewhere", "pid": 4242, "path": str(events),
-                                                    "kills": 2, "node": node}))
-        for count, noted in [(2, False), (3, True)]:
+                                                    "kills": 2, "node": node, "ip": "10.0.0.5"}))
+        # no kill meanwhile; a process of the same pid on another node (an earlier attempt's record)
+        for count, ip, noted in [(2, "10.0.0.5", False), (3, "10.0.0.6", False), (3, "10.0.0.5", True)]:
             events.write_text(f"oom 1\noom_kill {count}\n")
-            error_file.write_text(_one_worker_died(4242))
+            error_file.write_text(_one_worker_died(4242, ip))
             oom.note_trial_kill(str(error_file), str(trial))
-            assert (crash.OOM_NOTE in error_file.read_text()) is noted, count
+            assert (crash.OOM_NOTE in error_file.read_text()) is noted, (count, ip)
         assert summary.error_at(crash.with_crash(error_file.read_text(), str(trial))).startswith(
             "the trial's process was killed by the kernel's OOM killer")
     finally:

@@ -66,7 +66,7 @@ def record(directory: str | None, **paths: str) -> None:
     try:
         with open(os.path.join(directory, RECORD), "w") as fh:
             json.dump({"host": socket.gethostname(), "pid": os.getpid(), "path": found[0],
-                       "kills": found[1], "node": _ray_node()}, fh)
+                       "kills": found[1], **_ray_node()}, fh)
     except OSError:
         pass  # a hint only: the trial runs as before
 
@@ -93,8 +93,9 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
         with open(os.path.join(directory or "", RECORD)) as fh:
             start = json.load(fh)
         pid = _PID.findall(text)
-        if not pid or int(pid[-1]) != start["pid"]:
-            return  # another process's death
+        ip = _IP.findall(text)
+        if not pid or int(pid[-1]) != start["pid"] or (ip and start.get("ip", ip[-1]) != ip[-1]):
+            return  # another process's death (an earlier attempt's record, on another node)
         if start["host"] == socket.gethostname():
             now = _count(start["path"])
         elif start.get("node"):  # the counter is that node's: read it there
@@ -108,14 +109,16 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
         pass
 
 
-def _ray_node() -> str | None:
-    """This process's Ray node id, or None outside Ray."""
+def _ray_node() -> dict[str, str]:
+    """This process's Ray node: its id and address ({} outside Ray)."""
     try:
         import ray
 
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        if ray.is_initialized():
+            return {"node": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
     except Exception:  # noqa: BLE001 - a hint only
-        return None
+        pass
+    return {}
 
 
 def read_on(node: str, path: str) -> int | None:

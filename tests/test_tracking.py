@@ -1046,6 +1046,40 @@ def test_an_itwinai_loop_that_logs_before_its_first_batch_resumes_its_run(tmp_pa
     assert _series(plan, "mlflow", "local", "done") == [(e, 1.0) for e in range(4)]
 
 
+def test_an_itwinai_loop_resumed_keeps_a_stepless_metric_logged_before_its_first_batch(tmp_path):
+    """A metric logged without a step before the first batch (where an itwinai loop's
+    checkpoint is restored) goes on at the checkpoint's count on a resume: before, its first
+    point took step 0 again, was dropped as a duplicate and the series ended one short."""
+    import torch
+
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class LrLoop(RayTorchTrainer):
+        def train(self, config, data):
+            self.strategy.init()
+            model = torch.nn.Linear(4, 1)
+            self.model, self.optimizer, _ = self.strategy.distributed(
+                model, torch.optim.SGD(model.parameters(), lr=0.1))
+            self.create_dataloaders(train_dataset=data[0])
+            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            for epoch in range(config["epochs"]):
+                self.log(0.1 * (epoch + self._epoch_offset), "lr")  # no step=, before the restore
+                for x, y in self.train_dataloader:
+                    loss = torch.nn.functional.mse_loss(self.model(x), y)
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
+
+    plan = plan_with(tmp_path, mlflow_logger())
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 1
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    for epochs in (2, 4):
+        LrLoop().run_local({"batch_size": 4, "epochs": epochs}, data, directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, "mlflow", "local", "lr") == [(e, pytest.approx(0.1 * e)) for e in range(4)]
+
+
 def test_a_restart_shows_after_an_attempt_whose_file_names_a_later_second(tmp_path):
     """TensorBoard reads a folder's event files in name order: the second each was made,
     then the host. A restart within a second of the lost attempt (or on a node whose clock

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import sysconfig
 
+import pytest
+
 from hpoc.runtime import output
 from hpoc.runtime import session as session_mod
 
@@ -211,6 +213,22 @@ def test_a_rank_or_trial_that_calls_os_exit_says_its_exit_code_and_where(tmp_pat
                       "    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n")
     assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 0
     assert not (tmp_path / "rank-2.crash").exists()
+
+
+def test_a_trial_that_calls_exit_in_c_code_is_not_said_to_have_called_os_exit(tmp_path):
+    """C's exit(3) (an extension's, or `ctypes.CDLL(None).exit(3)`) ends the process without
+    Python: neither Ray nor the process records its code, and the line named only a kill or
+    os._exit() (which the process records itself). It names C's exit() too."""
+    from hpoc.runtime import crash, summary
+
+    script = tmp_path / "trainer.py"
+    script.write_text("import ctypes, sys\nfrom hpoc.runtime import output\n"
+                      "with output.kept(sys.argv[1]):\n    ctypes.CDLL(None).exit(3)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    assert subprocess.run([sys.executable, str(script), str(tmp_path)], env=env).returncode == 3
+    assert summary.error_at(crash.with_crash(_DIED, str(tmp_path))) == (
+        "the trial's process died without a Python error: killed (the kernel's OOM killer, a signal) "
+        "or it exited outside Python (exit() in C code, os._exit())")
 
 
 def test_a_warm_group_rank_ends_on_sigterm_and_says_so(tmp_path):
@@ -485,3 +503,34 @@ def test_a_one_worker_trial_the_oom_killer_ended_is_said_to_have_run_out_of_memo
     # a trial without a record (it died before it wrote one), or no error file
     oom.note_trial_kill(str(error_file), str(tmp_path / "none"))
     oom.note_trial_kill(None, str(trial))
+
+
+@pytest.mark.ray
+def test_a_one_worker_trial_the_oom_killer_ended_on_another_node_is_said_to_have_run_out_of_memory(tmp_path):
+    """The kill count of a one-worker trial's node was read only where the driver runs: a
+    trial killed for memory on another node got the generic "died" line. The driver reads
+    the count on the trial's node (a Ray task there). Faked counter; the trial's record
+    names another host, and this one-node cluster's node."""
+    import ray
+
+    from hpoc.runtime import crash, oom, summary
+
+    events = tmp_path / "memory.events"
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    error_file = trial / "error.txt"
+    s = session_mod.start_local(workdir=None, num_cpus=1)
+    try:
+        node = ray.get_runtime_context().get_node_id()
+        (trial / oom.RECORD).write_text(json.dumps({"host": "elsewhere", "pid": 4242, "path": str(events),
+                                                    "kills": 2, "node": node, "ip": "10.0.0.5"}))
+        # no kill meanwhile; a process of the same pid on another node (an earlier attempt's record)
+        for count, ip, noted in [(2, "10.0.0.5", False), (3, "10.0.0.6", False), (3, "10.0.0.5", True)]:
+            events.write_text(f"oom 1\noom_kill {count}\n")
+            error_file.write_text(_one_worker_died(4242, ip))
+            oom.note_trial_kill(str(error_file), str(trial))
+            assert (crash.OOM_NOTE in error_file.read_text()) is noted, (count, ip)
+        assert summary.error_at(crash.with_crash(error_file.read_text(), str(trial))).startswith(
+            "the trial's process was killed by the kernel's OOM killer")
+    finally:
+        s.close()

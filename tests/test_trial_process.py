@@ -4,6 +4,7 @@ pool_worker.py), tested without starting Ray."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -225,6 +226,42 @@ def test_a_trainer_that_calls_os_exit_fails_the_same_way_twice_not_as_a_lost_wor
     assert r.same_again("t1", own, 0, None) is None
     assert r.same_again("t1", own, 0, None) is not None
     assert r.same_again("t2", died, 0, None) is None and r.same_again("t2", died, 0, None) is None  # a lost worker
+
+
+def test_a_trial_that_ended_leaves_no_empty_rank_crash_file(tmp_path, monkeypatch):
+    """Ray ends a warm group's ranks with their trial's process (a trial Tune stopped, the
+    experiment's end); a rank busy in C code that holds the GIL then dies before it can
+    remove its empty rank-<k>.crash (rank_term.py), and the trial's folder showed "crash"
+    files of a trial that did not crash. The driver removes them a while after the trial
+    ended, and at the run's end; a crash's record stays, as does a running trial's file."""
+    from hpoc.runtime import watch
+
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=None, params=[], run="run1",
+                                                      experiment=tmp_path, sweep_at=0.0))
+    monkeypatch.setattr(watch, "_sweep_orphans", lambda: None)
+    events = watch._make_events()
+    trials = {}
+    for tid in ("done", "failed", "running", "stopped"):
+        (tmp_path / tid).mkdir()
+        for k in (0, 1):
+            (tmp_path / tid / f"rank-{k}.crash").write_text("")
+        trials[tid] = SimpleNamespace(trial_id=tid, status="RUNNING", config={}, path=str(tmp_path / tid),
+                                      local_path=None, checkpoint=None, max_failures=0, error_file=None)
+    (tmp_path / "failed" / "rank-1.crash").write_text("Fatal Python error: Segmentation fault\n")
+    trials["done"].status = trials["stopped"].status = "TERMINATED"
+    trials["failed"].status = "ERROR"
+    events.on_trial_complete(0, list(trials.values()), trials["done"])
+    events.on_trial_error(0, list(trials.values()), trials["failed"])
+    left = lambda tid: sorted(p.name for p in (tmp_path / tid).glob("rank-*.crash"))  # noqa: E731
+    events.on_step_end(0, list(trials.values()))
+    assert left("done") == ["rank-0.crash", "rank-1.crash"]  # not yet: its ranks may still run
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + watch.RANK_CRASH_SWEEP_S + 1)
+    events.on_step_end(0, list(trials.values()))
+    assert left("done") == [] and left("failed") == ["rank-1.crash"]
+    assert left("running") == ["rank-0.crash", "rank-1.crash"] == left("stopped")
+    watch.sweep_rank_crashes()  # the run's end (its Ray gone): every trial's
+    assert left("running") == [] == left("stopped") and left("failed") == ["rank-1.crash"]
 
 
 def test_only_groups_whose_creator_actor_died_are_orphans():

@@ -137,13 +137,17 @@ class RayTorchTrainer(Trainer):
         self._train_and_close(config)
 
     def _epochs_done(self) -> int:
+        """The latest checkpoint's epochs done; its log step counts are taken on now, so that
+        a step-less metric logged before the restore (at the first batch) counts on too."""
         with self.reporter.latest_checkpoint() as directory:
             if directory is None:
                 return 0
             marker = Path(directory) / RESUME_FILE
             if not marker.is_file():
                 return 0
-            return int(json.loads(marker.read_text(encoding="utf-8")).get("epoch", 0))
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+        self._log_steps, self._log_last = saved.get("log_steps") or {}, saved.get("log_last") or {}
+        return int(saved.get("epoch", 0))
 
     # ------------------------------------------------------------ itwinai methods
 
@@ -210,7 +214,10 @@ class RayTorchTrainer(Trainer):
         super().save_checkpoint(directory, epochs_done=epochs_done, extra=extra)
         if self.strategy.is_main:
             Path(directory).mkdir(parents=True, exist_ok=True)
-            (Path(directory) / RESUME_FILE).write_text(json.dumps({"epoch": epochs_done}), encoding="utf-8")
+            tracker = getattr(self, "tracker", None)
+            steps = {"log_steps": tracker.steps(), "log_last": tracker.last_steps()} \
+                if hasattr(tracker, "steps") else {}
+            (Path(directory) / RESUME_FILE).write_text(json.dumps({"epoch": epochs_done, **steps}), encoding="utf-8")
 
 
 class EngineOptimizer:

@@ -166,4 +166,4 @@ def died_line(text: str) -> str | None:
         return (f"{who} was killed by the kernel's OOM killer (it killed a process on that node while "
                 "the trial ran): give the trial more memory, or make it use less")
     return (f"{who} died without a Python error: killed (the kernel's OOM killer, "
-            "a signal) or it called os._exit()")
+            "a signal) or it exited outside Python (exit() in C code, os._exit())")

@@ -9,9 +9,9 @@ The trial's process reads it before and after (trial.py) and notes it on the err
 
 A one-worker trial's process is the one that died: it writes where its count stood at the
 start (`record`, RECORD in the trial's directory, removed when the trial ends alive), and
-the driver, when the process ran on its node, reads the same counter once Ray reports the
-death and notes it in the trial's error.txt (`note_trial_kill`): the driver's own cgroup
-(a SLURM job's batch step) may not be the Ray node's.
+the driver reads the same counter once Ray reports the death and notes it in the trial's
+error.txt (`note_trial_kill`): the driver's own cgroup (a SLURM job's batch step) may not
+be the Ray node's. On another node than the driver's, a task there reads it (`read_on`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ _KILLS = re.compile(r"^oom_kill (\d+)$", re.MULTILINE)
 _IP = re.compile(r"^\s*ip: (\S+)$", re.MULTILINE)  # of the actor whose death an error is
 _PID = re.compile(r"^\s*pid: (\d+)$", re.MULTILINE)
 RECORD = ".hpoc-oom.json"  # a one-worker trial's process: its node, pid and count at the start
+READ_S = 20.0  # how long the driver waits for another node's count (a node gone: none)
 
 
 def kills(cgroups: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup",
@@ -65,7 +66,7 @@ def record(directory: str | None, **paths: str) -> None:
     try:
         with open(os.path.join(directory, RECORD), "w") as fh:
             json.dump({"host": socket.gethostname(), "pid": os.getpid(), "path": found[0],
-                       "kills": found[1]}, fh)
+                       "kills": found[1], **_ray_node()}, fh)
     except OSError:
         pass  # a hint only: the trial runs as before
 
@@ -79,9 +80,9 @@ def forget(directory: str | None) -> None:
 
 def note_trial_kill(error_file: str | None, directory: str | None) -> None:
     """In the driver, after Ray reported a trial's failure in `error_file`: note in it
-    (crash.OOM_NOTE, once) that the OOM killer killed on this node while the trial ran, when
+    (crash.OOM_NOTE, once) that the OOM killer killed on the trial's node while it ran, when
     the failure is the death of the one-worker trial's process that wrote `directory`'s
-    RECORD on this node, and the count it read has risen since."""
+    RECORD, and the count it read there has risen since."""
     from hpoc.runtime.crash import OOM_NOTE, dead_rank, died
     from hpoc.runtime.retry import last_failure
 
@@ -92,14 +93,46 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
         with open(os.path.join(directory or "", RECORD)) as fh:
             start = json.load(fh)
         pid = _PID.findall(text)
-        if not pid or int(pid[-1]) != start["pid"] or start["host"] != socket.gethostname():
-            return  # another process's death, or on another node: its count is not read here
-        now = _count(start["path"])
+        ip = _IP.findall(text)
+        if not pid or int(pid[-1]) != start["pid"] or (ip and start.get("ip", ip[-1]) != ip[-1]):
+            return  # another process's death (an earlier attempt's record, on another node)
+        if start["host"] == socket.gethostname():
+            now = _count(start["path"])
+        elif start.get("node"):  # the counter is that node's: read it there
+            now = read_on(start["node"], start["path"])
+        else:
+            return
         if now is not None and now > start["kills"]:
             with open(str(error_file), "a") as fh:
                 fh.write(OOM_NOTE + "\n")
     except Exception:  # noqa: BLE001 - a hint only: the trial's own error stands
         pass
+
+
+def _ray_node() -> dict[str, str]:
+    """This process's Ray node: its id and address ({} outside Ray)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return {"node": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
+    except Exception:  # noqa: BLE001 - a hint only
+        pass
+    return {}
+
+
+def read_on(node: str, path: str) -> int | None:
+    """The count in `path` on Ray node `node` (a task there, no CPU of the trials'), or None
+    (the node is gone, or does not answer within READ_S)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(_count).options(num_cpus=0, max_retries=0,
+                                      scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+    try:
+        return ray.get(task.remote(path), timeout=READ_S)
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
 
 
 def _cgroup_counters(cgroups: str, root: str) -> Iterator[str]:

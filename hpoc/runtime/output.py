@@ -254,6 +254,14 @@ def drop_empty_rank_crashes(directory: str | None, workers: int) -> None:
         _drop_if_empty(os.path.join(directory, rank_file(rank)))
 
 
+def drop_empty_crashes_in(directory: str | None) -> None:
+    """Remove every empty `rank-<k>.crash` of a trial's directory (watch.sweep_rank_crashes)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory) if directory else []:
+            if name.startswith("rank-") and name.endswith(".crash"):
+                _drop_if_empty(os.path.join(directory, name))
+
+
 def _drop_if_empty(path: str) -> None:
     with contextlib.suppress(OSError):
         if os.path.getsize(path) == 0:

@@ -11,7 +11,9 @@ Ray ends a worker itself with a SIGTERM too, when its owner died or its job ende
 (`ray.shutdown`): the raylet sends it, then closes its connection to the worker (13 ms
 later, measured with Ray 2.60), and the worker exits at once. That end of the experiment is
 no crash: the rank's empty crash files are removed at the SIGTERM, and written only if no
-hangup follows within RAY_HANGUP_S.
+hangup follows within RAY_HANGUP_S. A rank busy in C code that holds the GIL exits at the
+hangup before this thread runs: the driver removes the empty files it leaves
+(watch.sweep_rank_crashes).
 """
 
 from __future__ import annotations

@@ -170,6 +170,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             return _tune(plan, opts, ray_session, data, exp, seen, mode, started, stream, out)
         finally:
             ray_session.close()
+            watch.sweep_rank_crashes()  # what ranks Ray ended at the end left (its workers gone)
     finally:
         lock.release()
         restore_signals(previous_signals)

@@ -834,8 +834,10 @@ class Tracker:
         return dict(self._last)
 
     def continue_steps(self, counts: Mapping[str, int], last: Mapping[str, int] | None = None) -> None:
-        self._counts.update((str(k), int(v)) for k, v in counts.items())
-        self._last.update((str(k), int(v)) for k, v in (last or {}).items())
+        # never back: an itwinai loop took its counts on before the restore and logged since
+        for mine, theirs in ((self._counts, counts), (self._last, last or {})):
+            for k, v in theirs.items():
+                mine[str(k)] = max(mine.get(str(k), int(v)), int(v))
 
     def log_item(self, kind: str, item: Any, name: str) -> None:
         """`self.log(item, name, kind=...)` of a kind other than metrics and params: to the

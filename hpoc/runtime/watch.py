@@ -57,6 +57,8 @@ class _State:
     run_started: float | None = None  # this run's lock's `started`, which the file names
     late: bool = False        # the first signal came once every trial had ended: nothing stopped
     before_start: bool = False  # the signal came while the driver started (early.py)
+    # trial id -> (when, its directory): the empty rank crash files to remove then
+    rank_crashes: dict[str, tuple[float, str | None]] = field(default_factory=dict)
 
     @property
     def stopping(self) -> bool:
@@ -72,6 +74,8 @@ class _State:
 
 STATE = _State()
 ORPHAN_SWEEP_S = 2.0
+# after a trial ended: by then Ray has ended its ranks (with their owner, the trial's process)
+RANK_CRASH_SWEEP_S = 10.0
 LIVE_EVERY_S = 0.5
 
 
@@ -177,11 +181,13 @@ def _events_class() -> type:
             STATE.retrying.pop(trial.trial_id, None)  # its retry's own error is the one kept
             _note_oom(trial)
             _trial_line(trial, "errored")
+            _sweep_later(trial)
             if not _storage_full(trial, summary_mod.trial_error(trial)):
                 _fail_fast(trial, trials)
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             STATE.ended.add(trial.trial_id)
+            _sweep_later(trial)
             if clock.TIMES.of(trial.trial_id).stopped:
                 _trial_line(trial, f"stopped: time limit of {clock.TIMES.limit_s:g} s reached")
             _fail_fast(trial, trials)
@@ -218,6 +224,30 @@ def _step_ended(trials: list[Any]) -> None:
                                               f"{stall.describe(quiet_s, longest)}")
     if STATE.sweep_at is not None and time.monotonic() >= STATE.sweep_at:
         _sweep_orphans()
+    if STATE.rank_crashes:
+        sweep_rank_crashes(trials, time.monotonic())
+
+
+def _sweep_later(trial: Any) -> None:
+    if STATE.sweep_at is not None:  # multi-worker trials
+        STATE.rank_crashes[trial.trial_id] = (time.monotonic() + RANK_CRASH_SWEEP_S, trial_path(trial))
+
+
+def sweep_rank_crashes(trials: list[Any] | None = None, now: float | None = None) -> None:
+    """Remove the empty `rank-<k>.crash` of trials that ended (still ended at `now`, a while
+    after): a rank Ray ended while busy in C code (the GIL held) left its own (rank_term.py),
+    which read as a crash. Without `now` (the run's end, its Ray gone): every trial's."""
+    from hpoc.runtime import output
+
+    ended = {t.trial_id for t in trials or [] if t.status in ("TERMINATED", "ERROR")}
+    if now is None:
+        for trial in STATE.trials if STATE.sweep_at is not None else []:
+            STATE.rank_crashes.setdefault(trial.trial_id, (0.0, trial_path(trial)))
+    for tid, (due, path) in list(STATE.rank_crashes.items()):
+        if now is None or now >= due:
+            del STATE.rank_crashes[tid]
+            if now is None or tid in ended:  # not a trial Tune retries meanwhile
+                output.drop_empty_crashes_in(path)
 
 
 def _sweep_orphans() -> None:

@@ -350,6 +350,7 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert "no trial reported" not in out  # shard 0's trials did
     assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out
 
+    (build / "arr-700_1.err").write_text("")  # it ran before: requeued, not submitted with --begin
     fake_squeue(monkeypatch, tmp_path / "bin",  # requeued: held by SLURM for a while
                 [f"700_1|PENDING|0:00||BeginTime|1|{build}/job.sbatch",
                  f"701|RUNNING|0:10|node2|None|N/A|{tmp_path}/elsewhere/job.sbatch"])
@@ -388,6 +389,24 @@ def test_array_tasks_slurm_requeued_together_are_one_step(tmp_path, capsys, monk
     assert said == ["next: 24 jobs (700_[4-27]) wait for their begin time: SLURM holds a requeued job "
                     "about 2 minutes (`scontrol update JobId=700_[4-27] StartTime=now` starts them "
                     f"sooner); the first one's last run ended: {lost}"], out
+
+
+def test_a_job_submitted_with_begin_is_not_said_to_be_requeued(tmp_path, capsys, monkeypatch):
+    """`sbatch --begin=now+3600 build/job.sbatch` pends for BeginTime too, but never ran:
+    status said "SLURM holds a requeued job about 2 minutes" of a job that waits an hour.
+    A requeued job has its last run's .err; one that never ran has none."""
+    from submit_support import fake_squeue
+
+    storage, build, plan = sbatch_array(tmp_path, shards=2, num_samples=2)
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"700_1|PENDING|0:00||BeginTime|1|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    said = [line for line in out.splitlines() if "begin time" in line]
+    assert said == ["next: job 700_1 waits for the begin time it was submitted with (`--begin`; "
+                    "`squeue -j 700_1 -o %S` says when): `scontrol update JobId=700_1 StartTime=now` "
+                    "starts it now"], out
+    (build / "arr-700_1.err").write_text("hpoc: terminated (SIGTERM)\n")  # it ran, and was requeued
+    out = status(capsys, build)[1]
+    assert "next: job 700_1 waits for its begin time: SLURM holds a requeued job about 2 minutes" in out, out
 
 
 def _shard_0_done(storage, bin_dir, monkeypatch) -> None:

@@ -212,10 +212,18 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
         steps.append(f"job{'s' * many} {ids} {'are' if many else 'is'} held (JobHeldUser: `--hold`, or "
                      f"`scontrol hold`): `scontrol release {ids}` lets {'them' if many else 'it'} start")
     for jobs in held.values():
+        ids = job_ranges([j["job_id"] for j in jobs])
+        # A job that never ran has no .err: it was submitted with `--begin`, not requeued.
+        if build and not any(Path(joblogs.err_file(build, study, j)).exists() for j in jobs):
+            many = len(jobs) > 1
+            steps.append(f"job{'s' * many} {ids} wait{'' if many else 's'} for the begin time "
+                         f"{'they were' if many else 'it was'} submitted with (`--begin`; "
+                         f"`squeue -j {jobs[0]['job_id']} -o %S` says when): `scontrol update JobId={ids} "
+                         f"StartTime=now` starts {'them' if many else 'it'} now")
+            continue
         # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
         # (an `hpoc submit` job's: submitit's task-0 log).
         ended = joblogs.why(joblogs.err_file(build, study, jobs[0])) if build else None
-        ids = job_ranges([j["job_id"] for j in jobs])
         if len(jobs) == 1:
             steps.append(f"job {ids} waits for its begin time: SLURM holds a requeued job about "
                          f"2 minutes (`scontrol update JobId={ids} StartTime=now` starts it sooner)"

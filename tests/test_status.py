@@ -592,6 +592,36 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
             "next: the python on the nodes lacks it: set `slurm.python`") in out, out
 
 
+def test_a_job_that_failed_on_a_spec_setting_is_resubmitted_from_the_spec(tmp_path, capsys, monkeypatch):
+    """A `slurm.setup` line or `slurm.python` to fix: the last step said "submit it again:
+    `hpoc submit BUILD`", which sends the plan as compiled, with the same mistake."""
+    from submit_support import fake_squeue
+
+    build, log = submitted_job_log(tmp_path)
+    spec = tmp_path / "results" / "study.hpo"  # make_plan's source
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"968": "FAILED"})
+    for why in ("hpoc: slurm.setup failed (exit 127) at: module load Stages/2025",
+                "hpoc: error: python3 on node1 cannot run hpoc (ModuleNotFoundError: No module named 'ray'): "
+                "set slurm.python to the python of the environment hpoc is installed in"):
+        log.write_text(f"{why}\n")
+        out = status(capsys, build)[1]
+        assert out.endswith(f"next: once the spec is fixed, submit it again from the spec: "
+                            f"`hpoc submit {spec} -o {build}`\n"), out
+    # a cancelled job: nothing in the spec to fix, the build is submitted again as it is
+    log.write_text("slurmstepd: error: *** JOB 968 ON node1 CANCELLED AT 2026-01-01T00:00:00 ***\n")
+    assert status(capsys, build)[1].endswith(f"next: submit it again: `hpoc submit {build}`\n")
+    # `sbatch BUILD/job.sbatch`: compile the fixed spec into the build, then sbatch it
+    storage, build = tmp_path / "r2", tmp_path / "b2"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    (build / "tiny-940.err").write_text("hpoc: slurm.setup failed (exit 127) at: module load X\n")
+    _fake_scontrol(tmp_path / "bin", {"940": "FAILED"})
+    assert status(capsys, build)[1].endswith(
+        f"next: once the spec is fixed, compile it again: `hpoc compile {storage}/study.hpo -o {build}`, "
+        f"then submit it: `sbatch {build}/job.sbatch`\n")
+
+
 def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path, capsys, monkeypatch):
     """As for job.sbatch: a job SLURM requeued after a node failure waits for its begin time."""
     from submit_support import fake_squeue

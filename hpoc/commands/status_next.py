@@ -154,7 +154,18 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
-        steps.append("submit it again: " + _resume_command(status, [s["shard"] for s in shards], target))
+        again = _resume_command(status, [s["shard"] for s in shards], target)
+        spec = _source_spec(plan)
+        if spec and any(joblogs.advice(why) or "cannot run hpoc" in why for _, why in alike):
+            # A setting of the spec to fix: the build as compiled would fail the same way.
+            build_q = shlex.quote(str(build))
+            if again.startswith("`hpoc submit"):
+                steps.append(f"once the spec is fixed, submit it again from the spec: `hpoc submit {spec} -o {build_q}`")
+            else:
+                steps.append(f"once the spec is fixed, compile it again: `hpoc compile {spec} -o {build_q}`, "
+                             f"then submit it: {again}")
+        else:
+            steps.append("submit it again: " + again)
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
         # Never submitted, or its jobs were cancelled while they pended (no output left).
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
@@ -239,6 +250,16 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
 # block it runs the whole study on the machine it is typed on.
 NO_SLURM = ("(the spec has no `slurm` block: `hpoc submit` would run it on this machine too; "
             "add one to submit it to SLURM)")
+
+
+def _source_spec(plan: dict[str, Any] | None) -> str | None:
+    """The spec a plan was compiled from, as a command takes it (with its `--pipe-key`)."""
+    source = (plan or {}).get("source") or {}
+    if not (source.get("workdir") and source.get("file")):
+        return None
+    key = source.get("pipe_key")
+    return shlex.quote(str(Path(source["workdir"]) / source["file"])) + (
+        f" --pipe-key {shlex.quote(key)}" if key else "")
 
 
 def _spec_words(target: str) -> str:

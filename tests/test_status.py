@@ -603,7 +603,10 @@ def test_a_job_that_failed_on_a_spec_setting_is_resubmitted_from_the_spec(tmp_pa
     _fake_scontrol(tmp_path / "bin", {"968": "FAILED"})
     for why in ("hpoc: slurm.setup failed (exit 127) at: module load Stages/2025",
                 "hpoc: error: python3 on node1 cannot run hpoc (ModuleNotFoundError: No module named 'ray'): "
-                "set slurm.python to the python of the environment hpoc is installed in"):
+                "set slurm.python to the python of the environment hpoc is installed in",
+                "hpoc: the Ray head step exited before it answered: cannot start ray head: the plan gives each "
+                "node 1 GPU(s) (slurm.gpu_request = none), but node1 has no GPU device (/dev/nvidia*, "
+                "/dev/dri/renderD*): …; choose a GPU partition, or set slurm.gpu_request = gres or per_node"):
         log.write_text(f"{why}\n")
         out = status(capsys, build)[1]
         assert out.endswith(f"next: once the spec is fixed, submit it again from the spec: "

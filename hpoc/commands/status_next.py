@@ -4,6 +4,7 @@ holds. Reads only the status `hpoc.commands.status.gather` built."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ NEVER_STARTS = {
     "InvalidQOS": ("a QOS the account may not use", "qos"),
     "InvalidAccount": ("an account that is not valid here", "account"),
 }
+
+
+# A job's why that names a spec setting to change: the build as compiled fails the same way.
+_SPEC_FIX = re.compile(r"cannot run hpoc|\bset slurm\.\w+")
 
 
 def never_starts(job: dict[str, Any]) -> str | None:
@@ -156,7 +161,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
         again = _resume_command(status, [s["shard"] for s in shards], target)
         spec = _source_spec(plan)
-        if spec and any(joblogs.advice(why) or "cannot run hpoc" in why for _, why in alike):
+        if spec and any(joblogs.advice(why) or _SPEC_FIX.search(why) for _, why in alike):
             # A setting of the spec to fix: the build as compiled would fail the same way.
             build_q = shlex.quote(str(build))
             if again.startswith("`hpoc submit"):

@@ -658,6 +658,24 @@ def test_an_interrupted_run_of_a_study_without_resume_is_started_over_not_resume
             "starts it over (the run so far is moved aside)\n") in out, out
 
 
+def test_an_interrupted_study_whose_last_job_failed_on_its_setup_resumes_from_the_spec(tmp_path, capsys, monkeypatch):
+    """The resume after a job that ended on a `slurm.setup` line said `resume: sbatch
+    BUILD/job.sbatch`: the build as compiled, the same line in it."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    trial_dir(storage / "tiny", "ccccc_00001", {"dropout": 0.2}, [{"val_loss": 0.6}] * 2, done=False)
+    run_lock(storage / "tiny", pid=2 ** 22 + 12345, started=time.time() - 60)
+    (build / "tiny-941.err").write_text("hpoc: slurm.setup failed (exit 127) at: module load X\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"941": "FAILED"})
+    out = status(capsys, build)[1]
+    assert (f"next: once the spec is fixed, compile it again: `hpoc compile {storage}/study.hpo -o {build}`, "
+            f"then resume: `sbatch {build}/job.sbatch` (finished trials are kept; ") in out, out
+
+
 def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monkeypatch):
     """Minutes after it finished, a submitted job read "job 206  (unknown to SLURM)", while
     an sbatch job of the same age reads ENDED."""

@@ -160,17 +160,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
         again = _resume_command(status, [s["shard"] for s in shards], target)
-        spec = _source_spec(plan)
-        if spec and any(joblogs.advice(why) or _SPEC_FIX.search(why) for _, why in alike):
-            # A setting of the spec to fix: the build as compiled would fail the same way.
-            build_q = shlex.quote(str(build))
-            if again.startswith("`hpoc submit"):
-                steps.append(f"once the spec is fixed, submit it again from the spec: `hpoc submit {spec} -o {build_q}`")
-            else:
-                steps.append(f"once the spec is fixed, compile it again: `hpoc compile {spec} -o {build_q}`, "
-                             f"then submit it: {again}")
-        else:
-            steps.append("submit it again: " + again)
+        steps.append(_from_spec(again, "submit it", plan, build, alike) or "submit it again: " + again)
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
         # Never submitted, or its jobs were cancelled while they pended (no output left).
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
@@ -190,7 +180,8 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         steps.append("resume is off in the study, so its unfinished run cannot go on: "
                      f"`{again}` starts it over (the run so far is moved aside)")
     elif stopped and status["state"] not in ("running", "queued"):
-        steps.append("resume: " + _resume_command(status, stopped, target)
+        again = _resume_command(status, stopped, target)
+        steps.append((_from_spec(again, "resume", plan, build, alike) or "resume: " + again)
                      + " (finished trials are kept; the others continue from their checkpoints)")
     elif stopped:
         steps.append(f"shard(s) {index_ranges(stopped, ', ')} stopped: once the other jobs end, "
@@ -255,6 +246,20 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
 # block it runs the whole study on the machine it is typed on.
 NO_SLURM = ("(the spec has no `slurm` block: `hpoc submit` would run it on this machine too; "
             "add one to submit it to SLURM)")
+
+
+def _from_spec(again: str, what: str, plan: dict[str, Any] | None, build: str | None,
+               ended: dict[tuple[str, str], Any]) -> str | None:
+    """The step that compiles the spec again first, when a job `ended` naming a spec setting
+    to fix (the build as compiled fails the same way); else None. `again`: the command."""
+    spec = _source_spec(plan)
+    if not spec or build is None or not any(joblogs.advice(why) or _SPEC_FIX.search(why) for _, why in ended):
+        return None
+    build_q = shlex.quote(str(build))
+    if again.startswith("`hpoc submit"):
+        again_ = " again" if what == "submit it" else ""
+        return f"once the spec is fixed, {what}{again_} from the spec: `hpoc submit {spec} -o {build_q}`"
+    return f"once the spec is fixed, compile it again: `hpoc compile {spec} -o {build_q}`, then {what}: {again}"
 
 
 def _source_spec(plan: dict[str, Any] | None) -> str | None:

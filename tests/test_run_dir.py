@@ -964,3 +964,16 @@ def test_a_job_whose_python_lacks_ray_is_not_sent_on_to_bring_ray_up(spec, monke
     code = entry.main([str(plan_file), "--shard", "0", "--before-ray", "--claim", str(os.getpid())])
     assert code not in (GO, DONE, BUSY, FAILED)
     assert not experiment_dir(plan, 0).exists()  # no claim taken
+
+
+def test_a_lock_held_by_a_slurm_job_names_the_scancel_that_stops_it(tmp_path):
+    """The study submitted twice: the second job said "wait for it to end or stop it",
+    the first job's id in the line above but not how to stop it."""
+    from hpoc.runtime import runlock
+
+    info = {"pid": 4242, "host": "node1", "started": time.time(), "slurm_job": "159"}
+    assert "stop it (`scancel 159`; it can be resumed)" in runlock.describe(tmp_path, info)
+    said = runlock.describe(tmp_path, {**info, "slurm_job": "514", "slurm_task": "514_3"})
+    assert "stop it (`scancel 514_3`; it can be resumed)" in said
+    said = runlock.describe(tmp_path, {"pid": 4242, "host": "laptop", "started": time.time()})
+    assert "stop it (it can be resumed)" in said  # `hpoc run`: Ctrl-C or kill, as ever

@@ -413,6 +413,25 @@ def torch_build_has_gpu() -> bool:
     return bool(torch.version.cuda or getattr(torch.version, "hip", None))
 
 
+def test_a_setup_line_that_sources_a_missing_file_is_found_before_the_queue(tmp_path: Path) -> None:
+    """`source env/bin/activate` in `slurm.setup` of an environment that is not there (a typo,
+    made elsewhere) passed the preflight, then failed the job on the node after the queue."""
+    from hpoc.runtime.login_preflight import check_setup
+    from slurm_plans import plan
+
+    source = {"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)}
+    (tmp_path / "env" / "bin").mkdir(parents=True)
+    (tmp_path / "env" / "bin" / "activate").write_text("")
+    setup = ["module load Stages/2025", "source env/bin/activate", f". {tmp_path}/envs/x/bin/activate",
+             "source $PROJECT/env/bin/activate", "source ~/nowhere-$USER/bin/activate"]
+    (found,) = check_setup(plan(source=source, slurm={"setup": setup}))
+    assert not found.ok and found.message == (
+        f"slurm.setup line `. {tmp_path}/envs/x/bin/activate` reads {tmp_path}/envs/x/bin/activate, which "
+        "does not exist here; correct the path (the nodes run the line in the spec's directory)"), found.message
+    assert check_setup(plan(source=source, slurm={"setup": setup[:2]})) == []  # it is there; modules unjudged
+    assert check_setup(plan(source=source, slurm=None)) == []
+
+
 def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
     """A `slurm.python` without hpoc or Ray, or a container image that is not there, was
     found only on the compute node, after the job had waited in the queue."""

@@ -766,11 +766,12 @@ def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, caps
             "allows): `scancel 979`, change `nodes` in the spec's `slurm` block, compile and submit again") in out
     fake_squeue(monkeypatch, tmp_path / "bin", [f"980|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
     assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do
-    # `cpus_per_node = 8` on 2-CPU nodes: no node of the partition can ever run it
+    # `cpus_per_node = 8` on 2-CPU nodes: no node of the partition can ever run it; and `nodes = 5`
+    # on a partition of 3 nodes without a MaxNodes, which said only to change CPUs, GPUs or memory
     fake_squeue(monkeypatch, tmp_path / "bin", [f"981|PENDING|0:00||PartitionConfig|N/A|{build}/job.sbatch"])
-    assert ("next: job 981 will not start as asked (PartitionConfig: more CPUs, GPUs or memory than a node of "
-            "the partition has): `scancel 981`, change `cpus_per_node`, `gpus_per_node` or `mem` in the spec's "
-            "`slurm` block, compile and submit again") in status(capsys, build)[1]
+    assert ("next: job 981 will not start as asked (PartitionConfig: more nodes than the partition has, or more "
+            "CPUs, GPUs or memory than a node of it has): `scancel 981`, change `nodes`, `cpus_per_node`, "
+            "`gpus_per_node` or `mem` in the spec's `slurm` block, compile and submit again") in status(capsys, build)[1]
 
 
 def test_a_held_job_says_how_to_release_it(tmp_path, capsys, monkeypatch):

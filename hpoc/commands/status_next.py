@@ -28,9 +28,10 @@ NEVER_STARTS = {
     "QOSMaxGRESPerJob": ("more GPUs than the QOS allows", "gpus_per_node"),
     "AssocMaxGRESPerJob": ("more GPUs than the account allows", "gpus_per_node"),
     "QOSMaxMemoryPerJob": ("more memory than the QOS allows", "mem"),
-    # no node of the partition has what one node of the job asks for (`cpus_per_node = 8` on 2-CPU nodes)
-    "PartitionConfig": ("more CPUs, GPUs or memory than a node of the partition has",
-                        "cpus_per_node`, `gpus_per_node` or `mem"),
+    # no node of the partition has what one node of the job asks for (`cpus_per_node = 8` on 2-CPU
+    # nodes), or the partition has fewer nodes than the job (`nodes = 5` of 3, no MaxNodes set)
+    "PartitionConfig": ("more nodes than the partition has, or more CPUs, GPUs or memory than a node of it has",
+                        "nodes`, `cpus_per_node`, `gpus_per_node` or `mem"),
     "BadConstraints": ("a constraint no node of the partition satisfies", "constraint"),
     "DependencyNeverSatisfied": ("a `--dependency` that can never be met", "extra"),
     "InvalidQOS": ("a QOS the account may not use", "qos"),

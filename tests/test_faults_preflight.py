@@ -511,7 +511,12 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
     assert found.ok, found.message  # at the limits: fine
     (found,) = check_sbatch(plan(slurm={"partition": "short,debug", "nodes": 4}))
     assert not found.ok and "`slurm.nodes = 4` is more than partitions `short` (3), `debug` (2) give one job, " \
-        "and this site queues such jobs for ever (PartitionNodeLimit); lower `nodes` to 3 or fewer" in found.message
+        "and this site queues such jobs for ever (PartitionConfig); lower `nodes` to 3 or fewer" in found.message
+    # above a MaxNodes squeue's reason is PartitionNodeLimit; above the partition's count without
+    # one (`1-infinite`), PartitionConfig, as squeue then says
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "short|10:00|3|1-2\\n"\n')
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "nodes": 4}))
+    assert not found.ok and "(PartitionNodeLimit); lower `nodes` to 2 or fewer" in found.message, found.message
     (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
     assert found.ok, found.message  # the default partition (`debug*`) has no time limit
     monkeypatch.setenv("SBATCH_PARTITION", "debug")  # the job goes there, whatever the spec says

@@ -413,6 +413,25 @@ def torch_build_has_gpu() -> bool:
     return bool(torch.version.cuda or getattr(torch.version, "hip", None))
 
 
+def test_a_setup_line_that_sources_a_missing_file_is_found_before_the_queue(tmp_path: Path) -> None:
+    """`source env/bin/activate` in `slurm.setup` of an environment that is not there (a typo,
+    made elsewhere) passed the preflight, then failed the job on the node after the queue."""
+    from hpoc.runtime.login_preflight import check_setup
+    from slurm_plans import plan
+
+    source = {"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)}
+    (tmp_path / "env" / "bin").mkdir(parents=True)
+    (tmp_path / "env" / "bin" / "activate").write_text("")
+    setup = ["module load Stages/2025", "source env/bin/activate", f". {tmp_path}/envs/x/bin/activate",
+             "source $PROJECT/env/bin/activate", "source ~/nowhere-$USER/bin/activate"]
+    (found,) = check_setup(plan(source=source, slurm={"setup": setup}))
+    assert not found.ok and found.message == (
+        f"slurm.setup line `. {tmp_path}/envs/x/bin/activate` reads {tmp_path}/envs/x/bin/activate, which "
+        "does not exist here; correct the path (the nodes run the line in the spec's directory)"), found.message
+    assert check_setup(plan(source=source, slurm={"setup": setup[:2]})) == []  # it is there; modules unjudged
+    assert check_setup(plan(source=source, slurm=None)) == []
+
+
 def test_the_nodes_interpreter_is_tried_before_the_queue(tmp_path: Path) -> None:
     """A `slurm.python` without hpoc or Ray, or a container image that is not there, was
     found only on the compute node, after the job had waited in the queue."""
@@ -492,7 +511,12 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
     assert found.ok, found.message  # at the limits: fine
     (found,) = check_sbatch(plan(slurm={"partition": "short,debug", "nodes": 4}))
     assert not found.ok and "`slurm.nodes = 4` is more than partitions `short` (3), `debug` (2) give one job, " \
-        "and this site queues such jobs for ever (PartitionNodeLimit); lower `nodes` to 3 or fewer" in found.message
+        "and this site queues such jobs for ever (PartitionConfig); lower `nodes` to 3 or fewer" in found.message
+    # above a MaxNodes squeue's reason is PartitionNodeLimit; above the partition's count without
+    # one (`1-infinite`), PartitionConfig, as squeue then says
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "short|10:00|3|1-2\\n"\n')
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "nodes": 4}))
+    assert not found.ok and "(PartitionNodeLimit); lower `nodes` to 2 or fewer" in found.message, found.message
     (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
     assert found.ok, found.message  # the default partition (`debug*`) has no time limit
     monkeypatch.setenv("SBATCH_PARTITION", "debug")  # the job goes there, whatever the spec says

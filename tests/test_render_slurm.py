@@ -782,6 +782,22 @@ def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_
             "'hpoc'): make `apptainer` available in slurm.setup") in err, err
 
 
+def test_a_slurm_python_missing_on_the_node_is_named_without_bash_s_script_line(tmp_path, short_dir):
+    """`slurm.python` a path the node lacks: the why read `(/var/spool/slurmd/job00156/
+    slurm_script: line 99: /opt/env/bin/python: No such file or directory)`."""
+    missing = str(tmp_path / "env" / "bin" / "python")
+    p = plan(source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)},
+             storage={"path": str(tmp_path / "results"), "name": "s"}, slurm={"nodes": 1, "python": missing})
+    script = tmp_path / "job.sbatch"
+    script.write_text(render_all(p, plan_path=str(tmp_path / "plan.json"))["job.sbatch"])
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SLURM_JOB_ID": "77", "SLURMD_NODENAME": "node7",
+                              "HPOC_TMP": str(short_dir)})
+    assert run.returncode == 2, run.stderr
+    assert (f"hpoc: error: {missing} on node7 cannot run hpoc ({missing}: No such file or directory): "
+            "set slurm.python") in run.stderr, run.stderr
+
+
 @pytest.mark.parametrize("driver_rc, requeued", [(75, True), (0, False), (1, False), (76, False),
                                                  (140, False), (143, False), (137, True), (139, True),
                                                  (None, True), ("stuck", True), ("ended", False)])

@@ -943,3 +943,37 @@ def test_a_local_run_and_a_job_refuse_the_same_hpoc_tmp_in_the_same_words(tmp_pa
         assert str(local.value) == str(job.value) == f"HPOC_TMP={said} is not a writable directory"
     finally:
         shutil.rmtree(short)
+
+
+def test_a_job_whose_python_lacks_ray_is_not_sent_on_to_bring_ray_up(spec, monkeypatch, capsys):
+    """`pip install hpoc` without its `runtime` extra, as the nodes' python3: the check before
+    Ray said GO (it imports no Ray), the head step then died on `No module named 'ray'` and
+    `hpoc status` advised submitting again. Now it answers none of its codes, so the job
+    script's own import check ends the job naming `slurm.python` (test_render_slurm)."""
+    import importlib.util
+
+    from hpoc.runtime import __main__ as entry
+    from hpoc.runtime.before import BUSY, DONE, FAILED, GO
+
+    plan = load_plan(str(spec))
+    plan_file = spec.parent / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    code = entry.main([str(plan_file), "--shard", "0", "--before-ray", "--claim", str(os.getpid())])
+    assert code not in (GO, DONE, BUSY, FAILED)
+    assert not experiment_dir(plan, 0).exists()  # no claim taken
+
+
+def test_a_lock_held_by_a_slurm_job_names_the_scancel_that_stops_it(tmp_path):
+    """The study submitted twice: the second job said "wait for it to end or stop it",
+    the first job's id in the line above but not how to stop it."""
+    from hpoc.runtime import runlock
+
+    info = {"pid": 4242, "host": "node1", "started": time.time(), "slurm_job": "159"}
+    assert "stop it (`scancel 159`; it can be resumed)" in runlock.describe(tmp_path, info)
+    said = runlock.describe(tmp_path, {**info, "slurm_job": "514", "slurm_task": "514_3"})
+    assert "stop it (`scancel 514_3`; it can be resumed)" in said
+    said = runlock.describe(tmp_path, {"pid": 4242, "host": "laptop", "started": time.time()})
+    assert "stop it (it can be resumed)" in said  # `hpoc run`: Ctrl-C or kill, as ever

@@ -391,6 +391,7 @@ def test_an_sbatch_array_killed_then_requeued_shows_its_jobs_and_the_next_step(
     assert "no trial reported" not in out  # shard 0's trials did
     assert f"next: resume: `sbatch --array=1 {build}/job.sbatch`" in out
 
+    (build / "arr-700_1.err").write_text("")  # it ran before: requeued, not submitted with --begin
     fake_squeue(monkeypatch, tmp_path / "bin",  # requeued: held by SLURM for a while
                 [f"700_1|PENDING|0:00||BeginTime|1|{build}/job.sbatch",
                  f"701|RUNNING|0:10|node2|None|N/A|{tmp_path}/elsewhere/job.sbatch"])
@@ -429,6 +430,24 @@ def test_array_tasks_slurm_requeued_together_are_one_step(tmp_path, capsys, monk
     assert said == ["next: 24 jobs (700_[4-27]) wait for their begin time: SLURM holds a requeued job "
                     "about 2 minutes (`scontrol update JobId=700_[4-27] StartTime=now` starts them "
                     f"sooner); the first one's last run ended: {lost}"], out
+
+
+def test_a_job_submitted_with_begin_is_not_said_to_be_requeued(tmp_path, capsys, monkeypatch):
+    """`sbatch --begin=now+3600 build/job.sbatch` pends for BeginTime too, but never ran:
+    status said "SLURM holds a requeued job about 2 minutes" of a job that waits an hour.
+    A requeued job has its last run's .err; one that never ran has none."""
+    from submit_support import fake_squeue
+
+    storage, build, plan = sbatch_array(tmp_path, shards=2, num_samples=2)
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"700_1|PENDING|0:00||BeginTime|1|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    said = [line for line in out.splitlines() if "begin time" in line]
+    assert said == ["next: job 700_1 waits for the begin time it was submitted with (`--begin`; "
+                    "`squeue -j 700_1 -o %S` says when): `scontrol update JobId=700_1 StartTime=now` "
+                    "starts it now"], out
+    (build / "arr-700_1.err").write_text("hpoc: terminated (SIGTERM)\n")  # it ran, and was requeued
+    out = status(capsys, build)[1]
+    assert "next: job 700_1 waits for its begin time: SLURM holds a requeued job about 2 minutes" in out, out
 
 
 def _shard_0_done(storage, bin_dir, monkeypatch) -> None:
@@ -614,6 +633,39 @@ def test_an_hpoc_submit_job_that_failed_says_why_from_its_log(tmp_path, capsys, 
             "next: the python on the nodes lacks it: set `slurm.python`") in out, out
 
 
+def test_a_job_that_failed_on_a_spec_setting_is_resubmitted_from_the_spec(tmp_path, capsys, monkeypatch):
+    """A `slurm.setup` line or `slurm.python` to fix: the last step said "submit it again:
+    `hpoc submit BUILD`", which sends the plan as compiled, with the same mistake."""
+    from submit_support import fake_squeue
+
+    build, log = submitted_job_log(tmp_path)
+    spec = tmp_path / "results" / "study.hpo"  # make_plan's source
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"968": "FAILED"})
+    for why in ("hpoc: slurm.setup failed (exit 127) at: module load Stages/2025",
+                "hpoc: error: python3 on node1 cannot run hpoc (ModuleNotFoundError: No module named 'ray'): "
+                "set slurm.python to the python of the environment hpoc is installed in",
+                "hpoc: the Ray head step exited before it answered: cannot start ray head: the plan gives each "
+                "node 1 GPU(s) (slurm.gpu_request = none), but node1 has no GPU device (/dev/nvidia*, "
+                "/dev/dri/renderD*): …; choose a GPU partition, or set slurm.gpu_request = gres or per_node"):
+        log.write_text(f"{why}\n")
+        out = status(capsys, build)[1]
+        assert out.endswith(f"next: once the spec is fixed, submit it again from the spec: "
+                            f"`hpoc submit {spec} -o {build}`\n"), out
+    # a cancelled job: nothing in the spec to fix, the build is submitted again as it is
+    log.write_text("slurmstepd: error: *** JOB 968 ON node1 CANCELLED AT 2026-01-01T00:00:00 ***\n")
+    assert status(capsys, build)[1].endswith(f"next: submit it again: `hpoc submit {build}`\n")
+    # `sbatch BUILD/job.sbatch`: compile the fixed spec into the build, then sbatch it
+    storage, build = tmp_path / "r2", tmp_path / "b2"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    (build / "tiny-940.err").write_text("hpoc: slurm.setup failed (exit 127) at: module load X\n")
+    _fake_scontrol(tmp_path / "bin", {"940": "FAILED"})
+    assert status(capsys, build)[1].endswith(
+        f"next: once the spec is fixed, compile it again: `hpoc compile {storage}/study.hpo -o {build}`, "
+        f"then submit it: `sbatch {build}/job.sbatch`\n")
+
+
 def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path, capsys, monkeypatch):
     """As for job.sbatch: a job SLURM requeued after a node failure waits for its begin time."""
     from submit_support import fake_squeue
@@ -645,6 +697,24 @@ def test_an_interrupted_run_of_a_study_without_resume_is_started_over_not_resume
     assert "next: resume:" not in out, out
     assert (f"next: resume is off in the study, so its unfinished run cannot go on: `hpoc submit {build} --fresh` "
             "starts it over (the run so far is moved aside)\n") in out, out
+
+
+def test_an_interrupted_study_whose_last_job_failed_on_its_setup_resumes_from_the_spec(tmp_path, capsys, monkeypatch):
+    """The resume after a job that ended on a `slurm.setup` line said `resume: sbatch
+    BUILD/job.sbatch`: the build as compiled, the same line in it."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    trial_dir(storage / "tiny", "ccccc_00001", {"dropout": 0.2}, [{"val_loss": 0.6}] * 2, done=False)
+    run_lock(storage / "tiny", pid=2 ** 22 + 12345, started=time.time() - 60)
+    (build / "tiny-941.err").write_text("hpoc: slurm.setup failed (exit 127) at: module load X\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"941": "FAILED"})
+    out = status(capsys, build)[1]
+    assert (f"next: once the spec is fixed, compile it again: `hpoc compile {storage}/study.hpo -o {build}`, "
+            f"then resume: `sbatch {build}/job.sbatch` (finished trials are kept; ") in out, out
 
 
 def test_an_hpoc_submit_job_slurm_has_forgotten_has_ended(tmp_path, capsys, monkeypatch):
@@ -737,11 +807,12 @@ def test_a_job_that_will_never_start_says_which_setting_to_change(tmp_path, caps
             "allows): `scancel 979`, change `nodes` in the spec's `slurm` block, compile and submit again") in out
     fake_squeue(monkeypatch, tmp_path / "bin", [f"980|PENDING|0:00||Resources|N/A|{build}/job.sbatch"])
     assert "next:" not in status(capsys, build)[1]  # waiting for nodes: nothing to do
-    # `cpus_per_node = 8` on 2-CPU nodes: no node of the partition can ever run it
+    # `cpus_per_node = 8` on 2-CPU nodes: no node of the partition can ever run it; and `nodes = 5`
+    # on a partition of 3 nodes without a MaxNodes, which said only to change CPUs, GPUs or memory
     fake_squeue(monkeypatch, tmp_path / "bin", [f"981|PENDING|0:00||PartitionConfig|N/A|{build}/job.sbatch"])
-    assert ("next: job 981 will not start as asked (PartitionConfig: more CPUs, GPUs or memory than a node of "
-            "the partition has): `scancel 981`, change `cpus_per_node`, `gpus_per_node` or `mem` in the spec's "
-            "`slurm` block, compile and submit again") in status(capsys, build)[1]
+    assert ("next: job 981 will not start as asked (PartitionConfig: more nodes than the partition has, or more "
+            "CPUs, GPUs or memory than a node of it has): `scancel 981`, change `nodes`, `cpus_per_node`, "
+            "`gpus_per_node` or `mem` in the spec's `slurm` block, compile and submit again") in status(capsys, build)[1]
 
 
 def test_a_held_job_says_how_to_release_it(tmp_path, capsys, monkeypatch):

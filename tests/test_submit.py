@@ -785,6 +785,35 @@ def test_every_reason_sbatch_gives_for_a_refusal_is_said(tmp_path, monkeypatch, 
     assert "honor" not in err.split("hpoc: error:")[1]
 
 
+def test_an_sbatch_refusal_is_said_once_not_also_in_sbatch_s_raw_lines(tmp_path, monkeypatch, capsys):
+    """submitit prints sbatch's stderr before raising: the user read `sbatch: error: invalid
+    partition specified: gpu` and the next line twice, then hpoc's line with the fix."""
+    import sys
+
+    from submitit.core.utils import FailedJobError
+
+    import hpoc.submit as submit_mod
+    from hpoc.cli import main
+
+    said = ("sbatch: error: invalid partition specified: gpu\n"
+            "sbatch: error: Batch job submission failed: Invalid partition name specified")
+
+    class Refusing:
+        def submit(self, *args):
+            print("a line of submitit's own", file=sys.stderr)  # not sbatch's refusal: kept
+            print(said, file=sys.stderr)  # as submitit's CommandFunction does
+            raise FailedJobError(said)
+
+    monkeypatch.setattr(submit_mod, "make_executor", lambda sub: Refusing())
+    monkeypatch.setattr(submit_mod, "active_jobs", lambda plan: [])
+    code = main(["submit", str(write_study(tmp_path / "s", "part")), "--cluster", "slurm",
+                 "-o", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sbatch: error" not in err, err
+    assert "a line of submitit's own\n" in err
+    assert err.count("invalid partition specified: gpu") == 1, err
+
+
 def test_the_reasons_of_an_sbatch_refusal():
     from hpoc.compiler.refusal import reasons
 

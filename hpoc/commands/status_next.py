@@ -4,6 +4,7 @@ holds. Reads only the status `hpoc.commands.status.gather` built."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,19 @@ NEVER_STARTS = {
     "QOSMaxGRESPerJob": ("more GPUs than the QOS allows", "gpus_per_node"),
     "AssocMaxGRESPerJob": ("more GPUs than the account allows", "gpus_per_node"),
     "QOSMaxMemoryPerJob": ("more memory than the QOS allows", "mem"),
-    # no node of the partition has what one node of the job asks for (`cpus_per_node = 8` on 2-CPU nodes)
-    "PartitionConfig": ("more CPUs, GPUs or memory than a node of the partition has",
-                        "cpus_per_node`, `gpus_per_node` or `mem"),
+    # no node of the partition has what one node of the job asks for (`cpus_per_node = 8` on 2-CPU
+    # nodes), or the partition has fewer nodes than the job (`nodes = 5` of 3, no MaxNodes set)
+    "PartitionConfig": ("more nodes than the partition has, or more CPUs, GPUs or memory than a node of it has",
+                        "nodes`, `cpus_per_node`, `gpus_per_node` or `mem"),
     "BadConstraints": ("a constraint no node of the partition satisfies", "constraint"),
     "DependencyNeverSatisfied": ("a `--dependency` that can never be met", "extra"),
     "InvalidQOS": ("a QOS the account may not use", "qos"),
     "InvalidAccount": ("an account that is not valid here", "account"),
 }
+
+
+# A job's why that names a spec setting to change: the build as compiled fails the same way.
+_SPEC_FIX = re.compile(r"cannot run hpoc|\bset slurm\.\w+")
 
 
 def never_starts(job: dict[str, Any]) -> str | None:
@@ -154,7 +160,8 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
-        steps.append("submit it again: " + _resume_command(status, [s["shard"] for s in shards], target))
+        again = _resume_command(status, [s["shard"] for s in shards], target)
+        steps.append(_from_spec(again, "submit it", plan, build, alike) or "submit it again: " + again)
     elif status["state"] == "not started" and not any(s["job"] for s in shards) and build is not None:
         # Never submitted, or its jobs were cancelled while they pended (no output left).
         steps.append("submit it: " + _resume_command(status, [s["shard"] for s in shards], target))
@@ -174,7 +181,8 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         steps.append("resume is off in the study, so its unfinished run cannot go on: "
                      f"`{again}` starts it over (the run so far is moved aside)")
     elif stopped and status["state"] not in ("running", "queued"):
-        steps.append("resume: " + _resume_command(status, stopped, target)
+        again = _resume_command(status, stopped, target)
+        steps.append((_from_spec(again, "resume", plan, build, alike) or "resume: " + again)
                      + " (finished trials are kept; the others continue from their checkpoints)")
     elif stopped:
         steps.append(f"shard(s) {index_ranges(stopped, ', ')} stopped: once the other jobs end, "
@@ -212,10 +220,18 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
         steps.append(f"job{'s' * many} {ids} {'are' if many else 'is'} held (JobHeldUser: `--hold`, or "
                      f"`scontrol hold`): `scontrol release {ids}` lets {'them' if many else 'it'} start")
     for jobs in held.values():
+        ids = job_ranges([j["job_id"] for j in jobs])
+        # A job that never ran has no .err: it was submitted with `--begin`, not requeued.
+        if build and not any(Path(joblogs.err_file(build, study, j)).exists() for j in jobs):
+            many = len(jobs) > 1
+            steps.append(f"job{'s' * many} {ids} wait{'' if many else 's'} for the begin time "
+                         f"{'they were' if many else 'it was'} submitted with (`--begin`; "
+                         f"`squeue -j {jobs[0]['job_id']} -o %S` says when): `scontrol update JobId={ids} "
+                         f"StartTime=now` starts {'them' if many else 'it'} now")
+            continue
         # Why SLURM requeued it (a lost node, say): its last run's .err, appended to
         # (an `hpoc submit` job's: submitit's task-0 log).
         ended = joblogs.why(joblogs.err_file(build, study, jobs[0])) if build else None
-        ids = job_ranges([j["job_id"] for j in jobs])
         if len(jobs) == 1:
             steps.append(f"job {ids} waits for its begin time: SLURM holds a requeued job about "
                          f"2 minutes (`scontrol update JobId={ids} StartTime=now` starts it sooner)"
@@ -231,6 +247,30 @@ def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) 
 # block it runs the whole study on the machine it is typed on.
 NO_SLURM = ("(the spec has no `slurm` block: `hpoc submit` would run it on this machine too; "
             "add one to submit it to SLURM)")
+
+
+def _from_spec(again: str, what: str, plan: dict[str, Any] | None, build: str | None,
+               ended: dict[tuple[str, str], Any]) -> str | None:
+    """The step that compiles the spec again first, when a job `ended` naming a spec setting
+    to fix (the build as compiled fails the same way); else None. `again`: the command."""
+    spec = _source_spec(plan)
+    if not spec or build is None or not any(joblogs.advice(why) or _SPEC_FIX.search(why) for _, why in ended):
+        return None
+    build_q = shlex.quote(str(build))
+    if again.startswith("`hpoc submit"):
+        again_ = " again" if what == "submit it" else ""
+        return f"once the spec is fixed, {what}{again_} from the spec: `hpoc submit {spec} -o {build_q}`"
+    return f"once the spec is fixed, compile it again: `hpoc compile {spec} -o {build_q}`, then {what}: {again}"
+
+
+def _source_spec(plan: dict[str, Any] | None) -> str | None:
+    """The spec a plan was compiled from, as a command takes it (with its `--pipe-key`)."""
+    source = (plan or {}).get("source") or {}
+    if not (source.get("workdir") and source.get("file")):
+        return None
+    key = source.get("pipe_key")
+    return shlex.quote(str(Path(source["workdir"]) / source["file"])) + (
+        f" --pipe-key {shlex.quote(key)}" if key else "")
 
 
 def _spec_words(target: str) -> str:

@@ -5,7 +5,7 @@ Exit 0: go on. 3: the shard already ran to the end (a resubmitted array's finish
 5: it did, and no trial succeeded (the job fails, as the driver would have). With
 HPOC_RETRY_ERRORED (or --retry-errored) a shard that ran to the end with errored trials is
 a GO: its driver runs them again (rerun.py). 4: another
-run holds the shard's lock (the study submitted twice). The driver asks again when it
+run holds the shard's lock (the study submitted twice). 6: this python cannot import Ray. The driver asks again when it
 starts; this only spares the job a cluster it would not use. Codes of their own, so that
 the job script tells an answer from a crash of this check (which it goes past).
 
@@ -27,6 +27,7 @@ from typing import Any
 from hpoc.runtime import marker
 
 GO, DONE, BUSY, FAILED = 0, 3, 4, 5
+NO_RAY = 6  # no answer: the job script's import check names `slurm.python`
 
 
 def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
@@ -169,6 +170,12 @@ def _comparable(plan: dict[str, Any]) -> dict[str, Any]:
 
 def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
          retry: str | None = None) -> int:
+    import importlib.util
+
+    # hpoc installed without its runtime extra: found, not imported (seconds), else a GO sends
+    # the job on to a head step that dies on `No module named 'ray'`.
+    if importlib.util.find_spec("ray") is None:
+        return NO_RAY
     if (edited := edited_spec(plan)) is not None:
         print(f"hpoc: warning: {edited}", file=sys.stderr)
     code, why = check(plan, shard, claim_pid, retry)

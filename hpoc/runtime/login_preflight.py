@@ -14,7 +14,8 @@ its Ray cluster:
   a user quota (`lfs quota`, `quota`, `mmlsquota`) with room for the study's files;
 * the search algorithm's library (and the optuna sampler's) is installed;
 * the compute nodes' interpreter: a `slurm.python` path imports hpoc and Ray (exists, when
-  `slurm.setup` has to run first), a container image exists;
+  `slurm.setup` has to run first), a container image exists, a file a setup line sources
+  (`source env/bin/activate`) exists;
 * with a `slurm` block and `sbatch` here: the site accepts the job as written
   (`sbatch --test-only` of the job script: partition, account, qos, CPUs, memory, GPUs and
   time limit against what the partition's nodes have; nothing is submitted).
@@ -301,6 +302,32 @@ def check_interpreter(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -
     return [Finding(True, "python", f"{python} imports hpoc and Ray")]
 
 
+def check_setup(plan: dict[str, Any]) -> list[Finding]:
+    """A `slurm.setup` line that sources a file (`source env/bin/activate`) not there: the
+    job would stop at that line on the node, after the queue. Paths with `$VARS` or after
+    a `cd` are the nodes' to resolve; `module load` cannot be asked from here."""
+    import shlex
+
+    workdir, moved, found = plan["source"]["workdir"], False, []
+    for line in (plan.get("slurm") or {}).get("setup") or []:
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if any(w in ("cd", "pushd") for w in words):
+            moved = True  # relative paths after it are not the spec directory's
+        if len(words) < 2 or words[0] not in ("source", ".") or any(c in words[1] for c in "$`*?["):
+            continue
+        path = os.path.expanduser(words[1])
+        if not os.path.isabs(path) and moved:
+            continue
+        if not os.path.exists(os.path.join(workdir, path)):
+            found.append(Finding(False, "setup", f"slurm.setup line `{line}` reads {words[1]}, which does not "
+                                                 "exist here; correct the path (the nodes run the line in the "
+                                                 "spec's directory)"))
+    return found
+
+
 # What the job's python says of its torch when the trials get GPUs: "cpu VERSION" for a build
 # without CUDA or ROCm (gpus.build_problem, which the driver asks again before Ray)
 _BUILD_MARK = "@@hpoc-torch-build@@"
@@ -330,6 +357,7 @@ def run_checks(plan: dict[str, Any]) -> list[Finding]:
     found += check_storage(plan)
     found += check_search(plan)
     found += check_interpreter(plan)
+    found += check_setup(plan)
     found += check_sbatch_env(plan)
     from hpoc.site.partition import Sinfo
 

@@ -188,7 +188,9 @@ def release_claim(exp: Path) -> bool:
 
 
 def describe(exp: Path, info: dict[str, Any]) -> str:
-    help_ = (f"  help: wait for it to end or stop it (it can be resumed); if no such run exists "
+    job = info.get("slurm_task") or info.get("slurm_job")
+    stop = f"`scancel {job}`; " if job else ""  # its id alone did not say how
+    help_ = (f"  help: wait for it to end or stop it ({stop}it can be resumed); if no such run exists "
              f"any more, delete {exp / LOCK}")
     if not _complete(info):  # still being written, or damaged: say so, not "pid None"
         return f"{exp} is in use by another run (its run lock {exp / LOCK} is incomplete)\n{help_}"

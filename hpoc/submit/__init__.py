@@ -16,6 +16,8 @@ Submitted job ids are appended to `<build dir>/jobs.json` (read by `hpoc status`
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -278,17 +280,21 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
         return []
     if note:
         print(f"hpoc: {note}")
+    said = io.StringIO()  # submitit prints sbatch's refusal before raising it: said once, below
     try:
-        executor = make_executor(sub)
-        job = make_job(plan, sub, retry)
-        if len(sub.shards) == 1:
-            jobs = [executor.submit(job, sub.shards[0])]
-        else:
-            jobs = executor.map_array(job, sub.shards)
+        with contextlib.redirect_stderr(said):
+            executor = make_executor(sub)
+            job = make_job(plan, sub, retry)
+            if len(sub.shards) == 1:
+                jobs = [executor.submit(job, sub.shards[0])]
+            else:
+                jobs = executor.map_array(job, sub.shards)
     except BaseException as exc:  # sbatch refused (a wrong partition, say): --fresh undone
+        refused = type(exc).__name__ == "FailedJobError"
+        sys.stderr.write(said.getvalue().replace(f"{exc}\n", "") if refused else said.getvalue())
         if aside is not None:
             _put_back(plan, aside)
-        if type(exc).__name__ == "FailedJobError":  # submitit's: sbatch said no (on stderr above)
+        if refused:  # submitit's: sbatch said no
             why = refusal.reasons(str(exc)) or ["(no message)"]
             if "Socket timed out" in str(exc):  # a slow controller may have taken the job before it
                 raise SubmitError(
@@ -306,6 +312,7 @@ def send(plan: dict[str, Any], sub: Submission, *, fresh: bool = False, force: b
             raise SubmitError(f"sbatch refused the job, nothing was submitted: {'; '.join(why)}\n"
                               f"  help: {check}") from None
         raise
+    sys.stderr.write(said.getvalue())
     record_jobs(Path(sub.plan_path).parent, sub, jobs, state)
     return jobs
 

@@ -203,6 +203,32 @@ def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_termina
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
 
 
+def test_sigterms_while_the_ray_nodes_stop_leave_the_teardown_whole(tmp_path):
+    """The teardown's waits were `$(hpoc_left_s ...)`: a child, forked as the nodes stop,
+    that SLURM's SIGTERM to every process of the job killed (seen after a requeue, 1 run in
+    30 under load). The empty wait was a syntax error that ended the teardown there: the
+    Ray steps not waited for, the job directory (token included) left. SIGTERMs every
+    millisecond, for a second, make that instant certain."""
+    (tmp_path / "bin").mkdir()
+    storm = ("import os, signal, sys, time\nend = time.monotonic() + 1\nwhile time.monotonic() < end:\n"
+             "    os.killpg(int(sys.argv[1]), signal.SIGTERM)\n    time.sleep(0.001)\n")
+    (tmp_path / "storm.py").write_text(storm)
+    # the storm, from outside the job (its own session), once the teardown stops the steps
+    (tmp_path / "bin" / "scontrol").write_text(RECORDER + (
+        'setsid bash -c \'for _ in {1..600}; do [[ -e $T/stopping ]] && break; sleep 0.05; done\n'
+        'python3 "$T/storm.py" "$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    proc = start(tmp_path, start_new_session=True,
+                 FAKE_STEP="trap 'touch $T/stopping; until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; "
+                           "sleep 300 & wait")
+    (tmp_path / "job.pid").write_text(str(proc.pid))
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert (tmp_path / "sent").exists(), out  # the storm came while the teardown waited
+    assert rc == 75 and "syntax error" not in out, out
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists(), out
+
+
 def cancel_in_preflight(tmp_path: Path) -> tuple[int, str]:
     """The job script cancelled while it waits for the head's GCS (its first command of the
     preflight section): SIGTERM to every process, as SLURM sends it."""

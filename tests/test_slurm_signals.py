@@ -90,6 +90,12 @@ echo "$!" > {tmp_path}/worker.pid
                     "time.sleep(60)')\n")
     rest = (section(script, "# ---- 5. preflight", "# ---- 6. the study") if stage == "preflight"
             else section(script, "# ---- 6. the study", None))
+    # The tests' cue that the script holds the driver's PID (its traps stop that driver): the
+    # driver's own driver.pid is not, as a loaded machine can run the new driver well before
+    # the script's next line, and a signal then ended a job that knew of no driver (rc 1, and
+    # the driver left running: 60 s for a pipe it held open).
+    assert rest.count("hpoc_driver=$!\n") == (stage != "preflight")
+    rest = rest.replace("hpoc_driver=$!\n", 'hpoc_driver=$!\n: > "$T/driver.known"\n')
     body = prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup + rest
     path = tmp_path / "job.sh"
     path.write_text(body)
@@ -106,7 +112,7 @@ def start(tmp_path: Path, grace_s: int = 60, start_new_session: bool = False, **
     proc = subprocess.Popen(["bash", str(job)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=start_new_session)
     deadline = time.monotonic() + 20
-    while not all((tmp_path / f"{name}.pid").exists() for name in ("driver", "step", "worker")):
+    while not all((tmp_path / name).exists() for name in ("driver.pid", "driver.known", "step.pid", "worker.pid")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.05)
     return proc

@@ -554,11 +554,15 @@ def test_a_sigterm_that_comes_while_the_ray_nodes_stop_cuts_their_wait_to_killwa
     """A study that ended gives the Ray nodes their full wait (10 s under KillWait = 5); the
     time limit or a scancel coming meanwhile left that wait as it was, and SLURM's SIGKILL,
     KillWait after its SIGTERM, came before the job directory was removed."""
-    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5",
-                 FAKE_STEP="trap '' TERM; while :; do sleep 0.1; done")  # a node that hangs
-    time.sleep(1)  # the teardown waits for the nodes now
+    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5",  # a node that hangs
+                 FAKE_STEP="trap 'touch $T/stopping' TERM; while :; do sleep 0.1; done")
+    deadline = time.monotonic() + 20  # until the teardown waits for the nodes (not "1 s on")
+    while not (tmp_path / "stopping").exists():
+        assert time.monotonic() < deadline, "the teardown did not stop the nodes"
+        time.sleep(0.05)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     rc, out = finish(proc)
     assert time.monotonic() - t0 < 4.5, out
+    assert "signal during teardown" in out and "terminated (SIGTERM)" not in out, out  # it came there
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists(), out

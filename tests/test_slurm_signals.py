@@ -90,6 +90,12 @@ echo "$!" > {tmp_path}/worker.pid
                     "time.sleep(60)')\n")
     rest = (section(script, "# ---- 5. preflight", "# ---- 6. the study") if stage == "preflight"
             else section(script, "# ---- 6. the study", None))
+    # The tests' cue that the script holds the driver's PID (its traps stop that driver): the
+    # driver's own driver.pid is not, as a loaded machine can run the new driver well before
+    # the script's next line, and a signal then ended a job that knew of no driver (rc 1, and
+    # the driver left running: 60 s for a pipe it held open).
+    assert rest.count("hpoc_driver=$!\n") == (stage != "preflight")
+    rest = rest.replace("hpoc_driver=$!\n", 'hpoc_driver=$!\n: > "$T/driver.known"\n')
     body = prelude + section(script, "# ---- teardown", "# ---- 3. Ray head") + fake_bringup + rest
     path = tmp_path / "job.sh"
     path.write_text(body)
@@ -106,7 +112,7 @@ def start(tmp_path: Path, grace_s: int = 60, start_new_session: bool = False, **
     proc = subprocess.Popen(["bash", str(job)], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=start_new_session)
     deadline = time.monotonic() + 20
-    while not all((tmp_path / f"{name}.pid").exists() for name in ("driver", "step", "worker")):
+    while not all((tmp_path / name).exists() for name in ("driver.pid", "driver.known", "step.pid", "worker.pid")):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.05)
     return proc
@@ -201,6 +207,32 @@ def test_the_sigterm_slurm_sends_the_whole_job_after_a_requeue_leaves_no_termina
     assert "requeue failed" not in out and "scontrol requeue 77_1" in calls(tmp_path)
     assert "release -m hpoc.runtime" in calls(tmp_path)
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists()
+
+
+def test_sigterms_while_the_ray_nodes_stop_leave_the_teardown_whole(tmp_path):
+    """The teardown's waits were `$(hpoc_left_s ...)`: a child, forked as the nodes stop,
+    that SLURM's SIGTERM to every process of the job killed (seen after a requeue, 1 run in
+    30 under load). The empty wait was a syntax error that ended the teardown there: the
+    Ray steps not waited for, the job directory (token included) left. SIGTERMs every
+    millisecond, for a second, make that instant certain."""
+    (tmp_path / "bin").mkdir()
+    storm = ("import os, signal, sys, time\nend = time.monotonic() + 1\nwhile time.monotonic() < end:\n"
+             "    os.killpg(int(sys.argv[1]), signal.SIGTERM)\n    time.sleep(0.001)\n")
+    (tmp_path / "storm.py").write_text(storm)
+    # the storm, from outside the job (its own session), once the teardown stops the steps
+    (tmp_path / "bin" / "scontrol").write_text(RECORDER + (
+        'setsid bash -c \'for _ in {1..600}; do [[ -e $T/stopping ]] && break; sleep 0.05; done\n'
+        'python3 "$T/storm.py" "$(<"$T/job.pid")"; touch "$T/sent"\' >/dev/null 2>&1 &\n'))
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    proc = start(tmp_path, start_new_session=True,
+                 FAKE_STEP="trap 'touch $T/stopping; until [[ -e $T/sent ]]; do sleep 0.1; done; exit 0' TERM; "
+                           "sleep 300 & wait")
+    (tmp_path / "job.pid").write_text(str(proc.pid))
+    proc.send_signal(signal.SIGUSR2)
+    rc, out = finish(proc)
+    assert (tmp_path / "sent").exists(), out  # the storm came while the teardown waited
+    assert rc == 75 and "syntax error" not in out, out
+    assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists(), out
 
 
 def cancel_in_preflight(tmp_path: Path) -> tuple[int, str]:
@@ -522,11 +554,15 @@ def test_a_sigterm_that_comes_while_the_ray_nodes_stop_cuts_their_wait_to_killwa
     """A study that ended gives the Ray nodes their full wait (10 s under KillWait = 5); the
     time limit or a scancel coming meanwhile left that wait as it was, and SLURM's SIGKILL,
     KillWait after its SIGTERM, came before the job directory was removed."""
-    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5",
-                 FAKE_STEP="trap '' TERM; while :; do sleep 0.1; done")  # a node that hangs
-    time.sleep(1)  # the teardown waits for the nodes now
+    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5",  # a node that hangs
+                 FAKE_STEP="trap 'touch $T/stopping' TERM; while :; do sleep 0.1; done")
+    deadline = time.monotonic() + 20  # until the teardown waits for the nodes (not "1 s on")
+    while not (tmp_path / "stopping").exists():
+        assert time.monotonic() < deadline, "the teardown did not stop the nodes"
+        time.sleep(0.05)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     rc, out = finish(proc)
     assert time.monotonic() - t0 < 4.5, out
+    assert "signal during teardown" in out and "terminated (SIGTERM)" not in out, out  # it came there
     assert not alive(tmp_path / "step.pid") and not (tmp_path / "jobdir").exists(), out

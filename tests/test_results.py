@@ -944,6 +944,26 @@ def test_a_run_stopped_at_once_leaves_its_trials_paused_not_running(tmp_path, ca
     assert "the last run stopped at once" in err and "running the same plan again resumes them" in err
 
 
+def test_a_summary_of_another_plan_than_the_last_run_started_is_stale_without_a_lock(tmp_path, capsys):
+    """An extension (num_samples raised) killed with -9, whose lock went since: the first
+    run's summary (not interrupted) is not the last run's, whose trials Ray left RUNNING;
+    results said `running` and status `finished` of trials nothing trains."""
+    exp = tmp_path / "results" / "grown"
+    trial_dir(exp, "ggggg_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "ggggg_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    write_summary(exp, "grown", [{"trial_id": "ggggg_00000", "status": "TERMINATED"}],
+                  plan_hash="sha256:first")
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:grown", "shard": 0,
+                                                     "extended": True}))
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
+    assert "summary.json is from an earlier run" in err and "resumes them" in err
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:first", "shard": 0,
+                                                     "extended": True}))
+    code, out, err = cli(capsys, exp, "--no-best")  # the marker's own run's summary: current
+    assert code == 0 and "earlier run" not in err
+
+
 def test_an_earlier_runs_summary_is_stale_even_when_ray_copied_it_since(tmp_path, capsys):
     """Seen on SLURM: walltime stop (summary: interrupted, trials paused), requeued run
     finishes trials, scancel. Ray had copied its staging folder, the old summary.json

@@ -524,7 +524,8 @@ def _by_shard(trials: list[Any]) -> dict[int, list[Any]]:
 
 def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, share: int | None,
            metric: dict[str, str] | None) -> dict[str, Any]:
-    from hpoc.results.live import earlier_summary, lock_and_summary
+    from hpoc.results.live import earlier_summary, lock_and_summary, other_plans
+    from hpoc.runtime.marker import read as read_marker
     from hpoc.runtime.summary import SUMMARY, ending, exit_code
     from hpoc.runtime.summary import read as read_summary
 
@@ -537,7 +538,8 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
     ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
     if run is not None and not run.here and ended:
         run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
-    if earlier_summary(summary, exp / "summary.json", lock):
+    if earlier_summary(summary, exp / "summary.json", lock) or (
+            lock is None and summary is not None and other_plans(summary, read_marker(exp))):
         summary = None  # an earlier run's: the run since has not ended
     active = bool(job and job.get("state") in ACTIVE) or run is not None
     counts = {"done": 0, "running": 0, "paused": 0, "pending": 0, "errored": 0}

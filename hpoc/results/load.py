@@ -152,7 +152,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         running = lock if lock is not None and lock.alive else None
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
-        stale = live.earlier_summary(summary, path / SUMMARY, lock)
+        stale = live.earlier_summary(summary, path / SUMMARY, lock) \
+            or (lock is None and live.other_plans(summary, recorded))
         trial_dirs = list(_trial_dirs(path))
         states = _experiment_states(path, skip=set(trial_dirs))
         found = _load_trials(trial_dirs, index, None if stale else summary, states,
@@ -166,7 +167,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             live.as_the_driver_sees(found, path, running)
         elif summary is not None and not stale and summary.get("interrupted"):
             live.interrupted(found)
-        elif (lock is not None and (summary is None or stale)) or unlocked:
+        elif (lock is not None and (summary is None or stale)) or unlocked or stale:
             live.stopped(found)  # the last run died (a dead lock stayed) or quit at once: nothing runs
         source = ("Ray's last saved experiment state" if states
                   else "the trial directories (Ray saved no experiment state)")
@@ -176,15 +177,16 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                          f"a run is in progress in each; {tail}"))
         elif (summary is None or stale) and found:
             no = f"no readable {SUMMARY}" if (path / SUMMARY).exists() else f"no {SUMMARY}"
-            why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
-                   "stopped without writing one" if stale else
+            last = f"the last one ({lock.describe()})" if lock is not None else "the last one"
+            why = (f"{SUMMARY} is from an earlier run: {last} stopped without writing one"
+                   if stale else
                    f"{no}: the last run ({lock.describe()}) stopped without "
                    "writing one (killed, or its job ended)" if lock is not None else
                    f"{no}: the last run stopped at once, without writing one (a second "
                    "Ctrl-C)" if unlocked else
                    f"{no}: the study is still running or its driver stopped early")
             then = ("; its unfinished trials are paused: running the same plan again resumes "
-                    "them" if lock is not None or unlocked else "")
+                    "them" if lock is not None or unlocked or stale else "")
             said.append((index, f"{path}: {why}; trial statuses come from {source}{then}",
                          f"{why}; trial statuses come from {source}{then}"))
         # A directory made ahead of a run (a job that died before its driver began): as

@@ -1145,6 +1145,29 @@ def test_the_table_shows_nan_for_a_diverged_trial_and_a_dash_for_a_missing_value
                      "aaaaa_00002": ["-inf", "inf"], "aaaaa_00003": ["-", "0.3"]}, out
 
 
+def test_an_objective_every_trial_reported_as_nan_keeps_its_column(tmp_path, capsys):
+    """Every trial diverged: the table, --csv and --json dropped the objective's column
+    (where one NaN among finite values shows `nan`), the warning listed the reported metrics
+    without it, and `--sort` of it said no trial reported it."""
+    exp = tmp_path / "exp"
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1 * (i + 1)},
+                  [{"val_loss": 0.5, "val_accuracy": float("nan")}])
+    write_summary(exp, "s", [], metric="val_accuracy", mode="max")
+    code, out, err = cli(capsys, exp, "--no-best")
+    header = next(line for line in out.splitlines() if line.startswith("#"))
+    assert code == 0 and "val_accuracy" in header.split(), out
+    assert all(line.split()[4] == "nan" for line in out.splitlines() if "aaaaa_" in line), out
+    assert "no trial reported a finite `val_accuracy`: 2 trial(s) reported NaN or inf" in err
+    assert "reported metrics: val_loss)" not in err
+    rows = list(csv.DictReader(io.StringIO(cli(capsys, exp, "--csv")[1])))
+    assert [r["val_accuracy"] for r in rows] == ["nan", "nan"]
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [t["metrics"]["val_accuracy"] for t in doc["trials"]] == [None, None]
+    code, out, err = cli(capsys, exp, "--sort", "val_accuracy", "--no-best")
+    assert code == 0 and "val_accuracy" in out, err
+
+
 def test_the_table_lines_up_wide_values_and_shows_control_characters_escaped(tmp_path, capsys):
     """A CJK value takes two columns, and a value or error with an escape sequence must not
     recolour or clear the terminal it is printed to."""

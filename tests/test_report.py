@@ -325,6 +325,20 @@ def test_objective_vs_params_says_what_a_diverged_trial_leaves_out():
     assert [t.get_text() for t in momentum.texts] == ["no trial with a finite val_loss has it"]
 
 
+def test_a_learning_curve_panel_without_a_finite_value_says_so():
+    """Every trial reported its objective as NaN: its panel was an empty -0.04..0.04 axis."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    trials = [Trial(f"t{i}", "TERMINATED", {"lr": 0.1},
+                    [{"training_iteration": e, "val_acc": float("nan"), "loss": 0.5 / e}
+                     for e in (1, 2)]) for i in range(2)]
+    results = Results("s", Path("/x"), [Metric("val_acc", "max")], trials, [])
+    acc, loss = P.learning_curves_figure(results, rank(results)).axes[:2]
+    assert (acc.get_title(), loss.get_title()) == ("val_acc (higher is better)", "loss")
+    assert [t.get_text() for t in acc.texts] == ["no finite value reported (NaN or inf)"]
+    assert list(loss.texts) == []
+
+
 def test_report_labels_a_trial_that_reported_nothing(tmp_path, capsys):
     from results_dirs import summary, trial_dir
 

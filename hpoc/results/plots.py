@@ -195,10 +195,12 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         failed: list[tuple[float, float]] = []
         best_curve = None
         dots: list[tuple[float, float, Any]] = []
+        drawn = False
         for trial in trials:
             xs, ys = _curve(trial, metric)
             if not xs:
                 continue
+            drawn = True
             if best is not None and trial is best:
                 best_curve = (xs, ys, colors[trial.trial_id + str(trial.shard)])
             else:
@@ -233,6 +235,12 @@ def learning_curves_figure(results: Results, ranking: Ranking):
             ax.plot([p[0] for p in failed], [p[1] for p in failed], marker="X", markersize=9,
                     color=ERROR, linestyle="none", zorder=4)
         ax.autoscale_view()
+        if not drawn:  # an empty axis of made-up ticks: every value NaN, or none yet
+            diverged = any(_not_finite(r.get(metric)) for t in trials for r in t.history)
+            ax.text(0.5, 0.5, "no finite value reported (NaN or inf)" if diverged else
+                    "not reported yet", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=9, color="#555555")
+            ax.set_yticks([])
         objective = results.metric(metric)
         ax.set_title(metric + (f" ({direction(objective.mode)})" if objective else ""))
         ax.set_xlabel("epoch (training iteration)")

@@ -1168,6 +1168,24 @@ def test_an_objective_every_trial_reported_as_nan_keeps_its_column(tmp_path, cap
     assert code == 0 and "val_accuracy" in out, err
 
 
+def test_an_experiment_directory_judges_stopped_early_by_the_plan_its_run_recorded(tmp_path, capsys):
+    """Read without the spec, an ASHA study whose finished trials all stopped at a rung said
+    `completed 2/2`: the full length came from the trials, though the run's plan marker
+    records `epochs = 6`."""
+    exp = tmp_path / "exp"
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1 * (i + 1)},
+                  [{"val_loss": 0.5}, {"val_loss": 0.4 + i / 10}])
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(2 completed)" in out  # nothing says how long a trial runs
+    body = make_plan(tmp_path / "storage", "s")
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0,
+                                                     "body": body}))
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(2 stopped early)" in out and " 2/6 " in out, out
+
+
 def test_the_table_lines_up_wide_values_and_shows_control_characters_escaped(tmp_path, capsys):
     """A CJK value takes two columns, and a value or error with an escape sequence must not
     recolour or clear the terminal it is printed to."""

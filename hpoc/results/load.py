@@ -230,7 +230,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     plan_hash = (plan or {}).get("content_hash") or next(
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
-                      plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
+                      plan=plan, max_epochs=_max_epochs(plan or _recorded_plan(shards), trials),
+                      warnings=warnings,
                       plan_hash=plan_hash, other_plan=other_plan, ran_in=ran_in,
                       extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
                       budget_s=max(budgets) if budgets and all(budgets) else None)
@@ -281,6 +282,17 @@ def _recorded(recorded: Any, *path: str) -> Any:
     for key in path:
         recorded = recorded.get(key) if isinstance(recorded, dict) else None
     return recorded
+
+
+def _recorded_plan(shards: list[Shard]) -> dict | None:
+    """The plan a run recorded in its marker (no spec given): how long a trial runs, so that
+    one a scheduler stopped is not taken for complete when none ran to the end."""
+    for shard in shards:
+        body = (shard.marker or {}).get("body")
+        if isinstance(body, dict) and isinstance(body.get("trials"), dict) \
+                and isinstance(body.get("space"), dict):
+            return body
+    return None
 
 
 def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:

@@ -434,3 +434,24 @@ def test_an_extension_of_a_grid_is_also_said_in_trials():
     assert grown_words(grown, grid) == "num_samples 1 → 2 × a 3-point grid = 3 → 6 trials, time_budget 60 s → 120 s"
     optuna = dict(grid, search={"algorithm": "optuna"})
     assert grown_words(grown, optuna) == grown_words(grown) == "num_samples 1 → 2, time_budget 60 s → 120 s"
+
+
+def test_an_extension_killed_before_its_summary_is_not_done(tmp_path):
+    """kill -9 of an extension's driver leaves the first run's summary (not interrupted) beside
+    the extension's marker: the study has trials left, so running it again resumes them."""
+    from hpoc.runtime import before
+    from hpoc.runtime import summary as summary_mod
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 2})
+    more = _with(plan, num_samples=4)
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    marker.write(exp, _fp(plan), 0)
+    first = {"interrupted": False, "plan_hash": plan_hash(plan), "num_trials": 2, "planned": 2,
+             "status_counts": {"TERMINATED": 2}, "trials": []}
+    (exp / "summary.json").write_text(json.dumps(first))
+    marker.write(exp, _fp(more), 0)  # the extension's run started, then was killed
+    assert not summary_mod.finished(first, marker.read(exp), plan_hash(more), _fp(more))
+    assert before.verdict(more, 0) == (before.GO, "")
+    # the extension's own summary, once it ends, is a finished run again
+    (exp / "summary.json").write_text(json.dumps(dict(first, plan_hash=plan_hash(more), planned=4)))
+    assert before.verdict(more, 0)[0] == before.DONE

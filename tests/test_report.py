@@ -303,6 +303,42 @@ def test_best_star_sits_on_the_best_trials_own_jittered_dot():
     assert star in dots
 
 
+def test_objective_vs_params_says_what_a_diverged_trial_leaves_out():
+    """A trial whose objective is inf (or NaN) has no dot: the only trial with `momentum`
+    left its panel an empty 0-1 axis, as if no trial had the parameter, and nothing said a
+    trial was missing from every panel."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    space = {"params": [
+        {"name": "lr", "domain": "uniform", "args": {"lower": 0.0, "upper": 1.0}, "condition": None},
+        {"name": "momentum", "domain": "uniform", "args": {"lower": 0.5, "upper": 0.9}, "condition": None}]}
+    trials = [Trial("t0", "TERMINATED", {"lr": 0.1}, [{"training_iteration": 1, "val_loss": 0.5}]),
+              Trial("t1", "TERMINATED", {"lr": 0.2}, [{"training_iteration": 1, "val_loss": 0.4}]),
+              Trial("t2", "TERMINATED", {"lr": 0.3, "momentum": 0.6},
+                    [{"training_iteration": 1, "val_loss": float("inf")}])]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [],
+                      plan={"space": space})
+    fig = P.objective_vs_params_figure(results, rank(results))
+    assert "1 trial with a NaN or infinite val_loss not shown" in fig._suptitle.get_text().replace("\n", " ")
+    lr, momentum = [a for a in fig.axes if a.get_visible()][:2]
+    assert [t.get_text() for t in lr.texts] == []
+    assert [t.get_text() for t in momentum.texts] == ["no trial with a finite val_loss has it"]
+
+
+def test_a_learning_curve_panel_without_a_finite_value_says_so():
+    """Every trial reported its objective as NaN: its panel was an empty -0.04..0.04 axis."""
+    from hpoc.results.model import Metric, Results, Trial
+
+    trials = [Trial(f"t{i}", "TERMINATED", {"lr": 0.1},
+                    [{"training_iteration": e, "val_acc": float("nan"), "loss": 0.5 / e}
+                     for e in (1, 2)]) for i in range(2)]
+    results = Results("s", Path("/x"), [Metric("val_acc", "max")], trials, [])
+    acc, loss = P.learning_curves_figure(results, rank(results)).axes[:2]
+    assert (acc.get_title(), loss.get_title()) == ("val_acc (higher is better)", "loss")
+    assert [t.get_text() for t in acc.texts] == ["no finite value reported (NaN or inf)"]
+    assert list(loss.texts) == []
+
+
 def test_report_labels_a_trial_that_reported_nothing(tmp_path, capsys):
     from results_dirs import summary, trial_dir
 

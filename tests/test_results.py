@@ -944,6 +944,26 @@ def test_a_run_stopped_at_once_leaves_its_trials_paused_not_running(tmp_path, ca
     assert "the last run stopped at once" in err and "running the same plan again resumes them" in err
 
 
+def test_a_summary_of_another_plan_than_the_last_run_started_is_stale_without_a_lock(tmp_path, capsys):
+    """An extension (num_samples raised) killed with -9, whose lock went since: the first
+    run's summary (not interrupted) is not the last run's, whose trials Ray left RUNNING;
+    results said `running` and status `finished` of trials nothing trains."""
+    exp = tmp_path / "results" / "grown"
+    trial_dir(exp, "ggggg_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "ggggg_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    write_summary(exp, "grown", [{"trial_id": "ggggg_00000", "status": "TERMINATED"}],
+                  plan_hash="sha256:first")
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:grown", "shard": 0,
+                                                     "extended": True}))
+    code, out, err = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(1 completed, 1 paused)" in out and "running" not in out
+    assert "summary.json is from an earlier run" in err and "resumes them" in err
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:first", "shard": 0,
+                                                     "extended": True}))
+    code, out, err = cli(capsys, exp, "--no-best")  # the marker's own run's summary: current
+    assert code == 0 and "earlier run" not in err
+
+
 def test_an_earlier_runs_summary_is_stale_even_when_ray_copied_it_since(tmp_path, capsys):
     """Seen on SLURM: walltime stop (summary: interrupted, trials paused), requeued run
     finishes trials, scancel. Ray had copied its staging folder, the old summary.json
@@ -1123,6 +1143,47 @@ def test_the_table_shows_nan_for_a_diverged_trial_and_a_dash_for_a_missing_value
     assert code == 0
     assert cells == {"aaaaa_00001": ["0.2", "0.2"], "aaaaa_00000": ["nan", "0.1"],
                      "aaaaa_00002": ["-inf", "inf"], "aaaaa_00003": ["-", "0.3"]}, out
+
+
+def test_an_objective_every_trial_reported_as_nan_keeps_its_column(tmp_path, capsys):
+    """Every trial diverged: the table, --csv and --json dropped the objective's column
+    (where one NaN among finite values shows `nan`), the warning listed the reported metrics
+    without it, and `--sort` of it said no trial reported it."""
+    exp = tmp_path / "exp"
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1 * (i + 1)},
+                  [{"val_loss": 0.5, "val_accuracy": float("nan")}])
+    write_summary(exp, "s", [], metric="val_accuracy", mode="max")
+    code, out, err = cli(capsys, exp, "--no-best")
+    header = next(line for line in out.splitlines() if line.startswith("#"))
+    assert code == 0 and "val_accuracy" in header.split(), out
+    assert all(line.split()[4] == "nan" for line in out.splitlines() if "aaaaa_" in line), out
+    assert "no trial reported a finite `val_accuracy`: 2 trial(s) reported NaN or inf" in err
+    assert "reported metrics: val_loss)" not in err
+    rows = list(csv.DictReader(io.StringIO(cli(capsys, exp, "--csv")[1])))
+    assert [r["val_accuracy"] for r in rows] == ["nan", "nan"]
+    doc = json.loads(cli(capsys, exp, "--json")[1])
+    assert [t["metrics"]["val_accuracy"] for t in doc["trials"]] == [None, None]
+    code, out, err = cli(capsys, exp, "--sort", "val_accuracy", "--no-best")
+    assert code == 0 and "val_accuracy" in out, err
+
+
+def test_an_experiment_directory_judges_stopped_early_by_the_plan_its_run_recorded(tmp_path, capsys):
+    """Read without the spec, an ASHA study whose finished trials all stopped at a rung said
+    `completed 2/2`: the full length came from the trials, though the run's plan marker
+    records `epochs = 6`."""
+    exp = tmp_path / "exp"
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1 * (i + 1)},
+                  [{"val_loss": 0.5}, {"val_loss": 0.4 + i / 10}])
+    write_summary(exp, "s", [])
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert "(2 completed)" in out  # nothing says how long a trial runs
+    body = make_plan(tmp_path / "storage", "s")
+    (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0,
+                                                     "body": body}))
+    code, out, _ = cli(capsys, exp, "--no-best")
+    assert code == 0 and "(2 stopped early)" in out and " 2/6 " in out, out
 
 
 def test_the_table_lines_up_wide_values_and_shows_control_characters_escaped(tmp_path, capsys):

@@ -238,6 +238,25 @@ def test_a_live_local_run_is_running_despite_an_older_interrupted_summary(tmp_pa
     assert "runs in progress:\n  shard 0  pid" in out and "this machine" in out
 
 
+def test_an_extension_killed_without_its_lock_is_interrupted_not_finished(tmp_path, capsys):
+    """The first run's summary (not interrupted) beside the marker of an extension that was
+    killed (its lock gone since): status said `finished` with trials running and pending."""
+    exp = tmp_path / "results" / "grown"
+    trial_dir(exp, "ggggg_00000", {"lr": 0.01}, [{"val_accuracy": 0.5}] * 3)
+    trial_dir(exp, "ggggg_00001", {"lr": 0.1}, [{"val_accuracy": 0.7}], done=False)
+    summary(exp, "grown", [{"trial_id": "ggggg_00000", "status": "TERMINATED"}],
+            metric="val_accuracy", mode="max", plan_hash="sha256:first")
+    marker = exp / ".hpoc-plan.json"
+    marker.write_text(json.dumps({"plan_hash": "sha256:grown", "shard": 0, "extended": True}))
+    code, out, err = status(capsys, exp, "--json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert doc["state"] == "interrupted"
+    assert (doc["totals"]["done"], doc["totals"]["running"], doc["totals"]["paused"]) == (1, 0, 1)
+    marker.write_text(json.dumps({"plan_hash": "sha256:first", "shard": 0, "extended": True}))
+    assert json.loads(status(capsys, exp, "--json")[1])["state"] == "finished"  # its own run's
+
+
 def test_a_trial_that_started_but_has_not_reported_is_running_not_pending(tmp_path, capsys):
     """Before its first report in this run (and before Ray saves its state) a trial the
     driver started counted as pending: a study whose trials all build slow models read as

@@ -36,6 +36,7 @@ _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 # Shards (and jobs) listed one per line before the rest are counted: a 200-shard array's
 # rows hid the one shard that needed attention.
 SHARD_LINES = 20
+UNREAD: Any = object()  # a shard's plan marker that `results` did not read
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -304,8 +305,9 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     except ResultsError:
         results = None  # not started yet, or its build directory was copied elsewhere
     by_shard = _by_shard(results.trials if results else [])
+    known = {shard.index: shard.marker for shard in results.shards} if results else {}
     shards = [_shard(k, root / f"shard-{k}" if count > 1 else root, by_shard.get(k, []),
-                     latest.get(k), shares[k], metric) for k in range(count)]
+                     latest.get(k), shares[k], metric, known.get(k, UNREAD)) for k in range(count)]
     _ended_jobs(build_dir, plan["study"]["name"], shards, None if unasked else queued)
     _grown(plan, shards, shares, results)
 
@@ -356,7 +358,7 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     by_shard = _by_shard(results.trials)
     total, shares, search, shared = _recorded_budget(results)
     shards = [_shard(s.index, s.path, by_shard.get(s.index, []), None,
-                     shares[s.index] if shares and s.index < len(shares) else None, metric)
+                     shares[s.index] if shares and s.index < len(shares) else None, metric, s.marker)
               for s in results.shards]
     return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
                        results.warnings, total, search, shared)
@@ -523,8 +525,10 @@ def _by_shard(trials: list[Any]) -> dict[int, list[Any]]:
 
 
 def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, share: int | None,
-           metric: dict[str, str] | None) -> dict[str, Any]:
-    from hpoc.results.live import earlier_summary, lock_and_summary
+           metric: dict[str, str] | None, recorded: Any = UNREAD) -> dict[str, Any]:
+    """`recorded`: the shard's plan marker where `results` read it already."""
+    from hpoc.results.live import earlier_summary, lock_and_summary, other_plans
+    from hpoc.runtime.marker import read as read_marker
     from hpoc.runtime.summary import SUMMARY, ending, exit_code
     from hpoc.runtime.summary import read as read_summary
 
@@ -537,7 +541,9 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
     ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
     if run is not None and not run.here and ended:
         run = None  # another host's lock, but its job has ended: a hard kill leaves the lock
-    if earlier_summary(summary, exp / "summary.json", lock):
+    if earlier_summary(summary, exp / "summary.json", lock) or (
+            lock is None and summary is not None
+            and other_plans(summary, read_marker(exp) if recorded is UNREAD else recorded)):
         summary = None  # an earlier run's: the run since has not ended
     active = bool(job and job.get("state") in ACTIVE) or run is not None
     counts = {"done": 0, "running": 0, "paused": 0, "pending": 0, "errored": 0}

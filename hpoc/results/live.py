@@ -109,6 +109,14 @@ def earlier_summary(summary: dict[str, Any] | None, file: Path, lock: RunLock | 
     return older(file, lock)
 
 
+def other_plans(summary: dict[str, Any] | None, recorded: dict[str, Any] | None) -> bool:
+    """Whether `summary` is of a smaller plan than the extension (num_samples raised) the
+    last run started with (its marker): that run died before writing its own (its lock gone
+    since)."""
+    ours, theirs = (summary or {}).get("plan_hash"), (recorded or {}).get("plan_hash")
+    return bool(ours and theirs and (recorded or {}).get("extended")) and ours != theirs
+
+
 def older(file: Path, lock: RunLock | None) -> bool:
     """Whether `file` was written before the locked run started (so by an earlier run)."""
     if lock is None:

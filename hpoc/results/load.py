@@ -152,7 +152,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         running = lock if lock is not None and lock.alive else None
         # A summary older than the run in progress (or the last one, if it crashed) is an
         # earlier run's: its statuses are out of date; its study name and metrics still hold.
-        stale = live.earlier_summary(summary, path / SUMMARY, lock)
+        stale = live.earlier_summary(summary, path / SUMMARY, lock) \
+            or (lock is None and live.other_plans(summary, recorded))
         trial_dirs = list(_trial_dirs(path))
         states = _experiment_states(path, skip=set(trial_dirs))
         found = _load_trials(trial_dirs, index, None if stale else summary, states,
@@ -166,7 +167,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
             live.as_the_driver_sees(found, path, running)
         elif summary is not None and not stale and summary.get("interrupted"):
             live.interrupted(found)
-        elif (lock is not None and (summary is None or stale)) or unlocked:
+        elif (lock is not None and (summary is None or stale)) or unlocked or stale:
             live.stopped(found)  # the last run died (a dead lock stayed) or quit at once: nothing runs
         source = ("Ray's last saved experiment state" if states
                   else "the trial directories (Ray saved no experiment state)")
@@ -176,15 +177,16 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                          f"a run is in progress in each; {tail}"))
         elif (summary is None or stale) and found:
             no = f"no readable {SUMMARY}" if (path / SUMMARY).exists() else f"no {SUMMARY}"
-            why = (f"{SUMMARY} is from an earlier run: the last one ({lock.describe()}) "
-                   "stopped without writing one" if stale else
+            last = f"the last one ({lock.describe()})" if lock is not None else "the last one"
+            why = (f"{SUMMARY} is from an earlier run: {last} stopped without writing one"
+                   if stale else
                    f"{no}: the last run ({lock.describe()}) stopped without "
                    "writing one (killed, or its job ended)" if lock is not None else
                    f"{no}: the last run stopped at once, without writing one (a second "
                    "Ctrl-C)" if unlocked else
                    f"{no}: the study is still running or its driver stopped early")
             then = ("; its unfinished trials are paused: running the same plan again resumes "
-                    "them" if lock is not None or unlocked else "")
+                    "them" if lock is not None or unlocked or stale else "")
             said.append((index, f"{path}: {why}; trial statuses come from {source}{then}",
                          f"{why}; trial statuses come from {source}{then}"))
         # A directory made ahead of a run (a job that died before its driver began): as
@@ -228,7 +230,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     plan_hash = (plan or {}).get("content_hash") or next(
         (s["plan_hash"] for s in summaries if isinstance(s.get("plan_hash"), str)), None)
     results = Results(study=study, root=root, metrics=metrics, trials=trials, shards=shards,
-                      plan=plan, max_epochs=_max_epochs(plan, trials), warnings=warnings,
+                      plan=plan, max_epochs=_max_epochs(plan or _recorded_plan(shards), trials),
+                      warnings=warnings,
                       plan_hash=plan_hash, other_plan=other_plan, ran_in=ran_in,
                       extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
                       budget_s=max(budgets) if budgets and all(budgets) else None)
@@ -279,6 +282,17 @@ def _recorded(recorded: Any, *path: str) -> Any:
     for key in path:
         recorded = recorded.get(key) if isinstance(recorded, dict) else None
     return recorded
+
+
+def _recorded_plan(shards: list[Shard]) -> dict | None:
+    """The plan a run recorded in its marker (no spec given): how long a trial runs, so that
+    one a scheduler stopped is not taken for complete when none ran to the end."""
+    for shard in shards:
+        body = (shard.marker or {}).get("body")
+        if isinstance(body, dict) and isinstance(body.get("trials"), dict) \
+                and isinstance(body.get("space"), dict):
+            return body
+    return None
 
 
 def _max_epochs(plan: dict | None, trials: list[Trial]) -> int | None:

@@ -138,7 +138,8 @@ class Trial:
         seen: dict[str, None] = {}
         for report in self.history:
             for key, val in report.items():
-                if key not in RAY_KEYS and not _summary.flattened(key) and number(val) is not None:
+                # NaN and inf count: a metric every trial diverged on keeps its column (`nan`)
+                if key not in RAY_KEYS and not _summary.flattened(key) and _numeric(val):
                     seen.setdefault(key)
         return list(seen)
 
@@ -246,6 +247,10 @@ class Results:
         for trial in self.trials:
             counts[trial.status] = counts.get(trial.status, 0) + 1
         return counts
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def number(value: Any) -> float | None:

@@ -195,10 +195,12 @@ def learning_curves_figure(results: Results, ranking: Ranking):
         failed: list[tuple[float, float]] = []
         best_curve = None
         dots: list[tuple[float, float, Any]] = []
+        drawn = False
         for trial in trials:
             xs, ys = _curve(trial, metric)
             if not xs:
                 continue
+            drawn = True
             if best is not None and trial is best:
                 best_curve = (xs, ys, colors[trial.trial_id + str(trial.shard)])
             else:
@@ -233,6 +235,12 @@ def learning_curves_figure(results: Results, ranking: Ranking):
             ax.plot([p[0] for p in failed], [p[1] for p in failed], marker="X", markersize=9,
                     color=ERROR, linestyle="none", zorder=4)
         ax.autoscale_view()
+        if not drawn:  # an empty axis of made-up ticks: every value NaN, or none yet
+            diverged = any(_not_finite(r.get(metric)) for t in trials for r in t.history)
+            ax.text(0.5, 0.5, "no finite value reported (NaN or inf)" if diverged else
+                    "not reported yet", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=9, color="#555555")
+            ax.set_yticks([])
         objective = results.metric(metric)
         ax.set_title(metric + (f" ({direction(objective.mode)})" if objective else ""))
         ax.set_xlabel("epoch (training iteration)")
@@ -330,6 +338,9 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         ax.set_xlabel(param.name + (" (log scale)" if param.log else ""))
         ax.set_ylabel(f"{ranking.metric} ({ranking.scope})")
         ax.grid(True, alpha=0.3)
+        if not ax.collections:  # an empty axis would say no trial has the parameter
+            ax.text(0.5, 0.5, f"no trial with a finite {ranking.metric} has it", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9, color="#555555")
     for ax in axes[len(plist):]:
         ax.set_visible(False)
     # Markers of the dots' size read well on the page, but not in a legend: a 5 px shape
@@ -343,9 +354,18 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         handles.append(Line2D([], [], marker="*", markersize=15, color="gold", markeredgecolor="black",
                               linestyle="none", label="best"))
     _legend_below(fig, handles)
-    fig.suptitle(_fit(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})",
-                      fig.get_figwidth()))
+    # A NaN or inf has no place on the axis: said, since such a trial is in no panel.
+    diverged = sum(1 for t in results.trials if ranking.value(t) is None
+                   and any(_not_finite(r.get(ranking.metric)) for r in t.history))
+    left_out = (f"; {diverged} trial{'s' * (diverged != 1)} with a NaN or infinite "
+                f"{ranking.metric} not shown") if diverged else ""
+    fig.suptitle(_fit(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})"
+                      + left_out, fig.get_figwidth()))
     return fig
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _fit(title: str, width_in: float) -> str:

@@ -94,13 +94,15 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
                 notes.append("the study names no objective; rows are in trial order "
                              f"(sort with --sort METRIC, e.g. --sort {available[0]})")
             return None, "min"
-        if primary.name not in available:
-            # Before the first report (or a trainer that never reports it): the table still
-            # shows where the trials stand; only an explicit --sort is an error.
+        if primary.name not in available or not _any_finite(results, primary.name):
+            # Before the first report (or a trainer that never reports it, or reports only
+            # NaN): the table still shows where the trials stand; only an explicit --sort
+            # of a metric never reported is an error.
             why = unranked.why(primary.name, outcomes(results, primary.name), "`errors:` says why",
                                over=results.over, budget_s=results.budget_s, words=results.words)
-            notes.append(f"{why}; rows are in trial order "
-                         f"(reported metrics: {', '.join(available) or 'none'})")
+            notes.append(f"{why}; rows are in trial order" + (
+                "" if primary.name in available else
+                f" (reported metrics: {', '.join(available) or 'none'})"))
             return primary.name, primary.mode
         sort = primary.name
     if sort not in available:
@@ -117,6 +119,10 @@ def _sort_metric(results: Results, sort: str | None, ascending: bool | None,
     notes.append(f"`{sort}` is not an objective metric of the study; sorting ascending "
                  "(smaller is better). Use --desc if larger is better")
     return sort, "min"
+
+
+def _any_finite(results: Results, metric: str) -> bool:
+    return any(t.value(metric) is not None for t in results.trials)
 
 
 def outcomes(results: Results, metric: str) -> unranked.Outcomes:

@@ -394,6 +394,9 @@ def finished(summary: dict[str, Any] | None, recorded: Any, plan_hash: str | Non
 
     if summary is None or summary.get("interrupted") or growth(recorded, fp) is not None:
         return False
+    if recorded is not None and recorded.get("extended") and summary.get("plan_hash") \
+            and summary["plan_hash"] != recorded.get("plan_hash"):
+        return False  # the run before the extension's: the extension died before its own
     return recorded is not None or summary.get("plan_hash") == plan_hash
 
 

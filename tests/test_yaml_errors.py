@@ -590,6 +590,23 @@ def test_a_loop_that_reports_on_rank_0_only_is_warned_about(tmp_path: Path) -> N
     assert "HP801" not in [w.code for w in compile_path(path).warnings]
 
 
+def test_a_loop_that_reports_on_every_rank_through_an_if_else_is_not_warned_about(tmp_path: Path) -> None:
+    """Ray's documented pattern: rank 0 reports with its checkpoint, the others (`else:`)
+    without one. Every worker reports: HP801 said the trial would hang."""
+    call = ("            self.checkpoint_and_report(\n"
+            "                epoch, tuning_metrics=metrics, checkpointing_data=checkpoint\n            )\n")
+    path = write(tmp_path, SEED)
+    trainer = tmp_path / "trainer.py"
+    both = ("            if self.strategy.global_rank() == 0:\n" + "".join("    " + ln + "\n" for ln in call.splitlines())
+            + "            else:\n                self.checkpoint_and_report(epoch, tuning_metrics=metrics)\n")
+    trainer.write_text(trainer.read_text().replace(call, both))
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+    # the else reports nothing: rank 0 alone does
+    trainer.write_text(trainer.read_text().replace("                self.checkpoint_and_report(epoch, tuning_metrics=metrics)\n",
+                                                   "                pass\n"))
+    assert "HP801" in [w.code for w in compile_path(path).warnings]
+
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

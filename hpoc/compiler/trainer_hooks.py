@@ -297,11 +297,22 @@ def _rank_guard(tree: ast.Module, calls: list[ast.Call]) -> ast.If | None:
     of `calls` is inside, when every one is inside such an `if`; else None (Ray Train waits
     for every worker's report)."""
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    reporting = set(map(id, calls))
+
+    def reports(branch: list[ast.stmt]) -> bool:
+        return any(id(n) in reporting for stmt in branch for n in ast.walk(stmt))
+
     guards = []
     for call in calls:
         node: ast.AST = call
-        while node in parents and not (isinstance(node, ast.If) and _RANKED.search(ast.unparse(node.test))):
-            node = parents[node]
+        while node in parents:
+            up = parents[node]
+            # `if rank == 0: report(.., checkpoint) else: report(..)`: both branches report
+            if isinstance(up, ast.If) and _RANKED.search(ast.unparse(up.test)) and not (
+                    reports(up.body) and reports(up.orelse)):
+                node = up
+                break
+            node = up
         if not isinstance(node, ast.If):
             return None
         guards.append(node)

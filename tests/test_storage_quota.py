@@ -66,6 +66,20 @@ def test_gpfs_mmlsquota_is_read_by_its_header_names():
     assert quota.parse_mmlsquota(expired).files.left() == 0
 
 
+def test_gpfs_per_fileset_quotas_are_no_finding_when_which_holds_the_path_is_not_known():
+    """With per-fileset quotas mmlsquota prints one USR row per fileset: the first (a full
+    `home` fileset) was read as the quota of a storage path in another (`scratch`), and a
+    run with room was refused."""
+    head = ("mmlsquota::HEADER:version:reserved:reserved:filesystemName:quotaType:id:name:blockUsage:"
+            "blockQuota:blockLimit:blockInDoubt:blockGrace:filesUsage:filesQuota:filesLimit:filesInDoubt:"
+            "filesGrace:remarks:quota:defQuota:fid:filesetname:\n")
+    home = "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:5000:0:5000:0:none:e:on:off:1:home:\n"
+    scratch = "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:10:0:900000:0:none:e:on:off:2:scratch:\n"
+    assert quota.parse_mmlsquota(head + home + scratch) is None
+    assert quota.parse_mmlsquota(head + home).files.left() == 0  # one fileset: that one
+    assert quota.parse_mmlsquota(head + home + home).files.left() == 0
+
+
 # ---------------------------------------------------------------- the tools as the run meets them
 
 

@@ -118,8 +118,10 @@ _MM = re.compile(r"^mmlsquota::")
 
 def parse_mmlsquota(text: str, command: str = "mmlsquota") -> Quota | None:
     """`mmlsquota -u USER -Y DEVICE` (GPFS): colon-separated rows read by the HEADER's names,
-    KiB; a grace is `none` (not over), a time left (`6 days`) or `expired`."""
+    KiB; a grace is `none` (not over), a time left (`6 days`) or `expired`. Per-fileset
+    quotas print a row per fileset, and which one holds the path is not said: no finding."""
     header: list[str] | None = None
+    found: dict[str, Quota] = {}
     for line in text.splitlines():
         if not _MM.match(line):
             continue
@@ -137,8 +139,8 @@ def parse_mmlsquota(text: str, command: str = "mmlsquota") -> Quota | None:
         values = [v.replace(" ", "") or "-" for v in values]
         got = _limits([("-" if v == "none" else v) for v in values], lambda g: g == "expired")
         if got:
-            return Quota(command, *got)
-    return None
+            found.setdefault(row.get("filesetname", ""), Quota(command, *got))
+    return next(iter(found.values())) if len(found) == 1 else None
 
 
 def _mount(path: str) -> tuple[str, str, str]:

@@ -552,6 +552,16 @@ def test_data_steps_written_after_the_trainer_are_an_error_not_a_study_without_d
     assert "HP821" in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
 
 
+def test_a_step_after_a_trainer_that_loads_its_own_data_stays_a_warning(tmp_path: Path) -> None:
+    """A trainer with no data steps (it loads its own) and a saver after it: the saver is
+    not run (a warning, as before), not refused as data steps the trainer would miss."""
+    data = ("      - class_path: data.FashionMNISTGetter\n      - class_path: data.FashionMNISTSplitter\n"
+            "        init_args:\n          train_proportion: 0.9\n          validation_proportion: 0.1\n")
+    write(tmp_path, SEED.replace(data, "") + "      - class_path: evaluate.ModelSaver\n")
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP821"]
+    assert w.message.startswith("step `evaluate.ModelSaver` after the trainer is not run"), w.message
+
+
 def test_a_reversed_objectives_fix_is_written_as_yaml(tmp_path: Path) -> None:
     """`metric: loss` with `mode: max`: HP809's help said "write `minimize loss`", .hpo syntax."""
     write(tmp_path, seed_with("mode: min", "mode: max"))

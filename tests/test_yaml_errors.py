@@ -508,6 +508,16 @@ def test_a_domain_written_without_its_type_is_a_warning(tmp_path: Path) -> None:
     assert (w.line, w.message.split(":")[0]) == (28, "`optimizer.lr` has a domain's arguments but no `type`")
 
 
+def test_normalisation_constants_are_not_said_to_be_a_domain_without_its_type(tmp_path: Path) -> None:
+    """`normalize: {mean: 0.1307, std: 0.3081}` (MNIST's) or per-channel lists are constants
+    the trainer reads, not a `randn` missing its type: HP826 told the user to add one."""
+    text = seed_with("epochs: 20", "epochs: 20\n              normalize: {mean: 0.1307, std: 0.3081}\n"
+                                   "              rgb: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}\n"
+                                   "              clip: {min: [0, 0], max: [1, 1]}")
+    write(tmp_path, text)
+    assert "HP826" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
 def test_a_trainer_module_not_found_is_not_also_said_to_be_hpocs_default_loop(tmp_path: Path) -> None:
     """`class_path: trainerz.MyRayTorchTrainer` (no such module): besides HP803, the check said
     `loss` "is not reported by hpoc's default train loop ... did you mean `val_loss`?", of a

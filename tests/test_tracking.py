@@ -682,8 +682,9 @@ def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch,
     assert said in caplog.text and "training continues" in caplog.text, caplog.text
 
 
-def _rest_server(asked: list) -> "http.server.HTTPServer":
-    """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered."""
+def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
+    """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
+    (the study's experiment after `slow_s`; each request in a thread of its own)."""
     import http.server
     import threading
 
@@ -691,6 +692,8 @@ def _rest_server(asked: list) -> "http.server.HTTPServer":
         def answer(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             asked.append(self.path)
+            if "experiments/get-by-name" in self.path:
+                time.sleep(slow_s)
             body = ({"experiment": {"experiment_id": "1", "name": "demo", "lifecycle_stage": "active"}}
                     if "experiments/get-by-name" in self.path else
                     {"run": {"info": {"run_id": "r1", "experiment_id": "1", "status": "RUNNING",
@@ -708,9 +711,28 @@ def _rest_server(asked: list) -> "http.server.HTTPServer":
         def log_message(self, *args):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def test_a_server_that_answers_but_is_slow_to_give_the_experiment_keeps_the_logger(tmp_path, monkeypatch):
+    """A busy server (many trials starting at once, a locked SQLite store) that answers but
+    takes longer than FIRST_ANSWER_S for the study's experiment: the trial's logger was
+    switched off as if the server were gone, and the trial logged nothing."""
+    import mlflow.tracking  # noqa: F401 — its import (seconds, once per process) is not the wait
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 0.5, raising=False)
+    asked: list = []
+    server = _rest_server(asked, slow_s=2.0)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        assert tracker.kinds == ["mlflow"]
+        tracker.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_trial_does_not_probe_the_server_the_driver_asked_before_it(tmp_path):

@@ -1032,6 +1032,34 @@ def test_a_trainer_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind
     assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
 
 
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind):
+    """A loop of its own that loads its checkpoint with `self.strategy.load_checkpoint`
+    (docs/trainer.md) never calls `self.restore()`: its resume read as an attempt from
+    scratch, and the epochs before the checkpoint vanished (a new MLflow run without them,
+    TensorBoard purged from step 0)."""
+    base = type(_Linear.make([]))
+
+    class OwnRestore(base):
+        def train(self):
+            self.setup()
+            start = 0
+            with self.reporter.latest_checkpoint() as directory:
+                if directory is not None:
+                    self.strategy.load_checkpoint(directory)
+                    start = 2
+            for epoch in range(start, self.config["epochs"]):
+                self.train_epoch(epoch)
+                self.report({"score": 100.0 + epoch}, epoch=epoch)
+
+    plan = _score_plan(tmp_path, kind)
+    plan["checkpoint"]["every"] = 1
+    for epochs in (2, 4):
+        OwnRestore().run_local({"epochs": epochs, "batch_size": 4}, _Linear.data(),
+                               directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
+
+
 def test_an_itwinai_loop_that_logs_before_its_first_batch_resumes_its_run(tmp_path):
     """An itwinai loop's trainer restores its checkpoint at the first batch: a metric logged
     before it (an epoch's lr) must not read as an attempt from scratch."""

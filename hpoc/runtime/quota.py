@@ -256,12 +256,16 @@ def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S) -> t
     study = f"the study's {trials:,} trial(s) left need about {need:,} ({per} each; docs/results.md, \"Files per trial\")"
     fix = f"free files there, set `storage.path` to a file system with room (or `checkpoint.keep` lower), or {SKIP}"
     warnings: list[str] = []
+    # under a time budget `num_samples` is a ceiling: too few files is said, not refused
+    capped = bool((plan.get("trials") or {}).get("time_budget_s"))
+    if capped:
+        study += ", unless the time budget ends it first"
 
     from hpoc.runtime import full
 
     st = full._statvfs(storage)
     if st is not None and st.f_files and need:
-        if st.f_favail < need:
+        if st.f_favail < need and not capped:
             return (f"storage path {storage} has {st.f_favail:,} free files (inodes) on its file system: "
                     f"{study}; {fix}"), []
         if st.f_favail < TIGHT * need:
@@ -272,7 +276,7 @@ def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S) -> t
         return None, warnings
     where = f"`{q.command}`"
     files_left, kib_left = q.files.left(), q.kib.left()
-    if files_left is not None and need and files_left < need:  # a run whose trials all ran writes a few
+    if files_left is not None and need and files_left < need and not capped:  # all ran: a few writes
         return (f"storage path {storage}: your file quota ({where}) leaves {files_left:,} file(s): "
                 f"{study}; {fix}"), []
     if kib_left is not None and kib_left < need_gb * 2**20:

@@ -621,6 +621,12 @@ def test_a_loop_that_reports_on_every_rank_through_an_if_else_is_not_warned_abou
             + "            else:\n                self.checkpoint_and_report(epoch, tuning_metrics=metrics)\n")
     trainer.write_text(trainer.read_text().replace(call, both))
     assert "HP801" not in [w.code for w in compile_path(path).warnings]
+    # two ifs, one per side: every rank reports too
+    sides = both.replace("            else:\n", "            if self.strategy.global_rank() != 0:\n")
+    trainer.write_text((tmp_path / "trainer.py").read_text().replace(both, sides))
+    assert sides in trainer.read_text()
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+    trainer.write_text(trainer.read_text().replace(sides, both))
     # the else reports nothing: rank 0 alone does
     trainer.write_text(trainer.read_text().replace("                self.checkpoint_and_report(epoch, tuning_metrics=metrics)\n",
                                                    "                pass\n"))

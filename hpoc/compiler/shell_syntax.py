@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 
+HERE_DOC = "here-document wanting "  # then its delimiter: setup_syntax_error's words for one
 _CLEAN = {"LC_ALL": "C"}  # with PATH: no BASH_ENV to source, bash's messages in English
 
 
@@ -44,5 +45,10 @@ def setup_syntax_error(lines: list[str]) -> tuple[int | None, str] | None:
     found = re.search(r"line (\d+): (.+)", run.stderr)
     if run.returncode == 0 or found is None:
         return None
+    # its end indented by the job script, never found: said at the line that starts it
+    doc = re.search(r"here-document at line (\d+) delimited by end-of-file \(wanted `(.*)'\)", run.stderr)
+    if doc is not None:
+        index = int(doc[1]) - 2
+        return (index if 0 <= index < len(lines) else None), f"{HERE_DOC}{doc[2]}"
     index = int(found[1]) - 2  # line 1 is the `{`
     return (index if 0 <= index < len(lines) else None), found[2].strip()

@@ -814,7 +814,8 @@ class Trainer:
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
                 self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id,
-                fresh_unless_told=lambda: not getattr(self, "_restore_to_come", False) and not self._given_checkpoint())
+                fresh_unless_told=lambda: not (getattr(self, "_restore_to_come", False)
+                                               or self._given_checkpoint()))
             # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
             self._continue_log_steps()

@@ -1971,6 +1971,36 @@ def test_setup_lines_that_are_not_complete_bash_are_an_error() -> None:
     plan_of(BASE + 'slurm { setup = ["if true; then", "  echo x", "fi", "A=$(date)"] }\n')
 
 
+def test_a_here_document_in_setup_is_said_as_one() -> None:
+    """`cat > cfg <<EOF`, `a=1`, `EOF`: the job script indents setup lines, so bash never
+    finds the `EOF` and the script cannot parse; the error said an `if` or `(` was left
+    open, while the user's lines close everything they open."""
+    d = one_error(BASE + 'slurm { setup = ["cat > cfg <<EOF", "a=1", "EOF"] }\n')
+    assert (d.code, where(d)) == ("HP204", (3, 18))  # at the line that starts it
+    assert d.message == ('`setup` line "cat > cfg <<EOF" starts a here-document, which the job script cannot end: '
+                         "it indents setup lines, and bash ends one only at `EOF` alone at a line's start")
+    assert d.help == "write the file with one command per line: `printf '%s\\n' 'line 1' 'line 2' > file`"
+
+
+def test_setup_lines_are_not_judged_by_a_bash_older_than_4(tmp_path, monkeypatch) -> None:
+    """macOS's /bin/bash is 3.2: it refuses `|&` and `;&`, which the cluster's bash 4+ runs,
+    and a valid `make |& tee log` failed `hpoc compile` on a laptop."""
+    import os
+
+    from hpoc.compiler import shell_syntax
+
+    fake = tmp_path / "bash"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *BASH_VERSINFO*) echo 3 ;;\n"
+                    "*) cat >/dev/null; echo 'bash: line 2: syntax error near unexpected token' >&2; exit 2 ;;\nesac\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    shell_syntax._bash_version.cache_clear()
+    try:
+        assert shell_syntax.setup_syntax_error(["make |& tee log"]) is None
+    finally:
+        shell_syntax._bash_version.cache_clear()
+
+
 def test_conda_activate_in_setup_without_conda_s_shell_functions_is_a_warning() -> None:
     """`setup = ["conda activate hpo"]`: the job's bash is not interactive, has no `conda`
     shell function, and the job ended on the node with "CondaError: Run 'conda init' before

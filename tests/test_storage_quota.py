@@ -66,6 +66,20 @@ def test_gpfs_mmlsquota_is_read_by_its_header_names():
     assert quota.parse_mmlsquota(expired).files.left() == 0
 
 
+def test_gpfs_per_fileset_quotas_are_no_finding_when_which_holds_the_path_is_not_known():
+    """With per-fileset quotas mmlsquota prints one USR row per fileset: the first (a full
+    `home` fileset) was read as the quota of a storage path in another (`scratch`), and a
+    run with room was refused."""
+    head = ("mmlsquota::HEADER:version:reserved:reserved:filesystemName:quotaType:id:name:blockUsage:"
+            "blockQuota:blockLimit:blockInDoubt:blockGrace:filesUsage:filesQuota:filesLimit:filesInDoubt:"
+            "filesGrace:remarks:quota:defQuota:fid:filesetname:\n")
+    home = "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:5000:0:5000:0:none:e:on:off:1:home:\n"
+    scratch = "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:10:0:900000:0:none:e:on:off:2:scratch:\n"
+    assert quota.parse_mmlsquota(head + home + scratch) is None
+    assert quota.parse_mmlsquota(head + home).files.left() == 0  # one fileset: that one
+    assert quota.parse_mmlsquota(head + home + home).files.left() == 0
+
+
 # ---------------------------------------------------------------- the tools as the run meets them
 
 
@@ -155,6 +169,22 @@ def test_too_few_free_inodes_for_the_study_are_refused_and_hpoc_min_free_gb_0_sk
                               "system: the study's 100 trial(s) left need about 1,500 (15 each")
     monkeypatch.setenv("HPOC_MIN_FREE_GB", "0")
     assert quota.check(plan, login_preflight.free_gb_needed(1.0)) == (None, [])
+
+
+def test_a_study_with_a_time_budget_is_warned_not_refused_for_files(tmp_path, lustre, monkeypatch):
+    """`num_samples` under a time budget is a ceiling (trials "as many as fit in 2 h"): the
+    files of all of them were read as needed, and a study the budget would end after a
+    fraction was refused before it started."""
+    monkeypatch.setattr(full, "_statvfs", lambda path: SimpleNamespace(f_files=10**6, f_favail=700,
+                                                                      f_bavail=10**9, f_frsize=4096))
+    lustre("    /lustre/fs1  204800       0 9000000       -   49000   40000   50000       -")
+    plan = _plan(tmp_path)  # 1,500 files at most; 700 free inodes, 1,000 left in the quota
+    plan["trials"]["time_budget_s"] = 7200
+    problem, warnings = quota.check(plan, 1.0)
+    assert problem is None
+    assert any(w.startswith(f"storage path {tmp_path / 'results'} has 700 free files (inodes)") and
+               "unless the time budget ends it first" in w for w in warnings), warnings
+    assert any("your file quota" in w and "leaves 1,000 file(s)" in w for w in warnings), warnings
 
 
 def test_trials_an_earlier_run_left_need_no_more_files(tmp_path, monkeypatch):

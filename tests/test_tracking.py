@@ -682,8 +682,9 @@ def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch,
     assert said in caplog.text and "training continues" in caplog.text, caplog.text
 
 
-def _rest_server(asked: list) -> "http.server.HTTPServer":
-    """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered."""
+def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
+    """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
+    (the study's experiment after `slow_s`; each request in a thread of its own)."""
     import http.server
     import threading
 
@@ -691,6 +692,8 @@ def _rest_server(asked: list) -> "http.server.HTTPServer":
         def answer(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             asked.append(self.path)
+            if "experiments/get-by-name" in self.path:
+                time.sleep(slow_s)
             body = ({"experiment": {"experiment_id": "1", "name": "demo", "lifecycle_stage": "active"}}
                     if "experiments/get-by-name" in self.path else
                     {"run": {"info": {"run_id": "r1", "experiment_id": "1", "status": "RUNNING",
@@ -708,9 +711,28 @@ def _rest_server(asked: list) -> "http.server.HTTPServer":
         def log_message(self, *args):
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def test_a_server_that_answers_but_is_slow_to_give_the_experiment_keeps_the_logger(tmp_path, monkeypatch):
+    """A busy server (many trials starting at once, a locked SQLite store) that answers but
+    takes longer than FIRST_ANSWER_S for the study's experiment: the trial's logger was
+    switched off as if the server were gone, and the trial logged nothing."""
+    import mlflow.tracking  # noqa: F401 — its import (seconds, once per process) is not the wait
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 0.5, raising=False)
+    asked: list = []
+    server = _rest_server(asked, slow_s=2.0)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        assert tracker.kinds == ["mlflow"]
+        tracker.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_trial_does_not_probe_the_server_the_driver_asked_before_it(tmp_path):
@@ -1008,6 +1030,34 @@ def test_a_trainer_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind
         _scoring(1, fail_in=3).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
     _scoring(2).run_local({**config, "lr": 0.5}, _Linear.data(), directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind):
+    """A loop of its own that loads its checkpoint with `self.strategy.load_checkpoint`
+    (docs/trainer.md) never calls `self.restore()`: its resume read as an attempt from
+    scratch, and the epochs before the checkpoint vanished (a new MLflow run without them,
+    TensorBoard purged from step 0)."""
+    base = type(_Linear.make([]))
+
+    class OwnRestore(base):
+        def train(self):
+            self.setup()
+            start = 0
+            with self.reporter.latest_checkpoint() as directory:
+                if directory is not None:
+                    self.strategy.load_checkpoint(directory)
+                    start = 2
+            for epoch in range(start, self.config["epochs"]):
+                self.train_epoch(epoch)
+                self.report({"score": 100.0 + epoch}, epoch=epoch)
+
+    plan = _score_plan(tmp_path, kind)
+    plan["checkpoint"]["every"] = 1
+    for epochs in (2, 4):
+        OwnRestore().run_local({"epochs": epochs, "batch_size": 4}, _Linear.data(),
+                               directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
 
 
 def test_an_itwinai_loop_that_logs_before_its_first_batch_resumes_its_run(tmp_path):

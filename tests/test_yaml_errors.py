@@ -508,6 +508,16 @@ def test_a_domain_written_without_its_type_is_a_warning(tmp_path: Path) -> None:
     assert (w.line, w.message.split(":")[0]) == (28, "`optimizer.lr` has a domain's arguments but no `type`")
 
 
+def test_normalisation_constants_are_not_said_to_be_a_domain_without_its_type(tmp_path: Path) -> None:
+    """`normalize: {mean: 0.1307, std: 0.3081}` (MNIST's) or per-channel lists are constants
+    the trainer reads, not a `randn` missing its type: HP826 told the user to add one."""
+    text = seed_with("epochs: 20", "epochs: 20\n              normalize: {mean: 0.1307, std: 0.3081}\n"
+                                   "              rgb: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}\n"
+                                   "              clip: {min: [0, 0], max: [1, 1]}")
+    write(tmp_path, text)
+    assert "HP826" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
 def test_a_trainer_module_not_found_is_not_also_said_to_be_hpocs_default_loop(tmp_path: Path) -> None:
     """`class_path: trainerz.MyRayTorchTrainer` (no such module): besides HP803, the check said
     `loss` "is not reported by hpoc's default train loop ... did you mean `val_loss`?", of a
@@ -552,6 +562,16 @@ def test_data_steps_written_after_the_trainer_are_an_error_not_a_study_without_d
     assert "HP821" in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
 
 
+def test_a_step_after_a_trainer_that_loads_its_own_data_stays_a_warning(tmp_path: Path) -> None:
+    """A trainer with no data steps (it loads its own) and a saver after it: the saver is
+    not run (a warning, as before), not refused as data steps the trainer would miss."""
+    data = ("      - class_path: data.FashionMNISTGetter\n      - class_path: data.FashionMNISTSplitter\n"
+            "        init_args:\n          train_proportion: 0.9\n          validation_proportion: 0.1\n")
+    write(tmp_path, SEED.replace(data, "") + "      - class_path: evaluate.ModelSaver\n")
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP821"]
+    assert w.message.startswith("step `evaluate.ModelSaver` after the trainer is not run"), w.message
+
+
 def test_a_reversed_objectives_fix_is_written_as_yaml(tmp_path: Path) -> None:
     """`metric: loss` with `mode: max`: HP809's help said "write `minimize loss`", .hpo syntax."""
     write(tmp_path, seed_with("mode: min", "mode: max"))
@@ -588,6 +608,29 @@ def test_a_loop_that_reports_on_rank_0_only_is_warned_about(tmp_path: Path) -> N
     write(tmp_path, seed_with("num_workers: 4", "num_workers: 1"))
     trainer.write_text(trainer.read_text().replace(call, guarded))
     assert "HP801" not in [w.code for w in compile_path(path).warnings]
+
+
+def test_a_loop_that_reports_on_every_rank_through_an_if_else_is_not_warned_about(tmp_path: Path) -> None:
+    """Ray's documented pattern: rank 0 reports with its checkpoint, the others (`else:`)
+    without one. Every worker reports: HP801 said the trial would hang."""
+    call = ("            self.checkpoint_and_report(\n"
+            "                epoch, tuning_metrics=metrics, checkpointing_data=checkpoint\n            )\n")
+    path = write(tmp_path, SEED)
+    trainer = tmp_path / "trainer.py"
+    both = ("            if self.strategy.global_rank() == 0:\n" + "".join("    " + ln + "\n" for ln in call.splitlines())
+            + "            else:\n                self.checkpoint_and_report(epoch, tuning_metrics=metrics)\n")
+    trainer.write_text(trainer.read_text().replace(call, both))
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+    # two ifs, one per side: every rank reports too
+    sides = both.replace("            else:\n", "            if self.strategy.global_rank() != 0:\n")
+    trainer.write_text((tmp_path / "trainer.py").read_text().replace(both, sides))
+    assert sides in trainer.read_text()
+    assert "HP801" not in [w.code for w in compile_path(path).warnings]
+    trainer.write_text(trainer.read_text().replace(sides, both))
+    # the else reports nothing: rank 0 alone does
+    trainer.write_text(trainer.read_text().replace("                self.checkpoint_and_report(epoch, tuning_metrics=metrics)\n",
+                                                   "                pass\n"))
+    assert "HP801" in [w.code for w in compile_path(path).warnings]
 
 
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from hpoc.compiler import tables as T
 from hpoc.compiler.check import (RESOURCES, SHARDS, SLURM, SLURM_TIME, VALUE, WARN_ARRAY, WARN_DOWNLOAD,
                                   WARN_NODE_LOCAL, WARN_RESOURCES, WARN_SETUP, WARN_TIME, WARN_WALLTIME,
                                   Checker)
-from hpoc.compiler.shell_syntax import setup_syntax_error
+from hpoc.compiler.shell_syntax import HERE_DOC, setup_syntax_error
 from hpoc.compiler.values import expand_path, fmt_number, item_spans, setting_value
 from hpoc.plan.space import grid_bound, total_trials
 
@@ -453,13 +453,20 @@ def _setup(ch: Checker, s: dict[str, Any], block: Any) -> None:
     broken = setup_syntax_error(s["setup"])
     if broken is not None:
         index, why = broken
-        what = (f'line "{s["setup"][index].strip()}" is not complete bash: {why}' if index is not None else
-                "lines are not complete bash: something they open (`if`, `for`, `case`, `(`, `{`) is still "
-                "open after the last one")
+        help = ("each line is a whole command (or the lines together, as `if ...; then`, `...`, `fi`): "
+                "close what it opens")
+        if why.startswith(HERE_DOC) and index is not None:
+            what = (f'line "{s["setup"][index].strip()}" starts a here-document, which the job script cannot end: '
+                    f"it indents setup lines, and bash ends one only at `{why[len(HERE_DOC):]}` alone at a "
+                    "line's start")
+            help = "write the file with one command per line: `printf '%s\\n' 'line 1' 'line 2' > file`"
+        elif index is not None:
+            what = f'line "{s["setup"][index].strip()}" is not complete bash: {why}'
+        else:
+            what = ("lines are not complete bash: something they open (`if`, `for`, `case`, `(`, `{`) is still "
+                    "open after the last one")
         ch.error(VALUE, f"`setup` {what}",
-                 ch.spans.get("slurm.setup") if index is None else spans[index],
-                 help="each line is a whole command (or the lines together, as `if ...; then`, `...`, `fi`): "
-                      "close what it opens")
+                 ch.spans.get("slurm.setup") if index is None else spans[index], help=help)
 
 
 def _gres(flag: str) -> list[str]:

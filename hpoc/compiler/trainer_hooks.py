@@ -294,18 +294,30 @@ _RANKED = re.compile(r"\b(?:\w*rank\w*|is_main\w*|\w*main_(?:worker|process|rank
 
 def _rank_guard(tree: ast.Module, calls: list[ast.Call]) -> ast.If | None:
     """The `if` on the worker's rank (`global_rank() == 0`, `is_main_worker`) that the first
-    of `calls` is inside, when every one is inside such an `if`; else None (Ray Train waits
-    for every worker's report)."""
+    of `calls` is inside, when every one is inside such an `if` (one test, and not with a
+    report in its `else` too); else None (Ray Train waits for every worker's report)."""
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    reporting = set(map(id, calls))
+
+    def reports(branch: list[ast.stmt]) -> bool:
+        return any(id(n) in reporting for stmt in branch for n in ast.walk(stmt))
+
     guards = []
     for call in calls:
         node: ast.AST = call
-        while node in parents and not (isinstance(node, ast.If) and _RANKED.search(ast.unparse(node.test))):
-            node = parents[node]
+        while node in parents:
+            up = parents[node]
+            # `if rank == 0: report(.., checkpoint) else: report(..)`: both branches report
+            if isinstance(up, ast.If) and _RANKED.search(ast.unparse(up.test)) and not (
+                    reports(up.body) and reports(up.orelse)):
+                node = up
+                break
+            node = up
         if not isinstance(node, ast.If):
             return None
         guards.append(node)
-    return guards[0] if guards else None
+    # `if rank == 0: ...` and `if rank != 0: ...`, each reporting: every rank does
+    return guards[0] if len({ast.dump(g.test) for g in guards}) == 1 else None
 
 
 def _ray_session(node: ast.expr, names: dict[str, ast.AST]) -> bool:

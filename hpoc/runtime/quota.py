@@ -118,8 +118,10 @@ _MM = re.compile(r"^mmlsquota::")
 
 def parse_mmlsquota(text: str, command: str = "mmlsquota") -> Quota | None:
     """`mmlsquota -u USER -Y DEVICE` (GPFS): colon-separated rows read by the HEADER's names,
-    KiB; a grace is `none` (not over), a time left (`6 days`) or `expired`."""
+    KiB; a grace is `none` (not over), a time left (`6 days`) or `expired`. Per-fileset
+    quotas print a row per fileset, and which one holds the path is not said: no finding."""
     header: list[str] | None = None
+    found: dict[str, Quota] = {}
     for line in text.splitlines():
         if not _MM.match(line):
             continue
@@ -137,8 +139,8 @@ def parse_mmlsquota(text: str, command: str = "mmlsquota") -> Quota | None:
         values = [v.replace(" ", "") or "-" for v in values]
         got = _limits([("-" if v == "none" else v) for v in values], lambda g: g == "expired")
         if got:
-            return Quota(command, *got)
-    return None
+            found.setdefault(row.get("filesetname", ""), Quota(command, *got))
+    return next(iter(found.values())) if len(found) == 1 else None
 
 
 def _mount(path: str) -> tuple[str, str, str]:
@@ -254,12 +256,16 @@ def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S) -> t
     study = f"the study's {trials:,} trial(s) left need about {need:,} ({per} each; docs/results.md, \"Files per trial\")"
     fix = f"free files there, set `storage.path` to a file system with room (or `checkpoint.keep` lower), or {SKIP}"
     warnings: list[str] = []
+    # under a time budget `num_samples` is a ceiling: too few files is said, not refused
+    capped = bool((plan.get("trials") or {}).get("time_budget_s"))
+    if capped:
+        study += ", unless the time budget ends it first"
 
     from hpoc.runtime import full
 
     st = full._statvfs(storage)
     if st is not None and st.f_files and need:
-        if st.f_favail < need:
+        if st.f_favail < need and not capped:
             return (f"storage path {storage} has {st.f_favail:,} free files (inodes) on its file system: "
                     f"{study}; {fix}"), []
         if st.f_favail < TIGHT * need:
@@ -270,7 +276,7 @@ def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S) -> t
         return None, warnings
     where = f"`{q.command}`"
     files_left, kib_left = q.files.left(), q.kib.left()
-    if files_left is not None and need and files_left < need:  # a run whose trials all ran writes a few
+    if files_left is not None and need and files_left < need and not capped:  # all ran: a few writes
         return (f"storage path {storage}: your file quota ({where}) leaves {files_left:,} file(s): "
                 f"{study}; {fix}"), []
     if kib_left is not None and kib_left < need_gb * 2**20:

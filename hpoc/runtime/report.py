@@ -108,11 +108,21 @@ class Reporter:
     def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         raise NotImplementedError
 
+    def has_checkpoint(self) -> bool:
+        """Whether the trial was given a checkpoint to resume from (nothing is read)."""
+        with self.latest_checkpoint() as directory:
+            return directory is not None
+
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         raise NotImplementedError
 
 
 class TuneReporter(Reporter):
+    def has_checkpoint(self) -> bool:
+        from ray import tune
+
+        return tune.get_checkpoint() is not None
+
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[str | None]:
         from ray import tune
@@ -140,6 +150,11 @@ class TuneReporter(Reporter):
 
 
 class TrainReporter(Reporter):
+    def has_checkpoint(self) -> bool:
+        import ray.train
+
+        return ray.train.get_checkpoint() is not None
+
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[str | None]:
         import ray.train

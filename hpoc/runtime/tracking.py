@@ -328,13 +328,15 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
 
 # A trial's first request to a tracking server is waited for this long at most: a server
 # gone silent since the driver asked was retried by MLflow's client for minutes (7 tries,
-# up to 120 s each) before the trial's logger gave up. No probe before it: the driver asked.
+# up to 120 s each) before the trial's logger gave up. No probe before it: the driver asked
+# (one after it, to tell a busy server from a gone one).
 FIRST_ANSWER_S = 10.0
 
 
 def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
     """request() to the server at `uri`, waited for FIRST_ANSWER_S at most (in a daemon
-    thread, left to MLflow's retries); ConnectionError when it has not answered by then."""
+    thread, left to MLflow's retries); ConnectionError when it has not answered by then,
+    unless a second probe is answered: a busy server is waited for, as MLflow would."""
     if not uri.lower().startswith(("http://", "https://")):
         return request()
     import threading
@@ -351,9 +353,12 @@ def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
     asking.start()
     asking.join(FIRST_ANSWER_S)
     if asking.is_alive():  # a refused connection says so; a silent one has had its time
-        why = _no_answer(uri, 1.0) or ""
-        why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
-        raise ConnectionError(f"the server {_without_password(uri)} {why}")
+        why = _no_answer(uri, 1.0)
+        if why is None:  # it answers, busy (trials starting at once): MLflow's own timeouts hold
+            asking.join()
+        else:
+            why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
+            raise ConnectionError(f"the server {_without_password(uri)} {why}")
     if "error" in got:
         raise got["error"]
     return got["answer"]

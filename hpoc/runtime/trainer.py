@@ -809,11 +809,13 @@ class Trainer:
             except ImportError:  # a checkout without tracking: log nowhere
                 return
             # an attempt that logs before restore() trains from scratch, unless a restore is
-            # known to come (itwinai's loops restore at their first batch)
+            # known to come (itwinai's loops restore at their first batch) or a checkpoint is
+            # there (a loop that loads it itself, never calling restore(): a resume)
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
                 self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id,
-                fresh_unless_told=lambda: not getattr(self, "_restore_to_come", False))
+                fresh_unless_told=lambda: not (getattr(self, "_restore_to_come", False)
+                                               or self._given_checkpoint()))
             # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
             self._continue_log_steps()
@@ -829,6 +831,12 @@ class Trainer:
         begin = getattr(tracker, "begin", None)
         if begin is not None and hasattr(self, "_attempt_keep"):
             begin(self._attempt_keep)
+
+    def _given_checkpoint(self) -> bool:
+        try:
+            return bool(self.reporter.has_checkpoint())
+        except Exception:  # noqa: BLE001 — a reporter of the user's own, or outside a session
+            return False
 
     def _begin_attempt(self, keep: dict[str, int] | None) -> None:
         """Where this attempt starts, for the logger (`Tracker.begin`): None at the trial's own

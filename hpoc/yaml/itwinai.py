@@ -209,6 +209,14 @@ def _step(b: Builder, node: YNode, what: str) -> Step | None:
     return Step(target, target_node.span, args, node)
 
 
+def _data_step(s: Step) -> bool:
+    """A getter or splitter by its name or arguments; a trainer that loads its own data may
+    have other steps after it (a saver), which are not run, as before."""
+    module = s.target.rpartition(".")[0].split(".")[-1].lower()
+    return (bool(re.search(r"Get|Load|Read|Split|Data|Download", s.class_name)) or "data" in module
+            or any(a in (s.args.index if s.args else {}) for a in ("train_proportion", "validation_proportion")))
+
+
 def _roles(b: Builder, steps: list[Step], key: str, kspan: A.Span) -> dict[str, Step]:
     trainers = [i for i, s in enumerate(steps) if s.arg("config") is not None or s.class_name.endswith("Trainer")]
     if not trainers:
@@ -218,7 +226,7 @@ def _roles(b: Builder, steps: list[Step], key: str, kspan: A.Span) -> dict[str, 
     t = trainers[-1]
     before, after = steps[:t], steps[t + 1:]
     for s in after:
-        if not before:  # the data steps, listed after the trainer: its trials would get no data
+        if not before and _data_step(s):  # listed after the trainer: its trials would get no data
             b.error(VALUE, f"step `{s.target}` comes after the trainer, which would get no data", s.span,
                     help="move the data steps before the trainer: steps run in the order they are listed")
             continue

@@ -161,10 +161,11 @@ def _misspelt_grid(node: YNode) -> tuple[str, A.Span, str] | None:
     return key, node.entries[0][1], "grid_search"
 
 
-# A mapping of only a domain's arguments lacks its `type` (forgotten): the type to add.
+# A mapping of only a domain's arguments lacks its `type` (forgotten): the type to add. Not
+# `{mean, std}`: far more often a normalisation's constants than a `randn` without its type.
 _UNTYPED = ((("options", "categories"), "`type: choice`"), (("values",), "`type: grid_search`"),
-            (("min", "max", "lower", "upper", "low", "high"), "`type: uniform` (or `loguniform`, `randint`, ...)"),
-            (("mean",), "`type: randn`"))
+            (("min", "max", "lower", "upper", "low", "high"), "`type: uniform` (or `loguniform`, `randint`, ...)"))
+_LISTED = {"options", "categories", "values"}
 
 
 def _untyped_domain(b: Builder, node: YNode, name: str, span: A.Span) -> None:
@@ -177,7 +178,11 @@ def _untyped_domain(b: Builder, node: YNode, name: str, span: A.Span) -> None:
             _untyped_domain(b, value, f"{name}.{key}", kspan)
         return
     fix = next((t for keys, t in _UNTYPED if any(k in node.index for k in keys)), None)
-    if fix is not None:
+    # a domain's bounds are numbers, its values a list: `{min: [0, 0], max: [1, 1]}` is data
+    shaped = all(isinstance(v, YSeq) if k in _LISTED else
+                 isinstance(v, YScalar) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
+                 for k, _, v in node.entries)
+    if fix is not None and shaped:
         b.warn(UNTYPED, f"`{name}` has a domain's arguments but no `type`: it is not searched, "
                         "every trial gets this mapping", span, help=f"add {fix}")
 

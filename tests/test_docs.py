@@ -146,3 +146,18 @@ def test_the_summary_json_example_in_trainer_md_has_the_keys_summary_writes(tmp_
     assert set(shown["best"]) == set(built["best"])
     assert {k for t in shown["trials"] for k in t} == set(built["trials"][0])  # retry_cut included
     assert {t["stopped"] for t in shown["trials"]} <= {None, summary.BUDGET, timelimit.REASON}
+
+
+def test_the_results_table_example_names_the_best_trials_directory_as_a_run_does():
+    """docs/results.md showed `…/tune/trainable_8b7bc_00007_7_…`, Ray's layout before hpoc
+    named trial directories `trial_<N>_<id>` in the experiment directory."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime.tuner import trial_dirname
+
+    block = re.search(r"```\n(study `fmnist`.*?)```", text(ROOT / "docs" / "results.md"), re.S).group(1)
+    best = re.search(r"^best trial: (\S+)", block, re.M).group(1)
+    shown = re.search(r"^  directory: (\S+)$", block, re.M).group(1)
+    index = int(best.rsplit("_", 1)[1])  # search random's ids end in the trial's index
+    trial = SimpleNamespace(trial_id=best, experiment_tag=f"{index + 1}_x", config={})
+    assert shown == f"…/fmnist/{trial_dirname(trial)}"

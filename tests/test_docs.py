@@ -161,3 +161,19 @@ def test_the_results_table_example_names_the_best_trials_directory_as_a_run_does
     index = int(best.rsplit("_", 1)[1])  # search random's ids end in the trial's index
     trial = SimpleNamespace(trial_id=best, experiment_tag=f"{index + 1}_x", config={})
     assert shown == f"…/fmnist/{trial_dirname(trial)}"
+
+
+def test_the_code_table_row_of_an_sbatch_line_in_setup_says_so(tmp_path):
+    """An `#SBATCH` line in `slurm.setup` is refused as HP504, whose row in docs/language.md
+    spoke of `extra` alone: a user looking the code up found nothing about `setup`."""
+    from hpoc.compiler import compile_text
+    from hpoc.errors import SpecCheckError
+
+    (tmp_path / "t.py").write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    pass\n")
+    spec = ('study "s"\npipeline { trainer = t:T }\nspace { epochs = 1 }\nobjective minimize val_loss\n'
+            'slurm { setup = ["#SBATCH --mem=4G"] }\n')
+    with pytest.raises(SpecCheckError) as raised:
+        compile_text(spec, "study.hpo", str(tmp_path))
+    (code,) = {d.code for d in raised.value.diagnostics if "#SBATCH" in d.message}
+    row = re.search(rf"^\| {code} \|(.*)$", text(ROOT / "docs" / "language.md"), re.M).group(1)
+    assert "#SBATCH" in row and "setup" in row

@@ -146,3 +146,42 @@ def test_the_summary_json_example_in_trainer_md_has_the_keys_summary_writes(tmp_
     assert set(shown["best"]) == set(built["best"])
     assert {k for t in shown["trials"] for k in t} == set(built["trials"][0])  # retry_cut included
     assert {t["stopped"] for t in shown["trials"]} <= {None, summary.BUDGET, timelimit.REASON}
+
+
+def test_the_results_table_example_names_the_best_trials_directory_as_a_run_does():
+    """docs/results.md showed `…/tune/trainable_8b7bc_00007_7_…`, Ray's layout before hpoc
+    named trial directories `trial_<N>_<id>` in the experiment directory."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime.tuner import trial_dirname
+
+    block = re.search(r"```\n(study `fmnist`.*?)```", text(ROOT / "docs" / "results.md"), re.S).group(1)
+    best = re.search(r"^best trial: (\S+)", block, re.M).group(1)
+    shown = re.search(r"^  directory: (\S+)$", block, re.M).group(1)
+    index = int(best.rsplit("_", 1)[1])  # search random's ids end in the trial's index
+    trial = SimpleNamespace(trial_id=best, experiment_tag=f"{index + 1}_x", config={})
+    assert shown == f"…/fmnist/{trial_dirname(trial)}"
+
+
+
+@pytest.mark.parametrize("slurm, said, words", [
+    ('setup = ["#SBATCH --mem=4G"]', "#SBATCH", ("#SBATCH", "setup")),
+    ('env = { RAY_ADDRESS = "auto" }', "sets `RAY_ADDRESS` itself", ("RAY_ADDRESS",)),
+])
+def test_the_code_table_row_names_what_the_check_raises_its_code_for(tmp_path, slurm, said, words):
+    """HP504's row spoke of `extra` alone (an `#SBATCH` line in `setup` is HP504 too), and
+    HP818's of `$VAR` in `env` values alone (a variable the job sets itself is HP818 too): a
+    user looking the code up found nothing about what they wrote."""
+    from hpoc.compiler import compile_text
+    from hpoc.errors import SpecCheckError
+
+    (tmp_path / "t.py").write_text("import hpoc\n\nclass T(hpoc.Trainer):\n    pass\n")
+    spec = ('study "s"\npipeline { trainer = t:T }\nspace { epochs = 1 }\nobjective minimize val_loss\n'
+            f"slurm {{ {slurm} }}\n")
+    try:
+        diagnostics = compile_text(spec, "study.hpo", str(tmp_path)).warnings
+    except SpecCheckError as exc:
+        diagnostics = exc.diagnostics
+    (code,) = {d.code for d in diagnostics if said in d.message}
+    row = re.search(rf"^\| {code} \|(.*)$", text(ROOT / "docs" / "language.md"), re.M).group(1)
+    assert [w for w in words if w not in row] == []

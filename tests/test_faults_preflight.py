@@ -707,3 +707,20 @@ def test_sinfos_cpus_stand_when_scontrol_does_not_answer(tmp_path: Path, monkeyp
     _fake_lumi(tmp_path, monkeypatch, "CPUEfctv=112 CPUTot=128", "CoreSpecCount=8", scontrol_rc=1)
     (found,) = check_exclusive(plan(slurm={"cpus_per_node": 8, "extra": ["--exclusive"]}))
     assert "whole nodes of 128 CPUs or more" in found.message, found.message
+
+
+def test_setup_lines_the_node_runs_fine_pass_the_sourced_file_check(tmp_path: Path) -> None:
+    """`source env/bin/activate;module load x` read `env/bin/activate;module` as the file, and
+    `source site.sh || true` (a file the line allows to be missing) and `source <(cmd)` were refused."""
+    from hpoc.runtime.login_preflight import check_setup
+    from slurm_plans import plan
+
+    source = {"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)}
+    (tmp_path / "env" / "bin").mkdir(parents=True)
+    (tmp_path / "env" / "bin" / "activate").write_text("")
+    fine = ["source env/bin/activate;module load x", "source env/bin/activate&&module load y",
+            "source site.sh 2>/dev/null || true", "[ -f site.sh ] && source site.sh",
+            "cd sub; source rel.sh", "[ -d w ] && cd w; source rel.sh", "source <(conda shell.bash hook)"]
+    assert check_setup(plan(source=source, slurm={"setup": fine})) == []
+    (found,) = check_setup(plan(source=source, slurm={"setup": ["module purge; source nowhere/activate"]}))
+    assert not found.ok and "reads nowhere/activate," in found.message, found.message

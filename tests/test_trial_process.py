@@ -264,6 +264,29 @@ def test_a_trial_that_ended_leaves_no_empty_rank_crash_file(tmp_path, monkeypatc
     assert left("running") == [] == left("stopped") and left("failed") == ["rank-1.crash"]
 
 
+def test_the_run_end_sweep_does_not_list_again_the_folders_swept_after_their_trial(tmp_path, monkeypatch):
+    """The run's end listed every trial's folder again, those swept 10 s after their trial
+    ended too: thousands of trials on a shared file system, within the driver's graceful stop."""
+    from hpoc.runtime import output, watch
+
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=None, params=[], run="run1",
+                                                      experiment=tmp_path, sweep_at=0.0))
+    monkeypatch.setattr(watch, "_sweep_orphans", lambda: None)
+    listed: list[str] = []
+    monkeypatch.setattr(output, "drop_empty_crashes_in", lambda path: listed.append(Path(path).name))
+    events = watch._make_events()
+    trials = [SimpleNamespace(trial_id=tid, status="TERMINATED" if tid == "done" else "RUNNING", config={},
+                              path=str(tmp_path / tid), local_path=None, checkpoint=None, max_failures=0,
+                              error_file=None) for tid in ("done", "running")]
+    events.on_trial_complete(0, trials, trials[0])
+    now = time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: now + watch.RANK_CRASH_SWEEP_S + 1)
+    events.on_step_end(0, trials)
+    assert listed == ["done"]
+    watch.sweep_rank_crashes()  # the run's end: the trials not swept yet only
+    assert listed == ["done", "running"]
+
+
 def test_only_groups_whose_creator_actor_died_are_orphans():
     """Ray frees a group when its creator actor *and* job are gone: the study's job lives on."""
     from ray.core.generated import gcs_pb2

@@ -305,27 +305,53 @@ def check_interpreter(plan: dict[str, Any], timeout: float = IMPORT_TIMEOUT_S) -
 def check_setup(plan: dict[str, Any]) -> list[Finding]:
     """A `slurm.setup` line that sources a file (`source env/bin/activate`) not there: the
     job would stop at that line on the node, after the queue. Paths with `$VARS` or after
-    a `cd` are the nodes' to resolve; `module load` cannot be asked from here."""
-    import shlex
-
+    a `cd` are the nodes' to resolve; `module load` cannot be asked from here; a source the
+    line guards (`[ -f x ] && . x`, `source x || true`) may fail."""
     workdir, moved, found = plan["source"]["workdir"], False, []
     for line in (plan.get("slurm") or {}).get("setup") or []:
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        if any(w in ("cd", "pushd") for w in words):
-            moved = True  # relative paths after it are not the spec directory's
-        if len(words) < 2 or words[0] not in ("source", ".") or any(c in words[1] for c in "$`*?["):
-            continue
-        path = os.path.expanduser(words[1])
-        if not os.path.isabs(path) and moved:
-            continue
-        if not os.path.exists(os.path.join(workdir, path)):
-            found.append(Finding(False, "setup", f"slurm.setup line `{line}` reads {words[1]}, which does not "
-                                                 "exist here; correct the path (the nodes run the line in the "
-                                                 "spec's directory)"))
+        for words, certain in _commands(line):
+            if words[0] in ("cd", "pushd"):
+                moved = True  # relative paths after it are not the spec directory's
+            if not certain or len(words) < 2 or words[0] not in ("source", "."):
+                continue
+            if any(c in words[1] for c in "$`*?[<("):  # the nodes' expansion, `<(cmd)`
+                continue
+            path = os.path.expanduser(words[1])
+            if not os.path.isabs(path) and moved:
+                continue
+            if not os.path.exists(os.path.join(workdir, path)):
+                found.append(Finding(False, "setup", f"slurm.setup line `{line}` reads {words[1]}, which does "
+                                                     "not exist here; correct the path (the nodes run the line "
+                                                     "in the spec's directory)"))
     return found
+
+
+_SEPARATORS = (";", "&&", "||", "|", "&")
+
+
+def _commands(line: str) -> list[tuple[list[str], bool]]:
+    """A setup line's commands, split at `;`/`&&` unspaced too (`source x;module load y`),
+    each with whether it runs whatever came before it and its failure ends the job: the
+    first and those after `;` (not after `&&`), none followed by `||`."""
+    import shlex
+
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split, lexer.commenters = True, "#"
+    try:
+        tokens = list(lexer)
+    except ValueError:
+        return []
+    commands: list[tuple[list[str], bool]] = []
+    words: list[str] = []
+    before: str | None = None
+    for token in [*tokens, ";"]:
+        if token not in _SEPARATORS:
+            words.append(token)
+            continue
+        if words:
+            commands.append((words, before in (None, ";") and token != "||"))
+        words, before = [], token
+    return commands
 
 
 # What the job's python says of its torch when the trials get GPUs: "cpu VERSION" for a build

@@ -59,6 +59,7 @@ class _State:
     before_start: bool = False  # the signal came while the driver started (early.py)
     # trial id -> (when, its directory): the empty rank crash files to remove then
     rank_crashes: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+    swept: set[str] = field(default_factory=set)  # ... and those removed after their trial ended
 
     @property
     def stopping(self) -> bool:
@@ -236,18 +237,21 @@ def _sweep_later(trial: Any) -> None:
 def sweep_rank_crashes(trials: list[Any] | None = None, now: float | None = None) -> None:
     """Remove the empty `rank-<k>.crash` of trials that ended (still ended at `now`, a while
     after): a rank Ray ended while busy in C code (the GIL held) left its own (rank_term.py),
-    which read as a crash. Without `now` (the run's end, its Ray gone): every trial's."""
+    which read as a crash. Without `now` (the run's end, its Ray gone): every trial's not
+    swept yet (`swept`: those swept after they ended, each folder listed once)."""
     from hpoc.runtime import output
 
     ended = {t.trial_id for t in trials or [] if t.status in ("TERMINATED", "ERROR")}
     if now is None:
         for trial in STATE.trials if STATE.sweep_at is not None else []:
-            STATE.rank_crashes.setdefault(trial.trial_id, (0.0, trial_path(trial)))
+            if trial.trial_id not in STATE.swept:
+                STATE.rank_crashes.setdefault(trial.trial_id, (0.0, trial_path(trial)))
     for tid, (due, path) in list(STATE.rank_crashes.items()):
         if now is None or now >= due:
             del STATE.rank_crashes[tid]
             if now is None or tid in ended:  # not a trial Tune retries meanwhile
                 output.drop_empty_crashes_in(path)
+                STATE.swept.add(tid)
 
 
 def _sweep_orphans() -> None:

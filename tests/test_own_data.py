@@ -470,6 +470,26 @@ def test_a_stream_as_a_split_is_refused_as_the_data_loads():
     assert "write a `train()` of your own that iterates the stream" in said
 
 
+def test_a_dataset_without_len_is_refused_as_the_data_loads():
+    """A map-style Dataset with `__getitem__` alone passed as the data loaded, and every trial
+    failed in torch's sampler: "object of type 'Rows' has no len()"."""
+    class Rows(torch.utils.data.Dataset):
+        def __getitem__(self, i):
+            return torch.tensor(X[i]), int(Y[i])
+
+    said = _split_refused((X[:32], Y[:32]), Rows())
+    assert "returned a validation split hpoc cannot batch: it is a Dataset without `__len__` (Rows)" in said
+    assert "give `Rows` a `__len__`" in said
+
+
+def test_a_generator_as_a_split_is_refused_before_ray_starts():
+    """A generator of (input, target) samples passed as the data loaded, and was refused only
+    after Ray had started, as Ray could not pickle it."""
+    said = _split_refused(((x, y) for x, y in zip(X, Y)), (X[32:], Y[32:]))
+    assert "returned a train split hpoc cannot batch: it is a generator (a one-pass stream)" in said
+    assert "`list(...)`" in said or "arrays" in said
+
+
 def test_train_test_splits_four_arrays_are_told_apart_from_splits():
     """A splitter returning `train_test_split(x, y)` as it comes was told only that it must
     return (train, validation): "got tuple of length 4"."""

@@ -1,9 +1,9 @@
 """Whether one trial's data fits in this machine's memory, said as the data loads, before Ray.
 
-The driver puts the splits into Ray's object store once (a copy of what the getter returned,
-which the driver then drops). A trial's workers read NumPy arrays from there without a copy,
-but each worker process unpickles torch tensors into memory of its own. Data that could not
-fit even one trial was loaded, sent, and killed by the OOM killer mid-study.
+The driver puts the splits into Ray's object store once (spilled to disk when it is too big).
+A trial's workers read NumPy arrays from there without a copy, but each worker process
+unpickles torch tensors into memory of its own: tensors that could not fit even one trial
+were loaded, sent, and the trial killed by the OOM killer mid-study.
 """
 
 from __future__ import annotations
@@ -51,19 +51,16 @@ def sizes(data: Any) -> tuple[int, int]:
 
 
 def too_big(plan: dict[str, Any], data: Any, available: int) -> str | None:
-    """Why one trial's share of the data exceeds the `available` bytes of memory, or None:
-    the object store's copy, or each of the trial's workers' copy of the tensors."""
+    """Why one trial's copies of the data exceed the `available` bytes of memory, or None:
+    each of its workers unpickles the tensors into memory of its own."""
     total, tensors = sizes(data)
     workers = int((plan.get("resources") or {}).get("workers") or 1)
-    need = max(total, tensors * workers)
+    need = tensors * workers  # the object store's copy may go to disk (Ray's fallback): not counted
     if need <= available:
         return None
-    if tensors:
-        what = (f", of which {_size(tensors)} torch tensors that each of a trial's {workers} worker "
-                f"process{'es' if workers > 1 else ''} copies: {_size(need)} for one trial")
-    else:
-        what = ", which Ray's object store holds a copy of"
-    return (f"{data_step(plan)} returned splits of {_size(total)}{what}, more than the "
+    return (f"{data_step(plan)} returned splits of {_size(total)}, of which {_size(tensors)} torch "
+            f"tensors that each of a trial's {workers} worker process{'es' if workers > 1 else ''} "
+            f"copies: {_size(need)} for one trial, more than the "
             f"{_size(available)} this machine has available\n  help: load a sample of the data "
             "for the search, give NumPy arrays (a trial's workers share one copy of those), or "
             "run where there is more memory")

@@ -68,7 +68,31 @@ def fashion_raw_problem(raw: str) -> str | None:
         return f"Fashion-MNIST is damaged: {'; '.join(damaged)}"
     images = os.path.join(raw, IDX_FILES[0])
     digits = idx_digits(images)
-    return f"{images} is not Fashion-MNIST: {digits}" if digits else None
+    if digits:
+        return f"{images} is not Fashion-MNIST: {digits}"
+    # each file whole, but not as many labels as images: torchvision pairs them by index, and
+    # a splitter indexing both dropped the images without a label, or failed
+    unpaired = [p for p in (_counts_problem(raw, *IDX_FILES[i:i + 2]) for i in (0, 2)) if p]
+    return f"Fashion-MNIST is damaged: {'; '.join(unpaired)}" if unpaired else None
+
+
+def _count(path: str) -> int | None:
+    """The first dimension an IDX file's header gives (its images or labels), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return int.from_bytes(head[4:8], "big") if len(head) == 8 else None
+
+
+def _counts_problem(raw: str, images: str, labels: str) -> str | None:
+    """Why an images file and its labels file do not pair up (different counts), or None."""
+    paths = os.path.join(raw, images), os.path.join(raw, labels)
+    n_images, n_labels = map(_count, paths)
+    if n_images is None or n_labels is None or n_images == n_labels:
+        return None
+    return f"{paths[0]} holds {n_images} images and {paths[1]} {n_labels} labels"
 
 
 _FOLDERS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST")  # torchvision's, one a dataset

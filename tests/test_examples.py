@@ -163,6 +163,23 @@ def test_mnist_copied_under_fashion_mnist_names_is_refused_by_both_getters(tmp_p
         assert "on a login node" in message and "hpoc data fetch fashion-mnist --root" in message
 
 
+@pytest.mark.parametrize("labels", [50, 80])
+def test_fashion_mnist_labels_and_images_of_different_counts_are_refused_as_damaged(tmp_path, labels):
+    """Each file whole, but 64 images and 50 labels: torchvision pairs them by index, and the
+    splitter silently dropped the images without a label (with more labels, an IndexError)."""
+    import numpy as np
+    from runtime_plans import idx_bytes
+
+    raw = write_fashion(tmp_path / "data", n_train=64, n_test=16)
+    (raw / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(labels, np.uint8)))
+    with pytest.raises(pipeline.PipelineError) as caught:
+        pipeline.load_data(_fashion_plan(str(tmp_path / "data")))
+    message = str(caught.value)
+    assert f"{raw / 'train-images-idx3-ubyte'} holds 64 images and {raw / 'train-labels-idx1-ubyte'} " \
+           f"{labels} labels" in message, message
+    assert "hpoc data fetch fashion-mnist --root" in message
+
+
 def test_fashion_mnist_in_torchvisions_older_processed_layout_is_accepted_as_torchvision_does(tmp_path):
     """torchvision 0.29 still reads `FashionMNIST/processed/{training,test}.pt`, before raw/;
     `check()` (the login node's preflight) refused that directory as missing."""

@@ -470,6 +470,26 @@ def test_a_stream_as_a_split_is_refused_as_the_data_loads():
     assert "write a `train()` of your own that iterates the stream" in said
 
 
+def test_a_dataset_without_len_is_refused_as_the_data_loads():
+    """A map-style Dataset with `__getitem__` alone passed as the data loaded, and every trial
+    failed in torch's sampler: "object of type 'Rows' has no len()"."""
+    class Rows(torch.utils.data.Dataset):
+        def __getitem__(self, i):
+            return torch.tensor(X[i]), int(Y[i])
+
+    said = _split_refused((X[:32], Y[:32]), Rows())
+    assert "returned a validation split hpoc cannot batch: it is a Dataset without `__len__` (Rows)" in said
+    assert "give `Rows` a `__len__`" in said
+
+
+def test_a_generator_as_a_split_is_refused_before_ray_starts():
+    """A generator of (input, target) samples passed as the data loaded, and was refused only
+    after Ray had started, as Ray could not pickle it."""
+    said = _split_refused(((x, y) for x, y in zip(X, Y)), (X[32:], Y[32:]))
+    assert "returned a train split hpoc cannot batch: it is a generator (a one-pass stream)" in said
+    assert "`list(...)`" in said or "arrays" in said
+
+
 def test_train_test_splits_four_arrays_are_told_apart_from_splits():
     """A splitter returning `train_test_split(x, y)` as it comes was told only that it must
     return (train, validation): "got tuple of length 4"."""
@@ -755,3 +775,42 @@ def test_overlapping_loader_watches_leave_dataloader_as_it_was_and_each_still_sa
     assert said_a == [] and len(said_b) == 1 and said_b[0].startswith("b's loader has num_workers=2"), (said_a, said_b)
     next(iter(loader))
     assert len(said_b) == 1
+
+
+def test_data_too_big_for_one_trial_on_this_machine_is_said_before_ray(monkeypatch):
+    """The splits went into Ray's object store, and torch tensors into each of a trial's
+    worker processes, whatever memory the machine had: the trials died of the OOM killer
+    (or Ray's object store spilled) mid-study. Said as the data loads, against the memory
+    available (faked here)."""
+    from hpoc.runtime import datamem
+
+    x, y = torch.zeros(1000, 250), torch.zeros(1000, dtype=torch.int64)  # 1,000,000 + 8,000 bytes
+    data = ((x[:800], y[:800]), (x[800:], y[800:]), None)
+    plan = {**PLAN, "resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 0}}
+    said = datamem.too_big(plan, data, available=1_500_000)
+    assert said is not None and said.startswith(
+        "getter `data:Getter` returned splits of 1.0 MB, of which 1.0 MB torch tensors that each of "
+        "a trial's 2 worker processes copies: 2.0 MB for one trial, more than the 1.5 MB this "
+        "machine has available"), said
+    assert "help: " in said and "NumPy arrays" in said
+    assert datamem.too_big(plan, data, available=3_000_000) is None
+    # NumPy arrays are shared with the trials through the object store: one copy
+    arrays = ((x.numpy(), y.numpy()), None, None)
+    assert datamem.too_big(plan, arrays, available=900_000) is None
+
+
+def test_a_local_run_whose_data_cannot_fit_one_trial_stops_before_ray(tmp_path, monkeypatch, capsys):
+    import io
+
+    from hpoc.runtime import datamem, session
+    from hpoc.runtime.study import RunOptions, run_study
+    from runtime_plans import make_plan, write_toy
+
+    plan = make_plan(write_toy(tmp_path / "w"), tmp_path / "results")
+    monkeypatch.setattr(datamem, "available_memory", lambda: 1000)  # fewer bytes than the toy's data
+    monkeypatch.setattr(session, "start_local", lambda **k: pytest.fail("Ray started"))
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=progress, out=io.StringIO()))
+    said = capsys.readouterr().err
+    assert code != 0 and "error: splitter `toy:ToySplitter` returned splits of " in said and "more than the 1.0 kB this machine has available" in said, said
+    assert "Traceback" not in said

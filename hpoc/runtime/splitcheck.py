@@ -9,6 +9,7 @@ map-style dataset whose samples are `(input, target)` tensors, arrays or numbers
 
 from __future__ import annotations
 
+import collections.abc
 import re
 from typing import Any
 
@@ -37,6 +38,16 @@ def unbatchable(split: Any) -> str | None:
                 "split, divides it between a trial's workers and counts an epoch's batches, which takes "
                 "a map-style dataset (`__len__` and `__getitem__`)\n  help: give one, or write a "
                 "`train()` of your own that iterates the stream (docs/trainer.md, A loop of your own)")
+    if isinstance(split, torch.utils.data.Dataset) and not hasattr(split, "__len__"):
+        # torch's sampler takes len(): every trial failed with "object ... has no len()"
+        return (f"it is a Dataset without `__len__` ({kind.__name__}): hpoc's loop counts a split's "
+                f"samples to shuffle and divide it\n  help: give `{kind.__name__}` a `__len__` "
+                "that returns its number of samples")
+    if isinstance(split, collections.abc.Iterator) and not hasattr(split, "__getitem__"):
+        # Ray cannot pickle a generator to send it, and a stream is read once: said before Ray
+        return (f"it is a {kind.__name__} (a one-pass stream): hpoc's loop reads a split once per "
+                "epoch, in a shuffled order\n  help: give arrays, or the samples as a list "
+                "(`list(...)` of (input, target) pairs)")
     if isinstance(split, (tuple, list)) and 1 <= len(split) <= 4 and \
             all(isinstance(p, list) for p in split) and len({len(p) for p in split}) == 1 and \
             len(split[0]) > len(split):

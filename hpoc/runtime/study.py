@@ -154,6 +154,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             return summary_mod.exit_code(previous)
         # in a list _tune empties: the driver holds no copy of it beside Ray's while trials run
         data = [_load_data(plan, trainer_cls, stream)]
+        if opts.is_local:  # a job's trials may run on other nodes than the driver's
+            _require_memory(plan, data[0])
         ray_session = _start_ray(plan, opts)
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
@@ -285,6 +287,16 @@ def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
     # Ray pickles what this returns for every trial; the views as returned are dropped here
     return compact.for_ray(data, arrays=hooks.batches_splits(trainer_cls),
                            cast=pipeline.model_dtype_cast(trainer_cls))
+
+
+def _require_memory(plan: dict[str, Any], data: Any) -> None:
+    """Data that one trial's copies cannot fit in memory: said now, not by the OOM killer."""
+    from hpoc.runtime import datamem
+
+    available = datamem.available_memory()
+    why = datamem.too_big(plan, data, available) if available is not None and data is not None else None
+    if why:
+        raise StudyError(why)
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:

@@ -293,7 +293,7 @@ def test_every_srun_step_gets_the_script_s_environment():
     """`#SBATCH --export=NONE` (or a site's SLURM_EXPORT_ENV=NONE) reaches srun through
     SLURM_EXPORT_ENV: without --export=ALL the workers would start without the token."""
     for script in rendered("full-site").values():
-        step = re.compile(r'\s*(hpoc_shielded (--quiet )?)?(timeout (\d+|"\$rm_wait") )?srun ')
+        step = re.compile(r'\s*(hpoc_shielded (--quiet )?(--timeout "\$rm_wait" )?)?srun ')
         sruns = [line for line in script.splitlines() if step.match(line)]
         assert len(sruns) == 2 and all("--export=ALL" in line for line in sruns), sruns
 
@@ -340,8 +340,8 @@ def test_walltime_signal_handler_asks_the_driver_to_checkpoint_then_requeues():
     assert "hpoc_wait_pids 110 " in handler  # grace minus the teardown margin
     assert 'scontrol requeue "$hpoc_job_ref"' in handler
     assert "trap hpoc_teardown EXIT" in script
-    assert ("trap 'hpoc_stop_said=1 hpoc_term_at=$SECONDS; echo \"hpoc: terminated (SIGTERM)\" >&2; hpoc_lost_nodes; exit 143' TERM"
-            in script)
+    assert ("hpoc_on_term='[[ -n $hpoc_term_at ]] || { hpoc_stop_said=1 hpoc_term_at=$SECONDS; echo \"hpoc: terminated "
+            "(SIGTERM)\" >&2\n    hpoc_lost_nodes; exit 143; }'\nhpoc_traps_back\n") in script
     plain = rendered("basic")["job.sbatch"]
     assert "USR2@" not in plain and "--requeue" not in plain and "hpoc_on_usr2" not in plain
     # resume off: not requeued after a node failure either (SLURM's JobRequeue=1 default would)
@@ -482,7 +482,7 @@ def test_a_64_node_16_shard_script_is_no_longer_than_a_2_node_one():
         ln for _, ln in changed if ln.startswith("# Edit the spec")}
     assert 'mapfile -t hpoc_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in big
     assert 'for hpoc_node in "${hpoc_nodes[@]}"; do' in big
-    steps = re.compile(r'^\s*(hpoc_shielded (--quiet )?)?(timeout (\d+|"\$rm_wait") )?srun ', re.M)
+    steps = re.compile(r'^\s*(hpoc_shielded (--quiet )?(--timeout "\$rm_wait" )?)?srun ', re.M)
     assert len(steps.findall(big)) == len(steps.findall(small)) == 2  # the per-node step, the cleanup
 
 
@@ -825,8 +825,9 @@ def test_the_walltime_handler_requeues_only_a_study_the_driver_left_resumable(tm
         f"until [ -e {tmp_path}/ready ]; do sleep 0.05; done\n")
     stuck = "hpoc_wait_pids() { return 1; }\n" if driver_rc == "stuck" else ""
     test = tmp_path / "t.sh"
-    test.write_text(f"PATH={tmp_path}:$PATH\nhpoc_job_ref=77\nhpoc_driver=''\n"
-                    + function("hpoc_shielded") + function("hpoc_wait_pids") + stuck
+    test.write_text(f"PATH={tmp_path}:$PATH\nhpoc_job_ref=77\nhpoc_driver='' hpoc_watch='' hpoc_term_at=''\n"
+                    + function("hpoc_shielded") + function("hpoc_traps_back") + function("hpoc_watched")
+                    + function("hpoc_wait_pids") + stuck
                     + function("hpoc_on_usr2") + driver + "hpoc_on_usr2\n")
     run = subprocess.run(["bash", str(test)], capture_output=True, text=True, timeout=30)
     assert run.returncode == (driver_rc if isinstance(driver_rc, int) else 1), run.stdout + run.stderr

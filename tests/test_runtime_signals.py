@@ -71,3 +71,26 @@ def test_a_stop_signal_while_the_driver_imports_is_heeded_not_fatal(tmp_path, ch
         return
     assert driver.returncode == 128 + signal.SIGUSR2, out
     assert "[hpoc] SIGUSR2 came as the driver started: the run did not start" in out
+
+
+def test_a_check_started_with_sigterm_ignored_is_not_ended_by_it(tmp_path):
+    """The job's teardown releases the shard's claim with SIGTERM ignored (hpoc_shielded), as
+    SLURM signals every process of the job: `hold` put a handler in its place, and `release`
+    then ended the release halfway with the SIGTERM that had come meanwhile."""
+    import json
+    import subprocess
+    import sys
+
+    from runtime_plans import make_plan
+
+    fifo = tmp_path / "plan.json"
+    os.mkfifo(fifo)
+    text = json.dumps(make_plan(tmp_path, tmp_path / "storage"))
+    args = [sys.executable, "-m", "hpoc.runtime", str(fifo), "--release-claim"]
+    check = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    with open(fifo, "w") as plan:  # opens once the check reads it, past `hold`
+        check.send_signal(signal.SIGTERM)
+        plan.write(text)
+    out, _ = check.communicate(timeout=120)
+    assert check.returncode == 0, out

@@ -19,7 +19,9 @@ _pending: list[int] = []
 def hold() -> None:
     for name in HELD:
         sig = getattr(signal, name, None)
-        if sig is not None:
+        # one ignored on entry stays so: the job's teardown runs the claim's release shielded
+        # from SLURM's SIGTERM to every process of the job (hpoc_shielded)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _remember)
 
 

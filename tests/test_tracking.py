@@ -1142,3 +1142,49 @@ def test_a_restart_shows_after_an_attempt_whose_file_names_a_later_second(tmp_pa
     old.rename(old.with_name(".".join(parts)))
     _attempt(plan, None, {}, range(2), 20.0)
     assert _series(plan, "tensorboard", "t", "val_loss") == [(0, 20.0), (1, 21.0)]
+
+
+def _itwinai_scoring(attempt: int, fail_in: int | None = None):
+    """An itwinai loop that logs `score` = attempt * 100 + epoch before each epoch's first
+    batch (where its checkpoint is restored) and, in epoch `fail_in`, fails right after."""
+    import torch
+
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class ScoreLoop(RayTorchTrainer):
+        def train(self, config, data):
+            self.strategy.init()
+            model = torch.nn.Linear(4, 1)
+            self.model, self.optimizer, _ = self.strategy.distributed(
+                model, torch.optim.SGD(model.parameters(), lr=config.get("lr", 0.1)))
+            self.create_dataloaders(train_dataset=data[0])
+            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            for epoch in range(config["epochs"]):
+                self.log(attempt * 100.0 + epoch + self._epoch_offset, "score", step=epoch)
+                if epoch + self._epoch_offset == fail_in:
+                    raise RuntimeError("node lost")
+                for x, y in self.train_dataloader:
+                    loss = torch.nn.functional.mse_loss(self.model(x), y)
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
+
+    return ScoreLoop()
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_an_itwinai_loop_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind):
+    """PBT's exploit in an itwinai loop that logs before its first batch: that metric took
+    the attempt for a resume before the restore found another trial's checkpoint, and the
+    curves kept the trial's own points after it (first write wins) for the new attempt's."""
+    import torch
+
+    plan = _score_plan(tmp_path, kind)
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _itwinai_scoring(1, fail_in=3).run_local({"batch_size": 4, "epochs": 4}, data,
+                                                 directory=tmp_path / "trial", plan=plan)
+    _itwinai_scoring(2).run_local({"batch_size": 4, "epochs": 4, "lr": 0.5}, data,
+                                  directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]

@@ -41,6 +41,9 @@ TRIAL_TAG = "hpoc.trial"
 ATTEMPT_TAG = "hpoc.attempt"
 SUPERSEDED_TAG = "hpoc.superseded_by"
 PARENT_TAG = "mlflow.parentRunId"
+# What a tracker's `fresh_unless_told` returns when a restore to come will say where the
+# attempt starts (`Tracker.begin`): metrics logged before it wait for it.
+LATER = "later"
 
 
 def _warn_once(kind: str, what: str, exc: BaseException) -> None:
@@ -759,6 +762,7 @@ class Tracker:
         self._begun = False
         self._fresh = fresh_unless_told  # a bool, or a callable asked at the first metric
         self._held: list[tuple[str, Any, int]] = []  # per-batch (name, tensor or number, step)
+        self._waiting: list[tuple[int, dict[str, float]]] = []  # logged before a restore to come
 
     @property
     def kinds(self) -> list[str]:
@@ -786,10 +790,14 @@ class Tracker:
         if keep is not None:
             keep = {str(k): int(v) for k, v in keep.items()}
             self._each("starting over", lambda s: s.restart(keep))
+        waiting, self._waiting = self._waiting, []
+        for at, values in waiting:
+            self._each("logging metrics", lambda s, at=at, values=values: s.log_metrics(values, at))
 
-    def _unless_told(self) -> dict[str, int] | None:
-        """{} (from scratch) if `fresh_unless_told` says so, else None (a resume)."""
-        return {} if (self._fresh() if callable(self._fresh) else self._fresh) else None
+    def _unless_told(self) -> Any:
+        """{} (from scratch) if `fresh_unless_told` says so, None (a resume), or LATER."""
+        fresh = self._fresh() if callable(self._fresh) else self._fresh
+        return LATER if fresh == LATER else {} if fresh else None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         flat = flatten(params)
@@ -813,8 +821,6 @@ class Tracker:
                 flat.update((f"{name}/{k}", v) for k, v in value.items())  # section in TensorBoard
             else:
                 flat[name] = value
-        if not self._begun:
-            self.begin(self._unless_told())
         by_step: dict[int, dict[str, float]] = {}
         for name, value in flat.items():
             try:
@@ -822,6 +828,12 @@ class Tracker:
             except (TypeError, ValueError):
                 continue  # not a number (a string, a list): nothing to plot
             by_step.setdefault(self._step(name, step), {})[name] = number
+        if not self._begun:
+            keep = self._unless_told()
+            if keep is LATER:  # sent once the restore says where this attempt starts
+                self._waiting += by_step.items()
+                return
+            self.begin(keep)
         for at, values in by_step.items():
             self._each("logging metrics", lambda s: s.log_metrics(values, at))
 
@@ -889,6 +901,9 @@ class Tracker:
         held, self._held = self._held, []
         if not held:
             return
+        if not self._begun and not self._closed and self._unless_told() is LATER:
+            self._held = held  # read once the restore says where this attempt starts
+            return
         values = [v for _, v, _ in held]
         by_device: dict[Any, list[int]] = {}
         for i, value in enumerate(values):
@@ -917,6 +932,8 @@ class Tracker:
         if self._closed:
             return
         self._closed = True
+        if not self._begun and (self._waiting or self._held):
+            self.begin(None)  # the restore to come never came: its own checkpoint's attempt
         self.read_held()
         self._each("closing", lambda s: s.close(status))
         self._sinks = []

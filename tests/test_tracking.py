@@ -195,6 +195,22 @@ def test_duplicate_parents_resolve_to_the_oldest(tmp_path):
     assert child.data.tags["mlflow.parentRunId"] == first
 
 
+def test_a_resumed_study_with_more_than_50_trial_runs_finds_its_parent(tmp_path):
+    """The parent was looked for among the 50 newest runs with the study's tag, which its
+    trials' runs carry too: a study resumed after 50 trials (or attempts) made a second
+    parent, and its trials were split between the two."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    client = client_for(plan)
+    exp = client.get_experiment_by_name("Demo HPO").experiment_id
+    for i in range(51):
+        client.create_run(exp, tags={"mlflow.parentRunId": parent, "hpoc.trial": f"t{i}",
+                                     "hpoc.study_key": tracking.study_key(plan)})
+    assert start_study_tracking(plan) == parent
+    with open_loggers(plan, "t", {}, rank=0) as tracker:  # a trial not given the parent's id
+        tracker.log_metric("val_loss", 0.5, 0)
+    assert [r for r in runs(plan) if r.info.run_name == "t"][0].data.tags["mlflow.parentRunId"] == parent
+
 def test_restarted_trial_continues_its_run(tmp_path):
     plan = plan_with(tmp_path, mlflow_logger())
     parent = start_study_tracking(plan)

@@ -197,8 +197,9 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
 
 
 def _find_parent(client: Any, exp_id: str, key: str) -> Any:
+    # oldest first: the trials' runs carry the study's tag too, and are made after the parent
     runs = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'",
-                              max_results=50)
+                              max_results=50, order_by=["attributes.start_time ASC"])
     parents = [r for r in runs if PARENT_TAG not in r.data.tags]
     return min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
 

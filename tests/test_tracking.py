@@ -1204,3 +1204,18 @@ def test_an_itwinai_loop_exploiting_an_older_checkpoint_logs_from_there(tmp_path
     _itwinai_scoring(2).run_local({"batch_size": 4, "epochs": 4, "lr": 0.5}, data,
                                   directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+
+
+def test_values_waiting_for_a_restore_that_never_comes_are_logged_not_piled_up(tmp_path):
+    """Metrics logged while an itwinai loop's restore is to come wait for it; a loop that
+    never iterates the loader that restores must not hold them (device tensors) forever."""
+    import torch
+
+    plan = plan_with(tmp_path, mlflow_logger(log_freq="batch"))
+    tracker = open_loggers(plan, "t", {}, rank=0, fresh_unless_told=lambda: tracking.LATER)
+    for step in range(tracker.WAIT_MAX + tracker.BATCH_READ):
+        tracker.log_batch_metric("loss", torch.tensor(1.0), step)
+    assert len(tracker._held) < tracker.WAIT_MAX
+    tracker.close()
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    assert len(client_for(plan).get_metric_history(run.info.run_id, "loss")) == tracker.WAIT_MAX + tracker.BATCH_READ

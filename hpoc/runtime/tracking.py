@@ -754,6 +754,7 @@ class Tracker:
     # Per-batch tensors (a step's loss) are held where they are and read to the host this
     # many at a time, and at the epoch's end: one device sync per chunk, not one per step.
     BATCH_READ = 64
+    WAIT_MAX = 4 * BATCH_READ  # values held for a restore to come (`_unless_told`), at most
 
     def __init__(self, sinks: list[Any] | None = None, fresh_unless_told: Any = False) -> None:
         self._sinks = list(sinks or [])
@@ -796,9 +797,12 @@ class Tracker:
             self._each("logging metrics", lambda s, at=at, values=values: s.log_metrics(values, at))
 
     def _unless_told(self) -> Any:
-        """{} (from scratch) if `fresh_unless_told` says so, None (a resume), or LATER."""
+        """{} (from scratch) if `fresh_unless_told` says so, None (a resume), or LATER: until
+        WAIT_MAX values wait (a loop that never iterates the loader that restores: a resume)."""
         fresh = self._fresh() if callable(self._fresh) else self._fresh
-        return LATER if fresh == LATER else {} if fresh else None
+        if fresh == LATER:
+            return LATER if len(self._waiting) + len(self._held) < self.WAIT_MAX else None
+        return {} if fresh else None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         flat = flatten(params)
@@ -899,12 +903,12 @@ class Tracker:
 
     def read_held(self) -> None:
         """Send the held per-batch values to the loggers: one host read per device."""
+        if not self._held:
+            return
+        keep = None if self._begun else self._unless_told()  # before the held are counted out
+        if keep is LATER:
+            return  # read once the restore says where this attempt starts
         held, self._held = self._held, []
-        if not held:
-            return
-        if not self._begun and not self._closed and self._unless_told() is LATER:
-            self._held = held  # read once the restore says where this attempt starts
-            return
         values = [v for _, v, _ in held]
         by_device: dict[Any, list[int]] = {}
         for i, value in enumerate(values):
@@ -923,7 +927,7 @@ class Tracker:
                             len(held), type(exc).__name__, exc)
             return
         if not self._begun:
-            self.begin(self._unless_told())
+            self.begin(keep)
         for (name, _, at), number in zip(held, values):
             self._each("logging batch metrics",
                        lambda s, name=name, number=number, at=at: s.log_batch_metric(name, number, at),

@@ -1219,3 +1219,21 @@ def test_values_waiting_for_a_restore_that_never_comes_are_logged_not_piled_up(t
     tracker.close()
     (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
     assert len(client_for(plan).get_metric_history(run.info.run_id, "loss")) == tracker.WAIT_MAX + tracker.BATCH_READ
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_an_itwinai_loop_whose_checkpoint_is_unreadable_keeps_the_points_before_it(tmp_path, kind):
+    """An itwinai loop counts its epochs on from its checkpoint's marker even when the
+    checkpoint itself cannot be read: the attempt was taken as one from scratch and its
+    restart dropped every point before the marker's epoch, which no attempt logs again."""
+    import torch
+
+    plan = _score_plan(tmp_path, kind)
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _itwinai_scoring(1, fail_in=3).run_local({"batch_size": 4, "epochs": 4}, data,
+                                                 directory=tmp_path / "trial", plan=plan)
+    (state,) = (tmp_path / "trial").glob("checkpoint_*/state.pt")
+    state.write_bytes(b"cut")
+    _itwinai_scoring(2).run_local({"batch_size": 4, "epochs": 4}, data, directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]

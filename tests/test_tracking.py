@@ -195,6 +195,22 @@ def test_duplicate_parents_resolve_to_the_oldest(tmp_path):
     assert child.data.tags["mlflow.parentRunId"] == first
 
 
+def test_a_resumed_study_with_more_than_50_trial_runs_finds_its_parent(tmp_path):
+    """The parent was looked for among the 50 newest runs with the study's tag, which its
+    trials' runs carry too: a study resumed after 50 trials (or attempts) made a second
+    parent, and its trials were split between the two."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    client = client_for(plan)
+    exp = client.get_experiment_by_name("Demo HPO").experiment_id
+    for i in range(51):
+        client.create_run(exp, tags={"mlflow.parentRunId": parent, "hpoc.trial": f"t{i}",
+                                     "hpoc.study_key": tracking.study_key(plan)})
+    assert start_study_tracking(plan) == parent
+    with open_loggers(plan, "t", {}, rank=0) as tracker:  # a trial not given the parent's id
+        tracker.log_metric("val_loss", 0.5, 0)
+    assert [r for r in runs(plan) if r.info.run_name == "t"][0].data.tags["mlflow.parentRunId"] == parent
+
 def test_restarted_trial_continues_its_run(tmp_path):
     plan = plan_with(tmp_path, mlflow_logger())
     parent = start_study_tracking(plan)
@@ -1142,3 +1158,82 @@ def test_a_restart_shows_after_an_attempt_whose_file_names_a_later_second(tmp_pa
     old.rename(old.with_name(".".join(parts)))
     _attempt(plan, None, {}, range(2), 20.0)
     assert _series(plan, "tensorboard", "t", "val_loss") == [(0, 20.0), (1, 21.0)]
+
+
+def _itwinai_scoring(attempt: int, fail_in: int | None = None):
+    """An itwinai loop that logs `score` = attempt * 100 + epoch before each epoch's first
+    batch (where its checkpoint is restored) and, in epoch `fail_in`, fails right after."""
+    import torch
+
+    from hpoc.compat.itwinai import RayTorchTrainer
+
+    class ScoreLoop(RayTorchTrainer):
+        def train(self, config, data):
+            self.strategy.init()
+            model = torch.nn.Linear(4, 1)
+            self.model, self.optimizer, _ = self.strategy.distributed(
+                model, torch.optim.SGD(model.parameters(), lr=config.get("lr", 0.1)))
+            self.create_dataloaders(train_dataset=data[0])
+            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            for epoch in range(config["epochs"]):
+                self.log(attempt * 100.0 + epoch + self._epoch_offset, "score", step=epoch)
+                if epoch + self._epoch_offset == fail_in:
+                    raise RuntimeError("node lost")
+                for x, y in self.train_dataloader:
+                    loss = torch.nn.functional.mse_loss(self.model(x), y)
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
+
+    return ScoreLoop()
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_an_itwinai_loop_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind):
+    """PBT's exploit in an itwinai loop that logs before its first batch: that metric took
+    the attempt for a resume before the restore found another trial's checkpoint, and the
+    curves kept the trial's own points after it (first write wins) for the new attempt's."""
+    import torch
+
+    plan = _score_plan(tmp_path, kind)
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _itwinai_scoring(1, fail_in=3).run_local({"batch_size": 4, "epochs": 4}, data,
+                                                 directory=tmp_path / "trial", plan=plan)
+    _itwinai_scoring(2).run_local({"batch_size": 4, "epochs": 4, "lr": 0.5}, data,
+                                  directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+
+
+def test_values_waiting_for_a_restore_that_never_comes_are_logged_not_piled_up(tmp_path):
+    """Metrics logged while an itwinai loop's restore is to come wait for it; a loop that
+    never iterates the loader that restores must not hold them (device tensors) forever."""
+    import torch
+
+    plan = plan_with(tmp_path, mlflow_logger(log_freq="batch"))
+    tracker = open_loggers(plan, "t", {}, rank=0, fresh_unless_told=lambda: tracking.LATER)
+    for step in range(tracker.WAIT_MAX + tracker.BATCH_READ):
+        tracker.log_batch_metric("loss", torch.tensor(1.0), step)
+    assert len(tracker._held) < tracker.WAIT_MAX
+    tracker.close()
+    (run,) = [r for r in runs(plan) if r.info.run_name == "t"]
+    assert len(client_for(plan).get_metric_history(run.info.run_id, "loss")) == tracker.WAIT_MAX + tracker.BATCH_READ
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_an_itwinai_loop_whose_checkpoint_is_unreadable_keeps_the_points_before_it(tmp_path, kind):
+    """An itwinai loop counts its epochs on from its checkpoint's marker even when the
+    checkpoint itself cannot be read: the attempt was taken as one from scratch and its
+    restart dropped every point before the marker's epoch, which no attempt logs again."""
+    import torch
+
+    plan = _score_plan(tmp_path, kind)
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _itwinai_scoring(1, fail_in=3).run_local({"batch_size": 4, "epochs": 4}, data,
+                                                 directory=tmp_path / "trial", plan=plan)
+    (state,) = (tmp_path / "trial").glob("checkpoint_*/state.pt")
+    state.write_bytes(b"cut")
+    _itwinai_scoring(2).run_local({"batch_size": 4, "epochs": 4}, data, directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]

@@ -166,6 +166,13 @@ class RayTorchTrainer(Trainer):
         if getattr(self, "_restored_epochs", None) is None:
             self._restored_epochs = self.restore()
 
+    def _begin_attempt(self, keep: dict[str, int] | None) -> None:
+        # no readable checkpoint: the loop still counts its epochs on from the marker's (its
+        # epochs were set by then), so the run keeps its points up to there, not none
+        if keep == {} and self._epoch_offset:
+            keep = dict(getattr(self, "_log_last", None) or {})
+        super()._begin_attempt(keep)
+
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch + self._epoch_offset)
 

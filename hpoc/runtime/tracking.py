@@ -41,6 +41,9 @@ TRIAL_TAG = "hpoc.trial"
 ATTEMPT_TAG = "hpoc.attempt"
 SUPERSEDED_TAG = "hpoc.superseded_by"
 PARENT_TAG = "mlflow.parentRunId"
+# What a tracker's `fresh_unless_told` returns when a restore to come will say where the
+# attempt starts (`Tracker.begin`): metrics logged before it wait for it.
+LATER = "later"
 
 
 def _warn_once(kind: str, what: str, exc: BaseException) -> None:
@@ -194,8 +197,9 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
 
 
 def _find_parent(client: Any, exp_id: str, key: str) -> Any:
+    # oldest first: the trials' runs carry the study's tag too, and are made after the parent
     runs = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'",
-                              max_results=50)
+                              max_results=50, order_by=["attributes.start_time ASC"])
     parents = [r for r in runs if PARENT_TAG not in r.data.tags]
     return min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
 
@@ -750,6 +754,7 @@ class Tracker:
     # Per-batch tensors (a step's loss) are held where they are and read to the host this
     # many at a time, and at the epoch's end: one device sync per chunk, not one per step.
     BATCH_READ = 64
+    WAIT_MAX = 4 * BATCH_READ  # values held for a restore to come (`_unless_told`), at most
 
     def __init__(self, sinks: list[Any] | None = None, fresh_unless_told: Any = False) -> None:
         self._sinks = list(sinks or [])
@@ -759,6 +764,7 @@ class Tracker:
         self._begun = False
         self._fresh = fresh_unless_told  # a bool, or a callable asked at the first metric
         self._held: list[tuple[str, Any, int]] = []  # per-batch (name, tensor or number, step)
+        self._waiting: list[tuple[int, dict[str, float]]] = []  # logged before a restore to come
 
     @property
     def kinds(self) -> list[str]:
@@ -786,10 +792,17 @@ class Tracker:
         if keep is not None:
             keep = {str(k): int(v) for k, v in keep.items()}
             self._each("starting over", lambda s: s.restart(keep))
+        waiting, self._waiting = self._waiting, []
+        for at, values in waiting:
+            self._each("logging metrics", lambda s, at=at, values=values: s.log_metrics(values, at))
 
-    def _unless_told(self) -> dict[str, int] | None:
-        """{} (from scratch) if `fresh_unless_told` says so, else None (a resume)."""
-        return {} if (self._fresh() if callable(self._fresh) else self._fresh) else None
+    def _unless_told(self) -> Any:
+        """{} (from scratch) if `fresh_unless_told` says so, None (a resume), or LATER: until
+        WAIT_MAX values wait (a loop that never iterates the loader that restores: a resume)."""
+        fresh = self._fresh() if callable(self._fresh) else self._fresh
+        if fresh == LATER:
+            return LATER if len(self._waiting) + len(self._held) < self.WAIT_MAX else None
+        return {} if fresh else None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         flat = flatten(params)
@@ -813,8 +826,6 @@ class Tracker:
                 flat.update((f"{name}/{k}", v) for k, v in value.items())  # section in TensorBoard
             else:
                 flat[name] = value
-        if not self._begun:
-            self.begin(self._unless_told())
         by_step: dict[int, dict[str, float]] = {}
         for name, value in flat.items():
             try:
@@ -822,6 +833,12 @@ class Tracker:
             except (TypeError, ValueError):
                 continue  # not a number (a string, a list): nothing to plot
             by_step.setdefault(self._step(name, step), {})[name] = number
+        if not self._begun:
+            keep = self._unless_told()
+            if keep is LATER:  # sent once the restore says where this attempt starts
+                self._waiting += by_step.items()
+                return
+            self.begin(keep)
         for at, values in by_step.items():
             self._each("logging metrics", lambda s: s.log_metrics(values, at))
 
@@ -886,9 +903,12 @@ class Tracker:
 
     def read_held(self) -> None:
         """Send the held per-batch values to the loggers: one host read per device."""
-        held, self._held = self._held, []
-        if not held:
+        if not self._held:
             return
+        keep = None if self._begun else self._unless_told()  # before the held are counted out
+        if keep is LATER:
+            return  # read once the restore says where this attempt starts
+        held, self._held = self._held, []
         values = [v for _, v, _ in held]
         by_device: dict[Any, list[int]] = {}
         for i, value in enumerate(values):
@@ -907,7 +927,7 @@ class Tracker:
                             len(held), type(exc).__name__, exc)
             return
         if not self._begun:
-            self.begin(self._unless_told())
+            self.begin(keep)
         for (name, _, at), number in zip(held, values):
             self._each("logging batch metrics",
                        lambda s, name=name, number=number, at=at: s.log_batch_metric(name, number, at),
@@ -917,6 +937,8 @@ class Tracker:
         if self._closed:
             return
         self._closed = True
+        if not self._begun and (self._waiting or self._held):
+            self.begin(None)  # the restore to come never came: its own checkpoint's attempt
         self.read_held()
         self._each("closing", lambda s: s.close(status))
         self._sinks = []

@@ -808,14 +808,15 @@ class Trainer:
                 from hpoc.runtime.tracking import open_loggers
             except ImportError:  # a checkout without tracking: log nowhere
                 return
-            # an attempt that logs before restore() trains from scratch, unless a restore is
-            # known to come (itwinai's loops restore at their first batch) or a checkpoint is
-            # there (a loop that loads it itself, never calling restore(): a resume)
+            # an attempt that logs before restore() trains from scratch, unless a checkpoint is
+            # there (a loop that loads it itself, never calling restore(): a resume); when a
+            # restore is known to come (itwinai's loops restore at their first batch), what is
+            # logged before it waits for it: a resume, or PBT's exploit of another's checkpoint
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
                 self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id,
-                fresh_unless_told=lambda: not (getattr(self, "_restore_to_come", False)
-                                               or self._given_checkpoint()))
+                fresh_unless_told=lambda: "later" if getattr(self, "_restore_to_come", False)
+                else not self._given_checkpoint())
             # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
             self._continue_log_steps()

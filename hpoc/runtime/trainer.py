@@ -419,11 +419,13 @@ class Trainer:
             self.create_dataloaders(self.train_data, self.validation_data, self.test_data)
 
     def _workers_watched(self) -> Any:
-        """While the trial trains: loader workers beyond its CPUs, said once in its log (rank
-        0's), whoever made the DataLoader (hpoc, or the trainer's own code: loaders.py)."""
+        """While the trial trains: loader workers beyond its CPUs, and a shuffled loader that
+        every rank reads whole, said once in its log (rank 0's), whoever made the DataLoader
+        (hpoc, or the trainer's own code: loaders.py)."""
         cpus = ((self.plan or {}).get("resources") or {}).get("cpus_per_worker")
+        world = getattr(self.strategy, "world_size", 1)
         if getattr(self.strategy, "rank", 0) != 0:
-            cpus = None
+            cpus, world = None, 1
 
         def name(loader: Any) -> str | None:
             for split in SPLITS:
@@ -432,7 +434,8 @@ class Trainer:
                     return f"the {split} DataLoader"
             return None
 
-        return watched(cpus, name, lambda why: print(f"[hpoc] warning: {why}", file=sys.stderr, flush=True))
+        return watched(cpus, name, lambda why: print(f"[hpoc] warning: {why}", file=sys.stderr, flush=True),
+                       world if isinstance(world, int) else 1)
 
     def _create_model(self) -> None:
         # what the loop draws (a `create_dataloaders(batch_size=...)` before this): DeepSpeed counts with it

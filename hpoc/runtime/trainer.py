@@ -26,6 +26,7 @@ epoch and RNG state - so a retried or requeued trial continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -434,8 +435,17 @@ class Trainer:
                     return f"the {split} DataLoader"
             return None
 
-        return watched(cpus, name, lambda why: print(f"[hpoc] warning: {why}", file=sys.stderr, flush=True),
-                       world if isinstance(world, int) else 1)
+        world = world if isinstance(world, int) else 1
+        log = self.trial_dir / "stderr" if self.trial_dir and world > 1 else None
+
+        def say(why: str) -> None:
+            line = f"[hpoc] warning: {why}"
+            print(line, file=sys.stderr, flush=True)
+            if log is not None:  # a rank's own output reaches Ray's logs only, not the trial's
+                with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+
+        return watched(cpus, name, say, world)
 
     def _create_model(self) -> None:
         # what the loop draws (a `create_dataloaders(batch_size=...)` before this): DeepSpeed counts with it
@@ -897,7 +907,10 @@ class Trainer:
             if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
                 # Tune would end the trial with no result, and its metric check the study;
                 # metrics returned as a Ray function trainable may are not a report either
-                how = ("ended without reporting anything" if value is None else
+                world = getattr(self.strategy, "world_size", 1)
+                rank = (f" on rank {self.strategy.rank} of {world} (every rank must call self.report "
+                        "each epoch)") if isinstance(world, int) and world > 1 else ""
+                how = (f"ended without reporting anything{rank}" if value is None else
                        f"returned {reprlib.repr(value)} instead of reporting it (hpoc does not read "
                        "what train() returns)")
                 raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} {how}: "

@@ -29,16 +29,24 @@ _original: list[Any] = []
 
 
 class _Watch:
-    def __init__(self, cpus: int, name: Callable[[Any], str | None], say: Callable[[str], None]) -> None:
-        self.cpus, self.name, self.say = cpus, name, say
-        self.thread, self.said = threading.get_ident(), False
+    def __init__(self, cpus: int | None, name: Callable[[Any], str | None], say: Callable[[str], None],
+                 world_size: int = 1) -> None:
+        self.cpus, self.name, self.say, self.world_size = cpus, name, say, world_size
+        self.thread, self.said, self.said_sampler = threading.get_ident(), False, False
 
     def saw(self, loader: Any, frame: Any) -> None:
+        def what() -> str:
+            return self.name(loader) or f"the DataLoader iterated at {frame.f_code.co_filename}:{frame.f_lineno}"
+
         workers = getattr(loader, "num_workers", 0)
-        if not self.said and isinstance(workers, int) and loader_cpus.crowded(workers, self.cpus):
+        if not self.said and self.cpus and isinstance(workers, int) and loader_cpus.crowded(workers, self.cpus):
             self.said = True
-            what = self.name(loader) or f"the DataLoader iterated at {frame.f_code.co_filename}:{frame.f_lineno}"
-            self.say(message(what, workers, self.cpus))
+            self.say(message(what(), workers, self.cpus))
+        # Shuffled (a training loader) but not split: every rank trains on all the data.
+        if not self.said_sampler and self.world_size > 1 and \
+                type(getattr(loader, "sampler", None)) is torch.utils.data.RandomSampler:
+            self.said_sampler = True
+            self.say(unsplit(what(), self.world_size))
 
 
 def _iter(self: Any) -> Any:
@@ -51,14 +59,18 @@ def _iter(self: Any) -> Any:
 
 
 @contextlib.contextmanager
-def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], None]) -> Iterator[None]:
+def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], None],
+            world_size: int = 1) -> Iterator[None]:
     """Within it, iterating a DataLoader with `cpus` workers or more calls `say` once, with
-    the loader as `name` calls it (a split's, "train"), else where it was iterated."""
+    the loader as `name` calls it (a split's, "train"), else where it was iterated; so does
+    a shuffled one without a DistributedSampler when the trial has `world_size` ranks."""
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+        cpus = None
+    if cpus is None and world_size < 2:
         yield
         return
     loader_class = torch.utils.data.DataLoader
-    watch = _Watch(cpus, name, say)
+    watch = _Watch(cpus, name, say, world_size)
     with _lock:
         if not _open:
             _original[:] = [loader_class.__iter__]
@@ -76,3 +88,9 @@ def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], N
 def message(what: str, workers: int, cpus: int) -> str:
     return (f"{what} has num_workers={workers}, and the trial has cpus_per_worker = {cpus}: "
             f"{loader_cpus.consequence(workers, cpus)}; {loader_cpus.fix(workers, cpus)}")
+
+
+def unsplit(what: str, world_size: int) -> str:
+    return (f"{what} has no DistributedSampler: each of the trial's {world_size} workers trains on "
+            "all its data (in the same order under a seed); build it with "
+            "`self.strategy.dataloader(dataset, batch_size, shuffle=True)`, or give it a DistributedSampler")

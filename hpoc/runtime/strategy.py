@@ -468,7 +468,8 @@ class DDPStrategy(Strategy):
     def _wrap(self, model: torch.nn.Module, **kwargs: Any) -> Any:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        if self.world_size > 1:
+        # A model the trainer wrapped itself keeps its wrapper: a second one all-reduced twice.
+        if self.world_size > 1 and not isinstance(model, DDP):
             ids = [self._device.index] if self._device.type == "cuda" else None
             kwargs.setdefault("find_unused_parameters", self.find_unused_parameters)
             model = DDP(model, device_ids=ids, **kwargs)

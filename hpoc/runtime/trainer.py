@@ -26,6 +26,7 @@ epoch and RNG state - so a retried or requeued trial continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -419,11 +420,13 @@ class Trainer:
             self.create_dataloaders(self.train_data, self.validation_data, self.test_data)
 
     def _workers_watched(self) -> Any:
-        """While the trial trains: loader workers beyond its CPUs, said once in its log (rank
-        0's), whoever made the DataLoader (hpoc, or the trainer's own code: loaders.py)."""
+        """While the trial trains: loader workers beyond its CPUs, and a shuffled loader that
+        every rank reads whole, said once in its log (rank 0's), whoever made the DataLoader
+        (hpoc, or the trainer's own code: loaders.py)."""
         cpus = ((self.plan or {}).get("resources") or {}).get("cpus_per_worker")
+        world = getattr(self.strategy, "world_size", 1)
         if getattr(self.strategy, "rank", 0) != 0:
-            cpus = None
+            cpus, world = None, 1
 
         def name(loader: Any) -> str | None:
             for split in SPLITS:
@@ -432,7 +435,17 @@ class Trainer:
                     return f"the {split} DataLoader"
             return None
 
-        return watched(cpus, name, lambda why: print(f"[hpoc] warning: {why}", file=sys.stderr, flush=True))
+        world = world if isinstance(world, int) else 1
+        log = self.trial_dir / "stderr" if self.trial_dir and world > 1 else None
+
+        def say(why: str) -> None:
+            line = f"[hpoc] warning: {why}"
+            print(line, file=sys.stderr, flush=True)
+            if log is not None:  # a rank's own output reaches Ray's logs only, not the trial's
+                with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+
+        return watched(cpus, name, say, world)
 
     def _create_model(self) -> None:
         # what the loop draws (a `create_dataloaders(batch_size=...)` before this): DeepSpeed counts with it
@@ -895,7 +908,10 @@ class Trainer:
             if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
                 # Tune would end the trial with no result, and its metric check the study;
                 # metrics returned as a Ray function trainable may are not a report either
-                how = ("ended without reporting anything" if value is None else
+                world = getattr(self.strategy, "world_size", 1)
+                rank = (f" on rank {self.strategy.rank} of {world} (every rank must call self.report "
+                        "each epoch)") if isinstance(world, int) and world > 1 else ""
+                how = (f"ended without reporting anything{rank}" if value is None else
                        f"returned {reprlib.repr(value)} instead of reporting it (hpoc does not read "
                        "what train() returns)")
                 raise TrainerError(f"{type(self).__name__}.train(){source_line(self.train)} {how}: "

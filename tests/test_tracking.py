@@ -732,6 +732,20 @@ def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
     return server
 
 
+def _trial_start_against(tmp_path: Path, asked: list, slow_s: float = 0.0) -> list:
+    """A trial's tracker opened and closed against `_rest_server`: the kinds it kept."""
+    server = _rest_server(asked, slow_s=slow_s)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        kinds = tracker.kinds
+        tracker.close()
+        return kinds
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_server_that_answers_but_is_slow_to_give_the_experiment_keeps_the_logger(tmp_path, monkeypatch):
     """A busy server (many trials starting at once, a locked SQLite store) that answers but
     takes longer than FIRST_ANSWER_S for the study's experiment: the trial's logger was
@@ -740,15 +754,7 @@ def test_a_server_that_answers_but_is_slow_to_give_the_experiment_keeps_the_logg
 
     monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 0.5, raising=False)
     asked: list = []
-    server = _rest_server(asked, slow_s=2.0)
-    try:
-        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
-        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
-        assert tracker.kinds == ["mlflow"]
-        tracker.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert _trial_start_against(tmp_path, asked, slow_s=2.0) == ["mlflow"]
 
 
 def test_a_trial_does_not_probe_the_server_the_driver_asked_before_it(tmp_path):
@@ -756,15 +762,7 @@ def test_a_trial_does_not_probe_the_server_the_driver_asked_before_it(tmp_path):
     connection of its own) before its client asked the same server for the study's
     experiment: the driver had already asked once before Ray started."""
     asked: list = []
-    server = _rest_server(asked)
-    try:
-        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
-        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
-        assert tracker.kinds == ["mlflow"]
-        tracker.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert _trial_start_against(tmp_path, asked) == ["mlflow"]
     assert asked and not [p for p in asked if "experiments/search" in p], asked
     assert "get-by-name" in asked[0], asked  # the client's own first request
 

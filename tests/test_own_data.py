@@ -799,6 +799,21 @@ def test_data_too_big_for_one_trial_on_this_machine_is_said_before_ray(monkeypat
     assert datamem.too_big(plan, arrays, available=900_000) is None
 
 
+def test_views_of_one_storage_count_it_once_against_memory():
+    """A trial's workers unpickle a storage once however many views of it the splits hold
+    (torch pickles each storage once; compact.py keeps a view of nearly all of its storage):
+    train `x[:960]` and validation `x[40:]` counted as two copies refused data that fits."""
+    from hpoc.runtime import datamem
+
+    x = torch.zeros(1000, 250)  # 1,000,000 bytes
+    data = ((x[:960],), (x[40:],), None)
+    plan = {**PLAN, "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}
+    assert datamem.sizes(data) == (1_000_000, 1_000_000)
+    assert datamem.too_big(plan, data, available=1_200_000) is None
+    # the same storage pickled twice (two splits given as their own tensors) still counts twice
+    assert datamem.sizes(((x.clone(),), (x.clone(),), None))[1] == 2_000_000
+
+
 def test_a_local_run_whose_data_cannot_fit_one_trial_stops_before_ray(tmp_path, monkeypatch, capsys):
     import io
 

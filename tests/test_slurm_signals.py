@@ -8,6 +8,7 @@ their arguments.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -643,3 +644,26 @@ def test_slurm_questions_after_sigterm_outlive_a_second_one(tmp_path):
     assert rc == 143 and out.count("SLURM lost node2 of this job (down: Not responding)") == 1, out
     assert out.count("hpoc: terminated (SIGTERM)") == 1 and (tmp_path / "sent").exists(), out
     assert not (tmp_path / "jobdir").exists(), out
+
+
+def test_a_shielded_command_with_a_timeout_leaves_no_killed_line(tmp_path):
+    """hpoc_shielded's timer, killed once its command ended, made bash write "line N: PID
+    Killed ( sleep ...)" to the job's .err now and then (read as the OOM killer's)."""
+    script = render_all(plan(), plan_path="/b/plan.json")["job.sbatch"]
+    body = ("set -eo pipefail\nset -u\n"
+            + "".join(function(script, name) for name in ("hpoc_shielded", "hpoc_traps_back", "hpoc_watched"))
+            + "hpoc_watch='' hpoc_term_at='' hpoc_on_term='exit 143'\nhpoc_traps_back\n"
+            + "for i in $(seq 60); do hpoc_shielded --quiet --timeout 30 true; done\n"
+            + 'out=$(hpoc_shielded --timeout 30 echo hi)\n'
+            + 'hpoc_shielded --timeout 1 sleep 30 || echo "timed out $?"\n'
+            + 'kill -KILL "$hpoc_watch"; wait "$hpoc_watch" 2>/dev/null || :\n'
+            + 'echo "out $out"\n')
+    (tmp_path / "t.sh").write_text(body)
+    proc = subprocess.Popen(["bash", str(tmp_path / "t.sh")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the timers' sleeps
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert out == "timed out 137\nout hi\n", out

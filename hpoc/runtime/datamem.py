@@ -22,7 +22,7 @@ def sizes(data: Any) -> tuple[int, int]:
     import numpy as np
     import torch
 
-    seen: set[int] = set()
+    seen: set[Any] = set()  # ids, and storages (device, address)
     total = tensors = 0
 
     def walk(obj: Any, depth: int) -> None:
@@ -30,8 +30,8 @@ def sizes(data: Any) -> tuple[int, int]:
         if obj is None or id(obj) in seen or depth > _DEPTH:
             return
         seen.add(id(obj))
-        if isinstance(obj, torch.Tensor):  # a view's rows: compact.py copies views to their own
-            n = obj.numel() * obj.element_size()
+        if isinstance(obj, torch.Tensor):
+            n = _storage_bytes(obj, seen)
             total, tensors = total + n, tensors + n
         elif isinstance(obj, np.ndarray):
             total += obj.nbytes
@@ -48,6 +48,21 @@ def sizes(data: Any) -> tuple[int, int]:
 
     walk(data, 0)
     return total, tensors
+
+
+def _storage_bytes(tensor: Any, seen: set[Any]) -> int:
+    """Bytes a worker unpickles for `tensor`: its storage, once however many views share it
+    (torch pickles each storage whole, once; compact.py gave other views their own)."""
+    try:
+        storage = tensor.untyped_storage()
+        key = ("storage", tensor.device, storage.data_ptr())
+        n = storage.nbytes()
+    except (RuntimeError, NotImplementedError):  # sparse and other layouts without one storage
+        return tensor.numel() * tensor.element_size()
+    if key in seen:
+        return 0
+    seen.add(key)
+    return n
 
 
 def too_big(plan: dict[str, Any], data: Any, available: int) -> str | None:

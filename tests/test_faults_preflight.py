@@ -517,6 +517,10 @@ def test_a_time_above_the_partitions_limit_is_an_error_though_sbatch_takes_the_j
     (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "short|10:00|3|1-2\\n"\n')
     (found,) = check_sbatch(plan(slurm={"partition": "short", "nodes": 4}))
     assert not found.ok and "(PartitionNodeLimit); lower `nodes` to 2 or fewer" in found.message, found.message
+    # a MaxNodes above the node count, the job above both: slurmctld checks MaxNodes first
+    (tmp_path / "sinfo").write_text('#!/bin/sh\nprintf "short|10:00|3|1-4\\n"\n')
+    (found,) = check_sbatch(plan(slurm={"partition": "short", "nodes": 5}))
+    assert not found.ok and "(PartitionNodeLimit); lower `nodes` to 3 or fewer" in found.message, found.message
     (found,) = check_sbatch(plan(slurm={"partition": None, "time": "3-00:00:00", "time_s": 3 * 86400}))
     assert found.ok, found.message  # the default partition (`debug*`) has no time limit
     monkeypatch.setenv("SBATCH_PARTITION", "debug")  # the job goes there, whatever the spec says

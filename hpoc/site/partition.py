@@ -192,8 +192,9 @@ def _misfits(slurm: dict[str, Any], sinfo: Sinfo) -> list[tuple[str, str, str]]:
     room = {name: min(row["nodes"], row["max_nodes"] or row["nodes"]) for name, row in parts.items()}
     if all(slurm["nodes"] > n for n in room.values()):
         said = ", ".join(f"`{name}` ({n})" for name, n in room.items())
-        # squeue's reason: PartitionNodeLimit above a MaxNodes, PartitionConfig above the node count
-        capped = any(row["max_nodes"] and row["max_nodes"] < row["nodes"] for row in parts.values())
+        # squeue's reason: PartitionNodeLimit above a MaxNodes (slurmctld checks it first, whatever
+        # the node count), PartitionConfig above the node count of a partition without one
+        capped = any(row["max_nodes"] and row["max_nodes"] < slurm["nodes"] for row in parts.values())
         out.append((f"`slurm.nodes = {slurm['nodes']}` is more than partition{plural} {said} "
                     f"give{'s' * (len(parts) == 1)} one job", "PartitionNodeLimit" if capped else "PartitionConfig",
                     f"lower `nodes` to {max(room.values())} or fewer"))

@@ -837,18 +837,25 @@ def test_the_time_budget_line_says_trials_never_created_never_ran_as_the_summary
 
 
 def test_splits_that_cannot_be_pickled_are_named_not_an_internal_error(tmp_path, capsys):
-    """Ray pickles the splits to share them: a generator made `hpoc: internal error` (exit 1,
-    "a bug in hpoc") with the whole data's repr, hundreds of lines of tensors."""
+    """Ray pickles the splits to share them: a split that cannot be pickled (a generator then,
+    refused before Ray now; here a Dataset holding a lock) made `hpoc: internal error` (exit
+    1, "a bug in hpoc") with the whole data's repr, hundreds of lines of tensors."""
     workdir = write_toy(tmp_path / "study")
-    (workdir / "lazy.py").write_text("from toy import ToySplitter\n\nclass Lazy(ToySplitter):\n"
-                                     "    def execute(self, data):\n        train, val = super().execute(data)\n"
-                                     "        return (row for row in train), val\n")
+    (workdir / "lazy.py").write_text(
+        "import threading\nimport torch\nfrom toy import ToySplitter\n\n"
+        "class Locked(torch.utils.data.Dataset):\n"
+        "    def __init__(self, x, y):\n        self.x, self.y, self.lock = x, y, threading.Lock()\n"
+        "    def __len__(self):\n        return len(self.y)\n"
+        "    def __getitem__(self, i):\n        return self.x[i], self.y[i]\n\n"
+        "class Lazy(ToySplitter):\n"
+        "    def execute(self, data):\n        (x, y), val = super().execute(data)\n"
+        "        return Locked(x, y), val\n")
     plan = make_plan(workdir, tmp_path / "results", pipeline={"splitter": {"target": "lazy:Lazy", "args": {}}})
     code, _, _ = _run(plan, num_cpus=1)
     err = capsys.readouterr().err
     assert code == EXIT_SPEC, err
     assert err.startswith("error: the train split from splitter `lazy:Lazy` cannot be sent to the trials: "
-                          "TypeError: cannot pickle 'generator' object\n  help: Ray pickles the splits"), err
+                          "TypeError: cannot pickle '_thread.lock' object\n  help: Ray pickles the splits"), err
     assert len(err.splitlines()) == 2
 
 

@@ -489,6 +489,17 @@ def test_a_misspelt_grid_search_is_an_error_not_a_constant_mapping(tmp_path: Pat
     assert [e.message for e in diagnose(tmp_path, nested)] == ["unknown key `grid_serach` in `model.layers`"]
 
 
+def test_a_constant_mapping_of_one_list_named_like_grid_is_no_error(tmp_path: Path) -> None:
+    """`patch: {grid_size: [7, 7]}` or `{grid: [4, 4]}` (a model's constants) were refused as
+    a misspelt `grid_search`; only a near spelling of it is one."""
+    for key in ("grid_size", "grid", "grids", "grid_shape"):
+        write(tmp_path, seed_with("epochs: 20", f"epochs: 20\n              patch: {{{key}: [7, 7]}}"))
+        compile_path(tmp_path / "config.yaml")  # no SpecError
+    for key in ("gridsearch", "grid-search", "grid_seach", "Grid_Search"):
+        text = seed_with("epochs: 20", f"epochs: 20\n              layers: {{{key}: [2, 4]}}")
+        assert [e.help for e in diagnose(tmp_path, text)] == ["did you mean `grid_search`?"], key
+
+
 def test_a_domain_written_without_its_type_is_a_warning(tmp_path: Path) -> None:
     """`learning_rate: {min: 1e-5, max: 1e-3}` (`type:` forgotten) handed every trial the dict
     as its learning rate, without a word; a mapping of other constants says nothing."""

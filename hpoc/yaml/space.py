@@ -155,8 +155,12 @@ def _misspelt_grid(node: YNode) -> tuple[str, A.Span, str] | None:
     as a constant, it would reach trials as a dict."""
     if not (isinstance(node, YMap) and len(node.entries) == 1 and isinstance(node.entries[0][2], YSeq)):
         return None
+    import difflib
+
     key = node.entries[0][0]
-    if key == "grid_search" or did_you_mean(key.lower(), ["grid_search"]) is None:
+    # only a near spelling: `{grid_size: [7, 7]}`, `{grid: [4, 4]}` are a model's constants
+    near = difflib.SequenceMatcher(None, key.lower().replace("-", "_"), "grid_search").ratio() >= 0.85
+    if key == "grid_search" or not near:
         return None
     return key, node.entries[0][1], "grid_search"
 

@@ -581,6 +581,11 @@ def test_a_step_after_a_trainer_that_loads_its_own_data_stays_a_warning(tmp_path
     write(tmp_path, SEED.replace(data, "") + "      - class_path: evaluate.ModelSaver\n")
     (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP821"]
     assert w.message.startswith("step `evaluate.ModelSaver` after the trainer is not run"), w.message
+    # named like data but no getter or splitter: a saver in data.py, a plotter, a model loader
+    for step in ("data.ResultsSaver", "plots.DataPlotter", "models.ModelLoader"):
+        write(tmp_path, SEED.replace(data, "") + f"      - class_path: {step}\n")
+        (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP821"]
+        assert w.message.startswith(f"step `{step}` after the trainer is not run"), w.message
 
 
 def test_a_reversed_objectives_fix_is_written_as_yaml(tmp_path: Path) -> None:

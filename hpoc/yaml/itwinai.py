@@ -211,9 +211,9 @@ def _step(b: Builder, node: YNode, what: str) -> Step | None:
 
 def _data_step(s: Step) -> bool:
     """A getter or splitter by its name or arguments; a trainer that loads its own data may
-    have other steps after it (a saver), which are not run, as before."""
-    module = s.target.rpartition(".")[0].split(".")[-1].lower()
-    return (bool(re.search(r"Get|Load|Read|Split|Data|Download", s.class_name)) or "data" in module
+    have other steps after it (a saver, a `DataPlotter`, a `ModelLoader`, anything in a
+    `data.py`), which are not run, as before: a warning, not an error."""
+    return (bool(re.search(r"^Get|Get(ter)?$|Split|Download|Fetch", s.class_name))
             or any(a in (s.args.index if s.args else {}) for a in ("train_proportion", "validation_proportion")))
 
 

@@ -1073,6 +1073,45 @@ def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind)
                                directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
 
+def _itwinai_start(trainer, config, data) -> None:
+    """An itwinai loop's usual start: a linear model with SGD (`lr`, 0.1 by default), the
+    training loader and the logger."""
+    import torch
+
+    trainer.strategy.init()
+    model = torch.nn.Linear(4, 1)
+    trainer.model, trainer.optimizer, _ = trainer.strategy.distributed(
+        model, torch.optim.SGD(model.parameters(), lr=config.get("lr", 0.1)))
+    trainer.create_dataloaders(train_dataset=data[0])
+    trainer.initialize_logger(hyperparams=config, rank=trainer.strategy.global_rank())
+
+
+def _itwinai_epoch(trainer):
+    """One epoch over the loader; its last batch's loss."""
+    import torch
+
+    for x, y in trainer.train_dataloader:
+        loss = torch.nn.functional.mse_loss(trainer.model(x), y)
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+    return loss
+
+
+def _run_itwinai_twice(tmp_path, loop_cls):
+    """`loop_cls` run for 2 epochs, then resumed to 4 (a checkpoint each epoch, MLflow);
+    the plan."""
+    import torch
+
+    plan = plan_with(tmp_path, mlflow_logger())
+    plan["objective"] = {"metrics": []}
+    plan["checkpoint"]["every"] = 1
+    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
+    for epochs in (2, 4):
+        loop_cls().run_local({"batch_size": 4, "epochs": epochs}, data, directory=tmp_path / "trial", plan=plan)
+    return plan
+
+
 
 def test_an_itwinai_loop_that_logs_before_its_first_batch_resumes_its_run(tmp_path):
     """An itwinai loop's trainer restores its checkpoint at the first batch: a metric logged
@@ -1083,29 +1122,15 @@ def test_an_itwinai_loop_that_logs_before_its_first_batch_resumes_its_run(tmp_pa
 
     class LrLoop(RayTorchTrainer):
         def train(self, config, data):
-            self.strategy.init()
             torch.manual_seed(0)
-            model = torch.nn.Linear(4, 1)
-            self.model, self.optimizer, _ = self.strategy.distributed(
-                model, torch.optim.SGD(model.parameters(), lr=0.1))
-            self.create_dataloaders(train_dataset=data[0])
-            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            _itwinai_start(self, config, data)
             for epoch in range(config["epochs"]):
                 self.log(0.1, "lr", step=epoch)  # before the first batch, where the restore is
-                for x, y in self.train_dataloader:
-                    loss = torch.nn.functional.mse_loss(self.model(x), y)
-                    self.optimizer.zero_grad()
-                    loss.backward()
-                    self.optimizer.step()
+                loss = _itwinai_epoch(self)
                 self.log(1.0, "done")  # no step=: counts on from the checkpoint's
                 self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
 
-    plan = plan_with(tmp_path, mlflow_logger())
-    plan["objective"] = {"metrics": []}
-    plan["checkpoint"]["every"] = 1
-    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
-    for epochs in (2, 4):
-        LrLoop().run_local({"batch_size": 4, "epochs": epochs}, data, directory=tmp_path / "trial", plan=plan)
+    plan = _run_itwinai_twice(tmp_path, LrLoop)
     assert [r.info.run_name for r in runs(plan) if "mlflow.parentRunId" in r.data.tags] == ["local"]
     assert _series(plan, "mlflow", "local", "done") == [(e, 1.0) for e in range(4)]
 
@@ -1114,33 +1139,17 @@ def test_an_itwinai_loop_resumed_keeps_a_stepless_metric_logged_before_its_first
     """A metric logged without a step before the first batch (where an itwinai loop's
     checkpoint is restored) goes on at the checkpoint's count on a resume: before, its first
     point took step 0 again, was dropped as a duplicate and the series ended one short."""
-    import torch
-
     from hpoc.compat.itwinai import RayTorchTrainer
 
     class LrLoop(RayTorchTrainer):
         def train(self, config, data):
-            self.strategy.init()
-            model = torch.nn.Linear(4, 1)
-            self.model, self.optimizer, _ = self.strategy.distributed(
-                model, torch.optim.SGD(model.parameters(), lr=0.1))
-            self.create_dataloaders(train_dataset=data[0])
-            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            _itwinai_start(self, config, data)
             for epoch in range(config["epochs"]):
                 self.log(0.1 * (epoch + self._epoch_offset), "lr")  # no step=, before the restore
-                for x, y in self.train_dataloader:
-                    loss = torch.nn.functional.mse_loss(self.model(x), y)
-                    self.optimizer.zero_grad()
-                    loss.backward()
-                    self.optimizer.step()
+                loss = _itwinai_epoch(self)
                 self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
 
-    plan = plan_with(tmp_path, mlflow_logger())
-    plan["objective"] = {"metrics": []}
-    plan["checkpoint"]["every"] = 1
-    data = (torch.utils.data.TensorDataset(torch.ones(8, 4), torch.zeros(8, 1)), None, None)
-    for epochs in (2, 4):
-        LrLoop().run_local({"batch_size": 4, "epochs": epochs}, data, directory=tmp_path / "trial", plan=plan)
+    plan = _run_itwinai_twice(tmp_path, LrLoop)
     assert _series(plan, "mlflow", "local", "lr") == [(e, pytest.approx(0.1 * e)) for e in range(4)]
 
 
@@ -1161,27 +1170,16 @@ def test_a_restart_shows_after_an_attempt_whose_file_names_a_later_second(tmp_pa
 def _itwinai_scoring(attempt: int, fail_in: int | None = None):
     """An itwinai loop that logs `score` = attempt * 100 + epoch before each epoch's first
     batch (where its checkpoint is restored) and, in epoch `fail_in`, fails right after."""
-    import torch
-
     from hpoc.compat.itwinai import RayTorchTrainer
 
     class ScoreLoop(RayTorchTrainer):
         def train(self, config, data):
-            self.strategy.init()
-            model = torch.nn.Linear(4, 1)
-            self.model, self.optimizer, _ = self.strategy.distributed(
-                model, torch.optim.SGD(model.parameters(), lr=config.get("lr", 0.1)))
-            self.create_dataloaders(train_dataset=data[0])
-            self.initialize_logger(hyperparams=config, rank=self.strategy.global_rank())
+            _itwinai_start(self, config, data)
             for epoch in range(config["epochs"]):
                 self.log(attempt * 100.0 + epoch + self._epoch_offset, "score", step=epoch)
                 if epoch + self._epoch_offset == fail_in:
                     raise RuntimeError("node lost")
-                for x, y in self.train_dataloader:
-                    loss = torch.nn.functional.mse_loss(self.model(x), y)
-                    self.optimizer.zero_grad()
-                    loss.backward()
-                    self.optimizer.step()
+                loss = _itwinai_epoch(self)
                 self.checkpoint_and_report(epoch, tuning_metrics={"loss": loss.item()})
 
     return ScoreLoop()

@@ -375,6 +375,18 @@ def trial_needs(plan: dict[str, Any]) -> tuple[float, float, int, float, float]:
     return workers * cpw + extra, workers * gpw, workers, cpw, gpw
 
 
+def trials_at_once(plan: dict[str, Any], nodes: list[dict[str, Any]]) -> int:
+    """How many trials the alive nodes' CPUs and GPUs hold at once (each worker's bundle on
+    one node), before `trials.max_concurrent`."""
+    cpu, _, workers, cpw, gpw = trial_needs(plan)
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    fit = 0
+    for r in alive:
+        fit += min(int(r.get("CPU", 0) // cpw) if cpw else 10**6, int(r.get("GPU", 0) // gpw) if gpw else 10**6)
+    by_cpu = int(sum(r.get("CPU", 0) for r in alive) / cpu + 1e-9) if cpu else 10**6
+    return min(fit // workers, by_cpu)
+
+
 def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str) -> None:
     """Raise SessionError unless the alive nodes can hold one trial's workers."""
     cpu, gpu, workers, cpw, gpw = trial_needs(plan)

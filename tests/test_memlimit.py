@@ -179,3 +179,28 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
         assert out.getvalue() == ""
     study._warn_concurrent(plan, None, Room(30 * GIB), out)
     assert out.getvalue() == ""
+
+
+@pytest.mark.ray
+def test_a_local_study_whose_trials_at_once_do_not_fit_warns_and_runs(tmp_path, monkeypatch) -> None:
+    """Through Ray: 2 CPU slots run 2 trials at once; memory for one trial's copies only.
+    The study is not refused (one at a time fits): it warns once, naming how many fit."""
+    import io
+
+    from hpoc.runtime import datamem
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+    from runtime_plans import make_plan, write_toy
+
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results",
+                     trials={"num_samples": 2, "max_concurrent": None},
+                     space={"constants": {"epochs": 1, "batch_size": 32}})
+    monkeypatch.setattr(datamem, "sizes", lambda data: (1000, 1000))  # one trial's copies: 1000 bytes
+    monkeypatch.setattr(datamem, "available_memory", lambda: Room(1500))
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    said = progress.getvalue()
+    assert code == EXIT_OK, said
+    assert said.count("[hpoc] warning: 2 trials run at once here, but their copies of the data") == 1, said
+    assert "fit 1 in the " in said and "set `max_concurrent = 1`" in said, said

@@ -204,3 +204,17 @@ def test_a_local_study_whose_trials_at_once_do_not_fit_warns_and_runs(tmp_path, 
     assert code == EXIT_OK, said
     assert said.count("[hpoc] warning: 2 trials run at once here, but their copies of the data") == 1, said
     assert "fit 1 in the " in said and "set `max_concurrent = 1`" in said, said
+
+
+def test_a_local_rays_object_store_fits_the_jobs_memory_limit(monkeypatch) -> None:
+    """`salloc --mem=2G` on a node of 512 GB: the store was 20% of the host's memory, capped
+    at 2 GiB, the whole job's limit. Now a fifth of what the job's limit leaves."""
+    from hpoc.runtime import session
+
+    monkeypatch.setattr(memlimit, "_host_available", lambda: 500 * GIB)
+    monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: (GIB + GIB // 2, 2 * GIB))
+    assert session.local_object_store() == int(1.5 * GIB * 0.2)
+    monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: None)
+    assert session.local_object_store() == session.LOCAL_OBJECT_STORE_CAP
+    monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: (10 * 2**20, 2 * GIB))
+    assert session.local_object_store() == 100 * 2**20

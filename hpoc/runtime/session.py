@@ -172,6 +172,17 @@ def no_room(exc: BaseException, places: dict[str, str | None]) -> str | None:
     return f"{what}: a disk the run writes to is full"
 
 
+def local_object_store() -> int:
+    """A local Ray's object store: a fifth of the memory left, capped; the memory left is
+    the job's cgroup limit's under `salloc --mem` (memlimit.py): the host's 20% of 512 GB
+    was a 2 GiB store in a job of 2 GiB, whose objects the cgroup's OOM killer met."""
+    from hpoc.runtime.memlimit import room
+
+    left = room()
+    store = LOCAL_OBJECT_STORE_CAP if left is None else min(LOCAL_OBJECT_STORE_CAP, int(left.available * 0.2))
+    return max(store, 100 * 1024**2)  # Ray refuses less than 75 MiB
+
+
 def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
                 verbose: bool = False) -> Session:
     import logging
@@ -213,12 +224,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     session = Session(local=True, temp_dir=temp, _env_backup=backup, neighbours=others)
     atexit.register(session.close)
     gpus = local_gpus() if num_gpus is None else num_gpus
-    try:
-        import psutil
-
-        store = min(LOCAL_OBJECT_STORE_CAP, int(psutil.virtual_memory().available * 0.2))
-    except ImportError:
-        store = LOCAL_OBJECT_STORE_CAP
+    store = local_object_store()
     from hpoc.runtime.raylet_lines import quiet_worker_deaths
 
     from hpoc.runtime.lean import lean_head, wanted
@@ -227,7 +233,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     try:
         with lean_head(wanted()):  # no API server or autoscaler monitor (lean.py)
             ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
-                     _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
+                     _temp_dir=os.path.join(temp, "r"), object_store_memory=store,
                      log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING)
     except Exception as exc:
         session.close()

@@ -77,3 +77,50 @@ def test_a_rank_that_never_reported_is_named_in_a_multi_worker_trial() -> None:
     with pytest.raises(TrainerError, match=r"ended without reporting anything on rank 1 of 2 "
                                            r"\(every rank must call self\.report each epoch\)"):
         trainer._train_and_close({})
+
+
+def test_a_trainer_that_gives_each_rank_its_own_part_is_not_said_to_read_all_the_data() -> None:
+    """A trainer that splits the data per rank itself (`x[rank::world]`, a `Subset` of the
+    rank's indices) and shuffles its part with a plain RandomSampler was told that each rank
+    trains on all the data: untrue. A part of at most 1/world of the training split (or of
+    the Subset's dataset) is a rank's own."""
+    from torch.utils.data import Subset
+
+    x = torch.arange(8.0)
+    whole = lambda: 8  # noqa: E731 - the training split hpoc gave the trainer
+    said: list[str] = []
+    with watched(4, lambda loader: None, said.append, world_size=2, whole=whole):
+        iterate(DataLoader(TensorDataset(x[0::2]), batch_size=2, shuffle=True))
+        iterate(DataLoader(Subset(DATA, range(1, 8, 2)), batch_size=2, shuffle=True))
+    with watched(4, lambda loader: None, said.append, world_size=2):  # the split not known
+        iterate(DataLoader(Subset(DATA, range(0, 4)), batch_size=2, shuffle=True))
+    assert said == []
+    # more than a rank's share is every rank reading (nearly) all of it: still said
+    with watched(4, lambda loader: None, said.append, world_size=2, whole=whole):
+        iterate(DataLoader(Subset(DATA, range(0, 6)), batch_size=2, shuffle=True))
+    with watched(4, lambda loader: None, said.append, world_size=2, whole=whole):
+        iterate(DataLoader(TensorDataset(x[:5]), batch_size=2, shuffle=True))
+    assert len(said) == 2 and all("has no DistributedSampler" in s for s in said), said
+
+
+def test_a_trainers_own_split_per_rank_of_hpocs_train_split_is_quiet(tmp_path, capfd) -> None:
+    """Through the Trainer: its own `train_data` (a pair of tensors) is the whole."""
+    import types
+
+    import hpoc
+    from hpoc.runtime.loaders import samples
+
+    trainer = hpoc.Trainer()
+    trainer.plan = {"resources": {"cpus_per_worker": 1}}
+    trainer.trial_dir = tmp_path
+    trainer.train_data = (torch.zeros(8, 3), torch.zeros(8))
+    trainer.strategy = types.SimpleNamespace(rank=0, world_size=2)
+    with trainer._workers_watched():
+        x, y = trainer.train_data
+        iterate(DataLoader(TensorDataset(x[0::2], y[0::2]), batch_size=2, shuffle=True))
+    assert "has no DistributedSampler" not in capfd.readouterr().err
+    with trainer._workers_watched():  # the whole split on each rank: said
+        iterate(DataLoader(TensorDataset(*trainer.train_data), batch_size=2, shuffle=True))
+    assert "has no DistributedSampler" in capfd.readouterr().err
+    assert samples(DATA) == 8 and samples((torch.zeros(8, 3), torch.zeros(7))) is None
+    assert samples([(1, 2)] * 5) == 5 and samples(None) is None

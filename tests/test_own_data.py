@@ -783,20 +783,21 @@ def test_data_too_big_for_one_trial_on_this_machine_is_said_before_ray(monkeypat
     (or Ray's object store spilled) mid-study. Said as the data loads, against the memory
     available (faked here)."""
     from hpoc.runtime import datamem
+    from hpoc.runtime.memlimit import Room
 
     x, y = torch.zeros(1000, 250), torch.zeros(1000, dtype=torch.int64)  # 1,000,000 + 8,000 bytes
     data = ((x[:800], y[:800]), (x[800:], y[800:]), None)
     plan = {**PLAN, "resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 0}}
-    said = datamem.too_big(plan, data, available=1_500_000)
+    said = datamem.too_big(plan, data, Room(1_500_000))
     assert said is not None and said.startswith(
-        "getter `data:Getter` returned splits of 1.0 MB, of which 1.0 MB torch tensors that each of "
-        "a trial's 2 worker processes copies: 2.0 MB for one trial, more than the 1.5 MB this "
+        "getter `data:Getter` returned splits of 984.4 KiB, of which 984.4 KiB torch tensors that each of "
+        "a trial's 2 worker processes copies: 1.9 MiB for one trial, more than the 1.4 MiB this "
         "machine has available"), said
-    assert "help: " in said and "NumPy arrays" in said
-    assert datamem.too_big(plan, data, available=3_000_000) is None
+    assert "help: " in said and "NumPy arrays" in said and said.endswith("run where there is more memory")
+    assert datamem.too_big(plan, data, Room(3_000_000)) is None
     # NumPy arrays are shared with the trials through the object store: one copy
     arrays = ((x.numpy(), y.numpy()), None, None)
-    assert datamem.too_big(plan, arrays, available=900_000) is None
+    assert datamem.too_big(plan, arrays, Room(900_000)) is None
 
 
 def test_views_of_one_storage_count_it_once_against_memory():
@@ -804,28 +805,35 @@ def test_views_of_one_storage_count_it_once_against_memory():
     (torch pickles each storage once; compact.py keeps a view of nearly all of its storage):
     train `x[:960]` and validation `x[40:]` counted as two copies refused data that fits."""
     from hpoc.runtime import datamem
+    from hpoc.runtime.memlimit import Room
 
     x = torch.zeros(1000, 250)  # 1,000,000 bytes
     data = ((x[:960],), (x[40:],), None)
     plan = {**PLAN, "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}
     assert datamem.sizes(data) == (1_000_000, 1_000_000)
-    assert datamem.too_big(plan, data, available=1_200_000) is None
+    assert datamem.too_big(plan, data, Room(1_200_000)) is None
     # the same storage pickled twice (two splits given as their own tensors) still counts twice
     assert datamem.sizes(((x.clone(),), (x.clone(),), None))[1] == 2_000_000
 
 
-def test_a_local_run_whose_data_cannot_fit_one_trial_stops_before_ray(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("local", [True, False])
+def test_a_local_run_whose_data_cannot_fit_one_trial_stops_before_ray(tmp_path, monkeypatch, capsys, local):
+    """A one-node SLURM job runs its trials on the driver's node, in the job's memory: it
+    is checked as a local run is (it was not, and its trials were OOM-killed)."""
     import io
 
     from hpoc.runtime import datamem, session
+    from hpoc.runtime.memlimit import Room
     from hpoc.runtime.study import RunOptions, run_study
     from runtime_plans import make_plan, write_toy
 
     plan = make_plan(write_toy(tmp_path / "w"), tmp_path / "results")
-    monkeypatch.setattr(datamem, "available_memory", lambda: 1000)  # fewer bytes than the toy's data
+    monkeypatch.setattr(datamem, "available_memory", lambda: Room(1000))  # fewer bytes than the toy's data
     monkeypatch.setattr(session, "start_local", lambda **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(session, "connect_cluster", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
     progress = io.StringIO()
-    code = run_study(plan, RunOptions(local=True, num_cpus=1, progress=progress, out=io.StringIO()))
+    code = run_study(plan, RunOptions(local=local, num_cpus=1, progress=progress, out=io.StringIO()))
     said = capsys.readouterr().err
-    assert code != 0 and "error: splitter `toy:ToySplitter` returned splits of " in said and "more than the 1.0 kB this machine has available" in said, said
+    assert code != 0 and "error: splitter `toy:ToySplitter` returned splits of " in said and "more than the 1000 bytes this machine has available" in said, said
     assert "Traceback" not in said

@@ -1,4 +1,5 @@
-"""Whether one trial's data fits in this machine's memory, said as the data loads, before Ray.
+"""Whether one trial's data fits in the memory left (memlimit.py: the machine's, or the job's
+cgroup limit), said as the data loads, before Ray; and how many trials' copies fit at once.
 
 The driver puts the splits into Ray's object store once (spilled to disk when it is too big).
 A trial's workers read NumPy arrays from there without a copy, but each worker process
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpoc.runtime import memlimit
+from hpoc.runtime.memlimit import Room
 from hpoc.runtime.pipeline import data_step
+from hpoc.sizes import size
 
 _DEPTH = 4  # (x, y) in a split, ((x1, x2), y), a dict of them: as compact.py walks them
 
@@ -65,33 +69,35 @@ def _storage_bytes(tensor: Any, seen: set[Any]) -> int:
     return n
 
 
-def too_big(plan: dict[str, Any], data: Any, available: int) -> str | None:
-    """Why one trial's copies of the data exceed the `available` bytes of memory, or None:
-    each of its workers unpickles the tensors into memory of its own."""
+def too_big(plan: dict[str, Any], data: Any, room: Room) -> str | None:
+    """Why one trial's copies of the data exceed the memory left (`room`), or None: each
+    of its workers unpickles the tensors into memory of its own."""
     total, tensors = sizes(data)
     workers = int((plan.get("resources") or {}).get("workers") or 1)
     need = tensors * workers  # the object store's copy may go to disk (Ray's fallback): not counted
-    if need <= available:
+    if need <= room.available:
         return None
-    return (f"{data_step(plan)} returned splits of {_size(total)}, of which {_size(tensors)} torch "
+    return (f"{data_step(plan)} returned splits of {size(total)}, of which {size(tensors)} torch "
             f"tensors that each of a trial's {workers} worker process{'es' if workers > 1 else ''} "
-            f"copies: {_size(need)} for one trial, more than the "
-            f"{_size(available)} this machine has available\n  help: load a sample of the data "
-            "for the search, give NumPy arrays (a trial's workers share one copy of those), or "
-            "run where there is more memory")
+            f"copies: {size(need)} for one trial, more than {room.phrase()}\n  help: load a "
+            "sample of the data for the search, give NumPy arrays (a trial's workers share one "
+            f"copy of those), or {room.more()}")
 
 
-def _size(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} bytes"
+def trials_that_fit(plan: dict[str, Any], data: Any, room: Room) -> int | None:
+    """How many trials' copies of the data fit in `room` at once; None when they take none."""
+    tensors = sizes(data)[1] * int((plan.get("resources") or {}).get("workers") or 1)
+    return room.available // tensors if tensors else None
 
 
-def available_memory() -> int | None:
-    """Bytes of memory this machine has available now, or None when unknown."""
-    try:
-        import psutil
-    except ImportError:
-        return None
-    return int(psutil.virtual_memory().available)
+def crowded(plan: dict[str, Any], data: Any, room: Room, at_once: int, fit: int) -> str:
+    """`at_once` trials run together, but only `fit` trials' copies of the data fit."""
+    each = sizes(data)[1] * int((plan.get("resources") or {}).get("workers") or 1)
+    return (f"{at_once} trials run at once here, but their copies of the data ({size(each)} each) "
+            f"fit {fit} in {room.phrase()}: the others would be killed by the OOM killer mid-study; "
+            f"set `max_concurrent = {fit}` (fewer may fit: a trial's model and batches take memory too)")
+
+
+def available_memory() -> Room | None:
+    """The memory this process may still use (memlimit.py), or None when unknown."""
+    return memlimit.room()

@@ -30,8 +30,8 @@ _original: list[Any] = []
 
 class _Watch:
     def __init__(self, cpus: int | None, name: Callable[[Any], str | None], say: Callable[[str], None],
-                 world_size: int = 1) -> None:
-        self.cpus, self.name, self.say, self.world_size = cpus, name, say, world_size
+                 world_size: int = 1, whole: Callable[[], int | None] = lambda: None) -> None:
+        self.cpus, self.name, self.say, self.world_size, self.whole = cpus, name, say, world_size, whole
         self.thread, self.said, self.said_sampler = threading.get_ident(), False, False
 
     def saw(self, loader: Any, frame: Any) -> None:
@@ -44,7 +44,8 @@ class _Watch:
             self.say(message(what(), workers, self.cpus))
         # Shuffled (a training loader) but not split: every rank trains on all the data.
         if not self.said_sampler and self.world_size > 1 and \
-                type(getattr(loader, "sampler", None)) is torch.utils.data.RandomSampler:
+                type(getattr(loader, "sampler", None)) is torch.utils.data.RandomSampler and \
+                not own_part(getattr(loader, "dataset", None), self.world_size, self.whole):
             self.said_sampler = True
             self.say(unsplit(what(), self.world_size))
 
@@ -58,19 +59,48 @@ def _iter(self: Any) -> Any:
     return original(self)
 
 
+def own_part(dataset: Any, world_size: int, whole: Callable[[], int | None]) -> bool:
+    """Whether `dataset` is a rank's own part of the data, split by the trainer itself
+    (`x[rank::world]`, a `Subset` of the rank's indices): at most 1/`world_size` of the
+    training split hpoc gave the trainer (`whole()` samples), or of the dataset a `Subset`
+    is taken from. Such a part shuffled by a plain RandomSampler is no rank reading all."""
+    try:
+        n = len(dataset)
+        if isinstance(dataset, torch.utils.data.Subset):
+            return n <= -(-len(dataset.dataset) // world_size)
+        total = whole()
+        return total is not None and n <= -(-total // world_size)
+    except Exception:  # noqa: BLE001 - a dataset without a length, or one that fails: not known
+        return False
+
+
+def samples(split: Any) -> int | None:
+    """The samples in a split as hpoc hands it to the trainer: a pair of arrays or tensors
+    (their common length), a Dataset or list (its length); None when unknown."""
+    try:
+        if isinstance(split, tuple) and split and all(hasattr(p, "shape") and len(p.shape) for p in split):
+            lengths = {int(p.shape[0]) for p in split}
+            return lengths.pop() if len(lengths) == 1 else None
+        return len(split) if split is not None else None
+    except Exception:  # noqa: BLE001 - a Dataset without a length, or one that fails
+        return None
+
+
 @contextlib.contextmanager
 def watched(cpus: Any, name: Callable[[Any], str | None], say: Callable[[str], None],
-            world_size: int = 1) -> Iterator[None]:
+            world_size: int = 1, whole: Callable[[], int | None] = lambda: None) -> Iterator[None]:
     """Within it, iterating a DataLoader with `cpus` workers or more calls `say` once, with
     the loader as `name` calls it (a split's, "train"), else where it was iterated; so does
-    a shuffled one without a DistributedSampler when the trial has `world_size` ranks."""
+    a shuffled one without a DistributedSampler when the trial has `world_size` ranks,
+    unless it reads a rank's own part of the data (`own_part`; `whole`: the samples of the
+    training split the trainer was given, None when unknown)."""
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
         cpus = None
     if cpus is None and world_size < 2:
         yield
         return
     loader_class = torch.utils.data.DataLoader
-    watch = _Watch(cpus, name, say, world_size)
+    watch = _Watch(cpus, name, say, world_size, whole)
     with _lock:
         if not _open:
             _original[:] = [loader_class.__iter__]

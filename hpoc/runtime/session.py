@@ -172,6 +172,17 @@ def no_room(exc: BaseException, places: dict[str, str | None]) -> str | None:
     return f"{what}: a disk the run writes to is full"
 
 
+def local_object_store() -> int:
+    """A local Ray's object store: a fifth of the memory left, capped; the memory left is
+    the job's cgroup limit's under `salloc --mem` (memlimit.py): the host's 20% of 512 GB
+    was a 2 GiB store in a job of 2 GiB, whose objects the cgroup's OOM killer met."""
+    from hpoc.runtime.memlimit import room
+
+    left = room()
+    store = LOCAL_OBJECT_STORE_CAP if left is None else min(LOCAL_OBJECT_STORE_CAP, int(left.available * 0.2))
+    return max(store, 100 * 1024**2)  # Ray refuses less than 75 MiB
+
+
 def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: int | None = None,
                 verbose: bool = False) -> Session:
     import logging
@@ -213,12 +224,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     session = Session(local=True, temp_dir=temp, _env_backup=backup, neighbours=others)
     atexit.register(session.close)
     gpus = local_gpus() if num_gpus is None else num_gpus
-    try:
-        import psutil
-
-        store = min(LOCAL_OBJECT_STORE_CAP, int(psutil.virtual_memory().available * 0.2))
-    except ImportError:
-        store = LOCAL_OBJECT_STORE_CAP
+    store = local_object_store()
     from hpoc.runtime.raylet_lines import quiet_worker_deaths
 
     from hpoc.runtime.lean import lean_head, wanted
@@ -227,7 +233,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
     try:
         with lean_head(wanted()):  # no API server or autoscaler monitor (lean.py)
             ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
-                     _temp_dir=os.path.join(temp, "r"), object_store_memory=max(store, 100 * 1024**2),
+                     _temp_dir=os.path.join(temp, "r"), object_store_memory=store,
                      log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING)
     except Exception as exc:
         session.close()
@@ -373,6 +379,18 @@ def trial_needs(plan: dict[str, Any]) -> tuple[float, float, int, float, float]:
     cpw, gpw = float(res["cpus_per_worker"]), float(res["gpus_per_worker"] or 0)
     extra = DRIVER_CPU if workers > 1 else 0.0
     return workers * cpw + extra, workers * gpw, workers, cpw, gpw
+
+
+def trials_at_once(plan: dict[str, Any], nodes: list[dict[str, Any]]) -> int:
+    """How many trials the alive nodes' CPUs and GPUs hold at once (each worker's bundle on
+    one node), before `trials.max_concurrent`."""
+    cpu, _, workers, cpw, gpw = trial_needs(plan)
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    fit = 0
+    for r in alive:
+        fit += min(int(r.get("CPU", 0) // cpw) if cpw else 10**6, int(r.get("GPU", 0) // gpw) if gpw else 10**6)
+    by_cpu = int(sum(r.get("CPU", 0) for r in alive) / cpu + 1e-9) if cpu else 10**6
+    return min(fit // workers, by_cpu)
 
 
 def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str) -> None:

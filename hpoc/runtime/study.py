@@ -154,8 +154,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             return summary_mod.exit_code(previous)
         # in a list _tune empties: the driver holds no copy of it beside Ray's while trials run
         data = [_load_data(plan, trainer_cls, stream)]
-        if opts.is_local:  # a job's trials may run on other nodes than the driver's
-            _require_memory(plan, data[0])
+        room = _require_memory(plan, data[0]) if _trials_here(opts) else None
         ray_session = _start_ray(plan, opts)
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
@@ -166,6 +165,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             if ray_session.neighbours:
                 say(stream, _sharing_line(ray_session.neighbours))
             _check_capacity(plan, ray_session)
+            if room is not None:
+                _warn_concurrent(plan, data[0], room, stream)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
                 move_aside(exp, stream, lock)
                 mode = STATE.mode = "fresh"
@@ -289,14 +290,41 @@ def _load_data(plan: dict[str, Any], trainer_cls: Any, stream: TextIO) -> Any:
                            cast=pipeline.model_dtype_cast(trainer_cls))
 
 
-def _require_memory(plan: dict[str, Any], data: Any) -> None:
-    """Data that one trial's copies cannot fit in memory: said now, not by the OOM killer."""
+def _trials_here(opts: RunOptions) -> bool:
+    """Whether the trials run on this machine, in this job's memory: a local run, or a
+    one-node job (a job's other nodes are not seen from here)."""
+    return opts.is_local or os.environ.get("SLURM_JOB_NUM_NODES") == "1"
+
+
+def _require_memory(plan: dict[str, Any], data: Any) -> Any:
+    """Data that one trial's copies cannot fit in memory: said now, not by the OOM killer.
+    Returns the memory left (memlimit.Room), or None when unknown."""
     from hpoc.runtime import datamem
 
-    available = datamem.available_memory()
-    why = datamem.too_big(plan, data, available) if available is not None and data is not None else None
-    if why:
+    room = datamem.available_memory()
+    if room is None or data is None:
+        return None
+    if why := datamem.too_big(plan, data, room):
         raise StudyError(why)
+    return room
+
+
+def _warn_concurrent(plan: dict[str, Any], data: Any, room: Any, stream: TextIO) -> None:
+    """Trials that would run at once here whose copies of the data do not all fit: a
+    warning naming how many fit, and the setting that caps them. Not a refusal (fewer at
+    once fit) nor a cap of hpoc's own: the copies are a lower bound of a trial's memory
+    (its model and batches come on top), and `max_concurrent` shapes the search."""
+    import ray
+
+    from hpoc.plan.space import total_trials
+    from hpoc.runtime import datamem, session
+
+    fit = datamem.trials_that_fit(plan, data, room)
+    cap = plan["trials"]["max_concurrent"]
+    at_once = min(session.trials_at_once(plan, ray.nodes()), total_trials(plan), cap or 10**9)
+    if fit is None or fit >= at_once:
+        return
+    say(stream, "[hpoc] warning: " + _in_spec_words(plan, datamem.crowded(plan, data, room, at_once, fit)))
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:

@@ -46,7 +46,7 @@ import torch
 
 from hpoc.runtime.batches import (LOADER_HELP, SPLITS, TensorBatches, as_tensors, default_prepare,
                                   loader_split, num_samples)
-from hpoc.runtime.loaders import watched
+from hpoc.runtime.loaders import samples, watched
 from hpoc.runtime.report import LocalReporter, Reporter, scratch_dir
 from hpoc.runtime.returns import (TrainerError, metric_tensor, reported, require_class_labels,
                                   require_loss, require_module, require_objective, require_optimizer,
@@ -445,7 +445,7 @@ class Trainer:
                 with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as fh:
                     fh.write(line + "\n")
 
-        return watched(cpus, name, say, world)
+        return watched(cpus, name, say, world, whole=lambda: samples(self.train_data))
 
     def _create_model(self) -> None:
         # what the loop draws (a `create_dataloaders(batch_size=...)` before this): DeepSpeed counts with it

@@ -1,0 +1,119 @@
+"""The memory this process may still use: the machine's available memory, or less under a
+memory cgroup's limit (a SLURM job's `--mem`/`--mem-per-cpu`, a container's `--memory`).
+
+psutil sees the host: a job of `--mem=8G` on a 512 GB node had 500 GB "available" and its
+trials were killed by the cgroup's OOM killer. The limit that binds is the tightest along
+the process's cgroup path, each level's limit less its usage (the page cache it can drop,
+`inactive_file`, not counted as used: a getter that read its files from disk filled it).
+cgroup v2: `memory.max` ("max": none) and `memory.current` under the unified path; v1:
+`memory.limit_in_bytes` (a huge sentinel: none) and `memory.usage_in_bytes` under the
+memory controller's. A file that cannot be read gives no finding, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from hpoc.sizes import size
+
+_V1_UNLIMITED = 2**62  # v1 writes PAGE_COUNTER_MAX pages (about 2**63 bytes) for no limit
+
+
+@dataclass(frozen=True)
+class Room:
+    available: int             # bytes
+    limit: int | None = None   # the cgroup limit that binds; None: the machine's memory does
+
+    def phrase(self) -> str:
+        """`the 3.1 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup)`."""
+        if self.limit is None:
+            return f"the {size(self.available)} this machine has available"
+        whose = "the job's memory limit" if os.environ.get("SLURM_JOB_ID") else "this process's memory limit"
+        return (f"the {size(self.available)} left of {whose} of {size(self.limit)} "
+                "(SLURM --mem / cgroup)")
+
+    def more(self) -> str:
+        """Where more memory comes from."""
+        if self.limit is None:
+            return "run where there is more memory"
+        return "ask the job for more memory (`slurm.mem`, or --mem of salloc/srun)"
+
+
+def room(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> Room | None:
+    """What this process may still use, or None when not even the machine's memory is known."""
+    host = _host_available()
+    bound = cgroup_bound(proc, root)
+    if bound is not None and (host is None or bound[0] < host):
+        return Room(bound[0], bound[1])
+    return Room(host) if host is not None else None
+
+
+def _host_available() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def cgroup_bound(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> tuple[int, int] | None:
+    """(bytes left, limit) of the tightest memory limit on this process's cgroup path and
+    its ancestors, or None where there is none (or none can be read)."""
+    found = [b for d in _levels(proc, root) if (b := _level(*d)) is not None]
+    return min(found) if found else None
+
+
+def _levels(proc: str, root: str) -> list[tuple[str, str]]:
+    """(directory, "v1"/"v2") of each level from this process's cgroup up to the hierarchy's
+    root (a container's root has its own limit)."""
+    try:
+        with open(proc) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            base, version = root, "v2"
+        elif "memory" in controllers.split(","):
+            base, version = os.path.join(root, "memory"), "v1"
+        else:
+            continue
+        parts = [p for p in path.split("/") if p and p not in (".", "..")]
+        out += [(os.path.join(base, *parts[:k]), version) for k in range(len(parts), -1, -1)]
+    return out
+
+
+def _level(directory: str, version: str) -> tuple[int, int] | None:
+    names = ("memory.max", "memory.current", "inactive_file") if version == "v2" else \
+        ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+    limit = _number(os.path.join(directory, names[0]))
+    if limit is None or limit >= _V1_UNLIMITED:
+        return None
+    used = _number(os.path.join(directory, names[1]))
+    if used is None:
+        return None
+    used -= _stat(os.path.join(directory, "memory.stat"), names[2])
+    return max(0, limit - max(0, used)), limit
+
+
+def _number(path: str) -> int | None:
+    """The file's integer; None for "max", a missing or unreadable file, or other text."""
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _stat(path: str, key: str) -> int:
+    try:
+        with open(path) as fh:
+            found = re.search(rf"^{key} (\d+)$", fh.read(), re.MULTILINE)
+    except OSError:
+        return 0
+    return int(found.group(1)) if found else 0

@@ -1,0 +1,220 @@
+"""The memory a trial may use is the tightest of the machine's and the job's memory cgroup
+(runtime/memlimit.py): a job of `--mem=8G` on a 512 GB node passed the data check against
+the node's memory, and its trials were killed by the cgroup's OOM killer mid-study. Fake
+cgroup trees stand in for /proc/self/cgroup and /sys/fs/cgroup."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hpoc.runtime import memlimit
+from hpoc.runtime.memlimit import Room, cgroup_bound
+
+GIB = 2**30
+JOB = "/system.slice/slurmstepd.scope/job_42"
+
+
+def tree(tmp_path, proc_line: str, files: dict[str, str]) -> tuple[str, str]:
+    proc = tmp_path / "cgroup"
+    proc.write_text(proc_line + "\n")
+    root = tmp_path / "sys"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text + "\n")
+    return str(proc), str(root)
+
+
+def v2(tmp_path, levels: dict[str, tuple[str, int, int]]) -> tuple[str, str]:
+    """levels: path -> (memory.max, memory.current, inactive_file)."""
+    files = {}
+    for path, (limit, current, inactive) in levels.items():
+        files[f"{path.strip('/')}/memory.max"] = limit
+        files[f"{path.strip('/')}/memory.current"] = str(current)
+        files[f"{path.strip('/')}/memory.stat"] = f"anon 1\ninactive_file {inactive}\nactive_file 7"
+    return tree(tmp_path, f"0::{JOB}/step_batch/user/task_0", files)
+
+
+def test_v2_the_jobs_limit_up_the_path_binds_less_its_usage_but_not_its_page_cache(tmp_path) -> None:
+    proc, root = v2(tmp_path, {JOB: (str(8 * GIB), 3 * GIB, GIB),  # 2 GiB used, 1 GiB droppable cache
+                               f"{JOB}/step_batch": ("max", GIB, 0)})
+    assert cgroup_bound(proc, root) == (6 * GIB, 8 * GIB)
+
+
+def test_v2_the_tightest_of_nested_limits_binds(tmp_path) -> None:
+    proc, root = v2(tmp_path, {JOB: (str(8 * GIB), 5 * GIB, 0),  # 3 GiB left
+                               f"{JOB}/step_batch": (str(4 * GIB), 0, 0),  # 4 GiB left: looser
+                               f"{JOB}/step_batch/user/task_0": ("max", 0, 0)})
+    assert cgroup_bound(proc, root) == (3 * GIB, 8 * GIB)
+    proc, root = v2(tmp_path, {JOB: (str(8 * GIB), 0, 0), f"{JOB}/step_batch": (str(4 * GIB), GIB, 0)})
+    assert cgroup_bound(proc, root) == (3 * GIB, 4 * GIB)
+
+
+def test_v2_max_everywhere_is_no_limit(tmp_path) -> None:
+    proc, root = v2(tmp_path, {JOB: ("max", 5 * GIB, 0), f"{JOB}/step_batch": ("max", 0, 0)})
+    assert cgroup_bound(proc, root) is None
+
+
+def test_a_containers_own_root_limit_counts(tmp_path) -> None:
+    """Inside a container (its own cgroup namespace) the path is `/`, the limit at the root."""
+    proc, root = tree(tmp_path, "0::/", {"memory.max": str(2 * GIB), "memory.current": str(GIB)})
+    assert cgroup_bound(proc, root) == (GIB, 2 * GIB)
+
+
+def test_v1_limit_and_its_unlimited_sentinel(tmp_path) -> None:
+    base = "memory/slurm/uid_1000/job_42"
+    proc, root = tree(tmp_path, "4:memory:/slurm/uid_1000/job_42/step_0\n3:cpu,cpuacct:/slurm",
+                      {f"{base}/memory.limit_in_bytes": str(8 * GIB),
+                       f"{base}/memory.usage_in_bytes": str(3 * GIB),
+                       f"{base}/memory.stat": f"cache 5\ntotal_inactive_file {GIB}",
+                       f"{base}/step_0/memory.limit_in_bytes": "9223372036854771712",
+                       f"{base}/step_0/memory.usage_in_bytes": str(GIB),
+                       "memory/memory.limit_in_bytes": "9223372036854771712",
+                       "memory/memory.usage_in_bytes": str(100 * GIB)})
+    assert cgroup_bound(proc, root) == (6 * GIB, 8 * GIB)
+
+
+def test_unreadable_or_odd_files_are_no_finding_never_an_error(tmp_path) -> None:
+    assert cgroup_bound(str(tmp_path / "none"), str(tmp_path)) is None
+    proc, root = tree(tmp_path, f"0::{JOB}", {f"{JOB.strip('/')}/memory.max": str(GIB)})  # no memory.current
+    assert cgroup_bound(proc, root) is None
+    proc, root = tree(tmp_path, f"0::{JOB}", {f"{JOB.strip('/')}/memory.max": "garbage",
+                                             f"{JOB.strip('/')}/memory.current": "1"})
+    assert cgroup_bound(proc, root) is None
+    limit = tmp_path / "sys" / JOB.strip("/") / "memory.max"
+    limit.write_text(str(GIB))
+    if os.geteuid() != 0:  # root reads a file of mode 000
+        limit.chmod(0)
+        assert cgroup_bound(proc, root) is None
+        limit.chmod(0o644)
+    assert cgroup_bound(proc, root) == (GIB - 1, GIB)
+
+
+def test_the_bound_that_applies_is_named(tmp_path, monkeypatch) -> None:
+    proc, root = v2(tmp_path, {JOB: (str(8 * GIB), 5 * GIB, 0)})
+    monkeypatch.setattr(memlimit, "_host_available", lambda: 500 * GIB)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    room = memlimit.room(proc, root)
+    assert room == Room(3 * GIB, 8 * GIB)
+    assert room.phrase() == "the 3.0 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup)"
+    assert "slurm.mem" in room.more()
+    # the machine has less left than the job may use: the machine binds
+    monkeypatch.setattr(memlimit, "_host_available", lambda: 2 * GIB)
+    assert memlimit.room(proc, root) == Room(2 * GIB)
+    assert Room(2 * GIB).phrase() == "the 2.0 GiB this machine has available"
+    monkeypatch.setattr(memlimit, "_host_available", lambda: None)
+    assert memlimit.room(proc, root) == Room(3 * GIB, 8 * GIB)
+    assert memlimit.room(str(tmp_path / "none"), root) is None
+
+
+def test_data_over_the_jobs_limit_is_refused_naming_it(tmp_path, monkeypatch) -> None:
+    """On a node of 512 GB, a job of --mem=8G: one trial's copies of 10 GiB are refused,
+    the message names the job's limit and how to raise it."""
+    from hpoc.runtime import datamem
+
+    monkeypatch.setattr(datamem, "sizes", lambda data: (10 * GIB, 10 * GIB))
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    plan = {"resources": {"workers": 1}, "pipeline": {}}
+    monkeypatch.setattr(datamem, "data_step", lambda plan: "getter `g:G`")
+    said = datamem.too_big(plan, None, Room(7 * GIB, 8 * GIB))
+    assert said is not None and "more than the 7.0 GiB left of the job's memory limit of 8.0 GiB" in said, said
+    assert said.endswith("ask the job for more memory (`slurm.mem`, or --mem of salloc/srun)"), said
+    assert datamem.too_big(plan, None, Room(500 * GIB)) is None
+
+
+@pytest.mark.parametrize("n, said", [(512, "512 bytes"), (1536, "1.5 KiB"), (8 * GIB, "8.0 GiB"),
+                                     (12 * 2**20 + 2**19, "12.5 MiB")])
+def test_sizes_are_said_in_binary_units_as_slurm_reads_mem(n, said) -> None:
+    from hpoc.sizes import size
+
+    assert size(n) == said
+
+
+def test_trials_at_once_by_the_nodes_cpus_and_gpus() -> None:
+    from hpoc.runtime.session import trials_at_once
+
+    def plan(workers, cpw, gpw):
+        return {"resources": {"workers": workers, "cpus_per_worker": cpw, "gpus_per_worker": gpw}}
+
+    node = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}]
+    assert trials_at_once(plan(1, 1, 0), node) == 4
+    assert trials_at_once(plan(1, 1, 0.5), node) == 2
+    assert trials_at_once(plan(2, 1, 0), node) == 1  # 2 workers and their driver's 0.01 CPU: 2.01
+    assert trials_at_once(plan(1, 1, 0), node + [{"Alive": False, "Resources": {"CPU": 8.0}}]) == 4
+
+
+def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_fit(monkeypatch) -> None:
+    """8 CPUs run 8 one-CPU trials at once; their 3 GiB copies fit 2 in the job's 8 GiB:
+    the others' processes are OOM-killed. Said with the setting that caps them (not a
+    refusal: 2 at once fit)."""
+    import io
+
+    import ray
+
+    from hpoc.runtime import datamem, study
+
+    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
+            "trials": {"num_samples": 20, "max_concurrent": None}, "search": {"algorithm": "optuna"}}
+    room = Room(7 * GIB, 8 * GIB)
+    out = io.StringIO()
+    study._warn_concurrent(plan, None, room, out)
+    assert out.getvalue() == (
+        "[hpoc] warning: 8 trials run at once here, but their copies of the data (3.0 GiB each) fit 2 in "
+        "the 7.0 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup): the others would "
+        "be killed by the OOM killer mid-study; set `max_concurrent = 2` (fewer may fit: a trial's model "
+        "and batches take memory too)\n")
+    # a YAML config's words
+    out = io.StringIO()
+    study._warn_concurrent({**plan, "source": {"words": {"max_concurrent": "max_concurrent_trials"}}}, None, room, out)
+    assert "set `max_concurrent_trials: 2`" in out.getvalue(), out.getvalue()
+    # capped already, few trials, or room for all: nothing said
+    for quiet in ({**plan, "trials": {"num_samples": 20, "max_concurrent": 2}},
+                  {**plan, "trials": {"num_samples": 2, "max_concurrent": None}}):
+        out = io.StringIO()
+        study._warn_concurrent(quiet, None, room, out)
+        assert out.getvalue() == ""
+    study._warn_concurrent(plan, None, Room(30 * GIB), out)
+    assert out.getvalue() == ""
+
+
+@pytest.mark.ray
+def test_a_local_study_whose_trials_at_once_do_not_fit_warns_and_runs(tmp_path, monkeypatch) -> None:
+    """Through Ray: 2 CPU slots run 2 trials at once; memory for one trial's copies only.
+    The study is not refused (one at a time fits): it warns once, naming how many fit."""
+    import io
+
+    from hpoc.runtime import datamem
+    from hpoc.runtime.study import EXIT_OK, RunOptions, run_study
+    from runtime_plans import make_plan, write_toy
+
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    plan = make_plan(write_toy(tmp_path / "study"), tmp_path / "results",
+                     trials={"num_samples": 2, "max_concurrent": None},
+                     space={"constants": {"epochs": 1, "batch_size": 32}})
+    monkeypatch.setattr(datamem, "sizes", lambda data: (1000, 1000))  # one trial's copies: 1000 bytes
+    monkeypatch.setattr(datamem, "available_memory", lambda: Room(1500))
+    progress = io.StringIO()
+    code = run_study(plan, RunOptions(local=True, num_cpus=2, progress=progress, out=io.StringIO()))
+    said = progress.getvalue()
+    assert code == EXIT_OK, said
+    assert said.count("[hpoc] warning: 2 trials run at once here, but their copies of the data") == 1, said
+    assert "fit 1 in the " in said and "set `max_concurrent = 1`" in said, said
+
+
+def test_a_local_rays_object_store_fits_the_jobs_memory_limit(monkeypatch) -> None:
+    """`salloc --mem=2G` on a node of 512 GB: the store was 20% of the host's memory, capped
+    at 2 GiB, the whole job's limit. Now a fifth of what the job's limit leaves."""
+    from hpoc.runtime import session
+
+    monkeypatch.setattr(memlimit, "_host_available", lambda: 500 * GIB)
+    monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: (GIB + GIB // 2, 2 * GIB))
+    assert session.local_object_store() == int(1.5 * GIB * 0.2)
+    monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: None)
+    assert session.local_object_store() == session.LOCAL_OBJECT_STORE_CAP
+    monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: (10 * 2**20, 2 * GIB))
+    assert session.local_object_store() == 100 * 2**20

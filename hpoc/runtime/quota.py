@@ -257,13 +257,16 @@ _PROJECT = re.compile(r"^\s*(\d+) ([P-]) ", re.MULTILINE)
 
 def _lustre_probes(lfs: str, path: str, mount: str, user: str) -> list[Any]:
     """`lfs quota` of the user, the group the files get, and the folder's project (asked
-    of `lfs project -d` first: 0, or no inherit flag `P`, is none) as (command, parse) probes."""
-    group = _group(path)
-
+    of `lfs project -d` first: 0, or no inherit flag `P`, is none), as `_within`'s probes:
+    even a stat of the folder may hang on a hung Lustre."""
     def ask(flag: str, name: str, shown: str, whose: str, deadline: float) -> Quota | None:
         text = _output([lfs, "quota", flag, name, mount], deadline)
         q = parse_lfs(text or "", f"lfs quota {flag} {shown} {mount}")
         return Quota(q.command, q.kib, q.files, whose) if q else None
+
+    def group(deadline: float) -> Quota | None:
+        name = _group(path)
+        return ask("-g", name, name, f"group {name}'s", deadline)
 
     def project(deadline: float) -> Quota | None:
         found = _PROJECT.search(_output([lfs, "project", "-d", _existing(path)], deadline) or "")
@@ -272,8 +275,7 @@ def _lustre_probes(lfs: str, path: str, mount: str, user: str) -> list[Any]:
         pid = found.group(1)
         return ask("-p", pid, pid, f"project {pid}'s", deadline)
 
-    return [lambda d: ask("-u", user, "$USER", "your", d),
-            lambda d: ask("-g", group, group, f"group {group}'s", d), project]
+    return [lambda d: ask("-u", user, "$USER", "your", d), group, project]
 
 
 def read(path: str, timeout: float = TIMEOUT_S) -> list[Quota]:

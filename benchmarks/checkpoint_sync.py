@@ -1,7 +1,7 @@
 """What making a checkpoint copy durable costs: hpoc's own copies (LocalReporter's kept
 checkpoints, a PBT exploit's copy) sync each file before the rename that names them.
 
-    python benchmarks/checkpoint_sync.py [--mb 100] [--runs 5] [--dir DIR]
+    python benchmarks/checkpoint_sync.py [--mb 100] [--runs 5] [--dir DIR] [--out DIR]
 
 A checkpoint of one `--mb` MB file (random bytes) is copied into `--dir` (default: the
 system's temp dir; give the storage path to measure that file system) as before
@@ -14,13 +14,14 @@ cost measured.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _ours import emit
 
 from hpoc.files import publish_tree
 
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hpoc-bench-sync-", dir=args.dir) as root:
         src = Path(root) / "scratch"
@@ -62,8 +64,8 @@ def main() -> None:
     for k, v in med.items():
         print(f"{k:8s} median {v * 1000:8.1f} ms  runs {[round(x * 1000, 1) for x in times[k]]}")
     print(f"durable costs {(med['durable'] - med['plain']) * 1000:.1f} ms more per {args.mb} MB checkpoint")
-    print(json.dumps({"mb": args.mb, "runs": args.runs, "plain_s": med["plain"], "durable_s": med["durable"],
-                      "extra_s": med["durable"] - med["plain"]}))
+    emit({"benchmark": "checkpoint_sync", "mb": args.mb, "runs": args.runs, "plain_s": med["plain"],
+          "durable_s": med["durable"], "extra_s": med["durable"] - med["plain"]}, args.out)
 
 
 if __name__ == "__main__":

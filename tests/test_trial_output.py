@@ -612,3 +612,20 @@ def test_an_oom_kill_read_late_from_another_node_is_said_at_the_next_step(tmp_pa
         f"[hpoc] trial ab12 (lr=0.1): the trial's process was killed by the kernel's OOM killer (it killed a "
         f"process on that node while the trial ran): give the trial more memory, or make it use less "
         f"(details: {trial_dir}/error.txt)")
+
+
+def test_a_late_oom_answer_notes_only_the_failure_it_was_asked_about(tmp_path):
+    """An answer that comes after the trial failed again (its retry) is not this failure's."""
+    from hpoc.runtime import crash, oom
+
+    error_file = tmp_path / "error.txt"
+    first = "Failure # 1 (occurred at 2026-01-01_00-00-00)\n" + _one_worker_died(4242)
+    error_file.write_text(first)
+    from hpoc.runtime.retry import last_failure
+
+    asked = last_failure(str(error_file))
+    assert oom._note(str(error_file), asked) and not oom._note(str(error_file), asked)  # once
+    assert error_file.read_text().count(crash.OOM_NOTE) == 1
+    error_file.write_text(first + "Failure # 2 (occurred at 2026-01-01_00-01-00)\n" + _one_worker_died(4343))
+    assert not oom._note(str(error_file), asked)
+    assert crash.OOM_NOTE not in error_file.read_text()

@@ -34,8 +34,9 @@ RECORD = ".hpoc-oom.json"  # a one-worker trial's process: its node, pid and cou
 READ_S = 20.0  # how long another node's count is waited for (a node gone: none)
 READ_NOW_S = 0.5  # of which the driver's loop waits at once: the trial's line has it then
 END_S = 5.0  # what the end of the study waits for answers still pending
-# trial directory -> (the pending task's ref, its error file, the count at the start, deadline)
-_PENDING: dict[str, tuple[Any, str, int, float]] = {}
+# trial directory -> (the pending task's ref, its error file, the failure asked about, the
+# count at the start, deadline)
+_PENDING: dict[str, tuple[Any, str, str, int, float]] = {}
 
 
 def kills(cgroups: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup",
@@ -107,29 +108,32 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
         if start["host"] == socket.gethostname():
             now = _count(start["path"])
         elif start.get("node"):  # the counter is that node's: read it there
+            if _PENDING.get(str(directory), (None, None, None))[2] == text:
+                return  # asked already
             ref = ask_on(start["node"], start["path"])
             if ref is None:
                 return
             if not _ready([ref], READ_NOW_S):  # noted when it answers (`poll`)
-                _PENDING[str(directory)] = (ref, str(error_file), start["kills"], time.monotonic() + READ_S)
+                _PENDING[str(directory)] = (ref, str(error_file), text, start["kills"], time.monotonic() + READ_S)
                 return
             now = _answer(ref)
         else:
             return
         if now is not None and now > start["kills"]:
-            _note(str(error_file))
+            _note(str(error_file), text)
     except Exception:  # noqa: BLE001 - a hint only: the trial's own error stands
         pass
 
 
-def _note(error_file: str) -> bool:
-    """Add OOM_NOTE to `error_file`, once; whether it was added now."""
+def _note(error_file: str, failure: str) -> bool:
+    """Add OOM_NOTE to `error_file`, once, while `failure` (the death it is about) is still
+    its latest: a later attempt's failure is not this kill's. Whether it was added now."""
     from hpoc.runtime.crash import OOM_NOTE
+    from hpoc.runtime.retry import last_failure
 
-    with open(error_file, "a+") as fh:
-        fh.seek(0)
-        if OOM_NOTE in fh.read():
-            return False
+    if last_failure(error_file) != failure:
+        return False
+    with open(error_file, "a") as fh:
         fh.write(OOM_NOTE + "\n")
     return True
 
@@ -147,15 +151,15 @@ def poll(timeout: float = 0.0) -> list[str]:
     noted = []
     for ref in done:
         directory = refs[ref]
-        _, error_file, kills, _ = _PENDING.pop(directory)
+        _, error_file, failure, kills, _ = _PENDING.pop(directory)
         now = _answer(ref)
         try:
-            if now is not None and now > kills and _note(error_file):
+            if now is not None and now > kills and _note(error_file, failure):
                 noted.append(directory)
         except OSError:
             pass  # a hint only
     clock = time.monotonic()
-    for directory, (ref, _, _, deadline) in list(_PENDING.items()):
+    for directory, (ref, *_, deadline) in list(_PENDING.items()):
         if clock >= deadline:
             del _PENDING[directory]
             try:

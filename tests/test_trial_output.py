@@ -529,6 +529,7 @@ def test_a_one_worker_trial_the_oom_killer_ended_on_another_node_is_said_to_have
             events.write_text(f"oom 1\noom_kill {count}\n")
             error_file.write_text(_one_worker_died(4242, ip))
             oom.note_trial_kill(str(error_file), str(trial))
+            oom.poll(10)  # an answer later than READ_NOW_S (a worker starting on a busy machine)
             assert (crash.OOM_NOTE in error_file.read_text()) is noted, (count, ip)
         assert summary.error_at(crash.with_crash(error_file.read_text(), str(trial))).startswith(
             "the trial's process was killed by the kernel's OOM killer")

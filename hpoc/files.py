@@ -3,6 +3,7 @@ back those that others append to (a kill can cut their last line short)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -76,6 +77,34 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
         raise
     _sync_dir(path.parent)
     return path
+
+
+def publish_tree(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Rename the folder `tmp`, a whole copy (a checkpoint), to `final`, durably: each file
+    and folder in it synced first, the folder holding `final` after. Without that a node
+    crash can leave a complete-looking `final` with empty files (the copy was in the page
+    cache only). `final` must not exist (os.rename of a folder over a non-empty one fails)."""
+    for folder, _, names in os.walk(tmp, topdown=False):
+        for name in names:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                _sync_file(path)
+        _sync_dir(Path(folder))
+    os.rename(tmp, final)
+    _sync_dir(Path(final).parent)
+
+
+def _sync_file(path: str) -> None:
+    """fsync `path`; a file system that cannot (EINVAL) leaves it as it is, a failed write-back
+    (EIO, ENOSPC) is raised: the copy is not whole."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
 
 
 def _sync_dir(directory: Path) -> None:

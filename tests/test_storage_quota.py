@@ -97,7 +97,7 @@ def lustre(tmp_path, monkeypatch):
     bins = tmp_path / "bin"
 
     def given(row: str, sleep: float = 0) -> Path:
-        _tool(bins, "lfs", f'echo "$@" > {tmp_path}/lfs.args\nsleep {sleep}\ncat <<"EOF"\n{LFS_HEAD}{row}\nEOF\n')
+        _tool(bins, "lfs", f'[ "$2" = -u ] || exit 0\necho "$@" > {tmp_path}/lfs.args\nsleep {sleep}\ncat <<"EOF"\n{LFS_HEAD}{row}\nEOF\n')
         return tmp_path / "lfs.args"
 
     monkeypatch.setenv("PATH", f"{bins}{os.pathsep}{os.environ['PATH']}")
@@ -156,7 +156,7 @@ def test_a_slow_or_missing_quota_tool_is_no_finding(tmp_path, lustre, monkeypatc
     assert quota.check(_plan(tmp_path), 1.0, timeout=0.5) == (None, [])
     assert time.monotonic() - t < 3
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert quota.read(str(tmp_path)) is None
+    assert quota.read(str(tmp_path)) == []
 
 
 def test_too_few_free_inodes_for_the_study_are_refused_and_hpoc_min_free_gb_0_skips_it(tmp_path, monkeypatch):
@@ -225,7 +225,7 @@ def test_gpfs_mmlsquota_is_found_where_gpfs_installs_it(tmp_path, monkeypatch):
     monkeypatch.setattr(quota, "_ELSEWHERE", {"mmlsquota": (str(tmp_path / "mmfs" / "mmlsquota"),)})
     monkeypatch.setattr(quota, "_mount", lambda path: ("/gpfs/work", "gpfs", "/dev/gpfs1"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # its `cat`, no mmlsquota
-    q = quota.read(str(tmp_path))
+    [q] = quota.read(str(tmp_path))
     assert q.command == "mmlsquota -u $USER -Y gpfs1" and q.files.left() == 1000
     assert (tmp_path / "mm.args").read_text().split()[-2:] == ["-Y", "gpfs1"]
 
@@ -239,3 +239,107 @@ def test_a_soft_quota_whose_grace_ran_out_is_said_as_refusing_writes(tmp_path, l
         (exp / f"train_{i}" / "params.json").write_text("{}")
     assert quota.check(_plan(tmp_path, 2), 1.0) == (None, [
         "you are over your soft file quota (`lfs quota -u $USER /lustre/fs1`): writes are refused unless you free some"])
+
+
+# ---------------------------------------------------------------- group and project quotas, a hung tool
+
+GRP_HEAD = ("Disk quotas for grp project_465000 (gid 465000):\n"
+            "     Filesystem  kbytes   quota   limit   grace   files   quota   limit   grace\n")
+PRJ_HEAD = ("Disk quotas for prj 3465000 (pid 3465000):\n"
+            "     Filesystem  kbytes   quota   limit   grace   files   quota   limit   grace\n")
+
+
+@pytest.fixture
+def lustre_all(tmp_path, monkeypatch):
+    """An `lfs` answering `quota -u`, `quota -g`, `quota -p` and `project -d` (lustre lfs.c
+    print_quota_title, lfs_project.c project_list_one: `%5u %c %s`) with the rows given."""
+    bins = tmp_path / "bin"
+
+    def given(user: str, group: str, project: str | None = None, projid: str = "0 -") -> Path:
+        calls = tmp_path / "lfs.calls"
+        _tool(bins, "lfs", f'echo "$@" >> {calls}\n'
+              'case "$1 $2" in\n'
+              f'  "quota -u") printf "%s%s\\n" "{LFS_HEAD}" "{user}" ;;\n'
+              f'  "quota -g") printf "%s%s\\n" "{GRP_HEAD}" "{group}" ;;\n'
+              f'  "quota -p") printf "%s%s\\n" "{PRJ_HEAD}" "{project}" ;;\n'
+              f'  "project -d") printf "%5s %s %s\\n" {projid} "$3" ;;\n'
+              'esac\n')
+        return calls
+
+    monkeypatch.setenv("PATH", f"{bins}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/lustre/fs1", "lustre", "10.0.0.1@tcp:/fs1"))
+    monkeypatch.setattr(quota, "_group", lambda path: "project_465000")
+    return given
+
+
+def test_a_lustre_group_quota_tighter_than_the_users_refuses_the_run(tmp_path, lustre_all):
+    """On LUMI and JUWELS scratch the project's group quota is what runs out: the user's own
+    quota had room, and a run was let start into a full group quota."""
+    calls = lustre_all(user="    /lustre/fs1  204800       0       0       -   100       0       0       -",
+                       group="    /lustre/fs1  204800       0 9000000       -   49500   0   50000       -")
+    problem, _ = quota.check(_plan(tmp_path), 1.0)
+    assert problem.startswith(f"storage path {tmp_path / 'results'}: group project_465000's file quota "
+                              "(`lfs quota -g project_465000 /lustre/fs1`) leaves 500 file(s): the study's 100")
+    assert "quota -g project_465000 /lustre/fs1" in calls.read_text()
+
+
+def test_a_lustre_project_quota_of_the_study_folder_is_read_when_it_has_one(tmp_path, lustre_all):
+    free = "    /lustre/fs1  204800       0       0       -   100       0       0       -"
+    calls = lustre_all(user=free, group=free, projid="3465000 P",
+                       project="/lustre/fs1\n    9000000*  8000000 9000000  1d2h3m4s   10   0   0       -")
+    problem, warnings = quota.check(_plan(tmp_path), 1.0)
+    assert problem.startswith(f"storage path {tmp_path / 'results'}: project 3465000's quota (`lfs quota -p "
+                              "3465000 /lustre/fs1`) leaves 0.00 GiB, less than 1 GiB")
+    said = calls.read_text().splitlines()
+    assert any(line.startswith("project -d ") for line in said) and "quota -p 3465000 /lustre/fs1" in said
+    # a folder without a project id (0): its project quota is not asked
+    calls.unlink()
+    lustre_all(user=free, group=free, projid="0 -")
+    assert quota.check(_plan(tmp_path), 1.0) == (None, [])
+    assert not any(line.startswith("quota -p") for line in calls.read_text().splitlines())
+
+
+def test_a_group_over_its_soft_quota_is_said_as_the_groups(tmp_path, lustre_all):
+    lustre_all(user="    /lustre/fs1  204800       0       0       -   100       0       0       -",
+               group="/lustre/fs1\n    1100000*  1000000 9000000 6d23h59m57s  100   0   0       -")
+    problem, warnings = quota.check(_plan(tmp_path), 1.0)
+    assert problem is None
+    assert warnings == ["group project_465000 is over its soft space quota (`lfs quota -g project_465000 "
+                        "/lustre/fs1`): writes stop in 6d23h59m57s unless some is freed"]
+
+
+def test_the_group_asked_is_the_one_the_files_get_a_setgid_folders_else_the_processs(tmp_path):
+    d = tmp_path / "shared"
+    d.mkdir()
+    os.chmod(d, 0o2775)
+    assert quota._group(str(d / "results" / "toy")) == quota._name_of_group(os.stat(d).st_gid)
+    os.chmod(d, 0o775)
+    assert quota._group(str(d)) == quota._name_of_group(os.getegid())
+
+
+def test_a_quota_tool_hung_on_lustre_does_not_hold_the_start_past_its_bound(tmp_path, lustre, monkeypatch):
+    """`lfs quota` on a hung Lustre sits in D state: SIGKILL does not end it, and waiting for
+    it blocked the study's start for as long as the file system hung. Modelled by a kill that
+    has no effect (SIGTERM sent instead) on a tool that ignores SIGTERM."""
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "lfs.pid"
+    bins = tmp_path / "bin"
+    _tool(bins, "lfs", f"echo $$ >> {pid_file}\ntrap '' TERM\nexec sleep 30\n")
+    monkeypatch.setattr(subprocess.Popen, "kill", lambda self: self.send_signal(signal.SIGTERM))
+    try:
+        t = time.monotonic()
+        assert quota.check(_plan(tmp_path), 1.0, timeout=1.0) == (None, [])
+        assert time.monotonic() - t < 2.5
+    finally:
+        for _ in range(50):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        if pid_file.exists():
+            for pid in {int(p) for p in pid_file.read_text().split()}:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

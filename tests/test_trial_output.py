@@ -529,8 +529,104 @@ def test_a_one_worker_trial_the_oom_killer_ended_on_another_node_is_said_to_have
             events.write_text(f"oom 1\noom_kill {count}\n")
             error_file.write_text(_one_worker_died(4242, ip))
             oom.note_trial_kill(str(error_file), str(trial))
+            oom.poll(10)  # an answer later than READ_NOW_S (a worker starting on a busy machine)
             assert (crash.OOM_NOTE in error_file.read_text()) is noted, (count, ip)
         assert summary.error_at(crash.with_crash(error_file.read_text(), str(trial))).startswith(
             "the trial's process was killed by the kernel's OOM killer")
     finally:
         s.close()
+
+
+@pytest.mark.ray
+def test_reading_another_nodes_oom_count_does_not_hold_the_drivers_loop(tmp_path, monkeypatch):
+    """The count on another node was read with a blocking `ray.get` of up to 20 s, inside
+    Tune's callback: a slow raylet stalled every trial's results meanwhile. The driver asks,
+    goes on, and notes the kill when the answer comes (oom.poll, each step), for READ_S at
+    most. The task's read hangs on a FIFO no one writes until the test says so."""
+    import time
+
+    import ray
+
+    from hpoc.runtime import crash, oom
+
+    fifo = tmp_path / "memory.events"
+    os.mkfifo(fifo)
+    trial, late = tmp_path / "trial", tmp_path / "late"
+    s = session_mod.start_local(workdir=None, num_cpus=1)
+    try:
+        node = ray.get_runtime_context().get_node_id()
+        for d in (trial, late):
+            d.mkdir()
+            (d / oom.RECORD).write_text(json.dumps({"host": "elsewhere", "pid": 4242, "path": str(fifo),
+                                                    "kills": 2, "node": node, "ip": "10.0.0.5"}))
+            (d / "error.txt").write_text(_one_worker_died(4242))
+        t = time.monotonic()
+        oom.note_trial_kill(str(trial / "error.txt"), str(trial))
+        assert time.monotonic() - t < 5  # READ_NOW_S, and the task's start on a fresh worker
+        assert crash.OOM_NOTE not in (trial / "error.txt").read_text()
+        assert oom.poll() == []
+        with open(fifo, "w") as fh:  # the node answers: a kill since the trial started
+            fh.write("oom 1\noom_kill 3\n")
+        deadline = time.monotonic() + 30
+        noted: list[str] = []
+        while not noted and time.monotonic() < deadline:
+            noted = oom.poll()
+            time.sleep(0.05)
+        assert noted == [str(trial)]
+        assert (trial / "error.txt").read_text().count(crash.OOM_NOTE) == 1
+
+        # a node that never answers: dropped after READ_S, nothing noted
+        monkeypatch.setattr(oom, "READ_S", 1.0)
+        oom.note_trial_kill(str(late / "error.txt"), str(late))
+        time.sleep(1.2)
+        assert oom.poll() == [] and not oom._PENDING
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the hung read ends (EOF)
+        os.close(fd)
+        assert crash.OOM_NOTE not in (late / "error.txt").read_text()
+    finally:
+        s.close()
+
+
+def test_an_oom_kill_read_late_from_another_node_is_said_at_the_next_step(tmp_path, monkeypatch):
+    """The answer oom.poll noted after the trial's line went out is said in a line of its own
+    at the driver's next step, and waited for (bounded) at the end, before the summary."""
+    import io
+    from types import SimpleNamespace
+
+    from hpoc.runtime import crash, oom, watch
+
+    out = io.StringIO()
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=["lr"]))
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    (trial_dir / "error.txt").write_text(_one_worker_died(4242) + crash.OOM_NOTE + "\n")
+    trial = SimpleNamespace(trial_id="ab12", status="ERROR", config={"lr": 0.1}, path=str(trial_dir),
+                            local_path=None, error_file=str(trial_dir / "error.txt"))
+    waits: list[float] = []
+    answers = [[], [str(trial_dir)]]
+    monkeypatch.setattr(oom, "poll", lambda wait=0.0: waits.append(wait) or answers.pop(0))
+    watch._step_ended([trial])
+    assert out.getvalue() == ""
+    watch._events_class().on_experiment_end(watch._make_events(), [trial])
+    assert waits == [0.0, oom.END_S]
+    assert out.getvalue().strip() == (
+        f"[hpoc] trial ab12 (lr=0.1): the trial's process was killed by the kernel's OOM killer (it killed a "
+        f"process on that node while the trial ran): give the trial more memory, or make it use less "
+        f"(details: {trial_dir}/error.txt)")
+
+
+def test_a_late_oom_answer_notes_only_the_failure_it_was_asked_about(tmp_path):
+    """An answer that comes after the trial failed again (its retry) is not this failure's."""
+    from hpoc.runtime import crash, oom
+
+    error_file = tmp_path / "error.txt"
+    first = "Failure # 1 (occurred at 2026-01-01_00-00-00)\n" + _one_worker_died(4242)
+    error_file.write_text(first)
+    from hpoc.runtime.retry import last_failure
+
+    asked = last_failure(str(error_file))
+    assert oom._note(str(error_file), asked) and not oom._note(str(error_file), asked)  # once
+    assert error_file.read_text().count(crash.OOM_NOTE) == 1
+    error_file.write_text(first + "Failure # 2 (occurred at 2026-01-01_00-01-00)\n" + _one_worker_died(4343))
+    assert not oom._note(str(error_file), asked)
+    assert crash.OOM_NOTE not in error_file.read_text()

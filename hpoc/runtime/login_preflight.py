@@ -11,7 +11,8 @@ its Ray cluster:
   message) when its data is missing;
 * the storage path is writable (a file is created and removed in it, or in its nearest
   existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free, free inodes and
-  a user quota (`lfs quota`, `quota`, `mmlsquota`) with room for the study's files;
+  a user quota (`lfs quota`, `quota`, `mmlsquota`; on Lustre the group and project ones too)
+  with room for the study's files;
 * the search algorithm's library (and the optuna sampler's) is installed;
 * the compute nodes' interpreter: a `slurm.python` path imports hpoc and Ray (exists, when
   `slurm.setup` has to run first), a container image exists, a file a setup line sources

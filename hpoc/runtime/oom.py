@@ -11,7 +11,10 @@ A one-worker trial's process is the one that died: it writes where its count sto
 start (`record`, RECORD in the trial's directory, removed when the trial ends alive), and
 the driver reads the same counter once Ray reports the death and notes it in the trial's
 error.txt (`note_trial_kill`): the driver's own cgroup (a SLURM job's batch step) may not
-be the Ray node's. On another node than the driver's, a task there reads it (`read_on`).
+be the Ray node's. On another node than the driver's, a task there reads it (`ask_on`):
+the driver waits READ_NOW_S for its answer inside Tune's callback, then leaves it pending
+and notes a later answer at each step (`poll`), for READ_S at most: a slow raylet must not
+stall every trial's results.
 """
 
 from __future__ import annotations
@@ -21,13 +24,19 @@ import json
 import os
 import re
 import socket
-from typing import Iterator
+import time
+from typing import Any, Iterator
 
 _KILLS = re.compile(r"^oom_kill (\d+)$", re.MULTILINE)
 _IP = re.compile(r"^\s*ip: (\S+)$", re.MULTILINE)  # of the actor whose death an error is
 _PID = re.compile(r"^\s*pid: (\d+)$", re.MULTILINE)
 RECORD = ".hpoc-oom.json"  # a one-worker trial's process: its node, pid and count at the start
-READ_S = 20.0  # how long the driver waits for another node's count (a node gone: none)
+READ_S = 20.0  # how long another node's count is waited for (a node gone: none)
+READ_NOW_S = 0.5  # of which the driver's loop waits at once: the trial's line has it then
+END_S = 5.0  # what the end of the study waits for answers still pending
+# trial directory -> (the pending task's ref, its error file, the failure asked about, the
+# count at the start, deadline)
+_PENDING: dict[str, tuple[Any, str, str, int, float]] = {}
 
 
 def kills(cgroups: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup",
@@ -99,14 +108,65 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
         if start["host"] == socket.gethostname():
             now = _count(start["path"])
         elif start.get("node"):  # the counter is that node's: read it there
-            now = read_on(start["node"], start["path"])
+            if _PENDING.get(str(directory), (None, None, None))[2] == text:
+                return  # asked already
+            ref = ask_on(start["node"], start["path"])
+            if ref is None:
+                return
+            if not _ready([ref], READ_NOW_S):  # noted when it answers (`poll`)
+                _PENDING[str(directory)] = (ref, str(error_file), text, start["kills"], time.monotonic() + READ_S)
+                return
+            now = _answer(ref)
         else:
             return
         if now is not None and now > start["kills"]:
-            with open(str(error_file), "a") as fh:
-                fh.write(OOM_NOTE + "\n")
+            _note(str(error_file), text)
     except Exception:  # noqa: BLE001 - a hint only: the trial's own error stands
         pass
+
+
+def _note(error_file: str, failure: str) -> bool:
+    """Add OOM_NOTE to `error_file`, once, while `failure` (the death it is about) is still
+    its latest: a later attempt's failure is not this kill's. Whether it was added now."""
+    from hpoc.runtime.crash import OOM_NOTE
+    from hpoc.runtime.retry import last_failure
+
+    if last_failure(error_file) != failure:
+        return False
+    with open(error_file, "a") as fh:
+        fh.write(OOM_NOTE + "\n")
+    return True
+
+
+def poll(timeout: float = 0.0) -> list[str]:
+    """Note the kills the nodes asked by `note_trial_kill` have answered since, waiting
+    `timeout` at most; those not answering by their deadline are given up. The trial
+    directories whose error.txt was noted now."""
+    if not _PENDING:
+        return []
+    import ray
+
+    refs = {entry[0]: directory for directory, entry in _PENDING.items()}
+    done = _ready(list(refs), timeout)
+    noted = []
+    for ref in done:
+        directory = refs[ref]
+        _, error_file, failure, kills, _ = _PENDING.pop(directory)
+        now = _answer(ref)
+        try:
+            if now is not None and now > kills and _note(error_file, failure):
+                noted.append(directory)
+        except OSError:
+            pass  # a hint only
+    clock = time.monotonic()
+    for directory, (ref, *_, deadline) in list(_PENDING.items()):
+        if clock >= deadline:
+            del _PENDING[directory]
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - its node is gone, or the task already ended
+                pass
+    return noted
 
 
 def _ray_node() -> dict[str, str]:
@@ -121,16 +181,36 @@ def _ray_node() -> dict[str, str]:
     return {}
 
 
-def read_on(node: str, path: str) -> int | None:
-    """The count in `path` on Ray node `node` (a task there, no CPU of the trials'), or None
-    (the node is gone, or does not answer within READ_S)."""
+def ask_on(node: str, path: str) -> Any:
+    """A task reading the count in `path` on Ray node `node` (no CPU of the trials'): its
+    ref, or None where it cannot be asked."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    task = ray.remote(_count).options(num_cpus=0, max_retries=0,
-                                      scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
     try:
-        return ray.get(task.remote(path), timeout=READ_S)
+        task = ray.remote(_count).options(num_cpus=0, max_retries=0,
+                                          scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+        return task.remote(path)
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
+
+
+def _ready(refs: list[Any], timeout: float) -> list[Any]:
+    """Those of `refs` done within `timeout`."""
+    import ray
+
+    try:
+        return ray.wait(refs, num_returns=len(refs), timeout=timeout)[0]
+    except Exception:  # noqa: BLE001 - Ray going away: none
+        return []
+
+
+def _answer(ref: Any) -> int | None:
+    """The count a done task read, or None (it failed: the node is gone)."""
+    import ray
+
+    try:
+        return ray.get(ref, timeout=0)
     except Exception:  # noqa: BLE001 - a hint only
         return None
 

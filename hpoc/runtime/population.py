@@ -55,6 +55,7 @@ from typing import Any
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
 
+from hpoc.files import publish_tree
 from hpoc.runtime.diverged import DivergedWorst
 from hpoc.runtime.resume import Capped, SaveOnComplete
 from hpoc.runtime.timelimit import TimeLimited
@@ -123,7 +124,7 @@ def _own_copy(checkpoint: Any, trial: Any) -> Any:
         if old != dest:
             shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    publish_tree(tmp, dest)  # on disk before it is named: the trial restores from it after a crash
     return Checkpoint(str(dest))
 
 

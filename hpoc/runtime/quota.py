@@ -5,7 +5,10 @@ On Lustre and GPFS a user meets the quota (bytes or files) long before the file 
 full, and a study writes 13 to 15 files per trial (docs/results.md, "Files per trial"):
 `statvfs` sees neither the quota nor what the study will write. The quota is asked of the
 site's tool (`lfs quota`, `mmlsquota`, `quota`) with a short timeout; a tool missing, slow
-or saying something else is no finding, never a failed run.
+or saying something else is no finding, never a failed run. On Lustre the group's quota
+(LUMI, JUWELS scratch: the project's group) and the study folder's project quota are asked
+too, and each is checked. The tools run in daemon threads the start does not wait for past
+the timeout: on a hung Lustre `lfs` sits in D state, where no kill ends it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +56,11 @@ class Quota:
     command: str  # as the user would type it to see the same
     kib: Limit
     files: Limit
+    whose: str = "your"  # "group g's", "project 12's": in the messages
+
+    def over(self) -> str:
+        """Who is over a soft limit, in words: "you are over your", "group g is over its"."""
+        return "you are over your" if self.whose == "your" else f"{self.whose[:-2]} is over its"
 
 
 def _number(word: str) -> int | None:
@@ -174,9 +183,105 @@ def _user() -> str:
 _ELSEWHERE = {"mmlsquota": ("/usr/lpp/mmfs/bin/mmlsquota",)}
 
 
-def read(path: str, timeout: float = TIMEOUT_S) -> Quota | None:
-    """The user's quota on the file system of `path`, or None: no quota tool here, none
-    answering within `timeout`, no quota, or output not understood."""
+def _name_of_group(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def _existing(path: str) -> str:
+    """`path`'s nearest part that exists (the storage folder may not yet)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _group(path: str) -> str:
+    """The group the study's files will have: a setgid folder's (project folders), else
+    this process's."""
+    try:
+        st = os.stat(_existing(path))
+    except OSError:
+        return _name_of_group(os.getegid())
+    return _name_of_group(st.st_gid if st.st_mode & 0o2000 else os.getegid())
+
+
+def _output(cmd: list[str], deadline: float) -> str | None:
+    """The stdout of `cmd` (its exit code aside: quota exits 1 over a quota), or None: not
+    started, or not done by `deadline` (killed; waiting for that only blocks this thread)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, text=True)
+    except OSError:
+        return None
+    try:
+        return proc.communicate(timeout=left)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()  # in D state this never returns: the caller has moved on
+        return None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def _within(probes: list[Any], timeout: float) -> list[Any]:
+    """The results of `probes` (callables given the deadline) that are done within
+    `timeout`, in their order; each runs in a daemon thread, the late ones are left."""
+    deadline = time.monotonic() + timeout
+    results: dict[int, Any] = {}
+
+    def run(i: int, probe: Any) -> None:
+        try:
+            results[i] = probe(deadline)
+        except Exception:  # noqa: BLE001 - a quota is a hint: none found
+            results[i] = None
+
+    threads = [threading.Thread(target=run, args=(i, p), daemon=True, name="hpoc-quota")
+               for i, p in enumerate(probes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return [results.get(i) for i in range(len(probes))]
+
+
+_PROJECT = re.compile(r"^\s*(\d+) ([P-]) ", re.MULTILINE)
+
+
+def _lustre_probes(lfs: str, path: str, mount: str, user: str) -> list[Any]:
+    """`lfs quota` of the user, the group the files get, and the folder's project (asked
+    of `lfs project -d` first: 0, or no inherit flag `P`, is none), as `_within`'s probes:
+    even a stat of the folder may hang on a hung Lustre."""
+    def ask(flag: str, name: str, shown: str, whose: str, deadline: float) -> Quota | None:
+        text = _output([lfs, "quota", flag, name, mount], deadline)
+        q = parse_lfs(text or "", f"lfs quota {flag} {shown} {mount}")
+        return Quota(q.command, q.kib, q.files, whose) if q else None
+
+    def group(deadline: float) -> Quota | None:
+        name = _group(path)
+        return ask("-g", name, name, f"group {name}'s", deadline)
+
+    def project(deadline: float) -> Quota | None:
+        found = _PROJECT.search(_output([lfs, "project", "-d", _existing(path)], deadline) or "")
+        if not found or found.group(1) == "0" or found.group(2) != "P":
+            return None
+        pid = found.group(1)
+        return ask("-p", pid, pid, f"project {pid}'s", deadline)
+
+    return [lambda d: ask("-u", user, "$USER", "your", d), group, project]
+
+
+def read(path: str, timeout: float = TIMEOUT_S) -> list[Quota]:
+    """The quotas on the file system of `path` that bind the study (the user's; on Lustre
+    its group's and project's too), those that answered within `timeout` in all: none with
+    no quota tool here, none answering, no quota, or output not understood."""
     mount, fstype, device = _mount(path)
     user = _user()
     if fstype == "lustre":
@@ -187,15 +292,13 @@ def read(path: str, timeout: float = TIMEOUT_S) -> Quota | None:
         cmd, parse = ["quota", "-w", "-p", "-v", "-f", mount], parse_quota
     tool = shutil.which(cmd[0]) or next((p for p in _ELSEWHERE.get(cmd[0], ()) if os.access(p, os.X_OK)), None)
     if tool is None:
-        return None
-    cmd[0] = tool
-    try:  # quota exits 1 when the user is over a quota: its output is read all the same
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    shown = " ".join(w if w != user else "$USER" for w in [os.path.basename(tool), *cmd[1:]])
-    return parse(run.stdout, shown)
+        return []
+    if fstype == "lustre":
+        probes = _lustre_probes(tool, path, mount, user)
+    else:
+        shown = " ".join(w if w != user else "$USER" for w in [os.path.basename(tool), *cmd[1:]])
+        probes = [lambda d: parse(_output([tool, *cmd[1:]], d) or "", shown)]
+    return [q for q in _within(probes, timeout) if q is not None]
 
 
 # ---------------------------------------------------------------- what the study needs
@@ -271,25 +374,40 @@ def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S) -> t
         if st.f_favail < TIGHT * need:
             warnings.append(f"storage path {storage} has {st.f_favail:,} free files (inodes) on its file "
                             f"system: {study}")
-    q = read(storage, timeout)
-    if q is None:
-        return None, warnings
+    problems: list[str] = []
+    for q in sorted(read(storage, timeout) or [], key=_tightest):
+        problem = _verdict(q, storage, need, need_gb, study, fix, capped, warnings)
+        if problem:
+            problems.append(problem)
+    return (problems[0], []) if problems else (None, warnings)
+
+
+def _tightest(q: Quota) -> tuple[float, float]:
+    """Files, then KiB left: the quota that leaves least is said first."""
+    files, kib = q.files.left(), q.kib.left()
+    return (float("inf") if files is None else files, float("inf") if kib is None else kib)
+
+
+def _verdict(q: Quota, storage: str, need: int, need_gb: float, study: str, fix: str, capped: bool,
+             warnings: list[str]) -> str | None:
+    """Why `q` refuses the study, or None, its warnings added to `warnings`."""
     where = f"`{q.command}`"
     files_left, kib_left = q.files.left(), q.kib.left()
     if files_left is not None and need and files_left < need and not capped:  # all ran: a few writes
-        return (f"storage path {storage}: your file quota ({where}) leaves {files_left:,} file(s): "
-                f"{study}; {fix}"), []
+        return (f"storage path {storage}: {q.whose} file quota ({where}) leaves {files_left:,} file(s): "
+                f"{study}; {fix}")
     if kib_left is not None and kib_left < need_gb * 2**20:
-        return (f"storage path {storage}: your quota ({where}) leaves {kib_left / 2**20:.2f} GiB, less than "
+        return (f"storage path {storage}: {q.whose} quota ({where}) leaves {kib_left / 2**20:.2f} GiB, less than "
                 f"{need_gb:g} GiB; free space there, set `storage.path` to a file system with room, or set "
-                "HPOC_MIN_FREE_GB to change the limit (0 skips it)"), []
+                "HPOC_MIN_FREE_GB to change the limit (0 skips it)")
     for what, limit in (("space", q.kib), ("file", q.files)):
         if limit.grace is not None:
             when = "writes are refused" if limit.expired else f"writes stop in {limit.grace}"
-            warnings.append(f"you are over your soft {what} quota ({where}): {when} unless you free some")
+            who = "you free some" if q.whose == "your" else "some is freed"
+            warnings.append(f"{q.over()} soft {what} quota ({where}): {when} unless {who}")
     if files_left is not None and files_left < TIGHT * need:
-        warnings.append(f"your file quota ({where}) leaves {files_left:,} file(s): {study}")
+        warnings.append(f"{q.whose} file quota ({where}) leaves {files_left:,} file(s): {study}")
     elif (soft := q.files.soft_left()) is not None and q.files.grace is None and 0 <= soft < need:
-        warnings.append(f"your soft file quota ({where}) leaves {soft:,} file(s): {study}; past it, writes "
+        warnings.append(f"{q.whose} soft file quota ({where}) leaves {soft:,} file(s): {study}; past it, writes "
                         "stop when its grace period ends")
-    return None, warnings
+    return None

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.files import read_json_lines
+from hpoc.files import publish_tree, read_json_lines
 
 _MODE = {"kind": "local"}
 
@@ -199,7 +199,7 @@ class LocalReporter(Reporter):
             final = self.dir / f"checkpoint_{n:06d}"
             tmp = self.dir / f"checkpoint_{n:06d}.tmp"
             shutil.copytree(checkpoint_dir, tmp)
-            os.replace(tmp, final)  # a kill mid-copy leaves no half checkpoint behind
+            publish_tree(tmp, final)  # a kill mid-copy or a node crash leaves no half checkpoint
             if self.keep:
                 for old in self._checkpoints()[: -self.keep]:
                     shutil.rmtree(old, ignore_errors=True)

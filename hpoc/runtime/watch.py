@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from hpoc.files import mark_started, trial_path, write_live
 from hpoc.runtime import clock, failfast, full, rerun, retry, stall
+from hpoc.runtime import oom as oom_mod
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.crash import with_crash
 from hpoc.runtime.exits import say
@@ -205,6 +206,7 @@ def _events_class() -> type:
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             STATE.trials = trials
+            _late_ooms(trials, oom_mod.END_S)  # the summary reads error.txt next
             if self.progress is not None:
                 self.progress.close()
 
@@ -227,6 +229,18 @@ def _step_ended(trials: list[Any]) -> None:
         _sweep_orphans()
     if STATE.rank_crashes:
         sweep_rank_crashes(trials, time.monotonic())
+    _late_ooms(trials)
+
+
+def _late_ooms(trials: list[Any], wait: float = 0.0) -> None:
+    """Say the OOM kills another node's count showed after the trial's line (oom.poll)."""
+    for directory in oom_mod.poll(wait):
+        trial = next((t for t in trials if str(trial_path(t)) == directory), None)
+        if trial is None:
+            continue
+        error = with_crash(retry.last_failure(getattr(trial, "error_file", None)), directory)
+        say(STATE.stream or sys.stderr, f"[hpoc] trial {trial.trial_id}{_searched(trial)}: "
+                                        f"{summary_mod.error_at(error)} (details: {directory}/error.txt)")
 
 
 def _sweep_later(trial: Any) -> None:

@@ -224,6 +224,27 @@ def test_restarted_trial_continues_its_run(tmp_path):
     assert [m.step for m in history] == [0, 1]
 
 
+
+@pytest.mark.parametrize("name", ["Bob's trial", 'the "best" one', "it's \"both\"", "ends in \\"])
+def test_a_trial_whose_name_has_quotes_continues_its_run(tmp_path, name):
+    """The trial's name went into an MLflow filter between single quotes: a name with an
+    apostrophe skipped the search and each attempt made a run of its own (a name with a
+    double quote and one, an MLflow error that switched the logger off)."""
+    plan = plan_with(tmp_path, mlflow_logger(experiment_name="Bob's study"))
+    parent = start_study_tracking(plan)
+    client = client_for(plan)
+    exp = client.get_run(parent).info.experiment_id
+    client.create_run(exp, tags={"mlflow.parentRunId": parent, "hpoc.trial": name + "x"})  # a near name
+    for steps in (range(2), range(1, 4)):  # preempted after step 1, resumed at step 1
+        with open_loggers(plan, name, {"lr": 0.1}, rank=0, parent_run_id=parent) as tracker:
+            for step in steps:
+                tracker.log_metric("val_loss", 1.0 + step, step)
+    assert tracker.kinds == [] and not tracking._warned  # closed, never switched off
+    assert client.get_experiment(exp).name == "Bob\u2019s study"  # MLflow's file store: not with '
+    (run,) = [r for r in runs(plan, "Bob\u2019s study") if r.data.tags.get("hpoc.trial") == name]
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss")) == [0, 1, 2, 3]
+
+
 def test_a_resumed_study_runs_its_parent_run_again(tmp_path):
     """The parent run of a study resumed after a stop (walltime, Ctrl-C) stayed KILLED in
     MLflow's UI while its trials ran again."""

@@ -175,7 +175,24 @@ def _file_lock(uri: str, key: str, timeout_s: float = 60.0) -> Iterator[None]:
             lock.rmdir()
 
 
+# MLflow's file store puts an experiment's name between single quotes in a filter of its
+# own (mlflow#12785): one with an apostrophe ("Bob's study") can be neither found nor made
+# there; it is stored with a typographic one instead, which looks the same in the UI.
+APOSTROPHE = "\u2019"
+
+
 def _experiment_id(client: Any, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _find_or_create_experiment(client, name, uri)
+    except MlflowException:
+        if "'" not in name:
+            raise
+        return _find_or_create_experiment(client, name.replace("'", APOSTROPHE), uri)
+
+
+def _find_or_create_experiment(client: Any, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
@@ -196,10 +213,56 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     return exp.experiment_id
 
 
+def _where(tags: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """MLflow's filter for runs whose tags have these values, and the tags it cannot say.
+    MLflow keeps what is between a value's quotes as it is (no escapes): a value with an
+    apostrophe goes between double quotes, one with both kinds cannot be said, and a
+    backslash before a closing quote escapes it. Each clause is checked, with those before
+    it, by MLflow's own parser (the store's)."""
+    from mlflow.utils.search_utils import SearchUtils
+
+    clauses: list[str] = []
+    wanted: list[dict[str, str]] = []
+    unsaid: dict[str, str] = {}
+    for key, value in tags.items():
+        for quote in ("'", '"'):
+            clause = f"tags.`{key}` = {quote}{value}{quote}"
+            want = {"type": "tag", "key": key, "comparator": "=", "value": value}
+            try:
+                parsed = SearchUtils.parse_search_filter(" and ".join([*clauses, clause]))
+            except Exception:  # noqa: BLE001 — MlflowException: this quoting does not parse
+                continue
+            if parsed == [*wanted, want]:
+                clauses.append(clause)
+                wanted.append(want)
+                break
+        else:
+            unsaid[key] = value
+    return " and ".join(clauses), unsaid
+
+
+def _tagged(client: Any, exp_id: str, tags: Mapping[str, str], order_by: str, most: int = 50) -> list:
+    """The runs (`most` at most, in `order_by`) whose tags have these values (ids first: a
+    value that ends in a backslash is said last). A value the filter cannot say is compared
+    here, over every page of what the rest finds: a trial name with an apostrophe made a
+    run per attempt, one with both quote kinds an MLflow error."""
+    where, unsaid = _where(tags)
+    if not unsaid:
+        return list(client.search_runs([exp_id], filter_string=where, max_results=most, order_by=[order_by]))
+    found, token = [], None
+    while len(found) < most:
+        page = client.search_runs([exp_id], filter_string=where, max_results=1000, order_by=[order_by],
+                                  page_token=token)
+        found += [r for r in page if all(r.data.tags.get(k) == v for k, v in unsaid.items())]
+        token = page.token
+        if not token:
+            break
+    return found[:most]
+
+
 def _find_parent(client: Any, exp_id: str, key: str) -> Any:
     # oldest first: the trials' runs carry the study's tag too, and are made after the parent
-    runs = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'",
-                              max_results=50, order_by=["attributes.start_time ASC"])
+    runs = _tagged(client, exp_id, {STUDY_KEY_TAG: key}, "attributes.start_time ASC")
     parents = [r for r in runs if PARENT_TAG not in r.data.tags]
     return min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
 
@@ -471,19 +534,17 @@ class _MlflowSink:
         self.pending: list = []
 
     def _child(self, exp_id: str, parent: str, trial_name: str) -> str:
-        if "'" not in trial_name:  # a restarted trial goes on in its own run (its latest attempt's)
-            runs = self.client.search_runs(
-                [exp_id], max_results=50, order_by=["attributes.start_time DESC"],
-                filter_string=f"tags.`{TRIAL_TAG}` = '{trial_name}' and "
-                              f"tags.`{PARENT_TAG}` = '{parent}'")
-            run = next((r for r in runs if SUPERSEDED_TAG not in r.data.tags), None)
-            if run is not None:
-                run_id = run.info.run_id
-                self.logged = _last_steps(self.client, run_id, run.data.metrics)
-                self.attempt = int(run.data.tags.get(ATTEMPT_TAG) or 1)
-                self.was = run.info.status if run.info.status != "RUNNING" else "KILLED"
-                self.client.update_run(run_id, status="RUNNING")
-                return run_id
+        # a restarted trial goes on in its own run (its latest attempt's)
+        runs = _tagged(self.client, exp_id, {PARENT_TAG: parent, TRIAL_TAG: trial_name},
+                       "attributes.start_time DESC")
+        run = next((r for r in runs if SUPERSEDED_TAG not in r.data.tags), None)
+        if run is not None:
+            run_id = run.info.run_id
+            self.logged = _last_steps(self.client, run_id, run.data.metrics)
+            self.attempt = int(run.data.tags.get(ATTEMPT_TAG) or 1)
+            self.was = run.info.status if run.info.status != "RUNNING" else "KILLED"
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
         return self._create()
 
     def _create(self) -> str:

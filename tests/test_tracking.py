@@ -23,8 +23,10 @@ os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 @pytest.fixture(autouse=True)
 def fresh_warnings():
     tracking._warned.clear()
+    tracking._gone.clear()
     yield
     tracking._warned.clear()
+    tracking._gone.clear()
 
 
 def plan_with(tmp_path: Path, *loggers: dict, name: str = "demo") -> dict:
@@ -717,6 +719,58 @@ def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch,
         assert tracker.kinds == [] and time.monotonic() - started < 5
     said = "does not answer (" if silent == "refused" else "does not answer in 1 s"
     assert said in caplog.text and "training continues" in caplog.text, caplog.text
+
+
+
+def _asking_threads() -> int:
+    import threading
+
+    return sum(t.name == "hpoc-mlflow-first-request" for t in threading.enumerate())
+
+
+def test_a_server_gone_costs_one_wait_per_process_not_one_per_trial(tmp_path, monkeypatch, caplog):
+    """Each trial started in a reused process (Ray reuses a one-worker trial's) waited
+    FIRST_ANSWER_S for a server gone since the driver asked, and left a thread (and its
+    socket) in MLflow's retries: 500 trials, 500 threads. The first trial finds it gone;
+    the later ones start without MLflow at once, and nothing more is said. The driver's
+    closing of the study run is waited for as long, not for MLflow's minutes of retries."""
+    import mlflow.tracking  # noqa: F401 — its import (seconds, once per process) is not the wait
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{_closed_port()}"))
+    before = _asking_threads()
+    started = time.monotonic()
+    for trial in range(5):
+        tracker = open_loggers(plan, f"t{trial:05d}_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        assert tracker.kinds == []
+        tracker.close()
+    assert time.monotonic() - started < 4  # one wait (1 s and a 1 s probe), not five
+    assert _asking_threads() - before <= 1
+    end_study_tracking(plan, "0123", "FINISHED")
+    assert time.monotonic() - started < 6
+    assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
+
+
+def test_a_server_that_stops_mid_trial_is_not_asked_by_the_next_trials(tmp_path, monkeypatch, caplog):
+    """A server that stops while a trial logs: that trial's logger is switched off (MLflow's
+    client gave up), and the later trials of the process waited FIRST_ANSWER_S each."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 2.0, raising=False)
+    server = _rest_server([])
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+    tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+    assert tracker.kinds == ["mlflow"]
+    server.shutdown()
+    server.server_close()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # not MLflow's minutes of retries
+    tracker.log_metrics({"val_loss": 0.5}, step=0)
+    assert tracker.kinds == []
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")  # a later trial's client retries again
+    before, started = _asking_threads(), time.monotonic()
+    assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
+    assert time.monotonic() - started < 0.5 and _asking_threads() == before
+    assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
 
 
 def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":

@@ -398,14 +398,24 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
 # up to 120 s each) before the trial's logger gave up. No probe before it: the driver asked
 # (one after it, to tell a busy server from a gone one).
 FIRST_ANSWER_S = 10.0
+# Servers this process found gone ({URI: why}), asked no more: each trial of a reused
+# process waited FIRST_ANSWER_S for one and left a thread (and a socket) in MLflow's retries.
+_gone: dict[str, str] = {}
+
+
+def _is_server(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
 
 
 def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
     """request() to the server at `uri`, waited for FIRST_ANSWER_S at most (in a daemon
     thread, left to MLflow's retries); ConnectionError when it has not answered by then,
-    unless a second probe is answered: a busy server is waited for, as MLflow would."""
-    if not uri.lower().startswith(("http://", "https://")):
+    unless a second probe is answered: a busy server is waited for, as MLflow would. A
+    server found gone is not asked again by this process (ConnectionError at once)."""
+    if not _is_server(uri):
         return request()
+    if _without_password(uri) in _gone:
+        raise ConnectionError(_gone[_without_password(uri)])
     import threading
 
     got: dict[str, Any] = {}
@@ -425,10 +435,17 @@ def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
             asking.join()
         else:
             why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
-            raise ConnectionError(f"the server {_without_password(uri)} {why}")
+            raise ConnectionError(_found_gone(uri, why))
     if "error" in got:
         raise got["error"]
     return got["answer"]
+
+
+def _found_gone(uri: str, why: str) -> str:
+    """Mark the server at `uri` gone for this process; what to say."""
+    said = _gone[_without_password(uri)] = (f"the server {_without_password(uri)} {why}; "
+                                            "not asked again by this process")
+    return said
 
 
 def _shard_tag(shard: int) -> str:
@@ -442,7 +459,8 @@ def start_study_tracking(plan: Mapping[str, Any], shard: int = 0) -> str | None:
             uri = mlflow_uri(plan, logger)
             client = _mlflow_client(uri)
             name = logger.get("experiment_name") or plan["study"]["name"]
-            run_id = _parent_run(client, _experiment_id(client, name, uri), plan, uri)
+            run_id = _parent_run(client, _first_answer(uri, lambda: _experiment_id(client, name, uri)),
+                                 plan, uri)
             client.update_run(run_id, status="RUNNING")  # a resumed study's run ended KILLED
             if _shard_count(plan) > 1:
                 client.set_tag(run_id, _shard_tag(shard), "RUNNING")
@@ -477,17 +495,22 @@ def end_study_tracking(plan: Mapping[str, Any], parent_run_id: str | None,
         try:
             uri = mlflow_uri(plan, logger)
             client = _mlflow_client(uri)
-            count = _shard_count(plan)
-            if count > 1:
-                with _file_lock(uri, "setup"):  # two shards ending at once: one sees both
-                    client.set_tag(parent_run_id, _shard_tag(shard), status)
-                    status = _study_status(client, parent_run_id, count)
-                if status is None:
-                    return
-            client.set_terminated(parent_run_id, status)
+            # a server gone since the study started: MLflow's client retried it for minutes
+            _first_answer(uri, lambda: _end_parent(client, uri, parent_run_id, status, shard,
+                                                   _shard_count(plan)))
         except Exception as exc:  # noqa: BLE001
             _warn_once("mlflow", "closing the study run", exc)
         return
+
+
+def _end_parent(client: Any, uri: str, run_id: str, status: str, shard: int, count: int) -> None:
+    if count > 1:
+        with _file_lock(uri, "setup"):  # two shards ending at once: one sees both
+            client.set_tag(run_id, _shard_tag(shard), status)
+            status = _study_status(client, run_id, count)
+        if status is None:
+            return
+    client.set_terminated(run_id, status)
 
 
 def _logged_before(logged: Mapping[str, int], name: str, step: int) -> bool:
@@ -517,7 +540,7 @@ class _MlflowSink:
     def __init__(self, plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str,
                  trial_index: int | None, parent_run_id: str | None) -> None:
         self.batch = logger.get("log_freq") == "batch"
-        uri = mlflow_uri(plan, logger)
+        self.uri = uri = mlflow_uri(plan, logger)
         self.client = client = _mlflow_client(uri)
         name = logger.get("experiment_name") or plan["study"]["name"]
         exp_id = _first_answer(uri, lambda: _experiment_id(client, name, uri))
@@ -532,6 +555,14 @@ class _MlflowSink:
         self.params: dict[str, Any] = {}
         self.run_id = self._child(exp_id, parent, trial_name)
         self.pending: list = []
+
+    def failed(self) -> None:
+        """A call failed (after MLflow's retries): a server that does not answer a probe
+        now is not asked by this process's later trials (`_first_answer`)."""
+        if _is_server(self.uri):
+            why = _no_answer(self.uri, 1.0)
+            if why and not why.startswith("answers"):
+                _found_gone(self.uri, why)
 
     def _child(self, exp_id: str, parent: str, trial_name: str) -> str:
         # a restarted trial goes on in its own run (its latest attempt's)
@@ -840,6 +871,7 @@ class Tracker:
             except Exception as exc:  # noqa: BLE001 — never let tracking crash a trial
                 _warn_once(sink.kind, what, exc)
                 self._sinks.remove(sink)
+                getattr(sink, "failed", lambda: None)()
 
     def begin(self, keep: Mapping[str, int] | None) -> None:
         """Where this attempt of the trial starts; said before its first metric, or that

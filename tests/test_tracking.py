@@ -1121,6 +1121,45 @@ def test_a_trainer_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind
     assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
 
 
+
+def _logging_before_restore(attempt: int, loop: str, fail_in: int | None = None):
+    """`_scoring` that logs `setup` before its `restore()`: from its model hook (which hpoc's
+    loop calls in `setup()`), or in a `train()` of its own."""
+    base = type(_scoring(attempt, fail_in))
+
+    class SetupLogs(base):
+        def create_model(self, config):
+            self.log(attempt * 10.0, "setup", step=0)
+            return super().create_model(config)
+
+    class OwnLoop(base):
+        def train(self):
+            self.setup()
+            self.log(attempt * 10.0, "setup", step=0)
+            for epoch in range(self.restore(), self.epochs):
+                self.report(self.train_epoch(epoch), epoch=epoch)
+
+    return SetupLogs() if loop == "hook" else OwnLoop()
+
+
+@pytest.mark.parametrize("loop", ["hook", "own"])
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trainer_that_logs_before_its_restore_replays_an_exploit(tmp_path, kind, loop):
+    """A default-loop trainer that logs before `restore()` (a model hook, a loop of its own)
+    while a checkpoint is given: that metric took the attempt for a resume before the
+    restore found another trial's checkpoint (PBT's exploit), and the curves kept the
+    trial's own points after it (first write wins) for the new attempt's."""
+    plan = _score_plan(tmp_path, kind)
+    config = {"epochs": 4, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _logging_before_restore(1, loop, fail_in=3).run_local(config, _Linear.data(),
+                                                              directory=tmp_path / "trial", plan=plan)
+    _logging_before_restore(2, loop).run_local({**config, "lr": 0.5}, _Linear.data(),
+                                               directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+    assert _series(plan, kind, "local", "setup") == [(0, 10.0)]  # kept: the donor's checkpoint has it
+
+
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind):
     """A loop of its own that loads its checkpoint with `self.strategy.load_checkpoint`

@@ -1051,6 +1051,29 @@ def test_a_trial_restarted_from_scratch_shows_the_attempt_that_counts(tmp_path, 
         assert len(by_name) == 3  # the parent, the two attempts
 
 
+
+def test_a_trial_with_runs_of_its_own_beside_its_current_one_keeps_one_current(tmp_path):
+    """Two runs of a trial not marked superseded (an older hpoc made a run per attempt of a
+    trial named with an apostrophe; an attempt lost between making its new run and marking
+    the old one): the trial went on in the newest, and the older stayed a current-looking
+    run of the same trial, counted as one by whoever counts runs without the tag."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    client = client_for(plan)
+    exp = client.get_run(parent).info.experiment_id
+    tags = {"mlflow.parentRunId": parent, "hpoc.trial": "t"}
+    older = client.create_run(exp, tags=tags, run_name="t").info.run_id
+    client.set_terminated(older, "FAILED")
+    time.sleep(0.01)  # MLflow orders by start time, in ms
+    newer = client.create_run(exp, tags=tags, run_name="t").info.run_id
+    _attempt(plan, parent, None, range(2), 10.0)
+    trial_runs = {r.info.run_id: r for r in runs(plan) if r.data.tags.get("hpoc.trial") == "t"}
+    assert [k for k, r in trial_runs.items() if "hpoc.superseded_by" not in r.data.tags] == [newer]
+    assert trial_runs[older].data.tags["hpoc.superseded_by"] == newer
+    assert trial_runs[older].info.run_name == "t (superseded)" and trial_runs[older].info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(newer, "val_loss")] == [0, 1]
+
+
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_an_exploit_of_an_older_checkpoint_replaces_the_steps_after_it(tmp_path, kind):
     """Asynchronous PBT restarts a trial from another's checkpoint older than its own last

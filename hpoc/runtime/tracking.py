@@ -568,7 +568,10 @@ class _MlflowSink:
         # a restarted trial goes on in its own run (its latest attempt's)
         runs = _tagged(self.client, exp_id, {PARENT_TAG: parent, TRIAL_TAG: trial_name},
                        "attributes.start_time DESC")
-        run = next((r for r in runs if SUPERSEDED_TAG not in r.data.tags), None)
+        run, *older = [r for r in runs if SUPERSEDED_TAG not in r.data.tags] or [None]
+        for other in older:  # an attempt lost before it marked the run it replaced, an older hpoc's
+            self._supersede(other.info.run_id, run.info.run_id, other.data.tags.get(ATTEMPT_TAG),
+                            "KILLED" if other.info.status == "RUNNING" else None)
         if run is not None:
             run_id = run.info.run_id
             self.logged = _last_steps(self.client, run_id, run.data.metrics)
@@ -601,9 +604,14 @@ class _MlflowSink:
         self.logged = {}
         for m in kept:
             self.logged[m.key] = max(self.logged.get(m.key, -1), int(m.step))
-        self.client.set_tag(old, SUPERSEDED_TAG, self.run_id)
-        self.client.update_run(old, status=self.was,
-                               name=f"{self.trial_name} (attempt {self.attempt - 1}, superseded)")
+        self._supersede(old, self.run_id, self.attempt - 1, self.was)
+
+    def _supersede(self, old: str, new: str, attempt: Any, status: str | None) -> None:
+        """Mark run `old` of this trial as replaced by `new`, the trial's current run: the one
+        run of a trial without the tag."""
+        self.client.set_tag(old, SUPERSEDED_TAG, new)
+        said = f"attempt {attempt}, superseded" if attempt else "superseded"
+        self.client.update_run(old, status=status, name=f"{self.trial_name} ({said})")
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -186,8 +186,8 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
 
     try:
         return _find_or_create_experiment(client, name, uri)
-    except MlflowException:
-        if "'" not in name:
+    except MlflowException as exc:
+        if "'" not in name or "filter string" not in str(exc):  # not that store's own filter
             raise
         return _find_or_create_experiment(client, name.replace("'", APOSTROPHE), uri)
 

@@ -769,7 +769,7 @@ def test_a_server_that_stops_mid_trial_is_not_asked_by_the_next_trials(tmp_path,
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")  # a later trial's client retries again
     before, started = _asking_threads(), time.monotonic()
     assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
-    assert time.monotonic() - started < 0.5 and _asking_threads() == before
+    assert time.monotonic() - started < 1 and _asking_threads() == before
     assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
 
 

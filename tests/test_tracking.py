@@ -23,8 +23,10 @@ os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 @pytest.fixture(autouse=True)
 def fresh_warnings():
     tracking._warned.clear()
+    tracking._gone.clear()
     yield
     tracking._warned.clear()
+    tracking._gone.clear()
 
 
 def plan_with(tmp_path: Path, *loggers: dict, name: str = "demo") -> dict:
@@ -222,6 +224,27 @@ def test_restarted_trial_continues_its_run(tmp_path):
     assert len(trial_runs) == 1
     history = client_for(plan).get_metric_history(trial_runs[0].info.run_id, "val_loss")
     assert [m.step for m in history] == [0, 1]
+
+
+
+@pytest.mark.parametrize("name", ["Bob's trial", 'the "best" one', "it's \"both\"", "ends in \\"])
+def test_a_trial_whose_name_has_quotes_continues_its_run(tmp_path, name):
+    """The trial's name went into an MLflow filter between single quotes: a name with an
+    apostrophe skipped the search and each attempt made a run of its own (a name with a
+    double quote and one, an MLflow error that switched the logger off)."""
+    plan = plan_with(tmp_path, mlflow_logger(experiment_name="Bob's study"))
+    parent = start_study_tracking(plan)
+    client = client_for(plan)
+    exp = client.get_run(parent).info.experiment_id
+    client.create_run(exp, tags={"mlflow.parentRunId": parent, "hpoc.trial": name + "x"})  # a near name
+    for steps in (range(2), range(1, 4)):  # preempted after step 1, resumed at step 1
+        with open_loggers(plan, name, {"lr": 0.1}, rank=0, parent_run_id=parent) as tracker:
+            for step in steps:
+                tracker.log_metric("val_loss", 1.0 + step, step)
+    assert tracker.kinds == [] and not tracking._warned  # closed, never switched off
+    assert client.get_experiment(exp).name == "Bob\u2019s study"  # MLflow's file store: not with '
+    (run,) = [r for r in runs(plan, "Bob\u2019s study") if r.data.tags.get("hpoc.trial") == name]
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss")) == [0, 1, 2, 3]
 
 
 def test_a_resumed_study_runs_its_parent_run_again(tmp_path):
@@ -698,6 +721,58 @@ def test_a_trial_gives_up_on_a_server_gone_silent_at_once(tmp_path, monkeypatch,
     assert said in caplog.text and "training continues" in caplog.text, caplog.text
 
 
+
+def _asking_threads() -> int:
+    import threading
+
+    return sum(t.name == "hpoc-mlflow-first-request" for t in threading.enumerate())
+
+
+def test_a_server_gone_costs_one_wait_per_process_not_one_per_trial(tmp_path, monkeypatch, caplog):
+    """Each trial started in a reused process (Ray reuses a one-worker trial's) waited
+    FIRST_ANSWER_S for a server gone since the driver asked, and left a thread (and its
+    socket) in MLflow's retries: 500 trials, 500 threads. The first trial finds it gone;
+    the later ones start without MLflow at once, and nothing more is said. The driver's
+    closing of the study run is waited for as long, not for MLflow's minutes of retries."""
+    import mlflow.tracking  # noqa: F401 — its import (seconds, once per process) is not the wait
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{_closed_port()}"))
+    before = _asking_threads()
+    started = time.monotonic()
+    for trial in range(5):
+        tracker = open_loggers(plan, f"t{trial:05d}_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        assert tracker.kinds == []
+        tracker.close()
+    assert time.monotonic() - started < 4  # one wait (1 s and a 1 s probe), not five
+    assert _asking_threads() - before <= 1
+    end_study_tracking(plan, "0123", "FINISHED")
+    assert time.monotonic() - started < 6
+    assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
+
+
+def test_a_server_that_stops_mid_trial_is_not_asked_by_the_next_trials(tmp_path, monkeypatch, caplog):
+    """A server that stops while a trial logs: that trial's logger is switched off (MLflow's
+    client gave up), and the later trials of the process waited FIRST_ANSWER_S each."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 2.0, raising=False)
+    server = _rest_server([])
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+    tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+    assert tracker.kinds == ["mlflow"]
+    server.shutdown()
+    server.server_close()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # not MLflow's minutes of retries
+    tracker.log_metrics({"val_loss": 0.5}, step=0)
+    assert tracker.kinds == []
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")  # a later trial's client retries again
+    before, started = _asking_threads(), time.monotonic()
+    assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
+    assert time.monotonic() - started < 1 and _asking_threads() == before
+    assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
+
+
 def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
     """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
     (the study's experiment after `slow_s`; each request in a thread of its own)."""
@@ -976,6 +1051,29 @@ def test_a_trial_restarted_from_scratch_shows_the_attempt_that_counts(tmp_path, 
         assert len(by_name) == 3  # the parent, the two attempts
 
 
+
+def test_a_trial_with_runs_of_its_own_beside_its_current_one_keeps_one_current(tmp_path):
+    """Two runs of a trial not marked superseded (an older hpoc made a run per attempt of a
+    trial named with an apostrophe; an attempt lost between making its new run and marking
+    the old one): the trial went on in the newest, and the older stayed a current-looking
+    run of the same trial, counted as one by whoever counts runs without the tag."""
+    plan = plan_with(tmp_path, mlflow_logger())
+    parent = start_study_tracking(plan)
+    client = client_for(plan)
+    exp = client.get_run(parent).info.experiment_id
+    tags = {"mlflow.parentRunId": parent, "hpoc.trial": "t"}
+    older = client.create_run(exp, tags=tags, run_name="t").info.run_id
+    client.set_terminated(older, "FAILED")
+    time.sleep(0.01)  # MLflow orders by start time, in ms
+    newer = client.create_run(exp, tags=tags, run_name="t").info.run_id
+    _attempt(plan, parent, None, range(2), 10.0)
+    trial_runs = {r.info.run_id: r for r in runs(plan) if r.data.tags.get("hpoc.trial") == "t"}
+    assert [k for k, r in trial_runs.items() if "hpoc.superseded_by" not in r.data.tags] == [newer]
+    assert trial_runs[older].data.tags["hpoc.superseded_by"] == newer
+    assert trial_runs[older].info.run_name == "t (superseded)" and trial_runs[older].info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(newer, "val_loss")] == [0, 1]
+
+
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_an_exploit_of_an_older_checkpoint_replaces_the_steps_after_it(tmp_path, kind):
     """Asynchronous PBT restarts a trial from another's checkpoint older than its own last
@@ -1044,6 +1142,45 @@ def test_a_trainer_exploiting_an_older_checkpoint_logs_from_there(tmp_path, kind
         _scoring(1, fail_in=3).run_local(config, _Linear.data(), directory=tmp_path / "trial", plan=plan)
     _scoring(2).run_local({**config, "lr": 0.5}, _Linear.data(), directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+
+
+
+def _logging_before_restore(attempt: int, loop: str, fail_in: int | None = None):
+    """`_scoring` that logs `setup` before its `restore()`: from its model hook (which hpoc's
+    loop calls in `setup()`), or in a `train()` of its own."""
+    base = type(_scoring(attempt, fail_in))
+
+    class SetupLogs(base):
+        def create_model(self, config):
+            self.log(attempt * 10.0, "setup", step=0)
+            return super().create_model(config)
+
+    class OwnLoop(base):
+        def train(self):
+            self.setup()
+            self.log(attempt * 10.0, "setup", step=0)
+            for epoch in range(self.restore(), self.epochs):
+                self.report(self.train_epoch(epoch), epoch=epoch)
+
+    return SetupLogs() if loop == "hook" else OwnLoop()
+
+
+@pytest.mark.parametrize("loop", ["hook", "own"])
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_trainer_that_logs_before_its_restore_replays_an_exploit(tmp_path, kind, loop):
+    """A default-loop trainer that logs before `restore()` (a model hook, a loop of its own)
+    while a checkpoint is given: that metric took the attempt for a resume before the
+    restore found another trial's checkpoint (PBT's exploit), and the curves kept the
+    trial's own points after it (first write wins) for the new attempt's."""
+    plan = _score_plan(tmp_path, kind)
+    config = {"epochs": 4, "batch_size": 4}
+    with pytest.raises(RuntimeError, match="node lost"):  # checkpoint after epoch 1, lost in 3
+        _logging_before_restore(1, loop, fail_in=3).run_local(config, _Linear.data(),
+                                                              directory=tmp_path / "trial", plan=plan)
+    _logging_before_restore(2, loop).run_local({**config, "lr": 0.5}, _Linear.data(),
+                                               directory=tmp_path / "trial", plan=plan)
+    assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+    assert _series(plan, kind, "local", "setup") == [(0, 10.0)]  # kept: the donor's checkpoint has it
 
 
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])

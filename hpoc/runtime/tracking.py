@@ -175,7 +175,24 @@ def _file_lock(uri: str, key: str, timeout_s: float = 60.0) -> Iterator[None]:
             lock.rmdir()
 
 
+# MLflow's file store puts an experiment's name between single quotes in a filter of its
+# own (mlflow#12785): one with an apostrophe ("Bob's study") can be neither found nor made
+# there; it is stored with a typographic one instead, which looks the same in the UI.
+APOSTROPHE = "\u2019"
+
+
 def _experiment_id(client: Any, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _find_or_create_experiment(client, name, uri)
+    except MlflowException as exc:
+        if "'" not in name or "filter string" not in str(exc):  # not that store's own filter
+            raise
+        return _find_or_create_experiment(client, name.replace("'", APOSTROPHE), uri)
+
+
+def _find_or_create_experiment(client: Any, name: str, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     exp = client.get_experiment_by_name(name)
@@ -196,10 +213,56 @@ def _experiment_id(client: Any, name: str, uri: str) -> str:
     return exp.experiment_id
 
 
+def _where(tags: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """MLflow's filter for runs whose tags have these values, and the tags it cannot say.
+    MLflow keeps what is between a value's quotes as it is (no escapes): a value with an
+    apostrophe goes between double quotes, one with both kinds cannot be said, and a
+    backslash before a closing quote escapes it. Each clause is checked, with those before
+    it, by MLflow's own parser (the store's)."""
+    from mlflow.utils.search_utils import SearchUtils
+
+    clauses: list[str] = []
+    wanted: list[dict[str, str]] = []
+    unsaid: dict[str, str] = {}
+    for key, value in tags.items():
+        for quote in ("'", '"'):
+            clause = f"tags.`{key}` = {quote}{value}{quote}"
+            want = {"type": "tag", "key": key, "comparator": "=", "value": value}
+            try:
+                parsed = SearchUtils.parse_search_filter(" and ".join([*clauses, clause]))
+            except Exception:  # noqa: BLE001 — MlflowException: this quoting does not parse
+                continue
+            if parsed == [*wanted, want]:
+                clauses.append(clause)
+                wanted.append(want)
+                break
+        else:
+            unsaid[key] = value
+    return " and ".join(clauses), unsaid
+
+
+def _tagged(client: Any, exp_id: str, tags: Mapping[str, str], order_by: str, most: int = 50) -> list:
+    """The runs (`most` at most, in `order_by`) whose tags have these values (ids first: a
+    value that ends in a backslash is said last). A value the filter cannot say is compared
+    here, over every page of what the rest finds: a trial name with an apostrophe made a
+    run per attempt, one with both quote kinds an MLflow error."""
+    where, unsaid = _where(tags)
+    if not unsaid:
+        return list(client.search_runs([exp_id], filter_string=where, max_results=most, order_by=[order_by]))
+    found, token = [], None
+    while len(found) < most:
+        page = client.search_runs([exp_id], filter_string=where, max_results=1000, order_by=[order_by],
+                                  page_token=token)
+        found += [r for r in page if all(r.data.tags.get(k) == v for k, v in unsaid.items())]
+        token = page.token
+        if not token:
+            break
+    return found[:most]
+
+
 def _find_parent(client: Any, exp_id: str, key: str) -> Any:
     # oldest first: the trials' runs carry the study's tag too, and are made after the parent
-    runs = client.search_runs([exp_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'",
-                              max_results=50, order_by=["attributes.start_time ASC"])
+    runs = _tagged(client, exp_id, {STUDY_KEY_TAG: key}, "attributes.start_time ASC")
     parents = [r for r in runs if PARENT_TAG not in r.data.tags]
     return min(parents, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
 
@@ -335,14 +398,24 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
 # up to 120 s each) before the trial's logger gave up. No probe before it: the driver asked
 # (one after it, to tell a busy server from a gone one).
 FIRST_ANSWER_S = 10.0
+# Servers this process found gone ({URI: why}), asked no more: each trial of a reused
+# process waited FIRST_ANSWER_S for one and left a thread (and a socket) in MLflow's retries.
+_gone: dict[str, str] = {}
+
+
+def _is_server(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
 
 
 def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
     """request() to the server at `uri`, waited for FIRST_ANSWER_S at most (in a daemon
     thread, left to MLflow's retries); ConnectionError when it has not answered by then,
-    unless a second probe is answered: a busy server is waited for, as MLflow would."""
-    if not uri.lower().startswith(("http://", "https://")):
+    unless a second probe is answered: a busy server is waited for, as MLflow would. A
+    server found gone is not asked again by this process (ConnectionError at once)."""
+    if not _is_server(uri):
         return request()
+    if _without_password(uri) in _gone:
+        raise ConnectionError(_gone[_without_password(uri)])
     import threading
 
     got: dict[str, Any] = {}
@@ -362,10 +435,17 @@ def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
             asking.join()
         else:
             why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
-            raise ConnectionError(f"the server {_without_password(uri)} {why}")
+            raise ConnectionError(_found_gone(uri, why))
     if "error" in got:
         raise got["error"]
     return got["answer"]
+
+
+def _found_gone(uri: str, why: str) -> str:
+    """Mark the server at `uri` gone for this process; what to say."""
+    said = _gone[_without_password(uri)] = (f"the server {_without_password(uri)} {why}; "
+                                            "not asked again by this process")
+    return said
 
 
 def _shard_tag(shard: int) -> str:
@@ -379,7 +459,8 @@ def start_study_tracking(plan: Mapping[str, Any], shard: int = 0) -> str | None:
             uri = mlflow_uri(plan, logger)
             client = _mlflow_client(uri)
             name = logger.get("experiment_name") or plan["study"]["name"]
-            run_id = _parent_run(client, _experiment_id(client, name, uri), plan, uri)
+            run_id = _parent_run(client, _first_answer(uri, lambda: _experiment_id(client, name, uri)),
+                                 plan, uri)
             client.update_run(run_id, status="RUNNING")  # a resumed study's run ended KILLED
             if _shard_count(plan) > 1:
                 client.set_tag(run_id, _shard_tag(shard), "RUNNING")
@@ -414,17 +495,22 @@ def end_study_tracking(plan: Mapping[str, Any], parent_run_id: str | None,
         try:
             uri = mlflow_uri(plan, logger)
             client = _mlflow_client(uri)
-            count = _shard_count(plan)
-            if count > 1:
-                with _file_lock(uri, "setup"):  # two shards ending at once: one sees both
-                    client.set_tag(parent_run_id, _shard_tag(shard), status)
-                    status = _study_status(client, parent_run_id, count)
-                if status is None:
-                    return
-            client.set_terminated(parent_run_id, status)
+            # a server gone since the study started: MLflow's client retried it for minutes
+            _first_answer(uri, lambda: _end_parent(client, uri, parent_run_id, status, shard,
+                                                   _shard_count(plan)))
         except Exception as exc:  # noqa: BLE001
             _warn_once("mlflow", "closing the study run", exc)
         return
+
+
+def _end_parent(client: Any, uri: str, run_id: str, status: str, shard: int, count: int) -> None:
+    if count > 1:
+        with _file_lock(uri, "setup"):  # two shards ending at once: one sees both
+            client.set_tag(run_id, _shard_tag(shard), status)
+            status = _study_status(client, run_id, count)
+        if status is None:
+            return
+    client.set_terminated(run_id, status)
 
 
 def _logged_before(logged: Mapping[str, int], name: str, step: int) -> bool:
@@ -454,7 +540,7 @@ class _MlflowSink:
     def __init__(self, plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str,
                  trial_index: int | None, parent_run_id: str | None) -> None:
         self.batch = logger.get("log_freq") == "batch"
-        uri = mlflow_uri(plan, logger)
+        self.uri = uri = mlflow_uri(plan, logger)
         self.client = client = _mlflow_client(uri)
         name = logger.get("experiment_name") or plan["study"]["name"]
         exp_id = _first_answer(uri, lambda: _experiment_id(client, name, uri))
@@ -470,20 +556,29 @@ class _MlflowSink:
         self.run_id = self._child(exp_id, parent, trial_name)
         self.pending: list = []
 
+    def failed(self) -> None:
+        """A call failed (after MLflow's retries): a server that does not answer a probe
+        now is not asked by this process's later trials (`_first_answer`)."""
+        if _is_server(self.uri):
+            why = _no_answer(self.uri, 1.0)
+            if why and not why.startswith("answers"):
+                _found_gone(self.uri, why)
+
     def _child(self, exp_id: str, parent: str, trial_name: str) -> str:
-        if "'" not in trial_name:  # a restarted trial goes on in its own run (its latest attempt's)
-            runs = self.client.search_runs(
-                [exp_id], max_results=50, order_by=["attributes.start_time DESC"],
-                filter_string=f"tags.`{TRIAL_TAG}` = '{trial_name}' and "
-                              f"tags.`{PARENT_TAG}` = '{parent}'")
-            run = next((r for r in runs if SUPERSEDED_TAG not in r.data.tags), None)
-            if run is not None:
-                run_id = run.info.run_id
-                self.logged = _last_steps(self.client, run_id, run.data.metrics)
-                self.attempt = int(run.data.tags.get(ATTEMPT_TAG) or 1)
-                self.was = run.info.status if run.info.status != "RUNNING" else "KILLED"
-                self.client.update_run(run_id, status="RUNNING")
-                return run_id
+        # a restarted trial goes on in its own run (its latest attempt's)
+        runs = _tagged(self.client, exp_id, {PARENT_TAG: parent, TRIAL_TAG: trial_name},
+                       "attributes.start_time DESC")
+        run, *older = [r for r in runs if SUPERSEDED_TAG not in r.data.tags] or [None]
+        for other in older:  # an attempt lost before it marked the run it replaced, an older hpoc's
+            self._supersede(other.info.run_id, run.info.run_id, other.data.tags.get(ATTEMPT_TAG),
+                            "KILLED" if other.info.status == "RUNNING" else None)
+        if run is not None:
+            run_id = run.info.run_id
+            self.logged = _last_steps(self.client, run_id, run.data.metrics)
+            self.attempt = int(run.data.tags.get(ATTEMPT_TAG) or 1)
+            self.was = run.info.status if run.info.status != "RUNNING" else "KILLED"
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
         return self._create()
 
     def _create(self) -> str:
@@ -509,9 +604,14 @@ class _MlflowSink:
         self.logged = {}
         for m in kept:
             self.logged[m.key] = max(self.logged.get(m.key, -1), int(m.step))
-        self.client.set_tag(old, SUPERSEDED_TAG, self.run_id)
-        self.client.update_run(old, status=self.was,
-                               name=f"{self.trial_name} (attempt {self.attempt - 1}, superseded)")
+        self._supersede(old, self.run_id, self.attempt - 1, self.was)
+
+    def _supersede(self, old: str, new: str, attempt: Any, status: str | None) -> None:
+        """Mark run `old` of this trial as replaced by `new`, the trial's current run: the one
+        run of a trial without the tag."""
+        self.client.set_tag(old, SUPERSEDED_TAG, new)
+        said = f"attempt {attempt}, superseded" if attempt else "superseded"
+        self.client.update_run(old, status=status, name=f"{self.trial_name} ({said})")
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -779,6 +879,7 @@ class Tracker:
             except Exception as exc:  # noqa: BLE001 — never let tracking crash a trial
                 _warn_once(sink.kind, what, exc)
                 self._sinks.remove(sink)
+                getattr(sink, "failed", lambda: None)()
 
     def begin(self, keep: Mapping[str, int] | None) -> None:
         """Where this attempt of the trial starts; said before its first metric, or that

@@ -121,6 +121,19 @@ class _NullTracker:
         pass
 
 
+def _calls_restore(train: Any) -> bool:
+    """Whether the code of `train` (or of a function in it) names `restore`."""
+    todo = [getattr(getattr(train, "__func__", train), "__code__", None)]
+    while todo:
+        code = todo.pop()
+        if code is None:
+            continue
+        if "restore" in code.co_names:
+            return True
+        todo += [c for c in code.co_consts if hasattr(c, "co_names")]
+    return False
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     import numpy as np
 
@@ -821,15 +834,10 @@ class Trainer:
                 from hpoc.runtime.tracking import open_loggers
             except ImportError:  # a checkout without tracking: log nowhere
                 return
-            # an attempt that logs before restore() trains from scratch, unless a checkpoint is
-            # there (a loop that loads it itself, never calling restore(): a resume); when a
-            # restore is known to come (itwinai's loops restore at their first batch), what is
-            # logged before it waits for it: a resume, or PBT's exploit of another's checkpoint
             self.tracker = open_loggers(
                 self.plan, self.trial.name, hyperparams if hyperparams is not None else self.config,
                 self.strategy.rank, self.trial.index, parent_run_id=self.trial.parent_run_id,
-                fresh_unless_told=lambda: "later" if getattr(self, "_restore_to_come", False)
-                else not self._given_checkpoint())
+                fresh_unless_told=self._attempt_before_restore)
             # per-batch values cost a copy per step and a host read per chunk: only when asked
             self._batch_logging = any(lg.get("log_freq") == "batch" for lg in loggers)
             self._continue_log_steps()
@@ -845,6 +853,20 @@ class Trainer:
         begin = getattr(tracker, "begin", None)
         if begin is not None and hasattr(self, "_attempt_keep"):
             begin(self._attempt_keep)
+
+    def _attempt_before_restore(self) -> Any:
+        """What a metric logged before `restore()` takes the attempt for (`Tracker.begin`):
+        one from scratch without a checkpoint given; with one, when a restore is known to come
+        (itwinai's loop restores at its first batch; a `train()` that calls `self.restore()`,
+        hpoc's among them, after `setup()` and its hooks), "later": the metric waits for it,
+        which may find PBT's exploit of another trial's checkpoint or none readable; else a
+        resume (a loop that loads its checkpoint itself)."""
+        told = getattr(self, "_restore_to_come", None)  # itwinai's loop says
+        if told:
+            return "later"
+        if not self._given_checkpoint():
+            return True
+        return "later" if told is None and _calls_restore(self.train) else False
 
     def _given_checkpoint(self) -> bool:
         try:

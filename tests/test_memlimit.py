@@ -158,7 +158,8 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
-            "trials": {"num_samples": 20, "max_concurrent": None}, "search": {"algorithm": "optuna"}}
+            "trials": {"num_samples": 20, "max_concurrent": None}, "search": {"algorithm": "optuna"},
+            "shards": {"count": 1}}
     room = Room(7 * GIB, 8 * GIB)
     out = io.StringIO()
     study._warn_concurrent(plan, None, room, out)
@@ -218,3 +219,30 @@ def test_a_local_rays_object_store_fits_the_jobs_memory_limit(monkeypatch) -> No
     assert session.local_object_store() == session.LOCAL_OBJECT_STORE_CAP
     monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: (10 * 2**20, 2 * GIB))
     assert session.local_object_store() == 100 * 2**20
+
+
+def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None:
+    """A job array of 32 shards over 64 trials: each array task runs 2. A shard warned that
+    64 trials' copies ran at once on its 8 CPUs (and named `max_concurrent = 2` where 2 run)."""
+    import io
+
+    import ray
+
+    from hpoc.runtime import datamem, study
+
+    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
+            "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "hyperopt"},
+            "shards": {"count": 32}}
+    out = io.StringIO()
+    study._warn_concurrent(plan, None, Room(7 * GIB), out, shard=5)
+    assert out.getvalue() == ""  # 2 trials here, 2 copies fit
+    plan["shards"]["count"] = 4  # 16 trials a shard: 8 at once on 8 CPUs
+    study._warn_concurrent(plan, None, Room(7 * GIB), out, shard=3)
+    assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
+    # Optuna's shards share one budget: a fast shard may take all of it
+    out = io.StringIO()
+    study._warn_concurrent({**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}, None,
+                           Room(7 * GIB), out, shard=5)
+    assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()

@@ -154,7 +154,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             return summary_mod.exit_code(previous)
         # in a list _tune empties: the driver holds no copy of it beside Ray's while trials run
         data = [_load_data(plan, trainer_cls, stream)]
-        room = _require_memory(plan, data[0]) if _trials_here(opts) else None
+        room = _require_memory(plan, data[0], opts)
         ray_session = _start_ray(plan, opts)
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
@@ -296,17 +296,20 @@ def _trials_here(opts: RunOptions) -> bool:
     return opts.is_local or os.environ.get("SLURM_JOB_NUM_NODES") == "1"
 
 
-def _require_memory(plan: dict[str, Any], data: Any) -> Any:
+def _require_memory(plan: dict[str, Any], data: Any, opts: RunOptions) -> Any:
     """Data that one trial's copies cannot fit in memory: said now, not by the OOM killer.
-    Returns the memory left (memlimit.Room), or None when unknown."""
+    Returns the memory left here (memlimit.Room), or None when unknown or the trials run on
+    several nodes: those are checked against one node's limit, empty (its usage is not seen
+    from here), which says no more than whether a trial's share of a node can fit at all."""
     from hpoc.runtime import datamem
 
-    room = datamem.available_memory()
+    here = _trials_here(opts)
+    room = datamem.available_memory() if here else datamem.node_memory(plan)
     if room is None or data is None:
         return None
     if why := datamem.too_big(plan, data, room):
         raise StudyError(why)
-    return room
+    return room if here else None
 
 
 def _warn_concurrent(plan: dict[str, Any], data: Any, room: Any, stream: TextIO, shard: int = 0) -> None:

@@ -343,3 +343,42 @@ def test_a_quota_tool_hung_on_lustre_does_not_hold_the_start_past_its_bound(tmp_
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+# ---------------------------------------------------------------- a storage that does not answer
+
+
+def test_a_storage_that_does_not_answer_stops_the_start_within_its_bound(tmp_path, monkeypatch):
+    """On a hung Lustre the storage check's test write (and statvfs) sits in D state: the
+    driver waited with it, silent, until the job's time limit. Modelled by a test write that
+    answers only after 3 s; the bound here is 0.5 s."""
+    import threading
+
+    from hpoc.runtime import study
+
+    release = threading.Event()
+    real = login_preflight.tempfile.mkstemp
+
+    def hung(*args, **kwargs):
+        release.wait(3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(login_preflight.tempfile, "mkstemp", hung)
+    monkeypatch.setattr(login_preflight, "STORAGE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(quota, "read", lambda path, timeout=0: [])
+    storage = tmp_path / "results"
+    try:
+        t = time.monotonic()
+        with pytest.raises(StudyError) as err:
+            study._check_storage(_plan(tmp_path), storage / "toy", io.StringIO())
+        assert time.monotonic() - t < 2
+        said = str(err.value)
+        assert "\n" not in said
+        assert said.startswith(f"the storage at {storage} does not answer within 0.5 s; is its file system "
+                               "hung?"), said
+        found = login_preflight.check_storage(_plan(tmp_path))
+        assert [(f.ok, f.message) for f in found] == [(False, said)]
+    finally:
+        release.set()
+    # one that answers is checked as before
+    assert login_preflight.storage_problem(storage) is None

@@ -191,8 +191,8 @@ def test_trials_an_earlier_run_left_need_no_more_files(tmp_path, monkeypatch):
     plan = _plan(tmp_path, 10)
     exp = tmp_path / "results" / "toy"
     for i in range(4):
-        (exp / f"train_{i}").mkdir(parents=True)
-        (exp / f"train_{i}" / "params.json").write_text("{}")
+        (exp / f"trial_{i:05d}_x").mkdir(parents=True)
+        (exp / f"trial_{i:05d}_x" / "params.json").write_text("{}")
     (exp / ".hpoc-locks").mkdir()
     assert quota.files_needed(plan) == (6 * 15, 6, 15)
     plan["checkpoint"]["every"] = 0
@@ -204,8 +204,8 @@ def test_a_study_whose_trials_all_ran_is_not_refused_for_files(tmp_path, lustre)
     lustre("    /lustre/fs1  204800       0 9000000       -   50000*      0   50000       -")
     plan = _plan(tmp_path, 2)
     for i in range(2):
-        (tmp_path / "results" / "toy" / f"train_{i}").mkdir(parents=True)
-        (tmp_path / "results" / "toy" / f"train_{i}" / "params.json").write_text("{}")
+        (tmp_path / "results" / "toy" / f"trial_{i:05d}_x").mkdir(parents=True)
+        (tmp_path / "results" / "toy" / f"trial_{i:05d}_x" / "params.json").write_text("{}")
     assert quota.check(plan, 1.0)[0] is None
     assert quota.check(_plan(tmp_path, 3), 1.0)[0].startswith(f"storage path {tmp_path / 'results'}: your file quota")
 
@@ -235,8 +235,8 @@ def test_a_soft_quota_whose_grace_ran_out_is_said_as_refusing_writes(tmp_path, l
     lustre("    /lustre/fs1  100000       0 9000000       -   50001*  50000       0    none")
     exp = tmp_path / "results" / "toy"
     for i in range(2):
-        (exp / f"train_{i}").mkdir(parents=True)
-        (exp / f"train_{i}" / "params.json").write_text("{}")
+        (exp / f"trial_{i:05d}_x").mkdir(parents=True)
+        (exp / f"trial_{i:05d}_x" / "params.json").write_text("{}")
     assert quota.check(_plan(tmp_path, 2), 1.0) == (None, [
         "you are over your soft file quota (`lfs quota -u $USER /lustre/fs1`): writes are refused unless you free some"])
 
@@ -382,3 +382,29 @@ def test_a_storage_that_does_not_answer_stops_the_start_within_its_bound(tmp_pat
         release.set()
     # one that answers is checked as before
     assert login_preflight.storage_problem(storage) is None
+
+
+def test_the_trials_an_earlier_run_left_are_counted_from_one_listing(tmp_path, monkeypatch):
+    """The folders of the trials an earlier run left (hpoc names them `trial_NNNNN_<id>`) are
+    counted from the listing of the study folder (and of each shard's): a stat of each one's
+    params.json was a round trip to Lustre's servers per trial, 5,000 of them as a big
+    study started (benchmarks/trial_count.py). Other folders there (hpoc's `train`, a
+    `tensorboard`, hidden ones) are not trials."""
+    root = tmp_path / "study"
+    for shard in ("shard-0", "shard-1"):
+        for i in range(20):
+            (root / shard / f"trial_{i:05d}_a{i}").mkdir(parents=True)
+            (root / shard / f"trial_{i:05d}_a{i}" / "params.json").write_text("{}")
+    for other in ("train", "tensorboard", ".hpoc-locks", "shard-1/train"):
+        (root / other).mkdir()
+    (root / "trial_notes.txt").write_text("")  # a file, not a folder
+    stats: list[str] = []
+    real = os.stat
+
+    def counted(path, *args, **kwargs):
+        stats.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    assert quota._trials_there(root) == 40
+    assert len(stats) <= 3, stats[:5]

@@ -317,18 +317,20 @@ def files_per_trial(plan: dict[str, Any]) -> int:
 
 
 def _trials_there(root: Path) -> int:
-    """Trial directories an earlier run left (a shard's too): they need no more room."""
+    """Trial directories an earlier run left (a shard's too): they need no more room. Read
+    from the listing alone, by the name hpoc gives them (tuner.trial_dirname): a stat of
+    each one's files is a round trip to Lustre's servers per trial (benchmarks/trial_count.py)."""
     count = 0
     try:
         entries = list(os.scandir(root))
     except OSError:
         return 0
     for entry in entries:
-        if not entry.is_dir() or entry.name.startswith("."):
+        if not entry.is_dir():
             continue
         if entry.name.startswith("shard-"):
             count += _trials_there(Path(entry.path))
-        elif os.path.exists(os.path.join(entry.path, "params.json")):
+        elif entry.name.startswith("trial_"):
             count += 1
     return count
 

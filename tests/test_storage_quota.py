@@ -408,3 +408,52 @@ def test_the_trials_an_earlier_run_left_are_counted_from_one_listing(tmp_path, m
     monkeypatch.setattr(os, "stat", counted)
     assert quota._trials_there(root) == 40
     assert len(stats) <= 3, stats[:5]
+
+
+# ---------------------------------------------------------------- group quotas off Lustre
+
+QUOTA_HEAD = "     Filesystem  blocks   quota   limit   grace   files   quota   limit   grace\n"
+
+
+def test_a_group_quota_off_lustre_is_asked_of_quota_g_for_the_group_the_files_get(tmp_path, monkeypatch):
+    """NFS or ext4 project space under `quota`: the group's quota was not asked, and a run
+    whose group had 500 files left was let start. `quota -g` prints a block per group of
+    the user's (linuxquota quota.c: heading, then the table): the one read is the group the
+    study's files get."""
+    user = ("Disk quotas for user alice (uid 1000): \n" + QUOTA_HEAD +
+            "      /dev/sdb1     100       0       0       0     100       0       0       0\n")
+    groups = ("Disk quotas for group alice (gid 1000): \n" + QUOTA_HEAD +
+              "      /dev/sdb1     100       0       0       0     100       0       0       0\n"
+              "Disk quotas for group proj (gid 5000): \n" + QUOTA_HEAD +
+              "      /dev/sdb1   51200       0 9000000       0   49500       0   50000       0\n"
+              "Disk quotas for group other (gid 6000): none\n")
+    _tool(tmp_path / "bin", "quota", f'echo "$@" >> {tmp_path}/quota.calls\n'
+          f'if [ "$1" = -g ]; then cat <<"EOF"\n{groups}EOF\nelse cat <<"EOF"\n{user}EOF\nfi\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/project", "ext4", "/dev/sdb1"))
+    monkeypatch.setattr(quota, "_group", lambda path: "proj")
+    problem, _ = quota.check(_plan(tmp_path), 1.0)
+    assert problem is not None and problem.startswith(
+        f"storage path {tmp_path / 'results'}: group proj's file quota (`quota -g -w -p -v -f /project`) "
+        "leaves 500 file(s): the study's 100"), problem
+    # a group the user's groups do not list, or with no limits: no finding
+    monkeypatch.setattr(quota, "_group", lambda path: "other")
+    assert quota.check(_plan(tmp_path), 1.0) == (None, [])
+
+
+def test_a_gpfs_group_quota_is_asked_of_mmlsquota_g(tmp_path, monkeypatch):
+    head = ("mmlsquota::HEADER:version:reserved:reserved:filesystemName:quotaType:id:name:blockUsage:"
+            "blockQuota:blockLimit:blockInDoubt:blockGrace:filesUsage:filesQuota:filesLimit:filesInDoubt:"
+            "filesGrace:remarks:quota:defQuota:fid:filesetname:\n")
+    usr = head + "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:10:0:0:0:none:e:on:off:::\n"
+    grp = head + "mmlsquota::0:1:::gpfs1:GRP:5000:proj:10:0:0:0:none:4900:0:5000:0:none:e:on:off:::\n"
+    _tool(tmp_path / "bin", "mmlsquota",
+          f'if [ "$1" = -g ]; then cat <<"EOF"\n{grp}EOF\nelse cat <<"EOF"\n{usr}EOF\nfi\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/gpfs/work", "gpfs", "/dev/gpfs1"))
+    monkeypatch.setattr(quota, "_group", lambda path: "proj")
+    problem, _ = quota.check(_plan(tmp_path), 1.0)
+    assert problem is not None and problem.startswith(
+        f"storage path {tmp_path / 'results'}: group proj's file quota (`mmlsquota -g proj -Y gpfs1`) "
+        "leaves 100 file(s)"), problem
+    assert quota.parse_mmlsquota(grp) is None  # a group's row is not the user's

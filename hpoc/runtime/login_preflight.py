@@ -11,7 +11,7 @@ its Ray cluster:
   message) when its data is missing;
 * the storage path is writable (a file is created and removed in it, or in its nearest
   existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free, free inodes and
-  a user quota (`lfs quota`, `quota`, `mmlsquota`; on Lustre the group and project ones too)
+  a user and group quota (`lfs quota`, `quota`, `mmlsquota`; on Lustre the project one too)
   with room for the study's files;
 * the search algorithm's library (and the optuna sampler's) is installed;
 * the compute nodes' interpreter: a `slurm.python` path imports hpoc and Ray (exists, when

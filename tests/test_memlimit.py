@@ -158,7 +158,8 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
-            "trials": {"num_samples": 20, "max_concurrent": None}, "search": {"algorithm": "optuna"}}
+            "trials": {"num_samples": 20, "max_concurrent": None}, "search": {"algorithm": "optuna"},
+            "shards": {"count": 1}}
     room = Room(7 * GIB, 8 * GIB)
     out = io.StringIO()
     study._warn_concurrent(plan, None, room, out)
@@ -218,3 +219,82 @@ def test_a_local_rays_object_store_fits_the_jobs_memory_limit(monkeypatch) -> No
     assert session.local_object_store() == session.LOCAL_OBJECT_STORE_CAP
     monkeypatch.setattr(memlimit, "cgroup_bound", lambda *a: (10 * 2**20, 2 * GIB))
     assert session.local_object_store() == 100 * 2**20
+
+
+def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None:
+    """A job array of 32 shards over 64 trials: each array task runs 2. A shard warned that
+    64 trials' copies ran at once on its 8 CPUs (and named `max_concurrent = 2` where 2 run)."""
+    import io
+
+    import ray
+
+    from hpoc.runtime import datamem, study
+
+    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
+            "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "hyperopt"},
+            "shards": {"count": 32}}
+    out = io.StringIO()
+    study._warn_concurrent(plan, None, Room(7 * GIB), out, shard=5)
+    assert out.getvalue() == ""  # 2 trials here, 2 copies fit
+    plan["shards"]["count"] = 4  # 16 trials a shard: 8 at once on 8 CPUs
+    study._warn_concurrent(plan, None, Room(7 * GIB), out, shard=3)
+    assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
+    # Optuna's shards share one budget: a fast shard may take all of it
+    out = io.StringIO()
+    study._warn_concurrent({**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}, None,
+                           Room(7 * GIB), out, shard=5)
+    assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
+
+
+def test_a_multi_node_jobs_data_is_checked_against_one_nodes_limit(monkeypatch) -> None:
+    """A two-node job of --mem=8G: one worker's 10 GiB of tensors lands on some node and
+    cannot fit even an empty one; the study started, and its trials were OOM-killed. The
+    driver cannot see the other node's usage, so only what cannot fit an empty node is
+    refused: 4 workers on 2 nodes put 2 copies on one of them at least."""
+    from hpoc.runtime import datamem, study
+
+    for name in ("SLURM_MEM_PER_CPU", "SLURM_JOB_CPUS_PER_NODE", "SLURM_CPUS_ON_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "2")
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "8192")  # MiB, as SLURM says it
+    monkeypatch.setattr(datamem, "data_step", lambda plan: "getter `g:G`")
+    monkeypatch.setattr(datamem, "available_memory", lambda: pytest.fail("this node's room is not the bound"))
+    plan = {"resources": {"workers": 1}, "pipeline": {}, "slurm": {"mem": None, "nodes": 2}}
+    opts, data = study.RunOptions(local=False), object()  # its sizes are given
+    monkeypatch.setattr(datamem, "sizes", lambda data: (10 * GIB, 10 * GIB))
+    with pytest.raises(study.StudyError) as err:
+        study._require_memory(plan, data, opts)
+    said = str(err.value)
+    assert ("10.0 GiB on one of the job's 2 nodes at least, more than the job's memory limit of 8.0 GiB "
+            "per node (SLURM --mem / --mem-per-cpu)") in said, said
+    assert "slurm.mem" in said, said
+    # 4 workers of 3 GiB each: 2 on a node at least, 6 GiB: fits an empty node, not refused
+    plan["resources"]["workers"] = 4
+    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
+    assert study._require_memory(plan, data, opts) is None
+    monkeypatch.setattr(datamem, "sizes", lambda data: (5 * GIB, 5 * GIB))
+    with pytest.raises(study.StudyError, match="10.0 GiB on one of the job's 2 nodes at least"):
+        study._require_memory(plan, data, opts)
+    # --mem=0 (all of each node's memory): not known from here, no finding
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "0")
+    assert study._require_memory(plan, data, opts) is None
+
+
+def test_a_nodes_limit_is_read_as_slurm_says_it() -> None:
+    def limit(env, mem=None):
+        return memlimit.node_limit({"slurm": {"mem": mem, "cpus_per_node": 4}}, env)
+
+    assert limit({"SLURM_JOB_ID": "1", "SLURM_MEM_PER_NODE": "8192"}) == 8 * GIB
+    assert limit({"SLURM_JOB_ID": "1", "SLURM_MEM_PER_NODE": "0"}) is None  # all of a node's
+    # --mem-per-cpu: times the most CPUs a node of the job has (a worker may land there)
+    assert limit({"SLURM_JOB_ID": "1", "SLURM_MEM_PER_CPU": "2048", "SLURM_JOB_CPUS_PER_NODE": "4(x2),8"}) == 16 * GIB
+    assert limit({"SLURM_JOB_ID": "1", "SLURM_MEM_PER_CPU": "1024", "SLURM_CPUS_ON_NODE": "6"}) == 6 * GIB
+    assert limit({"SLURM_JOB_ID": "1", "SLURM_MEM_PER_CPU": "1024"}) == 4 * GIB  # the plan's cpus_per_node
+    # neither said (a driver started with --export=NONE): the plan's `slurm.mem`, as sbatch reads it
+    assert limit({"SLURM_JOB_ID": "1"}, "16G") == 16 * GIB
+    assert limit({"SLURM_JOB_ID": "1"}, "512") == 512 * 2**20
+    assert limit({"SLURM_JOB_ID": "1"}) is None
+    assert limit({}, "16G") is None  # not in a job: the plan's job is not where this runs

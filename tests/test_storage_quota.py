@@ -191,8 +191,8 @@ def test_trials_an_earlier_run_left_need_no_more_files(tmp_path, monkeypatch):
     plan = _plan(tmp_path, 10)
     exp = tmp_path / "results" / "toy"
     for i in range(4):
-        (exp / f"train_{i}").mkdir(parents=True)
-        (exp / f"train_{i}" / "params.json").write_text("{}")
+        (exp / f"trial_{i:05d}_x").mkdir(parents=True)
+        (exp / f"trial_{i:05d}_x" / "params.json").write_text("{}")
     (exp / ".hpoc-locks").mkdir()
     assert quota.files_needed(plan) == (6 * 15, 6, 15)
     plan["checkpoint"]["every"] = 0
@@ -204,8 +204,8 @@ def test_a_study_whose_trials_all_ran_is_not_refused_for_files(tmp_path, lustre)
     lustre("    /lustre/fs1  204800       0 9000000       -   50000*      0   50000       -")
     plan = _plan(tmp_path, 2)
     for i in range(2):
-        (tmp_path / "results" / "toy" / f"train_{i}").mkdir(parents=True)
-        (tmp_path / "results" / "toy" / f"train_{i}" / "params.json").write_text("{}")
+        (tmp_path / "results" / "toy" / f"trial_{i:05d}_x").mkdir(parents=True)
+        (tmp_path / "results" / "toy" / f"trial_{i:05d}_x" / "params.json").write_text("{}")
     assert quota.check(plan, 1.0)[0] is None
     assert quota.check(_plan(tmp_path, 3), 1.0)[0].startswith(f"storage path {tmp_path / 'results'}: your file quota")
 
@@ -235,8 +235,8 @@ def test_a_soft_quota_whose_grace_ran_out_is_said_as_refusing_writes(tmp_path, l
     lustre("    /lustre/fs1  100000       0 9000000       -   50001*  50000       0    none")
     exp = tmp_path / "results" / "toy"
     for i in range(2):
-        (exp / f"train_{i}").mkdir(parents=True)
-        (exp / f"train_{i}" / "params.json").write_text("{}")
+        (exp / f"trial_{i:05d}_x").mkdir(parents=True)
+        (exp / f"trial_{i:05d}_x" / "params.json").write_text("{}")
     assert quota.check(_plan(tmp_path, 2), 1.0) == (None, [
         "you are over your soft file quota (`lfs quota -u $USER /lustre/fs1`): writes are refused unless you free some"])
 
@@ -343,3 +343,117 @@ def test_a_quota_tool_hung_on_lustre_does_not_hold_the_start_past_its_bound(tmp_
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+# ---------------------------------------------------------------- a storage that does not answer
+
+
+def test_a_storage_that_does_not_answer_stops_the_start_within_its_bound(tmp_path, monkeypatch):
+    """On a hung Lustre the storage check's test write (and statvfs) sits in D state: the
+    driver waited with it, silent, until the job's time limit. Modelled by a test write that
+    answers only after 3 s; the bound here is 0.5 s."""
+    import threading
+
+    from hpoc.runtime import study
+
+    release = threading.Event()
+    real = login_preflight.tempfile.mkstemp
+
+    def hung(*args, **kwargs):
+        release.wait(3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(login_preflight.tempfile, "mkstemp", hung)
+    monkeypatch.setattr(login_preflight, "STORAGE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(quota, "read", lambda path, timeout=0: [])
+    storage = tmp_path / "results"
+    try:
+        t = time.monotonic()
+        with pytest.raises(StudyError) as err:
+            study._check_storage(_plan(tmp_path), storage / "toy", io.StringIO())
+        assert time.monotonic() - t < 2
+        said = str(err.value)
+        assert "\n" not in said
+        assert said.startswith(f"the storage at {storage} does not answer within 0.5 s; is its file system "
+                               "hung?"), said
+        found = login_preflight.check_storage(_plan(tmp_path))
+        assert [(f.ok, f.message) for f in found] == [(False, said)]
+    finally:
+        release.set()
+    # one that answers is checked as before
+    assert login_preflight.storage_problem(storage) is None
+
+
+def test_the_trials_an_earlier_run_left_are_counted_from_one_listing(tmp_path, monkeypatch):
+    """The folders of the trials an earlier run left (hpoc names them `trial_NNNNN_<id>`) are
+    counted from the listing of the study folder (and of each shard's): a stat of each one's
+    params.json was a round trip to Lustre's servers per trial, 5,000 of them as a big
+    study started (benchmarks/trial_count.py). Other folders there (hpoc's `train`, a
+    `tensorboard`, hidden ones) are not trials."""
+    root = tmp_path / "study"
+    for shard in ("shard-0", "shard-1"):
+        for i in range(20):
+            (root / shard / f"trial_{i:05d}_a{i}").mkdir(parents=True)
+            (root / shard / f"trial_{i:05d}_a{i}" / "params.json").write_text("{}")
+    for other in ("train", "tensorboard", ".hpoc-locks", "shard-1/train"):
+        (root / other).mkdir()
+    (root / "trial_notes.txt").write_text("")  # a file, not a folder
+    stats: list[str] = []
+    real = os.stat
+
+    def counted(path, *args, **kwargs):
+        stats.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    assert quota._trials_there(root) == 40
+    assert len(stats) <= 3, stats[:5]
+
+
+# ---------------------------------------------------------------- group quotas off Lustre
+
+QUOTA_HEAD = "     Filesystem  blocks   quota   limit   grace   files   quota   limit   grace\n"
+
+
+def test_a_group_quota_off_lustre_is_asked_of_quota_g_for_the_group_the_files_get(tmp_path, monkeypatch):
+    """NFS or ext4 project space under `quota`: the group's quota was not asked, and a run
+    whose group had 500 files left was let start. `quota -g` prints a block per group of
+    the user's (linuxquota quota.c: heading, then the table): the one read is the group the
+    study's files get."""
+    user = ("Disk quotas for user alice (uid 1000): \n" + QUOTA_HEAD +
+            "      /dev/sdb1     100       0       0       0     100       0       0       0\n")
+    groups = ("Disk quotas for group alice (gid 1000): \n" + QUOTA_HEAD +
+              "      /dev/sdb1     100       0       0       0     100       0       0       0\n"
+              "Disk quotas for group proj (gid 5000): \n" + QUOTA_HEAD +
+              "      /dev/sdb1   51200       0 9000000       0   49500       0   50000       0\n"
+              "Disk quotas for group other (gid 6000): none\n")
+    _tool(tmp_path / "bin", "quota", f'echo "$@" >> {tmp_path}/quota.calls\n'
+          f'if [ "$1" = -g ]; then cat <<"EOF"\n{groups}EOF\nelse cat <<"EOF"\n{user}EOF\nfi\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/project", "ext4", "/dev/sdb1"))
+    monkeypatch.setattr(quota, "_group", lambda path: "proj")
+    problem, _ = quota.check(_plan(tmp_path), 1.0)
+    assert problem is not None and problem.startswith(
+        f"storage path {tmp_path / 'results'}: group proj's file quota (`quota -g -w -p -v -f /project`) "
+        "leaves 500 file(s): the study's 100"), problem
+    # a group the user's groups do not list, or with no limits: no finding
+    monkeypatch.setattr(quota, "_group", lambda path: "other")
+    assert quota.check(_plan(tmp_path), 1.0) == (None, [])
+
+
+def test_a_gpfs_group_quota_is_asked_of_mmlsquota_g(tmp_path, monkeypatch):
+    head = ("mmlsquota::HEADER:version:reserved:reserved:filesystemName:quotaType:id:name:blockUsage:"
+            "blockQuota:blockLimit:blockInDoubt:blockGrace:filesUsage:filesQuota:filesLimit:filesInDoubt:"
+            "filesGrace:remarks:quota:defQuota:fid:filesetname:\n")
+    usr = head + "mmlsquota::0:1:::gpfs1:USR:1000:alice:10:0:0:0:none:10:0:0:0:none:e:on:off:::\n"
+    grp = head + "mmlsquota::0:1:::gpfs1:GRP:5000:proj:10:0:0:0:none:4900:0:5000:0:none:e:on:off:::\n"
+    _tool(tmp_path / "bin", "mmlsquota",
+          f'if [ "$1" = -g ]; then cat <<"EOF"\n{grp}EOF\nelse cat <<"EOF"\n{usr}EOF\nfi\n')
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(quota, "_mount", lambda path: ("/gpfs/work", "gpfs", "/dev/gpfs1"))
+    monkeypatch.setattr(quota, "_group", lambda path: "proj")
+    problem, _ = quota.check(_plan(tmp_path), 1.0)
+    assert problem is not None and problem.startswith(
+        f"storage path {tmp_path / 'results'}: group proj's file quota (`mmlsquota -g proj -Y gpfs1`) "
+        "leaves 100 file(s)"), problem
+    assert quota.parse_mmlsquota(grp) is None  # a group's row is not the user's

@@ -9,6 +9,7 @@ were loaded, sent, and the trial killed by the OOM killer mid-study.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hpoc.runtime import memlimit
@@ -74,12 +75,14 @@ def too_big(plan: dict[str, Any], data: Any, room: Room) -> str | None:
     of its workers unpickles the tensors into memory of its own."""
     total, tensors = sizes(data)
     workers = int((plan.get("resources") or {}).get("workers") or 1)
-    need = tensors * workers  # the object store's copy may go to disk (Ray's fallback): not counted
+    # over several nodes, the fewest of a trial's workers its fullest node can hold
+    need = tensors * -(-workers // room.nodes)  # the object store's copy may go to disk (Ray's fallback): not counted
     if need <= room.available:
         return None
+    where = "for one trial" if room.nodes == 1 else f"on one of the job's {room.nodes} nodes at least"
     return (f"{data_step(plan)} returned splits of {size(total)}, of which {size(tensors)} torch "
             f"tensors that each of a trial's {workers} worker process{'es' if workers > 1 else ''} "
-            f"copies: {size(need)} for one trial, more than {room.phrase()}\n  help: load a "
+            f"copies: {size(need)} {where}, more than {room.phrase()}\n  help: load a "
             "sample of the data for the search, give NumPy arrays (a trial's workers share one "
             f"copy of those), or {room.more()}")
 
@@ -96,6 +99,16 @@ def crowded(plan: dict[str, Any], data: Any, room: Room, at_once: int, fit: int)
     return (f"{at_once} trials run at once here, but their copies of the data ({size(each)} each) "
             f"fit {fit} in {room.phrase()}: the others would be killed by the OOM killer mid-study; "
             f"set `max_concurrent = {fit}` (fewer may fit: a trial's model and batches take memory too)")
+
+
+def node_memory(plan: dict[str, Any]) -> Room | None:
+    """A job of several nodes: each node's limit, empty (the other nodes' usage is not seen
+    from here), or None when not known or the job has one node."""
+    nodes = os.environ.get("SLURM_JOB_NUM_NODES") or os.environ.get("SLURM_NNODES") or ""
+    limit = memlimit.node_limit(plan)
+    if limit is None or not nodes.isdigit() or int(nodes) < 2:
+        return None
+    return Room(limit, limit, nodes=int(nodes))
 
 
 def available_memory() -> Room | None:

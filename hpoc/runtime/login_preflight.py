@@ -11,7 +11,7 @@ its Ray cluster:
   message) when its data is missing;
 * the storage path is writable (a file is created and removed in it, or in its nearest
   existing parent) and has at least HPOC_MIN_FREE_GB (default 1) GiB free, free inodes and
-  a user quota (`lfs quota`, `quota`, `mmlsquota`; on Lustre the group and project ones too)
+  a user and group quota (`lfs quota`, `quota`, `mmlsquota`; on Lustre the project one too)
   with room for the study's files;
 * the search algorithm's library (and the optuna sampler's) is installed;
 * the compute nodes' interpreter: a `slurm.python` path imports hpoc and Ray (exists, when
@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 IMPORT_TIMEOUT_S = float(os.environ.get("HPOC_PREFLIGHT_TIMEOUT", "120"))
 MIN_FREE_GB = 1.0  # on the login node; HPOC_MIN_FREE_GB changes it (free_gb_needed)
+# a busy Lustre answers a stat and a small write within seconds; one that does not within a
+# minute is hung (or recovering, which takes minutes): storage_problem refuses it
+STORAGE_TIMEOUT_S = 60.0
 
 
 def free_gb_needed(default: float) -> float:
@@ -71,7 +75,34 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def storage_problem(path: str | os.PathLike[str], min_free_gb: float | None = None) -> str | None:
-    """Why results cannot be written under `path`, or None. Creates nothing that stays."""
+    """Why results cannot be written under `path`, or None. Creates nothing that stays.
+
+    Its stat, test write and statvfs run in a daemon thread, left behind after
+    STORAGE_TIMEOUT_S: on a hung Lustre or NFS they sit in D state, where no signal ends
+    them, and the start waited with them until the job's time limit. A storage that does
+    not answer is refused, not passed over: the lock, Ray's state and every trial's results
+    are written there next, and the first of those writes would block the same way, silent."""
+    said: list[str | None] = []
+    failed: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            said.append(_storage_problem(path, min_free_gb))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=ask, daemon=True, name="hpoc-storage")
+    thread.start()
+    thread.join(STORAGE_TIMEOUT_S)
+    if failed:
+        raise failed[0]
+    if said:
+        return said[0]
+    return (f"the storage at {path} does not answer within {STORAGE_TIMEOUT_S:g} s; is its file system "
+            f"hung? Run again once `ls {path}` answers, or set `storage.path` to another file system")
+
+
+def _storage_problem(path: str | os.PathLike[str], min_free_gb: float | None) -> str | None:
     target = Path(path)
     base = _nearest_existing(target)
     if not base.is_dir():

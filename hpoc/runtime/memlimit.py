@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hpoc.sizes import size
 
@@ -25,9 +27,12 @@ _V1_UNLIMITED = 2**62  # v1 writes PAGE_COUNTER_MAX pages (about 2**63 bytes) fo
 class Room:
     available: int             # bytes
     limit: int | None = None   # the cgroup limit that binds; None: the machine's memory does
+    nodes: int = 1             # more: `available` is the limit of each of a job's nodes, empty
 
     def phrase(self) -> str:
         """`the 3.1 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup)`."""
+        if self.nodes > 1:
+            return f"the job's memory limit of {size(self.available)} per node (SLURM --mem / --mem-per-cpu)"
         if self.limit is None:
             return f"the {size(self.available)} this machine has available"
         whose = "the job's memory limit" if os.environ.get("SLURM_JOB_ID") else "this process's memory limit"
@@ -48,6 +53,34 @@ def room(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> Room 
     if bound is not None and (host is None or bound[0] < host):
         return Room(bound[0], bound[1])
     return Room(host) if host is not None else None
+
+
+def node_limit(plan: dict[str, Any], env: Mapping[str, str] = os.environ) -> int | None:
+    """The memory limit of each node of this SLURM job, in bytes: SLURM_MEM_PER_NODE, or
+    SLURM_MEM_PER_CPU times the most CPUs a node of the job has, or the plan's `slurm.mem`
+    (in MiB without a unit, as sbatch reads it). None outside a job, or where none is said
+    or it is 0 (all of a node's memory: not known from here)."""
+    if not env.get("SLURM_JOB_ID"):
+        return None
+    if (per_node := env.get("SLURM_MEM_PER_NODE", "")).isdigit():
+        return int(per_node) * 2**20 or None
+    if (per_cpu := env.get("SLURM_MEM_PER_CPU", "")).isdigit():
+        cpus = _most_cpus(env) or int((plan.get("slurm") or {}).get("cpus_per_node") or 0)
+        return int(per_cpu) * cpus * 2**20 or None
+    found = re.fullmatch(r"(\d+)([KMGT]?)", str((plan.get("slurm") or {}).get("mem") or ""))
+    if not found:
+        return None
+    return int(found.group(1)) * 2 ** (10 * " KMGT".index(found.group(2) or "M")) or None
+
+
+def _most_cpus(env: Mapping[str, str]) -> int:
+    """The most CPUs a node of the job has: SLURM_JOB_CPUS_PER_NODE (`72(x2),36`), else this
+    node's SLURM_CPUS_ON_NODE; 0 where neither is said."""
+    counts = re.findall(r"(\d+)(?:\(x\d+\))?", env.get("SLURM_JOB_CPUS_PER_NODE", ""))
+    if counts:
+        return max(int(c) for c in counts)
+    on_node = env.get("SLURM_CPUS_ON_NODE", "")
+    return int(on_node) if on_node.isdigit() else 0
 
 
 def _host_available() -> int | None:

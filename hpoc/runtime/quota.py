@@ -5,10 +5,11 @@ On Lustre and GPFS a user meets the quota (bytes or files) long before the file 
 full, and a study writes 13 to 15 files per trial (docs/results.md, "Files per trial"):
 `statvfs` sees neither the quota nor what the study will write. The quota is asked of the
 site's tool (`lfs quota`, `mmlsquota`, `quota`) with a short timeout; a tool missing, slow
-or saying something else is no finding, never a failed run. On Lustre the group's quota
-(LUMI, JUWELS scratch: the project's group) and the study folder's project quota are asked
-too, and each is checked. The tools run in daemon threads the start does not wait for past
-the timeout: on a hung Lustre `lfs` sits in D state, where no kill ends it.
+or saying something else is no finding, never a failed run. The quota of the group the
+files get (LUMI, JUWELS scratch: the project's group) is asked too (`lfs quota -g`,
+`mmlsquota -g`, `quota -g`), and on Lustre the study folder's project quota; each is
+checked. The tools run in daemon threads the start does not wait for past the timeout: on a
+hung Lustre `lfs` sits in D state, where no kill ends it.
 """
 
 from __future__ import annotations
@@ -125,10 +126,11 @@ def _duration(seconds: float) -> str:
 _MM = re.compile(r"^mmlsquota::")
 
 
-def parse_mmlsquota(text: str, command: str = "mmlsquota") -> Quota | None:
-    """`mmlsquota -u USER -Y DEVICE` (GPFS): colon-separated rows read by the HEADER's names,
-    KiB; a grace is `none` (not over), a time left (`6 days`) or `expired`. Per-fileset
-    quotas print a row per fileset, and which one holds the path is not said: no finding."""
+def parse_mmlsquota(text: str, command: str = "mmlsquota", kind: str = "USR") -> Quota | None:
+    """`mmlsquota -u USER -Y DEVICE` (GPFS; `-g GROUP`: rows of `kind` GRP): colon-separated
+    rows read by the HEADER's names, KiB; a grace is `none` (not over), a time left (`6 days`)
+    or `expired`. Per-fileset quotas print a row per fileset, and which one holds the path is
+    not said: no finding."""
     header: list[str] | None = None
     found: dict[str, Quota] = {}
     for line in text.splitlines():
@@ -141,7 +143,7 @@ def parse_mmlsquota(text: str, command: str = "mmlsquota") -> Quota | None:
         if header is None:
             continue
         row = dict(zip(header, fields))
-        if row.get("quotaType", "USR") != "USR":
+        if row.get("quotaType", "USR") != kind:
             continue
         values = [row.get(k, "") for k in ("blockUsage", "blockQuota", "blockLimit", "blockGrace",
                                            "filesUsage", "filesQuota", "filesLimit", "filesGrace")]
@@ -150,6 +152,19 @@ def parse_mmlsquota(text: str, command: str = "mmlsquota") -> Quota | None:
         if got:
             found.setdefault(row.get("filesetname", ""), Quota(command, *got))
     return next(iter(found.values())) if len(found) == 1 else None
+
+
+_GROUP_BLOCK = re.compile(r"^Disk quotas for group (\S+) \(gid (\d+)\):", re.MULTILINE)
+
+
+def group_block(text: str, group: str) -> str:
+    """The block of `quota -g` (one per group of the user's) about `group` (a name, or the
+    gid where it has none), or ""."""
+    found = list(_GROUP_BLOCK.finditer(text))
+    for here, after in zip(found, found[1:] + [None]):
+        if group in (here.group(1), here.group(2)):
+            return text[here.start():after.start() if after else len(text)]
+    return ""
 
 
 def _mount(path: str) -> tuple[str, str, str]:
@@ -297,8 +312,26 @@ def read(path: str, timeout: float = TIMEOUT_S) -> list[Quota]:
         probes = _lustre_probes(tool, path, mount, user)
     else:
         shown = " ".join(w if w != user else "$USER" for w in [os.path.basename(tool), *cmd[1:]])
-        probes = [lambda d: parse(_output([tool, *cmd[1:]], d) or "", shown)]
+        probes = [lambda d: parse(_output([tool, *cmd[1:]], d) or "", shown),
+                  _group_probe(tool, path, mount, device)]
     return [q for q in _within(probes, timeout) if q is not None]
+
+
+def _group_probe(tool: str, path: str, mount: str, device: str) -> Any:
+    """`_within`'s probe of the group quota off Lustre, of the group the files get:
+    `mmlsquota -g GROUP -Y DEVICE` (GPFS), or `quota -g` (one block per group of the
+    user's, that group's read)."""
+    def probe(deadline: float) -> Quota | None:
+        name = _group(path)
+        if os.path.basename(tool) == "mmlsquota":
+            args = ["-g", name, "-Y", os.path.basename(device)]
+            q = parse_mmlsquota(_output([tool, *args], deadline) or "", f"mmlsquota {' '.join(args)}", kind="GRP")
+        else:
+            args = ["-g", "-w", "-p", "-v", "-f", mount]
+            q = parse_quota(group_block(_output([tool, *args], deadline) or "", name), f"quota {' '.join(args)}")
+        return Quota(q.command, q.kib, q.files, f"group {name}'s") if q else None
+
+    return probe
 
 
 # ---------------------------------------------------------------- what the study needs
@@ -317,18 +350,20 @@ def files_per_trial(plan: dict[str, Any]) -> int:
 
 
 def _trials_there(root: Path) -> int:
-    """Trial directories an earlier run left (a shard's too): they need no more room."""
+    """Trial directories an earlier run left (a shard's too): they need no more room. Read
+    from the listing alone, by the name hpoc gives them (tuner.trial_dirname): a stat of
+    each one's files is a round trip to Lustre's servers per trial (benchmarks/trial_count.py)."""
     count = 0
     try:
         entries = list(os.scandir(root))
     except OSError:
         return 0
     for entry in entries:
-        if not entry.is_dir() or entry.name.startswith("."):
+        if not entry.is_dir():
             continue
         if entry.name.startswith("shard-"):
             count += _trials_there(Path(entry.path))
-        elif os.path.exists(os.path.join(entry.path, "params.json")):
+        elif entry.name.startswith("trial_"):
             count += 1
     return count
 

@@ -77,6 +77,15 @@ def shared_budget(plan: dict[str, Any]) -> bool:
     return plan["shards"]["count"] > 1 and plan["search"]["algorithm"] == "optuna"
 
 
+def trials_of_shard(plan: dict[str, Any], shard: int) -> int:
+    """The most trials shard `shard` runs: its static share `len(range(k, N, K))`, or under
+    a shared Optuna budget the whole study's (a fast shard may take all of it)."""
+    from hpoc.plan.space import total_trials
+
+    total = total_trials(plan)
+    return total if shared_budget(plan) else len(range(shard, total, plan["shards"]["count"]))
+
+
 def budget_rank(trials: list[Any], number: int) -> int:
     """How many budget trials precede trial `number` (Optuna numbers are dense and unique:
     the journal assigns them in log order under its lock)."""

@@ -43,7 +43,7 @@ from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
 from hpoc.runtime.prior import move_aside, prior_run, refuse_synch_population, take_lock
-from hpoc.runtime.shards import experiment_dir, missing_shard
+from hpoc.runtime.shards import experiment_dir, missing_shard, trials_of_shard
 from hpoc.runtime.signals import install_signals, restore_signals, stopped_line
 from hpoc.runtime.tuner import budget_left, build_tuner, make_trainable
 from hpoc.runtime.watch import STATE, _as_seen, _budget_line
@@ -154,7 +154,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             return summary_mod.exit_code(previous)
         # in a list _tune empties: the driver holds no copy of it beside Ray's while trials run
         data = [_load_data(plan, trainer_cls, stream)]
-        room = _require_memory(plan, data[0]) if _trials_here(opts) else None
+        room = _require_memory(plan, data[0], opts)
         ray_session = _start_ray(plan, opts)
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
@@ -166,7 +166,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                 say(stream, _sharing_line(ray_session.neighbours))
             _check_capacity(plan, ray_session)
             if room is not None:
-                _warn_concurrent(plan, data[0], room, stream)
+                _warn_concurrent(plan, data[0], room, stream, shard)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
                 move_aside(exp, stream, lock)
                 mode = STATE.mode = "fresh"
@@ -296,32 +296,35 @@ def _trials_here(opts: RunOptions) -> bool:
     return opts.is_local or os.environ.get("SLURM_JOB_NUM_NODES") == "1"
 
 
-def _require_memory(plan: dict[str, Any], data: Any) -> Any:
+def _require_memory(plan: dict[str, Any], data: Any, opts: RunOptions) -> Any:
     """Data that one trial's copies cannot fit in memory: said now, not by the OOM killer.
-    Returns the memory left (memlimit.Room), or None when unknown."""
+    Returns the memory left here (memlimit.Room), or None when unknown or the trials run on
+    several nodes: those are checked against one node's limit, empty (its usage is not seen
+    from here), which says no more than whether a trial's share of a node can fit at all."""
     from hpoc.runtime import datamem
 
-    room = datamem.available_memory()
+    here = _trials_here(opts)
+    room = datamem.available_memory() if here else datamem.node_memory(plan)
     if room is None or data is None:
         return None
     if why := datamem.too_big(plan, data, room):
         raise StudyError(why)
-    return room
+    return room if here else None
 
 
-def _warn_concurrent(plan: dict[str, Any], data: Any, room: Any, stream: TextIO) -> None:
+def _warn_concurrent(plan: dict[str, Any], data: Any, room: Any, stream: TextIO, shard: int = 0) -> None:
     """Trials that would run at once here whose copies of the data do not all fit: a
     warning naming how many fit, and the setting that caps them. Not a refusal (fewer at
     once fit) nor a cap of hpoc's own: the copies are a lower bound of a trial's memory
     (its model and batches come on top), and `max_concurrent` shapes the search."""
     import ray
 
-    from hpoc.plan.space import total_trials
     from hpoc.runtime import datamem, session
 
     fit = datamem.trials_that_fit(plan, data, room)
     cap = plan["trials"]["max_concurrent"]
-    at_once = min(session.trials_at_once(plan, ray.nodes()), total_trials(plan), cap or 10**9)
+    # a job array's task runs its shard's trials, not the study's
+    at_once = min(session.trials_at_once(plan, ray.nodes()), trials_of_shard(plan, shard), cap or 10**9)
     if fit is None or fit >= at_once:
         return
     say(stream, "[hpoc] warning: " + _in_spec_words(plan, datamem.crowded(plan, data, room, at_once, fit)))

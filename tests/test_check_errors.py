@@ -3104,3 +3104,37 @@ def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
         "import hpoc\n\nclass T(hpoc.Trainer):\n    def __init__(self, **kw):\n        super().__init__(**kw)\n"
         "    def create_model(self, config):\n        return make(config['width'])\n")
     assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+
+
+def test_a_domain_written_as_a_map_in_space_is_a_warning_with_the_call_to_write() -> None:
+    """`lr = { type = "loguniform", min = 1e-4, max = 1e-1 }` (itwinai's YAML spelling) compiled
+    to a constant: every trial got the dict, `0 parameters` the only sign."""
+    obj = "objective minimize val_loss\n"
+    cases = {
+        'lr = { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
+        "hidden = { min = 16, max = 128 }": "write `hidden = uniform(16, 128)` (or `loguniform`, `randint`, ...)",
+        'act = { type = choice, options = ["relu", "gelu"] }': 'write `act = choice("relu", "gelu")`',
+        'lr { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
+        "opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }": "write `opt.lr = uniform(0.0001, 0.1)` "
+                                                                 "(or `loguniform`, `randint`, ...)",
+    }
+    for setting, help in cases.items():
+        (w,) = warnings(BASE + f"space {{\n  {setting}\n}}\n" + obj)
+        assert (w.code, w.line, w.help) == ("HP826", 4, help), setting
+        assert w.message.endswith("is a map, not a search domain: it is not searched, every trial gets the map "
+                                  "as written"), setting
+    for data in ("norm = { mean = 0.5, std = 0.2 }", "box = { min = [0, 0], max = [1, 1] }",
+                 'lr = { type = "cosine", min = 0.1 }', "lr = loguniform(1e-4, 1e-1)"):
+        assert [w.code for w in warnings(BASE + f"space {{ {data} }}\n" + obj)] == [], data
+
+
+def test_a_count_written_as_a_list_or_a_domain_map_is_told_the_choice_to_write() -> None:
+    """`batch_size = [32, 64]` (Ray's `tune.choice([32, 64])` without the call) was told only
+    that a count is a whole number."""
+    obj = "objective minimize val_loss\n"
+    d = one_error(BASE + "space { batch_size = [32, 64, 128] }\n" + obj)
+    assert (d.code, d.help) == ("HP203", "to search these values, write `batch_size = choice(32, 64, 128)`")
+    d = one_error(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n' + obj)
+    assert (d.code, d.help) == ("HP203", "to search it, write `epochs = randint(5, 20)`")
+    assert [w.code for w in diagnostics(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n'
+                                        + obj)] == ["HP203"]

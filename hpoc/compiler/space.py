@@ -9,8 +9,9 @@ from typing import Any
 
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS, WARN_ONE_VALUE,
-                                 WARN_PATH, Checker)
+from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS,
+                                 WARN_DATA_DOMAIN, WARN_ONE_VALUE, WARN_PATH, Checker)
+from hpoc.compiler.domain_maps import domain_call
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import multiples, on_grid, typed_key
@@ -289,7 +290,45 @@ def read_space(ch: Checker, block: A.Block | None) -> Space:
     _check_groups(ch, first)
     _resolve_conditions(ch, space)
     _check_counts(ch, space)
+    _domain_maps(ch, space)
     return space
+
+
+def _domain_maps(ch: Checker, space: Space) -> None:
+    """A warning for a constant map that reads as a domain (`lr = { type = "loguniform", min = 1e-4,
+    max = 1e-1 }`, or a group block of the same keys): every trial would get the map."""
+    tree: dict[str, Any] = {}
+    for name, value in space.constants.items():
+        *groups, last = name.split(".")
+        node = tree
+        for g in groups:
+            node = node.setdefault(g, {})
+        node[last] = value
+
+    def walk(node: Any, path: str) -> None:
+        if not isinstance(node, dict) or any(p.name.startswith(path + ".") for p in space.params):
+            return
+        found = domain_call(node) if path and path not in COUNTS else None  # counts: an error says it
+        if found is None:
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else key)
+            return
+        call, typed = found
+        # the setting, the first of its block's, or the map it is nested in
+        span = space.constant_spans.get(path) or next(
+            (s for n, s in space.constant_spans.items() if n.startswith(path + ".")), None) or next(
+            (space.constant_spans[p] for p in _ancestors(path) if p in space.constant_spans), None)
+        ch.warn(WARN_DATA_DOMAIN, f"`{path}` is a map, not a search domain: it is not searched, every trial "
+                                  "gets the map as written", span,
+                help=f"write `{path} = {call}`" + ("" if typed else " (or `loguniform`, `randint`, ...)"))
+
+    walk(tree, "")
+
+
+def _ancestors(path: str) -> list[str]:
+    """`a.b.c` -> [`a.b`, `a`]."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 # What the default train loop counts with: `epochs = 2.5` trained 2 epochs without a word, and
@@ -313,6 +352,10 @@ def as_count(v: Any) -> Any:
 def _check_counts(ch: Checker, space: Space) -> None:
     for name in COUNTS:
         help = f"`{name}` counts, so it takes whole numbers from 1 up"
+        if (found := domain_call(space.constants.get(name))) is not None:
+            help = f"to search it, write `{name} = {found[0]}`"  # a YAML domain's map
+        elif isinstance(space.constants.get(name), list) and space.constants[name]:
+            help = f"to search these values, write `{name} = choice({', '.join(map(_show, space.constants[name]))})`"
         if name in space.constants and not is_count(space.constants[name]):
             ch.error(TYPE, f"`{name}` must be a whole number of at least 1, not {_show(space.constants[name])}",
                      space.constant_spans.get(name), help=help)

@@ -3138,3 +3138,20 @@ def test_a_count_written_as_a_list_or_a_domain_map_is_told_the_choice_to_write()
     assert (d.code, d.help) == ("HP203", "to search it, write `epochs = randint(5, 20)`")
     assert [w.code for w in diagnostics(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n'
                                         + obj)] == ["HP203"]
+
+
+def test_a_ray_tune_call_copied_into_space_is_told_the_call_without_tune() -> None:
+    """`lr = tune.loguniform(1e-4, 1e-1)` was told to use "a search domain such as
+    `uniform(0, 1)`", as for `data:Getter()`: the prefix was the only mistake."""
+    obj = "objective minimize val_loss\n"
+    cases = {"lr = tune.loguniform(1e-4, 1e-1)": "write `loguniform(...)`: hpoc's domains are Ray Tune's, without `tune.`",
+             "bs = ray.tune.choice([32, 64])": "write `choice(...)`: hpoc's domains are Ray Tune's, without `ray.tune.`",
+             "seed = tune.grid_search([0, 1])": "write `grid(...)`: hpoc's domains are Ray Tune's, without `tune.`"}
+    for setting, help in cases.items():
+        d = one_error(BASE + f"space {{ {setting} }}\n" + obj)
+        assert (d.code, d.help) == ("HP301", help), setting
+    d = one_error(BASE + "space { lr = loguniform(1e-4, 1e-1), epochs = 4 }\n" + obj + "trials { num_samples = 2 }\n"
+                  "scheduler pbt { hyperparam_mutations { lr = tune.uniform(1e-4, 1e-1) } }\n")
+    assert (d.code, d.help) == ("HP301", "write `uniform(...)`: hpoc's domains are Ray Tune's, without `tune.`")
+    d = one_error(BASE + "space { x = data:make(1) }\n" + obj)  # not a domain: as before
+    assert d.help == "`x` needs a search domain such as `uniform(0, 1)`, or a literal"

@@ -54,8 +54,12 @@ def read_domain(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, An
     span = call.func_span or call.span
     if sig is None:
         help = did_you_mean(call.func, T.DOMAINS) or f"search domains: {one_of(T.DOMAINS)}"
+        prefix, _, last = call.func.rpartition(".")
+        last = "grid" if last == "grid_search" else last
         if ":" in call.func or "." in call.func:
             help = f"{what} needs a search domain such as `uniform(0, 1)`, or a literal"
+        if prefix in ("tune", "ray.tune") and last in T.DOMAINS:  # copied from a Ray Tune script
+            help = f"write `{last}(...)`: hpoc's domains are Ray Tune's, without `{prefix}.`"
         ch.error(SPACE, f"unknown search domain `{call.func}` for {what}", span, help=help)
         return None
     if call.func in T.CATEGORICAL:

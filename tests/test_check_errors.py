@@ -3155,3 +3155,20 @@ def test_a_ray_tune_call_copied_into_space_is_told_the_call_without_tune() -> No
     assert (d.code, d.help) == ("HP301", "write `uniform(...)`: hpoc's domains are Ray Tune's, without `tune.`")
     d = one_error(BASE + "space { x = data:make(1) }\n" + obj)  # not a domain: as before
     assert d.help == "`x` needs a search domain such as `uniform(0, 1)`, or a literal"
+
+
+def test_a_condition_on_a_bare_flag_is_told_to_compare_it() -> None:
+    """`... if use_bn` (Python's truth test) was "unexpected word `use_bn` after the value:
+    one setting per line"; `if use_bn {` and `if not use_bn` had no hint."""
+    head = BASE + "space {\n  use_bn = choice(true, false)\n  "
+    cases = {
+        "eps = uniform(0, 1) if use_bn": (5, 26, "write `if use_bn == true` (or the value that switches it on): "
+                                                 "a condition compares with `==` or `in`"),
+        "if use_bn { eps = uniform(0, 1) }": (5, 13, "write `if use_bn == true` (or the value that switches it on): "
+                                                     "a condition compares with `==` or `in`"),
+        "eps = uniform(0, 1) if not use_bn": (5, 30, "write `if use_bn == false`: a condition compares with `==` or `in`"),
+        "eps = uniform(0, 1) if use_bn is true": (5, 33, "compare with `==`: `if use_bn == ...`"),
+    }
+    for line, (row, col, help) in cases.items():
+        d = one_error(head + line + "\n}\nobjective minimize val_loss\n")
+        assert (d.code, where(d), d.help) == ("HP101", (row, col), help), line

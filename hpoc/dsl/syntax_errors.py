@@ -331,6 +331,12 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return f"a section takes no `=`: write `{head} {{ ... }}`"
     if tok.type == "EQUAL" and "_EQEQ" in expected:
         return "compare with `==`"
+    if "_EQEQ" in expected:  # a condition written as Python tests a flag: `if use_bn {`, `if not use_bn`
+        before = text[: tok.start_pos]
+        if tok.type == "NAME" and re.search(r"\bif[ \t]+not[ \t]+$", before):
+            return f"write `if {tok} == false`: a condition compares with `==` or `in`"
+        if flag := re.search(r"\bif[ \t]+([A-Za-z_][\w.]*)[ \t]*$", before):
+            return f"compare with `==`: `if {flag[1]} == ...`" if str(tok) == "is" else _flag_help(flag[1])
     if "MINIMIZE" in expected:
         return _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
     if tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):
@@ -475,9 +481,15 @@ def stray_word(text: str, file: str, pos: int, state: _State) -> None:
     if not _AFTER_VALUE.search(masked[line_start : m.start(1)]):
         return
     word = m.group(1)
+    help = f"one setting per line, written `key = value`: remove `{word}` or finish its setting"
+    if re.search(r"\bif[ \t]+$", masked[line_start : m.start(1)]):  # `... if use_bn`, Python's truth test
+        help = _flag_help(word)
     fail_at(text, file, f"unexpected word `{word}` after the value", "HP101", text.count("\n", 0, m.start(1)) + 1,
-            m.start(1) - line_start + 1, width=len(word),
-            help=f"one setting per line, written `key = value`: remove `{word}` or finish its setting")
+            m.start(1) - line_start + 1, width=len(word), help=help)
+
+
+def _flag_help(name: str) -> str:
+    return f"write `if {name} == true` (or the value that switches it on): a condition compares with `==` or `in`"
 
 
 def _line_starts(text: str, start: int, offset: int) -> list[int]:

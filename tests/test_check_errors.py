@@ -3172,3 +3172,23 @@ def test_a_condition_on_a_bare_flag_is_told_to_compare_it() -> None:
     for line, (row, col, help) in cases.items():
         d = one_error(head + line + "\n}\nobjective minimize val_loss\n")
         assert (d.code, where(d), d.help) == ("HP101", (row, col), help), line
+
+
+def test_several_gpus_per_worker_that_one_process_cannot_use_is_a_warning(tmp_path) -> None:
+    """`gpus_per_worker = 4` (one trial on 4 GPUs, as the user meant) trained on the first
+    GPU only: each worker is one process on `strategy.device()`, the others sat idle."""
+    obj = "objective minimize val_loss\n"
+    (w,) = [w for w in warnings(BASE + obj + "resources { gpus_per_worker = 4 }\n") if w.code == "HP804"]
+    assert (where(w), w.message) == ((4, 13), "each worker trains on one GPU (a process of DDP or DeepSpeed "
+                                              "uses one), so `gpus_per_worker = 4` leaves 3 of its GPUs idle")
+    assert w.help == ("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1` "
+                      "(each worker on one GPU); for 4 trials at once, `gpus_per_worker = 1`")
+    (w,) = [w for w in warnings(BASE + obj + "resources { workers = 2, gpus_per_worker = 2 }\n")
+            if w.code == "HP804"]
+    assert w.help.startswith("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1`")
+    assert "HP804" not in [w.code for w in warnings(BASE + obj + "resources { gpus_per_worker = 1 }\n")]
+    # a trainer that spreads its model over the process's GPUs itself: no opinion
+    (tmp_path / "trainer.py").write_text(own_trainer(body="    def create_model(self, config):\n"
+                                                          "        return load(device_map='auto')\n"))
+    spec = BASE + obj + "resources { gpus_per_worker = 2 }\n"
+    assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))]

@@ -44,7 +44,7 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, several_gpus,
                                          itwinai_strategy_calls, keeps_default, loader_workers,
                                          model_config_reads, module_names, not_a_trainer, silent_loop,
                                          unread_optimizer_keys, unread_trainer_args, unrestored_loop)
@@ -861,6 +861,14 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                      ch.spans.get("resources.gpus_per_worker"))  # fmt: skip
     elif isinstance(g, float):
         r["gpus_per_worker"] = int(g)
+    if g == int(g) and g >= 2 and not several_gpus(trainer_target(out), workdir):
+        # a worker is one process on one device (`strategy.device()`): the rest of its GPUs idle
+        total = int(g) * r["workers"]
+        ch.warn(WARN_RESOURCES, f"each worker trains on one GPU (a process of DDP or DeepSpeed uses one), so "
+                                f"`gpus_per_worker = {int(g)}` leaves {int(g) - 1} of its GPUs idle",
+                ch.spans.get("resources.gpus_per_worker"),
+                help=f"for one trial on {total} GPUs write `workers = {total}` with `gpus_per_worker = 1` (each "
+                     f"worker on one GPU); for {total} trials at once, `gpus_per_worker = 1`")  # fmt: skip
     for key in ("cpus_per_worker", "gpus_per_worker"):
         if 0 < r[key] < RAY_RESOURCE_STEP:  # Ray refuses the trial's actor: "cannot go beyond 0.0001"
             ch.error(RESOURCES, f"`{key}` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "

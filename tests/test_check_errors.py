@@ -3192,3 +3192,12 @@ def test_several_gpus_per_worker_that_one_process_cannot_use_is_a_warning(tmp_pa
                                                           "        return load(device_map='auto')\n"))
     spec = BASE + obj + "resources { gpus_per_worker = 2 }\n"
     assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))]
+
+
+def test_an_exponent_with_a_typographic_minus_is_told_so_inside_a_call_too() -> None:
+    """`loguniform(1e−5, 1e−2)` copied from a paper (U+2212) was "unexpected name `e` right
+    after the number `1`" with a hint about sizes and durations; `x = 1e−5` said the minus."""
+    for value, col in (("loguniform(1e−5, 1e−2)", 26), ("choice(1e–3, 1e-2)", 22), ("1e−5", 15)):
+        d = one_error(BASE + f"space {{ x = {value} }}\nobjective minimize val_loss\n")
+        assert (d.code, where(d)) == ("HP102", (3, col)), value
+        assert d.help.startswith("write `-`: `") and d.help.endswith("not the ASCII minus sign"), value

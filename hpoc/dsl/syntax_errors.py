@@ -195,7 +195,8 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
     glued = _glued_suffix(text, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0)
     if glued is not None:
         line, col, width, msg, help = glued
-        fail_at(text, file, msg, "HP101", line, col, width=width, help=help)
+        code = "HP102" if msg.startswith("unexpected character") else "HP101"  # `1e−5`'s minus
+        fail_at(text, file, msg, code, line, col, width=width, help=help)
     end = tok is None or tok.type == "$END"
     if not (end and state.stack):  # a file that ends inside a bracket: that is said first
         stray_word(text, file, len(text) if end else tok.start_pos or 0, state)
@@ -418,6 +419,10 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
                 continue
             number, suffix = m.group(1), m.group(2)
             col, width = m.start(2) + 1, len(suffix)
+            after = line[m.end() : m.end() + 1]
+            if suffix in ("e", "E") and after and (dash := _non_ascii_hint(after, 0)) and dash.startswith("write `-`"):
+                # `1e−5` from a paper: the minus is the mistake, not a name after the number
+                return text.count("\n", 0, line_start) + 1, m.end() + 1, 1, f"unexpected character `{after}`", dash
             if re.fullmatch(r"(?:_\d+)+", suffix):  # `1_000`, as Python would allow
                 col, width = m.start(1) + 1, len(m.group(0))
                 msg, help = f"digits are not grouped with `_` in `{number}{suffix}`", \

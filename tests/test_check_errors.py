@@ -3201,3 +3201,12 @@ def test_an_exponent_with_a_typographic_minus_is_told_so_inside_a_call_too() -> 
         d = one_error(BASE + f"space {{ x = {value} }}\nobjective minimize val_loss\n")
         assert (d.code, where(d)) == ("HP102", (3, col)), value
         assert d.help.startswith("write `-`: `") and d.help.endswith("not the ASCII minus sign"), value
+
+
+def test_a_search_or_scheduler_written_as_a_call_is_shown_its_block() -> None:
+    """`search optuna(sampler = tpe)`, as Python builds `OptunaSearch(...)`, had no hint."""
+    d = one_error(BASE + "objective minimize val_loss\nsearch optuna(sampler = tpe, seed = 0)\n")
+    assert (d.code, where(d), d.help) == ("HP101", (4, 14), "options go in braces: "
+                                                            "`search optuna { sampler = tpe, seed = 0 }`")
+    d = one_error(BASE + "objective minimize val_loss\nscheduler asha(max_t=10, grace_period=1)\n")
+    assert d.help == "options go in braces: `scheduler asha { max_t=10, grace_period=1 }`"

@@ -327,6 +327,10 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return "settings are written `key = value`, not `key: value`"
     if (listed := _logger_list(text, tok.line)) is not None:
         return listed
+    line = text[text.rfind("\n", 0, tok.start_pos) + 1 : tok.start_pos]
+    if tok.type == "LPAR" and (called := re.fullmatch(r"\s*((?:search|scheduler|logger)[ \t]+\w+)[ \t]*", line)):
+        inner = re.match(r"[^)\n]*", text[tok.end_pos:]).group(0).strip()  # type: ignore[union-attr]
+        return f"options go in braces: `{called[1]} {{ {inner} }}`"  # as Python builds `OptunaSearch(...)`
     head = _section_with_equals(text, tok)
     if head:
         return f"a section takes no `=`: write `{head} {{ ... }}`"

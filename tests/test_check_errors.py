@@ -3210,3 +3210,10 @@ def test_a_search_or_scheduler_written_as_a_call_is_shown_its_block() -> None:
                                                             "`search optuna { sampler = tpe, seed = 0 }`")
     d = one_error(BASE + "objective minimize val_loss\nscheduler asha(max_t=10, grace_period=1)\n")
     assert d.help == "options go in braces: `scheduler asha { max_t=10, grace_period=1 }`"
+
+
+def test_a_gpu_type_pasted_with_its_gres_prefix_is_told_to_give_the_type_alone() -> None:
+    """`gpu_type = "gpu:a100"` (from `--gres=gpu:a100:4`) was refused without a hint."""
+    d = one_error(BASE + 'slurm { time = 1h, gpus_per_node = 4, gpu_type = "gpu:a100" }\n')
+    assert (d.code, d.help) == ("HP204", 'the type alone, as the site\'s gres.conf names it: `gpu_type = "a100"` '
+                                         "for `--gres=gpu:a100:4`; the count is `gpus_per_node`")

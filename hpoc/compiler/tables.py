@@ -280,7 +280,9 @@ SECTIONS: dict[str, dict[str, F]] = {
     "slurm": {
         "nodes": F(K.integer(1), 1),
         "gpus_per_node": F(K.optional(K.integer(0)), None),
-        "gpu_type": F(K.optional(K.string(GRES_TYPE_RE, "GPU type (letters, digits, `_`, `-`, `.`)")), None),
+        "gpu_type": F(K.optional(K.string(GRES_TYPE_RE, "GPU type (letters, digits, `_`, `-`, `.`)",
+                                         hint="the type alone, as the site's gres.conf names it: `gpu_type = "
+                                              '"a100"` for `--gres=gpu:a100:4`; the count is `gpus_per_node`')), None),
         "gpu_request": F(K.enum(GPU_REQUESTS), "gres", doc="--gres, --gpus-per-node, or no GPU option"),
         "cpus_per_node": F(K.optional(K.integer(1)), None),
         "mem": F("mem", None),

@@ -3217,3 +3217,24 @@ def test_a_gpu_type_pasted_with_its_gres_prefix_is_told_to_give_the_type_alone()
     d = one_error(BASE + 'slurm { time = 1h, gpus_per_node = 4, gpu_type = "gpu:a100" }\n')
     assert (d.code, d.help) == ("HP204", 'the type alone, as the site\'s gres.conf names it: `gpu_type = "a100"` '
                                          "for `--gres=gpu:a100:4`; the count is `gpus_per_node`")
+
+
+def test_a_checkpoint_score_order_against_its_metric_is_reported() -> None:
+    """`score_attribute = val_loss, score_order = max` under `minimize val_loss` kept each
+    trial's worst checkpoints and deleted its best, without a word (only an order given
+    without the attribute was refused)."""
+    obj = "space { epochs = 4 }\nobjective minimize val_loss\n"
+    d = one_error(BASE + obj + "checkpoint { score_attribute = val_loss, score_order = max }\n")
+    assert (d.code, where(d)) == ("HP204", (5, 42))
+    assert d.message == ("`score_order = max` ranks checkpoints by `val_loss`, which the objective minimises: "
+                         "the worst ones would be kept")
+    # a metric that is not the objective: its name tells which way is better
+    (w,) = [w for w in warnings(BASE + obj + "checkpoint { score_attribute = val_accuracy, score_order = min }\n")
+            if w.code == "HP809"]
+    assert (where(w), w.message) == ((5, 46), "checkpoints are ranked by the lowest `val_accuracy`, but its name "
+                                              "says higher is better: the worst ones would be kept")
+    assert w.help == "write `score_order = max` (if the lowest is really meant, this warning can be ignored)"
+    for fine in ("score_attribute = val_loss, score_order = min", "score_attribute = val_accuracy, score_order = max",
+                 "score_attribute = my_score, score_order = min"):
+        assert [d.code for d in diagnostics(BASE + obj + f"checkpoint {{ {fine} }}\n")
+                if d.code in ("HP204", "HP809")] == [], fine

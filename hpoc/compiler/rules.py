@@ -180,14 +180,19 @@ _RISES = {"accuracy", "acc", "f1", "auc", "auroc", "precision", "recall", "r2", 
 _NEGATED = {"neg", "negative", "minus", "inv", "inverse"}
 
 
+def _better(name: str) -> str | None:
+    """"lower" or "higher": which way a metric's name says it is better; None if it says neither."""
+    split = re.split(r"[^a-z0-9]+", name.lower())
+    words = set(split)
+    # a leading 1 negates (`1-accuracy`); elsewhere it counts (`top_1_accuracy`, `acc@1`)
+    if words & _NEGATED or split[0] == "1" or (words & _FALLS and words & _RISES):
+        return None
+    return "lower" if words & _FALLS else "higher" if words & _RISES else None
+
+
 def _objective_direction(ch: Checker, out: dict[str, Any]) -> None:
     for i, m in enumerate(out["objective"]["metrics"]):
-        split = re.split(r"[^a-z0-9]+", m["name"].lower())
-        words = set(split)
-        # a leading 1 negates (`1-accuracy`); elsewhere it counts (`top_1_accuracy`, `acc@1`)
-        if words & _NEGATED or split[0] == "1" or (words & _FALLS and words & _RISES):
-            continue
-        better = "lower" if words & _FALLS else "higher" if words & _RISES else None
+        better = _better(m["name"])
         if (better, m["mode"]) not in (("lower", "max"), ("higher", "min")):
             continue
         goal = "minimize" if better == "lower" else "maximize"
@@ -1052,8 +1057,26 @@ def _checkpoint(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
             if typo:
                 return
         c["score_order"] = mode
+    else:
+        _score_order(ch, c, metrics)
     if c["score_attribute"] is not None:
         _score_reported(ch, out, c["score_attribute"], reports)
+
+
+def _score_order(ch: Checker, c: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
+    """A `score_order` against its metric's way: `keep` would delete the best checkpoints."""
+    attr, order = c["score_attribute"], c["score_order"]
+    mode = next((m["mode"] for m in metrics if m["name"] == attr), None)
+    span = ch.spans.get("checkpoint.score_order")
+    if mode is not None and mode != order:
+        ch.error(VALUE, f"`score_order = {order}` ranks checkpoints by `{attr}`, which the objective {mode}imises: "
+                        "the worst ones would be kept", span,
+                 help="remove `score_order`: it follows the objective's")  # fmt: skip
+    elif mode is None and (better := _better(attr)) and (better, order) in (("lower", "max"), ("higher", "min")):
+        ch.warn(WARN_DIRECTION, f"checkpoints are ranked by the {'highest' if order == 'max' else 'lowest'} "
+                                f"`{attr}`, but its name says {better} is better: the worst ones would be kept", span,
+                help=f"write `score_order = {'min' if order == 'max' else 'max'}` (if the "
+                     f"{'highest' if order == 'max' else 'lowest'} is really meant, this warning can be ignored)")
 
 
 def _score_reported(ch: Checker, out: dict[str, Any], attr: str, reports: Reports) -> None:

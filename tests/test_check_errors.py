@@ -3238,3 +3238,19 @@ def test_a_checkpoint_score_order_against_its_metric_is_reported() -> None:
                  "score_attribute = my_score, score_order = min"):
         assert [d.code for d in diagnostics(BASE + obj + f"checkpoint {{ {fine} }}\n")
                 if d.code in ("HP204", "HP809")] == [], fine
+
+
+def test_a_value_only_some_trials_get_is_a_one_value_choice_under_its_condition() -> None:
+    """`nesterov = true` inside `if opt == "sgd"` was refused (a constant cannot be conditional)
+    with no way given; and `nesterov = choice(true) if ...`, the way, was warned (HP810) to
+    "write the constant" - which is refused."""
+    src = BASE + 'space {\n  opt = choice("adam", "sgd")\n  %s\n  epochs = 2\n}\nobjective minimize val_loss\n'
+    d = one_error(src % 'if opt == "sgd" { nesterov = true }')
+    assert (d.code, d.message) == ("HP303", "constant `nesterov` cannot be conditional")
+    assert d.help == ("a constant is in every trial; for a value only these trials get, write "
+                      '`nesterov = choice(true) if opt == "sgd"`')
+    assert diagnostics(src % 'nesterov = choice(true) if opt == "sgd"') == []
+    plan = plan_of(src % 'nesterov = choice(true) if opt == "sgd"')
+    assert plan["space"]["params"][1]["condition"] == {"param": "opt", "values": ["sgd"]}
+    # unconditional, a one-value choice still searches nothing
+    assert [w.code for w in warnings(src % "nesterov = choice(true)")] == ["HP810"]

@@ -13,6 +13,7 @@ from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE,
                                  WARN_DATA_DOMAIN, WARN_ONE_VALUE, WARN_PATH, Checker)
 from hpoc.compiler.domain_maps import domain_call
 from hpoc.dsl import ast as A
+from hpoc.dsl.format import format_condition, format_setting
 from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import multiples, on_grid, typed_key
 
@@ -48,8 +49,9 @@ class Space:
         return next((p for p in self.params if p.name == name), None)
 
 
-def read_domain(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, Any]] | None:
-    """(domain, args with Ray Tune's names and defaults) of a domain call, or None."""
+def read_domain(ch: Checker, call: A.Call, what: str, conditional: bool = False) -> tuple[str, dict[str, Any]] | None:
+    """(domain, args with Ray Tune's names and defaults) of a domain call, or None. A
+    `conditional` parameter's `choice` of one value is a value only some trials get."""
     sig = T.DOMAINS.get(call.func)
     span = call.func_span or call.span
     if sig is None:
@@ -63,7 +65,7 @@ def read_domain(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, An
         ch.error(SPACE, f"unknown search domain `{call.func}` for {what}", span, help=help)
         return None
     if call.func in T.CATEGORICAL:
-        return _categorical(ch, call, what)
+        return _categorical(ch, call, what, conditional)
     names = [name for name, _, _ in sig]
     given: dict[str, Any] = {}
     if len(call.args) > len(sig):
@@ -218,7 +220,7 @@ def _num(x: float) -> str:
     return repr(round(x, 12)) if isinstance(x, float) else str(x)
 
 
-def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, Any]] | None:
+def _categorical(ch: Checker, call: A.Call, what: str, conditional: bool = False) -> tuple[str, dict[str, Any]] | None:
     key = "categories" if call.func == "choice" else "values"
     if call.kwargs:
         kw = call.kwargs[0]
@@ -252,7 +254,7 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
             continue
         seen[tk] = node.span
         values.append(value)
-    if ok and len(values) == 1:  # searches nothing, as `randint(1, 2)` does not (HP810)
+    if ok and len(values) == 1 and not conditional:  # searches nothing, as `randint(1, 2)` does not (HP810)
         _one_category(ch, call, what, values[0])
     return (call.func, {key: values}) if ok else None
 
@@ -453,7 +455,7 @@ def _setting(
     cprefix = prefix if item.condition is not None else cond_prefix
     value = item.value
     if isinstance(value, A.Call):
-        domain = read_domain(ch, value, f"`{name}`")
+        domain = read_domain(ch, value, f"`{name}`", conditional=condition is not None)
         if domain is not None:
             space.params.append(
                 Param(name, domain[0], domain[1], item.span, value.span, condition, cprefix)
@@ -462,10 +464,13 @@ def _setting(
             space.invalid.add(name)
         return
     if condition is not None:
-        ch.error(
-            CONDITION, f"constant `{name}` cannot be conditional", condition.span,
-            help="only searched parameters (`choice`, `uniform`, ...) can have conditions",
-        )  # fmt: skip
+        help = "only searched parameters (`choice`, `uniform`, ...) can have conditions"
+        if isinstance(value, (A.String, A.Number, A.Bool, A.Ref)) and K.bare_word(getattr(value, "path", "x")):
+            # a value only some trials get: a choice of that one value, under the condition
+            shown = format_setting(item.key, K.space_value(value)).partition(" = ")[2]
+            help = (f"a constant is in every trial; for a value only these trials get, write "
+                    f"`{item.key} = choice({shown}) if {format_condition(condition)}`")
+        ch.error(CONDITION, f"constant `{name}` cannot be conditional", condition.span, help=help)
         return
     if isinstance(value, A.Ref) and value.path in T.DOMAINS:
         ch.error(SPACE, f"`{value.path}` needs arguments", value.span,

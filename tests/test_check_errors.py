@@ -3254,3 +3254,28 @@ def test_a_value_only_some_trials_get_is_a_one_value_choice_under_its_condition(
     assert plan["space"]["params"][1]["condition"] == {"param": "opt", "values": ["sgd"]}
     # unconditional, a one-value choice still searches nothing
     assert [w.code for w in warnings(src % "nesterov = choice(true)")] == ["HP810"]
+
+
+def test_pbt_that_would_mutate_the_number_of_epochs_is_a_warning() -> None:
+    """`epochs = choice(6, 12)` under `scheduler pbt` (which mutates every searched parameter)
+    or `hyperparam_mutations { epochs = [6, 12] }`: an exploit gave a trial another length
+    mid-run, one past its new last epoch ending at once - without a word."""
+    head = BASE + "objective maximize val_accuracy\ntrials { num_samples = 4 }\n"
+    cases = {
+        "space { lr = loguniform(1e-4, 1e-1), epochs = choice(6, 12) }\nscheduler pbt { perturbation_interval = 2 }":
+            (5, 11),
+        "space { lr = loguniform(1e-4, 1e-1), epochs = 12 }\nscheduler pbt { perturbation_interval = 2, "
+        "hyperparam_mutations { lr = loguniform(1e-4, 1e-1), epochs = [6, 12] } }": (6, 92),
+        "space { lr = loguniform(1e-4, 1e-1), epochs = randint(6, 13) }\nscheduler pb2 { perturbation_interval = 2 }":
+            (5, 11),
+    }
+    for spec, at in cases.items():
+        found = [w for w in warnings(head + spec + "\n") if w.code == "HP805" and "`epochs`" in w.message]
+        assert len(found) == 1, spec
+        assert found[0].message.endswith("mutates `epochs`: a trial that exploits another gets another number of "
+                                         "epochs mid-run (one that has trained more ends at once)"), spec
+        assert found[0].line == at[0], spec
+    # mutations that leave `epochs` alone: no opinion
+    spec = ("space { lr = loguniform(1e-4, 1e-1), epochs = choice(6, 12) }\n"
+            "scheduler pbt { perturbation_interval = 2, hyperparam_mutations { lr = loguniform(1e-4, 1e-1) } }\n")
+    assert [w for w in warnings(head + spec) if "`epochs`" in w.message] == []

@@ -85,6 +85,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     if sched_ok and out["scheduler"]["name"] in T.POPULATION:
         _shape_mutations(ch, out, space, sched_block, workdir)
+        _epoch_mutations(ch, out, space, sched_block)
     _bare_seconds(ch, found.get("trials", [None])[0])
     _resources(ch, out, workdir)
     _checkpoint(ch, out, reports)
@@ -662,6 +663,23 @@ def _shape_mutations(ch: Checker, out: dict[str, Any], space: Space, block: Any,
                 help=f"leave `{pname}` out of `{key}` (each exploit then copies its value with the weights); "
                      f"{name.upper()} can tune what the model's shape does not depend on (`lr`, `momentum`, "
                      "a dropout rate)")
+
+
+def _epoch_mutations(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
+    """A mutated `epochs`: an exploit hands a trial another length mid-run (one that has
+    trained past its new last epoch ends at once), so the trials' lengths differ by chance."""
+    name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
+    key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
+    given = opts.get(key)
+    param = space.param("epochs")
+    if "epochs" not in (given or {}) and (given or param is None or (name == "pb2" and "lower" not in param.args)):
+        return  # PBT without mutations mutates every searched parameter; PB2 every bounded one
+    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` mutates `epochs`: a trial that exploits another gets another "
+                           "number of epochs mid-run (one that has trained more ends at once)",
+            ch.spans.get(f"scheduler.options.{key}.epochs") or (param.span if param and not given else None)
+            or _label_span(block),
+            help="make `epochs` a constant (`epochs = 12`): PBT compares trials over the same epochs"
+                 + (f", or leave it out of `{key}`" if given else ""))  # fmt: skip
 
 
 def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:

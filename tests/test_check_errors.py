@@ -3279,3 +3279,15 @@ def test_pbt_that_would_mutate_the_number_of_epochs_is_a_warning() -> None:
     spec = ("space { lr = loguniform(1e-4, 1e-1), epochs = choice(6, 12) }\n"
             "scheduler pbt { perturbation_interval = 2, hyperparam_mutations { lr = loguniform(1e-4, 1e-1) } }\n")
     assert [w for w in warnings(head + spec) if "`epochs`" in w.message] == []
+
+
+def test_a_stop_on_seconds_takes_a_duration() -> None:
+    """`stop = { time_total_s = 1h }` was refused ("must be a number, not the duration"),
+    while `max_t = 1h` under `time_attr = time_total_s` is 3600: a clock counts seconds."""
+    head = BASE + "space { epochs = 4 }\nobjective minimize val_loss\n"
+    assert plan_of(head + "trials { stop = { time_total_s = 1h, training_iteration = 4 } }\n")["trials"]["stop"] \
+        == {"time_total_s": 3600, "training_iteration": 4}
+    assert plan_of(head + "trials { stop { time_since_restore = 00:30:00 } }\n")["trials"]["stop"] \
+        == {"time_since_restore": 1800}
+    d = one_error(head + "trials { stop = { training_iteration = 1h } }\n")  # counts epochs, not seconds
+    assert (d.code, d.message) == ("HP203", "`training_iteration` in `stop` must be a number, not the duration `1h`")

@@ -370,8 +370,9 @@ def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
     # BOHB fills its most aggressive bracket first
     assert not warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 5", "scheduler bohb { max_t = 10 }",
                                "search bohb\n"))
-    # measured in seconds: no relation to epochs, only to the trials
-    assert not warnings(_sched("epochs = 10", "num_samples = 13", "scheduler hyperband { time_attr = time_total_s }"))
+    # measured in seconds: no relation to epochs, only to the trials (a `max_t` given: its default is epochs')
+    assert not warnings(_sched("epochs = 10", "num_samples = 13",
+                               "scheduler hyperband { time_attr = time_total_s, max_t = 81 }"))
 
 
 def test_pausing_schedulers_need_checkpoints_to_resume_from() -> None:
@@ -408,7 +409,8 @@ def test_a_time_attr_nobody_reports(tmp_path) -> None:
     assert w.notes[0] == "Ray's `pbt` skips every result without it: it would exploit nothing"
     # Tune's own keys, hpoc's `epoch`, and a key the trainer's module reports
     for attr in ("time_total_s", "epoch", "training_iteration"):
-        assert not warnings(_sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}"))
+        assert not [w for w in warnings(_sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}"))
+                    if w.code == "HP801"]
     (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'step': 1})\n", encoding="utf-8")
     text = _sched("epochs = 10", "num_samples = 8", "scheduler asha { time_attr = step }")
     assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
@@ -424,7 +426,7 @@ def test_a_time_attr_a_loop_of_its_own_does_not_report(tmp_path) -> None:
 
     def said(attr):
         text = _sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}")
-        return [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
+        return [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP801"]
 
     for attr in ("step", "train_loss"):
         (w,) = said(attr)
@@ -3291,3 +3293,27 @@ def test_a_stop_on_seconds_takes_a_duration() -> None:
         == {"time_since_restore": 1800}
     d = one_error(head + "trials { stop = { training_iteration = 1h } }\n")  # counts epochs, not seconds
     assert (d.code, d.message) == ("HP203", "`training_iteration` in `stop` must be a number, not the duration `1h`")
+
+
+def test_a_seconds_time_attr_with_the_default_max_t_is_a_warning() -> None:
+    """`scheduler asha { time_attr = time_total_s }`: `max_t` kept its default, 100, now
+    seconds: every trial stopped after 100 s of training, without a word."""
+    head = BASE + "space { epochs = 20 }\nobjective minimize val_loss\ntrials { num_samples = 16 }\n"
+    for name, default in (("asha", 100), ("hyperband", 81)):
+        found = [w for w in warnings(head + f"scheduler {name} {{ time_attr = time_total_s }}\n")
+                 if w.code == "HP805" and "max_t" in w.message]
+        assert [(where(w), w.message, w.help) for w in found] == [(
+            (6, 11), f"every trial stops after {default} s of training: `max_t` is not given, and its default, "
+                     f"{default}, counts `time_attr` units, here seconds",
+            "set `max_t` to the longest a trial may train, e.g. `max_t = 2h`")], name
+    for fine in ("asha { time_attr = time_total_s, max_t = 2h }", "asha { max_t = 20 }",
+                 "asha { time_attr = time_total_s, stop_last_trials = false }"):
+        assert [w for w in warnings(head + f"scheduler {fine}\n") if "max_t" in w.message] == [], fine
+
+
+def test_bohb_with_max_t_before_the_last_epoch_is_a_warning_as_hyperband() -> None:
+    """`scheduler bohb { max_t = 9 }` over 20 epochs stopped every trial at 9 (Ray's BOHB is
+    its HyperBand): said for `asha` and `hyperband`, not for `bohb`."""
+    head = BASE + "space { lr = uniform(0, 1), epochs = 20 }\nobjective minimize val_loss\ntrials { num_samples = 16 }\n"
+    found = [w for w in warnings(head + "search bohb {}\nscheduler bohb { max_t = 9 }\n") if w.code == "HP805"]
+    assert [(where(w), w.message) for w in found] == [((7, 18), "trials stop at `max_t` = 9, before their 20 `epochs`")]

@@ -80,12 +80,18 @@ def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span
     sched = out["scheduler"]
     name, opts = sched["name"], sched["options"]
     horizon, max_t = _horizon(sched, epochs), opts.get("max_t")
-    if name in ("asha", "hyperband") and horizon is not None and max_t is not None and max_t < horizon \
+    if name in ("asha", "hyperband", "bohb") and horizon is not None and max_t is not None and max_t < horizon \
             and opts.get("stop_last_trials", True):
         ch.warn(WARN_SCHEDULE, f"trials stop at `max_t` = {max_t}, before their {horizon} `epochs`",
                 ch.spans.get("scheduler.options.max_t", label),
                 help=f"set `max_t = {horizon}` (the longest a trial runs, in epochs), "
                      "or `stop_last_trials = false`")  # fmt: skip
+    clock = sched.get("time_attr") in ("time_total_s", "time_since_restore")
+    if name in ("asha", "hyperband", "bohb") and clock and max_t is not None and "scheduler.options.max_t" \
+            not in ch.spans and opts.get("stop_last_trials", True):  # the default is epochs', read as seconds
+        ch.warn(WARN_SCHEDULE, f"every trial stops after {max_t} s of training: `max_t` is not given, and its "
+                               f"default, {max_t}, counts `time_attr` units, here seconds", label,
+                help="set `max_t` to the longest a trial may train, e.g. `max_t = 2h`")  # fmt: skip
     if name in T.POPULATION and ch.spans.get("checkpoint.keep") is None:
         _population_default_keep(out)
 

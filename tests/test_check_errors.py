@@ -3317,3 +3317,12 @@ def test_bohb_with_max_t_before_the_last_epoch_is_a_warning_as_hyperband() -> No
     head = BASE + "space { lr = uniform(0, 1), epochs = 20 }\nobjective minimize val_loss\ntrials { num_samples = 16 }\n"
     found = [w for w in warnings(head + "search bohb {}\nscheduler bohb { max_t = 9 }\n") if w.code == "HP805"]
     assert [(where(w), w.message) for w in found] == [((7, 18), "trials stop at `max_t` = 9, before their 20 `epochs`")]
+
+
+def test_an_optuna_sampler_given_by_its_class_name_is_told_the_word() -> None:
+    """`sampler = "TPESampler"` (Optuna's class) was refused without a hint."""
+    head = BASE + "space { lr = uniform(0, 1), epochs = 2 }\nobjective minimize val_loss\n"
+    for given, word in (('"TPESampler"', "tpe"), ("optuna.samplers.NSGAIISampler", "nsga2"),
+                        ('"CmaEsSampler"', "cmaes"), ("GPSampler", "gp")):
+        d = one_error(head + f"search optuna {{ sampler = {given} }}\n")
+        assert (d.code, d.help) == ("HP203", f"write `{word}`"), given

@@ -3326,3 +3326,9 @@ def test_an_optuna_sampler_given_by_its_class_name_is_told_the_word() -> None:
                         ('"CmaEsSampler"', "cmaes"), ("GPSampler", "gp")):
         d = one_error(head + f"search optuna {{ sampler = {given} }}\n")
         assert (d.code, d.help) == ("HP203", f"write `{word}`"), given
+
+
+def test_an_extra_option_pasted_with_its_sbatch_prefix_is_told_the_option() -> None:
+    """`extra = ["#SBATCH --exclusive"]` (a job script's line) was refused without a hint."""
+    d = one_error(BASE + 'slurm { time = 1h, extra = ["#SBATCH --exclusive", "--hint=nomultithread"] }\n')
+    assert (d.code, where(d), d.help) == ("HP204", (3, 29), 'write "--exclusive": hpoc writes the `#SBATCH` itself')

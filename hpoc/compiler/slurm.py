@@ -375,7 +375,9 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
     for flag, span in zip(s["extra"], spans):
         name = T.sbatch_option(flag)
         if not name:
-            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span)
+            pasted = re.match(r"\s*#SBATCH\s+(-\S.*)", flag)  # a job script's header line
+            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span,
+                     help=f'write "{pasted[1].strip()}": hpoc writes the `#SBATCH` itself' if pasted else None)
             continue
         given, name = name, _unabbreviated(name, resume)
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"

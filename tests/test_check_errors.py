@@ -3332,3 +3332,16 @@ def test_an_extra_option_pasted_with_its_sbatch_prefix_is_told_the_option() -> N
     """`extra = ["#SBATCH --exclusive"]` (a job script's line) was refused without a hint."""
     d = one_error(BASE + 'slurm { time = 1h, extra = ["#SBATCH --exclusive", "--hint=nomultithread"] }\n')
     assert (d.code, where(d), d.help) == ("HP204", (3, 29), 'write "--exclusive": hpoc writes the `#SBATCH` itself')
+
+
+def test_trials_that_miss_the_nodes_by_their_drivers_cpu_are_told_to_give_a_worker_one_fewer() -> None:
+    """Two trials of 4 workers × 12 CPUs on 2 nodes of 48: each trial's driver takes 0.01 CPU
+    more, so one runs at a time. The help said only "raise `slurm.cpus_per_node` to 49",
+    which a 48-core node cannot."""
+    spec = (BASE + "space { epochs = 2 }\nobjective minimize val_loss\ntrials { num_samples = 4, max_concurrent = 2 }\n"
+            "resources { workers = 4, cpus_per_worker = 12, gpus_per_worker = 1 }\n"
+            "slurm { nodes = 2, gpus_per_node = 4, cpus_per_node = 48, time = 1h }\n")
+    found = [w for w in warnings(spec) if w.code == "HP804" and "max_concurrent" in w.message]
+    assert [w.help for w in found] == [
+        "lower `max_concurrent` to 1; or, for 2 at once, raise `slurm.cpus_per_node` to 49 (or lower "
+        "`cpus_per_worker` to 11: each trial's driver takes 0.01 CPU beside its workers)"]

@@ -43,7 +43,8 @@ def _concurrency(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: in
     each = f"{workers} workers × ({each})" if workers > 1 else each
     fixes = []  # what makes room for `cap` trials, all of them together
     if cpu_held < cap:
-        fixes.append(f"raise `slurm.cpus_per_node` to {math.ceil(max(math.ceil(cap * workers / nodes) * cpw, cap * cpus / nodes) - 1e-9)}")
+        fixes.append(f"raise `slurm.cpus_per_node` to {math.ceil(max(math.ceil(cap * workers / nodes) * cpw, cap * cpus / nodes) - 1e-9)}"
+                     + _fewer_cpus(cap, workers, cpw, nodes, cpn, driver))
     if gpw and gpu_held < cap:
         share = math.floor(gpn / math.ceil(cap / nodes) * 100 + 1e-9) / 100  # two decimals, rounded down to fit
         fixes.append(f"lower `gpus_per_worker` to {fmt_number(share)} (trials share a GPU)"
@@ -52,6 +53,17 @@ def _concurrency(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: in
     ch.warn(WARN_RESOURCES, f"`max_concurrent = {cap}`, but the job holds {held} trial(s) at once "
                             f"({each} each; {nodes} node(s) × ({fmt_number(cpn)} CPUs, {gpn} GPUs)): "
                             "the others wait", ch.spans.get("trials.max_concurrent"), help=help)  # fmt: skip
+
+
+def _fewer_cpus(cap: int, workers: int, cpw: float, nodes: int, cpn: int, driver: float) -> str:
+    """" (or lower `cpus_per_worker` to N: ...)" where only the trials' drivers (0.01 CPU each)
+    keep `cap` trials off the nodes: a node of `cpn` cores has no `cpn + 1` to raise to."""
+    fewer = cpw - 1
+    if driver and fewer >= 1 and math.ceil(cap * workers / nodes) * cpw <= cpn \
+            and cap * (workers * fewer + driver) <= nodes * cpn + 1e-9:
+        return (f" (or lower `cpus_per_worker` to {fmt_number(fewer)}: each trial's driver takes "
+                f"{fmt_number(driver)} CPU beside its workers)")
+    return ""
 
 
 def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
@@ -213,7 +225,7 @@ def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: in
         why = f"the job's CPUs: `cpus_per_node = {fmt_number(cpn)}`"
         more = min(wanted, gpu_held)
         need = math.ceil(max(math.ceil(more * workers / nodes) * cpw, more * (workers * cpw + driver) / nodes) - 1e-9)
-        instead = f"raise `slurm.cpus_per_node` to {need}"
+        instead = f"raise `slurm.cpus_per_node` to {need}" + _fewer_cpus(more, workers, cpw, nodes, cpn, driver)
     else:
         instead = f"raise `{limit}`" + (f" to {gpu_held}" if limit == "max_concurrent" else "")
     each = fmt_number(workers * gpw)

@@ -3345,3 +3345,18 @@ def test_trials_that_miss_the_nodes_by_their_drivers_cpu_are_told_to_give_a_work
     assert [w.help for w in found] == [
         "lower `max_concurrent` to 1; or, for 2 at once, raise `slurm.cpus_per_node` to 49 (or lower "
         "`cpus_per_worker` to 11: each trial's driver takes 0.01 CPU beside its workers)"]
+
+
+def test_fractional_gpus_the_jobs_cpus_run_one_at_a_time_is_a_warning() -> None:
+    """`gpus_per_worker = 0.25` to run 4 trials on a GPU, with `cpus_per_node` left at its
+    default (room for one trial): one trial at a time, three quarters of the GPU idle."""
+    head = BASE + "space { epochs = 2 }\nobjective minimize val_loss\ntrials { num_samples = 8 }\n"
+    for slurm in ("slurm { time = 1h }", "slurm { gpus_per_node = 1, time = 1h }"):
+        found = [w for w in warnings(head + "resources { gpus_per_worker = 0.25 }\n" + slurm + "\n")
+                 if w.code == "HP804"]
+        assert [(w.message, w.help) for w in found] == [(
+            "trials of 0.25 GPUs share a GPU, but the job's CPUs hold 1 trial at once (`cpus_per_node` = 1, "
+            "the default: room for one trial): the GPUs train 1 at a time, not the 4 their shares hold",
+            "set `slurm.cpus_per_node = 4` (4 trials of 1 CPU at once)")], slurm
+    assert [w for w in warnings(head + "resources { gpus_per_worker = 0.25 }\nslurm { cpus_per_node = 4, time = 1h }\n")
+            if w.code == "HP804"] == []

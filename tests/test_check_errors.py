@@ -3360,3 +3360,15 @@ def test_fractional_gpus_the_jobs_cpus_run_one_at_a_time_is_a_warning() -> None:
             "set `slurm.cpus_per_node = 4` (4 trials of 1 CPU at once)")], slurm
     assert [w for w in warnings(head + "resources { gpus_per_worker = 0.25 }\nslurm { cpus_per_node = 4, time = 1h }\n")
             if w.code == "HP804"] == []
+
+
+def test_a_stop_on_accuracy_in_percent_is_a_warning() -> None:
+    """`stop = { val_accuracy = 99 }` (99 %): hpoc's loop reports a fraction, so no trial
+    ever reached it and every trial ran to its last epoch, without a word."""
+    head = BASE + "space { epochs = 20 }\nobjective maximize val_accuracy\n"
+    found = [w for w in warnings(head + "trials { num_samples = 4, stop = { val_accuracy = 99 } }\n")
+             if w.code == "HP805"]
+    assert [(where(w), w.message, w.help) for w in found] == [(
+        (5, 36), "`stop` ends a trial once `val_accuracy` reaches 99, but hpoc's default train loop reports it "
+                 "as a fraction, from 0 to 1: no trial reaches it", "write `val_accuracy = 0.99`")]
+    assert [w for w in warnings(head + "trials { stop = { val_accuracy = 0.99 } }\n") if w.code == "HP805"] == []

@@ -297,6 +297,12 @@ def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
         return
     own, known = result_keys(out, reports)
     for key in stop:
+        if key == "val_accuracy" and not own and key not in (reports[1] or ()) and _number(stop[key]) \
+                and 1 < stop[key] <= 100:  # a percentage: hpoc's loop reports the fraction
+            ch.warn(WARN_SCHEDULE, f"`stop` ends a trial once `{key}` reaches {stop[key]:g}, but hpoc's default "
+                                   "train loop reports it as a fraction, from 0 to 1: no trial reaches it",
+                    ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
+                    help=f"write `{key} = {stop[key] / 100:g}`")  # fmt: skip
         if key in known or "/" in key:
             continue  # ("perf/train_s": a nested value, as Tune flattens it)
         by = "to Tune by the trainer, nor added by Tune" if own else "by hpoc's default train loop or by Tune"
@@ -304,6 +310,10 @@ def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
                 ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
                 notes=("Ray skips a stop criterion that no result holds: it would stop no trial",),
                 help=did_you_mean(key, known) or f"make sure the trainer reports `{key}` every epoch")  # fmt: skip
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def result_keys(out: dict[str, Any], reports: Reports) -> tuple[bool, tuple[str, ...]]:

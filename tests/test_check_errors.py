@@ -3277,6 +3277,10 @@ def test_pbt_that_would_mutate_the_number_of_epochs_is_a_warning() -> None:
         assert found[0].message.endswith("mutates `epochs`: a trial that exploits another gets another number of "
                                          "epochs mid-run (one that has trained more ends at once)"), spec
         assert found[0].line == at[0], spec
+    helps = [w.help for spec in cases for w in warnings(head + spec + "\n") if w.code == "HP805" and "`epochs`" in w.message]
+    assert helps == ["make `epochs` a constant (`epochs = 12`): PBT compares trials over the same epochs",
+                     "leave `epochs` out of `hyperparam_mutations`: PBT compares trials over the same epochs",
+                     "make `epochs` a constant (`epochs = 12`): PB2 compares trials over the same epochs"]
     # mutations that leave `epochs` alone: no opinion
     spec = ("space { lr = loguniform(1e-4, 1e-1), epochs = choice(6, 12) }\n"
             "scheduler pbt { perturbation_interval = 2, hyperparam_mutations { lr = loguniform(1e-4, 1e-1) } }\n")

@@ -49,7 +49,7 @@ from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lin
                                          model_config_reads, module_names, not_a_trainer, silent_loop,
                                          unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
+from hpoc.compiler.space import COUNTS, Param, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import closest, did_you_mean, one_of
@@ -678,8 +678,19 @@ def _epoch_mutations(ch: Checker, out: dict[str, Any], space: Space, block: Any)
                            "number of epochs mid-run (one that has trained more ends at once)",
             ch.spans.get(f"scheduler.options.{key}.epochs") or (param.span if param and not given else None)
             or _label_span(block),
-            help="make `epochs` a constant (`epochs = 12`): PBT compares trials over the same epochs"
-                 + (f", or leave it out of `{key}`" if given else ""))  # fmt: skip
+            help=f"leave `epochs` out of `{key}`: {name.upper()} compares trials over the same epochs" if given
+            else f"make `epochs` a constant{_longest(param)}: {name.upper()} compares trials over the same epochs")
+
+
+def _longest(param: Param | None) -> str:
+    """" (`epochs = 12`)": a searched `epochs` as a constant, its most epochs, where told."""
+    if param is None:
+        return ""
+    a = param.args
+    values = a.get("categories", a.get("values")) if param.domain in T.CATEGORICAL else None
+    most = max(values) if values and all(isinstance(v, int) for v in values) else \
+        a["upper"] - (param.domain in ("randint", "lograndint")) if isinstance(a.get("upper"), int) else None
+    return f" (`epochs = {most}`)" if most else ""
 
 
 def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:

@@ -3376,3 +3376,12 @@ def test_a_stop_on_accuracy_in_percent_is_a_warning() -> None:
         (5, 36), "`stop` ends a trial once `val_accuracy` reaches 99, but hpoc's default train loop reports it "
                  "as a fraction, from 0 to 1: no trial reaches it", "write `val_accuracy = 0.99`")]
     assert [w for w in warnings(head + "trials { stop = { val_accuracy = 0.99 } }\n") if w.code == "HP805"] == []
+
+
+def test_ray_trains_resource_arguments_in_resources_are_told_hpocs_keys() -> None:
+    """`resources_per_worker = { CPU = 4, GPU = 1 }` (Ray Train's ScalingConfig) was told
+    "did you mean `gpus_per_worker`?", and `use_gpu` only the valid keys."""
+    want = "write `cpus_per_worker = ...` and `gpus_per_worker = ...` (a trial's workers: `workers = ...`)"
+    for key in ("resources_per_worker = { CPU = 4, GPU = 1 }", "use_gpu = true", "resources_per_trial = { gpu = 1 }"):
+        d = one_error(BASE + f"resources {{ {key} }}\n")
+        assert (d.code, d.help) == ("HP201", want), key

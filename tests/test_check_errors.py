@@ -3170,6 +3170,8 @@ def test_a_condition_on_a_bare_flag_is_told_to_compare_it() -> None:
                                                      "a condition compares with `==` or `in`"),
         "eps = uniform(0, 1) if not use_bn": (5, 30, "write `if use_bn == false`: a condition compares with `==` or `in`"),
         "eps = uniform(0, 1) if use_bn is true": (5, 33, "compare with `==`: `if use_bn == ...`"),
+        'eps = uniform(0, 1) if use_bn "yes"': (5, 33, 'write `if use_bn == "yes"`'),
+        "eps = uniform(0, 1) if use_bn [true]": (5, 33, "write `if use_bn in [...]`"),
     }
     for line, (row, col, help) in cases.items():
         d = one_error(head + line + "\n}\nobjective minimize val_loss\n")

@@ -341,7 +341,14 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         if tok.type == "NAME" and re.search(r"\bif[ \t]+not[ \t]+$", before):
             return f"write `if {tok} == false`: a condition compares with `==` or `in`"
         if flag := re.search(r"\bif[ \t]+([A-Za-z_][\w.]*)[ \t]*$", before):
-            return f"compare with `==`: `if {flag[1]} == ...`" if str(tok) == "is" else _flag_help(flag[1])
+            if str(tok) in ("is", "eq", "equals"):
+                return f"compare with `==`: `if {flag[1]} == ...`"
+            if tok.type in ("STRING", "NUMBER", "NAME"):  # `if opt "sgd"`: the `==` left out
+                return f"write `if {flag[1]} == {tok}`"
+            if tok.type == "LSQB":
+                return f"write `if {flag[1]} in [...]`"
+            if tok.type == "LBRACE":
+                return _flag_help(flag[1])
     if "MINIMIZE" in expected:
         return _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
     if tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):

@@ -370,8 +370,9 @@ def test_hyperband_with_too_few_trials_for_a_bracket_that_halves() -> None:
     # BOHB fills its most aggressive bracket first
     assert not warnings(_sched("lr = uniform(0, 1), epochs = 10", "num_samples = 5", "scheduler bohb { max_t = 10 }",
                                "search bohb\n"))
-    # measured in seconds: no relation to epochs, only to the trials
-    assert not warnings(_sched("epochs = 10", "num_samples = 13", "scheduler hyperband { time_attr = time_total_s }"))
+    # measured in seconds: no relation to epochs, only to the trials (a `max_t` given: its default is epochs')
+    assert not warnings(_sched("epochs = 10", "num_samples = 13",
+                               "scheduler hyperband { time_attr = time_total_s, max_t = 81 }"))
 
 
 def test_pausing_schedulers_need_checkpoints_to_resume_from() -> None:
@@ -408,7 +409,8 @@ def test_a_time_attr_nobody_reports(tmp_path) -> None:
     assert w.notes[0] == "Ray's `pbt` skips every result without it: it would exploit nothing"
     # Tune's own keys, hpoc's `epoch`, and a key the trainer's module reports
     for attr in ("time_total_s", "epoch", "training_iteration"):
-        assert not warnings(_sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}"))
+        assert not [w for w in warnings(_sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}"))
+                    if w.code == "HP801"]
     (tmp_path / "trainer.py").write_text("def f(r):\n    r.report({'step': 1})\n", encoding="utf-8")
     text = _sched("epochs = 10", "num_samples = 8", "scheduler asha { time_attr = step }")
     assert not [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
@@ -424,7 +426,7 @@ def test_a_time_attr_a_loop_of_its_own_does_not_report(tmp_path) -> None:
 
     def said(attr):
         text = _sched("epochs = 10", "num_samples = 8", f"scheduler asha {{ time_attr = {attr} }}")
-        return [d for d in diagnostics(text, str(tmp_path)) if d.severity == "warning"]
+        return [d for d in diagnostics(text, str(tmp_path)) if d.code == "HP801"]
 
     for attr in ("step", "train_loss"):
         (w,) = said(attr)
@@ -3104,3 +3106,284 @@ def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
         "import hpoc\n\nclass T(hpoc.Trainer):\n    def __init__(self, **kw):\n        super().__init__(**kw)\n"
         "    def create_model(self, config):\n        return make(config['width'])\n")
     assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+
+
+def test_a_domain_written_as_a_map_in_space_is_a_warning_with_the_call_to_write() -> None:
+    """`lr = { type = "loguniform", min = 1e-4, max = 1e-1 }` (itwinai's YAML spelling) compiled
+    to a constant: every trial got the dict, `0 parameters` the only sign."""
+    obj = "objective minimize val_loss\n"
+    cases = {
+        'lr = { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
+        "hidden = { min = 16, max = 128 }": "write `hidden = uniform(16, 128)` (or `loguniform`, `randint`, ...)",
+        'act = { type = choice, options = ["relu", "gelu"] }': 'write `act = choice("relu", "gelu")`',
+        'lr { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
+        "opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }": "write `opt.lr = uniform(0.0001, 0.1)` "
+                                                                 "(or `loguniform`, `randint`, ...)",
+    }
+    for setting, help in cases.items():
+        (w,) = warnings(BASE + f"space {{\n  {setting}\n}}\n" + obj)
+        assert (w.code, w.line, w.help) == ("HP826", 4, help), setting
+        assert w.message.endswith("is a map, not a search domain: it is not searched, every trial gets the map "
+                                  "as written"), setting
+    for data in ("norm = { mean = 0.5, std = 0.2 }", "box = { min = [0, 0], max = [1, 1] }",
+                 'lr = { type = "cosine", min = 0.1 }', "lr = loguniform(1e-4, 1e-1)"):
+        assert [w.code for w in warnings(BASE + f"space {{ {data} }}\n" + obj)] == [], data
+
+
+def test_a_count_written_as_a_list_or_a_domain_map_is_told_the_choice_to_write() -> None:
+    """`batch_size = [32, 64]` (Ray's `tune.choice([32, 64])` without the call) was told only
+    that a count is a whole number."""
+    obj = "objective minimize val_loss\n"
+    d = one_error(BASE + "space { batch_size = [32, 64, 128] }\n" + obj)
+    assert (d.code, d.help) == ("HP203", "to search these values, write `batch_size = choice(32, 64, 128)`")
+    d = one_error(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n' + obj)
+    assert (d.code, d.help) == ("HP203", "to search it, write `epochs = randint(5, 20)`")
+    assert [w.code for w in diagnostics(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n'
+                                        + obj)] == ["HP203"]
+
+
+def test_a_ray_tune_call_copied_into_space_is_told_the_call_without_tune() -> None:
+    """`lr = tune.loguniform(1e-4, 1e-1)` was told to use "a search domain such as
+    `uniform(0, 1)`", as for `data:Getter()`: the prefix was the only mistake."""
+    obj = "objective minimize val_loss\n"
+    cases = {"lr = tune.loguniform(1e-4, 1e-1)": "write `loguniform(...)`: hpoc's domains are Ray Tune's, without `tune.`",
+             "bs = ray.tune.choice([32, 64])": "write `choice(...)`: hpoc's domains are Ray Tune's, without `ray.tune.`",
+             "seed = tune.grid_search([0, 1])": "write `grid(...)`: hpoc's domains are Ray Tune's, without `tune.`"}
+    for setting, help in cases.items():
+        d = one_error(BASE + f"space {{ {setting} }}\n" + obj)
+        assert (d.code, d.help) == ("HP301", help), setting
+    d = one_error(BASE + "space { lr = loguniform(1e-4, 1e-1), epochs = 4 }\n" + obj + "trials { num_samples = 2 }\n"
+                  "scheduler pbt { hyperparam_mutations { lr = tune.uniform(1e-4, 1e-1) } }\n")
+    assert (d.code, d.help) == ("HP301", "write `uniform(...)`: hpoc's domains are Ray Tune's, without `tune.`")
+    d = one_error(BASE + "space { x = data:make(1) }\n" + obj)  # not a domain: as before
+    assert d.help == "`x` needs a search domain such as `uniform(0, 1)`, or a literal"
+
+
+def test_a_condition_on_a_bare_flag_is_told_to_compare_it() -> None:
+    """`... if use_bn` (Python's truth test) was "unexpected word `use_bn` after the value:
+    one setting per line"; `if use_bn {` and `if not use_bn` had no hint."""
+    head = BASE + "space {\n  use_bn = choice(true, false)\n  "
+    cases = {
+        "eps = uniform(0, 1) if use_bn": (5, 26, "write `if use_bn == true` (or the value that switches it on): "
+                                                 "a condition compares with `==` or `in`"),
+        "if use_bn { eps = uniform(0, 1) }": (5, 13, "write `if use_bn == true` (or the value that switches it on): "
+                                                     "a condition compares with `==` or `in`"),
+        "eps = uniform(0, 1) if not use_bn": (5, 30, "write `if use_bn == false`: a condition compares with `==` or `in`"),
+        "eps = uniform(0, 1) if use_bn is true": (5, 33, "compare with `==`: `if use_bn == ...`"),
+        'eps = uniform(0, 1) if use_bn "yes"': (5, 33, 'write `if use_bn == "yes"`'),
+        "eps = uniform(0, 1) if use_bn [true]": (5, 33, "write `if use_bn in [...]`"),
+    }
+    for line, (row, col, help) in cases.items():
+        d = one_error(head + line + "\n}\nobjective minimize val_loss\n")
+        assert (d.code, where(d), d.help) == ("HP101", (row, col), help), line
+
+
+def test_several_gpus_per_worker_that_one_process_cannot_use_is_a_warning(tmp_path) -> None:
+    """`gpus_per_worker = 4` (one trial on 4 GPUs, as the user meant) trained on the first
+    GPU only: each worker is one process on `strategy.device()`, the others sat idle."""
+    obj = "objective minimize val_loss\n"
+    (w,) = [w for w in warnings(BASE + obj + "resources { gpus_per_worker = 4 }\n") if w.code == "HP804"]
+    assert (where(w), w.message) == ((4, 13), "each worker trains on one GPU (a process of DDP or DeepSpeed "
+                                              "uses one), so `gpus_per_worker = 4` leaves 3 of its GPUs idle")
+    assert w.help == ("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1` "
+                      "(each worker on one GPU); for 4 trials at once, `gpus_per_worker = 1`")
+    (w,) = [w for w in warnings(BASE + obj + "resources { workers = 2, gpus_per_worker = 2 }\n")
+            if w.code == "HP804"]
+    assert w.help.startswith("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1`")
+    assert "HP804" not in [w.code for w in warnings(BASE + obj + "resources { gpus_per_worker = 1 }\n")]
+    # a trainer that spreads its model over the process's GPUs itself: no opinion
+    (tmp_path / "trainer.py").write_text(own_trainer(body="    def create_model(self, config):\n"
+                                                          "        return load(device_map='auto')\n"))
+    spec = BASE + obj + "resources { gpus_per_worker = 2 }\n"
+    assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))]
+
+
+def test_an_exponent_with_a_typographic_minus_is_told_so_inside_a_call_too() -> None:
+    """`loguniform(1e−5, 1e−2)` copied from a paper (U+2212) was "unexpected name `e` right
+    after the number `1`" with a hint about sizes and durations; `x = 1e−5` said the minus."""
+    for value, col in (("loguniform(1e−5, 1e−2)", 26), ("choice(1e–3, 1e-2)", 22), ("1e−5", 15)):
+        d = one_error(BASE + f"space {{ x = {value} }}\nobjective minimize val_loss\n")
+        assert (d.code, where(d)) == ("HP102", (3, col)), value
+        assert d.help.startswith("write `-`: `") and d.help.endswith("not the ASCII minus sign"), value
+
+
+def test_a_search_or_scheduler_written_as_a_call_is_shown_its_block() -> None:
+    """`search optuna(sampler = tpe)`, as Python builds `OptunaSearch(...)`, had no hint."""
+    d = one_error(BASE + "objective minimize val_loss\nsearch optuna(sampler = tpe, seed = 0)\n")
+    assert (d.code, where(d), d.help) == ("HP101", (4, 14), "options go in braces: "
+                                                            "`search optuna { sampler = tpe, seed = 0 }`")
+    d = one_error(BASE + "objective minimize val_loss\nscheduler asha(max_t=10, grace_period=1)\n")
+    assert d.help == "options go in braces: `scheduler asha { max_t=10, grace_period=1 }`"
+
+
+def test_a_gpu_type_pasted_with_its_gres_prefix_is_told_to_give_the_type_alone() -> None:
+    """`gpu_type = "gpu:a100"` (from `--gres=gpu:a100:4`) was refused without a hint."""
+    d = one_error(BASE + 'slurm { time = 1h, gpus_per_node = 4, gpu_type = "gpu:a100" }\n')
+    assert (d.code, d.help) == ("HP204", 'the type alone, as the site\'s gres.conf names it: `gpu_type = "a100"` '
+                                         "for `--gres=gpu:a100:4`; the count is `gpus_per_node`")
+
+
+def test_a_checkpoint_score_order_against_its_metric_is_reported() -> None:
+    """`score_attribute = val_loss, score_order = max` under `minimize val_loss` kept each
+    trial's worst checkpoints and deleted its best, without a word (only an order given
+    without the attribute was refused)."""
+    obj = "space { epochs = 4 }\nobjective minimize val_loss\n"
+    d = one_error(BASE + obj + "checkpoint { score_attribute = val_loss, score_order = max }\n")
+    assert (d.code, where(d)) == ("HP204", (5, 42))
+    assert d.message == ("`score_order = max` ranks checkpoints by `val_loss`, which the objective minimises: "
+                         "the worst ones would be kept")
+    # a metric that is not the objective: its name tells which way is better
+    (w,) = [w for w in warnings(BASE + obj + "checkpoint { score_attribute = val_accuracy, score_order = min }\n")
+            if w.code == "HP809"]
+    assert (where(w), w.message) == ((5, 46), "checkpoints are ranked by the lowest `val_accuracy`, but its name "
+                                              "says higher is better: the worst ones would be kept")
+    assert w.help == "write `score_order = max` (if the lowest is really meant, this warning can be ignored)"
+    for fine in ("score_attribute = val_loss, score_order = min", "score_attribute = val_accuracy, score_order = max",
+                 "score_attribute = my_score, score_order = min"):
+        assert [d.code for d in diagnostics(BASE + obj + f"checkpoint {{ {fine} }}\n")
+                if d.code in ("HP204", "HP809")] == [], fine
+
+
+def test_a_value_only_some_trials_get_is_a_one_value_choice_under_its_condition() -> None:
+    """`nesterov = true` inside `if opt == "sgd"` was refused (a constant cannot be conditional)
+    with no way given; and `nesterov = choice(true) if ...`, the way, was warned (HP810) to
+    "write the constant" - which is refused."""
+    src = BASE + 'space {\n  opt = choice("adam", "sgd")\n  %s\n  epochs = 2\n}\nobjective minimize val_loss\n'
+    d = one_error(src % 'if opt == "sgd" { nesterov = true }')
+    assert (d.code, d.message) == ("HP303", "constant `nesterov` cannot be conditional")
+    assert d.help == ("a constant is in every trial; for a value only these trials get, write "
+                      '`nesterov = choice(true) if opt == "sgd"`')
+    assert diagnostics(src % 'nesterov = choice(true) if opt == "sgd"') == []
+    plan = plan_of(src % 'nesterov = choice(true) if opt == "sgd"')
+    assert plan["space"]["params"][1]["condition"] == {"param": "opt", "values": ["sgd"]}
+    # unconditional, a one-value choice still searches nothing
+    assert [w.code for w in warnings(src % "nesterov = choice(true)")] == ["HP810"]
+
+
+def test_pbt_that_would_mutate_the_number_of_epochs_is_a_warning() -> None:
+    """`epochs = choice(6, 12)` under `scheduler pbt` (which mutates every searched parameter)
+    or `hyperparam_mutations { epochs = [6, 12] }`: an exploit gave a trial another length
+    mid-run, one past its new last epoch ending at once - without a word."""
+    head = BASE + "objective maximize val_accuracy\ntrials { num_samples = 4 }\n"
+    cases = {
+        "space { lr = loguniform(1e-4, 1e-1), epochs = choice(6, 12) }\nscheduler pbt { perturbation_interval = 2 }":
+            (5, 11),
+        "space { lr = loguniform(1e-4, 1e-1), epochs = 12 }\nscheduler pbt { perturbation_interval = 2, "
+        "hyperparam_mutations { lr = loguniform(1e-4, 1e-1), epochs = [6, 12] } }": (6, 92),
+        "space { lr = loguniform(1e-4, 1e-1), epochs = randint(6, 13) }\nscheduler pb2 { perturbation_interval = 2 }":
+            (5, 11),
+    }
+    for spec, at in cases.items():
+        found = [w for w in warnings(head + spec + "\n") if w.code == "HP805" and "`epochs`" in w.message]
+        assert len(found) == 1, spec
+        assert found[0].message.endswith("mutates `epochs`: a trial that exploits another gets another number of "
+                                         "epochs mid-run (one that has trained more ends at once)"), spec
+        assert found[0].line == at[0], spec
+    helps = [w.help for spec in cases for w in warnings(head + spec + "\n") if w.code == "HP805" and "`epochs`" in w.message]
+    assert helps == ["make `epochs` a constant (`epochs = 12`): PBT compares trials over the same epochs",
+                     "leave `epochs` out of `hyperparam_mutations`: PBT compares trials over the same epochs",
+                     "make `epochs` a constant (`epochs = 12`): PB2 compares trials over the same epochs"]
+    # mutations that leave `epochs` alone: no opinion
+    spec = ("space { lr = loguniform(1e-4, 1e-1), epochs = choice(6, 12) }\n"
+            "scheduler pbt { perturbation_interval = 2, hyperparam_mutations { lr = loguniform(1e-4, 1e-1) } }\n")
+    assert [w for w in warnings(head + spec) if "`epochs`" in w.message] == []
+
+
+def test_a_stop_on_seconds_takes_a_duration() -> None:
+    """`stop = { time_total_s = 1h }` was refused ("must be a number, not the duration"),
+    while `max_t = 1h` under `time_attr = time_total_s` is 3600: a clock counts seconds."""
+    head = BASE + "space { epochs = 4 }\nobjective minimize val_loss\n"
+    assert plan_of(head + "trials { stop = { time_total_s = 1h, training_iteration = 4 } }\n")["trials"]["stop"] \
+        == {"time_total_s": 3600, "training_iteration": 4}
+    assert plan_of(head + "trials { stop { time_since_restore = 00:30:00 } }\n")["trials"]["stop"] \
+        == {"time_since_restore": 1800}
+    d = one_error(head + "trials { stop = { training_iteration = 1h } }\n")  # counts epochs, not seconds
+    assert (d.code, d.message) == ("HP203", "`training_iteration` in `stop` must be a number, not the duration `1h`")
+
+
+def test_a_seconds_time_attr_with_the_default_max_t_is_a_warning() -> None:
+    """`scheduler asha { time_attr = time_total_s }`: `max_t` kept its default, 100, now
+    seconds: every trial stopped after 100 s of training, without a word."""
+    head = BASE + "space { epochs = 20 }\nobjective minimize val_loss\ntrials { num_samples = 16 }\n"
+    for name, default in (("asha", 100), ("hyperband", 81)):
+        found = [w for w in warnings(head + f"scheduler {name} {{ time_attr = time_total_s }}\n")
+                 if w.code == "HP805" and "max_t" in w.message]
+        assert [(where(w), w.message, w.help) for w in found] == [(
+            (6, 11), f"every trial stops after {default} s of training: `max_t` is not given, and its default, "
+                     f"{default}, counts `time_attr` units, here seconds",
+            "set `max_t` to the longest a trial may train, e.g. `max_t = 2h`")], name
+    for fine in ("asha { time_attr = time_total_s, max_t = 2h }", "asha { max_t = 20 }",
+                 "asha { time_attr = time_total_s, stop_last_trials = false }"):
+        assert [w for w in warnings(head + f"scheduler {fine}\n") if "max_t" in w.message] == [], fine
+
+
+def test_bohb_with_max_t_before_the_last_epoch_is_a_warning_as_hyperband() -> None:
+    """`scheduler bohb { max_t = 9 }` over 20 epochs stopped every trial at 9 (Ray's BOHB is
+    its HyperBand): said for `asha` and `hyperband`, not for `bohb`."""
+    head = BASE + "space { lr = uniform(0, 1), epochs = 20 }\nobjective minimize val_loss\ntrials { num_samples = 16 }\n"
+    found = [w for w in warnings(head + "search bohb {}\nscheduler bohb { max_t = 9 }\n") if w.code == "HP805"]
+    assert [(where(w), w.message) for w in found] == [((7, 18), "trials stop at `max_t` = 9, before their 20 `epochs`")]
+
+
+def test_an_optuna_sampler_given_by_its_class_name_is_told_the_word() -> None:
+    """`sampler = "TPESampler"` (Optuna's class) was refused without a hint."""
+    head = BASE + "space { lr = uniform(0, 1), epochs = 2 }\nobjective minimize val_loss\n"
+    for given, word in (('"TPESampler"', "tpe"), ("optuna.samplers.NSGAIISampler", "nsga2"),
+                        ('"CmaEsSampler"', "cmaes"), ("GPSampler", "gp")):
+        d = one_error(head + f"search optuna {{ sampler = {given} }}\n")
+        assert (d.code, d.help) == ("HP203", f"write `{word}`"), given
+
+
+def test_an_extra_option_pasted_with_its_sbatch_prefix_is_told_the_option() -> None:
+    """`extra = ["#SBATCH --exclusive"]` (a job script's line) was refused without a hint."""
+    d = one_error(BASE + 'slurm { time = 1h, extra = ["#SBATCH --exclusive", "--hint=nomultithread"] }\n')
+    assert (d.code, where(d), d.help) == ("HP204", (3, 29), 'write "--exclusive": hpoc writes the `#SBATCH` itself')
+
+
+def test_trials_that_miss_the_nodes_by_their_drivers_cpu_are_told_to_give_a_worker_one_fewer() -> None:
+    """Two trials of 4 workers × 12 CPUs on 2 nodes of 48: each trial's driver takes 0.01 CPU
+    more, so one runs at a time. The help said only "raise `slurm.cpus_per_node` to 49",
+    which a 48-core node cannot."""
+    spec = (BASE + "space { epochs = 2 }\nobjective minimize val_loss\ntrials { num_samples = 4, max_concurrent = 2 }\n"
+            "resources { workers = 4, cpus_per_worker = 12, gpus_per_worker = 1 }\n"
+            "slurm { nodes = 2, gpus_per_node = 4, cpus_per_node = 48, time = 1h }\n")
+    found = [w for w in warnings(spec) if w.code == "HP804" and "max_concurrent" in w.message]
+    assert [w.help for w in found] == [
+        "lower `max_concurrent` to 1; or, for 2 at once, raise `slurm.cpus_per_node` to 49 (or lower "
+        "`cpus_per_worker` to 11: each trial's driver takes 0.01 CPU beside its workers)"]
+
+
+def test_fractional_gpus_the_jobs_cpus_run_one_at_a_time_is_a_warning() -> None:
+    """`gpus_per_worker = 0.25` to run 4 trials on a GPU, with `cpus_per_node` left at its
+    default (room for one trial): one trial at a time, three quarters of the GPU idle."""
+    head = BASE + "space { epochs = 2 }\nobjective minimize val_loss\ntrials { num_samples = 8 }\n"
+    for slurm in ("slurm { time = 1h }", "slurm { gpus_per_node = 1, time = 1h }"):
+        found = [w for w in warnings(head + "resources { gpus_per_worker = 0.25 }\n" + slurm + "\n")
+                 if w.code == "HP804"]
+        assert [(w.message, w.help) for w in found] == [(
+            "trials of 0.25 GPUs share a GPU, but the job's CPUs hold 1 trial at once (`cpus_per_node` = 1, "
+            "the default: room for one trial): the GPUs train 1 at a time, not the 4 their shares hold",
+            "set `slurm.cpus_per_node = 4` (4 trials of 1 CPU at once)")], slurm
+    assert [w for w in warnings(head + "resources { gpus_per_worker = 0.25 }\nslurm { cpus_per_node = 4, time = 1h }\n")
+            if w.code == "HP804"] == []
+
+
+def test_a_stop_on_accuracy_in_percent_is_a_warning() -> None:
+    """`stop = { val_accuracy = 99 }` (99 %): hpoc's loop reports a fraction, so no trial
+    ever reached it and every trial ran to its last epoch, without a word."""
+    head = BASE + "space { epochs = 20 }\nobjective maximize val_accuracy\n"
+    found = [w for w in warnings(head + "trials { num_samples = 4, stop = { val_accuracy = 99 } }\n")
+             if w.code == "HP805"]
+    assert [(where(w), w.message, w.help) for w in found] == [(
+        (5, 36), "`stop` ends a trial once `val_accuracy` reaches 99, but hpoc's default train loop reports it "
+                 "as a fraction, from 0 to 1: no trial reaches it", "write `val_accuracy = 0.99`")]
+    assert [w for w in warnings(head + "trials { stop = { val_accuracy = 0.99 } }\n") if w.code == "HP805"] == []
+
+
+def test_ray_trains_resource_arguments_in_resources_are_told_hpocs_keys() -> None:
+    """`resources_per_worker = { CPU = 4, GPU = 1 }` (Ray Train's ScalingConfig) was told
+    "did you mean `gpus_per_worker`?", and `use_gpu` only the valid keys."""
+    want = "write `cpus_per_worker = ...` and `gpus_per_worker = ...` (a trial's workers: `workers = ...`)"
+    for key in ("resources_per_worker = { CPU = 4, GPU = 1 }", "use_gpu = true", "resources_per_trial = { gpu = 1 }"):
+        d = one_error(BASE + f"resources {{ {key} }}\n")
+        assert (d.code, d.help) == ("HP201", want), key

@@ -35,6 +35,7 @@ WARN_FIRST_METRIC, WARN_SHAPE, WARN_REPEATS, WARN_UNREAD = "HP813", "HP814", "HP
 WARN_SECONDS, WARN_ENV, WARN_NODE_LOCAL, WARN_PATH = "HP817", "HP818", "HP819", "HP823"
 WARN_SETUP = "HP824"
 WARN_DOWNLOAD = "HP825"
+WARN_DATA_DOMAIN = "HP826"
 
 
 @dataclass
@@ -237,6 +238,8 @@ class Checker:
             # Ray's own argument names: here the study's objective says both, once for all.
             help = ("the search and the scheduler use the study's objective (its first metric): "
                     "`objective minimize val_loss` or `objective maximize val_accuracy`")
+        if key in ("resources_per_worker", "resources_per_trial", "use_gpu") and where == "`resources`":
+            help = "write `cpus_per_worker = ...` and `gpus_per_worker = ...` (a trial's workers: `workers = ...`)"
         if key == "pruner" and where.startswith("`search"):  # Optuna's early stopping
             help = ("Ray Tune, not Optuna, stops trials early: `scheduler median` (Optuna's "
                     "MedianPruner) or `scheduler asha` (its SuccessiveHalvingPruner)")

@@ -80,12 +80,18 @@ def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span
     sched = out["scheduler"]
     name, opts = sched["name"], sched["options"]
     horizon, max_t = _horizon(sched, epochs), opts.get("max_t")
-    if name in ("asha", "hyperband") and horizon is not None and max_t is not None and max_t < horizon \
+    if name in ("asha", "hyperband", "bohb") and horizon is not None and max_t is not None and max_t < horizon \
             and opts.get("stop_last_trials", True):
         ch.warn(WARN_SCHEDULE, f"trials stop at `max_t` = {max_t}, before their {horizon} `epochs`",
                 ch.spans.get("scheduler.options.max_t", label),
                 help=f"set `max_t = {horizon}` (the longest a trial runs, in epochs), "
                      "or `stop_last_trials = false`")  # fmt: skip
+    clock = sched.get("time_attr") in ("time_total_s", "time_since_restore")
+    if name in ("asha", "hyperband", "bohb") and clock and max_t is not None and "scheduler.options.max_t" \
+            not in ch.spans and opts.get("stop_last_trials", True):  # the default is epochs', read as seconds
+        ch.warn(WARN_SCHEDULE, f"every trial stops after {max_t} s of training: `max_t` is not given, and its "
+                               f"default, {max_t}, counts `time_attr` units, here seconds", label,
+                help="set `max_t` to the longest a trial may train, e.g. `max_t = 2h`")  # fmt: skip
     if name in T.POPULATION and ch.spans.get("checkpoint.keep") is None:
         _population_default_keep(out)
 
@@ -291,6 +297,12 @@ def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
         return
     own, known = result_keys(out, reports)
     for key in stop:
+        if key == "val_accuracy" and not own and key not in (reports[1] or ()) and _number(stop[key]) \
+                and 1 < stop[key] <= 100:  # a percentage: hpoc's loop reports the fraction
+            ch.warn(WARN_SCHEDULE, f"`stop` ends a trial once `{key}` reaches {stop[key]:g}, but hpoc's default "
+                                   "train loop reports it as a fraction, from 0 to 1: no trial reaches it",
+                    ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
+                    help=f"write `{key} = {stop[key] / 100:g}`")  # fmt: skip
         if key in known or "/" in key:
             continue  # ("perf/train_s": a nested value, as Tune flattens it)
         by = "to Tune by the trainer, nor added by Tune" if own else "by hpoc's default train loop or by Tune"
@@ -298,6 +310,10 @@ def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
                 ch.spans.get(f"trials.stop.{key}") or ch.spans.get("trials.stop"),
                 notes=("Ray skips a stop criterion that no result holds: it would stop no trial",),
                 help=did_you_mean(key, known) or f"make sure the trainer reports `{key}` every epoch")  # fmt: skip
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def result_keys(out: dict[str, Any], reports: Reports) -> tuple[bool, tuple[str, ...]]:

@@ -196,8 +196,9 @@ def optional(kind: Kind) -> Kind:
     return conv
 
 
-def enum(values: Iterable[Any]) -> Kind:
-    """One of fixed words, written bare (`ddp`) or quoted ("ddp"); bools allowed as values."""
+def enum(values: Iterable[Any], aliases: dict[str, str] | None = None) -> Kind:
+    """One of fixed words, written bare (`ddp`) or quoted ("ddp"); bools allowed as values.
+    `aliases`: other spellings (lower case, a library's class name) and the word to write."""
     choices = list(values)
     words = [c for c in choices if isinstance(c, str)]
 
@@ -209,6 +210,8 @@ def enum(values: Iterable[Any]) -> Kind:
         if isinstance(word, str) and word in words:
             return word
         help = did_you_mean(word, words) if isinstance(word, str) else None
+        if isinstance(word, str) and (alias := (aliases or {}).get(word.rpartition(".")[2].lower())):
+            help = f"write `{alias}`"
         if isinstance(word, str) and word.strip().lower() in ("true", "false") and any(isinstance(c, bool) for c in choices):
             help = f"write `{word.strip().lower()}`" + (", without quotes" if isinstance(v, A.String) else "")
         raise Invalid(f"must be {conv.expects}, not {describe(v)}", help, v)  # type: ignore[attr-defined]

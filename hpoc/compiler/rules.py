@@ -44,12 +44,12 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, several_gpus,
                                          itwinai_strategy_calls, keeps_default, loader_workers,
                                          model_config_reads, module_names, not_a_trainer, silent_loop,
                                          unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import COUNTS, Space, as_count, is_count, low_end
+from hpoc.compiler.space import COUNTS, Param, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import closest, did_you_mean, one_of
@@ -85,6 +85,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _pipeline(ch, out, found.get("pipeline", [None])[0], workdir)
     if sched_ok and out["scheduler"]["name"] in T.POPULATION:
         _shape_mutations(ch, out, space, sched_block, workdir)
+        _epoch_mutations(ch, out, space, sched_block)
     _bare_seconds(ch, found.get("trials", [None])[0])
     _resources(ch, out, workdir)
     _checkpoint(ch, out, reports)
@@ -180,14 +181,19 @@ _RISES = {"accuracy", "acc", "f1", "auc", "auroc", "precision", "recall", "r2", 
 _NEGATED = {"neg", "negative", "minus", "inv", "inverse"}
 
 
+def _better(name: str) -> str | None:
+    """"lower" or "higher": which way a metric's name says it is better; None if it says neither."""
+    split = re.split(r"[^a-z0-9]+", name.lower())
+    words = set(split)
+    # a leading 1 negates (`1-accuracy`); elsewhere it counts (`top_1_accuracy`, `acc@1`)
+    if words & _NEGATED or split[0] == "1" or (words & _FALLS and words & _RISES):
+        return None
+    return "lower" if words & _FALLS else "higher" if words & _RISES else None
+
+
 def _objective_direction(ch: Checker, out: dict[str, Any]) -> None:
     for i, m in enumerate(out["objective"]["metrics"]):
-        split = re.split(r"[^a-z0-9]+", m["name"].lower())
-        words = set(split)
-        # a leading 1 negates (`1-accuracy`); elsewhere it counts (`top_1_accuracy`, `acc@1`)
-        if words & _NEGATED or split[0] == "1" or (words & _FALLS and words & _RISES):
-            continue
-        better = "lower" if words & _FALLS else "higher" if words & _RISES else None
+        better = _better(m["name"])
         if (better, m["mode"]) not in (("lower", "max"), ("higher", "min")):
             continue
         goal = "minimize" if better == "lower" else "maximize"
@@ -659,6 +665,34 @@ def _shape_mutations(ch: Checker, out: dict[str, Any], space: Space, block: Any,
                      "a dropout rate)")
 
 
+def _epoch_mutations(ch: Checker, out: dict[str, Any], space: Space, block: Any) -> None:
+    """A mutated `epochs`: an exploit hands a trial another length mid-run (one that has
+    trained past its new last epoch ends at once), so the trials' lengths differ by chance."""
+    name, opts = out["scheduler"]["name"], out["scheduler"]["options"]
+    key = "hyperparam_mutations" if name == "pbt" else "hyperparam_bounds"
+    given = opts.get(key)
+    param = space.param("epochs")
+    if "epochs" not in (given or {}) and (given or param is None or (name == "pb2" and "lower" not in param.args)):
+        return  # PBT without mutations mutates every searched parameter; PB2 every bounded one
+    ch.warn(WARN_SCHEDULE, f"`scheduler {name}` mutates `epochs`: a trial that exploits another gets another "
+                           "number of epochs mid-run (one that has trained more ends at once)",
+            ch.spans.get(f"scheduler.options.{key}.epochs") or (param.span if param and not given else None)
+            or _label_span(block),
+            help=f"leave `epochs` out of `{key}`: {name.upper()} compares trials over the same epochs" if given
+            else f"make `epochs` a constant{_longest(param)}: {name.upper()} compares trials over the same epochs")
+
+
+def _longest(param: Param | None) -> str:
+    """" (`epochs = 12`)": a searched `epochs` as a constant, its most epochs, where told."""
+    if param is None:
+        return ""
+    a = param.args
+    values = a.get("categories", a.get("values")) if param.domain in T.CATEGORICAL else None
+    most = max(values) if values and all(isinstance(v, int) for v in values) else \
+        a["upper"] - (param.domain in ("randint", "lograndint")) if isinstance(a.get("upper"), int) else None
+    return f" (`epochs = {most}`)" if most else ""
+
+
 def _step_words(ch: Checker, out: dict[str, Any], block: Any) -> None:
     """A bare word in a step's arguments is its string, but `lr = lr` reads as the
     hyperparameter, which a step never gets (its arguments are fixed; the trainer reads
@@ -861,6 +895,14 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                      ch.spans.get("resources.gpus_per_worker"))  # fmt: skip
     elif isinstance(g, float):
         r["gpus_per_worker"] = int(g)
+    if g == int(g) and g >= 2 and not several_gpus(trainer_target(out), workdir):
+        # a worker is one process on one device (`strategy.device()`): the rest of its GPUs idle
+        total = int(g) * r["workers"]
+        ch.warn(WARN_RESOURCES, f"each worker trains on one GPU (a process of DDP or DeepSpeed uses one), so "
+                                f"`gpus_per_worker = {int(g)}` leaves {int(g) - 1} of its GPUs idle",
+                ch.spans.get("resources.gpus_per_worker"),
+                help=f"for one trial on {total} GPUs write `workers = {total}` with `gpus_per_worker = 1` (each "
+                     f"worker on one GPU); for {total} trials at once, `gpus_per_worker = 1`")  # fmt: skip
     for key in ("cpus_per_worker", "gpus_per_worker"):
         if 0 < r[key] < RAY_RESOURCE_STEP:  # Ray refuses the trial's actor: "cannot go beyond 0.0001"
             ch.error(RESOURCES, f"`{key}` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "
@@ -1044,8 +1086,26 @@ def _checkpoint(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
             if typo:
                 return
         c["score_order"] = mode
+    else:
+        _score_order(ch, c, metrics)
     if c["score_attribute"] is not None:
         _score_reported(ch, out, c["score_attribute"], reports)
+
+
+def _score_order(ch: Checker, c: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
+    """A `score_order` against its metric's way: `keep` would delete the best checkpoints."""
+    attr, order = c["score_attribute"], c["score_order"]
+    mode = next((m["mode"] for m in metrics if m["name"] == attr), None)
+    span = ch.spans.get("checkpoint.score_order")
+    if mode is not None and mode != order:
+        ch.error(VALUE, f"`score_order = {order}` ranks checkpoints by `{attr}`, which the objective {mode}imises: "
+                        "the worst ones would be kept", span,
+                 help="remove `score_order`: it follows the objective's")  # fmt: skip
+    elif mode is None and (better := _better(attr)) and (better, order) in (("lower", "max"), ("higher", "min")):
+        ch.warn(WARN_DIRECTION, f"checkpoints are ranked by the {'highest' if order == 'max' else 'lowest'} "
+                                f"`{attr}`, but its name says {better} is better: the worst ones would be kept", span,
+                help=f"write `score_order = {'min' if order == 'max' else 'max'}` (if the "
+                     f"{'highest' if order == 'max' else 'lowest'} is really meant, this warning can be ignored)")
 
 
 def _score_reported(ch: Checker, out: dict[str, Any], attr: str, reports: Reports) -> None:

@@ -161,6 +161,8 @@ def read_all(ch: Checker, found: Found, study: A.Study) -> dict[str, Any]:
         if block is not None and block.body is None:
             ch.error(TYPE, f"section `{kind}` needs a body", block.span, help=f"write `{kind} {{ ... }}`")
             block = None
+        if kind == "trials" and block is not None:
+            block = _stop_in_seconds(block)
         out[kind] = ch.read_record(block, T.SECTIONS[kind], f"`{kind}`", kind, _Special(ch))
     _no_label(ch, _one(found, "space"))
     out["space_model"] = read_space(ch, _one(found, "space"))
@@ -267,6 +269,29 @@ def _timed_in_seconds(ch: Checker, block: A.Block, name: str) -> A.Block:
                 continue
             whole = int(seconds) if float(seconds).is_integer() else seconds
             item = replace(item, value=A.Number(whole, str(whole), span=item.value.span))
+        body.append(item)
+    return replace(block, body=tuple(body))
+
+
+def _stop_in_seconds(block: A.Block) -> A.Block:
+    """`trials` with a duration on a clock in `stop` (`time_total_s = 1h`) as its seconds, as
+    `max_t = 1h` is under such a `time_attr`; on another key a duration stays an error."""
+    def seconds(pair: A.Pair | A.Setting) -> Any:
+        if pair.key not in _CLOCKS or not isinstance(pair.value, (A.Duration, A.Clock)):
+            return pair
+        try:
+            n = K.duration(pair.value)
+        except K.Invalid:
+            return pair  # said as the value is read
+        n = int(n) if float(n).is_integer() else n
+        return replace(pair, value=A.Number(n, str(n), span=pair.value.span))
+
+    body: list[A.Item] = []
+    for item in block.body or ():
+        if isinstance(item, A.Setting) and item.key == "stop" and isinstance(item.value, A.Map):
+            item = replace(item, value=replace(item.value, entries=tuple(seconds(p) for p in item.value.entries)))
+        elif isinstance(item, A.Block) and item.kind == "stop" and item.body:
+            item = replace(item, body=tuple(seconds(i) if isinstance(i, A.Setting) else i for i in item.body))
         body.append(item)
     return replace(block, body=tuple(body))
 

@@ -43,7 +43,8 @@ def _concurrency(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: in
     each = f"{workers} workers × ({each})" if workers > 1 else each
     fixes = []  # what makes room for `cap` trials, all of them together
     if cpu_held < cap:
-        fixes.append(f"raise `slurm.cpus_per_node` to {math.ceil(max(math.ceil(cap * workers / nodes) * cpw, cap * cpus / nodes) - 1e-9)}")
+        fixes.append(f"raise `slurm.cpus_per_node` to {math.ceil(max(math.ceil(cap * workers / nodes) * cpw, cap * cpus / nodes) - 1e-9)}"
+                     + _fewer_cpus(cap, workers, cpw, nodes, cpn, driver))
     if gpw and gpu_held < cap:
         share = math.floor(gpn / math.ceil(cap / nodes) * 100 + 1e-9) / 100  # two decimals, rounded down to fit
         fixes.append(f"lower `gpus_per_worker` to {fmt_number(share)} (trials share a GPU)"
@@ -52,6 +53,17 @@ def _concurrency(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: in
     ch.warn(WARN_RESOURCES, f"`max_concurrent = {cap}`, but the job holds {held} trial(s) at once "
                             f"({each} each; {nodes} node(s) × ({fmt_number(cpn)} CPUs, {gpn} GPUs)): "
                             "the others wait", ch.spans.get("trials.max_concurrent"), help=help)  # fmt: skip
+
+
+def _fewer_cpus(cap: int, workers: int, cpw: float, nodes: int, cpn: int, driver: float) -> str:
+    """" (or lower `cpus_per_worker` to N: ...)" where only the trials' drivers (0.01 CPU each)
+    keep `cap` trials off the nodes: a node of `cpn` cores has no `cpn + 1` to raise to."""
+    fewer = cpw - 1
+    if driver and fewer >= 1 and math.ceil(cap * workers / nodes) * cpw <= cpn \
+            and cap * (workers * fewer + driver) <= nodes * cpn + 1e-9:
+        return (f" (or lower `cpus_per_worker` to {fmt_number(fewer)}: each trial's driver takes "
+                f"{fmt_number(driver)} CPU beside its workers)")
+    return ""
 
 
 def check_slurm(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None) -> None:
@@ -155,7 +167,9 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
             _concurrency(ch, out, s, by_cpu, by_gpu, driver)
             by_cpus = math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9)  # trials, all their CPUs
             if not _idle_nodes(ch, out, s, min(by_cpus, per_node * nodes // workers)):
-                _idle_gpus(ch, out, s, min(by_cpu * nodes // workers, by_cpus), by_gpu * nodes // workers, driver)
+                cpu_held = min(by_cpu * nodes // workers, by_cpus)
+                if not _idle_gpus(ch, out, s, cpu_held, by_gpu * nodes // workers, driver):
+                    _unshared_gpus(ch, out, s, cpu_held, by_gpu * nodes // workers)
 
 
 def _at_once(out: dict[str, Any], s: dict[str, Any]) -> tuple[int, str, str]:
@@ -189,7 +203,7 @@ def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) 
 
 
 def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: int, gpu_held: int,
-               driver: float) -> None:
+               driver: float) -> bool:
     """GPUs of `slurm.gpus_per_node` that the trials at once leave unused (`gpus_per_node = 4`
     for trials of 1 GPU under `max_concurrent = 2`), held and charged for the whole job, as
     wholly unused ones are. `cpu_held`, `gpu_held`: the trials the job's CPUs, GPUs hold."""
@@ -198,22 +212,22 @@ def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: in
     nodes, gpn, cpn = s["nodes"], s["gpus_per_node"], s["cpus_per_node"]
     if not gpw or "slurm.gpus_per_node" not in ch.spans or grid_bound(out["space"]) > T.MAX_GRID_POINTS \
             or "trials.num_samples" in ch.invalid:
-        return  # hpoc's own gpus_per_node fits the trial
+        return False  # hpoc's own gpus_per_node fits the trial
     wanted, limit, why = _at_once(out, s)
     if limit == "num_samples" and "trials.num_samples" not in ch.spans and cpu_held >= wanted:
-        return  # the default single trial: a first try, not the study's size
+        return False  # the default single trial: a first try, not the study's size
     at_once = min(wanted, cpu_held)
     if at_once >= gpu_held:
-        return  # the GPUs are the limit: what is left is less than a trial's
+        return False  # the GPUs are the limit: what is left is less than a trial's
     idle = nodes * gpn - math.ceil(at_once * workers * gpw - 1e-9)
     if idle < 1:
-        return
+        return False
     fit = math.ceil(math.ceil(at_once * workers / nodes) * gpw - 1e-9)  # GPUs a node needs
     if cpu_held < wanted:  # the CPUs hold fewer trials than the GPUs
         why = f"the job's CPUs: `cpus_per_node = {fmt_number(cpn)}`"
         more = min(wanted, gpu_held)
         need = math.ceil(max(math.ceil(more * workers / nodes) * cpw, more * (workers * cpw + driver) / nodes) - 1e-9)
-        instead = f"raise `slurm.cpus_per_node` to {need}"
+        instead = f"raise `slurm.cpus_per_node` to {need}" + _fewer_cpus(more, workers, cpw, nodes, cpn, driver)
     else:
         instead = f"raise `{limit}`" + (f" to {gpu_held}" if limit == "max_concurrent" else "")
     each = fmt_number(workers * gpw)
@@ -222,6 +236,29 @@ def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: in
                             f"run{'s' * (at_once == 1)} at once ({why}): {idle} GPU{'s sit' if idle > 1 else ' sits'} "
                             "idle for the whole job", ch.spans.get("slurm.gpus_per_node"),
             help=f"lower `slurm.gpus_per_node` to {fit}, or {instead}")  # fmt: skip
+    return True
+
+
+def _unshared_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: int, gpu_held: int) -> None:
+    """A fraction of a GPU (`gpus_per_worker = 0.25`) is for trials to share one; where the
+    job's CPUs hold fewer trials than the shares (`cpus_per_node` left at its default, room
+    for one trial), each GPU trains one at a time. `max_concurrent` above them is said apart."""
+    r = out["resources"]
+    gpw, cpw, nodes, cpn = r["gpus_per_worker"], r["cpus_per_worker"], s["nodes"], s["cpus_per_node"]
+    wanted, limit, _ = _at_once(out, s)
+    more = min(wanted, gpu_held)
+    if not 0 < gpw < 1 or limit != "num_samples" or "trials.num_samples" not in ch.spans or cpu_held >= more \
+            or cpu_held >= math.floor(1 / gpw + 1e-9) * nodes:  # each GPU full already
+        return
+    default = "slurm.cpus_per_node" not in ch.spans
+    per_node = math.ceil(more / nodes)
+    ch.warn(WARN_RESOURCES, f"trials of {fmt_number(gpw)} GPUs share a GPU, but the job's CPUs hold {cpu_held} "
+                            f"trial{'s' * (cpu_held > 1)} at once (`cpus_per_node` = {fmt_number(cpn)}"
+                            + (", the default: room for one trial" if default else "")
+                            + f"): the GPUs train {cpu_held} at a time, not the {more} their shares hold",
+            ch.spans.get("slurm.cpus_per_node") or ch.spans.get("resources.gpus_per_worker"),
+            help=f"set `slurm.cpus_per_node = {math.ceil(per_node * cpw - 1e-9)}` ({per_node} trials of "
+                 f"{fmt_number(cpw)} CPU{'s' * (cpw != 1)} at once)")  # fmt: skip
 
 
 def _walltime(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> None:
@@ -375,7 +412,9 @@ def _extra(ch: Checker, s: dict[str, Any], resume: bool, block: Any) -> None:
     for flag, span in zip(s["extra"], spans):
         name = T.sbatch_option(flag)
         if not name:
-            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span)
+            pasted = re.match(r"\s*#SBATCH\s+(-\S.*)", flag)  # a job script's header line
+            ch.error(VALUE, f'`extra` holds #SBATCH options such as "--exclusive", not "{flag}"', span,
+                     help=f'write "{pasted[1].strip()}": hpoc writes the `#SBATCH` itself' if pasted else None)
             continue
         given, name = name, _unabbreviated(name, resume)
         shown = f"`{given}`" if given == name else f"`{given}` (short for `{name}`)"

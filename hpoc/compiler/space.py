@@ -9,9 +9,11 @@ from typing import Any
 
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
-from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS, WARN_ONE_VALUE,
-                                 WARN_PATH, Checker)
+from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS,
+                                 WARN_DATA_DOMAIN, WARN_ONE_VALUE, WARN_PATH, Checker)
+from hpoc.compiler.domain_maps import domain_call
 from hpoc.dsl import ast as A
+from hpoc.dsl.format import format_condition, format_setting
 from hpoc.errors import did_you_mean, one_of
 from hpoc.plan.space import multiples, on_grid, typed_key
 
@@ -47,18 +49,23 @@ class Space:
         return next((p for p in self.params if p.name == name), None)
 
 
-def read_domain(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, Any]] | None:
-    """(domain, args with Ray Tune's names and defaults) of a domain call, or None."""
+def read_domain(ch: Checker, call: A.Call, what: str, conditional: bool = False) -> tuple[str, dict[str, Any]] | None:
+    """(domain, args with Ray Tune's names and defaults) of a domain call, or None. A
+    `conditional` parameter's `choice` of one value is a value only some trials get."""
     sig = T.DOMAINS.get(call.func)
     span = call.func_span or call.span
     if sig is None:
         help = did_you_mean(call.func, T.DOMAINS) or f"search domains: {one_of(T.DOMAINS)}"
+        prefix, _, last = call.func.rpartition(".")
+        last = "grid" if last == "grid_search" else last
         if ":" in call.func or "." in call.func:
             help = f"{what} needs a search domain such as `uniform(0, 1)`, or a literal"
+        if prefix in ("tune", "ray.tune") and last in T.DOMAINS:  # copied from a Ray Tune script
+            help = f"write `{last}(...)`: hpoc's domains are Ray Tune's, without `{prefix}.`"
         ch.error(SPACE, f"unknown search domain `{call.func}` for {what}", span, help=help)
         return None
     if call.func in T.CATEGORICAL:
-        return _categorical(ch, call, what)
+        return _categorical(ch, call, what, conditional)
     names = [name for name, _, _ in sig]
     given: dict[str, Any] = {}
     if len(call.args) > len(sig):
@@ -213,7 +220,7 @@ def _num(x: float) -> str:
     return repr(round(x, 12)) if isinstance(x, float) else str(x)
 
 
-def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, Any]] | None:
+def _categorical(ch: Checker, call: A.Call, what: str, conditional: bool = False) -> tuple[str, dict[str, Any]] | None:
     key = "categories" if call.func == "choice" else "values"
     if call.kwargs:
         kw = call.kwargs[0]
@@ -247,7 +254,7 @@ def _categorical(ch: Checker, call: A.Call, what: str) -> tuple[str, dict[str, A
             continue
         seen[tk] = node.span
         values.append(value)
-    if ok and len(values) == 1:  # searches nothing, as `randint(1, 2)` does not (HP810)
+    if ok and len(values) == 1 and not conditional:  # searches nothing, as `randint(1, 2)` does not (HP810)
         _one_category(ch, call, what, values[0])
     return (call.func, {key: values}) if ok else None
 
@@ -289,7 +296,45 @@ def read_space(ch: Checker, block: A.Block | None) -> Space:
     _check_groups(ch, first)
     _resolve_conditions(ch, space)
     _check_counts(ch, space)
+    _domain_maps(ch, space)
     return space
+
+
+def _domain_maps(ch: Checker, space: Space) -> None:
+    """A warning for a constant map that reads as a domain (`lr = { type = "loguniform", min = 1e-4,
+    max = 1e-1 }`, or a group block of the same keys): every trial would get the map."""
+    tree: dict[str, Any] = {}
+    for name, value in space.constants.items():
+        *groups, last = name.split(".")
+        node = tree
+        for g in groups:
+            node = node.setdefault(g, {})
+        node[last] = value
+
+    def walk(node: Any, path: str) -> None:
+        if not isinstance(node, dict) or any(p.name.startswith(path + ".") for p in space.params):
+            return
+        found = domain_call(node) if path and path not in COUNTS else None  # counts: an error says it
+        if found is None:
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else key)
+            return
+        call, typed = found
+        # the setting, the first of its block's, or the map it is nested in
+        span = space.constant_spans.get(path) or next(
+            (s for n, s in space.constant_spans.items() if n.startswith(path + ".")), None) or next(
+            (space.constant_spans[p] for p in _ancestors(path) if p in space.constant_spans), None)
+        ch.warn(WARN_DATA_DOMAIN, f"`{path}` is a map, not a search domain: it is not searched, every trial "
+                                  "gets the map as written", span,
+                help=f"write `{path} = {call}`" + ("" if typed else " (or `loguniform`, `randint`, ...)"))
+
+    walk(tree, "")
+
+
+def _ancestors(path: str) -> list[str]:
+    """`a.b.c` -> [`a.b`, `a`]."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 # What the default train loop counts with: `epochs = 2.5` trained 2 epochs without a word, and
@@ -313,6 +358,10 @@ def as_count(v: Any) -> Any:
 def _check_counts(ch: Checker, space: Space) -> None:
     for name in COUNTS:
         help = f"`{name}` counts, so it takes whole numbers from 1 up"
+        if (found := domain_call(space.constants.get(name))) is not None:
+            help = f"to search it, write `{name} = {found[0]}`"  # a YAML domain's map
+        elif isinstance(space.constants.get(name), list) and space.constants[name]:
+            help = f"to search these values, write `{name} = choice({', '.join(map(_show, space.constants[name]))})`"
         if name in space.constants and not is_count(space.constants[name]):
             ch.error(TYPE, f"`{name}` must be a whole number of at least 1, not {_show(space.constants[name])}",
                      space.constant_spans.get(name), help=help)
@@ -406,7 +455,7 @@ def _setting(
     cprefix = prefix if item.condition is not None else cond_prefix
     value = item.value
     if isinstance(value, A.Call):
-        domain = read_domain(ch, value, f"`{name}`")
+        domain = read_domain(ch, value, f"`{name}`", conditional=condition is not None)
         if domain is not None:
             space.params.append(
                 Param(name, domain[0], domain[1], item.span, value.span, condition, cprefix)
@@ -415,10 +464,13 @@ def _setting(
             space.invalid.add(name)
         return
     if condition is not None:
-        ch.error(
-            CONDITION, f"constant `{name}` cannot be conditional", condition.span,
-            help="only searched parameters (`choice`, `uniform`, ...) can have conditions",
-        )  # fmt: skip
+        help = "only searched parameters (`choice`, `uniform`, ...) can have conditions"
+        if isinstance(value, (A.String, A.Number, A.Bool, A.Ref)) and K.bare_word(getattr(value, "path", "x")):
+            # a value only some trials get: a choice of that one value, under the condition
+            shown = format_setting(item.key, K.space_value(value)).partition(" = ")[2]
+            help = (f"a constant is in every trial; for a value only these trials get, write "
+                    f"`{item.key} = choice({shown}) if {format_condition(condition)}`")
+        ch.error(CONDITION, f"constant `{name}` cannot be conditional", condition.span, help=help)
         return
     if isinstance(value, A.Ref) and value.path in T.DOMAINS:
         ch.error(SPACE, f"`{value.path}` needs arguments", value.span,

@@ -115,11 +115,15 @@ LOG = ("loguniform", "qloguniform", "lograndint", "qlograndint")
 _POINTS = F(K.list_of(K.space_value), None, doc="configs to evaluate first")
 # numpy's and the samplers' seeds are 32-bit: 0 .. 2**32 - 1.
 _SEED = F(K.optional(K.integer(0, 2**32 - 1)), None, doc="random seed (mapped to Ray's own argument name)")
+# Optuna's sampler classes, as a Python script names them (`sampler = "TPESampler"`)
+_OPTUNA_SAMPLERS = {"tpesampler": "tpe", "gpsampler": "gp", "cmaessampler": "cmaes", "nsgaiisampler": "nsga2",
+                    "nsgaii": "nsga2", "randomsampler": "random"}
+
 SEARCHERS: dict[str, dict[str, F]] = {
     "random": {"seed": _SEED, "points_to_evaluate": _POINTS},
     "grid": {},
     "optuna": {
-        "sampler": F(K.enum(["tpe", "gp", "cmaes", "nsga2", "random"]), "tpe"),
+        "sampler": F(K.enum(["tpe", "gp", "cmaes", "nsga2", "random"], aliases=_OPTUNA_SAMPLERS), "tpe"),
         "seed": _SEED,
         "n_startup_trials": F(K.optional(K.integer(0)), None),
         "population_size": F(K.optional(K.integer(2)), None, doc="nsga2 only"),
@@ -280,7 +284,9 @@ SECTIONS: dict[str, dict[str, F]] = {
     "slurm": {
         "nodes": F(K.integer(1), 1),
         "gpus_per_node": F(K.optional(K.integer(0)), None),
-        "gpu_type": F(K.optional(K.string(GRES_TYPE_RE, "GPU type (letters, digits, `_`, `-`, `.`)")), None),
+        "gpu_type": F(K.optional(K.string(GRES_TYPE_RE, "GPU type (letters, digits, `_`, `-`, `.`)",
+                                         hint="the type alone, as the site's gres.conf names it: `gpu_type = "
+                                              '"a100"` for `--gres=gpu:a100:4`; the count is `gpus_per_node`')), None),
         "gpu_request": F(K.enum(GPU_REQUESTS), "gres", doc="--gres, --gpus-per-node, or no GPU option"),
         "cpus_per_node": F(K.optional(K.integer(1)), None),
         "mem": F("mem", None),

@@ -222,6 +222,26 @@ def cuda_lines(target: str, workdir: str | None) -> list[str]:
     return [f"{shown}:{n}" for n in sorted(lines)]
 
 
+# What a module that spreads one process over several GPUs names: torch's DataParallel and
+# FSDP, Hugging Face's `device_map`, a device by its index, a loop over `device_count()`.
+_SEVERAL_GPUS = {"DataParallel", "FullyShardedDataParallel", "device_map", "device_count", "get_devices"}
+
+
+def several_gpus(target: str, workdir: str | None) -> bool:
+    """Whether the trainer's module may use several GPUs in one process (what cannot be
+    told, a module not found, counts as no)."""
+    found = target_tree(target, workdir)
+    if found is None:
+        return False
+    for node in ast.walk(found[1]):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else \
+            node.arg if isinstance(node, ast.keyword) else None
+        if name in _SEVERAL_GPUS or isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                re.fullmatch(r"cuda:[1-9]\d*", node.value):
+            return True
+    return False
+
+
 def _on_cuda(call: ast.Call) -> bool:
     func = call.func
     if not isinstance(func, ast.Attribute):

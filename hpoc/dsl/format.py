@@ -139,6 +139,11 @@ def _metric(name: str) -> str:
     return _name(name)
 
 
+def format_condition(c: A.Condition) -> str:
+    """`opt == "sgd"`, `opt in ["sgd", "rmsprop"]`: a condition as the formatter writes it."""
+    return _condition(c)
+
+
 def _condition(c: A.Condition) -> str:
     if c.op == "in":
         return f"{_name(c.param)} in [{', '.join(_value(v, 0) for v in c.values)}]"

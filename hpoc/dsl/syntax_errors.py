@@ -195,7 +195,8 @@ def unexpected_token(text: str, file: str, exc: Any, state: _State) -> NoReturn:
     glued = _glued_suffix(text, len(text) if tok is None or tok.type == "$END" else tok.start_pos or 0)
     if glued is not None:
         line, col, width, msg, help = glued
-        fail_at(text, file, msg, "HP101", line, col, width=width, help=help)
+        code = "HP102" if msg.startswith("unexpected character") else "HP101"  # `1e−5`'s minus
+        fail_at(text, file, msg, code, line, col, width=width, help=help)
     end = tok is None or tok.type == "$END"
     if not (end and state.stack):  # a file that ends inside a bracket: that is said first
         stray_word(text, file, len(text) if end else tok.start_pos or 0, state)
@@ -326,11 +327,28 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return "settings are written `key = value`, not `key: value`"
     if (listed := _logger_list(text, tok.line)) is not None:
         return listed
+    line = text[text.rfind("\n", 0, tok.start_pos) + 1 : tok.start_pos]
+    if tok.type == "LPAR" and (called := re.fullmatch(r"\s*((?:search|scheduler|logger)[ \t]+\w+)[ \t]*", line)):
+        inner = re.match(r"[^)\n]*", text[tok.end_pos:]).group(0).strip()  # type: ignore[union-attr]
+        return f"options go in braces: `{called[1]} {{ {inner} }}`"  # as Python builds `OptunaSearch(...)`
     head = _section_with_equals(text, tok)
     if head:
         return f"a section takes no `=`: write `{head} {{ ... }}`"
     if tok.type == "EQUAL" and "_EQEQ" in expected:
         return "compare with `==`"
+    if "_EQEQ" in expected:  # a condition written as Python tests a flag: `if use_bn {`, `if not use_bn`
+        before = text[: tok.start_pos]
+        if tok.type == "NAME" and re.search(r"\bif[ \t]+not[ \t]+$", before):
+            return f"write `if {tok} == false`: a condition compares with `==` or `in`"
+        if flag := re.search(r"\bif[ \t]+([A-Za-z_][\w.]*)[ \t]*$", before):
+            if str(tok) in ("is", "eq", "equals"):
+                return f"compare with `==`: `if {flag[1]} == ...`"
+            if tok.type in ("STRING", "NUMBER", "NAME"):  # `if opt "sgd"`: the `==` left out
+                return f"write `if {flag[1]} == {tok}`"
+            if tok.type == "LSQB":
+                return f"write `if {flag[1]} in [...]`"
+            if tok.type == "LBRACE":
+                return _flag_help(flag[1])
     if "MINIMIZE" in expected:
         return _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"
     if tok.type in ("NUMBER", "NAME") and re.search(r"(?:^|\n)\s*study\s+$", text[: tok.start_pos]):
@@ -412,6 +430,10 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
                 continue
             number, suffix = m.group(1), m.group(2)
             col, width = m.start(2) + 1, len(suffix)
+            after = line[m.end() : m.end() + 1]
+            if suffix in ("e", "E") and after and (dash := _non_ascii_hint(after, 0)) and dash.startswith("write `-`"):
+                # `1e−5` from a paper: the minus is the mistake, not a name after the number
+                return text.count("\n", 0, line_start) + 1, m.end() + 1, 1, f"unexpected character `{after}`", dash
             if re.fullmatch(r"(?:_\d+)+", suffix):  # `1_000`, as Python would allow
                 col, width = m.start(1) + 1, len(m.group(0))
                 msg, help = f"digits are not grouped with `_` in `{number}{suffix}`", \
@@ -475,9 +497,15 @@ def stray_word(text: str, file: str, pos: int, state: _State) -> None:
     if not _AFTER_VALUE.search(masked[line_start : m.start(1)]):
         return
     word = m.group(1)
+    help = f"one setting per line, written `key = value`: remove `{word}` or finish its setting"
+    if re.search(r"\bif[ \t]+$", masked[line_start : m.start(1)]):  # `... if use_bn`, Python's truth test
+        help = _flag_help(word)
     fail_at(text, file, f"unexpected word `{word}` after the value", "HP101", text.count("\n", 0, m.start(1)) + 1,
-            m.start(1) - line_start + 1, width=len(word),
-            help=f"one setting per line, written `key = value`: remove `{word}` or finish its setting")
+            m.start(1) - line_start + 1, width=len(word), help=help)
+
+
+def _flag_help(name: str) -> str:
+    return f"write `if {name} == true` (or the value that switches it on): a condition compares with `==` or `in`"
 
 
 def _line_starts(text: str, start: int, offset: int) -> list[int]:

@@ -31,7 +31,7 @@
 5. A trial made after the resume of a moved experiment directory went to the old one.
    Tune points the trials it restores to where the directory is now, but its restored
    searcher makes new trials from the first run's experiment, storage included: they were
-   written where the directory was (and errored when nothing could be written there).
+   made where the directory was, and errored there.
    `Repointed` points them to where the directory is now as they are added.
 
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours

@@ -117,14 +117,17 @@ class Repointed:
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         here, there = getattr(tune_controller, "_storage", None), getattr(trial, "storage", None)
-        if here is not None and there is not None and (
-                there.storage_fs_path, there.experiment_dir_name) != (here.storage_fs_path, here.experiment_dir_name):
+        if here is not None and there is not None and _place(there) != _place(here):
             moved = copy.copy(there)  # as Tune re-points the trials it restores
             moved.storage_filesystem = here.storage_filesystem
             moved.storage_fs_path = here.storage_fs_path
             moved.experiment_dir_name = here.experiment_dir_name
             trial.set_storage(moved)
         super().on_trial_add(tune_controller, trial)
+
+
+def _place(storage: Any) -> tuple[str, str]:
+    return storage.storage_fs_path, storage.experiment_dir_name
 
 
 class SaveOnComplete:

@@ -519,6 +519,28 @@ def test_term_and_hup_stop_gracefully_release_everything_and_resume(tmp_path):
         assert _epochs(trial) == list(range(1, 7))  # continued after each stop, from its checkpoint
 
 
+def test_a_signal_to_the_terminals_process_group_stops_gracefully(tmp_path):
+    """A closed terminal (SIGHUP) or `timeout` (SIGTERM) signals the run's whole process
+    group: the local Ray's GCS and raylet died of it too, and the driver waited 60 s for the
+    GCS, busy, then ended with exit 1, no summary and its lock left behind."""
+    from hpoc.runtime import runlock
+
+    cmd, env, exp = _slow_toy_run(tmp_path, epochs=6)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # its own group, as in a terminal
+    try:
+        _wait_for(lambda: any(p.read_text().strip() for p in exp.glob("trial_*/result.json")),
+                  120, "a reported epoch")
+        os.killpg(proc.pid, signal.SIGHUP)
+        _, err = proc.communicate(timeout=40)
+    finally:
+        proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "SIGHUP: stopping" in err and "Failed to connect to GCS" not in err, err
+    assert json.loads((exp / "summary.json").read_text())["interrupted"] is True
+    assert not (exp / runlock.LOCK).exists()
+
+
 def test_the_time_budget_spans_resumed_runs(tmp_path):
     """Ray keeps the budget's count in its saved state and a resumed run restores it: the run
     says what is left, and, ended by it sooner than a whole budget, still says the budget did

@@ -57,7 +57,7 @@ from ray.tune.schedulers.pb2 import PB2 as RayPB2
 
 from hpoc.files import publish_tree
 from hpoc.runtime.diverged import DivergedWorst
-from hpoc.runtime.resume import Capped, SaveOnComplete
+from hpoc.runtime.resume import Capped, Repointed, SaveOnComplete
 from hpoc.runtime.timelimit import TimeLimited
 from hpoc.runtime.space import grid_step, snap
 
@@ -212,11 +212,11 @@ class _Population:
         keep_config(trial)
 
 
-class PBT(TimeLimited, SaveOnComplete, Capped, _Population, DivergedWorst, PopulationBasedTraining):
+class PBT(TimeLimited, Repointed, SaveOnComplete, Capped, _Population, DivergedWorst, PopulationBasedTraining):
     pass
 
 
-class PB2(TimeLimited, SaveOnComplete, Capped, _Population, DivergedWorst, RayPB2):
+class PB2(TimeLimited, Repointed, SaveOnComplete, Capped, _Population, DivergedWorst, RayPB2):
     def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
         rows = len(self.data)
         config, operations = super()._get_new_config(trial, trial_to_clone)

@@ -28,6 +28,12 @@
    the newest checkpoint left whose report the storage's `result.json` holds (Ray needs
    that report to count the trial's iterations on), or from the start without one.
 
+5. A trial made after the resume of a moved experiment directory went to the old one.
+   Tune points the trials it restores to where the directory is now, but its restored
+   searcher makes new trials from the first run's experiment, storage included: they were
+   made where the directory was, and errored there.
+   `Repointed` points them to where the directory is now as they are added.
+
 `prepare_scheduler(scheduler, plan)` returns the plan's scheduler with these behaviours
 (FIFO, ASHA and median stopping; HyperBand and BOHB pause and resume trials themselves and
 keep Tune's behaviour there), and each of them, HyperBand and BOHB too, stops trials at
@@ -40,6 +46,7 @@ have gaps 2 and 3 closed in their classes; `prepare_scheduler` sets their cap.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -105,6 +112,24 @@ class Capped:
         return super().choose_trial_to_run(tune_controller)
 
 
+class Repointed:
+    """Puts each trial added in the controller's experiment directory (gap 5)."""
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        here, there = getattr(tune_controller, "_storage", None), getattr(trial, "storage", None)
+        if here is not None and there is not None and _place(there) != _place(here):
+            moved = copy.copy(there)  # as Tune re-points the trials it restores
+            moved.storage_filesystem = here.storage_filesystem
+            moved.storage_fs_path = here.storage_fs_path
+            moved.experiment_dir_name = here.experiment_dir_name
+            trial.set_storage(moved)
+        super().on_trial_add(tune_controller, trial)
+
+
+def _place(storage: Any) -> tuple[str, str]:
+    return storage.storage_fs_path, storage.experiment_dir_name
+
+
 class SaveOnComplete:
     """Saves Tune's experiment state right after a trial ends, not at the next periodic save
     (every 10 s or more): a job killed hard just after a trial finished must not run that
@@ -165,20 +190,21 @@ class _RungReplay:
 def _classes() -> dict[str, type]:
     from ray.tune import schedulers as s
 
-    class CappedFIFOScheduler(TimeLimited, SaveOnComplete, Capped, s.FIFOScheduler):
+    class CappedFIFOScheduler(TimeLimited, Repointed, SaveOnComplete, Capped, s.FIFOScheduler):
         pass
 
-    class CappedMedianStoppingRule(TimeLimited, SaveOnComplete, Capped, _ReportedOnly, s.MedianStoppingRule):
+    class CappedMedianStoppingRule(TimeLimited, Repointed, SaveOnComplete, Capped, _ReportedOnly,
+                                   s.MedianStoppingRule):
         pass
 
-    class ResumableASHA(TimeLimited, SaveOnComplete, Capped, _RungReplay, DivergedWorst,
+    class ResumableASHA(TimeLimited, Repointed, SaveOnComplete, Capped, _RungReplay, DivergedWorst,
                         s.AsyncHyperBandScheduler):
         pass
 
-    class TimedHyperBand(TimeLimited, DivergedWorst, s.HyperBandScheduler):
+    class TimedHyperBand(TimeLimited, Repointed, DivergedWorst, s.HyperBandScheduler):
         pass
 
-    class TimedBOHB(TimeLimited, DivergedWorst, s.HyperBandForBOHB):
+    class TimedBOHB(TimeLimited, Repointed, DivergedWorst, s.HyperBandForBOHB):
         pass
 
     made = {}

@@ -14,6 +14,7 @@ the job script. An unreachable head, something else listening at its address (pr
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import json
 import math
@@ -25,6 +26,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,7 +233,7 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
 
     quiet_worker_deaths(not verbose)  # the terminal is the user's: hpoc's trial lines say a worker died
     try:
-        with lean_head(wanted()):  # no API server or autoscaler monitor (lean.py)
+        with lean_head(wanted()), own_session():  # no API server or autoscaler monitor (lean.py)
             ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
                      _temp_dir=os.path.join(temp, "r"), object_store_memory=store,
                      log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.WARNING)
@@ -242,6 +244,33 @@ def start_local(*, workdir: str | None, num_cpus: int | None = None, num_gpus: i
         session.close()
         raise
     return session
+
+
+@contextlib.contextmanager
+def own_session() -> Iterator[None]:
+    """Within: the Ray processes this process starts (GCS, raylet, and so the raylet's
+    workers) run in a session of their own. A closed terminal's SIGHUP, or `timeout`'s
+    SIGTERM, goes to the run's whole process group: it killed the GCS too, and the driver's
+    graceful stop waited 60 s for it, then failed. The driver stops them itself (ray.shutdown),
+    and Ray's fate sharing (the parent-death signal) still ends them with a killed driver;
+    where the kernel has none, Ray's reaper needs them in this group, so they stay."""
+    from ray._private import services, utils
+
+    plain = services.ConsolePopen
+    if not utils.detect_fate_sharing_support() or not sys.platform.startswith("linux"):
+        yield
+        return
+
+    class OwnSession(plain):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["start_new_session"] = True
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = plain
 
 
 OWNER = "owner.json"  # in a local run's temp dir: the driver that made it

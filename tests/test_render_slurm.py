@@ -509,7 +509,7 @@ def short_dir():
 
 
 def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
-                before: int = 0, imports: bool = True) -> tuple[int, str, str]:
+                before: int = 0, imports: bool = True, name: str = "job.sbatch") -> tuple[int, str, str]:
     """Run the job script until `python -m hpoc.runtime.cluster init JOB_DIR`, which a stub
     records (with a container: the stub runtime's whole command line) and fails:
     (exit status, the recorded command line, stderr)."""
@@ -530,8 +530,8 @@ def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
              "container": {"image": "/i.sif", "runtime": "apptainer"} if container else None}
     p = plan(source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)},
              storage={"path": str(tmp_path / "results"), "name": "s"}, slurm=slurm)
-    script = tmp_path / "job.sbatch"
-    script.write_text(render_all(p, plan_path=str(tmp_path / "plan.json"))["job.sbatch"])
+    script = tmp_path / name
+    script.write_text(render_all(p, plan_path=str(tmp_path / "plan.json"))[name])
     base = {"PATH": f"{stub.parent}:{os.environ['PATH']}", "SLURM_JOB_ID": "77"}
     run = subprocess.run(["bash", str(script)], env={**base, **env}, capture_output=True, text=True,
                          timeout=60)
@@ -780,6 +780,18 @@ def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_
     assert got == 2 and not args, err
     assert ("hpoc: error: python3 in /i.sif on node7 cannot run hpoc (ModuleNotFoundError: No module named "
             "'hpoc'): make `apptainer` available in slurm.setup") in err, err
+
+
+def test_the_preflight_job_checks_the_nodes_python_as_the_job_does(tmp_path, short_dir):
+    """The preflight is what a user runs first: one that brought Ray up with a python the
+    job then refuses (or failed later on Python's own words) cost a queue wait."""
+    env = {"HPOC_TMP": str(short_dir), "SLURMD_NODENAME": "node7"}
+    got, args, err = run_to_init(tmp_path, env, imports=False, name="preflight.sbatch")
+    assert got == 2 and not args, err
+    assert ("hpoc: error: python3 on node7 cannot run hpoc (ModuleNotFoundError: No module named 'hpoc'): "
+            "set slurm.python") in err, err
+    got, args, err = run_to_init(tmp_path, env, name="preflight.sbatch")  # a good one goes on
+    assert got == 3 and args.endswith(f"init {short_dir}/hpoc-77"), err
 
 
 def test_a_slurm_python_missing_on_the_node_is_named_without_bash_s_script_line(tmp_path, short_dir):

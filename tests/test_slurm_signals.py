@@ -671,3 +671,36 @@ def test_a_shielded_command_with_a_timeout_leaves_no_killed_line(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert out == "timed out 137\nout hi\n", out
 
+
+def session_processes(sid: int) -> list[str]:
+    """Command lines of the processes still in session `sid`."""
+    left = []
+    for d in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if d.isdigit() and os.getsid(int(d)) == sid:
+                left.append(Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+    return [c for c in left if c]  # (a zombie has no command line)
+
+
+def test_a_shielded_commands_timer_leaves_no_process_behind(tmp_path):
+    """The timer of `hpoc_shielded --timeout 30` was `(sleep 30; kill …) &`: killed once its
+    command ended, its sleep lived on for up to 30 s after the job, which can keep SLURM's
+    step (or the node's epilog) waiting for the job's last process."""
+    script = render_all(plan(), plan_path="/b/plan.json")["job.sbatch"]
+    body = ("set -eo pipefail\nset -u\n"
+            + "".join(function(script, name) for name in ("hpoc_shielded", "hpoc_traps_back", "hpoc_watched"))
+            + "hpoc_watch='' hpoc_term_at='' hpoc_int_at='' hpoc_on_term='exit 143'\nhpoc_traps_back\n"
+            + "for i in 1 2 3; do hpoc_shielded --quiet --timeout 30 true; done\n"
+            + 'hpoc_shielded --timeout 1 sleep 30 || echo "timed out $?"\n'
+            + 'kill -KILL "$hpoc_watch"; wait "$hpoc_watch" 2>/dev/null || :\necho done\n')
+    (tmp_path / "t.sh").write_text(body)
+    proc = subprocess.Popen(["bash", str(tmp_path / "t.sh")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+        left = session_processes(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert out == "timed out 137\ndone\n", out
+    assert left == [], left

@@ -625,6 +625,9 @@ def test_a_sigterm_to_every_process_never_kills_a_shielded_command_unrun_nor_pas
             proc.communicate()
             lost += 1
             continue
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the watch's sleep (the teardown's to kill)
+                os.killpg(proc.pid, signal.SIGKILL)
         ran = (tmp_path / "ran").read_text().count("\n")
         unrun += out != f"calls {ran}\n"
     assert (lost, unrun) == (0, 0)

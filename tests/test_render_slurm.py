@@ -833,11 +833,13 @@ def test_the_walltime_handler_requeues_only_a_study_the_driver_left_resumable(tm
     ended = "bash -c 'exit 1' &\nhpoc_driver=$!\nsleep 0.5\n"  # ended just before the signal
     driver = ended if driver_rc == "ended" else "" if driver_rc is None else (
         f"bash -c 'trap {on_usr2} USR2; touch {tmp_path}/ready; while :; do sleep 0.1 & wait $!; done' &\n"
-        f"hpoc_driver=$! fake=$!\ntrap 'kill $fake 2>/dev/null' EXIT\n"
+        f"hpoc_driver=$! fake=$!\n"
         f"until [ -e {tmp_path}/ready ]; do sleep 0.05; done\n")
     stuck = "hpoc_wait_pids() { return 1; }\n" if driver_rc == "stuck" else ""
     test = tmp_path / "t.sh"
-    test.write_text(f"PATH={tmp_path}:$PATH\nhpoc_job_ref=77\nhpoc_driver='' hpoc_watch='' hpoc_term_at=''\n"
+    test.write_text(f"PATH={tmp_path}:$PATH\nhpoc_job_ref=77\nhpoc_driver='' hpoc_watch='' hpoc_term_at='' fake=''\n"
+                    # the fake driver and hpoc_shielded's watch sleep (the teardown's to end)
+                    + "trap 'kill -KILL $fake $hpoc_watch 2>/dev/null' EXIT\n"
                     + function("hpoc_shielded") + function("hpoc_traps_back") + function("hpoc_watched")
                     + function("hpoc_wait_pids") + stuck
                     + function("hpoc_on_usr2") + driver + "hpoc_on_usr2\n")

@@ -509,7 +509,7 @@ def short_dir():
 
 
 def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
-                before: int = 0, imports: bool = True) -> tuple[int, str, str]:
+                before: int = 0, imports: bool = True, name: str = "job.sbatch") -> tuple[int, str, str]:
     """Run the job script until `python -m hpoc.runtime.cluster init JOB_DIR`, which a stub
     records (with a container: the stub runtime's whole command line) and fails:
     (exit status, the recorded command line, stderr)."""
@@ -530,8 +530,8 @@ def run_to_init(tmp_path: Path, env: dict[str, str], container: bool = False,
              "container": {"image": "/i.sif", "runtime": "apptainer"} if container else None}
     p = plan(source={"file": "s.hpo", "format": "hpo", "sha256": "0" * 64, "workdir": str(tmp_path)},
              storage={"path": str(tmp_path / "results"), "name": "s"}, slurm=slurm)
-    script = tmp_path / "job.sbatch"
-    script.write_text(render_all(p, plan_path=str(tmp_path / "plan.json"))["job.sbatch"])
+    script = tmp_path / name
+    script.write_text(render_all(p, plan_path=str(tmp_path / "plan.json"))[name])
     base = {"PATH": f"{stub.parent}:{os.environ['PATH']}", "SLURM_JOB_ID": "77"}
     run = subprocess.run(["bash", str(script)], env={**base, **env}, capture_output=True, text=True,
                          timeout=60)
@@ -782,6 +782,18 @@ def test_a_python_on_the_nodes_without_hpoc_ends_the_job_naming_the_setting(tmp_
             "'hpoc'): make `apptainer` available in slurm.setup") in err, err
 
 
+def test_the_preflight_job_checks_the_nodes_python_as_the_job_does(tmp_path, short_dir):
+    """The preflight is what a user runs first: one that brought Ray up with a python the
+    job then refuses (or failed later on Python's own words) cost a queue wait."""
+    env = {"HPOC_TMP": str(short_dir), "SLURMD_NODENAME": "node7"}
+    got, args, err = run_to_init(tmp_path, env, imports=False, name="preflight.sbatch")
+    assert got == 2 and not args, err
+    assert ("hpoc: error: python3 on node7 cannot run hpoc (ModuleNotFoundError: No module named 'hpoc'): "
+            "set slurm.python") in err, err
+    got, args, err = run_to_init(tmp_path, env, name="preflight.sbatch")  # a good one goes on
+    assert got == 3 and args.endswith(f"init {short_dir}/hpoc-77"), err
+
+
 def test_a_slurm_python_missing_on_the_node_is_named_without_bash_s_script_line(tmp_path, short_dir):
     """`slurm.python` a path the node lacks: the why read `(/var/spool/slurmd/job00156/
     slurm_script: line 99: /opt/env/bin/python: No such file or directory)`."""
@@ -821,11 +833,13 @@ def test_the_walltime_handler_requeues_only_a_study_the_driver_left_resumable(tm
     ended = "bash -c 'exit 1' &\nhpoc_driver=$!\nsleep 0.5\n"  # ended just before the signal
     driver = ended if driver_rc == "ended" else "" if driver_rc is None else (
         f"bash -c 'trap {on_usr2} USR2; touch {tmp_path}/ready; while :; do sleep 0.1 & wait $!; done' &\n"
-        f"hpoc_driver=$! fake=$!\ntrap 'kill $fake 2>/dev/null' EXIT\n"
+        f"hpoc_driver=$! fake=$!\n"
         f"until [ -e {tmp_path}/ready ]; do sleep 0.05; done\n")
     stuck = "hpoc_wait_pids() { return 1; }\n" if driver_rc == "stuck" else ""
     test = tmp_path / "t.sh"
-    test.write_text(f"PATH={tmp_path}:$PATH\nhpoc_job_ref=77\nhpoc_driver='' hpoc_watch='' hpoc_term_at=''\n"
+    test.write_text(f"PATH={tmp_path}:$PATH\nhpoc_job_ref=77\nhpoc_driver='' hpoc_watch='' hpoc_term_at='' fake=''\n"
+                    # the fake driver and hpoc_shielded's watch sleep (the teardown's to end)
+                    + "trap 'kill -KILL $fake $hpoc_watch 2>/dev/null' EXIT\n"
                     + function("hpoc_shielded") + function("hpoc_traps_back") + function("hpoc_watched")
                     + function("hpoc_wait_pids") + stuck
                     + function("hpoc_on_usr2") + driver + "hpoc_on_usr2\n")

@@ -930,6 +930,25 @@ def test_a_killed_runs_trials_are_paused_not_running(tmp_path, capsys):
     assert "(SLURM job 678_1" in err and "running the same plan again resumes them" in err
 
 
+def test_a_killed_run_of_a_study_with_resume_off_is_not_said_to_resume(tmp_path, capsys):
+    """`resume { enabled = false }` (a job's time limit, scancel): running the plan again
+    refuses the unfinished run, so results must not promise it resumes."""
+    plan = make_plan(tmp_path / "storage", "once")
+    plan["resume"]["enabled"] = False
+    write_plan(tmp_path / "build", plan)
+    exp = tmp_path / "storage" / "once"
+    trial_dir(exp, "eeeee_00000", {"lr": 0.01}, [{"val_loss": 0.5}] * 3)
+    trial_dir(exp, "eeeee_00001", {"lr": 0.1}, [{"val_loss": 0.7}], done=False)
+    run_lock(exp, pid=2 ** 22 + 12345, started=time.time() - 60)
+    for target in (tmp_path / "build", exp):  # the plan's word, or the one its run recorded
+        if target == exp:
+            (exp / ".hpoc-plan.json").write_text(json.dumps({"plan_hash": "sha256:abc", "shard": 0,
+                                                             "body": plan}))
+        code, out, err = cli(capsys, target, "--no-best")
+        assert code == 0 and "1 paused)" in out, out
+        assert "resumes them" not in err and "resume is off in the study" in err and "--fresh" in err, err
+
+
 def test_a_run_stopped_at_once_leaves_its_trials_paused_not_running(tmp_path, capsys):
     """A second Ctrl-C: the driver removes its lock and exits without a summary.json; Ray's
     last state said RUNNING, and results and status said so of trials nothing trained."""

@@ -94,3 +94,29 @@ def test_a_check_started_with_sigterm_ignored_is_not_ended_by_it(tmp_path):
         plan.write(text)
     out, _ = check.communicate(timeout=120)
     assert check.returncode == 0, out
+
+
+def test_a_stop_in_a_study_with_resume_off_does_not_promise_a_resume(monkeypatch):
+    """With `resume { enabled = false }` the driver said "checkpoints are kept and running
+    the plan again resumes", then the run again refused the unfinished run (--fresh)."""
+    out = io.StringIO()
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out))
+    watch.STATE.resume = False  # the plan's resume.enabled
+    monkeypatch.setattr(signals, "STATE", watch.STATE)
+    stopped = []
+
+    def signal_interrupt_tune_run(signum, frame):  # Tune's handler, by its name
+        stopped.append(signum)
+
+    monkeypatch.setattr(signals, "stop_tune", signal_interrupt_tune_run)
+    before = signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
+    previous = signals.install_signals()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signals.restore_signals(previous)
+        signal.signal(signal.SIGUSR1, before)
+    assert stopped == [signal.SIGTERM]
+    said = out.getvalue() + signals.stopped_line(signal.SIGTERM)
+    assert "resumes" not in said and "to resume" not in said, said
+    assert said.count("resume is off in the study") == 2 and "--fresh" in said, said

@@ -215,3 +215,14 @@ def test_a_job_named_tmpdir_holds_the_job_directory_on_every_node(tmp_path):
         assert not Path(f"/tmp/hj-{job}/hpoc-{job}").exists() and not Path(f"/tmp/hpoc-{job}").exists()
     finally:
         subprocess.run(["rm", "-rf", f"/tmp/hj-{job}"], check=False)
+
+
+def test_a_preflight_with_a_python_without_ray_ends_at_once_naming_slurm_python(tmp_path):
+    """The preflight checks the nodes' python as the job does: before, it went on to start
+    Ray's head, which died on Python's own words, naming no setting."""
+    job = sbatch(write_job(tmp_path, nodes=1, python="/usr/bin/python3"))
+    (record,) = wait_jobs([job], JOB_TIMEOUT, tmp_path)
+    assert record["JobState"] == "FAILED" and record["ExitCode"] == "2:0", logs(tmp_path)
+    err = "".join(output_of(tmp_path, ".err").values())
+    assert "hpoc: error: /usr/bin/python3 on node1 cannot run hpoc (ModuleNotFoundError: No module named" in err, err
+    assert "set slurm.python" in err and not list((tmp_path / "logs").rglob("ray-*.log")), err  # no Ray step

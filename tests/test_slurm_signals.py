@@ -572,18 +572,18 @@ def test_a_sigterm_that_comes_while_the_ray_nodes_stop_cuts_their_wait_to_killwa
 # SLURM signals every process of the job one by one (its cgroup's list), not a process
 # group: a process that put itself in a group of its own (GNU timeout does) gets it too.
 SLURM_KILL = """import os, signal, sys
-sid = int(sys.argv[1])
+sid, sig = int(sys.argv[1]), getattr(signal, sys.argv[2] if len(sys.argv) > 2 else "SIGTERM")
 for pid in [int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) != os.getpid()]:
     try:
         if os.getsid(pid) == sid:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
     except OSError:
         pass
 """
 
 
-def slurm_kill(session: int) -> None:
-    subprocess.run(["python3", "-c", SLURM_KILL, str(session)], check=True, timeout=30)
+def slurm_kill(session: int, sig: str = "SIGTERM") -> None:
+    subprocess.run(["python3", "-c", SLURM_KILL, str(session), sig], check=True, timeout=30)
 
 
 def function(script: str, name: str) -> str:
@@ -591,15 +591,18 @@ def function(script: str, name: str) -> str:
     return script[start:script.index("\n}\n", start) + 3]
 
 
-def test_a_sigterm_to_every_process_never_kills_a_shielded_command_unrun_nor_passes_the_shell_by(tmp_path):
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_sigterm_to_every_process_never_kills_a_shielded_command_unrun_nor_passes_the_shell_by(tmp_path, sig):
     """hpoc_shielded forked, and the child ignored SIGTERM only from its first line: a
     SIGTERM just before it killed the command unrun (the claim's release, rm, `scontrol
     requeue`), about 1 in 10 in a loop of calls. Nor may the shell, ignoring the signal while
-    it forks, miss it: its trap cuts the teardown's waits to KillWait."""
+    it forks, miss it: its trap cuts the teardown's waits to KillWait. SIGINT likewise
+    (Ctrl-C under salloc, `scancel --full --signal=INT`): one lost there left the job running."""
     script = render_all(plan(), plan_path="/b/plan.json")["job.sbatch"]
     body = ("".join(function(script, name) for name in ("hpoc_shielded", "hpoc_traps_back", "hpoc_watched"))
             + "hpoc_watch='' hpoc_term_at='' calls=0 got=0\n"
             + "hpoc_on_term='hpoc_term_at=$SECONDS got=1'\ntrap \"$hpoc_on_term\" TERM\n"
+            + "hpoc_on_int='hpoc_int_at=$SECONDS got=1'\ntrap \"$hpoc_on_int\" INT\n"
             + 'run() { calls=$((calls + 1)); hpoc_shielded sh -c \'echo >> "$T/ran"\'; }\n'
             + 'run\n: > "$T/looping"\nuntil ((got)); do run; done\necho "calls $calls"\n')
     (tmp_path / "t.sh").write_text(body)
@@ -614,7 +617,7 @@ def test_a_sigterm_to_every_process_never_kills_a_shielded_command_unrun_nor_pas
             assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             time.sleep(0.002)
         time.sleep(trial % 8 * 0.001)
-        slurm_kill(proc.pid)
+        slurm_kill(proc.pid, sig)
         try:
             out, _ = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # the shell never saw it
@@ -622,6 +625,9 @@ def test_a_sigterm_to_every_process_never_kills_a_shielded_command_unrun_nor_pas
             proc.communicate()
             lost += 1
             continue
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the watch's sleep (the teardown's to kill)
+                os.killpg(proc.pid, signal.SIGKILL)
         ran = (tmp_path / "ran").read_text().count("\n")
         unrun += out != f"calls {ran}\n"
     assert (lost, unrun) == (0, 0)
@@ -667,3 +673,37 @@ def test_a_shielded_command_with_a_timeout_leaves_no_killed_line(tmp_path):
         with contextlib.suppress(ProcessLookupError):  # the timers' sleeps
             os.killpg(proc.pid, signal.SIGKILL)
     assert out == "timed out 137\nout hi\n", out
+
+
+def session_processes(sid: int) -> list[str]:
+    """Command lines of the processes still in session `sid`."""
+    left = []
+    for d in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if d.isdigit() and os.getsid(int(d)) == sid:
+                left.append(Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+    return [c for c in left if c]  # (a zombie has no command line)
+
+
+def test_a_shielded_commands_timer_leaves_no_process_behind(tmp_path):
+    """The timer of `hpoc_shielded --timeout 30` was `(sleep 30; kill …) &`: killed once its
+    command ended, its sleep lived on for up to 30 s after the job, which can keep SLURM's
+    step (or the node's epilog) waiting for the job's last process."""
+    script = render_all(plan(), plan_path="/b/plan.json")["job.sbatch"]
+    body = ("set -eo pipefail\nset -u\n"
+            + "".join(function(script, name) for name in ("hpoc_shielded", "hpoc_traps_back", "hpoc_watched"))
+            + "hpoc_watch='' hpoc_term_at='' hpoc_int_at='' hpoc_on_term='exit 143'\nhpoc_traps_back\n"
+            + "for i in 1 2 3; do hpoc_shielded --quiet --timeout 30 true; done\n"
+            + 'hpoc_shielded --timeout 1 sleep 30 || echo "timed out $?"\n'
+            + 'kill -KILL "$hpoc_watch"; wait "$hpoc_watch" 2>/dev/null || :\necho done\n')
+    (tmp_path / "t.sh").write_text(body)
+    proc = subprocess.Popen(["bash", str(tmp_path / "t.sh")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+        left = session_processes(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert out == "timed out 137\ndone\n", out
+    assert left == [], left

@@ -1491,3 +1491,22 @@ def test_the_submitit_jobs_waits_after_sigterm_fit_what_is_left_of_killwait(tmp_
     t0 = time.monotonic()
     J._stop_node(node, term_at=t0 - 4)  # SIGTERM 4 s ago: a second left, for the rm
     assert node.returncode == -9 and time.monotonic() - t0 < 1  # 0 s, not 10
+
+
+@pytest.mark.parametrize("grace_s, then", [
+    (30, "submitting the same plan again resumes it"),
+    (None, "resume is off in the study, so it cannot go on: submitting it again with --fresh starts it over")])
+def test_a_stopped_shard_is_said_to_resume_only_where_resume_is_on(tmp_path, monkeypatch, grace_s, then):
+    """`resume { enabled = false }` (no grace_s): submitting again refuses the unfinished
+    run, and the job's last word (what `hpoc status` shows) said it resumes it."""
+    import sys
+
+    from hpoc.runtime.exits import EXIT_INTERRUPTED
+    from hpoc.submit.job import StudyJob, StudyJobError
+
+    monkeypatch.setattr(StudyJob, "_driver_cmd",
+                        lambda self, shard, local: [sys.executable, "-c", f"raise SystemExit({EXIT_INTERRUPTED})"])
+    job = StudyJob(str(tmp_path / "plan.json"), cluster="local", grace_s=grace_s)
+    with pytest.raises(StudyJobError) as stopped:
+        job._run_driver(0, {}, local=True)
+    assert str(stopped.value) == f"shard 0 was stopped by a signal before it finished; {then}"

@@ -73,6 +73,14 @@ def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
         return _load_shards(root, shard_dirs, plan, [])
 
 
+def _resumable(plan: dict[str, Any] | None, recorded: dict[str, Any] | None) -> bool:
+    """The study's resume.enabled (off: a run again refuses an unfinished one): the plan's,
+    else the one its run recorded; on when neither says."""
+    body = plan or (recorded.get("body") if isinstance(recorded, dict) else None)
+    resume = body.get("resume") if isinstance(body, dict) else None
+    return not isinstance(resume, dict) or resume.get("enabled", True) is not False
+
+
 def compiled_elsewhere(plan: dict[str, Any]) -> str | None:
     """Why a plan's storage may be missing though the study ran: a build directory copied
     off the cluster (or a project moved) names paths of where it was compiled."""
@@ -185,8 +193,11 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                    f"{no}: the last run stopped at once, without writing one (a second "
                    "Ctrl-C)" if unlocked else
                    f"{no}: the study is still running or its driver stopped early")
-            then = ("; its unfinished trials are paused: running the same plan again resumes "
-                    "them" if lock is not None or unlocked or stale else "")
+            then = ("" if lock is None and not unlocked and not stale
+                    else "; its unfinished trials are paused: running the same plan again resumes "
+                    "them" if _resumable(plan, recorded)
+                    else "; its unfinished trials are paused: resume is off in the study, so they "
+                    "cannot go on (--fresh starts the study over)")
             said.append((index, f"{path}: {why}; trial statuses come from {source}{then}",
                          f"{why}; trial statuses come from {source}{then}"))
         # A directory made ahead of a run (a job that died before its driver began): as

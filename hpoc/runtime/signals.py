@@ -14,6 +14,7 @@ from hpoc.runtime.exits import Interrupted, say
 from hpoc.runtime.watch import STATE, stop_tune, tune_stopper
 
 _STOP_SIGNALS = ("SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP")
+NO_RESUME = "resume is off in the study, so this run cannot go on: --fresh starts it over"
 
 
 def requeues(signum: int | None) -> bool:
@@ -25,6 +26,8 @@ def stopped_line(signum: int | None) -> str:
     """The driver's last word on a run a signal stopped: who resumes it."""
     if requeues(signum):
         return "[hpoc] stopped at the time limit (SIGUSR2); the job requeues itself and resumes the study"
+    if not STATE.resume:  # running it again refuses the unfinished run (prior.py)
+        return f"[hpoc] stopped by a signal; {NO_RESUME}"
     return "[hpoc] stopped by a signal; run the same plan again to resume"
 
 
@@ -54,9 +57,10 @@ def install_signals() -> dict[int, Any]:
             return
         if tune_stopper() is not None:
             if first:
-                then = ("the requeued job resumes" if requeues(signum)
-                        else "running the plan again resumes")
-                say(STATE.stream or sys.stderr, f"[hpoc] {name}: stopping; checkpoints are kept and {then}")
+                then = ("checkpoints are kept and the requeued job resumes" if requeues(signum)
+                        else "checkpoints are kept and running the plan again resumes" if STATE.resume
+                        else NO_RESUME)
+                say(STATE.stream or sys.stderr, f"[hpoc] {name}: stopping; {then}")
                 stop_tune(signum, frame)
             return
         raise Interrupted()

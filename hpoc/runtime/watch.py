@@ -37,6 +37,7 @@ class _State:
     stream: TextIO | None = None
     retries: dict[str, int] = field(default_factory=dict)
     mode: str = "fresh"       # what prior_run decided
+    resume: bool = True       # the plan's resume.enabled: whether a stopped run can go on
     defer: bool = False       # inside ray.init: note a signal, act on it once init returns
     params: list[str] = field(default_factory=list)  # searched names: an error line shows them
     run: str = field(default_factory=lambda: uuid.uuid4().hex)  # this `hpoc run` (retry.py)
@@ -87,6 +88,7 @@ def begin(plan: dict[str, Any], stream: TextIO) -> None:
     STATE.stream = stream
     STATE.params = [p["name"] for p in plan["space"]["params"]]
     STATE.max_retries = plan["failure"]["max_retries"] or 0
+    STATE.resume = bool(plan["resume"]["enabled"])
     if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
         STATE.sweep_at = 0.0
 

@@ -164,6 +164,14 @@ class StudyJob(submitit.helpers.Checkpointable):
             return "resume is off in the study, so it is not requeued"
         return "a requeued job, or the same plan submitted again, resumes the study"
 
+    def _resumed_by(self, who: str) -> str:
+        """`who` resumes a stopped study, unless resume is off in it (no grace_s): a run
+        again then refuses the unfinished run (runtime/prior.py)."""
+        if self.grace_s is None:
+            return ("resume is off in the study, so it cannot go on: submitting it again with "
+                    "--fresh starts it over")
+        return who
+
     def _note_sigterm(self) -> None:
         """Remember SLURM's SIGTERM instead of submitit's "Bypassing signal" warnings: it
         reaches the Ray head too, and its end is then the job's cancellation, not a Ray
@@ -232,10 +240,11 @@ class StudyJob(submitit.helpers.Checkpointable):
                                             + self._after_loss())
                     if self._terminated:  # SLURM stopped every process of the job, Ray's too
                         raise StudyJobError("terminated (SIGTERM: scancel, a preemption or `scontrol "
-                                            "requeue`); the study stopped: a requeued job, or the same "
-                                            "plan submitted again, resumes it")
+                                            "requeue`); the study stopped: " + self._resumed_by(
+                                                "a requeued job, or the same plan submitted again, "
+                                                "resumes it"))
                     raise StudyJobError(f"the Ray head stopped (see {head_log}); stopping the study: "
-                                        "submitting the same plan again resumes it")
+                                        + self._resumed_by("submitting the same plan again resumes it"))
                 for gone in set(rdv.glob("lost-*")) - lost if rdv is not None else ():
                     lost.add(gone)
                     node = gone.name.removeprefix("lost-")
@@ -254,7 +263,7 @@ class StudyJob(submitit.helpers.Checkpointable):
                                 "reported; not requeued (raise `slurm.time`; submitting again resumes it)")
         if rc == EXIT_INTERRUPTED:
             raise StudyJobError(f"shard {shard} was stopped by a signal before it finished; "
-                                "submitting the same plan again resumes it")
+                                + self._resumed_by("submitting the same plan again resumes it"))
         if rc != 0:
             raise StudyJobError(f"shard {shard} failed (study driver exit status {rc}); "
                                 "see this job's log")

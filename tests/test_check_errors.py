@@ -3104,3 +3104,24 @@ def test_a_trainer_argument_nothing_reads_is_a_warning(tmp_path) -> None:
         "import hpoc\n\nclass T(hpoc.Trainer):\n    def __init__(self, **kw):\n        super().__init__(**kw)\n"
         "    def create_model(self, config):\n        return make(config['width'])\n")
     assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"]
+
+
+@pytest.mark.parametrize("content, key, meant, effect", [
+    # DeepSpeed skips a top-level key it does not know: the trials ran at hpoc's stage 2
+    ('{"zero_optimisation": {"stage": 3}}', "zero_optimisation", "zero_optimization", "ignores"),
+    ('{"train_micro_batch_size": 16}', "train_micro_batch_size", "train_micro_batch_size_per_gpu", "ignores"),
+    ('{"Gradient_Accumulation": 2}', "Gradient_Accumulation", "gradient_accumulation_steps", "ignores"),
+    # inside `zero_optimization` DeepSpeed refuses it, after Ray and the workers started
+    ('{"zero_optimization": {"stage": 2, "offload_optimiser": {"device": "cpu"}}}',
+     "zero_optimization.offload_optimiser", "offload_optimizer", "refuses"),
+])  # fmt: skip
+def test_a_misspelt_deepspeed_config_key_is_warned_naming_the_key_meant(tmp_path, content, key, meant,
+                                                                       effect) -> None:
+    (w,) = _ds_diagnostics(tmp_path, content)
+    assert (w.severity, w.code, where(w)) == ("warning", "HP804", (3, 59))
+    assert f'the DeepSpeed config "ds.json" sets `{key}`, which DeepSpeed does not know: `{meant}`?' == w.message
+    assert effect in w.render()
+    # keys DeepSpeed knows, and unknown ones like no key it knows (a note of the user's), are not
+    fine = '{"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}, "optimizer": ' \
+           '{"type": "AdamW", "params": {"lr": 0.001}}, "wall_clock_breakdown": false, "comment": "x"}'
+    assert _ds_diagnostics(tmp_path, fine) == []

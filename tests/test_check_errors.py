@@ -3125,3 +3125,20 @@ def test_a_misspelt_deepspeed_config_key_is_warned_naming_the_key_meant(tmp_path
     fine = '{"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}, "optimizer": ' \
            '{"type": "AdamW", "params": {"lr": 0.001}}, "wall_clock_breakdown": false, "comment": "x"}'
     assert _ds_diagnostics(tmp_path, fine) == []
+
+
+def test_a_deepspeed_config_beside_the_cwd_rather_than_the_spec_is_told_the_path_from_the_spec(tmp_path,
+                                                                                               monkeypatch) -> None:
+    """`hpoc check studies/x.hpo` with `config = "ds.json"` in the folder hpoc runs in: the
+    warning said only that the spec's folder has none, and the trials failed reading it."""
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 3}}', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    text = BASE + 'resources { gpus_per_worker = 1, deepspeed { config = "ds.json" } }\n'
+    (w,) = diagnostics(text, str(tmp_path / "studies"))
+    assert (w.severity, w.message) == ("warning", 'DeepSpeed config "ds.json" does not exist (yet)')
+    assert f"there is one in the folder hpoc runs in ({tmp_path / 'ds.json'})" in w.render()
+    assert w.help == 'a relative `config` is read from the spec\'s folder: write "../ds.json"'
+    monkeypatch.chdir(tmp_path / "studies")  # none here either: nothing more to say
+    (w,) = diagnostics(text, str(tmp_path / "studies"))
+    assert w.help == "it must exist when the study runs" and "hpoc runs in" not in w.render()

@@ -821,9 +821,14 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                          ch.spans.get("resources.deepspeed.config"), notes=(f"looked for {path}",),
                          help='name the file in it, e.g. "' + os.path.join(config, "ds_config.json") + '"')
             elif not os.path.isfile(path):
+                notes, help = (f"looked for {path}",), "it must exist when the study runs"
+                here = os.path.abspath(config)  # the folder `hpoc check` runs in: a copied command's path
+                if not os.path.isabs(config) and here != path and os.path.isfile(here):
+                    notes += (f"there is one in the folder hpoc runs in ({here})",)
+                    help = ("a relative `config` is read from the spec's folder: write "
+                            f'"{os.path.relpath(here, workdir)}"')
                 ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
-                        ch.spans.get("resources.deepspeed.config"),
-                        notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
+                        ch.spans.get("resources.deepspeed.config"), notes=notes, help=help)  # fmt: skip
             else:
                 _deepspeed_file(ch, out, config, path)
             ds["config_file"] = path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -52,3 +53,14 @@ def test_a_config_files_adam_names_the_op_it_builds(tmp_path, cache):
                    {"optimizer": {"type": "SGD", "params": {"lr": 0.1}}}, {}):
         assert build_line(_plan(tmp_path, gpus=1, config=config)) is None
     assert build_line({"resources": {"strategy": "ddp", "gpus_per_worker": 0, "deepspeed": None}}) is None
+
+
+def test_the_cache_is_torchs_own(monkeypatch, tmp_path):
+    """Where torch's `load` builds: else an op built there would still be said."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    from hpoc.runtime.deepspeed_ops import cache_dir
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == os.path.dirname(_get_build_directory("x", verbose=False))

@@ -43,15 +43,18 @@ def needed(plan: dict[str, Any]) -> list[str]:
 
 
 def cache_dir() -> str:
-    """Where torch builds (and keeps) extensions for this Python and torch."""
+    """Where torch builds (and keeps) extensions for this Python and torch, as
+    `torch.utils.cpp_extension` has it on Linux (importing that module warns of CUDA_HOME
+    in a CPU study's driver)."""
     import torch
-    from torch.utils.cpp_extension import get_default_build_root
 
     if os.environ.get("TORCH_EXTENSIONS_DIR"):
         return os.environ["TORCH_EXTENSIONS_DIR"]
     device = f"rocm{torch.version.hip.replace('.', '')}" if torch.version.hip else (
         f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu")
-    return os.path.join(get_default_build_root(), f"py{sys.version_info.major}{sys.version_info.minor}_{device}")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    root = os.path.realpath(os.path.join(cache, "torch_extensions"))
+    return os.path.join(root, f"py{sys.version_info.major}{sys.version_info.minor}_{device}")
 
 
 def _built(op: str, root: str) -> bool:

@@ -3142,3 +3142,24 @@ def test_a_deepspeed_config_beside_the_cwd_rather_than_the_spec_is_told_the_path
     monkeypatch.chdir(tmp_path / "studies")  # none here either: nothing more to say
     (w,) = diagnostics(text, str(tmp_path / "studies"))
     assert w.help == "it must exist when the study runs" and "hpoc runs in" not in w.render()
+
+
+@pytest.mark.parametrize("section, space, warned", [
+    ('"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}', "lr = 0.01",
+     "sets its own `optimizer`: the space's `lr` (0.01) never reaches training (the trials use the file's 0.001)"),
+    ('"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}', "weight_decay = 0.1",
+     "sets its own `optimizer`: the space's `weight_decay` (0.1) never reaches training (the trials use "
+     "DeepSpeed's default)"),
+    ('"optimizer": {"type": "AdamW", "params": {"lr": 0.01}}', "lr = 0.01", None),   # the same value
+    ('"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}', "lr = 0.01", None),  # filled in from the trial
+    ('"zero_optimization": {"stage": 2}', "lr = 0.01", None),                         # the trainer's optimizer
+])  # fmt: skip
+def test_a_constant_lr_the_deepspeed_configs_optimizer_overrides_is_warned(tmp_path, section, space, warned) -> None:
+    """`lr = 0.01` in `space` beside a copied file's `"lr": 0.001`: every trial trained at
+    0.001, said only in the trials' own logs."""
+    d = _ds_diagnostics(tmp_path, "{" + section + "}", extra=f"space {{ {space} }}\n")
+    if warned is None:
+        assert d == []
+        return
+    (w,) = d
+    assert (w.code, w.severity, w.message) == ("HP804", "warning", f'the DeepSpeed config "ds.json" {warned}')

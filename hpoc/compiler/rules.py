@@ -938,6 +938,29 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
     _deepspeed_overridden(ch, out, config, ds)
     check_file(ch, out, config, ds)
     _deepspeed_owns_optimizer(ch, out, config, ds)
+    _deepspeed_overrides_constants(ch, out, config, ds)
+
+
+def _deepspeed_overrides_constants(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+    """A constant `lr` (`weight_decay`, ...) of the space beside a file's own `optimizer`
+    with another value: every trial trains with the file's, said only in the trials' logs."""
+    if not isinstance(ds.get("optimizer"), dict):
+        return
+    params = ds["optimizer"].get("params")
+    params = params if isinstance(params, dict) else {}
+    for name, value in out["space"]["constants"].items():
+        key = name.rsplit(".", 1)[-1]
+        if key not in _OPTIMIZER_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        theirs = params.get("lr" if key in _LR_KEYS else key)
+        if theirs == "auto" or theirs == value:
+            continue
+        used = f"the file's {json.dumps(theirs)}" if theirs is not None else "DeepSpeed's default"
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own `optimizer`: the space\'s `{name}` '
+                f"({value:g}) never reaches training (the trials use {used})",
+                ch.spans.get("resources.deepspeed.config"),
+                help=f'write `"{key if key not in _LR_KEYS else "lr"}": "auto"` in its `optimizer.params` (filled in '
+                     "from the trainer's optimizer), or remove its `optimizer`")  # fmt: skip
 
 
 def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:

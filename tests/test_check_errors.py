@@ -3163,3 +3163,16 @@ def test_a_constant_lr_the_deepspeed_configs_optimizer_overrides_is_warned(tmp_p
         return
     (w,) = d
     assert (w.code, w.severity, w.message) == ("HP804", "warning", f'the DeepSpeed config "ds.json" {warned}')
+
+
+@pytest.mark.parametrize("part", ["offload_optimizer", "offload_param"])
+def test_a_zero_offload_device_deepspeed_refuses_is_an_error(tmp_path, part) -> None:
+    """`"device": "gpu"` failed every trial at DeepSpeed's start, after Ray and the workers."""
+    ds = {"zero_optimization": {"stage": 3, part: {"device": "gpu"}},
+          "optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}
+    (d,) = _ds_diagnostics(tmp_path, json.dumps(ds))
+    assert (d.severity, d.code, d.message) == (
+        "error", "HP204", f'the DeepSpeed config "ds.json" sets `zero_optimization.{part}.device` to "gpu": '
+                          'DeepSpeed offloads to "cpu" or "nvme" (or "none")')
+    ds["zero_optimization"][part]["device"] = "none"
+    assert not _ds_diagnostics(tmp_path, json.dumps(ds))

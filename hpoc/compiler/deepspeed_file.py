@@ -228,6 +228,11 @@ def _offload(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
         return
     for part in ("offload_optimizer", "offload_param"):
         o = zero.get(part)
+        device = o.get("device") if isinstance(o, dict) else None
+        if device is not None and device not in ("none", "cpu", "nvme"):
+            ch.error(VALUE, f'the DeepSpeed config "{config}" sets `zero_optimization.{part}.device` to '
+                     f'{json.dumps(device)}: DeepSpeed offloads to "cpu" or "nvme" (or "none")', at)  # fmt: skip
+            return
         path = o.get("nvme_path") if isinstance(o, dict) and o.get("device") == "nvme" else None
         here = os.path.expanduser(os.path.expandvars(path)) if isinstance(path, str) else None
         # checked here, not on the nodes: a node-local disk may exist there only; the runtime

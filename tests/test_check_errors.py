@@ -3176,3 +3176,20 @@ def test_a_zero_offload_device_deepspeed_refuses_is_an_error(tmp_path, part) -> 
                           'DeepSpeed offloads to "cpu" or "nvme" (or "none")')
     ds["zero_optimization"][part]["device"] = "none"
     assert not _ds_diagnostics(tmp_path, json.dumps(ds))
+
+
+def test_a_deepspeed_warmup_cosine_schedule_scales_the_searched_lr_and_is_not_warned(tmp_path) -> None:
+    """WarmupCosineLR moves the optimizer's own rate by ratios: the searched `lr` reaches
+    training, and `hpoc check` said it never did (the help: remove the scheduler)."""
+    cosine = {"type": "WarmupCosineLR", "params": {"total_num_steps": 100, "warmup_num_steps": 10}}
+    extra = "space { lr = loguniform(1e-4, 1e-2) }\n"
+    assert _ds_diagnostics(tmp_path, json.dumps({"scheduler": cosine}), extra=extra) == []
+    # WarmupLR's `warmup_max_lr` is a rate of its own: the searched one is lost
+    warmup = {"type": "WarmupLR", "params": {"warmup_max_lr": 0.001, "warmup_num_steps": 10}}
+    (w,) = _ds_diagnostics(tmp_path, json.dumps({"scheduler": warmup}), extra=extra)
+    assert "the searched `lr` never reaches training" in w.message
+    # under PBT it still sets the rate every step from each trial's first `lr`: a mutation is lost
+    pbt = extra + "scheduler pbt { perturbation_interval = 1 }\n"
+    (w,) = _ds_diagnostics(tmp_path, json.dumps({"scheduler": cosine}), extra=pbt)
+    assert "`pbt`'s mutations of `lr` never reach training" in w.message
+    assert w.notes == ("it scales each trial's first value",)

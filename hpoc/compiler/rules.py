@@ -977,7 +977,9 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
         owners.append(("optimizer", [n for n in searched if (k := n.rsplit(".", 1)[-1]) in _OPTIMIZER_KEYS
                                      and not auto("optimizer", "lr" if k in _LR_KEYS else k)]))
     sched = (out.get("scheduler") or {}).get("name")
-    if "scheduler" in ds and not auto("scheduler", "warmup_max_lr"):
+    # WarmupCosineLR scales the optimizer's own rate (ratios): the trial's `lr` is its peak
+    scaled = isinstance(ds.get("scheduler"), dict) and ds["scheduler"].get("type") == "WarmupCosineLR"
+    if "scheduler" in ds and not scaled and not auto("scheduler", "warmup_max_lr"):
         owners.append(("scheduler", [n for n in searched if n.rsplit(".", 1)[-1] in _LR_KEYS]))
     elif "scheduler" in ds and sched in T.POPULATION and (lrs := [n for n in searched
                                                                if n.rsplit(".", 1)[-1] in _LR_KEYS]):
@@ -985,7 +987,8 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
         ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own `scheduler`, which sets the learning '
                 f"rate every step: `{sched}`'s mutations of `{lrs[0]}` never reach training",
                 ch.spans.get("resources.deepspeed.config"),
-                notes=('its "auto" `warmup_max_lr` is each trial\'s first value',),
+                notes=("it scales each trial's first value" if scaled else
+                       'its "auto" `warmup_max_lr` is each trial\'s first value',),
                 help="remove `scheduler` from the DeepSpeed config, or stop searching it")  # fmt: skip
     names = list(dict.fromkeys(n for _, ns in owners for n in ns))
     if not names:

@@ -3193,3 +3193,19 @@ def test_a_deepspeed_warmup_cosine_schedule_scales_the_searched_lr_and_is_not_wa
     (w,) = _ds_diagnostics(tmp_path, json.dumps({"scheduler": cosine}), extra=pbt)
     assert "`pbt`'s mutations of `lr` never reach training" in w.message
     assert w.notes == ("it scales each trial's first value",)
+
+
+def test_a_trainers_create_optimizer_a_deepspeed_configs_optimizer_replaces_is_warned(tmp_path) -> None:
+    """A file copied from another project, with its own `optimizer`: the trainer's SGD never
+    trained, said only in the trials' logs."""
+    body = ("\n    def create_optimizer(self, model, config):\n"
+            "        return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)\n")
+    (tmp_path / "trainer.py").write_text(own_trainer(body=body), encoding="utf-8")
+    (w,) = _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}}')
+    assert (w.code, w.severity, w.message) == (
+        "HP804", "warning", 'the DeepSpeed config "ds.json" sets its own `optimizer` (AdamW): the trainer\'s '
+                            "`create_optimizer` (T) never trains")
+    # its values left to "auto" come from the trainer's optimizer: it is used
+    assert _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}') == []
+    (tmp_path / "trainer.py").write_text(own_trainer(), encoding="utf-8")  # hpoc's default optimizer
+    assert _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}}') == []

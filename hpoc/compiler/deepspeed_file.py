@@ -38,8 +38,9 @@ def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]
 def _misspelt(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
     zero = ds.get("zero_optimization")
     found = [(k, m, False) for k in ds if (m := deepspeed_keys.meant(k, deepspeed_keys.TOP))]
-    if isinstance(zero, dict):
-        found += [(f"zero_optimization.{k}", m, True) for k in zero if (m := deepspeed_keys.meant(k, deepspeed_keys.ZERO))]
+    for k in zero if isinstance(zero, dict) else ():
+        if m := deepspeed_keys.meant(k, deepspeed_keys.ZERO):
+            found.append((f"zero_optimization.{k}", m, True))
     for key, meant, refused in found:
         ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{key}`, which DeepSpeed does not know: '
                 f"`{meant}`?", at,

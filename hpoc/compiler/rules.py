@@ -44,7 +44,7 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines, hook_problems,
                                          itwinai_strategy_calls, keeps_default, loader_workers,
                                          model_config_reads, module_names, not_a_trainer, silent_loop,
                                          unread_optimizer_keys, unread_trainer_args, unrestored_loop)
@@ -830,7 +830,7 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                 ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
                         ch.spans.get("resources.deepspeed.config"), notes=notes, help=help)  # fmt: skip
             else:
-                _deepspeed_file(ch, out, config, path)
+                _deepspeed_file(ch, out, config, path, workdir)
             ds["config_file"] = path
         else:
             ds["config_file"] = None
@@ -898,7 +898,7 @@ def _cuda_without_gpus(ch: Checker, out: dict[str, Any], workdir: str | None) ->
                      "in `resources`")
 
 
-def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:
+def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str, workdir: str) -> None:
     """The DeepSpeed config file, read as the runtime reads it."""
     at = ch.spans.get("resources.deepspeed.config")
     twice: list[str] = []
@@ -937,7 +937,7 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
         return
     _deepspeed_overridden(ch, out, config, ds)
     check_file(ch, out, config, ds)
-    _deepspeed_owns_optimizer(ch, out, config, ds)
+    _deepspeed_owns_optimizer(ch, out, config, ds, workdir)
     _deepspeed_overrides_constants(ch, out, config, ds)
 
 
@@ -963,7 +963,7 @@ def _deepspeed_overrides_constants(ch: Checker, out: dict[str, Any], config: str
                      "from the trainer's optimizer), or remove its `optimizer`")  # fmt: skip
 
 
-def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], workdir: str) -> None:
     """A DeepSpeed config with an `optimizer` (or `scheduler`) section trains every trial
     with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
     searched = [p["name"] for p in out["space"]["params"]]
@@ -992,6 +992,7 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
                 help="remove `scheduler` from the DeepSpeed config, or stop searching it")  # fmt: skip
     names = list(dict.fromkeys(n for _, ns in owners for n in ns))
     if not names:
+        _deepspeed_replaces_create_optimizer(ch, out, config, ds, auto, workdir)
         return
     sections = " and ".join(f"`{k}`" for k, ns in owners if ns)
     listed = ", ".join(f"`{n}`" for n in names)
@@ -1003,6 +1004,24 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
             ch.spans.get("resources.deepspeed.config"), notes=notes,
             help=f"remove {sections} from the DeepSpeed config so that the trainer's optimizer, built from the "
                  f"trial's config, is used; or stop searching {them}")  # fmt: skip
+
+
+def _deepspeed_replaces_create_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any],
+                                         auto: Any, workdir: str) -> None:
+    """A file's own `optimizer` beside a trainer's `create_optimizer`: the trainer's never
+    trains (its values are used only where the file leaves them to "auto")."""
+    if not isinstance(ds.get("optimizer"), dict) or auto("optimizer", "lr"):
+        return
+    cls = defines(trainer_target(out), workdir, "create_optimizer")
+    if cls is None:
+        return
+    kind = ds["optimizer"].get("type")
+    kind = f" ({kind})" if isinstance(kind, str) else ""
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own `optimizer`{kind}: the trainer\'s '
+            f"`create_optimizer` ({cls}) never trains",
+            ch.spans.get("resources.deepspeed.config"),
+            help='remove `optimizer` from the DeepSpeed config, or write `"lr": "auto"` (and the other params) in '
+                 "it to take the trainer's values")  # fmt: skip
 
 
 def _keys_once(twice: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -759,3 +759,19 @@ def test_a_deepspeed_config_deepspeed_refuses_fails_its_trial_once_naming_the_ke
         s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
     assert str(raised.value).splitlines()[0] == said
     assert deterministic(raised.value) is not None
+
+
+def test_another_error_of_deepspeeds_start_is_left_as_it_is(tmp_path, monkeypatch):
+    deepspeed = pytest.importorskip("deepspeed")
+    raised = ValueError("not a config's refusal")
+
+    def initialize(**_):
+        raise raised
+
+    monkeypatch.setattr(deepspeed, "initialize", initialize)
+    monkeypatch.setattr(DeepSpeedStrategy, "init", lambda self: None)
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 2, "precision": None, "config_file": None}, device="cpu")
+    model = nn.Linear(4, 1)
+    with pytest.raises(ValueError) as got:
+        s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert got.value is raised and got.value.__cause__ is None

@@ -668,7 +668,9 @@ class DeepSpeedStrategy(DDPStrategy):
         try:
             engine, ds_optimizer, _, _ = deepspeed.initialize(**args, **kwargs)
         except ValueError as exc:  # pydantic's refusal of a key is one
-            raise (refused(exc) or exc) from exc
+            if (said := refused(exc)) is None:
+                raise
+            raise said from exc
         self.engine = engine
         self.model, self.optimizer, self.lr_scheduler = engine, ds_optimizer, lr_scheduler
         return engine, ds_optimizer, lr_scheduler

@@ -775,3 +775,26 @@ def test_another_error_of_deepspeeds_start_is_left_as_it_is(tmp_path, monkeypatc
     with pytest.raises(ValueError) as got:
         s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
     assert got.value is raised and got.value.__cause__ is None
+
+
+def test_a_half_precision_the_device_lacks_fails_its_trial_once_naming_the_section(monkeypatch, tmp_path):
+    """A GPU config's `"fp16": {"enabled": true}` on CPU workers: "ValueError: Type fp16 is not
+    supported on your device.", retried as if it might pass."""
+    deepspeed = pytest.importorskip("deepspeed")
+    from hpoc.runtime.retry import deterministic
+
+    def initialize(**_):  # DeepSpeed's engine, checking its dtype against the accelerator
+        raise ValueError("Type fp16 is not supported on your device.")
+
+    monkeypatch.setattr(deepspeed, "initialize", initialize)
+    monkeypatch.setattr(DeepSpeedStrategy, "init", lambda self: None)
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"fp16": {"enabled": True}}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 2, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    with pytest.raises(Exception) as raised:
+        s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert deterministic(raised.value) is not None
+    assert str(raised.value).splitlines()[0] == (
+        "DeepSpeed refuses the config's `fp16.enabled`: this device (cpu) does not support fp16")
+    assert 'set `"enabled": "auto"`' in str(raised.value)

@@ -1,10 +1,15 @@
-"""A DeepSpeed config that DeepSpeed's own config models (pydantic) refuse, said in one line
-naming the key: DeepSpeed's error named only the model ("1 validation error for
-DeepSpeedZeroConfig"), the key in the trial's error.txt, and each retry failed alike."""
+"""A DeepSpeed config that DeepSpeed refuses at its start, said in one line naming the key:
+its config models' (pydantic) error named only the model ("1 validation error for
+DeepSpeedZeroConfig"), the key in the trial's error.txt; a half precision the device lacks
+named no key at all. Each retry failed alike."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# DeepSpeed's engine, checking the config's dtype against the accelerator
+_NO_HALF = re.compile(r"Type (fp16|bf16) is not supported on your device\.?")
 
 # DeepSpeed's config models by the section of the file each reads
 SECTIONS = {"DeepSpeedZeroConfig": "zero_optimization", "DeepSpeedBF16Config": "bf16",
@@ -13,8 +18,12 @@ SECTIONS = {"DeepSpeedZeroConfig": "zero_optimization", "DeepSpeedBF16Config": "
             "TPTrainingConfig": "tensor_parallel", "DeepSpeedThroughputTimerConfig": "timers"}  # fmt: skip
 
 
-def refusal(exc: BaseException) -> str | None:
+def refusal(exc: BaseException, device: str = "cpu") -> str | None:
     """What DeepSpeed refused of the config, one line per key; None for any other error."""
+    if half := _NO_HALF.fullmatch(str(exc)):
+        kind = half.group(1)
+        return (f"DeepSpeed refuses the config's `{kind}.enabled`: this device ({device}) does not support {kind}"
+                f'\n  help: set `"enabled": "auto"` in its `{kind}` section (the trial\'s `precision`), or false')
     errors = getattr(exc, "errors", None)
     if type(exc).__name__ != "ValidationError" or not callable(errors):
         return None
@@ -28,11 +37,13 @@ def refusal(exc: BaseException) -> str | None:
     return "\n".join(lines) or None
 
 
-def refused(exc: BaseException) -> Any:
+def refused(exc: BaseException, device: str = "cpu") -> Any:
     """`exc` as the trial's TrainerError (every retry would fail alike), or None."""
-    said = refusal(exc)
+    said = refusal(exc, device)
     if said is None:
         return None
     from hpoc.runtime.returns import TrainerError  # it imports the strategies
 
-    return TrainerError(said + "\n  help: mend the DeepSpeed config file (`hpoc check` names a misspelt key)")
+    if "\n  help: " not in said:
+        said += "\n  help: mend the DeepSpeed config file (`hpoc check` names a misspelt key)"
+    return TrainerError(said)

@@ -667,8 +667,8 @@ class DeepSpeedStrategy(DDPStrategy):
             lr_scheduler = None  # the engine steps its own
         try:
             engine, ds_optimizer, _, _ = deepspeed.initialize(**args, **kwargs)
-        except ValueError as exc:  # pydantic's refusal of a key is one
-            if (said := refused(exc)) is None:
+        except ValueError as exc:  # pydantic's refusal of a key is one, and a half precision's
+            if (said := refused(exc, self._device.type)) is None:
                 raise
             raise said from exc
         self.engine = engine

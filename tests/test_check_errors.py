@@ -3387,3 +3387,108 @@ def test_ray_trains_resource_arguments_in_resources_are_told_hpocs_keys() -> Non
     for key in ("resources_per_worker = { CPU = 4, GPU = 1 }", "use_gpu = true", "resources_per_trial = { gpu = 1 }"):
         d = one_error(BASE + f"resources {{ {key} }}\n")
         assert (d.code, d.help) == ("HP201", want), key
+
+
+@pytest.mark.parametrize("content, key, meant, effect", [
+    # DeepSpeed skips a top-level key it does not know: the trials ran at hpoc's stage 2
+    ('{"zero_optimisation": {"stage": 3}}', "zero_optimisation", "zero_optimization", "ignores"),
+    ('{"train_micro_batch_size": 16}', "train_micro_batch_size", "train_micro_batch_size_per_gpu", "ignores"),
+    ('{"Gradient_Accumulation": 2}', "Gradient_Accumulation", "gradient_accumulation_steps", "ignores"),
+    # inside `zero_optimization` DeepSpeed refuses it, after Ray and the workers started
+    ('{"zero_optimization": {"stage": 2, "offload_optimiser": {"device": "cpu"}}}',
+     "zero_optimization.offload_optimiser", "offload_optimizer", "refuses"),
+])  # fmt: skip
+def test_a_misspelt_deepspeed_config_key_is_warned_naming_the_key_meant(tmp_path, content, key, meant,
+                                                                       effect) -> None:
+    (w,) = _ds_diagnostics(tmp_path, content)
+    assert (w.severity, w.code, where(w)) == ("warning", "HP804", (3, 59))
+    assert f'the DeepSpeed config "ds.json" sets `{key}`, which DeepSpeed does not know: `{meant}`?' == w.message
+    assert effect in w.render()
+    # keys DeepSpeed knows, and unknown ones like no key it knows (a note of the user's), are not
+    fine = '{"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}, "optimizer": ' \
+           '{"type": "AdamW", "params": {"lr": 0.001}}, "wall_clock_breakdown": false, "comment": "x"}'
+    assert _ds_diagnostics(tmp_path, fine) == []
+
+
+def test_a_deepspeed_config_beside_the_cwd_rather_than_the_spec_is_told_the_path_from_the_spec(tmp_path,
+                                                                                               monkeypatch) -> None:
+    """`hpoc check studies/x.hpo` with `config = "ds.json"` in the folder hpoc runs in: the
+    warning said only that the spec's folder has none, and the trials failed reading it."""
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "ds.json").write_text('{"zero_optimization": {"stage": 3}}', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    text = BASE + 'resources { gpus_per_worker = 1, deepspeed { config = "ds.json" } }\n'
+    (w,) = diagnostics(text, str(tmp_path / "studies"))
+    assert (w.severity, w.message) == ("warning", 'DeepSpeed config "ds.json" does not exist (yet)')
+    assert f"there is one in the folder hpoc runs in ({tmp_path / 'ds.json'})" in w.render()
+    assert w.help == 'a relative `config` is read from the spec\'s folder: write "../ds.json"'
+    monkeypatch.chdir(tmp_path / "studies")  # none here either: nothing more to say
+    (w,) = diagnostics(text, str(tmp_path / "studies"))
+    assert w.help == "it must exist when the study runs" and "hpoc runs in" not in w.render()
+
+
+@pytest.mark.parametrize("section, space, warned", [
+    ('"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}', "lr = 0.01",
+     "sets its own `optimizer`: the space's `lr` (0.01) never reaches training (the trials use the file's 0.001)"),
+    ('"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}', "weight_decay = 0.1",
+     "sets its own `optimizer`: the space's `weight_decay` (0.1) never reaches training (the trials use "
+     "DeepSpeed's default)"),
+    ('"optimizer": {"type": "AdamW", "params": {"lr": 0.01}}', "lr = 0.01", None),   # the same value
+    ('"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}', "lr = 0.01", None),  # filled in from the trial
+    ('"zero_optimization": {"stage": 2}', "lr = 0.01", None),                         # the trainer's optimizer
+])  # fmt: skip
+def test_a_constant_lr_the_deepspeed_configs_optimizer_overrides_is_warned(tmp_path, section, space, warned) -> None:
+    """`lr = 0.01` in `space` beside a copied file's `"lr": 0.001`: every trial trained at
+    0.001, said only in the trials' own logs."""
+    d = _ds_diagnostics(tmp_path, "{" + section + "}", extra=f"space {{ {space} }}\n")
+    if warned is None:
+        assert d == []
+        return
+    (w,) = d
+    assert (w.code, w.severity, w.message) == ("HP804", "warning", f'the DeepSpeed config "ds.json" {warned}')
+
+
+@pytest.mark.parametrize("part", ["offload_optimizer", "offload_param"])
+def test_a_zero_offload_device_deepspeed_refuses_is_an_error(tmp_path, part) -> None:
+    """`"device": "gpu"` failed every trial at DeepSpeed's start, after Ray and the workers."""
+    ds = {"zero_optimization": {"stage": 3, part: {"device": "gpu"}},
+          "optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}
+    (d,) = _ds_diagnostics(tmp_path, json.dumps(ds))
+    assert (d.severity, d.code, d.message) == (
+        "error", "HP204", f'the DeepSpeed config "ds.json" sets `zero_optimization.{part}.device` to "gpu": '
+                          'DeepSpeed offloads to "cpu" or "nvme" (or "none")')
+    ds["zero_optimization"][part]["device"] = "none"
+    assert not _ds_diagnostics(tmp_path, json.dumps(ds))
+
+
+def test_a_deepspeed_warmup_cosine_schedule_scales_the_searched_lr_and_is_not_warned(tmp_path) -> None:
+    """WarmupCosineLR moves the optimizer's own rate by ratios: the searched `lr` reaches
+    training, and `hpoc check` said it never did (the help: remove the scheduler)."""
+    cosine = {"type": "WarmupCosineLR", "params": {"total_num_steps": 100, "warmup_num_steps": 10}}
+    extra = "space { lr = loguniform(1e-4, 1e-2) }\n"
+    assert _ds_diagnostics(tmp_path, json.dumps({"scheduler": cosine}), extra=extra) == []
+    # WarmupLR's `warmup_max_lr` is a rate of its own: the searched one is lost
+    warmup = {"type": "WarmupLR", "params": {"warmup_max_lr": 0.001, "warmup_num_steps": 10}}
+    (w,) = _ds_diagnostics(tmp_path, json.dumps({"scheduler": warmup}), extra=extra)
+    assert "the searched `lr` never reaches training" in w.message
+    # under PBT it still sets the rate every step from each trial's first `lr`: a mutation is lost
+    pbt = extra + "scheduler pbt { perturbation_interval = 1 }\n"
+    (w,) = _ds_diagnostics(tmp_path, json.dumps({"scheduler": cosine}), extra=pbt)
+    assert "`pbt`'s mutations of `lr` never reach training" in w.message
+    assert w.notes == ("it scales each trial's first value",)
+
+
+def test_a_trainers_create_optimizer_a_deepspeed_configs_optimizer_replaces_is_warned(tmp_path) -> None:
+    """A file copied from another project, with its own `optimizer`: the trainer's SGD never
+    trained, said only in the trials' logs."""
+    body = ("\n    def create_optimizer(self, model, config):\n"
+            "        return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)\n")
+    (tmp_path / "trainer.py").write_text(own_trainer(body=body), encoding="utf-8")
+    (w,) = _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}}')
+    assert (w.code, w.severity, w.message) == (
+        "HP804", "warning", 'the DeepSpeed config "ds.json" sets its own `optimizer` (AdamW): the trainer\'s '
+                            "`create_optimizer` (T) never trains")
+    # its values left to "auto" come from the trainer's optimizer: it is used
+    assert _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}') == []
+    (tmp_path / "trainer.py").write_text(own_trainer(), encoding="utf-8")  # hpoc's default optimizer
+    assert _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}}') == []

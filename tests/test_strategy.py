@@ -727,3 +727,74 @@ def test_an_hf_deepspeed_files_apex_section_that_is_off_is_dropped(tmp_path, amp
     config = s.ds_config()
     assert "amp" not in config
     deepspeed_config.DeepSpeedConfig(config)  # refused "NVIDIA Apex AMP integration has been removed"
+
+
+@pytest.mark.parametrize("file, said", [
+    ({"zero_optimization": {"stage": 2, "offload_optimiser": {"device": "cpu"}}},
+     "DeepSpeed refuses the config's `zero_optimization.offload_optimiser`: it is not a setting DeepSpeed "
+     "knows (a misspelling?)"),
+    ({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "gpu"}}},
+     "DeepSpeed refuses the config's `zero_optimization.offload_optimizer.device`: Input should be 'none', "
+     "'cpu' or 'nvme'"),
+])  # fmt: skip
+def test_a_deepspeed_config_deepspeed_refuses_fails_its_trial_once_naming_the_key(tmp_path, monkeypatch, file, said):
+    """Every trial failed, each retried, with "pydantic_core._pydantic_core.ValidationError: 1
+    validation error for DeepSpeedZeroConfig": the key it refused only in error.txt."""
+    deepspeed = pytest.importorskip("deepspeed")
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    from hpoc.runtime.retry import deterministic
+    from hpoc.runtime.returns import TrainerError
+
+    def initialize(config, **_):  # as DeepSpeed reads the config, without starting an engine
+        DeepSpeedZeroConfig(**config["zero_optimization"])
+
+    monkeypatch.setattr(deepspeed, "initialize", initialize)
+    monkeypatch.setattr(DeepSpeedStrategy, "init", lambda self: None)
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": None, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    with pytest.raises(TrainerError) as raised:
+        s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert str(raised.value).splitlines()[0] == said
+    assert deterministic(raised.value) is not None
+
+
+def test_another_error_of_deepspeeds_start_is_left_as_it_is(tmp_path, monkeypatch):
+    deepspeed = pytest.importorskip("deepspeed")
+    raised = ValueError("not a config's refusal")
+
+    def initialize(**_):
+        raise raised
+
+    monkeypatch.setattr(deepspeed, "initialize", initialize)
+    monkeypatch.setattr(DeepSpeedStrategy, "init", lambda self: None)
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 2, "precision": None, "config_file": None}, device="cpu")
+    model = nn.Linear(4, 1)
+    with pytest.raises(ValueError) as got:
+        s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert got.value is raised and got.value.__cause__ is None
+
+
+def test_a_half_precision_the_device_lacks_fails_its_trial_once_naming_the_section(monkeypatch, tmp_path):
+    """A GPU config's `"fp16": {"enabled": true}` on CPU workers: "ValueError: Type fp16 is not
+    supported on your device.", retried as if it might pass."""
+    deepspeed = pytest.importorskip("deepspeed")
+    from hpoc.runtime.retry import deterministic
+
+    def initialize(**_):  # DeepSpeed's engine, checking its dtype against the accelerator
+        raise ValueError("Type fp16 is not supported on your device.")
+
+    monkeypatch.setattr(deepspeed, "initialize", initialize)
+    monkeypatch.setattr(DeepSpeedStrategy, "init", lambda self: None)
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({"fp16": {"enabled": True}}))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 2, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    with pytest.raises(Exception) as raised:
+        s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert deterministic(raised.value) is not None
+    assert str(raised.value).splitlines()[0] == (
+        "DeepSpeed refuses the config's `fp16.enabled`: this device (cpu) does not support fp16")
+    assert 'set `"enabled": "auto"`' in str(raised.value)

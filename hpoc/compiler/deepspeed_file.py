@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any
 
+from hpoc.compiler import deepspeed_keys
 from hpoc.compiler.check import RESOURCES, VALUE, WARN_FILE, WARN_RESOURCES, Checker
 from hpoc.plan import DS_AUTO_OPTIMIZER, DS_AUTO_SCHEDULER
 from hpoc.plan.space import INT_DOMAINS, multiples
@@ -24,6 +25,7 @@ MAX_VALUES = 4096  # a searched batch_size with more values is not enumerated
 
 def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
     at = ch.spans.get("resources.deepspeed.config")
+    _misspelt(ch, config, ds, at)
     _half_precisions(ch, config, ds, at)
     _fp16_on_cpu(ch, out, config, ds, at)
     _unfilled_autos(ch, config, ds, at)
@@ -31,6 +33,21 @@ def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]
     _micro_batch(ch, out, config, ds, at)
     _offload(ch, config, ds, at)
     _offload_stage(ch, out, config, ds, at)
+
+
+def _misspelt(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
+    zero = ds.get("zero_optimization")
+    found = [(k, m, False) for k in ds if (m := deepspeed_keys.meant(k, deepspeed_keys.TOP))]
+    for k in zero if isinstance(zero, dict) else ():
+        if m := deepspeed_keys.meant(k, deepspeed_keys.ZERO):
+            found.append((f"zero_optimization.{k}", m, True))
+    for key, meant, refused in found:
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{key}`, which DeepSpeed does not know: '
+                f"`{meant}`?", at,
+                notes=("DeepSpeed refuses it there: every trial fails" if refused else
+                       "DeepSpeed ignores a top-level key it does not know, without a word: the trials run "
+                       "without it",),
+                help=f"write `{meant}`")  # fmt: skip
 
 
 def _half_precisions(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
@@ -212,6 +229,11 @@ def _offload(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
         return
     for part in ("offload_optimizer", "offload_param"):
         o = zero.get(part)
+        device = o.get("device") if isinstance(o, dict) else None
+        if device is not None and device not in ("none", "cpu", "nvme"):
+            ch.error(VALUE, f'the DeepSpeed config "{config}" sets `zero_optimization.{part}.device` to '
+                     f'{json.dumps(device)}: DeepSpeed offloads to "cpu" or "nvme" (or "none")', at)  # fmt: skip
+            return
         path = o.get("nvme_path") if isinstance(o, dict) and o.get("device") == "nvme" else None
         here = os.path.expanduser(os.path.expandvars(path)) if isinstance(path, str) else None
         # checked here, not on the nodes: a node-local disk may exist there only; the runtime

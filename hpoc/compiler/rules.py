@@ -44,10 +44,10 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, hook_problems, several_gpus,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines, hook_problems,
                                          itwinai_strategy_calls, keeps_default, loader_workers,
-                                         model_config_reads, module_names, not_a_trainer, silent_loop,
-                                         unread_optimizer_keys, unread_trainer_args, unrestored_loop)
+                                         model_config_reads, module_names, not_a_trainer, several_gpus,
+                                         silent_loop, unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Param, Space, as_count, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
@@ -855,11 +855,16 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                          ch.spans.get("resources.deepspeed.config"), notes=(f"looked for {path}",),
                          help='name the file in it, e.g. "' + os.path.join(config, "ds_config.json") + '"')
             elif not os.path.isfile(path):
+                notes, help = (f"looked for {path}",), "it must exist when the study runs"
+                here = os.path.abspath(config)  # the folder `hpoc check` runs in: a copied command's path
+                if not os.path.isabs(config) and here != path and os.path.isfile(here):
+                    notes += (f"there is one in the folder hpoc runs in ({here})",)
+                    help = ("a relative `config` is read from the spec's folder: write "
+                            f'"{os.path.relpath(here, workdir)}"')
                 ch.warn(WARN_FILE, f'DeepSpeed config "{config}" does not exist (yet)',
-                        ch.spans.get("resources.deepspeed.config"),
-                        notes=(f"looked for {path}",), help="it must exist when the study runs")  # fmt: skip
+                        ch.spans.get("resources.deepspeed.config"), notes=notes, help=help)  # fmt: skip
             else:
-                _deepspeed_file(ch, out, config, path)
+                _deepspeed_file(ch, out, config, path, workdir)
             ds["config_file"] = path
         else:
             ds["config_file"] = None
@@ -935,7 +940,7 @@ def _cuda_without_gpus(ch: Checker, out: dict[str, Any], workdir: str | None) ->
                      "in `resources`")
 
 
-def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) -> None:
+def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str, workdir: str) -> None:
     """The DeepSpeed config file, read as the runtime reads it."""
     at = ch.spans.get("resources.deepspeed.config")
     twice: list[str] = []
@@ -974,10 +979,33 @@ def _deepspeed_file(ch: Checker, out: dict[str, Any], config: str, path: str) ->
         return
     _deepspeed_overridden(ch, out, config, ds)
     check_file(ch, out, config, ds)
-    _deepspeed_owns_optimizer(ch, out, config, ds)
+    _deepspeed_owns_optimizer(ch, out, config, ds, workdir)
+    _deepspeed_overrides_constants(ch, out, config, ds)
 
 
-def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+def _deepspeed_overrides_constants(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]) -> None:
+    """A constant `lr` (`weight_decay`, ...) of the space beside a file's own `optimizer`
+    with another value: every trial trains with the file's, said only in the trials' logs."""
+    if not isinstance(ds.get("optimizer"), dict):
+        return
+    params = ds["optimizer"].get("params")
+    params = params if isinstance(params, dict) else {}
+    for name, value in out["space"]["constants"].items():
+        key = name.rsplit(".", 1)[-1]
+        if key not in _OPTIMIZER_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        theirs = params.get("lr" if key in _LR_KEYS else key)
+        if theirs == "auto" or theirs == value:
+            continue
+        used = f"the file's {json.dumps(theirs)}" if theirs is not None else "DeepSpeed's default"
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own `optimizer`: the space\'s `{name}` '
+                f"({value:g}) never reaches training (the trials use {used})",
+                ch.spans.get("resources.deepspeed.config"),
+                help=f'write `"{key if key not in _LR_KEYS else "lr"}": "auto"` in its `optimizer.params` (filled in '
+                     "from the trainer's optimizer), or remove its `optimizer`")  # fmt: skip
+
+
+def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any], workdir: str) -> None:
     """A DeepSpeed config with an `optimizer` (or `scheduler`) section trains every trial
     with that file's learning rate: a searched (or PBT-mutated) `lr` never reaches training."""
     searched = [p["name"] for p in out["space"]["params"]]
@@ -991,7 +1019,9 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
         owners.append(("optimizer", [n for n in searched if (k := n.rsplit(".", 1)[-1]) in _OPTIMIZER_KEYS
                                      and not auto("optimizer", "lr" if k in _LR_KEYS else k)]))
     sched = (out.get("scheduler") or {}).get("name")
-    if "scheduler" in ds and not auto("scheduler", "warmup_max_lr"):
+    # WarmupCosineLR scales the optimizer's own rate (ratios): the trial's `lr` is its peak
+    scaled = isinstance(ds.get("scheduler"), dict) and ds["scheduler"].get("type") == "WarmupCosineLR"
+    if "scheduler" in ds and not scaled and not auto("scheduler", "warmup_max_lr"):
         owners.append(("scheduler", [n for n in searched if n.rsplit(".", 1)[-1] in _LR_KEYS]))
     elif "scheduler" in ds and sched in T.POPULATION and (lrs := [n for n in searched
                                                                if n.rsplit(".", 1)[-1] in _LR_KEYS]):
@@ -999,10 +1029,12 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
         ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own `scheduler`, which sets the learning '
                 f"rate every step: `{sched}`'s mutations of `{lrs[0]}` never reach training",
                 ch.spans.get("resources.deepspeed.config"),
-                notes=('its "auto" `warmup_max_lr` is each trial\'s first value',),
+                notes=("it scales each trial's first value" if scaled else
+                       'its "auto" `warmup_max_lr` is each trial\'s first value',),
                 help="remove `scheduler` from the DeepSpeed config, or stop searching it")  # fmt: skip
     names = list(dict.fromkeys(n for _, ns in owners for n in ns))
     if not names:
+        _deepspeed_replaces_create_optimizer(ch, out, config, ds, auto, workdir)
         return
     sections = " and ".join(f"`{k}`" for k, ns in owners if ns)
     listed = ", ".join(f"`{n}`" for n in names)
@@ -1014,6 +1046,24 @@ def _deepspeed_owns_optimizer(ch: Checker, out: dict[str, Any], config: str, ds:
             ch.spans.get("resources.deepspeed.config"), notes=notes,
             help=f"remove {sections} from the DeepSpeed config so that the trainer's optimizer, built from the "
                  f"trial's config, is used; or stop searching {them}")  # fmt: skip
+
+
+def _deepspeed_replaces_create_optimizer(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any],
+                                         auto: Any, workdir: str) -> None:
+    """A file's own `optimizer` beside a trainer's `create_optimizer`: the trainer's never
+    trains (its values are used only where the file leaves them to "auto")."""
+    if not isinstance(ds.get("optimizer"), dict) or auto("optimizer", "lr"):
+        return
+    cls = defines(trainer_target(out), workdir, "create_optimizer")
+    if cls is None:
+        return
+    kind = ds["optimizer"].get("type")
+    kind = f" ({kind})" if isinstance(kind, str) else ""
+    ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets its own `optimizer`{kind}: the trainer\'s '
+            f"`create_optimizer` ({cls}) never trains",
+            ch.spans.get("resources.deepspeed.config"),
+            help='remove `optimizer` from the DeepSpeed config, or write `"lr": "auto"` (and the other params) in '
+                 "it to take the trainer's values")  # fmt: skip
 
 
 def _keys_once(twice: list[str], pairs: list[tuple[str, Any]]) -> dict[str, Any]:

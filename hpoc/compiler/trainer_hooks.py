@@ -502,6 +502,12 @@ def unread_optimizer_keys(target: str, workdir: str | None, keys: list[str]) -> 
     return shown, [k for k in keys if k not in OPTIMIZER_READS and k not in named]
 
 
+def defines(target: str, workdir: str | None, name: str) -> str | None:
+    """The trainer `target`'s class name when its classes (all in its module) define `name`."""
+    trainer = _trainer(target, workdir)
+    return trainer[2].name if trainer is not None and name in trainer[3] else None
+
+
 def keeps_default(target: str, workdir: str | None, names: tuple[str, ...]) -> bool:
     """Whether the trainer `target` surely keeps hpoc.Trainer's own `names` (defines none of
     them in its classes, all in its module)."""

@@ -31,6 +31,7 @@ import torch
 from hpoc.plan import dsjson
 from hpoc.runtime import deepspeed_log
 from hpoc.runtime.deepspeed_autos import ds_bool, fill_autos, param_groups
+from hpoc.runtime.deepspeed_refused import refused
 
 STATE_FILE = "state.pt"
 DS_TAG = "hpoc"
@@ -664,7 +665,12 @@ class DeepSpeedStrategy(DDPStrategy):
             args["optimizer"] = optimizer
         if "scheduler" in config:
             lr_scheduler = None  # the engine steps its own
-        engine, ds_optimizer, _, _ = deepspeed.initialize(**args, **kwargs)
+        try:
+            engine, ds_optimizer, _, _ = deepspeed.initialize(**args, **kwargs)
+        except ValueError as exc:  # pydantic's refusal of a key is one, and a half precision's
+            if (said := refused(exc, self._device.type)) is None:
+                raise
+            raise said from exc
         self.engine = engine
         self.model, self.optimizer, self.lr_scheduler = engine, ds_optimizer, lr_scheduler
         return engine, ds_optimizer, lr_scheduler

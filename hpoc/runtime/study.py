@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
-from hpoc.runtime import clock, compact, failfast, full, hooks, lean, marker, rerun, runlock, walltime, watch
+from hpoc.runtime import clock, compact, deepspeed_ops, failfast, full, hooks, lean, marker, rerun, runlock
+from hpoc.runtime import walltime, watch
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -167,6 +168,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             _check_capacity(plan, ray_session)
             if room is not None:
                 _warn_concurrent(plan, data[0], room, stream, shard)
+            if building := deepspeed_ops.build_line(plan):
+                say(stream, building)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
                 move_aside(exp, stream, lock)
                 mode = STATE.mode = "fresh"

@@ -1,0 +1,66 @@
+"""The line said before a first DeepSpeed trial that builds DeepSpeed's C++ ops."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from hpoc.runtime.deepspeed_ops import build_line
+
+
+def _plan(tmp_path, gpus: int = 0, config: dict | None = None) -> dict:
+    path = None
+    if config is not None:
+        path = tmp_path / "ds.json"
+        path.write_text(json.dumps(config))
+    return {"resources": {"strategy": "deepspeed", "gpus_per_worker": gpus,
+                          "deepspeed": {"config_file": str(path) if path else None}}}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    root = tmp_path / "extensions"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(root))
+    return root
+
+
+def _build(root, op: str) -> None:
+    (root / op).mkdir(parents=True)
+    (root / op / f"{op}.so").write_bytes(b"")
+
+
+def test_the_first_cpu_trials_op_build_is_said_until_it_is_built(tmp_path, cache):
+    """The first DeepSpeed trial on CPU sat "running" for minutes, building its op unsaid."""
+    line = build_line(_plan(tmp_path))
+    assert line == ("[hpoc] the first DeepSpeed trial builds DeepSpeed's `deepspeed_shm_comm` op with a C++ "
+                    f"compiler before it trains, first time only (~2-3 min; kept in {cache})")
+    _build(cache, "deepspeed_shm_comm")
+    assert build_line(_plan(tmp_path)) is None
+
+
+def test_a_config_files_adam_names_the_op_it_builds(tmp_path, cache):
+    offload = {"optimizer": {"type": "AdamW", "params": {"lr": 0.001}},
+               "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}
+    assert "`cpu_adam` op with" in build_line(_plan(tmp_path, gpus=1, config=offload))
+    _build(cache, "cpu_adam")
+    assert build_line(_plan(tmp_path, gpus=1, config=offload)) is None
+    fused = {"optimizer": {"type": "Adam", "params": {"lr": 0.001}}}
+    assert "`deepspeed_shm_comm` and `fused_adam` ops with" in build_line(_plan(tmp_path, config=fused))
+    # nothing built: torch's Adam, an SGD, the trainer's optimizer on a GPU, or no DeepSpeed at all
+    for config in ({"optimizer": {"type": "Adam", "params": {"torch_adam": True}}},
+                   {"optimizer": {"type": "SGD", "params": {"lr": 0.1}}}, {}):
+        assert build_line(_plan(tmp_path, gpus=1, config=config)) is None
+    assert build_line({"resources": {"strategy": "ddp", "gpus_per_worker": 0, "deepspeed": None}}) is None
+
+
+def test_the_cache_is_torchs_own(monkeypatch, tmp_path):
+    """Where torch's `load` builds: else an op built there would still be said."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    from hpoc.runtime.deepspeed_ops import cache_dir
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == os.path.dirname(_get_build_directory("x", verbose=False))

@@ -320,3 +320,30 @@ def test_the_page_cache_on_the_active_list_is_room_too(tmp_path) -> None:
         f"{base}/memory.stat": f"active_file 3\ninactive_file 4\ntotal_active_file {4 * GIB}\n"
                                f"total_inactive_file {GIB}"})
     assert cgroup_bound(proc, root) == (6 * GIB, 8 * GIB)
+
+
+def test_fractional_gpus_hold_as_many_trials_as_ray_places() -> None:
+    """0.2 of a GPU each: Ray places 5 trials on one GPU (it counts in ten-thousandths),
+    but `1 // 0.2` is 4.0 in floating point: 4 were said to run at once, and the data of 5
+    whose copies fit 4 was not warned of."""
+    from hpoc.runtime.session import trials_at_once
+
+    def plan(workers, gpw):
+        return {"resources": {"workers": workers, "cpus_per_worker": 1, "gpus_per_worker": gpw}}
+
+    node = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}}]
+    assert trials_at_once(plan(1, 0.2), node) == 5
+    assert trials_at_once(plan(1, 0.1), node) == 10
+    assert trials_at_once(plan(5, 0.2), [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}]) == 2
+
+
+def test_fractional_gpus_a_trials_workers_fit_on_are_not_refused() -> None:
+    """5 workers of 0.2 GPU on one GPU: Ray places them; the capacity check counted
+    `1 // 0.2` = 4 and refused the study (exit 2) as needing more GPUs."""
+    from hpoc.runtime.session import SessionError, check_capacity
+
+    plan = {"resources": {"workers": 5, "cpus_per_worker": 1, "gpus_per_worker": 0.2}}
+    check_capacity(plan, [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}], "this machine")
+    with pytest.raises(SessionError, match="needs 6 worker"):  # 6 of them do not fit
+        check_capacity({"resources": {**plan["resources"], "workers": 6}},
+                       [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}], "this machine")

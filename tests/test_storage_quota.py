@@ -457,3 +457,15 @@ def test_a_gpfs_group_quota_is_asked_of_mmlsquota_g(tmp_path, monkeypatch):
         f"storage path {tmp_path / 'results'}: group proj's file quota (`mmlsquota -g proj -Y gpfs1`) "
         "leaves 100 file(s)"), problem
     assert quota.parse_mmlsquota(grp) is None  # a group's row is not the user's
+
+
+def test_a_shard_moved_aside_is_not_counted_as_trials_there(tmp_path):
+    """`--fresh` of one shard moves its folder aside within the study's
+    (`shard-1.prev-<date>`): its trials are the earlier run's, kept where they were, and
+    the fresh shard writes all of its own again. They were counted as there already, and a
+    quota with too few files left for the fresh shard let it start."""
+    root = tmp_path / "study"
+    for shard in ("shard-0", "shard-1.prev-20261130-101500", "shard-1.prev-20261130-101500-2"):
+        for i in range(10):
+            (root / shard / f"trial_{i:05d}_a{i}").mkdir(parents=True)
+    assert quota._trials_there(root) == 10

@@ -361,7 +361,7 @@ def _trials_there(root: Path) -> int:
     for entry in entries:
         if not entry.is_dir():
             continue
-        if entry.name.startswith("shard-"):
+        if re.fullmatch(r"shard-\d+", entry.name):  # not a shard moved aside (`shard-1.prev-<date>`)
             count += _trials_there(Path(entry.path))
         elif entry.name.startswith("trial_"):
             count += 1

@@ -32,7 +32,7 @@ def v2(tmp_path, levels: dict[str, tuple[str, int, int]]) -> tuple[str, str]:
     for path, (limit, current, inactive) in levels.items():
         files[f"{path.strip('/')}/memory.max"] = limit
         files[f"{path.strip('/')}/memory.current"] = str(current)
-        files[f"{path.strip('/')}/memory.stat"] = f"anon 1\ninactive_file {inactive}\nactive_file 7"
+        files[f"{path.strip('/')}/memory.stat"] = f"anon 1\ninactive_file {inactive}\nactive_file 0\nshmem 7"
     return tree(tmp_path, f"0::{JOB}/step_batch/user/task_0", files)
 
 
@@ -298,3 +298,52 @@ def test_a_nodes_limit_is_read_as_slurm_says_it() -> None:
     assert limit({"SLURM_JOB_ID": "1"}, "512") == 512 * 2**20
     assert limit({"SLURM_JOB_ID": "1"}) is None
     assert limit({}, "16G") is None  # not in a job: the plan's job is not where this runs
+
+
+def test_the_page_cache_on_the_active_list_is_room_too(tmp_path) -> None:
+    """A getter that read its files twice (a checksum, then the load) leaves their pages
+    on the active list: the kernel drops those too before it OOM-kills (the host's
+    "available" counts them). Only `inactive_file` was taken off the usage: a job of 8 GiB
+    holding 2 GiB of its own and 5 GiB of active page cache had 1 GiB "left", and data that
+    fits was refused. Shared memory (Ray's object store) is on the anon lists: still used."""
+    proc, root = tree(tmp_path, f"0::{JOB}/step_batch", {
+        f"{JOB.strip('/')}/memory.max": str(8 * GIB),
+        f"{JOB.strip('/')}/memory.current": str(7 * GIB),
+        f"{JOB.strip('/')}/memory.stat": f"anon {GIB}\nfile {6 * GIB}\nactive_file {5 * GIB}\n"
+                                         f"inactive_file 0\nshmem {GIB}"})
+    assert cgroup_bound(proc, root) == (6 * GIB, 8 * GIB)
+    base = "memory/slurm/uid_1000/job_42"
+    (tmp_path / "v1").mkdir()
+    proc, root = tree(tmp_path / "v1", "4:memory:/slurm/uid_1000/job_42", {
+        f"{base}/memory.limit_in_bytes": str(8 * GIB),
+        f"{base}/memory.usage_in_bytes": str(7 * GIB),
+        f"{base}/memory.stat": f"active_file 3\ninactive_file 4\ntotal_active_file {4 * GIB}\n"
+                               f"total_inactive_file {GIB}"})
+    assert cgroup_bound(proc, root) == (6 * GIB, 8 * GIB)
+
+
+def test_fractional_gpus_hold_as_many_trials_as_ray_places() -> None:
+    """0.2 of a GPU each: Ray places 5 trials on one GPU (it counts in ten-thousandths),
+    but `1 // 0.2` is 4.0 in floating point: 4 were said to run at once, and the data of 5
+    whose copies fit 4 was not warned of."""
+    from hpoc.runtime.session import trials_at_once
+
+    def plan(workers, gpw):
+        return {"resources": {"workers": workers, "cpus_per_worker": 1, "gpus_per_worker": gpw}}
+
+    node = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 1.0}}]
+    assert trials_at_once(plan(1, 0.2), node) == 5
+    assert trials_at_once(plan(1, 0.1), node) == 10
+    assert trials_at_once(plan(5, 0.2), [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}]) == 2
+
+
+def test_fractional_gpus_a_trials_workers_fit_on_are_not_refused() -> None:
+    """5 workers of 0.2 GPU on one GPU: Ray places them; the capacity check counted
+    `1 // 0.2` = 4 and refused the study (exit 2) as needing more GPUs."""
+    from hpoc.runtime.session import SessionError, check_capacity
+
+    plan = {"resources": {"workers": 5, "cpus_per_worker": 1, "gpus_per_worker": 0.2}}
+    check_capacity(plan, [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}], "this machine")
+    with pytest.raises(SessionError, match="needs 6 worker"):  # 6 of them do not fit
+        check_capacity({"resources": {**plan["resources"], "workers": 6}},
+                       [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}], "this machine")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -457,3 +458,38 @@ def test_a_gpfs_group_quota_is_asked_of_mmlsquota_g(tmp_path, monkeypatch):
         f"storage path {tmp_path / 'results'}: group proj's file quota (`mmlsquota -g proj -Y gpfs1`) "
         "leaves 100 file(s)"), problem
     assert quota.parse_mmlsquota(grp) is None  # a group's row is not the user's
+
+
+def test_a_shard_moved_aside_is_not_counted_as_trials_there(tmp_path):
+    """`--fresh` of one shard moves its folder aside within the study's
+    (`shard-1.prev-<date>`): its trials are the earlier run's, kept where they were, and
+    the fresh shard writes all of its own again. They were counted as there already, and a
+    quota with too few files left for the fresh shard let it start."""
+    root = tmp_path / "study"
+    for shard in ("shard-0", "shard-1.prev-20261130-101500", "shard-1.prev-20261130-101500-2"):
+        for i in range(10):
+            (root / shard / f"trial_{i:05d}_a{i}").mkdir(parents=True)
+    assert quota._trials_there(root) == 10
+
+
+def test_a_fresh_run_counts_none_of_the_trials_it_moves_aside(tmp_path, lustre):
+    """`--fresh` moves the earlier run aside (its files stay) and writes every trial anew:
+    its 2 trials were taken as there already, and a quota of 20 files left let a run of
+    2 x 15 files start. A shard's `--fresh` leaves the other shards' trials counted."""
+    from hpoc.runtime import study
+
+    lustre("    /lustre/fs1  204800       0 9000000       -   49980      0   50000       -")
+    plan = _plan(tmp_path, 2)
+    exp = tmp_path / "results" / "toy"
+    for i in range(2):
+        (exp / f"trial_{i:05d}_x").mkdir(parents=True)
+    study._check_storage(plan, exp, io.StringIO())  # resumed: nothing left to write
+    with pytest.raises(StudyError, match="leaves 20 file"):
+        study._check_storage(plan, exp, io.StringIO(), fresh=True)
+    shutil.rmtree(exp)
+    plan = _plan(tmp_path, 4)
+    plan["shards"]["count"] = 2
+    for shard in (0, 1):
+        for i in range(shard, 4, 2):
+            (exp / f"shard-{shard}" / f"trial_{i:05d}_x").mkdir(parents=True)
+    assert quota.files_needed(plan, fresh=exp / "shard-1") == (2 * 15, 2, 15)

@@ -4,7 +4,9 @@ memory cgroup's limit (a SLURM job's `--mem`/`--mem-per-cpu`, a container's `--m
 psutil sees the host: a job of `--mem=8G` on a 512 GB node had 500 GB "available" and its
 trials were killed by the cgroup's OOM killer. The limit that binds is the tightest along
 the process's cgroup path, each level's limit less its usage (the page cache it can drop,
-`inactive_file`, not counted as used: a getter that read its files from disk filled it).
+`inactive_file` and `active_file`, not counted as used: a getter that read its files from
+disk filled it, and the kernel reclaims both lists before it OOM-kills, as the host's
+"available" counts them; shared memory, Ray's object store, is on the anon lists: used).
 cgroup v2: `memory.max` ("max": none) and `memory.current` under the unified path; v1:
 `memory.limit_in_bytes` (a huge sentinel: none) and `memory.usage_in_bytes` under the
 memory controller's. A file that cannot be read gives no finding, never an error.
@@ -121,15 +123,16 @@ def _levels(proc: str, root: str) -> list[tuple[str, str]]:
 
 
 def _level(directory: str, version: str) -> tuple[int, int] | None:
-    names = ("memory.max", "memory.current", "inactive_file") if version == "v2" else \
-        ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+    names = ("memory.max", "memory.current", "") if version == "v2" else \
+        ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_")  # v1: the subtree's counts
     limit = _number(os.path.join(directory, names[0]))
     if limit is None or limit >= _V1_UNLIMITED:
         return None
     used = _number(os.path.join(directory, names[1]))
     if used is None:
         return None
-    used -= _stat(os.path.join(directory, "memory.stat"), names[2])
+    stat = os.path.join(directory, "memory.stat")
+    used -= sum(_stat(stat, f"{names[2]}{lru}_file") for lru in ("inactive", "active"))
     return max(0, limit - max(0, used)), limit
 
 

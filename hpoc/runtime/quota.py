@@ -349,10 +349,14 @@ def files_per_trial(plan: dict[str, Any]) -> int:
     return BASE_FILES + 2 * (int(keep) + 1)
 
 
-def _trials_there(root: Path) -> int:
-    """Trial directories an earlier run left (a shard's too): they need no more room. Read
-    from the listing alone, by the name hpoc gives them (tuner.trial_dirname): a stat of
-    each one's files is a round trip to Lustre's servers per trial (benchmarks/trial_count.py)."""
+def _trials_there(root: Path, fresh: Path | None = None) -> int:
+    """Trial directories an earlier run left (a shard's too): they need no more room, but
+    for those under `fresh` (a `--fresh` run's folder: moved aside, every trial written
+    anew). Read from the listing alone, by the name hpoc gives them (tuner.trial_dirname):
+    a stat of each one's files is a round trip to Lustre's servers per trial
+    (benchmarks/trial_count.py)."""
+    if fresh is not None and root == fresh:
+        return 0
     count = 0
     try:
         entries = list(os.scandir(root))
@@ -361,19 +365,20 @@ def _trials_there(root: Path) -> int:
     for entry in entries:
         if not entry.is_dir():
             continue
-        if entry.name.startswith("shard-"):
-            count += _trials_there(Path(entry.path))
+        if re.fullmatch(r"shard-\d+", entry.name):  # not a shard moved aside (`shard-1.prev-<date>`)
+            count += _trials_there(Path(entry.path), fresh)
         elif entry.name.startswith("trial_"):
             count += 1
     return count
 
 
-def files_needed(plan: dict[str, Any]) -> tuple[int, int, int]:
-    """(files, trials, files per trial) the study still has to write."""
+def files_needed(plan: dict[str, Any], fresh: Path | None = None) -> tuple[int, int, int]:
+    """(files, trials, files per trial) the study still has to write; `fresh`: the folder
+    a `--fresh` run moves aside (its trials are written again)."""
     from hpoc.plan.space import total_trials
 
     root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
-    trials = max(0, total_trials(plan) - _trials_there(root))
+    trials = max(0, total_trials(plan) - _trials_there(root, fresh))
     per = files_per_trial(plan)
     return trials * per, trials, per
 
@@ -383,14 +388,15 @@ def files_needed(plan: dict[str, Any]) -> tuple[int, int, int]:
 SKIP = "HPOC_MIN_FREE_GB=0 skips this check"
 
 
-def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S) -> tuple[str | None, list[str]]:
+def check(plan: dict[str, Any], need_gb: float, timeout: float = TIMEOUT_S,
+          fresh: Path | None = None) -> tuple[str | None, list[str]]:
     """(why the study cannot start: too few files or too little quota left, one line; the
     warnings: tight, or over a soft quota whose grace runs). `need_gb` is the bytes limit
-    (free_gb_needed): 0 skips every room check."""
+    (free_gb_needed): 0 skips every room check; `fresh` as files_needed takes it."""
     if need_gb <= 0:
         return None, []
     storage = plan["storage"]["path"]
-    need, trials, per = files_needed(plan)
+    need, trials, per = files_needed(plan, fresh)
     study = f"the study's {trials:,} trial(s) left need about {need:,} ({per} each; docs/results.md, \"Files per trial\")"
     fix = f"free files there, set `storage.path` to a file system with room (or `checkpoint.keep` lower), or {SKIP}"
     warnings: list[str] = []

@@ -410,6 +410,12 @@ def trial_needs(plan: dict[str, Any]) -> tuple[float, float, int, float, float]:
     return workers * cpw + extra, workers * gpw, workers, cpw, gpw
 
 
+def held(have: float, each: float) -> int:
+    """How many shares of `each` a node's `have` holds, as Ray counts them (in ten-thousandths):
+    `1 // 0.2` is 4.0 in floating point, where Ray places 5."""
+    return int(round(have * 10_000)) // int(round(each * 10_000))
+
+
 def trials_at_once(plan: dict[str, Any], nodes: list[dict[str, Any]]) -> int:
     """How many trials the alive nodes' CPUs and GPUs hold at once (each worker's bundle on
     one node), before `trials.max_concurrent`."""
@@ -417,7 +423,7 @@ def trials_at_once(plan: dict[str, Any], nodes: list[dict[str, Any]]) -> int:
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
     fit = 0
     for r in alive:
-        fit += min(int(r.get("CPU", 0) // cpw) if cpw else 10**6, int(r.get("GPU", 0) // gpw) if gpw else 10**6)
+        fit += min(held(r.get("CPU", 0), cpw) if cpw else 10**6, held(r.get("GPU", 0), gpw) if gpw else 10**6)
     by_cpu = int(sum(r.get("CPU", 0) for r in alive) / cpu + 1e-9) if cpu else 10**6
     return min(fit // workers, by_cpu)
 
@@ -430,8 +436,8 @@ def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str
     have_gpu = sum(r.get("GPU", 0) for r in alive)
     fit = 0
     for r in alive:  # a worker's bundle must fit on one node
-        by_cpu = int(r.get("CPU", 0) // cpw) if cpw else workers
-        by_gpu = int(r.get("GPU", 0) // gpw) if gpw else workers
+        by_cpu = held(r.get("CPU", 0), cpw) if cpw else workers
+        by_gpu = held(r.get("GPU", 0), gpw) if gpw else workers
         fit += min(by_cpu, by_gpu)
     if fit >= workers and have_cpu >= cpu - 1e-9:
         return
@@ -440,7 +446,7 @@ def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str
     driver = f", plus {cpu - workers * cpw:g} CPU for the trial's driver" if fit >= workers else ""
     slots = math.ceil(cpu - 1e-9)
     # More CPU slots do not make up for GPUs: no `--cpus` hint when the GPUs are short.
-    gpus_short = bool(gpw) and sum(int(r.get("GPU", 0) // gpw) for r in alive) < workers
+    gpus_short = bool(gpw) and sum(held(r.get("GPU", 0), gpw) for r in alive) < workers
     yaml = (plan.get("source") or {}).get("format") == "yaml"  # the words of the file the user wrote
     if gpus_short:
         # itwinai refuses `use_gpu: false` beside a `GPU` in `resources_per_worker`

@@ -142,7 +142,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
     try:
         if STATE.signal is not None:  # it came as the driver started
             raise Interrupted()
-        _check_storage(plan, exp, stream)
+        _check_storage(plan, exp, stream, fresh=opts.fresh)
         # One driver per experiment directory, before looking at (or moving) what is there,
         # and before the slow checks: another live run is said at once.
         marker.migrate_legacy(exp)
@@ -201,9 +201,10 @@ def _require_workdir(plan: dict[str, Any]) -> None:
         raise StudyError(why)
 
 
-def _check_storage(plan: dict[str, Any], exp: Path, stream: TextIO) -> None:
+def _check_storage(plan: dict[str, Any], exp: Path, stream: TextIO, fresh: bool = False) -> None:
     """A storage that cannot take the results, or the study's files (free inodes, the user's
-    quota): here, not as a traceback from Tune once the cluster is up, nor a stop midway."""
+    quota): here, not as a traceback from Tune once the cluster is up, nor a stop midway.
+    `fresh`: `exp` is moved aside, its trials written anew."""
     from hpoc.runtime import quota
     from hpoc.runtime.login_preflight import free_gb_needed, storage_problem
 
@@ -211,7 +212,7 @@ def _check_storage(plan: dict[str, Any], exp: Path, stream: TextIO) -> None:
                or _not_a_directory(exp, Path(plan["storage"]["path"])))
     if problem:
         raise StudyError(problem)
-    problem, tight = quota.check(plan, free_gb_needed(RUN_MIN_FREE_GB))
+    problem, tight = quota.check(plan, free_gb_needed(RUN_MIN_FREE_GB), fresh=exp if fresh else None)
     if problem:
         raise StudyError(problem)
     for line in tight:

@@ -113,14 +113,13 @@ def test_data_over_the_jobs_limit_is_refused_naming_it(tmp_path, monkeypatch) ->
     the message names the job's limit and how to raise it."""
     from hpoc.runtime import datamem
 
-    monkeypatch.setattr(datamem, "sizes", lambda data: (10 * GIB, 10 * GIB))
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     plan = {"resources": {"workers": 1}, "pipeline": {}}
     monkeypatch.setattr(datamem, "data_step", lambda plan: "getter `g:G`")
-    said = datamem.too_big(plan, None, Room(7 * GIB, 8 * GIB))
+    said = datamem.too_big(plan, (10 * GIB, 10 * GIB), Room(7 * GIB, 8 * GIB))
     assert said is not None and "more than the 7.0 GiB left of the job's memory limit of 8.0 GiB" in said, said
     assert said.endswith("ask the job for more memory (`slurm.mem`, or --mem of salloc/srun)"), said
-    assert datamem.too_big(plan, None, Room(500 * GIB)) is None
+    assert datamem.too_big(plan, (10 * GIB, 10 * GIB), Room(500 * GIB)) is None
 
 
 @pytest.mark.parametrize("n, said", [(512, "512 bytes"), (1536, "1.5 KiB"), (8 * GIB, "8.0 GiB"),
@@ -154,7 +153,6 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
 
     from hpoc.runtime import datamem, study
 
-    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
@@ -162,7 +160,7 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
             "shards": {"count": 1}}
     room = Room(7 * GIB, 8 * GIB)
     out = io.StringIO()
-    study._warn_concurrent(plan, None, room, out)
+    study._warn_concurrent(plan, 3 * GIB, room, out)
     assert out.getvalue() == (
         "[hpoc] warning: 8 trials run at once here, but their copies of the data (3.0 GiB each) fit 2 in "
         "the 7.0 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup): the others would "
@@ -170,15 +168,15 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
         "and batches take memory too)\n")
     # a YAML config's words
     out = io.StringIO()
-    study._warn_concurrent({**plan, "source": {"words": {"max_concurrent": "max_concurrent_trials"}}}, None, room, out)
+    study._warn_concurrent({**plan, "source": {"words": {"max_concurrent": "max_concurrent_trials"}}}, 3 * GIB, room, out)
     assert "set `max_concurrent_trials: 2`" in out.getvalue(), out.getvalue()
     # capped already, few trials, or room for all: nothing said
     for quiet in ({**plan, "trials": {"num_samples": 20, "max_concurrent": 2}},
                   {**plan, "trials": {"num_samples": 2, "max_concurrent": None}}):
         out = io.StringIO()
-        study._warn_concurrent(quiet, None, room, out)
+        study._warn_concurrent(quiet, 3 * GIB, room, out)
         assert out.getvalue() == ""
-    study._warn_concurrent(plan, None, Room(30 * GIB), out)
+    study._warn_concurrent(plan, 3 * GIB, Room(30 * GIB), out)
     assert out.getvalue() == ""
 
 
@@ -230,20 +228,19 @@ def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None
 
     from hpoc.runtime import datamem, study
 
-    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
     plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
             "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "hyperopt"},
             "shards": {"count": 32}}
     out = io.StringIO()
-    study._warn_concurrent(plan, None, Room(7 * GIB), out, shard=5)
+    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, shard=5)
     assert out.getvalue() == ""  # 2 trials here, 2 copies fit
     plan["shards"]["count"] = 4  # 16 trials a shard: 8 at once on 8 CPUs
-    study._warn_concurrent(plan, None, Room(7 * GIB), out, shard=3)
+    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, shard=3)
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
     # Optuna's shards share one budget: a fast shard may take all of it
     out = io.StringIO()
-    study._warn_concurrent({**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}, None,
+    study._warn_concurrent({**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}, 3 * GIB,
                            Room(7 * GIB), out, shard=5)
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
 
@@ -274,13 +271,13 @@ def test_a_multi_node_jobs_data_is_checked_against_one_nodes_limit(monkeypatch) 
     # 4 workers of 3 GiB each: 2 on a node at least, 6 GiB: fits an empty node, not refused
     plan["resources"]["workers"] = 4
     monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
-    assert study._require_memory(plan, data, opts) is None
+    assert study._require_memory(plan, data, opts) == (None, 3 * GIB)
     monkeypatch.setattr(datamem, "sizes", lambda data: (5 * GIB, 5 * GIB))
     with pytest.raises(study.StudyError, match="10.0 GiB on one of the job's 2 nodes at least"):
         study._require_memory(plan, data, opts)
     # --mem=0 (all of each node's memory): not known from here, no finding
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "0")
-    assert study._require_memory(plan, data, opts) is None
+    assert study._require_memory(plan, data, opts) == (None, 0)
 
 
 def test_a_nodes_limit_is_read_as_slurm_says_it() -> None:

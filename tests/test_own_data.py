@@ -788,16 +788,16 @@ def test_data_too_big_for_one_trial_on_this_machine_is_said_before_ray(monkeypat
     x, y = torch.zeros(1000, 250), torch.zeros(1000, dtype=torch.int64)  # 1,000,000 + 8,000 bytes
     data = ((x[:800], y[:800]), (x[800:], y[800:]), None)
     plan = {**PLAN, "resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 0}}
-    said = datamem.too_big(plan, data, Room(1_500_000))
+    said = datamem.too_big(plan, datamem.sizes(data), Room(1_500_000))
     assert said is not None and said.startswith(
         "getter `data:Getter` returned splits of 984.4 KiB, of which 984.4 KiB torch tensors that each of "
         "a trial's 2 worker processes copies: 1.9 MiB for one trial, more than the 1.4 MiB this "
         "machine has available"), said
     assert "help: " in said and "NumPy arrays" in said and said.endswith("run where there is more memory")
-    assert datamem.too_big(plan, data, Room(3_000_000)) is None
+    assert datamem.too_big(plan, datamem.sizes(data), Room(3_000_000)) is None
     # NumPy arrays are shared with the trials through the object store: one copy
     arrays = ((x.numpy(), y.numpy()), None, None)
-    assert datamem.too_big(plan, arrays, Room(900_000)) is None
+    assert datamem.too_big(plan, datamem.sizes(arrays), Room(900_000)) is None
 
 
 def test_views_of_one_storage_count_it_once_against_memory():
@@ -811,7 +811,7 @@ def test_views_of_one_storage_count_it_once_against_memory():
     data = ((x[:960],), (x[40:],), None)
     plan = {**PLAN, "resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}}
     assert datamem.sizes(data) == (1_000_000, 1_000_000)
-    assert datamem.too_big(plan, data, Room(1_200_000)) is None
+    assert datamem.too_big(plan, datamem.sizes(data), Room(1_200_000)) is None
     # the same storage pickled twice (two splits given as their own tensors) still counts twice
     assert datamem.sizes(((x.clone(),), (x.clone(),), None))[1] == 2_000_000
 

@@ -70,11 +70,11 @@ def _storage_bytes(tensor: Any, seen: set[Any]) -> int:
     return n
 
 
-def too_big(plan: dict[str, Any], data: Any, room: Room) -> str | None:
-    """Why one trial's copies of the data exceed the memory left (`room`), or None: each
-    of its workers unpickles the tensors into memory of its own."""
-    total, tensors = sizes(data)
-    workers = int((plan.get("resources") or {}).get("workers") or 1)
+def too_big(plan: dict[str, Any], walked: tuple[int, int], room: Room) -> str | None:
+    """Why one trial's copies of the data (`walked`: its `sizes`) exceed the memory left
+    (`room`), or None: each of its workers unpickles the tensors into memory of its own."""
+    total, tensors = walked
+    workers = _workers(plan)
     # over several nodes, the fewest of a trial's workers its fullest node can hold
     need = tensors * -(-workers // room.nodes)  # the object store's copy may go to disk (Ray's fallback): not counted
     if need <= room.available:
@@ -87,18 +87,22 @@ def too_big(plan: dict[str, Any], data: Any, room: Room) -> str | None:
             f"copy of those), or {room.more()}")
 
 
-def trials_that_fit(plan: dict[str, Any], data: Any, room: Room) -> int | None:
-    """How many trials' copies of the data fit in `room` at once; None when they take none."""
-    tensors = sizes(data)[1] * int((plan.get("resources") or {}).get("workers") or 1)
-    return room.available // tensors if tensors else None
+def trials_that_fit(plan: dict[str, Any], tensors: int, room: Room) -> int | None:
+    """How many trials' copies of `tensors` bytes (`sizes(data)[1]`) fit in `room` at once;
+    None when they take none."""
+    each = tensors * _workers(plan)
+    return room.available // each if each else None
 
 
-def crowded(plan: dict[str, Any], data: Any, room: Room, at_once: int, fit: int) -> str:
+def crowded(plan: dict[str, Any], tensors: int, room: Room, at_once: int, fit: int) -> str:
     """`at_once` trials run together, but only `fit` trials' copies of the data fit."""
-    each = sizes(data)[1] * int((plan.get("resources") or {}).get("workers") or 1)
-    return (f"{at_once} trials run at once here, but their copies of the data ({size(each)} each) "
-            f"fit {fit} in {room.phrase()}: the others would be killed by the OOM killer mid-study; "
+    return (f"{at_once} trials run at once here, but their copies of the data ({size(tensors * _workers(plan))} "
+            f"each) fit {fit} in {room.phrase()}: the others would be killed by the OOM killer mid-study; "
             f"set `max_concurrent = {fit}` (fewer may fit: a trial's model and batches take memory too)")
+
+
+def _workers(plan: dict[str, Any]) -> int:
+    return int((plan.get("resources") or {}).get("workers") or 1)
 
 
 def node_memory(plan: dict[str, Any]) -> Room | None:

@@ -155,7 +155,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
             return summary_mod.exit_code(previous)
         # in a list _tune empties: the driver holds no copy of it beside Ray's while trials run
         data = [_load_data(plan, trainer_cls, stream)]
-        room = _require_memory(plan, data[0], opts)
+        room, tensors = _require_memory(plan, data[0], opts)
         ray_session = _start_ray(plan, opts)
         try:
             # ray.init replaced the SIGTERM handler (in Python, and with its C++ failure
@@ -167,7 +167,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                 say(stream, _sharing_line(ray_session.neighbours))
             _check_capacity(plan, ray_session)
             if room is not None:
-                _warn_concurrent(plan, data[0], room, stream, shard)
+                _warn_concurrent(plan, tensors, room, stream, shard)
             if building := deepspeed_ops.build_line(plan):
                 say(stream, building)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
@@ -300,38 +300,41 @@ def _trials_here(opts: RunOptions) -> bool:
     return opts.is_local or os.environ.get("SLURM_JOB_NUM_NODES") == "1"
 
 
-def _require_memory(plan: dict[str, Any], data: Any, opts: RunOptions) -> Any:
+def _require_memory(plan: dict[str, Any], data: Any, opts: RunOptions) -> tuple[Any, int]:
     """Data that one trial's copies cannot fit in memory: said now, not by the OOM killer.
-    Returns the memory left here (memlimit.Room), or None when unknown or the trials run on
-    several nodes: those are checked against one node's limit, empty (its usage is not seen
-    from here), which says no more than whether a trial's share of a node can fit at all."""
+    Returns the memory left here (memlimit.Room; None when unknown or the trials run on
+    several nodes: those are checked against one node's limit, empty, its usage not seen
+    from here, which says no more than whether a trial's share of a node can fit at all)
+    and the bytes of torch tensors each worker copies (the data walked once)."""
     from hpoc.runtime import datamem
 
     here = _trials_here(opts)
     room = datamem.available_memory() if here else datamem.node_memory(plan)
     if room is None or data is None:
-        return None
-    if why := datamem.too_big(plan, data, room):
+        return None, 0
+    walked = datamem.sizes(data)
+    if why := datamem.too_big(plan, walked, room):
         raise StudyError(why)
-    return room if here else None
+    return (room if here else None), walked[1]
 
 
-def _warn_concurrent(plan: dict[str, Any], data: Any, room: Any, stream: TextIO, shard: int = 0) -> None:
-    """Trials that would run at once here whose copies of the data do not all fit: a
-    warning naming how many fit, and the setting that caps them. Not a refusal (fewer at
-    once fit) nor a cap of hpoc's own: the copies are a lower bound of a trial's memory
-    (its model and batches come on top), and `max_concurrent` shapes the search."""
+def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, shard: int = 0) -> None:
+    """Trials that would run at once here whose copies of the data (`tensors` bytes a
+    worker) do not all fit: a warning naming how many fit, and the setting that caps them.
+    Not a refusal (fewer at once fit) nor a cap of hpoc's own: the copies are a lower bound
+    of a trial's memory (its model and batches come on top), and `max_concurrent` shapes
+    the search."""
     import ray
 
     from hpoc.runtime import datamem, session
 
-    fit = datamem.trials_that_fit(plan, data, room)
+    fit = datamem.trials_that_fit(plan, tensors, room)
     cap = plan["trials"]["max_concurrent"]
     # a job array's task runs its shard's trials, not the study's
     at_once = min(session.trials_at_once(plan, ray.nodes()), trials_of_shard(plan, shard), cap or 10**9)
     if fit is None or fit >= at_once:
         return
-    say(stream, "[hpoc] warning: " + _in_spec_words(plan, datamem.crowded(plan, data, room, at_once, fit)))
+    say(stream, "[hpoc] warning: " + _in_spec_words(plan, datamem.crowded(plan, tensors, room, at_once, fit)))
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:

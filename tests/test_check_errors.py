@@ -3198,6 +3198,32 @@ def test_several_gpus_per_worker_that_one_process_cannot_use_is_a_warning(tmp_pa
     assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))]
 
 
+def test_a_model_parallel_trainer_is_not_told_its_second_gpu_idles(tmp_path) -> None:
+    """`gpus_per_worker = 2` for a model split over the process's GPUs was told one GPU sits
+    idle when the split named them other than `"cuda:1"` (`torch.device("cuda", 1)`,
+    `.cuda(1)`, a pipeline), or when the model lives in a module of the
+    study's own that the trainer imports (`from models import TwoGPU`)."""
+    spec = BASE + "objective minimize val_loss\nresources { gpus_per_worker = 2 }\n"
+    model = "    def create_model(self, config):\n        return %s\n"
+    for split in ('Net().to(torch.device("cuda", 1))', "Net().cuda(1)", "Pipe(Net(), chunks=8)",
+                  "parallelize_module(Net(), mesh, plan)"):
+        (tmp_path / "trainer.py").write_text("import torch\n" + own_trainer(body=model % split))
+        assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))], split
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("from .split import TwoGPU\n")
+    (tmp_path / "models" / "split.py").write_text(
+        "import torch\nclass TwoGPU(torch.nn.Module):\n    def __init__(self):\n"
+        '        self.a = torch.nn.Linear(4, 4).to("cuda:0")\n        self.b = torch.nn.Linear(4, 2).to("cuda:1")\n')
+    (tmp_path / "trainer.py").write_text("from models import TwoGPU\n" + own_trainer(body=model % "TwoGPU()"))
+    assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))]
+    # one process on one GPU, its model from a module of its own: still told
+    (tmp_path / "models" / "split.py").write_text("import torch\nTwoGPU = torch.nn.Linear\n")
+    assert "HP804" in [w.code for w in diagnostics(spec, str(tmp_path))]
+    for one in ("Net().cuda(0)", 'Net().to(f"cuda:{rank}")', 'Net().to(torch.device("cuda", rank))'):
+        (tmp_path / "trainer.py").write_text("import torch\n" + own_trainer(body=model % one))
+        assert "HP804" in [w.code for w in diagnostics(spec, str(tmp_path))], one
+
+
 def test_an_exponent_with_a_typographic_minus_is_told_so_inside_a_call_too() -> None:
     """`loguniform(1e−5, 1e−2)` copied from a paper (U+2212) was "unexpected name `e` right
     after the number `1`" with a hint about sizes and durations; `x = 1e−5` said the minus."""

@@ -3275,10 +3275,16 @@ def test_a_value_only_some_trials_get_is_a_one_value_choice_under_its_condition(
     with no way given; and `nesterov = choice(true) if ...`, the way, was warned (HP810) to
     "write the constant" - which is refused."""
     src = BASE + 'space {\n  opt = choice("adam", "sgd")\n  %s\n  epochs = 2\n}\nobjective minimize val_loss\n'
-    d = one_error(src % 'if opt == "sgd" { nesterov = true }')
+    d = one_error(src % 'nesterov = true if opt == "sgd"')
     assert (d.code, d.message) == ("HP303", "constant `nesterov` cannot be conditional")
     assert d.help == ("a constant is in every trial; for a value only these trials get, write "
                       '`nesterov = choice(true) if opt == "sgd"`')
+    # in an `if` block, the block is the condition: a second one there is refused (nested)
+    d = one_error(src % 'if opt == "sgd" { nesterov = true }')
+    assert (d.code, d.message) == ("HP303", "constant `nesterov` cannot be conditional")
+    assert d.help == ("a constant is in every trial; for a value only these trials get, write "
+                      "`nesterov = choice(true)` in the `if` block")
+    assert diagnostics(src % 'if opt == "sgd" { nesterov = choice(true) }') == []
     assert diagnostics(src % 'nesterov = choice(true) if opt == "sgd"') == []
     plan = plan_of(src % 'nesterov = choice(true) if opt == "sgd"')
     assert plan["space"]["params"][1]["condition"] == {"param": "opt", "values": ["sgd"]}

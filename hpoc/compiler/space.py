@@ -468,8 +468,10 @@ def _setting(
         if isinstance(value, (A.String, A.Number, A.Bool, A.Ref)) and K.bare_word(getattr(value, "path", "x")):
             # a value only some trials get: a choice of that one value, under the condition
             shown = format_setting(item.key, K.space_value(value)).partition(" = ")[2]
-            help = (f"a constant is in every trial; for a value only these trials get, write "
-                    f"`{item.key} = choice({shown}) if {format_condition(condition)}`")
+            # in an `if` block, the block is the condition (a second one is refused, nested)
+            where = f" if {format_condition(condition)}`" if item.condition is not None else "` in the `if` block"
+            help = ("a constant is in every trial; for a value only these trials get, write "
+                    f"`{item.key} = choice({shown}){where}")
         ch.error(CONDITION, f"constant `{name}` cannot be conditional", condition.span, help=help)
         return
     if isinstance(value, A.Ref) and value.path in T.DOMAINS:

@@ -3117,14 +3117,27 @@ def test_a_domain_written_as_a_map_in_space_is_a_warning_with_the_call_to_write(
         "hidden = { min = 16, max = 128 }": "write `hidden = uniform(16, 128)` (or `loguniform`, `randint`, ...)",
         'act = { type = choice, options = ["relu", "gelu"] }': 'write `act = choice("relu", "gelu")`',
         'lr { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
-        "opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }": "write `opt.lr = uniform(0.0001, 0.1)` "
-                                                                 "(or `loguniform`, `randint`, ...)",
+        # inside a map, a domain needs the map made a group (`opt.lr = ...` beside `opt` is refused)
+        "opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }": "write `opt` as a group, `opt { ... }`, with "
+                                                                 "`lr = uniform(0.0001, 0.1)` in it (or "
+                                                                 "`loguniform`, `randint`, ...)",
+        # in a group, the key as written there (`opt.lr = ...` in `opt { }` would be `opt.opt.lr`)
+        'opt { lr = { type = "loguniform", min = 1e-4, max = 1e-1 } }': "write `lr = loguniform(0.0001, 0.1)`",
+        'opt { lr { type = "loguniform", min = 1e-4, max = 1e-1 } }': "write `lr = loguniform(0.0001, 0.1)`",
+        'opt.lr = { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `opt.lr = loguniform(0.0001, 0.1)`",
+        'opt { lr.type = "loguniform", lr.min = 1e-4, lr.max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
+        'lr.type = "loguniform", lr.min = 1e-4, lr.max = 1e-1': "write `lr = loguniform(0.0001, 0.1)`",
     }
     for setting, help in cases.items():
         (w,) = warnings(BASE + f"space {{\n  {setting}\n}}\n" + obj)
         assert (w.code, w.line, w.help) == ("HP826", 4, help), setting
         assert w.message.endswith("is a map, not a search domain: it is not searched, every trial gets the map "
                                   "as written"), setting
+    fixed = {'opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }': "opt { name = adam, lr = uniform(1e-4, 1e-1) }",
+             'opt { lr = { type = "loguniform", min = 1e-4, max = 1e-1 } }': "opt { lr = loguniform(1e-4, 1e-1) }"}
+    for setting, written in fixed.items():  # the help, followed: `opt.lr` searched
+        plan = plan_of(BASE + f"space {{\n  {written}\n}}\n" + obj)
+        assert [p["name"] for p in plan["space"]["params"]] == ["opt.lr"], setting
     for data in ("norm = { mean = 0.5, std = 0.2 }", "box = { min = [0, 0], max = [1, 1] }",
                  'lr = { type = "cosine", min = 0.1 }', "lr = loguniform(1e-4, 1e-1)"):
         assert [w.code for w in warnings(BASE + f"space {{ {data} }}\n" + obj)] == [], data

@@ -41,6 +41,8 @@ class Space:
     constants: dict[str, Any] = field(default_factory=dict)
     constant_spans: dict[str, A.Span | None] = field(default_factory=dict)
     invalid: set[str] = field(default_factory=set)  # parameters left out for their domain's errors
+    # a constant's or group's key as written where it is (`lr` of `opt { lr = ... }`): a hint's
+    written: dict[str, str] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [p.name for p in self.params] + list(self.constants)
@@ -326,9 +328,25 @@ def _domain_maps(ch: Checker, space: Space) -> None:
             (space.constant_spans[p] for p in _ancestors(path) if p in space.constant_spans), None)
         ch.warn(WARN_DATA_DOMAIN, f"`{path}` is a map, not a search domain: it is not searched, every trial "
                                   "gets the map as written", span,
-                help=f"write `{path} = {call}`" + ("" if typed else " (or `loguniform`, `randint`, ...)"))
+                help=_domain_help(space, path, call) + ("" if typed else " (or `loguniform`, `randint`, ...)"))
 
     walk(tree, "")
+
+
+def _domain_help(space: Space, path: str, call: str) -> str:
+    """The line to write where the map is: its key as written there (in `opt { }`, `lr`, not
+    `opt.lr`, which would be `opt.opt.lr`); inside a map, that map made a group (a dotted
+    `opt.lr` beside the map `opt` is refused: both a parameter and a group)."""
+    if path in space.written:
+        return f"write `{space.written[path]} = {call}`"
+    outer = next((p for p in _ancestors(path) if p in space.constants), None)
+    if outer is not None:
+        key = space.written.get(outer, outer)
+        return f"write `{key}` as a group, `{key} {{ ... }}`, with `{path[len(outer) + 1:]} = {call}` in it"
+    # dotted keys (`lr.type = ...`): the name less the prefix of the group they are written in
+    child = next((n for n in space.written if n.startswith(path + ".") and "." in space.written[n]), None)
+    prefix = child[: len(child) - len(space.written[child])] if child else ""
+    return f"write `{path[len(prefix):] if path.startswith(prefix) else path} = {call}`"
 
 
 def _ancestors(path: str) -> list[str]:
@@ -407,6 +425,7 @@ def _walk(
                 continue
             if not _valid_key(ch, item.kind, item.kind_span):
                 continue
+            space.written.setdefault(prefix + item.kind, item.kind)
             _walk(ch, item.body, f"{prefix}{item.kind}.", cond, cond_prefix, space, first)
         elif isinstance(item, A.IfBlock):
             if cond is not None:
@@ -481,6 +500,7 @@ def _setting(
     try:
         space.constants[name] = K.space_value(value)
         space.constant_spans[name] = item.span
+        space.written[name] = item.key
         import_paths(ch, value)
     except K.Invalid as exc:
         ch.error(TYPE, f"`{name}` {exc.msg}", (exc.node or value).span, help=exc.help)

@@ -536,6 +536,12 @@ def test_a_trainer_module_not_found_is_not_also_said_to_be_hpocs_default_loop(tm
     write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: trainerz.MyRayTorchTrainer"))
     codes = [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
     assert "HP803" in codes and "HP801" not in codes, codes
+    # nor is its `stop` on `val_accuracy` in percent held to hpoc's loop's fraction (HP805)
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: trainerz.MyRayTorchTrainer")
+          .replace("storage_path: ray_checkpoints", "storage_path: ray_checkpoints\n              stop:\n"
+                   "                val_accuracy: 99"))
+    warned = compile_path(tmp_path / "config.yaml").warnings
+    assert [w.code for w in warned if w.code in ("HP801", "HP805")] == [], [w.render() for w in warned]
 
 
 def test_a_reference_unquoted_inside_braces_is_told_to_be_quoted(tmp_path: Path) -> None:

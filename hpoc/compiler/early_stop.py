@@ -289,11 +289,13 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, reports: 
             or f"make sure the trainer reports `{attr}` every epoch")  # fmt: skip
 
 
-def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
+def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports, nowhere: bool = False) -> None:
     """A `stop` key no report carries is skipped by Ray (a log line at most): the trials
-    run on to their last epoch, as if the criterion were not there (`epochs` for `epoch`)."""
+    run on to their last epoch, as if the criterion were not there (`epochs` for `epoch`).
+    `nowhere`: a YAML config's trainer module is not found (HP803): its loop is not hpoc's,
+    what it reports (and in which units) is unknown."""
     stop = out["trials"].get("stop") or {}
-    if not stop:
+    if not stop or nowhere:
         return
     own, known = result_keys(out, reports)
     for key in stop:

@@ -3202,7 +3202,9 @@ def test_several_gpus_per_worker_that_one_process_cannot_use_is_a_warning(tmp_pa
                       "(each worker on one GPU); for 4 trials at once, `gpus_per_worker = 1`")
     (w,) = [w for w in warnings(BASE + obj + "resources { workers = 2, gpus_per_worker = 2 }\n")
             if w.code == "HP804"]
-    assert w.help.startswith("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1`")
+    # the same 4 GPUs hold 2 trials of 2 workers on one GPU each, not 4
+    assert w.help == ("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1` (each worker on "
+                      "one GPU); for 2 trials at once, `gpus_per_worker = 1`")
     assert "HP804" not in [w.code for w in warnings(BASE + obj + "resources { gpus_per_worker = 1 }\n")]
     # a trainer that spreads its model over the process's GPUs itself: no opinion
     (tmp_path / "trainer.py").write_text(own_trainer(body="    def create_model(self, config):\n"

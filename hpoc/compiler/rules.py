@@ -902,7 +902,7 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                                 f"`gpus_per_worker = {int(g)}` leaves {int(g) - 1} of its GPUs idle",
                 ch.spans.get("resources.gpus_per_worker"),
                 help=f"for one trial on {total} GPUs write `workers = {total}` with `gpus_per_worker = 1` (each "
-                     f"worker on one GPU); for {total} trials at once, `gpus_per_worker = 1`")  # fmt: skip
+                     f"worker on one GPU); for {int(g)} trials at once, `gpus_per_worker = 1`")  # fmt: skip
     for key in ("cpus_per_worker", "gpus_per_worker"):
         if 0 < r[key] < RAY_RESOURCE_STEP:  # Ray refuses the trial's actor: "cannot go beyond 0.0001"
             ch.error(RESOURCES, f"`{key}` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "

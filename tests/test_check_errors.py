@@ -3413,6 +3413,9 @@ def test_fractional_gpus_the_jobs_cpus_run_one_at_a_time_is_a_warning() -> None:
             "set `slurm.cpus_per_node = 4` (4 trials of 1 CPU at once)")], slurm
     assert [w for w in warnings(head + "resources { gpus_per_worker = 0.25 }\nslurm { cpus_per_node = 4, time = 1h }\n")
             if w.code == "HP804"] == []
+    # several workers with a fraction each: refused (HP501), not also told CPUs to add
+    assert [d.code for d in diagnostics(head + "resources { workers = 2, gpus_per_worker = 0.25, cpus_per_worker = 2 }\n"
+                                        "slurm { gpus_per_node = 1, cpus_per_node = 8, time = 1h }\n")] == ["HP501"]
 
 
 def test_a_stop_on_accuracy_in_percent_is_a_warning() -> None:

@@ -3151,6 +3151,15 @@ def test_a_count_written_as_a_list_or_a_domain_map_is_told_the_choice_to_write()
     assert (d.code, d.help) == ("HP203", "to search these values, write `batch_size = choice(32, 64, 128)`")
     d = one_error(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n' + obj)
     assert (d.code, d.help) == ("HP203", "to search it, write `epochs = randint(5, 20)`")
+    # a count's map of a fractional domain: the whole-number one (`uniform(2, 10)` is refused: fractional)
+    for value, call in (("{ min = 2, max = 10 }", "randint(2, 11)"),
+                        ('{ type = "loguniform", min = 16, max = 256 }', "lograndint(16, 257)"),
+                        ('{ type = "quniform", min = 16, max = 256, q = 16 }', "qrandint(16, 256, 16)")):
+        d = one_error(BASE + f"space {{ batch_size = {value}, epochs = 2 }}\n" + obj)
+        assert (d.code, d.help) == ("HP203", f"to search it, write `batch_size = {call}`"), value
+        assert diagnostics(BASE + f"space {{ batch_size = {call}, epochs = 2 }}\n" + obj) == [], call
+    d = one_error(BASE + 'space { epochs = { type = "uniform", min = 1.5, max = 10 } }\n' + obj)
+    assert d.help == "`epochs` counts, so it takes whole numbers from 1 up"
     assert [w.code for w in diagnostics(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n'
                                         + obj)] == ["HP203"]
 

@@ -11,7 +11,7 @@ from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS,
                                  WARN_DATA_DOMAIN, WARN_ONE_VALUE, WARN_PATH, Checker)
-from hpoc.compiler.domain_maps import domain_call
+from hpoc.compiler.domain_maps import count_call, domain_call
 from hpoc.dsl import ast as A
 from hpoc.dsl.format import format_condition, format_setting
 from hpoc.errors import did_you_mean, one_of
@@ -376,8 +376,8 @@ def as_count(v: Any) -> Any:
 def _check_counts(ch: Checker, space: Space) -> None:
     for name in COUNTS:
         help = f"`{name}` counts, so it takes whole numbers from 1 up"
-        if (found := domain_call(space.constants.get(name))) is not None:
-            help = f"to search it, write `{name} = {found[0]}`"  # a YAML domain's map
+        if (found := count_call(space.constants.get(name))) is not None:
+            help = f"to search it, write `{name} = {found}`"  # a YAML domain's map
         elif isinstance(space.constants.get(name), list) and space.constants[name]:
             help = f"to search these values, write `{name} = choice({', '.join(map(_show, space.constants[name]))})`"
         if name in space.constants and not is_count(space.constants[name]):

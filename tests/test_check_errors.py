@@ -3117,14 +3117,27 @@ def test_a_domain_written_as_a_map_in_space_is_a_warning_with_the_call_to_write(
         "hidden = { min = 16, max = 128 }": "write `hidden = uniform(16, 128)` (or `loguniform`, `randint`, ...)",
         'act = { type = choice, options = ["relu", "gelu"] }': 'write `act = choice("relu", "gelu")`',
         'lr { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
-        "opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }": "write `opt.lr = uniform(0.0001, 0.1)` "
-                                                                 "(or `loguniform`, `randint`, ...)",
+        # inside a map, a domain needs the map made a group (`opt.lr = ...` beside `opt` is refused)
+        "opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }": "write `opt` as a group, `opt { ... }`, with "
+                                                                 "`lr = uniform(0.0001, 0.1)` in it (or "
+                                                                 "`loguniform`, `randint`, ...)",
+        # in a group, the key as written there (`opt.lr = ...` in `opt { }` would be `opt.opt.lr`)
+        'opt { lr = { type = "loguniform", min = 1e-4, max = 1e-1 } }': "write `lr = loguniform(0.0001, 0.1)`",
+        'opt { lr { type = "loguniform", min = 1e-4, max = 1e-1 } }': "write `lr = loguniform(0.0001, 0.1)`",
+        'opt.lr = { type = "loguniform", min = 1e-4, max = 1e-1 }': "write `opt.lr = loguniform(0.0001, 0.1)`",
+        'opt { lr.type = "loguniform", lr.min = 1e-4, lr.max = 1e-1 }': "write `lr = loguniform(0.0001, 0.1)`",
+        'lr.type = "loguniform", lr.min = 1e-4, lr.max = 1e-1': "write `lr = loguniform(0.0001, 0.1)`",
     }
     for setting, help in cases.items():
         (w,) = warnings(BASE + f"space {{\n  {setting}\n}}\n" + obj)
         assert (w.code, w.line, w.help) == ("HP826", 4, help), setting
         assert w.message.endswith("is a map, not a search domain: it is not searched, every trial gets the map "
                                   "as written"), setting
+    fixed = {'opt = { name = adam, lr = { min = 1e-4, high = 1e-1 } }': "opt { name = adam, lr = uniform(1e-4, 1e-1) }",
+             'opt { lr = { type = "loguniform", min = 1e-4, max = 1e-1 } }': "opt { lr = loguniform(1e-4, 1e-1) }"}
+    for setting, written in fixed.items():  # the help, followed: `opt.lr` searched
+        plan = plan_of(BASE + f"space {{\n  {written}\n}}\n" + obj)
+        assert [p["name"] for p in plan["space"]["params"]] == ["opt.lr"], setting
     for data in ("norm = { mean = 0.5, std = 0.2 }", "box = { min = [0, 0], max = [1, 1] }",
                  'lr = { type = "cosine", min = 0.1 }', "lr = loguniform(1e-4, 1e-1)"):
         assert [w.code for w in warnings(BASE + f"space {{ {data} }}\n" + obj)] == [], data
@@ -3138,6 +3151,15 @@ def test_a_count_written_as_a_list_or_a_domain_map_is_told_the_choice_to_write()
     assert (d.code, d.help) == ("HP203", "to search these values, write `batch_size = choice(32, 64, 128)`")
     d = one_error(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n' + obj)
     assert (d.code, d.help) == ("HP203", "to search it, write `epochs = randint(5, 20)`")
+    # a count's map of a fractional domain: the whole-number one (`uniform(2, 10)` is refused: fractional)
+    for value, call in (("{ min = 2, max = 10 }", "randint(2, 11)"),
+                        ('{ type = "loguniform", min = 16, max = 256 }', "lograndint(16, 257)"),
+                        ('{ type = "quniform", min = 16, max = 256, q = 16 }', "qrandint(16, 256, 16)")):
+        d = one_error(BASE + f"space {{ batch_size = {value}, epochs = 2 }}\n" + obj)
+        assert (d.code, d.help) == ("HP203", f"to search it, write `batch_size = {call}`"), value
+        assert diagnostics(BASE + f"space {{ batch_size = {call}, epochs = 2 }}\n" + obj) == [], call
+    d = one_error(BASE + 'space { epochs = { type = "uniform", min = 1.5, max = 10 } }\n' + obj)
+    assert d.help == "`epochs` counts, so it takes whole numbers from 1 up"
     assert [w.code for w in diagnostics(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n'
                                         + obj)] == ["HP203"]
 
@@ -3189,13 +3211,41 @@ def test_several_gpus_per_worker_that_one_process_cannot_use_is_a_warning(tmp_pa
                       "(each worker on one GPU); for 4 trials at once, `gpus_per_worker = 1`")
     (w,) = [w for w in warnings(BASE + obj + "resources { workers = 2, gpus_per_worker = 2 }\n")
             if w.code == "HP804"]
-    assert w.help.startswith("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1`")
+    # the same 4 GPUs hold 2 trials of 2 workers on one GPU each, not 4
+    assert w.help == ("for one trial on 4 GPUs write `workers = 4` with `gpus_per_worker = 1` (each worker on "
+                      "one GPU); for 2 trials at once, `gpus_per_worker = 1`")
     assert "HP804" not in [w.code for w in warnings(BASE + obj + "resources { gpus_per_worker = 1 }\n")]
     # a trainer that spreads its model over the process's GPUs itself: no opinion
     (tmp_path / "trainer.py").write_text(own_trainer(body="    def create_model(self, config):\n"
                                                           "        return load(device_map='auto')\n"))
     spec = BASE + obj + "resources { gpus_per_worker = 2 }\n"
     assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))]
+
+
+def test_a_model_parallel_trainer_is_not_told_its_second_gpu_idles(tmp_path) -> None:
+    """`gpus_per_worker = 2` for a model split over the process's GPUs was told one GPU sits
+    idle when the split named them other than `"cuda:1"` (`torch.device("cuda", 1)`,
+    `.cuda(1)`, a pipeline), or when the model lives in a module of the
+    study's own that the trainer imports (`from models import TwoGPU`)."""
+    spec = BASE + "objective minimize val_loss\nresources { gpus_per_worker = 2 }\n"
+    model = "    def create_model(self, config):\n        return %s\n"
+    for split in ('Net().to(torch.device("cuda", 1))', "Net().cuda(1)", "Pipe(Net(), chunks=8)",
+                  "parallelize_module(Net(), mesh, plan)"):
+        (tmp_path / "trainer.py").write_text("import torch\n" + own_trainer(body=model % split))
+        assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))], split
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("from .split import TwoGPU\n")
+    (tmp_path / "models" / "split.py").write_text(
+        "import torch\nclass TwoGPU(torch.nn.Module):\n    def __init__(self):\n"
+        '        self.a = torch.nn.Linear(4, 4).to("cuda:0")\n        self.b = torch.nn.Linear(4, 2).to("cuda:1")\n')
+    (tmp_path / "trainer.py").write_text("from models import TwoGPU\n" + own_trainer(body=model % "TwoGPU()"))
+    assert "HP804" not in [w.code for w in diagnostics(spec, str(tmp_path))]
+    # one process on one GPU, its model from a module of its own: still told
+    (tmp_path / "models" / "split.py").write_text("import torch\nTwoGPU = torch.nn.Linear\n")
+    assert "HP804" in [w.code for w in diagnostics(spec, str(tmp_path))]
+    for one in ("Net().cuda(0)", 'Net().to(f"cuda:{rank}")', 'Net().to(torch.device("cuda", rank))'):
+        (tmp_path / "trainer.py").write_text("import torch\n" + own_trainer(body=model % one))
+        assert "HP804" in [w.code for w in diagnostics(spec, str(tmp_path))], one
 
 
 def test_an_exponent_with_a_typographic_minus_is_told_so_inside_a_call_too() -> None:
@@ -3249,10 +3299,16 @@ def test_a_value_only_some_trials_get_is_a_one_value_choice_under_its_condition(
     with no way given; and `nesterov = choice(true) if ...`, the way, was warned (HP810) to
     "write the constant" - which is refused."""
     src = BASE + 'space {\n  opt = choice("adam", "sgd")\n  %s\n  epochs = 2\n}\nobjective minimize val_loss\n'
-    d = one_error(src % 'if opt == "sgd" { nesterov = true }')
+    d = one_error(src % 'nesterov = true if opt == "sgd"')
     assert (d.code, d.message) == ("HP303", "constant `nesterov` cannot be conditional")
     assert d.help == ("a constant is in every trial; for a value only these trials get, write "
                       '`nesterov = choice(true) if opt == "sgd"`')
+    # in an `if` block, the block is the condition: a second one there is refused (nested)
+    d = one_error(src % 'if opt == "sgd" { nesterov = true }')
+    assert (d.code, d.message) == ("HP303", "constant `nesterov` cannot be conditional")
+    assert d.help == ("a constant is in every trial; for a value only these trials get, write "
+                      "`nesterov = choice(true)` in the `if` block")
+    assert diagnostics(src % 'if opt == "sgd" { nesterov = choice(true) }') == []
     assert diagnostics(src % 'nesterov = choice(true) if opt == "sgd"') == []
     plan = plan_of(src % 'nesterov = choice(true) if opt == "sgd"')
     assert plan["space"]["params"][1]["condition"] == {"param": "opt", "values": ["sgd"]}
@@ -3366,6 +3422,9 @@ def test_fractional_gpus_the_jobs_cpus_run_one_at_a_time_is_a_warning() -> None:
             "set `slurm.cpus_per_node = 4` (4 trials of 1 CPU at once)")], slurm
     assert [w for w in warnings(head + "resources { gpus_per_worker = 0.25 }\nslurm { cpus_per_node = 4, time = 1h }\n")
             if w.code == "HP804"] == []
+    # several workers with a fraction each: refused (HP501), not also told CPUs to add
+    assert [d.code for d in diagnostics(head + "resources { workers = 2, gpus_per_worker = 0.25, cpus_per_worker = 2 }\n"
+                                        "slurm { gpus_per_node = 1, cpus_per_node = 8, time = 1h }\n")] == ["HP501"]
 
 
 def test_a_stop_on_accuracy_in_percent_is_a_warning() -> None:

@@ -536,6 +536,12 @@ def test_a_trainer_module_not_found_is_not_also_said_to_be_hpocs_default_loop(tm
     write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: trainerz.MyRayTorchTrainer"))
     codes = [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
     assert "HP803" in codes and "HP801" not in codes, codes
+    # nor is its `stop` on `val_accuracy` in percent held to hpoc's loop's fraction (HP805)
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: trainerz.MyRayTorchTrainer")
+          .replace("storage_path: ray_checkpoints", "storage_path: ray_checkpoints\n              stop:\n"
+                   "                val_accuracy: 99"))
+    warned = compile_path(tmp_path / "config.yaml").warnings
+    assert [w.code for w in warned if w.code in ("HP801", "HP805")] == [], [w.render() for w in warned]
 
 
 def test_a_reference_unquoted_inside_braces_is_told_to_be_quoted(tmp_path: Path) -> None:
@@ -986,3 +992,16 @@ def test_a_step_reads_its_class_as_every_class_object_does(tmp_path: Path) -> No
     stray = one(tmp_path, seed_with("      - class_path: data.FashionMNISTGetter",
                                     "      - class_path: data.FashionMNISTGetter\n        size: 3"))
     assert (stray.message, stray.help) == ("unknown key `size` in a step", "`size` belongs in `init_args`")
+
+
+def test_a_time_attr_in_seconds_without_max_t_is_told_a_max_t_yaml_takes(tmp_path: Path) -> None:
+    """`time_attr: time_total_s` without `max_t` (every trial stopped at 100 s) was told to
+    write `max_t: 2h`, which YAML's `max_t` refuses (an integer): the seconds, as YAML takes them."""
+    text = seed_with("name: asha", "name: asha\n                time_attr: time_total_s").replace(
+        "                max_t: 20\n", "")
+    write(tmp_path, text)
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP805"]
+    assert w.message.startswith("every trial stops after 100 s of training")
+    assert w.help == "set `max_t` to the longest a trial may train, in seconds, e.g. `max_t: 7200` (2 hours)"
+    write(tmp_path, text.replace("time_attr: time_total_s", "time_attr: time_total_s\n                max_t: 7200"))
+    assert "HP805" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]

@@ -53,3 +53,26 @@ def domain_call(value: Any) -> tuple[str, bool] | None:
 def _text(v: Any) -> str:
     """A value as the .hpo file writes it (JSON's spelling is the language's)."""
     return json.dumps(v)
+
+
+# A count's whole-number domain for a fractional one (upper exclusive in `randint`, `lograndint`).
+_WHOLE = {"uniform": "randint", "loguniform": "lograndint", "quniform": "qrandint", "qloguniform": "qlograndint"}
+
+
+def count_call(value: Any) -> str | None:
+    """The call a count (`epochs`, `batch_size`) written as a domain's map is searched with:
+    `{ min = 2, max = 10 }` is `randint(2, 11)`, not `uniform(2, 10)`, which is refused for
+    drawing fractions. None where whole bounds do not say it (`min = 1.5`, a `base`)."""
+    found = domain_call(value)
+    if found is None:
+        return None
+    func = found[0].partition("(")[0]
+    if func in T.INTEGER or func in T.CATEGORICAL:
+        return found[0]
+    args = {_ALIASES.get(k, k): v for k, v in value.items() if k != "type"}
+    if func not in _WHOLE or not set(args) <= {"lower", "upper", "q"} or \
+            not all(type(v) is int for v in args.values()):
+        return None
+    if "q" in args:
+        return f"{_WHOLE[func]}({args['lower']}, {args['upper']}, {args['q']})"
+    return f"{_WHOLE[func]}({args['lower']}, {args['upper'] + 1})"

@@ -89,9 +89,11 @@ def settings(ch: Checker, out: dict[str, Any], epochs: int | None, label: A.Span
     clock = sched.get("time_attr") in ("time_total_s", "time_since_restore")
     if name in ("asha", "hyperband", "bohb") and clock and max_t is not None and "scheduler.options.max_t" \
             not in ch.spans and opts.get("stop_last_trials", True):  # the default is epochs', read as seconds
+        example = "in seconds, e.g. `max_t = 7200` (2 hours)" if ch.file.endswith((".yaml", ".yml")) \
+            else "e.g. `max_t = 2h`"  # YAML's `max_t` is an integer: no `2h`
         ch.warn(WARN_SCHEDULE, f"every trial stops after {max_t} s of training: `max_t` is not given, and its "
                                f"default, {max_t}, counts `time_attr` units, here seconds", label,
-                help="set `max_t` to the longest a trial may train, e.g. `max_t = 2h`")  # fmt: skip
+                help=f"set `max_t` to the longest a trial may train, {example}")  # fmt: skip
     if name in T.POPULATION and ch.spans.get("checkpoint.keep") is None:
         _population_default_keep(out)
 
@@ -289,11 +291,13 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, reports: 
             or f"make sure the trainer reports `{attr}` every epoch")  # fmt: skip
 
 
-def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports) -> None:
+def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports, nowhere: bool = False) -> None:
     """A `stop` key no report carries is skipped by Ray (a log line at most): the trials
-    run on to their last epoch, as if the criterion were not there (`epochs` for `epoch`)."""
+    run on to their last epoch, as if the criterion were not there (`epochs` for `epoch`).
+    `nowhere`: a YAML config's trainer module is not found (HP803): its loop is not hpoc's,
+    what it reports (and in which units) is unknown."""
     stop = out["trials"].get("stop") or {}
-    if not stop:
+    if not stop or nowhere:
         return
     own, known = result_keys(out, reports)
     for key in stop:

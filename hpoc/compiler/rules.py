@@ -75,7 +75,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, nowhere)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
-    early_stop.stop_keys(ch, out, reports)
+    early_stop.stop_keys(ch, out, reports, nowhere)
     early_stop.stop_short(ch, out, early_stop.epochs_of(space, out))
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)
@@ -907,7 +907,7 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                                 f"`gpus_per_worker = {int(g)}` leaves {int(g) - 1} of its GPUs idle",
                 ch.spans.get("resources.gpus_per_worker"),
                 help=f"for one trial on {total} GPUs write `workers = {total}` with `gpus_per_worker = 1` (each "
-                     f"worker on one GPU); for {total} trials at once, `gpus_per_worker = 1`")  # fmt: skip
+                     f"worker on one GPU); for {int(g)} trials at once, `gpus_per_worker = 1`")  # fmt: skip
     for key in ("cpus_per_worker", "gpus_per_worker"):
         if 0 < r[key] < RAY_RESOURCE_STEP:  # Ray refuses the trial's actor: "cannot go beyond 0.0001"
             ch.error(RESOURCES, f"`{key}` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "

@@ -247,9 +247,9 @@ def _unshared_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held
     gpw, cpw, nodes, cpn = r["gpus_per_worker"], r["cpus_per_worker"], s["nodes"], s["cpus_per_node"]
     wanted, limit, _ = _at_once(out, s)
     more = min(wanted, gpu_held)
-    if not 0 < gpw < 1 or limit != "num_samples" or "trials.num_samples" not in ch.spans or cpu_held >= more \
-            or cpu_held >= math.floor(1 / gpw + 1e-9) * nodes:  # each GPU full already
-        return
+    if not 0 < gpw < 1 or r["workers"] > 1 or limit != "num_samples" or "trials.num_samples" not in ch.spans \
+            or cpu_held >= more or cpu_held >= math.floor(1 / gpw + 1e-9) * nodes:
+        return  # (several workers with a fraction: refused, HP501; else each GPU full already)
     default = "slurm.cpus_per_node" not in ch.spans
     per_node = math.ceil(more / nodes)
     ch.warn(WARN_RESOURCES, f"trials of {fmt_number(gpw)} GPUs share a GPU, but the job's CPUs hold {cpu_held} "

@@ -11,7 +11,7 @@ from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
 from hpoc.compiler.check import (BOUNDS, CONDITION, DUPLICATE, MISPLACED, SPACE, TYPE, WARN_ALWAYS,
                                  WARN_DATA_DOMAIN, WARN_ONE_VALUE, WARN_PATH, Checker)
-from hpoc.compiler.domain_maps import domain_call
+from hpoc.compiler.domain_maps import count_call, domain_call
 from hpoc.dsl import ast as A
 from hpoc.dsl.format import format_condition, format_setting
 from hpoc.errors import did_you_mean, one_of
@@ -41,6 +41,8 @@ class Space:
     constants: dict[str, Any] = field(default_factory=dict)
     constant_spans: dict[str, A.Span | None] = field(default_factory=dict)
     invalid: set[str] = field(default_factory=set)  # parameters left out for their domain's errors
+    # a constant's or group's key as written where it is (`lr` of `opt { lr = ... }`): a hint's
+    written: dict[str, str] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [p.name for p in self.params] + list(self.constants)
@@ -326,9 +328,25 @@ def _domain_maps(ch: Checker, space: Space) -> None:
             (space.constant_spans[p] for p in _ancestors(path) if p in space.constant_spans), None)
         ch.warn(WARN_DATA_DOMAIN, f"`{path}` is a map, not a search domain: it is not searched, every trial "
                                   "gets the map as written", span,
-                help=f"write `{path} = {call}`" + ("" if typed else " (or `loguniform`, `randint`, ...)"))
+                help=_domain_help(space, path, call) + ("" if typed else " (or `loguniform`, `randint`, ...)"))
 
     walk(tree, "")
+
+
+def _domain_help(space: Space, path: str, call: str) -> str:
+    """The line to write where the map is: its key as written there (in `opt { }`, `lr`, not
+    `opt.lr`, which would be `opt.opt.lr`); inside a map, that map made a group (a dotted
+    `opt.lr` beside the map `opt` is refused: both a parameter and a group)."""
+    if path in space.written:
+        return f"write `{space.written[path]} = {call}`"
+    outer = next((p for p in _ancestors(path) if p in space.constants), None)
+    if outer is not None:
+        key = space.written.get(outer, outer)
+        return f"write `{key}` as a group, `{key} {{ ... }}`, with `{path[len(outer) + 1:]} = {call}` in it"
+    # dotted keys (`lr.type = ...`): the name less the prefix of the group they are written in
+    child = next((n for n in space.written if n.startswith(path + ".") and "." in space.written[n]), None)
+    prefix = child[: len(child) - len(space.written[child])] if child else ""
+    return f"write `{path[len(prefix):] if path.startswith(prefix) else path} = {call}`"
 
 
 def _ancestors(path: str) -> list[str]:
@@ -358,8 +376,8 @@ def as_count(v: Any) -> Any:
 def _check_counts(ch: Checker, space: Space) -> None:
     for name in COUNTS:
         help = f"`{name}` counts, so it takes whole numbers from 1 up"
-        if (found := domain_call(space.constants.get(name))) is not None:
-            help = f"to search it, write `{name} = {found[0]}`"  # a YAML domain's map
+        if (found := count_call(space.constants.get(name))) is not None:
+            help = f"to search it, write `{name} = {found}`"  # a YAML domain's map
         elif isinstance(space.constants.get(name), list) and space.constants[name]:
             help = f"to search these values, write `{name} = choice({', '.join(map(_show, space.constants[name]))})`"
         if name in space.constants and not is_count(space.constants[name]):
@@ -407,6 +425,7 @@ def _walk(
                 continue
             if not _valid_key(ch, item.kind, item.kind_span):
                 continue
+            space.written.setdefault(prefix + item.kind, item.kind)
             _walk(ch, item.body, f"{prefix}{item.kind}.", cond, cond_prefix, space, first)
         elif isinstance(item, A.IfBlock):
             if cond is not None:
@@ -468,8 +487,10 @@ def _setting(
         if isinstance(value, (A.String, A.Number, A.Bool, A.Ref)) and K.bare_word(getattr(value, "path", "x")):
             # a value only some trials get: a choice of that one value, under the condition
             shown = format_setting(item.key, K.space_value(value)).partition(" = ")[2]
-            help = (f"a constant is in every trial; for a value only these trials get, write "
-                    f"`{item.key} = choice({shown}) if {format_condition(condition)}`")
+            # in an `if` block, the block is the condition (a second one is refused, nested)
+            where = f" if {format_condition(condition)}`" if item.condition is not None else "` in the `if` block"
+            help = ("a constant is in every trial; for a value only these trials get, write "
+                    f"`{item.key} = choice({shown}){where}")
         ch.error(CONDITION, f"constant `{name}` cannot be conditional", condition.span, help=help)
         return
     if isinstance(value, A.Ref) and value.path in T.DOMAINS:
@@ -479,6 +500,7 @@ def _setting(
     try:
         space.constants[name] = K.space_value(value)
         space.constant_spans[name] = item.span
+        space.written[name] = item.key
         import_paths(ch, value)
     except K.Invalid as exc:
         ch.error(TYPE, f"`{name}` {exc.msg}", (exc.node or value).span, help=exc.help)

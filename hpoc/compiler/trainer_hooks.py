@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from hpoc.compiler.metrics import config_attribute
-from hpoc.compiler.pysource import target_tree
+from hpoc.compiler.pysource import module_tree, target_tree
 from hpoc.compiler.targets import Problem, bindings
 
 _MODEL = ("train", "setup", "_create_model", "create_model_loss_optimizer")
@@ -223,23 +223,70 @@ def cuda_lines(target: str, workdir: str | None) -> list[str]:
 
 
 # What a module that spreads one process over several GPUs names: torch's DataParallel and
-# FSDP, Hugging Face's `device_map`, a device by its index, a loop over `device_count()`.
-_SEVERAL_GPUS = {"DataParallel", "FullyShardedDataParallel", "device_map", "device_count", "get_devices"}
+# FSDP, Hugging Face's `device_map`, a loop over `device_count()`, a pipeline or tensor
+# parallel split (torch's, fairscale's `Pipe`, accelerate's `dispatch_model`).
+_SEVERAL_GPUS = {"DataParallel", "FullyShardedDataParallel", "device_map", "device_count", "get_devices",
+                 "Pipe", "pipelining", "PipelineStage", "parallelize_module", "dispatch_model",
+                 "infer_auto_device_map"}
+_MODULES_READ = 32  # the study's own modules followed from the trainer's (a bound on a big tree)
 
 
 def several_gpus(target: str, workdir: str | None) -> bool:
-    """Whether the trainer's module may use several GPUs in one process (what cannot be
-    told, a module not found, counts as no)."""
+    """Whether the trainer's module, or a module of the study's own that it imports (the
+    model's, often), may use several GPUs in one process (what cannot be told, a module not
+    found, counts as no)."""
     found = target_tree(target, workdir)
-    if found is None:
+    if found is None or workdir is None:
         return False
-    for node in ast.walk(found[1]):
-        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else \
-            node.arg if isinstance(node, ast.keyword) else None
-        if name in _SEVERAL_GPUS or isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                re.fullmatch(r"cuda:[1-9]\d*", node.value):
-            return True
+    first = target.partition(":")[0]
+    todo, seen = [(first, *found)], {first}
+    while todo and len(seen) <= _MODULES_READ:
+        name, path, tree = todo.pop()
+        package = name if os.path.basename(path) == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if _names_gpus(node):
+                return True
+            for module in _imported(node, package):
+                if module not in seen and (sub := module_tree(workdir, module)) and isinstance(sub[1], ast.Module):
+                    seen.add(module)
+                    todo.append((module, *sub))
     return False
+
+
+def _names_gpus(node: ast.AST) -> bool:
+    """A name of `_SEVERAL_GPUS`, or a GPU past the first by its number: `"cuda:1"`,
+    `torch.device("cuda", 1)`, `.cuda(1)`, `.to(1)` (not by a variable: `f"cuda:{rank}"`
+    is DDP's one GPU of a process)."""
+    name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else \
+        node.arg if isinstance(node, ast.keyword) else None
+    if name in _SEVERAL_GPUS:
+        return True
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return re.fullmatch(r"cuda:[1-9]\d*", node.value) is not None
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+    args = [*node.args, *(k.value for k in node.keywords if k.arg in ("index", "device"))]
+    return func in ("cuda", "to", "device", "set_device") and any(
+        isinstance(a, ast.Constant) and type(a.value) is int and a.value >= 1 for a in args)
+
+
+def _imported(node: ast.AST, package: str) -> list[str]:
+    """The modules an import statement may load (`from pkg import mod`: `pkg` or its
+    submodule `pkg.mod`; a relative one from `package`, that of the module it is in)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".") if package else []
+        if node.level - 1 > len(parts):
+            return []  # above the study's directory
+        base = ".".join([*parts[: len(parts) - node.level + 1], *([base] if base else [])])
+    if not base:
+        return [a.name for a in node.names]
+    return [base, *(f"{base}.{a.name}" for a in node.names if a.name != "*")]
 
 
 def _on_cuda(call: ast.Call) -> bool:

@@ -29,8 +29,15 @@ def code_lines(doc: str) -> list[str]:
 
 
 def cited_tests(doc: str) -> set[tuple[str | None, str]]:
-    """(file or None, test name) for every test a doc names: `tests/f.py::test_x` or `test_x`."""
-    cited = {(f, name) for f, name in re.findall(r"(tests/\w+\.py)::(test_\w+)", doc)}
+    """(file or None, test name) for every test a doc names: `tests/f.py::test_x`, `test_x`, or
+    `::test_x` after a `tests/f.py` in the same paragraph or table row (a test of that file)."""
+    cited = set()
+    for part in re.split(r"\n\s*\n|\n(?=\|)", doc):
+        file = None
+        for path, name, after in re.findall(r"(tests/\w+\.py)(?:::(test_\w+))?|(?<![\w/])::(test_\w+)", part):
+            file = path or file
+            if name or after:
+                cited.add((file, name or after))
     named = {name for _, name in cited}
     # a bare `test_x` (also in a list after a `file::` one); `test_dataset=` is an argument
     cited |= {(None, name) for name in re.findall(r"`(test_\w+)(?:\[\w+\])?`", doc) if name not in named}

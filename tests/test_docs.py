@@ -192,3 +192,13 @@ def test_the_code_table_row_names_what_the_check_raises_its_code_for(tmp_path, s
     (code,) = {d.code for d in diagnostics if said in d.message}
     row = re.search(rf"^\| {code} \|(.*)$", text(ROOT / "docs" / "language.md"), re.M).group(1)
     assert [w for w in words if w not in row] == []
+
+
+def test_the_mlflow_ui_commands_users_are_told_open_a_file_store():
+    """MLflow 3 (requirements.txt pins it) refuses a file store unless MLFLOW_ALLOW_FILE_STORE
+    is true: hpoc sets it for its own runs, but the `mlflow ui --backend-store-uri` that
+    results.md and the unreachable-server help give failed on the `mlruns` hpoc wrote."""
+    told = [(p.name, line) for p in [*DOCS, *(ROOT / "hpoc").rglob("*.py")]
+            for line in re.findall(r"[^`\n]*mlflow ui --backend-store-uri[^`\n]*", text(p))]
+    assert len(told) >= 2
+    assert [(name, line) for name, line in told if "MLFLOW_ALLOW_FILE_STORE=true mlflow ui" not in line] == []

@@ -3194,6 +3194,11 @@ def test_a_condition_on_a_bare_flag_is_told_to_compare_it() -> None:
         "eps = uniform(0, 1) if use_bn is true": (5, 33, "compare with `==`: `if use_bn == ...`"),
         'eps = uniform(0, 1) if use_bn "yes"': (5, 33, 'write `if use_bn == "yes"`'),
         "eps = uniform(0, 1) if use_bn [true]": (5, 33, "write `if use_bn in [...]`"),
+        # on one line with the next setting, or the block's end (were no hint at all)
+        "eps = uniform(0, 1) if use_bn, lr = 0.1": (5, 32, "write `if use_bn == true` (or the value that switches "
+                                                          "it on): a condition compares with `==` or `in`"),
+        "g { eps = uniform(0, 1) if use_bn }": (5, 37, "write `if use_bn == true` (or the value that switches it on): "
+                                                       "a condition compares with `==` or `in`"),
     }
     for line, (row, col, help) in cases.items():
         d = one_error(head + line + "\n}\nobjective minimize val_loss\n")

@@ -1,5 +1,7 @@
-"""What README.md and docs/*.md name must exist: the tests they cite, the diagnostic codes,
-the `hpoc` command-line flags, the plan keys of docs/plan.md, and their `.hpo` examples parse."""
+"""What README.md and docs/*.md name must exist: the tests they cite, the diagnostic codes (the
+YAML front end's warnings in the migration guide's table), the `hpoc` command-line flags, the
+plan keys of docs/plan.md; their `.hpo` examples parse, and the `mlflow ui` they give opens a
+file store."""
 
 from __future__ import annotations
 
@@ -29,8 +31,15 @@ def code_lines(doc: str) -> list[str]:
 
 
 def cited_tests(doc: str) -> set[tuple[str | None, str]]:
-    """(file or None, test name) for every test a doc names: `tests/f.py::test_x` or `test_x`."""
-    cited = {(f, name) for f, name in re.findall(r"(tests/\w+\.py)::(test_\w+)", doc)}
+    """(file or None, test name) for every test a doc names: `tests/f.py::test_x`, `test_x`, or
+    `::test_x` after a `tests/f.py` in the same paragraph or table row (a test of that file)."""
+    cited = set()
+    for part in re.split(r"\n\s*\n|\n(?=\|)", doc):
+        file = None
+        for path, name, after in re.findall(r"(tests/\w+\.py)(?:::(test_\w+))?|(?<![\w/])::(test_\w+)", part):
+            file = path or file
+            if name or after:
+                cited.add((file, name or after))
     named = {name for _, name in cited}
     # a bare `test_x` (also in a list after a `file::` one); `test_dataset=` is an argument
     cited |= {(None, name) for name in re.findall(r"`(test_\w+)(?:\[\w+\])?`", doc) if name not in named}
@@ -185,3 +194,25 @@ def test_the_code_table_row_names_what_the_check_raises_its_code_for(tmp_path, s
     (code,) = {d.code for d in diagnostics if said in d.message}
     row = re.search(rf"^\| {code} \|(.*)$", text(ROOT / "docs" / "language.md"), re.M).group(1)
     assert [w for w in words if w not in row] == []
+
+
+def test_the_mlflow_ui_commands_users_are_told_open_a_file_store():
+    """MLflow 3 (requirements.txt pins it) refuses a file store unless MLFLOW_ALLOW_FILE_STORE
+    is true: hpoc sets it for its own runs, but the `mlflow ui --backend-store-uri` that
+    results.md and the unreachable-server help give failed on the `mlruns` hpoc wrote."""
+    told = [(p.name, line) for p in [*DOCS, *(ROOT / "hpoc").rglob("*.py")]
+            for line in re.findall(r"[^`\n]*mlflow ui --backend-store-uri[^`\n]*", text(p))]
+    assert len(told) >= 2
+    assert [(name, line) for name, line in told if "MLFLOW_ALLOW_FILE_STORE=true mlflow ui" not in line] == []
+
+
+def test_every_warning_of_the_yaml_front_end_has_a_row_in_the_migration_guide():
+    """hpoc/yaml/build.py says docs/migrating-from-itwinai.md lists its warnings; HP826 (a
+    domain without its `type`) had none there, so a YAML user found the code in no table."""
+    from hpoc.yaml import build
+
+    source = "\n".join(text(p) for p in (ROOT / "hpoc" / "yaml").glob("*.py"))
+    warned = {getattr(build, name) for name in re.findall(r"\.warn\(\s*([A-Z_]+)\b", source)}
+    rows = set(re.findall(r"^\| (HP\d{3}) \|", text(ROOT / "docs" / "migrating-from-itwinai.md"), re.M))
+    assert len(warned) >= 4
+    assert sorted(warned - rows) == []

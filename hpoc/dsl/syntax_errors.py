@@ -347,7 +347,7 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
                 return f"write `if {flag[1]} == {tok}`"
             if tok.type == "LSQB":
                 return f"write `if {flag[1]} in [...]`"
-            if tok.type == "LBRACE":
+            if tok.type in ("LBRACE", "COMMA", "RBRACE"):  # `if use_bn {`, `if use_bn, lr = ...`, `if use_bn }`
                 return _flag_help(flag[1])
     if "MINIMIZE" in expected:
         return _keyword_hint(text, tok) or "write `objective minimize val_loss` or `objective maximize val_accuracy`"

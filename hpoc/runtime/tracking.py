@@ -389,7 +389,7 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
             return (f"`logger mlflow`: the tracking server {_without_password(uri)} {why}, from "
                     f"{socket.gethostname()}\n  help: {hint}; or log to a file store on a shared "
                     "filesystem: leave `tracking_uri` out (mlruns in the study's directory), and "
-                    "view it with `mlflow ui --backend-store-uri <that folder>`")
+                    "view it with `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <that folder>`")
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -55,12 +56,15 @@ def test_a_config_files_adam_names_the_op_it_builds(tmp_path, cache):
     assert build_line({"resources": {"strategy": "ddp", "gpus_per_worker": 0, "deepspeed": None}}) is None
 
 
-def test_the_cache_is_torchs_own(monkeypatch, tmp_path):
-    """Where torch's `load` builds: else an op built there would still be said."""
+@pytest.mark.parametrize("abiflags", ["", "t"])
+def test_the_cache_is_torchs_own(monkeypatch, tmp_path, abiflags):
+    """Where torch's `load` builds: else an op built there would still be said (a free-threaded
+    Python's, `py313t_cu130`, was said to build in every run)."""
     from torch.utils.cpp_extension import _get_build_directory
 
     from hpoc.runtime.deepspeed_ops import cache_dir
 
+    monkeypatch.setattr(sys, "abiflags", abiflags, raising=False)
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache_dir() == os.path.dirname(_get_build_directory("x", verbose=False))

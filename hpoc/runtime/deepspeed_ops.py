@@ -54,7 +54,8 @@ def cache_dir() -> str:
         f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu")
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     root = os.path.realpath(os.path.join(cache, "torch_extensions"))
-    return os.path.join(root, f"py{sys.version_info.major}{sys.version_info.minor}_{device}")
+    python = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"  # py313t
+    return os.path.join(root, f"{python}_{device}")
 
 
 def _built(op: str, root: str) -> bool:

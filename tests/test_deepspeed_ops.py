@@ -105,3 +105,10 @@ def test_an_op_the_install_lists_as_not_built_is_said(tmp_path, monkeypatch, cac
     assert build_line(_plan(tmp_path, config=adam)) is None
     _installed(tmp_path / "other", monkeypatch, "cpu", {"fused_adam": False, "deepspeed_shm_comm": True})
     assert "`fused_adam` op with" in build_line(_plan(tmp_path, config=adam))
+
+
+@pytest.mark.parametrize("torch_adam", [True, 1, "true"])
+def test_torch_adam_as_deepspeed_reads_it_builds_nothing(tmp_path, cache, torch_adam):
+    """DeepSpeed takes torch's Adam for any true value of `torch_adam` (`if torch_adam:`)."""
+    config = {"optimizer": {"type": "AdamW", "params": {"lr": 0.001, "torch_adam": torch_adam}}}
+    assert build_line(_plan(tmp_path, gpus=1, config=config)) is None

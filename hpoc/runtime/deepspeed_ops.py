@@ -33,7 +33,7 @@ def needed(plan: dict[str, Any]) -> list[str]:
     if not isinstance(optimizer, dict) or str(optimizer.get("type", "")).lower() not in ("adam", "adamw"):
         return ops
     params = optimizer.get("params") if isinstance(optimizer.get("params"), dict) else {}
-    if params.get("torch_adam") is True:
+    if params.get("torch_adam"):  # as DeepSpeed reads it: any true value
         return ops
     zero = config.get("zero_optimization")
     zero = zero if isinstance(zero, dict) else {}

@@ -788,6 +788,24 @@ def test_a_deepspeed_config_deepspeeds_own_check_refuses_fails_its_trial_once(tm
     assert deterministic(raised.value) is not None
 
 
+@pytest.mark.parametrize("file, key", [
+    ({"weight_quantization": {"bogus": 1}}, "weight_quantization.bogus"),
+    ({"csv_monitor": {"enabled": False, "bogus": 1}}, "csv_monitor.bogus"),
+    ({"tensor_parallel": {"bogus": 1}}, "tensor_parallel.bogus"),
+])  # fmt: skip
+def test_deepspeeds_refusal_names_the_key_by_the_files_section(file, key):
+    """Its config model's name is no key of the file: `WeightQuantConfig.bogus` was said."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    from hpoc.runtime.deepspeed_refused import refusal
+
+    with pytest.raises(Exception) as raised:
+        DeepSpeedConfig({"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1, **file})
+    assert refusal(raised.value) == f"DeepSpeed refuses the config's `{key}`: it is not a setting DeepSpeed knows " \
+        "(a misspelling?)"
+
+
 def test_another_error_of_deepspeeds_start_is_left_as_it_is(tmp_path, monkeypatch):
     deepspeed = pytest.importorskip("deepspeed")
     raised = ValueError("not a config's refusal")

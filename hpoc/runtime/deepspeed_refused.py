@@ -16,7 +16,8 @@ _NO_HALF = re.compile(r"Type (fp16|bf16) is not supported on your device\.?")
 SECTIONS = {"DeepSpeedZeroConfig": "zero_optimization", "DeepSpeedBF16Config": "bf16",
             "DeepSpeedFP16Config": "fp16", "DeepSpeedMonitorConfig": "", "CommsLoggerConfig": "comms_logger",
             "CompileConfig": "compile", "HybridEngineConfig": "hybrid_engine",
-            "TPTrainingConfig": "tensor_parallel", "DeepSpeedThroughputTimerConfig": "timers"}  # fmt: skip
+            "TPTrainingConfig": "tensor_parallel", "DeepSpeedThroughputTimerConfig": "timers",
+            "WeightQuantConfig": "weight_quantization"}  # fmt: skip
 
 
 def refusal(exc: BaseException, device: str = "cpu") -> str | None:

@@ -3474,6 +3474,29 @@ def test_a_misspelt_deepspeed_config_key_is_warned_naming_the_key_meant(tmp_path
     assert _ds_diagnostics(tmp_path, fine) == []
 
 
+@pytest.mark.parametrize("content, key", [
+    ('{"elasticity": {"enabled": false}}', "elasticity"),
+    ('{"sparse_attention": {"mode": "fixed"}}', "sparse_attention"),
+    ('{"zero_optimization": {"stage": 3, "mics_shard_size": 8}}', "zero_optimization.mics_shard_size"),
+])  # fmt: skip
+def test_a_section_deepspeed_019_removed_is_warned_not_called_a_misspelling(tmp_path, content, key) -> None:
+    """DeepSpeed 0.19 refuses a file with a section it removed (an older Megatron file's
+    `elasticity`), in every trial after Ray started; 0.16-0.18, which hpoc takes, read it."""
+    (w,) = _ds_diagnostics(tmp_path, content)
+    assert (w.severity, w.code) == ("warning", "HP804")
+    assert w.message == f'the DeepSpeed config "ds.json" sets `{key}`, which DeepSpeed 0.19 removed: it refuses the file'
+    assert "does not know" not in w.render()
+    # a newer DeepSpeed's keys, and an HF Trainer file's "auto" ones, are neither
+    fine = ('{"zero_optimization": {"stage": 3, "zero_hpz_partition_size": 8, "zero_quantized_weights": true, '
+            '"stage3_prefetch_bucket_size": "auto", "stage3_gather_16bit_weights_on_model_save": true}, '
+            '"data_types": {"grad_accum_dtype": "fp32"}, "compile": {"deepcompile": false}, '
+            '"tensor_parallel": {"autotp_size": 1}, "checkpoint": {"use_node_local_storage": true}, '
+            '"aio": {"block_size": 1048576}, "comms_logger": {"enabled": false}, "flops_profiler": {"enabled": false}, '
+            '"wandb": {"enabled": false}, "csv_monitor": {"enabled": false}, "pipeline": {}, '
+            '"gradient_clipping": "auto", "train_micro_batch_size_per_gpu": "auto"}')
+    assert _ds_diagnostics(tmp_path, fine) == []
+
+
 def test_a_deepspeed_config_beside_the_cwd_rather_than_the_spec_is_told_the_path_from_the_spec(tmp_path,
                                                                                                monkeypatch) -> None:
     """`hpoc check studies/x.hpo` with `config = "ds.json"` in the folder hpoc runs in: the

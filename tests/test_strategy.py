@@ -761,6 +761,51 @@ def test_a_deepspeed_config_deepspeed_refuses_fails_its_trial_once_naming_the_ke
     assert deterministic(raised.value) is not None
 
 
+@pytest.mark.parametrize("file, said", [
+    ({"elasticity": {"enabled": False}}, "Elastic training has been removed; the 'elasticity' configuration block"),
+    ({"checkpoint": {"tag_validation": "Sometimes"}}, "Checkpoint config contains invalid tag_validation"),
+])  # fmt: skip
+def test_a_deepspeed_config_deepspeeds_own_check_refuses_fails_its_trial_once(tmp_path, monkeypatch, file, said):
+    """DeepSpeed 0.19 refuses a section it removed (`elasticity`, `sparse_attention`, `nebula`,
+    an old Megatron file's) with its DeepSpeedConfigError, no ValueError: every trial failed,
+    each retried, a traceback in each error.txt."""
+    deepspeed = pytest.importorskip("deepspeed")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    from hpoc.runtime.retry import deterministic
+
+    monkeypatch.setattr(deepspeed, "initialize", lambda config, **_: DeepSpeedConfig(config))
+    monkeypatch.setattr(DeepSpeedStrategy, "init", lambda self: None)
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(file))
+    s = DeepSpeedStrategy(deepspeed={"zero_stage": 2, "precision": None, "config_file": str(path)}, device="cpu")
+    model = nn.Linear(4, 1)
+    with pytest.raises(Exception) as raised:
+        s.distributed(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    first = str(raised.value).splitlines()[0]
+    assert first.startswith(f"DeepSpeed refuses the config: {said}")
+    assert str(raised.value).splitlines()[1] == "  help: remove or mend that part of the DeepSpeed config file"
+    assert deterministic(raised.value) is not None
+
+
+@pytest.mark.parametrize("file, key", [
+    ({"weight_quantization": {"bogus": 1}}, "weight_quantization.bogus"),
+    ({"csv_monitor": {"enabled": False, "bogus": 1}}, "csv_monitor.bogus"),
+    ({"tensor_parallel": {"bogus": 1}}, "tensor_parallel.bogus"),
+])  # fmt: skip
+def test_deepspeeds_refusal_names_the_key_by_the_files_section(file, key):
+    """Its config model's name is no key of the file: `WeightQuantConfig.bogus` was said."""
+    pytest.importorskip("deepspeed")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    from hpoc.runtime.deepspeed_refused import refusal
+
+    with pytest.raises(Exception) as raised:
+        DeepSpeedConfig({"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1, **file})
+    assert refusal(raised.value) == f"DeepSpeed refuses the config's `{key}`: it is not a setting DeepSpeed knows " \
+        "(a misspelling?)"
+
+
 def test_another_error_of_deepspeeds_start_is_left_as_it_is(tmp_path, monkeypatch):
     deepspeed = pytest.importorskip("deepspeed")
     raised = ValueError("not a config's refusal")

@@ -37,6 +37,13 @@ def check_file(ch: Checker, out: dict[str, Any], config: str, ds: dict[str, Any]
 
 def _misspelt(ch: Checker, config: str, ds: dict[str, Any], at: Any) -> None:
     zero = ds.get("zero_optimization")
+    removed = [k for k in ds if k in deepspeed_keys.REMOVED_TOP]
+    removed += [f"zero_optimization.{k}" for k in zero if k in deepspeed_keys.REMOVED_ZERO] \
+        if isinstance(zero, dict) else []
+    for key in removed:
+        ch.warn(WARN_RESOURCES, f'the DeepSpeed config "{config}" sets `{key}`, which DeepSpeed 0.19 removed: it '
+                "refuses the file", at, notes=("every trial fails on it there; DeepSpeed 0.16 to 0.18 read it",),
+                help=f"remove `{key}` from the DeepSpeed config, or keep DeepSpeed below 0.19 on the nodes")
     found = [(k, m, False) for k in ds if (m := deepspeed_keys.meant(k, deepspeed_keys.TOP))]
     for k in zero if isinstance(zero, dict) else ():
         if m := deepspeed_keys.meant(k, deepspeed_keys.ZERO):

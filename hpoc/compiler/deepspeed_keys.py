@@ -42,6 +42,15 @@ ZERO = (
     "zero_quantized_nontrainable_weights", "zero_quantized_weights",
 )  # fmt: skip
 
+# What DeepSpeed 0.19 removed: it refuses a file that sets one (its DeepSpeedConfigError, in
+# every trial); 0.16 to 0.18, which hpoc takes too, read them. `amp` is left out: hpoc drops
+# an HF file's `"enabled": "auto"` one (deepspeed_autos).
+REMOVED_TOP = (
+    "compression_training", "curriculum_learning", "eigenvalue", "elasticity", "graph_harvesting", "nebula",
+    "progressive_layer_drop", "quantize_training", "sparse_attention", "sparse_gradients",
+)  # fmt: skip
+REMOVED_ZERO = ("mics_hierarchical_params_gather", "mics_shard_size", "zeropp_loco_param")
+
 
 def meant(key: str, known: tuple[str, ...]) -> str | None:
     """The known key `key` misspells (another case, a British spelling, a missing suffix);

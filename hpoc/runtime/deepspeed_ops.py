@@ -1,10 +1,13 @@
 """DeepSpeed's C++ ops that the first trial builds, said before it: DeepSpeed compiles them
 on first use (2-3 minutes on a small machine), and the study showed its trials "running"
 without a word meanwhile. Read from the plan and the build cache alone (no DeepSpeed
-import in the driver); an op DeepSpeed was installed with prebuilt is not built."""
+import in the driver); an op DeepSpeed was installed with prebuilt for the trials'
+accelerator is not built."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import glob
 import importlib.util
 import os
@@ -12,9 +15,6 @@ import sys
 from typing import Any
 
 from hpoc.plan import dsjson
-
-# op -> its prebuilt module's folder under deepspeed/ (DeepSpeed's `absolute_name()`)
-PACKAGES = {"deepspeed_shm_comm": "ops/comm", "cpu_adam": "ops/adam", "fused_adam": "ops/adam"}
 
 
 def needed(plan: dict[str, Any]) -> list[str]:
@@ -33,7 +33,7 @@ def needed(plan: dict[str, Any]) -> list[str]:
     if not isinstance(optimizer, dict) or str(optimizer.get("type", "")).lower() not in ("adam", "adamw"):
         return ops
     params = optimizer.get("params") if isinstance(optimizer.get("params"), dict) else {}
-    if params.get("torch_adam") is True:
+    if params.get("torch_adam"):  # as DeepSpeed reads it: any true value
         return ops
     zero = config.get("zero_optimization")
     zero = zero if isinstance(zero, dict) else {}
@@ -54,15 +54,33 @@ def cache_dir() -> str:
         f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu")
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     root = os.path.realpath(os.path.join(cache, "torch_extensions"))
-    return os.path.join(root, f"py{sys.version_info.major}{sys.version_info.minor}_{device}")
+    python = f"py{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"  # py313t
+    return os.path.join(root, f"{python}_{device}")
 
 
-def _built(op: str, root: str) -> bool:
-    if glob.glob(os.path.join(root, op, f"{op}*.so")):
-        return True
+def _built(op: str, root: str, accelerator: str) -> bool:
+    return bool(glob.glob(os.path.join(root, op, f"{op}*.so"))) or _prebuilt(op, accelerator)
+
+
+def _prebuilt(op: str, accelerator: str) -> bool:
+    """As DeepSpeed's `OpBuilder.load`: an op its install built (DS_BUILD_OPS=1) is loaded only
+    on the accelerator it was built for, and built again elsewhere. Read from the file its
+    setup wrote, not imported."""
     spec = importlib.util.find_spec("deepspeed")
-    where = spec.submodule_search_locations if spec else None
-    return bool(where) and any(glob.glob(os.path.join(w, PACKAGES[op], f"{op}_op*.so")) for w in where)
+    for where in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            with open(os.path.join(where, "git_version_info_installed.py"), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+        except (OSError, SyntaxError, ValueError):
+            return False  # not installed by its setup (a source checkout): DeepSpeed builds every op
+        said: dict[str, Any] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                with contextlib.suppress(ValueError, TypeError):
+                    said[node.targets[0].id] = ast.literal_eval(node.value)
+        ops = said.get("installed_ops")
+        return isinstance(ops, dict) and bool(ops.get(op)) and said.get("accelerator_name") == accelerator
+    return False
 
 
 def build_line(plan: dict[str, Any]) -> str | None:
@@ -71,7 +89,8 @@ def build_line(plan: dict[str, Any]) -> str | None:
     if not ops:
         return None
     root = cache_dir()
-    missing = [op for op in ops if not _built(op, root)]
+    accelerator = "cuda" if plan["resources"].get("gpus_per_worker") else "cpu"  # DeepSpeed's, ROCm's too
+    missing = [op for op in ops if not _built(op, root, accelerator)]
     if not missing:
         return None
     listed = " and ".join(f"`{op}`" for op in missing)

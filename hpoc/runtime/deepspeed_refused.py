@@ -1,7 +1,8 @@
 """A DeepSpeed config that DeepSpeed refuses at its start, said in one line naming the key:
 its config models' (pydantic) error named only the model ("1 validation error for
 DeepSpeedZeroConfig"), the key in the trial's error.txt; a half precision the device lacks
-named no key at all. Each retry failed alike."""
+named no key at all; a section DeepSpeed 0.19 removed (`elasticity`) is its own
+DeepSpeedConfigError, no ValueError. Each retry failed alike."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ _NO_HALF = re.compile(r"Type (fp16|bf16) is not supported on your device\.?")
 SECTIONS = {"DeepSpeedZeroConfig": "zero_optimization", "DeepSpeedBF16Config": "bf16",
             "DeepSpeedFP16Config": "fp16", "DeepSpeedMonitorConfig": "", "CommsLoggerConfig": "comms_logger",
             "CompileConfig": "compile", "HybridEngineConfig": "hybrid_engine",
-            "TPTrainingConfig": "tensor_parallel", "DeepSpeedThroughputTimerConfig": "timers"}  # fmt: skip
+            "TPTrainingConfig": "tensor_parallel", "DeepSpeedThroughputTimerConfig": "timers",
+            "WeightQuantConfig": "weight_quantization"}  # fmt: skip
 
 
 def refusal(exc: BaseException, device: str = "cpu") -> str | None:
@@ -24,6 +26,9 @@ def refusal(exc: BaseException, device: str = "cpu") -> str | None:
         kind = half.group(1)
         return (f"DeepSpeed refuses the config's `{kind}.enabled`: this device ({device}) does not support {kind}"
                 f'\n  help: set `"enabled": "auto"` in its `{kind}` section (the trial\'s `precision`), or false')
+    if type(exc).__name__ == "DeepSpeedConfigError":  # its own checks: a removed section, a value
+        return (f"DeepSpeed refuses the config: {' '.join(str(exc).split())}"
+                "\n  help: remove or mend that part of the DeepSpeed config file")
     errors = getattr(exc, "errors", None)
     if type(exc).__name__ != "ValidationError" or not callable(errors):
         return None

@@ -667,7 +667,7 @@ class DeepSpeedStrategy(DDPStrategy):
             lr_scheduler = None  # the engine steps its own
         try:
             engine, ds_optimizer, _, _ = deepspeed.initialize(**args, **kwargs)
-        except ValueError as exc:  # pydantic's refusal of a key is one, and a half precision's
+        except Exception as exc:  # pydantic's refusal of a key, a half precision's, DeepSpeedConfigError
             if (said := refused(exc, self._device.type)) is None:
                 raise
             raise said from exc

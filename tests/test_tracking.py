@@ -1162,10 +1162,15 @@ def _logging_before_restore(attempt: int, loop: str, fail_in: int | None = None)
             for epoch in range(self.restore(), self.epochs):
                 self.report(self.train_epoch(epoch), epoch=epoch)
 
-    return SetupLogs() if loop == "hook" else OwnLoop()
+    class Wrapped(base):  # hpoc's loop, through super(): its restore() comes
+        def train(self):
+            self.log(attempt * 10.0, "setup", step=0)
+            super().train()
+
+    return {"hook": SetupLogs, "own": OwnLoop, "super": Wrapped}[loop]()
 
 
-@pytest.mark.parametrize("loop", ["hook", "own"])
+@pytest.mark.parametrize("loop", ["hook", "own", "super"])
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_a_trainer_that_logs_before_its_restore_replays_an_exploit(tmp_path, kind, loop):
     """A default-loop trainer that logs before `restore()` (a model hook, a loop of its own)

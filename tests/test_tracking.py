@@ -1215,6 +1215,42 @@ def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind)
                                directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
 
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_loop_naming_another_restore_logs_each_epoch_as_it_reports(tmp_path, kind):
+    """A loop of its own that loads its checkpoint itself and names `restore` for something
+    else (an EMA's `ema.restore()` after validating with its weights) was taken for one
+    whose `self.restore()` was to come: each resumed epoch's metrics waited for it, shown
+    only when the trial closed (256 values at most), and lost with a killed trial."""
+    base = type(_Linear.make([]))
+    seen = []
+
+    class Ema:
+        def restore(self):
+            pass
+
+    class OwnRestore(base):
+        def train(self):
+            self.setup()
+            start, ema = 0, Ema()
+            with self.reporter.latest_checkpoint() as directory:
+                if directory is not None:
+                    self.strategy.load_checkpoint(directory)
+                    start = 2
+            for epoch in range(start, self.config["epochs"]):
+                self.train_epoch(epoch)
+                ema.restore()
+                self.report({"score": 100.0 + epoch}, epoch=epoch)
+                seen.append(_series(plan, kind, "local", "score")[-1])
+
+    plan = _score_plan(tmp_path, kind)
+    plan["checkpoint"]["every"] = 1
+    for epochs in (2, 4):
+        OwnRestore().run_local({"epochs": epochs, "batch_size": 4}, _Linear.data(),
+                               directory=tmp_path / "trial", plan=plan)
+    assert seen == [(e, 100.0 + e) for e in range(4)]  # each epoch's, as it was reported
+    assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
+
+
 def _itwinai_start(trainer, config, data) -> None:
     """An itwinai loop's usual start: a linear model with SGD (`lr`, 0.1 by default), the
     training loader and the logger."""

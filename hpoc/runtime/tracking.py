@@ -897,6 +897,14 @@ class Tracker:
         for at, values in waiting:
             self._each("logging metrics", lambda s, at=at, values=values: s.log_metrics(values, at))
 
+    def reported(self) -> None:
+        """The trial reports: a restore that was to come has come by now, in any loop that
+        restores before it trains. Still waited for (a loop that loads its checkpoint itself
+        and names another `restore`, an EMA's): the attempt is its checkpoint's resume, and
+        its metrics go out now, not when the trial closes (lost if it is killed)."""
+        if not self._begun and (self._fresh() if callable(self._fresh) else self._fresh) == LATER:
+            self.begin(None)
+
     def _unless_told(self) -> Any:
         """{} (from scratch) if `fresh_unless_told` says so, None (a resume), or LATER: until
         WAIT_MAX values wait (a loop that never iterates the loader that restores: a resume)."""

@@ -773,6 +773,27 @@ def test_a_server_that_stops_mid_trial_is_not_asked_by_the_next_trials(tmp_path,
     assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
 
 
+def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch):
+    """A server found gone was asked no more by the process for the rest of the study: Ray
+    reuses a one-worker trial's process, and after a server's restart of a few minutes every
+    later trial of a days-long study ran without MLflow. It is asked again GONE_S later."""
+    import mlflow.tracking  # noqa: F401
+
+    server = _rest_server([])
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=uri))
+    tracking._found_gone(uri, "does not answer in 10 s")  # a trial of this process found it so
+    assert open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
+    monkeypatch.setattr(tracking, "GONE_S", 0.2, raising=False)
+    tracking._found_gone(uri, "does not answer in 10 s")
+    time.sleep(0.3)
+    try:
+        assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == ["mlflow"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
     """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
     (the study's experiment after `slow_s`; each request in a thread of its own)."""

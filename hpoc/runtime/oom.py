@@ -120,14 +120,17 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
         else:
             return
         if now is not None and now > start["kills"]:
-            _note(str(error_file), text)
+            _note(str(error_file), text, str(directory))
     except Exception:  # noqa: BLE001 - a hint only: the trial's own error stands
         pass
 
 
-def _note(error_file: str, failure: str) -> bool:
+def _note(error_file: str, failure: str, directory: str | None = None) -> bool:
     """Add OOM_NOTE to `error_file`, once, while `failure` (the death it is about) is still
-    its latest: a later attempt's failure is not this kill's. Whether it was added now."""
+    its latest: a later attempt's failure is not this kill's. Whether it was added now.
+    Tune's `error_file` is its staging copy, copied to the trial's `directory` when Tune
+    saves the experiment, the last time before the end's callbacks: that copy is made now."""
+    from hpoc.files import write_atomic
     from hpoc.runtime.crash import OOM_NOTE
     from hpoc.runtime.retry import last_failure
 
@@ -135,6 +138,10 @@ def _note(error_file: str, failure: str) -> bool:
         return False
     with open(error_file, "a") as fh:
         fh.write(OOM_NOTE + "\n")
+    stored = os.path.join(directory, "error.txt") if directory else None
+    if stored and os.path.isdir(directory) and not (os.path.exists(stored) and os.path.samefile(stored, error_file)):
+        with open(error_file, encoding="utf-8", errors="replace") as fh:
+            write_atomic(stored, fh.read())
     return True
 
 
@@ -154,7 +161,7 @@ def poll(timeout: float = 0.0) -> list[str]:
         _, error_file, failure, kills, _ = _PENDING.pop(directory)
         now = _answer(ref)
         try:
-            if now is not None and now > kills and _note(error_file, failure):
+            if now is not None and now > kills and _note(error_file, failure, directory):
                 noted.append(directory)
         except OSError:
             pass  # a hint only

@@ -651,11 +651,12 @@ def test_an_oom_kill_read_late_reaches_the_trials_stored_error_txt(tmp_path, mon
     (staging.parent / "fresh" / "error.txt").write_text(_one_worker_died(4343))  # not copied yet
     from hpoc.runtime.retry import last_failure
 
-    for directory, error in [(stored, staging / "error.txt"), (stored_before_sync, staging.parent / "fresh" / "error.txt")]:
+    asked = [(stored, staging / "error.txt"), (stored_before_sync, staging.parent / "fresh" / "error.txt")]
+    for directory, error in asked:
         oom._PENDING[str(directory)] = (object(), str(error), last_failure(str(error)), 2, time.monotonic() + 20)
     monkeypatch.setattr(oom, "_ready", lambda refs, timeout: refs)
     monkeypatch.setattr(oom, "_answer", lambda ref: 3)
     assert sorted(oom.poll(oom.END_S)) == sorted([str(stored), str(stored_before_sync)])
-    for directory, error in [(stored, staging / "error.txt"), (stored_before_sync, staging.parent / "fresh" / "error.txt")]:
+    for directory, error in asked:
         assert (directory / "error.txt").read_text() == error.read_text()
         assert error.read_text().count(crash.OOM_NOTE) == 1

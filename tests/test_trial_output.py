@@ -660,3 +660,24 @@ def test_an_oom_kill_read_late_reaches_the_trials_stored_error_txt(tmp_path, mon
     for directory, error in asked:
         assert (directory / "error.txt").read_text() == error.read_text()
         assert error.read_text().count(crash.OOM_NOTE) == 1
+
+
+def test_trials_dying_together_on_a_slow_node_hold_the_drivers_loop_once(tmp_path, monkeypatch):
+    """Each dead trial's count on another node was waited for READ_NOW_S in Tune's callback:
+    a node whose cgroup's OOM killer ended 16 trials at once, its raylet slow to start the
+    readers, held the driver's loop 8 s. With an answer still pending, the next ask waits
+    for none: it is noted at a later step (oom.poll)."""
+    from hpoc.runtime import oom
+
+    waits: list[float] = []
+    monkeypatch.setattr(oom, "ask_on", lambda node, path: object())
+    monkeypatch.setattr(oom, "_ready", lambda refs, timeout: waits.append(timeout) or [])
+    monkeypatch.setattr(oom, "_PENDING", {})
+    for n in range(3):
+        trial = tmp_path / f"trial{n}"
+        trial.mkdir()
+        (trial / oom.RECORD).write_text(json.dumps({"host": "elsewhere", "pid": 4242, "path": "/x",
+                                                    "kills": 2, "node": "n1", "ip": "10.0.0.5"}))
+        (trial / "error.txt").write_text(_one_worker_died(4242))
+        oom.note_trial_kill(str(trial / "error.txt"), str(trial))
+    assert waits == [oom.READ_NOW_S, 0, 0] and len(oom._PENDING) == 3

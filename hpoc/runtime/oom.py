@@ -12,7 +12,8 @@ start (`record`, RECORD in the trial's directory, removed when the trial ends al
 the driver reads the same counter once Ray reports the death and notes it in the trial's
 error.txt (`note_trial_kill`): the driver's own cgroup (a SLURM job's batch step) may not
 be the Ray node's. On another node than the driver's, a task there reads it (`ask_on`):
-the driver waits READ_NOW_S for its answer inside Tune's callback, then leaves it pending
+the driver waits READ_NOW_S for its answer inside Tune's callback (none while another
+answer is pending: trials dying together wait once), then leaves it pending
 and notes a later answer at each step (`poll`), for READ_S at most: a slow raylet must not
 stall every trial's results.
 """
@@ -113,7 +114,9 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
             ref = ask_on(start["node"], start["path"])
             if ref is None:
                 return
-            if not _ready([ref], READ_NOW_S):  # noted when it answers (`poll`)
+            # noted when it answers (`poll`); with one pending already (trials dying together
+            # on a slow node), not waited for at all: the loop waits READ_NOW_S once, not per trial
+            if not _ready([ref], 0 if _PENDING else READ_NOW_S):
                 _PENDING[str(directory)] = (ref, str(error_file), text, start["kills"], time.monotonic() + READ_S)
                 return
             now = _answer(ref)

@@ -733,9 +733,9 @@ class Trainer:
             # even after a retried trial restarted from a checkpoint.
             result["epoch"] = epoch + 1
             result["training_iteration"] = epoch + 1
-        getattr(getattr(self, "tracker", None), "reported", lambda: None)()  # no restore to wait for now
         self.log_metrics({k: v for k, v in result.items() if k not in ("epoch", "training_iteration")},
                          step=epoch)
+        getattr(getattr(self, "tracker", None), "reported", lambda: None)()  # no restore to wait for now
         if checkpoint is None:
             checkpoint = epoch is not None and self.should_checkpoint(epoch)
         directory = None

@@ -116,3 +116,21 @@ def test_a_pbt_exploits_own_copy_is_on_disk_before_it_is_named(tmp_path, monkeyp
         assert copy.path == str(own / "exploited-trial_3-checkpoint_000004")
         _durably_published(events, copy.path, files)
         monkeypatch.undo()
+
+
+def test_a_checkpoint_copy_a_crash_left_half_made_does_not_stop_the_next(tmp_path):
+    """A run killed mid-copy leaves `checkpoint_<n>.tmp`; the resumed run numbers its next
+    checkpoint `n` again (the half copy is not a checkpoint), and its copy failed on the
+    folder left there (FileExistsError): the trial errored at its first checkpoint."""
+    from hpoc.runtime.report import LocalReporter
+
+    src = tmp_path / "scratch"
+    _checkpoint(src)
+    trial = tmp_path / "trial"
+    (trial / "checkpoint_000000.tmp").mkdir(parents=True)
+    (trial / "checkpoint_000000.tmp" / "state.pt").write_bytes(b"cut")
+    reporter = LocalReporter(trial)
+    reporter.report({"loss": 1.0}, checkpoint_dir=str(src))
+    assert (trial / "checkpoint_000000" / "state.pt").read_bytes() == b"x" * 1000
+    assert (trial / "checkpoint_000000" / "sub" / "shard.bin").read_bytes() == b"y" * 10
+    assert [p.name for p in trial.glob("checkpoint_*")] == ["checkpoint_000000"]

@@ -773,6 +773,27 @@ def test_a_server_that_stops_mid_trial_is_not_asked_by_the_next_trials(tmp_path,
     assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
 
 
+def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch):
+    """A server found gone was asked no more by the process for the rest of the study: Ray
+    reuses a one-worker trial's process, and after a server's restart of a few minutes every
+    later trial of a days-long study ran without MLflow. It is asked again GONE_S later."""
+    import mlflow.tracking  # noqa: F401
+
+    server = _rest_server([])
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    plan = plan_with(tmp_path, mlflow_logger(tracking_uri=uri))
+    tracking._found_gone(uri, "does not answer in 10 s")  # a trial of this process found it so
+    assert open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
+    monkeypatch.setattr(tracking, "GONE_S", 0.2, raising=False)
+    tracking._found_gone(uri, "does not answer in 10 s")
+    time.sleep(0.3)
+    try:
+        assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == ["mlflow"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
     """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
     (the study's experiment after `slow_s`; each request in a thread of its own)."""
@@ -1162,10 +1183,15 @@ def _logging_before_restore(attempt: int, loop: str, fail_in: int | None = None)
             for epoch in range(self.restore(), self.epochs):
                 self.report(self.train_epoch(epoch), epoch=epoch)
 
-    return SetupLogs() if loop == "hook" else OwnLoop()
+    class Wrapped(base):  # hpoc's loop, through super(): its restore() comes
+        def train(self):
+            self.log(attempt * 10.0, "setup", step=0)
+            super().train()
+
+    return {"hook": SetupLogs, "own": OwnLoop, "super": Wrapped}[loop]()
 
 
-@pytest.mark.parametrize("loop", ["hook", "own"])
+@pytest.mark.parametrize("loop", ["hook", "own", "super"])
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_a_trainer_that_logs_before_its_restore_replays_an_exploit(tmp_path, kind, loop):
     """A default-loop trainer that logs before `restore()` (a model hook, a loop of its own)
@@ -1209,6 +1235,42 @@ def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind)
         OwnRestore().run_local({"epochs": epochs, "batch_size": 4}, _Linear.data(),
                                directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
+
+@pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
+def test_a_loop_naming_another_restore_logs_each_epoch_as_it_reports(tmp_path, kind):
+    """A loop of its own that loads its checkpoint itself and names `restore` for something
+    else (an EMA's `ema.restore()` after validating with its weights) was taken for one
+    whose `self.restore()` was to come: each resumed epoch's metrics waited for it, shown
+    only when the trial closed (256 values at most), and lost with a killed trial."""
+    base = type(_Linear.make([]))
+    seen = []
+
+    class Ema:
+        def restore(self):
+            pass
+
+    class OwnRestore(base):
+        def train(self):
+            self.setup()
+            start, ema = 0, Ema()
+            with self.reporter.latest_checkpoint() as directory:
+                if directory is not None:
+                    self.strategy.load_checkpoint(directory)
+                    start = 2
+            for epoch in range(start, self.config["epochs"]):
+                self.train_epoch(epoch)
+                ema.restore()
+                self.report({"score": 100.0 + epoch}, epoch=epoch)
+                seen.append(_series(plan, kind, "local", "score")[-1])
+
+    plan = _score_plan(tmp_path, kind)
+    plan["checkpoint"]["every"] = 1
+    for epochs in (2, 4):
+        OwnRestore().run_local({"epochs": epochs, "batch_size": 4}, _Linear.data(),
+                               directory=tmp_path / "trial", plan=plan)
+    assert seen == [(e, 100.0 + e) for e in range(4)]  # each epoch's, as it was reported
+    assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
+
 
 def _itwinai_start(trainer, config, data) -> None:
     """An itwinai loop's usual start: a linear model with SGD (`lr`, 0.1 by default), the

@@ -1280,3 +1280,31 @@ def test_a_getter_written_as_a_function_that_returns_the_data_is_told_what_a_ste
     message = str(info.value)
     assert message.startswith("getter `fn:get`: calling it built a tuple, which has no `execute()`"), message
     assert "help: a step is a class whose `execute(self)` returns the data" in message
+
+
+def test_a_train_that_calls_restore_is_known_through_its_base_class():
+    """A `train()` that wraps hpoc's loop (`super().train()`, `Base.train(self)`) calls its
+    `restore()`: a metric logged before it waited for none, and PBT's exploit found then was
+    taken for a resume. A loop of its own that only sets its model to training does not."""
+    from hpoc.runtime.trainer import _calls_restore
+
+    class Wrapped(hpoc.Trainer):
+        def train(self):
+            super().train()
+
+    class Named(hpoc.Trainer):
+        def train(self):
+            hpoc.Trainer.train(self)
+
+    class Own(hpoc.Trainer):
+        def train(self):
+            self.model.train()
+
+    class Calls(Own):
+        def train(self):
+            for _ in range(self.restore(), 2):
+                super().train()
+
+    assert _calls_restore(object.__new__(Wrapped)) and _calls_restore(object.__new__(Named))
+    assert _calls_restore(object.__new__(Calls)) and _calls_restore(object.__new__(hpoc.Trainer))
+    assert not _calls_restore(object.__new__(Own))

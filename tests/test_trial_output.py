@@ -630,3 +630,54 @@ def test_a_late_oom_answer_notes_only_the_failure_it_was_asked_about(tmp_path):
     error_file.write_text(first + "Failure # 2 (occurred at 2026-01-01_00-01-00)\n" + _one_worker_died(4343))
     assert not oom._note(str(error_file), asked)
     assert crash.OOM_NOTE not in error_file.read_text()
+
+
+def test_an_oom_kill_read_late_reaches_the_trials_stored_error_txt(tmp_path, monkeypatch):
+    """Tune's error.txt is its staging folder's (the run's temp dir), copied to the study's
+    folder when Tune saves the experiment; the last copy is made before the end's callbacks.
+    A kill noted at the end (oom.END_S) stayed in the staging copy, deleted with the temp
+    dir: `hpoc results` (the study's folder) never said out of memory."""
+    import time
+
+    from hpoc.runtime import crash, oom
+
+    staging, stored = tmp_path / "staging" / "trial", tmp_path / "study" / "trial"
+    for d in (staging, stored):
+        d.mkdir(parents=True)
+        (d / "error.txt").write_text(_one_worker_died(4242))  # Tune's last copy
+    stored_before_sync = tmp_path / "study" / "fresh"
+    stored_before_sync.mkdir()
+    (staging.parent / "fresh").mkdir()
+    (staging.parent / "fresh" / "error.txt").write_text(_one_worker_died(4343))  # not copied yet
+    from hpoc.runtime.retry import last_failure
+
+    asked = [(stored, staging / "error.txt"), (stored_before_sync, staging.parent / "fresh" / "error.txt")]
+    for directory, error in asked:
+        oom._PENDING[str(directory)] = (object(), str(error), last_failure(str(error)), 2, time.monotonic() + 20)
+    monkeypatch.setattr(oom, "_ready", lambda refs, timeout: refs)
+    monkeypatch.setattr(oom, "_answer", lambda ref: 3)
+    assert sorted(oom.poll(oom.END_S)) == sorted([str(stored), str(stored_before_sync)])
+    for directory, error in asked:
+        assert (directory / "error.txt").read_text() == error.read_text()
+        assert error.read_text().count(crash.OOM_NOTE) == 1
+
+
+def test_trials_dying_together_on_a_slow_node_hold_the_drivers_loop_once(tmp_path, monkeypatch):
+    """Each dead trial's count on another node was waited for READ_NOW_S in Tune's callback:
+    a node whose cgroup's OOM killer ended 16 trials at once, its raylet slow to start the
+    readers, held the driver's loop 8 s. With an answer still pending, the next ask waits
+    for none: it is noted at a later step (oom.poll)."""
+    from hpoc.runtime import oom
+
+    waits: list[float] = []
+    monkeypatch.setattr(oom, "ask_on", lambda node, path: object())
+    monkeypatch.setattr(oom, "_ready", lambda refs, timeout: waits.append(timeout) or [])
+    monkeypatch.setattr(oom, "_PENDING", {})
+    for n in range(3):
+        trial = tmp_path / f"trial{n}"
+        trial.mkdir()
+        (trial / oom.RECORD).write_text(json.dumps({"host": "elsewhere", "pid": 4242, "path": "/x",
+                                                    "kills": 2, "node": "n1", "ip": "10.0.0.5"}))
+        (trial / "error.txt").write_text(_one_worker_died(4242))
+        oom.note_trial_kill(str(trial / "error.txt"), str(trial))
+    assert waits == [oom.READ_NOW_S, 0, 0] and len(oom._PENDING) == 3

@@ -12,7 +12,8 @@ start (`record`, RECORD in the trial's directory, removed when the trial ends al
 the driver reads the same counter once Ray reports the death and notes it in the trial's
 error.txt (`note_trial_kill`): the driver's own cgroup (a SLURM job's batch step) may not
 be the Ray node's. On another node than the driver's, a task there reads it (`ask_on`):
-the driver waits READ_NOW_S for its answer inside Tune's callback, then leaves it pending
+the driver waits READ_NOW_S for its answer inside Tune's callback (none while another
+answer is pending: trials dying together wait once), then leaves it pending
 and notes a later answer at each step (`poll`), for READ_S at most: a slow raylet must not
 stall every trial's results.
 """
@@ -113,21 +114,26 @@ def note_trial_kill(error_file: str | None, directory: str | None) -> None:
             ref = ask_on(start["node"], start["path"])
             if ref is None:
                 return
-            if not _ready([ref], READ_NOW_S):  # noted when it answers (`poll`)
+            # noted when it answers (`poll`); with one pending already (trials dying together
+            # on a slow node), not waited for at all: the loop waits READ_NOW_S once, not per trial
+            if not _ready([ref], 0 if _PENDING else READ_NOW_S):
                 _PENDING[str(directory)] = (ref, str(error_file), text, start["kills"], time.monotonic() + READ_S)
                 return
             now = _answer(ref)
         else:
             return
         if now is not None and now > start["kills"]:
-            _note(str(error_file), text)
+            _note(str(error_file), text, str(directory))
     except Exception:  # noqa: BLE001 - a hint only: the trial's own error stands
         pass
 
 
-def _note(error_file: str, failure: str) -> bool:
+def _note(error_file: str, failure: str, directory: str | None = None) -> bool:
     """Add OOM_NOTE to `error_file`, once, while `failure` (the death it is about) is still
-    its latest: a later attempt's failure is not this kill's. Whether it was added now."""
+    its latest: a later attempt's failure is not this kill's. Whether it was added now.
+    Tune's `error_file` is its staging copy, copied to the trial's `directory` when Tune
+    saves the experiment, the last time before the end's callbacks: that copy is made now."""
+    from hpoc.files import write_atomic
     from hpoc.runtime.crash import OOM_NOTE
     from hpoc.runtime.retry import last_failure
 
@@ -135,6 +141,10 @@ def _note(error_file: str, failure: str) -> bool:
         return False
     with open(error_file, "a") as fh:
         fh.write(OOM_NOTE + "\n")
+    stored = os.path.join(directory, "error.txt") if directory else None
+    if stored and os.path.isdir(directory) and not (os.path.exists(stored) and os.path.samefile(stored, error_file)):
+        with open(error_file, encoding="utf-8", errors="replace") as fh:
+            write_atomic(stored, fh.read())
     return True
 
 
@@ -154,7 +164,7 @@ def poll(timeout: float = 0.0) -> list[str]:
         _, error_file, failure, kills, _ = _PENDING.pop(directory)
         now = _answer(ref)
         try:
-            if now is not None and now > kills and _note(error_file, failure):
+            if now is not None and now > kills and _note(error_file, failure, directory):
                 noted.append(directory)
         except OSError:
             pass  # a hint only

@@ -198,6 +198,7 @@ class LocalReporter(Reporter):
             n = int(existing[-1].name.split("_")[-1]) + 1 if existing else 0
             final = self.dir / f"checkpoint_{n:06d}"
             tmp = self.dir / f"checkpoint_{n:06d}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)  # a copy a killed run left half made
             shutil.copytree(checkpoint_dir, tmp)
             publish_tree(tmp, final)  # a kill mid-copy or a node crash leaves no half checkpoint
             if self.keep:

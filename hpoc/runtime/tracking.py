@@ -398,9 +398,11 @@ def unreachable_server(plan: Mapping[str, Any], timeout_s: float = 10.0) -> str 
 # up to 120 s each) before the trial's logger gave up. No probe before it: the driver asked
 # (one after it, to tell a busy server from a gone one).
 FIRST_ANSWER_S = 10.0
-# Servers this process found gone ({URI: why}), asked no more: each trial of a reused
-# process waited FIRST_ANSWER_S for one and left a thread (and a socket) in MLflow's retries.
-_gone: dict[str, str] = {}
+# Servers this process found gone ({URI: (why, until)}), not asked again for GONE_S: each
+# trial of a reused process waited FIRST_ANSWER_S for one and left a thread (and a socket)
+# in MLflow's retries; for good, a server's restart cost the rest of a study its tracking.
+GONE_S = 600.0
+_gone: dict[str, tuple[str, float]] = {}
 
 
 def _is_server(uri: str) -> bool:
@@ -411,11 +413,12 @@ def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
     """request() to the server at `uri`, waited for FIRST_ANSWER_S at most (in a daemon
     thread, left to MLflow's retries); ConnectionError when it has not answered by then,
     unless a second probe is answered: a busy server is waited for, as MLflow would. A
-    server found gone is not asked again by this process (ConnectionError at once)."""
+    server found gone is not asked again by this process for GONE_S (ConnectionError at once)."""
     if not _is_server(uri):
         return request()
-    if _without_password(uri) in _gone:
-        raise ConnectionError(_gone[_without_password(uri)])
+    why, until = _gone.get(_without_password(uri), ("", 0.0))
+    if time.monotonic() < until:
+        raise ConnectionError(why)
     import threading
 
     got: dict[str, Any] = {}
@@ -442,9 +445,9 @@ def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
 
 
 def _found_gone(uri: str, why: str) -> str:
-    """Mark the server at `uri` gone for this process; what to say."""
-    said = _gone[_without_password(uri)] = (f"the server {_without_password(uri)} {why}; "
-                                            "not asked again by this process")
+    """Mark the server at `uri` gone for this process, GONE_S; what to say."""
+    said = f"the server {_without_password(uri)} {why}; not asked again by this process for {GONE_S:g} s"
+    _gone[_without_password(uri)] = (said, time.monotonic() + GONE_S)
     return said
 
 
@@ -896,6 +899,14 @@ class Tracker:
         waiting, self._waiting = self._waiting, []
         for at, values in waiting:
             self._each("logging metrics", lambda s, at=at, values=values: s.log_metrics(values, at))
+
+    def reported(self) -> None:
+        """The trial reports: a restore that was to come has come by now, in any loop that
+        restores before it trains. Still waited for (a loop that loads its checkpoint itself
+        and names another `restore`, an EMA's): the attempt is its checkpoint's resume, and
+        its metrics go out now, not when the trial closes (lost if it is killed)."""
+        if not self._begun and (self._fresh() if callable(self._fresh) else self._fresh) == LATER:
+            self.begin(None)
 
     def _unless_told(self) -> Any:
         """{} (from scratch) if `fresh_unless_told` says so, None (a resume), or LATER: until

@@ -121,17 +121,33 @@ class _NullTracker:
         pass
 
 
-def _calls_restore(train: Any) -> bool:
-    """Whether the code of `train` (or of a function in it) names `restore`."""
-    todo = [getattr(getattr(train, "__func__", train), "__code__", None)]
+def _calls_restore(trainer: Any) -> bool:
+    """Whether the `train` of `trainer`'s class (or a function in it) names `restore`; one
+    that calls a base class's (`super().train()`, `Base.train(self)`) is read on into it."""
+    mro = type(trainer).__mro__
+    for at, cls in enumerate(mro):
+        train = cls.__dict__.get("train")
+        if train is None:
+            continue
+        names = _names(getattr(inspect.unwrap(getattr(train, "__func__", train)), "__code__", None))
+        if "restore" in names:
+            return True
+        bases = {"super", *(base.__name__ for base in mro[at + 1:])}
+        if "train" not in names or not names & bases:  # no base class's loop called
+            return False
+    return False
+
+
+def _names(code: Any) -> set[str]:
+    """The names the code object `code` and the functions in it use."""
+    names: set[str] = set()
+    todo = [code]
     while todo:
         code = todo.pop()
-        if code is None:
-            continue
-        if "restore" in code.co_names:
-            return True
-        todo += [c for c in code.co_consts if hasattr(c, "co_names")]
-    return False
+        if code is not None:
+            names.update(code.co_names)
+            todo += [c for c in code.co_consts if hasattr(c, "co_names")]
+    return names
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -719,6 +735,7 @@ class Trainer:
             result["training_iteration"] = epoch + 1
         self.log_metrics({k: v for k, v in result.items() if k not in ("epoch", "training_iteration")},
                          step=epoch)
+        getattr(getattr(self, "tracker", None), "reported", lambda: None)()  # no restore to wait for now
         if checkpoint is None:
             checkpoint = epoch is not None and self.should_checkpoint(epoch)
         directory = None
@@ -866,7 +883,7 @@ class Trainer:
             return "later"
         if not self._given_checkpoint():
             return True
-        return "later" if told is None and _calls_restore(self.train) else False
+        return "later" if told is None and _calls_restore(self) else False
 
     def _given_checkpoint(self) -> bool:
         try:

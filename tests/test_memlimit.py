@@ -160,7 +160,7 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
             "shards": {"count": 1}}
     room = Room(7 * GIB, 8 * GIB)
     out = io.StringIO()
-    study._warn_concurrent(plan, 3 * GIB, room, out)
+    study._warn_concurrent(plan, 3 * GIB, room, out, 20)
     assert out.getvalue() == (
         "[hpoc] warning: 8 trials run at once here, but their copies of the data (3.0 GiB each) fit 2 in "
         "the 7.0 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup): the others would "
@@ -168,15 +168,16 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
         "and batches take memory too)\n")
     # a YAML config's words
     out = io.StringIO()
-    study._warn_concurrent({**plan, "source": {"words": {"max_concurrent": "max_concurrent_trials"}}}, 3 * GIB, room, out)
+    study._warn_concurrent({**plan, "source": {"words": {"max_concurrent": "max_concurrent_trials"}}}, 3 * GIB, room,
+                           out, 20)
     assert "set `max_concurrent_trials: 2`" in out.getvalue(), out.getvalue()
     # capped already, few trials, or room for all: nothing said
-    for quiet in ({**plan, "trials": {"num_samples": 20, "max_concurrent": 2}},
-                  {**plan, "trials": {"num_samples": 2, "max_concurrent": None}}):
+    for quiet, left in (({**plan, "trials": {"num_samples": 20, "max_concurrent": 2}}, 20),
+                        ({**plan, "trials": {"num_samples": 2, "max_concurrent": None}}, 2)):
         out = io.StringIO()
-        study._warn_concurrent(quiet, 3 * GIB, room, out)
+        study._warn_concurrent(quiet, 3 * GIB, room, out, left)
         assert out.getvalue() == ""
-    study._warn_concurrent(plan, 3 * GIB, Room(30 * GIB), out)
+    study._warn_concurrent(plan, 3 * GIB, Room(30 * GIB), out, 20)
     assert out.getvalue() == ""
 
 
@@ -227,21 +228,27 @@ def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None
     import ray
 
     from hpoc.runtime import datamem, study
+    from hpoc.runtime.watch import STATE
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    STATE.__init__()  # a fresh run
     plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
             "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "hyperopt"},
             "shards": {"count": 32}}
+
+    def left(plan, shard):
+        return study._trials_left(plan, study.RunOptions(shard=shard))
+
     out = io.StringIO()
-    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, shard=5)
+    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, left(plan, 5))
     assert out.getvalue() == ""  # 2 trials here, 2 copies fit
     plan["shards"]["count"] = 4  # 16 trials a shard: 8 at once on 8 CPUs
-    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, shard=3)
+    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, left(plan, 3))
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
     # Optuna's shards share one budget: a fast shard may take all of it
     out = io.StringIO()
-    study._warn_concurrent({**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}, 3 * GIB,
-                           Room(7 * GIB), out, shard=5)
+    shared = {**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}
+    study._warn_concurrent(shared, 3 * GIB, Room(7 * GIB), out, left(shared, 5))
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
 
 
@@ -344,3 +351,54 @@ def test_fractional_gpus_a_trials_workers_fit_on_are_not_refused() -> None:
     with pytest.raises(SessionError, match="needs 6 worker"):  # 6 of them do not fit
         check_capacity({"resources": {**plan["resources"], "workers": 6}},
                        [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}], "this machine")
+
+
+def test_a_resumed_or_retried_run_counts_the_trials_it_has_left(tmp_path, monkeypatch) -> None:
+    """A resumed study with 62 of its 64 trials ended runs 2, a retry of its one errored
+    trial runs 1: both warned "8 trials run at once here" on 8 CPUs (the shard's 64 counted)
+    and told `max_concurrent = 2` where 2 fit. Counted from Ray's saved state, read once."""
+    import io
+    import json
+
+    import ray
+
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker, study
+    from hpoc.runtime.shards import experiment_dir
+    from hpoc.runtime.watch import STATE
+    from runtime_plans import make_plan, saved_state
+
+    pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    monkeypatch.setattr(study, "refuse_synch_population", lambda plan, exp: None)
+
+    def warned(plan, statuses, summary=False, retry=None, fresh=False) -> str:
+        exp = experiment_dir(plan, 0)
+        saved_state(exp, statuses)
+        fp = marker.fingerprint(plan, plan_hash(plan))
+        marker.write(exp, fp, 0)
+        if summary:  # the run ended
+            (exp / "summary.json").write_text(json.dumps(
+                {"study": "toy", "plan_hash": plan_hash(plan), "interrupted": False, "trials": [],
+                 "num_trials": len(statuses), "status_counts": {}, "best": None, "wall_s": 1.0}))
+        STATE.__init__()
+        opts = study.RunOptions(retry_errored=retry, fresh=fresh)
+        study._prior(plan, opts, exp, fp, io.StringIO())
+        out = io.StringIO()
+        study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, study._trials_left(plan, opts))
+        return out.getvalue()
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 64, "max_concurrent": None})
+    assert warned(plan, ["TERMINATED"] * 62 + ["RUNNING", "PENDING"]) == ""  # 2 left, 2 fit
+    # its errored trials retried as it resumes (resume.retry_errored): 2 left and 2 errored
+    said = warned(plan, ["TERMINATED"] * 60 + ["ERROR"] * 2 + ["PAUSED", "PENDING"])
+    assert said.startswith("[hpoc] warning: 4 trials run at once here") and "fit 2" in said, said
+    plan["resume"]["retry_errored"] = False  # they stay errored
+    assert warned(plan, ["TERMINATED"] * 60 + ["ERROR"] * 2 + ["PAUSED", "PENDING"]) == ""
+    # --retry-errored of a finished run: its errored trials alone
+    assert warned(plan, ["TERMINATED"] * 63 + ["ERROR"], summary=True, retry="scratch") == ""
+    said = warned(plan, ["TERMINATED"] * 61 + ["ERROR"] * 3, summary=True, retry="scratch")
+    assert said.startswith("[hpoc] warning: 3 trials run at once here"), said
+    # a fresh run (--fresh moves the earlier one aside) runs all of the shard's
+    said = warned(plan, ["TERMINATED"] * 62 + ["RUNNING", "PENDING"], fresh=True)
+    assert said.startswith("[hpoc] warning: 8 trials run at once here"), said

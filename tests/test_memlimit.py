@@ -273,7 +273,7 @@ def test_a_multi_node_jobs_data_is_checked_against_one_nodes_limit(monkeypatch) 
         study._require_memory(plan, data, opts)
     said = str(err.value)
     assert ("10.0 GiB on one of the job's 2 nodes at least, more than the job's memory limit of 8.0 GiB "
-            "per node (SLURM --mem / --mem-per-cpu)") in said, said
+            "per node (SLURM --mem / --mem-per-cpu / --mem-per-gpu)") in said, said
     assert "slurm.mem" in said, said
     # 4 workers of 3 GiB each: 2 on a node at least, 6 GiB: fits an empty node, not refused
     plan["resources"]["workers"] = 4
@@ -302,6 +302,27 @@ def test_a_nodes_limit_is_read_as_slurm_says_it() -> None:
     assert limit({"SLURM_JOB_ID": "1"}, "512") == 512 * 2**20
     assert limit({"SLURM_JOB_ID": "1"}) is None
     assert limit({}, "16G") is None  # not in a job: the plan's job is not where this runs
+
+
+def test_a_nodes_limit_per_gpu_and_a_lower_case_unit_are_read_as_slurm_reads_them() -> None:
+    """`--mem-per-gpu` jobs went unchecked (SLURM_MEM_PER_GPU not read), and `mem = "8g"`,
+    which the renderer passes to sbatch as SLURM reads it, was no limit here."""
+    def limit(env, mem=None, gpus=None):
+        return memlimit.node_limit({"slurm": {"mem": mem, "cpus_per_node": 4, "gpus_per_node": gpus}}, env)
+
+    job = {"SLURM_JOB_ID": "1", "SLURM_MEM_PER_GPU": "10240"}
+    # times the GPUs a node of the job has: --gpus-per-node (typed or not), else this node's
+    assert limit({**job, "SLURM_GPUS_PER_NODE": "4"}) == 40 * GIB
+    assert limit({**job, "SLURM_GPUS_PER_NODE": "a100:2"}) == 20 * GIB
+    assert limit({**job, "SLURM_GPUS_ON_NODE": "3"}) == 30 * GIB
+    assert limit(job, gpus=2) == 20 * GIB  # the plan's gpus_per_node
+    assert limit(job) is None  # no GPU count known
+    # the plan's mem in any case, with an optional B, K rounded up to MiB
+    assert limit({"SLURM_JOB_ID": "1"}, "8g") == 8 * GIB
+    assert limit({"SLURM_JOB_ID": "1"}, "8GB") == 8 * GIB
+    assert limit({"SLURM_JOB_ID": "1"}, "1t") == 1024 * GIB
+    assert limit({"SLURM_JOB_ID": "1"}, "1025k") == 2 * 2**20
+    assert limit({"SLURM_JOB_ID": "1"}, "8x") is None
 
 
 def test_the_page_cache_on_the_active_list_is_room_too(tmp_path) -> None:

@@ -389,7 +389,6 @@ def test_a_resumed_or_retried_run_counts_the_trials_it_has_left(tmp_path, monkey
     from hpoc.runtime.watch import STATE
     from runtime_plans import make_plan, saved_state
 
-    pytest.importorskip("ray")
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
     monkeypatch.setattr(study, "refuse_synch_population", lambda plan, exp: None)
 

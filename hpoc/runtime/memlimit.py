@@ -34,7 +34,8 @@ class Room:
     def phrase(self) -> str:
         """`the 3.1 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup)`."""
         if self.nodes > 1:
-            return f"the job's memory limit of {size(self.available)} per node (SLURM --mem / --mem-per-cpu / --mem-per-gpu)"
+            return (f"the job's memory limit of {size(self.available)} per node "
+                    "(SLURM --mem / --mem-per-cpu / --mem-per-gpu)")
         if self.limit is None:
             return f"the {size(self.available)} this machine has available"
         whose = "the job's memory limit" if os.environ.get("SLURM_JOB_ID") else "this process's memory limit"

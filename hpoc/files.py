@@ -94,6 +94,28 @@ def publish_tree(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> 
     _sync_dir(Path(final).parent)
 
 
+def sync_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Make `dest`, a copy of the folder `src` that another made and named (Ray's of a
+    reported checkpoint, into the storage), durable where it is: each file of `src` as
+    `dest` holds it, the folders in it, `dest` and the folder holding it. Without that a
+    node crash can leave `dest` complete-looking with empty files. A file gone from `dest`
+    (Ray's `keep` deleted the checkpoint since) has nothing left to sync."""
+    folders = []
+    for folder, _, names in os.walk(src):
+        rel = os.path.relpath(folder, src)
+        folders.append(os.path.normpath(os.path.join(dest, rel)))
+        for name in names:
+            if os.path.islink(os.path.join(folder, name)):
+                continue
+            try:
+                _sync_file(os.path.join(dest, rel, name))
+            except FileNotFoundError:
+                pass
+    for folder in reversed(folders):  # os.walk lists a folder before those in it
+        _sync_dir(Path(folder))
+    _sync_dir(Path(dest).parent)
+
+
 def _sync_file(path: str) -> None:
     """fsync `path`; a file system that cannot (EINVAL) leaves it as it is, a failed write-back
     (EIO, ENOSPC) is raised: the copy is not whole."""

@@ -49,6 +49,17 @@ def test_resource_fallbacks():
     assert node.allocation({"SLURM_CPUS_ON_NODE": "2(x3)"})["cpus"] == 2
 
 
+def test_a_mem_per_gpu_jobs_memory_is_its_gpus_share():
+    """`--mem-per-gpu=10G` with 2 GPUs on the node: Ray was told no memory, sized its object
+    store from the host's, and the job's cgroup limit of 20 GiB killed the node's processes."""
+    res = node.allocation({"SLURM_CPUS_ON_NODE": "8", "SLURM_GPUS_ON_NODE": "2", "SLURM_MEM_PER_GPU": "10240"})
+    assert res["memory"] + res["object_store_memory"] == 20 * 1024 * MiB
+    # GPUs counted from the visible devices when SLURM says none
+    res = node.allocation({"SLURM_MEM_PER_GPU": "1024", "CUDA_VISIBLE_DEVICES": "0,1,2"})
+    assert res["memory"] + res["object_store_memory"] == 3 * 1024 * MiB
+    assert node.allocation({"SLURM_MEM_PER_GPU": "1024"})["memory"] is None  # no GPU here: unknown
+
+
 def test_object_store_fits_in_shared_memory(tmp_path):
     res = node.allocation({"SLURM_MEM_PER_NODE": "1000000"}, shm=str(tmp_path))  # ~1 TB asked
     st = os.statvfs(tmp_path)

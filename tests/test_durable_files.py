@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from hpoc import files
 
 
@@ -134,3 +136,131 @@ def test_a_checkpoint_copy_a_crash_left_half_made_does_not_stop_the_next(tmp_pat
     assert (trial / "checkpoint_000000" / "state.pt").read_bytes() == b"x" * 1000
     assert (trial / "checkpoint_000000" / "sub" / "shard.bin").read_bytes() == b"y" * 10
     assert [p.name for p in trial.glob("checkpoint_*")] == ["checkpoint_000000"]
+
+
+def _ray_report(monkeypatch, module, storage):
+    """`module`'s report and get_checkpoint as Ray's: a reported checkpoint's folder copied
+    into `storage` (trial_0/checkpoint_<n>), unsynced, and given as the latest after."""
+    import shutil
+
+    from ray.train import Checkpoint
+
+    latest = []
+
+    def report(metrics, checkpoint=None):
+        if checkpoint is not None:
+            dest = storage / "trial_0" / f"checkpoint_{len(latest):06d}"
+            shutil.copytree(checkpoint.path, dest)
+            latest.append(Checkpoint.from_directory(str(dest)))
+
+    monkeypatch.setattr(module, "report", report)
+    monkeypatch.setattr(module, "get_checkpoint", lambda: latest[-1] if latest else None)
+    return latest
+
+
+def test_the_copy_ray_makes_of_a_reported_checkpoint_is_synced_in_the_storage(tmp_path, monkeypatch):
+    """Ray copies a reported checkpoint into the storage without a sync: after a node crash
+    the checkpoint it names as the trial's latest held empty files and the resume failed on
+    them. Synced there once report returns, on a checkpoint step only, each of the files the
+    trial reported (a Train rank: its own), their folders, the checkpoint's and the trial's."""
+    import ray.train
+    from ray import tune
+
+    from hpoc.runtime.report import TrainReporter, TuneReporter
+
+    src = tmp_path / "scratch"
+    names = _checkpoint(src)
+    for module, reporter in ((tune, TuneReporter()), (ray.train, TrainReporter())):
+        storage = tmp_path / module.__name__
+        _ray_report(monkeypatch, module, storage)
+        events = _record_syncs(monkeypatch)
+        reporter.report({"loss": 1.0})  # not a checkpoint step: nothing synced
+        assert events == []
+        reporter.report({"loss": 1.0}, checkpoint_dir=str(src))
+        dest = storage / "trial_0" / "checkpoint_000000"
+        synced = [path for what, path in events if what == "fsync"]
+        assert {str(dest / "state.pt"), str(dest / "sub" / "shard.bin"), str(dest / "sub"), str(dest),
+                str(dest.parent)} == set(synced), events
+        assert synced.index(str(dest)) > synced.index(str(dest / "sub")), events
+        monkeypatch.undo()
+
+
+def test_a_reported_checkpoint_not_on_a_posix_path_or_not_taken_is_not_synced(tmp_path, monkeypatch):
+    """A storage Ray reaches through another file system (S3) is not hpoc's to sync; a
+    report Ray skipped (its latest checkpoint unchanged) names no new copy; a checkpoint
+    Ray's `keep` deleted before the sync has nothing left to sync, and fails nothing."""
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    from hpoc.runtime.report import TuneReporter, sync_persisted
+
+    src = tmp_path / "scratch"
+    _checkpoint(src)
+    latest = _ray_report(monkeypatch, tune, tmp_path / "storage")
+    TuneReporter().report({"loss": 1.0}, checkpoint_dir=str(src))
+    events = _record_syncs(monkeypatch)
+    s3 = SimpleNamespace(path="bucket/trial_0/checkpoint_000001", filesystem=SimpleNamespace(type_name="s3"))
+    sync_persisted(str(src), latest[0], s3)
+    sync_persisted(str(src), latest[0], latest[0])
+    sync_persisted(str(src), latest[0], None)
+    assert events == []
+    gone = tmp_path / "storage" / "trial_0" / "checkpoint_000009"
+    sync_persisted(str(src), latest[0], tune.Checkpoint.from_directory(str(gone)))
+    assert all(not path.startswith(str(gone)) for _, path in events), events
+
+
+RAY_REPORT = '''
+import json, os, sys, tempfile
+import ray
+from ray import tune
+
+out = sys.argv[1]
+
+
+def trainable(config):
+    from hpoc.runtime.report import TuneReporter
+
+    synced, real = [], os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    scratch = tempfile.mkdtemp()
+    with open(os.path.join(scratch, "state.pt"), "wb") as fh:
+        fh.write(b"x" * 1000)
+    os.fsync = fsync
+    try:
+        TuneReporter().report({"loss": 1.0}, checkpoint_dir=scratch)
+    finally:
+        os.fsync = real
+    with open(os.path.join(out, "synced.json"), "w") as fh:
+        json.dump(synced, fh)
+
+
+ray.init(num_cpus=1, include_dashboard=False)
+result = tune.Tuner(trainable, run_config=tune.RunConfig(
+    storage_path=os.path.join(out, "storage"), name="exp", verbose=0)).fit()[0]
+with open(os.path.join(out, "result.json"), "w") as fh:
+    json.dump({"checkpoint": result.checkpoint.path}, fh)
+'''
+
+
+@pytest.mark.ray
+def test_through_ray_the_checkpoint_synced_is_the_one_ray_persisted(tmp_path):
+    """Ray's own report and get_checkpoint: the latest checkpoint it gives once report
+    returned is its copy in the storage, which the trial syncs (file, folder, trial's)."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", HOME=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", RAY_REPORT, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    checkpoint = json.loads((tmp_path / "result.json").read_text())["checkpoint"]
+    assert checkpoint.startswith(str(tmp_path / "storage" / "exp")), checkpoint
+    synced = json.loads((tmp_path / "synced.json").read_text())
+    assert {os.path.join(checkpoint, "state.pt"), checkpoint, os.path.dirname(checkpoint)} <= set(synced), synced

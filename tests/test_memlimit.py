@@ -160,7 +160,7 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
             "shards": {"count": 1}}
     room = Room(7 * GIB, 8 * GIB)
     out = io.StringIO()
-    study._warn_concurrent(plan, 3 * GIB, room, out)
+    study._warn_concurrent(plan, 3 * GIB, room, out, 20)
     assert out.getvalue() == (
         "[hpoc] warning: 8 trials run at once here, but their copies of the data (3.0 GiB each) fit 2 in "
         "the 7.0 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup): the others would "
@@ -168,15 +168,16 @@ def test_more_trials_at_once_than_their_copies_fit_is_a_warning_naming_how_many_
         "and batches take memory too)\n")
     # a YAML config's words
     out = io.StringIO()
-    study._warn_concurrent({**plan, "source": {"words": {"max_concurrent": "max_concurrent_trials"}}}, 3 * GIB, room, out)
+    study._warn_concurrent({**plan, "source": {"words": {"max_concurrent": "max_concurrent_trials"}}}, 3 * GIB, room,
+                           out, 20)
     assert "set `max_concurrent_trials: 2`" in out.getvalue(), out.getvalue()
     # capped already, few trials, or room for all: nothing said
-    for quiet in ({**plan, "trials": {"num_samples": 20, "max_concurrent": 2}},
-                  {**plan, "trials": {"num_samples": 2, "max_concurrent": None}}):
+    for quiet, left in (({**plan, "trials": {"num_samples": 20, "max_concurrent": 2}}, 20),
+                        ({**plan, "trials": {"num_samples": 2, "max_concurrent": None}}, 2)):
         out = io.StringIO()
-        study._warn_concurrent(quiet, 3 * GIB, room, out)
+        study._warn_concurrent(quiet, 3 * GIB, room, out, left)
         assert out.getvalue() == ""
-    study._warn_concurrent(plan, 3 * GIB, Room(30 * GIB), out)
+    study._warn_concurrent(plan, 3 * GIB, Room(30 * GIB), out, 20)
     assert out.getvalue() == ""
 
 
@@ -227,21 +228,27 @@ def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None
     import ray
 
     from hpoc.runtime import datamem, study
+    from hpoc.runtime.watch import STATE
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    STATE.__init__()  # a fresh run
     plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
             "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "hyperopt"},
             "shards": {"count": 32}}
+
+    def left(plan, shard):
+        return study._trials_left(plan, study.RunOptions(shard=shard))
+
     out = io.StringIO()
-    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, shard=5)
+    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, left(plan, 5))
     assert out.getvalue() == ""  # 2 trials here, 2 copies fit
     plan["shards"]["count"] = 4  # 16 trials a shard: 8 at once on 8 CPUs
-    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, shard=3)
+    study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, left(plan, 3))
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
     # Optuna's shards share one budget: a fast shard may take all of it
     out = io.StringIO()
-    study._warn_concurrent({**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}, 3 * GIB,
-                           Room(7 * GIB), out, shard=5)
+    shared = {**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}
+    study._warn_concurrent(shared, 3 * GIB, Room(7 * GIB), out, left(shared, 5))
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
 
 
@@ -266,7 +273,7 @@ def test_a_multi_node_jobs_data_is_checked_against_one_nodes_limit(monkeypatch) 
         study._require_memory(plan, data, opts)
     said = str(err.value)
     assert ("10.0 GiB on one of the job's 2 nodes at least, more than the job's memory limit of 8.0 GiB "
-            "per node (SLURM --mem / --mem-per-cpu)") in said, said
+            "per node (SLURM --mem / --mem-per-cpu / --mem-per-gpu)") in said, said
     assert "slurm.mem" in said, said
     # 4 workers of 3 GiB each: 2 on a node at least, 6 GiB: fits an empty node, not refused
     plan["resources"]["workers"] = 4
@@ -295,6 +302,27 @@ def test_a_nodes_limit_is_read_as_slurm_says_it() -> None:
     assert limit({"SLURM_JOB_ID": "1"}, "512") == 512 * 2**20
     assert limit({"SLURM_JOB_ID": "1"}) is None
     assert limit({}, "16G") is None  # not in a job: the plan's job is not where this runs
+
+
+def test_a_nodes_limit_per_gpu_and_a_lower_case_unit_are_read_as_slurm_reads_them() -> None:
+    """`--mem-per-gpu` jobs went unchecked (SLURM_MEM_PER_GPU not read), and `mem = "8g"`,
+    which the renderer passes to sbatch as SLURM reads it, was no limit here."""
+    def limit(env, mem=None, gpus=None):
+        return memlimit.node_limit({"slurm": {"mem": mem, "cpus_per_node": 4, "gpus_per_node": gpus}}, env)
+
+    job = {"SLURM_JOB_ID": "1", "SLURM_MEM_PER_GPU": "10240"}
+    # times the GPUs a node of the job has: --gpus-per-node (typed or not), else this node's
+    assert limit({**job, "SLURM_GPUS_PER_NODE": "4"}) == 40 * GIB
+    assert limit({**job, "SLURM_GPUS_PER_NODE": "a100:2"}) == 20 * GIB
+    assert limit({**job, "SLURM_GPUS_ON_NODE": "3"}) == 30 * GIB
+    assert limit(job, gpus=2) == 20 * GIB  # the plan's gpus_per_node
+    assert limit(job) is None  # no GPU count known
+    # the plan's mem in any case, with an optional B, K rounded up to MiB
+    assert limit({"SLURM_JOB_ID": "1"}, "8g") == 8 * GIB
+    assert limit({"SLURM_JOB_ID": "1"}, "8GB") == 8 * GIB
+    assert limit({"SLURM_JOB_ID": "1"}, "1t") == 1024 * GIB
+    assert limit({"SLURM_JOB_ID": "1"}, "1025k") == 2 * 2**20
+    assert limit({"SLURM_JOB_ID": "1"}, "8x") is None
 
 
 def test_the_page_cache_on_the_active_list_is_room_too(tmp_path) -> None:
@@ -344,3 +372,53 @@ def test_fractional_gpus_a_trials_workers_fit_on_are_not_refused() -> None:
     with pytest.raises(SessionError, match="needs 6 worker"):  # 6 of them do not fit
         check_capacity({"resources": {**plan["resources"], "workers": 6}},
                        [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}], "this machine")
+
+
+def test_a_resumed_or_retried_run_counts_the_trials_it_has_left(tmp_path, monkeypatch) -> None:
+    """A resumed study with 62 of its 64 trials ended runs 2, a retry of its one errored
+    trial runs 1: both warned "8 trials run at once here" on 8 CPUs (the shard's 64 counted)
+    and told `max_concurrent = 2` where 2 fit. Counted from Ray's saved state, read once."""
+    import io
+    import json
+
+    import ray
+
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker, study
+    from hpoc.runtime.shards import experiment_dir
+    from hpoc.runtime.watch import STATE
+    from runtime_plans import make_plan, saved_state
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    monkeypatch.setattr(study, "refuse_synch_population", lambda plan, exp: None)
+
+    def warned(plan, statuses, summary=False, retry=None, fresh=False) -> str:
+        exp = experiment_dir(plan, 0)
+        saved_state(exp, statuses)
+        fp = marker.fingerprint(plan, plan_hash(plan))
+        marker.write(exp, fp, 0)
+        if summary:  # the run ended
+            (exp / "summary.json").write_text(json.dumps(
+                {"study": "toy", "plan_hash": plan_hash(plan), "interrupted": False, "trials": [],
+                 "num_trials": len(statuses), "status_counts": {}, "best": None, "wall_s": 1.0}))
+        STATE.__init__()
+        opts = study.RunOptions(retry_errored=retry, fresh=fresh)
+        study._prior(plan, opts, exp, fp, io.StringIO())
+        out = io.StringIO()
+        study._warn_concurrent(plan, 3 * GIB, Room(7 * GIB), out, study._trials_left(plan, opts))
+        return out.getvalue()
+
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 64, "max_concurrent": None})
+    assert warned(plan, ["TERMINATED"] * 62 + ["RUNNING", "PENDING"]) == ""  # 2 left, 2 fit
+    # its errored trials retried as it resumes (resume.retry_errored): 2 left and 2 errored
+    said = warned(plan, ["TERMINATED"] * 60 + ["ERROR"] * 2 + ["PAUSED", "PENDING"])
+    assert said.startswith("[hpoc] warning: 4 trials run at once here") and "fit 2" in said, said
+    plan["resume"]["retry_errored"] = False  # they stay errored
+    assert warned(plan, ["TERMINATED"] * 60 + ["ERROR"] * 2 + ["PAUSED", "PENDING"]) == ""
+    # --retry-errored of a finished run: its errored trials alone
+    assert warned(plan, ["TERMINATED"] * 63 + ["ERROR"], summary=True, retry="scratch") == ""
+    said = warned(plan, ["TERMINATED"] * 61 + ["ERROR"] * 3, summary=True, retry="scratch")
+    assert said.startswith("[hpoc] warning: 3 trials run at once here"), said
+    # a fresh run (--fresh moves the earlier one aside) runs all of the shard's
+    said = warned(plan, ["TERMINATED"] * 62 + ["RUNNING", "PENDING"], fresh=True)
+    assert said.startswith("[hpoc] warning: 8 trials run at once here"), said

@@ -34,7 +34,8 @@ class Room:
     def phrase(self) -> str:
         """`the 3.1 GiB left of the job's memory limit of 8.0 GiB (SLURM --mem / cgroup)`."""
         if self.nodes > 1:
-            return f"the job's memory limit of {size(self.available)} per node (SLURM --mem / --mem-per-cpu)"
+            return (f"the job's memory limit of {size(self.available)} per node "
+                    "(SLURM --mem / --mem-per-cpu / --mem-per-gpu)")
         if self.limit is None:
             return f"the {size(self.available)} this machine has available"
         whose = "the job's memory limit" if os.environ.get("SLURM_JOB_ID") else "this process's memory limit"
@@ -59,20 +60,33 @@ def room(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> Room 
 
 def node_limit(plan: dict[str, Any], env: Mapping[str, str] = os.environ) -> int | None:
     """The memory limit of each node of this SLURM job, in bytes: SLURM_MEM_PER_NODE, or
-    SLURM_MEM_PER_CPU times the most CPUs a node of the job has, or the plan's `slurm.mem`
-    (in MiB without a unit, as sbatch reads it). None outside a job, or where none is said
-    or it is 0 (all of a node's memory: not known from here)."""
+    SLURM_MEM_PER_CPU times the most CPUs a node of the job has, or SLURM_MEM_PER_GPU times
+    its GPUs on a node, or the plan's `slurm.mem` (as sbatch reads it: MiB without a unit,
+    the unit in any case). None outside a job, or where none is said or it is 0 (all of a
+    node's memory: not known from here)."""
     if not env.get("SLURM_JOB_ID"):
         return None
+    slurm = plan.get("slurm") or {}
     if (per_node := env.get("SLURM_MEM_PER_NODE", "")).isdigit():
         return int(per_node) * 2**20 or None
     if (per_cpu := env.get("SLURM_MEM_PER_CPU", "")).isdigit():
-        cpus = _most_cpus(env) or int((plan.get("slurm") or {}).get("cpus_per_node") or 0)
+        cpus = _most_cpus(env) or int(slurm.get("cpus_per_node") or 0)
         return int(per_cpu) * cpus * 2**20 or None
-    found = re.fullmatch(r"(\d+)([KMGT]?)", str((plan.get("slurm") or {}).get("mem") or ""))
+    if (per_gpu := env.get("SLURM_MEM_PER_GPU", "")).isdigit():
+        gpus = _most_gpus(env) or int(slurm.get("gpus_per_node") or 0)
+        return int(per_gpu) * gpus * 2**20 or None
+    mib = _mebibytes(str(slurm.get("mem") or ""))
+    return mib * 2**20 if mib else None
+
+
+def _mebibytes(text: str) -> int | None:
+    """A size as sbatch's --mem reads it (str_to_mbytes): MiB without a unit, K/M/G/T in
+    either case with an optional B, K rounded up to whole MiB; None when it reads none."""
+    found = re.fullmatch(r"(\d+)(?:([KMGT])B?)?", text, re.IGNORECASE)
     if not found:
         return None
-    return int(found.group(1)) * 2 ** (10 * " KMGT".index(found.group(2) or "M")) or None
+    n, unit = int(found.group(1)), (found.group(2) or "M").upper()
+    return -(-n // 1024) if unit == "K" else n * 1024 ** "MGT".index(unit)
 
 
 def _most_cpus(env: Mapping[str, str]) -> int:
@@ -82,6 +96,17 @@ def _most_cpus(env: Mapping[str, str]) -> int:
     if counts:
         return max(int(c) for c in counts)
     on_node = env.get("SLURM_CPUS_ON_NODE", "")
+    return int(on_node) if on_node.isdigit() else 0
+
+
+def _most_gpus(env: Mapping[str, str]) -> int:
+    """The GPUs a node of the job has: SLURM_GPUS_PER_NODE (`4`, `a100:4`, types summed),
+    else this node's SLURM_GPUS_ON_NODE; 0 where neither is said."""
+    per_node = env.get("SLURM_GPUS_PER_NODE", "")
+    counts = [part.rsplit(":", 1)[-1] for part in per_node.split(",") if part]
+    if counts and all(c.isdigit() for c in counts):
+        return sum(int(c) for c in counts)
+    on_node = env.get("SLURM_GPUS_ON_NODE", "")
     return int(on_node) if on_node.isdigit() else 0
 
 

@@ -368,6 +368,8 @@ def allocation(env: Mapping[str, str], shm: str = "/dev/shm") -> dict[str, int |
     mem_mb = _int_env(env, "SLURM_MEM_PER_NODE")
     if mem_mb is None and cpus and (per_cpu := _int_env(env, "SLURM_MEM_PER_CPU")):
         mem_mb = per_cpu * cpus
+    if mem_mb is None and gpus and (per_gpu := _int_env(env, "SLURM_MEM_PER_GPU")):
+        mem_mb = per_gpu * gpus  # --mem-per-gpu: the node's share is its GPUs' (SLURM's cgroup)
     memory = store = None
     if mem_mb:
         total = mem_mb * 2**20

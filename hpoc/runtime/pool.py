@@ -322,20 +322,15 @@ def _dead_peer(group: WarmGroup, failed: Any) -> tuple[int, Exception] | None:
 def run_pooled_trial(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,
                      experiment_dir: str) -> None:
     """The Tune trainable's part of a pooled multi-worker trial."""
-    from ray import tune
-
     from hpoc.runtime.report import TuneReporter
     from hpoc.runtime.trial import train_runs_dir
 
     group = borrow(plan, trial.dir)
-    with TuneReporter().latest_checkpoint() as resume_from:  # as for one-worker trials
+    reporter = TuneReporter()
+    with reporter.latest_checkpoint() as resume_from:  # as for one-worker trials
         work = payload(plan, cfg, data_ref, trial, train_runs_dir(experiment_dir) / trial.id,
                        resume_from)
-
-        def to_tune(metrics: dict[str, Any], staged: str | None) -> None:
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staged) if staged else None)
-
-        run_trial(group, work, to_tune)
+        run_trial(group, work, reporter.report)  # Tune's copy of the staged files synced too
 
 
 def payload(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpoc.files import publish_tree, read_json_lines
+from hpoc.files import publish_tree, read_json_lines, sync_copy
 
 _MODE = {"kind": "local"}
 
@@ -104,6 +104,21 @@ def checkpoint_note(latest: str, message: str, *, write: bool = True) -> None:
             pass
 
 
+def sync_persisted(source: str, before: Any, after: Any) -> None:
+    """Make Ray's copy of a reported checkpoint durable: `report` copies `source` into the
+    storage and does not sync it, so after a node crash the checkpoint Ray names as the
+    trial's latest could hold empty files and its resume fail on them. `after` is the
+    checkpoint Ray gives as the latest once `report` returned (get_checkpoint: the persisted
+    one), `before` the one it gave before: unchanged, Ray took no new checkpoint (a skipped
+    report). Only a storage on a POSIX path (shared or local): another file system (S3, GCS)
+    is written whole by its own client, and hpoc has no sync for it. No rename: Ray owns it."""
+    if after is None or getattr(after, "path", None) == getattr(before, "path", None):
+        return
+    if getattr(getattr(after, "filesystem", None), "type_name", None) != "local":
+        return
+    sync_copy(source, after.path)
+
+
 class Reporter:
     def latest_checkpoint(self) -> contextlib.AbstractContextManager[str | None]:
         raise NotImplementedError
@@ -145,8 +160,12 @@ class TuneReporter(Reporter):
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         from ray import tune
 
-        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        tune.report(metrics, checkpoint=checkpoint)
+        if not checkpoint_dir:
+            tune.report(metrics)
+            return
+        before = tune.get_checkpoint()
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        sync_persisted(checkpoint_dir, before, tune.get_checkpoint())
 
 
 class TrainReporter(Reporter):
@@ -169,8 +188,12 @@ class TrainReporter(Reporter):
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
         import ray.train
 
-        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        if not checkpoint_dir:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        before = ray.train.get_checkpoint()
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
+        sync_persisted(checkpoint_dir, before, ray.train.get_checkpoint())  # this rank's files
 
 
 class LocalReporter(Reporter):

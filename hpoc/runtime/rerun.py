@@ -63,15 +63,22 @@ def errored(exp: Path, summary: Any = ...) -> dict[str, Path]:
     run): those Ray's newest saved experiment state has as ERROR, and those `cut_short`.
     `summary`: summary.json's content, when the caller has read it (None: there is none;
     unset: read here, as prior_run does). No Ray import."""
+    return errored_and_ended(exp, summary)[0]
+
+
+def errored_and_ended(exp: Path, summary: Any = ...) -> tuple[dict[str, Path], int]:
+    """`errored(exp, summary)`, and how many trials that state has ended (TERMINATED or
+    ERROR: a restore does not run them again unless retried), from one read of it."""
     newest = newest_state(exp) if (exp / _TUNER).is_file() else None
     if newest is None:
-        return {}
+        return {}, 0
     saved = saved_trials(newest)
     cut = cut_short(exp, newest, read(exp) if summary is ... else summary)
-    return {str(trial["trial_id"]): exp / str(trial.get("relative_logdir") or "")
-            for trial, _ in saved
-            if trial.get("status") == "ERROR" or (trial.get("status") == "TERMINATED"
-                                                  and str(trial["trial_id"]) in cut)}
+    return ({str(trial["trial_id"]): exp / str(trial.get("relative_logdir") or "")
+             for trial, _ in saved
+             if trial.get("status") == "ERROR" or (trial.get("status") == "TERMINATED"
+                                                   and str(trial["trial_id"]) in cut)},
+            sum(1 for trial, _ in saved if trial.get("status") in ("TERMINATED", "ERROR")))
 
 
 def cut_short(exp: Path, state: Path, summary: dict[str, Any] | None) -> set[str]:

@@ -167,7 +167,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                 say(stream, _sharing_line(ray_session.neighbours))
             _check_capacity(plan, ray_session)
             if room is not None:
-                _warn_concurrent(plan, tensors, room, stream, shard)
+                _warn_concurrent(plan, tensors, room, stream, _trials_left(plan, opts))
             if building := deepspeed_ops.build_line(plan):
                 say(stream, building)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
@@ -250,7 +250,7 @@ def _prior(plan: dict[str, Any], opts: RunOptions, exp: Path, fp: dict[str, Any]
     once, for prior_run and the restore. A run that starts a new Tuner ("fresh", "aside":
     once moved aside) starts over whatever the marker said: its own is written as new."""
     previous = summary_mod.read(exp)
-    STATE.errored = rerun.errored(exp, previous)
+    STATE.errored, STATE.saved_ended = rerun.errored_and_ended(exp, previous)
     seen = marker.Seen(marker.read(exp), fp)
     mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
                                   stream, opts.retry_errored, STATE.errored, previous,
@@ -318,20 +318,32 @@ def _require_memory(plan: dict[str, Any], data: Any, opts: RunOptions) -> tuple[
     return (room if here else None), walked[1]
 
 
-def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, shard: int = 0) -> None:
+def _trials_left(plan: dict[str, Any], opts: RunOptions) -> int:
+    """The most trials this run starts (after `_prior`): a job array's task its shard's, not
+    the study's; a resumed run those its earlier run did not end, and the errored ones when
+    it retries them; a finished run's retry its errored trials alone."""
+    if STATE.mode == "retry":
+        return len(STATE.errored)
+    total = trials_of_shard(plan, opts.shard)
+    if STATE.mode != "restore":
+        return total
+    retried = bool(opts.retry_errored or plan["resume"].get("retry_errored"))
+    return max(0, total - STATE.saved_ended) + (len(STATE.errored) if retried else 0)
+
+
+def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, left: int) -> None:
     """Trials that would run at once here whose copies of the data (`tensors` bytes a
     worker) do not all fit: a warning naming how many fit, and the setting that caps them.
     Not a refusal (fewer at once fit) nor a cap of hpoc's own: the copies are a lower bound
     of a trial's memory (its model and batches come on top), and `max_concurrent` shapes
-    the search."""
+    the search. `left`: the trials this run may start (`_trials_left`)."""
     import ray
 
     from hpoc.runtime import datamem, session
 
     fit = datamem.trials_that_fit(plan, tensors, room)
     cap = plan["trials"]["max_concurrent"]
-    # a job array's task runs its shard's trials, not the study's
-    at_once = min(session.trials_at_once(plan, ray.nodes()), trials_of_shard(plan, shard), cap or 10**9)
+    at_once = min(session.trials_at_once(plan, ray.nodes()), left, cap or 10**9)
     if fit is None or fit >= at_once:
         return
     say(stream, "[hpoc] warning: " + _in_spec_words(plan, datamem.crowded(plan, tensors, room, at_once, fit)))

@@ -46,6 +46,7 @@ class _State:
     experiment: Path | None = None  # the experiment directory (Train runs' checkpoints)
     start_over: set[str] = field(default_factory=set)  # errored trials retried from scratch
     errored: dict[str, Path] = field(default_factory=dict)  # rerun.errored, read at start-up
+    saved_ended: int = 0      # ... and the trials Ray's saved state has ended (TERMINATED, ERROR)
     fail_fast: failfast.FailFast | None = None
     failed: str | None = None  # why the study stopped itself (failfast.py, full.py)
     full: str | None = None   # it stopped because a disk was full: what ran out (full.py)

@@ -96,23 +96,34 @@ def publish_tree(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> 
 
 def sync_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Make `dest`, a copy of the folder `src` that another made and named (Ray's of a
-    reported checkpoint, into the storage), durable where it is: each file of `src` as
-    `dest` holds it, the folders in it, `dest` and the folder holding it. Without that a
-    node crash can leave `dest` complete-looking with empty files. A file gone from `dest`
-    (Ray's `keep` deleted the checkpoint since) has nothing left to sync."""
-    folders = []
+    reported checkpoint, into the storage), durable where it is (`sync_names`)."""
+    sync_names(dest, *tree_names(src))
+
+
+def tree_names(src: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(files, folders) in the folder `src`, relative to it, links left out: what a copy of
+    it holds, read before `src` goes (a reporter's temporary folder)."""
+    files, folders = [], []
     for folder, _, names in os.walk(src):
         rel = os.path.relpath(folder, src)
-        folders.append(os.path.normpath(os.path.join(dest, rel)))
-        for name in names:
-            if os.path.islink(os.path.join(folder, name)):
-                continue
-            try:
-                _sync_file(os.path.join(dest, rel, name))
-            except FileNotFoundError:
-                pass
+        folders.append(rel)
+        files += [os.path.normpath(os.path.join(rel, n)) for n in names
+                  if not os.path.islink(os.path.join(folder, n))]
+    return files, folders
+
+
+def sync_names(dest: str | os.PathLike[str], files: list[str], folders: list[str]) -> None:
+    """Sync `files` and `folders` (`tree_names`) of the copy `dest`, `dest` and the folder
+    holding it. Without that a node crash can leave `dest` complete-looking with empty
+    files. A file gone from `dest` (Ray's `keep` deleted the checkpoint since) has nothing
+    left to sync."""
+    for name in files:
+        try:
+            _sync_file(os.path.join(dest, name))
+        except FileNotFoundError:
+            pass
     for folder in reversed(folders):  # os.walk lists a folder before those in it
-        _sync_dir(Path(folder))
+        _sync_dir(Path(os.path.normpath(os.path.join(dest, folder))))
     _sync_dir(Path(dest).parent)
 
 

@@ -1308,3 +1308,23 @@ def test_a_train_that_calls_restore_is_known_through_its_base_class():
     assert _calls_restore(object.__new__(Wrapped)) and _calls_restore(object.__new__(Named))
     assert _calls_restore(object.__new__(Calls)) and _calls_restore(object.__new__(hpoc.Trainer))
     assert not _calls_restore(object.__new__(Own))
+
+
+def test_a_trials_end_waits_for_its_last_checkpoints_sync_and_fails_on_its_error(toy, tmp_path, monkeypatch):
+    """Ray's copy of a checkpoint is synced in a thread (report.py): a trial whose train()
+    returned waits for the last one, and a failed write-back (EIO) fails it there, not
+    after Ray took the trial for finished."""
+    from hpoc.runtime import trainer as trainer_mod
+
+    workdir, plan, (train, val, _) = toy
+    flushed = []
+
+    class Failing(LocalReporter):
+        def flush(self):
+            flushed.append(len(self.history))
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(trainer_mod, "LocalReporter", Failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        trainer(workdir).run_local({**CONFIG, "epochs": 2}, (train, val), directory=tmp_path / "run", plan=plan)
+    assert flushed == [2]  # after the last epoch's report

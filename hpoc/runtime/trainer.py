@@ -943,6 +943,8 @@ class Trainer:
                     value = self.train(config, (self.train_data, self.validation_data, self.test_data))
                 else:
                     value = self.train()
+            if callable(flush := getattr(getattr(self, "reporter", None), "flush", None)):
+                flush()  # the last checkpoint's sync (report.py), and what it met
             wanted = ((self.plan or {}).get("objective") or {}).get("metrics")
             if wanted and not (getattr(self, "_reported", False) or getattr(self, "_resumed", False)):
                 # Tune would end the trial with no result, and its metric check the study;

@@ -1616,6 +1616,30 @@ def test_a_study_moved_since_its_run_is_that_study(tmp_path, capsys):
     assert "warning" not in out and "moved or copied" not in out, out
 
 
+def test_a_study_moved_since_its_run_whose_spec_raises_num_samples_is_extended(tmp_path, capsys):
+    """Moved with its project, then `num_samples` raised: status warned of another plan ("the
+    plans differ in `source`, `storage`, `trials`") and said to undo the change or --fresh."""
+    from hpoc.plan import plan_hash
+    from hpoc.results.source import spec_plan
+    from hpoc.runtime import marker
+
+    old = tmp_path / "scratch"
+    old.mkdir()
+    (old / "study.hpo").write_text(SPEC)
+    ran = spec_plan(old / "study.hpo")
+    exp = finished_local_run(tmp_path)
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
+    code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert doc["state"] == "extended" and doc["totals"]["pending"] == 3, doc
+    assert doc["next"][0].startswith("the spec extends the study (num_samples 1 → 2"), doc["next"]
+    code, out, err = main(["results", str(tmp_path / "study.hpo")]), *capsys.readouterr()
+    assert code == 0 and "different plan" not in out + err, out + err
+    assert "extended" in err, err
+
+
 def test_another_checkout_over_a_studys_results_is_told_where_it_resumes_not_only_fresh(tmp_path, capsys):
     """Another copy of the project whose spec names the same storage: status's next step was
     "give the spec a `storage.name` of its own, or move that run aside with `--fresh`", as for

@@ -146,6 +146,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                          "no directory yet (not started?)"))
             continue
         recorded = marker.read(path)  # once: which plan ran here, what it recorded
+        recorded = marker.here(recorded, fp, path)  # a directory moved since: as if it ran here
         if fp is not None and (other := _other_plan(path, recorded, fp)):
             others.append(other)
             ran_in = ran_in or marker.ran_in(recorded, fp, marker.differences(recorded, fp, path) or [])

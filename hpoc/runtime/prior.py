@@ -28,6 +28,7 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         raise StudyError(rerun.WITH_FRESH)
     if recorded is marker.UNREAD:
         recorded = marker.read(exp) if exp.exists() else None
+    recorded = marker.here(recorded, fp, exp)  # a directory moved since: as if it ran here
     # tuner.pkl alone (a run stopped before Tune first saved its trials, e.g. a job cancelled
     # during start-up) is no state: Tuner.restore then ran fewer trials than the plan's.
     has_state = exp.exists() and Tuner.can_restore(str(exp)) and any(exp.glob("experiment_state-*.json"))

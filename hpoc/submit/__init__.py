@@ -197,7 +197,7 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
     fp = marker.fingerprint(plan, digest) if digest else None
     done: set[int] = set()
     for k, d in enumerate(dirs):
-        recorded = marker.read(d)
+        recorded = marker.here(marker.read(d), fp, d)  # moved since: as if it ran here
         parts = marker.differences(recorded, fp, d) if recorded and fp else None
         if parts is not None:
             raise SubmitError(

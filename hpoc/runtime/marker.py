@@ -383,6 +383,34 @@ def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) 
     return dict(aligned_, **_hashes(ran), body=ran, moved_from=str(was))
 
 
+def left_behind(fp: dict[str, Any], exp: Path) -> str | None:
+    """Why a run of this plan in `exp`, which holds none, would start the study over while it
+    lies in the spec's directory: the project moved with its results inside, and the spec
+    names its storage by an absolute path, the old place. Found by the marker at that place
+    in the project, which names this storage and another spec directory (the old one, which
+    held the storage where the project holds it now). None otherwise."""
+    body = fp.get("body") or {}
+    (_, workdir), (_, storage) = _at(body, _PLACES[0]), _at(body, _PLACES[1])
+    if not isinstance(workdir, str) or not isinstance(storage, str):
+        return None
+    try:
+        below = Path(exp).relative_to(storage)
+    except ValueError:
+        return None
+    parts = Path(storage).parts
+    for k in range(1, min(len(parts), 6)):  # a few stats: the storage's place in the project
+        tail = Path(*parts[-k:])
+        there = Path(workdir) / tail / below
+        ran = (read(there) or {}).get("body") or {}
+        (_, was), (_, stored) = _at(ran, _PLACES[0]), _at(ran, _PLACES[1])
+        if stored == storage and isinstance(was, str) and was != workdir and Path(storage) == Path(was) / tail:
+            return (f"{exp} holds no run, and {there} holds this study's run, made in {was}: the project "
+                    "moved with its results, and `storage.path` still names the old place\n  help: set "
+                    f"`storage.path` to \"{tail}\" (relative to the spec, it moves with the project) to "
+                    f"resume it there, or pass --fresh to start the study over under {storage}")
+    return None
+
+
 def moved(recorded: dict[str, Any] | None, fp: dict[str, Any], exp: Path) -> Path | None:
     """Where `exp` was when its run ran, when it moved since (moved_from); None otherwise."""
     if recorded and isinstance(recorded.get("moved_from"), str):

@@ -37,6 +37,8 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
             raise StudyError(f"--retry-errored: {exp} holds no earlier run of this study, so no "
                              "errored trial to run again\n  help: run the study without "
                              "--retry-errored (or HPOC_RETRY_ERRORED) first")
+        if not fresh and (why := marker.left_behind(fp, exp)) is not None:
+            raise StudyError(why)
         return "fresh"
     if fresh:
         return "aside"

@@ -26,6 +26,9 @@ and `num_samples` and `time_budget_s` are the budgets the run was started with.
 run's searcher, so every later resume builds it from the plan (extend.py). A run that starts
 a new Tuner starts over (`Seen.started_over`): its Tuner holds this plan's searcher.
 
+A directory moved since its run (`mv` of the project) is read as if its run had been made
+where it is now (`here`): its paths are then no change, and a raised budget extends it.
+
 Before the run lock took its name, this file was `.hpoc-run.json` with only `plan_hash` and
 `shard`; such a marker still matches the exact same plan.
 """

@@ -137,6 +137,64 @@ def test_resume_off_extends_a_run_that_ended_but_resumes_nothing_unfinished(tmp_
         assert prior() == "restore"
 
 
+def _moved(tmp_path, interrupted):
+    """A study that ran in /scratch/proj and was moved with its project to /project/proj
+    (`mv`): its marker names the old place. Returns (the plan it ran, where it is now)."""
+    from runtime_plans import saved_state
+
+    old, new = tmp_path / "scratch" / "proj", tmp_path / "project" / "proj"
+    ran = make_plan(old, old / "results", trials={"num_samples": 2})
+    exp = saved_state(new / "results" / ran["storage"]["name"],
+                      ["TERMINATED", "RUNNING" if interrupted else "TERMINATED"])
+    marker.write(exp, _fp(ran), 0)
+    (exp / "summary.json").write_text(json.dumps(
+        {"interrupted": interrupted, "plan_hash": plan_hash(ran), "num_trials": 2, "trials": []}))
+    return ran, new
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_moved_study_whose_budget_is_raised_is_extended_where_it_is_now(tmp_path, interrupted):
+    """`mv` and a raised `num_samples` in one step was refused ("the plans differ in `source`,
+    `storage`, `trials`": undo that change), and a finished study moved unchanged was only
+    "done" without recording its new place: it could not be extended after a move at all."""
+    from hpoc.runtime import before
+    from hpoc.runtime.prior import prior_run
+    from hpoc.submit import previous_run
+
+    ran, new = _moved(tmp_path, interrupted)
+    here = make_plan(new, new / "results", trials={"num_samples": 2})
+    more = _with(here, num_samples=4)
+    exp = Path(more["storage"]["path"]) / more["storage"]["name"]
+    assert prior_run(exp, _fp(here), False, True, io.StringIO()) == ("restore" if interrupted else "done")
+    assert prior_run(exp, _fp(more), False, True, io.StringIO()) == "restore"
+    assert before.verdict(more, 0) == (before.GO, "")
+    assert previous_run(more) == ("resume", set())
+    seen = marker.Seen(marker.here(marker.read(exp), _fp(more), exp), _fp(more))
+    assert seen.grown == {"num_samples": (2, 4)} and seen.extended
+    assert marker.moved(seen.recorded, seen.fp, exp) == tmp_path / "scratch" / "proj" / "results" / "toy"
+
+
+def test_a_moved_study_with_another_change_is_told_that_change_alone(tmp_path):
+    """Moved and cut, or moved and its space edited: the refusal named `source` and `storage`
+    too and said "undo that change", which a `mv` cannot be; undoing the edit resumes it."""
+    from hpoc.runtime.exits import StudyError
+    from hpoc.runtime.prior import prior_run
+
+    ran, new = _moved(tmp_path, interrupted=True)
+    here = make_plan(new, new / "results", trials={"num_samples": 2})
+    exp = Path(here["storage"]["path"]) / here["storage"]["name"]
+    with pytest.raises(StudyError) as err:
+        prior_run(exp, _fp(_with(here, num_samples=1)), False, True, io.StringIO())
+    assert str(err.value).startswith(f"{exp} holds a run of 2 trial(s) (`trials.num_samples`), and this "
+                                     "plan asks for 1 trial(s): a study can be extended, not cut"), err.value
+    edited = make_plan(new, new / "results", trials={"num_samples": 2}, space={"constants": {"epochs": 9}})
+    with pytest.raises(StudyError) as err:
+        prior_run(exp, _fp(edited), False, True, io.StringIO())
+    said = str(err.value)
+    assert "the plans differ in `space` (it ran in " in said and "`source`" not in said, said
+    assert "undo that change to resume" in said, said
+
+
 # ---------------------------------------------------------------- a real run, extended
 
 

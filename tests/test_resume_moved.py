@@ -122,3 +122,47 @@ def test_another_checkout_over_the_same_results_is_refused(tmp_path, capsys):
     assert "different plan" in said, said
     assert f"{project / 'study'} is another checkout of the project, and this is its run: resume it from there" \
         in said, said
+
+
+def test_a_finished_study_moved_since_is_extended_where_it_is_now(tmp_path, capsys):
+    """A study that ran to the end, moved with its project, then `num_samples` raised: the
+    run was refused ("undo that change"), and run unchanged first it said only "already ran
+    to the end", recording no new place, so the extension stayed refused."""
+    from hpoc.plan import content_hash
+    from hpoc.runtime.study import RunOptions, run_study
+
+    def plan(project: Path, trials: int) -> dict:
+        made = make_plan(write_toy(project / "study"), project / "results",
+                         search={"algorithm": "random", "options": {"seed": 0}},
+                         trials={"num_samples": trials, "max_concurrent": 1},
+                         space={"constants": {"epochs": 1, "batch_size": 32}})
+        made["content_hash"] = content_hash(made)
+        return made
+
+    def run(made: dict) -> tuple[int, str]:
+        progress, out = io.StringIO(), io.StringIO()
+        code = run_study(made, RunOptions(local=True, num_cpus=2, progress=progress, out=out))
+        return code, progress.getvalue() + out.getvalue() + capsys.readouterr().err
+
+    old, new = tmp_path / "scratch" / "proj", tmp_path / "project" / "proj"
+    code, said = run(plan(old, 1))
+    assert code == 0, said
+    new.parent.mkdir(parents=True)
+    shutil.move(str(old), new)
+    old.write_text("moved\n")  # a file: nothing can be written under the old path again
+    code, said = run(plan(new, 1))
+    assert code == 0 and "already ran to the end" in said, said
+    code, said = run(plan(new, 2))
+    assert code == 0, said
+    assert "extending the study" in said and "(num_samples 1 → 2)" in said, said
+    assert f"was {old / 'results' / 'toy'} when it ran: it resumes where it is now" in said, said
+    exp = new / "results" / "toy"
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 2}, summary
+    assert len(list(exp.glob("trial_*"))) == 2 and old.read_text() == "moved\n"
+    from hpoc.cli import main
+
+    (new / "plan.json").write_text(dumps(plan(new, 2)))
+    assert main(["status", str(new / "plan.json"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["state"] == "finished" and doc["totals"]["done"] == 2 and doc["budget"] == 2, doc

@@ -244,6 +244,60 @@ def test_only_the_results_moved_and_storage_path_edited_resume(spec, tmp_path):
     assert _prior(plan, exp) == "done"
 
 
+@pytest.mark.parametrize("storage", ["relative", "absolute"])
+def test_a_moved_study_whose_spec_raises_num_samples_is_extended(spec, tmp_path, storage):
+    """Moved and `num_samples` raised in one step, the storage relative to the project (moved
+    with it) or absolute (its results moved and `storage.path` edited to their new place):
+    refused with "undo that change", which a `mv` cannot be."""
+    if storage == "absolute":
+        spec.write_text(spec.read_text().replace('path = "results"', f'path = "{tmp_path / "scratch"}"'))
+    ran = load_plan(str(spec))
+    exp = Path(ran["storage"]["path"]) / ran["storage"]["name"]
+    _finished_run(ran, saved_state(exp, ["TERMINATED"]))
+    if storage == "absolute":
+        elsewhere = tmp_path / "project" / "results"
+        elsewhere.parent.mkdir()
+        shutil.move(str(exp.parent), elsewhere)
+        spec.write_text(spec.read_text().replace(str(tmp_path / "scratch"), str(elsewhere)))
+    else:
+        shutil.move(str(spec.parent), tmp_path / "project")
+        spec = tmp_path / "project" / spec.name
+    spec.write_text(spec.read_text().replace("num_samples    = 6", "num_samples    = 8"))
+    plan = load_plan(str(spec))
+    exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]
+    assert _prior(plan, exp) == "restore"
+    assert check_previous(plan, fresh=False) == "resume"
+    assert before.verdict(plan, 0) == (before.GO, "")
+
+
+def test_a_moved_project_whose_spec_names_its_old_storage_by_an_absolute_path_is_told(spec, tmp_path, capsys):
+    """`mv` of the project, results inside, with `storage.path` an absolute path into it: the
+    plan names the old place, and the run started the study over there, recreating it, while
+    its results lay in the project."""
+    old = spec.parent
+    spec.write_text(spec.read_text().replace('path = "results"', f'path = "{old / "out" / "results"}"'))
+    ran = load_plan(str(spec))
+    _finished_run(ran, saved_state(Path(ran["storage"]["path"]) / "digits", ["TERMINATED"]))
+    shutil.move(str(old), tmp_path / "project")
+    plan = load_plan(str(tmp_path / "project" / "study.hpo"))
+    exp = Path(plan["storage"]["path"]) / "digits"
+    assert exp == old / "out" / "results" / "digits"
+    with pytest.raises(StudyError) as err:
+        _prior(plan, exp)
+    there = tmp_path / "project" / "out" / "results" / "digits"
+    assert str(err.value) == (
+        f"{exp} holds no run, and {there} holds this study's run, made in {old}: the project moved "
+        f"with its results, and `storage.path` still names the old place\n  help: set `storage.path` "
+        f"to \"out/results\" (relative to the spec, it moves with the project) to resume it there, or "
+        f"pass --fresh to start the study over under {old / 'out' / 'results'}"), err.value
+    assert prior_run(exp, marker.fingerprint(plan, plan_hash(plan)), True, True, io.StringIO()) == "fresh"
+    with pytest.raises(SubmitError, match="`storage.path` still names the old place"):
+        check_previous(plan, fresh=False)
+    code = run_study(plan, RunOptions(local=True, progress=io.StringIO(), out=io.StringIO()))
+    said = capsys.readouterr().err
+    assert code == 2 and "`storage.path` still names the old place" in said and not old.exists(), said
+
+
 def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ran(spec, tmp_path):
     """Another copy of the project (maybe other code) whose `storage.path` names the first
     one's results: the experiment directory did not move, so it is not resumed."""

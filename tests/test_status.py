@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -1614,6 +1615,53 @@ def test_a_study_moved_since_its_run_is_that_study(tmp_path, capsys):
     code, out, err = status(capsys, tmp_path / "study.hpo")
     assert code == 0, err
     assert "warning" not in out and "moved or copied" not in out, out
+
+
+def test_a_study_moved_since_its_run_whose_spec_raises_num_samples_is_extended(tmp_path, capsys):
+    """Moved with its project, then `num_samples` raised: status warned of another plan ("the
+    plans differ in `source`, `storage`, `trials`") and said to undo the change or --fresh."""
+    from hpoc.plan import plan_hash
+    from hpoc.results.source import spec_plan
+    from hpoc.runtime import marker
+
+    old = tmp_path / "scratch"
+    old.mkdir()
+    (old / "study.hpo").write_text(SPEC)
+    ran = spec_plan(old / "study.hpo")
+    exp = finished_local_run(tmp_path)
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
+    code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert doc["state"] == "extended" and doc["totals"]["pending"] == 3, doc
+    assert doc["next"][0].startswith("the spec extends the study (num_samples 1 → 2"), doc["next"]
+    code, out, err = main(["results", str(tmp_path / "study.hpo")]), *capsys.readouterr()
+    assert code == 0 and "different plan" not in out + err, out + err
+    assert "extended" in err, err
+
+
+def test_a_moved_project_whose_spec_names_its_old_storage_by_an_absolute_path_is_told(tmp_path, capsys):
+    """`mv` of the project, results inside, its spec naming the storage by an absolute path into
+    it: status said "not started; next: start it", which started the study over at the old place."""
+    from hpoc.plan import plan_hash
+    from hpoc.results.source import spec_plan
+    from hpoc.runtime import marker
+
+    old, new = tmp_path / "scratch", tmp_path / "project"
+    old.mkdir()
+    (old / "study.hpo").write_text(SPEC.replace('path = "results"', f'path = "{old / "results"}"'))
+    ran = spec_plan(old / "study.hpo")
+    exp = finished_local_run(old)
+    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    (old / "study.hpo").write_text(SPEC.replace('path = "results"', f'path = "{old / "results"}"'))
+    shutil.move(str(old), new)
+    code, out, err = status(capsys, new / "study.hpo")
+    assert code == 0, err
+    assert (f"next: {old / 'results' / 'tiny'} holds no run, and {new / 'results' / 'tiny'} holds this "
+            "study's run") in out and "set `storage.path` to \"results\"" in out and "start it" not in out, out
+    code, out, err = main(["results", str(new / "study.hpo")]), *capsys.readouterr()
+    assert code == 2 and "set `storage.path` to \"results\"" in err, err
 
 
 def test_another_checkout_over_a_studys_results_is_told_where_it_resumes_not_only_fresh(tmp_path, capsys):

@@ -272,7 +272,8 @@ def _grown(plan: dict[str, Any], shards: list[dict[str, Any]], shares: list[int 
     fp = marker.fingerprint(plan, plan_hash(plan))
     known = {shard.index: shard.marker for shard in results.shards} if results else {}
     for s, share in zip(shards, shares):
-        recorded = known[s["shard"]] if s["shard"] in known else marker.read(Path(s["experiment_dir"]))
+        exp = Path(s["experiment_dir"])
+        recorded = marker.here(known[s["shard"]] if s["shard"] in known else marker.read(exp), fp, exp)
         grown = marker.growth(recorded, fp)
         if grown is None or s["state"] != "finished":
             continue

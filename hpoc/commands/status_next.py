@@ -158,6 +158,8 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
             run = "the resume below runs the added trials too"
         steps.append(f"the spec extends the study ({grown[0]}): {run} (those that ran are kept)")
     ended = [s["job"] for s in shards if s["job"] and s["job"].get("state") not in ACTIVE]
+    if status["state"] == "not started" and plan is not None and (moved := _left_behind(plan)):
+        return steps + [moved]  # starting it would start it over at the old place
     if status["state"] == "not started" and ended and len(ended) == len([s for s in shards if s["job"]]):
         # Every job it had ended before a trial started (cancelled, failed at bring-up).
         again = _resume_command(status, [s["shard"] for s in shards], target)
@@ -202,6 +204,17 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
                          "what made them fail is fixed, " + _retry_command(status, errored, target)
                          + " runs only those again (finished trials are kept)")
     return steps
+
+
+def _left_behind(plan: dict[str, Any]) -> str | None:
+    """marker.left_behind as one step: the project moved with its results, and the spec
+    names the old place by an absolute `storage.path`."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import experiment_dir
+
+    why = marker.left_behind(marker.fingerprint(plan, plan_hash(plan)), experiment_dir(plan, 0))
+    return why.replace("\n  help: ", "; ") if why else None
 
 
 def _pending_steps(shards: list[dict[str, Any]], build: str | None, study: str) -> list[str]:

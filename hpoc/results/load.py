@@ -60,6 +60,8 @@ def load_plan(plan: dict[str, Any], origin: Path | None = None) -> Results:
     """Results of the study a plan describes, from the storage it names."""
     root = Path(plan["storage"]["path"]) / plan["storage"]["name"]
     if not root.is_dir():
+        if (moved := _left_behind(plan)) is not None:
+            raise ResultsError(moved)
         raise ResultsError(
             f"no results yet for study `{plan['study']['name']}`: {root} does not exist\n"
             f"  (plan: {origin or 'given'}; run the study first with `hpoc run` or `hpoc submit`"
@@ -146,6 +148,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                          "no directory yet (not started?)"))
             continue
         recorded = marker.read(path)  # once: which plan ran here, what it recorded
+        recorded = marker.here(recorded, fp, path)  # a directory moved since: as if it ran here
         if fp is not None and (other := _other_plan(path, recorded, fp)):
             others.append(other)
             ran_in = ran_in or marker.ran_in(recorded, fp, marker.differences(recorded, fp, path) or [])
@@ -250,6 +253,15 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)
     return results
+
+
+def _left_behind(plan: dict[str, Any]) -> str | None:
+    """marker.left_behind: the project moved with its results from the place the spec's
+    absolute `storage.path` still names."""
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import experiment_dir
+
+    return marker.left_behind(_fingerprint(plan), experiment_dir(plan, 0))
 
 
 def _fingerprint(plan: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -48,6 +48,7 @@ def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
         recorded = marker.read(exp)
     digest = plan_hash(plan)
     fp = marker.fingerprint(plan, digest)
+    recorded = marker.here(recorded, fp, exp)  # a directory moved since: as if it ran here
     if recorded is not None and marker.differences(recorded, fp, exp) is not None:
         return GO, ""  # another plan's run: the driver refuses it, with the differences
     summary = finished_run(exp, recorded, digest, fp)

@@ -26,6 +26,9 @@ and `num_samples` and `time_budget_s` are the budgets the run was started with.
 run's searcher, so every later resume builds it from the plan (extend.py). A run that starts
 a new Tuner starts over (`Seen.started_over`): its Tuner holds this plan's searcher.
 
+A directory moved since its run (`mv` of the project) is read as if its run had been made
+where it is now (`here`): its paths are then no change, and a raised budget extends it.
+
 Before the run lock took its name, this file was `.hpoc-run.json` with only `plan_hash` and
 `shard`; such a marker still matches the exact same plan.
 """
@@ -330,8 +333,13 @@ def moved_from(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str], e
     with other code: still refused."""
     if ran_in(recorded, fp, parts) is None:
         return None
-    _, was = _at(recorded.get("body") or {}, _PLACES[1])
-    _, now = _at(fp.get("body") or {}, _PLACES[1])
+    return _moved_dir(recorded.get("body") or {}, fp.get("body") or {}, exp)
+
+
+def _moved_dir(ran: dict[str, Any], body: dict[str, Any], exp: Path) -> Path | None:
+    """moved_from's test of the paths alone: the run's plan body `ran`, this plan's `body`."""
+    _, was = _at(ran, _PLACES[1])
+    _, now = _at(body, _PLACES[1])
     if not isinstance(was, str) or not isinstance(now, str) or was == now:
         return None
     try:
@@ -340,7 +348,7 @@ def moved_from(recorded: dict[str, Any], fp: dict[str, Any], parts: list[str], e
         return None
     # The same directory by another name (a symlink left where the project was, a
     # cluster's $SCRATCH alias): the same project, unless the workdirs are two.
-    workdirs = [_at(body or {}, _PLACES[0])[1] for body in (recorded.get("body"), fp.get("body"))]
+    workdirs = [_at(one, _PLACES[0])[1] for one in (ran, body)]
     if _same(old, exp) and not (all(isinstance(w, str) for w in workdirs)
                                 and _same(Path(workdirs[0]), Path(workdirs[1]))):
         return None
@@ -354,8 +362,62 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) -> dict[str, Any] | None:
+    """`recorded` as its run would have recorded it where `exp` is now, when `exp` is that
+    run's experiment directory moved since (moved_from's test of the paths): its paths are
+    this plan's, `moved_from` says where it was. What else differs is then judged as for a
+    run that never moved: a raised budget extends it, an edit is named alone. Read a
+    marker through this wherever the plan it is compared with is known; else `recorded`."""
+    if not recorded or not fp or "moved_from" in recorded:
+        return recorded
+    aligned_ = aligned(recorded, fp)
+    ran, body = aligned_.get("body"), fp.get("body")
+    if not isinstance(ran, dict) or not isinstance(body, dict):
+        return recorded
+    was = _moved_dir(ran, body, exp)
+    if was is None:
+        return recorded
+    ran = json.loads(json.dumps(ran))
+    for path in _PLACES:
+        (node, _), (_, value) = _at(ran, path), _at(body, path)
+        if node is not None and value is not _MISSING:
+            node[path[-1]] = value
+    # plan_hash stays the run's: its summary.json holds that one (summary.finished)
+    return dict(aligned_, **_hashes(ran), body=ran, moved_from=str(was))
+
+
+def left_behind(fp: dict[str, Any], exp: Path) -> str | None:
+    """Why a run of this plan in `exp`, which holds none, would start the study over while it
+    lies in the spec's directory: the project moved with its results inside, and the spec
+    names its storage by an absolute path, the old place. Found by the marker at that place
+    in the project, which names this storage and another spec directory (the old one, which
+    held the storage where the project holds it now). None otherwise."""
+    body = fp.get("body") or {}
+    (_, workdir), (_, storage) = _at(body, _PLACES[0]), _at(body, _PLACES[1])
+    if not isinstance(workdir, str) or not isinstance(storage, str):
+        return None
+    try:
+        below = Path(exp).relative_to(storage)
+    except ValueError:
+        return None
+    parts = Path(storage).parts
+    for k in range(1, min(len(parts), 6)):  # a few stats: the storage's place in the project
+        tail = Path(*parts[-k:])
+        there = Path(workdir) / tail / below
+        ran = (read(there) or {}).get("body") or {}
+        (_, was), (_, stored) = _at(ran, _PLACES[0]), _at(ran, _PLACES[1])
+        if stored == storage and isinstance(was, str) and was != workdir and Path(storage) == Path(was) / tail:
+            return (f"{exp} holds no run, and {there} holds this study's run, made in {was}: the project "
+                    "moved with its results, and `storage.path` still names the old place\n  help: set "
+                    f"`storage.path` to \"{tail}\" (relative to the spec, it moves with the project) to "
+                    f"resume it there, or pass --fresh to start the study over under {storage}")
+    return None
+
+
 def moved(recorded: dict[str, Any] | None, fp: dict[str, Any], exp: Path) -> Path | None:
     """Where `exp` was when its run ran, when it moved since (moved_from); None otherwise."""
+    if recorded and isinstance(recorded.get("moved_from"), str):
+        return Path(recorded["moved_from"])
     parts = differences(recorded, fp) if recorded and "body" in recorded else None
     return moved_from(aligned(recorded, fp), fp, parts, exp) if parts else None
 
@@ -371,7 +433,8 @@ def describe(exp: Path, recorded: dict[str, Any], fp: dict[str, Any], parts: lis
     elif parts and "body" in recorded:
         where = ran_in(recorded, fp, parts)
         what = f"the plans differ in {_named(parts)}" + (
-            f" (it ran in {where}: moved or copied since?)" if where else "")
+            f" (it ran in {where}: moved or copied since?)" if where else
+            f" (it ran in {recorded['moved_from']}, moved here since)" if recorded.get("moved_from") else "")
     elif parts:  # a marker without the body: a spec edit and an hpoc upgrade look the same
         what = (f"the plans differ in {_named(parts)} (a change to the spec, or an hpoc that "
                 "compiles it differently)")

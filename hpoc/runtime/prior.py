@@ -28,6 +28,7 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
         raise StudyError(rerun.WITH_FRESH)
     if recorded is marker.UNREAD:
         recorded = marker.read(exp) if exp.exists() else None
+    recorded = marker.here(recorded, fp, exp)  # a directory moved since: as if it ran here
     # tuner.pkl alone (a run stopped before Tune first saved its trials, e.g. a job cancelled
     # during start-up) is no state: Tuner.restore then ran fewer trials than the plan's.
     has_state = exp.exists() and Tuner.can_restore(str(exp)) and any(exp.glob("experiment_state-*.json"))
@@ -36,6 +37,8 @@ def prior_run(exp: Path, fp: dict[str, Any], fresh: bool, resume_enabled: bool,
             raise StudyError(f"--retry-errored: {exp} holds no earlier run of this study, so no "
                              "errored trial to run again\n  help: run the study without "
                              "--retry-errored (or HPOC_RETRY_ERRORED) first")
+        if not fresh and (why := marker.left_behind(fp, exp)) is not None:
+            raise StudyError(why)
         return "fresh"
     if fresh:
         return "aside"

@@ -251,7 +251,7 @@ def _prior(plan: dict[str, Any], opts: RunOptions, exp: Path, fp: dict[str, Any]
     once moved aside) starts over whatever the marker said: its own is written as new."""
     previous = summary_mod.read(exp)
     STATE.errored, STATE.saved_ended = rerun.errored_and_ended(exp, previous)
-    seen = marker.Seen(marker.read(exp), fp)
+    seen = marker.Seen(marker.here(marker.read(exp), fp, exp), fp)  # moved since: as if it ran here
     mode = STATE.mode = prior_run(exp, fp, opts.fresh, bool(plan["resume"]["enabled"]),
                                   stream, opts.retry_errored, STATE.errored, previous,
                                   recorded=seen.recorded)

@@ -190,14 +190,18 @@ def previous_run(plan: dict[str, Any], retry: str | None = None) -> tuple[str, s
     from hpoc.runtime.summary import finished_run
 
     root = study_root(plan)
-    if not root.exists() or not any(root.iterdir()):
-        return "fresh", set()
-    dirs = _refuse_live(plan)
     digest = plan.get("content_hash")
     fp = marker.fingerprint(plan, digest) if digest else None
+    if not root.exists() or not any(root.iterdir()):
+        from hpoc.runtime.shards import experiment_dir
+
+        if fp is not None and (why := marker.left_behind(fp, experiment_dir(plan, 0))) is not None:
+            raise SubmitError(why)  # the project moved with its results: they are not at `root`
+        return "fresh", set()
+    dirs = _refuse_live(plan)
     done: set[int] = set()
     for k, d in enumerate(dirs):
-        recorded = marker.read(d)
+        recorded = marker.here(marker.read(d), fp, d)  # moved since: as if it ran here
         parts = marker.differences(recorded, fp, d) if recorded and fp else None
         if parts is not None:
             raise SubmitError(

@@ -663,6 +663,19 @@ def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_p
     assert "a file of its own" in d.help
 
 
+def test_a_training_configuration_beside_the_hpo_pipeline_is_not_a_second_hpo_pipeline(tmp_path: Path) -> None:
+    """itwinai's TorchTrainer pipelines take a `config` too (a TrainingConfiguration: batch_size,
+    optim_lr, ...): beside it, the pipeline with HPO sections is the study, as with no `config`."""
+    plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+             "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+             "        init_args:\n          config: {batch_size: 32, optim_lr: 0.001}\n          strategy: ddp\n")
+    configuration = plain.replace("config: {batch_size: 32, optim_lr: 0.001}",
+                                  "config:\n            class_path: itwinai.torch.config.TrainingConfiguration\n"
+                                  "            init_args: {batch_size: 32}")
+    for other in (plain, configuration):
+        write(tmp_path, other + SEED)
+        assert compile_path(tmp_path / "config.yaml").plan["study"]["name"] == "Virgo-HPO-Experiment"
+
 def test_a_step_argument_of_the_wrong_type_is_an_error_where_its_annotation_says_so(tmp_path: Path) -> None:
     """As jsonargparse refuses it in itwinai; the step would fail in every run."""
     d = one(tmp_path, seed_with("train_proportion: 0.9", "train_proportion: ninety"))

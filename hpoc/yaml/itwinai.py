@@ -52,6 +52,7 @@ from hpoc.yaml.tune import read_tune
 PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
 CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config",
                "find_unused_parameters")
+HPO_SECTIONS = ("scaling_config", "train_loop_config", "tune_config", "run_config")
 TRAINER_OWN = ("config", "strategy", "logger", "random_seed")  # hpoc reads these itself
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
 _TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
@@ -127,8 +128,12 @@ def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
         return None
     with_config: list[Any] = []
     if len(candidates) > 1:  # the HPO pipeline is the one whose trainer has a `config`
-        with_config = [c for c in candidates if any("config" in (s.args.index if s.args else {})
-                                                    for s in _steps(Builder(b.file), c[2], c[0]))]
+        configs = {c[0]: [s.arg("config") for s in _steps(Builder(b.file), c[2], c[0]) if s.arg("config") is not None]
+                   for c in candidates}
+        # with HPO sections: a TorchTrainer's `config` (a TrainingConfiguration) is not a study
+        with_config = [c for c in candidates if any(isinstance(n, YMap) and any(k in n.index for k in HPO_SECTIONS)
+                                                    for n in configs[c[0]])] \
+            or [c for c in candidates if configs[c[0]]]
         candidates = with_config or candidates
     if not candidates:
         keys = doc.keys()

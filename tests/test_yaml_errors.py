@@ -62,7 +62,8 @@ CASES = [
     ("duplicate key", seed_with("              epochs: 20", "              epochs: 20\n              epochs: 30"),
      "HP202", 28, 15, "`epochs` appears twice in this mapping"),
     ("python tag", "ray_training_pipeline: !!python/object/apply:os.system ['true']\n", "HP112", 1, 24,
-     "unsupported YAML tag `tag:yaml.org,2002:python/object/apply:os.system`"),
+     "unsupported YAML tag `!!python/object/apply:os.system`"),  # as written, not YAML's long form
+    ("python tuple", "a: !!python/tuple [16, 32]\n", "HP112", 1, 4, "unsupported YAML tag `!!python/tuple`"),
     ("custom tag", "a: !ENV ${HOME}\n", "HP112", 1, 4, "unsupported YAML tag `!ENV`"),
     ("infinite bound", seed_with("max: 1e-3", "max: .inf"), "HP110", 26, 22, "`.inf` is not a finite number"),
     ("no pipeline", "settings:\n  a: 1\n", "HP205", 1, 1, "no itwinai pipeline in this file"),

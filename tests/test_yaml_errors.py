@@ -962,6 +962,14 @@ def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
     assert d.help.startswith("write `$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help
 
 
+def test_a_shell_style_variable_in_braces_is_told_it_is_a_reference_not_the_variable(tmp_path: Path) -> None:
+    """`${SCRATCH}` is an OmegaConf reference to a key of the file (itwinai fails on it too);
+    the user meant the environment variable, which hpoc expands written `$SCRATCH`."""
+    (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${SCRATCH}/hpo"))
+    assert (d.code, d.message) == ("HP113", "`${SCRATCH}` refers to nothing: no `SCRATCH` there")
+    assert d.help.startswith("`${SCRATCH}` names a key of this file; for the environment variable write "
+                             "`$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help
+
 def test_a_trainer_still_importing_itwinai_is_told_to_change_its_imports(tmp_path: Path) -> None:
     """The tutorial's trainer copied as it is: `hpoc check` said the study was valid, and
     every trial failed importing itwinai (or on a class that is not an hpoc trainer)."""

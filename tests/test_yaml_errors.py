@@ -650,6 +650,20 @@ def test_a_loop_that_reports_on_every_rank_through_an_if_else_is_not_warned_abou
     assert "HP801" in [w.code for w in compile_path(path).warnings]
 
 
+def test_an_installed_trainer_module_is_not_said_to_be_hpocs_default_loop(tmp_path: Path, monkeypatch) -> None:
+    """`class_path: myproject.trainers.MyRayTorchTrainer` from the user's installed package (its
+    source is not read): the check said `loss` "is not reported by hpoc's default train loop
+    ... did you mean `val_loss`?", of an itwinai loop that reports `loss`."""
+    lib = tmp_path / "lib" / "myproject"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    (lib / "trainers.py").write_text((EXAMPLE / "trainer.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer",
+                              "class_path: myproject.trainers.MyRayTorchTrainer"))
+    codes = [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+    assert "HP801" not in codes and "HP803" not in codes, codes
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

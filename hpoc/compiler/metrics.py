@@ -29,25 +29,6 @@ def study_reports(out: dict[str, Any], workdir: str | None) -> Reports:
     return own, own if own is not None else trainer_metrics(target, workdir)
 
 
-def trainer_nowhere(target: str, workdir: str | None) -> bool:
-    """Whether the module of `target` is neither under `workdir` nor installed here (HP803
-    says so): what its trainer reports is not known, not hpoc's default loop's."""
-    import importlib.util
-    import os
-
-    from hpoc.compiler.pysource import find_module
-
-    module = target.partition(":")[0]
-    top = module.split(".")[0]
-    if not (workdir and module) or find_module(workdir, module) is not None or \
-            os.path.exists(os.path.join(workdir, top)) or os.path.exists(os.path.join(workdir, top + ".py")):
-        return False
-    try:
-        return importlib.util.find_spec(top) is None
-    except (ImportError, ValueError):
-        return True
-
-
 def trainer_target(out: dict[str, Any]) -> str:
     """The study's trainer (`pkg.mod:Class`), or "" when it has none."""
     return ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""

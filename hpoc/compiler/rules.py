@@ -40,7 +40,7 @@ from hpoc.compiler.check import (
 )
 from hpoc.compiler.deepspeed_file import check_file
 from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, study_reports,
-                                   trainer_nowhere, trainer_target)
+                                   trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
@@ -69,10 +69,10 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
     reports = study_reports(out, workdir)
-    # An itwinai config's trainer has a loop of its own, not hpoc's default one.
-    nowhere = ch.file.endswith((".yaml", ".yml")) and reports[1] is None and \
-        trainer_nowhere(trainer_target(out), workdir)
-    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, nowhere)
+    # An itwinai config's trainer has a loop of its own, not hpoc's default one: its module
+    # not read (not found, installed elsewhere, not parsed), what it reports is unknown.
+    unread = ch.file.endswith((".yaml", ".yml")) and reports[1] is None
+    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, unread)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
     early_stop.stop_keys(ch, out, reports)
@@ -123,8 +123,8 @@ def _label_span(block: A.Block | None) -> A.Span | None:
 
 
 def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any,
-               reports: Reports, nowhere: bool = False) -> None:
-    """`nowhere`: an itwinai trainer's module is not found (HP803): what it reports is unknown."""
+               reports: Reports, unread: bool = False) -> None:
+    """`unread`: an itwinai trainer's module was not read: what it reports is unknown."""
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
@@ -156,7 +156,7 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
                         help=did_you_mean(m["name"], sorted(own))
                         or f"add `{m['name']}` to the metrics the trainer passes to `checkpoint_and_report`")
         return
-    if nowhere:
+    if unread:
         return
     # not hpoc's default metrics: a trainer of the user's own may report it, its source says
     unknown = [(i, m) for i, m in enumerate(metrics)

@@ -897,3 +897,21 @@ def test_a_few_seconds_of_time_budget_in_yaml_are_no_warning(tmp_path: Path) -> 
     result = compiled(tmp_path, doc)
     assert result.plan["trials"]["time_budget_s"] == 30
     assert not [w for w in result.warnings if w.code == "HP817"]
+
+
+def test_itwinai_monitoring_flags_are_said_to_measure_nothing(tmp_path: Path) -> None:
+    """`measure_gpu_data: true` reached a trainer that hands it to `RayTorchTrainer`, which took it
+    without a word: the researcher waited for GPU data itwinai would have recorded."""
+    doc = seed()
+    trainer_args(doc).update(measure_gpu_data=True, enable_torch_profiling=True, measure_epoch_time=False)
+    write(tmp_path, doc)
+    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
+        "        logger: Logger | None = None,\n    ) -> None:\n"
+        "        super().__init__(config=config, strategy=strategy, name=name, logger=logger)",
+        "        logger: Logger | None = None, **kwargs,\n    ) -> None:\n"
+        "        super().__init__(config=config, strategy=strategy, name=name, logger=logger, **kwargs)"))
+    ws = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP821"]
+    assert [w.message for w in ws] == [
+        "`measure_gpu_data` is itwinai's GPU utilisation monitoring, which hpoc does not do: nothing is measured",
+        "`enable_torch_profiling` is itwinai's PyTorch profiling, which hpoc does not do: nothing is measured"]
+    assert ws[0].line == 56 and ws[0].help.startswith("remove it")  # `measure_epoch_time: false` asks nothing

@@ -314,12 +314,29 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if storage:
         items.append(block("storage", storage, tune.storage_span))
     items.extend(_loggers(b, trainer))
+    _monitoring(b, trainer)
     # itwinai's trainers take `random_seed`; hpoc seeds each trial from the study's seed
     seed = b.given(trainer.arg("random_seed"))
     if seed is not None and trainer.args is not None:
         kspan = trainer.args.key_span("random_seed")
         items.append(block("training", [b.setting("seed", b.value(seed), kspan)], kspan))
     return A.Study(tuple(items), b.file)
+
+
+# itwinai's TorchTrainer flags for what it measures itself; `RayTorchTrainer` (hpoc's) takes
+# them without a word, so a `true` one is said: nothing is measured.
+_MONITORING = {"measure_gpu_data": "GPU utilisation monitoring", "enable_torch_profiling": "PyTorch profiling",
+               "store_torch_profiling_traces": "PyTorch profiling traces",
+               "measure_epoch_time": "epoch time tracking", "time_ray": "Ray timing"}
+
+
+def _monitoring(b: Builder, trainer: Step) -> None:
+    for key, what in _MONITORING.items():
+        node = trainer.arg(key)
+        if isinstance(node, YScalar) and node.value is True and trainer.args is not None:
+            b.warn(IGNORED, f"`{key}` is itwinai's {what}, which hpoc does not do: nothing is measured",
+                   trainer.args.key_span(key), help="remove it (each trial's results hold every epoch's time, "
+                   "`time_this_iter_s`)")
 
 
 # itwinai >= 0.3's TorchTrainer takes Ray's objects as its own arguments (with `ray_search_space`

@@ -970,6 +970,22 @@ def test_a_training_pipeline_without_config_is_one_error_not_defaults_too(tmp_pa
     assert d.code == "HP205" and d.message == "trainer `trainer.MyRayTorchTrainer` has no `config`", d.message
 
 
+def test_a_training_configuration_picked_with_pipe_key_is_one_error(tmp_path: Path, capsys) -> None:
+    """`--pipe-key training_pipeline` of a TorchTrainer pipeline (`config: {batch_size, optim_lr}`,
+    itwinai's TrainingConfiguration): an unknown-key error per setting and the metric defaults'
+    warnings, at `class_path`, did not say that it is not an HPO pipeline."""
+    plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+             "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+             "        init_args:\n          config:\n"
+             "            class_path: itwinai.torch.config.TrainingConfiguration\n"
+             "            init_args: {batch_size: 32, optim_lr: 0.001}\n")
+    path = write(tmp_path, plain + SEED)
+    assert main(["check", str(path), "--pipe-key", "training_pipeline"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 2 and "warning" not in err, err  # the diagnostic and the summary
+    assert "config.yaml:8:11: error: the `config` of trainer `trainer.MyRayTorchTrainer` has no HPO settings" in err
+    assert "pick the HPO pipeline with `--pipe-key`" in err
+
 def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
     (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))
     assert (d.code, d.message) == ("HP113", "resolver `${oc.env:SCRATCH}` is not supported")
@@ -1022,3 +1038,14 @@ def test_a_step_reads_its_class_as_every_class_object_does(tmp_path: Path) -> No
     stray = one(tmp_path, seed_with("      - class_path: data.FashionMNISTGetter",
                                     "      - class_path: data.FashionMNISTGetter\n        size: 3"))
     assert (stray.message, stray.help) == ("unknown key `size` in a step", "`size` belongs in `init_args`")
+
+
+def test_an_hpo_config_missing_its_sections_is_still_told_where_each_key_goes(tmp_path: Path) -> None:
+    """Not a training configuration: its keys belong in sections (`num_samples`) or are a space."""
+    config = ("ray_training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+              "        init_args:\n          config:\n            num_samples: 4\n"
+              "            batch_size: {type: choice, options: [32, 64]}\n")
+    messages = [d.message for d in reported(tmp_path, config)]
+    assert "unknown key `num_samples` in the trainer's `config`" in messages, messages
+    assert not [m for m in messages if "training configuration" in m], messages

@@ -52,6 +52,8 @@ from hpoc.yaml.tune import read_tune
 PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
 CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config",
                "find_unused_parameters")
+_CONFIG_HOMES = {"num_samples": "tune_config", "scheduler": "tune_config", "search_alg": "tune_config",
+                 "storage_path": "run_config", "num_workers": "scaling_config"}
 HPO_SECTIONS = ("scaling_config", "train_loop_config", "tune_config", "run_config")
 TRAINER_OWN = ("config", "strategy", "logger", "random_seed")  # hpoc reads these itself
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
@@ -269,9 +271,14 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
         b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,
                 help="add `config:` with `scaling_config`, `train_loop_config`, `tune_config` and `run_config`")
         return A.Study((), b.file)  # a training pipeline: what HPO would default is noise
+    if _training_configuration(config):
+        b.error(MISSING, f"the `config` of trainer `{trainer.target}` has no HPO settings: it is a "
+                "training configuration", trainer.args.key_span("config"),  # type: ignore[union-attr]
+                help="pick the HPO pipeline with `--pipe-key`, or give this `config` `scaling_config`, "
+                "`train_loop_config` (its values), `tune_config` and `run_config`")
+        return A.Study((), b.file)
     b.check_keys(config, CONFIG_KEYS, "the trainer's `config`",
-                 homes={"num_samples": "tune_config", "scheduler": "tune_config", "search_alg": "tune_config",
-                        "storage_path": "run_config", "num_workers": "scaling_config"})
+                 homes=_CONFIG_HOMES)
     space_settings, params = read_space(b, b.mapping(config.get("train_loop_config"), "`train_loop_config`"))
     tune = read_tune(b, config, params)
 
@@ -354,6 +361,14 @@ def _newer_layout(b: Builder, trainer: Step, keys: list[str]) -> None:
                    "imported from `hpoc.compat.itwinai`",),
             help=f"move them under the trainer's `config:`: {moves}; constants such as `epochs` go "
                  "into `train_loop_config` too")
+
+
+def _training_configuration(config: YMap) -> bool:
+    """A TorchTrainer's TrainingConfiguration (`batch_size: 32`, `optim_lr`, or its `class_path`):
+    no key of an HPO `config`, misspelt or misplaced (`num_samples`), and no search domain."""
+    return bool(config.entries) and not any(
+        k in CONFIG_KEYS or k in _CONFIG_HOMES or did_you_mean(k, CONFIG_KEYS)
+        or (isinstance(v, YMap) and ("type" in v.index or "grid_search" in v.index)) for k, _, v in config.entries)
 
 
 def _study_name(b: Builder, run_name: str | None, span: A.Span | None, kspan: A.Span) -> tuple[str, A.Span]:

@@ -990,6 +990,9 @@ def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
     (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))
     assert (d.code, d.message) == ("HP113", "resolver `${oc.env:SCRATCH}` is not supported")
     assert d.help.startswith("write `$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help
+    # with OmegaConf's default after the comma: the variable is still named
+    (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH,/tmp}/hpo"))
+    assert d.help.startswith("write `$SCRATCH`: hpoc expands"), d.help
 
 
 def test_a_shell_style_variable_in_braces_is_told_it_is_a_reference_not_the_variable(tmp_path: Path) -> None:

@@ -113,8 +113,9 @@ class _Resolver:
         if ":" in path:
             help = "write the value itself"
             resolver, _, arg = path.partition(":")
-            if resolver.strip() == "oc.env" and re.fullmatch(r"\s*\w+\s*", arg):
-                help = _write_variable(arg.strip())
+            variable = re.fullmatch(r"\s*(\w+)\s*(?:,.*)?", arg, re.DOTALL)  # `HOME`, `HOME,default`
+            if resolver.strip() == "oc.env" and variable:
+                help = _write_variable(variable.group(1))
             elif path.split(":")[0].strip() == "itwinai.cwd":  # itwinai's newer configs root paths there
                 help = "drop it: relative paths (`storage_path: ray_checkpoints`) resolve against the config's directory"
             self.bad(node, f"resolver `${{{path}}}` is not supported", help=help)

@@ -915,3 +915,24 @@ def test_itwinai_monitoring_flags_are_said_to_measure_nothing(tmp_path: Path) ->
         "`measure_gpu_data` is itwinai's GPU utilisation monitoring, which hpoc does not do: nothing is measured",
         "`enable_torch_profiling` is itwinai's PyTorch profiling, which hpoc does not do: nothing is measured"]
     assert ws[0].line == 56 and ws[0].help.startswith("remove it")  # `measure_epoch_time: false` asks nothing
+
+
+def test_a_relative_checkpoints_location_is_said_to_be_shared_by_every_trial(tmp_path: Path) -> None:
+    """Ray ran each trial in its own directory, so itwinai's `checkpoints_location: checkpoints`
+    was per trial; hpoc runs every trial in the config's directory, where they overwrite each
+    other's `checkpoints/epoch_0.pt` without a word."""
+    doc = seed()
+    trainer_args(doc)["checkpoints_location"] = "checkpoints"
+    write(tmp_path, doc)
+    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
+        "        logger: Logger | None = None,\n    ) -> None:\n",
+        "        logger: Logger | None = None, checkpoints_location: str = 'checkpoints',\n    ) -> None:\n"))
+    ws = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP827"]
+    assert [(w.line, w.message) for w in ws] == [
+        (56, "`checkpoints_location: checkpoints` is shared by every trial: they run in the config's "
+             "directory, not each in its own as under Ray")]
+    assert "self.trial_dir" in ws[0].help
+    for absolute in ("/scratch/me/checkpoints", "~/checkpoints"):  # the user's own choice, said nothing
+        trainer_args(doc)["checkpoints_location"] = absolute
+        write(tmp_path, doc)
+        assert "HP827" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]

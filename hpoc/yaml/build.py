@@ -18,7 +18,7 @@ from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe, hpo_number_tex
 UNKNOWN, DUPLICATE, TYPE, VALUE, MISSING = "HP201", "HP202", "HP203", "HP204", "HP205"
 SPACE = "HP301"
 # Warnings of the YAML front end (docs/migrating-from-itwinai.md lists them).
-SUBSTITUTED, IGNORED, DEFAULTED, UNTYPED = "HP820", "HP821", "HP822", "HP826"
+SUBSTITUTED, IGNORED, DEFAULTED, UNTYPED, SHARED = "HP820", "HP821", "HP822", "HP826", "HP827"
 
 _RAY_HOME = {"ScalingConfig": "ray.train"}  # where a Ray class is usually imported from (else ray.tune)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -25,6 +25,7 @@ the config (the plan's workdir is the config's directory).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from typing import Any
@@ -37,6 +38,7 @@ from hpoc.yaml.build import (
     DUPLICATE,
     IGNORED,
     MISSING,
+    SHARED,
     SUBSTITUTED,
     TYPE,
     UNKNOWN,
@@ -322,6 +324,7 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
         items.append(block("storage", storage, tune.storage_span))
     items.extend(_loggers(b, trainer))
     _monitoring(b, trainer)
+    _checkpoints_location(b, trainer)
     # itwinai's trainers take `random_seed`; hpoc seeds each trial from the study's seed
     seed = b.given(trainer.arg("random_seed"))
     if seed is not None and trainer.args is not None:
@@ -344,6 +347,22 @@ def _monitoring(b: Builder, trainer: Step) -> None:
             b.warn(IGNORED, f"`{key}` is itwinai's {what}, which hpoc does not do: nothing is measured",
                    trainer.args.key_span(key), help="remove it (each trial's results hold every epoch's time, "
                    "`time_this_iter_s`)")
+
+
+def _checkpoints_location(b: Builder, trainer: Step) -> None:
+    """Ray ran each trial in a directory of its own, so itwinai's relative `checkpoints_location`
+    was per trial; hpoc runs every trial in the config's directory (relative paths read as the
+    config writes them), where the trials' files overwrite each other's."""
+    node = trainer.arg("checkpoints_location")
+    if not (isinstance(node, YScalar) and isinstance(node.value, str) and node.value.strip()) \
+            or trainer.args is None:
+        return
+    if not os.path.isabs(os.path.expanduser(os.path.expandvars(node.value.strip()))):
+        b.warn(SHARED, f"`checkpoints_location: {node.value}` is shared by every trial: they run in the "
+               "config's directory, not each in its own as under Ray", trainer.args.key_span("checkpoints_location"),
+               help="save the trainer's own files under `self.trial_dir` (each trial's directory), e.g. "
+               "`os.path.join(self.trial_dir, self.checkpoints_location)`; `checkpoint_and_report` already "
+               "checkpoints the model and optimizer per trial")
 
 
 # itwinai >= 0.3's TorchTrainer takes Ray's objects as its own arguments (with `ray_search_space`

@@ -936,3 +936,17 @@ def test_a_relative_checkpoints_location_is_said_to_be_shared_by_every_trial(tmp
         trainer_args(doc)["checkpoints_location"] = absolute
         write(tmp_path, doc)
         assert "HP827" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
+def test_a_time_limit_or_an_old_local_dir_is_told_rays_key_for_it(tmp_path: Path) -> None:
+    """`time_limit: 600` (a trial's or the study's?) and Ray's older `local_dir` got the list of
+    keys, none of which looks like what the user meant."""
+    for section in ("tune_config", "run_config"):
+        doc = seed()
+        config(doc)[section]["time_limit"] = 600
+        assert one_error(tmp_path, doc).help == (
+            "a trial's time limit is `stop: {time_total_s: 600}` in `run_config`; the whole study's, "
+            "`time_budget_s: 600` in `tune_config`")
+    doc = seed()
+    config(doc)["run_config"]["local_dir"] = "ray_results"
+    assert one_error(tmp_path, doc).help == "`local_dir` is Ray's older name of `storage_path`, in `run_config`"

@@ -664,6 +664,22 @@ def test_an_installed_trainer_module_is_not_said_to_be_hpocs_default_loop(tmp_pa
     codes = [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
     assert "HP801" not in codes and "HP803" not in codes, codes
 
+def test_a_trainer_re_exported_by_its_package_is_read_where_it_is_defined(tmp_path: Path) -> None:
+    """`class_path: mypkg.MyRayTorchTrainer`, the package's __init__.py importing it from
+    `.trainer`: the check read __init__.py, found no dict there and said `loss` "is not reported
+    by hpoc's default train loop ... did you mean `val_loss`?" of a loop that reports it."""
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .trainer import MyRayTorchTrainer as MyRayTorchTrainer\n")
+    (pkg / "trainer.py").write_text((EXAMPLE / "trainer.py").read_text())
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: mypkg.MyRayTorchTrainer"))
+    assert "HP801" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+    # read there: a metric its loop does not report is still said
+    text = (tmp_path / "config.yaml").read_text().replace("metric: loss", "metric: val_loss")
+    (tmp_path / "config.yaml").write_text(text)
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP801"]
+    assert w.message == "metric `val_loss` is not reported to Tune by the trainer"
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"

@@ -971,8 +971,9 @@ def test_searcher_hints_name_domains_as_the_config_does(tmp_path: Path, old, new
     if "randn" in new:
         text = text.replace("name: hyperopt", "name: bayesopt").replace("n_initial_points", "random_search_steps")
         message = message.replace("hyperopt", "bayesopt")
-    # the seed's 2 trials are all within the searcher's random start-up (HP802)
-    (d,) = [d for d in reported(tmp_path, text) if d.code != "HP802"]
+    # the seed's 2 trials are all within the searcher's random start-up (HP802); its trainer
+    # reads none of the parameters added here (HP816)
+    (d,) = [d for d in reported(tmp_path, text) if d.code not in ("HP802", "HP816")]
     assert d.message == message, d.message
     assert help is None or d.help == help, d.help
     assert "(...)" not in (d.help or ""), d.help
@@ -1068,3 +1069,24 @@ def test_an_hpo_config_missing_its_sections_is_still_told_where_each_key_goes(tm
     messages = [d.message for d in reported(tmp_path, config)]
     assert "unknown key `num_samples` in the trainer's `config`" in messages, messages
     assert not [m for m in messages if "training configuration" in m], messages
+
+
+def test_a_searched_key_the_itwinai_loop_never_reads_is_a_warning(tmp_path: Path) -> None:
+    """`batch-size` searched for `batch_size`: the loop reads `batch_size` (hpoc's loaders too),
+    so every trial trained alike while the results ranked them by a value nothing read."""
+    path = write(tmp_path, seed_with("              batch_size:\n", "              batch-size:\n"))
+    ws = [w for w in compile_path(path).warnings if w.code == "HP816"]
+    assert [(w.line, w.message) for w in ws] == [
+        (20, "the trainer never reads the searched `batch-size`: its module (trainer.py) never names it, so "
+             "every trial trains alike whatever its value")], [w.render() for w in ws]
+    assert ws[0].help == "did you mean `batch_size`?"
+    # a loop that hands its config on as a whole may read any key: nothing said
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text(trainer.read_text().replace("        self.training_config = config\n",
+                                                   "        self.training_config = config\n"
+                                                   "        print(sorted(config.items()))\n"))
+    assert "HP816" not in [w.code for w in compile_path(path).warnings]
+    # nor for the tutorial as it is (its __init__ passes `config` on, its loop logs it)
+    path = write(tmp_path, SEED)
+    trainer.write_text((EXAMPLE / "trainer.py").read_text())
+    assert "HP816" not in [w.code for w in compile_path(path).warnings]

@@ -175,6 +175,34 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
     return {k: line for k, line in reads.items() if k not in written}
 
 
+def config_used_whole(target: str, workdir: str | None) -> bool | None:
+    """Whether the trainer's module hands the trial config on as a whole (`Net(**config)`,
+    `build(config)`, a loop over its items), so that any key may be read; None when its source
+    is not read. Reading it by key (`config["k"]`, `.get("k")`, `"k" in config`), logging it
+    (`hyperparams=`) and binding it to `self.training_config` are not; nor is `__init__`'s
+    `config`, itwinai's study config."""
+    tree = _module_tree(target, workdir)
+    if tree is None:
+        return None
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name == "__init__":
+            continue
+        local = "config" in {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
+        for node in ast.walk(fn):
+            if not (isinstance(getattr(node, "ctx", None), ast.Load) and _is_config(node, local)):
+                continue
+            parent = parents.get(id(node))
+            if (isinstance(parent, ast.Subscript) and parent.value is node) \
+                    or (isinstance(parent, ast.Attribute) and parent.attr == "get") \
+                    or (isinstance(parent, ast.Compare) and node is not parent.left) \
+                    or (isinstance(parent, ast.keyword) and parent.arg == "hyperparams") \
+                    or (isinstance(parent, ast.Assign) and all(_is_config(t, False) for t in parent.targets)):
+                continue
+            return True
+    return False
+
+
 def config_keys_guarded(target: str, workdir: str | None) -> set[str]:
     """Keys the trainer's module asks the trial config about (`"k" in config`,
     `config.get("k")`) anywhere: it knows a trial may lack them."""

@@ -39,8 +39,8 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
-from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, study_reports,
-                                   trainer_target)
+from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, config_used_whole,
+                                   reported_by_loop, study_reports, trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module
 from hpoc.compiler.targets import check_step, function_step, without_execute
@@ -489,6 +489,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _step_words(ch, out, block)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
+    _unread_params(ch, out, workdir)
     _optimizer_keys(ch, out, workdir)
     _trainer_args(ch, out, block, workdir)
     _settings_in_space(ch, out, workdir)
@@ -551,6 +552,30 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                     help=f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
                     else f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
+
+
+def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """A searched key an itwinai-style loop never reads (`batch-size` for `batch_size`): every
+    trial trained alike while the results ranked them by a value nothing read. Only for a
+    loop of its own whose module reads its config by key alone (hpoc's default loop and hooks
+    are told by HP816's other cases)."""
+    target = trainer_target(out)
+    if not out["space"]["params"] or reported_by_loop(target, workdir) is None \
+            or config_used_whole(target, workdir) is not False:
+        return
+    found = module_names(target, workdir, compat=True)
+    if not found:
+        return
+    module, named = found
+    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS)  # what hpoc's runtime reads too
+    for i, p in enumerate(out["space"]["params"]):
+        top = p["name"].split(".")[0]
+        if top in known:
+            continue
+        reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
+        ch.warn(WARN_UNREAD, f"the trainer never reads the searched `{top}`: its module ({module}) never names "
+                             "it, so every trial trains alike whatever its value", ch.spans.get(f"space.params.{i}"),
+                help=did_you_mean(top, reads) or f"read it in the trainer (`config[\"{top}\"]`), or remove it")
 
 
 def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:

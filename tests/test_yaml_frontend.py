@@ -950,3 +950,13 @@ def test_a_time_limit_or_an_old_local_dir_is_told_rays_key_for_it(tmp_path: Path
     doc = seed()
     config(doc)["run_config"]["local_dir"] = "ray_results"
     assert one_error(tmp_path, doc).help == "`local_dir` is Ray's older name of `storage_path`, in `run_config`"
+
+
+def test_rays_memory_resource_is_told_where_hpoc_asks_for_memory(tmp_path: Path) -> None:
+    """`memory` is Ray's own resource, not a custom one; the job's memory is SLURM's `mem`."""
+    doc = seed()
+    config(doc)["scaling_config"]["resources_per_worker"]["memory"] = 8 * 2**30
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message) == ("HP201", "`memory` per worker is not supported")
+    assert d.help == ("the SLURM job asks for the nodes' memory: `hpoc convert` the config and set "
+                      "`slurm { mem = \"64G\" }`")

@@ -513,6 +513,10 @@ def _per_worker(b: Builder, sc: YMap) -> list[A.Item]:
                 cpu = (kspan, value)
             elif key.upper() == "GPU":
                 gpu = (kspan, value)
+            elif key in ("memory", "object_store_memory"):  # Ray's own, in bytes
+                b.error(UNKNOWN, f"`{key}` per worker is not supported", kspan,
+                        help="the SLURM job asks for the nodes' memory: `hpoc convert` the config and set "
+                        "`slurm { mem = \"64G\" }`")
             else:
                 b.error(UNKNOWN, f"custom resource `{key}` is not supported", kspan,
                         help="give workers `CPU` and `GPU` only")

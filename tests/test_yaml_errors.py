@@ -1086,6 +1086,11 @@ def test_a_searched_key_the_itwinai_loop_never_reads_is_a_warning(tmp_path: Path
                                                    "        self.training_config = config\n"
                                                    "        print(sorted(config.items()))\n"))
     assert "HP816" not in [w.code for w in compile_path(path).warnings]
+    # nor one that reads keys it computes
+    trainer.write_text(trainer.read_text().replace("        print(sorted(config.items()))\n",
+                                                   "        print(config[\"batch\" + \"-size\"])\n"))
+    assert "print(config[" in trainer.read_text()
+    assert "HP816" not in [w.code for w in compile_path(path).warnings]
     # nor for the tutorial as it is (its __init__ passes `config` on, its loop logs it)
     path = write(tmp_path, SEED)
     trainer.write_text((EXAMPLE / "trainer.py").read_text())

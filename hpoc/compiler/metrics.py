@@ -193,14 +193,21 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
             if not (isinstance(getattr(node, "ctx", None), ast.Load) and _is_config(node, local)):
                 continue
             parent = parents.get(id(node))
-            if (isinstance(parent, ast.Subscript) and parent.value is node) \
-                    or (isinstance(parent, ast.Attribute) and parent.attr == "get") \
+            call = parents.get(id(parent)) if isinstance(parent, ast.Attribute) else None
+            if (isinstance(parent, ast.Subscript) and parent.value is node and _named(parent.slice)) \
+                    or (isinstance(parent, ast.Attribute) and parent.attr == "get" and isinstance(call, ast.Call)
+                        and bool(call.args) and _named(call.args[0])) \
                     or (isinstance(parent, ast.Compare) and node is not parent.left) \
                     or (isinstance(parent, ast.keyword) and parent.arg == "hyperparams") \
                     or (isinstance(parent, ast.Assign) and all(_is_config(t, False) for t in parent.targets)):
                 continue
             return True
     return False
+
+
+def _named(key: ast.AST) -> bool:
+    """A key written out (`config["lr"]`), not computed (`config[f"layer_{i}"]`: any may be read)."""
+    return isinstance(key, ast.Constant) and isinstance(key.value, str)
 
 
 def config_keys_guarded(target: str, workdir: str | None) -> set[str]:

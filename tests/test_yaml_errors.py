@@ -679,6 +679,10 @@ def test_a_trainer_re_exported_by_its_package_is_read_where_it_is_defined(tmp_pa
     (tmp_path / "config.yaml").write_text(text)
     (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP801"]
     assert w.message == "metric `val_loss` is not reported to Tune by the trainer"
+    # and a key it reads that the config lacks is said at the line of that file
+    (tmp_path / "config.yaml").write_text(text.replace("              epochs: 20\n", ""))
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP811"]
+    assert "(mypkg/trainer.py:" in w.message, w.message
 
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"

@@ -42,7 +42,7 @@ from hpoc.compiler.deepspeed_file import check_file
 from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, config_used_whole,
                                    reported_by_loop, study_reports, trainer_target)
 from hpoc.compiler.points import check_points
-from hpoc.compiler.pysource import find_module
+from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines, hook_problems,
                                          itwinai_strategy_calls, keeps_default, loader_workers,
@@ -542,7 +542,9 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         return
     space = out["space"]
     have = {p["name"].split(".")[0] for p in space["params"]} | {k.split(".")[0] for k in space["constants"]}
-    module = target.split(":", 1)[0].replace(".", "/") + ".py"
+    found = target_tree(target, workdir)  # where the class is defined (a package may re-export it)
+    module = os.path.relpath(found[0], workdir) if found and workdir else \
+        target.split(":", 1)[0].replace(".", "/") + ".py"
     for key, line in reads.items():
         if key not in have:
             close = closest(key, sorted(have))  # the space's name misspelt, more likely than the code's

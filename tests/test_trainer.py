@@ -1328,3 +1328,22 @@ def test_a_trials_end_waits_for_its_last_checkpoints_sync_and_fails_on_its_error
     with pytest.raises(OSError, match="Input/output error"):
         trainer(workdir).run_local({**CONFIG, "epochs": 2}, (train, val), directory=tmp_path / "run", plan=plan)
     assert flushed == [2]  # after the last epoch's report
+
+
+def test_a_path_with_an_unexpanded_variable_says_that_nothing_expanded_it(tmp_path, monkeypatch):
+    """`path: $DATA/x.npy` in the config reaches the getter as written (as jsonargparse hands it
+    on in itwinai): "No such file '$DATA/x.npy'" did not say why the set variable did not count."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text(
+        "class Getter:\n    def __init__(self, path):\n        self.path = path\n\n"
+        "    def execute(self):\n        return open(self.path).read()\n")
+    monkeypatch.setenv("DATA", str(tmp_path))
+    for path, told in [("$DATA/x.npy", "\n  help: `$DATA` in the path is not expanded: a step gets its "
+                                       "arguments as written; expand them there (`os.path.expandvars`)"),
+                       ("~/x.npy", "\n  help: `~` in the path is not expanded: a step gets its arguments as "
+                                   "written; expand them there (`os.path.expanduser`)")]:
+        plan = make_plan(workdir, tmp_path / "results",
+                         pipeline={"getter": {"target": "reader:Getter", "args": {"path": path}}, "splitter": None})
+        with pytest.raises(pipeline.PipelineError) as info:
+            pipeline.load_data(plan)
+        assert told in str(info.value), str(info.value)

@@ -62,7 +62,8 @@ CASES = [
     ("duplicate key", seed_with("              epochs: 20", "              epochs: 20\n              epochs: 30"),
      "HP202", 28, 15, "`epochs` appears twice in this mapping"),
     ("python tag", "ray_training_pipeline: !!python/object/apply:os.system ['true']\n", "HP112", 1, 24,
-     "unsupported YAML tag `tag:yaml.org,2002:python/object/apply:os.system`"),
+     "unsupported YAML tag `!!python/object/apply:os.system`"),  # as written, not YAML's long form
+    ("python tuple", "a: !!python/tuple [16, 32]\n", "HP112", 1, 4, "unsupported YAML tag `!!python/tuple`"),
     ("custom tag", "a: !ENV ${HOME}\n", "HP112", 1, 4, "unsupported YAML tag `!ENV`"),
     ("infinite bound", seed_with("max: 1e-3", "max: .inf"), "HP110", 26, 22, "`.inf` is not a finite number"),
     ("no pipeline", "settings:\n  a: 1\n", "HP205", 1, 1, "no itwinai pipeline in this file"),
@@ -655,6 +656,40 @@ def test_a_loop_that_reports_on_every_rank_through_an_if_else_is_not_warned_abou
     assert "HP801" in [w.code for w in compile_path(path).warnings]
 
 
+def test_an_installed_trainer_module_is_not_said_to_be_hpocs_default_loop(tmp_path: Path, monkeypatch) -> None:
+    """`class_path: myproject.trainers.MyRayTorchTrainer` from the user's installed package (its
+    source is not read): the check said `loss` "is not reported by hpoc's default train loop
+    ... did you mean `val_loss`?", of an itwinai loop that reports `loss`."""
+    lib = tmp_path / "lib" / "myproject"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    (lib / "trainers.py").write_text((EXAMPLE / "trainer.py").read_text())
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer",
+                              "class_path: myproject.trainers.MyRayTorchTrainer"))
+    codes = [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+    assert "HP801" not in codes and "HP803" not in codes, codes
+
+def test_a_trainer_re_exported_by_its_package_is_read_where_it_is_defined(tmp_path: Path) -> None:
+    """`class_path: mypkg.MyRayTorchTrainer`, the package's __init__.py importing it from
+    `.trainer`: the check read __init__.py, found no dict there and said `loss` "is not reported
+    by hpoc's default train loop ... did you mean `val_loss`?" of a loop that reports it."""
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .trainer import MyRayTorchTrainer as MyRayTorchTrainer\n")
+    (pkg / "trainer.py").write_text((EXAMPLE / "trainer.py").read_text())
+    write(tmp_path, seed_with("class_path: trainer.MyRayTorchTrainer", "class_path: mypkg.MyRayTorchTrainer"))
+    assert "HP801" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+    # read there: a metric its loop does not report is still said
+    text = (tmp_path / "config.yaml").read_text().replace("metric: loss", "metric: val_loss")
+    (tmp_path / "config.yaml").write_text(text)
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP801"]
+    assert w.message == "metric `val_loss` is not reported to Tune by the trainer"
+    # and a key it reads that the config lacks is said at the line of that file
+    (tmp_path / "config.yaml").write_text(text.replace("              epochs: 20\n", ""))
+    (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP811"]
+    assert "(mypkg/trainer.py:" in w.message, w.message
+
 def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_path: Path) -> None:
     plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
@@ -668,6 +703,19 @@ def test_the_hpo_pipeline_is_picked_beside_a_plain_one_and_two_are_refused(tmp_p
             "or `hpo_training_pipeline`")
     assert "a file of its own" in d.help
 
+
+def test_a_training_configuration_beside_the_hpo_pipeline_is_not_a_second_hpo_pipeline(tmp_path: Path) -> None:
+    """itwinai's TorchTrainer pipelines take a `config` too (a TrainingConfiguration: batch_size,
+    optim_lr, ...): beside it, the pipeline with HPO sections is the study, as with no `config`."""
+    plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+             "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+             "        init_args:\n          config: {batch_size: 32, optim_lr: 0.001}\n          strategy: ddp\n")
+    configuration = plain.replace("config: {batch_size: 32, optim_lr: 0.001}",
+                                  "config:\n            class_path: itwinai.torch.config.TrainingConfiguration\n"
+                                  "            init_args: {batch_size: 32}")
+    for other in (plain, configuration):
+        write(tmp_path, other + SEED)
+        assert compile_path(tmp_path / "config.yaml").plan["study"]["name"] == "Virgo-HPO-Experiment"
 
 def test_a_step_argument_of_the_wrong_type_is_an_error_where_its_annotation_says_so(tmp_path: Path) -> None:
     """As jsonargparse refuses it in itwinai; the step would fail in every run."""
@@ -933,8 +981,9 @@ def test_searcher_hints_name_domains_as_the_config_does(tmp_path: Path, old, new
     if "randn" in new:
         text = text.replace("name: hyperopt", "name: bayesopt").replace("n_initial_points", "random_search_steps")
         message = message.replace("hyperopt", "bayesopt")
-    # the seed's 2 trials are all within the searcher's random start-up (HP802)
-    (d,) = [d for d in reported(tmp_path, text) if d.code != "HP802"]
+    # the seed's 2 trials are all within the searcher's random start-up (HP802); its trainer
+    # reads none of the parameters added here (HP816)
+    (d,) = [d for d in reported(tmp_path, text) if d.code not in ("HP802", "HP816")]
     assert d.message == message, d.message
     assert help is None or d.help == help, d.help
     assert "(...)" not in (d.help or ""), d.help
@@ -948,11 +997,38 @@ def test_a_training_pipeline_without_config_is_one_error_not_defaults_too(tmp_pa
     assert d.code == "HP205" and d.message == "trainer `trainer.MyRayTorchTrainer` has no `config`", d.message
 
 
+def test_a_training_configuration_picked_with_pipe_key_is_one_error(tmp_path: Path, capsys) -> None:
+    """`--pipe-key training_pipeline` of a TorchTrainer pipeline (`config: {batch_size, optim_lr}`,
+    itwinai's TrainingConfiguration): an unknown-key error per setting and the metric defaults'
+    warnings, at `class_path`, did not say that it is not an HPO pipeline."""
+    plain = ("training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+             "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+             "        init_args:\n          config:\n"
+             "            class_path: itwinai.torch.config.TrainingConfiguration\n"
+             "            init_args: {batch_size: 32, optim_lr: 0.001}\n")
+    path = write(tmp_path, plain + SEED)
+    assert main(["check", str(path), "--pipe-key", "training_pipeline"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 2 and "warning" not in err, err  # the diagnostic and the summary
+    assert "config.yaml:8:11: error: the `config` of trainer `trainer.MyRayTorchTrainer` has no HPO settings" in err
+    assert "pick the HPO pipeline with `--pipe-key`" in err
+
 def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
     (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))
     assert (d.code, d.message) == ("HP113", "resolver `${oc.env:SCRATCH}` is not supported")
     assert d.help.startswith("write `$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help
+    # with OmegaConf's default after the comma: the variable is still named
+    (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH,/tmp}/hpo"))
+    assert d.help.startswith("write `$SCRATCH`: hpoc expands"), d.help
 
+
+def test_a_shell_style_variable_in_braces_is_told_it_is_a_reference_not_the_variable(tmp_path: Path) -> None:
+    """`${SCRATCH}` is an OmegaConf reference to a key of the file (itwinai fails on it too);
+    the user meant the environment variable, which hpoc expands written `$SCRATCH`."""
+    (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${SCRATCH}/hpo"))
+    assert (d.code, d.message) == ("HP113", "`${SCRATCH}` refers to nothing: no `SCRATCH` there")
+    assert d.help.startswith("`${SCRATCH}` names a key of this file; for the environment variable write "
+                             "`$SCRATCH`: hpoc expands `~` and `$VARS` in `storage_path`"), d.help
 
 def test_a_trainer_still_importing_itwinai_is_told_to_change_its_imports(tmp_path: Path) -> None:
     """The tutorial's trainer copied as it is: `hpoc check` said the study was valid, and
@@ -1005,3 +1081,40 @@ def test_a_time_attr_in_seconds_without_max_t_is_told_a_max_t_yaml_takes(tmp_pat
     assert w.help == "set `max_t` to the longest a trial may train, in seconds, e.g. `max_t: 7200` (2 hours)"
     write(tmp_path, text.replace("time_attr: time_total_s", "time_attr: time_total_s\n                max_t: 7200"))
     assert "HP805" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
+def test_an_hpo_config_missing_its_sections_is_still_told_where_each_key_goes(tmp_path: Path) -> None:
+    """Not a training configuration: its keys belong in sections (`num_samples`) or are a space."""
+    config = ("ray_training_pipeline:\n  class_path: itwinai.pipeline.Pipeline\n  init_args:\n    steps:\n"
+              "      - class_path: data.FashionMNISTGetter\n      - class_path: trainer.MyRayTorchTrainer\n"
+              "        init_args:\n          config:\n            num_samples: 4\n"
+              "            batch_size: {type: choice, options: [32, 64]}\n")
+    messages = [d.message for d in reported(tmp_path, config)]
+    assert "unknown key `num_samples` in the trainer's `config`" in messages, messages
+    assert not [m for m in messages if "training configuration" in m], messages
+
+
+def test_a_searched_key_the_itwinai_loop_never_reads_is_a_warning(tmp_path: Path) -> None:
+    """`batch-size` searched for `batch_size`: the loop reads `batch_size` (hpoc's loaders too),
+    so every trial trained alike while the results ranked them by a value nothing read."""
+    path = write(tmp_path, seed_with("              batch_size:\n", "              batch-size:\n"))
+    ws = [w for w in compile_path(path).warnings if w.code == "HP816"]
+    assert [(w.line, w.message) for w in ws] == [
+        (20, "the trainer never reads the searched `batch-size`: its module (trainer.py) never names it, so "
+             "every trial trains alike whatever its value")], [w.render() for w in ws]
+    assert ws[0].help == "did you mean `batch_size`?"
+    # a loop that hands its config on as a whole may read any key: nothing said
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text(trainer.read_text().replace("        self.training_config = config\n",
+                                                   "        self.training_config = config\n"
+                                                   "        print(sorted(config.items()))\n"))
+    assert "HP816" not in [w.code for w in compile_path(path).warnings]
+    # nor one that reads keys it computes
+    trainer.write_text(trainer.read_text().replace("        print(sorted(config.items()))\n",
+                                                   "        print(config[\"batch\" + \"-size\"])\n"))
+    assert "print(config[" in trainer.read_text()
+    assert "HP816" not in [w.code for w in compile_path(path).warnings]
+    # nor for the tutorial as it is (its __init__ passes `config` on, its loop logs it)
+    path = write(tmp_path, SEED)
+    trainer.write_text((EXAMPLE / "trainer.py").read_text())
+    assert "HP816" not in [w.code for w in compile_path(path).warnings]

@@ -897,3 +897,66 @@ def test_a_few_seconds_of_time_budget_in_yaml_are_no_warning(tmp_path: Path) -> 
     result = compiled(tmp_path, doc)
     assert result.plan["trials"]["time_budget_s"] == 30
     assert not [w for w in result.warnings if w.code == "HP817"]
+
+
+def test_itwinai_monitoring_flags_are_said_to_measure_nothing(tmp_path: Path) -> None:
+    """`measure_gpu_data: true` reached a trainer that hands it to `RayTorchTrainer`, which took it
+    without a word: the researcher waited for GPU data itwinai would have recorded."""
+    doc = seed()
+    trainer_args(doc).update(measure_gpu_data=True, enable_torch_profiling=True, measure_epoch_time=False)
+    write(tmp_path, doc)
+    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
+        "        logger: Logger | None = None,\n    ) -> None:\n"
+        "        super().__init__(config=config, strategy=strategy, name=name, logger=logger)",
+        "        logger: Logger | None = None, **kwargs,\n    ) -> None:\n"
+        "        super().__init__(config=config, strategy=strategy, name=name, logger=logger, **kwargs)"))
+    ws = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP821"]
+    assert [w.message for w in ws] == [
+        "`measure_gpu_data` is itwinai's GPU utilisation monitoring, which hpoc does not do: nothing is measured",
+        "`enable_torch_profiling` is itwinai's PyTorch profiling, which hpoc does not do: nothing is measured"]
+    assert ws[0].line == 56 and ws[0].help.startswith("remove it")  # `measure_epoch_time: false` asks nothing
+
+
+def test_a_relative_checkpoints_location_is_said_to_be_shared_by_every_trial(tmp_path: Path) -> None:
+    """Ray ran each trial in its own directory, so itwinai's `checkpoints_location: checkpoints`
+    was per trial; hpoc runs every trial in the config's directory, where they overwrite each
+    other's `checkpoints/epoch_0.pt` without a word."""
+    doc = seed()
+    trainer_args(doc)["checkpoints_location"] = "checkpoints"
+    write(tmp_path, doc)
+    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
+        "        logger: Logger | None = None,\n    ) -> None:\n",
+        "        logger: Logger | None = None, checkpoints_location: str = 'checkpoints',\n    ) -> None:\n"))
+    ws = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP827"]
+    assert [(w.line, w.message) for w in ws] == [
+        (56, "`checkpoints_location: checkpoints` is shared by every trial: they run in the config's "
+             "directory, not each in its own as under Ray")]
+    assert "self.trial_dir" in ws[0].help
+    for absolute in ("/scratch/me/checkpoints", "~/checkpoints"):  # the user's own choice, said nothing
+        trainer_args(doc)["checkpoints_location"] = absolute
+        write(tmp_path, doc)
+        assert "HP827" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
+def test_a_time_limit_or_an_old_local_dir_is_told_rays_key_for_it(tmp_path: Path) -> None:
+    """`time_limit: 600` (a trial's or the study's?) and Ray's older `local_dir` got the list of
+    keys, none of which looks like what the user meant."""
+    for section in ("tune_config", "run_config"):
+        doc = seed()
+        config(doc)[section]["time_limit"] = 600
+        assert one_error(tmp_path, doc).help == (
+            "a trial's time limit is `stop: {time_total_s: 600}` in `run_config`; the whole study's, "
+            "`time_budget_s: 600` in `tune_config`")
+    doc = seed()
+    config(doc)["run_config"]["local_dir"] = "ray_results"
+    assert one_error(tmp_path, doc).help == "`local_dir` is Ray's older name of `storage_path`, in `run_config`"
+
+
+def test_rays_memory_resource_is_told_where_hpoc_asks_for_memory(tmp_path: Path) -> None:
+    """`memory` is Ray's own resource, not a custom one; the job's memory is SLURM's `mem`."""
+    doc = seed()
+    config(doc)["scaling_config"]["resources_per_worker"]["memory"] = 8 * 2**30
+    d = one_error(tmp_path, doc)
+    assert (d.code, d.message) == ("HP201", "`memory` per worker is not supported")
+    assert d.help == ("the SLURM job asks for the nodes' memory: `hpoc convert` the config and set "
+                      "`slurm { mem = \"64G\" }`")

@@ -29,25 +29,6 @@ def study_reports(out: dict[str, Any], workdir: str | None) -> Reports:
     return own, own if own is not None else trainer_metrics(target, workdir)
 
 
-def trainer_nowhere(target: str, workdir: str | None) -> bool:
-    """Whether the module of `target` is neither under `workdir` nor installed here (HP803
-    says so): what its trainer reports is not known, not hpoc's default loop's."""
-    import importlib.util
-    import os
-
-    from hpoc.compiler.pysource import find_module
-
-    module = target.partition(":")[0]
-    top = module.split(".")[0]
-    if not (workdir and module) or find_module(workdir, module) is not None or \
-            os.path.exists(os.path.join(workdir, top)) or os.path.exists(os.path.join(workdir, top + ".py")):
-        return False
-    try:
-        return importlib.util.find_spec(top) is None
-    except (ImportError, ValueError):
-        return True
-
-
 def trainer_target(out: dict[str, Any]) -> str:
     """The study's trainer (`pkg.mod:Class`), or "" when it has none."""
     return ((out.get("pipeline") or {}).get("trainer") or {}).get("target") or ""
@@ -192,6 +173,41 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
             else:
                 written.add(key)
     return {k: line for k, line in reads.items() if k not in written}
+
+
+def config_used_whole(target: str, workdir: str | None) -> bool | None:
+    """Whether the trainer's module hands the trial config on as a whole (`Net(**config)`,
+    `build(config)`, a loop over its items), so that any key may be read; None when its source
+    is not read. Reading it by key (`config["k"]`, `.get("k")`, `"k" in config`), logging it
+    (`hyperparams=`) and binding it to `self.training_config` are not; nor is `__init__`'s
+    `config`, itwinai's study config."""
+    tree = _module_tree(target, workdir)
+    if tree is None:
+        return None
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name == "__init__":
+            continue
+        local = "config" in {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
+        for node in ast.walk(fn):
+            if not (isinstance(getattr(node, "ctx", None), ast.Load) and _is_config(node, local)):
+                continue
+            parent = parents.get(id(node))
+            call = parents.get(id(parent)) if isinstance(parent, ast.Attribute) else None
+            if (isinstance(parent, ast.Subscript) and parent.value is node and _named(parent.slice)) \
+                    or (isinstance(parent, ast.Attribute) and parent.attr == "get" and isinstance(call, ast.Call)
+                        and bool(call.args) and _named(call.args[0])) \
+                    or (isinstance(parent, ast.Compare) and node is not parent.left) \
+                    or (isinstance(parent, ast.keyword) and parent.arg == "hyperparams") \
+                    or (isinstance(parent, ast.Assign) and all(_is_config(t, False) for t in parent.targets)):
+                continue
+            return True
+    return False
+
+
+def _named(key: ast.AST) -> bool:
+    """A key written out (`config["lr"]`), not computed (`config[f"layer_{i}"]`: any may be read)."""
+    return isinstance(key, ast.Constant) and isinstance(key.value, str)
 
 
 def config_keys_guarded(target: str, workdir: str | None) -> set[str]:

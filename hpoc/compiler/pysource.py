@@ -28,10 +28,47 @@ def module_tree(workdir: str, module: str) -> tuple[str, ast.Module | SyntaxErro
 
 def target_tree(target: str, workdir: str | None) -> tuple[str, ast.Module] | None:
     """(path, tree) of the module of a step's `target` (`pkg.mod:Class`) under `workdir`,
-    when it is there and parses."""
-    module = target.partition(":")[0]
-    found = module_tree(workdir, module) if workdir and module else None
-    return (found[0], found[1]) if found and isinstance(found[1], ast.Module) else None
+    when it is there and parses: the module that defines the class, when the one named
+    imports it (`from .trainer import T` in a package's __init__.py); None when that one is
+    not under `workdir` (what it holds is not known)."""
+    module, _, qual = target.partition(":")
+    for _ in range(4):
+        found = module_tree(workdir, module) if workdir and module else None
+        if not (found and isinstance(found[1], ast.Module)):
+            return None
+        origin = _imported_from(found[1], found[0], module, qual)
+        if origin is None:
+            return found[0], found[1]
+        module, qual = origin
+        if find_module(workdir, module) is None:  # type: ignore[arg-type]
+            return None
+    return None
+
+
+def _imported_from(tree: ast.Module, path: str, module: str, name: str) -> tuple[str, str] | None:
+    """(module, name) that a top-level `from ... import` of `tree` binds `name` to, when the
+    module does not define it itself."""
+    if not name or "." in name:
+        return None
+    origin = None
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return None
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        for alias in node.names:
+            if (alias.asname or alias.name) != name:
+                continue
+            if node.level:  # relative to the package this module is in (or is, for an __init__.py)
+                parts = module.split(".")
+                package = parts if os.path.basename(path) == "__init__.py" else parts[:-1]
+                base = package[:len(package) - node.level + 1] if node.level <= len(package) else None
+                if base is None:
+                    return None
+                origin = (".".join(p for p in (*base, node.module or "") if p), alias.name)
+            else:
+                origin = (node.module or "", alias.name)
+    return origin
 
 
 def parse_module(path: str) -> ast.Module | SyntaxError | None:

@@ -39,10 +39,10 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
-from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, study_reports,
-                                   trainer_nowhere, trainer_target)
+from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, config_used_whole,
+                                   reported_by_loop, study_reports, trainer_target)
 from hpoc.compiler.points import check_points
-from hpoc.compiler.pysource import find_module
+from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute
 from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines, hook_problems,
                                          itwinai_strategy_calls, keeps_default, loader_workers,
@@ -69,10 +69,10 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
     reports = study_reports(out, workdir)
-    # An itwinai config's trainer has a loop of its own, not hpoc's default one.
-    nowhere = ch.file.endswith((".yaml", ".yml")) and reports[1] is None and \
-        trainer_nowhere(trainer_target(out), workdir)
-    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, nowhere)
+    # An itwinai config's trainer has a loop of its own, not hpoc's default one: its module
+    # not read (not found, installed elsewhere, not parsed), what it reports is unknown.
+    unread = ch.file.endswith((".yaml", ".yml")) and reports[1] is None
+    _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, unread)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
     early_stop.stop_keys(ch, out, reports, nowhere)
@@ -123,8 +123,8 @@ def _label_span(block: A.Block | None) -> A.Span | None:
 
 
 def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, objective: Any,
-               reports: Reports, nowhere: bool = False) -> None:
-    """`nowhere`: an itwinai trainer's module is not found (HP803): what it reports is unknown."""
+               reports: Reports, unread: bool = False) -> None:
+    """`unread`: an itwinai trainer's module was not read: what it reports is unknown."""
     metrics = out["objective"]["metrics"]
     alg, sname = out["search"]["algorithm"], out["scheduler"]["name"]
     if not metrics:
@@ -156,7 +156,7 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
                         help=did_you_mean(m["name"], sorted(own))
                         or f"add `{m['name']}` to the metrics the trainer passes to `checkpoint_and_report`")
         return
-    if nowhere:
+    if unread:
         return
     # not hpoc's default metrics: a trainer of the user's own may report it, its source says
     unknown = [(i, m) for i, m in enumerate(metrics)
@@ -489,6 +489,7 @@ def _pipeline(ch: Checker, out: dict[str, Any], block: Any, workdir: str | None)
     _step_words(ch, out, block)
     _trainer_counts(ch, out, block)
     _config_keys(ch, out, workdir)
+    _unread_params(ch, out, workdir)
     _optimizer_keys(ch, out, workdir)
     _trainer_args(ch, out, block, workdir)
     _settings_in_space(ch, out, workdir)
@@ -541,7 +542,9 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
         return
     space = out["space"]
     have = {p["name"].split(".")[0] for p in space["params"]} | {k.split(".")[0] for k in space["constants"]}
-    module = target.split(":", 1)[0].replace(".", "/") + ".py"
+    found = target_tree(target, workdir)  # where the class is defined (a package may re-export it)
+    module = os.path.relpath(found[0], workdir) if found and workdir else \
+        target.split(":", 1)[0].replace(".", "/") + ".py"
     for key, line in reads.items():
         if key not in have:
             close = closest(key, sorted(have))  # the space's name misspelt, more likely than the code's
@@ -551,6 +554,30 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                     help=f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
                     else f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
+
+
+def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
+    """A searched key an itwinai-style loop never reads (`batch-size` for `batch_size`): every
+    trial trained alike while the results ranked them by a value nothing read. Only for a
+    loop of its own whose module reads its config by key alone (hpoc's default loop and hooks
+    are told by HP816's other cases)."""
+    target = trainer_target(out)
+    if not out["space"]["params"] or reported_by_loop(target, workdir) is None \
+            or config_used_whole(target, workdir) is not False:
+        return
+    found = module_names(target, workdir, compat=True)
+    if not found:
+        return
+    module, named = found
+    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS)  # what hpoc's runtime reads too
+    for i, p in enumerate(out["space"]["params"]):
+        top = p["name"].split(".")[0]
+        if top in known:
+            continue
+        reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
+        ch.warn(WARN_UNREAD, f"the trainer never reads the searched `{top}`: its module ({module}) never names "
+                             "it, so every trial trains alike whatever its value", ch.spans.get(f"space.params.{i}"),
+                help=did_you_mean(top, reads) or f"read it in the trainer (`config[\"{top}\"]`), or remove it")
 
 
 def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:

@@ -562,11 +562,11 @@ def keeps_default(target: str, workdir: str | None, names: tuple[str, ...]) -> b
     return trainer is not None and not any(n in trainer[3] for n in names)
 
 
-def module_names(target: str, workdir: str | None) -> tuple[str, set[str]] | None:
+def module_names(target: str, workdir: str | None, compat: bool = False) -> tuple[str, set[str]] | None:
     """(the module as shown, every string and attribute name its source holds): what it may
     read from a config. None when the source cannot tell (the trainer's classes are not all
-    in the module)."""
-    trainer = _trainer(target, workdir)
+    in the module; with `compat`, but for hpoc.compat.itwinai's)."""
+    trainer = _trainer(target, workdir, compat=compat)
     if trainer is None:
         return None
     shown, tree, _, _ = trainer

@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import importlib
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -281,7 +282,22 @@ def _missing(exc: FileNotFoundError) -> str:
         text += f" (a relative path is looked for in {os.getcwd()}, the spec's directory)"
     elif not os.path.isabs(os.fsdecode(exc.filename)):
         text += f" (relative to {os.getcwd()}, the spec's directory)"
-    return text + at
+    return text + at + _unexpanded(exc.filename)
+
+
+def _unexpanded(filename: Any) -> str:
+    """`$DATA/x.npy` or `~/x.npy` as the config wrote it: a step gets its arguments as written
+    (as jsonargparse hands them on in itwinai), and `open` expands neither."""
+    name = os.fsdecode(filename) if isinstance(filename, (str, bytes, os.PathLike)) else ""
+    variable = re.search(r"\$\{?(\w+)", name)
+    if variable:
+        what, how = f"`${variable.group(1)}`", "os.path.expandvars"
+    elif name.startswith("~"):
+        what, how = "`~`", "os.path.expanduser"
+    else:
+        return ""
+    return (f"\n  help: {what} in the path is not expanded: a step gets its arguments as written; "
+            f"expand them there (`{how}`)")
 
 
 def _raised_in_library(exc: BaseException, at: str) -> bool:

@@ -18,7 +18,7 @@ from hpoc.yaml.nodes import YMap, YNode, YScalar, YSeq, describe, hpo_number_tex
 UNKNOWN, DUPLICATE, TYPE, VALUE, MISSING = "HP201", "HP202", "HP203", "HP204", "HP205"
 SPACE = "HP301"
 # Warnings of the YAML front end (docs/migrating-from-itwinai.md lists them).
-SUBSTITUTED, IGNORED, DEFAULTED, UNTYPED = "HP820", "HP821", "HP822", "HP826"
+SUBSTITUTED, IGNORED, DEFAULTED, UNTYPED, SHARED = "HP820", "HP821", "HP822", "HP826", "HP827"
 
 _RAY_HOME = {"ScalingConfig": "ray.train"}  # where a Ray class is usually imported from (else ray.tune)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -79,10 +79,12 @@ class Builder:
         return None if node is None or (isinstance(node, YScalar) and node.value is None) else node
 
     def check_keys(self, node: YMap, known: Iterable[str], where: str,
-                   homes: dict[str, str] | None = None, ray_class: str | None = None) -> None:
+                   homes: dict[str, str] | None = None, ray_class: str | None = None,
+                   hints: dict[str, str] | None = None) -> None:
         """An error for each key of `node` that is not in `known`. With `ray_class`, the
         mapping may name that Ray class in hydra's `_target_` (`ray.tune.TuneConfig`), as
-        itwinai's configs do."""
+        itwinai's configs do. `hints`: the help for a key known to mean another one (`{value}`
+        is its value as written)."""
         known = list(known)
         for key, kspan, value in node.entries:
             if key in known:
@@ -92,6 +94,8 @@ class Builder:
                 continue
             # where the key is known to belong says more than a near spelling does
             help = f"`{key}` belongs in `{homes[key]}`" if homes and key in homes else did_you_mean(key, known)
+            if hints and key in hints:
+                help = hints[key].format(value=value.text if isinstance(value, YScalar) else "N")
             if help is None:
                 help = f"{where} takes {one_of(known)}" if known else f"{where} takes no keys"
             self.error(UNKNOWN, f"unknown key `{key}` in {where}", kspan, help=help)

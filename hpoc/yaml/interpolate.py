@@ -20,6 +20,7 @@ from hpoc.yaml.nodes import MAX_NODES, TOO_BIG, YMap, YNode, YScalar, YSeq
 REF = re.compile(r"\$\{([^{}]*)\}")
 INTERPOLATION = "HP113"
 MAX_HOPS = 16
+_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)  # how environment variables are named
 
 
 def resolve(root: YNode, text: str) -> YNode:
@@ -112,9 +113,9 @@ class _Resolver:
         if ":" in path:
             help = "write the value itself"
             resolver, _, arg = path.partition(":")
-            if resolver.strip() == "oc.env" and re.fullmatch(r"\s*\w+\s*", arg):
-                help = (f"write `${arg.strip()}`: hpoc expands `~` and `$VARS` in `storage_path` when it "
-                        "compiles (a step's argument reaches its class as written: expand it there)")
+            variable = re.fullmatch(r"\s*(\w+)\s*(?:,.*)?", arg, re.DOTALL)  # `HOME`, `HOME,default`
+            if resolver.strip() == "oc.env" and variable:
+                help = _write_variable(variable.group(1))
             elif path.split(":")[0].strip() == "itwinai.cwd":  # itwinai's newer configs root paths there
                 help = "drop it: relative paths (`storage_path: ray_checkpoints`) resolve against the config's directory"
             self.bad(node, f"resolver `${{{path}}}` is not supported", help=help)
@@ -129,9 +130,17 @@ class _Resolver:
                 cur = cur.items[int(part)]
             else:
                 keys = cur.keys() if isinstance(cur, YMap) else []
-                self.bad(node, f"`${{{path}}}` refers to nothing: no `{part}` there",
-                         help=did_you_mean(part, keys))
+                help = did_you_mean(part, keys)
+                if help is None and path == part and _VARIABLE.fullmatch(part):  # shell's `${SCRATCH}`
+                    help = f"`${{{part}}}` names a key of this file; for the environment variable " \
+                        + _write_variable(part)
+                self.bad(node, f"`${{{path}}}` refers to nothing: no `{part}` there", help=help)
         return cur
+
+
+def _write_variable(name: str) -> str:
+    return (f"write `${name}`: hpoc expands `~` and `$VARS` in `storage_path` when it "
+            "compiles (a step's argument reaches its class as written: expand it there)")
 
 
 def _moved(node: YNode, at: YScalar) -> YNode:

@@ -25,6 +25,7 @@ the config (the plan's workdir is the config's directory).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from typing import Any
@@ -37,6 +38,7 @@ from hpoc.yaml.build import (
     DUPLICATE,
     IGNORED,
     MISSING,
+    SHARED,
     SUBSTITUTED,
     TYPE,
     UNKNOWN,
@@ -52,6 +54,9 @@ from hpoc.yaml.tune import read_tune
 PIPELINE_KEYS = ("ray_training_pipeline", "hpo_training_pipeline", "training_pipeline")
 CONFIG_KEYS = ("scaling_config", "train_loop_config", "tune_config", "run_config", "checkpoint_freq", "torch_config",
                "find_unused_parameters")
+_CONFIG_HOMES = {"num_samples": "tune_config", "scheduler": "tune_config", "search_alg": "tune_config",
+                 "storage_path": "run_config", "num_workers": "scaling_config"}
+HPO_SECTIONS = ("scaling_config", "train_loop_config", "tune_config", "run_config")
 TRAINER_OWN = ("config", "strategy", "logger", "random_seed")  # hpoc reads these itself
 LOGGERS = {"MLFlowLogger": "mlflow", "TensorBoardLogger": "tensorboard"}
 _TARGET = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", re.ASCII)
@@ -127,8 +132,12 @@ def _find_pipeline(b: Builder, doc: YMap) -> tuple[str, A.Span, YMap] | None:
         return None
     with_config: list[Any] = []
     if len(candidates) > 1:  # the HPO pipeline is the one whose trainer has a `config`
-        with_config = [c for c in candidates if any("config" in (s.args.index if s.args else {})
-                                                    for s in _steps(Builder(b.file), c[2], c[0]))]
+        configs = {c[0]: [s.arg("config") for s in _steps(Builder(b.file), c[2], c[0]) if s.arg("config") is not None]
+                   for c in candidates}
+        # with HPO sections: a TorchTrainer's `config` (a TrainingConfiguration) is not a study
+        with_config = [c for c in candidates if any(isinstance(n, YMap) and any(k in n.index for k in HPO_SECTIONS)
+                                                    for n in configs[c[0]])] \
+            or [c for c in candidates if configs[c[0]]]
         candidates = with_config or candidates
     if not candidates:
         keys = doc.keys()
@@ -264,9 +273,14 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
         b.error(MISSING, f"trainer `{trainer.target}` has no `config`", trainer.span,
                 help="add `config:` with `scaling_config`, `train_loop_config`, `tune_config` and `run_config`")
         return A.Study((), b.file)  # a training pipeline: what HPO would default is noise
+    if _training_configuration(config):
+        b.error(MISSING, f"the `config` of trainer `{trainer.target}` has no HPO settings: it is a "
+                "training configuration", trainer.args.key_span("config"),  # type: ignore[union-attr]
+                help="pick the HPO pipeline with `--pipe-key`, or give this `config` `scaling_config`, "
+                "`train_loop_config` (its values), `tune_config` and `run_config`")
+        return A.Study((), b.file)
     b.check_keys(config, CONFIG_KEYS, "the trainer's `config`",
-                 homes={"num_samples": "tune_config", "scheduler": "tune_config", "search_alg": "tune_config",
-                        "storage_path": "run_config", "num_workers": "scaling_config"})
+                 homes=_CONFIG_HOMES)
     space_settings, params = read_space(b, b.mapping(config.get("train_loop_config"), "`train_loop_config`"))
     tune = read_tune(b, config, params)
 
@@ -309,12 +323,46 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if storage:
         items.append(block("storage", storage, tune.storage_span))
     items.extend(_loggers(b, trainer))
+    _monitoring(b, trainer)
+    _checkpoints_location(b, trainer)
     # itwinai's trainers take `random_seed`; hpoc seeds each trial from the study's seed
     seed = b.given(trainer.arg("random_seed"))
     if seed is not None and trainer.args is not None:
         kspan = trainer.args.key_span("random_seed")
         items.append(block("training", [b.setting("seed", b.value(seed), kspan)], kspan))
     return A.Study(tuple(items), b.file)
+
+
+# itwinai's TorchTrainer flags for what it measures itself; `RayTorchTrainer` (hpoc's) takes
+# them without a word, so a `true` one is said: nothing is measured.
+_MONITORING = {"measure_gpu_data": "GPU utilisation monitoring", "enable_torch_profiling": "PyTorch profiling",
+               "store_torch_profiling_traces": "PyTorch profiling traces",
+               "measure_epoch_time": "epoch time tracking", "time_ray": "Ray timing"}
+
+
+def _monitoring(b: Builder, trainer: Step) -> None:
+    for key, what in _MONITORING.items():
+        node = trainer.arg(key)
+        if isinstance(node, YScalar) and node.value is True and trainer.args is not None:
+            b.warn(IGNORED, f"`{key}` is itwinai's {what}, which hpoc does not do: nothing is measured",
+                   trainer.args.key_span(key), help="remove it (each trial's results hold every epoch's time, "
+                   "`time_this_iter_s`)")
+
+
+def _checkpoints_location(b: Builder, trainer: Step) -> None:
+    """Ray ran each trial in a directory of its own, so itwinai's relative `checkpoints_location`
+    was per trial; hpoc runs every trial in the config's directory (relative paths read as the
+    config writes them), where the trials' files overwrite each other's."""
+    node = trainer.arg("checkpoints_location")
+    if not (isinstance(node, YScalar) and isinstance(node.value, str) and node.value.strip()) \
+            or trainer.args is None:
+        return
+    if not os.path.isabs(os.path.expanduser(os.path.expandvars(node.value.strip()))):
+        b.warn(SHARED, f"`checkpoints_location: {node.value}` is shared by every trial: they run in the "
+               "config's directory, not each in its own as under Ray", trainer.args.key_span("checkpoints_location"),
+               help="save the trainer's own files under `self.trial_dir` (each trial's directory), e.g. "
+               "`os.path.join(self.trial_dir, self.checkpoints_location)`; `checkpoint_and_report` already "
+               "checkpoints the model and optimizer per trial")
 
 
 # itwinai >= 0.3's TorchTrainer takes Ray's objects as its own arguments (with `ray_search_space`
@@ -332,6 +380,14 @@ def _newer_layout(b: Builder, trainer: Step, keys: list[str]) -> None:
                    "imported from `hpoc.compat.itwinai`",),
             help=f"move them under the trainer's `config:`: {moves}; constants such as `epochs` go "
                  "into `train_loop_config` too")
+
+
+def _training_configuration(config: YMap) -> bool:
+    """A TorchTrainer's TrainingConfiguration (`batch_size: 32`, `optim_lr`, or its `class_path`):
+    no key of an HPO `config`, misspelt or misplaced (`num_samples`), and no search domain."""
+    return bool(config.entries) and not any(
+        k in CONFIG_KEYS or k in _CONFIG_HOMES or did_you_mean(k, CONFIG_KEYS)
+        or (isinstance(v, YMap) and ("type" in v.index or "grid_search" in v.index)) for k, _, v in config.entries)
 
 
 def _study_name(b: Builder, run_name: str | None, span: A.Span | None, kspan: A.Span) -> tuple[str, A.Span]:
@@ -457,6 +513,10 @@ def _per_worker(b: Builder, sc: YMap) -> list[A.Item]:
                 cpu = (kspan, value)
             elif key.upper() == "GPU":
                 gpu = (kspan, value)
+            elif key in ("memory", "object_store_memory"):  # Ray's own, in bytes
+                b.error(UNKNOWN, f"`{key}` per worker is not supported", kspan,
+                        help="the SLURM job asks for the nodes' memory: `hpoc convert` the config and set "
+                        "`slurm { mem = \"64G\" }`")
             else:
                 b.error(UNKNOWN, f"custom resource `{key}` is not supported", kspan,
                         help="give workers `CPU` and `GPU` only")

@@ -88,6 +88,12 @@ def hpo_number_text(text: str, value: Any) -> str | None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_STANDARD = "tag:yaml.org,2002:"  # YAML's own tags, written `!!name`
+
+
+def _as_written(tag: str) -> str:
+    """`!!python/tuple`, not the parser's `tag:yaml.org,2002:python/tuple`."""
+    return "!!" + tag[len(_STANDARD):] if tag.startswith(_STANDARD) else tag
 
 
 def load(text: str, file: str) -> YNode:
@@ -238,7 +244,7 @@ class _Converter:
 
     def plain_tag(self, node: Any, tag: str) -> None:
         if node.tag != tag:
-            self.fail(node, f"unsupported YAML tag `{node.tag}`", TAG, help="remove the tag")
+            self.fail(node, f"unsupported YAML tag `{_as_written(node.tag)}`", TAG, help="remove the tag")
 
     def no_surrogate(self, node: Any) -> None:
         if _SURROGATE.search(node.value):  # `"\ud800"`: half a pair, cannot be written as UTF-8
@@ -259,7 +265,7 @@ class _Converter:
             return YScalar(node.value, node.value, sp, quoted)
         if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
                        "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
-            self.fail(node, f"unsupported YAML tag `{tag}`", TAG,
+            self.fail(node, f"unsupported YAML tag `{_as_written(tag)}`", TAG,
                       help="write a plain value: a number, string, true/false or null")
         try:
             value = self.constructor.construct_object(node, deep=True)

@@ -74,6 +74,10 @@ _CHECKPOINT_HOME = {"checkpoint_freq": "config",  # the trainer's, where itwinai
                     **dict.fromkeys(("checkpoint_frequency", "checkpoint_at_end", "num_to_keep",
                                      "checkpoint_score_attribute", "checkpoint_score_order"), "checkpoint_config")}
 _RUN_KEYS = ("storage_path", "name", "stop", "checkpoint_config", "failure_config", *_RUN_IGNORED)
+# Keys users write for a setting Ray names otherwise (`local_dir`: Ray before 2.7).
+_MEANT = {"time_limit": "a trial's time limit is `stop: {{time_total_s: {value}}}` in `run_config`; the whole "
+                        "study's, `time_budget_s: {value}` in `tune_config`",
+          "local_dir": "`local_dir` is Ray's older name of `storage_path`, in `run_config`"}
 _TUNE_KEYS = ("num_samples", "metric", "mode", "scheduler", "search_alg", "max_concurrent_trials", "time_budget_s",
               "reuse_actors", *_TUNE_IGNORED)
 
@@ -104,7 +108,7 @@ def read_tune(b: Builder, config: YMap, params: list[Param]) -> Tune:
     if tune is not None:
         b.check_keys(tune, _TUNE_KEYS,
                      "`tune_config`", ray_class="TuneConfig",
-                     homes={**dict.fromkeys(_RUN_KEYS, "run_config"), **_SCALING_HOME})
+                     homes={**dict.fromkeys(_RUN_KEYS, "run_config"), **_SCALING_HOME}, hints=_MEANT)
         for key in _TUNE_IGNORED:
             if key in tune.index:
                 b.warn(IGNORED, f"`{key}` is ignored: hpoc manages trial processes and names itself",
@@ -459,7 +463,7 @@ def _bayes_to_optuna(b: Builder, search: _Named, options: list[tuple[str, A.Span
 
 def _run_config(b: Builder, out: Tune, run: YMap) -> None:
     b.check_keys(run, _RUN_KEYS, "`run_config`", homes={**dict.fromkeys(_TUNE_KEYS, "tune_config"), **_SCALING_HOME,
-                                                         **_CHECKPOINT_HOME}, ray_class="RunConfig")
+                                                         **_CHECKPOINT_HOME}, ray_class="RunConfig", hints=_MEANT)
     for key in _RUN_IGNORED:
         if key in run.index:
             b.warn(IGNORED, f"`{key}` is ignored: hpoc reports progress and logs itself", run.key_span(key),

@@ -294,8 +294,8 @@ def _time_attr(ch: Checker, out: dict[str, Any], label: A.Span | None, reports: 
 def stop_keys(ch: Checker, out: dict[str, Any], reports: Reports, nowhere: bool = False) -> None:
     """A `stop` key no report carries is skipped by Ray (a log line at most): the trials
     run on to their last epoch, as if the criterion were not there (`epochs` for `epoch`).
-    `nowhere`: a YAML config's trainer module is not found (HP803): its loop is not hpoc's,
-    what it reports (and in which units) is unknown."""
+    `nowhere`: a YAML config's trainer module is not read (not found, installed elsewhere):
+    its loop is not hpoc's, what it reports (and in which units) is unknown."""
     stop = out["trials"].get("stop") or {}
     if not stop or nowhere:
         return

@@ -75,7 +75,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, unread)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
-    early_stop.stop_keys(ch, out, reports, nowhere)
+    early_stop.stop_keys(ch, out, reports, unread)
     early_stop.stop_short(ch, out, early_stop.epochs_of(space, out))
     if not out["search"].pop("_invalid", False):
         _searcher(ch, out, space, search_block)

@@ -1599,9 +1599,8 @@ def test_an_interrupted_local_run_without_resume_is_started_over_where_it_ran(tm
             f"{tmp_path / 'study.hpo'} --local --fresh` starts it over (the run so far is moved aside)\n") in out, out
 
 
-def test_a_study_moved_since_its_run_is_that_study(tmp_path, capsys):
-    """`mv` of the whole project, results inside: the run resumes where it is now, so
-    status shows it as this spec's, without a warning of another plan."""
+def _moved_here(tmp_path) -> None:
+    """A finished run whose marker says it ran from `scratch/` (the project moved since)."""
     from hpoc.plan import plan_hash
     from hpoc.results.source import spec_plan
     from hpoc.runtime import marker
@@ -1612,6 +1611,12 @@ def test_a_study_moved_since_its_run_is_that_study(tmp_path, capsys):
     ran = spec_plan(old / "study.hpo")
     exp = finished_local_run(tmp_path)
     marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+
+
+def test_a_study_moved_since_its_run_is_that_study(tmp_path, capsys):
+    """`mv` of the whole project, results inside: the run resumes where it is now, so
+    status shows it as this spec's, without a warning of another plan."""
+    _moved_here(tmp_path)
     code, out, err = status(capsys, tmp_path / "study.hpo")
     assert code == 0, err
     assert "warning" not in out and "moved or copied" not in out, out
@@ -1620,16 +1625,7 @@ def test_a_study_moved_since_its_run_is_that_study(tmp_path, capsys):
 def test_a_study_moved_since_its_run_whose_spec_raises_num_samples_is_extended(tmp_path, capsys):
     """Moved with its project, then `num_samples` raised: status warned of another plan ("the
     plans differ in `source`, `storage`, `trials`") and said to undo the change or --fresh."""
-    from hpoc.plan import plan_hash
-    from hpoc.results.source import spec_plan
-    from hpoc.runtime import marker
-
-    old = tmp_path / "scratch"
-    old.mkdir()
-    (old / "study.hpo").write_text(SPEC)
-    ran = spec_plan(old / "study.hpo")
-    exp = finished_local_run(tmp_path)
-    marker.write(exp, marker.fingerprint(ran, plan_hash(ran)), 0)
+    _moved_here(tmp_path)
     (tmp_path / "study.hpo").write_text(SPEC + "trials { num_samples = 2 }\n")
     code, out, err = status(capsys, tmp_path / "study.hpo", "--json")
     doc = json.loads(out)

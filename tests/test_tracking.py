@@ -1236,6 +1236,7 @@ def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind)
                                directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(e, 100.0 + e) for e in range(4)]
 
+
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_a_loop_naming_another_restore_logs_each_epoch_as_it_reports(tmp_path, kind):
     """A loop of its own that loads its checkpoint itself and names `restore` for something

@@ -327,6 +327,30 @@ def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ra
                                                    f"{gone} again (move the project back)")
 
 
+
+def test_the_same_checkout_by_another_name_over_an_absolute_storage_resumes(spec, tmp_path):
+    """/scratch a link to /lustre/scratch: `hpoc run /scratch/me/proj/study.hpo` once and
+    `hpoc run study.hpo` from the shell there (its cwd the resolved path) compile to two
+    workdirs, one directory. With `storage.path` absolute the run was refused as "another
+    checkout of the project" (resume it from there: it is here)."""
+    scratch = tmp_path / "scratch"
+    spec.write_text(spec.read_text().replace('path = "results"', f'path = "{scratch}"'))
+    link = tmp_path / "alias"
+    link.symlink_to(spec.parent)
+    ran = load_plan(str(link / "study.hpo"))
+    exp = Path(ran["storage"]["path"]) / ran["storage"]["name"]
+    _finished_run(ran, saved_state(exp, ["TERMINATED"]))
+    plan = load_plan(str(spec))
+    assert plan["source"]["workdir"] != ran["source"]["workdir"] and plan["storage"] == ran["storage"]
+    assert _prior(plan, exp) == "done"
+    assert check_previous(plan, fresh=False) == "done"
+    assert before.verdict(plan, 0)[0] == before.DONE
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    assert marker.moved(marker.here(marker.read(exp), fp, exp), fp, exp) is None  # nothing moved
+    plan["trials"]["num_samples"] += 1  # and a raised budget extends it
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    assert marker.growth(marker.here(marker.read(exp), fp, exp), fp) is not None
+
 def test_hpoc_submit_compares_plans_the_same_way(spec, tmp_path):
     plan = load_plan(str(spec))
     exp = Path(plan["storage"]["path"]) / plan["storage"]["name"]

@@ -366,7 +366,8 @@ def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) 
     """`recorded` as its run would have recorded it where `exp` is now, when `exp` is that
     run's experiment directory moved since (moved_from's test of the paths): its paths are
     this plan's, `moved_from` says where it was. What else differs is then judged as for a
-    run that never moved: a raised budget extends it, an edit is named alone. Read a
+    run that never moved: a raised budget extends it, an edit is named alone. So too where
+    its paths are this plan's by other names (`_aliased`), with no `moved_from`. Read a
     marker through this wherever the plan it is compared with is known; else `recorded`."""
     if not recorded or not fp or "moved_from" in recorded:
         return recorded
@@ -375,7 +376,7 @@ def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) 
     if not isinstance(ran, dict) or not isinstance(body, dict):
         return recorded
     was = _moved_dir(ran, body, exp)
-    if was is None:
+    if was is None and not _aliased(ran, body):
         return recorded
     ran = json.loads(json.dumps(ran))
     for path in _PLACES:
@@ -383,7 +384,17 @@ def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) 
         if node is not None and value is not _MISSING:
             node[path[-1]] = value
     # plan_hash stays the run's: its summary.json holds that one (summary.finished)
-    return dict(aligned_, **_hashes(ran), body=ran, moved_from=str(was))
+    return dict(aligned_, **_hashes(ran), body=ran, **({} if was is None else {"moved_from": str(was)}))
+
+
+def _aliased(ran: dict[str, Any], body: dict[str, Any]) -> bool:
+    """Whether the paths that differ are each the same directory by another name (/scratch a
+    link to /lustre/scratch: a spec given by that path, and one from the shell's resolved
+    cwd): the same checkout over the same storage, not another."""
+    pairs = [(_at(ran, path)[1], _at(body, path)[1]) for path in _PLACES]
+    differ = [(a, b) for a, b in pairs if a != b]
+    return bool(differ) and all(isinstance(a, str) and isinstance(b, str) and _same(Path(a), Path(b))
+                                for a, b in differ)
 
 
 def left_behind(fp: dict[str, Any], exp: Path) -> str | None:

@@ -285,6 +285,39 @@ def test_a_pooled_trials_end_waits_for_its_last_checkpoints_sync_and_fails_on_it
         pool.run_pooled_trial({}, {}, [], trial, str(tmp_path / "exp"))
 
 
+def test_a_checkpoint_whose_report_tune_answers_with_a_stop_is_synced(tmp_path, monkeypatch):
+    """A scheduler's stop or PBT's pause ends the trial's report with SystemExit after Ray
+    persisted its checkpoint: the one a paused trial resumes from was never synced (nor
+    the previous one's thread waited for). Synced before the stop goes on; a sync that
+    fails there leaves the stop a stop (the trial is not made an error)."""
+    from ray import tune
+
+    from hpoc.runtime.report import TuneReporter
+
+    src = tmp_path / "scratch"
+    _checkpoint(src)
+    latest = _ray_report(monkeypatch, tune, tmp_path / "storage")
+    copy = tune.report
+
+    def stopped(metrics, checkpoint=None):
+        copy(metrics, checkpoint=checkpoint)
+        raise SystemExit(0)  # as Ray's session does once Tune stops the trial
+
+    monkeypatch.setattr(tune, "report", stopped)
+    events = _record_syncs(monkeypatch)
+    with pytest.raises(SystemExit):
+        TuneReporter().report({"loss": 1.0}, checkpoint_dir=str(src))
+    dest = latest[0].path
+    assert {os.path.join(dest, "state.pt"), dest} <= {path for what, path in events if what == "fsync"}, events
+
+    def failing(path):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(files, "_sync_file", failing)
+    with pytest.raises(SystemExit):
+        TuneReporter().report({"loss": 1.0}, checkpoint_dir=str(src))
+
+
 RAY_REPORT = '''
 import json, os, sys, tempfile
 import ray

@@ -298,6 +298,26 @@ def test_a_moved_project_whose_spec_names_its_old_storage_by_an_absolute_path_is
     assert code == 2 and "`storage.path` still names the old place" in said and not old.exists(), said
 
 
+
+def test_a_moved_project_whose_old_storage_names_a_link_to_where_it_ran_is_told(spec, tmp_path):
+    """`storage.path` by a link's name (`$SCRATCH/proj/out`, /scratch a link to
+    /lustre/scratch) and the spec's directory by the shell's resolved cwd: the run records
+    both, and after a `mv` of the project the study started over at the old place."""
+    lustre = tmp_path / "lustre"
+    lustre.mkdir()
+    (tmp_path / "scratch").symlink_to(lustre)
+    old = lustre / "digits"
+    shutil.move(str(spec.parent), old)
+    storage = tmp_path / "scratch" / "digits" / "out"  # the link's name
+    (old / "study.hpo").write_text((old / "study.hpo").read_text().replace('path = "results"', f'path = "{storage}"'))
+    ran = load_plan(str(old / "study.hpo"))
+    assert ran["source"]["workdir"] == str(old) and ran["storage"]["path"] == str(storage)
+    _finished_run(ran, saved_state(old / "out" / "digits", ["TERMINATED"]))
+    shutil.move(str(old), tmp_path / "project")
+    plan = load_plan(str(tmp_path / "project" / "study.hpo"))
+    with pytest.raises(StudyError, match="`storage.path` still names the old place"):
+        _prior(plan, storage / "digits")
+
 def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ran(spec, tmp_path):
     """Another copy of the project (maybe other code) whose `storage.path` names the first
     one's results: the experiment directory did not move, so it is not resumed."""

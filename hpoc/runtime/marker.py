@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -417,12 +418,19 @@ def left_behind(fp: dict[str, Any], exp: Path) -> str | None:
         there = Path(workdir) / tail / below
         ran = (read(there) or {}).get("body") or {}
         (_, was), (_, stored) = _at(ran, _PLACES[0]), _at(ran, _PLACES[1])
-        if stored == storage and isinstance(was, str) and was != workdir and Path(storage) == Path(was) / tail:
+        if stored == storage and isinstance(was, str) and was != workdir and _alike(storage, Path(was) / tail):
             return (f"{exp} holds no run, and {there} holds this study's run, made in {was}: the project "
                     "moved with its results, and `storage.path` still names the old place\n  help: set "
                     f"`storage.path` to \"{tail}\" (relative to the spec, it moves with the project) to "
                     f"resume it there, or pass --fresh to start the study over under {storage}")
     return None
+
+
+def _alike(a: str | Path, b: Path) -> bool:
+    """The same path, or by another name where links lead (/scratch a link to /lustre/scratch:
+    a storage named by the link, a spec's directory by the shell's resolved cwd). The last
+    folders need not exist: the project moved away from there."""
+    return Path(a) == b or os.path.realpath(a) == os.path.realpath(b)
 
 
 def moved(recorded: dict[str, Any] | None, fp: dict[str, Any], exp: Path) -> Path | None:

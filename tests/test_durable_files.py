@@ -254,6 +254,70 @@ def test_a_checkpoints_sync_does_not_hold_the_trial_and_its_error_is_raised(tmp_
     reporter.flush()  # said once
 
 
+def test_a_pooled_trials_end_waits_for_its_last_checkpoints_sync_and_fails_on_its_error(tmp_path, monkeypatch):
+    """A pooled trial's checkpoints reach Tune through the same TuneReporter, whose sync runs
+    in a thread: the trial's end waits for the last one (its thread died with the actor)
+    and a failed write-back (EIO) fails the trial, as for a one-worker trial."""
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    from hpoc.runtime import pool
+
+    src = tmp_path / "scratch"
+    _checkpoint(src)
+    _ray_report(monkeypatch, tune, tmp_path / "storage")
+    monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_dir=lambda: ""))
+
+    def failing(path):
+        raise OSError(5, "Input/output error")
+
+    def run_trial(group, work, on_report):
+        on_report({"loss": 1.0}, str(src))  # the last report's checkpoint: its sync fails
+        return "done"
+
+    monkeypatch.setattr(files, "_sync_file", failing)
+    monkeypatch.setattr(pool, "borrow", lambda plan, trial_dir: object())
+    monkeypatch.setattr(pool, "payload", lambda *a: {})
+    monkeypatch.setattr(pool, "run_trial", run_trial)
+    trial = SimpleNamespace(dir=str(tmp_path / "trial"), id="t0")
+    with pytest.raises(OSError, match="Input/output error"):
+        pool.run_pooled_trial({}, {}, [], trial, str(tmp_path / "exp"))
+
+
+def test_a_checkpoint_whose_report_tune_answers_with_a_stop_is_synced(tmp_path, monkeypatch):
+    """A scheduler's stop or PBT's pause ends the trial's report with SystemExit after Ray
+    persisted its checkpoint: the one a paused trial resumes from was never synced (nor
+    the previous one's thread waited for). Synced before the stop goes on; a sync that
+    fails there leaves the stop a stop (the trial is not made an error)."""
+    from ray import tune
+
+    from hpoc.runtime.report import TuneReporter
+
+    src = tmp_path / "scratch"
+    _checkpoint(src)
+    latest = _ray_report(monkeypatch, tune, tmp_path / "storage")
+    copy = tune.report
+
+    def stopped(metrics, checkpoint=None):
+        copy(metrics, checkpoint=checkpoint)
+        raise SystemExit(0)  # as Ray's session does once Tune stops the trial
+
+    monkeypatch.setattr(tune, "report", stopped)
+    events = _record_syncs(monkeypatch)
+    with pytest.raises(SystemExit):
+        TuneReporter().report({"loss": 1.0}, checkpoint_dir=str(src))
+    dest = latest[0].path
+    assert {os.path.join(dest, "state.pt"), dest} <= {path for what, path in events if what == "fsync"}, events
+
+    def failing(path):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(files, "_sync_file", failing)
+    with pytest.raises(SystemExit):
+        TuneReporter().report({"loss": 1.0}, checkpoint_dir=str(src))
+
+
 RAY_REPORT = '''
 import json, os, sys, tempfile
 import ray

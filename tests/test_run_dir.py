@@ -298,6 +298,26 @@ def test_a_moved_project_whose_spec_names_its_old_storage_by_an_absolute_path_is
     assert code == 2 and "`storage.path` still names the old place" in said and not old.exists(), said
 
 
+
+def test_a_moved_project_whose_old_storage_names_a_link_to_where_it_ran_is_told(spec, tmp_path):
+    """`storage.path` by a link's name (`$SCRATCH/proj/out`, /scratch a link to
+    /lustre/scratch) and the spec's directory by the shell's resolved cwd: the run records
+    both, and after a `mv` of the project the study started over at the old place."""
+    lustre = tmp_path / "lustre"
+    lustre.mkdir()
+    (tmp_path / "scratch").symlink_to(lustre)
+    old = lustre / "digits"
+    shutil.move(str(spec.parent), old)
+    storage = tmp_path / "scratch" / "digits" / "out"  # the link's name
+    (old / "study.hpo").write_text((old / "study.hpo").read_text().replace('path = "results"', f'path = "{storage}"'))
+    ran = load_plan(str(old / "study.hpo"))
+    assert ran["source"]["workdir"] == str(old) and ran["storage"]["path"] == str(storage)
+    _finished_run(ran, saved_state(old / "out" / "digits", ["TERMINATED"]))
+    shutil.move(str(old), tmp_path / "project")
+    plan = load_plan(str(tmp_path / "project" / "study.hpo"))
+    with pytest.raises(StudyError, match="`storage.path` still names the old place"):
+        _prior(plan, storage / "digits")
+
 def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ran(spec, tmp_path):
     """Another copy of the project (maybe other code) whose `storage.path` names the first
     one's results: the experiment directory did not move, so it is not resumed."""
@@ -326,6 +346,30 @@ def test_another_checkout_over_the_same_results_is_refused_with_where_the_run_ra
     assert marker.moved_help(str(gone)).startswith(f"only its location changed: to resume it, run it from "
                                                    f"{gone} again (move the project back)")
 
+
+
+def test_the_same_checkout_by_another_name_over_an_absolute_storage_resumes(spec, tmp_path):
+    """/scratch a link to /lustre/scratch: `hpoc run /scratch/me/proj/study.hpo` once and
+    `hpoc run study.hpo` from the shell there (its cwd the resolved path) compile to two
+    workdirs, one directory. With `storage.path` absolute the run was refused as "another
+    checkout of the project" (resume it from there: it is here)."""
+    scratch = tmp_path / "scratch"
+    spec.write_text(spec.read_text().replace('path = "results"', f'path = "{scratch}"'))
+    link = tmp_path / "alias"
+    link.symlink_to(spec.parent)
+    ran = load_plan(str(link / "study.hpo"))
+    exp = Path(ran["storage"]["path"]) / ran["storage"]["name"]
+    _finished_run(ran, saved_state(exp, ["TERMINATED"]))
+    plan = load_plan(str(spec))
+    assert plan["source"]["workdir"] != ran["source"]["workdir"] and plan["storage"] == ran["storage"]
+    assert _prior(plan, exp) == "done"
+    assert check_previous(plan, fresh=False) == "done"
+    assert before.verdict(plan, 0)[0] == before.DONE
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    assert marker.moved(marker.here(marker.read(exp), fp, exp), fp, exp) is None  # nothing moved
+    plan["trials"]["num_samples"] += 1  # and a raised budget extends it
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    assert marker.growth(marker.here(marker.read(exp), fp, exp), fp) is not None
 
 def test_hpoc_submit_compares_plans_the_same_way(spec, tmp_path):
     plan = load_plan(str(spec))

@@ -1433,3 +1433,35 @@ def test_an_itwinai_loop_whose_checkpoint_is_unreadable_keeps_the_points_before_
     state.write_bytes(b"cut")
     _itwinai_scoring(2).run_local({"batch_size": 4, "epochs": 4}, data, directory=tmp_path / "trial", plan=plan)
     assert _series(plan, kind, "local", "score") == [(0, 100.0), (1, 101.0), (2, 202.0), (3, 203.0)]
+
+
+def test_a_copied_or_moved_studys_mlflow_artifacts_go_where_it_is_now(tmp_path):
+    """MLflow's file store records artifact folders as absolute paths: a study copied (`cp -r`)
+    or moved with its project, then resumed or extended, logged its artifacts into the
+    original's store (or the old place). The driver repoints them where the store is now."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker, mlflow_moved
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    plan_a = plan_with(a, mlflow_logger())
+    parent = start_study_tracking(plan_a)
+    exp_a = a / "storage" / "demo"
+    marker.write(exp_a, marker.fingerprint(plan_a, plan_hash(plan_a)), 0)
+    shutil.copytree(a, b)
+    plan_b = plan_with(b, mlflow_logger())
+    exp_b = b / "storage" / "demo"
+    fp = marker.fingerprint(plan_b, plan_hash(plan_b))
+    mlflow_moved.repoint_seen(plan_b, marker.Seen(marker.here(marker.read(exp_b), fp, exp_b), fp), exp_b)
+
+    art = tmp_path / "note.txt"
+    art.write_text("x")
+    client = MlflowClient(tracking_uri=tracking.mlflow_uri(plan_b, mlflow_logger()))
+    added = client.create_run(client.get_run(parent).info.experiment_id).info.run_id
+    for run in (parent, added):  # a resumed trial's run, an added trial's
+        client.log_artifact(run, str(art))
+    assert not list(a.rglob("note.txt"))
+    assert {p.parent.parent.name for p in b.rglob("note.txt")} == {parent, added}

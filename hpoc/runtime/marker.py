@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -366,7 +367,8 @@ def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) 
     """`recorded` as its run would have recorded it where `exp` is now, when `exp` is that
     run's experiment directory moved since (moved_from's test of the paths): its paths are
     this plan's, `moved_from` says where it was. What else differs is then judged as for a
-    run that never moved: a raised budget extends it, an edit is named alone. Read a
+    run that never moved: a raised budget extends it, an edit is named alone. So too where
+    its paths are this plan's by other names (`_aliased`), with no `moved_from`. Read a
     marker through this wherever the plan it is compared with is known; else `recorded`."""
     if not recorded or not fp or "moved_from" in recorded:
         return recorded
@@ -375,7 +377,7 @@ def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) 
     if not isinstance(ran, dict) or not isinstance(body, dict):
         return recorded
     was = _moved_dir(ran, body, exp)
-    if was is None:
+    if was is None and not _aliased(ran, body):
         return recorded
     ran = json.loads(json.dumps(ran))
     for path in _PLACES:
@@ -383,7 +385,17 @@ def here(recorded: dict[str, Any] | None, fp: dict[str, Any] | None, exp: Path) 
         if node is not None and value is not _MISSING:
             node[path[-1]] = value
     # plan_hash stays the run's: its summary.json holds that one (summary.finished)
-    return dict(aligned_, **_hashes(ran), body=ran, moved_from=str(was))
+    return dict(aligned_, **_hashes(ran), body=ran, **({} if was is None else {"moved_from": str(was)}))
+
+
+def _aliased(ran: dict[str, Any], body: dict[str, Any]) -> bool:
+    """Whether the paths that differ are each the same directory by another name (/scratch a
+    link to /lustre/scratch: a spec given by that path, and one from the shell's resolved
+    cwd): the same checkout over the same storage, not another."""
+    pairs = [(_at(ran, path)[1], _at(body, path)[1]) for path in _PLACES]
+    differ = [(a, b) for a, b in pairs if a != b]
+    return bool(differ) and all(isinstance(a, str) and isinstance(b, str) and _same(Path(a), Path(b))
+                                for a, b in differ)
 
 
 def left_behind(fp: dict[str, Any], exp: Path) -> str | None:
@@ -406,12 +418,19 @@ def left_behind(fp: dict[str, Any], exp: Path) -> str | None:
         there = Path(workdir) / tail / below
         ran = (read(there) or {}).get("body") or {}
         (_, was), (_, stored) = _at(ran, _PLACES[0]), _at(ran, _PLACES[1])
-        if stored == storage and isinstance(was, str) and was != workdir and Path(storage) == Path(was) / tail:
+        if stored == storage and isinstance(was, str) and was != workdir and _alike(storage, Path(was) / tail):
             return (f"{exp} holds no run, and {there} holds this study's run, made in {was}: the project "
                     "moved with its results, and `storage.path` still names the old place\n  help: set "
                     f"`storage.path` to \"{tail}\" (relative to the spec, it moves with the project) to "
                     f"resume it there, or pass --fresh to start the study over under {storage}")
     return None
+
+
+def _alike(a: str | Path, b: Path) -> bool:
+    """The same path, or by another name where links lead (/scratch a link to /lustre/scratch:
+    a storage named by the link, a spec's directory by the shell's resolved cwd). The last
+    folders need not exist: the project moved away from there."""
+    return Path(a) == b or os.path.realpath(a) == os.path.realpath(b)
 
 
 def moved(recorded: dict[str, Any] | None, fp: dict[str, Any], exp: Path) -> Path | None:

@@ -331,6 +331,7 @@ def run_pooled_trial(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[A
         work = payload(plan, cfg, data_ref, trial, train_runs_dir(experiment_dir) / trial.id,
                        resume_from)
         run_trial(group, work, reporter.report)  # Tune's copy of the staged files synced too
+    reporter.flush()  # the last checkpoint's sync (in a thread of its own), and what it met
 
 
 def payload(plan: dict[str, Any], cfg: dict[str, Any], data_ref: list[Any], trial: Any,

@@ -211,7 +211,17 @@ class TuneReporter(Reporter):
             tune.report(metrics)
             return
         before = tune.get_checkpoint()
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        try:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        except SystemExit:
+            # Tune stopped the trial (a scheduler's stop, PBT's pause, which resumes from this
+            # checkpoint) once Ray persisted it: synced now, the actor ends soon; a failed
+            # sync leaves the stop a stop
+            with contextlib.suppress(Exception):
+                self.flush()
+            with contextlib.suppress(Exception):
+                sync_persisted(checkpoint_dir, before, tune.get_checkpoint())
+            raise
         sync_persisted(checkpoint_dir, before, tune.get_checkpoint(), self._sync())
 
 

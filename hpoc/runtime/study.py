@@ -414,6 +414,10 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
         raise StudyError(pipeline.unshareable(plan, data, exc)) from None
     del data
     tracking = _tracking()
+    if tracking and plan.get("loggers"):  # a study moved since: MLflow's artifact paths with it
+        from hpoc.runtime.mlflow_moved import repoint_seen
+
+        repoint_seen(plan, seen, exp)
     parent_run = tracking.start_study_tracking(plan, opts.shard) if tracking and plan.get("loggers") else None
     trainable = make_trainable(plan, data_ref, exp, opts.shard, parent_run, STATE.run)
     lean.skip_callback_tag()  # Tune's usage tag imports MLflow, for statistics that are off

@@ -357,7 +357,9 @@ def _checkpoints_location(b: Builder, trainer: Step) -> None:
     if not (isinstance(node, YScalar) and isinstance(node.value, str) and node.value.strip()) \
             or trainer.args is None:
         return
-    if not os.path.isabs(os.path.expanduser(os.path.expandvars(node.value.strip()))):
+    path = node.value.strip()
+    # `$SCRATCH/...` unset here (set in the job) names the user's own place all the same
+    if not path.startswith("$") and not os.path.isabs(os.path.expanduser(path)):
         b.warn(SHARED, f"`checkpoints_location: {node.value}` is shared by every trial: they run in the "
                "config's directory, not each in its own as under Ray", trainer.args.key_span("checkpoints_location"),
                help="save the trainer's own files under `self.trial_dir` (each trial's directory), e.g. "

@@ -1011,7 +1011,14 @@ def test_a_training_configuration_picked_with_pipe_key_is_one_error(tmp_path: Pa
     err = capsys.readouterr().err
     assert err.count("error:") == 2 and "warning" not in err, err  # the diagnostic and the summary
     assert "config.yaml:8:11: error: the `config` of trainer `trainer.MyRayTorchTrainer` has no HPO settings" in err
-    assert "pick the HPO pipeline with `--pipe-key`" in err
+    assert "pick the HPO pipeline with `--pipe-key ray_training_pipeline`" in err
+    # a file with the training pipeline alone has no HPO pipeline to pick: told what to add
+    path = write(tmp_path, plain)
+    assert main(["convert", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "has no HPO settings" in err and "--pipe-key" not in err, err
+    assert "help: give this `config` `scaling_config`" in err, err
+
 
 def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
     (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))

@@ -1011,7 +1011,14 @@ def test_a_training_configuration_picked_with_pipe_key_is_one_error(tmp_path: Pa
     err = capsys.readouterr().err
     assert err.count("error:") == 2 and "warning" not in err, err  # the diagnostic and the summary
     assert "config.yaml:8:11: error: the `config` of trainer `trainer.MyRayTorchTrainer` has no HPO settings" in err
-    assert "pick the HPO pipeline with `--pipe-key`" in err
+    assert "pick the HPO pipeline with `--pipe-key ray_training_pipeline`" in err
+    # a file with the training pipeline alone has no HPO pipeline to pick: told what to add
+    path = write(tmp_path, plain)
+    assert main(["convert", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "has no HPO settings" in err and "--pipe-key" not in err, err
+    assert "help: give this `config` `scaling_config`" in err, err
+
 
 def test_an_env_resolver_says_how_to_write_the_variable(tmp_path: Path) -> None:
     (d,) = reported(tmp_path, seed_with("storage_path: ray_checkpoints", "storage_path: ${oc.env:SCRATCH}/hpo"))
@@ -1118,3 +1125,20 @@ def test_a_searched_key_the_itwinai_loop_never_reads_is_a_warning(tmp_path: Path
     path = write(tmp_path, SEED)
     trainer.write_text((EXAMPLE / "trainer.py").read_text())
     assert "HP816" not in [w.code for w in compile_path(path).warnings]
+
+
+def test_a_loop_handing_on_its_config_under_another_name_is_not_told_a_key_is_unread(tmp_path: Path) -> None:
+    """`train(self, hparams, data)` building its net from `hparams.items()`: the trial config
+    is train's first argument whatever its name, so any key may be read (no HP816)."""
+    path = write(tmp_path, seed_with("              batch_size:\n", "              net_width: {type: choice, options: [64, 128]}\n"
+                                                                    "              batch_size:\n"))
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text((EXAMPLE / "trainer.py").read_text().replace(
+        "    def train(self, config, data):\n", "    def train(self, hparams, data):\n").replace(
+        "        self.training_config = config\n",
+        "        self.training_config = hparams\n        self.net = {k: v for k, v in hparams.items() if k.startswith('net_')}\n"))
+    assert "hparams.items()" in trainer.read_text()
+    assert "HP816" not in [w.code for w in compile_path(path).warnings]
+    # a key it never names is still told while the config is read by key alone
+    trainer.write_text(trainer.read_text().replace("        self.net = {k: v for k, v in hparams.items() if k.startswith('net_')}\n", ""))
+    assert [w.code for w in compile_path(path).warnings].count("HP816") == 1

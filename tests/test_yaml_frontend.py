@@ -938,6 +938,20 @@ def test_a_relative_checkpoints_location_is_said_to_be_shared_by_every_trial(tmp
         assert "HP827" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
 
 
+def test_a_checkpoints_location_under_an_unset_variable_is_not_said_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`$SCRATCH/checkpoints`, checked where SCRATCH is not set (a laptop; set in the job):
+    it names the user's own place, not a path relative to the config's directory."""
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    doc = seed()
+    trainer_args(doc)["checkpoints_location"] = "$HPOC_TEST_UNSET/checkpoints"
+    write(tmp_path, doc)
+    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
+        "        logger: Logger | None = None,\n    ) -> None:\n",
+        "        logger: Logger | None = None, checkpoints_location: str = 'checkpoints',\n    ) -> None:\n"))
+    assert "checkpoints_location: str" in (tmp_path / "trainer.py").read_text()
+    assert "HP827" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
+
+
 def test_a_time_limit_or_an_old_local_dir_is_told_rays_key_for_it(tmp_path: Path) -> None:
     """`time_limit: 600` (a trial's or the study's?) and Ray's older `local_dir` got the list of
     keys, none of which looks like what the user meant."""

@@ -188,9 +188,12 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name == "__init__":
             continue
-        local = "config" in {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
+        args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
+        # `train`'s first argument is the trial config whatever its name (`train(self, hparams, data)`)
+        names = {"config"} & set(args) | ({args[1]} if fn.name == "train" and len(args) > 1 else set())
         for node in ast.walk(fn):
-            if not (isinstance(getattr(node, "ctx", None), ast.Load) and _is_config(node, local)):
+            if not (isinstance(getattr(node, "ctx", None), ast.Load)
+                    and (_is_config(node, False) or isinstance(node, ast.Name) and node.id in names)):
                 continue
             parent = parents.get(id(node))
             call = parents.get(id(parent)) if isinstance(parent, ast.Attribute) else None

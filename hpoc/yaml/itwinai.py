@@ -97,7 +97,9 @@ def translate(b: Builder, doc: YNode, text: str = "") -> A.Study:
     roles = _roles(b, steps, key, kspan)
     if "trainer" not in roles:
         return study
-    return _study(b, roles, kspan)
+    # the file's other pipelines: one may be the HPO one `--pipe-key` should have picked
+    others = tuple(k for k, _, v in doc.entries if k != key and isinstance(v, YMap) and _is_pipeline(v))
+    return _study(b, roles, kspan, others)
 
 
 def _stray_sections(b: Builder, doc: YMap, text: str) -> None:
@@ -257,7 +259,7 @@ def _roles(b: Builder, steps: list[Step], key: str, kspan: A.Span) -> dict[str, 
     return roles
 
 
-def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
+def _study(b: Builder, roles: dict[str, Step], kspan: A.Span, others: tuple[str, ...] = ()) -> A.Study:
     trainer = roles["trainer"]
     newer = [k for k in _NEWER_LAYOUT if trainer.args is not None and k in trainer.args.index]
     if newer:
@@ -276,8 +278,9 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span) -> A.Study:
     if _training_configuration(config):
         b.error(MISSING, f"the `config` of trainer `{trainer.target}` has no HPO settings: it is a "
                 "training configuration", trainer.args.key_span("config"),  # type: ignore[union-attr]
-                help="pick the HPO pipeline with `--pipe-key`, or give this `config` `scaling_config`, "
-                "`train_loop_config` (its values), `tune_config` and `run_config`")
+                help=(f"pick the HPO pipeline with `--pipe-key {others[0]}`, or " if others else "")
+                + "give this `config` `scaling_config`, `train_loop_config` (its values), `tune_config` "
+                "and `run_config`")
         return A.Study((), b.file)
     b.check_keys(config, CONFIG_KEYS, "the trainer's `config`",
                  homes=_CONFIG_HOMES)
@@ -357,7 +360,9 @@ def _checkpoints_location(b: Builder, trainer: Step) -> None:
     if not (isinstance(node, YScalar) and isinstance(node.value, str) and node.value.strip()) \
             or trainer.args is None:
         return
-    if not os.path.isabs(os.path.expanduser(os.path.expandvars(node.value.strip()))):
+    path = node.value.strip()
+    # `$SCRATCH/...` unset here (set in the job) names the user's own place all the same
+    if not path.startswith("$") and not os.path.isabs(os.path.expanduser(path)):
         b.warn(SHARED, f"`checkpoints_location: {node.value}` is shared by every trial: they run in the "
                "config's directory, not each in its own as under Ray", trainer.args.key_span("checkpoints_location"),
                help="save the trainer's own files under `self.trial_dir` (each trial's directory), e.g. "

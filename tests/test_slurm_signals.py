@@ -35,6 +35,8 @@ trap 'echo got-term >> "$T/driver.log"; [[ ${ON_TERM:-} == ignore ]] || exit 143
 # tests signal the job once this file is there, and a loaded machine had USR2 kill a fake
 # that had not yet reached its trap (140, not requeued: 60 s of waiting for the step).
 echo "$$" > "$T/driver.pid"
+# a fake step's trap set before this driver ends (the teardown signals the step at once)
+[[ -z ${WAIT_FOR:-} ]] || until [[ -e $T/$WAIT_FOR ]]; do sleep 0.05; done
 [[ -n ${EXIT_NOW:-} ]] && exit "$EXIT_NOW"
 while :; do sleep 0.1; done
 """
@@ -555,8 +557,8 @@ def test_a_sigterm_that_comes_while_the_ray_nodes_stop_cuts_their_wait_to_killwa
     """A study that ended gives the Ray nodes their full wait (10 s under KillWait = 5); the
     time limit or a scancel coming meanwhile left that wait as it was, and SLURM's SIGKILL,
     KillWait after its SIGTERM, came before the job directory was removed."""
-    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5",  # a node that hangs
-                 FAKE_STEP="trap 'touch $T/stopping' TERM; while :; do sleep 0.1; done")
+    proc = start(tmp_path, EXIT_NOW="0", HPOC_KILL_WAIT="5", WAIT_FOR="step.ready",  # a node that hangs
+                 FAKE_STEP="trap 'touch $T/stopping' TERM; touch $T/step.ready; while :; do sleep 0.1; done")
     deadline = time.monotonic() + 20  # until the teardown waits for the nodes (not "1 s on")
     while not (tmp_path / "stopping").exists():
         assert time.monotonic() < deadline, "the teardown did not stop the nodes"

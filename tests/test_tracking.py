@@ -1209,6 +1209,16 @@ def test_a_trainer_that_logs_before_its_restore_replays_an_exploit(tmp_path, kin
     assert _series(plan, kind, "local", "setup") == [(0, 10.0)]  # kept: the donor's checkpoint has it
 
 
+def _loaded_by_hand(trainer) -> int:
+    """A loop's own resume, without `self.restore()`: the checkpoint given loaded by the
+    strategy, 2 epochs done (the first run's), else 0."""
+    with trainer.reporter.latest_checkpoint() as directory:
+        if directory is None:
+            return 0
+        trainer.strategy.load_checkpoint(directory)
+        return 2
+
+
 @pytest.mark.parametrize("kind", ["mlflow", "tensorboard"])
 def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind):
     """A loop of its own that loads its checkpoint with `self.strategy.load_checkpoint`
@@ -1220,12 +1230,7 @@ def test_a_loop_that_loads_its_checkpoint_itself_resumes_its_run(tmp_path, kind)
     class OwnRestore(base):
         def train(self):
             self.setup()
-            start = 0
-            with self.reporter.latest_checkpoint() as directory:
-                if directory is not None:
-                    self.strategy.load_checkpoint(directory)
-                    start = 2
-            for epoch in range(start, self.config["epochs"]):
+            for epoch in range(_loaded_by_hand(self), self.config["epochs"]):
                 self.train_epoch(epoch)
                 self.report({"score": 100.0 + epoch}, epoch=epoch)
 
@@ -1253,12 +1258,8 @@ def test_a_loop_naming_another_restore_logs_each_epoch_as_it_reports(tmp_path, k
     class OwnRestore(base):
         def train(self):
             self.setup()
-            start, ema = 0, Ema()
-            with self.reporter.latest_checkpoint() as directory:
-                if directory is not None:
-                    self.strategy.load_checkpoint(directory)
-                    start = 2
-            for epoch in range(start, self.config["epochs"]):
+            ema = Ema()
+            for epoch in range(_loaded_by_hand(self), self.config["epochs"]):
                 self.train_epoch(epoch)
                 ema.restore()
                 self.report({"score": 100.0 + epoch}, epoch=epoch)

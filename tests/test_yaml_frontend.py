@@ -917,6 +917,13 @@ def test_itwinai_monitoring_flags_are_said_to_measure_nothing(tmp_path: Path) ->
     assert ws[0].line == 56 and ws[0].help.startswith("remove it")  # `measure_epoch_time: false` asks nothing
 
 
+def _takes_checkpoints_location(tmp_path: Path) -> None:
+    """The tutorial's trainer given itwinai's `checkpoints_location` argument."""
+    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
+        "        logger: Logger | None = None,\n    ) -> None:\n",
+        "        logger: Logger | None = None, checkpoints_location: str = 'checkpoints',\n    ) -> None:\n"))
+
+
 def test_a_relative_checkpoints_location_is_said_to_be_shared_by_every_trial(tmp_path: Path) -> None:
     """Ray ran each trial in its own directory, so itwinai's `checkpoints_location: checkpoints`
     was per trial; hpoc runs every trial in the config's directory, where they overwrite each
@@ -924,9 +931,7 @@ def test_a_relative_checkpoints_location_is_said_to_be_shared_by_every_trial(tmp
     doc = seed()
     trainer_args(doc)["checkpoints_location"] = "checkpoints"
     write(tmp_path, doc)
-    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
-        "        logger: Logger | None = None,\n    ) -> None:\n",
-        "        logger: Logger | None = None, checkpoints_location: str = 'checkpoints',\n    ) -> None:\n"))
+    _takes_checkpoints_location(tmp_path)
     ws = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP827"]
     assert [(w.line, w.message) for w in ws] == [
         (56, "`checkpoints_location: checkpoints` is shared by every trial: they run in the config's "
@@ -945,9 +950,7 @@ def test_a_checkpoints_location_under_an_unset_variable_is_not_said_shared(tmp_p
     doc = seed()
     trainer_args(doc)["checkpoints_location"] = "$HPOC_TEST_UNSET/checkpoints"
     write(tmp_path, doc)
-    (tmp_path / "trainer.py").write_text((tmp_path / "trainer.py").read_text().replace(
-        "        logger: Logger | None = None,\n    ) -> None:\n",
-        "        logger: Logger | None = None, checkpoints_location: str = 'checkpoints',\n    ) -> None:\n"))
+    _takes_checkpoints_location(tmp_path)
     assert "checkpoints_location: str" in (tmp_path / "trainer.py").read_text()
     assert "HP827" not in [w.code for w in compile_path(tmp_path / "config.yaml").warnings]
 

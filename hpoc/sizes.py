@@ -16,19 +16,16 @@ def size(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-# sbatch's --mem (SLURM's str_to_mbytes): ASCII digits, then K, M, G or T in either case with
-# an optional B, or no unit for MiB. Not `\d` or re.IGNORECASE: `８` and the Kelvin sign `K`
-# are no digit or unit to sbatch, and the plan's schema refused them after the check took them.
+# sbatch's --mem (str_to_mbytes): ASCII digits (not `\d`: `８`), K/M/G/T in either case
+# with an optional B (not re.IGNORECASE: the Kelvin sign), no unit for MiB.
 _SBATCH_MEM = re.compile(r"([0-9]+)(?:([KMGTkmgt])[Bb]?)?")
 
 
 def slurm_mem(text: str) -> tuple[str, int] | None:
-    """A memory size as sbatch reads it: (its spelling in a plan, upper case without the B:
-    schema.json's slurm.mem; its MiB, K rounded up as sbatch rounds it), e.g. `64gb` is
-    ("64G", 65536); None where sbatch reads no size."""
+    """(The plan's spelling, MiB) of a size as sbatch reads it, K rounded up: `64gb` is
+    ("64G", 65536); None where sbatch reads none."""
     found = _SBATCH_MEM.fullmatch(text)
     if not found:
         return None
     n, unit = int(found.group(1)), (found.group(2) or "").upper()
-    mib = -(-n // 1024) if unit == "K" else n * 1024 ** "MGT".index(unit or "M")
-    return found.group(1) + unit, mib
+    return found.group(1) + unit, -(-n // 1024) if unit == "K" else n * 1024 ** "MGT".index(unit or "M")

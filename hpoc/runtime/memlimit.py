@@ -74,11 +74,9 @@ def node_limit(plan: dict[str, Any], env: Mapping[str, str] = os.environ) -> int
 
 
 def slurm_mib(env: Mapping[str, str], cpus: int | None, gpus: int | None) -> int | None:
-    """The MiB a node of `cpus` CPUs and `gpus` GPUs has of the job, from the variable of the
-    job's one memory option (sbatch takes one of --mem, --mem-per-cpu, --mem-per-gpu), each
-    a plain integer of MiB: SLURM_MEM_PER_NODE, else SLURM_MEM_PER_CPU times `cpus`, else
-    SLURM_MEM_PER_GPU times `gpus`. 0 for all of a node's (--mem=0) or a count not known;
-    None where none is said."""
+    """The job's MiB on a node of `cpus` CPUs and `gpus` GPUs, from its one memory option's
+    variable (plain MiB): SLURM_MEM_PER_NODE, _PER_CPU times `cpus`, or _PER_GPU times `gpus`.
+    0: all of a node's (--mem=0), or the count not known; None where none is said."""
     for name, times in (("SLURM_MEM_PER_NODE", 1), ("SLURM_MEM_PER_CPU", cpus), ("SLURM_MEM_PER_GPU", gpus)):
         if re.fullmatch(r"[0-9]+", said := env.get(name, "")):
             return int(said) * (times or 0)

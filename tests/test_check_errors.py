@@ -1723,6 +1723,32 @@ def test_mem_takes_the_spellings_sbatch_takes() -> None:
     assert d.help == "write `500M` for megabytes: a size's unit is a capital letter (`500m` is 500 minutes)"
 
 
+def test_mem_is_read_as_sbatch_reads_it() -> None:
+    """`mem = "８G"` (a full-width digit, which sbatch does not read) passed `hpoc check`, and
+    `hpoc compile` then refused its own plan with no line to fix. A K size is whole MiB to
+    sbatch (rounded up): `100K` is 1 MB, not "0.0976562 MB"."""
+    d = one_error(BASE + 'slurm { mem = "٣G" }\n')
+    assert (d.code, where(d)) == ("HP203", (3, 15))
+    (w,) = warnings(BASE + "slurm { mem = 100K }\n")
+    assert w.message.startswith("`mem = 100K` gives each node 1 MB: ")
+
+
+@pytest.mark.parametrize("written, mib", [('"8g"', 8192), ('"8GB"', 8192), ("8", 8), ('"4000"', 4000), ("100K", 1),
+                                          ('"1t"', 1024**2), ('"0"', None), ('"８G"', "HP203"), ('"16 G"', "HP203")])
+def test_a_mem_the_check_takes_is_one_the_plan_and_the_runtime_read_as_sbatch(written, mib) -> None:
+    """What the check takes, the plan's schema (`hpoc run`'s loader) takes too, and the
+    runtime reads the MiB sbatch reads; what sbatch does not read is refused at its line."""
+    from hpoc.runtime import memlimit
+
+    src = BASE + f"slurm {{ mem = {written} }}\n"
+    if mib == "HP203":
+        assert one_error(src).code == "HP203"
+        return
+    plan = json.loads(dumps(plan_of(src)))
+    validate(plan)
+    assert memlimit.node_limit(plan, {"SLURM_JOB_ID": "1"}) == (mib * 2**20 if mib else None)
+
+
 def test_slurm_values() -> None:
     d = one_error(BASE + 'slurm { extra = ["--exclusive", "-s"] }\n')  # the job script takes long ones
     assert (d.code, where(d), d.message) == ("HP204", (3, 33), "`extra` takes long options: `-s` is a short one")

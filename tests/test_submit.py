@@ -1257,6 +1257,9 @@ def test_sbatch_variables_of_the_shell_that_override_the_spec_are_named(tmp_path
     # the same values, or settings the spec leaves to the site (SBATCH_QOS here): nothing to say
     assert overrides(plan(slurm={"account": "proj-b"}), {"SBATCH_ACCOUNT": "proj-b", "SBATCH_QOS": "x"}) == []
     assert overrides(plan(slurm={"mem": "64G"}), {"SBATCH_MEM_PER_NODE": "65536"}) == []  # megabytes, as SLURM reads it
+    # the unit with a B, in either case, as sbatch reads it: the same 64 GiB (was "overridden")
+    assert overrides(plan(slurm={"mem": "64G"}), {"SBATCH_MEM_PER_NODE": "64GB"}) == []
+    assert overrides(plan(slurm={"mem": "1M"}), {"SBATCH_MEM_PER_NODE": "1k"}) == []  # K rounded up to MiB
     assert overrides(plan(slurm={"time": "00:10:00", "time_s": 600}), {"SBATCH_TIMELIMIT": "30"}) == [
         "`slurm.time = 00:10:00` is overridden by SBATCH_TIMELIMIT=30 in this shell"]
 

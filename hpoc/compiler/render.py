@@ -30,13 +30,13 @@ import jinja2
 
 from hpoc.compiler import tables as T
 from hpoc.plan import EXIT_INTERRUPTED, EXIT_NO_PROGRESS, MAX_WALLTIME_REQUEUES
+from hpoc.sizes import slurm_mem
 
 TEMPLATE_DIR = "templates/slurm"
 SIGNAL_MARGIN_S = 10  # of the grace period, kept for teardown after the driver stopped
 MAX_SIGNAL_S = 65535  # SLURM's limit for --signal=...@seconds
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_MEM = re.compile(r"[0-9]+[KMGTkmgt]?\Z")
 _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}\Z")
 _IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}\Z")
 _GRES_TYPE = re.compile(T.GRES_TYPE_RE + r"\Z")
@@ -272,7 +272,7 @@ def _resources(problems: _Problems, slurm: Mapping[str, Any]) -> dict[str, Any]:
     elif gpu_type is not None and request == "none":
         problems.bad("slurm.gpu_type", "needs a GPU request, but gpu_request is 'none'")
     mem = problems.text("slurm.mem", slurm["mem"])
-    if mem is not None and not _MEM.match(mem):
+    if mem is not None and slurm_mem(mem) is None:
         problems.bad("slurm.mem", f"must be a number with an optional K/M/G/T suffix, like 64G (got {mem!r})")
     time_ = problems.text("slurm.time", slurm["time"])
     if time_ is not None and not _TIME.match(time_):

@@ -28,6 +28,7 @@ from hpoc.compiler.space import read_domain, read_space
 from hpoc.dsl.transform import duration_seconds
 from hpoc.dsl import ast as A
 from hpoc.errors import closest, did_you_mean, one_of
+from hpoc.sizes import slurm_mem
 
 Found = dict[str, list[Any]]  # section kind -> blocks (or Objective statements)
 
@@ -427,24 +428,21 @@ class _Special:
     def mem(self, key: str, value: A.Value, path: str) -> str | None:
         if isinstance(value, A.Null):
             return None
-        text = None
         written = value.text if isinstance(value, A.Size) else value.value if isinstance(value, A.String) else None
-        # sbatch reads the unit in any case, with an optional B (`64GB`, `500mb`): one spelling here
-        m = re.fullmatch(r"(\d+)(?:([KMGTkmgt])[Bb]?)?", written) if isinstance(written, str) else None
-        if m:
-            text = m.group(1) + (m.group(2) or "").upper()
-        elif isinstance(value, A.Number) and isinstance(value.value, int) and value.value >= 0:
-            text = f"{value.value}M"
-        if text is not None:
-            if _megabytes(text) > MAX_MEM_MB:
+        read = slurm_mem(written) if isinstance(written, str) else None  # `64gb`: one spelling, `64G`
+        if read is None and isinstance(value, A.Number) and isinstance(value.value, int) and value.value >= 0:
+            read = slurm_mem(f"{value.value}M")
+        if read is not None:
+            text, mib = read
+            if mib > MAX_MEM_MB:
                 self.ch.error(VALUE, f"`mem` must be at most 1024T per node (got {text})", value.span,
                               help="`mem` is the memory of one node")  # fmt: skip
                 return None
-            if 0 < _megabytes(text) < MIN_MEM_MB:  # `mem = 256` for 256 GB
+            if 0 < mib < MIN_MEM_MB:  # `mem = 256` for 256 GB
                 bare = isinstance(value, A.Number) or text[-1].isdigit()
                 shown = written if written is not None else value.value
                 unit = " (a bare number is megabytes, as sbatch reads it)" if bare else ""
-                self.ch.warn(WARN_RESOURCES, f"`mem = {shown}` gives each node {_megabytes(text):g} MB{unit}: "
+                self.ch.warn(WARN_RESOURCES, f"`mem = {shown}` gives each node {mib} MB{unit}: "
                                              "Ray's own processes need more than that", value.span,
                              help=f"write `{text.rstrip('M')}G` for gigabytes" if bare else
                              "raise `mem` to 2G or more, or leave it out for the partition's default")  # fmt: skip
@@ -617,13 +615,6 @@ _SHELL_WORD = re.compile(r"(\$(?:\w+|\{[^}]*\}|\()|(?:^|(?<=:))~(?=/|:|$))", re.
 
 MAX_MEM_MB = 1024 * 1024**2  # 1024T: more than any node has
 MIN_MEM_MB = 1024  # below: Ray's raylet, GCS and object store alone do not fit (`mem = 256` for 256 GB)
-_MB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
-
-
-def _megabytes(size: str) -> float:
-    """Megabytes of a SLURM size (`64G`; a bare number is megabytes, as sbatch reads it)."""
-    unit = size[-1] if size[-1] in _MB else "M"
-    return int(size.rstrip("KMGT")) * _MB[unit]
 
 
 def format_slurm_time(seconds: int) -> str:

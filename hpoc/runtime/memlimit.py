@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hpoc.sizes import size
+from hpoc.sizes import size, slurm_mem
 
 _V1_UNLIMITED = 2**62  # v1 writes PAGE_COUNTER_MAX pages (about 2**63 bytes) for no limit
 
@@ -59,34 +59,28 @@ def room(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> Room 
 
 
 def node_limit(plan: dict[str, Any], env: Mapping[str, str] = os.environ) -> int | None:
-    """The memory limit of each node of this SLURM job, in bytes: SLURM_MEM_PER_NODE, or
-    SLURM_MEM_PER_CPU times the most CPUs a node of the job has, or SLURM_MEM_PER_GPU times
-    its GPUs on a node, or the plan's `slurm.mem` (as sbatch reads it: MiB without a unit,
-    the unit in any case). None outside a job, or where none is said or it is 0 (all of a
-    node's memory: not known from here)."""
+    """The memory limit of each node of this SLURM job, in bytes: slurm_mib with the most
+    CPUs and GPUs a node of the job has (a worker may land there), else the plan's
+    `slurm.mem` (as sbatch reads it). None outside a job, or where none is said or it is 0
+    (all of a node's memory: not known from here)."""
     if not env.get("SLURM_JOB_ID"):
         return None
     slurm = plan.get("slurm") or {}
-    if (per_node := env.get("SLURM_MEM_PER_NODE", "")).isdigit():
-        return int(per_node) * 2**20 or None
-    if (per_cpu := env.get("SLURM_MEM_PER_CPU", "")).isdigit():
-        cpus = _most_cpus(env) or int(slurm.get("cpus_per_node") or 0)
-        return int(per_cpu) * cpus * 2**20 or None
-    if (per_gpu := env.get("SLURM_MEM_PER_GPU", "")).isdigit():
-        gpus = _most_gpus(env) or int(slurm.get("gpus_per_node") or 0)
-        return int(per_gpu) * gpus * 2**20 or None
-    mib = _mebibytes(str(slurm.get("mem") or ""))
+    mib = slurm_mib(env, _most_cpus(env) or int(slurm.get("cpus_per_node") or 0),
+                    _most_gpus(env) or int(slurm.get("gpus_per_node") or 0))
+    if mib is None and (read := slurm_mem(str(slurm.get("mem") or ""))):
+        mib = read[1]
     return mib * 2**20 if mib else None
 
 
-def _mebibytes(text: str) -> int | None:
-    """A size as sbatch's --mem reads it (str_to_mbytes): MiB without a unit, K/M/G/T in
-    either case with an optional B, K rounded up to whole MiB; None when it reads none."""
-    found = re.fullmatch(r"(\d+)(?:([KMGT])B?)?", text, re.IGNORECASE)
-    if not found:
-        return None
-    n, unit = int(found.group(1)), (found.group(2) or "M").upper()
-    return -(-n // 1024) if unit == "K" else n * 1024 ** "MGT".index(unit)
+def slurm_mib(env: Mapping[str, str], cpus: int | None, gpus: int | None) -> int | None:
+    """The job's MiB on a node of `cpus` CPUs and `gpus` GPUs, from its one memory option's
+    variable (plain MiB): SLURM_MEM_PER_NODE, _PER_CPU times `cpus`, or _PER_GPU times `gpus`.
+    0: all of a node's (--mem=0), or the count not known; None where none is said."""
+    for name, times in (("SLURM_MEM_PER_NODE", 1), ("SLURM_MEM_PER_CPU", cpus), ("SLURM_MEM_PER_GPU", gpus)):
+        if re.fullmatch(r"[0-9]+", said := env.get(name, "")):
+            return int(said) * (times or 0)
+    return None
 
 
 def _most_cpus(env: Mapping[str, str]) -> int:

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from hpoc.runtime import node_stop, ports, sweep, visible
+from hpoc.runtime import memlimit, node_stop, ports, sweep, visible
 from hpoc.runtime.sweep import KEEP_FILE
 
 TOKEN_ENV = "HPOC_RAY_TOKEN"
@@ -365,11 +365,7 @@ def allocation(env: Mapping[str, str], shm: str = "/dev/shm") -> dict[str, int |
     gpus = _int_env(env, "SLURM_GPUS_ON_NODE")
     if gpus is None:  # CUDA_VISIBLE_DEVICES, or on AMD nodes ROCR_/HIP_VISIBLE_DEVICES
         gpus = visible.count(env) or 0
-    mem_mb = _int_env(env, "SLURM_MEM_PER_NODE")
-    if mem_mb is None and cpus and (per_cpu := _int_env(env, "SLURM_MEM_PER_CPU")):
-        mem_mb = per_cpu * cpus
-    if mem_mb is None and gpus and (per_gpu := _int_env(env, "SLURM_MEM_PER_GPU")):
-        mem_mb = per_gpu * gpus  # --mem-per-gpu: the node's share is its GPUs' (SLURM's cgroup)
+    mem_mb = memlimit.slurm_mib(env, cpus, gpus)  # this node's CPUs and GPUs: its cgroup's share
     memory = store = None
     if mem_mb:
         total = mem_mb * 2**20

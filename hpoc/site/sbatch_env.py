@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from hpoc.sizes import slurm_mem
+
 # variable -> the `slurm` setting it overrides (compared as SLURM reads both)
 _SETTINGS = {
     "SBATCH_PARTITION": "partition",
@@ -59,7 +61,7 @@ def in_shell(plan: dict[str, Any], env: Mapping[str, str] | None = None) -> dict
         elif key == "time":
             same = slurm_time(value)[0] == slurm.get("time_s")
         else:
-            same = _megabytes(value) == _megabytes(mine) if key == "mem" else value == mine
+            same = _mib(value) == _mib(mine) if key == "mem" else value == mine
         if not same:
             out[key] = f"{var}={value}"
     return out
@@ -72,13 +74,10 @@ def advice(line: str) -> str:
             f"`unset {var}` and submit again, or write the same in the spec")
 
 
-def _megabytes(size: str) -> float | str:
-    """A SLURM size in megabytes (`64G`, `65536`: a bare number is megabytes), or the text
-    itself when it is none."""
-    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}
-    text = size.strip().upper()
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "M")
-    return int(number) * units[unit] if number.isdigit() else text
+def _mib(size: str) -> int | str:
+    """A SLURM size in MiB as sbatch reads it (`64GB`, `65536`), or the text itself when it is none."""
+    read = slurm_mem(size.strip())
+    return read[1] if read else size
 
 
 def what_to_check(said: str, plan: dict[str, Any]) -> str:

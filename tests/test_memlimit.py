@@ -220,7 +220,7 @@ def test_a_local_rays_object_store_fits_the_jobs_memory_limit(monkeypatch) -> No
     assert session.local_object_store() == 100 * 2**20
 
 
-def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None:
+def test_a_shards_trials_at_once_are_its_own_not_the_studys(tmp_path, monkeypatch) -> None:
     """A job array of 32 shards over 64 trials: each array task runs 2. A shard warned that
     64 trials' copies ran at once on its 8 CPUs (and named `max_concurrent = 2` where 2 run)."""
     import io
@@ -247,7 +247,8 @@ def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
     # Optuna's shards share one budget: a fast shard may take all of it
     out = io.StringIO()
-    shared = {**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}
+    shared = {**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"},
+              "storage": {"path": str(tmp_path), "name": "toy"}}  # no journal there yet
     study._warn_concurrent(shared, 3 * GIB, Room(7 * GIB), out, left(shared, 5))
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
 
@@ -422,3 +423,85 @@ def test_a_resumed_or_retried_run_counts_the_trials_it_has_left(tmp_path, monkey
     # a fresh run (--fresh moves the earlier one aside) runs all of the shard's
     said = warned(plan, ["TERMINATED"] * 62 + ["RUNNING", "PENDING"], fresh=True)
     assert said.startswith("[hpoc] warning: 8 trials run at once here"), said
+
+
+def test_hebos_own_cap_bounds_the_trials_said_to_run_at_once(monkeypatch) -> None:
+    """Ray's HEBOSearch runs 8 trials at once unless told otherwise (`trials.max_concurrent`,
+    which Tune hands to it). On 16 CPUs it was said that 16 trials' copies ran at once where
+    10 fit: a false warning of OOM kills."""
+    import io
+
+    import ray
+
+    from hpoc.runtime import study
+    from hpoc.runtime.watch import STATE
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 16.0}}])
+    STATE.__init__()
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
+            "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "hebo"},
+            "shards": {"count": 1}}
+    out = io.StringIO()
+    study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, 64)  # 10 fit, 8 run
+    assert out.getvalue() == ""
+    study._warn_concurrent(plan, 3 * GIB, Room(13 * GIB), out, 64)  # 4 fit
+    assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
+    assert "set `max_concurrent = 4`" in out.getvalue(), out.getvalue()
+    out = io.StringIO()  # the study's cap replaces HEBO's own
+    study._warn_concurrent({**plan, "trials": {"num_samples": 64, "max_concurrent": 12}}, 3 * GIB,
+                           Room(31 * GIB), out, 64)
+    assert out.getvalue().startswith("[hpoc] warning: 12 trials run at once here"), out.getvalue()
+    # a resumed run restores its errored trials beside the 8 HEBO lets run: they count
+    out = io.StringIO()
+    STATE.mode, STATE.errored = "restore", {"e1", "e2", "e3"}
+    study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, 64)
+    assert out.getvalue().startswith("[hpoc] warning: 11 trials run at once here"), out.getvalue()
+    STATE.__init__()
+
+
+def test_a_shard_under_a_shared_optuna_budget_counts_the_trials_the_budget_leaves(tmp_path, monkeypatch) -> None:
+    """4 shards share 16 Optuna trials. A shard that started after the others had taken 15
+    of them runs one trial at most, yet it was said that 8 trials' copies ran at once on its
+    8 CPUs where 2 fit (the whole budget counted): a false warning. The journal says what
+    is left; the shard's own running trials there (resumed, or asked before it was killed)
+    run too."""
+    import io
+
+    import optuna
+    import ray
+
+    from hpoc.runtime import shards, study
+    from hpoc.runtime.watch import STATE
+    from runtime_plans import make_plan
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    STATE.__init__()
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 16, "max_concurrent": None},
+                     search={"algorithm": "optuna", "options": {}}, shards={"count": 4, "parallel": 4})
+
+    def said(shard: int = 3, room: Room = Room(7 * GIB)) -> str:  # 2 copies fit
+        out = io.StringIO()
+        left = study._trials_left(plan, study.RunOptions(shard=shard))
+        study._warn_concurrent(plan, 3 * GIB, room, out, left, shard)
+        return out.getvalue()
+
+    assert said().startswith("[hpoc] warning: 8 trials run at once here")  # no journal yet: it may take 8
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ot = optuna.create_study(study_name="toy", storage=shards.journal_storage(plan), direction="maximize")
+    TS = optuna.trial.TrialState
+
+    def add(n, shard, state, **attrs):
+        for _ in range(n):
+            ot.add_trial(optuna.trial.create_trial(
+                state=state, value=0.5 if state == TS.COMPLETE else None,
+                user_attrs={shards.SHARD_ATTR: shard, **attrs}))
+
+    add(11, 0, TS.COMPLETE)
+    add(3, 1, TS.FAIL, **{shards.EXTRA_ATTR: "over budget"})  # extra trials take no budget
+    assert said().startswith("[hpoc] warning: 5 trials run at once here"), said()
+    add(3, 1, TS.COMPLETE)
+    assert said() == ""  # 2 left, 2 fit
+    add(2, 3, TS.RUNNING)  # shard 3's own, asked before it was killed: it runs them again
+    assert said() == ""
+    assert said(room=Room(5 * GIB)).startswith("[hpoc] warning: 2 trials run at once here")  # 1 fits
+    assert said(2, Room(5 * GIB)) == ""  # shard 2 has none of its own and no budget left

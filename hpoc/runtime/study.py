@@ -167,7 +167,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                 say(stream, _sharing_line(ray_session.neighbours))
             _check_capacity(plan, ray_session)
             if room is not None:
-                _warn_concurrent(plan, tensors, room, stream, _trials_left(plan, opts))
+                _warn_concurrent(plan, tensors, room, stream, _trials_left(plan, opts), opts.shard)
             if building := deepspeed_ops.build_line(plan):
                 say(stream, building)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
@@ -331,21 +331,29 @@ def _trials_left(plan: dict[str, Any], opts: RunOptions) -> int:
     return max(0, total - STATE.saved_ended) + (len(STATE.errored) if retried else 0)
 
 
-def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, left: int) -> None:
+def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, left: int,
+                     shard: int = 0) -> None:
     """Trials that would run at once here whose copies of the data (`tensors` bytes a
     worker) do not all fit: a warning naming how many fit, and the setting that caps them.
     Not a refusal (fewer at once fit) nor a cap of hpoc's own: the copies are a lower bound
     of a trial's memory (its model and batches come on top), and `max_concurrent` shapes
-    the search. `left`: the trials this run may start (`_trials_left`)."""
+    the search. `left`: the trials this run may start (`_trials_left`); at once, no more
+    than the search lets run (`search.search_cap`) and, under a shared Optuna budget, than
+    the journal leaves the shard (read only when there would be a warning)."""
     import ray
 
-    from hpoc.runtime import datamem, session
+    from hpoc.runtime import datamem, search, session, shards
 
     fit = datamem.trials_that_fit(plan, tensors, room)
-    cap = plan["trials"]["max_concurrent"]
-    at_once = min(session.trials_at_once(plan, ray.nodes()), left, cap or 10**9)
+    restored = len(STATE.errored) if STATE.mode in ("restore", "retry") else 0  # held to no searcher's cap
+    cap = search.search_cap(plan)
+    at_once = min(session.trials_at_once(plan, ray.nodes()), left, cap + restored if cap else 10**9)
     if fit is None or fit >= at_once:
         return
+    if (open_ := shards.budget_open(plan, shard)) is not None:
+        at_once = min(at_once, open_ + restored)
+        if fit >= at_once:
+            return
     say(stream, "[hpoc] warning: " + _in_spec_words(plan, datamem.crowded(plan, tensors, room, at_once, fit)))
 
 

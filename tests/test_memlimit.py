@@ -279,7 +279,7 @@ def test_a_multi_node_jobs_data_is_checked_against_one_nodes_limit(monkeypatch) 
     # 4 workers of 3 GiB each: 2 on a node at least, 6 GiB: fits an empty node, not refused
     plan["resources"]["workers"] = 4
     monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
-    assert study._require_memory(plan, data, opts) == (None, 3 * GIB)
+    assert study._require_memory(plan, data, opts) == (Room(8 * GIB, 8 * GIB, nodes=2), 3 * GIB)
     monkeypatch.setattr(datamem, "sizes", lambda data: (5 * GIB, 5 * GIB))
     with pytest.raises(study.StudyError, match="10.0 GiB on one of the job's 2 nodes at least"):
         study._require_memory(plan, data, opts)
@@ -456,6 +456,10 @@ def test_hebos_own_cap_bounds_the_trials_said_to_run_at_once(monkeypatch) -> Non
     STATE.mode, STATE.errored = "restore", {"e1", "e2", "e3"}
     study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, 64)
     assert out.getvalue().startswith("[hpoc] warning: 11 trials run at once here"), out.getvalue()
+    out = io.StringIO()  # the study's cap holds them too (resume.py)
+    study._warn_concurrent({**plan, "trials": {"num_samples": 64, "max_concurrent": 12}}, 3 * GIB,
+                           Room(31 * GIB), out, 64)
+    assert out.getvalue().startswith("[hpoc] warning: 12 trials run at once here"), out.getvalue()
     STATE.__init__()
 
 
@@ -505,3 +509,59 @@ def test_a_shard_under_a_shared_optuna_budget_counts_the_trials_the_budget_leave
     assert said() == ""
     assert said(room=Room(5 * GIB)).startswith("[hpoc] warning: 2 trials run at once here")  # 1 fits
     assert said(2, Room(5 * GIB)) == ""  # shard 2 has none of its own and no budget left
+
+
+def test_a_multi_node_job_whose_nodes_cannot_hold_their_trials_copies_warns(monkeypatch) -> None:
+    """A job of 2 nodes of 8 CPUs under --mem=8G runs 16 one-CPU trials at once, each
+    copying 3 GiB of tensors: however Ray places them, a node gets 8 of them, 24 GiB, where
+    2 fit. Nothing was said (only a local or one-node run was counted), and the trials were
+    OOM-killed. Only a certain overflow is said: where an even spread fits, Ray may still
+    put more on one node, which is not known from here."""
+    import io
+
+    import ray
+
+    from hpoc.runtime import datamem, study
+    from hpoc.runtime.watch import STATE
+
+    for name in ("SLURM_MEM_PER_CPU", "SLURM_MEM_PER_GPU"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "2")
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "8192")
+    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 8.0}}]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    STATE.__init__()
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}, "pipeline": {},
+            "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "random"},
+            "shards": {"count": 1}, "slurm": {"mem": None, "nodes": 2}}
+
+    def said(plan, left=64) -> str:
+        room, tensors = study._require_memory(plan, object(), study.RunOptions(local=False))
+        assert room is not None
+        out = io.StringIO()
+        study._warn_concurrent(plan, tensors, room, out, left)
+        return out.getvalue()
+
+    assert said(plan) == (
+        "[hpoc] warning: 16 trials run at once on the job's 2 nodes, but their copies of the data "
+        "(3.0 GiB each) fit 2 a node in the job's memory limit of 8.0 GiB per node (SLURM --mem / "
+        "--mem-per-cpu / --mem-per-gpu): however Ray places them, a node gets 8 or more, and those over "
+        "2 would be killed by the OOM killer mid-study; set `max_concurrent = 4` (they fit if Ray spreads "
+        "them evenly; fewer may fit: a trial's model and batches take memory too)\n")
+    # 4 at once: 2 a node if spread evenly, which fits: not said (Ray may pack them; not known)
+    capped = {**plan, "trials": {"num_samples": 64, "max_concurrent": 4}}
+    assert said(capped) == ""
+    assert said(plan, left=5).startswith("[hpoc] warning: 5 trials run at once on the job's 2 nodes")
+    # unequal nodes: 12 and 4 CPUs hold 16 trials only as 12 and 4
+    nodes[:] = [{"Alive": True, "Resources": {"CPU": 12.0}}, {"Alive": True, "Resources": {"CPU": 4.0}},
+                {"Alive": False, "Resources": {"CPU": 64.0}}]
+    assert "a node gets 12 or more" in said(plan), said(plan)
+    # two-worker trials: their workers' copies, one a worker
+    nodes[:] = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 8.0}}]
+    two = {**plan, "resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 0}}
+    text = said(two)
+    assert text.startswith("[hpoc] warning: 7 trials run at once on the job's 2 nodes, but their workers' "
+                           "copies of the data (3.0 GiB each, one a worker) fit 2 a node"), text
+    assert "a node gets 7 or more" in text and "`max_concurrent = 2`" in text, text

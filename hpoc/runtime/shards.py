@@ -89,8 +89,8 @@ def trials_of_shard(plan: dict[str, Any], shard: int) -> int:
 def budget_open(plan: dict[str, Any], shard: int) -> int | None:
     """The trials shard `shard` may still run under the study's shared Optuna budget, by
     the journal: the budget's trials none has asked for (`budget_used`) and the shard's own
-    running there (resumed, or asked before it was killed). None
-    without a shared budget, or without a journal of the study to read."""
+    running there (resumed, or asked before it was killed). None without a shared budget,
+    or without a journal of the study to read."""
     if not shared_budget(plan) or not journal_path(plan).is_file():
         return None
     from optuna.trial import TrialState
